@@ -1,0 +1,356 @@
+//! The HTTP API, as plain `http` types: the same handler serves API Gateway (intake Lambda) and
+//! `waymark dev`. Segment-compatible intake, read APIs for admins, inbox and unsubscribe.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Keys, Role, Signer};
+use crate::dsl;
+use crate::event::{self, FieldError, Kind, Limits};
+use crate::journey::{Channel, Journey};
+use crate::queue::{Message, Outbound, QueueName};
+use crate::runtime::{RunError, Runtime};
+
+pub struct Api {
+    pub runtime: Arc<Runtime>,
+    pub keys: Keys,
+    pub signer: Arc<Signer>,
+    pub limits: Limits,
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn field_errors(status: StatusCode, errors: &[FieldError]) -> Response<Bytes> {
+    reply(
+        status,
+        &json!({ "error": "invalid request", "errors": errors }),
+    )
+}
+
+fn unauthorized() -> Response<Bytes> {
+    reply(
+        StatusCode::UNAUTHORIZED,
+        &json!({ "error": "unauthorized" }),
+    )
+}
+
+fn internal(e: &RunError) -> Response<Bytes> {
+    tracing::error!(error = %e, "request failed");
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "error": "temporarily unavailable, retry" }),
+    )
+}
+
+/// Per-step figures for `GET /v1/journeys/{id}/stats`.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct StepStats {
+    pub id: String,
+    pub entered: i64,
+    pub waiting: i64,
+    pub sent: BTreeMap<String, i64>,
+    pub skipped: BTreeMap<String, i64>,
+    pub exited: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JourneyStats {
+    pub journey: String,
+    pub version: u32,
+    pub entered: i64,
+    pub converted: i64,
+    pub exited: i64,
+    pub completed: i64,
+    pub held_out: i64,
+    pub steps: Vec<StepStats>,
+}
+
+/// Shapes a journey's counters into per-step figures, in the journey's step order.
+pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> JourneyStats {
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    let steps = j
+        .steps
+        .iter()
+        .map(|s| {
+            let prefix = format!("step.{}.", s.id);
+            let mut st = StepStats {
+                id: s.id.clone(),
+                ..Default::default()
+            };
+            for (k, v) in c.range(prefix.clone()..) {
+                let Some(rest) = k.strip_prefix(&prefix) else {
+                    break;
+                };
+                match rest.split_once('.') {
+                    Some(("sent", ch)) => {
+                        st.sent.insert(ch.to_string(), *v);
+                    }
+                    Some(("skipped", why)) => {
+                        st.skipped.insert(why.to_string(), *v);
+                    }
+                    _ => match rest {
+                        "entered" => st.entered = *v,
+                        "waiting" => st.waiting = *v,
+                        "exited" => st.exited = *v,
+                        _ => {}
+                    },
+                }
+            }
+            st
+        })
+        .collect();
+    JourneyStats {
+        journey: j.id.clone(),
+        version,
+        entered: get("entered"),
+        converted: get("converted"),
+        exited: get("exited"),
+        completed: get("completed"),
+        held_out: get("held_out"),
+        steps,
+    }
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+impl Api {
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let auth = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let role = self.keys.role(auth);
+        let method = req.method().clone();
+        match (method.clone(), segments.as_slice()) {
+            (Method::POST, ["v1", kind @ ("track" | "identify")]) => {
+                if role.is_none() {
+                    return unauthorized();
+                }
+                let kind = if *kind == "track" {
+                    Kind::Track
+                } else {
+                    Kind::Identify
+                };
+                let now = self.runtime.clock.now();
+                match event::parse_single(kind, req.body(), now, &self.limits) {
+                    Ok(e) => self.enqueue(vec![e], Vec::new()).await,
+                    Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
+                }
+            }
+            (Method::POST, ["v1", "batch"]) => {
+                if role.is_none() {
+                    return unauthorized();
+                }
+                let now = self.runtime.clock.now();
+                match event::parse_batch(req.body(), now, &self.limits) {
+                    Ok(out) => self.enqueue(out.accepted, out.rejected).await,
+                    Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
+                }
+            }
+            (Method::GET, ["v1", "users", user]) => {
+                if role != Some(Role::Admin) {
+                    return unauthorized();
+                }
+                match self.runtime.user(user).await {
+                    Ok(v) if v.profile.is_none() && v.enrollments.is_empty() => reply(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": format!("no user `{user}`")}),
+                    ),
+                    Ok(v) => reply(StatusCode::OK, &json!(v)),
+                    Err(e) => internal(&e),
+                }
+            }
+            (Method::GET, ["v1", "users", user, "inbox"]) => {
+                let token = req
+                    .headers()
+                    .get("x-waymark-user-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        auth.and_then(|a| a.strip_prefix("Bearer "))
+                            .map(str::to_string)
+                    });
+                let allowed = role == Some(Role::Admin)
+                    || token.is_some_and(|t| self.signer.verify_inbox_token(user, &t));
+                if !allowed {
+                    return unauthorized();
+                }
+                match self.runtime.inbox(user).await {
+                    Ok(items) => reply(StatusCode::OK, &json!({ "messages": items })),
+                    Err(e) => internal(&e),
+                }
+            }
+            (Method::GET, ["v1", "journeys"]) => {
+                if role != Some(Role::Admin) {
+                    return unauthorized();
+                }
+                match self.runtime.catalog.heads().await {
+                    Ok(heads) => reply(StatusCode::OK, &json!({ "journeys": heads })),
+                    Err(e) => internal(&e.into()),
+                }
+            }
+            (Method::GET, ["v1", "journeys", id, "stats"]) => {
+                if role != Some(Role::Admin) {
+                    return unauthorized();
+                }
+                self.stats(id).await
+            }
+            (Method::PUT, ["v1", "journeys", id]) => {
+                if role != Some(Role::Admin) {
+                    return unauthorized();
+                }
+                self.publish(id, req.body()).await
+            }
+            (Method::GET | Method::POST, ["v1", "unsubscribe"]) => {
+                let Some(token) = query_param(req.uri(), "token") else {
+                    return field_errors(
+                        StatusCode::BAD_REQUEST,
+                        &[FieldError {
+                            field: "token".into(),
+                            message: "the unsubscribe link is missing its token".into(),
+                        }],
+                    );
+                };
+                let Some((user, channel, _journey)) = self.signer.verify_unsubscribe_token(&token)
+                else {
+                    return unauthorized();
+                };
+                let channel = Channel::parse(&channel).unwrap_or(Channel::Email);
+                match self.runtime.unsubscribe(&user, channel).await {
+                    Ok(()) => reply(
+                        StatusCode::OK,
+                        &json!({"unsubscribed": true, "channel": channel}),
+                    ),
+                    Err(e) => internal(&e),
+                }
+            }
+            (
+                _,
+                ["v1", "track" | "identify" | "batch" | "journeys" | "users" | "unsubscribe", ..],
+            ) => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": format!("{method} is not allowed on {path}")}),
+            ),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                &json!({"error": format!("no route {path}"), "routes": ["POST /v1/track", "POST /v1/identify", "POST /v1/batch", "GET /v1/users/{userId}", "GET /v1/users/{userId}/inbox", "GET /v1/journeys", "GET /v1/journeys/{id}/stats", "PUT /v1/journeys/{id}", "GET /v1/unsubscribe?token="]}),
+            ),
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        events: Vec<event::Event>,
+        rejected: Vec<event::Rejected>,
+    ) -> Response<Bytes> {
+        let accepted = events.len();
+        if !events.is_empty() {
+            let messages: Vec<Outbound> = events
+                .into_iter()
+                .map(|e| Outbound {
+                    message: Message::Event(Box::new(e)),
+                    delay_secs: 0,
+                })
+                .collect();
+            if let Err(e) = self.runtime.queue.send(QueueName::Events, &messages).await {
+                return internal(&e.into());
+            }
+        }
+        if rejected.is_empty() {
+            reply(
+                StatusCode::OK,
+                &json!({"success": true, "accepted": accepted}),
+            )
+        } else {
+            reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"success": false, "accepted": accepted, "rejected": rejected}),
+            )
+        }
+    }
+
+    async fn stats(&self, id: &str) -> Response<Bytes> {
+        let latest = match self.runtime.catalog.latest(id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": format!("no journey `{id}`")}),
+                )
+            }
+            Err(e) => return internal(&e.into()),
+        };
+        match self.runtime.stats(id).await {
+            Ok(c) => reply(
+                StatusCode::OK,
+                &json!(journey_stats(&latest.journey, latest.version, &c)),
+            ),
+            Err(e) => internal(&e),
+        }
+    }
+
+    async fn publish(&self, id: &str, body: &[u8]) -> Response<Bytes> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return field_errors(
+                StatusCode::BAD_REQUEST,
+                &[FieldError {
+                    field: "body".into(),
+                    message: "send the journey file as UTF-8 YAML or JSON".into(),
+                }],
+            );
+        };
+        let journey = match dsl::parse(&format!("{id}.yaml"), text) {
+            Ok(j) => j,
+            Err(errors) => {
+                return reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"error": "invalid journey", "errors": errors}),
+                )
+            }
+        };
+        if journey.id != id {
+            return field_errors(
+                StatusCode::BAD_REQUEST,
+                &[FieldError {
+                    field: "id".into(),
+                    message: format!(
+                        "the file says id `{}` but the URL says `{id}`: make them the same",
+                        journey.id
+                    ),
+                }],
+            );
+        }
+        let now = self.runtime.clock.now();
+        match self.runtime.catalog.publish(&journey, now).await {
+            Ok((version, created)) => reply(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &json!({"id": id, "version": version, "created": created}),
+            ),
+            Err(e) => internal(&e.into()),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The journey catalog: published journey versions in the store. Publishing a changed journey
+//! makes a new version; enrolled users finish on theirs. Latest versions are cached briefly,
+//! fixed versions forever (they never change).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::journey::Journey;
+use crate::store::{Expect, Key, Record, Store, StoreError};
+
+/// One published version of a journey.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub version: u32,
+    pub digest: String,
+    pub published_at: Timestamp,
+    pub journey: Journey,
+}
+
+/// The pointer to a journey's latest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+    pub published_at: Timestamp,
+}
+
+const INDEX: &str = "JOURNEYS";
+
+fn head_key(id: &str) -> Key {
+    Key::new(INDEX, id)
+}
+
+fn version_key(id: &str, version: u32) -> Key {
+    Key::new(format!("J#{id}"), format!("V#{version:08}"))
+}
+
+type Latest = Arc<Vec<Arc<Published>>>;
+
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    latest: Mutex<Option<(Instant, Latest)>>,
+    versions: Mutex<HashMap<(String, u32), Arc<Published>>>,
+}
+
+impl Catalog {
+    /// `ttl`: how long the list of latest versions is cached (Lambda: a minute at most).
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Catalog {
+            store,
+            ttl,
+            latest: Mutex::new(None),
+            versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stores `journey` as a new version unless it is unchanged. Returns (version, whether new).
+    pub async fn publish(
+        &self,
+        journey: &Journey,
+        now: Timestamp,
+    ) -> Result<(u32, bool), StoreError> {
+        let digest = journey.digest();
+        for _ in 0..5 {
+            let head = self.store.get(&head_key(&journey.id)).await?;
+            let (current, expect) = match &head {
+                Some(r) => (Some(r.parse::<Head>()?), Expect::Version(r.version)),
+                None => (None, Expect::Absent),
+            };
+            if let Some(h) = &current {
+                if h.digest == digest {
+                    return Ok((h.version, false));
+                }
+            }
+            let version = current.as_ref().map(|h| h.version + 1).unwrap_or(1);
+            let published = Published {
+                version,
+                digest: digest.clone(),
+                published_at: now,
+                journey: journey.clone(),
+            };
+            match self
+                .store
+                .put(
+                    &Record::new(version_key(&journey.id, version), 1, &published)?,
+                    Expect::Absent,
+                )
+                .await
+            {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+            let new_head = Head {
+                id: journey.id.clone(),
+                name: journey.name.clone(),
+                version,
+                digest: digest.clone(),
+                published_at: now,
+            };
+            let rv = head.as_ref().map(|r| r.version + 1).unwrap_or(1);
+            match self
+                .store
+                .put(&Record::new(head_key(&journey.id), rv, &new_head)?, expect)
+                .await
+            {
+                Ok(()) => {
+                    self.invalidate();
+                    return Ok((version, true));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Forget the cached list of latest versions.
+    pub fn invalidate(&self) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Every journey's head (id, name, latest version).
+    pub async fn heads(&self) -> Result<Vec<Head>, StoreError> {
+        self.store
+            .query(INDEX, "")
+            .await?
+            .iter()
+            .map(Record::parse)
+            .collect()
+    }
+
+    /// The latest version of every journey.
+    pub async fn active(&self) -> Result<Latest, StoreError> {
+        if let Some((at, list)) = &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < self.ttl {
+                return Ok(list.clone());
+            }
+        }
+        let heads = self.heads().await?;
+        let mut list = Vec::with_capacity(heads.len());
+        for h in heads {
+            if let Some(p) = self.version(&h.id, h.version).await? {
+                list.push(p);
+            }
+        }
+        let list = Arc::new(list);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// One version of a journey (`None` if it was never published).
+    pub async fn version(
+        &self,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<Arc<Published>>, StoreError> {
+        let k = (id.to_string(), version);
+        if let Some(p) = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&k)
+        {
+            return Ok(Some(p.clone()));
+        }
+        let Some(r) = self.store.get(&version_key(id, version)).await? else {
+            return Ok(None);
+        };
+        let p = Arc::new(r.parse::<Published>()?);
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, p.clone());
+        Ok(Some(p))
+    }
+
+    /// The latest version of one journey.
+    pub async fn latest(&self, id: &str) -> Result<Option<Arc<Published>>, StoreError> {
+        Ok(self
+            .active()
+            .await?
+            .iter()
+            .find(|p| p.journey.id == id)
+            .cloned())
+    }
+}

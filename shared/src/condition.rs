@@ -1,0 +1,1859 @@
+//! Conditions in journey files: a small, safe expression language over event.* and profile.*; no code runs from a journey file.
+//!
+//! ```text
+//! event.total >= 50 and profile.country in ['FR', 'DE']
+//! not exists(profile.unsubscribed_at) or profile.last_order_at < ago('30d')
+//! event.items[0].sku == 'A-1' and event.tags contains 'gift'
+//! ```
+//!
+//! Paths start at `event` or `profile` (`event.a.b`, `event.items[0]`, `profile['first name']`);
+//! a missing path reads as `null`. Values are numbers, strings in `'…'` or `"…"`, `true`, `false`,
+//! `null`, lists `[1, 'a']`, and times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`.
+//! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
+//! the condition `exists(path)`, and `and`, `or`, `not` with parentheses. `not` applies to the
+//! comparison after it (`not a == b` is `not (a == b)`), comparisons bind tighter than `and`, and
+//! `and` tighter than `or`.
+//!
+//! Evaluation never fails: comparing values of different types is false (`!=`, `not in` and
+//! `not contains` are the negations of `==`, `in` and `contains`), numbers compare numerically
+//! (`1 == 1.0`), strings lexicographically, and a string compared with a time is read as an
+//! RFC 3339 time. A bare path is a condition that holds when the value is `true`. Parsing rejects
+//! conditions longer than 4096 characters or nested deeper than 32 levels, so evaluation is bounded.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Number, Value};
+
+use crate::duration::Duration;
+
+/// The longest condition, in characters.
+const MAX_LEN: usize = 4096;
+/// How deeply parentheses, `not` and lists may nest.
+const MAX_DEPTH: usize = 32;
+
+/// A parsed condition, kept with its source text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    source: String,
+    expr: Expr,
+}
+
+/// What a condition reads: the triggering event, the user's profile, and the current time.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub event: &'a Value,
+    pub profile: &'a Value,
+    pub now: Timestamp,
+}
+
+/// Why a string is not a condition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConditionError {
+    /// Where the problem is, in characters from the start of the source.
+    pub offset: usize,
+    /// What is wrong, and what to write instead.
+    pub message: String,
+}
+
+fn error<T>(offset: usize, message: impl Into<String>) -> Result<T, ConditionError> {
+    Err(ConditionError {
+        offset,
+        message: message.into(),
+    })
+}
+
+impl Condition {
+    pub fn parse(src: &str) -> Result<Condition, ConditionError> {
+        let chars: Vec<char> = src.chars().collect();
+        if chars.len() > MAX_LEN {
+            return error(
+                MAX_LEN,
+                format!(
+                    "the condition is {} characters long, and the limit is {MAX_LEN}: split it into \
+                     several conditions, or keep a precomputed field in the profile",
+                    chars.len()
+                ),
+            );
+        }
+        let tokens = lex(&chars)?;
+        let mut parser = Parser {
+            tokens: &tokens,
+            pos: 0,
+            depth: 0,
+        };
+        if parser.peek().kind == Tok::End {
+            return error(
+                0,
+                "the condition is empty: write one like event.total >= 50",
+            );
+        }
+        let expr = parser.parse_or()?;
+        let next = parser.peek();
+        if next.kind != Tok::End {
+            let message = match &next.kind {
+                Tok::RParen => "this \")\" closes nothing: remove it, or add a \"(\" before".to_string(),
+                Tok::Ident(word) if KEYWORDS.contains(&word.to_lowercase().as_str()) => {
+                    format!("write \"{}\" in lower case", word.to_lowercase())
+                }
+                other => format!(
+                    "unexpected {} after a complete condition: join conditions with \"and\" or \"or\"",
+                    other.describe()
+                ),
+            };
+            return error(next.at, message);
+        }
+        Ok(Condition {
+            source: src.to_string(),
+            expr,
+        })
+    }
+
+    /// The condition as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every path the condition reads, as written ("event.total", "profile.country"), once each,
+    /// in order of first appearance.
+    pub fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.expr.collect_paths(&mut out);
+        out
+    }
+
+    /// Whether the condition holds. Never panics; a missing or mistyped value makes a comparison
+    /// false rather than an error.
+    pub fn eval(&self, scope: &Scope<'_>) -> bool {
+        self.expr.holds(scope)
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The syntax tree.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Or(Vec<Expr>),
+    And(Vec<Expr>),
+    Not(Box<Expr>),
+    Compare {
+        op: Op,
+        left: Operand,
+        right: Operand,
+    },
+    Exists(Path),
+    /// A bare path or `true`/`false`: holds when the value is `true`.
+    Truthy(Operand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Contains,
+    NotContains,
+}
+
+impl Op {
+    fn text(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::In => "in",
+            Op::NotIn => "not in",
+            Op::Contains => "contains",
+            Op::NotContains => "not contains",
+        }
+    }
+
+    fn is_ordering(self) -> bool {
+        matches!(self, Op::Lt | Op::Le | Op::Gt | Op::Ge)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    Path(Path),
+    /// `null`, a boolean, a number or a string.
+    Literal(Value),
+    List(Vec<Operand>),
+    Time(Timestamp),
+    Now,
+    Ago(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Event,
+    Profile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Path {
+    root: Root,
+    segments: Vec<Segment>,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.root {
+            Root::Event => "event",
+            Root::Profile => "profile",
+        })?;
+        for segment in &self.segments {
+            match segment {
+                Segment::Key(k) if is_identifier(k) => write!(f, ".{k}")?,
+                Segment::Key(k) => {
+                    write!(f, "['{}']", k.replace('\\', "\\\\").replace('\'', "\\'"))?
+                }
+                Segment::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_ident_start) && chars.all(is_ident_char)
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_'
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// What kind of value an operand is, as far as parsing can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unknown,
+    Null,
+    Bool,
+    Number,
+    String,
+    List,
+    Time,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Unknown => "a path",
+            Kind::Null => "null",
+            Kind::Bool => "a boolean",
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::List => "a list",
+            Kind::Time => "a time",
+        }
+    }
+}
+
+impl Operand {
+    fn kind(&self) -> Kind {
+        match self {
+            Operand::Path(_) => Kind::Unknown,
+            Operand::Literal(Value::Null) => Kind::Null,
+            Operand::Literal(Value::Bool(_)) => Kind::Bool,
+            Operand::Literal(Value::Number(_)) => Kind::Number,
+            Operand::Literal(Value::String(_)) => Kind::String,
+            Operand::Literal(_) | Operand::List(_) => Kind::List,
+            Operand::Time(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
+        }
+    }
+
+    fn collect_paths(&self, out: &mut Vec<String>) {
+        match self {
+            Operand::Path(p) => push_unique(out, p.to_string()),
+            Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
+            Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
+        }
+    }
+}
+
+fn push_unique(out: &mut Vec<String>, path: String) {
+    if !out.contains(&path) {
+        out.push(path);
+    }
+}
+
+impl Expr {
+    fn collect_paths(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Or(items) | Expr::And(items) => items.iter().for_each(|e| e.collect_paths(out)),
+            Expr::Not(inner) => inner.collect_paths(out),
+            Expr::Compare { left, right, .. } => {
+                left.collect_paths(out);
+                right.collect_paths(out);
+            }
+            Expr::Exists(p) => push_unique(out, p.to_string()),
+            Expr::Truthy(op) => op.collect_paths(out),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexing.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Number(Number),
+    Str(String),
+    Cmp(Op),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+    Dot,
+    End,
+}
+
+impl Tok {
+    fn describe(&self) -> String {
+        match self {
+            Tok::Ident(s) => format!("\"{s}\""),
+            Tok::Number(n) => format!("the number {n}"),
+            Tok::Str(s) => format!("the string '{s}'"),
+            Tok::Cmp(op) => format!("\"{}\"", op.text()),
+            Tok::LParen => "\"(\"".to_string(),
+            Tok::RParen => "\")\"".to_string(),
+            Tok::LBracket => "\"[\"".to_string(),
+            Tok::RBracket => "\"]\"".to_string(),
+            Tok::Comma => "\",\"".to_string(),
+            Tok::Dot => "\".\"".to_string(),
+            Tok::End => "the end of the condition".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Token {
+    kind: Tok,
+    /// Character offset of the token's first character.
+    at: usize,
+}
+
+fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        let at = i;
+        let next = chars.get(i + 1).copied();
+        let kind = match c {
+            c if c.is_whitespace() => {
+                i += 1;
+                continue;
+            }
+            '(' => Tok::LParen,
+            ')' => Tok::RParen,
+            '[' => Tok::LBracket,
+            ']' => Tok::RBracket,
+            ',' => Tok::Comma,
+            '.' => Tok::Dot,
+            '=' if next == Some('=') => {
+                i += 1;
+                Tok::Cmp(Op::Eq)
+            }
+            '=' => return error(at, "write \"==\" to compare, like event.plan == 'pro'"),
+            '!' if next == Some('=') => {
+                i += 1;
+                Tok::Cmp(Op::Ne)
+            }
+            '!' => {
+                return error(
+                    at,
+                    "write \"not\" instead of \"!\", like not exists(event.coupon)",
+                )
+            }
+            '<' if next == Some('=') => {
+                i += 1;
+                Tok::Cmp(Op::Le)
+            }
+            '<' if next == Some('>') => return error(at, "write \"!=\" for \"not equal\""),
+            '<' => Tok::Cmp(Op::Lt),
+            '>' if next == Some('=') => {
+                i += 1;
+                Tok::Cmp(Op::Ge)
+            }
+            '>' => Tok::Cmp(Op::Gt),
+            '&' => return error(at, "write \"and\" instead of \"&&\""),
+            '|' => return error(at, "write \"or\" instead of \"||\""),
+            '\'' | '"' => {
+                let (s, end) = lex_string(chars, at)?;
+                i = end;
+                tokens.push(Token {
+                    kind: Tok::Str(s),
+                    at,
+                });
+                continue;
+            }
+            '-' if !next.is_some_and(|n| n.is_ascii_digit()) => {
+                return error(
+                    at,
+                    "unexpected \"-\": conditions have no arithmetic; for a key with \"-\" in it, \
+                     write it in brackets, like event['first-name']",
+                );
+            }
+            c if c == '-' || c.is_ascii_digit() => {
+                let (n, end) = lex_number(chars, at)?;
+                i = end;
+                tokens.push(Token {
+                    kind: Tok::Number(n),
+                    at,
+                });
+                continue;
+            }
+            c if is_ident_start(c) => {
+                let end = chars[at..]
+                    .iter()
+                    .position(|&c| !is_ident_char(c))
+                    .map_or(chars.len(), |n| at + n);
+                tokens.push(Token {
+                    kind: Tok::Ident(chars[at..end].iter().collect()),
+                    at,
+                });
+                i = end;
+                continue;
+            }
+            other => {
+                return error(
+                    at,
+                    format!(
+                        "unexpected character \"{other}\": conditions are made of paths like event.total, \
+                         values like 50 or 'FR', and ==, !=, <, <=, >, >=, in, contains, exists(), and, or, not"
+                    ),
+                );
+            }
+        };
+        i += 1;
+        tokens.push(Token { kind, at });
+    }
+    tokens.push(Token {
+        kind: Tok::End,
+        at: chars.len(),
+    });
+    Ok(tokens)
+}
+
+/// A quoted string starting at `at`; returns it and the offset after the closing quote.
+fn lex_string(chars: &[char], at: usize) -> Result<(String, usize), ConditionError> {
+    let quote = chars[at];
+    let mut s = String::new();
+    let mut i = at + 1;
+    loop {
+        match chars.get(i) {
+            None => {
+                return error(
+                    at,
+                    format!("this string has no closing quote: end it with {quote}"),
+                );
+            }
+            Some(&c) if c == quote => return Ok((s, i + 1)),
+            Some('\\') => {
+                let escaped = match chars.get(i + 1) {
+                    Some('\\') => '\\',
+                    Some('\'') => '\'',
+                    Some('"') => '"',
+                    Some('n') => '\n',
+                    Some('t') => '\t',
+                    Some('r') => '\r',
+                    Some(other) => {
+                        return error(
+                            i,
+                            format!(
+                                "unknown escape \"\\{other}\": strings allow \\\\, \\', \\\", \\n, \\t \
+                                 and \\r"
+                            ),
+                        );
+                    }
+                    None => {
+                        return error(
+                            at,
+                            format!("this string has no closing quote: end it with {quote}"),
+                        );
+                    }
+                };
+                s.push(escaped);
+                i += 2;
+            }
+            Some(&c) => {
+                s.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// A number starting at `at` (with an optional minus); returns it and the offset after it.
+fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionError> {
+    let digits_from = |i: usize| {
+        chars[i.min(chars.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut i = at + usize::from(chars[at] == '-');
+    i += digits_from(i);
+    let mut integer = true;
+    if chars.get(i) == Some(&'.') && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()) {
+        integer = false;
+        i += 1;
+        i += digits_from(i);
+    }
+    if matches!(chars.get(i), Some('e' | 'E')) {
+        let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
+        let exp = digits_from(i + 1 + sign);
+        if exp > 0 {
+            integer = false;
+            i += 1 + sign + exp;
+        }
+    }
+    if chars.get(i).is_some_and(|&c| is_ident_char(c)) {
+        let end = chars[i..]
+            .iter()
+            .position(|&c| !is_ident_char(c))
+            .map_or(chars.len(), |n| i + n);
+        let text: String = chars[at..end].iter().collect();
+        return error(
+            at,
+            format!(
+                "\"{text}\" is not a number: to write a duration use ago('{text}'), \
+                 to write text quote it, like '{text}'"
+            ),
+        );
+    }
+    let text: String = chars[at..i].iter().collect();
+    let number = if integer {
+        text.parse::<i64>()
+            .map(Number::from)
+            .or_else(|_| text.parse::<u64>().map(Number::from))
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().and_then(Number::from_f64))
+    } else {
+        text.parse::<f64>().ok().and_then(Number::from_f64)
+    };
+    match number {
+        Some(n) => Ok((n, i)),
+        None => error(at, format!("the number {text} is too large")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+
+const KEYWORDS: [&str; 12] = [
+    "and", "or", "not", "in", "contains", "true", "false", "null", "exists", "time", "now", "ago",
+];
+
+const VALUE_HINT: &str =
+    "write a path like event.total, or a value like 50, 'FR', true, null or ['FR', 'DE']";
+
+struct Parser<'t> {
+    tokens: &'t [Token],
+    pos: usize,
+    depth: usize,
+}
+
+/// The last token is always `Tok::End`, which `bump` never moves past.
+static END: Token = Token {
+    kind: Tok::End,
+    at: 0,
+};
+
+impl<'t> Parser<'t> {
+    fn peek(&self) -> &'t Token {
+        self.tokens
+            .get(self.pos)
+            .or_else(|| self.tokens.last())
+            .unwrap_or(&END)
+    }
+
+    fn peek_kind_at(&self, n: usize) -> &'t Tok {
+        self.tokens.get(self.pos + n).map_or(&END.kind, |t| &t.kind)
+    }
+
+    fn bump(&mut self) -> &'t Token {
+        let t = self.peek();
+        if t.kind != Tok::End {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn is_keyword(&self, kw: &str) -> bool {
+        matches!(&self.peek().kind, Tok::Ident(s) if s == kw)
+    }
+
+    fn enter(&mut self, at: usize) -> Result<(), ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return error(
+                at,
+                format!("the condition nests deeper than {MAX_DEPTH} levels: remove parentheses or split it"),
+            );
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn expect(
+        &mut self,
+        want: &Tok,
+        message: impl FnOnce(&Tok) -> String,
+    ) -> Result<(), ConditionError> {
+        let t = self.peek();
+        if &t.kind == want {
+            self.bump();
+            Ok(())
+        } else {
+            error(t.at, message(&t.kind))
+        }
+    }
+
+    fn parse_or(&mut self) -> Result<Expr, ConditionError> {
+        let first = self.parse_and()?;
+        if !self.is_keyword("or") {
+            return Ok(first);
+        }
+        let mut items = vec![first];
+        while self.is_keyword("or") {
+            self.bump();
+            items.push(self.parse_and()?);
+        }
+        Ok(Expr::Or(items))
+    }
+
+    fn parse_and(&mut self) -> Result<Expr, ConditionError> {
+        let first = self.parse_not()?;
+        if !self.is_keyword("and") {
+            return Ok(first);
+        }
+        let mut items = vec![first];
+        while self.is_keyword("and") {
+            self.bump();
+            items.push(self.parse_not()?);
+        }
+        Ok(Expr::And(items))
+    }
+
+    fn parse_not(&mut self) -> Result<Expr, ConditionError> {
+        if !self.is_keyword("not") {
+            return self.parse_comparison();
+        }
+        let at = self.bump().at;
+        if matches!(self.peek_kind_at(0), Tok::Ident(s) if s == "in" || s == "contains") {
+            return error(
+                at,
+                "\"not in\" and \"not contains\" go between two values, like \
+                 event.country not in ['FR']",
+            );
+        }
+        self.enter(at)?;
+        let inner = self.parse_not()?;
+        self.leave();
+        Ok(Expr::Not(Box::new(inner)))
+    }
+
+    fn parse_comparison(&mut self) -> Result<Expr, ConditionError> {
+        let start = self.peek().at;
+        let left = match &self.peek().kind {
+            Tok::LParen => {
+                let open = self.bump().at;
+                self.enter(open)?;
+                let inner = self.parse_or()?;
+                self.expect(&Tok::RParen, |found| {
+                    format!(
+                        "expected \")\" to close the \"(\" at character {}, found {}",
+                        open + 1,
+                        found.describe()
+                    )
+                })?;
+                self.leave();
+                match inner {
+                    // "(event.total) > 5": the group was a value after all.
+                    Expr::Truthy(operand) if self.peek_op()?.is_some() => operand,
+                    other => {
+                        if self.peek_op()?.is_some() {
+                            return error(
+                                self.peek().at,
+                                "parentheses group whole conditions: compare inside them, \
+                                 like (event.a == 1) or …",
+                            );
+                        }
+                        return Ok(other);
+                    }
+                }
+            }
+            Tok::Ident(s) if s == "exists" => {
+                let e = self.parse_exists()?;
+                if let Some((op, at)) = self.peek_op()? {
+                    return error(
+                        at,
+                        format!(
+                            "exists(…) is a condition by itself, so it can't be compared with \"{}\": \
+                             write exists(…) == true as just exists(…), and not exists(…) for false",
+                            op.text()
+                        ),
+                    );
+                }
+                return Ok(e);
+            }
+            _ => self.parse_operand()?,
+        };
+        let Some((op, op_at)) = self.peek_op()? else {
+            return truthy(left, start);
+        };
+        self.skip_op(op);
+        let right = self.parse_operand()?;
+        check_operands(op, &left, &right, op_at)?;
+        if let Some((next, at)) = self.peek_op()? {
+            return error(
+                at,
+                format!(
+                    "comparisons don't chain: write \"a {} b and b {} c\" with \"and\"",
+                    op.text(),
+                    next.text()
+                ),
+            );
+        }
+        Ok(Expr::Compare { op, left, right })
+    }
+
+    /// The comparison operator at the cursor, if any, and where it is.
+    fn peek_op(&self) -> Result<Option<(Op, usize)>, ConditionError> {
+        let t = self.peek();
+        let op =
+            match &t.kind {
+                Tok::Cmp(op) => *op,
+                Tok::Ident(s) if s == "in" => Op::In,
+                Tok::Ident(s) if s == "contains" => Op::Contains,
+                Tok::Ident(s) if s == "not" => match self.peek_kind_at(1) {
+                    Tok::Ident(s) if s == "in" => Op::NotIn,
+                    Tok::Ident(s) if s == "contains" => Op::NotContains,
+                    _ => return error(
+                        t.at,
+                        "after a value, \"not\" goes with \"in\" or \"contains\" (a not in b); \
+                         to negate a comparison put not first: not (a == b)",
+                    ),
+                },
+                _ => return Ok(None),
+            };
+        Ok(Some((op, t.at)))
+    }
+
+    fn skip_op(&mut self, op: Op) {
+        self.bump();
+        if matches!(op, Op::NotIn | Op::NotContains) {
+            self.bump();
+        }
+    }
+
+    fn parse_exists(&mut self) -> Result<Expr, ConditionError> {
+        self.bump();
+        self.expect(&Tok::LParen, |_| {
+            "write exists with a path in parentheses, like exists(event.coupon)".into()
+        })?;
+        let t = self.bump();
+        let path = match &t.kind {
+            Tok::Ident(root) if root == "event" || root == "profile" => {
+                self.parse_path(root, t.at)?
+            }
+            _ => return error(t.at, "exists() takes a path, like exists(event.coupon)"),
+        };
+        self.expect(&Tok::RParen, |found| {
+            format!(
+                "expected \")\" to close exists(, found {}",
+                found.describe()
+            )
+        })?;
+        Ok(Expr::Exists(path))
+    }
+
+    fn parse_operand(&mut self) -> Result<Operand, ConditionError> {
+        let t = self.bump();
+        match &t.kind {
+            Tok::Number(n) => Ok(Operand::Literal(Value::Number(n.clone()))),
+            Tok::Str(s) => Ok(Operand::Literal(Value::String(s.clone()))),
+            Tok::LBracket => self.parse_list(t.at),
+            Tok::Ident(name) => match name.as_str() {
+                "true" => Ok(Operand::Literal(Value::Bool(true))),
+                "false" => Ok(Operand::Literal(Value::Bool(false))),
+                "null" => Ok(Operand::Literal(Value::Null)),
+                "event" | "profile" => Ok(Operand::Path(self.parse_path(name, t.at)?)),
+                "now" => {
+                    self.open_call("now")?;
+                    self.close_call("now", "takes no arguments")?;
+                    Ok(Operand::Now)
+                }
+                "time" => self.parse_time(),
+                "ago" => self.parse_ago(),
+                "exists" => error(
+                    t.at,
+                    "exists(…) is a condition by itself: combine it with and / or, like \
+                     exists(event.coupon) and event.total > 50",
+                ),
+                kw if KEYWORDS.contains(&kw) => error(
+                    t.at,
+                    format!("expected a value, found \"{kw}\": {VALUE_HINT}"),
+                ),
+                other => error(t.at, unknown_name(other, self.peek().kind == Tok::LParen)),
+            },
+            Tok::End => error(t.at, format!("the condition ends too early: {VALUE_HINT}")),
+            Tok::Dot if matches!(self.peek().kind, Tok::Number(_)) => error(
+                t.at,
+                "write numbers with a digit before the point, like 0.5",
+            ),
+            other => error(
+                t.at,
+                format!("expected a value, found {}: {VALUE_HINT}", other.describe()),
+            ),
+        }
+    }
+
+    fn parse_path(&mut self, root: &str, at: usize) -> Result<Path, ConditionError> {
+        let root = if root == "event" {
+            Root::Event
+        } else {
+            Root::Profile
+        };
+        let mut segments = Vec::new();
+        loop {
+            match &self.peek().kind {
+                Tok::Dot => {
+                    self.bump();
+                    let t = self.bump();
+                    match &t.kind {
+                        Tok::Ident(key) => segments.push(Segment::Key(key.clone())),
+                        Tok::Number(_) => {
+                            return error(
+                                t.at,
+                                "write array elements in brackets, like event.items[0]",
+                            );
+                        }
+                        other => {
+                            return error(
+                                t.at,
+                                format!(
+                                    "expected a field name after \".\", found {}; for other keys write \
+                                     them in brackets, like ['first name']",
+                                    other.describe()
+                                ),
+                            );
+                        }
+                    }
+                }
+                Tok::LBracket => {
+                    self.bump();
+                    let t = self.bump();
+                    let segment = match &t.kind {
+                        Tok::Str(key) => Segment::Key(key.clone()),
+                        Tok::Number(n) => match n.as_u64().and_then(|i| usize::try_from(i).ok()) {
+                            Some(i) => Segment::Index(i),
+                            None => {
+                                let message = format!(
+                                    "{n} is not an index: write a whole number from 0, like [0]"
+                                );
+                                return error(t.at, message);
+                            }
+                        },
+                        other => {
+                            return error(
+                                t.at,
+                                format!(
+                                    "expected an index like [0] or a key like ['name'], found {}",
+                                    other.describe()
+                                ),
+                            );
+                        }
+                    };
+                    self.expect(&Tok::RBracket, |found| {
+                        format!("expected \"]\", found {}", found.describe())
+                    })?;
+                    segments.push(segment);
+                }
+                _ => break,
+            }
+        }
+        if segments.is_empty() {
+            let name = if root == Root::Event {
+                "event"
+            } else {
+                "profile"
+            };
+            return error(
+                at,
+                format!("write a field after \"{name}\", like {name}.total"),
+            );
+        }
+        Ok(Path { root, segments })
+    }
+
+    fn parse_list(&mut self, open: usize) -> Result<Operand, ConditionError> {
+        self.enter(open)?;
+        let mut items = Vec::new();
+        loop {
+            if self.peek().kind == Tok::RBracket {
+                self.bump();
+                break;
+            }
+            let at = self.peek().at;
+            let item = self.parse_operand()?;
+            if matches!(item, Operand::Path(_) | Operand::List(_)) {
+                return error(
+                    at,
+                    "lists hold values like 1, 'a', true, null or time('…'), not paths or lists",
+                );
+            }
+            items.push(item);
+            let t = self.bump();
+            match t.kind {
+                Tok::Comma => {}
+                Tok::RBracket => break,
+                ref other => {
+                    return error(
+                        t.at,
+                        format!(
+                            "expected \",\" or \"]\" in the list opened at character {}, found {}",
+                            open + 1,
+                            other.describe()
+                        ),
+                    );
+                }
+            }
+        }
+        self.leave();
+        Ok(Operand::List(items))
+    }
+
+    fn open_call(&mut self, name: &str) -> Result<(), ConditionError> {
+        self.expect(&Tok::LParen, |_| {
+            format!(
+                "{name} is a function: write {name}(…), like {}",
+                example(name)
+            )
+        })
+    }
+
+    fn close_call(&mut self, name: &str, what: &str) -> Result<(), ConditionError> {
+        self.expect(&Tok::RParen, |_| {
+            format!("{name}() {what}, like {}", example(name))
+        })
+    }
+
+    /// The string argument of `name(…)`, and where it is.
+    fn string_argument(
+        &mut self,
+        name: &str,
+        what: &str,
+    ) -> Result<(String, usize), ConditionError> {
+        self.open_call(name)?;
+        let t = self.bump();
+        let Tok::Str(s) = &t.kind else {
+            return error(
+                t.at,
+                format!("{name}() takes {what} in quotes, like {}", example(name)),
+            );
+        };
+        self.close_call(name, &format!("takes one argument, {what} in quotes"))?;
+        Ok((s.clone(), t.at))
+    }
+
+    fn parse_time(&mut self) -> Result<Operand, ConditionError> {
+        let (s, at) = self.string_argument("time", "an RFC 3339 time")?;
+        match s.parse::<Timestamp>() {
+            Ok(t) => Ok(Operand::Time(t)),
+            Err(_) => error(
+                at,
+                format!(
+                    "'{s}' is not an RFC 3339 time: write a date, a time and an offset, like \
+                     time('2026-01-01T00:00:00Z') or time('2026-01-01T09:00:00+01:00')"
+                ),
+            ),
+        }
+    }
+
+    fn parse_ago(&mut self) -> Result<Operand, ConditionError> {
+        let (s, at) = self.string_argument("ago", "a duration")?;
+        match s.parse::<Duration>() {
+            Ok(d) => Ok(Operand::Ago(d)),
+            Err(e) => error(at, format!("in ago('{s}'): {}", e.message)),
+        }
+    }
+}
+
+fn example(function: &str) -> &'static str {
+    match function {
+        "time" => "time('2026-01-01T00:00:00Z')",
+        "ago" => "ago('7d')",
+        "now" => "now()",
+        _ => "exists(event.coupon)",
+    }
+}
+
+fn unknown_name(name: &str, called: bool) -> String {
+    let lower = name.to_lowercase();
+    if KEYWORDS.contains(&lower.as_str()) || lower == "event" || lower == "profile" {
+        return format!("write \"{lower}\" in lower case");
+    }
+    if called {
+        return format!(
+            "unknown function \"{name}\": the functions are exists(), time(), now() and ago()"
+        );
+    }
+    format!(
+        "unknown name \"{name}\": paths start with \"event.\" or \"profile.\", like event.{name} or \
+         profile.{name}; to write text, quote it: '{name}'"
+    )
+}
+
+/// A bare operand used as a condition: only paths and `true`/`false` make sense.
+fn truthy(operand: Operand, at: usize) -> Result<Expr, ConditionError> {
+    match operand.kind() {
+        Kind::Unknown | Kind::Bool => Ok(Expr::Truthy(operand)),
+        kind => error(
+            at,
+            format!(
+                "{} is not a condition by itself: compare it with something, like event.total >= 50",
+                kind.name()
+            ),
+        ),
+    }
+}
+
+/// Rejects comparisons that are false whatever the event and profile, judging by literals.
+fn check_operands(
+    op: Op,
+    left: &Operand,
+    right: &Operand,
+    at: usize,
+) -> Result<(), ConditionError> {
+    let (l, r) = (left.kind(), right.kind());
+    let op_text = op.text();
+    match op {
+        Op::In | Op::NotIn => {
+            if !matches!(r, Kind::Unknown | Kind::List | Kind::String) {
+                return error(
+                    at,
+                    format!(
+                        "\"{op_text}\" needs a list, an array path or a string after it, not {}: like \
+                         event.country {op_text} ['FR', 'DE']",
+                        r.name()
+                    ),
+                );
+            }
+        }
+        Op::Contains | Op::NotContains => {
+            if !matches!(l, Kind::Unknown | Kind::List | Kind::String) {
+                return error(
+                    at,
+                    format!(
+                        "\"{op_text}\" needs an array path, a list or a string before it, not {}: like \
+                         event.tags {op_text} 'gift'",
+                        l.name()
+                    ),
+                );
+            }
+        }
+        _ => {
+            for kind in [l, r] {
+                if op.is_ordering() && matches!(kind, Kind::Null | Kind::Bool | Kind::List) {
+                    return error(
+                        at,
+                        format!(
+                            "\"{op_text}\" compares numbers, strings and times, not {}: for true, false or \
+                             null use == or !=",
+                            kind.name()
+                        ),
+                    );
+                }
+            }
+            let comparable = l == r
+                || l == Kind::Unknown
+                || r == Kind::Unknown
+                || matches!(
+                    (l, r),
+                    (Kind::String, Kind::Time) | (Kind::Time, Kind::String)
+                );
+            if !comparable {
+                return error(
+                    at,
+                    format!(
+                        "this compares {} with {}, which is never true",
+                        l.name(),
+                        r.name()
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation.
+
+static NULL: Value = Value::Null;
+
+/// A value during evaluation: from the data, a time, or a list literal.
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
+    Json(&'a Value),
+    Time(Timestamp),
+    List(&'a [Operand]),
+}
+
+impl Expr {
+    fn holds(&self, scope: &Scope<'_>) -> bool {
+        match self {
+            Expr::Or(items) => items.iter().any(|e| e.holds(scope)),
+            Expr::And(items) => items.iter().all(|e| e.holds(scope)),
+            Expr::Not(inner) => !inner.holds(scope),
+            Expr::Exists(path) => path.lookup(scope).is_some_and(|v| !v.is_null()),
+            Expr::Truthy(operand) => matches!(operand.value(scope), Val::Json(Value::Bool(true))),
+            Expr::Compare { op, left, right } => {
+                let (l, r) = (left.value(scope), right.value(scope));
+                match op {
+                    Op::Eq => equal(l, r, scope),
+                    Op::Ne => !equal(l, r, scope),
+                    Op::Lt => order(l, r) == Some(Ordering::Less),
+                    Op::Le => matches!(order(l, r), Some(Ordering::Less | Ordering::Equal)),
+                    Op::Gt => order(l, r) == Some(Ordering::Greater),
+                    Op::Ge => matches!(order(l, r), Some(Ordering::Greater | Ordering::Equal)),
+                    Op::In => member(l, r, scope),
+                    Op::NotIn => !member(l, r, scope),
+                    Op::Contains => member(r, l, scope),
+                    Op::NotContains => !member(r, l, scope),
+                }
+            }
+        }
+    }
+}
+
+impl Path {
+    fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
+        let mut value = match self.root {
+            Root::Event => scope.event,
+            Root::Profile => scope.profile,
+        };
+        for segment in &self.segments {
+            value = match (segment, value) {
+                (Segment::Key(k), Value::Object(map)) => map.get(k)?,
+                (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
+impl Operand {
+    fn value<'a>(&'a self, scope: &Scope<'a>) -> Val<'a> {
+        match self {
+            Operand::Path(p) => Val::Json(p.lookup(scope).unwrap_or(&NULL)),
+            Operand::Literal(v) => Val::Json(v),
+            Operand::List(items) => Val::List(items),
+            Operand::Time(t) => Val::Time(*t),
+            Operand::Now => Val::Time(scope.now),
+            Operand::Ago(d) => {
+                Val::Time(scope.now.checked_sub(d.to_jiff()).unwrap_or(Timestamp::MIN))
+            }
+        }
+    }
+}
+
+fn parse_time(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
+    match (a, b) {
+        (Val::Json(x), Val::Json(y)) => json_equal(x, y),
+        (Val::Time(t), Val::Time(u)) => t == u,
+        (Val::Time(t), Val::Json(Value::String(s)))
+        | (Val::Json(Value::String(s)), Val::Time(t)) => parse_time(s) == Some(t),
+        (Val::List(items), Val::Json(Value::Array(values)))
+        | (Val::Json(Value::Array(values)), Val::List(items)) => {
+            items.len() == values.len()
+                && items
+                    .iter()
+                    .zip(values)
+                    .all(|(i, v)| equal(i.value(scope), Val::Json(v), scope))
+        }
+        (Val::List(xs), Val::List(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .zip(ys)
+                    .all(|(x, y)| equal(x.value(scope), y.value(scope), scope))
+        }
+        _ => false,
+    }
+}
+
+fn json_equal(x: &Value, y: &Value) -> bool {
+    match (x, y) {
+        (Value::Number(a), Value::Number(b)) => compare_numbers(a, b) == Some(Ordering::Equal),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(p, q)| json_equal(p, q))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => x == y,
+    }
+}
+
+/// Integers compare exactly; anything with a fraction compares as floating point.
+fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
+    let int = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+fn order(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
+    match (a, b) {
+        (Val::Json(Value::Number(x)), Val::Json(Value::Number(y))) => compare_numbers(x, y),
+        (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
+        (Val::Time(t), Val::Time(u)) => Some(t.cmp(&u)),
+        (Val::Time(t), Val::Json(Value::String(s))) => parse_time(s).map(|u| t.cmp(&u)),
+        (Val::Json(Value::String(s)), Val::Time(t)) => parse_time(s).map(|u| u.cmp(&t)),
+        _ => None,
+    }
+}
+
+/// Whether `needle` is an element of the list or array `hay`, or a substring of the string `hay`.
+fn member(needle: Val<'_>, hay: Val<'_>, scope: &Scope<'_>) -> bool {
+    match hay {
+        Val::List(items) => items.iter().any(|i| equal(needle, i.value(scope), scope)),
+        Val::Json(Value::Array(values)) => {
+            values.iter().any(|v| equal(needle, Val::Json(v), scope))
+        }
+        Val::Json(Value::String(h)) => {
+            matches!(needle, Val::Json(Value::String(n)) if h.contains(n.as_str()))
+        }
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journey files.
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Condition;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a condition like \"event.total >= 50\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Condition, E> {
+                Condition::parse(v).map_err(|e| {
+                    E::custom(format!("{} (at character {})", e.message, e.offset + 1))
+                })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl schemars::JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Condition".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": MAX_LEN,
+            "description": "A condition over event.* and profile.*: paths like event.total or \
+                            event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
+                            time('2026-01-01T00:00:00Z'), now(), ago('7d'); operators ==, !=, <, <=, >, >=, \
+                            in, not in, contains, exists(path), and, or, not, parentheses.",
+            "examples": [
+                "event.total >= 50 and profile.country in ['FR', 'DE']",
+                "profile.last_order_at < ago('30d')"
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn cond(s: &str) -> Condition {
+        Condition::parse(s).unwrap_or_else(|e| panic!("{s}: {e} at {}", e.offset))
+    }
+
+    fn now() -> Timestamp {
+        "2026-06-15T12:00:00Z".parse().unwrap()
+    }
+
+    fn event() -> Value {
+        json!({
+            "name": "order_placed",
+            "total": 75,
+            "price": 19.99,
+            "big": 9007199254740993u64,
+            "count": 3,
+            "currency": "EUR",
+            "empty": "",
+            "gift": true,
+            "paid": false,
+            "coupon": null,
+            "tags": ["gift", "express", 3],
+            "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1}],
+            "at": "2026-06-15T11:30:00Z",
+            "bad_time": "yesterday",
+            "first name": "Ann",
+            "it's": 1,
+            "nested": {"deep": {"value": 1.0}},
+            "pair": [1, "a"],
+            "obj": {"a": 1, "b": [1, 2]},
+        })
+    }
+
+    fn profile() -> Value {
+        json!({
+            "country": "FR",
+            "vip": true,
+            "last_order_at": "2026-05-01T08:00:00+02:00",
+            "signed_up_at": "2026-06-10T00:00:00Z",
+            "orders": 0,
+            "emails": [],
+        })
+    }
+
+    fn holds(s: &str) -> bool {
+        let (event, profile) = (event(), profile());
+        cond(s).eval(&Scope {
+            event: &event,
+            profile: &profile,
+            now: now(),
+        })
+    }
+
+    #[test]
+    fn evaluates() {
+        let cases: &[(&str, bool)] = &[
+            // Numbers.
+            ("event.total >= 50", true),
+            ("event.total > 75", false),
+            ("event.total == 75.0", true),
+            ("event.total != 75", false),
+            ("event.total < 75.5", true),
+            ("event.total <= 75", true),
+            ("event.price > 19.98 and event.price < 20", true),
+            ("event.big == 9007199254740992", false),
+            ("event.big > 9007199254740992", true),
+            ("event.big == 9007199254740993", true),
+            ("event.count == 3 and event.count == 3.0", true),
+            ("-1 < event.count", true),
+            ("event.price > -1e3", true),
+            ("event.nested.deep.value == 1", true),
+            // Strings.
+            ("event.currency == 'EUR'", true),
+            ("event.currency == \"EUR\"", true),
+            ("event.currency != 'USD'", true),
+            ("event.currency < 'USD'", true),
+            ("event.currency > 'EU'", true),
+            ("event.empty == ''", true),
+            ("event['first name'] == 'Ann'", true),
+            ("event['it\\'s'] == 1", true),
+            // Different types: false, and != is its negation.
+            ("event.total == '75'", false),
+            ("event.total != '75'", true),
+            ("event.currency > 5", false),
+            ("event.currency < 5", false),
+            ("event.gift == 1", false),
+            ("event.tags > 1", false),
+            // Booleans and null.
+            ("event.gift", true),
+            ("event.paid", false),
+            ("event.currency", false),
+            ("event.missing", false),
+            ("event.gift == true", true),
+            ("event.paid == false", true),
+            ("true", true),
+            ("false", false),
+            ("event.coupon == null", true),
+            ("event.missing == null", true),
+            ("event.missing.deeper[3] == null", true),
+            ("event.total != null", true),
+            ("event.missing != null", false),
+            // Membership.
+            ("profile.country in ['FR', 'DE']", true),
+            ("profile.country in ['US']", false),
+            ("profile.country not in ['US', 'CA']", true),
+            ("profile.country in []", false),
+            ("event.total in [74, 75.0, 'x']", true),
+            ("'gift' in event.tags", true),
+            ("3 in event.tags", true),
+            ("'gif' in event.tags", false),
+            ("'UR' in event.currency", true),
+            ("'ur' in event.currency", false),
+            ("event.missing in ['a']", false),
+            ("event.missing not in ['a']", true),
+            ("null in [null]", true),
+            ("1 in event.total", false),
+            ("event.tags contains 'express'", true),
+            ("event.tags contains 'EXPRESS'", false),
+            ("event.tags not contains 'slow'", true),
+            ("event.currency contains 'EU'", true),
+            ("event.total contains 7", false),
+            ("event.missing contains 'a'", false),
+            ("event.pair == [1, 'a']", true),
+            ("event.pair == [1.0, 'a']", true),
+            ("event.pair == [1]", false),
+            ("profile.emails == []", true),
+            ("event.obj == event.obj", true),
+            ("event.items[0].sku == 'A-1'", true),
+            ("event.items[1].qty == 1", true),
+            ("event.items[2].sku == null", true),
+            ("event.items[0]['sku'] == 'A-1'", true),
+            ("event.currency[0] == null", true),
+            // Exists.
+            ("exists(event.total)", true),
+            ("exists(event.coupon)", false),
+            ("exists(event.missing)", false),
+            ("not exists(event.missing)", true),
+            ("exists(event.items[1].sku)", true),
+            ("exists(event.items[5].sku)", false),
+            ("exists(profile.orders)", true),
+            // Times.
+            ("profile.last_order_at < ago('30d')", true),
+            ("profile.last_order_at < ago('50d')", false),
+            ("profile.signed_up_at > ago('7d')", true),
+            ("profile.signed_up_at >= ago('5d12h')", true),
+            ("profile.signed_up_at > ago('5d12h')", false),
+            ("ago('5d12h') == profile.signed_up_at", true),
+            ("event.at < now()", true),
+            ("event.at > ago('1h')", true),
+            ("event.at == time('2026-06-15T13:30:00+02:00')", true),
+            ("event.at == '2026-06-15T11:30:00Z'", true),
+            ("event.at == '2026-06-15T13:30:00+02:00'", false), // two strings: compared as text
+            ("time('2026-01-01T00:00:00Z') < now()", true),
+            ("profile.last_order_at > time('2026-05-01T05:59:59Z')", true),
+            (
+                "profile.last_order_at > time('2026-05-01T06:00:00Z')",
+                false,
+            ),
+            ("event.bad_time < now()", false),
+            ("event.bad_time > now()", false),
+            ("event.total < now()", false),
+            ("event.missing < now()", false),
+            ("event.at in [time('2026-06-15T11:30:00Z')]", true),
+            // Logic and precedence.
+            ("event.total > 50 and profile.country == 'FR'", true),
+            ("event.total > 100 or profile.country == 'FR'", true),
+            ("event.total > 100 or profile.country == 'DE'", false),
+            ("not event.total > 100", true),
+            ("not event.total > 50", false),
+            ("not not event.gift", true),
+            ("true or false and false", true),
+            ("(true or false) and false", false),
+            ("not true or true", true),
+            ("not (true or true)", false),
+            ("not false and false", false),
+            (
+                "event.total > 50 and (profile.country == 'DE' or profile.vip)",
+                true,
+            ),
+            ("(event.total) > 50", true),
+            ("((event.total > 50))", true),
+            (
+                "profile.vip and not event.paid and event.tags contains 'gift'",
+                true,
+            ),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(holds(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_the_data_it_is_given() {
+        let c = cond("event.total >= 50 and profile.country in ['FR', 'DE']");
+        let run = |event: Value, profile: Value| {
+            c.eval(&Scope {
+                event: &event,
+                profile: &profile,
+                now: now(),
+            })
+        };
+        assert!(run(json!({"total": 50}), json!({"country": "DE"})));
+        assert!(!run(json!({"total": 49.9}), json!({"country": "DE"})));
+        assert!(!run(json!({"total": 50}), json!({})));
+        assert!(!run(json!(null), json!(null)));
+        assert!(!run(json!([1, 2]), json!("FR")));
+    }
+
+    #[test]
+    fn rejects_with_an_offset_and_what_to_write() {
+        // (source, offset, fragment of the message)
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 0, "is empty"),
+            ("   ", 0, "is empty"),
+            (
+                "journey.id == 'x'",
+                0,
+                "paths start with \"event.\" or \"profile.\"",
+            ),
+            ("total >= 50", 0, "like event.total"),
+            ("event.total >= fifty", 15, "unknown name \"fifty\""),
+            ("event.total = 50", 12, "write \"==\""),
+            ("event.total => 50", 12, "write \"==\""),
+            ("event.total <> 50", 12, "write \"!=\""),
+            ("!exists(event.x)", 0, "write \"not\""),
+            ("event.a && event.b", 8, "write \"and\""),
+            ("event.a || event.b", 8, "write \"or\""),
+            ("event.a AND event.b", 8, "write \"and\" in lower case"),
+            ("event.a == True", 11, "write \"true\" in lower case"),
+            ("Event.a == 1", 0, "write \"event\" in lower case"),
+            ("event.total >= 50 and", 21, "ends too early"),
+            ("event.total >=", 14, "ends too early"),
+            (
+                "event.total >= 50 50",
+                18,
+                "join conditions with \"and\" or \"or\"",
+            ),
+            ("event.total >= 50)", 17, "closes nothing"),
+            (
+                "(event.total >= 50",
+                18,
+                "to close the \"(\" at character 1",
+            ),
+            ("event", 0, "write a field after \"event\""),
+            ("exists(profile) ", 7, "write a field after \"profile\""),
+            ("event.", 6, "expected a field name"),
+            ("event.items.0", 12, "[0]"),
+            ("event.items[-1]", 12, "from 0"),
+            ("event.items[1.5]", 12, "from 0"),
+            ("event.items[x]", 12, "expected an index"),
+            ("event.items[0", 13, "expected \"]\""),
+            ("event.a-b == 1", 7, "event['first-name']"),
+            ("event.currency == 'EUR", 18, "no closing quote"),
+            ("event.currency == 'E\\UR'", 20, "unknown escape"),
+            ("event.total >= .5", 15, "0.5"),
+            ("event.total >= 1e999", 15, "too large"),
+            ("event.total >= 5m", 15, "ago('5m')"),
+            ("50", 0, "a number is not a condition"),
+            ("'FR'", 0, "a string is not a condition"),
+            ("null", 0, "null is not a condition"),
+            ("now()", 0, "a time is not a condition"),
+            ("['a']", 0, "a list is not a condition"),
+            ("1 < event.a < 3", 12, "comparisons don't chain"),
+            ("event.a not == 1", 8, "not (a == b)"),
+            ("not in ['a']", 0, "go between two values"),
+            (
+                "event.total > true",
+                12,
+                "for true, false or null use == or !=",
+            ),
+            ("event.total < null", 12, "for true, false or null"),
+            ("event.total < [1]", 12, "not a list"),
+            (
+                "event.country in 'FR' and event.x in 5",
+                34,
+                "\"in\" needs a list",
+            ),
+            ("5 contains 'a'", 2, "\"contains\" needs"),
+            ("1 == 'a'", 2, "never true"),
+            ("now() == 5", 6, "never true"),
+            ("exists(event.x) == true", 16, "is a condition by itself"),
+            ("event.a == exists(event.x)", 11, "is a condition by itself"),
+            ("exists('event.x')", 7, "exists() takes a path"),
+            ("exists event.x", 7, "exists(event.coupon)"),
+            ("exists(event.x", 14, "to close exists("),
+            ("event.a in [event.b]", 12, "not paths or lists"),
+            ("event.a in [[1]]", 12, "not paths or lists"),
+            ("event.a in [1 2]", 14, "expected \",\" or \"]\""),
+            ("event.a in [1,", 14, "ends too early"),
+            ("event.at < time('2026-01-01')", 16, "not an RFC 3339 time"),
+            ("event.at < time(2026)", 16, "in quotes"),
+            (
+                "event.at < time('2026-01-01T00:00:00Z', 1)",
+                38,
+                "takes one argument",
+            ),
+            ("event.at < time", 15, "time is a function"),
+            (
+                "event.at < ago('7 days')",
+                15,
+                "\"7 days\" is not a duration",
+            ),
+            ("event.at < ago('0s')", 15, "at least one second"),
+            ("event.at < now(1)", 15, "takes no arguments"),
+            ("event.at < len(event.x)", 11, "unknown function \"len\""),
+            (
+                "(event.a) == 1 and (event.b == 1) == true",
+                34,
+                "parentheses group whole conditions",
+            ),
+            ("event.a == ()", 11, "expected a value"),
+            ("event.a == 1 @", 13, "unexpected character \"@\""),
+            ("event.a == ,", 11, "expected a value, found \",\""),
+            ("and", 0, "expected a value, found \"and\""),
+        ];
+        for &(text, offset, fragment) in cases {
+            let err = Condition::parse(text).expect_err(text);
+            assert!(
+                err.message.contains(fragment),
+                "{text:?}: {:?} lacks {fragment:?}",
+                err.message
+            );
+            assert_eq!(err.offset, offset, "{text:?}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn offsets_count_characters_not_bytes() {
+        let err = Condition::parse("event.name == 'é' and é").unwrap_err();
+        assert_eq!(err.offset, 22, "{}", err.message);
+        assert!(holds("event['first name'] in ['Ann', 'Zoé']"));
+        assert_eq!(cond("event.café == 'x'").paths(), ["event.café"]);
+    }
+
+    #[test]
+    fn bounds_length_and_depth() {
+        let deep = |n: usize| format!("{}event.gift{}", "(".repeat(n), ")".repeat(n));
+        assert!(Condition::parse(&deep(MAX_DEPTH)).is_ok());
+        let err = Condition::parse(&deep(MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.offset, MAX_DEPTH);
+        assert!(err.message.contains("deeper than 32"), "{}", err.message);
+
+        let nots = |n: usize| format!("{}event.gift", "not ".repeat(n));
+        assert!(cond(&nots(MAX_DEPTH)).eval(&Scope {
+            event: &event(),
+            profile: &profile(),
+            now: now()
+        }));
+        assert!(Condition::parse(&nots(MAX_DEPTH + 1)).is_err());
+
+        let lists = format!("event.a in {}1{}", "[".repeat(40), "]".repeat(40));
+        assert!(Condition::parse(&lists).is_err());
+
+        let long = format!("event.total > 1{}", " or event.total > 1".repeat(213));
+        assert!(long.chars().count() <= MAX_LEN);
+        assert!(cond(&long).eval(&Scope {
+            event: &event(),
+            profile: &profile(),
+            now: now()
+        }));
+        let too_long = format!("{long}{}", " ".repeat(MAX_LEN));
+        let err = Condition::parse(&too_long).unwrap_err();
+        assert_eq!(err.offset, MAX_LEN);
+        assert!(err.message.contains("limit is 4096"), "{}", err.message);
+    }
+
+    #[test]
+    fn lists_paths_as_written() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "event.total >= 50 and profile.country in ['FR', 'DE']",
+                &["event.total", "profile.country"],
+            ),
+            (
+                "event.items[0].sku == 'A' or event.items[0].sku == 'B'",
+                &["event.items[0].sku"],
+            ),
+            (
+                "exists(profile.a.b) and not profile.x",
+                &["profile.a.b", "profile.x"],
+            ),
+            (
+                "event['first name'] == event . last",
+                &["event['first name']", "event.last"],
+            ),
+            ("event['a'] == 1", &["event.a"]),
+            ("event['it\\'s'] == 1", &["event['it\\'s']"]),
+            (
+                "event.tags contains profile.tag",
+                &["event.tags", "profile.tag"],
+            ),
+            ("true", &[]),
+            ("now() > ago('1d')", &[]),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(cond(text).paths(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn written_paths_parse_back_to_the_same_path() {
+        for text in [
+            "event['first name'] == 1",
+            "event['it\\'s'] == 1",
+            "event['a\\\\b'][2].c == 1",
+        ] {
+            let path = cond(text).paths().remove(0);
+            let again = cond(&format!("{path} == 1"));
+            assert_eq!(again.paths(), std::slice::from_ref(&path), "{text}");
+            assert_eq!(again.expr, cond(text).expr, "{text}");
+        }
+    }
+
+    #[test]
+    fn serializes_as_its_source() {
+        let c: Condition = serde_json::from_str("\"event.total >= 50\"").unwrap();
+        assert_eq!(c.source(), "event.total >= 50");
+        assert_eq!(c.to_string(), "event.total >= 50");
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"event.total >= 50\"");
+        assert_eq!(c, cond("event.total >= 50"));
+
+        let err = serde_json::from_str::<Condition>("\"total >= 50\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("like event.total") && err.contains("(at character 1)"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<Condition>("true")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a condition like"), "{err}");
+
+        let schema = schemars::schema_for!(Condition);
+        assert_eq!(schema.as_value()["type"], "string");
+        assert!(schema.as_value()["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("exists(path)")));
+    }
+
+    /// Pieces to build condition-like strings from, valid and not.
+    const PIECES: &[&str] = &[
+        "event",
+        "profile",
+        ".",
+        "total",
+        "tags",
+        "items",
+        "[",
+        "]",
+        "0",
+        "1.5",
+        "-2",
+        "'FR'",
+        "\"x\"",
+        "(",
+        ")",
+        ",",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "in",
+        "not",
+        "contains",
+        "and",
+        "or",
+        "exists",
+        "time",
+        "now",
+        "ago",
+        "'7d'",
+        "'2026-01-01T00:00:00Z'",
+        "true",
+        "false",
+        "null",
+        " ",
+        "'",
+        "\\",
+        "=",
+        "!",
+        "é",
+        "@",
+    ];
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,200}") {
+            if let Err(e) = Condition::parse(&s) {
+                prop_assert!(e.offset <= s.chars().count());
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn parse_and_eval_never_panic_on_token_soup(
+            pieces in prop::collection::vec(prop::sample::select(PIECES), 0..40),
+        ) {
+            let s = pieces.join(" ");
+            match Condition::parse(&s) {
+                Ok(c) => {
+                    let (event, profile) = (event(), profile());
+                    let _ = c.eval(&Scope { event: &event, profile: &profile, now: now() });
+                    for p in c.paths() {
+                        prop_assert!(p.starts_with("event") || p.starts_with("profile"));
+                    }
+                }
+                Err(e) => prop_assert!(e.offset <= s.chars().count()),
+            }
+            let glued = pieces.concat();
+            if let Err(e) = Condition::parse(&glued) {
+                prop_assert!(e.offset <= glued.chars().count());
+            }
+        }
+
+        #[test]
+        fn comparisons_of_numbers_agree_with_f64(a in -1e6f64..1e6, b in -1e6f64..1e6) {
+            let event = json!({"a": a, "b": b});
+            let scope = Scope { event: &event, profile: &Value::Null, now: now() };
+            prop_assert_eq!(cond("event.a < event.b").eval(&scope), a < b);
+            prop_assert_eq!(cond("event.a == event.b").eval(&scope), a == b);
+            prop_assert_eq!(cond("event.a >= event.b").eval(&scope), a >= b);
+        }
+    }
+}

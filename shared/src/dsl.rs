@@ -1,0 +1,854 @@
+//! Journey files: parsing YAML or JSON with positions, and validating a journey so that every
+//! error names the file, line and column and says what to write instead. Never touches a store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde::Serialize;
+
+use crate::journey::{Action, Journey, Template, TriggerKind};
+use crate::template;
+
+/// One problem in a journey file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileError {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based.
+    pub column: usize,
+    /// Where in the journey, e.g. `steps[2].send.email.subject`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() && self.path != "." {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Positions of every node, by path (`steps[0].wait`).
+#[derive(Debug, Default)]
+struct Positions {
+    by_path: HashMap<String, (usize, usize)>,
+}
+
+impl Positions {
+    /// The position of `path`, or of its nearest ancestor that has one.
+    fn find(&self, path: &str) -> (usize, usize) {
+        let mut p = path.to_string();
+        loop {
+            if let Some(pos) = self.by_path.get(&p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p.truncate(i),
+                None => return self.by_path.get("").copied().unwrap_or((1, 1)),
+            }
+        }
+    }
+}
+
+fn child(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn to_json(
+    node: &MarkedYaml<'_>,
+    path: &str,
+    pos: &mut Positions,
+    errors: &mut Vec<(String, String)>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let start = node.span.start;
+    pos.by_path
+        .entry(path.to_string())
+        .or_insert((start.line(), start.col() + 1));
+    match &node.data {
+        YamlData::Value(s) => scalar(s),
+        YamlData::Representation(text, _, _) => Value::String(text.to_string()),
+        YamlData::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| to_json(n, &format!("{path}[{i}]"), pos, errors))
+                .collect(),
+        ),
+        YamlData::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map.iter() {
+                let key = match &k.data {
+                    YamlData::Value(s) => match scalar(s) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    },
+                    YamlData::Representation(text, _, _) => text.to_string(),
+                    _ => {
+                        errors.push((path.to_string(), "a key must be a plain word".into()));
+                        continue;
+                    }
+                };
+                let p = child(path, &key);
+                // A key's own position is more useful than its value's for "unknown field".
+                let ks = k.span.start;
+                pos.by_path.insert(p.clone(), (ks.line(), ks.col() + 1));
+                let value = to_json(v, &p, pos, errors);
+                out.insert(key, value);
+            }
+            Value::Object(out)
+        }
+        YamlData::Tagged(_, inner) => to_json(inner, path, pos, errors),
+        YamlData::Alias(_) => {
+            errors.push((
+                path.to_string(),
+                "YAML aliases are not supported: write the value out".into(),
+            ));
+            Value::Null
+        }
+        YamlData::BadValue => {
+            errors.push((path.to_string(), "this value cannot be read".into()));
+            Value::Null
+        }
+    }
+}
+
+fn scalar(s: &Scalar<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match s {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::from(*i),
+        Scalar::FloatingPoint(f) => serde_json::Number::from_f64(f.into_inner())
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Scalar::String(s) => Value::String(s.to_string()),
+    }
+}
+
+fn path_of(p: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in p.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Turns serde's messages into advice a journey author can act on.
+fn explain(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once("`, expected ") {
+            return format!("unknown field `{field}`: write one of {expected}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.trim_end_matches('`');
+        return format!("missing field `{field}`: add `{field}: ...` here");
+    }
+    message.to_string()
+}
+
+/// Parses and validates one journey from text. `file` is used in error messages only.
+pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
+    let err = |line, column, path: &str, message: String| FileError {
+        file: file.to_string(),
+        line,
+        column,
+        path: path.to_string(),
+        message,
+    };
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+        vec![err(
+            e.marker().line(),
+            e.marker().col() + 1,
+            "",
+            format!("not valid YAML or JSON: {}", e.info()),
+        )]
+    })?;
+    let Some(doc) = docs.first() else {
+        return Err(vec![err(
+            1,
+            1,
+            "",
+            "the file is empty: a journey needs at least `id`, `name`, `trigger` and `steps`"
+                .into(),
+        )]);
+    };
+    if docs.len() > 1 {
+        return Err(vec![err(
+            1,
+            1,
+            "",
+            "one journey per file: split the documents separated by `---` into their own files"
+                .into(),
+        )]);
+    }
+    let mut pos = Positions::default();
+    let mut shape_errors = Vec::new();
+    let value = to_json(doc, "", &mut pos, &mut shape_errors);
+    if !shape_errors.is_empty() {
+        return Err(shape_errors
+            .into_iter()
+            .map(|(p, m)| {
+                let (l, c) = pos.find(&p);
+                err(l, c, &p, m)
+            })
+            .collect());
+    }
+    let journey: Journey = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let p = path_of(e.path());
+        let (l, c) = pos.find(&p);
+        vec![err(l, c, &p, explain(&e.inner().to_string()))]
+    })?;
+    let problems = validate(&journey);
+    if problems.is_empty() {
+        Ok(journey)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|p| {
+                let (mut l, c) = pos.find(&p.path);
+                l += p.line_offset;
+                err(l, c, &p.path, p.message)
+            })
+            .collect())
+    }
+}
+
+/// Reads and parses one journey file.
+pub fn load_file(path: &Path) -> Result<Journey, Vec<FileError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![FileError {
+            file: name.clone(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    parse(&name, &text)
+}
+
+/// The name of the optional settings file in a journey folder (frequency caps); not a journey.
+pub const SETTINGS_STEM: &str = "waymark";
+
+/// The journey files of a folder (`*.yaml`, `*.yml`, `*.json`, but not `waymark.yaml`), sorted
+/// by name.
+pub fn journey_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_stem().and_then(|s| s.to_str()) != Some(SETTINGS_STEM)
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every journey of a folder (or single files), collecting all errors; journey ids must be
+/// unique across the set.
+pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
+    let mut journeys = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for p in paths {
+        let files = if p.is_dir() {
+            match journey_files(p) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(FileError {
+                        file: p.display().to_string(),
+                        line: 1,
+                        column: 1,
+                        path: String::new(),
+                        message: format!("cannot read the folder: {e}"),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            match load_file(&f) {
+                Ok(j) => {
+                    let name = f.display().to_string();
+                    if let Some(other) = seen.insert(j.id.clone(), name.clone()) {
+                        errors.push(FileError {
+                            file: name,
+                            line: 1,
+                            column: 1,
+                            path: "id".into(),
+                            message: format!(
+                                "journey id `{}` is also used by {other}: give each journey its own id",
+                                j.id
+                            ),
+                        });
+                    } else {
+                        journeys.push(j);
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(journeys)
+    } else {
+        Err(errors)
+    }
+}
+
+struct Problem {
+    path: String,
+    message: String,
+    line_offset: usize,
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        message: message.into(),
+        line_offset: 0,
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The steps a step may go to next, with the path of the field that names each.
+fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
+    let s = &j.steps[i];
+    let base = format!("steps[{i}]");
+    let default_next = || j.next_of(&s.id).map(str::to_string);
+    let mut out = Vec::new();
+    match s.action() {
+        Action::Exit => {}
+        Action::Branch(b) => {
+            for (k, c) in b.cases.iter().enumerate() {
+                out.push((
+                    format!("{base}.branch.cases[{k}].goto"),
+                    Some(c.goto.clone()),
+                ));
+            }
+            out.push((
+                format!("{base}.branch.else"),
+                b.otherwise.clone().or_else(default_next),
+            ));
+        }
+        Action::Split(sp) => {
+            for (k, p) in sp.paths.iter().enumerate() {
+                out.push((
+                    format!("{base}.split.paths[{k}].goto"),
+                    Some(p.goto.clone()),
+                ));
+            }
+        }
+        Action::WaitFor(w) => {
+            out.push((
+                format!("{base}.wait_for.on_event"),
+                w.on_event.clone().or_else(default_next),
+            ));
+            out.push((
+                format!("{base}.wait_for.on_timeout"),
+                w.on_timeout.clone().or_else(default_next),
+            ));
+        }
+        _ => out.push((format!("{base}.next"), default_next())),
+    }
+    out
+}
+
+fn is_blocking(a: Action<'_>) -> bool {
+    matches!(
+        a,
+        Action::Wait(_) | Action::WaitUntil(_) | Action::WaitFor(_)
+    )
+}
+
+/// Semantic checks on a parsed journey. Returns problems with the path they are at.
+fn validate(j: &Journey) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if !valid_id(&j.id) {
+        out.push(problem(
+            "id",
+            format!(
+                "journey id `{}` must be 1–64 lowercase letters, digits, `_` or `-`, e.g. `cart_abandonment`",
+                j.id
+            ),
+        ));
+    }
+    if j.name.trim().is_empty() {
+        out.push(problem("name", "give the journey a name people will read"));
+    }
+    if let Some(tz) = &j.timezone {
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            out.push(problem(
+                "timezone",
+                format!("`{tz}` is not an IANA time zone: write e.g. `Europe/Paris` or `UTC`"),
+            ));
+        }
+    }
+    match j.trigger.kind() {
+        None => out.push(problem(
+            "trigger",
+            "a trigger needs exactly one of `event`, `repeated`, `inactive` or `schedule`",
+        )),
+        Some(TriggerKind::Repeated(r)) => {
+            if r.times < 2 {
+                out.push(problem(
+                    "trigger.repeated.times",
+                    "`times` must be at least 2 (for a single event, use `trigger: {event: ...}`)",
+                ));
+            }
+        }
+        Some(TriggerKind::Inactive(i)) => {
+            if i.events.is_empty() {
+                out.push(problem(
+                    "trigger.inactive.events",
+                    "list the events that count as activity, e.g. `[app_opened]`",
+                ));
+            }
+        }
+        Some(TriggerKind::Schedule(s)) => {
+            if s.timezone != "user" && jiff::tz::TimeZone::get(&s.timezone).is_err() {
+                out.push(problem(
+                    "trigger.schedule.timezone",
+                    format!(
+                        "`{}` is not a time zone: write `user` (each user's own) or an IANA name such as `UTC`",
+                        s.timezone
+                    ),
+                ));
+            }
+        }
+        Some(TriggerKind::Event { .. }) => {}
+    }
+    if j.trigger.condition.is_some() && j.trigger.event.is_none() {
+        out.push(problem(
+            "trigger.where",
+            "`where` here goes with `event`; for other triggers put it inside them",
+        ));
+    }
+    if let Some(g) = &j.goal {
+        if g.event.is_empty() {
+            out.push(problem("goal.event", "name the goal event"));
+        }
+    }
+    if j.steps.is_empty() {
+        out.push(problem("steps", "a journey needs at least one step"));
+        return out;
+    }
+
+    let mut ids: BTreeSet<&str> = BTreeSet::new();
+    for (i, s) in j.steps.iter().enumerate() {
+        if !valid_id(&s.id) {
+            out.push(problem(
+                format!("steps[{i}].id"),
+                format!(
+                    "step id `{}` must be lowercase letters, digits, `_` or `-`",
+                    s.id
+                ),
+            ));
+        }
+        if !ids.insert(&s.id) {
+            out.push(problem(
+                format!("steps[{i}].id"),
+                format!(
+                    "step id `{}` is used twice: give each step its own id",
+                    s.id
+                ),
+            ));
+        }
+    }
+
+    for (i, s) in j.steps.iter().enumerate() {
+        let base = format!("steps[{i}]");
+        let actions = s.actions();
+        if actions.len() != 1 {
+            out.push(problem(
+                base.clone(),
+                if actions.is_empty() {
+                    format!("step `{}` does nothing: give it one of `wait`, `wait_until`, `wait_for`, `branch`, `split`, `send`, `update` or `exit: true`", s.id)
+                } else {
+                    format!("step `{}` has {} actions: a step does one thing; split it into several steps", s.id, actions.len())
+                },
+            ));
+            continue;
+        }
+        match s.action() {
+            Action::Send(send) => validate_send(send, &format!("{base}.send"), &mut out),
+            Action::Split(sp) => {
+                if sp.paths.is_empty() || sp.paths.iter().all(|p| p.weight == 0) {
+                    out.push(problem(
+                        format!("{base}.split.paths"),
+                        "a split needs paths with weights above 0",
+                    ));
+                }
+                if sp.holdout.is_some_and(|h| h > 100) {
+                    out.push(problem(
+                        format!("{base}.split.holdout"),
+                        "holdout is a percentage from 0 to 100",
+                    ));
+                }
+            }
+            Action::Branch(b) if b.cases.is_empty() => out.push(problem(
+                format!("{base}.branch.cases"),
+                "a branch needs at least one case `{when: ..., goto: ...}`",
+            )),
+            Action::Update(u) if u.set.is_empty() && u.unset.is_empty() => out.push(problem(
+                format!("{base}.update"),
+                "an update needs `set` or `unset`",
+            )),
+            _ => {}
+        }
+        for (field, target) in successors(j, i) {
+            if let Some(t) = target {
+                if j.step(&t).is_none() {
+                    let hint = closest(&t, j.steps.iter().map(|s| s.id.as_str()))
+                        .map(|c| format!(": did you mean `{c}`?"))
+                        .unwrap_or_else(|| {
+                            format!(
+                                ": write one of {}",
+                                j.steps
+                                    .iter()
+                                    .map(|s| format!("`{}`", s.id))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        });
+                    out.push(problem(field, format!("no step is called `{t}`{hint}")));
+                }
+            }
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+
+    // Reachability from the first step.
+    let index: HashMap<&str, usize> = j
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut seen = vec![false; j.steps.len()];
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        for (_, t) in successors(j, i) {
+            if let Some(&k) = t.as_deref().and_then(|t| index.get(t)) {
+                stack.push(k);
+            }
+        }
+    }
+    for (i, s) in j.steps.iter().enumerate() {
+        if !seen[i] {
+            out.push(problem(
+                format!("steps[{i}].id"),
+                format!(
+                    "step `{}` can never be reached: point a `next`, `goto` or `on_*` at it, or remove it",
+                    s.id
+                ),
+            ));
+        }
+    }
+
+    // A cycle through steps that never wait would spin forever.
+    let mut state = vec![0u8; j.steps.len()]; // 0 new, 1 on stack, 2 done
+    fn dfs(
+        j: &Journey,
+        i: usize,
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        out: &mut Vec<Problem>,
+    ) {
+        state[i] = 1;
+        if !is_blocking(j.steps[i].action()) {
+            for (_, t) in successors(j, i) {
+                let Some(&k) = t.as_deref().and_then(|t| index.get(t)) else {
+                    continue;
+                };
+                if is_blocking(j.steps[k].action()) {
+                    continue;
+                }
+                if state[k] == 1 {
+                    out.push(problem(
+                        format!("steps[{i}]"),
+                        format!(
+                            "steps `{}` → `{}` form a loop with no wait: add a `wait` or `wait_for` step inside the loop",
+                            j.steps[i].id, j.steps[k].id
+                        ),
+                    ));
+                } else if state[k] == 0 {
+                    dfs(j, k, index, state, out);
+                }
+            }
+        }
+        state[i] = 2;
+    }
+    for i in 0..j.steps.len() {
+        if state[i] == 0 {
+            dfs(j, i, &index, &mut state, &mut out);
+        }
+    }
+    out
+}
+
+fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
+    let templates = send.templates();
+    if templates.len() != 1 {
+        out.push(problem(
+            base,
+            "a send names exactly one channel: `email`, `sms`, `push`, `in_app` or `webhook`",
+        ));
+        return;
+    }
+    let t = templates[0];
+    let channel_path = format!("{base}.{}", t.channel());
+    if let Template::Email(e) = t {
+        if e.html.is_none() && e.text.is_none() {
+            out.push(problem(
+                channel_path.clone(),
+                "an email needs an `html` or a `text` body (or both)",
+            ));
+        }
+    }
+    if let Template::Webhook(w) = t {
+        if !matches!(
+            w.method.as_str(),
+            "POST" | "PUT" | "PATCH" | "GET" | "DELETE"
+        ) {
+            out.push(problem(
+                format!("{channel_path}.method"),
+                "method must be POST, PUT, PATCH, GET or DELETE",
+            ));
+        }
+    }
+    let mut fields = t.fields();
+    let data: Vec<(String, &str)> = match t {
+        Template::Push(p) | Template::InApp(p) => p
+            .data
+            .iter()
+            .map(|(k, v)| (format!("data.{k}"), v.as_str()))
+            .collect(),
+        Template::Webhook(w) => w
+            .headers
+            .iter()
+            .map(|(k, v)| (format!("headers.{k}"), v.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let owned: Vec<(String, &str)> = fields
+        .drain(..)
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(data)
+        .collect();
+    for (field, src) in owned {
+        if let Err(e) = template::check(src) {
+            out.push(Problem {
+                path: format!("{channel_path}.{field}"),
+                message: e.message,
+                line_offset: e.line.map(|l| l.saturating_sub(1)).unwrap_or(0),
+            });
+        }
+    }
+    if let Some(fb) = &send.fallback {
+        if fb.fallback.is_some() {
+            out.push(problem(
+                format!("{base}.fallback.fallback"),
+                "one fallback channel is allowed",
+            ));
+        }
+        if fb.template().map(|f| f.channel()) == Some(t.channel()) {
+            out.push(problem(
+                format!("{base}.fallback"),
+                "the fallback must use another channel than the first",
+            ));
+        }
+        validate_send(fb, &format!("{base}.fallback"), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CART: &str = r#"id: cart
+name: Cart
+trigger:
+  event: cart_abandoned
+reentry: after_exit
+exit_when:
+  - event: order_completed
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: push
+    send:
+      push:
+        title: "Still thinking?"
+        body: "{{ event.items | length }} items in your cart"
+"#;
+
+    #[test]
+    fn parses_a_good_journey() {
+        let j = parse("cart.yaml", CART).expect("valid");
+        assert_eq!(j.id, "cart");
+        assert_eq!(j.steps.len(), 2);
+        assert_eq!(j.next_of("wait_30m"), Some("push"));
+    }
+
+    fn first_error(text: &str) -> FileError {
+        parse("j.yaml", text).expect_err("should fail").remove(0)
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_advice() {
+        let cases: Vec<(String, usize, &str)> = vec![
+            (CART.replace("wait: 30m", "wait: 30 minutes"), 10, "30m"),
+            (
+                CART.replace("    wait: 30m", "    wiat: 30m"),
+                10,
+                "unknown field `wiat`",
+            ),
+            (
+                CART.replace("{{ event.items | length }}", "{{ cart.items }}"),
+                15,
+                "unknown variable `cart`",
+            ),
+            (
+                CART.replace("{{ event.items | length }}", "{{ event.items "),
+                15,
+                "template error",
+            ),
+            (
+                CART.replace(
+                    "  - id: wait_30m\n    wait: 30m\n",
+                    "  - id: wait_30m\n    wait: 30m\n    next: psuh\n",
+                ),
+                11,
+                "did you mean `push`",
+            ),
+            (
+                CART.replace(
+                    "event: cart_abandoned",
+                    "event: x\n  schedule: {cron: '0 9 * * *'}",
+                ),
+                3,
+                "exactly one of",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let e = first_error(&text);
+            assert_eq!(e.line, line, "{e}");
+            assert!(
+                e.to_string().contains(needle),
+                "{e} should mention {needle}"
+            );
+            assert!(e.to_string().starts_with("j.yaml:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unreachable_steps_and_loops_without_wait_are_errors() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+steps:
+  - id: a
+    branch:
+      cases: [{when: "profile.x == 1", goto: b}]
+      else: b
+  - id: b
+    update: {set: {seen: true}}
+    next: a
+  - id: orphan
+    exit: true
+"#;
+        let errs = parse("j.yaml", text).expect_err("invalid");
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("`orphan` can never be reached"), "{all}");
+        assert!(all.contains("loop with no wait"), "{all}");
+    }
+
+    #[test]
+    fn json_files_parse_too() {
+        let text =
+            r#"{"id":"j","name":"J","trigger":{"event":"e"},"steps":[{"id":"a","wait":"1h"}]}"#;
+        assert!(parse("j.json", text).is_ok());
+    }
+
+    #[test]
+    fn bad_yaml_reports_position() {
+        let e = first_error("id: j\nname: [unclosed\n");
+        assert!(e.message.contains("not valid YAML"), "{e}");
+        assert!(e.line >= 2, "{e}");
+    }
+}

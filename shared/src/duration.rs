@@ -1,0 +1,506 @@
+//! Durations as journey files write them: "90s", "30m", "4h", "14d", "2w", "1h30m".
+//!
+//! A duration is a whole number of seconds, from one second to a year (366 days). It is written as
+//! one or more components, largest unit first, each a whole number and a unit: `w` (weeks), `d`
+//! (days), `h` (hours), `m` (minutes) or `s` (seconds). Months and years are not units: their
+//! length varies. Parsing never panics; a bad duration gets a message saying what to write instead.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The units, largest first, with their length in seconds.
+const UNITS: [(char, u64); 5] = [
+    ('w', 604_800),
+    ('d', 86_400),
+    ('h', 3_600),
+    ('m', 60),
+    ('s', 1),
+];
+
+/// The shortest duration, one second.
+const MIN_SECS: u64 = 1;
+/// The longest duration, a (leap) year of 366 days.
+const MAX_SECS: u64 = 366 * 86_400;
+
+/// The examples every generic error message ends with.
+const EXAMPLES: &str = "write it like \"30m\", \"4h\" or \"14d\"";
+
+/// A length of time between one second and 366 days, in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration {
+    secs: u64,
+}
+
+impl Duration {
+    /// The shortest duration a journey file can write, `"1s"`.
+    pub const MIN: Duration = Duration { secs: MIN_SECS };
+    /// The longest duration a journey file can write, `"366d"`.
+    pub const MAX: Duration = Duration { secs: MAX_SECS };
+
+    /// A duration of `s` seconds. Not range-checked: that is for parsing journey files.
+    pub const fn from_secs(s: u64) -> Self {
+        Duration { secs: s }
+    }
+
+    pub const fn as_secs(&self) -> u64 {
+        self.secs
+    }
+
+    /// The same length of time as a jiff duration, for timestamp arithmetic.
+    pub fn to_jiff(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::try_from(self.secs).unwrap_or(i64::MAX))
+    }
+}
+
+/// Why a string is not a duration; the message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DurationError {
+    pub message: String,
+}
+
+impl DurationError {
+    fn new(message: String) -> Self {
+        DurationError { message }
+    }
+}
+
+impl FromStr for Duration {
+    type Err = DurationError;
+
+    fn from_str(s: &str) -> Result<Self, DurationError> {
+        match parse_exact(s) {
+            Ok(secs) => check_range(s, secs),
+            Err(problem) => Err(DurationError::new(explain(s, problem))),
+        }
+    }
+}
+
+/// What is wrong with a string that does not have the duration syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Problem {
+    Empty,
+    Negative,
+    /// Digits at the end with no unit after them.
+    NoUnit,
+    /// A unit repeated, or a smaller unit before a larger one.
+    Order,
+    /// Too large to count, even before the range check.
+    Overflow,
+    /// Anything else.
+    Syntax,
+}
+
+/// Parses the strict syntax, returning the total number of seconds.
+fn parse_exact(s: &str) -> Result<u64, Problem> {
+    if s.is_empty() {
+        return Err(Problem::Empty);
+    }
+    if s.starts_with('-') {
+        return Err(Problem::Negative);
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut total: u64 = 0;
+    let mut overflow = false;
+    // Index into `UNITS` that the next component's unit must be at or after.
+    let mut next_unit = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return Err(Problem::Syntax);
+        }
+        let digits = &s[start..i];
+        let Some(&unit) = bytes.get(i) else {
+            return Err(Problem::NoUnit);
+        };
+        i += 1;
+        let Some(idx) = UNITS.iter().position(|&(c, _)| c as u8 == unit) else {
+            return Err(Problem::Syntax);
+        };
+        if idx < next_unit {
+            return Err(Problem::Order);
+        }
+        next_unit = idx + 1;
+        let n = digits.parse::<u64>().ok();
+        match n
+            .and_then(|n| n.checked_mul(UNITS[idx].1))
+            .and_then(|v| total.checked_add(v))
+        {
+            Some(t) => total = t,
+            None => overflow = true,
+        }
+    }
+    if overflow {
+        return Err(Problem::Overflow);
+    }
+    Ok(total)
+}
+
+fn check_range(s: &str, secs: u64) -> Result<Duration, DurationError> {
+    if secs < MIN_SECS {
+        return Err(DurationError::new(format!(
+            "\"{s}\" is too short: a duration is at least one second, \"1s\""
+        )));
+    }
+    if secs > MAX_SECS {
+        return Err(DurationError::new(format!(
+            "\"{s}\" is too long: a duration is at most a year, \"366d\" (\"52w2d\")"
+        )));
+    }
+    Ok(Duration { secs })
+}
+
+/// The message for a string that does not parse, with a concrete suggestion where one is clear.
+fn explain(s: &str, problem: Problem) -> String {
+    match problem {
+        Problem::Empty => format!("a duration can't be empty: {EXAMPLES}"),
+        Problem::Negative => format!("\"{s}\" is negative: a duration is at least \"1s\"; {EXAMPLES}"),
+        Problem::Overflow => {
+            format!("\"{s}\" is too long: a duration is at most a year, \"366d\" (\"52w2d\")")
+        }
+        Problem::NoUnit if s.bytes().all(|b| b.is_ascii_digit()) => format!(
+            "\"{s}\" has no unit: write \"{s}s\", \"{s}m\", \"{s}h\" or \"{s}d\" (units: w, d, h, m, s)"
+        ),
+        Problem::Order => {
+            match suggestion(s) {
+                Some(better) => format!(
+                    "\"{s}\" is not a duration: write each unit once, largest first, like \"{better}\""
+                ),
+                None => format!(
+                    "\"{s}\" is not a duration: write each unit once, largest first, like \"1h30m\""
+                ),
+            }
+        }
+        Problem::NoUnit | Problem::Syntax => match suggestion(s) {
+            Some(better) => format!("\"{s}\" is not a duration: write \"{better}\""),
+            None if has_unit(s, &["mo", "y", "month", "months", "year", "years"]) => format!(
+                "\"{s}\" is not a duration: months and years vary in length; \
+                 write days or weeks, like \"30d\" or \"52w\""
+            ),
+            None if has_unit(s, &["ms"]) => {
+                format!("\"{s}\" is not a duration: the shortest duration is one second, \"1s\"")
+            }
+            None => format!("\"{s}\" is not a duration: {EXAMPLES}"),
+        },
+    }
+}
+
+/// Whether `s` is a number followed by one of `units` (case-insensitive, spaces allowed).
+fn has_unit(s: &str, units: &[&str]) -> bool {
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let unit = t[digits..].trim().to_ascii_lowercase();
+    units.contains(&unit.as_str())
+}
+
+/// A canonical spelling of what `s` most likely means, if `s` is a near miss: upper case,
+/// spaces, units out of order, or a fraction that comes out to whole seconds ("1.5h").
+fn suggestion(s: &str) -> Option<String> {
+    let squeezed: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if squeezed.is_empty() {
+        return None;
+    }
+    let secs = parse_exact(&squeezed)
+        .ok()
+        .or_else(|| parse_any_order(&squeezed))
+        .or_else(|| parse_fraction(&squeezed))?;
+    (MIN_SECS..=MAX_SECS)
+        .contains(&secs)
+        .then(|| Duration { secs }.to_string())
+}
+
+/// Components in any order, each unit at most once: "30m1h".
+fn parse_any_order(s: &str) -> Option<u64> {
+    let mut seen = [false; UNITS.len()];
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest.get(..digits)?.parse().ok()?;
+        let unit = rest.as_bytes().get(digits).copied()?;
+        let idx = UNITS.iter().position(|&(c, _)| c as u8 == unit)?;
+        if std::mem::replace(&mut seen[idx], true) {
+            return None;
+        }
+        total = total.checked_add(n.checked_mul(UNITS[idx].1)?)?;
+        rest = &rest[digits + 1..];
+    }
+    Some(total)
+}
+
+/// One decimal component that comes out to whole seconds: "1.5h" is 5400 seconds.
+fn parse_fraction(s: &str) -> Option<u64> {
+    let unit = s.chars().last()?;
+    let &(_, unit_secs) = UNITS.iter().find(|&&(c, _)| c == unit)?;
+    let number = &s[..s.len() - 1];
+    let (whole, frac) = number.split_once('.')?;
+    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let scale = 10u64.checked_pow(u32::try_from(frac.len()).ok()?)?;
+    let frac: u64 = frac.parse().ok()?;
+    let frac_secs = frac.checked_mul(unit_secs)?;
+    if frac_secs % scale != 0 {
+        return None;
+    }
+    whole.checked_mul(unit_secs)?.checked_add(frac_secs / scale)
+}
+
+impl fmt::Display for Duration {
+    /// The canonical spelling: largest units first, zero components left out ("1h30m", "2w").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secs == 0 {
+            return f.write_str("0s");
+        }
+        let mut rest = self.secs;
+        for (unit, len) in UNITS {
+            let n = rest / len;
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+                rest %= len;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like \"30m\", \"4h\" or \"14d\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// Matches the syntax (not the range): one to five components, largest unit first, each once.
+const PATTERN: &str = "^([0-9]+w([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?\
+                       |[0-9]+d([0-9]+h)?([0-9]+m)?([0-9]+s)?\
+                       |[0-9]+h([0-9]+m)?([0-9]+s)?\
+                       |[0-9]+m([0-9]+s)?\
+                       |[0-9]+s)$";
+
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": PATTERN,
+            "description": "A duration from one second to a year: whole numbers with units w, d, h, m, s, \
+                            largest first, e.g. \"90s\", \"30m\", \"4h\", \"14d\", \"2w\", \"1h30m\".",
+            "examples": ["30m", "4h", "14d", "1h30m"]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_what_journey_files_write() {
+        let cases: &[(&str, u64)] = &[
+            ("1s", 1),
+            ("90s", 90),
+            ("30m", 1_800),
+            ("4h", 14_400),
+            ("14d", 1_209_600),
+            ("2w", 1_209_600),
+            ("1h30m", 5_400),
+            ("1w2d3h4m5s", 604_800 + 2 * 86_400 + 3 * 3_600 + 4 * 60 + 5),
+            ("1d12h", 129_600),
+            ("2h0m", 7_200),
+            ("0h1s", 1),
+            ("007m", 420),
+            ("366d", 31_622_400),
+            ("52w2d", 31_622_400),
+            ("8784h", 31_622_400),
+            ("527040m", 31_622_400),
+        ];
+        for &(text, secs) in cases {
+            let d: Duration = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(d.as_secs(), secs, "{text}");
+        }
+    }
+
+    #[test]
+    fn displays_canonically() {
+        let cases: &[(u64, &str)] = &[
+            (0, "0s"),
+            (1, "1s"),
+            (59, "59s"),
+            (60, "1m"),
+            (90, "1m30s"),
+            (5_400, "1h30m"),
+            (86_400, "1d"),
+            (1_209_600, "2w"),
+            (691_261, "1w1d1m1s"),
+            (31_622_400, "52w2d"),
+        ];
+        for &(secs, text) in cases {
+            assert_eq!(Duration::from_secs(secs).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn rejects_with_a_message_saying_what_to_write() {
+        // (input, a fragment the message must contain)
+        let cases: &[(&str, &str)] = &[
+            ("", "can't be empty"),
+            (
+                "30 minutes",
+                "\"30 minutes\" is not a duration: write it like \"30m\", \"4h\" or \"14d\"",
+            ),
+            ("90", "write \"90s\", \"90m\""),
+            ("0s", "at least one second"),
+            ("0m0s", "at least one second"),
+            ("367d", "at most a year, \"366d\""),
+            ("53w", "at most a year"),
+            ("99999999999999999999999s", "at most a year"),
+            ("18446744073709551615w", "at most a year"),
+            ("-5m", "negative"),
+            ("30m1h", "largest first, like \"1h30m\""),
+            ("1h1h", "largest first"),
+            ("5ms", "shortest duration is one second"),
+            ("1.5h", "write \"1h30m\""),
+            ("0.5m", "write \"30s\""),
+            ("1.3333s", "write it like"),
+            ("4H", "write \"4h\""),
+            ("1h 30m", "write \"1h30m\""),
+            (" 4h", "write \"4h\""),
+            ("1mo", "months and years vary"),
+            ("2 years", "months and years vary"),
+            ("1y", "months and years vary"),
+            ("h", "write it like"),
+            ("1x", "write it like"),
+            ("1h30", "is not a duration"),
+            ("PT1H", "write it like"),
+            ("+5m", "write it like"),
+            ("5m\u{e9}", "write it like"),
+        ];
+        for &(text, fragment) in cases {
+            let err = text.parse::<Duration>().expect_err(text);
+            assert!(
+                err.message.contains(fragment),
+                "{text:?}: {:?} does not contain {fragment:?}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn converts_to_jiff() {
+        assert_eq!(
+            Duration::from_secs(5_400).to_jiff(),
+            jiff::SignedDuration::from_mins(90)
+        );
+        assert_eq!(Duration::from_secs(u64::MAX).to_jiff().as_secs(), i64::MAX);
+    }
+
+    #[test]
+    fn orders_by_length() {
+        let a: Duration = "90m".parse().unwrap();
+        let b: Duration = "2h".parse().unwrap();
+        assert!(a < b);
+        assert_eq!(
+            "2w".parse::<Duration>().unwrap(),
+            "14d".parse::<Duration>().unwrap()
+        );
+        assert_eq!(Duration::MIN.to_string(), "1s");
+        assert_eq!(Duration::MAX.to_string(), "52w2d");
+    }
+
+    #[test]
+    fn serializes_as_its_canonical_string() {
+        let d: Duration = serde_json::from_str("\"90m\"").unwrap();
+        assert_eq!(d.as_secs(), 5_400);
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"1h30m\"");
+
+        let err = serde_json::from_str::<Duration>("\"30 minutes\"").unwrap_err();
+        assert!(err.to_string().contains("write it like \"30m\""), "{err}");
+        let err = serde_json::from_str::<Duration>("30").unwrap_err();
+        assert!(err.to_string().contains("a duration like \"30m\""), "{err}");
+    }
+
+    #[test]
+    fn schema_is_a_patterned_string() {
+        let schema = schemars::schema_for!(Duration);
+        let v = schema.as_value();
+        assert_eq!(v["type"], "string");
+        assert_eq!(v["pattern"], PATTERN);
+        assert!(v["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("1h30m")));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_string(s in "\\PC*") {
+            let _ = s.parse::<Duration>();
+        }
+
+        #[test]
+        fn never_panics_on_duration_like_strings(s in "[-+ .0-9wdhmsyoWDHMS]{0,12}") {
+            if let Err(e) = s.parse::<Duration>() {
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn display_round_trips(secs in MIN_SECS..=MAX_SECS) {
+            let d = Duration::from_secs(secs);
+            let text = d.to_string();
+            prop_assert_eq!(text.parse::<Duration>(), Ok(d));
+        }
+
+        #[test]
+        fn parse_then_display_is_canonical(
+            w in 0u64..3, d in 0u64..7, h in 0u64..24, m in 0u64..60, s in 0u64..60,
+        ) {
+            let text = format!("{w}w{d}d{h}h{m}m{s}s");
+            let secs = w * 604_800 + d * 86_400 + h * 3_600 + m * 60 + s;
+            match text.parse::<Duration>() {
+                Ok(parsed) => {
+                    prop_assert_eq!(parsed.as_secs(), secs);
+                    prop_assert_eq!(parsed.to_string().parse::<Duration>(), Ok(parsed));
+                }
+                Err(_) => prop_assert_eq!(secs, 0),
+            }
+        }
+    }
+}

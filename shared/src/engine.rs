@@ -1,0 +1,700 @@
+//! The engine: given a journey, an enrollment, the profile and an input (entry, wake-up or event),
+//! it returns the next enrollment state, the effects to perform and the timeline of why. Pure: no
+//! I/O, no clock, no randomness; the same inputs always give the same transition.
+
+use std::collections::BTreeMap;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::condition::Scope;
+use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
+use crate::event::Event;
+use crate::journey::{
+    Action, Channel, EventMatch, Journey, QuietHours, Send, SmsType, Template, TimeOfDay, Update,
+    WaitUntil,
+};
+use crate::profile::{Address, Profile, Unreachable};
+use crate::template;
+use crate::timeline::{Entry, What};
+
+/// How many steps one transition may run before it must wait (validation forbids loops without
+/// a wait; this bounds a transition even if a journey slipped past it).
+const MAX_STEPS_PER_TRANSITION: usize = 256;
+
+/// A rendered message, ready for a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    Email {
+        subject: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        html: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// One-click unsubscribe link (RFC 8058) for marketing email.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unsubscribe_url: Option<String>,
+    },
+    Sms {
+        body: String,
+        sms_type: SmsType,
+    },
+    Push {
+        title: String,
+        body: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        data: BTreeMap<String, String>,
+    },
+    InApp {
+        title: String,
+        body: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        data: BTreeMap<String, String>,
+    },
+    Webhook {
+        url: String,
+        method: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+}
+
+/// A message the engine decided to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub enrollment: String,
+    pub journey: String,
+    pub version: u32,
+    pub user_id: String,
+    pub step: String,
+    pub seq: u64,
+    pub channel: Channel,
+    pub to: Address,
+    pub content: Content,
+    /// Transactional messages ignore frequency caps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transactional: bool,
+}
+
+impl Outgoing {
+    /// The send ledger key: (enrollment, step, visit).
+    pub fn ledger_key(&self) -> String {
+        format!("{}#{}#{}", self.enrollment, self.step, self.seq)
+    }
+}
+
+/// What the adapters must do for a transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Send(Box<Outgoing>),
+    /// Wake the enrollment at `at` for visit `seq`.
+    Wake {
+        seq: u64,
+        at: Timestamp,
+    },
+    /// The wake-up for `seq` at `at` is no longer wanted.
+    Cancel {
+        seq: u64,
+        at: Timestamp,
+    },
+    /// Change the user's profile traits.
+    UpdateProfile(Update),
+}
+
+/// The result of one engine call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub enrollment: Enrollment,
+    pub effects: Vec<Effect>,
+    pub timeline: Vec<Entry>,
+}
+
+/// What the engine reads besides the enrollment.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub journey: &'a Journey,
+    pub version: u32,
+    pub profile: &'a Profile,
+    pub now: Timestamp,
+    /// The signed unsubscribe link for this user and journey, when the deployment has one.
+    pub unsubscribe_url: Option<&'a str>,
+}
+
+impl Ctx<'_> {
+    /// The user's time zone: the profile's, else the journey's default, else UTC.
+    pub fn timezone(&self) -> TimeZone {
+        self.profile
+            .timezone()
+            .or_else(|| {
+                self.journey
+                    .timezone
+                    .as_deref()
+                    .and_then(|n| TimeZone::get(n).ok())
+            })
+            .unwrap_or(TimeZone::UTC)
+    }
+}
+
+/// Whether an event matches an `event`/`where` pair.
+pub fn matches(m: &EventMatch, event: &Event, profile: &Value, now: Timestamp) -> bool {
+    event.event.as_deref() == Some(m.event.as_str())
+        && m.condition.as_ref().is_none_or(|c| {
+            c.eval(&Scope {
+                event: &Value::Object(event.properties.clone()),
+                profile,
+                now,
+            })
+        })
+}
+
+/// Enrolls a user: the `n`th entry of `user_id` into the journey, because of `trigger`.
+pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Transition {
+    let j = ctx.journey;
+    let first = j.first().unwrap_or_default().to_string();
+    let enrollment = Enrollment {
+        id: Enrollment::id_for(&j.id, user_id, n),
+        user_id: user_id.to_string(),
+        journey: j.id.clone(),
+        version: ctx.version,
+        n,
+        entered_at: ctx.now,
+        trigger,
+        status: Status::Active,
+        step: first.clone(),
+        seq: 0,
+        pending: None,
+        waiting_for: None,
+        converted_at: None,
+        ended_at: None,
+        end_reason: None,
+        outbox: Vec::new(),
+        outbox_timeline: Vec::new(),
+        outbox_cause: None,
+    };
+    let mut run = Run::new(ctx, enrollment);
+    run.log(
+        None,
+        What::Entered {
+            version: ctx.version,
+            trigger: run.enrollment.trigger.event.clone(),
+        },
+    );
+    run.go(Some(first));
+    run.finish()
+}
+
+/// A due wake-up for visit `seq`. `None` when it is stale (the enrollment moved on or ended).
+pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transition> {
+    let pending = enrollment.pending?;
+    if !enrollment.is_active() || pending.seq != seq {
+        return None;
+    }
+    let mut run = Run::new(ctx, enrollment.clone());
+    run.enrollment.pending = None;
+    let step = run.enrollment.step.clone();
+    match pending.resume {
+        Resume::Continue => {
+            run.log(Some(&step), What::Woke { how: "time".into() });
+            let next = ctx.journey.next_of(&step).map(str::to_string);
+            run.go(next);
+        }
+        Resume::Rerun => {
+            run.log(
+                Some(&step),
+                What::Woke {
+                    how: "quiet hours over".into(),
+                },
+            );
+            run.go(Some(step));
+        }
+        Resume::Timeout => {
+            run.log(
+                Some(&step),
+                What::Woke {
+                    how: "timeout".into(),
+                },
+            );
+            run.enrollment.waiting_for = None;
+            let next = ctx
+                .journey
+                .step(&step)
+                .and_then(|s| s.wait_for.as_ref())
+                .and_then(|w| w.on_timeout.clone())
+                .or_else(|| ctx.journey.next_of(&step).map(str::to_string));
+            run.go(next);
+        }
+    }
+    Some(run.finish())
+}
+
+/// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
+pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
+    let j = ctx.journey;
+    let name = event.event.as_deref()?;
+    // Only what happened after the trigger counts.
+    if event.timestamp < enrollment.trigger.at {
+        return None;
+    }
+    let profile = ctx.profile.scope();
+    let mut run = Run::new(ctx, enrollment.clone());
+    let mut changed = false;
+
+    if let Some(goal) = &j.goal {
+        let m = EventMatch {
+            event: goal.event.clone(),
+            condition: goal.condition.clone(),
+        };
+        let deadline = enrollment
+            .entered_at
+            .checked_add(goal.within.to_jiff())
+            .unwrap_or(enrollment.entered_at);
+        if run.enrollment.converted_at.is_none()
+            && event.timestamp <= deadline
+            && matches(&m, event, &profile, ctx.now)
+        {
+            run.enrollment.converted_at = Some(event.timestamp);
+            let step = run.enrollment.step.clone();
+            run.log(
+                Some(&step),
+                What::Converted {
+                    event: name.to_string(),
+                },
+            );
+            changed = true;
+        }
+    }
+    if !run.enrollment.is_active() {
+        return changed.then(|| run.finish());
+    }
+
+    if j.exit_when
+        .iter()
+        .any(|m| matches(m, event, &profile, ctx.now))
+    {
+        let step = run.enrollment.step.clone();
+        run.cancel_pending(&step, "exited");
+        run.enrollment.status = Status::Exited;
+        run.enrollment.ended_at = Some(ctx.now);
+        run.enrollment.end_reason = Some(format!("exit_when {name}"));
+        run.enrollment.waiting_for = None;
+        run.log(
+            Some(&step),
+            What::Exited {
+                event: name.to_string(),
+            },
+        );
+        return Some(run.finish());
+    }
+
+    if run.enrollment.waiting_for.as_deref() == Some(name) {
+        let step = run.enrollment.step.clone();
+        let Some(w) = j.step(&step).and_then(|s| s.wait_for.as_ref()) else {
+            return changed.then(|| run.finish());
+        };
+        let m = EventMatch {
+            event: w.event.clone(),
+            condition: w.condition.clone(),
+        };
+        if matches(&m, event, &profile, ctx.now) {
+            run.cancel_pending(&step, "event");
+            run.enrollment.waiting_for = None;
+            let next = w
+                .on_event
+                .clone()
+                .or_else(|| j.next_of(&step).map(str::to_string));
+            run.go(next);
+            return Some(run.finish());
+        }
+    }
+    changed.then(|| run.finish())
+}
+
+/// The path a user lands on in a split: a stable hash of (user, journey, step) into 0..10000.
+pub fn bucket(user_id: &str, journey: &str, step: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{journey}\u{0}{step}\u{0}{user_id}").as_bytes());
+    let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    n % 10_000
+}
+
+/// The next instant strictly after `now` at local `time` on one of `weekdays` (any day if empty).
+pub fn next_local_time(now: Timestamp, tz: &TimeZone, w: &WaitUntil) -> Timestamp {
+    let local = now.to_zoned_datetime(tz.clone());
+    let mut date = local.date();
+    for _ in 0..8 {
+        let day_ok =
+            w.weekdays.is_empty() || w.weekdays.iter().any(|d| d.to_jiff() == date.weekday());
+        if day_ok {
+            let dt = date.at(w.time.hour as i8, w.time.minute as i8, 0, 0);
+            if let Ok(ts) = tz.to_ambiguous_timestamp(dt).compatible() {
+                if ts > now {
+                    return ts;
+                }
+            }
+        }
+        match date.tomorrow() {
+            Ok(d) => date = d,
+            Err(_) => break,
+        }
+    }
+    now
+}
+
+/// If `now` falls in the quiet window (user's local time), the instant the window ends.
+pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Timestamp> {
+    let local = now.to_zoned_datetime(tz.clone());
+    let minute = local.time().hour() as u32 * 60 + local.time().minute() as u32;
+    let (start, end) = (q.start.minutes(), q.end.minutes());
+    let inside = if start <= end {
+        minute >= start && minute < end
+    } else {
+        minute >= start || minute < end
+    };
+    if !inside || start == end {
+        return None;
+    }
+    Some(next_local_time(
+        now,
+        tz,
+        &WaitUntil {
+            time: TimeOfDay {
+                hour: q.end.hour,
+                minute: q.end.minute,
+            },
+            weekdays: Vec::new(),
+        },
+    ))
+}
+
+/// One transition being built.
+struct Run<'a> {
+    ctx: &'a Ctx<'a>,
+    enrollment: Enrollment,
+    effects: Vec<Effect>,
+    timeline: Vec<Entry>,
+    /// The profile as the steps of this transition see it (after its own updates).
+    profile: Value,
+}
+
+impl<'a> Run<'a> {
+    fn new(ctx: &'a Ctx<'a>, mut enrollment: Enrollment) -> Self {
+        enrollment.outbox.clear();
+        enrollment.outbox_timeline.clear();
+        enrollment.outbox_cause = None;
+        Run {
+            ctx,
+            enrollment,
+            effects: Vec::new(),
+            timeline: Vec::new(),
+            profile: ctx.profile.scope(),
+        }
+    }
+
+    fn log(&mut self, step: Option<&str>, what: What) {
+        self.timeline.push(Entry {
+            at: self.ctx.now,
+            journey: self.enrollment.journey.clone(),
+            enrollment: self.enrollment.id.clone(),
+            step: step.map(str::to_string),
+            what,
+        });
+    }
+
+    fn finish(self) -> Transition {
+        Transition {
+            enrollment: self.enrollment,
+            effects: self.effects,
+            timeline: self.timeline,
+        }
+    }
+
+    fn cancel_pending(&mut self, step: &str, how: &str) {
+        if let Some(p) = self.enrollment.pending.take() {
+            self.effects.push(Effect::Cancel {
+                seq: p.seq,
+                at: p.at,
+            });
+            self.log(Some(step), What::Woke { how: how.into() });
+        }
+    }
+
+    fn after(&self, d: SignedDuration) -> Timestamp {
+        self.ctx.now.checked_add(d).unwrap_or(self.ctx.now)
+    }
+
+    fn wait(&mut self, step: &str, at: Timestamp, resume: Resume, why: String) {
+        let seq = self.enrollment.seq;
+        self.enrollment.pending = Some(Pending { seq, at, resume });
+        self.effects.push(Effect::Wake { seq, at });
+        self.log(Some(step), What::Waiting { until: at, why });
+    }
+
+    fn complete(&mut self) {
+        self.enrollment.status = Status::Completed;
+        self.enrollment.ended_at = Some(self.ctx.now);
+        self.enrollment.end_reason = Some("completed".into());
+        let step = self.enrollment.step.clone();
+        self.log(Some(&step), What::Completed);
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            event: &self.enrollment.trigger.properties,
+            profile: &self.profile,
+            now: self.ctx.now,
+        }
+    }
+
+    /// Runs steps from `start` until one waits or the journey ends.
+    fn go(&mut self, start: Option<String>) {
+        let j = self.ctx.journey;
+        let mut current = start;
+        for _ in 0..MAX_STEPS_PER_TRANSITION {
+            let Some(id) = current.take() else {
+                self.complete();
+                return;
+            };
+            let Some(step) = j.step(&id) else {
+                self.complete();
+                return;
+            };
+            self.enrollment.step = id.clone();
+            self.enrollment.seq += 1;
+            self.log(Some(&id), What::Step);
+            let default_next = || j.next_of(&id).map(str::to_string);
+            match step.action() {
+                Action::Wait(d) => {
+                    let at = self.after(d.to_jiff());
+                    self.wait(&id, at, Resume::Continue, format!("wait {d}"));
+                    return;
+                }
+                Action::WaitUntil(w) => {
+                    let at = next_local_time(self.ctx.now, &self.ctx.timezone(), w);
+                    let why = format!("wait_until {}", String::from(w.time));
+                    self.wait(&id, at, Resume::Continue, why);
+                    return;
+                }
+                Action::WaitFor(w) => {
+                    let at = self.after(w.timeout.to_jiff());
+                    self.enrollment.waiting_for = Some(w.event.clone());
+                    self.wait(&id, at, Resume::Timeout, format!("wait_for {}", w.event));
+                    return;
+                }
+                Action::Branch(b) => {
+                    let hit = b
+                        .cases
+                        .iter()
+                        .find(|c| c.when.eval(&self.scope()))
+                        .map(|c| (c.when.source().to_string(), Some(c.goto.clone())));
+                    let (on, to) = hit.unwrap_or_else(|| {
+                        (
+                            "else".to_string(),
+                            b.otherwise.clone().or_else(default_next),
+                        )
+                    });
+                    self.log(
+                        Some(&id),
+                        What::Branched {
+                            on,
+                            to: to.clone().unwrap_or_else(|| "(end)".into()),
+                        },
+                    );
+                    current = to;
+                }
+                Action::Split(s) => {
+                    let b = bucket(&self.enrollment.user_id, &j.id, &id);
+                    let holdout = u32::from(s.holdout.unwrap_or(0)) * 100;
+                    if b < holdout {
+                        self.enrollment.status = Status::HeldOut;
+                        self.enrollment.ended_at = Some(self.ctx.now);
+                        self.enrollment.end_reason = Some("holdout".into());
+                        self.log(Some(&id), What::HeldOut);
+                        return;
+                    }
+                    let total: u64 = s.paths.iter().map(|p| u64::from(p.weight)).sum();
+                    // Rescale the non-holdout part of the bucket onto the weights.
+                    let span = u64::from(10_000 - holdout).max(1);
+                    let point = u64::from(b - holdout) * total / span;
+                    let mut acc = 0u64;
+                    let mut chosen = s.paths.last();
+                    for p in &s.paths {
+                        acc += u64::from(p.weight);
+                        if point < acc {
+                            chosen = Some(p);
+                            break;
+                        }
+                    }
+                    let Some(p) = chosen else {
+                        self.complete();
+                        return;
+                    };
+                    let path = p.name.clone().unwrap_or_else(|| p.goto.clone());
+                    self.log(Some(&id), What::Split { path });
+                    current = Some(p.goto.clone());
+                }
+                Action::Send(send) => {
+                    if !j.transactional {
+                        if let Some(q) = &j.quiet_hours {
+                            if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)
+                            {
+                                self.wait(&id, until, Resume::Rerun, "quiet hours".into());
+                                return;
+                            }
+                        }
+                    }
+                    self.send(&id, send);
+                    current = default_next();
+                }
+                Action::Update(u) => {
+                    if let Value::Object(p) = &mut self.profile {
+                        for (k, v) in &u.set {
+                            p.insert(k.clone(), v.clone());
+                        }
+                        for k in &u.unset {
+                            p.remove(k);
+                        }
+                    }
+                    self.effects.push(Effect::UpdateProfile(u.clone()));
+                    self.log(
+                        Some(&id),
+                        What::Updated {
+                            set: u.set.keys().cloned().collect(),
+                            unset: u.unset.clone(),
+                        },
+                    );
+                    current = default_next();
+                }
+                Action::Exit => {
+                    self.complete();
+                    return;
+                }
+            }
+        }
+        // Bounded: treat a runaway journey as completed rather than loop.
+        self.complete();
+    }
+
+    fn send(&mut self, step: &str, send: &Send) {
+        let Some(first) = send.template() else { return };
+        let chosen = match self.ctx.profile.address(first.channel()) {
+            Ok(to) => Some((first, to)),
+            Err(why) => {
+                let fallback = send.fallback.as_deref().and_then(|f| f.template());
+                match fallback.map(|t| (t, self.ctx.profile.address(t.channel()))) {
+                    Some((t, Ok(to))) => {
+                        self.log(
+                            Some(step),
+                            What::FellBack {
+                                from: first.channel(),
+                                to: t.channel(),
+                                reason: why.as_str().into(),
+                            },
+                        );
+                        Some((t, to))
+                    }
+                    _ => {
+                        self.skip(step, first.channel(), why, None);
+                        None
+                    }
+                }
+            }
+        };
+        let Some((t, to)) = chosen else { return };
+        match self.render(t) {
+            Ok(content) => {
+                let e = &self.enrollment;
+                self.effects.push(Effect::Send(Box::new(Outgoing {
+                    enrollment: e.id.clone(),
+                    journey: e.journey.clone(),
+                    version: e.version,
+                    user_id: e.user_id.clone(),
+                    step: step.to_string(),
+                    seq: e.seq,
+                    channel: t.channel(),
+                    to,
+                    content,
+                    transactional: self.ctx.journey.transactional,
+                })));
+            }
+            Err(err) => {
+                self.timeline.push(Entry {
+                    at: self.ctx.now,
+                    journey: self.enrollment.journey.clone(),
+                    enrollment: self.enrollment.id.clone(),
+                    step: Some(step.to_string()),
+                    what: What::Skipped {
+                        channel: t.channel(),
+                        reason: "render_error".into(),
+                        detail: Some(err.message),
+                    },
+                });
+            }
+        }
+    }
+
+    fn skip(&mut self, step: &str, channel: Channel, why: Unreachable, detail: Option<String>) {
+        self.log(
+            Some(step),
+            What::Skipped {
+                channel,
+                reason: why.as_str().into(),
+                detail,
+            },
+        );
+    }
+
+    fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
+        let j = self.ctx.journey;
+        let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
+        let ctx = serde_json::json!({
+            "profile": self.profile,
+            "event": self.enrollment.trigger.properties,
+            "journey": {"id": j.id, "name": j.name, "version": self.enrollment.version},
+            "user_id": self.enrollment.user_id,
+            "now": self.ctx.now.to_string(),
+            "unsubscribe_url": unsubscribe_url,
+        });
+        let text = |s: &str| template::render(s, &ctx, false);
+        let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
+            m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()
+        };
+        Ok(match t {
+            Template::Email(e) => Content::Email {
+                subject: text(&e.subject)?,
+                html: e
+                    .html
+                    .as_deref()
+                    .map(|h| template::render(h, &ctx, true))
+                    .transpose()?,
+                text: e.text.as_deref().map(text).transpose()?,
+                unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
+            },
+            Template::Sms(s) => Content::Sms {
+                body: text(&s.body)?,
+                sms_type: s.sms_type,
+            },
+            Template::Push(p) => Content::Push {
+                title: text(&p.title)?,
+                body: text(&p.body)?,
+                data: data(&p.data)?,
+            },
+            Template::InApp(p) => Content::InApp {
+                title: text(&p.title)?,
+                body: text(&p.body)?,
+                data: data(&p.data)?,
+            },
+            Template::Webhook(w) => Content::Webhook {
+                url: text(&w.url)?,
+                method: w.method.clone(),
+                headers: data(&w.headers)?,
+                body: w.body.as_deref().map(text).transpose()?,
+            },
+        })
+    }
+}

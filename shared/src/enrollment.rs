@@ -1,0 +1,105 @@
+//! Enrollments: one user's way through one version of one journey: where it is, what it waits
+//! for, and the effects its last transition still owes (the outbox). Pure data.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::Effect;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    /// Ended by an `exit_when` event.
+    Exited,
+    /// Reached an `exit` step or the end of its steps.
+    Completed,
+    /// Held out by a split: receives nothing.
+    HeldOut,
+}
+
+/// What a due wake-up does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// The step's wait is over: go on to the next step.
+    Continue,
+    /// Run the step again (a send deferred by quiet hours).
+    Rerun,
+    /// A `wait_for` timed out: go to its `on_timeout`.
+    Timeout,
+}
+
+/// The one wake-up an active enrollment may have pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The step visit this wake-up belongs to; a wake-up with another `seq` is stale.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub resume: Resume,
+}
+
+/// The trigger event an enrollment entered with (templates show it as `event`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerEvent {
+    pub event: String,
+    pub message_id: String,
+    pub at: Timestamp,
+    #[serde(default)]
+    pub properties: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// `{journey}:{user}:{n}`.
+    pub id: String,
+    pub user_id: String,
+    pub journey: String,
+    /// The journey version entered with; the enrollment finishes on it.
+    pub version: u32,
+    /// 1 for the user's first entry into this journey, 2 for the second…
+    pub n: u32,
+    pub trigger: TriggerEvent,
+    pub entered_at: Timestamp,
+    pub status: Status,
+    /// The current step.
+    pub step: String,
+    /// Counts step visits; the send ledger key is (enrollment, step, seq).
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// When the current step is a `wait_for`, the event it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    /// Effects of the last transition, replayed if the message that caused it comes again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Effect>,
+    /// The timeline entries of the last transition (written with the outbox's outcomes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox_timeline: Vec<crate::timeline::Entry>,
+    /// The id of the message (event or wake-up) whose transition produced `outbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_cause: Option<String>,
+}
+
+impl Enrollment {
+    pub fn id_for(journey: &str, user: &str, n: u32) -> String {
+        format!("{journey}:{user}:{n}")
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
+    }
+
+    /// The id a wake-up for `seq` carries, used as its outbox cause.
+    pub fn wake_id(&self, seq: u64) -> String {
+        format!("wake:{}:{seq}", self.id)
+    }
+}

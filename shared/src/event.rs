@@ -1,0 +1,1692 @@
+//! Incoming events: the Segment-compatible track/identify/batch payloads, their validation and limits.
+//!
+//! This module reads and checks payloads and says what to send instead; it never stores, enqueues
+//! or logs them (they carry personal data).
+
+use std::fmt;
+use std::io;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Largest event, as Segment allows: 32 KB.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Largest batch body, as Segment allows: 500 KB.
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// How deep objects and arrays may nest in `properties`, `traits` and `context` (the field's own
+/// object is level 1).
+pub const MAX_DEPTH: usize = 10;
+/// How many top-level keys `properties`, `traits` and `context` may have.
+pub const MAX_TRAITS: usize = 256;
+
+const MAX_ID_CHARS: usize = 256;
+const MAX_EVENT_NAME_CHARS: usize = 200;
+const MAX_MESSAGE_ID_CHARS: usize = 100;
+const MAX_EMAIL_CHARS: usize = 254;
+const CHANNELS: [&str; 5] = ["email", "sms", "push", "in_app", "webhook"];
+const PLATFORMS: [&str; 2] = ["apns", "fcm"];
+const ANONYMOUS_PREFIX: &str = "anon:";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Track,
+    Identify,
+}
+
+impl Kind {
+    /// The Segment `type`: `"track"` or `"identify"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Track => "track",
+            Kind::Identify => "identify",
+        }
+    }
+}
+
+/// A validated event, as it travels on the events queue (serde JSON) and into the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: Kind,
+    /// `messageId`; if absent, `"auto-"` + hex SHA-256 of the canonical JSON of the raw event, so
+    /// that a retried identical request dedups.
+    pub message_id: String,
+    /// `userId`, or if absent `"anon:"` + `anonymousId`.
+    pub user_id: String,
+    #[serde(default)]
+    pub anonymous_id: Option<String>,
+    /// Track only: the event's name.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Track only.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    /// Identify only (top-level `traits`; `context.traits` stays in `context`).
+    #[serde(default)]
+    pub traits: Map<String, Value>,
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// `timestamp` if sent, else `received_at`.
+    pub timestamp: Timestamp,
+    pub received_at: Timestamp,
+}
+
+/// What is wrong with one field, and what to send instead. `field` is a JSON path in Segment's
+/// spelling, like `"batch[3].userId"` or `"traits.push_tokens[0].platform"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// An event that was not accepted: its position in the batch (`None` outside a batch) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub index: Option<usize>,
+    pub errors: Vec<FieldError>,
+}
+
+/// How far an event's `timestamp` may lie from the time it was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_past: SignedDuration,
+    pub max_future: SignedDuration,
+}
+
+impl Default for Limits {
+    /// 30 days in the past, 1 hour in the future.
+    fn default() -> Self {
+        Limits {
+            max_past: SignedDuration::from_hours(30 * 24),
+            max_future: SignedDuration::from_hours(1),
+        }
+    }
+}
+
+/// The events of a batch that passed, and the ones that did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    pub accepted: Vec<Event>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Parse one `POST /v1/track` or `/v1/identify` body. `kind` comes from the route (a `type` in the
+/// body is ignored).
+pub fn parse_single(
+    kind: Kind,
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    if body.len() > MAX_EVENT_BYTES {
+        return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
+    }
+    let raw = parse_body(body)?;
+    let no_shared_context = Map::new();
+    from_raw(kind, &raw, &no_shared_context, received_at, limits, "")
+}
+
+/// Parse `POST /v1/batch`: `{"batch":[{type:"track"|"identify", ...}, ...], "context":{...}?}`.
+/// Whole-body problems (not JSON, too big, no batch array) are `Err`; per-item problems are
+/// collected in `rejected` while valid items are still returned. The batch's `context` is merged
+/// under each item's own `context` (the item's keys win).
+pub fn parse_batch(
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+) -> Result<BatchOutcome, Vec<FieldError>> {
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(vec![too_big("body", body.len(), MAX_BATCH_BYTES)]);
+    }
+    let raw = parse_body(body)?;
+    let items = match raw.get("batch") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => {
+            return Err(vec![FieldError::new(
+                "batch",
+                r#"is required: send {"batch": [...]} with track and identify events"#,
+            )])
+        }
+        Some(_) => {
+            return Err(vec![FieldError::new(
+                "batch",
+                "must be an array of track and identify events",
+            )])
+        }
+    };
+    let mut check = Check::new("");
+    let shared_context = check.object(&raw, "context");
+    if !check.errors.is_empty() {
+        return Err(check.errors);
+    }
+
+    let mut outcome = BatchOutcome::default();
+    for (index, item) in items.iter().enumerate() {
+        let prefix = format!("batch[{index}]");
+        match parse_item(item, &shared_context, received_at, limits, &prefix) {
+            Ok(event) => outcome.accepted.push(event),
+            Err(errors) => outcome.rejected.push(Rejected {
+                index: Some(index),
+                errors,
+            }),
+        }
+    }
+    Ok(outcome)
+}
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        vec![FieldError::new(
+            "body",
+            format!(
+                "is not valid UTF-8 (at byte {}); send UTF-8 encoded JSON",
+                e.valid_up_to()
+            ),
+        )]
+    })?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(vec![FieldError::new("body", "must be a JSON object")]),
+        Err(e) => Err(vec![FieldError::new(
+            "body",
+            format!("is not valid JSON ({e}); send a JSON object"),
+        )]),
+    }
+}
+
+fn parse_item(
+    item: &Value,
+    shared_context: &Map<String, Value>,
+    received_at: Timestamp,
+    limits: &Limits,
+    prefix: &str,
+) -> Result<Event, Vec<FieldError>> {
+    let Value::Object(raw) = item else {
+        return Err(vec![FieldError::new(
+            prefix,
+            "must be an object: a track or identify event",
+        )]);
+    };
+    let size = serialized_len(item);
+    if size > MAX_EVENT_BYTES {
+        return Err(vec![too_big(prefix, size, MAX_EVENT_BYTES)]);
+    }
+    let kind = match raw.get("type") {
+        Some(Value::String(t)) if t == "track" => Kind::Track,
+        Some(Value::String(t)) if t == "identify" => Kind::Identify,
+        Some(Value::String(t)) if ["page", "screen", "group", "alias"].contains(&t.as_str()) => {
+            return Err(vec![FieldError::new(
+                format!("{prefix}.type"),
+                format!(
+                    r#"is "{t}", but Waymark accepts only track and identify events; send it as a track event (e.g. "Page Viewed") instead"#
+                ),
+            )]);
+        }
+        Some(Value::String(_)) => {
+            return Err(vec![FieldError::new(
+                format!("{prefix}.type"),
+                r#"is unknown: Waymark accepts only track and identify events; send "track" or "identify""#,
+            )]);
+        }
+        None | Some(Value::Null) => {
+            return Err(vec![FieldError::new(
+                format!("{prefix}.type"),
+                r#"is required: send "track" or "identify""#,
+            )]);
+        }
+        Some(_) => {
+            return Err(vec![FieldError::new(
+                format!("{prefix}.type"),
+                r#"must be the string "track" or "identify""#,
+            )]);
+        }
+    };
+    from_raw(kind, raw, shared_context, received_at, limits, prefix)
+}
+
+/// Validates one event object and builds the [`Event`], collecting every problem found.
+fn from_raw(
+    kind: Kind,
+    raw: &Map<String, Value>,
+    shared_context: &Map<String, Value>,
+    received_at: Timestamp,
+    limits: &Limits,
+    prefix: &str,
+) -> Result<Event, Vec<FieldError>> {
+    let mut check = Check::new(prefix);
+
+    let user = check.id(raw, "userId");
+    if user
+        .as_deref()
+        .is_some_and(|u| u.starts_with(ANONYMOUS_PREFIX))
+    {
+        check.error(
+            "userId",
+            r#"must not start with "anon:", which Waymark keeps for anonymous users; send it as anonymousId"#,
+        );
+    }
+    let anonymous_id = check.id(raw, "anonymousId");
+    if is_absent(raw.get("userId")) && is_absent(raw.get("anonymousId")) {
+        check.error("userId", "one of userId or anonymousId is required");
+    }
+    let message_id = check.message_id(raw);
+    let event = match kind {
+        Kind::Track => check.event_name(raw),
+        Kind::Identify => None,
+    };
+    let properties = match kind {
+        Kind::Track => check.object(raw, "properties"),
+        Kind::Identify => Map::new(),
+    };
+    let traits = match kind {
+        Kind::Identify => {
+            let traits = check.object(raw, "traits");
+            check.special_traits(&traits);
+            traits
+        }
+        Kind::Track => Map::new(),
+    };
+    let own_context = check.object(raw, "context");
+    let context = if shared_context.is_empty() {
+        own_context
+    } else {
+        // Each part's depth and size is already checked; only the merged key count is new.
+        let own_too_many = own_context.len() > MAX_TRAITS;
+        let mut merged = shared_context.clone();
+        merged.extend(own_context);
+        if merged.len() > MAX_TRAITS && !own_too_many {
+            check.error(
+                "context",
+                format!(
+                    "has {} keys once merged with the batch's context; at most {MAX_TRAITS} are allowed",
+                    merged.len()
+                ),
+            );
+        }
+        merged
+    };
+    let timestamp = check.timestamp(raw, received_at, limits);
+
+    if !check.errors.is_empty() {
+        return Err(check.errors);
+    }
+    let user_id = match (user, &anonymous_id) {
+        (Some(user), _) => user,
+        (None, Some(anonymous)) => format!("{ANONYMOUS_PREFIX}{anonymous}"),
+        (None, None) => {
+            return Err(vec![FieldError::new(
+                check.field("userId"),
+                "one of userId or anonymousId is required",
+            )])
+        }
+    };
+    Ok(Event {
+        kind,
+        message_id: message_id.unwrap_or_else(|| auto_message_id(kind, raw)),
+        user_id,
+        anonymous_id,
+        event,
+        properties,
+        traits,
+        context,
+        timestamp,
+        received_at,
+    })
+}
+
+fn is_absent(value: Option<&Value>) -> bool {
+    matches!(value, None | Some(Value::Null))
+}
+
+fn too_big(field: &str, size: usize, max: usize) -> FieldError {
+    FieldError::new(
+        field,
+        format!(
+            "is {size} bytes; at most {max} bytes ({} KB) are allowed",
+            max / 1024
+        ),
+    )
+}
+
+/// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
+struct Check<'a> {
+    prefix: &'a str,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Check<'a> {
+    fn new(prefix: &'a str) -> Self {
+        Check {
+            prefix,
+            errors: Vec::new(),
+        }
+    }
+
+    fn field(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    fn error(&mut self, name: &str, message: impl Into<String>) {
+        let field = self.field(name);
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// `userId` or `anonymousId`: a string or a number (made a string, as Segment does).
+    fn id(&mut self, raw: &Map<String, Value>, name: &str) -> Option<String> {
+        let id = match raw.get(name)? {
+            Value::Null => return None,
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                self.error(name, "must be a string (or a number)");
+                return None;
+            }
+        };
+        let chars = id.chars().count();
+        if chars == 0 {
+            self.error(name, "must not be empty; leave it out or send null instead");
+            return None;
+        }
+        if chars > MAX_ID_CHARS {
+            self.error(
+                name,
+                format!("is {chars} characters; at most {MAX_ID_CHARS} are allowed"),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    fn message_id(&mut self, raw: &Map<String, Value>) -> Option<String> {
+        match raw.get("messageId")? {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => {
+                self.error(
+                    "messageId",
+                    "must not be empty; leave it out to have one derived from the event",
+                );
+                None
+            }
+            Value::String(s) if s.chars().count() > MAX_MESSAGE_ID_CHARS => {
+                self.error(
+                    "messageId",
+                    format!(
+                        "is {} characters; at most {MAX_MESSAGE_ID_CHARS} are allowed",
+                        s.chars().count()
+                    ),
+                );
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.error("messageId", "must be a string, such as a UUID");
+                None
+            }
+        }
+    }
+
+    fn event_name(&mut self, raw: &Map<String, Value>) -> Option<String> {
+        match raw.get("event") {
+            None | Some(Value::Null) => {
+                self.error(
+                    "event",
+                    r#"is required for track: the event's name, e.g. "Order Completed""#,
+                );
+                None
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                self.error(
+                    "event",
+                    r#"must not be empty: send the event's name, e.g. "Order Completed""#,
+                );
+                None
+            }
+            Some(Value::String(s)) if s.chars().count() > MAX_EVENT_NAME_CHARS => {
+                self.error(
+                    "event",
+                    format!(
+                        "is {} characters; at most {MAX_EVENT_NAME_CHARS} are allowed",
+                        s.chars().count()
+                    ),
+                );
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.error(
+                    "event",
+                    r#"must be a string: the event's name, e.g. "Order Completed""#,
+                );
+                None
+            }
+        }
+    }
+
+    /// `properties`, `traits` or `context`: an object within the size limits, or empty if absent.
+    fn object(&mut self, raw: &Map<String, Value>, name: &str) -> Map<String, Value> {
+        match raw.get(name) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => {
+                self.sizes(name, map);
+                map.clone()
+            }
+            Some(_) => {
+                self.error(name, r#"must be an object, e.g. {"plan": "pro"}"#);
+                Map::new()
+            }
+        }
+    }
+
+    fn sizes(&mut self, name: &str, map: &Map<String, Value>) {
+        if map.len() > MAX_TRAITS {
+            self.error(
+                name,
+                format!("has {} keys; at most {MAX_TRAITS} are allowed", map.len()),
+            );
+        }
+        let mut path = name.to_string();
+        if map_too_deep(map, 1, &mut path) {
+            self.error(
+                name,
+                format!("nests more than {MAX_DEPTH} levels deep (at {path}); flatten it"),
+            );
+        }
+    }
+
+    fn timestamp(
+        &mut self,
+        raw: &Map<String, Value>,
+        received_at: Timestamp,
+        limits: &Limits,
+    ) -> Timestamp {
+        const EXAMPLE: &str =
+            r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
+        let text = match raw.get("timestamp") {
+            None | Some(Value::Null) => return received_at,
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                self.error("timestamp", format!("must be a string: {EXAMPLE}"));
+                return received_at;
+            }
+        };
+        let Ok(at) = text.parse::<Timestamp>() else {
+            self.error("timestamp", format!("is not {EXAMPLE}"));
+            return received_at;
+        };
+        let age = received_at.duration_since(at);
+        let ahead = at.duration_since(received_at);
+        if age > limits.max_past {
+            self.error(
+                "timestamp",
+                format!(
+                    "is {} before the event was received; Waymark accepts events at most {} old",
+                    human(age),
+                    human(limits.max_past)
+                ),
+            );
+        } else if ahead > limits.max_future {
+            self.error(
+                "timestamp",
+                format!(
+                    "is {} ahead of the server's clock; at most {} is tolerated: check the sender's clock",
+                    human(ahead),
+                    human(limits.max_future)
+                ),
+            );
+        }
+        at
+    }
+
+    /// Identify traits with a meaning to Waymark. `null` clears a trait, so it always passes.
+    fn special_traits(&mut self, traits: &Map<String, Value>) {
+        for (name, value) in traits {
+            if value.is_null() {
+                continue;
+            }
+            let field = format!("traits.{name}");
+            let problem = match name.as_str() {
+                "email" => value
+                    .as_str()
+                    .map_or(Some("must be a string"), email_problem)
+                    .map(|problem| format!("{problem}; send an address like ada@example.com")),
+                "phone" => (!value.as_str().is_some_and(is_e164)).then(|| {
+                    "must be an E.164 number: + then 8 to 15 digits with no spaces, e.g. +14155550123"
+                        .to_string()
+                }),
+                "timezone" => {
+                    let known = value
+                        .as_str()
+                        .is_some_and(|tz| jiff::tz::TimeZone::get(tz).is_ok());
+                    (!known).then(|| {
+                        "must be an IANA time zone name, e.g. Europe/Paris or America/New_York"
+                            .to_string()
+                    })
+                }
+                "subscriptions" => {
+                    self.subscriptions(&field, value);
+                    None
+                }
+                "push_tokens" | "devices" => {
+                    self.devices(&field, value);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                self.error(&field, problem);
+            }
+        }
+    }
+
+    fn subscriptions(&mut self, field: &str, value: &Value) {
+        let Some(channels) = value.as_object() else {
+            self.error(
+                field,
+                r#"must be an object of channel to true or false, e.g. {"email": true, "sms": false}"#,
+            );
+            return;
+        };
+        for (channel, subscribed) in channels {
+            let field = format!("{field}.{channel}");
+            if !CHANNELS.contains(&channel.as_str()) {
+                self.error(
+                    &field,
+                    format!("is not a channel; use one of {}", CHANNELS.join(", ")),
+                );
+            } else if !subscribed.is_boolean() {
+                self.error(&field, "must be true or false");
+            }
+        }
+    }
+
+    fn devices(&mut self, field: &str, value: &Value) {
+        const SHAPE: &str = r#"{"platform": "apns" or "fcm", "token": "..."}"#;
+        let Some(items) = value.as_array() else {
+            self.error(field, format!("must be an array of {SHAPE}"));
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let Some(device) = item.as_object() else {
+                self.error(&field, format!("must be an object {SHAPE}"));
+                continue;
+            };
+            let platform = device.get("platform").and_then(Value::as_str);
+            if !platform.is_some_and(|p| PLATFORMS.contains(&p)) {
+                self.error(&format!("{field}.platform"), r#"must be "apns" or "fcm""#);
+            }
+            let token = device.get("token").and_then(Value::as_str);
+            if token.is_none_or(str::is_empty) {
+                self.error(
+                    &format!("{field}.token"),
+                    "must be a non-empty string: the device's push token",
+                );
+            }
+        }
+    }
+}
+
+/// Whether an object or array nested inside `map` (itself at `level`) lies deeper than
+/// [`MAX_DEPTH`]; if so `path` is left naming it.
+fn map_too_deep(map: &Map<String, Value>, level: usize, path: &mut String) -> bool {
+    if level > MAX_DEPTH {
+        return true;
+    }
+    let len = path.len();
+    for (key, value) in map {
+        path.push('.');
+        path.push_str(key);
+        if value_too_deep(value, level + 1, path) {
+            return true;
+        }
+        path.truncate(len);
+    }
+    false
+}
+
+fn value_too_deep(value: &Value, level: usize, path: &mut String) -> bool {
+    match value {
+        Value::Object(map) => map_too_deep(map, level, path),
+        Value::Array(items) => {
+            if level > MAX_DEPTH {
+                return true;
+            }
+            let len = path.len();
+            for (i, item) in items.iter().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                if value_too_deep(item, level + 1, path) {
+                    return true;
+                }
+                path.truncate(len);
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+fn email_problem(email: &str) -> Option<&'static str> {
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Some("is longer than 254 characters");
+    }
+    if email.chars().any(char::is_whitespace) {
+        return Some("must not contain spaces");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Some("has no @");
+    };
+    if domain.contains('@') {
+        return Some("has more than one @");
+    }
+    if local.is_empty() {
+        return Some("has nothing before the @");
+    }
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if !domain_ok {
+        return Some("needs a domain with a dot after the @");
+    }
+    None
+}
+
+fn is_e164(phone: &str) -> bool {
+    phone.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// A duration in its two largest units, e.g. "30 days", "1 hour 30 minutes".
+fn human(d: SignedDuration) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let secs = d.as_secs().unsigned_abs();
+    for (i, (size, unit)) in UNITS.iter().enumerate() {
+        let n = secs / size;
+        if n == 0 {
+            continue;
+        }
+        let mut text = plural(n, unit);
+        if let Some((next_size, next_unit)) = UNITS.get(i + 1) {
+            let rest = (secs % size) / next_size;
+            if rest > 0 {
+                text.push(' ');
+                text.push_str(&plural(rest, next_unit));
+            }
+        }
+        return text;
+    }
+    "0 seconds".to_string()
+}
+
+/// `"auto-"` + hex SHA-256 of the raw event as canonical JSON (keys sorted, no spaces), with `type`
+/// set to `kind`: the same event sent twice, alone or in a batch, gets the same id.
+fn auto_message_id(kind: Kind, raw: &Map<String, Value>) -> String {
+    let kind = Value::from(kind.as_str());
+    let entries = raw
+        .iter()
+        .filter(|(key, _)| key.as_str() != "type")
+        .map(|(key, value)| (key.as_str(), value))
+        .chain([("type", &kind)])
+        .collect();
+    let mut canonical = String::new();
+    write_canonical_object(entries, &mut canonical);
+    let digest = Sha256::digest(canonical.as_bytes());
+    let mut id = String::with_capacity(5 + 64);
+    id.push_str("auto-");
+    for byte in digest {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_canonical_object(mut entries: Vec<(&str, &Value)>, out: &mut String) {
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(key).to_string());
+        out.push(':');
+        write_canonical(value, out);
+    }
+    out.push('}');
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            write_canonical_object(map.iter().map(|(k, v)| (k.as_str(), v)).collect(), out)
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Size of `value` as compact JSON, without building the string.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn received() -> Timestamp {
+        "2025-06-01T12:00:00Z".parse().expect("valid timestamp")
+    }
+
+    fn single(kind: Kind, body: &Value) -> Result<Event, Vec<FieldError>> {
+        parse_single(
+            kind,
+            body.to_string().as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+    }
+
+    fn batch(body: &Value) -> Result<BatchOutcome, Vec<FieldError>> {
+        parse_batch(body.to_string().as_bytes(), received(), &Limits::default())
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    /// An object `levels` deep, counting itself: `nested(1)` is `{"a": 1}`.
+    fn nested(levels: usize) -> Value {
+        let mut value = json!({"a": 1});
+        for _ in 1..levels {
+            value = json!({ "a": value });
+        }
+        value
+    }
+
+    fn many_keys(n: usize) -> Value {
+        Value::Object((0..n).map(|i| (format!("k{i}"), json!(i))).collect())
+    }
+
+    #[test]
+    fn each_bad_input_names_its_field() {
+        let long = |n: usize| "x".repeat(n);
+        let track = |extra: Value| {
+            let mut body = json!({"userId": "u1", "event": "Signed Up"});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                body[k] = v.clone();
+            }
+            body
+        };
+        let identify = |traits: Value| json!({"userId": "u1", "traits": traits});
+        let cases: Vec<(&str, Kind, Value, &str)> = vec![
+            ("no ids", Kind::Track, json!({"event": "A"}), "userId"),
+            (
+                "null ids",
+                Kind::Track,
+                json!({"event": "A", "userId": null, "anonymousId": null}),
+                "userId",
+            ),
+            (
+                "userId bool",
+                Kind::Track,
+                track(json!({"userId": true})),
+                "userId",
+            ),
+            (
+                "userId empty",
+                Kind::Track,
+                track(json!({"userId": ""})),
+                "userId",
+            ),
+            (
+                "userId too long",
+                Kind::Track,
+                track(json!({"userId": long(257)})),
+                "userId",
+            ),
+            (
+                "userId reserved prefix",
+                Kind::Track,
+                track(json!({"userId": "anon:x"})),
+                "userId",
+            ),
+            (
+                "anonymousId array",
+                Kind::Track,
+                track(json!({"anonymousId": []})),
+                "anonymousId",
+            ),
+            (
+                "anonymousId too long",
+                Kind::Track,
+                track(json!({"anonymousId": long(257)})),
+                "anonymousId",
+            ),
+            ("no event", Kind::Track, json!({"userId": "u1"}), "event"),
+            (
+                "empty event",
+                Kind::Track,
+                track(json!({"event": ""})),
+                "event",
+            ),
+            (
+                "event number",
+                Kind::Track,
+                track(json!({"event": 5})),
+                "event",
+            ),
+            (
+                "event too long",
+                Kind::Track,
+                track(json!({"event": long(201)})),
+                "event",
+            ),
+            (
+                "properties array",
+                Kind::Track,
+                track(json!({"properties": []})),
+                "properties",
+            ),
+            (
+                "properties string",
+                Kind::Track,
+                track(json!({"properties": "x"})),
+                "properties",
+            ),
+            (
+                "properties too deep",
+                Kind::Track,
+                track(json!({"properties": nested(MAX_DEPTH + 1)})),
+                "properties",
+            ),
+            (
+                "array too deep",
+                Kind::Track,
+                track(json!({"properties": {"a": [[[[[[[[[[1]]]]]]]]]]}})),
+                "properties",
+            ),
+            (
+                "properties too many",
+                Kind::Track,
+                track(json!({"properties": many_keys(MAX_TRAITS + 1)})),
+                "properties",
+            ),
+            (
+                "context number",
+                Kind::Track,
+                track(json!({"context": 5})),
+                "context",
+            ),
+            (
+                "context too deep",
+                Kind::Track,
+                track(json!({"context": nested(MAX_DEPTH + 1)})),
+                "context",
+            ),
+            (
+                "messageId number",
+                Kind::Track,
+                track(json!({"messageId": 7})),
+                "messageId",
+            ),
+            (
+                "messageId empty",
+                Kind::Track,
+                track(json!({"messageId": ""})),
+                "messageId",
+            ),
+            (
+                "messageId too long",
+                Kind::Track,
+                track(json!({"messageId": long(101)})),
+                "messageId",
+            ),
+            (
+                "timestamp words",
+                Kind::Track,
+                track(json!({"timestamp": "yesterday"})),
+                "timestamp",
+            ),
+            (
+                "timestamp number",
+                Kind::Track,
+                track(json!({"timestamp": 1_717_243_200})),
+                "timestamp",
+            ),
+            (
+                "timestamp no offset",
+                Kind::Track,
+                track(json!({"timestamp": "2025-06-01T11:00:00"})),
+                "timestamp",
+            ),
+            (
+                "timestamp too old",
+                Kind::Track,
+                track(json!({"timestamp": "2025-05-02T11:59:59Z"})),
+                "timestamp",
+            ),
+            (
+                "timestamp in future",
+                Kind::Track,
+                track(json!({"timestamp": "2025-06-01T13:00:01Z"})),
+                "timestamp",
+            ),
+            (
+                "traits string",
+                Kind::Identify,
+                identify(json!("x")),
+                "traits",
+            ),
+            (
+                "traits too many",
+                Kind::Identify,
+                identify(many_keys(MAX_TRAITS + 1)),
+                "traits",
+            ),
+            (
+                "traits too deep",
+                Kind::Identify,
+                identify(nested(MAX_DEPTH + 1)),
+                "traits",
+            ),
+            (
+                "email no at",
+                Kind::Identify,
+                identify(json!({"email": "ada.example.com"})),
+                "traits.email",
+            ),
+            (
+                "email two ats",
+                Kind::Identify,
+                identify(json!({"email": "ada@@example.com"})),
+                "traits.email",
+            ),
+            (
+                "email no local",
+                Kind::Identify,
+                identify(json!({"email": "@example.com"})),
+                "traits.email",
+            ),
+            (
+                "email no dot",
+                Kind::Identify,
+                identify(json!({"email": "ada@localhost"})),
+                "traits.email",
+            ),
+            (
+                "email trailing dot",
+                Kind::Identify,
+                identify(json!({"email": "ada@example."})),
+                "traits.email",
+            ),
+            (
+                "email space",
+                Kind::Identify,
+                identify(json!({"email": "ada lovelace@example.com"})),
+                "traits.email",
+            ),
+            (
+                "email too long",
+                Kind::Identify,
+                identify(json!({"email": format!("{}@example.com", long(243))})),
+                "traits.email",
+            ),
+            (
+                "email number",
+                Kind::Identify,
+                identify(json!({"email": 5})),
+                "traits.email",
+            ),
+            (
+                "phone no plus",
+                Kind::Identify,
+                identify(json!({"phone": "14155550123"})),
+                "traits.phone",
+            ),
+            (
+                "phone spaces",
+                Kind::Identify,
+                identify(json!({"phone": "+1 415 555 0123"})),
+                "traits.phone",
+            ),
+            (
+                "phone too short",
+                Kind::Identify,
+                identify(json!({"phone": "+1234567"})),
+                "traits.phone",
+            ),
+            (
+                "phone too long",
+                Kind::Identify,
+                identify(json!({"phone": "+1234567890123456"})),
+                "traits.phone",
+            ),
+            (
+                "phone number",
+                Kind::Identify,
+                identify(json!({"phone": 14155550123_u64})),
+                "traits.phone",
+            ),
+            (
+                "timezone unknown",
+                Kind::Identify,
+                identify(json!({"timezone": "Mars/Olympus_Mons"})),
+                "traits.timezone",
+            ),
+            (
+                "timezone number",
+                Kind::Identify,
+                identify(json!({"timezone": 2})),
+                "traits.timezone",
+            ),
+            (
+                "subscriptions array",
+                Kind::Identify,
+                identify(json!({"subscriptions": ["email"]})),
+                "traits.subscriptions",
+            ),
+            (
+                "subscription not bool",
+                Kind::Identify,
+                identify(json!({"subscriptions": {"email": "yes"}})),
+                "traits.subscriptions.email",
+            ),
+            (
+                "subscription unknown",
+                Kind::Identify,
+                identify(json!({"subscriptions": {"fax": true}})),
+                "traits.subscriptions.fax",
+            ),
+            (
+                "push_tokens object",
+                Kind::Identify,
+                identify(json!({"push_tokens": {"platform": "fcm"}})),
+                "traits.push_tokens",
+            ),
+            (
+                "push_tokens item",
+                Kind::Identify,
+                identify(json!({"push_tokens": ["tok"]})),
+                "traits.push_tokens[0]",
+            ),
+            (
+                "push platform",
+                Kind::Identify,
+                identify(
+                    json!({"push_tokens": [{"platform": "apns", "token": "a"}, {"platform": "wns", "token": "b"}]}),
+                ),
+                "traits.push_tokens[1].platform",
+            ),
+            (
+                "push token empty",
+                Kind::Identify,
+                identify(json!({"push_tokens": [{"platform": "fcm", "token": ""}]})),
+                "traits.push_tokens[0].token",
+            ),
+            (
+                "devices token missing",
+                Kind::Identify,
+                identify(json!({"devices": [{"platform": "fcm"}]})),
+                "traits.devices[0].token",
+            ),
+            ("body array", Kind::Track, json!([1, 2]), "body"),
+            ("body string", Kind::Track, json!("hello"), "body"),
+        ];
+        for (name, kind, body, field) in cases {
+            let errors = single(kind, &body).expect_err(name);
+            assert_eq!(fields(&errors), vec![field], "{name}: {errors:?}");
+            assert!(!errors[0].message.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn good_inputs_pass() {
+        let cases: Vec<(&str, Kind, Value)> = vec![
+            (
+                "minimal track",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A"}),
+            ),
+            (
+                "anonymous track",
+                Kind::Track,
+                json!({"anonymousId": "a1", "event": "A"}),
+            ),
+            (
+                "null userId with anonymousId",
+                Kind::Track,
+                json!({"userId": null, "anonymousId": "a1", "event": "A"}),
+            ),
+            (
+                "max lengths",
+                Kind::Track,
+                json!({"userId": "u".repeat(256), "event": "e".repeat(200), "messageId": "m".repeat(100)}),
+            ),
+            (
+                "max depth",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "properties": nested(MAX_DEPTH), "context": nested(MAX_DEPTH)}),
+            ),
+            (
+                "max keys",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "properties": many_keys(MAX_TRAITS)}),
+            ),
+            (
+                "timestamp at edges",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "timestamp": "2025-05-02T12:00:00Z"}),
+            ),
+            (
+                "timestamp ahead",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T13:00:00Z"}),
+            ),
+            (
+                "timestamp offset",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T14:00:00.123+02:00"}),
+            ),
+            (
+                "identify without traits",
+                Kind::Identify,
+                json!({"userId": "u1"}),
+            ),
+            (
+                "identify special traits",
+                Kind::Identify,
+                json!({"userId": "u1", "traits": {
+                    "email": "ada.lovelace+news@mail.example.co.uk",
+                    "phone": "+14155550123",
+                    "timezone": "Europe/Paris",
+                    "subscriptions": {"email": true, "sms": false, "push": true, "in_app": true, "webhook": false},
+                    "push_tokens": [{"platform": "apns", "token": "abc"}, {"platform": "fcm", "token": "def"}],
+                    "devices": [],
+                    "plan": "pro",
+                }}),
+            ),
+            (
+                "null special traits clear them",
+                Kind::Identify,
+                json!({"userId": "u1", "traits": {
+                    "email": null, "phone": null, "timezone": null, "subscriptions": null, "push_tokens": null,
+                }}),
+            ),
+            (
+                "identify ignores event and properties",
+                Kind::Identify,
+                json!({"userId": "u1", "event": 5, "properties": "x"}),
+            ),
+            (
+                "track ignores traits",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "traits": {"email": "nope"}}),
+            ),
+            (
+                "unknown fields ignored",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "integrations": {"All": true}, "sentAt": "x"}),
+            ),
+        ];
+        for (name, kind, body) in cases {
+            if let Err(errors) = single(kind, &body) {
+                panic!("{name}: {errors:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn builds_the_event() {
+        let body = json!({
+            "userId": "u1",
+            "anonymousId": "a1",
+            "event": "Order Completed",
+            "messageId": "m-1",
+            "properties": {"total": 42},
+            "context": {"ip": "203.0.113.1"},
+            "timestamp": "2025-06-01T11:00:00Z",
+        });
+        let event = single(Kind::Track, &body).expect("valid");
+        assert_eq!(
+            event,
+            Event {
+                kind: Kind::Track,
+                message_id: "m-1".into(),
+                user_id: "u1".into(),
+                anonymous_id: Some("a1".into()),
+                event: Some("Order Completed".into()),
+                properties: json!({"total": 42})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                traits: Map::new(),
+                context: json!({"ip": "203.0.113.1"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                timestamp: "2025-06-01T11:00:00Z".parse().expect("valid"),
+                received_at: received(),
+            }
+        );
+    }
+
+    #[test]
+    fn absent_timestamp_is_received_at() {
+        let event = single(Kind::Track, &json!({"userId": "u1", "event": "A"})).expect("valid");
+        assert_eq!(event.timestamp, received());
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let limits = Limits {
+            max_past: SignedDuration::from_hours(24 * 365),
+            max_future: SignedDuration::ZERO,
+        };
+        let body = |t: &str| json!({"userId": "u1", "event": "A", "timestamp": t}).to_string();
+        let parse = |t: &str| parse_single(Kind::Track, body(t).as_bytes(), received(), &limits);
+        assert!(parse("2024-07-01T12:00:00Z").is_ok());
+        assert!(parse("2025-06-01T12:00:01Z").is_err());
+        let message = &parse("2025-06-01T13:30:00Z").expect_err("ahead")[0].message;
+        assert!(message.contains("1 hour 30 minutes"), "{message}");
+    }
+
+    #[test]
+    fn numbers_are_accepted_as_ids() {
+        let event = single(Kind::Track, &json!({"userId": 42, "event": "A"})).expect("valid");
+        assert_eq!(event.user_id, "42");
+        let event = single(Kind::Track, &json!({"anonymousId": 7, "event": "A"})).expect("valid");
+        assert_eq!(event.user_id, "anon:7");
+        assert_eq!(event.anonymous_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn user_id_wins_over_anonymous_id() {
+        let event = single(
+            Kind::Identify,
+            &json!({"userId": "u1", "anonymousId": "a1"}),
+        )
+        .expect("valid");
+        assert_eq!(event.user_id, "u1");
+        let event = single(Kind::Identify, &json!({"anonymousId": "a1"})).expect("valid");
+        assert_eq!(event.user_id, "anon:a1");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let errors = single(
+            Kind::Track,
+            &json!({"userId": [], "properties": 3, "timestamp": "soon"}),
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            fields(&errors),
+            vec!["userId", "event", "properties", "timestamp"]
+        );
+    }
+
+    #[test]
+    fn missing_ids_message_says_what_to_send() {
+        let errors = single(Kind::Track, &json!({"event": "A"})).expect_err("no ids");
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "userId",
+                "one of userId or anonymousId is required"
+            )]
+        );
+    }
+
+    #[test]
+    fn auto_message_id_is_deterministic() {
+        let a = json!({"userId": "u1", "event": "A", "properties": {"x": 1, "y": [1, {"b": 2, "a": 1}]}});
+        let reordered = r#"{ "properties": {"y": [1, {"a": 1, "b": 2}], "x": 1}, "event": "A", "userId": "u1" }"#;
+        let first = single(Kind::Track, &a).expect("valid").message_id;
+        let again = single(Kind::Track, &a).expect("valid").message_id;
+        let other_order = parse_single(
+            Kind::Track,
+            reordered.as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect("valid")
+        .message_id;
+        assert_eq!(first, again);
+        assert_eq!(first, other_order);
+        assert!(first.starts_with("auto-"));
+        assert_eq!(first.len(), 5 + 64);
+        assert!(first[5..].bytes().all(|b| HEX.contains(&b)));
+
+        let later = json!({"userId": "u1", "event": "B", "properties": {"x": 1, "y": [1, {"b": 2, "a": 1}]}});
+        assert_ne!(
+            first,
+            single(Kind::Track, &later).expect("valid").message_id
+        );
+
+        // The same event in a batch gets the same id.
+        let mut item = a.clone();
+        item["type"] = json!("track");
+        let outcome = batch(&json!({"batch": [item]})).expect("valid");
+        assert_eq!(outcome.accepted[0].message_id, first);
+
+        // The same body as an identify is another event.
+        let identify = json!({"userId": "u1"});
+        let as_identify = single(Kind::Identify, &identify).expect("valid").message_id;
+        let mut as_track = identify.clone();
+        as_track["event"] = json!("A");
+        assert_ne!(
+            as_identify,
+            single(Kind::Track, &as_track).expect("valid").message_id
+        );
+    }
+
+    #[test]
+    fn auto_message_id_matches_a_known_digest() {
+        // sha256 of {"event":"A","type":"track","userId":"u1"}
+        let event = single(Kind::Track, &json!({"userId": "u1", "event": "A"})).expect("valid");
+        let digest = Sha256::digest(br#"{"event":"A","type":"track","userId":"u1"}"#);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(event.message_id, format!("auto-{hex}"));
+    }
+
+    #[test]
+    fn explicit_message_id_is_kept() {
+        let event = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "messageId": "abc"}),
+        )
+        .expect("valid");
+        assert_eq!(event.message_id, "abc");
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_body_error() {
+        let errors = parse_single(
+            Kind::Track,
+            b"{\"userId\":\"\xff\",\"event\":\"A\"}",
+            received(),
+            &Limits::default(),
+        )
+        .expect_err("invalid UTF-8");
+        assert_eq!(fields(&errors), vec!["body"]);
+        assert!(errors[0].message.contains("UTF-8"), "{errors:?}");
+        let errors = parse_batch(b"\xc3\x28", received(), &Limits::default()).expect_err("bad");
+        assert_eq!(fields(&errors), vec!["body"]);
+        assert!(errors[0].message.contains("UTF-8"), "{errors:?}");
+    }
+
+    #[test]
+    fn malformed_json_is_a_body_error() {
+        for body in [&b""[..], b"{", b"{\"userId\": }", b"null"] {
+            let errors =
+                parse_single(Kind::Track, body, received(), &Limits::default()).expect_err("bad");
+            assert_eq!(fields(&errors), vec!["body"]);
+        }
+    }
+
+    #[test]
+    fn oversized_event_is_a_body_error() {
+        let body = json!({"userId": "u1", "event": "A", "properties": {"blob": "x".repeat(MAX_EVENT_BYTES)}});
+        let errors = single(Kind::Track, &body).expect_err("too big");
+        assert_eq!(fields(&errors), vec!["body"]);
+        assert!(errors[0].message.contains("32 KB"), "{errors:?}");
+    }
+
+    #[test]
+    fn batch_keeps_good_items_and_rejects_bad_ones() {
+        let body = json!({"batch": [
+            {"type": "track", "userId": "u1", "event": "A"},
+            {"type": "track", "userId": "u2"},
+            {"type": "identify", "userId": "u3", "traits": {"plan": "pro"}},
+        ]});
+        let outcome = batch(&body).expect("batch parses");
+        let users: Vec<_> = outcome
+            .accepted
+            .iter()
+            .map(|e| e.user_id.as_str())
+            .collect();
+        assert_eq!(users, vec!["u1", "u3"]);
+        assert_eq!(outcome.accepted[1].kind, Kind::Identify);
+        assert_eq!(
+            outcome.rejected,
+            vec![Rejected {
+                index: Some(1),
+                errors: vec![FieldError::new(
+                    "batch[1].event",
+                    r#"is required for track: the event's name, e.g. "Order Completed""#
+                )],
+            }]
+        );
+    }
+
+    #[test]
+    fn batch_items_name_their_fields() {
+        let big = "x".repeat(MAX_EVENT_BYTES);
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("not an object", json!(5), "batch[0]"),
+            (
+                "no type",
+                json!({"userId": "u1", "event": "A"}),
+                "batch[0].type",
+            ),
+            (
+                "type number",
+                json!({"type": 1, "userId": "u1", "event": "A"}),
+                "batch[0].type",
+            ),
+            (
+                "type unknown",
+                json!({"type": "purchase", "userId": "u1"}),
+                "batch[0].type",
+            ),
+            (
+                "no ids",
+                json!({"type": "track", "event": "A"}),
+                "batch[0].userId",
+            ),
+            (
+                "bad email",
+                json!({"type": "identify", "userId": "u1", "traits": {"email": "x"}}),
+                "batch[0].traits.email",
+            ),
+            (
+                "bad token",
+                json!({"type": "identify", "userId": "u1", "traits": {"push_tokens": [{"platform": "x", "token": "t"}]}}),
+                "batch[0].traits.push_tokens[0].platform",
+            ),
+            (
+                "too big",
+                json!({"type": "track", "userId": "u1", "event": "A", "properties": {"blob": big}}),
+                "batch[0]",
+            ),
+        ];
+        for (name, item, field) in cases {
+            let outcome = batch(&json!({"batch": [item]})).expect(name);
+            assert!(outcome.accepted.is_empty(), "{name}");
+            assert_eq!(outcome.rejected.len(), 1, "{name}");
+            assert_eq!(outcome.rejected[0].index, Some(0), "{name}");
+            assert_eq!(fields(&outcome.rejected[0].errors), vec![field], "{name}");
+        }
+    }
+
+    #[test]
+    fn batch_rejects_other_segment_types_with_a_hint() {
+        for t in ["page", "screen", "group", "alias"] {
+            let outcome = batch(&json!({"batch": [{"type": t, "userId": "u1"}]})).expect(t);
+            let error = &outcome.rejected[0].errors[0];
+            assert_eq!(error.field, "batch[0].type");
+            assert!(
+                error.message.contains("only track and identify"),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_batch_problems_are_errors() {
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("not json", b"nope".to_vec(), "body"),
+            ("array body", b"[]".to_vec(), "body"),
+            ("no batch", br#"{"events": []}"#.to_vec(), "batch"),
+            ("batch object", br#"{"batch": {}}"#.to_vec(), "batch"),
+            ("context string", br#"{"batch": [], "context": "x"}"#.to_vec(), "context"),
+            (
+                "too big",
+                json!({"batch": (0..20).map(|_| json!({"type": "track", "userId": "u", "event": "A", "properties": {"p": "x".repeat(30_000)}})).collect::<Vec<_>>()})
+                    .to_string()
+                    .into_bytes(),
+                "body",
+            ),
+        ];
+        for (name, body, field) in cases {
+            let errors = parse_batch(&body, received(), &Limits::default()).expect_err(name);
+            assert_eq!(fields(&errors), vec![field], "{name}");
+        }
+    }
+
+    #[test]
+    fn empty_batch_is_fine() {
+        assert_eq!(batch(&json!({"batch": []})), Ok(BatchOutcome::default()));
+    }
+
+    #[test]
+    fn batch_context_is_merged_under_item_context() {
+        let body = json!({
+            "context": {"library": {"name": "analytics-go"}, "ip": "198.51.100.1"},
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "A", "context": {"ip": "203.0.113.9"}},
+                {"type": "track", "userId": "u2", "event": "A"},
+            ],
+        });
+        let outcome = batch(&body).expect("valid");
+        assert_eq!(outcome.accepted[0].context["ip"], json!("203.0.113.9"));
+        assert_eq!(
+            outcome.accepted[0].context["library"],
+            json!({"name": "analytics-go"})
+        );
+        assert_eq!(outcome.accepted[1].context["ip"], json!("198.51.100.1"));
+    }
+
+    #[test]
+    fn merged_context_is_size_checked_once() {
+        let body = json!({
+            "context": many_keys(200),
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "A", "context": {"k1": 0, "x": 1}},
+                {"type": "track", "userId": "u2", "event": "A", "context": Value::Object((0..100).map(|i| (format!("own{i}"), json!(i))).collect())},
+                {"type": "track", "userId": "u3", "event": "A", "context": nested(MAX_DEPTH + 1)},
+            ],
+        });
+        let outcome = batch(&body).expect("valid");
+        assert_eq!(outcome.accepted.len(), 1);
+        assert_eq!(outcome.accepted[0].context.len(), 201);
+        let rejected: Vec<_> = outcome
+            .rejected
+            .iter()
+            .map(|r| (r.index, fields(&r.errors)))
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![
+                (Some(1), vec!["batch[1].context"]),
+                (Some(2), vec!["batch[2].context"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn event_round_trips_through_the_queue_format() {
+        let event = single(
+            Kind::Identify,
+            &json!({"userId": "u1", "traits": {"plan": "pro"}, "timestamp": "2025-06-01T11:59:00Z"}),
+        )
+        .expect("valid");
+        let wire = serde_json::to_string(&event).expect("serializes");
+        assert!(wire.contains(r#""kind":"identify""#), "{wire}");
+        let back: Event = serde_json::from_str(&wire).expect("deserializes");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn human_durations() {
+        let cases = [
+            (0, "0 seconds"),
+            (1, "1 second"),
+            (90, "1 minute 30 seconds"),
+            (3_600, "1 hour"),
+            (30 * 86_400, "30 days"),
+            (86_400 + 7_200 + 5, "1 day 2 hours"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(human(SignedDuration::from_secs(secs)), text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = parse_single(Kind::Track, &body, received(), &Limits::default());
+            let _ = parse_batch(&body, received(), &Limits::default());
+        }
+
+        #[test]
+        fn arbitrary_strings_as_fields_never_panic(user in ".{0,300}", event in ".{0,300}", email in ".{0,40}", ts in ".{0,40}") {
+            let body = json!({"userId": user, "event": event, "timestamp": ts, "traits": {"email": email, "timezone": ts}});
+            let _ = single(Kind::Track, &body);
+            let _ = single(Kind::Identify, &body);
+        }
+    }
+}

@@ -1,0 +1,672 @@
+//! The journey model: what a journey file says, as Rust types (the JSON Schema is generated from
+//! these, so the schema and the parser cannot drift). Parsing with positions lives in `dsl`;
+//! this module never performs I/O.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::cron::Cron;
+use crate::duration::Duration;
+
+/// One journey, as written in its file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Journey {
+    /// Stable identifier: lowercase letters, digits, `_` and `-`.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// What enrolls a user.
+    pub trigger: Trigger,
+    /// Whether a user may enter again: `never` (the default), `after_exit`, or `{after: 7d}` since
+    /// the last entry. A user is never enrolled twice at the same time.
+    #[serde(default)]
+    pub reentry: Reentry,
+    /// Events that end the enrollment at once, whatever step it is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_when: Vec<EventMatch>,
+    /// An event that counts as a conversion when it happens within a window after entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+    /// Sends that fall inside this local-time window are deferred to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+    /// IANA time zone used when the profile has no `timezone` trait (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Transactional journeys ignore frequency caps and quiet hours.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transactional: bool,
+    /// The steps, run in file order unless a step names where to go next.
+    pub steps: Vec<Step>,
+}
+
+/// What enrolls a user. Exactly one of `event`, `repeated`, `inactive`, `schedule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Enter when the user does this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// With `event`: enter only when this condition holds on `event.*` and `profile.*`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// Enter when the user has done an event at least `times` times within a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<Repeated>,
+    /// Enter when the user has done none of a set of events for a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive: Option<Inactive>,
+    /// Enter every user matching a condition on a cron schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// The kind of trigger, once validated.
+#[derive(Debug, Clone, Copy)]
+pub enum TriggerKind<'a> {
+    Event {
+        event: &'a str,
+        condition: Option<&'a Condition>,
+    },
+    Repeated(&'a Repeated),
+    Inactive(&'a Inactive),
+    Schedule(&'a Schedule),
+}
+
+impl Trigger {
+    /// The trigger's kind; `None` when the file named none or several (validation reports it).
+    pub fn kind(&self) -> Option<TriggerKind<'_>> {
+        let mut kinds = Vec::with_capacity(1);
+        if let Some(event) = &self.event {
+            kinds.push(TriggerKind::Event {
+                event,
+                condition: self.condition.as_ref(),
+            });
+        }
+        if let Some(r) = &self.repeated {
+            kinds.push(TriggerKind::Repeated(r));
+        }
+        if let Some(i) = &self.inactive {
+            kinds.push(TriggerKind::Inactive(i));
+        }
+        if let Some(s) = &self.schedule {
+            kinds.push(TriggerKind::Schedule(s));
+        }
+        if kinds.len() == 1 {
+            kinds.pop()
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repeated {
+    pub event: String,
+    /// How many times (at least 2).
+    pub times: u32,
+    /// Within this window, counted back from the latest occurrence.
+    pub within: Duration,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inactive {
+    /// Any of these events re-arms the user's inactivity timer.
+    pub events: Vec<String>,
+    /// How long without any of them.
+    #[serde(rename = "for")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Five-field cron expression, e.g. `"0 10 * * mon"`.
+    pub cron: Cron,
+    /// `user` evaluates the cron in each user's time zone; an IANA name (default `UTC`) in that zone.
+    #[serde(default = "default_utc")]
+    pub timezone: String,
+    /// Only users whose profile matches.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+fn default_utc() -> String {
+    "UTC".to_string()
+}
+
+/// Whether and when a user may enter the journey again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// Once per user, ever.
+    #[default]
+    Never,
+    /// Again once the previous enrollment has ended.
+    AfterExit,
+    /// Again once this long has passed since the last entry (and the last enrollment ended).
+    After(Duration),
+}
+
+/// An event, optionally with a condition, as `exit_when`, `goal` and `wait_for` name them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventMatch {
+    pub event: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Goal {
+    pub event: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// The conversion window after entry.
+    pub within: Duration,
+}
+
+/// A local-time window, e.g. `{start: "21:00", end: "08:00"}` (may wrap past midnight).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: TimeOfDay,
+    pub end: TimeOfDay,
+}
+
+/// A time of day, `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    pub fn minutes(&self) -> u32 {
+        u32::from(self.hour) * 60 + u32::from(self.minute)
+    }
+}
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "\"{s}\" is not a time of day: write it as \"HH:MM\", e.g. \"09:00\" or \"21:30\""
+            )
+        };
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        let hour: u8 = h.parse().map_err(|_| bad())?;
+        let minute: u8 = m.parse().map_err(|_| bad())?;
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay { hour, minute })
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> String {
+        format!("{:02}:{:02}", t.hour, t.minute)
+    }
+}
+
+impl JsonSchema for TimeOfDay {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeOfDay".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
+            "description": "A local time of day, \"HH:MM\"."
+        })
+    }
+}
+
+/// One step. Exactly one of the action fields (`wait`, `wait_until`, `wait_for`, `branch`,
+/// `split`, `send`, `update`, `exit`) is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the journey.
+    pub id: String,
+    /// The step to go to afterwards (default: the next one in the file; after the last, exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Wait this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Duration>,
+    /// Wait until the next local time of day, optionally on given weekdays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<WaitUntil>,
+    /// Wait for an event, with a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
+    /// Ordered cases; the first whose condition holds wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Branch>,
+    /// Weighted paths chosen by a stable hash of (user, journey).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    /// Send a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<Send>,
+    /// Set or unset profile traits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Update>,
+    /// End the journey here (`exit: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<bool>,
+}
+
+/// A step's action, once validated.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    Wait(Duration),
+    WaitUntil(&'a WaitUntil),
+    WaitFor(&'a WaitFor),
+    Branch(&'a Branch),
+    Split(&'a Split),
+    Send(&'a Send),
+    Update(&'a Update),
+    Exit,
+}
+
+impl Step {
+    /// Every action field the step sets (validation requires exactly one).
+    pub fn actions(&self) -> Vec<Action<'_>> {
+        let mut out = Vec::with_capacity(1);
+        if let Some(d) = self.wait {
+            out.push(Action::Wait(d));
+        }
+        if let Some(w) = &self.wait_until {
+            out.push(Action::WaitUntil(w));
+        }
+        if let Some(w) = &self.wait_for {
+            out.push(Action::WaitFor(w));
+        }
+        if let Some(b) = &self.branch {
+            out.push(Action::Branch(b));
+        }
+        if let Some(s) = &self.split {
+            out.push(Action::Split(s));
+        }
+        if let Some(s) = &self.send {
+            out.push(Action::Send(s));
+        }
+        if let Some(u) = &self.update {
+            out.push(Action::Update(u));
+        }
+        if self.exit == Some(true) {
+            out.push(Action::Exit);
+        }
+        out
+    }
+
+    /// The step's one action. A validated journey always has one; an unvalidated step with none
+    /// or several is treated as an exit.
+    pub fn action(&self) -> Action<'_> {
+        let mut actions = self.actions();
+        if actions.len() == 1 {
+            actions.remove(0)
+        } else {
+            Action::Exit
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitUntil {
+    /// Local time of day in the user's time zone.
+    pub time: TimeOfDay,
+    /// Only on these weekdays (`mon` … `sun`); any day when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weekdays: Vec<Weekday>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    pub fn to_jiff(self) -> jiff::civil::Weekday {
+        use jiff::civil::Weekday as W;
+        match self {
+            Weekday::Mon => W::Monday,
+            Weekday::Tue => W::Tuesday,
+            Weekday::Wed => W::Wednesday,
+            Weekday::Thu => W::Thursday,
+            Weekday::Fri => W::Friday,
+            Weekday::Sat => W::Saturday,
+            Weekday::Sun => W::Sunday,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    pub event: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// How long to wait for the event.
+    pub timeout: Duration,
+    /// Where to go when the event comes (default: the step's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_event: Option<String>,
+    /// Where to go on timeout (default: the step's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Branch {
+    pub cases: Vec<Case>,
+    /// Where to go when no case holds (default: the step's `next`).
+    #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub when: Condition,
+    pub goto: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// Weighted paths; weights are relative.
+    pub paths: Vec<SplitPath>,
+    /// Percentage of users (0–100) held out: they receive nothing and exit, counted as holdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitPath {
+    /// A name for the path, shown in stats and timelines (default: the `goto` step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub weight: u32,
+    pub goto: String,
+}
+
+/// A message on one channel (exactly one of `email`, `sms`, `push`, `in_app`, `webhook`), with an
+/// optional fallback used when the user cannot be reached on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Send {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailTemplate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsTemplate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushTemplate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_app: Option<PushTemplate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTemplate>,
+    /// Used when the user has no address, device or subscription for the first channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<Send>>,
+}
+
+/// The channels Waymark sends on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Push,
+    InApp,
+    Webhook,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Push,
+        Channel::InApp,
+        Channel::Webhook,
+    ];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+            Channel::InApp => "in_app",
+            Channel::Webhook => "webhook",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One channel's template, once validated.
+#[derive(Debug, Clone, Copy)]
+pub enum Template<'a> {
+    Email(&'a EmailTemplate),
+    Sms(&'a SmsTemplate),
+    Push(&'a PushTemplate),
+    InApp(&'a PushTemplate),
+    Webhook(&'a WebhookTemplate),
+}
+
+impl Template<'_> {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Template::Email(_) => Channel::Email,
+            Template::Sms(_) => Channel::Sms,
+            Template::Push(_) => Channel::Push,
+            Template::InApp(_) => Channel::InApp,
+            Template::Webhook(_) => Channel::Webhook,
+        }
+    }
+
+    /// Every template string with the name of its field, for validation and rendering.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        let mut out: Vec<(&'static str, &str)> = Vec::new();
+        match self {
+            Template::Email(e) => {
+                out.push(("subject", &e.subject));
+                if let Some(h) = &e.html {
+                    out.push(("html", h));
+                }
+                if let Some(t) = &e.text {
+                    out.push(("text", t));
+                }
+            }
+            Template::Sms(s) => out.push(("body", &s.body)),
+            Template::Push(p) | Template::InApp(p) => {
+                out.push(("title", &p.title));
+                out.push(("body", &p.body));
+            }
+            Template::Webhook(w) => {
+                out.push(("url", &w.url));
+                if let Some(b) = &w.body {
+                    out.push(("body", b));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Send {
+    /// Every channel template the step sets (validation requires exactly one).
+    pub fn templates(&self) -> Vec<Template<'_>> {
+        let mut out = Vec::with_capacity(1);
+        if let Some(t) = &self.email {
+            out.push(Template::Email(t));
+        }
+        if let Some(t) = &self.sms {
+            out.push(Template::Sms(t));
+        }
+        if let Some(t) = &self.push {
+            out.push(Template::Push(t));
+        }
+        if let Some(t) = &self.in_app {
+            out.push(Template::InApp(t));
+        }
+        if let Some(t) = &self.webhook {
+            out.push(Template::Webhook(t));
+        }
+        out
+    }
+
+    /// The first channel's template (a validated send has exactly one).
+    pub fn template(&self) -> Option<Template<'_>> {
+        self.templates().into_iter().next()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTemplate {
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Marketing email carries a one-click `List-Unsubscribe` header and link (default true).
+    #[serde(default = "yes")]
+    pub marketing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsTemplate {
+    pub body: String,
+    /// `transactional` or `promotional` (default promotional).
+    #[serde(default)]
+    pub sms_type: SmsType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsType {
+    Transactional,
+    #[default]
+    Promotional,
+}
+
+/// Push and in-app messages: a title, a body and optional data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushTemplate {
+    pub title: String,
+    pub body: String,
+    /// String values are templates too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTemplate {
+    pub url: String,
+    #[serde(default = "post")]
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+fn post() -> String {
+    "POST".to_string()
+}
+
+/// Profile changes: traits to set (JSON values) and traits to remove.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub set: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+}
+
+impl Journey {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// The step that follows `id` when it names none: its `next`, else the next in file order.
+    pub fn next_of(&self, id: &str) -> Option<&str> {
+        let pos = self.steps.iter().position(|s| s.id == id)?;
+        let step = &self.steps[pos];
+        if let Some(n) = &step.next {
+            return Some(n);
+        }
+        self.steps.get(pos + 1).map(|s| s.id.as_str())
+    }
+
+    /// The first step.
+    pub fn first(&self) -> Option<&str> {
+        self.steps.first().map(|s| s.id.as_str())
+    }
+
+    /// A short content hash, so that publishing the same file twice makes no new version.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let hash = Sha256::digest(&bytes);
+        hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Every event name the journey listens to after entry (exit, goal, wait_for).
+    pub fn listens_to(&self, event: &str) -> bool {
+        self.exit_when.iter().any(|m| m.event == event)
+            || self.goal.as_ref().is_some_and(|g| g.event == event)
+            || self
+                .steps
+                .iter()
+                .any(|s| s.wait_for.as_ref().is_some_and(|w| w.event == event))
+    }
+}
+
+/// The JSON Schema of a journey file, generated from these types.
+pub fn schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Journey);
+    serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}

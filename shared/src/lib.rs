@@ -1,0 +1,31 @@
+//! Waymark's core: the journey model and its DSL, the pure engine, the ports (traits) it runs
+//! behind, and their local and AWS adapters. Nothing here knows whether it runs in Lambda,
+//! in `waymark dev` or in a simulation.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod clock;
+pub mod condition;
+pub mod cron;
+pub mod dsl;
+pub mod duration;
+pub mod engine;
+pub mod enrollment;
+pub mod event;
+pub mod journey;
+pub mod outbox;
+pub mod profile;
+pub mod provider;
+pub mod queue;
+pub mod render;
+pub mod runtime;
+pub mod simulate;
+pub mod store;
+pub mod template;
+pub mod timeline;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "local")]
+pub mod local;

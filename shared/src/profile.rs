@@ -1,0 +1,256 @@
+//! User profiles: traits set by `identify`, recent event history, suppressions, and how (or why
+//! not) a user can be reached on each channel. Pure data; the store persists it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::{Event, Kind};
+use crate::journey::Channel;
+
+/// How many recent occurrences of one event a profile remembers (for `repeated` triggers and
+/// for exits that arrive before the entry they should end).
+pub const HISTORY_PER_EVENT: usize = 32;
+
+/// A push device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub platform: String,
+    pub token: String,
+    /// The provider's handle for the device (an SNS platform endpoint ARN), once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user_id: String,
+    /// Everything `identify` set, as the app sent it (`email`, `phone`, `timezone`, …).
+    #[serde(default)]
+    pub traits: Map<String, Value>,
+    /// When each trait was last set, so that an older `identify` arriving late loses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trait_times: BTreeMap<String, Timestamp>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// Channels this user must not be sent on, with the reason (bounce, complaint, opt-out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub suppressed: BTreeMap<Channel, String>,
+    /// Recent occurrences of each event: (time, messageId), newest last.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<String, Vec<(Timestamp, String)>>,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Address {
+    One(String),
+    Devices(Vec<Device>),
+}
+
+/// Why a user could not be reached on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    NoAddress,
+    OptedOut,
+    Suppressed,
+}
+
+impl Unreachable {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Unreachable::NoAddress => "no_address",
+            Unreachable::OptedOut => "opted_out",
+            Unreachable::Suppressed => "suppressed",
+        }
+    }
+}
+
+impl Profile {
+    pub fn new(user_id: &str) -> Self {
+        Profile {
+            user_id: user_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// What conditions and templates see as `profile`: the traits, plus `user_id`.
+    pub fn scope(&self) -> Value {
+        let mut m = self.traits.clone();
+        m.entry("user_id".to_string())
+            .or_insert_with(|| Value::String(self.user_id.clone()));
+        Value::Object(m)
+    }
+
+    /// The user's IANA time zone, if it set a valid one.
+    pub fn timezone(&self) -> Option<jiff::tz::TimeZone> {
+        self.traits
+            .get("timezone")
+            .and_then(Value::as_str)
+            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+    }
+
+    fn subscribed(&self, channel: Channel) -> bool {
+        self.traits
+            .get("subscriptions")
+            .and_then(|s| s.get(channel.as_str()))
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+
+    /// Where to reach the user on `channel`, or why not.
+    pub fn address(&self, channel: Channel) -> Result<Address, Unreachable> {
+        if !self.subscribed(channel) {
+            return Err(Unreachable::OptedOut);
+        }
+        if self.suppressed.contains_key(&channel) {
+            return Err(Unreachable::Suppressed);
+        }
+        let text = |k: &str| {
+            self.traits
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| Address::One(s.to_string()))
+                .ok_or(Unreachable::NoAddress)
+        };
+        match channel {
+            Channel::Email => text("email"),
+            Channel::Sms => text("phone"),
+            Channel::Push => {
+                let live: Vec<Device> = self
+                    .devices
+                    .iter()
+                    .filter(|d| !d.disabled)
+                    .cloned()
+                    .collect();
+                if live.is_empty() {
+                    Err(if self.devices.is_empty() {
+                        Unreachable::NoAddress
+                    } else {
+                        Unreachable::Suppressed
+                    })
+                } else {
+                    Ok(Address::Devices(live))
+                }
+            }
+            Channel::InApp => Ok(Address::One(self.user_id.clone())),
+            Channel::Webhook => Ok(Address::One(self.user_id.clone())),
+        }
+    }
+
+    /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
+    /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
+    pub fn apply(&mut self, event: &Event) {
+        if event.kind == Kind::Identify {
+            for (k, v) in &event.traits {
+                if k == "push_tokens" || k == "devices" {
+                    self.set_devices(v);
+                    continue;
+                }
+                let newer = self
+                    .trait_times
+                    .get(k)
+                    .is_none_or(|t| *t <= event.timestamp);
+                if newer {
+                    if k == "subscriptions" {
+                        // Merge per channel, so that one opt-out does not reset the others.
+                        let mut merged = self
+                            .traits
+                            .get(k)
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default();
+                        if let Some(o) = v.as_object() {
+                            for (c, b) in o {
+                                merged.insert(c.clone(), b.clone());
+                            }
+                        }
+                        self.traits.insert(k.clone(), Value::Object(merged));
+                    } else if v.is_null() {
+                        self.traits.remove(k);
+                    } else {
+                        self.traits.insert(k.clone(), v.clone());
+                    }
+                    self.trait_times.insert(k.clone(), event.timestamp);
+                }
+                if k == "email" {
+                    self.suppressed.remove(&Channel::Email);
+                }
+                if k == "phone" {
+                    self.suppressed.remove(&Channel::Sms);
+                }
+            }
+        }
+        let name = match (&event.kind, &event.event) {
+            (Kind::Track, Some(name)) => name.clone(),
+            (Kind::Identify, _) => "$identify".to_string(),
+            _ => return,
+        };
+        let list = self.history.entry(name).or_default();
+        if list.iter().any(|(_, id)| *id == event.message_id) {
+            return;
+        }
+        let at = list
+            .iter()
+            .position(|(t, _)| *t > event.timestamp)
+            .unwrap_or(list.len());
+        list.insert(at, (event.timestamp, event.message_id.clone()));
+        if list.len() > HISTORY_PER_EVENT {
+            let extra = list.len() - HISTORY_PER_EVENT;
+            list.drain(..extra);
+        }
+    }
+
+    fn set_devices(&mut self, v: &Value) {
+        let Some(items) = v.as_array() else { return };
+        for item in items {
+            let (Some(platform), Some(token)) = (
+                item.get("platform").and_then(Value::as_str),
+                item.get("token").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if let Some(d) = self.devices.iter_mut().find(|d| d.token == token) {
+                d.platform = platform.to_string();
+                d.disabled = false;
+            } else {
+                self.devices.push(Device {
+                    platform: platform.to_string(),
+                    token: token.to_string(),
+                    endpoint: None,
+                    disabled: false,
+                });
+            }
+        }
+    }
+
+    /// Occurrences of `event` in `[from, to]`.
+    pub fn count_between(&self, event: &str, from: Timestamp, to: Timestamp) -> usize {
+        self.history
+            .get(event)
+            .map(|l| l.iter().filter(|(t, _)| *t >= from && *t <= to).count())
+            .unwrap_or(0)
+    }
+
+    /// The latest occurrence of `event` strictly after `after`, if any.
+    pub fn seen_after(&self, event: &str, after: Timestamp) -> Option<Timestamp> {
+        self.history
+            .get(event)
+            .and_then(|l| l.iter().rev().find(|(t, _)| *t > after).map(|(t, _)| *t))
+    }
+
+    /// The latest time any of `events` happened.
+    pub fn last_of(&self, events: &[String]) -> Option<Timestamp> {
+        events
+            .iter()
+            .filter_map(|e| self.history.get(e).and_then(|l| l.last().map(|(t, _)| *t)))
+            .max()
+    }
+}

@@ -1,0 +1,70 @@
+//! The provider port: whoever delivers a rendered message (SES, SNS, a webhook client, the local
+//! outbox). Errors say whether a retry may help; the runtime never retries a permanent one.
+
+use async_trait::async_trait;
+
+use crate::engine::Outgoing;
+use crate::profile::Device;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Throttled, timed out, or the provider failed: try again later (the ledger stops duplicates).
+    #[error("provider busy or unreachable: {0}")]
+    Retryable(String),
+    /// The provider refused for good (invalid number, disabled endpoint, rejected address).
+    #[error("provider rejected the message: {0}")]
+    Permanent(String),
+}
+
+/// What a provider answered for an accepted message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Receipt {
+    pub provider_id: Option<String>,
+}
+
+#[async_trait]
+pub trait Sender: Send + Sync {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError>;
+
+    /// Registers a push device with the provider and returns its handle (an SNS endpoint ARN).
+    /// Providers without such a step return `None`.
+    async fn register(&self, _device: &Device) -> Result<Option<String>, SendError> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl<T: Sender + ?Sized> Sender for std::sync::Arc<T> {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        (**self).send(message).await
+    }
+    async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
+        (**self).register(device).await
+    }
+}
+
+/// A sender that keeps what it was given, for tests and simulation.
+#[derive(Default, Clone)]
+pub struct RecordingSender {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<Outgoing>>>,
+}
+
+impl RecordingSender {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn sent(&self) -> Vec<Outgoing> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl Sender for RecordingSender {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message.clone());
+        Ok(Receipt::default())
+    }
+}

@@ -1,0 +1,430 @@
+//! Journey diagrams: a journey as a Mermaid flowchart, for `waymark render` and docs. Pure text in,
+//! text out; never validates (an unknown `goto` is drawn as a dangling node, not an error).
+
+use std::fmt::Write as _;
+
+use crate::journey::{Action, Journey, Send, Step, Template, TriggerKind};
+
+/// A Mermaid `flowchart TD` of `j`: the trigger, one node per step labelled with its action, an
+/// edge for every way on (`next`, `goto`, `on_event`, `on_timeout`, `else`, split paths), and the
+/// exit and goal events as note nodes.
+pub fn mermaid(j: &Journey) -> String {
+    let mut d = Diagram::new(j);
+    d.line("flowchart TD");
+    d.line(&format!(
+        "    %% {}: {}",
+        one_line(&j.id),
+        one_line(&j.name)
+    ));
+    d.line(&format!("    trigger([\"{}\"])", text(&trigger_label(j))));
+    if !j.exit_when.is_empty() {
+        let events: Vec<String> = j
+            .exit_when
+            .iter()
+            .map(|m| with_condition(&m.event, m.condition.as_ref()))
+            .collect();
+        d.line(&format!(
+            "    exit_when>\"exit when: {}\"]",
+            text(&events.join(" or "))
+        ));
+        d.line("    trigger -.- exit_when");
+    }
+    if let Some(g) = &j.goal {
+        let goal = format!(
+            "goal: {} within {}",
+            with_condition(&g.event, g.condition.as_ref()),
+            g.within
+        );
+        d.line(&format!("    goal>\"{}\"]", text(&goal)));
+        d.line("    trigger -.- goal");
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        let shape = match step.action() {
+            Action::Exit => ("([", "])"),
+            Action::Branch(_) | Action::Split(_) => ("{", "}"),
+            Action::Wait(_) | Action::WaitUntil(_) | Action::WaitFor(_) => ("[/", "/]"),
+            Action::Send(_) | Action::Update(_) => ("[", "]"),
+        };
+        d.line(&format!(
+            "    s{i}{}\"{}<br/>{}\"{}",
+            shape.0,
+            text(&step.id),
+            text(&action_label(step)),
+            shape.1
+        ));
+    }
+    match j.first() {
+        Some(first) => {
+            let to = d.node(Some(first));
+            d.edge("trigger", &to, None);
+        }
+        None => {
+            let to = d.node(None);
+            d.edge("trigger", &to, None);
+        }
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        let from = format!("s{i}");
+        let next = j.next_of(&step.id);
+        match step.action() {
+            Action::Exit => {}
+            Action::Wait(_) | Action::WaitUntil(_) | Action::Send(_) | Action::Update(_) => {
+                let to = d.node(next);
+                d.edge(&from, &to, None);
+            }
+            Action::WaitFor(w) => {
+                let on_event = d.node(w.on_event.as_deref().or(next));
+                d.edge(&from, &on_event, Some(&w.event));
+                let on_timeout = d.node(w.on_timeout.as_deref().or(next));
+                d.edge(&from, &on_timeout, Some(&format!("timeout {}", w.timeout)));
+            }
+            Action::Branch(b) => {
+                for case in &b.cases {
+                    let to = d.node(Some(&case.goto));
+                    d.edge(&from, &to, Some(&condition_text(&case.when)));
+                }
+                let to = d.node(b.otherwise.as_deref().or(next));
+                d.edge(&from, &to, Some("else"));
+            }
+            Action::Split(s) => {
+                let total: u32 = s.paths.iter().map(|p| p.weight).sum();
+                for p in &s.paths {
+                    let name = p.name.as_deref().unwrap_or(&p.goto);
+                    let to = d.node(Some(&p.goto));
+                    d.edge(
+                        &from,
+                        &to,
+                        Some(&format!("{name} {}%", percent(p.weight, total))),
+                    );
+                }
+                if let Some(h) = s.holdout.filter(|h| *h > 0) {
+                    d.holdout = true;
+                    d.edge(&from, "holdout", Some(&format!("holdout {h}%")));
+                }
+            }
+        }
+    }
+    d.finish()
+}
+
+struct Diagram<'a> {
+    journey: &'a Journey,
+    out: String,
+    edges: Vec<String>,
+    /// Whether an edge leads to the end node, the holdout node, or to steps that do not exist.
+    end: bool,
+    holdout: bool,
+    missing: Vec<String>,
+}
+
+impl<'a> Diagram<'a> {
+    fn new(journey: &'a Journey) -> Self {
+        Diagram {
+            journey,
+            out: String::new(),
+            edges: Vec::new(),
+            end: false,
+            holdout: false,
+            missing: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, l: &str) {
+        self.out.push_str(l);
+        self.out.push('\n');
+    }
+
+    /// The node id for a step id (`None`: the journey ends).
+    fn node(&mut self, step: Option<&str>) -> String {
+        let Some(step) = step else {
+            self.end = true;
+            return "done".into();
+        };
+        if let Some(i) = self.journey.steps.iter().position(|s| s.id == step) {
+            return format!("s{i}");
+        }
+        let i = match self.missing.iter().position(|m| m == step) {
+            Some(i) => i,
+            None => {
+                self.missing.push(step.to_string());
+                self.missing.len() - 1
+            }
+        };
+        format!("missing{i}")
+    }
+
+    fn edge(&mut self, from: &str, to: &str, label: Option<&str>) {
+        self.edges.push(match label {
+            Some(l) => format!("    {from} -->|\"{}\"| {to}", text(l)),
+            None => format!("    {from} --> {to}"),
+        });
+    }
+
+    fn finish(mut self) -> String {
+        if self.end {
+            self.line("    done((end))");
+        }
+        if self.holdout {
+            self.line("    holdout((holdout))");
+        }
+        for (i, m) in self.missing.clone().iter().enumerate() {
+            self.line(&format!("    missing{i}[\"{}: no such step\"]", text(m)));
+        }
+        let edges = std::mem::take(&mut self.edges);
+        for e in edges {
+            self.line(&e);
+        }
+        self.out
+    }
+}
+
+fn trigger_label(j: &Journey) -> String {
+    match j.trigger.kind() {
+        Some(TriggerKind::Event { event, condition }) => {
+            format!("on {}", with_condition(event, condition))
+        }
+        Some(TriggerKind::Repeated(r)) => format!(
+            "{} {} times within {}",
+            with_condition(&r.event, r.condition.as_ref()),
+            r.times,
+            r.within
+        ),
+        Some(TriggerKind::Inactive(i)) => {
+            format!("inactive for {} (no {})", i.duration, i.events.join(", "))
+        }
+        Some(TriggerKind::Schedule(s)) => {
+            let mut l = format!("schedule {} {}", s.cron, s.timezone);
+            if let Some(c) = &s.condition {
+                let _ = write!(l, " where {}", condition_text(c));
+            }
+            l
+        }
+        None => "trigger (invalid)".into(),
+    }
+}
+
+fn with_condition(event: &str, condition: Option<&crate::condition::Condition>) -> String {
+    match condition {
+        Some(c) => format!("{event} where {}", condition_text(c)),
+        None => event.to_string(),
+    }
+}
+
+/// A condition as written in the file (conditions serialize to their source text).
+fn condition_text(c: &crate::condition::Condition) -> String {
+    match serde_json::to_value(c) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "condition".into(),
+    }
+}
+
+fn action_label(step: &Step) -> String {
+    match step.action() {
+        Action::Wait(d) => format!("wait {d}"),
+        Action::WaitUntil(w) => {
+            let mut l = format!("wait until {}", String::from(w.time));
+            if !w.weekdays.is_empty() {
+                let days: Vec<String> = w
+                    .weekdays
+                    .iter()
+                    .map(|d| format!("{d:?}").to_lowercase())
+                    .collect();
+                let _ = write!(l, " on {}", days.join(", "));
+            }
+            l
+        }
+        Action::WaitFor(w) => format!(
+            "wait for {} up to {}",
+            with_condition(&w.event, w.condition.as_ref()),
+            w.timeout
+        ),
+        Action::Branch(_) => "branch".into(),
+        Action::Split(s) => {
+            let total: u32 = s.paths.iter().map(|p| p.weight).sum();
+            let parts: Vec<String> = s
+                .paths
+                .iter()
+                .map(|p| percent(p.weight, total).to_string())
+                .collect();
+            let mut l = format!("split {}", parts.join("/"));
+            if let Some(h) = s.holdout.filter(|h| *h > 0) {
+                let _ = write!(l, ", holdout {h}%");
+            }
+            l
+        }
+        Action::Send(s) => send_label(s),
+        Action::Update(u) => {
+            let mut parts = Vec::new();
+            if !u.set.is_empty() {
+                parts.push(format!(
+                    "set {}",
+                    u.set.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if !u.unset.is_empty() {
+                parts.push(format!("unset {}", u.unset.join(", ")));
+            }
+            format!("update: {}", parts.join("; "))
+        }
+        Action::Exit => "exit".into(),
+    }
+}
+
+fn send_label(s: &Send) -> String {
+    let mut l = match s.template() {
+        Some(Template::Email(e)) => format!("email: {}", e.subject),
+        Some(Template::Sms(t)) => format!("sms: {}", t.body),
+        Some(Template::Push(p)) => format!("push: {}", p.title),
+        Some(Template::InApp(p)) => format!("in_app: {}", p.title),
+        Some(Template::Webhook(w)) => format!("webhook: {} {}", w.method, w.url),
+        None => "send".into(),
+    };
+    l = shorten(&l, 60);
+    if let Some(f) = &s.fallback {
+        let _ = write!(l, " (else {})", send_label(f));
+    }
+    l
+}
+
+fn percent(weight: u32, total: u32) -> u32 {
+    if total == 0 {
+        return 0;
+    }
+    ((u64::from(weight) * 100 + u64::from(total) / 2) / u64::from(total)) as u32
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    let s = one_line(s);
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Escapes text for a quoted Mermaid label: entity codes for the characters Mermaid or its HTML
+/// labels would read as syntax.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in one_line(s).chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '&' => out.push_str("#amp;"),
+            '|' => out.push_str("#124;"),
+            '`' => out.push_str("#96;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CART: &str = r#"
+id: cart
+name: "Cart \"abandonment\""
+trigger:
+  event: cart_abandoned
+exit_when:
+  - event: order_completed
+goal:
+  event: order_completed
+  within: 3d
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: push_reminder
+    send:
+      push:
+        title: "You left <something>"
+        body: "hi"
+  - id: wait_order
+    wait_for:
+      event: order_completed
+      timeout: 1d
+      on_event: thanks
+      on_timeout: pick
+  - id: pick
+    split:
+      paths:
+        - {weight: 1, goto: email_a, name: a}
+        - {weight: 1, goto: email_b}
+  - id: email_a
+    send:
+      email:
+        subject: "A # 1"
+        text: "x"
+    next: done
+  - id: email_b
+    send:
+      email:
+        subject: "B"
+        text: "x"
+    next: done
+  - id: thanks
+    exit: true
+  - id: done
+    exit: true
+"#;
+
+    #[test]
+    fn cart_journey_renders_every_step_and_edge() {
+        let j = crate::dsl::parse("cart.yaml", CART).expect("valid journey");
+        let m = mermaid(&j);
+        let expected = r##"flowchart TD
+    %% cart: Cart "abandonment"
+    trigger(["on cart_abandoned"])
+    exit_when>"exit when: order_completed"]
+    trigger -.- exit_when
+    goal>"goal: order_completed within 3d"]
+    trigger -.- goal
+    s0[/"wait_30m<br/>wait 30m"/]
+    s1["push_reminder<br/>push: You left #lt;something#gt;"]
+    s2[/"wait_order<br/>wait for order_completed up to 1d"/]
+    s3{"pick<br/>split 50/50"}
+    s4["email_a<br/>email: A #35; 1"]
+    s5["email_b<br/>email: B"]
+    s6(["thanks<br/>exit"])
+    s7(["done<br/>exit"])
+    trigger --> s0
+    s0 --> s1
+    s1 --> s2
+    s2 -->|"order_completed"| s6
+    s2 -->|"timeout 1d"| s3
+    s3 -->|"a 50%"| s4
+    s3 -->|"email_b 50%"| s5
+    s4 --> s7
+    s5 --> s7
+"##;
+        assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn falling_off_the_end_and_unknown_steps_get_their_own_nodes() {
+        let mut j = crate::dsl::parse("cart.yaml", CART).expect("valid journey");
+        j.steps.truncate(2);
+        j.steps[0].next = Some("no \"such\" step".into());
+        j.exit_when.clear();
+        j.goal = None;
+        let m = mermaid(&j);
+        assert!(m.contains("s0 --> missing0"), "{m}");
+        assert!(
+            m.contains("missing0[\"no #quot;such#quot; step: no such step\"]"),
+            "{m}"
+        );
+        assert!(m.contains("s1 --> done"), "{m}");
+        assert!(m.contains("done((end))"), "{m}");
+        assert!(!m.contains("exit_when"), "{m}");
+    }
+}

@@ -1,0 +1,1223 @@
+//! The runtime: applies queue messages (events, wake-ups, entries) through the engine and performs
+//! the effects over the ports. Every enrollment change is a conditional write that also stores the
+//! transition's effects (the outbox); a message that comes again replays them, and the send ledger,
+//! keyed by (enrollment, step, visit), makes sure no message goes out twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Signer;
+use crate::catalog::{Catalog, Published};
+use crate::clock::Clock;
+use crate::duration::Duration;
+use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
+use crate::enrollment::{Enrollment, TriggerEvent};
+use crate::event::{Event, Kind};
+use crate::journey::{Channel, Reentry, TriggerKind};
+use crate::profile::Profile;
+use crate::provider::{SendError, Sender};
+use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, MAX_DELAY_SECS};
+use crate::store::{segment_of, Expect, Key, Record, Store, StoreError};
+use crate::timeline::{self, Entry, What};
+
+/// How a message failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// Worth another try later (store or provider busy, lost a race): leave it on the queue.
+    #[error("retry later: {0}")]
+    Retry(String),
+    /// Can never succeed (unreadable, or names a journey version that does not exist): to the DLQ.
+    #[error("poison message: {0}")]
+    Poison(String),
+    /// Lost a conditional write to a concurrent writer: run the message again.
+    #[error("conditional write lost: {0}")]
+    Conflict(String),
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt(m) => RunError::Poison(m),
+            StoreError::Conflict => RunError::Conflict("the record changed".into()),
+            other => RunError::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for RunError {
+    fn from(e: QueueError) -> Self {
+        RunError::Retry(e.to_string())
+    }
+}
+
+/// At most `max` messages on a channel per `per`, across journeys.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cap {
+    pub max: u32,
+    pub per: Duration,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// Waits up to this long hop through the queue in 15-minute steps; longer ones become timers.
+    pub hop_limit: SignedDuration,
+    /// Timer partitions per minute (spreads a million timers due in one minute).
+    pub timer_shards: u32,
+    pub caps: BTreeMap<Channel, Cap>,
+    /// Base URL of the API, for unsubscribe links; with `signer`.
+    pub public_url: Option<String>,
+    pub signer: Option<Arc<Signer>>,
+    /// How long a send claim keeps others off before it counts as abandoned.
+    pub claim_lease: SignedDuration,
+    /// How long message ids are remembered for dedup.
+    pub dedup_for: SignedDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hop_limit: SignedDuration::from_mins(30),
+            timer_shards: 16,
+            caps: BTreeMap::new(),
+            public_url: None,
+            signer: None,
+            claim_lease: SignedDuration::from_secs(120),
+            dedup_for: SignedDuration::from_hours(24 * 7),
+        }
+    }
+}
+
+/// The ledger's record of one send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Ledger {
+    /// Someone is sending it now; others keep off until `until`.
+    Claimed { until: Timestamp },
+    /// Done, with what happened.
+    Done { outcome: Outcome },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Sent {
+        at: Timestamp,
+    },
+    Skipped {
+        reason: String,
+        detail: Option<String>,
+    },
+}
+
+/// Counter changes gathered over a batch, written once at its end.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+impl Tally {
+    fn add(&mut self, entries: &[Entry]) {
+        for (j, c) in timeline::counters(entries) {
+            let t = self.counters.entry(j).or_default();
+            for (k, d) in c {
+                *t.entry(k).or_insert(0) += d;
+            }
+        }
+    }
+}
+
+pub fn profile_key(user: &str) -> Key {
+    Key::new(format!("U#{user}"), "P")
+}
+fn enrollment_key(user: &str, journey: &str) -> Key {
+    Key::new(format!("U#{user}"), format!("E#{journey}"))
+}
+fn dedup_key(user: &str, id: &str) -> Key {
+    Key::new(format!("U#{user}"), format!("D#{id}"))
+}
+fn ledger_key(o: &Outgoing) -> Key {
+    Key::new(format!("U#{}", o.user_id), format!("L#{}", o.ledger_key()))
+}
+fn cap_key(user: &str, channel: Channel) -> Key {
+    Key::new(format!("U#{user}"), format!("C#{channel}"))
+}
+fn inbox_key(o: &Outgoing) -> Key {
+    Key::new(format!("U#{}", o.user_id), format!("I#{}", o.ledger_key()))
+}
+fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
+    Key::new(format!("U#{user}"), format!("T#{enrollment}#{cause}"))
+}
+pub fn stats_key(journey: &str) -> Key {
+    Key::new(format!("S#{journey}"), "C")
+}
+fn timer_partition(minute: i64, shard: u32) -> String {
+    format!("T#{minute}#{shard}")
+}
+const CURSOR: (&str, &str) = ("SCHED", "cursor");
+
+fn minute_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(60)
+}
+
+/// An in-app message as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxItem {
+    pub id: String,
+    pub at: Timestamp,
+    pub journey: String,
+    pub step: String,
+    pub title: String,
+    pub body: String,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// What `GET /v1/users/{id}` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub profile: Option<Profile>,
+    pub enrollments: Vec<Enrollment>,
+    pub timeline: Vec<Entry>,
+}
+
+pub struct Runtime {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub sender: Arc<dyn Sender>,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Catalog,
+    pub config: Config,
+}
+
+/// A loaded enrollment with the record version it was read at.
+struct Loaded {
+    enrollment: Enrollment,
+    version: u64,
+}
+
+impl Runtime {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        sender: Arc<dyn Sender>,
+        clock: Arc<dyn Clock>,
+        catalog_ttl: std::time::Duration,
+        config: Config,
+    ) -> Self {
+        Runtime {
+            catalog: Catalog::new(store.clone(), catalog_ttl),
+            store,
+            queue,
+            sender,
+            clock,
+            config,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Handles a batch of messages, one result each, and writes the batch's counters once.
+    pub async fn handle_batch(&self, messages: &[Message]) -> Vec<Result<(), RunError>> {
+        let mut tally = Tally::default();
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.handle(m, &mut tally).await);
+        }
+        if let Err(e) = self.write_tally(&tally).await {
+            tracing::warn!(error = %e, "stats counters not written for this batch");
+        }
+        out
+    }
+
+    /// Writes gathered counters, one write per journey.
+    pub async fn write_tally(&self, tally: &Tally) -> Result<(), StoreError> {
+        for (journey, c) in &tally.counters {
+            self.store.add(&stats_key(journey), c).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one message; conflicts with concurrent writers are retried here a few times.
+    pub async fn handle(&self, message: &Message, tally: &mut Tally) -> Result<(), RunError> {
+        let mut last = RunError::Retry("not attempted".into());
+        for _ in 0..4 {
+            match self.handle_once(message, tally).await {
+                Err(RunError::Conflict(why)) => {
+                    last = RunError::Retry(format!("conditional write lost, repeatedly: {why}"));
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    async fn handle_once(&self, message: &Message, tally: &mut Tally) -> Result<(), RunError> {
+        let now = self.now();
+        if let Some(due) = message.due() {
+            // Not due yet: hop again (a wait longer than one queue delay).
+            if due > now + SignedDuration::from_secs(1) {
+                return self.schedule(message.clone(), due).await;
+            }
+        }
+        match message {
+            Message::Event(e) => self.apply_event(e, tally).await,
+            Message::Wake {
+                user_id,
+                journey,
+                enrollment,
+                seq,
+                ..
+            } => self.wake(user_id, journey, enrollment, *seq, tally).await,
+            Message::Enter {
+                user_id,
+                journey,
+                cause,
+                at,
+            } => {
+                let trigger = TriggerEvent {
+                    event: cause.split(':').next().unwrap_or("schedule").to_string(),
+                    message_id: message.id(),
+                    at: *at,
+                    properties: Value::Object(Default::default()),
+                };
+                let mut enrollments = self.load_enrollments(user_id).await?;
+                if self
+                    .replay(&enrollments, journey, &message.id(), tally)
+                    .await?
+                {
+                    return Ok(());
+                }
+                let profile = self.load_profile(user_id).await?.0;
+                let Some(p) = self.catalog.latest(journey).await? else {
+                    return Err(RunError::Poison(format!(
+                        "journey `{journey}` is not published"
+                    )));
+                };
+                self.try_enter(&p, &profile, &mut enrollments, trigger, tally)
+                    .await
+            }
+            Message::Inactivity {
+                user_id,
+                journey,
+                since,
+                ..
+            } => {
+                let Some(p) = self.catalog.latest(journey).await? else {
+                    return Err(RunError::Poison(format!(
+                        "journey `{journey}` is not published"
+                    )));
+                };
+                let Some(TriggerKind::Inactive(i)) = p.journey.trigger.kind() else {
+                    return Ok(());
+                };
+                let profile = self.load_profile(user_id).await?.0;
+                // Re-armed by a later activity: that one has its own check.
+                if profile.last_of(&i.events).is_some_and(|t| t > *since) {
+                    return Ok(());
+                }
+                let trigger = TriggerEvent {
+                    event: "inactive".into(),
+                    message_id: message.id(),
+                    at: now,
+                    properties: serde_json::json!({"inactive_since": since.to_string()}),
+                };
+                let mut enrollments = self.load_enrollments(user_id).await?;
+                if self
+                    .replay(&enrollments, journey, &message.id(), tally)
+                    .await?
+                {
+                    return Ok(());
+                }
+                self.try_enter(&p, &profile, &mut enrollments, trigger, tally)
+                    .await
+            }
+        }
+    }
+
+    /// If `cause` produced the enrollment's last transition, performs its outbox again (the
+    /// message came back, perhaps after a crash half-way) and says so.
+    async fn replay(
+        &self,
+        enrollments: &BTreeMap<String, Loaded>,
+        journey: &str,
+        cause: &str,
+        tally: &mut Tally,
+    ) -> Result<bool, RunError> {
+        match enrollments.get(journey) {
+            Some(l) if l.enrollment.outbox_cause.as_deref() == Some(cause) => {
+                self.flush(&l.enrollment, tally).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn load_profile(&self, user: &str) -> Result<(Profile, Option<u64>), RunError> {
+        match self.store.get(&profile_key(user)).await? {
+            Some(r) => Ok((r.parse()?, Some(r.version))),
+            None => Ok((Profile::new(user), None)),
+        }
+    }
+
+    async fn load_enrollments(&self, user: &str) -> Result<BTreeMap<String, Loaded>, RunError> {
+        let mut out = BTreeMap::new();
+        for r in self.store.query(&format!("U#{user}"), "E#").await? {
+            let enrollment: Enrollment = r.parse()?;
+            out.insert(
+                enrollment.journey.clone(),
+                Loaded {
+                    enrollment,
+                    version: r.version,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Changes a profile with a conditional write, retrying on conflict.
+    async fn update_profile(
+        &self,
+        user: &str,
+        f: impl Fn(&mut Profile),
+    ) -> Result<Profile, RunError> {
+        for _ in 0..8 {
+            let (mut p, version) = self.load_profile(user).await?;
+            let before = p.clone();
+            f(&mut p);
+            if version.is_some() && p == before {
+                return Ok(p);
+            }
+            let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
+            let record = Record::new(profile_key(user), version.unwrap_or(0) + 1, &p)?;
+            match self.store.put(&record, expect).await {
+                Ok(()) => return Ok(p),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Conflict("profile busy".into()))
+    }
+
+    async fn apply_event(&self, e: &Event, tally: &mut Tally) -> Result<(), RunError> {
+        let user = e.user_id.as_str();
+        if self
+            .store
+            .get(&dedup_key(user, &e.message_id))
+            .await?
+            .is_some()
+        {
+            tracing::debug!(user, message_id = %e.message_id, "duplicate event ignored");
+            return Ok(());
+        }
+        let mut profile = self.update_profile(user, |p| p.apply(e)).await?;
+        if e.kind == Kind::Identify {
+            profile = self.register_devices(user, profile).await?;
+        }
+        let mut enrollments = self.load_enrollments(user).await?;
+        let journeys = self.catalog.active().await?;
+
+        // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
+        let names: Vec<String> = enrollments.keys().cloned().collect();
+        for j in names {
+            let Some(l) = enrollments.get(&j) else {
+                continue;
+            };
+            if l.enrollment.outbox_cause.as_deref() == Some(e.message_id.as_str()) {
+                let en = l.enrollment.clone();
+                self.flush(&en, tally).await?;
+                continue;
+            }
+            let Some(name) = e.event.as_deref() else {
+                continue;
+            };
+            let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
+                tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
+                continue;
+            };
+            if !p.journey.listens_to(name) {
+                continue;
+            }
+            let unsub = self.unsubscribe_url(user, &p.journey.id);
+            let ctx = Ctx {
+                journey: &p.journey,
+                version: p.version,
+                profile: &profile,
+                now: self.now(),
+                unsubscribe_url: unsub.as_deref(),
+            };
+            if let Some(t) = engine::on_event(&ctx, &l.enrollment, e) {
+                let version = l.version;
+                let committed = self
+                    .commit(t, &e.message_id, Expect::Version(version))
+                    .await?;
+                self.flush(&committed.enrollment, tally).await?;
+                enrollments.insert(j.clone(), committed);
+            }
+        }
+
+        // Triggers.
+        if let Some(name) = e.event.as_deref() {
+            let scope_event = Value::Object(e.properties.clone());
+            let scope_profile = profile.scope();
+            for p in journeys.iter() {
+                let holds = |c: Option<&crate::condition::Condition>| {
+                    c.is_none_or(|c| {
+                        c.eval(&crate::condition::Scope {
+                            event: &scope_event,
+                            profile: &scope_profile,
+                            now: e.timestamp,
+                        })
+                    })
+                };
+                let enter = match p.journey.trigger.kind() {
+                    Some(TriggerKind::Event { event, condition }) => {
+                        event == name && holds(condition)
+                    }
+                    Some(TriggerKind::Repeated(r)) => {
+                        r.event == name
+                            && holds(r.condition.as_ref())
+                            && profile.count_between(
+                                name,
+                                e.timestamp - r.within.to_jiff(),
+                                e.timestamp,
+                            ) >= r.times as usize
+                    }
+                    Some(TriggerKind::Inactive(i)) => {
+                        if i.events.iter().any(|x| x == name)
+                            && profile.last_of(&i.events) == Some(e.timestamp)
+                        {
+                            let at = e.timestamp + i.duration.to_jiff();
+                            let m = Message::Inactivity {
+                                user_id: user.to_string(),
+                                journey: p.journey.id.clone(),
+                                since: e.timestamp,
+                                at,
+                            };
+                            self.schedule(m, at).await?;
+                        }
+                        false
+                    }
+                    _ => false,
+                };
+                if enter {
+                    let trigger = TriggerEvent {
+                        event: name.to_string(),
+                        message_id: e.message_id.clone(),
+                        at: e.timestamp,
+                        properties: scope_event.clone(),
+                    };
+                    self.try_enter(p, &profile, &mut enrollments, trigger, tally)
+                        .await?;
+                }
+            }
+        }
+
+        let dedup = Record::new(dedup_key(user, &e.message_id), 1, &Value::Null)?
+            .expiring(self.now() + self.config.dedup_for);
+        self.store.put(&dedup, Expect::Any).await?;
+        Ok(())
+    }
+
+    async fn register_devices(&self, user: &str, profile: Profile) -> Result<Profile, RunError> {
+        let mut endpoints = Vec::new();
+        for d in profile.devices.iter().filter(|d| d.endpoint.is_none()) {
+            match self.sender.register(d).await {
+                Ok(Some(ep)) => endpoints.push((d.token.clone(), ep)),
+                Ok(None) => {}
+                Err(SendError::Retryable(m)) => return Err(RunError::Retry(m)),
+                Err(SendError::Permanent(m)) => {
+                    tracing::warn!(user, reason = %m, "push device could not be registered")
+                }
+            }
+        }
+        if endpoints.is_empty() {
+            return Ok(profile);
+        }
+        self.update_profile(user, |p| {
+            for (token, ep) in &endpoints {
+                if let Some(d) = p.devices.iter_mut().find(|d| &d.token == token) {
+                    d.endpoint = Some(ep.clone());
+                }
+            }
+        })
+        .await
+    }
+
+    fn unsubscribe_url(&self, user: &str, journey: &str) -> Option<String> {
+        let (base, signer) = (
+            self.config.public_url.as_ref()?,
+            self.config.signer.as_ref()?,
+        );
+        let token = signer.unsubscribe_token(user, "email", journey);
+        Some(format!(
+            "{}/v1/unsubscribe?token={token}",
+            base.trim_end_matches('/')
+        ))
+    }
+
+    /// Enrolls the user unless entry rules say no.
+    async fn try_enter(
+        &self,
+        p: &Published,
+        profile: &Profile,
+        enrollments: &mut BTreeMap<String, Loaded>,
+        trigger: TriggerEvent,
+        tally: &mut Tally,
+    ) -> Result<(), RunError> {
+        let j = &p.journey;
+        let now = self.now();
+        let existing = enrollments.get(&j.id);
+        if let Some(l) = existing {
+            let e = &l.enrollment;
+            // This very message enrolled the user before (its outbox was replayed by the caller),
+            // or the user is enrolled now.
+            if e.outbox_cause.as_deref() == Some(trigger.message_id.as_str())
+                || e.trigger.message_id == trigger.message_id
+                || e.is_active()
+            {
+                return Ok(());
+            }
+            let allowed = match j.reentry {
+                Reentry::Never => false,
+                Reentry::AfterExit => true,
+                Reentry::After(d) => e.entered_at + d.to_jiff() <= now,
+            };
+            if !allowed {
+                return Ok(());
+            }
+        }
+        let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
+        let expect = existing
+            .map(|l| Expect::Version(l.version))
+            .unwrap_or(Expect::Absent);
+        let unsub = self.unsubscribe_url(&profile.user_id, &j.id);
+        let ctx = Ctx {
+            journey: j,
+            version: p.version,
+            profile,
+            now,
+            unsubscribe_url: unsub.as_deref(),
+        };
+        let trigger_at = trigger.at;
+        let cause = trigger.message_id.clone();
+        let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
+        // An exit that happened after the trigger but was applied before it (events out of order).
+        if let Some(m) = j
+            .exit_when
+            .iter()
+            .filter(|m| m.condition.is_none())
+            .find(|m| profile.seen_after(&m.event, trigger_at).is_some())
+        {
+            let late = Event {
+                kind: Kind::Track,
+                message_id: format!("{cause}:late-exit"),
+                user_id: profile.user_id.clone(),
+                anonymous_id: None,
+                event: Some(m.event.clone()),
+                properties: Default::default(),
+                traits: Default::default(),
+                context: Default::default(),
+                timestamp: now,
+                received_at: now,
+            };
+            if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {
+                // Nothing the entry scheduled may go out: keep only the exit's own effects.
+                let mut timeline = t.timeline;
+                timeline.extend(exit.timeline);
+                let effects = exit
+                    .effects
+                    .into_iter()
+                    .chain(
+                        t.effects
+                            .into_iter()
+                            .filter(|e| matches!(e, Effect::UpdateProfile(_))),
+                    )
+                    .collect();
+                t = Transition {
+                    enrollment: exit.enrollment,
+                    effects,
+                    timeline,
+                };
+            }
+        }
+        let committed = self.commit(t, &cause, expect).await?;
+        self.flush(&committed.enrollment, tally).await?;
+        enrollments.insert(j.id.clone(), committed);
+        Ok(())
+    }
+
+    /// Stores a transition (state and outbox) with a conditional write.
+    async fn commit(&self, t: Transition, cause: &str, expect: Expect) -> Result<Loaded, RunError> {
+        let mut e = t.enrollment;
+        e.outbox = t.effects;
+        e.outbox_timeline = t.timeline;
+        e.outbox_cause = Some(cause.to_string());
+        let version = match expect {
+            Expect::Version(v) => v + 1,
+            _ => 1,
+        };
+        let record = Record::new(enrollment_key(&e.user_id, &e.journey), version, &e)?;
+        self.store.put(&record, expect).await?;
+        Ok(Loaded {
+            enrollment: e,
+            version,
+        })
+    }
+
+    /// Performs an enrollment's outbox. Safe to repeat: sends go through the ledger, wake-ups are
+    /// recognised when stale, and the timeline record is written (and counted) once.
+    async fn flush(&self, e: &Enrollment, tally: &mut Tally) -> Result<(), RunError> {
+        let mut entries = e.outbox_timeline.clone();
+        for effect in &e.outbox {
+            match effect {
+                Effect::Send(o) => {
+                    let outcome = self.deliver(o).await?;
+                    let what = match outcome {
+                        Outcome::Sent { .. } => What::Sent { channel: o.channel },
+                        Outcome::Skipped { reason, detail } => What::Skipped {
+                            channel: o.channel,
+                            reason,
+                            detail,
+                        },
+                    };
+                    entries.push(Entry {
+                        at: e
+                            .outbox_timeline
+                            .last()
+                            .map(|t| t.at)
+                            .unwrap_or_else(|| self.now()),
+                        journey: o.journey.clone(),
+                        enrollment: o.enrollment.clone(),
+                        step: Some(o.step.clone()),
+                        what,
+                    });
+                }
+                Effect::Wake { seq, at } => {
+                    let m = Message::Wake {
+                        user_id: e.user_id.clone(),
+                        journey: e.journey.clone(),
+                        enrollment: e.id.clone(),
+                        seq: *seq,
+                        at: *at,
+                    };
+                    self.schedule(m, *at).await?;
+                }
+                Effect::Cancel { seq, at } => {
+                    let m = Message::Wake {
+                        user_id: e.user_id.clone(),
+                        journey: e.journey.clone(),
+                        enrollment: e.id.clone(),
+                        seq: *seq,
+                        at: *at,
+                    };
+                    self.cancel_timer(&m, *at).await?;
+                }
+                Effect::UpdateProfile(u) => {
+                    self.update_profile(&e.user_id, |p| {
+                        for (k, v) in &u.set {
+                            p.traits.insert(k.clone(), v.clone());
+                        }
+                        for k in &u.unset {
+                            p.traits.remove(k);
+                        }
+                    })
+                    .await?;
+                }
+            }
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let cause = e.outbox_cause.clone().unwrap_or_default();
+        let key = timeline_key(&e.user_id, &e.id, &cause);
+        match self
+            .store
+            .put(&Record::new(key, 1, &entries)?, Expect::Absent)
+            .await
+        {
+            Ok(()) => {
+                tally.add(&entries);
+                for en in &entries {
+                    tracing::info!(user = %e.user_id, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), what = ?std::mem::discriminant(&en.what), "{}", describe(&en.what));
+                }
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.
+    async fn deliver(&self, o: &Outgoing) -> Result<Outcome, RunError> {
+        let now = self.now();
+        let key = ledger_key(o);
+        let current = self.store.get(&key).await?;
+        let expect = match &current {
+            None => Expect::Absent,
+            Some(r) => match r.parse::<Ledger>()? {
+                Ledger::Done { outcome } => return Ok(outcome),
+                Ledger::Claimed { until } if until > now => {
+                    return Err(RunError::Retry(format!(
+                        "send {} is claimed by another worker",
+                        o.ledger_key()
+                    )))
+                }
+                Ledger::Claimed { .. } => Expect::Version(r.version),
+            },
+        };
+        let claim_version = current.as_ref().map(|r| r.version + 1).unwrap_or(1);
+        let claim = Record::new(
+            key.clone(),
+            claim_version,
+            &Ledger::Claimed {
+                until: now + self.config.claim_lease,
+            },
+        )?;
+        match self.store.put(&claim, expect).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(RunError::Retry(format!(
+                    "send {} was claimed concurrently",
+                    o.ledger_key()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+
+        let outcome = match self.check_cap(o, now).await? {
+            Some(skip) => skip,
+            None => match self.perform(o, now).await {
+                Ok(()) => Outcome::Sent { at: now },
+                Err(SendError::Permanent(reason)) => Outcome::Skipped {
+                    reason: "rejected".into(),
+                    detail: Some(reason),
+                },
+                Err(SendError::Retryable(why)) => {
+                    // Leave the claim to expire; the redelivery tries again.
+                    return Err(RunError::Retry(why));
+                }
+            },
+        };
+        let done = Record::new(
+            key,
+            claim_version + 1,
+            &Ledger::Done {
+                outcome: outcome.clone(),
+            },
+        )?
+        .expiring(now + SignedDuration::from_hours(24 * 400));
+        self.store
+            .put(&done, Expect::Version(claim_version))
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn perform(&self, o: &Outgoing, now: Timestamp) -> Result<(), SendError> {
+        if o.channel == Channel::InApp {
+            let crate::engine::Content::InApp { title, body, data } = &o.content else {
+                return Err(SendError::Permanent(
+                    "in-app message without in-app content".into(),
+                ));
+            };
+            let item = InboxItem {
+                id: o.ledger_key(),
+                at: now,
+                journey: o.journey.clone(),
+                step: o.step.clone(),
+                title: title.clone(),
+                body: body.clone(),
+                data: data.clone(),
+            };
+            let record = Record::new(inbox_key(o), 1, &item)
+                .map_err(|e| SendError::Permanent(e.to_string()))?;
+            return self
+                .store
+                .put(&record, Expect::Any)
+                .await
+                .map_err(|e| SendError::Retryable(e.to_string()));
+        }
+        self.sender.send(o).await.map(|_| ())
+    }
+
+    /// `Some(skip)` when a frequency cap stops the send; otherwise counts it against the cap.
+    async fn check_cap(&self, o: &Outgoing, now: Timestamp) -> Result<Option<Outcome>, RunError> {
+        if o.transactional {
+            return Ok(None);
+        }
+        let Some(cap) = self.config.caps.get(&o.channel) else {
+            return Ok(None);
+        };
+        let key = cap_key(&o.user_id, o.channel);
+        for _ in 0..8 {
+            let current = self.store.get(&key).await?;
+            let (mut sends, expect, version) = match &current {
+                Some(r) => (
+                    r.parse::<Vec<Timestamp>>()?,
+                    Expect::Version(r.version),
+                    r.version + 1,
+                ),
+                None => (Vec::new(), Expect::Absent, 1),
+            };
+            let since = now - cap.per.to_jiff();
+            sends.retain(|t| *t > since);
+            if sends.len() >= cap.max as usize {
+                return Ok(Some(Outcome::Skipped {
+                    reason: "capped".into(),
+                    detail: Some(format!("at most {} {} per {}", cap.max, o.channel, cap.per)),
+                }));
+            }
+            sends.push(now);
+            match self
+                .store
+                .put(&Record::new(key.clone(), version, &sends)?, expect)
+                .await
+            {
+                Ok(()) => return Ok(None),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Conflict("cap busy".into()))
+    }
+
+    async fn wake(
+        &self,
+        user: &str,
+        journey: &str,
+        enrollment_id: &str,
+        seq: u64,
+        tally: &mut Tally,
+    ) -> Result<(), RunError> {
+        let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
+            return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));
+        };
+        let e: Enrollment = r.parse()?;
+        let cause = e.wake_id(seq);
+        if e.id != enrollment_id {
+            return Ok(()); // an earlier enrollment's wake-up
+        }
+        if e.outbox_cause.as_deref() == Some(cause.as_str()) {
+            return self.flush(&e, tally).await;
+        }
+        let Some(p) = self.catalog.version(journey, e.version).await? else {
+            return Err(RunError::Poison(format!(
+                "journey `{journey}` version {} does not exist",
+                e.version
+            )));
+        };
+        let profile = self.load_profile(user).await?.0;
+        let unsub = self.unsubscribe_url(user, journey);
+        let ctx = Ctx {
+            journey: &p.journey,
+            version: p.version,
+            profile: &profile,
+            now: self.now(),
+            unsubscribe_url: unsub.as_deref(),
+        };
+        let Some(t) = engine::wake(&ctx, &e, seq) else {
+            tracing::debug!(user, journey, seq, "stale wake-up dropped");
+            return Ok(());
+        };
+        let committed = self.commit(t, &cause, Expect::Version(r.version)).await?;
+        self.flush(&committed.enrollment, tally).await
+    }
+
+    /// Makes `message` arrive at `at`: on the queue (hopping in 15-minute steps up to the hop
+    /// limit) or as a timer the scheduler sweeps.
+    pub async fn schedule(&self, message: Message, at: Timestamp) -> Result<(), RunError> {
+        let now = self.now();
+        let delay = (at - now).as_secs().max(0);
+        if delay <= self.config.hop_limit.as_secs() {
+            let delay_secs = u32::try_from(delay)
+                .unwrap_or(MAX_DELAY_SECS)
+                .min(MAX_DELAY_SECS);
+            let q = message.queue();
+            self.queue
+                .send(
+                    q,
+                    &[Outbound {
+                        message,
+                        delay_secs,
+                    }],
+                )
+                .await?;
+            return Ok(());
+        }
+        let id = message.id();
+        let key = Key::new(
+            timer_partition(minute_of(at), segment_of(&id, self.config.timer_shards)),
+            id,
+        );
+        self.store
+            .put(&Record::new(key, 1, &message)?, Expect::Any)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_timer(&self, message: &Message, at: Timestamp) -> Result<(), RunError> {
+        // A wake-up due within two minutes may already be on the queue (the sweep runs a minute
+        // ahead): there it is recognised as stale. Further out it may be a timer: delete it.
+        if (at - self.now()).as_secs() <= 120 {
+            return Ok(());
+        }
+        let id = message.id();
+        let key = Key::new(
+            timer_partition(minute_of(at), segment_of(&id, self.config.timer_shards)),
+            id,
+        );
+        self.store.delete(&key, Expect::Any).await?;
+        Ok(())
+    }
+
+    /// The scheduler's minute: moves timers due by the end of the next minute onto the queue
+    /// and enters users into schedule-triggered journeys. Returns (timers moved, users entered).
+    pub async fn tick(&self) -> Result<(usize, usize), RunError> {
+        let now = self.now();
+        let now_minute = minute_of(now);
+        let cursor_key = Key::new(CURSOR.0, CURSOR.1);
+        let cursor = self.store.get(&cursor_key).await?;
+        let (from, expect) = match &cursor {
+            Some(r) => (r.parse::<i64>()?, Expect::Version(r.version)),
+            None => (now_minute - 1, Expect::Absent),
+        };
+        // Never sweep more than a day at once (a scheduler that was off a long time catches up
+        // over several ticks).
+        let to = (now_minute + 1).min(from + 24 * 60);
+        let mut moved = 0usize;
+        let mut entered = 0usize;
+        for minute in from..=to {
+            moved += self.sweep_minute(minute).await?;
+            if minute <= now_minute {
+                entered += self.start_schedules(minute).await?;
+            }
+        }
+        // Minutes up to `next` are done; the coming minute's timers are swept again next time.
+        let next = if to > now_minute {
+            now_minute + 1
+        } else {
+            to + 1
+        };
+        let record = Record::new(
+            cursor_key,
+            cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
+            &next,
+        )?;
+        match self.store.put(&record, expect).await {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok((moved, entered))
+    }
+
+    async fn sweep_minute(&self, minute: i64) -> Result<usize, RunError> {
+        let now = self.now();
+        let mut moved = 0;
+        for shard in 0..self.config.timer_shards {
+            let pk = timer_partition(minute, shard);
+            let timers = self.store.query(&pk, "").await?;
+            if timers.is_empty() {
+                continue;
+            }
+            let mut by_queue: BTreeMap<&'static str, (QueueName, Vec<Outbound>)> = BTreeMap::new();
+            let mut parsed = Vec::with_capacity(timers.len());
+            for r in &timers {
+                match r.parse::<Message>() {
+                    Ok(m) => parsed.push((r.key.clone(), m)),
+                    Err(e) => tracing::error!(error = %e, "unreadable timer dropped"),
+                }
+            }
+            for (_, m) in &parsed {
+                let due = m.due().unwrap_or(now);
+                let delay = (due - now).as_secs().clamp(0, i64::from(MAX_DELAY_SECS));
+                let q = m.queue();
+                let slot = by_queue
+                    .entry(match q {
+                        QueueName::Events => "events",
+                        QueueName::Steps => "steps",
+                    })
+                    .or_insert((q, Vec::new()));
+                slot.1.push(Outbound {
+                    message: m.clone(),
+                    delay_secs: delay as u32,
+                });
+            }
+            for (_, (q, msgs)) in by_queue {
+                self.queue.send(q, &msgs).await?;
+            }
+            for r in &timers {
+                self.store.delete(&r.key, Expect::Any).await?;
+            }
+            moved += parsed.len();
+        }
+        Ok(moved)
+    }
+
+    /// Enters every matching user into each schedule-triggered journey whose cron fires at `minute`.
+    async fn start_schedules(&self, minute: i64) -> Result<usize, RunError> {
+        let at =
+            Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
+        let journeys = self.catalog.active().await?;
+        let mut entered = 0;
+        for p in journeys.iter() {
+            let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
+                continue;
+            };
+            let fixed = (s.timezone != "user")
+                .then(|| jiff::tz::TimeZone::get(&s.timezone).ok())
+                .flatten();
+            if s.timezone != "user" {
+                let Some(tz) = &fixed else { continue };
+                if !s.cron.matches(at.to_zoned_datetime(tz.clone()).datetime()) {
+                    continue;
+                }
+            }
+            let segments = 4;
+            let mut batch = Vec::new();
+            for seg in 0..segments {
+                for r in self.store.scan("P", seg, segments).await? {
+                    let Ok(profile) = r.parse::<Profile>() else {
+                        continue;
+                    };
+                    if s.timezone == "user" {
+                        let tz = profile
+                            .timezone()
+                            .or_else(|| {
+                                p.journey
+                                    .timezone
+                                    .as_deref()
+                                    .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+                            })
+                            .unwrap_or(jiff::tz::TimeZone::UTC);
+                        if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
+                            continue;
+                        }
+                    }
+                    let scope = crate::condition::Scope {
+                        event: &Value::Null,
+                        profile: &profile.scope(),
+                        now: at,
+                    };
+                    if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
+                        continue;
+                    }
+                    batch.push(Outbound {
+                        message: Message::Enter {
+                            user_id: profile.user_id.clone(),
+                            journey: p.journey.id.clone(),
+                            cause: format!("schedule:{minute}"),
+                            at,
+                        },
+                        delay_secs: 0,
+                    });
+                }
+            }
+            entered += batch.len();
+            for chunk in batch.chunks(100) {
+                self.queue.send(QueueName::Events, chunk).await?;
+            }
+        }
+        Ok(entered)
+    }
+
+    /// Marks a channel suppressed for a user (bounce, complaint, SMS opt-out, disabled endpoint).
+    pub async fn suppress(
+        &self,
+        user: &str,
+        channel: Channel,
+        reason: &str,
+    ) -> Result<(), RunError> {
+        self.update_profile(user, |p| {
+            p.suppressed.insert(channel, reason.to_string());
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Turns a channel's subscription off (an unsubscribe link was followed).
+    pub async fn unsubscribe(&self, user: &str, channel: Channel) -> Result<(), RunError> {
+        let now = self.now();
+        self.update_profile(user, |p| {
+            let subs = p
+                .traits
+                .entry("subscriptions".to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(m) = subs {
+                m.insert(channel.as_str().to_string(), Value::Bool(false));
+            }
+            p.trait_times.insert("subscriptions".into(), now);
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The profile, enrollments and timeline of a user.
+    pub async fn user(&self, user: &str) -> Result<UserView, RunError> {
+        let records = self.store.query(&format!("U#{user}"), "").await?;
+        let mut view = UserView {
+            profile: None,
+            enrollments: Vec::new(),
+            timeline: Vec::new(),
+        };
+        for r in records {
+            match r.key.sk.split('#').next() {
+                Some("P") => view.profile = Some(r.parse()?),
+                Some("E") => {
+                    let mut e: Enrollment = r.parse()?;
+                    e.outbox.clear();
+                    e.outbox_timeline.clear();
+                    view.enrollments.push(e);
+                }
+                Some("T") => view.timeline.extend(r.parse::<Vec<Entry>>()?),
+                _ => {}
+            }
+        }
+        view.timeline.sort_by_key(|e| e.at);
+        Ok(view)
+    }
+
+    /// The in-app messages of a user, newest first.
+    pub async fn inbox(&self, user: &str) -> Result<Vec<InboxItem>, RunError> {
+        let mut items: Vec<InboxItem> = self
+            .store
+            .query(&format!("U#{user}"), "I#")
+            .await?
+            .iter()
+            .map(Record::parse)
+            .collect::<Result<_, _>>()?;
+        items.sort_by_key(|i| std::cmp::Reverse(i.at));
+        Ok(items)
+    }
+
+    /// A journey's counters.
+    pub async fn stats(&self, journey: &str) -> Result<BTreeMap<String, i64>, RunError> {
+        Ok(self.store.counters(&stats_key(journey)).await?)
+    }
+}
+
+/// A one-line description of a timeline fact, for logs (ids and reasons only: no addresses).
+pub fn describe(w: &What) -> String {
+    match w {
+        What::Entered { version, trigger } => format!("entered v{version} on {trigger}"),
+        What::Step => "step".into(),
+        What::Waiting { until, why } => format!("waiting until {until} ({why})"),
+        What::Woke { how } => format!("woke ({how})"),
+        What::Branched { on, to } => format!("branched to {to} on {on}"),
+        What::Split { path } => format!("split to {path}"),
+        What::Sent { channel } => format!("sent {channel}"),
+        What::Skipped {
+            channel, reason, ..
+        } => format!("skipped {channel}: {reason}"),
+        What::FellBack { from, to, reason } => format!("fell back from {from} to {to}: {reason}"),
+        What::Updated { .. } => "profile updated".into(),
+        What::Converted { event } => format!("converted on {event}"),
+        What::Exited { event } => format!("exited on {event}"),
+        What::Completed => "completed".into(),
+        What::HeldOut => "held out".into(),
+    }
+}

@@ -1,0 +1,235 @@
+//! The store port: versioned records under (partition, sort) keys, conditional writes, atomic
+//! counters and segment scans; and the in-memory adapter. Knows nothing of journeys.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Key {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+}
+
+/// One stored item: a JSON body with a version number and an optional expiry (epoch seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: Key,
+    pub version: u64,
+    pub body: Vec<u8>,
+    pub expires: Option<i64>,
+}
+
+impl Record {
+    pub fn new<T: Serialize>(key: Key, version: u64, body: &T) -> Result<Self, StoreError> {
+        let body = serde_json::to_vec(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Record {
+            key,
+            version,
+            body,
+            expires: None,
+        })
+    }
+
+    pub fn expiring(mut self, at: jiff::Timestamp) -> Self {
+        self.expires = Some(at.as_second());
+        self
+    }
+
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            StoreError::Corrupt(format!("record {}/{}: {e}", self.key.pk, self.key.sk))
+        })
+    }
+}
+
+/// The condition a write needs to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// Only if no record has this key.
+    Absent,
+    /// Only if the record is at this version.
+    Version(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The condition did not hold: someone else wrote first.
+    #[error("conditional write lost: the record changed")]
+    Conflict,
+    /// The store could not be reached or throttled; try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A record could not be read or written as JSON.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
+    /// Several records at once (missing keys are left out).
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(r) = self.get(k).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError>;
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError>;
+    /// Every record in partition `pk` whose sort key starts with `prefix`, in sort-key order.
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError>;
+    /// Adds deltas to named counters kept at `key` (creating them at zero).
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError>;
+    /// The counters kept at `key`.
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError>;
+    /// Part `segment` of `segments` of the records whose sort key is `sk` (all partitions), for
+    /// fanning a scan out in parallel.
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError>;
+}
+
+#[async_trait]
+impl<T: Store + ?Sized> Store for Arc<T> {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        (**self).get(key).await
+    }
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        (**self).get_many(keys).await
+    }
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        (**self).put(record, expect).await
+    }
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        (**self).delete(key, expect).await
+    }
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        (**self).query(pk, prefix).await
+    }
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        (**self).add(key, deltas).await
+    }
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        (**self).counters(key).await
+    }
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        (**self).scan(sk, segment, segments).await
+    }
+}
+
+/// A stable segment number for a partition key (FNV-1a), shared by the adapters' scans.
+pub fn segment_of(pk: &str, segments: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in pk.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % segments.max(1)
+}
+
+/// Checks a write's condition against what is stored.
+pub fn check(current: Option<u64>, expect: Expect) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Any, _) => Ok(()),
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Version(v), Some(c)) if v == c => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    records: BTreeMap<Key, Record>,
+    counters: HashMap<Key, BTreeMap<String, i64>>,
+}
+
+/// The in-memory store: for tests and simulation.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Tables>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A poisoned lock only means another test thread panicked; the data is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every record, for tests and invariant checks.
+    pub fn dump(&self) -> Vec<Record> {
+        self.lock().records.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().records.get(key).cloned())
+    }
+
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        check(t.records.get(&record.key).map(|r| r.version), expect)?;
+        t.records.insert(record.key.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        check(t.records.get(key).map(|r| r.version), expect)?;
+        t.records.remove(key);
+        Ok(())
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        let t = self.lock();
+        let start = Key::new(pk, prefix);
+        Ok(t.records
+            .range(start..)
+            .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(prefix))
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        let c = t.counters.entry(key.clone()).or_default();
+        for (k, d) in deltas {
+            *c.entry(k.clone()).or_insert(0) += d;
+        }
+        Ok(())
+    }
+
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(self.lock().counters.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        let t = self.lock();
+        Ok(t.records
+            .values()
+            .filter(|r| r.key.sk == sk && segment_of(&r.key.pk, segments) == segment)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,146 @@
+//! Message templates: MiniJinja with only `profile`, `event`, `journey`, `user_id`, `now` and
+//! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
+
+use std::sync::OnceLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// The variables a template may use.
+pub const SCOPE: [&str; 6] = [
+    "profile",
+    "event",
+    "journey",
+    "user_id",
+    "now",
+    "unsubscribe_url",
+];
+
+/// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
+const FUEL: u64 = 50_000;
+
+/// A template problem, with the line inside the template text (1-based) where MiniJinja knows it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn build(escape: AutoEscape) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(32);
+    env.set_auto_escape_callback(move |_| escape.clone());
+    env
+}
+
+fn env(html: bool) -> &'static Environment<'static> {
+    static TEXT: OnceLock<Environment<'static>> = OnceLock::new();
+    static HTML: OnceLock<Environment<'static>> = OnceLock::new();
+    if html {
+        HTML.get_or_init(|| build(AutoEscape::Html))
+    } else {
+        TEXT.get_or_init(|| build(AutoEscape::None))
+    }
+}
+
+/// Checks a template's syntax and that it uses only variables in [`SCOPE`].
+pub fn check(source: &str) -> Result<(), TemplateError> {
+    let tmpl = env(false)
+        .template_from_str(source)
+        .map_err(from_minijinja)?;
+    let mut unknown: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !SCOPE.contains(&v.as_str()))
+        .collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        let line = source
+            .lines()
+            .position(|l| l.contains(first.as_str()))
+            .map(|i| i + 1);
+        return Err(TemplateError {
+            line,
+            message: format!(
+                "unknown variable `{first}` in template: use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
+                SCOPE.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Renders a template with the given context. `html` turns on HTML escaping of values.
+pub fn render<C: Serialize>(source: &str, ctx: &C, html: bool) -> Result<String, TemplateError> {
+    let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+    let tmpl = env(html)
+        .template_from_str(source)
+        .map_err(from_minijinja)?;
+    tmpl.render(value).map_err(from_minijinja)
+}
+
+fn from_minijinja(e: minijinja::Error) -> TemplateError {
+    let mut message = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.to_string());
+    if message.is_empty() {
+        message = e.kind().to_string();
+    }
+    TemplateError {
+        line: e.line(),
+        message: format!("template error: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_scope_variables_and_loops() {
+        assert!(check(
+            "Hi {{ profile.first_name }}, {% for i in event.items %}{{ i.name }}{% endfor %}"
+        )
+        .is_ok());
+        assert!(check("{{ journey.name }} {{ user_id }} {{ unsubscribe_url }}").is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_variables_and_bad_syntax() {
+        let e = check("Hello {{ name }}").unwrap_err();
+        assert!(e.message.contains("`name`"), "{}", e.message);
+        let e = check("Hello {{ profile.name ").unwrap_err();
+        assert!(e.message.starts_with("template error"), "{}", e.message);
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn renders_and_escapes_html() {
+        let ctx = json!({"profile": {"first_name": "<b>Ann</b>"}});
+        assert_eq!(
+            render("Hi {{ profile.first_name }}", &ctx, false).unwrap(),
+            "Hi <b>Ann</b>"
+        );
+        assert_eq!(
+            render("Hi {{ profile.first_name }}", &ctx, true).unwrap(),
+            "Hi &lt;b&gt;Ann&lt;&#x2f;b&gt;"
+        );
+    }
+
+    #[test]
+    fn cannot_read_files_or_loop_forever() {
+        let ctx = json!({});
+        assert!(render("{% include '/etc/passwd' %}", &ctx, false).is_err());
+        assert!(render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            &ctx,
+            false
+        )
+        .is_err());
+    }
+}
