@@ -686,7 +686,7 @@ impl Runtime {
                             detail,
                         },
                     };
-                    entries.push(Entry {
+                    let entry = Entry {
                         at: e
                             .outbox_timeline
                             .last()
@@ -696,7 +696,17 @@ impl Runtime {
                         enrollment: o.enrollment.clone(),
                         step: Some(o.step.clone()),
                         what,
-                    });
+                    };
+                    // Right after the step's own entries, so the timeline reads in order.
+                    let at = entries
+                        .iter()
+                        .rposition(|x| {
+                            x.step.as_deref() == Some(o.step.as_str())
+                                && matches!(x.what, What::Step | What::FellBack { .. })
+                        })
+                        .map(|i| i + 1)
+                        .unwrap_or(entries.len());
+                    entries.insert(at, entry);
                 }
                 Effect::Wake { seq, at } => {
                     let m = Message::Wake {
