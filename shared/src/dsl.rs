@@ -38,6 +38,8 @@ impl fmt::Display for FileError {
 #[derive(Debug, Default)]
 struct Positions {
     by_path: HashMap<String, (usize, usize)>,
+    /// Where each value itself starts (for a mapping entry, after its key).
+    values: HashMap<String, (usize, usize)>,
 }
 
 impl Positions {
@@ -75,6 +77,8 @@ fn to_json(
     pos.by_path
         .entry(path.to_string())
         .or_insert((start.line(), start.col() + 1));
+    pos.values
+        .insert(path.to_string(), (start.line(), start.col() + 1));
     match &node.data {
         YamlData::Value(s) => scalar(s),
         YamlData::Representation(text, _, _) => Value::String(text.to_string()),
@@ -233,11 +237,38 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
         Err(problems
             .into_iter()
             .map(|p| {
-                let (mut l, c) = pos.find(&p.path);
-                l += p.line_offset;
+                let (l, c) = match p.template_line {
+                    Some(t) => template_position(text, &pos, &p.path, t),
+                    None => pos.find(&p.path),
+                };
                 err(l, c, &p.path, p.message)
             })
             .collect())
+    }
+}
+
+/// The file position of line `line` (1-based) of the template at `path`: a block scalar (`|` or
+/// `>`) starts on the line after its indicator.
+fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (usize, usize) {
+    let Some(&(vl, vc)) = pos.values.get(path) else {
+        return pos.find(path);
+    };
+    let source_line = text.lines().nth(vl.saturating_sub(1)).unwrap_or("");
+    let at = source_line
+        .chars()
+        .skip(vc.saturating_sub(1))
+        .collect::<String>();
+    if at.starts_with('|') || at.starts_with('>') {
+        let first = vl + 1;
+        let target = first + line.saturating_sub(1);
+        let indent = text
+            .lines()
+            .nth(target.saturating_sub(1))
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0);
+        (target, indent + 1)
+    } else {
+        (vl + line.saturating_sub(1), vc)
     }
 }
 
@@ -334,14 +365,15 @@ pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
 struct Problem {
     path: String,
     message: String,
-    line_offset: usize,
+    /// For a template problem: the line inside the template.
+    template_line: Option<usize>,
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.into(),
         message: message.into(),
-        line_offset: 0,
+        template_line: None,
     }
 }
 
@@ -711,7 +743,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
                 message: e.message,
-                line_offset: e.line.map(|l| l.saturating_sub(1)).unwrap_or(0),
+                template_line: Some(e.line.unwrap_or(1)),
             });
         }
     }

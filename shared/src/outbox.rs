@@ -77,6 +77,10 @@ pub fn summary(line: &OutboxLine) -> String {
 
 #[async_trait]
 impl Sender for OutboxSender {
+    fn wants_in_app(&self) -> bool {
+        true
+    }
+
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
         let line = OutboxLine {
             at: self.clock.now(),

@@ -31,6 +31,12 @@ pub trait Sender: Send + Sync {
     async fn register(&self, _device: &Device) -> Result<Option<String>, SendError> {
         Ok(None)
     }
+
+    /// Whether in-app messages, which the runtime puts in the user's inbox itself, should also be
+    /// handed to this sender (the local outbox shows them; SES and SNS have nothing to do).
+    fn wants_in_app(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -40,6 +46,9 @@ impl<T: Sender + ?Sized> Sender for std::sync::Arc<T> {
     }
     async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
         (**self).register(device).await
+    }
+    fn wants_in_app(&self) -> bool {
+        (**self).wants_in_app()
     }
 }
 

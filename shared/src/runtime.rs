@@ -75,6 +75,9 @@ pub struct Config {
     pub claim_lease: SignedDuration,
     /// How long message ids are remembered for dedup.
     pub dedup_for: SignedDuration,
+    /// The most minutes one scheduler tick catches up on (a scheduler that was off a long time
+    /// catches up over several ticks).
+    pub max_catch_up_minutes: i64,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             signer: None,
             claim_lease: SignedDuration::from_secs(120),
             dedup_for: SignedDuration::from_hours(24 * 7),
+            max_catch_up_minutes: 24 * 60,
         }
     }
 }
@@ -158,6 +162,8 @@ fn timer_partition(minute: i64, shard: u32) -> String {
     format!("T#{minute}#{shard}")
 }
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
+/// Waits shorter than this never become timers (see `schedule`).
+const MIN_TIMER_SECS: i64 = 300;
 
 fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
@@ -846,11 +852,13 @@ impl Runtime {
             };
             let record = Record::new(inbox_key(o), 1, &item)
                 .map_err(|e| SendError::Permanent(e.to_string()))?;
-            return self
-                .store
+            self.store
                 .put(&record, Expect::Any)
                 .await
-                .map_err(|e| SendError::Retryable(e.to_string()));
+                .map_err(|e| SendError::Retryable(e.to_string()))?;
+            if !self.sender.wants_in_app() {
+                return Ok(());
+            }
         }
         self.sender.send(o).await.map(|_| ())
     }
@@ -943,7 +951,9 @@ impl Runtime {
     pub async fn schedule(&self, message: Message, at: Timestamp) -> Result<(), RunError> {
         let now = self.now();
         let delay = (at - now).as_secs().max(0);
-        if delay <= self.config.hop_limit.as_secs() {
+        // A timer must land in a minute the scheduler has not swept yet (it sweeps up to a minute
+        // ahead), so short waits always ride the queue, whatever the hop limit.
+        if delay <= self.config.hop_limit.as_secs().max(MIN_TIMER_SECS) {
             let delay_secs = u32::try_from(delay)
                 .unwrap_or(MAX_DELAY_SECS)
                 .min(MAX_DELAY_SECS);
@@ -996,9 +1006,7 @@ impl Runtime {
             Some(r) => (r.parse::<i64>()?, Expect::Version(r.version)),
             None => (now_minute - 1, Expect::Absent),
         };
-        // Never sweep more than a day at once (a scheduler that was off a long time catches up
-        // over several ticks).
-        let to = (now_minute + 1).min(from + 24 * 60);
+        let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
         let mut moved = 0usize;
         let mut entered = 0usize;
         for minute in from..=to {

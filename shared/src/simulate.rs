@@ -105,12 +105,18 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
         if line.is_empty() || line.starts_with("//") || line.starts_with('#') {
             continue;
         }
-        let parsed: ScriptLine = serde_json::from_str(line).map_err(|e| {
+        let mut parsed: ScriptLine = serde_json::from_str(line).map_err(|e| {
             format!(
                 "line {}: {e} (each line is a JSON object with \"at\" (RFC 3339) and a track or identify payload)",
                 i + 1
             )
         })?;
+        // The event happened at `at` unless it says otherwise (so that two identical lines at
+        // different times are two events, not a retry).
+        parsed
+            .payload
+            .entry("timestamp")
+            .or_insert_with(|| Value::String(parsed.at.to_string()));
         out.push(parsed);
     }
     out.sort_by_key(|l| l.at);
@@ -156,6 +162,11 @@ pub async fn run(
     let store = MemoryStore::new();
     let queue = DelayQueue::new(clock.clone());
     let (sender, lines) = OutboxSender::memory(clock.clone());
+    // The virtual scheduler ticks only when something is due, so each tick catches up fully.
+    let config = Config {
+        max_catch_up_minutes: i64::MAX / 2,
+        ..config
+    };
     let rt = Runtime::new(
         Arc::new(store.clone()),
         Arc::new(queue.clone()),
@@ -232,10 +243,8 @@ pub async fn run(
             continue;
         }
         // Nothing due now: jump to the next thing that will happen. The scheduler ticks a
-        // minute before a timer is due, at least daily while timers wait (so it never has more
-        // than a day to catch up), and every minute when schedule triggers exist.
-        let timer_tick = next_timer(&store)
-            .map(|d| (d - SignedDuration::from_secs(60)).min(now + SignedDuration::from_hours(24)));
+        // minute before a timer is due, and every minute when schedule triggers exist.
+        let timer_tick = next_timer(&store).map(|d| d - SignedDuration::from_secs(60));
         let schedule_tick = if has_schedules {
             Some(
                 Timestamp::from_second((now.as_second().div_euclid(60) + 1) * 60)
@@ -260,14 +269,13 @@ pub async fn run(
         clock.set(t);
         let tick_due = timer_tick.is_some_and(|x| x <= t) || schedule_tick.is_some_and(|x| x <= t);
         if tick_due {
-            let (moved, entered) = rt.tick().await.map_err(|e| e.to_string())?;
-            let idle = moved == 0
-                && entered == 0
+            rt.tick().await.map_err(|e| e.to_string())?;
+            // A timer the sweep could not move (it never should) must not stall the clock.
+            let stuck = next_timer(&store).is_some_and(|d| d - SignedDuration::from_secs(60) <= t)
                 && queue.next_due().is_none_or(|d| d > t)
                 && script.get(next_line).is_none_or(|l| l.at > t);
-            if idle {
-                // The tick had nothing to move yet: let a minute pass.
-                clock.set(t + SignedDuration::from_secs(60));
+            if stuck {
+                return Err(format!("a timer due by {t} was not moved by the scheduler"));
             }
         }
     }

@@ -1,0 +1,475 @@
+//! The store port on one DynamoDB table (`pk`, `sk` strings): a record is `v` (version, N),
+//! `b` (the JSON body, B) and `ttl` (expiry, N); counters are top-level numbers `c_<name>`.
+//! Reads are strongly consistent, because the runtime reads its own writes. Knows nothing of
+//! journeys; the key layout is the runtime's (see infra/README.md).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
+
+use crate::store::{Expect, Key, Record, Store, StoreError};
+
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET_MAX: usize = 100;
+/// Counters changed by one UpdateItem (keeps the expression far below its 4 KB limit).
+const COUNTERS_PER_UPDATE: usize = 100;
+/// Rounds of BatchGetItem for keys DynamoDB left unprocessed before giving up.
+const UNPROCESSED_ROUNDS: u32 = 8;
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const VERSION: &str = "v";
+const BODY: &str = "b";
+const TTL: &str = "ttl";
+const COUNTER_PREFIX: &str = "c_";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// Maps an SDK error: a failed condition is a conflict, a request DynamoDB calls invalid (an
+/// item over 400 KB, say) can never succeed, everything else may pass later.
+fn store_error<E: ProvideErrorMetadata>(op: &str, e: SdkError<E, HttpResponse>) -> StoreError {
+    let code = super::error_code(&e);
+    if code == "ConditionalCheckFailedException" {
+        return StoreError::Conflict;
+    }
+    if !super::is_transient(&e) && code == "ValidationException" {
+        return StoreError::Corrupt(format!("DynamoDB {op} refused the request: {code}"));
+    }
+    StoreError::Unavailable(format!("DynamoDB {op}: {code}"))
+}
+
+fn key_item(key: &Key) -> Item {
+    HashMap::from([
+        (PK.to_string(), AttributeValue::S(key.pk.clone())),
+        (SK.to_string(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+fn string(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A record from an item; `None` for an item that holds no record (counters only).
+fn record(item: &Item) -> Result<Option<Record>, StoreError> {
+    let (Some(pk), Some(sk)) = (string(item, PK), string(item, SK)) else {
+        return Err(StoreError::Corrupt("an item without pk or sk".into()));
+    };
+    let Some(body) = item.get(BODY) else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| StoreError::Corrupt(format!("item {pk}/{sk}: {what}"));
+    let body = body
+        .as_b()
+        .map_err(|_| corrupt("the body is not binary"))?
+        .as_ref()
+        .to_vec();
+    let version = item
+        .get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| corrupt("no version number"))?;
+    let expires = match item.get(TTL) {
+        None => None,
+        Some(v) => Some(
+            v.as_n()
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| corrupt("the ttl is not a number"))?,
+        ),
+    };
+    Ok(Some(Record {
+        key: Key::new(pk, sk),
+        version,
+        body,
+        expires,
+    }))
+}
+
+/// The attribute that keeps counter `name`: `c_` and the name with every byte outside
+/// `[A-Za-z0-9]` written `_xx` (hex), so `step.wait_30m.entered` is
+/// `c_step_2ewait_5f30m_2eentered`. Reversible, and readable in the console.
+pub fn counter_attribute(name: &str) -> String {
+    let mut out = String::with_capacity(COUNTER_PREFIX.len() + name.len() * 2);
+    out.push_str(COUNTER_PREFIX);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The counter name an attribute keeps, if it is a counter attribute.
+pub fn counter_name(attribute: &str) -> Option<String> {
+    let rest = attribute.strip_prefix(COUNTER_PREFIX)?.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    let mut i = 0;
+    while i < rest.len() {
+        if rest[i] == b'_' {
+            let hex = std::str::from_utf8(rest.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(rest[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Condition expression, names and values for a write's expectation.
+struct Condition {
+    expression: Option<&'static str>,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+fn condition(expect: Expect) -> Condition {
+    match expect {
+        Expect::Any => Condition {
+            expression: None,
+            names: None,
+            values: None,
+        },
+        Expect::Absent => Condition {
+            expression: Some("attribute_not_exists(#pk)"),
+            names: Some(HashMap::from([("#pk".to_string(), PK.to_string())])),
+            values: None,
+        },
+        Expect::Version(v) => Condition {
+            expression: Some("#v = :v"),
+            names: Some(HashMap::from([("#v".to_string(), VERSION.to_string())])),
+            values: Some(HashMap::from([(
+                ":v".to_string(),
+                AttributeValue::N(v.to_string()),
+            )])),
+        },
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        match out.item() {
+            Some(item) => record(item),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        // BatchGetItem refuses a request that names a key twice.
+        let mut seen = HashSet::with_capacity(keys.len());
+        let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
+        let mut out = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.iter().map(|k| key_item(k)).collect()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                if round > 0 {
+                    if round >= UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB BatchGetItem: keys still unprocessed after retries".into(),
+                        ));
+                    }
+                    tokio::time::sleep(backoff(round)).await;
+                }
+                round += 1;
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                if let Some(items) = resp.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        if let Some(r) = record(item)? {
+                            out.push(r);
+                        }
+                    }
+                }
+                pending = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let mut item = key_item(&record.key);
+        item.insert(
+            VERSION.to_string(),
+            AttributeValue::N(record.version.to_string()),
+        );
+        item.insert(
+            BODY.to_string(),
+            AttributeValue::B(Blob::new(record.body.clone())),
+        );
+        if let Some(t) = record.expires {
+            item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
+        }
+        let c = condition(expect);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(c.expression.map(str::to_string))
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        let c = condition(expect);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .set_condition_expression(c.expression.map(str::to_string))
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        let mut values = HashMap::from([(":pk".to_string(), AttributeValue::S(pk.to_string()))]);
+        let expression = if prefix.is_empty() {
+            "#pk = :pk"
+        } else {
+            values.insert(":p".to_string(), AttributeValue::S(prefix.to_string()));
+            "#pk = :pk AND begins_with(#sk, :p)"
+        };
+        let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
+        if !prefix.is_empty() {
+            names.insert("#sk".to_string(), SK.to_string());
+        }
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(expression)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in resp.items() {
+                if let Some(r) = record(item)? {
+                    out.push(r);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        let deltas: Vec<(&String, &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
+        for chunk in deltas.chunks(COUNTERS_PER_UPDATE) {
+            let mut names = HashMap::with_capacity(chunk.len());
+            let mut values = HashMap::with_capacity(chunk.len());
+            let mut parts = Vec::with_capacity(chunk.len());
+            for (i, (name, delta)) in chunk.iter().enumerate() {
+                names.insert(format!("#c{i}"), counter_attribute(name));
+                values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
+                parts.push(format!("#c{i} :d{i}"));
+            }
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key_item(key)))
+                .update_expression(format!("ADD {}", parts.join(", ")))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await
+                .map_err(|e| store_error("UpdateItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let mut counters = BTreeMap::new();
+        for (attribute, value) in out.item().into_iter().flatten() {
+            let Some(name) = counter_name(attribute) else {
+                continue;
+            };
+            let n = value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "counter {name} at {}/{} is not a whole number",
+                        key.pk, key.sk
+                    ))
+                })?;
+            counters.insert(name, n);
+        }
+        Ok(counters)
+    }
+
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        let segments = segments.max(1);
+        if segment >= segments {
+            return Ok(Vec::new());
+        }
+        let (segment, segments) = (
+            i32::try_from(segment).unwrap_or(i32::MAX),
+            i32::try_from(segments).unwrap_or(i32::MAX),
+        );
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :sk")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":sk", AttributeValue::S(sk.to_string()))
+                .segment(segment)
+                .total_segments(segments)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Scan", e))?;
+            for item in resp.items() {
+                if let Some(r) = record(item)? {
+                    out.push(r);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// 50 ms, 100 ms, 200 ms … capped at 2 s, for BatchGetItem's unprocessed keys.
+fn backoff(round: u32) -> Duration {
+    Duration::from_millis((50u64 << round.min(6)).min(2_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_attributes_round_trip() {
+        for name in [
+            "entered",
+            "step.wait_30m.entered",
+            "step.push.skipped.no_address",
+            "é/ü #1",
+            "",
+        ] {
+            let a = counter_attribute(name);
+            assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            assert_eq!(counter_name(&a).as_deref(), Some(name), "{a}");
+        }
+        assert_eq!(
+            counter_attribute("step.wait_30m.entered"),
+            "c_step_2ewait_5f30m_2eentered"
+        );
+        assert_eq!(counter_name("b"), None);
+        assert_eq!(counter_name("c_bad_zz"), None);
+    }
+
+    #[test]
+    fn an_item_without_a_body_holds_no_record() {
+        let mut item = key_item(&Key::new("S#j", "C"));
+        item.insert("c_entered".into(), AttributeValue::N("3".into()));
+        assert_eq!(record(&item), Ok(None));
+    }
+
+    #[test]
+    fn items_become_records() {
+        let mut item = key_item(&Key::new("U#ann", "P"));
+        item.insert(VERSION.into(), AttributeValue::N("7".into()));
+        item.insert(BODY.into(), AttributeValue::B(Blob::new(b"{}".to_vec())));
+        item.insert(TTL.into(), AttributeValue::N("1700000000".into()));
+        let r = record(&item).ok().flatten();
+        assert_eq!(
+            r,
+            Some(Record {
+                key: Key::new("U#ann", "P"),
+                version: 7,
+                body: b"{}".to_vec(),
+                expires: Some(1_700_000_000),
+            })
+        );
+        item.insert(VERSION.into(), AttributeValue::S("x".into()));
+        assert!(matches!(record(&item), Err(StoreError::Corrupt(_))));
+    }
+}

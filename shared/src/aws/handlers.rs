@@ -1,0 +1,234 @@
+//! What the three Lambda functions do with an invocation: intake answers HTTP, engine applies
+//! SQS batches (and SES feedback from SNS), scheduler ticks. The binaries and the integration
+//! tests call these very functions. Thin: the runtime and the API do the work.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sns::SnsEvent;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::send::{tag_decode, USER_TAG};
+use crate::api::Api;
+use crate::journey::Channel;
+use crate::queue::Message;
+use crate::runtime::{RunError, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Neither SQS records nor SNS records.
+    #[error("unrecognised event: {0}")]
+    Unrecognised(String),
+    /// Failed as a whole: Lambda retries the invocation (then its dead-letter queue).
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// intake: an API Gateway request (as `lambda_http` gives it) through the API.
+pub async fn intake<B: AsRef<[u8]>>(api: &Api, request: http::Request<B>) -> http::Response<Bytes> {
+    let (parts, body) = request.into_parts();
+    let request = http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
+    api.handle(request).await
+}
+
+/// engine: an SQS batch from the events or steps queue, or an SNS delivery of SES feedback.
+/// Returns the batch response for SQS (`ReportBatchItemFailures`), `null` for SNS.
+pub async fn engine(runtime: &Runtime, event: Value) -> Result<Value, HandlerError> {
+    let source = event
+        .get("Records")
+        .and_then(|r| r.get(0))
+        .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match source {
+        "aws:sqs" => {
+            let event: SqsEvent = serde_json::from_value(event).map_err(|e| {
+                HandlerError::Unrecognised(format!("an SQS event that does not parse: {e}"))
+            })?;
+            let response = apply_batch(runtime, event).await;
+            serde_json::to_value(response)
+                .map_err(|e| HandlerError::Unrecognised(format!("batch response: {e}")))
+        }
+        "aws:sns" => {
+            let event: SnsEvent = serde_json::from_value(event).map_err(|e| {
+                HandlerError::Unrecognised(format!("an SNS event that does not parse: {e}"))
+            })?;
+            apply_feedback(runtime, &event).await?;
+            Ok(Value::Null)
+        }
+        // An empty SQS batch cannot happen; anything else is a wrong trigger.
+        _ => Err(HandlerError::Unrecognised(
+            "expected SQS or SNS records".into(),
+        )),
+    }
+}
+
+/// Applies a batch; the messages that failed (or could not be read) are reported so that SQS
+/// keeps them, and moves them to the dead-letter queue after `maxReceiveCount` receives.
+pub async fn apply_batch(runtime: &Runtime, event: SqsEvent) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    let mut ids = Vec::with_capacity(event.records.len());
+    let mut messages = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        let Some(id) = record.message_id else {
+            tracing::error!("an SQS record without a message id: cannot report it");
+            continue;
+        };
+        match serde_json::from_str::<Message>(record.body.as_deref().unwrap_or("")) {
+            Ok(m) => {
+                ids.push(id);
+                messages.push(m);
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, reason = %e, "unreadable message; left for the dead-letter queue");
+                failures.push(id);
+            }
+        }
+    }
+    let results = runtime.handle_batch(&messages).await;
+    for ((id, m), result) in ids.into_iter().zip(&messages).zip(results) {
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                match &e {
+                    RunError::Poison(_) => {
+                        tracing::error!(message_id = %id, user = m.user_id(), error = %e, "poison message; left for the dead-letter queue")
+                    }
+                    _ => {
+                        tracing::warn!(message_id = %id, user = m.user_id(), error = %e, "message failed; SQS will deliver it again")
+                    }
+                }
+                failures.push(id);
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
+
+/// What an SES notice asks of us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feedback {
+    /// Stop emailing the user: a hard bounce or a complaint.
+    Suppress { user: String, reason: &'static str },
+    /// Nothing to do (a soft bounce, a delivery, another event type).
+    Ignore(String),
+}
+
+/// Reads one SES notice (event publishing's `eventType` or identity notifications'
+/// `notificationType`). The user comes from the `user_id` tag the sender set.
+pub fn feedback(notice: &Value) -> Feedback {
+    let kind = notice
+        .get("eventType")
+        .or_else(|| notice.get("notificationType"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let reason = match kind {
+        "Bounce" => {
+            let bounce = notice
+                .pointer("/bounce/bounceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if bounce != "Permanent" {
+                return Feedback::Ignore(format!("a {} bounce", bounce.to_lowercase()));
+            }
+            "bounce"
+        }
+        "Complaint" => "complaint",
+        other => return Feedback::Ignore(format!("a `{other}` notice")),
+    };
+    let tag = notice
+        .pointer(&format!("/mail/tags/{USER_TAG}/0"))
+        .and_then(Value::as_str);
+    match tag.and_then(tag_decode) {
+        Some(user) if !user.is_empty() => Feedback::Suppress { user, reason },
+        _ => Feedback::Ignore(format!("a {reason} without a {USER_TAG} tag")),
+    }
+}
+
+/// Marks email suppressed for bounced and complaining users. A notice that cannot be read is
+/// logged and dropped (retrying cannot help); a store failure fails the invocation so Lambda
+/// retries it and finally keeps it in the feedback dead-letter queue.
+pub async fn apply_feedback(runtime: &Runtime, event: &SnsEvent) -> Result<(), RunError> {
+    for record in &event.records {
+        let id = &record.sns.message_id;
+        let notice: Value = match serde_json::from_str(&record.sns.message) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(sns_message_id = %id, reason = %e, "SNS message is not JSON; dropped");
+                continue;
+            }
+        };
+        match feedback(&notice) {
+            Feedback::Suppress { user, reason } => {
+                runtime.suppress(&user, Channel::Email, reason).await?;
+                tracing::info!(user = %user, reason, "email suppressed");
+            }
+            Feedback::Ignore(why) => {
+                tracing::info!(sns_message_id = %id, "SES notice ignored: {why}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// scheduler: one minute's tick (an EventBridge Scheduler invocation; its payload only names
+/// the time, which the runtime's clock already knows).
+pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, HandlerError> {
+    if let Ok(e) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
+        tracing::debug!(id = e.id.as_deref().unwrap_or(""), time = ?e.time, "scheduled event");
+    }
+    let (moved, entered) = runtime.tick().await?;
+    tracing::info!(timers = moved, entered, "tick");
+    Ok(serde_json::json!({"timers": moved, "entered": entered}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ses_notices() {
+        let bounce = |kind: &str| {
+            json!({"eventType": "Bounce", "bounce": {"bounceType": kind},
+                   "mail": {"tags": {"user_id": ["ann_40example_2ecom"], "journey": ["cart"]}}})
+        };
+        assert_eq!(
+            feedback(&bounce("Permanent")),
+            Feedback::Suppress {
+                user: "ann@example.com".into(),
+                reason: "bounce"
+            }
+        );
+        assert!(matches!(
+            feedback(&bounce("Transient")),
+            Feedback::Ignore(_)
+        ));
+        let complaint = json!({"notificationType": "Complaint", "complaint": {},
+                               "mail": {"tags": {"user_id": ["bob"]}}});
+        assert_eq!(
+            feedback(&complaint),
+            Feedback::Suppress {
+                user: "bob".into(),
+                reason: "complaint"
+            }
+        );
+        assert!(matches!(
+            feedback(&json!({"eventType": "Complaint", "mail": {}})),
+            Feedback::Ignore(_)
+        ));
+        assert!(matches!(
+            feedback(&json!({"eventType": "Delivery"})),
+            Feedback::Ignore(_)
+        ));
+    }
+}

@@ -1,0 +1,521 @@
+//! The sender port on AWS: email through SES v2, SMS and push through SNS, webhooks over HTTPS.
+//! Says whether a failure may pass on a retry; never puts an address, a phone number or a
+//! message body in a log line or an error.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::types::{
+    Body, Content as SesContent, Destination, EmailContent, Message as SesMessage, MessageHeader,
+    MessageTag,
+};
+use aws_sdk_sns::types::MessageAttributeValue;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::engine::{Content, Outgoing};
+use crate::journey::SmsType;
+use crate::profile::{Address, Device};
+use crate::provider::{Receipt, SendError, Sender};
+
+/// What the sender needs besides its clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderSettings {
+    /// The From address (`Waymark <hello@example.com>`); no email without it.
+    pub from: Option<String>,
+    /// The SES configuration set that publishes bounces and complaints.
+    pub configuration_set: Option<String>,
+    /// SNS platform applications for APNs and FCM devices; no push registration without them.
+    pub apns_application: Option<String>,
+    pub fcm_application: Option<String>,
+}
+
+/// The SES tag that carries the user id, read back from bounce and complaint notices.
+pub const USER_TAG: &str = "user_id";
+/// The SES tag that carries the journey id.
+pub const JOURNEY_TAG: &str = "journey";
+/// SES takes tag values of at most 256 characters.
+const TAG_MAX: usize = 256;
+
+/// A tag value in SES's charset (`[A-Za-z0-9_-]`): every byte outside `[A-Za-z0-9-]` is written
+/// `_xx` (hex), so `ann@example.com` is `ann_40example_2ecom` and [`tag_decode`] gives it back.
+pub fn tag_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The value [`tag_encode`] was given, if `s` is one of its outputs.
+pub fn tag_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Maps an SDK error by its code: `permanent` codes refuse this message for good, anything
+/// transient may pass later, and the rest (an unknown code, a misconfigured account) is
+/// retried too, so the message ends in the dead-letter queue rather than being dropped.
+fn send_error<E: ProvideErrorMetadata>(
+    service: &str,
+    e: &SdkError<E, HttpResponse>,
+    permanent: &[&str],
+) -> SendError {
+    let code = super::error_code(e);
+    if permanent.contains(&code.as_str()) {
+        SendError::Permanent(format!("{service}: {code}"))
+    } else {
+        SendError::Retryable(format!("{service}: {code}"))
+    }
+}
+
+/// SES v2 SendEmail errors that no retry fixes.
+const SES_PERMANENT: &[&str] = &[
+    "MessageRejected",
+    "BadRequestException",
+    "AccountSuspendedException",
+    "MailFromDomainNotVerifiedException",
+];
+/// SNS Publish and CreatePlatformEndpoint errors that no retry fixes.
+const SNS_PERMANENT: &[&str] = &[
+    "EndpointDisabled",
+    "InvalidParameter",
+    "ParameterValueInvalid",
+    "NotFound",
+    "PlatformApplicationDisabled",
+];
+
+/// How long a webhook may take.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+pub struct AwsSender {
+    ses: aws_sdk_sesv2::Client,
+    sns: aws_sdk_sns::Client,
+    settings: SenderSettings,
+    /// Built on the first webhook (reads the system's root certificates).
+    http: OnceLock<Result<HttpClient, String>>,
+}
+
+impl std::fmt::Debug for AwsSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSender")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsSender {
+    pub fn new(
+        ses: aws_sdk_sesv2::Client,
+        sns: aws_sdk_sns::Client,
+        settings: SenderSettings,
+    ) -> Self {
+        AwsSender {
+            ses,
+            sns,
+            settings,
+            http: OnceLock::new(),
+        }
+    }
+
+    async fn email(
+        &self,
+        o: &Outgoing,
+        to: &str,
+        subject: &str,
+        html: Option<&str>,
+        text: Option<&str>,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<Receipt, SendError> {
+        let Some(from) = &self.settings.from else {
+            return Err(SendError::Permanent(
+                "email is not configured: no SENDER_ADDRESS".into(),
+            ));
+        };
+        if html.is_none() && text.is_none() {
+            return Err(SendError::Permanent(
+                "the email has neither HTML nor text".into(),
+            ));
+        }
+        let built = |e: aws_sdk_sesv2::error::BuildError| SendError::Permanent(e.to_string());
+        let utf8 = |data: &str| {
+            SesContent::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(built)
+        };
+        let mut message = SesMessage::builder().subject(utf8(subject)?).body(
+            Body::builder()
+                .set_html(html.map(utf8).transpose()?)
+                .set_text(text.map(utf8).transpose()?)
+                .build(),
+        );
+        if let Some(url) = unsubscribe_url {
+            // RFC 8058 one-click unsubscribe: mailbox providers POST to the link.
+            message = message
+                .headers(
+                    MessageHeader::builder()
+                        .name("List-Unsubscribe")
+                        .value(format!("<{url}>"))
+                        .build()
+                        .map_err(built)?,
+                )
+                .headers(
+                    MessageHeader::builder()
+                        .name("List-Unsubscribe-Post")
+                        .value("List-Unsubscribe=One-Click")
+                        .build()
+                        .map_err(built)?,
+                );
+        }
+        let mut request = self
+            .ses
+            .send_email()
+            .from_email_address(from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(EmailContent::builder().simple(message.build()).build())
+            .set_configuration_set_name(self.settings.configuration_set.clone());
+        for (name, value) in [(USER_TAG, &o.user_id), (JOURNEY_TAG, &o.journey)] {
+            let value = tag_encode(value);
+            if value.len() > TAG_MAX {
+                tracing::warn!(tag = name, "tag value over 256 characters left off; bounces for this email cannot be matched to the user");
+                continue;
+            }
+            request = request.email_tags(
+                MessageTag::builder()
+                    .name(name)
+                    .value(value)
+                    .build()
+                    .map_err(built)?,
+            );
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| send_error("SES SendEmail", &e, SES_PERMANENT))?;
+        Ok(Receipt {
+            provider_id: out.message_id().map(str::to_string),
+        })
+    }
+
+    async fn sms(&self, to: &str, body: &str, sms_type: SmsType) -> Result<Receipt, SendError> {
+        let kind = match sms_type {
+            SmsType::Transactional => "Transactional",
+            SmsType::Promotional => "Promotional",
+        };
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(kind)
+            .build()
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        let out = self
+            .sns
+            .publish()
+            .phone_number(to)
+            .message(body)
+            .message_attributes("AWS.SNS.SMS.SMSType", attribute)
+            .send()
+            .await
+            .map_err(|e| send_error("SNS Publish (SMS)", &e, SNS_PERMANENT))?;
+        Ok(Receipt {
+            provider_id: out.message_id().map(str::to_string),
+        })
+    }
+
+    /// Publishes to every registered device; succeeds if one device took it.
+    async fn push(
+        &self,
+        devices: &[Device],
+        title: &str,
+        body: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<Receipt, SendError> {
+        let mut receipt = None;
+        let mut last = None;
+        for d in devices.iter().filter(|d| !d.disabled) {
+            let Some(endpoint) = &d.endpoint else {
+                continue;
+            };
+            let payload = push_payload(&d.platform, title, body, data);
+            let result = self
+                .sns
+                .publish()
+                .target_arn(endpoint)
+                .message_structure("json")
+                .message(payload.to_string())
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    receipt.get_or_insert(Receipt {
+                        provider_id: out.message_id().map(str::to_string),
+                    });
+                }
+                Err(e) => {
+                    let err = send_error("SNS Publish (push)", &e, SNS_PERMANENT);
+                    tracing::warn!(platform = %d.platform, error = %err, "push to one device failed");
+                    // A retryable failure outranks a permanent one: try the message again.
+                    if !matches!(last, Some(SendError::Retryable(_))) {
+                        last = Some(err);
+                    }
+                }
+            }
+        }
+        match (receipt, last) {
+            (Some(r), _) => Ok(r),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(SendError::Permanent(
+                "no push device is registered with SNS".into(),
+            )),
+        }
+    }
+
+    fn http(&self) -> Result<&HttpClient, SendError> {
+        self.http
+            .get_or_init(|| {
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_native_roots()
+                    .map_err(|e| format!("no root certificates: {e}"))?
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(
+                    hyper_util::client::legacy::Client::builder(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .build(https),
+                )
+            })
+            .as_ref()
+            .map_err(|e| SendError::Retryable(format!("webhook client: {e}")))
+    }
+
+    async fn webhook(
+        &self,
+        url: &str,
+        method: &str,
+        headers: &BTreeMap<String, String>,
+        body: Option<&str>,
+    ) -> Result<Receipt, SendError> {
+        let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
+        let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
+        if !matches!(uri.scheme_str(), Some("https" | "http")) {
+            return Err(bad("the URL is neither https nor http"));
+        }
+        let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| bad("the method is not valid"))?;
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        if body.is_some()
+            && !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(http_body_util::Full::new(Bytes::from(
+                body.unwrap_or_default().to_string(),
+            )))
+            .map_err(|_| bad("a header is not valid"))?;
+        let response = tokio::time::timeout(WEBHOOK_TIMEOUT, self.http()?.request(request))
+            .await
+            .map_err(|_| SendError::Retryable("webhook: timed out".into()))?
+            .map_err(|e| {
+                SendError::Retryable(if e.is_connect() {
+                    "webhook: could not connect".into()
+                } else {
+                    "webhook: the request failed".into()
+                })
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(Receipt::default())
+        } else if status.is_server_error()
+            || status == http::StatusCode::TOO_MANY_REQUESTS
+            || status == http::StatusCode::REQUEST_TIMEOUT
+        {
+            Err(SendError::Retryable(format!(
+                "webhook answered {}",
+                status.as_u16()
+            )))
+        } else {
+            Err(SendError::Permanent(format!(
+                "webhook answered {}",
+                status.as_u16()
+            )))
+        }
+    }
+}
+
+/// The SNS message for one device (`MessageStructure=json`): the APNs payload under `APNS` and
+/// `APNS_SANDBOX`, the FCM HTTP v1 message under `GCM`, and a `default`.
+pub fn push_payload(
+    platform: &str,
+    title: &str,
+    body: &str,
+    data: &BTreeMap<String, String>,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("default".into(), json!(body));
+    match platform {
+        "apns" => {
+            let mut apns = serde_json::Map::new();
+            apns.insert(
+                "aps".into(),
+                json!({"alert": {"title": title, "body": body}, "sound": "default"}),
+            );
+            for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
+                apns.insert(k.clone(), json!(v));
+            }
+            let apns = Value::Object(apns).to_string();
+            out.insert("APNS".into(), json!(apns));
+            out.insert("APNS_SANDBOX".into(), json!(apns));
+        }
+        _ => {
+            let mut message = serde_json::Map::new();
+            message.insert("notification".into(), json!({"title": title, "body": body}));
+            if !data.is_empty() {
+                message.insert("data".into(), json!(data));
+            }
+            let fcm = json!({"fcmV1Message": {"message": Value::Object(message)}}).to_string();
+            out.insert("GCM".into(), json!(fcm));
+        }
+    }
+    Value::Object(out)
+}
+
+#[async_trait]
+impl Sender for AwsSender {
+    async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+        match (&o.content, &o.to) {
+            (
+                Content::Email {
+                    subject,
+                    html,
+                    text,
+                    unsubscribe_url,
+                },
+                Address::One(to),
+            ) => {
+                self.email(
+                    o,
+                    to,
+                    subject,
+                    html.as_deref(),
+                    text.as_deref(),
+                    unsubscribe_url.as_deref(),
+                )
+                .await
+            }
+            (Content::Sms { body, sms_type }, Address::One(to)) => {
+                self.sms(to, body, *sms_type).await
+            }
+            (Content::Push { title, body, data }, Address::Devices(devices)) => {
+                self.push(devices, title, body, data).await
+            }
+            (
+                Content::Webhook {
+                    url,
+                    method,
+                    headers,
+                    body,
+                },
+                _,
+            ) => self.webhook(url, method, headers, body.as_deref()).await,
+            (Content::InApp { .. }, _) => Err(SendError::Permanent(
+                "in-app messages are kept by the runtime, not sent".into(),
+            )),
+            _ => Err(SendError::Permanent(format!(
+                "a {} message with the wrong kind of address",
+                o.channel
+            ))),
+        }
+    }
+
+    async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
+        let application = match device.platform.as_str() {
+            "apns" => &self.settings.apns_application,
+            "fcm" => &self.settings.fcm_application,
+            _ => &None,
+        };
+        let Some(application) = application else {
+            return Ok(None);
+        };
+        let out = self
+            .sns
+            .create_platform_endpoint()
+            .platform_application_arn(application)
+            .token(&device.token)
+            .send()
+            .await
+            .map_err(|e| send_error("SNS CreatePlatformEndpoint", &e, SNS_PERMANENT))?;
+        Ok(out.endpoint_arn().map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_in_the_ses_charset() {
+        for s in ["ann", "user-42", "ann@example.com", "a_b", "ünï", ""] {
+            let t = tag_encode(s);
+            assert!(t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+            assert_eq!(tag_decode(&t).as_deref(), Some(s));
+        }
+        assert_eq!(tag_encode("cart_abandonment"), "cart_5fabandonment");
+        assert_eq!(tag_decode("bad_zz"), None);
+    }
+
+    #[test]
+    fn push_payloads_per_platform() {
+        let data = BTreeMap::from([("deeplink".to_string(), "shop://cart/1".to_string())]);
+        let fcm = push_payload("fcm", "T", "B", &data);
+        let gcm: Value =
+            serde_json::from_str(fcm["GCM"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            gcm,
+            json!({"fcmV1Message": {"message": {"notification": {"title": "T", "body": "B"}, "data": {"deeplink": "shop://cart/1"}}}})
+        );
+        assert_eq!(fcm["default"], "B");
+        let apns = push_payload("apns", "T", "B", &data);
+        let aps: Value =
+            serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(aps["aps"]["alert"], json!({"title": "T", "body": "B"}));
+        assert_eq!(aps["deeplink"], "shop://cart/1");
+        assert_eq!(apns["APNS"], apns["APNS_SANDBOX"]);
+        assert!(apns.get("GCM").is_none());
+    }
+}

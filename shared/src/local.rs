@@ -1,0 +1,873 @@
+//! The embedded adapters `waymark dev` runs on: a [`Store`] and a persistent delay [`Queue`] in one
+//! redb file, so profiles, enrollments, timers and pending wake-ups survive a restart. Knows
+//! nothing of journeys; never used in Lambda.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
+use crate::store::{check, segment_of, Expect, Key, Record, Store, StoreError};
+
+/// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
+///
+/// The key is a redb tuple rather than one `pk + "\0" + sk` string: a tuple compares partition
+/// first and cannot be confused by a partition key that itself holds a NUL (user ids come from
+/// outside), so a prefix query never reads into a neighbouring partition.
+const RECORDS: TableDefinition<(&str, &str), (u64, i64, &[u8])> = TableDefinition::new("records");
+/// Counters, one row each: (partition, sort key, counter name) → value.
+const COUNTERS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("counters");
+/// Queued messages by (due epoch millis, arrival number): (delivery attempts, message JSON).
+const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("queue");
+/// Small named numbers (the queue's arrival counter).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NO_EXPIRY: i64 = -1;
+const QUEUE_SEQ: &str = "queue_seq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The file is held by another process (another `waymark dev` on the same data folder).
+    #[error("{path} is in use by another process (is another `waymark dev` running on this data folder?)")]
+    InUse { path: String },
+    #[error("cannot open {path}: {message}")]
+    Open { path: String, message: String },
+}
+
+/// Opens (or creates) the database file and its tables.
+pub fn open(path: &Path) -> Result<Arc<Database>, LocalError> {
+    let shown = path.display().to_string();
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => LocalError::InUse {
+            path: shown.clone(),
+        },
+        other => LocalError::Open {
+            path: shown.clone(),
+            message: other.to_string(),
+        },
+    })?;
+    create_tables(&db).map_err(|e| LocalError::Open {
+        path: shown,
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(db))
+}
+
+/// An in-memory database (nothing on disk), for tests.
+pub fn open_in_memory() -> Result<Arc<Database>, LocalError> {
+    let open_err = |message: String| LocalError::Open {
+        path: "(memory)".into(),
+        message,
+    };
+    let db = Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| open_err(e.to_string()))?;
+    create_tables(&db).map_err(|e| open_err(e.to_string()))?;
+    Ok(Arc::new(db))
+}
+
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(RECORDS)?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(QUEUE)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Maps redb's errors onto a port's "unavailable" error.
+trait OrUnavailable<T> {
+    fn store(self) -> Result<T, StoreError>;
+    fn queue(self) -> Result<T, QueueError>;
+}
+
+impl<T, E: Into<redb::Error>> OrUnavailable<T> for Result<T, E> {
+    fn store(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Unavailable(format!("local store: {}", e.into())))
+    }
+    fn queue(self) -> Result<T, QueueError> {
+        self.map_err(|e| QueueError::Unavailable(format!("local queue: {}", e.into())))
+    }
+}
+
+/// Runs blocking database work off the async threads (a commit waits for the disk); `lost`
+/// makes the port's error when the task itself fails.
+async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    lost: impl FnOnce(String) -> E,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(lost(format!("local database task failed: {e}"))),
+    }
+}
+
+/// A [`Store`] in a redb file. Every conditional check and its write happen in one write
+/// transaction, so they are atomic as DynamoDB's conditional writes are.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) -> Record {
+    Record {
+        key: Key::new(pk, sk),
+        version,
+        body: body.to_vec(),
+        expires: (expires != NO_EXPIRY).then_some(expires),
+    }
+}
+
+impl RedbStore {
+    pub fn new(db: Arc<Database>) -> Self {
+        RedbStore { db }
+    }
+
+    /// Deletes records whose expiry has passed (DynamoDB's TTL does the same, lazily). Returns
+    /// how many went.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let db = self.db.clone();
+        let now = now.as_second();
+        blocking(
+            move || -> Result<usize, StoreError> {
+                let txn = db.begin_write().store()?;
+                let gone = {
+                    let mut t = txn.open_table(RECORDS).store()?;
+                    let before = t.len().store()?;
+                    t.retain(|_, (_, expires, _)| expires == NO_EXPIRY || expires > now)
+                        .store()?;
+                    before.saturating_sub(t.len().store()?)
+                };
+                txn.commit().store()?;
+                Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let db = self.db.clone();
+        let key = key.clone();
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let found = t.get((key.pk.as_str(), key.sk.as_str())).store()?;
+                Ok(found.map(|v| record_of(&key.pk, &key.sk, v.value())))
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let db = self.db.clone();
+        let keys = keys.to_vec();
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let mut out = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    if let Some(v) = t.get((key.pk.as_str(), key.sk.as_str())).store()? {
+                        out.push(record_of(&key.pk, &key.sk, v.value()));
+                    }
+                }
+                Ok(out)
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let record = record.clone();
+        blocking(
+            move || -> Result<(), StoreError> {
+                let txn = db.begin_write().store()?;
+                {
+                    let mut t = txn.open_table(RECORDS).store()?;
+                    let key = (record.key.pk.as_str(), record.key.sk.as_str());
+                    let current = t.get(key).store()?.map(|v| v.value().0);
+                    // On a lost condition the transaction is dropped, which aborts it.
+                    check(current, expect)?;
+                    let value = (
+                        record.version,
+                        record.expires.unwrap_or(NO_EXPIRY),
+                        record.body.as_slice(),
+                    );
+                    t.insert(key, value).store()?;
+                }
+                txn.commit().store()?;
+                Ok(())
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let key = key.clone();
+        blocking(
+            move || -> Result<(), StoreError> {
+                let txn = db.begin_write().store()?;
+                {
+                    let mut t = txn.open_table(RECORDS).store()?;
+                    let k = (key.pk.as_str(), key.sk.as_str());
+                    let current = t.get(k).store()?.map(|v| v.value().0);
+                    check(current, expect)?;
+                    t.remove(k).store()?;
+                }
+                txn.commit().store()?;
+                Ok(())
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        let db = self.db.clone();
+        let (pk, prefix) = (pk.to_string(), prefix.to_string());
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let mut out = Vec::new();
+                for item in t.range((pk.as_str(), prefix.as_str())..).store()? {
+                    let (k, v) = item.store()?;
+                    let (p, s) = k.value();
+                    if p != pk || !s.starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    out.push(record_of(p, s, v.value()));
+                }
+                Ok(out)
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let key = key.clone();
+        let deltas = deltas.clone();
+        blocking(
+            move || -> Result<(), StoreError> {
+                let txn = db.begin_write().store()?;
+                {
+                    let mut t = txn.open_table(COUNTERS).store()?;
+                    for (name, delta) in &deltas {
+                        let k = (key.pk.as_str(), key.sk.as_str(), name.as_str());
+                        let current = t.get(k).store()?.map(|v| v.value()).unwrap_or(0);
+                        t.insert(k, current.saturating_add(*delta)).store()?;
+                    }
+                }
+                txn.commit().store()?;
+                Ok(())
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        let db = self.db.clone();
+        let key = key.clone();
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(COUNTERS).store()?;
+                let mut out = BTreeMap::new();
+                let start = (key.pk.as_str(), key.sk.as_str(), "");
+                for item in t.range(start..).store()? {
+                    let (k, v) = item.store()?;
+                    let (p, s, name) = k.value();
+                    if p != key.pk || s != key.sk {
+                        break;
+                    }
+                    out.insert(name.to_string(), v.value());
+                }
+                Ok(out)
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        let db = self.db.clone();
+        let sk = sk.to_string();
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let mut out = Vec::new();
+                // A full pass: fine for a laptop's data; DynamoDB does the same work in parallel.
+                for item in t.iter().store()? {
+                    let (k, v) = item.store()?;
+                    let (p, s) = k.value();
+                    if s == sk && segment_of(p, segments) == segment {
+                        out.push(record_of(p, s, v.value()));
+                    }
+                }
+                Ok(out)
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+}
+
+/// A persistent delay queue in the same database: each message waits under its due time (on the
+/// runtime's clock), and both queues (events, steps) share it, in due order.
+///
+/// Delivery is at least once, as SQS's is: [`take_due`](LocalQueue::take_due) leases what is due
+/// (it comes back after the lease unless [`ack`](LocalQueue::ack)ed), so a message being handled
+/// when the process stops is delivered again on restart; the runtime's dedup and send ledger make
+/// that harmless.
+#[derive(Clone)]
+pub struct LocalQueue {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+    lease: SignedDuration,
+    max_attempts: u32,
+    arrived: Arc<Notify>,
+}
+
+/// A message taken from the queue, with the receipt that acknowledges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub receipt: Receipt,
+    pub message: Message,
+    /// How many times it has been taken, this one included.
+    pub attempt: u32,
+}
+
+/// Identifies one leased message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Receipt {
+    due_millis: i64,
+    seq: u64,
+}
+
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn next_seq(meta: &mut redb::Table<'_, &str, u64>) -> Result<u64, redb::Error> {
+    let seq = meta.get(QUEUE_SEQ)?.map(|v| v.value()).unwrap_or(0) + 1;
+    meta.insert(QUEUE_SEQ, seq)?;
+    Ok(seq)
+}
+
+impl LocalQueue {
+    /// A queue whose delays run on `clock` (the runtime's). Leased messages come back after 30 s
+    /// of that clock; a message taken 5 times without success is dropped (SQS's dead letter).
+    pub fn new(db: Arc<Database>, clock: Arc<dyn Clock>) -> Self {
+        LocalQueue {
+            db,
+            clock,
+            lease: SignedDuration::from_secs(30),
+            max_attempts: 5,
+            arrived: Arc::new(Notify::new()),
+        }
+    }
+
+    /// How long (on the queue's clock) a taken message stays hidden before it is delivered again.
+    pub fn with_lease(mut self, lease: SignedDuration) -> Self {
+        self.lease = lease.max(SignedDuration::from_millis(1));
+        self
+    }
+
+    /// Notified whenever a message is sent, so a sleeping worker can look again at once.
+    pub fn arrivals(&self) -> Arc<Notify> {
+        self.arrived.clone()
+    }
+
+    /// When the next message is due (leased ones included: at their lease's end).
+    pub fn next_due(&self) -> Result<Option<Timestamp>, QueueError> {
+        let txn = self.db.begin_read().queue()?;
+        let t = txn.open_table(QUEUE).queue()?;
+        let first = t.first().queue()?;
+        Ok(first.and_then(|(k, _)| Timestamp::from_millisecond(k.value().0).ok()))
+    }
+
+    /// How many messages wait (leased ones included).
+    pub fn len(&self) -> Result<usize, QueueError> {
+        let txn = self.db.begin_read().queue()?;
+        let n = txn.open_table(QUEUE).queue()?.len().queue()?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, QueueError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Leases every message due at or before `now`, in due order. Unreadable messages and
+    /// messages out of attempts are dropped (and logged).
+    pub async fn take_due(&self, now: Timestamp) -> Result<Vec<Delivery>, QueueError> {
+        let db = self.db.clone();
+        let max_attempts = self.max_attempts;
+        let now_ms = millis(now);
+        let until = millis(now.checked_add(self.lease).unwrap_or(now));
+        blocking(
+            move || {
+                let txn = db.begin_write().queue()?;
+                let mut out = Vec::new();
+                {
+                    let mut q = txn.open_table(QUEUE).queue()?;
+                    let mut meta = txn.open_table(META).queue()?;
+                    let mut due = Vec::new();
+                    for item in q.range(..=(now_ms, u64::MAX)).queue()? {
+                        let (k, v) = item.queue()?;
+                        let (attempts, body) = v.value();
+                        due.push((k.value(), attempts, body.to_string()));
+                    }
+                    for (key, attempts, body) in due {
+                        q.remove(key).queue()?;
+                        let message: Message = match serde_json::from_str(&body) {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::error!(error = %e, "unreadable queue message dropped");
+                                continue;
+                            }
+                        };
+                        if attempts >= max_attempts {
+                            tracing::error!(
+                                id = %message.id(),
+                                attempts,
+                                "message dropped after repeated failures"
+                            );
+                            continue;
+                        }
+                        let seq = next_seq(&mut meta).queue()?;
+                        q.insert((until, seq), (attempts + 1, body.as_str()))
+                            .queue()?;
+                        out.push(Delivery {
+                            receipt: Receipt {
+                                due_millis: until,
+                                seq,
+                            },
+                            message,
+                            attempt: attempts + 1,
+                        });
+                    }
+                }
+                txn.commit().queue()?;
+                Ok(out)
+            },
+            QueueError::Unavailable,
+        )
+        .await
+    }
+
+    /// Removes handled messages for good.
+    pub async fn ack(&self, receipts: &[Receipt]) -> Result<(), QueueError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let receipts = receipts.to_vec();
+        blocking(
+            move || {
+                let txn = db.begin_write().queue()?;
+                {
+                    let mut q = txn.open_table(QUEUE).queue()?;
+                    for r in &receipts {
+                        q.remove((r.due_millis, r.seq)).queue()?;
+                    }
+                }
+                txn.commit().queue()?;
+                Ok(())
+            },
+            QueueError::Unavailable,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for LocalQueue {
+    async fn send(&self, _queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut rows = Vec::with_capacity(messages.len());
+        for m in messages {
+            let body = serde_json::to_string(&m.message)
+                .map_err(|e| QueueError::Rejected(e.to_string()))?;
+            let due = now
+                .checked_add(SignedDuration::from_secs(i64::from(m.delay_secs)))
+                .unwrap_or(now);
+            rows.push((millis(due), body));
+        }
+        let db = self.db.clone();
+        blocking(
+            move || -> Result<(), QueueError> {
+                let txn = db.begin_write().queue()?;
+                {
+                    let mut q = txn.open_table(QUEUE).queue()?;
+                    let mut meta = txn.open_table(META).queue()?;
+                    for (due, body) in &rows {
+                        let seq = next_seq(&mut meta).queue()?;
+                        q.insert((*due, seq), (0u32, body.as_str())).queue()?;
+                    }
+                }
+                txn.commit().queue()?;
+                Ok(())
+            },
+            QueueError::Unavailable,
+        )
+        .await?;
+        self.arrived.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    fn rec(pk: &str, sk: &str, version: u64, body: &str) -> Record {
+        Record::new(Key::new(pk, sk), version, &body.to_string()).expect("json")
+    }
+
+    /// Both adapters, so every test below runs against each.
+    fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
+        let db = open_in_memory().expect("in-memory redb");
+        vec![
+            ("memory", Arc::new(MemoryStore::new())),
+            ("redb", Arc::new(RedbStore::new(db))),
+        ]
+    }
+
+    #[tokio::test]
+    async fn put_absent_writes_once_then_conflicts() {
+        for (name, store) in stores() {
+            // given an empty store
+            let r = rec("U#ann", "P", 1, "first");
+            // when written twice with Absent
+            store.put(&r, Expect::Absent).await.expect(name);
+            let again = store
+                .put(&rec("U#ann", "P", 1, "second"), Expect::Absent)
+                .await;
+            // then the second write is a conflict and the first body stays
+            assert_eq!(again, Err(StoreError::Conflict), "{name}");
+            let got = store.get(&r.key).await.expect(name).expect(name);
+            assert_eq!(got, r, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn version_condition_guards_put_and_delete() {
+        for (name, store) in stores() {
+            // given a record at version 1
+            store
+                .put(&rec("U#ann", "E#j", 1, "v1"), Expect::Absent)
+                .await
+                .expect(name);
+            // when a writer expects version 2
+            let stale = store
+                .put(&rec("U#ann", "E#j", 3, "x"), Expect::Version(2))
+                .await;
+            // then it loses; the writer expecting version 1 wins
+            assert_eq!(stale, Err(StoreError::Conflict), "{name}");
+            store
+                .put(&rec("U#ann", "E#j", 2, "v2"), Expect::Version(1))
+                .await
+                .expect(name);
+            let key = Key::new("U#ann", "E#j");
+            assert_eq!(
+                store.get(&key).await.expect(name).map(|r| r.version),
+                Some(2)
+            );
+            // and deletes obey the same conditions
+            assert_eq!(
+                store.delete(&key, Expect::Version(1)).await,
+                Err(StoreError::Conflict),
+                "{name}"
+            );
+            store.delete(&key, Expect::Version(2)).await.expect(name);
+            assert_eq!(store.get(&key).await.expect(name), None, "{name}");
+            assert_eq!(
+                store
+                    .put(&rec("U#ann", "E#j", 1, "v"), Expect::Version(1))
+                    .await,
+                Err(StoreError::Conflict),
+                "{name}: a version condition on a missing record fails"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn query_returns_a_partition_prefix_in_sort_order() {
+        for (name, store) in stores() {
+            // given records in two partitions, one whose name extends the other's
+            for (pk, sk) in [
+                ("U#ann", "T#0002"),
+                ("U#ann", "E#b"),
+                ("U#ann", "E#a"),
+                ("U#ann", "P"),
+                ("U#ann2", "E#c"),
+                ("U#an", "E#z"),
+                ("U#ann\u{0}x", "E#evil"),
+            ] {
+                store
+                    .put(&rec(pk, sk, 1, sk), Expect::Any)
+                    .await
+                    .expect(name);
+            }
+            // when querying one partition's prefix
+            let sks = |rs: Vec<Record>| rs.into_iter().map(|r| r.key.sk).collect::<Vec<_>>();
+            let got = sks(store.query("U#ann", "E#").await.expect(name));
+            // then only that partition's matching records come, in sort-key order
+            assert_eq!(got, ["E#a", "E#b"], "{name}");
+            let all = sks(store.query("U#ann", "").await.expect(name));
+            assert_eq!(all, ["E#a", "E#b", "P", "T#0002"], "{name}");
+            assert!(
+                store.query("U#nobody", "").await.expect(name).is_empty(),
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn counters_add_up_per_key() {
+        for (name, store) in stores() {
+            // given no counters
+            let k = Key::new("STATS#j", "C");
+            assert!(store.counters(&k).await.expect(name).is_empty(), "{name}");
+            // when deltas are added twice, and to another key
+            let d = |pairs: &[(&str, i64)]| {
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), *v))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            store
+                .add(&k, &d(&[("entered", 2), ("sent.push", 1)]))
+                .await
+                .expect(name);
+            store
+                .add(&k, &d(&[("entered", 1), ("waiting", -1)]))
+                .await
+                .expect(name);
+            store
+                .add(&Key::new("STATS#k", "C"), &d(&[("entered", 9)]))
+                .await
+                .expect(name);
+            // then each key holds its own sums
+            assert_eq!(
+                store.counters(&k).await.expect(name),
+                d(&[("entered", 3), ("sent.push", 1), ("waiting", -1)]),
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn scan_segments_partition_the_records_with_one_sort_key() {
+        for (name, store) in stores() {
+            // given forty profiles and other records
+            for i in 0..40 {
+                let pk = format!("U#user{i}");
+                store
+                    .put(&rec(&pk, "P", 1, "p"), Expect::Any)
+                    .await
+                    .expect(name);
+                store
+                    .put(&rec(&pk, "E#j", 1, "e"), Expect::Any)
+                    .await
+                    .expect(name);
+            }
+            // when scanning in four segments
+            let mut seen = Vec::new();
+            for seg in 0..4 {
+                let part = store.scan("P", seg, 4).await.expect(name);
+                assert!(
+                    part.iter().all(|r| segment_of(&r.key.pk, 4) == seg),
+                    "{name}"
+                );
+                seen.extend(part.into_iter().map(|r| r.key.pk));
+            }
+            // then every profile comes exactly once, and nothing else
+            seen.sort();
+            let mut want: Vec<String> = (0..40).map(|i| format!("U#user{i}")).collect();
+            want.sort();
+            assert_eq!(seen, want, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn expiry_is_kept_and_purged() {
+        let store = RedbStore::new(open_in_memory().expect("db"));
+        let at = Timestamp::from_second(1_000).expect("ts");
+        let old = rec("U#a", "D#1", 1, "x").expiring(at);
+        let new = rec("U#a", "D#2", 1, "x").expiring(at + SignedDuration::from_secs(100));
+        store.put(&old, Expect::Any).await.expect("put");
+        store.put(&new, Expect::Any).await.expect("put");
+        store
+            .put(&rec("U#a", "P", 1, "x"), Expect::Any)
+            .await
+            .expect("put");
+        assert_eq!(store.get(&old.key).await.expect("get"), Some(old.clone()));
+        let gone = store
+            .purge_expired(at + SignedDuration::from_secs(1))
+            .await
+            .expect("purge");
+        assert_eq!(gone, 1);
+        let left: Vec<String> = store
+            .query("U#a", "")
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|r| r.key.sk)
+            .collect();
+        assert_eq!(left, ["D#2", "P"]);
+    }
+
+    fn wake(seq: u64, at: Timestamp) -> Message {
+        Message::Wake {
+            user_id: "ann".into(),
+            journey: "j".into(),
+            enrollment: "e1".into(),
+            seq,
+            at,
+        }
+    }
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).expect("ts")
+    }
+
+    #[tokio::test]
+    async fn queue_delivers_in_due_order_and_leases_until_acked() {
+        // given a queue on a manual clock with messages due at +10 s, +0 s and +5 s
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let q = LocalQueue::new(open_in_memory().expect("db"), clock.clone())
+            .with_lease(SignedDuration::from_secs(60));
+        for (seq, delay) in [(1, 10), (2, 0), (3, 5)] {
+            let message = wake(seq, ts(delay));
+            q.send(
+                QueueName::Steps,
+                &[Outbound {
+                    message,
+                    delay_secs: delay as u32,
+                }],
+            )
+            .await
+            .expect("send");
+        }
+        assert_eq!(q.next_due().expect("next"), Some(ts(0)));
+        // when taking at +5 s
+        let got = q.take_due(ts(5)).await.expect("take");
+        // then the two due messages come, earliest first, and the third waits
+        let seqs = |d: &[Delivery]| {
+            d.iter()
+                .map(|d| match &d.message {
+                    Message::Wake { seq, .. } => *seq,
+                    _ => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&got), [2, 3]);
+        assert_eq!(q.next_due().expect("next"), Some(ts(10)));
+        // when one is acked and the other is not, the unacked one returns after the lease
+        q.ack(&[got[0].receipt]).await.expect("ack");
+        assert_eq!(seqs(&q.take_due(ts(10)).await.expect("take")), [1]);
+        let again = q.take_due(ts(5 + 60)).await.expect("take");
+        assert_eq!(seqs(&again), [3]);
+        assert_eq!(again[0].attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn queue_drops_a_message_after_its_last_attempt() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let q = LocalQueue::new(open_in_memory().expect("db"), clock.clone())
+            .with_lease(SignedDuration::from_secs(1));
+        q.send(
+            QueueName::Steps,
+            &[Outbound {
+                message: wake(1, ts(0)),
+                delay_secs: 0,
+            }],
+        )
+        .await
+        .expect("send");
+        for i in 0..5 {
+            assert_eq!(
+                q.take_due(ts(i * 10)).await.expect("take").len(),
+                1,
+                "attempt {i}"
+            );
+        }
+        assert!(q.take_due(ts(100)).await.expect("take").is_empty());
+        assert!(q.is_empty().expect("len"));
+    }
+
+    #[tokio::test]
+    async fn store_and_queue_survive_reopening_the_file() {
+        let dir = std::env::temp_dir().join(format!(
+            "waymark-local-test-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("store.redb");
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        {
+            let db = open(&path).expect("open");
+            assert!(matches!(open(&path), Err(LocalError::InUse { .. })));
+            RedbStore::new(db.clone())
+                .put(&rec("U#ann", "P", 1, "ann"), Expect::Absent)
+                .await
+                .expect("put");
+            LocalQueue::new(db, clock.clone())
+                .send(
+                    QueueName::Steps,
+                    &[Outbound {
+                        message: wake(7, ts(60)),
+                        delay_secs: 60,
+                    }],
+                )
+                .await
+                .expect("send");
+        }
+        let db = open(&path).expect("reopen");
+        let got = RedbStore::new(db.clone())
+            .get(&Key::new("U#ann", "P"))
+            .await
+            .expect("get");
+        assert_eq!(got.map(|r| r.body), Some(b"\"ann\"".to_vec()));
+        let q = LocalQueue::new(db, clock);
+        assert_eq!(q.next_due().expect("next"), Some(ts(60)));
+        assert_eq!(
+            q.take_due(ts(60)).await.expect("take")[0].message,
+            wake(7, ts(60))
+        );
+        drop(q);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

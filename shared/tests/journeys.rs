@@ -1,0 +1,1516 @@
+//! Journeys, feature by feature: given a journey file and a script of timed events, these messages
+//! go out at these times (and the timeline says why).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use jiff::SignedDuration;
+use serde_json::json;
+
+use support::*;
+use waymark::engine::{self, Content, Ctx};
+use waymark::enrollment::TriggerEvent;
+use waymark::journey::{Channel, SmsType};
+use waymark::profile::{Address, Profile};
+use waymark::runtime::{Cap, Config};
+use waymark::timeline::{self, What};
+
+fn entered(w: &What) -> bool {
+    matches!(w, What::Entered { .. })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Triggers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn event_trigger_enters_only_when_its_condition_holds() {
+    let journey = r#"
+id: cart
+name: Cart
+trigger:
+  event: cart_abandoned
+  where: "event.total > 0 and profile.country == 'FR'"
+steps:
+  - id: push
+    send:
+      push:
+        title: "{{ event.total }} EUR in your cart"
+        body: "Come back"
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"country":"FR","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"country":"DE","push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cat","traits":{"country":"FR","push_tokens":[{"platform":"fcm","token":"t-cat"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c-ann","properties":{"total":50}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"cart_abandoned","messageId":"c-bob","properties":{"total":50}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cat","event":"cart_abandoned","messageId":"c-cat","properties":{"total":0}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:00Z ann push push: 50 EUR in your cart"]
+    );
+    for user in ["bob", "cat"] {
+        assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_trigger_enters_on_the_third_time_within_the_window() {
+    let journey = r#"
+id: upsell
+name: Upsell
+trigger:
+  repeated:
+    event: episode_watched
+    times: 3
+    within: 7d
+    where: "profile.plan == 'free'"
+steps:
+  - id: offer
+    send:
+      push:
+        title: "Go Premium, {{ profile.first_name }}"
+        body: "{{ event.series }} in 4K"
+"#;
+    // kim: three episodes in three days (free) → enters on the third.
+    // lee: three in three hours, but premium → the `where` on the profile keeps him out.
+    // max: three over ten days (free): never three within seven days.
+    let out = sim(&[journey], &example_events("streaming_upsell")).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-03T20:00:00Z kim push offer: Go Premium, Kim"]
+    );
+    for user in ["lee", "max"] {
+        assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
+    }
+}
+
+#[tokio::test]
+async fn inactive_trigger_enters_after_the_last_activity_and_each_activity_rearms_it() {
+    let journey = r#"
+id: churn
+name: Churn
+trigger:
+  inactive:
+    events: [app_opened, data_used]
+    for: 3d
+steps:
+  - id: offer
+    send:
+      sms:
+        body: "We miss you, {{ profile.first_name }}"
+"#;
+    let script = r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"hal","traits":{"first_name":"Hal","phone":"+447700900123"}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"first_name":"Ivy","phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-ivy-1"}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"hal","event":"app_opened","messageId":"open-hal-1"}
+{"at":"2026-12-02T12:00:00Z","type":"track","userId":"hal","event":"data_used","messageId":"data-hal-1"}
+"#;
+    let out = sim(&[journey], script).await;
+    // ivy: 3 days after her only activity. hal: 3 days after his last one; the check armed by
+    // his first activity (due 2026-12-04T09:00) does nothing.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-04T09:00:00Z ivy sms offer: We miss you, Ivy",
+            "2026-12-05T12:00:00Z hal sms offer: We miss you, Hal",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "hal", entered),
+        ["2026-12-05T12:00:00Z churn/-: entered v1 on inactive"]
+    );
+}
+
+const DIGEST: &str = r#"
+id: digest
+name: Daily digest
+trigger:
+  schedule:
+    cron: "0 9 * * *"
+    timezone: TZ
+    where: "profile.plan == 'free'"
+steps:
+  - id: digest
+    send:
+      email:
+        subject: "Your digest, {{ profile.first_name }}"
+        text: "Today's picks"
+"#;
+
+/// Four users: two in their own zones, one with none (UTC), one the `where` leaves out.
+fn digest_script(first_at: &str) -> String {
+    let users = [
+        ("ann", "Ann", Some("Europe/Paris"), "free"),
+        ("bob", "Bob", Some("America/New_York"), "free"),
+        ("cat", "Cat", None, "free"),
+        ("dan", "Dan", Some("Europe/Paris"), "premium"),
+    ];
+    users
+        .iter()
+        .map(|(id, name, tz, plan)| {
+            let mut traits =
+                json!({"first_name": name, "email": format!("{id}@example.com"), "plan": plan});
+            if let Some(tz) = tz {
+                traits["timezone"] = json!(tz);
+            }
+            json!({"at": first_at, "type": "identify", "userId": id, "traits": traits}).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn schedule_trigger_enters_matching_users_at_nine_in_the_journeys_zone_or_their_own() {
+    let cases = [
+        (
+            "UTC",
+            vec![
+                "2026-12-01T09:00:00Z ann email digest: Your digest, Ann",
+                "2026-12-01T09:00:00Z bob email digest: Your digest, Bob",
+                "2026-12-01T09:00:00Z cat email digest: Your digest, Cat",
+            ],
+        ),
+        (
+            "user",
+            vec![
+                "2026-12-01T08:00:00Z ann email digest: Your digest, Ann",
+                "2026-12-01T09:00:00Z cat email digest: Your digest, Cat",
+                "2026-12-01T14:00:00Z bob email digest: Your digest, Bob",
+            ],
+        ),
+    ];
+    // The scheduler must not depend on which minute the script starts at.
+    for start in ["2026-12-01T06:00:00Z", "2026-12-01T06:01:00Z"] {
+        for (tz, expected) in &cases {
+            let journey = DIGEST.replace("TZ", tz);
+            let out = sim_with(
+                &[&journey],
+                &digest_script(start),
+                Config::default(),
+                SignedDuration::from_hours(20),
+            )
+            .await;
+            assert_eq!(
+                &outbox(&out),
+                expected,
+                "timezone {tz}, script from {start}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn schedule_trigger_enters_each_user_in_their_own_zone_to_the_hour() {
+    // The zone logic alone (see the test above for the exact minute).
+    let journey = DIGEST.replace("TZ", "user");
+    let out = sim_with(
+        &[&journey],
+        &digest_script("2026-12-01T06:00:00Z"),
+        Config::default(),
+        SignedDuration::from_hours(20),
+    )
+    .await;
+    let hours: Vec<String> = waymark::simulate::messages(&out)
+        .iter()
+        .map(|m| format!("{} {}", m.at.strftime("%Y-%m-%dT%H"), m.user_id))
+        .collect();
+    assert_eq!(
+        hours,
+        [
+            "2026-12-01T08 ann",
+            "2026-12-01T09 cat",
+            "2026-12-01T14 bob"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------------------------
+
+const ANN: &str = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"first_name":"Ann","email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#;
+
+#[tokio::test]
+async fn wait_sends_exactly_thirty_minutes_later() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: hello
+    send:
+      push: {title: "Welcome, {{ profile.first_name }}", body: "."}
+"#;
+    let script = format!(
+        "{ANN}\n{}",
+        r#"{"at":"2026-12-01T10:00:07Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}"#
+    );
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:30:07Z ann push hello: Welcome, Ann"]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Waiting { .. })),
+        ["2026-12-01T10:00:07Z welcome/wait_30m: waiting until 2026-12-01T10:30:07Z (wait 30m)"]
+    );
+}
+
+#[tokio::test]
+async fn a_long_wait_after_days_without_timers_ends_on_time() {
+    let journey = r#"
+id: promo
+name: Promo
+trigger: {event: visited}
+reentry: after_exit
+steps:
+  - id: wait_1h
+    wait: 1h
+  - id: offer
+    send: {push: {title: "Offer", body: "."}}
+"#;
+    let script = [
+        shopper("ann"),
+        track("2026-12-01T10:00:00Z", "ann", "visited", "v-1"),
+        track("2026-12-04T10:00:00Z", "ann", "visited", "v-2"),
+    ]
+    .join("\n");
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T11:00:00Z ann push offer: Offer",
+            "2026-12-04T11:00:00Z ann push offer: Offer",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn wait_until_waits_for_the_next_local_time_on_the_given_weekdays() {
+    let journey = r#"
+id: morning
+name: Morning
+JOURNEY_TZ
+trigger: {event: signed_up}
+steps:
+  - id: until_nine
+    wait_until:
+      time: "09:00"
+      WEEKDAYS
+  - id: hello
+    send:
+      push: {title: "Good morning", body: "."}
+"#;
+    // 2026-12-01 is a Tuesday.
+    let cases = [
+        // (profile timezone, weekdays, journey timezone, signed up at, push at)
+        (
+            "America/New_York",
+            "",
+            "",
+            "2026-12-01T15:00:00Z",
+            "2026-12-02T14:00:00Z",
+        ), // 10:00 NY: tomorrow
+        (
+            "America/New_York",
+            "",
+            "",
+            "2026-12-01T12:00:00Z",
+            "2026-12-01T14:00:00Z",
+        ), // 07:00 NY: today
+        (
+            "America/New_York",
+            "",
+            "",
+            "2026-12-01T14:00:00Z",
+            "2026-12-02T14:00:00Z",
+        ), // 09:00 sharp: tomorrow
+        (
+            "Europe/Paris",
+            "weekdays: [mon]",
+            "",
+            "2026-12-01T10:00:00Z",
+            "2026-12-07T08:00:00Z",
+        ),
+        (
+            "Europe/Paris",
+            "weekdays: [tue, fri]",
+            "",
+            "2026-12-01T07:00:00Z",
+            "2026-12-01T08:00:00Z",
+        ),
+        (
+            "Europe/Paris",
+            "weekdays: [tue, fri]",
+            "",
+            "2026-12-01T09:00:00Z",
+            "2026-12-04T08:00:00Z",
+        ),
+        (
+            "",
+            "",
+            "timezone: Asia/Tokyo",
+            "2026-12-01T10:00:00Z",
+            "2026-12-02T00:00:00Z",
+        ), // journey's zone
+        ("", "", "", "2026-12-01T10:00:00Z", "2026-12-02T09:00:00Z"), // UTC
+    ];
+    for (tz, weekdays, journey_tz, signed_up, expected) in cases {
+        let text = journey
+            .replace("JOURNEY_TZ", journey_tz)
+            .replace("WEEKDAYS", weekdays);
+        let traits = if tz.is_empty() {
+            json!({"push_tokens": [{"platform": "fcm", "token": "t-ann"}]})
+        } else {
+            json!({"timezone": tz, "push_tokens": [{"platform": "fcm", "token": "t-ann"}]})
+        };
+        let script = [
+            json!({"at": "2026-12-01T06:00:00Z", "type": "identify", "userId": "ann", "traits": traits}),
+            json!({"at": signed_up, "type": "track", "userId": "ann", "event": "signed_up", "messageId": "s-ann"}),
+        ]
+        .map(|l| l.to_string())
+        .join("\n");
+        let out = sim(&[&text], &script).await;
+        assert_eq!(
+            outbox(&out),
+            [format!("{expected} ann push hello: Good morning")],
+            "zone {tz:?} {weekdays:?} {journey_tz:?}, signed up {signed_up}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wait_for_takes_the_event_path_when_the_event_matches_else_the_timeout_path() {
+    let journey = r#"
+id: activation
+name: Activation
+trigger: {event: signed_up}
+steps:
+  - id: wait_home
+    wait_for:
+      event: app_opened
+      where: "event.screen == 'home'"
+      timeout: 1d
+      on_event: thanks
+      on_timeout: nudge
+  - id: nudge
+    send:
+      push: {title: "Open the app", body: "."}
+    next: done
+  - id: thanks
+    send:
+      push: {title: "Welcome home", body: "."}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cat","traits":{"push_tokens":[{"platform":"fcm","token":"t-cat"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"signed_up","messageId":"s-bob"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cat","event":"signed_up","messageId":"s-cat"}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"o-ann","properties":{"screen":"home"}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"bob","event":"app_opened","messageId":"o-bob","properties":{"screen":"settings"}}
+"#;
+    let out = sim(&[journey], script).await;
+    let cases = [
+        ("ann", "2026-12-01T12:00:00Z ann push thanks: Welcome home"), // the event, as awaited
+        ("bob", "2026-12-02T10:00:00Z bob push nudge: Open the app"),  // the event, but not `where`
+        ("cat", "2026-12-02T10:00:00Z cat push nudge: Open the app"),  // no event: timeout
+    ];
+    for (user, expected) in cases {
+        assert_eq!(outbox_of(&out, user), [expected], "{user}");
+    }
+}
+
+#[tokio::test]
+async fn branch_takes_the_first_case_that_holds_else_the_else_path() {
+    let journey = r#"
+id: thanks
+name: Thanks
+trigger: {event: order_completed}
+steps:
+  - id: size
+    branch:
+      cases:
+        - when: "event.total >= 100"
+          goto: big
+        - when: "event.total >= 50"
+          goto: medium
+      else: small
+  - id: big
+    send: {push: {title: "Big order", body: "."}}
+    next: done
+  - id: medium
+    send: {push: {title: "Medium order", body: "."}}
+    next: done
+  - id: small
+    send: {push: {title: "Small order", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let cases = [
+        // (total, message title, branch fact): 150 holds both cases; the first wins.
+        (150, "Big order", "branched to big on event.total >= 100"),
+        (
+            60,
+            "Medium order",
+            "branched to medium on event.total >= 50",
+        ),
+        (10, "Small order", "branched to small on else"),
+    ];
+    for (total, title, why) in cases {
+        let script = format!(
+            "{ANN}\n{}",
+            json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "ann", "event": "order_completed", "messageId": "o-1", "properties": {"total": total}})
+        );
+        let out = sim(&[journey], &script).await;
+        let step = title.split(' ').next().unwrap_or_default().to_lowercase();
+        assert_eq!(
+            outbox(&out),
+            [format!("2026-12-01T10:00:00Z ann push {step}: {title}")],
+            "total {total}"
+        );
+        assert_eq!(
+            facts(&out, "ann", |w| matches!(w, What::Branched { .. })),
+            [format!("2026-12-01T10:00:00Z thanks/size: {why}")],
+            "total {total}"
+        );
+    }
+}
+
+const AB: &str = r#"
+id: ab
+name: A/B
+trigger: {event: signed_up}
+steps:
+  - id: copy_test
+    split:
+      holdout: 10
+      paths:
+        - {name: features, weight: 70, goto: features}
+        - {name: momentum, weight: 30, goto: momentum}
+  - id: features
+    send: {push: {title: "features", body: "."}}
+    next: done
+  - id: momentum
+    send: {push: {title: "momentum", body: "."}}
+  - id: done
+    exit: true
+"#;
+
+#[tokio::test]
+async fn split_sends_a_user_down_the_same_path_on_every_run() {
+    let script: String = (0..40)
+        .flat_map(|i| {
+            let user = format!("user-{i}");
+            [
+                json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": user, "traits": {"push_tokens": [{"platform": "fcm", "token": format!("t-{i}")}]}}),
+                json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user, "event": "signed_up", "messageId": format!("s-{i}")}),
+            ]
+        })
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    let path_of = |out: &[waymark::simulate::Output]| -> BTreeMap<String, String> {
+        (0..40)
+            .map(|i| {
+                let user = format!("user-{i}");
+                let path = entries(out, &user)
+                    .iter()
+                    .find_map(|e| match &e.what {
+                        What::Split { path } => Some(path.clone()),
+                        What::HeldOut => Some("holdout".to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("{user} was neither split nor held out"));
+                (user, path)
+            })
+            .collect()
+    };
+    let first = sim(&[AB], &script).await;
+    let second = sim(&[AB], &script).await;
+    assert_eq!(path_of(&first), path_of(&second));
+    assert_eq!(outbox(&first), outbox(&second));
+    // And the message each user got is the one of their path; the held-out got none.
+    for (user, path) in path_of(&first) {
+        let got: Vec<String> = messages_to(&first, &user)
+            .iter()
+            .map(|m| headline(&m.content))
+            .collect();
+        if path == "holdout" {
+            assert!(got.is_empty(), "{user} is held out but got {got:?}");
+        } else {
+            assert_eq!(got, [path], "{user}");
+        }
+    }
+}
+
+#[test]
+fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
+    let j = journey(AB);
+    let profile_of = Profile::new;
+    let mut shares: BTreeMap<String, i64> = BTreeMap::new();
+    const USERS: i64 = 2_000;
+    for i in 0..USERS {
+        let user = format!("user-{i}");
+        let profile = profile_of(&user);
+        let ctx = Ctx {
+            journey: &j,
+            version: 1,
+            profile: &profile,
+            now: at("2026-12-01T10:00:00Z"),
+            unsubscribe_url: None,
+        };
+        let trigger = TriggerEvent {
+            event: "signed_up".into(),
+            message_id: format!("s-{i}"),
+            at: ctx.now,
+            properties: json!({}),
+        };
+        let t = engine::enter(&ctx, &user, 1, trigger);
+        let path = t
+            .timeline
+            .iter()
+            .find_map(|e| match &e.what {
+                What::Split { path } => Some(path.clone()),
+                What::HeldOut => Some("holdout".to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{user} was neither split nor held out"));
+        // The holdout is the first 10% of the stable hash's range.
+        let held_by_hash = engine::bucket(&user, "ab", "copy_test") < 1_000;
+        assert_eq!(held_by_hash, path == "holdout", "{user}");
+        *shares.entry(path).or_default() += 1;
+    }
+    // Expected: 10% held out; the other 90% split 70/30, i.e. 63% and 27%. Within 3 points.
+    for (path, expected_pct) in [("holdout", 10), ("features", 63), ("momentum", 27)] {
+        let got = shares.get(path).copied().unwrap_or(0);
+        let expected = USERS * expected_pct / 100;
+        assert!(
+            (got - expected).abs() <= USERS * 3 / 100,
+            "{path}: {got} of {USERS}, expected about {expected} ({shares:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn send_renders_each_channel_with_the_profile_the_event_and_the_journey() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: by_email
+    send:
+      email:
+        subject: "Welcome, {{ profile.first_name }}"
+        html: "<p>Hi {{ profile.first_name }}: {{ journey.name }} v{{ journey.version }}, {{ event.plan }} plan</p>"
+        text: "Hi {{ profile.first_name }}: {{ journey.name }} v{{ journey.version }}, {{ event.plan }} plan"
+        marketing: false
+  - id: by_sms
+    send:
+      sms:
+        body: "{{ profile.first_name }}, your {{ event.plan }} plan is ready"
+        sms_type: transactional
+  - id: by_push
+    send:
+      push:
+        title: "{{ journey.name }}"
+        body: "{{ profile.first_name }} on {{ event.plan }}"
+        data:
+          deeplink: "app://plans/{{ event.plan }}"
+  - id: by_in_app
+    send:
+      in_app:
+        title: "Hello {{ profile.first_name }}"
+        body: "Start with {{ event.plan }}"
+        data:
+          journey: "{{ journey.id }}"
+  - id: by_webhook
+    send:
+      webhook:
+        url: "https://crm.example.com/users/{{ user_id }}"
+        method: PUT
+        headers:
+          x-journey: "{{ journey.id }}"
+        body: '{"plan": "{{ event.plan }}"}'
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"first_name":"Ann & Bo","email":"ann@example.com","phone":"+33612345678","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann","properties":{"plan":"pro"}}
+"#).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+
+    let sent = h.lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let by_channel: BTreeMap<Channel, (Address, Content)> = sent
+        .iter()
+        .map(|m| (m.channel, (m.to.clone(), m.content.clone())))
+        .collect();
+    assert_eq!(
+        sent.len(),
+        5,
+        "every channel reaches the local outbox (in-app also lands in the inbox): {sent:?}"
+    );
+    assert_eq!(
+        by_channel[&Channel::Email],
+        (
+            Address::One("ann@example.com".into()),
+            Content::Email {
+                subject: "Welcome, Ann & Bo".into(),
+                html: Some("<p>Hi Ann &amp; Bo: Welcome v1, pro plan</p>".into()),
+                text: Some("Hi Ann & Bo: Welcome v1, pro plan".into()),
+                unsubscribe_url: None,
+            }
+        )
+    );
+    assert_eq!(
+        by_channel[&Channel::Sms],
+        (
+            Address::One("+33612345678".into()),
+            Content::Sms {
+                body: "Ann & Bo, your pro plan is ready".into(),
+                sms_type: SmsType::Transactional,
+            }
+        )
+    );
+    let (to, content) = &by_channel[&Channel::Push];
+    assert!(
+        matches!(to, Address::Devices(d) if d.len() == 1 && d[0].token == "t-ann"),
+        "{to:?}"
+    );
+    assert_eq!(
+        content,
+        &Content::Push {
+            title: "Welcome".into(),
+            body: "Ann & Bo on pro".into(),
+            data: BTreeMap::from([("deeplink".to_string(), "app://plans/pro".to_string())]),
+        }
+    );
+    assert_eq!(
+        by_channel[&Channel::Webhook].1,
+        Content::Webhook {
+            url: "https://crm.example.com/users/ann".into(),
+            method: "PUT".into(),
+            headers: BTreeMap::from([("x-journey".to_string(), "welcome".to_string())]),
+            body: Some(r#"{"plan": "pro"}"#.into()),
+        }
+    );
+    // In-app messages land in the user's inbox rather than with a provider.
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(
+        (
+            inbox[0].title.as_str(),
+            inbox[0].body.as_str(),
+            inbox[0].step.as_str()
+        ),
+        ("Hello Ann & Bo", "Start with pro", "by_in_app")
+    );
+    assert_eq!(
+        inbox[0].data,
+        BTreeMap::from([("journey".to_string(), "welcome".to_string())])
+    );
+}
+
+#[tokio::test]
+async fn send_falls_back_to_the_second_channel_when_the_first_cannot_reach_the_user() {
+    let journey = r#"
+id: reminder
+name: Reminder
+trigger: {event: signed_up}
+steps:
+  - id: remind
+    send:
+      push: {title: "Finish signing up", body: "."}
+      fallback:
+        email: {subject: "Finish signing up (email)", text: "."}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cat","traits":{"first_name":"Cat"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"signed_up","messageId":"s-bob"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cat","event":"signed_up","messageId":"s-cat"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push remind: Finish signing up",
+            "2026-12-01T10:00:00Z bob email remind: Finish signing up (email)",
+        ]
+    );
+    let why = |w: &What| matches!(w, What::FellBack { .. } | What::Skipped { .. });
+    assert_eq!(
+        facts(&out, "bob", why),
+        ["2026-12-01T10:00:00Z reminder/remind: fell back from push to email: no_address"]
+    );
+    assert_eq!(
+        facts(&out, "cat", why),
+        ["2026-12-01T10:00:00Z reminder/remind: skipped push: no_address"]
+    );
+}
+
+#[tokio::test]
+async fn send_that_cannot_reach_the_user_is_skipped_with_a_reason_and_the_journey_goes_on() {
+    let journey = r#"
+id: multi
+name: Multi
+trigger: {event: signed_up}
+steps:
+  - id: text_them
+    send: {sms: {body: "Welcome (sms)"}}
+  - id: mail_them
+    send: {email: {subject: "Welcome (email)", text: "."}}
+  - id: push_them
+    send: {push: {title: "Welcome (push)", body: "."}}
+"#;
+    // No phone; email opted out; a device.
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","subscriptions":{"email":false},"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:00Z ann push push_them: Welcome (push)"]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(
+            w,
+            What::Skipped { .. } | What::Completed
+        )),
+        [
+            "2026-12-01T10:00:00Z multi/text_them: skipped sms: no_address",
+            "2026-12-01T10:00:00Z multi/mail_them: skipped email: opted_out",
+            "2026-12-01T10:00:00Z multi/push_them: completed",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn update_sets_a_trait_that_a_later_branch_and_the_stored_profile_see() {
+    let vip = r#"
+id: vip
+name: VIP
+trigger: {event: order_completed}
+steps:
+  - id: mark
+    update:
+      set: {tier: gold}
+  - id: route
+    branch:
+      cases:
+        - when: "profile.tier == 'gold'"
+          goto: welcome
+      else: done
+  - id: welcome
+    send: {push: {title: "Welcome to {{ profile.tier }}", body: "."}}
+  - id: done
+    exit: true
+"#;
+    // A second journey reads the stored profile an hour later.
+    let perks = r#"
+id: perks
+name: Perks
+trigger:
+  event: app_opened
+  where: "profile.tier == 'gold'"
+steps:
+  - id: perk
+    send: {push: {title: "A perk for you", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-ann"}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"a-ann"}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"bob","event":"app_opened","messageId":"a-bob"}
+"#;
+    let out = sim(&[vip, perks], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push welcome: Welcome to gold",
+            "2026-12-01T11:00:00Z ann push perk: A perk for you",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Updated { .. })),
+        ["2026-12-01T10:00:00Z vip/mark: profile updated"]
+    );
+}
+
+#[tokio::test]
+async fn exit_step_ends_the_journey_and_no_later_step_runs() {
+    let journey = r#"
+id: onboarding
+name: Onboarding
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+  - id: check
+    branch:
+      cases:
+        - when: "profile.plan == 'pro'"
+          goto: pro_tips
+  - id: stop
+    exit: true
+  - id: pro_tips
+    send: {push: {title: "Pro tips", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"plan":"free","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"plan":"pro","push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"signed_up","messageId":"s-bob"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push hello: Hello",
+            "2026-12-01T10:00:00Z bob push hello: Hello",
+            "2026-12-01T10:00:00Z bob push pro_tips: Pro tips",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Completed)),
+        ["2026-12-01T10:00:00Z onboarding/stop: completed"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry rules
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn reentry_rules_and_at_most_one_active_enrollment() {
+    let journey = r#"
+id: promo
+name: Promo
+trigger: {event: visited}
+reentry: REENTRY
+steps:
+  - id: wait_20m
+    wait: 20m
+  - id: offer
+    send: {push: {title: "Offer", body: "."}}
+"#;
+    // The 10:10 visit comes while ann is enrolled (waiting): it never enrolls her again.
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-1"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-2"}
+{"at":"2026-12-02T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-3"}
+{"at":"2026-12-04T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-4"}
+"#;
+    let cases = [
+        // (reentry, the visits that enroll ann)
+        ("never", vec!["2026-12-01T10:00:00Z"]),
+        (
+            "after_exit",
+            vec![
+                "2026-12-01T10:00:00Z",
+                "2026-12-02T10:00:00Z",
+                "2026-12-04T10:00:00Z",
+            ],
+        ),
+        // Two days after the last entry: not on the 2nd (one day), again on the 4th (three).
+        (
+            "{after: 2d}",
+            vec!["2026-12-01T10:00:00Z", "2026-12-04T10:00:00Z"],
+        ),
+    ];
+    for (reentry, visits) in cases {
+        let out = sim(&[&journey.replace("REENTRY", reentry)], script).await;
+        let offers: Vec<String> = visits
+            .iter()
+            .map(|t| {
+                let sent_at = at(t) + SignedDuration::from_mins(20);
+                format!("{sent_at} ann push offer: Offer")
+            })
+            .collect();
+        assert_eq!(outbox(&out), offers, "reentry {reentry}");
+        let entries: Vec<String> = visits
+            .iter()
+            .map(|t| format!("{t} promo/-: entered v1 on visited"))
+            .collect();
+        assert_eq!(facts(&out, "ann", entered), entries, "reentry {reentry}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exits and goals
+// ---------------------------------------------------------------------------------------------
+
+const CART: &str = r#"
+id: cart
+name: Cart
+trigger: {event: cart_abandoned}
+reentry: after_exit
+exit_when:
+  - event: order_completed
+goal:
+  event: order_completed
+  within: 7d
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: push_reminder
+    send: {push: {title: "Still thinking?", body: "."}}
+  - id: wait_4h
+    wait: 4h
+  - id: low_stock_email
+    send: {email: {subject: "Almost gone", text: "."}}
+"#;
+
+fn shopper(user: &str) -> String {
+    json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": user, "traits": {
+        "email": format!("{user}@example.com"),
+        "push_tokens": [{"platform": "fcm", "token": format!("t-{user}")}],
+    }})
+    .to_string()
+}
+
+fn track(at: &str, user: &str, event: &str, id: &str) -> String {
+    json!({"at": at, "type": "track", "userId": user, "event": event, "messageId": id}).to_string()
+}
+
+#[tokio::test]
+async fn exit_when_ends_the_journey_at_once_from_any_step_and_cancels_the_pending_wait() {
+    let cases = [
+        // (user, ordered at, messages, exit facts)
+        (
+            "ann",
+            None,
+            vec![
+                "2026-12-01T10:30:00Z ann push push_reminder: Still thinking?",
+                "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone",
+            ],
+            vec![],
+        ),
+        (
+            "bob",
+            Some("2026-12-01T10:10:00Z"),
+            vec![],
+            vec![
+                "2026-12-01T10:10:00Z cart/wait_30m: woke (exited)",
+                "2026-12-01T10:10:00Z cart/wait_30m: exited on order_completed",
+            ],
+        ),
+        (
+            "cat",
+            Some("2026-12-01T11:00:00Z"),
+            vec!["2026-12-01T10:30:00Z cat push push_reminder: Still thinking?"],
+            vec![
+                "2026-12-01T11:00:00Z cart/wait_4h: woke (exited)",
+                "2026-12-01T11:00:00Z cart/wait_4h: exited on order_completed",
+            ],
+        ),
+    ];
+    let mut script = Vec::new();
+    for (user, ordered, ..) in &cases {
+        script.push(shopper(user));
+        script.push(track(
+            "2026-12-01T10:00:00Z",
+            user,
+            "cart_abandoned",
+            &format!("c-{user}"),
+        ));
+        if let Some(t) = ordered {
+            script.push(track(t, user, "order_completed", &format!("o-{user}")));
+        }
+    }
+    let out = sim(&[CART], &script.join("\n")).await;
+    for (user, _, messages, exits) in cases {
+        assert_eq!(outbox_of(&out, user), messages, "{user}");
+        let exit = |w: &What| {
+            matches!(w, What::Exited { .. }) || matches!(w, What::Woke { how } if how == "exited")
+        };
+        assert_eq!(facts(&out, user, exit), exits, "{user}");
+    }
+}
+
+#[tokio::test]
+async fn goal_counts_a_conversion_within_its_window_even_after_the_journey_completed() {
+    let journey = r#"
+id: goal
+name: Goal
+trigger: {event: cart_abandoned}
+goal:
+  event: order_completed
+  within: 7d
+steps:
+  - id: wait_1h
+    wait: 1h
+  - id: offer
+    send: {push: {title: "Offer", body: "."}}
+"#;
+    let cases = [
+        // (user, ordered at, conversion facts)
+        (
+            "ann",
+            "2026-12-01T10:30:00Z",
+            vec!["2026-12-01T10:30:00Z goal/wait_1h: converted on order_completed"],
+        ), // still enrolled
+        (
+            "bob",
+            "2026-12-03T10:00:00Z",
+            vec!["2026-12-03T10:00:00Z goal/offer: converted on order_completed"],
+        ), // completed, in window
+        ("cat", "2026-12-09T10:00:00Z", vec![]), // after the 7-day window
+    ];
+    let mut script = Vec::new();
+    for (user, ordered, _) in &cases {
+        script.push(shopper(user));
+        script.push(track(
+            "2026-12-01T10:00:00Z",
+            user,
+            "cart_abandoned",
+            &format!("c-{user}"),
+        ));
+        script.push(track(
+            ordered,
+            user,
+            "order_completed",
+            &format!("o-{user}"),
+        ));
+    }
+    let out = sim(&[journey], &script.join("\n")).await;
+    for (user, _, converted) in cases {
+        assert_eq!(
+            facts(&out, user, |w| matches!(w, What::Converted { .. })),
+            converted,
+            "{user}"
+        );
+        // A goal is not an exit: everyone still gets the offer.
+        assert_eq!(
+            outbox_of(&out, user),
+            [format!("2026-12-01T11:00:00Z {user} push offer: Offer")]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quiet hours and frequency caps
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn quiet_hours_defer_a_late_send_to_the_morning_unless_transactional() {
+    let journey = r#"
+id: late
+name: Late
+trigger: {event: signed_up}
+transactional: TRANSACTIONAL
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+"#;
+    // Paris is UTC+1 in December: signed up at 22:30 local, the send falls at 23:00 local.
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T21:30:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+"#;
+    let cases = [
+        ("false", "2026-12-02T07:00:00Z"), // 08:00 local
+        ("true", "2026-12-01T22:00:00Z"),  // 23:00 local, as scheduled
+    ];
+    for (transactional, expected) in cases {
+        let out = sim(&[&journey.replace("TRANSACTIONAL", transactional)], script).await;
+        assert_eq!(
+            outbox(&out),
+            [format!("{expected} ann push hello: Hello")],
+            "transactional {transactional}"
+        );
+    }
+    let out = sim(&[&journey.replace("TRANSACTIONAL", "false")], script).await;
+    assert_eq!(
+        facts(
+            &out,
+            "ann",
+            |w| matches!(w, What::Waiting { why, .. } if why == "quiet hours")
+        ),
+        ["2026-12-01T22:00:00Z late/hello: waiting until 2026-12-02T07:00:00Z (quiet hours)"]
+    );
+}
+
+#[tokio::test]
+async fn frequency_cap_across_journeys_skips_the_second_push_and_says_so() {
+    let welcome = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send: {push: {title: "Welcome", body: "."}}
+"#;
+    let tips = r#"
+id: tips
+name: Tips
+trigger: {event: signed_up}
+steps:
+  - id: wait_1h
+    wait: 1h
+  - id: tip
+    send: {push: {title: "A tip", body: "."}}
+  - id: wait_1d
+    wait: 1d
+  - id: another_tip
+    send: {push: {title: "Another tip", body: "."}}
+"#;
+    let mut config = Config::default();
+    config.caps.insert(
+        Channel::Push,
+        Cap {
+            max: 1,
+            per: "1d".parse().expect("duration"),
+        },
+    );
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+"#;
+    let out = sim_with(&[welcome, tips], script, config, HORIZON).await;
+    // The day after, the cap has room again.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push hello: Welcome",
+            "2026-12-02T11:00:00Z ann push another_tip: Another tip",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Skipped { .. })),
+        ["2026-12-01T11:00:00Z tips/tip: skipped push: capped"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions, duplicates and order
+// ---------------------------------------------------------------------------------------------
+
+const V1: &str = r#"
+id: promo
+name: Promo
+trigger: {event: signed_up}
+steps:
+  - id: wait_1h
+    wait: 1h
+  - id: offer
+    send: {push: {title: "Old copy", body: "."}}
+"#;
+
+#[tokio::test]
+async fn enrolled_users_finish_on_the_version_they_entered_and_new_ones_get_the_latest() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    assert_eq!(h.publish(V1).await, 1);
+    h.play(&format!(
+        "{}\n{}\n{}",
+        shopper("ann"),
+        shopper("bob"),
+        track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann")
+    ))
+    .await;
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    assert_eq!(h.publish(&V1.replace("Old copy", "New copy")).await, 2);
+    h.play(&track("2026-12-01T10:20:00Z", "bob", "signed_up", "s-bob"))
+        .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T11:00:00Z ann push offer: Old copy",
+            "2026-12-01T11:20:00Z bob push offer: New copy",
+        ]
+    );
+    for (user, version) in [("ann", 1), ("bob", 2)] {
+        let view = h.rt.user(user).await.expect("user");
+        assert_eq!(view.enrollments.len(), 1, "{user}");
+        assert_eq!(view.enrollments[0].version, version, "{user}");
+    }
+}
+
+#[tokio::test]
+async fn the_same_message_id_twice_enrolls_once() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+reentry: after_exit
+steps:
+  - id: hello
+    send: {push: {title: "Welcome", body: "."}}
+"#;
+    let script = [
+        shopper("ann"),
+        track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+        track("2026-12-01T10:05:00Z", "ann", "signed_up", "s-ann"),
+    ]
+    .join("\n");
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:00Z ann push hello: Welcome"]
+    );
+    assert_eq!(
+        facts(&out, "ann", entered),
+        ["2026-12-01T10:00:00Z welcome/-: entered v1 on signed_up"]
+    );
+}
+
+/// A track delivered at `at` that happened at `happened`.
+fn late(at: &str, happened: &str, user: &str, event: &str, id: &str) -> String {
+    json!({"at": at, "timestamp": happened, "type": "track", "userId": user, "event": event, "messageId": id}).to_string()
+}
+
+#[tokio::test]
+async fn an_exit_delivered_before_its_trigger_still_ends_the_journey_at_once() {
+    // ann abandons at 10:00 and orders at 10:02, but the abandonment arrives last, at 10:05.
+    let script = [
+        shopper("ann"),
+        track("2026-12-01T10:02:00Z", "ann", "order_completed", "o-ann"),
+        late(
+            "2026-12-01T10:05:00Z",
+            "2026-12-01T10:00:00Z",
+            "ann",
+            "cart_abandoned",
+            "c-ann",
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[CART], &script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(
+            w,
+            What::Entered { .. } | What::Exited { .. }
+        )),
+        [
+            "2026-12-01T10:05:00Z cart/-: entered v1 on cart_abandoned",
+            "2026-12-01T10:05:00Z cart/wait_30m: exited on order_completed",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_exit_that_happened_after_a_late_trigger_ends_the_journey() {
+    // ann abandons at 10:00:00 (delivered 5 s late) and orders at 10:00:03 (delivered at 10:00:06).
+    let script = [
+        shopper("ann"),
+        late(
+            "2026-12-01T10:00:05Z",
+            "2026-12-01T10:00:00Z",
+            "ann",
+            "cart_abandoned",
+            "c-ann",
+        ),
+        late(
+            "2026-12-01T10:00:06Z",
+            "2026-12-01T10:00:03Z",
+            "ann",
+            "order_completed",
+            "o-ann",
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[CART], &script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Exited { .. })),
+        ["2026-12-01T10:00:06Z cart/wait_30m: exited on order_completed"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cart example, end to end, and its stats
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn cart_example_sends_what_the_story_says() {
+    let out = sim(
+        &[&example_journey("cart_abandonment")],
+        &example_events("cart_abandonment"),
+    )
+    .await;
+    // ann (Paris): push after 30 minutes, email 4 hours later; her duplicate event changes nothing.
+    // bob (New York): the push falls at 05:40 local, inside quiet hours; he orders before 08:00.
+    // cat: a cart worth 0 does not enter.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:35:00Z ann push push_reminder: You left something in your cart",
+            "2026-12-01T14:35:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
+        ]
+    );
+    let push = &messages_to(&out, "ann")[0].content;
+    assert!(
+        matches!(push, Content::Push { body, data, .. }
+            if body == "2 item(s) are waiting for you, Ann." && data["deeplink"] == "shop://cart/c-1001"),
+        "{push:?}"
+    );
+    let Content::Email { text, .. } = &messages_to(&out, "ann")[1].content else {
+        panic!("not an email")
+    };
+    let text = text.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("- Trail shoes (79.9 EUR): only 3 left"),
+        "{text}"
+    );
+    assert!(text.contains("- Running socks (10.0 EUR)\n"), "{text}");
+    assert_eq!(
+        facts(&out, "bob", outcome),
+        [
+            "2026-12-01T10:10:00Z cart_abandonment/-: entered v1 on cart_abandoned",
+            "2026-12-01T12:00:00Z cart_abandonment/push_reminder: converted on order_completed",
+            "2026-12-01T12:00:00Z cart_abandonment/push_reminder: exited on order_completed",
+        ]
+    );
+    assert_eq!(facts(&out, "cat", entered), Vec::<String>::new());
+    assert_eq!(facts(&out, "ann", entered).len(), 1);
+}
+
+#[tokio::test]
+async fn stats_counters_equal_what_the_timelines_say() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(&example_journey("cart_abandonment")).await;
+    // The example, plus dee, who has no device: her push is skipped, her email goes out.
+    let script = format!(
+        "{}\n{}\n{}",
+        example_events("cart_abandonment"),
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"dee","traits":{"email":"dee@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:15:00Z","type":"track","userId":"dee","event":"cart_abandoned","messageId":"cart-dee-1","properties":{"cart_id":"c-1004","total":30,"currency":"EUR","items":[{"name":"Cap","price":30}]}}"#
+    );
+    h.play(&script).await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+
+    let mut all = Vec::new();
+    for user in ["ann", "bob", "cat", "dee"] {
+        all.extend(h.rt.user(user).await.expect("user").timeline);
+    }
+    let from_timeline = timeline::counters(&all)
+        .remove("cart_abandonment")
+        .unwrap_or_default();
+    let mut stats = h.rt.stats("cart_abandonment").await.expect("stats");
+    stats.retain(|_, v| *v != 0);
+    assert_eq!(stats, from_timeline);
+
+    let expected = [
+        ("entered", 3),
+        ("converted", 1),
+        ("exited", 1),
+        ("completed", 2),
+        ("step.push_reminder.sent.push", 1),
+        ("step.push_reminder.skipped.no_address", 1),
+        ("step.low_stock_email.sent.email", 2),
+        ("step.wait_30m.entered", 3),
+    ];
+    for (counter, value) in expected {
+        assert_eq!(
+            stats.get(counter).copied(),
+            Some(value),
+            "{counter} in {stats:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Template errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn template_errors_fail_parsing_with_file_line_and_column() {
+    let journey = r#"id: cart
+name: Cart
+trigger:
+  event: cart_abandoned
+steps:
+  - id: push
+    send:
+      push:
+        title: "Still thinking?"
+        body: "{{ event.items | length }} items"
+  - id: mail
+    send:
+      email:
+        subject: "Your cart"
+        html: |
+          <p>Hi {{ profile.first_name }}</p>
+          <p>{{ event.total }}</p>
+"#;
+    assert!(waymark::dsl::parse("cart.yaml", journey).is_ok());
+    let cases = [
+        // (replace, with, file:line:col, the message mentions)
+        (
+            "{{ event.items | length }}",
+            "{{ cart.items }}",
+            "cart.yaml:10:15:",
+            "unknown variable `cart`",
+        ),
+        (
+            "{{ event.items | length }}",
+            "{{ event.items ",
+            "cart.yaml:10:15:",
+            "template error",
+        ),
+        (
+            "{{ event.items | length }}",
+            "{% for i in event.items %}",
+            "cart.yaml:10:15:",
+            "template error",
+        ),
+        (
+            "Still thinking?",
+            "{{ basket }}",
+            "cart.yaml:9:16:",
+            "unknown variable `basket`",
+        ),
+    ];
+    for (from, to, position, needle) in cases {
+        let errors = waymark::dsl::parse("cart.yaml", &journey.replace(from, to))
+            .expect_err("a bad template must not parse");
+        let first = errors[0].to_string();
+        assert!(
+            first.starts_with(position),
+            "{first} should be at {position}"
+        );
+        assert!(first.contains(needle), "{first} should mention {needle}");
+    }
+}
+
+#[test]
+fn template_errors_in_a_multi_line_template_point_at_the_line() {
+    let journey = r#"id: cart
+name: Cart
+trigger:
+  event: cart_abandoned
+steps:
+  - id: mail
+    send:
+      email:
+        subject: "Your cart"
+        html: |
+          <p>Hi {{ profile.first_name }}</p>
+          <p>{{ basket.total }}</p>
+"#;
+    let errors = waymark::dsl::parse("cart.yaml", journey).expect_err("unknown variable");
+    let first = errors[0].to_string();
+    assert!(first.starts_with("cart.yaml:12:"), "{first}");
+    assert!(first.contains("unknown variable `basket`"), "{first}");
+}
