@@ -39,7 +39,7 @@ dev:
 	cargo run -p waymark-cli --release -- dev --journeys examples/journeys --speed $(SPEED)
 
 soak:
-	WAYMARK_SOAK_SEEDS=20000 cargo test --release -p waymark-tests --test faults -- --nocapture
+	WAYMARK_SOAK_SEEDS=20000 cargo test --release -p waymark-shared --test faults -- --nocapture
 
 bench:
 	cargo bench -p waymark-shared

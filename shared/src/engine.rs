@@ -660,7 +660,8 @@ impl<'a> Run<'a> {
             "now": self.ctx.now.to_string(),
             "unsubscribe_url": unsubscribe_url,
         });
-        let text = |s: &str| template::render(s, &ctx, false);
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+        let text = |s: &str| template::render_value(s, &ctx, false);
         let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
             m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()
         };
@@ -670,7 +671,7 @@ impl<'a> Run<'a> {
                 html: e
                     .html
                     .as_deref()
-                    .map(|h| template::render(h, &ctx, true))
+                    .map(|h| template::render_value(h, &ctx, true))
                     .transpose()?,
                 text: e.text.as_deref().map(text).transpose()?,
                 unsubscribe_url: if e.marketing { unsubscribe_url } else { None },

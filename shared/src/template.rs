@@ -36,21 +36,15 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env
 }
 
-fn env(html: bool) -> &'static Environment<'static> {
-    static TEXT: OnceLock<Environment<'static>> = OnceLock::new();
-    static HTML: OnceLock<Environment<'static>> = OnceLock::new();
-    if html {
-        HTML.get_or_init(|| build(AutoEscape::Html))
-    } else {
-        TEXT.get_or_init(|| build(AutoEscape::None))
-    }
+/// The environment for checking templates (rendering uses the cache below).
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| build(AutoEscape::None))
 }
 
 /// Checks a template's syntax and that it uses only variables in [`SCOPE`].
 pub fn check(source: &str) -> Result<(), TemplateError> {
-    let tmpl = env(false)
-        .template_from_str(source)
-        .map_err(from_minijinja)?;
+    let tmpl = env().template_from_str(source).map_err(from_minijinja)?;
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
@@ -73,13 +67,57 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// How many compiled templates the render cache keeps before it starts over.
+const CACHE_LIMIT: usize = 4096;
+
+/// Compiled templates by source text, so that a journey's templates are parsed once per process.
+/// Named `h:<source>` (HTML-escaped) or `t:<source>`.
+fn cache() -> &'static std::sync::RwLock<(Environment<'static>, usize)> {
+    static CACHE: OnceLock<std::sync::RwLock<(Environment<'static>, usize)>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let mut env = build(AutoEscape::None);
+        env.set_auto_escape_callback(|name| {
+            if name.starts_with("h:") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        std::sync::RwLock::new((env, 0))
+    })
+}
+
 /// Renders a template with the given context. `html` turns on HTML escaping of values.
 pub fn render<C: Serialize>(source: &str, ctx: &C, html: bool) -> Result<String, TemplateError> {
     let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-    let tmpl = env(html)
-        .template_from_str(source)
+    render_value(source, &value, html)
+}
+
+/// Renders with a context already converted (render several templates with one conversion).
+pub fn render_value(
+    source: &str,
+    ctx: &minijinja::Value,
+    html: bool,
+) -> Result<String, TemplateError> {
+    let name = format!("{}:{source}", if html { "h" } else { "t" });
+    {
+        let guard = cache().read().unwrap_or_else(|p| p.into_inner());
+        if let Ok(t) = guard.0.get_template(&name) {
+            return t.render(ctx).map_err(from_minijinja);
+        }
+    }
+    let mut guard = cache().write().unwrap_or_else(|p| p.into_inner());
+    if guard.1 >= CACHE_LIMIT {
+        guard.0.clear_templates();
+        guard.1 = 0;
+    }
+    guard
+        .0
+        .add_template_owned(name.clone(), source.to_string())
         .map_err(from_minijinja)?;
-    tmpl.render(value).map_err(from_minijinja)
+    guard.1 += 1;
+    let t = guard.0.get_template(&name).map_err(from_minijinja)?;
+    t.render(ctx).map_err(from_minijinja)
 }
 
 fn from_minijinja(e: minijinja::Error) -> TemplateError {
