@@ -43,7 +43,12 @@ fn every_example_matches_its_golden_timeline() {
         let expected_path = root().join("examples/expected").join(&name);
         let actual = simulate(&script);
         // Deterministic: two runs print the same thing.
-        assert_eq!(actual, simulate(&script), "{} is not deterministic", script.display());
+        assert_eq!(
+            actual,
+            simulate(&script),
+            "{} is not deterministic",
+            script.display()
+        );
         if bless {
             std::fs::write(&expected_path, &actual).expect("write golden file");
             continue;

@@ -1,0 +1,545 @@
+//! `waymark dev`: the whole engine on a laptop. The shared API handler behind a local HTTP server,
+//! the runtime over the redb store and queue, a worker that delivers due messages and runs the
+//! scheduler's tick, and a watcher that re-publishes journey files as they change. Decides
+//! nothing itself: everything a journey does happens in the same runtime as in Lambda.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration as RealDuration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+use waymark::api::Api;
+use waymark::clock::{Clock, ScaledClock};
+use waymark::dsl;
+use waymark::event::{Limits, MAX_BATCH_BYTES};
+use waymark::journey::{Journey, TriggerKind};
+use waymark::local::{self, LocalQueue, RedbStore};
+use waymark::outbox::{OutboxSender, Sink};
+use waymark::queue::Message;
+use waymark::runtime::{Config, RunError, Runtime};
+
+use crate::data::{self, DataDir, Secrets};
+use crate::settings;
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The folder of journey files (and its optional waymark.yaml).
+    #[arg(long)]
+    pub journeys: PathBuf,
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// How much faster than real time the engine's clock runs (60: a minute a second).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub speed: f64,
+    /// Where the store, keys, clock and outbox live.
+    #[arg(long, default_value = ".waymark")]
+    pub data: PathBuf,
+    /// Where sent messages are written as JSON lines (default: DATA/outbox.jsonl).
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_SPEED => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a speed: write a number above 0 and at most {MAX_SPEED}, e.g. 60"
+        )),
+    }
+}
+
+/// A million times real time: a year in about half a minute.
+const MAX_SPEED: f64 = 1_000_000.0;
+
+/// How often the scheduler's tick runs, in virtual time, and at least this much real time apart.
+const TICK_EVERY: SignedDuration = SignedDuration::from_secs(30);
+const TICK_MIN_REAL: RealDuration = RealDuration::from_millis(50);
+/// A message that failed comes back after this much real time.
+const RETRY_AFTER_REAL: RealDuration = RealDuration::from_secs(5);
+/// The longest the worker sleeps, so it saves the clock and notices shutdown promptly.
+const MAX_NAP: RealDuration = RealDuration::from_secs(1);
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    if !args.journeys.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder: pass the folder of your journey files to --journeys",
+            args.journeys.display()
+        );
+    }
+    let data = DataDir::new(&args.data);
+    data.create()?;
+    let settings = settings::load(&args.journeys).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the settings file has errors:\n{}", lines.join("\n"))
+    })?;
+    let secrets = data::secrets(&data)?;
+
+    // Virtual time continues where the last run stopped, and never runs behind the wall clock.
+    let origin = data
+        .saved_clock()
+        .map_or_else(Timestamp::now, |t| t.max(Timestamp::now()));
+    let clock = Arc::new(ScaledClock::new(origin, args.speed));
+
+    let db = local::open(&data.store())?;
+    let store = Arc::new(RedbStore::new(db.clone()));
+    let lease = SignedDuration::try_from(RETRY_AFTER_REAL.mul_f64(args.speed))
+        .unwrap_or(SignedDuration::from_hours(1));
+    let queue = LocalQueue::new(db, clock.clone()).with_lease(lease);
+    let outbox = args.outbox.clone().unwrap_or_else(|| data.outbox());
+    let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let url = format!("http://{}", listener.local_addr()?);
+
+    let signer = Arc::new(secrets.signer.clone());
+    let config = Config {
+        // Every wait becomes a timer in the store, so it survives a restart.
+        hop_limit: SignedDuration::ZERO,
+        caps: settings.caps,
+        public_url: Some(url.clone()),
+        signer: Some(signer.clone()),
+        ..Config::default()
+    };
+    let runtime = Arc::new(Runtime::new(
+        store.clone(),
+        Arc::new(queue.clone()),
+        Arc::new(sender),
+        clock.clone(),
+        RealDuration::from_secs(1),
+        config,
+    ));
+
+    let mut watcher = Watcher::new(&args.journeys);
+    let published = watcher.publish_changes(&runtime).await;
+
+    let century = SignedDuration::from_hours(24 * 366 * 100);
+    let api = Arc::new(Api {
+        runtime: runtime.clone(),
+        keys: secrets.keys.clone(),
+        signer,
+        // The engine's clock is not the client's: accept any event time.
+        limits: Limits {
+            max_past: century,
+            max_future: century,
+        },
+    });
+
+    print_banner(
+        &args,
+        &data,
+        &outbox,
+        &url,
+        &secrets,
+        clock.now(),
+        &published,
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(work(
+        runtime.clone(),
+        queue,
+        store,
+        clock.clone(),
+        data,
+        stop_rx.clone(),
+    ));
+    let watch_task = tokio::spawn(watch_files(watcher, runtime, stop_rx.clone()));
+
+    let app = axum::Router::new().fallback(forward).with_state(api);
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        println!("stopping…");
+        let _ = stop_tx.send(true);
+    });
+    server.await.context("the HTTP server failed")?;
+    worker.await.context("the worker task failed")?;
+    watch_task.await.context("the file watcher failed")?;
+    Ok(())
+}
+
+/// The single route: the request as plain `http` types into the same handler Lambda runs.
+async fn forward(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BATCH_BYTES + 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            let mut r = axum::response::Response::new(axum::body::Body::from(
+                r#"{"error":"request body too large or unreadable"}"#,
+            ));
+            *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
+    };
+    let response = api.handle(http::Request::from_parts(parts, body)).await;
+    response.map(axum::body::Body::from)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Delivers due messages to the runtime, runs the scheduler's tick, and sleeps in real time
+/// until the next thing is due or the API enqueues something.
+async fn work(
+    runtime: Arc<Runtime>,
+    queue: LocalQueue,
+    store: Arc<RedbStore>,
+    clock: Arc<ScaledClock>,
+    data: DataDir,
+    mut stop: watch::Receiver<bool>,
+) {
+    let arrivals = queue.arrivals();
+    let tick_every = TICK_EVERY.max(
+        SignedDuration::try_from(TICK_MIN_REAL.mul_f64(speed_of(&clock))).unwrap_or(TICK_EVERY),
+    );
+    let mut next_tick = clock.now();
+    let mut saved_at = Instant::now();
+    let mut purged_at = Instant::now();
+    while !*stop.borrow() {
+        if saved_at.elapsed() >= MAX_NAP {
+            save_clock(&data, clock.now());
+            saved_at = Instant::now();
+        }
+        let now = clock.now();
+        if now >= next_tick {
+            if let Err(e) = runtime.tick().await {
+                tracing::warn!(error = %e, "scheduler tick failed; trying again shortly");
+            }
+            next_tick = now + tick_every;
+        }
+        match queue.take_due(now).await {
+            Ok(batch) if !batch.is_empty() => {
+                deliver(&runtime, &queue, batch).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the local queue"),
+        }
+        if purged_at.elapsed() >= RealDuration::from_secs(60) {
+            if let Err(e) = store.purge_expired(clock.now()).await {
+                tracing::warn!(error = %e, "cannot purge expired records");
+            }
+            purged_at = Instant::now();
+        }
+        let next_due = match queue.next_due() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the local queue");
+                None
+            }
+        };
+        let wake_at = next_due.map_or(next_tick, |d| d.min(next_tick));
+        let nap = clock.real(wake_at - clock.now()).min(MAX_NAP);
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = arrivals.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    save_clock(&data, clock.now());
+}
+
+/// The clock's speed, from how much virtual time a real second makes.
+fn speed_of(clock: &ScaledClock) -> f64 {
+    let real = clock.real(SignedDuration::from_secs(3600)).as_secs_f64();
+    if real > 0.0 {
+        3600.0 / real
+    } else {
+        1.0
+    }
+}
+
+fn save_clock(data: &DataDir, now: Timestamp) {
+    if let Err(e) = data.save_clock(now) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot save the virtual clock");
+    }
+}
+
+/// Hands a batch to the runtime; acknowledges what succeeded or can never succeed, and leaves
+/// the rest to come back after the lease (as SQS redelivers after its visibility timeout).
+async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delivery>) {
+    let messages: Vec<Message> = batch.iter().map(|d| d.message.clone()).collect();
+    let results = runtime.handle_batch(&messages).await;
+    let mut done = Vec::with_capacity(batch.len());
+    for (d, result) in batch.iter().zip(results) {
+        match result {
+            Ok(()) => done.push(d.receipt),
+            Err(RunError::Poison(why)) => {
+                eprintln!("message {} dropped: {why}", d.message.id());
+                done.push(d.receipt);
+            }
+            Err(e) => {
+                tracing::warn!(id = %d.message.id(), attempt = d.attempt, error = %e, "message will be retried");
+            }
+        }
+    }
+    if let Err(e) = queue.ack(&done).await {
+        tracing::warn!(error = %e, "cannot acknowledge handled messages; they will run again (harmlessly)");
+    }
+}
+
+/// What a publish pass did, for the banner.
+pub struct Published {
+    pub ok: Vec<(String, u32)>,
+    pub failed: usize,
+    /// An event that enrolls users in some journey, for the example request.
+    pub example_event: Option<String>,
+}
+
+/// Watches a journey folder by modification times.
+struct Watcher {
+    dir: PathBuf,
+    seen: BTreeMap<PathBuf, Option<SystemTime>>,
+    /// Which file each journey id came from, to refuse a second file with the same id.
+    owners: BTreeMap<String, PathBuf>,
+    settings_seen: Option<Option<SystemTime>>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl Watcher {
+    fn new(dir: &Path) -> Self {
+        Watcher {
+            dir: dir.to_path_buf(),
+            seen: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            settings_seen: None,
+        }
+    }
+
+    /// Publishes every new or changed journey file; prints what happened.
+    async fn publish_changes(&mut self, runtime: &Runtime) -> Published {
+        let first = self.seen.is_empty() && self.settings_seen.is_none();
+        let mut out = Published {
+            ok: Vec::new(),
+            failed: 0,
+            example_event: None,
+        };
+        let settings_now = settings::path_in(&self.dir).map(|p| mtime(&p));
+        let settings_now = settings_now.flatten();
+        if self.settings_seen.is_some_and(|s| s != settings_now) {
+            println!("waymark.yaml changed: restart `waymark dev` to apply new caps");
+        }
+        self.settings_seen = Some(settings_now);
+
+        let files = match dsl::journey_files(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                if first {
+                    eprintln!("cannot read {}: {e}", self.dir.display());
+                }
+                return out;
+            }
+        };
+        for gone in self
+            .seen
+            .keys()
+            .filter(|p| !files.contains(p))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.seen.remove(&gone);
+            self.owners.retain(|_, f| *f != gone);
+            println!(
+                "{} removed: its journey stays published (enrolled users finish it)",
+                gone.display()
+            );
+        }
+        for file in files {
+            let m = mtime(&file);
+            if self.seen.get(&file) == Some(&m) {
+                continue;
+            }
+            self.seen.insert(file.clone(), m);
+            match dsl::load_file(&file) {
+                Ok(j) => match self.publish(runtime, &file, &j, first).await {
+                    Some(version) => {
+                        if out.example_event.is_none() {
+                            if let Some(TriggerKind::Event { event, .. }) = j.trigger.kind() {
+                                out.example_event = Some(event.to_string());
+                            }
+                        }
+                        out.ok.push((j.id.clone(), version));
+                    }
+                    None => out.failed += 1,
+                },
+                Err(errors) => {
+                    out.failed += 1;
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn publish(
+        &mut self,
+        runtime: &Runtime,
+        file: &Path,
+        j: &Journey,
+        first: bool,
+    ) -> Option<u32> {
+        if let Some(other) = self.owners.get(&j.id).filter(|f| f.as_path() != file) {
+            eprintln!(
+                "{}:1:1: id: journey id `{}` is also used by {}: give each journey its own id",
+                file.display(),
+                j.id,
+                other.display()
+            );
+            return None;
+        }
+        self.owners.retain(|_, f| f.as_path() != file);
+        self.owners.insert(j.id.clone(), file.to_path_buf());
+        match runtime.catalog.publish(j, runtime.clock.now()).await {
+            Ok((version, created)) => {
+                if created && !first {
+                    println!("journey {}: now version {version}", j.id);
+                } else if !first {
+                    println!("journey {}: unchanged (version {version})", j.id);
+                }
+                Some(version)
+            }
+            Err(e) => {
+                eprintln!("journey {}: not published: {e}", j.id);
+                None
+            }
+        }
+    }
+}
+
+async fn watch_files(mut watcher: Watcher, runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RealDuration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        watcher.publish_changes(&runtime).await;
+    }
+}
+
+fn print_banner(
+    args: &DevArgs,
+    data: &DataDir,
+    outbox: &Path,
+    url: &str,
+    secrets: &Secrets,
+    now: Timestamp,
+    published: &Published,
+) {
+    let journeys: Vec<String> = published
+        .ok
+        .iter()
+        .map(|(id, v)| format!("{id} v{v}"))
+        .collect();
+    println!(
+        "waymark dev: {} journey(s) from {}{}",
+        published.ok.len(),
+        args.journeys.display(),
+        if published.failed > 0 {
+            format!(
+                " ({} file(s) with errors, above; fix them and they publish)",
+                published.failed
+            )
+        } else {
+            String::new()
+        }
+    );
+    if !journeys.is_empty() {
+        println!("  journeys   {}", journeys.join(", "));
+    }
+    println!(
+        "  time       {} (virtual, {}× real time)",
+        now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        args.speed
+    );
+    println!("  API        {url}");
+    println!("  write key  {}", secrets.write_shown);
+    println!("  admin key  {}", secrets.admin_shown);
+    println!("  outbox     {} (also printed here)", outbox.display());
+    println!(
+        "  data       {} (delete it to start over)",
+        data.root().display()
+    );
+    let quote = |s: &str| {
+        if secrets.write_is_plain {
+            s.to_string()
+        } else {
+            format!("\"{s}\"")
+        }
+    };
+    let event = published.example_event.as_deref().unwrap_or("signed_up");
+    println!();
+    println!("Send an event:");
+    println!(
+        "  curl -s -u {}: {url}/v1/identify -H 'content-type: application/json' -d '{{\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\"}}}}'",
+        quote(&secrets.write_shown)
+    );
+    println!(
+        "  curl -s -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"ann\",\"event\":\"{event}\",\"properties\":{{}}}}'",
+        quote(&secrets.write_shown)
+    );
+    println!("See what happened to a user:");
+    let admin = if secrets.admin_is_plain {
+        secrets.admin_shown.clone()
+    } else {
+        format!("\"{}\"", secrets.admin_shown)
+    };
+    println!("  curl -s -H \"authorization: Bearer {admin}\" {url}/v1/users/ann");
+    println!("An inbox token for a user's in-app messages:");
+    println!("  waymark token ann --data {}", data.root().display());
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speed_must_be_positive() {
+        assert_eq!(positive("60"), Ok(60.0));
+        assert!(positive("0").is_err());
+        assert!(positive("-1").is_err());
+        assert!(positive("fast").is_err());
+        assert!(positive("1e300").is_err());
+    }
+
+    #[test]
+    fn speed_is_recovered_from_the_clock() {
+        let c = ScaledClock::new(Timestamp::now(), 3600.0);
+        assert!((speed_of(&c) - 3600.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,227 @@
+//! The `waymark` command: validate, simulate and render journey files; run the whole engine
+//! locally (`dev`); publish to and read stats from a running Waymark. Each subcommand is a thin
+//! shell over `waymark-shared`; errors become messages and exit status 1 here, at the edge.
+
+mod data;
+mod dev;
+mod remote;
+mod settings;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use waymark::duration::Duration;
+use waymark::runtime::Config;
+use waymark::{dsl, render, simulate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "waymark",
+    version,
+    about = "Customer journeys as files: validate, simulate, run locally, publish"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check journey files (or folders of them); prints each problem as file:line:col.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run journeys against a script of timed events; prints the timeline as JSON lines.
+    Simulate {
+        /// The folder of journey files (and its optional waymark.yaml).
+        #[arg(long)]
+        journeys: PathBuf,
+        /// JSON lines, each a track or identify with an "at" time.
+        #[arg(long)]
+        events: PathBuf,
+        /// How long to keep going after the last event (e.g. 30d).
+        #[arg(long, default_value = "30d")]
+        horizon: Duration,
+    },
+    /// Print a journey as a Mermaid flowchart.
+    Render { file: PathBuf },
+    /// Run the whole engine locally: the API, the store, timers, and an outbox file.
+    Dev(dev::DevArgs),
+    /// Print the inbox token of a user under the dev signing secret.
+    Token {
+        user: String,
+        #[arg(long, default_value = ".waymark")]
+        data: PathBuf,
+    },
+    /// Validate journey files, then publish each to a running Waymark.
+    Publish {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The API's base URL.
+        #[arg(long, env = "WAYMARK_API_URL")]
+        api: String,
+        /// An admin key.
+        #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Print a journey's figures per step.
+    Stats {
+        journey: String,
+        #[arg(long, env = "WAYMARK_API_URL")]
+        api: String,
+        #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logs();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Simulate {
+            journeys,
+            events,
+            horizon,
+        } => simulate(&journeys, &events, horizon),
+        Command::Render { file } => render(&file),
+        Command::Dev(args) => multi_thread()
+            .and_then(|rt| rt.block_on(dev::run(args)))
+            .map(|()| true),
+        Command::Token { user, data } => data::signer(&data::DataDir::new(data)).map(|s| {
+            println!("{}", s.inbox_token(&user));
+            true
+        }),
+        Command::Publish { paths, api, key } => current_thread().and_then(|rt| {
+            rt.block_on(async {
+                let client = remote::ApiClient::new(&api, &key)?;
+                remote::publish(&client, &paths).await
+            })
+        }),
+        Command::Stats { journey, api, key } => current_thread().and_then(|rt| {
+            rt.block_on(async {
+                let client = remote::ApiClient::new(&api, &key)?;
+                print!("{}", remote::stats(&client, &journey).await?);
+                Ok(true)
+            })
+        }),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` tunes them (default: warnings).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn multi_thread() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn print_errors(errors: &[dsl::FileError]) {
+    let mut err = std::io::stderr().lock();
+    for e in errors {
+        let _ = writeln!(err, "{e}");
+    }
+}
+
+/// Returns whether everything was valid.
+fn validate(paths: &[PathBuf]) -> bool {
+    let mut errors = Vec::new();
+    let count = match dsl::load_set(paths) {
+        Ok(journeys) => journeys.len(),
+        Err(e) => {
+            errors.extend(e);
+            0
+        }
+    };
+    // A folder's settings file is checked with its journeys.
+    for dir in paths.iter().filter(|p| p.is_dir()) {
+        if let Err(e) = settings::load(dir) {
+            errors.extend(e);
+        }
+    }
+    if errors.is_empty() {
+        println!("ok: {count} journeys");
+        true
+    } else {
+        print_errors(&errors);
+        eprintln!("{} error(s)", errors.len());
+        false
+    }
+}
+
+fn simulate(journeys: &Path, events: &Path, horizon: Duration) -> Result<bool> {
+    let set = match dsl::load_set(&[journeys.to_path_buf()]) {
+        Ok(set) => set,
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(false);
+        }
+    };
+    let settings = match settings::load(journeys) {
+        Ok(s) => s,
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(false);
+        }
+    };
+    let text = std::fs::read_to_string(events)
+        .with_context(|| format!("cannot read {}", events.display()))?;
+    let script =
+        simulate::parse_script(&text).map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
+    let config = Config {
+        caps: settings.caps,
+        ..Config::default()
+    };
+    let outputs = current_thread()?
+        .block_on(simulate::run(&set, &script, config, horizon.to_jiff()))
+        .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for o in &outputs {
+        let line = serde_json::to_string(o).context("encoding output")?;
+        writeln!(out, "{line}").context("writing output")?;
+    }
+    out.flush().context("writing output")?;
+    Ok(true)
+}
+
+fn render(file: &Path) -> Result<bool> {
+    match dsl::load_file(file) {
+        Ok(j) => {
+            print!("{}", render::mermaid(&j));
+            Ok(true)
+        }
+        Err(errors) => {
+            print_errors(&errors);
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! `waymark publish` and `waymark stats`: the admin API of a running Waymark (deployed or
+//! `waymark dev`) over HTTP(S). Validates locally first; prints what the API answered.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::Value;
+use waymark::dsl;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An admin client for one API.
+pub struct ApiClient {
+    base: String,
+    key: String,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, key: &str) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_string();
+        let uri: http::Uri = base
+            .parse()
+            .with_context(|| format!("`{base}` is not a URL: write it like https://abc.execute-api.eu-west-1.amazonaws.com"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => bail!("`{base}` is not an http:// or https:// URL"),
+        };
+        // Ring, chosen explicitly: the workspace also builds rustls with aws-lc-rs (for the AWS
+        // SDK), and with two providers compiled in rustls will not pick one by itself.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_provider_and_native_roots(provider.clone()) {
+            Ok(b) => b,
+            Err(e) if https => {
+                return Err(e).context("cannot load this system's root certificates for https")
+            }
+            // Plain http needs no roots.
+            Err(_) => {
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .context("TLS setup")?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        Ok(ApiClient {
+            base,
+            key: key.to_string(),
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// Sends a request; returns the status and body whatever the status.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(StatusCode, Bytes)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(http::header::ACCEPT, "application/json");
+        let body = match body {
+            Some((content_type, bytes)) => {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(body)).context("building the request")?;
+        let response = tokio::time::timeout(TIMEOUT, self.http.request(req))
+            .await
+            .with_context(|| format!("{method} {url}: no answer within {}s", TIMEOUT.as_secs()))?
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let bytes = tokio::time::timeout(TIMEOUT, response.into_body().collect())
+            .await
+            .with_context(|| format!("{method} {url}: the answer stalled"))?
+            .with_context(|| format!("{method} {url}: reading the answer"))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// Why the API said no, in a line or a few.
+fn refusal(status: StatusCode, body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return format!("{status}: {}", String::from_utf8_lossy(body).trim());
+    };
+    let mut out = format!(
+        "{status}: {}",
+        v.get("error").and_then(Value::as_str).unwrap_or("refused")
+    );
+    if let Some(errors) = v.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            let line = match (e.get("line"), e.get("column"), e.get("message")) {
+                (Some(l), Some(c), Some(m)) => format!(
+                    "line {l}:{c}: {}{}",
+                    e.get("path")
+                        .and_then(Value::as_str)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| format!("{p}: "))
+                        .unwrap_or_default(),
+                    m.as_str().unwrap_or_default()
+                ),
+                (_, _, Some(m)) => format!(
+                    "{}: {}",
+                    e.get("field").and_then(Value::as_str).unwrap_or("request"),
+                    m.as_str().unwrap_or_default()
+                ),
+                _ => e.to_string(),
+            };
+            out.push_str("\n  ");
+            out.push_str(&line);
+        }
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        out.push_str("\n  (publishing needs the admin key: --key or WAYMARK_ADMIN_KEY)");
+    }
+    out
+}
+
+/// The journey files under `paths` (folders expand to their journey files).
+fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(
+                dsl::journey_files(p).with_context(|| format!("cannot read {}", p.display()))?,
+            );
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Validates every journey, then publishes each. Returns whether all were published.
+pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
+    if let Err(errors) = dsl::load_set(paths) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        bail!("{} error(s): nothing published", errors.len());
+    }
+    let mut all_ok = true;
+    for file in files_of(paths)? {
+        all_ok &= publish_one(client, &file).await?;
+    }
+    Ok(all_ok)
+}
+
+#[derive(Deserialize)]
+struct PublishAnswer {
+    version: u32,
+    created: bool,
+}
+
+async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let journey = dsl::parse(&file.display().to_string(), &text)
+        .map_err(|_| anyhow::anyhow!("{} changed while publishing", file.display()))?;
+    let path = format!("/v1/journeys/{}", journey.id);
+    let content_type = if file.extension().is_some_and(|e| e == "json") {
+        "application/json"
+    } else {
+        "application/yaml"
+    };
+    let (status, body) = client
+        .call(Method::PUT, &path, Some((content_type, Bytes::from(text))))
+        .await?;
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        // The same for every file: stop at the first.
+        bail!("{}", refusal(status, &body));
+    }
+    if !status.is_success() {
+        eprintln!(
+            "journey {} ({}): {}",
+            journey.id,
+            file.display(),
+            refusal(status, &body)
+        );
+        return Ok(false);
+    }
+    let answer: PublishAnswer = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "journey {}: unexpected answer {}",
+            journey.id,
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    println!(
+        "journey {}: version {} ({})",
+        journey.id,
+        answer.version,
+        if answer.created {
+            "created"
+        } else {
+            "unchanged"
+        }
+    );
+    Ok(true)
+}
+
+/// `GET /v1/journeys/{id}/stats`, as the API shapes it.
+#[derive(Debug, Deserialize)]
+pub struct Stats {
+    pub journey: String,
+    pub version: u32,
+    pub entered: i64,
+    pub converted: i64,
+    pub exited: i64,
+    pub completed: i64,
+    pub held_out: i64,
+    pub steps: Vec<StepStats>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StepStats {
+    pub id: String,
+    pub entered: i64,
+    pub waiting: i64,
+    #[serde(default)]
+    pub sent: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub skipped: BTreeMap<String, i64>,
+    pub exited: i64,
+}
+
+pub async fn stats(client: &ApiClient, journey: &str) -> Result<String> {
+    let (status, body) = client
+        .call(Method::GET, &format!("/v1/journeys/{journey}/stats"), None)
+        .await?;
+    if !status.is_success() {
+        bail!("{}", refusal(status, &body));
+    }
+    let s: Stats = serde_json::from_slice(&body)
+        .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
+    Ok(table(&s))
+}
+
+fn tally(m: &BTreeMap<String, i64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stats as a text table, one row per step.
+pub fn table(s: &Stats) -> String {
+    let mut rows: Vec<[String; 6]> = vec![[
+        "step".into(),
+        "entered".into(),
+        "waiting".into(),
+        "sent".into(),
+        "skipped".into(),
+        "exited".into(),
+    ]];
+    for st in &s.steps {
+        rows.push([
+            st.id.clone(),
+            st.entered.to_string(),
+            st.waiting.to_string(),
+            tally(&st.sent),
+            tally(&st.skipped),
+            st.exited.to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = format!(
+        "{} v{}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
+        s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
+    );
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            let pad = w - c.chars().count();
+            // Names and lists to the left, numbers to the right.
+            if matches!(i, 1 | 2 | 5) {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                line.push_str(&" ".repeat(pad));
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_table_lines_up() {
+        let s: Stats = serde_json::from_value(serde_json::json!({
+            "journey": "cart", "version": 2, "entered": 10, "converted": 3, "exited": 2,
+            "completed": 4, "held_out": 0,
+            "steps": [
+                {"id": "wait_30m", "entered": 10, "waiting": 2, "sent": {}, "skipped": {}, "exited": 0},
+                {"id": "push", "entered": 8, "waiting": 0, "sent": {"push": 7}, "skipped": {"capped": 1}, "exited": 1}
+            ]
+        }))
+        .expect("stats");
+        assert_eq!(
+            table(&s),
+            "cart v2: entered 10, converted 3, exited 2, completed 4, held out 0\n\
+             step      entered  waiting  sent    skipped   exited\n\
+             wait_30m       10        2  -       -              0\n\
+             push            8        0  push 7  capped 1       1\n"
+        );
+    }
+
+    #[test]
+    fn refusals_list_the_file_errors() {
+        let body = serde_json::json!({"error": "invalid journey", "errors": [
+            {"file": "j.yaml", "line": 3, "column": 5, "path": "steps[0].wait", "message": "bad"}
+        ]});
+        let r = refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            body.to_string().as_bytes(),
+        );
+        assert!(r.contains("line 3:5: steps[0].wait: bad"), "{r}");
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(ApiClient::new("ftp://x", "k").is_err());
+        assert!(ApiClient::new("http://127.0.0.1:1/", "k").is_ok());
+    }
+}

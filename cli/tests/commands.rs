@@ -1,0 +1,183 @@
+//! The offline commands: `validate`, `simulate`, `render`, `token`, as a user runs them.
+
+mod support;
+
+use std::path::Path;
+
+use support::{run, text, TempDir};
+
+const WELCOME: &str = "\
+id: welcome
+name: Welcome
+trigger:
+  event: signed_up
+steps:
+  - id: wait_a_bit
+    wait: 30m
+  - id: hello
+    send:
+      push:
+        title: \"Welcome, {{ profile.first_name | default('there') }}\"
+        body: \"Glad you are here.\"
+";
+
+/// `wait` misspelled on line 7, column 5.
+const BROKEN: &str = "\
+id: broken
+name: Broken
+trigger:
+  event: signed_up
+steps:
+  - id: first
+    wiat: 30m
+";
+
+const SCRIPT: &str = r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","traits":{"first_name":"Ann","push_tokens":[{"platform":"fcm","token":"tok-ann"}]}}
+{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"m-1","properties":{}}
+"#;
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys")
+}
+
+#[test]
+fn validate_accepts_good_files_and_counts_them() {
+    let dir = TempDir::new("validate-ok");
+    dir.write("welcome.yaml", WELCOME);
+    dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let out = run(&["validate", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+}
+
+#[test]
+fn validate_reports_file_line_col_and_fails() {
+    let dir = TempDir::new("validate-bad");
+    let good = dir.write("welcome.yaml", WELCOME);
+    let bad = dir.write("broken.yaml", BROKEN);
+    let out = run(&[
+        "validate",
+        &good.display().to_string(),
+        &bad.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let prefix = format!("{}:7:5: ", bad.display());
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains("wiat")),
+        "expected a line starting {prefix:?} naming the field, got:\n{err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn validate_checks_the_settings_file_too() {
+    let dir = TempDir::new("validate-settings");
+    dir.write("welcome.yaml", WELCOME);
+    let settings = dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: often}\n");
+    let out = run(&["validate", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", settings.display())),
+        "got:\n{err}"
+    );
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    if !examples().is_dir() {
+        return;
+    }
+    let out = run(&["validate", &examples().display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn simulate_prints_the_timeline_as_json_lines() {
+    let dir = TempDir::new("simulate");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), WELCOME).expect("write");
+    let events = dir.write("events.jsonl", SCRIPT);
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &journeys.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+        "--horizon",
+        "1d",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(!lines.is_empty());
+    let push: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "message" && l["channel"] == "push")
+        .collect();
+    assert_eq!(push.len(), 1, "one push, got:\n{stdout}");
+    assert_eq!(push[0]["user_id"], "ann");
+    assert_eq!(push[0]["at"], "2026-12-01T10:31:00Z");
+}
+
+#[test]
+fn simulate_reports_a_bad_script_line() {
+    let dir = TempDir::new("simulate-bad");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), WELCOME).expect("write");
+    let events = dir.write(
+        "events.jsonl",
+        "{\"at\":\"2026-12-01T10:00:00Z\"}\nnot json\n",
+    );
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &journeys.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn render_prints_a_mermaid_flowchart() {
+    let dir = TempDir::new("render");
+    let file = dir.write("welcome.yaml", WELCOME);
+    let out = run(&["render", &file.display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let m = text(&out.stdout);
+    assert!(m.starts_with("flowchart TD\n"), "{m}");
+    assert!(m.contains("wait 30m"), "{m}");
+    assert!(m.contains("push: Welcome"), "{m}");
+
+    let bad = dir.write("broken.yaml", BROKEN);
+    let out = run(&["render", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(":7:5:"));
+}
+
+#[test]
+fn token_needs_dev_keys() {
+    let dir = TempDir::new("token");
+    let out = run(&["token", "ann", "--data", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("waymark dev"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,295 @@
+//! `waymark dev` end to end: start it at 3600× speed, send events over HTTP with the generated
+//! keys, see the push land in the outbox, then restart it on the same data folder and find the
+//! user, and the wait that was pending, still there.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{basic, http, waymark, TempDir};
+
+const JOURNEY: &str = "\
+id: welcome
+name: Welcome
+trigger:
+  event: signed_up
+steps:
+  - id: wait_a_bit
+    wait: 30m
+  - id: hello
+    send:
+      push:
+        title: \"Welcome, {{ profile.first_name }}\"
+        body: \"Glad you are here.\"
+  - id: wait_longer
+    wait: 3h
+  - id: tips
+    send:
+      push:
+        title: \"Three tips\"
+        body: \"...\"
+";
+
+/// A running `waymark dev`, killed when dropped.
+struct Dev {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(journeys: &Path, data: &Path) -> Dev {
+    let mut child = waymark()
+        .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
+        .arg(journeys)
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start waymark dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    // Keep reading so the pipe never fills; hand over the URL line.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.trim().strip_prefix("API") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("waymark dev printed its URL");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Dev { child, url }
+}
+
+fn keys(data: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data.join("keys.json")).expect("keys.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("keys.json is JSON");
+    let get = |k: &str| v[k].as_str().expect("key").to_string();
+    (get("write_key"), get("admin_key"))
+}
+
+fn pushes(outbox: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(outbox)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["channel"] == "push")
+        .collect()
+}
+
+fn wait_for_push(outbox: &Path, step: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(p) = pushes(outbox).into_iter().find(|p| p["step"] == step) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{step}` push in {} within {within:?}",
+            outbox.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
+    let dir = TempDir::new("dev");
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), JOURNEY).expect("write journey");
+    let outbox = data.join("outbox.jsonl");
+
+    // given a fresh dev server
+    let dev = start(&journeys, &data);
+    let (write_key, admin_key) = keys(&data);
+    let auth = basic(&write_key);
+    let json = ("content-type", "application/json");
+
+    // when a user is identified with a push token and signs up
+    let identify = r#"{"userId":"ann","traits":{"first_name":"Ann","push_tokens":[{"platform":"fcm","token":"tok-ann"}]}}"#;
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/identify", dev.url),
+        &[("authorization", &auth), json],
+        identify,
+    )
+    .expect("identify");
+    assert_eq!(status, 200, "{body}");
+    let track = r#"{"userId":"ann","event":"signed_up","messageId":"signup-ann","properties":{}}"#;
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/track", dev.url),
+        &[("authorization", &auth), json],
+        track,
+    )
+    .expect("track");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(
+        "POST",
+        &format!("{}/v1/track", dev.url),
+        &[("authorization", "Bearer wrong"), json],
+        track,
+    )
+    .expect("track");
+    assert_eq!(status, 401);
+
+    // then the push goes out after the 30-minute wait (half a second at 3600×)
+    let hello = wait_for_push(&outbox, "hello", Duration::from_secs(20));
+    assert_eq!(hello["user_id"], "ann");
+    assert_eq!(hello["content"]["title"], "Welcome, Ann");
+
+    // when the server stops before the 3-hour wait is over, and starts again
+    drop(dev);
+    let before_restart = pushes(&outbox).len();
+    let dev = start(&journeys, &data);
+    assert_eq!(keys(&data), (write_key, admin_key.clone()), "keys are kept");
+
+    // then the user is still there
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/users/ann", dev.url),
+        &[("authorization", &format!("Bearer {admin_key}"))],
+        "",
+    )
+    .expect("get user");
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("user JSON");
+    assert_eq!(view["profile"]["traits"]["first_name"], "Ann", "{body}");
+
+    // and the pending wait still ends in its push, exactly once in all
+    let tips = wait_for_push(&outbox, "tips", Duration::from_secs(20));
+    assert_eq!(tips["content"]["title"], "Three tips");
+    assert!(pushes(&outbox).len() >= before_restart);
+    let hellos = pushes(&outbox)
+        .iter()
+        .filter(|p| p["step"] == "hello")
+        .count();
+    assert_eq!(
+        hellos, 1,
+        "the first push is not sent again after the restart"
+    );
+
+    // and an inbox token minted from the dev data opens the user's inbox
+    let out = waymark()
+        .args(["token", "ann", "--data"])
+        .arg(&data)
+        .output()
+        .expect("waymark token");
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/users/ann/inbox", dev.url),
+        &[("x-waymark-user-token", &token)],
+        "",
+    )
+    .expect("inbox");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(
+        "GET",
+        &format!("{}/v1/users/bob/inbox", dev.url),
+        &[("x-waymark-user-token", &token)],
+        "",
+    )
+    .expect("inbox");
+    assert_eq!(status, 401, "ann's token does not open bob's inbox");
+    drop(dev);
+}
+
+#[test]
+fn dev_republishes_a_changed_journey() {
+    let dir = TempDir::new("dev-watch");
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    let file = journeys.join("welcome.yaml");
+    std::fs::write(&file, JOURNEY).expect("write journey");
+    let dev = start(&journeys, &data);
+    let (_, admin_key) = keys(&data);
+    let version = || {
+        let (status, body) = http(
+            "GET",
+            &format!("{}/v1/journeys", dev.url),
+            &[("authorization", &format!("Bearer {admin_key}"))],
+            "",
+        )
+        .expect("list journeys");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["journeys"][0]["version"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(version(), 1);
+    // Modification times can be coarse: make sure the new one differs.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, JOURNEY.replace("wait: 30m", "wait: 45m")).expect("rewrite");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while version() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the changed file was not re-published"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // `publish` and `stats` talk to the same API
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(
+        other.join("goodbye.yaml"),
+        JOURNEY.replace("id: welcome", "id: goodbye"),
+    )
+    .expect("write");
+    let publish = |key: &str| {
+        waymark()
+            .arg("publish")
+            .arg(&other)
+            .args(["--api", &dev.url, "--key", key])
+            .output()
+            .expect("waymark publish")
+    };
+    let out = publish(&admin_key);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert_eq!(
+        support::text(&out.stdout),
+        "journey goodbye: version 1 (created)\n"
+    );
+    let out = publish(&admin_key);
+    assert_eq!(
+        support::text(&out.stdout),
+        "journey goodbye: version 1 (unchanged)\n"
+    );
+    let out = publish("wk_wrong");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        support::text(&out.stderr).contains("401"),
+        "{}",
+        support::text(&out.stderr)
+    );
+
+    let out = waymark()
+        .args(["stats", "welcome", "--api", &dev.url])
+        .env("WAYMARK_ADMIN_KEY", &admin_key)
+        .output()
+        .expect("waymark stats");
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let table = support::text(&out.stdout);
+    assert!(table.starts_with("welcome v2: entered 0"), "{table}");
+    assert!(table.contains("wait_a_bit"), "{table}");
+    drop(dev);
+}
