@@ -61,6 +61,25 @@ pub struct Cap {
     pub per: Duration,
 }
 
+/// Parses caps written `push=3/1d,email=2/1d` (channel=max/period; empty for none).
+pub fn parse_caps(text: &str) -> Result<BTreeMap<Channel, Cap>, String> {
+    let mut caps = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad =
+            || format!("`{part}` is not a cap: write it as channel=max/period, e.g. push=3/1d");
+        let (channel, rule) = part.split_once('=').ok_or_else(bad)?;
+        let (max, per) = rule.split_once('/').ok_or_else(bad)?;
+        let channel = Channel::parse(channel.trim()).ok_or_else(bad)?;
+        let max: u32 = max.trim().parse().map_err(|_| bad())?;
+        let per: Duration = per
+            .trim()
+            .parse()
+            .map_err(|e: crate::duration::DurationError| format!("`{part}`: {}", e.message))?;
+        caps.insert(channel, Cap { max, per });
+    }
+    Ok(caps)
+}
+
 #[derive(Clone)]
 pub struct Config {
     /// Waits up to this long hop through the queue in 15-minute steps; longer ones become timers.
@@ -1237,5 +1256,24 @@ pub fn describe(w: &What) -> String {
         What::Exited { event } => format!("exited on {event}"),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_parse_and_explain_mistakes() {
+        let caps = parse_caps("push=3/1d, email=2/7d").expect("valid");
+        assert_eq!(caps.get(&Channel::Push).map(|c| c.max), Some(3));
+        assert_eq!(
+            caps.get(&Channel::Email).map(|c| c.per.as_secs()),
+            Some(7 * 86_400)
+        );
+        assert!(parse_caps("").expect("empty").is_empty());
+        for bad in ["push=3", "pigeon=1/1d", "push=x/1d", "push=3/1 day"] {
+            assert!(parse_caps(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -32,6 +32,8 @@ pub enum ConfigError {
     Parameter { name: String, reason: String },
     #[error("{0}")]
     Keys(#[from] AuthError),
+    #[error("FREQUENCY_CAPS: {0}")]
+    Caps(String),
 }
 
 /// A secret given directly (tests, `WRITE_KEYS`) or by the name of an SSM parameter
@@ -63,6 +65,8 @@ pub struct Config {
     pub write_keys: Option<SecretSource>,
     pub admin_keys: Option<SecretSource>,
     pub signing_secret: Option<SecretSource>,
+    /// Frequency caps across journeys (`FREQUENCY_CAPS`, e.g. `push=3/1d,email=2/1d`).
+    pub caps: std::collections::BTreeMap<crate::journey::Channel, runtime::Cap>,
 }
 
 impl Config {
@@ -99,6 +103,8 @@ impl Config {
             write_keys: secret("WRITE_KEYS", "WRITE_KEYS_PARAM"),
             admin_keys: secret("ADMIN_KEYS", "ADMIN_KEYS_PARAM"),
             signing_secret: secret("SIGNING_SECRET", "SIGNING_SECRET_PARAM"),
+            caps: runtime::parse_caps(&var("FREQUENCY_CAPS").unwrap_or_default())
+                .map_err(ConfigError::Caps)?,
         })
     }
 }
@@ -221,6 +227,7 @@ pub fn runtime(
     let runtime_config = runtime::Config {
         public_url: config.public_base_url.clone(),
         signer: secrets.signer.clone(),
+        caps: config.caps.clone(),
         ..runtime::Config::default()
     };
     Runtime::new(store, queue, sender, clock, CATALOG_TTL, runtime_config)

@@ -1,0 +1,42 @@
+//! engine: consumes the events and steps queues (partial batch responses) and SES feedback from
+//! SNS. Reads its configuration once, then hands every invocation to
+//! `waymark::aws::handlers::engine`.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use waymark::aws::{self, handlers, Clients, Config, Secrets};
+use waymark::clock::SystemClock;
+use waymark::runtime::Runtime;
+
+async fn init() -> anyhow::Result<Runtime> {
+    let config = Config::from_env()?;
+    let sdk = aws::sdk_config().await;
+    let secrets = Secrets::load(&config, &sdk).await?;
+    if secrets.signer.is_none() || config.public_base_url.is_none() {
+        tracing::warn!(
+            "no SIGNING_SECRET_PARAM or PUBLIC_BASE_URL: emails go out without unsubscribe links"
+        );
+    }
+    let clients = Clients::new(&sdk);
+    Ok(aws::runtime(
+        &config,
+        &clients,
+        &secrets,
+        Arc::new(SystemClock),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let runtime = init().await?;
+    let runtime = &runtime;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handlers::engine(runtime, event.payload)
+            .await
+            .map_err(Error::from)
+    }))
+    .await
+}

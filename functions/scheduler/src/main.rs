@@ -1,0 +1,37 @@
+//! scheduler: every minute, moves the timers that are due onto the queue and starts scheduled
+//! journeys. Reads its configuration once, then hands every invocation to
+//! `waymark::aws::handlers::scheduler`.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use waymark::aws::{self, handlers, Clients, Config, Secrets};
+use waymark::clock::SystemClock;
+use waymark::runtime::Runtime;
+
+async fn init() -> anyhow::Result<Runtime> {
+    let config = Config::from_env()?;
+    let sdk = aws::sdk_config().await;
+    // The scheduler sends nothing itself and reads no secrets.
+    let clients = Clients::new(&sdk);
+    Ok(aws::runtime(
+        &config,
+        &clients,
+        &Secrets::default(),
+        Arc::new(SystemClock),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let runtime = init().await?;
+    let runtime = &runtime;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handlers::scheduler(runtime, event.payload)
+            .await
+            .map_err(Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,701 @@
+//! Waymark on (moto's) AWS: the three functions' handlers, wired as the Lambda binaries wire
+//! them, over a stack made from template.yaml. Each test reads as a journey: who does what when,
+//! and what went out (read back from moto's SES and SNS).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::sns::{SnsEvent, SnsMessage, SnsRecord};
+use serde_json::{json, Value};
+use support::{at, cart, cart_journey, mins, Harness, PUBLIC_BASE_URL};
+use waymark::aws::send::tag_encode;
+use waymark::aws::{handlers, DynamoStore, SqsQueue};
+use waymark::queue::{Message, Outbound, Queue, QueueName};
+use waymark::store::{Expect, Key, Record, Store, StoreError};
+
+/// 10:00 in Paris: the cart journey's quiet hours (21:00–08:00) stay out of the way.
+const T0: &str = "2026-12-01T09:00:00Z";
+
+/// Identifies a shopper with an email address and an FCM token, both unique to the test (moto
+/// keeps one SNS endpoint per token across platform applications, and one SES outbox).
+async fn identify_shopper(h: &Harness, user: &str) -> String {
+    let unique = format!(
+        "{}-{}",
+        h.stack.name,
+        user.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    let email = format!("{unique}@shoppers.test");
+    h.identify(
+        user,
+        json!({
+            "email": email,
+            "first_name": user,
+            "timezone": "Europe/Paris",
+            "push_tokens": [{"platform": "fcm", "token": format!("fcm-token-{unique}")}]
+        }),
+    )
+    .await;
+    email
+}
+
+fn gcm(push: &Value) -> Value {
+    serde_json::from_str(push["GCM"].as_str().unwrap_or("")).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
+    let Some(mut h) = Harness::new("cart", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let email = identify_shopper(&h, "ann").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    assert!(h.deliver_due().await.is_empty());
+
+    // The identify registered the device with SNS (the FCM platform application).
+    let endpoint = h.endpoint_of("ann").await;
+    assert!(endpoint.contains(":endpoint/GCM/"), "{endpoint}");
+    let view = h.user("ann").await;
+    assert_eq!(view["enrollments"][0]["journey"], "cart_abandonment");
+
+    // The 30-minute wait rides the steps queue (two 15-minute hops).
+    h.run_until(t0 + mins(29)).await;
+    assert!(
+        h.pushes_to(&endpoint).await.is_empty(),
+        "no push before 30 minutes"
+    );
+    h.run_until(t0 + mins(30)).await;
+    let pushes = h.pushes_to(&endpoint).await;
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    let message = &gcm(&pushes[0])["fcmV1Message"]["message"];
+    assert_eq!(
+        message["notification"]["title"],
+        "You left something in your cart"
+    );
+    assert_eq!(
+        message["notification"]["body"],
+        "2 item(s) are waiting for you, ann."
+    );
+    assert_eq!(message["data"]["deeplink"], "shop://cart/c-1001");
+
+    // The 4-hour wait is a timer: nothing moves until the scheduler sweeps its minute.
+    let due = t0 + mins(30 + 240);
+    h.run_until(due).await;
+    assert!(
+        h.emails_to(&email).await.is_empty(),
+        "no email before the sweep"
+    );
+    let tick = h.tick().await;
+    assert_eq!(tick["timers"], 1, "{tick}");
+    assert!(h.deliver_due().await.is_empty());
+
+    let emails = h.emails_to(&email).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let sent = &emails[0];
+    assert_eq!(
+        sent["subject"],
+        "Almost gone: items in your cart are running low"
+    );
+    assert_eq!(sent["source"], "Waymark <hello@waymark.test>");
+    let body = sent["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("Trail shoes (79.9 EUR): only 3 left"),
+        "{body}"
+    );
+
+    // moto keeps neither headers nor tags, so they are checked on the request SES was sent.
+    let requests = h.probes.engine.emails();
+    assert_eq!(requests.len(), 1);
+    let simple = &requests[0]["Content"]["Simple"];
+    let headers: BTreeMap<String, String> = simple["Headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["Name"].as_str().unwrap_or_default().to_string(),
+                h["Value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let link = headers["List-Unsubscribe"]
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string();
+    assert!(
+        link.starts_with(&format!("{PUBLIC_BASE_URL}/v1/unsubscribe?token=")),
+        "{link}"
+    );
+    assert_eq!(
+        headers["List-Unsubscribe-Post"],
+        "List-Unsubscribe=One-Click"
+    );
+    let tags: BTreeMap<&str, &str> = requests[0]["EmailTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["Name"].as_str().unwrap_or(""),
+                t["Value"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(tags["user_id"], "ann");
+    assert_eq!(tags["journey"], tag_encode("cart_abandonment"));
+    assert!(requests[0]["ConfigurationSetName"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("-config")));
+
+    // Following the link (one click) unsubscribes from email.
+    let path = link.trim_start_matches(PUBLIC_BASE_URL);
+    let (status, answer) = h.call("POST", path, None, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let view = h.user("ann").await;
+    assert_eq!(view["profile"]["traits"]["subscriptions"]["email"], false);
+
+    // The journey's counters, kept in DynamoDB.
+    let (status, stats) = h
+        .call(
+            "GET",
+            "/v1/journeys/cart_abandonment/stats",
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["entered"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn an_order_in_between_stops_the_email() {
+    let Some(mut h) = Harness::new("order", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let ann = identify_shopper(&h, "ann").await;
+    let bob = identify_shopper(&h, "bob").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.track("bob", "cart_abandoned", "cart-bob-1", cart("c-1002"))
+        .await;
+    h.run_until(t0 + mins(30)).await;
+    let bob_endpoint = h.endpoint_of("bob").await;
+    assert_eq!(h.pushes_to(&bob_endpoint).await.len(), 1);
+
+    // Bob orders an hour in: he leaves the journey and his timer is cancelled.
+    h.run_until(t0 + mins(60)).await;
+    h.track(
+        "bob",
+        "order_completed",
+        "order-bob-1",
+        json!({"order_id": "A-2002", "total": 25}),
+    )
+    .await;
+    assert!(h.deliver_due().await.is_empty());
+    let view = h.user("bob").await;
+    assert_eq!(view["enrollments"][0]["status"], "exited", "{view}");
+
+    h.run_until(t0 + mins(270)).await;
+    let tick = h.tick().await;
+    assert_eq!(tick["timers"], 1, "only Ann's timer is left: {tick}");
+    h.deliver_due().await;
+    assert_eq!(h.emails_to(&ann).await.len(), 1);
+    assert!(h.emails_to(&bob).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_message_id_enrolls_nobody_twice() {
+    let Some(mut h) = Harness::new("dedup", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    identify_shopper(&h, "ann").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.deliver_due().await;
+    // The same event again, in another batch, and twice in one batch.
+    h.run_until(t0 + mins(1)).await;
+    for _ in 0..2 {
+        h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+            .await;
+    }
+    assert!(h.deliver_due().await.is_empty());
+    h.run_until(t0 + mins(31)).await;
+
+    let view = h.user("ann").await;
+    assert_eq!(
+        view["enrollments"].as_array().map(Vec::len),
+        Some(1),
+        "{view}"
+    );
+    let endpoint = h.endpoint_of("ann").await;
+    assert_eq!(h.pushes_to(&endpoint).await.len(), 1);
+    let (_, stats) = h
+        .call(
+            "GET",
+            "/v1/journeys/cart_abandonment/stats",
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(stats["entered"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
+    let Some(mut h) = Harness::new("poison", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    identify_shopper(&h, "ann").await;
+    h.send_raw("EventsQueue", "{ this is not a message").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    // A well-formed wake-up for an enrollment that does not exist.
+    let ghost = json!({"type": "wake", "user_id": "ghost", "journey": "cart_abandonment",
+                       "enrollment": "nope", "seq": 1, "at": T0})
+    .to_string();
+    h.send_raw("StepsQueue", &ghost).await;
+
+    let failed = h.deliver_due().await;
+    assert_eq!(
+        failed.len(),
+        2,
+        "the unreadable and the poison message: {failed:?}"
+    );
+    let view = h.user("ann").await;
+    assert_eq!(
+        view["enrollments"][0]["journey"], "cart_abandonment",
+        "the rest of the batch went through"
+    );
+
+    // SQS delivers them again after each visibility timeout, until maxReceiveCount.
+    let max = h.stack.max_receive_count("EventsQueue");
+    assert_eq!(max, h.stack.max_receive_count("StepsQueue"));
+    let mut failures = failed.len();
+    for _ in 0..(max + 2) {
+        failures += h.advance(mins(4)).await.len();
+    }
+    assert_eq!(
+        failures as i64,
+        2 * max,
+        "each failed on every one of its receives"
+    );
+    let dead = h.drain("EventsDeadLetterQueue").await;
+    assert_eq!(dead, vec!["{ this is not a message".to_string()]);
+    let dead = h.drain("StepsDeadLetterQueue").await;
+    assert_eq!(dead, vec![ghost]);
+}
+
+#[tokio::test]
+async fn ses_bounces_and_complaints_suppress_email() {
+    let Some(mut h) = Harness::new("bounce", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let email = identify_shopper(&h, "ann:shop.1").await;
+    identify_shopper(&h, "bob").await;
+    h.deliver_due().await;
+
+    // SES event publishing's notices, as the FeedbackTopic subscription delivers them.
+    let notice = |kind: &str, user: &str, extra: Value| {
+        let mut n = json!({
+            "eventType": kind,
+            "mail": {"timestamp": "2026-12-01T09:00:00.000Z", "source": "hello@waymark.test",
+                     "messageId": "0100-ses", "destination": ["someone@shoppers.test"],
+                     "tags": {"user_id": [tag_encode(user)], "journey": ["cart_5fabandonment"]}}
+        });
+        if let (Some(n), Some(extra)) = (n.as_object_mut(), extra.as_object()) {
+            n.extend(extra.clone());
+        }
+        n
+    };
+    let records = [
+        notice(
+            "Bounce",
+            "ann:shop.1",
+            json!({"bounce": {"bounceType": "Permanent", "bounceSubType": "General"}}),
+        ),
+        notice(
+            "Bounce",
+            "bob",
+            json!({"bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull"}}),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, n)| {
+        let mut m = SnsMessage::default();
+        m.sns_message_type = "Notification".into();
+        m.message_id = format!("sns-{i}");
+        m.topic_arn = h.stack.bindings.refs["FeedbackTopic"].clone();
+        m.timestamp = Default::default();
+        m.message = n.to_string();
+        let mut r = SnsRecord::default();
+        r.event_source = "aws:sns".into();
+        r.event_version = "1.0".into();
+        r.sns = m;
+        r
+    })
+    .collect();
+    let mut event = SnsEvent::default();
+    event.records = records;
+    let out = handlers::engine(&h.engine, serde_json::to_value(&event).unwrap_or_default())
+        .await
+        .expect("the engine takes SNS feedback");
+    assert_eq!(out, Value::Null);
+
+    let ann = h.user("ann:shop.1").await;
+    assert_eq!(ann["profile"]["suppressed"]["email"], "bounce", "{ann}");
+    let bob = h.user("bob").await;
+    assert!(
+        bob["profile"]["suppressed"].get("email").is_none(),
+        "a soft bounce suppresses nothing: {bob}"
+    );
+
+    // Ann's cart journey still pushes, but the email is skipped.
+    let t0 = h.now();
+    h.track("ann:shop.1", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.run_until(t0 + mins(270)).await;
+    h.tick().await;
+    h.deliver_due().await;
+    assert!(h.emails_to(&email).await.is_empty());
+    let view = h.user("ann:shop.1").await;
+    let skipped =
+        view["timeline"].as_array().into_iter().flatten().any(|e| {
+            e["what"] == "skipped" && e["channel"] == "email" && e["reason"] == "suppressed"
+        });
+    assert!(skipped, "{view}");
+}
+
+/// The AWS requests one enrolled user costs on the cart journey, by phase, function and
+/// operation; infra/README.md explains the figures and the bound.
+#[tokio::test]
+async fn requests_per_enrolled_user_on_the_cart_journey() {
+    /// The bound infra/README.md documents: Waymark's own requests for one user, without the
+    /// scheduler's per-minute sweep (a fixed cost whatever the number of users).
+    const MAX_PER_USER: u64 = 45;
+    let Some(mut h) = Harness::new("count", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    // Warm the functions' journey caches, as a warm function has them.
+    identify_shopper(&h, "warm").await;
+    h.deliver_due().await;
+    h.run_until(h.now() + mins(1)).await;
+    h.probes.reset();
+
+    // One user, each event in its own batch: nothing is shared with other users.
+    let t0 = h.now();
+    let mut phases: Vec<(&str, BTreeMap<String, u64>)> = Vec::new();
+    let mut take = |h: &Harness, phase: &'static str| {
+        let mut all = BTreeMap::new();
+        for (function, probe) in [
+            ("intake", &h.probes.intake),
+            ("engine", &h.probes.engine),
+            ("scheduler", &h.probes.scheduler),
+        ] {
+            for (op, n) in probe.counts() {
+                all.insert(format!("{function:<9} {op}"), n);
+            }
+        }
+        h.probes.reset();
+        phases.push((phase, all));
+    };
+    let email = identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    take(&h, "identify");
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.deliver_due().await;
+    take(&h, "cart_abandoned: enroll, wait 30m");
+    h.run_until(t0 + mins(15)).await;
+    take(&h, "15 min: the wake-up hops again");
+    h.run_until(t0 + mins(30)).await;
+    take(&h, "30 min: push, wait 4h (timer)");
+    h.run_until(t0 + mins(270)).await;
+    h.tick().await;
+    take(&h, "4h30: the scheduler's sweep");
+    h.deliver_due().await;
+    take(&h, "4h30: email, journey completed");
+    assert_eq!(h.emails_to(&email).await.len(), 1);
+
+    // The sweep's Query, GetItem (cursor, journeys) and PutItem (cursor) are the scheduler's
+    // fixed cost per minute; its DeleteItem and SendMessageBatch are this user's timer.
+    let fixed = |phase: &str, op: &str| {
+        phase.contains("sweep")
+            && (op.ends_with(".Query") || op.ends_with(".GetItem") || op.ends_with(".PutItem"))
+    };
+    let mut total = 0;
+    let mut by_op: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (phase, counts) in &phases {
+        lines.push(phase.to_string());
+        for (op, n) in counts {
+            let note = if fixed(phase, op) {
+                "  (per minute, not per user)"
+            } else {
+                ""
+            };
+            lines.push(format!("    {op:<42} {n:>3}{note}"));
+            if !fixed(phase, op) {
+                total += n;
+                *by_op
+                    .entry(op.split_whitespace().last().unwrap_or("").to_string())
+                    .or_insert(0) += n;
+            }
+        }
+    }
+    lines.push("per user, by operation:".into());
+    for (op, n) in &by_op {
+        lines.push(format!("    {op:<42} {n:>3}"));
+    }
+    lines.push(format!("per user: {total}"));
+    println!("{}", lines.join("\n"));
+    assert!(
+        total <= MAX_PER_USER,
+        "{total} requests per user, over the documented {MAX_PER_USER}:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_store_keeps_its_contract_on_dynamodb() {
+    let Some(endpoint) = support::moto_endpoint() else {
+        return;
+    };
+    let sdk = support::sdk_config(&endpoint).await;
+    let stack = support::Stack::create(&sdk, "store").await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.bindings.refs["Table"].clone(),
+    );
+    let key = Key::new("U#ann", "P");
+    let r1 = Record::new(key.clone(), 1, &json!({"n": 1})).expect("record");
+    store.put(&r1, Expect::Absent).await.expect("first write");
+    assert_eq!(
+        store.put(&r1, Expect::Absent).await,
+        Err(StoreError::Conflict)
+    );
+    let r2 = Record::new(key.clone(), 2, &json!({"n": 2})).expect("record");
+    assert_eq!(
+        store.put(&r2, Expect::Version(7)).await,
+        Err(StoreError::Conflict)
+    );
+    store
+        .put(&r2, Expect::Version(1))
+        .await
+        .expect("versioned write");
+    let expiring = Record::new(Key::new("U#ann", "D#m1"), 1, &Value::Null)
+        .expect("record")
+        .expiring(at("2027-01-01T00:00:00Z"));
+    store.put(&expiring, Expect::Any).await.expect("write");
+    assert_eq!(store.get(&key).await, Ok(Some(r2.clone())));
+    assert_eq!(
+        store
+            .get(&expiring.key)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.expires),
+        Some(at("2027-01-01T00:00:00Z").as_second())
+    );
+    assert_eq!(
+        store.delete(&key, Expect::Version(1)).await,
+        Err(StoreError::Conflict)
+    );
+
+    // 150 keys (and a repeated one, and a missing one) through BatchGetItem's 100-key pages.
+    let mut keys = Vec::new();
+    for i in 0..150 {
+        let k = Key::new(format!("U#u{i:03}"), "P");
+        store
+            .put(
+                &Record::new(k.clone(), 1, &json!({"i": i})).expect("record"),
+                Expect::Any,
+            )
+            .await
+            .expect("write");
+        keys.push(k);
+    }
+    keys.push(keys[0].clone());
+    keys.push(Key::new("U#nobody", "P"));
+    let mut got = store.get_many(&keys).await.expect("get_many");
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(got.len(), 150);
+
+    // Prefix queries, in sort-key order.
+    for sk in ["E#b", "E#a", "L#x", "T#1"] {
+        store
+            .put(
+                &Record::new(Key::new("U#ann", sk), 1, &json!(sk)).expect("record"),
+                Expect::Any,
+            )
+            .await
+            .expect("write");
+    }
+    let e: Vec<String> = store
+        .query("U#ann", "E#")
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|r| r.key.sk)
+        .collect();
+    assert_eq!(e, ["E#a", "E#b"]);
+    assert_eq!(store.query("U#ann", "").await.expect("query").len(), 6);
+
+    // Counters with names DynamoDB would not take as attribute names.
+    let c = Key::new("S#cart", "C");
+    let deltas = BTreeMap::from([
+        ("entered".to_string(), 2),
+        ("step.wait_30m.entered".to_string(), 1),
+    ]);
+    store.add(&c, &deltas).await.expect("add");
+    store.add(&c, &deltas).await.expect("add");
+    let counters = store.counters(&c).await.expect("counters");
+    assert_eq!(counters["entered"], 4);
+    assert_eq!(counters["step.wait_30m.entered"], 2);
+    assert_eq!(store.get(&c).await, Ok(None), "counters are not a record");
+
+    // Segments split the profiles (the 150 and Ann's) between them.
+    let mut seen = Vec::new();
+    for segment in 0..4 {
+        for r in store.scan("P", segment, 4).await.expect("scan") {
+            seen.push(r.key.pk);
+        }
+    }
+    seen.sort();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!((before, seen.len()), (151, 151));
+}
+
+#[tokio::test]
+async fn the_queue_sends_in_batches_of_ten_and_256_kb() {
+    let Some(endpoint) = support::moto_endpoint() else {
+        return;
+    };
+    let sdk = support::sdk_config(&endpoint).await;
+    let stack = support::Stack::create(&sdk, "queue").await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let queue = SqsQueue::new(client, stack.url("EventsQueue"), stack.url("StepsQueue"));
+    let wake = |i: u64, pad: usize| Outbound {
+        message: Message::Wake {
+            user_id: "x".repeat(pad),
+            journey: "j".into(),
+            enrollment: format!("e{i}"),
+            seq: i,
+            at: at(T0),
+        },
+        delay_secs: 0,
+    };
+    let small: Vec<Outbound> = (0..23).map(|i| wake(i, 1)).collect();
+    queue.send(QueueName::Steps, &small).await.expect("send");
+    // Three messages of 100 KB: two batches by size.
+    let big: Vec<Outbound> = (100..103).map(|i| wake(i, 100 * 1024)).collect();
+    queue.send(QueueName::Steps, &big).await.expect("send big");
+    let too_big = [wake(200, 300 * 1024)];
+    assert!(queue.send(QueueName::Steps, &too_big).await.is_err());
+
+    let reader = aws_sdk_sqs::Client::new(&sdk);
+    let mut n = 0;
+    loop {
+        let out = reader
+            .receive_message()
+            .queue_url(stack.url("StepsQueue"))
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .expect("receive");
+        if out.messages().is_empty() {
+            break;
+        }
+        for m in out.messages() {
+            let parsed: Message = serde_json::from_str(m.body().unwrap_or("")).expect("a Message");
+            assert!(matches!(parsed, Message::Wake { .. }));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 26);
+}
+
+#[tokio::test]
+async fn webhooks_say_whether_a_retry_may_help() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use waymark::provider::{SendError, Sender};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for status in ["200 OK", "503 Service Unavailable", "404 Not Found"] {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.expect("read");
+            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let answer =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            s.write_all(answer.as_bytes()).await.expect("write");
+        }
+        seen
+    });
+    let conf =
+        |b: aws_sdk_sesv2::config::Builder| b.region(aws_config::Region::new("us-east-1")).build();
+    let sender = waymark::aws::AwsSender::new(
+        aws_sdk_sesv2::Client::from_conf(conf(
+            aws_sdk_sesv2::config::Builder::new()
+                .behavior_version(aws_config::BehaviorVersion::latest()),
+        )),
+        aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::new()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .build(),
+        ),
+        Default::default(),
+    );
+    let hook = |n: u32| waymark::engine::Outgoing {
+        enrollment: "e1".into(),
+        journey: "j".into(),
+        version: 1,
+        user_id: "ann".into(),
+        step: "notify".into(),
+        seq: u64::from(n),
+        channel: waymark::journey::Channel::Webhook,
+        to: waymark::profile::Address::One("ann".into()),
+        content: waymark::engine::Content::Webhook {
+            url: format!("http://{addr}/hooks/cart"),
+            method: "post".into(),
+            headers: BTreeMap::from([("x-waymark".to_string(), "1".to_string())]),
+            body: Some(r#"{"user":"ann"}"#.into()),
+        },
+        transactional: false,
+    };
+    assert!(sender.send(&hook(1)).await.is_ok());
+    assert!(matches!(
+        sender.send(&hook(2)).await,
+        Err(SendError::Retryable(_))
+    ));
+    assert!(matches!(
+        sender.send(&hook(3)).await,
+        Err(SendError::Permanent(_))
+    ));
+    let seen = server.await.expect("server");
+    assert!(
+        seen[0].starts_with("POST /hooks/cart HTTP/1.1"),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[0].contains("x-waymark: 1"));
+    assert!(seen[0].ends_with(r#"{"user":"ann"}"#), "{}", seen[0]);
+}

@@ -1,0 +1,486 @@
+//! The answers moto never gives: throttling, 5xx, rejected recipients, partial batch failures.
+//! Canned HTTP answers stand in for DynamoDB, SQS, SES and SNS (the real SDK parses them, no
+//! server, SDK retries off), and each adapter must say the right thing: conflict or busy,
+//! retry or give up — without an address or a phone number in the error.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::RetryConfig;
+use jiff::Timestamp;
+use serde_json::json;
+use waymark::aws::{AwsSender, DynamoStore, SenderSettings, SqsQueue};
+use waymark::engine::{Content, Outgoing};
+use waymark::journey::{Channel, SmsType};
+use waymark::profile::{Address, Device};
+use waymark::provider::{SendError, Sender};
+use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
+use waymark::store::{Expect, Key, Record, Store, StoreError};
+
+/// One canned answer: status, headers, body.
+type Answer = (u16, Vec<(&'static str, &'static str)>, String);
+
+/// Answers requests from a list (the last one repeats) and keeps the request bodies.
+#[derive(Debug, Clone, Default)]
+struct Canned {
+    answers: Arc<Mutex<VecDeque<Answer>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Canned {
+    fn new(answers: Vec<Answer>) -> Self {
+        Canned {
+            answers: Arc::new(Mutex::new(answers.into())),
+            requests: Arc::default(),
+        }
+    }
+
+    fn client(&self) -> SharedHttpClient {
+        let me = self.clone();
+        http_client_fn(move |_, _| SharedHttpConnector::new(me.clone()))
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl HttpConnector for Canned {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .unwrap_or_default();
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(body);
+        }
+        let (status, headers, body) = {
+            let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+            if answers.len() > 1 {
+                answers.pop_front()
+            } else {
+                answers.front().cloned()
+            }
+        }
+        .unwrap_or((500, vec![], String::new()));
+        let mut response = HttpResponse::new(
+            status
+                .try_into()
+                .unwrap_or_else(|_| 500u16.try_into().expect("500")),
+            SdkBody::from(body),
+        );
+        for (k, v) in headers {
+            response.headers_mut().insert(k, v);
+        }
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+macro_rules! client {
+    ($sdk:ident, $canned:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+                .http_client($canned.client())
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        )
+    };
+}
+
+const JSON10: (&str, &str) = ("content-type", "application/x-amz-json-1.0");
+
+fn dynamo_error(status: u16, kind: &str) -> Answer {
+    (
+        status,
+        vec![JSON10],
+        json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": "no"})
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn dynamodb_errors_are_conflicts_busy_or_corrupt() {
+    let cases = [
+        (
+            dynamo_error(400, "ConditionalCheckFailedException"),
+            "conflict",
+        ),
+        (
+            dynamo_error(400, "ProvisionedThroughputExceededException"),
+            "busy",
+        ),
+        (dynamo_error(400, "ThrottlingException"), "busy"),
+        (dynamo_error(400, "RequestLimitExceeded"), "busy"),
+        (dynamo_error(500, "InternalServerError"), "busy"),
+        (dynamo_error(503, "ServiceUnavailable"), "busy"),
+        (dynamo_error(400, "ValidationException"), "corrupt"),
+        (dynamo_error(400, "ResourceNotFoundException"), "busy"),
+    ];
+    for (answer, want) in cases {
+        let canned = Canned::new(vec![answer.clone()]);
+        let store = DynamoStore::new(client!(aws_sdk_dynamodb, canned), "t");
+        let record = Record::new(Key::new("U#ann", "P"), 2, &json!({})).expect("record");
+        let got = store.put(&record, Expect::Version(1)).await;
+        let kind = match &got {
+            Err(StoreError::Conflict) => "conflict",
+            Err(StoreError::Unavailable(_)) => "busy",
+            Err(StoreError::Corrupt(_)) => "corrupt",
+            Ok(()) => "ok",
+        };
+        assert_eq!(kind, want, "{answer:?} gave {got:?}");
+        // The condition the runtime asked for went out.
+        let request = &canned.requests()[0];
+        assert!(
+            request.contains(r##""ConditionExpression":"#v = :v""##),
+            "{request}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unprocessed_keys_are_asked_for_again() {
+    let item =
+        |pk: &str| json!({"pk": {"S": pk}, "sk": {"S": "P"}, "v": {"N": "1"}, "b": {"B": "e30="}});
+    let key = |pk: &str| json!({"pk": {"S": pk}, "sk": {"S": "P"}});
+    let first = json!({
+        "Responses": {"t": [item("U#a")]},
+        "UnprocessedKeys": {"t": {"Keys": [key("U#b")], "ConsistentRead": true}}
+    });
+    let second = json!({"Responses": {"t": [item("U#b")]}, "UnprocessedKeys": {}});
+    let canned = Canned::new(vec![
+        (200, vec![JSON10], first.to_string()),
+        (200, vec![JSON10], second.to_string()),
+    ]);
+    let store = DynamoStore::new(client!(aws_sdk_dynamodb, canned), "t");
+    let keys = [
+        Key::new("U#a", "P"),
+        Key::new("U#b", "P"),
+        Key::new("U#a", "P"),
+    ];
+    let got = store.get_many(&keys).await.expect("get_many");
+    assert_eq!(got.len(), 2);
+    let requests = canned.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].matches("\"pk\"").count(),
+        2,
+        "the repeated key asked once: {}",
+        requests[0]
+    );
+    assert!(requests[0].contains(r#""ConsistentRead":true"#));
+    assert!(requests[1].contains("U#b") && !requests[1].contains("U#a"));
+}
+
+fn wake(i: u64) -> Outbound {
+    Outbound {
+        message: Message::Wake {
+            user_id: "ann".into(),
+            journey: "cart".into(),
+            enrollment: format!("e{i}"),
+            seq: 1,
+            at: Timestamp::UNIX_EPOCH,
+        },
+        delay_secs: 900,
+    }
+}
+
+fn batch(failed: serde_json::Value) -> Answer {
+    (
+        200,
+        vec![JSON10],
+        json!({"Successful": [], "Failed": failed}).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn sqs_sends_failed_entries_again_and_gives_up_on_sender_faults() {
+    // Entry 1 failed on SQS's side: only it goes again, with its delay.
+    let canned = Canned::new(vec![
+        batch(json!([{"Id": "1", "SenderFault": false, "Code": "InternalError"}])),
+        batch(json!([])),
+    ]);
+    let queue = SqsQueue::new(
+        client!(aws_sdk_sqs, canned),
+        "https://q/events",
+        "https://q/steps",
+    );
+    queue
+        .send(QueueName::Steps, &[wake(0), wake(1)])
+        .await
+        .expect("sent on the second try");
+    let requests = canned.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].contains("https://q/steps") && requests[0].contains("e0"));
+    assert!(
+        requests[1].contains("e1") && !requests[1].contains("e0"),
+        "{}",
+        requests[1]
+    );
+    assert!(
+        requests[1].contains(r#""DelaySeconds":900"#),
+        "{}",
+        requests[1]
+    );
+
+    // The sender's fault: no retry.
+    let canned = Canned::new(vec![batch(
+        json!([{"Id": "0", "SenderFault": true, "Code": "InvalidParameterValue"}]),
+    )]);
+    let queue = SqsQueue::new(
+        client!(aws_sdk_sqs, canned),
+        "https://q/events",
+        "https://q/steps",
+    );
+    let got = queue.send(QueueName::Events, &[wake(0)]).await;
+    assert!(matches!(got, Err(QueueError::Rejected(_))), "{got:?}");
+    assert_eq!(canned.requests().len(), 1);
+
+    // SQS keeps failing: unavailable after a few attempts.
+    let canned = Canned::new(vec![batch(
+        json!([{"Id": "0", "SenderFault": false, "Code": "InternalError"}]),
+    )]);
+    let queue = SqsQueue::new(
+        client!(aws_sdk_sqs, canned),
+        "https://q/events",
+        "https://q/steps",
+    );
+    let got = queue.send(QueueName::Events, &[wake(0)]).await;
+    assert!(matches!(got, Err(QueueError::Unavailable(_))), "{got:?}");
+    assert_eq!(canned.requests().len(), 4);
+
+    // Throttled as a whole: unavailable.
+    let canned = Canned::new(vec![(
+        400,
+        vec![JSON10],
+        json!({"__type": "com.amazonaws.sqs#RequestThrottled", "message": "slow down"}).to_string(),
+    )]);
+    let queue = SqsQueue::new(
+        client!(aws_sdk_sqs, canned),
+        "https://q/events",
+        "https://q/steps",
+    );
+    let got = queue.send(QueueName::Events, &[wake(0)]).await;
+    assert!(matches!(got, Err(QueueError::Unavailable(_))), "{got:?}");
+}
+
+const ADDRESS: &str = "ann@example.com";
+const PHONE: &str = "+15550100";
+
+fn outgoing(channel: Channel, to: Address, content: Content) -> Outgoing {
+    Outgoing {
+        enrollment: "e1".into(),
+        journey: "cart".into(),
+        version: 1,
+        user_id: "ann".into(),
+        step: "s".into(),
+        seq: 1,
+        channel,
+        to,
+        content,
+        transactional: false,
+    }
+}
+
+fn email() -> Outgoing {
+    outgoing(
+        Channel::Email,
+        Address::One(ADDRESS.into()),
+        Content::Email {
+            subject: "Hi".into(),
+            html: Some("<p>Hi</p>".into()),
+            text: None,
+            unsubscribe_url: None,
+        },
+    )
+}
+
+fn sms() -> Outgoing {
+    outgoing(
+        Channel::Sms,
+        Address::One(PHONE.into()),
+        Content::Sms {
+            body: "Hi".into(),
+            sms_type: SmsType::Transactional,
+        },
+    )
+}
+
+fn push() -> Outgoing {
+    outgoing(
+        Channel::Push,
+        Address::Devices(vec![Device {
+            platform: "apns".into(),
+            token: "t".into(),
+            endpoint: Some("arn:aws:sns:us-east-1:123456789012:endpoint/APNS/app/1".into()),
+            disabled: false,
+        }]),
+        Content::Push {
+            title: "T".into(),
+            body: "B".into(),
+            data: Default::default(),
+        },
+    )
+}
+
+fn ses_error(status: u16, kind: &'static str) -> Answer {
+    (
+        status,
+        vec![("content-type", "application/json"), ("x-amzn-errortype", kind)],
+        json!({"message": format!("Email address is not verified. The following identities failed the check: {ADDRESS}")})
+            .to_string(),
+    )
+}
+
+fn sns_error(status: u16, code: &str) -> Answer {
+    (
+        status,
+        vec![("content-type", "text/xml")],
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+             <Message>Invalid parameter: PhoneNumber Reason: {PHONE} is not valid</Message>\
+             </Error><RequestId>r</RequestId></ErrorResponse>"
+        ),
+    )
+}
+
+fn sender(ses: &Canned, sns: &Canned) -> AwsSender {
+    AwsSender::new(
+        client!(aws_sdk_sesv2, ses),
+        client!(aws_sdk_sns, sns),
+        SenderSettings {
+            from: Some("Waymark <hello@waymark.test>".into()),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn provider_errors_say_whether_a_retry_may_help() {
+    let none = Canned::new(vec![]);
+    let cases: Vec<(&str, Outgoing, Answer, bool)> = vec![
+        (
+            "SES rejects",
+            email(),
+            ses_error(400, "MessageRejected"),
+            false,
+        ),
+        (
+            "SES bad request",
+            email(),
+            ses_error(400, "BadRequestException"),
+            false,
+        ),
+        (
+            "SES suspended",
+            email(),
+            ses_error(400, "AccountSuspendedException"),
+            false,
+        ),
+        (
+            "SES throttles",
+            email(),
+            ses_error(429, "TooManyRequestsException"),
+            true,
+        ),
+        (
+            "SES quota",
+            email(),
+            ses_error(400, "LimitExceededException"),
+            true,
+        ),
+        (
+            "SES fails",
+            email(),
+            ses_error(500, "InternalFailure"),
+            true,
+        ),
+        (
+            "SMS bad number",
+            sms(),
+            sns_error(400, "InvalidParameter"),
+            false,
+        ),
+        ("SMS throttled", sms(), sns_error(400, "Throttled"), true),
+        ("SMS fails", sms(), sns_error(500, "InternalError"), true),
+        (
+            "push disabled",
+            push(),
+            sns_error(400, "EndpointDisabled"),
+            false,
+        ),
+        (
+            "push app disabled",
+            push(),
+            sns_error(400, "PlatformApplicationDisabled"),
+            false,
+        ),
+        (
+            "push KMS throttled",
+            push(),
+            sns_error(400, "KMSThrottling"),
+            true,
+        ),
+    ];
+    for (name, message, answer, retryable) in cases {
+        let canned = Canned::new(vec![answer]);
+        let (ses, sns) = if message.channel == Channel::Email {
+            (&canned, &none)
+        } else {
+            (&none, &canned)
+        };
+        let got = sender(ses, sns).send(&message).await;
+        match (&got, retryable) {
+            (Err(SendError::Retryable(why)), true) | (Err(SendError::Permanent(why)), false) => {
+                assert!(
+                    !why.contains(ADDRESS) && !why.contains(PHONE),
+                    "{name}: the error names the recipient: {why}"
+                );
+            }
+            _ => panic!("{name}: {got:?}, expected retryable = {retryable}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn email_requests_carry_the_unsubscribe_headers_and_the_user_tag() {
+    let ses = Canned::new(vec![(
+        200,
+        vec![("content-type", "application/json")],
+        r#"{"MessageId": "m-1"}"#.into(),
+    )]);
+    let none = Canned::new(vec![]);
+    let mut message = email();
+    message.user_id = "ann@shop".into();
+    if let Content::Email {
+        unsubscribe_url, ..
+    } = &mut message.content
+    {
+        *unsubscribe_url = Some("https://hooks.test/v1/unsubscribe?token=abc".into());
+    }
+    let receipt = sender(&ses, &none).send(&message).await.expect("sent");
+    assert_eq!(receipt.provider_id.as_deref(), Some("m-1"));
+    let body: serde_json::Value = serde_json::from_str(&ses.requests()[0]).expect("a JSON request");
+    assert_eq!(
+        body["Content"]["Simple"]["Headers"],
+        json!([
+            {"Name": "List-Unsubscribe", "Value": "<https://hooks.test/v1/unsubscribe?token=abc>"},
+            {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"}
+        ])
+    );
+    assert_eq!(
+        body["EmailTags"],
+        json!([{"Name": "user_id", "Value": "ann_40shop"}, {"Name": "journey", "Value": "cart"}])
+    );
+    assert_eq!(body["Destination"]["ToAddresses"], json!([ADDRESS]));
+    assert!(body.get("ConfigurationSetName").is_none());
+}
