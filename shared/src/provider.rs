@@ -20,7 +20,13 @@ pub enum SendError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Receipt {
     pub provider_id: Option<String>,
+    /// Push device tokens the provider reported disabled (uninstalled apps): the runtime marks
+    /// them so they are not tried again.
+    pub disabled_devices: Vec<String>,
 }
+
+/// The reason text a provider uses when every targeted push device is disabled.
+pub const ENDPOINT_DISABLED: &str = "EndpointDisabled";
 
 #[async_trait]
 pub trait Sender: Send + Sync {

@@ -18,8 +18,9 @@ use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{Enrollment, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Reentry, TriggerKind};
+use crate::profile::Address;
 use crate::profile::Profile;
-use crate::provider::{SendError, Sender};
+use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, MAX_DELAY_SECS};
 use crate::store::{segment_of, Expect, Key, Record, Store, StoreError};
 use crate::timeline::{self, Entry, What};
@@ -828,11 +829,23 @@ impl Runtime {
         let outcome = match self.check_cap(o, now).await? {
             Some(skip) => skip,
             None => match self.perform(o, now).await {
-                Ok(()) => Outcome::Sent { at: now },
-                Err(SendError::Permanent(reason)) => Outcome::Skipped {
-                    reason: "rejected".into(),
-                    detail: Some(reason),
-                },
+                Ok(receipt) => {
+                    self.disable_devices(o, &receipt.disabled_devices).await?;
+                    Outcome::Sent { at: now }
+                }
+                Err(SendError::Permanent(reason)) => {
+                    if o.channel == Channel::Push && reason.contains(ENDPOINT_DISABLED) {
+                        let tokens: Vec<String> = match &o.to {
+                            Address::Devices(d) => d.iter().map(|d| d.token.clone()).collect(),
+                            Address::One(_) => Vec::new(),
+                        };
+                        self.disable_devices(o, &tokens).await?;
+                    }
+                    Outcome::Skipped {
+                        reason: "rejected".into(),
+                        detail: Some(reason),
+                    }
+                }
                 Err(SendError::Retryable(why)) => {
                     // Leave the claim to expire; the redelivery tries again.
                     return Err(RunError::Retry(why));
@@ -853,7 +866,22 @@ impl Runtime {
         Ok(outcome)
     }
 
-    async fn perform(&self, o: &Outgoing, now: Timestamp) -> Result<(), SendError> {
+    /// Marks push devices the provider reported disabled, so no later message tries them.
+    async fn disable_devices(&self, o: &Outgoing, tokens: &[String]) -> Result<(), RunError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(user = %o.user_id, devices = tokens.len(), "push devices disabled by the provider");
+        self.update_profile(&o.user_id, |p| {
+            for d in p.devices.iter_mut().filter(|d| tokens.contains(&d.token)) {
+                d.disabled = true;
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn perform(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
         if o.channel == Channel::InApp {
             let crate::engine::Content::InApp { title, body, data } = &o.content else {
                 return Err(SendError::Permanent(
@@ -876,10 +904,10 @@ impl Runtime {
                 .await
                 .map_err(|e| SendError::Retryable(e.to_string()))?;
             if !self.sender.wants_in_app() {
-                return Ok(());
+                return Ok(Receipt::default());
             }
         }
-        self.sender.send(o).await.map(|_| ())
+        self.sender.send(o).await
     }
 
     /// `Some(skip)` when a frequency cap stops the send; otherwise counts it against the cap.
@@ -1114,10 +1142,16 @@ impl Runtime {
                     continue;
                 }
             }
-            let segments = 4;
+            // The profile scan fans out in parallel segments (DynamoDB parallel scan).
+            let (a, b, c, d) = tokio::join!(
+                self.store.scan("P", 0, 4),
+                self.store.scan("P", 1, 4),
+                self.store.scan("P", 2, 4),
+                self.store.scan("P", 3, 4)
+            );
             let mut batch = Vec::new();
-            for seg in 0..segments {
-                for r in self.store.scan("P", seg, segments).await? {
+            for part in [a?, b?, c?, d?] {
+                for r in part {
                     let Ok(profile) = r.parse::<Profile>() else {
                         continue;
                     };
@@ -1262,6 +1296,90 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::simulate::DelayQueue;
+    use crate::store::MemoryStore;
+
+    /// A push provider for which every device is disabled (an uninstalled app).
+    struct Uninstalled;
+
+    #[async_trait::async_trait]
+    impl Sender for Uninstalled {
+        async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
+            Err(SendError::Permanent(format!(
+                "SNS Publish (push): {ENDPOINT_DISABLED}"
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disabled_push_endpoint_is_recorded_and_not_tried_again() {
+        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(start));
+        let queue = DelayQueue::new(clock.clone());
+        let store = MemoryStore::new();
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+            Arc::new(Uninstalled),
+            clock.clone(),
+            std::time::Duration::ZERO,
+            Config::default(),
+        );
+        let journey = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: go}\nreentry: after_exit\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}, fallback: {email: {subject: s, text: t}}}\n",
+        )
+        .expect("journey");
+        rt.catalog.publish(&journey, start).await.expect("publish");
+        let event = |kind, id: &str, name: Option<&str>, traits: serde_json::Value| {
+            Message::Event(Box::new(Event {
+                kind,
+                message_id: id.into(),
+                user_id: "ann".into(),
+                anonymous_id: None,
+                event: name.map(str::to_string),
+                properties: Default::default(),
+                traits: traits.as_object().cloned().unwrap_or_default(),
+                context: Default::default(),
+                timestamp: start,
+                received_at: start,
+            }))
+        };
+        let identify = event(
+            Kind::Identify,
+            "i1",
+            None,
+            serde_json::json!({"email": "ann@example.com", "push_tokens": [{"platform": "fcm", "token": "t1"}]}),
+        );
+        for r in rt
+            .handle_batch(&[identify, event(Kind::Track, "g1", Some("go"), Value::Null)])
+            .await
+        {
+            r.expect("handled");
+        }
+        let view = rt.user("ann").await.expect("user");
+        let profile = view.profile.expect("profile");
+        assert!(
+            profile.devices.iter().all(|d| d.disabled),
+            "{:?}",
+            profile.devices
+        );
+        assert!(view.timeline.iter().any(|e| matches!(&e.what, What::Skipped { reason, detail, .. }
+            if reason == "rejected" && detail.as_deref().is_some_and(|d| d.contains(ENDPOINT_DISABLED)))));
+        // The next message for this user falls back to email instead of trying the dead device.
+        for r in rt
+            .handle_batch(&[event(Kind::Track, "g2", Some("go"), Value::Null)])
+            .await
+        {
+            r.expect("handled");
+        }
+        let view = rt.user("ann").await.expect("user");
+        assert!(view
+            .timeline
+            .iter()
+            .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
+    }
 
     #[test]
     fn caps_parse_and_explain_mistakes() {

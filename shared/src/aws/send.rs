@@ -221,6 +221,7 @@ impl AwsSender {
             .map_err(|e| send_error("SES SendEmail", &e, SES_PERMANENT))?;
         Ok(Receipt {
             provider_id: out.message_id().map(str::to_string),
+            disabled_devices: Vec::new(),
         })
     }
 
@@ -245,6 +246,7 @@ impl AwsSender {
             .map_err(|e| send_error("SNS Publish (SMS)", &e, SNS_PERMANENT))?;
         Ok(Receipt {
             provider_id: out.message_id().map(str::to_string),
+            disabled_devices: Vec::new(),
         })
     }
 
@@ -258,6 +260,7 @@ impl AwsSender {
     ) -> Result<Receipt, SendError> {
         let mut receipt = None;
         let mut last = None;
+        let mut disabled = Vec::new();
         for d in devices.iter().filter(|d| !d.disabled) {
             let Some(endpoint) = &d.endpoint else {
                 continue;
@@ -275,10 +278,14 @@ impl AwsSender {
                 Ok(out) => {
                     receipt.get_or_insert(Receipt {
                         provider_id: out.message_id().map(str::to_string),
+                        disabled_devices: Vec::new(),
                     });
                 }
                 Err(e) => {
                     let err = send_error("SNS Publish (push)", &e, SNS_PERMANENT);
+                    if super::error_code(&e) == crate::provider::ENDPOINT_DISABLED {
+                        disabled.push(d.token.clone());
+                    }
                     tracing::warn!(platform = %d.platform, error = %err, "push to one device failed");
                     // A retryable failure outranks a permanent one: try the message again.
                     if !matches!(last, Some(SendError::Retryable(_))) {
@@ -288,7 +295,10 @@ impl AwsSender {
             }
         }
         match (receipt, last) {
-            (Some(r), _) => Ok(r),
+            (Some(r), _) => Ok(Receipt {
+                disabled_devices: disabled,
+                ..r
+            }),
             (None, Some(e)) => Err(e),
             (None, None) => Err(SendError::Permanent(
                 "no push device is registered with SNS".into(),
