@@ -40,18 +40,25 @@ pub enum LocalError {
     Open { path: String, message: String },
 }
 
+/// The page cache of the embedded database.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Opens (or creates) the database file and its tables.
 pub fn open(path: &Path) -> Result<Arc<Database>, LocalError> {
     let shown = path.display().to_string();
-    let db = Database::create(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => LocalError::InUse {
-            path: shown.clone(),
-        },
-        other => LocalError::Open {
-            path: shown.clone(),
-            message: other.to_string(),
-        },
-    })?;
+    // redb caches up to 1 GiB by default; a laptop's dev engine needs far less.
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LocalError::InUse {
+                path: shown.clone(),
+            },
+            other => LocalError::Open {
+                path: shown.clone(),
+                message: other.to_string(),
+            },
+        })?;
     create_tables(&db).map_err(|e| LocalError::Open {
         path: shown,
         message: e.to_string(),
@@ -351,6 +358,65 @@ pub struct LocalQueue {
     lease: SignedDuration,
     max_attempts: u32,
     arrived: Arc<Notify>,
+    /// The group-commit writer: sends from many requests share one disk commit.
+    writer: std::sync::mpsc::Sender<(Vec<(i64, String)>, Reply)>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), QueueError>>;
+
+/// How many due messages one `take_due` leases at most (the rest wait for the next call).
+const TAKE_LIMIT: usize = 512;
+
+/// How many sends one commit takes at most.
+const GROUP_LIMIT: usize = 4096;
+
+/// Starts the thread that writes queued messages: it takes every send waiting at that moment,
+/// writes them in one transaction, commits once (one fsync), and answers each sender. Under load
+/// many requests share a commit; alone, a send commits by itself as before.
+fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<(Vec<(i64, String)>, Reply)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Vec<(i64, String)>, Reply)>();
+    // Weak, so that the database closes when its store and queue are dropped, not when this
+    // thread notices.
+    let db = Arc::downgrade(&db);
+    let write = move |group: &[(Vec<(i64, String)>, Reply)]| -> Result<(), QueueError> {
+        let db = db
+            .upgrade()
+            .ok_or_else(|| QueueError::Unavailable("local queue: the database is closed".into()))?;
+        let txn = db.begin_write().queue()?;
+        {
+            let mut q = txn.open_table(QUEUE).queue()?;
+            let mut meta = txn.open_table(META).queue()?;
+            for (rows, _) in group {
+                for (due, body) in rows {
+                    let seq = next_seq(&mut meta).queue()?;
+                    q.insert((*due, seq), (0u32, body.as_str())).queue()?;
+                }
+            }
+        }
+        txn.commit().queue()
+    };
+    let spawned = std::thread::Builder::new()
+        .name("waymark-queue-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < GROUP_LIMIT {
+                    match rx.try_recv() {
+                        Ok(more) => group.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let result = write(&group);
+                for (_, reply) in group {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Sends will answer "unavailable" (the receiver is gone) rather than hang.
+        tracing::error!(error = %e, "the local queue's writer thread could not start");
+    }
+    tx
 }
 
 /// A message taken from the queue, with the receipt that acknowledges it.
@@ -384,6 +450,7 @@ impl LocalQueue {
     /// of that clock; a message taken 5 times without success is dropped (SQS's dead letter).
     pub fn new(db: Arc<Database>, clock: Arc<dyn Clock>) -> Self {
         LocalQueue {
+            writer: spawn_writer(db.clone()),
             db,
             clock,
             lease: SignedDuration::from_secs(30),
@@ -422,8 +489,9 @@ impl LocalQueue {
         Ok(self.len()? == 0)
     }
 
-    /// Leases every message due at or before `now`, in due order. Unreadable messages and
+    /// Leases the messages due at or before `now`, in due order, at most 512 at a time. Unreadable messages and
     /// messages out of attempts are dropped (and logged).
+    /// (At most 512 at a time, oldest first.)
     pub async fn take_due(&self, now: Timestamp) -> Result<Vec<Delivery>, QueueError> {
         let db = self.db.clone();
         let max_attempts = self.max_attempts;
@@ -437,7 +505,7 @@ impl LocalQueue {
                     let mut q = txn.open_table(QUEUE).queue()?;
                     let mut meta = txn.open_table(META).queue()?;
                     let mut due = Vec::new();
-                    for item in q.range(..=(now_ms, u64::MAX)).queue()? {
+                    for item in q.range(..=(now_ms, u64::MAX)).queue()?.take(TAKE_LIMIT) {
                         let (k, v) = item.queue()?;
                         let (attempts, body) = v.value();
                         due.push((k.value(), attempts, body.to_string()));
@@ -521,24 +589,13 @@ impl Queue for LocalQueue {
                 .unwrap_or(now);
             rows.push((millis(due), body));
         }
-        let db = self.db.clone();
-        blocking(
-            move || -> Result<(), QueueError> {
-                let txn = db.begin_write().queue()?;
-                {
-                    let mut q = txn.open_table(QUEUE).queue()?;
-                    let mut meta = txn.open_table(META).queue()?;
-                    for (due, body) in &rows {
-                        let seq = next_seq(&mut meta).queue()?;
-                        q.insert((*due, seq), (0u32, body.as_str())).queue()?;
-                    }
-                }
-                txn.commit().queue()?;
-                Ok(())
-            },
-            QueueError::Unavailable,
-        )
-        .await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send((rows, reply))
+            .map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))??;
         self.arrived.notify_one();
         Ok(())
     }
