@@ -378,6 +378,34 @@ async fn ses_bounces_and_complaints_suppress_email() {
 /// The AWS requests one enrolled user costs on the cart journey, by phase, function and
 /// operation; infra/README.md explains the figures and the bound.
 #[tokio::test]
+async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
+    let Some(mut h) = Harness::new("optout", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    // moto keeps a fixed list of opted-out numbers; +447420500600 is on it, +33612345678 is not.
+    h.identify("ann", json!({"phone": "+447420500600"})).await;
+    h.identify("bob", json!({"phone": "+33612345678"})).await;
+    h.deliver_due().await;
+    // The scheduler syncs opt-outs on the hour.
+    h.run_until(t0 + mins(60)).await;
+    let out = h.tick().await;
+    assert_eq!(out["sms_opted_out"], 1, "{out}");
+    let ann = h.user("ann").await;
+    assert!(
+        ann["profile"]["suppressed"]["sms"]
+            .as_str()
+            .is_some_and(|r| r.contains("opt-out")),
+        "{ann}"
+    );
+    let bob = h.user("bob").await;
+    assert!(bob["profile"]["suppressed"]["sms"].is_null(), "{bob}");
+    // Already suppressed: the next hour changes nothing.
+    h.run_until(t0 + mins(120)).await;
+    assert_eq!(h.tick().await["sms_opted_out"], 0);
+}
+
+#[tokio::test]
 async fn requests_per_enrolled_user_on_the_cart_journey() {
     /// The bound infra/README.md documents: Waymark's own requests for one user, without the
     /// scheduler's per-minute sweep (a fixed cost whatever the number of users).

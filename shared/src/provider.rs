@@ -38,6 +38,12 @@ pub trait Sender: Send + Sync {
         Ok(None)
     }
 
+    /// Phone numbers that replied STOP to the provider's SMS (SNS keeps this list; it sends no
+    /// event for it). Providers without such a list return none.
+    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
+        Ok(Vec::new())
+    }
+
     /// Whether in-app messages, which the runtime puts in the user's inbox itself, should also be
     /// handed to this sender (the local outbox shows them; SES and SNS have nothing to do).
     fn wants_in_app(&self) -> bool {
@@ -55,6 +61,9 @@ impl<T: Sender + ?Sized> Sender for std::sync::Arc<T> {
     }
     fn wants_in_app(&self) -> bool {
         (**self).wants_in_app()
+    }
+    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
+        (**self).opted_out_numbers().await
     }
 }
 

@@ -175,6 +175,9 @@ fn inbox_key(o: &Outgoing) -> Key {
 fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
     Key::new(format!("U#{user}"), format!("T#{enrollment}#{cause}"))
 }
+fn phone_key(phone: &str) -> Key {
+    Key::new(format!("N#{phone}"), "U")
+}
 pub fn stats_key(journey: &str) -> Key {
     Key::new(format!("S#{journey}"), "C")
 }
@@ -444,6 +447,11 @@ impl Runtime {
         let mut profile = self.update_profile(user, |p| p.apply(e)).await?;
         if e.kind == Kind::Identify {
             profile = self.register_devices(user, profile).await?;
+            // Remember whose number this is, so that an SMS opt-out can be traced to the user.
+            if let Some(phone) = e.traits.get("phone").and_then(Value::as_str) {
+                let record = Record::new(phone_key(phone), 1, &user)?;
+                self.store.put(&record, Expect::Any).await?;
+            }
         }
         let mut enrollments = self.load_enrollments(user).await?;
         let journeys = self.catalog.active().await?;
@@ -1194,6 +1202,31 @@ impl Runtime {
             }
         }
         Ok(entered)
+    }
+
+    /// Suppresses SMS for every known user whose number is on the provider's opt-out list (people
+    /// who replied STOP). Returns how many users were newly suppressed. The scheduler runs it
+    /// once an hour.
+    pub async fn sync_sms_opt_outs(&self) -> Result<usize, RunError> {
+        let numbers = self.sender.opted_out_numbers().await.map_err(|e| match e {
+            SendError::Retryable(m) | SendError::Permanent(m) => RunError::Retry(m),
+        })?;
+        let mut newly = 0;
+        for number in numbers {
+            let Some(r) = self.store.get(&phone_key(&number)).await? else {
+                continue;
+            };
+            let user: String = r.parse()?;
+            let (profile, _) = self.load_profile(&user).await?;
+            let current = profile.traits.get("phone").and_then(Value::as_str);
+            if current != Some(number.as_str()) || profile.suppressed.contains_key(&Channel::Sms) {
+                continue;
+            }
+            self.suppress(&user, Channel::Sms, "sms opt-out (replied STOP)")
+                .await?;
+            newly += 1;
+        }
+        Ok(newly)
     }
 
     /// Marks a channel suppressed for a user (bounce, complaint, SMS opt-out, disabled endpoint).

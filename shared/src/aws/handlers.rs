@@ -188,7 +188,16 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
     }
     let (moved, entered) = runtime.tick().await?;
     tracing::info!(timers = moved, entered, "tick");
-    Ok(serde_json::json!({"timers": moved, "entered": entered}))
+    // Once an hour, SMS opt-outs (SNS sends no event for them: it keeps a list).
+    let minute = runtime.clock.now().as_second().div_euclid(60);
+    let mut opted_out = 0;
+    if minute % 60 == 0 {
+        match runtime.sync_sms_opt_outs().await {
+            Ok(n) => opted_out = n,
+            Err(e) => tracing::warn!(error = %e, "SMS opt-outs not synced this hour"),
+        }
+    }
+    Ok(serde_json::json!({"timers": moved, "entered": entered, "sms_opted_out": opted_out}))
 }
 
 #[cfg(test)]

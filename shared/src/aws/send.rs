@@ -425,6 +425,25 @@ pub fn push_payload(
 
 #[async_trait]
 impl Sender for AwsSender {
+    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
+        let mut numbers = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .sns
+                .list_phone_numbers_opted_out()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| send_error("SNS ListPhoneNumbersOptedOut", &e, &[]))?;
+            numbers.extend(out.phone_numbers().iter().cloned());
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(numbers),
+            }
+        }
+    }
+
     async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
         match (&o.content, &o.to) {
             (
