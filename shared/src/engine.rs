@@ -195,6 +195,13 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
     if !enrollment.is_active() || pending.seq != seq {
         return None;
     }
+    // A wake-up may arrive a little early (queues count whole seconds): it acts at its due time,
+    // so a wait that ends at 08:00 is never judged at 07:59:59.
+    let due = Ctx {
+        now: ctx.now.max(pending.at),
+        ..*ctx
+    };
+    let ctx = &due;
     let mut run = Run::new(ctx, enrollment.clone());
     run.enrollment.pending = None;
     let step = run.enrollment.step.clone();

@@ -317,7 +317,7 @@ impl Runtime {
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
-                    .replay(&enrollments, journey, &message.id(), tally)
+                    .replay(&mut enrollments, journey, &message.id(), tally)
                     .await?
                 {
                     return Ok(());
@@ -358,7 +358,7 @@ impl Runtime {
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
-                    .replay(&enrollments, journey, &message.id(), tally)
+                    .replay(&mut enrollments, journey, &message.id(), tally)
                     .await?
                 {
                     return Ok(());
@@ -369,22 +369,44 @@ impl Runtime {
         }
     }
 
-    /// If `cause` produced the enrollment's last transition, performs its outbox again (the
-    /// message came back, perhaps after a crash half-way) and says so.
+    /// Settles the journey's enrollment (see [`Runtime::settle`]) and says whether `cause`
+    /// already produced its last transition (the message came back: nothing more to do).
     async fn replay(
         &self,
-        enrollments: &BTreeMap<String, Loaded>,
+        enrollments: &mut BTreeMap<String, Loaded>,
         journey: &str,
         cause: &str,
         tally: &mut Tally,
     ) -> Result<bool, RunError> {
-        match enrollments.get(journey) {
-            Some(l) if l.enrollment.outbox_cause.as_deref() == Some(cause) => {
-                self.flush(&l.enrollment, tally).await?;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(l) = enrollments.remove(journey) else {
+            return Ok(false);
+        };
+        let l = self.settle(l, tally).await?;
+        let done = l.enrollment.outbox_cause.as_deref() == Some(cause);
+        enrollments.insert(journey.to_string(), l);
+        Ok(done)
+    }
+
+    /// Performs what an enrollment's last transition still owes (its outbox), then clears the
+    /// outbox with a conditional write. An outbox left full means the message that made it failed
+    /// or crashed half-way: whoever touches the enrollment next performs it first, so a later
+    /// transition never drops an earlier one's sends or wake-up. Repeating it is safe (ledger,
+    /// stale wake-ups, timeline written once).
+    async fn settle(&self, l: Loaded, tally: &mut Tally) -> Result<Loaded, RunError> {
+        if l.enrollment.outbox.is_empty() && l.enrollment.outbox_timeline.is_empty() {
+            return Ok(l);
         }
+        self.flush(&l.enrollment, tally).await?;
+        let mut e = l.enrollment;
+        e.outbox.clear();
+        e.outbox_timeline.clear();
+        let version = l.version + 1;
+        let record = Record::new(enrollment_key(&e.user_id, &e.journey), version, &e)?;
+        self.store.put(&record, Expect::Version(l.version)).await?;
+        Ok(Loaded {
+            enrollment: e,
+            version,
+        })
     }
 
     async fn load_profile(&self, user: &str) -> Result<(Profile, Option<u64>), RunError> {
@@ -459,14 +481,15 @@ impl Runtime {
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
         let names: Vec<String> = enrollments.keys().cloned().collect();
         for j in names {
+            if self
+                .replay(&mut enrollments, &j, &e.message_id, tally)
+                .await?
+            {
+                continue;
+            }
             let Some(l) = enrollments.get(&j) else {
                 continue;
             };
-            if l.enrollment.outbox_cause.as_deref() == Some(e.message_id.as_str()) {
-                let en = l.enrollment.clone();
-                self.flush(&en, tally).await?;
-                continue;
-            }
             let Some(name) = e.event.as_deref() else {
                 continue;
             };
@@ -490,8 +513,8 @@ impl Runtime {
                 let committed = self
                     .commit(t, &e.message_id, Expect::Version(version))
                     .await?;
-                self.flush(&committed.enrollment, tally).await?;
-                enrollments.insert(j.clone(), committed);
+                let settled = self.settle(committed, tally).await?;
+                enrollments.insert(j.clone(), settled);
             }
         }
 
@@ -642,11 +665,11 @@ impl Runtime {
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
         // An exit that happened after the trigger but was applied before it (events out of order).
-        if let Some(m) = j
+        if let Some((m, exit_at)) = j
             .exit_when
             .iter()
             .filter(|m| m.condition.is_none())
-            .find(|m| profile.seen_after(&m.event, trigger_at).is_some())
+            .find_map(|m| profile.seen_after(&m.event, trigger_at).map(|t| (m, t)))
         {
             let late = Event {
                 kind: Kind::Track,
@@ -657,7 +680,8 @@ impl Runtime {
                 properties: Default::default(),
                 traits: Default::default(),
                 context: Default::default(),
-                timestamp: now,
+                // When the exit happened (after the trigger), whatever this worker's clock says.
+                timestamp: exit_at,
                 received_at: now,
             };
             if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {
@@ -681,8 +705,8 @@ impl Runtime {
             }
         }
         let committed = self.commit(t, &cause, expect).await?;
-        self.flush(&committed.enrollment, tally).await?;
-        enrollments.insert(j.id.clone(), committed);
+        let settled = self.settle(committed, tally).await?;
+        enrollments.insert(j.id.clone(), settled);
         Ok(())
     }
 
@@ -855,7 +879,9 @@ impl Runtime {
                     }
                 }
                 Err(SendError::Retryable(why)) => {
-                    // Leave the claim to expire; the redelivery tries again.
+                    // Nothing went out: give the cap its place back, and leave the claim to
+                    // expire; the redelivery tries again.
+                    self.uncount_cap(o, now).await?;
                     return Err(RunError::Retry(why));
                 }
             },
@@ -959,6 +985,31 @@ impl Runtime {
         Err(RunError::Conflict("cap busy".into()))
     }
 
+    /// Takes back a send counted against the cap at `at` (the provider did not take it).
+    async fn uncount_cap(&self, o: &Outgoing, at: Timestamp) -> Result<(), RunError> {
+        if o.transactional || !self.config.caps.contains_key(&o.channel) {
+            return Ok(());
+        }
+        let key = cap_key(&o.user_id, o.channel);
+        for _ in 0..8 {
+            let Some(r) = self.store.get(&key).await? else {
+                return Ok(());
+            };
+            let mut sends = r.parse::<Vec<Timestamp>>()?;
+            let Some(i) = sends.iter().rposition(|t| *t == at) else {
+                return Ok(());
+            };
+            sends.remove(i);
+            let record = Record::new(key.clone(), r.version + 1, &sends)?;
+            match self.store.put(&record, Expect::Version(r.version)).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Conflict("cap busy".into()))
+    }
+
     async fn wake(
         &self,
         user: &str,
@@ -970,13 +1021,20 @@ impl Runtime {
         let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
             return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));
         };
-        let e: Enrollment = r.parse()?;
-        let cause = e.wake_id(seq);
-        if e.id != enrollment_id {
+        let loaded = Loaded {
+            enrollment: r.parse()?,
+            version: r.version,
+        };
+        if loaded.enrollment.id != enrollment_id {
             return Ok(()); // an earlier enrollment's wake-up
         }
+        let cause = loaded.enrollment.wake_id(seq);
+        let Loaded {
+            enrollment: e,
+            version,
+        } = self.settle(loaded, tally).await?;
         if e.outbox_cause.as_deref() == Some(cause.as_str()) {
-            return self.flush(&e, tally).await;
+            return Ok(()); // this wake-up's transition is done
         }
         let Some(p) = self.catalog.version(journey, e.version).await? else {
             return Err(RunError::Poison(format!(
@@ -997,8 +1055,8 @@ impl Runtime {
             tracing::debug!(user, journey, seq, "stale wake-up dropped");
             return Ok(());
         };
-        let committed = self.commit(t, &cause, Expect::Version(r.version)).await?;
-        self.flush(&committed.enrollment, tally).await
+        let committed = self.commit(t, &cause, Expect::Version(version)).await?;
+        self.settle(committed, tally).await.map(|_| ())
     }
 
     /// Makes `message` arrive at `at`: on the queue (hopping in 15-minute steps up to the hop
