@@ -1,0 +1,806 @@
+//! Deterministic fault injection: the real `Runtime` (the same effect-handling code the Lambda
+//! functions run) over in-memory adapters that fail on purpose. Each seed picks fault rates, a
+//! workload of 10-50 users through the cart and onboarding example journeys, worker clock skews
+//! and crash points; the run drains until quiet and the invariants are checked.
+//!
+//! `WAYMARK_SOAK_SEEDS=n` runs seeds 0..n (300 by default); `WAYMARK_SEED=n` replays one seed.
+//! A failing seed prints itself and its replay command. Known runtime bugs (below) are reported
+//! but fail the run only with `WAYMARK_STRICT=1`. `WAYMARK_TRACE=1|2|3` prints the driver's
+//! progress, every handled message, or every timer and scheduler-cursor write.
+//!
+//! Faults injected: the store unavailable, a write applied whose reply is lost, spurious and
+//! after-write conditional conflicts; the queue unavailable or its reply lost; every message
+//! delivered one to three times, batches in any order, failed messages back after the visibility
+//! timeout (180 s) and to the dead-letter queue after five receives (redriven once quiet, as an
+//! operator would); the provider throttling, rejecting, or timing out after it accepted; a worker
+//! crashing at a random port call (nothing it does after takes effect, and its whole batch comes
+//! back); two workers handling messages of the same users at once, interleaved at port calls;
+//! worker clocks skewed by up to 3 s.
+
+#[path = "faults/check.rs"]
+mod check;
+#[path = "faults/lab.rs"]
+mod lab;
+#[path = "faults/ports.rs"]
+mod ports;
+#[path = "faults/rng.rs"]
+mod rng;
+#[path = "faults/scene.rs"]
+mod scene;
+#[path = "faults/script.rs"]
+mod script;
+#[path = "faults/world.rs"]
+mod world;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use jiff::{SignedDuration, Timestamp};
+use waymark::journey::Journey;
+
+use check::Figures;
+use lab::{lock, Counts, Rates};
+use rng::Rng;
+use world::{Violation, World};
+
+/// Violation classes that are known runtime bugs, reported to the lead, each with a failing
+/// `#[ignore = "bug: ..."]` test below. The soak reports them without failing unless
+/// `WAYMARK_STRICT=1`; once a bug is fixed, remove its class here.
+const KNOWN_BUGS: &[(&str, &str)] = &[
+    (
+        "cap-miscounted",
+        "a retried send takes a second frequency-cap place after a crash or a lost reply; \
+         a_retried_send_takes_one_place_in_the_frequency_cap",
+    ),
+    (
+        "stats-drift",
+        "counts lost when a counter write fails or a timeline write's reply is lost; \
+         stats_keep_the_counts_of_a_batch_whose_counter_write_failed, \
+         stats_count_a_timeline_record_whose_write_reply_was_lost",
+    ),
+];
+
+fn journeys() -> Vec<Journey> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
+    ["cart_abandonment.yaml", "banking_onboarding.yaml"]
+        .iter()
+        .map(|f| {
+            waymark::dsl::load_file(&dir.join(f))
+                .unwrap_or_else(|e| panic!("{f} does not load: {e:?}"))
+        })
+        .collect()
+}
+
+/// What one seed did and found.
+struct Outcome {
+    seed: u64,
+    users: usize,
+    faults: Counts,
+    figures: Figures,
+    violations: Vec<Violation>,
+    redrives: usize,
+    steps: u64,
+}
+
+async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let rates = if seed.is_multiple_of(10) {
+        // Every tenth seed runs without faults: the baseline the invariants must hold on.
+        Rates {
+            pause: 0.3,
+            ..Rates::none()
+        }
+    } else {
+        Rates::pick(&mut rng)
+    };
+    // Some time on 2 March 2026, so that quiet hours (21:00-08:00) are met at varied points.
+    let start =
+        Timestamp::from_second(1_772_409_600 + rng.between(0, 86_399)).expect("a valid time");
+    let users = rng.between(10, 50) as usize;
+    let workload = script::generate(&mut rng, start, users);
+
+    if crate::lab::trace() >= 1 {
+        eprintln!("seed {seed}: {users} users, {} lines", workload.lines.len());
+    }
+    let mut world = World::new(seed, rates, start, journeys).await;
+    if crate::lab::trace() >= 1 {
+        eprintln!("seed {seed}: world ready");
+    }
+    world.run(&workload, &mut rng).await;
+
+    lock(&world.lab).enabled = false;
+    let at_end = check::wakeups(&mut world, true);
+    let mut figures = Figures {
+        extra_wakeups: world.extra_wakeups + at_end,
+        checkpoints: u64::from(world.checkpoints),
+        ..Figures::default()
+    };
+    let facts = check::Facts::gather(&world);
+    if crate::lab::trace() >= 1 {
+        eprintln!(
+            "seed {seed}: near races, exits: {:?}",
+            check::near_races(&world, &facts)
+        );
+    }
+    check::sends(&mut world, &mut figures);
+    check::events_once(&mut world, &facts);
+    check::no_send_after_exit(&mut world, &facts, &mut figures);
+    check::stats(&mut world, &facts, &mut figures).await;
+    check::nothing_lost(&mut world, &workload, &facts, &mut figures);
+    check::caps(&mut world, &facts);
+    check::channels(&mut world);
+    let letters = lock(&world.lab).sqs.dead_letters.len();
+    if letters > 0 {
+        world.violation(
+            "dead-letters",
+            format!("{letters} messages left on the dead-letter queues"),
+        );
+    }
+    let faults = lock(&world.lab).faults.clone();
+    Outcome {
+        seed,
+        users,
+        faults,
+        figures,
+        violations: std::mem::take(&mut world.violations),
+        redrives: world.redrives,
+        steps: world.steps,
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("WAYMARK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let n = std::env::var("WAYMARK_SOAK_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300u64);
+    (0..n).collect()
+}
+
+fn known(class: &str) -> Option<&'static str> {
+    KNOWN_BUGS
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, why)| *why)
+}
+
+#[test]
+fn invariants_hold_under_injected_faults() {
+    let strict = std::env::var_os("WAYMARK_STRICT").is_some();
+    let journeys = journeys();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    let started = Instant::now();
+    let mut faults = Counts::new();
+    let mut total = Figures::default();
+    let mut failing: Vec<u64> = Vec::new();
+    let mut known_hits: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut users = 0;
+    let mut steps = 0;
+    let mut redriven = 0;
+    let list = seeds();
+    for &seed in &list {
+        let o = rt.block_on(run_seed(seed, &journeys));
+        users += o.users;
+        steps += o.steps;
+        redriven += o.redrives;
+        for (k, n) in &o.faults {
+            *faults.entry(k).or_insert(0) += n;
+        }
+        total.duplicates += o.figures.duplicates;
+        total.windows += o.figures.windows;
+        total.raced += o.figures.raced;
+        total.losses += o.figures.losses;
+        total.uncounted += o.figures.uncounted;
+        total.extra_wakeups += o.figures.extra_wakeups;
+        total.checkpoints += o.figures.checkpoints;
+        let mut fails = false;
+        for v in &o.violations {
+            if let (Some(_), false) = (known(v.class), strict) {
+                let hits = known_hits.entry(v.class).or_default();
+                if hits.last() != Some(&o.seed) {
+                    hits.push(o.seed);
+                }
+                continue;
+            }
+            fails = true;
+        }
+        // A replayed seed shows everything it found, known bugs included.
+        if fails || (list.len() == 1 && !o.violations.is_empty()) {
+            if fails {
+                failing.push(o.seed);
+            }
+            println!(
+                "seed {} {} ({} users, faults {:?}):",
+                o.seed,
+                if fails {
+                    "FAILED"
+                } else {
+                    "hit known bugs only"
+                },
+                o.users,
+                o.faults
+            );
+            for v in o.violations.iter().take(20) {
+                println!("  [{}] {}", v.class, v.detail);
+            }
+            if o.violations.len() > 20 {
+                println!("  ... and {} more", o.violations.len() - 20);
+            }
+            println!(
+                "  replay: WAYMARK_SEED={} cargo test -p waymark-shared --test faults -- --nocapture",
+                o.seed
+            );
+        }
+    }
+    let injected: u64 = faults
+        .iter()
+        .filter(|(k, _)| !k.starts_with("stats.") && **k != "sqs.dead-lettered")
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "faults: {} seeds, {users} users, {steps} steps in {:.1}s; {injected} faults injected: {}",
+        list.len(),
+        started.elapsed().as_secs_f64(),
+        faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "faults: duplicates {} (accepted-then-crashed windows {}), losses {}, sends racing an exit {}, \
+         uncounted stats increments {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, failing seeds {}",
+        total.duplicates,
+        total.windows,
+        total.losses,
+        total.raced,
+        total.uncounted,
+        total.extra_wakeups,
+        total.checkpoints,
+        failing.len()
+    );
+    for (class, seeds) in &known_hits {
+        println!(
+            "faults: known bug [{class}] ({}) in {} seeds, e.g. {:?}",
+            known(class).unwrap_or_default(),
+            seeds.len(),
+            &seeds[..seeds.len().min(5)]
+        );
+    }
+    assert!(failing.is_empty(), "failing seeds: {failing:?}");
+}
+
+// ------------------------------------------------------------------ one crash at every point
+
+fn one_user_cart(start: Timestamp) -> script::Workload {
+    use serde_json::json;
+    use waymark::event::Kind;
+    let line = |at: Timestamp, kind, id: &str, mut body: serde_json::Value| {
+        body["messageId"] = json!(id);
+        body["timestamp"] = json!(at.to_string());
+        script::Line {
+            at,
+            kind,
+            body,
+            message_id: id.to_string(),
+        }
+    };
+    let t1 = start + SignedDuration::from_secs(60);
+    script::Workload {
+        start,
+        lines: vec![
+            line(
+                start,
+                Kind::Identify,
+                "id-1",
+                json!({"userId": "u00", "traits": {"email": "u00@shop.example", "first_name": "Ada",
+                    "push_tokens": [{"platform": "fcm", "token": "fcm-u00"}]}}),
+            ),
+            line(
+                t1,
+                Kind::Track,
+                "cart-1",
+                json!({"userId": "u00", "event": "cart_abandoned", "properties": {"cart_id": "c-1",
+                    "total": 42, "currency": "EUR", "items": [{"name": "shoes", "price": 42, "stock": 2}]}}),
+            ),
+        ],
+        users: vec![script::UserPlan {
+            id: "u00".into(),
+            has_device: true,
+            carts: vec![("cart-1".into(), t1, true)],
+            ..script::UserPlan::default()
+        }],
+    }
+}
+
+/// Runs the one-user cart journey with the worker crashing at port call `crash` (none if 0),
+/// before or after it takes effect; returns the violations, the port calls made and the pushes
+/// and emails that reached the provider.
+async fn crash_run(journeys: &[Journey], crash: u64, after: bool) -> (Vec<Violation>, u64, usize) {
+    let start: Timestamp = "2026-03-02T10:00:00Z".parse().expect("a time");
+    let workload = one_user_cart(start);
+    let mut world = World::new(7, Rates::none(), start, journeys).await;
+    lock(&world.lab).crash_at_call = (crash > 0).then_some((crash, after));
+    world.run(&workload, &mut Rng::new(7)).await;
+    lock(&world.lab).enabled = false;
+    let mut figures = Figures::default();
+    check::wakeups(&mut world, true);
+    let facts = check::Facts::gather(&world);
+    check::sends(&mut world, &mut figures);
+    check::events_once(&mut world, &facts);
+    check::no_send_after_exit(&mut world, &facts, &mut figures);
+    check::stats(&mut world, &facts, &mut figures).await;
+    check::nothing_lost(&mut world, &workload, &facts, &mut figures);
+    check::caps(&mut world, &facts);
+    let lab = lock(&world.lab);
+    let made = lab.calls_made;
+    let sent = lab.calls.iter().filter(|c| c.accepted).count();
+    drop(lab);
+    (std::mem::take(&mut world.violations), made, sent)
+}
+
+/// A crash at each port call of a whole cart journey (entry, two wake-ups, push, email), before
+/// and after the call takes effect, then redelivery: the user gets the push and the email once
+/// each (twice only when the crash fell between the provider's acceptance and the ledger).
+#[test]
+fn a_crash_at_any_port_call_of_the_cart_journey_recovers() {
+    let journeys = journeys();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    let (clean, calls, sent) = rt.block_on(crash_run(&journeys, 0, false));
+    assert!(clean.is_empty(), "fault-free run: {clean:?}");
+    assert_eq!(sent, 2, "the push and the email");
+    let mut failures = Vec::new();
+    let mut known_hits: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut twice = 0;
+    for n in 1..=calls {
+        for after in [false, true] {
+            let (violations, _, sent) = rt.block_on(crash_run(&journeys, n, after));
+            if sent == 3 {
+                twice += 1;
+            }
+            for v in violations {
+                match known(v.class) {
+                    Some(_) => *known_hits.entry(v.class).or_insert(0) += 1,
+                    None => failures.push(format!(
+                        "crash at call {n} (after: {after}): [{}] {}",
+                        v.class, v.detail
+                    )),
+                }
+            }
+        }
+    }
+    println!(
+        "crash points: {calls} port calls x before/after; a message sent twice after {twice} of them \
+         (accepted-then-crashed); known bugs hit: {known_hits:?}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ----------------------------------------------------------------- single faults, as journeys
+
+use scene::{at, Call, OneFault, Scene};
+use serde_json::json;
+use waymark::clock::Clock;
+use waymark::event::Kind;
+use waymark::timeline::What;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
+async fn ada_abandons_a_cart(s: &Scene, cart_at: &str) {
+    s.send(
+        Kind::Identify,
+        json!({"userId": "ada", "messageId": "ada-id", "traits": {"email": "ada@shop.example",
+            "push_tokens": [{"platform": "fcm", "token": "fcm-ada"}]}}),
+    )
+    .await;
+    s.run_until(s.clock.now()).await;
+    s.clock.set(at(cart_at));
+    s.send(
+        Kind::Track,
+        json!({"userId": "ada", "messageId": "ada-cart", "event": "cart_abandoned",
+            "properties": {"cart_id": "c-1", "total": 42, "currency": "EUR", "items": []}}),
+    )
+    .await;
+}
+
+/// The provider took the push but its reply timed out: the ledger cannot know, and the retry
+/// after the claim lease sends it again. This is the one duplicate no provider API without
+/// idempotency keys can prevent; the timeline still says "sent" once.
+#[test]
+fn a_provider_timeout_after_accepting_sends_the_push_twice_and_records_it_once() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        *s.provider
+            .time_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 1;
+        s.run_until(at("2026-03-02T11:00:00Z")).await;
+        let pushes: Vec<Timestamp> = s
+            .calls()
+            .iter()
+            .filter(|(_, o)| o.step == "push_reminder")
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(
+            pushes.len(),
+            2,
+            "accepted, timed out, sent again: {pushes:?}"
+        );
+        assert!(
+            pushes[1] - pushes[0] >= SignedDuration::from_secs(120),
+            "not before the claim lease ran out"
+        );
+        let sent = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter(|e| {
+                matches!(e.what, What::Sent { .. }) && e.step.as_deref() == Some("push_reminder")
+            })
+            .count();
+        assert_eq!(sent, 1);
+    });
+}
+
+/// Bug: stats lose the counts of a batch whose counter write fails. The message itself
+/// succeeds (its timeline is written, the handler returns Ok, SQS deletes it), `handle_batch`
+/// only logs the failed `store.add`, and nothing ever adds those counts again: `entered` stays 0
+/// while the timeline says 1 (runtime.rs, `handle_batch`/`write_tally`).
+#[test]
+#[ignore = "bug: a failed stats counter write loses the batch's counts for good (runtime.rs handle_batch)"]
+fn stats_keep_the_counts_of_a_batch_whose_counter_write_failed() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.fail_once(OneFault {
+            call: Call::Add,
+            prefix: "S#cart_abandonment",
+            after: false,
+        });
+        let results = s.handle_due(SignedDuration::from_secs(180)).await;
+        assert_eq!(results, vec![Ok(())], "the event itself was handled");
+        s.run_until(at("2026-03-02T18:00:00Z")).await;
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
+    });
+}
+
+/// Bug: a timeline write that took effect but whose reply was lost (a timeout, or the SDK's
+/// retry failing the `attribute_not_exists` condition) is never counted: the redelivered message
+/// finds the record there, takes the Conflict for "already written and counted", and moves on
+/// (runtime.rs, `flush`: `Err(StoreError::Conflict) => Ok(())`).
+#[test]
+#[ignore = "bug: a timeline record whose write reply was lost is never counted in stats (runtime.rs flush)"]
+fn stats_count_a_timeline_record_whose_write_reply_was_lost() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.fail_once(OneFault {
+            call: Call::Put,
+            prefix: "T#",
+            after: true,
+        });
+        s.run_until(at("2026-03-02T18:00:00Z")).await;
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(implied.get("entered"), Some(&1));
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
+    });
+}
+
+/// A send deferred by quiet hours runs once when they end. The wake-up for 08:00:00 may arrive up
+/// to a second early (the scheduler's delay is truncated to whole seconds, and `handle_once`
+/// accepts a wake-up up to 1 s before it is due). Found by the fault harness: the rerun step was
+/// judged at 07:59:59, still inside quiet hours, and waited again for the same 08:00:00 with
+/// delay 0, over and over until the clock passed 08:00 (61 deferrals here; each a step visit,
+/// a timeline record and a `step.push_reminder.entered` count). Clocks here are exact.
+#[test]
+fn a_send_deferred_by_quiet_hours_runs_once_when_they_end() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T20:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T20:45:00Z").await;
+        // The push is due at 21:15, inside quiet hours (21:00-08:00 UTC): deferred to 08:00.
+        s.run_until(at("2026-03-02T21:20:00Z")).await;
+        // The scheduler runs a minute ahead, at some fraction of a second.
+        s.clock.set(at("2026-03-03T07:59:00.400Z"));
+        s.rt.tick().await.expect("tick");
+        // Handling takes 10 ms a turn; stop a second after the end of quiet hours.
+        s.clock.set(at("2026-03-03T07:59:59.400Z"));
+        while s.clock.now() < at("2026-03-03T08:00:01Z") {
+            s.handle_due(SignedDuration::from_secs(180)).await;
+            s.clock.advance(SignedDuration::from_millis(10));
+        }
+        s.run_until(at("2026-03-03T13:00:00Z")).await;
+        let deferrals = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter(|e| matches!(&e.what, What::Waiting { why, .. } if why == "quiet hours"))
+            .count();
+        assert_eq!(deferrals, 1, "deferred once, run once at 08:00");
+        let pushes = s
+            .calls()
+            .iter()
+            .filter(|(_, o)| o.step == "push_reminder")
+            .count();
+        assert_eq!(pushes, 1);
+    });
+}
+
+/// An order placed after the cart was abandoned, but applied before the cart event (events out of
+/// order), ends the enrollment at entry, even when the cart's timestamp is ahead of the worker's
+/// clock (client clocks may be up to an hour ahead; here a minute). Found by the fault harness:
+/// `try_enter` stamped its synthetic exit event with the worker's `now`, which `engine::on_event`
+/// ignored as older than `trigger.at`, so the push and the email went out after the order.
+#[test]
+fn an_order_applied_before_its_cart_event_still_ends_the_journey() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        let cart = s.queue.take_due(s.clock.now());
+        // The phone's clock is a minute fast: the cart at 10:02:00, the order at 10:02:01.
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed",
+                "timestamp": "2026-03-02T10:02:01Z", "properties": {"order_id": "o-1"}}),
+        )
+        .await;
+        let mut cart = cart;
+        if let Some(waymark::queue::Message::Event(e)) = cart.first_mut() {
+            e.timestamp = at("2026-03-02T10:02:00Z");
+        }
+        // The order is handled first, then the cart.
+        s.handle_due(SignedDuration::from_secs(180)).await;
+        assert_eq!(s.rt.handle_batch(&cart).await, vec![Ok(())]);
+        s.run_until(at("2026-03-02T18:00:00Z")).await;
+        let sent: Vec<String> = s.calls().iter().map(|(_, o)| o.step.clone()).collect();
+        assert!(
+            sent.is_empty(),
+            "nothing after the order, but sent {sent:?}"
+        );
+    });
+}
+
+fn sends_of<'a>(s: &'a Scene, journey: &'a str) -> impl Fn(&str) -> Vec<String> + 'a {
+    move |step: &str| {
+        s.calls()
+            .iter()
+            .filter(|(_, o)| o.journey == journey && o.step == step)
+            .map(|(_, o)| o.enrollment.clone())
+            .collect()
+    }
+}
+
+/// A new transition never drops the outbox of one not yet performed. Ada's cart journey reaches
+/// its email at 14:31; SES throttles it, so the wake-up comes back 3 minutes later to perform the
+/// stored outbox. At 14:32 Ada abandons another cart: the enrollment is completed, re-entry is
+/// allowed, and enrollment 2 takes the record (same key). Found by the fault harness (no crash
+/// needed, only a throttle): enrollment 2 was written over enrollment 1's unperformed outbox,
+/// the redelivered wake-up was dropped as "an earlier enrollment's", and the email never went out.
+#[test]
+fn a_reentry_while_the_last_email_is_retried_does_not_drop_it() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T14:30:30Z")).await;
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 1;
+        s.run_until(at("2026-03-02T14:32:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
+                "properties": {"cart_id": "c-2", "total": 10, "currency": "EUR", "items": []}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T20:00:00Z")).await;
+        let emails = sends_of(&s, "cart_abandonment")("low_stock_email");
+        assert!(
+            emails.contains(&"cart_abandonment:ada:1".to_string()),
+            "enrollment 1's email was dropped; emails sent: {emails:?}"
+        );
+    });
+}
+
+/// The same without re-entry: a journey with a goal and no exit. The push is throttled at 10:31
+/// and its wake-up comes back at 10:34 to perform the outbox (the push, and the wake-up for the
+/// 4 h wait). At 10:32 Ada converts, a transition of its own. Found by the fault harness: the
+/// conversion was committed with an empty outbox over the unperformed one, the redelivered
+/// wake-up was stale, the push never went out, the 4 h wake-up was never scheduled and the
+/// enrollment stayed active forever. (No frequency cap here: see the next test.)
+#[test]
+fn a_conversion_while_a_push_is_retried_does_not_drop_it_or_stall_the_journey() {
+    block_on(async {
+        let uncapped = waymark::runtime::Config {
+            caps: BTreeMap::new(),
+            ..world::config()
+        };
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), uncapped).await;
+        s.publish(
+            "id: cart_goal_only\nname: Cart, goal only\ntrigger: {event: cart_abandoned}\n\
+             goal: {event: order_completed, within: 7d}\nsteps:\n  - id: wait_30m\n    wait: 30m\n\
+             \x20 - id: push_reminder\n    send: {push: {title: Cart, body: Still there}}\n\
+             \x20 - id: wait_4h\n    wait: 4h\n\
+             \x20 - id: low_stock_email\n    send: {email: {subject: Almost gone, text: Still there}}\n",
+        )
+        .await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        // Both cart journeys push at 10:31: throttle both.
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 2;
+        s.run_until(at("2026-03-02T10:32:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed",
+                "properties": {"order_id": "o-1"}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T16:00:00Z")).await;
+        let sent = sends_of(&s, "cart_goal_only");
+        let view = s.rt.user("ada").await.expect("ada");
+        let e = view
+            .enrollments
+            .iter()
+            .find(|e| e.journey == "cart_goal_only")
+            .expect("enrolled");
+        assert!(
+            !e.is_active(),
+            "stalled at {} waiting for visit {:?} (pushes {:?}, emails {:?})",
+            e.step,
+            e.pending,
+            sent("push_reminder"),
+            sent("low_stock_email")
+        );
+        assert_eq!(sent("push_reminder").len(), 1, "the push");
+        assert_eq!(sent("low_stock_email").len(), 1, "the email");
+    });
+}
+
+/// A send the provider refused as throttled does not count against the frequency cap. Found by
+/// the fault harness: `deliver` added the send to the user's cap record before calling the
+/// provider and kept it when the provider answered Retryable, so with push capped at 3 a day
+/// three throttled attempts (10:31, 10:34, 10:37) filled the cap and the fourth was skipped as
+/// "capped": no push at all, though none had gone out that day.
+#[test]
+fn throttled_attempts_do_not_use_up_the_frequency_cap() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.run_until(at("2026-03-02T11:00:00Z")).await;
+        let pushes = sends_of(&s, "cart_abandonment")("push_reminder");
+        let skipped: Vec<String> = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pushes.len(),
+            1,
+            "the push once throttling ends; skipped: {skipped:?}"
+        );
+    });
+}
+
+/// Bug: a send counts against the frequency cap once per attempt, not once. `check_cap` appends
+/// the attempt's time to the user's cap record before the provider is called; if the worker
+/// crashes after that write (or the write's reply is lost, or the SDK retries it after a timeout),
+/// the retry appends again, so one push takes two places. Here push is capped at one a day: the
+/// cap write's reply is lost at 10:31, the retry at 10:34 finds the cap full and skips the push
+/// as "capped", though nothing went out. (runtime.rs `check_cap`; keying cap entries by the
+/// ledger key, so that a send's retries share one place, would make it exact.)
+#[test]
+#[ignore = "bug: a retried send takes a second frequency-cap place after a crash or a lost reply (runtime.rs check_cap)"]
+fn a_retried_send_takes_one_place_in_the_frequency_cap() {
+    block_on(async {
+        let mut config = world::config();
+        config.caps.insert(
+            waymark::journey::Channel::Push,
+            waymark::runtime::Cap {
+                max: 1,
+                per: "1d".parse().expect("a duration"),
+            },
+        );
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        s.fail_once(OneFault {
+            call: Call::Put,
+            prefix: "C#push",
+            after: true,
+        });
+        s.run_until(at("2026-03-02T11:00:00Z")).await;
+        let pushes = sends_of(&s, "cart_abandonment")("push_reminder");
+        let skipped: Vec<String> = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pushes.len(),
+            1,
+            "the one push of the day; skipped: {skipped:?}"
+        );
+    });
+}
+
+/// Bug (since the outbox fix): an event waits for every unperformed outbox of its user. Ada's
+/// push is due at 10:31 and the provider is down (throttling) for the next hour. She orders at
+/// 10:32: `apply_event` first settles the cart enrollment's outbox, whose push fails, so the
+/// whole event fails and comes back every 3 minutes until the provider recovers (20 times in
+/// this hour). With SQS's `maxReceiveCount: 5` the order goes to the dead-letter queue after
+/// 15 minutes and the journey is not exited unless someone redrives it. Any event of the user
+/// (an identify, an event for another journey) is held the same way, and a throttled send holds
+/// its user's events until it succeeds. (runtime.rs `apply_event`: `self.replay(...).await?` for
+/// each enrollment before the event is applied; carrying an unperformed outbox into the next
+/// transition, or letting an exit drop it, would not block.)
+#[test]
+#[ignore = "bug: a user's events fail for as long as any of the user's pending sends cannot be performed (runtime.rs apply_event settle)"]
+fn an_order_is_applied_while_the_provider_is_down() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 1_000;
+        s.run_until(at("2026-03-02T10:32:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed",
+                "properties": {"order_id": "o-1"}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T11:30:00Z")).await;
+        let failures = s
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("ada-order")
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            failures < 5,
+            "the order failed {failures} times: SQS would have dead-lettered it"
+        );
+        let view = s.rt.user("ada").await.expect("ada");
+        let cart = view
+            .enrollments
+            .iter()
+            .find(|e| e.journey == "cart_abandonment")
+            .expect("enrolled");
+        assert!(!cart.is_active(), "the order ended the journey");
+    });
+}

@@ -1,0 +1,591 @@
+//! The invariants, checked against the store's final records, the provider's call log and the
+//! workload's own record of what users did. Reads only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use waymark::engine::Effect;
+use waymark::enrollment::{Enrollment, Status};
+use waymark::event::Kind;
+use waymark::journey::Channel;
+use waymark::profile::Profile;
+use waymark::queue::Message;
+use waymark::runtime::stats_key;
+use waymark::store::Store;
+use waymark::timeline::{self, Entry, What};
+
+use crate::lab::lock;
+use crate::script::Workload;
+use crate::world::{World, MAX_SKEW_MS};
+
+pub const CART: &str = "cart_abandonment";
+pub const ONBOARDING: &str = "banking_onboarding";
+
+/// One timeline record: the entries one transition wrote.
+pub struct TimelineRecord {
+    pub enrollment: String,
+    pub cause: String,
+    pub entries: Vec<Entry>,
+}
+
+/// The store's final contents, parsed.
+#[derive(Default)]
+pub struct Facts {
+    pub profiles: BTreeMap<String, Profile>,
+    pub enrollments: Vec<Enrollment>,
+    pub timelines: Vec<TimelineRecord>,
+    pub dedup: BTreeSet<(String, String)>,
+}
+
+impl Facts {
+    pub fn gather(world: &World) -> Facts {
+        let mut f = Facts::default();
+        for r in world.store.dump() {
+            let Some(user) = r.key.pk.strip_prefix("U#") else {
+                continue;
+            };
+            let user = user.to_string();
+            let sk = r.key.sk.as_str();
+            if sk == "P" {
+                if let Ok(p) = r.parse::<Profile>() {
+                    f.profiles.insert(user, p);
+                }
+            } else if sk.starts_with("E#") {
+                if let Ok(e) = r.parse::<Enrollment>() {
+                    f.enrollments.push(e);
+                }
+            } else if let Some(rest) = sk.strip_prefix("T#") {
+                let (enrollment, cause) = rest.rsplit_once('#').unwrap_or((rest, ""));
+                f.timelines.push(TimelineRecord {
+                    enrollment: enrollment.to_string(),
+                    cause: cause.to_string(),
+                    entries: r.parse().unwrap_or_default(),
+                });
+            } else if let Some(id) = sk.strip_prefix("D#") {
+                f.dedup.insert((user, id.to_string()));
+            }
+        }
+        f
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.timelines.iter().flat_map(|t| t.entries.iter())
+    }
+
+    /// The trigger message of each enrollment, from the record its `entered` fact is in.
+    pub fn triggers(&self) -> BTreeMap<String, String> {
+        self.timelines
+            .iter()
+            .filter(|t| {
+                t.entries
+                    .iter()
+                    .any(|e| matches!(e.what, What::Entered { .. }))
+            })
+            .map(|t| (t.enrollment.clone(), t.cause.clone()))
+            .collect()
+    }
+}
+
+/// Figures a run reports besides its violations.
+#[derive(Debug, Default, Clone)]
+pub struct Figures {
+    /// Provider calls beyond the first for one ledger key.
+    pub duplicates: u64,
+    /// Accepted-then-crashed windows (the provider took it, the ledger never heard).
+    pub windows: u64,
+    /// Sends still in flight when their enrollment's exit was stored (same instant).
+    pub raced: u64,
+    /// Sends that should have happened and did not.
+    pub losses: u64,
+    /// Timeline entries that never reached the stats counters.
+    pub uncounted: u64,
+    /// Wake-ups found more than once for one pending visit.
+    pub extra_wakeups: u64,
+    /// Mid-run checks of the pending wake-ups.
+    pub checkpoints: u64,
+}
+
+/// At most one provider call per (enrollment, step, visit), except after a window.
+pub fn sends(world: &mut World, fig: &mut Figures) {
+    let lab = lock(&world.lab);
+    let mut by_key: BTreeMap<&str, Vec<Timestamp>> = BTreeMap::new();
+    for c in lab.calls.iter().filter(|c| c.accepted) {
+        by_key.entry(&c.ledger_key).or_default().push(c.at);
+    }
+    fig.windows = lab.windows.values().map(|n| u64::from(*n)).sum();
+    let mut found = Vec::new();
+    for (key, times) in by_key {
+        let extra = times.len() as u64 - 1;
+        fig.duplicates += extra;
+        let windows = u64::from(lab.windows.get(key).copied().unwrap_or(0));
+        if extra > windows {
+            found.push(format!(
+                "{key} went to the provider {} times ({windows} accepted-then-crashed windows): at {times:?}",
+                times.len()
+            ));
+        }
+    }
+    drop(lab);
+    for d in found {
+        world.violation("duplicate-send", d);
+    }
+}
+
+/// Every accepted event applied once: in the profile's history once, deduplicated, and no
+/// enrollment entered twice for one trigger or ended twice.
+pub fn events_once(world: &mut World, facts: &Facts) {
+    let mut found = Vec::new();
+    for (id, a) in &world.accepted {
+        let name = match a.kind {
+            Kind::Identify => "$identify".to_string(),
+            Kind::Track => a.event.clone().unwrap_or_default(),
+        };
+        let seen = facts
+            .profiles
+            .get(&a.user)
+            .and_then(|p| p.history.get(&name))
+            .map(|h| h.iter().filter(|(_, m)| m == id).count())
+            .unwrap_or(0);
+        if seen != 1 {
+            found.push((
+                "event-applied",
+                format!("{id} ({name}) is {seen} times in {}'s history", a.user),
+            ));
+        }
+        if !facts.dedup.contains(&(a.user.clone(), id.clone())) {
+            found.push((
+                "event-applied",
+                format!("{id} of {} has no dedup record", a.user),
+            ));
+        }
+    }
+    let mut entered: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut ends: BTreeMap<&str, BTreeMap<&'static str, u32>> = BTreeMap::new();
+    for t in &facts.timelines {
+        for e in &t.entries {
+            let kind = match e.what {
+                What::Entered { .. } => {
+                    entered
+                        .entry((e.journey.clone(), t.cause.clone()))
+                        .or_default()
+                        .push(e.enrollment.clone());
+                    "entered"
+                }
+                What::Exited { .. } => "exited",
+                What::Completed => "completed",
+                What::Converted { .. } => "converted",
+                _ => continue,
+            };
+            *ends
+                .entry(&e.enrollment)
+                .or_default()
+                .entry(kind)
+                .or_insert(0) += 1;
+        }
+    }
+    for ((journey, cause), list) in entered {
+        if list.len() > 1 {
+            found.push((
+                "enrolled-twice",
+                format!("{cause} entered {journey} {} times: {list:?}", list.len()),
+            ));
+        }
+    }
+    for (enrollment, kinds) in ends {
+        if kinds.values().any(|n| *n > 1)
+            || (kinds.contains_key("exited") && kinds.contains_key("completed"))
+        {
+            found.push(("enrollment-ended-twice", format!("{enrollment}: {kinds:?}")));
+        }
+    }
+    // A send deferred by quiet hours runs again once, when they end.
+    let mut deferred: BTreeMap<(&str, &str), Vec<Timestamp>> = BTreeMap::new();
+    for e in facts.entries() {
+        if let What::Waiting { until, why } = &e.what {
+            if why == "quiet hours" {
+                deferred
+                    .entry((&e.enrollment, e.step.as_deref().unwrap_or("")))
+                    .or_default()
+                    .push(*until);
+            }
+        }
+    }
+    for ((enrollment, step), untils) in deferred {
+        if untils.len() > 1 {
+            found.push((
+                "quiet-hours-spin",
+                format!(
+                    "{enrollment} deferred {step} for quiet hours {} times, until {:?}",
+                    untils.len(),
+                    untils.iter().collect::<BTreeSet<_>>()
+                ),
+            ));
+        }
+    }
+    for (class, d) in found {
+        world.violation(class, d);
+    }
+}
+
+/// Every active enrollment has its pending wake-up somewhere: on the queue, as a timer, or owed
+/// by the outbox of a transition whose message will come again.
+pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
+    let enrollments: Vec<Enrollment> = world
+        .store
+        .dump()
+        .iter()
+        .filter(|r| r.key.pk.starts_with("U#") && r.key.sk.starts_with("E#"))
+        .filter_map(|r| r.parse().ok())
+        .collect();
+    let lab = lock(&world.lab);
+    let mut wakes: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    for m in lab.sqs.all().chain(lab.timers.values()) {
+        if let Message::Wake {
+            enrollment, seq, ..
+        } = m
+        {
+            *wakes.entry((enrollment.clone(), *seq)).or_insert(0) += 1;
+        }
+        ids.insert(m.id());
+    }
+    let mut found = Vec::new();
+    let mut extra = 0;
+    for e in enrollments.iter().filter(|e| e.status == Status::Active) {
+        let Some(p) = e.pending else {
+            found.push(format!(
+                "{} is active at step {} with nothing pending",
+                e.id, e.step
+            ));
+            continue;
+        };
+        let copies = wakes.get(&(e.id.clone(), p.seq)).copied().unwrap_or(0);
+        extra += copies.saturating_sub(1);
+        let owed = e
+            .outbox
+            .iter()
+            .any(|f| matches!(f, Effect::Wake { seq, .. } if *seq == p.seq))
+            && e.outbox_cause.as_ref().is_some_and(|c| ids.contains(c));
+        if copies == 0 && !owed {
+            found.push(format!(
+                "{} is active at step {} waiting for visit {} at {}, but no wake-up is queued, no timer holds one and no message will replay it{}",
+                e.id,
+                e.step,
+                p.seq,
+                p.at,
+                if at_end { " (after draining)" } else { "" }
+            ));
+        }
+    }
+    drop(lab);
+    for d in found {
+        world.violation("lost-wakeup", d);
+    }
+    extra
+}
+
+/// No message goes out after its enrollment exited, nor after an exit event was applied.
+pub fn no_send_after_exit(world: &mut World, facts: &Facts, fig: &mut Figures) {
+    let skew = SignedDuration::from_millis(2 * MAX_SKEW_MS);
+    let exited_at: BTreeMap<&str, Timestamp> = facts
+        .entries()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| (e.enrollment.as_str(), e.at))
+        .collect();
+    let triggers = facts.triggers();
+    let mut found = Vec::new();
+    let lab = lock(&world.lab);
+    for c in lab.calls.iter().filter(|c| c.accepted) {
+        if let Some(x) = exited_at.get(c.enrollment.as_str()) {
+            if c.at > *x + skew {
+                found.push((
+                    "sent-after-exit",
+                    format!(
+                        "{} ({}) went out at {} but {} exited at {x}",
+                        c.ledger_key, c.channel, c.at, c.enrollment
+                    ),
+                ));
+            }
+        }
+        if lab.exits.get(&c.enrollment).is_some_and(|op| c.op > *op) {
+            fig.raced += 1;
+        }
+        // The cart journey exits on order_completed: an order after the trigger that was
+        // applied before the send must have stopped it.
+        if c.journey != CART {
+            continue;
+        }
+        let Some(trigger) = triggers
+            .get(&c.enrollment)
+            .and_then(|id| world.accepted.get(id))
+        else {
+            continue;
+        };
+        for (id, a) in &world.accepted {
+            if a.user != c.user
+                || a.event.as_deref() != Some("order_completed")
+                || a.timestamp <= trigger.timestamp
+            {
+                continue;
+            }
+            if let Some(applied) = world.handled.get(id) {
+                if c.at > *applied {
+                    // Applied before the trigger itself: the entry's late-exit check had to see it.
+                    let trigger_id = triggers
+                        .get(&c.enrollment)
+                        .map(String::as_str)
+                        .unwrap_or("");
+                    let late = world.handled.get(trigger_id).is_some_and(|t| applied <= t);
+                    let class = if late {
+                        "late-exit-ignored"
+                    } else {
+                        "exit-ignored"
+                    };
+                    found.push((class, format!(
+                        "{} ({}) went out at {} although order_completed {id} (at {}, after the trigger at {}) had been applied at {applied}",
+                        c.ledger_key, c.channel, c.at, a.timestamp, trigger.timestamp
+                    )));
+                }
+            }
+        }
+    }
+    drop(lab);
+    for (class, d) in found {
+        world.violation(class, d);
+    }
+}
+
+/// The stats counters equal the counters of every timeline record, less the entries the lab saw
+/// go uncounted (and, strictly, those must be none).
+pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
+    let all: Vec<Entry> = facts.entries().cloned().collect();
+    let lost: Vec<Entry> = lock(&world.lab)
+        .uncounted
+        .iter()
+        .map(|(_, e)| e.clone())
+        .collect();
+    let mut expected = timeline::counters(&all);
+    for (j, c) in timeline::counters(&lost) {
+        let t = expected.entry(j).or_default();
+        for (k, d) in c {
+            *t.entry(k).or_insert(0) -= d;
+        }
+    }
+    fig.uncounted = timeline::counters(&lost)
+        .values()
+        .flat_map(|c| c.values())
+        .map(|d| d.unsigned_abs())
+        .sum();
+    for journey in [CART, ONBOARDING] {
+        let mut want = expected.get(journey).cloned().unwrap_or_default();
+        want.retain(|_, d| *d != 0);
+        let mut have = world
+            .store
+            .counters(&stats_key(journey))
+            .await
+            .unwrap_or_default();
+        have.retain(|_, d| *d != 0);
+        if have != want {
+            let diff: Vec<String> = want
+                .keys()
+                .chain(have.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| want.get(*k) != have.get(*k))
+                .map(|k| format!("{k}: stats {:?}, timelines {:?}", have.get(k), want.get(k)))
+                .collect();
+            world.violation("stats-mismatch", format!("{journey}: {}", diff.join("; ")));
+        }
+    }
+    if fig.uncounted > 0 {
+        world.violation(
+            "stats-drift",
+            format!(
+                "{} counter increments in stored timeline records never reached the stats ({})",
+                fig.uncounted,
+                lock(&world.lab)
+                    .uncounted
+                    .iter()
+                    .map(|(why, _)| *why)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+}
+
+/// Users who abandoned a cart and never ordered got the push and the email; users who signed up
+/// and never registered got both reminders: a provider call, or a recorded rejection or cap.
+pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: &mut Figures) {
+    let lab = lock(&world.lab);
+    let accepted: BTreeSet<(String, String)> = lab
+        .calls
+        .iter()
+        .filter(|c| c.accepted)
+        .map(|c| (c.enrollment.clone(), c.step.clone()))
+        .collect();
+    drop(lab);
+    let excused: BTreeSet<(&str, &str)> = facts
+        .entries()
+        .filter(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "rejected" || reason == "capped"))
+        .filter_map(|e| Some((e.enrollment.as_str(), e.step.as_deref()?)))
+        .collect();
+    // Enrollments that never recorded their end and are no longer the user's current one: a
+    // re-entry was written over them before their last transition was performed.
+    let ended: BTreeSet<&str> = facts
+        .entries()
+        .filter(|e| matches!(e.what, What::Completed | What::Exited { .. }))
+        .map(|e| e.enrollment.as_str())
+        .collect();
+    let current: BTreeSet<&str> = facts.enrollments.iter().map(|e| e.id.as_str()).collect();
+    let mut found: Vec<(&'static str, String)> = Vec::new();
+    for u in &workload.users {
+        let mut expect = |journey: &str, steps: &[(&str, bool)]| {
+            if !facts
+                .enrollments
+                .iter()
+                .any(|e| e.user_id == u.id && e.journey == journey)
+            {
+                found.push(("lost-send", format!("{} never entered {journey}", u.id)));
+                return;
+            }
+            // Every enrollment of the user, not only the latest: from the timeline.
+            let ids: BTreeSet<&str> = facts
+                .entries()
+                .filter(|e| e.journey == journey && e.enrollment.contains(&format!(":{}:", u.id)))
+                .map(|e| e.enrollment.as_str())
+                .collect();
+            for id in ids {
+                for (step, wanted) in steps {
+                    if *wanted
+                        && !accepted.contains(&(id.to_string(), step.to_string()))
+                        && !excused.contains(&(id, step))
+                    {
+                        let overwritten = !ended.contains(id) && !current.contains(id);
+                        found.push((
+                            if overwritten {
+                                "outbox-overwritten"
+                            } else {
+                                "lost-send"
+                            },
+                            format!(
+                                "{} ({id}) never got {step}{}",
+                                u.id,
+                                if overwritten {
+                                    " (its enrollment record was replaced before it ended)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        if u.carts.iter().any(|c| c.2) && u.orders.is_empty() {
+            expect(
+                CART,
+                &[("push_reminder", u.has_device), ("low_stock_email", true)],
+            );
+        }
+        if !u.signed_up.is_empty() && u.registered.is_empty() {
+            expect(
+                ONBOARDING,
+                &[("reminder_1", u.has_device), ("reminder_2", true)],
+            );
+        }
+    }
+    fig.losses += found.len() as u64;
+    for (class, d) in found {
+        world.violation(class, d);
+    }
+}
+
+/// A send skipped as "capped" had its cap really used up: at least that many messages on the
+/// channel went out to the user within the cap's period before it (throttled or failed attempts
+/// are not sends).
+pub fn caps(world: &mut World, facts: &Facts) {
+    let config = crate::world::config();
+    let lab = lock(&world.lab);
+    let mut found = Vec::new();
+    for e in facts.entries() {
+        let What::Skipped {
+            channel, reason, ..
+        } = &e.what
+        else {
+            continue;
+        };
+        let Some(cap) = config.caps.get(channel).filter(|_| reason == "capped") else {
+            continue;
+        };
+        let user = e.enrollment.split(':').nth(1).unwrap_or_default();
+        // The entry carries the transition's time; the send was tried then or a little later.
+        let (from, to) = (
+            e.at - cap.per.to_jiff(),
+            e.at + SignedDuration::from_hours(1),
+        );
+        let sent = lab
+            .calls
+            .iter()
+            .filter(|c| c.accepted && c.user == user && c.channel == *channel)
+            .filter(|c| c.at > from && c.at <= to)
+            .count();
+        if sent < cap.max as usize {
+            found.push(format!(
+                "{} skipped {channel} at {} as capped, but only {sent} went out to {user} in the {} before (cap {})",
+                e.enrollment, e.at, cap.per, cap.max
+            ));
+        }
+    }
+    drop(lab);
+    for d in found {
+        world.violation("cap-miscounted", d);
+    }
+}
+
+/// Push to a user without a device is skipped; the oracles rely on channels being what the
+/// journeys say, so a quick sanity check of the call log.
+pub fn channels(world: &mut World) {
+    let lab = lock(&world.lab);
+    let odd: Vec<String> = lab
+        .calls
+        .iter()
+        .filter(|c| {
+            !matches!(
+                (c.journey.as_str(), c.step.as_str(), c.channel),
+                (CART, "push_reminder", Channel::Push)
+                    | (CART, "low_stock_email", Channel::Email)
+                    | (ONBOARDING, "reminder_1", Channel::Push)
+                    | (ONBOARDING, "reminder_2", Channel::Push | Channel::Email)
+            )
+        })
+        .map(|c| format!("{} on {}", c.ledger_key, c.channel))
+        .collect();
+    drop(lab);
+    for d in odd {
+        world.violation("harness", format!("unexpected provider call {d}"));
+    }
+}
+
+/// Debug aid: sends that went out within five seconds of their enrollment's exit.
+pub fn near_races(world: &World, facts: &Facts) -> (usize, usize) {
+    let exited_at: BTreeMap<&str, Timestamp> = facts
+        .entries()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| (e.enrollment.as_str(), e.at))
+        .collect();
+    let lab = lock(&world.lab);
+    let near = lab
+        .calls
+        .iter()
+        .filter(|c| c.accepted)
+        .filter(|c| {
+            exited_at
+                .get(c.enrollment.as_str())
+                .is_some_and(|x| (*x - c.at).abs() < SignedDuration::from_secs(5))
+        })
+        .count();
+    (near, lab.exits.len())
+}

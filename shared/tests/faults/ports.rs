@@ -1,0 +1,312 @@
+//! Fault-injecting adapters: the real in-memory store, a simulated SQS and a recording provider,
+//! each asking the lab what goes wrong with every call. They wrap; they never decide journeys.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use waymark::clock::{Clock, ManualClock};
+use waymark::engine::Outgoing;
+use waymark::enrollment::Status;
+use waymark::profile::Device;
+use waymark::provider::{Receipt, SendError, Sender};
+use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
+use waymark::runtime::Ledger;
+use waymark::store::{Expect, Key, MemoryStore, Record, Store, StoreError};
+use waymark::timeline::Entry;
+
+use crate::lab::{lock, Injected, Lab, Plan, Port, Shared};
+
+fn unavailable(why: &str) -> StoreError {
+    StoreError::Unavailable(why.into())
+}
+
+async fn pause_if(plan: Plan) {
+    if plan.pause {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A worker's clock: the true virtual time plus the worker's own skew.
+pub struct SkewedClock {
+    pub base: ManualClock,
+    pub offset: SignedDuration,
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> Timestamp {
+        let t = self.base.now();
+        t.checked_add(self.offset).unwrap_or(t)
+    }
+}
+
+/// The in-memory store behind faults: unavailable, replies lost after a write, spurious
+/// conflicts, and a crash at one chosen call.
+pub struct FaultyStore {
+    pub inner: MemoryStore,
+    pub lab: Shared,
+    pub worker: usize,
+}
+
+impl FaultyStore {
+    async fn read(&self) -> Result<(), StoreError> {
+        let plan = lock(&self.lab).plan(self.worker, Port::Read);
+        pause_if(plan).await;
+        match plan.fault {
+            None => Ok(()),
+            Some(Injected::Dead) => Err(unavailable("worker crashed")),
+            Some(_) => Err(unavailable("injected: store unavailable")),
+        }
+    }
+
+    /// Plans a write; `Err` when it must fail before taking effect, else the fault to apply after.
+    async fn before_write(&self, expect: Expect) -> Result<Option<Injected>, StoreError> {
+        let port = Port::Write {
+            conditional: expect != Expect::Any,
+            versioned: matches!(expect, Expect::Version(_)),
+        };
+        let plan = lock(&self.lab).plan(self.worker, port);
+        pause_if(plan).await;
+        match plan.fault {
+            Some(Injected::Dead) => Err(unavailable("worker crashed")),
+            Some(Injected::Crash { after: false })
+            | Some(Injected::Unavailable { after: false }) => {
+                Err(unavailable("injected: store unavailable"))
+            }
+            Some(Injected::Conflict { after: false }) => Err(StoreError::Conflict),
+            other => Ok(other),
+        }
+    }
+}
+
+fn reply_after(fault: Option<Injected>) -> Result<(), StoreError> {
+    match fault {
+        Some(Injected::Crash { after: true }) | Some(Injected::Unavailable { after: true }) => Err(
+            unavailable("injected: the write happened, its reply was lost"),
+        ),
+        Some(Injected::Conflict { after: true }) => Err(StoreError::Conflict),
+        _ => Ok(()),
+    }
+}
+
+impl Lab {
+    /// Keeps the lab's view of the store current after a write took effect.
+    fn applied_put(&mut self, worker: usize, record: &Record, replied_ok: bool) {
+        self.op += 1;
+        let key = &record.key;
+        if crate::lab::trace() >= 3 && (key.pk.starts_with("T#") || key.pk == "SCHED") {
+            eprintln!(
+                "put by {} {}/{} {}",
+                self.workers[worker].name,
+                key.pk,
+                key.sk,
+                String::from_utf8_lossy(&record.body)
+            );
+        }
+        if key.pk.starts_with("T#") {
+            if let Ok(m) = record.parse::<Message>() {
+                self.timers.insert(key.clone(), m);
+            }
+            return;
+        }
+        if !key.pk.starts_with("U#") {
+            return;
+        }
+        if let Some(ledger_key) = key.sk.strip_prefix("L#") {
+            if let Ok(Ledger::Done { .. }) = record.parse::<Ledger>() {
+                self.workers[worker].awaiting_done.remove(ledger_key);
+            }
+        } else if key.sk.starts_with("E#") {
+            /// Only what the lab needs of an enrollment (parsing all of it is slow in debug).
+            #[derive(serde::Deserialize)]
+            struct Head {
+                id: String,
+                status: Status,
+            }
+            if let Ok(e) = record.parse::<Head>() {
+                if e.status == Status::Exited {
+                    let op = self.op;
+                    self.exits.entry(e.id).or_insert(op);
+                }
+            }
+        } else if key.sk.starts_with("T#") {
+            let entries: Vec<Entry> = record.parse().unwrap_or_default();
+            if replied_ok {
+                self.workers[worker].uncounted.extend(entries);
+            } else {
+                if !waymark::timeline::counters(&entries).is_empty() {
+                    self.count("stats.timeline-reply-lost");
+                }
+                self.uncounted.extend(
+                    entries
+                        .into_iter()
+                        .map(|e| ("timeline write's reply lost", e)),
+                );
+            }
+        }
+    }
+
+    fn applied_delete(&mut self, key: &Key) {
+        self.op += 1;
+        if crate::lab::trace() >= 3 && key.pk.starts_with("T#") {
+            eprintln!("delete {}/{}", key.pk, key.sk);
+        }
+        if key.pk.starts_with("T#") {
+            self.timers.remove(key);
+        }
+    }
+
+    fn applied_add(&mut self, worker: usize, key: &Key) {
+        self.op += 1;
+        if let Some(journey) = key.pk.strip_prefix("S#") {
+            self.workers[worker]
+                .uncounted
+                .retain(|e| e.journey != journey);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.read().await?;
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let after = self.before_write(expect).await?;
+        self.inner.put(record, expect).await?;
+        let reply = reply_after(after);
+        lock(&self.lab).applied_put(self.worker, record, reply.is_ok());
+        reply
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        let after = self.before_write(expect).await?;
+        self.inner.delete(key, expect).await?;
+        lock(&self.lab).applied_delete(key);
+        reply_after(after)
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        self.read().await?;
+        self.inner.query(pk, prefix).await
+    }
+
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        let after = self.before_write(Expect::Any).await?;
+        self.inner.add(key, deltas).await?;
+        lock(&self.lab).applied_add(self.worker, key);
+        reply_after(after)
+    }
+
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.read().await?;
+        self.inner.counters(key).await
+    }
+
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        self.read().await?;
+        self.inner.scan(sk, segment, segments).await
+    }
+}
+
+/// The simulated SQS as a worker sees it: sends may fail before or after they happen.
+pub struct FaultyQueue {
+    pub lab: Shared,
+    pub worker: usize,
+    pub clock: ManualClock,
+}
+
+#[async_trait]
+impl Queue for FaultyQueue {
+    async fn send(&self, queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
+        let plan = lock(&self.lab).plan(self.worker, Port::QueueSend);
+        pause_if(plan).await;
+        match plan.fault {
+            Some(Injected::Dead) => return Err(QueueError::Unavailable("worker crashed".into())),
+            Some(Injected::Crash { after: false })
+            | Some(Injected::Unavailable { after: false }) => {
+                return Err(QueueError::Unavailable(
+                    "injected: queue unavailable".into(),
+                ))
+            }
+            _ => {}
+        }
+        let now = self.clock.now();
+        let mut lab = lock(&self.lab);
+        for m in messages {
+            let at = now + SignedDuration::from_secs(i64::from(m.delay_secs));
+            lab.enqueue(queue, m.message.clone(), at);
+        }
+        match plan.fault {
+            Some(Injected::Crash { after: true }) | Some(Injected::Unavailable { after: true }) => {
+                Err(QueueError::Unavailable(
+                    "injected: sent, but the reply was lost".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The provider: records every call; throttles, times out after accepting, rejects.
+pub struct FaultySender {
+    pub lab: Shared,
+    pub worker: usize,
+    pub clock: ManualClock,
+}
+
+#[async_trait]
+impl Sender for FaultySender {
+    async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+        let plan = lock(&self.lab).plan(self.worker, Port::ProviderSend);
+        pause_if(plan).await;
+        let now = self.clock.now();
+        let mut lab = lock(&self.lab);
+        match plan.fault {
+            Some(Injected::Dead) | Some(Injected::Crash { after: false }) => {
+                Err(SendError::Retryable("worker crashed".into()))
+            }
+            Some(Injected::Crash { after: true }) => {
+                lab.provider_call(o, now, true);
+                lab.window(o.ledger_key());
+                Err(SendError::Retryable(
+                    "worker crashed after the provider accepted".into(),
+                ))
+            }
+            Some(Injected::TimeoutAccepted) => {
+                lab.provider_call(o, now, true);
+                lab.window(o.ledger_key());
+                Err(SendError::Retryable("injected: provider timed out".into()))
+            }
+            Some(Injected::Throttled) => {
+                lab.provider_call(o, now, false);
+                Err(SendError::Retryable("injected: throttled".into()))
+            }
+            Some(Injected::Rejected) => {
+                lab.provider_call(o, now, false);
+                Err(SendError::Permanent("injected: address rejected".into()))
+            }
+            Some(_) | None => {
+                lab.provider_call(o, now, true);
+                lab.workers[self.worker]
+                    .awaiting_done
+                    .insert(o.ledger_key());
+                Ok(Receipt {
+                    provider_id: Some(format!("msg-{}", lab.calls.len())),
+                    ..Receipt::default()
+                })
+            }
+        }
+    }
+
+    async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
+        let plan = lock(&self.lab).plan(self.worker, Port::Register);
+        pause_if(plan).await;
+        match plan.fault {
+            None => Ok(Some(format!("arn:aws:sns:endpoint/{}", device.token))),
+            Some(_) => Err(SendError::Retryable("injected: register failed".into())),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Small hand-written scenes for single faults: one runtime over the in-memory store (optionally
+//! with one scripted fault), a delay queue and a recording provider on a manual clock. A scene
+//! reads as a journey: given these events at these times, these messages go out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+use waymark::clock::{Clock, ManualClock};
+use waymark::engine::Outgoing;
+use waymark::event::{self, Kind, Limits};
+use waymark::provider::{Receipt, SendError, Sender};
+use waymark::queue::{Message, Outbound, Queue, QueueName};
+use waymark::runtime::{RunError, Runtime};
+use waymark::simulate::DelayQueue;
+use waymark::store::{Expect, Key, MemoryStore, Record, Store, StoreError};
+use waymark::timeline::{self, Entry};
+
+/// Which store call a scripted fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Put,
+    Add,
+}
+
+/// One fault, on the first call of a kind whose sort key starts with `sk_prefix` (or whose
+/// partition key does, for counters): before the call takes effect, or after (the reply lost).
+#[derive(Debug, Clone)]
+pub struct OneFault {
+    pub call: Call,
+    pub prefix: &'static str,
+    pub after: bool,
+}
+
+/// The in-memory store, failing once as scripted.
+pub struct ScriptedStore {
+    pub inner: MemoryStore,
+    pub fault: Mutex<Option<OneFault>>,
+}
+
+impl ScriptedStore {
+    fn take(&self, call: Call, key: &Key) -> Option<bool> {
+        let mut f = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = f.as_ref().is_some_and(|f| {
+            f.call == call
+                && match call {
+                    Call::Put => key.sk.starts_with(f.prefix),
+                    Call::Add => key.pk.starts_with(f.prefix),
+                }
+        });
+        hit.then(|| f.take().map(|f| f.after)).flatten()
+    }
+}
+
+fn injected() -> StoreError {
+    StoreError::Unavailable("injected".into())
+}
+
+#[async_trait]
+impl Store for ScriptedStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        match self.take(Call::Put, &record.key) {
+            Some(false) => Err(injected()),
+            Some(true) => self.inner.put(record, expect).await.and(Err(injected())),
+            None => self.inner.put(record, expect).await,
+        }
+    }
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        self.inner.query(pk, prefix).await
+    }
+    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        match self.take(Call::Add, key) {
+            Some(false) => Err(injected()),
+            Some(true) => self.inner.add(key, deltas).await.and(Err(injected())),
+            None => self.inner.add(key, deltas).await,
+        }
+    }
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.inner.counters(key).await
+    }
+    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+        self.inner.scan(sk, segment, segments).await
+    }
+}
+
+/// A provider that records each message it takes; the next `throttle` calls are refused as
+/// throttled, the next `time_out` taken but answered with a timeout.
+#[derive(Default)]
+pub struct Provider {
+    pub calls: Mutex<Vec<(Timestamp, Outgoing)>>,
+    pub throttle: Mutex<u32>,
+    pub time_out: Mutex<u32>,
+    pub clock: Mutex<Option<ManualClock>>,
+}
+
+#[async_trait]
+impl Sender for Provider {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let now = self
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Clock::now)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let mut throttle = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if *throttle > 0 {
+            *throttle -= 1;
+            return Err(SendError::Retryable("throttled".into()));
+        }
+        drop(throttle);
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((now, message.clone()));
+        let mut t = self.time_out.lock().unwrap_or_else(|p| p.into_inner());
+        if *t > 0 {
+            *t -= 1;
+            return Err(SendError::Retryable("timed out".into()));
+        }
+        Ok(Receipt::default())
+    }
+}
+
+pub struct Scene {
+    /// How many times each message (by id) failed and was put back.
+    pub failures: Mutex<BTreeMap<String, u32>>,
+    pub clock: ManualClock,
+    pub store: Arc<ScriptedStore>,
+    pub queue: DelayQueue,
+    pub provider: Arc<Provider>,
+    pub rt: Runtime,
+}
+
+pub fn at(s: &str) -> Timestamp {
+    s.parse().expect("an RFC 3339 time")
+}
+
+impl Scene {
+    /// The cart and onboarding example journeys, published at `start`, with the harness's
+    /// configuration (push capped at 3 a day).
+    pub async fn new(start: Timestamp) -> Scene {
+        Scene::with_config(start, crate::world::config()).await
+    }
+
+    pub async fn with_config(start: Timestamp, config: waymark::runtime::Config) -> Scene {
+        let clock = ManualClock::new(start);
+        let store = Arc::new(ScriptedStore {
+            inner: MemoryStore::new(),
+            fault: Mutex::new(None),
+        });
+        let queue = DelayQueue::new(Arc::new(clock.clone()));
+        let provider = Arc::new(Provider::default());
+        *provider.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock.clone());
+        let rt = Runtime::new(
+            store.clone(),
+            Arc::new(queue.clone()),
+            provider.clone(),
+            Arc::new(clock.clone()),
+            std::time::Duration::ZERO,
+            config,
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
+        for f in ["cart_abandonment.yaml", "banking_onboarding.yaml"] {
+            let j = waymark::dsl::load_file(&dir.join(f)).expect("an example journey");
+            rt.catalog.publish(&j, start).await.expect("publish");
+        }
+        rt.tick().await.expect("the scheduler's first run");
+        Scene {
+            failures: Mutex::new(BTreeMap::new()),
+            clock,
+            store,
+            queue,
+            provider,
+            rt,
+        }
+    }
+
+    /// Publishes one more journey, from its YAML text.
+    pub async fn publish(&self, yaml: &str) {
+        let j = waymark::dsl::parse("extra.yaml", yaml).expect("a valid journey");
+        let now = self.clock.now();
+        self.rt.catalog.publish(&j, now).await.expect("publish");
+    }
+
+    pub fn fail_once(&self, fault: OneFault) {
+        *self.store.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
+    }
+
+    /// Intake: a track or identify body, received now, onto the events queue.
+    pub async fn send(&self, kind: Kind, body: Value) {
+        let bytes = serde_json::to_vec(&body).expect("JSON");
+        let e = event::parse_single(kind, &bytes, self.clock.now(), &Limits::default())
+            .unwrap_or_else(|errs| panic!("intake rejected {body}: {errs:?}"));
+        self.queue
+            .send(
+                QueueName::Events,
+                &[Outbound {
+                    message: Message::Event(Box::new(e)),
+                    delay_secs: 0,
+                }],
+            )
+            .await
+            .expect("queued");
+    }
+
+    /// Handles what is due now, one batch; failed messages come back `retry_after` later.
+    pub async fn handle_due(&self, retry_after: SignedDuration) -> Vec<Result<(), RunError>> {
+        let due = self.queue.take_due(self.clock.now());
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let results = self.rt.handle_batch(&due).await;
+        for (m, r) in due.iter().zip(&results) {
+            if r.is_err() {
+                *self
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(m.id())
+                    .or_insert(0) += 1;
+                let delay = u32::try_from(retry_after.as_secs()).unwrap_or(900);
+                let again = Outbound {
+                    message: m.clone(),
+                    delay_secs: delay,
+                };
+                let q = m.queue();
+                self.queue.send(q, &[again]).await.expect("requeued");
+            }
+        }
+        results
+    }
+
+    fn next_timer(&self) -> Option<Timestamp> {
+        self.store
+            .inner
+            .dump()
+            .iter()
+            .filter(|r| r.key.pk.starts_with("T#"))
+            .filter_map(|r| r.parse::<Message>().ok().and_then(|m| m.due()))
+            .min()
+    }
+
+    /// Runs everything due up to `until`: queue messages at their times, the scheduler a minute
+    /// before each timer; failed messages come back after SQS's visibility timeout.
+    pub async fn run_until(&self, until: Timestamp) {
+        for _ in 0..100_000 {
+            let now = self.clock.now();
+            if !self
+                .handle_due(SignedDuration::from_secs(180))
+                .await
+                .is_empty()
+            {
+                continue;
+            }
+            let timer = self.next_timer().map(|t| t - SignedDuration::from_secs(60));
+            let next = [self.queue.next_due(), timer].into_iter().flatten().min();
+            match next {
+                Some(t) if t <= until => {
+                    self.clock.set(t.max(now));
+                    if timer.is_some_and(|x| x <= self.clock.now()) {
+                        self.rt.tick().await.expect("tick");
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.clock.set(until.max(self.clock.now()));
+    }
+
+    pub fn calls(&self) -> Vec<(Timestamp, Outgoing)> {
+        self.provider
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every timeline entry of a user, in time order.
+    pub async fn timeline(&self, user: &str) -> Vec<Entry> {
+        self.rt.user(user).await.expect("user view").timeline
+    }
+
+    /// The stats a journey's timelines imply, and the stats the store keeps.
+    pub async fn stats(&self, journey: &str) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        let entries: Vec<Entry> = self
+            .store
+            .inner
+            .dump()
+            .iter()
+            .filter(|r| r.key.pk.starts_with("U#") && r.key.sk.starts_with("T#"))
+            .flat_map(|r| r.parse::<Vec<Entry>>().unwrap_or_default())
+            .collect();
+        let implied = timeline::counters(&entries)
+            .remove(journey)
+            .unwrap_or_default();
+        let mut kept = self.rt.stats(journey).await.expect("stats");
+        kept.retain(|_, d| *d != 0);
+        (implied, kept)
+    }
+}

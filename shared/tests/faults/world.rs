@@ -1,0 +1,400 @@
+//! One run: the real `Runtime` as two engine workers and a scheduler, each with its own skewed
+//! clock and fault-injecting ports over one store, one simulated SQS and one provider; a driver
+//! that feeds the workload through intake, hands out batches (two at a time, interleaved) and
+//! moves the virtual clock until everything is quiet.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use waymark::auth::Signer;
+use waymark::clock::{Clock, ManualClock};
+use waymark::event::{self, Kind, Limits};
+use waymark::journey::{Channel, Journey};
+use waymark::queue::{Message, QueueName};
+use waymark::runtime::{Cap, Config, RunError, Runtime};
+use waymark::store::{Expect, Key, MemoryStore, Record, Store};
+
+use crate::lab::{lock, Lab, Rates, Shared};
+use crate::ports::{FaultyQueue, FaultySender, FaultyStore, SkewedClock};
+use crate::rng::Rng;
+use crate::script::{Line, Workload};
+
+pub const ENGINE_A: usize = 0;
+pub const ENGINE_B: usize = 1;
+pub const SCHEDULER: usize = 2;
+/// Worker clocks differ from the true time by up to this much.
+pub const MAX_SKEW_MS: i64 = 3_000;
+/// How many port calls one message takes, roughly: crash points are drawn within this.
+const CALLS_PER_MESSAGE: u32 = 30;
+
+/// An event intake accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub user: String,
+    pub kind: Kind,
+    pub event: Option<String>,
+    pub timestamp: Timestamp,
+}
+
+/// Something that must never happen, by class.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub class: &'static str,
+    pub detail: String,
+}
+
+pub struct World {
+    pub lab: Shared,
+    pub clock: ManualClock,
+    pub store: MemoryStore,
+    pub workers: Vec<Runtime>,
+    pub accepted: BTreeMap<String, Accepted>,
+    /// When each event message was first handled successfully.
+    pub handled: BTreeMap<String, Timestamp>,
+    pub violations: Vec<Violation>,
+    pub redrives: usize,
+    pub steps: u64,
+    pub checkpoints: u32,
+    /// Wake-ups found queued more than once for one pending visit, at the checkpoints.
+    pub extra_wakeups: u64,
+}
+
+pub fn config() -> Config {
+    let mut caps = BTreeMap::new();
+    let per = |s: &str| s.parse().expect("a valid duration");
+    caps.insert(
+        Channel::Push,
+        Cap {
+            max: 3,
+            per: per("1d"),
+        },
+    );
+    caps.insert(
+        Channel::Sms,
+        Cap {
+            max: 2,
+            per: per("7d"),
+        },
+    );
+    Config {
+        // Fewer shards keep the scheduler's catch-up sweeps cheap; the sharding is not under test.
+        timer_shards: 2,
+        caps,
+        public_url: Some("https://waymark.test".into()),
+        signer: Some(Arc::new(Signer::new("fault-harness-secret"))),
+        ..Config::default()
+    }
+}
+
+impl World {
+    pub async fn new(seed: u64, rates: Rates, start: Timestamp, journeys: &[Journey]) -> Self {
+        let lab: Shared = Arc::new(Mutex::new(Lab::new(
+            seed,
+            rates,
+            &["engine-a", "engine-b", "scheduler"],
+        )));
+        let clock = ManualClock::new(start);
+        let store = MemoryStore::new();
+        let mut workers = Vec::new();
+        for worker in [ENGINE_A, ENGINE_B, SCHEDULER] {
+            let offset = {
+                let mut lab = lock(&lab);
+                SignedDuration::from_millis(lab.rng.between(-MAX_SKEW_MS, MAX_SKEW_MS))
+            };
+            workers.push(Runtime::new(
+                Arc::new(FaultyStore {
+                    inner: store.clone(),
+                    lab: lab.clone(),
+                    worker,
+                }),
+                Arc::new(FaultyQueue {
+                    lab: lab.clone(),
+                    worker,
+                    clock: clock.clone(),
+                }),
+                Arc::new(FaultySender {
+                    lab: lab.clone(),
+                    worker,
+                    clock: clock.clone(),
+                }),
+                Arc::new(SkewedClock {
+                    base: clock.clone(),
+                    offset,
+                }),
+                std::time::Duration::ZERO,
+                config(),
+            ));
+        }
+        for j in journeys {
+            workers[ENGINE_A]
+                .catalog
+                .publish(j, start)
+                .await
+                .expect("publish with faults off");
+        }
+        // The scheduler has run since the stack was deployed: its cursor exists before any timer.
+        workers[SCHEDULER]
+            .tick()
+            .await
+            .expect("a first tick with faults off");
+        lock(&lab).enabled = true;
+        World {
+            lab,
+            clock,
+            store,
+            workers,
+            accepted: BTreeMap::new(),
+            handled: BTreeMap::new(),
+            violations: Vec::new(),
+            redrives: 0,
+            steps: 0,
+            checkpoints: 0,
+            extra_wakeups: 0,
+        }
+    }
+
+    pub fn violation(&mut self, class: &'static str, detail: String) {
+        self.violations.push(Violation { class, detail });
+    }
+
+    /// Intake: validates the request as the API does and queues the event.
+    fn intake(&mut self, line: &Line) {
+        let now = self.clock.now();
+        let body = serde_json::to_vec(&line.body).unwrap_or_default();
+        match event::parse_single(line.kind, &body, now, &Limits::default()) {
+            Ok(e) => {
+                self.accepted
+                    .entry(e.message_id.clone())
+                    .or_insert_with(|| Accepted {
+                        user: e.user_id.clone(),
+                        kind: e.kind,
+                        event: e.event.clone(),
+                        timestamp: e.timestamp,
+                    });
+                lock(&self.lab).enqueue(QueueName::Events, Message::Event(Box::new(e)), now);
+            }
+            Err(errors) => self.violation(
+                "harness",
+                format!(
+                    "intake rejected scripted message {}: {errors:?}",
+                    line.message_id
+                ),
+            ),
+        }
+    }
+
+    fn take_batch(&self, now: Timestamp) -> Vec<(u64, Message)> {
+        let mut lab = lock(&self.lab);
+        let first = if lab.rng.chance(0.5) {
+            QueueName::Events
+        } else {
+            QueueName::Steps
+        };
+        let other = match first {
+            QueueName::Events => QueueName::Steps,
+            QueueName::Steps => QueueName::Events,
+        };
+        let size = lab.rng.between(1, 10) as usize;
+        let batch = lab.receive(first, size, now);
+        if batch.is_empty() {
+            lab.receive(other, size, now)
+        } else {
+            batch
+        }
+    }
+
+    /// One engine invocation: the real batch handler, with a crash point maybe.
+    async fn run_batch(
+        &self,
+        worker: usize,
+        batch: &[(u64, Message)],
+    ) -> (Vec<Result<(), RunError>>, bool) {
+        if batch.is_empty() {
+            return (Vec::new(), false);
+        }
+        let expected = CALLS_PER_MESSAGE * batch.len() as u32;
+        lock(&self.lab).begin_batch(worker, expected);
+        let messages: Vec<Message> = batch.iter().map(|(_, m)| m.clone()).collect();
+        let results = self.workers[worker].handle_batch(&messages).await;
+        let dead = lock(&self.lab).end_batch(worker);
+        (results, dead)
+    }
+
+    /// Deletes what succeeded; what failed (all of it, if the worker died) comes back later.
+    fn settle(&mut self, batch: &[(u64, Message)], results: Vec<Result<(), RunError>>, dead: bool) {
+        let now = self.clock.now();
+        if crate::lab::trace() >= 2 {
+            for ((_, m), r) in batch.iter().zip(&results) {
+                eprintln!("{now} {} dead={dead}: {m:?} -> {r:?}", m.id());
+            }
+        }
+        for ((id, m), r) in batch.iter().zip(results) {
+            match (&r, dead) {
+                (Ok(()), false) => {
+                    lock(&self.lab).ack(*id);
+                    if let Message::Event(e) = m {
+                        self.handled.entry(e.message_id.clone()).or_insert(now);
+                    }
+                }
+                (Err(RunError::Poison(why)), _) => {
+                    self.violation("poison", format!("{} was poison: {why}", m.id()));
+                    lock(&self.lab).nack(*id);
+                }
+                _ => lock(&self.lab).nack(*id),
+            }
+        }
+    }
+
+    /// The scheduler's minute. The real scheduler runs every minute; the driver runs it only when
+    /// a timer is near, and first moves its cursor over the idle minutes in between, as the
+    /// runs it skipped would have (they had no timer to move).
+    async fn tick(&self) {
+        let now = self.clock.now();
+        if crate::lab::trace() >= 3 {
+            eprintln!("tick at {now}");
+        }
+        let earliest = lock(&self.lab)
+            .timers
+            .values()
+            .filter_map(Message::due)
+            .min();
+        let idle_until = (now.as_second().div_euclid(60) - 1)
+            .min(earliest.map_or(i64::MAX, |t| t.as_second().div_euclid(60)));
+        let key = Key::new("SCHED", "cursor");
+        if let Ok(Some(r)) = self.store.get(&key).await {
+            let cursor: i64 = r.parse().unwrap_or(i64::MAX);
+            if cursor < idle_until {
+                let moved = Record::new(key, r.version + 1, &idle_until).expect("a cursor");
+                let _ = self.store.put(&moved, Expect::Version(r.version)).await;
+            }
+        }
+        lock(&self.lab).begin_batch(SCHEDULER, 12);
+        let _ = self.workers[SCHEDULER].tick().await;
+        lock(&self.lab).end_batch(SCHEDULER);
+    }
+
+    /// When the scheduler should next run: a minute before the earliest timer, at most a minute
+    /// after its last run, at least every six hours while timers wait.
+    fn tick_at(&self, last: Timestamp) -> Option<Timestamp> {
+        let lab = lock(&self.lab);
+        let earliest = lab.timers.values().filter_map(Message::due).min()?;
+        let at =
+            (earliest - SignedDuration::from_secs(60)).max(last + SignedDuration::from_secs(60));
+        Some(at.min(last + SignedDuration::from_hours(6)))
+    }
+
+    /// Feeds the workload and drains everything until quiet.
+    pub async fn run(&mut self, workload: &Workload, rng: &mut Rng) {
+        let horizon = workload.start + SignedDuration::from_hours(24 * 30);
+        let mut next = 0usize;
+        let mut last_tick = workload.start - SignedDuration::from_secs(60);
+        loop {
+            self.steps += 1;
+            let now = self.clock.now();
+            if crate::lab::trace() >= 1 && self.steps.is_multiple_of(1000) {
+                let lab = lock(&self.lab);
+                eprintln!(
+                    "step {} at {now}: {} queued, {} timers, {} calls, op {}",
+                    self.steps,
+                    lab.sqs.entries.len(),
+                    lab.timers.len(),
+                    lab.calls.len(),
+                    lab.op
+                );
+            }
+            if self.steps > 400_000 || now > horizon {
+                let cursor = self
+                    .store
+                    .get(&Key::new("SCHED", "cursor"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.parse::<i64>().ok());
+                let lab = lock(&self.lab);
+                let timers: Vec<String> = lab
+                    .timers
+                    .iter()
+                    .take(3)
+                    .map(|(k, m)| {
+                        format!(
+                            "{}/{} {}",
+                            k.pk,
+                            k.sk,
+                            m.due().map(|t| t.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let queued = lab.sqs.entries.len();
+                drop(lab);
+                self.violation(
+                    "unsettled",
+                    format!(
+                        "still busy after {} steps, at {now}: {queued} queued, scheduler cursor at minute {cursor:?}, timers {timers:?}",
+                        self.steps
+                    ),
+                );
+                return;
+            }
+            while next < workload.lines.len() && workload.lines[next].at <= now {
+                let line = workload.lines[next].clone();
+                self.intake(&line);
+                next += 1;
+            }
+            if self.tick_at(last_tick).is_some_and(|t| t <= now) {
+                last_tick = now;
+                self.tick().await;
+            }
+            let a = self.take_batch(now);
+            let b = match rng.below(3) {
+                0 => Vec::new(),
+                1 => self.take_batch(now),
+                _ => {
+                    let partners = lock(&self.lab).receive_partners(&a, 10, now);
+                    if partners.is_empty() {
+                        self.take_batch(now)
+                    } else {
+                        partners
+                    }
+                }
+            };
+            if !a.is_empty() || !b.is_empty() {
+                if rng.chance(0.01) {
+                    self.checkpoints += 1;
+                    self.extra_wakeups += crate::check::wakeups(self, false);
+                }
+                let ((ra, da), (rb, db)) =
+                    tokio::join!(self.run_batch(ENGINE_A, &a), self.run_batch(ENGINE_B, &b));
+                self.settle(&a, ra, da);
+                self.settle(&b, rb, db);
+                // Handling takes time: the clock moves on by the batch's run time.
+                let took = SignedDuration::from_millis(rng.between(20, 400));
+                self.clock.set(now + took);
+                continue;
+            }
+            let visible = lock(&self.lab).sqs.next_visible();
+            let candidates = [
+                workload.lines.get(next).map(|l| l.at),
+                visible,
+                self.tick_at(last_tick),
+            ];
+            match candidates.into_iter().flatten().min() {
+                // Lambda's batching window (up to a second) gathers what arrives together.
+                Some(t) if Some(t) == visible => {
+                    let window = SignedDuration::from_millis(rng.between(0, 1_000));
+                    self.clock.set(t.max(now) + window);
+                }
+                Some(t) => self.clock.set(t.max(now)),
+                None => {
+                    let letters = lock(&self.lab).sqs.dead_letters.len();
+                    if letters > 0 && self.redrives < 3 {
+                        self.redrives += 1;
+                        lock(&self.lab).redrive(now);
+                        continue;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! Security: who may call what on the HTTP API (keys, inbox tokens, unsubscribe tokens), that
+//! nothing personal reaches the logs, and that templates cannot reach outside their scope. The
+//! real `Api` and `Runtime` over in-memory adapters.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+use waymark::api::Api;
+use waymark::auth::{Keys, Signer};
+use waymark::clock::{Clock, ManualClock};
+use waymark::engine::Content;
+use waymark::event::Limits;
+use waymark::provider::RecordingSender;
+use waymark::queue::Message;
+use waymark::runtime::{Config, Runtime};
+use waymark::simulate::DelayQueue;
+use waymark::store::MemoryStore;
+use waymark::template;
+use waymark::timeline::What;
+
+const WRITE_KEY: &str = "wk_write_3b1f0c9e";
+const ADMIN_KEY: &str = "wk_admin_a77d2e41";
+const SECRET: &str = "signing-secret-5c0ffee";
+
+const ADA_EMAIL: &str = "ada.lovelace@analytical.example";
+const ADA_PHONE: &str = "+14155550199";
+const ADA_TOKEN: &str = "fcm-device-token-ada-7f3a9";
+const ADA_NAME: &str = "Augusta";
+
+/// The API and the engine, as `waymark dev` wires them, over memory.
+struct Stack {
+    clock: ManualClock,
+    store: MemoryStore,
+    queue: DelayQueue,
+    sender: RecordingSender,
+    signer: Arc<Signer>,
+    rt: Arc<Runtime>,
+    api: Api,
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().expect("an RFC 3339 time")
+}
+
+impl Stack {
+    async fn new() -> Stack {
+        let start = at("2026-03-02T10:00:00Z");
+        let clock = ManualClock::new(start);
+        let store = MemoryStore::new();
+        let queue = DelayQueue::new(Arc::new(clock.clone()));
+        let sender = RecordingSender::new();
+        let signer = Arc::new(Signer::new(SECRET));
+        let config = Config {
+            public_url: Some("https://waymark.test".into()),
+            signer: Some(signer.clone()),
+            ..Config::default()
+        };
+        let rt = Arc::new(Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+            Arc::new(sender.clone()),
+            Arc::new(clock.clone()),
+            std::time::Duration::ZERO,
+            config,
+        ));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
+        for f in ["cart_abandonment.yaml", "banking_onboarding.yaml"] {
+            let j = waymark::dsl::load_file(&dir.join(f)).expect("an example journey");
+            rt.catalog.publish(&j, start).await.expect("publish");
+        }
+        rt.tick().await.expect("the scheduler's first run");
+        let api = Api {
+            runtime: rt.clone(),
+            keys: Keys::parse(WRITE_KEY, ADMIN_KEY).expect("keys"),
+            signer: signer.clone(),
+            limits: Limits::default(),
+        };
+        Stack {
+            clock,
+            store,
+            queue,
+            sender,
+            signer,
+            rt,
+            api,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .api
+            .handle(req.body(Bytes::from(body.to_string())).expect("a request"))
+            .await;
+        let status = res.status();
+        (status, String::from_utf8_lossy(res.body()).to_string())
+    }
+
+    async fn post(&self, route: &str, body: Value) {
+        let auth = format!("Bearer {WRITE_KEY}");
+        let (status, text) = self
+            .call(
+                Method::POST,
+                route,
+                &[("authorization", &auth)],
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{route}: {text}");
+    }
+
+    /// Runs the engine and the scheduler up to `until`.
+    async fn run_until(&self, until: Timestamp) {
+        for _ in 0..10_000 {
+            let due = self.queue.take_due(self.clock.now());
+            if !due.is_empty() {
+                for r in self.rt.handle_batch(&due).await {
+                    r.expect("handled");
+                }
+                continue;
+            }
+            let timer = self
+                .store
+                .dump()
+                .iter()
+                .filter(|r| r.key.pk.starts_with("T#"))
+                .filter_map(|r| r.parse::<Message>().ok().and_then(|m| m.due()))
+                .min()
+                .map(|t| t - SignedDuration::from_secs(60));
+            match [self.queue.next_due(), timer].into_iter().flatten().min() {
+                Some(t) if t <= until => {
+                    self.clock.set(t.max(self.clock.now()));
+                    if timer.is_some_and(|x| x <= self.clock.now()) {
+                        self.rt.tick().await.expect("tick");
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.clock.set(until.max(self.clock.now()));
+    }
+
+    /// Ada and Bob identify; Ada signs up and registers (an in-app guide lands in her inbox).
+    async fn ada_and_bob(&self) {
+        self.post(
+            "/v1/identify",
+            json!({"userId": "ada", "traits": {"email": ADA_EMAIL, "phone": ADA_PHONE,
+                "first_name": ADA_NAME, "push_tokens": [{"platform": "fcm", "token": ADA_TOKEN}]}}),
+        )
+        .await;
+        self.post(
+            "/v1/identify",
+            json!({"userId": "bob", "traits": {"email": "bob@builder.example", "first_name": "Bob"}}),
+        )
+        .await;
+        self.post("/v1/track", json!({"userId": "ada", "event": "signed_up"}))
+            .await;
+        self.run_until(self.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        self.post(
+            "/v1/track",
+            json!({"userId": "ada", "event": "registration_completed"}),
+        )
+        .await;
+        self.run_until(self.clock.now() + SignedDuration::from_secs(60))
+            .await;
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
+const UNAUTHORIZED: &str = r#"{"error":"unauthorized"}"#;
+
+fn basic(key: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    format!("Basic {}", STANDARD.encode(format!("{key}:")))
+}
+
+#[test]
+fn a_write_key_cannot_read_and_an_admin_key_can() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let journey = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/journeys/cart_abandonment.yaml"),
+        )
+        .expect("a journey file");
+        let admin_routes: [(Method, &str, &str); 5] = [
+            (Method::GET, "/v1/users/ada", ""),
+            (Method::GET, "/v1/users/ada/inbox", ""),
+            (Method::GET, "/v1/journeys", ""),
+            (Method::GET, "/v1/journeys/cart_abandonment/stats", ""),
+            (Method::PUT, "/v1/journeys/cart_abandonment", &journey),
+        ];
+        let bearer_write = format!("Bearer {WRITE_KEY}");
+        let basic_write = basic(WRITE_KEY);
+        let refused: [(&str, Option<&str>); 5] = [
+            ("write key (Bearer)", Some(&bearer_write)),
+            ("write key (Basic, Segment style)", Some(&basic_write)),
+            ("no key", None),
+            ("wrong key", Some("Bearer wk_guess")),
+            ("admin key with a typo", Some("Bearer wk_admin_a77d2e4")),
+        ];
+        for (who, auth) in refused {
+            for (method, route, body) in &admin_routes {
+                let headers: Vec<(&str, &str)> =
+                    auth.map(|a| vec![("authorization", a)]).unwrap_or_default();
+                let (status, text) = s.call(method.clone(), route, &headers, body).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}: {method} {route}");
+                assert_eq!(
+                    text, UNAUTHORIZED,
+                    "{who}: {method} {route} must say nothing more"
+                );
+            }
+        }
+        // Intake without a key is refused the same way.
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/track",
+                &[],
+                r#"{"userId":"x","event":"e"}"#,
+            )
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+        );
+
+        let admin = format!("Bearer {ADMIN_KEY}");
+        for (method, route, body) in &admin_routes {
+            let (status, text) = s
+                .call(method.clone(), route, &[("authorization", &admin)], body)
+                .await;
+            assert!(
+                status.is_success(),
+                "admin: {method} {route}: {status} {text}"
+            );
+        }
+        let (_, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/ada",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            view["profile"]["traits"]["email"], ADA_EMAIL,
+            "the admin sees the profile"
+        );
+    });
+}
+
+#[test]
+fn the_inbox_opens_with_its_users_token_only() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let ada = s.signer.inbox_token("ada");
+        let bob = s.signer.inbox_token("bob");
+        let mut tampered = ada.clone();
+        let last = tampered.pop().expect("a token");
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        let other_secret = Signer::new("another-secret").inbox_token("ada");
+        let bearer_ada = format!("Bearer {ada}");
+        let bearer_write = format!("Bearer {WRITE_KEY}");
+
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/ada/inbox",
+                &[("x-waymark-user-token", &ada)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let inbox: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            inbox["messages"].as_array().map(Vec::len),
+            Some(1),
+            "the in-app guide: {text}"
+        );
+        let (status, _) = s
+            .call(
+                Method::GET,
+                "/v1/users/ada/inbox",
+                &[("authorization", &bearer_ada)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "the token as a Bearer works too");
+
+        let refused: [(&str, &str, (&str, &str)); 7] = [
+            (
+                "another user's token",
+                "/v1/users/ada/inbox",
+                ("x-waymark-user-token", &bob),
+            ),
+            (
+                "Ada's token on Bob's inbox",
+                "/v1/users/bob/inbox",
+                ("x-waymark-user-token", &ada),
+            ),
+            (
+                "a tampered token",
+                "/v1/users/ada/inbox",
+                ("x-waymark-user-token", &tampered),
+            ),
+            (
+                "a token under another secret",
+                "/v1/users/ada/inbox",
+                ("x-waymark-user-token", &other_secret),
+            ),
+            (
+                "an empty token",
+                "/v1/users/ada/inbox",
+                ("x-waymark-user-token", ""),
+            ),
+            (
+                "not base64",
+                "/v1/users/ada/inbox",
+                ("x-waymark-user-token", "%%%"),
+            ),
+            (
+                "the write key",
+                "/v1/users/ada/inbox",
+                ("authorization", &bearer_write),
+            ),
+        ];
+        for (who, route, header) in refused {
+            let (status, text) = s.call(Method::GET, route, &[header], "").await;
+            assert_eq!(
+                (status, text.as_str()),
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+                "{who}"
+            );
+        }
+    });
+}
+
+fn subscriptions(view: &Value) -> Value {
+    view["profile"]["traits"]["subscriptions"].clone()
+}
+
+#[test]
+fn an_unsubscribe_token_unsubscribes_its_user_and_channel_only_and_cannot_be_forged() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let valid = s
+            .signer
+            .unsubscribe_token("ada", "email", "cart_abandonment");
+        let (payload, tag) = valid.split_once('.').expect("payload.tag");
+        // Bob's name in Ada's signed payload.
+        let decoded =
+            String::from_utf8(URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("UTF-8");
+        let swapped = URL_SAFE_NO_PAD.encode(decoded.replace("\"ada\"", "\"bob\""));
+        let forged: Vec<(&str, String)> = vec![
+            (
+                "random",
+                "dW5zdWI6WyJhZGEiXQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            ),
+            ("payload changed to Bob", format!("{swapped}.{tag}")),
+            (
+                "signed with another secret",
+                Signer::new("guess").unsubscribe_token("bob", "email", "cart_abandonment"),
+            ),
+            (
+                "tag cut short",
+                format!("{payload}.{}", &tag[..tag.len() - 4]),
+            ),
+            ("no tag", payload.to_string()),
+            ("the inbox token", s.signer.inbox_token("ada")),
+        ];
+        for (what, token) in &forged {
+            let (status, text) = s
+                .call(
+                    Method::GET,
+                    &format!("/v1/unsubscribe?token={token}"),
+                    &[],
+                    "",
+                )
+                .await;
+            assert_eq!(
+                (status, text.as_str()),
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+                "{what}"
+            );
+        }
+        let admin = format!("Bearer {ADMIN_KEY}");
+        for user in ["ada", "bob"] {
+            let (_, text) = s
+                .call(
+                    Method::GET,
+                    &format!("/v1/users/{user}"),
+                    &[("authorization", &admin)],
+                    "",
+                )
+                .await;
+            let view: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(
+                subscriptions(&view),
+                Value::Null,
+                "{user} is still subscribed to everything"
+            );
+        }
+
+        let (status, text) = s
+            .call(
+                Method::POST,
+                &format!("/v1/unsubscribe?token={valid}"),
+                &[],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/ada",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            subscriptions(&view),
+            json!({"email": false}),
+            "Ada: email only"
+        );
+        let (_, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/bob",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(subscriptions(&view), Value::Null, "Bob untouched");
+
+        // Both abandon a cart: Ada gets the push but not the email, Bob the email.
+        for user in ["ada", "bob"] {
+            s.post(
+                "/v1/track",
+                json!({"userId": user, "event": "cart_abandoned",
+                "properties": {"cart_id": "c", "total": 10, "currency": "EUR", "items": []}}),
+            )
+            .await;
+        }
+        s.run_until(s.clock.now() + SignedDuration::from_hours(6))
+            .await;
+        let sent: Vec<(String, String)> = s
+            .sender
+            .sent()
+            .iter()
+            .filter(|o| o.journey == "cart_abandonment")
+            .map(|o| (o.user_id.clone(), o.channel.to_string()))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                ("ada".to_string(), "push".to_string()),
+                ("bob".to_string(), "email".to_string())
+            ]
+        );
+        let timeline = s.rt.user("ada").await.expect("ada").timeline;
+        assert!(timeline
+            .iter()
+            .any(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "opted_out")));
+    });
+}
+
+/// A `Write` that appends to a shared buffer, for capturing log output.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).to_string()
+    }
+}
+
+#[test]
+fn logs_never_carry_addresses_secrets_or_message_bodies() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let plain = Captured::default();
+    let json_lines = Captured::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with({
+            let w = plain.clone();
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || w.clone())
+        })
+        .with({
+            let w = json_lines.clone();
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(move || w.clone())
+        });
+    let (sent, tokens) = tracing::subscriber::with_default(subscriber, || {
+        block_on(async {
+            let s = Stack::new().await;
+            s.ada_and_bob().await;
+            // The whole cart journey, with a duplicate, a rejected request and reads.
+            let cart = json!({"userId": "ada", "messageId": "cart-1", "event": "cart_abandoned",
+                "properties": {"cart_id": "c-9", "total": 129.5, "currency": "EUR",
+                    "items": [{"name": "Difference engine", "price": 129.5, "stock": 2}]}});
+            s.post("/v1/track", cart.clone()).await;
+            s.post("/v1/track", cart).await;
+            let auth = format!("Bearer {WRITE_KEY}");
+            let bad =
+                json!({"userId": "ada", "traits": {"email": "not an address", "phone": ADA_PHONE}});
+            let (status, _) = s
+                .call(
+                    Method::POST,
+                    "/v1/identify",
+                    &[("authorization", &auth)],
+                    &bad.to_string(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            s.run_until(s.clock.now() + SignedDuration::from_hours(24))
+                .await;
+            let admin = format!("Bearer {ADMIN_KEY}");
+            s.call(
+                Method::GET,
+                "/v1/users/ada",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+            let inbox = s.signer.inbox_token("ada");
+            s.call(
+                Method::GET,
+                "/v1/users/ada/inbox",
+                &[("x-waymark-user-token", &inbox)],
+                "",
+            )
+            .await;
+            let unsub = s
+                .signer
+                .unsubscribe_token("ada", "email", "cart_abandonment");
+            s.call(
+                Method::GET,
+                &format!("/v1/unsubscribe?token={unsub}"),
+                &[],
+                "",
+            )
+            .await;
+            (s.sender.sent(), vec![inbox, unsub])
+        })
+    });
+    let logs = plain.text() + &json_lines.text();
+    if std::env::var_os("WAYMARK_SHOW_LOGS").is_some() {
+        println!("{logs}");
+    }
+    assert!(
+        logs.contains("ada"),
+        "the capture works (user ids are logged)"
+    );
+    let channels: Vec<String> = sent.iter().map(|o| o.channel.to_string()).collect();
+    assert_eq!(
+        channels,
+        ["push", "email"],
+        "the cart journey's push and email went out"
+    );
+
+    let mut secret: Vec<String> = vec![
+        ADA_EMAIL.into(),
+        ADA_PHONE.into(),
+        ADA_TOKEN.into(),
+        ADA_NAME.into(),
+        "bob@builder.example".into(),
+        "Difference engine".into(),
+        WRITE_KEY.into(),
+        ADMIN_KEY.into(),
+        SECRET.into(),
+    ];
+    secret.extend(tokens);
+    for o in &sent {
+        let texts: Vec<&str> = match &o.content {
+            Content::Email {
+                subject,
+                html,
+                text,
+                unsubscribe_url,
+            } => [
+                Some(subject),
+                html.as_ref(),
+                text.as_ref(),
+                unsubscribe_url.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect(),
+            Content::Sms { body, .. } => vec![body.as_str()],
+            Content::Push { title, body, .. } | Content::InApp { title, body, .. } => {
+                vec![title.as_str(), body.as_str()]
+            }
+            Content::Webhook { url, body, .. } => [Some(url), body.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect(),
+        };
+        for t in texts {
+            secret.push(t.to_string());
+            // Each line of a longer body too, so that no part of it slips into a log line.
+            secret.extend(
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 16)
+                    .map(str::to_string),
+            );
+        }
+    }
+    for s in &secret {
+        assert!(!logs.contains(s.as_str()), "the logs carry {s:?}");
+        let escaped = serde_json::to_string(s).expect("JSON");
+        assert!(
+            !logs.contains(escaped.trim_matches('"')),
+            "the JSON logs carry {s:?}"
+        );
+    }
+}
+
+#[test]
+fn templates_cannot_read_files_or_the_environment() {
+    let ctx = json!({"profile": {"first_name": "Ada"}, "event": {}, "user_id": "ada"});
+    let path = std::env::var("PATH").unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    // Reaching outside the template: refused.
+    for src in [
+        "{% include '/etc/passwd' %}",
+        "{% include 'Cargo.toml' %}",
+        "{% import '/etc/passwd' as p %}{{ p }}",
+        "{% from '/etc/passwd' import x %}{{ x }}",
+        "{% extends '/etc/passwd' %}",
+        "{% include ['/etc/hostname', '/etc/passwd'] %}",
+    ] {
+        for html in [false, true] {
+            let r = template::render(src, &ctx, html);
+            assert!(r.is_err(), "{src} rendered {r:?}");
+        }
+    }
+    // Names that would mean the environment elsewhere: unknown here, caught by `check`, and
+    // empty if rendered anyway.
+    for src in [
+        "{{ env }}",
+        "{{ env.PATH }}",
+        "{{ environ['PATH'] }}",
+        "{{ os.environ }}",
+        "{{ config }}",
+        "{{ __builtins__ }}",
+        "{{ lookup('env', 'PATH') }}",
+    ] {
+        assert!(template::check(src).is_err(), "{src} passes check");
+        if let Ok(out) = template::render(src, &ctx, false) {
+            assert!(
+                (path.is_empty() || !out.contains(&path))
+                    && (passwd.is_empty() || !out.contains(passwd.trim())),
+                "{src} rendered {out:?}"
+            );
+        }
+    }
+    // What the template may see is its own scope; even a dump of it holds nothing else.
+    for src in [
+        "{{ self }}",
+        "{{ debug() }}",
+        "{{ namespace() }}",
+        "{% for k in profile %}{{ k }}{% endfor %}",
+    ] {
+        if let Ok(out) = template::render(src, &ctx, false) {
+            assert!(
+                path.is_empty() || !out.contains(&path),
+                "{src} rendered {out:?}"
+            );
+        }
+    }
+    // Work is bounded.
+    let r = template::render(
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        &ctx,
+        false,
+    );
+    assert!(r.is_err(), "an endless render is stopped");
+}
+
+/// Rendered templates are kept in a process-wide cache named by their own source text, so an
+/// `include` can reach a cached template, but only by spelling out its whole text: it renders
+/// exactly what writing that text inline would, and nothing that is not already in the journey.
+#[test]
+fn an_include_reaches_nothing_beyond_its_own_text() {
+    let ctx = json!({"profile": {"first_name": "Ada", "email": ADA_EMAIL}, "event": {}, "user_id": "ada"});
+    let other = "Dear {{ profile.first_name }} <{{ profile.email }}>";
+    let inline = template::render(other, &ctx, false).expect("renders");
+    let src = format!(
+        "{{% include {} %}}",
+        serde_json::to_string(&format!("t:{other}")).expect("JSON")
+    );
+    if let Ok(out) = template::render(&src, &ctx, false) {
+        assert_eq!(out, inline);
+    }
+    let never_rendered = "{% include \"t:{{ profile.phone }} was never rendered\" %}";
+    assert!(template::render(never_rendered, &ctx, false).is_err());
+}
