@@ -309,8 +309,11 @@ impl AwsSender {
     fn http(&self) -> Result<&HttpClient, SendError> {
         self.http
             .get_or_init(|| {
+                // The provider is chosen explicitly: a workspace build may compile rustls with
+                // both aws-lc-rs (the SDK) and ring (the CLI), and then rustls picks neither.
+                let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()
+                    .with_provider_and_native_roots(provider)
                     .map_err(|e| format!("no root certificates: {e}"))?
                     .https_or_http()
                     .enable_http1()
