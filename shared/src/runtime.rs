@@ -812,7 +812,7 @@ impl Runtime {
             Ok(()) => {
                 tally.add(&entries);
                 for en in &entries {
-                    tracing::info!(user = %e.user_id, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), what = ?std::mem::discriminant(&en.what), "{}", describe(&en.what));
+                    tracing::info!(user = %e.user_id, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), "{}", describe(&en.what));
                 }
                 Ok(())
             }
