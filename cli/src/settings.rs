@@ -1,12 +1,11 @@
 //! `waymark.yaml`, the optional settings file of a journey folder: frequency caps across journeys.
 //! Errors name the file, line and column as journey errors do. Never touches the runtime.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde::Deserialize;
-use waymark::dsl::{FileError, SETTINGS_STEM};
+use waymark::dsl::{self, FileError, SETTINGS_STEM};
 use waymark::journey::Channel;
 use waymark::runtime::Cap;
 
@@ -54,56 +53,25 @@ pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
 
 /// Parses settings text; `file` is for messages only.
 pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
-    let err = |(line, column): (usize, usize), path: &str, message: String| FileError {
-        file: file.to_string(),
-        line,
-        column,
-        path: path.to_string(),
-        message,
-    };
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        vec![err(
-            (e.marker().line(), e.marker().col() + 1),
-            "",
-            format!("not valid YAML: {}", e.info()),
-        )]
-    })?;
-    let Some(doc) = docs.first() else {
+    let Some(located) = dsl::parse_located::<Written>(file, text, advise)? else {
         return Ok(Settings::default());
     };
-    let mut positions = HashMap::new();
-    let mut problems = Vec::new();
-    let value = to_json(doc, "", &mut positions, &mut problems);
-    if !problems.is_empty() {
-        return Err(problems
-            .into_iter()
-            .map(|(path, message)| err(find(&positions, &path), &path, message))
-            .collect());
-    }
-    if value.is_null() {
-        return Ok(Settings::default());
-    }
-    let written: Written = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let message = explain(&e.inner().to_string());
-        vec![err(find(&positions, &path), &path, message)]
-    })?;
     let mut caps = BTreeMap::new();
     let mut errors = Vec::new();
-    for (name, cap) in written.caps {
-        match Channel::parse(&name) {
+    for (name, cap) in &located.value.caps {
+        match Channel::parse(name) {
             Some(channel) => {
-                caps.insert(channel, cap);
+                caps.insert(channel, *cap);
             }
             None => {
-                let path = format!("caps.{name}");
                 let channels: Vec<&str> = Channel::ALL.iter().map(Channel::as_str).collect();
-                let message = format!(
-                    "unknown channel `{name}`: caps are per channel, one of {}",
-                    channels.join(", ")
-                );
-                errors.push(err(find(&positions, &path), &path, message));
+                errors.push(located.error(
+                    &format!("caps.{name}"),
+                    format!(
+                        "unknown channel `{name}`: caps are per channel, one of {}",
+                        channels.join(", ")
+                    ),
+                ));
             }
         }
     }
@@ -114,100 +82,11 @@ pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
     }
 }
 
-/// The position of `path`, or of its nearest ancestor that has one.
-fn find(positions: &HashMap<String, (usize, usize)>, path: &str) -> (usize, usize) {
-    let mut p = path.to_string();
-    loop {
-        if let Some(pos) = positions.get(&p) {
-            return *pos;
-        }
-        match p.rfind(['.', '[']) {
-            Some(i) => p.truncate(i),
-            None => return positions.get("").copied().unwrap_or((1, 1)),
-        }
-    }
-}
-
-fn explain(message: &str) -> String {
+fn advise(message: &str) -> String {
     if message.starts_with("unknown field") {
         return format!("{message} (a settings file holds `caps: {{push: {{max: 3, per: 1d}}}}`)");
     }
     message.to_string()
-}
-
-/// YAML to JSON, remembering where each path starts.
-fn to_json(
-    node: &MarkedYaml<'_>,
-    path: &str,
-    pos: &mut HashMap<String, (usize, usize)>,
-    problems: &mut Vec<(String, String)>,
-) -> serde_json::Value {
-    use serde_json::Value;
-    let start = node.span.start;
-    pos.entry(path.to_string())
-        .or_insert((start.line(), start.col() + 1));
-    match &node.data {
-        YamlData::Value(s) => scalar(s),
-        YamlData::Representation(text, _, _) => Value::String(text.to_string()),
-        YamlData::Sequence(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, n)| to_json(n, &format!("{path}[{i}]"), pos, problems))
-                .collect(),
-        ),
-        YamlData::Mapping(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map.iter() {
-                let key = match &k.data {
-                    YamlData::Value(s) => match scalar(s) {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    },
-                    YamlData::Representation(text, _, _) => text.to_string(),
-                    _ => {
-                        problems.push((path.to_string(), "a key must be a plain word".into()));
-                        continue;
-                    }
-                };
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                let ks = k.span.start;
-                pos.insert(p.clone(), (ks.line(), ks.col() + 1));
-                let value = to_json(v, &p, pos, problems);
-                out.insert(key, value);
-            }
-            Value::Object(out)
-        }
-        YamlData::Tagged(_, inner) => to_json(inner, path, pos, problems),
-        YamlData::Alias(_) => {
-            problems.push((
-                path.to_string(),
-                "YAML aliases are not supported: write the value out".into(),
-            ));
-            Value::Null
-        }
-        YamlData::BadValue => {
-            problems.push((path.to_string(), "this value cannot be read".into()));
-            Value::Null
-        }
-    }
-}
-
-fn scalar(s: &Scalar<'_>) -> serde_json::Value {
-    use serde_json::Value;
-    match s {
-        Scalar::Null => Value::Null,
-        Scalar::Boolean(b) => Value::Bool(*b),
-        Scalar::Integer(i) => Value::from(*i),
-        Scalar::FloatingPoint(f) => serde_json::Number::from_f64(f.into_inner())
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Scalar::String(s) => Value::String(s.to_string()),
-    }
 }
 
 #[cfg(test)]

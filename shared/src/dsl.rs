@@ -178,8 +178,35 @@ fn explain(message: &str) -> String {
     message.to_string()
 }
 
-/// Parses and validates one journey from text. `file` is used in error messages only.
-pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
+/// A document parsed from YAML or JSON text, with the position of every node, so that checks made
+/// after parsing can still name the file, line and column.
+pub struct Located<T> {
+    pub value: T,
+    file: String,
+    positions: Positions,
+}
+
+impl<T> Located<T> {
+    /// An error at `path` (`caps.pigeon`, `steps[2].send`), at the position of the nearest node.
+    pub fn error(&self, path: &str, message: impl Into<String>) -> FileError {
+        let (line, column) = self.positions.find(path);
+        FileError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses YAML (or JSON) text into `T`; `None` for an empty file. Every error names the file, line
+/// and column; `advise` may add what to write instead to serde's message.
+pub fn parse_located<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    advise: impl Fn(&str) -> String,
+) -> Result<Option<Located<T>>, Vec<FileError>> {
     let err = |line, column, path: &str, message: String| FileError {
         file: file.to_string(),
         line,
@@ -196,49 +223,75 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
         )]
     })?;
     let Some(doc) = docs.first() else {
-        return Err(vec![err(
-            1,
-            1,
-            "",
-            "the file is empty: a journey needs at least `id`, `name`, `trigger` and `steps`"
-                .into(),
-        )]);
+        return Ok(None);
     };
     if docs.len() > 1 {
         return Err(vec![err(
             1,
             1,
             "",
-            "one journey per file: split the documents separated by `---` into their own files"
+            "one document per file: split the documents separated by `---` into their own files"
                 .into(),
         )]);
     }
-    let mut pos = Positions::default();
+    let mut positions = Positions::default();
     let mut shape_errors = Vec::new();
-    let value = to_json(doc, "", &mut pos, &mut shape_errors);
+    let value = to_json(doc, "", &mut positions, &mut shape_errors);
     if !shape_errors.is_empty() {
         return Err(shape_errors
             .into_iter()
             .map(|(p, m)| {
-                let (l, c) = pos.find(&p);
+                let (l, c) = positions.find(&p);
                 err(l, c, &p, m)
             })
             .collect());
     }
-    let journey: Journey = serde_path_to_error::deserialize(&value).map_err(|e| {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let parsed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let p = path_of(e.path());
-        let (l, c) = pos.find(&p);
-        vec![err(l, c, &p, explain(&e.inner().to_string()))]
+        let (l, c) = positions.find(&p);
+        vec![err(l, c, &p, advise(&explain(&e.inner().to_string())))]
     })?;
-    let problems = validate(&journey);
+    Ok(Some(Located {
+        value: parsed,
+        file: file.to_string(),
+        positions,
+    }))
+}
+
+/// Parses and validates one journey from text. `file` is used in error messages only.
+pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
+    let Some(located) = parse_located::<Journey>(file, text, str::to_string)? else {
+        return Err(vec![FileError {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message:
+                "the file is empty: a journey needs at least `id`, `name`, `trigger` and `steps`"
+                    .into(),
+        }]);
+    };
+    let journey = &located.value;
+    let pos = &located.positions;
+    let err = |line, column, path: &str, message: String| FileError {
+        file: file.to_string(),
+        line,
+        column,
+        path: path.to_string(),
+        message,
+    };
+    let problems = validate(journey);
     if problems.is_empty() {
-        Ok(journey)
+        Ok(located.value)
     } else {
         Err(problems
             .into_iter()
             .map(|p| {
                 let (l, c) = match p.template_line {
-                    Some(t) => template_position(text, &pos, &p.path, t),
+                    Some(t) => template_position(text, pos, &p.path, t),
                     None => pos.find(&p.path),
                 };
                 err(l, c, &p.path, p.message)
