@@ -42,8 +42,39 @@ fn env() -> &'static Environment<'static> {
     ENV.get_or_init(|| build(AutoEscape::None))
 }
 
+/// Template tags that load other templates: a message template is self-contained.
+const LOADING_TAGS: [&str; 4] = ["include", "import", "from", "extends"];
+
+/// The first tag in `source` that would load another template, with its line.
+fn loading_tag(source: &str) -> Option<(&'static str, usize)> {
+    let mut rest = source;
+    let mut offset = 0;
+    while let Some(i) = rest.find("{%") {
+        let after = rest[i + 2..].trim_start_matches(['-', '+']).trim_start();
+        let word: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if let Some(tag) = LOADING_TAGS.iter().find(|t| **t == word) {
+            let line = source[..offset + i].matches('\n').count() + 1;
+            return Some((tag, line));
+        }
+        offset += i + 2;
+        rest = &rest[i + 2..];
+    }
+    None
+}
+
 /// Checks a template's syntax and that it uses only variables in [`SCOPE`].
 pub fn check(source: &str) -> Result<(), TemplateError> {
+    if let Some((tag, line)) = loading_tag(source) {
+        return Err(TemplateError {
+            line: Some(line),
+            message: format!(
+                "`{{% {tag} %}}` loads another template, and a message template stands alone: write the text here instead"
+            ),
+        });
+    }
     let tmpl = env().template_from_str(source).map_err(from_minijinja)?;
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
@@ -146,6 +177,24 @@ mod tests {
         )
         .is_ok());
         assert!(check("{{ journey.name }} {{ user_id }} {{ unsubscribe_url }}").is_ok());
+    }
+
+    #[test]
+    fn rejects_templates_that_load_other_templates() {
+        for src in [
+            "{% include 'x' %}",
+            "a\n{%- import 'x' as y %}",
+            "{% from 'x' import y %}",
+            "{%extends 'x'%}",
+        ] {
+            let e = check(src).expect_err(src);
+            assert!(e.message.contains("stands alone"), "{}", e.message);
+        }
+        assert_eq!(
+            check("a\n{%- import 'x' as y %}").unwrap_err().line,
+            Some(2)
+        );
+        assert!(check("{% for included in event.items %}{{ included }}{% endfor %}").is_ok());
     }
 
     #[test]
