@@ -80,26 +80,23 @@ pub enum TriggerKind<'a> {
 impl Trigger {
     /// The trigger's kind; `None` when the file named none or several (validation reports it).
     pub fn kind(&self) -> Option<TriggerKind<'_>> {
-        let mut kinds = Vec::with_capacity(1);
-        if let Some(event) = &self.event {
-            kinds.push(TriggerKind::Event {
+        let set = usize::from(self.event.is_some())
+            + usize::from(self.repeated.is_some())
+            + usize::from(self.inactive.is_some())
+            + usize::from(self.schedule.is_some());
+        if set != 1 {
+            return None;
+        }
+        // Called for every journey on every event: no allocation.
+        match (&self.event, &self.repeated, &self.inactive, &self.schedule) {
+            (Some(event), ..) => Some(TriggerKind::Event {
                 event,
                 condition: self.condition.as_ref(),
-            });
-        }
-        if let Some(r) = &self.repeated {
-            kinds.push(TriggerKind::Repeated(r));
-        }
-        if let Some(i) = &self.inactive {
-            kinds.push(TriggerKind::Inactive(i));
-        }
-        if let Some(s) = &self.schedule {
-            kinds.push(TriggerKind::Schedule(s));
-        }
-        if kinds.len() == 1 {
-            kinds.pop()
-        } else {
-            None
+            }),
+            (_, Some(r), ..) => Some(TriggerKind::Repeated(r)),
+            (_, _, Some(i), _) => Some(TriggerKind::Inactive(i)),
+            (.., Some(s)) => Some(TriggerKind::Schedule(s)),
+            _ => None,
         }
     }
 }
@@ -317,9 +314,32 @@ impl Step {
     /// The step's one action. A validated journey always has one; an unvalidated step with none
     /// or several is treated as an exit.
     pub fn action(&self) -> Action<'_> {
-        let mut actions = self.actions();
-        if actions.len() == 1 {
-            actions.remove(0)
+        // Called for every step the engine runs: count, then pick, with no allocation.
+        let set = usize::from(self.wait.is_some())
+            + usize::from(self.wait_until.is_some())
+            + usize::from(self.wait_for.is_some())
+            + usize::from(self.branch.is_some())
+            + usize::from(self.split.is_some())
+            + usize::from(self.send.is_some())
+            + usize::from(self.update.is_some())
+            + usize::from(self.exit == Some(true));
+        if set != 1 {
+            return Action::Exit;
+        }
+        if let Some(d) = self.wait {
+            Action::Wait(d)
+        } else if let Some(w) = &self.wait_until {
+            Action::WaitUntil(w)
+        } else if let Some(w) = &self.wait_for {
+            Action::WaitFor(w)
+        } else if let Some(b) = &self.branch {
+            Action::Branch(b)
+        } else if let Some(s) = &self.split {
+            Action::Split(s)
+        } else if let Some(s) = &self.send {
+            Action::Send(s)
+        } else if let Some(u) = &self.update {
+            Action::Update(u)
         } else {
             Action::Exit
         }
