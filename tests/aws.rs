@@ -157,7 +157,9 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
     let view = h.user("ann").await;
     assert_eq!(view["profile"]["traits"]["subscriptions"]["email"], false);
 
-    // The journey's counters, kept in DynamoDB.
+    // The journey's counters, folded from the timeline records by the scheduler's minute (a
+    // DynamoDB transaction per fold) and kept in DynamoDB.
+    h.tick().await;
     let (status, stats) = h
         .call(
             "GET",
@@ -168,6 +170,10 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
         .await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["entered"], 1, "{stats}");
+    assert_eq!(stats["completed"], 1, "{stats}");
+    assert_eq!(stats["steps"][1]["id"], "push_reminder", "{stats}");
+    assert_eq!(stats["steps"][1]["sent"]["push"], 1, "{stats}");
+    assert_eq!(stats["steps"][3]["sent"]["email"], 1, "{stats}");
 }
 
 #[tokio::test]
@@ -236,6 +242,7 @@ async fn a_repeated_message_id_enrolls_nobody_twice() {
     );
     let endpoint = h.endpoint_of("ann").await;
     assert_eq!(h.pushes_to(&endpoint).await.len(), 1);
+    h.tick().await;
     let (_, stats) = h
         .call(
             "GET",
@@ -409,7 +416,7 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
 async fn requests_per_enrolled_user_on_the_cart_journey() {
     /// The bound infra/README.md documents: Waymark's own requests for one user, without the
     /// scheduler's per-minute sweep (a fixed cost whatever the number of users).
-    const MAX_PER_USER: u64 = 45;
+    const MAX_PER_USER: u64 = 43;
     let Some(mut h) = Harness::new("count", at(T0)).await else {
         return;
     };
@@ -579,18 +586,58 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     assert_eq!(e, ["E#a", "E#b"]);
     assert_eq!(store.query("U#ann", "").await.expect("query").len(), 6);
 
-    // Counters with names DynamoDB would not take as attribute names.
+    // Folds: records listed under a fold partition (the `fold` index), counted in one
+    // transaction with counters whose names DynamoDB would not take as attribute names.
+    let (t1, t2) = (Key::new("U#ann", "T#f1"), Key::new("U#bob", "T#f2"));
+    for k in [&t1, &t2] {
+        let r = Record::new(k.clone(), 1, &json!([]))
+            .expect("record")
+            .pending_in("F#3");
+        store.put(&r, Expect::Absent).await.expect("write");
+    }
+    let mut listed: Vec<Key> = store
+        .pending("F#3", 10)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [t1.clone(), t2.clone()]);
+    assert_eq!(
+        store.get(&t1).await.expect("get").and_then(|r| r.pending),
+        Some("F#3".to_string())
+    );
     let c = Key::new("S#cart", "C");
     let deltas = BTreeMap::from([
         ("entered".to_string(), 2),
         ("step.wait_30m.entered".to_string(), 1),
     ]);
-    store.add(&c, &deltas).await.expect("add");
-    store.add(&c, &deltas).await.expect("add");
+    store
+        .fold(std::slice::from_ref(&t1), &[(c.clone(), deltas.clone())])
+        .await
+        .expect("fold");
+    // Folding t1 again, even with t2, fails as a whole and changes nothing.
+    assert_eq!(
+        store
+            .fold(&[t2.clone(), t1.clone()], &[(c.clone(), deltas.clone())])
+            .await,
+        Err(StoreError::Conflict)
+    );
+    store
+        .fold(std::slice::from_ref(&t2), &[(c.clone(), deltas.clone())])
+        .await
+        .expect("fold");
     let counters = store.counters(&c).await.expect("counters");
     assert_eq!(counters["entered"], 4);
     assert_eq!(counters["step.wait_30m.entered"], 2);
     assert_eq!(store.get(&c).await, Ok(None), "counters are not a record");
+    assert!(store.pending("F#3", 10).await.expect("pending").is_empty());
+    assert_eq!(
+        store.get(&t1).await.expect("get").map(|r| r.pending),
+        Some(None),
+        "a folded record stays, off the list"
+    );
 
     // Segments split the profiles (the 150 and Ann's) between them.
     let mut seen = Vec::new();

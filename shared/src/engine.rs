@@ -176,6 +176,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         outbox: Vec::new(),
         outbox_timeline: Vec::new(),
         outbox_cause: None,
+        carried: Vec::new(),
     };
     let mut run = Run::new(ctx, enrollment);
     run.log(
@@ -241,6 +242,19 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
 }
 
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
+/// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
+/// still owes must not go out after it, even when its steps had already ended.
+pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
+    if event.event.is_none() || event.timestamp < enrollment.trigger.at {
+        return false;
+    }
+    let profile = ctx.profile.scope();
+    ctx.journey
+        .exit_when
+        .iter()
+        .any(|m| matches(m, event, &profile, ctx.now))
+}
+
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     let j = ctx.journey;
     let name = event.event.as_deref()?;

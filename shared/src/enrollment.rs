@@ -87,6 +87,27 @@ pub struct Enrollment {
     /// The id of the message (event or wake-up) whose transition produced `outbox`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_cause: Option<String>,
+    /// Outboxes of earlier transitions that could not be performed before a later transition
+    /// was made (a provider down): performed, oldest first, by whoever touches the enrollment
+    /// next, each under its own cause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried: Vec<Carried>,
+}
+
+/// An earlier transition's outbox, carried past later transitions until it is performed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The enrollment that made it (an earlier one of the same user and journey, after a
+    /// re-entry).
+    pub enrollment: String,
+    /// The id of the message whose transition made it.
+    pub cause: String,
+    pub effects: Vec<Effect>,
+    pub timeline: Vec<crate::timeline::Entry>,
+    /// An exit event of the journey came since: its sends are recorded as skipped (`exited`) unless they
+    /// went out already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_sends: bool,
 }
 
 impl Enrollment {
@@ -98,8 +119,23 @@ impl Enrollment {
         self.status == Status::Active
     }
 
+    /// Whether a send of this enrollment is still owed (and not yet cancelled).
+    pub fn owes_sends(&self) -> bool {
+        let sends = |effects: &[Effect]| effects.iter().any(|e| matches!(e, Effect::Send(_)));
+        sends(&self.outbox)
+            || self
+                .carried
+                .iter()
+                .any(|c| !c.cancel_sends && sends(&c.effects))
+    }
+
     /// The id a wake-up for `seq` carries, used as its outbox cause.
     pub fn wake_id(&self, seq: u64) -> String {
-        format!("wake:{}:{seq}", self.id)
+        Self::wake_id_of(&self.id, seq)
+    }
+
+    /// The id a wake-up for `seq` of enrollment `id` carries.
+    pub fn wake_id_of(id: &str, seq: u64) -> String {
+        format!("wake:{id}:{seq}")
     }
 }

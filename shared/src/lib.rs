@@ -21,6 +21,7 @@ pub mod queue;
 pub mod render;
 pub mod runtime;
 pub mod simulate;
+pub mod stats;
 pub mod store;
 pub mod template;
 pub mod timeline;

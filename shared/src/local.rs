@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
-use crate::store::{check, segment_of, Expect, Key, Record, Store, StoreError};
+use crate::store::{check, segment_of, Counts, Expect, Key, Record, Store, StoreError};
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
 ///
@@ -23,6 +23,10 @@ use crate::store::{check, segment_of, Expect, Key, Record, Store, StoreError};
 const RECORDS: TableDefinition<(&str, &str), (u64, i64, &[u8])> = TableDefinition::new("records");
 /// Counters, one row each: (partition, sort key, counter name) → value.
 const COUNTERS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("counters");
+/// Records listed for folding: (fold partition, partition, sort key) → nothing.
+const PENDING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("pending");
+/// The fold partition of each listed record: (partition, sort key) → fold partition.
+const PENDING_OF: TableDefinition<(&str, &str), &str> = TableDefinition::new("pending_of");
 /// Queued messages by (due epoch millis, arrival number): (delivery attempts, message JSON).
 const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("queue");
 /// Small named numbers (the queue's arrival counter).
@@ -83,6 +87,8 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(RECORDS)?;
     txn.open_table(COUNTERS)?;
+    txn.open_table(PENDING)?;
+    txn.open_table(PENDING_OF)?;
     txn.open_table(QUEUE)?;
     txn.open_table(META)?;
     txn.commit()?;
@@ -133,7 +139,28 @@ fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) ->
         version,
         body: body.to_vec(),
         expires: (expires != NO_EXPIRY).then_some(expires),
+        pending: None,
     }
+}
+
+/// The fold partition a record is listed under, if any.
+fn pending_of(
+    of: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    pk: &str,
+    sk: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(of.get((pk, sk)).store()?.map(|v| v.value().to_string()))
+}
+
+/// Takes a record off its fold partition, if it is on one; says whether it was.
+fn unlist(txn: &redb::WriteTransaction, pk: &str, sk: &str) -> Result<bool, StoreError> {
+    let mut of = txn.open_table(PENDING_OF).store()?;
+    let Some(part) = of.remove((pk, sk)).store()?.map(|v| v.value().to_string()) else {
+        return Ok(false);
+    };
+    let mut pending = txn.open_table(PENDING).store()?;
+    pending.remove((part.as_str(), pk, sk)).store()?;
+    Ok(true)
 }
 
 impl RedbStore {
@@ -151,13 +178,26 @@ impl RedbStore {
                 let txn = db.begin_write().store()?;
                 let gone = {
                     let mut t = txn.open_table(RECORDS).store()?;
-                    let before = t.len().store()?;
-                    t.retain(|_, (_, expires, _)| expires == NO_EXPIRY || expires > now)
-                        .store()?;
-                    before.saturating_sub(t.len().store()?)
+                    let mut expired = Vec::new();
+                    for item in t.iter().store()? {
+                        let (k, v) = item.store()?;
+                        let (_, expires, _) = v.value();
+                        if expires != NO_EXPIRY && expires <= now {
+                            let (pk, sk) = k.value();
+                            expired.push((pk.to_string(), sk.to_string()));
+                        }
+                    }
+                    for (pk, sk) in &expired {
+                        t.remove((pk.as_str(), sk.as_str())).store()?;
+                    }
+                    expired
                 };
+                for (pk, sk) in &gone {
+                    unlist(&txn, pk, sk)?;
+                }
+                let gone = gone.len();
                 txn.commit().store()?;
-                Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+                Ok(gone)
             },
             StoreError::Unavailable,
         )
@@ -174,8 +214,16 @@ impl Store for RedbStore {
             move || -> Result<_, StoreError> {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
+                let of = txn.open_table(PENDING_OF).store()?;
                 let found = t.get((key.pk.as_str(), key.sk.as_str())).store()?;
-                Ok(found.map(|v| record_of(&key.pk, &key.sk, v.value())))
+                match found {
+                    Some(v) => {
+                        let mut r = record_of(&key.pk, &key.sk, v.value());
+                        r.pending = pending_of(&of, &key.pk, &key.sk)?;
+                        Ok(Some(r))
+                    }
+                    None => Ok(None),
+                }
             },
             StoreError::Unavailable,
         )
@@ -189,10 +237,13 @@ impl Store for RedbStore {
             move || -> Result<_, StoreError> {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
+                let of = txn.open_table(PENDING_OF).store()?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in &keys {
                     if let Some(v) = t.get((key.pk.as_str(), key.sk.as_str())).store()? {
-                        out.push(record_of(&key.pk, &key.sk, v.value()));
+                        let mut r = record_of(&key.pk, &key.sk, v.value());
+                        r.pending = pending_of(&of, &key.pk, &key.sk)?;
+                        out.push(r);
                     }
                 }
                 Ok(out)
@@ -221,6 +272,19 @@ impl Store for RedbStore {
                     );
                     t.insert(key, value).store()?;
                 }
+                // A put replaces the whole item, its listing included (as DynamoDB's does).
+                let (pk, sk) = (record.key.pk.as_str(), record.key.sk.as_str());
+                unlist(&txn, pk, sk)?;
+                if let Some(part) = &record.pending {
+                    txn.open_table(PENDING_OF)
+                        .store()?
+                        .insert((pk, sk), part.as_str())
+                        .store()?;
+                    txn.open_table(PENDING)
+                        .store()?
+                        .insert((part.as_str(), pk, sk), ())
+                        .store()?;
+                }
                 txn.commit().store()?;
                 Ok(())
             },
@@ -242,6 +306,7 @@ impl Store for RedbStore {
                     check(current, expect)?;
                     t.remove(k).store()?;
                 }
+                unlist(&txn, &key.pk, &key.sk)?;
                 txn.commit().store()?;
                 Ok(())
             },
@@ -257,6 +322,7 @@ impl Store for RedbStore {
             move || -> Result<_, StoreError> {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
+                let of = txn.open_table(PENDING_OF).store()?;
                 let mut out = Vec::new();
                 for item in t.range((pk.as_str(), prefix.as_str())..).store()? {
                     let (k, v) = item.store()?;
@@ -264,7 +330,9 @@ impl Store for RedbStore {
                     if p != pk || !s.starts_with(prefix.as_str()) {
                         break;
                     }
-                    out.push(record_of(p, s, v.value()));
+                    let mut r = record_of(p, s, v.value());
+                    r.pending = pending_of(&of, p, s)?;
+                    out.push(r);
                 }
                 Ok(out)
             },
@@ -273,19 +341,58 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         let db = self.db.clone();
-        let key = key.clone();
-        let deltas = deltas.clone();
+        let part = part.to_string();
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let pending = txn.open_table(PENDING).store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let mut out = Vec::new();
+                for item in pending.range((part.as_str(), "", "")..).store()? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, _) = item.store()?;
+                    let (p, pk, sk) = k.value();
+                    if p != part {
+                        break;
+                    }
+                    if let Some(v) = t.get((pk, sk)).store()? {
+                        let mut r = record_of(pk, sk, v.value());
+                        r.pending = Some(part.clone());
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let records = records.to_vec();
+        let counters = counters.to_vec();
         blocking(
             move || -> Result<(), StoreError> {
                 let txn = db.begin_write().store()?;
+                for key in &records {
+                    // A record no longer listed: drop the transaction (it aborts), change nothing.
+                    if !unlist(&txn, &key.pk, &key.sk)? {
+                        return Err(StoreError::Conflict);
+                    }
+                }
                 {
                     let mut t = txn.open_table(COUNTERS).store()?;
-                    for (name, delta) in &deltas {
-                        let k = (key.pk.as_str(), key.sk.as_str(), name.as_str());
-                        let current = t.get(k).store()?.map(|v| v.value()).unwrap_or(0);
-                        t.insert(k, current.saturating_add(*delta)).store()?;
+                    for (key, deltas) in &counters {
+                        for (name, delta) in deltas {
+                            let k = (key.pk.as_str(), key.sk.as_str(), name.as_str());
+                            let current = t.get(k).store()?.map(|v| v.value()).unwrap_or(0);
+                            t.insert(k, current.saturating_add(*delta)).store()?;
+                        }
                     }
                 }
                 txn.commit().store()?;
@@ -327,13 +434,16 @@ impl Store for RedbStore {
             move || -> Result<_, StoreError> {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
+                let of = txn.open_table(PENDING_OF).store()?;
                 let mut out = Vec::new();
                 // A full pass: fine for a laptop's data; DynamoDB does the same work in parallel.
                 for item in t.iter().store()? {
                     let (k, v) = item.store()?;
                     let (p, s) = k.value();
                     if s == sk && segment_of(p, segments) == segment {
-                        out.push(record_of(p, s, v.value()));
+                        let mut r = record_of(p, s, v.value());
+                        r.pending = pending_of(&of, p, s)?;
+                        out.push(r);
                     }
                 }
                 Ok(out)
@@ -711,36 +821,113 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counters_add_up_per_key() {
+    async fn fold_counts_each_listed_record_once() {
+        let d = |pairs: &[(&str, i64)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
         for (name, store) in stores() {
-            // given no counters
-            let k = Key::new("STATS#j", "C");
-            assert!(store.counters(&k).await.expect(name).is_empty(), "{name}");
-            // when deltas are added twice, and to another key
-            let d = |pairs: &[(&str, i64)]| {
-                pairs
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), *v))
-                    .collect::<BTreeMap<_, _>>()
+            // given two records listed under F#0, one under F#1 and one not listed
+            let (a, b, c) = (
+                Key::new("U#ann", "T#1"),
+                Key::new("U#bob", "T#1"),
+                Key::new("U#cat", "T#1"),
+            );
+            for k in [&a, &b] {
+                let r = rec(&k.pk, &k.sk, 1, "x").pending_in("F#0");
+                store.put(&r, Expect::Absent).await.expect(name);
+            }
+            let r = rec(&c.pk, &c.sk, 1, "x").pending_in("F#1");
+            store.put(&r, Expect::Absent).await.expect(name);
+            store
+                .put(&rec("U#dee", "T#1", 1, "x"), Expect::Absent)
+                .await
+                .expect(name);
+            let listed = |rs: Vec<Record>| {
+                let mut keys: Vec<Key> = rs.into_iter().map(|r| r.key).collect();
+                keys.sort();
+                keys
             };
-            store
-                .add(&k, &d(&[("entered", 2), ("sent.push", 1)]))
-                .await
-                .expect(name);
-            store
-                .add(&k, &d(&[("entered", 1), ("waiting", -1)]))
-                .await
-                .expect(name);
-            store
-                .add(&Key::new("STATS#k", "C"), &d(&[("entered", 9)]))
-                .await
-                .expect(name);
-            // then each key holds its own sums
             assert_eq!(
-                store.counters(&k).await.expect(name),
-                d(&[("entered", 3), ("sent.push", 1), ("waiting", -1)]),
+                listed(store.pending("F#0", 10).await.expect(name)),
+                vec![a.clone(), b.clone()],
                 "{name}"
             );
+            assert_eq!(store.pending("F#0", 1).await.expect(name).len(), 1);
+            let got = store.get(&a).await.expect(name).expect("a");
+            assert_eq!(got.pending.as_deref(), Some("F#0"), "{name}");
+
+            // when a is folded with its counts
+            let s = Key::new("S#j", "C");
+            store
+                .fold(
+                    std::slice::from_ref(&a),
+                    &[(s.clone(), d(&[("entered", 2), ("waiting", -1)]))],
+                )
+                .await
+                .expect(name);
+            // then it is no longer listed, and folding it again changes nothing
+            assert_eq!(
+                listed(store.pending("F#0", 10).await.expect(name)),
+                vec![b.clone()],
+                "{name}"
+            );
+            assert_eq!(
+                store
+                    .fold(
+                        std::slice::from_ref(&a),
+                        &[(s.clone(), d(&[("entered", 2)]))]
+                    )
+                    .await,
+                Err(StoreError::Conflict),
+                "{name}"
+            );
+            // a fold naming a record that is not listed changes nothing at all
+            assert_eq!(
+                store
+                    .fold(
+                        &[b.clone(), Key::new("U#dee", "T#1")],
+                        &[(s.clone(), d(&[("entered", 5)]))]
+                    )
+                    .await,
+                Err(StoreError::Conflict),
+                "{name}"
+            );
+            assert_eq!(
+                listed(store.pending("F#0", 10).await.expect(name)),
+                vec![b.clone()],
+                "{name}"
+            );
+            store
+                .fold(
+                    &[b.clone(), c.clone()],
+                    &[
+                        (s.clone(), d(&[("entered", 1)])),
+                        (Key::new("S#k", "C"), d(&[("entered", 9)])),
+                    ],
+                )
+                .await
+                .expect(name);
+            assert_eq!(
+                store.counters(&s).await.expect(name),
+                d(&[("entered", 3), ("waiting", -1)]),
+                "{name}"
+            );
+            assert_eq!(
+                store.counters(&Key::new("S#k", "C")).await.expect(name),
+                d(&[("entered", 9)]),
+                "{name}"
+            );
+            assert!(store.pending("F#0", 10).await.expect(name).is_empty());
+            assert!(store.pending("F#1", 10).await.expect(name).is_empty());
+            // a put replaces the listing with the record's own; a delete removes it
+            let r = rec(&a.pk, &a.sk, 2, "y").pending_in("F#2");
+            store.put(&r, Expect::Version(1)).await.expect(name);
+            assert_eq!(store.pending("F#2", 10).await.expect(name).len(), 1);
+            store.delete(&a, Expect::Any).await.expect(name);
+            assert!(store.pending("F#2", 10).await.expect(name).is_empty());
         }
     }
 

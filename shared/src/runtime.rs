@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, Published};
 use crate::clock::Clock;
 use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
-use crate::enrollment::{Enrollment, TriggerEvent};
+use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Reentry, TriggerKind};
 use crate::profile::Address;
@@ -23,7 +23,7 @@ use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, MAX_DELAY_SECS};
 use crate::store::{segment_of, Expect, Key, Record, Store, StoreError};
-use crate::timeline::{self, Entry, What};
+use crate::timeline::{Entry, What};
 
 /// How a message failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -137,23 +137,6 @@ pub enum Outcome {
     },
 }
 
-/// Counter changes gathered over a batch, written once at its end.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub counters: BTreeMap<String, BTreeMap<String, i64>>,
-}
-
-impl Tally {
-    fn add(&mut self, entries: &[Entry]) {
-        for (j, c) in timeline::counters(entries) {
-            let t = self.counters.entry(j).or_default();
-            for (k, d) in c {
-                *t.entry(k).or_insert(0) += d;
-            }
-        }
-    }
-}
-
 pub fn profile_key(user: &str) -> Key {
     Key::new(format!("U#{user}"), "P")
 }
@@ -228,6 +211,43 @@ struct Loaded {
     version: u64,
 }
 
+/// What one scheduler minute did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Timers moved onto the queue.
+    pub moved: usize,
+    /// Users entered into schedule-triggered journeys.
+    pub entered: usize,
+    /// Timeline records counted in the stats.
+    pub folded: usize,
+}
+
+/// An enrollment after [`Runtime::settle`], and what it could not perform, by cause.
+struct Settled {
+    loaded: Loaded,
+    failed: Vec<(String, RunError)>,
+}
+
+/// One transition's outbox, as [`Runtime::perform`] takes it.
+struct Unit<'a> {
+    user: &'a str,
+    journey: &'a str,
+    /// The enrollment that made it (wake-ups and the timeline record are its).
+    enrollment: &'a str,
+    cause: &'a str,
+    effects: &'a [Effect],
+    timeline: &'a [Entry],
+    cancel_sends: bool,
+}
+
+/// A place a send takes in its user's frequency cap for the channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CapPlace {
+    /// The send's ledger key: its retries share the place.
+    send: String,
+    at: Timestamp,
+}
+
 impl Runtime {
     pub fn new(
         store: Arc<dyn Store>,
@@ -251,32 +271,20 @@ impl Runtime {
         self.clock.now()
     }
 
-    /// Handles a batch of messages, one result each, and writes the batch's counters once.
+    /// Handles a batch of messages, one result each.
     pub async fn handle_batch(&self, messages: &[Message]) -> Vec<Result<(), RunError>> {
-        let mut tally = Tally::default();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            out.push(self.handle(m, &mut tally).await);
-        }
-        if let Err(e) = self.write_tally(&tally).await {
-            tracing::warn!(error = %e, "stats counters not written for this batch");
+            out.push(self.handle(m).await);
         }
         out
     }
 
-    /// Writes gathered counters, one write per journey.
-    pub async fn write_tally(&self, tally: &Tally) -> Result<(), StoreError> {
-        for (journey, c) in &tally.counters {
-            self.store.add(&stats_key(journey), c).await?;
-        }
-        Ok(())
-    }
-
     /// Handles one message; conflicts with concurrent writers are retried here a few times.
-    pub async fn handle(&self, message: &Message, tally: &mut Tally) -> Result<(), RunError> {
+    pub async fn handle(&self, message: &Message) -> Result<(), RunError> {
         let mut last = RunError::Retry("not attempted".into());
         for _ in 0..4 {
-            match self.handle_once(message, tally).await {
+            match self.handle_once(message).await {
                 Err(RunError::Conflict(why)) => {
                     last = RunError::Retry(format!("conditional write lost, repeatedly: {why}"));
                 }
@@ -286,7 +294,7 @@ impl Runtime {
         Err(last)
     }
 
-    async fn handle_once(&self, message: &Message, tally: &mut Tally) -> Result<(), RunError> {
+    async fn handle_once(&self, message: &Message) -> Result<(), RunError> {
         let now = self.now();
         if let Some(due) = message.due() {
             // Not due yet: hop again (a wait longer than one queue delay).
@@ -295,14 +303,14 @@ impl Runtime {
             }
         }
         match message {
-            Message::Event(e) => self.apply_event(e, tally).await,
+            Message::Event(e) => self.apply_event(e).await,
             Message::Wake {
                 user_id,
                 journey,
                 enrollment,
                 seq,
                 ..
-            } => self.wake(user_id, journey, enrollment, *seq, tally).await,
+            } => self.wake(user_id, journey, enrollment, *seq).await,
             Message::Enter {
                 user_id,
                 journey,
@@ -317,7 +325,7 @@ impl Runtime {
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
-                    .replay(&mut enrollments, journey, &message.id(), tally)
+                    .replay(&mut enrollments, journey, &message.id())
                     .await?
                 {
                     return Ok(());
@@ -328,7 +336,7 @@ impl Runtime {
                         "journey `{journey}` is not published"
                     )));
                 };
-                self.try_enter(&p, &profile, &mut enrollments, trigger, tally)
+                self.try_enter(&p, &profile, &mut enrollments, trigger)
                     .await
             }
             Message::Inactivity {
@@ -358,54 +366,124 @@ impl Runtime {
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
-                    .replay(&mut enrollments, journey, &message.id(), tally)
+                    .replay(&mut enrollments, journey, &message.id())
                     .await?
                 {
                     return Ok(());
                 }
-                self.try_enter(&p, &profile, &mut enrollments, trigger, tally)
+                self.try_enter(&p, &profile, &mut enrollments, trigger)
                     .await
             }
         }
     }
 
     /// Settles the journey's enrollment (see [`Runtime::settle`]) and says whether `cause`
-    /// already produced its last transition (the message came back: nothing more to do).
+    /// already produced a transition of it (the message came back: nothing more to do).
     async fn replay(
         &self,
         enrollments: &mut BTreeMap<String, Loaded>,
         journey: &str,
         cause: &str,
-        tally: &mut Tally,
     ) -> Result<bool, RunError> {
         let Some(l) = enrollments.remove(journey) else {
             return Ok(false);
         };
-        let l = self.settle(l, tally).await?;
-        let done = l.enrollment.outbox_cause.as_deref() == Some(cause);
+        let (l, done) = self.settle_for(l, cause).await?;
         enrollments.insert(journey.to_string(), l);
         Ok(done)
     }
 
-    /// Performs what an enrollment's last transition still owes (its outbox), then clears the
-    /// outbox with a conditional write. An outbox left full means the message that made it failed
-    /// or crashed half-way: whoever touches the enrollment next performs it first, so a later
-    /// transition never drops an earlier one's sends or wake-up. Repeating it is safe (ledger,
-    /// stale wake-ups, timeline written once).
-    async fn settle(&self, l: Loaded, tally: &mut Tally) -> Result<Loaded, RunError> {
-        if l.enrollment.outbox.is_empty() && l.enrollment.outbox_timeline.is_empty() {
-            return Ok(l);
+    /// Settles an enrollment on behalf of the message `cause`, and says whether that message
+    /// already made a transition of it. Fails when what `cause` itself owes cannot be performed
+    /// (its message is retried); what other messages owe and cannot be performed now stays in
+    /// the enrollment, to be carried past this message's transition.
+    async fn settle_for(&self, l: Loaded, cause: &str) -> Result<(Loaded, bool), RunError> {
+        let e = &l.enrollment;
+        let done =
+            e.outbox_cause.as_deref() == Some(cause) || e.carried.iter().any(|c| c.cause == cause);
+        let settled = self.settle(l).await?;
+        for (owed_by, err) in settled.failed {
+            if owed_by == cause {
+                return Err(err);
+            }
+            tracing::warn!(
+                user = %settled.loaded.enrollment.user_id,
+                journey = %settled.loaded.enrollment.journey,
+                cause = %owed_by,
+                error = %err,
+                "an earlier transition's effects cannot be performed yet; carried on"
+            );
         }
-        self.flush(&l.enrollment, tally).await?;
-        let mut e = l.enrollment;
-        e.outbox.clear();
-        e.outbox_timeline.clear();
+        Ok((settled.loaded, done))
+    }
+
+    /// Performs what an enrollment's transitions still owe (its carried outboxes, oldest first,
+    /// then the last transition's outbox), then removes what was performed with a conditional
+    /// write. An outbox left full means the message that made it failed or crashed half-way:
+    /// whoever touches the enrollment next performs it first, so a later transition never drops
+    /// an earlier one's sends or wake-up. Repeating it is safe (ledger, stale wake-ups, timeline
+    /// written once). What cannot be performed now is kept, and said in `failed`.
+    async fn settle(&self, l: Loaded) -> Result<Settled, RunError> {
+        let e = &l.enrollment;
+        let owes_current = !e.outbox.is_empty() || !e.outbox_timeline.is_empty();
+        if !owes_current && e.carried.is_empty() {
+            return Ok(Settled {
+                loaded: l,
+                failed: Vec::new(),
+            });
+        }
+        let mut failed = Vec::new();
+        let mut kept = Vec::new();
+        for c in &e.carried {
+            let unit = Unit {
+                user: &e.user_id,
+                journey: &e.journey,
+                enrollment: &c.enrollment,
+                cause: &c.cause,
+                effects: &c.effects,
+                timeline: &c.timeline,
+                cancel_sends: c.cancel_sends,
+            };
+            if let Err(err) = self.perform(unit).await {
+                failed.push((c.cause.clone(), err));
+                kept.push(c.clone());
+            }
+        }
+        let mut current_done = true;
+        if owes_current {
+            let cause = e.outbox_cause.clone().unwrap_or_default();
+            let unit = Unit {
+                user: &e.user_id,
+                journey: &e.journey,
+                enrollment: &e.id,
+                cause: &cause,
+                effects: &e.outbox,
+                timeline: &e.outbox_timeline,
+                cancel_sends: false,
+            };
+            if let Err(err) = self.perform(unit).await {
+                failed.push((cause, err));
+                current_done = false;
+            }
+        }
+        if kept.len() == e.carried.len() && !current_done {
+            return Ok(Settled { loaded: l, failed });
+        }
+        let mut next = l.enrollment.clone();
+        next.carried = kept;
+        if current_done {
+            next.outbox.clear();
+            next.outbox_timeline.clear();
+        }
         let version = l.version + 1;
-        let record = Record::new(enrollment_key(&e.user_id, &e.journey), version, &e)?;
+        let record = Record::new(enrollment_key(&next.user_id, &next.journey), version, &next)?;
         self.store.put(&record, Expect::Version(l.version)).await?;
-        Ok(Loaded {
-            enrollment: e,
-            version,
+        Ok(Settled {
+            loaded: Loaded {
+                enrollment: next,
+                version,
+            },
+            failed,
         })
     }
 
@@ -455,7 +533,7 @@ impl Runtime {
         Err(RunError::Conflict("profile busy".into()))
     }
 
-    async fn apply_event(&self, e: &Event, tally: &mut Tally) -> Result<(), RunError> {
+    async fn apply_event(&self, e: &Event) -> Result<(), RunError> {
         let user = e.user_id.as_str();
         if self
             .store
@@ -481,10 +559,7 @@ impl Runtime {
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
         let names: Vec<String> = enrollments.keys().cloned().collect();
         for j in names {
-            if self
-                .replay(&mut enrollments, &j, &e.message_id, tally)
-                .await?
-            {
+            if self.replay(&mut enrollments, &j, &e.message_id).await? {
                 continue;
             }
             let Some(l) = enrollments.get(&j) else {
@@ -508,12 +583,26 @@ impl Runtime {
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
             };
-            if let Some(t) = engine::on_event(&ctx, &l.enrollment, e) {
-                let version = l.version;
-                let committed = self
-                    .commit(t, &e.message_id, Expect::Version(version))
-                    .await?;
-                let settled = self.settle(committed, tally).await?;
+            let exits = engine::exits_on(&ctx, &l.enrollment, e);
+            let t = match engine::on_event(&ctx, &l.enrollment, e) {
+                Some(t) => Some(t),
+                // Ended already, but still owing a send (a provider down): the exit event
+                // cancels it all the same.
+                None if exits && l.enrollment.owes_sends() => {
+                    let mut enrollment = l.enrollment.clone();
+                    enrollment.outbox.clear();
+                    enrollment.outbox_timeline.clear();
+                    Some(Transition {
+                        enrollment,
+                        effects: Vec::new(),
+                        timeline: Vec::new(),
+                    })
+                }
+                None => None,
+            };
+            if let Some(t) = t {
+                let committed = self.commit(t, &e.message_id, Some(l), exits).await?;
+                let (settled, _) = self.settle_for(committed, &e.message_id).await?;
                 enrollments.insert(j.clone(), settled);
             }
         }
@@ -569,7 +658,7 @@ impl Runtime {
                         at: e.timestamp,
                         properties: scope_event.clone(),
                     };
-                    self.try_enter(p, &profile, &mut enrollments, trigger, tally)
+                    self.try_enter(p, &profile, &mut enrollments, trigger)
                         .await?;
                 }
             }
@@ -625,7 +714,6 @@ impl Runtime {
         profile: &Profile,
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
-        tally: &mut Tally,
     ) -> Result<(), RunError> {
         let j = &p.journey;
         let now = self.now();
@@ -650,9 +738,6 @@ impl Runtime {
             }
         }
         let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
-        let expect = existing
-            .map(|l| Expect::Version(l.version))
-            .unwrap_or(Expect::Absent);
         let unsub = self.unsubscribe_url(&profile.user_id, &j.id);
         let ctx = Ctx {
             journey: j,
@@ -704,21 +789,52 @@ impl Runtime {
                 };
             }
         }
-        let committed = self.commit(t, &cause, expect).await?;
-        let settled = self.settle(committed, tally).await?;
+        let committed = self.commit(t, &cause, existing, false).await?;
+        let (settled, _) = self.settle_for(committed, &cause).await?;
         enrollments.insert(j.id.clone(), settled);
         Ok(())
     }
 
-    /// Stores a transition (state and outbox) with a conditional write.
-    async fn commit(&self, t: Transition, cause: &str, expect: Expect) -> Result<Loaded, RunError> {
+    /// Stores a transition (state and outbox) with a conditional write over `prev` (the
+    /// enrollment record as loaded, if there is one). What `prev` still owed is carried in the
+    /// new record; when the transition exits the enrollment (or `exit_event`: its cause is an
+    /// event the journey exits on), the carried sends are cancelled.
+    async fn commit(
+        &self,
+        t: Transition,
+        cause: &str,
+        prev: Option<&Loaded>,
+        exit_event: bool,
+    ) -> Result<Loaded, RunError> {
         let mut e = t.enrollment;
+        let mut carried = Vec::new();
+        if let Some(l) = prev {
+            let p = &l.enrollment;
+            carried.extend(p.carried.iter().cloned());
+            if !p.outbox.is_empty() || !p.outbox_timeline.is_empty() {
+                carried.push(Carried {
+                    enrollment: p.id.clone(),
+                    cause: p.outbox_cause.clone().unwrap_or_default(),
+                    effects: p.outbox.clone(),
+                    timeline: p.outbox_timeline.clone(),
+                    cancel_sends: false,
+                });
+            }
+        }
+        // The user's exit event stops what any enrollment of this journey still owes (an
+        // earlier one's last email as much as this one's).
+        if exit_event || e.status == Status::Exited {
+            for c in &mut carried {
+                c.cancel_sends = true;
+            }
+        }
+        e.carried = carried;
         e.outbox = t.effects;
         e.outbox_timeline = t.timeline;
         e.outbox_cause = Some(cause.to_string());
-        let version = match expect {
-            Expect::Version(v) => v + 1,
-            _ => 1,
+        let (version, expect) = match prev {
+            Some(l) => (l.version + 1, Expect::Version(l.version)),
+            None => (1, Expect::Absent),
         };
         let record = Record::new(enrollment_key(&e.user_id, &e.journey), version, &e)?;
         self.store.put(&record, expect).await?;
@@ -728,14 +844,30 @@ impl Runtime {
         })
     }
 
-    /// Performs an enrollment's outbox. Safe to repeat: sends go through the ledger, wake-ups are
-    /// recognised when stale, and the timeline record is written (and counted) once.
-    async fn flush(&self, e: &Enrollment, tally: &mut Tally) -> Result<(), RunError> {
-        let mut entries = e.outbox_timeline.clone();
-        for effect in &e.outbox {
+    /// Performs one transition's outbox. Safe to repeat: sends go through the ledger, wake-ups
+    /// are recognised when stale, and the timeline record is written once (and counted once, by
+    /// the fold). A send that cannot be made now does not hold back the other effects; the
+    /// timeline record waits until every send has its outcome.
+    async fn perform(&self, u: Unit<'_>) -> Result<(), RunError> {
+        let mut entries = u.timeline.to_vec();
+        let mut failed = None;
+        let wake = |seq: u64, at: Timestamp| Message::Wake {
+            user_id: u.user.to_string(),
+            journey: u.journey.to_string(),
+            enrollment: u.enrollment.to_string(),
+            seq,
+            at,
+        };
+        for effect in u.effects {
             match effect {
                 Effect::Send(o) => {
-                    let outcome = self.deliver(o).await?;
+                    let outcome = match self.deliver(o, u.cancel_sends).await {
+                        Ok(outcome) => outcome,
+                        Err(err) => {
+                            failed.get_or_insert(err);
+                            continue;
+                        }
+                    };
                     let what = match outcome {
                         Outcome::Sent { .. } => What::Sent { channel: o.channel },
                         Outcome::Skipped { reason, detail } => What::Skipped {
@@ -745,8 +877,8 @@ impl Runtime {
                         },
                     };
                     let entry = Entry {
-                        at: e
-                            .outbox_timeline
+                        at: u
+                            .timeline
                             .last()
                             .map(|t| t.at)
                             .unwrap_or_else(|| self.now()),
@@ -766,32 +898,14 @@ impl Runtime {
                         .unwrap_or(entries.len());
                     entries.insert(at, entry);
                 }
-                Effect::Wake { seq, at } => {
-                    let m = Message::Wake {
-                        user_id: e.user_id.clone(),
-                        journey: e.journey.clone(),
-                        enrollment: e.id.clone(),
-                        seq: *seq,
-                        at: *at,
-                    };
-                    self.schedule(m, *at).await?;
-                }
-                Effect::Cancel { seq, at } => {
-                    let m = Message::Wake {
-                        user_id: e.user_id.clone(),
-                        journey: e.journey.clone(),
-                        enrollment: e.id.clone(),
-                        seq: *seq,
-                        at: *at,
-                    };
-                    self.cancel_timer(&m, *at).await?;
-                }
-                Effect::UpdateProfile(u) => {
-                    self.update_profile(&e.user_id, |p| {
-                        for (k, v) in &u.set {
+                Effect::Wake { seq, at } => self.schedule(wake(*seq, *at), *at).await?,
+                Effect::Cancel { seq, at } => self.cancel_timer(&wake(*seq, *at), *at).await?,
+                Effect::UpdateProfile(up) => {
+                    self.update_profile(u.user, |p| {
+                        for (k, v) in &up.set {
                             p.traits.insert(k.clone(), v.clone());
                         }
-                        for k in &u.unset {
+                        for k in &up.unset {
                             p.traits.remove(k);
                         }
                     })
@@ -799,30 +913,34 @@ impl Runtime {
                 }
             }
         }
+        if let Some(err) = failed {
+            return Err(err);
+        }
         if entries.is_empty() {
             return Ok(());
         }
-        let cause = e.outbox_cause.clone().unwrap_or_default();
-        let key = timeline_key(&e.user_id, &e.id, &cause);
-        match self
-            .store
-            .put(&Record::new(key, 1, &entries)?, Expect::Absent)
-            .await
-        {
+        let key = timeline_key(u.user, u.enrollment, u.cause);
+        let record = Record::new(key, 1, &entries)?.pending_in(crate::stats::fold_partition(
+            u.user,
+            self.config.timer_shards,
+        ));
+        match self.store.put(&record, Expect::Absent).await {
             Ok(()) => {
-                tally.add(&entries);
                 for en in &entries {
-                    tracing::info!(user = %e.user_id, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), "{}", describe(&en.what));
+                    tracing::info!(user = %u.user, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), "{}", describe(&en.what));
                 }
                 Ok(())
             }
+            // Written before (this is a repeat): it is listed for the fold, or counted already.
             Err(StoreError::Conflict) => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
 
     /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.
-    async fn deliver(&self, o: &Outgoing) -> Result<Outcome, RunError> {
+    /// A `cancelled` send (its enrollment exited before it could go out) is claimed and recorded
+    /// as skipped, unless the ledger says it went out already.
+    async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
         let current = self.store.get(&key).await?;
@@ -858,9 +976,34 @@ impl Runtime {
             Err(e) => return Err(e.into()),
         }
 
-        let outcome = match self.check_cap(o, now).await? {
+        let outcome = if cancelled {
+            Outcome::Skipped {
+                reason: "exited".into(),
+                detail: Some("an exit event came before the message could go out".into()),
+            }
+        } else {
+            self.send_now(o, now).await?
+        };
+        let done = Record::new(
+            key,
+            claim_version + 1,
+            &Ledger::Done {
+                outcome: outcome.clone(),
+            },
+        )?
+        .expiring(now + SignedDuration::from_hours(24 * 400));
+        self.store
+            .put(&done, Expect::Version(claim_version))
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Checks the caps and calls the provider for a claimed send; what happened, or an error
+    /// when it may be tried again (nothing went out).
+    async fn send_now(&self, o: &Outgoing, now: Timestamp) -> Result<Outcome, RunError> {
+        Ok(match self.check_cap(o, now).await? {
             Some(skip) => skip,
-            None => match self.perform(o, now).await {
+            None => match self.call_provider(o, now).await {
                 Ok(receipt) => {
                     self.disable_devices(o, &receipt.disabled_devices).await?;
                     Outcome::Sent { at: now }
@@ -881,23 +1024,11 @@ impl Runtime {
                 Err(SendError::Retryable(why)) => {
                     // Nothing went out: give the cap its place back, and leave the claim to
                     // expire; the redelivery tries again.
-                    self.uncount_cap(o, now).await?;
+                    self.uncount_cap(o).await?;
                     return Err(RunError::Retry(why));
                 }
             },
-        };
-        let done = Record::new(
-            key,
-            claim_version + 1,
-            &Ledger::Done {
-                outcome: outcome.clone(),
-            },
-        )?
-        .expiring(now + SignedDuration::from_hours(24 * 400));
-        self.store
-            .put(&done, Expect::Version(claim_version))
-            .await?;
-        Ok(outcome)
+        })
     }
 
     /// Marks push devices the provider reported disabled, so no later message tries them.
@@ -915,7 +1046,7 @@ impl Runtime {
         .map(|_| ())
     }
 
-    async fn perform(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
+    async fn call_provider(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
         if o.channel == Channel::InApp {
             let crate::engine::Content::InApp { title, body, data } = &o.content else {
                 return Err(SendError::Permanent(
@@ -945,6 +1076,8 @@ impl Runtime {
     }
 
     /// `Some(skip)` when a frequency cap stops the send; otherwise counts it against the cap.
+    /// A send holds one place whatever number of attempts it takes: places are kept by ledger
+    /// key.
     async fn check_cap(&self, o: &Outgoing, now: Timestamp) -> Result<Option<Outcome>, RunError> {
         if o.transactional {
             return Ok(None);
@@ -953,28 +1086,35 @@ impl Runtime {
             return Ok(None);
         };
         let key = cap_key(&o.user_id, o.channel);
+        let send = o.ledger_key();
         for _ in 0..8 {
             let current = self.store.get(&key).await?;
-            let (mut sends, expect, version) = match &current {
+            let (mut places, expect, version) = match &current {
                 Some(r) => (
-                    r.parse::<Vec<Timestamp>>()?,
+                    r.parse::<Vec<CapPlace>>()?,
                     Expect::Version(r.version),
                     r.version + 1,
                 ),
                 None => (Vec::new(), Expect::Absent, 1),
             };
+            if places.iter().any(|p| p.send == send) {
+                return Ok(None); // an earlier attempt of this send took its place
+            }
             let since = now - cap.per.to_jiff();
-            sends.retain(|t| *t > since);
-            if sends.len() >= cap.max as usize {
+            places.retain(|p| p.at > since);
+            if places.len() >= cap.max as usize {
                 return Ok(Some(Outcome::Skipped {
                     reason: "capped".into(),
                     detail: Some(format!("at most {} {} per {}", cap.max, o.channel, cap.per)),
                 }));
             }
-            sends.push(now);
+            places.push(CapPlace {
+                send: send.clone(),
+                at: now,
+            });
             match self
                 .store
-                .put(&Record::new(key.clone(), version, &sends)?, expect)
+                .put(&Record::new(key.clone(), version, &places)?, expect)
                 .await
             {
                 Ok(()) => return Ok(None),
@@ -985,22 +1125,23 @@ impl Runtime {
         Err(RunError::Conflict("cap busy".into()))
     }
 
-    /// Takes back a send counted against the cap at `at` (the provider did not take it).
-    async fn uncount_cap(&self, o: &Outgoing, at: Timestamp) -> Result<(), RunError> {
+    /// Gives back the place a send took in the cap (the provider did not take it).
+    async fn uncount_cap(&self, o: &Outgoing) -> Result<(), RunError> {
         if o.transactional || !self.config.caps.contains_key(&o.channel) {
             return Ok(());
         }
         let key = cap_key(&o.user_id, o.channel);
+        let send = o.ledger_key();
         for _ in 0..8 {
             let Some(r) = self.store.get(&key).await? else {
                 return Ok(());
             };
-            let mut sends = r.parse::<Vec<Timestamp>>()?;
-            let Some(i) = sends.iter().rposition(|t| *t == at) else {
+            let mut places = r.parse::<Vec<CapPlace>>()?;
+            let Some(i) = places.iter().position(|p| p.send == send) else {
                 return Ok(());
             };
-            sends.remove(i);
-            let record = Record::new(key.clone(), r.version + 1, &sends)?;
+            places.remove(i);
+            let record = Record::new(key.clone(), r.version + 1, &places)?;
             match self.store.put(&record, Expect::Version(r.version)).await {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => continue,
@@ -1016,7 +1157,6 @@ impl Runtime {
         journey: &str,
         enrollment_id: &str,
         seq: u64,
-        tally: &mut Tally,
     ) -> Result<(), RunError> {
         let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
             return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));
@@ -1025,17 +1165,15 @@ impl Runtime {
             enrollment: r.parse()?,
             version: r.version,
         };
+        let cause = Enrollment::wake_id_of(enrollment_id, seq);
+        let (loaded, done) = self.settle_for(loaded, &cause).await?;
         if loaded.enrollment.id != enrollment_id {
             return Ok(()); // an earlier enrollment's wake-up
         }
-        let cause = loaded.enrollment.wake_id(seq);
-        let Loaded {
-            enrollment: e,
-            version,
-        } = self.settle(loaded, tally).await?;
-        if e.outbox_cause.as_deref() == Some(cause.as_str()) {
+        if done {
             return Ok(()); // this wake-up's transition is done
         }
+        let e = &loaded.enrollment;
         let Some(p) = self.catalog.version(journey, e.version).await? else {
             return Err(RunError::Poison(format!(
                 "journey `{journey}` version {} does not exist",
@@ -1051,12 +1189,12 @@ impl Runtime {
             now: self.now(),
             unsubscribe_url: unsub.as_deref(),
         };
-        let Some(t) = engine::wake(&ctx, &e, seq) else {
+        let Some(t) = engine::wake(&ctx, e, seq) else {
             tracing::debug!(user, journey, seq, "stale wake-up dropped");
             return Ok(());
         };
-        let committed = self.commit(t, &cause, Expect::Version(version)).await?;
-        self.settle(committed, tally).await.map(|_| ())
+        let committed = self.commit(t, &cause, Some(&loaded), false).await?;
+        self.settle_for(committed, &cause).await.map(|_| ())
     }
 
     /// Makes `message` arrive at `at`: on the queue (hopping in 15-minute steps up to the hop
@@ -1108,9 +1246,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// The scheduler's minute: moves timers due by the end of the next minute onto the queue
-    /// and enters users into schedule-triggered journeys. Returns (timers moved, users entered).
-    pub async fn tick(&self) -> Result<(usize, usize), RunError> {
+    /// The scheduler's minute: moves timers due by the end of the next minute onto the queue,
+    /// enters users into schedule-triggered journeys, and folds new timeline records into the
+    /// stats.
+    pub async fn tick(&self) -> Result<Tick, RunError> {
         let now = self.now();
         let now_minute = minute_of(now);
         let cursor_key = Key::new(CURSOR.0, CURSOR.1);
@@ -1143,7 +1282,12 @@ impl Runtime {
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok((moved, entered))
+        let folded = self.fold_stats().await?;
+        Ok(Tick {
+            moved,
+            entered,
+            folded,
+        })
     }
 
     async fn sweep_minute(&self, minute: i64) -> Result<usize, RunError> {
@@ -1333,6 +1477,7 @@ impl Runtime {
                     let mut e: Enrollment = r.parse()?;
                     e.outbox.clear();
                     e.outbox_timeline.clear();
+                    e.carried.clear();
                     view.enrollments.push(e);
                 }
                 Some("T") => view.timeline.extend(r.parse::<Vec<Entry>>()?),
@@ -1354,11 +1499,6 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         items.sort_by_key(|i| std::cmp::Reverse(i.at));
         Ok(items)
-    }
-
-    /// A journey's counters.
-    pub async fn stats(&self, journey: &str) -> Result<BTreeMap<String, i64>, RunError> {
-        Ok(self.store.counters(&stats_key(journey)).await?)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The store port: versioned records under (partition, sort) keys, conditional writes, atomic
 //! counters and segment scans; and the in-memory adapter. Knows nothing of journeys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -23,13 +23,16 @@ impl Key {
     }
 }
 
-/// One stored item: a JSON body with a version number and an optional expiry (epoch seconds).
+/// One stored item: a JSON body with a version number, an optional expiry (epoch seconds) and
+/// an optional fold partition: a record written with one is listed there (see
+/// [`Store::pending`]) until [`Store::fold`] counts it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub key: Key,
     pub version: u64,
     pub body: Vec<u8>,
     pub expires: Option<i64>,
+    pub pending: Option<String>,
 }
 
 impl Record {
@@ -40,7 +43,14 @@ impl Record {
             version,
             body,
             expires: None,
+            pending: None,
         })
+    }
+
+    /// Lists the record under fold partition `part` until it is folded.
+    pub fn pending_in(mut self, part: impl Into<String>) -> Self {
+        self.pending = Some(part.into());
+        self
     }
 
     pub fn expiring(mut self, at: jiff::Timestamp) -> Self {
@@ -79,6 +89,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Named counter changes.
+pub type Counts = BTreeMap<String, i64>;
+
+/// The most records and counter keys one [`Store::fold`] takes (DynamoDB's TransactWriteItems
+/// takes 100 actions).
+pub const FOLD_MAX_ITEMS: usize = 100;
+/// The most counters one [`Store::fold`] changes at one key (one UpdateItem expression).
+pub const FOLD_MAX_COUNTERS: usize = 100;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
@@ -96,8 +115,15 @@ pub trait Store: Send + Sync {
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError>;
     /// Every record in partition `pk` whose sort key starts with `prefix`, in sort-key order.
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError>;
-    /// Adds deltas to named counters kept at `key` (creating them at zero).
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError>;
+    /// Up to `limit` records still listed under fold partition `part` (in no set order). May
+    /// lag the writes a little (DynamoDB's index is eventually consistent).
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// All or nothing: takes every record of `records` off its fold partition and adds each
+    /// counter change to the named counters at its key (creating them at zero). `Conflict` when
+    /// any of the records is no longer listed (folded already, or gone), and then nothing
+    /// changed. At most [`FOLD_MAX_ITEMS`] records and counter keys together, at most
+    /// [`FOLD_MAX_COUNTERS`] counters per key.
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError>;
     /// The counters kept at `key`.
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError>;
     /// Part `segment` of `segments` of the records whose sort key is `sk` (all partitions), for
@@ -122,8 +148,11 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
         (**self).query(pk, prefix).await
     }
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
-        (**self).add(key, deltas).await
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        (**self).pending(part, limit).await
+    }
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        (**self).fold(records, counters).await
     }
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         (**self).counters(key).await
@@ -157,6 +186,26 @@ pub fn check(current: Option<u64>, expect: Expect) -> Result<(), StoreError> {
 struct Tables {
     records: BTreeMap<Key, Record>,
     counters: HashMap<Key, BTreeMap<String, i64>>,
+    /// (fold partition, key) of every record listed for folding.
+    pending: BTreeSet<(String, Key)>,
+}
+
+impl Tables {
+    fn insert(&mut self, record: Record) {
+        self.remove(&record.key);
+        if let Some(part) = &record.pending {
+            self.pending.insert((part.clone(), record.key.clone()));
+        }
+        self.records.insert(record.key.clone(), record);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.records.remove(key) {
+            if let Some(part) = old.pending {
+                self.pending.remove(&(part, old.key));
+            }
+        }
+    }
 }
 
 /// The in-memory store: for tests and simulation.
@@ -190,14 +239,14 @@ impl Store for MemoryStore {
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         let mut t = self.lock();
         check(t.records.get(&record.key).map(|r| r.version), expect)?;
-        t.records.insert(record.key.clone(), record.clone());
+        t.insert(record.clone());
         Ok(())
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         let mut t = self.lock();
         check(t.records.get(key).map(|r| r.version), expect)?;
-        t.records.remove(key);
+        t.remove(key);
         Ok(())
     }
 
@@ -211,11 +260,36 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let t = self.lock();
+        let start = (part.to_string(), Key::new("", ""));
+        Ok(t.pending
+            .range(start..)
+            .take_while(|(p, _)| p == part)
+            .filter_map(|(_, k)| t.records.get(k).cloned())
+            .take(limit)
+            .collect())
+    }
+
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
         let mut t = self.lock();
-        let c = t.counters.entry(key.clone()).or_default();
-        for (k, d) in deltas {
-            *c.entry(k.clone()).or_insert(0) += d;
+        if records
+            .iter()
+            .any(|k| t.records.get(k).is_none_or(|r| r.pending.is_none()))
+        {
+            return Err(StoreError::Conflict);
+        }
+        for k in records {
+            if let Some(mut r) = t.records.get(k).cloned() {
+                r.pending = None;
+                t.insert(r);
+            }
+        }
+        for (key, deltas) in counters {
+            let c = t.counters.entry(key.clone()).or_default();
+            for (k, d) in deltas {
+                *c.entry(k.clone()).or_insert(0) += d;
+            }
         }
         Ok(())
     }

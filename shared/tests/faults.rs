@@ -47,19 +47,7 @@ use world::{Violation, World};
 /// Violation classes that are known runtime bugs, reported to the lead, each with a failing
 /// `#[ignore = "bug: ..."]` test below. The soak reports them without failing unless
 /// `WAYMARK_STRICT=1`; once a bug is fixed, remove its class here.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "cap-miscounted",
-        "a retried send takes a second frequency-cap place after a crash or a lost reply; \
-         a_retried_send_takes_one_place_in_the_frequency_cap",
-    ),
-    (
-        "stats-drift",
-        "counts lost when a counter write fails or a timeline write's reply is lost; \
-         stats_keep_the_counts_of_a_batch_whose_counter_write_failed, \
-         stats_count_a_timeline_record_whose_write_reply_was_lost",
-    ),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn journeys() -> Vec<Journey> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
@@ -198,7 +186,7 @@ fn invariants_hold_under_injected_faults() {
         total.windows += o.figures.windows;
         total.raced += o.figures.raced;
         total.losses += o.figures.losses;
-        total.uncounted += o.figures.uncounted;
+        total.unfolded += o.figures.unfolded;
         total.extra_wakeups += o.figures.extra_wakeups;
         total.checkpoints += o.figures.checkpoints;
         let mut fails = false;
@@ -257,12 +245,12 @@ fn invariants_hold_under_injected_faults() {
     );
     println!(
         "faults: duplicates {} (accepted-then-crashed windows {}), losses {}, sends racing an exit {}, \
-         uncounted stats increments {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, failing seeds {}",
+         timeline records left for the final fold {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, failing seeds {}",
         total.duplicates,
         total.windows,
         total.losses,
         total.raced,
-        total.uncounted,
+        total.unfolded,
         total.extra_wakeups,
         total.checkpoints,
         failing.len()
@@ -458,35 +446,54 @@ fn a_provider_timeout_after_accepting_sends_the_push_twice_and_records_it_once()
     });
 }
 
-/// Bug: stats lose the counts of a batch whose counter write fails. The message itself
-/// succeeds (its timeline is written, the handler returns Ok, SQS deletes it), `handle_batch`
-/// only logs the failed `store.add`, and nothing ever adds those counts again: `entered` stays 0
-/// while the timeline says 1 (runtime.rs, `handle_batch`/`write_tally`).
+/// Stats are folded from the timeline records by the scheduler's minute: a fold that fails
+/// (before it takes effect) leaves every record listed, and the next minute counts them. (Before
+/// folding, a failed per-batch counter write lost the batch's counts for good.)
 #[test]
-#[ignore = "bug: a failed stats counter write loses the batch's counts for good (runtime.rs handle_batch)"]
-fn stats_keep_the_counts_of_a_batch_whose_counter_write_failed() {
+fn stats_keep_the_counts_of_a_fold_that_failed() {
     block_on(async {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.fail_once(OneFault {
-            call: Call::Add,
-            prefix: "S#cart_abandonment",
+            call: Call::Fold,
+            prefix: "",
             after: false,
         });
         let results = s.handle_due(SignedDuration::from_secs(180)).await;
         assert_eq!(results, vec![Ok(())], "the event itself was handled");
         s.run_until(at("2026-03-02T18:00:00Z")).await;
+        assert!(s.store.fault_taken(), "a fold failed");
         let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(implied.get("entered"), Some(&1));
         assert_eq!(kept, implied, "stats must equal what the timelines say");
     });
 }
 
-/// Bug: a timeline write that took effect but whose reply was lost (a timeout, or the SDK's
-/// retry failing the `attribute_not_exists` condition) is never counted: the redelivered message
-/// finds the record there, takes the Conflict for "already written and counted", and moves on
-/// (runtime.rs, `flush`: `Err(StoreError::Conflict) => Ok(())`).
+/// A fold that took effect but whose reply was lost: its records are off the list and counted;
+/// the retry finds nothing more to count, so nothing is counted twice.
 #[test]
-#[ignore = "bug: a timeline record whose write reply was lost is never counted in stats (runtime.rs flush)"]
+fn stats_count_a_fold_whose_reply_was_lost_once() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.fail_once(OneFault {
+            call: Call::Fold,
+            prefix: "",
+            after: true,
+        });
+        s.run_until(at("2026-03-02T18:00:00Z")).await;
+        assert!(s.store.fault_taken(), "a fold's reply was lost");
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(implied.get("entered"), Some(&1));
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
+    });
+}
+
+/// A timeline write that took effect but whose reply was lost (a timeout, or the SDK's retry
+/// failing the `attribute_not_exists` condition) is counted once: the record is listed for the
+/// fold when it is written, whoever wrote it. (Before folding, the redelivered message took the
+/// Conflict for "already written and counted", and it was never counted.)
+#[test]
 fn stats_count_a_timeline_record_whose_write_reply_was_lost() {
     block_on(async {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
@@ -497,6 +504,7 @@ fn stats_count_a_timeline_record_whose_write_reply_was_lost() {
             after: true,
         });
         s.run_until(at("2026-03-02T18:00:00Z")).await;
+        assert!(s.store.fault_taken(), "a timeline write's reply was lost");
         let (implied, kept) = s.stats("cart_abandonment").await;
         assert_eq!(implied.get("entered"), Some(&1));
         assert_eq!(kept, implied, "stats must equal what the timelines say");
@@ -709,15 +717,13 @@ fn throttled_attempts_do_not_use_up_the_frequency_cap() {
     });
 }
 
-/// Bug: a send counts against the frequency cap once per attempt, not once. `check_cap` appends
-/// the attempt's time to the user's cap record before the provider is called; if the worker
-/// crashes after that write (or the write's reply is lost, or the SDK retries it after a timeout),
-/// the retry appends again, so one push takes two places. Here push is capped at one a day: the
-/// cap write's reply is lost at 10:31, the retry at 10:34 finds the cap full and skips the push
-/// as "capped", though nothing went out. (runtime.rs `check_cap`; keying cap entries by the
-/// ledger key, so that a send's retries share one place, would make it exact.)
+/// A send takes one place in the frequency cap however many attempts it takes. `check_cap`
+/// records the place before the provider is called; if the worker crashes after that write (or
+/// the write's reply is lost, or the SDK retries it after a timeout), the retry finds the place
+/// already its own (places are kept by ledger key). Here push is capped at one a day: the cap
+/// write's reply is lost at 10:31, and the retry at 10:34 must still send the push. (Before, the
+/// retry appended a second place, found the cap full, and skipped the push as "capped".)
 #[test]
-#[ignore = "bug: a retried send takes a second frequency-cap place after a crash or a lost reply (runtime.rs check_cap)"]
 fn a_retried_send_takes_one_place_in_the_frequency_cap() {
     block_on(async {
         let mut config = world::config();
@@ -755,18 +761,14 @@ fn a_retried_send_takes_one_place_in_the_frequency_cap() {
     });
 }
 
-/// Bug (since the outbox fix): an event waits for every unperformed outbox of its user. Ada's
-/// push is due at 10:31 and the provider is down (throttling) for the next hour. She orders at
-/// 10:32: `apply_event` first settles the cart enrollment's outbox, whose push fails, so the
-/// whole event fails and comes back every 3 minutes until the provider recovers (20 times in
-/// this hour). With SQS's `maxReceiveCount: 5` the order goes to the dead-letter queue after
-/// 15 minutes and the journey is not exited unless someone redrives it. Any event of the user
-/// (an identify, an event for another journey) is held the same way, and a throttled send holds
-/// its user's events until it succeeds. (runtime.rs `apply_event`: `self.replay(...).await?` for
-/// each enrollment before the event is applied; carrying an unperformed outbox into the next
-/// transition, or letting an exit drop it, would not block.)
+/// An event does not wait for another transition's sends. Ada's push is due at 10:31 and the
+/// provider is down (throttling) for the next hour. She orders at 10:32: the cart enrollment
+/// still owes the push, which cannot be made; the order is applied all the same (the owed
+/// outbox is carried in the enrollment under its own cause), the journey exits, and the carried
+/// push is recorded as skipped (`exited`) instead of going out after the order. (Before, the
+/// order failed every 3 minutes until the provider recovered, and SQS would have dead-lettered
+/// it after 15 minutes, leaving the journey running.)
 #[test]
-#[ignore = "bug: a user's events fail for as long as any of the user's pending sends cannot be performed (runtime.rs apply_event settle)"]
 fn an_order_is_applied_while_the_provider_is_down() {
     block_on(async {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
@@ -802,5 +804,99 @@ fn an_order_is_applied_while_the_provider_is_down() {
             .find(|e| e.journey == "cart_abandonment")
             .expect("enrolled");
         assert!(!cart.is_active(), "the order ended the journey");
+        assert!(
+            sends_of(&s, "cart_abandonment")("push_reminder").is_empty(),
+            "no push after the order"
+        );
+        let skipped: Vec<(Option<String>, String)> = view
+            .timeline
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => Some((e.step.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![(Some("push_reminder".to_string()), "exited".to_string())],
+            "the owed push is recorded as skipped because the journey exited"
+        );
+        let record = s
+            .store
+            .inner
+            .dump()
+            .into_iter()
+            .find(|r| r.key.pk == "U#ada" && r.key.sk.starts_with("E#"))
+            .expect("the enrollment record");
+        let stored: waymark::enrollment::Enrollment = record.parse().expect("an enrollment");
+        assert!(stored.carried.is_empty(), "nothing is owed any more");
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
+    });
+}
+
+/// Found by the soak (seed 756): an exit event cancels what an earlier enrollment of the journey
+/// still owes. Ada's email is due at 14:31 and the provider is down; her cart journey completes
+/// with the email owed. She abandons a second cart at 14:32 (a re-entry: the new enrollment
+/// carries the first one's owed email) and orders at 14:33. The email must not go out after the
+/// order, once the provider recovers; it is recorded as skipped.
+#[test]
+fn an_order_cancels_an_earlier_enrollments_owed_email() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T14:30:30Z")).await;
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.run_until(at("2026-03-02T14:32:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
+                "properties": {"cart_id": "c-2", "total": 17, "currency": "EUR", "items": []}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T14:33:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed",
+                "properties": {"order_id": "o-1"}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T20:00:00Z")).await;
+        assert!(
+            *s.provider
+                .throttle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                < 3,
+            "the email was tried while the provider was down"
+        );
+        assert!(
+            sends_of(&s, "cart_abandonment")("low_stock_email").is_empty(),
+            "no email after the order"
+        );
+        let skipped: Vec<(String, Option<String>, String)> = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => {
+                    Some((e.enrollment.clone(), e.step.clone(), reason.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![(
+                "cart_abandonment:ada:1".to_string(),
+                Some("low_stock_email".to_string()),
+                "exited".to_string()
+            )]
+        );
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
     });
 }

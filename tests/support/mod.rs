@@ -21,8 +21,8 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -304,6 +304,31 @@ impl Stack {
                     .build()
                     .expect("key schema"),
             );
+        }
+        for g in props["GlobalSecondaryIndexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let mut index = GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().unwrap_or_default())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            g["Projection"]["ProjectionType"].as_str().unwrap_or("ALL"),
+                        ))
+                        .build(),
+                );
+            for k in g["KeySchema"].as_array().into_iter().flatten() {
+                index = index.key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
+                        .key_type(KeyType::from(k["KeyType"].as_str().unwrap_or_default()))
+                        .build()
+                        .expect("index key schema"),
+                );
+            }
+            create = create.global_secondary_indexes(index.build().expect("index"));
         }
         create
             .billing_mode(BillingMode::from(

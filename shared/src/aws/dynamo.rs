@@ -1,5 +1,7 @@
 //! The store port on one DynamoDB table (`pk`, `sk` strings): a record is `v` (version, N),
-//! `b` (the JSON body, B) and `ttl` (expiry, N); counters are top-level numbers `c_<name>`.
+//! `b` (the JSON body, B), `ttl` (expiry, N) and `f` (its fold partition, S, while it waits to
+//! be counted: the sparse index `fold` on `f`, `sk` lists those); counters are top-level numbers
+//! `c_<name>`, changed only by folds (TransactWriteItems).
 //! Reads are strongly consistent, because the runtime reads its own writes. Knows nothing of
 //! journeys; the key layout is the runtime's (see infra/README.md).
 
@@ -9,16 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use crate::store::{Expect, Key, Record, Store, StoreError};
+use crate::store::{Counts, Expect, Key, Record, Store, StoreError};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
-/// Counters changed by one UpdateItem (keeps the expression far below its 4 KB limit).
-const COUNTERS_PER_UPDATE: usize = 100;
 /// Rounds of BatchGetItem for keys DynamoDB left unprocessed before giving up.
 const UNPROCESSED_ROUNDS: u32 = 8;
 
@@ -27,6 +28,9 @@ const SK: &str = "sk";
 const VERSION: &str = "v";
 const BODY: &str = "b";
 const TTL: &str = "ttl";
+const FOLD: &str = "f";
+/// The sparse global secondary index on (`f`, `sk`); template.yaml declares it.
+pub const FOLD_INDEX: &str = "fold";
 const COUNTER_PREFIX: &str = "c_";
 
 type Item = HashMap<String, AttributeValue>;
@@ -107,6 +111,7 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
         version,
         body,
         expires,
+        pending: string(item, FOLD),
     }))
 }
 
@@ -253,6 +258,9 @@ impl Store for DynamoStore {
         if let Some(t) = record.expires {
             item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
         }
+        if let Some(part) = &record.pending {
+            item.insert(FOLD.to_string(), AttributeValue::S(part.clone()));
+        }
         let c = condition(expect);
         self.client
             .put_item()
@@ -322,28 +330,96 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
-        let deltas: Vec<(&String, &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
-        for chunk in deltas.chunks(COUNTERS_PER_UPDATE) {
-            let mut names = HashMap::with_capacity(chunk.len());
-            let mut values = HashMap::with_capacity(chunk.len());
-            let mut parts = Vec::with_capacity(chunk.len());
-            for (i, (name, delta)) in chunk.iter().enumerate() {
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let page = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FOLD_INDEX)
+                .key_condition_expression("#f = :f")
+                .expression_attribute_names("#f", FOLD)
+                .expression_attribute_values(":f", AttributeValue::S(part.to_string()))
+                .limit(page)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in resp.items() {
+                if let Some(r) = record(item)? {
+                    out.push(r);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(records.len() + counters.len());
+        for key in records {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_item(key)))
+                .update_expression("REMOVE #f")
+                .condition_expression("attribute_exists(#f)")
+                .expression_attribute_names("#f", FOLD)
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        for (key, deltas) in counters {
+            let deltas: Vec<(&String, &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
+            if deltas.is_empty() {
+                continue;
+            }
+            let mut names = HashMap::with_capacity(deltas.len());
+            let mut values = HashMap::with_capacity(deltas.len());
+            let mut parts = Vec::with_capacity(deltas.len());
+            for (i, (name, delta)) in deltas.iter().enumerate() {
                 names.insert(format!("#c{i}"), counter_attribute(name));
                 values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
                 parts.push(format!("#c{i} :d{i}"));
             }
-            self.client
-                .update_item()
+            let update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_item(key)))
                 .update_expression(format!("ADD {}", parts.join(", ")))
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
-                .send()
-                .await
-                .map_err(|e| store_error("UpdateItem", e))?;
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
         }
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| {
+                // A record no longer listed fails its condition: the whole fold is cancelled.
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    {
+                        return StoreError::Conflict;
+                    }
+                }
+                store_error("TransactWriteItems", e)
+            })?;
         Ok(())
     }
 
@@ -467,6 +543,7 @@ mod tests {
                 version: 7,
                 body: b"{}".to_vec(),
                 expires: Some(1_700_000_000),
+                pending: None,
             })
         );
         item.insert(VERSION.into(), AttributeValue::S("x".into()));

@@ -186,8 +186,13 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
     if let Ok(e) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
         tracing::debug!(id = e.id.as_deref().unwrap_or(""), time = ?e.time, "scheduled event");
     }
-    let (moved, entered) = runtime.tick().await?;
-    tracing::info!(timers = moved, entered, "tick");
+    let tick = runtime.tick().await?;
+    tracing::info!(
+        timers = tick.moved,
+        entered = tick.entered,
+        folded = tick.folded,
+        "tick"
+    );
     // Once an hour, SMS opt-outs (SNS sends no event for them: it keeps a list).
     let minute = runtime.clock.now().as_second().div_euclid(60);
     let mut opted_out = 0;
@@ -197,7 +202,12 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
             Err(e) => tracing::warn!(error = %e, "SMS opt-outs not synced this hour"),
         }
     }
-    Ok(serde_json::json!({"timers": moved, "entered": entered, "sms_opted_out": opted_out}))
+    Ok(serde_json::json!({
+        "timers": tick.moved,
+        "entered": tick.entered,
+        "folded": tick.folded,
+        "sms_opted_out": opted_out
+    }))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use waymark::engine::Outgoing;
 use waymark::journey::Channel;
 use waymark::queue::{Message, QueueName};
 use waymark::store::Key;
-use waymark::timeline::Entry;
 
 use crate::rng::Rng;
 
@@ -121,8 +120,6 @@ pub struct Worker {
     pub dead: bool,
     /// Sends the provider accepted whose ledger `done` record has not been written yet.
     pub awaiting_done: BTreeSet<String>,
-    /// Timeline entries written and counted in this batch's tally, not yet added to the stats.
-    pub uncounted: Vec<Entry>,
 }
 
 /// One call to the provider.
@@ -192,8 +189,6 @@ pub struct Lab {
     pub windows: BTreeMap<String, u32>,
     /// The port-call order at which each enrollment was first stored as exited.
     pub exits: BTreeMap<String, u64>,
-    /// Timeline entries that are in the store but never reached the stats counters, with why.
-    pub uncounted: Vec<(&'static str, Entry)>,
     /// Port calls made so far by live workers, and a crash forced at one of them (its number,
     /// and whether after the call took effect).
     pub calls_made: u64,
@@ -237,7 +232,6 @@ impl Lab {
             calls: Vec::new(),
             windows: BTreeMap::new(),
             exits: BTreeMap::new(),
-            uncounted: Vec::new(),
             calls_made: 0,
             crash_at_call: None,
         }
@@ -257,24 +251,17 @@ impl Lab {
         w.dead = false;
         w.crash_at = crash.then_some(at);
         w.awaiting_done.clear();
-        w.uncounted.clear();
     }
 
-    /// A batch ends: sends the ledger never recorded are windows, counts never written are lost.
+    /// A batch ends: sends the ledger never recorded are windows.
     /// Returns whether the worker died.
     pub fn end_batch(&mut self, worker: usize) -> bool {
         let w = &mut self.workers[worker];
         let awaiting = std::mem::take(&mut w.awaiting_done);
-        let uncounted = std::mem::take(&mut w.uncounted);
         let dead = w.dead;
         for key in awaiting {
             *self.windows.entry(key).or_insert(0) += 1;
         }
-        if !waymark::timeline::counters(&uncounted).is_empty() {
-            self.count("stats.counter-write-lost");
-        }
-        self.uncounted
-            .extend(uncounted.into_iter().map(|e| ("counter write lost", e)));
         dead
     }
 

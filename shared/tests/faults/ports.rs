@@ -12,8 +12,7 @@ use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use waymark::runtime::Ledger;
-use waymark::store::{Expect, Key, MemoryStore, Record, Store, StoreError};
-use waymark::timeline::Entry;
+use waymark::store::{Counts, Expect, Key, MemoryStore, Record, Store, StoreError};
 
 use crate::lab::{lock, Injected, Lab, Plan, Port, Shared};
 
@@ -91,7 +90,7 @@ fn reply_after(fault: Option<Injected>) -> Result<(), StoreError> {
 
 impl Lab {
     /// Keeps the lab's view of the store current after a write took effect.
-    fn applied_put(&mut self, worker: usize, record: &Record, replied_ok: bool) {
+    fn applied_put(&mut self, worker: usize, record: &Record) {
         self.op += 1;
         let key = &record.key;
         if crate::lab::trace() >= 3 && (key.pk.starts_with("T#") || key.pk == "SCHED") {
@@ -129,20 +128,6 @@ impl Lab {
                     self.exits.entry(e.id).or_insert(op);
                 }
             }
-        } else if key.sk.starts_with("T#") {
-            let entries: Vec<Entry> = record.parse().unwrap_or_default();
-            if replied_ok {
-                self.workers[worker].uncounted.extend(entries);
-            } else {
-                if !waymark::timeline::counters(&entries).is_empty() {
-                    self.count("stats.timeline-reply-lost");
-                }
-                self.uncounted.extend(
-                    entries
-                        .into_iter()
-                        .map(|e| ("timeline write's reply lost", e)),
-                );
-            }
         }
     }
 
@@ -153,15 +138,6 @@ impl Lab {
         }
         if key.pk.starts_with("T#") {
             self.timers.remove(key);
-        }
-    }
-
-    fn applied_add(&mut self, worker: usize, key: &Key) {
-        self.op += 1;
-        if let Some(journey) = key.pk.strip_prefix("S#") {
-            self.workers[worker]
-                .uncounted
-                .retain(|e| e.journey != journey);
         }
     }
 }
@@ -176,9 +152,8 @@ impl Store for FaultyStore {
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         let after = self.before_write(expect).await?;
         self.inner.put(record, expect).await?;
-        let reply = reply_after(after);
-        lock(&self.lab).applied_put(self.worker, record, reply.is_ok());
-        reply
+        lock(&self.lab).applied_put(self.worker, record);
+        reply_after(after)
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
@@ -193,10 +168,16 @@ impl Store for FaultyStore {
         self.inner.query(pk, prefix).await
     }
 
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
-        let after = self.before_write(Expect::Any).await?;
-        self.inner.add(key, deltas).await?;
-        lock(&self.lab).applied_add(self.worker, key);
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.read().await?;
+        self.inner.pending(part, limit).await
+    }
+
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        // A conditional write (each record must still be listed), like a put if absent.
+        let after = self.before_write(Expect::Absent).await?;
+        self.inner.fold(records, counters).await?;
+        lock(&self.lab).op += 1;
         reply_after(after)
     }
 

@@ -16,18 +16,19 @@ use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::runtime::{RunError, Runtime};
 use waymark::simulate::DelayQueue;
-use waymark::store::{Expect, Key, MemoryStore, Record, Store, StoreError};
+use waymark::store::{Counts, Expect, Key, MemoryStore, Record, Store, StoreError};
 use waymark::timeline::{self, Entry};
 
 /// Which store call a scripted fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
     Put,
-    Add,
+    /// A fold of timeline records into the stats (the prefix is not looked at).
+    Fold,
 }
 
-/// One fault, on the first call of a kind whose sort key starts with `sk_prefix` (or whose
-/// partition key does, for counters): before the call takes effect, or after (the reply lost).
+/// One fault, on the first call of a kind (for a put, whose sort key starts with `prefix`):
+/// before the call takes effect, or after (the reply lost).
 #[derive(Debug, Clone)]
 pub struct OneFault {
     pub call: Call,
@@ -42,13 +43,21 @@ pub struct ScriptedStore {
 }
 
 impl ScriptedStore {
+    /// Whether the scripted fault has happened.
+    pub fn fault_taken(&self) -> bool {
+        self.fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
     fn take(&self, call: Call, key: &Key) -> Option<bool> {
         let mut f = self.fault.lock().unwrap_or_else(|p| p.into_inner());
         let hit = f.as_ref().is_some_and(|f| {
             f.call == call
                 && match call {
                     Call::Put => key.sk.starts_with(f.prefix),
-                    Call::Add => key.pk.starts_with(f.prefix),
+                    Call::Fold => true,
                 }
         });
         hit.then(|| f.take().map(|f| f.after)).flatten()
@@ -77,11 +86,19 @@ impl Store for ScriptedStore {
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
         self.inner.query(pk, prefix).await
     }
-    async fn add(&self, key: &Key, deltas: &BTreeMap<String, i64>) -> Result<(), StoreError> {
-        match self.take(Call::Add, key) {
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.inner.pending(part, limit).await
+    }
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        let any = Key::new("", "");
+        match self.take(Call::Fold, records.first().unwrap_or(&any)) {
             Some(false) => Err(injected()),
-            Some(true) => self.inner.add(key, deltas).await.and(Err(injected())),
-            None => self.inner.add(key, deltas).await,
+            Some(true) => self
+                .inner
+                .fold(records, counters)
+                .await
+                .and(Err(injected())),
+            None => self.inner.fold(records, counters).await,
         }
     }
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
@@ -268,7 +285,8 @@ impl Scene {
                 Some(t) if t <= until => {
                     self.clock.set(t.max(now));
                     if timer.is_some_and(|x| x <= self.clock.now()) {
-                        self.rt.tick().await.expect("tick");
+                        // A failed minute (a scripted fault) is retried by the next one.
+                        let _ = self.rt.tick().await;
                     }
                 }
                 _ => break,
@@ -290,8 +308,10 @@ impl Scene {
         self.rt.user(user).await.expect("user view").timeline
     }
 
-    /// The stats a journey's timelines imply, and the stats the store keeps.
+    /// The stats a journey's timelines imply, and the stats the store keeps once the scheduler's
+    /// next minute has folded what is new.
     pub async fn stats(&self, journey: &str) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        self.rt.tick().await.expect("the scheduler's next minute");
         let entries: Vec<Entry> = self
             .store
             .inner

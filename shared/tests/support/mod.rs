@@ -294,7 +294,7 @@ pub async fn tick(rt: &Runtime, store: &MemoryStore) -> Result<usize, RunError> 
     let minute = rt.clock.now().as_second().div_euclid(60);
     let mut moved = 0;
     for _ in 0..400 {
-        moved += rt.tick().await?.0;
+        moved += rt.tick().await?.moved;
         let cursor = store
             .get(&Key::new("SCHED", "cursor"))
             .await?
