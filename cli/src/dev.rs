@@ -88,7 +88,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let store = Arc::new(RedbStore::new(db.clone()));
     let lease = SignedDuration::try_from(RETRY_AFTER_REAL.mul_f64(args.speed))
         .unwrap_or(SignedDuration::from_hours(1));
-    let queue = LocalQueue::new(db, clock.clone()).with_lease(lease);
+    let queue = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
     let outbox = args.outbox.clone().unwrap_or_else(|| data.outbox());
     let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true);
 
@@ -113,6 +113,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
         clock.clone(),
         RealDuration::from_secs(1),
         config,
+    ));
+
+    // The engine worker's own runtime writes through a deferred store: its writes reach the disk
+    // with the queue's acknowledgement of the message that made them (one disk commit a batch
+    // rather than one a write). The API's writes (unsubscribes, publishes) stay durable as they
+    // return.
+    let engine = Arc::new(Runtime::new(
+        Arc::new(RedbStore::deferred(db.clone())),
+        Arc::new(queue.clone()),
+        runtime.sender.clone(),
+        clock.clone(),
+        RealDuration::from_secs(1),
+        runtime.config.clone(),
     ));
 
     let mut watcher = Watcher::new(&args.journeys);
@@ -142,7 +155,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(work(
-        runtime.clone(),
+        engine,
         queue,
         store,
         clock.clone(),
@@ -267,6 +280,10 @@ async fn work(
         }
     }
     save_clock(&data, clock.now());
+    // The engine's deferred writes since the last acknowledgement, on disk before we go.
+    if let Err(e) = queue.sync().await {
+        tracing::warn!(error = %e, "cannot flush the engine's last writes; their messages will run again");
+    }
 }
 
 /// The clock's speed, from how much virtual time a real second makes.

@@ -18,6 +18,10 @@ use waymark::runtime::{Config, Runtime};
 use waymark::simulate::DelayQueue;
 use waymark::store::MemoryStore;
 
+/// As in the binaries (`waymark`, the Lambda functions).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CART: &str = include_str!("../../examples/journeys/cart_abandonment.yaml");
 
 fn start() -> Timestamp {

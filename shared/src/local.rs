@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
@@ -34,6 +36,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const NO_EXPIRY: i64 = -1;
 const QUEUE_SEQ: &str = "queue_seq";
+/// Durable commits made by [`LocalQueue::sync`].
+const SYNCS: &str = "syncs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -131,6 +135,18 @@ where
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
+    durability: Durability,
+}
+
+/// A write transaction at the given durability.
+fn begin_write(
+    db: &Database,
+    durability: Durability,
+) -> Result<redb::WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().store()?;
+    txn.set_durability(durability)
+        .map_err(|e| StoreError::Unavailable(format!("local store: {e}")))?;
+    Ok(txn)
 }
 
 fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) -> Record {
@@ -164,18 +180,35 @@ fn unlist(txn: &redb::WriteTransaction, pk: &str, sk: &str) -> Result<bool, Stor
 }
 
 impl RedbStore {
+    /// Every write is on disk when it returns.
     pub fn new(db: Arc<Database>) -> Self {
-        RedbStore { db }
+        RedbStore {
+            db,
+            durability: Durability::Immediate,
+        }
+    }
+
+    /// Writes are made durable by the database's next durable commit rather than one by one:
+    /// for `waymark dev`'s engine, whose every message ends in the queue's durable
+    /// acknowledgement. A crash loses at most the writes of messages not yet acknowledged, as a
+    /// crash a moment earlier would have; the queue delivers those messages again. (Commits reach
+    /// the disk in order, so what survives is always a prefix of what was written.)
+    pub fn deferred(db: Arc<Database>) -> Self {
+        RedbStore {
+            db,
+            durability: Durability::None,
+        }
     }
 
     /// Deletes records whose expiry has passed (DynamoDB's TTL does the same, lazily). Returns
     /// how many went.
     pub async fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let db = self.db.clone();
+        let durability = self.durability;
         let now = now.as_second();
         blocking(
             move || -> Result<usize, StoreError> {
-                let txn = db.begin_write().store()?;
+                let txn = begin_write(&db, durability)?;
                 let gone = {
                     let mut t = txn.open_table(RECORDS).store()?;
                     let mut expired = Vec::new();
@@ -255,10 +288,11 @@ impl Store for RedbStore {
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         let db = self.db.clone();
+        let durability = self.durability;
         let record = record.clone();
         blocking(
             move || -> Result<(), StoreError> {
-                let txn = db.begin_write().store()?;
+                let txn = begin_write(&db, durability)?;
                 {
                     let mut t = txn.open_table(RECORDS).store()?;
                     let key = (record.key.pk.as_str(), record.key.sk.as_str());
@@ -295,10 +329,11 @@ impl Store for RedbStore {
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         let db = self.db.clone();
+        let durability = self.durability;
         let key = key.clone();
         blocking(
             move || -> Result<(), StoreError> {
-                let txn = db.begin_write().store()?;
+                let txn = begin_write(&db, durability)?;
                 {
                     let mut t = txn.open_table(RECORDS).store()?;
                     let k = (key.pk.as_str(), key.sk.as_str());
@@ -374,11 +409,12 @@ impl Store for RedbStore {
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
         let db = self.db.clone();
+        let durability = self.durability;
         let records = records.to_vec();
         let counters = counters.to_vec();
         blocking(
             move || -> Result<(), StoreError> {
-                let txn = db.begin_write().store()?;
+                let txn = begin_write(&db, durability)?;
                 for key in &records {
                     // A record no longer listed: drop the transaction (it aborts), change nothing.
                     if !unlist(&txn, &key.pk, &key.sk)? {
@@ -609,7 +645,11 @@ impl LocalQueue {
         let until = millis(now.checked_add(self.lease).unwrap_or(now));
         blocking(
             move || {
-                let txn = db.begin_write().queue()?;
+                let mut txn = db.begin_write().queue()?;
+                // A lease lost in a crash only means an earlier redelivery; the acknowledgement
+                // that follows makes it durable.
+                txn.set_durability(Durability::None)
+                    .map_err(|e| QueueError::Unavailable(format!("local queue: {e}")))?;
                 let mut out = Vec::new();
                 {
                     let mut q = txn.open_table(QUEUE).queue()?;
@@ -652,6 +692,25 @@ impl LocalQueue {
                 }
                 txn.commit().queue()?;
                 Ok(out)
+            },
+            QueueError::Unavailable,
+        )
+        .await
+    }
+
+    /// A durable commit: everything written before it (the deferred store's writes included)
+    /// is on disk when it returns. For shutdown.
+    pub async fn sync(&self) -> Result<(), QueueError> {
+        let db = self.db.clone();
+        blocking(
+            move || {
+                let txn = db.begin_write().queue()?;
+                {
+                    let mut meta = txn.open_table(META).queue()?;
+                    let n = meta.get(SYNCS).queue()?.map(|v| v.value()).unwrap_or(0);
+                    meta.insert(SYNCS, n.wrapping_add(1)).queue()?;
+                }
+                txn.commit().queue()
             },
             QueueError::Unavailable,
         )
@@ -727,6 +786,12 @@ mod tests {
         vec![
             ("memory", Arc::new(MemoryStore::new())),
             ("redb", Arc::new(RedbStore::new(db))),
+            (
+                "redb deferred",
+                Arc::new(RedbStore::deferred(
+                    open_in_memory().expect("in-memory redb"),
+                )),
+            ),
         ]
     }
 
@@ -1112,6 +1177,57 @@ mod tests {
             wake(7, ts(60))
         );
         drop(q);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn deferred_writes_are_read_at_once_and_kept_by_the_next_durable_commit() {
+        let dir = std::env::temp_dir().join(format!(
+            "waymark-deferred-test-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("store.redb");
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        {
+            let db = open(&path).expect("open");
+            let deferred = RedbStore::deferred(db.clone());
+            for (pk, body) in [("U#ann", "ann"), ("U#bob", "bob")] {
+                deferred
+                    .put(&rec(pk, "P", 1, body), Expect::Absent)
+                    .await
+                    .expect("put");
+            }
+            // Read back at once, through either store.
+            let got = RedbStore::new(db.clone())
+                .get(&Key::new("U#bob", "P"))
+                .await
+                .expect("get");
+            assert_eq!(got.map(|r| r.body), Some(b"\"bob\"".to_vec()));
+            // Conditions hold across deferred commits.
+            assert_eq!(
+                deferred
+                    .put(&rec("U#ann", "P", 1, "again"), Expect::Absent)
+                    .await,
+                Err(StoreError::Conflict)
+            );
+            LocalQueue::new(db, clock.clone())
+                .sync()
+                .await
+                .expect("a durable commit");
+        }
+        let db = open(&path).expect("reopen");
+        let store = RedbStore::new(db);
+        for (pk, body) in [("U#ann", "ann"), ("U#bob", "bob")] {
+            let got = store.get(&Key::new(pk, "P")).await.expect("get");
+            assert_eq!(
+                got.map(|r| r.body),
+                Some(format!("\"{body}\"").into_bytes()),
+                "{pk}"
+            );
+        }
+        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

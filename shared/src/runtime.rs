@@ -469,15 +469,18 @@ impl Runtime {
         if kept.len() == e.carried.len() && !current_done {
             return Ok(Settled { loaded: l, failed });
         }
-        let mut next = l.enrollment.clone();
+        let Loaded {
+            enrollment: mut next,
+            version: read_at,
+        } = l;
         next.carried = kept;
         if current_done {
             next.outbox.clear();
             next.outbox_timeline.clear();
         }
-        let version = l.version + 1;
+        let version = read_at + 1;
         let record = Record::new(enrollment_key(&next.user_id, &next.journey), version, &next)?;
-        self.store.put(&record, Expect::Version(l.version)).await?;
+        self.store.put(&record, Expect::Version(read_at)).await?;
         Ok(Settled {
             loaded: Loaded {
                 enrollment: next,

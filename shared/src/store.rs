@@ -192,11 +192,16 @@ struct Tables {
 
 impl Tables {
     fn insert(&mut self, record: Record) {
-        self.remove(&record.key);
         if let Some(part) = &record.pending {
             self.pending.insert((part.clone(), record.key.clone()));
         }
-        self.records.insert(record.key.clone(), record);
+        let key = record.key.clone();
+        let listed = record.pending.clone();
+        if let Some(old) = self.records.insert(key, record) {
+            if let Some(part) = old.pending.filter(|p| Some(p) != listed.as_ref()) {
+                self.pending.remove(&(part, old.key));
+            }
+        }
     }
 
     fn remove(&mut self, key: &Key) {
