@@ -2,8 +2,7 @@
 //! virtual clock, driven by a script of timestamped events. Instant and repeatable, so a journey
 //! can be tested in CI before it ships.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -20,14 +19,14 @@ use crate::runtime::{Config, Runtime};
 use crate::store::{MemoryStore, Store};
 use crate::timeline::Entry;
 
-/// Queued messages by (due time, arrival order), as JSON.
-type Heap = BinaryHeap<Reverse<(Timestamp, u64, String)>>;
+/// Queued messages by (due time, arrival order).
+type Entries = BTreeMap<(Timestamp, u64), Message>;
 
 /// A queue that delivers each message at its due time on a virtual clock.
 #[derive(Clone)]
 pub struct DelayQueue {
     clock: Arc<dyn Clock>,
-    heap: Arc<Mutex<Heap>>,
+    entries: Arc<Mutex<Entries>>,
     seq: Arc<Mutex<u64>>,
 }
 
@@ -35,36 +34,35 @@ impl DelayQueue {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         DelayQueue {
             clock,
-            heap: Arc::new(Mutex::new(BinaryHeap::new())),
+            entries: Arc::new(Mutex::new(BTreeMap::new())),
             seq: Arc::new(Mutex::new(0)),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// When the next message is due.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.heap
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .peek()
-            .map(|Reverse((t, _, _))| *t)
+        self.lock().keys().next().map(|(t, _)| *t)
     }
 
     /// Takes every message due at or before `now`, in due order.
     pub fn take_due(&self, now: Timestamp) -> Vec<Message> {
-        let mut heap = self.heap.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
         let mut out = Vec::new();
-        while heap.peek().is_some_and(|Reverse((t, _, _))| *t <= now) {
-            if let Some(Reverse((_, _, body))) = heap.pop() {
-                if let Ok(m) = serde_json::from_str(&body) {
-                    out.push(m);
-                }
+        while let Some(e) = entries.first_entry() {
+            if e.key().0 > now {
+                break;
             }
+            out.push(e.remove());
         }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.heap.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,14 +74,12 @@ impl DelayQueue {
 impl Queue for DelayQueue {
     async fn send(&self, _queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
         let now = self.clock.now();
-        let mut heap = self.heap.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
         let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         for m in messages {
-            let body = serde_json::to_string(&m.message)
-                .map_err(|e| QueueError::Rejected(e.to_string()))?;
             *seq += 1;
             let due = now + SignedDuration::from_secs(i64::from(m.delay_secs));
-            heap.push(Reverse((due, *seq, body)));
+            entries.insert((due, *seq), m.message.clone());
         }
         Ok(())
     }
