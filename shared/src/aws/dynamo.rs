@@ -302,10 +302,8 @@ impl Store for DynamoStore {
         if !prefix.is_empty() {
             names.insert("#sk".to_string(), SK.to_string());
         }
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
+        pages(usize::MAX, |start, _| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -313,29 +311,18 @@ impl Store for DynamoStore {
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in resp.items() {
-                if let Some(r) = record(item)? {
-                    out.push(r);
-                }
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = request.send().await.map_err(|e| store_error("Query", e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
             }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        while out.len() < limit {
-            let page = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
-            let resp = self
+        pages(limit, |start, left| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -343,23 +330,14 @@ impl Store for DynamoStore {
                 .key_condition_expression("#f = :f")
                 .expression_attribute_names("#f", FOLD)
                 .expression_attribute_values(":f", AttributeValue::S(part.to_string()))
-                .limit(page)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in resp.items() {
-                if let Some(r) = record(item)? {
-                    out.push(r);
-                }
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = request.send().await.map_err(|e| store_error("Query", e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
             }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        })
+        .await
     }
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
@@ -462,10 +440,8 @@ impl Store for DynamoStore {
             i32::try_from(segment).unwrap_or(i32::MAX),
             i32::try_from(segments).unwrap_or(i32::MAX),
         );
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
+        pages(usize::MAX, |start, _| {
+            let request = self
                 .client
                 .scan()
                 .table_name(&self.table)
@@ -474,22 +450,40 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":sk", AttributeValue::S(sk.to_string()))
                 .segment(segment)
                 .total_segments(segments)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("Scan", e))?;
-            for item in resp.items() {
-                if let Some(r) = record(item)? {
-                    out.push(r);
-                }
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = request.send().await.map_err(|e| store_error("Scan", e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
             }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+        })
+        .await
+    }
+}
+
+/// Follows a query's or scan's pages (`LastEvaluatedKey`) and collects their records, up to
+/// `limit`. `page` sends one request from a start key with at most so many items left to get,
+/// and answers its items and the key to go on from.
+async fn pages<F, Fut>(limit: usize, mut page: F) -> Result<Vec<Record>, StoreError>
+where
+    F: FnMut(Option<Item>, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut start: Option<Item> = None;
+    while out.len() < limit {
+        let (items, next) = page(start.take(), limit - out.len()).await?;
+        for item in &items {
+            if let Some(r) = record(item)? {
+                out.push(r);
             }
         }
-        Ok(out)
+        match next {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
     }
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// 50 ms, 100 ms, 200 ms … capped at 2 s, for BatchGetItem's unprocessed keys.
