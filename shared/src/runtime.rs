@@ -248,6 +248,29 @@ struct CapPlace {
     at: Timestamp,
 }
 
+impl CapPlace {
+    /// The places of a cap record; a record written before places were kept by send (a list
+    /// of send times) reads as places of unknown sends.
+    fn read(r: &Record) -> Result<Vec<CapPlace>, StoreError> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Places(Vec<CapPlace>),
+            Times(Vec<Timestamp>),
+        }
+        Ok(match r.parse::<Stored>()? {
+            Stored::Places(p) => p,
+            Stored::Times(t) => t
+                .into_iter()
+                .map(|at| CapPlace {
+                    send: String::new(),
+                    at,
+                })
+                .collect(),
+        })
+    }
+}
+
 impl Runtime {
     pub fn new(
         store: Arc<dyn Store>,
@@ -1094,7 +1117,7 @@ impl Runtime {
             let current = self.store.get(&key).await?;
             let (mut places, expect, version) = match &current {
                 Some(r) => (
-                    r.parse::<Vec<CapPlace>>()?,
+                    CapPlace::read(r)?,
                     Expect::Version(r.version),
                     r.version + 1,
                 ),
@@ -1139,7 +1162,7 @@ impl Runtime {
             let Some(r) = self.store.get(&key).await? else {
                 return Ok(());
             };
-            let mut places = r.parse::<Vec<CapPlace>>()?;
+            let mut places = CapPlace::read(&r)?;
             let Some(i) = places.iter().position(|p| p.send == send) else {
                 return Ok(());
             };
@@ -1613,6 +1636,17 @@ mod tests {
             .timeline
             .iter()
             .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
+    }
+
+    #[test]
+    fn cap_records_of_send_times_still_read() {
+        let key = Key::new("U#ann", "C#push");
+        let old = Record::new(key.clone(), 3, &vec!["2026-12-01T10:00:00Z"]).expect("json");
+        let places = CapPlace::read(&old).expect("the old form reads");
+        assert_eq!(places.len(), 1);
+        assert_eq!(places[0].send, "");
+        let new = Record::new(key, 4, &places).expect("json");
+        assert_eq!(CapPlace::read(&new).expect("the new form reads").len(), 1);
     }
 
     #[test]
