@@ -153,7 +153,7 @@ fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) ->
     Record {
         key: Key::new(pk, sk),
         version,
-        body: body.to_vec(),
+        body: bytes::Bytes::copy_from_slice(body),
         expires: (expires != NO_EXPIRY).then_some(expires),
         pending: None,
     }
@@ -302,7 +302,7 @@ impl Store for RedbStore {
                     let value = (
                         record.version,
                         record.expires.unwrap_or(NO_EXPIRY),
-                        record.body.as_slice(),
+                        record.body.as_ref(),
                     );
                     t.insert(key, value).store()?;
                 }
@@ -1169,7 +1169,7 @@ mod tests {
             .get(&Key::new("U#ann", "P"))
             .await
             .expect("get");
-        assert_eq!(got.map(|r| r.body), Some(b"\"ann\"".to_vec()));
+        assert_eq!(got.map(|r| r.body.to_vec()), Some(b"\"ann\"".to_vec()));
         let q = LocalQueue::new(db, clock);
         assert_eq!(q.next_due().expect("next"), Some(ts(60)));
         assert_eq!(
@@ -1204,7 +1204,7 @@ mod tests {
                 .get(&Key::new("U#bob", "P"))
                 .await
                 .expect("get");
-            assert_eq!(got.map(|r| r.body), Some(b"\"bob\"".to_vec()));
+            assert_eq!(got.map(|r| r.body.to_vec()), Some(b"\"bob\"".to_vec()));
             // Conditions hold across deferred commits.
             assert_eq!(
                 deferred
@@ -1222,7 +1222,7 @@ mod tests {
         for (pk, body) in [("U#ann", "ann"), ("U#bob", "bob")] {
             let got = store.get(&Key::new(pk, "P")).await.expect("get");
             assert_eq!(
-                got.map(|r| r.body),
+                got.map(|r| r.body.to_vec()),
                 Some(format!("\"{body}\"").into_bytes()),
                 "{pk}"
             );

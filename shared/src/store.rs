@@ -30,7 +30,8 @@ impl Key {
 pub struct Record {
     pub key: Key,
     pub version: u64,
-    pub body: Vec<u8>,
+    /// Shared, so that handing a record out of a store does not copy its body.
+    pub body: bytes::Bytes,
     pub expires: Option<i64>,
     pub pending: Option<String>,
 }
@@ -41,7 +42,7 @@ impl Record {
         Ok(Record {
             key,
             version,
-            body,
+            body: body.into(),
             expires: None,
             pending: None,
         })
@@ -182,34 +183,76 @@ pub fn check(current: Option<u64>, expect: Expect) -> Result<(), StoreError> {
     }
 }
 
+/// A hasher with fixed keys, so that the in-memory store behaves the same in every run.
+type Fixed = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
 #[derive(Default)]
 struct Tables {
-    records: BTreeMap<Key, Record>,
-    counters: HashMap<Key, BTreeMap<String, i64>>,
-    /// (fold partition, key) of every record listed for folding.
-    pending: BTreeSet<(String, Key)>,
+    /// Partition key -> sort key -> record: a hash lookup for the partition, then a short
+    /// ordered map for its sort keys (queries read one partition in sort-key order).
+    records: HashMap<String, BTreeMap<String, Record>, Fixed>,
+    counters: HashMap<Key, BTreeMap<String, i64>, Fixed>,
+    /// Fold partition -> keys of the records listed there.
+    pending: HashMap<String, BTreeSet<Key>, Fixed>,
 }
 
 impl Tables {
+    fn get(&self, key: &Key) -> Option<&Record> {
+        self.records.get(&key.pk)?.get(&key.sk)
+    }
+
+    fn version(&self, key: &Key) -> Option<u64> {
+        self.get(key).map(|r| r.version)
+    }
+
+    fn unlist(&mut self, part: &str, key: &Key) {
+        if let Some(keys) = self.pending.get_mut(part) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.pending.remove(part);
+            }
+        }
+    }
+
     fn insert(&mut self, record: Record) {
         if let Some(part) = &record.pending {
-            self.pending.insert((part.clone(), record.key.clone()));
+            if let Some(keys) = self.pending.get_mut(part) {
+                keys.insert(record.key.clone());
+            } else {
+                self.pending
+                    .insert(part.clone(), BTreeSet::from([record.key.clone()]));
+            }
         }
-        let key = record.key.clone();
         let listed = record.pending.clone();
-        if let Some(old) = self.records.insert(key, record) {
+        let partition = match self.records.get_mut(&record.key.pk) {
+            Some(p) => p,
+            None => self.records.entry(record.key.pk.clone()).or_default(),
+        };
+        if let Some(old) = partition.insert(record.key.sk.clone(), record) {
             if let Some(part) = old.pending.filter(|p| Some(p) != listed.as_ref()) {
-                self.pending.remove(&(part, old.key));
+                self.unlist(&part, &old.key);
             }
         }
     }
 
     fn remove(&mut self, key: &Key) {
-        if let Some(old) = self.records.remove(key) {
-            if let Some(part) = old.pending {
-                self.pending.remove(&(part, old.key));
-            }
+        let Some(partition) = self.records.get_mut(&key.pk) else {
+            return;
+        };
+        let old = partition.remove(&key.sk);
+        if partition.is_empty() {
+            self.records.remove(&key.pk);
         }
+        if let Some(part) = old.and_then(|o| o.pending) {
+            self.unlist(&part, key);
+        }
+    }
+
+    /// Every record, in key order.
+    fn all(&self) -> Vec<&Record> {
+        let mut out: Vec<&Record> = self.records.values().flat_map(|p| p.values()).collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 }
 
@@ -231,47 +274,53 @@ impl MemoryStore {
 
     /// Every record, for tests and invariant checks.
     pub fn dump(&self) -> Vec<Record> {
-        self.lock().records.values().cloned().collect()
+        self.lock().all().into_iter().cloned().collect()
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().records.get(key).cloned())
+        Ok(self.lock().get(key).cloned())
     }
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         let mut t = self.lock();
-        check(t.records.get(&record.key).map(|r| r.version), expect)?;
+        check(t.version(&record.key), expect)?;
         t.insert(record.clone());
         Ok(())
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         let mut t = self.lock();
-        check(t.records.get(key).map(|r| r.version), expect)?;
+        check(t.version(key), expect)?;
         t.remove(key);
         Ok(())
     }
 
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
         let t = self.lock();
-        let start = Key::new(pk, prefix);
-        Ok(t.records
-            .range(start..)
-            .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(prefix))
+        let Some(partition) = t.records.get(pk) else {
+            return Ok(Vec::new());
+        };
+        Ok(partition
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(sk, _)| sk.starts_with(prefix))
             .map(|(_, r)| r.clone())
             .collect())
     }
 
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         let t = self.lock();
-        let start = (part.to_string(), Key::new("", ""));
-        Ok(t.pending
-            .range(start..)
-            .take_while(|(p, _)| p == part)
-            .filter_map(|(_, k)| t.records.get(k).cloned())
+        let Some(keys) = t.pending.get(part) else {
+            return Ok(Vec::new());
+        };
+        Ok(keys
+            .iter()
+            .filter_map(|k| t.get(k).cloned())
             .take(limit)
             .collect())
     }
@@ -280,15 +329,20 @@ impl Store for MemoryStore {
         let mut t = self.lock();
         if records
             .iter()
-            .any(|k| t.records.get(k).is_none_or(|r| r.pending.is_none()))
+            .any(|k| t.get(k).is_none_or(|r| r.pending.is_none()))
         {
             return Err(StoreError::Conflict);
         }
         for k in records {
-            if let Some(mut r) = t.records.get(k).cloned() {
-                r.pending = None;
-                t.insert(r);
-            }
+            let Some(part) = t
+                .records
+                .get_mut(&k.pk)
+                .and_then(|p| p.get_mut(&k.sk))
+                .and_then(|r| r.pending.take())
+            else {
+                continue;
+            };
+            t.unlist(&part, k);
         }
         for (key, deltas) in counters {
             let c = t.counters.entry(key.clone()).or_default();
@@ -305,10 +359,13 @@ impl Store for MemoryStore {
 
     async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
         let t = self.lock();
-        Ok(t.records
-            .values()
-            .filter(|r| r.key.sk == sk && segment_of(&r.key.pk, segments) == segment)
-            .cloned()
-            .collect())
+        let mut out: Vec<Record> = t
+            .records
+            .iter()
+            .filter(|(pk, _)| segment_of(pk, segments) == segment)
+            .filter_map(|(_, p)| p.get(sk).cloned())
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 }

@@ -91,7 +91,8 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
         .as_b()
         .map_err(|_| corrupt("the body is not binary"))?
         .as_ref()
-        .to_vec();
+        .to_vec()
+        .into();
     let version = item
         .get(VERSION)
         .and_then(|v| v.as_n().ok())
@@ -253,7 +254,7 @@ impl Store for DynamoStore {
         );
         item.insert(
             BODY.to_string(),
-            AttributeValue::B(Blob::new(record.body.clone())),
+            AttributeValue::B(Blob::new(record.body.to_vec())),
         );
         if let Some(t) = record.expires {
             item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
@@ -535,7 +536,7 @@ mod tests {
             Some(Record {
                 key: Key::new("U#ann", "P"),
                 version: 7,
-                body: b"{}".to_vec(),
+                body: bytes::Bytes::from_static(b"{}"),
                 expires: Some(1_700_000_000),
                 pending: None,
             })
