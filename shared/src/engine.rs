@@ -673,15 +673,19 @@ impl<'a> Run<'a> {
     fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
         let j = self.ctx.journey;
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
-        let ctx = serde_json::json!({
-            "profile": self.profile,
-            "event": self.enrollment.trigger.properties,
-            "journey": {"id": j.id, "name": j.name, "version": self.enrollment.version},
-            "user_id": self.enrollment.user_id,
-            "now": self.ctx.now.to_string(),
-            "unsubscribe_url": unsubscribe_url,
-        });
-        let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+        // Converted straight into template values (no intermediate JSON copy).
+        let ctx = minijinja::context! {
+            profile => minijinja::Value::from(minijinja::value::Serde(&self.profile)),
+            event => minijinja::Value::from(minijinja::value::Serde(&self.enrollment.trigger.properties)),
+            journey => minijinja::context! {
+                id => &j.id,
+                name => &j.name,
+                version => self.enrollment.version,
+            },
+            user_id => &self.enrollment.user_id,
+            now => self.ctx.now.to_string(),
+            unsubscribe_url => &unsubscribe_url,
+        };
         let text = |s: &str| template::render_value(s, &ctx, false);
         let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
             m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::runtime::{stats_key, RunError, Runtime};
 use crate::store::{segment_of, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS};
-use crate::timeline::{self, Entry};
+use crate::timeline;
 
 /// Records read from a fold partition at a time.
 const PAGE: usize = 500;
@@ -91,11 +91,11 @@ impl Runtime {
             let full = records.len() >= PAGE;
             let mut chunk = Chunk::default();
             for r in records {
-                let counts = match r.parse::<Vec<Entry>>() {
-                    Ok(entries) => timeline::counters(&entries),
+                let counts = match timeline::counters_of_json(&r.body) {
+                    Ok(counts) => counts,
                     Err(e) => {
                         // Nothing in it can be counted; take it off the list all the same.
-                        tracing::error!(error = %e, "a timeline record that cannot be read is folded without counts");
+                        tracing::error!(pk = %r.key.pk, sk = %r.key.sk, error = %e, "a timeline record that cannot be read is folded without counts");
                         BTreeMap::new()
                     }
                 };

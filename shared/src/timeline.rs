@@ -1,6 +1,7 @@
 //! The timeline: what happened to a user in each journey and why, one entry per fact, and the
 //! per-step counters (stats) that follow from it. Stats are derived from entries, never kept apart.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -65,37 +66,127 @@ pub enum What {
     HeldOut,
 }
 
+/// What an entry adds to the counters.
+enum Fact<'a> {
+    Entered,
+    Step,
+    Waiting,
+    Woke,
+    Sent(Channel),
+    Skipped(&'a str),
+    Converted,
+    Exited,
+    Completed,
+    HeldOut,
+    Uncounted,
+}
+
+impl What {
+    fn fact(&self) -> Fact<'_> {
+        match self {
+            What::Entered { .. } => Fact::Entered,
+            What::Step => Fact::Step,
+            What::Waiting { .. } => Fact::Waiting,
+            What::Woke { .. } => Fact::Woke,
+            What::Sent { channel } => Fact::Sent(*channel),
+            What::Skipped { reason, .. } => Fact::Skipped(reason),
+            What::Converted { .. } => Fact::Converted,
+            What::Exited { .. } => Fact::Exited,
+            What::Completed => Fact::Completed,
+            What::HeldOut => Fact::HeldOut,
+            What::Branched { .. }
+            | What::Split { .. }
+            | What::FellBack { .. }
+            | What::Updated { .. } => Fact::Uncounted,
+        }
+    }
+}
+
 /// Counter changes for a set of entries: journey → counter name → delta.
 ///
 /// Names: `entered`, `converted`, `exited`, `completed`, `held_out` for the journey, and
 /// `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
 /// `step.<id>.skipped.<reason>`, `step.<id>.exited` per step.
 pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
+    tally(
+        entries
+            .iter()
+            .map(|e| (e.journey.as_str(), e.step.as_deref(), e.what.fact())),
+    )
+}
+
+/// The part of a stored entry that the counters read (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct Counted<'a> {
+    #[serde(borrow)]
+    journey: Cow<'a, str>,
+    #[serde(default, borrow)]
+    step: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    what: Cow<'a, str>,
+    #[serde(default)]
+    channel: Option<Channel>,
+    #[serde(default, borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+/// [`counters`] of a stored timeline record (a JSON list of entries), read without building
+/// the entries: the stats fold reads every record once.
+pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String, i64>>, String> {
+    let list: Vec<Counted<'_>> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut facts = Vec::with_capacity(list.len());
+    for c in &list {
+        let fact = match c.what.as_ref() {
+            "entered" => Fact::Entered,
+            "step" => Fact::Step,
+            "waiting" => Fact::Waiting,
+            "woke" => Fact::Woke,
+            "sent" => Fact::Sent(c.channel.ok_or("a `sent` entry without its channel")?),
+            "skipped" => Fact::Skipped(
+                c.reason
+                    .as_deref()
+                    .ok_or("a `skipped` entry without its reason")?,
+            ),
+            "converted" => Fact::Converted,
+            "exited" => Fact::Exited,
+            "completed" => Fact::Completed,
+            "held_out" => Fact::HeldOut,
+            "branched" | "split" | "fell_back" | "updated" => Fact::Uncounted,
+            other => return Err(format!("unknown timeline entry `{other}`")),
+        };
+        facts.push((c.journey.as_ref(), c.step.as_deref(), fact));
+    }
+    Ok(tally(facts))
+}
+
+fn tally<'a>(
+    facts: impl IntoIterator<Item = (&'a str, Option<&'a str>, Fact<'a>)>,
+) -> BTreeMap<String, BTreeMap<String, i64>> {
     let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for e in entries {
-        let c = out.entry(e.journey.clone()).or_default();
+    for (journey, step, fact) in facts {
+        let c = match out.get_mut(journey) {
+            Some(c) => c,
+            None => out.entry(journey.to_string()).or_default(),
+        };
         let mut add = |k: String, d: i64| *c.entry(k).or_insert(0) += d;
-        let step = e.step.clone().unwrap_or_default();
-        match &e.what {
-            What::Entered { .. } => add("entered".into(), 1),
-            What::Step => add(format!("step.{step}.entered"), 1),
-            What::Waiting { .. } => add(format!("step.{step}.waiting"), 1),
-            What::Woke { .. } => add(format!("step.{step}.waiting"), -1),
-            What::Sent { channel } => add(format!("step.{step}.sent.{channel}"), 1),
-            What::Skipped { reason, .. } => add(format!("step.{step}.skipped.{reason}"), 1),
-            What::Converted { .. } => add("converted".into(), 1),
-            What::Exited { .. } => {
+        let step = step.unwrap_or_default();
+        match fact {
+            Fact::Entered => add("entered".into(), 1),
+            Fact::Step => add(format!("step.{step}.entered"), 1),
+            Fact::Waiting => add(format!("step.{step}.waiting"), 1),
+            Fact::Woke => add(format!("step.{step}.waiting"), -1),
+            Fact::Sent(channel) => add(format!("step.{step}.sent.{channel}"), 1),
+            Fact::Skipped(reason) => add(format!("step.{step}.skipped.{reason}"), 1),
+            Fact::Converted => add("converted".into(), 1),
+            Fact::Exited => {
                 add("exited".into(), 1);
                 if !step.is_empty() {
                     add(format!("step.{step}.exited"), 1);
                 }
             }
-            What::Completed => add("completed".into(), 1),
-            What::HeldOut => add("held_out".into(), 1),
-            What::Branched { .. }
-            | What::Split { .. }
-            | What::FellBack { .. }
-            | What::Updated { .. } => {}
+            Fact::Completed => add("completed".into(), 1),
+            Fact::HeldOut => add("held_out".into(), 1),
+            Fact::Uncounted => {}
         }
     }
     out.retain(|_, c| {
@@ -103,4 +194,125 @@ pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
         !c.is_empty()
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(step: Option<&str>, what: What) -> Entry {
+        Entry {
+            at: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
+            journey: "cart \"abandonment\"".into(),
+            enrollment: "e1".into(),
+            step: step.map(str::to_string),
+            what,
+        }
+    }
+
+    #[test]
+    fn counters_read_from_stored_json_equal_those_of_the_entries() {
+        let at: Timestamp = "2026-12-01T10:30:00Z".parse().expect("timestamp");
+        let entries = vec![
+            entry(
+                None,
+                What::Entered {
+                    version: 2,
+                    trigger: "cart_abandoned".into(),
+                },
+            ),
+            entry(Some("wait"), What::Step),
+            entry(
+                Some("wait"),
+                What::Waiting {
+                    until: at,
+                    why: "wait 30m".into(),
+                },
+            ),
+            entry(
+                Some("wait"),
+                What::Woke {
+                    how: "timeout".into(),
+                },
+            ),
+            entry(
+                Some("b"),
+                What::Branched {
+                    on: "else".into(),
+                    to: "push".into(),
+                },
+            ),
+            entry(Some("s"), What::Split { path: "a".into() }),
+            entry(
+                Some("push"),
+                What::FellBack {
+                    from: Channel::Push,
+                    to: Channel::Email,
+                    reason: "no_address".into(),
+                },
+            ),
+            entry(
+                Some("push"),
+                What::Sent {
+                    channel: Channel::Email,
+                },
+            ),
+            entry(
+                Some("sms"),
+                What::Skipped {
+                    channel: Channel::Sms,
+                    reason: "opted_out".into(),
+                    detail: Some("STOP \u{e9}".into()),
+                },
+            ),
+            entry(
+                Some("sms"),
+                What::Skipped {
+                    channel: Channel::Sms,
+                    reason: "capped".into(),
+                    detail: None,
+                },
+            ),
+            entry(
+                Some("up"),
+                What::Updated {
+                    set: vec!["vip".into()],
+                    unset: vec![],
+                },
+            ),
+            entry(
+                None,
+                What::Converted {
+                    event: "order_completed".into(),
+                },
+            ),
+            entry(
+                Some("wait"),
+                What::Exited {
+                    event: "order_completed".into(),
+                },
+            ),
+            entry(None, What::Completed),
+            entry(None, What::HeldOut),
+        ];
+        let json = serde_json::to_vec(&entries).expect("json");
+        let want = counters(&entries);
+        assert_eq!(counters_of_json(&json), Ok(want.clone()));
+        let j = &want["cart \"abandonment\""];
+        assert_eq!(j.get("step.push.sent.email"), Some(&1));
+        assert_eq!(j.get("step.sms.skipped.opted_out"), Some(&1));
+        assert_eq!(j.get("step.wait.exited"), Some(&1));
+        assert_eq!(
+            j.get("step.wait.waiting"),
+            None,
+            "waited and woke: none waiting"
+        );
+    }
+
+    #[test]
+    fn a_stored_record_that_is_not_a_timeline_is_an_error() {
+        assert!(counters_of_json(b"{}").is_err());
+        assert!(counters_of_json(br#"[{"journey":"j","what":"teleported"}]"#).is_err());
+        assert!(counters_of_json(br#"[{"journey":"j","what":"sent"}]"#).is_err());
+    }
 }
