@@ -209,6 +209,9 @@ pub struct Runtime {
 struct Loaded {
     enrollment: Enrollment,
     version: u64,
+    /// Just written by this worker's [`Runtime::commit`] (its outbox cannot have been
+    /// performed yet); false when read from the store.
+    fresh: bool,
 }
 
 /// What one scheduler minute did.
@@ -411,7 +414,7 @@ impl Runtime {
         let Some(l) = enrollments.remove(journey) else {
             return Ok(false);
         };
-        let (l, done) = self.settle_for(l, cause).await?;
+        let (l, done) = self.settle_for(l, cause, false).await?;
         enrollments.insert(journey.to_string(), l);
         Ok(done)
     }
@@ -420,11 +423,17 @@ impl Runtime {
     /// already made a transition of it. Fails when what `cause` itself owes cannot be performed
     /// (its message is retried); what other messages owe and cannot be performed now stays in
     /// the enrollment, to be carried past this message's transition.
-    async fn settle_for(&self, l: Loaded, cause: &str) -> Result<(Loaded, bool), RunError> {
+    /// `then_commits`: the caller goes on to commit a transition of it (see [`Runtime::settle`]).
+    async fn settle_for(
+        &self,
+        l: Loaded,
+        cause: &str,
+        then_commits: bool,
+    ) -> Result<(Loaded, bool), RunError> {
         let e = &l.enrollment;
         let done =
             e.outbox_cause.as_deref() == Some(cause) || e.carried.iter().any(|c| c.cause == cause);
-        let settled = self.settle(l).await?;
+        let settled = self.settle(l, then_commits).await?;
         for (owed_by, err) in settled.failed {
             if owed_by == cause {
                 return Err(err);
@@ -446,7 +455,15 @@ impl Runtime {
     /// whoever touches the enrollment next performs it first, so a later transition never drops
     /// an earlier one's sends or wake-up. Repeating it is safe (ledger, stale wake-ups, timeline
     /// written once). What cannot be performed now is kept, and said in `failed`.
-    async fn settle(&self, l: Loaded) -> Result<Settled, RunError> {
+    ///
+    /// The last transition's outbox is written last of all as its timeline record, so a stored
+    /// timeline record for (enrollment, cause) says the outbox was performed. An active
+    /// enrollment's performed outbox is therefore left in the stored record (its next transition
+    /// replaces it) rather than cleared with a write of its own; whoever loads it reads that
+    /// record instead of performing it again, and clears it then unless it goes on to commit
+    /// (`then_commits`: a wake-up). An ended enrollment's is cleared at once, so that the
+    /// user's later events need no such read.
+    async fn settle(&self, l: Loaded, then_commits: bool) -> Result<Settled, RunError> {
         let e = &l.enrollment;
         let owes_current = !e.outbox.is_empty() || !e.outbox_timeline.is_empty();
         if !owes_current && e.carried.is_empty() {
@@ -473,28 +490,59 @@ impl Runtime {
             }
         }
         let mut current_done = true;
+        // Whether the current outbox's timeline record is stored (it was performed in full).
+        let mut recorded = false;
+        // Whether this call performed it (else the stored timeline record said it was).
+        let mut performed_now = false;
         if owes_current {
             let cause = e.outbox_cause.clone().unwrap_or_default();
-            let unit = Unit {
-                user: &e.user_id,
-                journey: &e.journey,
-                enrollment: &e.id,
-                cause: &cause,
-                effects: &e.outbox,
-                timeline: &e.outbox_timeline,
-                cancel_sends: false,
-            };
-            if let Err(err) = self.perform(unit).await {
-                failed.push((cause, err));
-                current_done = false;
+            if !l.fresh
+                && !e.outbox_timeline.is_empty()
+                && self
+                    .store
+                    .get(&timeline_key(&e.user_id, &e.id, &cause))
+                    .await?
+                    .is_some()
+            {
+                recorded = true;
+            } else {
+                let unit = Unit {
+                    user: &e.user_id,
+                    journey: &e.journey,
+                    enrollment: &e.id,
+                    cause: &cause,
+                    effects: &e.outbox,
+                    timeline: &e.outbox_timeline,
+                    cancel_sends: false,
+                };
+                match self.perform(unit).await {
+                    Ok(r) => {
+                        recorded = r;
+                        performed_now = true;
+                    }
+                    Err(err) => {
+                        failed.push((cause, err));
+                        current_done = false;
+                    }
+                }
             }
         }
-        if kept.len() == e.carried.len() && !current_done {
-            return Ok(Settled { loaded: l, failed });
+        let carried_changed = kept.len() != e.carried.len();
+        let left_in_place =
+            current_done && recorded && e.is_active() && (performed_now || then_commits);
+        if !carried_changed && (!current_done || left_in_place) {
+            let mut loaded = l;
+            if current_done {
+                loaded.enrollment.outbox.clear();
+                loaded.enrollment.outbox_timeline.clear();
+            }
+            loaded.fresh = false;
+            return Ok(Settled { loaded, failed });
         }
         let Loaded {
             enrollment: mut next,
             version: read_at,
+            ..
         } = l;
         next.carried = kept;
         if current_done {
@@ -508,6 +556,7 @@ impl Runtime {
             loaded: Loaded {
                 enrollment: next,
                 version,
+                fresh: false,
             },
             failed,
         })
@@ -529,6 +578,7 @@ impl Runtime {
                 Loaded {
                     enrollment,
                     version: r.version,
+                    fresh: false,
                 },
             );
         }
@@ -628,7 +678,7 @@ impl Runtime {
             };
             if let Some(t) = t {
                 let committed = self.commit(t, &e.message_id, Some(l), exits).await?;
-                let (settled, _) = self.settle_for(committed, &e.message_id).await?;
+                let (settled, _) = self.settle_for(committed, &e.message_id, false).await?;
                 enrollments.insert(j.clone(), settled);
             }
         }
@@ -816,7 +866,7 @@ impl Runtime {
             }
         }
         let committed = self.commit(t, &cause, existing, false).await?;
-        let (settled, _) = self.settle_for(committed, &cause).await?;
+        let (settled, _) = self.settle_for(committed, &cause, false).await?;
         enrollments.insert(j.id.clone(), settled);
         Ok(())
     }
@@ -867,14 +917,16 @@ impl Runtime {
         Ok(Loaded {
             enrollment: e,
             version,
+            fresh: true,
         })
     }
 
     /// Performs one transition's outbox. Safe to repeat: sends go through the ledger, wake-ups
     /// are recognised when stale, and the timeline record is written once (and counted once, by
     /// the fold). A send that cannot be made now does not hold back the other effects; the
-    /// timeline record waits until every send has its outcome.
-    async fn perform(&self, u: Unit<'_>) -> Result<(), RunError> {
+    /// timeline record waits until every send has its outcome. Says whether a timeline record
+    /// is stored (there is none for a transition with nothing to record).
+    async fn perform(&self, u: Unit<'_>) -> Result<bool, RunError> {
         let mut entries = u.timeline.to_vec();
         let mut failed = None;
         let wake = |seq: u64, at: Timestamp| Message::Wake {
@@ -943,7 +995,7 @@ impl Runtime {
             return Err(err);
         }
         if entries.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let key = timeline_key(u.user, u.enrollment, u.cause);
         let record = Record::new(key, 1, &entries)?.pending_in(crate::stats::fold_partition(
@@ -955,10 +1007,10 @@ impl Runtime {
                 for en in &entries {
                     tracing::info!(user = %u.user, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), "{}", describe(&en.what));
                 }
-                Ok(())
+                Ok(true)
             }
             // Written before (this is a repeat): it is listed for the fold, or counted already.
-            Err(StoreError::Conflict) => Ok(()),
+            Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
     }
@@ -969,38 +1021,54 @@ impl Runtime {
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
-        let current = self.store.get(&key).await?;
-        let expect = match &current {
-            None => Expect::Absent,
-            Some(r) => match r.parse::<Ledger>()? {
-                Ledger::Done { outcome } => return Ok(outcome),
-                Ledger::Claimed { until } if until > now => {
-                    return Err(RunError::Retry(format!(
-                        "send {} is claimed by another worker",
-                        o.ledger_key()
-                    )))
-                }
-                Ledger::Claimed { .. } => Expect::Version(r.version),
-            },
+        let claim = |version: u64| {
+            Record::new(
+                key.clone(),
+                version,
+                &Ledger::Claimed {
+                    until: now + self.config.claim_lease,
+                },
+            )
         };
-        let claim_version = current.as_ref().map(|r| r.version + 1).unwrap_or(1);
-        let claim = Record::new(
-            key.clone(),
-            claim_version,
-            &Ledger::Claimed {
-                until: now + self.config.claim_lease,
-            },
-        )?;
-        match self.store.put(&claim, expect).await {
-            Ok(()) => {}
+        // Claim first; the ledger is read only when someone claimed before (a repeat).
+        let claim_version = match self.store.put(&claim(1)?, Expect::Absent).await {
+            Ok(()) => 1,
             Err(StoreError::Conflict) => {
-                return Err(RunError::Retry(format!(
-                    "send {} was claimed concurrently",
-                    o.ledger_key()
-                )))
+                let Some(r) = self.store.get(&key).await? else {
+                    return Err(RunError::Retry(format!(
+                        "send {} changed while it was claimed",
+                        o.ledger_key()
+                    )));
+                };
+                match r.parse::<Ledger>()? {
+                    Ledger::Done { outcome } => return Ok(outcome),
+                    Ledger::Claimed { until } if until > now => {
+                        return Err(RunError::Retry(format!(
+                            "send {} is claimed by another worker",
+                            o.ledger_key()
+                        )))
+                    }
+                    // A claim whose worker gave up (its lease ran out): take it over.
+                    Ledger::Claimed { .. } => {
+                        match self
+                            .store
+                            .put(&claim(r.version + 1)?, Expect::Version(r.version))
+                            .await
+                        {
+                            Ok(()) => r.version + 1,
+                            Err(StoreError::Conflict) => {
+                                return Err(RunError::Retry(format!(
+                                    "send {} was claimed concurrently",
+                                    o.ledger_key()
+                                )))
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
             }
             Err(e) => return Err(e.into()),
-        }
+        };
 
         let outcome = if cancelled {
             Outcome::Skipped {
@@ -1190,9 +1258,10 @@ impl Runtime {
         let loaded = Loaded {
             enrollment: r.parse()?,
             version: r.version,
+            fresh: false,
         };
         let cause = Enrollment::wake_id_of(enrollment_id, seq);
-        let (loaded, done) = self.settle_for(loaded, &cause).await?;
+        let (loaded, done) = self.settle_for(loaded, &cause, true).await?;
         if loaded.enrollment.id != enrollment_id {
             return Ok(()); // an earlier enrollment's wake-up
         }
@@ -1220,7 +1289,7 @@ impl Runtime {
             return Ok(());
         };
         let committed = self.commit(t, &cause, Some(&loaded), false).await?;
-        self.settle_for(committed, &cause).await.map(|_| ())
+        self.settle_for(committed, &cause, false).await.map(|_| ())
     }
 
     /// Makes `message` arrive at `at`: on the queue (hopping in 15-minute steps up to the hop

@@ -231,12 +231,20 @@ pub fn events_once(world: &mut World, facts: &Facts) {
 /// Every active enrollment has its pending wake-up somewhere: on the queue, as a timer, or owed
 /// by the outbox of a transition whose message will come again.
 pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
-    let enrollments: Vec<Enrollment> = world
-        .store
-        .dump()
+    let records = world.store.dump();
+    let enrollments: Vec<Enrollment> = records
         .iter()
         .filter(|r| r.key.pk.starts_with("U#") && r.key.sk.starts_with("E#"))
         .filter_map(|r| r.parse().ok())
+        .collect();
+    // (enrollment, cause) of every stored timeline record: that transition's outbox was
+    // performed in full, so it owes nothing even when left in the enrollment record.
+    let recorded: BTreeSet<(String, String)> = records
+        .iter()
+        .filter(|r| r.key.pk.starts_with("U#"))
+        .filter_map(|r| r.key.sk.strip_prefix("T#"))
+        .filter_map(|rest| rest.rsplit_once('#'))
+        .map(|(e, c)| (e.to_string(), c.to_string()))
         .collect();
     let lab = lock(&world.lab);
     let mut wakes: BTreeMap<(String, u64), u64> = BTreeMap::new();
@@ -266,7 +274,9 @@ pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
             .outbox
             .iter()
             .any(|f| matches!(f, Effect::Wake { seq, .. } if *seq == p.seq))
-            && e.outbox_cause.as_ref().is_some_and(|c| ids.contains(c));
+            && e.outbox_cause
+                .as_ref()
+                .is_some_and(|c| ids.contains(c) && !recorded.contains(&(e.id.clone(), c.clone())));
         if copies == 0 && !owed {
             found.push(format!(
                 "{} is active at step {} waiting for visit {} at {}, but no wake-up is queued, no timer holds one and no message will replay it{}",
