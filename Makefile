@@ -43,7 +43,8 @@ soak:
 
 bench:
 	cargo bench -p waymark-shared
-	if [ -f benches/load.sh ]; then benches/load.sh; else echo "bench: benches/load.sh not there yet"; fi
+	benches/simulate.sh
+	benches/load.sh
 
 # Convenience only: needs AWS credentials and answers prompts. sam builds the
 # arm64 binaries with cargo-lambda, which needs the aarch64-unknown-linux-gnu

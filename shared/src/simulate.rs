@@ -178,6 +178,7 @@ pub async fn run(
             .map_err(|e| e.to_string())?;
     }
     let end = script.last().map(|l| l.at).unwrap_or(start) + horizon;
+    let timers = Timers::new(rt.config.timer_shards, start, end);
     let limits = Limits {
         max_past: SignedDuration::from_hours(24 * 365 * 100),
         max_future: SignedDuration::from_hours(24 * 365 * 100),
@@ -240,7 +241,9 @@ pub async fn run(
         }
         // Nothing due now: jump to the next thing that will happen. The scheduler ticks a
         // minute before a timer is due, and every minute when schedule triggers exist.
-        let timer_tick = next_timer(&store).map(|d| d - SignedDuration::from_secs(60));
+        let timer_tick = timers
+            .next(&store)
+            .map(|d| d - SignedDuration::from_secs(60));
         let schedule_tick = if has_schedules {
             Some(
                 Timestamp::from_second((now.as_second().div_euclid(60) + 1) * 60)
@@ -267,7 +270,9 @@ pub async fn run(
         if tick_due {
             rt.tick().await.map_err(|e| e.to_string())?;
             // A timer the sweep could not move (it never should) must not stall the clock.
-            let stuck = next_timer(&store).is_some_and(|d| d - SignedDuration::from_secs(60) <= t)
+            let stuck = timers
+                .next(&store)
+                .is_some_and(|d| d - SignedDuration::from_secs(60) <= t)
                 && queue.next_due().is_none_or(|d| d > t)
                 && script.get(next_line).is_none_or(|l| l.at > t);
             if stuck {
@@ -309,14 +314,36 @@ pub async fn run(
     Ok(out)
 }
 
-/// When the earliest timer in the store is due.
-fn next_timer(store: &MemoryStore) -> Option<Timestamp> {
-    store
-        .dump()
-        .iter()
-        .filter(|r| r.key.pk.starts_with("T#"))
-        .filter_map(|r| r.parse::<Message>().ok().and_then(|m| m.due()))
-        .min()
+/// Finds the earliest timer in the store. Timers are kept in partitions named by their due
+/// minute, `T#<minute>#<shard>`; while every minute has the same number of digits (8, from
+/// 1989 to 2160), key order is time order and the earliest timer is in the first minute's
+/// partitions, at most one a shard. Outside those years, every timer partition is read.
+struct Timers {
+    partitions: usize,
+}
+
+impl Timers {
+    fn new(shards: u32, start: Timestamp, end: Timestamp) -> Self {
+        let minute = |t: Timestamp| t.as_second().div_euclid(60);
+        // The longest wait is a year; a week more for quiet hours and time zones.
+        let last = end + SignedDuration::from_hours(24 * 373);
+        let same_width = minute(start) >= 10_000_000 && minute(last) < 100_000_000;
+        Timers {
+            partitions: if same_width {
+                shards.max(1) as usize
+            } else {
+                usize::MAX
+            },
+        }
+    }
+
+    fn next(&self, store: &MemoryStore) -> Option<Timestamp> {
+        store
+            .first_partitions("T#", self.partitions)
+            .iter()
+            .filter_map(|r| r.parse::<Message>().ok().and_then(|m| m.due()))
+            .min()
+    }
 }
 
 /// Convenience for tests: the current store of a fresh simulation is not exposed, so callers
@@ -332,3 +359,56 @@ pub fn messages(out: &[Output]) -> Vec<&OutboxLine> {
 
 #[allow(dead_code)]
 fn _assert_store_is_object_safe(_: &dyn Store) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Expect, Key, Record, Store};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    async fn put_timer(store: &MemoryStore, due: Timestamp, shard: u32, user: &str) {
+        let m = Message::Wake {
+            user_id: user.into(),
+            journey: "j".into(),
+            enrollment: format!("j:{user}:1"),
+            seq: 1,
+            at: due,
+        };
+        let minute = due.as_second().div_euclid(60);
+        let key = Key::new(format!("T#{minute}#{shard}"), m.id());
+        let record = Record::new(key, 1, &m).expect("record");
+        store.put(&record, Expect::Absent).await.expect("put");
+    }
+
+    #[tokio::test]
+    async fn the_next_timer_is_the_earliest_whatever_the_shards_and_key_order() {
+        let store = MemoryStore::new();
+        // Users' records sort before and after the timer partitions.
+        let profile = Record::new(Key::new("U#a", "P"), 1, &"a").expect("record");
+        store.put(&profile, Expect::Absent).await.expect("put");
+        put_timer(&store, at("2026-12-01T14:30:40Z"), 3, "late").await;
+        put_timer(&store, at("2026-12-01T12:05:10Z"), 11, "b").await;
+        put_timer(&store, at("2026-12-01T12:05:02Z"), 2, "c").await;
+        put_timer(&store, at("2026-12-02T09:00:00Z"), 0, "d").await;
+        let timers = Timers::new(16, at("2026-12-01T10:00:00Z"), at("2026-12-02T10:00:00Z"));
+        assert_eq!(timers.next(&store), Some(at("2026-12-01T12:05:02Z")));
+        // Minutes of another width (before 1989): every timer partition is read.
+        let old = MemoryStore::new();
+        put_timer(&old, at("1988-12-31T23:00:00Z"), 0, "a").await;
+        // More later minutes than shards, all sorting before the earlier minute's key.
+        for i in 0..20 {
+            let due = at("1989-01-06T00:00:00Z") + SignedDuration::from_mins(i);
+            put_timer(&old, due, 0, &format!("u{i}")).await;
+        }
+        let timers = Timers::new(16, at("1988-12-31T00:00:00Z"), at("1989-01-07T00:00:00Z"));
+        assert_eq!(timers.next(&old), Some(at("1988-12-31T23:00:00Z")));
+        assert_eq!(
+            Timers::new(16, at("2026-12-01T00:00:00Z"), at("2026-12-02T00:00:00Z"))
+                .next(&MemoryStore::new()),
+            None
+        );
+    }
+}

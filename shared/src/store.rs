@@ -191,6 +191,8 @@ struct Tables {
     /// Partition key -> sort key -> record: a hash lookup for the partition, then a short
     /// ordered map for its sort keys (queries read one partition in sort-key order).
     records: HashMap<String, BTreeMap<String, Record>, Fixed>,
+    /// The partition keys of `records`, in order (for [`MemoryStore::first_partitions`]).
+    order: BTreeSet<String>,
     counters: HashMap<Key, BTreeMap<String, i64>, Fixed>,
     /// Fold partition -> keys of the records listed there.
     pending: HashMap<String, BTreeSet<Key>, Fixed>,
@@ -226,7 +228,10 @@ impl Tables {
         let listed = record.pending.clone();
         let partition = match self.records.get_mut(&record.key.pk) {
             Some(p) => p,
-            None => self.records.entry(record.key.pk.clone()).or_default(),
+            None => {
+                self.order.insert(record.key.pk.clone());
+                self.records.entry(record.key.pk.clone()).or_default()
+            }
         };
         if let Some(old) = partition.insert(record.key.sk.clone(), record) {
             if let Some(part) = old.pending.filter(|p| Some(p) != listed.as_ref()) {
@@ -242,6 +247,7 @@ impl Tables {
         let old = partition.remove(&key.sk);
         if partition.is_empty() {
             self.records.remove(&key.pk);
+            self.order.remove(&key.pk);
         }
         if let Some(part) = old.and_then(|o| o.pending) {
             self.unlist(&part, key);
@@ -270,6 +276,22 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         // A poisoned lock only means another test thread panicked; the data is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The records of the first `limit` partitions, in key order, whose key starts with
+    /// `prefix` (the simulation finds its next timer with it, without reading every record).
+    pub fn first_partitions(&self, prefix: &str, limit: usize) -> Vec<Record> {
+        let t = self.lock();
+        t.order
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|pk| pk.starts_with(prefix))
+            .take(limit)
+            .filter_map(|pk| t.records.get(pk))
+            .flat_map(|p| p.values().cloned())
+            .collect()
     }
 
     /// Every record, for tests and invariant checks.
