@@ -191,7 +191,7 @@ struct Tables {
     /// Partition key -> sort key -> record: a hash lookup for the partition, then a short
     /// ordered map for its sort keys (queries read one partition in sort-key order).
     records: HashMap<String, BTreeMap<String, Record>, Fixed>,
-    /// The partition keys of `records`, in order (for [`MemoryStore::first_partitions`]).
+    /// The partition keys of `records`, in order (dumps, scans, [`MemoryStore::first_partitions`]).
     order: BTreeSet<String>,
     counters: HashMap<Key, BTreeMap<String, i64>, Fixed>,
     /// Fold partition -> keys of the records listed there.
@@ -256,9 +256,11 @@ impl Tables {
 
     /// Every record, in key order.
     fn all(&self) -> Vec<&Record> {
-        let mut out: Vec<&Record> = self.records.values().flat_map(|p| p.values()).collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        out
+        self.order
+            .iter()
+            .filter_map(|pk| self.records.get(pk))
+            .flat_map(|p| p.values())
+            .collect()
     }
 }
 
@@ -381,13 +383,10 @@ impl Store for MemoryStore {
 
     async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
         let t = self.lock();
-        let mut out: Vec<Record> = t
-            .records
+        Ok(t.order
             .iter()
-            .filter(|(pk, _)| segment_of(pk, segments) == segment)
-            .filter_map(|(_, p)| p.get(sk).cloned())
-            .collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+            .filter(|pk| segment_of(pk, segments) == segment)
+            .filter_map(|pk| t.records.get(pk)?.get(sk).cloned())
+            .collect())
     }
 }
