@@ -25,7 +25,13 @@ for i in range(int(sys.argv[1])):
                                      "items": [{"name": "Socks", "price": 10, "stock": 2}]}}))
 PY
 start=$(date +%s.%N)
-lines=$(target/release/waymark simulate --journeys "$work/journeys" --events "$work/events.jsonl" | wc -l)
+target/release/waymark simulate --journeys "$work/journeys" --events "$work/events.jsonl" >"$work/out.jsonl"
 end=$(date +%s.%N)
-messages=$(( USERS * 2 ))
-python3 -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); print(f'waymark simulate: {sys.argv[3]} users ({int(sys.argv[3])*2} script lines), {sys.argv[4]} output lines, {sys.argv[5]} messages expected, in {t:.2f} s')" "$start" "$end" "$USERS" "$lines" "$messages"
+python3 - "$start" "$end" "$USERS" "$work/out.jsonl" <<'PY'
+import json, sys
+start, end, users, out = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+lines = [json.loads(l) for l in open(out)]
+messages = sum(1 for l in lines if l.get("type") == "message")
+print(f"waymark simulate: {users} users ({users * 2} script lines), {len(lines)} output lines "
+      f"of which {messages} messages, in {end - start:.2f} s")
+PY
