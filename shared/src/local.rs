@@ -153,7 +153,7 @@ fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) ->
     Record {
         key: Key::new(pk, sk),
         version,
-        body: bytes::Bytes::copy_from_slice(body),
+        body: bytes::Bytes::copy_from_slice(body).into(),
         expires: (expires != NO_EXPIRY).then_some(expires),
         pending: None,
     }
@@ -290,6 +290,7 @@ impl Store for RedbStore {
         let db = self.db.clone();
         let durability = self.durability;
         let record = record.clone();
+        let body = record.body.json()?;
         blocking(
             move || -> Result<(), StoreError> {
                 let txn = begin_write(&db, durability)?;
@@ -302,7 +303,7 @@ impl Store for RedbStore {
                     let value = (
                         record.version,
                         record.expires.unwrap_or(NO_EXPIRY),
-                        record.body.as_ref(),
+                        body.as_ref(),
                     );
                     t.insert(key, value).store()?;
                 }
@@ -1169,7 +1170,10 @@ mod tests {
             .get(&Key::new("U#ann", "P"))
             .await
             .expect("get");
-        assert_eq!(got.map(|r| r.body.to_vec()), Some(b"\"ann\"".to_vec()));
+        assert_eq!(
+            got.map(|r| r.body.json().expect("json").to_vec()),
+            Some(b"\"ann\"".to_vec())
+        );
         let q = LocalQueue::new(db, clock);
         assert_eq!(q.next_due().expect("next"), Some(ts(60)));
         assert_eq!(
@@ -1204,7 +1208,10 @@ mod tests {
                 .get(&Key::new("U#bob", "P"))
                 .await
                 .expect("get");
-            assert_eq!(got.map(|r| r.body.to_vec()), Some(b"\"bob\"".to_vec()));
+            assert_eq!(
+                got.map(|r| r.body.json().expect("json").to_vec()),
+                Some(b"\"bob\"".to_vec())
+            );
             // Conditions hold across deferred commits.
             assert_eq!(
                 deferred
@@ -1222,7 +1229,7 @@ mod tests {
         for (pk, body) in [("U#ann", "ann"), ("U#bob", "bob")] {
             let got = store.get(&Key::new(pk, "P")).await.expect("get");
             assert_eq!(
-                got.map(|r| r.body.to_vec()),
+                got.map(|r| r.body.json().expect("json").to_vec()),
                 Some(format!("\"{body}\"").into_bytes()),
                 "{pk}"
             );

@@ -255,7 +255,10 @@ impl CapPlace {
     /// The places of a cap record; a record written before places were kept by send (a list
     /// of send times) reads as places of unknown sends.
     fn read(r: &Record) -> Result<Vec<CapPlace>, StoreError> {
-        #[derive(Deserialize)]
+        if let Some(places) = r.body.typed::<Vec<CapPlace>>() {
+            return Ok(places.clone());
+        }
+        #[derive(Clone, Deserialize)]
         #[serde(untagged)]
         enum Stored {
             Places(Vec<CapPlace>),
@@ -625,7 +628,7 @@ impl Runtime {
             profile = self.register_devices(user, profile).await?;
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.
             if let Some(phone) = e.traits.get("phone").and_then(Value::as_str) {
-                let record = Record::new(phone_key(phone), 1, &user)?;
+                let record = Record::of(phone_key(phone), 1, user.to_string());
                 self.store.put(&record, Expect::Any).await?;
             }
         }

@@ -91,7 +91,15 @@ impl Runtime {
             let full = records.len() >= PAGE;
             let mut chunk = Chunk::default();
             for r in records {
-                let counts = match timeline::counters_of_json(&r.body) {
+                let counted = match r.body.typed::<Vec<timeline::Entry>>() {
+                    Some(entries) => Ok(timeline::counters(entries)),
+                    None => r
+                        .body
+                        .json()
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| timeline::counters_of_json(&b)),
+                };
+                let counts = match counted {
                     Ok(counts) => counts,
                     Err(e) => {
                         // Nothing in it can be counted; take it off the list all the same.

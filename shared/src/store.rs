@@ -23,7 +23,90 @@ impl Key {
     }
 }
 
-/// One stored item: a JSON body with a version number, an optional expiry (epoch seconds) and
+/// A record's body: the value it was written with, or the JSON a durable store read back.
+///
+/// The in-memory store keeps a typed body as it is, so a record read back as the type it was
+/// written with is a clone, with no JSON on the way; a durable store writes [`Body::json`]. A
+/// body read as another type goes through JSON, exactly as it would from a durable store.
+#[derive(Clone)]
+pub enum Body {
+    Json(bytes::Bytes),
+    Typed(Arc<dyn Stored>),
+}
+
+/// A value a typed [`Body`] can hold: anything that serializes, shareable between threads.
+pub trait Stored: std::any::Any + Send + Sync {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: Serialize + std::any::Any + Send + Sync> Stored for T {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Body {
+    /// The body as JSON (what a durable store writes): shared when it is JSON already.
+    pub fn json(&self) -> Result<bytes::Bytes, StoreError> {
+        match self {
+            Body::Json(b) => Ok(b.clone()),
+            Body::Typed(v) => v
+                .to_json()
+                .map(bytes::Bytes::from)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+
+    /// The typed value, when the body holds a `T`.
+    pub fn typed<T: 'static>(&self) -> Option<&T> {
+        match self {
+            Body::Typed(v) => v.as_any().downcast_ref::<T>(),
+            Body::Json(_) => None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Self {
+        Body::Json(b.into())
+    }
+}
+
+impl From<bytes::Bytes> for Body {
+    fn from(b: bytes::Bytes) -> Self {
+        Body::Json(b)
+    }
+}
+
+/// Two bodies are equal when they say the same in JSON.
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        if let (Body::Typed(a), Body::Typed(b)) = (self, other) {
+            if Arc::ptr_eq(a, b) {
+                return true;
+            }
+        }
+        match (self.json(), other.json()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.json() {
+            Ok(b) => write!(f, "{}", String::from_utf8_lossy(&b)),
+            Err(e) => write!(f, "<{e}>"),
+        }
+    }
+}
+
+/// One stored item: a body with a version number, an optional expiry (epoch seconds) and
 /// an optional fold partition: a record written with one is listed there (see
 /// [`Store::pending`]) until [`Store::fold`] counts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,21 +114,43 @@ pub struct Record {
     pub key: Key,
     pub version: u64,
     /// Shared, so that handing a record out of a store does not copy its body.
-    pub body: bytes::Bytes,
+    pub body: Body,
     pub expires: Option<i64>,
     pub pending: Option<String>,
 }
 
 impl Record {
-    pub fn new<T: Serialize>(key: Key, version: u64, body: &T) -> Result<Self, StoreError> {
-        let body = serde_json::to_vec(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Record {
+    /// A record holding a copy of `body`.
+    pub fn new<T>(key: Key, version: u64, body: &T) -> Result<Self, StoreError>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        Ok(Self::of(key, version, body.clone()))
+    }
+
+    /// A record holding `body` itself.
+    pub fn of<T>(key: Key, version: u64, body: T) -> Self
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        Record {
             key,
             version,
-            body: body.into(),
+            body: Body::Typed(Arc::new(body)),
             expires: None,
             pending: None,
-        })
+        }
+    }
+
+    /// A record whose body is JSON, as a durable store reads it back.
+    pub fn json(key: Key, version: u64, body: bytes::Bytes) -> Self {
+        Record {
+            key,
+            version,
+            body: Body::Json(body),
+            expires: None,
+            pending: None,
+        }
     }
 
     /// Lists the record under fold partition `part` until it is folded.
@@ -59,8 +164,13 @@ impl Record {
         self
     }
 
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+    /// The body as a `T`: a clone when it holds one, else read from its JSON.
+    pub fn parse<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, StoreError> {
+        if let Some(v) = self.body.typed::<T>() {
+            return Ok(v.clone());
+        }
+        let json = self.body.json()?;
+        serde_json::from_slice(&json).map_err(|e| {
             StoreError::Corrupt(format!("record {}/{}: {e}", self.key.pk, self.key.sk))
         })
     }
@@ -388,5 +498,76 @@ impl Store for MemoryStore {
             .filter(|pk| segment_of(pk, segments) == segment)
             .filter_map(|pk| t.records.get(pk)?.get(sk).cloned())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Doc {
+        name: String,
+        n: u32,
+    }
+
+    /// The same fields as `Doc`, another type: it can only be read through JSON.
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    struct Head {
+        name: String,
+    }
+
+    fn doc() -> Doc {
+        Doc {
+            name: "ann".into(),
+            n: 3,
+        }
+    }
+
+    #[test]
+    fn a_typed_record_reads_back_without_json() {
+        let r = Record::new(Key::new("U#ann", "P"), 1, &doc()).expect("record");
+        assert_eq!(r.body.typed::<Doc>(), Some(&doc()));
+        assert_eq!(r.parse::<Doc>(), Ok(doc()));
+        assert_eq!(r.body.typed::<Head>(), None);
+    }
+
+    #[test]
+    fn a_typed_record_read_as_another_type_goes_through_json() {
+        let r = Record::of(Key::new("U#ann", "P"), 1, doc());
+        assert_eq!(r.parse::<Head>(), Ok(Head { name: "ann".into() }));
+        assert_eq!(
+            r.parse::<serde_json::Value>(),
+            Ok(serde_json::json!({"name": "ann", "n": 3}))
+        );
+        assert!(matches!(r.parse::<Vec<u8>>(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn typed_and_json_bodies_say_the_same() {
+        let typed = Record::of(Key::new("U#ann", "P"), 1, doc());
+        let json = typed.body.json().expect("json");
+        assert_eq!(&json[..], br#"{"name":"ann","n":3}"#);
+        let read_back = Record::json(Key::new("U#ann", "P"), 1, json);
+        assert_eq!(read_back.body.typed::<Doc>(), None);
+        assert_eq!(read_back.parse::<Doc>(), Ok(doc()));
+        // Equality and debug output compare what the bodies say, not how they are held.
+        assert_eq!(typed, read_back);
+        assert_eq!(format!("{:?}", typed.body), r#"{"name":"ann","n":3}"#);
+        let other = Record::of(Key::new("U#ann", "P"), 1, Doc { n: 4, ..doc() });
+        assert_ne!(typed, other);
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_hands_back_the_typed_body() {
+        let store = MemoryStore::new();
+        let key = Key::new("U#ann", "P");
+        store
+            .put(&Record::of(key.clone(), 1, doc()), Expect::Absent)
+            .await
+            .expect("put");
+        let got = store.get(&key).await.expect("get").expect("stored");
+        assert_eq!(got.body.typed::<Doc>(), Some(&doc()));
     }
 }

@@ -254,7 +254,7 @@ impl Store for DynamoStore {
         );
         item.insert(
             BODY.to_string(),
-            AttributeValue::B(Blob::new(record.body.to_vec())),
+            AttributeValue::B(Blob::new(Vec::from(record.body.json()?))),
         );
         if let Some(t) = record.expires {
             item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
@@ -536,7 +536,7 @@ mod tests {
             Some(Record {
                 key: Key::new("U#ann", "P"),
                 version: 7,
-                body: bytes::Bytes::from_static(b"{}"),
+                body: bytes::Bytes::from_static(b"{}").into(),
                 expires: Some(1_700_000_000),
                 pending: None,
             })

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use waymark::clock::{Clock, ManualClock};
 use waymark::engine::Outgoing;
-use waymark::enrollment::Status;
+use waymark::enrollment::{Enrollment, Status};
 use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
@@ -99,7 +99,11 @@ impl Lab {
                 self.workers[worker].name,
                 key.pk,
                 key.sk,
-                String::from_utf8_lossy(&record.body)
+                record
+                    .body
+                    .json()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
             );
         }
         if key.pk.starts_with("T#") {
@@ -117,12 +121,19 @@ impl Lab {
             }
         } else if key.sk.starts_with("E#") {
             /// Only what the lab needs of an enrollment (parsing all of it is slow in debug).
-            #[derive(serde::Deserialize)]
+            #[derive(Clone, serde::Deserialize)]
             struct Head {
                 id: String,
                 status: Status,
             }
-            if let Ok(e) = record.parse::<Head>() {
+            let head = match record.body.typed::<Enrollment>() {
+                Some(e) => Some(Head {
+                    id: e.id.clone(),
+                    status: e.status,
+                }),
+                None => record.parse::<Head>().ok(),
+            };
+            if let Some(e) = head {
                 if e.status == Status::Exited {
                     let op = self.op;
                     self.exits.entry(e.id).or_insert(op);
