@@ -282,8 +282,8 @@ pub fn check(current: Option<u64>, expect: Expect) -> Result<(), StoreError> {
     }
 }
 
-/// A hasher with fixed keys, so that the in-memory store behaves the same in every run.
-type Fixed = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+/// A fast hasher with a fixed seed, so that the in-memory store behaves the same in every run.
+type Fixed = foldhash::fast::FixedState;
 
 #[derive(Default)]
 struct Tables {

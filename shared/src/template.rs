@@ -1,7 +1,10 @@
 //! Message templates: MiniJinja with only `profile`, `event`, `journey`, `user_id`, `now` and
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use foldhash::fast::FixedState;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -101,20 +104,40 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
 /// How many compiled templates the render cache keeps before it starts over.
 const CACHE_LIMIT: usize = 4096;
 
-/// Compiled templates by source text, so that a journey's templates are parsed once per process.
-/// Named `h:<source>` (HTML-escaped) or `t:<source>`.
-fn cache() -> &'static std::sync::RwLock<(Environment<'static>, usize)> {
-    static CACHE: OnceLock<std::sync::RwLock<(Environment<'static>, usize)>> = OnceLock::new();
+/// A template source as the render cache knows it.
+enum Compiled {
+    /// No tag, expression or comment in it: always renders to this text.
+    Constant(Arc<str>),
+    /// Compiled in the cache's environment under this (short) name.
+    Named(String),
+}
+
+/// Compiled templates by source text, so that a journey's templates are parsed once per process
+/// and each render finds its template with one hash of the source (no copy of it).
+struct Cache {
+    /// Holds the compiled templates, named `h<n>` (HTML-escaped) or `t<n>`.
+    env: Environment<'static>,
+    /// By source text: `[text, html]`.
+    by_source: [HashMap<Box<str>, Compiled, FixedState>; 2],
+    added: usize,
+}
+
+fn cache() -> &'static RwLock<Cache> {
+    static CACHE: OnceLock<RwLock<Cache>> = OnceLock::new();
     CACHE.get_or_init(|| {
         let mut env = build(AutoEscape::None);
         env.set_auto_escape_callback(|name| {
-            if name.starts_with("h:") {
+            if name.starts_with('h') {
                 AutoEscape::Html
             } else {
                 AutoEscape::None
             }
         });
-        std::sync::RwLock::new((env, 0))
+        RwLock::new(Cache {
+            env,
+            by_source: Default::default(),
+            added: 0,
+        })
     })
 }
 
@@ -130,25 +153,44 @@ pub fn render_value(
     ctx: &minijinja::Value,
     html: bool,
 ) -> Result<String, TemplateError> {
-    let name = format!("{}:{source}", if html { "h" } else { "t" });
+    let side = usize::from(html);
     {
         let guard = cache().read().unwrap_or_else(|p| p.into_inner());
-        if let Ok(t) = guard.0.get_template(&name) {
-            return t.render(ctx).map_err(from_minijinja);
+        match guard.by_source[side].get(source) {
+            Some(Compiled::Constant(text)) => return Ok(text.to_string()),
+            Some(Compiled::Named(name)) => {
+                let t = guard.env.get_template(name).map_err(from_minijinja)?;
+                return t.render(ctx).map_err(from_minijinja);
+            }
+            None => {}
         }
     }
     let mut guard = cache().write().unwrap_or_else(|p| p.into_inner());
-    if guard.1 >= CACHE_LIMIT {
-        guard.0.clear_templates();
-        guard.1 = 0;
+    let c = &mut *guard;
+    if c.added >= CACHE_LIMIT {
+        c.env.clear_templates();
+        c.by_source = Default::default();
+        c.added = 0;
     }
-    guard
-        .0
+    let name = format!("{}{}", if html { 'h' } else { 't' }, c.added);
+    c.env
         .add_template_owned(name.clone(), source.to_string())
         .map_err(from_minijinja)?;
-    guard.1 += 1;
-    let t = guard.0.get_template(&name).map_err(from_minijinja)?;
-    t.render(ctx).map_err(from_minijinja)
+    c.added += 1;
+    let t = c.env.get_template(&name).map_err(from_minijinja)?;
+    // Text with no `{` has no tag, expression or comment: what it renders to (MiniJinja's
+    // handling of a trailing newline included) is the same for every context.
+    let compiled = if source.contains('{') {
+        Compiled::Named(name)
+    } else {
+        Compiled::Constant(t.render(ctx).map_err(from_minijinja)?.into())
+    };
+    let out = match &compiled {
+        Compiled::Constant(text) => Ok(text.to_string()),
+        Compiled::Named(_) => t.render(ctx).map_err(from_minijinja),
+    };
+    c.by_source[side].insert(source.into(), compiled);
+    out
 }
 
 fn from_minijinja(e: minijinja::Error) -> TemplateError {
@@ -216,6 +258,63 @@ mod tests {
         assert_eq!(
             render("Hi {{ profile.first_name }}", &ctx, true).unwrap(),
             "Hi &lt;b&gt;Ann&lt;&#x2f;b&gt;"
+        );
+    }
+
+    #[test]
+    fn text_without_tags_renders_as_minijinja_renders_it() {
+        let ctx = json!({"profile": {"first_name": "Ann"}});
+        // MiniJinja drops one trailing newline; the cached constant must do the same, every time.
+        for (source, want) in [
+            (
+                "You left something in your cart",
+                "You left something in your cart",
+            ),
+            ("Two lines\nand a newline\n", "Two lines\nand a newline"),
+            ("Blank line kept\n\n", "Blank line kept\n"),
+            ("", ""),
+            (
+                "<b>not escaped: it is the template's own text</b>",
+                "<b>not escaped: it is the template's own text</b>",
+            ),
+        ] {
+            for html in [false, true] {
+                assert_eq!(render(source, &ctx, html).unwrap(), want, "{source:?}");
+                assert_eq!(
+                    render(source, &ctx, html).unwrap(),
+                    want,
+                    "{source:?} again"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_source_renders_escaped_or_not_as_asked() {
+        let ctx = json!({"event": {"name": "<i>x</i>"}});
+        let source = "Item: {{ event.name }} (cache test)";
+        for _ in 0..2 {
+            assert_eq!(
+                render(source, &ctx, false).unwrap(),
+                "Item: <i>x</i> (cache test)"
+            );
+            assert_eq!(
+                render(source, &ctx, true).unwrap(),
+                "Item: &lt;i&gt;x&lt;&#x2f;i&gt; (cache test)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_and_still_renders() {
+        let ctx = json!({"profile": {}});
+        for i in 0..(CACHE_LIMIT + 10) {
+            let source = format!("{{{{ profile.x | default('d') }}}} {i}");
+            assert_eq!(render(&source, &ctx, false).unwrap(), format!("d {i}"));
+        }
+        assert_eq!(
+            render("{{ profile.x | default('d') }} 0", &ctx, false).unwrap(),
+            "d 0"
         );
     }
 
