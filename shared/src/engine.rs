@@ -3,6 +3,7 @@
 //! I/O, no clock, no randomness; the same inputs always give the same transition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -203,7 +204,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
         ..*ctx
     };
     let ctx = &due;
-    let mut run = Run::new(ctx, enrollment.clone());
+    let mut run = Run::new(ctx, resumed(enrollment));
     run.enrollment.pending = None;
     let step = run.enrollment.step.clone();
     match pending.resume {
@@ -263,7 +264,7 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
         return None;
     }
     let profile = ctx.profile.scope();
-    let mut run = Run::new(ctx, enrollment.clone());
+    let mut run = Run::new(ctx, resumed(enrollment));
     let mut changed = false;
 
     if let Some(goal) = &j.goal {
@@ -393,6 +394,32 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
     ))
 }
 
+/// A copy of the enrollment for its next transition: its state, without the last transition's
+/// outbox (a transition starts with none; the runtime carries what the old one still owes).
+fn resumed(e: &Enrollment) -> Enrollment {
+    Enrollment {
+        id: e.id.clone(),
+        user_id: e.user_id.clone(),
+        journey: e.journey.clone(),
+        version: e.version,
+        n: e.n,
+        trigger: e.trigger.clone(),
+        entered_at: e.entered_at,
+        status: e.status,
+        step: e.step.clone(),
+        seq: e.seq,
+        pending: e.pending,
+        waiting_for: e.waiting_for.clone(),
+        converted_at: e.converted_at,
+        ended_at: e.ended_at,
+        end_reason: e.end_reason.clone(),
+        outbox: Vec::new(),
+        outbox_timeline: Vec::new(),
+        outbox_cause: None,
+        carried: e.carried.clone(),
+    }
+}
+
 /// One transition being built.
 struct Run<'a> {
     ctx: &'a Ctx<'a>,
@@ -401,6 +428,8 @@ struct Run<'a> {
     timeline: Vec<Entry>,
     /// The profile as the steps of this transition see it (after its own updates).
     profile: Value,
+    /// The journey and enrollment names, shared by this transition's timeline entries.
+    names: (Arc<str>, Arc<str>),
 }
 
 impl<'a> Run<'a> {
@@ -410,6 +439,10 @@ impl<'a> Run<'a> {
         enrollment.outbox_cause = None;
         Run {
             ctx,
+            names: (
+                Arc::from(enrollment.journey.as_str()),
+                Arc::from(enrollment.id.as_str()),
+            ),
             enrollment,
             effects: Vec::new(),
             timeline: Vec::new(),
@@ -420,8 +453,8 @@ impl<'a> Run<'a> {
     fn log(&mut self, step: Option<&str>, what: What) {
         self.timeline.push(Entry {
             at: self.ctx.now,
-            journey: self.enrollment.journey.clone(),
-            enrollment: self.enrollment.id.clone(),
+            journey: self.names.0.clone(),
+            enrollment: self.names.1.clone(),
             step: step.map(str::to_string),
             what,
         });
@@ -646,8 +679,8 @@ impl<'a> Run<'a> {
             Err(err) => {
                 self.timeline.push(Entry {
                     at: self.ctx.now,
-                    journey: self.enrollment.journey.clone(),
-                    enrollment: self.enrollment.id.clone(),
+                    journey: self.names.0.clone(),
+                    enrollment: self.names.1.clone(),
                     step: Some(step.to_string()),
                     what: What::Skipped {
                         channel: t.channel(),

@@ -1,6 +1,8 @@
 //! Enrollments: one user's way through one version of one journey: where it is, what it waits
 //! for, and the effects its last transition still owes (the outbox). Pure data.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,8 +48,9 @@ pub struct TriggerEvent {
     pub event: String,
     pub message_id: String,
     pub at: Timestamp,
+    /// Shared, not copied, by every clone of the enrollment (it is read, never changed).
     #[serde(default)]
-    pub properties: Value,
+    pub properties: Arc<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -175,6 +175,16 @@ fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
 }
 
+/// `name` as an `Arc`: the one an entry of `entries` holds already, else a new one.
+fn shared(entries: &[Entry], field: impl Fn(&Entry) -> &Arc<str>, name: &str) -> Arc<str> {
+    entries
+        .iter()
+        .map(field)
+        .find(|n| &***n == name)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(name))
+}
+
 /// An in-app message as the inbox shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxItem {
@@ -350,7 +360,7 @@ impl Runtime {
                     event: cause.split(':').next().unwrap_or("schedule").to_string(),
                     message_id: message.id(),
                     at: *at,
-                    properties: Value::Object(Default::default()),
+                    properties: Arc::new(Value::Object(Default::default())),
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
@@ -391,7 +401,7 @@ impl Runtime {
                     event: "inactive".into(),
                     message_id: message.id(),
                     at: now,
-                    properties: serde_json::json!({"inactive_since": since.to_string()}),
+                    properties: Arc::new(serde_json::json!({"inactive_since": since.to_string()})),
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
                 if self
@@ -688,7 +698,7 @@ impl Runtime {
 
         // Triggers.
         if let Some(name) = e.event.as_deref() {
-            let scope_event = Value::Object(e.properties.clone());
+            let scope_event = Arc::new(Value::Object(e.properties.clone()));
             let scope_profile = profile.scope();
             for p in journeys.iter() {
                 let holds = |c: Option<&crate::condition::Condition>| {
@@ -963,8 +973,8 @@ impl Runtime {
                             .last()
                             .map(|t| t.at)
                             .unwrap_or_else(|| self.now()),
-                        journey: o.journey.clone(),
-                        enrollment: o.enrollment.clone(),
+                        journey: shared(&entries, |x| &x.journey, &o.journey),
+                        enrollment: shared(&entries, |x| &x.enrollment, &o.enrollment),
                         step: Some(o.step.clone()),
                         what,
                     };
@@ -1001,13 +1011,14 @@ impl Runtime {
             return Ok(false);
         }
         let key = timeline_key(u.user, u.enrollment, u.cause);
-        let record = Record::new(key, 1, &entries)?.pending_in(crate::stats::fold_partition(
+        let record = Record::of(key, 1, entries).pending_in(crate::stats::fold_partition(
             u.user,
             self.config.timer_shards,
         ));
         match self.store.put(&record, Expect::Absent).await {
             Ok(()) => {
-                for en in &entries {
+                let written = record.body.typed::<Vec<Entry>>();
+                for en in written.into_iter().flatten() {
                     tracing::info!(user = %u.user, journey = %en.journey, step = en.step.as_deref().unwrap_or(""), "{}", describe(&en.what));
                 }
                 Ok(true)

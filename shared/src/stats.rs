@@ -29,12 +29,11 @@ struct Chunk {
 impl Chunk {
     /// Whether a record with these counts can join without passing the store's limits.
     fn fits(&self, counts: &BTreeMap<String, Counts>) -> bool {
-        let journeys = self
-            .counters
-            .keys()
-            .chain(counts.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
+        let journeys = self.counters.len()
+            + counts
+                .keys()
+                .filter(|j| !self.counters.contains_key(*j))
+                .count();
         let counters_fit = counts.iter().all(|(j, c)| {
             let have = self.counters.get(j);
             let names = c

@@ -3,17 +3,20 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::journey::Channel;
 
+/// One fact of a user's timeline. The journey and enrollment names are shared (`Arc`) by the
+/// entries of a transition rather than copied into each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub at: Timestamp,
-    pub journey: String,
-    pub enrollment: String,
+    pub journey: Arc<str>,
+    pub enrollment: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     #[serde(flatten)]
@@ -111,7 +114,7 @@ pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
     tally(
         entries
             .iter()
-            .map(|e| (e.journey.as_str(), e.step.as_deref(), e.what.fact())),
+            .map(|e| (&*e.journey, e.step.as_deref(), e.what.fact())),
     )
 }
 

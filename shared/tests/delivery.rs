@@ -383,7 +383,7 @@ async fn check_async(users: Vec<User>, seed: u64) -> Result<(), TestCaseError> {
         // Nothing goes out after an enrollment's exit.
         for e in &view.timeline {
             if let What::Exited { .. } = e.what {
-                for (sent_at, o) in calls.iter().filter(|(_, o)| o.enrollment == e.enrollment) {
+                for (sent_at, o) in calls.iter().filter(|(_, o)| *o.enrollment == *e.enrollment) {
                     prop_assert!(
                         *sent_at <= e.at,
                         "{} {} sent at {sent_at}, after the exit at {}",

@@ -883,7 +883,7 @@ fn an_order_cancels_an_earlier_enrollments_owed_email() {
             .iter()
             .filter_map(|e| match &e.what {
                 What::Skipped { reason, .. } => {
-                    Some((e.enrollment.clone(), e.step.clone(), reason.clone()))
+                    Some((e.enrollment.to_string(), e.step.clone(), reason.clone()))
                 }
                 _ => None,
             })

@@ -573,7 +573,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             event: "signed_up".into(),
             message_id: format!("s-{i}"),
             at: ctx.now,
-            properties: json!({}),
+            properties: std::sync::Arc::new(json!({})),
         };
         let t = engine::enter(&ctx, &user, 1, trigger);
         let path = t

@@ -167,9 +167,9 @@ pub fn events_once(world: &mut World, facts: &Facts) {
             let kind = match e.what {
                 What::Entered { .. } => {
                     entered
-                        .entry((e.journey.clone(), t.cause.clone()))
+                        .entry((e.journey.to_string(), t.cause.clone()))
                         .or_default()
-                        .push(e.enrollment.clone());
+                        .push(e.enrollment.to_string());
                     "entered"
                 }
                 What::Exited { .. } => "exited",
@@ -301,7 +301,7 @@ pub fn no_send_after_exit(world: &mut World, facts: &Facts, fig: &mut Figures) {
     let exited_at: BTreeMap<&str, Timestamp> = facts
         .entries()
         .filter(|e| matches!(e.what, What::Exited { .. }))
-        .map(|e| (e.enrollment.as_str(), e.at))
+        .map(|e| (&*e.enrollment, e.at))
         .collect();
     let triggers = facts.triggers();
     let mut found = Vec::new();
@@ -428,14 +428,14 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
     let excused: BTreeSet<(&str, &str)> = facts
         .entries()
         .filter(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "rejected" || reason == "capped"))
-        .filter_map(|e| Some((e.enrollment.as_str(), e.step.as_deref()?)))
+        .filter_map(|e| Some((&*e.enrollment, e.step.as_deref()?)))
         .collect();
     // Enrollments that never recorded their end and are no longer the user's current one: a
     // re-entry was written over them before their last transition was performed.
     let ended: BTreeSet<&str> = facts
         .entries()
         .filter(|e| matches!(e.what, What::Completed | What::Exited { .. }))
-        .map(|e| e.enrollment.as_str())
+        .map(|e| &*e.enrollment)
         .collect();
     let current: BTreeSet<&str> = facts.enrollments.iter().map(|e| e.id.as_str()).collect();
     let mut found: Vec<(&'static str, String)> = Vec::new();
@@ -452,8 +452,8 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
             // Every enrollment of the user, not only the latest: from the timeline.
             let ids: BTreeSet<&str> = facts
                 .entries()
-                .filter(|e| e.journey == journey && e.enrollment.contains(&format!(":{}:", u.id)))
-                .map(|e| e.enrollment.as_str())
+                .filter(|e| &*e.journey == journey && e.enrollment.contains(&format!(":{}:", u.id)))
+                .map(|e| &*e.enrollment)
                 .collect();
             for id in ids {
                 for (step, wanted) in steps {
@@ -572,7 +572,7 @@ pub fn near_races(world: &World, facts: &Facts) -> (usize, usize) {
     let exited_at: BTreeMap<&str, Timestamp> = facts
         .entries()
         .filter(|e| matches!(e.what, What::Exited { .. }))
-        .map(|e| (e.enrollment.as_str(), e.at))
+        .map(|e| (&*e.enrollment, e.at))
         .collect();
     let lab = lock(&world.lab);
     let near = lab
