@@ -85,7 +85,19 @@ pub struct Outgoing {
 impl Outgoing {
     /// The send ledger key: (enrollment, step, visit).
     pub fn ledger_key(&self) -> String {
-        format!("{}#{}#{}", self.enrollment, self.step, self.seq)
+        self.ledger_key_with("")
+    }
+
+    /// The ledger key after `prefix` (the store's key kinds: `L#`, `I#`).
+    pub fn ledger_key_with(&self, prefix: &str) -> String {
+        crate::store::join(&[
+            prefix,
+            &self.enrollment,
+            "#",
+            &self.step,
+            "#",
+            &self.seq.to_string(),
+        ])
     }
 }
 
@@ -93,17 +105,12 @@ impl Outgoing {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    Send(Box<Outgoing>),
+    /// Send a rendered message (shared, not copied, by every copy of the outbox that holds it).
+    Send(Arc<Outgoing>),
     /// Wake the enrollment at `at` for visit `seq`.
-    Wake {
-        seq: u64,
-        at: Timestamp,
-    },
+    Wake { seq: u64, at: Timestamp },
     /// The wake-up for `seq` at `at` is no longer wanted.
-    Cancel {
-        seq: u64,
-        at: Timestamp,
-    },
+    Cancel { seq: u64, at: Timestamp },
     /// Change the user's profile traits.
     UpdateProfile(Update),
 }
@@ -663,7 +670,7 @@ impl<'a> Run<'a> {
         match self.render(t) {
             Ok(content) => {
                 let e = &self.enrollment;
-                self.effects.push(Effect::Send(Box::new(Outgoing {
+                self.effects.push(Effect::Send(Arc::new(Outgoing {
                     enrollment: e.id.clone(),
                     journey: e.journey.clone(),
                     version: e.version,

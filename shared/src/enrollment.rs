@@ -115,7 +115,7 @@ pub struct Carried {
 
 impl Enrollment {
     pub fn id_for(journey: &str, user: &str, n: u32) -> String {
-        format!("{journey}:{user}:{n}")
+        crate::store::join(&[journey, ":", user, ":", &n.to_string()])
     }
 
     pub fn is_active(&self) -> bool {
@@ -139,6 +139,6 @@ impl Enrollment {
 
     /// The id a wake-up for `seq` of enrollment `id` carries.
     pub fn wake_id_of(id: &str, seq: u64) -> String {
-        format!("wake:{id}:{seq}")
+        crate::store::join(&["wake:", id, ":", &seq.to_string()])
     }
 }

@@ -73,7 +73,7 @@ impl Message {
             Message::Event(e) => e.message_id.clone(),
             Message::Wake {
                 enrollment, seq, ..
-            } => format!("wake:{enrollment}:{seq}"),
+            } => crate::enrollment::Enrollment::wake_id_of(enrollment, *seq),
             Message::Enter {
                 journey,
                 user_id,

@@ -22,7 +22,7 @@ use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, MAX_DELAY_SECS};
-use crate::store::{segment_of, Expect, Key, Record, Store, StoreError};
+use crate::store::{join, segment_of, Expect, Key, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
 
 /// How a message failed.
@@ -138,34 +138,38 @@ pub enum Outcome {
 }
 
 pub fn profile_key(user: &str) -> Key {
-    Key::new(format!("U#{user}"), "P")
+    Key::new(user_partition(user), "P")
+}
+/// The partition of everything about one user.
+fn user_partition(user: &str) -> String {
+    join(&["U#", user])
 }
 fn enrollment_key(user: &str, journey: &str) -> Key {
-    Key::new(format!("U#{user}"), format!("E#{journey}"))
+    Key::new(user_partition(user), join(&["E#", journey]))
 }
 fn dedup_key(user: &str, id: &str) -> Key {
-    Key::new(format!("U#{user}"), format!("D#{id}"))
+    Key::new(user_partition(user), join(&["D#", id]))
 }
 fn ledger_key(o: &Outgoing) -> Key {
-    Key::new(format!("U#{}", o.user_id), format!("L#{}", o.ledger_key()))
+    Key::new(user_partition(&o.user_id), o.ledger_key_with("L#"))
 }
 fn cap_key(user: &str, channel: Channel) -> Key {
-    Key::new(format!("U#{user}"), format!("C#{channel}"))
+    Key::new(user_partition(user), join(&["C#", channel.as_str()]))
 }
 fn inbox_key(o: &Outgoing) -> Key {
-    Key::new(format!("U#{}", o.user_id), format!("I#{}", o.ledger_key()))
+    Key::new(user_partition(&o.user_id), o.ledger_key_with("I#"))
 }
 fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
-    Key::new(format!("U#{user}"), format!("T#{enrollment}#{cause}"))
+    Key::new(user_partition(user), join(&["T#", enrollment, "#", cause]))
 }
 fn phone_key(phone: &str) -> Key {
-    Key::new(format!("N#{phone}"), "U")
+    Key::new(join(&["N#", phone]), "U")
 }
 pub fn stats_key(journey: &str) -> Key {
-    Key::new(format!("S#{journey}"), "C")
+    Key::new(join(&["S#", journey]), "C")
 }
 fn timer_partition(minute: i64, shard: u32) -> String {
-    format!("T#{minute}#{shard}")
+    join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Waits shorter than this never become timers (see `schedule`).
@@ -584,7 +588,7 @@ impl Runtime {
 
     async fn load_enrollments(&self, user: &str) -> Result<BTreeMap<String, Loaded>, RunError> {
         let mut out = BTreeMap::new();
-        for r in self.store.query(&format!("U#{user}"), "E#").await? {
+        for r in self.store.query(&user_partition(user), "E#").await? {
             let enrollment: Enrollment = r.parse()?;
             out.insert(
                 enrollment.journey.clone(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::runtime::{stats_key, RunError, Runtime};
-use crate::store::{segment_of, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS};
+use crate::store::{join, segment_of, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS};
 use crate::timeline;
 
 /// Records read from a fold partition at a time.
@@ -16,7 +16,7 @@ const MAX_PAGES: usize = 20;
 
 /// The fold partition a user's timeline records are listed under.
 pub fn fold_partition(user: &str, shards: u32) -> String {
-    format!("F#{}", segment_of(user, shards))
+    join(&["F#", &segment_of(user, shards).to_string()])
 }
 
 /// Records and their counts, folded together.
@@ -53,9 +53,18 @@ impl Chunk {
 
 fn add_into(total: &mut BTreeMap<String, Counts>, counts: &BTreeMap<String, Counts>) {
     for (j, c) in counts {
-        let t = total.entry(j.clone()).or_default();
+        // Looked up before inserting, so that a name already there is not copied again.
+        let t = match total.get_mut(j) {
+            Some(t) => t,
+            None => total.entry(j.clone()).or_default(),
+        };
         for (k, d) in c {
-            *t.entry(k.clone()).or_insert(0) += d;
+            match t.get_mut(k) {
+                Some(n) => *n += d,
+                None => {
+                    t.insert(k.clone(), *d);
+                }
+            }
         }
     }
 }

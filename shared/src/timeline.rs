@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::journey::Channel;
+use crate::store::join;
 
 /// One fact of a user's timeline. The journey and enrollment names are shared (`Arc`) by the
 /// entries of a transition rather than copied into each.
@@ -181,16 +182,16 @@ fn tally<'a>(
         let step = step.unwrap_or_default();
         match fact {
             Fact::Entered => add("entered".into(), 1),
-            Fact::Step => add(format!("step.{step}.entered"), 1),
-            Fact::Waiting => add(format!("step.{step}.waiting"), 1),
-            Fact::Woke => add(format!("step.{step}.waiting"), -1),
-            Fact::Sent(channel) => add(format!("step.{step}.sent.{channel}"), 1),
-            Fact::Skipped(reason) => add(format!("step.{step}.skipped.{reason}"), 1),
+            Fact::Step => add(join(&["step.", step, ".entered"]), 1),
+            Fact::Waiting => add(join(&["step.", step, ".waiting"]), 1),
+            Fact::Woke => add(join(&["step.", step, ".waiting"]), -1),
+            Fact::Sent(channel) => add(join(&["step.", step, ".sent.", channel.as_str()]), 1),
+            Fact::Skipped(reason) => add(join(&["step.", step, ".skipped.", reason]), 1),
             Fact::Converted => add("converted".into(), 1),
             Fact::Exited => {
                 add("exited".into(), 1);
                 if !step.is_empty() {
-                    add(format!("step.{step}.exited"), 1);
+                    add(join(&["step.", step, ".exited"]), 1);
                 }
             }
             Fact::Completed => add("completed".into(), 1),
