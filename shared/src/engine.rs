@@ -433,8 +433,9 @@ struct Run<'a> {
     enrollment: Enrollment,
     effects: Vec<Effect>,
     timeline: Vec<Entry>,
-    /// The profile as the steps of this transition see it (after its own updates).
-    profile: Value,
+    /// The profile as the steps of this transition see it (after its own updates): made when a
+    /// step first reads it (a transition that only waits never does).
+    profile: std::cell::OnceCell<Value>,
     /// The journey and enrollment names, shared by this transition's timeline entries.
     names: (Arc<str>, Arc<str>),
 }
@@ -453,7 +454,7 @@ impl<'a> Run<'a> {
             enrollment,
             effects: Vec::new(),
             timeline: Vec::new(),
-            profile: ctx.profile.scope(),
+            profile: std::cell::OnceCell::new(),
         }
     }
 
@@ -504,10 +505,14 @@ impl<'a> Run<'a> {
         self.log(Some(&step), What::Completed);
     }
 
+    fn profile(&self) -> &Value {
+        self.profile.get_or_init(|| self.ctx.profile.scope())
+    }
+
     fn scope(&self) -> Scope<'_> {
         Scope {
             event: &self.enrollment.trigger.properties,
-            profile: &self.profile,
+            profile: self.profile(),
             now: self.ctx.now,
         }
     }
@@ -613,7 +618,8 @@ impl<'a> Run<'a> {
                     current = default_next();
                 }
                 Action::Update(u) => {
-                    if let Value::Object(p) = &mut self.profile {
+                    self.profile();
+                    if let Some(Value::Object(p)) = self.profile.get_mut() {
                         for (k, v) in &u.set {
                             p.insert(k.clone(), v.clone());
                         }
@@ -715,7 +721,7 @@ impl<'a> Run<'a> {
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
         // Converted straight into template values (no intermediate JSON copy).
         let ctx = minijinja::context! {
-            profile => minijinja::Value::from(minijinja::value::Serde(&self.profile)),
+            profile => minijinja::Value::from(minijinja::value::Serde(self.profile())),
             event => minijinja::Value::from(minijinja::value::Serde(&self.enrollment.trigger.properties)),
             journey => minijinja::context! {
                 id => &j.id,
