@@ -184,7 +184,7 @@ fn shared(entries: &[Entry], field: impl Fn(&Entry) -> &Arc<str>, name: &str) ->
     entries
         .iter()
         .map(field)
-        .find(|n| &***n == name)
+        .find(|n| n.as_ref() == name)
         .cloned()
         .unwrap_or_else(|| Arc::from(name))
 }
