@@ -2,7 +2,7 @@
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 use foldhash::fast::FixedState;
 
@@ -107,7 +107,7 @@ const CACHE_LIMIT: usize = 4096;
 /// A template source as the render cache knows it.
 enum Compiled {
     /// No tag, expression or comment in it: always renders to this text.
-    Constant(Arc<str>),
+    Constant(String),
     /// Compiled in the cache's environment under this (short) name.
     Named(String),
 }
@@ -157,7 +157,7 @@ pub fn render_value(
     {
         let guard = cache().read().unwrap_or_else(|p| p.into_inner());
         match guard.by_source[side].get(source) {
-            Some(Compiled::Constant(text)) => return Ok(text.to_string()),
+            Some(Compiled::Constant(text)) => return Ok(text.clone()),
             Some(Compiled::Named(name)) => {
                 let t = guard.env.get_template(name).map_err(from_minijinja)?;
                 return t.render(ctx).map_err(from_minijinja);
@@ -183,10 +183,10 @@ pub fn render_value(
     let compiled = if source.contains('{') {
         Compiled::Named(name)
     } else {
-        Compiled::Constant(t.render(ctx).map_err(from_minijinja)?.into())
+        Compiled::Constant(t.render(ctx).map_err(from_minijinja)?)
     };
     let out = match &compiled {
-        Compiled::Constant(text) => Ok(text.to_string()),
+        Compiled::Constant(text) => Ok(text.clone()),
         Compiled::Named(_) => t.render(ctx).map_err(from_minijinja),
     };
     c.by_source[side].insert(source.into(), compiled);
