@@ -1,6 +1,10 @@
 //! The local outbox: a provider that delivers messages as JSON lines (to a file for `waymark dev`,
-//! to memory for `waymark simulate`) instead of to SES and SNS.
+//! to memory for `waymark simulate`) instead of to SES and SNS. Each line carries its send's
+//! ledger key, and a send whose key the outbox holds already is not written again: a crash
+//! between writing a line and recording the send (which `waymark dev`'s batched disk commits make
+//! wider) then cannot put the message in the outbox twice.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,8 @@ use crate::provider::{Receipt, SendError, Sender};
 /// One delivered message, as the outbox file holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxLine {
+    /// The send's ledger key: `{enrollment}#{step}#{visit}`.
+    pub id: String,
     pub at: Timestamp,
     pub channel: Channel,
     pub user_id: String,
@@ -39,11 +45,25 @@ pub struct OutboxSender {
     clock: Arc<dyn Clock>,
     /// Print a one-line summary of each message (for `waymark dev`'s console).
     echo: bool,
+    /// What the outbox holds, read from the sink at the first send.
+    written: Mutex<Option<Written>>,
+}
+
+/// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
+/// middle of a write): the next line then starts on a line of its own.
+struct Written {
+    ids: HashSet<String>,
+    cut: bool,
 }
 
 impl OutboxSender {
     pub fn new(sink: Sink, clock: Arc<dyn Clock>, echo: bool) -> Self {
-        OutboxSender { sink, clock, echo }
+        OutboxSender {
+            sink,
+            clock,
+            echo,
+            written: Mutex::new(None),
+        }
     }
 
     /// A sender that keeps lines in memory, and the handle to read them.
@@ -82,7 +102,15 @@ impl Sender for OutboxSender {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let id = message.ledger_key();
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let written = written.get_or_insert_with(|| self.read_sink());
+        if written.ids.contains(&id) {
+            tracing::info!(id = %id, "already in the outbox; not written again");
+            return Ok(Receipt::default());
+        }
         let line = OutboxLine {
+            id: id.clone(),
             at: self.clock.now(),
             channel: message.channel,
             user_id: message.user_id.clone(),
@@ -97,8 +125,15 @@ impl Sender for OutboxSender {
         match &self.sink {
             Sink::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
             Sink::File(path) => {
-                let mut text = serde_json::to_string(&line)
-                    .map_err(|e| SendError::Permanent(e.to_string()))?;
+                let mut text = if written.cut {
+                    String::from("\n")
+                } else {
+                    String::new()
+                };
+                text.push_str(
+                    &serde_json::to_string(&line)
+                        .map_err(|e| SendError::Permanent(e.to_string()))?,
+                );
                 text.push('\n');
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
@@ -107,8 +142,102 @@ impl Sender for OutboxSender {
                     .map_err(|e| SendError::Retryable(format!("outbox {}: {e}", path.display())))?;
                 f.write_all(text.as_bytes())
                     .map_err(|e| SendError::Retryable(format!("outbox {}: {e}", path.display())))?;
+                written.cut = false;
             }
         }
+        written.ids.insert(id);
         Ok(Receipt::default())
+    }
+}
+
+impl OutboxSender {
+    /// What the sink holds (a line that does not read, such as one cut short by a crash, has
+    /// no id).
+    fn read_sink(&self) -> Written {
+        #[derive(Deserialize)]
+        struct Id {
+            #[serde(default)]
+            id: String,
+        }
+        match &self.sink {
+            Sink::Memory(lines) => Written {
+                ids: lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|l| l.id.clone())
+                    .collect(),
+                cut: false,
+            },
+            Sink::File(path) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                Written {
+                    ids: text
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<Id>(l).ok())
+                        .map(|l| l.id)
+                        .filter(|id| !id.is_empty())
+                        .collect(),
+                    cut: !text.is_empty() && !text.ends_with('\n'),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn push(seq: u64) -> Outgoing {
+        Outgoing {
+            enrollment: "welcome:ann:1".into(),
+            journey: "welcome".into(),
+            version: 1,
+            user_id: "ann".into(),
+            step: "hello".into(),
+            seq,
+            channel: Channel::Push,
+            to: Address::One("tok".into()),
+            content: Content::Push {
+                title: "Hi".into(),
+                body: "there".into(),
+                data: Default::default(),
+            },
+            transactional: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_already_in_the_outbox_file_is_not_written_again_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("outbox.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        // given a message written, and a line cut short by a crash
+        let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
+        first.send(&push(1)).await.expect("sent");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(b"{\"id\":\"welc").expect("write");
+        drop(f);
+        // when a new sender (the restarted server) is asked for it again, and for a new one
+        let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
+        again.send(&push(1)).await.expect("sent");
+        again.send(&push(2)).await.expect("sent");
+        again.send(&push(2)).await.expect("sent");
+        // then each is in the outbox once
+        let text = std::fs::read_to_string(&path).expect("read");
+        let ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
