@@ -4,6 +4,7 @@
 //! nothing itself: everything a journey does happens in the same runtime as in Lambda.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration as RealDuration, Instant, SystemTime};
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 use waymark::api::Api;
-use waymark::clock::{Clock, ScaledClock};
+use waymark::clock::{Clock, ManualClock, ScaledClock};
 use waymark::dsl;
 use waymark::event::{Limits, MAX_BATCH_BYTES};
 use waymark::journey::{Journey, TriggerKind};
@@ -152,6 +153,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
         clock.now(),
         &published,
     );
+    match queue.dead_letters() {
+        Ok(dead) if !dead.is_empty() => println!(
+            "{} message(s) wait in the dead letters (the engine gave up on them): stop, fix the cause, then `waymark dead-letters --data {} --redrive`\n",
+            dead.len(),
+            data.root().display()
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the dead letters"),
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(work(
@@ -252,7 +262,7 @@ async fn work(
         }
         match queue.take_due(now).await {
             Ok(batch) if !batch.is_empty() => {
-                deliver(&runtime, &queue, batch).await;
+                deliver(&runtime, &queue, batch, data.root()).await;
                 continue;
             }
             Ok(_) => {}
@@ -302,26 +312,98 @@ fn save_clock(data: &DataDir, now: Timestamp) {
     }
 }
 
-/// Hands a batch to the runtime; acknowledges what succeeded or can never succeed, and leaves
-/// the rest to come back after the lease (as SQS redelivers after its visibility timeout).
-async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delivery>) {
+/// `waymark dead-letters`: prints the dead letters of a stopped `waymark dev` as JSON lines
+/// (`died_at`, `attempts`, `reason`, `message`); with `redrive`, moves them back to its queue.
+pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
+    let data = DataDir::new(data);
+    if !data.store().is_file() {
+        anyhow::bail!(
+            "no `waymark dev` data in {}: pass the folder given to `waymark dev --data`",
+            data.root().display()
+        );
+    }
+    let db = local::open(&data.store())?;
+    // Redriven messages are due at the virtual time the engine stopped at: at once when it
+    // starts again.
+    let at = data.saved_clock().unwrap_or_else(Timestamp::now);
+    let queue = LocalQueue::new(db, Arc::new(ManualClock::new(at)));
+    let dead = queue.dead_letters()?;
+    let mut out = std::io::stdout().lock();
+    for d in &dead {
+        let message = serde_json::from_str::<serde_json::Value>(&d.body)
+            .unwrap_or_else(|_| serde_json::Value::String(d.body.clone()));
+        let line = serde_json::json!({
+            "died_at": d.died_at.to_string(),
+            "attempts": d.attempts,
+            "reason": d.reason,
+            "message": message,
+        });
+        writeln!(out, "{line}")?;
+    }
+    if redrive {
+        let moved = queue.redrive().await?;
+        eprintln!(
+            "{moved} message(s) moved back to the queue: they run when `waymark dev --data {}` starts",
+            data.root().display()
+        );
+    } else if dead.is_empty() {
+        eprintln!("no dead letters");
+    }
+    Ok(true)
+}
+
+/// What becomes of a delivered message once the runtime has handled it.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Handled: acknowledge it.
+    Done,
+    /// It can never succeed, or has failed on its last attempt: keep it with why.
+    Dead(String),
+    /// Leave it to come back after the lease (as SQS redelivers after its visibility timeout).
+    Retry,
+}
+
+fn verdict(result: &Result<(), RunError>, attempt: u32, max_attempts: u32) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Done,
+        Err(RunError::Poison(why)) => Verdict::Dead(why.clone()),
+        Err(e) if attempt >= max_attempts => {
+            Verdict::Dead(format!("failed {attempt} times; the last time: {e}"))
+        }
+        Err(_) => Verdict::Retry,
+    }
+}
+
+/// Hands a batch to the runtime; acknowledges what succeeded, moves to the dead letters what can
+/// never succeed or failed its last attempt, and leaves the rest to come back after the lease.
+async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delivery>, data: &Path) {
     let messages: Vec<Message> = batch.iter().map(|d| d.message.clone()).collect();
     let results = runtime.handle_batch(&messages).await;
     let mut done = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
     for (d, result) in batch.iter().zip(results) {
-        match result {
-            Ok(()) => done.push(d.receipt),
-            Err(RunError::Poison(why)) => {
-                eprintln!("message {} dropped: {why}", d.message.id());
-                done.push(d.receipt);
+        match verdict(&result, d.attempt, queue.max_attempts()) {
+            Verdict::Done => done.push(d.receipt),
+            Verdict::Dead(why) => {
+                eprintln!(
+                    "message {} moved to the dead letters: {why} (list them with `waymark dead-letters --data {}` once this engine stops; `--redrive` runs them again)",
+                    d.message.id(),
+                    data.display()
+                );
+                dead.push((d.receipt, why));
             }
-            Err(e) => {
-                tracing::warn!(id = %d.message.id(), attempt = d.attempt, error = %e, "message will be retried");
+            Verdict::Retry => {
+                if let Err(e) = &result {
+                    tracing::warn!(id = %d.message.id(), attempt = d.attempt, error = %e, "message will be retried");
+                }
             }
         }
     }
     if let Err(e) = queue.ack(&done).await {
         tracing::warn!(error = %e, "cannot acknowledge handled messages; they will run again (harmlessly)");
+    }
+    if let Err(e) = queue.dead_letter(&dead).await {
+        tracing::warn!(error = %e, "cannot move messages to the dead letters; they will be tried again");
     }
 }
 
@@ -511,6 +593,7 @@ fn print_banner(
         "  data       {} (delete it to start over)",
         data.root().display()
     );
+
     let quote = |s: &str| {
         if secrets.write_is_plain {
             s.to_string()
@@ -552,6 +635,28 @@ mod tests {
         assert!(positive("-1").is_err());
         assert!(positive("fast").is_err());
         assert!(positive("1e300").is_err());
+    }
+
+    #[test]
+    fn a_message_that_cannot_succeed_or_failed_its_last_attempt_is_dead_lettered() {
+        let poison = Err(RunError::Poison("journey `j` is not published".into()));
+        let failed = || Err(RunError::Retry("the outbox is not writable".into()));
+        assert_eq!(verdict(&Ok(()), 5, 5), Verdict::Done);
+        // Poison at once, with its reason.
+        assert_eq!(
+            verdict(&poison, 1, 5),
+            Verdict::Dead("journey `j` is not published".into())
+        );
+        // A passing failure is retried until its last attempt, which keeps its error.
+        assert_eq!(verdict(&failed(), 1, 5), Verdict::Retry);
+        assert_eq!(verdict(&failed(), 4, 5), Verdict::Retry);
+        match verdict(&failed(), 5, 5) {
+            Verdict::Dead(why) => {
+                assert!(why.contains("failed 5 times"), "{why}");
+                assert!(why.contains("the outbox is not writable"), "{why}");
+            }
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
     }
 
     #[test]

@@ -55,6 +55,15 @@ enum Command {
     Render { file: PathBuf },
     /// Run the whole engine locally: the API, the store, timers, and an outbox file.
     Dev(dev::DevArgs),
+    /// List the messages `waymark dev` gave up on (JSON lines), or move them back to its queue.
+    /// Run it while `waymark dev` is stopped.
+    DeadLetters {
+        #[arg(long, default_value = ".waymark")]
+        data: PathBuf,
+        /// Move them back to the queue: they run when `waymark dev` next starts.
+        #[arg(long)]
+        redrive: bool,
+    },
     /// Print the inbox token of a user under the dev signing secret.
     Token {
         user: String,
@@ -96,6 +105,9 @@ fn main() -> ExitCode {
         Command::Dev(args) => multi_thread()
             .and_then(|rt| rt.block_on(dev::run(args)))
             .map(|()| true),
+        Command::DeadLetters { data, redrive } => {
+            current_thread().and_then(|rt| rt.block_on(dev::dead_letters(&data, redrive)))
+        }
         Command::Token { user, data } => data::signer(&data::DataDir::new(data)).map(|s| {
             println!("{}", s.inbox_token(&user));
             true

@@ -181,3 +181,103 @@ fn token_needs_dev_keys() {
         text(&out.stderr)
     );
 }
+
+/// A `waymark dev` data folder whose queue holds one message the engine gave up on (taken five
+/// times, never acknowledged), made with the same queue `waymark dev` runs on.
+fn data_with_a_dead_letter(dir: &TempDir) -> std::path::PathBuf {
+    use std::sync::Arc;
+    use waymark::clock::ManualClock;
+    use waymark::local::{self, LocalQueue};
+    use waymark::queue::{Message, Outbound, Queue, QueueName};
+
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data folder");
+    let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let db = local::open(&data.join("store.redb")).expect("store");
+        let q = LocalQueue::new(db, Arc::new(ManualClock::new(at)))
+            .with_lease(jiff::SignedDuration::from_secs(1));
+        let wake = Message::Wake {
+            user_id: "ann".into(),
+            journey: "welcome".into(),
+            enrollment: "welcome:ann:1".into(),
+            seq: 1,
+            at,
+        };
+        q.send(
+            QueueName::Steps,
+            &[Outbound {
+                message: wake,
+                delay_secs: 0,
+            }],
+        )
+        .await
+        .expect("send");
+        for i in 0..6 {
+            q.take_due(at + jiff::SignedDuration::from_secs(i * 10))
+                .await
+                .expect("take");
+        }
+        assert_eq!(q.dead_letters().expect("dead letters").len(), 1);
+    });
+    data
+}
+
+#[test]
+fn dead_letters_are_listed_then_redriven_to_the_queue() {
+    let dir = TempDir::new("dead-letters");
+    let data = data_with_a_dead_letter(&dir);
+    let data_arg = data.display().to_string();
+
+    // Listed as JSON lines: when, how many attempts, why, and the message itself.
+    let out = run(&["dead-letters", "--data", &data_arg]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["attempts"], 5);
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("taken 5 times"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[0]["message"]["type"], "wake", "{}", lines[0]);
+    assert_eq!(lines[0]["message"]["user_id"], "ann");
+
+    // Redriven: back in the queue, and no longer a dead letter.
+    let out = run(&["dead-letters", "--data", &data_arg, "--redrive"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("1 message(s) moved back to the queue"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["dead-letters", "--data", &data_arg]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "");
+    assert!(text(&out.stderr).contains("no dead letters"));
+    let db = waymark::local::open(&data.join("store.redb")).expect("store");
+    let q = waymark::local::LocalQueue::new(db, std::sync::Arc::new(waymark::clock::SystemClock));
+    assert_eq!(q.len().expect("len"), 1, "the message is queued again");
+}
+
+#[test]
+fn dead_letters_needs_a_dev_data_folder() {
+    let dir = TempDir::new("dead-letters-none");
+    let out = run(&["dead-letters", "--data", &dir.path().display().to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no `waymark dev` data"),
+        "{}",
+        text(&out.stderr)
+    );
+}

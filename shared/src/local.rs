@@ -31,6 +31,10 @@ const PENDING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("p
 const PENDING_OF: TableDefinition<(&str, &str), &str> = TableDefinition::new("pending_of");
 /// Queued messages by (due epoch millis, arrival number): (delivery attempts, message JSON).
 const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("queue");
+/// Messages the engine could not handle, by (when they died in epoch millis, arrival number):
+/// (delivery attempts, why, message JSON). `waymark dead-letters` lists and redrives them, as
+/// SQS's dead-letter queue keeps what the deployed engine gives up on.
+const DEAD: TableDefinition<(i64, u64), (u32, &str, &str)> = TableDefinition::new("dead_letters");
 /// Small named numbers (the queue's arrival counter).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -94,6 +98,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(PENDING)?;
     txn.open_table(PENDING_OF)?;
     txn.open_table(QUEUE)?;
+    txn.open_table(DEAD)?;
     txn.open_table(META)?;
     txn.commit()?;
     Ok(())
@@ -594,7 +599,8 @@ fn next_seq(meta: &mut redb::Table<'_, &str, u64>) -> Result<u64, redb::Error> {
 
 impl LocalQueue {
     /// A queue whose delays run on `clock` (the runtime's). Leased messages come back after 30 s
-    /// of that clock; a message taken 5 times without success is dropped (SQS's dead letter).
+    /// of that clock; a message taken 5 times without success moves to the dead letters (as SQS
+    /// moves it to its dead-letter queue).
     pub fn new(db: Arc<Database>, clock: Arc<dyn Clock>) -> Self {
         LocalQueue {
             writer: spawn_writer(db.clone()),
@@ -636,9 +642,9 @@ impl LocalQueue {
         Ok(self.len()? == 0)
     }
 
-    /// Leases the messages due at or before `now`, in due order, at most 512 at a time. Unreadable messages and
-    /// messages out of attempts are dropped (and logged).
-    /// (At most 512 at a time, oldest first.)
+    /// Leases the messages due at or before `now`, in due order, at most 512 at a time.
+    /// Unreadable messages and messages out of attempts move to the dead letters (and are
+    /// logged).
     pub async fn take_due(&self, now: Timestamp) -> Result<Vec<Delivery>, QueueError> {
         let db = self.db.clone();
         let max_attempts = self.max_attempts;
@@ -661,21 +667,28 @@ impl LocalQueue {
                         let (attempts, body) = v.value();
                         due.push((k.value(), attempts, body.to_string()));
                     }
+                    let mut dead = txn.open_table(DEAD).queue()?;
                     for (key, attempts, body) in due {
                         q.remove(key).queue()?;
                         let message: Message = match serde_json::from_str(&body) {
                             Ok(m) => m,
                             Err(e) => {
-                                tracing::error!(error = %e, "unreadable queue message dropped");
+                                let why = format!("unreadable message: {e}");
+                                tracing::error!(reason = %why, "queue message moved to the dead letters");
+                                let seq = next_seq(&mut meta).queue()?;
+                                dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
+                                    .queue()?;
                                 continue;
                             }
                         };
                         if attempts >= max_attempts {
-                            tracing::error!(
-                                id = %message.id(),
-                                attempts,
-                                "message dropped after repeated failures"
+                            let why = format!(
+                                "taken {attempts} times and never acknowledged (each lease ran out)"
                             );
+                            tracing::error!(id = %message.id(), reason = %why, "message moved to the dead letters");
+                            let seq = next_seq(&mut meta).queue()?;
+                            dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
+                                .queue()?;
                             continue;
                         }
                         let seq = next_seq(&mut meta).queue()?;
@@ -741,6 +754,113 @@ impl LocalQueue {
         )
         .await
     }
+
+    /// How many times a message is taken before it moves to the dead letters.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Moves leased messages to the dead letters, each with why, in one durable commit. A
+    /// receipt whose lease ran out (the message is queued again, or was taken by someone else)
+    /// moves nothing: that delivery decides. Returns how many moved.
+    pub async fn dead_letter(&self, letters: &[(Receipt, String)]) -> Result<usize, QueueError> {
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let db = self.db.clone();
+        let letters = letters.to_vec();
+        let now_ms = millis(self.clock.now());
+        blocking(
+            move || {
+                let txn = db.begin_write().queue()?;
+                let mut moved = 0;
+                {
+                    let mut q = txn.open_table(QUEUE).queue()?;
+                    let mut dead = txn.open_table(DEAD).queue()?;
+                    let mut meta = txn.open_table(META).queue()?;
+                    for (r, why) in &letters {
+                        let Some(row) = q.remove((r.due_millis, r.seq)).queue()? else {
+                            continue;
+                        };
+                        let (attempts, body) = row.value();
+                        let body = body.to_string();
+                        drop(row);
+                        let seq = next_seq(&mut meta).queue()?;
+                        dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
+                            .queue()?;
+                        moved += 1;
+                    }
+                }
+                txn.commit().queue()?;
+                Ok(moved)
+            },
+            QueueError::Unavailable,
+        )
+        .await
+    }
+
+    /// The dead letters, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let txn = self.db.begin_read().queue()?;
+        let t = txn.open_table(DEAD).queue()?;
+        let mut out = Vec::new();
+        for item in t.iter().queue()? {
+            let (k, v) = item.queue()?;
+            let (died_ms, _) = k.value();
+            let (attempts, reason, body) = v.value();
+            out.push(DeadLetter {
+                died_at: Timestamp::from_millisecond(died_ms).unwrap_or(Timestamp::UNIX_EPOCH),
+                attempts,
+                reason: reason.to_string(),
+                body: body.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves every dead letter back to the queue, due now and with its attempts starting over,
+    /// in one durable commit (once the cause is fixed). Returns how many moved.
+    pub async fn redrive(&self) -> Result<usize, QueueError> {
+        let db = self.db.clone();
+        let now_ms = millis(self.clock.now());
+        let moved = blocking(
+            move || {
+                let txn = db.begin_write().queue()?;
+                let mut moved = 0;
+                {
+                    let mut q = txn.open_table(QUEUE).queue()?;
+                    let mut dead = txn.open_table(DEAD).queue()?;
+                    let mut meta = txn.open_table(META).queue()?;
+                    while let Some((_, v)) = dead.pop_first().queue()? {
+                        let (_, _, body) = v.value();
+                        let seq = next_seq(&mut meta).queue()?;
+                        q.insert((now_ms, seq), (0u32, body)).queue()?;
+                        moved += 1;
+                    }
+                }
+                txn.commit().queue()?;
+                Ok(moved)
+            },
+            QueueError::Unavailable,
+        )
+        .await?;
+        if moved > 0 {
+            self.arrived.notify_one();
+        }
+        Ok(moved)
+    }
+}
+
+/// A message the engine gave up on, kept with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// When it moved to the dead letters (the queue's clock).
+    pub died_at: Timestamp,
+    /// How many times it had been taken.
+    pub attempts: u32,
+    pub reason: String,
+    /// The message as it was queued (JSON).
+    pub body: String,
 }
 
 #[async_trait]
@@ -1112,11 +1232,10 @@ mod tests {
         assert_eq!(again[0].attempt, 2);
     }
 
-    #[tokio::test]
-    async fn queue_drops_a_message_after_its_last_attempt() {
+    async fn one_queued(lease_secs: i64) -> (Arc<ManualClock>, LocalQueue) {
         let clock = Arc::new(ManualClock::new(ts(0)));
         let q = LocalQueue::new(open_in_memory().expect("db"), clock.clone())
-            .with_lease(SignedDuration::from_secs(1));
+            .with_lease(SignedDuration::from_secs(lease_secs));
         q.send(
             QueueName::Steps,
             &[Outbound {
@@ -1126,6 +1245,13 @@ mod tests {
         )
         .await
         .expect("send");
+        (clock, q)
+    }
+
+    #[tokio::test]
+    async fn a_message_out_of_attempts_moves_to_the_dead_letters_and_can_be_redriven() {
+        // given a message taken 5 times, never acknowledged
+        let (clock, q) = one_queued(1).await;
         for i in 0..5 {
             assert_eq!(
                 q.take_due(ts(i * 10)).await.expect("take").len(),
@@ -1133,8 +1259,88 @@ mod tests {
                 "attempt {i}"
             );
         }
+        // when the sixth take comes
         assert!(q.take_due(ts(100)).await.expect("take").is_empty());
+        // then it is no longer queued, but kept as a dead letter with why
         assert!(q.is_empty().expect("len"));
+        let dead = q.dead_letters().expect("dead letters");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts, 5);
+        assert!(
+            dead[0].reason.contains("taken 5 times"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(
+            serde_json::from_str::<Message>(&dead[0].body).expect("the message"),
+            wake(1, ts(0))
+        );
+        // when it is redriven, it is due at once with its attempts starting over
+        clock.set(ts(200));
+        assert_eq!(q.redrive().await.expect("redrive"), 1);
+        assert!(q.dead_letters().expect("dead letters").is_empty());
+        let again = q.take_due(ts(200)).await.expect("take");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempt, 1);
+        assert_eq!(again[0].message, wake(1, ts(0)));
+    }
+
+    #[tokio::test]
+    async fn a_leased_message_is_dead_lettered_with_its_reason_unless_its_lease_ran_out() {
+        // given a leased message
+        let (_clock, q) = one_queued(60).await;
+        let first = q.take_due(ts(0)).await.expect("take");
+        // when the engine gives up on it
+        let moved = q
+            .dead_letter(&[(first[0].receipt, "journey `j` is not published".into())])
+            .await
+            .expect("dead letter");
+        // then it moves with that reason, and is not delivered again
+        assert_eq!(moved, 1);
+        assert!(q.take_due(ts(1000)).await.expect("take").is_empty());
+        let dead = q.dead_letters().expect("dead letters");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, "journey `j` is not published");
+        assert_eq!(dead[0].attempts, 1);
+
+        // given a message whose lease ran out and which was taken again
+        let (_clock, q) = one_queued(60).await;
+        let stale = q.take_due(ts(0)).await.expect("take");
+        let current = q.take_due(ts(60)).await.expect("take");
+        assert_eq!(current.len(), 1);
+        // when the first taker gives up on it, nothing moves: the current delivery decides
+        let moved = q
+            .dead_letter(&[(stale[0].receipt, "gave up".into())])
+            .await
+            .expect("dead letter");
+        assert_eq!(moved, 0);
+        assert!(q.dead_letters().expect("dead letters").is_empty());
+        q.ack(&[current[0].receipt]).await.expect("ack");
+        assert!(q.is_empty().expect("len"));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_message_moves_to_the_dead_letters() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let db = open_in_memory().expect("db");
+        let q = LocalQueue::new(db.clone(), clock);
+        {
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(QUEUE)
+                .expect("queue")
+                .insert((millis(ts(0)), 1), (0u32, "{not a message"))
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        assert!(q.take_due(ts(0)).await.expect("take").is_empty());
+        let dead = q.dead_letters().expect("dead letters");
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].reason.starts_with("unreadable message"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(dead[0].body, "{not a message");
     }
 
     #[tokio::test]
