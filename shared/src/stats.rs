@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::runtime::{stats_key, RunError, Runtime};
-use crate::store::{join, segment_of, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS};
+use crate::store::{
+    join, segment_of, Body, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS,
+};
 use crate::timeline;
 
 /// Records read from a fold partition at a time.
@@ -19,61 +21,106 @@ pub fn fold_partition(user: &str, shards: u32) -> String {
     join(&["F#", &segment_of(user, shards).to_string()])
 }
 
-/// Records and their counts, folded together.
+/// Records and the sum of their counts, folded together.
 #[derive(Default)]
 struct Chunk {
-    records: Vec<(Key, BTreeMap<String, Counts>)>,
+    keys: Vec<Key>,
+    /// The records' bodies, to count them one at a time if the chunk's fold conflicts.
+    bodies: Vec<Body>,
     counters: BTreeMap<String, Counts>,
 }
 
+/// At most what one record adds to a chunk: its journeys, and how many counters per journey.
+struct Size<'a> {
+    journeys: Vec<&'a str>,
+    counters: usize,
+}
+
 impl Chunk {
-    /// Whether a record with these counts can join without passing the store's limits.
-    fn fits(&self, counts: &BTreeMap<String, Counts>) -> bool {
-        let journeys = self.counters.len()
-            + counts
-                .keys()
-                .filter(|j| !self.counters.contains_key(*j))
-                .count();
-        let counters_fit = counts.iter().all(|(j, c)| {
-            let have = self.counters.get(j);
-            let names = c
-                .keys()
-                .filter(|k| have.is_none_or(|h| !h.contains_key(*k)))
-                .count();
-            have.map_or(0, BTreeMap::len) + names <= FOLD_MAX_COUNTERS
+    /// Whether a record of this size can join without passing the store's limits (judged on
+    /// the most it could add, so a chunk may close a little early, never late).
+    fn fits(&self, size: &Size<'_>) -> bool {
+        let new_journeys = size
+            .journeys
+            .iter()
+            .filter(|j| !self.counters.contains_key(**j))
+            .count();
+        let counters_fit = size.journeys.iter().all(|j| {
+            self.counters.get(*j).map_or(0, BTreeMap::len) + size.counters <= FOLD_MAX_COUNTERS
         });
-        self.records.len() + 1 + journeys <= FOLD_MAX_ITEMS && counters_fit
+        self.keys.len() + 1 + self.counters.len() + new_journeys <= FOLD_MAX_ITEMS && counters_fit
     }
 
-    fn push(&mut self, key: Key, counts: BTreeMap<String, Counts>) {
-        add_into(&mut self.counters, &counts);
-        self.records.push((key, counts));
+    /// The counters to add, without the ones that came to nothing.
+    fn into_counters(self) -> (Vec<Key>, Vec<Body>, Vec<(Key, Counts)>) {
+        let counters = self
+            .counters
+            .into_iter()
+            .filter_map(|(j, mut c)| {
+                c.retain(|_, d| *d != 0);
+                (!c.is_empty()).then(|| (stats_key(&j), c))
+            })
+            .collect();
+        (self.keys, self.bodies, counters)
     }
 }
 
-fn add_into(total: &mut BTreeMap<String, Counts>, counts: &BTreeMap<String, Counts>) {
-    for (j, c) in counts {
-        // Looked up before inserting, so that a name already there is not copied again.
-        let t = match total.get_mut(j) {
-            Some(t) => t,
-            None => total.entry(j.clone()).or_default(),
-        };
-        for (k, d) in c {
-            match t.get_mut(k) {
-                Some(n) => *n += d,
-                None => {
-                    t.insert(k.clone(), *d);
+/// What one record's body adds: counted from its entries as they are, or read from its JSON.
+enum Counted<'a> {
+    Entries(&'a [timeline::Entry]),
+    Json(BTreeMap<String, Counts>),
+}
+
+impl Counted<'_> {
+    fn of<'a>(key: &Key, body: &'a Body) -> Counted<'a> {
+        if let Some(entries) = body.typed::<Vec<timeline::Entry>>() {
+            return Counted::Entries(entries);
+        }
+        let counts = body
+            .json()
+            .map_err(|e| e.to_string())
+            .and_then(|b| timeline::counters_of_json(&b));
+        Counted::Json(counts.unwrap_or_else(|e| {
+            // Nothing in it can be counted; it is taken off the list all the same.
+            tracing::error!(pk = %key.pk, sk = %key.sk, error = %e, "a timeline record that cannot be read is folded without counts");
+            BTreeMap::new()
+        }))
+    }
+
+    fn size(&self) -> Size<'_> {
+        match self {
+            Counted::Entries(entries) => {
+                let mut journeys: Vec<&str> = Vec::with_capacity(1);
+                for e in entries.iter() {
+                    if !journeys.contains(&&*e.journey) {
+                        journeys.push(&e.journey);
+                    }
+                }
+                Size {
+                    journeys,
+                    counters: timeline::most_counters(entries),
+                }
+            }
+            Counted::Json(counts) => Size {
+                journeys: counts.keys().map(String::as_str).collect(),
+                counters: counts.values().map(BTreeMap::len).max().unwrap_or(0),
+            },
+        }
+    }
+
+    fn add_into(&self, total: &mut BTreeMap<String, Counts>) {
+        match self {
+            Counted::Entries(entries) => timeline::count_into(entries, total),
+            Counted::Json(counts) => {
+                for (j, c) in counts {
+                    let t = total.entry(j.clone()).or_default();
+                    for (k, d) in c {
+                        *t.entry(k.clone()).or_insert(0) += d;
+                    }
                 }
             }
         }
     }
-}
-
-fn as_counters(counts: &BTreeMap<String, Counts>) -> Vec<(Key, Counts)> {
-    counts
-        .iter()
-        .map(|(j, c)| (stats_key(j), c.clone()))
-        .collect()
 }
 
 impl Runtime {
@@ -99,28 +146,15 @@ impl Runtime {
             let full = records.len() >= PAGE;
             let mut chunk = Chunk::default();
             for r in records {
-                let counted = match r.body.typed::<Vec<timeline::Entry>>() {
-                    Some(entries) => Ok(timeline::counters(entries)),
-                    None => r
-                        .body
-                        .json()
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| timeline::counters_of_json(&b)),
-                };
-                let counts = match counted {
-                    Ok(counts) => counts,
-                    Err(e) => {
-                        // Nothing in it can be counted; take it off the list all the same.
-                        tracing::error!(pk = %r.key.pk, sk = %r.key.sk, error = %e, "a timeline record that cannot be read is folded without counts");
-                        BTreeMap::new()
-                    }
-                };
-                if !chunk.records.is_empty() && !chunk.fits(&counts) {
+                let counted = Counted::of(&r.key, &r.body);
+                if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
                     folded += self.fold_chunk(std::mem::take(&mut chunk)).await?;
                 }
-                chunk.push(r.key, counts);
+                counted.add_into(&mut chunk.counters);
+                chunk.keys.push(r.key);
+                chunk.bodies.push(r.body);
             }
-            if !chunk.records.is_empty() {
+            if !chunk.keys.is_empty() {
                 folded += self.fold_chunk(chunk).await?;
             }
             if !full {
@@ -133,24 +167,151 @@ impl Runtime {
     /// Folds a chunk in one transaction; if some record of it was folded meanwhile (another
     /// scheduler run, or an index that lagged), folds the others one at a time.
     async fn fold_chunk(&self, chunk: Chunk) -> Result<usize, RunError> {
-        let keys: Vec<Key> = chunk.records.iter().map(|(k, _)| k.clone()).collect();
-        match self.store.fold(&keys, &as_counters(&chunk.counters)).await {
+        let (keys, bodies, counters) = chunk.into_counters();
+        match self.store.fold(&keys, &counters).await {
             Ok(()) => return Ok(keys.len()),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
         let mut folded = 0;
-        for (key, counts) in chunk.records {
-            match self
-                .store
-                .fold(std::slice::from_ref(&key), &as_counters(&counts))
-                .await
-            {
+        for (key, body) in keys.into_iter().zip(bodies) {
+            let mut one = Chunk::default();
+            Counted::of(&key, &body).add_into(&mut one.counters);
+            let (_, _, counters) = one.into_counters();
+            match self.store.fold(std::slice::from_ref(&key), &counters).await {
                 Ok(()) => folded += 1,
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(folded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::clock::ManualClock;
+    use crate::journey::Channel;
+    use crate::outbox::OutboxSender;
+    use crate::runtime::Config;
+    use crate::simulate::DelayQueue;
+    use crate::store::{Expect, MemoryStore, Record, Store};
+    use crate::timeline::{Entry, What};
+
+    fn entry(user: &str, step: &str, what: What) -> Entry {
+        Entry {
+            at: "2026-12-01T10:00:00Z".parse().expect("time"),
+            journey: "cart".into(),
+            enrollment: format!("cart:{user}:1").into(),
+            step: Some(step.into()),
+            what,
+        }
+    }
+
+    #[tokio::test]
+    async fn many_records_fold_in_chunks_within_the_store_limits_and_count_once() {
+        // given 250 users' timeline records listed in one fold partition, one written as JSON
+        let clock = Arc::new(ManualClock::new(
+            "2026-12-01T10:00:00Z".parse().expect("time"),
+        ));
+        let store = MemoryStore::new();
+        let (sender, _) = OutboxSender::memory(clock.clone());
+        let config = Config {
+            timer_shards: 1,
+            ..Config::default()
+        };
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(DelayQueue::new(clock.clone())),
+            Arc::new(sender),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+            config,
+        );
+        for i in 0..250 {
+            let user = format!("u{i}");
+            let mut entries = vec![
+                entry(&user, "wait", What::Step),
+                entry(
+                    &user,
+                    "push",
+                    What::Sent {
+                        channel: Channel::Push,
+                    },
+                ),
+            ];
+            if i % 50 == 0 {
+                entries.push(entry(
+                    &user,
+                    "push",
+                    What::Exited {
+                        event: "order_completed".into(),
+                    },
+                ));
+            }
+            let key = Key::new(join(&["U#", &user]), "T#1");
+            let record = if i == 7 {
+                Record {
+                    key,
+                    version: 1,
+                    body: serde_json::to_vec(&entries).expect("json").into(),
+                    expires: None,
+                    pending: None,
+                }
+            } else {
+                Record::of(key, 1, entries)
+            };
+            store
+                .put(&record.pending_in(fold_partition(&user, 1)), Expect::Absent)
+                .await
+                .expect("put");
+        }
+        // when the stats are folded (the in-memory store refuses a fold past DynamoDB's limits)
+        let folded = rt.fold_stats().await.expect("fold");
+        // then every record is counted once, and none is left listed
+        assert_eq!(folded, 250);
+        assert!(store
+            .pending("F#0", 1000)
+            .await
+            .expect("pending")
+            .is_empty());
+        let stats = rt.stats("cart").await.expect("stats");
+        assert_eq!(stats.get("step.wait.entered"), Some(&250));
+        assert_eq!(stats.get("step.push.sent.push"), Some(&250));
+        assert_eq!(stats.get("exited"), Some(&5));
+        assert_eq!(stats.get("step.push.exited"), Some(&5));
+        assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[test]
+    fn a_chunk_closes_before_the_store_limits() {
+        let mut chunk = Chunk::default();
+        let size = Size {
+            journeys: vec!["cart"],
+            counters: 3,
+        };
+        // Records and counter keys together: 98 records and one journey's key leave room for
+        // one more record, not two.
+        for i in 0..98 {
+            assert!(chunk.fits(&size), "record {i}");
+            chunk.keys.push(Key::new(format!("U#{i}"), "T#1"));
+            chunk.counters.entry("cart".into()).or_default();
+        }
+        assert!(chunk.fits(&size));
+        chunk.keys.push(Key::new("U#98", "T#1"));
+        assert!(!chunk.fits(&size));
+        // Counters per key: a journey's counters plus the most a record adds stay within 100.
+        let mut chunk = Chunk::default();
+        let counts: Counts = (0..97).map(|i| (format!("c{i}"), 1)).collect();
+        chunk.counters.insert("cart".into(), counts);
+        assert!(chunk.fits(&size));
+        let bigger = Size {
+            journeys: vec!["cart"],
+            counters: 4,
+        };
+        assert!(!chunk.fits(&bigger));
     }
 }

@@ -459,6 +459,16 @@ impl Store for MemoryStore {
     }
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        // DynamoDB refuses a transaction past these; so does this store, so tests catch it.
+        if records.len() + counters.len() > FOLD_MAX_ITEMS
+            || counters.iter().any(|(_, c)| c.len() > FOLD_MAX_COUNTERS)
+        {
+            return Err(StoreError::Unavailable(format!(
+                "a fold of {} records and {} counter keys is past the store's limits",
+                records.len(),
+                counters.len()
+            )));
+        }
         let mut t = self.lock();
         if records
             .iter()

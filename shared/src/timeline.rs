@@ -9,7 +9,6 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::journey::Channel;
-use crate::store::join;
 
 /// One fact of a user's timeline. The journey and enrollment names are shared (`Arc`) by the
 /// entries of a transition rather than copied into each.
@@ -172,38 +171,81 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
 fn tally<'a>(
     facts: impl IntoIterator<Item = (&'a str, Option<&'a str>, Fact<'a>)>,
 ) -> BTreeMap<String, BTreeMap<String, i64>> {
-    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for (journey, step, fact) in facts {
-        let c = match out.get_mut(journey) {
-            Some(c) => c,
-            None => out.entry(journey.to_string()).or_default(),
-        };
-        let mut add = |k: String, d: i64| *c.entry(k).or_insert(0) += d;
-        let step = step.unwrap_or_default();
-        match fact {
-            Fact::Entered => add("entered".into(), 1),
-            Fact::Step => add(join(&["step.", step, ".entered"]), 1),
-            Fact::Waiting => add(join(&["step.", step, ".waiting"]), 1),
-            Fact::Woke => add(join(&["step.", step, ".waiting"]), -1),
-            Fact::Sent(channel) => add(join(&["step.", step, ".sent.", channel.as_str()]), 1),
-            Fact::Skipped(reason) => add(join(&["step.", step, ".skipped.", reason]), 1),
-            Fact::Converted => add("converted".into(), 1),
-            Fact::Exited => {
-                add("exited".into(), 1);
-                if !step.is_empty() {
-                    add(join(&["step.", step, ".exited"]), 1);
-                }
-            }
-            Fact::Completed => add("completed".into(), 1),
-            Fact::HeldOut => add("held_out".into(), 1),
-            Fact::Uncounted => {}
-        }
-    }
+    let mut out = BTreeMap::new();
+    tally_into(&mut out, facts);
     out.retain(|_, c| {
         c.retain(|_, d| *d != 0);
         !c.is_empty()
     });
     out
+}
+
+/// Adds [`counters`] of `entries` into `out` (zeros included). A counter already in `out`
+/// costs no allocation: the stats fold adds every timeline record into one total.
+pub fn count_into(entries: &[Entry], out: &mut BTreeMap<String, BTreeMap<String, i64>>) {
+    tally_into(
+        out,
+        entries
+            .iter()
+            .map(|e| (&*e.journey, e.step.as_deref(), e.what.fact())),
+    );
+}
+
+/// At most how many counters [`count_into`] adds for `entries`, per journey.
+pub fn most_counters(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| {
+            if matches!(e.what, What::Exited { .. }) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn tally_into<'a>(
+    out: &mut BTreeMap<String, BTreeMap<String, i64>>,
+    facts: impl IntoIterator<Item = (&'a str, Option<&'a str>, Fact<'a>)>,
+) {
+    // A counter's name is built here and copied only when the counter is new.
+    let mut name = String::new();
+    for (journey, step, fact) in facts {
+        let c = match out.get_mut(journey) {
+            Some(c) => c,
+            None => out.entry(journey.to_string()).or_default(),
+        };
+        let mut add = |parts: &[&str], d: i64| {
+            name.clear();
+            parts.iter().for_each(|p| name.push_str(p));
+            match c.get_mut(name.as_str()) {
+                Some(n) => *n += d,
+                None => {
+                    c.insert(name.clone(), d);
+                }
+            }
+        };
+        let step = step.unwrap_or_default();
+        match fact {
+            Fact::Entered => add(&["entered"], 1),
+            Fact::Step => add(&["step.", step, ".entered"], 1),
+            Fact::Waiting => add(&["step.", step, ".waiting"], 1),
+            Fact::Woke => add(&["step.", step, ".waiting"], -1),
+            Fact::Sent(channel) => add(&["step.", step, ".sent.", channel.as_str()], 1),
+            Fact::Skipped(reason) => add(&["step.", step, ".skipped.", reason], 1),
+            Fact::Converted => add(&["converted"], 1),
+            Fact::Exited => {
+                add(&["exited"], 1);
+                if !step.is_empty() {
+                    add(&["step.", step, ".exited"], 1);
+                }
+            }
+            Fact::Completed => add(&["completed"], 1),
+            Fact::HeldOut => add(&["held_out"], 1),
+            Fact::Uncounted => {}
+        }
+    }
 }
 
 #[cfg(test)]
