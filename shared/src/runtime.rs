@@ -579,10 +579,11 @@ impl Runtime {
         })
     }
 
-    async fn load_profile(&self, user: &str) -> Result<(Profile, Option<u64>), RunError> {
+    /// The user's profile as stored (shared with the store, not copied), and its version.
+    async fn load_profile(&self, user: &str) -> Result<(Arc<Profile>, Option<u64>), RunError> {
         match self.store.get(&profile_key(user)).await? {
-            Some(r) => Ok((r.parse()?, Some(r.version))),
-            None => Ok((Profile::new(user), None)),
+            Some(r) => Ok((r.parse_shared()?, Some(r.version))),
+            None => Ok((Arc::new(Profile::new(user)), None)),
         }
     }
 
@@ -607,16 +608,17 @@ impl Runtime {
         &self,
         user: &str,
         f: impl Fn(&mut Profile),
-    ) -> Result<Profile, RunError> {
+    ) -> Result<Arc<Profile>, RunError> {
         for _ in 0..8 {
-            let (mut p, version) = self.load_profile(user).await?;
-            let before = p.clone();
+            let (before, version) = self.load_profile(user).await?;
+            let mut p = Profile::clone(&before);
             f(&mut p);
-            if version.is_some() && p == before {
-                return Ok(p);
+            if version.is_some() && p == *before {
+                return Ok(before);
             }
             let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
-            let record = Record::new(profile_key(user), version.unwrap_or(0) + 1, &p)?;
+            let p = Arc::new(p);
+            let record = Record::shared(profile_key(user), version.unwrap_or(0) + 1, p.clone());
             match self.store.put(&record, expect).await {
                 Ok(()) => return Ok(p),
                 Err(StoreError::Conflict) => continue,
@@ -763,7 +765,11 @@ impl Runtime {
         Ok(())
     }
 
-    async fn register_devices(&self, user: &str, profile: Profile) -> Result<Profile, RunError> {
+    async fn register_devices(
+        &self,
+        user: &str,
+        profile: Arc<Profile>,
+    ) -> Result<Arc<Profile>, RunError> {
         let mut endpoints = Vec::new();
         for d in profile.devices.iter().filter(|d| d.endpoint.is_none()) {
             match self.sender.register(d).await {

@@ -38,6 +38,7 @@ pub enum Body {
 pub trait Stored: std::any::Any + Send + Sync {
     fn to_json(&self) -> serde_json::Result<Vec<u8>>;
     fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 impl<T: Serialize + std::any::Any + Send + Sync> Stored for T {
@@ -45,6 +46,9 @@ impl<T: Serialize + std::any::Any + Send + Sync> Stored for T {
         serde_json::to_vec(self)
     }
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
     }
 }
@@ -142,6 +146,20 @@ impl Record {
         }
     }
 
+    /// A record holding `body`, shared with whoever else holds it.
+    pub fn shared<T>(key: Key, version: u64, body: Arc<T>) -> Self
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        Record {
+            key,
+            version,
+            body: Body::Typed(body),
+            expires: None,
+            pending: None,
+        }
+    }
+
     /// Lists the record under fold partition `part` until it is folded.
     pub fn pending_in(mut self, part: impl Into<String>) -> Self {
         self.pending = Some(part.into());
@@ -151,6 +169,23 @@ impl Record {
     pub fn expiring(mut self, at: jiff::Timestamp) -> Self {
         self.expires = Some(at.as_second());
         self
+    }
+
+    /// The body as a shared `T`: the very value when it holds one (no copy), else read from
+    /// its JSON.
+    pub fn parse_shared<T>(&self) -> Result<Arc<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if let Body::Typed(v) = &self.body {
+            if let Ok(t) = v.clone().into_any().downcast::<T>() {
+                return Ok(t);
+            }
+        }
+        let json = self.body.json()?;
+        serde_json::from_slice(&json).map(Arc::new).map_err(|e| {
+            StoreError::Corrupt(format!("record {}/{}: {e}", self.key.pk, self.key.sk))
+        })
     }
 
     /// The body as a `T`: a clone when it holds one, else read from its JSON.
@@ -532,6 +567,26 @@ mod tests {
             name: "ann".into(),
             n: 3,
         }
+    }
+
+    #[test]
+    fn a_shared_record_reads_back_as_the_same_value() {
+        let body = Arc::new(doc());
+        let r = Record::shared(Key::new("U#ann", "P"), 1, body.clone());
+        let back = r.parse_shared::<Doc>().expect("shared");
+        assert!(Arc::ptr_eq(&back, &body), "no copy");
+        // Another type goes through JSON; so does a JSON body.
+        assert_eq!(
+            r.parse_shared::<serde_json::Value>()
+                .expect("json")
+                .as_ref(),
+            &serde_json::json!({"name": "ann", "n": 3})
+        );
+        let json = Record {
+            body: Body::Json(serde_json::to_vec(&doc()).expect("json").into()),
+            ..r
+        };
+        assert_eq!(json.parse_shared::<Doc>().expect("parsed").as_ref(), &doc());
     }
 
     #[test]
