@@ -17,9 +17,10 @@ use waymark::duration::Duration;
 use waymark::runtime::Config;
 use waymark::{dsl, render, simulate};
 
-/// glibc's malloc and free took 30% of the engine's instructions (see README, Measured).
+/// mimalloc (`waymark::alloc`): glibc's malloc and free took 30% of the engine's instructions
+/// (see README, Measured).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: waymark::alloc::Mimalloc = waymark::alloc::Mimalloc;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -20,7 +20,7 @@ use waymark::store::MemoryStore;
 
 /// As in the binaries (`waymark`, the Lambda functions).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: waymark::alloc::Mimalloc = waymark::alloc::Mimalloc;
 
 const CART: &str = include_str!("../../examples/journeys/cart_abandonment.yaml");
 

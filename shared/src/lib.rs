@@ -2,6 +2,7 @@
 //! behind, and their local and AWS adapters. Nothing here knows whether it runs in Lambda,
 //! in `waymark dev` or in a simulation.
 
+pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod catalog;

@@ -10,9 +10,10 @@ use waymark::aws::{self, handlers, Clients, Config, Secrets};
 use waymark::clock::SystemClock;
 use waymark::runtime::Runtime;
 
-/// glibc's malloc and free took 30% of the engine's instructions (see README, Measured).
+/// mimalloc (`waymark::alloc`): glibc's malloc and free took 30% of the engine's instructions
+/// (see README, Measured).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: waymark::alloc::Mimalloc = waymark::alloc::Mimalloc;
 
 async fn init() -> anyhow::Result<Runtime> {
     let config = Config::from_env()?;
