@@ -593,7 +593,6 @@ fn print_banner(
         "  data       {} (delete it to start over)",
         data.root().display()
     );
-
     let quote = |s: &str| {
         if secrets.write_is_plain {
             s.to_string()
