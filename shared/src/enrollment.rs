@@ -122,16 +122,6 @@ impl Enrollment {
         self.status == Status::Active
     }
 
-    /// Whether a send of this enrollment is still owed (and not yet cancelled).
-    pub fn owes_sends(&self) -> bool {
-        let sends = |effects: &[Effect]| effects.iter().any(|e| matches!(e, Effect::Send(_)));
-        sends(&self.outbox)
-            || self
-                .carried
-                .iter()
-                .any(|c| !c.cancel_sends && sends(&c.effects))
-    }
-
     /// The id a wake-up for `seq` carries, used as its outbox cause.
     pub fn wake_id(&self, seq: u64) -> String {
         Self::wake_id_of(&self.id, seq)

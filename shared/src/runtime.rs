@@ -219,13 +219,45 @@ pub struct Runtime {
     pub config: Config,
 }
 
-/// A loaded enrollment with the record version it was read at.
+/// A loaded enrollment with the record version it was read at. The enrollment is the one its
+/// record holds (shared, not copied).
 struct Loaded {
-    enrollment: Enrollment,
+    enrollment: Arc<Enrollment>,
     version: u64,
     /// Just written by this worker's [`Runtime::commit`] (its outbox cannot have been
     /// performed yet); false when read from the store.
     fresh: bool,
+    /// Its outbox is performed (the stored record keeps it until the next transition replaces
+    /// it): it owes nothing more, as if the outbox were empty.
+    performed: bool,
+}
+
+impl Loaded {
+    fn read(r: &Record) -> Result<Self, StoreError> {
+        Ok(Loaded {
+            enrollment: r.parse_shared()?,
+            version: r.version,
+            fresh: false,
+            performed: false,
+        })
+    }
+
+    /// Whether the last transition's outbox is still owed.
+    fn owes_current(&self) -> bool {
+        let e = &self.enrollment;
+        !self.performed && (!e.outbox.is_empty() || !e.outbox_timeline.is_empty())
+    }
+
+    /// Whether a send is still owed (the last transition's or a carried one).
+    fn owes_sends(&self) -> bool {
+        let sends = |effects: &[Effect]| effects.iter().any(|e| matches!(e, Effect::Send(_)));
+        (!self.performed && sends(&self.enrollment.outbox))
+            || self
+                .enrollment
+                .carried
+                .iter()
+                .any(|c| !c.cancel_sends && sends(&c.effects))
+    }
 }
 
 /// What one scheduler minute did.
@@ -482,7 +514,7 @@ impl Runtime {
     /// user's later events need no such read.
     async fn settle(&self, l: Loaded, then_commits: bool) -> Result<Settled, RunError> {
         let e = &l.enrollment;
-        let owes_current = !e.outbox.is_empty() || !e.outbox_timeline.is_empty();
+        let owes_current = l.owes_current();
         if !owes_current && e.carried.is_empty() {
             return Ok(Settled {
                 loaded: l,
@@ -549,31 +581,31 @@ impl Runtime {
             current_done && recorded && e.is_active() && (performed_now || then_commits);
         if !carried_changed && (!current_done || left_in_place) {
             let mut loaded = l;
-            if current_done {
-                loaded.enrollment.outbox.clear();
-                loaded.enrollment.outbox_timeline.clear();
-            }
+            loaded.performed |= current_done;
             loaded.fresh = false;
             return Ok(Settled { loaded, failed });
         }
-        let Loaded {
-            enrollment: mut next,
-            version: read_at,
-            ..
-        } = l;
+        let read_at = l.version;
+        let mut next = Enrollment::clone(&l.enrollment);
         next.carried = kept;
-        if current_done {
+        if current_done || l.performed {
             next.outbox.clear();
             next.outbox_timeline.clear();
         }
         let version = read_at + 1;
-        let record = Record::new(enrollment_key(&next.user_id, &next.journey), version, &next)?;
+        let next = Arc::new(next);
+        let record = Record::shared(
+            enrollment_key(&next.user_id, &next.journey),
+            version,
+            next.clone(),
+        );
         self.store.put(&record, Expect::Version(read_at)).await?;
         Ok(Settled {
             loaded: Loaded {
                 enrollment: next,
                 version,
                 fresh: false,
+                performed: false,
             },
             failed,
         })
@@ -590,15 +622,8 @@ impl Runtime {
     async fn load_enrollments(&self, user: &str) -> Result<BTreeMap<String, Loaded>, RunError> {
         let mut out = BTreeMap::new();
         for r in self.store.query(&user_partition(user), "E#").await? {
-            let enrollment: Enrollment = r.parse()?;
-            out.insert(
-                enrollment.journey.clone(),
-                Loaded {
-                    enrollment,
-                    version: r.version,
-                    fresh: false,
-                },
-            );
+            let l = Loaded::read(&r)?;
+            out.insert(l.enrollment.journey.clone(), l);
         }
         Ok(out)
     }
@@ -683,8 +708,8 @@ impl Runtime {
                 Some(t) => Some(t),
                 // Ended already, but still owing a send (a provider down): the exit event
                 // cancels it all the same.
-                None if exits && l.enrollment.owes_sends() => {
-                    let mut enrollment = l.enrollment.clone();
+                None if exits && l.owes_sends() => {
+                    let mut enrollment = Enrollment::clone(&l.enrollment);
                     enrollment.outbox.clear();
                     enrollment.outbox_timeline.clear();
                     Some(Transition {
@@ -910,7 +935,7 @@ impl Runtime {
         if let Some(l) = prev {
             let p = &l.enrollment;
             carried.extend(p.carried.iter().cloned());
-            if !p.outbox.is_empty() || !p.outbox_timeline.is_empty() {
+            if l.owes_current() {
                 carried.push(Carried {
                     enrollment: p.id.clone(),
                     cause: p.outbox_cause.clone().unwrap_or_default(),
@@ -935,12 +960,14 @@ impl Runtime {
             Some(l) => (l.version + 1, Expect::Version(l.version)),
             None => (1, Expect::Absent),
         };
-        let record = Record::new(enrollment_key(&e.user_id, &e.journey), version, &e)?;
+        let e = Arc::new(e);
+        let record = Record::shared(enrollment_key(&e.user_id, &e.journey), version, e.clone());
         self.store.put(&record, expect).await?;
         Ok(Loaded {
             enrollment: e,
             version,
             fresh: true,
+            performed: false,
         })
     }
 
@@ -1279,11 +1306,7 @@ impl Runtime {
         let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
             return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));
         };
-        let loaded = Loaded {
-            enrollment: r.parse()?,
-            version: r.version,
-            fresh: false,
-        };
+        let loaded = Loaded::read(&r)?;
         let cause = Enrollment::wake_id_of(enrollment_id, seq);
         let (loaded, done) = self.settle_for(loaded, &cause, true).await?;
         if loaded.enrollment.id != enrollment_id {
