@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
-use crate::store::{check, segment_of, Counts, Expect, Key, Record, Store, StoreError};
+use crate::store::{check, check_fold, segment_of, Counts, Expect, Key, Record, Store, StoreError};
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
 ///
@@ -414,6 +414,7 @@ impl Store for RedbStore {
     }
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        check_fold(records, counters)?;
         let db = self.db.clone();
         let durability = self.durability;
         let records = records.to_vec();
@@ -1002,6 +1003,53 @@ mod tests {
             assert!(
                 store.query("U#nobody", "").await.expect(name).is_empty(),
                 "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fold_past_dynamodbs_limits_is_refused_and_changes_nothing() {
+        for (name, store) in stores() {
+            // given 100 listed records
+            let keys: Vec<Key> = (0..100)
+                .map(|i| Key::new(format!("U#{i}"), "T#1"))
+                .collect();
+            for k in &keys {
+                let r = rec(&k.pk, &k.sk, 1, "x").pending_in("F#0");
+                store.put(&r, Expect::Absent).await.expect(name);
+            }
+            let counts: Counts = [("entered".to_string(), 1)].into();
+            let stats = (Key::new("S#j", "C"), counts);
+            // when all of them and a counter key are folded together (101 items)
+            let refused = store.fold(&keys, std::slice::from_ref(&stats)).await;
+            // then the store refuses, and every record is still listed
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "{name}: {refused:?}"
+            );
+            assert_eq!(
+                store.pending("F#0", 1000).await.expect(name).len(),
+                100,
+                "{name}"
+            );
+            // and 99 records with the counter key fold
+            store
+                .fold(&keys[..99], std::slice::from_ref(&stats))
+                .await
+                .expect(name);
+            assert_eq!(
+                store.pending("F#0", 1000).await.expect(name).len(),
+                1,
+                "{name}"
+            );
+            // a counter key with more than 100 counters is refused too
+            let wide: Counts = (0..101).map(|i| (format!("c{i}"), 1)).collect();
+            let refused = store
+                .fold(&keys[99..], &[(Key::new("S#j", "C"), wide)])
+                .await;
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "{name}: {refused:?}"
             );
         }
     }

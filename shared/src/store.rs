@@ -327,6 +327,22 @@ pub fn check(current: Option<u64>, expect: Expect) -> Result<(), StoreError> {
     }
 }
 
+/// Refuses a [`Store::fold`] past [`FOLD_MAX_ITEMS`] or [`FOLD_MAX_COUNTERS`], as DynamoDB
+/// refuses such a transaction: the local stores check it too, so tests and `waymark dev` catch a
+/// fold that would fail on AWS.
+pub fn check_fold(records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    if records.len() + counters.len() > FOLD_MAX_ITEMS
+        || counters.iter().any(|(_, c)| c.len() > FOLD_MAX_COUNTERS)
+    {
+        return Err(StoreError::Unavailable(format!(
+            "a fold of {} records and {} counter keys is past the store's limits",
+            records.len(),
+            counters.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A fast hasher with a fixed seed, so that the in-memory store behaves the same in every run.
 type Fixed = foldhash::fast::FixedState;
 
@@ -494,16 +510,7 @@ impl Store for MemoryStore {
     }
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
-        // DynamoDB refuses a transaction past these; so does this store, so tests catch it.
-        if records.len() + counters.len() > FOLD_MAX_ITEMS
-            || counters.iter().any(|(_, c)| c.len() > FOLD_MAX_COUNTERS)
-        {
-            return Err(StoreError::Unavailable(format!(
-                "a fold of {} records and {} counter keys is past the store's limits",
-                records.len(),
-                counters.len()
-            )));
-        }
+        check_fold(records, counters)?;
         let mut t = self.lock();
         if records
             .iter()
