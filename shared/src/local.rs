@@ -592,6 +592,20 @@ fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
+/// Keeps a message as a dead letter, with why, as of `now_ms`.
+fn bury(
+    dead: &mut redb::Table<'_, (i64, u64), (u32, &str, &str)>,
+    meta: &mut redb::Table<'_, &str, u64>,
+    now_ms: i64,
+    attempts: u32,
+    why: &str,
+    body: &str,
+) -> Result<(), QueueError> {
+    let seq = next_seq(meta).queue()?;
+    dead.insert((now_ms, seq), (attempts, why, body)).queue()?;
+    Ok(())
+}
+
 fn next_seq(meta: &mut redb::Table<'_, &str, u64>) -> Result<u64, redb::Error> {
     let seq = meta.get(QUEUE_SEQ)?.map(|v| v.value()).unwrap_or(0) + 1;
     meta.insert(QUEUE_SEQ, seq)?;
@@ -676,9 +690,7 @@ impl LocalQueue {
                             Err(e) => {
                                 let why = format!("unreadable message: {e}");
                                 tracing::error!(reason = %why, "queue message moved to the dead letters");
-                                let seq = next_seq(&mut meta).queue()?;
-                                dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
-                                    .queue()?;
+                                bury(&mut dead, &mut meta, now_ms, attempts, &why, &body)?;
                                 continue;
                             }
                         };
@@ -687,9 +699,7 @@ impl LocalQueue {
                                 "taken {attempts} times and never acknowledged (each lease ran out)"
                             );
                             tracing::error!(id = %message.id(), reason = %why, "message moved to the dead letters");
-                            let seq = next_seq(&mut meta).queue()?;
-                            dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
-                                .queue()?;
+                            bury(&mut dead, &mut meta, now_ms, attempts, &why, &body)?;
                             continue;
                         }
                         let seq = next_seq(&mut meta).queue()?;
@@ -784,11 +794,7 @@ impl LocalQueue {
                             continue;
                         };
                         let (attempts, body) = row.value();
-                        let body = body.to_string();
-                        drop(row);
-                        let seq = next_seq(&mut meta).queue()?;
-                        dead.insert((now_ms, seq), (attempts, why.as_str(), body.as_str()))
-                            .queue()?;
+                        bury(&mut dead, &mut meta, now_ms, attempts, why, body)?;
                         moved += 1;
                     }
                 }
