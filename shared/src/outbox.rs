@@ -104,7 +104,12 @@ impl Sender for OutboxSender {
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
         let id = message.ledger_key();
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let written = written.get_or_insert_with(|| self.read_sink());
+        if written.is_none() {
+            *written = Some(self.read_sink()?);
+        }
+        let Some(written) = written.as_mut() else {
+            return Err(SendError::Retryable("outbox not read".into()));
+        };
         if written.ids.contains(&id) {
             tracing::info!(id = %id, "already in the outbox; not written again");
             return Ok(Receipt::default());
@@ -152,15 +157,17 @@ impl Sender for OutboxSender {
 
 impl OutboxSender {
     /// What the sink holds (a line that does not read, such as one cut short by a crash, has
-    /// no id).
-    fn read_sink(&self) -> Written {
+    /// no id). A missing file holds nothing; a file that cannot be read fails the send as
+    /// retryable, since taking it for empty would turn the duplicate check off. Bytes that are
+    /// not UTF-8 (a crash can cut a character in two) are read as replacement characters.
+    fn read_sink(&self) -> Result<Written, SendError> {
         #[derive(Deserialize)]
         struct Id {
             #[serde(default)]
             id: String,
         }
         match &self.sink {
-            Sink::Memory(lines) => Written {
+            Sink::Memory(lines) => Ok(Written {
                 ids: lines
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -168,10 +175,20 @@ impl OutboxSender {
                     .map(|l| l.id.clone())
                     .collect(),
                 cut: false,
-            },
+            }),
             Sink::File(path) => {
-                let text = std::fs::read_to_string(path).unwrap_or_default();
-                Written {
+                let bytes = match std::fs::read(path) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => {
+                        return Err(SendError::Retryable(format!(
+                            "outbox {}: {e}",
+                            path.display()
+                        )))
+                    }
+                };
+                let text = String::from_utf8_lossy(&bytes);
+                Ok(Written {
                     ids: text
                         .lines()
                         .filter_map(|l| serde_json::from_str::<Id>(l).ok())
@@ -179,7 +196,7 @@ impl OutboxSender {
                         .filter(|id| !id.is_empty())
                         .collect(),
                     cut: !text.is_empty() && !text.ends_with('\n'),
-                }
+                })
             }
         }
     }
@@ -239,5 +256,65 @@ mod tests {
             .collect();
         assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_inside_a_character_leaves_the_duplicate_check_on() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-utf8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("outbox.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        // given a message written, then a crash halfway through the bytes of "→"
+        let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
+        first.send(&push(1)).await.expect("sent");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(&"{\"id\":\"x\",\"title\":\"→".as_bytes()[..20])
+            .expect("write");
+        drop(f);
+        // when the restarted server is asked for the first message again
+        let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
+        again.send(&push(1)).await.expect("sent");
+        again.send(&push(2)).await.expect("sent");
+        // then it is not written twice, and the next line starts on a line of its own
+        let bytes = std::fs::read(&path).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        let ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_outbox_that_cannot_be_read_fails_the_send_for_a_retry() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // given an outbox path that names a directory, which cannot be read as a file
+        std::fs::create_dir_all(&dir).expect("dir");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let sender = OutboxSender::new(Sink::File(dir.clone()), clock.clone(), false);
+        // then reading it is an error, where a missing outbox reads as empty
+        assert!(sender.read_sink().is_err());
+        let missing = OutboxSender::new(Sink::File(dir.join("none.jsonl")), clock, false);
+        assert!(missing
+            .read_sink()
+            .is_ok_and(|w| w.ids.is_empty() && !w.cut));
+        // and a message sent is retryable rather than written unchecked
+        let err = sender.send(&push(1)).await.expect_err("unreadable outbox");
+        assert!(matches!(err, SendError::Retryable(_)), "{err:?}");
+        // and once the path can be read (here: the directory gone, a file in its place), the
+        // retry reads it then rather than remembering the failure
+        std::fs::remove_dir_all(&dir).expect("rm");
+        std::fs::write(&dir, "").expect("file");
+        sender.send(&push(1)).await.expect("sent");
+        let text = std::fs::read_to_string(&dir).expect("read");
+        assert_eq!(text.lines().count(), 1);
+        let _ = std::fs::remove_file(&dir);
     }
 }
