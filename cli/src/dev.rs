@@ -16,7 +16,7 @@ use waymark::api::Api;
 use waymark::clock::{Clock, ManualClock, ScaledClock};
 use waymark::dsl;
 use waymark::event::{Limits, MAX_BATCH_BYTES};
-use waymark::journey::{Journey, TriggerKind};
+use waymark::journey::{Journey, JourneyStatus, TriggerKind};
 use waymark::local::{self, LocalQueue, RedbStore};
 use waymark::outbox::{OutboxSender, Sink};
 use waymark::queue::Message;
@@ -472,7 +472,7 @@ impl Watcher {
             self.seen.remove(&gone);
             self.owners.retain(|_, f| *f != gone);
             println!(
-                "{} removed: its journey stays published (enrolled users finish it)",
+                "{} removed: its journey stays published and keeps enrolling; to end it, keep the file with `status: closed` (no new entries) or `status: stopped`",
                 gone.display()
             );
         }
@@ -490,7 +490,11 @@ impl Watcher {
                                 out.example_event = Some(event.to_string());
                             }
                         }
-                        out.ok.push((j.id.clone(), version));
+                        let label = match j.status {
+                            JourneyStatus::Active => j.id.clone(),
+                            other => format!("{} ({})", j.id, other.as_str()),
+                        };
+                        out.ok.push((label, version));
                     }
                     None => out.failed += 1,
                 },
@@ -525,8 +529,15 @@ impl Watcher {
         self.owners.insert(j.id.clone(), file.to_path_buf());
         match runtime.catalog.publish(j, runtime.clock.now()).await {
             Ok((version, created)) => {
+                let note = match j.status {
+                    JourneyStatus::Active => "",
+                    JourneyStatus::Closed => ", closed: no new entries, enrolled users finish",
+                    JourneyStatus::Stopped => {
+                        ", stopped: no new entries, enrolled users exit at their next step"
+                    }
+                };
                 if created && !first {
-                    println!("journey {}: now version {version}", j.id);
+                    println!("journey {}: now version {version}{note}", j.id);
                 } else if !first {
                     println!("journey {}: unchanged (version {version})", j.id);
                 }

@@ -225,6 +225,9 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
 pub struct Stats {
     pub journey: String,
     pub version: u32,
+    /// `active`, `closed` or `stopped` (absent from older servers).
+    #[serde(default)]
+    pub status: Option<String>,
     pub entered: i64,
     pub converted: i64,
     pub exited: i64,
@@ -293,8 +296,12 @@ pub fn table(s: &Stats) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
+    let status = match s.status.as_deref() {
+        None | Some("active") => String::new(),
+        Some(other) => format!(" ({other})"),
+    };
     let mut out = format!(
-        "{} v{}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
+        "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
         s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
     );
     for r in &rows {

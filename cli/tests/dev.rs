@@ -222,7 +222,7 @@ fn dev_republishes_a_changed_journey() {
     std::fs::write(&file, JOURNEY).expect("write journey");
     let dev = start(&journeys, &data);
     let (_, admin_key) = keys(&data);
-    let version = || {
+    let head = || {
         let (status, body) = http(
             "GET",
             &format!("{}/v1/journeys", dev.url),
@@ -232,9 +232,11 @@ fn dev_republishes_a_changed_journey() {
         .expect("list journeys");
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        v["journeys"][0]["version"].as_u64().unwrap_or(0)
+        v["journeys"][0].clone()
     };
+    let version = || head()["version"].as_u64().unwrap_or(0);
     assert_eq!(version(), 1);
+    assert_eq!(head()["status"], "active");
     // Modification times can be coarse: make sure the new one differs.
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(&file, JOURNEY.replace("wait: 30m", "wait: 45m")).expect("rewrite");
@@ -246,6 +248,22 @@ fn dev_republishes_a_changed_journey() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A journey is closed or stopped by saying so in its file: a new version, listed with it.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        &file,
+        format!(
+            "{}status: stopped\n",
+            JOURNEY.replace("wait: 30m", "wait: 45m")
+        ),
+    )
+    .expect("rewrite");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while version() != 3 {
+        assert!(Instant::now() < deadline, "the stop was not published");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(head()["status"], "stopped");
 
     // `publish` and `stats` talk to the same API
     let other = dir.path().join("other");
@@ -289,7 +307,10 @@ fn dev_republishes_a_changed_journey() {
         .expect("waymark stats");
     assert!(out.status.success(), "{}", support::text(&out.stderr));
     let table = support::text(&out.stdout);
-    assert!(table.starts_with("welcome v2: entered 0"), "{table}");
+    assert!(
+        table.starts_with("welcome v3 (stopped): entered 0"),
+        "{table}"
+    );
     assert!(table.contains("wait_a_bit"), "{table}");
     drop(dev);
 }

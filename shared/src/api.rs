@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::{Keys, Role, Signer};
 use crate::dsl;
 use crate::event::{self, FieldError, Kind, Limits};
-use crate::journey::{Channel, Journey};
+use crate::journey::{Channel, Journey, JourneyStatus};
 use crate::queue::{Message, Outbound, QueueName};
 use crate::runtime::{RunError, Runtime};
 
@@ -70,6 +70,7 @@ pub struct StepStats {
 pub struct JourneyStats {
     pub journey: String,
     pub version: u32,
+    pub status: JourneyStatus,
     pub entered: i64,
     pub converted: i64,
     pub exited: i64,
@@ -115,6 +116,7 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
     JourneyStats {
         journey: j.id.clone(),
         version,
+        status: j.status,
         entered: get("entered"),
         converted: get("converted"),
         exited: get("exited"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::journey::Journey;
+use crate::journey::{Journey, JourneyStatus};
 use crate::store::{Expect, Key, Record, Store, StoreError};
 
 /// One published version of a journey.
@@ -26,6 +26,9 @@ pub struct Published {
 pub struct Head {
     pub id: String,
     pub name: String,
+    /// The latest version's status (heads stored before it existed read as `active`).
+    #[serde(default)]
+    pub status: JourneyStatus,
     pub version: u32,
     pub digest: String,
     pub published_at: Timestamp,
@@ -100,6 +103,7 @@ impl Catalog {
             let new_head = Head {
                 id: journey.id.clone(),
                 name: journey.name.clone(),
+                status: journey.status,
                 version,
                 digest: digest.clone(),
                 published_at: now,

@@ -249,7 +249,23 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
     Some(run.finish())
 }
 
-/// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
+/// The journey was stopped: the enrollment ends at once, whatever step it is on, and its wait
+/// is cancelled. `None` when it has ended already.
+pub fn stop(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
+    if !enrollment.is_active() {
+        return None;
+    }
+    let mut run = Run::new(ctx, resumed(enrollment));
+    let step = run.enrollment.step.clone();
+    run.cancel_pending(&step, "stopped");
+    run.enrollment.status = Status::Exited;
+    run.enrollment.ended_at = Some(ctx.now);
+    run.enrollment.end_reason = Some("journey stopped".into());
+    run.enrollment.waiting_for = None;
+    run.log(Some(&step), What::Stopped);
+    Some(run.finish())
+}
+
 /// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
 /// still owes must not go out after it, even when its steps had already ended.
 pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
@@ -263,6 +279,7 @@ pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
         .any(|m| matches(m, event, &profile, ctx.now))
 }
 
+/// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     let j = ctx.journey;
     let name = event.event.as_deref()?;

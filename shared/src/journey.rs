@@ -40,6 +40,11 @@ pub struct Journey {
     /// Transactional journeys ignore frequency caps and quiet hours.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transactional: bool,
+    /// `active` (the default) enrolls users; `closed` enrolls no one new while enrolled users
+    /// finish; `stopped` enrolls no one and ends every enrollment at its next step, sending
+    /// nothing more (a kill switch). Publishing the change applies it to every version.
+    #[serde(default, skip_serializing_if = "JourneyStatus::is_active")]
+    pub status: JourneyStatus,
     /// The steps, run in file order unless a step names where to go next.
     pub steps: Vec<Step>,
 }
@@ -138,6 +143,33 @@ pub struct Schedule {
 
 fn default_utc() -> String {
     "UTC".to_string()
+}
+
+/// Whether a journey enrolls users, and whether its enrolled users go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JourneyStatus {
+    /// Enrolls users and runs them through.
+    #[default]
+    Active,
+    /// Enrolls no one new; users already enrolled finish.
+    Closed,
+    /// Enrolls no one; each enrolled user exits at their next step, and nothing more is sent.
+    Stopped,
+}
+
+impl JourneyStatus {
+    pub fn is_active(&self) -> bool {
+        *self == JourneyStatus::Active
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JourneyStatus::Active => "active",
+            JourneyStatus::Closed => "closed",
+            JourneyStatus::Stopped => "stopped",
+        }
+    }
 }
 
 /// Whether and when a user may enter the journey again.

@@ -17,7 +17,7 @@ use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
 use crate::event::{Event, Kind};
-use crate::journey::{Channel, Reentry, TriggerKind};
+use crate::journey::{Channel, JourneyStatus, Reentry, TriggerKind};
 use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
@@ -695,6 +695,9 @@ impl Runtime {
             if !p.journey.listens_to(name) {
                 continue;
             }
+            let stopped = journeys
+                .iter()
+                .any(|l| l.journey.id == j && l.journey.status == JourneyStatus::Stopped);
             let unsub = self.unsubscribe_url(user, &p.journey.id);
             let ctx = Ctx {
                 journey: &p.journey,
@@ -703,8 +706,13 @@ impl Runtime {
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
             };
-            let exits = engine::exits_on(&ctx, &l.enrollment, e);
-            let t = match engine::on_event(&ctx, &l.enrollment, e) {
+            let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
+            let next = if stopped && l.enrollment.is_active() {
+                engine::stop(&ctx, &l.enrollment)
+            } else {
+                engine::on_event(&ctx, &l.enrollment, e)
+            };
+            let t = match next {
                 Some(t) => Some(t),
                 // Ended already, but still owing a send (a provider down): the exit event
                 // cancels it all the same.
@@ -755,7 +763,8 @@ impl Runtime {
                             ) >= r.times as usize
                     }
                     Some(TriggerKind::Inactive(i)) => {
-                        if i.events.iter().any(|x| x == name)
+                        if p.journey.status.is_active()
+                            && i.events.iter().any(|x| x == name)
                             && profile.last_of(&i.events) == Some(e.timestamp)
                         {
                             let at = e.timestamp + i.duration.to_jiff();
@@ -831,6 +840,16 @@ impl Runtime {
         ))
     }
 
+    /// Whether the latest version of `journey` is stopped (it applies to every version).
+    async fn stopped(&self, journey: &str) -> Result<bool, RunError> {
+        Ok(self
+            .catalog
+            .active()
+            .await?
+            .iter()
+            .any(|p| p.journey.id == journey && p.journey.status == JourneyStatus::Stopped))
+    }
+
     /// Enrolls the user unless entry rules say no.
     async fn try_enter(
         &self,
@@ -840,6 +859,9 @@ impl Runtime {
         trigger: TriggerEvent,
     ) -> Result<(), RunError> {
         let j = &p.journey;
+        if !j.status.is_active() {
+            return Ok(()); // closed or stopped: no one enters
+        }
         let now = self.now();
         let existing = enrollments.get(&j.id);
         if let Some(l) = existing {
@@ -1067,8 +1089,9 @@ impl Runtime {
     }
 
     /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.
-    /// A `cancelled` send (its enrollment exited before it could go out) is claimed and recorded
-    /// as skipped, unless the ledger says it went out already.
+    /// A `cancelled` send (its enrollment exited before it could go out), or one of a journey
+    /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
+    /// already.
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
@@ -1125,6 +1148,11 @@ impl Runtime {
             Outcome::Skipped {
                 reason: "exited".into(),
                 detail: Some("an exit event came before the message could go out".into()),
+            }
+        } else if self.stopped(&o.journey).await? {
+            Outcome::Skipped {
+                reason: "stopped".into(),
+                detail: Some("the journey was stopped before the message could go out".into()),
             }
         } else {
             self.send_now(o, now).await?
@@ -1331,11 +1359,19 @@ impl Runtime {
             now: self.now(),
             unsubscribe_url: unsub.as_deref(),
         };
-        let Some(t) = engine::wake(&ctx, e, seq) else {
+        // A stopped journey ends the enrollment at its next step (this one), whatever version
+        // it is on, and nothing it still owes from earlier transitions goes out.
+        let stopped = e.pending.is_some_and(|p| p.seq == seq) && self.stopped(journey).await?;
+        let t = if stopped {
+            engine::stop(&ctx, e)
+        } else {
+            engine::wake(&ctx, e, seq)
+        };
+        let Some(t) = t else {
             tracing::debug!(user, journey, seq, "stale wake-up dropped");
             return Ok(());
         };
-        let committed = self.commit(t, &cause, Some(&loaded), false).await?;
+        let committed = self.commit(t, &cause, Some(&loaded), stopped).await?;
         self.settle_for(committed, &cause, false).await.map(|_| ())
     }
 
@@ -1485,6 +1521,9 @@ impl Runtime {
             let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
                 continue;
             };
+            if !p.journey.status.is_active() {
+                continue;
+            }
             let fixed = (s.timezone != "user")
                 .then(|| jiff::tz::TimeZone::get(&s.timezone).ok())
                 .flatten();
@@ -1661,6 +1700,7 @@ pub fn describe(w: &What) -> String {
         What::Updated { .. } => "profile updated".into(),
         What::Converted { event } => format!("converted on {event}"),
         What::Exited { event } => format!("exited on {event}"),
+        What::Stopped => "exited: the journey was stopped".into(),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),
     }

@@ -63,6 +63,8 @@ pub enum What {
     Converted { event: String },
     /// Ended by an `exit_when` event.
     Exited { event: String },
+    /// Ended because the journey was stopped (`status: stopped`).
+    Stopped,
     /// Reached an exit step or the end.
     Completed,
     /// Held out by a split.
@@ -94,7 +96,7 @@ impl What {
             What::Sent { channel } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
             What::Converted { .. } => Fact::Converted,
-            What::Exited { .. } => Fact::Exited,
+            What::Exited { .. } | What::Stopped => Fact::Exited,
             What::Completed => Fact::Completed,
             What::HeldOut => Fact::HeldOut,
             What::Branched { .. }
@@ -153,7 +155,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
                     .ok_or("a `skipped` entry without its reason")?,
             ),
             "converted" => Fact::Converted,
-            "exited" => Fact::Exited,
+            "exited" | "stopped" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
             "branched" | "split" | "fell_back" | "updated" => Fact::Uncounted,
@@ -196,7 +198,7 @@ pub fn most_counters(entries: &[Entry]) -> usize {
     entries
         .iter()
         .map(|e| {
-            if matches!(e.what, What::Exited { .. }) {
+            if matches!(e.what, What::Exited { .. } | What::Stopped) {
                 2
             } else {
                 1
@@ -280,6 +282,7 @@ mod tests {
             What::Exited { .. } => 11,
             What::Completed => 12,
             What::HeldOut => 13,
+            What::Stopped => 14,
         }
     }
 
@@ -367,10 +370,11 @@ mod tests {
             ),
             entry(None, What::Completed),
             entry(None, What::HeldOut),
+            entry(Some("push"), What::Stopped),
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 14, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 15, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
@@ -378,6 +382,12 @@ mod tests {
         assert_eq!(j.get("step.push.sent.email"), Some(&1));
         assert_eq!(j.get("step.sms.skipped.opted_out"), Some(&1));
         assert_eq!(j.get("step.wait.exited"), Some(&1));
+        assert_eq!(
+            j.get("step.push.exited"),
+            Some(&1),
+            "stopped counts as exited"
+        );
+        assert_eq!(j.get("exited"), Some(&2));
         assert_eq!(
             j.get("step.wait.waiting"),
             None,

@@ -835,6 +835,55 @@ fn an_order_is_applied_while_the_provider_is_down() {
     });
 }
 
+/// The kill switch reaches a send already made but not yet out. Ada's push is due at 10:31 and
+/// the provider is down (throttling) for its next 3 calls; the cart journey is stopped at 10:32.
+/// The push's retry finds the journey stopped and records the push as skipped (`stopped`)
+/// instead of sending it once the provider is back.
+#[test]
+fn a_stop_cancels_a_push_owed_while_the_provider_is_down() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        *s.provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.run_until(at("2026-03-02T10:32:00Z")).await;
+        let cart = include_str!("../../examples/journeys/cart_abandonment.yaml");
+        s.publish(&format!("{cart}status: stopped\n")).await;
+        s.run_until(at("2026-03-02T20:00:00Z")).await;
+        assert!(
+            sends_of(&s, "cart_abandonment")("push_reminder").is_empty(),
+            "no push after the stop"
+        );
+        assert!(
+            sends_of(&s, "cart_abandonment")("low_stock_email").is_empty(),
+            "no email after the stop"
+        );
+        let view = s.rt.user("ada").await.expect("ada");
+        let said: Vec<(Option<String>, String)> = view
+            .timeline
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => Some((e.step.clone(), reason.clone())),
+                What::Stopped => Some((e.step.clone(), "journey stopped".to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            said,
+            vec![
+                (Some("push_reminder".to_string()), "stopped".to_string()),
+                (Some("wait_4h".to_string()), "journey stopped".to_string()),
+            ],
+            "the owed push is skipped, and the next wake-up ends the enrollment"
+        );
+        let (implied, kept) = s.stats("cart_abandonment").await;
+        assert_eq!(kept, implied, "stats must equal what the timelines say");
+    });
+}
+
 /// Found by the soak (seed 756): an exit event cancels what an earlier enrollment of the journey
 /// still owes. Ada's email is due at 14:31 and the provider is down; her cart journey completes
 /// with the email owed. She abandons a second cart at 14:32 (a re-entry: the new enrollment

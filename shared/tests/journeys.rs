@@ -11,7 +11,7 @@ use serde_json::json;
 use support::*;
 use waymark::engine::{self, Content, Ctx};
 use waymark::enrollment::TriggerEvent;
-use waymark::journey::{Channel, SmsType};
+use waymark::journey::{Channel, JourneyStatus, SmsType};
 use waymark::profile::{Address, Profile};
 use waymark::runtime::{Cap, Config};
 use waymark::timeline::{self, What};
@@ -1245,6 +1245,169 @@ async fn enrolled_users_finish_on_the_version_they_entered_and_new_ones_get_the_
         assert_eq!(view.enrollments.len(), 1, "{user}");
         assert_eq!(view.enrollments[0].version, version, "{user}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journey status: closed to new entries, or stopped (the kill switch)
+// ---------------------------------------------------------------------------------------------
+
+/// Waits, pushes, waits for an app open (or a day), emails; exits on an order.
+const FUNNEL: &str = r#"
+id: funnel
+name: Funnel
+trigger: {event: signed_up}
+reentry: after_exit
+exit_when:
+  - event: order_completed
+steps:
+  - id: wait_1h
+    wait: 1h
+  - id: nudge
+    send: {push: {title: "Nudge", body: "."}}
+  - id: opened
+    wait_for: {event: app_opened, timeout: 1d}
+  - id: offer
+    send: {email: {subject: "Offer", text: "."}}
+"#;
+
+fn with_status(text: &str, status: &str) -> String {
+    format!("{text}status: {status}\n")
+}
+
+#[tokio::test]
+async fn a_closed_journey_enrolls_no_one_new_while_enrolled_users_finish() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    assert_eq!(h.publish(FUNNEL).await, 1);
+    h.play(&format!(
+        "{}\n{}\n{}",
+        shopper("ann"),
+        shopper("bob"),
+        track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann")
+    ))
+    .await;
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    // when the journey is closed (a new version), then bob's sign-up enrolls no one
+    assert_eq!(h.publish(&with_status(FUNNEL, "closed")).await, 2);
+    h.play(&track("2026-12-01T10:20:00Z", "bob", "signed_up", "s-bob"))
+        .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    // and ann, enrolled before, gets every message of her path
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T11:00:00Z ann push nudge: Nudge",
+            "2026-12-02T11:00:00Z ann email offer: Offer",
+        ]
+    );
+    assert!(h.rt.user("bob").await.expect("bob").enrollments.is_empty());
+    // and published again as active, the journey enrolls again
+    assert_eq!(h.publish(FUNNEL).await, 3);
+    h.play(&track(
+        "2026-12-03T10:00:00Z",
+        "bob",
+        "signed_up",
+        "s-bob-2",
+    ))
+    .await;
+    h.advance_to(at("2026-12-03T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox().last().map(String::as_str),
+        Some("2026-12-03T11:00:00Z bob push nudge: Nudge")
+    );
+    let heads = h.rt.catalog.heads().await.expect("heads");
+    assert_eq!(heads[0].status, JourneyStatus::Active);
+}
+
+#[tokio::test]
+async fn a_stopped_journey_ends_every_enrollment_at_its_next_step_and_sends_nothing_more() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(FUNNEL).await;
+    let mut script = vec![shopper("ann"), shopper("bob"), shopper("cat")];
+    // ann waits out her first hour; bob has had his nudge and waits for an app open
+    script.push(track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"));
+    script.push(track("2026-12-01T09:00:00Z", "bob", "signed_up", "s-bob"));
+    h.play(&script.join("\n")).await;
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T10:00:00Z bob push nudge: Nudge"]);
+
+    // when the journey is stopped
+    assert_eq!(h.publish(&with_status(FUNNEL, "stopped")).await, 2);
+    assert_eq!(
+        h.rt.catalog.heads().await.expect("heads")[0].status,
+        JourneyStatus::Stopped
+    );
+    // then bob's app open (which would have led to the offer) ends his enrollment instead,
+    // ann's wake-up ends hers, and cat's sign-up enrolls no one
+    h.play(
+        &[
+            track("2026-12-01T10:20:00Z", "bob", "app_opened", "a-bob"),
+            track("2026-12-01T10:30:00Z", "cat", "signed_up", "s-cat"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:00:00Z bob push nudge: Nudge"],
+        "nothing more went out"
+    );
+    let stop = |w: &What| {
+        matches!(w, What::Stopped) || matches!(w, What::Woke { how } if how == "stopped")
+    };
+    for (user, step, when) in [
+        ("ann", "wait_1h", "2026-12-01T11:00:00Z"),
+        ("bob", "opened", "2026-12-01T10:20:00Z"),
+    ] {
+        let view = h.rt.user(user).await.expect("user");
+        let said: Vec<String> = view
+            .timeline
+            .iter()
+            .filter(|e| stop(&e.what))
+            .map(fact)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                format!("{when} funnel/{step}: woke (stopped)"),
+                format!("{when} funnel/{step}: exited: the journey was stopped"),
+            ],
+            "{user}"
+        );
+        let e = &view.enrollments[0];
+        assert_eq!(e.version, 1, "{user} stays on the version they entered");
+        assert!(!e.is_active(), "{user}");
+        assert_eq!(e.end_reason.as_deref(), Some("journey stopped"), "{user}");
+    }
+    assert!(h.rt.user("cat").await.expect("cat").enrollments.is_empty());
+    // and the stats count both as exited, none still waiting
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("funnel").await.expect("stats");
+    assert_eq!(stats.get("exited"), Some(&2), "{stats:?}");
+    for waiting in ["step.wait_1h.waiting", "step.opened.waiting"] {
+        // (a counter whose changes came in one fold and cancel out is not created)
+        assert_eq!(stats.get(waiting).copied().unwrap_or(0), 0, "{stats:?}");
+    }
+    assert_eq!(stats.get("step.opened.exited"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("step.wait_1h.exited"), Some(&1), "{stats:?}");
+}
+
+#[test]
+fn journey_status_is_checked_when_the_file_is_read() {
+    let e = waymark::dsl::parse("f.yaml", &with_status(FUNNEL, "paused")).expect_err("paused");
+    let text = e
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("f.yaml:"), "{text}");
+    assert!(
+        text.contains("active") && text.contains("stopped"),
+        "{text}"
+    );
+    // and an active journey's digest is the same as before the field existed
+    let active = journey(&with_status(FUNNEL, "active"));
+    assert_eq!(active.digest(), journey(FUNNEL).digest());
 }
 
 #[tokio::test]
