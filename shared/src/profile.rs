@@ -43,6 +43,12 @@ pub struct Profile {
     /// Recent occurrences of each event: (time, messageId), newest last.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub history: BTreeMap<String, Vec<(Timestamp, String)>>,
+    /// Per journey with an `inactive` trigger: when the inactivity check that an activity of
+    /// this user armed is due. Activity before then arms nothing more (the check, when due,
+    /// looks again from the latest activity), so a user has one check pending per journey
+    /// rather than one per event.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inactivity_checks: BTreeMap<String, Timestamp>,
 }
 
 /// Where a message goes.

@@ -429,9 +429,20 @@ impl Runtime {
                     return Ok(());
                 };
                 let profile = self.load_profile(user_id).await?.0;
-                // Re-armed by a later activity: that one has its own check.
-                if profile.last_of(&i.events).is_some_and(|t| t > *since) {
-                    return Ok(());
+                // Active since: look again that long after the latest activity (the activity
+                // armed no check of its own while this one was pending).
+                if let Some(last) = profile.last_of(&i.events).filter(|t| t > since) {
+                    if !p.journey.status.is_active() {
+                        return Ok(());
+                    }
+                    let at = last + i.duration.to_jiff();
+                    let again = Message::Inactivity {
+                        user_id: user_id.clone(),
+                        journey: journey.clone(),
+                        since: last,
+                        at,
+                    };
+                    return self.schedule(again, at).await;
                 }
                 let trigger = TriggerEvent {
                     event: "inactive".into(),
@@ -664,7 +675,41 @@ impl Runtime {
             tracing::debug!(user, message_id = %e.message_id, "duplicate event ignored");
             return Ok(());
         }
-        let mut profile = self.update_profile(user, |p| p.apply(e)).await?;
+        let journeys = self.catalog.active().await?;
+        // The inactivity checks this event may arm (journeys whose `inactive` trigger names it).
+        let arms: Vec<(&str, &[String], SignedDuration)> = match e.event.as_deref() {
+            Some(name) => journeys
+                .iter()
+                .filter(|p| p.journey.status.is_active())
+                .filter_map(|p| match p.journey.trigger.kind() {
+                    Some(TriggerKind::Inactive(i)) if i.events.iter().any(|x| x == name) => Some((
+                        p.journey.id.as_str(),
+                        i.events.as_slice(),
+                        i.duration.to_jiff(),
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let now = self.now();
+        let mut profile = self
+            .update_profile(user, |p| {
+                p.apply(e);
+                // The latest activity arms a check unless one is pending already (that one
+                // will look again from the latest activity when it is due).
+                for (journey, events, wait) in &arms {
+                    if p.last_of(events) == Some(e.timestamp)
+                        && p.inactivity_checks
+                            .get(*journey)
+                            .is_none_or(|at| *at <= now)
+                    {
+                        p.inactivity_checks
+                            .insert(journey.to_string(), e.timestamp + *wait);
+                    }
+                }
+            })
+            .await?;
         if e.kind == Kind::Identify {
             profile = self.register_devices(user, profile).await?;
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.
@@ -674,7 +719,6 @@ impl Runtime {
             }
         }
         let mut enrollments = self.load_enrollments(user).await?;
-        let journeys = self.catalog.active().await?;
 
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
         let names: Vec<String> = enrollments.keys().cloned().collect();
@@ -763,11 +807,12 @@ impl Runtime {
                             ) >= r.times as usize
                     }
                     Some(TriggerKind::Inactive(i)) => {
-                        if p.journey.status.is_active()
-                            && i.events.iter().any(|x| x == name)
-                            && profile.last_of(&i.events) == Some(e.timestamp)
+                        let at = e.timestamp + i.duration.to_jiff();
+                        // Armed by this event (above), or by an earlier delivery of it that
+                        // stopped before its timer was stored: the timer is stored again.
+                        if arms.iter().any(|(j, ..)| *j == p.journey.id)
+                            && profile.inactivity_checks.get(&p.journey.id) == Some(&at)
                         {
-                            let at = e.timestamp + i.duration.to_jiff();
                             let m = Message::Inactivity {
                                 user_id: user.to_string(),
                                 journey: p.journey.id.clone(),

@@ -884,6 +884,69 @@ fn a_stop_cancels_a_push_owed_while_the_provider_is_down() {
     });
 }
 
+/// An activity arms the user's inactivity check once, and later activity arms none while it is
+/// pending: the check must exist even when the worker stopped between arming it (the profile
+/// write) and storing its timer. Ada opens the app at 10:00 and the timer write fails; she
+/// opens it again at 10:01, before that event comes back (10:03). The redelivered first event
+/// stores its timer; when due, the check looks again from 10:01 and she is offered 3 days after.
+#[test]
+fn an_inactivity_check_whose_timer_failed_is_stored_when_its_event_comes_back() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T09:00:00Z")).await;
+        s.publish(
+            r#"
+id: churn
+name: Churn
+trigger:
+  inactive:
+    events: [app_opened]
+    for: 3d
+steps:
+  - id: offer
+    send: {sms: {body: "We miss you"}}
+"#,
+        )
+        .await;
+        s.send(
+            Kind::Identify,
+            json!({"userId": "ada", "messageId": "ada-id", "traits": {"phone": "+447700900123"}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T10:00:00Z")).await;
+        s.fail_once(OneFault {
+            call: Call::Put,
+            prefix: "inactive:",
+            after: false,
+        });
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "open-1", "event": "app_opened"}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T10:01:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "open-2", "event": "app_opened"}),
+        )
+        .await;
+        s.run_until(at("2026-03-07T00:00:00Z")).await;
+        let failures = s
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("open-1")
+            .copied();
+        assert_eq!(failures, Some(1), "the fault hit the first event's timer");
+        let offers: Vec<Timestamp> = s
+            .calls()
+            .iter()
+            .filter(|(_, o)| o.journey == "churn")
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(offers, [at("2026-03-05T10:01:00Z")]);
+    });
+}
+
 /// Found by the soak (seed 756): an exit event cancels what an earlier enrollment of the journey
 /// still owes. Ada's email is due at 14:31 and the provider is down; her cart journey completes
 /// with the email owed. She abandons a second cart at 14:32 (a re-entry: the new enrollment

@@ -126,6 +126,60 @@ steps:
     );
 }
 
+#[tokio::test]
+async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
+    let journey = r#"
+id: churn
+name: Churn
+trigger:
+  inactive:
+    events: [app_opened, data_used]
+    for: 3d
+steps:
+  - id: offer
+    send: {sms: {body: "We miss you"}}
+"#;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    // ivy uses data every two hours for a day and a half, then goes quiet
+    let mut script = vec![
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ivy",
+        "traits": {"phone": "+447700900456"}})
+        .to_string(),
+    ];
+    let first = at("2026-12-01T09:00:00Z");
+    let mut last = first;
+    for n in 0..18 {
+        last = first + SignedDuration::from_hours(2 * n);
+        script.push(track(
+            &last.to_string(),
+            "ivy",
+            "data_used",
+            &format!("d-{n}"),
+        ));
+    }
+    h.play(&script.join("\n")).await;
+    let checks = || {
+        h.store
+            .dump()
+            .iter()
+            .filter(|r| r.key.pk.starts_with("T#") && r.key.sk.starts_with("inactive:"))
+            .count()
+    };
+    // then one check waits in the timer index (armed by the first activity), not eighteen
+    assert_eq!(checks(), 1);
+    // and when it is due it looks again from the latest activity: she is offered 3 days after it
+    h.advance_to(at("2026-12-09T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [format!(
+            "{} ivy sms offer: We miss you",
+            last + SignedDuration::from_hours(72)
+        )]
+    );
+    assert_eq!(checks(), 0);
+}
+
 const DIGEST: &str = r#"
 id: digest
 name: Daily digest
