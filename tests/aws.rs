@@ -214,6 +214,48 @@ async fn an_order_in_between_stops_the_email() {
     assert!(h.emails_to(&bob).await.is_empty());
 }
 
+/// Stopping a journey: the scheduler scans DynamoDB for the journey's active enrollments and
+/// queues a stop for each on the steps queue; the engine ends them, and nothing more goes out.
+#[tokio::test]
+async fn a_stopped_journey_ends_its_enrollments_and_sends_nothing_more() {
+    let Some(mut h) = Harness::new("stop", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let ann = identify_shopper(&h, "ann").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.run_until(t0 + mins(60)).await;
+    let endpoint = h.endpoint_of("ann").await;
+    assert_eq!(h.pushes_to(&endpoint).await.len(), 1);
+
+    // An hour in (ann's email is a DynamoDB timer 3.5 hours away), the journey is stopped.
+    h.publish_journey(
+        "cart_abandonment",
+        &format!("{}status: stopped\n", cart_journey()),
+    )
+    .await;
+    // (the functions see it once their 30-second journey cache runs out)
+    h.scheduler.catalog.invalidate();
+    h.engine.catalog.invalidate();
+    let tick = h.tick().await;
+    assert_eq!(tick["stopped"], 1, "{tick}");
+    h.deliver_due().await;
+    let view = h.user("ann").await;
+    assert_eq!(view["enrollments"][0]["status"], "exited", "{view}");
+    assert_eq!(
+        view["enrollments"][0]["end_reason"], "journey stopped",
+        "{view}"
+    );
+    assert_eq!(h.tick().await["stopped"], 0, "once per stopped version");
+    h.run_until(t0 + mins(300)).await;
+    assert!(
+        h.emails_to(&ann).await.is_empty(),
+        "no email after the stop"
+    );
+}
+
 #[tokio::test]
 async fn a_repeated_message_id_enrolls_nobody_twice() {
     let Some(mut h) = Harness::new("dedup", at(T0)).await else {

@@ -130,6 +130,14 @@ impl Catalog {
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// One journey's head as stored now (not cached).
+    pub async fn head(&self, id: &str) -> Result<Option<Head>, StoreError> {
+        match self.store.get(&head_key(id)).await? {
+            Some(r) => Ok(Some(r.parse()?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every journey's head (id, name, latest version).
     pub async fn heads(&self) -> Result<Vec<Head>, StoreError> {
         self.store

@@ -39,12 +39,20 @@ pub enum Message {
         cause: String,
         at: Timestamp,
     },
-    /// Check whether a user has stayed inactive since `since` (re-armed by every activity event).
+    /// Check whether a user has stayed inactive since `since` (armed by an activity when none
+    /// is pending; when due, it looks again from the latest activity).
     Inactivity {
         user_id: String,
         journey: String,
         since: Timestamp,
         at: Timestamp,
+    },
+    /// End an enrollment of a stopped journey now (the scheduler sends one for each enrollment
+    /// active when it sees the stop).
+    Stop {
+        user_id: String,
+        journey: String,
+        enrollment: String,
     },
 }
 
@@ -55,14 +63,15 @@ impl Message {
             Message::Event(e) => &e.user_id,
             Message::Wake { user_id, .. }
             | Message::Enter { user_id, .. }
-            | Message::Inactivity { user_id, .. } => user_id,
+            | Message::Inactivity { user_id, .. }
+            | Message::Stop { user_id, .. } => user_id,
         }
     }
 
     /// When the message is due (events: now).
     pub fn due(&self) -> Option<Timestamp> {
         match self {
-            Message::Event(_) | Message::Enter { .. } => None,
+            Message::Event(_) | Message::Enter { .. } | Message::Stop { .. } => None,
             Message::Wake { at, .. } | Message::Inactivity { at, .. } => Some(*at),
         }
     }
@@ -86,13 +95,16 @@ impl Message {
                 since,
                 ..
             } => format!("inactive:{journey}:{user_id}:{}", since.as_second()),
+            Message::Stop { enrollment, .. } => format!("stop:{enrollment}"),
         }
     }
 
     pub fn queue(&self) -> QueueName {
         match self {
             Message::Event(_) | Message::Enter { .. } => QueueName::Events,
-            Message::Wake { .. } | Message::Inactivity { .. } => QueueName::Steps,
+            Message::Wake { .. } | Message::Inactivity { .. } | Message::Stop { .. } => {
+                QueueName::Steps
+            }
         }
     }
 }

@@ -172,6 +172,8 @@ fn timer_partition(minute: i64, shard: u32) -> String {
     join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
+/// Partition of the markers saying which stopped journey version's enrollments were swept.
+const STOPS: &str = "STOPS";
 /// Waits shorter than this never become timers (see `schedule`).
 const MIN_TIMER_SECS: i64 = 300;
 
@@ -269,6 +271,8 @@ pub struct Tick {
     pub entered: usize,
     /// Timeline records counted in the stats.
     pub folded: usize,
+    /// Enrollments of newly stopped journeys sent a `Stop` (ended at once).
+    pub stopped: usize,
 }
 
 /// An enrollment after [`Runtime::settle`], and what it could not perform, by cause.
@@ -412,6 +416,14 @@ impl Runtime {
                     )));
                 };
                 self.try_enter(&p, &profile, &mut enrollments, trigger)
+                    .await
+            }
+            Message::Stop {
+                user_id,
+                journey,
+                enrollment,
+            } => {
+                self.stop_enrollment(user_id, journey, enrollment, &message.id())
                     .await
             }
             Message::Inactivity {
@@ -1505,12 +1517,118 @@ impl Runtime {
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
+        let stopped = self.sweep_stopped().await?;
         let folded = self.fold_stats().await?;
         Ok(Tick {
             moved,
             entered,
             folded,
+            stopped,
         })
+    }
+
+    /// Ends the active enrollments of each newly stopped journey now, rather than at their
+    /// next step: a `Stop` message for each (a wake-up would run the step when this engine's
+    /// catalog had not seen the stop yet). Once per stopped version, remembered in the store;
+    /// an enrollment this scan misses still ends at its next step.
+    async fn sweep_stopped(&self) -> Result<usize, RunError> {
+        let journeys = self.catalog.active().await?;
+        let mut sent = 0;
+        for p in journeys
+            .iter()
+            .filter(|p| p.journey.status == JourneyStatus::Stopped)
+        {
+            let key = Key::new(STOPS, p.journey.id.as_str());
+            let marker = self.store.get(&key).await?;
+            if let Some(r) = &marker {
+                if r.parse::<u32>()? >= p.version {
+                    continue;
+                }
+            }
+            let sk = join(&["E#", &p.journey.id]);
+            // The enrollment scan fans out in parallel segments (DynamoDB parallel scan).
+            let (a, b, c, d) = tokio::join!(
+                self.store.scan(&sk, 0, 4),
+                self.store.scan(&sk, 1, 4),
+                self.store.scan(&sk, 2, 4),
+                self.store.scan(&sk, 3, 4)
+            );
+            let mut batch = Vec::new();
+            for r in [a?, b?, c?, d?].into_iter().flatten() {
+                let Ok(e) = r.parse::<Enrollment>() else {
+                    continue;
+                };
+                if e.is_active() {
+                    batch.push(Outbound {
+                        message: Message::Stop {
+                            user_id: e.user_id.clone(),
+                            journey: e.journey.clone(),
+                            enrollment: e.id.clone(),
+                        },
+                        delay_secs: 0,
+                    });
+                }
+            }
+            for chunk in batch.chunks(100) {
+                self.queue.send(QueueName::Steps, chunk).await?;
+            }
+            sent += batch.len();
+            let version = marker.as_ref().map(|r| r.version + 1).unwrap_or(1);
+            self.store
+                .put(&Record::new(key, version, &p.version)?, Expect::Any)
+                .await?;
+            tracing::info!(journey = %p.journey.id, enrollments = batch.len(), "journey stopped: its enrollments end now");
+        }
+        Ok(sent)
+    }
+
+    /// Ends one enrollment of a stopped journey at once (see [`Runtime::sweep_stopped`]).
+    /// Nothing happens when the journey is active again (the head says so, read from the
+    /// store, not this engine's cache) or the enrollment ended or was replaced.
+    async fn stop_enrollment(
+        &self,
+        user: &str,
+        journey: &str,
+        enrollment_id: &str,
+        cause: &str,
+    ) -> Result<(), RunError> {
+        let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
+            return Ok(());
+        };
+        let loaded = Loaded::read(&r)?;
+        let (loaded, done) = self.settle_for(loaded, cause, true).await?;
+        let e = &loaded.enrollment;
+        if done || e.id != enrollment_id || !e.is_active() {
+            return Ok(());
+        }
+        let stopped = self
+            .catalog
+            .head(journey)
+            .await?
+            .is_some_and(|h| h.status == JourneyStatus::Stopped);
+        if !stopped {
+            return Ok(());
+        }
+        let Some(p) = self.catalog.version(journey, e.version).await? else {
+            return Err(RunError::Poison(format!(
+                "journey `{journey}` version {} does not exist",
+                e.version
+            )));
+        };
+        // Stopping reads nothing of the profile.
+        let profile = Profile::new(user);
+        let ctx = Ctx {
+            journey: &p.journey,
+            version: p.version,
+            profile: &profile,
+            now: self.now(),
+            unsubscribe_url: None,
+        };
+        let Some(t) = engine::stop(&ctx, e) else {
+            return Ok(());
+        };
+        let committed = self.commit(t, cause, Some(&loaded), true).await?;
+        self.settle_for(committed, cause, false).await.map(|_| ())
     }
 
     async fn sweep_minute(&self, minute: i64) -> Result<usize, RunError> {

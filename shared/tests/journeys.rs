@@ -1372,26 +1372,73 @@ async fn a_closed_journey_enrolls_no_one_new_while_enrolled_users_finish() {
     assert_eq!(heads[0].status, JourneyStatus::Active);
 }
 
+/// The stop's facts in a user's timeline, one line each.
+fn stop_facts(view: &waymark::runtime::UserView) -> Vec<String> {
+    view.timeline
+        .iter()
+        .filter(|e| {
+            matches!(e.what, What::Stopped)
+                || matches!(&e.what, What::Woke { how } if how == "stopped")
+        })
+        .map(fact)
+        .collect()
+}
+
 #[tokio::test]
-async fn a_stopped_journey_ends_every_enrollment_at_its_next_step_and_sends_nothing_more() {
+async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more() {
     let h = Harness::new("2026-12-01T09:00:00Z");
     h.publish(FUNNEL).await;
-    let mut script = vec![shopper("ann"), shopper("bob"), shopper("cat")];
     // ann waits out her first hour; bob has had his nudge and waits for an app open
-    script.push(track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"));
-    script.push(track("2026-12-01T09:00:00Z", "bob", "signed_up", "s-bob"));
-    h.play(&script.join("\n")).await;
+    h.play(
+        &[
+            shopper("ann"),
+            shopper("bob"),
+            shopper("cat"),
+            track("2026-12-01T09:00:00Z", "bob", "signed_up", "s-bob"),
+            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+        ]
+        .join("\n"),
+    )
+    .await;
     h.advance_to(at("2026-12-01T10:10:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T10:00:00Z bob push nudge: Nudge"]);
 
-    // when the journey is stopped
+    // when the journey is stopped, the scheduler's next minute ends both enrollments
     assert_eq!(h.publish(&with_status(FUNNEL, "stopped")).await, 2);
     assert_eq!(
         h.rt.catalog.heads().await.expect("heads")[0].status,
         JourneyStatus::Stopped
     );
-    // then bob's app open (which would have led to the offer) ends his enrollment instead,
-    // ann's wake-up ends hers, and cat's sign-up enrolls no one
+    assert_eq!(h.rt.tick().await.expect("tick").stopped, 2);
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    for (user, step) in [("ann", "wait_1h"), ("bob", "opened")] {
+        let view = h.rt.user(user).await.expect("user");
+        assert_eq!(
+            stop_facts(&view),
+            [
+                format!("2026-12-01T10:10:00Z funnel/{step}: woke (stopped)"),
+                format!("2026-12-01T10:10:00Z funnel/{step}: exited: the journey was stopped"),
+            ],
+            "{user}"
+        );
+        let e = &view.enrollments[0];
+        assert_eq!(e.version, 1, "{user} stays on the version they entered");
+        assert!(!e.is_active(), "{user}");
+        assert_eq!(e.end_reason.as_deref(), Some("journey stopped"), "{user}");
+    }
+    // (once per stopped version)
+    assert_eq!(h.rt.tick().await.expect("tick").stopped, 0);
+    // and the stats count both as exited, none still waiting
+    let stats = h.rt.stats("funnel").await.expect("stats");
+    assert_eq!(stats.get("exited"), Some(&2), "{stats:?}");
+    for waiting in ["step.wait_1h.waiting", "step.opened.waiting"] {
+        // (a counter whose changes came in one fold and cancel out is not created)
+        assert_eq!(stats.get(waiting).copied().unwrap_or(0), 0, "{stats:?}");
+    }
+    assert_eq!(stats.get("step.opened.exited"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("step.wait_1h.exited"), Some(&1), "{stats:?}");
+
+    // then bob's app open leads nowhere, cat's sign-up enrolls no one, nothing more goes out
     h.play(
         &[
             track("2026-12-01T10:20:00Z", "bob", "app_opened", "a-bob"),
@@ -1401,49 +1448,85 @@ async fn a_stopped_journey_ends_every_enrollment_at_its_next_step_and_sends_noth
     )
     .await;
     h.advance_to(at("2026-12-03T00:00:00Z")).await;
-    assert_eq!(
-        h.outbox(),
-        ["2026-12-01T10:00:00Z bob push nudge: Nudge"],
-        "nothing more went out"
-    );
-    let stop = |w: &What| {
-        matches!(w, What::Stopped) || matches!(w, What::Woke { how } if how == "stopped")
-    };
+    assert_eq!(h.outbox(), ["2026-12-01T10:00:00Z bob push nudge: Nudge"]);
+    assert!(h.rt.user("cat").await.expect("cat").enrollments.is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_taken_back_before_its_sweep_is_handled_ends_no_one() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(FUNNEL).await;
+    h.play(
+        &[
+            shopper("ann"),
+            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    // the scheduler sees the stop and queues ann's Stop, then the journey is published active
+    h.publish(&with_status(FUNNEL, "stopped")).await;
+    assert_eq!(h.rt.tick().await.expect("tick").stopped, 1);
+    h.publish(FUNNEL).await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    // ann goes on: her Stop finds the journey active again
+    assert_eq!(h.outbox(), ["2026-12-01T11:00:00Z ann push nudge: Nudge"]);
+    assert!(h.rt.user("ann").await.expect("ann").enrollments[0].is_active());
+}
+
+/// Short waits only (they ride the queue, so no scheduler minute runs in between).
+const QUICK: &str = r#"
+id: quick
+name: Quick
+trigger: {event: signed_up}
+steps:
+  - id: pause
+    wait: 10m
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+  - id: opened
+    wait_for: {event: app_opened, timeout: 10m}
+  - id: offer
+    send: {email: {subject: "Offer", text: "."}}
+"#;
+
+#[tokio::test]
+async fn an_enrollment_the_stop_sweep_has_not_reached_ends_at_its_next_step() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(QUICK).await;
+    h.play(
+        &[
+            shopper("ann"),
+            shopper("bob"),
+            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+            track("2026-12-01T10:05:00Z", "bob", "signed_up", "s-bob"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-01T10:12:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T10:10:00Z ann push hello: Hello"]);
+    // when the journey is stopped and no scheduler minute runs before their next steps
+    h.publish(&with_status(QUICK, "stopped")).await;
+    h.play(&track("2026-12-01T10:14:00Z", "ann", "app_opened", "a-ann"))
+        .await;
+    h.advance_to(at("2026-12-01T11:00:00Z")).await;
+    // then ann's app open (which led to the offer) and bob's wake-up each end their enrollment
+    assert_eq!(h.outbox(), ["2026-12-01T10:10:00Z ann push hello: Hello"]);
     for (user, step, when) in [
-        ("ann", "wait_1h", "2026-12-01T11:00:00Z"),
-        ("bob", "opened", "2026-12-01T10:20:00Z"),
+        ("ann", "opened", "2026-12-01T10:14:00Z"),
+        ("bob", "pause", "2026-12-01T10:15:00Z"),
     ] {
         let view = h.rt.user(user).await.expect("user");
-        let said: Vec<String> = view
-            .timeline
-            .iter()
-            .filter(|e| stop(&e.what))
-            .map(fact)
-            .collect();
         assert_eq!(
-            said,
+            stop_facts(&view),
             [
-                format!("{when} funnel/{step}: woke (stopped)"),
-                format!("{when} funnel/{step}: exited: the journey was stopped"),
+                format!("{when} quick/{step}: woke (stopped)"),
+                format!("{when} quick/{step}: exited: the journey was stopped"),
             ],
             "{user}"
         );
-        let e = &view.enrollments[0];
-        assert_eq!(e.version, 1, "{user} stays on the version they entered");
-        assert!(!e.is_active(), "{user}");
-        assert_eq!(e.end_reason.as_deref(), Some("journey stopped"), "{user}");
     }
-    assert!(h.rt.user("cat").await.expect("cat").enrollments.is_empty());
-    // and the stats count both as exited, none still waiting
-    h.rt.tick().await.expect("tick");
-    let stats = h.rt.stats("funnel").await.expect("stats");
-    assert_eq!(stats.get("exited"), Some(&2), "{stats:?}");
-    for waiting in ["step.wait_1h.waiting", "step.opened.waiting"] {
-        // (a counter whose changes came in one fold and cancel out is not created)
-        assert_eq!(stats.get(waiting).copied().unwrap_or(0), 0, "{stats:?}");
-    }
-    assert_eq!(stats.get("step.opened.exited"), Some(&1), "{stats:?}");
-    assert_eq!(stats.get("step.wait_1h.exited"), Some(&1), "{stats:?}");
 }
 
 #[test]

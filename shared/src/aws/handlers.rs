@@ -191,6 +191,7 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
         timers = tick.moved,
         entered = tick.entered,
         folded = tick.folded,
+        stopped = tick.stopped,
         "tick"
     );
     // Once an hour, SMS opt-outs (SNS sends no event for them: it keeps a list).
@@ -206,6 +207,7 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
         "timers": tick.moved,
         "entered": tick.entered,
         "folded": tick.folded,
+        "stopped": tick.stopped,
         "sms_opted_out": opted_out
     }))
 }
