@@ -1527,6 +1527,18 @@ impl Runtime {
         })
     }
 
+    /// Every record whose sort key is `sk`, in all partitions (`P`: profiles, `E#<journey>`: a
+    /// journey's enrollments): four segments read in parallel (DynamoDB parallel scan).
+    async fn scan(&self, sk: &str) -> Result<Vec<Record>, RunError> {
+        let (a, b, c, d) = tokio::join!(
+            self.store.scan(sk, 0, 4),
+            self.store.scan(sk, 1, 4),
+            self.store.scan(sk, 2, 4),
+            self.store.scan(sk, 3, 4)
+        );
+        Ok([a?, b?, c?, d?].into_iter().flatten().collect())
+    }
+
     /// Ends the active enrollments of each newly stopped journey now, rather than at their
     /// next step: a `Stop` message for each (a wake-up would run the step when this engine's
     /// catalog had not seen the stop yet). Once per stopped version, remembered in the store;
@@ -1545,16 +1557,8 @@ impl Runtime {
                     continue;
                 }
             }
-            let sk = join(&["E#", &p.journey.id]);
-            // The enrollment scan fans out in parallel segments (DynamoDB parallel scan).
-            let (a, b, c, d) = tokio::join!(
-                self.store.scan(&sk, 0, 4),
-                self.store.scan(&sk, 1, 4),
-                self.store.scan(&sk, 2, 4),
-                self.store.scan(&sk, 3, 4)
-            );
             let mut batch = Vec::new();
-            for r in [a?, b?, c?, d?].into_iter().flatten() {
+            for r in self.scan(&join(&["E#", &p.journey.id])).await? {
                 let Ok(e) = r.parse::<Enrollment>() else {
                     continue;
                 };
@@ -1696,51 +1700,42 @@ impl Runtime {
                     continue;
                 }
             }
-            // The profile scan fans out in parallel segments (DynamoDB parallel scan).
-            let (a, b, c, d) = tokio::join!(
-                self.store.scan("P", 0, 4),
-                self.store.scan("P", 1, 4),
-                self.store.scan("P", 2, 4),
-                self.store.scan("P", 3, 4)
-            );
             let mut batch = Vec::new();
-            for part in [a?, b?, c?, d?] {
-                for r in part {
-                    let Ok(profile) = r.parse::<Profile>() else {
-                        continue;
-                    };
-                    if s.timezone == "user" {
-                        let tz = profile
-                            .timezone()
-                            .or_else(|| {
-                                p.journey
-                                    .timezone
-                                    .as_deref()
-                                    .and_then(|n| jiff::tz::TimeZone::get(n).ok())
-                            })
-                            .unwrap_or(jiff::tz::TimeZone::UTC);
-                        if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
-                            continue;
-                        }
-                    }
-                    let scope = crate::condition::Scope {
-                        event: &Value::Null,
-                        profile: &profile.scope(),
-                        now: at,
-                    };
-                    if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
+            for r in self.scan("P").await? {
+                let Ok(profile) = r.parse::<Profile>() else {
+                    continue;
+                };
+                if s.timezone == "user" {
+                    let tz = profile
+                        .timezone()
+                        .or_else(|| {
+                            p.journey
+                                .timezone
+                                .as_deref()
+                                .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+                        })
+                        .unwrap_or(jiff::tz::TimeZone::UTC);
+                    if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
                         continue;
                     }
-                    batch.push(Outbound {
-                        message: Message::Enter {
-                            user_id: profile.user_id.clone(),
-                            journey: p.journey.id.clone(),
-                            cause: format!("schedule:{minute}"),
-                            at,
-                        },
-                        delay_secs: 0,
-                    });
                 }
+                let scope = crate::condition::Scope {
+                    event: &Value::Null,
+                    profile: &profile.scope(),
+                    now: at,
+                };
+                if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
+                    continue;
+                }
+                batch.push(Outbound {
+                    message: Message::Enter {
+                        user_id: profile.user_id.clone(),
+                        journey: p.journey.id.clone(),
+                        cause: format!("schedule:{minute}"),
+                        at,
+                    },
+                    delay_secs: 0,
+                });
             }
             entered += batch.len();
             for chunk in batch.chunks(100) {
