@@ -532,9 +532,7 @@ impl Watcher {
                 let note = match j.status {
                     JourneyStatus::Active => "",
                     JourneyStatus::Closed => ", closed: no new entries, enrolled users finish",
-                    JourneyStatus::Stopped => {
-                        ", stopped: no new entries, enrolled users exit at their next step"
-                    }
+                    JourneyStatus::Stopped => ", stopped: no new entries, enrolled users exit now",
                 };
                 if created && !first {
                     println!("journey {}: now version {version}{note}", j.id);

@@ -41,8 +41,9 @@ pub struct Journey {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transactional: bool,
     /// `active` (the default) enrolls users; `closed` enrolls no one new while enrolled users
-    /// finish; `stopped` enrolls no one and ends every enrollment at its next step, sending
-    /// nothing more (a kill switch). Publishing the change applies it to every version.
+    /// finish; `stopped` enrolls no one and ends every enrollment at once (within the
+    /// scheduler's next minute), sending nothing more (a kill switch). Publishing the change
+    /// applies it to every version.
     #[serde(default, skip_serializing_if = "JourneyStatus::is_active")]
     pub status: JourneyStatus,
     /// The steps, run in file order unless a step names where to go next.
@@ -154,7 +155,7 @@ pub enum JourneyStatus {
     Active,
     /// Enrolls no one new; users already enrolled finish.
     Closed,
-    /// Enrolls no one; each enrolled user exits at their next step, and nothing more is sent.
+    /// Enrolls no one; every enrolled user exits at once, and nothing more is sent.
     Stopped,
 }
 
