@@ -226,69 +226,56 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_send_already_in_the_outbox_file_is_not_written_again_after_a_restart() {
-        let dir = std::env::temp_dir().join(format!("waymark-outbox-{}", std::process::id()));
+    /// Writes message 1 to a fresh outbox file, then `tail` as a crash would leave it; a new
+    /// sender (the restarted server) is then asked for message 1 again and for message 2 twice.
+    /// Returns the ids of the lines the file holds, and how many times message 1's id appears in
+    /// it at all (a copy glued to the cut line does not read as a line of its own).
+    async fn restart_after_a_cut_line(name: &str, tail: &[u8]) -> (Vec<String>, usize) {
+        let dir =
+            std::env::temp_dir().join(format!("waymark-outbox-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("outbox.jsonl");
         let _ = std::fs::remove_file(&path);
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
-        // given a message written, and a line cut short by a crash
         let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
         first.send(&push(1)).await.expect("sent");
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .expect("open");
-        f.write_all(b"{\"id\":\"welc").expect("write");
+        f.write_all(tail).expect("write");
         drop(f);
-        // when a new sender (the restarted server) is asked for it again, and for a new one
         let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
         again.send(&push(1)).await.expect("sent");
         again.send(&push(2)).await.expect("sent");
         again.send(&push(2)).await.expect("sent");
-        // then each is in the outbox once
-        let text = std::fs::read_to_string(&path).expect("read");
-        let ids: Vec<String> = text
+        let bytes = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8_lossy(&bytes);
+        let ids = text
             .lines()
             .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
             .map(|l| l.id)
             .collect();
+        (ids, text.matches("welcome:ann:1#hello#1").count())
+    }
+
+    #[tokio::test]
+    async fn a_send_already_in_the_outbox_file_is_not_written_again_after_a_restart() {
+        // given a message written, and a line cut short by a crash; then each is in the outbox
+        // once, the next line on a line of its own
+        let (ids, first) = restart_after_a_cut_line("cut", b"{\"id\":\"welc").await;
         assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(first, 1);
     }
 
     #[tokio::test]
     async fn a_line_cut_inside_a_character_leaves_the_duplicate_check_on() {
-        let dir = std::env::temp_dir().join(format!("waymark-outbox-utf8-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("outbox.jsonl");
-        let _ = std::fs::remove_file(&path);
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
         // given a message written, then a crash halfway through the bytes of "→"
-        let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
-        first.send(&push(1)).await.expect("sent");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
-        f.write_all(&"{\"id\":\"x\",\"title\":\"→".as_bytes()[..20])
-            .expect("write");
-        drop(f);
-        // when the restarted server is asked for the first message again
-        let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
-        again.send(&push(1)).await.expect("sent");
-        again.send(&push(2)).await.expect("sent");
-        // then it is not written twice, and the next line starts on a line of its own
-        let bytes = std::fs::read(&path).expect("read");
-        let text = String::from_utf8_lossy(&bytes);
-        let ids: Vec<String> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
-            .map(|l| l.id)
-            .collect();
+        let tail = &"{\"id\":\"x\",\"title\":\"→".as_bytes()[..20];
+        let (ids, first) = restart_after_a_cut_line("utf8", tail).await;
         assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(first, 1, "message 1 written once");
     }
 
     #[tokio::test]

@@ -606,10 +606,7 @@ fn a_reentry_while_the_last_email_is_retried_does_not_drop_it() {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T14:30:30Z")).await;
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 1;
+        s.throttle(1);
         s.run_until(at("2026-03-02T14:32:00Z")).await;
         s.send(
             Kind::Track,
@@ -651,10 +648,7 @@ fn a_conversion_while_a_push_is_retried_does_not_drop_it_or_stall_the_journey() 
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
         // Both cart journeys push at 10:31: throttle both.
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 2;
+        s.throttle(2);
         s.run_until(at("2026-03-02T10:32:00Z")).await;
         s.send(
             Kind::Track,
@@ -694,10 +688,7 @@ fn throttled_attempts_do_not_use_up_the_frequency_cap() {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.throttle(3);
         s.run_until(at("2026-03-02T11:00:00Z")).await;
         let pushes = sends_of(&s, "cart_abandonment")("push_reminder");
         let skipped: Vec<String> = s
@@ -774,10 +765,7 @@ fn an_order_is_applied_while_the_provider_is_down() {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 1_000;
+        s.throttle(1_000);
         s.run_until(at("2026-03-02T10:32:00Z")).await;
         s.send(
             Kind::Track,
@@ -845,10 +833,7 @@ fn a_stop_cancels_a_push_owed_while_the_provider_is_down() {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.throttle(3);
         s.run_until(at("2026-03-02T10:32:00Z")).await;
         let cart = include_str!("../../examples/journeys/cart_abandonment.yaml");
         s.publish(&format!("{cart}status: stopped\n")).await;
@@ -958,10 +943,7 @@ fn an_order_cancels_an_earlier_enrollments_owed_email() {
         let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T14:30:30Z")).await;
-        *s.provider
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 3;
+        s.throttle(3);
         s.run_until(at("2026-03-02T14:32:00Z")).await;
         s.send(
             Kind::Track,

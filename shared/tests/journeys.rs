@@ -1372,16 +1372,34 @@ async fn a_closed_journey_enrolls_no_one_new_while_enrolled_users_finish() {
     assert_eq!(heads[0].status, JourneyStatus::Active);
 }
 
-/// The stop's facts in a user's timeline, one line each.
-fn stop_facts(view: &waymark::runtime::UserView) -> Vec<String> {
-    view.timeline
+/// Asserts that `user`'s timeline says the stop ended their enrollment at `step` at `when`
+/// (their wait cancelled, then the exit), and nothing else of a stop; returns their view.
+async fn assert_stopped(
+    h: &Harness,
+    journey: &str,
+    user: &str,
+    step: &str,
+    when: &str,
+) -> waymark::runtime::UserView {
+    let view = h.rt.user(user).await.expect("user");
+    let said: Vec<String> = view
+        .timeline
         .iter()
         .filter(|e| {
             matches!(e.what, What::Stopped)
                 || matches!(&e.what, What::Woke { how } if how == "stopped")
         })
         .map(fact)
-        .collect()
+        .collect();
+    assert_eq!(
+        said,
+        [
+            format!("{when} {journey}/{step}: woke (stopped)"),
+            format!("{when} {journey}/{step}: exited: the journey was stopped"),
+        ],
+        "{user}"
+    );
+    view
 }
 
 #[tokio::test]
@@ -1412,15 +1430,7 @@ async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more(
     assert_eq!(h.rt.tick().await.expect("tick").stopped, 2);
     h.advance_to(at("2026-12-01T10:10:00Z")).await;
     for (user, step) in [("ann", "wait_1h"), ("bob", "opened")] {
-        let view = h.rt.user(user).await.expect("user");
-        assert_eq!(
-            stop_facts(&view),
-            [
-                format!("2026-12-01T10:10:00Z funnel/{step}: woke (stopped)"),
-                format!("2026-12-01T10:10:00Z funnel/{step}: exited: the journey was stopped"),
-            ],
-            "{user}"
-        );
+        let view = assert_stopped(&h, "funnel", user, step, "2026-12-01T10:10:00Z").await;
         let e = &view.enrollments[0];
         assert_eq!(e.version, 1, "{user} stays on the version they entered");
         assert!(!e.is_active(), "{user}");
@@ -1517,15 +1527,7 @@ async fn an_enrollment_the_stop_sweep_has_not_reached_ends_at_its_next_step() {
         ("ann", "opened", "2026-12-01T10:14:00Z"),
         ("bob", "pause", "2026-12-01T10:15:00Z"),
     ] {
-        let view = h.rt.user(user).await.expect("user");
-        assert_eq!(
-            stop_facts(&view),
-            [
-                format!("{when} quick/{step}: woke (stopped)"),
-                format!("{when} quick/{step}: exited: the journey was stopped"),
-            ],
-            "{user}"
-        );
+        assert_stopped(&h, "quick", user, step, when).await;
     }
 }
 

@@ -209,6 +209,15 @@ impl Scene {
         self.rt.catalog.publish(&j, now).await.expect("publish");
     }
 
+    /// The provider refuses its next `calls` calls as throttled (it is down for them).
+    pub fn throttle(&self, calls: u32) {
+        *self
+            .provider
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = calls;
+    }
+
     pub fn fail_once(&self, fault: OneFault) {
         *self.store.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
     }
