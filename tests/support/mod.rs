@@ -891,7 +891,10 @@ impl Harness {
 
     // ---------------------------------------------------------------- moto inspection
 
-    /// moto's model dump (`/moto-api/data.json`).
+    /// moto's model dump (`/moto-api/data.json`). moto builds it by checking each model
+    /// attribute for JSON and then encoding them all, so an attribute another test's requests
+    /// change in between fails the dump with a 500 (seen: a DynamoDB item's key); the dump is
+    /// then asked for again.
     pub async fn moto_data(&self) -> Value {
         let hostport = self
             .endpoint
@@ -899,21 +902,29 @@ impl Harness {
             .trim_end_matches('/')
             .to_string();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&hostport)
+        let mut last = String::new();
+        for _ in 0..20 {
+            let mut s = tokio::net::TcpStream::connect(&hostport)
+                .await
+                .expect("connect to moto");
+            s.write_all(
+                format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes(),
+            )
             .await
-            .expect("connect to moto");
-        s.write_all(
-            format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes(),
-        )
-        .await
-        .expect("ask moto");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.expect("read moto's answer");
-        let at = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP answer");
-        serde_json::from_slice(&raw[at + 4..]).expect("moto's data.json")
+            .expect("ask moto");
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).await.expect("read moto's answer");
+            let at = raw
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("an HTTP answer");
+            if let Ok(data) = serde_json::from_slice(&raw[at + 4..]) {
+                return data;
+            }
+            last = String::from_utf8_lossy(&raw[..at.min(200)]).into_owned();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("moto's data.json never read as JSON; its last answer began: {last}")
     }
 
     /// The emails moto's SES accepted for `address`.
