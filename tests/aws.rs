@@ -193,6 +193,23 @@ async fn an_order_in_between_stops_the_email() {
     let bob_endpoint = h.endpoint_of("bob").await;
     assert_eq!(h.pushes_to(&bob_endpoint).await.len(), 1);
 
+    // A second cart while he is enrolled enters him no second time, and his timeline says why
+    // (kept in DynamoDB with the event's dedup marker).
+    h.track("bob", "cart_abandoned", "cart-bob-2", cart("c-1003"))
+        .await;
+    assert!(h.deliver_due().await.is_empty());
+    let view = h.user("bob").await;
+    let refused: Vec<&Value> = view["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"] == "not_entered")
+        .collect();
+    assert_eq!(refused.len(), 1, "{view}");
+    assert_eq!(refused[0]["reason"], "enrolled", "{view}");
+    assert_eq!(refused[0]["enrollment"], "cart_abandonment:bob:1", "{view}");
+    assert_eq!(refused[0]["trigger"], "cart_abandoned", "{view}");
+
     // Bob orders an hour in: he leaves the journey and his timer is cancelled.
     h.run_until(t0 + mins(60)).await;
     h.track(

@@ -17,7 +17,7 @@ use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
 use crate::event::{Event, Kind};
-use crate::journey::{Channel, JourneyStatus, Reentry, TriggerKind};
+use crate::journey::{Channel, Journey, JourneyStatus, Reentry, TriggerKind};
 use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
@@ -415,8 +415,10 @@ impl Runtime {
                         "journey `{journey}` is not published"
                     )));
                 };
-                self.try_enter(&p, &profile, &mut enrollments, trigger)
-                    .await
+                let refused = self
+                    .try_enter(&p, &profile, &mut enrollments, trigger)
+                    .await?;
+                self.keep_refusal(user_id, &message.id(), refused).await
             }
             Message::Stop {
                 user_id,
@@ -469,8 +471,10 @@ impl Runtime {
                 {
                     return Ok(());
                 }
-                self.try_enter(&p, &profile, &mut enrollments, trigger)
-                    .await
+                let refused = self
+                    .try_enter(&p, &profile, &mut enrollments, trigger)
+                    .await?;
+                self.keep_refusal(user_id, &message.id(), refused).await
             }
         }
     }
@@ -792,6 +796,7 @@ impl Runtime {
         }
 
         // Triggers.
+        let mut refusals: Vec<Entry> = Vec::new();
         if let Some(name) = e.event.as_deref() {
             let scope_event = Arc::new(Value::Object(e.properties.clone()));
             let scope_profile = profile.scope();
@@ -805,18 +810,26 @@ impl Runtime {
                         })
                     })
                 };
-                let enter = match p.journey.trigger.kind() {
-                    Some(TriggerKind::Event { event, condition }) => {
-                        event == name && holds(condition)
+                // The trigger's `where`, when it is false for this event (the user did the
+                // trigger's event but does not enter: kept as a refusal).
+                let refused_by = |c: Option<&'_ crate::condition::Condition>| {
+                    c.filter(|c| p.journey.status.is_active() && !holds(Some(c)))
+                        .map(|c| c.source().to_string())
+                };
+                let (enter, unmet) = match p.journey.trigger.kind() {
+                    Some(TriggerKind::Event { event, condition }) if event == name => {
+                        let unmet = refused_by(condition);
+                        (unmet.is_none(), unmet)
                     }
-                    Some(TriggerKind::Repeated(r)) => {
-                        r.event == name
-                            && holds(r.condition.as_ref())
+                    Some(TriggerKind::Repeated(r)) if r.event == name => {
+                        let unmet = refused_by(r.condition.as_ref());
+                        let enter = unmet.is_none()
                             && profile.count_between(
                                 name,
                                 e.timestamp - r.within.to_jiff(),
                                 e.timestamp,
-                            ) >= r.times as usize
+                            ) >= r.times as usize;
+                        (enter, unmet)
                     }
                     Some(TriggerKind::Inactive(i)) => {
                         let at = e.timestamp + i.duration.to_jiff();
@@ -833,24 +846,37 @@ impl Runtime {
                             };
                             self.schedule(m, at).await?;
                         }
-                        false
+                        (false, None)
                     }
-                    _ => false,
+                    _ => (false, None),
                 };
-                if enter {
+                if let Some(source) = unmet {
+                    refusals.push(self.refusal(
+                        &p.journey,
+                        name,
+                        None,
+                        "condition",
+                        format!("`where: {source}` was false at this event"),
+                    ));
+                } else if enter {
                     let trigger = TriggerEvent {
                         event: name.to_string(),
                         message_id: e.message_id.clone(),
                         at: e.timestamp,
                         properties: scope_event.clone(),
                     };
-                    self.try_enter(p, &profile, &mut enrollments, trigger)
-                        .await?;
+                    refusals.extend(
+                        self.try_enter(p, &profile, &mut enrollments, trigger)
+                            .await?,
+                    );
                 }
             }
         }
 
-        let dedup = Record::new(dedup_key(user, &e.message_id), 1, &Value::Null)?
+        // The marker that the event was handled keeps the entries it was refused (for the
+        // user's timeline, as long as the marker lives): no write of their own.
+        log_refusals(user, &refusals);
+        let dedup = Record::of(dedup_key(user, &e.message_id), 1, refusals)
             .expiring(self.now() + self.config.dedup_for);
         self.store.put(&dedup, Expect::Any).await?;
         Ok(())
@@ -914,30 +940,61 @@ impl Runtime {
         profile: &Profile,
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<Entry>, RunError> {
         let j = &p.journey;
-        if !j.status.is_active() {
-            return Ok(()); // closed or stopped: no one enters
-        }
         let now = self.now();
+        if !j.status.is_active() {
+            let status = j.status.as_str();
+            return Ok(Some(self.refusal(
+                j,
+                &trigger.event,
+                None,
+                status,
+                format!("the journey's `status: {status}`: no one enters it"),
+            )));
+        }
         let existing = enrollments.get(&j.id);
         if let Some(l) = existing {
             let e = &l.enrollment;
-            // This very message enrolled the user before (its outbox was replayed by the caller),
-            // or the user is enrolled now.
+            // This very message enrolled the user before (its outbox was replayed by the caller).
             if e.outbox_cause.as_deref() == Some(trigger.message_id.as_str())
                 || e.trigger.message_id == trigger.message_id
-                || e.is_active()
             {
-                return Ok(());
+                return Ok(None);
             }
-            let allowed = match j.reentry {
-                Reentry::Never => false,
-                Reentry::AfterExit => true,
-                Reentry::After(d) => e.entered_at + d.to_jiff() <= now,
+            if e.is_active() {
+                let detail = format!(
+                    "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time",
+                    e.entered_at, e.version, e.step
+                );
+                return Ok(Some(self.refusal(
+                    j,
+                    &trigger.event,
+                    Some(&e.id),
+                    "enrolled",
+                    detail,
+                )));
+            }
+            let refused = match j.reentry {
+                Reentry::Never => Some(format!(
+                    "`reentry: never`, and the user entered on {}",
+                    e.entered_at
+                )),
+                Reentry::AfterExit => None,
+                Reentry::After(d) => {
+                    let again = e.entered_at + d.to_jiff();
+                    (again > now)
+                        .then(|| format!("`reentry: after {d}`: may enter again from {again}"))
+                }
             };
-            if !allowed {
-                return Ok(());
+            if let Some(detail) = refused {
+                return Ok(Some(self.refusal(
+                    j,
+                    &trigger.event,
+                    Some(&e.id),
+                    "reentry",
+                    detail,
+                )));
             }
         }
         let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
@@ -995,6 +1052,47 @@ impl Runtime {
         let committed = self.commit(t, &cause, existing, false).await?;
         let (settled, _) = self.settle_for(committed, &cause, false).await?;
         enrollments.insert(j.id.clone(), settled);
+        Ok(None)
+    }
+
+    /// The timeline fact of a trigger that did not enter `j`: why, and the enrollment that
+    /// stood in the way, if one did.
+    fn refusal(
+        &self,
+        j: &Journey,
+        trigger: &str,
+        blocking: Option<&str>,
+        reason: &str,
+        detail: String,
+    ) -> Entry {
+        Entry {
+            at: self.now(),
+            journey: Arc::from(j.id.as_str()),
+            enrollment: Arc::from(blocking.unwrap_or_default()),
+            step: None,
+            what: What::NotEntered {
+                trigger: trigger.to_string(),
+                reason: reason.to_string(),
+                detail: Some(detail),
+            },
+        }
+    }
+
+    /// Keeps the refused entries of a message that made no event (a schedule or an
+    /// inactivity check) for the user's timeline, as an event keeps them in its dedup marker.
+    async fn keep_refusal(
+        &self,
+        user: &str,
+        message_id: &str,
+        refusal: Option<Entry>,
+    ) -> Result<(), RunError> {
+        let Some(entry) = refusal else {
+            return Ok(());
+        };
+        log_refusals(user, std::slice::from_ref(&entry));
+        let key = Key::new(user_partition(user), join(&["R#", message_id]));
+        let record = Record::of(key, 1, vec![entry]).expiring(self.now() + self.config.dedup_for);
+        self.store.put(&record, Expect::Any).await?;
         Ok(())
     }
 
@@ -1820,6 +1918,10 @@ impl Runtime {
                     view.enrollments.push(e);
                 }
                 Some("T") => view.timeline.extend(r.parse::<Vec<Entry>>()?),
+                // Refused entries, kept with the event (its dedup marker) or the message.
+                Some("D" | "R") => view
+                    .timeline
+                    .extend(r.parse::<Option<Vec<Entry>>>()?.unwrap_or_default()),
                 _ => {}
             }
         }
@@ -1838,6 +1940,12 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         items.sort_by_key(|i| std::cmp::Reverse(i.at));
         Ok(items)
+    }
+}
+
+fn log_refusals(user: &str, refusals: &[Entry]) {
+    for r in refusals {
+        tracing::info!(user, journey = %r.journey, "{}", describe(&r.what));
     }
 }
 
@@ -1861,6 +1969,9 @@ pub fn describe(w: &What) -> String {
         What::Stopped => "exited: the journey was stopped".into(),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),
+        What::NotEntered {
+            trigger, reason, ..
+        } => format!("not entered on {trigger}: {reason}"),
     }
 }
 

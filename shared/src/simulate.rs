@@ -283,11 +283,16 @@ pub async fn run(
 
     let mut out: Vec<Output> = Vec::new();
     for r in store.dump() {
-        if !r.key.sk.starts_with("T#") || !r.key.pk.starts_with("U#") {
+        // Timeline records, and the refused entries kept with an event or a message.
+        let facts = ["T#", "D#", "R#"].iter().any(|p| r.key.sk.starts_with(p));
+        if !facts || !r.key.pk.starts_with("U#") {
             continue;
         }
         let user = r.key.pk.trim_start_matches("U#").to_string();
-        let entries: Vec<Entry> = r.parse().map_err(|e| e.to_string())?;
+        let entries: Vec<Entry> = r
+            .parse::<Option<Vec<Entry>>>()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         out.extend(entries.into_iter().map(|entry| Output::Timeline {
             user_id: user.clone(),
             entry,

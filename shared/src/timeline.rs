@@ -16,6 +16,9 @@ use crate::journey::Channel;
 pub struct Entry {
     pub at: Timestamp,
     pub journey: Arc<str>,
+    /// The enrollment the fact is about; for a refused entry, the one that stood in the way
+    /// (empty, and left out, when none did).
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub enrollment: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -69,6 +72,19 @@ pub enum What {
     Completed,
     /// Held out by a split.
     HeldOut,
+    /// Did the journey's trigger but did not enter, and why: `condition` (its `where` was
+    /// false), `enrolled` (in the journey already), `reentry` (its `reentry` rule), `closed`
+    /// or `stopped` (the journey's status).
+    NotEntered {
+        trigger: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+fn is_empty(s: &Arc<str>) -> bool {
+    s.is_empty()
 }
 
 /// What an entry adds to the counters.
@@ -102,7 +118,9 @@ impl What {
             What::Branched { .. }
             | What::Split { .. }
             | What::FellBack { .. }
-            | What::Updated { .. } => Fact::Uncounted,
+            | What::Updated { .. }
+            // Kept with the event that was refused, not in the folded timeline.
+            | What::NotEntered { .. } => Fact::Uncounted,
         }
     }
 }
@@ -158,7 +176,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "exited" | "stopped" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "branched" | "split" | "fell_back" | "updated" => Fact::Uncounted,
+            "branched" | "split" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -283,6 +301,7 @@ mod tests {
             What::Completed => 12,
             What::HeldOut => 13,
             What::Stopped => 14,
+            What::NotEntered { .. } => 15,
         }
     }
 
@@ -371,10 +390,18 @@ mod tests {
             entry(None, What::Completed),
             entry(None, What::HeldOut),
             entry(Some("push"), What::Stopped),
+            entry(
+                None,
+                What::NotEntered {
+                    trigger: "cart_abandoned".into(),
+                    reason: "enrolled".into(),
+                    detail: Some("in the journey already".into()),
+                },
+            ),
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 15, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 16, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));

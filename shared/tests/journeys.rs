@@ -20,6 +20,28 @@ fn entered(w: &What) -> bool {
     matches!(w, What::Entered { .. })
 }
 
+/// The refused entries among `entries`: `"<at> <journey> [<enrollment in the way>] on
+/// <trigger>: <reason>: <detail>"`.
+fn refusals<'a>(entries: impl IntoIterator<Item = &'a timeline::Entry>) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::NotEntered {
+                trigger,
+                reason,
+                detail,
+            } => Some(format!(
+                "{} {} [{}] on {trigger}: {reason}: {}",
+                e.at,
+                e.journey,
+                e.enrollment,
+                detail.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Triggers
 // ---------------------------------------------------------------------------------------------
@@ -54,7 +76,14 @@ steps:
     );
     for user in ["bob", "cat"] {
         assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
+        // and the timeline says why: the profile's country for bob, the total for cat
+        assert_eq!(
+            refusals(entries(&out, user)),
+            ["2026-12-01T10:00:00Z cart [] on cart_abandoned: condition: `where: event.total > 0 and profile.country == 'FR'` was false at this event"],
+            "{user}"
+        );
     }
+    assert_eq!(refusals(entries(&out, "ann")), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -124,6 +153,64 @@ steps:
         facts(&out, "hal", entered),
         ["2026-12-05T12:00:00Z churn/-: entered v1 on inactive"]
     );
+}
+
+#[tokio::test]
+async fn an_inactivity_check_that_enters_no_one_says_why_in_the_users_timeline() {
+    // `reentry: never` (the default): ivy is offered once; her next inactivity is refused.
+    let churn = r#"
+id: churn
+name: Churn
+trigger:
+  inactive:
+    events: [app_opened]
+    for: 3d
+steps:
+  - id: offer
+    send: {sms: {body: "We miss you"}}
+"#;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(churn).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-05T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-09T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-04T09:00:00Z ivy sms offer: We miss you"]
+    );
+    let ivy = h.rt.user("ivy").await.expect("ivy");
+    assert_eq!(
+        refusals(&ivy.timeline),
+        ["2026-12-08T09:00:00Z churn [churn:ivy:1] on inactive: reentry: `reentry: never`, and the user entered on 2026-12-04T09:00:00Z"]
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
+    // The daily digest, `reentry: never` (the default): the second day's run enters no one.
+    let out = sim_with(
+        &[&DIGEST.replace("TZ", "UTC")],
+        &digest_script("2026-12-01T06:00:00Z"),
+        Config::default(),
+        SignedDuration::from_hours(40),
+    )
+    .await;
+    assert_eq!(outbox(&out).len(), 3, "{:?}", outbox(&out));
+    for user in ["ann", "bob", "cat"] {
+        assert_eq!(
+            refusals(entries(&out, user)),
+            [format!("2026-12-02T09:00:00Z digest [digest:{user}:1] on schedule: reentry: `reentry: never`, and the user entered on 2026-12-01T09:00:00Z")],
+            "{user}"
+        );
+    }
+    // dan's plan does not match the schedule's `where`: not a refusal, nothing kept
+    assert_eq!(refusals(entries(&out, "dan")), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -971,9 +1058,19 @@ steps:
 {"at":"2026-12-02T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-3"}
 {"at":"2026-12-04T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-4"}
 "#;
+    // The 10:10 visit, in every case: ann's first enrollment is waiting.
+    let enrolled = "2026-12-01T10:10:00Z promo [promo:ann:1] on visited: enrolled: in the journey since 2026-12-01T10:00:00Z (on version 1, at step `wait_20m`): one enrollment a user at a time";
     let cases = [
-        // (reentry, the visits that enroll ann)
-        ("never", vec!["2026-12-01T10:00:00Z"]),
+        // (reentry, the visits that enroll ann, the visits refused and why)
+        (
+            "never",
+            vec!["2026-12-01T10:00:00Z"],
+            vec![
+                enrolled,
+                "2026-12-02T10:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: never`, and the user entered on 2026-12-01T10:00:00Z",
+                "2026-12-04T10:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: never`, and the user entered on 2026-12-01T10:00:00Z",
+            ],
+        ),
         (
             "after_exit",
             vec![
@@ -981,14 +1078,19 @@ steps:
                 "2026-12-02T10:00:00Z",
                 "2026-12-04T10:00:00Z",
             ],
+            vec![enrolled],
         ),
         // Two days after the last entry: not on the 2nd (one day), again on the 4th (three).
         (
             "{after: 2d}",
             vec!["2026-12-01T10:00:00Z", "2026-12-04T10:00:00Z"],
+            vec![
+                enrolled,
+                "2026-12-02T10:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: after 2d`: may enter again from 2026-12-03T10:00:00Z",
+            ],
         ),
     ];
-    for (reentry, visits) in cases {
+    for (reentry, visits, refused) in cases {
         let out = sim(&[&journey.replace("REENTRY", reentry)], script).await;
         let offers: Vec<String> = visits
             .iter()
@@ -1003,6 +1105,11 @@ steps:
             .map(|t| format!("{t} promo/-: entered v1 on visited"))
             .collect();
         assert_eq!(facts(&out, "ann", entered), entries, "reentry {reentry}");
+        assert_eq!(
+            refusals(support::entries(&out, "ann")),
+            refused,
+            "reentry {reentry}"
+        );
     }
 }
 
@@ -1353,7 +1460,13 @@ async fn a_closed_journey_enrolls_no_one_new_while_enrolled_users_finish() {
             "2026-12-02T11:00:00Z ann email offer: Offer",
         ]
     );
-    assert!(h.rt.user("bob").await.expect("bob").enrollments.is_empty());
+    let bob = h.rt.user("bob").await.expect("bob");
+    assert!(bob.enrollments.is_empty());
+    // and bob's timeline says why
+    assert_eq!(
+        refusals(&bob.timeline),
+        ["2026-12-01T10:20:00Z funnel [] on signed_up: closed: the journey's `status: closed`: no one enters it"]
+    );
     // and published again as active, the journey enrolls again
     assert_eq!(h.publish(FUNNEL).await, 3);
     h.play(&track(
