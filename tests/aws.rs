@@ -231,8 +231,9 @@ async fn an_order_in_between_stops_the_email() {
     assert!(h.emails_to(&bob).await.is_empty());
 }
 
-/// Stopping a journey: the scheduler scans DynamoDB for the journey's active enrollments and
-/// queues a stop for each on the steps queue; the engine ends them, and nothing more goes out.
+/// Stopping a journey: the scheduler starts a scan of the journey's enrollments; the engine
+/// reads its pages from DynamoDB and queues a stop for each active one on the steps queue, then
+/// ends them, and nothing more goes out.
 #[tokio::test]
 async fn a_stopped_journey_ends_its_enrollments_and_sends_nothing_more() {
     let Some(mut h) = Harness::new("stop", at(T0)).await else {
@@ -257,7 +258,7 @@ async fn a_stopped_journey_ends_its_enrollments_and_sends_nothing_more() {
     h.scheduler.catalog.invalidate();
     h.engine.catalog.invalidate();
     let tick = h.tick().await;
-    assert_eq!(tick["stopped"], 1, "{tick}");
+    assert_eq!(tick["stops"], 1, "{tick}");
     h.deliver_due().await;
     let view = h.user("ann").await;
     assert_eq!(view["enrollments"][0]["status"], "exited", "{view}");
@@ -265,7 +266,7 @@ async fn a_stopped_journey_ends_its_enrollments_and_sends_nothing_more() {
         view["enrollments"][0]["end_reason"], "journey stopped",
         "{view}"
     );
-    assert_eq!(h.tick().await["stopped"], 0, "once per stopped version");
+    assert_eq!(h.tick().await["stops"], 0, "once per stopped version");
     h.run_until(t0 + mins(300)).await;
     assert!(
         h.emails_to(&ann).await.is_empty(),
@@ -699,13 +700,27 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
         "a folded record stays, off the list"
     );
 
-    // Segments split the profiles (the 150 and Ann's) between them.
+    // Segments split the profiles (the 150 and Ann's) between them; pages of at most 10 items
+    // read go on from each other's last key.
     let mut seen = Vec::new();
+    let mut pages = 0;
     for segment in 0..4 {
-        for r in store.scan("P", segment, 4).await.expect("scan") {
-            seen.push(r.key.pk);
+        let mut start: Option<Key> = None;
+        loop {
+            let page = store
+                .scan("P", segment, 4, start.as_ref(), 10)
+                .await
+                .expect("scan");
+            pages += 1;
+            assert!(page.records.len() <= 10);
+            seen.extend(page.records.into_iter().map(|r| r.key.pk));
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
         }
     }
+    assert!(pages > 4, "{pages} pages: the scan was not paged");
     seen.sort();
     let before = seen.len();
     seen.dedup();

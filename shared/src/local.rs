@@ -3,6 +3,7 @@
 //! nothing of journeys; never used in Lambda.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,7 +16,9 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
-use crate::store::{check, check_fold, segment_of, Counts, Expect, Key, Record, Store, StoreError};
+use crate::store::{
+    check, check_fold, page_of, segment_of, Counts, Expect, Key, Page, Record, Store, StoreError,
+};
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
 ///
@@ -470,26 +473,43 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let db = self.db.clone();
         let sk = sk.to_string();
+        let start = start.cloned();
+        let limit = limit.max(1);
         blocking(
             move || -> Result<_, StoreError> {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
                 let mut out = Vec::new();
-                // A full pass: fine for a laptop's data; DynamoDB does the same work in parallel.
-                for item in t.iter().store()? {
+                // A pass over every record from `start`: fine for a laptop's data; DynamoDB
+                // does the same work in parallel.
+                let from = match &start {
+                    Some(k) => Bound::Excluded((k.pk.as_str(), k.sk.as_str())),
+                    None => Bound::Unbounded,
+                };
+                for item in t.range::<(&str, &str)>((from, Bound::Unbounded)).store()? {
                     let (k, v) = item.store()?;
                     let (p, s) = k.value();
                     if s == sk && segment_of(p, segments) == segment {
                         let mut r = record_of(p, s, v.value());
                         r.pending = pending_of(&of, p, s)?;
                         out.push(r);
+                        if out.len() > limit {
+                            break;
+                        }
                     }
                 }
-                Ok(out)
+                Ok(page_of(out, limit))
             },
             StoreError::Unavailable,
         )
@@ -1186,16 +1206,30 @@ mod tests {
                     .await
                     .expect(name);
             }
-            // when scanning in four segments
+            // when scanning in four segments, three records a page
             let mut seen = Vec::new();
+            let mut pages = 0;
             for seg in 0..4 {
-                let part = store.scan("P", seg, 4).await.expect(name);
-                assert!(
-                    part.iter().all(|r| segment_of(&r.key.pk, 4) == seg),
-                    "{name}"
-                );
-                seen.extend(part.into_iter().map(|r| r.key.pk));
+                let mut start: Option<Key> = None;
+                loop {
+                    let page = store
+                        .scan("P", seg, 4, start.as_ref(), 3)
+                        .await
+                        .expect(name);
+                    pages += 1;
+                    assert!(page.records.len() <= 3, "{name}");
+                    assert!(
+                        page.records.iter().all(|r| segment_of(&r.key.pk, 4) == seg),
+                        "{name}"
+                    );
+                    seen.extend(page.records.into_iter().map(|r| r.key.pk));
+                    match page.next {
+                        Some(next) => start = Some(next),
+                        None => break,
+                    }
+                }
             }
+            assert!(pages >= 40 / 3, "{name}: {pages} pages");
             // then every profile comes exactly once, and nothing else
             seen.sort();
             let mut want: Vec<String> = (0..40).map(|i| format!("U#user{i}")).collect();

@@ -1,11 +1,13 @@
-//! The queue port and the messages that ride on it: events on the events queue, wake-ups and
-//! inactivity checks on the steps queue. SQS caps a message's delay at 15 minutes.
+//! The queue port and the messages that ride on it: events on the events queue, wake-ups,
+//! inactivity checks, stops and scan pages on the steps queue. SQS caps a message's delay at 15
+//! minutes.
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::store::Key;
 
 /// The longest delay a queue message may carry (SQS `DelaySeconds`).
 pub const MAX_DELAY_SECS: u32 = 900;
@@ -47,13 +49,45 @@ pub enum Message {
         since: Timestamp,
         at: Timestamp,
     },
-    /// End an enrollment of a stopped journey now (the scheduler sends one for each enrollment
-    /// active when it sees the stop).
+    /// End an enrollment of a stopped journey now (the stop's scan sends one for each
+    /// enrollment active when it reads it).
     Stop {
         user_id: String,
         journey: String,
         enrollment: String,
     },
+    /// Read one page of a scan the scheduler started, queue a message for each record the job
+    /// selects, and queue the next page: a scan of any size goes on, page by page, in engine
+    /// invocations rather than in one scheduler minute.
+    Scan {
+        job: ScanJob,
+        segment: u32,
+        segments: u32,
+        /// Where the page starts (after this key); none for the first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<Key>,
+    },
+}
+
+/// What a [`Message::Scan`] is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScanJob {
+    /// A schedule trigger's run at `minute` (minutes since the epoch): enter each profile the
+    /// schedule selects.
+    Schedule { journey: String, minute: i64 },
+    /// A stopped journey version's sweep: stop each active enrollment.
+    Stop { journey: String, version: u32 },
+}
+
+impl ScanJob {
+    /// A stable id: `schedule:<journey>:<minute>` or `stop:<journey>:<version>`.
+    pub fn id(&self) -> String {
+        match self {
+            ScanJob::Schedule { journey, minute } => format!("schedule:{journey}:{minute}"),
+            ScanJob::Stop { journey, version } => format!("stop:{journey}:{version}"),
+        }
+    }
 }
 
 impl Message {
@@ -65,13 +99,18 @@ impl Message {
             | Message::Enter { user_id, .. }
             | Message::Inactivity { user_id, .. }
             | Message::Stop { user_id, .. } => user_id,
+            // About many users.
+            Message::Scan { .. } => "",
         }
     }
 
     /// When the message is due (events: now).
     pub fn due(&self) -> Option<Timestamp> {
         match self {
-            Message::Event(_) | Message::Enter { .. } | Message::Stop { .. } => None,
+            Message::Event(_)
+            | Message::Enter { .. }
+            | Message::Stop { .. }
+            | Message::Scan { .. } => None,
             Message::Wake { at, .. } | Message::Inactivity { at, .. } => Some(*at),
         }
     }
@@ -96,15 +135,28 @@ impl Message {
                 ..
             } => format!("inactive:{journey}:{user_id}:{}", since.as_second()),
             Message::Stop { enrollment, .. } => format!("stop:{enrollment}"),
+            Message::Scan {
+                job,
+                segment,
+                segments,
+                start,
+            } => {
+                let from = start
+                    .as_ref()
+                    .map(|k| format!("{}|{}", k.pk, k.sk))
+                    .unwrap_or_default();
+                format!("scan:{}:{segment}/{segments}:{from}", job.id())
+            }
         }
     }
 
     pub fn queue(&self) -> QueueName {
         match self {
             Message::Event(_) | Message::Enter { .. } => QueueName::Events,
-            Message::Wake { .. } | Message::Inactivity { .. } | Message::Stop { .. } => {
-                QueueName::Steps
-            }
+            Message::Wake { .. }
+            | Message::Inactivity { .. }
+            | Message::Stop { .. }
+            | Message::Scan { .. } => QueueName::Steps,
         }
     }
 }

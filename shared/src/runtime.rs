@@ -3,7 +3,7 @@
 //! transition's effects (the outbox); a message that comes again replays them, and the send ledger,
 //! keyed by (enrollment, step, visit), makes sure no message goes out twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -21,7 +21,7 @@ use crate::journey::{Channel, Journey, JourneyStatus, Reentry, TriggerKind};
 use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
-use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, MAX_DELAY_SECS};
+use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
 use crate::store::{join, segment_of, Expect, Key, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
 
@@ -98,6 +98,9 @@ pub struct Config {
     /// The most minutes one scheduler tick catches up on (a scheduler that was off a long time
     /// catches up over several ticks).
     pub max_catch_up_minutes: i64,
+    /// At most this many records a scan page (schedule runs, stop sweeps); DynamoDB also stops
+    /// a page at 1 MB read.
+    pub scan_page: usize,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             claim_lease: SignedDuration::from_secs(120),
             dedup_for: SignedDuration::from_hours(24 * 7),
             max_catch_up_minutes: 24 * 60,
+            scan_page: 1_000,
         }
     }
 }
@@ -174,11 +178,25 @@ fn timer_partition(minute: i64, shard: u32) -> String {
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Partition of the markers saying which stopped journey version's enrollments were swept.
 const STOPS: &str = "STOPS";
+/// The segments a scan job is read in, in parallel (DynamoDB parallel scan).
+const SCAN_SEGMENTS: u32 = 4;
 /// Waits shorter than this never become timers (see `schedule`).
 const MIN_TIMER_SECS: i64 = 300;
 
 fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
+}
+
+/// The UTC offsets (in seconds) of every time zone this machine knows, at `at`, and UTC's:
+/// each user's local time is one of them.
+fn offsets_in_use(at: Timestamp) -> BTreeSet<i32> {
+    let mut out = BTreeSet::from([0]);
+    for name in jiff::tz::db().available() {
+        if let Ok(tz) = jiff::tz::TimeZone::get(name.as_str()) {
+            out.insert(tz.to_offset(at).seconds());
+        }
+    }
+    out
 }
 
 /// `name` as an `Arc`: the one an entry of `entries` holds already, else a new one.
@@ -267,12 +285,12 @@ impl Loaded {
 pub struct Tick {
     /// Timers moved onto the queue.
     pub moved: usize,
-    /// Users entered into schedule-triggered journeys.
-    pub entered: usize,
+    /// Schedule-triggered journeys whose run started (a scan of the profiles, page by page).
+    pub schedules: usize,
     /// Timeline records counted in the stats.
     pub folded: usize,
-    /// Enrollments of newly stopped journeys sent a `Stop` (ended at once).
-    pub stopped: usize,
+    /// Newly stopped journeys whose sweep started (a scan that stops each active enrollment).
+    pub stops: usize,
 }
 
 /// An enrollment after [`Runtime::settle`], and what it could not perform, by cause.
@@ -426,6 +444,15 @@ impl Runtime {
                 enrollment,
             } => {
                 self.stop_enrollment(user_id, journey, enrollment, &message.id())
+                    .await
+            }
+            Message::Scan {
+                job,
+                segment,
+                segments,
+                start,
+            } => {
+                self.scan_page(job, *segment, *segments, start.as_ref(), &message.id())
                     .await
             }
             Message::Inactivity {
@@ -1580,8 +1607,9 @@ impl Runtime {
     }
 
     /// The scheduler's minute: moves timers due by the end of the next minute onto the queue,
-    /// enters users into schedule-triggered journeys, and folds new timeline records into the
-    /// stats.
+    /// starts the runs of schedule-triggered journeys and the sweeps of newly stopped ones
+    /// (scans the engine reads page by page: see [`Message::Scan`]), and folds new timeline
+    /// records into the stats.
     pub async fn tick(&self) -> Result<Tick, RunError> {
         let now = self.now();
         let now_minute = minute_of(now);
@@ -1593,11 +1621,11 @@ impl Runtime {
         };
         let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
         let mut moved = 0usize;
-        let mut entered = 0usize;
+        let mut schedules = 0usize;
         for minute in from..=to {
             moved += self.sweep_minute(minute).await?;
             if minute <= now_minute {
-                entered += self.start_schedules(minute).await?;
+                schedules += self.start_schedules(minute).await?;
             }
         }
         // Minutes up to `next` are done; the coming minute's timers are swept again next time.
@@ -1615,35 +1643,117 @@ impl Runtime {
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
-        let stopped = self.sweep_stopped().await?;
+        let stops = self.sweep_stopped().await?;
         let folded = self.fold_stats().await?;
         Ok(Tick {
             moved,
-            entered,
+            schedules,
             folded,
-            stopped,
+            stops,
         })
     }
 
-    /// Every record whose sort key is `sk`, in all partitions (`P`: profiles, `E#<journey>`: a
-    /// journey's enrollments): four segments read in parallel (DynamoDB parallel scan).
-    async fn scan(&self, sk: &str) -> Result<Vec<Record>, RunError> {
-        let (a, b, c, d) = tokio::join!(
-            self.store.scan(sk, 0, 4),
-            self.store.scan(sk, 1, 4),
-            self.store.scan(sk, 2, 4),
-            self.store.scan(sk, 3, 4)
-        );
-        Ok([a?, b?, c?, d?].into_iter().flatten().collect())
+    /// Starts a scan job: one [`Message::Scan`] for the first page of each of its segments,
+    /// which the engine reads in parallel (DynamoDB parallel scan), page after page.
+    async fn start_scan(&self, job: ScanJob) -> Result<(), RunError> {
+        let pages: Vec<Outbound> = (0..SCAN_SEGMENTS)
+            .map(|segment| Outbound {
+                message: Message::Scan {
+                    job: job.clone(),
+                    segment,
+                    segments: SCAN_SEGMENTS,
+                    start: None,
+                },
+                delay_secs: 0,
+            })
+            .collect();
+        self.queue.send(QueueName::Steps, &pages).await?;
+        Ok(())
+    }
+
+    /// Reads one page of a scan job (see [`Message::Scan`]) and queues a message for each
+    /// record it selects, then the next page. A page read before (its message came again) is
+    /// not read again, so a repeated page cannot start a second chain of pages.
+    async fn scan_page(
+        &self,
+        job: &ScanJob,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        id: &str,
+    ) -> Result<(), RunError> {
+        let marker = Key::new(join(&["SCAN#", &job.id()]), id);
+        if self.store.get(&marker).await?.is_some() {
+            return Ok(());
+        }
+        let sk = match job {
+            ScanJob::Schedule { .. } => "P".to_string(),
+            ScanJob::Stop { journey, .. } => {
+                // Published active again since: the rest of the sweep stops here (each `Stop`
+                // queued already checks the same).
+                let head = self.catalog.head(journey).await?;
+                if head.is_none_or(|h| h.status != JourneyStatus::Stopped) {
+                    return Ok(());
+                }
+                join(&["E#", journey])
+            }
+        };
+        let page = self
+            .store
+            .scan(&sk, segment, segments, start, self.config.scan_page)
+            .await?;
+        let selected = match job {
+            ScanJob::Schedule { journey, minute } => {
+                self.scheduled_entries(journey, *minute, &page.records)
+                    .await?
+            }
+            ScanJob::Stop { .. } => page
+                .records
+                .iter()
+                .filter_map(|r| r.parse::<Enrollment>().ok())
+                .filter(Enrollment::is_active)
+                .map(|e| Outbound {
+                    message: Message::Stop {
+                        user_id: e.user_id,
+                        journey: e.journey,
+                        enrollment: e.id,
+                    },
+                    delay_secs: 0,
+                })
+                .collect(),
+        };
+        for chunk in selected.chunks(100) {
+            if let Some(first) = chunk.first() {
+                self.queue.send(first.message.queue(), chunk).await?;
+            }
+        }
+        if let Some(next) = page.next {
+            let more = Outbound {
+                message: Message::Scan {
+                    job: job.clone(),
+                    segment,
+                    segments,
+                    start: Some(next),
+                },
+                delay_secs: 0,
+            };
+            self.queue.send(QueueName::Steps, &[more]).await?;
+        }
+        let done = Record::of(marker, 1, selected.len() as u64)
+            .expiring(self.now() + SignedDuration::from_hours(48));
+        self.store.put(&done, Expect::Any).await?;
+        tracing::info!(job = %job.id(), segment, selected = selected.len(), "scan page read");
+        Ok(())
     }
 
     /// Ends the active enrollments of each newly stopped journey now, rather than at their
-    /// next step: a `Stop` message for each (a wake-up would run the step when this engine's
-    /// catalog had not seen the stop yet). Once per stopped version, remembered in the store;
-    /// an enrollment this scan misses still ends at its next step.
+    /// next step: a scan of its enrollments sends a `Stop` message for each (a wake-up would
+    /// run the step when this engine's catalog had not seen the stop yet). Once per stopped
+    /// version, remembered in the store; an enrollment the scan misses still ends at its next
+    /// step. Returns the sweeps started.
     async fn sweep_stopped(&self) -> Result<usize, RunError> {
         let journeys = self.catalog.active().await?;
-        let mut sent = 0;
+        let mut started = 0;
         for p in journeys
             .iter()
             .filter(|p| p.journey.status == JourneyStatus::Stopped)
@@ -1655,33 +1765,19 @@ impl Runtime {
                     continue;
                 }
             }
-            let mut batch = Vec::new();
-            for r in self.scan(&join(&["E#", &p.journey.id])).await? {
-                let Ok(e) = r.parse::<Enrollment>() else {
-                    continue;
-                };
-                if e.is_active() {
-                    batch.push(Outbound {
-                        message: Message::Stop {
-                            user_id: e.user_id.clone(),
-                            journey: e.journey.clone(),
-                            enrollment: e.id.clone(),
-                        },
-                        delay_secs: 0,
-                    });
-                }
-            }
-            for chunk in batch.chunks(100) {
-                self.queue.send(QueueName::Steps, chunk).await?;
-            }
-            sent += batch.len();
+            self.start_scan(ScanJob::Stop {
+                journey: p.journey.id.clone(),
+                version: p.version,
+            })
+            .await?;
+            started += 1;
             let version = marker.as_ref().map(|r| r.version + 1).unwrap_or(1);
             self.store
                 .put(&Record::new(key, version, &p.version)?, Expect::Any)
                 .await?;
-            tracing::info!(journey = %p.journey.id, enrollments = batch.len(), "journey stopped: its enrollments end now");
+            tracing::info!(journey = %p.journey.id, "journey stopped: its enrollments end now");
         }
-        Ok(sent)
+        Ok(started)
     }
 
     /// Ends one enrollment of a stopped journey at once (see [`Runtime::sweep_stopped`]).
@@ -1776,12 +1872,16 @@ impl Runtime {
         Ok(moved)
     }
 
-    /// Enters every matching user into each schedule-triggered journey whose cron fires at `minute`.
+    /// Starts a run (a scan of the profiles) of each schedule-triggered journey whose cron
+    /// fires at `minute`: in its zone, or in some user's for `timezone: user`. Returns the runs
+    /// started.
     async fn start_schedules(&self, minute: i64) -> Result<usize, RunError> {
         let at =
             Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
         let journeys = self.catalog.active().await?;
-        let mut entered = 0;
+        let mut started = 0;
+        // The UTC offsets in use at `at`, for `timezone: user` schedules: read when one needs it.
+        let mut offsets: Option<BTreeSet<i32>> = None;
         for p in journeys.iter() {
             let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
                 continue;
@@ -1789,58 +1889,90 @@ impl Runtime {
             if !p.journey.status.is_active() {
                 continue;
             }
-            let fixed = (s.timezone != "user")
-                .then(|| jiff::tz::TimeZone::get(&s.timezone).ok())
-                .flatten();
-            if s.timezone != "user" {
-                let Some(tz) = &fixed else { continue };
-                if !s.cron.matches(at.to_zoned_datetime(tz.clone()).datetime()) {
-                    continue;
-                }
+            let fires = if s.timezone == "user" {
+                // Most minutes are 09:00 nowhere: no scan of every profile for them.
+                offsets
+                    .get_or_insert_with(|| offsets_in_use(at))
+                    .iter()
+                    .any(|o| {
+                        let offset =
+                            jiff::tz::Offset::from_seconds(*o).unwrap_or(jiff::tz::Offset::UTC);
+                        s.cron.matches(offset.to_datetime(at))
+                    })
+            } else {
+                jiff::tz::TimeZone::get(&s.timezone)
+                    .is_ok_and(|tz| s.cron.matches(at.to_zoned_datetime(tz).datetime()))
+            };
+            if !fires {
+                continue;
             }
-            let mut batch = Vec::new();
-            for r in self.scan("P").await? {
-                let Ok(profile) = r.parse::<Profile>() else {
-                    continue;
-                };
-                if s.timezone == "user" {
-                    let tz = profile
-                        .timezone()
-                        .or_else(|| {
-                            p.journey
-                                .timezone
-                                .as_deref()
-                                .and_then(|n| jiff::tz::TimeZone::get(n).ok())
-                        })
-                        .unwrap_or(jiff::tz::TimeZone::UTC);
-                    if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
-                        continue;
-                    }
-                }
-                let scope = crate::condition::Scope {
-                    event: &Value::Null,
-                    profile: &profile.scope(),
-                    now: at,
-                };
-                if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
-                    continue;
-                }
-                batch.push(Outbound {
-                    message: Message::Enter {
-                        user_id: profile.user_id.clone(),
-                        journey: p.journey.id.clone(),
-                        cause: format!("schedule:{minute}"),
-                        at,
-                    },
-                    delay_secs: 0,
-                });
-            }
-            entered += batch.len();
-            for chunk in batch.chunks(100) {
-                self.queue.send(QueueName::Events, chunk).await?;
-            }
+            self.start_scan(ScanJob::Schedule {
+                journey: p.journey.id.clone(),
+                minute,
+            })
+            .await?;
+            started += 1;
         }
-        Ok(entered)
+        Ok(started)
+    }
+
+    /// The users among `profiles` that the schedule of `journey` enters at `minute`, as
+    /// `Enter` messages (none when the journey is no longer an active schedule journey).
+    async fn scheduled_entries(
+        &self,
+        journey: &str,
+        minute: i64,
+        profiles: &[Record],
+    ) -> Result<Vec<Outbound>, RunError> {
+        let at =
+            Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
+        let Some(p) = self.catalog.latest(journey).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
+            return Ok(Vec::new());
+        };
+        if !p.journey.status.is_active() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for r in profiles {
+            let Ok(profile) = r.parse_shared::<Profile>() else {
+                continue;
+            };
+            if s.timezone == "user" {
+                let tz = profile
+                    .timezone()
+                    .or_else(|| {
+                        p.journey
+                            .timezone
+                            .as_deref()
+                            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+                    })
+                    .unwrap_or(jiff::tz::TimeZone::UTC);
+                if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
+                    continue;
+                }
+            }
+            let scope = crate::condition::Scope {
+                event: &Value::Null,
+                profile: &profile.scope(),
+                now: at,
+            };
+            if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
+                continue;
+            }
+            out.push(Outbound {
+                message: Message::Enter {
+                    user_id: profile.user_id.clone(),
+                    journey: p.journey.id.clone(),
+                    cause: format!("schedule:{minute}"),
+                    at,
+                },
+                delay_secs: 0,
+            });
+        }
+        Ok(out)
     }
 
     /// Suppresses SMS for every known user whose number is on the provider's opt-out list (people

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
     pub pk: String,
     pub sk: String,
@@ -261,9 +261,27 @@ pub trait Store: Send + Sync {
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError>;
     /// The counters kept at `key`.
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError>;
-    /// Part `segment` of `segments` of the records whose sort key is `sk` (all partitions), for
-    /// fanning a scan out in parallel.
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError>;
+    /// One page of part `segment` of `segments` of the records whose sort key is `sk` (all
+    /// partitions; segments fan a scan out in parallel), from just after `start` (`None`: from
+    /// the beginning). A page holds at most `limit` records; a store may stop sooner (DynamoDB
+    /// reads at most 1 MB a page, and `limit` caps the items it reads, matching or not), so a
+    /// page may be empty and still have a `next`.
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+}
+
+/// One page of a [`Store::scan`]: its records, and where the next page starts (`None`: this
+/// was the last).
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Record>,
+    pub next: Option<Key>,
 }
 
 #[async_trait]
@@ -292,8 +310,15 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         (**self).counters(key).await
     }
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
-        (**self).scan(sk, segment, segments).await
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        (**self).scan(sk, segment, segments, start, limit).await
     }
 }
 
@@ -305,6 +330,21 @@ pub fn join(parts: &[&str]) -> String {
         s.push_str(p);
     }
     s
+}
+
+/// A scan page from up to `limit + 1` records read in key order: `limit` of them, and a `next`
+/// when there was one more (the adapters that read their own order).
+pub fn page_of(mut records: Vec<Record>, limit: usize) -> Page {
+    let limit = limit.max(1);
+    if records.len() <= limit {
+        return Page {
+            records,
+            next: None,
+        };
+    }
+    records.truncate(limit);
+    let next = records.last().map(|r| r.key.clone());
+    Page { records, next }
 }
 
 /// A stable segment number for a partition key (FNV-1a), shared by the adapters' scans.
@@ -542,13 +582,28 @@ impl Store for MemoryStore {
         Ok(self.lock().counters.get(key).cloned().unwrap_or_default())
     }
 
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound;
         let t = self.lock();
-        Ok(t.order
-            .iter()
+        let from = match start {
+            Some(k) => Bound::Excluded(k.pk.as_str()),
+            None => Bound::Unbounded,
+        };
+        let records: Vec<Record> = t
+            .order
+            .range::<str, _>((from, Bound::Unbounded))
             .filter(|pk| segment_of(pk, segments) == segment)
             .filter_map(|pk| t.records.get(pk)?.get(sk).cloned())
-            .collect())
+            .take(limit.max(1) + 1)
+            .collect();
+        Ok(page_of(records, limit))
     }
 }
 

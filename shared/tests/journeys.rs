@@ -13,6 +13,7 @@ use waymark::engine::{self, Content, Ctx};
 use waymark::enrollment::TriggerEvent;
 use waymark::journey::{Channel, JourneyStatus, SmsType};
 use waymark::profile::{Address, Profile};
+use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::runtime::{Cap, Config};
 use waymark::timeline::{self, What};
 
@@ -325,24 +326,43 @@ async fn schedule_trigger_enters_matching_users_at_nine_in_the_journeys_zone_or_
             ],
         ),
     ];
-    // The scheduler must not depend on which minute the script starts at.
+    // The scheduler must not depend on which minute the script starts at, nor on how many
+    // profiles a page of the run's scan holds (one: each segment's pages follow each other).
     for start in ["2026-12-01T06:00:00Z", "2026-12-01T06:01:00Z"] {
         for (tz, expected) in &cases {
-            let journey = DIGEST.replace("TZ", tz);
-            let out = sim_with(
-                &[&journey],
-                &digest_script(start),
-                Config::default(),
-                SignedDuration::from_hours(20),
-            )
-            .await;
-            assert_eq!(
-                &outbox(&out),
-                expected,
-                "timezone {tz}, script from {start}"
-            );
+            for scan_page in [1_000, 1] {
+                let journey = DIGEST.replace("TZ", tz);
+                let out = sim_with(
+                    &[&journey],
+                    &digest_script(start),
+                    Config {
+                        scan_page,
+                        ..Config::default()
+                    },
+                    SignedDuration::from_hours(20),
+                )
+                .await;
+                assert_eq!(
+                    &outbox(&out),
+                    expected,
+                    "timezone {tz}, script from {start}, {scan_page} a page"
+                );
+            }
         }
     }
+}
+
+#[tokio::test]
+async fn a_schedule_in_users_zones_scans_only_at_minutes_when_it_fires_somewhere() {
+    let h = Harness::new("2026-12-01T03:13:00Z");
+    h.publish(&DIGEST.replace("TZ", "user")).await;
+    let mut started = Vec::new();
+    // 09:00 is 03:15 UTC in Kathmandu (+05:45), and in no zone at 03:13, 03:14 or 03:16
+    for minute in ["03:13", "03:15", "03:16"] {
+        h.clock.set(at(&format!("2026-12-01T{minute}:00Z")));
+        started.push(h.rt.tick().await.expect("tick").schedules);
+    }
+    assert_eq!(started, [0, 1, 0]);
 }
 
 #[tokio::test]
@@ -1517,7 +1537,14 @@ async fn assert_stopped(
 
 #[tokio::test]
 async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more() {
-    let h = Harness::new("2026-12-01T09:00:00Z");
+    // One enrollment a scan page: the sweep reads page after page.
+    let h = Harness::with_config(
+        "2026-12-01T09:00:00Z",
+        Config {
+            scan_page: 1,
+            ..Config::default()
+        },
+    );
     h.publish(FUNNEL).await;
     // ann waits out her first hour; bob has had his nudge and waits for an app open
     h.play(
@@ -1534,13 +1561,14 @@ async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more(
     h.advance_to(at("2026-12-01T10:10:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T10:00:00Z bob push nudge: Nudge"]);
 
-    // when the journey is stopped, the scheduler's next minute ends both enrollments
+    // when the journey is stopped, the scheduler's next minute starts its sweep, which ends
+    // both enrollments
     assert_eq!(h.publish(&with_status(FUNNEL, "stopped")).await, 2);
     assert_eq!(
         h.rt.catalog.heads().await.expect("heads")[0].status,
         JourneyStatus::Stopped
     );
-    assert_eq!(h.rt.tick().await.expect("tick").stopped, 2);
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
     h.advance_to(at("2026-12-01T10:10:00Z")).await;
     for (user, step) in [("ann", "wait_1h"), ("bob", "opened")] {
         let view = assert_stopped(&h, "funnel", user, step, "2026-12-01T10:10:00Z").await;
@@ -1550,7 +1578,7 @@ async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more(
         assert_eq!(e.end_reason.as_deref(), Some("journey stopped"), "{user}");
     }
     // (once per stopped version)
-    assert_eq!(h.rt.tick().await.expect("tick").stopped, 0);
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 0);
     // and the stats count both as exited, none still waiting
     let stats = h.rt.stats("funnel").await.expect("stats");
     assert_eq!(stats.get("exited"), Some(&2), "{stats:?}");
@@ -1577,24 +1605,73 @@ async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more(
 
 #[tokio::test]
 async fn a_stop_taken_back_before_its_sweep_is_handled_ends_no_one() {
-    let h = Harness::new("2026-12-01T09:00:00Z");
-    h.publish(FUNNEL).await;
-    h.play(
-        &[
-            shopper("ann"),
-            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
-        ]
-        .join("\n"),
-    )
-    .await;
-    // the scheduler sees the stop and queues ann's Stop, then the journey is published active
-    h.publish(&with_status(FUNNEL, "stopped")).await;
-    assert_eq!(h.rt.tick().await.expect("tick").stopped, 1);
-    h.publish(FUNNEL).await;
-    h.advance_to(at("2026-12-01T12:00:00Z")).await;
-    // ann goes on: her Stop finds the journey active again
-    assert_eq!(h.outbox(), ["2026-12-01T11:00:00Z ann push nudge: Nudge"]);
-    assert!(h.rt.user("ann").await.expect("ann").enrollments[0].is_active());
+    // Taken back after the sweep read its pages (ann's Stop is queued), or before.
+    for pages_read in [true, false] {
+        let h = Harness::new("2026-12-01T09:00:00Z");
+        h.publish(FUNNEL).await;
+        h.play(
+            &[
+                shopper("ann"),
+                track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+            ]
+            .join("\n"),
+        )
+        .await;
+        // the scheduler sees the stop and starts its sweep, then the journey is published active
+        h.publish(&with_status(FUNNEL, "stopped")).await;
+        assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+        if pages_read {
+            let pages = h.queue.take_due(h.now());
+            assert!(
+                pages.iter().all(|m| matches!(m, Message::Scan { .. })),
+                "{pages:?}"
+            );
+            // (each page handled twice, as SQS may deliver it: the second time reads nothing)
+            for _ in 0..2 {
+                for r in h.rt.handle_batch(&pages).await {
+                    r.expect("page");
+                }
+            }
+            let stops = h.queue.take_due(h.now());
+            assert!(
+                matches!(stops.as_slice(), [Message::Stop { user_id, .. }] if user_id == "ann"),
+                "{stops:?}"
+            );
+            h.queue
+                .send(
+                    QueueName::Steps,
+                    &stops
+                        .into_iter()
+                        .map(|message| Outbound {
+                            message,
+                            delay_secs: 0,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .await
+                .expect("queue");
+        }
+        h.publish(FUNNEL).await;
+        h.advance_to(at("2026-12-01T12:00:00Z")).await;
+        // ann goes on: her Stop, or the sweep's pages, find the journey active again
+        assert_eq!(
+            h.outbox(),
+            ["2026-12-01T11:00:00Z ann push nudge: Nudge"],
+            "pages read first: {pages_read}"
+        );
+        assert!(h.rt.user("ann").await.expect("ann").enrollments[0].is_active());
+        let read = h
+            .store
+            .dump()
+            .iter()
+            .filter(|r| r.key.pk.starts_with("SCAN#"))
+            .count();
+        assert_eq!(
+            read,
+            if pages_read { 4 } else { 0 },
+            "the sweep's pages read (four segments)"
+        );
+    }
 }
 
 /// Short waits only (they ride the queue, so no scheduler minute runs in between).

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use crate::store::{Counts, Expect, Key, Record, Store, StoreError};
+use crate::store::{Counts, Expect, Key, Page, Record, Store, StoreError};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
@@ -432,32 +432,55 @@ impl Store for DynamoStore {
         Ok(counters)
     }
 
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let segments = segments.max(1);
         if segment >= segments {
-            return Ok(Vec::new());
+            return Ok(Page::default());
         }
         let (segment, segments) = (
             i32::try_from(segment).unwrap_or(i32::MAX),
             i32::try_from(segments).unwrap_or(i32::MAX),
         );
-        pages(usize::MAX, |start, _| {
-            let request = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#sk = :sk")
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":sk", AttributeValue::S(sk.to_string()))
-                .segment(segment)
-                .total_segments(segments)
-                .set_exclusive_start_key(start);
-            async move {
-                let resp = request.send().await.map_err(|e| store_error("Scan", e))?;
-                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+        // `Limit` caps the items read (matching or not), so a page never holds more than it.
+        let resp = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#sk = :sk")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":sk", AttributeValue::S(sk.to_string()))
+            .segment(segment)
+            .total_segments(segments)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start.map(key_item))
+            .send()
+            .await
+            .map_err(|e| store_error("Scan", e))?;
+        let mut records = Vec::new();
+        for item in resp.items() {
+            if let Some(r) = record(item)? {
+                records.push(r);
             }
-        })
-        .await
+        }
+        let next = match resp.last_evaluated_key() {
+            Some(k) if !k.is_empty() => {
+                let (Some(pk), Some(sk)) = (string(k, PK), string(k, SK)) else {
+                    return Err(StoreError::Corrupt(
+                        "a scan's LastEvaluatedKey without pk or sk".into(),
+                    ));
+                };
+                Some(Key::new(pk, sk))
+            }
+            _ => None,
+        };
+        Ok(Page { records, next })
     }
 }
 

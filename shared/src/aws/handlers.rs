@@ -189,9 +189,9 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
     let tick = runtime.tick().await?;
     tracing::info!(
         timers = tick.moved,
-        entered = tick.entered,
+        schedules = tick.schedules,
         folded = tick.folded,
-        stopped = tick.stopped,
+        stops = tick.stops,
         "tick"
     );
     // Once an hour, SMS opt-outs (SNS sends no event for them: it keeps a list).
@@ -205,9 +205,9 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
     }
     Ok(serde_json::json!({
         "timers": tick.moved,
-        "entered": tick.entered,
+        "schedules": tick.schedules,
         "folded": tick.folded,
-        "stopped": tick.stopped,
+        "stops": tick.stops,
         "sms_opted_out": opted_out
     }))
 }

@@ -12,7 +12,7 @@ use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use waymark::runtime::Ledger;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Record, Store, StoreError};
+use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
 
 use crate::lab::{lock, Injected, Lab, Plan, Port, Shared};
 
@@ -197,9 +197,16 @@ impl Store for FaultyStore {
         self.inner.counters(key).await
     }
 
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         self.read().await?;
-        self.inner.scan(sk, segment, segments).await
+        self.inner.scan(sk, segment, segments, start, limit).await
     }
 }
 

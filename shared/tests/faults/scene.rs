@@ -16,7 +16,7 @@ use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::runtime::{RunError, Runtime};
 use waymark::simulate::DelayQueue;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Record, Store, StoreError};
+use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
 use waymark::timeline::{self, Entry};
 
 /// Which store call a scripted fault hits.
@@ -104,8 +104,15 @@ impl Store for ScriptedStore {
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         self.inner.counters(key).await
     }
-    async fn scan(&self, sk: &str, segment: u32, segments: u32) -> Result<Vec<Record>, StoreError> {
-        self.inner.scan(sk, segment, segments).await
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.inner.scan(sk, segment, segments, start, limit).await
     }
 }
 
