@@ -20,7 +20,7 @@ use waymark::journey::{Journey, JourneyStatus, TriggerKind};
 use waymark::local::{self, LocalQueue, RedbStore};
 use waymark::outbox::{OutboxSender, Sink};
 use waymark::queue::Message;
-use waymark::runtime::{Config, RunError, Runtime};
+use waymark::runtime::{Config, Handled, RunError, Runtime};
 
 use crate::data::{self, DataDir, Secrets};
 use crate::settings;
@@ -363,9 +363,11 @@ enum Verdict {
     Retry,
 }
 
-fn verdict(result: &Result<(), RunError>, attempt: u32, max_attempts: u32) -> Verdict {
+fn verdict(result: &Result<Handled, RunError>, attempt: u32, max_attempts: u32) -> Verdict {
     match result {
-        Ok(()) => Verdict::Done,
+        // Applied, or queued again for later by the runtime itself (its retry is a message of
+        // its own): either way this delivery is done.
+        Ok(_) => Verdict::Done,
         Err(RunError::Poison(why)) => Verdict::Dead(why.clone()),
         Err(e) if attempt >= max_attempts => {
             Verdict::Dead(format!("failed {attempt} times; the last time: {e}"))
@@ -649,7 +651,7 @@ mod tests {
     fn a_message_that_cannot_succeed_or_failed_its_last_attempt_is_dead_lettered() {
         let poison = Err(RunError::Poison("journey `j` is not published".into()));
         let failed = || Err(RunError::Retry("the outbox is not writable".into()));
-        assert_eq!(verdict(&Ok(()), 5, 5), Verdict::Done);
+        assert_eq!(verdict(&Ok(Handled::Done), 5, 5), Verdict::Done);
         // Poison at once, with its reason.
         assert_eq!(
             verdict(&poison, 1, 5),

@@ -56,6 +56,14 @@ pub enum Message {
         journey: String,
         enrollment: String,
     },
+    /// A message that failed for a passing reason (a provider throttling or down, DynamoDB
+    /// throttling), handled again at `at`: its `attempt`th retry, further apart each time (see
+    /// `Runtime::handle`).
+    Retry {
+        attempt: u32,
+        at: Timestamp,
+        message: Box<Message>,
+    },
     /// Read one page of a scan the scheduler started, queue a message for each record the job
     /// selects, and queue the next page: a scan of any size goes on, page by page, in engine
     /// invocations rather than in one scheduler minute.
@@ -99,6 +107,7 @@ impl Message {
             | Message::Enter { user_id, .. }
             | Message::Inactivity { user_id, .. }
             | Message::Stop { user_id, .. } => user_id,
+            Message::Retry { message, .. } => message.user_id(),
             // About many users.
             Message::Scan { .. } => "",
         }
@@ -111,7 +120,9 @@ impl Message {
             | Message::Enter { .. }
             | Message::Stop { .. }
             | Message::Scan { .. } => None,
-            Message::Wake { at, .. } | Message::Inactivity { at, .. } => Some(*at),
+            Message::Wake { at, .. }
+            | Message::Inactivity { at, .. }
+            | Message::Retry { at, .. } => Some(*at),
         }
     }
 
@@ -135,6 +146,9 @@ impl Message {
                 ..
             } => format!("inactive:{journey}:{user_id}:{}", since.as_second()),
             Message::Stop { enrollment, .. } => format!("stop:{enrollment}"),
+            Message::Retry {
+                attempt, message, ..
+            } => format!("retry:{attempt}:{}", message.id()),
             Message::Scan {
                 job,
                 segment,
@@ -153,6 +167,7 @@ impl Message {
     pub fn queue(&self) -> QueueName {
         match self {
             Message::Event(_) | Message::Enter { .. } => QueueName::Events,
+            Message::Retry { message, .. } => message.queue(),
             Message::Wake { .. }
             | Message::Inactivity { .. }
             | Message::Stop { .. }

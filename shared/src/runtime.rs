@@ -178,6 +178,23 @@ fn timer_partition(minute: i64, shard: u32) -> String {
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Partition of the markers saying which stopped journey version's enrollments were swept.
 const STOPS: &str = "STOPS";
+/// How many times a message that failed for a passing reason is queued again (see
+/// [`Runtime::handle`]).
+pub const RETRY_ATTEMPTS: u32 = 10;
+
+/// How long after its failure a message's `attempt`th retry comes: 2, 4, 8 … minutes (the first
+/// once a failed send's claim has lapsed), at most an hour, and up to a fifth more, the same for
+/// the same message and attempt (many messages failing together, say throttled by a provider,
+/// come back spread out).
+pub fn retry_delay(message_id: &str, attempt: u32) -> SignedDuration {
+    let base = (120i64 << attempt.saturating_sub(1).min(5)).min(3600);
+    let spread = i64::from(segment_of(
+        &join(&[message_id, "#", &attempt.to_string()]),
+        1000,
+    ));
+    SignedDuration::from_secs(base + base * spread / 5000)
+}
+
 /// The segments a scan job is read in, in parallel (DynamoDB parallel scan).
 const SCAN_SEGMENTS: u32 = 4;
 /// Waits shorter than this never become timers (see `schedule`).
@@ -280,6 +297,16 @@ impl Loaded {
     }
 }
 
+/// What [`Runtime::handle`] did with a message that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Applied.
+    Done,
+    /// Not applied yet: it failed for a passing reason (or is a retry not due yet), and its
+    /// `attempt`th retry is queued for `at`.
+    Retried { attempt: u32, at: Timestamp },
+}
+
 /// What one scheduler minute did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tick {
@@ -369,7 +396,7 @@ impl Runtime {
     }
 
     /// Handles a batch of messages, one result each.
-    pub async fn handle_batch(&self, messages: &[Message]) -> Vec<Result<(), RunError>> {
+    pub async fn handle_batch(&self, messages: &[Message]) -> Vec<Result<Handled, RunError>> {
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
             out.push(self.handle(m).await);
@@ -378,7 +405,57 @@ impl Runtime {
     }
 
     /// Handles one message; conflicts with concurrent writers are retried here a few times.
-    pub async fn handle(&self, message: &Message) -> Result<(), RunError> {
+    ///
+    /// A message that fails for a passing reason (`RunError::Retry`: a provider throttling or
+    /// down, the store throttled) is queued again as a [`Message::Retry`], 2, 4, 8 … up to 60
+    /// minutes later ([`RETRY_ATTEMPTS`] times, about six hours), and counts as handled: a
+    /// provider outage longer than SQS's five receives no longer strands a send in the
+    /// dead-letter queue. After the last retry, or when the retry cannot be queued, the error
+    /// stands and the queue's own redelivery (then its dead-letter queue) takes over.
+    pub async fn handle(&self, message: &Message) -> Result<Handled, RunError> {
+        let (inner, attempt) = match message {
+            Message::Retry {
+                attempt,
+                at,
+                message: inner,
+            } => {
+                // Not due yet: hop on (a long backoff rides timers, as a long wait does).
+                if *at > self.now() + SignedDuration::from_secs(1) {
+                    self.schedule(message.clone(), *at).await?;
+                    return Ok(Handled::Retried {
+                        attempt: *attempt,
+                        at: *at,
+                    });
+                }
+                (inner.as_ref(), *attempt)
+            }
+            m => (m, 0),
+        };
+        let why = match self.handle_resolving_conflicts(inner).await {
+            Ok(()) => return Ok(Handled::Done),
+            Err(RunError::Retry(why)) if attempt < RETRY_ATTEMPTS => why,
+            Err(e) => return Err(e),
+        };
+        let next = attempt + 1;
+        let at = self.now() + retry_delay(&inner.id(), next);
+        let again = Message::Retry {
+            attempt: next,
+            at,
+            message: Box::new(inner.clone()),
+        };
+        match self.schedule(again, at).await {
+            Ok(()) => {
+                tracing::warn!(message_id = %inner.id(), user = inner.user_id(), attempt = next, %at, error = %why, "message failed; retried later");
+                Ok(Handled::Retried { attempt: next, at })
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %inner.id(), error = %e, "a retry could not be queued");
+                Err(RunError::Retry(why))
+            }
+        }
+    }
+
+    async fn handle_resolving_conflicts(&self, message: &Message) -> Result<(), RunError> {
         let mut last = RunError::Retry("not attempted".into());
         for _ in 0..4 {
             match self.handle_once(message).await {
@@ -455,6 +532,10 @@ impl Runtime {
                 self.scan_page(job, *segment, *segments, start.as_ref(), &message.id())
                     .await
             }
+            // `handle` takes a retry's message out; one inside another is not made.
+            Message::Retry { .. } => Err(RunError::Poison(
+                "a retry of a retry: not a message this engine makes".into(),
+            )),
             Message::Inactivity {
                 user_id,
                 journey,
@@ -2110,6 +2191,27 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_come_2_4_8_minutes_apart_up_to_an_hour_spread_by_up_to_a_fifth() {
+        let base = [2, 4, 8, 16, 32, 60, 60, 60, 60, 60];
+        for id in ["wake:cart:ann:1:3", "m-1", "m-2"] {
+            for (attempt, minutes) in (1..=RETRY_ATTEMPTS).zip(base) {
+                let d = retry_delay(id, attempt).as_secs();
+                let min = minutes * 60;
+                assert!(
+                    d >= min && d <= min + min / 5,
+                    "{id} attempt {attempt}: {d} s"
+                );
+                assert_eq!(retry_delay(id, attempt).as_secs(), d, "the same each time");
+            }
+        }
+        // spread: different messages do not all come back at the same second
+        let firsts: std::collections::BTreeSet<i64> = (0..50)
+            .map(|i| retry_delay(&format!("m-{i}"), 1).as_secs())
+            .collect();
+        assert!(firsts.len() > 10, "{firsts:?}");
+    }
     use crate::clock::ManualClock;
     use crate::simulate::DelayQueue;
     use crate::store::MemoryStore;

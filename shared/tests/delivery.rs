@@ -300,7 +300,7 @@ impl World {
                     let batch: Vec<Message> = deliveries.drain(..n).collect();
                     for (m, r) in batch.iter().zip(self.rt.handle_batch(&batch).await) {
                         match r {
-                            Ok(()) => {}
+                            Ok(_) => {}
                             Err(RunError::Poison(why)) => {
                                 return Err(TestCaseError::fail(format!(
                                     "{} is poison at {now}: {why}",

@@ -380,6 +380,8 @@ use scene::{at, Call, OneFault, Scene};
 use serde_json::json;
 use waymark::clock::Clock;
 use waymark::event::Kind;
+use waymark::queue::Message;
+use waymark::runtime::Handled;
 use waymark::timeline::What;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -460,7 +462,11 @@ fn stats_keep_the_counts_of_a_fold_that_failed() {
             after: false,
         });
         let results = s.handle_due(SignedDuration::from_secs(180)).await;
-        assert_eq!(results, vec![Ok(())], "the event itself was handled");
+        assert_eq!(
+            results,
+            vec![Ok(Handled::Done)],
+            "the event itself was handled"
+        );
         s.run_until(at("2026-03-02T18:00:00Z")).await;
         assert!(s.store.fault_taken(), "a fold failed");
         let (implied, kept) = s.stats("cart_abandonment").await;
@@ -574,7 +580,7 @@ fn an_order_applied_before_its_cart_event_still_ends_the_journey() {
         }
         // The order is handled first, then the cart.
         s.handle_due(SignedDuration::from_secs(180)).await;
-        assert_eq!(s.rt.handle_batch(&cart).await, vec![Ok(())]);
+        assert_eq!(s.rt.handle_batch(&cart).await, vec![Ok(Handled::Done)]);
         s.run_until(at("2026-03-02T18:00:00Z")).await;
         let sent: Vec<String> = s.calls().iter().map(|(_, o)| o.step.clone()).collect();
         assert!(
@@ -594,8 +600,88 @@ fn sends_of<'a>(s: &'a Scene, journey: &'a str) -> impl Fn(&str) -> Vec<String> 
     }
 }
 
+/// A provider down for over an hour, longer than SQS's five receives of a message (15
+/// minutes): Ada's last email (14:31) still goes out once the provider is back, with nothing
+/// left in the dead-letter queue. The runtime queues the failed wake-up again itself, 1, 2, 4 …
+/// minutes later. (Before, the wake-up was dead-lettered after its fifth receive and the email,
+/// her journey's last step, waited for someone to redrive it.)
+#[test]
+fn a_send_whose_provider_is_down_for_an_hour_goes_out_when_it_is_back() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        *s.dead_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(5);
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T14:30:30Z")).await;
+        // down for the next five calls: the wake-up and its retries 2, 4, 8 and 16 minutes
+        // apart; the sixth call, 32 minutes later, goes through
+        s.throttle(5);
+        s.run_until(at("2026-03-02T20:00:00Z")).await;
+        let emails: Vec<Timestamp> = s
+            .calls()
+            .iter()
+            .filter(|(_, o)| o.step == "low_stock_email")
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(emails.len(), 1, "the email went out once: {emails:?}");
+        assert!(
+            emails[0] > at("2026-03-02T15:30:00Z") && emails[0] < at("2026-03-02T16:00:00Z"),
+            "after about an hour of retries: {emails:?}"
+        );
+        assert!(
+            s.dead_letters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty(),
+            "nothing dead-lettered"
+        );
+        let view = s.rt.user("ada").await.expect("ada");
+        assert!(
+            view.timeline
+                .iter()
+                .any(|e| e.step.as_deref() == Some("low_stock_email")
+                    && matches!(e.what, What::Sent { .. })),
+            "the timeline says the email was sent"
+        );
+    });
+}
+
+/// A provider that stays down: the runtime's retries end after about six hours, and the wake-up
+/// is left to SQS, which dead-letters it after five more receives (the DLQ's alarm tells the
+/// operator; a redrive runs it again). Nothing is sent, and nothing is lost.
+#[test]
+fn a_send_whose_provider_stays_down_ends_in_the_dead_letter_queue_after_its_retries() {
+    block_on(async {
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        *s.dead_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(5);
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T14:30:30Z")).await;
+        s.throttle(1_000);
+        s.run_until(at("2026-03-02T20:00:00Z")).await;
+        assert!(
+            s.dead_letters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty(),
+            "still retrying after five and a half hours"
+        );
+        s.run_until(at("2026-03-03T02:00:00Z")).await;
+        let dead = s
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        assert!(
+            matches!(dead.as_slice(), [Message::Retry { attempt, message, .. }]
+                if *attempt == waymark::runtime::RETRY_ATTEMPTS
+                    && message.id() == "wake:cart_abandonment:ada:1:3"),
+            "{dead:?}"
+        );
+        assert!(sends_of(&s, "cart_abandonment")("low_stock_email").is_empty());
+    });
+}
+
 /// A new transition never drops the outbox of one not yet performed. Ada's cart journey reaches
-/// its email at 14:31; SES throttles it, so the wake-up comes back 3 minutes later to perform the
+/// its email at 14:31; SES throttles it, so the wake-up comes back later (a retry) to perform the
 /// stored outbox. At 14:32 Ada abandons another cart: the enrollment is completed, re-entry is
 /// allowed, and enrollment 2 takes the record (same key). Found by the fault harness (no crash
 /// needed, only a throttle): enrollment 2 was written over enrollment 1's unperformed outbox,

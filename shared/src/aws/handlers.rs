@@ -88,7 +88,7 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent) -> SqsBatchResponse
     let results = runtime.handle_batch(&messages).await;
     for ((id, m), result) in ids.into_iter().zip(&messages).zip(results) {
         match result {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) => {
                 match &e {
                     RunError::Poison(_) => {

@@ -250,6 +250,11 @@ pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
     let mut wakes: BTreeMap<(String, u64), u64> = BTreeMap::new();
     let mut ids: BTreeSet<String> = BTreeSet::new();
     for m in lab.sqs.all().chain(lab.timers.values()) {
+        // A message queued again by the runtime (a retry) is that message, later.
+        let m = match m {
+            Message::Retry { message, .. } => message.as_ref(),
+            m => m,
+        };
         if let Message::Wake {
             enrollment, seq, ..
         } = m

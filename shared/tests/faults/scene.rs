@@ -14,7 +14,7 @@ use waymark::engine::Outgoing;
 use waymark::event::{self, Kind, Limits};
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
-use waymark::runtime::{RunError, Runtime};
+use waymark::runtime::{Handled, RunError, Runtime};
 use waymark::simulate::DelayQueue;
 use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
 use waymark::timeline::{self, Entry};
@@ -158,6 +158,12 @@ impl Sender for Provider {
 pub struct Scene {
     /// How many times each message (by id) failed and was put back.
     pub failures: Mutex<BTreeMap<String, u32>>,
+    /// After how many failed receives a message goes to the dead letters, as SQS's redrive
+    /// policy does (none: it comes back for ever).
+    pub dead_after: Mutex<Option<u32>>,
+    /// Failed receives per delivered message (by id), and the messages given up on.
+    receives: Mutex<BTreeMap<String, u32>>,
+    pub dead_letters: Mutex<Vec<Message>>,
     pub clock: ManualClock,
     pub store: Arc<ScriptedStore>,
     pub queue: DelayQueue,
@@ -201,6 +207,9 @@ impl Scene {
         rt.tick().await.expect("the scheduler's first run");
         Scene {
             failures: Mutex::new(BTreeMap::new()),
+            dead_after: Mutex::new(None),
+            receives: Mutex::new(BTreeMap::new()),
+            dead_letters: Mutex::new(Vec::new()),
             clock,
             store,
             queue,
@@ -247,20 +256,45 @@ impl Scene {
     }
 
     /// Handles what is due now, one batch; failed messages come back `retry_after` later.
-    pub async fn handle_due(&self, retry_after: SignedDuration) -> Vec<Result<(), RunError>> {
+    pub async fn handle_due(&self, retry_after: SignedDuration) -> Vec<Result<Handled, RunError>> {
         let due = self.queue.take_due(self.clock.now());
         if due.is_empty() {
             return Vec::new();
         }
         let results = self.rt.handle_batch(&due).await;
         for (m, r) in due.iter().zip(&results) {
-            if r.is_err() {
+            // A failure the runtime queued a retry for counts as one (a retry that only hopped
+            // on, not due yet, does not), under the id of the message itself.
+            let (inner, attempt) = match m {
+                Message::Retry {
+                    attempt, message, ..
+                } => (message.as_ref(), *attempt),
+                m => (m, 0),
+            };
+            let retried = matches!(r, Ok(Handled::Retried { attempt: a, .. }) if *a > attempt);
+            if r.is_err() || retried {
                 *self
                     .failures
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .entry(m.id())
+                    .entry(inner.id())
                     .or_insert(0) += 1;
+            }
+            if r.is_err() {
+                let receives = {
+                    let mut all = self.receives.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = all.entry(m.id()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                let dead_after = *self.dead_after.lock().unwrap_or_else(|p| p.into_inner());
+                if dead_after.is_some_and(|d| receives >= d) {
+                    self.dead_letters
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(m.clone());
+                    continue;
+                }
                 let delay = u32::try_from(retry_after.as_secs()).unwrap_or(900);
                 let again = Outbound {
                     message: m.clone(),

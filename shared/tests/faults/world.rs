@@ -12,7 +12,7 @@ use waymark::clock::{Clock, ManualClock};
 use waymark::event::{self, Kind, Limits};
 use waymark::journey::{Channel, Journey};
 use waymark::queue::{Message, QueueName};
-use waymark::runtime::{Cap, Config, RunError, Runtime};
+use waymark::runtime::{Cap, Config, Handled, RunError, Runtime};
 use waymark::store::{Expect, Key, MemoryStore, Record, Store};
 
 use crate::lab::{lock, Lab, Rates, Shared};
@@ -209,7 +209,7 @@ impl World {
         &self,
         worker: usize,
         batch: &[(u64, Message)],
-    ) -> (Vec<Result<(), RunError>>, bool) {
+    ) -> (Vec<Result<Handled, RunError>>, bool) {
         if batch.is_empty() {
             return (Vec::new(), false);
         }
@@ -222,7 +222,12 @@ impl World {
     }
 
     /// Deletes what succeeded; what failed (all of it, if the worker died) comes back later.
-    fn settle(&mut self, batch: &[(u64, Message)], results: Vec<Result<(), RunError>>, dead: bool) {
+    fn settle(
+        &mut self,
+        batch: &[(u64, Message)],
+        results: Vec<Result<Handled, RunError>>,
+        dead: bool,
+    ) {
         let now = self.clock.now();
         if crate::lab::trace() >= 2 {
             for ((_, m), r) in batch.iter().zip(&results) {
@@ -231,9 +236,14 @@ impl World {
         }
         for ((id, m), r) in batch.iter().zip(results) {
             match (&r, dead) {
-                (Ok(()), false) => {
+                (Ok(handled), false) => {
                     lock(&self.lab).ack(*id);
-                    if let Message::Event(e) = m {
+                    // Applied (not only queued again for later): an event, or a retry of one.
+                    let event = match m {
+                        Message::Retry { message, .. } => message.as_ref(),
+                        m => m,
+                    };
+                    if let (Handled::Done, Message::Event(e)) = (handled, event) {
                         self.handled.entry(e.message_id.clone()).or_insert(now);
                     }
                 }
