@@ -22,7 +22,7 @@ use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
-use crate::store::{join, segment_of, Expect, Key, Record, Store, StoreError};
+use crate::store::{join, segment_of, Expect, Key, Page, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
 
 /// How a message failed.
@@ -295,6 +295,15 @@ impl Loaded {
                 .iter()
                 .any(|c| !c.cancel_sends && sends(&c.effects))
     }
+}
+
+/// A scan page's marker (`SCAN#<job>` / the page message's id): a worker is reading it (until
+/// its claim lapses), or it was read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum PageMark {
+    Reading { until: Timestamp },
+    Read { selected: u64 },
 }
 
 /// What [`Runtime::handle`] did with a message that did not fail.
@@ -1764,25 +1773,27 @@ impl Runtime {
         id: &str,
     ) -> Result<(), RunError> {
         let marker = Key::new(join(&["SCAN#", &job.id()]), id);
-        if self.store.get(&marker).await?.is_some() {
-            return Ok(());
-        }
+        let Some(claimed) = self.claim_page(&marker).await? else {
+            return Ok(()); // read already
+        };
         let sk = match job {
-            ScanJob::Schedule { .. } => "P".to_string(),
+            ScanJob::Schedule { .. } => Some("P".to_string()),
             ScanJob::Stop { journey, .. } => {
                 // Published active again since: the rest of the sweep stops here (each `Stop`
                 // queued already checks the same).
                 let head = self.catalog.head(journey).await?;
-                if head.is_none_or(|h| h.status != JourneyStatus::Stopped) {
-                    return Ok(());
-                }
-                join(&["E#", journey])
+                head.is_some_and(|h| h.status == JourneyStatus::Stopped)
+                    .then(|| join(&["E#", journey]))
             }
         };
-        let page = self
-            .store
-            .scan(&sk, segment, segments, start, self.config.scan_page)
-            .await?;
+        let page = match sk {
+            Some(sk) => {
+                self.store
+                    .scan(&sk, segment, segments, start, self.config.scan_page)
+                    .await?
+            }
+            None => Page::default(),
+        };
         let selected = match job {
             ScanJob::Schedule { journey, minute } => {
                 self.scheduled_entries(journey, *minute, &page.records)
@@ -1820,11 +1831,60 @@ impl Runtime {
             };
             self.queue.send(QueueName::Steps, &[more]).await?;
         }
-        let done = Record::of(marker, 1, selected.len() as u64)
-            .expiring(self.now() + SignedDuration::from_hours(48));
-        self.store.put(&done, Expect::Any).await?;
+        let done = Record::new(
+            marker,
+            claimed + 1,
+            &PageMark::Read {
+                selected: selected.len() as u64,
+            },
+        )?
+        .expiring(self.now() + SignedDuration::from_hours(48));
+        match self.store.put(&done, Expect::Version(claimed)).await {
+            // Another worker took the page over after this one's claim lapsed: it marks it.
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(job = %job.id(), segment, selected = selected.len(), "scan page read");
         Ok(())
+    }
+
+    /// Claims a scan page for this worker (see [`PageMark`]): its marker's version, or `None`
+    /// when the page was read already. A page another worker is reading is a retry for later
+    /// (then read, or its claim lapsed and this worker takes it over), so two deliveries of one
+    /// page never start two chains of pages.
+    async fn claim_page(&self, marker: &Key) -> Result<Option<u64>, RunError> {
+        let now = self.now();
+        let claim = |version: u64| -> Result<Record, RunError> {
+            Ok(Record::new(
+                marker.clone(),
+                version,
+                &PageMark::Reading {
+                    until: now + self.config.claim_lease,
+                },
+            )?
+            .expiring(now + SignedDuration::from_hours(48)))
+        };
+        let (version, expect) = match self.store.get(marker).await? {
+            None => (1, Expect::Absent),
+            Some(r) => match r.parse::<PageMark>()? {
+                PageMark::Read { .. } => return Ok(None),
+                PageMark::Reading { until } if until > now => {
+                    return Err(RunError::Retry(format!(
+                        "scan page {} is being read until {until}",
+                        marker.sk
+                    )))
+                }
+                PageMark::Reading { .. } => (r.version + 1, Expect::Version(r.version)),
+            },
+        };
+        match self.store.put(&claim(version)?, expect).await {
+            Ok(()) => Ok(Some(version)),
+            Err(StoreError::Conflict) => Err(RunError::Retry(format!(
+                "scan page {} was claimed at the same time",
+                marker.sk
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ends the active enrollments of each newly stopped journey now, rather than at their

@@ -14,7 +14,8 @@ use waymark::enrollment::TriggerEvent;
 use waymark::journey::{Channel, JourneyStatus, SmsType};
 use waymark::profile::{Address, Profile};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
-use waymark::runtime::{Cap, Config};
+use waymark::runtime::{Cap, Config, Handled};
+use waymark::store::{Expect, Key, Record, Store};
 use waymark::timeline::{self, What};
 
 fn entered(w: &What) -> bool {
@@ -1660,18 +1661,85 @@ async fn a_stop_taken_back_before_its_sweep_is_handled_ends_no_one() {
             "pages read first: {pages_read}"
         );
         assert!(h.rt.user("ann").await.expect("ann").enrollments[0].is_active());
-        let read = h
+        // the sweep's four pages are marked read; only those read before the journey was
+        // active again selected ann
+        let marks: Vec<serde_json::Value> = h
             .store
             .dump()
             .iter()
             .filter(|r| r.key.pk.starts_with("SCAN#"))
-            .count();
+            .filter_map(|r| r.parse().ok())
+            .collect();
+        assert_eq!(marks.len(), 4, "{marks:?}");
+        assert!(marks.iter().all(|m| m["state"] == "read"), "{marks:?}");
+        let selected: u64 = marks.iter().filter_map(|m| m["selected"].as_u64()).sum();
         assert_eq!(
-            read,
-            if pages_read { 4 } else { 0 },
-            "the sweep's pages read (four segments)"
+            selected,
+            u64::from(pages_read),
+            "pages read first: {pages_read}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_sweep_page_another_worker_is_reading_waits_and_is_taken_over_if_its_claim_lapses() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(FUNNEL).await;
+    h.play(
+        &[
+            shopper("ann"),
+            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.publish(&with_status(FUNNEL, "stopped")).await;
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+    // another worker claimed every first page of the sweep a minute ago, then died
+    let pages = h.queue.take_due(h.now());
+    assert_eq!(pages.len(), 4, "{pages:?}");
+    let claimed_until = h.now() + SignedDuration::from_mins(1);
+    for m in &pages {
+        let Message::Scan { job, .. } = m else {
+            panic!("{m:?}")
+        };
+        let marker = Key::new(format!("SCAN#{}", job.id()), m.id());
+        let reading = json!({"state": "reading", "until": claimed_until});
+        h.store
+            .put(
+                &Record::new(marker, 1, &reading).expect("record"),
+                Expect::Absent,
+            )
+            .await
+            .expect("claim");
+    }
+    // the pages delivered now wait (a retry), and nothing is stopped twice or early
+    for r in h.rt.handle_batch(&pages).await {
+        assert!(
+            matches!(r, Ok(Handled::Retried { attempt: 1, .. })),
+            "{r:?}"
+        );
+    }
+    assert!(h.rt.user("ann").await.expect("ann").enrollments[0].is_active());
+    // the retries, two minutes on, find the claims lapsed and read the pages: ann is stopped
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    let view = h.rt.user("ann").await.expect("ann");
+    assert!(!view.enrollments[0].is_active(), "{:?}", view.enrollments);
+    assert_eq!(
+        view.enrollments[0].end_reason.as_deref(),
+        Some("journey stopped")
+    );
+    let read = h
+        .store
+        .dump()
+        .iter()
+        .filter(|r| r.key.pk.starts_with("SCAN#"))
+        .filter(|r| {
+            r.parse::<serde_json::Value>()
+                .is_ok_and(|v| v["state"] == "read")
+        })
+        .count();
+    assert_eq!(read, 4, "every page marked read");
 }
 
 /// Short waits only (they ride the queue, so no scheduler minute runs in between).
