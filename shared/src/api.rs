@@ -136,7 +136,23 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 impl Api {
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
         let path = req.uri().path().trim_end_matches('/').to_string();
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // Each segment percent-decoded: a user id may hold any character (`zoë`, `a/b`).
+        let mut segments: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        for s in path.split('/').filter(|s| !s.is_empty()) {
+            match percent_encoding::percent_decode_str(s).decode_utf8() {
+                Ok(s) => segments.push(s),
+                Err(_) => return field_errors(
+                    StatusCode::BAD_REQUEST,
+                    &[FieldError::new(
+                        "path",
+                        format!(
+                            "`{s}` does not decode to UTF-8; percent-encode the id's UTF-8 bytes"
+                        ),
+                    )],
+                ),
+            }
+        }
+        let segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
         let auth = req
             .headers()
             .get(http::header::AUTHORIZATION)

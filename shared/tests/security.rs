@@ -275,6 +275,45 @@ fn a_write_key_cannot_read_and_an_admin_key_can() {
     });
 }
 
+/// A user id may hold any character: its path segment is percent-decoded (and an encoding that
+/// is not UTF-8 is a 400 naming the path).
+#[test]
+fn a_user_id_with_any_characters_is_found_by_its_percent_encoded_path() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.post(
+            "/v1/identify",
+            json!({"userId": "zoë/shop 1", "traits": {"first_name": "Zoë"}}),
+        )
+        .await;
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/zo%C3%AB%2Fshop%201",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(view["profile"]["user_id"], "zoë/shop 1", "{text}");
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/zo%FF",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(body["errors"][0]["field"], "path", "{text}");
+    });
+}
+
 #[test]
 fn the_inbox_opens_with_its_users_token_only() {
     block_on(async {
