@@ -82,6 +82,18 @@ enum Command {
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
         key: String,
     },
+    /// What happened to a user in each journey and why: entries, waits, sends, skips and
+    /// their reasons, exits, and the triggers that did not enter them.
+    Why {
+        user: String,
+        /// Only this journey.
+        #[arg(long)]
+        journey: Option<String>,
+        #[arg(long, env = "WAYMARK_API_URL")]
+        api: String,
+        #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Print a journey's figures per step.
     Stats {
         journey: String,
@@ -117,6 +129,18 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let client = remote::ApiClient::new(&api, &key)?;
                 remote::publish(&client, &paths).await
+            })
+        }),
+        Command::Why {
+            user,
+            journey,
+            api,
+            key,
+        } => current_thread().and_then(|rt| {
+            rt.block_on(async {
+                let client = remote::ApiClient::new(&api, &key)?;
+                print!("{}", remote::why(&client, &user, journey.as_deref()).await?);
+                Ok(true)
             })
         }),
         Command::Stats { journey, api, key } => current_thread().and_then(|rt| {

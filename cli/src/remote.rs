@@ -1,5 +1,5 @@
-//! `waymark publish` and `waymark stats`: the admin API of a running Waymark (deployed or
-//! `waymark dev`) over HTTP(S). Validates locally first; prints what the API answered.
+//! `waymark publish`, `waymark stats` and `waymark why`: the admin API of a running Waymark
+//! (deployed or `waymark dev`) over HTTP(S). Validates locally first; prints what the API answered.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::Value;
 use waymark::dsl;
+use waymark::enrollment::{Enrollment, Status};
+use waymark::runtime::describe;
+use waymark::timeline::{Entry, What};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -324,9 +327,136 @@ pub fn table(s: &Stats) -> String {
     out
 }
 
+/// `GET /v1/users/{id}`, the parts `why` reads.
+#[derive(Debug, Deserialize)]
+pub struct UserView {
+    #[serde(default)]
+    pub enrollments: Vec<Enrollment>,
+    #[serde(default)]
+    pub timeline: Vec<Entry>,
+}
+
+/// A path segment: anything but unreserved characters percent-encoded (the API decodes it).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Result<String> {
+    let path = format!(
+        "/v1/users/{}",
+        percent_encoding::utf8_percent_encode(user, SEGMENT)
+    );
+    let (status, body) = client.call(Method::GET, &path, None).await?;
+    if !status.is_success() {
+        bail!("{}", refusal(status, &body));
+    }
+    let view: UserView = serde_json::from_slice(&body)
+        .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
+    Ok(story(user, &view, journey))
+}
+
+/// What happened to a user in each journey (or in `journey`) and why, in time order: their
+/// enrollments, then one line a timeline fact, with its reason in full.
+pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
+    let mut journeys: BTreeMap<&str, (Vec<&Enrollment>, Vec<&Entry>)> = BTreeMap::new();
+    for e in &view.enrollments {
+        journeys.entry(&e.journey).or_default().0.push(e);
+    }
+    for e in &view.timeline {
+        journeys.entry(&e.journey).or_default().1.push(e);
+    }
+    journeys.retain(|j, _| journey.is_none_or(|want| want == *j));
+    if journeys.is_empty() {
+        return match journey {
+            Some(j) => format!("{user}: nothing in journey {j}\n"),
+            None => format!("{user}: in no journey, and no journey's trigger refused them\n"),
+        };
+    }
+    let mut out = String::new();
+    for (j, (enrollments, mut entries)) in journeys {
+        out.push_str(&format!("{user} in {j}\n"));
+        for e in enrollments {
+            let state = match e.status {
+                Status::Active => format!("active at step {}", e.step),
+                Status::Exited => "exited".into(),
+                Status::Completed => "completed".into(),
+                Status::HeldOut => "held out".into(),
+            };
+            let ended = match (e.ended_at, e.end_reason.as_deref()) {
+                (Some(at), Some(why)) => format!(", {at}: {why}"),
+                (Some(at), None) => format!(", {at}"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "  enrollment {} (v{}, entered {} on {}): {state}{ended}\n",
+                e.id, e.version, e.entered_at, e.trigger.event
+            ));
+        }
+        entries.sort_by_key(|e| e.at);
+        for e in entries {
+            let step = e.step.as_deref().unwrap_or("-");
+            let detail = match &e.what {
+                What::Skipped {
+                    detail: Some(d), ..
+                }
+                | What::NotEntered {
+                    detail: Some(d), ..
+                } => format!(" ({d})"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "  {}  {step}: {}{detail}\n",
+                e.at,
+                describe(&e.what)
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn why_tells_each_journey_with_its_enrollments_and_the_reasons_in_full() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [{
+                "id": "cart:ann:1", "user_id": "ann", "journey": "cart", "version": 2, "n": 1,
+                "trigger": {"event": "cart_abandoned", "message_id": "m1", "at": "2026-12-01T10:00:00Z", "properties": {}},
+                "entered_at": "2026-12-01T10:00:00Z", "status": "active", "step": "wait_4h", "seq": 3
+            }],
+            "timeline": [
+                {"at": "2026-12-01T10:20:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "what": "not_entered", "trigger": "cart_abandoned", "reason": "enrolled",
+                 "detail": "in the journey since 2026-12-01T10:00:00Z"},
+                {"at": "2026-12-01T10:00:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "what": "entered", "version": 2, "trigger": "cart_abandoned"},
+                {"at": "2026-12-01T10:30:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "step": "push", "what": "skipped", "channel": "push", "reason": "no_address"},
+                {"at": "2026-12-01T09:00:00Z", "journey": "digest", "what": "not_entered",
+                 "trigger": "schedule", "reason": "closed", "detail": "the journey's `status: closed`: no one enters it"}
+            ]
+        }))
+        .expect("a user view");
+        assert_eq!(
+            story("ann", &view, None),
+            "ann in cart\n\
+             \x20 enrollment cart:ann:1 (v2, entered 2026-12-01T10:00:00Z on cart_abandoned): active at step wait_4h\n\
+             \x20 2026-12-01T10:00:00Z  -: entered v2 on cart_abandoned\n\
+             \x20 2026-12-01T10:20:00Z  -: not entered on cart_abandoned: enrolled (in the journey since 2026-12-01T10:00:00Z)\n\
+             \x20 2026-12-01T10:30:00Z  push: skipped push: no_address\n\
+             ann in digest\n\
+             \x20 2026-12-01T09:00:00Z  -: not entered on schedule: closed (the journey's `status: closed`: no one enters it)\n"
+        );
+        assert!(story("ann", &view, Some("digest")).starts_with("ann in digest\n"));
+        assert_eq!(
+            story("ann", &view, Some("onboarding")),
+            "ann: nothing in journey onboarding\n"
+        );
+    }
 
     #[test]
     fn stats_table_lines_up() {

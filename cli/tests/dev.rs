@@ -209,6 +209,45 @@ fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
     )
     .expect("inbox");
     assert_eq!(status, 401, "ann's token does not open bob's inbox");
+
+    // when ann signs up again (the journey's `reentry` is `never`), `waymark why` says why she
+    // is not welcomed twice, beside what happened the first time
+    let again =
+        r#"{"userId":"ann","event":"signed_up","messageId":"signup-ann-2","properties":{}}"#;
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/track", dev.url),
+        &[("authorization", &auth), json],
+        again,
+    )
+    .expect("track");
+    assert_eq!(status, 200, "{body}");
+    let why = || {
+        let out = waymark()
+            .args(["why", "ann", "--journey", "welcome", "--api", &dev.url])
+            .env("WAYMARK_ADMIN_KEY", &admin_key)
+            .output()
+            .expect("waymark why");
+        assert!(out.status.success(), "{}", support::text(&out.stderr));
+        support::text(&out.stdout)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut story = why();
+    while !story.contains("not entered on signed_up: reentry") {
+        assert!(Instant::now() < deadline, "no refusal in:\n{story}");
+        std::thread::sleep(Duration::from_millis(200));
+        story = why();
+    }
+    assert!(story.starts_with("ann in welcome\n"), "{story}");
+    assert!(
+        story.contains("): completed"),
+        "the enrollment's state: {story}"
+    );
+    assert!(story.contains("hello: sent push"), "{story}");
+    assert!(
+        story.contains("(`reentry: never`, and the user entered on"),
+        "the reason in full: {story}"
+    );
     drop(dev);
 }
 
