@@ -139,18 +139,11 @@ impl Api {
         // Each segment percent-decoded: a user id may hold any character (`zoë`, `a/b`).
         let mut segments: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         for s in path.split('/').filter(|s| !s.is_empty()) {
-            match percent_encoding::percent_decode_str(s).decode_utf8() {
-                Ok(s) => segments.push(s),
-                Err(_) => return field_errors(
-                    StatusCode::BAD_REQUEST,
-                    &[FieldError::new(
-                        "path",
-                        format!(
-                            "`{s}` does not decode to UTF-8; percent-encode the id's UTF-8 bytes"
-                        ),
-                    )],
-                ),
-            }
+            let Ok(decoded) = percent_encoding::percent_decode_str(s).decode_utf8() else {
+                let why = format!("`{s}` is not UTF-8 once decoded; percent-encode UTF-8 bytes");
+                return field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("path", why)]);
+            };
+            segments.push(decoded);
         }
         let segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
         let auth = req
