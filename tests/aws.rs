@@ -848,4 +848,15 @@ async fn webhooks_say_whether_a_retry_may_help() {
     );
     assert!(seen[0].contains("x-waymark: 1"));
     assert!(seen[0].ends_with(r#"{"user":"ann"}"#), "{}", seen[0]);
+    // the send's ledger key, so that the receiver can drop a repeat
+    assert!(
+        seen[0].contains(&format!("idempotency-key: {}\r\n", hook(1).ledger_key())),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[1].contains(&format!("idempotency-key: {}\r\n", hook(2).ledger_key())),
+        "{}",
+        seen[1]
+    );
 }

@@ -329,12 +329,16 @@ impl AwsSender {
             .map_err(|e| SendError::Retryable(format!("webhook client: {e}")))
     }
 
+    /// Calls a webhook. `Idempotency-Key` is the send's ledger key, the same on every attempt
+    /// of one send (unless the journey sets the header itself), so that a receiver can drop the
+    /// repeat of a call whose answer was lost.
     async fn webhook(
         &self,
         url: &str,
         method: &str,
         headers: &BTreeMap<String, String>,
         body: Option<&str>,
+        idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
         let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
@@ -347,12 +351,12 @@ impl AwsSender {
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        if body.is_some()
-            && !headers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("content-type"))
-        {
+        let set = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+        if body.is_some() && !set("content-type") {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if !set("idempotency-key") {
+            request = request.header("idempotency-key", idempotency_key);
         }
         let request = request
             .body(http_body_util::Full::new(Bytes::from(
@@ -482,7 +486,10 @@ impl Sender for AwsSender {
                     body,
                 },
                 _,
-            ) => self.webhook(url, method, headers, body.as_deref()).await,
+            ) => {
+                self.webhook(url, method, headers, body.as_deref(), &o.ledger_key())
+                    .await
+            }
             (Content::InApp { .. }, _) => Err(SendError::Permanent(
                 "in-app messages are kept by the runtime, not sent".into(),
             )),
