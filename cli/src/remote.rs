@@ -236,9 +236,6 @@ pub struct Stats {
     pub exited: i64,
     pub completed: i64,
     pub held_out: i64,
-    /// Triggers that did not enter a user, by reason (absent from older servers).
-    #[serde(default)]
-    pub not_entered: BTreeMap<String, i64>,
     pub steps: Vec<StepStats>,
 }
 
@@ -306,13 +303,8 @@ pub fn table(s: &Stats) -> String {
         None | Some("active") => String::new(),
         Some(other) => format!(" ({other})"),
     };
-    let not_entered = if s.not_entered.is_empty() {
-        String::new()
-    } else {
-        format!("; not entered: {}", tally(&s.not_entered))
-    };
     let mut out = format!(
-        "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}{not_entered}\n",
+        "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
         s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
     );
     for r in &rows {
@@ -484,11 +476,6 @@ mod tests {
              wait_30m       10        2  -       -              0\n\
              push            8        0  push 7  capped 1       1\n"
         );
-        let mut refused = s;
-        refused.not_entered = BTreeMap::from([("condition".into(), 5), ("enrolled".into(), 2)]);
-        assert!(table(&refused).starts_with(
-            "cart v2: entered 10, converted 3, exited 2, completed 4, held out 0; not entered: condition 5, enrolled 2\n"
-        ));
     }
 
     #[test]

@@ -76,9 +76,6 @@ pub struct JourneyStats {
     pub exited: i64,
     pub completed: i64,
     pub held_out: i64,
-    /// Triggers that did not enter a user, by reason (`condition`, `enrolled`, `reentry`,
-    /// `closed`, `stopped`).
-    pub not_entered: BTreeMap<String, i64>,
     pub steps: Vec<StepStats>,
 }
 
@@ -125,10 +122,6 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
         exited: get("exited"),
         completed: get("completed"),
         held_out: get("held_out"),
-        not_entered: c
-            .range("not_entered.".to_string()..)
-            .map_while(|(k, v)| Some((k.strip_prefix("not_entered.")?.to_string(), *v)))
-            .collect(),
         steps,
     }
 }

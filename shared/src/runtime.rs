@@ -991,16 +991,12 @@ impl Runtime {
         }
 
         // The marker that the event was handled keeps the entries it was refused (for the
-        // user's timeline, as long as the marker lives; listed for the stats fold): no write
-        // of their own.
+        // user's timeline, as long as the marker lives): no write of their own.
         log_refusals(user, &refusals);
-        let refused = !refusals.is_empty();
-        let mut dedup = Record::of(dedup_key(user, &e.message_id), 1, refusals)
+        let dedup = Record::of(dedup_key(user, &e.message_id), 1, refusals)
             .expiring(self.now() + self.config.dedup_for);
-        if refused {
-            dedup = dedup.pending_in(crate::stats::fold_partition(user, self.config.timer_shards));
-        }
-        self.keep_once(&dedup).await
+        self.store.put(&dedup, Expect::Any).await?;
+        Ok(())
     }
 
     async fn register_devices(
@@ -1212,20 +1208,9 @@ impl Runtime {
         };
         log_refusals(user, std::slice::from_ref(&entry));
         let key = Key::new(user_partition(user), join(&["R#", message_id]));
-        let record = Record::of(key, 1, vec![entry])
-            .expiring(self.now() + self.config.dedup_for)
-            .pending_in(crate::stats::fold_partition(user, self.config.timer_shards));
-        self.keep_once(&record).await
-    }
-
-    /// Writes a record of refused entries unless it is there already: written once, it is
-    /// listed for the stats fold once, and counted once (a repeat that wrote it again would
-    /// list it again after it was counted).
-    async fn keep_once(&self, record: &Record) -> Result<(), RunError> {
-        match self.store.put(record, Expect::Absent).await {
-            Ok(()) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let record = Record::of(key, 1, vec![entry]).expiring(self.now() + self.config.dedup_for);
+        self.store.put(&record, Expect::Any).await?;
+        Ok(())
     }
 
     /// Stores a transition (state and outbox) with a conditional write over `prev` (the

@@ -99,7 +99,6 @@ enum Fact<'a> {
     Exited,
     Completed,
     HeldOut,
-    NotEntered(&'a str),
     Uncounted,
 }
 
@@ -119,16 +118,17 @@ impl What {
             What::Branched { .. }
             | What::Split { .. }
             | What::FellBack { .. }
-            | What::Updated { .. } => Fact::Uncounted,
-            What::NotEntered { reason, .. } => Fact::NotEntered(reason),
+            | What::Updated { .. }
+            // Kept with the event that was refused, not in the folded timeline.
+            | What::NotEntered { .. } => Fact::Uncounted,
         }
     }
 }
 
 /// Counter changes for a set of entries: journey → counter name → delta.
 ///
-/// Names: `entered`, `converted`, `exited`, `completed`, `held_out`, `not_entered.<reason>` for
-/// the journey, and `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
+/// Names: `entered`, `converted`, `exited`, `completed`, `held_out` for the journey, and
+/// `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
 /// `step.<id>.skipped.<reason>`, `step.<id>.exited` per step.
 pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
     tally(
@@ -176,12 +176,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "exited" | "stopped" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "not_entered" => Fact::NotEntered(
-                c.reason
-                    .as_deref()
-                    .ok_or("a `not_entered` entry without its reason")?,
-            ),
-            "branched" | "split" | "fell_back" | "updated" => Fact::Uncounted,
+            "branched" | "split" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -268,7 +263,6 @@ fn tally_into<'a>(
             }
             Fact::Completed => add(&["completed"], 1),
             Fact::HeldOut => add(&["held_out"], 1),
-            Fact::NotEntered(reason) => add(&["not_entered.", reason], 1),
             Fact::Uncounted => {}
         }
     }
@@ -413,7 +407,6 @@ mod tests {
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
         let j = &want["cart \"abandonment\""];
         assert_eq!(j.get("step.push.sent.email"), Some(&1));
-        assert_eq!(j.get("not_entered.enrolled"), Some(&1));
         assert_eq!(j.get("step.sms.skipped.opted_out"), Some(&1));
         assert_eq!(j.get("step.wait.exited"), Some(&1));
         assert_eq!(

@@ -35,8 +35,6 @@ pub struct Facts {
     pub enrollments: Vec<Enrollment>,
     pub timelines: Vec<TimelineRecord>,
     pub dedup: BTreeSet<(String, String)>,
-    /// Refused entries, kept with their event (dedup marker) or message (`R#`).
-    pub refusals: Vec<Entry>,
 }
 
 impl Facts {
@@ -65,11 +63,6 @@ impl Facts {
                 });
             } else if let Some(id) = sk.strip_prefix("D#") {
                 f.dedup.insert((user, id.to_string()));
-                let refused: Option<Vec<Entry>> = r.parse().unwrap_or_default();
-                f.refusals.extend(refused.unwrap_or_default());
-            } else if sk.starts_with("R#") {
-                let refused: Option<Vec<Entry>> = r.parse().unwrap_or_default();
-                f.refusals.extend(refused.unwrap_or_default());
             }
         }
         f
@@ -401,7 +394,7 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
             format!("{left} timeline records still wait to be counted after the final fold"),
         );
     }
-    let all: Vec<Entry> = facts.entries().chain(&facts.refusals).cloned().collect();
+    let all: Vec<Entry> = facts.entries().cloned().collect();
     let expected = timeline::counters(&all);
     for journey in [CART, ONBOARDING] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
