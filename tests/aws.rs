@@ -777,6 +777,69 @@ async fn the_queue_sends_in_batches_of_ten_and_256_kb() {
     assert_eq!(n, 26);
 }
 
+/// A send whose receiver is down for a while, end to end over SQS and DynamoDB: the webhook
+/// answers 503 twice; the engine queues the message that owes it again itself (a retry on the
+/// steps queue, its delay in SQS), so the Lambda reports no failure and SQS's five receives
+/// are never used up; the third call, minutes later, goes through, with the same
+/// Idempotency-Key each time.
+#[tokio::test]
+async fn a_send_that_fails_is_retried_by_the_engine_through_sqs_until_it_goes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(mut h) = Harness::new("retry", at(T0)).await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for status in [
+            "503 Service Unavailable",
+            "503 Service Unavailable",
+            "200 OK",
+        ] {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.expect("read");
+            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let answer =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            s.write_all(answer.as_bytes()).await.expect("write");
+        }
+        seen
+    });
+    let t0 = h.now();
+    h.publish_journey(
+        "crm_sync",
+        &format!(
+            "id: crm_sync\nname: CRM sync\ntrigger: {{event: signed_up}}\nsteps:\n  - id: tell_crm\n    send:\n      webhook:\n        url: \"http://{addr}/users/{{{{ user_id }}}}\"\n        method: POST\n        body: '{{\"plan\": \"{{{{ event.plan }}}}\"}}'\n"
+        ),
+    )
+    .await;
+    h.track("ann", "signed_up", "signup-ann", json!({"plan": "pro"}))
+        .await;
+    let failed = h.run_until(t0 + mins(30)).await;
+    assert!(failed.is_empty(), "SQS saw no failure: {failed:?}");
+    let seen = server.await.expect("the receiver saw three calls");
+    let keys: Vec<&str> = seen
+        .iter()
+        .filter_map(|r| r.lines().find(|l| l.starts_with("idempotency-key: ")))
+        .collect();
+    assert_eq!(keys.len(), 3, "{seen:?}");
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    assert!(seen[2].ends_with(r#"{"plan": "pro"}"#), "{}", seen[2]);
+    let view = h.user("ann").await;
+    let sent = view["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"] == "sent" && e["channel"] == "webhook")
+        .count();
+    assert_eq!(sent, 1, "{view}");
+}
+
 #[tokio::test]
 async fn webhooks_say_whether_a_retry_may_help() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
