@@ -1604,23 +1604,30 @@ async fn a_stopped_journey_ends_every_enrollment_at_once_and_sends_nothing_more(
     assert!(h.rt.user("cat").await.expect("cat").enrollments.is_empty());
 }
 
+/// Ann enrolled in the funnel at 10:00; the funnel is then stopped and the scheduler's minute
+/// starts its sweep (its first pages are queued, not yet read).
+async fn ann_in_a_funnel_whose_sweep_started() -> Harness {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(FUNNEL).await;
+    h.play(
+        &[
+            shopper("ann"),
+            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.publish(&with_status(FUNNEL, "stopped")).await;
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+    h
+}
+
 #[tokio::test]
 async fn a_stop_taken_back_before_its_sweep_is_handled_ends_no_one() {
     // Taken back after the sweep read its pages (ann's Stop is queued), or before.
     for pages_read in [true, false] {
-        let h = Harness::new("2026-12-01T09:00:00Z");
-        h.publish(FUNNEL).await;
-        h.play(
-            &[
-                shopper("ann"),
-                track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
-            ]
-            .join("\n"),
-        )
-        .await;
         // the scheduler sees the stop and starts its sweep, then the journey is published active
-        h.publish(&with_status(FUNNEL, "stopped")).await;
-        assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+        let h = ann_in_a_funnel_whose_sweep_started().await;
         if pages_read {
             let pages = h.queue.take_due(h.now());
             assert!(
@@ -1683,18 +1690,7 @@ async fn a_stop_taken_back_before_its_sweep_is_handled_ends_no_one() {
 
 #[tokio::test]
 async fn a_sweep_page_another_worker_is_reading_waits_and_is_taken_over_if_its_claim_lapses() {
-    let h = Harness::new("2026-12-01T09:00:00Z");
-    h.publish(FUNNEL).await;
-    h.play(
-        &[
-            shopper("ann"),
-            track("2026-12-01T10:00:00Z", "ann", "signed_up", "s-ann"),
-        ]
-        .join("\n"),
-    )
-    .await;
-    h.publish(&with_status(FUNNEL, "stopped")).await;
-    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+    let h = ann_in_a_funnel_whose_sweep_started().await;
     // another worker claimed every first page of the sweep a minute ago, then died
     let pages = h.queue.take_due(h.now());
     assert_eq!(pages.len(), 4, "{pages:?}");
