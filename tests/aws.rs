@@ -777,29 +777,19 @@ async fn the_queue_sends_in_batches_of_ten_and_256_kb() {
     assert_eq!(n, 26);
 }
 
-/// A send whose receiver is down for a while, end to end over SQS and DynamoDB: the webhook
-/// answers 503 twice; the engine queues the message that owes it again itself (a retry on the
-/// steps queue, its delay in SQS), so the Lambda reports no failure and SQS's five receives
-/// are never used up; the third call, minutes later, goes through, with the same
-/// Idempotency-Key each time.
-#[tokio::test]
-async fn a_send_that_fails_is_retried_by_the_engine_through_sqs_until_it_goes_through() {
+/// A webhook receiver on a loopback port: answers one call with each status in turn, then
+/// hands back the requests it read (head and body).
+async fn webhook_receiver<const N: usize>(
+    statuses: [&'static str; N],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let Some(mut h) = Harness::new("retry", at(T0)).await else {
-        return;
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move {
         let mut seen = Vec::new();
-        for status in [
-            "503 Service Unavailable",
-            "503 Service Unavailable",
-            "200 OK",
-        ] {
+        for status in statuses {
             let (mut s, _) = listener.accept().await.expect("accept");
             let mut buf = vec![0u8; 8192];
             let n = s.read(&mut buf).await.expect("read");
@@ -810,6 +800,25 @@ async fn a_send_that_fails_is_retried_by_the_engine_through_sqs_until_it_goes_th
         }
         seen
     });
+    (addr, server)
+}
+
+/// A send whose receiver is down for a while, end to end over SQS and DynamoDB: the webhook
+/// answers 503 twice; the engine queues the message that owes it again itself (a retry on the
+/// steps queue, its delay in SQS), so the Lambda reports no failure and SQS's five receives
+/// are never used up; the third call, minutes later, goes through, with the same
+/// Idempotency-Key each time.
+#[tokio::test]
+async fn a_send_that_fails_is_retried_by_the_engine_through_sqs_until_it_goes_through() {
+    let Some(mut h) = Harness::new("retry", at(T0)).await else {
+        return;
+    };
+    let (addr, server) = webhook_receiver([
+        "503 Service Unavailable",
+        "503 Service Unavailable",
+        "200 OK",
+    ])
+    .await;
     let t0 = h.now();
     h.publish_journey(
         "crm_sync",
@@ -842,26 +851,10 @@ async fn a_send_that_fails_is_retried_by_the_engine_through_sqs_until_it_goes_th
 
 #[tokio::test]
 async fn webhooks_say_whether_a_retry_may_help() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use waymark::provider::{SendError, Sender};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for status in ["200 OK", "503 Service Unavailable", "404 Not Found"] {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            let mut buf = vec![0u8; 8192];
-            let n = s.read(&mut buf).await.expect("read");
-            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
-            let answer =
-                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            s.write_all(answer.as_bytes()).await.expect("write");
-        }
-        seen
-    });
+    let (addr, server) =
+        webhook_receiver(["200 OK", "503 Service Unavailable", "404 Not Found"]).await;
     let conf =
         |b: aws_sdk_sesv2::config::Builder| b.region(aws_config::Region::new("us-east-1")).build();
     let sender = waymark::aws::AwsSender::new(
