@@ -157,22 +157,24 @@ steps:
     );
 }
 
-#[tokio::test]
-async fn an_inactivity_check_that_enters_no_one_says_why_in_the_users_timeline() {
-    // `reentry: never` (the default): ivy is offered once; her next inactivity is refused.
-    let churn = r#"
+/// The telecom churn journey in short: an SMS offer after 3 days without activity.
+const CHURN: &str = r#"
 id: churn
 name: Churn
 trigger:
   inactive:
-    events: [app_opened]
+    events: [app_opened, data_used]
     for: 3d
 steps:
   - id: offer
     send: {sms: {body: "We miss you"}}
 "#;
+
+#[tokio::test]
+async fn an_inactivity_check_that_enters_no_one_says_why_in_the_users_timeline() {
+    // `reentry: never` (the default): ivy is offered once; her next inactivity is refused.
     let h = Harness::new("2026-12-01T08:00:00Z");
-    h.publish(churn).await;
+    h.publish(CHURN).await;
     h.play(
         r#"
 {"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
@@ -217,19 +219,8 @@ async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
 
 #[tokio::test]
 async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
-    let journey = r#"
-id: churn
-name: Churn
-trigger:
-  inactive:
-    events: [app_opened, data_used]
-    for: 3d
-steps:
-  - id: offer
-    send: {sms: {body: "We miss you"}}
-"#;
     let h = Harness::new("2026-12-01T08:00:00Z");
-    h.publish(journey).await;
+    h.publish(CHURN).await;
     // ivy uses data every two hours for a day and a half, then goes quiet
     let mut script = vec![
         json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ivy",
