@@ -182,12 +182,13 @@ const STOPS: &str = "STOPS";
 /// [`Runtime::handle`]).
 pub const RETRY_ATTEMPTS: u32 = 10;
 
-/// How long after its failure a message's `attempt`th retry comes: 2, 4, 8 … minutes (the first
-/// once a failed send's claim has lapsed), at most an hour, and up to a fifth more, the same for
-/// the same message and attempt (many messages failing together, say throttled by a provider,
-/// come back spread out).
-pub fn retry_delay(message_id: &str, attempt: u32) -> SignedDuration {
-    let base = (120i64 << attempt.saturating_sub(1).min(5)).min(3600);
+/// How long after its failure a message's `attempt`th retry comes: `first` (a failed send's
+/// claim lease, so that the claim has lapsed: 2 minutes), then twice as long each time, at most
+/// an hour, and up to a fifth more, the same for the same message and attempt (many messages
+/// failing together, say throttled by a provider, come back spread out).
+pub fn retry_delay(message_id: &str, attempt: u32, first: SignedDuration) -> SignedDuration {
+    let first = first.as_secs().clamp(1, 3600);
+    let base = (first << attempt.saturating_sub(1).min(12)).min(3600);
     let spread = i64::from(segment_of(
         &join(&[message_id, "#", &attempt.to_string()]),
         1000,
@@ -446,7 +447,7 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let next = attempt + 1;
-        let at = self.now() + retry_delay(&inner.id(), next);
+        let at = self.now() + retry_delay(&inner.id(), next, self.config.claim_lease);
         let again = Message::Retry {
             attempt: next,
             at,
@@ -2254,21 +2255,26 @@ mod tests {
 
     #[test]
     fn retries_come_2_4_8_minutes_apart_up_to_an_hour_spread_by_up_to_a_fifth() {
+        let lease = Config::default().claim_lease;
         let base = [2, 4, 8, 16, 32, 60, 60, 60, 60, 60];
         for id in ["wake:cart:ann:1:3", "m-1", "m-2"] {
             for (attempt, minutes) in (1..=RETRY_ATTEMPTS).zip(base) {
-                let d = retry_delay(id, attempt).as_secs();
+                let d = retry_delay(id, attempt, lease).as_secs();
                 let min = minutes * 60;
                 assert!(
                     d >= min && d <= min + min / 5,
                     "{id} attempt {attempt}: {d} s"
                 );
-                assert_eq!(retry_delay(id, attempt).as_secs(), d, "the same each time");
+                assert_eq!(
+                    retry_delay(id, attempt, lease).as_secs(),
+                    d,
+                    "the same each time"
+                );
             }
         }
         // spread: different messages do not all come back at the same second
         let firsts: std::collections::BTreeSet<i64> = (0..50)
-            .map(|i| retry_delay(&format!("m-{i}"), 1).as_secs())
+            .map(|i| retry_delay(&format!("m-{i}"), 1, lease).as_secs())
             .collect();
         assert!(firsts.len() > 10, "{firsts:?}");
     }
