@@ -736,31 +736,32 @@ impl<'a> Run<'a> {
     fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
         let j = self.ctx.journey;
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
-        // Converted straight into template values (no intermediate JSON copy).
-        let ctx = minijinja::context! {
-            profile => minijinja::Value::from(minijinja::value::Serde(self.profile())),
-            event => minijinja::Value::from(minijinja::value::Serde(&self.enrollment.trigger.properties)),
-            journey => minijinja::context! {
-                id => &j.id,
-                name => &j.name,
-                version => self.enrollment.version,
-            },
-            user_id => &self.enrollment.user_id,
-            now => self.ctx.now.to_string(),
-            unsubscribe_url => &unsubscribe_url,
+        let now = self.ctx.now.to_string();
+        // Rendered straight from the profile and the event where a template allows it.
+        // The profile as this transition's `update` steps left it, if one ran.
+        let traits = match self.profile.get() {
+            Some(Value::Object(updated)) => updated,
+            _ => &self.ctx.profile.traits,
         };
-        let text = |s: &str| template::render_value(s, &ctx, false);
+        let ctx = template::Context::new(template::Scope {
+            traits,
+            profile_user_id: &self.ctx.profile.user_id,
+            user_id: &self.enrollment.user_id,
+            event: &self.enrollment.trigger.properties,
+            journey_id: &j.id,
+            journey_name: &j.name,
+            journey_version: u64::from(self.enrollment.version),
+            now: &now,
+            unsubscribe_url: unsubscribe_url.as_deref(),
+        });
+        let text = |s: &str| ctx.render(s, false);
         let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
             m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()
         };
         Ok(match t {
             Template::Email(e) => Content::Email {
                 subject: text(&e.subject)?,
-                html: e
-                    .html
-                    .as_deref()
-                    .map(|h| template::render_value(h, &ctx, true))
-                    .transpose()?,
+                html: e.html.as_deref().map(|h| ctx.render(h, true)).transpose()?,
                 text: e.text.as_deref().map(text).transpose()?,
                 unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
             },

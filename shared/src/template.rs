@@ -1,6 +1,8 @@
 //! Message templates: MiniJinja with only `profile`, `event`, `journey`, `user_id`, `now` and
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
+mod direct;
+
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
@@ -8,6 +10,8 @@ use foldhash::fast::FixedState;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
+
+pub use direct::Scope;
 
 /// The variables a template may use.
 pub const SCOPE: [&str; 6] = [
@@ -110,6 +114,97 @@ enum Compiled {
     Constant(String),
     /// Compiled in the cache's environment under this (short) name.
     Named(String),
+    /// Rendered directly from a [`Scope`]; by MiniJinja under the name when the program
+    /// declines, or when the caller has only template values.
+    Direct(direct::Program, String),
+}
+
+/// Whether `source` renders directly from a [`Scope`] (without MiniJinja) when nothing it
+/// meets at render time sends it back to MiniJinja.
+pub fn compiles_directly(source: &str) -> bool {
+    direct::Program::compile(source).is_ok()
+}
+
+/// A scope to render several templates in: directly where a template allows, through
+/// MiniJinja otherwise, with the scope converted into template values at most once.
+pub struct Context<'a> {
+    scope: Scope<'a>,
+    values: OnceLock<minijinja::Value>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(scope: Scope<'a>) -> Self {
+        Context {
+            scope,
+            values: OnceLock::new(),
+        }
+    }
+
+    /// The scope as MiniJinja sees it: `profile` (the traits, plus `user_id`), `event`,
+    /// `journey` (`id`, `name`, `version`), `user_id`, `now` and `unsubscribe_url`.
+    fn values(&self) -> &minijinja::Value {
+        self.values.get_or_init(|| {
+            let s = &self.scope;
+            let mut profile = s.traits.clone();
+            profile
+                .entry("user_id".to_string())
+                .or_insert_with(|| serde_json::Value::String(s.profile_user_id.to_string()));
+            minijinja::context! {
+                profile => minijinja::Value::from(minijinja::value::Serde(&profile)),
+                event => minijinja::Value::from(minijinja::value::Serde(s.event)),
+                journey => minijinja::context! {
+                    id => s.journey_id,
+                    name => s.journey_name,
+                    version => s.journey_version,
+                },
+                user_id => s.user_id,
+                now => s.now,
+                unsubscribe_url => s.unsubscribe_url,
+            }
+        })
+    }
+
+    /// Renders `source`; `html` turns on HTML escaping of values.
+    pub fn render(&self, source: &str, html: bool) -> Result<String, TemplateError> {
+        render_cached(source, Given::Scope(self), html)
+    }
+}
+
+/// What a render was given to render with.
+enum Given<'c, 'a> {
+    Values(&'c minijinja::Value),
+    Scope(&'c Context<'a>),
+}
+
+impl Given<'_, '_> {
+    fn values(&self) -> &minijinja::Value {
+        match self {
+            Given::Values(v) => v,
+            Given::Scope(c) => c.values(),
+        }
+    }
+}
+
+fn render_compiled(
+    env: &Environment<'static>,
+    compiled: &Compiled,
+    given: &Given<'_, '_>,
+    html: bool,
+) -> Result<String, TemplateError> {
+    let name = match compiled {
+        Compiled::Constant(text) => return Ok(text.clone()),
+        Compiled::Named(name) => name,
+        Compiled::Direct(program, name) => {
+            if let Given::Scope(c) = given {
+                if let Ok(out) = program.render(&c.scope, html) {
+                    return Ok(out);
+                }
+            }
+            name
+        }
+    };
+    let t = env.get_template(name).map_err(from_minijinja)?;
+    t.render(given.values()).map_err(from_minijinja)
 }
 
 /// Compiled templates by source text, so that a journey's templates are parsed once per process
@@ -153,16 +248,15 @@ pub fn render_value(
     ctx: &minijinja::Value,
     html: bool,
 ) -> Result<String, TemplateError> {
+    render_cached(source, Given::Values(ctx), html)
+}
+
+fn render_cached(source: &str, given: Given<'_, '_>, html: bool) -> Result<String, TemplateError> {
     let side = usize::from(html);
     {
         let guard = cache().read().unwrap_or_else(|p| p.into_inner());
-        match guard.by_source[side].get(source) {
-            Some(Compiled::Constant(text)) => return Ok(text.clone()),
-            Some(Compiled::Named(name)) => {
-                let t = guard.env.get_template(name).map_err(from_minijinja)?;
-                return t.render(ctx).map_err(from_minijinja);
-            }
-            None => {}
+        if let Some(compiled) = guard.by_source[side].get(source) {
+            return render_compiled(&guard.env, compiled, &given, html);
         }
     }
     let mut guard = cache().write().unwrap_or_else(|p| p.into_inner());
@@ -177,18 +271,18 @@ pub fn render_value(
         .add_template_owned(name.clone(), source.to_string())
         .map_err(from_minijinja)?;
     c.added += 1;
-    let t = c.env.get_template(&name).map_err(from_minijinja)?;
     // Text with no `{` has no tag, expression or comment: what it renders to (MiniJinja's
     // handling of a trailing newline included) is the same for every context.
-    let compiled = if source.contains('{') {
-        Compiled::Named(name)
+    let compiled = if !source.contains('{') {
+        let t = c.env.get_template(&name).map_err(from_minijinja)?;
+        Compiled::Constant(t.render(given.values()).map_err(from_minijinja)?)
     } else {
-        Compiled::Constant(t.render(ctx).map_err(from_minijinja)?)
+        match direct::Program::compile(source) {
+            Ok(program) => Compiled::Direct(program, name),
+            Err(direct::Declined) => Compiled::Named(name),
+        }
     };
-    let out = match &compiled {
-        Compiled::Constant(text) => Ok(text.clone()),
-        Compiled::Named(_) => t.render(ctx).map_err(from_minijinja),
-    };
+    let out = render_compiled(&c.env, &compiled, &given, html);
     c.by_source[side].insert(source.into(), compiled);
     out
 }
