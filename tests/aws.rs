@@ -477,7 +477,7 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
 async fn requests_per_enrolled_user_on_the_cart_journey() {
     /// The bound infra/README.md documents: Waymark's own requests for one user, without the
     /// scheduler's per-minute sweep (a fixed cost whatever the number of users).
-    const MAX_PER_USER: u64 = 41;
+    const MAX_PER_USER: u64 = 39;
     let Some(mut h) = Harness::new("count", at(T0)).await else {
         return;
     };

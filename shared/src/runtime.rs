@@ -779,21 +779,68 @@ impl Runtime {
         user: &str,
         f: impl Fn(&mut Profile),
     ) -> Result<Arc<Profile>, RunError> {
+        self.update_profile_with(user, f, false).await
+    }
+
+    /// Changes a profile with a conditional write, retrying on conflict; with `register`, its
+    /// push devices that have no endpoint yet are registered with the provider first, so the
+    /// one write stores their endpoints too (registering is idempotent: a retry or a replay
+    /// registers the same token again and gets the same endpoint).
+    async fn update_profile_with(
+        &self,
+        user: &str,
+        f: impl Fn(&mut Profile),
+        register: bool,
+    ) -> Result<Arc<Profile>, RunError> {
+        // Endpoints registered by this call, by token (a conflict's retry does not ask again).
+        let mut registered: Vec<(String, Option<String>)> = Vec::new();
+        // The provider could not register a device now: the profile is written all the same
+        // (its traits must not wait for the provider), and the message is retried after.
+        let mut unavailable: Option<String> = None;
         for _ in 0..8 {
             let (before, version) = self.load_profile(user).await?;
             let mut p = Profile::clone(&before);
             f(&mut p);
-            if version.is_some() && p == *before {
-                return Ok(before);
+            if register {
+                for d in p.devices.iter_mut().filter(|d| d.endpoint.is_none()) {
+                    if let Some((_, ep)) = registered.iter().find(|(t, _)| *t == d.token) {
+                        d.endpoint = ep.clone();
+                        continue;
+                    }
+                    if unavailable.is_some() {
+                        continue;
+                    }
+                    let ep = match self.sender.register(d).await {
+                        Ok(ep) => ep,
+                        Err(SendError::Retryable(m)) => {
+                            unavailable = Some(m);
+                            continue;
+                        }
+                        Err(SendError::Permanent(m)) => {
+                            tracing::warn!(user, reason = %m, "push device could not be registered");
+                            None
+                        }
+                    };
+                    registered.push((d.token.clone(), ep.clone()));
+                    d.endpoint = ep;
+                }
             }
-            let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
-            let p = Arc::new(p);
-            let record = Record::shared(profile_key(user), version.unwrap_or(0) + 1, p.clone());
-            match self.store.put(&record, expect).await {
-                Ok(()) => return Ok(p),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            let written = if version.is_some() && p == *before {
+                before
+            } else {
+                let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
+                let p = Arc::new(p);
+                let record = Record::shared(profile_key(user), version.unwrap_or(0) + 1, p.clone());
+                match self.store.put(&record, expect).await {
+                    Ok(()) => p,
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            return match unavailable {
+                Some(m) => Err(RunError::Retry(m)),
+                None => Ok(written),
+            };
         }
         Err(RunError::Conflict("profile busy".into()))
     }
@@ -827,25 +874,29 @@ impl Runtime {
             None => Vec::new(),
         };
         let now = self.now();
-        let mut profile = self
-            .update_profile(user, |p| {
-                p.apply(e);
-                // The latest activity arms a check unless one is pending already (that one
-                // will look again from the latest activity when it is due).
-                for (journey, events, wait) in &arms {
-                    if p.last_of(events) == Some(e.timestamp)
-                        && p.inactivity_checks
-                            .get(*journey)
-                            .is_none_or(|at| *at <= now)
-                    {
-                        p.inactivity_checks
-                            .insert(journey.to_string(), e.timestamp + *wait);
+        let profile = self
+            .update_profile_with(
+                user,
+                |p| {
+                    p.apply(e);
+                    // The latest activity arms a check unless one is pending already (that one
+                    // will look again from the latest activity when it is due).
+                    for (journey, events, wait) in &arms {
+                        if p.last_of(events) == Some(e.timestamp)
+                            && p.inactivity_checks
+                                .get(*journey)
+                                .is_none_or(|at| *at <= now)
+                        {
+                            p.inactivity_checks
+                                .insert(journey.to_string(), e.timestamp + *wait);
+                        }
                     }
-                }
-            })
+                },
+                // An identify's new push devices are registered before the profile is written.
+                e.kind == Kind::Identify,
+            )
             .await?;
         if e.kind == Kind::Identify {
-            profile = self.register_devices(user, profile).await?;
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.
             if let Some(phone) = e.traits.get("phone").and_then(Value::as_str) {
                 let record = Record::of(phone_key(phone), 1, user.to_string());
@@ -998,35 +1049,6 @@ impl Runtime {
             .expiring(self.now() + self.config.dedup_for);
         self.store.put(&dedup, Expect::Any).await?;
         Ok(())
-    }
-
-    async fn register_devices(
-        &self,
-        user: &str,
-        profile: Arc<Profile>,
-    ) -> Result<Arc<Profile>, RunError> {
-        let mut endpoints = Vec::new();
-        for d in profile.devices.iter().filter(|d| d.endpoint.is_none()) {
-            match self.sender.register(d).await {
-                Ok(Some(ep)) => endpoints.push((d.token.clone(), ep)),
-                Ok(None) => {}
-                Err(SendError::Retryable(m)) => return Err(RunError::Retry(m)),
-                Err(SendError::Permanent(m)) => {
-                    tracing::warn!(user, reason = %m, "push device could not be registered")
-                }
-            }
-        }
-        if endpoints.is_empty() {
-            return Ok(profile);
-        }
-        self.update_profile(user, |p| {
-            for (token, ep) in &endpoints {
-                if let Some(d) = p.devices.iter_mut().find(|d| &d.token == token) {
-                    d.endpoint = Some(ep.clone());
-                }
-            }
-        })
-        .await
     }
 
     fn unsubscribe_url(&self, user: &str, journey: &str) -> Option<String> {
@@ -2361,6 +2383,101 @@ mod tests {
             .timeline
             .iter()
             .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
+    }
+
+    use crate::profile::Device;
+
+    /// A push provider that cannot register devices while `down`, and registers them after.
+    struct Registrar {
+        down: std::sync::atomic::AtomicBool,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Sender for Registrar {
+        async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
+            Ok(Receipt::default())
+        }
+        async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.calls.fetch_add(1, SeqCst);
+            if self.down.load(SeqCst) {
+                return Err(SendError::Retryable("SNS throttled".into()));
+            }
+            Ok(Some(format!("arn:endpoint/{}", device.token)))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_identify_registers_its_device_before_the_profile_is_written_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(start));
+        let store = MemoryStore::new();
+        let sender = Arc::new(Registrar {
+            down: true.into(),
+            calls: 0.into(),
+        });
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(DelayQueue::new(clock.clone())),
+            sender.clone(),
+            clock.clone(),
+            std::time::Duration::ZERO,
+            Config::default(),
+        );
+        let identify = |id: &str, user: &str| {
+            Message::Event(Box::new(Event {
+                kind: Kind::Identify,
+                message_id: id.into(),
+                user_id: user.into(),
+                anonymous_id: None,
+                event: None,
+                properties: Default::default(),
+                traits: serde_json::json!({"email": "a@example.com", "push_tokens": [{"platform": "fcm", "token": "t1"}]})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                context: Default::default(),
+                timestamp: start,
+                received_at: start,
+            }))
+        };
+        let stored = |user: &'static str| {
+            let store = store.clone();
+            async move {
+                let r = store
+                    .get(&profile_key(user))
+                    .await
+                    .expect("read")
+                    .expect("profile");
+                (r.version, r.parse::<Profile>().expect("profile"))
+            }
+        };
+        // The provider is down: the traits are stored at once, the message comes back later.
+        let handled = rt.handle(&identify("i1", "ann")).await.expect("handled");
+        assert!(matches!(handled, Handled::Retried { .. }), "{handled:?}");
+        let (version, p) = stored("ann").await;
+        assert_eq!(version, 1);
+        assert_eq!(
+            p.traits.get("email"),
+            Some(&serde_json::json!("a@example.com"))
+        );
+        assert_eq!(p.devices[0].endpoint, None);
+        // Back up: the redelivery registers the device and stores its endpoint.
+        sender.down.store(false, SeqCst);
+        rt.handle(&identify("i1", "ann")).await.expect("handled");
+        let (version, p) = stored("ann").await;
+        assert_eq!(version, 2);
+        assert_eq!(p.devices[0].endpoint.as_deref(), Some("arn:endpoint/t1"));
+        // A new user's identify: registered first, so the profile is written once, endpoint
+        // and all.
+        let calls = sender.calls.load(SeqCst);
+        rt.handle(&identify("i2", "bob")).await.expect("handled");
+        let (version, p) = stored("bob").await;
+        assert_eq!(version, 1, "one write");
+        assert_eq!(p.devices[0].endpoint.as_deref(), Some("arn:endpoint/t1"));
+        assert_eq!(sender.calls.load(SeqCst), calls + 1);
     }
 
     #[test]
