@@ -128,7 +128,7 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
             ),
         ] {
             batch.push(Outbound {
-                message: Message::Event(Box::new(Event {
+                message: Message::Event(std::sync::Arc::new(Event {
                     kind,
                     message_id: format!("{user}-{kind:?}"),
                     user_id: user.clone(),
@@ -146,7 +146,8 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
     }
     let began = Instant::now();
     queue.send(QueueName::Events, &batch).await.expect("queue");
-    // The queue holds its own copies now, as SQS would.
+    // The queue holds the events now (shared with the batch, as the in-memory queue shares every
+    // message it is given; SQS would hold serialized copies).
     drop(batch);
     let mut now = start();
     let end = start() + SignedDuration::from_hours(6);

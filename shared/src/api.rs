@@ -279,7 +279,7 @@ impl Api {
             let messages: Vec<Outbound> = events
                 .into_iter()
                 .map(|e| Outbound {
-                    message: Message::Event(Box::new(e)),
+                    message: Message::Event(std::sync::Arc::new(e)),
                     delay_secs: 0,
                 })
                 .collect();

@@ -24,7 +24,7 @@ pub enum QueueName {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     /// An accepted track or identify.
-    Event(Box<Event>),
+    Event(std::sync::Arc<Event>),
     /// An enrollment's wake-up for step visit `seq`, due at `at`.
     Wake {
         user_id: String,

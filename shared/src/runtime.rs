@@ -2337,7 +2337,7 @@ mod tests {
         .expect("journey");
         rt.catalog.publish(&journey, start).await.expect("publish");
         let event = |kind, id: &str, name: Option<&str>, traits: serde_json::Value| {
-            Message::Event(Box::new(Event {
+            Message::Event(std::sync::Arc::new(Event {
                 kind,
                 message_id: id.into(),
                 user_id: "ann".into(),
@@ -2427,7 +2427,7 @@ mod tests {
             Config::default(),
         );
         let identify = |id: &str, user: &str| {
-            Message::Event(Box::new(Event {
+            Message::Event(std::sync::Arc::new(Event {
                 kind: Kind::Identify,
                 message_id: id.into(),
                 user_id: user.into(),

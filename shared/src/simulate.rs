@@ -219,7 +219,7 @@ pub async fn run(
                 .send(
                     QueueName::Events,
                     &[Outbound {
-                        message: Message::Event(Box::new(ev)),
+                        message: Message::Event(std::sync::Arc::new(ev)),
                         delay_secs: 0,
                     }],
                 )

@@ -179,7 +179,7 @@ fn script(users: &[User]) -> Vec<(Timestamp, Message)> {
         let body = serde_json::to_vec(&payload).expect("payload");
         let ev = event::parse_single(kind, &body, delivered, &limits)
             .unwrap_or_else(|e| panic!("bad generated event {payload}: {e:?}"));
-        out.push((delivered, Message::Event(Box::new(ev))));
+        out.push((delivered, Message::Event(std::sync::Arc::new(ev))));
     };
     for (i, u) in users.iter().enumerate() {
         let id = format!("u{i}");

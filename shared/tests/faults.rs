@@ -576,7 +576,7 @@ fn an_order_applied_before_its_cart_event_still_ends_the_journey() {
         .await;
         let mut cart = cart;
         if let Some(waymark::queue::Message::Event(e)) = cart.first_mut() {
-            e.timestamp = at("2026-03-02T10:02:00Z");
+            std::sync::Arc::make_mut(e).timestamp = at("2026-03-02T10:02:00Z");
         }
         // The order is handled first, then the cart.
         s.handle_due(SignedDuration::from_secs(180)).await;

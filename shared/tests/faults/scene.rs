@@ -247,7 +247,7 @@ impl Scene {
             .send(
                 QueueName::Events,
                 &[Outbound {
-                    message: Message::Event(Box::new(e)),
+                    message: Message::Event(std::sync::Arc::new(e)),
                     delay_secs: 0,
                 }],
             )

@@ -172,7 +172,11 @@ impl World {
                         event: e.event.clone(),
                         timestamp: e.timestamp,
                     });
-                lock(&self.lab).enqueue(QueueName::Events, Message::Event(Box::new(e)), now);
+                lock(&self.lab).enqueue(
+                    QueueName::Events,
+                    Message::Event(std::sync::Arc::new(e)),
+                    now,
+                );
             }
             Err(errors) => self.violation(
                 "harness",

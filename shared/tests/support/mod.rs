@@ -231,7 +231,7 @@ impl Harness {
                 .send(
                     QueueName::Events,
                     &[Outbound {
-                        message: Message::Event(Box::new(ev)),
+                        message: Message::Event(std::sync::Arc::new(ev)),
                         delay_secs: 0,
                     }],
                 )
