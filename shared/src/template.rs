@@ -119,12 +119,6 @@ enum Compiled {
     Direct(direct::Program, String),
 }
 
-/// Whether `source` renders directly from a [`Scope`] (without MiniJinja) when nothing it
-/// meets at render time sends it back to MiniJinja.
-pub fn compiles_directly(source: &str) -> bool {
-    direct::Program::compile(source).is_ok()
-}
-
 /// A scope to render several templates in: directly where a template allows, through
 /// MiniJinja otherwise, with the scope converted into template values at most once.
 pub struct Context<'a> {
@@ -410,6 +404,59 @@ mod tests {
             render("{{ profile.x | default('d') }} 0", &ctx, false).unwrap(),
             "d 0"
         );
+    }
+
+    #[test]
+    fn a_context_renders_as_minijinja_whether_directly_or_not() {
+        let traits = json!({"first_name": "ann <3"});
+        let event = json!({"items": [{"name": "Socks"}, {"name": "Hat"}]});
+        let ctx = Context::new(Scope {
+            traits: traits.as_object().expect("map"),
+            profile_user_id: "u1",
+            user_id: "u1",
+            event: &event,
+            journey_id: "cart",
+            journey_name: "Cart",
+            journey_version: 2,
+            now: "2026-12-01T10:00:00Z",
+            unsubscribe_url: None,
+        });
+        let values = json!({"profile": {"first_name": "ann <3", "user_id": "u1"}, "event": event,
+            "journey": {"id": "cart", "name": "Cart", "version": 2}, "user_id": "u1",
+            "now": "2026-12-01T10:00:00Z", "unsubscribe_url": null});
+        for (source, want) in [
+            // Rendered directly.
+            (
+                "Hi {{ profile.first_name }}: {% for i in event.items %}{{ i.name }} {% endfor %}(v{{ journey.version }}, {{ unsubscribe_url }})",
+                "Hi ann <3: Socks Hat (v2, None)",
+            ),
+            // Declined when compiling (`title`, `loop`): MiniJinja renders.
+            (
+                "Hi {{ profile.first_name | title }}: {% for i in event.items %}{{ loop.index }}.{{ i.name }} {% endfor %}(context test)",
+                "Hi Ann <3: 1.Socks 2.Hat (context test)",
+            ),
+            // Compiled directly, declined while rendering (`profile` printed whole).
+            (
+                "{{ profile.user_id }} {{ profile }} (context test)",
+                "u1 {'first_name': 'ann <3', 'user_id': 'u1'} (context test)",
+            ),
+        ] {
+            assert_eq!(ctx.render(source, false).as_deref(), Ok(want), "{source}");
+            assert_eq!(
+                ctx.render(source, false),
+                render(source, &values, false),
+                "{source}"
+            );
+            assert_eq!(
+                ctx.render(source, true),
+                render(source, &values, true),
+                "{source} (html)"
+            );
+        }
+        // An attribute of an undefined value: MiniJinja's error, either way.
+        let source = "{{ profile.address.city }} (context test)";
+        let e = ctx.render(source, false).expect_err("undefined.city");
+        assert_eq!(Err(e), render(source, &values, false));
     }
 
     #[test]

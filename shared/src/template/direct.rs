@@ -1178,6 +1178,58 @@ mod tests {
     }
 
     #[test]
+    fn prints_and_compares_every_kind_of_value_as_minijinja_does() {
+        let values = [
+            json!("Ann"),
+            json!("<b>O'Neil & \"co\"</b> a/b"),
+            json!(""),
+            json!("zoë"),
+            json!(0),
+            json!(5),
+            json!(-5),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(79.9),
+            json!(10.0),
+            json!(5.0),
+            json!(-0.0),
+            json!(1e21),
+            json!(1e-7),
+            json!(0.1),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992.0),
+        ];
+        let mut rendered = 0;
+        for v in &values {
+            for w in &values {
+                let case = Case {
+                    traits: Map::new(),
+                    event: json!({"v": v, "w": w}),
+                    unsubscribe: None,
+                };
+                for source in [
+                    "{{ event.v }}",
+                    "{{ event.u | default('d') }}|{{ event.v | default('d') }}",
+                    "{{ event.v | upper }}|{{ event.v | length }}",
+                    "{% if event.v %}t{% else %}f{% endif %}",
+                    "{% if event.v < event.w %}<{% elif event.v == event.w %}={% else %}>{% endif %}",
+                    "{% if event.v >= 5 %}ge{% endif %}{% if event.v != 'Ann' %}ne{% endif %}",
+                ] {
+                    for html in [false, true] {
+                        if agrees(source, &case, html).expect("agrees") {
+                            rendered += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rendered > 1_000, "{rendered}");
+    }
+
+    #[test]
     fn the_cart_templates_render_directly_and_as_minijinja_does() {
         let journey = crate::dsl::parse(
             "cart.yaml",
