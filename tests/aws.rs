@@ -642,7 +642,7 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
         .await
         .expect("query")
         .into_iter()
-        .map(|r| r.key.sk)
+        .map(|r| r.key.sk.to_string())
         .collect();
     assert_eq!(e, ["E#a", "E#b"]);
     assert_eq!(store.query("U#ann", "").await.expect("query").len(), 6);
@@ -666,8 +666,13 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     listed.sort();
     assert_eq!(listed, [t1.clone(), t2.clone()]);
     assert_eq!(
-        store.get(&t1).await.expect("get").and_then(|r| r.pending),
-        Some("F#3".to_string())
+        store
+            .get(&t1)
+            .await
+            .expect("get")
+            .and_then(|r| r.pending)
+            .as_deref(),
+        Some("F#3")
     );
     let c = Key::new("S#cart", "C");
     let deltas = BTreeMap::from([

@@ -85,12 +85,12 @@ pub struct Outgoing {
 impl Outgoing {
     /// The send ledger key: (enrollment, step, visit).
     pub fn ledger_key(&self) -> String {
-        self.ledger_key_with("")
+        self.ledger_key_with("").to_string()
     }
 
     /// The ledger key after `prefix` (the store's key kinds: `L#`, `I#`).
-    pub fn ledger_key_with(&self, prefix: &str) -> String {
-        crate::store::join(&[
+    pub fn ledger_key_with(&self, prefix: &str) -> crate::store::Part {
+        crate::store::Part::join(&[
             prefix,
             &self.enrollment,
             "#",

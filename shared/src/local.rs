@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use crate::store::{
-    check, check_fold, page_of, segment_of, Counts, Expect, Key, Page, Record, Store, StoreError,
+    check, check_fold, page_of, segment_of, Counts, Expect, Key, Page, Part, Record, Store,
+    StoreError,
 };
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
@@ -172,8 +173,8 @@ fn pending_of(
     of: &impl ReadableTable<(&'static str, &'static str), &'static str>,
     pk: &str,
     sk: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(of.get((pk, sk)).store()?.map(|v| v.value().to_string()))
+) -> Result<Option<Part>, StoreError> {
+    Ok(of.get((pk, sk)).store()?.map(|v| Part::from(v.value())))
 }
 
 /// Takes a record off its fold partition, if it is on one; says whether it was.
@@ -405,7 +406,7 @@ impl Store for RedbStore {
                     }
                     if let Some(v) = t.get((pk, sk)).store()? {
                         let mut r = record_of(pk, sk, v.value());
-                        r.pending = Some(part.clone());
+                        r.pending = Some(Part::from(part.as_str()));
                         out.push(r);
                     }
                 }
@@ -461,7 +462,7 @@ impl Store for RedbStore {
                 for item in t.range(start..).store()? {
                     let (k, v) = item.store()?;
                     let (p, s, name) = k.value();
-                    if p != key.pk || s != key.sk {
+                    if key.pk != p || key.sk != s {
                         break;
                     }
                     out.insert(name.to_string(), v.value());
@@ -1256,7 +1257,7 @@ mod tests {
             .await
             .expect("purge");
         assert_eq!(gone, 1);
-        let left: Vec<String> = store
+        let left: Vec<Part> = store
             .query("U#a", "")
             .await
             .expect("query")

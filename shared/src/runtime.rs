@@ -22,7 +22,7 @@ use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
-use crate::store::{join, segment_of, Expect, Key, Page, Record, Store, StoreError};
+use crate::store::{join, segment_of, Expect, Key, Page, Part, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
 
 /// How a message failed.
@@ -145,35 +145,38 @@ pub fn profile_key(user: &str) -> Key {
     Key::new(user_partition(user), "P")
 }
 /// The partition of everything about one user.
-fn user_partition(user: &str) -> String {
-    join(&["U#", user])
+fn user_partition(user: &str) -> Part {
+    Part::join(&["U#", user])
 }
 fn enrollment_key(user: &str, journey: &str) -> Key {
-    Key::new(user_partition(user), join(&["E#", journey]))
+    Key::new(user_partition(user), Part::join(&["E#", journey]))
 }
 fn dedup_key(user: &str, id: &str) -> Key {
-    Key::new(user_partition(user), join(&["D#", id]))
+    Key::new(user_partition(user), Part::join(&["D#", id]))
 }
 fn ledger_key(o: &Outgoing) -> Key {
     Key::new(user_partition(&o.user_id), o.ledger_key_with("L#"))
 }
 fn cap_key(user: &str, channel: Channel) -> Key {
-    Key::new(user_partition(user), join(&["C#", channel.as_str()]))
+    Key::new(user_partition(user), Part::join(&["C#", channel.as_str()]))
 }
 fn inbox_key(o: &Outgoing) -> Key {
     Key::new(user_partition(&o.user_id), o.ledger_key_with("I#"))
 }
 fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
-    Key::new(user_partition(user), join(&["T#", enrollment, "#", cause]))
+    Key::new(
+        user_partition(user),
+        Part::join(&["T#", enrollment, "#", cause]),
+    )
 }
 fn phone_key(phone: &str) -> Key {
-    Key::new(join(&["N#", phone]), "U")
+    Key::new(Part::join(&["N#", phone]), "U")
 }
 pub fn stats_key(journey: &str) -> Key {
-    Key::new(join(&["S#", journey]), "C")
+    Key::new(Part::join(&["S#", journey]), "C")
 }
-fn timer_partition(minute: i64, shard: u32) -> String {
-    join(&["T#", &minute.to_string(), "#", &shard.to_string()])
+fn timer_partition(minute: i64, shard: u32) -> Part {
+    Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Partition of the markers saying which stopped journey version's enrollments were swept.

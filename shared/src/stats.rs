@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::runtime::{stats_key, RunError, Runtime};
 use crate::store::{
-    join, segment_of, Body, Counts, Key, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS,
+    segment_of, Body, Counts, Key, Part, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS,
 };
 use crate::timeline;
 
@@ -17,8 +17,8 @@ const PAGE: usize = 500;
 const MAX_PAGES: usize = 20;
 
 /// The fold partition a user's timeline records are listed under.
-pub fn fold_partition(user: &str, shards: u32) -> String {
-    join(&["F#", &segment_of(user, shards).to_string()])
+pub fn fold_partition(user: &str, shards: u32) -> Part {
+    Part::join(&["F#", &segment_of(user, shards).to_string()])
 }
 
 /// Records and the sum of their counts, folded together.
@@ -252,7 +252,7 @@ mod tests {
                     },
                 ));
             }
-            let key = Key::new(join(&["U#", &user]), "T#1");
+            let key = Key::new(Part::join(&["U#", &user]), "T#1");
             let record = if i == 7 {
                 Record {
                     key,

@@ -10,16 +10,120 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
-    pub pk: String,
-    pub sk: String,
+    pub pk: Part,
+    pub sk: Part,
 }
 
 impl Key {
-    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+    pub fn new(pk: impl Into<Part>, sk: impl Into<Part>) -> Self {
         Key {
             pk: pk.into(),
             sk: sk.into(),
         }
+    }
+}
+
+/// One part of a key (or a fold partition's name): an immutable string that is shared, not
+/// copied, when a record or key is cloned (the in-memory store keeps and hands out several
+/// copies of every key).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Part(Arc<str>);
+
+impl Part {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The parts of a key joined into one, in a single allocation (hot paths): they are joined
+    /// in a buffer kept by the thread, then copied into the shared string.
+    pub fn join(parts: &[&str]) -> Part {
+        thread_local! {
+            static BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(128));
+        }
+        BUF.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut b) => {
+                b.clear();
+                for p in parts {
+                    b.push_str(p);
+                }
+                Part(Arc::from(b.as_str()))
+            }
+            Err(_) => Part::from(join(parts)),
+        })
+    }
+}
+
+impl std::ops::Deref for Part {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Part {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Part {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Part {
+    fn from(s: &str) -> Self {
+        Part(Arc::from(s))
+    }
+}
+
+impl From<String> for Part {
+    fn from(s: String) -> Self {
+        Part(Arc::from(s))
+    }
+}
+
+impl From<&String> for Part {
+    fn from(s: &String) -> Self {
+        Part(Arc::from(s.as_str()))
+    }
+}
+
+impl From<Part> for String {
+    fn from(p: Part) -> Self {
+        p.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Part {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Part {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Part {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
     }
 }
 
@@ -120,7 +224,7 @@ pub struct Record {
     /// Shared, so that handing a record out of a store does not copy its body.
     pub body: Body,
     pub expires: Option<i64>,
-    pub pending: Option<String>,
+    pub pending: Option<Part>,
 }
 
 impl Record {
@@ -161,7 +265,7 @@ impl Record {
     }
 
     /// Lists the record under fold partition `part` until it is folded.
-    pub fn pending_in(mut self, part: impl Into<String>) -> Self {
+    pub fn pending_in(mut self, part: impl Into<Part>) -> Self {
         self.pending = Some(part.into());
         self
     }
@@ -321,7 +425,6 @@ impl<T: Store + ?Sized> Store for Arc<T> {
         (**self).scan(sk, segment, segments, start, limit).await
     }
 }
-
 /// The parts of a key (or an id) joined into one string: on the engine's hot paths, where
 /// `format!` costs several times as much.
 pub fn join(parts: &[&str]) -> String {
@@ -390,12 +493,12 @@ type Fixed = foldhash::fast::FixedState;
 struct Tables {
     /// Partition key -> sort key -> record: a hash lookup for the partition, then a short
     /// ordered map for its sort keys (queries read one partition in sort-key order).
-    records: HashMap<String, BTreeMap<String, Record>, Fixed>,
+    records: HashMap<Part, BTreeMap<Part, Record>, Fixed>,
     /// The partition keys of `records`, in order (dumps, scans, [`MemoryStore::first_partitions`]).
-    order: BTreeSet<String>,
+    order: BTreeSet<Part>,
     counters: HashMap<Key, BTreeMap<String, i64>, Fixed>,
     /// Fold partition -> keys of the records listed there.
-    pending: HashMap<String, BTreeSet<Key>, Fixed>,
+    pending: HashMap<Part, BTreeSet<Key>, Fixed>,
 }
 
 impl Tables {
@@ -629,6 +732,28 @@ mod tests {
             name: "ann".into(),
             n: 3,
         }
+    }
+
+    #[test]
+    fn key_parts_join_order_and_serialize_as_plain_strings() {
+        let long = "x".repeat(300);
+        for parts in [&["U#", "ann"][..], &["T#", &long, "#", "é"][..], &[][..]] {
+            assert_eq!(Part::join(parts).as_str(), join(parts));
+        }
+        let (a, b) = (
+            Key::new("U#ann", "E#j"),
+            Key::new(Part::join(&["U#", "bob"]), "A"),
+        );
+        assert!(a < b, "keys order as their strings do");
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            r#"{"pk":"U#ann","sk":"E#j"}"#
+        );
+        let back: Key = serde_json::from_str(r#"{"pk":"U#ann","sk":"E#j"}"#).expect("key");
+        assert_eq!(back, a);
+        // A clone shares the string.
+        let c = a.clone();
+        assert!(std::ptr::eq(a.pk.as_str(), c.pk.as_str()));
     }
 
     #[test]

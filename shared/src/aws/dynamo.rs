@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use crate::store::{Counts, Expect, Key, Page, Record, Store, StoreError};
+use crate::store::{Counts, Expect, Key, Page, Part, Record, Store, StoreError};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
@@ -69,8 +69,8 @@ fn store_error<E: ProvideErrorMetadata>(op: &str, e: SdkError<E, HttpResponse>) 
 
 fn key_item(key: &Key) -> Item {
     HashMap::from([
-        (PK.to_string(), AttributeValue::S(key.pk.clone())),
-        (SK.to_string(), AttributeValue::S(key.sk.clone())),
+        (PK.to_string(), AttributeValue::S(key.pk.to_string())),
+        (SK.to_string(), AttributeValue::S(key.sk.to_string())),
     ])
 }
 
@@ -112,7 +112,7 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
         version,
         body,
         expires,
-        pending: string(item, FOLD),
+        pending: string(item, FOLD).map(Part::from),
     }))
 }
 
@@ -260,7 +260,7 @@ impl Store for DynamoStore {
             item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
         }
         if let Some(part) = &record.pending {
-            item.insert(FOLD.to_string(), AttributeValue::S(part.clone()));
+            item.insert(FOLD.to_string(), AttributeValue::S(part.to_string()));
         }
         let c = condition(expect);
         self.client
