@@ -28,6 +28,8 @@ pub struct Receipt {
 /// The reason text a provider uses when every targeted push device is disabled.
 pub const ENDPOINT_DISABLED: &str = "EndpointDisabled";
 
+/// Held as `Arc<dyn Sender>` and called through it. There is deliberately no forwarding impl for
+/// `Arc<T>`: method calls would pick it, and every call would box its future twice.
 #[async_trait]
 pub trait Sender: Send + Sync {
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError>;
@@ -48,22 +50,6 @@ pub trait Sender: Send + Sync {
     /// handed to this sender (the local outbox shows them; SES and SNS have nothing to do).
     fn wants_in_app(&self) -> bool {
         false
-    }
-}
-
-#[async_trait]
-impl<T: Sender + ?Sized> Sender for std::sync::Arc<T> {
-    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
-        (**self).send(message).await
-    }
-    async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
-        (**self).register(device).await
-    }
-    fn wants_in_app(&self) -> bool {
-        (**self).wants_in_app()
-    }
-    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
-        (**self).opted_out_numbers().await
     }
 }
 

@@ -191,15 +191,10 @@ pub enum QueueError {
     Rejected(String),
 }
 
+/// Held as `Arc<dyn Queue>` and called through it. There is deliberately no forwarding impl for
+/// `Arc<T>`: method calls would pick it, and every call would box its future twice.
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Sends messages (an adapter batches them as its service allows). All or error.
     async fn send(&self, queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError>;
-}
-
-#[async_trait]
-impl<T: Queue + ?Sized> Queue for std::sync::Arc<T> {
-    async fn send(&self, queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
-        (**self).send(queue, messages).await
-    }
 }

@@ -337,6 +337,8 @@ pub const FOLD_MAX_ITEMS: usize = 100;
 /// The most counters one [`Store::fold`] changes at one key (one UpdateItem expression).
 pub const FOLD_MAX_COUNTERS: usize = 100;
 
+/// Held as `Arc<dyn Store>` and called through it. There is deliberately no forwarding impl for
+/// `Arc<T>`: method calls would pick it, and every call would box its future twice.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
@@ -388,43 +390,6 @@ pub struct Page {
     pub next: Option<Key>,
 }
 
-#[async_trait]
-impl<T: Store + ?Sized> Store for Arc<T> {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        (**self).get(key).await
-    }
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
-        (**self).get_many(keys).await
-    }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        (**self).put(record, expect).await
-    }
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-        (**self).delete(key, expect).await
-    }
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        (**self).query(pk, prefix).await
-    }
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        (**self).pending(part, limit).await
-    }
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
-        (**self).fold(records, counters).await
-    }
-    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        (**self).counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&Key>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        (**self).scan(sk, segment, segments, start, limit).await
-    }
-}
 /// The parts of a key (or an id) joined into one string: on the engine's hot paths, where
 /// `format!` costs several times as much.
 pub fn join(parts: &[&str]) -> String {
