@@ -230,7 +230,7 @@ fn tally_into<'a>(
     facts: impl IntoIterator<Item = (&'a str, Option<&'a str>, Fact<'a>)>,
 ) {
     // A counter's name is built here and copied only when the counter is new.
-    let mut name = String::new();
+    let mut name = String::with_capacity(64);
     for (journey, step, fact) in facts {
         let c = match out.get_mut(journey) {
             Some(c) => c,

@@ -39,6 +39,30 @@ const DEPTH: usize = 16;
 #[derive(Debug)]
 pub struct Program {
     nodes: Vec<Node>,
+    /// The output's likely size: its text once, and a little for each value printed (the
+    /// output is allocated once at that size, not grown from nothing).
+    size: usize,
+}
+
+/// How long `nodes` likely render: every text once (a loop's body once, a branch's longest).
+fn likely_size(nodes: &[Node]) -> usize {
+    nodes
+        .iter()
+        .map(|n| match n {
+            Node::Text(t) => t.len(),
+            Node::Out(_) => 16,
+            Node::If {
+                branches,
+                otherwise,
+            } => branches
+                .iter()
+                .map(|(_, b)| likely_size(b))
+                .chain([likely_size(otherwise)])
+                .max()
+                .unwrap_or(0),
+            Node::For { body, .. } => likely_size(body),
+        })
+        .sum()
 }
 
 #[derive(Debug)]
@@ -609,7 +633,8 @@ impl Program {
         if !matches!(end, Closer::Eof) {
             return Err(Declined);
         }
-        Ok(Program { nodes })
+        let size = likely_size(&nodes);
+        Ok(Program { nodes, size })
     }
 
     /// Renders, or declines (the caller renders with MiniJinja instead).
@@ -619,7 +644,7 @@ impl Program {
             html,
             locals: Vec::new(),
             work: 0,
-            out: String::new(),
+            out: String::with_capacity(self.size),
         };
         r.nodes(&self.nodes)?;
         Ok(r.out)
