@@ -134,7 +134,7 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
                     user_id: user.clone(),
                     anonymous_id: None,
                     event: name,
-                    properties: props,
+                    properties: std::sync::Arc::new(serde_json::Value::Object(props)),
                     traits,
                     context: Default::default(),
                     timestamp: start(),

@@ -154,7 +154,7 @@ pub fn matches(m: &EventMatch, event: &Event, profile: &Value, now: Timestamp) -
     event.event.as_deref() == Some(m.event.as_str())
         && m.condition.as_ref().is_none_or(|c| {
             c.eval(&Scope {
-                event: &Value::Object(event.properties.clone()),
+                event: &event.properties,
                 profile,
                 now,
             })

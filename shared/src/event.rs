@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,10 @@ impl Kind {
     }
 }
 
+fn no_properties() -> Arc<Value> {
+    Arc::new(Value::Object(Map::new()))
+}
+
 /// A validated event, as it travels on the events queue (serde JSON) and into the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -60,9 +65,10 @@ pub struct Event {
     /// Track only: the event's name.
     #[serde(default)]
     pub event: Option<String>,
-    /// Track only.
-    #[serde(default)]
-    pub properties: Map<String, Value>,
+    /// Track only: always a JSON object, shared (an enrollment the event starts keeps it as its
+    /// trigger's properties, and conditions read it, without a copy).
+    #[serde(default = "no_properties")]
+    pub properties: Arc<Value>,
     /// Identify only (top-level `traits`; `context.traits` stays in `context`).
     #[serde(default)]
     pub traits: Map<String, Value>,
@@ -343,7 +349,7 @@ fn from_raw(
         user_id,
         anonymous_id,
         event,
-        properties,
+        properties: Arc::new(Value::Object(properties)),
         traits,
         context,
         timestamp,
@@ -1309,10 +1315,7 @@ mod tests {
                 user_id: "u1".into(),
                 anonymous_id: Some("a1".into()),
                 event: Some("Order Completed".into()),
-                properties: json!({"total": 42})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+                properties: Arc::new(json!({"total": 42})),
                 traits: Map::new(),
                 context: json!({"ip": "203.0.113.1"})
                     .as_object()

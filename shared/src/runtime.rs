@@ -970,7 +970,7 @@ impl Runtime {
         // Triggers.
         let mut refusals: Vec<Entry> = Vec::new();
         if let Some(name) = e.event.as_deref() {
-            let scope_event = Arc::new(Value::Object(e.properties.clone()));
+            let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
             for p in journeys.iter() {
                 let holds = |c: Option<&crate::condition::Condition>| {
