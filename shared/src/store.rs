@@ -67,12 +67,6 @@ impl std::borrow::Borrow<str> for Part {
     }
 }
 
-impl AsRef<str> for Part {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&*self.0, f)
@@ -100,12 +94,6 @@ impl From<String> for Part {
 impl From<&String> for Part {
     fn from(s: &String) -> Self {
         Part(Arc::from(s.as_str()))
-    }
-}
-
-impl From<Part> for String {
-    fn from(p: Part) -> Self {
-        p.0.to_string()
     }
 }
 
