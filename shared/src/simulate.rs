@@ -19,15 +19,16 @@ use crate::runtime::{Config, Runtime};
 use crate::store::{MemoryStore, Store};
 use crate::timeline::Entry;
 
-/// Queued messages by (due time, arrival order).
-type Entries = BTreeMap<(Timestamp, u64), Message>;
+/// Queued messages by due time, each time's in arrival order. Most messages share their due
+/// time with others (a batch's events, the wake-ups of one scheduler minute), so a send finds
+/// its time's bucket and appends, instead of placing each message in one big ordered map.
+type Entries = BTreeMap<Timestamp, Vec<Message>>;
 
 /// A queue that delivers each message at its due time on a virtual clock.
 #[derive(Clone)]
 pub struct DelayQueue {
     clock: Arc<dyn Clock>,
     entries: Arc<Mutex<Entries>>,
-    seq: Arc<Mutex<u64>>,
 }
 
 impl DelayQueue {
@@ -35,7 +36,6 @@ impl DelayQueue {
         DelayQueue {
             clock,
             entries: Arc::new(Mutex::new(BTreeMap::new())),
-            seq: Arc::new(Mutex::new(0)),
         }
     }
 
@@ -45,28 +45,33 @@ impl DelayQueue {
 
     /// When the next message is due.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.lock().keys().next().map(|(t, _)| *t)
+        self.lock().keys().next().copied()
     }
 
-    /// Takes every message due at or before `now`, in due order.
+    /// Takes every message due at or before `now`, in due order (arrival order within a time).
     pub fn take_due(&self, now: Timestamp) -> Vec<Message> {
         let mut entries = self.lock();
         let mut out = Vec::new();
         while let Some(e) = entries.first_entry() {
-            if e.key().0 > now {
+            if *e.key() > now {
                 break;
             }
-            out.push(e.remove());
+            let bucket = e.remove();
+            if out.is_empty() {
+                out = bucket;
+            } else {
+                out.extend(bucket);
+            }
         }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lock().is_empty()
     }
 }
 
@@ -75,11 +80,19 @@ impl Queue for DelayQueue {
     async fn send(&self, _queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
         let now = self.clock.now();
         let mut entries = self.lock();
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-        for m in messages {
-            *seq += 1;
-            let due = now + SignedDuration::from_secs(i64::from(m.delay_secs));
-            entries.insert((due, *seq), m.message.clone());
+        // Consecutive messages with the same delay go into one bucket found once.
+        let mut i = 0;
+        while let Some(first) = messages.get(i) {
+            let same = messages[i..]
+                .iter()
+                .take_while(|m| m.delay_secs == first.delay_secs)
+                .count();
+            let due = now + SignedDuration::from_secs(i64::from(first.delay_secs));
+            entries
+                .entry(due)
+                .or_default()
+                .extend(messages[i..i + same].iter().map(|m| m.message.clone()));
+            i += same;
         }
         Ok(())
     }
@@ -386,6 +399,49 @@ mod tests {
         let key = Key::new(format!("T#{minute}#{shard}"), m.id());
         let record = Record::new(key, 1, &m).expect("record");
         store.put(&record, Expect::Absent).await.expect("put");
+    }
+
+    #[tokio::test]
+    async fn the_delay_queue_hands_out_by_due_time_then_arrival() {
+        let clock = Arc::new(ManualClock::new(at("2026-12-01T12:00:00Z")));
+        let q = DelayQueue::new(clock.clone());
+        let stop = |user: &str| Message::Stop {
+            user_id: user.into(),
+            journey: "j".into(),
+            enrollment: format!("j:{user}:1"),
+        };
+        let out = |user: &str, delay_secs: u32| Outbound {
+            message: stop(user),
+            delay_secs,
+        };
+        let users = |ms: Vec<Message>| -> Vec<String> {
+            ms.iter().map(|m| m.user_id().to_string()).collect()
+        };
+        q.send(
+            QueueName::Events,
+            &[
+                out("a", 60),
+                out("b", 60),
+                out("c", 0),
+                out("d", 60),
+                out("e", 30),
+            ],
+        )
+        .await
+        .expect("send");
+        clock.set(at("2026-12-01T12:00:30Z"));
+        q.send(QueueName::Events, &[out("f", 0), out("g", 30)])
+            .await
+            .expect("send");
+        assert_eq!(q.len(), 7);
+        assert_eq!(q.next_due(), Some(at("2026-12-01T12:00:00Z")));
+        assert_eq!(users(q.take_due(at("2026-12-01T12:00:29Z"))), ["c"]);
+        assert_eq!(
+            users(q.take_due(at("2026-12-01T12:01:00Z"))),
+            ["e", "f", "a", "b", "d", "g"]
+        );
+        assert!(q.is_empty());
+        assert_eq!(q.next_due(), None);
     }
 
     #[tokio::test]
