@@ -1,7 +1,7 @@
 //! The store port: versioned records under (partition, sort) keys, conditional writes, atomic
 //! counters and segment scans; and the in-memory adapter. Knows nothing of journeys.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -472,28 +472,48 @@ impl Tables {
         }
     }
 
-    fn insert(&mut self, record: Record) {
-        if let Some(part) = &record.pending {
-            if let Some(keys) = self.pending.get_mut(part) {
-                keys.insert(record.key.clone());
-            } else {
-                self.pending
-                    .insert(part.clone(), BTreeSet::from([record.key.clone()]));
-            }
-        }
-        let listed = record.pending.clone();
-        let partition = match self.records.get_mut(&record.key.pk) {
-            Some(p) => p,
+    /// Writes `record` if `expect` holds for what is stored under its key: one lookup of the
+    /// partition and one of the sort key, whether the record is new or replaces another.
+    fn put(&mut self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let key = &record.key;
+        let replaced = match self.records.get_mut(&key.pk) {
+            Some(partition) => match partition.entry(key.sk.clone()) {
+                btree_map::Entry::Occupied(mut stored) => {
+                    check(Some(stored.get().version), expect)?;
+                    Some(std::mem::replace(stored.get_mut(), record.clone()))
+                }
+                btree_map::Entry::Vacant(slot) => {
+                    check(None, expect)?;
+                    slot.insert(record.clone());
+                    None
+                }
+            },
             None => {
-                self.order.insert(record.key.pk.clone());
-                self.records.entry(record.key.pk.clone()).or_default()
+                check(None, expect)?;
+                self.order.insert(key.pk.clone());
+                self.records.insert(
+                    key.pk.clone(),
+                    BTreeMap::from([(key.sk.clone(), record.clone())]),
+                );
+                None
             }
         };
-        if let Some(old) = partition.insert(record.key.sk.clone(), record) {
-            if let Some(part) = old.pending.filter(|p| Some(p) != listed.as_ref()) {
-                self.unlist(&part, &old.key);
+        let listed = record.pending.as_ref();
+        if let Some(part) = listed {
+            if let Some(keys) = self.pending.get_mut(part) {
+                keys.insert(key.clone());
+            } else {
+                self.pending
+                    .insert(part.clone(), BTreeSet::from([key.clone()]));
             }
         }
+        if let Some(part) = replaced
+            .and_then(|old| old.pending)
+            .filter(|p| Some(p) != listed)
+        {
+            self.unlist(&part, key);
+        }
+        Ok(())
     }
 
     fn remove(&mut self, key: &Key) {
@@ -565,10 +585,7 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        let mut t = self.lock();
-        check(t.version(&record.key), expect)?;
-        t.insert(record.clone());
-        Ok(())
+        self.lock().put(record, expect)
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
