@@ -1,7 +1,7 @@
 //! The store port: versioned records under (partition, sort) keys, conditional writes, atomic
 //! counters and segment scans; and the in-memory adapter. Knows nothing of journeys.
 
-use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -450,8 +450,9 @@ struct Tables {
     /// The partition keys of `records`, in order (dumps, scans, [`MemoryStore::first_partitions`]).
     order: BTreeSet<Part>,
     counters: HashMap<Key, BTreeMap<String, i64>, Fixed>,
-    /// Fold partition -> keys of the records listed there.
-    pending: HashMap<Part, BTreeSet<Key>, Fixed>,
+    /// Fold partition -> keys of the records listed there (in no particular order: a fold
+    /// counts them all, whichever come first).
+    pending: HashMap<Part, HashSet<Key, Fixed>, Fixed>,
 }
 
 impl Tables {
@@ -503,8 +504,9 @@ impl Tables {
             if let Some(keys) = self.pending.get_mut(part) {
                 keys.insert(key.clone());
             } else {
-                self.pending
-                    .insert(part.clone(), BTreeSet::from([key.clone()]));
+                let mut keys = HashSet::with_hasher(Fixed::default());
+                keys.insert(key.clone());
+                self.pending.insert(part.clone(), keys);
             }
         }
         if let Some(part) = replaced
