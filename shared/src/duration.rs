@@ -264,21 +264,42 @@ fn parse_fraction(s: &str) -> Option<u64> {
     whole.checked_mul(unit_secs)?.checked_add(frac_secs / scale)
 }
 
-impl fmt::Display for Duration {
-    /// The canonical spelling: largest units first, zero components left out ("1h30m", "2w").
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Duration {
+    /// Appends the canonical spelling (what `Display` writes) to `out` without going through
+    /// the formatting machinery: a wait step's timeline reason is spelled at every wait.
+    pub fn push_to(&self, out: &mut String) {
         if self.secs == 0 {
-            return f.write_str("0s");
+            out.push_str("0s");
+            return;
         }
         let mut rest = self.secs;
         for (unit, len) in UNITS {
             let n = rest / len;
             if n > 0 {
-                write!(f, "{n}{unit}")?;
+                let mut digits = [0u8; 20];
+                let mut at = digits.len();
+                let mut v = n;
+                while v > 0 {
+                    at -= 1;
+                    digits[at] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+                for d in &digits[at..] {
+                    out.push(char::from(*d));
+                }
+                out.push(unit);
                 rest %= len;
             }
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The canonical spelling: largest units first, zero components left out ("1h30m", "2w").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(16);
+        self.push_to(&mut s);
+        f.write_str(&s)
     }
 }
 

@@ -554,7 +554,10 @@ impl<'a> Run<'a> {
             match step.action() {
                 Action::Wait(d) => {
                     let at = self.after(d.to_jiff());
-                    self.wait(&id, at, Resume::Continue, format!("wait {d}"));
+                    let mut why = String::with_capacity(16);
+                    why.push_str("wait ");
+                    d.push_to(&mut why);
+                    self.wait(&id, at, Resume::Continue, why);
                     return;
                 }
                 Action::WaitUntil(w) => {
