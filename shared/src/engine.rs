@@ -739,7 +739,6 @@ impl<'a> Run<'a> {
     fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
         let j = self.ctx.journey;
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
-        let now = self.ctx.now.to_string();
         // Rendered straight from the profile and the event where a template allows it.
         // The profile as this transition's `update` steps left it, if one ran.
         let traits = match self.profile.get() {
@@ -754,7 +753,7 @@ impl<'a> Run<'a> {
             journey_id: &j.id,
             journey_name: &j.name,
             journey_version: u64::from(self.enrollment.version),
-            now: &now,
+            now: self.ctx.now,
             unsubscribe_url: unsubscribe_url.as_deref(),
         });
         let text = |s: &str| ctx.render(s, false);

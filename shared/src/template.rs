@@ -152,7 +152,7 @@ impl<'a> Context<'a> {
                     version => s.journey_version,
                 },
                 user_id => s.user_id,
-                now => s.now,
+                now => s.now.to_string(),
                 unsubscribe_url => s.unsubscribe_url,
             }
         })
@@ -418,7 +418,7 @@ mod tests {
             journey_id: "cart",
             journey_name: "Cart",
             journey_version: 2,
-            now: "2026-12-01T10:00:00Z",
+            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             unsubscribe_url: None,
         });
         let values = json!({"profile": {"first_name": "ann <3", "user_id": "u1"}, "event": event,

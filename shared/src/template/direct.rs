@@ -23,7 +23,8 @@ pub struct Scope<'a> {
     pub journey_id: &'a str,
     pub journey_name: &'a str,
     pub journey_version: u64,
-    pub now: &'a str,
+    /// The transition's time (`now`), spelled (RFC 3339) only when a template reads it.
+    pub now: jiff::Timestamp,
     pub unsubscribe_url: Option<&'a str>,
 }
 
@@ -887,7 +888,7 @@ impl<'r> Renderer<'r> {
                     Root::Event => json(s.event),
                     Root::Journey => V::Journey,
                     Root::UserId => V::Str(Cow::Borrowed(s.user_id)),
-                    Root::Now => V::Str(Cow::Borrowed(s.now)),
+                    Root::Now => V::Str(Cow::Owned(s.now.to_string())),
                     Root::Unsubscribe => match s.unsubscribe_url {
                         Some(u) => V::Str(Cow::Borrowed(u)),
                         None => V::None,
@@ -978,7 +979,7 @@ mod tests {
                 journey_id: "cart",
                 journey_name: "Cart <abandonment>",
                 journey_version: 3,
-                now: "2026-12-01T10:00:00Z",
+                now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
                 unsubscribe_url: self.unsubscribe.as_deref(),
             }
         }
