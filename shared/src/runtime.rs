@@ -1297,7 +1297,14 @@ impl Runtime {
     /// timeline record waits until every send has its outcome. Says whether a timeline record
     /// is stored (there is none for a transition with nothing to record).
     async fn perform(&self, u: Unit<'_>) -> Result<bool, RunError> {
-        let mut entries = u.timeline.to_vec();
+        // The transition's entries, with room for an outcome entry for each send.
+        let sends = u
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Send(_)))
+            .count();
+        let mut entries = Vec::with_capacity(u.timeline.len() + sends);
+        entries.extend_from_slice(u.timeline);
         let mut failed = None;
         let wake = |seq: u64, at: Timestamp| Message::Wake {
             user_id: u.user.to_string(),
