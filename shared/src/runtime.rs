@@ -737,8 +737,8 @@ impl Runtime {
         let mut next = Enrollment::clone(&l.enrollment);
         next.carried = kept;
         if current_done || l.performed {
-            next.outbox.clear();
-            next.outbox_timeline.clear();
+            next.outbox = Vec::new();
+            next.outbox_timeline = Vec::new();
         }
         let version = read_at + 1;
         let next = Arc::new(next);
