@@ -80,19 +80,9 @@ impl Queue for DelayQueue {
     async fn send(&self, _queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
         let now = self.clock.now();
         let mut entries = self.lock();
-        // Consecutive messages with the same delay go into one bucket found once.
-        let mut i = 0;
-        while let Some(first) = messages.get(i) {
-            let same = messages[i..]
-                .iter()
-                .take_while(|m| m.delay_secs == first.delay_secs)
-                .count();
-            let due = now + SignedDuration::from_secs(i64::from(first.delay_secs));
-            entries
-                .entry(due)
-                .or_default()
-                .extend(messages[i..i + same].iter().map(|m| m.message.clone()));
-            i += same;
+        for m in messages {
+            let due = now + SignedDuration::from_secs(i64::from(m.delay_secs));
+            entries.entry(due).or_default().push(m.message.clone());
         }
         Ok(())
     }
