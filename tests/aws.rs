@@ -743,9 +743,9 @@ async fn the_queue_sends_in_batches_of_ten_and_256_kb() {
     let queue = SqsQueue::new(client, stack.url("EventsQueue"), stack.url("StepsQueue"));
     let wake = |i: u64, pad: usize| Outbound {
         message: Message::Wake {
-            user_id: "x".repeat(pad),
+            user_id: "x".repeat(pad).into(),
             journey: "j".into(),
-            enrollment: format!("e{i}"),
+            enrollment: format!("e{i}").into(),
             seq: i,
             at: at(T0),
         },

@@ -186,7 +186,7 @@ fn wake(i: u64) -> Outbound {
         message: Message::Wake {
             user_id: "ann".into(),
             journey: "cart".into(),
-            enrollment: format!("e{i}"),
+            enrollment: format!("e{i}").into(),
             seq: 1,
             at: Timestamp::UNIX_EPOCH,
         },

@@ -26,10 +26,12 @@ pub enum Message {
     /// An accepted track or identify.
     Event(std::sync::Arc<Event>),
     /// An enrollment's wake-up for step visit `seq`, due at `at`.
+    /// Its names are shared (`Arc`): a wake-up is copied on each hop, into a timer and onto the
+    /// queue, and each copy costs a count rather than three strings.
     Wake {
-        user_id: String,
-        journey: String,
-        enrollment: String,
+        user_id: std::sync::Arc<str>,
+        journey: std::sync::Arc<str>,
+        enrollment: std::sync::Arc<str>,
         seq: u64,
         at: Timestamp,
     },
@@ -103,8 +105,8 @@ impl Message {
     pub fn user_id(&self) -> &str {
         match self {
             Message::Event(e) => &e.user_id,
-            Message::Wake { user_id, .. }
-            | Message::Enter { user_id, .. }
+            Message::Wake { user_id, .. } => user_id,
+            Message::Enter { user_id, .. }
             | Message::Inactivity { user_id, .. }
             | Message::Stop { user_id, .. } => user_id,
             Message::Retry { message, .. } => message.user_id(),

@@ -22,7 +22,7 @@ use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
-use crate::store::{join, segment_of, Expect, Key, Page, Part, Record, Store, StoreError};
+use crate::store::{join, segment_of, Expect, Handle, Key, Page, Part, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
 
 /// How a message failed.
@@ -252,7 +252,7 @@ pub struct UserView {
 }
 
 pub struct Runtime {
-    pub store: Arc<dyn Store>,
+    pub store: Handle,
     pub queue: Arc<dyn Queue>,
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
@@ -396,7 +396,7 @@ impl Runtime {
     ) -> Self {
         Runtime {
             catalog: Catalog::new(store.clone(), catalog_ttl),
-            store,
+            store: Handle::new(store),
             queue,
             sender,
             clock,
@@ -1307,9 +1307,9 @@ impl Runtime {
         entries.extend_from_slice(u.timeline);
         let mut failed = None;
         let wake = |seq: u64, at: Timestamp| Message::Wake {
-            user_id: u.user.to_string(),
-            journey: u.journey.to_string(),
-            enrollment: u.enrollment.to_string(),
+            user_id: u.user.into(),
+            journey: u.journey.into(),
+            enrollment: u.enrollment.into(),
             seq,
             at,
         };

@@ -381,7 +381,7 @@ mod tests {
         let m = Message::Wake {
             user_id: user.into(),
             journey: "j".into(),
-            enrollment: format!("j:{user}:1"),
+            enrollment: format!("j:{user}:1").into(),
             seq: 1,
             at: due,
         };

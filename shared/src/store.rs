@@ -328,7 +328,7 @@ pub const FOLD_MAX_COUNTERS: usize = 100;
 /// Held as `Arc<dyn Store>` and called through it. There is deliberately no forwarding impl for
 /// `Arc<T>`: method calls would pick it, and every call would box its future twice.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: std::any::Any + Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
     /// Several records at once (missing keys are left out).
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
@@ -580,51 +580,47 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().get(key).cloned())
+/// The in-memory store's operations, synchronous: [`Handle`] calls them directly (no boxed
+/// future per call), and the [`Store`] impl wraps them.
+impl MemoryStore {
+    fn get_now(&self, key: &Key) -> Option<Record> {
+        self.lock().get(key).cloned()
     }
 
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        self.lock().put(record, expect)
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+    fn delete_now(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         let mut t = self.lock();
         check(t.version(key), expect)?;
         t.remove(key);
         Ok(())
     }
 
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+    fn query_now(&self, pk: &str, prefix: &str) -> Vec<Record> {
         let t = self.lock();
         let Some(partition) = t.records.get(pk) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
-        Ok(partition
+        partition
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(sk, _)| sk.starts_with(prefix))
             .map(|(_, r)| r.clone())
-            .collect())
+            .collect()
     }
 
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn pending_now(&self, part: &str, limit: usize) -> Vec<Record> {
         let t = self.lock();
         let Some(keys) = t.pending.get(part) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
-        Ok(keys
-            .iter()
+        keys.iter()
             .filter_map(|k| t.get(k).cloned())
             .take(limit)
-            .collect())
+            .collect()
     }
 
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    fn fold_now(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
         check_fold(records, counters)?;
         let mut t = self.lock();
         if records
@@ -653,18 +649,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        Ok(self.lock().counters.get(key).cloned().unwrap_or_default())
+    fn counters_now(&self, key: &Key) -> BTreeMap<String, i64> {
+        self.lock().counters.get(key).cloned().unwrap_or_default()
     }
 
-    async fn scan(
+    fn scan_now(
         &self,
         sk: &str,
         segment: u32,
         segments: u32,
         start: Option<&Key>,
         limit: usize,
-    ) -> Result<Page, StoreError> {
+    ) -> Page {
         use std::ops::Bound;
         let t = self.lock();
         let from = match start {
@@ -678,7 +674,148 @@ impl Store for MemoryStore {
             .filter_map(|pk| t.records.get(pk)?.get(sk).cloned())
             .take(limit.max(1) + 1)
             .collect();
-        Ok(page_of(records, limit))
+        page_of(records, limit)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        Ok(self.get_now(key))
+    }
+
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        self.lock().put(record, expect)
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        self.delete_now(key, expect)
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        Ok(self.query_now(pk, prefix))
+    }
+
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        Ok(self.pending_now(part, limit))
+    }
+
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        self.fold_now(records, counters)
+    }
+
+    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(self.counters_now(key))
+    }
+
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        Ok(self.scan_now(sk, segment, segments, start, limit))
+    }
+}
+
+/// The store as the runtime holds it: the in-memory store is called directly, with no boxed
+/// future per call (every call through `Arc<dyn Store>` boxes one: the simulation and the
+/// benchmark make about 30 a user); any other store through its trait object.
+#[derive(Clone)]
+pub struct Handle {
+    store: Arc<dyn Store>,
+    memory: Option<MemoryStore>,
+}
+
+impl Handle {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let any: Arc<dyn std::any::Any + Send + Sync> = store.clone();
+        let memory = any
+            .downcast::<MemoryStore>()
+            .ok()
+            .map(|m| MemoryStore::clone(&m));
+        Handle { store, memory }
+    }
+
+    /// The store as a trait object, for what holds it that way (the catalog).
+    pub fn shared(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    pub async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.get_now(key)),
+            None => self.store.get(key).await,
+        }
+    }
+
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(keys.iter().filter_map(|k| m.get_now(k)).collect()),
+            None => self.store.get_many(keys).await,
+        }
+    }
+
+    pub async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => m.lock().put(record, expect),
+            None => self.store.put(record, expect).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => m.delete_now(key, expect),
+            None => self.store.delete(key, expect).await,
+        }
+    }
+
+    pub async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.query_now(pk, prefix)),
+            None => self.store.query(pk, prefix).await,
+        }
+    }
+
+    pub async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.pending_now(part, limit)),
+            None => self.store.pending(part, limit).await,
+        }
+    }
+
+    pub async fn fold(
+        &self,
+        records: &[Key],
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => m.fold_now(records, counters),
+            None => self.store.fold(records, counters).await,
+        }
+    }
+
+    pub async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.counters_now(key)),
+            None => self.store.counters(key).await,
+        }
+    }
+
+    pub async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.scan_now(sk, segment, segments, start, limit)),
+            None => self.store.scan(sk, segment, segments, start, limit).await,
+        }
     }
 }
 

@@ -259,7 +259,7 @@ pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
             enrollment, seq, ..
         } = m
         {
-            *wakes.entry((enrollment.clone(), *seq)).or_insert(0) += 1;
+            *wakes.entry((enrollment.to_string(), *seq)).or_insert(0) += 1;
         }
         ids.insert(m.id());
     }
