@@ -68,11 +68,11 @@ pub enum Content {
 /// A message the engine decided to send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
-    pub enrollment: String,
-    pub journey: String,
+    pub enrollment: Arc<str>,
+    pub journey: Arc<str>,
     pub version: u32,
-    pub user_id: String,
-    pub step: String,
+    pub user_id: Arc<str>,
+    pub step: Arc<str>,
     pub seq: u64,
     pub channel: Channel,
     pub to: Address,
@@ -166,9 +166,9 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
     let j = ctx.journey;
     let first = j.first().unwrap_or_default().to_string();
     let enrollment = Enrollment {
-        id: Enrollment::id_for(&j.id, user_id, n),
-        user_id: user_id.to_string(),
-        journey: j.id.clone(),
+        id: Enrollment::id_for(&j.id, user_id, n).into(),
+        user_id: user_id.into(),
+        journey: j.id.as_str().into(),
         version: ctx.version,
         n,
         entered_at: ctx.now,
@@ -464,10 +464,7 @@ impl<'a> Run<'a> {
         enrollment.outbox_cause = None;
         Run {
             ctx,
-            names: (
-                Arc::from(enrollment.journey.as_str()),
-                Arc::from(enrollment.id.as_str()),
-            ),
+            names: (enrollment.journey.clone(), enrollment.id.clone()),
             enrollment,
             effects: Vec::new(),
             timeline: Vec::new(),
@@ -476,11 +473,18 @@ impl<'a> Run<'a> {
     }
 
     fn log(&mut self, step: Option<&str>, what: What) {
+        // A step's entries come together: they share its name.
+        let step = step.map(
+            |s| match self.timeline.last().and_then(|e| e.step.as_ref()) {
+                Some(last) if **last == *s => last.clone(),
+                _ => Arc::from(s),
+            },
+        );
         self.timeline.push(Entry {
             at: self.ctx.now,
             journey: self.names.0.clone(),
             enrollment: self.names.1.clone(),
-            step: step.map(str::to_string),
+            step,
             what,
         });
     }
@@ -701,7 +705,7 @@ impl<'a> Run<'a> {
                     journey: e.journey.clone(),
                     version: e.version,
                     user_id: e.user_id.clone(),
-                    step: step.to_string(),
+                    step: Arc::from(&*step),
                     seq: e.seq,
                     channel: t.channel(),
                     to,
@@ -714,7 +718,7 @@ impl<'a> Run<'a> {
                     at: self.ctx.now,
                     journey: self.names.0.clone(),
                     enrollment: self.names.1.clone(),
-                    step: Some(step.to_string()),
+                    step: Some(Arc::from(&*step)),
                     what: What::Skipped {
                         channel: t.channel(),
                         reason: "render_error".into(),

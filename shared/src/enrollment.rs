@@ -56,9 +56,9 @@ pub struct TriggerEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Enrollment {
     /// `{journey}:{user}:{n}`.
-    pub id: String,
-    pub user_id: String,
-    pub journey: String,
+    pub id: Arc<str>,
+    pub user_id: Arc<str>,
+    pub journey: Arc<str>,
     /// The journey version entered with; the enrollment finishes on it.
     pub version: u32,
     /// 1 for the user's first entry into this journey, 2 for the second…

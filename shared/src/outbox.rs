@@ -26,9 +26,9 @@ pub struct OutboxLine {
     pub id: String,
     pub at: Timestamp,
     pub channel: Channel,
-    pub user_id: String,
-    pub journey: String,
-    pub step: String,
+    pub user_id: std::sync::Arc<str>,
+    pub journey: std::sync::Arc<str>,
+    pub step: std::sync::Arc<str>,
     pub to: Address,
     pub content: Content,
 }

@@ -221,10 +221,10 @@ fn offsets_in_use(at: Timestamp) -> BTreeSet<i32> {
 }
 
 /// `name` as an `Arc`: the one an entry of `entries` holds already, else a new one.
-fn shared(entries: &[Entry], field: impl Fn(&Entry) -> &Arc<str>, name: &str) -> Arc<str> {
+fn shared(entries: &[Entry], field: impl Fn(&Entry) -> Option<&Arc<str>>, name: &str) -> Arc<str> {
     entries
         .iter()
-        .map(field)
+        .filter_map(field)
         .find(|n| n.as_ref() == name)
         .cloned()
         .unwrap_or_else(|| Arc::from(name))
@@ -771,7 +771,7 @@ impl Runtime {
         let mut out = BTreeMap::new();
         for r in self.store.query(&user_partition(user), "E#").await? {
             let l = Loaded::read(&r)?;
-            out.insert(l.enrollment.journey.clone(), l);
+            out.insert(l.enrollment.journey.to_string(), l);
         }
         Ok(out)
     }
@@ -1257,7 +1257,7 @@ impl Runtime {
             carried.extend(p.carried.iter().cloned());
             if l.owes_current() {
                 carried.push(Carried {
-                    enrollment: p.id.clone(),
+                    enrollment: p.id.to_string(),
                     cause: p.outbox_cause.clone().unwrap_or_default(),
                     effects: p.outbox.clone(),
                     timeline: p.outbox_timeline.clone(),
@@ -1337,16 +1337,16 @@ impl Runtime {
                             .last()
                             .map(|t| t.at)
                             .unwrap_or_else(|| self.now()),
-                        journey: shared(&entries, |x| &x.journey, &o.journey),
-                        enrollment: shared(&entries, |x| &x.enrollment, &o.enrollment),
-                        step: Some(o.step.clone()),
+                        journey: shared(&entries, |x| Some(&x.journey), &o.journey),
+                        enrollment: shared(&entries, |x| Some(&x.enrollment), &o.enrollment),
+                        step: Some(shared(&entries, |x| x.step.as_ref(), &o.step)),
                         what,
                     };
                     // Right after the step's own entries, so the timeline reads in order.
                     let at = entries
                         .iter()
                         .rposition(|x| {
-                            x.step.as_deref() == Some(o.step.as_str())
+                            x.step.as_deref() == Some(&*o.step)
                                 && matches!(x.what, What::Step | What::FellBack { .. })
                         })
                         .map(|i| i + 1)
@@ -1534,8 +1534,8 @@ impl Runtime {
             let item = InboxItem {
                 id: o.ledger_key(),
                 at: now,
-                journey: o.journey.clone(),
-                step: o.step.clone(),
+                journey: o.journey.to_string(),
+                step: o.step.to_string(),
                 title: title.clone(),
                 body: body.clone(),
                 data: data.clone(),
@@ -1642,7 +1642,7 @@ impl Runtime {
         let loaded = Loaded::read(&r)?;
         let cause = Enrollment::wake_id_of(enrollment_id, seq);
         let (loaded, done) = self.settle_for(loaded, &cause, true).await?;
-        if loaded.enrollment.id != enrollment_id {
+        if &*loaded.enrollment.id != enrollment_id {
             return Ok(()); // an earlier enrollment's wake-up
         }
         if done {
@@ -1839,9 +1839,9 @@ impl Runtime {
                 .filter(Enrollment::is_active)
                 .map(|e| Outbound {
                     message: Message::Stop {
-                        user_id: e.user_id,
-                        journey: e.journey,
-                        enrollment: e.id,
+                        user_id: e.user_id.to_string(),
+                        journey: e.journey.to_string(),
+                        enrollment: e.id.to_string(),
                     },
                     delay_secs: 0,
                 })
@@ -1970,7 +1970,7 @@ impl Runtime {
         let loaded = Loaded::read(&r)?;
         let (loaded, done) = self.settle_for(loaded, cause, true).await?;
         let e = &loaded.enrollment;
-        if done || e.id != enrollment_id || !e.is_active() {
+        if done || &*e.id != enrollment_id || !e.is_active() {
             return Ok(());
         }
         let stopped = self

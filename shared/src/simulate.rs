@@ -311,12 +311,12 @@ pub async fn run(
     );
     // Stable, deterministic order: by time, then user, then facts before messages, then content.
     out.sort_by(|a, b| {
-        let key = |o: &Output| -> (Timestamp, String, u8) {
+        fn key(o: &Output) -> (Timestamp, &str, u8) {
             match o {
-                Output::Timeline { user_id, .. } => (o.at(), user_id.clone(), 0),
-                Output::Message(m) => (o.at(), m.user_id.clone(), 1),
+                Output::Timeline { user_id, .. } => (o.at(), user_id.as_str(), 0),
+                Output::Message(m) => (o.at(), &*m.user_id, 1),
             }
-        };
+        }
         key(a).cmp(&key(b))
     });
     Ok(out)

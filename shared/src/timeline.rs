@@ -21,7 +21,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "is_empty")]
     pub enrollment: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<Arc<str>>,
     #[serde(flatten)]
     pub what: What,
 }
@@ -277,7 +277,7 @@ mod tests {
             at: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             journey: "cart \"abandonment\"".into(),
             enrollment: "e1".into(),
-            step: step.map(str::to_string),
+            step: step.map(Arc::from),
             what,
         }
     }

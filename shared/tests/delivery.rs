@@ -399,9 +399,9 @@ async fn check_async(users: Vec<User>, seed: u64) -> Result<(), TestCaseError> {
             calls
                 .iter()
                 .filter(|(_, o)| {
-                    o.user_id == id
-                        && o.journey == journey
-                        && o.step == step
+                    *o.user_id == *id
+                        && &*o.journey == journey
+                        && &*o.step == step
                         && channel.is_none_or(|c| o.channel == c)
                 })
                 .count()

@@ -424,7 +424,7 @@ fn a_provider_timeout_after_accepting_sends_the_push_twice_and_records_it_once()
         let pushes: Vec<Timestamp> = s
             .calls()
             .iter()
-            .filter(|(_, o)| o.step == "push_reminder")
+            .filter(|(_, o)| &*o.step == "push_reminder")
             .map(|(t, _)| *t)
             .collect();
         assert_eq!(
@@ -550,7 +550,7 @@ fn a_send_deferred_by_quiet_hours_runs_once_when_they_end() {
         let pushes = s
             .calls()
             .iter()
-            .filter(|(_, o)| o.step == "push_reminder")
+            .filter(|(_, o)| &*o.step == "push_reminder")
             .count();
         assert_eq!(pushes, 1);
     });
@@ -582,7 +582,7 @@ fn an_order_applied_before_its_cart_event_still_ends_the_journey() {
         s.handle_due(SignedDuration::from_secs(180)).await;
         assert_eq!(s.rt.handle_batch(&cart).await, vec![Ok(Handled::Done)]);
         s.run_until(at("2026-03-02T18:00:00Z")).await;
-        let sent: Vec<String> = s.calls().iter().map(|(_, o)| o.step.clone()).collect();
+        let sent: Vec<String> = s.calls().iter().map(|(_, o)| o.step.to_string()).collect();
         assert!(
             sent.is_empty(),
             "nothing after the order, but sent {sent:?}"
@@ -594,8 +594,8 @@ fn sends_of<'a>(s: &'a Scene, journey: &'a str) -> impl Fn(&str) -> Vec<String> 
     move |step: &str| {
         s.calls()
             .iter()
-            .filter(|(_, o)| o.journey == journey && o.step == step)
-            .map(|(_, o)| o.enrollment.clone())
+            .filter(|(_, o)| &*o.journey == journey && &*o.step == step)
+            .map(|(_, o)| o.enrollment.to_string())
             .collect()
     }
 }
@@ -619,7 +619,7 @@ fn a_send_whose_provider_is_down_for_an_hour_goes_out_when_it_is_back() {
         let emails: Vec<Timestamp> = s
             .calls()
             .iter()
-            .filter(|(_, o)| o.step == "low_stock_email")
+            .filter(|(_, o)| &*o.step == "low_stock_email")
             .map(|(t, _)| *t)
             .collect();
         assert_eq!(emails.len(), 1, "the email went out once: {emails:?}");
@@ -748,7 +748,7 @@ fn a_conversion_while_a_push_is_retried_does_not_drop_it_or_stall_the_journey() 
         let e = view
             .enrollments
             .iter()
-            .find(|e| e.journey == "cart_goal_only")
+            .find(|e| &*e.journey == "cart_goal_only")
             .expect("enrolled");
         assert!(
             !e.is_active(),
@@ -875,7 +875,7 @@ fn an_order_is_applied_while_the_provider_is_down() {
         let cart = view
             .enrollments
             .iter()
-            .find(|e| e.journey == "cart_abandonment")
+            .find(|e| &*e.journey == "cart_abandonment")
             .expect("enrolled");
         assert!(!cart.is_active(), "the order ended the journey");
         assert!(
@@ -886,7 +886,9 @@ fn an_order_is_applied_while_the_provider_is_down() {
             .timeline
             .iter()
             .filter_map(|e| match &e.what {
-                What::Skipped { reason, .. } => Some((e.step.clone(), reason.clone())),
+                What::Skipped { reason, .. } => {
+                    Some((e.step.as_deref().map(str::to_string), reason.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -937,8 +939,13 @@ fn a_stop_cancels_a_push_owed_while_the_provider_is_down() {
             .timeline
             .iter()
             .filter_map(|e| match &e.what {
-                What::Skipped { reason, .. } => Some((e.step.clone(), reason.clone())),
-                What::Stopped => Some((e.step.clone(), "journey stopped".to_string())),
+                What::Skipped { reason, .. } => {
+                    Some((e.step.as_deref().map(str::to_string), reason.clone()))
+                }
+                What::Stopped => Some((
+                    e.step.as_deref().map(str::to_string),
+                    "journey stopped".to_string(),
+                )),
                 _ => None,
             })
             .collect();
@@ -1011,7 +1018,7 @@ steps:
         let offers: Vec<Timestamp> = s
             .calls()
             .iter()
-            .filter(|(_, o)| o.journey == "churn")
+            .filter(|(_, o)| &*o.journey == "churn")
             .map(|(t, _)| *t)
             .collect();
         assert_eq!(offers, [at("2026-03-05T10:01:00Z")]);
@@ -1062,9 +1069,11 @@ fn an_order_cancels_an_earlier_enrollments_owed_email() {
             .await
             .iter()
             .filter_map(|e| match &e.what {
-                What::Skipped { reason, .. } => {
-                    Some((e.enrollment.to_string(), e.step.clone(), reason.clone()))
-                }
+                What::Skipped { reason, .. } => Some((
+                    e.enrollment.to_string(),
+                    e.step.as_deref().map(str::to_string),
+                    reason.clone(),
+                )),
                 _ => None,
             })
             .collect();

@@ -517,8 +517,8 @@ fn an_unsubscribe_token_unsubscribes_its_user_and_channel_only_and_cannot_be_for
             .sender
             .sent()
             .iter()
-            .filter(|o| o.journey == "cart_abandonment")
-            .map(|o| (o.user_id.clone(), o.channel.to_string()))
+            .filter(|o| &*o.journey == "cart_abandonment")
+            .map(|o| (o.user_id.to_string(), o.channel.to_string()))
             .collect();
         assert_eq!(
             sent,

@@ -273,15 +273,15 @@ pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
             ));
             continue;
         };
-        let copies = wakes.get(&(e.id.clone(), p.seq)).copied().unwrap_or(0);
+        let copies = wakes.get(&(e.id.to_string(), p.seq)).copied().unwrap_or(0);
         extra += copies.saturating_sub(1);
         let owed = e
             .outbox
             .iter()
             .any(|f| matches!(f, Effect::Wake { seq, .. } if *seq == p.seq))
-            && e.outbox_cause
-                .as_ref()
-                .is_some_and(|c| ids.contains(c) && !recorded.contains(&(e.id.clone(), c.clone())));
+            && e.outbox_cause.as_ref().is_some_and(|c| {
+                ids.contains(c) && !recorded.contains(&(e.id.to_string(), c.clone()))
+            });
         if copies == 0 && !owed {
             found.push(format!(
                 "{} is active at step {} waiting for visit {} at {}, but no wake-up is queued, no timer holds one and no message will replay it{}",
@@ -442,14 +442,14 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
         .filter(|e| matches!(e.what, What::Completed | What::Exited { .. }))
         .map(|e| &*e.enrollment)
         .collect();
-    let current: BTreeSet<&str> = facts.enrollments.iter().map(|e| e.id.as_str()).collect();
+    let current: BTreeSet<&str> = facts.enrollments.iter().map(|e| &*e.id).collect();
     let mut found: Vec<(&'static str, String)> = Vec::new();
     for u in &workload.users {
         let mut expect = |journey: &str, steps: &[(&str, bool)]| {
             if !facts
                 .enrollments
                 .iter()
-                .any(|e| e.user_id == u.id && e.journey == journey)
+                .any(|e| *e.user_id == *u.id && *e.journey == *journey)
             {
                 found.push(("lost-send", format!("{} never entered {journey}", u.id)));
                 return;

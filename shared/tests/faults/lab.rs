@@ -491,10 +491,10 @@ impl Lab {
     pub fn provider_call(&mut self, o: &Outgoing, at: Timestamp, accepted: bool) {
         self.calls.push(ProviderCall {
             ledger_key: o.ledger_key(),
-            enrollment: o.enrollment.clone(),
-            journey: o.journey.clone(),
-            user: o.user_id.clone(),
-            step: o.step.clone(),
+            enrollment: o.enrollment.to_string(),
+            journey: o.journey.to_string(),
+            user: o.user_id.to_string(),
+            step: o.step.to_string(),
             channel: o.channel,
             at,
             op: self.op,

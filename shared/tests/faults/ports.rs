@@ -128,7 +128,7 @@ impl Lab {
             }
             let head = match record.body.typed::<Enrollment>() {
                 Some(e) => Some(Head {
-                    id: e.id.clone(),
+                    id: e.id.to_string(),
                     status: e.status,
                 }),
                 None => record.parse::<Head>().ok(),

@@ -101,7 +101,7 @@ pub fn outbox(out: &[Output]) -> Vec<String> {
 pub fn outbox_of(out: &[Output], user: &str) -> Vec<String> {
     simulate::messages(out)
         .into_iter()
-        .filter(|m| m.user_id == user)
+        .filter(|m| &*m.user_id == user)
         .map(line)
         .collect()
 }
@@ -110,7 +110,7 @@ pub fn outbox_of(out: &[Output], user: &str) -> Vec<String> {
 pub fn messages_to<'a>(out: &'a [Output], user: &str) -> Vec<&'a OutboxLine> {
     simulate::messages(out)
         .into_iter()
-        .filter(|m| m.user_id == user)
+        .filter(|m| &*m.user_id == user)
         .collect()
 }
 
