@@ -18,7 +18,21 @@ const MAX_PAGES: usize = 20;
 
 /// The fold partition a user's timeline records are listed under.
 pub fn fold_partition(user: &str, shards: u32) -> Part {
-    Part::join(&["F#", &segment_of(user, shards).to_string()])
+    partition_name(segment_of(user, shards))
+}
+
+/// `F#{shard}`: the names of the first 64 shards are made once and shared.
+fn partition_name(shard: u32) -> Part {
+    static NAMES: std::sync::OnceLock<Vec<Part>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..64u32)
+            .map(|i| Part::join(&["F#", &i.to_string()]))
+            .collect()
+    });
+    match names.get(shard as usize) {
+        Some(name) => name.clone(),
+        None => Part::join(&["F#", &shard.to_string()]),
+    }
 }
 
 /// Records and the sum of their counts, folded together.
@@ -134,7 +148,7 @@ impl Runtime {
     pub async fn fold_stats(&self) -> Result<usize, RunError> {
         let mut folded = 0;
         for shard in 0..self.config.timer_shards.max(1) {
-            folded += self.fold_partition(&format!("F#{shard}")).await?;
+            folded += self.fold_partition(&partition_name(shard)).await?;
         }
         Ok(folded)
     }
@@ -284,6 +298,18 @@ mod tests {
         assert_eq!(stats.get("exited"), Some(&5));
         assert_eq!(stats.get("step.push.exited"), Some(&5));
         assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[test]
+    fn fold_partitions_are_named_by_shard_past_the_shared_names_too() {
+        for shard in [0, 1, 15, 63, 64, 1000] {
+            assert_eq!(partition_name(shard).as_str(), format!("F#{shard}"));
+        }
+        let user = "ann";
+        assert_eq!(
+            fold_partition(user, 16).as_str(),
+            format!("F#{}", segment_of(user, 16))
+        );
     }
 
     #[test]
