@@ -705,7 +705,7 @@ impl<'a> Run<'a> {
                     journey: e.journey.clone(),
                     version: e.version,
                     user_id: e.user_id.clone(),
-                    step: Arc::from(&*step),
+                    step: Arc::from(step),
                     seq: e.seq,
                     channel: t.channel(),
                     to,
@@ -718,7 +718,7 @@ impl<'a> Run<'a> {
                     at: self.ctx.now,
                     journey: self.names.0.clone(),
                     enrollment: self.names.1.clone(),
-                    step: Some(Arc::from(&*step)),
+                    step: Some(Arc::from(step)),
                     what: What::Skipped {
                         channel: t.channel(),
                         reason: "render_error".into(),
