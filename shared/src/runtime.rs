@@ -142,11 +142,31 @@ pub enum Outcome {
 }
 
 pub fn profile_key(user: &str) -> Key {
-    Key::new(user_partition(user), "P")
+    /// The profile's sort key, made once (a profile is read or written a few times a message).
+    static P: std::sync::OnceLock<Part> = std::sync::OnceLock::new();
+    Key::new(
+        user_partition(user),
+        P.get_or_init(|| Part::from("P")).clone(),
+    )
 }
-/// The partition of everything about one user.
+/// The partition of everything about one user. A message is about one user, and handling it
+/// makes that user's keys a few dozen times: the last partition made is kept (one per thread)
+/// and shared while the user is the same.
 fn user_partition(user: &str) -> Part {
-    Part::join(&["U#", user])
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Part>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some(p) if p.strip_prefix("U#") == Some(user) => p.clone(),
+            _ => {
+                let p = Part::join(&["U#", user]);
+                *last = Some(p.clone());
+                p
+            }
+        }
+    })
 }
 fn enrollment_key(user: &str, journey: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["E#", journey]))
@@ -2499,6 +2519,21 @@ mod tests {
         assert_eq!(places[0].send, "");
         let new = Record::new(key, 4, &places).expect("json");
         assert_eq!(CapPlace::read(&new).expect("the new form reads").len(), 1);
+    }
+
+    #[test]
+    fn a_users_partition_is_shared_while_the_user_is_the_same() {
+        let (a, again) = (user_partition("ann"), user_partition("ann"));
+        assert_eq!(a.as_str(), "U#ann");
+        assert!(
+            std::ptr::eq(a.as_str(), again.as_str()),
+            "shared, not made again"
+        );
+        // Another user, a user whose id is the first's with more after it, and back.
+        assert_eq!(user_partition("bob").as_str(), "U#bob");
+        assert_eq!(user_partition("ann2").as_str(), "U#ann2");
+        assert_eq!(user_partition("ann").as_str(), "U#ann");
+        assert_eq!(profile_key("zoë").pk.as_str(), "U#zoë");
     }
 
     #[test]
