@@ -884,12 +884,12 @@ async fn webhooks_say_whether_a_retry_may_help() {
         seq: u64::from(n),
         channel: waymark::journey::Channel::Webhook,
         to: waymark::profile::Address::One("ann".into()),
-        content: waymark::engine::Content::Webhook {
+        content: std::sync::Arc::new(waymark::engine::Content::Webhook {
             url: format!("http://{addr}/hooks/cart"),
             method: "post".into(),
             headers: BTreeMap::from([("x-waymark".to_string(), "1".to_string())]),
             body: Some(r#"{"user":"ann"}"#.into()),
-        },
+        }),
         transactional: false,
     };
     assert!(sender.send(&hook(1)).await.is_ok());

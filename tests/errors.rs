@@ -286,7 +286,7 @@ fn outgoing(channel: Channel, to: Address, content: Content) -> Outgoing {
         seq: 1,
         channel,
         to,
-        content,
+        content: std::sync::Arc::new(content),
         transactional: false,
     }
 }
@@ -463,7 +463,7 @@ async fn email_requests_carry_the_unsubscribe_headers_and_the_user_tag() {
     message.user_id = "ann@shop".into();
     if let Content::Email {
         unsubscribe_url, ..
-    } = &mut message.content
+    } = std::sync::Arc::make_mut(&mut message.content)
     {
         *unsubscribe_url = Some("https://hooks.test/v1/unsubscribe?token=abc".into());
     }

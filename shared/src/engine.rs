@@ -76,7 +76,8 @@ pub struct Outgoing {
     pub seq: u64,
     pub channel: Channel,
     pub to: Address,
-    pub content: Content,
+    /// The rendered message, shared with the outbox line or the provider's request made of it.
+    pub content: Arc<Content>,
     /// Transactional messages ignore frequency caps.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transactional: bool,
@@ -709,7 +710,7 @@ impl<'a> Run<'a> {
                     seq: e.seq,
                     channel: t.channel(),
                     to,
-                    content,
+                    content: Arc::new(content),
                     transactional: self.ctx.journey.transactional,
                 })));
             }

@@ -30,7 +30,7 @@ pub struct OutboxLine {
     pub journey: std::sync::Arc<str>,
     pub step: std::sync::Arc<str>,
     pub to: Address,
-    pub content: Content,
+    pub content: Arc<Content>,
 }
 
 /// Where outbox lines go.
@@ -80,7 +80,7 @@ impl OutboxSender {
 
 /// The short human summary `waymark dev` prints for a message.
 pub fn summary(line: &OutboxLine) -> String {
-    let what = match &line.content {
+    let what = match line.content.as_ref() {
         Content::Email { subject, .. } => format!("subject {subject:?}"),
         Content::Sms { body, .. } => format!("{body:?}"),
         Content::Push { title, .. } | Content::InApp { title, .. } => format!("{title:?}"),
@@ -219,11 +219,11 @@ mod tests {
             seq,
             channel: Channel::Push,
             to: Address::One("tok".into()),
-            content: Content::Push {
+            content: Arc::new(Content::Push {
                 title: "Hi".into(),
                 body: "there".into(),
                 data: Default::default(),
-            },
+            }),
             transactional: false,
         }
     }

@@ -1546,7 +1546,7 @@ impl Runtime {
 
     async fn call_provider(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
         if o.channel == Channel::InApp {
-            let crate::engine::Content::InApp { title, body, data } = &o.content else {
+            let crate::engine::Content::InApp { title, body, data } = o.content.as_ref() else {
                 return Err(SendError::Permanent(
                     "in-app message without in-app content".into(),
                 ));

@@ -807,7 +807,7 @@ steps:
     let sent = h.lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let by_channel: BTreeMap<Channel, (Address, Content)> = sent
         .iter()
-        .map(|m| (m.channel, (m.to.clone(), m.content.clone())))
+        .map(|m| (m.channel, (m.to.clone(), Content::clone(&m.content))))
         .collect();
     assert_eq!(
         sent.len(),
@@ -1906,13 +1906,13 @@ async fn cart_example_sends_what_the_story_says() {
             "2026-12-01T14:35:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
         ]
     );
-    let push = &messages_to(&out, "ann")[0].content;
+    let push = messages_to(&out, "ann")[0].content.as_ref();
     assert!(
         matches!(push, Content::Push { body, data, .. }
             if body == "2 item(s) are waiting for you, Ann." && data["deeplink"] == "shop://cart/c-1001"),
         "{push:?}"
     );
-    let Content::Email { text, .. } = &messages_to(&out, "ann")[1].content else {
+    let Content::Email { text, .. } = messages_to(&out, "ann")[1].content.as_ref() else {
         panic!("not an email")
     };
     let text = text.as_deref().unwrap_or_default();

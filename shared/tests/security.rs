@@ -659,7 +659,7 @@ fn logs_never_carry_addresses_secrets_or_message_bodies() {
     ];
     secret.extend(tokens);
     for o in &sent {
-        let texts: Vec<&str> = match &o.content {
+        let texts: Vec<&str> = match o.content.as_ref() {
             Content::Email {
                 subject,
                 html,

@@ -452,7 +452,7 @@ impl Sender for AwsSender {
     }
 
     async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
-        match (&o.content, &o.to) {
+        match (o.content.as_ref(), &o.to) {
             (
                 Content::Email {
                     subject,
