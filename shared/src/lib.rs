@@ -22,6 +22,7 @@ pub mod queue;
 pub mod render;
 pub mod runtime;
 pub mod simulate;
+pub mod small_map;
 pub mod stats;
 pub mod store;
 pub mod template;

@@ -1,14 +1,13 @@
 //! User profiles: traits set by `identify`, recent event history, suppressions, and how (or why
 //! not) a user can be reached on each channel. Pure data; the store persists it.
 
-use std::collections::BTreeMap;
-
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, Kind};
 use crate::journey::Channel;
+use crate::small_map::SmallMap;
 
 /// How many recent occurrences of one event a profile remembers (for `repeated` triggers and
 /// for exits that arrive before the entry they should end).
@@ -33,22 +32,22 @@ pub struct Profile {
     #[serde(default)]
     pub traits: Map<String, Value>,
     /// When each trait was last set, so that an older `identify` arriving late loses.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub trait_times: BTreeMap<String, Timestamp>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub trait_times: SmallMap<String, Timestamp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
     /// Channels this user must not be sent on, with the reason (bounce, complaint, opt-out).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub suppressed: BTreeMap<Channel, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub suppressed: SmallMap<Channel, String>,
     /// Recent occurrences of each event: (time, messageId), newest last.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub history: BTreeMap<String, Vec<(Timestamp, String)>>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub history: SmallMap<String, Vec<(Timestamp, String)>>,
     /// Per journey with an `inactive` trigger: when the inactivity check that an activity of
     /// this user armed is due. Activity before then arms nothing more (the check, when due,
     /// looks again from the latest activity), so a user has one check pending per journey
     /// rather than one per event.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub inactivity_checks: BTreeMap<String, Timestamp>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub inactivity_checks: SmallMap<String, Timestamp>,
 }
 
 /// Where a message goes.
@@ -199,7 +198,7 @@ impl Profile {
             (Kind::Identify, _) => "$identify".to_string(),
             _ => return,
         };
-        let list = self.history.entry(name).or_default();
+        let list = self.history.get_or_insert_default(name);
         if list.iter().any(|(_, id)| *id == event.message_id) {
             return;
         }
