@@ -26,9 +26,9 @@ pub struct OutboxLine {
     pub id: String,
     pub at: Timestamp,
     pub channel: Channel,
-    pub user_id: std::sync::Arc<str>,
-    pub journey: std::sync::Arc<str>,
-    pub step: std::sync::Arc<str>,
+    pub user_id: Arc<str>,
+    pub journey: Arc<str>,
+    pub step: Arc<str>,
     pub to: Address,
     pub content: Arc<Content>,
 }

@@ -26,6 +26,7 @@ pub enum Message {
     /// An accepted track or identify.
     Event(std::sync::Arc<Event>),
     /// An enrollment's wake-up for step visit `seq`, due at `at`.
+    ///
     /// Its names are shared (`Arc`): a wake-up is copied on each hop, into a timer and onto the
     /// queue, and each copy costs a count rather than three strings.
     Wake {

@@ -722,7 +722,8 @@ impl Store for MemoryStore {
 
 /// The store as the runtime holds it: the in-memory store is called directly, with no boxed
 /// future per call (every call through `Arc<dyn Store>` boxes one: the simulation and the
-/// benchmark make about 30 a user); any other store through its trait object.
+/// benchmark make about 30 a user); any other store through its trait object. It has the
+/// `Store` methods the runtime calls, and only those.
 #[derive(Clone)]
 pub struct Handle {
     store: Arc<dyn Store>,
@@ -739,22 +740,10 @@ impl Handle {
         Handle { store, memory }
     }
 
-    /// The store as a trait object, for what holds it that way (the catalog).
-    pub fn shared(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
     pub async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         match &self.memory {
             Some(m) => Ok(m.get_now(key)),
             None => self.store.get(key).await,
-        }
-    }
-
-    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
-        match &self.memory {
-            Some(m) => Ok(keys.iter().filter_map(|k| m.get_now(k)).collect()),
-            None => self.store.get_many(keys).await,
         }
     }
 
