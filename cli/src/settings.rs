@@ -53,7 +53,7 @@ pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
 
 /// Parses settings text; `file` is for messages only.
 pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
-    let Some(located) = dsl::parse_located::<Written>(file, text, advise)? else {
+    let Some(located) = dsl::parse_located::<Written>(file, text, &[], advise)? else {
         return Ok(Settings::default());
     };
     let mut caps = BTreeMap::new();

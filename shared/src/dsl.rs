@@ -9,7 +9,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde::Serialize;
 
 use crate::journey::{Action, Journey, Template, TriggerKind};
-use crate::template;
+use crate::{shape, template};
 
 /// One problem in a journey file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,7 +168,13 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
 fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once("`, expected ") {
-            return format!("unknown field `{field}`: write one of {expected}");
+            // serde writes "one of `a`, `b`" for several names and "`a` or `b`" for two.
+            let names = expected.split('`').skip(1).step_by(2);
+            let guess = closest(field, names)
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+            return format!("unknown field `{field}`: {guess}write one of {expected}");
         }
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
@@ -201,10 +207,12 @@ impl<T> Located<T> {
 }
 
 /// Parses YAML (or JSON) text into `T`; `None` for an empty file. Every error names the file, line
-/// and column; `advise` may add what to write instead to serde's message.
+/// and column; a value of the wrong shape is shown how it is written, from `examples` (see
+/// [`shape::EXAMPLES`]), and `advise` may add what to write instead to serde's other messages.
 pub fn parse_located<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
+    examples: &[(&str, &'static str)],
     advise: impl Fn(&str) -> String,
 ) -> Result<Option<Located<T>>, Vec<FileError>> {
     let err = |line, column, path: &str, message: String| FileError {
@@ -251,8 +259,11 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     }
     let parsed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let p = path_of(e.path());
+        let message = e.inner().to_string();
+        let (p, message) = shape::advise(examples, &p, &message)
+            .unwrap_or_else(|| (p, advise(&explain(&shape::plain(&message)))));
         let (l, c) = positions.find(&p);
-        vec![err(l, c, &p, advise(&explain(&e.inner().to_string())))]
+        vec![err(l, c, &p, message)]
     })?;
     Ok(Some(Located {
         value: parsed,
@@ -263,7 +274,8 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
 
 /// Parses and validates one journey from text. `file` is used in error messages only.
 pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
-    let Some(located) = parse_located::<Journey>(file, text, str::to_string)? else {
+    let Some(located) = parse_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)?
+    else {
         return Err(vec![FileError {
             file: file.to_string(),
             line: 1,
@@ -884,6 +896,25 @@ steps:
                 ),
                 3,
                 "exactly one of",
+            ),
+            (
+                CART.replace("    wait: 30m", "    wiat: 30m"),
+                10,
+                "did you mean `wait`?",
+            ),
+            // A list where a map goes: the error names the part and shows how it is written.
+            (
+                CART.replace(
+                    "    wait: 30m\n",
+                    "    branch:\n      - when: \"event.total > 100\"\n        goto: push_reminder\n",
+                ),
+                10,
+                "steps[0].branch: this is a list, where a map goes: write it like `branch: {cases:",
+            ),
+            (
+                CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
+                4,
+                "trigger.event: invalid type: map, expected a string",
             ),
         ];
         for (text, line, needle) in cases {

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod queue;
 pub mod render;
 pub mod runtime;
+pub mod shape;
 pub mod simulate;
 pub mod small_map;
 pub mod stats;
