@@ -2,6 +2,7 @@
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 mod direct;
+mod used;
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
@@ -83,6 +84,15 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
         });
     }
     let tmpl = env().template_from_str(source).map_err(from_minijinja)?;
+    // MiniJinja looks filters and tests up only when it renders: name them here.
+    for used in used::names(source) {
+        if let Some(message) = unknown_name(&used) {
+            return Err(TemplateError {
+                line: Some(used.line),
+                message,
+            });
+        }
+    }
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
@@ -103,6 +113,127 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
         });
     }
     Ok(())
+}
+
+/// MiniJinja's filters, for suggesting a name (a test checks that each is one).
+const FILTERS: &[&str] = &[
+    "safe",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "d",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+];
+
+/// MiniJinja's tests, for suggesting a name (a test checks that each is one).
+const TESTS: &[&str] = &[
+    "undefined",
+    "defined",
+    "none",
+    "safe",
+    "escaped",
+    "boolean",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "int",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "sameas",
+    "eq",
+    "equalto",
+    "ne",
+    "lt",
+    "lessthan",
+    "le",
+    "gt",
+    "greaterthan",
+    "ge",
+    "in",
+    "true",
+];
+
+/// Whether MiniJinja knows `name` as a filter (or a test), asked through its own `is filter`
+/// and `is test`.
+fn known(kind: used::Kind, name: &str) -> bool {
+    let question = match kind {
+        used::Kind::Filter => "name is filter",
+        used::Kind::Test => "name is test",
+    };
+    env()
+        .compile_expression(question)
+        .and_then(|e| e.eval(minijinja::context! { name => name }))
+        .map(|v| v.is_true())
+        // Should the question itself fail, the render will say what is wrong.
+        .unwrap_or(true)
+}
+
+/// What to say about a filter or test MiniJinja does not know (`None` when it knows it).
+fn unknown_name(used: &used::Used<'_>) -> Option<String> {
+    if known(used.kind, used.name) {
+        return None;
+    }
+    let (what, names, page) = match used.kind {
+        used::Kind::Filter => ("filter", FILTERS, "filters"),
+        used::Kind::Test => ("test", TESTS, "tests"),
+    };
+    let guess = crate::dsl::closest(used.name, names.iter().copied())
+        .map(|n| format!("did you mean `{n}`? "))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown {what} `{}` in template: {guess}MiniJinja's {page} are listed at https://docs.rs/minijinja/latest/minijinja/{page}/",
+        used.name
+    ))
 }
 
 /// How many compiled templates the render cache keeps before it starts over.
@@ -299,6 +430,49 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unknown_filters_and_tests_are_caught_before_any_send() {
+        let e =
+            check("Hi\n{{ profile.first_name | default('there') | titel }}").expect_err("titel");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.contains("unknown filter `titel`"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("did you mean `title`?"), "{}", e.message);
+        let e = check("{% if event.n is odd_number %}x{% endif %}").expect_err("odd_number");
+        assert!(
+            e.message.contains("unknown test `odd_number`"),
+            "{}",
+            e.message
+        );
+        let e = check("{% filter shout %}x{% endfilter %}").expect_err("shout");
+        assert!(
+            e.message.contains("unknown filter `shout`"),
+            "{}",
+            e.message
+        );
+        // Liquid's `date` is not MiniJinja's.
+        assert!(check("{{ now | date }}").is_err());
+        assert!(check(
+            "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn the_suggested_names_are_minijinjas() {
+        for f in FILTERS {
+            assert!(known(used::Kind::Filter, f), "filter {f}");
+        }
+        for t in TESTS {
+            assert!(known(used::Kind::Test, t), "test {t}");
+        }
+        assert!(!known(used::Kind::Filter, "titel"));
+        assert!(!known(used::Kind::Test, "titel"));
+    }
 
     #[test]
     fn accepts_scope_variables_and_loops() {

@@ -1,0 +1,193 @@
+//! The filters and tests a template's source names (`| titel`, `is odd_number`), with their lines,
+//! read from its tags without running it: MiniJinja looks them up only at render time, so an
+//! unknown one would otherwise fail every send. Reads text only; knows no filter itself.
+
+/// What a name after `|` (or `{% filter %}`) or after `is` / `is not` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Filter,
+    Test,
+}
+
+/// One name a template uses, and its line in the template (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Used<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub line: usize,
+}
+
+/// Every filter and test named in `source`'s `{{ }}` and `{% %}` tags, in order (comments and
+/// `{% raw %}` blocks skipped, strings inside tags skipped).
+pub fn names(source: &str) -> Vec<Used<'_>> {
+    let bytes = source.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        match bytes[i + 1] {
+            b'#' => {
+                i = find(source, i + 2, "#}").map_or(bytes.len(), |j| j + 2);
+            }
+            b'{' | b'%' => {
+                let close = if bytes[i + 1] == b'{' { "}}" } else { "%}" };
+                let end = tag(source, i + 2, close, &mut out);
+                // `{% raw %}` ... `{% endraw %}`: nothing inside is a tag.
+                let body = source[i + 2..end.min(source.len())]
+                    .trim_matches(['-', '+', ' ', '\t', '\n', '\r']);
+                i = end + close.len();
+                if close == "%}" && body == "raw" {
+                    i = raw_end(source, i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+fn find(source: &str, from: usize, what: &str) -> Option<usize> {
+    source.get(from..)?.find(what).map(|j| from + j)
+}
+
+/// Just after the `{% endraw %}` that closes a raw block opened before `from`.
+fn raw_end(source: &str, from: usize) -> usize {
+    let mut at = from;
+    while let Some(open) = find(source, at, "{%") {
+        let Some(close) = find(source, open + 2, "%}") else {
+            break;
+        };
+        if source[open + 2..close].trim_matches(['-', '+', ' ', '\t', '\n', '\r']) == "endraw" {
+            return close + 2;
+        }
+        at = open + 2;
+    }
+    source.len()
+}
+
+/// Reads one tag's tokens from `from` up to its `close` outside strings; returns where `close`
+/// starts (the end of the text when it never comes: MiniJinja reports that as a syntax error).
+fn tag<'a>(source: &'a str, from: usize, close: &str, out: &mut Vec<Used<'a>>) -> usize {
+    let bytes = source.as_bytes();
+    let close = close.as_bytes();
+    let mut i = from;
+    // Whitespace control (`{{-`, `{%+`) is not a token.
+    if matches!(bytes.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    // The two tokens before the current one: a word as itself, `|` as itself, anything else as
+    // "". A word after `|` is a filter, after `is` or `is not` a test.
+    let mut before: [&str; 2] = ["", ""];
+    // Tokens read, and the first when it is a word: `{% filter name %}` names a filter.
+    let mut count = 0;
+    let mut first = "";
+    while i < bytes.len() {
+        let c = bytes[i];
+        if bytes[i..].starts_with(close) {
+            return i;
+        }
+        let token = if c == b'\'' || c == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != c {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            ""
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &source[start..i];
+            let kind = match before {
+                [_, "|"] => Some(Kind::Filter),
+                ["is", "not"] => Some(Kind::Test),
+                [_, "is"] if word != "not" => Some(Kind::Test),
+                _ if count == 1 && first == "filter" && close == b"%}" => Some(Kind::Filter),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                out.push(Used {
+                    kind,
+                    name: word,
+                    line: source[..start].matches('\n').count() + 1,
+                });
+            }
+            if count == 0 {
+                first = word;
+            }
+            word
+        } else if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        } else if c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                i += 1;
+            }
+            ""
+        } else {
+            i += 1;
+            if c == b'|' {
+                "|"
+            } else {
+                ""
+            }
+        };
+        before = [before[1], token];
+        count += 1;
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(source: &str) -> Vec<(Kind, &str, usize)> {
+        names(source)
+            .into_iter()
+            .map(|u| (u.kind, u.name, u.line))
+            .collect()
+    }
+
+    #[test]
+    fn filters_and_tests_with_their_lines() {
+        use Kind::{Filter, Test};
+        assert_eq!(
+            list("Hi {{ profile.first_name | default('there') | titel }}!"),
+            vec![(Filter, "default", 1), (Filter, "titel", 1)]
+        );
+        assert_eq!(
+            list("a\n{% if x is not defined and y is odd_number %}b{% endif %}\n{{ z|upper }}"),
+            vec![
+                (Test, "defined", 2),
+                (Test, "odd_number", 2),
+                (Filter, "upper", 3)
+            ]
+        );
+        assert_eq!(
+            list("{% if n is divisibleby(3) %}x{% endif %}"),
+            vec![(Test, "divisibleby", 1)]
+        );
+        assert_eq!(
+            list("{% filter upper %}hi{% endfilter %}{%- filter lowr -%}x{% endfilter %}"),
+            vec![(Filter, "upper", 1), (Filter, "lowr", 1)]
+        );
+        // Strings, comments and raw blocks name nothing.
+        assert_eq!(
+            list("{{ 'a | b is c' ~ \"| d\" }}{# {{ x | nope }} #}{% raw %}{{ y | nope }}{% endraw %}{{ w | last }}"),
+            vec![(Filter, "last", 1)]
+        );
+        // `is` inside a word, or `in`, is no test; a loop's `filter` variable is no filter block.
+        assert_eq!(
+            list("{% for this in items | reverse %}{{ this }}{% endfor %}"),
+            vec![(Filter, "reverse", 1)]
+        );
+        assert_eq!(list("{{ filter }}{% set filter = 1 %}"), vec![]);
+        // An unclosed tag ends the scan (MiniJinja reports the syntax error).
+        assert_eq!(list("{{ x | upper"), vec![(Filter, "upper", 1)]);
+    }
+}
