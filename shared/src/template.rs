@@ -97,6 +97,8 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
         .undeclared_variables(false)
         .into_iter()
         .filter(|v| !SCOPE.contains(&v.as_str()))
+        // MiniJinja's own functions (`range`, `dict`, `namespace`) are there too.
+        .filter(|v| !env().globals().any(|(name, _)| name == v.as_str()))
         .collect();
     unknown.sort();
     if let Some(first) = unknown.first() {
@@ -454,6 +456,9 @@ mod tests {
             "{}",
             e.message
         );
+        // MiniJinja's functions are no unknown variables; other calls are.
+        assert!(check("{% for i in range(3) %}{{ i }}{% endfor %}{{ dict(a=1).a }}").is_ok());
+        assert!(check("{{ money(event.total) }}").is_err());
         // Liquid's `date` is not MiniJinja's.
         assert!(check("{{ now | date }}").is_err());
         assert!(check(
