@@ -16,6 +16,13 @@ use crate::journey::{Channel, Journey, JourneyStatus};
 use crate::queue::{Message, Outbound, QueueName};
 use crate::runtime::{RunError, Runtime};
 
+/// What a user id's path segment percent-encodes: all but unreserved characters (RFC 3986).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub struct Api {
     pub runtime: Arc<Runtime>,
     pub keys: Keys,
@@ -183,10 +190,9 @@ impl Api {
                     return unauthorized();
                 }
                 match self.runtime.user(user).await {
-                    Ok(v) if v.profile.is_none() && v.enrollments.is_empty() => reply(
-                        StatusCode::NOT_FOUND,
-                        &json!({"error": format!("no user `{user}`")}),
-                    ),
+                    Ok(v) if v.profile.is_none() && v.enrollments.is_empty() => {
+                        self.no_user(user).await
+                    }
                     Ok(v) => reply(StatusCode::OK, &json!(v)),
                     Err(e) => internal(&e),
                 }
@@ -267,6 +273,25 @@ impl Api {
                 &json!({"error": format!("no route {path}"), "routes": ["POST /v1/track", "POST /v1/identify", "POST /v1/batch", "GET /v1/users/{userId}", "GET /v1/users/{userId}/inbox", "GET /v1/journeys", "GET /v1/journeys/{id}/stats", "PUT /v1/journeys/{id}", "GET /v1/unsubscribe?token="]}),
             ),
         }
+    }
+
+    /// The 404 for a user with no profile and no enrollment; when `user` was sent as an
+    /// `anonymousId`, it says where that user is kept.
+    async fn no_user(&self, user: &str) -> Response<Bytes> {
+        let mut body = json!({"error": format!("no user `{user}`")});
+        if !user.starts_with(event::ANONYMOUS_PREFIX) {
+            let anonymous = format!("{}{user}", event::ANONYMOUS_PREFIX);
+            if let Ok(v) = self.runtime.user(&anonymous).await {
+                if v.profile.is_some() || !v.enrollments.is_empty() {
+                    let path: String =
+                        percent_encoding::utf8_percent_encode(&anonymous, PATH_SEGMENT).collect();
+                    body["hint"] = json!(format!(
+                        "events sent with anonymousId `{user}` are kept under the user `{anonymous}`: GET /v1/users/{path}"
+                    ));
+                }
+            }
+        }
+        reply(StatusCode::NOT_FOUND, &body)
     }
 
     async fn enqueue(

@@ -28,7 +28,8 @@ const MAX_MESSAGE_ID_CHARS: usize = 100;
 const MAX_EMAIL_CHARS: usize = 254;
 const CHANNELS: [&str; 5] = ["email", "sms", "push", "in_app", "webhook"];
 const PLATFORMS: [&str; 2] = ["apns", "fcm"];
-const ANONYMOUS_PREFIX: &str = "anon:";
+/// An anonymous user (sent with `anonymousId` and no `userId`) is kept under this prefix.
+pub const ANONYMOUS_PREFIX: &str = "anon:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -314,6 +314,60 @@ fn a_user_id_with_any_characters_is_found_by_its_percent_encoded_path() {
     });
 }
 
+/// An anonymous user is kept as `anon:` + its anonymousId; asking for the bare id says so.
+#[test]
+fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.post(
+            "/v1/track",
+            json!({"anonymousId": "dev ice/1", "event": "app_opened"}),
+        )
+        .await;
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/dev%20ice%2F1",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(body["error"], "no user `dev ice/1`", "{text}");
+        assert_eq!(
+            body["hint"],
+            "events sent with anonymousId `dev ice/1` are kept under the user `anon:dev ice/1`: GET /v1/users/anon%3Adev%20ice%2F1",
+            "{text}"
+        );
+        // And that path finds the user.
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/anon%3Adev%20ice%2F1",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        // A user nobody sent gets no hint.
+        let (status, text) = s
+            .call(
+                Method::GET,
+                "/v1/users/nobody",
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        assert!(body.get("hint").is_none(), "{text}");
+    });
+}
+
 #[test]
 fn the_inbox_opens_with_its_users_token_only() {
     block_on(async {
