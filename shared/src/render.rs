@@ -87,14 +87,17 @@ pub fn mermaid(j: &Journey) -> String {
                 d.edge(&from, &to, Some("else"));
             }
             Action::Split(s) => {
+                // An edge says the share of all the users who reach the split: the holdout's
+                // share comes off the top, and the paths share the rest by weight.
                 let total: u32 = s.paths.iter().map(|p| p.weight).sum();
+                let rest = 100 - u32::from(s.holdout.unwrap_or(0).min(100));
                 for p in &s.paths {
                     let name = p.name.as_deref().unwrap_or(&p.goto);
                     let to = d.node(Some(&p.goto));
                     d.edge(
                         &from,
                         &to,
-                        Some(&format!("{name} {}%", percent(p.weight, total))),
+                        Some(&format!("{name} {}%", share(p.weight, total, rest))),
                     );
                 }
                 if let Some(h) = s.holdout.filter(|h| *h > 0) {
@@ -287,6 +290,15 @@ fn send_label(s: &Send) -> String {
     l
 }
 
+/// `weight`'s share of `total`, as a whole percentage of `rest` percent.
+fn share(weight: u32, total: u32, rest: u32) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    let (scaled, total) = (u64::from(weight) * u64::from(rest), u64::from(total) * 100);
+    (scaled * 100 + total / 2) / total
+}
+
 fn percent(weight: u32, total: u32) -> u32 {
     if total == 0 {
         return 0;
@@ -408,6 +420,22 @@ steps:
     s5 --> s7
 "##;
         assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn a_splits_edges_say_each_paths_share_of_everyone_with_the_holdout_off_the_top() {
+        let text = CART.replace(
+            "        - {weight: 1, goto: email_b}\n",
+            "        - {weight: 2, goto: email_b}\n      holdout: 10\n",
+        );
+        let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
+        assert!(
+            m.contains("s3{\"pick<br/>split 33/67, holdout 10%\"}"),
+            "{m}"
+        );
+        assert!(m.contains("s3 -->|\"a 30%\"| s4"), "{m}");
+        assert!(m.contains("s3 -->|\"email_b 60%\"| s5"), "{m}");
+        assert!(m.contains("s3 -->|\"holdout 10%\"| holdout"), "{m}");
     }
 
     #[test]
