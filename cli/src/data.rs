@@ -48,6 +48,23 @@ impl DataDir {
         self.root.join("clock.json")
     }
 
+    fn url_file(&self) -> PathBuf {
+        self.root.join("dev.url")
+    }
+
+    /// Records where the `waymark dev` running on this folder listens (for `waymark
+    /// dead-letters`, which cannot open the store while it runs).
+    pub fn save_url(&self, url: &str) -> Result<()> {
+        std::fs::write(self.url_file(), url)
+            .with_context(|| format!("cannot write {}", self.url_file().display()))
+    }
+
+    /// Where the last `waymark dev` on this folder listened, if it said.
+    pub fn saved_url(&self) -> Option<String> {
+        let url = std::fs::read_to_string(self.url_file()).ok()?;
+        Some(url.trim().to_string()).filter(|u| !u.is_empty())
+    }
+
     /// The keys saved by an earlier run, if any.
     pub fn saved_keys(&self) -> Result<Option<DevKeys>> {
         let path = self.keys_file();
@@ -148,6 +165,21 @@ pub fn secrets(dir: &DataDir) -> Result<Secrets> {
             None => saved.admin_key,
         },
     })
+}
+
+/// The admin key `waymark dev` accepts for this data folder: `$WAYMARK_ADMIN_KEY` where set,
+/// else the saved one.
+pub fn admin_key(dir: &DataDir) -> Result<String> {
+    if let Some(key) = env(ADMIN_KEY_ENV) {
+        return Ok(key);
+    }
+    match dir.saved_keys()? {
+        Some(k) => Ok(k.admin_key),
+        None => anyhow::bail!(
+            "no dev keys in {}: set {ADMIN_KEY_ENV} to the admin key `waymark dev` runs with",
+            dir.root().display()
+        ),
+    }
 }
 
 /// The signer `waymark dev` uses for this data folder (for `waymark token`).

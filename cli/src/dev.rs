@@ -97,6 +97,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let url = format!("http://{}", listener.local_addr()?);
+    data.save_url(&url)?;
 
     let signer = Arc::new(secrets.signer.clone());
     let config = Config {
@@ -155,7 +156,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     );
     match queue.dead_letters() {
         Ok(dead) if !dead.is_empty() => println!(
-            "{} message(s) wait in the dead letters (the engine gave up on them): stop, fix the cause, then `waymark dead-letters --data {} --redrive`\n",
+            "{} message(s) wait in the dead letters (the engine gave up on them): see them with `waymark dead-letters --data {}`, fix the cause, then add `--redrive`\n",
             dead.len(),
             data.root().display()
         ),
@@ -164,6 +165,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let state = Arc::new(Served {
+        api,
+        queue: queue.clone(),
+    });
     let worker = tokio::spawn(work(
         engine,
         queue,
@@ -174,7 +179,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     ));
     let watch_task = tokio::spawn(watch_files(watcher, runtime, stop_rx.clone()));
 
-    let app = axum::Router::new().fallback(forward).with_state(api);
+    let app = axum::Router::new()
+        .route(DEAD_LETTERS_PATH, axum::routing::get(list_dead_letters))
+        .route(REDRIVE_PATH, axum::routing::post(redrive_dead_letters))
+        .fallback(forward)
+        .with_state(state);
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;
@@ -190,11 +199,108 @@ pub async fn run(args: DevArgs) -> Result<()> {
     Ok(())
 }
 
-/// The single route: the request as plain `http` types into the same handler Lambda runs.
+/// What the local HTTP server serves: the API Lambda serves, and the dev engine's dead letters.
+struct Served {
+    api: Arc<Api>,
+    queue: LocalQueue,
+}
+
+/// The dead letters of a running `waymark dev`, as JSON lines (admin key): `waymark
+/// dead-letters` reads them here, since the store is the running engine's while it runs.
+const DEAD_LETTERS_PATH: &str = "/dev/dead-letters";
+/// Moves them back to the queue (admin key); answers `{"moved": n}`.
+const REDRIVE_PATH: &str = "/dev/dead-letters/redrive";
+
+fn answer(status: http::StatusCode, content_type: &str, body: String) -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// `None` when the request carries the admin key; the 401 otherwise.
+fn refuse_unless_admin(
+    state: &Served,
+    headers: &http::HeaderMap,
+) -> Option<axum::response::Response> {
+    let auth = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.api.keys.role(auth) == Some(waymark::auth::Role::Admin) {
+        return None;
+    }
+    Some(answer(
+        http::StatusCode::UNAUTHORIZED,
+        "application/json",
+        r#"{"error":"unauthorized"}"#.into(),
+    ))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> axum::response::Response {
+    answer(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "application/json",
+        serde_json::json!({"error": format!("the dead letters cannot be read: {e}")}).to_string(),
+    )
+}
+
+async fn list_dead_letters(
+    axum::extract::State(state): axum::extract::State<Arc<Served>>,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    match state.queue.dead_letters() {
+        Ok(dead) => {
+            let lines: String = dead
+                .iter()
+                .map(|d| format!("{}\n", dead_letter_line(d)))
+                .collect();
+            answer(http::StatusCode::OK, "application/x-ndjson", lines)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn redrive_dead_letters(
+    axum::extract::State(state): axum::extract::State<Arc<Served>>,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    match state.queue.redrive().await {
+        Ok(moved) => answer(
+            http::StatusCode::OK,
+            "application/json",
+            serde_json::json!({ "moved": moved }).to_string(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A dead letter as `waymark dead-letters` prints it: when, how many attempts, why, and the
+/// message itself.
+fn dead_letter_line(d: &local::DeadLetter) -> serde_json::Value {
+    let message = serde_json::from_str::<serde_json::Value>(&d.body)
+        .unwrap_or_else(|_| serde_json::Value::String(d.body.clone()));
+    serde_json::json!({
+        "died_at": d.died_at.to_string(),
+        "attempts": d.attempts,
+        "reason": d.reason,
+        "message": message,
+    })
+}
+
+/// Any other route: the request as plain `http` types into the same handler Lambda runs.
 async fn forward(
-    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    axum::extract::State(state): axum::extract::State<Arc<Served>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
+    let api = &state.api;
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BATCH_BYTES + 1024).await {
         Ok(b) => b,
@@ -312,8 +418,9 @@ fn save_clock(data: &DataDir, now: Timestamp) {
     }
 }
 
-/// `waymark dead-letters`: prints the dead letters of a stopped `waymark dev` as JSON lines
+/// `waymark dead-letters`: prints the dead letters of a `waymark dev` as JSON lines
 /// (`died_at`, `attempts`, `reason`, `message`); with `redrive`, moves them back to its queue.
+/// Reads the store when the engine is stopped, and asks the engine when it runs.
 pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
     let data = DataDir::new(data);
     if !data.store().is_file() {
@@ -322,7 +429,13 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
             data.root().display()
         );
     }
-    let db = local::open(&data.store())?;
+    let db = match local::open(&data.store()) {
+        Ok(db) => db,
+        Err(local::LocalError::InUse { .. }) => {
+            return dead_letters_of_running(&data, redrive).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Redriven messages are due at the virtual time the engine stopped at: at once when it
     // starts again.
     let at = data.saved_clock().unwrap_or_else(Timestamp::now);
@@ -330,15 +443,7 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
     let dead = queue.dead_letters()?;
     let mut out = std::io::stdout().lock();
     for d in &dead {
-        let message = serde_json::from_str::<serde_json::Value>(&d.body)
-            .unwrap_or_else(|_| serde_json::Value::String(d.body.clone()));
-        let line = serde_json::json!({
-            "died_at": d.died_at.to_string(),
-            "attempts": d.attempts,
-            "reason": d.reason,
-            "message": message,
-        });
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", dead_letter_line(d))?;
     }
     if redrive {
         let moved = queue.redrive().await?;
@@ -350,6 +455,51 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
         eprintln!("no dead letters");
     }
     Ok(true)
+}
+
+/// `waymark dead-letters` while `waymark dev` runs on `data`: the same lines, from the engine.
+async fn dead_letters_of_running(data: &DataDir, redrive: bool) -> Result<bool> {
+    let Some(url) = data.saved_url() else {
+        anyhow::bail!(
+            "{} is in use by another process, which did not say where it listens: stop it and run this again",
+            data.store().display()
+        );
+    };
+    let client = crate::remote::ApiClient::new(&url, &data::admin_key(data)?)?;
+    let ask = |method, path| ask_running(&client, &url, method, path);
+    let lines = ask(http::Method::GET, DEAD_LETTERS_PATH).await?;
+    std::io::stdout().lock().write_all(&lines)?;
+    if redrive {
+        let answer: serde_json::Value =
+            serde_json::from_slice(&ask(http::Method::POST, REDRIVE_PATH).await?)
+                .context("the redrive's answer is not JSON")?;
+        eprintln!(
+            "{} message(s) moved back to the queue of the running `waymark dev`: they run now",
+            answer["moved"].as_u64().unwrap_or(0)
+        );
+    } else if lines.is_empty() {
+        eprintln!("no dead letters");
+    }
+    Ok(true)
+}
+
+/// One request to the `waymark dev` at `url`; its body when it succeeded.
+async fn ask_running(
+    client: &crate::remote::ApiClient,
+    url: &str,
+    method: http::Method,
+    path: &str,
+) -> Result<bytes::Bytes> {
+    let (status, body) = client.call(method, path, None).await.with_context(|| {
+        format!("the store is in use, and the `waymark dev` at {url} did not answer")
+    })?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the `waymark dev` at {url} refused: {status} {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    Ok(body)
 }
 
 /// What becomes of a delivered message once the runtime has handled it.
@@ -388,7 +538,7 @@ async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delive
             Verdict::Done => done.push(d.receipt),
             Verdict::Dead(why) => {
                 eprintln!(
-                    "message {} moved to the dead letters: {why} (list them with `waymark dead-letters --data {}` once this engine stops; `--redrive` runs them again)",
+                    "message {} moved to the dead letters: {why} (list them with `waymark dead-letters --data {}`; `--redrive` runs them again)",
                     d.message.id(),
                     data.display()
                 );

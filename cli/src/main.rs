@@ -56,12 +56,13 @@ enum Command {
     Render { file: PathBuf },
     /// Run the whole engine locally: the API, the store, timers, and an outbox file.
     Dev(dev::DevArgs),
-    /// List the messages `waymark dev` gave up on (JSON lines), or move them back to its queue.
-    /// Run it while `waymark dev` is stopped.
+    /// List the messages `waymark dev` gave up on (JSON lines), or move them back to its queue;
+    /// whether it runs or not.
     DeadLetters {
         #[arg(long, default_value = ".waymark")]
         data: PathBuf,
-        /// Move them back to the queue: they run when `waymark dev` next starts.
+        /// Move them back to the queue: they run at once if `waymark dev` runs, else when it
+        /// next starts.
         #[arg(long)]
         redrive: bool,
     },

@@ -4,7 +4,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{run, text, TempDir};
+use support::{data_with_a_dead_letter, run, text, TempDir};
 
 const WELCOME: &str = "\
 id: welcome
@@ -180,51 +180,6 @@ fn token_needs_dev_keys() {
         "{}",
         text(&out.stderr)
     );
-}
-
-/// A `waymark dev` data folder whose queue holds one message the engine gave up on (taken five
-/// times, never acknowledged), made with the same queue `waymark dev` runs on.
-fn data_with_a_dead_letter(dir: &TempDir) -> std::path::PathBuf {
-    use std::sync::Arc;
-    use waymark::clock::ManualClock;
-    use waymark::local::{self, LocalQueue};
-    use waymark::queue::{Message, Outbound, Queue, QueueName};
-
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data folder");
-    let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    rt.block_on(async {
-        let db = local::open(&data.join("store.redb")).expect("store");
-        let q = LocalQueue::new(db, Arc::new(ManualClock::new(at)))
-            .with_lease(jiff::SignedDuration::from_secs(1));
-        let wake = Message::Wake {
-            user_id: "ann".into(),
-            journey: "welcome".into(),
-            enrollment: "welcome:ann:1".into(),
-            seq: 1,
-            at,
-        };
-        q.send(
-            QueueName::Steps,
-            &[Outbound {
-                message: wake,
-                delay_secs: 0,
-            }],
-        )
-        .await
-        .expect("send");
-        for i in 0..6 {
-            q.take_due(at + jiff::SignedDuration::from_secs(i * 10))
-                .await
-                .expect("take");
-        }
-        assert_eq!(q.dead_letters().expect("dead letters").len(), 1);
-    });
-    data
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{basic, http, waymark, TempDir};
+use support::{basic, data_with_a_dead_letter, http, run, text, waymark, TempDir};
 
 const JOURNEY: &str = "\
 id: welcome
@@ -352,4 +352,74 @@ fn dev_republishes_a_changed_journey() {
     );
     assert!(table.contains("wait_a_bit"), "{table}");
     drop(dev);
+}
+
+/// `waymark dead-letters` while `waymark dev` runs on the folder: the store is the engine's, so
+/// the command asks the engine (with the folder's admin key) and prints the same lines; a
+/// redrive runs the messages at once.
+#[test]
+fn dead_letters_are_listed_and_redriven_while_dev_runs() {
+    let dir = TempDir::new("dev-dead-letters");
+    let data = data_with_a_dead_letter(&dir);
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), JOURNEY).expect("write journey");
+    let dev = start(&journeys, &data);
+    let data_arg = data.display().to_string();
+
+    let out = run(&["dead-letters", "--data", &data_arg]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["attempts"], 5);
+    assert_eq!(lines[0]["message"]["user_id"], "ann", "{}", lines[0]);
+
+    // The engine's dead letters are for its admin key only.
+    let (write_key, _) = keys(&data);
+    for auth in [String::new(), basic(&write_key)] {
+        let (status, body) = http(
+            "GET",
+            &format!("{}/dev/dead-letters", dev.url),
+            &[("authorization", &auth)],
+            "",
+        )
+        .expect("request");
+        assert_eq!(status, 401, "{body}");
+    }
+
+    let out = run(&["dead-letters", "--data", &data_arg, "--redrive"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("1 message(s) moved back to the queue of the running"),
+        "{}",
+        text(&out.stderr)
+    );
+    // It runs at once: a wake-up for an enrollment that does not exist can never succeed, so
+    // it comes back, now with the engine's own reason instead of "taken 5 times".
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let out = run(&["dead-letters", "--data", &data_arg]);
+        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+        if let Some(l) = text(&out.stdout).lines().next() {
+            break serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the redriven message did not run"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(line["reason"], "no enrollment welcome:ann:1", "{line}");
+    assert_eq!(line["attempts"], 1, "{line}");
+    drop(dev);
+
+    // Stopped, the folder is read directly again: the same letter.
+    let out = run(&["dead-letters", "--data", &data_arg]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let again: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON line");
+    assert_eq!(again, line);
 }
