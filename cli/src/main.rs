@@ -237,8 +237,11 @@ fn simulate(journeys: &Path, events: &Path, horizon: Duration) -> Result<bool> {
     };
     let text = std::fs::read_to_string(events)
         .with_context(|| format!("cannot read {}", events.display()))?;
-    let script =
-        simulate::parse_script(&text).map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
+    let script = simulate::parse_script(&text).map_err(|e| {
+        let shown = events.display();
+        let lines: Vec<String> = e.lines().map(|l| format!("{shown}: {l}")).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
     let config = Config {
         caps: settings.caps,
         ..Config::default()

@@ -94,29 +94,81 @@ pub struct ScriptLine {
     pub at: Timestamp,
     #[serde(flatten)]
     pub payload: serde_json::Map<String, Value>,
+    /// Where it is in the script (1-based), for errors.
+    #[serde(skip)]
+    pub line: usize,
 }
 
-/// Reads a script of JSON lines; errors name the line.
+/// A script's events are never too old or too far ahead: the script says when they happen.
+const SCRIPT_LIMITS: Limits = Limits {
+    max_past: SignedDuration::from_hours(24 * 365 * 100),
+    max_future: SignedDuration::from_hours(24 * 365 * 100),
+};
+
+/// How many bad lines a script's error lists before it says how many more there are.
+const MOST_LISTED: usize = 20;
+
+impl ScriptLine {
+    /// The event the line sends, checked as the HTTP API checks one.
+    fn event(&self) -> Result<event::Event, String> {
+        let kind = match self.payload.get("type").and_then(Value::as_str) {
+            Some("identify") => Kind::Identify,
+            None | Some("track") => Kind::Track,
+            Some(other) => {
+                return Err(format!(
+                    "type: `{other}` is not a kind of event here: write \"track\" or \"identify\""
+                ))
+            }
+        };
+        let body = serde_json::to_vec(&self.payload).map_err(|e| e.to_string())?;
+        event::parse_single(kind, &body, self.at, &SCRIPT_LIMITS).map_err(|errs| {
+            errs.iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// Reads a script of JSON lines, and checks each event as the HTTP API would: every error
+/// names its line, and a script with any is refused whole, before anything runs.
 pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with("//") || line.starts_with('#') {
             continue;
         }
-        let mut parsed: ScriptLine = serde_json::from_str(line).map_err(|e| {
-            format!(
-                "line {}: {e} (each line is a JSON object with \"at\" (RFC 3339) and a track or identify payload)",
-                i + 1
-            )
-        })?;
+        let mut parsed: ScriptLine = match serde_json::from_str(line) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!(
+                    "line {}: {e} (each line is a JSON object with \"at\" (RFC 3339) and a track or identify payload)",
+                    i + 1
+                ));
+                continue;
+            }
+        };
+        parsed.line = i + 1;
         // The event happened at `at` unless it says otherwise (so that two identical lines at
         // different times are two events, not a retry).
         parsed
             .payload
             .entry("timestamp")
             .or_insert_with(|| Value::String(parsed.at.to_string()));
+        if let Err(e) = parsed.event() {
+            errors.push(format!("line {}: {e}", i + 1));
+        }
         out.push(parsed);
+    }
+    if !errors.is_empty() {
+        let more = errors.len().saturating_sub(MOST_LISTED);
+        errors.truncate(MOST_LISTED);
+        if more > 0 {
+            errors.push(format!("and {more} more bad line(s)"));
+        }
+        return Err(errors.join("\n"));
     }
     out.sort_by_key(|l| l.at);
     Ok(out)
@@ -182,10 +234,6 @@ pub async fn run(
     }
     let end = script.last().map(|l| l.at).unwrap_or(start) + horizon;
     let timers = Timers::new(rt.config.timer_shards, start, end);
-    let limits = Limits {
-        max_past: SignedDuration::from_hours(24 * 365 * 100),
-        max_future: SignedDuration::from_hours(24 * 365 * 100),
-    };
     let has_schedules = journeys
         .iter()
         .any(|j| matches!(j.trigger.kind(), Some(TriggerKind::Schedule(_))));
@@ -203,21 +251,9 @@ pub async fn run(
         while next_line < script.len() && script[next_line].at <= now {
             let line = &script[next_line];
             next_line += 1;
-            let kind = match line.payload.get("type").and_then(Value::as_str) {
-                Some("identify") => Kind::Identify,
-                _ => Kind::Track,
-            };
-            let body = serde_json::to_vec(&line.payload).map_err(|e| e.to_string())?;
-            let ev = event::parse_single(kind, &body, line.at, &limits).map_err(|errs| {
-                format!(
-                    "script line at {}: {}",
-                    line.at,
-                    errs.iter()
-                        .map(|e| format!("{}: {}", e.field, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })?;
+            let ev = line
+                .event()
+                .map_err(|e| format!("script line {}: {e}", line.line))?;
             queue
                 .send(
                     QueueName::Events,
@@ -375,6 +411,35 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn a_script_is_checked_whole_before_it_runs_and_each_error_names_its_line() {
+        let script = [
+            r#"{"at":"2027-03-13T12:00:00Z","type":"identify","userId":"ny","traits":{"timezone":"Mars/Olympus"}}"#,
+            "",
+            "# a comment",
+            r#"{"at":"2027-03-14T00:00:00Z","type":"track","userId":"ny"}"#,
+            r#"{"at":"2027-03-14T00:00:00Z","type":"page","userId":"ny","event":"x"}"#,
+            r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x"}"#,
+            r#"{"at":"2027-03-14"}"#,
+        ]
+        .join("\n");
+        let e = parse_script(&script).expect_err("bad lines");
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].starts_with("line 1: traits.timezone: "), "{e}");
+        assert!(lines[1].starts_with("line 4: event: is required"), "{e}");
+        assert!(lines[2].starts_with("line 5: type: `page`"), "{e}");
+        assert!(lines[3].starts_with("line 7: "), "{e}");
+        // Good lines keep their place for later errors, and are sorted by time.
+        let good = parse_script(&script.lines().skip(5).take(1).collect::<String>())
+            .expect("one good line");
+        assert_eq!(good.len(), 1);
+        let many = vec![r#"{"at":"2027-03-14T00:00:00Z","userId":"x"}"#; 25].join("\n");
+        let e = parse_script(&many).expect_err("bad lines");
+        assert_eq!(e.lines().count(), MOST_LISTED + 1, "{e}");
+        assert!(e.ends_with("and 5 more bad line(s)"), "{e}");
     }
 
     async fn put_timer(store: &MemoryStore, due: Timestamp, shard: u32, user: &str) {
