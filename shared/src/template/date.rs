@@ -1,0 +1,176 @@
+//! The `date` filter: a time from a profile or an event, formatted for a message in the user's
+//! own time zone (`{{ profile.trial_ends_at | date("%A %-d %B") }}`). Reads no clock: the same
+//! input renders the same text.
+
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ZonedDateTime};
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{Error, ErrorKind, State, Value};
+
+/// What `date` prints without a format: the day, as ISO 8601 writes it.
+const DEFAULT_FORMAT: &str = "%Y-%m-%d";
+
+/// `value | date(format, tz=zone)`: `value` is RFC 3339 text (`2026-12-24T18:00:00Z`), a day
+/// (`2026-12-24`), a local date and time (`2026-12-24T18:00:00`, read in the zone) or seconds
+/// since 1970. It is shown in `tz` when given, else in the user's zone (`profile.timezone`),
+/// else in UTC; `format` takes strftime's directives (`%Y-%m-%d` when absent). Nothing (an
+/// absent trait) prints as nothing, as an absent value does anywhere else in a template.
+pub fn date(
+    state: &State<'_, '_>,
+    value: Value,
+    format: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let tz_name: Option<&str> = kwargs.get("tz")?;
+    kwargs.assert_all_used()?;
+    if value.is_undefined() || value.is_none() {
+        return Ok(String::new());
+    }
+    let tz = match tz_name {
+        Some(name) => TimeZone::get(name).map_err(|_| {
+            invalid(format!(
+                "date: `{name}` is not an IANA time zone: write one like tz=\"Europe/Paris\""
+            ))
+        })?,
+        None => user_zone(state),
+    };
+    let zoned = zoned(&value, &tz)?;
+    let format = format.unwrap_or(DEFAULT_FORMAT);
+    jiff::fmt::strtime::format(format, &zoned)
+        .map_err(|e| invalid(format!("date: cannot format with `{format}`: {e}")))
+}
+
+/// The user's time zone, or UTC when the profile has none (or one that is not a zone).
+fn user_zone(state: &State<'_, '_>) -> TimeZone {
+    state
+        .lookup("profile")
+        .and_then(|p| p.get_attr("timezone").ok())
+        .and_then(|z| z.as_str().and_then(|name| TimeZone::get(name).ok()))
+        .unwrap_or(TimeZone::UTC)
+}
+
+/// `value` as a time in `tz`.
+fn zoned(value: &Value, tz: &TimeZone) -> Result<ZonedDateTime, Error> {
+    let not_a_time = || {
+        invalid(format!(
+            "date: {value} is not a time: give RFC 3339 text like 2026-12-24T18:00:00Z, a day like 2026-12-24, or seconds since 1970"
+        ))
+    };
+    match value.kind() {
+        ValueKind::Number => {
+            let seconds = f64::try_from(value.clone()).map_err(|_| not_a_time())?;
+            if !seconds.is_finite() {
+                return Err(not_a_time());
+            }
+            let millis = (seconds * 1000.0).round();
+            // Out of jiff's range (about ±9,999 years) is no time.
+            let ts = Timestamp::from_millisecond(millis as i64).map_err(|_| not_a_time())?;
+            Ok(ts.to_zoned_datetime(tz.clone()))
+        }
+        ValueKind::String => {
+            let text = value.as_str().unwrap_or_default();
+            if let Ok(ts) = text.parse::<Timestamp>() {
+                return Ok(ts.to_zoned_datetime(tz.clone()));
+            }
+            if let Ok(dt) = text.parse::<DateTime>() {
+                return dt.to_zoned_datetime(tz.clone()).map_err(|_| not_a_time());
+            }
+            if let Ok(day) = text.parse::<Date>() {
+                return day.to_zoned_datetime(tz.clone()).map_err(|_| not_a_time());
+            }
+            Err(not_a_time())
+        }
+        _ => Err(not_a_time()),
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::template::render;
+    use serde_json::json;
+
+    fn show(source: &str, profile: serde_json::Value) -> Result<String, String> {
+        render(
+            source,
+            &json!({"profile": profile, "event": {"at": "2026-12-24T18:30:00Z", "day": "2026-12-24", "epoch": 1798137000}}),
+            false,
+        )
+        .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn a_time_is_shown_in_the_users_zone_unless_told_otherwise() {
+        let paris = json!({"timezone": "Europe/Paris", "trial_ends_at": "2027-03-28T00:30:00Z"});
+        assert_eq!(
+            show("{{ event.at | date }}", paris.clone()).as_deref(),
+            Ok("2026-12-24")
+        );
+        assert_eq!(
+            show("{{ event.at | date('%A %-d %B at %H:%M') }}", paris.clone()).as_deref(),
+            Ok("Thursday 24 December at 19:30")
+        );
+        assert_eq!(
+            show(
+                "{{ event.at | date('%H:%M %Z', tz='America/New_York') }}",
+                paris.clone()
+            )
+            .as_deref(),
+            Ok("13:30 EST")
+        );
+        // Across a change of offset: the night the clocks go forward in Paris.
+        assert_eq!(
+            show(
+                "{{ profile.trial_ends_at | date('%-d %b %H:%M %Z') }}",
+                paris
+            )
+            .as_deref(),
+            Ok("28 Mar 01:30 CET")
+        );
+        // No zone in the profile: UTC.
+        assert_eq!(
+            show("{{ event.at | date('%H:%M') }}", json!({})).as_deref(),
+            Ok("18:30")
+        );
+    }
+
+    #[test]
+    fn days_epoch_seconds_and_absent_values() {
+        let tokyo = json!({"timezone": "Asia/Tokyo"});
+        assert_eq!(
+            show("{{ event.day | date('%d/%m/%Y') }}", tokyo.clone()).as_deref(),
+            Ok("24/12/2026")
+        );
+        assert_eq!(
+            show("{{ event.epoch | date('%Y-%m-%d %H:%M') }}", tokyo.clone()).as_deref(),
+            Ok("2026-12-25 03:30")
+        );
+        assert_eq!(
+            show("[{{ profile.missing | date }}]", tokyo).as_deref(),
+            Ok("[]")
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_time_or_a_zone_says_what_to_write() {
+        let e = show("{{ 'soon' | date }}", json!({})).expect_err("not a time");
+        assert!(e.contains("is not a time: give RFC 3339 text"), "{e}");
+        let e = show("{{ event.at | date(tz='Mars/Olympus') }}", json!({})).expect_err("zone");
+        assert!(e.contains("`Mars/Olympus` is not an IANA time zone"), "{e}");
+        let e = show("{{ event.at | date(zone='UTC') }}", json!({})).expect_err("unknown kwarg");
+        assert!(e.contains("zone"), "{e}");
+        // A profile's zone that is not a zone falls back to UTC rather than failing the send.
+        assert_eq!(
+            show(
+                "{{ event.at | date('%H:%M') }}",
+                json!({"timezone": "nowhere"})
+            )
+            .as_deref(),
+            Ok("18:30")
+        );
+    }
+}
