@@ -385,13 +385,17 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 Status::HeldOut => "held out".into(),
             };
             let ended = match (e.ended_at, e.end_reason.as_deref()) {
-                (Some(at), Some(why)) => format!(", {at}: {why}"),
-                (Some(at), None) => format!(", {at}"),
+                // "completed, at ...: completed" says it twice.
+                (Some(at), Some(why)) if why != state => format!(", {}: {why}", seconds(at)),
+                (Some(at), _) => format!(", {}", seconds(at)),
                 _ => String::new(),
             };
             out.push_str(&format!(
                 "  enrollment {} (v{}, entered {} on {}): {state}{ended}\n",
-                e.id, e.version, e.entered_at, e.trigger.event
+                e.id,
+                e.version,
+                seconds(e.entered_at),
+                e.trigger.event
             ));
         }
         entries.sort_by_key(|e| e.at);
@@ -408,12 +412,17 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
             };
             out.push_str(&format!(
                 "  {}  {step}: {}{detail}\n",
-                e.at,
+                seconds(e.at),
                 describe(&e.what)
             ));
         }
     }
     out
+}
+
+/// A time to the second, as a person reads it in a story (the API keeps the nanoseconds).
+fn seconds(at: jiff::Timestamp) -> String {
+    jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", at).unwrap_or_else(|_| at.to_string())
 }
 
 #[cfg(test)]
@@ -427,9 +436,14 @@ mod tests {
                 "id": "cart:ann:1", "user_id": "ann", "journey": "cart", "version": 2, "n": 1,
                 "trigger": {"event": "cart_abandoned", "message_id": "m1", "at": "2026-12-01T10:00:00Z", "properties": {}},
                 "entered_at": "2026-12-01T10:00:00Z", "status": "active", "step": "wait_4h", "seq": 3
+            }, {
+                "id": "cart:ann:0", "user_id": "ann", "journey": "cart", "version": 1, "n": 0,
+                "trigger": {"event": "cart_abandoned", "message_id": "m0", "at": "2026-11-01T10:00:00Z", "properties": {}},
+                "entered_at": "2026-11-01T10:00:00.5Z", "status": "completed", "step": "email", "seq": 5,
+                "ended_at": "2026-11-01T14:30:00.25Z", "end_reason": "completed"
             }],
             "timeline": [
-                {"at": "2026-12-01T10:20:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                {"at": "2026-12-01T10:20:00.123456789Z", "journey": "cart", "enrollment": "cart:ann:1",
                  "what": "not_entered", "trigger": "cart_abandoned", "reason": "enrolled",
                  "detail": "in the journey since 2026-12-01T10:00:00Z"},
                 {"at": "2026-12-01T10:00:00Z", "journey": "cart", "enrollment": "cart:ann:1",
@@ -445,6 +459,7 @@ mod tests {
             story("ann", &view, None),
             "ann in cart\n\
              \x20 enrollment cart:ann:1 (v2, entered 2026-12-01T10:00:00Z on cart_abandoned): active at step wait_4h\n\
+             \x20 enrollment cart:ann:0 (v1, entered 2026-11-01T10:00:00Z on cart_abandoned): completed, 2026-11-01T14:30:00Z\n\
              \x20 2026-12-01T10:00:00Z  -: entered v2 on cart_abandoned\n\
              \x20 2026-12-01T10:20:00Z  -: not entered on cart_abandoned: enrolled (in the journey since 2026-12-01T10:00:00Z)\n\
              \x20 2026-12-01T10:30:00Z  push: skipped push: no_address\n\
