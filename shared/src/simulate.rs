@@ -97,6 +97,9 @@ pub struct ScriptLine {
     /// Where it is in the script (1-based), for errors.
     #[serde(skip)]
     pub line: usize,
+    /// The event, once [`parse_script`] has checked it (the run sends it as it is).
+    #[serde(skip)]
+    pub checked: Option<Arc<event::Event>>,
 }
 
 /// A script's events are never too old or too far ahead: the script says when they happen.
@@ -157,8 +160,9 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
             .payload
             .entry("timestamp")
             .or_insert_with(|| Value::String(parsed.at.to_string()));
-        if let Err(e) = parsed.event() {
-            errors.push(format!("line {}: {e}", i + 1));
+        match parsed.event() {
+            Ok(e) => parsed.checked = Some(Arc::new(e)),
+            Err(e) => errors.push(format!("line {}: {e}", i + 1)),
         }
         out.push(parsed);
     }
@@ -251,14 +255,18 @@ pub async fn run(
         while next_line < script.len() && script[next_line].at <= now {
             let line = &script[next_line];
             next_line += 1;
-            let ev = line
-                .event()
-                .map_err(|e| format!("script line {}: {e}", line.line))?;
+            let ev = match &line.checked {
+                Some(e) => e.clone(),
+                None => Arc::new(
+                    line.event()
+                        .map_err(|e| format!("script line {}: {e}", line.line))?,
+                ),
+            };
             queue
                 .send(
                     QueueName::Events,
                     &[Outbound {
-                        message: Message::Event(std::sync::Arc::new(ev)),
+                        message: Message::Event(ev),
                         delay_secs: 0,
                     }],
                 )
