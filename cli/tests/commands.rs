@@ -4,7 +4,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{data_with_a_dead_letter, run, text, TempDir};
+use support::{data_with_a_dead_letter, dead_letter_lines, run, text, TempDir};
 
 const WELCOME: &str = "\
 id: welcome
@@ -189,12 +189,7 @@ fn dead_letters_are_listed_then_redriven_to_the_queue() {
     let data_arg = data.display().to_string();
 
     // Listed as JSON lines: when, how many attempts, why, and the message itself.
-    let out = run(&["dead-letters", "--data", &data_arg]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let lines = dead_letter_lines(&data);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["attempts"], 5);
     assert!(

@@ -10,7 +10,9 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{basic, data_with_a_dead_letter, http, run, text, waymark, TempDir};
+use support::{
+    basic, data_with_a_dead_letter, dead_letter_lines, http, run, text, waymark, TempDir,
+};
 
 const JOURNEY: &str = "\
 id: welcome
@@ -367,12 +369,7 @@ fn dead_letters_are_listed_and_redriven_while_dev_runs() {
     let dev = start(&journeys, &data);
     let data_arg = data.display().to_string();
 
-    let out = run(&["dead-letters", "--data", &data_arg]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let lines = dead_letter_lines(&data);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["attempts"], 5);
     assert_eq!(lines[0]["message"]["user_id"], "ann", "{}", lines[0]);
@@ -401,10 +398,8 @@ fn dead_letters_are_listed_and_redriven_while_dev_runs() {
     // it comes back, now with the engine's own reason instead of "taken 5 times".
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
-        let out = run(&["dead-letters", "--data", &data_arg]);
-        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-        if let Some(l) = text(&out.stdout).lines().next() {
-            break serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
+        if let Some(l) = dead_letter_lines(&data).pop() {
+            break l;
         }
         assert!(
             Instant::now() < deadline,
@@ -417,9 +412,5 @@ fn dead_letters_are_listed_and_redriven_while_dev_runs() {
     drop(dev);
 
     // Stopped, the folder is read directly again: the same letter.
-    let out = run(&["dead-letters", "--data", &data_arg]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let again: serde_json::Value =
-        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON line");
-    assert_eq!(again, line);
+    assert_eq!(dead_letter_lines(&data), vec![line]);
 }

@@ -125,6 +125,13 @@ impl Stack {
         assert_eq!(status, StatusCode::OK, "{route}: {text}");
     }
 
+    /// A GET with the admin key.
+    async fn admin_get(&self, uri: &str) -> (StatusCode, String) {
+        let auth = format!("Bearer {ADMIN_KEY}");
+        self.call(Method::GET, uri, &[("authorization", &auth)], "")
+            .await
+    }
+
     /// Runs the engine and the scheduler up to `until`.
     async fn run_until(&self, until: Timestamp) {
         for _ in 0..10_000 {
@@ -288,26 +295,11 @@ fn a_user_id_with_any_characters_is_found_by_its_percent_encoded_path() {
         .await;
         s.run_until(s.clock.now() + SignedDuration::from_secs(60))
             .await;
-        let admin = format!("Bearer {ADMIN_KEY}");
-        let (status, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/zo%C3%AB%2Fshop%201",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
+        let (status, text) = s.admin_get("/v1/users/zo%C3%AB%2Fshop%201").await;
         assert_eq!(status, StatusCode::OK, "{text}");
         let view: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(view["profile"]["user_id"], "zoë/shop 1", "{text}");
-        let (status, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/zo%FF",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
+        let (status, text) = s.admin_get("/v1/users/zo%FF").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
         let body: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(body["errors"][0]["field"], "path", "{text}");
@@ -326,15 +318,7 @@ fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
         .await;
         s.run_until(s.clock.now() + SignedDuration::from_secs(60))
             .await;
-        let admin = format!("Bearer {ADMIN_KEY}");
-        let (status, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/dev%20ice%2F1",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
+        let (status, text) = s.admin_get("/v1/users/dev%20ice%2F1").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
         let body: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(body["error"], "no user `dev ice/1`", "{text}");
@@ -344,24 +328,10 @@ fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
             "{text}"
         );
         // And that path finds the user.
-        let (status, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/anon%3Adev%20ice%2F1",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
+        let (status, text) = s.admin_get("/v1/users/anon%3Adev%20ice%2F1").await;
         assert_eq!(status, StatusCode::OK, "{text}");
         // A user nobody sent gets no hint.
-        let (status, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/nobody",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
+        let (status, text) = s.admin_get("/v1/users/nobody").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
         let body: Value = serde_json::from_str(&text).expect("JSON");
         assert!(body.get("hint").is_none(), "{text}");

@@ -169,3 +169,13 @@ pub fn data_with_a_dead_letter(dir: &TempDir) -> std::path::PathBuf {
     });
     data
 }
+
+/// `waymark dead-letters --data DATA`, which must succeed: its lines, each parsed as JSON.
+pub fn dead_letter_lines(data: &Path) -> Vec<serde_json::Value> {
+    let out = run(&["dead-letters", "--data", &data.display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
