@@ -682,6 +682,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
             }
         }
     }
+    validate_event_reads(j, &mut out);
     if !out.is_empty() {
         return out;
     }
@@ -758,6 +759,104 @@ fn validate(j: &Journey) -> Vec<Problem> {
     out
 }
 
+/// Every template text of a message, by its field (`subject`, `data.deeplink`).
+fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
+    let mut fields = t.fields();
+    let data: Vec<(String, &str)> = match t {
+        Template::Push(p) | Template::InApp(p) => p
+            .data
+            .iter()
+            .map(|(k, v)| (format!("data.{k}"), v.as_str()))
+            .collect(),
+        Template::Webhook(w) => w
+            .headers
+            .iter()
+            .map(|(k, v)| (format!("headers.{k}"), v.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    fields
+        .drain(..)
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(data)
+        .collect()
+}
+
+/// Where a journey that no event starts reads `event.*` in its messages, its branches or its
+/// schedule's `where`: those fields are always empty there, which a file should not promise.
+fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
+    let (fields, why): (&[&str], &str) = match j.trigger.kind() {
+        Some(TriggerKind::Schedule(_)) => (&[], "starts on a schedule: it has no trigger event"),
+        Some(TriggerKind::Inactive(_)) => (
+            &["inactive_since"],
+            "starts on inactivity: its trigger event holds only `inactive_since`",
+        ),
+        _ => return,
+    };
+    // Reading `event` whole is fine where it holds something.
+    let readable = |f: &str| fields.contains(&f) || (f.is_empty() && !fields.is_empty());
+    let say = |f: &str| {
+        let written = if f.is_empty() {
+            "event".to_string()
+        } else {
+            format!("event.{f}")
+        };
+        format!("this journey {why}, so `{written}` is always empty here: read the profile instead (`profile.{}`)", if f.is_empty() { "first_name" } else { f })
+    };
+    let mut conditions: Vec<(String, &crate::condition::Condition)> = Vec::new();
+    if let Some(TriggerKind::Schedule(sc)) = j.trigger.kind() {
+        if let Some(c) = &sc.condition {
+            conditions.push(("trigger.schedule.where".into(), c));
+        }
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        match step.action() {
+            Action::Branch(b) => {
+                for (k, case) in b.cases.iter().enumerate() {
+                    conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
+                }
+            }
+            Action::Send(send) => {
+                let mut base = format!("steps[{i}].send");
+                let mut next = Some(send);
+                while let Some(send) = next {
+                    if let Some(t) = send.template() {
+                        for (field, src) in template_sources(t) {
+                            for (f, line) in template::event_fields(src) {
+                                if !readable(&f) {
+                                    out.push(Problem {
+                                        path: format!("{base}.{}.{field}", t.channel()),
+                                        message: say(&f),
+                                        template_line: Some(line),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    next = send.fallback.as_deref();
+                    base.push_str(".fallback");
+                }
+            }
+            _ => {}
+        }
+    }
+    for (path, c) in conditions {
+        for p in c.paths() {
+            let field = match p.strip_prefix("event") {
+                Some("") => "",
+                Some(rest) => match rest.strip_prefix('.') {
+                    Some(f) => f.split('.').next().unwrap_or(f),
+                    None => continue,
+                },
+                None => continue,
+            };
+            if !readable(field) {
+                out.push(problem(path.clone(), say(field)));
+            }
+        }
+    }
+}
+
 fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
     let templates = send.templates();
     if templates.len() != 1 {
@@ -788,26 +887,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             ));
         }
     }
-    let mut fields = t.fields();
-    let data: Vec<(String, &str)> = match t {
-        Template::Push(p) | Template::InApp(p) => p
-            .data
-            .iter()
-            .map(|(k, v)| (format!("data.{k}"), v.as_str()))
-            .collect(),
-        Template::Webhook(w) => w
-            .headers
-            .iter()
-            .map(|(k, v)| (format!("headers.{k}"), v.as_str()))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let owned: Vec<(String, &str)> = fields
-        .drain(..)
-        .map(|(k, v)| (k.to_string(), v))
-        .chain(data)
-        .collect();
-    for (field, src) in owned {
+    for (field, src) in template_sources(t) {
         if let Err(e) = template::check(src) {
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
@@ -956,6 +1036,74 @@ steps:
             .join("\n");
         assert!(all.contains("`orphan` can never be reached"), "{all}");
         assert!(all.contains("loop with no wait"), "{all}");
+    }
+
+    #[test]
+    fn a_journey_no_event_starts_cannot_promise_event_fields() {
+        let schedule = r#"id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * mon", where: "event.plan == 'free'"}
+steps:
+  - id: pick
+    branch:
+      cases: [{when: "profile.plan == 'pro'", goto: done}]
+      else: mail
+  - id: mail
+    send:
+      sms: {body: "Hi {{ profile.first_name }}"}
+      fallback:
+        email:
+          subject: "Your week"
+          text: "Hello\n{{ event.total }} this week"
+  - id: done
+    exit: true
+"#;
+        let errs = parse("digest.yaml", schedule).expect_err("event.* on a schedule");
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(all.len(), 2, "{all:#?}");
+        assert!(
+            all[0].starts_with("digest.yaml:17:")
+                && all[0].contains("steps[1].send.fallback.email.text: this journey starts on a schedule: it has no trigger event, so `event.total` is always empty here: read the profile instead (`profile.total`)"),
+            "{all:#?}"
+        );
+        assert!(
+            all[1].contains("trigger.schedule.where: this journey starts on a schedule")
+                && all[1].contains("`event.plan`"),
+            "{all:#?}"
+        );
+        assert!(parse(
+            "digest.yaml",
+            &schedule
+                .replace("event.plan", "profile.plan")
+                .replace("event.total", "profile.total")
+        )
+        .is_ok());
+
+        // Inactivity: only `inactive_since` is there.
+        let inactive = r#"id: churn
+name: Churn
+trigger:
+  inactive: {events: [app_opened], for: 14d}
+steps:
+  - id: offer
+    branch:
+      cases: [{when: "event.plan == 'pro'", goto: mail}]
+      else: mail
+  - id: mail
+    send:
+      sms: {body: "Away since {{ event.inactive_since | date }}"}
+"#;
+        let errs = parse("churn.yaml", inactive).expect_err("event.plan");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[0].branch.cases[0].when");
+        assert!(
+            errs[0].message.contains("holds only `inactive_since`"),
+            "{}",
+            errs[0]
+        );
+        // An event starts the cart journey: its fields are all there to read.
+        assert!(parse("cart.yaml", CART).is_ok());
     }
 
     #[test]

@@ -539,7 +539,7 @@ pub enum Template<'a> {
     Webhook(&'a WebhookTemplate),
 }
 
-impl Template<'_> {
+impl<'a> Template<'a> {
     pub fn channel(&self) -> Channel {
         match self {
             Template::Email(_) => Channel::Email,
@@ -551,9 +551,9 @@ impl Template<'_> {
     }
 
     /// Every template string with the name of its field, for validation and rendering.
-    pub fn fields(&self) -> Vec<(&'static str, &str)> {
-        let mut out: Vec<(&'static str, &str)> = Vec::new();
-        match self {
+    pub fn fields(&self) -> Vec<(&'static str, &'a str)> {
+        let mut out: Vec<(&'static str, &'a str)> = Vec::new();
+        match *self {
             Template::Email(e) => {
                 out.push(("subject", &e.subject));
                 if let Some(h) = &e.html {

@@ -119,6 +119,44 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// The fields of `event` that `source` reads (`plan` for `{{ event.plan }}`, `items` for a loop
+/// over `event.items`; empty text when it reads `event` whole), each with a line of the template
+/// that names it. Nothing for a template that does not compile (`check` reports that).
+pub fn event_fields(source: &str) -> Vec<(String, usize)> {
+    let Ok(tmpl) = env().template_from_str(source) else {
+        return Vec::new();
+    };
+    let mut fields: Vec<String> = tmpl
+        .undeclared_variables(true)
+        .into_iter()
+        .filter_map(|v| {
+            if v == "event" {
+                Some(String::new())
+            } else {
+                v.strip_prefix("event.")
+                    .map(|f| f.split('.').next().unwrap_or(f).to_string())
+            }
+        })
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .map(|f| {
+            let written = if f.is_empty() {
+                "event".to_string()
+            } else {
+                format!("event.{f}")
+            };
+            let line = source
+                .lines()
+                .position(|l| l.contains(&written))
+                .map_or(1, |i| i + 1);
+            (f, line)
+        })
+        .collect()
+}
+
 /// MiniJinja's filters and Waymark's `date`, for suggesting a name (a test checks that each is
 /// one).
 const FILTERS: &[&str] = &[
@@ -471,6 +509,17 @@ mod tests {
             "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn the_event_fields_a_template_reads() {
+        assert_eq!(
+            event_fields("Hi {{ profile.first_name }}\n{% for i in event.items %}{{ i.name }} {{ event.currency }}{% endfor %}\n{{ event.items | length }}"),
+            vec![("currency".to_string(), 2), ("items".to_string(), 2)]
+        );
+        assert_eq!(event_fields("{{ event }}"), vec![(String::new(), 1)]);
+        assert_eq!(event_fields("{{ profile.x }} {{ now }}"), vec![]);
+        assert_eq!(event_fields("{{ event.x "), vec![]);
     }
 
     #[test]
