@@ -857,6 +857,37 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
     }
 }
 
+/// What is wrong with a webhook's URL template, as far as its fixed text shows: it must be an
+/// http(s) URL with a host. A URL that starts with a template tag is the profile's or the
+/// event's to give, and is checked when the message is sent.
+fn webhook_url_problem(url: &str) -> Option<String> {
+    let advice = "write it like `https://api.example.com/hooks/{{ user_id }}`";
+    let fixed = url.split('{').next().unwrap_or_default();
+    if fixed.is_empty() {
+        return None;
+    }
+    let lower = fixed.to_ascii_lowercase();
+    let scheme_ok = ["https://", "http://"]
+        .iter()
+        .any(|s| lower.starts_with(s) || (lower.len() < s.len() && s.starts_with(&lower)));
+    if !scheme_ok {
+        return Some(format!(
+            "`{url}` is not an https:// (or http://) URL: {advice}"
+        ));
+    }
+    if fixed.len() == url.len() {
+        let parsed = url.parse::<http::Uri>().ok();
+        if parsed
+            .as_ref()
+            .and_then(http::Uri::host)
+            .is_none_or(str::is_empty)
+        {
+            return Some(format!("`{url}` is not a URL with a host: {advice}"));
+        }
+    }
+    None
+}
+
 fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
     let templates = send.templates();
     if templates.len() != 1 {
@@ -877,6 +908,9 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         }
     }
     if let Template::Webhook(w) = t {
+        if let Some(why) = webhook_url_problem(&w.url) {
+            out.push(problem(format!("{channel_path}.url"), why));
+        }
         if !matches!(
             w.method.as_str(),
             "POST" | "PUT" | "PATCH" | "GET" | "DELETE"
@@ -1104,6 +1138,39 @@ steps:
         );
         // An event starts the cart journey: its fields are all there to read.
         assert!(parse("cart.yaml", CART).is_ok());
+    }
+
+    #[test]
+    fn a_webhooks_url_must_be_http_with_a_host_as_far_as_its_fixed_text_shows() {
+        for (url, ok) in [
+            ("https://api.example.com/hooks/{{ user_id }}", true),
+            ("http://10.0.0.2:8080/x", true),
+            ("{{ profile.webhook_url }}", true),
+            ("https://{{ profile.shop }}.example.com/hook", true),
+            ("HTTPS://API.EXAMPLE.COM", true),
+            ("not a url", false),
+            ("ftp://files.example.com/x", false),
+            ("api.example.com/{{ user_id }}", false),
+            ("https://", false),
+            ("https:///path", false),
+        ] {
+            assert_eq!(
+                webhook_url_problem(url).is_none(),
+                ok,
+                "{url}: {:?}",
+                webhook_url_problem(url)
+            );
+        }
+        let journey = "id: hook\nname: Hook\ntrigger: {event: e}\nsteps:\n  - id: call\n    send:\n      webhook: {url: \"api.example.com/hook\", body: \"{{ user_id | tojson }}\"}\n";
+        let errs = parse("hook.yaml", journey).expect_err("bad url");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[0].send.webhook.url");
+        assert_eq!(errs[0].line, 7);
+        assert!(
+            errs[0].message.contains("write it like `https://"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

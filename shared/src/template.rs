@@ -207,6 +207,7 @@ const FILTERS: &[&str] = &[
     "zip",
     "pprint",
     "format",
+    "tojson",
     "date",
 ];
 
@@ -509,6 +510,20 @@ mod tests {
             "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn tojson_builds_json_bodies_whatever_the_values_hold() {
+        let body = render(
+            r#"{"user": {{ user_id | tojson }}, "items": {{ event.items | tojson }}}"#,
+            &json!({"user_id": "ann \"the\" <admin>", "event": {"items": [{"name": "Sock\n"}]}}),
+            false,
+        )
+        .expect("renders");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        assert_eq!(v["user"], "ann \"the\" <admin>");
+        assert_eq!(v["items"][0]["name"], "Sock\n");
+        assert!(check("{{ event | tojson }}").is_ok());
     }
 
     #[test]
