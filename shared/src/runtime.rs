@@ -1120,9 +1120,9 @@ impl Runtime {
         if let Some(l) = existing {
             let e = &l.enrollment;
             // This very message enrolled the user before (its outbox was replayed by the caller).
-            if e.outbox_cause.as_deref() == Some(trigger.message_id.as_str())
-                || e.trigger.message_id == trigger.message_id
-            {
+            // A message that only moved or ended the enrollment (an exit event that is also the
+            // trigger) did not: the rules below decide whether it enters the user again.
+            if e.trigger.message_id == trigger.message_id {
                 return Ok(None);
             }
             if e.is_active() {

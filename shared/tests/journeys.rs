@@ -1125,6 +1125,59 @@ steps:
     }
 }
 
+/// An event that is both the trigger and an exit (each order restarts the follow-up): it ends
+/// the enrollment it finds and, as `reentry` allows, starts the next one, for that order.
+#[tokio::test]
+async fn an_event_that_exits_the_journey_can_enter_it_again_as_reentry_allows() {
+    let journey = r#"
+id: review
+name: Review
+trigger: {event: order_completed}
+reentry: REENTRY
+exit_when:
+  - event: order_completed
+steps:
+  - id: wait_1d
+    wait: 1d
+  - id: ask
+    send: {push: {title: "How was order {{ event.order_id }}?", body: "."}}
+"#;
+    let order = |at: &str, id: &str| {
+        json!({"at": at, "type": "track", "userId": "ann", "event": "order_completed",
+            "messageId": id, "properties": {"order_id": id}})
+        .to_string()
+    };
+    let script = [
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#.to_string(),
+        order("2026-12-01T10:00:00Z", "A"),
+        order("2026-12-01T15:00:00Z", "B"),
+    ]
+    .join("\n");
+
+    let out = sim(&[&journey.replace("REENTRY", "after_exit")], &script).await;
+    assert_eq!(
+        outbox(&out),
+        vec!["2026-12-02T15:00:00Z ann push ask: How was order B?"]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| entered(w) || matches!(w, What::Exited { .. })),
+        vec![
+            "2026-12-01T10:00:00Z review/-: entered v1 on order_completed",
+            "2026-12-01T15:00:00Z review/wait_1d: exited on order_completed",
+            "2026-12-01T15:00:00Z review/-: entered v1 on order_completed",
+        ]
+    );
+    assert_eq!(refusals(support::entries(&out, "ann")), Vec::<String>::new());
+
+    // `reentry: never`: B ends the first and says why it starts no second.
+    let out = sim(&[&journey.replace("REENTRY", "never")], &script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    assert_eq!(
+        refusals(support::entries(&out, "ann")),
+        vec!["2026-12-01T15:00:00Z review [review:ann:1] on order_completed: reentry: `reentry: never`, and the user entered on 2026-12-01T10:00:00Z"]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exits and goals
 // ---------------------------------------------------------------------------------------------
