@@ -683,6 +683,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         }
     }
     validate_event_reads(j, &mut out);
+    validate_waits_against_exits(j, &mut out);
     if !out.is_empty() {
         return out;
     }
@@ -780,6 +781,28 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
         .map(|(k, v)| (k.to_string(), v))
         .chain(data)
         .collect()
+}
+
+/// A `wait_for` whose event is also an unconditional `exit_when` event can never take its event
+/// path: the exit ends the enrollment first. The file would promise a step that never runs.
+fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
+    for (i, step) in j.steps.iter().enumerate() {
+        let Action::WaitFor(w) = step.action() else {
+            continue;
+        };
+        if j.exit_when
+            .iter()
+            .any(|x| x.event == w.event && x.condition.is_none())
+        {
+            out.push(problem(
+                format!("steps[{i}].wait_for.event"),
+                format!(
+                    "`{}` is also in `exit_when`, which ends the enrollment before this wait can take its event path: wait for another event, or give the exit a `where` that this case does not meet",
+                    w.event
+                ),
+            ));
+        }
+    }
 }
 
 /// Where a journey that no event starts reads `event.*` in its messages, its branches or its
@@ -1171,6 +1194,40 @@ steps:
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn a_wait_for_an_event_the_journey_exits_on_is_an_error() {
+        let text = r#"id: wf
+name: WF
+trigger: {event: signed_up}
+exit_when:
+  - event: cancelled
+steps:
+  - id: w
+    wait_for: {event: cancelled, timeout: 1d, on_event: sorry, on_timeout: done}
+  - id: sorry
+    send: {push: {title: Sorry, body: "."}}
+  - id: done
+    exit: true
+"#;
+        let errs = parse("wf.yaml", text).expect_err("unreachable event path");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[0].wait_for.event");
+        assert_eq!(errs[0].line, 8);
+        assert!(
+            errs[0]
+                .message
+                .contains("`cancelled` is also in `exit_when`"),
+            "{}",
+            errs[0]
+        );
+        // An exit with a condition leaves the other cases to the wait.
+        let conditional = text.replace(
+            "  - event: cancelled\n",
+            "  - event: cancelled\n    where: \"event.reason == 'fraud'\"\n",
+        );
+        assert!(parse("wf.yaml", &conditional).is_ok());
     }
 
     #[test]

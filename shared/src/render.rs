@@ -349,7 +349,7 @@ name: "Cart \"abandonment\""
 trigger:
   event: cart_abandoned
 exit_when:
-  - event: order_completed
+  - event: order_cancelled
 goal:
   event: order_completed
   within: 3d
@@ -397,7 +397,7 @@ steps:
         let expected = r##"flowchart TD
     %% cart: Cart "abandonment"
     trigger(["on cart_abandoned"])
-    exit_when>"exit when: order_completed"]
+    exit_when>"exit when: order_cancelled"]
     trigger -.- exit_when
     goal>"goal: order_completed within 3d"]
     trigger -.- goal

@@ -1160,14 +1160,18 @@ steps:
         vec!["2026-12-02T15:00:00Z ann push ask: How was order B?"]
     );
     assert_eq!(
-        facts(&out, "ann", |w| entered(w) || matches!(w, What::Exited { .. })),
+        facts(&out, "ann", |w| entered(w)
+            || matches!(w, What::Exited { .. })),
         vec![
             "2026-12-01T10:00:00Z review/-: entered v1 on order_completed",
             "2026-12-01T15:00:00Z review/wait_1d: exited on order_completed",
             "2026-12-01T15:00:00Z review/-: entered v1 on order_completed",
         ]
     );
-    assert_eq!(refusals(support::entries(&out, "ann")), Vec::<String>::new());
+    assert_eq!(
+        refusals(support::entries(&out, "ann")),
+        Vec::<String>::new()
+    );
 
     // `reentry: never`: B ends the first and says why it starts no second.
     let out = sim(&[&journey.replace("REENTRY", "never")], &script).await;
