@@ -662,6 +662,17 @@ fn validate(j: &Journey) -> Vec<Problem> {
             )),
             _ => {}
         }
+        if let Action::Update(u) = s.action() {
+            for (k, src) in update_templates(u) {
+                if let Err(e) = template::check(src) {
+                    out.push(Problem {
+                        path: format!("{base}.update.set.{k}"),
+                        message: e.message,
+                        template_line: Some(e.line.unwrap_or(1)),
+                    });
+                }
+            }
+        }
         for (field, target) in successors(j, i) {
             if let Some(t) = target {
                 if j.step(&t).is_none() {
@@ -783,6 +794,15 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
         .collect()
 }
 
+/// The `set` values of an update that are templates (rendered when the step runs), by trait.
+fn update_templates(u: &crate::journey::Update) -> impl Iterator<Item = (&str, &str)> {
+    u.set.iter().filter_map(|(k, v)| {
+        v.as_str()
+            .filter(|s| template::is_template(s))
+            .map(|s| (k.as_str(), s))
+    })
+}
+
 /// A `wait_for` whose event is also an unconditional `exit_when` event can never take its event
 /// path: the exit ends the enrollment first. The file would promise a step that never runs.
 fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
@@ -837,6 +857,19 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
             Action::Branch(b) => {
                 for (k, case) in b.cases.iter().enumerate() {
                     conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
+                }
+            }
+            Action::Update(u) => {
+                for (k, src) in update_templates(u) {
+                    for (f, line) in template::event_fields(src) {
+                        if !readable(&f) {
+                            out.push(Problem {
+                                path: format!("steps[{i}].update.set.{k}"),
+                                message: say(&f),
+                                template_line: Some(line),
+                            });
+                        }
+                    }
                 }
             }
             Action::Send(send) => {
@@ -1194,6 +1227,28 @@ steps:
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn an_updates_template_values_are_checked_like_a_messages() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: keep\n    update:\n      set:\n        plan: \"{{ evnt.plan }}\"\n        n: 1\n";
+        let errs = parse("j.yaml", text).expect_err("unknown variable");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[0].update.set.plan");
+        assert_eq!(errs[0].line, 8);
+        assert!(
+            errs[0].message.contains("unknown variable `evnt`"),
+            "{}",
+            errs[0]
+        );
+        assert!(parse("j.yaml", &text.replace("evnt", "event")).is_ok());
+        // On a schedule there is no event to copy from.
+        let scheduled = text.replace("evnt", "event").replace(
+            "trigger: {event: e}",
+            "trigger: {schedule: {cron: \"0 9 * * *\"}}",
+        );
+        let errs = parse("j.yaml", &scheduled).expect_err("event on a schedule");
+        assert_eq!(errs[0].path, "steps[0].update.set.plan");
     }
 
     #[test]

@@ -643,6 +643,7 @@ impl<'a> Run<'a> {
                     current = default_next();
                 }
                 Action::Update(u) => {
+                    let (u, failed) = self.resolve(u);
                     self.profile();
                     if let Some(Value::Object(p)) = self.profile.get_mut() {
                         for (k, v) in &u.set {
@@ -652,14 +653,15 @@ impl<'a> Run<'a> {
                             p.remove(k);
                         }
                     }
-                    self.effects.push(Effect::UpdateProfile(u.clone()));
                     self.log(
                         Some(&id),
                         What::Updated {
                             set: u.set.keys().cloned().collect(),
                             unset: u.unset.clone(),
+                            failed,
                         },
                     );
+                    self.effects.push(Effect::UpdateProfile(u));
                     current = default_next();
                 }
                 Action::Exit => {
@@ -741,16 +743,16 @@ impl<'a> Run<'a> {
         );
     }
 
-    fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
+    /// What templates see at this point of the transition: rendered straight from the profile
+    /// (as this transition's `update` steps left it, if one ran) and the event where a
+    /// template allows it.
+    fn template_context(&self) -> template::Context<'_> {
         let j = self.ctx.journey;
-        let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
-        // Rendered straight from the profile and the event where a template allows it.
-        // The profile as this transition's `update` steps left it, if one ran.
         let traits = match self.profile.get() {
             Some(Value::Object(updated)) => updated,
             _ => &self.ctx.profile.traits,
         };
-        let ctx = template::Context::new(template::Scope {
+        template::Context::new(template::Scope {
             traits,
             profile_user_id: &self.ctx.profile.user_id,
             user_id: &self.enrollment.user_id,
@@ -759,8 +761,48 @@ impl<'a> Run<'a> {
             journey_name: &j.name,
             journey_version: u64::from(self.enrollment.version),
             now: self.ctx.now,
-            unsubscribe_url: unsubscribe_url.as_deref(),
-        });
+            unsubscribe_url: self.ctx.unsubscribe_url,
+        })
+    }
+
+    /// The update with each `set` value written as a template (`"{{ event.plan }}"`) rendered
+    /// to its text; one that cannot be rendered is left out, with why.
+    fn resolve(&self, u: &Update) -> (Update, BTreeMap<String, String>) {
+        let mut failed = BTreeMap::new();
+        if !u
+            .set
+            .values()
+            .any(|v| v.as_str().is_some_and(template::is_template))
+        {
+            return (u.clone(), failed);
+        }
+        let ctx = self.template_context();
+        let mut set = serde_json::Map::new();
+        for (k, v) in &u.set {
+            match v.as_str().filter(|s| template::is_template(s)) {
+                Some(source) => match ctx.render(source, false) {
+                    Ok(text) => {
+                        set.insert(k.clone(), Value::String(text));
+                    }
+                    Err(e) => {
+                        failed.insert(k.clone(), e.message);
+                    }
+                },
+                None => {
+                    set.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let resolved = Update {
+            set,
+            unset: u.unset.clone(),
+        };
+        (resolved, failed)
+    }
+
+    fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
+        let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
+        let ctx = self.template_context();
         let text = |s: &str| ctx.render(s, false);
         let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
             m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()

@@ -2289,7 +2289,15 @@ pub fn describe(w: &What) -> String {
             channel, reason, ..
         } => format!("skipped {channel}: {reason}"),
         What::FellBack { from, to, reason } => format!("fell back from {from} to {to}: {reason}"),
-        What::Updated { .. } => "profile updated".into(),
+        What::Updated { failed, .. } if failed.is_empty() => "profile updated".into(),
+        What::Updated { failed, .. } => format!(
+            "profile updated, but not {}",
+            failed
+                .iter()
+                .map(|(k, why)| format!("`{k}` ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         What::Converted { event } => format!("converted on {event}"),
         What::Exited { event } => format!("exited on {event}"),
         What::Stopped => "exited: the journey was stopped".into(),

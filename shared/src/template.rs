@@ -75,6 +75,12 @@ fn loading_tag(source: &str) -> Option<(&'static str, usize)> {
     None
 }
 
+/// Whether `text` holds template syntax (a `{{ }}`, `{% %}` or `{# #}`): a profile update's
+/// value is rendered only then, and kept as written otherwise.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
 /// Checks a template's syntax and that it uses only variables in [`SCOPE`].
 pub fn check(source: &str) -> Result<(), TemplateError> {
     if let Some((tag, line)) = loading_tag(source) {

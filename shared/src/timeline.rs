@@ -57,10 +57,13 @@ pub enum What {
         to: Channel,
         reason: String,
     },
-    /// Profile traits were changed.
+    /// Profile traits were changed. A `set` value written as a template that could not be
+    /// rendered is left as it was, with why (`failed`: trait -> reason).
     Updated {
         set: Vec<String>,
         unset: Vec<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        failed: BTreeMap<String, String>,
     },
     /// The goal event happened within its window.
     Converted { event: String },
@@ -373,6 +376,7 @@ mod tests {
                 What::Updated {
                     set: vec!["vip".into()],
                     unset: vec![],
+                    failed: BTreeMap::new(),
                 },
             ),
             entry(

@@ -1005,6 +1005,72 @@ steps:
     );
 }
 
+/// A `set` value written as a template takes the event's or the profile's data into the profile
+/// (as text); other values are set as written; one that cannot be rendered is left alone and
+/// the timeline says why.
+#[tokio::test]
+async fn update_renders_a_set_value_written_as_a_template() {
+    let journey = r#"
+id: remember
+name: Remember
+trigger: {event: order_completed}
+steps:
+  - id: keep
+    update:
+      set:
+        last_order: "{{ event.order_id }}"
+        last_order_day: "{{ event.at | date }}"
+        greeting: "Hi {{ profile.first_name | default('there') }}"
+        orders_seen: 1
+        note: "plain text"
+        broken: "{{ event.at | date }}x{{ event.nope | date }}"
+  - id: thanks
+    send: {push: {title: "Order {{ profile.last_order }} of {{ profile.last_order_day }}", body: "{{ profile.greeting }}"}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"first_name":"Ann","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-1","properties":{"order_id":"A-17","at":"2026-12-01T10:00:00Z","nope":"soon"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"a-1"}
+"#;
+    // A later journey reads what the update stored.
+    let later = r#"
+id: later
+name: Later
+trigger: {event: app_opened}
+steps:
+  - id: show
+    send: {push: {title: "{{ profile.last_order }}|{{ profile.greeting }}|{{ profile.orders_seen + 1 }}|{{ profile.note }}|{{ profile.broken }}", body: "."}}
+"#;
+    let out = sim(&[journey, later], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push thanks: Order A-17 of 2026-12-01",
+            "2026-12-01T11:00:00Z ann push show: A-17|Hi Ann|2|plain text|",
+        ]
+    );
+    let updated: Vec<&What> = support::entries(&out, "ann")
+        .into_iter()
+        .map(|e| &e.what)
+        .filter(|w| matches!(w, What::Updated { .. }))
+        .collect();
+    let [What::Updated { set, failed, .. }] = updated.as_slice() else {
+        panic!("one update: {updated:?}");
+    };
+    assert_eq!(
+        set,
+        &[
+            "greeting",
+            "last_order",
+            "last_order_day",
+            "note",
+            "orders_seen"
+        ]
+    );
+    assert_eq!(failed.keys().collect::<Vec<_>>(), ["broken"]);
+    assert!(failed["broken"].contains("is not a time"), "{failed:?}");
+}
+
 #[tokio::test]
 async fn exit_step_ends_the_journey_and_no_later_step_runs() {
     let journey = r#"
