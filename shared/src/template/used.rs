@@ -153,6 +153,27 @@ mod tests {
             .collect()
     }
 
+    proptest::proptest! {
+        /// Any text, however broken (unclosed tags and strings, multi-byte characters, stray
+        /// braces), is read without a panic, and every name found is a word of the text.
+        #[test]
+        fn any_text_is_read_without_panicking(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{{", "}}", "{%", "%}", "{#", "#}", "|", " is ", " not ", "'", "\"", "\\",
+                    "raw", "endraw", "filter", "upper", "x", "é", "🦀", "\n", " ", "-", "+", "{", "}",
+                ]),
+                0..40,
+            )
+        ) {
+            let source = parts.concat();
+            for used in names(&source) {
+                proptest::prop_assert!(source.contains(used.name));
+                proptest::prop_assert!(used.line >= 1 && used.line <= source.lines().count().max(1));
+            }
+        }
+    }
+
     #[test]
     fn filters_and_tests_with_their_lines() {
         use Kind::{Filter, Test};
