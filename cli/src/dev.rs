@@ -495,8 +495,8 @@ async fn ask_running(
     })?;
     if !status.is_success() {
         anyhow::bail!(
-            "the `waymark dev` at {url} refused: {status} {}",
-            String::from_utf8_lossy(&body).trim()
+            "the `waymark dev` at {url} refused: {}",
+            crate::remote::refusal(status, &body)
         );
     }
     Ok(body)

@@ -103,7 +103,7 @@ impl ApiClient {
 }
 
 /// Why the API said no, in a line or a few.
-fn refusal(status: StatusCode, body: &[u8]) -> String {
+pub fn refusal(status: StatusCode, body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return format!("{status}: {}", String::from_utf8_lossy(body).trim());
     };
@@ -336,17 +336,10 @@ pub struct UserView {
     pub timeline: Vec<Entry>,
 }
 
-/// A path segment: anything but unreserved characters percent-encoded (the API decodes it).
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
 pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Result<String> {
     let path = format!(
         "/v1/users/{}",
-        percent_encoding::utf8_percent_encode(user, SEGMENT)
+        percent_encoding::utf8_percent_encode(user, waymark::api::PATH_SEGMENT)
     );
     let (status, body) = client.call(Method::GET, &path, None).await?;
     if !status.is_success() {

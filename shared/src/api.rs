@@ -17,7 +17,7 @@ use crate::queue::{Message, Outbound, QueueName};
 use crate::runtime::{RunError, Runtime};
 
 /// What a user id's path segment percent-encodes: all but unreserved characters (RFC 3986).
-const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -281,14 +281,14 @@ impl Api {
         let mut body = json!({"error": format!("no user `{user}`")});
         if !user.starts_with(event::ANONYMOUS_PREFIX) {
             let anonymous = format!("{}{user}", event::ANONYMOUS_PREFIX);
-            if let Ok(v) = self.runtime.user(&anonymous).await {
-                if v.profile.is_some() || !v.enrollments.is_empty() {
-                    let path: String =
-                        percent_encoding::utf8_percent_encode(&anonymous, PATH_SEGMENT).collect();
-                    body["hint"] = json!(format!(
-                        "events sent with anonymousId `{user}` are kept under the user `{anonymous}`: GET /v1/users/{path}"
-                    ));
-                }
+            // An anonymous user's first event wrote its profile: one read, not the partition.
+            let key = crate::runtime::profile_key(&anonymous);
+            if let Ok(Some(_)) = self.runtime.store.get(&key).await {
+                let path: String =
+                    percent_encoding::utf8_percent_encode(&anonymous, PATH_SEGMENT).collect();
+                body["hint"] = json!(format!(
+                    "events sent with anonymousId `{user}` are kept under the user `{anonymous}`: GET /v1/users/{path}"
+                ));
             }
         }
         reply(StatusCode::NOT_FOUND, &body)

@@ -803,6 +803,33 @@ fn update_templates(u: &crate::journey::Update) -> impl Iterator<Item = (&str, &
     })
 }
 
+/// Every template text a step renders, by its path below the step: each field of its message
+/// and of the fallbacks (`send.fallback.email.text`), and each update value that is a template
+/// (`update.set.plan`).
+fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    match step.action() {
+        Action::Send(send) => {
+            let mut base = String::from("send");
+            let mut next = Some(send);
+            while let Some(send) = next {
+                if let Some(t) = send.template() {
+                    for (field, src) in template_sources(t) {
+                        out.push((format!("{base}.{}.{field}", t.channel()), src));
+                    }
+                }
+                next = send.fallback.as_deref();
+                base.push_str(".fallback");
+            }
+        }
+        Action::Update(u) => {
+            out.extend(update_templates(u).map(|(k, src)| (format!("update.set.{k}"), src)));
+        }
+        _ => {}
+    }
+    out
+}
+
 /// A `wait_for` whose event is also an unconditional `exit_when` event can never take its event
 /// path: the exit ends the enrollment first. The file would promise a step that never runs.
 fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
@@ -853,47 +880,21 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
         }
     }
     for (i, step) in j.steps.iter().enumerate() {
-        match step.action() {
-            Action::Branch(b) => {
-                for (k, case) in b.cases.iter().enumerate() {
-                    conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
+        if let Action::Branch(b) = step.action() {
+            for (k, case) in b.cases.iter().enumerate() {
+                conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
+            }
+        }
+        for (path, src) in step_templates(step) {
+            for (f, line) in template::event_fields(src) {
+                if !readable(&f) {
+                    out.push(Problem {
+                        path: format!("steps[{i}].{path}"),
+                        message: say(&f),
+                        template_line: Some(line),
+                    });
                 }
             }
-            Action::Update(u) => {
-                for (k, src) in update_templates(u) {
-                    for (f, line) in template::event_fields(src) {
-                        if !readable(&f) {
-                            out.push(Problem {
-                                path: format!("steps[{i}].update.set.{k}"),
-                                message: say(&f),
-                                template_line: Some(line),
-                            });
-                        }
-                    }
-                }
-            }
-            Action::Send(send) => {
-                let mut base = format!("steps[{i}].send");
-                let mut next = Some(send);
-                while let Some(send) = next {
-                    if let Some(t) = send.template() {
-                        for (field, src) in template_sources(t) {
-                            for (f, line) in template::event_fields(src) {
-                                if !readable(&f) {
-                                    out.push(Problem {
-                                        path: format!("{base}.{}.{field}", t.channel()),
-                                        message: say(&f),
-                                        template_line: Some(line),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    next = send.fallback.as_deref();
-                    base.push_str(".fallback");
-                }
-            }
-            _ => {}
         }
     }
     for (path, c) in conditions {

@@ -97,7 +97,13 @@ pub fn mermaid(j: &Journey) -> String {
                     d.edge(
                         &from,
                         &to,
-                        Some(&format!("{name} {}%", share(p.weight, total, rest))),
+                        Some(&format!(
+                            "{name} {}%",
+                            percent(
+                                u64::from(p.weight) * u64::from(rest),
+                                u64::from(total) * 100
+                            )
+                        )),
                     );
                 }
                 if let Some(h) = s.holdout.filter(|h| *h > 0) {
@@ -248,7 +254,7 @@ fn action_label(step: &Step) -> String {
             let parts: Vec<String> = s
                 .paths
                 .iter()
-                .map(|p| percent(p.weight, total).to_string())
+                .map(|p| percent(u64::from(p.weight), u64::from(total)).to_string())
                 .collect();
             let mut l = format!("split {}", parts.join("/"));
             if let Some(h) = s.holdout.filter(|h| *h > 0) {
@@ -290,20 +296,12 @@ fn send_label(s: &Send) -> String {
     l
 }
 
-/// `weight`'s share of `total`, as a whole percentage of `rest` percent.
-fn share(weight: u32, total: u32, rest: u32) -> u64 {
+/// `weight` as a whole percentage of `total`, rounded.
+fn percent(weight: u64, total: u64) -> u64 {
     if total == 0 {
         return 0;
     }
-    let (scaled, total) = (u64::from(weight) * u64::from(rest), u64::from(total) * 100);
-    (scaled * 100 + total / 2) / total
-}
-
-fn percent(weight: u32, total: u32) -> u32 {
-    if total == 0 {
-        return 0;
-    }
-    ((u64::from(weight) * 100 + u64::from(total) / 2) / u64::from(total)) as u32
+    (weight * 100 + total / 2) / total
 }
 
 fn shorten(s: &str, max: usize) -> String {

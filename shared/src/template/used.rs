@@ -36,8 +36,7 @@ pub fn names(source: &str) -> Vec<Used<'_>> {
                 let close = if bytes[i + 1] == b'{' { "}}" } else { "%}" };
                 let end = tag(source, i + 2, close, &mut out);
                 // `{% raw %}` ... `{% endraw %}`: nothing inside is a tag.
-                let body = source[i + 2..end.min(source.len())]
-                    .trim_matches(['-', '+', ' ', '\t', '\n', '\r']);
+                let body = tag_body(&source[i + 2..end.min(source.len())]);
                 i = end + close.len();
                 if close == "%}" && body == "raw" {
                     i = raw_end(source, i);
@@ -47,6 +46,11 @@ pub fn names(source: &str) -> Vec<Used<'_>> {
         }
     }
     out
+}
+
+/// A tag's text without its whitespace control and spaces (`- raw +` -> `raw`).
+fn tag_body(text: &str) -> &str {
+    text.trim_matches(['-', '+', ' ', '\t', '\n', '\r'])
 }
 
 fn find(source: &str, from: usize, what: &str) -> Option<usize> {
@@ -60,7 +64,7 @@ fn raw_end(source: &str, from: usize) -> usize {
         let Some(close) = find(source, open + 2, "%}") else {
             break;
         };
-        if source[open + 2..close].trim_matches(['-', '+', ' ', '\t', '\n', '\r']) == "endraw" {
+        if tag_body(&source[open + 2..close]) == "endraw" {
             return close + 2;
         }
         at = open + 2;
