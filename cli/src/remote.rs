@@ -376,6 +376,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 Status::Exited => "exited".into(),
                 Status::Completed => "completed".into(),
                 Status::HeldOut => "held out".into(),
+                Status::Merged => "merged".into(),
             };
             let ended = match (e.ended_at, e.end_reason.as_deref()) {
                 // "completed, at ...: completed" says it twice.

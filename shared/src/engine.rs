@@ -114,6 +114,10 @@ pub enum Effect {
     Cancel { seq: u64, at: Timestamp },
     /// Change the user's profile traits.
     UpdateProfile(Update),
+    /// Go on as this enrollment, under the user an anonymous user turned out to be (see
+    /// [`merge`]): it is written there, unless that user has an enrollment of the journey that
+    /// is active, and its wake-up is scheduled there.
+    Move(Box<Enrollment>),
 }
 
 /// The result of one engine call.
@@ -247,6 +251,58 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
             run.go(next);
         }
     }
+    Some(run.finish())
+}
+
+/// The anonymous user of `enrollment` turned out to be `into` (an event carried both ids).
+/// With `goes_on`, the enrollment goes on as `into`'s: this one ends, and the effects carry its
+/// continuation ([`Effect::Move`]: the same id, step and wake-up time), so that it is
+/// active under one user at a time. Without (`into` is in the journey already), it ends, and
+/// its wait is cancelled. `None` when it has ended already.
+pub fn merge(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    into: &str,
+    goes_on: bool,
+) -> Option<Transition> {
+    if !enrollment.is_active() {
+        return None;
+    }
+    let mut run = Run::new(ctx, resumed(enrollment));
+    let step = run.enrollment.step.clone();
+    let what = What::Merged {
+        from: enrollment.user_id.to_string(),
+        into: into.to_string(),
+        ended: !goes_on,
+    };
+    if goes_on {
+        let mut next = resumed(enrollment);
+        next.user_id = Arc::from(into);
+        next.carried.clear();
+        // A visit of its own, so that its wake-up is another message than the one cancelled
+        // here (a timer is keyed by the message: a repeated cancel must not reach the new one).
+        next.seq += 1;
+        if let Some(p) = next.pending.as_mut() {
+            p.seq = next.seq;
+        }
+        // The wake-up it had here is not wanted here any more; the continuation has its own.
+        if let Some(p) = run.enrollment.pending.take() {
+            run.effects.push(Effect::Cancel {
+                seq: p.seq,
+                at: p.at,
+            });
+        }
+        run.effects.push(Effect::Move(Box::new(next)));
+        run.enrollment.status = Status::Merged;
+        run.enrollment.end_reason = Some(format!("goes on as {into}"));
+    } else {
+        run.cancel_pending(&step, "merged");
+        run.enrollment.status = Status::Exited;
+        run.enrollment.end_reason = Some(format!("{into} is in this journey already"));
+    }
+    run.enrollment.ended_at = Some(ctx.now);
+    run.enrollment.waiting_for = None;
+    run.log(Some(&step), what);
     Some(run.finish())
 }
 

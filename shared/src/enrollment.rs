@@ -19,6 +19,8 @@ pub enum Status {
     Completed,
     /// Held out by a split: receives nothing.
     HeldOut,
+    /// An anonymous user's enrollment that went on under the user it turned out to be.
+    Merged,
 }
 
 /// What a due wake-up does.

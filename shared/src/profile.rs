@@ -48,6 +48,14 @@ pub struct Profile {
     /// rather than one per event.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub inactivity_checks: SmallMap<String, Timestamp>,
+    /// On an identified user: the anonymous ids (`anonymousId`) it was seen with, each merged
+    /// into it once (see [`Profile::absorb`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_ids: Vec<String>,
+    /// On an anonymous user (`anon:<id>`): the user it turned out to be. Its later events are
+    /// that user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 /// Where a message goes.
@@ -210,6 +218,51 @@ impl Profile {
         if list.len() > HISTORY_PER_EVENT {
             let extra = list.len() - HISTORY_PER_EVENT;
             list.drain(..extra);
+        }
+    }
+
+    /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
+    /// this profile lacks or set earlier (newer wins, as with `identify`), push devices it does
+    /// not have, suppressions, and the event history (for `repeated` and `inactive` triggers).
+    /// Idempotent, as [`Profile::apply`] is.
+    pub fn absorb(&mut self, anonymous: &Profile) {
+        for (k, v) in &anonymous.traits {
+            let theirs = anonymous.trait_times.get(k);
+            let newer = match (self.traits.contains_key(k), self.trait_times.get(k), theirs) {
+                (false, ..) => true,
+                (true, Some(mine), Some(theirs)) => theirs > mine,
+                _ => false,
+            };
+            if newer {
+                self.traits.insert(k.clone(), v.clone());
+                if let Some(t) = theirs {
+                    self.trait_times.insert(k.clone(), *t);
+                }
+            }
+        }
+        for d in &anonymous.devices {
+            if !self.devices.iter().any(|x| x.token == d.token) {
+                self.devices.push(d.clone());
+            }
+        }
+        for (channel, why) in anonymous.suppressed.iter() {
+            if !self.suppressed.contains_key(channel) {
+                self.suppressed.insert(*channel, why.clone());
+            }
+        }
+        for (event, seen) in anonymous.history.iter() {
+            let list = self.history.get_or_insert_default(event.clone());
+            for (at, id) in seen {
+                if list.iter().any(|(_, x)| x == id) {
+                    continue;
+                }
+                let i = list.iter().position(|(t, _)| t > at).unwrap_or(list.len());
+                list.insert(i, (*at, id.clone()));
+            }
+            if list.len() > HISTORY_PER_EVENT {
+                let extra = list.len() - HISTORY_PER_EVENT;
+                list.drain(..extra);
+            }
         }
     }
 

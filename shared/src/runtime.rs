@@ -538,6 +538,10 @@ impl Runtime {
                     return Ok(());
                 }
                 let profile = self.load_profile(user_id).await?.0;
+                if profile.merged_into.is_some() {
+                    // An anonymous user that turned out to be someone: that user enters.
+                    return Ok(());
+                }
                 let Some(p) = self.catalog.latest(journey).await? else {
                     return Err(RunError::Poison(format!(
                         "journey `{journey}` is not published"
@@ -584,6 +588,10 @@ impl Runtime {
                     return Ok(());
                 };
                 let profile = self.load_profile(user_id).await?.0;
+                if profile.merged_into.is_some() {
+                    // Its activity is the identified user's now, who has checks of their own.
+                    return Ok(());
+                }
                 // Active since: look again that long after the latest activity (the activity
                 // armed no check of its own while this one was pending).
                 if let Some(last) = profile.last_of(&i.events).filter(|t| t > since) {
@@ -897,10 +905,28 @@ impl Runtime {
             None => Vec::new(),
         };
         let now = self.now();
-        let profile = self
+        // An anonymous user that turned out to be someone: the event is theirs.
+        let merged_into = std::sync::Mutex::new(None);
+        // An identified user seen with an anonymous id for the first time: merged below.
+        let unmerged = std::sync::atomic::AtomicBool::new(false);
+        let anonymous_id = e
+            .anonymous_id
+            .as_deref()
+            .filter(|_| !user.starts_with(crate::event::ANONYMOUS_PREFIX));
+        let mut profile = self
             .update_profile_with(
                 user,
                 |p| {
+                    if let Some(into) = &p.merged_into {
+                        if let Ok(mut m) = merged_into.lock() {
+                            *m = Some(into.clone());
+                        }
+                        return;
+                    }
+                    if let Some(a) = anonymous_id {
+                        let seen = p.anonymous_ids.iter().any(|x| x == a);
+                        unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
+                    }
                     p.apply(e);
                     // The latest activity arms a check unless one is pending already (that one
                     // will look again from the latest activity when it is due).
@@ -919,6 +945,17 @@ impl Runtime {
                 e.kind == Kind::Identify,
             )
             .await?;
+        if let Some(into) = merged_into.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            tracing::debug!(user, into, message_id = %e.message_id, "event of a merged anonymous user");
+            let theirs = Event {
+                user_id: into,
+                ..e.clone()
+            };
+            return Box::pin(self.apply_event(&theirs)).await;
+        }
+        if let (Some(a), true) = (anonymous_id, unmerged.into_inner()) {
+            profile = self.merge_anonymous(&profile, a, &e.message_id).await?;
+        }
         if e.kind == Kind::Identify {
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.
             if let Some(phone) = e.traits.get("phone").and_then(Value::as_str) {
@@ -1074,6 +1111,146 @@ impl Runtime {
         Ok(())
     }
 
+    /// The anonymous user `anon:<anonymous_id>` turned out to be `user` (an event carried both
+    /// ids, for the first time): the anonymous profile is marked (its later events are `user`'s),
+    /// its active enrollments go on as `user`'s ([`engine::merge`]; one that `user` is in
+    /// already ends), and what it knew is taken into `user`'s profile, which then lists the
+    /// anonymous id, so the next event with both ids does nothing of this. Each step is
+    /// idempotent, so a message that comes again finishes what a crash interrupted. An anonymous
+    /// id merged into someone else before stays theirs. Returns `user`'s profile.
+    async fn merge_anonymous(
+        &self,
+        profile: &Profile,
+        anonymous_id: &str,
+        cause: &str,
+    ) -> Result<Arc<Profile>, RunError> {
+        let user = profile.user_id.as_str();
+        let anon = join(&[crate::event::ANONYMOUS_PREFIX, anonymous_id]);
+        let theirs = self
+            .update_profile(&anon, |p| {
+                if p.merged_into.is_none() {
+                    p.merged_into = Some(user.to_string());
+                }
+            })
+            .await?;
+        let ours = theirs.merged_into.as_deref() == Some(user);
+        if ours {
+            let mine = self.load_enrollments(user).await?;
+            for (j, l) in self.load_enrollments(&anon).await? {
+                let active = l.enrollment.is_active();
+                let (l, _) = self.settle_for(l, cause, active).await?;
+                if !active {
+                    continue;
+                }
+                let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
+                    tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
+                    continue;
+                };
+                let goes_on = !mine.get(&j).is_some_and(|m| m.enrollment.is_active());
+                let now = self.now();
+                let ctx = Ctx {
+                    journey: &p.journey,
+                    version: p.version,
+                    profile,
+                    now,
+                    unsubscribe_url: None,
+                };
+                // The user did the journey's exit event since the anonymous user's trigger (the
+                // order placed from another device): the enrollment exits rather than go on.
+                let exit = late_exit(&p.journey, profile, l.enrollment.trigger.at, cause, now)
+                    .filter(|_| goes_on)
+                    .and_then(|late| engine::on_event(&ctx, &l.enrollment, &late));
+                if let Some(t) = exit {
+                    let committed = self.commit(t, cause, Some(&l), true).await?;
+                    self.settle_for(committed, cause, false).await?;
+                    continue;
+                }
+                if let Some(t) = engine::merge(&ctx, &l.enrollment, user, goes_on) {
+                    let committed = self.commit(t, cause, Some(&l), false).await?;
+                    self.settle_for(committed, cause, false).await?;
+                }
+            }
+            tracing::info!(user, anonymous = %anon, "anonymous user merged");
+        } else {
+            tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");
+        }
+        self.update_profile(user, |p| {
+            if !p.anonymous_ids.iter().any(|x| x == anonymous_id) {
+                if ours {
+                    p.absorb(&theirs);
+                }
+                p.anonymous_ids.push(anonymous_id.to_string());
+            }
+        })
+        .await
+    }
+
+    /// Writes the continuation of a merged anonymous user's enrollment under the user it turned
+    /// out to be ([`Effect::Move`]) and schedules its wake-up, unless that user is active in the
+    /// journey (then it is dropped: one enrollment at a time). Safe to repeat: a continuation
+    /// written already is only settled (its wake-up scheduled, if a crash came first).
+    async fn move_in(&self, next: &Enrollment, from: &str, cause: &str) -> Result<(), RunError> {
+        let prev = match self
+            .store
+            .get(&enrollment_key(&next.user_id, &next.journey))
+            .await?
+        {
+            Some(r) => Some(Loaded::read(&r)?),
+            None => None,
+        };
+        if let Some(l) = prev {
+            if l.enrollment.id == next.id {
+                // Moved in before: perform what it still owes (its wake-up), nothing more.
+                self.settle_for(l, cause, false).await?;
+                return Ok(());
+            }
+            if l.enrollment.is_active() {
+                tracing::warn!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
+                return Ok(());
+            }
+            return self.write_moved(next, from, cause, Some(&l)).await;
+        }
+        self.write_moved(next, from, cause, None).await
+    }
+
+    /// [`Runtime::move_in`]'s write: the continuation, owing its wake-up, over `prev` (an ended
+    /// enrollment of the journey) or where there was none.
+    async fn write_moved(
+        &self,
+        next: &Enrollment,
+        from: &str,
+        cause: &str,
+        prev: Option<&Loaded>,
+    ) -> Result<(), RunError> {
+        let effects = next
+            .pending
+            .map(|p| Effect::Wake {
+                seq: p.seq,
+                at: p.at,
+            })
+            .into_iter()
+            .collect();
+        let timeline = vec![Entry {
+            at: self.now(),
+            journey: next.journey.clone(),
+            enrollment: next.id.clone(),
+            step: Some(Arc::from(next.step.as_str())),
+            what: What::Merged {
+                from: from.to_string(),
+                into: next.user_id.to_string(),
+                ended: false,
+            },
+        }];
+        let t = Transition {
+            enrollment: next.clone(),
+            effects,
+            timeline,
+        };
+        let committed = self.commit(t, cause, prev, false).await?;
+        self.settle_for(committed, cause, false).await?;
+        Ok(())
+    }
+
     fn unsubscribe_url(&self, user: &str, journey: &str) -> Option<String> {
         let (base, signer) = (
             self.config.public_url.as_ref()?,
@@ -1173,25 +1350,7 @@ impl Runtime {
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
         // An exit that happened after the trigger but was applied before it (events out of order).
-        if let Some((m, exit_at)) = j
-            .exit_when
-            .iter()
-            .filter(|m| m.condition.is_none())
-            .find_map(|m| profile.seen_after(&m.event, trigger_at).map(|t| (m, t)))
-        {
-            let late = Event {
-                kind: Kind::Track,
-                message_id: format!("{cause}:late-exit"),
-                user_id: profile.user_id.clone(),
-                anonymous_id: None,
-                event: Some(m.event.clone()),
-                properties: Default::default(),
-                traits: Default::default(),
-                context: Default::default(),
-                // When the exit happened (after the trigger), whatever this worker's clock says.
-                timestamp: exit_at,
-                received_at: now,
-            };
+        if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {
             if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {
                 // Nothing the entry scheduled may go out: keep only the exit's own effects.
                 let mut timeline = t.timeline;
@@ -1375,6 +1534,7 @@ impl Runtime {
                 }
                 Effect::Wake { seq, at } => self.schedule(wake(*seq, *at), *at).await?,
                 Effect::Cancel { seq, at } => self.cancel_timer(&wake(*seq, *at), *at).await?,
+                Effect::Move(next) => Box::pin(self.move_in(next, u.user, u.cause)).await?,
                 Effect::UpdateProfile(up) => {
                     self.update_profile(u.user, |p| {
                         for (k, v) in &up.set {
@@ -2134,6 +2294,9 @@ impl Runtime {
             let Ok(profile) = r.parse_shared::<Profile>() else {
                 continue;
             };
+            if profile.merged_into.is_some() {
+                continue;
+            }
             if s.timezone == "user" {
                 let tz = profile
                     .timezone()
@@ -2227,13 +2390,41 @@ impl Runtime {
 
     /// The profile, enrollments and timeline of a user.
     pub async fn user(&self, user: &str) -> Result<UserView, RunError> {
-        let records = self.store.query(&format!("U#{user}"), "").await?;
         let mut view = UserView {
             profile: None,
             enrollments: Vec::new(),
             timeline: Vec::new(),
         };
-        for r in records {
+        self.read_user_into(user, &mut view).await?;
+        // What happened to the anonymous users it turned out to be, before they were merged.
+        let anonymous: Vec<String> = view
+            .profile
+            .as_ref()
+            .map(|p| p.anonymous_ids.clone())
+            .unwrap_or_default();
+        for a in anonymous {
+            let mut theirs = UserView {
+                profile: None,
+                enrollments: Vec::new(),
+                timeline: Vec::new(),
+            };
+            let anon = join(&[crate::event::ANONYMOUS_PREFIX, &a]);
+            self.read_user_into(&anon, &mut theirs).await?;
+            if theirs
+                .profile
+                .is_some_and(|p| p.merged_into.as_deref() == Some(user))
+            {
+                view.enrollments.extend(theirs.enrollments);
+                view.timeline.extend(theirs.timeline);
+            }
+        }
+        view.timeline.sort_by_key(|e| e.at);
+        Ok(view)
+    }
+
+    /// Adds one user's partition (profile, enrollments, timeline) to `view`.
+    async fn read_user_into(&self, user: &str, view: &mut UserView) -> Result<(), RunError> {
+        for r in self.store.query(&user_partition(user), "").await? {
             match r.key.sk.split('#').next() {
                 Some("P") => view.profile = Some(r.parse()?),
                 Some("E") => {
@@ -2251,22 +2442,64 @@ impl Runtime {
                 _ => {}
             }
         }
-        view.timeline.sort_by_key(|e| e.at);
-        Ok(view)
+        Ok(())
     }
 
     /// The in-app messages of a user, newest first.
     pub async fn inbox(&self, user: &str) -> Result<Vec<InboxItem>, RunError> {
-        let mut items: Vec<InboxItem> = self
-            .store
-            .query(&format!("U#{user}"), "I#")
-            .await?
-            .iter()
-            .map(Record::parse)
-            .collect::<Result<_, _>>()?;
+        let mut users = vec![user.to_string()];
+        // In-app messages sent to the anonymous users it turned out to be.
+        if let Some(r) = self.store.get(&profile_key(user)).await? {
+            let p: Arc<Profile> = r.parse_shared()?;
+            for a in &p.anonymous_ids {
+                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+                let Some(r) = self.store.get(&profile_key(&anon)).await? else {
+                    continue;
+                };
+                // Seen with this user, but merged into someone else before.
+                if r.parse_shared::<Profile>()?.merged_into.as_deref() == Some(user) {
+                    users.push(anon);
+                }
+            }
+        }
+        let mut items: Vec<InboxItem> = Vec::new();
+        for u in &users {
+            for r in self.store.query(&user_partition(u), "I#").await? {
+                items.push(r.parse()?);
+            }
+        }
         items.sort_by_key(|i| std::cmp::Reverse(i.at));
         Ok(items)
     }
+}
+
+/// An unconditional exit event of `j` that `profile` did after `since` (the trigger of an
+/// enrollment it is being given), as an event to apply to that enrollment: its exit came first.
+fn late_exit(
+    j: &Journey,
+    profile: &Profile,
+    since: Timestamp,
+    cause: &str,
+    now: Timestamp,
+) -> Option<Event> {
+    let (m, exit_at) = j
+        .exit_when
+        .iter()
+        .filter(|m| m.condition.is_none())
+        .find_map(|m| profile.seen_after(&m.event, since).map(|t| (m, t)))?;
+    Some(Event {
+        kind: Kind::Track,
+        message_id: join(&[cause, ":late-exit"]),
+        user_id: profile.user_id.clone(),
+        anonymous_id: None,
+        event: Some(m.event.clone()),
+        properties: Default::default(),
+        traits: Default::default(),
+        context: Default::default(),
+        // When the exit happened (after the trigger), whatever this worker's clock says.
+        timestamp: exit_at,
+        received_at: now,
+    })
 }
 
 fn log_refusals(user: &str, refusals: &[Entry]) {
@@ -2303,6 +2536,14 @@ pub fn describe(w: &What) -> String {
         What::Stopped => "exited: the journey was stopped".into(),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),
+        What::Merged {
+            from,
+            into,
+            ended: false,
+        } => format!("{from} turned out to be {into}: goes on as {into}"),
+        What::Merged { from, into, .. } => {
+            format!("{from} turned out to be {into}, who is in this journey already: ended")
+        }
         What::NotEntered {
             trigger, reason, ..
         } => format!("not entered on {trigger}: {reason}"),

@@ -75,6 +75,15 @@ pub enum What {
     Completed,
     /// Held out by a split.
     HeldOut,
+    /// The anonymous user `from` turned out to be `into` (an event carried both ids): the
+    /// enrollment goes on as `into`'s, or, when `into` was in the journey already (`ended`),
+    /// it ends here (counted as an exit).
+    Merged {
+        from: String,
+        into: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ended: bool,
+    },
     /// Did the journey's trigger but did not enter, and why: `condition` (its `where` was
     /// false), `enrolled` (in the journey already), `reentry` (its `reentry` rule), `closed`
     /// or `stopped` (the journey's status).
@@ -115,13 +124,15 @@ impl What {
             What::Sent { channel } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
             What::Converted { .. } => Fact::Converted,
-            What::Exited { .. } | What::Stopped => Fact::Exited,
+            What::Exited { .. } | What::Stopped | What::Merged { ended: true, .. } => Fact::Exited,
             What::Completed => Fact::Completed,
             What::HeldOut => Fact::HeldOut,
             What::Branched { .. }
             | What::Split { .. }
             | What::FellBack { .. }
             | What::Updated { .. }
+            // The enrollment goes on under the identified user: nothing ends or starts.
+            | What::Merged { ended: false, .. }
             // Kept with the event that was refused, not in the folded timeline.
             | What::NotEntered { .. } => Fact::Uncounted,
         }
@@ -219,7 +230,10 @@ pub fn most_counters(entries: &[Entry]) -> usize {
     entries
         .iter()
         .map(|e| {
-            if matches!(e.what, What::Exited { .. } | What::Stopped) {
+            if matches!(
+                e.what,
+                What::Exited { .. } | What::Stopped | What::Merged { ended: true, .. }
+            ) {
                 2
             } else {
                 1
@@ -305,6 +319,7 @@ mod tests {
             What::HeldOut => 13,
             What::Stopped => 14,
             What::NotEntered { .. } => 15,
+            What::Merged { .. } => 16,
         }
     }
 
@@ -395,6 +410,22 @@ mod tests {
             entry(None, What::HeldOut),
             entry(Some("push"), What::Stopped),
             entry(
+                Some("wait"),
+                What::Merged {
+                    from: "anon:d1".into(),
+                    into: "u1".into(),
+                    ended: false,
+                },
+            ),
+            entry(
+                Some("email"),
+                What::Merged {
+                    from: "anon:d2".into(),
+                    into: "u1".into(),
+                    ended: true,
+                },
+            ),
+            entry(
                 None,
                 What::NotEntered {
                     trigger: "cart_abandoned".into(),
@@ -405,7 +436,7 @@ mod tests {
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 16, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 17, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
@@ -418,7 +449,16 @@ mod tests {
             Some(&1),
             "stopped counts as exited"
         );
-        assert_eq!(j.get("exited"), Some(&2));
+        assert_eq!(
+            j.get("step.email.exited"),
+            Some(&1),
+            "merged into a user in the journey already counts as exited"
+        );
+        assert_eq!(
+            j.get("exited"),
+            Some(&3),
+            "a merge that goes on ends nothing"
+        );
         assert_eq!(
             j.get("step.wait.waiting"),
             None,

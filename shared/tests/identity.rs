@@ -1,0 +1,437 @@
+//! Identity: an anonymous user (events with `anonymousId` only) who turns out to be a known user
+//! (an event with both `userId` and that `anonymousId`, as Segment's clients send after a
+//! login) is merged into them: the journeys they are in go on under the user, what the
+//! anonymous profile knew joins the user's, and later anonymous-only events are the user's.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use support::{at, example_journey, tick, Harness};
+use waymark::enrollment::Status;
+use waymark::outbox::OutboxSender;
+use waymark::runtime::{Config, Runtime};
+use waymark::simulate::DelayQueue;
+use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
+use waymark::timeline::What;
+
+/// An anonymous shopper abandons a cart at 10:00 (the push at 10:30 finds no device), logs in
+/// at 11:00, and gets the 14:30 email as the user they turned out to be.
+const ANONYMOUS_CART: &str = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"device-1","event":"cart_abandoned","messageId":"cart-1","properties":{"cart_id":"c-1","total":89.9,"currency":"EUR","items":[{"name":"Trail shoes","price":79.9,"stock":3}]}}
+"#;
+const LOGIN: &str = r#"
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"device-1","messageId":"login-1","traits":{"email":"ann@example.com","first_name":"Ann"}}
+"#;
+const EMAIL: &str =
+    "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone: items in your cart are running low";
+
+async fn cart() -> Harness {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(&example_journey("cart_abandonment")).await;
+    h
+}
+
+/// A counter that may be left out (a fold leaves out counters that add up to nothing).
+fn waiting(s: &std::collections::BTreeMap<String, i64>, name: &str) -> i64 {
+    s.get(name).copied().unwrap_or(0)
+}
+
+/// The journey's counters once every timeline record is folded.
+async fn stats(h: &Harness, journey: &str) -> std::collections::BTreeMap<String, i64> {
+    h.rt.fold_stats().await.expect("fold");
+    h.rt.stats(journey).await.expect("stats")
+}
+
+#[tokio::test]
+async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_user() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    h.play(LOGIN).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+    let email = h.lines.lock().expect("lines")[0].clone();
+    assert_eq!(
+        serde_json::to_value(&email.to).expect("json"),
+        json!("ann@example.com")
+    );
+
+    // The user's view tells the whole story, the anonymous part included.
+    let view = h.rt.user("ann").await.expect("user");
+    let profile = view.profile.as_ref().expect("profile");
+    assert_eq!(profile.anonymous_ids, ["device-1"]);
+    let story: Vec<String> = view
+        .timeline
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.step.as_deref().unwrap_or("-"),
+                waymark::runtime::describe(&e.what)
+            )
+        })
+        .collect();
+    for want in [
+        "- entered v1 on cart_abandoned",
+        "push_reminder skipped push: no_address",
+        "wait_4h anon:device-1 turned out to be ann: goes on as ann",
+        "low_stock_email sent email",
+        "low_stock_email completed",
+    ] {
+        assert!(
+            story.iter().any(|s| s == want),
+            "{want:?} not in {story:#?}"
+        );
+    }
+    let states: Vec<(String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.user_id.to_string(), e.status))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("ann".to_string(), Status::Completed),
+            ("anon:device-1".to_string(), Status::Merged)
+        ]
+    );
+    // One enrollment all told: entered once, waited, completed once, none still waiting.
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    assert_eq!(s.get("exited").copied().unwrap_or(0), 0, "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_30m.waiting"), 0, "{s:?}");
+}
+
+#[tokio::test]
+async fn a_merged_anonymous_ids_later_events_are_the_users() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    h.play(LOGIN).await;
+    // The order is placed from the same browser, with the anonymous id only: it is ann's order,
+    // so her journey ends (and converts) and the email does not go out.
+    h.play(r#"{"at":"2026-12-01T12:00:00Z","type":"track","anonymousId":"device-1","event":"order_completed","messageId":"order-1","properties":{"total":89.9}}"#)
+        .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    let ann = view
+        .enrollments
+        .iter()
+        .find(|e| &*e.user_id == "ann")
+        .expect("ann's enrollment");
+    assert_eq!(ann.status, Status::Exited);
+    assert!(ann.converted_at.is_some());
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+    assert_eq!(s.get("exited"), Some(&1), "{s:?}");
+    // The anonymous user got no order of its own.
+    let anon = h.rt.user("anon:device-1").await.expect("anon");
+    let p = anon.profile.expect("anonymous profile");
+    assert_eq!(p.merged_into.as_deref(), Some("ann"));
+    assert!(p.history.get("order_completed").is_none());
+}
+
+#[tokio::test]
+async fn an_order_the_user_placed_elsewhere_before_logging_in_ends_the_anonymous_cart() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    // ann orders from her phone (logged in there) at 10:20, and logs in on the laptop at 11:00.
+    h.play(r#"{"at":"2026-12-01T10:20:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"order-1"}"#)
+        .await;
+    h.play(LOGIN).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        Vec::<String>::new(),
+        "no reminder of a cart she ordered"
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let states: Vec<(String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.user_id.to_string(), e.status))
+        .collect();
+    assert_eq!(states, [("anon:device-1".to_string(), Status::Exited)]);
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("exited"), Some(&1), "{s:?}");
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+}
+
+#[tokio::test]
+async fn a_user_already_in_the_journey_keeps_theirs_and_the_anonymous_one_ends() {
+    let h = cart().await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","first_name":"Ann","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"cart-ann","properties":{"cart_id":"c-9","total":20,"currency":"EUR","items":[{"name":"Cap","price":20,"stock":9}]}}
+{"at":"2026-12-01T10:05:00Z","type":"track","anonymousId":"device-2","event":"cart_abandoned","messageId":"cart-anon","properties":{"cart_id":"c-10","total":30,"currency":"EUR","items":[{"name":"Belt","price":30,"stock":9}]}}
+{"at":"2026-12-01T10:40:00Z","type":"track","userId":"ann","anonymousId":"device-2","event":"page_viewed","messageId":"page-1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    // ann's own journey only: one push, one email. The anonymous one's push went nowhere (no
+    // device) and its email never comes.
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:30:00Z ann push push_reminder: You left something in your cart",
+            "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
+        ]
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let anon = view
+        .enrollments
+        .iter()
+        .find(|e| &*e.user_id == "anon:device-2")
+        .expect("the anonymous enrollment, in ann's view");
+    assert_eq!(anon.status, Status::Exited);
+    assert_eq!(
+        anon.end_reason.as_deref(),
+        Some("ann is in this journey already")
+    );
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("entered"), Some(&2), "{s:?}");
+    assert_eq!(s.get("exited"), Some(&1), "{s:?}");
+    assert_eq!(s.get("step.wait_4h.exited"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+}
+
+#[tokio::test]
+async fn what_the_anonymous_user_did_counts_for_the_users_triggers() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(
+        r#"
+id: upsell
+name: Upsell
+trigger:
+  repeated:
+    event: episode_watched
+    times: 3
+    within: 7d
+steps:
+  - id: offer
+    send:
+      push:
+        title: "Go Premium, {{ profile.first_name }}"
+        body: "Three episodes this week"
+"#,
+    )
+    .await;
+    // Two episodes before logging in (the app registered its push token then), one after.
+    h.play(r#"
+{"at":"2026-12-01T20:00:00Z","type":"identify","anonymousId":"tv-1","messageId":"i-1","traits":{"push_tokens":[{"platform":"fcm","token":"t-tv"}]}}
+{"at":"2026-12-01T20:00:00Z","type":"track","anonymousId":"tv-1","event":"episode_watched","messageId":"e-1"}
+{"at":"2026-12-02T20:00:00Z","type":"track","anonymousId":"tv-1","event":"episode_watched","messageId":"e-2"}
+{"at":"2026-12-03T19:00:00Z","type":"identify","userId":"kim","anonymousId":"tv-1","messageId":"i-2","traits":{"first_name":"Kim"}}
+{"at":"2026-12-03T20:00:00Z","type":"track","userId":"kim","event":"episode_watched","messageId":"e-3"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-04T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-03T20:00:00Z kim push offer: Go Premium, Kim"]
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_id_is_merged_once_into_the_first_user_it_turns_out_to_be() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    h.play(LOGIN).await;
+    // Someone else logs in on the same browser without a reset: device-1 stays ann's.
+    h.play(r#"{"at":"2026-12-01T11:30:00Z","type":"identify","userId":"bob","anonymousId":"device-1","messageId":"login-2","traits":{"email":"bob@example.com"}}"#)
+        .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+    let bob = h.rt.user("bob").await.expect("bob");
+    assert!(bob.enrollments.is_empty(), "{:?}", bob.enrollments);
+    let p = bob.profile.expect("bob's profile");
+    // Seen once, so not looked up again at bob's every event.
+    assert_eq!(p.anonymous_ids, ["device-1"]);
+    assert_eq!(p.traits.get("first_name"), None);
+    let anon = h.rt.user("anon:device-1").await.expect("anon");
+    assert_eq!(
+        anon.profile
+            .expect("anonymous profile")
+            .merged_into
+            .as_deref(),
+        Some("ann")
+    );
+    // bob's view does not show ann's anonymous past.
+    assert!(bob.timeline.is_empty(), "{:?}", bob.timeline);
+}
+
+#[tokio::test]
+async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(
+        r#"
+id: welcome
+name: Welcome
+trigger:
+  event: app_opened
+steps:
+  - id: guide
+    send:
+      in_app:
+        title: "Welcome"
+        body: "Here is how to start"
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    let inbox = h.rt.inbox("lee").await.expect("inbox");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+}
+
+/// A store that fails one write: before it is applied, or after (its reply lost).
+#[derive(Clone)]
+struct Faulty {
+    inner: MemoryStore,
+    /// Writes to let through before the failing one, and whether that one is applied.
+    fault: Arc<Mutex<Option<(usize, bool)>>>,
+    fired: Arc<Mutex<bool>>,
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let fail = {
+            let mut f = self.fault.lock().expect("fault");
+            match *f {
+                Some((0, applied)) => {
+                    *f = None;
+                    Some(applied)
+                }
+                Some((n, applied)) => {
+                    *f = Some((n - 1, applied));
+                    None
+                }
+                None => None,
+            }
+        };
+        match fail {
+            Some(applied) => {
+                *self.fired.lock().expect("fired") = true;
+                if applied {
+                    self.inner.put(record, expect).await?;
+                }
+                Err(StoreError::Unavailable("injected".into()))
+            }
+            None => self.inner.put(record, expect).await,
+        }
+    }
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        self.inner.query(pk, prefix).await
+    }
+    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.inner.pending(part, limit).await
+    }
+    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        self.inner.fold(records, counters).await
+    }
+    async fn counters(
+        &self,
+        key: &Key,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.inner.counters(key).await
+    }
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&Key>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.inner.scan(sk, segment, segments, start, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_twice() {
+    // The merge's n-th write fails (the message is retried by the runtime), before or after it
+    // is applied, for every n until the merge makes fewer writes than n.
+    for applied in [false, true] {
+        for n in 0.. {
+            let base = Harness::new("2026-12-01T09:00:00Z");
+            let faulty = Faulty {
+                inner: base.store.clone(),
+                fault: Arc::default(),
+                fired: Arc::default(),
+            };
+            let queue = DelayQueue::new(base.clock.clone());
+            let (sender, lines) = OutboxSender::memory(base.clock.clone());
+            let rt = Runtime::new(
+                Arc::new(faulty.clone()),
+                Arc::new(queue.clone()),
+                Arc::new(sender),
+                base.clock.clone(),
+                std::time::Duration::from_secs(0),
+                Config::default(),
+            );
+            let h = Harness {
+                rt,
+                store: base.store.clone(),
+                queue,
+                clock: base.clock.clone(),
+                lines,
+            };
+            h.publish(&example_journey("cart_abandonment")).await;
+            h.play(ANONYMOUS_CART).await;
+            // The push step is past: the faults fall on the login's handling only.
+            h.advance_to(at("2026-12-01T10:59:00Z")).await;
+            *faulty.fault.lock().expect("fault") = Some((n, applied));
+            h.play(LOGIN).await;
+            let fired = *faulty.fired.lock().expect("fired");
+            *faulty.fault.lock().expect("fault") = None;
+            h.advance_to(at("2026-12-02T00:00:00Z")).await;
+            tick(&h.rt, &h.store).await.expect("tick");
+            let case = format!("write {n} failing (applied: {applied})");
+            assert_eq!(h.outbox(), [EMAIL], "{case}");
+            let view = h.rt.user("ann").await.expect("user");
+            let mut states: Vec<(String, Status)> = view
+                .enrollments
+                .iter()
+                .map(|e| (e.user_id.to_string(), e.status))
+                .collect();
+            states.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                states,
+                [
+                    ("ann".to_string(), Status::Completed),
+                    ("anon:device-1".to_string(), Status::Merged)
+                ],
+                "{case}"
+            );
+            let merged = view
+                .timeline
+                .iter()
+                .filter(|e| matches!(e.what, What::Merged { .. }))
+                .count();
+            assert_eq!(merged, 2, "one entry on each side: {case}");
+            let s = stats(&h, "cart_abandonment").await;
+            assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{case}: {s:?}");
+            assert_eq!(s.get("completed"), Some(&1), "{case}: {s:?}");
+            if !fired {
+                break;
+            }
+        }
+    }
+}
