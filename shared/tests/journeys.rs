@@ -2022,11 +2022,20 @@ async fn cart_example_sends_what_the_story_says() {
     // ann (Paris): push after 30 minutes, email 4 hours later; her duplicate event changes nothing.
     // bob (New York): the push falls at 05:40 local, inside quiet hours; he orders before 08:00.
     // cat: a cart worth 0 does not enter.
+    // dan abandons a cart before logging in: the push finds no device; the email goes to him.
     assert_eq!(
         outbox(&out),
         [
             "2026-12-01T10:35:00Z ann push push_reminder: You left something in your cart",
             "2026-12-01T14:35:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
+            "2026-12-01T15:00:00Z dan email low_stock_email: Almost gone: items in your cart are running low",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "anon:browser-7", |w| matches!(w, What::Merged { .. } | What::Skipped { .. })),
+        [
+            "2026-12-01T11:00:00Z cart_abandonment/push_reminder: skipped push: no_address",
+            "2026-12-01T11:15:00Z cart_abandonment/wait_4h: anon:browser-7 turned out to be dan: goes on as dan",
         ]
     );
     let push = messages_to(&out, "ann")[0].content.as_ref();
@@ -2071,7 +2080,8 @@ async fn stats_counters_equal_what_the_timelines_say() {
     h.advance_to(at("2026-12-03T00:00:00Z")).await;
 
     let mut all = Vec::new();
-    for user in ["ann", "bob", "cat", "dee"] {
+    // dan's view includes what happened before his login (as anon:browser-7).
+    for user in ["ann", "bob", "cat", "dee", "dan"] {
         all.extend(h.rt.user(user).await.expect("user").timeline);
     }
     let from_timeline = timeline::counters(&all)
@@ -2084,14 +2094,14 @@ async fn stats_counters_equal_what_the_timelines_say() {
     assert_eq!(stats, from_timeline);
 
     let expected = [
-        ("entered", 3),
+        ("entered", 4),
         ("converted", 1),
         ("exited", 1),
-        ("completed", 2),
+        ("completed", 3),
         ("step.push_reminder.sent.push", 1),
-        ("step.push_reminder.skipped.no_address", 1),
-        ("step.low_stock_email.sent.email", 2),
-        ("step.wait_30m.entered", 3),
+        ("step.push_reminder.skipped.no_address", 2),
+        ("step.low_stock_email.sent.email", 3),
+        ("step.wait_30m.entered", 4),
     ];
     for (counter, value) in expected {
         assert_eq!(
