@@ -1146,29 +1146,9 @@ impl Runtime {
                     tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                     continue;
                 };
-                let goes_on = !mine.get(&j).is_some_and(|m| m.enrollment.is_active());
-                let now = self.now();
-                let ctx = Ctx {
-                    journey: &p.journey,
-                    version: p.version,
-                    profile,
-                    now,
-                    unsubscribe_url: None,
-                };
-                // The user did the journey's exit event since the anonymous user's trigger (the
-                // order placed from another device): the enrollment exits rather than go on.
-                let exit = late_exit(&p.journey, profile, l.enrollment.trigger.at, cause, now)
-                    .filter(|_| goes_on)
-                    .and_then(|late| engine::on_event(&ctx, &l.enrollment, &late));
-                if let Some(t) = exit {
-                    let committed = self.commit(t, cause, Some(&l), true).await?;
-                    self.settle_for(committed, cause, false).await?;
-                    continue;
-                }
-                if let Some(t) = engine::merge(&ctx, &l.enrollment, user, goes_on) {
-                    let committed = self.commit(t, cause, Some(&l), false).await?;
-                    self.settle_for(committed, cause, false).await?;
-                }
+                let in_it = mine.get(&j).is_some_and(|m| m.enrollment.is_active());
+                self.merge_enrollment(profile, in_it, l, &p.journey, cause)
+                    .await?;
             }
             tracing::info!(user, anonymous = %anon, "anonymous user merged");
         } else {
@@ -1183,6 +1163,41 @@ impl Runtime {
             }
         })
         .await
+    }
+
+    /// An active enrollment `l` of an anonymous user that turned out to be `into`: it exits if
+    /// `into` did the journey's exit event since its trigger (the order placed from another
+    /// device), ends if `into` is in the journey already (`in_it`), and goes on as `into`'s
+    /// otherwise ([`engine::merge`]).
+    async fn merge_enrollment(
+        &self,
+        into: &Profile,
+        in_it: bool,
+        l: Loaded,
+        journey: &Journey,
+        cause: &str,
+    ) -> Result<(), RunError> {
+        let now = self.now();
+        let ctx = Ctx {
+            journey,
+            version: l.enrollment.version,
+            profile: into,
+            now,
+            unsubscribe_url: None,
+        };
+        let exit = late_exit(journey, into, l.enrollment.trigger.at, cause, now)
+            .filter(|_| !in_it)
+            .and_then(|late| engine::on_event(&ctx, &l.enrollment, &late));
+        let (t, exits) = match exit {
+            Some(t) => (t, true),
+            None => match engine::merge(&ctx, &l.enrollment, &into.user_id, !in_it) {
+                Some(t) => (t, false),
+                None => return Ok(()),
+            },
+        };
+        let committed = self.commit(t, cause, Some(&l), exits).await?;
+        self.settle_for(committed, cause, false).await?;
+        Ok(())
     }
 
     /// Writes the continuation of a merged anonymous user's enrollment under the user it turned
@@ -1836,6 +1851,20 @@ impl Runtime {
             )));
         };
         let profile = self.load_profile(user).await?.0;
+        if let Some(into) = profile.merged_into.as_deref() {
+            // An anonymous user merged since this enrollment's last step: entered while the merge
+            // ran (after it looked), it goes on as the user's from here.
+            if e.is_active() && e.pending.is_some_and(|p| p.seq == seq) {
+                let theirs = self.load_profile(into).await?.0;
+                let in_it = match self.store.get(&enrollment_key(into, journey)).await? {
+                    Some(r) => Loaded::read(&r)?.enrollment.is_active(),
+                    None => false,
+                };
+                return self
+                    .merge_enrollment(&theirs, in_it, loaded, &p.journey, &cause)
+                    .await;
+            }
+        }
         let unsub = self.unsubscribe_url(user, journey);
         let ctx = Ctx {
             journey: &p.journey,

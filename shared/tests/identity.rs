@@ -301,6 +301,9 @@ struct Faulty {
     /// Writes to let through before the failing one, and whether that one is applied.
     fault: Arc<Mutex<Option<(usize, bool)>>>,
     fired: Arc<Mutex<bool>>,
+    /// The next look at an anonymous user's enrollments misses them (as if one were written
+    /// just after the look: an anonymous event handled at the same time as the merge).
+    miss_anonymous_enrollments: Arc<Mutex<bool>>,
 }
 
 #[async_trait]
@@ -338,6 +341,13 @@ impl Store for Faulty {
         self.inner.delete(key, expect).await
     }
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        if pk.starts_with("U#anon:") && prefix == "E#" {
+            let mut miss = self.miss_anonymous_enrollments.lock().expect("miss");
+            if *miss {
+                *miss = false;
+                return Ok(Vec::new());
+            }
+        }
         self.inner.query(pk, prefix).await
     }
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -364,35 +374,72 @@ impl Store for Faulty {
     }
 }
 
+/// A harness whose runtime goes through a [`Faulty`] store over the harness's own.
+fn faulty_harness() -> (Harness, Faulty) {
+    let base = Harness::new("2026-12-01T09:00:00Z");
+    let faulty = Faulty {
+        inner: base.store.clone(),
+        fault: Arc::default(),
+        fired: Arc::default(),
+        miss_anonymous_enrollments: Arc::default(),
+    };
+    let queue = DelayQueue::new(base.clock.clone());
+    let (sender, lines) = OutboxSender::memory(base.clock.clone());
+    let rt = Runtime::new(
+        Arc::new(faulty.clone()),
+        Arc::new(queue.clone()),
+        Arc::new(sender),
+        base.clock.clone(),
+        std::time::Duration::from_secs(0),
+        Config::default(),
+    );
+    let h = Harness {
+        rt,
+        store: base.store.clone(),
+        queue,
+        clock: base.clock.clone(),
+        lines,
+    };
+    (h, faulty)
+}
+
+#[tokio::test]
+async fn an_anonymous_enrollment_the_merge_did_not_see_goes_on_as_the_user_at_its_next_step() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    h.play(ANONYMOUS_CART).await;
+    h.advance_to(at("2026-12-01T10:59:00Z")).await;
+    *faulty.miss_anonymous_enrollments.lock().expect("miss") = true;
+    h.play(LOGIN).await;
+    assert!(!*faulty.miss_anonymous_enrollments.lock().expect("miss"));
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+    let view = h.rt.user("ann").await.expect("user");
+    let mut states: Vec<(String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.user_id.to_string(), e.status))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            ("ann".to_string(), Status::Completed),
+            ("anon:device-1".to_string(), Status::Merged)
+        ]
+    );
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+}
+
 #[tokio::test]
 async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_twice() {
     // The merge's n-th write fails (the message is retried by the runtime), before or after it
     // is applied, for every n until the merge makes fewer writes than n.
     for applied in [false, true] {
         for n in 0.. {
-            let base = Harness::new("2026-12-01T09:00:00Z");
-            let faulty = Faulty {
-                inner: base.store.clone(),
-                fault: Arc::default(),
-                fired: Arc::default(),
-            };
-            let queue = DelayQueue::new(base.clock.clone());
-            let (sender, lines) = OutboxSender::memory(base.clock.clone());
-            let rt = Runtime::new(
-                Arc::new(faulty.clone()),
-                Arc::new(queue.clone()),
-                Arc::new(sender),
-                base.clock.clone(),
-                std::time::Duration::from_secs(0),
-                Config::default(),
-            );
-            let h = Harness {
-                rt,
-                store: base.store.clone(),
-                queue,
-                clock: base.clock.clone(),
-                lines,
-            };
+            let (h, faulty) = faulty_harness();
             h.publish(&example_journey("cart_abandonment")).await;
             h.play(ANONYMOUS_CART).await;
             // The push step is past: the faults fall on the login's handling only.
