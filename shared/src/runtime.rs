@@ -510,7 +510,7 @@ impl Runtime {
             }
         }
         match message {
-            Message::Event(e) => self.apply_event(e).await,
+            Message::Event(e) => self.apply_event(e, None).await,
             Message::Wake {
                 user_id,
                 journey,
@@ -876,7 +876,9 @@ impl Runtime {
         Err(RunError::Conflict("profile busy".into()))
     }
 
-    async fn apply_event(&self, e: &Event) -> Result<(), RunError> {
+    /// Applies an event to its user. `from`: the anonymous user it was sent as, when that user
+    /// was merged into this one (the event may have entered journeys as theirs already).
+    async fn apply_event(&self, e: &Event, from: Option<&str>) -> Result<(), RunError> {
         let user = e.user_id.as_str();
         if self
             .store
@@ -951,7 +953,7 @@ impl Runtime {
                 user_id: into,
                 ..e.clone()
             };
-            return Box::pin(self.apply_event(&theirs)).await;
+            return Box::pin(self.apply_event(&theirs, Some(user))).await;
         }
         if let (Some(a), true) = (anonymous_id, unmerged.into_inner()) {
             profile = self.merge_anonymous(&profile, a, &e.message_id).await?;
@@ -1087,7 +1089,7 @@ impl Runtime {
                         "condition",
                         format!("`where: {source}` was false at this event"),
                     ));
-                } else if enter {
+                } else if enter && !self.entered_as(from, &p.journey.id, e).await? {
                     let trigger = TriggerEvent {
                         event: name.to_string(),
                         message_id: e.message_id.clone(),
@@ -1109,6 +1111,26 @@ impl Runtime {
             .expiring(self.now() + self.config.dedup_for);
         self.store.put(&dedup, Expect::Any).await?;
         Ok(())
+    }
+
+    /// Whether `e` entered `journey` as the anonymous user `from` already (it was handled as
+    /// theirs until a fault stopped it, and comes again after they were merged): it enters
+    /// once. A continuation moved to the user is found by the user's own entry check instead.
+    async fn entered_as(
+        &self,
+        from: Option<&str>,
+        journey: &str,
+        e: &Event,
+    ) -> Result<bool, RunError> {
+        let Some(anon) = from else {
+            return Ok(false);
+        };
+        Ok(
+            match self.store.get(&enrollment_key(anon, journey)).await? {
+                Some(r) => Loaded::read(&r)?.enrollment.trigger.message_id == e.message_id,
+                None => false,
+            },
+        )
     }
 
     /// The anonymous user `anon:<anonymous_id>` turned out to be `user` (an event carried both
@@ -1213,19 +1235,63 @@ impl Runtime {
             Some(r) => Some(Loaded::read(&r)?),
             None => None,
         };
-        if let Some(l) = prev {
-            if l.enrollment.id == next.id {
-                // Moved in before: perform what it still owes (its wake-up), nothing more.
+        match prev {
+            // Moved in before: perform what it still owes (its wake-up).
+            Some(l) if l.enrollment.id == next.id => {
                 self.settle_for(l, cause, false).await?;
-                return Ok(());
             }
-            if l.enrollment.is_active() {
+            Some(l) if l.enrollment.is_active() => {
                 tracing::warn!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
                 return Ok(());
             }
-            return self.write_moved(next, from, cause, Some(&l)).await;
+            prev => self.write_moved(next, from, cause, prev.as_ref()).await?,
         }
-        self.write_moved(next, from, cause, None).await
+        // The user's exit event applied while the merge ran: it did not find this enrollment
+        // (not written yet), so the profile, read again now that it is, must show the event.
+        self.exit_moved(next, cause).await
+    }
+
+    /// Ends a moved-in enrollment that is still active when its user did the journey's exit
+    /// event since its trigger ([`Runtime::move_in`]).
+    async fn exit_moved(&self, next: &Enrollment, cause: &str) -> Result<(), RunError> {
+        let profile = self.load_profile(&next.user_id).await?.0;
+        let Some(r) = self
+            .store
+            .get(&enrollment_key(&next.user_id, &next.journey))
+            .await?
+        else {
+            return Ok(());
+        };
+        let l = Loaded::read(&r)?;
+        if l.enrollment.id != next.id || !l.enrollment.is_active() {
+            return Ok(());
+        }
+        let Some(p) = self
+            .catalog
+            .version(&next.journey, l.enrollment.version)
+            .await?
+        else {
+            return Ok(());
+        };
+        let now = self.now();
+        let Some(late) = late_exit(&p.journey, &profile, l.enrollment.trigger.at, cause, now)
+        else {
+            return Ok(());
+        };
+        let ctx = Ctx {
+            journey: &p.journey,
+            version: p.version,
+            profile: &profile,
+            now,
+            unsubscribe_url: None,
+        };
+        let Some(t) = engine::on_event(&ctx, &l.enrollment, &late) else {
+            return Ok(());
+        };
+        // Under a cause of its own: the move's timeline record is (enrollment, cause) already.
+        let committed = self.commit(t, &late.message_id, Some(&l), true).await?;
+        self.settle_for(committed, &late.message_id, false).await?;
+        Ok(())
     }
 
     /// [`Runtime::move_in`]'s write: the continuation, owing its wake-up, over `prev` (an ended

@@ -118,6 +118,7 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::nothing_lost(&mut world, &workload, &facts, &mut figures);
     check::caps(&mut world, &facts);
     check::channels(&mut world);
+    check::merges(&facts, &mut figures);
     let letters = lock(&world.lab).sqs.dead_letters.len();
     if letters > 0 {
         world.violation(
@@ -189,6 +190,8 @@ fn invariants_hold_under_injected_faults() {
         total.unfolded += o.figures.unfolded;
         total.extra_wakeups += o.figures.extra_wakeups;
         total.checkpoints += o.figures.checkpoints;
+        total.merged_on += o.figures.merged_on;
+        total.merged_ended += o.figures.merged_ended;
         let mut fails = false;
         for v in &o.violations {
             if let (Some(_), false) = (known(v.class), strict) {
@@ -245,7 +248,8 @@ fn invariants_hold_under_injected_faults() {
     );
     println!(
         "faults: duplicates {} (accepted-then-crashed windows {}), losses {}, sends racing an exit {}, \
-         timeline records left for the final fold {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, failing seeds {}",
+         timeline records left for the final fold {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, \
+         anonymous enrollments merged {} (going on) and {} (ending), failing seeds {}",
         total.duplicates,
         total.windows,
         total.losses,
@@ -253,6 +257,8 @@ fn invariants_hold_under_injected_faults() {
         total.unfolded,
         total.extra_wakeups,
         total.checkpoints,
+        total.merged_on,
+        total.merged_ended,
         failing.len()
     );
     for (class, seeds) in &known_hits {

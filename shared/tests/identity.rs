@@ -304,6 +304,8 @@ struct Faulty {
     /// The next look at an anonymous user's enrollments misses them (as if one were written
     /// just after the look: an anonymous event handled at the same time as the merge).
     miss_anonymous_enrollments: Arc<Mutex<bool>>,
+    /// The next write of a record whose sort key is this fails (the store unavailable).
+    fail_write_of: Arc<Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -312,6 +314,17 @@ impl Store for Faulty {
         self.inner.get(key).await
     }
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        let fail = {
+            let mut fail = self.fail_write_of.lock().expect("fail");
+            let hit = fail.as_deref() == Some(record.key.sk.as_str());
+            if hit {
+                *fail = None;
+            }
+            hit
+        };
+        if fail {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
         let fail = {
             let mut f = self.fault.lock().expect("fault");
             match *f {
@@ -382,6 +395,7 @@ fn faulty_harness() -> (Harness, Faulty) {
         fault: Arc::default(),
         fired: Arc::default(),
         miss_anonymous_enrollments: Arc::default(),
+        fail_write_of: Arc::default(),
     };
     let queue = DelayQueue::new(base.clock.clone());
     let (sender, lines) = OutboxSender::memory(base.clock.clone());
@@ -431,6 +445,35 @@ async fn an_anonymous_enrollment_the_merge_did_not_see_goes_on_as_the_user_at_it
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("completed"), Some(&1), "{s:?}");
     assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+}
+
+#[tokio::test]
+async fn an_anonymous_event_that_comes_again_after_the_merge_enters_once() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    // The anonymous cart enters, but its handling fails at the end (its "handled" marker cannot
+    // be written): the runtime retries it a few minutes later. Meanwhile ann orders from her
+    // phone and logs in on the laptop: the anonymous cart exits on her order.
+    *faulty.fail_write_of.lock().expect("fail") = Some("D#cart-1".into());
+    h.play(ANONYMOUS_CART).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:20Z","type":"track","userId":"ann","event":"order_completed","messageId":"order-1"}
+{"at":"2026-12-01T10:00:40Z","type":"identify","userId":"ann","anonymousId":"device-1","messageId":"login-1","traits":{"email":"ann@example.com"}}
+"#)
+    .await;
+    assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+    // The retry is ann's event now; it entered as the anonymous user already.
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    let states: Vec<(String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.user_id.to_string(), e.status))
+        .collect();
+    assert_eq!(states, [("anon:device-1".to_string(), Status::Exited)]);
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ pub const ONBOARDING: &str = "banking_onboarding";
 
 /// One timeline record: the entries one transition wrote.
 pub struct TimelineRecord {
+    /// The user whose partition holds it.
+    pub user: String,
     pub enrollment: String,
     pub cause: String,
     pub entries: Vec<Entry>,
@@ -57,6 +59,7 @@ impl Facts {
             } else if let Some(rest) = sk.strip_prefix("T#") {
                 let (enrollment, cause) = rest.rsplit_once('#').unwrap_or((rest, ""));
                 f.timelines.push(TimelineRecord {
+                    user: user.clone(),
                     enrollment: enrollment.to_string(),
                     cause: cause.to_string(),
                     entries: r.parse().unwrap_or_default(),
@@ -66,6 +69,14 @@ impl Facts {
             }
         }
         f
+    }
+
+    /// Who `user` is: the user an anonymous one was merged into, or itself.
+    pub fn owner<'a>(&'a self, user: &'a str) -> &'a str {
+        self.profiles
+            .get(user)
+            .and_then(|p| p.merged_into.as_deref())
+            .unwrap_or(user)
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {
@@ -104,6 +115,28 @@ pub struct Figures {
     pub extra_wakeups: u64,
     /// Mid-run checks of the pending wake-ups.
     pub checkpoints: u64,
+    /// Anonymous users' enrollments that went on as the user's at a merge, and those that
+    /// ended there (the user in the journey already).
+    pub merged_on: u64,
+    pub merged_ended: u64,
+}
+
+/// Counts the merges the run made (a figure, not an invariant: the oracles above hold for the
+/// merged users too).
+pub fn merges(facts: &Facts, fig: &mut Figures) {
+    for t in facts
+        .timelines
+        .iter()
+        .filter(|t| t.user.starts_with("anon:"))
+    {
+        for e in &t.entries {
+            match e.what {
+                What::Merged { ended: false, .. } => fig.merged_on += 1,
+                What::Merged { ended: true, .. } => fig.merged_ended += 1,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// At most one provider call per (enrollment, step, visit), except after a window.
@@ -141,19 +174,24 @@ pub fn events_once(world: &mut World, facts: &Facts) {
             Kind::Identify => "$identify".to_string(),
             Kind::Track => a.event.clone().unwrap_or_default(),
         };
+        // An anonymous user's event is the user's it was merged into (applied as theirs, or
+        // taken into their profile by the merge).
+        let owner = facts.owner(&a.user);
         let seen = facts
             .profiles
-            .get(&a.user)
+            .get(owner)
             .and_then(|p| p.history.get(&name))
             .map(|h| h.iter().filter(|(_, m)| m == id).count())
             .unwrap_or(0);
         if seen != 1 {
             found.push((
                 "event-applied",
-                format!("{id} ({name}) is {seen} times in {}'s history", a.user),
+                format!("{id} ({name}) is {seen} times in {owner}'s history"),
             ));
         }
-        if !facts.dedup.contains(&(a.user.clone(), id.clone())) {
+        if !facts.dedup.contains(&(a.user.clone(), id.clone()))
+            && !facts.dedup.contains(&(owner.to_string(), id.clone()))
+        {
             found.push((
                 "event-applied",
                 format!("{id} of {} has no dedup record", a.user),
@@ -199,19 +237,23 @@ pub fn events_once(world: &mut World, facts: &Facts) {
             found.push(("enrollment-ended-twice", format!("{enrollment}: {kinds:?}")));
         }
     }
-    // A send deferred by quiet hours runs again once, when they end.
-    let mut deferred: BTreeMap<(&str, &str), Vec<Timestamp>> = BTreeMap::new();
-    for e in facts.entries() {
-        if let What::Waiting { until, why } = &e.what {
-            if why == "quiet hours" {
-                deferred
-                    .entry((&e.enrollment, e.step.as_deref().unwrap_or("")))
-                    .or_default()
-                    .push(*until);
+    // A send deferred by quiet hours runs again once, when they end: once per user the
+    // enrollment belongs to (an anonymous user's quiet hours end in UTC; the user it turns out
+    // to be may have a time zone where they are not over yet).
+    let mut deferred: BTreeMap<(&str, &str, &str), Vec<Timestamp>> = BTreeMap::new();
+    for t in &facts.timelines {
+        for e in &t.entries {
+            if let What::Waiting { until, why } = &e.what {
+                if why == "quiet hours" {
+                    deferred
+                        .entry((&t.user, &e.enrollment, e.step.as_deref().unwrap_or("")))
+                        .or_default()
+                        .push(*until);
+                }
             }
         }
     }
-    for ((enrollment, step), untils) in deferred {
+    for ((_, enrollment, step), untils) in deferred {
         if untils.len() > 1 {
             found.push((
                 "quiet-hours-spin",
@@ -460,9 +502,24 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
                 .filter(|e| &*e.journey == journey && e.enrollment.contains(&format!(":{}:", u.id)))
                 .map(|e| &*e.enrollment)
                 .collect();
-            for id in ids {
+            // The anonymous cart that went on as the user's (its push found no device, if it
+            // came before the login; its email comes after the login, at the user's address).
+            let anonymous: BTreeSet<&str> = match &u.anonymous {
+                Some((device, _)) => facts
+                    .entries()
+                    .filter(|e| {
+                        &*e.journey == journey && e.enrollment.contains(&format!(":anon:{device}:"))
+                    })
+                    .filter(|e| matches!(e.what, What::Merged { ended: false, .. }))
+                    .map(|e| &*e.enrollment)
+                    .collect(),
+                None => BTreeSet::new(),
+            };
+            for id in ids.into_iter().chain(anonymous.iter().copied()) {
                 for (step, wanted) in steps {
-                    if *wanted
+                    // An anonymous cart's push was not due to the user's device.
+                    let due = *wanted && (*step != "push_reminder" || !anonymous.contains(id));
+                    if due
                         && !accepted.contains(&(id.to_string(), step.to_string()))
                         && !excused.contains(&(id, step))
                     {
@@ -513,7 +570,11 @@ pub fn caps(world: &mut World, facts: &Facts) {
     let config = crate::world::config();
     let lab = lock(&world.lab);
     let mut found = Vec::new();
-    for e in facts.entries() {
+    for (user, e) in facts
+        .timelines
+        .iter()
+        .flat_map(|t| t.entries.iter().map(move |e| (t.user.as_str(), e)))
+    {
         let What::Skipped {
             channel, reason, ..
         } = &e.what
@@ -523,7 +584,6 @@ pub fn caps(world: &mut World, facts: &Facts) {
         let Some(cap) = config.caps.get(channel).filter(|_| reason == "capped") else {
             continue;
         };
-        let user = e.enrollment.split(':').nth(1).unwrap_or_default();
         // The entry carries the transition's time; the send was tried then or a little later.
         let (from, to) = (
             e.at - cap.per.to_jiff(),

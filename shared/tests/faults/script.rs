@@ -29,6 +29,9 @@ pub struct UserPlan {
     pub orders: Vec<(String, Timestamp)>,
     pub signed_up: Vec<(String, Timestamp)>,
     pub registered: Vec<(String, Timestamp)>,
+    /// The first cart was abandoned anonymously, with this `anonymousId`, and the user logged in
+    /// (an identify with both ids) at this time, within four hours of it.
+    pub anonymous: Option<(String, Timestamp)>,
 }
 
 pub struct Workload {
@@ -150,10 +153,34 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
         if b.rng.chance(0.75) {
             let mut t = t0 + secs(b.rng.between(60, 4 * 3_600));
             let carts = if b.rng.chance(0.3) { 2 } else { 1 };
+            let anonymous = b.rng.chance(0.25);
             for n in 0..carts {
                 let qualifies = b.rng.chance(0.9);
                 let props = cart(b.rng, n, qualifies);
-                let cart_id = b.track(&id, t, "cart_abandoned", props);
+                let cart_id = if anonymous && n == 0 {
+                    // Abandoned before logging in; the login comes seconds later (racing the
+                    // entry), minutes later, around the push, or up to four hours later (always
+                    // before the email, which then goes to the user's address).
+                    let device = format!("a-{id}");
+                    let body = json!({"anonymousId": device, "event": "cart_abandoned", "properties": props});
+                    let cart_id = b.push(t, Kind::Track, body);
+                    let after = match b.rng.below(4) {
+                        0 => b.rng.between(1, 10),
+                        1 => b.rng.between(10, 1_800),
+                        2 => 1_800 + b.rng.between(-2, 3),
+                        _ => b.rng.between(1_800, 4 * 3_600),
+                    };
+                    let login = t + secs(after);
+                    b.push(
+                        login,
+                        Kind::Identify,
+                        json!({"userId": id, "anonymousId": device, "traits": {}}),
+                    );
+                    plan.anonymous = Some((device, login));
+                    cart_id
+                } else {
+                    b.track(&id, t, "cart_abandoned", props)
+                };
                 plan.carts.push((cart_id, t, qualifies));
                 if b.rng.chance(0.2) {
                     // Identify and track for the same user at the same moment.
