@@ -306,14 +306,29 @@ struct Faulty {
     miss_anonymous_enrollments: Arc<Mutex<bool>>,
     /// The next write of a record whose sort key is this fails (the store unavailable).
     fail_write_of: Arc<Mutex<Option<String>>>,
+    /// Calls made, by kind (`get`, `put`, `query`, `delete`).
+    calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
+}
+
+impl Faulty {
+    fn count(&self, kind: &'static str) {
+        *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
+    }
+
+    /// The calls counted since the last take.
+    fn take_calls(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        std::mem::take(&mut *self.calls.lock().expect("calls"))
+    }
 }
 
 #[async_trait]
 impl Store for Faulty {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.count("get");
         self.inner.get(key).await
     }
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        self.count("put");
         let fail = {
             let mut fail = self.fail_write_of.lock().expect("fail");
             let hit = fail.as_deref() == Some(record.key.sk.as_str());
@@ -351,9 +366,11 @@ impl Store for Faulty {
         }
     }
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        self.count("delete");
         self.inner.delete(key, expect).await
     }
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        self.count("query");
         if pk.starts_with("U#anon:") && prefix == "E#" {
             let mut miss = self.miss_anonymous_enrollments.lock().expect("miss");
             if *miss {
@@ -396,6 +413,7 @@ fn faulty_harness() -> (Harness, Faulty) {
         fired: Arc::default(),
         miss_anonymous_enrollments: Arc::default(),
         fail_write_of: Arc::default(),
+        calls: Arc::default(),
     };
     let queue = DelayQueue::new(base.clock.clone());
     let (sender, lines) = OutboxSender::memory(base.clock.clone());
@@ -474,6 +492,44 @@ async fn an_anonymous_event_that_comes_again_after_the_merge_enters_once() {
     assert_eq!(states, [("anon:device-1".to_string(), Status::Exited)]);
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_merge_costs_a_few_store_calls_once_and_later_events_with_both_ids_nothing_more() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    h.play(ANONYMOUS_CART).await;
+    h.advance_to(at("2026-12-01T10:59:00Z")).await;
+    let track = |at: &str, id: &str, anonymous: bool| {
+        let anonymous = if anonymous {
+            r#","anonymousId":"device-1""#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"at":"{at}","type":"track","userId":"ann"{anonymous},"event":"page_viewed","messageId":"{id}"}}"#
+        )
+    };
+    faulty.take_calls();
+    // The same event (one that no journey listens to) from the user alone, as a baseline.
+    h.play(&track("2026-12-01T10:59:30Z", "p-0", false)).await;
+    let alone = faulty.take_calls();
+    h.play(LOGIN).await;
+    let login = faulty.take_calls();
+    // A login on a device never seen anonymously: nothing to move.
+    h.play(r#"{"at":"2026-12-01T11:05:00Z","type":"identify","userId":"ann","anonymousId":"device-2","messageId":"login-2","traits":{}}"#)
+        .await;
+    let fresh = faulty.take_calls();
+    h.play(&track("2026-12-01T11:10:00Z", "p-1", true)).await;
+    let both = faulty.take_calls();
+    h.play(&track("2026-12-01T11:20:00Z", "p-2", false)).await;
+    let user_only = faulty.take_calls();
+    println!("store calls: event {alone:?}; login moving one enrollment {login:?}; login with nothing to move {fresh:?}; later event with both ids {both:?}");
+    assert_eq!(both, user_only, "the anonymous id is known: no lookup");
+    assert_eq!(alone, user_only);
+    let total = |c: &std::collections::BTreeMap<&str, usize>| c.values().sum::<usize>();
+    assert!(total(&fresh) > total(&alone), "{fresh:?}");
+    assert!(total(&login) > total(&fresh), "{login:?}");
 }
 
 #[tokio::test]
