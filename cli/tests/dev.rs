@@ -254,6 +254,75 @@ fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
 }
 
 #[test]
+fn dev_merges_an_anonymous_user_who_logs_in_and_their_journey_goes_on() {
+    let dir = TempDir::new("dev-merge");
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    // A 4-hour first wait (4 s at 3600x): the login comes well within it, however busy the
+    // machine.
+    let journey = JOURNEY.replace("wait: 30m", "wait: 4h");
+    std::fs::write(journeys.join("welcome.yaml"), journey).expect("write journey");
+    let outbox = data.join("outbox.jsonl");
+    let dev = start(&journeys, &data);
+    let (write_key, admin_key) = keys(&data);
+    let auth = basic(&write_key);
+    let json = ("content-type", "application/json");
+    let post = |path: &str, body: &str| {
+        let (status, reply) = http(
+            "POST",
+            &format!("{}{path}", dev.url),
+            &[("authorization", &auth), json],
+            body,
+        )
+        .expect(path);
+        assert_eq!(status, 200, "{reply}");
+    };
+
+    // given someone who signs up in the app before logging in (anonymousId only)
+    post(
+        "/v1/track",
+        r#"{"anonymousId":"phone-1","event":"signed_up","messageId":"signup-anon","properties":{}}"#,
+    );
+    // when they log in within the first wait, on a device that registered its push token
+    post(
+        "/v1/identify",
+        r#"{"userId":"cho","anonymousId":"phone-1","messageId":"login-cho","traits":{"first_name":"Cho","push_tokens":[{"platform":"fcm","token":"tok-cho"}]}}"#,
+    );
+
+    // then the journey they entered anonymously goes on as theirs: the push reaches their device
+    let hello = wait_for_push(&outbox, "hello", Duration::from_secs(20));
+    assert_eq!(hello["user_id"], "cho");
+    assert_eq!(hello["content"]["title"], "Welcome, Cho");
+
+    // and `waymark why` tells the whole story under the user
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let story = loop {
+        let out = waymark()
+            .args(["why", "cho", "--journey", "welcome", "--api", &dev.url])
+            .env("WAYMARK_ADMIN_KEY", &admin_key)
+            .output()
+            .expect("waymark why");
+        assert!(out.status.success(), "{}", support::text(&out.stderr));
+        let story = support::text(&out.stdout);
+        if story.contains("hello: sent push") {
+            break story;
+        }
+        assert!(Instant::now() < deadline, "no push in:\n{story}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        story.contains("entered v1 on signed_up"),
+        "the anonymous entry: {story}"
+    );
+    assert!(
+        story.contains("anon:phone-1 turned out to be cho: goes on as cho"),
+        "the merge: {story}"
+    );
+    drop(dev);
+}
+
+#[test]
 fn dev_republishes_a_changed_journey() {
     let dir = TempDir::new("dev-watch");
     let journeys = dir.path().join("journeys");
