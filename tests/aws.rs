@@ -39,6 +39,19 @@ async fn identify_shopper(h: &Harness, user: &str) -> String {
     email
 }
 
+/// Posts an event body as an app would (with the write key); it must be accepted.
+async fn post(h: &Harness, path: &str, body: Value) {
+    let (status, out) = h
+        .call(
+            "POST",
+            path,
+            Some(&body.to_string()),
+            Some(support::WRITE_KEY),
+        )
+        .await;
+    assert_eq!(status, 200, "{path}: {out}");
+}
+
 fn gcm(push: &Value) -> Value {
     serde_json::from_str(push["GCM"].as_str().unwrap_or("")).unwrap_or(Value::Null)
 }
@@ -174,6 +187,56 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
     assert_eq!(stats["steps"][1]["id"], "push_reminder", "{stats}");
     assert_eq!(stats["steps"][1]["sent"]["push"], 1, "{stats}");
     assert_eq!(stats["steps"][3]["sent"]["email"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn an_anonymous_cart_goes_on_as_the_user_who_logs_in() {
+    let Some(mut h) = Harness::new("merge", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    // A shopper abandons a cart before logging in; the push at 30 minutes finds no device.
+    post(
+        &h,
+        "/v1/track",
+        json!({"anonymousId": "browser-7", "event": "cart_abandoned", "messageId": "cart-anon-1", "properties": cart("c-1004")}),
+    )
+    .await;
+    h.run_until(t0 + mins(45)).await;
+    // They log in: the identify carries both ids.
+    let email = format!("{}-dan@shoppers.test", h.stack.name);
+    post(
+        &h,
+        "/v1/identify",
+        json!({"userId": "dan", "anonymousId": "browser-7", "messageId": "login-dan", "traits": {"email": email, "first_name": "Dan"}}),
+    )
+    .await;
+    h.deliver_due().await;
+    // The 4-hour wait moved with the enrollment: its timer, now the user's, is swept on time.
+    h.run_until(t0 + mins(30 + 240)).await;
+    let tick = h.tick().await;
+    assert_eq!(tick["timers"], 1, "{tick}");
+    h.deliver_due().await;
+    let emails = h.emails_to(&email).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let view = h.user("dan").await;
+    let merged: Vec<&Value> = view["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"] == "merged")
+        .collect();
+    assert_eq!(merged.len(), 2, "{view}");
+    assert_eq!(merged[0]["from"], "anon:browser-7", "{view}");
+    assert_eq!(view["profile"]["anonymous_ids"][0], "browser-7", "{view}");
+    let statuses: Vec<&Value> = view["enrollments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["status"])
+        .collect();
+    assert_eq!(statuses, [&json!("completed"), &json!("merged")], "{view}");
 }
 
 #[tokio::test]
