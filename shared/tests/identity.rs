@@ -40,6 +40,27 @@ fn waiting(s: &std::collections::BTreeMap<String, i64>, name: &str) -> i64 {
     s.get(name).copied().unwrap_or(0)
 }
 
+/// Each enrollment in `user`'s view (the merged anonymous users' included): whose it is, and
+/// its state, by user.
+async fn states(h: &Harness, user: &str) -> Vec<(String, Status)> {
+    let view = h.rt.user(user).await.expect("user");
+    let mut states: Vec<(String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.user_id.to_string(), e.status))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    states
+}
+
+/// The states of the cart journey's enrollments once the anonymous one went on as ann's.
+fn moved_and_completed() -> Vec<(String, Status)> {
+    vec![
+        ("ann".to_string(), Status::Completed),
+        ("anon:device-1".to_string(), Status::Merged),
+    ]
+}
+
 /// The journey's counters once every timeline record is folded.
 async fn stats(h: &Harness, journey: &str) -> std::collections::BTreeMap<String, i64> {
     h.rt.fold_stats().await.expect("fold");
@@ -86,18 +107,7 @@ async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_us
             "{want:?} not in {story:#?}"
         );
     }
-    let states: Vec<(String, Status)> = view
-        .enrollments
-        .iter()
-        .map(|e| (e.user_id.to_string(), e.status))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("ann".to_string(), Status::Completed),
-            ("anon:device-1".to_string(), Status::Merged)
-        ]
-    );
+    assert_eq!(states(&h, "ann").await, moved_and_completed());
     // One enrollment all told: entered once, waited, completed once, none still waiting.
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("entered"), Some(&1), "{s:?}");
@@ -150,13 +160,10 @@ async fn an_order_the_user_placed_elsewhere_before_logging_in_ends_the_anonymous
         Vec::<String>::new(),
         "no reminder of a cart she ordered"
     );
-    let view = h.rt.user("ann").await.expect("user");
-    let states: Vec<(String, Status)> = view
-        .enrollments
-        .iter()
-        .map(|e| (e.user_id.to_string(), e.status))
-        .collect();
-    assert_eq!(states, [("anon:device-1".to_string(), Status::Exited)]);
+    assert_eq!(
+        states(&h, "ann").await,
+        [("anon:device-1".to_string(), Status::Exited)]
+    );
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("exited"), Some(&1), "{s:?}");
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
@@ -446,20 +453,7 @@ async fn an_anonymous_enrollment_the_merge_did_not_see_goes_on_as_the_user_at_it
     assert!(!*faulty.miss_anonymous_enrollments.lock().expect("miss"));
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
     assert_eq!(h.outbox(), [EMAIL]);
-    let view = h.rt.user("ann").await.expect("user");
-    let mut states: Vec<(String, Status)> = view
-        .enrollments
-        .iter()
-        .map(|e| (e.user_id.to_string(), e.status))
-        .collect();
-    states.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        states,
-        [
-            ("ann".to_string(), Status::Completed),
-            ("anon:device-1".to_string(), Status::Merged)
-        ]
-    );
+    assert_eq!(states(&h, "ann").await, moved_and_completed());
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("completed"), Some(&1), "{s:?}");
     assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
@@ -483,13 +477,10 @@ async fn an_anonymous_event_that_comes_again_after_the_merge_enters_once() {
     // The retry is ann's event now; it entered as the anonymous user already.
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
     assert_eq!(h.outbox(), Vec::<String>::new());
-    let view = h.rt.user("ann").await.expect("user");
-    let states: Vec<(String, Status)> = view
-        .enrollments
-        .iter()
-        .map(|e| (e.user_id.to_string(), e.status))
-        .collect();
-    assert_eq!(states, [("anon:device-1".to_string(), Status::Exited)]);
+    assert_eq!(
+        states(&h, "ann").await,
+        [("anon:device-1".to_string(), Status::Exited)]
+    );
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("entered"), Some(&1), "{s:?}");
 }
@@ -551,21 +542,8 @@ async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_t
             tick(&h.rt, &h.store).await.expect("tick");
             let case = format!("write {n} failing (applied: {applied})");
             assert_eq!(h.outbox(), [EMAIL], "{case}");
+            assert_eq!(states(&h, "ann").await, moved_and_completed(), "{case}");
             let view = h.rt.user("ann").await.expect("user");
-            let mut states: Vec<(String, Status)> = view
-                .enrollments
-                .iter()
-                .map(|e| (e.user_id.to_string(), e.status))
-                .collect();
-            states.sort_by(|a, b| a.0.cmp(&b.0));
-            assert_eq!(
-                states,
-                [
-                    ("ann".to_string(), Status::Completed),
-                    ("anon:device-1".to_string(), Status::Merged)
-                ],
-                "{case}"
-            );
             let merged = view
                 .timeline
                 .iter()
