@@ -223,7 +223,8 @@ impl Profile {
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
     /// this profile lacks or set earlier (newer wins, as with `identify`), push devices it does
-    /// not have, suppressions, and the event history (for `repeated` and `inactive` triggers).
+    /// not have, suppressions, pending inactivity checks, and the event history (for `repeated`
+    /// and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is.
     pub fn absorb(&mut self, anonymous: &Profile) {
         for (k, v) in &anonymous.traits {
@@ -248,6 +249,13 @@ impl Profile {
         for (channel, why) in anonymous.suppressed.iter() {
             if !self.suppressed.contains_key(channel) {
                 self.suppressed.insert(*channel, why.clone());
+            }
+        }
+        // A check of inactivity pending for the anonymous user is the user's, unless the user
+        // has one of their own for that journey (it looks from the latest activity anyway).
+        for (journey, at) in anonymous.inactivity_checks.iter() {
+            if !self.inactivity_checks.contains_key(journey) {
+                self.inactivity_checks.insert(journey.clone(), *at);
             }
         }
         for (event, seen) in anonymous.history.iter() {

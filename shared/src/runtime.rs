@@ -1172,6 +1172,27 @@ impl Runtime {
                 self.merge_enrollment(profile, in_it, l, &p.journey, cause)
                     .await?;
             }
+            // Its pending inactivity checks become the user's (its own are dropped when due):
+            // queued for the user before the profile that takes them is written, so a crash
+            // between cannot lose one (a check queued twice is one timer).
+            for (journey, at) in theirs.inactivity_checks.iter() {
+                if profile.inactivity_checks.contains_key(journey) {
+                    continue;
+                }
+                let Some(p) = self.catalog.latest(journey).await? else {
+                    continue;
+                };
+                let Some(TriggerKind::Inactive(i)) = p.journey.trigger.kind() else {
+                    continue;
+                };
+                let m = Message::Inactivity {
+                    user_id: user.to_string(),
+                    journey: journey.clone(),
+                    since: *at - i.duration.to_jiff(),
+                    at: *at,
+                };
+                self.schedule(m, *at).await?;
+            }
             tracing::info!(user, anonymous = %anon, "anonymous user merged");
         } else {
             tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");

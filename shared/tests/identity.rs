@@ -247,6 +247,24 @@ steps:
 }
 
 #[tokio::test]
+async fn an_inactivity_the_anonymous_user_started_is_the_users_after_the_login() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(&example_journey("telecom_churn")).await;
+    // The app is opened before logging in (that arms the 14-day check), the login comes a day
+    // later, and nothing after: 14 days after the last activity, the user gets the offer.
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"sim-1","event":"app_opened","messageId":"o-1"}
+{"at":"2026-12-02T10:00:00Z","type":"identify","userId":"raj","anonymousId":"sim-1","messageId":"l-1","traits":{"first_name":"Raj","phone":"+14155550100"}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-15T10:00:00Z raj sms retention_offer: We miss you, Raj! 10 GB of extra data on us this month: open the app to claim it."]
+    );
+}
+
+#[tokio::test]
 async fn an_anonymous_id_is_merged_once_into_the_first_user_it_turns_out_to_be() {
     let h = cart().await;
     h.play(ANONYMOUS_CART).await;
