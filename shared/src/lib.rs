@@ -28,6 +28,7 @@ pub mod stats;
 pub mod store;
 pub mod template;
 pub mod timeline;
+pub mod zones;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -228,18 +228,6 @@ fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
 }
 
-/// The UTC offsets (in seconds) of every time zone this machine knows, at `at`, and UTC's:
-/// each user's local time is one of them.
-fn offsets_in_use(at: Timestamp) -> BTreeSet<i32> {
-    let mut out = BTreeSet::from([0]);
-    for name in jiff::tz::db().available() {
-        if let Ok(tz) = jiff::tz::TimeZone::get(name.as_str()) {
-            out.insert(tz.to_offset(at).seconds());
-        }
-    }
-    out
-}
-
 /// `name` as an `Arc`: the one an entry of `entries` holds already, else a new one.
 fn shared(entries: &[Entry], field: impl Fn(&Entry) -> Option<&Arc<str>>, name: &str) -> Arc<str> {
     entries
@@ -278,6 +266,8 @@ pub struct Runtime {
     pub clock: Arc<dyn Clock>,
     pub catalog: Catalog,
     pub config: Config,
+    /// The time zones this process has noted as in use ([`crate::zones`]).
+    pub(crate) zones: crate::zones::Seen,
 }
 
 /// A loaded enrollment with the record version it was read at. The enrollment is the one its
@@ -421,6 +411,7 @@ impl Runtime {
             sender,
             clock,
             config,
+            zones: Default::default(),
         }
     }
 
@@ -868,6 +859,8 @@ impl Runtime {
                     Err(e) => return Err(e.into()),
                 }
             };
+            // Noted whether or not this call changed it: a retry after a failed note notes it.
+            self.note_zone(&written).await?;
             return match unavailable {
                 Some(m) => Err(RunError::Retry(m)),
                 None => Ok(written),
@@ -2148,6 +2141,9 @@ impl Runtime {
                 self.queue.send(first.message.queue(), chunk).await?;
             }
         }
+        if page.next.is_none() && matches!(job, ScanJob::Schedule { .. }) {
+            self.zones_segment_read(job, segment, segments).await?;
+        }
         if let Some(next) = page.next {
             let more = Outbound {
                 message: Message::Scan {
@@ -2350,7 +2346,8 @@ impl Runtime {
             Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
         let journeys = self.catalog.active().await?;
         let mut started = 0;
-        // The UTC offsets in use at `at`, for `timezone: user` schedules: read when one needs it.
+        // The UTC offsets users are in at `at`, for `timezone: user` schedules: read when one
+        // needs them (every zone's until the zones in use are known).
         let mut offsets: Option<BTreeSet<i32>> = None;
         for p in journeys.iter() {
             let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
@@ -2360,15 +2357,27 @@ impl Runtime {
                 continue;
             }
             let fires = if s.timezone == "user" {
-                // Most minutes are 09:00 nowhere: no scan of every profile for them.
-                offsets
-                    .get_or_insert_with(|| offsets_in_use(at))
-                    .iter()
-                    .any(|o| {
-                        let offset =
-                            jiff::tz::Offset::from_seconds(*o).unwrap_or(jiff::tz::Offset::UTC);
-                        s.cron.matches(offset.to_datetime(at))
-                    })
+                // Most minutes are 09:00 where no user is: no scan of every profile for them.
+                if offsets.is_none() {
+                    offsets = Some(match self.zones_in_use().await? {
+                        Some(names) => {
+                            crate::zones::offsets_of(names.iter().map(String::as_str), at)
+                        }
+                        None => crate::zones::every_offset(at),
+                    });
+                }
+                // Users without a valid zone are in the journey's.
+                let own = p
+                    .journey
+                    .timezone
+                    .as_deref()
+                    .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+                    .map(|tz| tz.to_offset(at).seconds());
+                offsets.iter().flatten().chain(own.as_ref()).any(|o| {
+                    let offset =
+                        jiff::tz::Offset::from_seconds(*o).unwrap_or(jiff::tz::Offset::UTC);
+                    s.cron.matches(offset.to_datetime(at))
+                })
             } else {
                 jiff::tz::TimeZone::get(&s.timezone)
                     .is_ok_and(|tz| s.cron.matches(at.to_zoned_datetime(tz).datetime()))
@@ -2392,10 +2401,20 @@ impl Runtime {
         &self,
         journey: &str,
         minute: i64,
-        profiles: &[Record],
+        records: &[Record],
     ) -> Result<Vec<Outbound>, RunError> {
         let at =
             Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
+        // An anonymous user merged into another enters as that user.
+        let profiles: Vec<Arc<Profile>> = records
+            .iter()
+            .filter_map(|r| r.parse_shared::<Profile>().ok())
+            .filter(|p| p.merged_into.is_none())
+            .collect();
+        // Every run notes the zones it reads, run or not (see `zones_segment_read`).
+        for profile in &profiles {
+            self.note_zone(profile).await?;
+        }
         let Some(p) = self.catalog.latest(journey).await? else {
             return Ok(Vec::new());
         };
@@ -2406,13 +2425,7 @@ impl Runtime {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for r in profiles {
-            let Ok(profile) = r.parse_shared::<Profile>() else {
-                continue;
-            };
-            if profile.merged_into.is_some() {
-                continue;
-            }
+        for profile in profiles {
             if s.timezone == "user" {
                 let tz = profile
                     .timezone()

@@ -345,6 +345,77 @@ async fn schedule_trigger_enters_matching_users_at_nine_in_the_journeys_zone_or_
 }
 
 #[tokio::test]
+async fn a_schedule_in_users_zones_scans_only_at_their_zones_once_a_run_has_read_every_profile() {
+    let h = Harness::new("2026-12-01T00:00:00Z");
+    h.publish(&DIGEST.replace("TZ", "user")).await;
+    h.play(&digest_script("2026-12-01T00:00:00Z")).await;
+    // The scheduler's minutes, one by one, and what each minute's messages do.
+    let run = |from: &str, to: &str| {
+        let (from, to) = (at(from), at(to));
+        let h = &h;
+        async move {
+            let mut t = from;
+            while t < to {
+                h.clock.set(t);
+                h.rt.tick().await.expect("tick");
+                h.advance_to(t).await;
+                t += SignedDuration::from_mins(1);
+            }
+        }
+    };
+    let runs = |day: &str| -> Vec<String> {
+        let mut minutes: Vec<String> = h
+            .store
+            .dump()
+            .iter()
+            .filter_map(|r| r.key.pk.strip_prefix("SCAN#schedule:digest:"))
+            .filter_map(|m| m.parse::<i64>().ok())
+            .filter_map(|m| jiff::Timestamp::from_second(m * 60).ok())
+            .map(|t| t.to_string())
+            .filter(|t| t.starts_with(day))
+            .collect();
+        minutes.sort();
+        minutes.dedup();
+        minutes
+    };
+    // The first run, before any run has read every profile: 00:00 UTC, 09:00 in Tokyo, where
+    // no one is yet (every zone counts). It reads every profile: from then on, runs only where
+    // the users are (Paris, New York, and UTC for cat, who names no zone); none at 03:15 UTC,
+    // 09:00 in Kathmandu.
+    run("2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z").await;
+    assert_eq!(
+        runs("2026-12-01"),
+        [
+            "2026-12-01T00:00:00Z",
+            "2026-12-01T08:00:00Z",
+            "2026-12-01T09:00:00Z",
+            "2026-12-01T14:00:00Z"
+        ]
+    );
+    // A user in Tokyo comes in the second day, after its last run: the identify notes the zone,
+    // and the next 09:00 in Tokyo (00:00 UTC) has a run.
+    run("2026-12-02T00:00:00Z", "2026-12-02T15:00:00Z").await;
+    h.play(r#"{"at":"2026-12-02T15:00:00Z","type":"identify","userId":"eve","traits":{"first_name":"Eve","email":"eve@example.com","plan":"free","timezone":"Asia/Tokyo"}}"#)
+        .await;
+    run("2026-12-02T15:00:00Z", "2026-12-03T00:05:00Z").await;
+    assert_eq!(
+        runs("2026-12-02"),
+        [
+            "2026-12-02T08:00:00Z",
+            "2026-12-02T09:00:00Z",
+            "2026-12-02T14:00:00Z"
+        ]
+    );
+    assert_eq!(runs("2026-12-03"), ["2026-12-03T00:00:00Z"]);
+    assert!(
+        h.outbox()
+            .contains(&"2026-12-03T00:00:00Z eve email digest: Your digest, Eve".to_string()),
+        "{:?}",
+        h.outbox()
+    );
+}
+
+#[tokio::test]
 async fn a_schedule_in_users_zones_scans_only_at_minutes_when_it_fires_somewhere() {
     let h = Harness::new("2026-12-01T03:13:00Z");
     h.publish(&DIGEST.replace("TZ", "user")).await;
