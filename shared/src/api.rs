@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Keys, Role, Signer};
 use crate::dsl;
-use crate::event::{self, FieldError, Kind, Limits};
+use crate::event::{self, FieldError, Limits};
 use crate::journey::{Channel, Journey, JourneyStatus};
 use crate::queue::{Message, Outbound, QueueName};
 use crate::runtime::{RunError, Runtime};
@@ -22,6 +22,25 @@ pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// Every route the API answers (`template.yaml` gives API Gateway each of them; a test checks
+/// the two agree), as the 404 lists them.
+pub const ROUTES: &[&str] = &[
+    "POST /v1/track",
+    "POST /v1/identify",
+    "POST /v1/page",
+    "POST /v1/screen",
+    "POST /v1/alias",
+    "POST /v1/group",
+    "POST /v1/batch",
+    "GET /v1/users/{userId}",
+    "GET /v1/users/{userId}/inbox",
+    "GET /v1/journeys",
+    "GET /v1/journeys/{id}/stats",
+    "PUT /v1/journeys/{id}",
+    "GET /v1/unsubscribe",
+    "POST /v1/unsubscribe",
+];
 
 pub struct Api {
     pub runtime: Arc<Runtime>,
@@ -160,20 +179,34 @@ impl Api {
         let role = self.keys.role(auth);
         let method = req.method().clone();
         match (method.clone(), segments.as_slice()) {
-            (Method::POST, ["v1", kind @ ("track" | "identify")]) => {
+            (Method::POST, ["v1", t @ ("track" | "identify" | "page" | "screen" | "alias")]) => {
                 if role.is_none() {
                     return unauthorized();
                 }
-                let kind = if *kind == "track" {
-                    Kind::Track
-                } else {
-                    Kind::Identify
+                let Some(call) = event::Call::parse(t) else {
+                    // Every name the route matches is a call; kept for the compiler.
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": format!("no route {path}")}),
+                    );
                 };
                 let now = self.runtime.clock.now();
-                match event::parse_single(kind, req.body(), now, &self.limits) {
+                match event::parse_call(call, req.body(), now, &self.limits) {
                     Ok(e) => self.enqueue(vec![e], Vec::new()).await,
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
+            }
+            (Method::POST, ["v1", "group"]) => {
+                if role.is_none() {
+                    return unauthorized();
+                }
+                field_errors(
+                    StatusCode::BAD_REQUEST,
+                    &[FieldError::new(
+                        "type",
+                        r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#,
+                    )],
+                )
             }
             (Method::POST, ["v1", "batch"]) => {
                 if role.is_none() {
@@ -263,14 +296,15 @@ impl Api {
             }
             (
                 _,
-                ["v1", "track" | "identify" | "batch" | "journeys" | "users" | "unsubscribe", ..],
+                ["v1", "track" | "identify" | "page" | "screen" | "alias" | "group" | "batch" | "journeys"
+                | "users" | "unsubscribe", ..],
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &json!({"error": format!("{method} is not allowed on {path}")}),
             ),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                &json!({"error": format!("no route {path}"), "routes": ["POST /v1/track", "POST /v1/identify", "POST /v1/batch", "GET /v1/users/{userId}", "GET /v1/users/{userId}/inbox", "GET /v1/journeys", "GET /v1/journeys/{id}/stats", "PUT /v1/journeys/{id}", "GET /v1/unsubscribe?token="]}),
+                &json!({"error": format!("no route {path}"), "routes": ROUTES}),
             ),
         }
     }

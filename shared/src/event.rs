@@ -48,6 +48,141 @@ impl Kind {
     }
 }
 
+/// A Segment call Waymark takes, by its `type`. `track` and `identify` are events as they are;
+/// `page` and `screen` are the track events `page_viewed` and `screen_viewed` (the call's `name`
+/// and `category` among their properties, as Segment's own destinations map them); `alias` is an
+/// identify of `userId` with `previousId` as its anonymous id, which merges that anonymous user
+/// into it. `group` is not taken: Waymark keeps no groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Alias,
+}
+
+impl Call {
+    /// The call a Segment `type` names, if Waymark takes it.
+    pub fn parse(t: &str) -> Option<Call> {
+        match t {
+            "track" => Some(Call::Track),
+            "identify" => Some(Call::Identify),
+            "page" => Some(Call::Page),
+            "screen" => Some(Call::Screen),
+            "alias" => Some(Call::Alias),
+            _ => None,
+        }
+    }
+}
+
+/// Parse one `POST /v1/{track,identify,page,screen,alias}` body (see [`Call`]).
+pub fn parse_call(
+    call: Call,
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    if body.len() > MAX_EVENT_BYTES {
+        return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
+    }
+    let raw = parse_body(body)?;
+    from_call(call, &raw, &Map::new(), received_at, limits, "")
+}
+
+/// Validates one call's object as the event it is (see [`Call`]).
+fn from_call(
+    call: Call,
+    raw: &Map<String, Value>,
+    shared_context: &Map<String, Value>,
+    received_at: Timestamp,
+    limits: &Limits,
+    prefix: &str,
+) -> Result<Event, Vec<FieldError>> {
+    match call {
+        Call::Track => from_raw(
+            Kind::Track,
+            raw,
+            shared_context,
+            received_at,
+            limits,
+            prefix,
+        ),
+        Call::Identify => from_raw(
+            Kind::Identify,
+            raw,
+            shared_context,
+            received_at,
+            limits,
+            prefix,
+        ),
+        Call::Page | Call::Screen => {
+            let mut raw = raw.clone();
+            let name = if call == Call::Page {
+                "page_viewed"
+            } else {
+                "screen_viewed"
+            };
+            raw.insert("event".into(), Value::String(name.into()));
+            // A properties value that is not an object is left for the check to name.
+            let (name, category) = (raw.get("name").cloned(), raw.get("category").cloned());
+            let props = raw
+                .entry("properties")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if props.is_null() {
+                *props = Value::Object(Map::new());
+            }
+            if let Value::Object(props) = props {
+                for (k, v) in [("name", name), ("category", category)] {
+                    if let Some(v) = v.filter(|v| !v.is_null()) {
+                        props.entry(k).or_insert(v);
+                    }
+                }
+            }
+            from_raw(
+                Kind::Track,
+                &raw,
+                shared_context,
+                received_at,
+                limits,
+                prefix,
+            )
+        }
+        Call::Alias => {
+            let mut check = Check::new(prefix);
+            let previous = check.id(raw, "previousId");
+            if is_absent(raw.get("previousId")) {
+                check.error(
+                    "previousId",
+                    "is required: the anonymous id (anonymousId) that turned out to be userId",
+                );
+            }
+            if is_absent(raw.get("userId")) {
+                check.error(
+                    "userId",
+                    "is required: the user previousId turned out to be",
+                );
+            }
+            if !check.errors.is_empty() {
+                return Err(check.errors);
+            }
+            let mut raw = raw.clone();
+            raw.remove("previousId");
+            if let Some(previous) = previous {
+                raw.insert("anonymousId".into(), Value::String(previous));
+            }
+            from_raw(
+                Kind::Identify,
+                &raw,
+                shared_context,
+                received_at,
+                limits,
+                prefix,
+            )
+        }
+    }
+}
+
 fn no_properties() -> Arc<Value> {
     Arc::new(Value::Object(Map::new()))
 }
@@ -235,23 +370,22 @@ fn parse_item(
     if size > MAX_EVENT_BYTES {
         return Err(vec![too_big(prefix, size, MAX_EVENT_BYTES)]);
     }
-    let kind = match raw.get("type") {
-        Some(Value::String(t)) if t == "track" => Kind::Track,
-        Some(Value::String(t)) if t == "identify" => Kind::Identify,
-        Some(Value::String(t)) if ["page", "screen", "group", "alias"].contains(&t.as_str()) => {
+    let call = match raw.get("type") {
+        Some(Value::String(t)) if t == "group" => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                format!(
-                    r#"is "{t}", but Waymark accepts only track and identify events; send it as a track event (e.g. "Page Viewed") instead"#
-                ),
+                r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#,
             )]);
         }
-        Some(Value::String(_)) => {
-            return Err(vec![FieldError::new(
-                format!("{prefix}.type"),
-                r#"is unknown: Waymark accepts only track and identify events; send "track" or "identify""#,
-            )]);
-        }
+        Some(Value::String(t)) => match Call::parse(t) {
+            Some(call) => call,
+            None => {
+                return Err(vec![FieldError::new(
+                    format!("{prefix}.type"),
+                    r#"is unknown: send "track", "identify", "page", "screen" or "alias""#,
+                )]);
+            }
+        },
         None | Some(Value::Null) => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
@@ -265,7 +399,7 @@ fn parse_item(
             )]);
         }
     };
-    from_raw(kind, raw, shared_context, received_at, limits, prefix)
+    from_call(call, raw, shared_context, received_at, limits, prefix)
 }
 
 /// Validates one event object and builds the [`Event`], collecting every problem found.
@@ -1567,15 +1701,79 @@ mod tests {
     }
 
     #[test]
-    fn batch_rejects_other_segment_types_with_a_hint() {
-        for t in ["page", "screen", "group", "alias"] {
+    fn batch_rejects_group_calls_and_unknown_types_with_a_hint() {
+        for (t, hint) in [
+            ("group", "does not keep"),
+            (
+                "screenview",
+                r#"send "track", "identify", "page", "screen" or "alias""#,
+            ),
+        ] {
             let outcome = batch(&json!({"batch": [{"type": t, "userId": "u1"}]})).expect(t);
             let error = &outcome.rejected[0].errors[0];
             assert_eq!(error.field, "batch[0].type");
-            assert!(
-                error.message.contains("only track and identify"),
-                "{error:?}"
-            );
+            assert!(error.message.contains(hint), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn page_and_screen_calls_are_track_events_with_their_name_and_category() {
+        let outcome = batch(&json!({"batch": [
+            {"type": "page", "userId": "u1", "messageId": "p1", "name": "Pricing", "category": "Docs",
+             "properties": {"url": "https://shop.example/pricing"}},
+            {"type": "screen", "anonymousId": "d1", "messageId": "s1", "name": "Cart"},
+            {"type": "page", "userId": "u1", "messageId": "p2", "properties": {"name": "kept"}, "name": "Other"},
+        ]}))
+        .expect("batch");
+        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+        let [page, screen, kept] = outcome.accepted.as_slice() else {
+            panic!("{:?}", outcome.accepted)
+        };
+        assert_eq!(page.kind, Kind::Track);
+        assert_eq!(page.event.as_deref(), Some("page_viewed"));
+        assert_eq!(
+            *page.properties,
+            json!({"url": "https://shop.example/pricing", "name": "Pricing", "category": "Docs"})
+        );
+        assert_eq!(screen.event.as_deref(), Some("screen_viewed"));
+        assert_eq!(screen.user_id, "anon:d1");
+        assert_eq!(*screen.properties, json!({"name": "Cart"}));
+        assert_eq!(
+            kept.properties["name"], "kept",
+            "the call's own property wins"
+        );
+    }
+
+    #[test]
+    fn an_alias_call_is_an_identify_of_the_user_with_the_previous_id_as_anonymous_id() {
+        let body = json!({"userId": "ann", "previousId": "device-1", "messageId": "a1"});
+        let e = parse_call(
+            Call::Alias,
+            body.to_string().as_bytes(),
+            "2026-12-01T10:00:00Z".parse().expect("time"),
+            &Limits::default(),
+        )
+        .expect("alias");
+        assert_eq!(e.kind, Kind::Identify);
+        assert_eq!(e.user_id, "ann");
+        assert_eq!(e.anonymous_id.as_deref(), Some("device-1"));
+        assert!(e.traits.is_empty());
+        for (body, field) in [
+            (json!({"userId": "ann"}), "previousId"),
+            (json!({"previousId": "device-1"}), "userId"),
+            (
+                json!({"userId": "ann", "previousId": {"id": 1}}),
+                "previousId",
+            ),
+        ] {
+            let errors = parse_call(
+                Call::Alias,
+                body.to_string().as_bytes(),
+                "2026-12-01T10:00:00Z".parse().expect("time"),
+                &Limits::default(),
+            )
+            .expect_err("bad alias");
+            assert_eq!(fields(&errors), vec![field], "{body}");
         }
     }
 

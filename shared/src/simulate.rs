@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::{Clock, ManualClock};
-use crate::event::{self, Kind, Limits};
+use crate::event::{self, Limits};
 use crate::journey::{Journey, TriggerKind};
 use crate::outbox::{OutboxLine, OutboxSender};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
@@ -114,17 +114,16 @@ const MOST_LISTED: usize = 20;
 impl ScriptLine {
     /// The event the line sends, checked as the HTTP API checks one.
     fn event(&self) -> Result<event::Event, String> {
-        let kind = match self.payload.get("type").and_then(Value::as_str) {
-            Some("identify") => Kind::Identify,
-            None | Some("track") => Kind::Track,
-            Some(other) => {
-                return Err(format!(
-                    "type: `{other}` is not a kind of event here: write \"track\" or \"identify\""
-                ))
-            }
+        let call = match self.payload.get("type").and_then(Value::as_str) {
+            None => event::Call::Track,
+            Some(t) => event::Call::parse(t).ok_or_else(|| {
+                format!(
+                    "type: `{t}` is not a kind of event here: write \"track\", \"identify\", \"page\", \"screen\" or \"alias\""
+                )
+            })?,
         };
         let body = serde_json::to_vec(&self.payload).map_err(|e| e.to_string())?;
-        event::parse_single(kind, &body, self.at, &SCRIPT_LIMITS).map_err(|errs| {
+        event::parse_call(call, &body, self.at, &SCRIPT_LIMITS).map_err(|errs| {
             errs.iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
@@ -428,7 +427,7 @@ mod tests {
             "",
             "# a comment",
             r#"{"at":"2027-03-14T00:00:00Z","type":"track","userId":"ny"}"#,
-            r#"{"at":"2027-03-14T00:00:00Z","type":"page","userId":"ny","event":"x"}"#,
+            r#"{"at":"2027-03-14T00:00:00Z","type":"group","userId":"ny","event":"x"}"#,
             r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x"}"#,
             r#"{"at":"2027-03-14"}"#,
         ]
@@ -438,7 +437,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{e}");
         assert!(lines[0].starts_with("line 1: traits.timezone: "), "{e}");
         assert!(lines[1].starts_with("line 4: event: is required"), "{e}");
-        assert!(lines[2].starts_with("line 5: type: `page`"), "{e}");
+        assert!(lines[2].starts_with("line 5: type: `group`"), "{e}");
         assert!(lines[3].starts_with("line 7: "), "{e}");
         // Good lines keep their place for later errors, and are sorted by time.
         let good = parse_script(&script.lines().skip(5).take(1).collect::<String>())

@@ -118,6 +118,21 @@ async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_us
 }
 
 #[tokio::test]
+async fn an_alias_call_merges_as_an_event_with_both_ids_does() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    // analytics.js's alias() at the login, then an identify of the user alone.
+    h.play(r#"
+{"at":"2026-12-01T11:00:00Z","type":"alias","previousId":"device-1","userId":"ann","messageId":"alias-1"}
+{"at":"2026-12-01T11:00:05Z","type":"identify","userId":"ann","messageId":"id-1","traits":{"email":"ann@example.com","first_name":"Ann"}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+    assert_eq!(states(&h, "ann").await, moved_and_completed());
+}
+
+#[tokio::test]
 async fn a_merged_anonymous_ids_later_events_are_the_users() {
     let h = cart().await;
     h.play(ANONYMOUS_CART).await;

@@ -339,6 +339,63 @@ fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
 }
 
 #[test]
+fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hint() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        // A visitor reads the pricing page, then logs in as ada (analytics.js calls alias).
+        s.post(
+            "/v1/page",
+            json!({"anonymousId": "web-1", "name": "Pricing", "properties": {"path": "/pricing"}}),
+        )
+        .await;
+        s.post("/v1/screen", json!({"userId": "bob", "name": "Cart"}))
+            .await;
+        s.post("/v1/alias", json!({"previousId": "web-1", "userId": "ada"}))
+            .await;
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        let (status, text) = s.admin_get("/v1/users/ada").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let ada: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(ada["profile"]["anonymous_ids"], json!(["web-1"]), "{text}");
+        assert!(
+            ada["profile"]["history"]["page_viewed"].is_array(),
+            "the page view is ada's: {text}"
+        );
+        let (_, text) = s.admin_get("/v1/users/bob").await;
+        let bob: Value = serde_json::from_str(&text).expect("JSON");
+        assert!(
+            bob["profile"]["history"]["screen_viewed"].is_array(),
+            "{text}"
+        );
+        // Bad calls name their field; a group call says what to do instead.
+        let auth = format!("Bearer {WRITE_KEY}");
+        for (route, body, field) in [
+            ("/v1/alias", json!({"userId": "ada"}), "previousId"),
+            ("/v1/page", json!({"userId": ["ada"]}), "userId"),
+            (
+                "/v1/group",
+                json!({"userId": "ada", "groupId": "g1"}),
+                "type",
+            ),
+        ] {
+            let (status, text) = s
+                .call(
+                    Method::POST,
+                    route,
+                    &[("authorization", &auth)],
+                    &body.to_string(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {text}");
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(v["errors"][0]["field"], field, "{route}: {text}");
+        }
+    });
+}
+
+#[test]
 fn the_inbox_opens_with_its_users_token_only() {
     block_on(async {
         let s = Stack::new().await;

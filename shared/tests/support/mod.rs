@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use waymark::clock::{Clock, ManualClock};
 use waymark::dsl;
 use waymark::engine::Content;
-use waymark::event::{self, Kind, Limits};
+use waymark::event::{self, Limits};
 use waymark::journey::Journey;
 use waymark::outbox::{OutboxLine, OutboxSender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
@@ -220,12 +220,14 @@ impl Harness {
         };
         for l in lines {
             self.advance_to(l.at).await;
-            let kind = match l.payload.get("type").and_then(|v| v.as_str()) {
-                Some("identify") => Kind::Identify,
-                _ => Kind::Track,
-            };
+            let call = l
+                .payload
+                .get("type")
+                .and_then(|v| v.as_str())
+                .and_then(event::Call::parse)
+                .unwrap_or(event::Call::Track);
             let body = serde_json::to_vec(&l.payload).expect("payload");
-            let ev = event::parse_single(kind, &body, l.at, &limits)
+            let ev = event::parse_call(call, &body, l.at, &limits)
                 .unwrap_or_else(|e| panic!("bad event at {}: {e:?}", l.at));
             self.queue
                 .send(
