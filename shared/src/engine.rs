@@ -190,6 +190,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         outbox_timeline: Vec::new(),
         outbox_cause: None,
         carried: Vec::new(),
+        earlier_triggers: Vec::new(),
     };
     let mut run = Run::new(ctx, enrollment);
     run.log(
@@ -498,6 +499,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         outbox_timeline: Vec::new(),
         outbox_cause: None,
         carried: e.carried.clone(),
+        earlier_triggers: e.earlier_triggers.clone(),
     }
 }
 

@@ -97,7 +97,18 @@ pub struct Enrollment {
     /// next, each under its own cause.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried: Vec<Carried>,
+    /// The trigger messages of the user's earlier enrollments of this journey (the latest
+    /// [`EARLIER_TRIGGERS`]), so that a trigger that entered the user, failed before it was
+    /// marked handled and comes back after a later entry replaced its record, does not enter
+    /// them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_triggers: Vec<String>,
 }
+
+/// How many earlier trigger messages an enrollment remembers (see
+/// [`Enrollment::earlier_triggers`]): more entries than this between a trigger's first handling
+/// and its last redelivery (SQS keeps a message for days at most) are not expected.
+pub const EARLIER_TRIGGERS: usize = 16;
 
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1240,7 +1240,8 @@ impl Runtime {
     /// out to be ([`Effect::Move`]) and schedules its wake-up, unless that user is active in the
     /// journey (then it is dropped: one enrollment at a time). Safe to repeat: a continuation
     /// written already is only settled (its wake-up scheduled, if a crash came first).
-    async fn move_in(&self, next: &Enrollment, from: &str, cause: &str) -> Result<(), RunError> {
+    /// Says whether it went on (false: dropped).
+    async fn move_in(&self, next: &Enrollment, from: &str, cause: &str) -> Result<bool, RunError> {
         let prev = match self
             .store
             .get(&enrollment_key(&next.user_id, &next.journey))
@@ -1255,14 +1256,15 @@ impl Runtime {
                 self.settle_for(l, cause, false).await?;
             }
             Some(l) if l.enrollment.is_active() => {
-                tracing::warn!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
-                return Ok(());
+                tracing::info!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
+                return Ok(false);
             }
             prev => self.write_moved(next, from, cause, prev.as_ref()).await?,
         }
         // The user's exit event applied while the merge ran: it did not find this enrollment
         // (not written yet), so the profile, read again now that it is, must show the event.
-        self.exit_moved(next, cause).await
+        self.exit_moved(next, cause).await?;
+        Ok(true)
     }
 
     /// Ends a moved-in enrollment that is still active when its user did the journey's exit
@@ -1394,7 +1396,9 @@ impl Runtime {
             // This very message enrolled the user before (its outbox was replayed by the caller).
             // A message that only moved or ended the enrollment (an exit event that is also the
             // trigger) did not: the rules below decide whether it enters the user again.
-            if e.trigger.message_id == trigger.message_id {
+            if e.trigger.message_id == trigger.message_id
+                || e.earlier_triggers.contains(&trigger.message_id)
+            {
                 return Ok(None);
             }
             if e.is_active() {
@@ -1444,6 +1448,16 @@ impl Runtime {
         let trigger_at = trigger.at;
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
+        if let Some(l) = existing {
+            let e = &l.enrollment;
+            let mut earlier = e.earlier_triggers.clone();
+            earlier.push(e.trigger.message_id.clone());
+            let extra = earlier
+                .len()
+                .saturating_sub(crate::enrollment::EARLIER_TRIGGERS);
+            earlier.drain(..extra);
+            t.enrollment.earlier_triggers = earlier;
+        }
         // An exit that happened after the trigger but was applied before it (events out of order).
         if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {
             if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {
@@ -1629,7 +1643,25 @@ impl Runtime {
                 }
                 Effect::Wake { seq, at } => self.schedule(wake(*seq, *at), *at).await?,
                 Effect::Cancel { seq, at } => self.cancel_timer(&wake(*seq, *at), *at).await?,
-                Effect::Move(next) => Box::pin(self.move_in(next, u.user, u.cause)).await?,
+                Effect::Move(next) => {
+                    if !Box::pin(self.move_in(next, u.user, u.cause)).await? {
+                        // Not gone on after all (the user entered the journey between the merge
+                        // and this write): the anonymous enrollment ended here, its wait with it.
+                        for e in entries.iter_mut() {
+                            if let What::Merged { ended, .. } = &mut e.what {
+                                *ended = true;
+                            }
+                        }
+                        if let Some(last) = entries.last().cloned() {
+                            entries.push(Entry {
+                                what: What::Woke {
+                                    how: "merged".into(),
+                                },
+                                ..last
+                            });
+                        }
+                    }
+                }
                 Effect::UpdateProfile(up) => {
                     self.update_profile(u.user, |p| {
                         for (k, v) in &up.set {

@@ -556,6 +556,40 @@ async fn a_merge_costs_a_few_store_calls_once_and_later_events_with_both_ids_not
     assert!(total(&login) > total(&fresh), "{login:?}");
 }
 
+/// Not about identity, but about the same faults: a trigger that entered, failed before it was
+/// marked handled, and comes back after the user's record moved on to a later enrollment.
+#[tokio::test]
+async fn a_trigger_that_comes_back_after_a_later_entry_does_not_enter_again() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    h.play(r#"{"at":"2026-12-01T09:30:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    // The first cart enters; its "handled" marker cannot be written: retried minutes later. In
+    // between, ann orders (the journey ends), abandons a second cart (she enters again) and
+    // orders again (that one ends too, so nothing stands in the first cart's way).
+    *faulty.fail_write_of.lock().expect("fail") = Some("D#cart-1".into());
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"cart-1","properties":{"total":10,"items":[]}}
+{"at":"2026-12-01T10:00:20Z","type":"track","userId":"ann","event":"order_completed","messageId":"order-1"}
+{"at":"2026-12-01T10:00:40Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"cart-2","properties":{"total":20,"items":[]}}
+{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"order-2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let entered: Vec<&str> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Entered { .. }))
+        .map(|e| &*e.enrollment)
+        .collect();
+    assert_eq!(
+        entered,
+        ["cart_abandonment:ann:1", "cart_abandonment:ann:2"],
+        "cart-1 entered once"
+    );
+}
+
 #[tokio::test]
 async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_twice() {
     // The merge's n-th write fails (the message is retried by the runtime), before or after it
