@@ -277,12 +277,11 @@ pub fn parse_single(
     received_at: Timestamp,
     limits: &Limits,
 ) -> Result<Event, Vec<FieldError>> {
-    if body.len() > MAX_EVENT_BYTES {
-        return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
-    }
-    let raw = parse_body(body)?;
-    let no_shared_context = Map::new();
-    from_raw(kind, &raw, &no_shared_context, received_at, limits, "")
+    let call = match kind {
+        Kind::Track => Call::Track,
+        Kind::Identify => Call::Identify,
+    };
+    parse_call(call, body, received_at, limits)
 }
 
 /// Parse `POST /v1/batch`: `{"batch":[{type:"track"|"identify", ...}, ...], "context":{...}?}`.
