@@ -202,10 +202,7 @@ impl Api {
                 }
                 field_errors(
                     StatusCode::BAD_REQUEST,
-                    &[FieldError::new(
-                        "type",
-                        r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#,
-                    )],
+                    &[FieldError::new("type", event::GROUP_REFUSED)],
                 )
             }
             (Method::POST, ["v1", "batch"]) => {

@@ -76,6 +76,9 @@ impl Call {
     }
 }
 
+/// What a `group` call is told (in a batch, or at `POST /v1/group`).
+pub const GROUP_REFUSED: &str = r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#;
+
 /// Parse one `POST /v1/{track,identify,page,screen,alias}` body (see [`Call`]).
 pub fn parse_call(
     call: Call,
@@ -284,7 +287,7 @@ pub fn parse_single(
     parse_call(call, body, received_at, limits)
 }
 
-/// Parse `POST /v1/batch`: `{"batch":[{type:"track"|"identify", ...}, ...], "context":{...}?}`.
+/// Parse `POST /v1/batch`: `{"batch":[{type: a [`Call`]'s type, ...}, ...], "context":{...}?}`.
 /// Whole-body problems (not JSON, too big, no batch array) are `Err`; per-item problems are
 /// collected in `rejected` while valid items are still returned. The batch's `context` is merged
 /// under each item's own `context` (the item's keys win).
@@ -373,7 +376,7 @@ fn parse_item(
         Some(Value::String(t)) if t == "group" => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#,
+                GROUP_REFUSED,
             )]);
         }
         Some(Value::String(t)) => match Call::parse(t) {
