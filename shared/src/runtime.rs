@@ -942,6 +942,12 @@ impl Runtime {
             .await?;
         if let Some(into) = merged_into.into_inner().unwrap_or_else(|p| p.into_inner()) {
             tracing::debug!(user, into, message_id = %e.message_id, "event of a merged anonymous user");
+            // What it still owes as the anonymous user's (this event retried after failing
+            // half-way, its enrollment merged since or missed by the merge) is performed first:
+            // nothing else would touch that enrollment again.
+            for (_, l) in self.load_enrollments(user).await? {
+                self.settle_for(l, &e.message_id, false).await?;
+            }
             let theirs = Event {
                 user_id: into,
                 ..e.clone()

@@ -307,11 +307,8 @@ async fn an_anonymous_id_is_merged_once_into_the_first_user_it_turns_out_to_be()
     assert!(bob.timeline.is_empty(), "{:?}", bob.timeline);
 }
 
-#[tokio::test]
-async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
-    let h = Harness::new("2026-12-01T09:00:00Z");
-    h.publish(
-        r#"
+/// An in-app guide on the first app open.
+const WELCOME: &str = r#"
 id: welcome
 name: Welcome
 trigger:
@@ -322,9 +319,12 @@ steps:
       in_app:
         title: "Welcome"
         body: "Here is how to start"
-"#,
-    )
-    .await;
+"#;
+
+#[tokio::test]
+async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(WELCOME).await;
     h.play(r#"
 {"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
 {"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
@@ -344,7 +344,7 @@ struct Faulty {
     /// The next look at an anonymous user's enrollments misses them (as if one were written
     /// just after the look: an anonymous event handled at the same time as the merge).
     miss_anonymous_enrollments: Arc<Mutex<bool>>,
-    /// The next write of a record whose sort key is this fails (the store unavailable).
+    /// The next write of a record whose sort key starts with this fails (the store unavailable).
     fail_write_of: Arc<Mutex<Option<String>>>,
     /// Calls made, by kind (`get`, `put`, `query`, `delete`).
     calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
@@ -371,7 +371,9 @@ impl Store for Faulty {
         self.count("put");
         let fail = {
             let mut fail = self.fail_write_of.lock().expect("fail");
-            let hit = fail.as_deref() == Some(record.key.sk.as_str());
+            let hit = fail
+                .as_deref()
+                .is_some_and(|f| record.key.sk.starts_with(f));
             if hit {
                 *fail = None;
             }
@@ -516,6 +518,35 @@ async fn an_anonymous_event_that_comes_again_after_the_merge_enters_once() {
     );
     let s = stats(&h, "cart_abandonment").await;
     assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+}
+
+/// The guide an anonymous event owes when its handling fails half-way (the store down for a
+/// moment, the inbox write lost) goes out when the event is retried, although the login merged
+/// the user in between without seeing the enrollment (written at the same time): the retry is
+/// the user's event now, and it performs what it owes as the anonymous user first.
+#[tokio::test]
+async fn what_an_anonymous_event_owes_goes_out_when_it_is_retried_after_the_merge() {
+    let (h, faulty) = faulty_harness();
+    h.publish(WELCOME).await;
+    *faulty.fail_write_of.lock().expect("fail") = Some("I#".into());
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
+"#)
+    .await;
+    assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+    assert!(h.rt.inbox("anon:phone-1").await.expect("inbox").is_empty());
+    *faulty.miss_anonymous_enrollments.lock().expect("miss") = true;
+    h.play(r#"
+{"at":"2026-12-01T10:00:30Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    assert!(!*faulty.miss_anonymous_enrollments.lock().expect("miss"));
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    let inbox = h.rt.inbox("lee").await.expect("inbox");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let s = stats(&h, "welcome").await;
+    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
 }
 
 #[tokio::test]
