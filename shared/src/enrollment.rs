@@ -135,6 +135,24 @@ impl Enrollment {
         self.status == Status::Active
     }
 
+    /// Takes `prev`'s place in the record of the user's enrollment in the journey (a re-entry,
+    /// or a merged anonymous user's enrollment going on as the user's): numbered no lower
+    /// than it, so the user's next enrollment gets an id of its own (sends are claimed by
+    /// enrollment id), and remembering the triggers that entered it and the ones before.
+    pub fn follow(&mut self, prev: &Enrollment) {
+        self.n = self.n.max(prev.n);
+        let mut earlier = prev.earlier_triggers.clone();
+        earlier.push(prev.trigger.message_id.clone());
+        for t in std::mem::take(&mut self.earlier_triggers) {
+            if !earlier.contains(&t) {
+                earlier.push(t);
+            }
+        }
+        let extra = earlier.len().saturating_sub(EARLIER_TRIGGERS);
+        earlier.drain(..extra);
+        self.earlier_triggers = earlier;
+    }
+
     /// The id a wake-up for `seq` carries, used as its outbox cause.
     pub fn wake_id(&self, seq: u64) -> String {
         Self::wake_id_of(&self.id, seq)

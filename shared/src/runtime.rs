@@ -1344,8 +1344,12 @@ impl Runtime {
                 ended: false,
             },
         }];
+        let mut enrollment = next.clone();
+        if let Some(l) = prev {
+            enrollment.follow(&l.enrollment);
+        }
         let t = Transition {
-            enrollment: next.clone(),
+            enrollment,
             effects,
             timeline,
         };
@@ -1455,14 +1459,7 @@ impl Runtime {
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
         if let Some(l) = existing {
-            let e = &l.enrollment;
-            let mut earlier = e.earlier_triggers.clone();
-            earlier.push(e.trigger.message_id.clone());
-            let extra = earlier
-                .len()
-                .saturating_sub(crate::enrollment::EARLIER_TRIGGERS);
-            earlier.drain(..extra);
-            t.enrollment.earlier_triggers = earlier;
+            t.enrollment.follow(&l.enrollment);
         }
         // An exit that happened after the trigger but was applied before it (events out of order).
         if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {

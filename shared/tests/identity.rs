@@ -621,6 +621,113 @@ async fn a_trigger_that_comes_back_after_a_later_entry_does_not_enter_again() {
     );
 }
 
+/// A tip 20 seconds after each app open; an order ends it.
+const TIPS: &str = r#"
+id: tips
+name: Tips
+trigger:
+  event: app_opened
+reentry: after_exit
+exit_when:
+  - event: order_completed
+steps:
+  - id: pause
+    wait: 20s
+  - id: tip
+    send:
+      in_app:
+        title: "A tip"
+        body: "Swipe left to save"
+"#;
+
+/// The user's enrollments after a merged one are numbered after all of hers: ann entered twice
+/// before the anonymous enrollment (its first) went on as hers, so her next is her third, not a
+/// second `tips:ann:2`, whose tip the send ledger would take for one sent already.
+#[tokio::test]
+async fn a_users_enrollment_after_a_merged_one_is_numbered_after_all_of_hers() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(TIPS).await;
+    h.play(r#"
+{"at":"2026-12-01T09:50:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-0"}
+{"at":"2026-12-01T09:55:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"open-2"}
+{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","anonymousId":"phone-1","messageId":"login-1","traits":{}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-3"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let sent: Vec<&str> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Sent { .. }))
+        .map(|e| &*e.enrollment)
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "tips:ann:1",
+            "tips:ann:2",
+            "tips:anon:phone-1:1",
+            "tips:ann:3"
+        ]
+    );
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    assert_eq!(inbox.len(), 4, "{inbox:?}");
+}
+
+/// A continuation that takes the place of the user's ended enrollment keeps what that record
+/// knew: the triggers that entered the user (ann's app open `open-1`, retried minutes later
+/// because its "handled" marker could not be written, finds the continuation ended by then and
+/// does not enter her again) and how many times she entered (her next enrollment is her third,
+/// not a second `tips:ann:2` whose tip the send ledger would take for one sent already).
+#[tokio::test]
+async fn a_merged_enrollment_in_place_of_the_users_ended_one_keeps_her_entries_apart() {
+    let (h, faulty) = faulty_harness();
+    h.publish(TIPS).await;
+    h.play(r#"
+{"at":"2026-12-01T09:50:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-0"}
+{"at":"2026-12-01T09:50:05Z","type":"track","userId":"ann","event":"order_completed","messageId":"order-0"}
+"#)
+    .await;
+    *faulty.fail_write_of.lock().expect("fail") = Some("D#open-1".into());
+    h.play(r#"
+{"at":"2026-12-01T09:59:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"open-2"}
+{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","anonymousId":"phone-1","messageId":"login-1","traits":{}}
+"#)
+    .await;
+    assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+    h.play(r#"
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"open-3"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let entered: Vec<&str> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Entered { .. }))
+        .map(|e| &*e.enrollment)
+        .collect();
+    assert_eq!(
+        entered,
+        [
+            "tips:ann:1",
+            "tips:ann:2",
+            "tips:anon:phone-1:1",
+            "tips:ann:3"
+        ],
+        "open-1 entered once"
+    );
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    assert_eq!(
+        inbox.len(),
+        3,
+        "ann:2's, the merged one's and ann:3's tips: {inbox:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_twice() {
     // The merge's n-th write fails (the message is retried by the runtime), before or after it
