@@ -1797,6 +1797,8 @@ impl Runtime {
                     Outcome::Sent { at: now }
                 }
                 Err(SendError::Permanent(reason)) => {
+                    // Refused for good: it reached no one, so it gives its cap place back.
+                    self.uncount_cap(o).await?;
                     if o.channel == Channel::Push && reason.contains(ENDPOINT_DISABLED) {
                         let tokens: Vec<String> = match &o.to {
                             Address::Devices(d) => d.iter().map(|d| d.token.clone()).collect(),

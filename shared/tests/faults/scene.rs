@@ -117,11 +117,13 @@ impl Store for ScriptedStore {
 }
 
 /// A provider that records each message it takes; the next `throttle` calls are refused as
-/// throttled, the next `time_out` taken but answered with a timeout.
+/// throttled, the next `reject` refused for good, the next `time_out` taken but answered with
+/// a timeout.
 #[derive(Default)]
 pub struct Provider {
     pub calls: Mutex<Vec<(Timestamp, Outgoing)>>,
     pub throttle: Mutex<u32>,
+    pub reject: Mutex<u32>,
     pub time_out: Mutex<u32>,
     pub clock: Mutex<Option<ManualClock>>,
 }
@@ -142,6 +144,12 @@ impl Sender for Provider {
             return Err(SendError::Retryable("throttled".into()));
         }
         drop(throttle);
+        let mut reject = self.reject.lock().unwrap_or_else(|p| p.into_inner());
+        if *reject > 0 {
+            *reject -= 1;
+            return Err(SendError::Permanent("address rejected".into()));
+        }
+        drop(reject);
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -230,6 +238,15 @@ impl Scene {
         *self
             .provider
             .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = calls;
+    }
+
+    /// The provider refuses its next `calls` calls for good (an address it will not take).
+    pub fn reject(&self, calls: u32) {
+        *self
+            .provider
+            .reject
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = calls;
     }

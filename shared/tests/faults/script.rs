@@ -29,8 +29,8 @@ pub struct UserPlan {
     pub orders: Vec<(String, Timestamp)>,
     pub signed_up: Vec<(String, Timestamp)>,
     pub registered: Vec<(String, Timestamp)>,
-    /// The first cart was abandoned anonymously, with this `anonymousId`, and the user logged in
-    /// (an identify with both ids) at this time, within four hours of it.
+    /// One of the carts was abandoned anonymously, with this `anonymousId`, and the user logged
+    /// in (an identify with both ids) at this time, within four hours of it.
     pub anonymous: Option<(String, Timestamp)>,
 }
 
@@ -152,12 +152,19 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
 
         if b.rng.chance(0.75) {
             let mut t = t0 + secs(b.rng.between(60, 4 * 3_600));
-            let carts = if b.rng.chance(0.3) { 2 } else { 1 };
-            let anonymous = b.rng.chance(0.25);
+            let carts = match b.rng.below(20) {
+                0..=12 => 1,
+                13..=17 => 2,
+                _ => 3,
+            };
+            // Which cart, if any, is abandoned anonymously: the first, or one after the user's
+            // own (whose enrollment the anonymous one's continuation then takes the place of,
+            // before the user's next cart enters again).
+            let anonymous = b.rng.chance(0.25).then(|| b.rng.below(carts));
             for n in 0..carts {
                 let qualifies = b.rng.chance(0.9);
                 let props = cart(b.rng, n, qualifies);
-                let cart_id = if anonymous && n == 0 {
+                let cart_id = if anonymous == Some(n) {
                     // Abandoned before logging in; the login comes seconds later (racing the
                     // entry), minutes later, around the push, or up to four hours later (always
                     // before the email, which then goes to the user's address).
