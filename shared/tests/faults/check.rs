@@ -585,8 +585,12 @@ pub fn caps(world: &mut World, facts: &Facts) {
             continue;
         };
         // The entry carries the transition's time; the send was tried then or a little later.
+        // A place in the cap carries the clock of the worker that took it, up to
+        // `MAX_SKEW_MS` off the true time the provider saw (two quiet-hours sends deferred to
+        // 08:00 on consecutive days are a day apart within that).
+        let skew = SignedDuration::from_millis(crate::world::MAX_SKEW_MS);
         let (from, to) = (
-            e.at - cap.per.to_jiff(),
+            e.at - cap.per.to_jiff() - skew,
             e.at + SignedDuration::from_hours(1),
         );
         let sent = lab

@@ -153,13 +153,14 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
         if b.rng.chance(0.75) {
             let mut t = t0 + secs(b.rng.between(60, 4 * 3_600));
             let carts = match b.rng.below(20) {
-                0..=12 => 1,
-                13..=17 => 2,
-                _ => 3,
+                0..=11 => 1,
+                12..=15 => 2,
+                16..=17 => 3,
+                _ => 4,
             };
             // Which cart, if any, is abandoned anonymously: the first, or one after the user's
-            // own (whose enrollment the anonymous one's continuation then takes the place of,
-            // before the user's next cart enters again).
+            // own (whose ended enrollment the anonymous one's continuation then takes the place
+            // of, before the user's next cart enters again).
             let anonymous = b.rng.chance(0.25).then(|| b.rng.below(carts));
             for n in 0..carts {
                 let qualifies = b.rng.chance(0.9);
