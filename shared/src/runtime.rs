@@ -1759,12 +1759,18 @@ impl Runtime {
             Err(e) => return Err(e.into()),
         };
 
+        let skipped = cancelled || self.stopped(&o.journey).await?;
+        if skipped && claim_version > 1 {
+            // An earlier attempt may have taken a place in the cap before it failed: this send
+            // will not go out, so the place is given back.
+            self.uncount_cap(o).await?;
+        }
         let outcome = if cancelled {
             Outcome::Skipped {
                 reason: "exited".into(),
                 detail: Some("an exit event came before the message could go out".into()),
             }
-        } else if self.stopped(&o.journey).await? {
+        } else if skipped {
             Outcome::Skipped {
                 reason: "stopped".into(),
                 detail: Some("the journey was stopped before the message could go out".into()),

@@ -851,6 +851,68 @@ fn a_rejected_send_does_not_use_up_the_frequency_cap() {
     });
 }
 
+/// A send that took its place in the frequency cap and then could not go out, nor give the
+/// place back (the provider throttled it, and the store failed the give-back), and that an
+/// exit event then cancels, gives the place back when it is recorded as skipped. Push capped at
+/// one a day: the first cart's push is cancelled by the order, and the second cart's goes out.
+/// (Before, the cancelled push kept its place and the second was skipped as "capped".)
+#[test]
+fn a_cancelled_send_gives_back_the_cap_place_an_earlier_attempt_took() {
+    block_on(async {
+        let mut config = world::config();
+        config.caps.insert(
+            waymark::journey::Channel::Push,
+            waymark::runtime::Cap {
+                max: 1,
+                per: "1d".parse().expect("a duration"),
+            },
+        );
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        s.throttle(1);
+        // The push's place is taken (let through); giving it back fails.
+        s.fail_once_after(
+            OneFault {
+                call: Call::Put,
+                prefix: "C#push",
+                after: false,
+            },
+            1,
+        );
+        s.run_until(at("2026-03-02T10:31:30Z")).await;
+        assert!(s.store.fault_taken(), "the give-back failed");
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed"}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T11:00:00Z")).await;
+        s.send(
+            Kind::Track,
+            json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
+                "properties": {"cart_id": "c-2", "total": 42, "currency": "EUR", "items": []}}),
+        )
+        .await;
+        s.run_until(at("2026-03-02T12:00:00Z")).await;
+        let skipped: Vec<(String, String)> = s
+            .timeline("ada")
+            .await
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, .. } => Some((e.enrollment.to_string(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [("cart_abandonment:ada:1".to_string(), "exited".to_string())]
+        );
+        let pushes = sends_of(&s, "cart_abandonment")("push_reminder");
+        assert_eq!(pushes, ["cart_abandonment:ada:2"]);
+    });
+}
+
 /// A send takes one place in the frequency cap however many attempts it takes. `check_cap`
 /// records the place before the provider is called; if the worker crashes after that write (or
 /// the write's reply is lost, or the SDK retries it after a timeout), the retry finds the place

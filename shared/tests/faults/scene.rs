@@ -40,6 +40,8 @@ pub struct OneFault {
 pub struct ScriptedStore {
     pub inner: MemoryStore,
     pub fault: Mutex<Option<OneFault>>,
+    /// Calls the fault would hit that are let through first.
+    pub spare: Mutex<usize>,
 }
 
 impl ScriptedStore {
@@ -60,6 +62,13 @@ impl ScriptedStore {
                     Call::Fold => true,
                 }
         });
+        if hit {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if *spare > 0 {
+                *spare -= 1;
+                return None;
+            }
+        }
         hit.then(|| f.take().map(|f| f.after)).flatten()
     }
 }
@@ -195,6 +204,7 @@ impl Scene {
         let store = Arc::new(ScriptedStore {
             inner: MemoryStore::new(),
             fault: Mutex::new(None),
+            spare: Mutex::new(0),
         });
         let queue = DelayQueue::new(Arc::new(clock.clone()));
         let provider = Arc::new(Provider::default());
@@ -252,6 +262,12 @@ impl Scene {
     }
 
     pub fn fail_once(&self, fault: OneFault) {
+        self.fail_once_after(fault, 0);
+    }
+
+    /// As [`Scene::fail_once`], on the call after the first `spare` calls the fault would hit.
+    pub fn fail_once_after(&self, fault: OneFault, spare: usize) {
+        *self.store.spare.lock().unwrap_or_else(|p| p.into_inner()) = spare;
         *self.store.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
     }
 
