@@ -51,13 +51,16 @@ const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn journeys() -> Vec<Journey> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
-    ["cart_abandonment.yaml", "banking_onboarding.yaml"]
-        .iter()
-        .map(|f| {
-            waymark::dsl::load_file(&dir.join(f))
-                .unwrap_or_else(|e| panic!("{f} does not load: {e:?}"))
-        })
-        .collect()
+    [
+        "cart_abandonment.yaml",
+        "banking_onboarding.yaml",
+        "post_purchase.yaml",
+    ]
+    .iter()
+    .map(|f| {
+        waymark::dsl::load_file(&dir.join(f)).unwrap_or_else(|e| panic!("{f} does not load: {e:?}"))
+    })
+    .collect()
 }
 
 /// What one seed did and found.

@@ -22,6 +22,8 @@ pub struct Line {
 #[derive(Debug, Clone, Default)]
 pub struct UserPlan {
     pub id: String,
+    /// The messageId of the user's first identify (email, phone, push token).
+    pub identify: String,
     pub has_device: bool,
     pub has_phone: bool,
     /// cart_abandoned events: (messageId, time, whether `event.total > 0`).
@@ -148,7 +150,7 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
         if b.rng.chance(0.3) {
             traits["timezone"] = json!(b.rng.pick(&ZONES).to_string());
         }
-        b.push(t0, Kind::Identify, json!({"userId": id, "traits": traits}));
+        plan.identify = b.push(t0, Kind::Identify, json!({"userId": id, "traits": traits}));
 
         if b.rng.chance(0.75) {
             let mut t = t0 + secs(b.rng.between(60, 4 * 3_600));
