@@ -110,6 +110,9 @@ pub struct Enrollment {
 /// and its last redelivery (SQS keeps a message for days at most) are not expected.
 pub const EARLIER_TRIGGERS: usize = 16;
 
+/// Ends the cause of a merge transition ([`Enrollment::merge_id_of`]).
+const MERGE_SUFFIX: &str = ":merge";
+
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Carried {
@@ -161,5 +164,23 @@ impl Enrollment {
     /// The id a wake-up for `seq` of enrollment `id` carries.
     pub fn wake_id_of(id: &str, seq: u64) -> String {
         crate::store::join(&["wake:", id, ":", &seq.to_string()])
+    }
+
+    /// The cause of the transition in which message `cause` merges an anonymous user's
+    /// enrollment into the user it turned out to be: a cause of its own, since that message
+    /// may have made an earlier transition of the enrollment (the anonymous user's trigger,
+    /// retried, finishing a login that failed half-way), and a transition's timeline record is
+    /// keyed by its cause.
+    pub fn merge_id_of(cause: &str) -> String {
+        crate::store::join(&[cause, MERGE_SUFFIX])
+    }
+
+    /// Whether a transition made under `made_by` was made by message `cause`: under its id,
+    /// or as its merge ([`Enrollment::merge_id_of`]).
+    pub fn made_by(made_by: &str, cause: &str) -> bool {
+        made_by == cause
+            || made_by
+                .strip_suffix(MERGE_SUFFIX)
+                .is_some_and(|c| c == cause)
     }
 }

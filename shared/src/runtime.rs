@@ -647,11 +647,16 @@ impl Runtime {
         then_commits: bool,
     ) -> Result<(Loaded, bool), RunError> {
         let e = &l.enrollment;
-        let done =
-            e.outbox_cause.as_deref() == Some(cause) || e.carried.iter().any(|c| c.cause == cause);
+        let done = e
+            .outbox_cause
+            .as_deref()
+            .is_some_and(|c| Enrollment::made_by(c, cause))
+            || e.carried
+                .iter()
+                .any(|c| Enrollment::made_by(&c.cause, cause));
         let settled = self.settle(l, then_commits).await?;
         for (owed_by, err) in settled.failed {
-            if owed_by == cause {
+            if Enrollment::made_by(&owed_by, cause) {
                 return Err(err);
             }
             tracing::warn!(
@@ -1237,8 +1242,9 @@ impl Runtime {
                 None => return Ok(()),
             },
         };
-        let committed = self.commit(t, cause, Some(&l), exits).await?;
-        self.settle_for(committed, cause, false).await?;
+        let cause = Enrollment::merge_id_of(cause);
+        let committed = self.commit(t, &cause, Some(&l), exits).await?;
+        self.settle_for(committed, &cause, false).await?;
         Ok(())
     }
 

@@ -55,6 +55,7 @@ fn journeys() -> Vec<Journey> {
         "cart_abandonment.yaml",
         "banking_onboarding.yaml",
         "post_purchase.yaml",
+        "telecom_churn.yaml",
     ]
     .iter()
     .map(|f| {

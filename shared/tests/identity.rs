@@ -549,6 +549,44 @@ async fn what_an_anonymous_event_owes_goes_out_when_it_is_retried_after_the_merg
     assert_eq!(s.get("completed"), Some(&1), "{s:?}");
 }
 
+/// A login that fails half-way (the anonymous user marked as ann's, ann's profile not yet
+/// written, the anonymous cart's enrollment not seen) leaves the merge to whichever of ann's
+/// messages comes next: here the anonymous cart event itself, retried because its own handling
+/// failed at the end. The merge it makes is a transition of its own, not a second one under
+/// the cause that entered the enrollment: when writing the continuation failed, the entry's
+/// timeline record read as the merge's, so the continuation was never written and ann got no
+/// email.
+#[tokio::test]
+async fn the_anonymous_event_that_entered_can_finish_its_users_merge() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    *faulty.fail_write_of.lock().expect("fail") = Some("D#cart-1".into());
+    h.play(ANONYMOUS_CART).await;
+    assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+    // The login: ann's profile (1), the anonymous profile marked (2), ann's profile listing the
+    // anonymous id (3, fails), having missed the anonymous enrollments.
+    *faulty.miss_anonymous_enrollments.lock().expect("miss") = true;
+    *faulty.fault.lock().expect("fault") = Some((2, false));
+    h.play(r#"
+{"at":"2026-12-01T10:00:20Z","type":"identify","userId":"ann","anonymousId":"device-1","messageId":"login-1","traits":{"email":"ann@example.com","first_name":"Ann"}}
+"#)
+    .await;
+    assert!(*faulty.fired.lock().expect("fired"));
+    // The cart event comes back first, as ann's, and merges: it settles the anonymous
+    // enrollment (1), writes ann's profile (2), ends the anonymous enrollment as merged (3); the
+    // write of its continuation as ann's (4) fails, and the event comes back once more.
+    *faulty.fired.lock().expect("fired") = false;
+    *faulty.fault.lock().expect("fault") = Some((3, false));
+    h.advance_to(at("2026-12-01T10:02:30Z")).await;
+    assert!(*faulty.fired.lock().expect("fired"));
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+    assert_eq!(states(&h, "ann").await, moved_and_completed());
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+}
+
 #[tokio::test]
 async fn a_merge_costs_a_few_store_calls_once_and_later_events_with_both_ids_nothing_more() {
     let (h, faulty) = faulty_harness();

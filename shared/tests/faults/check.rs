@@ -21,6 +21,7 @@ use crate::world::{World, MAX_SKEW_MS};
 pub const CART: &str = "cart_abandonment";
 pub const ONBOARDING: &str = "banking_onboarding";
 pub const PURCHASE: &str = "post_purchase";
+pub const CHURN: &str = "telecom_churn";
 
 /// One timeline record: the entries one transition wrote.
 pub struct TimelineRecord {
@@ -323,7 +324,9 @@ pub fn wakeups(world: &mut World, at_end: bool) -> u64 {
             .iter()
             .any(|f| matches!(f, Effect::Wake { seq, .. } if *seq == p.seq))
             && e.outbox_cause.as_ref().is_some_and(|c| {
-                ids.contains(c) && !recorded.contains(&(e.id.to_string(), c.clone()))
+                // Made by a message still to come (as itself, or as its merge).
+                ids.iter().any(|id| Enrollment::made_by(c, id))
+                    && !recorded.contains(&(e.id.to_string(), c.clone()))
             });
         if copies == 0 && !owed {
             found.push(format!(
@@ -439,7 +442,7 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
     }
     let all: Vec<Entry> = facts.entries().cloned().collect();
     let expected = timeline::counters(&all);
-    for journey in [CART, ONBOARDING, PURCHASE] {
+    for journey in [CART, ONBOARDING, PURCHASE, CHURN] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
         want.retain(|_, d| *d != 0);
         let mut have = world
@@ -574,6 +577,10 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
             // Every order that entered confirmed by SMS (transactional: no cap), to a phone.
             expect(PURCHASE, &[("confirmation_sms", u.has_phone)]);
         }
+        if !u.opened.is_empty() {
+            // Fourteen days after the last app open: the retention offer, by SMS or by email.
+            expect(CHURN, &[("retention_offer", true)]);
+        }
         if !u.signed_up.is_empty() && u.registered.is_empty() {
             expect(
                 ONBOARDING,
@@ -652,6 +659,7 @@ pub fn channels(world: &mut World) {
                     | (ONBOARDING, "reminder_2", Channel::Push | Channel::Email)
                     | (PURCHASE, "confirmation_sms", Channel::Sms)
                     | (PURCHASE, "feedback_request", Channel::InApp)
+                    | (CHURN, "retention_offer", Channel::Sms | Channel::Email)
             )
         })
         .map(|c| format!("{} on {}", c.ledger_key, c.channel))

@@ -31,6 +31,8 @@ pub struct UserPlan {
     pub orders: Vec<(String, Timestamp)>,
     pub signed_up: Vec<(String, Timestamp)>,
     pub registered: Vec<(String, Timestamp)>,
+    /// app_opened events (the churn journey's activity).
+    pub opened: Vec<(String, Timestamp)>,
     /// One of the carts was abandoned anonymously, with this `anonymousId`, and the user logged
     /// in (an identify with both ids) at this time, within four hours of it.
     pub anonymous: Option<(String, Timestamp)>,
@@ -233,7 +235,8 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
         }
         if b.rng.chance(0.3) {
             let at = t0 + secs(b.rng.between(60, 86_400));
-            b.track(&id, at, "app_opened", json!({}));
+            let opened = b.track(&id, at, "app_opened", json!({}));
+            plan.opened.push((opened, at));
         }
         plans.push(plan);
     }
