@@ -1,7 +1,7 @@
 //! User profiles: traits set by `identify`, recent event history, suppressions, and how (or why
 //! not) a user can be reached on each channel. Pure data; the store persists it.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -297,12 +297,31 @@ impl Profile {
         }
     }
 
-    /// Occurrences of `event` in `[from, to]`.
-    pub fn count_between(&self, event: &str, from: Timestamp, to: Timestamp) -> usize {
-        self.history
-            .get(event)
-            .map(|l| l.iter().filter(|(t, _)| *t >= from && *t <= to).count())
-            .unwrap_or(0)
+    /// Whether the occurrence of `event` at `at` is one of at least `times` within some span of
+    /// `within` (a `repeated` trigger). Any span that holds it counts, not only the one ending
+    /// at it: an occurrence that arrives late (a device offline for a while) completes the
+    /// count as well as the latest one does.
+    pub fn done_times_within(
+        &self,
+        event: &str,
+        at: Timestamp,
+        within: SignedDuration,
+        times: usize,
+    ) -> bool {
+        let Some(list) = self.history.get(event) else {
+            return times == 0;
+        };
+        // The best spans start at an occurrence: try each one from `within` before `at` to
+        // `at` (the list is in time order).
+        list.iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t >= at - within && *t <= at)
+            .any(|start| {
+                list.iter()
+                    .filter(|(t, _)| *t >= start && *t <= start + within)
+                    .count()
+                    >= times
+            })
     }
 
     /// The latest occurrence of `event` strictly after `after`, if any.

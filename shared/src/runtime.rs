@@ -1059,11 +1059,12 @@ impl Runtime {
                     Some(TriggerKind::Repeated(r)) if r.event == name => {
                         let unmet = refused_by(r.condition.as_ref());
                         let enter = unmet.is_none()
-                            && profile.count_between(
+                            && profile.done_times_within(
                                 name,
-                                e.timestamp - r.within.to_jiff(),
                                 e.timestamp,
-                            ) >= r.times as usize;
+                                r.within.to_jiff(),
+                                r.times as usize,
+                            );
                         (enter, unmet)
                     }
                     Some(TriggerKind::Inactive(i)) => {

@@ -119,6 +119,40 @@ steps:
     }
 }
 
+/// Events that arrive out of order (a device offline for two days sends its episodes late)
+/// still make three within seven days: nia enters when the last of them arrives, although the
+/// one that arrived first is the latest.
+#[tokio::test]
+async fn repeated_trigger_counts_events_that_arrive_out_of_order() {
+    let journey = r#"
+id: upsell
+name: Upsell
+trigger:
+  repeated:
+    event: episode_watched
+    times: 3
+    within: 7d
+steps:
+  - id: offer
+    send:
+      push:
+        title: "Go Premium"
+        body: "First month free"
+"#;
+    let script = r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"nia","traits":{"push_tokens":[{"platform":"fcm","token":"t-nia"}]}}
+{"at":"2026-12-03T20:00:00Z","type":"track","userId":"nia","event":"episode_watched","messageId":"e-3"}
+{"at":"2026-12-03T20:05:00Z","type":"track","userId":"nia","event":"episode_watched","messageId":"e-1","timestamp":"2026-12-01T20:00:00Z"}
+{"at":"2026-12-03T20:10:00Z","type":"track","userId":"nia","event":"episode_watched","messageId":"e-2","timestamp":"2026-12-02T20:00:00Z"}
+{"at":"2026-12-03T20:15:00Z","type":"track","userId":"nia","event":"episode_watched","messageId":"e-0","timestamp":"2026-11-20T20:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-03T20:10:00Z nia push offer: Go Premium"]
+    );
+}
+
 #[tokio::test]
 async fn inactive_trigger_enters_after_the_last_activity_and_each_activity_rearms_it() {
     let journey = r#"
