@@ -56,6 +56,7 @@ fn journeys() -> Vec<Journey> {
         "banking_onboarding.yaml",
         "post_purchase.yaml",
         "telecom_churn.yaml",
+        "streaming_upsell.yaml",
     ]
     .iter()
     .map(|f| {
@@ -123,6 +124,7 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::caps(&mut world, &facts);
     check::channels(&mut world);
     check::merges(&facts, &mut figures);
+    check::upsell(&mut world, &workload, &facts);
     let letters = lock(&world.lab).sqs.dead_letters.len();
     if letters > 0 {
         world.violation(

@@ -22,6 +22,7 @@ pub const CART: &str = "cart_abandonment";
 pub const ONBOARDING: &str = "banking_onboarding";
 pub const PURCHASE: &str = "post_purchase";
 pub const CHURN: &str = "telecom_churn";
+pub const UPSELL: &str = "streaming_upsell";
 
 /// One timeline record: the entries one transition wrote.
 pub struct TimelineRecord {
@@ -442,7 +443,7 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
     }
     let all: Vec<Entry> = facts.entries().cloned().collect();
     let expected = timeline::counters(&all);
-    for journey in [CART, ONBOARDING, PURCHASE, CHURN] {
+    for journey in [CART, ONBOARDING, PURCHASE, CHURN, UPSELL] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
         want.retain(|_, d| *d != 0);
         let mut have = world
@@ -594,6 +595,62 @@ pub fn nothing_lost(world: &mut World, workload: &Workload, facts: &Facts, fig: 
     }
 }
 
+/// The upsell journey's `repeated` trigger (3 episodes within 7 days, free plan, `reentry:
+/// never`): a user enters at most once; only a free viewer with three episodes within seven
+/// days (by the events' own times, whatever order they arrived in) enters; and such a viewer
+/// whose plan was known before the first episode was applied does enter.
+pub fn upsell(world: &mut World, workload: &Workload, facts: &Facts) {
+    let within = SignedDuration::from_hours(7 * 24);
+    let skew = SignedDuration::from_millis(2 * MAX_SKEW_MS);
+    let mut found = Vec::new();
+    for u in &workload.users {
+        let entered: BTreeSet<&str> = facts
+            .entries()
+            .filter(|e| &*e.journey == UPSELL && matches!(e.what, What::Entered { .. }))
+            .filter(|e| e.enrollment.contains(&format!(":{}:", u.id)))
+            .map(|e| &*e.enrollment)
+            .collect();
+        let times: Vec<Timestamp> = u.watched.iter().map(|(_, t)| *t).collect();
+        let qualifies = times.iter().any(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t <= *start + within)
+                .count()
+                >= 3
+        });
+        let free = u.free == Some(true);
+        let plan_known_first = world.handled.get(&u.identify).is_some_and(|known| {
+            u.watched
+                .iter()
+                .filter_map(|(id, _)| world.handled.get(id))
+                .all(|applied| *applied > *known + skew)
+        });
+        if entered.len() > 1 {
+            found.push(format!(
+                "{} entered {UPSELL} {} times: {entered:?}",
+                u.id,
+                entered.len()
+            ));
+        }
+        let may_enter = free && qualifies;
+        if !entered.is_empty() && !may_enter {
+            found.push(format!(
+                "{} entered {UPSELL} without three episodes within seven days on the free plan (plan {:?}, episodes at {times:?})",
+                u.id, u.free
+            ));
+        }
+        if entered.is_empty() && free && qualifies && plan_known_first {
+            found.push(format!(
+                "{} never entered {UPSELL} with episodes at {times:?} on the free plan",
+                u.id
+            ));
+        }
+    }
+    for d in found {
+        world.violation("upsell-trigger", d);
+    }
+}
+
 /// A send skipped as "capped" had its cap really used up: at least that many messages on the
 /// channel went out to the user within the cap's period before it (throttled or failed attempts
 /// are not sends).
@@ -660,6 +717,7 @@ pub fn channels(world: &mut World) {
                     | (PURCHASE, "confirmation_sms", Channel::Sms)
                     | (PURCHASE, "feedback_request", Channel::InApp)
                     | (CHURN, "retention_offer", Channel::Sms | Channel::Email)
+                    | (UPSELL, "offer_features" | "offer_momentum", Channel::Push)
             )
         })
         .map(|c| format!("{} on {}", c.ledger_key, c.channel))

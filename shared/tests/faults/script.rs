@@ -33,6 +33,10 @@ pub struct UserPlan {
     pub registered: Vec<(String, Timestamp)>,
     /// app_opened events (the churn journey's activity).
     pub opened: Vec<(String, Timestamp)>,
+    /// A viewer of the streaming service: on the free plan (`Some(true)`) or premium.
+    pub free: Option<bool>,
+    /// episode_watched events (the upsell journey's trigger), in the script's order.
+    pub watched: Vec<(String, Timestamp)>,
     /// One of the carts was abandoned anonymously, with this `anonymousId`, and the user logged
     /// in (an identify with both ids) at this time, within four hours of it.
     pub anonymous: Option<(String, Timestamp)>,
@@ -152,7 +156,32 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
         if b.rng.chance(0.3) {
             traits["timezone"] = json!(b.rng.pick(&ZONES).to_string());
         }
+        if b.rng.chance(0.3) {
+            let free = b.rng.chance(0.8);
+            traits["plan"] = json!(if free { "free" } else { "premium" });
+            plan.free = Some(free);
+        }
         plan.identify = b.push(t0, Kind::Identify, json!({"userId": id, "traits": traits}));
+        if plan.free.is_some() {
+            // One to five episodes over ten days: some three within seven days, some not; a
+            // few arrive late (the client's timestamp hours before it is sent).
+            for n in 0..b.rng.between(1, 5) {
+                let at = t0 + secs(b.rng.between(60, 10 * 86_400));
+                let id_ = b.track(
+                    &id,
+                    at,
+                    "episode_watched",
+                    json!({"series": format!("s-{n}")}),
+                );
+                if b.rng.chance(0.2) {
+                    let late = secs(b.rng.between(3_600, 6 * 3_600));
+                    for l in b.lines.iter_mut().filter(|l| l.message_id == id_) {
+                        l.at += late;
+                    }
+                }
+                plan.watched.push((id_, at));
+            }
+        }
 
         if b.rng.chance(0.75) {
             let mut t = t0 + secs(b.rng.between(60, 4 * 3_600));
