@@ -806,6 +806,47 @@ fn throttled_attempts_do_not_use_up_the_frequency_cap() {
     });
 }
 
+/// The fault harness's caps with push capped at one a day.
+fn one_push_a_day() -> waymark::runtime::Config {
+    let mut config = world::config();
+    config.caps.insert(
+        waymark::journey::Channel::Push,
+        waymark::runtime::Cap {
+            max: 1,
+            per: "1d".parse().expect("a duration"),
+        },
+    );
+    config
+}
+
+async fn ada_orders(s: &Scene) {
+    s.send(
+        Kind::Track,
+        json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed"}),
+    )
+    .await;
+}
+
+/// Ada abandons a second cart now; runs until `until`, and says which of her sends were
+/// skipped, and why.
+async fn ada_abandons_a_second_cart(s: &Scene, until: &str) -> Vec<(String, String)> {
+    s.send(
+        Kind::Track,
+        json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
+            "properties": {"cart_id": "c-2", "total": 42, "currency": "EUR", "items": []}}),
+    )
+    .await;
+    s.run_until(at(until)).await;
+    s.timeline("ada")
+        .await
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, .. } => Some((e.enrollment.to_string(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A send the provider refused for good (an address it will not take) reached no one: it gives
 /// its place in the frequency cap back, as a throttled attempt does. Push is capped at one a
 /// day: the first cart's push is rejected, and the second cart's, an hour later, goes out.
@@ -813,41 +854,14 @@ fn throttled_attempts_do_not_use_up_the_frequency_cap() {
 #[test]
 fn a_rejected_send_does_not_use_up_the_frequency_cap() {
     block_on(async {
-        let mut config = world::config();
-        config.caps.insert(
-            waymark::journey::Channel::Push,
-            waymark::runtime::Cap {
-                max: 1,
-                per: "1d".parse().expect("a duration"),
-            },
-        );
-        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), one_push_a_day()).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
         s.reject(1);
         s.run_until(at("2026-03-02T11:00:00Z")).await;
-        s.send(
-            Kind::Track,
-            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed"}),
-        )
-        .await;
+        ada_orders(&s).await;
         s.run_until(at("2026-03-02T11:01:00Z")).await;
-        s.send(
-            Kind::Track,
-            json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
-                "properties": {"cart_id": "c-2", "total": 42, "currency": "EUR", "items": []}}),
-        )
-        .await;
-        s.run_until(at("2026-03-02T12:00:00Z")).await;
-        let skipped: Vec<(String, String)> = s
-            .timeline("ada")
-            .await
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Skipped { reason, .. } => Some((e.enrollment.to_string(), reason.clone())),
-                _ => None,
-            })
-            .collect();
+        let skipped = ada_abandons_a_second_cart(&s, "2026-03-02T12:00:00Z").await;
         assert_eq!(
             skipped,
             [("cart_abandonment:ada:1".to_string(), "rejected".to_string())]
@@ -865,15 +879,7 @@ fn a_rejected_send_does_not_use_up_the_frequency_cap() {
 #[test]
 fn a_cancelled_send_gives_back_the_cap_place_an_earlier_attempt_took() {
     block_on(async {
-        let mut config = world::config();
-        config.caps.insert(
-            waymark::journey::Channel::Push,
-            waymark::runtime::Cap {
-                max: 1,
-                per: "1d".parse().expect("a duration"),
-            },
-        );
-        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), one_push_a_day()).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
         s.throttle(1);
@@ -888,28 +894,9 @@ fn a_cancelled_send_gives_back_the_cap_place_an_earlier_attempt_took() {
         );
         s.run_until(at("2026-03-02T10:31:30Z")).await;
         assert!(s.store.fault_taken(), "the give-back failed");
-        s.send(
-            Kind::Track,
-            json!({"userId": "ada", "messageId": "ada-order", "event": "order_completed"}),
-        )
-        .await;
+        ada_orders(&s).await;
         s.run_until(at("2026-03-02T11:00:00Z")).await;
-        s.send(
-            Kind::Track,
-            json!({"userId": "ada", "messageId": "ada-cart-2", "event": "cart_abandoned",
-                "properties": {"cart_id": "c-2", "total": 42, "currency": "EUR", "items": []}}),
-        )
-        .await;
-        s.run_until(at("2026-03-02T12:00:00Z")).await;
-        let skipped: Vec<(String, String)> = s
-            .timeline("ada")
-            .await
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Skipped { reason, .. } => Some((e.enrollment.to_string(), reason.clone())),
-                _ => None,
-            })
-            .collect();
+        let skipped = ada_abandons_a_second_cart(&s, "2026-03-02T12:00:00Z").await;
         assert_eq!(
             skipped,
             [("cart_abandonment:ada:1".to_string(), "exited".to_string())]
@@ -928,15 +915,7 @@ fn a_cancelled_send_gives_back_the_cap_place_an_earlier_attempt_took() {
 #[test]
 fn a_retried_send_takes_one_place_in_the_frequency_cap() {
     block_on(async {
-        let mut config = world::config();
-        config.caps.insert(
-            waymark::journey::Channel::Push,
-            waymark::runtime::Cap {
-                max: 1,
-                per: "1d".parse().expect("a duration"),
-            },
-        );
-        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), one_push_a_day()).await;
         ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
         s.run_until(at("2026-03-02T10:30:30Z")).await;
         s.fail_once(OneFault {

@@ -67,6 +67,24 @@ async fn stats(h: &Harness, journey: &str) -> std::collections::BTreeMap<String,
     h.rt.stats(journey).await.expect("stats")
 }
 
+/// The enrollments of `user`'s timeline entries (the merged anonymous users' included) that
+/// `what` picks, in time order.
+async fn timeline_of(h: &Harness, user: &str, what: impl Fn(&What) -> bool) -> Vec<String> {
+    let view = h.rt.user(user).await.expect("user");
+    view.timeline
+        .iter()
+        .filter(|e| what(&e.what))
+        .map(|e| e.enrollment.to_string())
+        .collect()
+}
+
+/// The journey's counters say one user entered and completed it.
+async fn entered_and_completed_once(h: &Harness, journey: &str) {
+    let s = stats(h, journey).await;
+    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+}
+
 #[tokio::test]
 async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_user() {
     let h = cart().await;
@@ -544,9 +562,7 @@ async fn what_an_anonymous_event_owes_goes_out_when_it_is_retried_after_the_merg
     h.advance_to(at("2026-12-01T12:00:00Z")).await;
     let inbox = h.rt.inbox("lee").await.expect("inbox");
     assert_eq!(inbox.len(), 1, "{inbox:?}");
-    let s = stats(&h, "welcome").await;
-    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
-    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    entered_and_completed_once(&h, "welcome").await;
 }
 
 /// A login that fails half-way (the anonymous user marked as ann's, ann's profile not yet
@@ -582,9 +598,7 @@ async fn the_anonymous_event_that_entered_can_finish_its_users_merge() {
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
     assert_eq!(h.outbox(), [EMAIL]);
     assert_eq!(states(&h, "ann").await, moved_and_completed());
-    let s = stats(&h, "cart_abandonment").await;
-    assert_eq!(s.get("entered"), Some(&1), "{s:?}");
-    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    entered_and_completed_once(&h, "cart_abandonment").await;
 }
 
 #[tokio::test]
@@ -645,13 +659,7 @@ async fn a_trigger_that_comes_back_after_a_later_entry_does_not_enter_again() {
 "#)
     .await;
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
-    let view = h.rt.user("ann").await.expect("user");
-    let entered: Vec<&str> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, What::Entered { .. }))
-        .map(|e| &*e.enrollment)
-        .collect();
+    let entered = timeline_of(&h, "ann", |w| matches!(w, What::Entered { .. })).await;
     assert_eq!(
         entered,
         ["cart_abandonment:ann:1", "cart_abandonment:ann:2"],
@@ -694,13 +702,7 @@ async fn a_users_enrollment_after_a_merged_one_is_numbered_after_all_of_hers() {
 "#)
     .await;
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
-    let view = h.rt.user("ann").await.expect("user");
-    let sent: Vec<&str> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, What::Sent { .. }))
-        .map(|e| &*e.enrollment)
-        .collect();
+    let sent = timeline_of(&h, "ann", |w| matches!(w, What::Sent { .. })).await;
     assert_eq!(
         sent,
         [
@@ -741,13 +743,7 @@ async fn a_merged_enrollment_in_place_of_the_users_ended_one_keeps_her_entries_a
 "#)
     .await;
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
-    let view = h.rt.user("ann").await.expect("user");
-    let entered: Vec<&str> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, What::Entered { .. }))
-        .map(|e| &*e.enrollment)
-        .collect();
+    let entered = timeline_of(&h, "ann", |w| matches!(w, What::Entered { .. })).await;
     assert_eq!(
         entered,
         [
