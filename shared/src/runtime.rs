@@ -1802,36 +1802,35 @@ impl Runtime {
     /// Checks the caps and calls the provider for a claimed send; what happened, or an error
     /// when it may be tried again (nothing went out).
     async fn send_now(&self, o: &Outgoing, now: Timestamp) -> Result<Outcome, RunError> {
-        Ok(match self.check_cap(o, now).await? {
-            Some(skip) => skip,
-            None => match self.call_provider(o, now).await {
-                Ok(receipt) => {
-                    self.disable_devices(o, &receipt.disabled_devices).await?;
-                    Outcome::Sent { at: now }
+        if let Some(skip) = self.check_cap(o, now).await? {
+            return Ok(skip);
+        }
+        let err = match self.call_provider(o, now).await {
+            Ok(receipt) => {
+                self.disable_devices(o, &receipt.disabled_devices).await?;
+                return Ok(Outcome::Sent { at: now });
+            }
+            Err(err) => err,
+        };
+        // Nothing went out: the send gives its cap place back.
+        self.uncount_cap(o).await?;
+        match err {
+            SendError::Permanent(reason) => {
+                if o.channel == Channel::Push && reason.contains(ENDPOINT_DISABLED) {
+                    let tokens: Vec<String> = match &o.to {
+                        Address::Devices(d) => d.iter().map(|d| d.token.clone()).collect(),
+                        Address::One(_) => Vec::new(),
+                    };
+                    self.disable_devices(o, &tokens).await?;
                 }
-                Err(SendError::Permanent(reason)) => {
-                    // Refused for good: it reached no one, so it gives its cap place back.
-                    self.uncount_cap(o).await?;
-                    if o.channel == Channel::Push && reason.contains(ENDPOINT_DISABLED) {
-                        let tokens: Vec<String> = match &o.to {
-                            Address::Devices(d) => d.iter().map(|d| d.token.clone()).collect(),
-                            Address::One(_) => Vec::new(),
-                        };
-                        self.disable_devices(o, &tokens).await?;
-                    }
-                    Outcome::Skipped {
-                        reason: "rejected".into(),
-                        detail: Some(reason),
-                    }
-                }
-                Err(SendError::Retryable(why)) => {
-                    // Nothing went out: give the cap its place back, and leave the claim to
-                    // expire; the redelivery tries again.
-                    self.uncount_cap(o).await?;
-                    return Err(RunError::Retry(why));
-                }
-            },
-        })
+                Ok(Outcome::Skipped {
+                    reason: "rejected".into(),
+                    detail: Some(reason),
+                })
+            }
+            // The claim is left to expire; the redelivery tries again.
+            SendError::Retryable(why) => Err(RunError::Retry(why)),
+        }
     }
 
     /// Marks push devices the provider reported disabled, so no later message tries them.
