@@ -2084,9 +2084,28 @@ impl Runtime {
         let mut moved = 0usize;
         let mut schedules = 0usize;
         for minute in from..=to {
-            moved += self.sweep_minute(minute).await?;
-            if minute <= now_minute {
-                schedules += self.start_schedules(minute).await?;
+            let swept = async {
+                moved += self.sweep_minute(minute).await?;
+                if minute <= now_minute {
+                    schedules += self.start_schedules(minute).await?;
+                }
+                Ok::<(), RunError>(())
+            };
+            if let Err(e) = swept.await {
+                // A catch-up keeps the minutes it finished: the next run starts at this one
+                // rather than all over again (under throttling, a run that must get every
+                // minute of a long catch-up right in one go may never finish).
+                if minute > from {
+                    let record = Record::new(
+                        cursor_key.clone(),
+                        cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
+                        &minute,
+                    )?;
+                    if let Err(put) = self.store.put(&record, expect).await {
+                        tracing::warn!(error = %put, minute, "scheduler progress not kept");
+                    }
+                }
+                return Err(e);
             }
         }
         // Minutes up to `next` are done; the coming minute's timers are swept again next time.

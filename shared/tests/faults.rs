@@ -1193,3 +1193,48 @@ fn an_order_cancels_an_earlier_enrollments_owed_email() {
         assert_eq!(kept, implied, "stats must equal what the timelines say");
     });
 }
+
+/// The scheduler's cursor: the next minute it sweeps.
+async fn cursor(s: &Scene) -> i64 {
+    use waymark::store::Store;
+    let r = s
+        .store
+        .inner
+        .get(&waymark::store::Key::new("SCHED", "cursor"))
+        .await
+        .expect("the store")
+        .expect("a cursor");
+    r.parse().expect("a minute")
+}
+
+/// A scheduler run catching up hours of minutes (after an outage) that fails partway keeps the
+/// minutes it finished: each run under throttling gets further, instead of every run starting
+/// over from the first minute and failing again somewhere in the same hours.
+#[test]
+fn a_scheduler_catch_up_that_fails_partway_keeps_the_minutes_it_finished() {
+    block_on(async {
+        let minute = |t: &str| at(t).as_second() / 60;
+        let s = Scene::new(at("2026-03-02T10:00:00Z")).await;
+        s.rt.tick().await.expect("the first minute");
+        assert_eq!(cursor(&s).await, minute("2026-03-02T10:01:00Z"));
+        // The scheduler did not run for two hours; each run now fails somewhere in them.
+        s.clock.set(at("2026-03-02T12:00:00Z"));
+        for fails_at in ["2026-03-02T10:40:00Z", "2026-03-02T11:20:00Z"] {
+            let pk: &'static str = Box::leak(format!("T#{}#", minute(fails_at)).into_boxed_str());
+            s.fail_once(OneFault {
+                call: Call::Query,
+                prefix: pk,
+                after: false,
+            });
+            assert!(s.rt.tick().await.is_err(), "the run failed at {fails_at}");
+            assert!(s.store.fault_taken());
+            assert_eq!(
+                cursor(&s).await,
+                minute(fails_at),
+                "the minutes before {fails_at} are done"
+            );
+        }
+        s.rt.tick().await.expect("the rest of the catch-up");
+        assert_eq!(cursor(&s).await, minute("2026-03-02T12:01:00Z"));
+    });
+}

@@ -23,6 +23,8 @@ use waymark::timeline::{self, Entry};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
     Put,
+    /// A query of a partition whose name starts with the prefix.
+    Query,
     /// A fold of timeline records into the stats (the prefix is not looked at).
     Fold,
 }
@@ -59,6 +61,7 @@ impl ScriptedStore {
             f.call == call
                 && match call {
                     Call::Put => key.sk.starts_with(f.prefix),
+                    Call::Query => key.pk.starts_with(f.prefix),
                     Call::Fold => true,
                 }
         });
@@ -93,7 +96,10 @@ impl Store for ScriptedStore {
         self.inner.delete(key, expect).await
     }
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        self.inner.query(pk, prefix).await
+        match self.take(Call::Query, &Key::new(pk, "")) {
+            Some(_) => Err(injected()),
+            None => self.inner.query(pk, prefix).await,
+        }
     }
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.inner.pending(part, limit).await
