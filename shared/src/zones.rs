@@ -17,6 +17,10 @@ use crate::store::{join, Expect, Key, Record, StoreError};
 
 /// The partition of the zones in use: a record per zone (its name), and markers under `#`.
 const PARTITION: &str = "ZONES";
+/// The partition of one schedule run's segment markers (`READ` and the run's id): apart from
+/// the zones, whose Query each minute would otherwise read every run's markers until they
+/// expire (a run a day in each zone in use, or one every minute for a `* * * * *` cron).
+const READ: &str = "ZONES#read#";
 /// Written when a scan has read every profile: the zones listed are all there are.
 const COMPLETE: &str = "#complete";
 
@@ -101,16 +105,12 @@ impl Runtime {
         segment: u32,
         segments: u32,
     ) -> Result<(), RunError> {
-        let prefix = join(&["#read#", &job.id(), "#"]);
-        let done = Record::of(
-            Key::new(PARTITION, join(&[&prefix, &segment.to_string()])),
-            1,
-            true,
-        )
-        .expiring(self.clock.now() + jiff::SignedDuration::from_hours(48));
+        let run = join(&[READ, &job.id()]);
+        let done = Record::of(Key::new(run.as_str(), segment.to_string()), 1, true)
+            .expiring(self.clock.now() + jiff::SignedDuration::from_hours(48));
         self.store.put(&done, Expect::Any).await?;
         // Written before read: of two segments finishing at once, one sees the other's mark.
-        if self.store.query(PARTITION, &prefix).await?.len() >= segments as usize {
+        if self.store.query(&run, "").await?.len() >= segments as usize {
             let complete = Record::of(Key::new(PARTITION, COMPLETE), 1, self.clock.now());
             match self.store.put(&complete, Expect::Absent).await {
                 Ok(()) | Err(StoreError::Conflict) => {}

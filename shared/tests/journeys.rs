@@ -447,6 +447,25 @@ async fn a_schedule_in_users_zones_scans_only_at_their_zones_once_a_run_has_read
         "{:?}",
         h.outbox()
     );
+    // The partition the scheduler reads every minute holds the zones, not every run's markers
+    // (eight runs, four segments each).
+    let mut zones: Vec<String> = h
+        .store
+        .dump()
+        .iter()
+        .filter(|r| r.key.pk == "ZONES")
+        .map(|r| r.key.sk.to_string())
+        .collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        [
+            "#complete",
+            "America/New_York",
+            "Asia/Tokyo",
+            "Europe/Paris"
+        ]
+    );
 }
 
 #[tokio::test]
