@@ -42,11 +42,17 @@ impl Seen {
 
 /// The UTC offsets (in seconds) of every time zone this machine knows, at `at`, and UTC's.
 pub fn every_offset(at: Timestamp) -> BTreeSet<i32> {
-    let names: Vec<String> = jiff::tz::db()
-        .available()
-        .map(|n| n.as_str().to_string())
-        .collect();
-    offsets_of(names.iter().map(String::as_str), at)
+    // Looked up by name once a process (about 600 of them), not at every scheduler minute.
+    static EVERY: std::sync::OnceLock<Vec<jiff::tz::TimeZone>> = std::sync::OnceLock::new();
+    let every = EVERY.get_or_init(|| {
+        jiff::tz::db()
+            .available()
+            .filter_map(|n| jiff::tz::TimeZone::get(n.as_str()).ok())
+            .collect()
+    });
+    let mut out = BTreeSet::from([0]);
+    out.extend(every.iter().map(|tz| tz.to_offset(at).seconds()));
+    out
 }
 
 /// The UTC offsets (in seconds) of `names` at `at` (unknown names left out), and UTC's: a
