@@ -1,7 +1,8 @@
 //! Deterministic fault injection: the real `Runtime` (the same effect-handling code the Lambda
 //! functions run) over in-memory adapters that fail on purpose. Each seed picks fault rates, a
-//! workload of 10-50 users through the cart and onboarding example journeys, worker clock skews
-//! and crash points; the run drains until quiet and the invariants are checked.
+//! workload of 10-50 users through the five example journeys and a daily digest (a schedule
+//! journey: 09:00 in each free viewer's zone), worker clock skews and crash points; the run drains
+//! until quiet and the invariants are checked.
 //!
 //! `WAYMARK_SOAK_SEEDS=n` runs seeds 0..n (300 by default); `WAYMARK_SEED=n` replays one seed.
 //! A failing seed prints itself and its replay command. Known runtime bugs (below) are reported
@@ -49,7 +50,26 @@ use world::{Violation, World};
 /// `WAYMARK_STRICT=1`; once a bug is fixed, remove its class here.
 const KNOWN_BUGS: &[(&str, &str)] = &[];
 
+/// A schedule journey: every free viewer gets a digest at 09:00 in their own time zone.
+const DIGEST: &str = r#"
+id: daily_digest
+name: Daily digest
+trigger:
+  schedule:
+    cron: "0 9 * * *"
+    timezone: user
+    where: "profile.plan == 'free'"
+reentry: after_exit
+steps:
+  - id: digest
+    send:
+      email:
+        subject: "Today's picks, {{ profile.first_name }}"
+        text: "New episodes are waiting."
+"#;
+
 fn journeys() -> Vec<Journey> {
+    let digest = waymark::dsl::parse("daily_digest.yaml", DIGEST).expect("the digest journey");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
     [
         "cart_abandonment.yaml",
@@ -62,6 +82,7 @@ fn journeys() -> Vec<Journey> {
     .map(|f| {
         waymark::dsl::load_file(&dir.join(f)).unwrap_or_else(|e| panic!("{f} does not load: {e:?}"))
     })
+    .chain([digest])
     .collect()
 }
 
@@ -125,6 +146,7 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::channels(&mut world);
     check::merges(&facts, &mut figures);
     check::upsell(&mut world, &workload, &facts);
+    check::digest(&mut world, &workload, &facts).await;
     let letters = lock(&world.lab).sqs.dead_letters.len();
     if letters > 0 {
         world.violation(

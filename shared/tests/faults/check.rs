@@ -23,6 +23,7 @@ pub const ONBOARDING: &str = "banking_onboarding";
 pub const PURCHASE: &str = "post_purchase";
 pub const CHURN: &str = "telecom_churn";
 pub const UPSELL: &str = "streaming_upsell";
+pub const DIGEST: &str = "daily_digest";
 
 /// One timeline record: the entries one transition wrote.
 pub struct TimelineRecord {
@@ -443,7 +444,7 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
     }
     let all: Vec<Entry> = facts.entries().cloned().collect();
     let expected = timeline::counters(&all);
-    for journey in [CART, ONBOARDING, PURCHASE, CHURN, UPSELL] {
+    for journey in [CART, ONBOARDING, PURCHASE, CHURN, UPSELL, DIGEST] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
         want.retain(|_, d| *d != 0);
         let mut have = world
@@ -651,6 +652,116 @@ pub fn upsell(world: &mut World, workload: &Workload, facts: &Facts) {
     }
 }
 
+/// The schedule journey (09:00 in each free viewer's zone, UTC without one). A viewer enters
+/// only at firings of her zone (the entry's cause names its minute) that the scheduler reached
+/// (by its last run: a run may start a minute's schedules and then fail to move its cursor),
+/// none more than `SCAN_LATE` before her plan was known (a firing's scan reads profiles when its
+/// pages are read, which retries may make late); and at every firing from an hour after her
+/// plan was known to an hour before the scheduler's cursor (the next minute it sweeps). (At most
+/// one entry a firing: the generic check, one entry per cause.)
+pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts) {
+    const SCAN_LATE: SignedDuration = SignedDuration::from_hours(12);
+    let Some(cursor) = world
+        .store
+        .get(&waymark::store::Key::new("SCHED", "cursor"))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.parse::<i64>().ok())
+        .and_then(|m| Timestamp::from_second(m * 60).ok())
+    else {
+        world.violation("harness", "no scheduler cursor".to_string());
+        return;
+    };
+    let reached = world.last_tick.unwrap_or(cursor).max(cursor);
+    let hour = SignedDuration::from_hours(1);
+    let mut found = Vec::new();
+    for u in workload.users.iter().filter(|u| u.free == Some(true)) {
+        let Some(known) = world.handled.get(&u.identify).copied() else {
+            continue;
+        };
+        let zone = u
+            .timezone
+            .as_deref()
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        // Every 09:00 in the user's zone from the day before the plan to the scheduler's last run.
+        let mut firings = BTreeSet::new();
+        let Ok(mut day) = (known - SCAN_LATE)
+            .to_zoned_datetime(zone.clone())
+            .date()
+            .yesterday()
+        else {
+            continue;
+        };
+        loop {
+            let Ok(at) = day
+                .at(9, 0, 0, 0)
+                .to_zoned_datetime(zone.clone())
+                .map(|z| z.timestamp())
+            else {
+                break;
+            };
+            if at > reached {
+                break;
+            }
+            firings.insert(at);
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
+        }
+        let entered: BTreeSet<Timestamp> = facts
+            .timelines
+            .iter()
+            .filter(|t| t.user == u.id)
+            .filter(|t| {
+                t.entries
+                    .iter()
+                    .any(|e| &*e.journey == DIGEST && matches!(e.what, What::Entered { .. }))
+            })
+            .filter_map(|t| t.cause.rsplit_once("schedule:"))
+            .filter_map(|(_, m)| m.parse::<i64>().ok())
+            .filter_map(|m| Timestamp::from_second(m * 60).ok())
+            .collect();
+        for at in &entered {
+            if !firings.contains(at) || *at < known - SCAN_LATE {
+                found.push(format!(
+                    "{} entered {DIGEST} at {at}: not 09:00 in {zone:?} by the scheduler's last run ({reached}) and at most {SCAN_LATE:#} before the plan was known ({known})",
+                    u.id,
+                    zone = u.timezone.as_deref().unwrap_or("UTC"),
+                ));
+            }
+        }
+        for at in firings
+            .iter()
+            .filter(|t| **t > known + hour && **t < cursor - hour)
+        {
+            if !entered.contains(at) {
+                found.push(format!(
+                    "{} did not enter {DIGEST} at {at} (plan known at {known}, scheduler's cursor at {cursor})",
+                    u.id
+                ));
+            }
+        }
+    }
+    // Nobody else is on the free plan.
+    for u in workload.users.iter().filter(|u| u.free != Some(true)) {
+        let n = facts
+            .entries()
+            .filter(|e| &*e.journey == DIGEST && matches!(e.what, What::Entered { .. }))
+            .filter(|e| e.enrollment.contains(&format!(":{}:", u.id)))
+            .count();
+        if n > 0 {
+            found.push(format!(
+                "{} entered {DIGEST} {n} times, not on the free plan",
+                u.id
+            ));
+        }
+    }
+    for d in found {
+        world.violation("digest-entries", d);
+    }
+}
+
 /// A send skipped as "capped" had its cap really used up: at least that many messages on the
 /// channel went out to the user within the cap's period before it (throttled or failed attempts
 /// are not sends).
@@ -718,6 +829,7 @@ pub fn channels(world: &mut World) {
                     | (PURCHASE, "feedback_request", Channel::InApp)
                     | (CHURN, "retention_offer", Channel::Sms | Channel::Email)
                     | (UPSELL, "offer_features" | "offer_momentum", Channel::Push)
+                    | (DIGEST, "digest", Channel::Email)
             )
         })
         .map(|c| format!("{} on {}", c.ledger_key, c.channel))

@@ -33,6 +33,8 @@ pub struct UserPlan {
     pub registered: Vec<(String, Timestamp)>,
     /// app_opened events (the churn journey's activity).
     pub opened: Vec<(String, Timestamp)>,
+    /// The time zone the first identify names (none: UTC).
+    pub timezone: Option<String>,
     /// A viewer of the streaming service: on the free plan (`Some(true)`) or premium.
     pub free: Option<bool>,
     /// episode_watched events (the upsell journey's trigger), in the script's order.
@@ -51,7 +53,7 @@ pub struct Workload {
 const NAMES: [&str; 8] = [
     "Ada", "Ben", "Chloé", "Dev", "Eun-ji", "Femi", "Gus", "Hana",
 ];
-const ZONES: [&str; 3] = ["Europe/Paris", "America/New_York", "Asia/Tokyo"];
+pub const ZONES: [&str; 3] = ["Europe/Paris", "America/New_York", "Asia/Tokyo"];
 
 fn secs(s: i64) -> SignedDuration {
     SignedDuration::from_secs(s)
@@ -154,7 +156,9 @@ pub fn generate(rng: &mut Rng, start: Timestamp, users: usize) -> Workload {
             traits["push_tokens"] = json!([{"platform": "fcm", "token": format!("fcm-{id}")}]);
         }
         if b.rng.chance(0.3) {
-            traits["timezone"] = json!(b.rng.pick(&ZONES).to_string());
+            let zone = b.rng.pick(&ZONES).to_string();
+            traits["timezone"] = json!(zone);
+            plan.timezone = Some(zone);
         }
         if b.rng.chance(0.3) {
             let free = b.rng.chance(0.8);

@@ -58,6 +58,10 @@ pub struct World {
     pub checkpoints: u32,
     /// Wake-ups found queued more than once for one pending visit, at the checkpoints.
     pub extra_wakeups: u64,
+    /// When the scheduler last ran (it may start the schedules of the minute it runs in).
+    pub last_tick: Option<Timestamp>,
+    /// The last answer of [`next_firing`] (asked at every step): (from, first firing).
+    firing: std::cell::Cell<(i64, i64)>,
 }
 
 pub fn config() -> Config {
@@ -151,6 +155,8 @@ impl World {
             steps: 0,
             checkpoints: 0,
             extra_wakeups: 0,
+            last_tick: None,
+            firing: std::cell::Cell::new((i64::MIN, i64::MIN)),
         }
     }
 
@@ -261,10 +267,12 @@ impl World {
     }
 
     /// The scheduler's minute. The real scheduler runs every minute; the driver runs it only when
-    /// a timer is near, and first moves its cursor over the idle minutes in between, as the
-    /// runs it skipped would have (they had no timer to move).
-    async fn tick(&self) {
+    /// a timer is near or the schedule journey fires, and first moves its cursor over the idle
+    /// minutes in between, as the runs it skipped would have (they had no timer to move and
+    /// started no schedule). A run that failed leaves the cursor behind: the next catches up.
+    async fn tick(&mut self) {
         let now = self.clock.now();
+        self.last_tick = Some(now);
         if crate::lab::trace() >= 3 {
             eprintln!("tick at {now}");
         }
@@ -278,6 +286,9 @@ impl World {
         let key = Key::new("SCHED", "cursor");
         if let Ok(Some(r)) = self.store.get(&key).await {
             let cursor: i64 = r.parse().unwrap_or(i64::MAX);
+            // Not past a minute the schedule journey fires at for some user.
+            // (The cursor is the next minute the scheduler sweeps.)
+            let idle_until = idle_until.min(next_firing(cursor) - 1);
             if cursor < idle_until {
                 let moved = Record::new(key, r.version + 1, &idle_until).expect("a cursor");
                 let _ = self.store.put(&moved, Expect::Version(r.version)).await;
@@ -288,13 +299,30 @@ impl World {
         lock(&self.lab).end_batch(SCHEDULER);
     }
 
-    /// When the scheduler should next run: a minute before the earliest timer, at most a minute
-    /// after its last run, at least every six hours while timers wait.
+    /// When the scheduler should next run: a minute before the earliest timer or at the next
+    /// minute the schedule journey fires, at most a minute after its last run, at least every
+    /// six hours while timers wait.
     fn tick_at(&self, last: Timestamp) -> Option<Timestamp> {
         let lab = lock(&self.lab);
         let earliest = lab.timers.values().filter_map(Message::due).min()?;
-        let at =
-            (earliest - SignedDuration::from_secs(60)).max(last + SignedDuration::from_secs(60));
+        // Also at the next minute the schedule journey fires at, so that the scheduler sees it
+        // without catching up the hours before it (see `World::tick`).
+        // Once every worker's clock has reached it (they are up to `MAX_SKEW_MS` behind).
+        let from = last.as_second().div_euclid(60) + 1;
+        let first = match self.firing.get() {
+            (f, first) if f == from => first,
+            _ => {
+                let first = next_firing(from);
+                self.firing.set((from, first));
+                first
+            }
+        };
+        let firing = Timestamp::from_second(first.saturating_mul(60))
+            .map(|t| t + SignedDuration::from_millis(MAX_SKEW_MS + 1_000))
+            .unwrap_or(Timestamp::MAX);
+        let at = (earliest - SignedDuration::from_secs(60))
+            .min(firing)
+            .max(last + SignedDuration::from_secs(60));
         Some(at.min(last + SignedDuration::from_hours(6)))
     }
 
@@ -411,4 +439,28 @@ impl World {
             }
         }
     }
+}
+
+/// The first minute from `from` at which the soak's schedule journey (09:00 in each user's time
+/// zone, UTC for users who name none) fires for some user. The driver lets the scheduler skip
+/// idle minutes, but not that one.
+fn next_firing(from: i64) -> i64 {
+    let Ok(at) = Timestamp::from_second(from.saturating_mul(60)) else {
+        return i64::MAX;
+    };
+    crate::script::ZONES
+        .iter()
+        .filter_map(|z| jiff::tz::TimeZone::get(z).ok())
+        .chain([jiff::tz::TimeZone::UTC])
+        .filter_map(|tz| {
+            let today = at.to_zoned_datetime(tz.clone()).date();
+            [Ok(today), today.tomorrow()]
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.at(9, 0, 0, 0).to_zoned_datetime(tz.clone()).ok())
+                .map(|z| z.timestamp())
+                .find(|t| *t >= at)
+        })
+        .min()
+        .map_or(i64::MAX, |t| t.as_second().div_euclid(60))
 }
