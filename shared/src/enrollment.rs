@@ -112,6 +112,8 @@ pub const EARLIER_TRIGGERS: usize = 16;
 
 /// Ends the cause of a merge transition ([`Enrollment::merge_id_of`]).
 const MERGE_SUFFIX: &str = ":merge";
+/// Ends the cause of a late exit ([`Enrollment::late_exit_id_of`]).
+const LATE_EXIT_SUFFIX: &str = ":late-exit";
 
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,12 +177,54 @@ impl Enrollment {
         crate::store::join(&[cause, MERGE_SUFFIX])
     }
 
-    /// Whether a transition made under `made_by` was made by message `cause`: under its id,
-    /// or as its merge ([`Enrollment::merge_id_of`]).
+    /// The cause of the exit that message `cause` applies to an enrollment it gave a user,
+    /// when the user did the journey's exit event after its trigger: a transition of its own
+    /// after the one `cause` made.
+    pub fn late_exit_id_of(cause: &str) -> String {
+        crate::store::join(&[cause, LATE_EXIT_SUFFIX])
+    }
+
+    /// Whether a transition made under `made_by` was made by message `cause`: under its id, as
+    /// its merge ([`Enrollment::merge_id_of`]), as its late exit
+    /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge.
     pub fn made_by(made_by: &str, cause: &str) -> bool {
-        made_by == cause
-            || made_by
-                .strip_suffix(MERGE_SUFFIX)
-                .is_some_and(|c| c == cause)
+        let mut m = made_by;
+        loop {
+            if m == cause {
+                return true;
+            }
+            match m
+                .strip_suffix(LATE_EXIT_SUFFIX)
+                .or_else(|| m.strip_suffix(MERGE_SUFFIX))
+            {
+                Some(shorter) => m = shorter,
+                None => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Enrollment;
+
+    #[test]
+    fn a_message_made_its_merge_its_late_exit_and_its_merges_late_exit() {
+        let merge = Enrollment::merge_id_of("m1");
+        for made in [
+            "m1".to_string(),
+            merge.clone(),
+            Enrollment::late_exit_id_of("m1"),
+            Enrollment::late_exit_id_of(&merge),
+        ] {
+            assert!(Enrollment::made_by(&made, "m1"), "{made}");
+            assert!(!Enrollment::made_by(&made, "m2"), "{made}");
+        }
+        assert!(Enrollment::made_by(
+            &Enrollment::late_exit_id_of(&merge),
+            &merge
+        ));
+        assert!(!Enrollment::made_by("m1", &merge));
+        assert!(!Enrollment::made_by("m1:merged", "m1"));
     }
 }

@@ -2686,7 +2686,7 @@ fn late_exit(
         .find_map(|m| profile.seen_after(&m.event, since).map(|t| (m, t)))?;
     Some(Event {
         kind: Kind::Track,
-        message_id: join(&[cause, ":late-exit"]),
+        message_id: Enrollment::late_exit_id_of(cause),
         user_id: profile.user_id.clone(),
         anonymous_id: None,
         event: Some(m.event.clone()),
