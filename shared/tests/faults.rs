@@ -146,7 +146,8 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::channels(&mut world);
     check::merges(&facts, &mut figures);
     check::upsell(&mut world, &workload, &facts);
-    check::digest(&mut world, &workload, &facts).await;
+    check::digest(&mut world, &workload, &facts, &mut figures).await;
+    check::inbox(&mut world, &mut figures);
     let letters = lock(&world.lab).sqs.dead_letters.len();
     if letters > 0 {
         world.violation(
@@ -220,6 +221,8 @@ fn invariants_hold_under_injected_faults() {
         total.checkpoints += o.figures.checkpoints;
         total.merged_on += o.figures.merged_on;
         total.merged_ended += o.figures.merged_ended;
+        total.in_app += o.figures.in_app;
+        total.digests += o.figures.digests;
         let mut fails = false;
         for v in &o.violations {
             if let (Some(_), false) = (known(v.class), strict) {
@@ -277,7 +280,8 @@ fn invariants_hold_under_injected_faults() {
     println!(
         "faults: duplicates {} (accepted-then-crashed windows {}), losses {}, sends racing an exit {}, \
          timeline records left for the final fold {}, extra wake-up copies {} (at {} mid-run checkpoints), dead-letter redrives {redriven}, \
-         anonymous enrollments merged {} (going on) and {} (ending), failing seeds {}",
+         anonymous enrollments merged {} (going on) and {} (ending), in-app messages sent {} (each in its inbox), \
+         schedule entries {}, failing seeds {}",
         total.duplicates,
         total.windows,
         total.losses,
@@ -287,6 +291,8 @@ fn invariants_hold_under_injected_faults() {
         total.checkpoints,
         total.merged_on,
         total.merged_ended,
+        total.in_app,
+        total.digests,
         failing.len()
     );
     for (class, seeds) in &known_hits {

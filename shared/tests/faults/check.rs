@@ -123,6 +123,10 @@ pub struct Figures {
     /// ended there (the user in the journey already).
     pub merged_on: u64,
     pub merged_ended: u64,
+    /// In-app messages the ledger says were sent (each checked to be in its inbox).
+    pub in_app: u64,
+    /// Digest entries (the schedule journey's).
+    pub digests: u64,
 }
 
 /// Counts the merges the run made (a figure, not an invariant: the oracles above hold for the
@@ -659,7 +663,7 @@ pub fn upsell(world: &mut World, workload: &Workload, facts: &Facts) {
 /// pages are read, which retries may make late); and at every firing from an hour after her
 /// plan was known to an hour before the scheduler's cursor (the next minute it sweeps). (At most
 /// one entry a firing: the generic check, one entry per cause.)
-pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts) {
+pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts, fig: &mut Figures) {
     const SCAN_LATE: SignedDuration = SignedDuration::from_hours(12);
     let Some(cursor) = world
         .store
@@ -722,6 +726,7 @@ pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts) {
             .filter_map(|(_, m)| m.parse::<i64>().ok())
             .filter_map(|m| Timestamp::from_second(m * 60).ok())
             .collect();
+        fig.digests += entered.len() as u64;
         for at in &entered {
             if !firings.contains(at) || *at < known - SCAN_LATE {
                 found.push(format!(
@@ -759,6 +764,45 @@ pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts) {
     }
     for d in found {
         world.violation("digest-entries", d);
+    }
+}
+
+/// In-app messages (post-purchase's feedback request, onboarding's setup guide) go to the
+/// user's inbox, not to the provider: every one the ledger says was sent is in the inbox of the
+/// user whose partition holds its ledger record.
+pub fn inbox(world: &mut World, fig: &mut Figures) {
+    let records = world.store.dump();
+    let delivered: BTreeSet<(String, String)> = records
+        .iter()
+        .filter_map(|r| {
+            let rest = r.key.sk.strip_prefix("I#")?;
+            Some((r.key.pk.to_string(), rest.to_string()))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for r in &records {
+        let Some(rest) = r.key.sk.strip_prefix("L#") else {
+            continue;
+        };
+        if !(rest.contains("#feedback_request#") || rest.contains("#account_setup_guide#")) {
+            continue;
+        }
+        let sent = matches!(
+            r.parse::<waymark::runtime::Ledger>(),
+            Ok(waymark::runtime::Ledger::Done {
+                outcome: waymark::runtime::Outcome::Sent { .. }
+            })
+        );
+        fig.in_app += u64::from(sent);
+        if sent && !delivered.contains(&(r.key.pk.to_string(), rest.to_string())) {
+            found.push(format!(
+                "{} {rest}: sent by the ledger, not in the inbox",
+                r.key.pk
+            ));
+        }
+    }
+    for d in found {
+        world.violation("lost-in-app", d);
     }
 }
 
