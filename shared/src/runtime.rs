@@ -98,6 +98,12 @@ pub struct Config {
     /// The most minutes one scheduler tick catches up on (a scheduler that was off a long time
     /// catches up over several ticks).
     pub max_catch_up_minutes: i64,
+    /// How long one scheduler tick may spend catching up (wall time, not the clock's): once
+    /// it is spent, the tick keeps the minutes it finished and leaves the rest to the next, so
+    /// that a long catch-up is not cut off by the function's timeout (then every run would start
+    /// over and none would finish). `None`: no limit (the simulation, for the same output on
+    /// any machine).
+    pub tick_budget: Option<std::time::Duration>,
     /// At most this many records a scan page (schedule runs, stop sweeps); DynamoDB also stops
     /// a page at 1 MB read.
     pub scan_page: usize,
@@ -114,6 +120,8 @@ impl Default for Config {
             claim_lease: SignedDuration::from_secs(120),
             dedup_for: SignedDuration::from_hours(24 * 7),
             max_catch_up_minutes: 24 * 60,
+            // Two thirds of the scheduler function's 30 s timeout (template.yaml).
+            tick_budget: Some(std::time::Duration::from_secs(20)),
             scan_page: 1_000,
         }
     }
@@ -2080,7 +2088,8 @@ impl Runtime {
             Some(r) => (r.parse::<i64>()?, Expect::Version(r.version)),
             None => (now_minute - 1, Expect::Absent),
         };
-        let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
+        let mut to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
+        let started = std::time::Instant::now();
         let mut moved = 0usize;
         let mut schedules = 0usize;
         for minute in from..=to {
@@ -2106,6 +2115,20 @@ impl Runtime {
                     }
                 }
                 return Err(e);
+            }
+            if minute < to
+                && self
+                    .config
+                    .tick_budget
+                    .is_some_and(|b| started.elapsed() >= b)
+            {
+                tracing::warn!(
+                    minute,
+                    behind = now_minute - minute,
+                    "scheduler catch-up out of time; the next run goes on"
+                );
+                to = minute;
+                break;
             }
         }
         // Minutes up to `next` are done; the coming minute's timers are swept again next time.

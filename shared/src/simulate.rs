@@ -219,6 +219,7 @@ pub async fn run(
     // The virtual scheduler ticks only when something is due, so each tick catches up fully.
     let config = Config {
         max_catch_up_minutes: i64::MAX / 2,
+        tick_budget: None,
         ..config
     };
     let rt = Runtime::new(

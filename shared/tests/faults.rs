@@ -1266,3 +1266,30 @@ fn a_scheduler_catch_up_that_fails_partway_keeps_the_minutes_it_finished() {
         assert_eq!(cursor(&s).await, minute("2026-03-02T12:01:00Z"));
     });
 }
+
+/// A scheduler run that spends its time budget catching up keeps the minutes it finished and
+/// leaves the rest to the next run (a run cut off by the function's timeout would keep none,
+/// and every run after it would start over). With no budget at all, one minute a run.
+#[test]
+fn a_scheduler_catch_up_out_of_time_goes_on_in_the_next_run() {
+    block_on(async {
+        let minute = |t: &str| at(t).as_second() / 60;
+        let config = waymark::runtime::Config {
+            tick_budget: Some(std::time::Duration::ZERO),
+            ..waymark::runtime::Config::default()
+        };
+        // The scene's first run swept 09:59 (a scheduler without a cursor starts a minute back).
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        assert_eq!(cursor(&s).await, minute("2026-03-02T10:00:00Z"));
+        s.clock.set(at("2026-03-02T12:00:00Z"));
+        s.rt.tick().await.expect("a minute of the catch-up");
+        assert_eq!(cursor(&s).await, minute("2026-03-02T10:01:00Z"));
+        let mut runs = 1;
+        while cursor(&s).await < minute("2026-03-02T12:01:00Z") && runs < 1_000 {
+            s.rt.tick().await.expect("a minute of the catch-up");
+            runs += 1;
+        }
+        assert_eq!(cursor(&s).await, minute("2026-03-02T12:01:00Z"));
+        assert_eq!(runs, 121, "a run for each minute from 10:00 to 12:00");
+    });
+}
