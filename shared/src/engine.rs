@@ -25,6 +25,12 @@ use crate::timeline::{Entry, What};
 /// a wait; this bounds a transition even if a journey slipped past it).
 const MAX_STEPS_PER_TRANSITION: usize = 256;
 
+/// How long after its trigger a send that can reach the user on none of its channels for want
+/// of an address (no email, no phone, no device) waits for one before it is skipped: the
+/// identify that gives it may be applied just after the event (events arrive out of order:
+/// a sign-up's identify and its first order, handled by two workers at once).
+pub const ADDRESS_GRACE: SignedDuration = SignedDuration::from_mins(2);
+
 /// A rendered message, ready for a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -231,6 +237,15 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
                 Some(&step),
                 What::Woke {
                     how: "quiet hours over".into(),
+                },
+            );
+            run.go(Some(step));
+        }
+        Resume::Recheck => {
+            run.log(
+                Some(&step),
+                What::Woke {
+                    how: "address grace over".into(),
                 },
             );
             run.go(Some(step));
@@ -697,6 +712,10 @@ impl<'a> Run<'a> {
                             }
                         }
                     }
+                    if let Some(until) = self.address_grace(send) {
+                        self.wait(&id, until, Resume::Recheck, "waiting for an address".into());
+                        return;
+                    }
                     self.send(&id, send);
                     current = default_next();
                 }
@@ -730,6 +749,20 @@ impl<'a> Run<'a> {
         }
         // Bounded: treat a runaway journey as completed rather than loop.
         self.complete();
+    }
+
+    /// Until when a send that can reach the user on none of its channels for want of an
+    /// address waits for one: [`ADDRESS_GRACE`] after its trigger, if that is still to come.
+    fn address_grace(&self, send: &Send) -> Option<Timestamp> {
+        let no_address = |t: Option<Template<'_>>| {
+            t.is_some_and(|t| self.ctx.profile.address(t.channel()) == Err(Unreachable::NoAddress))
+        };
+        let fallback = send.fallback.as_deref().and_then(|f| f.template());
+        let unreachable =
+            no_address(send.template()) && (fallback.is_none() || no_address(fallback));
+        let trigger = self.enrollment.trigger.at;
+        let until = trigger + ADDRESS_GRACE;
+        (unreachable && trigger <= self.ctx.now && self.ctx.now < until).then_some(until)
     }
 
     fn send(&mut self, step: &str, send: &Send) {

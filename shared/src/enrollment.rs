@@ -33,6 +33,9 @@ pub enum Resume {
     Rerun,
     /// A `wait_for` timed out: go to its `on_timeout`.
     Timeout,
+    /// Run the send step again, now that a late identify had time to give the address it
+    /// lacked (see [`crate::engine::ADDRESS_GRACE`]).
+    Recheck,
 }
 
 /// The one wake-up an active enrollment may have pending.
