@@ -2080,6 +2080,12 @@ impl Runtime {
     /// (scans the engine reads page by page: see [`Message::Scan`]), and folds new timeline
     /// records into the stats.
     pub async fn tick(&self) -> Result<Tick, RunError> {
+        self.tick_within(self.config.tick_budget).await
+    }
+
+    /// [`Runtime::tick`], catching up for at most `budget` of wall time (see
+    /// [`Config::tick_budget`]; the Lambda function passes what its invocation has left).
+    pub async fn tick_within(&self, budget: Option<std::time::Duration>) -> Result<Tick, RunError> {
         let now = self.now();
         let now_minute = minute_of(now);
         let cursor_key = Key::new(CURSOR.0, CURSOR.1);
@@ -2116,12 +2122,7 @@ impl Runtime {
                 }
                 return Err(e);
             }
-            if minute < to
-                && self
-                    .config
-                    .tick_budget
-                    .is_some_and(|b| started.elapsed() >= b)
-            {
+            if minute < to && budget.is_some_and(|b| started.elapsed() >= b) {
                 tracing::warn!(
                     minute,
                     behind = now_minute - minute,

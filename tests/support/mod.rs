@@ -884,7 +884,7 @@ impl Harness {
         event.detail = json!({});
         let mut payload = serde_json::to_value(&event).expect("scheduled event");
         payload["time"] = json!(self.clock.now().to_string());
-        handlers::scheduler(&self.scheduler, payload)
+        handlers::scheduler(&self.scheduler, payload, None)
             .await
             .expect("the scheduler ticks")
     }

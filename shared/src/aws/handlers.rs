@@ -182,11 +182,16 @@ pub async fn apply_feedback(runtime: &Runtime, event: &SnsEvent) -> Result<(), R
 
 /// scheduler: one minute's tick (an EventBridge Scheduler invocation; its payload only names
 /// the time, which the runtime's clock already knows).
-pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, HandlerError> {
+pub async fn scheduler(
+    runtime: &Runtime,
+    event: Value,
+    time_left: Option<std::time::Duration>,
+) -> Result<Value, HandlerError> {
     if let Ok(e) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
         tracing::debug!(id = e.id.as_deref().unwrap_or(""), time = ?e.time, "scheduled event");
     }
-    let tick = runtime.tick().await?;
+    let budget = catch_up_budget(runtime.config.tick_budget, time_left);
+    let tick = runtime.tick_within(budget).await?;
     tracing::info!(
         timers = tick.moved,
         schedules = tick.schedules,
@@ -212,10 +217,39 @@ pub async fn scheduler(runtime: &Runtime, event: Value) -> Result<Value, Handler
     }))
 }
 
+/// What a scheduler invocation keeps for the rest of its run (the stats fold, the stop sweeps,
+/// the hourly SMS opt-outs) after catching up.
+const AFTER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a scheduler invocation may catch up: the configured budget, and no longer than the
+/// invocation's time left (`time_left`, from Lambda's deadline) less [`AFTER_CATCH_UP`], so a
+/// function whose timeout was set lower than the budget is not cut off mid catch-up.
+fn catch_up_budget(
+    configured: Option<std::time::Duration>,
+    time_left: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    let left = time_left.map(|t| t.saturating_sub(AFTER_CATCH_UP));
+    match (configured, left) {
+        (Some(c), Some(l)) => Some(c.min(l)),
+        (c, l) => c.or(l),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_scheduler_invocation_catches_up_no_longer_than_its_time_left_allows() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(catch_up_budget(Some(s(20)), Some(s(30))), Some(s(20)));
+        assert_eq!(catch_up_budget(Some(s(20)), Some(s(15))), Some(s(5)));
+        assert_eq!(catch_up_budget(Some(s(20)), Some(s(3))), Some(s(0)));
+        assert_eq!(catch_up_budget(None, Some(s(70))), Some(s(60)));
+        assert_eq!(catch_up_budget(Some(s(20)), None), Some(s(20)));
+        assert_eq!(catch_up_budget(None, None), None);
+    }
 
     #[test]
     fn ses_notices() {
