@@ -754,15 +754,18 @@ impl<'a> Run<'a> {
     /// Until when a send that can reach the user on none of its channels for want of an
     /// address waits for one: [`ADDRESS_GRACE`] after its trigger, if that is still to come.
     fn address_grace(&self, send: &Send) -> Option<Timestamp> {
+        let trigger = self.enrollment.trigger.at;
+        let until = trigger + ADDRESS_GRACE;
+        // The time first: most sends come long after their trigger, and an address is a copy.
+        if !(trigger <= self.ctx.now && self.ctx.now < until) {
+            return None;
+        }
         let no_address = |t: Option<Template<'_>>| {
             t.is_some_and(|t| self.ctx.profile.address(t.channel()) == Err(Unreachable::NoAddress))
         };
         let fallback = send.fallback.as_deref().and_then(|f| f.template());
-        let unreachable =
-            no_address(send.template()) && (fallback.is_none() || no_address(fallback));
-        let trigger = self.enrollment.trigger.at;
-        let until = trigger + ADDRESS_GRACE;
-        (unreachable && trigger <= self.ctx.now && self.ctx.now < until).then_some(until)
+        (no_address(send.template()) && (fallback.is_none() || no_address(fallback)))
+            .then_some(until)
     }
 
     fn send(&mut self, step: &str, send: &Send) {
