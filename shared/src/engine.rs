@@ -26,9 +26,10 @@ use crate::timeline::{Entry, What};
 const MAX_STEPS_PER_TRANSITION: usize = 256;
 
 /// How long after its trigger a send that can reach the user on none of its channels for want
-/// of an address (no email, no phone, no device) waits for one before it is skipped: the
-/// identify that gives it may be applied just after the event (events arrive out of order:
-/// a sign-up's identify and its first order, handled by two workers at once).
+/// of an address (no email, no phone, no device) waits for one before it is skipped, when no
+/// identify of the user has been applied yet: the first one, which gives the address, may be
+/// applied just after the event (events arrive out of order: a sign-up's identify and its
+/// first order, handled by two workers at once).
 pub const ADDRESS_GRACE: SignedDuration = SignedDuration::from_mins(2);
 
 /// A rendered message, ready for a provider.
@@ -758,6 +759,17 @@ impl<'a> Run<'a> {
         let until = trigger + ADDRESS_GRACE;
         // The time first: most sends come long after their trigger, and an address is a copy.
         if !(trigger <= self.ctx.now && self.ctx.now < until) {
+            return None;
+        }
+        // Only for a user no identify has reached yet (the race: a new user's first identify
+        // and first event); one identified without the address is skipped at once.
+        if self
+            .ctx
+            .profile
+            .history
+            .get("$identify")
+            .is_some_and(|l| !l.is_empty())
+        {
             return None;
         }
         let no_address = |t: Option<Template<'_>>| {

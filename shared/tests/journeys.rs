@@ -1033,11 +1033,9 @@ steps:
         facts(&out, "bob", why),
         ["2026-12-01T10:00:00Z reminder/remind: fell back from push to email: no_address"]
     );
-    // Cat has neither: her send waits two minutes for an identify that would give an address
-    // (see `a_send_with_no_address_yet_waits_briefly_for_a_late_identify`).
     assert_eq!(
         facts(&out, "cat", why),
-        ["2026-12-01T10:02:00Z reminder/remind: skipped push: no_address"]
+        ["2026-12-01T10:00:00Z reminder/remind: skipped push: no_address"]
     );
 }
 
@@ -1055,7 +1053,7 @@ steps:
   - id: push_them
     send: {push: {title: "Welcome (push)", body: "."}}
 "#;
-    // No phone; email opted out; a device. (The SMS waits two minutes for a phone first.)
+    // No phone; email opted out; a device.
     let script = r#"
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","subscriptions":{"email":false},"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
@@ -1063,7 +1061,7 @@ steps:
     let out = sim(&[journey], script).await;
     assert_eq!(
         outbox(&out),
-        ["2026-12-01T10:02:00Z ann push push_them: Welcome (push)"]
+        ["2026-12-01T10:00:00Z ann push push_them: Welcome (push)"]
     );
     assert_eq!(
         facts(&out, "ann", |w| matches!(
@@ -1071,17 +1069,19 @@ steps:
             What::Skipped { .. } | What::Completed
         )),
         [
-            "2026-12-01T10:02:00Z multi/text_them: skipped sms: no_address",
-            "2026-12-01T10:02:00Z multi/mail_them: skipped email: opted_out",
-            "2026-12-01T10:02:00Z multi/push_them: completed",
+            "2026-12-01T10:00:00Z multi/text_them: skipped sms: no_address",
+            "2026-12-01T10:00:00Z multi/mail_them: skipped email: opted_out",
+            "2026-12-01T10:00:00Z multi/push_them: completed",
         ]
     );
 }
 
-/// A send that can reach the user on none of its channels for want of an address waits two
-/// minutes after its trigger for one: the sign-up's identify with the phone, applied just
-/// after the order (two workers, out of order), still gets the order its SMS. A user who never
-/// gives one is skipped then; opted out is not waited for; an old event (replayed late) is not.
+/// A send that can reach the user on none of its channels for want of an address, for a user
+/// no identify has reached yet, waits two minutes after its trigger for one: the sign-up's
+/// identify with the phone, applied just after the order (two workers, out of order), still
+/// gets the order its SMS. A user who never gives one is skipped then; a user identified
+/// without a phone, or opted out, is skipped at once; an old event (replayed late) is not
+/// waited for.
 #[tokio::test]
 async fn a_send_with_no_address_yet_waits_briefly_for_a_late_identify() {
     let journey = r#"
@@ -1095,6 +1095,8 @@ steps:
 "#;
     let script = r#"
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"dan","traits":{"phone":"+15550100","subscriptions":{"sms":false}}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"fay","traits":{"email":"fay@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"fay","event":"order_completed","messageId":"o-fay","properties":{"order_id":"F1"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-ann","properties":{"order_id":"A1"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o-bob","properties":{"order_id":"B1"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"dan","event":"order_completed","messageId":"o-dan","properties":{"order_id":"D1"}}
@@ -1121,6 +1123,10 @@ steps:
     assert_eq!(
         facts(&out, "eve", why),
         ["2026-12-01T10:05:00Z confirm/sms: skipped sms: no_address"]
+    );
+    assert_eq!(
+        facts(&out, "fay", why),
+        ["2026-12-01T10:00:00Z confirm/sms: skipped sms: no_address"]
     );
 }
 
