@@ -233,22 +233,13 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
             let next = ctx.journey.next_of(&step).map(str::to_string);
             run.go(next);
         }
-        Resume::Rerun => {
-            run.log(
-                Some(&step),
-                What::Woke {
-                    how: "quiet hours over".into(),
-                },
-            );
-            run.go(Some(step));
-        }
-        Resume::Recheck => {
-            run.log(
-                Some(&step),
-                What::Woke {
-                    how: "address grace over".into(),
-                },
-            );
+        Resume::Rerun | Resume::Recheck => {
+            let how = if pending.resume == Resume::Rerun {
+                "quiet hours over"
+            } else {
+                "address grace over"
+            };
+            run.log(Some(&step), What::Woke { how: how.into() });
             run.go(Some(step));
         }
         Resume::Timeout => {
@@ -763,13 +754,7 @@ impl<'a> Run<'a> {
         }
         // Only for a user no identify has reached yet (the race: a new user's first identify
         // and first event); one identified without the address is skipped at once.
-        if self
-            .ctx
-            .profile
-            .history
-            .get("$identify")
-            .is_some_and(|l| !l.is_empty())
-        {
+        if self.ctx.profile.identified() {
             return None;
         }
         let no_address = |t: Option<Template<'_>>| {

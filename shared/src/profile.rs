@@ -12,6 +12,8 @@ use crate::small_map::SmallMap;
 /// How many recent occurrences of one event a profile remembers (for `repeated` triggers and
 /// for exits that arrive before the entry they should end).
 pub const HISTORY_PER_EVENT: usize = 32;
+/// The name `identify` calls go by in a profile's [`Profile::history`].
+const IDENTIFY: &str = "$identify";
 
 /// A push device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +205,7 @@ impl Profile {
         }
         let name = match (&event.kind, &event.event) {
             (Kind::Track, Some(name)) => name.clone(),
-            (Kind::Identify, _) => "$identify".to_string(),
+            (Kind::Identify, _) => IDENTIFY.to_string(),
             _ => return,
         };
         let list = self.history.get_or_insert_default(name);
@@ -322,6 +324,11 @@ impl Profile {
                     .count()
                     >= times
             })
+    }
+
+    /// Whether an identify of this user has been applied (the history keeps the latest).
+    pub fn identified(&self) -> bool {
+        self.history.get(IDENTIFY).is_some_and(|l| !l.is_empty())
     }
 
     /// The latest occurrence of `event` strictly after `after`, if any.

@@ -2094,10 +2094,14 @@ impl Runtime {
             Some(r) => (r.parse::<i64>()?, Expect::Version(r.version)),
             None => (now_minute - 1, Expect::Absent),
         };
-        let mut to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
+        let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
         let started = std::time::Instant::now();
         let mut moved = 0usize;
         let mut schedules = 0usize;
+        // The first minute not done: the coming minute's timers are swept early, and again
+        // next time.
+        let mut next = from;
+        let mut failed = None;
         for minute in from..=to {
             let swept = async {
                 moved += self.sweep_minute(minute).await?;
@@ -2107,45 +2111,38 @@ impl Runtime {
                 Ok::<(), RunError>(())
             };
             if let Err(e) = swept.await {
-                // A catch-up keeps the minutes it finished: the next run starts at this one
-                // rather than all over again (under throttling, a run that must get every
-                // minute of a long catch-up right in one go may never finish).
-                if minute > from {
-                    let record = Record::new(
-                        cursor_key.clone(),
-                        cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
-                        &minute,
-                    )?;
-                    if let Err(put) = self.store.put(&record, expect).await {
-                        tracing::warn!(error = %put, minute, "scheduler progress not kept");
-                    }
-                }
-                return Err(e);
+                failed = Some(e);
+                break;
             }
+            next = (minute + 1).min(now_minute + 1);
             if minute < to && budget.is_some_and(|b| started.elapsed() >= b) {
                 tracing::warn!(
                     minute,
                     behind = now_minute - minute,
                     "scheduler catch-up out of time; the next run goes on"
                 );
-                to = minute;
                 break;
             }
         }
-        // Minutes up to `next` are done; the coming minute's timers are swept again next time.
-        let next = if to > now_minute {
-            now_minute + 1
-        } else {
-            to + 1
-        };
-        let record = Record::new(
-            cursor_key,
-            cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
-            &next,
-        )?;
-        match self.store.put(&record, expect).await {
-            Ok(()) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
+        // A run that failed partway keeps the minutes it finished too: the next starts there
+        // rather than all over again (under throttling, a run that must get every minute of a
+        // long catch-up right in one go may never finish).
+        if next > from || failed.is_none() {
+            let record = Record::new(
+                cursor_key,
+                cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
+                &next,
+            )?;
+            match (self.store.put(&record, expect).await, &failed) {
+                (Ok(()), _) | (Err(StoreError::Conflict), None) => {}
+                (Err(e), None) => return Err(e.into()),
+                (Err(e), Some(_)) => {
+                    tracing::warn!(error = %e, minute = next, "scheduler progress not kept")
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let stops = self.sweep_stopped().await?;
         let folded = self.fold_stats().await?;
