@@ -1224,15 +1224,7 @@ fn an_order_cancels_an_earlier_enrollments_owed_email() {
 
 /// The scheduler's cursor: the next minute it sweeps.
 async fn cursor(s: &Scene) -> i64 {
-    use waymark::store::Store;
-    let r = s
-        .store
-        .inner
-        .get(&waymark::store::Key::new("SCHED", "cursor"))
-        .await
-        .expect("the store")
-        .expect("a cursor");
-    r.parse().expect("a minute")
+    world::cursor(&s.store.inner).await.expect("a cursor")
 }
 
 /// A scheduler run catching up hours of minutes (after an outage) that fails partway keeps the

@@ -665,13 +665,8 @@ pub fn upsell(world: &mut World, workload: &Workload, facts: &Facts) {
 /// one entry a firing: the generic check, one entry per cause.)
 pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts, fig: &mut Figures) {
     const SCAN_LATE: SignedDuration = SignedDuration::from_hours(12);
-    let Some(cursor) = world
-        .store
-        .get(&waymark::store::Key::new("SCHED", "cursor"))
+    let Some(cursor) = crate::world::cursor(&world.store)
         .await
-        .ok()
-        .flatten()
-        .and_then(|r| r.parse::<i64>().ok())
         .and_then(|m| Timestamp::from_second(m * 60).ok())
     else {
         world.violation("harness", "no scheduler cursor".to_string());
@@ -728,13 +723,15 @@ pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts, fig: 
             .collect();
         fig.digests += entered.len() as u64;
         for at in &entered {
-            if !firings.contains(at) || *at < known - SCAN_LATE {
-                found.push(format!(
-                    "{} entered {DIGEST} at {at}: not 09:00 in {zone:?} by the scheduler's last run ({reached}) and at most {SCAN_LATE:#} before the plan was known ({known})",
-                    u.id,
-                    zone = u.timezone.as_deref().unwrap_or("UTC"),
-                ));
-            }
+            let zone = u.timezone.as_deref().unwrap_or("UTC");
+            let why = if *at < known - SCAN_LATE {
+                format!("more than {SCAN_LATE:#} before the plan was known ({known})")
+            } else if !firings.contains(at) {
+                format!("not 09:00 in {zone} by the scheduler's last run ({reached})")
+            } else {
+                continue;
+            };
+            found.push(format!("{} entered {DIGEST} at {at}: {why}", u.id));
         }
         for at in firings
             .iter()

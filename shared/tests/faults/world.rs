@@ -60,8 +60,6 @@ pub struct World {
     pub extra_wakeups: u64,
     /// When the scheduler last ran (it may start the schedules of the minute it runs in).
     pub last_tick: Option<Timestamp>,
-    /// The last answer of [`next_firing`] (asked at every step): (from, first firing).
-    firing: std::cell::Cell<(i64, i64)>,
 }
 
 pub fn config() -> Config {
@@ -156,7 +154,6 @@ impl World {
             checkpoints: 0,
             extra_wakeups: 0,
             last_tick: None,
-            firing: std::cell::Cell::new((i64::MIN, i64::MIN)),
         }
     }
 
@@ -308,18 +305,11 @@ impl World {
         // Also at the next minute the schedule journey fires at, so that the scheduler sees it
         // without catching up the hours before it (see `World::tick`).
         // Once every worker's clock has reached it (they are up to `MAX_SKEW_MS` behind).
-        let from = last.as_second().div_euclid(60) + 1;
-        let first = match self.firing.get() {
-            (f, first) if f == from => first,
-            _ => {
-                let first = next_firing(from);
-                self.firing.set((from, first));
-                first
-            }
-        };
-        let firing = Timestamp::from_second(first.saturating_mul(60))
-            .map(|t| t + SignedDuration::from_millis(MAX_SKEW_MS + 1_000))
-            .unwrap_or(Timestamp::MAX);
+        let firing = Timestamp::from_second(
+            next_firing(last.as_second().div_euclid(60) + 1).saturating_mul(60),
+        )
+        .map(|t| t + SignedDuration::from_millis(MAX_SKEW_MS + 1_000))
+        .unwrap_or(Timestamp::MAX);
         let at = (earliest - SignedDuration::from_secs(60))
             .min(firing)
             .max(last + SignedDuration::from_secs(60));
@@ -330,7 +320,8 @@ impl World {
     pub async fn run(&mut self, workload: &Workload, rng: &mut Rng) {
         let horizon = workload.start + SignedDuration::from_hours(24 * 30);
         let mut next = 0usize;
-        let mut last_tick = workload.start - SignedDuration::from_secs(60);
+        // As if the scheduler had run the minute before the workload starts.
+        let before = workload.start - SignedDuration::from_secs(60);
         loop {
             self.steps += 1;
             let now = self.clock.now();
@@ -346,13 +337,7 @@ impl World {
                 );
             }
             if self.steps > 400_000 || now > horizon {
-                let cursor = self
-                    .store
-                    .get(&Key::new("SCHED", "cursor"))
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|r| r.parse::<i64>().ok());
+                let cursor = cursor(&self.store).await;
                 let lab = lock(&self.lab);
                 let timers: Vec<String> = lab
                     .timers
@@ -383,8 +368,10 @@ impl World {
                 self.intake(&line);
                 next += 1;
             }
-            if self.tick_at(last_tick).is_some_and(|t| t <= now) {
-                last_tick = now;
+            if self
+                .tick_at(self.last_tick.unwrap_or(before))
+                .is_some_and(|t| t <= now)
+            {
                 self.tick().await;
             }
             let a = self.take_batch(now);
@@ -418,7 +405,7 @@ impl World {
             let candidates = [
                 workload.lines.get(next).map(|l| l.at),
                 visible,
-                self.tick_at(last_tick),
+                self.tick_at(self.last_tick.unwrap_or(before)),
             ];
             match candidates.into_iter().flatten().min() {
                 // Lambda's batching window (up to a second) gathers what arrives together.
@@ -463,4 +450,14 @@ fn next_firing(from: i64) -> i64 {
         })
         .min()
         .map_or(i64::MAX, |t| t.as_second().div_euclid(60))
+}
+
+/// The scheduler's cursor: the next minute it sweeps (none before its first run).
+pub async fn cursor(store: &MemoryStore) -> Option<i64> {
+    store
+        .get(&Key::new("SCHED", "cursor"))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.parse::<i64>().ok())
 }
