@@ -331,6 +331,28 @@ pub fn stop(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     Some(run.finish())
 }
 
+/// An identify reached a user whose send waits for an address (see [`ADDRESS_GRACE`]): when
+/// one of the send's channels has an address now, the send runs at once instead of at the
+/// grace's end, and its wake-up is cancelled. `None` when the enrollment is not waiting for an
+/// address, or still lacks one.
+pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
+    if !enrollment.waits_for_address() {
+        return None;
+    }
+    let step = ctx.journey.step(&enrollment.step)?;
+    let Action::Send(send) = step.action() else {
+        return None;
+    };
+    if wants_address(ctx.profile, send) {
+        return None;
+    }
+    let mut run = Run::new(ctx, resumed(enrollment));
+    let step = run.enrollment.step.clone();
+    run.cancel_pending(&step, "address arrived");
+    run.go(Some(step));
+    Some(run.finish())
+}
+
 /// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
 /// still owes must not go out after it, even when its steps had already ended.
 pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
@@ -481,6 +503,16 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
             weekdays: Vec::new(),
         },
     ))
+}
+
+/// Whether `send` reaches `profile` on none of its channels for want of an address (rather
+/// than an opt-out or a disabled device, which no identify is awaited for).
+fn wants_address(profile: &Profile, send: &Send) -> bool {
+    let no_address = |t: Option<Template<'_>>| {
+        t.is_some_and(|t| profile.address(t.channel()) == Err(Unreachable::NoAddress))
+    };
+    let fallback = send.fallback.as_deref().and_then(|f| f.template());
+    no_address(send.template()) && (fallback.is_none() || no_address(fallback))
 }
 
 /// A copy of the enrollment for its next transition: its state, without the last transition's
@@ -757,12 +789,7 @@ impl<'a> Run<'a> {
         if self.ctx.profile.identified() {
             return None;
         }
-        let no_address = |t: Option<Template<'_>>| {
-            t.is_some_and(|t| self.ctx.profile.address(t.channel()) == Err(Unreachable::NoAddress))
-        };
-        let fallback = send.fallback.as_deref().and_then(|f| f.template());
-        (no_address(send.template()) && (fallback.is_none() || no_address(fallback)))
-            .then_some(until)
+        wants_address(self.ctx.profile, send).then_some(until)
     }
 
     fn send(&mut self, step: &str, send: &Send) {

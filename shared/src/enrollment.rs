@@ -143,6 +143,12 @@ impl Enrollment {
         self.status == Status::Active
     }
 
+    /// Whether a send of this enrollment waits for the user's address (see
+    /// [`crate::engine::ADDRESS_GRACE`]).
+    pub fn waits_for_address(&self) -> bool {
+        self.is_active() && self.pending.is_some_and(|p| p.resume == Resume::Recheck)
+    }
+
     /// Takes `prev`'s place in the record of the user's enrollment in the journey (a re-entry,
     /// or a merged anonymous user's enrollment going on as the user's): numbered no lower
     /// than it, so the user's next enrollment gets an id of its own (sends are claimed by

@@ -988,14 +988,18 @@ impl Runtime {
             let Some(l) = enrollments.get(&j) else {
                 continue;
             };
-            let Some(name) = e.event.as_deref() else {
+            // An identify may bring the address a send is waiting for (see
+            // `engine::address_arrived`).
+            let address = e.kind == Kind::Identify && l.enrollment.waits_for_address();
+            let name = e.event.as_deref();
+            if name.is_none() && !address {
                 continue;
-            };
+            }
             let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
                 tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                 continue;
             };
-            if !p.journey.listens_to(name) {
+            if name.is_some_and(|name| !p.journey.listens_to(name)) {
                 continue;
             }
             let stopped = journeys
@@ -1012,8 +1016,10 @@ impl Runtime {
             let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
-            } else {
+            } else if name.is_some() {
                 engine::on_event(&ctx, &l.enrollment, e)
+            } else {
+                engine::address_arrived(&ctx, &l.enrollment)
             };
             let t = match next {
                 Some(t) => Some(t),

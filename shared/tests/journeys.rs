@@ -1079,9 +1079,9 @@ steps:
 /// A send that can reach the user on none of its channels for want of an address, for a user
 /// no identify has reached yet, waits two minutes after its trigger for one: the sign-up's
 /// identify with the phone, applied just after the order (two workers, out of order), still
-/// gets the order its SMS. A user who never gives one is skipped then; a user identified
-/// without a phone, or opted out, is skipped at once; an old event (replayed late) is not
-/// waited for.
+/// gets the order its SMS, as soon as that identify is applied. A user who never gives one,
+/// or whose identify brings no phone, is skipped then; a user identified without a phone, or
+/// opted out, is skipped at once; an old event (replayed late) is not waited for.
 #[tokio::test]
 async fn a_send_with_no_address_yet_waits_briefly_for_a_late_identify() {
     let journey = r#"
@@ -1100,15 +1100,38 @@ steps:
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-ann","properties":{"order_id":"A1"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o-bob","properties":{"order_id":"B1"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"dan","event":"order_completed","messageId":"o-dan","properties":{"order_id":"D1"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"gil","event":"order_completed","messageId":"o-gil","properties":{"order_id":"G1"}}
 {"at":"2026-12-01T10:00:40Z","type":"identify","userId":"ann","traits":{"phone":"+15550101"}}
+{"at":"2026-12-01T10:01:00Z","type":"identify","userId":"gil","traits":{"email":"gil@example.com"}}
 {"at":"2026-12-01T10:05:00Z","type":"track","userId":"eve","event":"order_completed","messageId":"o-eve","timestamp":"2026-12-01T08:00:00Z","properties":{"order_id":"E1"}}
 "#;
     let out = sim(&[journey], script).await;
+    // ann's phone arrives 40 seconds after her order: the SMS goes out then, not at the
+    // grace's end.
     assert_eq!(
         outbox(&out),
-        ["2026-12-01T10:02:00Z ann sms sms: Thanks for order A1"]
+        ["2026-12-01T10:00:40Z ann sms sms: Thanks for order A1"]
     );
     let why = |w: &What| matches!(w, What::Waiting { .. } | What::Skipped { .. });
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(
+            w,
+            What::Waiting { .. } | What::Woke { .. } | What::Sent { .. }
+        )),
+        [
+            "2026-12-01T10:00:00Z confirm/sms: waiting until 2026-12-01T10:02:00Z (waiting for an address)",
+            "2026-12-01T10:00:40Z confirm/sms: woke (address arrived)",
+            "2026-12-01T10:00:40Z confirm/sms: sent sms",
+        ]
+    );
+    // gil's identify brings an email, which an SMS cannot use: she waits on.
+    assert_eq!(
+        facts(&out, "gil", why),
+        [
+            "2026-12-01T10:00:00Z confirm/sms: waiting until 2026-12-01T10:02:00Z (waiting for an address)",
+            "2026-12-01T10:02:00Z confirm/sms: skipped sms: no_address",
+        ]
+    );
     assert_eq!(
         facts(&out, "bob", why),
         [
