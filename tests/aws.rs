@@ -505,7 +505,8 @@ async fn ses_bounces_and_complaints_suppress_email() {
     assert!(skipped, "{view}");
 }
 
-/// An SMS opt-out that SNS reports suppresses the number on the scheduler's hourly sync.
+/// An SMS opt-out that SNS reports suppresses the number on the scheduler's hourly sync (a pass
+/// over SNS's list, a page at a time; moto's list is one page).
 #[tokio::test]
 async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
     let Some(mut h) = Harness::new("optout", at(T0)).await else {
@@ -520,6 +521,7 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
     h.run_until(t0 + mins(60)).await;
     let out = h.tick().await;
     assert_eq!(out["sms_opted_out"], 1, "{out}");
+    assert_eq!(out["sms_opt_out_pages"], 1, "{out}");
     let ann = h.user("ann").await;
     assert!(
         ann["profile"]["suppressed"]["sms"]
@@ -529,9 +531,14 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
     );
     let bob = h.user("bob").await;
     assert!(bob["profile"]["suppressed"]["sms"].is_null(), "{bob}");
-    // Already suppressed: the next hour changes nothing.
+    // The pass is over: the minutes after it read nothing.
+    h.run_until(t0 + mins(61)).await;
+    assert_eq!(h.tick().await["sms_opt_out_pages"], 0);
+    // Already suppressed: the next hour's pass changes nothing.
     h.run_until(t0 + mins(120)).await;
-    assert_eq!(h.tick().await["sms_opted_out"], 0);
+    let out = h.tick().await;
+    assert_eq!(out["sms_opted_out"], 0, "{out}");
+    assert_eq!(out["sms_opt_out_pages"], 1, "{out}");
 }
 
 /// The AWS requests one enrolled user costs on the cart journey, by phase, function and

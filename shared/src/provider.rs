@@ -25,6 +25,14 @@ pub struct Receipt {
     pub disabled_devices: Vec<String>,
 }
 
+/// A page of the provider's SMS opt-out list (see [`Sender::opted_out_page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptOutPage {
+    pub numbers: Vec<String>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
 /// The reason text a provider uses when every targeted push device is disabled.
 pub const ENDPOINT_DISABLED: &str = "EndpointDisabled";
 
@@ -40,10 +48,12 @@ pub trait Sender: Send + Sync {
         Ok(None)
     }
 
-    /// Phone numbers that replied STOP to the provider's SMS (SNS keeps this list; it sends no
-    /// event for it). Providers without such a list return none.
-    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
-        Ok(Vec::new())
+    /// One page of the phone numbers that replied STOP to the provider's SMS (SNS keeps this
+    /// list, a page of up to 100 numbers a request, and sends no event for it): the first page
+    /// for `token` `None`, else the page `token` names. Providers without such a list return an
+    /// empty last page.
+    async fn opted_out_page(&self, _token: Option<&str>) -> Result<OptOutPage, SendError> {
+        Ok(OptOutPage::default())
     }
 
     /// Whether in-app messages, which the runtime puts in the user's inbox itself, should also be

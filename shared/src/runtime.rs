@@ -207,6 +207,8 @@ fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
+/// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
+const OPT_OUTS: (&str, &str) = ("SCHED", "sms-opt-outs");
 /// Partition of the markers saying which stopped journey version's enrollments were swept.
 const STOPS: &str = "STOPS";
 /// How many times a message that failed for a passing reason is queued again (see
@@ -349,6 +351,24 @@ pub struct Tick {
     pub folded: usize,
     /// Newly stopped journeys whose sweep started (a scan that stops each active enrollment).
     pub stops: usize,
+}
+
+/// What one run of [`Runtime::sync_sms_opt_outs`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptOutSync {
+    /// Users whose SMS was newly suppressed.
+    pub newly: usize,
+    /// Pages of the provider's list read.
+    pub pages: usize,
+    /// Whether the pass over the list ended in this run (the next starts on the next hour).
+    pub done: bool,
+}
+
+/// The sync's place in the provider's opt-out list: the page to read next while a pass is under
+/// way, none between passes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OptOutCursor {
+    next: Option<String>,
 }
 
 /// An enrollment after [`Runtime::settle`], and what it could not perform, by cause.
@@ -2557,21 +2577,100 @@ impl Runtime {
     }
 
     /// Suppresses SMS for every known user whose number is on the provider's opt-out list (people
-    /// who replied STOP). Returns how many users were newly suppressed. The scheduler runs it
-    /// once an hour.
-    pub async fn sync_sms_opt_outs(&self) -> Result<usize, RunError> {
-        let numbers = self.sender.opted_out_numbers().await.map_err(|e| match e {
-            SendError::Retryable(m) | SendError::Permanent(m) => RunError::Retry(m),
-        })?;
-        let mut newly = 0;
-        for number in numbers {
-            let Some(r) = self.store.get(&phone_key(&number)).await? else {
-                continue;
+    /// who replied STOP), a page of the list at a time. With `start`, a pass over the list begins
+    /// when none is under way (the scheduler starts one an hour); a pass under way goes on from
+    /// the page it reached, reading pages until the list ends or `budget` is spent (one page at
+    /// least), so a list of any length is read in full over as many runs as it takes, each
+    /// within the function's timeout.
+    pub async fn sync_sms_opt_outs(
+        &self,
+        start: bool,
+        budget: Option<std::time::Duration>,
+    ) -> Result<OptOutSync, RunError> {
+        let key = Key::new(OPT_OUTS.0, OPT_OUTS.1);
+        let stored = self.store.get(&key).await?;
+        let cursor: OptOutCursor = match &stored {
+            Some(r) => r.parse()?,
+            None => OptOutCursor::default(),
+        };
+        let mut token = match cursor.next {
+            Some(t) => Some(t),
+            None if start => None,
+            None => return Ok(OptOutSync::default()),
+        };
+        let started = std::time::Instant::now();
+        let mut sync = OptOutSync::default();
+        let mut failed = None;
+        let mut reset = false;
+        loop {
+            let page = match self.sender.opted_out_page(token.as_deref()).await {
+                Ok(page) => page,
+                Err(SendError::Permanent(m)) if token.is_some() => {
+                    // A page token the provider no longer takes: the next hour starts over.
+                    tracing::warn!(error = %m, "SMS opt-out list: page refused, the pass starts over");
+                    token = None;
+                    reset = true;
+                    break;
+                }
+                Err(SendError::Retryable(m) | SendError::Permanent(m)) => {
+                    failed = Some(RunError::Retry(m));
+                    break;
+                }
             };
+            match self.suppress_opted_out(&page.numbers).await {
+                Ok(n) => sync.newly += n,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            sync.pages += 1;
+            token = page.next;
+            if token.is_none() {
+                sync.done = true;
+                break;
+            }
+            if budget.is_some_and(|b| started.elapsed() >= b) {
+                break;
+            }
+        }
+        // The pages read are kept, even by a run that failed after them; one that read none
+        // leaves the cursor as it was.
+        if sync.pages > 0 || reset {
+            let record = Record::new(
+                key,
+                stored.as_ref().map(|r| r.version + 1).unwrap_or(1),
+                &OptOutCursor { next: token },
+            )?;
+            let expect = match &stored {
+                Some(r) => Expect::Version(r.version),
+                None => Expect::Absent,
+            };
+            match self.store.put(&record, expect).await {
+                // Another run moved it meanwhile: it goes on from there.
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(failed.unwrap_or(e.into())),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(sync),
+        }
+    }
+
+    /// Suppresses SMS for the known users of `numbers` (opted out at the provider) whose phone
+    /// it still is; returns how many were not suppressed already.
+    async fn suppress_opted_out(&self, numbers: &[String]) -> Result<usize, RunError> {
+        let mut newly = 0;
+        // One read for the page's numbers (BatchGetItem); most are nobody's here.
+        let keys: Vec<Key> = numbers.iter().map(|n| phone_key(n)).collect();
+        for r in self.store.get_many(&keys).await? {
             let user: String = r.parse()?;
             let (profile, _) = self.load_profile(&user).await?;
             let current = profile.traits.get("phone").and_then(Value::as_str);
-            if current != Some(number.as_str()) || profile.suppressed.contains_key(&Channel::Sms) {
+            if current.is_none_or(|phone| phone_key(phone) != r.key)
+                || profile.suppressed.contains_key(&Channel::Sms)
+            {
                 continue;
             }
             self.suppress(&user, Channel::Sms, "sms opt-out (replied STOP)")

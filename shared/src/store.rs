@@ -747,6 +747,13 @@ impl Handle {
         }
     }
 
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(keys.iter().filter_map(|k| m.get_now(k)).collect()),
+            None => self.store.get_many(keys).await,
+        }
+    }
+
     pub async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         match &self.memory {
             Some(m) => m.lock().put(record, expect),

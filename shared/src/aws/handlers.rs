@@ -12,7 +12,7 @@ use super::send::{tag_decode, USER_TAG};
 use crate::api::Api;
 use crate::journey::Channel;
 use crate::queue::Message;
-use crate::runtime::{RunError, Runtime};
+use crate::runtime::{OptOutSync, RunError, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -190,6 +190,7 @@ pub async fn scheduler(
     if let Ok(e) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
         tracing::debug!(id = e.id.as_deref().unwrap_or(""), time = ?e.time, "scheduled event");
     }
+    let began = std::time::Instant::now();
     let budget = catch_up_budget(runtime.config.tick_budget, time_left);
     let tick = runtime.tick_within(budget).await?;
     tracing::info!(
@@ -199,26 +200,48 @@ pub async fn scheduler(
         stops = tick.stops,
         "tick"
     );
-    // Once an hour, SMS opt-outs (SNS sends no event for them: it keeps a list).
+    // SMS opt-outs (SNS sends no event for them: it keeps a list): a pass over the list starts
+    // on the hour and goes on, minute after minute, until it has read it all.
     let minute = runtime.clock.now().as_second().div_euclid(60);
-    let mut opted_out = 0;
-    if minute % 60 == 0 {
-        match runtime.sync_sms_opt_outs().await {
-            Ok(n) => opted_out = n,
-            Err(e) => tracing::warn!(error = %e, "SMS opt-outs not synced this hour"),
+    let left = time_left.map(|t| t.saturating_sub(began.elapsed()));
+    let sync = match runtime
+        .sync_sms_opt_outs(minute % 60 == 0, Some(opt_out_budget(left)))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "SMS opt-outs not synced this minute");
+            OptOutSync::default()
         }
-    }
+    };
     Ok(serde_json::json!({
         "timers": tick.moved,
         "schedules": tick.schedules,
         "folded": tick.folded,
         "stops": tick.stops,
-        "sms_opted_out": opted_out
+        "sms_opted_out": sync.newly,
+        "sms_opt_out_pages": sync.pages
     }))
 }
 
+/// How long a scheduler invocation reads the SMS opt-out list: [`OPT_OUT_BUDGET`], and no
+/// longer than its time left (`left`) less [`OPT_OUT_MARGIN`].
+fn opt_out_budget(left: Option<std::time::Duration>) -> std::time::Duration {
+    match left {
+        Some(l) => OPT_OUT_BUDGET.min(l.saturating_sub(OPT_OUT_MARGIN)),
+        None => OPT_OUT_BUDGET,
+    }
+}
+
+/// How long a scheduler invocation reads the SMS opt-out list at most (a page, up to 100
+/// numbers, costs a request to SNS and two reads a known number).
+const OPT_OUT_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+/// What an invocation keeps after the opt-out pages it reads (the last page's numbers, the
+/// cursor's write).
+const OPT_OUT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What a scheduler invocation keeps for the rest of its run (the stats fold, the stop sweeps,
-/// the hourly SMS opt-outs) after catching up.
+/// the SMS opt-out pages) after catching up.
 const AFTER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a scheduler invocation may catch up: the configured budget, and no longer than the
@@ -249,6 +272,15 @@ mod tests {
         assert_eq!(catch_up_budget(None, Some(s(70))), Some(s(60)));
         assert_eq!(catch_up_budget(Some(s(20)), None), Some(s(20)));
         assert_eq!(catch_up_budget(None, None), None);
+    }
+
+    #[test]
+    fn the_opt_out_sync_reads_for_five_seconds_at_most_and_leaves_three() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(opt_out_budget(None), s(5));
+        assert_eq!(opt_out_budget(Some(s(20))), s(5));
+        assert_eq!(opt_out_budget(Some(s(6))), s(3));
+        assert_eq!(opt_out_budget(Some(s(2))), s(0));
     }
 
     #[test]

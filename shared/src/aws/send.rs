@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::engine::{Content, Outgoing};
 use crate::journey::SmsType;
 use crate::profile::{Address, Device};
-use crate::provider::{Receipt, SendError, Sender};
+use crate::provider::{OptOutPage, Receipt, SendError, Sender};
 
 /// What the sender needs besides its clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -432,23 +432,21 @@ pub fn push_payload(
 
 #[async_trait]
 impl Sender for AwsSender {
-    async fn opted_out_numbers(&self) -> Result<Vec<String>, SendError> {
-        let mut numbers = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .sns
-                .list_phone_numbers_opted_out()
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| send_error("SNS ListPhoneNumbersOptedOut", &e, &[]))?;
-            numbers.extend(out.phone_numbers().iter().cloned());
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(numbers),
-            }
-        }
+    async fn opted_out_page(&self, token: Option<&str>) -> Result<OptOutPage, SendError> {
+        let out = self
+            .sns
+            .list_phone_numbers_opted_out()
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| send_error("SNS ListPhoneNumbersOptedOut", &e, &[]))?;
+        Ok(OptOutPage {
+            numbers: out.phone_numbers().to_vec(),
+            next: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        })
     }
 
     async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {

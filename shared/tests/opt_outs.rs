@@ -1,0 +1,200 @@
+//! SMS opt-outs: the sync that reads the provider's list of numbers that replied STOP, a page at
+//! a time, keeping its place between runs, and suppresses SMS for the users whose phone each is.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use support::Harness;
+use waymark::engine::Outgoing;
+use waymark::journey::Channel;
+use waymark::provider::{OptOutPage, Receipt, SendError, Sender};
+use waymark::runtime::{Config, OptOutSync, Runtime};
+
+/// A provider whose opt-out list comes in pages (`p1`, `p2`, …), failing where told to.
+#[derive(Clone, Default)]
+struct PagedList {
+    pages: Vec<Vec<&'static str>>,
+    /// The tokens asked for, in order (`None` for the first page).
+    asked: Arc<Mutex<Vec<Option<String>>>>,
+    /// The next request fails with this.
+    fail: Arc<Mutex<Option<SendError>>>,
+}
+
+#[async_trait]
+impl Sender for PagedList {
+    async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
+        Ok(Receipt::default())
+    }
+
+    async fn opted_out_page(&self, token: Option<&str>) -> Result<OptOutPage, SendError> {
+        self.asked
+            .lock()
+            .expect("asked")
+            .push(token.map(str::to_string));
+        if let Some(e) = self.fail.lock().expect("fail").take() {
+            return Err(e);
+        }
+        let at = match token {
+            None => 0,
+            Some(t) => t
+                .strip_prefix('p')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n < self.pages.len())
+                .ok_or_else(|| SendError::Permanent(format!("no page {t}")))?,
+        };
+        Ok(OptOutPage {
+            numbers: self.pages[at].iter().map(|n| n.to_string()).collect(),
+            next: (at + 1 < self.pages.len()).then(|| format!("p{}", at + 1)),
+        })
+    }
+}
+
+const USERS: &str = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"phone":"+15550001"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"dan","traits":{"phone":"+15550002"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"phone":"+15550003"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cy","traits":{"phone":"+15550004"}}
+{"at":"2026-12-01T09:00:01Z","type":"identify","userId":"dan","traits":{"phone":"+15550099"}}
+"#;
+
+/// A harness whose provider is `list`, with the users of [`USERS`] identified.
+async fn harness(list: &PagedList) -> Harness {
+    let base = Harness::new("2026-12-01T09:00:00Z");
+    let rt = Runtime::new(
+        Arc::new(base.store.clone()),
+        Arc::new(base.queue.clone()),
+        Arc::new(list.clone()),
+        base.clock.clone(),
+        std::time::Duration::from_secs(0),
+        Config::default(),
+    );
+    let h = Harness { rt, ..base };
+    h.play(USERS).await;
+    h
+}
+
+async fn suppressed(h: &Harness) -> Vec<String> {
+    let mut out = Vec::new();
+    for user in ["ann", "bob", "cy", "dan"] {
+        let view = h.rt.user(user).await.expect("user");
+        if view
+            .profile
+            .is_some_and(|p| p.suppressed.contains_key(&Channel::Sms))
+        {
+            out.push(user.to_string());
+        }
+    }
+    out
+}
+
+fn asked(list: &PagedList) -> Vec<Option<String>> {
+    list.asked.lock().expect("asked").clone()
+}
+
+fn sync(newly: usize, pages: usize, done: bool) -> OptOutSync {
+    OptOutSync { newly, pages, done }
+}
+
+/// A run with no time to spare reads one page and keeps its place; the runs after it go on
+/// from there until the list ends, without being asked to start; a pass starts again only when
+/// asked. dan's old number is on the list, but it is not his phone any more.
+#[tokio::test]
+async fn a_long_opt_out_list_is_read_a_page_a_run_from_where_the_last_run_stopped() {
+    let list = PagedList {
+        pages: vec![
+            vec!["+15550001", "+15550002", "+15559999"],
+            vec!["+15550003"],
+            vec!["+15550004"],
+        ],
+        ..Default::default()
+    };
+    let h = harness(&list).await;
+    let none = Some(std::time::Duration::ZERO);
+    // Between passes, a run not asked to start one reads nothing.
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(0, 0, false))
+    );
+    assert!(asked(&list).is_empty());
+
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(true, none).await.ok(),
+        Some(sync(1, 1, false))
+    );
+    assert_eq!(suppressed(&h).await, ["ann"]);
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(1, 1, false))
+    );
+    assert_eq!(suppressed(&h).await, ["ann", "bob"]);
+    // Asked to start while a pass is under way: it goes on rather than starting over.
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(true, none).await.ok(),
+        Some(sync(1, 1, true))
+    );
+    assert_eq!(suppressed(&h).await, ["ann", "bob", "cy"]);
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(0, 0, false))
+    );
+    assert_eq!(
+        asked(&list),
+        [None, Some("p1".to_string()), Some("p2".to_string())]
+    );
+
+    // The next hour's pass, with time to read it all: nothing new.
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(true, None).await.ok(),
+        Some(sync(0, 3, true))
+    );
+    assert_eq!(asked(&list).len(), 6);
+}
+
+/// A page that fails is read again by the next run; a page token the provider refuses starts
+/// the pass over at the next hour.
+#[tokio::test]
+async fn a_failed_page_is_read_again_and_a_refused_token_starts_over() {
+    let list = PagedList {
+        pages: vec![vec!["+15550001"], vec!["+15550003"], vec!["+15550004"]],
+        ..Default::default()
+    };
+    let h = harness(&list).await;
+    let none = Some(std::time::Duration::ZERO);
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(true, none).await.ok(),
+        Some(sync(1, 1, false))
+    );
+    *list.fail.lock().expect("fail") = Some(SendError::Retryable("throttled".into()));
+    assert!(h.rt.sync_sms_opt_outs(false, none).await.is_err());
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(1, 1, false))
+    );
+    assert_eq!(suppressed(&h).await, ["ann", "bob"]);
+    assert_eq!(
+        asked(&list)[1..],
+        [Some("p1".to_string()), Some("p1".to_string())]
+    );
+
+    *list.fail.lock().expect("fail") = Some(SendError::Permanent("token expired".into()));
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(0, 0, false))
+    );
+    // The pass is over: nothing until the next start, which reads from the first page.
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(false, none).await.ok(),
+        Some(sync(0, 0, false))
+    );
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(true, None).await.ok(),
+        Some(sync(1, 3, true))
+    );
+    assert_eq!(suppressed(&h).await, ["ann", "bob", "cy"]);
+    assert_eq!(
+        asked(&list)[4..],
+        [None, Some("p1".to_string()), Some("p2".to_string())]
+    );
+}
