@@ -517,7 +517,7 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
     h.identify("ann", json!({"phone": "+447420500600"})).await;
     h.identify("bob", json!({"phone": "+33612345678"})).await;
     h.deliver_due().await;
-    // The scheduler syncs opt-outs on the hour.
+    // The scheduler's first minute starts a pass over the list (then one an hour).
     h.run_until(t0 + mins(60)).await;
     let out = h.tick().await;
     assert_eq!(out["sms_opted_out"], 1, "{out}");
@@ -531,8 +531,8 @@ async fn sms_opt_outs_reported_by_sns_suppress_the_number() {
     );
     let bob = h.user("bob").await;
     assert!(bob["profile"]["suppressed"]["sms"].is_null(), "{bob}");
-    // The pass is over: the minutes after it read nothing.
-    h.run_until(t0 + mins(61)).await;
+    // The pass is over: the minutes after it read nothing, until an hour after it started.
+    h.run_until(t0 + mins(119)).await;
     assert_eq!(h.tick().await["sms_opt_out_pages"], 0);
     // Already suppressed: the next hour's pass changes nothing.
     h.run_until(t0 + mins(120)).await;

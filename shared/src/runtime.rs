@@ -360,15 +360,18 @@ pub struct OptOutSync {
     pub newly: usize,
     /// Pages of the provider's list read.
     pub pages: usize,
-    /// Whether the pass over the list ended in this run (the next starts on the next hour).
+    /// Whether the pass over the list ended in this run (the next starts an hour after it
+    /// started).
     pub done: bool,
 }
 
-/// The sync's place in the provider's opt-out list: the page to read next while a pass is under
-/// way, none between passes.
+/// The sync's place in the provider's opt-out list.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct OptOutCursor {
+    /// The page to read next while a pass is under way; none between passes.
     next: Option<String>,
+    /// The minute the latest pass started.
+    started: Option<i64>,
 }
 
 /// An enrollment after [`Runtime::settle`], and what it could not perform, by cause.
@@ -2577,14 +2580,13 @@ impl Runtime {
     }
 
     /// Suppresses SMS for every known user whose number is on the provider's opt-out list (people
-    /// who replied STOP), a page of the list at a time. With `start`, a pass over the list begins
-    /// when none is under way (the scheduler starts one an hour); a pass under way goes on from
-    /// the page it reached, reading pages until the list ends or `budget` is spent (one page at
-    /// least), so a list of any length is read in full over as many runs as it takes, each
-    /// within the function's timeout.
+    /// who replied STOP), a page of the list at a time. A pass over the list starts when none is
+    /// under way and the last one started an hour ago or more; a pass under way goes on from the
+    /// page it reached, reading pages until the list ends or `budget` is spent (one page at
+    /// least), so a list of any length is read in full over as many runs (scheduler minutes) as
+    /// it takes, each within the function's timeout.
     pub async fn sync_sms_opt_outs(
         &self,
-        start: bool,
         budget: Option<std::time::Duration>,
     ) -> Result<OptOutSync, RunError> {
         let key = Key::new(OPT_OUTS.0, OPT_OUTS.1);
@@ -2593,10 +2595,11 @@ impl Runtime {
             Some(r) => r.parse()?,
             None => OptOutCursor::default(),
         };
-        let mut token = match cursor.next {
-            Some(t) => Some(t),
-            None if start => None,
-            None => return Ok(OptOutSync::default()),
+        let now = minute_of(self.now());
+        let (mut token, pass) = match (cursor.next, cursor.started) {
+            (Some(t), started) => (Some(t), started.unwrap_or(now)),
+            (None, Some(started)) if now - started < 60 => return Ok(OptOutSync::default()),
+            (None, _) => (None, now),
         };
         let started = std::time::Instant::now();
         let mut sync = OptOutSync::default();
@@ -2606,7 +2609,7 @@ impl Runtime {
             let page = match self.sender.opted_out_page(token.as_deref()).await {
                 Ok(page) => page,
                 Err(SendError::Permanent(m)) if token.is_some() => {
-                    // A page token the provider no longer takes: the next hour starts over.
+                    // A page token the provider no longer takes: the next pass starts over.
                     tracing::warn!(error = %m, "SMS opt-out list: page refused, the pass starts over");
                     token = None;
                     reset = true;
@@ -2640,7 +2643,10 @@ impl Runtime {
             let record = Record::new(
                 key,
                 stored.as_ref().map(|r| r.version + 1).unwrap_or(1),
-                &OptOutCursor { next: token },
+                &OptOutCursor {
+                    next: token,
+                    started: Some(pass),
+                },
             )?;
             let expect = match &stored {
                 Some(r) => Expect::Version(r.version),

@@ -97,9 +97,14 @@ fn sync(newly: usize, pages: usize, done: bool) -> OptOutSync {
     OptOutSync { newly, pages, done }
 }
 
+fn later(h: &Harness, minutes: i64) {
+    h.clock
+        .set(h.now() + jiff::SignedDuration::from_mins(minutes));
+}
+
 /// A run with no time to spare reads one page and keeps its place; the runs after it go on
-/// from there until the list ends, without being asked to start; a pass starts again only when
-/// asked. dan's old number is on the list, but it is not his phone any more.
+/// from there until the list ends; the next pass starts an hour after the last one started.
+/// dan's old number is on the list, but it is not his phone any more.
 #[tokio::test]
 async fn a_long_opt_out_list_is_read_a_page_a_run_from_where_the_last_run_stopped() {
     let list = PagedList {
@@ -112,48 +117,35 @@ async fn a_long_opt_out_list_is_read_a_page_a_run_from_where_the_last_run_stoppe
     };
     let h = harness(&list).await;
     let none = Some(std::time::Duration::ZERO);
-    // Between passes, a run not asked to start one reads nothing.
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(0, 0, false))
-    );
-    assert!(asked(&list).is_empty());
-
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(true, none).await.ok(),
-        Some(sync(1, 1, false))
-    );
+    let run = || h.rt.sync_sms_opt_outs(none);
+    assert_eq!(run().await.ok(), Some(sync(1, 1, false)));
     assert_eq!(suppressed(&h).await, ["ann"]);
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(1, 1, false))
-    );
+    later(&h, 1);
+    assert_eq!(run().await.ok(), Some(sync(1, 1, false)));
     assert_eq!(suppressed(&h).await, ["ann", "bob"]);
-    // Asked to start while a pass is under way: it goes on rather than starting over.
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(true, none).await.ok(),
-        Some(sync(1, 1, true))
-    );
+    later(&h, 1);
+    assert_eq!(run().await.ok(), Some(sync(1, 1, true)));
     assert_eq!(suppressed(&h).await, ["ann", "bob", "cy"]);
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(0, 0, false))
-    );
+    // Between passes, nothing is read.
+    later(&h, 57);
+    assert_eq!(run().await.ok(), Some(sync(0, 0, false)));
     assert_eq!(
         asked(&list),
         [None, Some("p1".to_string()), Some("p2".to_string())]
     );
 
-    // The next hour's pass, with time to read it all: nothing new.
+    // An hour after the pass started, the next, with time to read it all: nothing new.
+    later(&h, 1);
     assert_eq!(
-        h.rt.sync_sms_opt_outs(true, None).await.ok(),
+        h.rt.sync_sms_opt_outs(None).await.ok(),
         Some(sync(0, 3, true))
     );
     assert_eq!(asked(&list).len(), 6);
 }
 
-/// A page that fails is read again by the next run; a page token the provider refuses starts
-/// the pass over at the next hour.
+/// A first page that fails is asked for again by the next run, and so is a later one; a page
+/// token the provider refuses ends the pass, and the next starts from the first page an hour
+/// after it began.
 #[tokio::test]
 async fn a_failed_page_is_read_again_and_a_refused_token_starts_over() {
     let list = PagedList {
@@ -162,39 +154,33 @@ async fn a_failed_page_is_read_again_and_a_refused_token_starts_over() {
     };
     let h = harness(&list).await;
     let none = Some(std::time::Duration::ZERO);
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(true, none).await.ok(),
-        Some(sync(1, 1, false))
-    );
-    *list.fail.lock().expect("fail") = Some(SendError::Retryable("throttled".into()));
-    assert!(h.rt.sync_sms_opt_outs(false, none).await.is_err());
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(1, 1, false))
-    );
+    let run = || h.rt.sync_sms_opt_outs(none);
+    let fail = |e: SendError| *list.fail.lock().expect("fail") = Some(e);
+    fail(SendError::Retryable("throttled".into()));
+    assert!(run().await.is_err());
+    later(&h, 1);
+    assert_eq!(run().await.ok(), Some(sync(1, 1, false)));
+    fail(SendError::Retryable("throttled".into()));
+    assert!(run().await.is_err());
+    assert_eq!(run().await.ok(), Some(sync(1, 1, false)));
     assert_eq!(suppressed(&h).await, ["ann", "bob"]);
     assert_eq!(
-        asked(&list)[1..],
-        [Some("p1".to_string()), Some("p1".to_string())]
+        asked(&list),
+        [None, None, Some("p1".to_string()), Some("p1".to_string())]
     );
 
-    *list.fail.lock().expect("fail") = Some(SendError::Permanent("token expired".into()));
+    fail(SendError::Permanent("token expired".into()));
+    assert_eq!(run().await.ok(), Some(sync(0, 0, false)));
+    later(&h, 30);
+    assert_eq!(run().await.ok(), Some(sync(0, 0, false)));
+    later(&h, 30);
     assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(0, 0, false))
-    );
-    // The pass is over: nothing until the next start, which reads from the first page.
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(false, none).await.ok(),
-        Some(sync(0, 0, false))
-    );
-    assert_eq!(
-        h.rt.sync_sms_opt_outs(true, None).await.ok(),
+        h.rt.sync_sms_opt_outs(None).await.ok(),
         Some(sync(1, 3, true))
     );
     assert_eq!(suppressed(&h).await, ["ann", "bob", "cy"]);
     assert_eq!(
-        asked(&list)[4..],
+        asked(&list)[5..],
         [None, Some("p1".to_string()), Some("p2".to_string())]
     );
 }

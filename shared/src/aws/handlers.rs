@@ -201,13 +201,9 @@ pub async fn scheduler(
         "tick"
     );
     // SMS opt-outs (SNS sends no event for them: it keeps a list): a pass over the list starts
-    // on the hour and goes on, minute after minute, until it has read it all.
-    let minute = runtime.clock.now().as_second().div_euclid(60);
+    // once an hour and goes on, minute after minute, until it has read it all.
     let left = time_left.map(|t| t.saturating_sub(began.elapsed()));
-    let sync = match runtime
-        .sync_sms_opt_outs(minute % 60 == 0, Some(opt_out_budget(left)))
-        .await
-    {
+    let sync = match runtime.sync_sms_opt_outs(Some(opt_out_budget(left))).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "SMS opt-outs not synced this minute");
