@@ -2109,12 +2109,17 @@ impl Runtime {
     /// (scans the engine reads page by page: see [`Message::Scan`]), and folds new timeline
     /// records into the stats.
     pub async fn tick(&self) -> Result<Tick, RunError> {
-        self.tick_within(self.config.tick_budget).await
+        self.tick_within(self.config.tick_budget, None).await
     }
 
     /// [`Runtime::tick`], catching up for at most `budget` of wall time (see
-    /// [`Config::tick_budget`]; the Lambda function passes what its invocation has left).
-    pub async fn tick_within(&self, budget: Option<std::time::Duration>) -> Result<Tick, RunError> {
+    /// [`Config::tick_budget`]; the Lambda function passes what its invocation has left), and
+    /// folding the stats until about `fold_until` (see [`Runtime::fold_stats_within`]).
+    pub async fn tick_within(
+        &self,
+        budget: Option<std::time::Duration>,
+        fold_until: Option<std::time::Instant>,
+    ) -> Result<Tick, RunError> {
         let now = self.now();
         let now_minute = minute_of(now);
         let cursor_key = Key::new(CURSOR.0, CURSOR.1);
@@ -2174,7 +2179,7 @@ impl Runtime {
             return Err(e);
         }
         let stops = self.sweep_stopped().await?;
-        let folded = self.fold_stats().await?;
+        let folded = self.fold_stats_within(fold_until).await?;
         Ok(Tick {
             moved,
             schedules,

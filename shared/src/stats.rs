@@ -146,14 +146,33 @@ impl Runtime {
     /// Folds the listed timeline records of every partition into the counters. Returns how many
     /// records were counted.
     pub async fn fold_stats(&self) -> Result<usize, RunError> {
+        self.fold_stats_within(None).await
+    }
+
+    /// [`Runtime::fold_stats`] until about `until` (wall time): each partition folds one chunk
+    /// (a transaction) at least, then more while time is left; what is left stays listed for the
+    /// next minute. The scheduler function folds so until what its invocation has left less what
+    /// it keeps for later, so that a large backlog (a campaign that entered a million users) is
+    /// folded over several minutes instead of running the function past its timeout.
+    pub async fn fold_stats_within(
+        &self,
+        until: Option<std::time::Instant>,
+    ) -> Result<usize, RunError> {
+        let out_of_time = || until.is_some_and(|u| std::time::Instant::now() >= u);
         let mut folded = 0;
         for shard in 0..self.config.timer_shards.max(1) {
-            folded += self.fold_partition(&partition_name(shard)).await?;
+            folded += self
+                .fold_partition(&partition_name(shard), &out_of_time)
+                .await?;
         }
         Ok(folded)
     }
 
-    async fn fold_partition(&self, part: &str) -> Result<usize, RunError> {
+    async fn fold_partition(
+        &self,
+        part: &str,
+        out_of_time: &(dyn Fn() -> bool + Sync),
+    ) -> Result<usize, RunError> {
         let mut folded = 0;
         for _ in 0..MAX_PAGES {
             let records = self.store.pending(part, PAGE).await?;
@@ -163,6 +182,9 @@ impl Runtime {
                 let counted = Counted::of(&r.key, &r.body);
                 if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
                     folded += self.fold_chunk(std::mem::take(&mut chunk)).await?;
+                    if out_of_time() {
+                        return Ok(folded);
+                    }
                 }
                 counted.add_into(&mut chunk.counters);
                 chunk.keys.push(r.key);
@@ -171,7 +193,7 @@ impl Runtime {
             if !chunk.keys.is_empty() {
                 folded += self.fold_chunk(chunk).await?;
             }
-            if !full {
+            if !full || out_of_time() {
                 break;
             }
         }
@@ -298,6 +320,64 @@ mod tests {
         assert_eq!(stats.get("exited"), Some(&5));
         assert_eq!(stats.get("step.push.exited"), Some(&5));
         assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fold_out_of_time_folds_a_transaction_a_partition_and_leaves_the_rest_listed() {
+        // given 600 users' timeline records listed in two fold partitions
+        let clock = Arc::new(ManualClock::new(
+            "2026-12-01T10:00:00Z".parse().expect("time"),
+        ));
+        let store = MemoryStore::new();
+        let (sender, _) = OutboxSender::memory(clock.clone());
+        let config = Config {
+            timer_shards: 2,
+            ..Config::default()
+        };
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(DelayQueue::new(clock.clone())),
+            Arc::new(sender),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+            config,
+        );
+        for i in 0..600 {
+            let user = format!("u{i}");
+            let key = Key::new(Part::join(&["U#", &user]), "T#1");
+            let record = Record::of(key, 1, vec![entry(&user, "wait", What::Step)]);
+            store
+                .put(&record.pending_in(fold_partition(&user, 2)), Expect::Absent)
+                .await
+                .expect("put");
+        }
+        let listed = |part: &'static str| {
+            let store = store.clone();
+            async move { store.pending(part, 1000).await.expect("pending").len() }
+        };
+        let (first, second) = (listed("F#0").await, listed("F#1").await);
+        assert!(first > 200 && second > 200, "{first} / {second}");
+        // when the fold has no time at all: one transaction in each partition
+        let folded = rt
+            .fold_stats_within(Some(std::time::Instant::now()))
+            .await
+            .expect("fold");
+        let (first_left, second_left) = (listed("F#0").await, listed("F#1").await);
+        assert!(first_left < first && second_left < second);
+        assert_eq!(folded, first - first_left + second - second_left);
+        assert!(folded <= 2 * FOLD_MAX_ITEMS, "{folded}");
+        // then the next minutes fold the rest, each record once
+        let mut minutes = 1;
+        while listed("F#0").await + listed("F#1").await > 0 {
+            rt.fold_stats_within(Some(std::time::Instant::now()))
+                .await
+                .expect("fold");
+            minutes += 1;
+            assert!(minutes < 20);
+        }
+        assert!(minutes >= 3, "{minutes}");
+        let stats = rt.stats("cart").await.expect("stats");
+        assert_eq!(stats.get("step.wait.entered"), Some(&600));
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub async fn scheduler(
     }
     let began = std::time::Instant::now();
     let budget = catch_up_budget(runtime.config.tick_budget, time_left);
-    let tick = runtime.tick_within(budget).await?;
+    let fold_until = time_left.map(|t| began + t.saturating_sub(AFTER_FOLD));
+    let tick = runtime.tick_within(budget, fold_until).await?;
     tracing::info!(
         timers = tick.moved,
         schedules = tick.schedules,
@@ -236,9 +237,15 @@ const OPT_OUT_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 /// cursor's write).
 const OPT_OUT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// What a scheduler invocation keeps for the rest of its run (the stats fold, the stop sweeps,
+/// What a scheduler invocation keeps for the rest of its run (the stop sweeps, the stats fold,
 /// the SMS opt-out pages) after catching up.
 const AFTER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+/// What a scheduler invocation keeps after the stats fold: the SMS opt-out pages and their
+/// margin. The fold takes what the catch-up left until then (one transaction a fold partition
+/// at least).
+const AFTER_FOLD: std::time::Duration = OPT_OUT_BUDGET.saturating_add(OPT_OUT_MARGIN);
+// The fold has two seconds at least after a catch-up that took all it may.
+const _: () = assert!(AFTER_FOLD.as_secs() + 2 <= AFTER_CATCH_UP.as_secs());
 
 /// How long a scheduler invocation may catch up: the configured budget, and no longer than the
 /// invocation's time left (`time_left`, from Lambda's deadline) less [`AFTER_CATCH_UP`], so a
