@@ -593,11 +593,20 @@ async fn requests_per_enrolled_user_on_the_cart_journey() {
     take(&h, "4h30: email, journey completed");
     assert_eq!(h.emails_to(&email).await.len(), 1);
 
-    // The sweep's Query, GetItem (cursor, journeys) and PutItem (cursor) are the scheduler's
-    // fixed cost per minute; its DeleteItem and SendMessageBatch are this user's timer.
+    // The sweep's Query, GetItem (cursors, journeys) and PutItem (cursors) are the scheduler's
+    // fixed cost per minute, and its ListPhoneNumbersOptedOut and BatchGetItem the SMS opt-out
+    // pass's, once an hour (a page of SNS's list and its numbers, whoever is enrolled); its
+    // DeleteItem and SendMessageBatch are this user's timer.
     let fixed = |phase: &str, op: &str| {
-        phase.contains("sweep")
-            && (op.ends_with(".Query") || op.ends_with(".GetItem") || op.ends_with(".PutItem"))
+        if !phase.contains("sweep") {
+            None
+        } else if op.ends_with(".Query") || op.ends_with(".GetItem") || op.ends_with(".PutItem") {
+            Some("per minute")
+        } else if op.ends_with(".ListPhoneNumbersOptedOut") || op.ends_with(".BatchGetItem") {
+            Some("per hour")
+        } else {
+            None
+        }
     };
     let mut total = 0;
     let mut by_op: BTreeMap<String, u64> = BTreeMap::new();
@@ -605,13 +614,11 @@ async fn requests_per_enrolled_user_on_the_cart_journey() {
     for (phase, counts) in &phases {
         lines.push(phase.to_string());
         for (op, n) in counts {
-            let note = if fixed(phase, op) {
-                "  (per minute, not per user)"
-            } else {
-                ""
-            };
+            let note = fixed(phase, op)
+                .map(|every| format!("  ({every}, not per user)"))
+                .unwrap_or_default();
             lines.push(format!("    {op:<42} {n:>3}{note}"));
-            if !fixed(phase, op) {
+            if fixed(phase, op).is_none() {
                 total += n;
                 *by_op
                     .entry(op.split_whitespace().last().unwrap_or("").to_string())
