@@ -50,20 +50,23 @@ pub fn every_offset(at: Timestamp) -> BTreeSet<i32> {
             .filter_map(|n| jiff::tz::TimeZone::get(n.as_str()).ok())
             .collect()
     });
-    let mut out = BTreeSet::from([0]);
-    out.extend(every.iter().map(|tz| tz.to_offset(at).seconds()));
-    out
+    with_utc(every.iter().map(|tz| tz.to_offset(at).seconds()))
 }
 
-/// The UTC offsets (in seconds) of `names` at `at` (unknown names left out), and UTC's: a
-/// profile without a valid zone falls back to the journey's or to UTC.
+/// The UTC offsets (in seconds) of `names` at `at` (unknown names left out), and UTC's.
 pub fn offsets_of<'a>(names: impl IntoIterator<Item = &'a str>, at: Timestamp) -> BTreeSet<i32> {
+    with_utc(
+        names
+            .into_iter()
+            .filter_map(|name| jiff::tz::TimeZone::get(name).ok())
+            .map(|tz| tz.to_offset(at).seconds()),
+    )
+}
+
+/// `offsets` and UTC's: a profile without a valid zone falls back to the journey's or to UTC.
+fn with_utc(offsets: impl IntoIterator<Item = i32>) -> BTreeSet<i32> {
     let mut out = BTreeSet::from([0]);
-    for name in names {
-        if let Ok(tz) = jiff::tz::TimeZone::get(name) {
-            out.insert(tz.to_offset(at).seconds());
-        }
-    }
+    out.extend(offsets);
     out
 }
 

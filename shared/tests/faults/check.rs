@@ -781,7 +781,17 @@ pub fn inbox(world: &mut World, fig: &mut Figures) {
         let Some(rest) = r.key.sk.strip_prefix("L#") else {
             continue;
         };
-        if !(rest.contains("#feedback_request#") || rest.contains("#account_setup_guide#")) {
+        // L#{journey}:{user}:{n}#{step}#{visit}
+        let mut parts = rest.rsplitn(3, '#');
+        let (_visit, step, enrollment) = (parts.next(), parts.next(), parts.next());
+        let journey = enrollment.and_then(|e| e.split(':').next());
+        let (Some(journey), Some(step)) = (journey, step) else {
+            continue;
+        };
+        if !world
+            .in_app_steps
+            .contains(&(journey.to_string(), step.to_string()))
+        {
             continue;
         }
         let sent = matches!(

@@ -3,7 +3,7 @@
 //! that feeds the workload through intake, hands out batches (two at a time, interleaved) and
 //! moves the virtual clock until everything is quiet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
@@ -60,6 +60,8 @@ pub struct World {
     pub extra_wakeups: u64,
     /// When the scheduler last ran (it may start the schedules of the minute it runs in).
     pub last_tick: Option<Timestamp>,
+    /// The (journey, step) of every in-app send of the journeys.
+    pub in_app_steps: BTreeSet<(String, String)>,
 }
 
 pub fn config() -> Config {
@@ -154,6 +156,16 @@ impl World {
             checkpoints: 0,
             extra_wakeups: 0,
             last_tick: None,
+            in_app_steps: journeys
+                .iter()
+                .flat_map(|j| {
+                    j.steps.iter().filter_map(|s| {
+                        let send = s.send.as_ref()?;
+                        (send.template()?.channel() == Channel::InApp)
+                            .then(|| (j.id.clone(), s.id.clone()))
+                    })
+                })
+                .collect(),
         }
     }
 
