@@ -247,26 +247,32 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn many_records_fold_in_chunks_within_the_store_limits_and_count_once() {
-        // given 250 users' timeline records listed in one fold partition, one written as JSON
+    /// A runtime over a new in-memory store, with `shards` fold partitions.
+    fn runtime(shards: u32) -> (MemoryStore, Runtime) {
         let clock = Arc::new(ManualClock::new(
             "2026-12-01T10:00:00Z".parse().expect("time"),
         ));
         let store = MemoryStore::new();
         let (sender, _) = OutboxSender::memory(clock.clone());
         let config = Config {
-            timer_shards: 1,
+            timer_shards: shards,
             ..Config::default()
         };
         let rt = Runtime::new(
             Arc::new(store.clone()),
             Arc::new(DelayQueue::new(clock.clone())),
             Arc::new(sender),
-            clock.clone(),
+            clock,
             std::time::Duration::from_secs(1),
             config,
         );
+        (store, rt)
+    }
+
+    #[tokio::test]
+    async fn many_records_fold_in_chunks_within_the_store_limits_and_count_once() {
+        // given 250 users' timeline records listed in one fold partition, one written as JSON
+        let (store, rt) = runtime(1);
         for i in 0..250 {
             let user = format!("u{i}");
             let mut entries = vec![
@@ -325,23 +331,7 @@ mod tests {
     #[tokio::test]
     async fn a_fold_out_of_time_folds_a_transaction_a_partition_and_leaves_the_rest_listed() {
         // given 600 users' timeline records listed in two fold partitions
-        let clock = Arc::new(ManualClock::new(
-            "2026-12-01T10:00:00Z".parse().expect("time"),
-        ));
-        let store = MemoryStore::new();
-        let (sender, _) = OutboxSender::memory(clock.clone());
-        let config = Config {
-            timer_shards: 2,
-            ..Config::default()
-        };
-        let rt = Runtime::new(
-            Arc::new(store.clone()),
-            Arc::new(DelayQueue::new(clock.clone())),
-            Arc::new(sender),
-            clock.clone(),
-            std::time::Duration::from_secs(1),
-            config,
-        );
+        let (store, rt) = runtime(2);
         for i in 0..600 {
             let user = format!("u{i}");
             let key = Key::new(Part::join(&["U#", &user]), "T#1");
