@@ -2606,7 +2606,7 @@ impl Runtime {
             (None, Some(started)) if now - started < 60 => return Ok(OptOutSync::default()),
             (None, _) => (None, now),
         };
-        let started = std::time::Instant::now();
+        let began = std::time::Instant::now();
         let mut sync = OptOutSync::default();
         let mut failed = None;
         let mut reset = false;
@@ -2638,7 +2638,7 @@ impl Runtime {
                 sync.done = true;
                 break;
             }
-            if budget.is_some_and(|b| started.elapsed() >= b) {
+            if budget.is_some_and(|b| began.elapsed() >= b) {
                 break;
             }
         }
