@@ -200,8 +200,23 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
 fn phone_key(phone: &str) -> Key {
     Key::new(Part::join(&["N#", phone]), "U")
 }
+/// A journey's counters as one item (folds before 2026-12-03 wrote it; it is still read).
 pub fn stats_key(journey: &str) -> Key {
     Key::new(Part::join(&["S#", journey]), "C")
+}
+/// A journey's counters folded from fold partition `shard`: each partition adds to its own, so
+/// the partitions fold at once without their transactions conflicting on one item.
+pub fn stats_shard_key(journey: &str, shard: u32) -> Key {
+    Key::new(
+        Part::join(&["S#", journey]),
+        Part::join(&["C#", &shard.to_string()]),
+    )
+}
+/// Every item a journey's counters are the sum of, with `shards` fold partitions.
+pub fn stats_keys(journey: &str, shards: u32) -> Vec<Key> {
+    std::iter::once(stats_key(journey))
+        .chain((0..shards.max(1)).map(|s| stats_shard_key(journey, s)))
+        .collect()
 }
 fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])

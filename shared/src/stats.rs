@@ -1,11 +1,14 @@
 //! Journey stats: the per-journey counters, folded from the timeline records. Each timeline
 //! record is written listed under a fold partition; the scheduler's minute folds listed records
 //! into the counters, taking each off its partition and adding its counts in one transaction, so
-//! every record is counted exactly once whatever fails or is retried.
+//! every record is counted exactly once whatever fails or is retried. Each partition adds to
+//! counter items of its own, so the partitions fold at once; a journey's stats are their sum.
 
 use std::collections::BTreeMap;
 
-use crate::runtime::{stats_key, RunError, Runtime};
+use futures_util::future::join_all;
+
+use crate::runtime::{stats_keys, stats_shard_key, RunError, Runtime};
 use crate::store::{
     segment_of, Body, Counts, Key, Part, StoreError, FOLD_MAX_COUNTERS, FOLD_MAX_ITEMS,
 };
@@ -13,8 +16,9 @@ use crate::timeline;
 
 /// Records read from a fold partition at a time.
 const PAGE: usize = 500;
-/// Pages folded per partition in one go; the rest waits for the next minute.
-const MAX_PAGES: usize = 20;
+/// Pages folded per partition in one go; the rest waits for the next minute. (The scheduler
+/// function also stops at its invocation's deadline, see `Runtime::fold_stats_within`.)
+const MAX_PAGES: usize = 200;
 
 /// The fold partition a user's timeline records are listed under.
 pub fn fold_partition(user: &str, shards: u32) -> Part {
@@ -65,14 +69,15 @@ impl Chunk {
         self.keys.len() + 1 + self.counters.len() + new_journeys <= FOLD_MAX_ITEMS && counters_fit
     }
 
-    /// The counters to add, without the ones that came to nothing.
-    fn into_counters(self) -> (Vec<Key>, Vec<Body>, Vec<(Key, Counts)>) {
+    /// The counters to add (to fold partition `shard`'s items), without the ones that came to
+    /// nothing.
+    fn into_counters(self, shard: u32) -> (Vec<Key>, Vec<Body>, Vec<(Key, Counts)>) {
         let counters = self
             .counters
             .into_iter()
             .filter_map(|(j, mut c)| {
                 c.retain(|_, d| *d != 0);
-                (!c.is_empty()).then(|| (stats_key(&j), c))
+                (!c.is_empty()).then(|| (stats_shard_key(&j, shard), c))
             })
             .collect();
         (self.keys, self.bodies, counters)
@@ -138,9 +143,18 @@ impl Counted<'_> {
 }
 
 impl Runtime {
-    /// A journey's counters, as of the last fold (the scheduler folds each minute).
+    /// A journey's counters, as of the last fold (the scheduler folds each minute): the sum of
+    /// its counter items (one per fold partition, and the one folds wrote before), read at once.
     pub async fn stats(&self, journey: &str) -> Result<BTreeMap<String, i64>, RunError> {
-        Ok(self.store.counters(&stats_key(journey)).await?)
+        let keys = stats_keys(journey, self.config.timer_shards);
+        let items = join_all(keys.iter().map(|k| self.store.counters(k))).await;
+        let mut total = BTreeMap::new();
+        for item in items {
+            for (name, n) in item? {
+                *total.entry(name).or_insert(0) += n;
+            }
+        }
+        Ok(total)
     }
 
     /// Folds the listed timeline records of every partition into the counters. Returns how many
@@ -159,29 +173,31 @@ impl Runtime {
         until: Option<std::time::Instant>,
     ) -> Result<usize, RunError> {
         let out_of_time = || until.is_some_and(|u| std::time::Instant::now() >= u);
+        // The partitions at once: each adds to counter items of its own.
+        let shards = self.config.timer_shards.max(1);
+        let folds = (0..shards).map(|shard| self.fold_partition(shard, &out_of_time));
         let mut folded = 0;
-        for shard in 0..self.config.timer_shards.max(1) {
-            folded += self
-                .fold_partition(&partition_name(shard), &out_of_time)
-                .await?;
+        for f in join_all(folds).await {
+            folded += f?;
         }
         Ok(folded)
     }
 
     async fn fold_partition(
         &self,
-        part: &str,
+        shard: u32,
         out_of_time: &(dyn Fn() -> bool + Sync),
     ) -> Result<usize, RunError> {
+        let part = partition_name(shard);
         let mut folded = 0;
         for _ in 0..MAX_PAGES {
-            let records = self.store.pending(part, PAGE).await?;
+            let records = self.store.pending(&part, PAGE).await?;
             let full = records.len() >= PAGE;
             let mut chunk = Chunk::default();
             for r in records {
                 let counted = Counted::of(&r.key, &r.body);
                 if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
-                    folded += self.fold_chunk(std::mem::take(&mut chunk)).await?;
+                    folded += self.fold_chunk(std::mem::take(&mut chunk), shard).await?;
                     if out_of_time() {
                         return Ok(folded);
                     }
@@ -191,7 +207,7 @@ impl Runtime {
                 chunk.bodies.push(r.body);
             }
             if !chunk.keys.is_empty() {
-                folded += self.fold_chunk(chunk).await?;
+                folded += self.fold_chunk(chunk, shard).await?;
             }
             if !full || out_of_time() {
                 break;
@@ -202,8 +218,8 @@ impl Runtime {
 
     /// Folds a chunk in one transaction; if some record of it was folded meanwhile (another
     /// scheduler run, or an index that lagged), folds the others one at a time.
-    async fn fold_chunk(&self, chunk: Chunk) -> Result<usize, RunError> {
-        let (keys, bodies, counters) = chunk.into_counters();
+    async fn fold_chunk(&self, chunk: Chunk, shard: u32) -> Result<usize, RunError> {
+        let (keys, bodies, counters) = chunk.into_counters(shard);
         match self.store.fold(&keys, &counters).await {
             Ok(()) => return Ok(keys.len()),
             Err(StoreError::Conflict) => {}
@@ -213,7 +229,7 @@ impl Runtime {
         for (key, body) in keys.into_iter().zip(bodies) {
             let mut one = Chunk::default();
             Counted::of(&key, &body).add_into(&mut one.counters);
-            let (_, _, counters) = one.into_counters();
+            let (_, _, counters) = one.into_counters(shard);
             match self.store.fold(std::slice::from_ref(&key), &counters).await {
                 Ok(()) => folded += 1,
                 Err(StoreError::Conflict) => {}
@@ -368,6 +384,27 @@ mod tests {
         assert!(minutes >= 3, "{minutes}");
         let stats = rt.stats("cart").await.expect("stats");
         assert_eq!(stats.get("step.wait.entered"), Some(&600));
+        // each partition added to its own counter item; the journey's stats are their sum,
+        // with the single item folds wrote before they had one each
+        let shard = |s: u32| {
+            let store = store.clone();
+            async move {
+                let c = store
+                    .counters(&stats_shard_key("cart", s))
+                    .await
+                    .expect("counters");
+                c.get("step.wait.entered").copied().unwrap_or(0)
+            }
+        };
+        assert_eq!(
+            (shard(0).await, shard(1).await),
+            (first as i64, second as i64)
+        );
+        let legacy = crate::runtime::stats_key("cart");
+        let earlier: Counts = [("step.wait.entered".to_string(), 5)].into();
+        store.fold(&[], &[(legacy, earlier)]).await.expect("fold");
+        let stats = rt.stats("cart").await.expect("stats");
+        assert_eq!(stats.get("step.wait.entered"), Some(&605));
     }
 
     #[test]

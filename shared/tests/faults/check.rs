@@ -10,7 +10,7 @@ use waymark::event::Kind;
 use waymark::journey::Channel;
 use waymark::profile::Profile;
 use waymark::queue::Message;
-use waymark::runtime::stats_key;
+use waymark::runtime::stats_keys;
 use waymark::store::Store;
 use waymark::timeline::{self, Entry, What};
 
@@ -451,11 +451,12 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
     for journey in [CART, ONBOARDING, PURCHASE, CHURN, UPSELL, DIGEST] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
         want.retain(|_, d| *d != 0);
-        let mut have = world
-            .store
-            .counters(&stats_key(journey))
-            .await
-            .unwrap_or_default();
+        let mut have: BTreeMap<String, i64> = BTreeMap::new();
+        for key in stats_keys(journey, crate::world::config().timer_shards) {
+            for (name, n) in world.store.counters(&key).await.unwrap_or_default() {
+                *have.entry(name).or_insert(0) += n;
+            }
+        }
         have.retain(|_, d| *d != 0);
         if have != want {
             let diff: Vec<String> = want
