@@ -73,10 +73,7 @@ impl Catalog {
         let digest = journey.digest();
         for _ in 0..5 {
             let head = self.store.get(&head_key(&journey.id)).await?;
-            let (current, expect) = match &head {
-                Some(r) => (Some(r.parse::<Head>()?), Expect::Version(r.version)),
-                None => (None, Expect::Absent),
-            };
+            let current = head.as_ref().map(|r| r.parse::<Head>()).transpose()?;
             if let Some(h) = &current {
                 if h.digest == digest {
                     return Ok((h.version, false));
@@ -108,7 +105,7 @@ impl Catalog {
                 digest: digest.clone(),
                 published_at: now,
             };
-            let rv = head.as_ref().map(|r| r.version + 1).unwrap_or(1);
+            let (rv, expect) = Expect::replacing(head.as_ref());
             match self
                 .store
                 .put(&Record::new(head_key(&journey.id), rv, &new_head)?, expect)

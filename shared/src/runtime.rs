@@ -2139,9 +2139,9 @@ impl Runtime {
         let now_minute = minute_of(now);
         let cursor_key = Key::new(CURSOR.0, CURSOR.1);
         let cursor = self.store.get(&cursor_key).await?;
-        let (from, expect) = match &cursor {
-            Some(r) => (r.parse::<i64>()?, Expect::Version(r.version)),
-            None => (now_minute - 1, Expect::Absent),
+        let from = match &cursor {
+            Some(r) => r.parse::<i64>()?,
+            None => now_minute - 1,
         };
         let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
         let started = std::time::Instant::now();
@@ -2177,11 +2177,8 @@ impl Runtime {
         // rather than all over again (under throttling, a run that must get every minute of a
         // long catch-up right in one go may never finish).
         if next > from || failed.is_none() {
-            let record = Record::new(
-                cursor_key,
-                cursor.as_ref().map(|r| r.version + 1).unwrap_or(1),
-                &next,
-            )?;
+            let (version, expect) = Expect::replacing(cursor.as_ref());
+            let record = Record::new(cursor_key, version, &next)?;
             match (self.store.put(&record, expect).await, &failed) {
                 (Ok(()), _) | (Err(StoreError::Conflict), None) => {}
                 (Err(e), None) => return Err(e.into()),
@@ -2660,19 +2657,16 @@ impl Runtime {
         // The pages read are kept, even by a run that failed after them; one that read none
         // leaves the cursor as it was.
         if sync.pages > 0 || reset {
-            let record = Record::new(
-                key,
-                stored.as_ref().map(|r| r.version + 1).unwrap_or(1),
-                &OptOutCursor {
-                    next: token,
-                    started: Some(pass),
-                },
-            )?;
-            let expect = match &stored {
-                Some(r) => Expect::Version(r.version),
-                None => Expect::Absent,
+            let (version, expect) = Expect::replacing(stored.as_ref());
+            let cursor = OptOutCursor {
+                next: token,
+                started: Some(pass),
             };
-            match self.store.put(&record, expect).await {
+            match self
+                .store
+                .put(&Record::new(key, version, &cursor)?, expect)
+                .await
+            {
                 // Another run moved it meanwhile: it goes on from there.
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(failed.unwrap_or(e.into())),

@@ -303,6 +303,17 @@ pub enum Expect {
     Version(u64),
 }
 
+impl Expect {
+    /// The version a write replacing `stored` (read just before; `None`: there was none) takes,
+    /// and the condition that nothing changed it meanwhile.
+    pub fn replacing(stored: Option<&Record>) -> (u64, Expect) {
+        match stored {
+            Some(r) => (r.version + 1, Expect::Version(r.version)),
+            None => (1, Expect::Absent),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The condition did not hold: someone else wrote first.
