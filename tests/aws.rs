@@ -775,6 +775,43 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     assert_eq!(counters["entered"], 4);
     assert_eq!(counters["step.wait_30m.entered"], 2);
     assert_eq!(store.get(&c).await, Ok(None), "counters are not a record");
+    // A journey's counter items added up in one read: a second item, a key named twice, a
+    // missing key and a record without counters.
+    let c1 = Key::new("S#cart", "C#1");
+    let t3 = Key::new("U#cid", "T#f3");
+    store
+        .put(
+            &Record::new(t3.clone(), 1, &json!([]))
+                .expect("record")
+                .pending_in("F#1"),
+            Expect::Absent,
+        )
+        .await
+        .expect("write");
+    store
+        .fold(
+            std::slice::from_ref(&t3),
+            &[(c1.clone(), BTreeMap::from([("entered".to_string(), 5)]))],
+        )
+        .await
+        .expect("fold");
+    let sum = store
+        .counters_sum(&[
+            c.clone(),
+            c1.clone(),
+            c.clone(),
+            Key::new("S#none", "C"),
+            t1.clone(),
+        ])
+        .await
+        .expect("counters_sum");
+    assert_eq!(
+        sum,
+        BTreeMap::from([
+            ("entered".to_string(), 9),
+            ("step.wait_30m.entered".to_string(), 2)
+        ])
+    );
     assert!(store.pending("F#3", 10).await.expect("pending").is_empty());
     assert_eq!(
         store.get(&t1).await.expect("get").map(|r| r.pending),

@@ -1181,6 +1181,21 @@ mod tests {
                 d(&[("entered", 9)]),
                 "{name}"
             );
+            // several counter items added up, name by name; a key named twice counts once, a
+            // key with no counters adds nothing
+            assert_eq!(
+                store
+                    .counters_sum(&[
+                        s.clone(),
+                        Key::new("S#k", "C"),
+                        s.clone(),
+                        Key::new("S#none", "C")
+                    ])
+                    .await
+                    .expect(name),
+                d(&[("entered", 12), ("waiting", -1)]),
+                "{name}"
+            );
             assert!(store.pending("F#0", 10).await.expect(name).is_empty());
             assert!(store.pending("F#1", 10).await.expect(name).is_empty());
             // a put replaces the listing with the record's own; a delete removes it

@@ -144,17 +144,11 @@ impl Counted<'_> {
 
 impl Runtime {
     /// A journey's counters, as of the last fold (the scheduler folds each minute): the sum of
-    /// its counter items (one per fold partition, and the one folds wrote before), read at once.
+    /// its counter items (one per fold partition, and the one folds wrote before), read in one
+    /// request where the store allows ([`crate::store::Store::counters_sum`]).
     pub async fn stats(&self, journey: &str) -> Result<BTreeMap<String, i64>, RunError> {
         let keys = stats_keys(journey, self.config.timer_shards);
-        let items = join_all(keys.iter().map(|k| self.store.counters(k))).await;
-        let mut total = BTreeMap::new();
-        for item in items {
-            for (name, n) in item? {
-                *total.entry(name).or_insert(0) += n;
-            }
-        }
-        Ok(total)
+        Ok(self.store.counters_sum(&keys).await?)
     }
 
     /// Folds the listed timeline records of every partition into the counters. Returns how many

@@ -366,6 +366,16 @@ pub trait Store: std::any::Any + Send + Sync {
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError>;
     /// The counters kept at `key`.
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError>;
+    /// The counters kept at `keys` added up, name by name (each distinct key counted once):
+    /// what several fold partitions counted for one journey, in as few requests as the store
+    /// allows (DynamoDB: one BatchGetItem for up to 100 keys).
+    async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut total = BTreeMap::new();
+        for key in distinct(keys) {
+            add_to(&mut total, self.counters(key).await?);
+        }
+        Ok(total)
+    }
     /// One page of part `segment` of `segments` of the records whose sort key is `sk` (all
     /// partitions; segments fan a scan out in parallel), from just after `start` (`None`: from
     /// the beginning). A page holds at most `limit` records; a store may stop sooner (DynamoDB
@@ -379,6 +389,19 @@ pub trait Store: std::any::Any + Send + Sync {
         start: Option<&Key>,
         limit: usize,
     ) -> Result<Page, StoreError>;
+}
+
+/// Each key of `keys` once, in their order.
+fn distinct(keys: &[Key]) -> impl Iterator<Item = &Key> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.iter().filter(move |k| seen.insert(*k))
+}
+
+/// Adds `counters` to `total`, name by name.
+fn add_to(total: &mut BTreeMap<String, i64>, counters: BTreeMap<String, i64>) {
+    for (name, n) in counters {
+        *total.entry(name).or_insert(0) += n;
+    }
 }
 
 /// One page of a [`Store::scan`]: its records, and where the next page starts (`None`: this
@@ -664,6 +687,17 @@ impl MemoryStore {
         self.lock().counters.get(key).cloned().unwrap_or_default()
     }
 
+    fn counters_sum_now(&self, keys: &[Key]) -> BTreeMap<String, i64> {
+        let t = self.lock();
+        let mut total = BTreeMap::new();
+        for key in distinct(keys) {
+            for (name, n) in t.counters.get(key).into_iter().flatten() {
+                *total.entry(name.clone()).or_insert(0) += n;
+            }
+        }
+        total
+    }
+
     fn scan_now(
         &self,
         sk: &str,
@@ -717,6 +751,10 @@ impl Store for MemoryStore {
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         Ok(self.counters_now(key))
+    }
+
+    async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(self.counters_sum_now(keys))
     }
 
     async fn scan(
@@ -808,6 +846,13 @@ impl Handle {
         match &self.memory {
             Some(m) => Ok(m.counters_now(key)),
             None => self.store.counters(key).await,
+        }
+    }
+
+    pub async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(m.counters_sum_now(keys)),
+            None => self.store.counters_sum(keys).await,
         }
     }
 

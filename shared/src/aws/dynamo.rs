@@ -180,25 +180,10 @@ fn condition(expect: Expect) -> Condition {
     }
 }
 
-#[async_trait]
-impl Store for DynamoStore {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        match out.item() {
-            Some(item) => record(item),
-            None => Ok(None),
-        }
-    }
-
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+impl DynamoStore {
+    /// The items at `keys` (each distinct key once; missing ones left out), by BatchGetItem:
+    /// 100 keys a request, the keys DynamoDB leaves unprocessed asked again with backoff.
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
         // BatchGetItem refuses a request that names a key twice.
         let mut seen = HashSet::with_capacity(keys.len());
         let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
@@ -222,25 +207,72 @@ impl Store for DynamoStore {
                     tokio::time::sleep(backoff(round)).await;
                 }
                 round += 1;
-                let resp = self
+                let mut resp = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, request)
                     .send()
                     .await
                     .map_err(|e| store_error("BatchGetItem", e))?;
-                if let Some(items) = resp.responses().and_then(|r| r.get(&self.table)) {
-                    for item in items {
-                        if let Some(r) = record(item)? {
-                            out.push(r);
-                        }
-                    }
+                if let Some(items) = resp.responses.as_mut().and_then(|r| r.remove(&self.table)) {
+                    out.extend(items);
                 }
                 pending = resp
                     .unprocessed_keys()
                     .and_then(|u| u.get(&self.table))
                     .filter(|k| !k.keys().is_empty())
                     .cloned();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Adds the counters an item keeps (its counter attributes) to `total`.
+fn add_counters(total: &mut BTreeMap<String, i64>, item: &Item) -> Result<(), StoreError> {
+    for (attribute, value) in item {
+        let Some(name) = counter_name(attribute) else {
+            continue;
+        };
+        let n = value
+            .as_n()
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "counter {name} at {}/{} is not a whole number",
+                    string(item, PK).unwrap_or_default(),
+                    string(item, SK).unwrap_or_default()
+                ))
+            })?;
+        *total.entry(name).or_insert(0) += n;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        match out.item() {
+            Some(item) => record(item),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for item in self.batch_get(keys).await? {
+            if let Some(r) = record(&item)? {
+                out.push(r);
             }
         }
         Ok(out)
@@ -413,23 +445,18 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| store_error("GetItem", e))?;
         let mut counters = BTreeMap::new();
-        for (attribute, value) in out.item().into_iter().flatten() {
-            let Some(name) = counter_name(attribute) else {
-                continue;
-            };
-            let n = value
-                .as_n()
-                .ok()
-                .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "counter {name} at {}/{} is not a whole number",
-                        key.pk, key.sk
-                    ))
-                })?;
-            counters.insert(name, n);
+        if let Some(item) = out.item() {
+            add_counters(&mut counters, item)?;
         }
         Ok(counters)
+    }
+
+    async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut total = BTreeMap::new();
+        for item in self.batch_get(keys).await? {
+            add_counters(&mut total, &item)?;
+        }
+        Ok(total)
     }
 
     async fn scan(

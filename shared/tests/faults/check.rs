@@ -451,12 +451,8 @@ pub async fn stats(world: &mut World, facts: &Facts, fig: &mut Figures) {
     for journey in [CART, ONBOARDING, PURCHASE, CHURN, UPSELL, DIGEST] {
         let mut want = expected.get(journey).cloned().unwrap_or_default();
         want.retain(|_, d| *d != 0);
-        let mut have: BTreeMap<String, i64> = BTreeMap::new();
-        for key in stats_keys(journey, crate::world::config().timer_shards) {
-            for (name, n) in world.store.counters(&key).await.unwrap_or_default() {
-                *have.entry(name).or_insert(0) += n;
-            }
-        }
+        let keys = stats_keys(journey, crate::world::config().timer_shards);
+        let mut have = world.store.counters_sum(&keys).await.unwrap_or_default();
         have.retain(|_, d| *d != 0);
         if have != want {
             let diff: Vec<String> = want
