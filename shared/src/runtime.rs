@@ -3,7 +3,7 @@
 //! transition's effects (the outbox); a message that comes again replays them, and the send ledger,
 //! keyed by (enrollment, step, visit), makes sure no message goes out twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -2684,11 +2684,24 @@ impl Runtime {
         let mut newly = 0;
         // One read for the page's numbers (BatchGetItem); most are nobody's here.
         let keys: Vec<Key> = numbers.iter().map(|n| phone_key(n)).collect();
+        let mut owners: Vec<(Key, String)> = Vec::new();
         for r in self.store.get_many(&keys).await? {
-            let user: String = r.parse()?;
-            let (profile, _) = self.load_profile(&user).await?;
+            owners.push((r.key.clone(), r.parse()?));
+        }
+        // And one for the profiles of the numbers someone has.
+        let profile_keys: Vec<Key> = owners.iter().map(|(_, u)| profile_key(u)).collect();
+        let mut profiles: HashMap<Key, Arc<Profile>> = HashMap::with_capacity(owners.len());
+        for r in self.store.get_many(&profile_keys).await? {
+            let p: Arc<Profile> = r.parse_shared()?;
+            profiles.insert(r.key, p);
+        }
+        for (number, user) in owners {
+            // A number whose owner has no profile is nobody's to suppress.
+            let Some(profile) = profiles.get(&profile_key(&user)) else {
+                continue;
+            };
             let current = profile.traits.get("phone").and_then(Value::as_str);
-            if current.is_none_or(|phone| phone_key(phone) != r.key)
+            if current.is_none_or(|phone| phone_key(phone) != number)
                 || profile.suppressed.contains_key(&Channel::Sms)
             {
                 continue;
