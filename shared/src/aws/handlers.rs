@@ -286,6 +286,67 @@ mod tests {
         assert_eq!(opt_out_budget(Some(s(2))), s(0));
     }
 
+    /// A runtime over a new in-memory store with one fold partition, holding `users` timeline
+    /// records waiting to be counted.
+    async fn with_backlog(users: usize) -> Runtime {
+        use crate::clock::Clock;
+        use crate::store::{Expect, Key, Part, Record, Store};
+        use crate::timeline::{Entry, What};
+        use std::sync::Arc;
+        let clock = Arc::new(crate::clock::ManualClock::new(
+            "2026-12-01T10:00:00Z".parse().expect("time"),
+        ));
+        let store = crate::store::MemoryStore::new();
+        let (sender, _) = crate::outbox::OutboxSender::memory(clock.clone());
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(crate::simulate::DelayQueue::new(clock.clone())),
+            Arc::new(sender),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+            crate::runtime::Config {
+                timer_shards: 1,
+                ..crate::runtime::Config::default()
+            },
+        );
+        for i in 0..users {
+            let user = format!("u{i}");
+            let entries = vec![Entry {
+                at: clock.now(),
+                journey: "cart".into(),
+                enrollment: format!("cart:{user}:1").into(),
+                step: Some("wait".into()),
+                what: What::Step,
+            }];
+            let record = Record::of(Key::new(Part::join(&["U#", &user]), "T#1"), 1, entries)
+                .pending_in(crate::stats::fold_partition(&user, 1));
+            store.put(&record, Expect::Absent).await.expect("put");
+        }
+        rt
+    }
+
+    /// An invocation with no time left still does the least of each part of its minute (one
+    /// fold transaction a partition, one page of SMS opt-outs) and leaves the rest of the
+    /// backlog listed for the next; one with time folds the rest.
+    #[tokio::test]
+    async fn a_scheduler_invocation_out_of_time_folds_one_chunk_and_leaves_the_rest() {
+        let rt = with_backlog(250).await;
+        let hurried = scheduler(&rt, json!({}), Some(std::time::Duration::ZERO))
+            .await
+            .expect("tick");
+        let first = hurried["folded"].as_u64().expect("folded");
+        assert!(first > 0 && first < 250, "one transaction's worth: {first}");
+        assert_eq!(hurried["sms_opt_out_pages"], 1);
+        let rest = scheduler(&rt, json!({}), Some(std::time::Duration::from_secs(60)))
+            .await
+            .expect("tick");
+        assert_eq!(first + rest["folded"].as_u64().expect("folded"), 250);
+        assert_eq!(
+            rt.stats("cart").await.expect("stats")["step.wait.entered"],
+            250
+        );
+    }
+
     #[test]
     fn ses_notices() {
         let bounce = |kind: &str| {
