@@ -1,8 +1,9 @@
 //! Alarms in template.yaml for the failures that leave no trace a user would look at: every
-//! dead-letter queue has an alarm on its depth, and every function a schedule invokes has one
-//! on its failures and one on its silence (a scheduler that fails or stops strands every long
-//! wait, schedule trigger and stats fold, and its minutes go to no queue). Read from the
-//! template, so a queue or a scheduled function added without its alarms fails here.
+//! dead-letter queue has an alarm on its depth, every HTTP API one on its 5xx answers (events a
+//! client gives up on never reach Waymark), and every function a schedule invokes one on its
+//! failures and one on its silence (a scheduler that fails or stops strands every long wait,
+//! schedule trigger and stats fold, and its minutes go to no queue). Read from the template, so
+//! a queue, an API or a scheduled function added without its alarms fails here.
 
 mod support;
 
@@ -43,6 +44,19 @@ fn dead_letter_queues(template: &Value) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The resources of type `kind`, by logical id.
+fn of_type(template: &Value, kind: &str) -> Vec<String> {
+    let resources = template["Resources"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The functions an EventBridge schedule invokes.
@@ -93,6 +107,13 @@ fn unwatched(template: &Value) -> Vec<String> {
             out.push(format!("{queue}: no alarm when a message lands in it"));
         }
     }
+    for api in of_type(template, "AWS::Serverless::HttpApi") {
+        if !watched("5xx", &api, &|a| {
+            a["ComparisonOperator"] == "GreaterThanThreshold" && a["Threshold"] == 0
+        }) {
+            out.push(format!("{api}: no alarm when it answers 5xx"));
+        }
+    }
     for function in scheduled_functions(template) {
         if !watched("Errors", &function, &|a| {
             a["ComparisonOperator"] == "GreaterThanThreshold"
@@ -120,11 +141,13 @@ fn every_dead_letter_queue_and_scheduled_function_has_its_alarms() {
         ]
     );
     assert_eq!(scheduled_functions(&template), ["SchedulerFunction"]);
+    assert_eq!(of_type(&template, "AWS::Serverless::HttpApi"), ["Api"]);
     assert_eq!(unwatched(&template), Vec::<String>::new());
 }
 
-/// The check itself finds what is missing (a dead-letter queue nobody watches, a scheduled
-/// function watched for failures but not for silence), so the test above is not vacuous.
+/// The check itself finds what is missing (a dead-letter queue nobody watches, an API without
+/// its 5xx alarm, a scheduled function watched for failures but not for silence), so the test
+/// above is not vacuous.
 #[test]
 fn the_check_finds_an_unwatched_queue_and_a_silent_scheduler() {
     let topic =
@@ -133,6 +156,7 @@ fn the_check_finds_an_unwatched_queue_and_a_silent_scheduler() {
         "Work": {"Type": "AWS::SQS::Queue", "Properties": {
             "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": "WorkDlq.Arn"}}}},
         "WorkDlq": {"Type": "AWS::SQS::Queue"},
+        "Http": {"Type": "AWS::Serverless::HttpApi"},
         "Tick": {"Type": "AWS::Serverless::Function", "Properties": {
             "Events": {"Minute": {"Type": "ScheduleV2"}}}},
         "TickErrors": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
@@ -144,6 +168,7 @@ fn the_check_finds_an_unwatched_queue_and_a_silent_scheduler() {
         unwatched(&template),
         [
             "WorkDlq: no alarm when a message lands in it",
+            "Http: no alarm when it answers 5xx",
             "Tick: no alarm when it stops running"
         ]
     );
