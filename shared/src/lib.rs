@@ -22,6 +22,7 @@ pub mod queue;
 pub mod render;
 pub mod runtime;
 pub mod shape;
+pub mod shards;
 pub mod simulate;
 pub mod small_map;
 pub mod stats;

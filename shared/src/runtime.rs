@@ -113,7 +113,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             hop_limit: SignedDuration::from_mins(30),
-            timer_shards: 16,
+            timer_shards: crate::shards::DEFAULT,
             caps: BTreeMap::new(),
             public_url: None,
             signer: None,
@@ -293,6 +293,8 @@ pub struct Runtime {
     pub config: Config,
     /// The time zones this process has noted as in use ([`crate::zones`]).
     pub(crate) zones: crate::zones::Seen,
+    /// Whether this process's shard count is under the high-water mark ([`crate::shards`]).
+    pub(crate) shards_noted: crate::shards::Noted,
 }
 
 /// A loaded enrollment with the record version it was read at. The enrollment is the one its
@@ -458,6 +460,7 @@ impl Runtime {
             clock,
             config,
             zones: Default::default(),
+            shards_noted: Default::default(),
         }
     }
 
@@ -1744,6 +1747,7 @@ impl Runtime {
             return Ok(false);
         }
         let key = timeline_key(u.user, u.enrollment, u.cause);
+        self.note_shards().await?;
         let record = Record::of(key, 1, entries).pending_in(crate::stats::fold_partition(
             u.user,
             self.config.timer_shards,
@@ -2098,6 +2102,7 @@ impl Runtime {
             timer_partition(minute_of(at), segment_of(&id, self.config.timer_shards)),
             id,
         );
+        self.note_shards().await?;
         self.store
             .put(&Record::new(key, 1, &message)?, Expect::Any)
             .await?;
@@ -2144,6 +2149,8 @@ impl Runtime {
             None => now_minute - 1,
         };
         let to = (now_minute + 1).min(from + self.config.max_catch_up_minutes.max(1));
+        // Every partition some function has written timers and fold listings to.
+        let shards = self.shards_in_use().await?;
         let started = std::time::Instant::now();
         let mut moved = 0usize;
         let mut schedules = 0usize;
@@ -2153,7 +2160,7 @@ impl Runtime {
         let mut failed = None;
         for minute in from..=to {
             let swept = async {
-                moved += self.sweep_minute(minute).await?;
+                moved += self.sweep_minute(minute, shards).await?;
                 if minute <= now_minute {
                     schedules += self.start_schedules(minute).await?;
                 }
@@ -2191,7 +2198,7 @@ impl Runtime {
             return Err(e);
         }
         let stops = self.sweep_stopped().await?;
-        let folded = self.fold_stats_within(fold_until).await?;
+        let folded = self.fold_partitions(shards, fold_until).await?;
         Ok(Tick {
             moved,
             schedules,
@@ -2430,10 +2437,10 @@ impl Runtime {
         self.settle_for(committed, cause, false).await.map(|_| ())
     }
 
-    async fn sweep_minute(&self, minute: i64) -> Result<usize, RunError> {
+    async fn sweep_minute(&self, minute: i64, shards: u32) -> Result<usize, RunError> {
         let now = self.now();
         let mut moved = 0;
-        for shard in 0..self.config.timer_shards {
+        for shard in 0..shards {
             let pk = timer_partition(minute, shard);
             let timers = self.store.query(&pk, "").await?;
             if timers.is_empty() {

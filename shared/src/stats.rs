@@ -147,7 +147,7 @@ impl Runtime {
     /// its counter items (one per fold partition, and the one folds wrote before), read in one
     /// request where the store allows ([`crate::store::Store::counters_sum`]).
     pub async fn stats(&self, journey: &str) -> Result<BTreeMap<String, i64>, RunError> {
-        let keys = stats_keys(journey, self.config.timer_shards);
+        let keys = stats_keys(journey, self.shards_in_use().await?);
         Ok(self.store.counters_sum(&keys).await?)
     }
 
@@ -166,9 +166,18 @@ impl Runtime {
         &self,
         until: Option<std::time::Instant>,
     ) -> Result<usize, RunError> {
+        let shards = self.shards_in_use().await?;
+        self.fold_partitions(shards, until).await
+    }
+
+    /// [`Runtime::fold_stats_within`] over fold partitions `0..shards`.
+    pub(crate) async fn fold_partitions(
+        &self,
+        shards: u32,
+        until: Option<std::time::Instant>,
+    ) -> Result<usize, RunError> {
         let out_of_time = || until.is_some_and(|u| std::time::Instant::now() >= u);
         // The partitions at once: each adds to counter items of its own.
-        let shards = self.config.timer_shards.max(1);
         let folds = (0..shards).map(|shard| self.fold_partition(shard, &out_of_time));
         let mut folded = 0;
         for f in join_all(folds).await {

@@ -275,6 +275,12 @@ impl Stack {
         ] {
             b.refs.insert(k.into(), v);
         }
+        // The others take their defaults, as `sam deploy` gives them.
+        for (k, p) in template["Parameters"].as_object().into_iter().flatten() {
+            if let Some(default) = p.get("Default").and_then(|d| b.resolve(&template, d)) {
+                b.refs.entry(k.clone()).or_insert(default);
+            }
+        }
 
         // The table, as the template declares it.
         let table = format!("{name}-table");

@@ -34,6 +34,8 @@ pub enum ConfigError {
     Keys(#[from] AuthError),
     #[error("FREQUENCY_CAPS: {0}")]
     Caps(String),
+    #[error("SHARDS: {0}")]
+    Shards(String),
 }
 
 /// A secret given directly (tests, `WRITE_KEYS`) or by the name of an SSM parameter
@@ -67,6 +69,9 @@ pub struct Config {
     pub signing_secret: Option<SecretSource>,
     /// Frequency caps across journeys (`FREQUENCY_CAPS`, e.g. `push=3/1d,email=2/1d`).
     pub caps: std::collections::BTreeMap<crate::journey::Channel, runtime::Cap>,
+    /// Timer and fold partitions to write with (`SHARDS`, 1 to 256; unset: the default 16):
+    /// see [`crate::shards`].
+    pub shards: Option<u32>,
 }
 
 impl Config {
@@ -105,7 +110,22 @@ impl Config {
             signing_secret: secret("SIGNING_SECRET", "SIGNING_SECRET_PARAM"),
             caps: runtime::parse_caps(&var("FREQUENCY_CAPS").unwrap_or_default())
                 .map_err(ConfigError::Caps)?,
+            shards: var("SHARDS")
+                .map(|v| parse_shards(&v))
+                .transpose()
+                .map_err(ConfigError::Shards)?,
         })
+    }
+}
+
+/// A shard count as `SHARDS` gives it: a whole number from 1 to [`crate::shards::MAX`].
+fn parse_shards(v: &str) -> Result<u32, String> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=crate::shards::MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{v:?} is not a number of partitions: write a whole number from 1 to {}",
+            crate::shards::MAX
+        )),
     }
 }
 
@@ -228,6 +248,7 @@ pub fn runtime(
         public_url: config.public_base_url.clone(),
         signer: secrets.signer.clone(),
         caps: config.caps.clone(),
+        timer_shards: config.shards.unwrap_or(crate::shards::DEFAULT),
         ..runtime::Config::default()
     };
     Runtime::new(store, queue, sender, clock, CATALOG_TTL, runtime_config)
@@ -269,5 +290,42 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse
         }
         SdkError::ConstructionFailure(_) => false,
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let base = [
+            ("TABLE_NAME", "t"),
+            ("EVENTS_QUEUE_URL", "e"),
+            ("STEPS_QUEUE_URL", "s"),
+        ];
+        Config::from_lookup(|name| {
+            base.iter()
+                .chain(vars)
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn shards_are_a_whole_number_from_1_to_256_and_default_to_16() {
+        assert_eq!(with(&[]).map(|c| c.shards).ok(), Some(None));
+        assert_eq!(with(&[("SHARDS", " ")]).map(|c| c.shards).ok(), Some(None));
+        assert_eq!(
+            with(&[("SHARDS", "64")]).map(|c| c.shards).ok(),
+            Some(Some(64))
+        );
+        for bad in ["0", "257", "-1", "sixteen", "1.5"] {
+            let err = with(&[("SHARDS", bad)]).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.starts_with("SHARDS: ") && e.contains("from 1 to 256")),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

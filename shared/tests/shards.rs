@@ -1,0 +1,148 @@
+//! Timer and fold partitions (`Config::timer_shards`, the `Shards` template parameter): the
+//! functions write with the count they are configured with; the scheduler sweeps and folds, and
+//! the stats are read from, every partition any of them wrote to (the high-water mark), so
+//! changing the count, either way, strands no timer, timeline record or counter.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{at, Harness};
+use waymark::runtime::{Config, Runtime};
+use waymark::store::{Key, Store};
+
+const REMIND: &str = r#"
+id: remind
+name: Remind
+trigger: {event: signed_up}
+steps:
+  - id: later
+    wait: 2h
+  - id: nudge
+    send:
+      email: {subject: "Still there?", text: "Hi"}
+"#;
+
+fn with_shards(n: u32) -> Config {
+    Config {
+        timer_shards: n,
+        ..Config::default()
+    }
+}
+
+/// The shard of each timer in the store (`T#{minute}#{shard}`).
+fn timer_shards(h: &Harness) -> Vec<u32> {
+    h.store
+        .dump()
+        .iter()
+        .filter_map(|r| r.key.pk.strip_prefix("T#"))
+        .filter_map(|pk| pk.rsplit('#').next()?.parse().ok())
+        .collect()
+}
+
+async fn mark(h: &Harness) -> Option<u32> {
+    h.store
+        .get(&Key::new("SCHED", "shards"))
+        .await
+        .expect("read")
+        .map(|r| r.parse().expect("a count"))
+}
+
+/// Deployed with 64 partitions, then redeployed with 4 while 40 users wait two hours: the
+/// lowered functions sweep the timers, fold the timeline records and read the counters the
+/// raised ones wrote, in partitions past their own count and past the default 16.
+#[tokio::test]
+async fn a_count_lowered_after_a_raise_still_reaches_every_partition_written() {
+    let base = Harness::with_config("2026-12-01T10:00:00Z", with_shards(64));
+    base.publish(REMIND).await;
+    assert_eq!(
+        mark(&base).await,
+        None,
+        "nothing past the default written yet"
+    );
+    let mut script = String::new();
+    for i in 0..40 {
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"identify\",\"userId\":\"u{i}\",\"traits\":{{\"email\":\"u{i}@example.com\"}}}}\n\
+             {{\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"track\",\"userId\":\"u{i}\",\"event\":\"signed_up\"}}\n"
+        ));
+    }
+    base.play(&script).await;
+    let shards = timer_shards(&base);
+    assert_eq!(
+        shards.len(),
+        40,
+        "a timer a user: two hours is past the queue's hops"
+    );
+    assert!(
+        shards.iter().any(|s| *s >= 16),
+        "some timers past the default partitions: {shards:?}"
+    );
+    assert_eq!(mark(&base).await, Some(64));
+
+    // The same stack, its functions now configured with 4.
+    let lowered = Runtime::new(
+        Arc::new(base.store.clone()),
+        Arc::new(base.queue.clone()),
+        base.rt.sender.clone(),
+        base.clock.clone(),
+        std::time::Duration::from_secs(0),
+        with_shards(4),
+    );
+    let h = Harness {
+        rt: lowered,
+        ..base
+    };
+    assert_eq!(h.rt.shards_in_use().await.expect("shards"), 64);
+    h.advance_to(at("2026-12-01T12:05:00Z")).await;
+    assert_eq!(h.outbox().len(), 40, "every user's email went out");
+    assert!(timer_shards(&h).is_empty(), "no timer left behind");
+    h.rt.fold_stats().await.expect("fold");
+    let stats = h.rt.stats("remind").await.expect("stats");
+    assert_eq!(stats.get("entered"), Some(&40), "{stats:?}");
+    assert_eq!(stats.get("completed"), Some(&40), "{stats:?}");
+    // Lowering does not lower the mark.
+    assert_eq!(mark(&h).await, Some(64));
+}
+
+/// A process at the default count, or below it, writes no mark and reads every default
+/// partition (a deployment before the count could be set wrote to all 16); one above it notes
+/// its count once, before its first write, and never lowers a higher mark.
+#[tokio::test]
+async fn the_mark_is_written_only_past_the_default_and_only_raised() {
+    let low = Harness::with_config("2026-12-01T10:00:00Z", with_shards(4));
+    low.publish(REMIND).await;
+    low.play(r#"{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up"}"#)
+        .await;
+    assert_eq!(mark(&low).await, None);
+    assert_eq!(low.rt.shards_in_use().await.expect("shards"), 16);
+
+    let raised = |n: u32| {
+        Runtime::new(
+            Arc::new(low.store.clone()),
+            Arc::new(low.queue.clone()),
+            low.rt.sender.clone(),
+            low.clock.clone(),
+            std::time::Duration::from_secs(0),
+            with_shards(n),
+        )
+    };
+    let h24 = Harness {
+        rt: raised(24),
+        store: low.store.clone(),
+        queue: low.queue.clone(),
+        clock: low.clock.clone(),
+        lines: low.lines.clone(),
+    };
+    h24.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"bob","event":"signed_up"}"#)
+        .await;
+    assert_eq!(mark(&h24).await, Some(24));
+    let h20 = Harness {
+        rt: raised(20),
+        ..h24
+    };
+    h20.play(r#"{"at":"2026-12-01T10:02:00Z","type":"track","userId":"cy","event":"signed_up"}"#)
+        .await;
+    assert_eq!(mark(&h20).await, Some(24));
+    assert_eq!(h20.rt.shards_in_use().await.expect("shards"), 24);
+}
