@@ -88,8 +88,8 @@ pub fn config() -> Config {
         },
     );
     Config {
-        // Fewer shards than the default: the scheduler sweeps the default 16 whatever a worker
-        // is configured with (see [`ENGINE_B_SHARDS`]).
+        // Fewer shards than the default, which the scheduler sweeps all the same (16 at least,
+        // and as many as engine-b writes with: see [`ENGINE_B_SHARDS`]).
         timer_shards: 2,
         caps,
         public_url: Some("https://waymark.test".into()),
