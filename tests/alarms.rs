@@ -46,48 +46,38 @@ fn dead_letter_queues(template: &Value) -> Vec<String> {
     out
 }
 
-/// The resources of type `kind`, by logical id.
-fn of_type(template: &Value, kind: &str) -> Vec<String> {
-    let resources = template["Resources"]
+/// The logical ids of the resources `keep` holds for.
+fn resources_where(template: &Value, keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    template["Resources"]
         .as_object()
-        .cloned()
-        .unwrap_or_default();
-    resources
-        .iter()
-        .filter(|(_, r)| r["Type"] == kind)
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| keep(r))
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// The resources of type `kind`, by logical id.
+fn of_type(template: &Value, kind: &str) -> Vec<String> {
+    resources_where(template, |r| r["Type"] == kind)
 }
 
 /// The functions an EventBridge schedule invokes.
 fn scheduled_functions(template: &Value) -> Vec<String> {
-    let resources = template["Resources"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    resources
-        .iter()
-        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
-        .filter(|(_, r)| {
-            r["Properties"]["Events"].as_object().is_some_and(|e| {
+    resources_where(template, |r| {
+        r["Type"] == "AWS::Serverless::Function"
+            && r["Properties"]["Events"].as_object().is_some_and(|e| {
                 e.values()
                     .any(|e| e["Type"] == "ScheduleV2" || e["Type"] == "Schedule")
             })
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
+    })
 }
 
 /// What `template` (as JSON, see `support::template::load`) leaves without its alarm.
 fn unwatched(template: &Value) -> Vec<String> {
-    let resources = template["Resources"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let alarms: Vec<&Value> = resources
-        .values()
-        .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
-        .map(|r| &r["Properties"])
+    let alarms: Vec<&Value> = of_type(template, "AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|name| &template["Resources"][name.as_str()]["Properties"])
         .collect();
     let watched = |metric: &str, logical: &str, how: &dyn Fn(&Value) -> bool| {
         alarms.iter().any(|a| {

@@ -181,6 +181,20 @@ fn condition(expect: Expect) -> Condition {
 }
 
 impl DynamoStore {
+    /// The item at `key` (strongly consistent), if there is one.
+    async fn get_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
     /// The items at `keys` (each distinct key once; missing ones left out), by BatchGetItem:
     /// 100 keys a request, the keys DynamoDB leaves unprocessed asked again with backoff.
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
@@ -253,17 +267,8 @@ fn add_counters(total: &mut BTreeMap<String, i64>, item: &Item) -> Result<(), St
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        match out.item() {
-            Some(item) => record(item),
+        match self.get_item(key).await? {
+            Some(item) => record(&item),
             None => Ok(None),
         }
     }
@@ -435,18 +440,9 @@ impl Store for DynamoStore {
     }
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
         let mut counters = BTreeMap::new();
-        if let Some(item) = out.item() {
-            add_counters(&mut counters, item)?;
+        if let Some(item) = self.get_item(key).await? {
+            add_counters(&mut counters, &item)?;
         }
         Ok(counters)
     }
