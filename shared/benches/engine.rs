@@ -177,6 +177,17 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
     (sent, began.elapsed())
 }
 
+/// The process's peak resident memory so far (`VmHWM`), as Linux reports it.
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown (no /proc/self/status)".into())
+}
+
 fn runtime(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -191,9 +202,10 @@ fn runtime(c: &mut Criterion) {
     assert_eq!(sent, users * 2, "every user gets a push and an email");
     let transitions = users * 5;
     println!(
-        "runtime/cart_{users}_users: {transitions} step transitions and {sent} messages in {:.2} s = {:.0} transitions/s (one core, in-memory store)",
+        "runtime/cart_{users}_users: {transitions} step transitions and {sent} messages in {:.2} s = {:.0} transitions/s (one core, in-memory store), peak memory {}",
         took.as_secs_f64(),
-        transitions as f64 / took.as_secs_f64()
+        transitions as f64 / took.as_secs_f64(),
+        peak_memory()
     );
     let mut g = c.benchmark_group("runtime");
     g.sample_size(10);
