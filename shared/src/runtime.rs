@@ -221,6 +221,15 @@ pub fn stats_keys(journey: &str, shards: u32) -> Vec<Key> {
 fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
+/// How long a send's ledger entry and a transition's timeline record are kept (DynamoDB's TTL
+/// then deletes them; the stats keep the timeline's counts). Longer than any wait (a year) plus
+/// quiet hours and retries: while an enrollment waits, its last transition's timeline record
+/// says that transition's outbox was performed, and its ledger entries that its sends went out.
+pub const KEEP_FOR: SignedDuration = SignedDuration::from_hours(24 * 400);
+const _: () = assert!(
+    KEEP_FOR.as_secs() > crate::duration::Duration::MAX.as_secs() as i64 + 30 * 86_400,
+    "records an active enrollment relies on must outlive its longest wait"
+);
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
 const OPT_OUTS: (&str, &str) = ("SCHED", "sms-opt-outs");
@@ -1748,10 +1757,12 @@ impl Runtime {
         }
         let key = timeline_key(u.user, u.enrollment, u.cause);
         self.note_shards().await?;
-        let record = Record::of(key, 1, entries).pending_in(crate::stats::fold_partition(
-            u.user,
-            self.config.timer_shards,
-        ));
+        let record = Record::of(key, 1, entries)
+            .expiring(self.now() + KEEP_FOR)
+            .pending_in(crate::stats::fold_partition(
+                u.user,
+                self.config.timer_shards,
+            ));
         match self.store.put(&record, Expect::Absent).await {
             Ok(()) => {
                 let written = record.body.typed::<Vec<Entry>>();
@@ -1848,7 +1859,7 @@ impl Runtime {
                 outcome: outcome.clone(),
             },
         )?
-        .expiring(now + SignedDuration::from_hours(24 * 400));
+        .expiring(now + KEEP_FOR);
         self.store
             .put(&done, Expect::Version(claim_version))
             .await?;

@@ -1,0 +1,80 @@
+//! What the store keeps, and for how long: a transition's timeline record and a send's ledger
+//! entry expire 400 days after they are written (`runtime::KEEP_FOR`, longer than any wait, so
+//! an enrollment still waiting can rely on them), an event's dedup marker after 7 days, and a
+//! profile or an enrollment never. The stats keep their counts once the timeline is gone.
+
+mod support;
+
+use jiff::SignedDuration;
+use support::{at, Harness};
+use waymark::runtime::KEEP_FOR;
+use waymark::store::{Expect, Store};
+
+const REMIND: &str = r#"
+id: remind
+name: Remind
+trigger: {event: signed_up}
+steps:
+  - id: later
+    wait: 2h
+  - id: nudge
+    send:
+      email: {subject: "Still there?", text: "Hi"}
+"#;
+
+#[tokio::test]
+async fn timeline_and_ledger_records_expire_after_400_days_and_the_stats_stay() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(REMIND).await;
+    h.play(
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up"}"#,
+    )
+    .await;
+    let (from, to) = (at("2026-12-01T10:00:00Z"), at("2026-12-01T12:05:00Z"));
+    h.advance_to(to).await;
+    assert_eq!(h.outbox().len(), 1);
+
+    let records: Vec<_> = h
+        .store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.pk.as_str() == "U#ann")
+        .collect();
+    let expiry = |prefix: &str| -> Vec<Option<i64>> {
+        records
+            .iter()
+            .filter(|r| r.key.sk.starts_with(prefix))
+            .map(|r| r.expires)
+            .collect()
+    };
+    let within = |e: &Option<i64>, keep: SignedDuration| {
+        e.is_some_and(|e| ((from + keep).as_second()..=(to + keep).as_second()).contains(&e))
+    };
+    let timeline = expiry("T#");
+    assert_eq!(timeline.len(), 2, "entering, and waking to send: {timeline:?}");
+    assert!(timeline.iter().all(|e| within(e, KEEP_FOR)), "{timeline:?}");
+    let ledger = expiry("L#");
+    assert_eq!(ledger.len(), 1);
+    assert!(ledger.iter().all(|e| within(e, KEEP_FOR)), "{ledger:?}");
+    let dedup = expiry("D#");
+    assert!(!dedup.is_empty());
+    assert!(
+        dedup
+            .iter()
+            .all(|e| within(e, SignedDuration::from_hours(24 * 7))),
+        "{dedup:?}"
+    );
+    assert_eq!(expiry("P"), [None], "the profile is kept");
+    assert_eq!(expiry("E#"), [None], "the enrollment is kept");
+
+    // The timeline records expire (as DynamoDB's TTL deletes them, once folded): the stats
+    // keep what they counted.
+    h.rt.fold_stats().await.expect("fold");
+    let before = h.rt.stats("remind").await.expect("stats");
+    assert_eq!(before.get("completed"), Some(&1), "{before:?}");
+    for r in records.iter().filter(|r| r.key.sk.starts_with("T#")) {
+        h.store.delete(&r.key, Expect::Any).await.expect("delete");
+    }
+    assert_eq!(h.rt.stats("remind").await.expect("stats"), before);
+}
