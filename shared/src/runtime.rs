@@ -221,8 +221,9 @@ pub fn stats_keys(journey: &str, shards: u32) -> Vec<Key> {
 fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
-/// How long a send's ledger entry and a transition's timeline record are kept (DynamoDB's TTL
-/// then deletes them; the stats keep the timeline's counts). Longer than any wait (a year) plus
+/// How long a send's ledger entry, a transition's timeline record and an in-app message in the
+/// user's inbox are kept (DynamoDB's TTL then deletes them; the stats keep the timeline's
+/// counts). Longer than any wait (a year) plus
 /// quiet hours and retries: while an enrollment waits, its last transition's timeline record
 /// says that transition's outbox was performed, and its ledger entries that its sends went out.
 pub const KEEP_FOR: SignedDuration = SignedDuration::from_hours(24 * 400);
@@ -1932,7 +1933,8 @@ impl Runtime {
                 data: data.clone(),
             };
             let record = Record::new(inbox_key(o), 1, &item)
-                .map_err(|e| SendError::Permanent(e.to_string()))?;
+                .map_err(|e| SendError::Permanent(e.to_string()))?
+                .expiring(now + KEEP_FOR);
             self.store
                 .put(&record, Expect::Any)
                 .await

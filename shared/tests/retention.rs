@@ -1,5 +1,5 @@
-//! What the store keeps, and for how long: a transition's timeline record and a send's ledger
-//! entry expire 400 days after they are written (`runtime::KEEP_FOR`, longer than any wait, so
+//! What the store keeps, and for how long: a transition's timeline record, a send's ledger
+//! entry and an in-app message in the inbox expire 400 days after they are written (`runtime::KEEP_FOR`, longer than any wait, so
 //! an enrollment still waiting can rely on them), an event's dedup marker after 7 days, and a
 //! profile or an enrollment never. The stats keep their counts once the timeline is gone.
 
@@ -20,10 +20,13 @@ steps:
   - id: nudge
     send:
       email: {subject: "Still there?", text: "Hi"}
+  - id: card
+    send:
+      in_app: {title: "Still there?", body: "Hi"}
 "#;
 
 #[tokio::test]
-async fn timeline_and_ledger_records_expire_after_400_days_and_the_stats_stay() {
+async fn timeline_ledger_and_inbox_records_expire_after_400_days_and_the_stats_stay() {
     let h = Harness::new("2026-12-01T10:00:00Z");
     h.publish(REMIND).await;
     h.play(
@@ -33,7 +36,7 @@ async fn timeline_and_ledger_records_expire_after_400_days_and_the_stats_stay() 
     .await;
     let (from, to) = (at("2026-12-01T10:00:00Z"), at("2026-12-01T12:05:00Z"));
     h.advance_to(to).await;
-    assert_eq!(h.outbox().len(), 1);
+    assert_eq!(h.outbox().len(), 2, "the email and the in-app message");
 
     let records: Vec<_> = h
         .store
@@ -52,11 +55,18 @@ async fn timeline_and_ledger_records_expire_after_400_days_and_the_stats_stay() 
         e.is_some_and(|e| ((from + keep).as_second()..=(to + keep).as_second()).contains(&e))
     };
     let timeline = expiry("T#");
-    assert_eq!(timeline.len(), 2, "entering, and waking to send: {timeline:?}");
+    assert_eq!(
+        timeline.len(),
+        2,
+        "entering, and waking to send: {timeline:?}"
+    );
     assert!(timeline.iter().all(|e| within(e, KEEP_FOR)), "{timeline:?}");
     let ledger = expiry("L#");
-    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger.len(), 2, "the email's and the in-app message's");
     assert!(ledger.iter().all(|e| within(e, KEEP_FOR)), "{ledger:?}");
+    let inbox = expiry("I#");
+    assert_eq!(inbox.len(), 1);
+    assert!(inbox.iter().all(|e| within(e, KEEP_FOR)), "{inbox:?}");
     let dedup = expiry("D#");
     assert!(!dedup.is_empty());
     assert!(
