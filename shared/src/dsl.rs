@@ -771,15 +771,19 @@ fn validate(j: &Journey) -> Vec<Problem> {
     out
 }
 
+/// A message's `data` values, by their field (`data.deeplink`).
+fn data_sources(data: &BTreeMap<String, String>) -> Vec<(String, &str)> {
+    data.iter()
+        .map(|(k, v)| (format!("data.{k}"), v.as_str()))
+        .collect()
+}
+
 /// Every template text of a message, by its field (`subject`, `data.deeplink`).
 fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
     let mut fields = t.fields();
     let data: Vec<(String, &str)> = match t {
-        Template::Push(p) | Template::InApp(p) => p
-            .data
-            .iter()
-            .map(|(k, v)| (format!("data.{k}"), v.as_str()))
-            .collect(),
+        Template::Push(p) => data_sources(&p.data),
+        Template::InApp(p) => data_sources(&p.data),
         Template::Webhook(w) => w
             .headers
             .iter()

@@ -61,6 +61,9 @@ pub enum Content {
         body: String,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         data: BTreeMap<String, String>,
+        /// How long after it is sent it stays in the inbox (the template's `expires`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<crate::duration::Duration>,
     },
     Webhook {
         url: String,
@@ -945,6 +948,7 @@ impl<'a> Run<'a> {
                 title: text(&p.title)?,
                 body: text(&p.body)?,
                 data: data(&p.data)?,
+                expires: p.expires,
             },
             Template::Webhook(w) => Content::Webhook {
                 url: text(&w.url)?,

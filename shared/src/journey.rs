@@ -480,7 +480,7 @@ pub struct Send {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_app: Option<PushTemplate>,
+    pub in_app: Option<InAppTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookTemplate>,
     /// Used when the user has no address, device or subscription for the first channel.
@@ -535,7 +535,7 @@ pub enum Template<'a> {
     Email(&'a EmailTemplate),
     Sms(&'a SmsTemplate),
     Push(&'a PushTemplate),
-    InApp(&'a PushTemplate),
+    InApp(&'a InAppTemplate),
     Webhook(&'a WebhookTemplate),
 }
 
@@ -564,7 +564,11 @@ impl<'a> Template<'a> {
                 }
             }
             Template::Sms(s) => out.push(("body", &s.body)),
-            Template::Push(p) | Template::InApp(p) => {
+            Template::Push(p) => {
+                out.push(("title", &p.title));
+                out.push(("body", &p.body));
+            }
+            Template::InApp(p) => {
                 out.push(("title", &p.title));
                 out.push(("body", &p.body));
             }
@@ -641,7 +645,7 @@ pub enum SmsType {
     Promotional,
 }
 
-/// Push and in-app messages: a title, a body and optional data.
+/// A push notification: a title, a body and optional data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTemplate {
@@ -650,6 +654,21 @@ pub struct PushTemplate {
     /// String values are templates too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+}
+
+/// An in-app message: a title, a body and optional data, kept in the user's inbox until it
+/// `expires` (a duration after it is sent; 400 days when unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InAppTemplate {
+    pub title: String,
+    pub body: String,
+    /// String values are templates too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    /// How long after it is sent the message stays in the inbox (`7d`: a week's offer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -284,6 +284,9 @@ pub struct InboxItem {
     pub body: String,
     #[serde(default)]
     pub data: BTreeMap<String, String>,
+    /// When it leaves the inbox (the template's `expires` after `at`); none: kept 400 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// What `GET /v1/users/{id}` shows.
@@ -1918,11 +1921,18 @@ impl Runtime {
 
     async fn call_provider(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
         if o.channel == Channel::InApp {
-            let crate::engine::Content::InApp { title, body, data } = o.content.as_ref() else {
+            let crate::engine::Content::InApp {
+                title,
+                body,
+                data,
+                expires,
+            } = o.content.as_ref()
+            else {
                 return Err(SendError::Permanent(
                     "in-app message without in-app content".into(),
                 ));
             };
+            let expires_at = expires.map(|e| now + e.to_jiff());
             let item = InboxItem {
                 id: o.ledger_key(),
                 at: now,
@@ -1931,10 +1941,11 @@ impl Runtime {
                 title: title.clone(),
                 body: body.clone(),
                 data: data.clone(),
+                expires_at,
             };
             let record = Record::new(inbox_key(o), 1, &item)
                 .map_err(|e| SendError::Permanent(e.to_string()))?
-                .expiring(now + KEEP_FOR);
+                .expiring(expires_at.unwrap_or(now + KEEP_FOR));
             self.store
                 .put(&record, Expect::Any)
                 .await
@@ -2839,9 +2850,14 @@ impl Runtime {
             }
         }
         let mut items: Vec<InboxItem> = Vec::new();
+        let now = self.now();
         for u in &users {
             for r in self.store.query(&user_partition(u), "I#").await? {
-                items.push(r.parse()?);
+                let item: InboxItem = r.parse()?;
+                // Expired: DynamoDB's TTL deletes it within a day or two; it is gone already.
+                if item.expires_at.is_none_or(|e| e > now) {
+                    items.push(item);
+                }
             }
         }
         items.sort_by_key(|i| std::cmp::Reverse(i.at));

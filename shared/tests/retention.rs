@@ -88,3 +88,53 @@ async fn timeline_ledger_and_inbox_records_expire_after_400_days_and_the_stats_s
     }
     assert_eq!(h.rt.stats("remind").await.expect("stats"), before);
 }
+
+/// An in-app message whose template says `expires: 1d` leaves the inbox a day after it is sent
+/// (the inbox stops showing it at once; the store's expiry deletes it), while one without stays.
+#[tokio::test]
+async fn an_in_app_message_leaves_the_inbox_when_it_expires() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(
+        r#"
+id: offer
+name: Offer
+trigger: {event: signed_up}
+steps:
+  - id: flash
+    send:
+      in_app: {title: "Today only", body: "20% off", expires: 1d}
+  - id: welcome
+    send:
+      in_app: {title: "Welcome", body: "Hi"}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up"}"#)
+        .await;
+    let titles = |items: Vec<waymark::runtime::InboxItem>| -> Vec<String> {
+        items.into_iter().map(|i| i.title).collect()
+    };
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    let flash = inbox.iter().find(|i| i.title == "Today only").cloned();
+    assert_eq!(
+        flash.and_then(|i| i.expires_at),
+        Some(at("2026-12-02T10:00:00Z"))
+    );
+    assert_eq!(titles(inbox), ["Today only", "Welcome"]);
+    let expiry: Vec<Option<i64>> = h
+        .store
+        .dump()
+        .iter()
+        .filter(|r| r.key.sk.starts_with("I#"))
+        .map(|r| r.expires)
+        .collect();
+    assert!(
+        expiry.contains(&Some(at("2026-12-02T10:00:00Z").as_second())),
+        "{expiry:?}"
+    );
+
+    h.advance_to(at("2026-12-02T09:59:00Z")).await;
+    assert_eq!(titles(h.rt.inbox("ann").await.expect("inbox")).len(), 2);
+    h.advance_to(at("2026-12-02T10:00:00Z")).await;
+    assert_eq!(titles(h.rt.inbox("ann").await.expect("inbox")), ["Welcome"]);
+}
