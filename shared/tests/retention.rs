@@ -6,29 +6,21 @@
 mod support;
 
 use jiff::SignedDuration;
-use support::{at, Harness};
+use support::{at, Harness, REMIND};
 use waymark::runtime::KEEP_FOR;
 use waymark::store::{Expect, Store};
 
-const REMIND: &str = r#"
-id: remind
-name: Remind
-trigger: {event: signed_up}
-steps:
-  - id: later
-    wait: 2h
-  - id: nudge
-    send:
-      email: {subject: "Still there?", text: "Hi"}
-  - id: card
-    send:
-      in_app: {title: "Still there?", body: "Hi"}
-"#;
+/// [`REMIND`], then an in-app message.
+fn remind_and_card() -> String {
+    format!(
+        "{REMIND}  - id: card\n    send:\n      in_app: {{title: \"Still there?\", body: \"Hi\"}}\n"
+    )
+}
 
 #[tokio::test]
 async fn timeline_ledger_and_inbox_records_expire_after_400_days_and_the_stats_stay() {
     let h = Harness::new("2026-12-01T10:00:00Z");
-    h.publish(REMIND).await;
+    h.publish(&remind_and_card()).await;
     h.play(
         r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up"}"#,

@@ -7,21 +7,9 @@ mod support;
 
 use std::sync::Arc;
 
-use support::{at, Harness};
+use support::{at, Harness, REMIND};
 use waymark::runtime::{Config, Runtime};
 use waymark::store::{Key, Store};
-
-const REMIND: &str = r#"
-id: remind
-name: Remind
-trigger: {event: signed_up}
-steps:
-  - id: later
-    wait: 2h
-  - id: nudge
-    send:
-      email: {subject: "Still there?", text: "Hi"}
-"#;
 
 fn with_shards(n: u32) -> Config {
     Config {

@@ -158,6 +158,19 @@ pub fn outcome(w: &What) -> bool {
     )
 }
 
+/// A journey that waits two hours after `signed_up`, then sends an email.
+pub const REMIND: &str = r#"
+id: remind
+name: Remind
+trigger: {event: signed_up}
+steps:
+  - id: later
+    wait: 2h
+  - id: nudge
+    send:
+      email: {subject: "Still there?", text: "Hi"}
+"#;
+
 /// A `Runtime` built by hand over the in-memory adapters, driven like `simulate::run` (queue
 /// delays and scheduler ticks on a manual clock), for tests that publish between events or read
 /// the store afterwards.
