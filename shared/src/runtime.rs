@@ -223,9 +223,9 @@ fn timer_partition(minute: i64, shard: u32) -> Part {
 }
 /// How long a send's ledger entry, a transition's timeline record and an in-app message in the
 /// user's inbox are kept (DynamoDB's TTL then deletes them; the stats keep the timeline's
-/// counts). Longer than any wait (a year) plus
-/// quiet hours and retries: while an enrollment waits, its last transition's timeline record
-/// says that transition's outbox was performed, and its ledger entries that its sends went out.
+/// counts). Longer than any wait (a year) plus quiet hours and retries: while an enrollment
+/// waits, its last transition's timeline record says that transition's outbox was performed,
+/// and its ledger entries that its sends went out.
 pub const KEEP_FOR: SignedDuration = SignedDuration::from_hours(24 * 400);
 const _: () = assert!(
     KEEP_FOR.as_secs() > crate::duration::Duration::MAX.as_secs() as i64 + 30 * 86_400,
@@ -2726,9 +2726,9 @@ impl Runtime {
             let p: Arc<Profile> = r.parse_shared()?;
             profiles.insert(r.key, p);
         }
-        for (number, user) in owners {
+        for ((number, user), key) in owners.into_iter().zip(&profile_keys) {
             // A number whose owner has no profile is nobody's to suppress.
-            let Some(profile) = profiles.get(&profile_key(&user)) else {
+            let Some(profile) = profiles.get(key) else {
                 continue;
             };
             let current = profile.traits.get("phone").and_then(Value::as_str);

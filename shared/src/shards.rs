@@ -22,6 +22,14 @@ fn mark_key() -> Key {
     Key::new("SCHED", "shards")
 }
 
+/// The count a stored mark says (none stored: the default).
+fn mark_of(stored: Option<&Record>) -> Result<u32, RunError> {
+    Ok(match stored {
+        Some(r) => r.parse::<u32>()?,
+        None => DEFAULT,
+    })
+}
+
 /// Whether this process has made sure the mark covers its configured count.
 #[derive(Default)]
 pub struct Noted(AtomicBool);
@@ -37,10 +45,7 @@ impl Runtime {
         // Another process raising it at the same time makes the write conflict: read again.
         for _ in 0..5 {
             let stored = self.store.get(&mark_key()).await?;
-            let mark = match &stored {
-                Some(r) => r.parse::<u32>()?,
-                None => DEFAULT,
-            };
+            let mark = mark_of(stored.as_ref())?;
             if mark >= n {
                 self.shards_noted.0.store(true, Ordering::Relaxed);
                 return Ok(());
@@ -68,10 +73,7 @@ impl Runtime {
     /// Every partition timers and fold listings may be in: this process's count, the default
     /// ones, and as many as the high-water mark says some function wrote with (one read).
     pub async fn shards_in_use(&self) -> Result<u32, RunError> {
-        let mark = match self.store.get(&mark_key()).await? {
-            Some(r) => r.parse::<u32>()?,
-            None => DEFAULT,
-        };
+        let mark = mark_of(self.store.get(&mark_key()).await?.as_ref())?;
         Ok(self.config.timer_shards.max(DEFAULT).max(mark))
     }
 }

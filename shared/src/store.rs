@@ -392,7 +392,7 @@ pub trait Store: std::any::Any + Send + Sync {
 }
 
 /// Each key of `keys` once, in their order.
-fn distinct(keys: &[Key]) -> impl Iterator<Item = &Key> {
+pub(crate) fn distinct(keys: &[Key]) -> impl Iterator<Item = &Key> {
     let mut seen = HashSet::with_capacity(keys.len());
     keys.iter().filter(move |k| seen.insert(*k))
 }

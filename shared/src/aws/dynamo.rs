@@ -5,7 +5,7 @@
 //! Reads are strongly consistent, because the runtime reads its own writes. Knows nothing of
 //! journeys; the key layout is the runtime's (see infra/README.md).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -199,8 +199,7 @@ impl DynamoStore {
     /// 100 keys a request, the keys DynamoDB leaves unprocessed asked again with backoff.
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
         // BatchGetItem refuses a request that names a key twice.
-        let mut seen = HashSet::with_capacity(keys.len());
-        let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
+        let unique: Vec<&Key> = crate::store::distinct(keys).collect();
         let mut out = Vec::with_capacity(unique.len());
         for chunk in unique.chunks(BATCH_GET_MAX) {
             let mut pending = Some(

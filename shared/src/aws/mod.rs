@@ -123,7 +123,7 @@ fn parse_shards(v: &str) -> Result<u32, String> {
     match v.trim().parse::<u32>() {
         Ok(n) if (1..=crate::shards::MAX).contains(&n) => Ok(n),
         _ => Err(format!(
-            "{v:?} is not a number of partitions: write a whole number from 1 to {}",
+            "{v:?} is not a valid count of partitions: write a whole number from 1 to {}",
             crate::shards::MAX
         )),
     }
