@@ -150,7 +150,7 @@ fn check_range(s: &str, secs: u64) -> Result<Duration, DurationError> {
     }
     if secs > MAX_SECS {
         return Err(DurationError::new(format!(
-            "\"{s}\" is too long: a duration is at most a year, \"366d\" (\"52w2d\")"
+            "\"{s}\" is too long: a duration is at most a year, \"366d\""
         )));
     }
     Ok(Duration { secs })
@@ -162,7 +162,7 @@ fn explain(s: &str, problem: Problem) -> String {
         Problem::Empty => format!("a duration can't be empty: {EXAMPLES}"),
         Problem::Negative => format!("\"{s}\" is negative: a duration is at least \"1s\"; {EXAMPLES}"),
         Problem::Overflow => {
-            format!("\"{s}\" is too long: a duration is at most a year, \"366d\" (\"52w2d\")")
+            format!("\"{s}\" is too long: a duration is at most a year, \"366d\"")
         }
         Problem::NoUnit if s.bytes().all(|b| b.is_ascii_digit()) => format!(
             "\"{s}\" has no unit: write \"{s}s\", \"{s}m\", \"{s}h\" or \"{s}d\" (units: w, d, h, m, s)"
@@ -273,7 +273,12 @@ impl Duration {
             return;
         }
         let mut rest = self.secs;
+        // Weeks only for a whole number of them: "30d" stays "30d", not "4w2d".
+        let whole_weeks = (self.secs / 86_400) % 7 == 0;
         for (unit, len) in UNITS {
+            if unit == 'w' && !whole_weeks {
+                continue;
+            }
             let n = rest / len;
             if n > 0 {
                 let mut digits = [0u8; 20];
@@ -295,7 +300,8 @@ impl Duration {
 }
 
 impl fmt::Display for Duration {
-    /// The canonical spelling: largest units first, zero components left out ("1h30m", "2w").
+    /// The canonical spelling: largest units first, zero components left out, weeks only when
+    /// the days make whole weeks ("1h30m", "2w", "30d", "2w3h").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = String::with_capacity(16);
         self.push_to(&mut s);
@@ -390,8 +396,11 @@ mod tests {
             (5_400, "1h30m"),
             (86_400, "1d"),
             (1_209_600, "2w"),
-            (691_261, "1w1d1m1s"),
-            (31_622_400, "52w2d"),
+            (691_261, "8d1m1s"),
+            (2_592_000, "30d"),
+            (1_220_400, "2w3h"),
+            (31_449_600, "52w"),
+            (31_622_400, "366d"),
         ];
         for &(secs, text) in cases {
             assert_eq!(Duration::from_secs(secs).to_string(), text);
@@ -463,7 +472,7 @@ mod tests {
             "14d".parse::<Duration>().unwrap()
         );
         assert_eq!(Duration::MIN.to_string(), "1s");
-        assert_eq!(Duration::MAX.to_string(), "52w2d");
+        assert_eq!(Duration::MAX.to_string(), "366d");
     }
 
     #[test]
