@@ -274,7 +274,7 @@ impl Duration {
         }
         let mut rest = self.secs;
         // Weeks only for a whole number of them: "30d" stays "30d", not "4w2d".
-        let whole_weeks = (self.secs / 86_400) % 7 == 0;
+        let whole_weeks = (self.secs / 86_400).is_multiple_of(7);
         for (unit, len) in UNITS {
             if unit == 'w' && !whole_weeks {
                 continue;
