@@ -93,6 +93,19 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
         "2 item(s) are waiting for you, ann."
     );
     assert_eq!(message["data"]["deeplink"], "shop://cart/c-1001");
+    // The push's `expires: 4h` went to SNS as FCM's time to live.
+    let publish = h
+        .probes
+        .engine
+        .publishes()
+        .into_iter()
+        .find(|p| p.get("TargetArn") == Some(&endpoint))
+        .expect("the push's Publish request");
+    assert_eq!(
+        support::publish_attributes(&publish),
+        BTreeMap::from([("AWS.SNS.MOBILE.FCM.TTL".to_string(), "14400".to_string())]),
+        "{publish:?}"
+    );
 
     // The 4-hour wait is a timer: nothing moves until the scheduler sweeps its minute.
     let due = t0 + mins(30 + 240);

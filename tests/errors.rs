@@ -328,6 +328,7 @@ fn push() -> Outgoing {
             title: "T".into(),
             body: "B".into(),
             data: Default::default(),
+            expires: None,
         },
     )
 }

@@ -968,6 +968,16 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             ));
         }
     }
+    if let Template::Push(p) = t {
+        if p.expires
+            .is_some_and(|e| e > crate::journey::PUSH_EXPIRES_MAX)
+        {
+            out.push(problem(
+                format!("{channel_path}.expires"),
+                "FCM holds a push for at most 4 weeks: write `4w` or less",
+            ));
+        }
+    }
     if let Template::Webhook(w) = t {
         if let Some(why) = webhook_url_problem(&w.url) {
             out.push(problem(format!("{channel_path}.url"), why));
@@ -1037,6 +1047,18 @@ steps:
         assert_eq!(j.next_of("wait_30m"), Some("push"));
     }
 
+    #[test]
+    fn a_push_may_expire_after_up_to_four_weeks() {
+        let j = parse("cart.yaml", &format!("{CART}        expires: 4w\n")).expect("valid");
+        let Some(send) = j.steps.get(1).and_then(|s| s.send.as_ref()) else {
+            panic!("the second step is the push");
+        };
+        let Some(Template::Push(p)) = send.template() else {
+            panic!("a push: {send:?}");
+        };
+        assert_eq!(p.expires, Some(crate::journey::PUSH_EXPIRES_MAX));
+    }
+
     fn first_error(text: &str) -> FileError {
         parse("j.yaml", text).expect_err("should fail").remove(0)
     }
@@ -1094,6 +1116,12 @@ steps:
                 CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
                 4,
                 "trigger.event: invalid type: map, expected a string",
+            ),
+            // FCM keeps a push 4 weeks at most.
+            (
+                format!("{CART}        expires: 5w\n"),
+                16,
+                "at most 4 weeks: write `4w` or less",
             ),
         ];
         for (text, line, needle) in cases {

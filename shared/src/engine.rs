@@ -55,6 +55,10 @@ pub enum Content {
         body: String,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         data: BTreeMap<String, String>,
+        /// How long the push services may hold it for an unreachable device (the template's
+        /// `expires`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<crate::duration::Duration>,
     },
     InApp {
         title: String,
@@ -943,6 +947,7 @@ impl<'a> Run<'a> {
                 title: text(&p.title)?,
                 body: text(&p.body)?,
                 data: data(&p.data)?,
+                expires: p.expires,
             },
             Template::InApp(p) => Content::InApp {
                 title: text(&p.title)?,

@@ -645,7 +645,8 @@ pub enum SmsType {
     Promotional,
 }
 
-/// A push notification: a title, a body and optional data.
+/// A push notification: a title, a body, optional data, and how long the push services may
+/// hold it for a device that is off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTemplate {
@@ -654,7 +655,15 @@ pub struct PushTemplate {
     /// String values are templates too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+    /// How long after it is sent APNs and FCM may still deliver it to a device that was off or
+    /// out of reach (`4h`: a cart reminder that must not arrive after the next message); at most
+    /// 4 weeks, FCM's limit. Unset: each service's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Duration>,
 }
+
+/// The longest time to live FCM accepts for a message, and so a push's longest `expires`.
+pub const PUSH_EXPIRES_MAX: Duration = Duration::from_secs(28 * 86_400);
 
 /// An in-app message: a title, a body and optional data, kept in the user's inbox until it
 /// `expires` (a duration after it is sent; 400 days when unset).

@@ -223,6 +223,7 @@ mod tests {
                 title: "Hi".into(),
                 body: "there".into(),
                 data: Default::default(),
+                expires: None,
             }),
             transactional: false,
         }

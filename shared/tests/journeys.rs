@@ -904,6 +904,7 @@ steps:
         body: "{{ profile.first_name }} on {{ event.plan }}"
         data:
           deeplink: "app://plans/{{ event.plan }}"
+        expires: 4h
   - id: by_in_app
     send:
       in_app:
@@ -971,6 +972,7 @@ steps:
             title: "Welcome".into(),
             body: "Ann & Bo on pro".into(),
             data: BTreeMap::from([("deeplink".to_string(), "app://plans/pro".to_string())]),
+            expires: Some(waymark::duration::Duration::from_secs(14_400)),
         }
     );
     assert_eq!(

@@ -103,11 +103,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct ProbeState {
     counts: Mutex<BTreeMap<String, u64>>,
     emails: Mutex<Vec<Value>>,
+    publishes: Mutex<Vec<BTreeMap<String, String>>>,
     delays: Arc<VirtualDelays>,
 }
 
 /// An SDK interceptor on one function's clients: counts attempts by `Service.Operation`, keeps
-/// the SES SendEmail requests, and moves SQS delays into virtual time.
+/// the SES SendEmail and SNS Publish requests, and moves SQS delays into virtual time.
 #[derive(Debug, Clone)]
 pub struct Probe(Arc<ProbeState>);
 
@@ -116,6 +117,7 @@ impl Probe {
         Probe(Arc::new(ProbeState {
             counts: Mutex::new(BTreeMap::new()),
             emails: Mutex::new(Vec::new()),
+            publishes: Mutex::new(Vec::new()),
             delays,
         }))
     }
@@ -132,6 +134,43 @@ impl Probe {
     pub fn emails(&self) -> Vec<Value> {
         lock(&self.0.emails).clone()
     }
+
+    /// The SNS Publish requests made, each as its form parameters (`TargetArn`,
+    /// `MessageAttributes.entry.1.Name`, ...): what moto's model does not keep of a push.
+    pub fn publishes(&self) -> Vec<BTreeMap<String, String>> {
+        lock(&self.0.publishes).clone()
+    }
+}
+
+/// The parameters of an AWS query-protocol body (`a=1&b=x%20y`).
+fn form_params(body: &[u8]) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// A Publish request's message attributes, by name (the query protocol numbers its entries).
+pub fn publish_attributes(params: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .filter_map(|(k, name)| {
+            let n = k
+                .strip_prefix("MessageAttributes.entry.")?
+                .strip_suffix(".Name")?;
+            let value = params.get(&format!("MessageAttributes.entry.{n}.Value.StringValue"))?;
+            Some((name.clone(), value.clone()))
+        })
+        .collect()
 }
 
 fn operation(cfg: &ConfigBag) -> (String, String) {
@@ -210,6 +249,11 @@ impl Intercept for Probe {
         if op == "SendEmail" {
             if let Some(bytes) = context.request().body().bytes() {
                 lock(&self.0.emails).push(serde_json::from_slice(bytes)?);
+            }
+        }
+        if op == "Publish" {
+            if let Some(bytes) = context.request().body().bytes() {
+                lock(&self.0.publishes).push(form_params(bytes));
             }
         }
         Ok(())

@@ -257,6 +257,7 @@ impl AwsSender {
         title: &str,
         body: &str,
         data: &BTreeMap<String, String>,
+        expires: Option<crate::duration::Duration>,
     ) -> Result<Receipt, SendError> {
         let mut receipt = None;
         let mut last = None;
@@ -266,14 +267,21 @@ impl AwsSender {
                 continue;
             };
             let payload = push_payload(&d.platform, title, body, data);
-            let result = self
+            let mut publish = self
                 .sns
                 .publish()
                 .target_arn(endpoint)
                 .message_structure("json")
-                .message(payload.to_string())
-                .send()
-                .await;
+                .message(payload.to_string());
+            for (name, secs) in push_ttl(&d.platform, expires) {
+                let ttl = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(secs)
+                    .build()
+                    .map_err(|e| SendError::Permanent(e.to_string()))?;
+                publish = publish.message_attributes(name, ttl);
+            }
+            let result = publish.send().await;
             match result {
                 Ok(out) => {
                     receipt.get_or_insert(Receipt {
@@ -393,6 +401,26 @@ impl AwsSender {
     }
 }
 
+/// The SNS message attributes that give a push its time to live (seconds, counted by SNS from
+/// the publish): for an APNs device both APNs applications' (the endpoint belongs to one of
+/// them), for an FCM device FCM's. None when the template sets no `expires`.
+pub fn push_ttl(
+    platform: &str,
+    expires: Option<crate::duration::Duration>,
+) -> Vec<(&'static str, String)> {
+    let Some(e) = expires else {
+        return Vec::new();
+    };
+    let secs = e.as_secs().to_string();
+    match platform {
+        "apns" => vec![
+            ("AWS.SNS.MOBILE.APNS.TTL", secs.clone()),
+            ("AWS.SNS.MOBILE.APNS_SANDBOX.TTL", secs),
+        ],
+        _ => vec![("AWS.SNS.MOBILE.FCM.TTL", secs)],
+    }
+}
+
 /// The SNS message for one device (`MessageStructure=json`): the APNs payload under `APNS` and
 /// `APNS_SANDBOX`, the FCM HTTP v1 message under `GCM`, and a `default`.
 pub fn push_payload(
@@ -473,9 +501,15 @@ impl Sender for AwsSender {
             (Content::Sms { body, sms_type }, Address::One(to)) => {
                 self.sms(to, body, *sms_type).await
             }
-            (Content::Push { title, body, data }, Address::Devices(devices)) => {
-                self.push(devices, title, body, data).await
-            }
+            (
+                Content::Push {
+                    title,
+                    body,
+                    data,
+                    expires,
+                },
+                Address::Devices(devices),
+            ) => self.push(devices, title, body, data, *expires).await,
             (
                 Content::Webhook {
                     url,
@@ -554,5 +588,24 @@ mod tests {
         assert_eq!(aps["deeplink"], "shop://cart/1");
         assert_eq!(apns["APNS"], apns["APNS_SANDBOX"]);
         assert!(apns.get("GCM").is_none());
+    }
+
+    #[test]
+    fn push_time_to_live_per_platform() {
+        use crate::duration::Duration as Expires;
+        assert!(push_ttl("fcm", None).is_empty());
+        assert!(push_ttl("apns", None).is_empty());
+        let four_hours = Some(Expires::from_secs(14_400));
+        assert_eq!(
+            push_ttl("fcm", four_hours),
+            vec![("AWS.SNS.MOBILE.FCM.TTL", "14400".to_string())]
+        );
+        assert_eq!(
+            push_ttl("apns", four_hours),
+            vec![
+                ("AWS.SNS.MOBILE.APNS.TTL", "14400".to_string()),
+                ("AWS.SNS.MOBILE.APNS_SANDBOX.TTL", "14400".to_string()),
+            ]
+        );
     }
 }
