@@ -4,6 +4,7 @@
 
 mod data;
 mod dev;
+mod expect;
 mod remote;
 mod settings;
 
@@ -51,6 +52,14 @@ enum Command {
         /// How long to keep going after the last event (e.g. 30d).
         #[arg(long, default_value = "30d")]
         horizon: Duration,
+        /// Compare the timeline with this file instead of printing it: print a diff and exit 1
+        /// when they differ (a journey's test in CI).
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+        /// With --expect: write the timeline to that file (after an intended change; review the
+        /// file's diff before committing it).
+        #[arg(long, requires = "expect")]
+        bless: bool,
     },
     /// Print a journey as a Mermaid flowchart.
     Render { file: PathBuf },
@@ -114,7 +123,9 @@ fn main() -> ExitCode {
             journeys,
             events,
             horizon,
-        } => simulate(&journeys, &events, horizon),
+            expect,
+            bless,
+        } => simulate(&journeys, &events, horizon, expect.as_deref(), bless),
         Command::Render { file } => render(&file),
         Command::Dev(args) => multi_thread()
             .and_then(|rt| rt.block_on(dev::run(args)))
@@ -220,7 +231,13 @@ fn validate(paths: &[PathBuf]) -> bool {
     }
 }
 
-fn simulate(journeys: &Path, events: &Path, horizon: Duration) -> Result<bool> {
+fn simulate(
+    journeys: &Path,
+    events: &Path,
+    horizon: Duration,
+    expect: Option<&Path>,
+    bless: bool,
+) -> Result<bool> {
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
         Ok(set) => set,
         Err(errors) => {
@@ -249,13 +266,43 @@ fn simulate(journeys: &Path, events: &Path, horizon: Duration) -> Result<bool> {
     let outputs = current_thread()?
         .block_on(simulate::run(&set, &script, config, horizon.to_jiff()))
         .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut timeline = String::new();
     for o in &outputs {
-        let line = serde_json::to_string(o).context("encoding output")?;
-        writeln!(out, "{line}").context("writing output")?;
+        timeline.push_str(&serde_json::to_string(o).context("encoding output")?);
+        timeline.push('\n');
     }
-    out.flush().context("writing output")?;
-    Ok(true)
+    let Some(file) = expect else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(timeline.as_bytes())
+            .and_then(|()| out.flush())
+            .context("writing output")?;
+        return Ok(true);
+    };
+    let shown = file.display();
+    if bless {
+        expect::bless(file, &timeline)?;
+        eprintln!("{shown}: wrote {} lines", outputs.len());
+        return Ok(true);
+    }
+    let expected = expect::read(file)?;
+    match expect::compare(&shown.to_string(), &expected, &timeline) {
+        expect::Verdict::Same { lines } => {
+            eprintln!("{shown}: {lines} lines, as expected");
+            Ok(true)
+        }
+        expect::Verdict::Differs {
+            diff,
+            missing,
+            extra,
+        } => {
+            print!("{diff}");
+            eprintln!(
+                "{shown}: the simulation differs ({missing} expected lines not printed, {extra} printed lines not expected); \
+                 after an intended change, --bless rewrites it"
+            );
+            Ok(false)
+        }
+    }
 }
 
 fn render(file: &Path) -> Result<bool> {

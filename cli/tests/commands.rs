@@ -127,6 +127,93 @@ fn simulate_prints_the_timeline_as_json_lines() {
     assert_eq!(push[0]["at"], "2026-12-01T10:31:00Z");
 }
 
+/// A journey's test in CI: `--bless` writes the expected timeline, `--expect` checks the next
+/// run against it and fails with a diff once the journey changes what it does.
+#[test]
+fn simulate_checks_the_timeline_against_an_expected_file() {
+    let dir = TempDir::new("simulate-expect");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), WELCOME).expect("write");
+    let events = dir.write("events.jsonl", SCRIPT);
+    let expected = dir.path().join("welcome.expected.jsonl");
+    let simulate = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate".to_string(),
+            "--journeys".to_string(),
+            journeys.display().to_string(),
+            "--events".to_string(),
+            events.display().to_string(),
+            "--horizon".to_string(),
+            "1d".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    };
+    let file = expected.display().to_string();
+
+    // No file yet: the error says how to make one.
+    let out = simulate(&["--expect", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--bless"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --bless writes what the plain command prints.
+    let out = simulate(&["--expect", &file, "--bless"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let printed = simulate(&[]);
+    assert_eq!(
+        std::fs::read_to_string(&expected).expect("the expected file"),
+        text(&printed.stdout)
+    );
+
+    // The same journey: it passes, quietly on stdout.
+    let out = simulate(&["--expect", &file]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("as expected"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The wait changed from 30m to 1h: the push moves, the check fails and shows where.
+    std::fs::write(
+        journeys.join("welcome.yaml"),
+        WELCOME.replace("wait: 30m", "wait: 1h"),
+    )
+    .expect("write");
+    let out = simulate(&["--expect", &file]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let diff = text(&out.stdout);
+    assert!(diff.contains("(expected)"), "{diff}");
+    assert!(
+        diff.lines().any(|l| l.starts_with('-')
+            && l.contains("\"channel\":\"push\"")
+            && l.contains("10:31:00Z")),
+        "the push at 10:31 is missing:\n{diff}"
+    );
+    assert!(
+        diff.lines().any(|l| l.starts_with('+')
+            && l.contains("\"channel\":\"push\"")
+            && l.contains("11:01:00Z")),
+        "the push at 11:01 is new:\n{diff}"
+    );
+    assert!(
+        text(&out.stderr).contains("differs"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --bless needs --expect.
+    let out = simulate(&["--bless"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 #[test]
 fn simulate_reports_a_bad_script_line() {
     let dir = TempDir::new("simulate-bad");

@@ -54,7 +54,26 @@ fn every_example_matches_its_golden_timeline() {
             continue;
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if expected != actual {
+        if expected == actual {
+            // What the README shows: the same check with `--expect` passes.
+            let out = Command::new(env!("CARGO_BIN_EXE_waymark"))
+                .arg("simulate")
+                .arg("--journeys")
+                .arg(root().join("examples/journeys"))
+                .arg("--events")
+                .arg(&script)
+                .arg("--expect")
+                .arg(&expected_path)
+                .output()
+                .expect("run waymark simulate --expect");
+            assert!(
+                out.status.success() && out.stdout.is_empty(),
+                "simulate --expect {}: {}{}",
+                expected_path.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
             let first = expected
                 .lines()
                 .zip(actual.lines())

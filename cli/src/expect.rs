@@ -1,0 +1,98 @@
+//! Expected timelines: `waymark simulate --expect FILE` compares a run with a file kept next to
+//! the journeys (a golden file), and `--bless` writes it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use similar::TextDiff;
+
+/// How a simulated timeline compares with its expected file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The same, line for line.
+    Same { lines: usize },
+    /// Not the same: a unified diff from the file (`-`) to the run (`+`), and how many lines of
+    /// each side are not in the other.
+    Differs {
+        diff: String,
+        missing: usize,
+        extra: usize,
+    },
+}
+
+/// Compares `actual` (the run) with `expected` (the file's text); `file` names it in the diff.
+pub fn compare(file: &str, expected: &str, actual: &str) -> Verdict {
+    if expected == actual {
+        return Verdict::Same {
+            lines: actual.lines().count(),
+        };
+    }
+    let diff = TextDiff::from_lines(expected, actual);
+    let (mut missing, mut extra) = (0, 0);
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Delete => missing += 1,
+            similar::ChangeTag::Insert => extra += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    let text = diff
+        .unified_diff()
+        .context_radius(1)
+        .header(&format!("{file} (expected)"), "simulated")
+        .to_string();
+    Verdict::Differs {
+        diff: text,
+        missing,
+        extra,
+    }
+}
+
+/// Reads the expected file, saying how to make it when there is none.
+pub fn read(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "cannot read {}: write it with --bless, then review it",
+            file.display()
+        )
+    })
+}
+
+/// Writes the run as the expected file.
+pub fn bless(file: &Path, actual: &str) -> Result<()> {
+    std::fs::write(file, actual).with_context(|| format!("cannot write {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_text_is_the_same() {
+        assert_eq!(
+            compare("x.jsonl", "a\nb\n", "a\nb\n"),
+            Verdict::Same { lines: 2 }
+        );
+    }
+
+    #[test]
+    fn a_difference_is_a_unified_diff_with_counts() {
+        let Verdict::Differs {
+            diff,
+            missing,
+            extra,
+        } = compare("x.jsonl", "a\nb\nc\nd\n", "a\nB\nc\nd\ne\n")
+        else {
+            panic!("they differ");
+        };
+        assert_eq!((missing, extra), (1, 2));
+        assert!(
+            diff.starts_with("--- x.jsonl (expected)\n+++ simulated\n"),
+            "{diff}"
+        );
+        assert!(diff.contains("\n-b\n+B\n"), "{diff}");
+        assert!(diff.contains("\n+e\n"), "{diff}");
+        // One line of context: `a` around the first change, not the whole file.
+        assert!(!diff.contains(" d\n c\n"), "{diff}");
+    }
+}
