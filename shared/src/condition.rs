@@ -1325,9 +1325,124 @@ impl schemars::JsonSchema for Condition {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A path alone.
+
+/// A path alone, as a step reads one value from the event or the profile
+/// (`wait_until: {date: event.appointment_at}`): the paths of conditions, nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValuePath {
+    source: String,
+    path: Path,
+}
+
+impl ValuePath {
+    pub fn parse(src: &str) -> Result<ValuePath, ConditionError> {
+        let c = Condition::parse(src)?;
+        match c.expr {
+            Expr::Truthy(Operand::Path(path)) => Ok(ValuePath {
+                source: src.trim().to_string(),
+                path,
+            }),
+            _ => error(
+                0,
+                format!(
+                    "\"{src}\" is not a path: write one like event.appointment_at or \
+                     profile.renewal_at"
+                ),
+            ),
+        }
+    }
+
+    /// The value it reads, if there is one.
+    pub fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
+        self.path.lookup(scope)
+    }
+
+    /// The path as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for ValuePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Serialize for ValuePath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValuePath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ValuePath;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path like \"event.appointment_at\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ValuePath, E> {
+                ValuePath::parse(v).map_err(|e| E::custom(e.message))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl schemars::JsonSchema for ValuePath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ValuePath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*(event|profile)\\b",
+            "description": "A value of the trigger event or the profile: event.appointment_at, \
+                            profile.renewal_at, event.items[0].sku.",
+            "examples": ["event.appointment_at", "profile.renewal_at"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_path_is_a_path_alone() {
+        let p = ValuePath::parse("event.booking.starts_at").expect("a path");
+        assert_eq!(p.source(), "event.booking.starts_at");
+        let event = serde_json::json!({"booking": {"starts_at": "2026-12-24T09:00:00Z"}});
+        let profile = serde_json::json!({});
+        let scope = Scope {
+            event: &event,
+            profile: &profile,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(
+            p.lookup(&scope),
+            Some(&Value::String("2026-12-24T09:00:00Z".into()))
+        );
+        assert_eq!(
+            ValuePath::parse("profile.x")
+                .expect("a path")
+                .lookup(&scope),
+            None
+        );
+        for bad in ["event.a > 1", "true", "'x'", "now()", ""] {
+            let e = ValuePath::parse(bad).expect_err(bad);
+            assert!(!e.message.is_empty(), "{bad}");
+        }
+        assert!(ValuePath::parse("event.a > 1")
+            .expect_err("a condition")
+            .message
+            .contains("write one like event.appointment_at"));
+    }
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -638,6 +638,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         }
         match s.action() {
             Action::Send(send) => validate_send(send, &format!("{base}.send"), &mut out),
+            Action::WaitUntil(w) => validate_wait_until(w, &format!("{base}.wait_until"), &mut out),
             Action::Split(sp) => {
                 if sp.paths.is_empty() || sp.paths.iter().all(|p| p.weight == 0) {
                     out.push(problem(
@@ -883,11 +884,18 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
             conditions.push(("trigger.schedule.where".into(), c));
         }
     }
+    let mut reads: Vec<(String, Vec<String>)> = Vec::new();
     for (i, step) in j.steps.iter().enumerate() {
         if let Action::Branch(b) = step.action() {
             for (k, case) in b.cases.iter().enumerate() {
                 conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
             }
+        }
+        if let Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) = step.action() {
+            reads.push((
+                format!("steps[{i}].wait_until.date"),
+                vec![d.source().to_string()],
+            ));
         }
         for (path, src) in step_templates(step) {
             for (f, line) in template::event_fields(src) {
@@ -901,8 +909,9 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
             }
         }
     }
-    for (path, c) in conditions {
-        for p in c.paths() {
+    reads.extend(conditions.into_iter().map(|(path, c)| (path, c.paths())));
+    for (path, paths) in reads {
+        for p in paths {
             let field = match p.strip_prefix("event") {
                 Some("") => "",
                 Some(rest) => match rest.strip_prefix('.') {
@@ -947,6 +956,42 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A `wait_until` is a `time` (with `weekdays`), or a `date` (with `before` or `after`, and
+/// `time`).
+fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<Problem>) {
+    if w.date.is_none() {
+        if w.time.is_none() {
+            out.push(problem(
+                base,
+                "a wait_until needs a `time` (`time: \"09:00\"`) or a `date` (`date: event.appointment_at`)",
+            ));
+        }
+        for field in [("before", w.before.is_some()), ("after", w.after.is_some())]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(f, _)| f)
+        {
+            out.push(problem(
+                format!("{base}.{field}"),
+                format!("`{field}` moves a `date`: add `date: event.appointment_at` (or a profile.* time), or use `wait`"),
+            ));
+        }
+        return;
+    }
+    if !w.weekdays.is_empty() {
+        out.push(problem(
+            format!("{base}.weekdays"),
+            "`weekdays` goes with `time` alone; a `date` names its day",
+        ));
+    }
+    if w.before.is_some() && w.after.is_some() {
+        out.push(problem(
+            format!("{base}.after"),
+            "give `before` or `after`, not both",
+        ));
+    }
 }
 
 fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
@@ -1282,6 +1327,65 @@ steps:
         );
         let errs = parse("j.yaml", &scheduled).expect_err("event on a schedule");
         assert_eq!(errs[0].path, "steps[0].update.set.plan");
+    }
+
+    #[test]
+    fn a_wait_until_is_a_time_or_a_date() {
+        let with = |wait: &str, trigger: &str| {
+            format!(
+                "id: w\nname: W\ntrigger: {trigger}\nsteps:\n  - id: w\n    wait_until: {wait}\n  - id: hi\n    send: {{push: {{title: Hi, body: \".\"}}}}\n"
+            )
+        };
+        let event = "{event: booked}";
+        for good in [
+            r#"{time: "09:00"}"#,
+            r#"{time: "09:00", weekdays: [mon]}"#,
+            "{date: event.starts_at}",
+            "{date: profile.renews_on, before: 3d}",
+            r#"{date: event.starts_at, after: 2h, time: "18:00"}"#,
+        ] {
+            if let Err(e) = parse("w.yaml", &with(good, event)) {
+                panic!("{good}: {e:?}");
+            }
+        }
+        for (bad, path, needle) in [
+            ("{weekdays: [mon]}", "steps[0].wait_until", "needs a `time`"),
+            (
+                r#"{time: "09:00", before: 1d}"#,
+                "steps[0].wait_until.before",
+                "moves a `date`",
+            ),
+            (
+                "{date: event.starts_at, weekdays: [mon]}",
+                "steps[0].wait_until.weekdays",
+                "a `date` names its day",
+            ),
+            (
+                "{date: event.starts_at, before: 1d, after: 1h}",
+                "steps[0].wait_until.after",
+                "not both",
+            ),
+            (
+                "{date: starts_at}",
+                "steps[0].wait_until.date",
+                "like event.starts_at",
+            ),
+        ] {
+            let errs = parse("w.yaml", &with(bad, event)).expect_err(bad);
+            assert_eq!(errs[0].path, path, "{bad}: {errs:?}");
+            assert_eq!(errs[0].line, 6, "{bad}: {errs:?}");
+            assert!(errs[0].message.contains(needle), "{bad}: {}", errs[0]);
+        }
+        // A schedule journey has no trigger event to read a date from.
+        let errs = parse(
+            "w.yaml",
+            &with(
+                "{date: event.starts_at}",
+                r#"{schedule: {cron: "0 9 * * *"}}"#,
+            ),
+        )
+        .expect_err("event.* in a schedule journey");
+        assert_eq!(errs[0].path, "steps[0].wait_until.date", "{errs:?}");
     }
 
     #[test]

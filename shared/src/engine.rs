@@ -10,12 +10,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::condition::Scope;
+use crate::condition::{Scope, ValuePath};
 use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
     Action, Channel, EventMatch, Journey, QuietHours, Send, SmsType, Template, TimeOfDay, Update,
-    WaitUntil,
+    WaitUntil, Weekday,
 };
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
@@ -464,14 +464,18 @@ pub fn bucket(user_id: &str, journey: &str, step: &str) -> u32 {
 }
 
 /// The next instant strictly after `now` at local `time` on one of `weekdays` (any day if empty).
-pub fn next_local_time(now: Timestamp, tz: &TimeZone, w: &WaitUntil) -> Timestamp {
+pub fn next_local_time(
+    now: Timestamp,
+    tz: &TimeZone,
+    time: TimeOfDay,
+    weekdays: &[Weekday],
+) -> Timestamp {
     let local = now.to_zoned_datetime(tz.clone());
     let mut date = local.date();
     for _ in 0..8 {
-        let day_ok =
-            w.weekdays.is_empty() || w.weekdays.iter().any(|d| d.to_jiff() == date.weekday());
+        let day_ok = weekdays.is_empty() || weekdays.iter().any(|d| d.to_jiff() == date.weekday());
         if day_ok {
-            let dt = date.at(w.time.hour as i8, w.time.minute as i8, 0, 0);
+            let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
             if let Ok(ts) = tz.to_ambiguous_timestamp(dt).compatible() {
                 if ts > now {
                     return ts;
@@ -484,6 +488,23 @@ pub fn next_local_time(now: Timestamp, tz: &TimeZone, w: &WaitUntil) -> Timestam
         }
     }
     now
+}
+
+/// How a `wait_until` with a `date` names its wait: `wait_until event.appointment_at - 1d at 09:00`.
+fn date_wait_reason(w: &WaitUntil, path: &ValuePath) -> String {
+    let mut why = format!("wait_until {path}");
+    if let Some(b) = w.before {
+        why.push_str(" - ");
+        b.push_to(&mut why);
+    } else if let Some(a) = w.after {
+        why.push_str(" + ");
+        a.push_to(&mut why);
+    }
+    if let Some(t) = w.time {
+        why.push_str(" at ");
+        why.push_str(&String::from(t));
+    }
+    why
 }
 
 /// If `now` falls in the quiet window (user's local time), the instant the window ends.
@@ -499,17 +520,46 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
     if !inside || start == end {
         return None;
     }
-    Some(next_local_time(
-        now,
-        tz,
-        &WaitUntil {
-            time: TimeOfDay {
-                hour: q.end.hour,
-                minute: q.end.minute,
-            },
-            weekdays: Vec::new(),
-        },
-    ))
+    Some(next_local_time(now, tz, q.end, &[]))
+}
+
+/// When a `wait_until` with a `date` ends: the time `path` reads (an RFC 3339 time, a local
+/// date and time or a `YYYY-MM-DD` date in `tz`, or whole seconds since 1970), moved by `before`
+/// or `after`, then to `time` on its local day when the step names one. `None` when there is no
+/// such value or it is not a time.
+pub fn date_target(
+    w: &WaitUntil,
+    path: &ValuePath,
+    scope: &Scope<'_>,
+    tz: &TimeZone,
+) -> Option<Timestamp> {
+    let local = |dt: jiff::civil::DateTime| tz.to_ambiguous_timestamp(dt).compatible().ok();
+    let at = match path.lookup(scope)? {
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(t) = s.parse::<Timestamp>() {
+                t
+            } else if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+                local(dt)?
+            } else {
+                local(s.parse::<jiff::civil::Date>().ok()?.at(0, 0, 0, 0))?
+            }
+        }
+        Value::Number(n) => Timestamp::from_second(n.as_i64()?).ok()?,
+        _ => return None,
+    };
+    let at = match (w.before, w.after) {
+        (Some(b), _) => at.checked_sub(b.to_jiff()).ok()?,
+        (None, Some(a)) => at.checked_add(a.to_jiff()).ok()?,
+        (None, None) => at,
+    };
+    match w.time {
+        Some(time) => {
+            let day = at.to_zoned_datetime(tz.clone()).date();
+            local(day.at(time.hour as i8, time.minute as i8, 0, 0))
+        }
+        None => Some(at),
+    }
 }
 
 /// Whether `send` reaches `profile` on none of its channels for want of an address (rather
@@ -623,6 +673,14 @@ impl<'a> Run<'a> {
         self.log(Some(step), What::Waiting { until: at, why });
     }
 
+    /// Ends the enrollment before its end, for `reason` (a step it cannot take).
+    fn end(&mut self, step: &str, reason: String) {
+        self.enrollment.status = Status::Exited;
+        self.enrollment.ended_at = Some(self.ctx.now);
+        self.enrollment.end_reason = Some(reason.clone());
+        self.log(Some(step), What::Ended { reason });
+    }
+
     fn complete(&mut self) {
         self.enrollment.status = Status::Completed;
         self.enrollment.ended_at = Some(self.ctx.now);
@@ -670,10 +728,33 @@ impl<'a> Run<'a> {
                     return;
                 }
                 Action::WaitUntil(w) => {
-                    let at = next_local_time(self.ctx.now, &self.ctx.timezone(), w);
-                    let why = format!("wait_until {}", String::from(w.time));
-                    self.wait(&id, at, Resume::Continue, why);
-                    return;
+                    let tz = self.ctx.timezone();
+                    let Some(path) = &w.date else {
+                        let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+                        let at = next_local_time(self.ctx.now, &tz, time, &w.weekdays);
+                        let why = format!("wait_until {}", String::from(time));
+                        self.wait(&id, at, Resume::Continue, why);
+                        return;
+                    };
+                    let why = date_wait_reason(w, path);
+                    let Some(at) = date_target(w, path, &self.scope(), &tz) else {
+                        self.end(&id, format!("{why}: {path} is missing or not a time"));
+                        return;
+                    };
+                    if at > self.ctx.now {
+                        self.wait(&id, at, Resume::Continue, why);
+                        return;
+                    }
+                    // Already past (booked for tomorrow, reminded a day before): go on now.
+                    let now = self.ctx.now;
+                    self.log(Some(&id), What::Waiting { until: now, why });
+                    self.log(
+                        Some(&id),
+                        What::Woke {
+                            how: format!("already past: {at}"),
+                        },
+                    );
+                    current = default_next();
                 }
                 Action::WaitFor(w) => {
                     let at = self.after(w.timeout.to_jiff());

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
+use crate::condition::{Condition, ValuePath};
 use crate::cron::Cron;
 use crate::duration::Duration;
 
@@ -382,11 +382,24 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitUntil {
-    /// Local time of day in the user's time zone.
-    pub time: TimeOfDay,
-    /// Only on these weekdays (`mon` … `sun`); any day when empty.
+    /// Local time of day in the user's time zone: the next one (with `date`: on that day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeOfDay>,
+    /// Only on these weekdays (`mon` … `sun`); any day when empty. Not with `date`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weekdays: Vec<Weekday>,
+    /// A time read from the trigger event or the profile (`event.appointment_at`,
+    /// `profile.renewal_at`): an RFC 3339 time, a local date and time (`2026-12-10T15:00:00`) or
+    /// a `YYYY-MM-DD` date (midnight) in the user's time zone, or whole seconds since 1970. A
+    /// user without one leaves the journey (`ended`); one already past goes on at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<ValuePath>,
+    /// With `date`: this long before it (`1d`: the day before an appointment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Duration>,
+    /// With `date`: this long after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -232,7 +232,23 @@ fn action_label(step: &Step) -> String {
     match step.action() {
         Action::Wait(d) => format!("wait {d}"),
         Action::WaitUntil(w) => {
-            let mut l = format!("wait until {}", String::from(w.time));
+            let mut l = "wait until".to_string();
+            if let Some(path) = &w.date {
+                let _ = write!(l, " {path}");
+                if let Some(b) = w.before {
+                    let _ = write!(l, " - {b}");
+                } else if let Some(a) = w.after {
+                    let _ = write!(l, " + {a}");
+                }
+            }
+            if let Some(t) = w.time {
+                let _ = write!(
+                    l,
+                    "{}{}",
+                    if w.date.is_some() { " at " } else { " " },
+                    String::from(t)
+                );
+            }
             if !w.weekdays.is_empty() {
                 let days: Vec<String> = w
                     .weekdays

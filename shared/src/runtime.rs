@@ -2926,6 +2926,7 @@ pub fn describe(w: &What) -> String {
         What::Converted { event } => format!("converted on {event}"),
         What::Exited { event } => format!("exited on {event}"),
         What::Stopped => "exited: the journey was stopped".into(),
+        What::Ended { reason } => format!("ended: {reason}"),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),
         What::Merged {

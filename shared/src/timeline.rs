@@ -71,6 +71,9 @@ pub enum What {
     Exited { event: String },
     /// Ended because the journey was stopped (`status: stopped`).
     Stopped,
+    /// Ended before the journey's end because a step could not be taken, and why (a
+    /// `wait_until` whose `date` the user does not have). Counted as an exit.
+    Ended { reason: String },
     /// Reached an exit step or the end.
     Completed,
     /// Held out by a split.
@@ -124,7 +127,10 @@ impl What {
             What::Sent { channel } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
             What::Converted { .. } => Fact::Converted,
-            What::Exited { .. } | What::Stopped | What::Merged { ended: true, .. } => Fact::Exited,
+            What::Exited { .. }
+            | What::Stopped
+            | What::Ended { .. }
+            | What::Merged { ended: true, .. } => Fact::Exited,
             What::Completed => Fact::Completed,
             What::HeldOut => Fact::HeldOut,
             What::Branched { .. }
@@ -187,7 +193,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
                     .ok_or("a `skipped` entry without its reason")?,
             ),
             "converted" => Fact::Converted,
-            "exited" | "stopped" => Fact::Exited,
+            "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
             "branched" | "split" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
@@ -320,6 +326,7 @@ mod tests {
             What::Stopped => 14,
             What::NotEntered { .. } => 15,
             What::Merged { .. } => 16,
+            What::Ended { .. } => 17,
         }
     }
 
@@ -410,6 +417,12 @@ mod tests {
             entry(None, What::HeldOut),
             entry(Some("push"), What::Stopped),
             entry(
+                Some("day_before"),
+                What::Ended {
+                    reason: "event.starts_at is missing".into(),
+                },
+            ),
+            entry(
                 Some("wait"),
                 What::Merged {
                     from: "anon:d1".into(),
@@ -436,7 +449,7 @@ mod tests {
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 17, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 18, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
@@ -450,14 +463,19 @@ mod tests {
             "stopped counts as exited"
         );
         assert_eq!(
+            j.get("step.day_before.exited"),
+            Some(&1),
+            "ended counts as exited"
+        );
+        assert_eq!(
             j.get("step.email.exited"),
             Some(&1),
             "merged into a user in the journey already counts as exited"
         );
         assert_eq!(
             j.get("exited"),
-            Some(&3),
-            "a merge that goes on ends nothing"
+            Some(&4),
+            "exited, stopped, ended and merged-and-ended; a merge that goes on ends nothing"
         );
         assert_eq!(
             j.get("step.wait.waiting"),

@@ -14,7 +14,7 @@ use waymark::enrollment::TriggerEvent;
 use waymark::journey::{Channel, JourneyStatus, SmsType};
 use waymark::profile::{Address, Profile};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
-use waymark::runtime::{Cap, Config, Handled};
+use waymark::runtime::{describe, Cap, Config, Handled};
 use waymark::store::{Expect, Key, Record, Store};
 use waymark::timeline::{self, What};
 
@@ -661,6 +661,159 @@ steps:
             "zone {tz:?} {weekdays:?} {journey_tz:?}, signed up {signed_up}"
         );
     }
+}
+
+/// An appointment reminder: a day before the time the booking event carries, at 09:00 on that
+/// day in the user's zone; a renewal reminder three days before a profile date.
+#[tokio::test]
+async fn wait_until_a_date_from_the_event_or_the_profile() {
+    let reminder = r#"
+id: reminder
+name: Reminder
+trigger: {event: appointment_booked}
+steps:
+  - id: day_before
+    wait_until: {date: event.starts_at, before: 1d, time: "09:00"}
+  - id: remind
+    send:
+      push: {title: "See you tomorrow", body: "."}
+"#;
+    let renewal = r#"
+id: renewal
+name: Renewal
+trigger: {event: plan_changed}
+steps:
+  - id: three_days_before
+    wait_until: {date: profile.renews_on, before: 3d}
+  - id: tell
+    send:
+      push: {title: "Renewal soon", body: "."}
+"#;
+    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+    let script = [
+        // Paris; the appointment is on 2026-12-10 at 15:00 Paris: reminded 2026-12-09 09:00 Paris.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"timezone": "Europe/Paris", "push_tokens": device("ann")}}),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "ann", "event": "appointment_booked",
+               "messageId": "b-ann", "properties": {"starts_at": "2026-12-10T15:00:00+01:00"}}),
+        // Booked at 10:00 for 16:00 the same day: the day before is past, reminded at once.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "bob",
+               "traits": {"push_tokens": device("bob")}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "bob", "event": "appointment_booked",
+               "messageId": "b-bob", "properties": {"starts_at": "2026-12-01T16:00:00Z"}}),
+        // No time in the event: no reminder, and the timeline says why.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "cat",
+               "traits": {"push_tokens": device("cat")}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "cat", "event": "appointment_booked",
+               "messageId": "b-cat", "properties": {"starts_at": "soon"}}),
+        // A profile date (a calendar date, midnight in New York) three days ahead of it.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "dan",
+               "traits": {"timezone": "America/New_York", "renews_on": "2026-12-20", "push_tokens": device("dan")}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "dan", "event": "plan_changed",
+               "messageId": "p-dan"}),
+        // Seconds since 1970: 2026-12-15T00:00:00Z.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "eve",
+               "traits": {"renews_on": 1_797_292_800, "push_tokens": device("eve")}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "eve", "event": "plan_changed",
+               "messageId": "p-eve"}),
+    ]
+    .map(|l| l.to_string())
+    .join("\n");
+    let out = sim(&[reminder, renewal], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z bob push remind: See you tomorrow",
+            "2026-12-09T08:00:00Z ann push remind: See you tomorrow",
+            "2026-12-12T00:00:00Z eve push tell: Renewal soon",
+            "2026-12-17T05:00:00Z dan push tell: Renewal soon",
+        ]
+    );
+    let why = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("waiting") || d.starts_with("woke") || d.starts_with("ended"))
+            .collect()
+    };
+    assert_eq!(
+        why("ann"),
+        [
+            "waiting until 2026-12-09T08:00:00Z (wait_until event.starts_at - 1d at 09:00)",
+            "woke (time)"
+        ]
+    );
+    assert_eq!(
+        why("bob"),
+        [
+            "waiting until 2026-12-01T10:00:00Z (wait_until event.starts_at - 1d at 09:00)",
+            "woke (already past: 2026-11-30T09:00:00Z)"
+        ]
+    );
+    assert_eq!(
+        why("cat"),
+        ["ended: wait_until event.starts_at - 1d at 09:00: event.starts_at is missing or not a time"]
+    );
+    let cat = entries(&out, "cat");
+    assert!(
+        matches!(cat.last().map(|e| &e.what), Some(What::Ended { .. })),
+        "{cat:?}"
+    );
+}
+
+/// The forms a `wait_until` date may take, read in the user's zone where they carry none.
+#[test]
+fn a_wait_until_date_reads_times_dates_and_seconds() {
+    use waymark::condition::Scope;
+    use waymark::engine::date_target;
+    use waymark::journey::WaitUntil;
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("zone");
+    let wait = |w: serde_json::Value| -> WaitUntil {
+        serde_json::from_value(w).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let target = |w: &WaitUntil, value: serde_json::Value| {
+        let event = json!({ "at": value });
+        let profile = json!({});
+        let scope = Scope {
+            event: &event,
+            profile: &profile,
+            now: at("2026-01-01T00:00:00Z"),
+        };
+        let Some(path) = &w.date else {
+            panic!("a date wait")
+        };
+        date_target(w, path, &scope, &paris)
+    };
+    let plain = wait(json!({"date": "event.at"}));
+    let cases = [
+        (json!("2026-12-10T15:00:00Z"), Some("2026-12-10T15:00:00Z")),
+        (
+            json!("2026-12-10T15:00:00+01:00"),
+            Some("2026-12-10T14:00:00Z"),
+        ),
+        (json!("2026-12-10T15:00:00"), Some("2026-12-10T14:00:00Z")), // Paris local
+        (json!("2026-12-10"), Some("2026-12-09T23:00:00Z")),          // Paris midnight
+        (json!("2026-03-29T02:30:00"), Some("2026-03-29T01:30:00Z")), // in the spring gap: 03:30
+        (json!(1_797_292_800), Some("2026-12-15T00:00:00Z")),
+        (json!(1.5), None),
+        (json!("next week"), None),
+        (json!(true), None),
+        (json!(null), None),
+    ];
+    for (value, want) in cases {
+        assert_eq!(target(&plain, value.clone()), want.map(at), "{value}");
+    }
+    let later = wait(json!({"date": "event.at", "after": "2h"}));
+    assert_eq!(
+        target(&later, json!("2026-12-10T15:00:00Z")),
+        Some(at("2026-12-10T17:00:00Z"))
+    );
+    // `before` crosses midnight in Paris, then `time` sets the hour on that local day.
+    let evening_before = wait(json!({"date": "event.at", "before": "1d", "time": "18:00"}));
+    assert_eq!(
+        target(&evening_before, json!("2026-12-10T00:30:00+01:00")),
+        Some(at("2026-12-09T17:00:00Z"))
+    );
 }
 
 #[tokio::test]
