@@ -453,6 +453,24 @@ steps:
     }
 
     #[test]
+    fn a_wait_until_says_its_time_or_its_date() {
+        let with = |wait: &str| {
+            let text = format!(
+                "id: w\nname: W\ntrigger: {{event: booked}}\nsteps:\n  - id: w\n    wait_until: {wait}\n"
+            );
+            mermaid(&crate::dsl::parse("w.yaml", &text).expect("valid journey"))
+        };
+        assert!(with(r#"{time: "09:00", weekdays: [mon, fri]}"#)
+            .contains("wait until 09:00 on mon, fri"));
+        assert!(
+            with(r#"{date: event.starts_at, before: 1d, time: "09:00"}"#)
+                .contains("wait until event.starts_at - 1d at 09:00")
+        );
+        assert!(with("{date: profile.renews_on, after: 2w}")
+            .contains("wait until profile.renews_on + 2w\""));
+    }
+
+    #[test]
     fn falling_off_the_end_and_unknown_steps_get_their_own_nodes() {
         let mut j = crate::dsl::parse("cart.yaml", CART).expect("valid journey");
         j.steps.truncate(2);
