@@ -69,20 +69,30 @@ fn zoned(value: &Value, tz: &TimeZone) -> Result<ZonedDateTime, Error> {
             Ok(ts.to_zoned_datetime(tz.clone()))
         }
         ValueKind::String => {
-            let text = value.as_str().unwrap_or_default();
-            if let Ok(ts) = text.parse::<Timestamp>() {
-                return Ok(ts.to_zoned_datetime(tz.clone()));
-            }
-            if let Ok(dt) = text.parse::<DateTime>() {
-                return dt.to_zoned_datetime(tz.clone()).map_err(|_| not_a_time());
-            }
-            if let Ok(day) = text.parse::<Date>() {
-                return day.to_zoned_datetime(tz.clone()).map_err(|_| not_a_time());
-            }
-            Err(not_a_time())
+            zoned_text(value.as_str().unwrap_or_default(), tz).ok_or_else(not_a_time)
         }
         _ => Err(not_a_time()),
     }
+}
+
+/// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
+/// `tz`). Shared with the direct renderer, so both read the same texts the same way.
+pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Some(ts.to_zoned_datetime(tz.clone()));
+    }
+    if let Ok(dt) = text.parse::<DateTime>() {
+        return dt.to_zoned_datetime(tz.clone()).ok();
+    }
+    text.parse::<Date>()
+        .ok()?
+        .to_zoned_datetime(tz.clone())
+        .ok()
+}
+
+/// `format` applied to a time: what the filter prints.
+pub(crate) fn format(format: Option<&str>, zoned: &ZonedDateTime) -> Option<String> {
+    jiff::fmt::strtime::format(format.unwrap_or(DEFAULT_FORMAT), zoned).ok()
 }
 
 fn invalid(message: String) -> Error {

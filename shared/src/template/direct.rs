@@ -106,6 +106,8 @@ enum Filter {
     Upper,
     Lower,
     Trim,
+    /// `date` or `date('%H:%M')` on text (see `template::date`); anything else, MiniJinja's.
+    Date(Option<Box<str>>),
 }
 
 #[derive(Debug)]
@@ -426,9 +428,26 @@ impl<'s> Parser<'_, 's> {
                 "upper" => Filter::Upper,
                 "lower" => Filter::Lower,
                 "trim" => Filter::Trim,
+                "date" => {
+                    let mut format = None;
+                    if self.eat_punct("(") && !self.eat_punct(")") {
+                        // One format string and nothing else (no `tz=`: MiniJinja's).
+                        let Lit::Str(f) = self.literal()? else {
+                            return Err(Declined);
+                        };
+                        if !self.eat_punct(")") {
+                            return Err(Declined);
+                        }
+                        format = Some(f);
+                    }
+                    Filter::Date(format)
+                }
                 _ => return Err(Declined),
             };
-            if !matches!(f, Filter::Default(_)) && self.eat_punct("(") && !self.eat_punct(")") {
+            if !matches!(f, Filter::Default(_) | Filter::Date(_))
+                && self.eat_punct("(")
+                && !self.eat_punct(")")
+            {
                 return Err(Declined);
             }
             e = Expr::Filtered(Box::new(e), f);
@@ -931,6 +950,20 @@ impl<'r> Renderer<'r> {
                     (Filter::Upper, V::Str(s)) => V::Str(Cow::Owned(s.to_uppercase())),
                     (Filter::Lower, V::Str(s)) => V::Str(Cow::Owned(s.to_lowercase())),
                     (Filter::Trim, V::Str(s)) => V::Str(Cow::Owned(s.trim().to_string())),
+                    (Filter::Date(format), V::Str(text)) => {
+                        // The user's zone as MiniJinja's filter finds it, else UTC.
+                        let tz = self
+                            .scope
+                            .traits
+                            .get("timezone")
+                            .and_then(Value::as_str)
+                            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+                            .unwrap_or(jiff::tz::TimeZone::UTC);
+                        let zoned = super::date::zoned_text(&text, &tz).ok_or(Declined)?;
+                        V::Str(Cow::Owned(
+                            super::date::format(format.as_deref(), &zoned).ok_or(Declined)?,
+                        ))
+                    }
                     _ => return Err(Declined),
                 })
             }
@@ -953,6 +986,7 @@ mod tests {
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_fuel(Some(50_000));
         env.set_recursion_limit(32);
+        env.add_filter("date", crate::template::date::date);
         let escape = if html {
             AutoEscape::Html
         } else {
@@ -1289,6 +1323,68 @@ mod tests {
             Value::Object(m) => m.values().for_each(|v| collect_templates(v, out)),
             _ => {}
         }
+    }
+
+    /// `date` renders directly what MiniJinja's filter renders, in the user's zone, and leaves
+    /// to MiniJinja what it does not read (numbers, absent values, `tz=`, bad text).
+    #[test]
+    fn the_date_filter_renders_as_minijinja_renders_it() {
+        let sources = [
+            "{{ event.at | date }}",
+            "{{ event.at | date() }}",
+            "{{ event.at | date('%A %-d %B at %H:%M') }}",
+            "{{ event.day | date('%H:%M %Z') }}",
+            "{{ event.local | date('%Y-%m-%d %H:%M') }}",
+            "<p>{{ event.at | date('<%H>') }}</p>",
+            "{{ event.at | date('%H:%M') | upper }}",
+            "{{ event.bad | date }}",
+            "{{ event.epoch | date }}",
+            "{{ event.missing | date }}",
+            "{{ event.at | date('%H', tz='Asia/Tokyo') }}",
+        ];
+        let mut rendered = 0;
+        for zone in [
+            Some("Europe/Paris"),
+            Some("America/Chicago"),
+            Some("Mars/Base"),
+            None,
+        ] {
+            let mut traits = Map::new();
+            if let Some(z) = zone {
+                traits.insert("timezone".into(), json!(z));
+            }
+            let case = Case {
+                traits,
+                event: json!({"at": "2026-12-24T18:30:00Z", "day": "2026-12-24",
+                              "local": "2026-03-29T02:30:00", "bad": "soon", "epoch": 1798137000}),
+                unsubscribe: None,
+            };
+            for source in sources {
+                for html in [false, true] {
+                    match agrees(source, &case, html) {
+                        Ok(true) => rendered += 1,
+                        Ok(false) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }
+        // The first seven sources in every zone, both modes; the rest go to MiniJinja.
+        assert_eq!(rendered, 7 * 4 * 2);
+        for declined in [
+            "{{ event.bad | date }}",
+            "{{ event.epoch | date }}",
+            "{{ event.missing | date }}",
+        ] {
+            let program = Program::compile(declined).expect("compiles");
+            let case = Case {
+                traits: Map::new(),
+                event: json!({"bad": "soon", "epoch": 1}),
+                unsubscribe: None,
+            };
+            assert!(program.render(&case.scope(), false).is_err(), "{declined}");
+        }
+        assert!(Program::compile("{{ event.at | date('%H', tz='Asia/Tokyo') }}").is_err());
     }
 
     #[test]
