@@ -534,18 +534,13 @@ pub fn date_target(
     tz: &TimeZone,
 ) -> Option<Timestamp> {
     let local = |dt: jiff::civil::DateTime| tz.to_ambiguous_timestamp(dt).compatible().ok();
+    // Read as the templates' `date` filter reads a time, so a message shows the time waited for.
     let at = match path.lookup(scope)? {
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(t) = s.parse::<Timestamp>() {
-                t
-            } else if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-                local(dt)?
-            } else {
-                local(s.parse::<jiff::civil::Date>().ok()?.at(0, 0, 0, 0))?
-            }
+        Value::String(s) => template::zoned_text(s.trim(), tz)?.timestamp(),
+        Value::Number(n) => {
+            let seconds = n.as_f64().filter(|s| s.is_finite())?;
+            Timestamp::from_millisecond((seconds * 1000.0).round() as i64).ok()?
         }
-        Value::Number(n) => Timestamp::from_second(n.as_i64()?).ok()?,
         _ => return None,
     };
     let at = match (w.before, w.after) {

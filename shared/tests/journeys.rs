@@ -795,7 +795,8 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
         (json!("2026-12-10"), Some("2026-12-09T23:00:00Z")),          // Paris midnight
         (json!("2026-03-29T02:30:00"), Some("2026-03-29T01:30:00Z")), // in the spring gap: 03:30
         (json!(1_797_292_800), Some("2026-12-15T00:00:00Z")),
-        (json!(1.5), None),
+        (json!(1.5), Some("1970-01-01T00:00:01.5Z")),
+        (json!(1e300), None),
         (json!("next week"), None),
         (json!(true), None),
         (json!(null), None),
