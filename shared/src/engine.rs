@@ -242,7 +242,11 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
         }
         Resume::Rerun | Resume::Recheck => {
             let how = if pending.resume == Resume::Rerun {
-                "quiet hours over"
+                // A date more than a year ahead is waited for a year at a time.
+                match ctx.journey.step(&step).map(|s| s.action()) {
+                    Some(Action::WaitUntil(_)) => "a year on",
+                    _ => "quiet hours over",
+                }
             } else {
                 "address grace over"
             };
@@ -524,7 +528,7 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
 }
 
 /// When a `wait_until` with a `date` ends: the time `path` reads (an RFC 3339 time, a local
-/// date and time or a `YYYY-MM-DD` date in `tz`, or whole seconds since 1970), moved by `before`
+/// date and time or a `YYYY-MM-DD` date in `tz`, or seconds since 1970), moved by `before`
 /// or `after`, then to `time` on its local day when the step names one. `None` when there is no
 /// such value or it is not a time.
 pub fn date_target(
@@ -736,6 +740,19 @@ impl<'a> Run<'a> {
                         self.end(&id, format!("{why}: {path} is missing or not a time"));
                         return;
                     };
+                    // No wait is longer than a year (the records a waiting enrollment relies on
+                    // are kept 400 days): a later date is waited for a year at a time, the step
+                    // read again each year.
+                    let year = self.after(crate::duration::Duration::MAX.to_jiff());
+                    if at > year {
+                        self.wait(
+                            &id,
+                            year,
+                            Resume::Rerun,
+                            format!("{why} ({at}: a year at a time)"),
+                        );
+                        return;
+                    }
                     if at > self.ctx.now {
                         self.wait(&id, at, Resume::Continue, why);
                         return;

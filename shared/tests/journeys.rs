@@ -761,6 +761,58 @@ steps:
     );
 }
 
+/// A date more than a year ahead (the longest wait) is waited for a year at a time, and read
+/// again each year.
+#[tokio::test]
+async fn a_wait_until_date_years_ahead_is_waited_for_a_year_at_a_time() {
+    let journey = r#"
+id: anniversary
+name: Anniversary
+trigger: {event: joined}
+steps:
+  - id: until_then
+    wait_until: {date: event.anniversary_at}
+  - id: congratulate
+    send:
+      push: {title: "Happy anniversary", body: "."}
+"#;
+    let script = [
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"push_tokens": [{"platform": "fcm", "token": "t-ann"}]}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "ann", "event": "joined",
+               "messageId": "j-ann", "properties": {"anniversary_at": "2029-01-15T10:00:00Z"}}),
+    ]
+    .map(|l| l.to_string())
+    .join("\n");
+    let out = sim_with(
+        &[journey],
+        &script,
+        Config::default(),
+        SignedDuration::from_hours(24 * 800),
+    )
+    .await;
+    assert_eq!(
+        outbox(&out),
+        ["2029-01-15T10:00:00Z ann push congratulate: Happy anniversary"]
+    );
+    let waits: Vec<String> = entries(&out, "ann")
+        .iter()
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            "waiting until 2027-12-02T10:00:00Z (wait_until event.anniversary_at (2029-01-15T10:00:00Z: a year at a time))",
+            "woke (a year on)",
+            "waiting until 2028-12-02T10:00:00Z (wait_until event.anniversary_at (2029-01-15T10:00:00Z: a year at a time))",
+            "woke (a year on)",
+            "waiting until 2029-01-15T10:00:00Z (wait_until event.anniversary_at)",
+            "woke (time)",
+        ]
+    );
+}
+
 /// The forms a `wait_until` date may take, read in the user's zone where they carry none.
 #[test]
 fn a_wait_until_date_reads_times_dates_and_seconds() {
