@@ -968,11 +968,10 @@ fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<
                 "a wait_until needs a `time` (`time: \"09:00\"`) or a `date` (`date: event.appointment_at`)",
             ));
         }
-        for field in [("before", w.before.is_some()), ("after", w.after.is_some())]
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(f, _)| f)
-        {
+        for (field, set) in [("before", w.before.is_some()), ("after", w.after.is_some())] {
+            if !set {
+                continue;
+            }
             out.push(problem(
                 format!("{base}.{field}"),
                 format!("`{field}` moves a `date`: add `date: event.appointment_at` (or a profile.* time), or use `wait`"),

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::condition::{Scope, ValuePath};
+use crate::condition::Scope;
 use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
@@ -494,23 +494,6 @@ pub fn next_local_time(
     now
 }
 
-/// How a `wait_until` with a `date` names its wait: `wait_until event.appointment_at - 1d at 09:00`.
-fn date_wait_reason(w: &WaitUntil, path: &ValuePath) -> String {
-    let mut why = format!("wait_until {path}");
-    if let Some(b) = w.before {
-        why.push_str(" - ");
-        b.push_to(&mut why);
-    } else if let Some(a) = w.after {
-        why.push_str(" + ");
-        a.push_to(&mut why);
-    }
-    if let Some(t) = w.time {
-        why.push_str(" at ");
-        why.push_str(&String::from(t));
-    }
-    why
-}
-
 /// If `now` falls in the quiet window (user's local time), the instant the window ends.
 pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Timestamp> {
     let local = now.to_zoned_datetime(tz.clone());
@@ -527,16 +510,12 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
     Some(next_local_time(now, tz, q.end, &[]))
 }
 
-/// When a `wait_until` with a `date` ends: the time `path` reads (an RFC 3339 time, a local
+/// When a `wait_until` with a `date` ends: the time its path reads (an RFC 3339 time, a local
 /// date and time or a `YYYY-MM-DD` date in `tz`, or seconds since 1970), moved by `before`
-/// or `after`, then to `time` on its local day when the step names one. `None` when there is no
-/// such value or it is not a time.
-pub fn date_target(
-    w: &WaitUntil,
-    path: &ValuePath,
-    scope: &Scope<'_>,
-    tz: &TimeZone,
-) -> Option<Timestamp> {
+/// or `after`, then to `time` on its local day when the step names one. `None` when the step
+/// has no `date`, or the user no such value, or it is not a time.
+pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
+    let path = w.date.as_ref()?;
     let local = |dt: jiff::civil::DateTime| tz.to_ambiguous_timestamp(dt).compatible().ok();
     // Read as the templates' `date` filter reads a time, so a message shows the time waited for.
     let at = match path.lookup(scope)? {
@@ -728,15 +707,15 @@ impl<'a> Run<'a> {
                 }
                 Action::WaitUntil(w) => {
                     let tz = self.ctx.timezone();
-                    let Some(path) = &w.date else {
+                    let (Some(path), Some(date)) = (&w.date, w.date_text()) else {
                         let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
                         let at = next_local_time(self.ctx.now, &tz, time, &w.weekdays);
                         let why = format!("wait_until {}", String::from(time));
                         self.wait(&id, at, Resume::Continue, why);
                         return;
                     };
-                    let why = date_wait_reason(w, path);
-                    let Some(at) = date_target(w, path, &self.scope(), &tz) else {
+                    let why = format!("wait_until {date}");
+                    let Some(at) = date_target(w, &self.scope(), &tz) else {
                         self.end(&id, format!("{why}: {path} is missing or not a time"));
                         return;
                     };

@@ -403,6 +403,27 @@ pub struct WaitUntil {
     pub after: Option<Duration>,
 }
 
+impl WaitUntil {
+    /// What a `date` wait waits for, as the timeline and the flowchart say it
+    /// (`event.starts_at - 1d at 09:00`); `None` for a wait on the time of day alone.
+    pub fn date_text(&self) -> Option<String> {
+        let path = self.date.as_ref()?;
+        let mut text = path.source().to_string();
+        if let Some(b) = self.before {
+            text.push_str(" - ");
+            b.push_to(&mut text);
+        } else if let Some(a) = self.after {
+            text.push_str(" + ");
+            a.push_to(&mut text);
+        }
+        if let Some(t) = self.time {
+            text.push_str(" at ");
+            text.push_str(&String::from(t));
+        }
+        Some(text)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {

@@ -232,22 +232,12 @@ fn action_label(step: &Step) -> String {
     match step.action() {
         Action::Wait(d) => format!("wait {d}"),
         Action::WaitUntil(w) => {
-            let mut l = "wait until".to_string();
-            if let Some(path) = &w.date {
-                let _ = write!(l, " {path}");
-                if let Some(b) = w.before {
-                    let _ = write!(l, " - {b}");
-                } else if let Some(a) = w.after {
-                    let _ = write!(l, " + {a}");
-                }
+            if let Some(date) = w.date_text() {
+                return format!("wait until {date}");
             }
+            let mut l = "wait until".to_string();
             if let Some(t) = w.time {
-                let _ = write!(
-                    l,
-                    "{}{}",
-                    if w.date.is_some() { " at " } else { " " },
-                    String::from(t)
-                );
+                let _ = write!(l, " {}", String::from(t));
             }
             if !w.weekdays.is_empty() {
                 let days: Vec<String> = w

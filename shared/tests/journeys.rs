@@ -831,10 +831,7 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
             profile: &profile,
             now: at("2026-01-01T00:00:00Z"),
         };
-        let Some(path) = &w.date else {
-            panic!("a date wait")
-        };
-        date_target(w, path, &scope, &paris)
+        date_target(w, &scope, &paris)
     };
     let plain = wait(json!({"date": "event.at"}));
     let cases = [
