@@ -957,6 +957,7 @@ impl<'a> Run<'a> {
             journey_id: &j.id,
             journey_name: &j.name,
             journey_version: u64::from(self.enrollment.version),
+            journey_timezone: j.timezone.as_deref(),
             now: self.ctx.now,
             unsubscribe_url: self.ctx.unsubscribe_url,
         })

@@ -318,7 +318,7 @@ impl<'a> Context<'a> {
     }
 
     /// The scope as MiniJinja sees it: `profile` (the traits, plus `user_id`), `event`,
-    /// `journey` (`id`, `name`, `version`), `user_id`, `now` and `unsubscribe_url`.
+    /// `journey` (`id`, `name`, `version`, `timezone`), `user_id`, `now` and `unsubscribe_url`.
     fn values(&self) -> &minijinja::Value {
         self.values.get_or_init(|| {
             let s = &self.scope;
@@ -333,6 +333,7 @@ impl<'a> Context<'a> {
                     id => s.journey_id,
                     name => s.journey_name,
                     version => s.journey_version,
+                    timezone => s.journey_timezone,
                 },
                 user_id => s.user_id,
                 now => s.now.to_string(),
@@ -674,11 +675,12 @@ mod tests {
             journey_id: "cart",
             journey_name: "Cart",
             journey_version: 2,
+            journey_timezone: None,
             now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             unsubscribe_url: None,
         });
         let values = json!({"profile": {"first_name": "ann <3", "user_id": "u1"}, "event": event,
-            "journey": {"id": "cart", "name": "Cart", "version": 2}, "user_id": "u1",
+            "journey": {"id": "cart", "name": "Cart", "version": 2, "timezone": null}, "user_id": "u1",
             "now": "2026-12-01T10:00:00Z", "unsubscribe_url": null});
         for (source, want) in [
             // Rendered directly.

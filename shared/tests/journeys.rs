@@ -761,6 +761,47 @@ steps:
     );
 }
 
+/// A reminder prints the appointment's time in the zone its wait used: the user's, else the
+/// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
+#[tokio::test]
+async fn a_reminder_shows_a_time_in_the_zone_its_wait_used() {
+    let reminder = r#"
+id: reminder
+name: Reminder
+timezone: Europe/Paris
+trigger: {event: appointment_booked}
+steps:
+  - id: day_before
+    wait_until: {date: event.starts_at, before: 1d, time: "09:00"}
+  - id: remind
+    send:
+      push: {title: "See you at {{ event.starts_at | date('%H:%M') }}", body: "."}
+"#;
+    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+    let script = [
+        // No zone of her own: the journey's (Paris).
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"push_tokens": device("ann")}}),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "ann", "event": "appointment_booked",
+               "messageId": "b-ann", "properties": {"starts_at": "2026-12-10T14:00:00Z"}}),
+        // His own zone (Tokyo) comes first.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "bob",
+               "traits": {"timezone": "Asia/Tokyo", "push_tokens": device("bob")}}),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "bob", "event": "appointment_booked",
+               "messageId": "b-bob", "properties": {"starts_at": "2026-12-10T14:00:00Z"}}),
+    ]
+    .map(|l| l.to_string())
+    .join("\n");
+    let out = sim(&[reminder], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-09T00:00:00Z bob push remind: See you at 23:00",
+            "2026-12-09T08:00:00Z ann push remind: See you at 15:00",
+        ]
+    );
+}
+
 /// A date more than a year ahead (the longest wait) is waited for a year at a time, and read
 /// again each year.
 #[tokio::test]

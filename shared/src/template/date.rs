@@ -14,7 +14,7 @@ const DEFAULT_FORMAT: &str = "%Y-%m-%d";
 /// `value | date(format, tz=zone)`: `value` is RFC 3339 text (`2026-12-24T18:00:00Z`), a day
 /// (`2026-12-24`), a local date and time (`2026-12-24T18:00:00`, read in the zone) or seconds
 /// since 1970. It is shown in `tz` when given, else in the user's zone (`profile.timezone`),
-/// else in UTC; `format` takes strftime's directives (`%Y-%m-%d` when absent). Nothing (an
+/// else in the journey's (`timezone:` in the journey file), else in UTC; `format` takes strftime's directives (`%Y-%m-%d` when absent). Nothing (an
 /// absent trait) prints as nothing, as an absent value does anywhere else in a template.
 pub fn date(
     state: &State<'_, '_>,
@@ -41,12 +41,29 @@ pub fn date(
         .map_err(|e| invalid(format!("date: cannot format with `{format}`: {e}")))
 }
 
-/// The user's time zone, or UTC when the profile has none (or one that is not a zone).
+/// The user's time zone as a wait finds it: `profile.timezone`, else `journey.timezone`, else UTC.
 fn user_zone(state: &State<'_, '_>) -> TimeZone {
-    state
-        .lookup("profile")
-        .and_then(|p| p.get_attr("timezone").ok())
-        .and_then(|z| z.as_str().and_then(|name| TimeZone::get(name).ok()))
+    let name = |root: &str| {
+        state
+            .lookup(root)
+            .and_then(|v| v.get_attr("timezone").ok())
+            .filter(|z| z.as_str().is_some())
+    };
+    let profile = name("profile");
+    let journey = name("journey");
+    zone_of(
+        profile.as_ref().and_then(|z| z.as_str()),
+        journey.as_ref().and_then(|z| z.as_str()),
+    )
+}
+
+/// The first of the profile's zone and the journey's default that names an IANA zone, else UTC:
+/// the order `engine::Ctx::timezone` takes, so a message prints a time in the zone its wait used.
+pub(crate) fn zone_of(profile: Option<&str>, journey: Option<&str>) -> TimeZone {
+    [profile, journey]
+        .into_iter()
+        .flatten()
+        .find_map(|name| TimeZone::get(name).ok())
         .unwrap_or(TimeZone::UTC)
 }
 
@@ -145,6 +162,33 @@ mod tests {
         assert_eq!(
             show("{{ event.at | date('%H:%M') }}", json!({})).as_deref(),
             Ok("18:30")
+        );
+    }
+
+    #[test]
+    fn a_user_without_a_zone_sees_the_journeys_zone() {
+        let at = |profile: serde_json::Value, journey: serde_json::Value| {
+            render(
+                "{{ event.at | date('%H:%M %Z') }}",
+                &json!({"profile": profile, "journey": journey, "event": {"at": "2026-12-24T18:30:00Z"}}),
+                false,
+            )
+            .map_err(|e| e.message)
+        };
+        let paris = json!({"id": "j", "timezone": "Europe/Paris"});
+        assert_eq!(at(json!({}), paris.clone()).as_deref(), Ok("19:30 CET"));
+        // The user's own zone first; one that is not a zone is passed over, as a wait does.
+        assert_eq!(
+            at(json!({"timezone": "Asia/Tokyo"}), paris.clone()).as_deref(),
+            Ok("03:30 JST")
+        );
+        assert_eq!(
+            at(json!({"timezone": "Mars/Base"}), paris).as_deref(),
+            Ok("19:30 CET")
+        );
+        assert_eq!(
+            at(json!({}), json!({"id": "j", "timezone": null})).as_deref(),
+            Ok("18:30 UTC")
         );
     }
 

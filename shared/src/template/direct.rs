@@ -23,6 +23,8 @@ pub struct Scope<'a> {
     pub journey_id: &'a str,
     pub journey_name: &'a str,
     pub journey_version: u64,
+    /// The journey's default time zone (`journey.timezone`), for users without one of their own.
+    pub journey_timezone: Option<&'a str>,
     /// The transition's time (`now`), spelled (RFC 3339) only when a template reads it.
     pub now: jiff::Timestamp,
     pub unsubscribe_url: Option<&'a str>,
@@ -929,6 +931,9 @@ impl<'r> Renderer<'r> {
                             "id" => V::Str(Cow::Borrowed(s.journey_id)),
                             "name" => V::Str(Cow::Borrowed(s.journey_name)),
                             "version" => V::U64(s.journey_version),
+                            "timezone" => s
+                                .journey_timezone
+                                .map_or(V::None, |z| V::Str(Cow::Borrowed(z))),
                             _ => V::Undefined,
                         },
                         // An attribute of anything else (undefined, a list, a string…): MiniJinja
@@ -951,14 +956,11 @@ impl<'r> Renderer<'r> {
                     (Filter::Lower, V::Str(s)) => V::Str(Cow::Owned(s.to_lowercase())),
                     (Filter::Trim, V::Str(s)) => V::Str(Cow::Owned(s.trim().to_string())),
                     (Filter::Date(format), V::Str(text)) => {
-                        // The user's zone as MiniJinja's filter finds it, else UTC.
-                        let tz = self
-                            .scope
-                            .traits
-                            .get("timezone")
-                            .and_then(Value::as_str)
-                            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-                            .unwrap_or(jiff::tz::TimeZone::UTC);
+                        // The user's zone as MiniJinja's filter finds it.
+                        let tz = super::date::zone_of(
+                            self.scope.traits.get("timezone").and_then(Value::as_str),
+                            self.scope.journey_timezone,
+                        );
                         let zoned = super::date::zoned_text(&text, &tz).ok_or(Declined)?;
                         V::Str(Cow::Owned(
                             super::date::format(format.as_deref(), &zoned).ok_or(Declined)?,
@@ -1001,6 +1003,7 @@ mod tests {
         traits: Map<String, Value>,
         event: Value,
         unsubscribe: Option<String>,
+        journey_zone: Option<&'static str>,
     }
 
     impl Case {
@@ -1013,6 +1016,7 @@ mod tests {
                 journey_id: "cart",
                 journey_name: "Cart <abandonment>",
                 journey_version: 3,
+                journey_timezone: self.journey_zone,
                 now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
                 unsubscribe_url: self.unsubscribe.as_deref(),
             }
@@ -1125,6 +1129,7 @@ mod tests {
                     .collect(),
                 event: Value::Object(event.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
                 unsubscribe,
+                journey_zone: None,
             })
     }
 
@@ -1269,6 +1274,7 @@ mod tests {
                     traits: Map::new(),
                     event: json!({"v": v, "w": w}),
                     unsubscribe: None,
+                    journey_zone: None,
                 };
                 for source in [
                     "{{ event.v }}",
@@ -1307,6 +1313,7 @@ mod tests {
             event: json!({"cart_id": "c/1", "total": 89.9, "currency": "EUR",
                 "items": [{"name": "Trail shoes", "price": 79.9, "stock": 3}, {"name": "Socks", "price": 10, "stock": 40}, {"name": "Hat", "price": 5.0}]}),
             unsubscribe: Some("https://x.test/u?t=1&a=b".into()),
+            journey_zone: None,
         };
         for source in sources {
             for html in [false, true] {
@@ -1337,18 +1344,28 @@ mod tests {
             "{{ event.local | date('%Y-%m-%d %H:%M') }}",
             "<p>{{ event.at | date('<%H>') }}</p>",
             "{{ event.at | date('%H:%M') | upper }}",
+            "{{ journey.timezone }}",
             "{{ event.bad | date }}",
             "{{ event.epoch | date }}",
             "{{ event.missing | date }}",
             "{{ event.at | date('%H', tz='Asia/Tokyo') }}",
         ];
         let mut rendered = 0;
-        for zone in [
+        // The user's zone, then the journey's, as a wait finds them.
+        for (zone, journey_zone) in [
             Some("Europe/Paris"),
             Some("America/Chicago"),
             Some("Mars/Base"),
             None,
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|z| {
+            [
+                (z, None),
+                (z, Some("Asia/Tokyo")),
+                (z, Some("Nowhere/Land")),
+            ]
+        }) {
             let mut traits = Map::new();
             if let Some(z) = zone {
                 traits.insert("timezone".into(), json!(z));
@@ -1358,6 +1375,7 @@ mod tests {
                 event: json!({"at": "2026-12-24T18:30:00Z", "day": "2026-12-24",
                               "local": "2026-03-29T02:30:00", "bad": "soon", "epoch": 1798137000}),
                 unsubscribe: None,
+                journey_zone,
             };
             for source in sources {
                 for html in [false, true] {
@@ -1369,8 +1387,8 @@ mod tests {
                 }
             }
         }
-        // The first seven sources in every zone, both modes; the rest go to MiniJinja.
-        assert_eq!(rendered, 7 * 4 * 2);
+        // The first eight sources in every pair of zones, both modes; the rest go to MiniJinja.
+        assert_eq!(rendered, 8 * 4 * 3 * 2);
         for declined in [
             "{{ event.bad | date }}",
             "{{ event.epoch | date }}",
@@ -1381,6 +1399,7 @@ mod tests {
                 traits: Map::new(),
                 event: json!({"bad": "soon", "epoch": 1}),
                 unsubscribe: None,
+                journey_zone: None,
             };
             assert!(program.render(&case.scope(), false).is_err(), "{declined}");
         }
@@ -1436,6 +1455,7 @@ mod tests {
             traits: Map::new(),
             event: json!({}),
             unsubscribe: None,
+            journey_zone: None,
         };
         let p = Program::compile("{{ profile.address.city }}").expect("compiles");
         assert!(p.render(&case.scope(), false).is_err());
@@ -1445,6 +1465,7 @@ mod tests {
             traits: Map::new(),
             event: many,
             unsubscribe: None,
+            journey_zone: None,
         };
         let p = Program::compile("{% for i in event.items %}{{ i.name }}{% endfor %}")
             .expect("compiles");
