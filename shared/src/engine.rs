@@ -251,7 +251,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
                 "address grace over"
             };
             run.log(Some(&step), What::Woke { how: how.into() });
-            run.go(Some(step));
+            run.again(step);
         }
         Resume::Timeout => {
             run.log(
@@ -360,7 +360,7 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
     let mut run = Run::new(ctx, resumed(enrollment));
     let step = run.enrollment.step.clone();
     run.cancel_pending(&step, "address arrived");
-    run.go(Some(step));
+    run.again(step);
     Some(run.finish())
 }
 
@@ -681,8 +681,20 @@ impl<'a> Run<'a> {
 
     /// Runs steps from `start` until one waits or the journey ends.
     fn go(&mut self, start: Option<String>) {
+        self.steps(start, false);
+    }
+
+    /// Takes the step the enrollment waited on again (quiet hours over, an address arrived, a
+    /// far date's year gone by): the step was entered already, so it is not logged (nor
+    /// counted in `step.<id>.entered`) a second time.
+    fn again(&mut self, step: String) {
+        self.steps(Some(step), true);
+    }
+
+    fn steps(&mut self, start: Option<String>, again: bool) {
         let j = self.ctx.journey;
         let mut current = start;
+        let mut entered = again;
         for _ in 0..MAX_STEPS_PER_TRANSITION {
             let Some(id) = current.take() else {
                 self.complete();
@@ -694,7 +706,9 @@ impl<'a> Run<'a> {
             };
             self.enrollment.step = id.clone();
             self.enrollment.seq += 1;
-            self.log(Some(&id), What::Step);
+            if !std::mem::take(&mut entered) {
+                self.log(Some(&id), What::Step);
+            }
             let default_next = || j.next_of(&id).map(str::to_string);
             match step.action() {
                 Action::Wait(d) => {

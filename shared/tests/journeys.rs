@@ -1893,6 +1893,60 @@ steps:
     );
 }
 
+/// A send deferred by quiet hours, or held for an address that then arrives, is one user
+/// entering its step once: the stats' `step.<id>.entered` is a funnel, not a count of tries.
+#[tokio::test]
+async fn a_step_taken_again_after_a_deferral_is_entered_once() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(
+        r#"
+id: late
+name: Late
+trigger: {event: signed_up}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+"#,
+    )
+    .await;
+    // ann signs up at 22:30 Paris (deferred to 08:00); bob at 11:00 UTC (sent at once); cat
+    // has no device when she signs up and gets one a minute later (held, then sent).
+    h.play(
+        r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"bob","event":"signed_up","messageId":"s-bob"}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"cat","event":"signed_up","messageId":"s-cat"}
+{"at":"2026-12-01T12:01:00Z","type":"identify","userId":"cat","traits":{"push_tokens":[{"platform":"fcm","token":"t-cat"}]}}
+{"at":"2026-12-01T21:30:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    for user in ["ann", "bob", "cat"] {
+        let timeline = h.rt.user(user).await.expect("user").timeline;
+        let steps: Vec<_> = timeline
+            .iter()
+            .filter(|e| matches!(e.what, What::Step))
+            .collect();
+        assert_eq!(steps.len(), 1, "{user}: {timeline:?}");
+        assert!(
+            timeline.iter().any(|e| matches!(e.what, What::Sent { .. })),
+            "{user}: {timeline:?}"
+        );
+    }
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("late").await.expect("stats");
+    assert_eq!(stats.get("step.hello.entered"), Some(&3), "{stats:?}");
+    assert_eq!(stats.get("step.hello.sent.push"), Some(&3), "{stats:?}");
+    assert_eq!(
+        stats.get("step.hello.waiting").copied().unwrap_or(0),
+        0,
+        "{stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn frequency_cap_across_journeys_skips_the_second_push_and_says_so() {
     let welcome = r#"
