@@ -364,6 +364,39 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
     Some(run.finish())
 }
 
+/// An identify reached a user waiting on a `wait_until` date: when what the date is read from
+/// has changed (`profile.renews_on` set to another day, or the user's zone for a date with a
+/// `time`), the wait is taken again from the new date: on at once when it is past, ended when
+/// it is gone, or waiting until the new time, its old wake-up cancelled. `None` when the
+/// enrollment waits on no date, or the date leads to the wake-up it has.
+pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
+    if !enrollment.waits_for_time() {
+        return None;
+    }
+    let pending = enrollment.pending?;
+    let Action::WaitUntil(w) = ctx.journey.step(&enrollment.step)?.action() else {
+        return None;
+    };
+    w.date.as_ref()?;
+    let mut run = Run::new(ctx, resumed(enrollment));
+    let target = date_target(w, &run.scope(), &ctx.timezone());
+    let year = run.after(crate::duration::Duration::MAX.to_jiff());
+    let same = match target {
+        // Still more than a year ahead: the yearly reading finds it.
+        Some(at) if at > year => pending.resume == Resume::Rerun,
+        Some(at) if at > ctx.now => pending.resume == Resume::Continue && pending.at == at,
+        // Past now, or gone: the step decides at once.
+        _ => false,
+    };
+    if same {
+        return None;
+    }
+    let step = run.enrollment.step.clone();
+    run.cancel_pending(&step, "the date it waits for moved");
+    run.again(step);
+    Some(run.finish())
+}
+
 /// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
 /// still owes must not go out after it, even when its steps had already ended.
 pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {

@@ -149,6 +149,17 @@ impl Enrollment {
         self.is_active() && self.pending.is_some_and(|p| p.resume == Resume::Recheck)
     }
 
+    /// Whether it waits for a time to come (a `wait`, a `wait_until`, quiet hours), rather than
+    /// for an event or an address: a `wait_until` date may move when the profile does (see
+    /// `engine::date_moved`).
+    pub fn waits_for_time(&self) -> bool {
+        self.is_active()
+            && self.waiting_for.is_none()
+            && self
+                .pending
+                .is_some_and(|p| matches!(p.resume, Resume::Continue | Resume::Rerun))
+    }
+
     /// Takes `prev`'s place in the record of the user's enrollment in the journey (a re-entry,
     /// or a merged anonymous user's enrollment going on as the user's): numbered no lower
     /// than it, so the user's next enrollment gets an id of its own (sends are claimed by

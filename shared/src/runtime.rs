@@ -1045,8 +1045,10 @@ impl Runtime {
             // An identify may bring the address a send is waiting for (see
             // `engine::address_arrived`).
             let address = e.kind == Kind::Identify && l.enrollment.waits_for_address();
+            // Or move the date a `wait_until` waits for (see `engine::date_moved`).
+            let timed = e.kind == Kind::Identify && l.enrollment.waits_for_time();
             let name = e.event.as_deref();
-            if name.is_none() && !address {
+            if name.is_none() && !address && !timed {
                 continue;
             }
             let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
@@ -1072,8 +1074,10 @@ impl Runtime {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
                 engine::on_event(&ctx, &l.enrollment, e)
-            } else {
+            } else if address {
                 engine::address_arrived(&ctx, &l.enrollment)
+            } else {
+                engine::date_moved(&ctx, &l.enrollment)
             };
             let t = match next {
                 Some(t) => Some(t),

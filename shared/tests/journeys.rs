@@ -761,6 +761,108 @@ steps:
     );
 }
 
+/// A profile date that changes while the user waits for it moves the wait: the renewal
+/// reminder follows the new renewal day, goes at once when the new day makes it past, and an
+/// identify that changes nothing it reads leaves the wait alone.
+#[tokio::test]
+async fn a_profile_date_that_changes_moves_the_wait() {
+    let renewal = r#"
+id: renewal
+name: Renewal
+trigger: {event: plan_changed}
+steps:
+  - id: three_days_before
+    wait_until: {date: profile.renews_on, before: 3d, time: "09:00"}
+  - id: tell
+    send:
+      push: {title: "Renewal soon", body: "."}
+"#;
+    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+    let mut script = Vec::new();
+    for user in ["dan", "eve", "fay", "gus"] {
+        script.push(
+            json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": user,
+               "traits": {"renews_on": "2026-12-20", "push_tokens": device(user)}}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user,
+               "event": "plan_changed", "messageId": format!("p-{user}")}),
+        );
+    }
+    script.extend([
+        // dan renews later: reminded three days before the new day.
+        json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "dan",
+               "traits": {"renews_on": "2027-01-10"}}),
+        // eve's identify changes her name only.
+        json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "eve",
+               "traits": {"first_name": "Eve"}}),
+        // fay's renewal comes forward to the 17th: three days before is past, reminded now.
+        json!({"at": "2026-12-14T12:00:00Z", "type": "identify", "userId": "fay",
+               "traits": {"renews_on": "2026-12-17"}}),
+        // gus moves to Tokyo: 09:00 there on the same day.
+        json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "gus",
+               "traits": {"timezone": "Asia/Tokyo"}}),
+    ]);
+    let script = script
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = sim(&[renewal], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-14T12:00:00Z fay push tell: Renewal soon",
+            "2026-12-17T00:00:00Z gus push tell: Renewal soon",
+            "2026-12-17T09:00:00Z eve push tell: Renewal soon",
+            "2027-01-07T09:00:00Z dan push tell: Renewal soon",
+        ]
+    );
+    let why = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+            .collect()
+    };
+    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
+    assert_eq!(
+        why("dan"),
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (the date it waits for moved)".to_string(),
+            format!("waiting until 2027-01-07T09:00:00Z {waiting}"),
+            "woke (time)".to_string(),
+        ]
+    );
+    assert_eq!(
+        why("eve"),
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (time)".to_string(),
+        ]
+    );
+    assert_eq!(
+        why("fay"),
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (the date it waits for moved)".to_string(),
+            format!("waiting until 2026-12-14T12:00:00Z {waiting}"),
+            "woke (already past: 2026-12-14T09:00:00Z)".to_string(),
+        ]
+    );
+    // The wait was entered once, whatever moved it.
+    for user in ["dan", "fay", "gus"] {
+        let steps = entries(&out, user)
+            .iter()
+            .filter(|e| {
+                matches!(e.what, What::Step) && e.step.as_deref() == Some("three_days_before")
+            })
+            .count();
+        assert_eq!(steps, 1, "{user}");
+    }
+}
+
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the
 /// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
 #[tokio::test]
