@@ -652,6 +652,27 @@ fn validate(j: &Journey) -> Vec<Problem> {
                         "holdout is a percentage from 0 to 100",
                     ));
                 }
+                // A path's name is part of its stats counters
+                // (`step.<split>.path.<name>.converted`): an id, one per path.
+                let mut names = BTreeSet::new();
+                for (k, p) in sp.paths.iter().enumerate() {
+                    let name = p.name.as_deref().unwrap_or(&p.goto);
+                    if p.name.as_deref().is_some_and(|n| !valid_id(n)) {
+                        out.push(problem(
+                            format!("{base}.split.paths[{k}].name"),
+                            format!(
+                                "path name `{name}` must be 1–64 lowercase letters, digits, `_` or `-` (it names the path's stats counters), e.g. `short_copy`"
+                            ),
+                        ));
+                    } else if !names.insert(name) {
+                        out.push(problem(
+                            format!("{base}.split.paths[{k}]"),
+                            format!(
+                                "two paths of this split are named `{name}`, and their stats would be counted together: give this one a `name` of its own"
+                            ),
+                        ));
+                    }
+                }
             }
             Action::Branch(b) if b.cases.is_empty() => out.push(problem(
                 format!("{base}.branch.cases"),
@@ -1303,6 +1324,30 @@ steps:
             errs[0].message.contains("write it like `https://"),
             "{}",
             errs[0]
+        );
+    }
+
+    #[test]
+    fn a_split_paths_names_are_ids_one_per_path() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: ab\n    split:\n      paths:\n        - {name: Short Copy, weight: 1, goto: a}\n        - {weight: 1, goto: a}\n        - {weight: 1, goto: a}\n  - id: a\n    exit: true\n";
+        let errs = parse("j.yaml", text).expect_err("bad names");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[0].split.paths[0].name");
+        assert_eq!(errs[0].line, 8, "{errs:?}");
+        assert!(errs[0].message.contains("e.g. `short_copy`"), "{errs:?}");
+        assert_eq!(errs[1].path, "steps[0].split.paths[2]");
+        assert_eq!(errs[1].line, 10, "{errs:?}");
+        assert!(errs[1].message.contains("named `a`"), "{errs:?}");
+        let fixed = text
+            .replace("name: Short Copy, ", "name: short_copy, ")
+            .replace(
+                "- {weight: 1, goto: a}\n  - id: a",
+                "- {name: again, weight: 1, goto: a}\n  - id: a",
+            );
+        assert!(
+            parse("j.yaml", &fixed).is_ok(),
+            "{:?}",
+            parse("j.yaml", &fixed).err()
         );
     }
 

@@ -205,6 +205,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         outbox_cause: None,
         carried: Vec::new(),
         earlier_triggers: Vec::new(),
+        splits: Vec::new(),
     };
     let mut run = Run::new(ctx, enrollment);
     run.log(
@@ -441,6 +442,7 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
                 Some(&step),
                 What::Converted {
                     event: name.to_string(),
+                    splits: run.enrollment.splits.clone(),
                 },
             );
             changed = true;
@@ -607,6 +609,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         outbox_cause: None,
         carried: e.carried.clone(),
         earlier_triggers: e.earlier_triggers.clone(),
+        splits: e.splits.clone(),
     }
 }
 
@@ -670,6 +673,17 @@ impl<'a> Run<'a> {
                 at: p.at,
             });
             self.log(Some(step), What::Woke { how: how.into() });
+        }
+    }
+
+    /// Remembers a split's choice (a path, or the holdout): the first, since a user always
+    /// lands on the same path of a split.
+    fn chose(&mut self, step: &str, path: Option<&str>) {
+        if !self.enrollment.splits.iter().any(|c| c.step == step) {
+            self.enrollment.splits.push(crate::timeline::SplitChoice {
+                step: step.to_string(),
+                path: path.map(str::to_string),
+            });
         }
     }
 
@@ -825,6 +839,7 @@ impl<'a> Run<'a> {
                     let b = bucket(&self.enrollment.user_id, &j.id, &id);
                     let holdout = u32::from(s.holdout.unwrap_or(0)) * 100;
                     if b < holdout {
+                        self.chose(&id, None);
                         self.enrollment.status = Status::HeldOut;
                         self.enrollment.ended_at = Some(self.ctx.now);
                         self.enrollment.end_reason = Some("holdout".into());
@@ -849,6 +864,7 @@ impl<'a> Run<'a> {
                         return;
                     };
                     let path = p.name.clone().unwrap_or_else(|| p.goto.clone());
+                    self.chose(&id, Some(&path));
                     self.log(Some(&id), What::Split { path });
                     current = Some(p.goto.clone());
                 }

@@ -106,6 +106,10 @@ pub struct Enrollment {
     /// them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_triggers: Vec<String>,
+    /// What the journey's `split` steps chose for this enrollment (each split once), so that
+    /// its conversion is counted for its path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<crate::timeline::SplitChoice>,
 }
 
 /// How many earlier trigger messages an enrollment remembers (see

@@ -496,7 +496,9 @@ pub struct Split {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitPath {
-    /// A name for the path, shown in stats and timelines (default: the `goto` step).
+    /// A name for the path (lowercase letters, digits, `_`, `-`), shown in timelines and in the
+    /// stats, which count who took it and converted (`step.<split>.path.<name>.entered`,
+    /// `.converted`); default: the `goto` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub weight: u32,

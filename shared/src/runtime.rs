@@ -2927,7 +2927,14 @@ pub fn describe(w: &What) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        What::Converted { event } => format!("converted on {event}"),
+        What::Converted { event, splits } if splits.is_empty() => format!("converted on {event}"),
+        What::Converted { event, splits } => {
+            let paths: Vec<String> = splits
+                .iter()
+                .map(|c| format!("{}: {}", c.step, c.path.as_deref().unwrap_or("holdout")))
+                .collect();
+            format!("converted on {event} ({})", paths.join(", "))
+        }
         What::Exited { event } => format!("exited on {event}"),
         What::Stopped => "exited: the journey was stopped".into(),
         What::Ended { reason } => format!("ended: {reason}"),

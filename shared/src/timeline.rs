@@ -65,8 +65,13 @@ pub enum What {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         failed: BTreeMap<String, String>,
     },
-    /// The goal event happened within its window.
-    Converted { event: String },
+    /// The goal event happened within its window; `splits`: the paths the user's splits took,
+    /// so each path (and the holdout) has its own conversions in the stats.
+    Converted {
+        event: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        splits: Vec<SplitChoice>,
+    },
     /// Ended by an `exit_when` event.
     Exited { event: String },
     /// Ended because the journey was stopped (`status: stopped`).
@@ -98,6 +103,14 @@ pub enum What {
     },
 }
 
+/// What a `split` step chose for an enrollment: a path by its name, or the holdout (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitChoice {
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
 fn is_empty(s: &Arc<str>) -> bool {
     s.is_empty()
 }
@@ -110,7 +123,8 @@ enum Fact<'a> {
     Woke,
     Sent(Channel),
     Skipped(&'a str),
-    Converted,
+    Split(&'a str),
+    Converted(&'a [SplitChoice]),
     Exited,
     Completed,
     HeldOut,
@@ -126,15 +140,15 @@ impl What {
             What::Woke { .. } => Fact::Woke,
             What::Sent { channel } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
-            What::Converted { .. } => Fact::Converted,
+            What::Converted { splits, .. } => Fact::Converted(splits),
             What::Exited { .. }
             | What::Stopped
             | What::Ended { .. }
             | What::Merged { ended: true, .. } => Fact::Exited,
             What::Completed => Fact::Completed,
             What::HeldOut => Fact::HeldOut,
+            What::Split { path } => Fact::Split(path),
             What::Branched { .. }
-            | What::Split { .. }
             | What::FellBack { .. }
             | What::Updated { .. }
             // The enrollment goes on under the identified user: nothing ends or starts.
@@ -149,7 +163,8 @@ impl What {
 ///
 /// Names: `entered`, `converted`, `exited`, `completed`, `held_out` for the journey, and
 /// `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
-/// `step.<id>.skipped.<reason>`, `step.<id>.exited` per step.
+/// `step.<id>.skipped.<reason>`, `step.<id>.exited` per step, and for a split
+/// `step.<id>.path.<name>.entered` / `.converted` and `step.<id>.holdout.entered` / `.converted`.
 pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
     tally(
         entries
@@ -171,6 +186,12 @@ struct Counted<'a> {
     channel: Option<Channel>,
     #[serde(default, borrow)]
     reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    path: Option<Cow<'a, str>>,
+    /// A conversion's split paths: such a record is counted from its entries (conversions are
+    /// few), so only whether they are there is read here.
+    #[serde(default)]
+    splits: Option<serde::de::IgnoredAny>,
 }
 
 /// [`counters`] of a stored timeline record (a JSON list of entries), read without building
@@ -192,11 +213,16 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
                     .as_deref()
                     .ok_or("a `skipped` entry without its reason")?,
             ),
-            "converted" => Fact::Converted,
+            "converted" if c.splits.is_none() => Fact::Converted(&[]),
+            "split" => Fact::Split(
+                c.path
+                    .as_deref()
+                    .ok_or("a `split` entry without its path")?,
+            ),
             "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "branched" | "split" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
+            "branched" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -235,15 +261,11 @@ pub fn count_into(entries: &[Entry], out: &mut BTreeMap<String, BTreeMap<String,
 pub fn most_counters(entries: &[Entry]) -> usize {
     entries
         .iter()
-        .map(|e| {
-            if matches!(
-                e.what,
-                What::Exited { .. } | What::Stopped | What::Merged { ended: true, .. }
-            ) {
-                2
-            } else {
-                1
-            }
+        .map(|e| match e.what.fact() {
+            // The journey's counter and the step's.
+            Fact::Exited | Fact::HeldOut => 2,
+            Fact::Converted(splits) => 1 + splits.len(),
+            _ => 1,
         })
         .sum()
 }
@@ -277,7 +299,16 @@ fn tally_into<'a>(
             Fact::Woke => add(&["step.", step, ".waiting"], -1),
             Fact::Sent(channel) => add(&["step.", step, ".sent.", channel.as_str()], 1),
             Fact::Skipped(reason) => add(&["step.", step, ".skipped.", reason], 1),
-            Fact::Converted => add(&["converted"], 1),
+            Fact::Split(path) => add(&["step.", step, ".path.", path, ".entered"], 1),
+            Fact::Converted(splits) => {
+                add(&["converted"], 1);
+                for c in splits {
+                    match &c.path {
+                        Some(path) => add(&["step.", &c.step, ".path.", path, ".converted"], 1),
+                        None => add(&["step.", &c.step, ".holdout.converted"], 1),
+                    }
+                }
+            }
             Fact::Exited => {
                 add(&["exited"], 1);
                 if !step.is_empty() {
@@ -285,7 +316,12 @@ fn tally_into<'a>(
                 }
             }
             Fact::Completed => add(&["completed"], 1),
-            Fact::HeldOut => add(&["held_out"], 1),
+            Fact::HeldOut => {
+                add(&["held_out"], 1);
+                if !step.is_empty() {
+                    add(&["step.", step, ".holdout.entered"], 1);
+                }
+            }
             Fact::Uncounted => {}
         }
     }
@@ -405,6 +441,7 @@ mod tests {
                 None,
                 What::Converted {
                     event: "order_completed".into(),
+                    splits: vec![],
                 },
             ),
             entry(
@@ -414,7 +451,7 @@ mod tests {
                 },
             ),
             entry(None, What::Completed),
-            entry(None, What::HeldOut),
+            entry(Some("s"), What::HeldOut),
             entry(Some("push"), What::Stopped),
             entry(
                 Some("day_before"),
@@ -482,6 +519,52 @@ mod tests {
             None,
             "waited and woke: none waiting"
         );
+        assert_eq!(j.get("step.s.path.a.entered"), Some(&1));
+        assert_eq!(j.get("step.s.holdout.entered"), Some(&1));
+        assert_eq!(j.get("held_out"), Some(&1));
+    }
+
+    /// A conversion counts for the split path (or holdout) its enrollment took, whether the
+    /// record is counted from its entries or from its JSON.
+    #[test]
+    fn a_conversion_counts_for_its_split_paths() {
+        let converted = |splits: Vec<SplitChoice>| {
+            entry(
+                Some("offer"),
+                What::Converted {
+                    event: "subscription_upgraded".into(),
+                    splits,
+                },
+            )
+        };
+        let entries = vec![
+            converted(vec![SplitChoice {
+                step: "copy_test".into(),
+                path: Some("features".into()),
+            }]),
+            converted(vec![
+                SplitChoice {
+                    step: "copy_test".into(),
+                    path: None,
+                },
+                SplitChoice {
+                    step: "channel_test".into(),
+                    path: Some("sms".into()),
+                },
+            ]),
+            converted(vec![]),
+        ];
+        let json = serde_json::to_vec(&entries).expect("json");
+        let want = counters(&entries);
+        assert_eq!(counters_of_json(&json), Ok(want.clone()));
+        let j = &want["cart \"abandonment\""];
+        assert_eq!(j.get("converted"), Some(&3));
+        assert_eq!(j.get("step.copy_test.path.features.converted"), Some(&1));
+        assert_eq!(j.get("step.copy_test.holdout.converted"), Some(&1));
+        assert_eq!(j.get("step.channel_test.path.sms.converted"), Some(&1));
+        // The fold's chunk limits are judged on at most this many counters.
+        assert_eq!(most_counters(&entries), 2 + 3 + 1);
+        assert!(j.len() <= most_counters(&entries));
     }
 
     #[test]

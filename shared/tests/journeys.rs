@@ -109,10 +109,14 @@ steps:
     // kim: three episodes in three days (free) → enters on the third.
     // lee: three in three hours, but premium → the `where` on the profile keeps him out.
     // max: three over ten days (free): never three within seven days.
+    // bea: three in three days (free) → enters on the third, as kim does.
     let out = sim(&[journey], &example_events("streaming_upsell")).await;
     assert_eq!(
         outbox(&out),
-        ["2026-12-03T20:00:00Z kim push offer: Go Premium, Kim"]
+        [
+            "2026-12-03T20:00:00Z kim push offer: Go Premium, Kim",
+            "2026-12-03T21:00:00Z bea push offer: Go Premium, Bea"
+        ]
     );
     for user in ["lee", "max"] {
         assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
@@ -2666,6 +2670,41 @@ async fn cart_example_sends_what_the_story_says() {
     );
     assert_eq!(facts(&out, "cat", entered), Vec::<String>::new());
     assert_eq!(facts(&out, "ann", entered).len(), 1);
+}
+
+/// An A/B test reads its result from the stats: per path (and for the holdout) how many users
+/// took it and how many of them converted.
+#[tokio::test]
+async fn stats_count_each_split_path_and_its_conversions() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(&example_journey("streaming_upsell")).await;
+    h.play(&example_events("streaming_upsell")).await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("streaming_upsell").await.expect("stats");
+    // kim took `momentum` and upgraded; bea was held out and upgraded all the same (what the
+    // holdout is there to measure); lee is premium already and max's episodes are too far
+    // apart: neither entered.
+    let expected = [
+        ("entered", 2),
+        ("held_out", 1),
+        ("converted", 2),
+        ("step.copy_test.path.momentum.entered", 1),
+        ("step.copy_test.path.momentum.converted", 1),
+        ("step.copy_test.holdout.entered", 1),
+        ("step.copy_test.holdout.converted", 1),
+    ];
+    for (counter, value) in expected {
+        assert_eq!(
+            stats.get(counter).copied(),
+            Some(value),
+            "{counter} in {stats:?}"
+        );
+    }
+    assert!(
+        !stats.keys().any(|k| k.contains(".path.features.")),
+        "no one took `features`: {stats:?}"
+    );
 }
 
 #[tokio::test]
