@@ -58,6 +58,12 @@ pub struct Profile {
     /// that user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// The zone last taken from an event's `context.timezone`, and that event's time (see
+    /// [`Profile::take_device_zone`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_zone_at: Option<Timestamp>,
 }
 
 /// Where a message goes.
@@ -162,6 +168,31 @@ impl Profile {
 
     /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
     /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
+    /// The zone of the user's device, which Segment's mobile libraries send with every call
+    /// (`context.timezone`), becomes the profile's `timezone` (read by quiet hours,
+    /// `wait_until` and the `date` filter), so the app need not send it as a trait, and a user
+    /// who travels is followed. A zone the app named itself stands: one an identify set (even
+    /// earlier), or one a journey's `update` set. The latest event's zone wins; text that is not
+    /// an IANA zone is ignored.
+    fn take_device_zone(&mut self, event: &Event) {
+        let Some(zone) = event.context.get("timezone").and_then(Value::as_str) else {
+            return;
+        };
+        let current = self.traits.get("timezone");
+        let named = self.trait_times.get("timezone").is_some()
+            || current.is_some_and(|c| c.as_str() != self.device_zone.as_deref());
+        if named
+            || self.device_zone_at.is_some_and(|t| t > event.timestamp)
+            || jiff::tz::TimeZone::get(zone).is_err()
+        {
+            return;
+        }
+        self.traits
+            .insert("timezone".to_string(), Value::String(zone.to_string()));
+        self.device_zone = Some(zone.to_string());
+        self.device_zone_at = Some(event.timestamp);
+    }
+
     pub fn apply(&mut self, event: &Event) {
         if event.kind == Kind::Identify {
             for (k, v) in &event.traits {
@@ -203,6 +234,7 @@ impl Profile {
                 }
             }
         }
+        self.take_device_zone(event);
         let name = match (&event.kind, &event.event) {
             (Kind::Track, Some(name)) => name.clone(),
             (Kind::Identify, _) => IDENTIFY.to_string(),
@@ -344,5 +376,65 @@ impl Profile {
             .iter()
             .filter_map(|e| self.history.get(e).and_then(|l| l.last().map(|(t, _)| *t)))
             .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_devices_zone_is_the_profiles_unless_the_app_named_one() {
+        let event = |at: &str, traits: Value, zone: &str| Event {
+            kind: if traits.as_object().is_some_and(|t| !t.is_empty()) {
+                Kind::Identify
+            } else {
+                Kind::Track
+            },
+            message_id: format!("m-{at}"),
+            user_id: "ann".into(),
+            anonymous_id: None,
+            event: Some("opened".into()),
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: serde_json::json!({"timezone": zone})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            timestamp: at.parse().expect("timestamp"),
+            received_at: at.parse().expect("timestamp"),
+        };
+        let zone = |p: &Profile| {
+            p.traits
+                .get("timezone")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let none = serde_json::json!({});
+        let mut p = Profile::new("ann");
+        p.apply(&event("2026-12-01T10:00:00Z", none.clone(), "Europe/Paris"));
+        assert_eq!(zone(&p).as_deref(), Some("Europe/Paris"));
+        // She travels: the newer event's zone.
+        p.apply(&event("2026-12-02T10:00:00Z", none.clone(), "Asia/Tokyo"));
+        assert_eq!(zone(&p).as_deref(), Some("Asia/Tokyo"));
+        // An older event arriving late, or text that is no zone, changes nothing.
+        p.apply(&event("2026-12-01T12:00:00Z", none.clone(), "Europe/Paris"));
+        p.apply(&event("2026-12-03T10:00:00Z", none.clone(), "Tokyo time"));
+        assert_eq!(zone(&p).as_deref(), Some("Asia/Tokyo"));
+        // A journey's `update` set one: it stands.
+        let mut updated = p.clone();
+        updated
+            .traits
+            .insert("timezone".into(), Value::String("America/Chicago".into()));
+        updated.apply(&event("2026-12-04T10:00:00Z", none.clone(), "Asia/Tokyo"));
+        assert_eq!(zone(&updated).as_deref(), Some("America/Chicago"));
+        // The app names one in an identify: it stands, whatever the device says after.
+        p.apply(&event(
+            "2026-12-04T10:00:00Z",
+            serde_json::json!({"timezone": "America/New_York"}),
+            "Asia/Tokyo",
+        ));
+        p.apply(&event("2026-12-05T10:00:00Z", none, "Europe/Paris"));
+        assert_eq!(zone(&p).as_deref(), Some("America/New_York"));
     }
 }

@@ -2053,6 +2053,41 @@ steps:
     );
 }
 
+/// An app that never sends `timezone` as a trait still gets its users' quiet hours right:
+/// Segment's mobile libraries put the device's zone in every call's `context.timezone`.
+#[tokio::test]
+async fn quiet_hours_follow_the_devices_zone_unless_the_app_named_one() {
+    let journey = r#"
+id: late
+name: Late
+trigger: {event: signed_up}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+"#;
+    // All sign up at 03:30 UTC: 22:30 the evening before in New York (quiet), 12:30 in Tokyo.
+    // ann's device is in New York; bob named Tokyo himself, his device says New York; cat's
+    // device sends a zone that is not one (UTC, 03:30: quiet until 08:00 UTC).
+    let script = r#"
+{"at":"2026-12-01T03:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"apns","token":"t-ann"}]},"context":{"timezone":"America/New_York"}}
+{"at":"2026-12-01T03:30:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann","context":{"timezone":"America/New_York"}}
+{"at":"2026-12-01T03:00:00Z","type":"identify","userId":"bob","traits":{"timezone":"Asia/Tokyo","push_tokens":[{"platform":"apns","token":"t-bob"}]},"context":{"timezone":"America/New_York"}}
+{"at":"2026-12-01T03:30:00Z","type":"track","userId":"bob","event":"signed_up","messageId":"s-bob","context":{"timezone":"America/New_York"}}
+{"at":"2026-12-01T03:00:00Z","type":"identify","userId":"cat","traits":{"push_tokens":[{"platform":"apns","token":"t-cat"}]},"context":{"timezone":"GMT+2 Summer"}}
+{"at":"2026-12-01T03:30:00Z","type":"track","userId":"cat","event":"signed_up","messageId":"s-cat"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T03:30:00Z bob push hello: Hello",
+            "2026-12-01T08:00:00Z cat push hello: Hello",
+            "2026-12-01T13:00:00Z ann push hello: Hello",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn frequency_cap_across_journeys_skips_the_second_push_and_says_so() {
     let welcome = r#"
