@@ -249,6 +249,17 @@ pub struct StepStats {
     #[serde(default)]
     pub skipped: BTreeMap<String, i64>,
     pub exited: i64,
+    /// A split's paths (absent from older servers and from other steps).
+    #[serde(default)]
+    pub paths: BTreeMap<String, PathStats>,
+    #[serde(default)]
+    pub holdout: Option<PathStats>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PathStats {
+    pub entered: i64,
+    pub converted: i64,
 }
 
 pub async fn stats(client: &ApiClient, journey: &str) -> Result<String> {
@@ -318,6 +329,54 @@ pub fn table(s: &Stats) -> String {
             } else {
                 line.push_str(c);
                 line.push_str(&" ".repeat(pad));
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for st in s.steps.iter().filter(|st| !st.paths.is_empty()) {
+        out.push_str(&split_table(st));
+    }
+    out
+}
+
+/// A split's paths and holdout: who took each, who of them converted, and the rate (an A/B
+/// test's result, the holdout's being what the paths are measured against).
+fn split_table(st: &StepStats) -> String {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "path".into(),
+        "entered".into(),
+        "converted".into(),
+        "rate".into(),
+    ]];
+    let named = st.paths.iter().map(|(n, p)| (n.clone(), *p));
+    let holdout = st.holdout.map(|p| ("(holdout)".to_string(), p));
+    for (name, p) in named.chain(holdout) {
+        let rate = if p.entered > 0 {
+            format!("{:.1}%", 100.0 * p.converted as f64 / p.entered as f64)
+        } else {
+            "-".into()
+        };
+        rows.push([name, p.entered.to_string(), p.converted.to_string(), rate]);
+    }
+    let mut widths = [0usize; 4];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = format!("split {}:\n", st.id);
+    for r in &rows {
+        let mut line = String::from("  ");
+        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+            let pad = " ".repeat(w - c.chars().count());
+            if i == 0 {
+                line.push_str(c);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(c);
             }
             line.push_str("  ");
         }
@@ -484,6 +543,36 @@ mod tests {
              step      entered  waiting  sent    skipped   exited\n\
              wait_30m       10        2  -       -              0\n\
              push            8        0  push 7  capped 1       1\n"
+        );
+    }
+
+    #[test]
+    fn a_splits_paths_get_a_table_of_their_own() {
+        let s: Stats = serde_json::from_value(serde_json::json!({
+            "journey": "upsell", "version": 1, "entered": 120, "converted": 17, "exited": 0,
+            "completed": 108, "held_out": 12,
+            "steps": [
+                {"id": "copy_test", "entered": 120, "waiting": 0, "exited": 0,
+                 "paths": {"features": {"entered": 54, "converted": 5},
+                           "momentum": {"entered": 54, "converted": 9},
+                           "unused": {"entered": 0, "converted": 0}},
+                 "holdout": {"entered": 12, "converted": 3}},
+                {"id": "offer", "entered": 54, "waiting": 0, "sent": {"push": 54}, "exited": 0}
+            ]
+        }))
+        .expect("stats");
+        assert_eq!(
+            table(&s),
+            "upsell v1: entered 120, converted 17, exited 0, completed 108, held out 12\n\
+             step       entered  waiting  sent     skipped  exited\n\
+             copy_test      120        0  -        -             0\n\
+             offer           54        0  push 54  -             0\n\
+             split copy_test:\n  \
+               path       entered  converted   rate\n  \
+               features        54          5   9.3%\n  \
+               momentum        54          9  16.7%\n  \
+               unused           0          0      -\n  \
+               (holdout)       12          3  25.0%\n"
         );
     }
 

@@ -90,6 +90,31 @@ pub struct StepStats {
     pub sent: BTreeMap<String, i64>,
     pub skipped: BTreeMap<String, i64>,
     pub exited: i64,
+    /// A split's paths by name: who took each and who of them converted (an A/B test's
+    /// result). Every path of the split is listed, taken or not.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, PathStats>,
+    /// A split's holdout, when it has one: the users who got nothing, and who of them
+    /// converted all the same (what a path's conversions are measured against).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<PathStats>,
+}
+
+/// The users a split path (or its holdout) took, and how many of them converted.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct PathStats {
+    pub entered: i64,
+    pub converted: i64,
+}
+
+impl PathStats {
+    fn set(&mut self, what: &str, v: i64) {
+        match what {
+            "entered" => self.entered = v,
+            "converted" => self.converted = v,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -117,6 +142,15 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
                 id: s.id.clone(),
                 ..Default::default()
             };
+            if let crate::journey::Action::Split(sp) = s.action() {
+                for p in &sp.paths {
+                    let name = p.name.as_ref().unwrap_or(&p.goto);
+                    st.paths.insert(name.clone(), PathStats::default());
+                }
+                if sp.holdout.is_some_and(|h| h > 0) {
+                    st.holdout = Some(PathStats::default());
+                }
+            }
             for (k, v) in c.range(prefix.clone()..) {
                 let Some(rest) = k.strip_prefix(&prefix) else {
                     break;
@@ -127,6 +161,14 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
                     }
                     Some(("skipped", why)) => {
                         st.skipped.insert(why.to_string(), *v);
+                    }
+                    Some(("path", named)) => {
+                        if let Some((name, what)) = named.rsplit_once('.') {
+                            st.paths.entry(name.to_string()).or_default().set(what, *v);
+                        }
+                    }
+                    Some(("holdout", what)) => {
+                        st.holdout.get_or_insert_default().set(what, *v);
                     }
                     _ => match rest {
                         "entered" => st.entered = *v,

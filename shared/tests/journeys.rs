@@ -9,6 +9,7 @@ use jiff::SignedDuration;
 use serde_json::json;
 
 use support::*;
+use waymark::api::PathStats;
 use waymark::engine::{self, Content, Ctx};
 use waymark::enrollment::TriggerEvent;
 use waymark::journey::{Channel, JourneyStatus, SmsType};
@@ -2739,6 +2740,28 @@ async fn stats_count_each_split_path_and_its_conversions() {
     assert!(
         !stats.keys().any(|k| k.contains(".path.features.")),
         "no one took `features`: {stats:?}"
+    );
+    // As `GET /v1/journeys/{id}/stats` shapes them: every path listed, taken or not.
+    let shaped =
+        waymark::api::journey_stats(&journey(&example_journey("streaming_upsell")), 1, &stats);
+    let split = shaped
+        .steps
+        .iter()
+        .find(|s| s.id == "copy_test")
+        .expect("the split step");
+    let took = |entered, converted| PathStats { entered, converted };
+    assert_eq!(split.paths.get("momentum"), Some(&took(1, 1)), "{split:?}");
+    assert_eq!(split.paths.get("features"), Some(&took(0, 0)), "{split:?}");
+    assert_eq!(split.paths.len(), 2, "{split:?}");
+    assert_eq!(split.holdout, Some(took(1, 1)), "{split:?}");
+    let offer = shaped
+        .steps
+        .iter()
+        .find(|s| s.id == "offer_momentum")
+        .expect("a path's step");
+    assert!(
+        offer.paths.is_empty() && offer.holdout.is_none(),
+        "{offer:?}"
     );
 }
 
