@@ -58,13 +58,33 @@ pub struct Profile {
     /// that user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
-    /// The zone last taken from an event's `context.timezone`, and that event's time (see
-    /// [`Profile::take_device_zone`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_zone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_zone_at: Option<Timestamp>,
+    /// The traits last taken from an event's `context` (see [`Profile::take_from_device`]):
+    /// the value and that event's time.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub from_device: SmallMap<String, FromDevice>,
 }
+
+/// A trait's value as a device last sent it in `context`, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FromDevice {
+    pub value: String,
+    pub at: Timestamp,
+}
+
+/// Whether a value a device sent looks like what its trait holds.
+type Valid = fn(&str) -> bool;
+
+/// The traits a device's `context` supplies (Segment's iOS and Android libraries send both with
+/// every call), with what a value must look like to be taken.
+const DEVICE_TRAITS: [(&str, Valid); 2] = [
+    ("timezone", |z| jiff::tz::TimeZone::get(z).is_ok()),
+    // A BCP 47 tag as devices send it: `en-US`, `pt_BR`, `zh-Hant-TW`.
+    ("locale", |l| {
+        (2..=35).contains(&l.len())
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }),
+];
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,29 +188,34 @@ impl Profile {
 
     /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
     /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
-    /// The zone of the user's device, which Segment's mobile libraries send with every call
-    /// (`context.timezone`), becomes the profile's `timezone` (read by quiet hours,
-    /// `wait_until` and the `date` filter), so the app need not send it as a trait, and a user
-    /// who travels is followed. A zone the app named itself stands: one an identify set (even
-    /// earlier), or one a journey's `update` set. The latest event's zone wins; text that is not
-    /// an IANA zone is ignored.
-    fn take_device_zone(&mut self, event: &Event) {
-        let Some(zone) = event.context.get("timezone").and_then(Value::as_str) else {
-            return;
-        };
-        let current = self.traits.get("timezone");
-        let named = self.trait_times.get("timezone").is_some()
-            || current.is_some_and(|c| c.as_str() != self.device_zone.as_deref());
-        if named
-            || self.device_zone_at.is_some_and(|t| t > event.timestamp)
-            || jiff::tz::TimeZone::get(zone).is_err()
-        {
-            return;
+    /// The user's time zone and locale as their device sends them with every call
+    /// (`context.timezone`, `context.locale`) become the profile's `timezone` (read by quiet
+    /// hours, `wait_until` and the `date` filter) and `locale` (for templates), so the app need
+    /// not send them as traits, and a user who travels is followed. A value the app set itself
+    /// stands: one an identify named (even earlier), or one a journey's `update` set. The
+    /// latest event's value wins; one that does not look like a zone or a locale is ignored.
+    fn take_from_device(&mut self, event: &Event) {
+        for (name, valid) in DEVICE_TRAITS {
+            let Some(value) = event.context.get(name).and_then(Value::as_str) else {
+                continue;
+            };
+            let seen = self.from_device.get(name);
+            let current = self.traits.get(name);
+            let set_by_app = self.trait_times.get(name).is_some()
+                || current.is_some_and(|c| c.as_str() != seen.map(|d| d.value.as_str()));
+            if set_by_app || seen.is_some_and(|d| d.at > event.timestamp) || !valid(value) {
+                continue;
+            }
+            self.traits
+                .insert(name.to_string(), Value::String(value.to_string()));
+            self.from_device.insert(
+                name.to_string(),
+                FromDevice {
+                    value: value.to_string(),
+                    at: event.timestamp,
+                },
+            );
         }
-        self.traits
-            .insert("timezone".to_string(), Value::String(zone.to_string()));
-        self.device_zone = Some(zone.to_string());
-        self.device_zone_at = Some(event.timestamp);
     }
 
     pub fn apply(&mut self, event: &Event) {
@@ -234,7 +259,7 @@ impl Profile {
                 }
             }
         }
-        self.take_device_zone(event);
+        self.take_from_device(event);
         let name = match (&event.kind, &event.event) {
             (Kind::Track, Some(name)) => name.clone(),
             (Kind::Identify, _) => IDENTIFY.to_string(),
@@ -384,7 +409,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_devices_zone_is_the_profiles_unless_the_app_named_one() {
+    fn the_devices_zone_and_locale_are_the_profiles_unless_the_app_named_them() {
         let event = |at: &str, traits: Value, zone: &str| Event {
             kind: if traits.as_object().is_some_and(|t| !t.is_empty()) {
                 Kind::Identify
@@ -397,7 +422,7 @@ mod tests {
             event: Some("opened".into()),
             properties: std::sync::Arc::new(Value::Object(Map::new())),
             traits: traits.as_object().cloned().unwrap_or_default(),
-            context: serde_json::json!({"timezone": zone})
+            context: serde_json::json!({"timezone": zone, "locale": "fr-FR"})
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
@@ -436,5 +461,18 @@ mod tests {
         ));
         p.apply(&event("2026-12-05T10:00:00Z", none, "Europe/Paris"));
         assert_eq!(zone(&p).as_deref(), Some("America/New_York"));
+        // The locale came along all the way; not one that is no locale.
+        assert_eq!(p.traits.get("locale"), Some(&Value::String("fr-FR".into())));
+        let mut odd = Profile::new("bob");
+        let mut e = event(
+            "2026-12-01T10:00:00Z",
+            serde_json::json!({}),
+            "Europe/Paris",
+        );
+        e.context
+            .insert("locale".into(), Value::String("fr FR; q=1".into()));
+        odd.apply(&e);
+        assert_eq!(odd.traits.get("locale"), None);
+        assert_eq!(zone(&odd).as_deref(), Some("Europe/Paris"));
     }
 }
