@@ -60,6 +60,11 @@ enum Command {
         /// file's diff before committing it).
         #[arg(long, requires = "expect")]
         bless: bool,
+        /// Print each journey's stats after the run instead of the timeline, as `waymark stats`
+        /// prints a deployed journey's: the funnel per step, and each split's paths with
+        /// their conversion rates.
+        #[arg(long, conflicts_with = "expect")]
+        stats: bool,
     },
     /// Print a journey as a Mermaid flowchart.
     Render { file: PathBuf },
@@ -125,7 +130,8 @@ fn main() -> ExitCode {
             horizon,
             expect,
             bless,
-        } => simulate(&journeys, &events, horizon, expect.as_deref(), bless),
+            stats,
+        } => simulate(&journeys, &events, horizon, expect.as_deref(), bless, stats),
         Command::Render { file } => render(&file),
         Command::Dev(args) => multi_thread()
             .and_then(|rt| rt.block_on(dev::run(args)))
@@ -231,12 +237,40 @@ fn validate(paths: &[PathBuf]) -> bool {
     }
 }
 
+/// The stats a simulated run's timeline adds up to, per journey, as `waymark stats` prints them
+/// (the counters are the ones the deployed fold makes of the same entries).
+fn stats_of_run(set: &[waymark::journey::Journey], outputs: &[simulate::Output]) -> Result<String> {
+    let entries: Vec<waymark::timeline::Entry> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            simulate::Output::Timeline { entry, .. } => Some(entry.clone()),
+            simulate::Output::Message(_) => None,
+        })
+        .collect();
+    let counters = waymark::timeline::counters(&entries);
+    let mut out = String::new();
+    for j in set {
+        let Some(c) = counters.get(&j.id) else {
+            // A table of zeros would hide the one line that matters.
+            out.push_str(&format!("{} v1: no one entered\n", j.id));
+            continue;
+        };
+        let shaped = waymark::api::journey_stats(j, 1, c);
+        let s: remote::Stats = serde_json::to_value(&shaped)
+            .and_then(serde_json::from_value)
+            .context("shaping the stats")?;
+        out.push_str(&remote::table(&s));
+    }
+    Ok(out)
+}
+
 fn simulate(
     journeys: &Path,
     events: &Path,
     horizon: Duration,
     expect: Option<&Path>,
     bless: bool,
+    stats: bool,
 ) -> Result<bool> {
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
         Ok(set) => set,
@@ -266,6 +300,10 @@ fn simulate(
     let outputs = current_thread()?
         .block_on(simulate::run(&set, &script, config, horizon.to_jiff()))
         .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
+    if stats {
+        print!("{}", stats_of_run(&set, &outputs)?);
+        return Ok(true);
+    }
     let mut timeline = String::new();
     for o in &outputs {
         timeline.push_str(&serde_json::to_string(o).context("encoding output")?);

@@ -127,6 +127,45 @@ fn simulate_prints_the_timeline_as_json_lines() {
     assert_eq!(push[0]["at"], "2026-12-01T10:31:00Z");
 }
 
+/// `--stats`: the funnel a script makes, as `waymark stats` shows a deployed journey's, with
+/// the A/B split's paths and their conversion rates.
+#[test]
+fn simulate_prints_the_stats_of_a_run() {
+    let examples = examples();
+    let events = examples.join("../events/streaming_upsell.jsonl");
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &examples.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+        "--stats",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "streaming_upsell v1: entered 2, converted 2, exited 0, completed 1, held out 1\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "split copy_test:\n  \
+             path       entered  converted    rate\n  \
+             features         0          0       -\n  \
+             momentum         1          1  100.0%\n  \
+             (holdout)        1          1  100.0%\n"
+        ),
+        "{stdout}"
+    );
+    // A journey of the set that no one entered says so in one line.
+    assert!(
+        stdout.contains("\ncart_abandonment v1: no one entered\n"),
+        "{stdout}"
+    );
+}
+
 /// A journey's test in CI: `--bless` writes the expected timeline, `--expect` checks the next
 /// run against it and fails with a diff once the journey changes what it does.
 #[test]
