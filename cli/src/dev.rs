@@ -563,8 +563,10 @@ async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delive
 pub struct Published {
     pub ok: Vec<(String, u32)>,
     pub failed: usize,
-    /// An event that enrolls users in some journey, for the example request.
-    pub example_event: Option<String>,
+    /// An event that enrolls users in some journey, for the example request: one whose
+    /// journey reads none of its properties where there is one (the request sends none), and
+    /// whether it is such.
+    pub example_event: Option<(String, bool)>,
 }
 
 /// Watches a journey folder by modification times.
@@ -637,9 +639,10 @@ impl Watcher {
             match dsl::load_file(&file) {
                 Ok(j) => match self.publish(runtime, &file, &j, first).await {
                     Some(version) => {
-                        if out.example_event.is_none() {
-                            if let Some(TriggerKind::Event { event, .. }) = j.trigger.kind() {
-                                out.example_event = Some(event.to_string());
+                        if let Some(TriggerKind::Event { event, .. }) = j.trigger.kind() {
+                            let bare = dsl::trigger_event_fields(&j).is_empty();
+                            if out.example_event.as_ref().is_none_or(|(_, b)| !b && bare) {
+                                out.example_event = Some((event.to_string(), bare));
                             }
                         }
                         let label = match j.status {
@@ -761,7 +764,10 @@ fn print_banner(
             format!("\"{s}\"")
         }
     };
-    let event = published.example_event.as_deref().unwrap_or("signed_up");
+    let event = published
+        .example_event
+        .as_ref()
+        .map_or("signed_up", |(e, _)| e.as_str());
     println!();
     println!("Send an event:");
     println!(

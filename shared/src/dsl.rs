@@ -880,6 +880,44 @@ fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
 
 /// Where a journey that no event starts reads `event.*` in its messages, its branches or its
 /// schedule's `where`: those fields are always empty there, which a file should not promise.
+/// The trigger event's properties a journey reads (`event.total` → `total`): in its trigger's
+/// `where`, its branches, its `wait_until` dates and its templates. An example request that
+/// sends none of them suits only a journey that reads none.
+pub fn trigger_event_fields(j: &Journey) -> BTreeSet<String> {
+    let mut paths: Vec<String> = Vec::new();
+    if let Some(TriggerKind::Event {
+        condition: Some(c), ..
+    }) = j.trigger.kind()
+    {
+        paths.extend(c.paths());
+    }
+    let mut fields = BTreeSet::new();
+    for step in &j.steps {
+        match step.action() {
+            Action::Branch(b) => paths.extend(b.cases.iter().flat_map(|c| c.when.paths())),
+            Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => {
+                paths.push(d.source().to_string())
+            }
+            _ => {}
+        }
+        for (_, src) in step_templates(step) {
+            fields.extend(template::event_fields(src).into_iter().map(|(f, _)| f));
+        }
+    }
+    for p in paths {
+        let field = match p.strip_prefix("event") {
+            Some("") => "",
+            Some(rest) => match rest.strip_prefix('.') {
+                Some(f) => f.split('.').next().unwrap_or(f),
+                None => continue,
+            },
+            None => continue,
+        };
+        fields.insert(field.to_string());
+    }
+    fields
+}
+
 fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
     let (fields, why): (&[&str], &str) = match j.trigger.kind() {
         Some(TriggerKind::Schedule(_)) => (&[], "starts on a schedule: it has no trigger event"),
@@ -1325,6 +1363,25 @@ steps:
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn the_trigger_events_fields_a_journey_reads() {
+        let example = |name: &str| {
+            let path = format!(
+                "{}/../examples/journeys/{name}.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).expect("example");
+            trigger_event_fields(&parse(&path, &text).expect("valid example"))
+        };
+        // The trigger's `where`, the push's body and data, the email's loop.
+        let cart: Vec<String> = example("cart_abandonment").into_iter().collect();
+        assert_eq!(cart, ["cart_id", "currency", "items", "total"]);
+        // A `wait_until` date and the reminder's texts.
+        let appointment: Vec<String> = example("appointment_reminder").into_iter().collect();
+        assert_eq!(appointment, ["advisor", "branch", "starts_at"]);
+        assert!(example("banking_onboarding").is_empty());
     }
 
     #[test]
