@@ -284,18 +284,14 @@ fn tally(m: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
-/// The stats as a text table, one row per step.
+/// The stats as a text table, one row per step, then a table per split.
 pub fn table(s: &Stats) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
-        "step".into(),
-        "entered".into(),
-        "waiting".into(),
-        "sent".into(),
-        "skipped".into(),
-        "exited".into(),
-    ]];
+    let mut rows: Vec<Vec<String>> =
+        vec![["step", "entered", "waiting", "sent", "skipped", "exited"]
+            .map(String::from)
+            .to_vec()];
     for st in &s.steps {
-        rows.push([
+        rows.push(vec![
             st.id.clone(),
             st.entered.to_string(),
             st.waiting.to_string(),
@@ -303,12 +299,6 @@ pub fn table(s: &Stats) -> String {
             tally(&st.skipped),
             st.exited.to_string(),
         ]);
-    }
-    let mut widths = [0usize; 6];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
     }
     let status = match s.status.as_deref() {
         None | Some("active") => String::new(),
@@ -318,25 +308,40 @@ pub fn table(s: &Stats) -> String {
         "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
         s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
     );
-    for r in &rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-            let pad = w - c.chars().count();
-            // Names and lists to the left, numbers to the right.
-            if matches!(i, 1 | 2 | 5) {
-                line.push_str(&" ".repeat(pad));
+    // Names and lists to the left, numbers to the right.
+    out.push_str(&lay_out(&rows, "", |i| matches!(i, 1 | 2 | 5)));
+    for st in s.steps.iter().filter(|st| !st.paths.is_empty()) {
+        out.push_str(&split_table(st));
+    }
+    out
+}
+
+/// Rows as columns as wide as their widest cell, each line after `indent`; `right(i)` says
+/// which columns are numbers (aligned right).
+fn lay_out(rows: &[Vec<String>], indent: &str, right: impl Fn(usize) -> bool) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for r in rows {
+        widths.resize(widths.len().max(r.len()), 0);
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from(indent);
+        for (i, (c, w)) in r.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(w - c.chars().count());
+            if right(i) {
+                line.push_str(&pad);
                 line.push_str(c);
             } else {
                 line.push_str(c);
-                line.push_str(&" ".repeat(pad));
+                line.push_str(&pad);
             }
             line.push_str("  ");
         }
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-    for st in s.steps.iter().filter(|st| !st.paths.is_empty()) {
-        out.push_str(&split_table(st));
     }
     out
 }
@@ -344,12 +349,9 @@ pub fn table(s: &Stats) -> String {
 /// A split's paths and holdout: who took each, who of them converted, and the rate (an A/B
 /// test's result, the holdout's being what the paths are measured against).
 fn split_table(st: &StepStats) -> String {
-    let mut rows: Vec<[String; 4]> = vec![[
-        "path".into(),
-        "entered".into(),
-        "converted".into(),
-        "rate".into(),
-    ]];
+    let mut rows: Vec<Vec<String>> = vec![["path", "entered", "converted", "rate"]
+        .map(String::from)
+        .to_vec()];
     let named = st.paths.iter().map(|(n, p)| (n.clone(), *p));
     let holdout = st.holdout.map(|p| ("(holdout)".to_string(), p));
     for (name, p) in named.chain(holdout) {
@@ -358,32 +360,14 @@ fn split_table(st: &StepStats) -> String {
         } else {
             "-".into()
         };
-        rows.push([name, p.entered.to_string(), p.converted.to_string(), rate]);
+        rows.push(vec![
+            name,
+            p.entered.to_string(),
+            p.converted.to_string(),
+            rate,
+        ]);
     }
-    let mut widths = [0usize; 4];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = format!("split {}:\n", st.id);
-    for r in &rows {
-        let mut line = String::from("  ");
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - c.chars().count());
-            if i == 0 {
-                line.push_str(c);
-                line.push_str(&pad);
-            } else {
-                line.push_str(&pad);
-                line.push_str(c);
-            }
-            line.push_str("  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    format!("split {}:\n{}", st.id, lay_out(&rows, "  ", |i| i > 0))
 }
 
 /// `GET /v1/users/{id}`, the parts `why` reads.

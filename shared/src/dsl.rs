@@ -904,18 +904,25 @@ pub fn trigger_event_fields(j: &Journey) -> BTreeSet<String> {
             fields.extend(template::event_fields(src).into_iter().map(|(f, _)| f));
         }
     }
-    for p in paths {
-        let field = match p.strip_prefix("event") {
-            Some("") => "",
-            Some(rest) => match rest.strip_prefix('.') {
-                Some(f) => f.split('.').next().unwrap_or(f),
-                None => continue,
-            },
-            None => continue,
-        };
-        fields.insert(field.to_string());
-    }
+    fields.extend(
+        paths
+            .iter()
+            .filter_map(|p| event_field(p))
+            .map(str::to_string),
+    );
     fields
+}
+
+/// The trigger event's property a condition path reads (`event.items.0.name` → `items`; `event`
+/// whole → ``), or `None` for a path that is not the event's.
+fn event_field(path: &str) -> Option<&str> {
+    match path.strip_prefix("event")? {
+        "" => Some(""),
+        rest => {
+            let f = rest.strip_prefix('.')?;
+            Some(f.split('.').next().unwrap_or(f))
+        }
+    }
 }
 
 fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
@@ -971,13 +978,8 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
     reads.extend(conditions.into_iter().map(|(path, c)| (path, c.paths())));
     for (path, paths) in reads {
         for p in paths {
-            let field = match p.strip_prefix("event") {
-                Some("") => "",
-                Some(rest) => match rest.strip_prefix('.') {
-                    Some(f) => f.split('.').next().unwrap_or(f),
-                    None => continue,
-                },
-                None => continue,
+            let Some(field) = event_field(&p) else {
+                continue;
             };
             if !readable(field) {
                 out.push(problem(path.clone(), say(field)));

@@ -2708,6 +2708,17 @@ async fn cart_example_sends_what_the_story_says() {
     assert_eq!(facts(&out, "ann", entered).len(), 1);
 }
 
+/// Asserts each (counter, value) of `expected` is in `stats`.
+fn has_counters(stats: &BTreeMap<String, i64>, expected: &[(&str, i64)]) {
+    for (counter, value) in expected {
+        assert_eq!(
+            stats.get(*counter).copied(),
+            Some(*value),
+            "{counter} in {stats:?}"
+        );
+    }
+}
+
 /// An A/B test reads its result from the stats: per path (and for the holdout) how many users
 /// took it and how many of them converted.
 #[tokio::test]
@@ -2730,13 +2741,7 @@ async fn stats_count_each_split_path_and_its_conversions() {
         ("step.copy_test.holdout.entered", 1),
         ("step.copy_test.holdout.converted", 1),
     ];
-    for (counter, value) in expected {
-        assert_eq!(
-            stats.get(counter).copied(),
-            Some(value),
-            "{counter} in {stats:?}"
-        );
-    }
+    has_counters(&stats, &expected);
     assert!(
         !stats.keys().any(|k| k.contains(".path.features.")),
         "no one took `features`: {stats:?}"
@@ -2803,13 +2808,7 @@ async fn stats_counters_equal_what_the_timelines_say() {
         ("step.low_stock_email.sent.email", 3),
         ("step.wait_30m.entered", 4),
     ];
-    for (counter, value) in expected {
-        assert_eq!(
-            stats.get(counter).copied(),
-            Some(value),
-            "{counter} in {stats:?}"
-        );
-    }
+    has_counters(&stats, &expected);
 }
 
 // ---------------------------------------------------------------------------------------------
