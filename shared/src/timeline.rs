@@ -281,17 +281,13 @@ fn tally_into<'a>(
             Some(c) => c,
             None => out.entry(journey.to_string()).or_default(),
         };
-        let mut add = |parts: &[&str], d: i64| {
-            name.clear();
-            parts.iter().for_each(|p| name.push_str(p));
-            match c.get_mut(name.as_str()) {
-                Some(n) => *n += d,
-                None => {
-                    c.insert(name.clone(), d);
-                }
-            }
-        };
         let step = step.unwrap_or_default();
+        // The few facts of splits count out of line (`add_split`): the loop stays small.
+        if let Fact::Split(_) | Fact::Converted(_) | Fact::HeldOut = fact {
+            add_split(c, &mut name, step, &fact);
+            continue;
+        }
+        let mut add = |parts: &[&str], d: i64| add_to(c, &mut name, parts, d);
         match fact {
             Fact::Entered => add(&["entered"], 1),
             Fact::Step => add(&["step.", step, ".entered"], 1),
@@ -299,16 +295,6 @@ fn tally_into<'a>(
             Fact::Woke => add(&["step.", step, ".waiting"], -1),
             Fact::Sent(channel) => add(&["step.", step, ".sent.", channel.as_str()], 1),
             Fact::Skipped(reason) => add(&["step.", step, ".skipped.", reason], 1),
-            Fact::Split(path) => add(&["step.", step, ".path.", path, ".entered"], 1),
-            Fact::Converted(splits) => {
-                add(&["converted"], 1);
-                for c in splits {
-                    match &c.path {
-                        Some(path) => add(&["step.", &c.step, ".path.", path, ".converted"], 1),
-                        None => add(&["step.", &c.step, ".holdout.converted"], 1),
-                    }
-                }
-            }
             Fact::Exited => {
                 add(&["exited"], 1);
                 if !step.is_empty() {
@@ -316,14 +302,48 @@ fn tally_into<'a>(
                 }
             }
             Fact::Completed => add(&["completed"], 1),
-            Fact::HeldOut => {
-                add(&["held_out"], 1);
-                if !step.is_empty() {
-                    add(&["step.", step, ".holdout.entered"], 1);
+            Fact::Split(_) | Fact::Converted(_) | Fact::HeldOut | Fact::Uncounted => {}
+        }
+    }
+}
+
+/// Adds `d` to the counter named by `parts` joined (built in `name`, copied only when the
+/// counter is new). Inlined: the stats fold adds every timeline entry through it.
+#[inline(always)]
+fn add_to(c: &mut BTreeMap<String, i64>, name: &mut String, parts: &[&str], d: i64) {
+    name.clear();
+    parts.iter().for_each(|p| name.push_str(p));
+    match c.get_mut(name.as_str()) {
+        Some(n) => *n += d,
+        None => {
+            c.insert(name.clone(), d);
+        }
+    }
+}
+
+/// The counters of a split's facts: the path taken or the holdout, and a conversion (with
+/// the paths its enrollment took).
+#[inline(never)]
+fn add_split(c: &mut BTreeMap<String, i64>, name: &mut String, step: &str, fact: &Fact<'_>) {
+    let mut add = |parts: &[&str]| add_to(c, name, parts, 1);
+    match fact {
+        Fact::Split(path) => add(&["step.", step, ".path.", path, ".entered"]),
+        Fact::HeldOut => {
+            add(&["held_out"]);
+            if !step.is_empty() {
+                add(&["step.", step, ".holdout.entered"]);
+            }
+        }
+        Fact::Converted(splits) => {
+            add(&["converted"]);
+            for s in splits.iter() {
+                match &s.path {
+                    Some(path) => add(&["step.", &s.step, ".path.", path, ".converted"]),
+                    None => add(&["step.", &s.step, ".holdout.converted"]),
                 }
             }
-            Fact::Uncounted => {}
         }
+        _ => {}
     }
 }
 
