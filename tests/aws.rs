@@ -390,6 +390,68 @@ async fn a_repeated_message_id_enrolls_nobody_twice() {
     assert_eq!(stats["entered"], 1, "{stats}");
 }
 
+/// An A/B test on Lambda and DynamoDB: the split's paths and holdout, and who of them
+/// converted, folded from the timeline records as the stored JSON holds them.
+#[tokio::test]
+async fn a_splits_paths_and_holdout_are_counted_with_their_conversions() {
+    let Some(mut h) = Harness::new("split", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/journeys/streaming_upsell.yaml");
+    let upsell = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    h.publish_journey("streaming_upsell", &upsell).await;
+    // kim lands on `momentum`, bea in the holdout (a stable hash of user, journey and step).
+    for user in ["kim", "bea"] {
+        let token = format!("fcm-token-{}-{user}", h.stack.name);
+        h.identify(
+            user,
+            json!({"plan": "free", "push_tokens": [{"platform": "fcm", "token": token}]}),
+        )
+        .await;
+        for n in 1..=3 {
+            h.track(
+                user,
+                "episode_watched",
+                &format!("ep-{user}-{n}"),
+                json!({"series": "Night Harbour"}),
+            )
+            .await;
+        }
+    }
+    h.run_until(t0 + mins(10)).await;
+    h.track("kim", "subscription_upgraded", "up-kim", json!({}))
+        .await;
+    h.track("bea", "subscription_upgraded", "up-bea", json!({}))
+        .await;
+    h.run_until(t0 + mins(20)).await;
+    h.tick().await;
+    let (_, stats) = h
+        .call(
+            "GET",
+            "/v1/journeys/streaming_upsell/stats",
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(stats["entered"], 2, "{stats}");
+    assert_eq!(stats["converted"], 2, "{stats}");
+    let split = &stats["steps"][0];
+    assert_eq!(split["id"], "copy_test", "{stats}");
+    assert_eq!(
+        split["paths"],
+        json!({"features": {"entered": 0, "converted": 0},
+               "momentum": {"entered": 1, "converted": 1}}),
+        "{stats}"
+    );
+    assert_eq!(
+        split["holdout"],
+        json!({"entered": 1, "converted": 1}),
+        "{stats}"
+    );
+}
+
 #[tokio::test]
 async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
     let Some(mut h) = Harness::new("poison", at(T0)).await else {
