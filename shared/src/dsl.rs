@@ -836,16 +836,21 @@ fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
     let mut out = Vec::new();
     match step.action() {
         Action::Send(send) => {
-            let mut base = String::from("send");
-            let mut next = Some(send);
-            while let Some(send) = next {
-                if let Some(t) = send.template() {
-                    for (field, src) in template_sources(t) {
-                        out.push((format!("{base}.{}.{field}", t.channel()), src));
+            let variants = send
+                .locales
+                .iter()
+                .map(|(k, v)| (format!("send.locales.{k}"), v));
+            for (mut base, send) in std::iter::once(("send".to_string(), send)).chain(variants) {
+                let mut next = Some(send);
+                while let Some(send) = next {
+                    if let Some(t) = send.template() {
+                        for (field, src) in template_sources(t) {
+                            out.push((format!("{base}.{}.{field}", t.channel()), src));
+                        }
                     }
+                    next = send.fallback.as_deref();
+                    base.push_str(".fallback");
                 }
-                next = send.fallback.as_deref();
-                base.push_str(".fallback");
             }
         }
         Action::Update(u) => {
@@ -1106,7 +1111,46 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             });
         }
     }
+    for (key, variant) in &send.locales {
+        let path = format!("{base}.locales.{key}");
+        let written = crate::journey::locale_key(key);
+        let well_formed = (2..=35).contains(&key.len())
+            && key.split('-').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            });
+        if written != *key || !well_formed {
+            out.push(problem(
+                path.clone(),
+                format!("a locale is written in lower case with `-` between its parts, like `fr` or `pt-br`: write `{written}`"),
+            ));
+        }
+        if !variant.locales.is_empty() {
+            out.push(problem(
+                format!("{path}.locales"),
+                "a locale's send has no locales of its own",
+            ));
+        }
+        let channel = variant.template().map(|v| v.channel());
+        if channel.is_some() && channel != Some(t.channel()) {
+            out.push(problem(
+                path.clone(),
+                format!(
+                    "a locale's send uses the same channel as the send it translates: `{}`",
+                    t.channel()
+                ),
+            ));
+        }
+        validate_send(variant, &path, out);
+    }
     if let Some(fb) = &send.fallback {
+        if !fb.locales.is_empty() {
+            out.push(problem(
+                format!("{base}.fallback.locales"),
+                "a fallback is translated with the send: give each locale's send its own `fallback`",
+            ));
+        }
         if fb.fallback.is_some() {
             out.push(problem(
                 format!("{base}.fallback.fallback"),
@@ -1384,6 +1428,48 @@ steps:
         let appointment: Vec<String> = example("appointment_reminder").into_iter().collect();
         assert_eq!(appointment, ["advisor", "branch", "starts_at"]);
         assert!(example("banking_onboarding").is_empty());
+    }
+
+    #[test]
+    fn a_sends_locales_are_checked_like_the_send() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+steps:
+  - id: hello
+    send:
+      push: {title: "Hello", body: "."}
+      locales:
+        fr: {push: {title: "Bonjour {{ profil.first_name }}", body: "."}}
+        pt_BR: {push: {title: "Olá", body: "."}}
+        de: {sms: {body: "Hallo"}}
+"#;
+        let errs = parse("j.yaml", text).expect_err("bad locales");
+        let said: Vec<(&str, usize)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(
+            said,
+            [
+                ("steps[0].send.locales.de", 11),
+                ("steps[0].send.locales.fr.push.title", 9),
+                ("steps[0].send.locales.pt_BR", 10),
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("same channel"), "{errs:?}");
+        assert!(errs[1].message.contains("profil"), "{errs:?}");
+        assert!(errs[2].message.contains("write `pt-br`"), "{errs:?}");
+        let fixed = text
+            .replace("profil.", "profile.")
+            .replace("pt_BR", "pt-br")
+            .replace(
+                "{sms: {body: \"Hallo\"}}",
+                "{push: {title: \"Hallo\", body: \".\"}}",
+            );
+        assert!(
+            parse("j.yaml", &fixed).is_ok(),
+            "{:?}",
+            parse("j.yaml", &fixed).err()
+        );
     }
 
     #[test]

@@ -355,7 +355,8 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
     let Action::Send(send) = step.action() else {
         return None;
     };
-    if wants_address(ctx.profile, send) {
+    let locale = ctx.profile.traits.get("locale").and_then(Value::as_str);
+    if wants_address(ctx.profile, send.for_locale(locale)) {
         return None;
     }
     let mut run = Run::new(ctx, resumed(enrollment));
@@ -869,6 +870,9 @@ impl<'a> Run<'a> {
                     current = Some(p.goto.clone());
                 }
                 Action::Send(send) => {
+                    // In the user's language when the send has it (`locales`).
+                    let locale = self.profile().get("locale").and_then(Value::as_str);
+                    let send = send.for_locale(locale);
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)

@@ -523,6 +523,17 @@ pub struct Send {
     /// Used when the user has no address, device or subscription for the first channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<Send>>,
+    /// The message in other languages, by locale (`fr`, `pt-br`): a user whose
+    /// `profile.locale` is that locale, or has its language (`fr-CA` takes `fr`), gets that
+    /// send (its channel is this one's; it may have a fallback of its own) instead of this.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locales: BTreeMap<String, Send>,
+}
+
+/// A locale as `locales` keys are written and matched: lower case, `-` between its parts
+/// (`pt_BR` is `pt-br`).
+pub fn locale_key(locale: &str) -> String {
+    locale.trim().to_ascii_lowercase().replace('_', "-")
 }
 
 /// The channels Waymark sends on.
@@ -645,6 +656,20 @@ impl Send {
     /// The first channel's template (a validated send has exactly one).
     pub fn template(&self) -> Option<Template<'_>> {
         self.templates().into_iter().next()
+    }
+
+    /// The send for a user whose `profile.locale` is `locale`: the variant for that locale, else
+    /// for its language, else this one.
+    pub fn for_locale(&self, locale: Option<&str>) -> &Send {
+        let Some(locale) = locale.filter(|_| !self.locales.is_empty()) else {
+            return self;
+        };
+        let key = locale_key(locale);
+        let language = key.split('-').next().unwrap_or(&key);
+        self.locales
+            .get(&key)
+            .or_else(|| self.locales.get(language))
+            .unwrap_or(self)
     }
 }
 

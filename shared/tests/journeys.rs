@@ -2054,6 +2054,63 @@ steps:
     );
 }
 
+/// A send in the user's language: the locale itself, else its language, else the send as
+/// written; a device's locale counts as the profile's.
+#[tokio::test]
+async fn a_send_goes_out_in_the_users_language() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send:
+      push: {title: "Welcome, {{ profile.first_name }}", body: "."}
+      locales:
+        fr: {push: {title: "Bienvenue, {{ profile.first_name }}", body: "."}}
+        pt-br: {push: {title: "Bem-vindo, {{ profile.first_name }}", body: "."}}
+        pt: {push: {title: "Bem-vindo (pt), {{ profile.first_name }}", body: "."}}
+"#;
+    let mut script = Vec::new();
+    for (user, traits, context) in [
+        ("ann", json!({"locale": "fr-CA"}), json!({})),
+        ("bob", json!({"locale": "pt_BR"}), json!({})),
+        ("cat", json!({"locale": "pt-PT"}), json!({})),
+        ("dan", json!({"locale": "de-DE"}), json!({})),
+        ("eve", json!({}), json!({"locale": "fr-FR"})),
+        ("fay", json!({}), json!({})),
+    ] {
+        let mut traits = traits;
+        traits["first_name"] = json!(user);
+        traits["push_tokens"] = json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+        script.push(
+            json!({"at": "2026-12-01T10:00:00Z", "type": "identify", "userId": user,
+                           "traits": traits, "context": context}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:01:00Z", "type": "track", "userId": user,
+                           "event": "signed_up", "messageId": format!("s-{user}")}),
+        );
+    }
+    let script = script
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:01:00Z ann push hello: Bienvenue, ann",
+            "2026-12-01T10:01:00Z bob push hello: Bem-vindo, bob",
+            "2026-12-01T10:01:00Z cat push hello: Bem-vindo (pt), cat",
+            "2026-12-01T10:01:00Z dan push hello: Welcome, dan",
+            "2026-12-01T10:01:00Z eve push hello: Bienvenue, eve",
+            "2026-12-01T10:01:00Z fay push hello: Welcome, fay",
+        ]
+    );
+}
+
 /// An app that never sends `timezone` as a trait still gets its users' quiet hours right:
 /// Segment's mobile libraries put the device's zone in every call's `context.timezone`.
 #[tokio::test]
