@@ -871,8 +871,10 @@ impl<'a> Run<'a> {
                 }
                 Action::Send(send) => {
                     // In the user's language when the send has it (`locales`).
-                    let locale = self.profile().get("locale").and_then(Value::as_str);
-                    let send = send.for_locale(locale);
+                    let send = match send.locales.is_empty() {
+                        true => send,
+                        false => send.for_locale(self.current_trait("locale")),
+                    };
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)
@@ -1007,17 +1009,27 @@ impl<'a> Run<'a> {
         );
     }
 
+    /// A text trait as this transition's steps see it (after its own updates), without making
+    /// the profile's template view when no step has.
+    fn current_trait(&self, name: &str) -> Option<&str> {
+        self.current_traits().get(name).and_then(Value::as_str)
+    }
+
+    /// The profile's traits as this transition's `update` steps left them, if one ran.
+    fn current_traits(&self) -> &serde_json::Map<String, Value> {
+        match self.profile.get() {
+            Some(Value::Object(updated)) => updated,
+            _ => &self.ctx.profile.traits,
+        }
+    }
+
     /// What templates see at this point of the transition: rendered straight from the profile
     /// (as this transition's `update` steps left it, if one ran) and the event where a
     /// template allows it.
     fn template_context(&self) -> template::Context<'_> {
         let j = self.ctx.journey;
-        let traits = match self.profile.get() {
-            Some(Value::Object(updated)) => updated,
-            _ => &self.ctx.profile.traits,
-        };
         template::Context::new(template::Scope {
-            traits,
+            traits: self.current_traits(),
             profile_user_id: &self.ctx.profile.user_id,
             user_id: &self.enrollment.user_id,
             event: &self.enrollment.trigger.properties,
