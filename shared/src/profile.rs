@@ -192,8 +192,9 @@ impl Profile {
     /// (`context.timezone`, `context.locale`) become the profile's `timezone` (read by quiet
     /// hours, `wait_until` and the `date` filter) and `locale` (for templates), so the app need
     /// not send them as traits, and a user who travels is followed. A value the app set itself
-    /// stands: one an identify named (even earlier), or one a journey's `update` set. The
-    /// latest event's value wins; one that does not look like a zone or a locale is ignored.
+    /// stands: one an identify named (even earlier, until one removes it with `null`), or one a
+    /// journey's `update` set. The latest event's value wins; one that does not look like a
+    /// zone or a locale is ignored.
     fn take_from_device(&mut self, event: &Event) {
         for (name, valid) in DEVICE_TRAITS {
             let Some(value) = event.context.get(name).and_then(Value::as_str) else {
@@ -201,8 +202,14 @@ impl Profile {
             };
             let seen = self.from_device.get(name);
             let current = self.traits.get(name);
-            let set_by_app = self.trait_times.get(name).is_some()
-                || current.is_some_and(|c| c.as_str() != seen.map(|d| d.value.as_str()));
+            // The app's own value stands; one it removed (`null`) leaves the device's to come.
+            let set_by_app = current.is_some_and(|c| match seen {
+                None => true,
+                Some(d) => {
+                    c.as_str() != Some(d.value.as_str())
+                        || self.trait_times.get(name).is_some_and(|t| *t > d.at)
+                }
+            });
             if set_by_app || seen.is_some_and(|d| d.at > event.timestamp) || !valid(value) {
                 continue;
             }
@@ -459,8 +466,17 @@ mod tests {
             serde_json::json!({"timezone": "America/New_York"}),
             "Asia/Tokyo",
         ));
-        p.apply(&event("2026-12-05T10:00:00Z", none, "Europe/Paris"));
+        p.apply(&event("2026-12-05T10:00:00Z", none.clone(), "Europe/Paris"));
         assert_eq!(zone(&p).as_deref(), Some("America/New_York"));
+        // Until the app removes it: the device's zone is taken again.
+        p.apply(&event(
+            "2026-12-06T10:00:00Z",
+            serde_json::json!({"timezone": null}),
+            "Europe/Paris",
+        ));
+        assert_eq!(zone(&p).as_deref(), Some("Europe/Paris"));
+        p.apply(&event("2026-12-07T10:00:00Z", none, "Asia/Tokyo"));
+        assert_eq!(zone(&p).as_deref(), Some("Asia/Tokyo"));
         // The locale came along all the way; not one that is no locale.
         assert_eq!(p.traits.get("locale"), Some(&Value::String("fr-FR".into())));
         let mut odd = Profile::new("bob");
