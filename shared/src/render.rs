@@ -299,6 +299,10 @@ fn send_label(s: &Send) -> String {
     if let Some(f) = &s.fallback {
         let _ = write!(l, " (else {})", send_label(f));
     }
+    if !s.locales.is_empty() {
+        let keys: Vec<&str> = s.locales.keys().map(String::as_str).collect();
+        let _ = write!(l, " [also {}]", keys.join(", "));
+    }
     l
 }
 
@@ -424,6 +428,21 @@ steps:
     s5 --> s7
 "##;
         assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn a_sends_languages_are_named_on_its_box() {
+        let text = CART.replace(
+            "  - id: wait_order\n",
+            "      locales:\n        fr: {push: {title: \"Panier\", body: \".\"}}\n        pt-br: {push: {title: \"Carrinho\", body: \".\"}}\n  - id: wait_order\n",
+        );
+        let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
+        assert!(
+            m.contains(
+                "s1[\"push_reminder<br/>push: You left #lt;something#gt; [also fr, pt-br]\"]"
+            ),
+            "{m}"
+        );
     }
 
     #[test]
