@@ -186,8 +186,6 @@ impl Profile {
         }
     }
 
-    /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
-    /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
     /// The user's time zone and locale as their device sends them with every call
     /// (`context.timezone`, `context.locale`) become the profile's `timezone` (read by quiet
     /// hours, `wait_until` and the `date` filter) and `locale` (for templates), so the app need
@@ -225,6 +223,8 @@ impl Profile {
         }
     }
 
+    /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
+    /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
     pub fn apply(&mut self, event: &Event) {
         if event.kind == Kind::Identify {
             for (k, v) in &event.traits {
