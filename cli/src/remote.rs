@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use waymark::dsl;
 use waymark::enrollment::{Enrollment, Status};
+use waymark::journey::JourneyStatus;
 use waymark::runtime::describe;
 use waymark::timeline::{Entry, What};
 
@@ -224,43 +225,7 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
 }
 
 /// `GET /v1/journeys/{id}/stats`, as the API shapes it.
-#[derive(Debug, Deserialize)]
-pub struct Stats {
-    pub journey: String,
-    pub version: u32,
-    /// `active`, `closed` or `stopped` (absent from older servers).
-    #[serde(default)]
-    pub status: Option<String>,
-    pub entered: i64,
-    pub converted: i64,
-    pub exited: i64,
-    pub completed: i64,
-    pub held_out: i64,
-    pub steps: Vec<StepStats>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StepStats {
-    pub id: String,
-    pub entered: i64,
-    pub waiting: i64,
-    #[serde(default)]
-    pub sent: BTreeMap<String, i64>,
-    #[serde(default)]
-    pub skipped: BTreeMap<String, i64>,
-    pub exited: i64,
-    /// A split's paths (absent from older servers and from other steps).
-    #[serde(default)]
-    pub paths: BTreeMap<String, PathStats>,
-    #[serde(default)]
-    pub holdout: Option<PathStats>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct PathStats {
-    pub entered: i64,
-    pub converted: i64,
-}
+pub use waymark::api::{JourneyStats as Stats, StepStats};
 
 pub async fn stats(client: &ApiClient, journey: &str) -> Result<String> {
     let (status, body) = client
@@ -300,9 +265,9 @@ pub fn table(s: &Stats) -> String {
             st.exited.to_string(),
         ]);
     }
-    let status = match s.status.as_deref() {
-        None | Some("active") => String::new(),
-        Some(other) => format!(" ({other})"),
+    let status = match s.status {
+        JourneyStatus::Active => String::new(),
+        other => format!(" ({})", other.as_str()),
     };
     let mut out = format!(
         "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}\n",

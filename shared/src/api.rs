@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::{Keys, Role, Signer};
@@ -81,27 +81,30 @@ fn internal(e: &RunError) -> Response<Bytes> {
     )
 }
 
-/// Per-step figures for `GET /v1/journeys/{id}/stats`.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+/// Per-step figures for `GET /v1/journeys/{id}/stats` (also how `waymark stats` reads them:
+/// what an older server leaves out is empty).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct StepStats {
     pub id: String,
     pub entered: i64,
     pub waiting: i64,
+    #[serde(default)]
     pub sent: BTreeMap<String, i64>,
+    #[serde(default)]
     pub skipped: BTreeMap<String, i64>,
     pub exited: i64,
     /// A split's paths by name: who took each and who of them converted (an A/B test's
     /// result). Every path of the split is listed, taken or not.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub paths: BTreeMap<String, PathStats>,
     /// A split's holdout, when it has one: the users who got nothing, and who of them
     /// converted all the same (what a path's conversions are measured against).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout: Option<PathStats>,
 }
 
 /// The users a split path (or its holdout) took, and how many of them converted.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct PathStats {
     pub entered: i64,
     pub converted: i64,
@@ -117,10 +120,12 @@ impl PathStats {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JourneyStats {
     pub journey: String,
     pub version: u32,
+    /// Absent from older servers: active.
+    #[serde(default)]
     pub status: JourneyStatus,
     pub entered: i64,
     pub converted: i64,

@@ -883,39 +883,75 @@ fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
     }
 }
 
-/// Where a journey that no event starts reads `event.*` in its messages, its branches or its
-/// schedule's `where`: those fields are always empty there, which a file should not promise.
+/// One place a journey reads the trigger event: where in the file, the property (`event.total`
+/// is `total`; `event` whole is ``), and the line inside the template when it is one.
+struct EventRead {
+    path: String,
+    field: String,
+    template_line: Option<usize>,
+}
+
+/// Every place a journey reads the trigger event's properties: its templates first, then its
+/// `wait_until` dates, then its conditions (the trigger's or the schedule's `where`, its
+/// branches), each in step order.
+fn event_reads(j: &Journey) -> Vec<EventRead> {
+    let mut reads = Vec::new();
+    let mut dates: Vec<(String, &str)> = Vec::new();
+    let mut conditions: Vec<(String, &crate::condition::Condition)> = Vec::new();
+    match j.trigger.kind() {
+        Some(TriggerKind::Event {
+            condition: Some(c), ..
+        }) => conditions.push(("trigger.where".into(), c)),
+        Some(TriggerKind::Schedule(crate::journey::Schedule {
+            condition: Some(c), ..
+        })) => conditions.push(("trigger.schedule.where".into(), c)),
+        _ => {}
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        match step.action() {
+            Action::Branch(b) => {
+                for (k, case) in b.cases.iter().enumerate() {
+                    conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
+                }
+            }
+            Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => {
+                dates.push((format!("steps[{i}].wait_until.date"), d.source()));
+            }
+            _ => {}
+        }
+        for (path, src) in step_templates(step) {
+            for (field, line) in template::event_fields(src) {
+                reads.push(EventRead {
+                    path: format!("steps[{i}].{path}"),
+                    field,
+                    template_line: Some(line),
+                });
+            }
+        }
+    }
+    let paths = dates
+        .into_iter()
+        .map(|(path, p)| (path, vec![p.to_string()]))
+        .chain(conditions.into_iter().map(|(path, c)| (path, c.paths())));
+    for (path, read) in paths {
+        for p in read {
+            if let Some(field) = event_field(&p) {
+                reads.push(EventRead {
+                    path: path.clone(),
+                    field: field.to_string(),
+                    template_line: None,
+                });
+            }
+        }
+    }
+    reads
+}
+
 /// The trigger event's properties a journey reads (`event.total` → `total`): in its trigger's
 /// `where`, its branches, its `wait_until` dates and its templates. An example request that
 /// sends none of them suits only a journey that reads none.
 pub fn trigger_event_fields(j: &Journey) -> BTreeSet<String> {
-    let mut paths: Vec<String> = Vec::new();
-    if let Some(TriggerKind::Event {
-        condition: Some(c), ..
-    }) = j.trigger.kind()
-    {
-        paths.extend(c.paths());
-    }
-    let mut fields = BTreeSet::new();
-    for step in &j.steps {
-        match step.action() {
-            Action::Branch(b) => paths.extend(b.cases.iter().flat_map(|c| c.when.paths())),
-            Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => {
-                paths.push(d.source().to_string())
-            }
-            _ => {}
-        }
-        for (_, src) in step_templates(step) {
-            fields.extend(template::event_fields(src).into_iter().map(|(f, _)| f));
-        }
-    }
-    fields.extend(
-        paths
-            .iter()
-            .filter_map(|p| event_field(p))
-            .map(str::to_string),
-    );
-    fields
+    event_reads(j).into_iter().map(|r| r.field).collect()
 }
 
 /// The trigger event's property a condition path reads (`event.items.0.name` → `items`; `event`
@@ -930,6 +966,9 @@ fn event_field(path: &str) -> Option<&str> {
     }
 }
 
+/// Where a journey that no event starts reads `event.*` in its messages, its branches, its
+/// dates or its schedule's `where`: those fields are always empty there, which a file should
+/// not promise.
 fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
     let (fields, why): (&[&str], &str) = match j.trigger.kind() {
         Some(TriggerKind::Schedule(_)) => (&[], "starts on a schedule: it has no trigger event"),
@@ -949,46 +988,13 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
         };
         format!("this journey {why}, so `{written}` is always empty here: read the profile instead (`profile.{}`)", if f.is_empty() { "first_name" } else { f })
     };
-    let mut conditions: Vec<(String, &crate::condition::Condition)> = Vec::new();
-    if let Some(TriggerKind::Schedule(sc)) = j.trigger.kind() {
-        if let Some(c) = &sc.condition {
-            conditions.push(("trigger.schedule.where".into(), c));
-        }
-    }
-    let mut reads: Vec<(String, Vec<String>)> = Vec::new();
-    for (i, step) in j.steps.iter().enumerate() {
-        if let Action::Branch(b) = step.action() {
-            for (k, case) in b.cases.iter().enumerate() {
-                conditions.push((format!("steps[{i}].branch.cases[{k}].when"), &case.when));
-            }
-        }
-        if let Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) = step.action() {
-            reads.push((
-                format!("steps[{i}].wait_until.date"),
-                vec![d.source().to_string()],
-            ));
-        }
-        for (path, src) in step_templates(step) {
-            for (f, line) in template::event_fields(src) {
-                if !readable(&f) {
-                    out.push(Problem {
-                        path: format!("steps[{i}].{path}"),
-                        message: say(&f),
-                        template_line: Some(line),
-                    });
-                }
-            }
-        }
-    }
-    reads.extend(conditions.into_iter().map(|(path, c)| (path, c.paths())));
-    for (path, paths) in reads {
-        for p in paths {
-            let Some(field) = event_field(&p) else {
-                continue;
-            };
-            if !readable(field) {
-                out.push(problem(path.clone(), say(field)));
-            }
+    for r in event_reads(j) {
+        if !readable(&r.field) {
+            out.push(Problem {
+                message: say(&r.field),
+                path: r.path,
+                template_line: r.template_line,
+            });
         }
     }
 }

@@ -156,15 +156,10 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The user's time zone: the profile's, else the journey's default, else UTC.
     pub fn timezone(&self) -> TimeZone {
-        self.profile
-            .timezone()
-            .or_else(|| {
-                self.journey
-                    .timezone
-                    .as_deref()
-                    .and_then(|n| TimeZone::get(n).ok())
-            })
-            .unwrap_or(TimeZone::UTC)
+        template::zone_of(
+            self.profile.traits.get("timezone").and_then(Value::as_str),
+            self.journey.timezone.as_deref(),
+        )
     }
 }
 
@@ -381,14 +376,12 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
     };
     w.date.as_ref()?;
     let mut run = Run::new(ctx, resumed(enrollment));
-    let target = date_target(w, &run.scope(), &ctx.timezone());
-    let year = run.after(crate::duration::Duration::MAX.to_jiff());
-    let same = match target {
+    let same = match date_wait(w, &run.scope(), &ctx.timezone(), ctx.now) {
         // Still more than a year ahead: the yearly reading finds it.
-        Some(at) if at > year => pending.resume == Resume::Rerun,
-        Some(at) if at > ctx.now => pending.resume == Resume::Continue && pending.at == at,
+        DateWait::Year { .. } => pending.resume == Resume::Rerun,
+        DateWait::Until(at) => pending.resume == Resume::Continue && pending.at == at,
         // Past now, or gone: the step decides at once.
-        _ => false,
+        DateWait::Past(_) | DateWait::Missing => false,
     };
     if same {
         return None;
@@ -573,6 +566,32 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
             local(day.at(time.hour as i8, time.minute as i8, 0, 0))
         }
         None => Some(at),
+    }
+}
+
+/// What a `wait_until` with a `date` does at `now`: wait until its time, or a year when the time
+/// is further (no wait outlives the 400-day records a waiting enrollment relies on: the step is
+/// read again each year), go on (the time is past), or end the enrollment (no such time).
+enum DateWait {
+    Until(Timestamp),
+    Year { at: Timestamp, target: Timestamp },
+    Past(Timestamp),
+    Missing,
+}
+
+fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) -> DateWait {
+    let Some(target) = date_target(w, scope, tz) else {
+        return DateWait::Missing;
+    };
+    let year = now
+        .checked_add(crate::duration::Duration::MAX.to_jiff())
+        .unwrap_or(now);
+    if target > year {
+        DateWait::Year { at: year, target }
+    } else if target > now {
+        DateWait::Until(target)
+    } else {
+        DateWait::Past(target)
     }
 }
 
@@ -777,37 +796,33 @@ impl<'a> Run<'a> {
                         return;
                     };
                     let why = format!("wait_until {date}");
-                    let Some(at) = date_target(w, &self.scope(), &tz) else {
-                        self.end(&id, format!("{why}: {path} is missing or not a time"));
-                        return;
-                    };
-                    // No wait is longer than a year (the records a waiting enrollment relies on
-                    // are kept 400 days): a later date is waited for a year at a time, the step
-                    // read again each year.
-                    let year = self.after(crate::duration::Duration::MAX.to_jiff());
-                    if at > year {
-                        self.wait(
-                            &id,
-                            year,
-                            Resume::Rerun,
-                            format!("{why} ({at}: a year at a time)"),
-                        );
-                        return;
+                    match date_wait(w, &self.scope(), &tz, self.ctx.now) {
+                        DateWait::Missing => {
+                            self.end(&id, format!("{why}: {path} is missing or not a time"));
+                            return;
+                        }
+                        DateWait::Year { at, target } => {
+                            let why = format!("{why} ({target}: a year at a time)");
+                            self.wait(&id, at, Resume::Rerun, why);
+                            return;
+                        }
+                        DateWait::Until(at) => {
+                            self.wait(&id, at, Resume::Continue, why);
+                            return;
+                        }
+                        DateWait::Past(at) => {
+                            // Booked for tomorrow, reminded a day before: go on now.
+                            let now = self.ctx.now;
+                            self.log(Some(&id), What::Waiting { until: now, why });
+                            self.log(
+                                Some(&id),
+                                What::Woke {
+                                    how: format!("already past: {at}"),
+                                },
+                            );
+                            current = default_next();
+                        }
                     }
-                    if at > self.ctx.now {
-                        self.wait(&id, at, Resume::Continue, why);
-                        return;
-                    }
-                    // Already past (booked for tomorrow, reminded a day before): go on now.
-                    let now = self.ctx.now;
-                    self.log(Some(&id), What::Waiting { until: now, why });
-                    self.log(
-                        Some(&id),
-                        What::Woke {
-                            how: format!("already past: {at}"),
-                        },
-                    );
-                    current = default_next();
                 }
                 Action::WaitFor(w) => {
                     let at = self.after(w.timeout.to_jiff());
@@ -871,10 +886,7 @@ impl<'a> Run<'a> {
                 }
                 Action::Send(send) => {
                     // In the user's language when the send has it (`locales`).
-                    let send = match send.locales.is_empty() {
-                        true => send,
-                        false => send.for_locale(self.current_trait("locale")),
-                    };
+                    let send = send.for_locale(self.current_trait("locale"));
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)

@@ -391,8 +391,8 @@ pub struct WaitUntil {
     /// A time read from the trigger event or the profile (`event.appointment_at`,
     /// `profile.renewal_at`): an RFC 3339 time, a local date and time (`2026-12-10T15:00:00`) or
     /// a `YYYY-MM-DD` date (midnight) in the user's time zone, or seconds since 1970 (as the
-    /// `date` template filter reads it). A
-    /// user without one leaves the journey (`ended`); one already past goes on at once.
+    /// `date` template filter reads it). A user without one leaves the journey (`ended`); one
+    /// already past goes on at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<ValuePath>,
     /// With `date`: this long before it (`1d`: the day before an appointment).

@@ -129,14 +129,6 @@ impl Profile {
         Value::Object(m)
     }
 
-    /// The user's IANA time zone, if it set a valid one.
-    pub fn timezone(&self) -> Option<jiff::tz::TimeZone> {
-        self.traits
-            .get("timezone")
-            .and_then(Value::as_str)
-            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
-    }
-
     fn subscribed(&self, channel: Channel) -> bool {
         self.traits
             .get("subscriptions")

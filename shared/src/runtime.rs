@@ -2597,15 +2597,10 @@ impl Runtime {
         let mut out = Vec::new();
         for profile in profiles {
             if s.timezone == "user" {
-                let tz = profile
-                    .timezone()
-                    .or_else(|| {
-                        p.journey
-                            .timezone
-                            .as_deref()
-                            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
-                    })
-                    .unwrap_or(jiff::tz::TimeZone::UTC);
+                let tz = crate::template::zone_of(
+                    profile.traits.get("timezone").and_then(Value::as_str),
+                    p.journey.timezone.as_deref(),
+                );
                 if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
                     continue;
                 }

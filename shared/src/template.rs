@@ -2,7 +2,7 @@
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 mod date;
-pub(crate) use date::zoned_text;
+pub(crate) use date::{zone_of, zoned_text};
 mod direct;
 mod used;
 

@@ -653,12 +653,10 @@ steps:
         } else {
             json!({"timezone": tz, "push_tokens": [{"platform": "fcm", "token": "t-ann"}]})
         };
-        let script = [
+        let script = script_of(&[
             json!({"at": "2026-12-01T06:00:00Z", "type": "identify", "userId": "ann", "traits": traits}),
             json!({"at": signed_up, "type": "track", "userId": "ann", "event": "signed_up", "messageId": "s-ann"}),
-        ]
-        .map(|l| l.to_string())
-        .join("\n");
+        ]);
         let out = sim(&[&text], &script).await;
         assert_eq!(
             outbox(&out),
@@ -695,7 +693,7 @@ steps:
       push: {title: "Renewal soon", body: "."}
 "#;
     let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
-    let script = [
+    let script = script_of(&[
         // Paris; the appointment is on 2026-12-10 at 15:00 Paris: reminded 2026-12-09 09:00 Paris.
         json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
                "traits": {"timezone": "Europe/Paris", "push_tokens": device("ann")}}),
@@ -721,9 +719,7 @@ steps:
                "traits": {"renews_on": 1_797_292_800, "push_tokens": device("eve")}}),
         json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "eve", "event": "plan_changed",
                "messageId": "p-eve"}),
-    ]
-    .map(|l| l.to_string())
-    .join("\n");
+    ]);
     let out = sim(&[reminder, renewal], &script).await;
     assert_eq!(
         outbox(&out),
@@ -808,11 +804,7 @@ steps:
         json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "gus",
                "traits": {"timezone": "Asia/Tokyo"}}),
     ]);
-    let script = script
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let script = script_of(&script);
     let out = sim(&[renewal], &script).await;
     assert_eq!(
         outbox(&out),
@@ -885,7 +877,7 @@ steps:
       push: {title: "See you at {{ event.starts_at | date('%H:%M') }}", body: "."}
 "#;
     let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
-    let script = [
+    let script = script_of(&[
         // No zone of her own: the journey's (Paris).
         json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
                "traits": {"push_tokens": device("ann")}}),
@@ -896,9 +888,7 @@ steps:
                "traits": {"timezone": "Asia/Tokyo", "push_tokens": device("bob")}}),
         json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "bob", "event": "appointment_booked",
                "messageId": "b-bob", "properties": {"starts_at": "2026-12-10T14:00:00Z"}}),
-    ]
-    .map(|l| l.to_string())
-    .join("\n");
+    ]);
     let out = sim(&[reminder], &script).await;
     assert_eq!(
         outbox(&out),
@@ -924,14 +914,12 @@ steps:
     send:
       push: {title: "Happy anniversary", body: "."}
 "#;
-    let script = [
+    let script = script_of(&[
         json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
                "traits": {"push_tokens": [{"platform": "fcm", "token": "t-ann"}]}}),
         json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "ann", "event": "joined",
                "messageId": "j-ann", "properties": {"anniversary_at": "2029-01-15T10:00:00Z"}}),
-    ]
-    .map(|l| l.to_string())
-    .join("\n");
+    ]);
     let out = sim_with(
         &[journey],
         &script,
@@ -2092,11 +2080,7 @@ steps:
                            "event": "signed_up", "messageId": format!("s-{user}")}),
         );
     }
-    let script = script
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let script = script_of(&script);
     let out = sim(&[journey], &script).await;
     assert_eq!(
         outbox(&out),

@@ -13,9 +13,10 @@ const DEFAULT_FORMAT: &str = "%Y-%m-%d";
 
 /// `value | date(format, tz=zone)`: `value` is RFC 3339 text (`2026-12-24T18:00:00Z`), a day
 /// (`2026-12-24`), a local date and time (`2026-12-24T18:00:00`, read in the zone) or seconds
-/// since 1970. It is shown in `tz` when given, else in the user's zone (`profile.timezone`),
-/// else in the journey's (`timezone:` in the journey file), else in UTC; `format` takes strftime's directives (`%Y-%m-%d` when absent). Nothing (an
-/// absent trait) prints as nothing, as an absent value does anywhere else in a template.
+/// since 1970. It is shown in `tz` when given, else in the user's zone (`profile.timezone`,
+/// else the journey's `timezone`, else UTC); `format` takes strftime's directives (`%Y-%m-%d`
+/// when absent). Nothing (an absent trait) prints as nothing, as an absent value does anywhere
+/// else in a template.
 pub fn date(
     state: &State<'_, '_>,
     value: Value,
@@ -43,22 +44,17 @@ pub fn date(
 
 /// The user's time zone as a wait finds it: `profile.timezone`, else `journey.timezone`, else UTC.
 fn user_zone(state: &State<'_, '_>) -> TimeZone {
-    let name = |root: &str| {
-        state
-            .lookup(root)
-            .and_then(|v| v.get_attr("timezone").ok())
-            .filter(|z| z.as_str().is_some())
-    };
-    let profile = name("profile");
-    let journey = name("journey");
+    let zone = |root: &str| state.lookup(root).and_then(|v| v.get_attr("timezone").ok());
+    let (profile, journey) = (zone("profile"), zone("journey"));
     zone_of(
-        profile.as_ref().and_then(|z| z.as_str()),
-        journey.as_ref().and_then(|z| z.as_str()),
+        profile.as_ref().and_then(Value::as_str),
+        journey.as_ref().and_then(Value::as_str),
     )
 }
 
-/// The first of the profile's zone and the journey's default that names an IANA zone, else UTC:
-/// the order `engine::Ctx::timezone` takes, so a message prints a time in the zone its wait used.
+/// The user's zone: the first of the profile's and the journey's default that names an IANA
+/// zone, else UTC. Waits (`engine::Ctx::timezone`) and both renderers' `date` find it here, so a
+/// message prints a time in the zone its wait used.
 pub(crate) fn zone_of(profile: Option<&str>, journey: Option<&str>) -> TimeZone {
     [profile, journey]
         .into_iter()

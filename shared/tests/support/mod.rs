@@ -51,6 +51,15 @@ pub fn example_events(name: &str) -> String {
     example("events", &format!("{name}.jsonl"))
 }
 
+/// A script of events, one JSON object a line, as `waymark simulate` reads it.
+pub fn script_of(lines: &[serde_json::Value]) -> String {
+    lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `journeys` against `script` with the default configuration for [`HORIZON`].
 pub async fn sim(journeys: &[&str], script: &str) -> Vec<Output> {
     sim_with(journeys, script, Config::default(), HORIZON).await
