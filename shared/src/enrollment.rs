@@ -121,6 +121,9 @@ pub const EARLIER_TRIGGERS: usize = 16;
 const MERGE_SUFFIX: &str = ":merge";
 /// Ends the cause of a late exit ([`Enrollment::late_exit_id_of`]).
 const LATE_EXIT_SUFFIX: &str = ":late-exit";
+/// Ends the cause of a date wait moved by another journey's `update`
+/// ([`Enrollment::moved_id_of`]).
+const MOVED_SUFFIX: &str = ":moved";
 
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,9 +211,18 @@ impl Enrollment {
         crate::store::join(&[cause, LATE_EXIT_SUFFIX])
     }
 
+    /// The cause of the transition in which message `cause`, through another journey's
+    /// `update` step, moves the date this enrollment's `wait_until` waits for: a cause of its
+    /// own, since `cause` may have made a transition of this enrollment too (an event it
+    /// listens to), and a transition's timeline record is keyed by its cause.
+    pub fn moved_id_of(cause: &str) -> String {
+        crate::store::join(&[cause, MOVED_SUFFIX])
+    }
+
     /// Whether a transition made under `made_by` was made by message `cause`: under its id, as
     /// its merge ([`Enrollment::merge_id_of`]), as its late exit
-    /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge.
+    /// ([`Enrollment::late_exit_id_of`]), as a date it moved ([`Enrollment::moved_id_of`]), or
+    /// as a late exit of its merge.
     pub fn made_by(made_by: &str, cause: &str) -> bool {
         let mut m = made_by;
         loop {
@@ -220,6 +232,7 @@ impl Enrollment {
             match m
                 .strip_suffix(LATE_EXIT_SUFFIX)
                 .or_else(|| m.strip_suffix(MERGE_SUFFIX))
+                .or_else(|| m.strip_suffix(MOVED_SUFFIX))
             {
                 Some(shorter) => m = shorter,
                 None => return false,

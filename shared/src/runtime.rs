@@ -1676,6 +1676,8 @@ impl Runtime {
         let mut entries = Vec::with_capacity(u.timeline.len() + sends);
         entries.extend_from_slice(u.timeline);
         let mut failed = None;
+        // The profile as an `update` effect left it.
+        let mut updated = None;
         let wake = |seq: u64, at: Timestamp| Message::Wake {
             user_id: u.user.into(),
             journey: u.journey.into(),
@@ -1745,20 +1747,26 @@ impl Runtime {
                     }
                 }
                 Effect::UpdateProfile(up) => {
-                    self.update_profile(u.user, |p| {
-                        for (k, v) in &up.set {
-                            p.traits.insert(k.clone(), v.clone());
-                        }
-                        for k in &up.unset {
-                            p.traits.remove(k);
-                        }
-                    })
-                    .await?;
+                    let p = self
+                        .update_profile(u.user, |p| {
+                            for (k, v) in &up.set {
+                                p.traits.insert(k.clone(), v.clone());
+                            }
+                            for k in &up.unset {
+                                p.traits.remove(k);
+                            }
+                        })
+                        .await?;
+                    updated = Some(p);
                 }
             }
         }
         if let Some(err) = failed {
             return Err(err);
+        }
+        if let Some(profile) = updated {
+            self.move_date_waits(&profile, u.enrollment, u.cause)
+                .await?;
         }
         if entries.is_empty() {
             return Ok(false);
@@ -1783,6 +1791,40 @@ impl Runtime {
             Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// A journey's `update` step changed the user's profile: the user's other enrollments
+    /// waiting for a `wait_until` date follow what it now reads, as after an identify (see
+    /// [`engine::date_moved`]). Safe to repeat: a wait already at its date is left alone.
+    async fn move_date_waits(
+        &self,
+        profile: &Profile,
+        except: &str,
+        cause: &str,
+    ) -> Result<(), RunError> {
+        let user = profile.user_id.as_str();
+        let cause = Enrollment::moved_id_of(cause);
+        for (j, l) in self.load_enrollments(user).await? {
+            if &*l.enrollment.id == except || !l.enrollment.waits_for_time() {
+                continue;
+            }
+            let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
+                continue;
+            };
+            let unsub = self.unsubscribe_url(user, &p.journey.id);
+            let ctx = Ctx {
+                journey: &p.journey,
+                version: p.version,
+                profile,
+                now: self.now(),
+                unsubscribe_url: unsub.as_deref(),
+            };
+            if let Some(t) = engine::date_moved(&ctx, &l.enrollment) {
+                let committed = self.commit(t, &cause, Some(&l), false).await?;
+                Box::pin(self.settle_for(committed, &cause, false)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.

@@ -860,6 +860,89 @@ steps:
     }
 }
 
+/// Another journey's `update` step that changes the date a wait reads moves the wait, as an
+/// identify does: the renewal reminder follows the day the plan journey wrote, and a user whose
+/// plan journey writes something else keeps hers.
+#[tokio::test]
+async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
+    let renewal = r#"
+id: renewal
+name: Renewal
+trigger: {event: plan_changed}
+steps:
+  - id: three_days_before
+    wait_until: {date: profile.renews_on, before: 3d, time: "09:00"}
+  - id: tell
+    send:
+      push: {title: "Renewal soon", body: "."}
+"#;
+    let plan = r#"
+id: plan
+name: Plan
+trigger: {event: plan_extended}
+steps:
+  - id: record
+    update:
+      set:
+        renews_on: "{{ event.renews_on }}"
+        plan_note: "{{ event.note }}"
+"#;
+    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+    let mut script = Vec::new();
+    for user in ["hal", "ivy"] {
+        script.push(
+            json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": user,
+               "traits": {"renews_on": "2026-12-20", "push_tokens": device(user)}}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user,
+               "event": "plan_changed", "messageId": format!("p-{user}")}),
+        );
+    }
+    script.extend([
+        // hal's plan is extended: the journey writes the new renewal day.
+        json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
+               "event": "plan_extended", "properties": {"renews_on": "2026-12-30", "note": "x"}}),
+        // ivy's extension writes the same day: her wait stays.
+        json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "ivy",
+               "event": "plan_extended", "properties": {"renews_on": "2026-12-20", "note": "y"}}),
+    ]);
+    let script = script_of(&script);
+    let out = sim(&[renewal, plan], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-17T09:00:00Z ivy push tell: Renewal soon",
+            "2026-12-27T09:00:00Z hal push tell: Renewal soon",
+        ]
+    );
+    let why = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .filter(|e| &*e.journey == "renewal")
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+            .collect()
+    };
+    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
+    assert_eq!(
+        why("hal"),
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (the date it waits for moved)".to_string(),
+            format!("waiting until 2026-12-27T09:00:00Z {waiting}"),
+            "woke (time)".to_string(),
+        ]
+    );
+    assert_eq!(
+        why("ivy"),
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (time)".to_string(),
+        ]
+    );
+}
+
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the
 /// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
 #[tokio::test]
