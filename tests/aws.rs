@@ -1080,6 +1080,7 @@ async fn webhooks_say_whether_a_retry_may_help() {
             body: Some(r#"{"user":"ann"}"#.into()),
         }),
         transactional: false,
+        locale: None,
     };
     assert!(sender.send(&hook(1)).await.is_ok());
     assert!(matches!(

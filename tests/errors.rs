@@ -288,6 +288,7 @@ fn outgoing(channel: Channel, to: Address, content: Content) -> Outgoing {
         to,
         content: std::sync::Arc::new(content),
         transactional: false,
+        locale: None,
     }
 }
 

@@ -95,6 +95,10 @@ pub struct Outgoing {
     /// Transactional messages ignore frequency caps.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transactional: bool,
+    /// The send's `locales` key the message was written in (`es`), when the user's locale chose
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Arc<str>>,
 }
 
 impl Outgoing {
@@ -887,7 +891,7 @@ impl<'a> Run<'a> {
                 }
                 Action::Send(send) => {
                     // In the user's language when the send has it (`locales`).
-                    let send = send.for_locale(self.current_trait("locale"));
+                    let (send, locale) = send.localized(self.current_trait("locale"));
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)
@@ -901,7 +905,7 @@ impl<'a> Run<'a> {
                         self.wait(&id, until, Resume::Recheck, "waiting for an address".into());
                         return;
                     }
-                    self.send(&id, send);
+                    self.send(&id, send, locale);
                     current = default_next();
                 }
                 Action::Update(u) => {
@@ -953,7 +957,8 @@ impl<'a> Run<'a> {
         wants_address(self.ctx.profile, send).then_some(until)
     }
 
-    fn send(&mut self, step: &str, send: &Send) {
+    /// `locale`: the `locales` key `send` was chosen by, if any.
+    fn send(&mut self, step: &str, send: &Send, locale: Option<&str>) {
         let Some(first) = send.template() else { return };
         let chosen = match self.ctx.profile.address(first.channel()) {
             Ok(to) => Some((first, to)),
@@ -993,6 +998,7 @@ impl<'a> Run<'a> {
                     to,
                     content: Arc::new(content),
                     transactional: self.ctx.journey.transactional,
+                    locale: locale.map(Arc::from),
                 })));
             }
             Err(err) => {

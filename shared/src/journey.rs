@@ -661,15 +661,24 @@ impl Send {
     /// The send for a user whose `profile.locale` is `locale`: the variant for that locale, else
     /// for its language, else this one.
     pub fn for_locale(&self, locale: Option<&str>) -> &Send {
+        self.localized(locale).0
+    }
+
+    /// [`Send::for_locale`], with the `locales` key it chose (`None`: this send itself).
+    pub fn localized(&self, locale: Option<&str>) -> (&Send, Option<&str>) {
         let Some(locale) = locale.filter(|_| !self.locales.is_empty()) else {
-            return self;
+            return (self, None);
         };
         let key = locale_key(locale);
         let language = key.split('-').next().unwrap_or(&key);
-        self.locales
-            .get(&key)
-            .or_else(|| self.locales.get(language))
-            .unwrap_or(self)
+        match self
+            .locales
+            .get_key_value(&key)
+            .or_else(|| self.locales.get_key_value(language))
+        {
+            Some((k, send)) => (send, Some(k.as_str())),
+            None => (self, None),
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub struct OutboxLine {
     pub step: Arc<str>,
     pub to: Address,
     pub content: Arc<Content>,
+    /// The send's `locales` key the message was written in, when the user's locale chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Arc<str>>,
 }
 
 /// Where outbox lines go.
@@ -86,8 +89,13 @@ pub fn summary(line: &OutboxLine) -> String {
         Content::Push { title, .. } | Content::InApp { title, .. } => format!("{title:?}"),
         Content::Webhook { method, url, .. } => format!("{method} {url}"),
     };
+    let language = line
+        .locale
+        .as_deref()
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
     format!(
-        "{} {} → user {} ({}/{}): {}",
+        "{} {}{language} → user {} ({}/{}): {}",
         line.at.strftime("%Y-%m-%d %H:%M:%S"),
         line.channel,
         line.user_id,
@@ -125,6 +133,7 @@ impl Sender for OutboxSender {
             step: message.step.clone(),
             to: message.to.clone(),
             content: message.content.clone(),
+            locale: message.locale.clone(),
         };
         if self.echo {
             println!("{}", summary(&line));
@@ -226,6 +235,7 @@ mod tests {
                 expires: None,
             }),
             transactional: false,
+            locale: None,
         }
     }
 
@@ -261,6 +271,24 @@ mod tests {
             .map(|l| l.id)
             .collect();
         (ids, text.matches("welcome:ann:1#hello#1").count())
+    }
+
+    #[tokio::test]
+    async fn the_console_line_names_the_language_a_message_went_out_in() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let (sender, lines) = OutboxSender::memory(clock);
+        let mut spanish = push(2);
+        spanish.locale = Some("es".into());
+        sender.send(&push(1)).await.expect("sent");
+        sender.send(&spanish).await.expect("sent");
+        let said: Vec<String> = lines.lock().expect("lines").iter().map(summary).collect();
+        assert_eq!(
+            said,
+            [
+                "1970-01-01 00:00:00 push → user ann (welcome/hello): \"Hi\"",
+                "1970-01-01 00:00:00 push [es] → user ann (welcome/hello): \"Hi\"",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -1696,7 +1696,10 @@ impl Runtime {
                         }
                     };
                     let what = match outcome {
-                        Outcome::Sent { .. } => What::Sent { channel: o.channel },
+                        Outcome::Sent { .. } => What::Sent {
+                            channel: o.channel,
+                            locale: o.locale.clone(),
+                        },
                         Outcome::Skipped { reason, detail } => What::Skipped {
                             channel: o.channel,
                             reason,
@@ -2950,7 +2953,14 @@ pub fn describe(w: &What) -> String {
         What::Woke { how } => format!("woke ({how})"),
         What::Branched { on, to } => format!("branched to {to} on {on}"),
         What::Split { path } => format!("split to {path}"),
-        What::Sent { channel } => format!("sent {channel}"),
+        What::Sent {
+            channel,
+            locale: None,
+        } => format!("sent {channel}"),
+        What::Sent {
+            channel,
+            locale: Some(l),
+        } => format!("sent {channel} (in {l})"),
         What::Skipped {
             channel, reason, ..
         } => format!("skipped {channel}: {reason}"),

@@ -301,6 +301,7 @@ mod tests {
                     "push",
                     What::Sent {
                         channel: Channel::Push,
+                        locale: None,
                     },
                 ),
             ];

@@ -42,8 +42,12 @@ pub enum What {
     Branched { on: String, to: String },
     /// A split picked a path.
     Split { path: String },
-    /// A message went out.
-    Sent { channel: Channel },
+    /// A message went out (in the send's `locales` variant `locale`, when one was chosen).
+    Sent {
+        channel: Channel,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<Arc<str>>,
+    },
     /// A message was not sent, and why (`no_address`, `opted_out`, `suppressed`, `capped`, `rejected`, `exited`).
     Skipped {
         channel: Channel,
@@ -138,7 +142,7 @@ impl What {
             What::Step => Fact::Step,
             What::Waiting { .. } => Fact::Waiting,
             What::Woke { .. } => Fact::Woke,
-            What::Sent { channel } => Fact::Sent(*channel),
+            What::Sent { channel, .. } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
             What::Converted { splits, .. } => Fact::Converted(splits),
             What::Exited { .. }
@@ -431,6 +435,7 @@ mod tests {
                 Some("push"),
                 What::Sent {
                     channel: Channel::Email,
+                    locale: None,
                 },
             ),
             entry(

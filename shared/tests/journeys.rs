@@ -2176,6 +2176,29 @@ steps:
             "2026-12-01T10:01:00Z fay push hello: Welcome, fay",
         ]
     );
+    // Why each got the language it did: the timeline and the message name the variant.
+    for (user, locale) in [
+        ("ann", Some("fr")),
+        ("bob", Some("pt-br")),
+        ("cat", Some("pt")),
+        ("dan", None),
+        ("eve", Some("fr")),
+        ("fay", None),
+    ] {
+        let sent: Vec<String> = entries(&out, user)
+            .iter()
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("sent"))
+            .collect();
+        let said = match locale {
+            Some(l) => format!("sent push (in {l})"),
+            None => "sent push".to_string(),
+        };
+        assert_eq!(sent, [said], "{user}");
+        let lines = messages_to(&out, user);
+        assert_eq!(lines.len(), 1, "{user}");
+        assert_eq!(lines[0].locale.as_deref(), locale, "{user}");
+    }
 }
 
 /// An app that never sends `timezone` as a trait still gets its users' quiet hours right:
