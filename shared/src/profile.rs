@@ -191,16 +191,10 @@ impl Profile {
                 continue;
             };
             let seen = self.from_device.get(name);
-            let current = self.traits.get(name);
-            // The app's own value stands; one it removed (`null`) leaves the device's to come.
-            let set_by_app = current.is_some_and(|c| match seen {
-                None => true,
-                Some(d) => {
-                    c.as_str() != Some(d.value.as_str())
-                        || self.trait_times.get(name).is_some_and(|t| *t > d.at)
-                }
-            });
-            if set_by_app || seen.is_some_and(|d| d.at > event.timestamp) || !valid(value) {
+            if self.set_by_app(name)
+                || seen.is_some_and(|d| d.at > event.timestamp)
+                || !valid(value)
+            {
                 continue;
             }
             self.traits
@@ -213,6 +207,21 @@ impl Profile {
                 },
             );
         }
+    }
+
+    /// Whether trait `name` holds a value the app set (an identify's, a journey `update`'s), not
+    /// the one a device last sent: the app's own value stands; one it removed (`null`) leaves
+    /// the device's to come.
+    fn set_by_app(&self, name: &str) -> bool {
+        self.traits
+            .get(name)
+            .is_some_and(|c| match self.from_device.get(name) {
+                None => true,
+                Some(d) => {
+                    c.as_str() != Some(d.value.as_str())
+                        || self.trait_times.get(name).is_some_and(|t| *t > d.at)
+                }
+            })
     }
 
     /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
@@ -285,6 +294,26 @@ impl Profile {
     /// and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is.
     pub fn absorb(&mut self, anonymous: &Profile) {
+        // A zone or locale the anonymous user's device sent is still a device's: the user's
+        // later events may change it (a traveller is followed), and the newer device's wins
+        // over the user's own device value. The app's value, on either side, stands.
+        for (name, theirs) in anonymous.from_device.iter() {
+            let still =
+                anonymous.traits.get(name).and_then(Value::as_str) == Some(theirs.value.as_str());
+            if !still
+                || anonymous.set_by_app(name)
+                || self.set_by_app(name)
+                || self
+                    .from_device
+                    .get(name)
+                    .is_some_and(|d| d.at >= theirs.at)
+            {
+                continue;
+            }
+            self.traits
+                .insert(name.clone(), Value::String(theirs.value.clone()));
+            self.from_device.insert(name.clone(), theirs.clone());
+        }
         for (k, v) in &anonymous.traits {
             let theirs = anonymous.trait_times.get(k);
             let newer = match (self.traits.contains_key(k), self.trait_times.get(k), theirs) {
@@ -482,5 +511,79 @@ mod tests {
         odd.apply(&e);
         assert_eq!(odd.traits.get("locale"), None);
         assert_eq!(zone(&odd).as_deref(), Some("Europe/Paris"));
+    }
+
+    fn device_event(user: &str, at: &str, zone: &str) -> Event {
+        Event {
+            kind: Kind::Track,
+            message_id: format!("m-{user}-{at}"),
+            user_id: user.into(),
+            anonymous_id: None,
+            event: Some("opened".into()),
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: Map::new(),
+            context: serde_json::json!({ "timezone": zone })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            timestamp: at.parse().expect("timestamp"),
+            received_at: at.parse().expect("timestamp"),
+        }
+    }
+
+    #[test]
+    fn a_devices_zone_stays_a_devices_through_a_login() {
+        let zone = |p: &Profile| {
+            p.traits
+                .get("timezone")
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        // An anonymous visitor's phone says Paris; she logs in: the zone is hers, and her
+        // travels are still followed.
+        let mut anon = Profile::new("anon:a1");
+        anon.apply(&device_event(
+            "anon:a1",
+            "2026-12-01T10:00:00Z",
+            "Europe/Paris",
+        ));
+        let mut ann = Profile::new("ann");
+        ann.absorb(&anon);
+        ann.absorb(&anon);
+        assert_eq!(zone(&ann).as_deref(), Some("Europe/Paris"));
+        ann.apply(&device_event("ann", "2026-12-02T10:00:00Z", "Asia/Tokyo"));
+        assert_eq!(zone(&ann).as_deref(), Some("Asia/Tokyo"));
+        // A user whose own device spoke earlier takes the anonymous device's newer zone; one
+        // whose device spoke later keeps hers.
+        let mut bob = Profile::new("bob");
+        bob.apply(&device_event(
+            "bob",
+            "2026-11-30T10:00:00Z",
+            "America/Chicago",
+        ));
+        bob.absorb(&anon);
+        assert_eq!(zone(&bob).as_deref(), Some("Europe/Paris"));
+        let mut cat = Profile::new("cat");
+        cat.apply(&device_event(
+            "cat",
+            "2026-12-01T11:00:00Z",
+            "America/Chicago",
+        ));
+        cat.absorb(&anon);
+        assert_eq!(zone(&cat).as_deref(), Some("America/Chicago"));
+        // The app's own zone stands, on either side.
+        let mut dan = Profile::new("dan");
+        dan.traits
+            .insert("timezone".into(), Value::String("Asia/Dubai".into()));
+        dan.absorb(&anon);
+        assert_eq!(zone(&dan).as_deref(), Some("Asia/Dubai"));
+        let mut named = anon.clone();
+        named
+            .traits
+            .insert("timezone".into(), Value::String("Europe/Lisbon".into()));
+        let mut eve = Profile::new("eve");
+        eve.absorb(&named);
+        eve.apply(&device_event("eve", "2026-12-02T10:00:00Z", "Asia/Tokyo"));
+        assert_eq!(zone(&eve).as_deref(), Some("Europe/Lisbon"));
     }
 }
