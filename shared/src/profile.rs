@@ -289,7 +289,8 @@ impl Profile {
     }
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
-    /// this profile lacks or set earlier (newer wins, as with `identify`), push devices it does
+    /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
+    /// device sent stays a device's), push devices it does
     /// not have, suppressions, pending inactivity checks, and the event history (for `repeated`
     /// and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is.
