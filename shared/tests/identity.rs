@@ -5,17 +5,11 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use serde_json::json;
 
+use support::faulty::faulty_harness;
 use support::{at, example_journey, tick, Harness};
 use waymark::enrollment::Status;
-use waymark::outbox::OutboxSender;
-use waymark::runtime::{Config, Runtime};
-use waymark::simulate::DelayQueue;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
 use waymark::timeline::What;
 
 /// An anonymous shopper abandons a cart at 10:00 (the push at 10:30 finds no device), logs in
@@ -350,149 +344,6 @@ async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
     .await;
     let inbox = h.rt.inbox("lee").await.expect("inbox");
     assert_eq!(inbox.len(), 1, "{inbox:?}");
-}
-
-/// A store that fails one write: before it is applied, or after (its reply lost).
-#[derive(Clone)]
-struct Faulty {
-    inner: MemoryStore,
-    /// Writes to let through before the failing one, and whether that one is applied.
-    fault: Arc<Mutex<Option<(usize, bool)>>>,
-    fired: Arc<Mutex<bool>>,
-    /// The next look at an anonymous user's enrollments misses them (as if one were written
-    /// just after the look: an anonymous event handled at the same time as the merge).
-    miss_anonymous_enrollments: Arc<Mutex<bool>>,
-    /// The next write of a record whose sort key starts with this fails (the store unavailable).
-    fail_write_of: Arc<Mutex<Option<String>>>,
-    /// Calls made, by kind (`get`, `put`, `query`, `delete`).
-    calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
-}
-
-impl Faulty {
-    fn count(&self, kind: &'static str) {
-        *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
-    }
-
-    /// The calls counted since the last take.
-    fn take_calls(&self) -> std::collections::BTreeMap<&'static str, usize> {
-        std::mem::take(&mut *self.calls.lock().expect("calls"))
-    }
-}
-
-#[async_trait]
-impl Store for Faulty {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        self.count("get");
-        self.inner.get(key).await
-    }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        self.count("put");
-        let fail = {
-            let mut fail = self.fail_write_of.lock().expect("fail");
-            let hit = fail
-                .as_deref()
-                .is_some_and(|f| record.key.sk.starts_with(f));
-            if hit {
-                *fail = None;
-            }
-            hit
-        };
-        if fail {
-            return Err(StoreError::Unavailable("injected".into()));
-        }
-        let fail = {
-            let mut f = self.fault.lock().expect("fault");
-            match *f {
-                Some((0, applied)) => {
-                    *f = None;
-                    Some(applied)
-                }
-                Some((n, applied)) => {
-                    *f = Some((n - 1, applied));
-                    None
-                }
-                None => None,
-            }
-        };
-        match fail {
-            Some(applied) => {
-                *self.fired.lock().expect("fired") = true;
-                if applied {
-                    self.inner.put(record, expect).await?;
-                }
-                Err(StoreError::Unavailable("injected".into()))
-            }
-            None => self.inner.put(record, expect).await,
-        }
-    }
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-        self.count("delete");
-        self.inner.delete(key, expect).await
-    }
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        self.count("query");
-        if pk.starts_with("U#anon:") && prefix == "E#" {
-            let mut miss = self.miss_anonymous_enrollments.lock().expect("miss");
-            if *miss {
-                *miss = false;
-                return Ok(Vec::new());
-            }
-        }
-        self.inner.query(pk, prefix).await
-    }
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.pending(part, limit).await
-    }
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
-        self.inner.fold(records, counters).await
-    }
-    async fn counters(
-        &self,
-        key: &Key,
-    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&Key>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
-    }
-}
-
-/// A harness whose runtime goes through a [`Faulty`] store over the harness's own.
-fn faulty_harness() -> (Harness, Faulty) {
-    let base = Harness::new("2026-12-01T09:00:00Z");
-    let faulty = Faulty {
-        inner: base.store.clone(),
-        fault: Arc::default(),
-        fired: Arc::default(),
-        miss_anonymous_enrollments: Arc::default(),
-        fail_write_of: Arc::default(),
-        calls: Arc::default(),
-    };
-    let queue = DelayQueue::new(base.clock.clone());
-    let (sender, lines) = OutboxSender::memory(base.clock.clone());
-    let rt = Runtime::new(
-        Arc::new(faulty.clone()),
-        Arc::new(queue.clone()),
-        Arc::new(sender),
-        base.clock.clone(),
-        std::time::Duration::from_secs(0),
-        Config::default(),
-    );
-    let h = Harness {
-        rt,
-        store: base.store.clone(),
-        queue,
-        clock: base.clock.clone(),
-        lines,
-    };
-    (h, faulty)
 }
 
 #[tokio::test]

@@ -860,12 +860,8 @@ steps:
     }
 }
 
-/// Another journey's `update` step that changes the date a wait reads moves the wait, as an
-/// identify does: the renewal reminder follows the day the plan journey wrote, and a user whose
-/// plan journey writes something else keeps hers.
-#[tokio::test]
-async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
-    let renewal = r#"
+/// A renewal reminder three days before `profile.renews_on`.
+const RENEWAL: &str = r#"
 id: renewal
 name: Renewal
 trigger: {event: plan_changed}
@@ -876,7 +872,9 @@ steps:
     send:
       push: {title: "Renewal soon", body: "."}
 "#;
-    let plan = r#"
+
+/// Writes the renewal day an extension carries.
+const PLAN: &str = r#"
 id: plan
 name: Plan
 trigger: {event: plan_extended}
@@ -887,6 +885,12 @@ steps:
         renews_on: "{{ event.renews_on }}"
         plan_note: "{{ event.note }}"
 "#;
+
+/// Another journey's `update` step that changes the date a wait reads moves the wait, as an
+/// identify does: the renewal reminder follows the day the plan journey wrote, and a user whose
+/// plan journey writes something else keeps hers.
+#[tokio::test]
+async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
     let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
     let mut script = Vec::new();
     for user in ["hal", "ivy"] {
@@ -908,7 +912,7 @@ steps:
                "event": "plan_extended", "properties": {"renews_on": "2026-12-20", "note": "y"}}),
     ]);
     let script = script_of(&script);
-    let out = sim(&[renewal, plan], &script).await;
+    let out = sim(&[RENEWAL, PLAN], &script).await;
     assert_eq!(
         outbox(&out),
         [
@@ -941,6 +945,62 @@ steps:
             "woke (time)".to_string(),
         ]
     );
+}
+
+/// A write failing anywhere while an `update` moves another journey's date wait (before it is
+/// applied, or with its reply lost; the message is retried): the reminder goes once, on the
+/// new day, and the stats count the wait as over.
+#[tokio::test]
+async fn a_write_failing_anywhere_in_a_date_move_loses_nothing_and_sends_nothing_twice() {
+    for applied in [false, true] {
+        for n in 0.. {
+            let (h, faulty) = support::faulty::faulty_harness();
+            h.publish(RENEWAL).await;
+            h.publish(PLAN).await;
+            h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"hal","traits":{"renews_on":"2026-12-20","push_tokens":[{"platform":"fcm","token":"t-hal"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"hal","event":"plan_changed","messageId":"p-hal"}
+"#)
+            .await;
+            // The faults fall on the extension's handling only.
+            h.advance_to(at("2026-12-05T10:00:00Z")).await;
+            *faulty.fault.lock().expect("fault") = Some((n, applied));
+            h.play(r#"
+{"at":"2026-12-05T10:00:00Z","type":"track","userId":"hal","event":"plan_extended","messageId":"x-hal","properties":{"renews_on":"2026-12-30","note":"x"}}
+"#)
+            .await;
+            let fired = *faulty.fired.lock().expect("fired");
+            *faulty.fault.lock().expect("fault") = None;
+            h.advance_to(at("2026-12-28T00:00:00Z")).await;
+            tick(&h.rt, &h.store).await.expect("tick");
+            let case = format!("write {n} failing (applied: {applied})");
+            assert_eq!(
+                h.outbox(),
+                ["2026-12-27T09:00:00Z hal push tell: Renewal soon"],
+                "{case}"
+            );
+            let view = h.rt.user("hal").await.expect("user");
+            let moved = view
+                .timeline
+                .iter()
+                .filter(|e| describe(&e.what) == "woke (the date it waits for moved)")
+                .count();
+            assert_eq!(moved, 1, "{case}");
+            h.rt.fold_stats().await.expect("fold");
+            let s = h.rt.stats("renewal").await.expect("stats");
+            assert_eq!(
+                s.get("step.three_days_before.waiting")
+                    .copied()
+                    .unwrap_or(0),
+                0,
+                "{case}: {s:?}"
+            );
+            assert_eq!(s.get("completed"), Some(&1), "{case}: {s:?}");
+            if !fired {
+                break;
+            }
+        }
+    }
 }
 
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the

@@ -3,6 +3,8 @@
 //! store), and read what went out as one line per message.
 #![allow(dead_code)] // each test crate uses its own part of these helpers
 
+pub mod faulty;
+
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
