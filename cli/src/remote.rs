@@ -251,10 +251,17 @@ fn tally(m: &BTreeMap<String, i64>) -> String {
 
 /// The stats as a text table, one row per step, then a table per split.
 pub fn table(s: &Stats) -> String {
-    let mut rows: Vec<Vec<String>> =
-        vec![["step", "entered", "waiting", "sent", "skipped", "exited"]
-            .map(String::from)
-            .to_vec()];
+    let mut rows: Vec<Vec<String>> = vec![[
+        "step",
+        "entered",
+        "waiting",
+        "sent",
+        "skipped",
+        "exited",
+        "converted",
+    ]
+    .map(String::from)
+    .to_vec()];
     for st in &s.steps {
         rows.push(vec![
             st.id.clone(),
@@ -263,6 +270,7 @@ pub fn table(s: &Stats) -> String {
             tally(&st.sent),
             tally(&st.skipped),
             st.exited.to_string(),
+            st.converted.to_string(),
         ]);
     }
     let status = match s.status {
@@ -274,7 +282,7 @@ pub fn table(s: &Stats) -> String {
         s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
     );
     // Names and lists to the left, numbers to the right.
-    out.push_str(&lay_out(&rows, "", |i| matches!(i, 1 | 2 | 5)));
+    out.push_str(&lay_out(&rows, "", |i| matches!(i, 1 | 2 | 5 | 6)));
     for st in s.steps.iter().filter(|st| !st.paths.is_empty()) {
         out.push_str(&split_table(st));
     }
@@ -482,16 +490,16 @@ mod tests {
             "completed": 4, "held_out": 0,
             "steps": [
                 {"id": "wait_30m", "entered": 10, "waiting": 2, "sent": {}, "skipped": {}, "exited": 0},
-                {"id": "push", "entered": 8, "waiting": 0, "sent": {"push": 7}, "skipped": {"capped": 1}, "exited": 1}
+                {"id": "push", "entered": 8, "waiting": 0, "sent": {"push": 7}, "skipped": {"capped": 1}, "exited": 1, "converted": 3}
             ]
         }))
         .expect("stats");
         assert_eq!(
             table(&s),
             "cart v2: entered 10, converted 3, exited 2, completed 4, held out 0\n\
-             step      entered  waiting  sent    skipped   exited\n\
-             wait_30m       10        2  -       -              0\n\
-             push            8        0  push 7  capped 1       1\n"
+             step      entered  waiting  sent    skipped   exited  converted\n\
+             wait_30m       10        2  -       -              0          0\n\
+             push            8        0  push 7  capped 1       1          3\n"
         );
     }
 
@@ -513,9 +521,9 @@ mod tests {
         assert_eq!(
             table(&s),
             "upsell v1: entered 120, converted 17, exited 0, completed 108, held out 12\n\
-             step       entered  waiting  sent     skipped  exited\n\
-             copy_test      120        0  -        -             0\n\
-             offer           54        0  push 54  -             0\n\
+             step       entered  waiting  sent     skipped  exited  converted\n\
+             copy_test      120        0  -        -             0          0\n\
+             offer           54        0  push 54  -             0          0\n\
              split copy_test:\n  \
                path       entered  converted   rate\n  \
                features        54          5   9.3%\n  \

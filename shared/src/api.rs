@@ -93,6 +93,10 @@ pub struct StepStats {
     #[serde(default)]
     pub skipped: BTreeMap<String, i64>,
     pub exited: i64,
+    /// Conversions credited to this step: the goal events whose last message before them was
+    /// this step's (last touch). Absent from older servers: 0.
+    #[serde(default)]
+    pub converted: i64,
     /// A split's paths by name: who took each and who of them converted (an A/B test's
     /// result). Every path of the split is listed, taken or not.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -179,6 +183,7 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
                         "entered" => st.entered = *v,
                         "waiting" => st.waiting = *v,
                         "exited" => st.exited = *v,
+                        "converted" => st.converted = *v,
                         _ => {}
                     },
                 }

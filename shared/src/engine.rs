@@ -442,6 +442,8 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
                 What::Converted {
                     event: name.to_string(),
                     splits: run.enrollment.splits.clone(),
+                    // The runtime credits it (it knows which messages went out).
+                    last_message: None,
                 },
             );
             changed = true;

@@ -1080,7 +1080,10 @@ impl Runtime {
                 engine::date_moved(&ctx, &l.enrollment)
             };
             let t = match next {
-                Some(t) => Some(t),
+                Some(mut t) => {
+                    self.credit_conversion(&mut t, e.timestamp).await?;
+                    Some(t)
+                }
                 // Ended already, but still owing a send (a provider down): the exit event
                 // cancels it all the same.
                 None if exits && l.owes_sends() => {
@@ -1794,6 +1797,37 @@ impl Runtime {
             Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Credits a conversion in `t` to the step of the last message its enrollment sent the
+    /// user at or before `at` (the goal event's time), read from the enrollment's timeline
+    /// records: one query, for conversions only.
+    async fn credit_conversion(&self, t: &mut Transition, at: Timestamp) -> Result<(), RunError> {
+        let Some(last) = t.timeline.iter_mut().find_map(|x| match &mut x.what {
+            What::Converted { last_message, .. } => Some(last_message),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let e = &t.enrollment;
+        let prefix = join(&["T#", &e.id, "#"]);
+        let mut latest: Option<(Timestamp, String)> = None;
+        for r in self
+            .store
+            .query(&user_partition(&e.user_id), &prefix)
+            .await?
+        {
+            let entries = r.parse_shared::<Vec<Entry>>()?;
+            for x in entries.iter().filter(|x| x.at <= at) {
+                if let (What::Sent { .. }, Some(step)) = (&x.what, &x.step) {
+                    if latest.as_ref().is_none_or(|(t, _)| x.at >= *t) {
+                        latest = Some((x.at, step.to_string()));
+                    }
+                }
+            }
+        }
+        *last = latest.map(|(_, step)| step);
+        Ok(())
     }
 
     /// A journey's `update` step changed the user's profile: the user's other enrollments
@@ -2974,13 +3008,23 @@ pub fn describe(w: &What) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        What::Converted { event, splits } if splits.is_empty() => format!("converted on {event}"),
-        What::Converted { event, splits } => {
-            let paths: Vec<String> = splits
-                .iter()
-                .map(|c| format!("{}: {}", c.step, c.path.as_deref().unwrap_or("holdout")))
-                .collect();
-            format!("converted on {event} ({})", paths.join(", "))
+        What::Converted {
+            event,
+            splits,
+            last_message,
+        } => {
+            let mut text = format!("converted on {event}");
+            if let Some(step) = last_message {
+                text.push_str(&format!(", credited to {step}"));
+            }
+            if !splits.is_empty() {
+                let paths: Vec<String> = splits
+                    .iter()
+                    .map(|c| format!("{}: {}", c.step, c.path.as_deref().unwrap_or("holdout")))
+                    .collect();
+                text.push_str(&format!(" ({})", paths.join(", ")));
+            }
+            text
         }
         What::Exited { event } => format!("exited on {event}"),
         What::Stopped => "exited: the journey was stopped".into(),

@@ -70,11 +70,15 @@ pub enum What {
         failed: BTreeMap<String, String>,
     },
     /// The goal event happened within its window; `splits`: the paths the user's splits took,
-    /// so each path (and the holdout) has its own conversions in the stats.
+    /// so each path (and the holdout) has its own conversions in the stats; `last_message`:
+    /// the step of the last message this enrollment sent the user before the goal event, the
+    /// step the conversion is credited to (none when none had gone out).
     Converted {
         event: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         splits: Vec<SplitChoice>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_message: Option<String>,
     },
     /// Ended by an `exit_when` event.
     Exited { event: String },
@@ -128,7 +132,8 @@ enum Fact<'a> {
     Sent(Channel),
     Skipped(&'a str),
     Split(&'a str),
-    Converted(&'a [SplitChoice]),
+    /// With the step the conversion is credited to (its last message's), if any.
+    Converted(&'a [SplitChoice], Option<&'a str>),
     Exited,
     Completed,
     HeldOut,
@@ -144,7 +149,11 @@ impl What {
             What::Woke { .. } => Fact::Woke,
             What::Sent { channel, .. } => Fact::Sent(*channel),
             What::Skipped { reason, .. } => Fact::Skipped(reason),
-            What::Converted { splits, .. } => Fact::Converted(splits),
+            What::Converted {
+                splits,
+                last_message,
+                ..
+            } => Fact::Converted(splits, last_message.as_deref()),
             What::Exited { .. }
             | What::Stopped
             | What::Ended { .. }
@@ -167,7 +176,8 @@ impl What {
 ///
 /// Names: `entered`, `converted`, `exited`, `completed`, `held_out` for the journey, and
 /// `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
-/// `step.<id>.skipped.<reason>`, `step.<id>.exited` per step, and for a split
+/// `step.<id>.skipped.<reason>`, `step.<id>.exited`, `step.<id>.converted` (conversions credited
+/// to the step's message, the last one sent before them) per step, and for a split
 /// `step.<id>.path.<name>.entered` / `.converted` and `step.<id>.holdout.entered` / `.converted`.
 pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
     tally(
@@ -196,6 +206,9 @@ struct Counted<'a> {
     /// few), so only whether they are there is read here.
     #[serde(default)]
     splits: Option<serde::de::IgnoredAny>,
+    /// A conversion's credited step: such a record is counted from its entries too.
+    #[serde(default)]
+    last_message: Option<serde::de::IgnoredAny>,
 }
 
 /// [`counters`] of a stored timeline record (a JSON list of entries), read without building
@@ -217,7 +230,9 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
                     .as_deref()
                     .ok_or("a `skipped` entry without its reason")?,
             ),
-            "converted" if c.splits.is_none() => Fact::Converted(&[]),
+            "converted" if c.splits.is_none() && c.last_message.is_none() => {
+                Fact::Converted(&[], None)
+            }
             "split" => Fact::Split(
                 c.path
                     .as_deref()
@@ -268,7 +283,7 @@ pub fn most_counters(entries: &[Entry]) -> usize {
         .map(|e| match e.what.fact() {
             // The journey's counter and the step's.
             Fact::Exited | Fact::HeldOut => 2,
-            Fact::Converted(splits) => 1 + splits.len(),
+            Fact::Converted(splits, step) => 1 + splits.len() + usize::from(step.is_some()),
             _ => 1,
         })
         .sum()
@@ -287,7 +302,7 @@ fn tally_into<'a>(
         };
         let step = step.unwrap_or_default();
         // The few facts of splits count out of line (`add_split`): the loop stays small.
-        if let Fact::Split(_) | Fact::Converted(_) | Fact::HeldOut = fact {
+        if let Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut = fact {
             add_split(c, &mut name, step, &fact);
             continue;
         }
@@ -306,7 +321,7 @@ fn tally_into<'a>(
                 }
             }
             Fact::Completed => add(&["completed"], 1),
-            Fact::Split(_) | Fact::Converted(_) | Fact::HeldOut | Fact::Uncounted => {}
+            Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut | Fact::Uncounted => {}
         }
     }
 }
@@ -326,7 +341,7 @@ fn add_to(c: &mut BTreeMap<String, i64>, name: &mut String, parts: &[&str], d: i
 }
 
 /// The counters of a split's facts: the path taken or the holdout, and a conversion (with
-/// the paths its enrollment took).
+/// the paths its enrollment took, and the step it is credited to).
 #[inline(never)]
 fn add_split(c: &mut BTreeMap<String, i64>, name: &mut String, step: &str, fact: &Fact<'_>) {
     let mut add = |parts: &[&str]| add_to(c, name, parts, 1);
@@ -338,8 +353,11 @@ fn add_split(c: &mut BTreeMap<String, i64>, name: &mut String, step: &str, fact:
                 add(&["step.", step, ".holdout.entered"]);
             }
         }
-        Fact::Converted(splits) => {
+        Fact::Converted(splits, credited) => {
             add(&["converted"]);
+            if let Some(s) = credited {
+                add(&["step.", s, ".converted"]);
+            }
             for s in splits.iter() {
                 match &s.path {
                     Some(path) => add(&["step.", &s.step, ".path.", path, ".converted"]),
@@ -467,6 +485,7 @@ mod tests {
                 What::Converted {
                     event: "order_completed".into(),
                     splits: vec![],
+                    last_message: Some("push".into()),
                 },
             ),
             entry(
@@ -549,16 +568,19 @@ mod tests {
         assert_eq!(j.get("held_out"), Some(&1));
     }
 
-    /// A conversion counts for the split path (or holdout) its enrollment took, whether the
-    /// record is counted from its entries or from its JSON.
+    /// A conversion counts for the split path (or holdout) its enrollment took, and for the
+    /// step of the message it is credited to, whether the record is counted from its entries
+    /// or from its JSON.
     #[test]
-    fn a_conversion_counts_for_its_split_paths() {
+    fn a_conversion_counts_for_its_split_paths_and_its_message() {
         let converted = |splits: Vec<SplitChoice>| {
+            let credited = (!splits.is_empty()).then(|| "offer".to_string());
             entry(
                 Some("offer"),
                 What::Converted {
                     event: "subscription_upgraded".into(),
                     splits,
+                    last_message: credited,
                 },
             )
         };
@@ -587,8 +609,9 @@ mod tests {
         assert_eq!(j.get("step.copy_test.path.features.converted"), Some(&1));
         assert_eq!(j.get("step.copy_test.holdout.converted"), Some(&1));
         assert_eq!(j.get("step.channel_test.path.sms.converted"), Some(&1));
+        assert_eq!(j.get("step.offer.converted"), Some(&2));
         // The fold's chunk limits are judged on at most this many counters.
-        assert_eq!(most_counters(&entries), 2 + 3 + 1);
+        assert_eq!(most_counters(&entries), 3 + 4 + 1);
         assert!(j.len() <= most_counters(&entries));
     }
 

@@ -1003,6 +1003,112 @@ async fn a_write_failing_anywhere_in_a_date_move_loses_nothing_and_sends_nothing
     }
 }
 
+/// A conversion is credited to the step of the last message the user got before the goal
+/// event (last touch): not to a message skipped, nor to one sent after the event happened
+/// (an order that arrives late), and to none when no message had gone out.
+#[tokio::test]
+async fn a_conversion_is_credited_to_the_last_message_before_it() {
+    let winback = r#"
+id: winback
+name: Winback
+trigger: {event: cart_abandoned}
+goal: {event: order_completed, within: 7d}
+steps:
+  - id: nudge
+    send: {push: {title: "Still there?", body: "."}}
+  - id: wait_1d
+    wait: 1d
+  - id: reminder
+    send: {email: {subject: "Your cart", text: "."}}
+  - id: wait_2d
+    wait: 2d
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(winback).await;
+    let mut script = Vec::new();
+    for user in ["amy", "ben", "cal", "dee", "eve", "ned"] {
+        let mut traits = json!({});
+        if user != "cal" {
+            traits["push_tokens"] = json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+        }
+        if user != "cal" && user != "ned" {
+            traits["email"] = json!(format!("{user}@example.com"));
+        }
+        script.push(
+            json!({"at": "2026-12-01T09:30:00Z", "type": "identify", "userId": user,
+                           "traits": traits}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user,
+                           "event": "cart_abandoned", "messageId": format!("c-{user}")}),
+        );
+    }
+    let order = |user: &str, at: &str| {
+        json!({"at": at, "type": "track", "userId": user, "event": "order_completed",
+               "messageId": format!("o-{user}")})
+    };
+    script.extend([
+        // After the push: the push's.
+        order("amy", "2026-12-01T12:00:00Z"),
+        // After the email: the email's.
+        order("ben", "2026-12-02T12:00:00Z"),
+        // Nothing reached cal.
+        order("cal", "2026-12-02T12:00:00Z"),
+        // ned had no email: still the push's.
+        order("ned", "2026-12-02T12:00:00Z"),
+    ]);
+    // dee ordered in the evening; the app sent it the next day, after the email went.
+    let mut late = order("dee", "2026-12-02T12:00:00Z");
+    late["timestamp"] = json!("2026-12-01T20:00:00Z");
+    script.push(late);
+    h.play(&script_of(&script)).await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    tick(&h.rt, &h.store).await.expect("tick");
+
+    let mut credited = BTreeMap::new();
+    for user in ["amy", "ben", "cal", "dee", "eve", "ned"] {
+        let view = h.rt.user(user).await.expect("user");
+        let said: Vec<String> = view
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, What::Converted { .. }))
+            .map(|e| describe(&e.what))
+            .collect();
+        credited.insert(user, said.join("; "));
+    }
+    let on = "converted on order_completed";
+    assert_eq!(
+        credited,
+        BTreeMap::from([
+            ("amy", format!("{on}, credited to nudge")),
+            ("ben", format!("{on}, credited to reminder")),
+            ("cal", on.to_string()),
+            ("dee", format!("{on}, credited to nudge")),
+            ("eve", String::new()),
+            ("ned", format!("{on}, credited to nudge")),
+        ])
+    );
+
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats("winback").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(winback), 1, &counters);
+    assert_eq!(stats.converted, 5);
+    let converted: Vec<(&str, i64)> = stats
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.converted))
+        .collect();
+    assert_eq!(
+        converted,
+        [
+            ("nudge", 3),
+            ("wait_1d", 0),
+            ("reminder", 1),
+            ("wait_2d", 0)
+        ]
+    );
+}
+
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the
 /// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
 #[tokio::test]
@@ -2050,8 +2156,10 @@ steps:
         (
             "bob",
             "2026-12-03T10:00:00Z",
-            vec!["2026-12-03T10:00:00Z goal/offer: converted on order_completed"],
-        ), // completed, in window
+            vec![
+                "2026-12-03T10:00:00Z goal/offer: converted on order_completed, credited to offer",
+            ],
+        ), // completed, in window, after the offer went out
         ("cat", "2026-12-09T10:00:00Z", vec![]), // after the 7-day window
     ];
     let mut script = Vec::new();
