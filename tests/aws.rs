@@ -450,6 +450,32 @@ async fn a_splits_paths_and_holdout_are_counted_with_their_conversions() {
         json!({"entered": 1, "converted": 1}),
         "{stats}"
     );
+    // kim's conversion is credited to the push she got (read back from her timeline records
+    // on DynamoDB); bea, held out, got none to credit.
+    let credited: Vec<(String, i64)> = stats["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| {
+                    (
+                        s["id"].as_str().unwrap_or_default().to_string(),
+                        s["converted"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        credited,
+        [
+            ("copy_test".to_string(), 0),
+            ("offer_features".to_string(), 0),
+            ("offer_momentum".to_string(), 1),
+            ("done".to_string(), 0),
+        ],
+        "{stats}"
+    );
 }
 
 #[tokio::test]
