@@ -221,8 +221,9 @@ impl Enrollment {
 
     /// Whether a transition made under `made_by` was made by message `cause`: under its id, as
     /// its merge ([`Enrollment::merge_id_of`]), as its late exit
-    /// ([`Enrollment::late_exit_id_of`]), as a date it moved ([`Enrollment::moved_id_of`]), or
-    /// as a late exit of its merge.
+    /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge. Not a date it moved
+    /// ([`Enrollment::moved_id_of`]): that transition is another journey's doing, and the
+    /// message may still owe this enrollment its own (an exit, a goal, a `wait_for`).
     pub fn made_by(made_by: &str, cause: &str) -> bool {
         let mut m = made_by;
         loop {
@@ -232,7 +233,6 @@ impl Enrollment {
             match m
                 .strip_suffix(LATE_EXIT_SUFFIX)
                 .or_else(|| m.strip_suffix(MERGE_SUFFIX))
-                .or_else(|| m.strip_suffix(MOVED_SUFFIX))
             {
                 Some(shorter) => m = shorter,
                 None => return false,

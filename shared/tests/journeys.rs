@@ -947,6 +947,49 @@ async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
     );
 }
 
+/// The same event moves a date wait (another journey's `update`, handled first) and ends that
+/// wait's journey (its `exit_when`): the exit still applies, once the moved enrollment is read
+/// again, so no reminder goes out for a plan that changed.
+#[tokio::test]
+async fn an_event_that_moves_a_date_wait_and_exits_its_journey_still_exits_it() {
+    // `account` sorts before `renewal`: its update runs before renewal's exit is looked at.
+    let account = r#"
+id: account
+name: Account
+trigger: {event: plan_changed}
+steps:
+  - id: await_extension
+    wait_for: {event: plan_extended, timeout: 30d, on_event: record, on_timeout: done}
+  - id: record
+    update:
+      set: {renews_on: "2026-12-30"}
+  - id: done
+    exit: true
+"#;
+    let renewal = RENEWAL.replace(
+        "trigger: {event: plan_changed}",
+        "trigger: {event: plan_changed}\nexit_when: [{event: plan_extended}]",
+    );
+    let script = script_of(&[
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "hal",
+               "traits": {"renews_on": "2026-12-20",
+                          "push_tokens": [{"platform": "fcm", "token": "t-hal"}]}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "hal",
+               "event": "plan_changed", "messageId": "p-hal"}),
+        json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
+               "event": "plan_extended", "messageId": "x-hal"}),
+    ]);
+    let out = sim(&[account, &renewal], &script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    let ended: Vec<String> = entries(&out, "hal")
+        .iter()
+        .filter(|e| &*e.journey == "renewal")
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("exited"))
+        .collect();
+    assert_eq!(ended, ["exited on plan_extended"]);
+}
+
 /// A write failing anywhere while an `update` moves another journey's date wait (before it is
 /// applied, or with its reply lost; the message is retried): the reminder goes once, on the
 /// new day, and the stats count the wait as over.
