@@ -806,6 +806,13 @@ impl Journey {
         hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Whether a step of it changes profile traits (`update`).
+    pub fn updates_profile(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.action(), Action::Update(_)))
+    }
+
     /// Every event name the journey listens to after entry (exit, goal, wait_for).
     pub fn listens_to(&self, event: &str) -> bool {
         self.exit_when.iter().any(|m| m.event == event)

@@ -1184,6 +1184,25 @@ impl Runtime {
             }
         }
 
+        // Every journey the event reached ran on the profile as it came with the event, so one
+        // that entered after another's `update` changed a date it waits for reads the old
+        // date: date waits are read again once all have run (an enrollment waiting before the
+        // update was moved by it already, and is left alone). Decided by the journeys' files,
+        // not by what ran, so a message that comes again after a crash does it too.
+        if let Some(name) = e.event.as_deref() {
+            let updates = journeys.iter().any(|p| {
+                let j = &p.journey;
+                let reached = j.listens_to(name)
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Event { event, .. }) if event == name)
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name);
+                reached && j.updates_profile()
+            });
+            if updates {
+                let (fresh, _) = self.load_profile(user).await?;
+                self.move_date_waits(&fresh, "", &e.message_id).await?;
+            }
+        }
+
         // The marker that the event was handled keeps the entries it was refused (for the
         // user's timeline, as long as the marker lives): no write of their own.
         log_refusals(user, &refusals);

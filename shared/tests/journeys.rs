@@ -947,6 +947,34 @@ async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
     );
 }
 
+/// One event enters two journeys: one writes the renewal day, the other waits for it. Whichever
+/// runs first, the wait ends on the day written (journeys run in the order of their ids).
+#[tokio::test]
+async fn a_date_written_by_a_journey_the_same_event_entered_is_the_one_waited_for() {
+    let renewal = RENEWAL.replace(
+        "trigger: {event: plan_changed}",
+        "trigger: {event: plan_extended}",
+    );
+    for (plan_id, renewal_id) in [("a_plan", "z_renewal"), ("z_plan", "a_renewal")] {
+        let plan = PLAN.replace("id: plan\n", &format!("id: {plan_id}\n"));
+        let renewal = renewal.replace("id: renewal\n", &format!("id: {renewal_id}\n"));
+        let script = script_of(&[
+            json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "hal",
+                   "traits": {"renews_on": "2026-12-20",
+                              "push_tokens": [{"platform": "fcm", "token": "t-hal"}]}}),
+            json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
+                   "event": "plan_extended", "messageId": "x-hal",
+                   "properties": {"renews_on": "2026-12-30", "note": "x"}}),
+        ]);
+        let out = sim(&[&plan, &renewal], &script).await;
+        assert_eq!(
+            outbox(&out),
+            ["2026-12-27T09:00:00Z hal push tell: Renewal soon"],
+            "{plan_id} and {renewal_id}"
+        );
+    }
+}
+
 /// The same event moves a date wait (another journey's `update`, handled first) and ends that
 /// wait's journey (its `exit_when`): the exit still applies, once the moved enrollment is read
 /// again, so no reminder goes out for a plan that changed.
