@@ -1,6 +1,7 @@
 //! The HTTP API, as plain `http` types: the same handler serves API Gateway (intake Lambda) and
 //! `waymark dev`. Segment-compatible intake, read APIs for admins, inbox and unsubscribe.
 
+use crate::counter::{Counter, StepCounter, Took};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -115,11 +116,10 @@ pub struct PathStats {
 }
 
 impl PathStats {
-    fn set(&mut self, what: &str, v: i64) {
-        match what {
-            "entered" => self.entered = v,
-            "converted" => self.converted = v,
-            _ => {}
+    fn set(&mut self, took: Took, v: i64) {
+        match took {
+            Took::Entered => self.entered = v,
+            Took::Converted => self.converted = v,
         }
     }
 }
@@ -141,12 +141,10 @@ pub struct JourneyStats {
 
 /// Shapes a journey's counters into per-step figures, in the journey's step order.
 pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> JourneyStats {
-    let get = |k: &str| c.get(k).copied().unwrap_or(0);
-    let steps = j
+    let mut steps: Vec<StepStats> = j
         .steps
         .iter()
         .map(|s| {
-            let prefix = format!("step.{}.", s.id);
             let mut st = StepStats {
                 id: s.id.clone(),
                 ..Default::default()
@@ -160,48 +158,70 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
                     st.holdout = Some(PathStats::default());
                 }
             }
-            for (k, v) in c.range(prefix.clone()..) {
-                let Some(rest) = k.strip_prefix(&prefix) else {
-                    break;
-                };
-                match rest.split_once('.') {
-                    Some(("sent", ch)) => {
-                        st.sent.insert(ch.to_string(), *v);
-                    }
-                    Some(("skipped", why)) => {
-                        st.skipped.insert(why.to_string(), *v);
-                    }
-                    Some(("path", named)) => {
-                        if let Some((name, what)) = named.rsplit_once('.') {
-                            st.paths.entry(name.to_string()).or_default().set(what, *v);
-                        }
-                    }
-                    Some(("holdout", what)) => {
-                        st.holdout.get_or_insert_default().set(what, *v);
-                    }
-                    _ => match rest {
-                        "entered" => st.entered = *v,
-                        "waiting" => st.waiting = *v,
-                        "exited" => st.exited = *v,
-                        "converted" => st.converted = *v,
-                        _ => {}
-                    },
-                }
-            }
             st
         })
         .collect();
-    JourneyStats {
+    let mut out = JourneyStats {
         journey: j.id.clone(),
         version,
         status: j.status,
-        entered: get("entered"),
-        converted: get("converted"),
-        exited: get("exited"),
-        completed: get("completed"),
-        held_out: get("held_out"),
-        steps,
+        entered: 0,
+        converted: 0,
+        exited: 0,
+        completed: 0,
+        held_out: 0,
+        steps: Vec::new(),
+    };
+    for (name, v) in c {
+        let v = *v;
+        let (step, what) = match Counter::parse(name) {
+            Some(Counter::Entered) => {
+                out.entered = v;
+                continue;
+            }
+            Some(Counter::Converted) => {
+                out.converted = v;
+                continue;
+            }
+            Some(Counter::Exited) => {
+                out.exited = v;
+                continue;
+            }
+            Some(Counter::Completed) => {
+                out.completed = v;
+                continue;
+            }
+            Some(Counter::HeldOut) => {
+                out.held_out = v;
+                continue;
+            }
+            Some(Counter::Step(step, what)) => (step, what),
+            // A counter this version does not show.
+            None => continue,
+        };
+        // A step the journey's latest version no longer has is not shown.
+        let Some(st) = steps.iter_mut().find(|s| s.id == step) else {
+            continue;
+        };
+        match what {
+            StepCounter::Entered => st.entered = v,
+            StepCounter::Waiting => st.waiting = v,
+            StepCounter::Exited => st.exited = v,
+            StepCounter::Converted => st.converted = v,
+            StepCounter::Sent(channel) => {
+                st.sent.insert(channel.to_string(), v);
+            }
+            StepCounter::Skipped(reason) => {
+                st.skipped.insert(reason.to_string(), v);
+            }
+            StepCounter::Path(path, took) => {
+                st.paths.entry(path.to_string()).or_default().set(took, v);
+            }
+            StepCounter::Holdout(took) => st.holdout.get_or_insert_default().set(took, v),
+        }
     }
+    out.steps = steps;
+    out
 }
 
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {

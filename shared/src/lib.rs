@@ -8,6 +8,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod condition;
+pub mod counter;
 pub mod cron;
 pub mod dsl;
 pub mod duration;

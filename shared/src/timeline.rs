@@ -1,6 +1,7 @@
 //! The timeline: what happened to a user in each journey and why, one entry per fact, and the
 //! per-step counters (stats) that follow from it. Stats are derived from entries, never kept apart.
 
+use crate::counter::{Counter, StepCounter, Took};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,13 +173,7 @@ impl What {
     }
 }
 
-/// Counter changes for a set of entries: journey → counter name → delta.
-///
-/// Names: `entered`, `converted`, `exited`, `completed`, `held_out` for the journey, and
-/// `step.<id>.entered`, `step.<id>.waiting`, `step.<id>.sent.<channel>`,
-/// `step.<id>.skipped.<reason>`, `step.<id>.exited`, `step.<id>.converted` (conversions credited
-/// to the step's message, the last one sent before them) per step, and for a split
-/// `step.<id>.path.<name>.entered` / `.converted` and `step.<id>.holdout.entered` / `.converted`.
+/// Counter changes for a set of entries: journey → counter name ([`Counter`]) → delta.
 pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
     tally(
         entries
@@ -306,32 +301,32 @@ fn tally_into<'a>(
             add_split(c, &mut name, step, &fact);
             continue;
         }
-        let mut add = |parts: &[&str], d: i64| add_to(c, &mut name, parts, d);
+        let mut add = |counter: Counter<'_>, d: i64| add_to(c, &mut name, counter, d);
+        let at = |what| Counter::Step(step, what);
         match fact {
-            Fact::Entered => add(&["entered"], 1),
-            Fact::Step => add(&["step.", step, ".entered"], 1),
-            Fact::Waiting => add(&["step.", step, ".waiting"], 1),
-            Fact::Woke => add(&["step.", step, ".waiting"], -1),
-            Fact::Sent(channel) => add(&["step.", step, ".sent.", channel.as_str()], 1),
-            Fact::Skipped(reason) => add(&["step.", step, ".skipped.", reason], 1),
+            Fact::Entered => add(Counter::Entered, 1),
+            Fact::Step => add(at(StepCounter::Entered), 1),
+            Fact::Waiting => add(at(StepCounter::Waiting), 1),
+            Fact::Woke => add(at(StepCounter::Waiting), -1),
+            Fact::Sent(channel) => add(at(StepCounter::Sent(channel.as_str())), 1),
+            Fact::Skipped(reason) => add(at(StepCounter::Skipped(reason)), 1),
             Fact::Exited => {
-                add(&["exited"], 1);
+                add(Counter::Exited, 1);
                 if !step.is_empty() {
-                    add(&["step.", step, ".exited"], 1);
+                    add(at(StepCounter::Exited), 1);
                 }
             }
-            Fact::Completed => add(&["completed"], 1),
+            Fact::Completed => add(Counter::Completed, 1),
             Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut | Fact::Uncounted => {}
         }
     }
 }
 
-/// Adds `d` to the counter named by `parts` joined (built in `name`, copied only when the
-/// counter is new). Inlined: the stats fold adds every timeline entry through it.
+/// Adds `d` to `counter` (its name built in `name`, copied only when the counter is new).
+/// Inlined: the stats fold adds every timeline entry through it.
 #[inline(always)]
-fn add_to(c: &mut BTreeMap<String, i64>, name: &mut String, parts: &[&str], d: i64) {
-    name.clear();
-    parts.iter().for_each(|p| name.push_str(p));
+fn add_to(c: &mut BTreeMap<String, i64>, name: &mut String, counter: Counter<'_>, d: i64) {
+    counter.write(name);
     match c.get_mut(name.as_str()) {
         Some(n) => *n += d,
         None => {
@@ -344,25 +339,26 @@ fn add_to(c: &mut BTreeMap<String, i64>, name: &mut String, parts: &[&str], d: i
 /// the paths its enrollment took, and the step it is credited to).
 #[inline(never)]
 fn add_split(c: &mut BTreeMap<String, i64>, name: &mut String, step: &str, fact: &Fact<'_>) {
-    let mut add = |parts: &[&str]| add_to(c, name, parts, 1);
+    let mut add = |counter: Counter<'_>| add_to(c, name, counter, 1);
     match fact {
-        Fact::Split(path) => add(&["step.", step, ".path.", path, ".entered"]),
+        Fact::Split(path) => add(Counter::Step(step, StepCounter::Path(path, Took::Entered))),
         Fact::HeldOut => {
-            add(&["held_out"]);
+            add(Counter::HeldOut);
             if !step.is_empty() {
-                add(&["step.", step, ".holdout.entered"]);
+                add(Counter::Step(step, StepCounter::Holdout(Took::Entered)));
             }
         }
         Fact::Converted(splits, credited) => {
-            add(&["converted"]);
+            add(Counter::Converted);
             if let Some(s) = credited {
-                add(&["step.", s, ".converted"]);
+                add(Counter::Step(s, StepCounter::Converted));
             }
             for s in splits.iter() {
-                match &s.path {
-                    Some(path) => add(&["step.", &s.step, ".path.", path, ".converted"]),
-                    None => add(&["step.", &s.step, ".holdout.converted"]),
-                }
+                let took = match &s.path {
+                    Some(path) => StepCounter::Path(path, Took::Converted),
+                    None => StepCounter::Holdout(Took::Converted),
+                };
+                add(Counter::Step(&s.step, took));
             }
         }
         _ => {}
