@@ -115,6 +115,27 @@ pub struct PathStats {
     pub converted: i64,
 }
 
+impl StepStats {
+    fn set(&mut self, what: StepCounter<'_>, v: i64) {
+        match what {
+            StepCounter::Entered => self.entered = v,
+            StepCounter::Waiting => self.waiting = v,
+            StepCounter::Exited => self.exited = v,
+            StepCounter::Converted => self.converted = v,
+            StepCounter::Sent(channel) => {
+                self.sent.insert(channel.to_string(), v);
+            }
+            StepCounter::Skipped(reason) => {
+                self.skipped.insert(reason.to_string(), v);
+            }
+            StepCounter::Path(path, took) => {
+                self.paths.entry(path.to_string()).or_default().set(took, v);
+            }
+            StepCounter::Holdout(took) => self.holdout.get_or_insert_default().set(took, v),
+        }
+    }
+}
+
 impl PathStats {
     fn set(&mut self, took: Took, v: i64) {
         match took {
@@ -141,7 +162,7 @@ pub struct JourneyStats {
 
 /// Shapes a journey's counters into per-step figures, in the journey's step order.
 pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> JourneyStats {
-    let mut steps: Vec<StepStats> = j
+    let steps: Vec<StepStats> = j
         .steps
         .iter()
         .map(|s| {
@@ -170,57 +191,26 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
         exited: 0,
         completed: 0,
         held_out: 0,
-        steps: Vec::new(),
+        steps,
     };
     for (name, v) in c {
         let v = *v;
-        let (step, what) = match Counter::parse(name) {
-            Some(Counter::Entered) => {
-                out.entered = v;
-                continue;
+        match Counter::parse(name) {
+            Some(Counter::Entered) => out.entered = v,
+            Some(Counter::Converted) => out.converted = v,
+            Some(Counter::Exited) => out.exited = v,
+            Some(Counter::Completed) => out.completed = v,
+            Some(Counter::HeldOut) => out.held_out = v,
+            // A step the journey's latest version no longer has is not shown.
+            Some(Counter::Step(step, what)) => {
+                if let Some(st) = out.steps.iter_mut().find(|s| s.id == step) {
+                    st.set(what, v);
+                }
             }
-            Some(Counter::Converted) => {
-                out.converted = v;
-                continue;
-            }
-            Some(Counter::Exited) => {
-                out.exited = v;
-                continue;
-            }
-            Some(Counter::Completed) => {
-                out.completed = v;
-                continue;
-            }
-            Some(Counter::HeldOut) => {
-                out.held_out = v;
-                continue;
-            }
-            Some(Counter::Step(step, what)) => (step, what),
             // A counter this version does not show.
-            None => continue,
-        };
-        // A step the journey's latest version no longer has is not shown.
-        let Some(st) = steps.iter_mut().find(|s| s.id == step) else {
-            continue;
-        };
-        match what {
-            StepCounter::Entered => st.entered = v,
-            StepCounter::Waiting => st.waiting = v,
-            StepCounter::Exited => st.exited = v,
-            StepCounter::Converted => st.converted = v,
-            StepCounter::Sent(channel) => {
-                st.sent.insert(channel.to_string(), v);
-            }
-            StepCounter::Skipped(reason) => {
-                st.skipped.insert(reason.to_string(), v);
-            }
-            StepCounter::Path(path, took) => {
-                st.paths.entry(path.to_string()).or_default().set(took, v);
-            }
-            StepCounter::Holdout(took) => st.holdout.get_or_insert_default().set(took, v),
+            None => {}
         }
     }
-    out.steps = steps;
     out
 }
 

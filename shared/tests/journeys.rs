@@ -762,12 +762,8 @@ steps:
     );
 }
 
-/// A profile date that changes while the user waits for it moves the wait: the renewal
-/// reminder follows the new renewal day, goes at once when the new day makes it past, and an
-/// identify that changes nothing it reads leaves the wait alone.
-#[tokio::test]
-async fn a_profile_date_that_changes_moves_the_wait() {
-    let renewal = r#"
+/// A renewal reminder three days before `profile.renews_on`.
+const RENEWAL: &str = r#"
 id: renewal
 name: Renewal
 trigger: {event: plan_changed}
@@ -778,18 +774,44 @@ steps:
     send:
       push: {title: "Renewal soon", body: "."}
 "#;
-    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+
+/// Writes the renewal day an extension carries.
+const PLAN: &str = r#"
+id: plan
+name: Plan
+trigger: {event: plan_extended}
+steps:
+  - id: record
+    update:
+      set:
+        renews_on: "{{ event.renews_on }}"
+        plan_note: "{{ event.note }}"
+"#;
+
+/// The script lines that put each of `users` in the renewal journey: an identify with a
+/// renewal day (2026-12-20) and a push device, then `plan_changed`.
+fn on_renewal(users: &[&str]) -> Vec<serde_json::Value> {
     let mut script = Vec::new();
-    for user in ["dan", "eve", "fay", "gus"] {
+    for user in users {
         script.push(
             json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": user,
-               "traits": {"renews_on": "2026-12-20", "push_tokens": device(user)}}),
+               "traits": {"renews_on": "2026-12-20",
+                          "push_tokens": [{"platform": "fcm", "token": format!("t-{user}")}]}}),
         );
         script.push(
             json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user,
                "event": "plan_changed", "messageId": format!("p-{user}")}),
         );
     }
+    script
+}
+
+/// A profile date that changes while the user waits for it moves the wait: the renewal
+/// reminder follows the new renewal day, goes at once when the new day makes it past, and an
+/// identify that changes nothing it reads leaves the wait alone.
+#[tokio::test]
+async fn a_profile_date_that_changes_moves_the_wait() {
+    let mut script = on_renewal(&["dan", "eve", "fay", "gus"]);
     script.extend([
         // dan renews later: reminded three days before the new day.
         json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "dan",
@@ -805,7 +827,7 @@ steps:
                "traits": {"timezone": "Asia/Tokyo"}}),
     ]);
     let script = script_of(&script);
-    let out = sim(&[renewal], &script).await;
+    let out = sim(&[RENEWAL], &script).await;
     assert_eq!(
         outbox(&out),
         [
@@ -860,49 +882,12 @@ steps:
     }
 }
 
-/// A renewal reminder three days before `profile.renews_on`.
-const RENEWAL: &str = r#"
-id: renewal
-name: Renewal
-trigger: {event: plan_changed}
-steps:
-  - id: three_days_before
-    wait_until: {date: profile.renews_on, before: 3d, time: "09:00"}
-  - id: tell
-    send:
-      push: {title: "Renewal soon", body: "."}
-"#;
-
-/// Writes the renewal day an extension carries.
-const PLAN: &str = r#"
-id: plan
-name: Plan
-trigger: {event: plan_extended}
-steps:
-  - id: record
-    update:
-      set:
-        renews_on: "{{ event.renews_on }}"
-        plan_note: "{{ event.note }}"
-"#;
-
 /// Another journey's `update` step that changes the date a wait reads moves the wait, as an
 /// identify does: the renewal reminder follows the day the plan journey wrote, and a user whose
 /// plan journey writes something else keeps hers.
 #[tokio::test]
 async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
-    let device = |user: &str| json!([{"platform": "fcm", "token": format!("t-{user}")}]);
-    let mut script = Vec::new();
-    for user in ["hal", "ivy"] {
-        script.push(
-            json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": user,
-               "traits": {"renews_on": "2026-12-20", "push_tokens": device(user)}}),
-        );
-        script.push(
-            json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user,
-               "event": "plan_changed", "messageId": format!("p-{user}")}),
-        );
-    }
+    let mut script = on_renewal(&["hal", "ivy"]);
     script.extend([
         // hal's plan is extended: the journey writes the new renewal day.
         json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
@@ -998,16 +983,12 @@ steps:
         "trigger: {event: plan_changed}",
         "trigger: {event: plan_changed}\nexit_when: [{event: plan_extended}]",
     );
-    let script = script_of(&[
-        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "hal",
-               "traits": {"renews_on": "2026-12-20",
-                          "push_tokens": [{"platform": "fcm", "token": "t-hal"}]}}),
-        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "hal",
-               "event": "plan_changed", "messageId": "p-hal"}),
+    let mut script = on_renewal(&["hal"]);
+    script.push(
         json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
-               "event": "plan_extended", "messageId": "x-hal"}),
-    ]);
-    let out = sim(&[account, &renewal], &script).await;
+                       "event": "plan_extended", "messageId": "x-hal"}),
+    );
+    let out = sim(&[account, &renewal], &script_of(&script)).await;
     assert_eq!(outbox(&out), Vec::<String>::new());
     let ended: Vec<String> = entries(&out, "hal")
         .iter()
