@@ -121,9 +121,9 @@ pub const EARLIER_TRIGGERS: usize = 16;
 const MERGE_SUFFIX: &str = ":merge";
 /// Ends the cause of a late exit ([`Enrollment::late_exit_id_of`]).
 const LATE_EXIT_SUFFIX: &str = ":late-exit";
-/// Ends the cause of a date wait moved by another journey's `update`
+/// Marks the cause of a date wait moved by another journey's `update`
 /// ([`Enrollment::moved_id_of`]).
-const MOVED_SUFFIX: &str = ":moved";
+const MOVED: &str = ":moved";
 
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,12 +211,18 @@ impl Enrollment {
         crate::store::join(&[cause, LATE_EXIT_SUFFIX])
     }
 
-    /// The cause of the transition in which message `cause`, through another journey's
-    /// `update` step, moves the date this enrollment's `wait_until` waits for: a cause of its
-    /// own, since `cause` may have made a transition of this enrollment too (an event it
-    /// listens to), and a transition's timeline record is keyed by its cause.
-    pub fn moved_id_of(cause: &str) -> String {
-        crate::store::join(&[cause, MOVED_SUFFIX])
+    /// The cause of the transition in which message `cause`, through enrollment `by`'s
+    /// `update` step (empty: the pass once every journey the event reached has run), moves the
+    /// date this enrollment's `wait_until` waits for: a cause of its own, since `cause` may
+    /// have made a transition of this enrollment too (an event it listens to), and so may
+    /// another journey's update under the same message, and a transition's timeline record is
+    /// keyed by its cause.
+    pub fn moved_id_of(cause: &str, by: &str) -> String {
+        if by.is_empty() {
+            crate::store::join(&[cause, MOVED])
+        } else {
+            crate::store::join(&[cause, MOVED, ":", by])
+        }
     }
 
     /// Whether a transition made under `made_by` was made by message `cause`: under its id, as

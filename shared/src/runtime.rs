@@ -1849,9 +1849,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// A journey's `update` step changed the user's profile: the user's other enrollments
-    /// waiting for a `wait_until` date follow what it now reads, as after an identify (see
-    /// [`engine::date_moved`]). Safe to repeat: a wait already at its date is left alone.
+    /// A journey's `update` step (of enrollment `except`) changed the user's profile: the
+    /// user's other enrollments waiting for a `wait_until` date follow what it now reads, as
+    /// after an identify (see [`engine::date_moved`]). Safe to repeat: a wait already at its
+    /// date is left alone.
     async fn move_date_waits(
         &self,
         profile: &Profile,
@@ -1859,7 +1860,7 @@ impl Runtime {
         cause: &str,
     ) -> Result<(), RunError> {
         let user = profile.user_id.as_str();
-        let cause = Enrollment::moved_id_of(cause);
+        let cause = Enrollment::moved_id_of(cause, except);
         for (j, l) in self.load_enrollments(user).await? {
             if &*l.enrollment.id == except || !l.enrollment.waits_for_time() {
                 continue;

@@ -960,6 +960,45 @@ async fn a_date_written_by_a_journey_the_same_event_entered_is_the_one_waited_fo
     }
 }
 
+/// Two journeys the same event reaches each write the renewal day: the wait moves twice, and
+/// the timeline keeps both moves (each is its own transition, with its own record).
+#[tokio::test]
+async fn two_updates_of_one_event_move_a_wait_twice_and_the_timeline_says_so() {
+    let first = PLAN.replace("id: plan\n", "id: plan_a\n");
+    let second = PLAN
+        .replace("id: plan\n", "id: plan_b\n")
+        .replace("\"{{ event.renews_on }}\"", "\"2027-01-02\"");
+    let mut script = on_renewal(&["hal"]);
+    script.push(
+        json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": "hal",
+                       "event": "plan_extended", "messageId": "x-hal",
+                       "properties": {"renews_on": "2026-12-30", "note": "x"}}),
+    );
+    let out = sim(&[RENEWAL, &first, &second], &script_of(&script)).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-30T09:00:00Z hal push tell: Renewal soon"]
+    );
+    let why: Vec<String> = entries(&out, "hal")
+        .iter()
+        .filter(|e| &*e.journey == "renewal")
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+        .collect();
+    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
+    assert_eq!(
+        why,
+        [
+            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            "woke (the date it waits for moved)".to_string(),
+            format!("waiting until 2026-12-27T09:00:00Z {waiting}"),
+            "woke (the date it waits for moved)".to_string(),
+            format!("waiting until 2026-12-30T09:00:00Z {waiting}"),
+            "woke (time)".to_string(),
+        ]
+    );
+}
+
 /// The same event moves a date wait (another journey's `update`, handled first) and ends that
 /// wait's journey (its `exit_when`): the exit still applies, once the moved enrollment is read
 /// again, so no reminder goes out for a plan that changed.
