@@ -1081,7 +1081,8 @@ impl Runtime {
             };
             let t = match next {
                 Some(mut t) => {
-                    self.credit_conversion(&mut t, e.timestamp).await?;
+                    self.credit_conversion(&mut t, e.timestamp, &profile.anonymous_ids)
+                        .await?;
                     Some(t)
                 }
                 // Ended already, but still owing a send (a provider down): the exit event
@@ -1820,8 +1821,14 @@ impl Runtime {
 
     /// Credits a conversion in `t` to the step of the last message its enrollment sent the
     /// user at or before `at` (the goal event's time), read from the enrollment's timeline
-    /// records: one query, for conversions only.
-    async fn credit_conversion(&self, t: &mut Transition, at: Timestamp) -> Result<(), RunError> {
+    /// records: one query, for conversions only, and one more when the enrollment began as one
+    /// of the user's `anonymous` ids' (its messages before the login are recorded there).
+    async fn credit_conversion(
+        &self,
+        t: &mut Transition,
+        at: Timestamp,
+        anonymous: &[String],
+    ) -> Result<(), RunError> {
         let Some(last) = t.timeline.iter_mut().find_map(|x| match &mut x.what {
             What::Converted { last_message, .. } => Some(last_message),
             _ => None,
@@ -1830,12 +1837,19 @@ impl Runtime {
         };
         let e = &t.enrollment;
         let prefix = join(&["T#", &e.id, "#"]);
+        let mut partitions = vec![user_partition(&e.user_id)];
+        for a in anonymous {
+            let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+            if e.id.starts_with(&*join(&[&e.journey, ":", &anon, ":"])) {
+                partitions.push(user_partition(&anon));
+            }
+        }
+        let mut records = Vec::new();
+        for p in &partitions {
+            records.extend(self.store.query(p, &prefix).await?);
+        }
         let mut latest: Option<(Timestamp, String)> = None;
-        for r in self
-            .store
-            .query(&user_partition(&e.user_id), &prefix)
-            .await?
-        {
+        for r in records {
             let entries = r.parse_shared::<Vec<Entry>>()?;
             for x in entries.iter().filter(|x| x.at <= at) {
                 if let (What::Sent { .. }, Some(step)) = (&x.what, &x.step) {

@@ -346,6 +346,36 @@ async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
     assert_eq!(inbox.len(), 1, "{inbox:?}");
 }
 
+/// A visitor gets the guide before logging in, and subscribes after: the conversion is
+/// credited to the message sent while she was anonymous (recorded under her anonymous id).
+#[tokio::test]
+async fn a_conversion_after_the_login_is_credited_to_a_message_before_it() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    // Still in the journey at the login (a last wait), so it goes on as lee's.
+    let tour = format!(
+        "{}  - id: settle_in\n    wait: 3d\n",
+        WELCOME.replace(
+            "trigger:",
+            "goal: {event: subscribed, within: 7d}\ntrigger:"
+        )
+    );
+    h.publish(&tour).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+{"at":"2026-12-02T10:00:00Z","type":"track","userId":"lee","event":"subscribed","messageId":"s-1"}
+"#)
+    .await;
+    let view = h.rt.user("lee").await.expect("user");
+    let converted: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| waymark::runtime::describe(&e.what))
+        .collect();
+    assert_eq!(converted, ["converted on subscribed, credited to guide"]);
+}
+
 #[tokio::test]
 async fn an_anonymous_enrollment_the_merge_did_not_see_goes_on_as_the_user_at_its_next_step() {
     let (h, faulty) = faulty_harness();
