@@ -369,8 +369,8 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
 /// date: when what the date is read from has changed (`profile.renews_on` set to another day,
 /// or the user's zone for a date with a `time`), the wait is taken again from the new date: on
 /// at once when it is past, ended when it is gone, or waiting until the new time, its old
-/// wake-up cancelled. `None` when the
-/// enrollment waits on no date, or the date leads to the wake-up it has.
+/// wake-up cancelled. `None` when the enrollment waits on no date, or the date leads to the
+/// wake-up it has.
 pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     if !enrollment.waits_for_time() {
         return None;

@@ -290,9 +290,8 @@ impl Profile {
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
     /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
-    /// device sent stays a device's), push devices it does
-    /// not have, suppressions, pending inactivity checks, and the event history (for `repeated`
-    /// and `inactive` triggers).
+    /// device sent stays a device's), push devices it does not have, suppressions, pending
+    /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is.
     pub fn absorb(&mut self, anonymous: &Profile) {
         // A zone or locale the anonymous user's device sent is still a device's: the user's
