@@ -3204,9 +3204,11 @@ async fn stats_counters_equal_what_the_timelines_say() {
     stats.retain(|_, v| *v != 0);
     assert_eq!(stats, from_timeline);
 
+    // Converted: bob, before any message reached him, and dan, credited to the email.
     let expected = [
         ("entered", 4),
-        ("converted", 1),
+        ("converted", 2),
+        ("step.low_stock_email.converted", 1),
         ("exited", 1),
         ("completed", 3),
         ("step.push_reminder.sent.push", 1),
