@@ -1106,6 +1106,16 @@ impl Runtime {
             }
         }
 
+        // A journey's goal the user reaches after logging in, for a journey she was in only as
+        // the anonymous visitor she turned out to be (it ended before the login, so it stayed
+        // hers): that enrollment converts.
+        if let Some(name) = e.event.as_deref() {
+            if !profile.anonymous_ids.is_empty() {
+                self.convert_anonymous_past(&profile, &enrollments, &journeys, e, name)
+                    .await?;
+            }
+        }
+
         // Triggers.
         let mut refusals: Vec<Entry> = Vec::new();
         if let Some(name) = e.event.as_deref() {
@@ -1817,6 +1827,64 @@ impl Runtime {
             Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// The goal event `e` (named `name`) of a journey `profile`'s user has no enrollment of
+    /// reaches the enrollment one of her anonymous ids ended in before her login (an active one
+    /// went on as hers at the login): within its window, it converts there, in the anonymous
+    /// partition, where the user's view reads it. One GetItem per anonymous id, for goal events
+    /// only (and one of the anonymous profile, when it has such an enrollment). Safe to repeat: what the message owes that enrollment is performed first, and a
+    /// converted enrollment does not convert again.
+    async fn convert_anonymous_past(
+        &self,
+        profile: &Profile,
+        enrollments: &BTreeMap<String, Loaded>,
+        journeys: &[Arc<Published>],
+        e: &Event,
+        name: &str,
+    ) -> Result<(), RunError> {
+        for p in journeys {
+            let j = &p.journey;
+            if enrollments.contains_key(&j.id) || j.goal.as_ref().is_none_or(|g| g.event != name) {
+                continue;
+            }
+            for a in &profile.anonymous_ids {
+                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+                let Some(r) = self.store.get(&enrollment_key(&anon, &j.id)).await? else {
+                    continue;
+                };
+                let l = Loaded::read(&r)?;
+                if l.enrollment.is_active() || l.enrollment.status == Status::Merged {
+                    continue;
+                }
+                // A shared device: the id may have turned out to be someone else first.
+                let (theirs, _) = self.load_profile(&anon).await?;
+                if theirs.merged_into.as_deref() != Some(profile.user_id.as_str()) {
+                    continue;
+                }
+                let (l, done) = self.settle_for(l, &e.message_id, false).await?;
+                if done {
+                    continue;
+                }
+                let Some(v) = self.catalog.version(&j.id, l.enrollment.version).await? else {
+                    continue;
+                };
+                let ctx = Ctx {
+                    journey: &v.journey,
+                    version: v.version,
+                    profile,
+                    now: self.now(),
+                    unsubscribe_url: None,
+                };
+                let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
+                    continue;
+                };
+                self.credit_conversion(&mut t, e.timestamp, &[]).await?;
+                let committed = self.commit(t, &e.message_id, Some(&l), false).await?;
+                self.settle_for(committed, &e.message_id, false).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Credits a conversion in `t` to the step of the last message its enrollment sent the

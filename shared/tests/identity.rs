@@ -346,6 +346,45 @@ async fn in_app_messages_sent_before_the_login_are_in_the_users_inbox() {
     assert_eq!(inbox.len(), 1, "{inbox:?}");
 }
 
+/// The guide a visitor got ended before she logged in (so it stayed the anonymous user's);
+/// she subscribes after logging in: that enrollment converts, credited to the guide, and the
+/// journey counts it. Someone else logging in later on the same phone converts nothing of hers.
+#[tokio::test]
+async fn a_journey_that_ended_before_the_login_converts_on_the_users_goal() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    let guide = WELCOME.replace(
+        "trigger:",
+        "goal: {event: subscribed, within: 7d}\ntrigger:",
+    );
+    h.publish(&guide).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"max","anonymousId":"phone-1","messageId":"m-1","traits":{}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"max","event":"subscribed","messageId":"s-max"}
+{"at":"2026-12-02T10:00:00Z","type":"track","userId":"lee","event":"subscribed","messageId":"s-lee"}
+{"at":"2026-12-02T10:00:30Z","type":"track","userId":"lee","event":"subscribed","messageId":"s-lee-2"}
+"#)
+    .await;
+    let converted = |view: &waymark::runtime::UserView| -> Vec<String> {
+        view.timeline
+            .iter()
+            .filter(|e| matches!(e.what, What::Converted { .. }))
+            .map(|e| waymark::runtime::describe(&e.what))
+            .collect()
+    };
+    let lee = h.rt.user("lee").await.expect("user");
+    assert_eq!(
+        converted(&lee),
+        ["converted on subscribed, credited to guide"]
+    );
+    let max = h.rt.user("max").await.expect("user");
+    assert!(converted(&max).is_empty(), "{:?}", max.timeline);
+    let s = stats(&h, "welcome").await;
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+    assert_eq!(s.get("step.guide.converted"), Some(&1), "{s:?}");
+}
+
 /// A visitor gets the guide before logging in, and subscribes after: the conversion is
 /// credited to the message sent while she was anonymous (recorded under her anonymous id).
 #[tokio::test]
