@@ -806,6 +806,21 @@ fn on_renewal(users: &[&str]) -> Vec<serde_json::Value> {
     script
 }
 
+/// How the renewal reminder's wait went for `user`: its `waiting` and `woke` entries, described.
+fn renewal_waits(out: &[waymark::simulate::Output], user: &str) -> Vec<String> {
+    entries(out, user)
+        .iter()
+        .filter(|e| &*e.journey == "renewal")
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+        .collect()
+}
+
+/// `waiting until <at>` for the renewal reminder's wait.
+fn renewal_waiting(at: &str) -> String {
+    format!("waiting until {at} (wait_until profile.renews_on - 3d at 09:00)")
+}
+
 /// A profile date that changes while the user waits for it moves the wait: the renewal
 /// reminder follows the new renewal day, goes at once when the new day makes it past, and an
 /// identify that changes nothing it reads leaves the wait alone.
@@ -837,36 +852,29 @@ async fn a_profile_date_that_changes_moves_the_wait() {
             "2027-01-07T09:00:00Z dan push tell: Renewal soon",
         ]
     );
-    let why = |user: &str| -> Vec<String> {
-        entries(&out, user)
-            .iter()
-            .map(|e| describe(&e.what))
-            .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
-            .collect()
-    };
-    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
+    let why = |user: &str| renewal_waits(&out, user);
     assert_eq!(
         why("dan"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (the date it waits for moved)".to_string(),
-            format!("waiting until 2027-01-07T09:00:00Z {waiting}"),
+            renewal_waiting("2027-01-07T09:00:00Z"),
             "woke (time)".to_string(),
         ]
     );
     assert_eq!(
         why("eve"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (time)".to_string(),
         ]
     );
     assert_eq!(
         why("fay"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (the date it waits for moved)".to_string(),
-            format!("waiting until 2026-12-14T12:00:00Z {waiting}"),
+            renewal_waiting("2026-12-14T12:00:00Z"),
             "woke (already past: 2026-12-14T09:00:00Z)".to_string(),
         ]
     );
@@ -905,28 +913,20 @@ async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
             "2026-12-27T09:00:00Z hal push tell: Renewal soon",
         ]
     );
-    let why = |user: &str| -> Vec<String> {
-        entries(&out, user)
-            .iter()
-            .filter(|e| &*e.journey == "renewal")
-            .map(|e| describe(&e.what))
-            .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
-            .collect()
-    };
-    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
+    let why = |user: &str| renewal_waits(&out, user);
     assert_eq!(
         why("hal"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (the date it waits for moved)".to_string(),
-            format!("waiting until 2026-12-27T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-27T09:00:00Z"),
             "woke (time)".to_string(),
         ]
     );
     assert_eq!(
         why("ivy"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (time)".to_string(),
         ]
     );
@@ -979,21 +979,14 @@ async fn two_updates_of_one_event_move_a_wait_twice_and_the_timeline_says_so() {
         outbox(&out),
         ["2026-12-30T09:00:00Z hal push tell: Renewal soon"]
     );
-    let why: Vec<String> = entries(&out, "hal")
-        .iter()
-        .filter(|e| &*e.journey == "renewal")
-        .map(|e| describe(&e.what))
-        .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
-        .collect();
-    let waiting = "(wait_until profile.renews_on - 3d at 09:00)";
     assert_eq!(
-        why,
+        renewal_waits(&out, "hal"),
         [
-            format!("waiting until 2026-12-17T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-17T09:00:00Z"),
             "woke (the date it waits for moved)".to_string(),
-            format!("waiting until 2026-12-27T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-27T09:00:00Z"),
             "woke (the date it waits for moved)".to_string(),
-            format!("waiting until 2026-12-30T09:00:00Z {waiting}"),
+            renewal_waiting("2026-12-30T09:00:00Z"),
             "woke (time)".to_string(),
         ]
     );
