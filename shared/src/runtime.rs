@@ -1832,9 +1832,10 @@ impl Runtime {
     /// The goal event `e` (named `name`) of a journey `profile`'s user has no enrollment of
     /// reaches the enrollment one of her anonymous ids ended in before her login (an active one
     /// went on as hers at the login): within its window, it converts there, in the anonymous
-    /// partition, where the user's view reads it. One GetItem per anonymous id, for goal events
-    /// only (and one of the anonymous profile, when it has such an enrollment). Safe to repeat: what the message owes that enrollment is performed first, and a
-    /// converted enrollment does not convert again.
+    /// partition, where the user's view reads it. One batched read of them, for goal events
+    /// only (and a GetItem of the anonymous profile, when it has such an enrollment). Safe to
+    /// repeat: what the message owes that enrollment is performed first, and a converted
+    /// enrollment does not convert again.
     async fn convert_anonymous_past(
         &self,
         profile: &Profile,
@@ -1843,46 +1844,54 @@ impl Runtime {
         e: &Event,
         name: &str,
     ) -> Result<(), RunError> {
-        for p in journeys {
-            let j = &p.journey;
-            if enrollments.contains_key(&j.id) || j.goal.as_ref().is_none_or(|g| g.event != name) {
+        // Each anonymous id's enrollment of each journey with this goal the user is not in,
+        // read in one call.
+        let keys: Vec<Key> = journeys
+            .iter()
+            .map(|p| &p.journey)
+            .filter(|j| !enrollments.contains_key(&j.id))
+            .filter(|j| j.goal.as_ref().is_some_and(|g| g.event == name))
+            .flat_map(|j| {
+                profile.anonymous_ids.iter().map(|a| {
+                    let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+                    enrollment_key(&anon, &j.id)
+                })
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for r in self.store.get_many(&keys).await? {
+            let l = Loaded::read(&r)?;
+            if l.enrollment.is_active() || l.enrollment.status == Status::Merged {
                 continue;
             }
-            for a in &profile.anonymous_ids {
-                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-                let Some(r) = self.store.get(&enrollment_key(&anon, &j.id)).await? else {
-                    continue;
-                };
-                let l = Loaded::read(&r)?;
-                if l.enrollment.is_active() || l.enrollment.status == Status::Merged {
-                    continue;
-                }
-                // A shared device: the id may have turned out to be someone else first.
-                let (theirs, _) = self.load_profile(&anon).await?;
-                if theirs.merged_into.as_deref() != Some(profile.user_id.as_str()) {
-                    continue;
-                }
-                let (l, done) = self.settle_for(l, &e.message_id, false).await?;
-                if done {
-                    continue;
-                }
-                let Some(v) = self.catalog.version(&j.id, l.enrollment.version).await? else {
-                    continue;
-                };
-                let ctx = Ctx {
-                    journey: &v.journey,
-                    version: v.version,
-                    profile,
-                    now: self.now(),
-                    unsubscribe_url: None,
-                };
-                let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
-                    continue;
-                };
-                self.credit_conversion(&mut t, e.timestamp, &[]).await?;
-                let committed = self.commit(t, &e.message_id, Some(&l), false).await?;
-                self.settle_for(committed, &e.message_id, false).await?;
+            // A shared device: the id may have turned out to be someone else first.
+            let (theirs, _) = self.load_profile(&l.enrollment.user_id).await?;
+            if theirs.merged_into.as_deref() != Some(profile.user_id.as_str()) {
+                continue;
             }
+            let (l, done) = self.settle_for(l, &e.message_id, false).await?;
+            if done {
+                continue;
+            }
+            let journey = &l.enrollment.journey;
+            let Some(v) = self.catalog.version(journey, l.enrollment.version).await? else {
+                continue;
+            };
+            let ctx = Ctx {
+                journey: &v.journey,
+                version: v.version,
+                profile,
+                now: self.now(),
+                unsubscribe_url: None,
+            };
+            let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
+                continue;
+            };
+            self.credit_conversion(&mut t, e.timestamp, &[]).await?;
+            let committed = self.commit(t, &e.message_id, Some(&l), false).await?;
+            self.settle_for(committed, &e.message_id, false).await?;
         }
         Ok(())
     }
