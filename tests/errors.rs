@@ -486,3 +486,21 @@ async fn email_requests_carry_the_unsubscribe_headers_and_the_user_tag() {
     assert_eq!(body["Destination"]["ToAddresses"], json!([ADDRESS]));
     assert!(body.get("ConfigurationSetName").is_none());
 }
+
+#[tokio::test]
+async fn an_email_in_a_chosen_language_says_which() {
+    let ses = Canned::new(vec![(
+        200,
+        vec![("content-type", "application/json")],
+        r#"{"MessageId": "m-1"}"#.into(),
+    )]);
+    let none = Canned::new(vec![]);
+    let mut message = email();
+    message.locale = Some("es".into());
+    sender(&ses, &none).send(&message).await.expect("sent");
+    let body: serde_json::Value = serde_json::from_str(&ses.requests()[0]).expect("a JSON request");
+    assert_eq!(
+        body["Content"]["Simple"]["Headers"],
+        json!([{"Name": "Content-Language", "Value": "es"}])
+    );
+}

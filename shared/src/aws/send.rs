@@ -194,6 +194,16 @@ impl AwsSender {
                         .map_err(built)?,
                 );
         }
+        if let Some(locale) = o.locale.as_deref() {
+            // The language the send's `locales` chose, for mail clients and screen readers.
+            message = message.headers(
+                MessageHeader::builder()
+                    .name("Content-Language")
+                    .value(locale)
+                    .build()
+                    .map_err(built)?,
+            );
+        }
         let mut request = self
             .ses
             .send_email()
