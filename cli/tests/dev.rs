@@ -483,3 +483,46 @@ fn dead_letters_are_listed_and_redriven_while_dev_runs() {
     // Stopped, the folder is read directly again: the same letter.
     assert_eq!(dead_letter_lines(&data), vec![line]);
 }
+
+#[test]
+fn identical_events_without_a_message_id_are_each_counted() {
+    let dir = TempDir::new("dev-repeats");
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(
+        journeys.join("binge.yaml"),
+        "id: binge\nname: Binge\ntrigger:\n  repeated: {event: episode_watched, times: 3, within: 7d}\n\
+         steps:\n  - id: offer\n    send:\n      push: {title: \"Upgrade?\", body: \"...\"}\n",
+    )
+    .expect("write journey");
+    let outbox = data.join("outbox.jsonl");
+    let dev = start(&journeys, &data);
+    let (write_key, _) = keys(&data);
+    let auth = basic(&write_key);
+    let json = ("content-type", "application/json");
+    let post = |route: &str, body: &str| {
+        let (status, text) = http(
+            "POST",
+            &format!("{}/v1/{route}", dev.url),
+            &[("authorization", &auth), json],
+            body,
+        )
+        .expect(route);
+        assert_eq!(status, 200, "{text}");
+    };
+    post(
+        "identify",
+        r#"{"userId":"vic","traits":{"push_tokens":[{"platform":"fcm","token":"tok-vic"}]}}"#,
+    );
+    // The same body three times, as a backend that sends no messageId (nor timestamp) does:
+    // three episodes watched, not one sent three times.
+    for _ in 0..3 {
+        post(
+            "track",
+            r#"{"userId":"vic","event":"episode_watched","properties":{"series":"Dark"}}"#,
+        );
+    }
+    let offer = wait_for_push(&outbox, "offer", Duration::from_secs(20));
+    assert_eq!(offer["user_id"], "vic");
+}

@@ -86,11 +86,35 @@ pub fn parse_call(
     received_at: Timestamp,
     limits: &Limits,
 ) -> Result<Event, Vec<FieldError>> {
+    parse_call_at(call, body, received_at, limits, "")
+}
+
+/// [`parse_call`] for one of several calls received at the same time, `place` naming which (a
+/// script's line): an event without a `messageId` gets an id of its own there.
+pub fn parse_call_at(
+    call: Call,
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+    place: &str,
+) -> Result<Event, Vec<FieldError>> {
     if body.len() > MAX_EVENT_BYTES {
         return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
     }
     let raw = parse_body(body)?;
-    from_call(call, &raw, &Map::new(), received_at, limits, "")
+    let received = Received {
+        at: received_at,
+        place,
+    };
+    from_call(call, &raw, &Map::new(), received, limits, "")
+}
+
+/// When an event was received, and where in its request (`batch[3]`, a script's line; empty
+/// for a lone call): what an event without a `messageId` takes its id from.
+#[derive(Clone, Copy)]
+struct Received<'a> {
+    at: Timestamp,
+    place: &'a str,
 }
 
 /// Validates one call's object as the event it is (see [`Call`]).
@@ -98,24 +122,17 @@ fn from_call(
     call: Call,
     raw: &Map<String, Value>,
     shared_context: &Map<String, Value>,
-    received_at: Timestamp,
+    received: Received<'_>,
     limits: &Limits,
     prefix: &str,
 ) -> Result<Event, Vec<FieldError>> {
     match call {
-        Call::Track => from_raw(
-            Kind::Track,
-            raw,
-            shared_context,
-            received_at,
-            limits,
-            prefix,
-        ),
+        Call::Track => from_raw(Kind::Track, raw, shared_context, received, limits, prefix),
         Call::Identify => from_raw(
             Kind::Identify,
             raw,
             shared_context,
-            received_at,
+            received,
             limits,
             prefix,
         ),
@@ -142,14 +159,7 @@ fn from_call(
                     }
                 }
             }
-            from_raw(
-                Kind::Track,
-                &raw,
-                shared_context,
-                received_at,
-                limits,
-                prefix,
-            )
+            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix)
         }
         Call::Alias => {
             let mut check = Check::new(prefix);
@@ -178,7 +188,7 @@ fn from_call(
                 Kind::Identify,
                 &raw,
                 shared_context,
-                received_at,
+                received,
                 limits,
                 prefix,
             )
@@ -305,13 +315,13 @@ pub fn parse_batch(
         None | Some(Value::Null) => {
             return Err(vec![FieldError::new(
                 "batch",
-                r#"is required: send {"batch": [...]} with track and identify events"#,
+                r#"is required: send {"batch": [...]} with track, identify, page, screen or alias events"#,
             )])
         }
         Some(_) => {
             return Err(vec![FieldError::new(
                 "batch",
-                "must be an array of track and identify events",
+                "must be an array of track, identify, page, screen or alias events",
             )])
         }
     };
@@ -365,7 +375,7 @@ fn parse_item(
     let Value::Object(raw) = item else {
         return Err(vec![FieldError::new(
             prefix,
-            "must be an object: a track or identify event",
+            "must be an object: a track, identify, page, screen or alias event",
         )]);
     };
     let size = serialized_len(item);
@@ -391,17 +401,21 @@ fn parse_item(
         None | Some(Value::Null) => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                r#"is required: send "track" or "identify""#,
+                r#"is required: send "track", "identify", "page", "screen" or "alias""#,
             )]);
         }
         Some(_) => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                r#"must be the string "track" or "identify""#,
+                r#"must be one of the strings "track", "identify", "page", "screen" or "alias""#,
             )]);
         }
     };
-    from_call(call, raw, shared_context, received_at, limits, prefix)
+    let received = Received {
+        at: received_at,
+        place: prefix,
+    };
+    from_call(call, raw, shared_context, received, limits, prefix)
 }
 
 /// Validates one event object and builds the [`Event`], collecting every problem found.
@@ -409,7 +423,7 @@ fn from_raw(
     kind: Kind,
     raw: &Map<String, Value>,
     shared_context: &Map<String, Value>,
-    received_at: Timestamp,
+    received: Received<'_>,
     limits: &Limits,
     prefix: &str,
 ) -> Result<Event, Vec<FieldError>> {
@@ -465,7 +479,7 @@ fn from_raw(
         }
         merged
     };
-    let timestamp = check.timestamp(raw, received_at, limits);
+    let timestamp = check.timestamp(raw, received.at, limits);
 
     if !check.errors.is_empty() {
         return Err(check.errors);
@@ -482,7 +496,7 @@ fn from_raw(
     };
     Ok(Event {
         kind,
-        message_id: message_id.unwrap_or_else(|| auto_message_id(kind, raw)),
+        message_id: message_id.unwrap_or_else(|| auto_message_id(kind, raw, received)),
         user_id,
         anonymous_id,
         event,
@@ -490,7 +504,7 @@ fn from_raw(
         traits,
         context,
         timestamp,
-        received_at,
+        received_at: received.at,
     })
 }
 
@@ -889,9 +903,14 @@ fn human(d: SignedDuration) -> String {
     "0 seconds".to_string()
 }
 
-/// `"auto-"` + hex SHA-256 of the raw event as canonical JSON (keys sorted, no spaces), with `type`
-/// set to `kind`: the same event sent twice, alone or in a batch, gets the same id.
-fn auto_message_id(kind: Kind, raw: &Map<String, Value>) -> String {
+/// The id of an event sent without a `messageId`: `"auto-"` + hex SHA-256 of the raw event as
+/// canonical JSON (keys sorted, no spaces, `type` set to `kind`), the time it was received and
+/// its place in the request ([`Received`]). Each event sent is an event of
+/// its own, as Segment gives one an id of its own: two identical `app_opened` are two (a
+/// client that retries a request and wants it counted once sends a `messageId`, as the
+/// analytics libraries do). The id is made at intake, before the event is queued, so the
+/// queue's redeliveries carry it.
+fn auto_message_id(kind: Kind, raw: &Map<String, Value>, received: Received<'_>) -> String {
     let kind = Value::from(kind.as_str());
     let entries = raw
         .iter()
@@ -901,6 +920,8 @@ fn auto_message_id(kind: Kind, raw: &Map<String, Value>) -> String {
         .collect();
     let mut canonical = String::new();
     write_canonical_object(entries, &mut canonical);
+    use std::fmt::Write as _;
+    let _ = write!(canonical, "@{}#{}", received.at, received.place);
     let digest = Sha256::digest(canonical.as_bytes());
     let mut id = String::with_capacity(5 + 64);
     id.push_str("auto-");
@@ -1531,10 +1552,12 @@ mod tests {
     }
 
     #[test]
-    fn auto_message_id_is_deterministic() {
+    fn an_event_without_a_message_id_gets_one_of_its_own() {
         let a = json!({"userId": "u1", "event": "A", "properties": {"x": 1, "y": [1, {"b": 2, "a": 1}]}});
         let reordered = r#"{ "properties": {"y": [1, {"a": 1, "b": 2}], "x": 1}, "event": "A", "userId": "u1" }"#;
         let first = single(Kind::Track, &a).expect("valid").message_id;
+        // Made from the request alone: reading it again (the intake retrying its work on the
+        // same request) gives the same id, whatever the order of its keys.
         let again = single(Kind::Track, &a).expect("valid").message_id;
         let other_order = parse_single(
             Kind::Track,
@@ -1550,17 +1573,37 @@ mod tests {
         assert_eq!(first.len(), 5 + 64);
         assert!(first[5..].bytes().all(|b| HEX.contains(&b)));
 
-        let later = json!({"userId": "u1", "event": "B", "properties": {"x": 1, "y": [1, {"b": 2, "a": 1}]}});
+        // The same event sent again a moment later is another event (three `app_opened` are
+        // three), not a repeat to drop.
+        let later = received() + SignedDuration::from_millis(1);
+        let sent_again = parse_single(
+            Kind::Track,
+            a.to_string().as_bytes(),
+            later,
+            &Limits::default(),
+        )
+        .expect("valid")
+        .message_id;
+        assert_ne!(first, sent_again);
+
+        let other = json!({"userId": "u1", "event": "B", "properties": {"x": 1, "y": [1, {"b": 2, "a": 1}]}});
         assert_ne!(
             first,
-            single(Kind::Track, &later).expect("valid").message_id
+            single(Kind::Track, &other).expect("valid").message_id
         );
 
-        // The same event in a batch gets the same id.
+        // Two identical events in one batch are two events, and neither is the lone one's.
         let mut item = a.clone();
         item["type"] = json!("track");
-        let outcome = batch(&json!({"batch": [item]})).expect("valid");
-        assert_eq!(outcome.accepted[0].message_id, first);
+        let outcome = batch(&json!({"batch": [item.clone(), item]})).expect("valid");
+        let ids: Vec<&str> = outcome
+            .accepted
+            .iter()
+            .map(|e| e.message_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert!(!ids.contains(&first.as_str()));
 
         // The same body as an identify is another event.
         let identify = json!({"userId": "u1"});
@@ -1575,9 +1618,11 @@ mod tests {
 
     #[test]
     fn auto_message_id_matches_a_known_digest() {
-        // sha256 of {"event":"A","type":"track","userId":"u1"}
+        // sha256 of the canonical event, then `@` the time received and `#` its place in the
+        // request (none for a lone call).
         let event = single(Kind::Track, &json!({"userId": "u1", "event": "A"})).expect("valid");
-        let digest = Sha256::digest(br#"{"event":"A","type":"track","userId":"u1"}"#);
+        let digest =
+            Sha256::digest(br#"{"event":"A","type":"track","userId":"u1"}@2025-06-01T12:00:00Z#"#);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(event.message_id, format!("auto-{hex}"));
     }

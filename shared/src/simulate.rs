@@ -123,7 +123,9 @@ impl ScriptLine {
             })?,
         };
         let body = serde_json::to_vec(&self.payload).map_err(|e| e.to_string())?;
-        event::parse_call(call, &body, self.at, &SCRIPT_LIMITS).map_err(|errs| {
+        // Two identical lines at the same time are two events, as two requests are.
+        let place = format!("line {}", self.line);
+        event::parse_call_at(call, &body, self.at, &SCRIPT_LIMITS, &place).map_err(|errs| {
             errs.iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
@@ -145,8 +147,18 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
         let mut parsed: ScriptLine = match serde_json::from_str(line) {
             Ok(p) => p,
             Err(e) => {
+                // serde_json places the error within the line ("at line 1 column 17"): the
+                // column is said once, after the script's line.
+                let text = e.to_string();
+                let place = format!(" at line {} column {}", e.line(), e.column());
+                let what = text.strip_suffix(place.as_str()).unwrap_or(&text);
+                let at = if e.column() > 0 {
+                    format!(", column {}", e.column())
+                } else {
+                    String::new()
+                };
                 errors.push(format!(
-                    "line {}: {e} (each line is a JSON object with \"at\" (RFC 3339) and a track or identify payload)",
+                    "line {}{at}: {what} (each line is a JSON object with \"at\" (RFC 3339) and a track, identify, page, screen or alias body)",
                     i + 1
                 ));
                 continue;
@@ -439,7 +451,10 @@ mod tests {
         assert!(lines[0].starts_with("line 1: traits.timezone: "), "{e}");
         assert!(lines[1].starts_with("line 4: event: is required"), "{e}");
         assert!(lines[2].starts_with("line 5: type: `group`"), "{e}");
-        assert!(lines[3].starts_with("line 7: "), "{e}");
+        assert!(
+            lines[3].starts_with("line 7, column 18: failed to find time"),
+            "{e}"
+        );
         // Good lines keep their place for later errors, and are sorted by time.
         let good = parse_script(&script.lines().skip(5).take(1).collect::<String>())
             .expect("one good line");
@@ -448,6 +463,37 @@ mod tests {
         let e = parse_script(&many).expect_err("bad lines");
         assert_eq!(e.lines().count(), MOST_LISTED + 1, "{e}");
         assert!(e.ends_with("and 5 more bad line(s)"), "{e}");
+    }
+
+    #[test]
+    fn a_script_line_that_is_not_json_says_where_in_the_line() {
+        let e =
+            parse_script("\n{\"at\": \"2027-03-14T00:00:00Z\", \"userId\" 1}").expect_err("bad");
+        assert!(e.starts_with("line 2, column 41: expected `:`"), "{e}");
+        assert!(!e.contains("at line 1"), "{e}");
+    }
+
+    #[test]
+    fn identical_lines_are_events_of_their_own_and_a_message_id_is_one_event() {
+        let line = r#"{"at":"2027-03-14T00:00:00Z","userId":"kim","event":"episode_watched"}"#;
+        let ids = |script: &str| -> Vec<String> {
+            parse_script(script)
+                .expect("good")
+                .iter()
+                .filter_map(|l| l.checked.as_ref().map(|e| e.message_id.clone()))
+                .collect()
+        };
+        let three = ids(&[line; 3].join("\n"));
+        assert_eq!(three.len(), 3);
+        assert!(
+            three[0] != three[1] && three[1] != three[2] && three[0] != three[2],
+            "{three:?}"
+        );
+        // The same script again gives the same ids: a simulation repeats exactly.
+        assert_eq!(three, ids(&[line; 3].join("\n")));
+        let with_id =
+            r#"{"at":"2027-03-14T00:00:00Z","userId":"kim","event":"e","messageId":"m-1"}"#;
+        assert_eq!(ids(&[with_id; 2].join("\n")), ["m-1", "m-1"]);
     }
 
     async fn put_timer(store: &MemoryStore, due: Timestamp, shard: u32, user: &str) {
