@@ -260,6 +260,11 @@ fn stats_of_run(set: &[waymark::journey::Journey], outputs: &[simulate::Output])
     out
 }
 
+/// Where `waymark simulate`'s unsubscribe links point: `waymark dev`'s default address.
+const SIMULATED_URL: &str = "http://127.0.0.1:8080";
+/// The key `waymark simulate` signs its links with (a simulation's links open nothing real).
+const SIMULATED_SIGNING_KEY: &[u8] = b"waymark simulate";
+
 fn simulate(
     journeys: &Path,
     events: &Path,
@@ -291,6 +296,12 @@ fn simulate(
     })?;
     let config = Config {
         caps: settings.caps,
+        // An email's unsubscribe link is made as a deployment makes it, at `waymark dev`'s
+        // address, signed with a key of the simulation's own (so a run repeats exactly).
+        public_url: Some(SIMULATED_URL.into()),
+        signer: Some(std::sync::Arc::new(waymark::auth::Signer::new(
+            SIMULATED_SIGNING_KEY,
+        ))),
         ..Config::default()
     };
     let outputs = current_thread()?

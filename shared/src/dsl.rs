@@ -1030,6 +1030,8 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     None
 }
 
+const UNSUBSCRIBE_OUTSIDE_EMAIL: &str = "`unsubscribe_url` is an email's link, and it unsubscribes from email: leave it out here (an SMS user opts out by replying STOP, a push user in the device's settings)";
+
 /// A `wait_until` is a `time` (with `weekdays`), or a `date` (with `before` or `after`, and
 /// `time`).
 fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<Problem>) {
@@ -1114,6 +1116,15 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 path: format!("{channel_path}.{field}"),
                 message: e.message,
                 template_line: Some(e.line.unwrap_or(1)),
+            });
+        } else if let Some(line) = (!matches!(t, Template::Email(_)))
+            .then(|| template::reads(src, "unsubscribe_url"))
+            .flatten()
+        {
+            out.push(Problem {
+                path: format!("{channel_path}.{field}"),
+                message: UNSUBSCRIBE_OUTSIDE_EMAIL.into(),
+                template_line: Some(line),
             });
         }
     }
@@ -1203,6 +1214,16 @@ steps:
     }
 
     #[test]
+    fn an_email_may_carry_its_unsubscribe_link() {
+        let email = CART.replace(
+            "      push:\n        title: \"Still thinking?\"\n        body: \"{{ event.items | length }} items in your cart\"\n",
+            "      email:\n        subject: \"Still thinking?\"\n        text: \"Unsubscribe: {{ unsubscribe_url }}\"\n",
+        );
+        assert!(email.contains("{{ unsubscribe_url }}"));
+        parse("cart.yaml", &email).expect("valid");
+    }
+
+    #[test]
     fn a_push_may_expire_after_up_to_four_weeks() {
         let j = parse("cart.yaml", &format!("{CART}        expires: 4w\n")).expect("valid");
         let Some(send) = j.steps.get(1).and_then(|s| s.send.as_ref()) else {
@@ -1271,6 +1292,12 @@ steps:
                 CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
                 4,
                 "trigger.event: invalid type: map, expected a string",
+            ),
+            // The unsubscribe link is email's: in a push it would unsubscribe from email.
+            (
+                CART.replace("{{ event.items | length }}", "stop: {{ unsubscribe_url }}"),
+                15,
+                "`unsubscribe_url` is an email's link",
             ),
             // FCM keeps a push 4 weeks at most.
             (

@@ -126,6 +126,21 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// The line of `source` that reads the variable `name` (`unsubscribe_url`), if it reads it.
+/// Nothing for a template that does not compile (`check` reports that).
+pub fn reads(source: &str, name: &str) -> Option<usize> {
+    let tmpl = env().template_from_str(source).ok()?;
+    if !tmpl.undeclared_variables(false).contains(name) {
+        return None;
+    }
+    Some(
+        source
+            .lines()
+            .position(|l| l.contains(name))
+            .map_or(1, |i| i + 1),
+    )
+}
+
 /// The fields of `event` that `source` reads (`plan` for `{{ event.plan }}`, `items` for a loop
 /// over `event.items`; empty text when it reads `event` whole), each with a line of the template
 /// that names it. Nothing for a template that does not compile (`check` reports that).
