@@ -685,6 +685,15 @@ fn validate(j: &Journey) -> Vec<Problem> {
             _ => {}
         }
         if let Action::Update(u) = s.action() {
+            // A fixed value of a trait Waymark sends to is checked as an identify checks it.
+            for (k, v) in &u.set {
+                if v.as_str().is_some_and(template::is_template) {
+                    continue;
+                }
+                if let Some(why) = crate::event::trait_problem(k, v) {
+                    out.push(problem(format!("{base}.update.set.{k}"), why));
+                }
+            }
             for (k, src) in update_templates(u) {
                 if let Err(e) = template::check(src) {
                     out.push(Problem {
@@ -1211,6 +1220,33 @@ steps:
         assert_eq!(j.id, "cart");
         assert_eq!(j.steps.len(), 2);
         assert_eq!(j.next_of("wait_30m"), Some("push"));
+    }
+
+    #[test]
+    fn an_update_of_an_address_is_checked_as_an_identify_is() {
+        let text = |set: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: u\n    update:\n      set: {set}\n")
+        };
+        let e = first_error(&text("{phone: \"not a phone\"}"));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(
+            e.to_string()
+                .contains("steps[0].update.set.phone: must be an E.164 number"),
+            "{e}"
+        );
+        let e = first_error(&text("{timezone: Mars/Olympus}"));
+        assert!(
+            e.to_string().contains("must be an IANA time zone name"),
+            "{e}"
+        );
+        let e = first_error(&text("{email: nope}"));
+        assert!(e.to_string().contains("ada@example.com"), "{e}");
+        // A template is checked when it renders; other traits as written.
+        parse(
+            "j.yaml",
+            &text("{email: \"{{ event.mail }}\", phone: \"+14155550123\", plan: gold}"),
+        )
+        .expect("valid");
     }
 
     #[test]

@@ -649,6 +649,9 @@ struct Run<'a> {
     /// The profile as the steps of this transition see it (after its own updates): made when a
     /// step first reads it (a transition that only waits never does).
     profile: std::cell::OnceCell<Value>,
+    /// The user as this transition's `update` steps left them, if one ran: where a later send
+    /// of the transition goes (an `update` that sets `email` then an email).
+    updated: Option<Profile>,
     /// The journey and enrollment names, shared by this transition's timeline entries.
     names: (Arc<str>, Arc<str>),
 }
@@ -665,7 +668,21 @@ impl<'a> Run<'a> {
             effects: Vec::new(),
             timeline: Vec::new(),
             profile: std::cell::OnceCell::new(),
+            updated: None,
         }
+    }
+
+    /// The user as the steps of this transition see them, for addresses and the time zone.
+    fn user(&self) -> &Profile {
+        self.updated.as_ref().unwrap_or(self.ctx.profile)
+    }
+
+    /// The user's time zone as this transition's steps see it (after its own updates).
+    fn timezone(&self) -> TimeZone {
+        template::zone_of(
+            self.current_trait("timezone"),
+            self.ctx.journey.timezone.as_deref(),
+        )
     }
 
     fn log(&mut self, step: Option<&str>, what: What) {
@@ -794,7 +811,7 @@ impl<'a> Run<'a> {
                     return;
                 }
                 Action::WaitUntil(w) => {
-                    let tz = self.ctx.timezone();
+                    let tz = self.timezone();
                     let (Some(path), Some(date)) = (&w.date, w.date_text()) else {
                         let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
                         let at = next_local_time(self.ctx.now, &tz, time, &w.weekdays);
@@ -896,8 +913,7 @@ impl<'a> Run<'a> {
                     let (send, locale) = send.localized(self.current_trait("locale"));
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
-                            if let Some(until) = quiet_until(self.ctx.now, &self.ctx.timezone(), q)
-                            {
+                            if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
                                 self.wait(&id, until, Resume::Rerun, "quiet hours".into());
                                 return;
                             }
@@ -912,6 +928,12 @@ impl<'a> Run<'a> {
                 }
                 Action::Update(u) => {
                     let (u, failed) = self.resolve(u);
+                    let mut user = self
+                        .updated
+                        .take()
+                        .unwrap_or_else(|| self.ctx.profile.clone());
+                    user.apply_update(&u.set, &u.unset);
+                    self.updated = Some(user);
                     self.profile();
                     if let Some(Value::Object(p)) = self.profile.get_mut() {
                         for (k, v) in &u.set {
@@ -956,17 +978,17 @@ impl<'a> Run<'a> {
         if self.ctx.profile.identified() {
             return None;
         }
-        wants_address(self.ctx.profile, send).then_some(until)
+        wants_address(self.user(), send).then_some(until)
     }
 
     /// `locale`: the `locales` key `send` was chosen by, if any.
     fn send(&mut self, step: &str, send: &Send, locale: Option<&str>) {
         let Some(first) = send.template() else { return };
-        let chosen = match self.ctx.profile.address(first.channel()) {
+        let chosen = match self.user().address(first.channel()) {
             Ok(to) => Some((first, to)),
             Err(why) => {
                 let fallback = send.fallback.as_deref().and_then(|f| f.template());
-                match fallback.map(|t| (t, self.ctx.profile.address(t.channel()))) {
+                match fallback.map(|t| (t, self.user().address(t.channel()))) {
                     Some((t, Ok(to))) => {
                         self.log(
                             Some(step),
@@ -1080,7 +1102,16 @@ impl<'a> Run<'a> {
             match v.as_str().filter(|s| template::is_template(s)) {
                 Some(source) => match ctx.render(source, false) {
                     Ok(text) => {
-                        set.insert(k.clone(), Value::String(text));
+                        // A rendered address is checked as an identify's would be.
+                        let value = Value::String(text);
+                        match crate::event::trait_problem(k, &value) {
+                            Some(why) => {
+                                failed.insert(k.clone(), why);
+                            }
+                            None => {
+                                set.insert(k.clone(), value);
+                            }
+                        }
                     }
                     Err(e) => {
                         failed.insert(k.clone(), e.message);

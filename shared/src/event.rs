@@ -522,6 +522,32 @@ fn too_big(field: &str, size: usize, max: usize) -> FieldError {
     )
 }
 
+/// What is wrong with `value` as the trait `name`, for the traits Waymark sends to and
+/// schedules by (`email`, `phone`, `timezone`), with an example of a good one; `None` when it
+/// is good or the trait is another. An identify's traits and a journey's `update` are checked
+/// alike, so no message goes to an address an identify would have refused.
+pub fn trait_problem(name: &str, value: &Value) -> Option<String> {
+    match name {
+        "email" => value
+            .as_str()
+            .map_or(Some("must be a string"), email_problem)
+            .map(|problem| format!("{problem}; send an address like ada@example.com")),
+        "phone" => (!value.as_str().is_some_and(is_e164)).then(|| {
+            "must be an E.164 number: + then 8 to 15 digits with no spaces, e.g. +14155550123"
+                .to_string()
+        }),
+        "timezone" => {
+            let known = value
+                .as_str()
+                .is_some_and(|tz| jiff::tz::TimeZone::get(tz).is_ok());
+            (!known).then(|| {
+                "must be an IANA time zone name, e.g. Europe/Paris or America/New_York".to_string()
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
 struct Check<'a> {
     prefix: &'a str,
@@ -723,23 +749,7 @@ impl<'a> Check<'a> {
             }
             let field = format!("traits.{name}");
             let problem = match name.as_str() {
-                "email" => value
-                    .as_str()
-                    .map_or(Some("must be a string"), email_problem)
-                    .map(|problem| format!("{problem}; send an address like ada@example.com")),
-                "phone" => (!value.as_str().is_some_and(is_e164)).then(|| {
-                    "must be an E.164 number: + then 8 to 15 digits with no spaces, e.g. +14155550123"
-                        .to_string()
-                }),
-                "timezone" => {
-                    let known = value
-                        .as_str()
-                        .is_some_and(|tz| jiff::tz::TimeZone::get(tz).is_ok());
-                    (!known).then(|| {
-                        "must be an IANA time zone name, e.g. Europe/Paris or America/New_York"
-                            .to_string()
-                    })
-                }
+                "email" | "phone" | "timezone" => trait_problem(name, value),
                 "subscriptions" => {
                     self.subscriptions(&field, value);
                     None

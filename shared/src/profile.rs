@@ -137,6 +137,27 @@ impl Profile {
             .unwrap_or(true)
     }
 
+    /// Applies a journey's `update` step: sets and unsets traits as written. A changed `email`
+    /// or `phone` lifts that channel's suppression (a bounce or complaint of the old address),
+    /// as a new one from an identify does.
+    pub fn apply_update(&mut self, set: &Map<String, Value>, unset: &[String]) {
+        let changed: Vec<&str> = ["email", "phone"]
+            .into_iter()
+            .filter(|k| set.get(*k).is_some_and(|v| self.traits.get(*k) != Some(v)))
+            .collect();
+        for (k, v) in set {
+            self.traits.insert(k.clone(), v.clone());
+        }
+        for k in unset {
+            self.traits.remove(k);
+        }
+        for (trait_name, channel) in [("email", Channel::Email), ("phone", Channel::Sms)] {
+            if changed.contains(&trait_name) {
+                self.suppressed.remove(&channel);
+            }
+        }
+    }
+
     /// Where to reach the user on `channel`, or why not.
     pub fn address(&self, channel: Channel) -> Result<Address, Unreachable> {
         if !self.subscribed(channel) {
@@ -435,6 +456,31 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_that_changes_an_address_lifts_its_suppression() {
+        let mut p = Profile {
+            user_id: "ann".into(),
+            ..Profile::default()
+        };
+        let set = |k: &str, v: &str| {
+            let mut m = Map::new();
+            m.insert(k.into(), Value::String(v.into()));
+            m
+        };
+        p.apply_update(&set("email", "old@example.com"), &[]);
+        p.suppressed.insert(Channel::Email, "bounced".into());
+        p.suppressed.insert(Channel::Sms, "opted out".into());
+        // The same address again is no new address.
+        p.apply_update(&set("email", "old@example.com"), &[]);
+        assert!(p.suppressed.contains_key(&Channel::Email));
+        p.apply_update(&set("email", "new@example.com"), &["plan".into()]);
+        assert_eq!(
+            p.address(Channel::Email),
+            Ok(Address::One("new@example.com".into()))
+        );
+        assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+    }
 
     #[test]
     fn the_devices_zone_and_locale_are_the_profiles_unless_the_app_named_them() {

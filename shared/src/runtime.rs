@@ -1784,14 +1784,7 @@ impl Runtime {
                 }
                 Effect::UpdateProfile(up) => {
                     let p = self
-                        .update_profile(u.user, |p| {
-                            for (k, v) in &up.set {
-                                p.traits.insert(k.clone(), v.clone());
-                            }
-                            for k in &up.unset {
-                                p.traits.remove(k);
-                            }
-                        })
+                        .update_profile(u.user, |p| p.apply_update(&up.set, &up.unset))
                         .await?;
                     updated = Some(p);
                 }

@@ -1946,6 +1946,55 @@ steps:
     assert!(failed["broken"].contains("is not a time"), "{failed:?}");
 }
 
+/// A rendered address or time zone is checked as an identify checks it: a bad one is left out
+/// (the timeline's `updated` says why), so nothing goes to an address the API would refuse.
+#[tokio::test]
+async fn update_leaves_out_an_address_an_identify_would_refuse() {
+    let journey = r#"
+id: contact
+name: Contact
+trigger: {event: contact_changed}
+steps:
+  - id: keep
+    update:
+      set:
+        email: "{{ event.mail }}"
+        phone: "{{ event.phone }}"
+        timezone: "{{ event.tz }}"
+  - id: tell
+    send: {email: {subject: "Updated", text: "."}, fallback: {sms: {body: "Updated"}}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","timezone":"Europe/Paris"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"first_name":"Bob"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"contact_changed","messageId":"c-1","properties":{"mail":"nope","phone":"+14155550123","tz":"Mars/Olympus"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"bob","event":"contact_changed","messageId":"c-2","properties":{"mail":"bob@example.com","phone":"not a phone","tz":"Asia/Tokyo"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann email tell: Updated",
+            "2026-12-01T11:00:00Z bob email tell: Updated",
+        ]
+    );
+    for (user, address) in [("ann", "ann@example.com"), ("bob", "bob@example.com")] {
+        let sent = messages_to(&out, user);
+        assert_eq!(json!(sent[0].to), json!(address), "{user}");
+    }
+    for (user, bad) in [("ann", vec!["email", "timezone"]), ("bob", vec!["phone"])] {
+        let updated: Vec<&What> = support::entries(&out, user)
+            .into_iter()
+            .map(|e| &e.what)
+            .filter(|w| matches!(w, What::Updated { .. }))
+            .collect();
+        let [What::Updated { failed, .. }] = updated.as_slice() else {
+            panic!("one update: {updated:?}");
+        };
+        assert_eq!(failed.keys().collect::<Vec<_>>(), bad, "{user}");
+    }
+}
+
 #[tokio::test]
 async fn exit_step_ends_the_journey_and_no_later_step_runs() {
     let journey = r#"
