@@ -177,6 +177,35 @@ fn explain(message: &str) -> String {
             return format!("unknown field `{field}`: {guess}write one of {expected}");
         }
     }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((value, expected)) = rest.split_once("`, expected ") {
+            let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            // A name in other letters or in full (`Mon`, `monday`) is the short one meant.
+            let lower = value.to_ascii_lowercase();
+            let guess = names
+                .iter()
+                .copied()
+                .find(|n| lower == *n)
+                .or_else(|| closest(value, names.iter().copied()))
+                .or_else(|| {
+                    names
+                        .iter()
+                        .copied()
+                        .find(|n| n.len() >= 3 && lower.starts_with(*n))
+                })
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+            return format!("`{value}` is not a choice here: {guess}write one of {expected}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: integer `") {
+        if let Some((n, expected)) = rest.split_once("`, expected u") {
+            if expected.bytes().all(|b| b.is_ascii_digit()) {
+                return format!("`{n}` cannot be used here: write a whole number, 0 or more");
+            }
+        }
+    }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.trim_end_matches('`');
         return format!("missing field `{field}`: add `{field}: ...` here");
@@ -450,6 +479,22 @@ fn valid_id(s: &str) -> bool {
 }
 
 /// The candidate nearest to `name` (a misspelling of it), if one is near enough.
+/// What to write for a time zone name the database does not have: the name it is closest to
+/// (`Europe/Pariss`: `Europe/Paris`), or `otherwise`.
+fn zone_advice(name: &str, otherwise: &str) -> String {
+    let db = jiff::tz::db();
+    let names: Vec<String> = db.available().map(|n| n.as_str().to_string()).collect();
+    // Letters' case aside first (`europe/paris`), then near misses.
+    let lower = name.to_ascii_lowercase();
+    names
+        .iter()
+        .find(|n| n.to_ascii_lowercase() == lower)
+        .map(String::as_str)
+        .or_else(|| closest(name, names.iter().map(String::as_str)))
+        .map(|n| format!("did you mean `{n}`?"))
+        .unwrap_or_else(|| otherwise.to_string())
+}
+
 pub(crate) fn closest<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a str>,
@@ -546,7 +591,10 @@ fn validate(j: &Journey) -> Vec<Problem> {
         if jiff::tz::TimeZone::get(tz).is_err() {
             out.push(problem(
                 "timezone",
-                format!("`{tz}` is not an IANA time zone: write e.g. `Europe/Paris` or `UTC`"),
+                format!(
+                    "`{tz}` is not an IANA time zone: {}",
+                    zone_advice(tz, "write e.g. `Europe/Paris` or `UTC`")
+                ),
             ));
         }
     }
@@ -576,8 +624,12 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 out.push(problem(
                     "trigger.schedule.timezone",
                     format!(
-                        "`{}` is not a time zone: write `user` (each user's own) or an IANA name such as `UTC`",
-                        s.timezone
+                        "`{}` is not a time zone: {}",
+                        s.timezone,
+                        zone_advice(
+                            &s.timezone,
+                            "write `user` (each user's own) or an IANA name such as `UTC`"
+                        )
                     ),
                 ));
             }
@@ -1328,6 +1380,46 @@ steps:
                 CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
                 4,
                 "trigger.event: invalid type: map, expected a string",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\ntimezone: Europe/Pariss\n"),
+                3,
+                "`Europe/Pariss` is not an IANA time zone: did you mean `Europe/Paris`?",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\ntimezone: America/New_Yrok\n"),
+                3,
+                "did you mean `America/New_York`?",
+            ),
+            // A weekday in full or capitalised, a choice mistyped or unknown.
+            (
+                format!("{CART}  - id: morning\n    wait_until: {{time: \"09:00\", weekdays: [Monday]}}\n"),
+                17,
+                "`Monday` is not a choice here: did you mean `mon`? write one of `mon`, `tue`",
+            ),
+            (
+                CART.replace("reentry: after_exit", "reentry: after_exti"),
+                5,
+                "did you mean `after_exit`?",
+            ),
+            (
+                CART.replace("reentry: after_exit", "reentry: always"),
+                5,
+                "`always` is not a choice here: write one of `never`, `after_exit`",
+            ),
+            (
+                CART.replace("reentry: after_exit", "reentry: after"),
+                5,
+                "`after` needs a value: write it like `reentry: {after: 30d}`",
+            ),
+            (CART.replace("wait: 30m", "wait: 1M"), 10, "for months, which vary in length"),
+            (
+                CART.replace(
+                    "    wait: 30m\n",
+                    "    split:\n      paths: [{name: a, weight: -5, goto: push}]\n",
+                ),
+                11,
+                "`-5` cannot be used here: write a whole number, 0 or more",
             ),
             // The unsubscribe link is email's: in a push it would unsubscribe from email.
             (

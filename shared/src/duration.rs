@@ -177,6 +177,13 @@ fn explain(s: &str, problem: Problem) -> String {
                 ),
             }
         }
+        // `M` is minutes in no duration syntax Waymark knows, and months in many: not `1m`.
+        Problem::NoUnit | Problem::Syntax if has_unit(s, &["m"]) && s.trim().ends_with('M') => {
+            format!(
+                "\"{s}\" is not a duration: for minutes write a lower-case \"m\"; for months, \
+                 which vary in length, write days or weeks, like \"30d\" or \"4w\""
+            )
+        }
         Problem::NoUnit | Problem::Syntax => match suggestion(s) {
             Some(better) => format!("\"{s}\" is not a duration: write \"{better}\""),
             None if has_unit(s, &["mo", "y", "month", "months", "year", "years"]) => format!(
@@ -216,10 +223,27 @@ fn suggestion(s: &str) -> Option<String> {
     let secs = parse_exact(&squeezed)
         .ok()
         .or_else(|| parse_any_order(&squeezed))
-        .or_else(|| parse_fraction(&squeezed))?;
+        .or_else(|| parse_fraction(&squeezed))
+        .or_else(|| parse_word(&squeezed))?;
     (MIN_SECS..=MAX_SECS)
         .contains(&secs)
         .then(|| Duration { secs }.to_string())
+}
+
+/// A number and a unit spelled as a word: "30mins", "2days", "1hour" (spaces already gone).
+fn parse_word(s: &str) -> Option<u64> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s.get(..digits)?.parse().ok()?;
+    let unit = match &s[digits..] {
+        "sec" | "secs" | "second" | "seconds" => 's',
+        "min" | "mins" | "minute" | "minutes" => 'm',
+        "hr" | "hrs" | "hour" | "hours" => 'h',
+        "day" | "days" => 'd',
+        "wk" | "wks" | "week" | "weeks" => 'w',
+        _ => return None,
+    };
+    let &(_, unit_secs) = UNITS.iter().find(|&&(c, _)| c == unit)?;
+    n.checked_mul(unit_secs)
 }
 
 /// Components in any order, each unit at most once: "30m1h".
@@ -414,8 +438,9 @@ mod tests {
             ("", "can't be empty"),
             (
                 "30 minutes",
-                "\"30 minutes\" is not a duration: write it like \"30m\", \"4h\" or \"14d\"",
+                "\"30 minutes\" is not a duration: write \"30m\"",
             ),
+            ("thirty minutes", "write it like \"30m\", \"4h\" or \"14d\""),
             ("90", "write \"90s\", \"90m\""),
             ("0s", "at least one second"),
             ("0m0s", "at least one second"),
@@ -434,6 +459,14 @@ mod tests {
             ("1h 30m", "write \"1h30m\""),
             (" 4h", "write \"4h\""),
             ("1mo", "months and years vary"),
+            (
+                "1M",
+                "for months, which vary in length, write days or weeks",
+            ),
+            ("30 mins", "write \"30m\""),
+            ("30min", "write \"30m\""),
+            ("2 days", "write \"2d\""),
+            ("1 hour", "write \"1h\""),
             ("2 years", "months and years vary"),
             ("1y", "months and years vary"),
             ("h", "write it like"),
@@ -481,8 +514,10 @@ mod tests {
         assert_eq!(d.as_secs(), 5_400);
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"1h30m\"");
 
-        let err = serde_json::from_str::<Duration>("\"30 minutes\"").unwrap_err();
+        let err = serde_json::from_str::<Duration>("\"thirty minutes\"").unwrap_err();
         assert!(err.to_string().contains("write it like \"30m\""), "{err}");
+        let err = serde_json::from_str::<Duration>("\"30 minutes\"").unwrap_err();
+        assert!(err.to_string().contains("write \"30m\""), "{err}");
         let err = serde_json::from_str::<Duration>("30").unwrap_err();
         assert!(err.to_string().contains("a duration like \"30m\""), "{err}");
     }

@@ -139,6 +139,19 @@ pub fn advise(
     message: &str,
 ) -> Option<(String, String)> {
     let rest = message.strip_prefix("invalid type: ")?;
+    // A choice that takes a value written bare (`reentry: after`): serde names the choice as
+    // the path's last part.
+    if rest.starts_with("unit variant, expected newtype variant") {
+        let (part, choice) = path.rsplit_once('.')?;
+        let example = example(examples, part)?;
+        return Some((
+            part.to_string(),
+            format!(
+                "`{choice}` needs a value: write it like `{}`",
+                written(part, example)
+            ),
+        ));
+    }
     if let Some(example) = example(examples, path) {
         return Some((path.to_string(), advice(path, example, rest, false)));
     }
