@@ -305,10 +305,23 @@ async fn forward(
     let body = match axum::body::to_bytes(body, MAX_BATCH_BYTES + 1024).await {
         Ok(b) => b,
         Err(_) => {
-            let mut r = axum::response::Response::new(axum::body::Body::from(
-                r#"{"error":"request body too large or unreadable"}"#,
-            ));
+            // In the API's shape for a bad request: the field and what to send instead.
+            let body = serde_json::json!({
+                "error": "invalid request",
+                "errors": [{
+                    "field": "body",
+                    "message": format!(
+                        "is too large (or was cut off): at most {MAX_BATCH_BYTES} bytes ({} KB) are allowed; send the events in smaller batches",
+                        MAX_BATCH_BYTES / 1024
+                    ),
+                }],
+            });
+            let mut r = axum::response::Response::new(axum::body::Body::from(body.to_string()));
             *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             return r;
         }
     };

@@ -526,3 +526,36 @@ fn identical_events_without_a_message_id_are_each_counted() {
     let offer = wait_for_push(&outbox, "offer", Duration::from_secs(20));
     assert_eq!(offer["user_id"], "vic");
 }
+
+#[test]
+fn an_oversized_batch_is_refused_in_the_apis_shape() {
+    let dir = TempDir::new("dev-big");
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), JOURNEY).expect("write journey");
+    let dev = start(&journeys, &data);
+    let (write_key, _) = keys(&data);
+    let auth = basic(&write_key);
+    let json = ("content-type", "application/json");
+    // A batch over the limit is refused naming the field and the limit, as the API refuses.
+    let item = r#"{"type":"track","userId":"vic","event":"episode_watched","properties":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#;
+    let big = format!("{{\"batch\":[{}]}}", vec![item; 6_000].join(","));
+    assert!(big.len() > 600 * 1024);
+    let (status, text) = http(
+        "POST",
+        &format!("{}/v1/batch", dev.url),
+        &[("authorization", &auth), json],
+        &big,
+    )
+    .expect("batch");
+    assert_eq!(status, 413, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON body");
+    assert_eq!(body["errors"][0]["field"], "body", "{text}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("512000 bytes (500 KB)")),
+        "{text}"
+    );
+}
