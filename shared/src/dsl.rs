@@ -324,7 +324,17 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
         path: path.to_string(),
         message,
     };
-    let problems = validate(journey);
+    let mut problems = validate(journey);
+    if matches!(journey.trigger.kind(), Some(TriggerKind::Schedule(_)))
+        && !pos.by_path.contains_key("reentry")
+    {
+        // `never`, the default, would reach each user at the first run alone, and record at
+        // every later run that it did not enter them: the journey says which it means.
+        problems.push(problem(
+            "trigger.schedule",
+            "a schedule runs again and again: say whether a user enters at each run with `reentry: after_exit` (or `reentry: {after: 7d}`), or once ever with `reentry: never`",
+        ));
+    }
     if problems.is_empty() {
         Ok(located.value)
     } else {
@@ -1302,6 +1312,24 @@ steps:
     }
 
     #[test]
+    fn a_schedule_journey_says_whether_users_enter_at_each_run() {
+        let text = |reentry: &str| {
+            format!("id: digest\nname: Digest\ntrigger:\n  schedule: {{cron: \"0 9 * * mon\"}}\n{reentry}steps:\n  - id: hi\n    send: {{push: {{title: Hi, body: \".\"}}}}\n")
+        };
+        let e = first_error(&text(""));
+        assert_eq!((e.line, e.path.as_str()), (4, "trigger.schedule"), "{e}");
+        assert!(e.to_string().contains("`reentry: after_exit`"), "{e}");
+        assert!(e.to_string().contains("`reentry: never`"), "{e}");
+        for written in [
+            "reentry: never\n",
+            "reentry: after_exit\n",
+            "reentry: {after: 7d}\n",
+        ] {
+            parse("j.yaml", &text(written)).expect("reentry said");
+        }
+    }
+
+    #[test]
     fn an_email_may_carry_its_unsubscribe_link() {
         let email = CART.replace(
             "      push:\n        title: \"Still thinking?\"\n        body: \"{{ event.items | length }} items in your cart\"\n",
@@ -1477,6 +1505,7 @@ steps:
 name: Digest
 trigger:
   schedule: {cron: "0 9 * * mon", where: "event.plan == 'free'"}
+reentry: never
 steps:
   - id: pick
     branch:
@@ -1496,7 +1525,7 @@ steps:
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(all.len(), 2, "{all:#?}");
         assert!(
-            all[0].starts_with("digest.yaml:17:")
+            all[0].starts_with("digest.yaml:18:")
                 && all[0].contains("steps[1].send.fallback.email.text: this journey starts on a schedule: it has no trigger event, so `event.total` is always empty here: read the profile instead (`profile.total`)"),
             "{all:#?}"
         );

@@ -22,7 +22,8 @@ pub struct Journey {
     /// What enrolls a user.
     pub trigger: Trigger,
     /// Whether a user may enter again: `never` (the default), `after_exit`, or `{after: 7d}` since
-    /// the last entry. A user is never enrolled twice at the same time.
+    /// the last entry. A user is never enrolled twice at the same time. A `schedule` journey
+    /// must name it (`after_exit` to enter users at every run).
     #[serde(default)]
     pub reentry: Reentry,
     /// Events that end the enrollment at once, whatever step it is on.

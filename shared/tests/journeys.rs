@@ -307,6 +307,7 @@ trigger:
     cron: "0 9 * * *"
     timezone: TZ
     where: "profile.plan == 'free'"
+reentry: never
 steps:
   - id: digest
     send:
