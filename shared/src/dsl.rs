@@ -597,6 +597,15 @@ fn validate(j: &Journey) -> Vec<Problem> {
     if j.name.trim().is_empty() {
         out.push(problem("name", "give the journey a name people will read"));
     }
+    if let Some(q) = j.quiet_hours.as_ref().filter(|q| q.start == q.end) {
+        out.push(problem(
+            "quiet_hours.end",
+            format!(
+                "quiet hours from {0} to {0} hold no time: write the window's end, like `end: \"08:00\"`, or leave `quiet_hours` out",
+                String::from(q.start)
+            ),
+        ));
+    }
     if let Some(tz) = &j.timezone {
         if jiff::tz::TimeZone::get(tz).is_err() {
             out.push(problem(
@@ -1418,6 +1427,14 @@ steps:
                 CART.replace("name: Cart\n", "name: Cart\ntimezone: America/New_Yrok\n"),
                 3,
                 "did you mean `America/New_York`?",
+            ),
+            (
+                CART.replace(
+                    "name: Cart\n",
+                    "name: Cart\nquiet_hours: {start: \"21:00\", end: \"21:00\"}\n",
+                ),
+                3,
+                "quiet hours from 21:00 to 21:00 hold no time",
             ),
             // A weekday in full or capitalised, a choice mistyped or unknown.
             (
