@@ -1750,12 +1750,16 @@ impl Runtime {
                         step: Some(shared(&entries, |x| x.step.as_ref(), &o.step)),
                         what,
                     };
-                    // Right after the step's own entries, so the timeline reads in order.
+                    // Right after the step's own entries (its visit, its wake-up after a
+                    // deferral, a fallback), so the timeline reads in order.
                     let at = entries
                         .iter()
                         .rposition(|x| {
                             x.step.as_deref() == Some(&*o.step)
-                                && matches!(x.what, What::Step | What::FellBack { .. })
+                                && matches!(
+                                    x.what,
+                                    What::Step | What::Woke { .. } | What::FellBack { .. }
+                                )
                         })
                         .map(|i| i + 1)
                         .unwrap_or(entries.len());

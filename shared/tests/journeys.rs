@@ -2373,6 +2373,44 @@ steps:
     );
 }
 
+/// A send deferred by quiet hours reads, when it goes out, right after its own wake-up: before
+/// the steps the same transition goes on to.
+#[tokio::test]
+async fn a_deferred_sends_outcome_follows_its_wake_up_in_the_timeline() {
+    let journey = r#"
+id: q
+name: Q
+trigger: {event: go}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: p1
+    send: {push: {title: Hi, body: "."}}
+  - id: w
+    wait: 1h
+  - id: p2
+    send: {push: {title: Again, body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T07:00:00Z","type":"identify","userId":"a","traits":{"push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-12-01T07:30:00Z","type":"track","userId":"a","event":"go","messageId":"g1"}
+"#;
+    let out = sim(&[journey], script).await;
+    let morning: Vec<String> = entries(&out, "a")
+        .into_iter()
+        .filter(|e| e.at == "2026-12-01T08:00:00Z".parse::<jiff::Timestamp>().expect("time"))
+        .map(|e| format!("{}: {}", e.step.as_deref().unwrap_or("-"), describe(&e.what)))
+        .collect();
+    assert_eq!(
+        morning,
+        [
+            "p1: woke (quiet hours over)",
+            "p1: sent push",
+            "w: step",
+            "w: waiting until 2026-12-01T09:00:00Z (wait 1h)",
+        ]
+    );
+}
+
 /// A send deferred by quiet hours, or held for an address that then arrives, is one user
 /// entering its step once: the stats' `step.<id>.entered` is a funnel, not a count of tries.
 #[tokio::test]
