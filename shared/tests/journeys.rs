@@ -2397,8 +2397,18 @@ steps:
     let out = sim(&[journey], script).await;
     let morning: Vec<String> = entries(&out, "a")
         .into_iter()
-        .filter(|e| e.at == "2026-12-01T08:00:00Z".parse::<jiff::Timestamp>().expect("time"))
-        .map(|e| format!("{}: {}", e.step.as_deref().unwrap_or("-"), describe(&e.what)))
+        .filter(|e| {
+            e.at == "2026-12-01T08:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .expect("time")
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.step.as_deref().unwrap_or("-"),
+                describe(&e.what)
+            )
+        })
         .collect();
     assert_eq!(
         morning,
