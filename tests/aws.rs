@@ -478,6 +478,56 @@ async fn a_splits_paths_and_holdout_are_counted_with_their_conversions() {
     );
 }
 
+/// A message that keeps failing backs off past the queue's longest delay and waits as a
+/// timer; the scheduler sends it back to its own queue when due. For an event that is the events
+/// queue, which the scheduler's role must allow (the probes refuse what template.yaml does not).
+#[tokio::test]
+async fn an_events_long_retry_comes_back_through_the_scheduler() {
+    let Some(mut h) = Harness::new("long-retry", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    // The cart event's fifth retry, due in 40 minutes: past the 30 minutes a queue hop may wait.
+    let event = waymark::event::parse_call(
+        waymark::event::Call::Track,
+        json!({"userId": "ann", "event": "cart_abandoned", "messageId": "cart-ann-late",
+               "properties": cart("c-1001")})
+        .to_string()
+        .as_bytes(),
+        h.now(),
+        &waymark::event::Limits::default(),
+    )
+    .expect("a valid event");
+    let due = h.now() + mins(40);
+    let retry = Message::Retry {
+        attempt: 5,
+        at: due,
+        message: Box::new(Message::Event(std::sync::Arc::new(event))),
+    };
+    h.send_raw(
+        "EventsQueue",
+        &serde_json::to_string(&retry).expect("a message"),
+    )
+    .await;
+    h.deliver_due().await;
+    assert!(
+        h.user("ann").await["enrollments"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "not applied before it is due"
+    );
+    h.run_until(due).await;
+    h.tick().await;
+    h.deliver_due().await;
+    let view = h.user("ann").await;
+    assert_eq!(
+        view["enrollments"][0]["journey"], "cart_abandonment",
+        "{view}"
+    );
+}
+
 #[tokio::test]
 async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
     let Some(mut h) = Harness::new("poison", at(T0)).await else {

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)] // each test file uses part of the bench
 
+pub mod policy;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -101,20 +102,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Debug)]
 struct ProbeState {
+    /// The function's role as template.yaml gives it, and the calls it did not allow.
+    policy: policy::Policy,
+    denied: Mutex<Vec<String>>,
     counts: Mutex<BTreeMap<String, u64>>,
     emails: Mutex<Vec<Value>>,
     publishes: Mutex<Vec<BTreeMap<String, String>>>,
     delays: Arc<VirtualDelays>,
 }
 
-/// An SDK interceptor on one function's clients: counts attempts by `Service.Operation`, keeps
-/// the SES SendEmail and SNS Publish requests, and moves SQS delays into virtual time.
+/// An SDK interceptor on one function's clients: refuses, as AWS would, a request the
+/// function's role in template.yaml does not allow (and keeps it for the harness to fail the
+/// test), counts attempts by `Service.Operation`, keeps the SES SendEmail and SNS Publish
+/// requests, and moves SQS delays into virtual time.
 #[derive(Debug, Clone)]
 pub struct Probe(Arc<ProbeState>);
 
 impl Probe {
-    fn new(delays: Arc<VirtualDelays>) -> Self {
+    fn new(delays: Arc<VirtualDelays>, policy: policy::Policy) -> Self {
         Probe(Arc::new(ProbeState {
+            policy,
+            denied: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
             emails: Mutex::new(Vec::new()),
             publishes: Mutex::new(Vec::new()),
@@ -128,6 +136,11 @@ impl Probe {
 
     pub fn reset(&self) {
         lock(&self.0.counts).clear();
+    }
+
+    /// The requests the function's role does not allow, as `action on resource`.
+    pub fn denied(&self) -> Vec<String> {
+        lock(&self.0.denied).clone()
     }
 
     /// The JSON bodies of the SES v2 SendEmail requests made.
@@ -245,7 +258,19 @@ impl Intercept for Probe {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (_, op) = operation(cfg);
+        let (service, op) = operation(cfg);
+        let body = context.request().body().bytes().unwrap_or_default();
+        for call in self.0.policy.calls(&service, &op, body) {
+            if !self.0.policy.allows(&call) {
+                let what = format!(
+                    "{} on {}",
+                    call.action,
+                    call.resource.as_deref().unwrap_or("(any resource)")
+                );
+                lock(&self.0.denied).push(what.clone());
+                return Err(format!("AccessDenied: template.yaml does not allow {what}").into());
+            }
+        }
         if op == "SendEmail" {
             if let Some(bytes) = context.request().body().bytes() {
                 lock(&self.0.emails).push(serde_json::from_slice(bytes)?);
@@ -588,6 +613,34 @@ impl Probes {
         self.engine.reset();
         self.scheduler.reset();
     }
+
+    /// The requests a function made that its role does not allow, by function.
+    pub fn denied(&self) -> Vec<String> {
+        [
+            ("intake", &self.intake),
+            ("engine", &self.engine),
+            ("scheduler", &self.scheduler),
+        ]
+        .into_iter()
+        .flat_map(|(f, p)| p.denied().into_iter().map(move |d| format!("{f}: {d}")))
+        .collect()
+    }
+}
+
+/// Every test over the stack checks, at its end, that each function made only requests its
+/// role in template.yaml allows.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let denied = self.probes.denied();
+        assert!(
+            denied.is_empty(),
+            "template.yaml's roles do not allow what the functions did:\n{}",
+            denied.join("\n")
+        );
+    }
 }
 
 pub struct Harness {
@@ -623,10 +676,12 @@ impl Harness {
             clock: clock.clone(),
             visible_at: Mutex::new(HashMap::new()),
         });
+        let policy =
+            |function: &str| policy::Policy::of(&stack.template, &stack.bindings, function);
         let probes = Probes {
-            intake: Probe::new(delays.clone()),
-            engine: Probe::new(delays.clone()),
-            scheduler: Probe::new(delays.clone()),
+            intake: Probe::new(delays.clone(), policy("IntakeFunction")),
+            engine: Probe::new(delays.clone(), policy("EngineFunction")),
+            scheduler: Probe::new(delays.clone(), policy("SchedulerFunction")),
         };
 
         // Each function as its binary builds it: config from its template environment,

@@ -129,6 +129,20 @@ impl Bindings {
         }
     }
 
+    /// `v` with its `!If`s decided: the branch the stack's parameters choose, `None` for
+    /// `AWS::NoValue` (or nothing at all).
+    pub fn chosen<'a>(&self, template: &Value, v: Option<&'a Value>) -> Option<&'a Value> {
+        let v = v?;
+        if let Some(arms) = v.get("Fn::If").and_then(Value::as_array) {
+            let holds = self.condition(template, arms.first()?.as_str()?)?;
+            return self.chosen(template, arms.get(if holds { 1 } else { 2 }));
+        }
+        if v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") {
+            return None;
+        }
+        Some(v)
+    }
+
     fn condition(&self, template: &Value, name: &str) -> Option<bool> {
         self.truth(template, template.get("Conditions")?.get(name)?)
     }
