@@ -478,6 +478,38 @@ async fn a_splits_paths_and_holdout_are_counted_with_their_conversions() {
     );
 }
 
+/// An invocation near its timeout starts no more messages: it reports them for SQS to deliver
+/// again, rather than time out and lose the whole batch's answer.
+#[tokio::test]
+async fn a_batch_near_its_timeout_leaves_the_rest_for_sqs() {
+    let Some(mut h) = Harness::new("deadline", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    // Less than a message's reserve left: nothing is started, everything is reported.
+    h.time_left = Some(handlers::MESSAGE_RESERVE - std::time::Duration::from_secs(1));
+    let failed = h.deliver_due().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        h.user("ann").await["enrollments"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "not started"
+    );
+    // The next invocation, with time to spare, applies it.
+    h.time_left = Some(std::time::Duration::from_secs(30));
+    h.advance(mins(4)).await;
+    let view = h.user("ann").await;
+    assert_eq!(
+        view["enrollments"][0]["journey"], "cart_abandonment",
+        "{view}"
+    );
+}
+
 /// A message that keeps failing backs off past the queue's longest delay and waits as a
 /// timer; the scheduler sends it back to its own queue when due. For an event that is the events
 /// queue, which the scheduler's role must allow (the probes refuse what template.yaml does not).
@@ -627,9 +659,13 @@ async fn ses_bounces_and_complaints_suppress_email() {
     .collect();
     let mut event = SnsEvent::default();
     event.records = records;
-    let out = handlers::engine(&h.engine, serde_json::to_value(&event).unwrap_or_default())
-        .await
-        .expect("the engine takes SNS feedback");
+    let out = handlers::engine(
+        &h.engine,
+        serde_json::to_value(&event).unwrap_or_default(),
+        None,
+    )
+    .await
+    .expect("the engine takes SNS feedback");
     assert_eq!(out, Value::Null);
 
     let ann = h.user("ann:shop.1").await;

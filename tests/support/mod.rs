@@ -660,6 +660,8 @@ pub struct Harness {
     delays: Arc<VirtualDelays>,
     /// Messages the engine was handed, over the whole test.
     pub delivered: usize,
+    /// What each engine invocation has left before its timeout, as Lambda says (none: no limit).
+    pub time_left: Option<std::time::Duration>,
 }
 
 /// The queues the engine consumes, by logical id.
@@ -727,6 +729,7 @@ impl Harness {
             retry_at: HashMap::new(),
             delays,
             delivered: 0,
+            time_left: None,
         })
     }
 
@@ -906,7 +909,7 @@ impl Harness {
                 .collect();
             self.delivered += batch.len();
             let payload = serde_json::to_value(&event).expect("SQS event");
-            let out = handlers::engine(&self.engine, payload)
+            let out = handlers::engine(&self.engine, payload, self.time_left)
                 .await
                 .expect("the engine answers an SQS batch");
             let response: SqsBatchResponse = serde_json::from_value(out).expect("a batch response");

@@ -39,7 +39,14 @@ async fn main() -> Result<(), Error> {
     let runtime = init().await?;
     let runtime = &runtime;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handlers::engine(runtime, event.payload)
+        // What this invocation has left before its timeout: a batch stops starting messages
+        // in time.
+        let time_left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .ok();
+        handlers::engine(runtime, event.payload, time_left)
             .await
             .map_err(Error::from)
     }))

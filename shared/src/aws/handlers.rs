@@ -33,7 +33,13 @@ pub async fn intake<B: AsRef<[u8]>>(api: &Api, request: http::Request<B>) -> htt
 
 /// engine: an SQS batch from the events or steps queue, or an SNS delivery of SES feedback.
 /// Returns the batch response for SQS (`ReportBatchItemFailures`), `null` for SNS.
-pub async fn engine(runtime: &Runtime, event: Value) -> Result<Value, HandlerError> {
+/// `time_left`: what the invocation has before its timeout (Lambda's deadline), so that a batch
+/// stops starting messages in time (see [`apply_batch`]).
+pub async fn engine(
+    runtime: &Runtime,
+    event: Value,
+    time_left: Option<std::time::Duration>,
+) -> Result<Value, HandlerError> {
     let source = event
         .get("Records")
         .and_then(|r| r.get(0))
@@ -45,7 +51,7 @@ pub async fn engine(runtime: &Runtime, event: Value) -> Result<Value, HandlerErr
             let event: SqsEvent = serde_json::from_value(event).map_err(|e| {
                 HandlerError::Unrecognised(format!("an SQS event that does not parse: {e}"))
             })?;
-            let response = apply_batch(runtime, event).await;
+            let response = apply_batch(runtime, event, time_left).await;
             serde_json::to_value(response)
                 .map_err(|e| HandlerError::Unrecognised(format!("batch response: {e}")))
         }
@@ -63,9 +69,21 @@ pub async fn engine(runtime: &Runtime, event: Value) -> Result<Value, HandlerErr
     }
 }
 
-/// Applies a batch; the messages that failed (or could not be read) are reported so that SQS
-/// keeps them, and moves them to the dead-letter queue after `maxReceiveCount` receives.
-pub async fn apply_batch(runtime: &Runtime, event: SqsEvent) -> SqsBatchResponse {
+/// The most one message may take (a webhook's timeout, the sends and writes around it): a
+/// batch starts no message with less than this left of its invocation.
+pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Applies a batch, one message after another; the messages that failed (or could not be read)
+/// are reported so that SQS keeps them, and moves them to the dead-letter queue after
+/// `maxReceiveCount` receives. With less than [`MESSAGE_RESERVE`] of `time_left` to go, the
+/// messages not yet started are reported too, for SQS to deliver again: a timeout would lose
+/// the whole batch's response, and every message in it would come back, done or not.
+pub async fn apply_batch(
+    runtime: &Runtime,
+    event: SqsEvent,
+    time_left: Option<std::time::Duration>,
+) -> SqsBatchResponse {
+    let began = std::time::Instant::now();
     let mut failures = Vec::new();
     let mut ids = Vec::with_capacity(event.records.len());
     let mut messages = Vec::with_capacity(event.records.len());
@@ -85,9 +103,13 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent) -> SqsBatchResponse
             }
         }
     }
-    let results = runtime.handle_batch(&messages).await;
-    for ((id, m), result) in ids.into_iter().zip(&messages).zip(results) {
-        match result {
+    for (id, m) in ids.into_iter().zip(&messages) {
+        if time_left.is_some_and(|t| began.elapsed() + MESSAGE_RESERVE > t) {
+            tracing::warn!(message_id = %id, user = m.user_id(), "not started: the invocation's time is nearly up; SQS will deliver it again");
+            failures.push(id);
+            continue;
+        }
+        match runtime.handle(m).await {
             Ok(_) => {}
             Err(e) => {
                 match &e {
