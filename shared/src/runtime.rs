@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -256,6 +257,17 @@ pub fn retry_delay(message_id: &str, attempt: u32, first: SignedDuration) -> Sig
 
 /// The segments a scan job is read in, in parallel (DynamoDB parallel scan).
 const SCAN_SEGMENTS: u32 = 4;
+/// Timers a sweep sends and deletes before it looks at its time again (see `sweep_minute`).
+const SWEEP_CHUNK: usize = 500;
+/// Timer deletes a sweep has in flight at once.
+const DELETES_AT_ONCE: usize = 50;
+
+/// What a sweep of one minute's timers did: how many it moved, and whether it got to the end.
+struct Swept {
+    moved: usize,
+    finished: bool,
+}
+
 /// Waits shorter than this never become timers (see `schedule`).
 const MIN_TIMER_SECS: i64 = 300;
 
@@ -2373,17 +2385,33 @@ impl Runtime {
         // next time.
         let mut next = from;
         let mut failed = None;
+        let until = budget.map(|b| started + b);
         for minute in from..=to {
             let swept = async {
-                moved += self.sweep_minute(minute, shards).await?;
+                let swept = self.sweep_minute(minute, shards, until).await?;
+                moved += swept.moved;
+                if !swept.finished {
+                    return Ok(false);
+                }
                 if minute <= now_minute {
                     schedules += self.start_schedules(minute).await?;
                 }
-                Ok::<(), RunError>(())
+                Ok::<bool, RunError>(true)
             };
-            if let Err(e) = swept.await {
-                failed = Some(e);
-                break;
+            match swept.await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        minute,
+                        moved,
+                        "scheduler out of time within a minute's timers; the next run goes on"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
             next = (minute + 1).min(now_minute + 1);
             if minute < to && budget.is_some_and(|b| started.elapsed() >= b) {
@@ -2652,47 +2680,71 @@ impl Runtime {
         self.settle_for(committed, cause, false).await.map(|_| ())
     }
 
-    async fn sweep_minute(&self, minute: i64, shards: u32) -> Result<usize, RunError> {
+    /// Moves the timers due in `minute` to their queues, shard by shard, [`SWEEP_CHUNK`] at a
+    /// time: each chunk is sent (ten to a request, the requests at once) and then deleted
+    /// ([`DELETES_AT_ONCE`] at once). Past `until`, after a chunk, it stops: the minute is not
+    /// finished, and the next run takes up its remaining timers (a minute whose timers all come
+    /// due together, the end of the night's quiet hours, may take more than one run's time; sent
+    /// and not yet deleted, a timer is sent again, which its message's handling recognises).
+    async fn sweep_minute(
+        &self,
+        minute: i64,
+        shards: u32,
+        until: Option<std::time::Instant>,
+    ) -> Result<Swept, RunError> {
         let now = self.now();
         let mut moved = 0;
         for shard in 0..shards {
             let pk = timer_partition(minute, shard);
             let timers = self.store.query(&pk, "").await?;
-            if timers.is_empty() {
-                continue;
-            }
-            let mut by_queue: BTreeMap<&'static str, (QueueName, Vec<Outbound>)> = BTreeMap::new();
-            let mut parsed = Vec::with_capacity(timers.len());
-            for r in &timers {
-                match r.parse::<Message>() {
-                    Ok(m) => parsed.push((r.key.clone(), m)),
-                    Err(e) => tracing::error!(error = %e, "unreadable timer dropped"),
+            for chunk in timers.chunks(SWEEP_CHUNK) {
+                let mut events = Vec::new();
+                let mut steps = Vec::new();
+                for r in chunk {
+                    let m = match r.parse::<Message>() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::error!(error = %e, "unreadable timer dropped");
+                            continue;
+                        }
+                    };
+                    let due = m.due().unwrap_or(now);
+                    let delay = (due - now).as_secs().clamp(0, i64::from(MAX_DELAY_SECS));
+                    let to = match m.queue() {
+                        QueueName::Events => &mut events,
+                        QueueName::Steps => &mut steps,
+                    };
+                    to.push(Outbound {
+                        message: m,
+                        delay_secs: delay as u32,
+                    });
+                }
+                moved += events.len() + steps.len();
+                let sends = [(QueueName::Events, &events), (QueueName::Steps, &steps)]
+                    .into_iter()
+                    .flat_map(|(q, msgs)| msgs.chunks(10).map(move |c| (q, c)))
+                    .map(|(q, c)| self.queue.send(q, c));
+                for sent in join_all(sends).await {
+                    sent?;
+                }
+                for some in chunk.chunks(DELETES_AT_ONCE) {
+                    let deletes = some.iter().map(|r| self.store.delete(&r.key, Expect::Any));
+                    for deleted in join_all(deletes).await {
+                        deleted?;
+                    }
+                }
+                if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                    return Ok(Swept {
+                        moved,
+                        finished: false,
+                    });
                 }
             }
-            for (_, m) in &parsed {
-                let due = m.due().unwrap_or(now);
-                let delay = (due - now).as_secs().clamp(0, i64::from(MAX_DELAY_SECS));
-                let q = m.queue();
-                let slot = by_queue
-                    .entry(match q {
-                        QueueName::Events => "events",
-                        QueueName::Steps => "steps",
-                    })
-                    .or_insert((q, Vec::new()));
-                slot.1.push(Outbound {
-                    message: m.clone(),
-                    delay_secs: delay as u32,
-                });
-            }
-            for (_, (q, msgs)) in by_queue {
-                self.queue.send(q, &msgs).await?;
-            }
-            for r in &timers {
-                self.store.delete(&r.key, Expect::Any).await?;
-            }
-            moved += parsed.len();
         }
-        Ok(moved)
+        Ok(Swept {
+            moved,
+            finished: true,
+        })
     }
 
     /// Starts a run (a scan of the profiles) of each schedule-triggered journey whose cron

@@ -1259,6 +1259,57 @@ fn a_scheduler_catch_up_that_fails_partway_keeps_the_minutes_it_finished() {
     });
 }
 
+/// A minute whose timers take more than a run's time (the end of a zone's quiet hours brings
+/// every deferred send due at once) is swept over several runs, a chunk at a time: the
+/// scheduler's cursor stays on that minute until its last timer is moved, and each timer goes
+/// to its queue once.
+#[test]
+fn a_minute_with_more_timers_than_a_run_has_time_for_is_swept_over_several_runs() {
+    block_on(async {
+        let minute = |t: &str| at(t).as_second() / 60;
+        let config = waymark::runtime::Config {
+            tick_budget: Some(std::time::Duration::ZERO),
+            ..crate::world::config()
+        };
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), config).await;
+        let due = at("2026-03-02T12:00:00Z");
+        for i in 0..1_200 {
+            let m = waymark::queue::Message::Wake {
+                user_id: format!("u{i}").into(),
+                journey: "cart_abandonment".into(),
+                enrollment: format!("cart_abandonment:u{i}:1").into(),
+                seq: 1,
+                at: due,
+            };
+            s.rt.schedule(m, due).await.expect("a timer");
+        }
+        // The runs before it (one minute each: no time to spare) reach the minute.
+        s.clock.set(due);
+        let mut runs = 0;
+        while cursor(&s).await < minute("2026-03-02T12:00:00Z") && runs < 1_000 {
+            s.rt.tick().await.expect("a minute of the catch-up");
+            runs += 1;
+        }
+        assert!(s.queue.is_empty(), "nothing due before noon");
+        let mut moved = Vec::new();
+        while cursor(&s).await == minute("2026-03-02T12:00:00Z") && moved.len() < 100 {
+            let tick = s.rt.tick().await.expect("a part of the minute");
+            moved.push(tick.moved);
+        }
+        assert!(
+            moved.len() > 1,
+            "one run could not do the minute: {moved:?}"
+        );
+        assert!(moved.iter().all(|m| *m <= 500), "{moved:?}");
+        assert_eq!(moved.iter().sum::<usize>(), 1_200, "{moved:?}");
+        let queued = s.queue.take_due(due + SignedDuration::from_secs(60));
+        let mut ids: Vec<String> = queued.iter().map(|m| m.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((queued.len(), ids.len()), (1_200, 1_200));
+    });
+}
+
 /// A scheduler run that spends its time budget catching up keeps the minutes it finished and
 /// leaves the rest to the next run (a run cut off by the function's timeout would keep none,
 /// and every run after it would start over). With no budget at all, one minute a run.
