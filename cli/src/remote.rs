@@ -264,7 +264,11 @@ pub fn table(s: &Stats) -> String {
     .to_vec()];
     for st in &s.steps {
         rows.push(vec![
-            st.id.clone(),
+            if st.earlier {
+                format!("{} (earlier version)", st.id)
+            } else {
+                st.id.clone()
+            },
             st.entered.to_string(),
             st.waiting.to_string(),
             tally(&st.sent),
@@ -530,6 +534,27 @@ mod tests {
                momentum        54          9  16.7%\n  \
                unused           0          0      -\n  \
                (holdout)       12          3  25.0%\n"
+        );
+    }
+
+    #[test]
+    fn an_earlier_versions_steps_are_marked() {
+        let s: Stats = serde_json::from_value(serde_json::json!({
+            "journey": "ver", "version": 2, "entered": 5, "converted": 0, "exited": 0,
+            "completed": 5, "held_out": 0,
+            "steps": [
+                {"id": "mail_v2", "entered": 3, "waiting": 0, "sent": {"push": 3}, "exited": 0},
+                {"id": "mail", "entered": 2, "waiting": 0, "sent": {"push": 2}, "exited": 0,
+                 "earlier": true}
+            ]
+        }))
+        .expect("stats");
+        assert_eq!(
+            table(&s),
+            "ver v2: entered 5, converted 0, exited 0, completed 5, held out 0\n\
+             step                    entered  waiting  sent    skipped  exited  converted\n\
+             mail_v2                       3        0  push 3  -             0          0\n\
+             mail (earlier version)        2        0  push 2  -             0          0\n"
         );
     }
 

@@ -106,6 +106,10 @@ pub struct StepStats {
     /// converted all the same (what a path's conversions are measured against).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout: Option<PathStats>,
+    /// A step only earlier versions of the journey have (renamed or removed since): listed
+    /// after the latest version's steps, so the steps still add up to the journey's figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
 }
 
 /// The users a split path (or its holdout) took, and how many of them converted.
@@ -201,11 +205,20 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
             Some(Counter::Exited) => out.exited = v,
             Some(Counter::Completed) => out.completed = v,
             Some(Counter::HeldOut) => out.held_out = v,
-            // A step the journey's latest version no longer has is not shown.
+            // A step the latest version no longer has is listed after its steps, as earlier.
             Some(Counter::Step(step, what)) => {
-                if let Some(st) = out.steps.iter_mut().find(|s| s.id == step) {
-                    st.set(what, v);
-                }
+                let at = match out.steps.iter().position(|s| s.id == step) {
+                    Some(i) => i,
+                    None => {
+                        out.steps.push(StepStats {
+                            id: step.to_string(),
+                            earlier: true,
+                            ..Default::default()
+                        });
+                        out.steps.len() - 1
+                    }
+                };
+                out.steps[at].set(what, v);
             }
             // A counter this version does not show.
             None => {}

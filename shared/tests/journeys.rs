@@ -1194,6 +1194,58 @@ steps:
     );
 }
 
+/// The stats of a journey whose newer version renamed its steps still list the earlier
+/// version's steps (after the latest's, marked earlier): the steps' sends add up to the
+/// journey's, whichever version each user entered on.
+#[tokio::test]
+async fn stats_keep_the_steps_of_earlier_versions() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    let v1 = r#"
+id: ver
+name: Ver
+trigger: {event: go}
+steps:
+  - id: mail
+    send: {push: {title: "v1", body: "."}}
+"#;
+    h.publish(v1).await;
+    let script = |users: &[&str], at: &str| {
+        users
+            .iter()
+            .flat_map(|u| {
+                [
+                    format!(r#"{{"at":"{at}","type":"identify","userId":"{u}","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-{u}"}}]}}}}"#),
+                    format!(r#"{{"at":"{at}","type":"track","userId":"{u}","event":"go","messageId":"go-{u}"}}"#),
+                ]
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    h.play(&script(&["a", "b"], "2026-12-01T09:00:00Z")).await;
+    let v2 = v1
+        .replace("id: mail", "id: mail_v2")
+        .replace("\"v1\"", "\"v2\"");
+    assert_eq!(h.publish(&v2).await, 2);
+    h.play(&script(&["c", "d", "e"], "2026-12-01T10:00:00Z"))
+        .await;
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats("ver").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(&v2), 2, &counters);
+    let steps: Vec<(&str, i64, bool)> = stats
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.sent.get("push").copied().unwrap_or(0),
+                s.earlier,
+            )
+        })
+        .collect();
+    assert_eq!(steps, [("mail_v2", 3, false), ("mail", 2, true)]);
+    assert_eq!(stats.entered, 5);
+}
+
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the
 /// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
 #[tokio::test]
