@@ -1155,15 +1155,16 @@ impl Runtime {
                         (unmet.is_none(), unmet)
                     }
                     Some(TriggerKind::Repeated(r)) if r.event == name => {
-                        let unmet = refused_by(r.condition.as_ref());
-                        let enter = unmet.is_none()
-                            && profile.done_times_within(
-                                name,
-                                e.timestamp,
-                                r.within.to_jiff(),
-                                r.times as usize,
-                            );
-                        (enter, unmet)
+                        // Short of its count, the user has not done the trigger yet: nothing
+                        // to refuse. At the count, its `where` decides.
+                        let counted = profile.done_times_within(
+                            name,
+                            e.timestamp,
+                            r.within.to_jiff(),
+                            r.times as usize,
+                        );
+                        let unmet = counted.then(|| refused_by(r.condition.as_ref())).flatten();
+                        (counted && unmet.is_none(), unmet)
                     }
                     Some(TriggerKind::Inactive(i)) => {
                         let at = e.timestamp + i.duration.to_jiff();

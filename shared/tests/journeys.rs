@@ -122,6 +122,16 @@ steps:
     for user in ["lee", "max"] {
         assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
     }
+    // lee did the trigger once, at his third episode: one refusal, not one per episode; max
+    // never did it (never three within seven days), so nothing is refused.
+    let refused = |w: &What| matches!(w, What::NotEntered { .. });
+    assert_eq!(
+        facts(&out, "lee", refused).len(),
+        1,
+        "{:?}",
+        facts(&out, "lee", refused)
+    );
+    assert_eq!(facts(&out, "max", refused), Vec::<String>::new());
 }
 
 /// Events that arrive out of order (a device offline for two days sends its episodes late)
