@@ -3040,8 +3040,28 @@ impl Runtime {
                 .profile
                 .is_some_and(|p| p.merged_into.as_deref() == Some(user))
             {
-                view.enrollments.extend(theirs.enrollments);
-                view.timeline.extend(theirs.timeline);
+                // An enrollment that went on as the user's is shown once, as it is now; the
+                // merge it went through once (both sides record it, each for its own timeline).
+                let ours: Vec<Arc<str>> = view.enrollments.iter().map(|e| e.id.clone()).collect();
+                let went_on = |e: &Entry| matches!(e.what, What::Merged { ended: false, .. });
+                let told: Vec<Arc<str>> = view
+                    .timeline
+                    .iter()
+                    .filter(|e| went_on(e))
+                    .map(|e| e.enrollment.clone())
+                    .collect();
+                view.enrollments.extend(
+                    theirs
+                        .enrollments
+                        .into_iter()
+                        .filter(|e| !ours.contains(&e.id)),
+                );
+                view.timeline.extend(
+                    theirs
+                        .timeline
+                        .into_iter()
+                        .filter(|e| !(went_on(e) && told.contains(&e.enrollment))),
+                );
             }
         }
         view.timeline.sort_by_key(|e| e.at);

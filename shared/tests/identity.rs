@@ -10,7 +10,7 @@ use serde_json::json;
 use support::faulty::faulty_harness;
 use support::{at, example_journey, tick, Harness};
 use waymark::enrollment::Status;
-use waymark::timeline::What;
+use waymark::timeline::{Entry, What};
 
 /// An anonymous shopper abandons a cart at 10:00 (the push at 10:30 finds no device), logs in
 /// at 11:00, and gets the 14:30 email as the user they turned out to be.
@@ -38,8 +38,25 @@ fn waiting(s: &std::collections::BTreeMap<String, i64>, name: &str) -> i64 {
 /// its state, by user.
 async fn states(h: &Harness, user: &str) -> Vec<(String, Status)> {
     let view = h.rt.user(user).await.expect("user");
-    let mut states: Vec<(String, Status)> = view
-        .enrollments
+    let mut enrollments = view.enrollments;
+    // The anonymous users' own records too (the user's view shows an enrollment that went on
+    // as the user's once, as it is now).
+    let anonymous = view.profile.map(|p| p.anonymous_ids).unwrap_or_default();
+    for a in anonymous {
+        let theirs =
+            h.rt.user(&format!("anon:{a}"))
+                .await
+                .expect("anonymous user");
+        for e in theirs.enrollments {
+            let shown = enrollments
+                .iter()
+                .any(|x| x.id == e.id && x.user_id == e.user_id);
+            if !shown {
+                enrollments.push(e);
+            }
+        }
+    }
+    let mut states: Vec<(String, Status)> = enrollments
         .iter()
         .map(|e| (e.user_id.to_string(), e.status))
         .collect();
@@ -142,6 +159,33 @@ async fn an_alias_call_merges_as_an_event_with_both_ids_does() {
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
     assert_eq!(h.outbox(), [EMAIL]);
     assert_eq!(states(&h, "ann").await, moved_and_completed());
+}
+
+/// The user's view tells a merge once: the enrollment as it goes on, and one `merged` fact
+/// (the anonymous side and the user's side each record it, for their own timelines).
+#[tokio::test]
+async fn the_users_view_tells_a_merge_once() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    h.play(LOGIN).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let ids: Vec<&str> = view.enrollments.iter().map(|e| &*e.id).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "each enrollment once");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let merged: Vec<&Entry> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Merged { .. }))
+        .collect();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    // The anonymous user's own view still tells its side.
+    let anon = h.rt.user("anon:device-1").await.expect("anon");
+    assert!(anon
+        .timeline
+        .iter()
+        .any(|e| matches!(e.what, What::Merged { .. })));
 }
 
 #[tokio::test]
@@ -702,13 +746,21 @@ async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_t
             let case = format!("write {n} failing (applied: {applied})");
             assert_eq!(h.outbox(), [EMAIL], "{case}");
             assert_eq!(states(&h, "ann").await, moved_and_completed(), "{case}");
-            let view = h.rt.user("ann").await.expect("user");
-            let merged = view
-                .timeline
-                .iter()
-                .filter(|e| matches!(e.what, What::Merged { .. }))
-                .count();
-            assert_eq!(merged, 2, "one entry on each side: {case}");
+            // The merge's timeline entry, once in each partition's records.
+            let merged_in = |pk: &str| -> usize {
+                h.store
+                    .dump()
+                    .into_iter()
+                    .filter(|r| r.key.pk.as_str() == pk && r.key.sk.starts_with("T#"))
+                    .flat_map(|r| r.parse::<Vec<Entry>>().expect("a timeline record"))
+                    .filter(|e| matches!(e.what, What::Merged { .. }))
+                    .count()
+            };
+            assert_eq!(
+                (merged_in("U#ann"), merged_in("U#anon:device-1")),
+                (1, 1),
+                "one entry on each side: {case}"
+            );
             let s = stats(&h, "cart_abandonment").await;
             assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{case}: {s:?}");
             assert_eq!(s.get("completed"), Some(&1), "{case}: {s:?}");
