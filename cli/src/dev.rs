@@ -704,6 +704,15 @@ impl Watcher {
                 };
                 if created && !first {
                     println!("journey {}: now version {version}{note}", j.id);
+                } else if created && version > 1 {
+                    // At start: the file is not what was published last (an edit while
+                    // stopped, or a `waymark publish` since): say it replaced it.
+                    println!(
+                        "journey {}: {} differs from the published version {}: now version {version}{note}",
+                        j.id,
+                        file.display(),
+                        version - 1
+                    );
                 } else if !first {
                     println!("journey {}: unchanged (version {version})", j.id);
                 }

@@ -40,6 +40,14 @@ steps:
 struct Dev {
     child: Child,
     url: String,
+    /// What it printed so far, line by line.
+    printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Dev {
+    fn printed(&self) -> Vec<String> {
+        self.printed.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 impl Drop for Dev {
@@ -61,12 +69,17 @@ fn start(journeys: &Path, data: &Path) -> Dev {
         .expect("start waymark dev");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
-    // Keep reading so the pipe never fills; hand over the URL line.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = printed.clone();
+    // Keep reading so the pipe never fills; hand over the URL line, keep every line.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.trim().strip_prefix("API") {
                 let _ = tx.send(url.trim().to_string());
+            }
+            if let Ok(mut l) = keep.lock() {
+                l.push(line);
             }
         }
     });
@@ -74,7 +87,11 @@ fn start(journeys: &Path, data: &Path) -> Dev {
         .recv_timeout(Duration::from_secs(60))
         .expect("waymark dev printed its URL");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Dev { child, url }
+    Dev {
+        child,
+        url,
+        printed,
+    }
 }
 
 fn keys(data: &Path) -> (String, String) {
@@ -342,7 +359,13 @@ fn dev_republishes_a_changed_journey() {
         .expect("list journeys");
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        v["journeys"][0].clone()
+        v["journeys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["id"] == "welcome")
+            .cloned()
+            .unwrap_or_default()
     };
     let version = || head()["version"].as_u64().unwrap_or(0);
     assert_eq!(version(), 1);
@@ -422,6 +445,32 @@ fn dev_republishes_a_changed_journey() {
         "{table}"
     );
     assert!(table.contains("wait_a_bit"), "{table}");
+
+    // A version published through the API since the file's is replaced by the file when dev
+    // starts again, and dev says so.
+    std::fs::remove_file(other.join("goodbye.yaml")).expect("rm");
+    std::fs::write(
+        other.join("welcome.yaml"),
+        format!(
+            "{}status: stopped\n",
+            JOURNEY.replace("wait: 30m", "wait: 50m")
+        ),
+    )
+    .expect("write");
+    let out = publish(&admin_key);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert_eq!(version(), 4);
+    drop(dev);
+    let dev = start(&journeys, &data);
+    let said = format!(
+        "journey welcome: {} differs from the published version 4: now version 5, stopped: no new entries, enrolled users exit now",
+        file.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !dev.printed().contains(&said) {
+        assert!(Instant::now() < deadline, "{:#?}", dev.printed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(dev);
 }
 
