@@ -60,6 +60,29 @@ fn reply(status: StatusCode, body: &Value) -> Response<Bytes> {
     r
 }
 
+/// The page an unsubscribe link opens: a button that posts back to the same address.
+const UNSUBSCRIBE_ASK: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe</title></head><body><form method=\"post\"><p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button></form></body></html>";
+
+/// The page after the button.
+const UNSUBSCRIBED: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body><p>You are unsubscribed: you will not get these emails again.</p></body></html>";
+
+fn page(html: &'static str) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from_static(html.as_bytes()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// Whether the request comes from a browser (a person pressed the page's button).
+fn wants_html(req: &Request<Bytes>) -> bool {
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
 fn field_errors(status: StatusCode, errors: &[FieldError]) -> Response<Bytes> {
     reply(
         status,
@@ -358,7 +381,14 @@ impl Api {
                     return unauthorized();
                 };
                 let channel = Channel::parse(&channel).unwrap_or(Channel::Email);
+                // Opening the link asks; only a POST unsubscribes (a mailbox provider's one-click
+                // POST, RFC 8058, or the page's button): mail scanners that open every link in a
+                // message would otherwise unsubscribe its readers.
+                if method == Method::GET {
+                    return page(UNSUBSCRIBE_ASK);
+                }
                 match self.runtime.unsubscribe(&user, channel).await {
+                    Ok(()) if wants_html(&req) => page(UNSUBSCRIBED),
                     Ok(()) => reply(
                         StatusCode::OK,
                         &json!({"unsubscribed": true, "channel": channel}),

@@ -486,6 +486,63 @@ fn subscriptions(view: &Value) -> Value {
     view["profile"]["traits"]["subscriptions"].clone()
 }
 
+/// Opening the unsubscribe link (a mail scanner fetching every link in a message, or a person)
+/// only shows a page whose button posts back; the POST unsubscribes, answering a browser with a
+/// page and a mailbox provider's one-click POST with JSON.
+#[test]
+fn opening_the_unsubscribe_link_asks_and_only_its_post_unsubscribes() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let token = s
+            .signer
+            .unsubscribe_token("ada", "email", "cart_abandonment");
+        let link = format!("/v1/unsubscribe?token={token}");
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let subscribed = || async {
+            let (_, text) = s
+                .call(
+                    Method::GET,
+                    "/v1/users/ada",
+                    &[("authorization", &admin)],
+                    "",
+                )
+                .await;
+            let view: Value = serde_json::from_str(&text).expect("JSON");
+            subscriptions(&view)
+        };
+        let html = ("accept", "text/html,application/xhtml+xml");
+        for _ in 0..3 {
+            let (status, page) = s.call(Method::GET, &link, &[html], "").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(page.contains("<form method=\"post\">"), "{page}");
+        }
+        assert_eq!(
+            subscribed().await,
+            Value::Null,
+            "opening the link changes nothing"
+        );
+        let (status, page) = s.call(Method::POST, &link, &[html], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("You are unsubscribed"), "{page}");
+        assert_eq!(subscribed().await, json!({"email": false}));
+        let one_click = ("content-type", "application/x-www-form-urlencoded");
+        let (status, text) = s
+            .call(
+                Method::POST,
+                &link,
+                &[one_click],
+                "List-Unsubscribe=One-Click",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).expect("JSON"),
+            json!({"unsubscribed": true, "channel": "email"})
+        );
+    });
+}
+
 #[test]
 fn an_unsubscribe_token_unsubscribes_its_user_and_channel_only_and_cannot_be_forged() {
     block_on(async {
