@@ -989,6 +989,12 @@ impl<'a> Run<'a> {
             Err(why) => {
                 let fallback = send.fallback.as_deref().and_then(|f| f.template());
                 match fallback.map(|t| (t, self.user().address(t.channel()))) {
+                    Some((t, Err(also))) => {
+                        // Neither reaches the user: the skip names both reasons.
+                        let detail = format!("fallback {}: {}", t.channel(), also.as_str());
+                        self.skip(step, first.channel(), why, Some(detail));
+                        None
+                    }
                     Some((t, Ok(to))) => {
                         self.log(
                             Some(step),

@@ -2435,6 +2435,43 @@ steps:
     );
 }
 
+/// A send that reaches the user on neither its channel nor its fallback says both reasons.
+#[tokio::test]
+async fn a_skip_names_the_fallbacks_reason_too() {
+    let journey = r#"
+id: promo
+name: Promo
+trigger: {event: go}
+steps:
+  - id: offer
+    send: {sms: {body: "Offer"}, fallback: {email: {subject: "Offer", text: "."}}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"phone":"+14155550123","email":"u@example.com","subscriptions":{"sms":false,"email":false}}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"u","event":"go","messageId":"g1"}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"v","traits":{"subscriptions":{"sms":false}}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"v","event":"go","messageId":"g2"}
+"#;
+    let out = sim(&[journey], script).await;
+    let skip = |user: &str| -> Vec<(String, Option<String>)> {
+        entries(&out, user)
+            .into_iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, detail, .. } => Some((reason.clone(), detail.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let both = |fallback: &str| {
+        vec![(
+            "opted_out".to_string(),
+            Some(format!("fallback email: {fallback}")),
+        )]
+    };
+    assert_eq!(skip("u"), both("opted_out"));
+    assert_eq!(skip("v"), both("no_address"));
+}
+
 /// A send deferred by quiet hours reads, when it goes out, right after its own wake-up: before
 /// the steps the same transition goes on to.
 #[tokio::test]
