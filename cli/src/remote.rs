@@ -135,6 +135,10 @@ pub fn refusal(status: StatusCode, body: &[u8]) -> String {
             out.push_str(&line);
         }
     }
+    if let Some(hint) = v.get("hint").and_then(Value::as_str) {
+        out.push_str("\n  ");
+        out.push_str(hint);
+    }
     if status == StatusCode::UNAUTHORIZED {
         out.push_str("\n  (publishing needs the admin key: --key or WAYMARK_ADMIN_KEY)");
     }
@@ -367,6 +371,28 @@ pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Resul
     }
     let view: UserView = serde_json::from_slice(&body)
         .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
+    if let Some(j) = journey {
+        let mentioned = view.enrollments.iter().any(|e| *e.journey == *j)
+            || view.timeline.iter().any(|e| *e.journey == *j);
+        if !mentioned {
+            // Nothing about the user there: say so only of a journey that exists.
+            let (status, body) = client.call(Method::GET, "/v1/journeys", None).await?;
+            if !status.is_success() {
+                bail!("{}", refusal(status, &body));
+            }
+            let list: Value = serde_json::from_slice(&body)
+                .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
+            let ids: Vec<&str> = list["journeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h["id"].as_str())
+                .collect();
+            if !ids.contains(&j) {
+                bail!("no journey `{j}`: the journeys are {}", ids.join(", "));
+            }
+        }
+    }
     Ok(story(user, &view, journey))
 }
 
@@ -555,6 +581,17 @@ mod tests {
              step                    entered  waiting  sent    skipped  exited  converted\n\
              mail_v2                       3        0  push 3  -             0          0\n\
              mail (earlier version)        2        0  push 2  -             0          0\n"
+        );
+    }
+
+    #[test]
+    fn a_refusals_hint_is_shown() {
+        let body = serde_json::json!({"error": "no user `dev4`",
+            "hint": "events sent with anonymousId `dev4` are kept under the user `anon:dev4`: GET /v1/users/anon:dev4"});
+        let r = refusal(StatusCode::NOT_FOUND, body.to_string().as_bytes());
+        assert_eq!(
+            r,
+            "404 Not Found: no user `dev4`\n  events sent with anonymousId `dev4` are kept under the user `anon:dev4`: GET /v1/users/anon:dev4"
         );
     }
 

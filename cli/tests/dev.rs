@@ -267,6 +267,19 @@ fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
         story.contains("(`reentry: never`, and the user entered on"),
         "the reason in full: {story}"
     );
+    // A journey that does not exist is an error, not an empty story; a user known only by
+    // an anonymous id gets the way to their events.
+    let out = waymark()
+        .args(["why", "ann", "--journey", "welcom", "--api", &dev.url])
+        .env("WAYMARK_ADMIN_KEY", &admin_key)
+        .output()
+        .expect("waymark why");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        support::text(&out.stderr).contains("no journey `welcom`: the journeys are welcome"),
+        "{}",
+        support::text(&out.stderr)
+    );
     drop(dev);
 }
 
