@@ -94,6 +94,17 @@ fn start(journeys: &Path, data: &Path) -> Dev {
     }
 }
 
+/// A fresh folder for a test: `journeys/` with the one journey file `name` holding `text`, and
+/// the path `data/` for the server's state.
+fn folder(test: &str, name: &str, text: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = TempDir::new(test);
+    let journeys = dir.path().join("journeys");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join(name), text).expect("write journey");
+    (dir, journeys, data)
+}
+
 fn keys(data: &Path) -> (String, String) {
     let text = std::fs::read_to_string(data.join("keys.json")).expect("keys.json");
     let v: serde_json::Value = serde_json::from_str(&text).expect("keys.json is JSON");
@@ -127,11 +138,7 @@ fn wait_for_push(outbox: &Path, step: &str, within: Duration) -> serde_json::Val
 
 #[test]
 fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
-    let dir = TempDir::new("dev");
-    let journeys = dir.path().join("journeys");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&journeys).expect("mkdir");
-    std::fs::write(journeys.join("welcome.yaml"), JOURNEY).expect("write journey");
+    let (_dir, journeys, data) = folder("dev", "welcome.yaml", JOURNEY);
     let outbox = data.join("outbox.jsonl");
 
     // given a fresh dev server
@@ -548,16 +555,12 @@ fn dead_letters_are_listed_and_redriven_while_dev_runs() {
 
 #[test]
 fn identical_events_without_a_message_id_are_each_counted() {
-    let dir = TempDir::new("dev-repeats");
-    let journeys = dir.path().join("journeys");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&journeys).expect("mkdir");
-    std::fs::write(
-        journeys.join("binge.yaml"),
+    let (_dir, journeys, data) = folder(
+        "dev-repeats",
+        "binge.yaml",
         "id: binge\nname: Binge\ntrigger:\n  repeated: {event: episode_watched, times: 3, within: 7d}\n\
          steps:\n  - id: offer\n    send:\n      push: {title: \"Upgrade?\", body: \"...\"}\n",
-    )
-    .expect("write journey");
+    );
     let outbox = data.join("outbox.jsonl");
     let dev = start(&journeys, &data);
     let (write_key, _) = keys(&data);
@@ -591,11 +594,7 @@ fn identical_events_without_a_message_id_are_each_counted() {
 
 #[test]
 fn an_oversized_batch_is_refused_in_the_apis_shape() {
-    let dir = TempDir::new("dev-big");
-    let journeys = dir.path().join("journeys");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&journeys).expect("mkdir");
-    std::fs::write(journeys.join("welcome.yaml"), JOURNEY).expect("write journey");
+    let (_dir, journeys, data) = folder("dev-big", "welcome.yaml", JOURNEY);
     let dev = start(&journeys, &data);
     let (write_key, _) = keys(&data);
     let auth = basic(&write_key);
