@@ -314,6 +314,20 @@ impl Cron {
             && self.minutes & (1 << t.minute()) != 0
     }
 
+    /// Whether the schedule fires at the minute `at` in zone `tz`: its local time matches, and
+    /// is not the second pass of a local time the night the clocks go back (a DST fold fires
+    /// once, at the earlier instant, as [`Cron::next_after`] says).
+    pub fn fires_at(&self, at: Timestamp, tz: &TimeZone) -> bool {
+        let local = tz.to_datetime(at);
+        if !self.matches(local) {
+            return false;
+        }
+        let minute = |t: Timestamp| t.as_second().div_euclid(60);
+        tz.to_ambiguous_timestamp(local)
+            .earlier()
+            .is_ok_and(|first| minute(first) == minute(at))
+    }
+
     /// The first instant strictly after `after` whose local time in `tz` matches; `None` if there is
     /// none within 366 days. A local time that doesn't exist (a DST gap) is skipped; a local time
     /// that happens twice (a DST fold) fires once, at the earlier instant.
@@ -474,6 +488,21 @@ mod tests {
 
     fn tz(name: &str) -> TimeZone {
         TimeZone::get(name).unwrap()
+    }
+
+    #[test]
+    fn a_local_time_that_happens_twice_fires_once() {
+        // 2027-11-07, New York: 01:30 EDT (05:30Z), then again 01:30 EST (06:30Z).
+        let c = cron("30 1 * * sun");
+        let ny = tz("America/New_York");
+        assert!(c.fires_at(ts("2027-11-07T05:30:00Z"), &ny));
+        assert!(c.fires_at(ts("2027-11-07T05:30:59Z"), &ny));
+        assert!(!c.fires_at(ts("2027-11-07T06:30:00Z"), &ny));
+        assert!(
+            c.fires_at(ts("2027-11-14T06:30:00Z"), &ny),
+            "a week later, EST"
+        );
+        assert!(!c.fires_at(ts("2027-11-07T05:31:00Z"), &ny));
     }
 
     /// Every matching minute in the 366 days from `from`, by brute force.

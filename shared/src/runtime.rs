@@ -2789,8 +2789,7 @@ impl Runtime {
                     s.cron.matches(offset.to_datetime(at))
                 })
             } else {
-                jiff::tz::TimeZone::get(&s.timezone)
-                    .is_ok_and(|tz| s.cron.matches(at.to_zoned_datetime(tz).datetime()))
+                jiff::tz::TimeZone::get(&s.timezone).is_ok_and(|tz| s.cron.fires_at(at, &tz))
             };
             if !fires {
                 continue;
@@ -2841,7 +2840,7 @@ impl Runtime {
                     profile.traits.get("timezone").and_then(Value::as_str),
                     p.journey.timezone.as_deref(),
                 );
-                if !s.cron.matches(at.to_zoned_datetime(tz).datetime()) {
+                if !s.cron.fires_at(at, &tz) {
                     continue;
                 }
             }

@@ -309,6 +309,44 @@ async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
     assert_eq!(checks(), 0);
 }
 
+/// The night the clocks go back, a local time happens twice: a schedule at that time enters
+/// its users once, at the first (in the user's zone and in a fixed one alike).
+#[tokio::test]
+async fn a_schedule_fires_once_on_the_night_the_clocks_go_back() {
+    let journey = |zone: &str| {
+        format!(
+            r#"
+id: weekly_{id}
+name: Weekly
+trigger:
+  schedule: {{cron: "30 1 * * sun", timezone: {zone}}}
+reentry: after_exit
+steps:
+  - id: digest
+    send: {{email: {{subject: "Digest", text: "."}}}}
+"#,
+            id = if zone == "user" { "user" } else { "fixed" }
+        )
+    };
+    let script = r#"
+{"at":"2027-11-06T12:00:00Z","type":"identify","userId":"ny","traits":{"email":"ny@example.com","timezone":"America/New_York"}}
+"#;
+    let out = sim_with(
+        &[&journey("user"), &journey("America/New_York")],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(48),
+    )
+    .await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2027-11-07T05:30:00Z ny email digest: Digest",
+            "2027-11-07T05:30:00Z ny email digest: Digest",
+        ]
+    );
+}
+
 const DIGEST: &str = r#"
 id: digest
 name: Daily digest
