@@ -562,9 +562,18 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
         }
         _ => return None,
     };
+    // Days are the user's calendar days (`before: 1d` is the day before, at the same local
+    // time, also across a change of the clocks), the rest exact time.
+    let span = |d: crate::duration::Duration| {
+        let secs = d.as_secs();
+        jiff::Span::new()
+            .days((secs / 86_400) as i64)
+            .seconds((secs % 86_400) as i64)
+    };
+    let zoned = at.to_zoned_datetime(tz.clone());
     let at = match (w.before, w.after) {
-        (Some(b), _) => at.checked_sub(b.to_jiff()).ok()?,
-        (None, Some(a)) => at.checked_add(a.to_jiff()).ok()?,
+        (Some(b), _) => zoned.checked_sub(span(b)).ok()?.timestamp(),
+        (None, Some(a)) => zoned.checked_add(span(a)).ok()?.timestamp(),
         (None, None) => at,
     };
     match w.time {

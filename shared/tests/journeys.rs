@@ -1333,6 +1333,46 @@ steps:
     );
 }
 
+/// `before: 1d` is the user's day before, also across a change of the clocks: an appointment
+/// at 00:30 on the Monday after the clocks go forward is reminded on the Sunday at 09:00 (24
+/// hours before is still Saturday night), and one at 23:30 on the Sunday after they go back
+/// on the Saturday (24 hours before is already Sunday).
+#[tokio::test]
+async fn before_a_day_is_the_calendar_day_before_across_a_change_of_the_clocks() {
+    let reminder = r#"
+id: reminder
+name: Reminder
+trigger: {event: appointment_booked}
+steps:
+  - id: day_before
+    wait_until: {date: event.starts_at, before: 1d, time: "09:00"}
+  - id: remind
+    send:
+      push: {title: "Tomorrow at {{ event.starts_at | date('%H:%M') }}", body: "."}
+"#;
+    let booked = |user: &str, day: &str, starts_at: &str| {
+        vec![
+            json!({"at": format!("{day}T08:00:00Z"), "type": "identify", "userId": user,
+                   "traits": {"timezone": "America/New_York",
+                              "push_tokens": [{"platform": "fcm", "token": format!("t-{user}")}]}}),
+            json!({"at": format!("{day}T09:00:00Z"), "type": "track", "userId": user,
+                   "event": "appointment_booked", "messageId": format!("b-{user}"),
+                   "properties": {"starts_at": starts_at}}),
+        ]
+    };
+    let mut lines = booked("spring", "2027-03-01", "2027-03-15T04:30:00Z"); // Mon 00:30 EDT
+    lines.extend(booked("fall", "2027-11-01", "2027-11-08T04:30:00Z")); // Sun 23:30 EST
+    let out = sim(&[reminder], &script_of(&lines)).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            // Sun 2027-03-14 09:00 EDT; Sat 2027-11-06 09:00 EDT.
+            "2027-03-14T13:00:00Z spring push remind: Tomorrow at 00:30",
+            "2027-11-06T13:00:00Z fall push remind: Tomorrow at 23:30",
+        ]
+    );
+}
+
 /// A date more than a year ahead (the longest wait) is waited for a year at a time, and read
 /// again each year.
 #[tokio::test]
