@@ -410,6 +410,35 @@ pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
         .any(|m| matches(m, event, &profile, ctx.now))
 }
 
+/// The goal's event happened at `at`, after the trigger, but reached the engine before the
+/// trigger did (events out of order): the new enrollment converts in its entry transition `t`,
+/// its messages going out all the same (nothing went out before the goal, so none is credited).
+pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
+    let Some(goal) = &ctx.journey.goal else {
+        return;
+    };
+    let e = &mut t.enrollment;
+    let deadline = e
+        .entered_at
+        .checked_add(goal.within.to_jiff())
+        .unwrap_or(e.entered_at);
+    if e.converted_at.is_some() || at <= e.trigger.at || at > deadline {
+        return;
+    }
+    e.converted_at = Some(at);
+    t.timeline.push(Entry {
+        at: ctx.now,
+        journey: e.journey.clone(),
+        enrollment: e.id.clone(),
+        step: Some(Arc::from(e.step.as_str())),
+        what: What::Converted {
+            event: goal.event.clone(),
+            splits: e.splits.clone(),
+            last_message: None,
+        },
+    });
+}
+
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     let j = ctx.journey;

@@ -444,6 +444,14 @@ impl Profile {
             .and_then(|l| l.iter().rev().find(|(t, _)| *t > after).map(|(t, _)| *t))
     }
 
+    /// The first time `event` happened after `after`, if it did (of the recent occurrences the
+    /// history keeps).
+    pub fn first_after(&self, event: &str, after: Timestamp) -> Option<Timestamp> {
+        self.history
+            .get(event)
+            .and_then(|l| l.iter().find(|(t, _)| *t > after).map(|(t, _)| *t))
+    }
+
     /// The latest time any of `events` happened.
     pub fn last_of(&self, events: &[String]) -> Option<Timestamp> {
         events

@@ -1586,6 +1586,15 @@ impl Runtime {
         if let Some(l) = existing {
             t.enrollment.follow(&l.enrollment);
         }
+        // A goal reached after the trigger but applied before it (events out of order).
+        if let Some(at) = j
+            .goal
+            .as_ref()
+            .filter(|g| g.condition.is_none())
+            .and_then(|g| profile.first_after(&g.event, trigger_at))
+        {
+            engine::convert_late(&ctx, &mut t, at);
+        }
         // An exit that happened after the trigger but was applied before it (events out of order).
         if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {
             if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {

@@ -2405,6 +2405,44 @@ async fn exit_when_ends_the_journey_at_once_from_any_step_and_cancels_the_pendin
     }
 }
 
+/// A goal event that happened after the trigger but arrived before it (events out of order)
+/// converts the enrollment when the trigger arrives; the messages still go out. One from before
+/// the trigger does not.
+#[tokio::test]
+async fn a_goal_that_arrives_before_its_trigger_still_converts() {
+    let journey = r#"
+id: g
+name: G
+trigger: {event: cart}
+goal: {event: conv, within: 1d}
+steps:
+  - id: hi
+    send: {push: {title: "Hi", body: "."}}
+"#;
+    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    let script = format!(
+        r#"
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:05:00Z","type":"track","userId":"late","event":"conv","messageId":"c1"}}
+{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"late","event":"cart","messageId":"k1","timestamp":"2026-12-01T10:00:00Z"}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"early","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:55:00Z","type":"track","userId":"early","event":"conv","messageId":"c2"}}
+{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"early","event":"cart","messageId":"k2","timestamp":"2026-12-01T10:00:00Z"}}
+"#
+    );
+    let out = sim(&[journey], &script).await;
+    let converted = |w: &What| matches!(w, What::Converted { .. });
+    assert_eq!(
+        facts(&out, "late", converted),
+        ["2026-12-01T10:10:00Z g/hi: converted on conv"]
+    );
+    assert_eq!(facts(&out, "early", converted), Vec::<String>::new());
+    assert_eq!(
+        outbox_of(&out, "late"),
+        ["2026-12-01T10:10:00Z late push hi: Hi"]
+    );
+}
+
 #[tokio::test]
 async fn goal_counts_a_conversion_within_its_window_even_after_the_journey_completed() {
     let journey = r#"
