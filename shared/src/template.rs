@@ -39,7 +39,10 @@ pub struct TemplateError {
 
 fn build(escape: AutoEscape) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    // A missing value prints nothing, also deeper down (`profile.address.city` for a user with
+    // no address; `| default(...)` and `is defined` see it as missing): under MiniJinja's
+    // lenient default that stopped the message (`render_error`) at send time.
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(32);
     env.set_auto_escape_callback(move |_| escape.clone());
@@ -726,10 +729,34 @@ mod tests {
                 "{source} (html)"
             );
         }
-        // An attribute of an undefined value: MiniJinja's error, either way.
-        let source = "{{ profile.address.city }} (context test)";
-        let e = ctx.render(source, false).expect_err("undefined.city");
-        assert_eq!(Err(e), render(source, &values, false));
+        // An attribute of an undefined value is undefined too, either way: it prints nothing,
+        // and `default` and `is defined` see it as missing (a user with no address still gets
+        // the message).
+        for (source, want) in [
+            (
+                "{{ profile.address.city }} (context test)",
+                " (context test)",
+            ),
+            (
+                "{{ profile.address.city | default('your city') }} (context test)",
+                "your city (context test)",
+            ),
+            (
+                "{% if profile.address.city is defined %}x{% else %}none{% endif %} (context test)",
+                "none (context test)",
+            ),
+            (
+                "{% for l in event.nope.lines %}{{ l }}{% endfor %}(context test)",
+                "(context test)",
+            ),
+        ] {
+            assert_eq!(ctx.render(source, false).as_deref(), Ok(want), "{source}");
+            assert_eq!(
+                ctx.render(source, false),
+                render(source, &values, false),
+                "{source}"
+            );
+        }
     }
 
     #[test]

@@ -985,7 +985,7 @@ mod tests {
     /// MiniJinja set up as the render cache sets it up.
     fn minijinja(html: bool) -> Environment<'static> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_fuel(Some(50_000));
         env.set_recursion_limit(32);
         env.add_filter("date", crate::template::date::date);
