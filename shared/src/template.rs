@@ -43,11 +43,25 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     // no address; `| default(...)` and `is defined` see it as missing): under MiniJinja's
     // lenient default that stopped the message (`render_error`) at send time.
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_formatter(format_value);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(32);
     env.set_auto_escape_callback(move |_| escape.clone());
     env.add_filter("date", date::date);
     env
+}
+
+/// How a value is printed: as MiniJinja prints it, but a null (an event property sent as
+/// `null`) prints nothing rather than `None`.
+pub(crate) fn format_value(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if value.is_none() {
+        return Ok(());
+    }
+    minijinja::escape_formatter(out, state, value)
 }
 
 /// The environment for checking templates (rendering uses the cache below).
@@ -682,6 +696,29 @@ mod tests {
     }
 
     #[test]
+    fn a_null_prints_nothing() {
+        let ctx = json!({"event": {"coupon": null, "n": 0}});
+        assert_eq!(
+            render("[{{ event.coupon }}][{{ event.n }}]", &ctx, false).as_deref(),
+            Ok("[][0]")
+        );
+        // `default` stands in for a missing value; for a null too when asked (Jinja's rule).
+        assert_eq!(
+            render("{{ event.coupon | default('none left') }}", &ctx, true).as_deref(),
+            Ok("")
+        );
+        assert_eq!(
+            render(
+                "{{ event.coupon | default('none left', true) }}",
+                &ctx,
+                true
+            )
+            .as_deref(),
+            Ok("none left")
+        );
+    }
+
+    #[test]
     fn a_context_renders_as_minijinja_whether_directly_or_not() {
         let traits = json!({"first_name": "ann <3"});
         let event = json!({"items": [{"name": "Socks"}, {"name": "Hat"}]});
@@ -704,7 +741,7 @@ mod tests {
             // Rendered directly.
             (
                 "Hi {{ profile.first_name }}: {% for i in event.items %}{{ i.name }} {% endfor %}(v{{ journey.version }}, {{ unsubscribe_url }})",
-                "Hi ann <3: Socks Hat (v2, None)",
+                "Hi ann <3: Socks Hat (v2, )",
             ),
             // Declined when compiling (`title`, `loop`): MiniJinja renders.
             (

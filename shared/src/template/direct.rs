@@ -850,7 +850,8 @@ impl<'r> Renderer<'r> {
     fn write(&mut self, v: &V<'_>) -> Direct<()> {
         match v {
             V::Undefined => {}
-            V::None => self.out.push_str("None"),
+            // As the render cache's formatter prints a null: nothing.
+            V::None => {}
             V::Bool(b) => self.out.push_str(if *b { "True" } else { "False" }),
             V::U64(u) => write!(self.out, "{u}").map_err(|_| Declined)?,
             V::I64(i) => write!(self.out, "{i}").map_err(|_| Declined)?,
@@ -986,6 +987,7 @@ mod tests {
     fn minijinja(html: bool) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_formatter(crate::template::format_value);
         env.set_fuel(Some(50_000));
         env.set_recursion_limit(32);
         env.add_filter("date", crate::template::date::date);
