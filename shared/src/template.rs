@@ -247,6 +247,7 @@ const FILTERS: &[&str] = &[
     "pprint",
     "format",
     "tojson",
+    "urlencode",
     "date",
 ];
 
@@ -692,6 +693,16 @@ mod tests {
         assert_eq!(
             render("{{ profile.x | default('d') }} 0", &ctx, false).unwrap(),
             "d 0"
+        );
+    }
+
+    #[test]
+    fn a_value_in_a_url_is_encoded_with_urlencode() {
+        assert!(check("https://h.example/o?u={{ user_id | urlencode }}").is_ok());
+        let ctx = json!({"user_id": "ann & bob/1"});
+        assert_eq!(
+            render("?u={{ user_id | urlencode }}", &ctx, false).as_deref(),
+            Ok("?u=ann%20%26%20bob/1")
         );
     }
 
