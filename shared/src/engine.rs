@@ -510,6 +510,15 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
             event: w.event.clone(),
             condition: w.condition.clone(),
         };
+        // An event from before the wait began, delivered late, is not the one waited for (it
+        // would not have been, delivered on time).
+        let began = run
+            .enrollment
+            .pending
+            .map(|p| p.at.checked_sub(w.timeout.to_jiff()).unwrap_or(p.at));
+        if began.is_some_and(|b| event.timestamp < b) {
+            return changed.then(|| run.finish());
+        }
         if matches(&m, event, &profile, ctx.now) {
             run.cancel_pending(&step, "event");
             run.enrollment.waiting_for = None;

@@ -1476,6 +1476,53 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
     );
 }
 
+/// A `wait_for` is met by an event from its own time: one that happened before the wait began
+/// (and arrived late) is not the event waited for, as it would not have been on time; one that
+/// happened within the wait and arrived late is.
+#[tokio::test]
+async fn wait_for_takes_only_an_event_from_after_the_wait_began() {
+    let journey = r#"
+id: ask
+name: Ask
+trigger: {event: go}
+steps:
+  - id: first
+    wait: 1h
+  - id: reply
+    wait_for: {event: reply, timeout: 2h, on_event: thanks, on_timeout: nudge}
+  - id: thanks
+    send: {push: {title: "Thanks", body: "."}}
+    next: done
+  - id: nudge
+    send: {push: {title: "Nudge", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let line = |user: &str| {
+        format!(
+            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-{user}"}}]}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"go","messageId":"go-{user}"}}"#
+        )
+    };
+    let script = format!(
+        r#"{}
+{}
+{{"at":"2026-12-01T11:30:00Z","type":"track","userId":"early","event":"reply","messageId":"r1","timestamp":"2026-12-01T10:30:00Z"}}
+{{"at":"2026-12-01T11:40:00Z","type":"track","userId":"within","event":"reply","messageId":"r2","timestamp":"2026-12-01T11:20:00Z"}}
+"#,
+        line("early"),
+        line("within")
+    );
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T11:40:00Z within push thanks: Thanks",
+            "2026-12-01T13:00:00Z early push nudge: Nudge",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn wait_for_takes_the_event_path_when_the_event_matches_else_the_timeout_path() {
     let journey = r#"
