@@ -422,7 +422,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
         .entered_at
         .checked_add(goal.within.to_jiff())
         .unwrap_or(e.entered_at);
-    if e.converted_at.is_some() || at <= e.trigger.at || at > deadline {
+    if e.converted_at.is_some() || at < e.trigger.at || at > deadline {
         return;
     }
     e.converted_at = Some(at);
