@@ -439,6 +439,19 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
     });
 }
 
+/// An exit event that happened after the trigger but reached the engine before it (events out
+/// of order; its `where`, if it has one, was met when it came: see `Profile::marks`): the new
+/// enrollment exits at once. `None` when it has ended already.
+pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
+    let name = event.event.as_deref()?;
+    if !enrollment.is_active() || event.timestamp < enrollment.trigger.at {
+        return None;
+    }
+    let mut run = Run::new(ctx, resumed(enrollment));
+    run.exit(name);
+    Some(run.finish())
+}
+
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     let j = ctx.journey;
@@ -486,18 +499,7 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
         .iter()
         .any(|m| matches(m, event, &profile, ctx.now))
     {
-        let step = run.enrollment.step.clone();
-        run.cancel_pending(&step, "exited");
-        run.enrollment.status = Status::Exited;
-        run.enrollment.ended_at = Some(ctx.now);
-        run.enrollment.end_reason = Some(format!("exit_when {name}"));
-        run.enrollment.waiting_for = None;
-        run.log(
-            Some(&step),
-            What::Exited {
-                event: name.to_string(),
-            },
-        );
+        run.exit(name);
         return Some(run.finish());
     }
 
@@ -795,6 +797,22 @@ impl<'a> Run<'a> {
         self.enrollment.ended_at = Some(self.ctx.now);
         self.enrollment.end_reason = Some(reason.clone());
         self.log(Some(step), What::Ended { reason });
+    }
+
+    /// Ends the enrollment on its exit event `name`, cancelling what is pending.
+    fn exit(&mut self, name: &str) {
+        let step = self.enrollment.step.clone();
+        self.cancel_pending(&step, "exited");
+        self.enrollment.status = Status::Exited;
+        self.enrollment.ended_at = Some(self.ctx.now);
+        self.enrollment.end_reason = Some(format!("exit_when {name}"));
+        self.enrollment.waiting_for = None;
+        self.log(
+            Some(&step),
+            What::Exited {
+                event: name.to_string(),
+            },
+        );
     }
 
     fn complete(&mut self) {

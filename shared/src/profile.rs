@@ -62,6 +62,12 @@ pub struct Profile {
     /// the value and that event's time.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub from_device: SmallMap<String, FromDevice>,
+    /// When an event last met the `where` of a journey's exit or goal ([`Profile::mark_key`]),
+    /// whether the user was in the journey or not: an exit or a goal with a `where` that
+    /// arrives before its trigger (events out of order) is known by it when the trigger comes
+    /// (the history keeps events' times, not their properties).
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub marks: SmallMap<String, Timestamp>,
 }
 
 /// A trait's value as a device last sent it in `context`, and when.
@@ -349,6 +355,11 @@ impl Profile {
                 }
             }
         }
+        for (key, at) in anonymous.marks.iter() {
+            if self.marks.get(key).is_none_or(|t| t < at) {
+                self.marks.insert(key.clone(), *at);
+            }
+        }
         for d in &anonymous.devices {
             if !self.devices.iter().any(|x| x.token == d.token) {
                 self.devices.push(d.clone());
@@ -442,6 +453,27 @@ impl Profile {
         self.history
             .get(event)
             .and_then(|l| l.iter().rev().find(|(t, _)| *t > after).map(|(t, _)| *t))
+    }
+
+    /// The key of [`Profile::marks`] for `journey`'s exits (`exit`) or goal (`goal`).
+    pub fn mark_key(kind: &str, journey: &str) -> String {
+        crate::store::join(&[kind, ":", journey])
+    }
+
+    /// Notes that an event at `at` met `journey`'s exit or goal `where` (the latest is kept).
+    pub fn mark(&mut self, kind: &str, journey: &str, at: Timestamp) {
+        let key = Profile::mark_key(kind, journey);
+        if self.marks.get(&key).is_none_or(|t| *t < at) {
+            self.marks.insert(key, at);
+        }
+    }
+
+    /// When an event last met `journey`'s exit or goal `where`, if after `after`.
+    pub fn marked_after(&self, kind: &str, journey: &str, after: Timestamp) -> Option<Timestamp> {
+        self.marks
+            .get(&Profile::mark_key(kind, journey))
+            .copied()
+            .filter(|t| *t > after)
     }
 
     /// The first time `event` happened after `after`, if it did (of the recent occurrences the

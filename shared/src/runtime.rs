@@ -978,6 +978,36 @@ impl Runtime {
                 .collect(),
             None => Vec::new(),
         };
+        // The exits and goals with a `where` that this event may meet, noted in the profile
+        // whether the user is in their journey or not (see `Profile::marks`).
+        let markable: Vec<(&'static str, &str, crate::journey::EventMatch)> =
+            match e.event.as_deref() {
+                Some(name) => journeys
+                    .iter()
+                    .filter(|p| p.journey.status.is_active())
+                    .flat_map(|p| {
+                        let j = &p.journey;
+                        let exits = j
+                            .exit_when
+                            .iter()
+                            .filter(|m| m.event == name && m.condition.is_some())
+                            .map(|m| ("exit", j.id.as_str(), m.clone()));
+                        let goal = j
+                            .goal
+                            .as_ref()
+                            .filter(|g| g.event == name && g.condition.is_some())
+                            .map(|g| {
+                                let m = crate::journey::EventMatch {
+                                    event: g.event.clone(),
+                                    condition: g.condition.clone(),
+                                };
+                                ("goal", j.id.as_str(), m)
+                            });
+                        exits.chain(goal)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
         let now = self.now();
         // An anonymous user that turned out to be someone: the event is theirs.
         let merged_into = std::sync::Mutex::new(None);
@@ -1002,6 +1032,14 @@ impl Runtime {
                         unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
                     }
                     p.apply(e);
+                    if !markable.is_empty() {
+                        let scope = p.scope();
+                        for (kind, journey, m) in &markable {
+                            if engine::matches(m, e, &scope, now) {
+                                p.mark(kind, journey, e.timestamp);
+                            }
+                        }
+                    }
                     // The latest activity arms a check unless one is pending already (that one
                     // will look again from the latest activity when it is due).
                     for (journey, events, wait) in &arms {
@@ -1587,17 +1625,15 @@ impl Runtime {
             t.enrollment.follow(&l.enrollment);
         }
         // A goal reached after the trigger but applied before it (events out of order).
-        if let Some(at) = j
-            .goal
-            .as_ref()
-            .filter(|g| g.condition.is_none())
-            .and_then(|g| profile.first_after(&g.event, trigger_at))
-        {
+        if let Some(at) = j.goal.as_ref().and_then(|g| match g.condition {
+            None => profile.first_after(&g.event, trigger_at),
+            Some(_) => profile.marked_after("goal", &j.id, trigger_at),
+        }) {
             engine::convert_late(&ctx, &mut t, at);
         }
         // An exit that happened after the trigger but was applied before it (events out of order).
         if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {
-            if let Some(exit) = engine::on_event(&ctx, &t.enrollment, &late) {
+            if let Some(exit) = engine::exit_late(&ctx, &t.enrollment, &late) {
                 // Nothing the entry scheduled may go out: keep only the exit's own effects.
                 let mut timeline = t.timeline;
                 timeline.extend(exit.timeline);
@@ -3132,8 +3168,9 @@ impl Runtime {
     }
 }
 
-/// An unconditional exit event of `j` that `profile` did after `since` (the trigger of an
-/// enrollment it is being given), as an event to apply to that enrollment: its exit came first.
+/// An exit event of `j` that `profile` did after `since` (the trigger of an enrollment it is
+/// being given; for an exit with a `where`, one that met it, as `Profile::marks` keeps), as an
+/// event to apply to that enrollment: its exit came first.
 fn late_exit(
     j: &Journey,
     profile: &Profile,
@@ -3141,11 +3178,14 @@ fn late_exit(
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
-    let (m, exit_at) = j
-        .exit_when
-        .iter()
-        .filter(|m| m.condition.is_none())
-        .find_map(|m| profile.seen_after(&m.event, since).map(|t| (m, t)))?;
+    let (m, exit_at) = j.exit_when.iter().find_map(|m| {
+        match m.condition {
+            None => profile.seen_after(&m.event, since),
+            // Its `where` was met when it came (`Profile::marks`).
+            Some(_) => profile.marked_after("exit", &j.id, since),
+        }
+        .map(|t| (m, t))
+    })?;
     Some(Event {
         kind: Kind::Track,
         message_id: Enrollment::late_exit_id_of(cause),

@@ -3381,6 +3381,67 @@ async fn an_exit_delivered_before_its_trigger_still_ends_the_journey_at_once() {
     );
 }
 
+/// An exit or a goal with a `where` that arrives before its trigger (events out of order) is
+/// applied when the trigger comes, as one without: its `where` was judged when it came.
+#[tokio::test]
+async fn an_exit_or_goal_with_a_where_delivered_before_its_trigger_still_counts() {
+    let journey = r#"
+id: c
+name: C
+trigger: {event: cart}
+exit_when:
+  - {event: cancel, where: "event.k == 1"}
+goal: {event: paid, where: "event.total > 10", within: 1d}
+steps:
+  - id: wait
+    wait: 30m
+  - id: mail
+    send: {push: {title: "Still there?", body: "."}}
+"#;
+    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    let cart = |user: &str| {
+        format!(
+            r#"{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"{user}","event":"cart","messageId":"k-{user}","timestamp":"2026-12-01T09:55:00Z"}}"#
+        )
+    };
+    let script = format!(
+        r#"
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cancels","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cancels","event":"cancel","messageId":"x1","properties":{{"k":1}}}}
+{}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"other","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"other","event":"cancel","messageId":"x2","properties":{{"k":2}}}}
+{{"at":"2026-12-01T10:01:00Z","type":"track","userId":"other","event":"paid","messageId":"p2","properties":{{"total":5}}}}
+{}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"pays","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"pays","event":"paid","messageId":"p3","properties":{{"total":50}}}}
+{}
+"#,
+        cart("cancels"),
+        cart("other"),
+        cart("pays")
+    );
+    let out = sim(&[journey], &script).await;
+    // Only the user whose cancel met the `where` exits; the others get the push.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:40:00Z other push mail: Still there?",
+            "2026-12-01T10:40:00Z pays push mail: Still there?",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "cancels", |w| matches!(w, What::Exited { .. })),
+        ["2026-12-01T10:10:00Z c/wait: exited on cancel"]
+    );
+    let converted = |w: &What| matches!(w, What::Converted { .. });
+    assert_eq!(
+        facts(&out, "pays", converted),
+        ["2026-12-01T10:10:00Z c/wait: converted on paid"]
+    );
+    assert_eq!(facts(&out, "other", converted), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn an_exit_that_happened_after_a_late_trigger_ends_the_journey() {
     // ann abandons at 10:00:00 (delivered 5 s late) and orders at 10:00:03 (delivered at 10:00:06).
