@@ -34,6 +34,14 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/alias",
     "POST /v1/group",
     "POST /v1/batch",
+    // Segment's browser library (analytics.js) posts to one letter a call.
+    "POST /v1/t",
+    "POST /v1/i",
+    "POST /v1/p",
+    "POST /v1/s",
+    "POST /v1/a",
+    "POST /v1/g",
+    "POST /v1/b",
     "GET /v1/users/{userId}",
     "GET /v1/users/{userId}/inbox",
     "GET /v1/journeys",
@@ -250,6 +258,71 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
     out
 }
 
+/// The call an analytics.js one-letter path stands for (`t` for `track`, `b` for `batch`).
+fn call_of_letter(letter: &str) -> Option<&'static str> {
+    Some(match letter {
+        "t" => "track",
+        "i" => "identify",
+        "p" => "page",
+        "s" => "screen",
+        "a" => "alias",
+        "g" => "group",
+        "b" => "batch",
+        _ => return None,
+    })
+}
+
+/// Whether the path is one of the calls that send events (browsers may call them).
+fn is_intake(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        [
+            "v1",
+            "track" | "identify" | "page" | "screen" | "alias" | "group" | "batch"
+        ]
+    )
+}
+
+/// The `writeKey` field of a JSON body, if it has one.
+fn body_write_key(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Keyed {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    serde_json::from_slice::<Keyed>(body).ok()?.write_key
+}
+
+/// The answer to a browser's preflight of an event call.
+fn preflight() -> Response<Bytes> {
+    let mut r = Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        http::HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        http::HeaderValue::from_static("content-type, authorization"),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        http::HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+/// An event call's answer, readable by a web page on any origin (a write key ships in apps and
+/// can only send; no cookie is read).
+fn cors(mut r: Response<Bytes>) -> Response<Bytes> {
+    r.headers_mut().insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        http::HeaderValue::from_static("*"),
+    );
+    r
+}
+
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -269,14 +342,49 @@ impl Api {
             };
             segments.push(decoded);
         }
-        let segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
+        let mut segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
+        // analytics.js's one-letter paths are the calls they stand for.
+        if let ["v1", short] = segments.as_slice() {
+            if let Some(call) = call_of_letter(short) {
+                segments[1] = call;
+            }
+        }
+        let intake = is_intake(&segments);
+        if intake && req.method() == Method::OPTIONS {
+            return cors(preflight());
+        }
         let auth = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let role = self.keys.role(auth);
+        let role = match auth {
+            Some(_) => self.keys.role(auth),
+            // A browser sends no header (it would need a CORS preflight): Segment's browser
+            // library puts the write key in the body.
+            None if intake => body_write_key(req.body()).and_then(|k| self.keys.role_of_key(&k)),
+            None => None,
+        };
+        let response = self.route(&req, &path, &segments, role).await;
+        if intake {
+            cors(response)
+        } else {
+            response
+        }
+    }
+
+    async fn route(
+        &self,
+        req: &Request<Bytes>,
+        path: &str,
+        segments: &[&str],
+        role: Option<Role>,
+    ) -> Response<Bytes> {
         let method = req.method().clone();
-        match (method.clone(), segments.as_slice()) {
+        let auth = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match (method.clone(), segments) {
             (Method::POST, ["v1", t @ ("track" | "identify" | "page" | "screen" | "alias")]) => {
                 if role.is_none() {
                     return unauthorized();
@@ -388,7 +496,7 @@ impl Api {
                     return page(UNSUBSCRIBE_ASK);
                 }
                 match self.runtime.unsubscribe(&user, channel).await {
-                    Ok(()) if wants_html(&req) => page(UNSUBSCRIBED),
+                    Ok(()) if wants_html(req) => page(UNSUBSCRIBED),
                     Ok(()) => reply(
                         StatusCode::OK,
                         &json!({"unsubscribed": true, "channel": channel}),

@@ -115,7 +115,13 @@ impl Keys {
     /// [`Role::Admin`], which [grants](Role::grants) write too.
     pub fn role(&self, authorization: Option<&str>) -> Option<Role> {
         let key = presented_key(authorization?)?;
-        let presented = KeyHash::of(&key);
+        self.role_of_key(&key)
+    }
+
+    /// The role of a key presented as it is (a `writeKey` in an event's body, as Segment's
+    /// browser library sends it).
+    pub fn role_of_key(&self, key: &str) -> Option<Role> {
+        let presented = KeyHash::of(key);
         let mut write = Choice::from(0);
         for stored in &self.write {
             write |= presented.ct_eq(stored);

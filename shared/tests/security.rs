@@ -482,6 +482,105 @@ fn the_inbox_opens_with_its_users_token_only() {
     });
 }
 
+/// Segment's browser library (analytics.js) sends unchanged: each call to its one-letter path,
+/// the write key in the body, as text/plain with no header (no preflight); its answers are
+/// readable by the page (CORS), a preflight is answered, and a wrong key in the body is refused.
+#[test]
+fn the_browser_library_sends_with_the_write_key_in_the_body() {
+    block_on(async {
+        let s = Stack::new().await;
+        let text = ("content-type", "text/plain");
+        let call = |path: &'static str, body: Value| {
+            let s = &s;
+            async move { s.call(Method::POST, path, &[text], &body.to_string()).await }
+        };
+        let (status, answer) = call(
+            "/v1/i",
+            json!({"writeKey": WRITE_KEY, "type": "identify", "userId": "web", "messageId": "i-web",
+                   "traits": {"email": "web@example.com"}, "sentAt": "2026-12-01T10:00:00Z",
+                   "_metadata": {"bundled": ["Segment.io"]}, "context": {"library": {"name": "analytics.js"}}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, answer) = call(
+            "/v1/b",
+            json!({"writeKey": WRITE_KEY, "sentAt": "2026-12-01T10:00:00Z", "batch": [
+                {"type": "track", "userId": "web", "event": "signed_up", "messageId": "t-web", "writeKey": WRITE_KEY},
+                {"type": "page", "userId": "web", "name": "Home", "messageId": "p-web", "writeKey": WRITE_KEY}
+            ]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, answer) = call(
+            "/v1/t",
+            json!({"writeKey": "wk_wrong", "userId": "web", "event": "x", "messageId": "t-bad"}),
+        )
+        .await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+        );
+        // A body's key opens nothing but the event calls.
+        let (status, _) = s
+            .call(
+                Method::GET,
+                "/v1/journeys",
+                &[text],
+                &json!({"writeKey": ADMIN_KEY}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        let (_, view) = s.admin_get("/v1/users/web").await;
+        let view: Value = serde_json::from_str(&view).expect("JSON");
+        assert_eq!(
+            view["profile"]["traits"]["email"], "web@example.com",
+            "{view}"
+        );
+        let history = &view["profile"]["history"];
+        assert!(
+            history.get("signed_up").is_some() && history.get("page_viewed").is_some(),
+            "{view}"
+        );
+
+        // The page may read the answer; the preflight a JSON content type or a header brings
+        // is answered.
+        let res = s
+            .api
+            .handle(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/v1/t")
+                    .body(Bytes::from(
+                        json!({"writeKey": WRITE_KEY, "userId": "web", "event": "x", "messageId": "t-2"})
+                            .to_string(),
+                    ))
+                    .expect("a request"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        let pre = s
+            .api
+            .handle(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri("/v1/track")
+                    .header("origin", "https://shop.example")
+                    .header("access-control-request-method", "POST")
+                    .body(Bytes::new())
+                    .expect("a request"),
+            )
+            .await;
+        assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+        assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+        assert!(pre.headers()["access-control-allow-headers"]
+            .to_str()
+            .is_ok_and(|h| h.contains("authorization")));
+    });
+}
+
 fn subscriptions(view: &Value) -> Value {
     view["profile"]["traits"]["subscriptions"].clone()
 }
