@@ -132,6 +132,13 @@ impl Stack {
             .await
     }
 
+    /// A user's `subscriptions` trait, as the admin API shows it (null: subscribed to all).
+    async fn subscriptions(&self, user: &str) -> Value {
+        let (_, text) = self.admin_get(&format!("/v1/users/{user}")).await;
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        view["profile"]["traits"]["subscriptions"].clone()
+    }
+
     /// Runs the engine and the scheduler up to `until`.
     async fn run_until(&self, until: Timestamp) {
         for _ in 0..10_000 {
@@ -581,10 +588,6 @@ fn the_browser_library_sends_with_the_write_key_in_the_body() {
     });
 }
 
-fn subscriptions(view: &Value) -> Value {
-    view["profile"]["traits"]["subscriptions"].clone()
-}
-
 /// Opening the unsubscribe link (a mail scanner fetching every link in a message, or a person)
 /// only shows a page whose button posts back; the POST unsubscribes, answering a browser with a
 /// page and a mailbox provider's one-click POST with JSON.
@@ -597,19 +600,7 @@ fn opening_the_unsubscribe_link_asks_and_only_its_post_unsubscribes() {
             .signer
             .unsubscribe_token("ada", "email", "cart_abandonment");
         let link = format!("/v1/unsubscribe?token={token}");
-        let admin = format!("Bearer {ADMIN_KEY}");
-        let subscribed = || async {
-            let (_, text) = s
-                .call(
-                    Method::GET,
-                    "/v1/users/ada",
-                    &[("authorization", &admin)],
-                    "",
-                )
-                .await;
-            let view: Value = serde_json::from_str(&text).expect("JSON");
-            subscriptions(&view)
-        };
+        let subscribed = || s.subscriptions("ada");
         let html = ("accept", "text/html,application/xhtml+xml");
         for _ in 0..3 {
             let (status, page) = s.call(Method::GET, &link, &[html], "").await;
@@ -687,19 +678,9 @@ fn an_unsubscribe_token_unsubscribes_its_user_and_channel_only_and_cannot_be_for
                 "{what}"
             );
         }
-        let admin = format!("Bearer {ADMIN_KEY}");
         for user in ["ada", "bob"] {
-            let (_, text) = s
-                .call(
-                    Method::GET,
-                    &format!("/v1/users/{user}"),
-                    &[("authorization", &admin)],
-                    "",
-                )
-                .await;
-            let view: Value = serde_json::from_str(&text).expect("JSON");
             assert_eq!(
-                subscriptions(&view),
+                s.subscriptions(user).await,
                 Value::Null,
                 "{user} is still subscribed to everything"
             );
@@ -714,30 +695,12 @@ fn an_unsubscribe_token_unsubscribes_its_user_and_channel_only_and_cannot_be_for
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{text}");
-        let (_, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/ada",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
-        let view: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(
-            subscriptions(&view),
+            s.subscriptions("ada").await,
             json!({"email": false}),
             "Ada: email only"
         );
-        let (_, text) = s
-            .call(
-                Method::GET,
-                "/v1/users/bob",
-                &[("authorization", &admin)],
-                "",
-            )
-            .await;
-        let view: Value = serde_json::from_str(&text).expect("JSON");
-        assert_eq!(subscriptions(&view), Value::Null, "Bob untouched");
+        assert_eq!(s.subscriptions("bob").await, Value::Null, "Bob untouched");
 
         // Both abandon a cart: Ada gets the push but not the email, Bob the email.
         for user in ["ada", "bob"] {
