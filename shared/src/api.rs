@@ -364,7 +364,7 @@ impl Api {
             None if intake => body_write_key(req.body()).and_then(|k| self.keys.role_of_key(&k)),
             None => None,
         };
-        let response = self.route(&req, &path, &segments, role).await;
+        let response = self.route(&req, &path, &segments, auth, role).await;
         if intake {
             cors(response)
         } else {
@@ -377,13 +377,10 @@ impl Api {
         req: &Request<Bytes>,
         path: &str,
         segments: &[&str],
+        auth: Option<&str>,
         role: Option<Role>,
     ) -> Response<Bytes> {
         let method = req.method().clone();
-        let auth = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
         match (method.clone(), segments) {
             (Method::POST, ["v1", t @ ("track" | "identify" | "page" | "screen" | "alias")]) => {
                 if role.is_none() {

@@ -356,9 +356,7 @@ impl Profile {
             }
         }
         for (key, at) in anonymous.marks.iter() {
-            if self.marks.get(key).is_none_or(|t| t < at) {
-                self.marks.insert(key.clone(), *at);
-            }
+            self.keep_latest_mark(key.clone(), *at);
         }
         for d in &anonymous.devices {
             if !self.devices.iter().any(|x| x.token == d.token) {
@@ -462,7 +460,10 @@ impl Profile {
 
     /// Notes that an event at `at` met `journey`'s exit or goal `where` (the latest is kept).
     pub fn mark(&mut self, kind: &str, journey: &str, at: Timestamp) {
-        let key = Profile::mark_key(kind, journey);
+        self.keep_latest_mark(Profile::mark_key(kind, journey), at);
+    }
+
+    fn keep_latest_mark(&mut self, key: String, at: Timestamp) {
         if self.marks.get(&key).is_none_or(|t| *t < at) {
             self.marks.insert(key, at);
         }

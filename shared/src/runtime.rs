@@ -980,7 +980,7 @@ impl Runtime {
         };
         // The exits and goals with a `where` that this event may meet, noted in the profile
         // whether the user is in their journey or not (see `Profile::marks`).
-        let markable: Vec<(&'static str, &str, crate::journey::EventMatch)> =
+        let markable: Vec<(&'static str, &str, &crate::condition::Condition)> =
             match e.event.as_deref() {
                 Some(name) => journeys
                     .iter()
@@ -990,19 +990,15 @@ impl Runtime {
                         let exits = j
                             .exit_when
                             .iter()
-                            .filter(|m| m.event == name && m.condition.is_some())
-                            .map(|m| ("exit", j.id.as_str(), m.clone()));
+                            .filter(|m| m.event == name)
+                            .filter_map(|m| m.condition.as_ref())
+                            .map(|c| ("exit", j.id.as_str(), c));
                         let goal = j
                             .goal
                             .as_ref()
-                            .filter(|g| g.event == name && g.condition.is_some())
-                            .map(|g| {
-                                let m = crate::journey::EventMatch {
-                                    event: g.event.clone(),
-                                    condition: g.condition.clone(),
-                                };
-                                ("goal", j.id.as_str(), m)
-                            });
+                            .filter(|g| g.event == name)
+                            .and_then(|g| g.condition.as_ref())
+                            .map(|c| ("goal", j.id.as_str(), c));
                         exits.chain(goal)
                     })
                     .collect(),
@@ -1033,9 +1029,14 @@ impl Runtime {
                     }
                     p.apply(e);
                     if !markable.is_empty() {
-                        let scope = p.scope();
-                        for (kind, journey, m) in &markable {
-                            if engine::matches(m, e, &scope, now) {
+                        let profile = p.scope();
+                        let scope = crate::condition::Scope {
+                            event: &e.properties,
+                            profile: &profile,
+                            now,
+                        };
+                        for (kind, journey, c) in &markable {
+                            if c.eval(&scope) {
                                 p.mark(kind, journey, e.timestamp);
                             }
                         }
