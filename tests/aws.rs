@@ -883,6 +883,54 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
         Err(StoreError::Conflict)
     );
 
+    // A rendered marketing email in an enrollment's outbox: tens of KB of HTML, stored
+    // deflated (DynamoDB bills writes per KB) and read back whole, by GetItem and by Query.
+    let rows = "<tr><td class=\"name\">Trail shoes</td><td class=\"price\">79.90 EUR</td></tr>\n"
+        .repeat(800);
+    let big = Record::new(
+        Key::new("U#ann", "E#newsletter"),
+        1,
+        &json!({"outbox": [{"html": rows, "text": "Trail shoes 79.90 EUR\n".repeat(800)}]}),
+    )
+    .expect("record");
+    let json_len = big.body.json().expect("json").len();
+    store.put(&big, Expect::Absent).await.expect("large write");
+    assert_eq!(store.get(&big.key).await, Ok(Some(big.clone())));
+    let item = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("U#ann".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("E#newsletter".into()),
+        )
+        .send()
+        .await
+        .expect("raw get")
+        .item
+        .expect("the item");
+    assert!(
+        !item.contains_key("b"),
+        "a large body is not stored as it is"
+    );
+    let stored = item
+        .get("z")
+        .and_then(|z| z.as_b().ok())
+        .map(|z| z.as_ref().len());
+    assert!(
+        stored.is_some_and(|n| n * 10 < json_len),
+        "{json_len} bytes of JSON stored as {stored:?}"
+    );
+    let found = store.query("U#ann", "E#news").await.expect("query");
+    assert_eq!(found, vec![big.clone()]);
+    store
+        .delete(&big.key, Expect::Version(1))
+        .await
+        .expect("delete");
+
     // 150 keys (and a repeated one, and a missing one) through BatchGetItem's 100-key pages.
     let mut keys = Vec::new();
     for i in 0..150 {

@@ -27,6 +27,15 @@ const PK: &str = "pk";
 const SK: &str = "sk";
 const VERSION: &str = "v";
 const BODY: &str = "b";
+/// A body stored deflated (raw DEFLATE), in place of [`BODY`]: see [`body_attribute`].
+const DEFLATED: &str = "z";
+/// Bodies from this size up are deflated when that makes them smaller: DynamoDB bills a write
+/// per KB of item, and a rendered email in an enrollment's outbox is tens of KB of HTML that
+/// deflates to a fifth or less. Below it an item is one write unit whatever is done.
+const DEFLATE_FROM: usize = 1024;
+/// A deflated body never inflates past this (DynamoDB's items stop at 400 KB; HTML deflates
+/// by ten at most, JSON of repeated keys by some more).
+const INFLATED_MAX: usize = 16 << 20;
 const TTL: &str = "ttl";
 const FOLD: &str = "f";
 /// The sparse global secondary index on (`f`, `sk`); template.yaml declares it.
@@ -67,6 +76,18 @@ fn store_error<E: ProvideErrorMetadata>(op: &str, e: SdkError<E, HttpResponse>) 
     StoreError::Unavailable(format!("DynamoDB {op}: {code}"))
 }
 
+/// The attribute a record's JSON body is stored under, and what is stored: [`DEFLATED`] when
+/// the body is [`DEFLATE_FROM`] bytes or more and deflating shrinks it, else [`BODY`] as it is.
+fn body_attribute(json: bytes::Bytes) -> (&'static str, Vec<u8>) {
+    if json.len() >= DEFLATE_FROM {
+        let z = miniz_oxide::deflate::compress_to_vec(&json, 6);
+        if z.len() < json.len() {
+            return (DEFLATED, z);
+        }
+    }
+    (BODY, Vec::from(json))
+}
+
 fn key_item(key: &Key) -> Item {
     HashMap::from([
         (PK.to_string(), AttributeValue::S(key.pk.to_string())),
@@ -83,16 +104,21 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
     let (Some(pk), Some(sk)) = (string(item, PK), string(item, SK)) else {
         return Err(StoreError::Corrupt("an item without pk or sk".into()));
     };
-    let Some(body) = item.get(BODY) else {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("item {pk}/{sk}: {what}"));
+    let body: bytes::Bytes = if let Some(body) = item.get(BODY) {
+        body.as_b()
+            .map_err(|_| corrupt("the body is not binary"))?
+            .as_ref()
+            .to_vec()
+            .into()
+    } else if let Some(z) = item.get(DEFLATED) {
+        let z = z.as_b().map_err(|_| corrupt("the body is not binary"))?;
+        miniz_oxide::inflate::decompress_to_vec_with_limit(z.as_ref(), INFLATED_MAX)
+            .map_err(|e| corrupt(&format!("the deflated body does not inflate: {e}")))?
+            .into()
+    } else {
         return Ok(None);
     };
-    let corrupt = |what: &str| StoreError::Corrupt(format!("item {pk}/{sk}: {what}"));
-    let body = body
-        .as_b()
-        .map_err(|_| corrupt("the body is not binary"))?
-        .as_ref()
-        .to_vec()
-        .into();
     let version = item
         .get(VERSION)
         .and_then(|v| v.as_n().ok())
@@ -110,7 +136,7 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
     Ok(Some(Record {
         key: Key::new(pk, sk),
         version,
-        body,
+        body: body.into(),
         expires,
         pending: string(item, FOLD).map(Part::from),
     }))
@@ -288,10 +314,8 @@ impl Store for DynamoStore {
             VERSION.to_string(),
             AttributeValue::N(record.version.to_string()),
         );
-        item.insert(
-            BODY.to_string(),
-            AttributeValue::B(Blob::new(Vec::from(record.body.json()?))),
-        );
+        let (name, body) = body_attribute(record.body.json()?);
+        item.insert(name.to_string(), AttributeValue::B(Blob::new(body)));
         if let Some(t) = record.expires {
             item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
         }
@@ -587,6 +611,48 @@ mod tests {
             })
         );
         item.insert(VERSION.into(), AttributeValue::S("x".into()));
+        assert!(matches!(record(&item), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn large_bodies_are_stored_deflated_and_read_back_whole() {
+        let html = "<tr><td class=\"item\">Trail shoes</td><td>79.90 EUR</td></tr>".repeat(600);
+        let json = serde_json::to_vec(&serde_json::json!({ "html": html })).expect("json");
+        let (name, stored) = body_attribute(json.clone().into());
+        assert_eq!(name, DEFLATED);
+        assert!(
+            stored.len() * 10 < json.len(),
+            "{} bytes deflated to {}",
+            json.len(),
+            stored.len()
+        );
+        let mut item = key_item(&Key::new("U#ann", "E#cart"));
+        item.insert(VERSION.into(), AttributeValue::N("2".into()));
+        item.insert(name.into(), AttributeValue::B(Blob::new(stored)));
+        let r = record(&item).ok().flatten().expect("a record");
+        assert_eq!(r.body.json().ok().as_deref(), Some(&json[..]));
+
+        // Small bodies, and bodies deflate cannot shrink, stay as they are.
+        assert_eq!(
+            body_attribute(bytes::Bytes::from_static(b"{}")),
+            (BODY, b"{}".to_vec())
+        );
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        assert_eq!(body_attribute(noise.clone().into()).0, BODY);
+
+        // A deflated body that does not inflate is a corrupt item, not a panic.
+        item.insert(
+            DEFLATED.into(),
+            AttributeValue::B(Blob::new(vec![0xff; 16])),
+        );
         assert!(matches!(record(&item), Err(StoreError::Corrupt(_))));
     }
 }
