@@ -446,11 +446,16 @@ impl Profile {
         self.history.get(IDENTIFY).is_some_and(|l| !l.is_empty())
     }
 
-    /// The latest occurrence of `event` strictly after `after`, if any.
-    pub fn seen_after(&self, event: &str, after: Timestamp) -> Option<Timestamp> {
-        self.history
-            .get(event)
-            .and_then(|l| l.iter().rev().find(|(t, _)| *t > after).map(|(t, _)| *t))
+    /// The latest occurrence of `event` at or after `after`, other than the event `except` (the
+    /// trigger itself, by messageId), if any: an event at the trigger's own instant counts, as it
+    /// does when it arrives after the trigger ([`crate::engine::on_event`]).
+    pub fn seen_after(&self, event: &str, after: Timestamp, except: &str) -> Option<Timestamp> {
+        self.history.get(event).and_then(|l| {
+            l.iter()
+                .rev()
+                .find(|(t, id)| *t >= after && id != except)
+                .map(|(t, _)| *t)
+        })
     }
 
     /// The key of [`Profile::marks`] for `journey`'s exits (`exit`) or goal (`goal`).
@@ -469,20 +474,31 @@ impl Profile {
         }
     }
 
-    /// When an event last met `journey`'s exit or goal `where`, if after `after`.
-    pub fn marked_after(&self, kind: &str, journey: &str, after: Timestamp) -> Option<Timestamp> {
+    /// When an event last met `journey`'s exit or goal `where`, if at or after `after`
+    /// (`inclusive`) or strictly after it. A mark keeps no messageId, so a mark at the trigger's
+    /// own instant counts only when the exit or goal is another event than the trigger (else it
+    /// may be the trigger itself).
+    pub fn marked_after(
+        &self,
+        kind: &str,
+        journey: &str,
+        after: Timestamp,
+        inclusive: bool,
+    ) -> Option<Timestamp> {
         self.marks
             .get(&Profile::mark_key(kind, journey))
             .copied()
-            .filter(|t| *t > after)
+            .filter(|t| *t > after || (inclusive && *t == after))
     }
 
-    /// The first time `event` happened after `after`, if it did (of the recent occurrences the
-    /// history keeps).
-    pub fn first_after(&self, event: &str, after: Timestamp) -> Option<Timestamp> {
-        self.history
-            .get(event)
-            .and_then(|l| l.iter().find(|(t, _)| *t > after).map(|(t, _)| *t))
+    /// The first time `event` happened at or after `after`, other than the event `except` (the
+    /// trigger itself), if it did (of the recent occurrences the history keeps).
+    pub fn first_after(&self, event: &str, after: Timestamp, except: &str) -> Option<Timestamp> {
+        self.history.get(event).and_then(|l| {
+            l.iter()
+                .find(|(t, id)| *t >= after && id != except)
+                .map(|(t, _)| *t)
+        })
     }
 
     /// The latest time any of `events` happened.

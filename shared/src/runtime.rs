@@ -1390,7 +1390,7 @@ impl Runtime {
             now,
             unsubscribe_url: None,
         };
-        let exit = late_exit(journey, into, l.enrollment.trigger.at, cause, now)
+        let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| !in_it)
             .and_then(|late| engine::on_event(&ctx, &l.enrollment, &late));
         let (t, exits) = match exit {
@@ -1460,8 +1460,7 @@ impl Runtime {
             return Ok(());
         };
         let now = self.now();
-        let Some(late) = late_exit(&p.journey, &profile, l.enrollment.trigger.at, cause, now)
-        else {
+        let Some(late) = late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now) else {
             return Ok(());
         };
         let ctx = Ctx {
@@ -1620,6 +1619,7 @@ impl Runtime {
             unsubscribe_url: unsub.as_deref(),
         };
         let trigger_at = trigger.at;
+        let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
         if let Some(l) = existing {
@@ -1627,13 +1627,13 @@ impl Runtime {
         }
         // A goal reached after the trigger but applied before it (events out of order).
         if let Some(at) = j.goal.as_ref().and_then(|g| match g.condition {
-            None => profile.first_after(&g.event, trigger_at),
-            Some(_) => profile.marked_after("goal", &j.id, trigger_at),
+            None => profile.first_after(&g.event, trigger_at, &cause),
+            Some(_) => profile.marked_after("goal", &j.id, trigger_at, g.event != trigger_event),
         }) {
             engine::convert_late(&ctx, &mut t, at);
         }
         // An exit that happened after the trigger but was applied before it (events out of order).
-        if let Some(late) = late_exit(j, profile, trigger_at, &cause, now) {
+        if let Some(late) = late_exit(j, profile, &t.enrollment.trigger, &cause, now) {
             if let Some(exit) = engine::exit_late(&ctx, &t.enrollment, &late) {
                 // Nothing the entry scheduled may go out: keep only the exit's own effects.
                 let mut timeline = t.timeline;
@@ -3169,21 +3169,21 @@ impl Runtime {
     }
 }
 
-/// An exit event of `j` that `profile` did after `since` (the trigger of an enrollment it is
+/// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is
 /// being given; for an exit with a `where`, one that met it, as `Profile::marks` keeps), as an
 /// event to apply to that enrollment: its exit came first.
 fn late_exit(
     j: &Journey,
     profile: &Profile,
-    since: Timestamp,
+    trigger: &TriggerEvent,
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
     let (m, exit_at) = j.exit_when.iter().find_map(|m| {
         match m.condition {
-            None => profile.seen_after(&m.event, since),
+            None => profile.seen_after(&m.event, trigger.at, &trigger.message_id),
             // Its `where` was met when it came (`Profile::marks`).
-            Some(_) => profile.marked_after("exit", &j.id, since),
+            Some(_) => profile.marked_after("exit", &j.id, trigger.at, m.event != trigger.event),
         }
         .map(|t| (m, t))
     })?;

@@ -2490,6 +2490,77 @@ steps:
     );
 }
 
+/// An order at the very instant of the cart ends the journey and converts it whichever of the
+/// two the engine gets first (SQS keeps no order), with or without a `where`; a goal that is the
+/// trigger's own event is not met by the trigger itself.
+#[tokio::test]
+async fn an_exit_and_goal_at_the_triggers_instant_count_in_either_order() {
+    let plain = r#"
+id: cart
+name: Cart
+trigger: {event: cart}
+exit_when: [{event: order}]
+goal: {event: order, within: 7d}
+steps:
+  - id: wait
+    wait: 30m
+  - id: nudge
+    send: {push: {title: "Nudge", body: "."}}
+"#;
+    let with_where = r#"
+id: cartw
+name: Cart where
+trigger: {event: cart}
+exit_when: [{event: order, where: "event.total > 0"}]
+goal: {event: order, where: "event.total > 0", within: 7d}
+steps:
+  - id: wait
+    wait: 30m
+  - id: nudge
+    send: {push: {title: "Nudge", body: "."}}
+"#;
+    let again = r#"
+id: again
+name: Buy again
+trigger: {event: order}
+goal: {event: order, within: 30d}
+steps:
+  - id: thanks
+    send: {push: {title: "Thanks", body: "."}}
+"#;
+    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    let mut script = String::new();
+    for (user, first, second) in [("x", "cart", "order"), ("y", "order", "cart")] {
+        script.push_str(&format!(
+            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"{first}","messageId":"{user}1","properties":{{"total":5}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"{second}","messageId":"{user}2","properties":{{"total":5}}}}
+"#
+        ));
+    }
+    let out = sim(&[plain, with_where, again], &script).await;
+    for user in ["x", "y"] {
+        for journey in ["cart", "cartw"] {
+            let facts_of = |w: &What| matches!(w, What::Converted { .. } | What::Exited { .. });
+            let got: Vec<String> = facts(&out, user, facts_of)
+                .into_iter()
+                .filter(|f| f.contains(&format!(" {journey}/")))
+                .collect();
+            assert_eq!(got.len(), 2, "{user} in {journey}: {got:?}");
+        }
+        assert_eq!(
+            outbox_of(&out, user),
+            [format!("2026-12-01T10:00:00Z {user} push thanks: Thanks")],
+            "{user}: no nudge for a cart ordered at once"
+        );
+        let converted_again = facts(&out, user, |w| matches!(w, What::Converted { .. }))
+            .into_iter()
+            .filter(|f| f.contains(" again/"))
+            .count();
+        assert_eq!(converted_again, 0, "{user}: an order is not its own goal");
+    }
+}
+
 #[tokio::test]
 async fn goal_counts_a_conversion_within_its_window_even_after_the_journey_completed() {
     let journey = r#"
