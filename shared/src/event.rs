@@ -105,16 +105,19 @@ pub fn parse_call_at(
     let received = Received {
         at: received_at,
         place,
+        sent_at: None,
     };
     from_call(call, &raw, &Map::new(), received, limits, "")
 }
 
 /// When an event was received, and where in its request (`batch[3]`, a script's line; empty
-/// for a lone call): what an event without a `messageId` takes its id from.
+/// for a lone call): what an event without a `messageId` takes its id from. `sent_at`: the
+/// batch's `sentAt`, for items without their own.
 #[derive(Clone, Copy)]
 struct Received<'a> {
     at: Timestamp,
     place: &'a str,
+    sent_at: Option<Timestamp>,
 }
 
 /// Validates one call's object as the event it is (see [`Call`]).
@@ -331,10 +334,16 @@ pub fn parse_batch(
         return Err(check.errors);
     }
 
+    let sent_at = sent_at(&raw);
     let mut outcome = BatchOutcome::default();
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("batch[{index}]");
-        match parse_item(item, &shared_context, received_at, limits, &prefix) {
+        let received = Received {
+            at: received_at,
+            place: &prefix,
+            sent_at,
+        };
+        match parse_item(item, &shared_context, received, limits, &prefix) {
             Ok(event) => outcome.accepted.push(event),
             Err(errors) => outcome.rejected.push(Rejected {
                 index: Some(index),
@@ -343,6 +352,13 @@ pub fn parse_batch(
         }
     }
     Ok(outcome)
+}
+
+/// A call's or a batch's `sentAt`, when it is a time: the sender's clock when it sent the
+/// request. Only ever used to correct `timestamp` for that clock ([`Check::timestamp`]), so one
+/// that is not a time is ignored, as Segment ignores it, rather than refusing the events.
+fn sent_at(raw: &Map<String, Value>) -> Option<Timestamp> {
+    raw.get("sentAt")?.as_str()?.parse().ok()
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
@@ -368,7 +384,7 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
 fn parse_item(
     item: &Value,
     shared_context: &Map<String, Value>,
-    received_at: Timestamp,
+    received: Received<'_>,
     limits: &Limits,
     prefix: &str,
 ) -> Result<Event, Vec<FieldError>> {
@@ -410,10 +426,6 @@ fn parse_item(
                 r#"must be one of the strings "track", "identify", "page", "screen" or "alias""#,
             )]);
         }
-    };
-    let received = Received {
-        at: received_at,
-        place: prefix,
     };
     from_call(call, raw, shared_context, received, limits, prefix)
 }
@@ -479,7 +491,7 @@ fn from_raw(
         }
         merged
     };
-    let timestamp = check.timestamp(raw, received.at, limits);
+    let timestamp = check.timestamp(raw, received, limits);
 
     if !check.errors.is_empty() {
         return Err(check.errors);
@@ -697,25 +709,43 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// When the event happened: its `timestamp` (or `originalTimestamp`), corrected for the
+    /// sender's clock when it says when it sent the event (`sentAt`, its own or the batch's), as
+    /// Segment does: `receivedAt − (sentAt − timestamp)`. A phone whose clock is a day off
+    /// still stamps its events with the right times relative to each other and to `sentAt`; only
+    /// the offset is wrong, and this takes it out. Without `sentAt`, `timestamp` as it is.
     fn timestamp(
         &mut self,
         raw: &Map<String, Value>,
-        received_at: Timestamp,
+        received: Received<'_>,
         limits: &Limits,
     ) -> Timestamp {
         const EXAMPLE: &str =
             r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
-        let text = match raw.get("timestamp") {
+        let received_at = received.at;
+        let field = if is_absent(raw.get("timestamp")) && !is_absent(raw.get("originalTimestamp"))
+        {
+            "originalTimestamp"
+        } else {
+            "timestamp"
+        };
+        let text = match raw.get(field) {
             None | Some(Value::Null) => return received_at,
             Some(Value::String(s)) => s,
             Some(_) => {
-                self.error("timestamp", format!("must be a string: {EXAMPLE}"));
+                self.error(field, format!("must be a string: {EXAMPLE}"));
                 return received_at;
             }
         };
-        let Ok(at) = text.parse::<Timestamp>() else {
-            self.error("timestamp", format!("is not {EXAMPLE}"));
+        let Ok(stamped) = text.parse::<Timestamp>() else {
+            self.error(field, format!("is not {EXAMPLE}"));
             return received_at;
+        };
+        let at = match sent_at(raw).or(received.sent_at) {
+            Some(sent) => received_at
+                .checked_sub(sent.duration_since(stamped))
+                .unwrap_or(stamped),
+            None => stamped,
         };
         let age = received_at.duration_since(at);
         let ahead = at.duration_since(received_at);
@@ -1499,6 +1529,51 @@ mod tests {
     fn absent_timestamp_is_received_at() {
         let event = single(Kind::Track, &json!({"userId": "u1", "event": "A"})).expect("valid");
         assert_eq!(event.timestamp, received());
+    }
+
+    /// Segment's clock-skew correction: a phone whose clock is a day ahead sends an event it
+    /// stamped 5 s before sending; it happened 5 s before it was received.
+    #[test]
+    fn a_senders_clock_is_corrected_by_its_sent_at() {
+        let at = |t: &str| t.parse::<Timestamp>().expect("time");
+        assert_eq!(received(), at("2025-06-01T12:00:00Z"));
+        let event = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "timestamp": "2025-06-02T11:59:55Z",
+                "sentAt": "2025-06-02T12:00:00Z"}),
+        )
+        .expect("valid: the clock's offset is taken out before the limits");
+        assert_eq!(event.timestamp, at("2025-06-01T11:59:55Z"));
+        // originalTimestamp, as some libraries call it; a clock a day behind.
+        let event = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "originalTimestamp": "2025-05-31T11:59:00Z",
+                "sentAt": "2025-05-31T12:00:00Z"}),
+        )
+        .expect("valid");
+        assert_eq!(event.timestamp, at("2025-06-01T11:59:00Z"));
+        // A sentAt that is not a time corrects nothing and refuses nothing.
+        let event = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T11:00:00Z",
+                "sentAt": "soon"}),
+        )
+        .expect("valid");
+        assert_eq!(event.timestamp, at("2025-06-01T11:00:00Z"));
+        // A batch's sentAt (analytics-node, analytics-python) corrects items without their own.
+        let body = json!({"sentAt": "2025-06-02T12:00:00Z", "batch": [
+            {"type": "track", "userId": "u1", "event": "A", "timestamp": "2025-06-02T11:58:00Z"},
+            {"type": "track", "userId": "u1", "event": "B", "timestamp": "2025-06-02T11:59:00Z",
+                "sentAt": "2025-06-02T11:59:30Z"},
+        ]})
+        .to_string();
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        let times: Vec<Timestamp> = outcome.accepted.iter().map(|e| e.timestamp).collect();
+        assert_eq!(
+            times,
+            [at("2025-06-01T11:58:00Z"), at("2025-06-01T11:59:30Z")]
+        );
     }
 
     #[test]
