@@ -723,8 +723,7 @@ impl<'a> Check<'a> {
         const EXAMPLE: &str =
             r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
         let received_at = received.at;
-        let field = if is_absent(raw.get("timestamp")) && !is_absent(raw.get("originalTimestamp"))
-        {
+        let field = if is_absent(raw.get("timestamp")) && !is_absent(raw.get("originalTimestamp")) {
             "originalTimestamp"
         } else {
             "timestamp"

@@ -418,24 +418,29 @@ impl Profile {
     /// `within` (a `repeated` trigger). Any span that holds it counts, not only the one ending
     /// at it: an occurrence that arrives late (a device offline for a while) completes the
     /// count as well as the latest one does.
+    ///
+    /// Only occurrences after `since` count (the trigger of the user's last enrollment in the
+    /// journey): the episodes that made one offer do not make the next.
     pub fn done_times_within(
         &self,
         event: &str,
         at: Timestamp,
         within: SignedDuration,
         times: usize,
+        since: Option<Timestamp>,
     ) -> bool {
         let Some(list) = self.history.get(event) else {
             return times == 0;
         };
+        let counts = |t: &Timestamp| since.is_none_or(|s| *t > s);
         // The best spans start at an occurrence: try each one from `within` before `at` to
         // `at` (the list is in time order).
         list.iter()
             .map(|(t, _)| *t)
-            .filter(|t| *t >= at - within && *t <= at)
+            .filter(|t| *t >= at - within && *t <= at && counts(t))
             .any(|start| {
                 list.iter()
-                    .filter(|(t, _)| *t >= start && *t <= start + within)
+                    .filter(|(t, _)| *t >= start && *t <= start + within && counts(t))
                     .count()
                     >= times
             })

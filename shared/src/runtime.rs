@@ -1201,6 +1201,9 @@ impl Runtime {
                             e.timestamp,
                             r.within.to_jiff(),
                             r.times as usize,
+                            enrollments
+                                .get(&p.journey.id)
+                                .map(|l| l.enrollment.trigger.at),
                         );
                         let unmet = counted.then(|| refused_by(r.condition.as_ref())).flatten();
                         (counted && unmet.is_none(), unmet)

@@ -134,6 +134,47 @@ steps:
     assert_eq!(facts(&out, "max", refused), Vec::<String>::new());
 }
 
+/// A `repeated` trigger that may enter again counts only what came after the last entry: five
+/// episodes make one offer, not one on each of the third, fourth and fifth; six make two.
+#[tokio::test]
+async fn a_repeated_trigger_counts_again_from_the_last_entry() {
+    let journey = r#"
+id: upsell
+name: Upsell
+trigger:
+  repeated: {event: episode_watched, times: 3, within: 7d}
+reentry: after_exit
+steps:
+  - id: offer
+    send: {push: {title: "Go Premium", body: "."}}
+"#;
+    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    let mut script = String::new();
+    for (user, episodes) in [("five", 5), ("six", 6)] {
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{{device}}}}}\n"
+        ));
+        for i in 0..episodes {
+            script.push_str(&format!(
+                "{{\"at\":\"2026-12-01T{:02}:00:00Z\",\"userId\":\"{user}\",\"event\":\"episode_watched\",\"messageId\":\"{user}{i}\"}}\n",
+                10 + i
+            ));
+        }
+    }
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox_of(&out, "five"),
+        ["2026-12-01T12:00:00Z five push offer: Go Premium"]
+    );
+    assert_eq!(
+        outbox_of(&out, "six"),
+        [
+            "2026-12-01T12:00:00Z six push offer: Go Premium",
+            "2026-12-01T15:00:00Z six push offer: Go Premium"
+        ]
+    );
+}
+
 /// Events that arrive out of order (a device offline for two days sends its episodes late)
 /// still make three within seven days: nia enters when the last of them arrives, although the
 /// one that arrived first is the latest.
