@@ -587,7 +587,7 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
 }
 
 /// When a `wait_until` with a `date` ends: the time its path reads (an RFC 3339 time, a local
-/// date and time or a `YYYY-MM-DD` date in `tz`, or seconds since 1970), moved by `before`
+/// date and time or a `YYYY-MM-DD` date in `tz`, or seconds or milliseconds since 1970), moved by `before`
 /// or `after`, then to `time` on its local day when the step names one. `None` when the step
 /// has no `date`, or the user no such value, or it is not a time.
 pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
@@ -596,10 +596,7 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
     // Read as the templates' `date` filter reads a time, so a message shows the time waited for.
     let at = match path.lookup(scope)? {
         Value::String(s) => template::zoned_text(s.trim(), tz)?.timestamp(),
-        Value::Number(n) => {
-            let seconds = n.as_f64().filter(|s| s.is_finite())?;
-            Timestamp::from_millisecond((seconds * 1000.0).round() as i64).ok()?
-        }
+        Value::Number(n) => template::epoch_number(n.as_f64()?)?,
         _ => return None,
     };
     // Days are the user's calendar days (`before: 1d` is the day before, at the same local
@@ -1200,41 +1197,57 @@ impl<'a> Run<'a> {
         (resolved, failed)
     }
 
+    /// The message `t` makes for this user; an error names the part whose template failed
+    /// (`text: …`, `data.url: …`), so the timeline's `render_error` says where to look.
     fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
         let ctx = self.template_context();
-        let text = |s: &str| ctx.render(s, false);
-        let data = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, template::TemplateError> {
-            m.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect()
+        let named = |field: &str, r: Result<String, template::TemplateError>| {
+            r.map_err(|mut e| {
+                e.message = format!("{field}: {}", e.message);
+                e
+            })
+        };
+        let text = |field: &str, s: &str| named(field, ctx.render(s, false));
+        let data = |part: &str,
+                    m: &BTreeMap<String, String>|
+         -> Result<BTreeMap<String, String>, template::TemplateError> {
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), text(&format!("{part}.{k}"), v)?)))
+                .collect()
         };
         Ok(match t {
             Template::Email(e) => Content::Email {
-                subject: text(&e.subject)?,
-                html: e.html.as_deref().map(|h| ctx.render(h, true)).transpose()?,
-                text: e.text.as_deref().map(text).transpose()?,
+                subject: text("subject", &e.subject)?,
+                html: e
+                    .html
+                    .as_deref()
+                    .map(|h| named("html", ctx.render(h, true)))
+                    .transpose()?,
+                text: e.text.as_deref().map(|s| text("text", s)).transpose()?,
                 unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
             },
             Template::Sms(s) => Content::Sms {
-                body: text(&s.body)?,
+                body: text("body", &s.body)?,
                 sms_type: s.sms_type,
             },
             Template::Push(p) => Content::Push {
-                title: text(&p.title)?,
-                body: text(&p.body)?,
-                data: data(&p.data)?,
+                title: text("title", &p.title)?,
+                body: text("body", &p.body)?,
+                data: data("data", &p.data)?,
                 expires: p.expires,
             },
             Template::InApp(p) => Content::InApp {
-                title: text(&p.title)?,
-                body: text(&p.body)?,
-                data: data(&p.data)?,
+                title: text("title", &p.title)?,
+                body: text("body", &p.body)?,
+                data: data("data", &p.data)?,
                 expires: p.expires,
             },
             Template::Webhook(w) => Content::Webhook {
-                url: text(&w.url)?,
+                url: text("url", &w.url)?,
                 method: w.method.clone(),
-                headers: data(&w.headers)?,
-                body: w.body.as_deref().map(text).transpose()?,
+                headers: data("headers", &w.headers)?,
+                body: w.body.as_deref().map(|b| text("body", b)).transpose()?,
             },
         })
     }

@@ -2,8 +2,9 @@
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 mod date;
-pub(crate) use date::{zone_of, zoned_text};
+pub(crate) use date::{epoch_number, zone_of, zoned_text};
 mod direct;
+mod number;
 mod used;
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.set_recursion_limit(32);
     env.set_auto_escape_callback(move |_| escape.clone());
     env.add_filter("date", date::date);
+    env.add_filter("round", number::round);
+    env.add_filter("abs", number::abs);
     env
 }
 

@@ -175,6 +175,70 @@ steps:
     );
 }
 
+/// `round` and `abs` on a value the event does not have print nothing and the message goes
+/// out; a price sent as text is rounded as the number it says; text that is no number skips
+/// the message, and the skip names the part of the message and why.
+#[tokio::test]
+async fn numeric_filters_forgive_missing_values_and_name_what_failed() {
+    let journey = r#"
+id: receipt
+name: Receipt
+trigger: {event: paid}
+reentry: after_exit
+steps:
+  - id: note
+    send:
+      push: {title: "Paid", body: "Total {{ event.total | round(2) }} {{ event.currency }}"}
+"#;
+    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    let mut script = String::new();
+    for (user, props) in [
+        ("none", "{}"),
+        ("text", r#"{"total": "19.987", "currency": "EUR"}"#),
+        ("word", r#"{"total": "soon"}"#),
+    ] {
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{{device}}}}}\n{{\"at\":\"2026-12-01T10:00:00Z\",\"userId\":\"{user}\",\"event\":\"paid\",\"properties\":{props}}}\n"
+        ));
+    }
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox_of(&out, "none"),
+        ["2026-12-01T10:00:00Z none push note: Paid"]
+    );
+    assert_eq!(
+        outbox_of(&out, "text"),
+        ["2026-12-01T10:00:00Z text push note: Paid"]
+    );
+    assert!(outbox_of(&out, "word").is_empty());
+    let skipped: Vec<String> = entries(&out, "word")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, detail, .. } => {
+                Some(format!("{reason}: {}", detail.as_deref().unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].starts_with("render_error: body: ")
+            && skipped[0].contains("round: soon (string) is not a number"),
+        "{skipped:?}"
+    );
+    let bodies: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            waymark::simulate::Output::Message(m) if &*m.user_id == "text" => {
+                serde_json::to_value(&m.content).ok()
+            }
+            _ => None,
+        })
+        .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(bodies, ["Total 19.99 EUR"]);
+}
+
 /// Events that arrive out of order (a device offline for two days sends its episodes late)
 /// still make three within seven days: nia enters when the last of them arrives, although the
 /// one that arrived first is the latest.

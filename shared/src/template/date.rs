@@ -12,8 +12,8 @@ use minijinja::{Error, ErrorKind, State, Value};
 const DEFAULT_FORMAT: &str = "%Y-%m-%d";
 
 /// `value | date(format, tz=zone)`: `value` is RFC 3339 text (`2026-12-24T18:00:00Z`), a day
-/// (`2026-12-24`), a local date and time (`2026-12-24T18:00:00`, read in the zone) or seconds
-/// since 1970. It is shown in `tz` when given, else in the user's zone (`profile.timezone`,
+/// (`2026-12-24`), a local date and time (`2026-12-24T18:00:00`, read in the zone), seconds
+/// since 1970, or milliseconds since 1970 (a number from 1e11 on: `Date.now()`). It is shown in `tz` when given, else in the user's zone (`profile.timezone`,
 /// else the journey's `timezone`, else UTC); `format` takes strftime's directives (`%Y-%m-%d`
 /// when absent). Nothing (an absent trait) prints as nothing, as an absent value does anywhere
 /// else in a template.
@@ -67,18 +67,13 @@ pub(crate) fn zone_of(profile: Option<&str>, journey: Option<&str>) -> TimeZone 
 fn zoned(value: &Value, tz: &TimeZone) -> Result<ZonedDateTime, Error> {
     let not_a_time = || {
         invalid(format!(
-            "date: {value} is not a time: give RFC 3339 text like 2026-12-24T18:00:00Z, a day like 2026-12-24, or seconds since 1970"
+            "date: {value} is not a time: give RFC 3339 text like 2026-12-24T18:00:00Z, a day like 2026-12-24, or seconds (or milliseconds) since 1970"
         ))
     };
     match value.kind() {
         ValueKind::Number => {
-            let seconds = f64::try_from(value.clone()).map_err(|_| not_a_time())?;
-            if !seconds.is_finite() {
-                return Err(not_a_time());
-            }
-            let millis = (seconds * 1000.0).round();
-            // Out of jiff's range (about ±9,999 years) is no time.
-            let ts = Timestamp::from_millisecond(millis as i64).map_err(|_| not_a_time())?;
+            let n = f64::try_from(value.clone()).map_err(|_| not_a_time())?;
+            let ts = epoch_number(n).ok_or_else(not_a_time)?;
             Ok(ts.to_zoned_datetime(tz.clone()))
         }
         ValueKind::String => {
@@ -86,6 +81,22 @@ fn zoned(value: &Value, tz: &TimeZone) -> Result<ZonedDateTime, Error> {
         }
         _ => Err(not_a_time()),
     }
+}
+
+/// A number as a time: seconds since 1970, or milliseconds from 1e11 on (JavaScript's
+/// `Date.now()`; as seconds that would be past the year 5000). Shared with `wait_until`'s
+/// `date`, so a wait and a message read the same number the same way. `None` out of jiff's
+/// range (about ±9,999 years) or not finite.
+pub(crate) fn epoch_number(n: f64) -> Option<Timestamp> {
+    if !n.is_finite() {
+        return None;
+    }
+    let millis = if n.abs() >= 1e11 {
+        n.round()
+    } else {
+        (n * 1000.0).round()
+    };
+    Timestamp::from_millisecond(millis as i64).ok()
 }
 
 /// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
@@ -120,7 +131,7 @@ mod tests {
     fn show(source: &str, profile: serde_json::Value) -> Result<String, String> {
         render(
             source,
-            &json!({"profile": profile, "event": {"at": "2026-12-24T18:30:00Z", "day": "2026-12-24", "epoch": 1798137000}}),
+            &json!({"profile": profile, "event": {"at": "2026-12-24T18:30:00Z", "day": "2026-12-24", "epoch": 1798137000, "epoch_ms": 1798137000000_i64}}),
             false,
         )
         .map_err(|e| e.message)
@@ -197,6 +208,15 @@ mod tests {
         );
         assert_eq!(
             show("{{ event.epoch | date('%Y-%m-%d %H:%M') }}", tokyo.clone()).as_deref(),
+            Ok("2026-12-25 03:30")
+        );
+        // Milliseconds, as JavaScript's `Date.now()` gives them: the same instant.
+        assert_eq!(
+            show(
+                "{{ event.epoch_ms | date('%Y-%m-%d %H:%M') }}",
+                tokyo.clone()
+            )
+            .as_deref(),
             Ok("2026-12-25 03:30")
         );
         assert_eq!(
