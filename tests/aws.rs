@@ -1252,6 +1252,7 @@ async fn webhooks_say_whether_a_retry_may_help() {
         }),
         transactional: false,
         locale: None,
+        timezone: None,
     };
     assert!(sender.send(&hook(1)).await.is_ok());
     assert!(matches!(

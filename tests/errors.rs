@@ -289,6 +289,7 @@ fn outgoing(channel: Channel, to: Address, content: Content) -> Outgoing {
         content: std::sync::Arc::new(content),
         transactional: false,
         locale: None,
+        timezone: None,
     }
 }
 

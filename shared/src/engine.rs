@@ -99,6 +99,10 @@ pub struct Outgoing {
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<Arc<str>>,
+    /// The user's time zone when the message was made (IANA name; as waits find it): a cap
+    /// `per` whole days counts the user's calendar days, also across a change of the clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Arc<str>>,
 }
 
 impl Outgoing {
@@ -1091,6 +1095,7 @@ impl<'a> Run<'a> {
                     content: Arc::new(content),
                     transactional: self.ctx.journey.transactional,
                     locale: locale.map(Arc::from),
+                    timezone: self.timezone().iana_name().map(Arc::from),
                 })));
             }
             Err(err) => {

@@ -236,6 +236,7 @@ mod tests {
             }),
             transactional: false,
             locale: None,
+            timezone: None,
         }
     }
 

@@ -2235,7 +2235,7 @@ impl Runtime {
             if places.iter().any(|p| p.send == send) {
                 return Ok(None); // an earlier attempt of this send took its place
             }
-            let since = now - cap.per.to_jiff();
+            let since = cap_window_start(now, cap.per, o.timezone.as_deref());
             places.retain(|p| p.at > since);
             if places.len() >= cap.max as usize {
                 return Ok(Some(Outcome::Skipped {
@@ -3170,6 +3170,23 @@ impl Runtime {
         items.sort_by_key(|i| std::cmp::Reverse(i.at));
         Ok(items)
     }
+}
+
+/// Where a cap's window of `per` ending `now` begins: whole days are the user's calendar days
+/// in `zone` (`1d` from 09:00 is 09:00 the day before, 23 or 25 hours back when the clocks
+/// changed overnight, so a daily message at 09:00 is not capped by yesterday's), the rest exact
+/// time, as `wait_until`'s `before` counts them.
+fn cap_window_start(now: Timestamp, per: Duration, zone: Option<&str>) -> Timestamp {
+    let secs = per.as_secs();
+    let exact = now - per.to_jiff();
+    if !secs.is_multiple_of(86_400) {
+        return exact;
+    }
+    let tz = crate::template::zone_of(zone, None);
+    now.to_zoned_datetime(tz)
+        .checked_sub(jiff::Span::new().days((secs / 86_400) as i64))
+        .map(|z| z.timestamp())
+        .unwrap_or(exact)
 }
 
 /// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is

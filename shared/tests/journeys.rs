@@ -3075,6 +3075,53 @@ steps:
     );
 }
 
+/// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
+/// on the morning the clocks go forward (23 hours after the one before) and on the morning after
+/// they go back (25 hours).
+#[tokio::test]
+async fn a_daily_cap_counts_calendar_days_across_a_change_of_the_clocks() {
+    let digest = r#"
+id: digest
+name: Daily digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: user}
+reentry: after_exit
+steps:
+  - id: p
+    send: {push: {title: "Digest", body: "."}}
+"#;
+    let mut config = Config::default();
+    config.caps.insert(
+        Channel::Push,
+        Cap {
+            max: 1,
+            per: "1d".parse().expect("duration"),
+        },
+    );
+    for (from, days) in [
+        ("2026-03-27", ["03-28", "03-29", "03-30"]),
+        ("2026-10-23", ["10-24", "10-25", "10-26"]),
+    ] {
+        let script = format!(
+            r#"{{"at":"{from}T00:00:00Z","type":"identify","userId":"ann","traits":{{"timezone":"Europe/Paris","push_tokens":[{{"platform":"fcm","token":"t"}}]}}}}
+{{"at":"{}T12:00:00Z","type":"identify","userId":"ann","traits":{{"first_name":"Ann"}}}}
+"#,
+            format_args!("2026-{}", days[2])
+        );
+        let out = sim_with(&[digest], &script, config.clone(), HORIZON).await;
+        let sent: Vec<String> = outbox(&out)
+            .into_iter()
+            .filter(|l| days.iter().any(|d| l.starts_with(&format!("2026-{d}"))))
+            .collect();
+        assert_eq!(sent.len(), 3, "{from}: {sent:?}");
+        assert_eq!(
+            facts(&out, "ann", |w| matches!(w, What::Skipped { .. })),
+            Vec::<String>::new(),
+            "{from}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Versions, duplicates and order
 // ---------------------------------------------------------------------------------------------
