@@ -323,6 +323,53 @@ fn cors(mut r: Response<Bytes>) -> Response<Bytes> {
     r
 }
 
+/// An event call's request with its body as sent before any `Content-Encoding`: gzip (and its
+/// old name `x-gzip`) is inflated, up to the largest batch accepted; `identity` is the body as
+/// it is. Any other encoding is refused, naming the header, as is a body that does not inflate.
+fn decoded(req: Request<Bytes>) -> Result<Request<Bytes>, Box<Response<Bytes>>> {
+    use std::io::Read;
+    let Some(encoding) = req.headers().get(http::header::CONTENT_ENCODING) else {
+        return Ok(req);
+    };
+    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(req),
+        "gzip" | "x-gzip" => {
+            let (parts, body) = req.into_parts();
+            let limit = event::MAX_BATCH_BYTES;
+            let mut out = Vec::with_capacity(body.len() * 4);
+            let inflated = flate2::read::MultiGzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out);
+            if inflated.is_err() {
+                let why = "is not valid gzip, though Content-Encoding says gzip: send the gzipped JSON, or the JSON without that header";
+                return Err(Box::new(field_errors(
+                    StatusCode::BAD_REQUEST,
+                    &[FieldError::new("body", why)],
+                )));
+            }
+            if out.len() > limit {
+                let why = format!(
+                    "is more than {limit} bytes ({} KB) once gunzipped; send the events in smaller batches",
+                    limit / 1024
+                );
+                return Err(Box::new(field_errors(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &[FieldError::new("body", why)],
+                )));
+            }
+            Ok(Request::from_parts(parts, Bytes::from(out)))
+        }
+        other => {
+            let why = format!("`{other}` is not supported: send the body as it is, or gzip it (Content-Encoding: gzip)");
+            Err(Box::new(field_errors(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &[FieldError::new("Content-Encoding", why)],
+            )))
+        }
+    }
+}
+
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -353,6 +400,14 @@ impl Api {
         if intake && req.method() == Method::OPTIONS {
             return cors(preflight());
         }
+        let req = if intake {
+            match decoded(req) {
+                Ok(req) => req,
+                Err(refused) => return cors(*refused),
+            }
+        } else {
+            req
+        };
         let auth = req
             .headers()
             .get(http::header::AUTHORIZATION)

@@ -588,6 +588,68 @@ fn the_browser_library_sends_with_the_write_key_in_the_body() {
     });
 }
 
+/// A gzipped body (`Content-Encoding: gzip`, as Segment's Python library sends with `gzip=True`)
+/// is read as the JSON it holds; one that inflates past the largest batch (a zip bomb) is refused
+/// with 413, one that is no gzip with 400, and an encoding Waymark does not read with 415, each
+/// naming what to send.
+#[test]
+fn gzipped_bodies_are_read_and_bombs_refused() {
+    block_on(async {
+        let s = Stack::new().await;
+        let gzip = |body: &[u8]| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(body).expect("gzip");
+            z.finish().expect("gzip")
+        };
+        let send = |body: Vec<u8>, encoding: &'static str| {
+            s.api.handle(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/v1/batch")
+                    .header("authorization", format!("Bearer {WRITE_KEY}"))
+                    .header("content-type", "application/json")
+                    .header("content-encoding", encoding)
+                    .body(Bytes::from(body))
+                    .expect("a request"),
+            )
+        };
+        let batch = json!({"batch": [
+            {"type": "identify", "userId": "zed", "traits": {"email": "zed@example.com"}},
+            {"type": "track", "userId": "zed", "event": "signed_up"},
+        ]});
+        let res = send(gzip(batch.to_string().as_bytes()), "gzip").await;
+        let text = String::from_utf8_lossy(res.body()).to_string();
+        assert_eq!(res.status(), StatusCode::OK, "{text}");
+        s.run_until(s.clock.now() + SignedDuration::from_mins(1))
+            .await;
+        let (_, view) = s.admin_get("/v1/users/zed").await;
+        let view: Value = serde_json::from_str(&view).expect("JSON");
+        assert_eq!(view["profile"]["traits"]["email"], "zed@example.com");
+
+        // 10 MB of spaces inflate from about 10 KB: refused before they are read whole.
+        let mut bomb = b"{\"batch\": [] ".to_vec();
+        bomb.extend(std::iter::repeat_n(b' ', 10 << 20));
+        bomb.push(b'}');
+        let bomb = gzip(&bomb);
+        assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+        let res = send(bomb, "gzip").await;
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(String::from_utf8_lossy(res.body()).contains("once gunzipped"));
+
+        let res = send(batch.to_string().into_bytes(), "gzip").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(res.body()).contains("is not valid gzip"));
+
+        let res = send(batch.to_string().into_bytes(), "br").await;
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let text = String::from_utf8_lossy(res.body()).to_string();
+        assert!(
+            text.contains("Content-Encoding") && text.contains("`br`"),
+            "{text}"
+        );
+    });
+}
+
 /// Opening the unsubscribe link (a mail scanner fetching every link in a message, or a person)
 /// only shows a page whose button posts back; the POST unsubscribes, answering a browser with a
 /// page and a mailbox provider's one-click POST with JSON.
