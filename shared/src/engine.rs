@@ -560,10 +560,15 @@ pub fn next_local_time(
         let day_ok = weekdays.is_empty() || weekdays.iter().any(|d| d.to_jiff() == date.weekday());
         if day_ok {
             let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
-            if let Ok(ts) = tz.to_ambiguous_timestamp(dt).compatible() {
-                if ts > now {
-                    return ts;
-                }
+            let ambiguous = tz.to_ambiguous_timestamp(dt);
+            // In the hour the clocks go back the time comes twice: the first that is still
+            // ahead (at 01:10 in the second pass, 01:30 is twenty minutes away, not a day).
+            let ahead = [ambiguous.compatible(), ambiguous.later()]
+                .into_iter()
+                .flatten()
+                .find(|ts| *ts > now);
+            if let Some(ts) = ahead {
+                return ts;
             }
         }
         match date.tomorrow() {

@@ -3075,6 +3075,43 @@ steps:
     );
 }
 
+/// In the hour the clocks go back, a time of day that comes again later that hour is twenty
+/// minutes away, not a day: a New York user at 01:10 EST (the second 01:00–02:00) waiting until
+/// 01:30, and quiet hours ending at 01:30.
+#[tokio::test]
+async fn a_wait_in_the_repeated_hour_ends_at_its_second_pass() {
+    let wait = r#"
+id: w
+name: W
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "01:30"}
+  - id: s
+    send: {email: {subject: "s", text: "x"}}
+"#;
+    let quiet = r#"
+id: q
+name: Q
+trigger: {event: t}
+quiet_hours: {start: "23:00", end: "01:30"}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}}
+"#;
+    let script = r#"{"at":"2026-10-01T00:00:00Z","type":"identify","userId":"ny","traits":{"email":"a@x.com","timezone":"America/New_York","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-11-01T06:10:00Z","userId":"ny","event":"t"}
+"#;
+    let out = sim(&[wait, quiet], script).await;
+    assert_eq!(
+        outbox_of(&out, "ny"),
+        [
+            "2026-11-01T06:30:00Z ny push s: p",
+            "2026-11-01T06:30:00Z ny email s: s"
+        ]
+    );
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
