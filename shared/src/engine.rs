@@ -1180,8 +1180,9 @@ impl<'a> Run<'a> {
             match v.as_str().filter(|s| template::is_template(s)) {
                 Some(source) => match ctx.render(source, false) {
                     Ok(text) => {
-                        // A rendered address is checked as an identify's would be.
+                        // A rendered address is kept and checked as an identify's would be.
                         let value = Value::String(text);
+                        let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
                         match crate::event::trait_problem(k, &value) {
                             Some(why) => {
                                 failed.insert(k.clone(), why);

@@ -466,7 +466,12 @@ fn from_raw(
     };
     let traits = match kind {
         Kind::Identify => {
-            let traits = check.object(raw, "traits");
+            let mut traits = check.object(raw, "traits");
+            for (name, value) in traits.iter_mut() {
+                if let Some(v) = normalized_trait(name, value) {
+                    *value = v;
+                }
+            }
             check.special_traits(&traits);
             traits
         }
@@ -545,7 +550,7 @@ pub fn trait_problem(name: &str, value: &Value) -> Option<String> {
             .map_or(Some("must be a string"), email_problem)
             .map(|problem| format!("{problem}; send an address like ada@example.com")),
         "phone" => (!value.as_str().is_some_and(is_e164)).then(|| {
-            "must be an E.164 number: + then 8 to 15 digits with no spaces, e.g. +14155550123"
+            "must be an E.164 number: + then the country code and 8 to 15 digits in all, e.g. +14155550123"
                 .to_string()
         }),
         "timezone" => {
@@ -558,6 +563,26 @@ pub fn trait_problem(name: &str, value: &Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A trait value as Waymark keeps it, when it differs from the one sent: a phone number written
+/// for people (`+1 415 555-0123`, `+33 (0)6 12 34 56 78`) without its spaces, dashes, dots,
+/// parentheses and a trunk `(0)`, when what is left is E.164. Applied to an identify's traits
+/// and to a journey's rendered `update` values before they are checked ([`trait_problem`]).
+pub fn normalized_trait(name: &str, value: &Value) -> Option<Value> {
+    if name != "phone" {
+        return None;
+    }
+    let text = value.as_str()?;
+    if is_e164(text) {
+        return None;
+    }
+    let compact: String = text
+        .replace("(0)", "")
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}'))
+        .collect();
+    is_e164(&compact).then_some(Value::String(compact))
 }
 
 /// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
@@ -1301,9 +1326,15 @@ mod tests {
                 "traits.phone",
             ),
             (
-                "phone spaces",
+                "phone letters",
                 Kind::Identify,
-                identify(json!({"phone": "+1 415 555 0123"})),
+                identify(json!({"phone": "+1 415 CALL NOW"})),
+                "traits.phone",
+            ),
+            (
+                "phone spaces without a country code",
+                Kind::Identify,
+                identify(json!({"phone": "06 12 34 56 78"})),
                 "traits.phone",
             ),
             (
@@ -1573,6 +1604,25 @@ mod tests {
             times,
             [at("2025-06-01T11:58:00Z"), at("2025-06-01T11:59:30Z")]
         );
+    }
+
+    /// A number written for people is kept as E.164 (what SNS sends to and opt-outs list).
+    #[test]
+    fn phone_numbers_written_for_people_are_kept_as_e164() {
+        for (sent, kept) in [
+            ("+1 415 555 0123", "+14155550123"),
+            ("+1 (415) 555-0123", "+14155550123"),
+            ("+33 (0)6 12 34 56 78", "+33612345678"),
+            ("+44.20.7946.0958", "+442079460958"),
+            ("+14155550123", "+14155550123"),
+        ] {
+            let event = single(
+                Kind::Identify,
+                &json!({"userId": "u1", "traits": {"phone": sent, "email": "a@example.com"}}),
+            )
+            .expect("valid");
+            assert_eq!(event.traits["phone"], kept, "{sent}");
+        }
     }
 
     #[test]
