@@ -102,12 +102,6 @@ pub struct ScriptLine {
     pub checked: Option<Arc<event::Event>>,
 }
 
-/// A script's events are never too old or too far ahead: the script says when they happen.
-const SCRIPT_LIMITS: Limits = Limits {
-    max_past: SignedDuration::from_hours(24 * 365 * 100),
-    max_future: SignedDuration::from_hours(24 * 365 * 100),
-};
-
 /// How many bad lines a script's error lists before it says how many more there are.
 const MOST_LISTED: usize = 20;
 
@@ -125,7 +119,10 @@ impl ScriptLine {
         let body = serde_json::to_vec(&self.payload).map_err(|e| e.to_string())?;
         // Two identical lines at the same time are two events, as two requests are.
         let place = format!("line {}", self.line);
-        event::parse_call_at(call, &body, self.at, &SCRIPT_LIMITS, &place).map_err(|errs| {
+        // Its `timestamp` is judged against its `at` (when the engine receives it) as the
+        // deployed API judges it against its clock: an event the API would refuse (a month
+        // old, or more than an hour ahead) is a script error, not a run that cannot happen.
+        event::parse_call_at(call, &body, self.at, &Limits::default(), &place).map_err(|errs| {
             errs.iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
@@ -443,11 +440,17 @@ mod tests {
             r#"{"at":"2027-03-14T00:00:00Z","type":"group","userId":"ny","event":"x"}"#,
             r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x"}"#,
             r#"{"at":"2027-03-14"}"#,
+            // Stamped a year after it is received: the API would refuse it.
+            r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x","timestamp":"2028-03-14T00:00:00Z"}"#,
         ]
         .join("\n");
         let e = parse_script(&script).expect_err("bad lines");
         let lines: Vec<&str> = e.lines().collect();
-        assert_eq!(lines.len(), 4, "{e}");
+        assert_eq!(lines.len(), 5, "{e}");
+        assert!(
+            lines[4].starts_with("line 8: timestamp: is 366 days ahead"),
+            "{e}"
+        );
         assert!(lines[0].starts_with("line 1: traits.timezone: "), "{e}");
         assert!(lines[1].starts_with("line 4: event: is required"), "{e}");
         assert!(lines[2].starts_with("line 5: type: `group`"), "{e}");
