@@ -161,12 +161,30 @@ fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Validates every journey, then publishes each. Returns whether all were published.
+/// A folder's `waymark.yaml` is checked with its journeys; its caps are not published (a deployed
+/// Waymark reads them from its stack's `FrequencyCaps` parameter), and the console says so.
 pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
-    if let Err(errors) = dsl::load_set(paths) {
+    let mut errors = dsl::load_set(paths).err().unwrap_or_default();
+    let mut caps_notes = Vec::new();
+    for dir in paths.iter().filter(|p| p.is_dir()) {
+        match crate::settings::load(dir) {
+            Ok(s) if !s.caps.is_empty() => caps_notes.push(format!(
+                "{}: caps are not published with the journeys: a deployed Waymark takes them from its stack's FrequencyCaps parameter (sam deploy --parameter-overrides FrequencyCaps={})",
+                crate::settings::path_in(dir).unwrap_or_else(|| dir.clone()).display(),
+                waymark::runtime::caps_parameter(&s.caps)
+            )),
+            Ok(_) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
         for e in &errors {
             eprintln!("{e}");
         }
         bail!("{} error(s): nothing published", errors.len());
+    }
+    for note in caps_notes {
+        eprintln!("{note}");
     }
     let mut all_ok = true;
     for file in files_of(paths)? {

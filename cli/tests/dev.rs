@@ -445,6 +445,31 @@ fn dev_republishes_a_changed_journey() {
         support::text(&out.stdout),
         "journey goodbye: version 1 (unchanged)\n"
     );
+    // A folder's caps are checked, and said not to travel with the journeys.
+    std::fs::write(
+        other.join("waymark.yaml"),
+        "caps:\n  push: {max: 1, per: 1x}\n",
+    )
+    .expect("write");
+    let out = publish(&admin_key);
+    assert_eq!(out.status.code(), Some(1));
+    let err = support::text(&out.stderr);
+    assert!(
+        err.contains("waymark.yaml:2:") && err.contains("nothing published"),
+        "{err}"
+    );
+    std::fs::write(
+        other.join("waymark.yaml"),
+        "caps:\n  push: {max: 1, per: 1d}\n",
+    )
+    .expect("write");
+    let out = publish(&admin_key);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let err = support::text(&out.stderr);
+    assert!(
+        err.contains("caps are not published") && err.contains("FrequencyCaps=push=1/1d"),
+        "{err}"
+    );
     let out = publish("wk_wrong");
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -82,6 +82,14 @@ pub fn parse_caps(text: &str) -> Result<BTreeMap<Channel, Cap>, String> {
     Ok(caps)
 }
 
+/// Caps written as [`parse_caps`] reads them (the stack's `FrequencyCaps` parameter).
+pub fn caps_parameter(caps: &BTreeMap<Channel, Cap>) -> String {
+    caps.iter()
+        .map(|(channel, cap)| format!("{channel}={}/{}", cap.max, cap.per))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[derive(Clone)]
 pub struct Config {
     /// Waits up to this long hop through the queue in 15-minute steps; longer ones become timers.
@@ -3528,6 +3536,14 @@ mod tests {
         assert_eq!(user_partition("ann2").as_str(), "U#ann2");
         assert_eq!(user_partition("ann").as_str(), "U#ann");
         assert_eq!(profile_key("zoë").pk.as_str(), "U#zoë");
+    }
+
+    #[test]
+    fn caps_written_as_the_parameter_read_back_the_same() {
+        let caps = parse_caps("push=3/1d, email=2/7d,sms=1/12h").expect("caps");
+        let text = caps_parameter(&caps);
+        assert_eq!(parse_caps(&text), Ok(caps));
+        assert_eq!(caps_parameter(&BTreeMap::new()), "");
     }
 
     #[test]
