@@ -91,11 +91,27 @@ fn wants_html(req: &Request<Bytes>) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
+/// A refused request: each field and what was wrong (`errors`), and the same in one line as
+/// `code` and `message`, the fields Segment's libraries log from an error answer.
 fn field_errors(status: StatusCode, errors: &[FieldError]) -> Response<Bytes> {
     reply(
         status,
-        &json!({ "error": "invalid request", "errors": errors }),
+        &json!({
+            "error": "invalid request",
+            "code": "invalid_request",
+            "message": summary(errors),
+            "errors": errors,
+        }),
     )
+}
+
+/// `field: what was wrong` for each error, joined: one line for a log.
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn unauthorized() -> Response<Bytes> {
@@ -614,9 +630,11 @@ impl Api {
                 &json!({"success": true, "accepted": accepted}),
             )
         } else {
+            let all: Vec<FieldError> = rejected.iter().flat_map(|r| r.errors.clone()).collect();
             reply(
                 StatusCode::BAD_REQUEST,
-                &json!({"success": false, "accepted": accepted, "rejected": rejected}),
+                &json!({"success": false, "accepted": accepted, "rejected": rejected,
+                    "code": "invalid_request", "message": summary(&all)}),
             )
         }
     }

@@ -617,7 +617,7 @@ impl<'a> Check<'a> {
         let id = match raw.get(name)? {
             Value::Null => return None,
             Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
+            Value::Number(n) => number_id(n),
             _ => {
                 self.error(name, "must be a string (or a number)");
                 return None;
@@ -626,6 +626,13 @@ impl<'a> Check<'a> {
         let chars = id.chars().count();
         if chars == 0 {
             self.error(name, "must not be empty; leave it out or send null instead");
+            return None;
+        }
+        if id.trim().is_empty() {
+            self.error(
+                name,
+                "must not be only spaces; leave it out or send null instead",
+            );
             return None;
         }
         if chars > MAX_ID_CHARS {
@@ -675,10 +682,10 @@ impl<'a> Check<'a> {
                 );
                 None
             }
-            Some(Value::String(s)) if s.is_empty() => {
+            Some(Value::String(s)) if s.trim().is_empty() => {
                 self.error(
                     "event",
-                    r#"must not be empty: send the event's name, e.g. "Order Completed""#,
+                    r#"must not be empty or only spaces: send the event's name, e.g. "Order Completed""#,
                 );
                 None
             }
@@ -937,6 +944,18 @@ fn is_e164(phone: &str) -> bool {
     phone.strip_prefix('+').is_some_and(|digits| {
         (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
     })
+}
+
+/// A numeric id as the text JavaScript makes of it (`String(1e3)` is `1000`), so a user whose
+/// id one library sends as a number and another as text is one user: a whole number written
+/// with an exponent or a fraction (`1e3`, `1000.0`) is its digits.
+fn number_id(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            format!("{}", f as i64)
+        }
+        _ => n.to_string(),
+    }
 }
 
 /// A duration in its two largest units, e.g. "30 days", "1 hour 30 minutes".
@@ -1643,6 +1662,19 @@ mod tests {
     fn numbers_are_accepted_as_ids() {
         let event = single(Kind::Track, &json!({"userId": 42, "event": "A"})).expect("valid");
         assert_eq!(event.user_id, "42");
+        // As JavaScript writes them: a whole number is its digits, however it was written.
+        let body = br#"{"userId": 1e3, "event": "A"}"#;
+        let event = parse_single(Kind::Track, body, received(), &Limits::default()).expect("valid");
+        assert_eq!(event.user_id, "1000");
+        let event = single(Kind::Track, &json!({"userId": 2.5, "event": "A"})).expect("valid");
+        assert_eq!(event.user_id, "2.5");
+        for blank in [
+            json!({"userId": "  ", "event": "A"}),
+            json!({"userId": "u", "event": " \t"}),
+        ] {
+            let errors = single(Kind::Track, &blank).expect_err("blank");
+            assert!(errors[0].message.contains("only spaces"), "{errors:?}");
+        }
         let event = single(Kind::Track, &json!({"anonymousId": 7, "event": "A"})).expect("valid");
         assert_eq!(event.user_id, "anon:7");
         assert_eq!(event.anonymous_id.as_deref(), Some("7"));
