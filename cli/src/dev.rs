@@ -478,7 +478,7 @@ async fn dead_letters_of_running(data: &DataDir, redrive: bool) -> Result<bool> 
             data.store().display()
         );
     };
-    let client = crate::remote::ApiClient::new(&url, &data::admin_key(data)?)?;
+    let client = crate::remote::ApiClient::new(Some(&url), Some(&data::admin_key(data)?))?;
     let ask = |method, path| ask_running(&client, &url, method, path);
     let lines = ask(http::Method::GET, DEAD_LETTERS_PATH).await?;
     std::io::stdout().lock().write_all(&lines)?;

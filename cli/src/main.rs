@@ -92,10 +92,10 @@ enum Command {
         paths: Vec<PathBuf>,
         /// The API's base URL.
         #[arg(long, env = "WAYMARK_API_URL")]
-        api: String,
+        api: Option<String>,
         /// An admin key.
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
-        key: String,
+        key: Option<String>,
     },
     /// What happened to a user in each journey and why: entries, waits, sends, skips and
     /// their reasons, exits, and the triggers that did not enter them.
@@ -105,17 +105,17 @@ enum Command {
         #[arg(long)]
         journey: Option<String>,
         #[arg(long, env = "WAYMARK_API_URL")]
-        api: String,
+        api: Option<String>,
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
-        key: String,
+        key: Option<String>,
     },
     /// Print a journey's figures per step.
     Stats {
         journey: String,
         #[arg(long, env = "WAYMARK_API_URL")]
-        api: String,
+        api: Option<String>,
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
-        key: String,
+        key: Option<String>,
     },
 }
 
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         }),
         Command::Publish { paths, api, key } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(&api, &key)?;
+                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
                 remote::publish(&client, &paths).await
             })
         }),
@@ -156,14 +156,14 @@ fn main() -> ExitCode {
             key,
         } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(&api, &key)?;
+                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
                 print!("{}", remote::why(&client, &user, journey.as_deref()).await?);
                 Ok(true)
             })
         }),
         Command::Stats { journey, api, key } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(&api, &key)?;
+                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
                 print!("{}", remote::stats(&client, &journey).await?);
                 Ok(true)
             })

@@ -31,7 +31,16 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: &str, key: &str) -> Result<Self> {
+    /// A client of the API at `base` with the admin key `key`; either missing is an error that
+    /// says where it comes from (the flag, or its environment variable).
+    pub fn new(base: Option<&str>, key: Option<&str>) -> Result<Self> {
+        let Some(base) = base else {
+            bail!("no API URL: pass --api URL or set WAYMARK_API_URL (`waymark dev` serves http://127.0.0.1:8080; a deployed stack's is its ApiUrl output)");
+        };
+        let Some(key) = key else {
+            bail!("no admin key: pass --key KEY or set WAYMARK_ADMIN_KEY (`waymark dev` prints one and keeps it in .waymark/keys.json; a deployed stack takes the keys you stored for its AdminKeysParameter)");
+        };
+        let key = key.to_string();
         let base = base.trim_end_matches('/').to_string();
         let uri: http::Uri = base
             .parse()
@@ -627,7 +636,13 @@ mod tests {
 
     #[test]
     fn urls_must_be_http() {
-        assert!(ApiClient::new("ftp://x", "k").is_err());
-        assert!(ApiClient::new("http://127.0.0.1:1/", "k").is_ok());
+        assert!(ApiClient::new(Some("ftp://x"), Some("k")).is_err());
+        assert!(ApiClient::new(Some("http://127.0.0.1:1/"), Some("k")).is_ok());
+        let e = ApiClient::new(Some("http://127.0.0.1:1/"), None)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("WAYMARK_ADMIN_KEY")));
+        let e = ApiClient::new(None, Some("k")).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("WAYMARK_API_URL")));
     }
 }
