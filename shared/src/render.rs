@@ -89,22 +89,12 @@ pub fn mermaid(j: &Journey) -> String {
             Action::Split(s) => {
                 // An edge says the share of all the users who reach the split: the holdout's
                 // share comes off the top, and the paths share the rest by weight.
-                let total: u32 = s.paths.iter().map(|p| p.weight).sum();
                 let rest = 100 - u32::from(s.holdout.unwrap_or(0).min(100));
-                for p in &s.paths {
+                let weights: Vec<u32> = s.paths.iter().map(|p| p.weight).collect();
+                for (p, share) in s.paths.iter().zip(shares(&weights, rest)) {
                     let name = p.name.as_deref().unwrap_or(&p.goto);
                     let to = d.node(Some(&p.goto));
-                    d.edge(
-                        &from,
-                        &to,
-                        Some(&format!(
-                            "{name} {}%",
-                            percent(
-                                u64::from(p.weight) * u64::from(rest),
-                                u64::from(total) * 100
-                            )
-                        )),
-                    );
+                    d.edge(&from, &to, Some(&format!("{name} {share}%")));
                 }
                 if let Some(h) = s.holdout.filter(|h| *h > 0) {
                     d.holdout = true;
@@ -256,12 +246,8 @@ fn action_label(step: &Step) -> String {
         ),
         Action::Branch(_) => "branch".into(),
         Action::Split(s) => {
-            let total: u32 = s.paths.iter().map(|p| p.weight).sum();
-            let parts: Vec<String> = s
-                .paths
-                .iter()
-                .map(|p| percent(u64::from(p.weight), u64::from(total)).to_string())
-                .collect();
+            let weights: Vec<u32> = s.paths.iter().map(|p| p.weight).collect();
+            let parts: Vec<String> = shares(&weights, 100).iter().map(u64::to_string).collect();
             let mut l = format!("split {}", parts.join("/"));
             if let Some(h) = s.holdout.filter(|h| *h > 0) {
                 let _ = write!(l, ", holdout {h}%");
@@ -307,11 +293,30 @@ fn send_label(s: &Send) -> String {
 }
 
 /// `weight` as a whole percentage of `total`, rounded.
-fn percent(weight: u64, total: u64) -> u64 {
+/// `of` percent shared out by `weights`, in whole percents that add up to `of` (largest
+/// remainders get the rounding), so a split's labels add up to 100.
+fn shares(weights: &[u32], of: u32) -> Vec<u64> {
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
     if total == 0 {
-        return 0;
+        return vec![0; weights.len()];
     }
-    (weight * 100 + total / 2) / total
+    let exact: Vec<u64> = weights
+        .iter()
+        .map(|w| u64::from(*w) * u64::from(of))
+        .collect();
+    let mut out: Vec<u64> = exact.iter().map(|e| e / total).collect();
+    let mut left = u64::from(of) - out.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    // Largest remainder first; ties to the earlier path, so labels are stable.
+    order.sort_by_key(|&i| std::cmp::Reverse(exact[i] % total));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        out[i] += 1;
+        left -= 1;
+    }
+    out
 }
 
 fn shorten(s: &str, max: usize) -> String {
@@ -443,6 +448,15 @@ steps:
             ),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_splits_shares_add_up_to_a_hundred() {
+        assert_eq!(shares(&[1, 3], 90), [23, 67]);
+        assert_eq!(shares(&[1, 1, 1], 100), [34, 33, 33]);
+        assert_eq!(shares(&[1, 3], 100), [25, 75]);
+        assert_eq!(shares(&[0, 0], 100), [0, 0]);
+        assert_eq!(shares(&[2, 1], 90), [60, 30]);
     }
 
     #[test]
