@@ -353,7 +353,7 @@ fn decoded(req: Request<Bytes>) -> Result<Request<Bytes>, Box<Response<Bytes>>> 
         "gzip" | "x-gzip" => {
             let (parts, body) = req.into_parts();
             let limit = event::MAX_BATCH_BYTES;
-            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit + 1));
             let inflated = flate2::read::MultiGzDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out);

@@ -561,14 +561,21 @@ pub fn next_local_time(
         if day_ok {
             let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
             let ambiguous = tz.to_ambiguous_timestamp(dt);
-            // In the hour the clocks go back the time comes twice: the first that is still
-            // ahead (at 01:10 in the second pass, 01:30 is twenty minutes away, not a day).
-            let ahead = [ambiguous.compatible(), ambiguous.later()]
-                .into_iter()
-                .flatten()
-                .find(|ts| *ts > now);
-            if let Some(ts) = ahead {
-                return ts;
+            if let Ok(ts) = ambiguous.compatible() {
+                if ts > now {
+                    return ts;
+                }
+            }
+            // In the hour the clocks go back the time comes twice. Its second pass counts only
+            // when the wall clock has not reached it yet (at 01:10 in the second pass, 01:30 is
+            // twenty minutes away, not a day); once it has (01:30:05 in the first pass, a loop
+            // back to this wait), the time came today, as a schedule fires once.
+            if local.datetime() < dt {
+                if let Ok(ts) = ambiguous.later() {
+                    if ts > now {
+                        return ts;
+                    }
+                }
             }
         }
         match date.tomorrow() {

@@ -454,11 +454,21 @@ impl Profile {
     /// The latest occurrence of `event` at or after `after`, other than the event `except` (the
     /// trigger itself, by messageId), if any: an event at the trigger's own instant counts, as it
     /// does when it arrives after the trigger ([`crate::engine::on_event`]).
-    pub fn seen_after(&self, event: &str, after: Timestamp, except: &str) -> Option<Timestamp> {
+    ///
+    /// When `event` is the trigger's own event (`inclusive` false), only later occurrences
+    /// count: another occurrence at the trigger's instant (two bookings stamped alike) is not
+    /// known to come after it.
+    pub fn seen_after(
+        &self,
+        event: &str,
+        after: Timestamp,
+        except: &str,
+        inclusive: bool,
+    ) -> Option<Timestamp> {
         self.history.get(event).and_then(|l| {
             l.iter()
                 .rev()
-                .find(|(t, id)| *t >= after && id != except)
+                .find(|(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
                 .map(|(t, _)| *t)
         })
     }
@@ -498,10 +508,17 @@ impl Profile {
 
     /// The first time `event` happened at or after `after`, other than the event `except` (the
     /// trigger itself), if it did (of the recent occurrences the history keeps).
-    pub fn first_after(&self, event: &str, after: Timestamp, except: &str) -> Option<Timestamp> {
+    /// `inclusive` as for [`Profile::seen_after`].
+    pub fn first_after(
+        &self,
+        event: &str,
+        after: Timestamp,
+        except: &str,
+        inclusive: bool,
+    ) -> Option<Timestamp> {
         self.history.get(event).and_then(|l| {
             l.iter()
-                .find(|(t, id)| *t >= after && id != except)
+                .find(|(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
                 .map(|(t, _)| *t)
         })
     }

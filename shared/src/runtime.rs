@@ -1638,7 +1638,7 @@ impl Runtime {
         }
         // A goal reached after the trigger but applied before it (events out of order).
         if let Some(at) = j.goal.as_ref().and_then(|g| match g.condition {
-            None => profile.first_after(&g.event, trigger_at, &cause),
+            None => profile.first_after(&g.event, trigger_at, &cause, g.event != trigger_event),
             Some(_) => profile.marked_after("goal", &j.id, trigger_at, g.event != trigger_event),
         }) {
             engine::convert_late(&ctx, &mut t, at);
@@ -3209,7 +3209,12 @@ fn late_exit(
 ) -> Option<Event> {
     let (m, exit_at) = j.exit_when.iter().find_map(|m| {
         match m.condition {
-            None => profile.seen_after(&m.event, trigger.at, &trigger.message_id),
+            None => profile.seen_after(
+                &m.event,
+                trigger.at,
+                &trigger.message_id,
+                m.event != trigger.event,
+            ),
             // Its `where` was met when it came (`Profile::marks`).
             Some(_) => profile.marked_after("exit", &j.id, trigger.at, m.event != trigger.event),
         }

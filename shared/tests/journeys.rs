@@ -3112,6 +3112,77 @@ steps:
     );
 }
 
+/// Two bookings stamped alike (a batch sent without timestamps): the second replaces the first
+/// (the booking is the trigger and an exit), and its reminder goes out; the first booking is
+/// not taken for an exit of the second's enrollment.
+#[tokio::test]
+async fn two_bookings_at_one_instant_leave_one_reminder() {
+    let journey = include_str!("../../examples/journeys/appointment_reminder.yaml");
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bo","traits":{"phone":"+14155550100","timezone":"Europe/Paris"}}
+{"at":"2026-12-01T10:00:00Z","userId":"bo","event":"appointment_booked","messageId":"b1","properties":{"starts_at":"2026-12-10T14:00:00Z","advisor":"Ann","branch":"Lyon"}}
+{"at":"2026-12-01T10:00:00Z","userId":"bo","event":"appointment_booked","messageId":"b2","properties":{"starts_at":"2026-12-11T14:00:00Z","advisor":"Ann","branch":"Lyon"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox_of(&out, "bo"),
+        ["2026-12-10T08:00:00Z bo sms reminder: Reminder: your meeting with Ann at our Lyon branch is tomorrow at 15:00. Reply STOP to opt out."]
+    );
+}
+
+/// A wait until a time of day that a journey loops back to, on the night the clocks go back,
+/// ends once at that time, not again at its second pass an hour later; a date in milliseconds
+/// (JavaScript's `Date.now()`) is waited for as the time it is.
+#[tokio::test]
+async fn a_looping_wait_in_the_repeated_hour_ends_once_and_milliseconds_are_times() {
+    let nightly = r#"
+id: nightly
+name: Nightly
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "01:30"}
+  - id: s
+    send: {push: {title: "n", body: "."}}
+  - id: again
+    branch:
+      cases:
+        - {when: "exists(profile.loop)", goto: until}
+"#;
+    let at_ms = r#"
+id: ms
+name: Ms
+trigger: {event: booked}
+steps:
+  - id: until
+    wait_until: {date: event.at_ms}
+  - id: s
+    send: {push: {title: "ms", body: "."}}
+"#;
+    let script = r#"{"at":"2026-10-01T00:00:00Z","type":"identify","userId":"ny","traits":{"loop":true,"timezone":"America/New_York","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-10-31T12:00:00Z","userId":"ny","event":"t"}
+{"at":"2026-10-31T12:00:00Z","userId":"ny","event":"booked","properties":{"at_ms":1793616000000}}
+"#;
+    let out = sim_with(
+        &[nightly, at_ms],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(72),
+    )
+    .await;
+    let sent: Vec<String> = outbox_of(&out, "ny");
+    assert_eq!(
+        sent,
+        [
+            // 01:30 EDT on the night of the change, then 01:30 EST the next night.
+            "2026-11-01T05:30:00Z ny push s: n",
+            "2026-11-02T06:30:00Z ny push s: n",
+            // 1793616000000 ms = 2026-11-02T10:40:00Z.
+            "2026-11-02T10:40:00Z ny push s: ms",
+            "2026-11-03T06:30:00Z ny push s: n",
+        ]
+    );
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
