@@ -3046,17 +3046,34 @@ impl Runtime {
         channel: Channel,
         reason: &str,
     ) -> Result<(), RunError> {
-        self.update_profile(user, |p| {
+        let user = self.merged_user(user).await?;
+        self.update_profile(&user, |p| {
             p.suppressed.insert(channel, reason.to_string());
         })
         .await
         .map(|_| ())
     }
 
+    /// The user `user` is now: itself, or, for an anonymous visitor merged into a user at a
+    /// login, that user (followed through a few merges, should a user be merged again).
+    async fn merged_user(&self, user: &str) -> Result<String, RunError> {
+        let mut user = user.to_string();
+        for _ in 0..4 {
+            match self.load_profile(&user).await?.0.merged_into.clone() {
+                Some(into) if into != user => user = into,
+                _ => break,
+            }
+        }
+        Ok(user)
+    }
+
     /// Turns a channel's subscription off (an unsubscribe link was followed).
     pub async fn unsubscribe(&self, user: &str, channel: Channel) -> Result<(), RunError> {
         let now = self.now();
-        self.update_profile(user, |p| {
+        // A link in a message the visitor got before logging in unsubscribes the user she
+        // turned out to be: the anonymous profile is no one's any more.
+        let user = self.merged_user(user).await?;
+        self.update_profile(&user, |p| {
             let subs = p
                 .traits
                 .entry("subscriptions".to_string())

@@ -10,6 +10,7 @@ use serde_json::json;
 use support::faulty::faulty_harness;
 use support::{at, example_journey, tick, Harness};
 use waymark::enrollment::Status;
+use waymark::journey::Channel;
 use waymark::timeline::{Entry, What};
 
 /// An anonymous shopper abandons a cart at 10:00 (the push at 10:30 finds no device), logs in
@@ -94,6 +95,24 @@ async fn entered_and_completed_once(h: &Harness, journey: &str) {
     let s = stats(h, journey).await;
     assert_eq!(s.get("entered"), Some(&1), "{s:?}");
     assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+}
+
+/// An unsubscribe link from a message the visitor got before logging in, followed after the
+/// login, unsubscribes the user she turned out to be (the anonymous profile is no one's now):
+/// the cart email is skipped as opted out.
+#[tokio::test]
+async fn an_unsubscribe_followed_after_the_login_reaches_the_user() {
+    let h = cart().await;
+    h.play(ANONYMOUS_CART).await;
+    h.play(LOGIN).await;
+    h.rt.unsubscribe("anon:device-1", Channel::Email)
+        .await
+        .expect("unsubscribed");
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    let view = h.rt.user("ann").await.expect("ann");
+    let subscriptions = view.profile.map(|p| p.traits["subscriptions"].clone());
+    assert_eq!(subscriptions, Some(json!({"email": false})));
 }
 
 #[tokio::test]
