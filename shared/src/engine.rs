@@ -359,7 +359,11 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
         return None;
     };
     let locale = ctx.profile.traits.get("locale").and_then(Value::as_str);
-    if wants_address(ctx.profile, send.for_locale(locale)) {
+    if wants_address(
+        ctx.profile,
+        send.for_locale(locale),
+        ctx.journey.transactional,
+    ) {
         return None;
     }
     let mut run = Run::new(ctx, resumed(enrollment));
@@ -666,9 +670,11 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
 
 /// Whether `send` reaches `profile` on none of its channels for want of an address (rather
 /// than an opt-out or a disabled device, which no identify is awaited for).
-fn wants_address(profile: &Profile, send: &Send) -> bool {
+fn wants_address(profile: &Profile, send: &Send, transactional: bool) -> bool {
     let no_address = |t: Option<Template<'_>>| {
-        t.is_some_and(|t| profile.address(t.channel()) == Err(Unreachable::NoAddress))
+        t.is_some_and(|t| {
+            profile.address_for(t.channel(), transactional) == Err(Unreachable::NoAddress)
+        })
     };
     let fallback = send.fallback.as_deref().and_then(|f| f.template());
     no_address(send.template()) && (fallback.is_none() || no_address(fallback))
@@ -1056,17 +1062,18 @@ impl<'a> Run<'a> {
         if self.ctx.profile.identified() {
             return None;
         }
-        wants_address(self.user(), send).then_some(until)
+        wants_address(self.user(), send, self.ctx.journey.transactional).then_some(until)
     }
 
     /// `locale`: the `locales` key `send` was chosen by, if any.
     fn send(&mut self, step: &str, send: &Send, locale: Option<&str>) {
         let Some(first) = send.template() else { return };
-        let chosen = match self.user().address(first.channel()) {
+        let transactional = self.ctx.journey.transactional;
+        let chosen = match self.user().address_for(first.channel(), transactional) {
             Ok(to) => Some((first, to)),
             Err(why) => {
                 let fallback = send.fallback.as_deref().and_then(|f| f.template());
-                match fallback.map(|t| (t, self.user().address(t.channel()))) {
+                match fallback.map(|t| (t, self.user().address_for(t.channel(), transactional))) {
                     Some((t, Err(also))) => {
                         // Neither reaches the user: the skip names both reasons.
                         let detail = format!("fallback {}: {}", t.channel(), also.as_str());

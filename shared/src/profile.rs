@@ -166,7 +166,21 @@ impl Profile {
 
     /// Where to reach the user on `channel`, or why not.
     pub fn address(&self, channel: Channel) -> Result<Address, Unreachable> {
-        if !self.subscribed(channel) {
+        self.address_for(channel, false)
+    }
+
+    /// [`Profile::address`] for a message of a `transactional` journey (a receipt, a password
+    /// reset): an email goes out although the user unsubscribed from email, which is an
+    /// opt-out of marketing mail, as Braze's and Customer.io's transactional email does. A
+    /// bounce or complaint (suppression) still stops it, and the other channels' opt-outs stand
+    /// (an SMS STOP covers every message).
+    pub fn address_for(
+        &self,
+        channel: Channel,
+        transactional: bool,
+    ) -> Result<Address, Unreachable> {
+        let exempt = transactional && channel == Channel::Email;
+        if !exempt && !self.subscribed(channel) {
             return Err(Unreachable::OptedOut);
         }
         if self.suppressed.contains_key(&channel) {

@@ -3183,6 +3183,50 @@ steps:
     );
 }
 
+/// A user unsubscribed from email still gets a transactional journey's email (a receipt), not a
+/// marketing one; an SMS opt-out stands for transactional messages too (STOP covers every
+/// message).
+#[tokio::test]
+async fn a_receipt_reaches_a_user_unsubscribed_from_email() {
+    let receipt = r#"
+id: receipt
+name: Receipt
+transactional: true
+trigger: {event: order_completed}
+reentry: after_exit
+steps:
+  - id: mail
+    send: {email: {subject: "Your receipt", text: "."}}
+  - id: text
+    send: {sms: {body: "Paid.", sms_type: transactional}}
+"#;
+    let promo = r#"
+id: promo
+name: Promo
+trigger: {event: order_completed}
+reentry: after_exit
+steps:
+  - id: mail
+    send: {email: {subject: "More deals", text: ".", marketing: true}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ula","traits":{"email":"ula@example.com","phone":"+14155550100","subscriptions":{"email":false,"sms":false}}}
+{"at":"2026-12-01T10:00:00Z","userId":"ula","event":"order_completed"}
+"#;
+    let out = sim(&[receipt, promo], script).await;
+    assert_eq!(
+        outbox_of(&out, "ula"),
+        ["2026-12-01T10:00:00Z ula email mail: Your receipt"]
+    );
+    let skipped = facts(&out, "ula", |w| matches!(w, What::Skipped { .. }));
+    assert_eq!(
+        skipped,
+        [
+            "2026-12-01T10:00:00Z promo/mail: skipped email: opted_out",
+            "2026-12-01T10:00:00Z receipt/text: skipped sms: opted_out"
+        ]
+    );
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
