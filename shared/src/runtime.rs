@@ -2243,8 +2243,7 @@ impl Runtime {
             if places.iter().any(|p| p.send == send) {
                 return Ok(None); // an earlier attempt of this send took its place
             }
-            let since = cap_window_start(now, cap.per, o.timezone.as_deref());
-            places.retain(|p| p.at > since);
+            places.retain(|p| in_cap_window(p.at, now, cap.per, o.timezone.as_deref()));
             if places.len() >= cap.max as usize {
                 return Ok(Some(Outcome::Skipped {
                     reason: "capped".into(),
@@ -3197,21 +3196,27 @@ impl Runtime {
     }
 }
 
-/// Where a cap's window of `per` ending `now` begins: whole days are the user's calendar days
-/// in `zone` (`1d` from 09:00 is 09:00 the day before, 23 or 25 hours back when the clocks
-/// changed overnight, so a daily message at 09:00 is not capped by yesterday's), the rest exact
-/// time, as `wait_until`'s `before` counts them.
-fn cap_window_start(now: Timestamp, per: Duration, zone: Option<&str>) -> Timestamp {
+/// Which earlier sends a cap of `per` counts at `now`: a window of whole days is the user's
+/// calendar days in `zone`, today and the `N - 1` before (`1d`: since local midnight), so a
+/// daily message is never capped by yesterday's, whatever second of the minute each went out
+/// and across a change of the clocks; other windows are exact time, ending at `now`.
+fn in_cap_window(at: Timestamp, now: Timestamp, per: Duration, zone: Option<&str>) -> bool {
     let secs = per.as_secs();
-    let exact = now - per.to_jiff();
-    if !secs.is_multiple_of(86_400) {
-        return exact;
+    if !secs.is_multiple_of(86_400) || secs == 0 {
+        return at > now - per.to_jiff();
     }
     let tz = crate::template::zone_of(zone, None);
-    now.to_zoned_datetime(tz)
-        .checked_sub(jiff::Span::new().days((secs / 86_400) as i64))
-        .map(|z| z.timestamp())
-        .unwrap_or(exact)
+    let days_back = (secs / 86_400 - 1) as i64;
+    let today = now.to_zoned_datetime(tz.clone()).date();
+    let since = today
+        .checked_sub(jiff::Span::new().days(days_back))
+        .ok()
+        .and_then(|d| d.to_zoned_datetime(tz).ok())
+        .map(|z| z.timestamp());
+    match since {
+        Some(since) => at >= since,
+        None => at > now - per.to_jiff(),
+    }
 }
 
 /// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is
@@ -3558,6 +3563,74 @@ mod tests {
         assert_eq!(user_partition("ann2").as_str(), "U#ann2");
         assert_eq!(user_partition("ann").as_str(), "U#ann");
         assert_eq!(profile_key("zoë").pk.as_str(), "U#zoë");
+    }
+
+    #[test]
+    fn a_cap_of_days_counts_the_users_calendar_days() {
+        let t = |s: &str| s.parse::<Timestamp>().expect("time");
+        let per = |s: &str| s.parse::<Duration>().expect("duration");
+        let paris = Some("Europe/Paris");
+        // Yesterday's 09:00 digest went out 4 s later in its minute than today's.
+        let now = t("2026-12-02T08:00:03Z");
+        assert!(!in_cap_window(
+            t("2026-12-01T08:00:07Z"),
+            now,
+            per("1d"),
+            paris
+        ));
+        // Today's, at local midnight or after, counts; so does yesterday's for 2d.
+        assert!(in_cap_window(
+            t("2026-12-01T23:00:00Z"),
+            now,
+            per("1d"),
+            paris
+        ));
+        assert!(!in_cap_window(
+            t("2026-12-01T22:59:59Z"),
+            now,
+            per("1d"),
+            paris
+        ));
+        assert!(in_cap_window(
+            t("2026-12-01T08:00:07Z"),
+            now,
+            per("2d"),
+            paris
+        ));
+        // The morning the clocks go forward: midnight was still winter time.
+        let spring = t("2026-03-29T07:00:03Z");
+        assert!(!in_cap_window(
+            t("2026-03-28T08:00:07Z"),
+            spring,
+            per("1d"),
+            paris
+        ));
+        assert!(in_cap_window(
+            t("2026-03-28T23:00:00Z"),
+            spring,
+            per("1d"),
+            paris
+        ));
+        // Hours are exact, ending now.
+        assert!(in_cap_window(
+            t("2026-12-02T07:00:04Z"),
+            now,
+            per("1h"),
+            paris
+        ));
+        assert!(!in_cap_window(
+            t("2026-12-02T07:00:03Z"),
+            now,
+            per("1h"),
+            paris
+        ));
+        // No zone: UTC days.
+        assert!(!in_cap_window(
+            t("2026-12-01T23:59:59Z"),
+            now,
+            per("1d"),
+            None
+        ));
     }
 
     #[test]

@@ -142,7 +142,7 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::no_send_after_exit(&mut world, &facts, &mut figures);
     check::stats(&mut world, &facts, &mut figures).await;
     check::nothing_lost(&mut world, &workload, &facts, &mut figures);
-    check::caps(&mut world, &facts);
+    check::caps(&mut world, &workload, &facts);
     check::channels(&mut world);
     check::merges(&facts, &mut figures);
     check::upsell(&mut world, &workload, &facts);
@@ -367,7 +367,7 @@ async fn crash_run(journeys: &[Journey], crash: u64, after: bool) -> (Vec<Violat
     check::no_send_after_exit(&mut world, &facts, &mut figures);
     check::stats(&mut world, &facts, &mut figures).await;
     check::nothing_lost(&mut world, &workload, &facts, &mut figures);
-    check::caps(&mut world, &facts);
+    check::caps(&mut world, &workload, &facts);
     let lab = lock(&world.lab);
     let made = lab.calls_made;
     let sent = lab.calls.iter().filter(|c| c.accepted).count();

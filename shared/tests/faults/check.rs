@@ -812,10 +812,20 @@ pub fn inbox(world: &mut World, fig: &mut Figures) {
 }
 
 /// A send skipped as "capped" had its cap really used up: at least that many messages on the
-/// channel went out to the user within the cap's period before it (throttled or failed attempts
+/// channel went out to the user within the cap's window before it (for a cap of days, the
+/// user's calendar days; throttled or failed attempts
 /// are not sends).
-pub fn caps(world: &mut World, facts: &Facts) {
+pub fn caps(world: &mut World, workload: &Workload, facts: &Facts) {
     let config = crate::world::config();
+    let zone_of = |user: &str| {
+        workload
+            .users
+            .iter()
+            .find(|u| u.id == user)
+            .and_then(|u| u.timezone.as_deref())
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    };
     let lab = lock(&world.lab);
     let mut found = Vec::new();
     for (user, e) in facts
@@ -837,10 +847,22 @@ pub fn caps(world: &mut World, facts: &Facts) {
         // `MAX_SKEW_MS` off the true time the provider saw (two quiet-hours sends deferred to
         // 08:00 on consecutive days are a day apart within that).
         let skew = SignedDuration::from_millis(crate::world::MAX_SKEW_MS);
-        let (from, to) = (
-            e.at - cap.per.to_jiff() - skew,
-            e.at + SignedDuration::from_hours(1),
-        );
+        // A cap of whole days counts the user's calendar days: from local midnight `N - 1`
+        // days back (`runtime::in_cap_window`); other caps the exact time before.
+        let secs = cap.per.as_secs();
+        let start = if secs > 0 && secs % 86_400 == 0 {
+            let zone = zone_of(user);
+            e.at.to_zoned_datetime(zone.clone())
+                .date()
+                .checked_sub(jiff::Span::new().days((secs / 86_400 - 1) as i64))
+                .ok()
+                .and_then(|d| d.to_zoned_datetime(zone).ok())
+                .map(|z| z.timestamp())
+                .unwrap_or(e.at - cap.per.to_jiff())
+        } else {
+            e.at - cap.per.to_jiff()
+        };
+        let (from, to) = (start - skew, e.at + SignedDuration::from_hours(1));
         let sent = lab
             .calls
             .iter()
