@@ -315,6 +315,21 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
                     .into(),
         }]);
     };
+    let mut located = located;
+    // A fixed phone number written for people (`+1 415 555 0123`) is kept as E.164, as an
+    // identify's is (`event::normalized_trait`); a rendered one is, when it is rendered.
+    for step in located.value.steps.iter_mut() {
+        if let Some(u) = step.update.as_mut() {
+            for (k, v) in u.set.iter_mut() {
+                if v.as_str().is_some_and(template::is_template) {
+                    continue;
+                }
+                if let Some(n) = crate::event::normalized_trait(k, v) {
+                    *v = n;
+                }
+            }
+        }
+    }
     let journey = &located.value;
     let pos = &located.positions;
     let err = |line, column, path: &str, message: String| FileError {

@@ -3227,6 +3227,48 @@ steps:
     );
 }
 
+/// A phone number an `update` step sets, fixed or rendered, written for people, is kept as the
+/// E.164 number it is, as an identify's is: the SMS goes to it.
+#[tokio::test]
+async fn an_update_keeps_a_phone_number_as_e164() {
+    let fixed = r#"
+id: fixed
+name: Fixed
+trigger: {event: a}
+steps:
+  - id: set
+    update: {set: {phone: "+1 (415) 555-0100"}}
+  - id: text
+    send: {sms: {body: "a", sms_type: transactional}}
+"#;
+    let rendered = r#"
+id: rendered
+name: Rendered
+trigger: {event: b}
+steps:
+  - id: set
+    update: {set: {phone: "{{ event.phone }}"}}
+  - id: text
+    send: {sms: {body: "b", sms_type: transactional}}
+"#;
+    let script = r#"{"at":"2026-12-01T10:00:00Z","userId":"pat","event":"a"}
+{"at":"2026-12-01T10:00:00Z","userId":"quin","event":"b","properties":{"phone":"+44 20 7946 0958"}}
+"#;
+    let out = sim(&[fixed, rendered], script).await;
+    let to: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            waymark::simulate::Output::Message(m) => Some(format!(
+                "{} {}",
+                m.user_id,
+                serde_json::to_value(&m.to).unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to, [r#"pat "+14155550100""#, r#"quin "+442079460958""#]);
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
