@@ -1204,6 +1204,16 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 "method must be POST, PUT, PATCH, GET or DELETE",
             ));
         }
+        for (name, value) in &w.headers {
+            let path = format!("{channel_path}.headers.{name}");
+            if let Some(why) = crate::engine::header_name_problem(name) {
+                out.push(problem(path, why));
+            } else if !template::is_template(value) {
+                if let Some(why) = crate::engine::header_value_problem(value) {
+                    out.push(problem(path, why));
+                }
+            }
+        }
     }
     for (field, src) in template_sources(t) {
         if let Err(e) = template::check(src) {

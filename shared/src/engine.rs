@@ -668,6 +668,25 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     }
 }
 
+/// What is wrong with `name` as an HTTP header name (a webhook's), if anything.
+pub fn header_name_problem(name: &str) -> Option<String> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .is_err()
+        .then(|| {
+            format!(
+                "`{name}` is not an HTTP header name: letters, digits and `-`, like `X-Api-Key`"
+            )
+        })
+}
+
+/// What is wrong with `value` as an HTTP header value (a webhook's), if anything.
+pub fn header_value_problem(value: &str) -> Option<String> {
+    http::HeaderValue::from_str(value).is_err().then(|| {
+        "is not an HTTP header value: printable ASCII only, no line breaks (put other text through `| urlencode`)"
+            .to_string()
+    })
+}
+
 /// Whether `send` reaches `profile` on none of its channels for want of an address (rather
 /// than an opt-out or a disabled device, which no identify is awaited for).
 fn wants_address(profile: &Profile, send: &Send, transactional: bool) -> bool {
@@ -1268,12 +1287,27 @@ impl<'a> Run<'a> {
                 data: data("data", &p.data)?,
                 expires: p.expires,
             },
-            Template::Webhook(w) => Content::Webhook {
-                url: text("url", &w.url)?,
-                method: w.method.clone(),
-                headers: data("headers", &w.headers)?,
-                body: w.body.as_deref().map(|b| text("body", b)).transpose()?,
-            },
+            Template::Webhook(w) => {
+                let headers = data("headers", &w.headers)?;
+                // A header HTTP cannot carry (a rendered value with a line break) is this
+                // user's message failing, here, as the deployed sender would refuse it.
+                for (name, value) in &headers {
+                    if let Some(why) =
+                        header_name_problem(name).or_else(|| header_value_problem(value))
+                    {
+                        return Err(template::TemplateError {
+                            line: None,
+                            message: format!("headers.{name}: {why}"),
+                        });
+                    }
+                }
+                Content::Webhook {
+                    url: text("url", &w.url)?,
+                    method: w.method.clone(),
+                    headers,
+                    body: w.body.as_deref().map(|b| text("body", b)).transpose()?,
+                }
+            }
         })
     }
 }

@@ -3269,6 +3269,45 @@ steps:
     assert_eq!(to, [r#"pat "+14155550100""#, r#"quin "+442079460958""#]);
 }
 
+/// A webhook header HTTP cannot carry: a fixed name or value is a validation error; a rendered
+/// value with a line break skips this user's message (`render_error`, naming the header), as
+/// the deployed sender would refuse it, rather than showing `sent` in dev and simulate.
+#[tokio::test]
+async fn webhook_headers_http_cannot_carry_are_caught() {
+    let bad_name = r#"
+id: hook
+name: Hook
+trigger: {event: a}
+steps:
+  - id: call
+    send: {webhook: {url: "https://hooks.example/a", headers: {"X Bad": "1"}}}
+"#;
+    let errors = waymark::dsl::parse("hook.yaml", bad_name).expect_err("bad header name");
+    assert!(
+        errors[0].message.contains("is not an HTTP header name"),
+        "{errors:?}"
+    );
+    let rendered = r#"
+id: hook
+name: Hook
+trigger: {event: a}
+steps:
+  - id: call
+    send: {webhook: {url: "https://hooks.example/a", headers: {"X-Note": "{{ event.note }}"}}}
+"#;
+    let script = r#"{"at":"2026-12-01T10:00:00Z","userId":"ok","event":"a","properties":{"note":"fine"}}
+{"at":"2026-12-01T10:00:00Z","userId":"bad","event":"a","properties":{"note":"a\r\nX-Injected: 1"}}
+"#;
+    let out = sim(&[rendered], script).await;
+    assert_eq!(outbox_of(&out, "ok").len(), 1);
+    assert!(outbox_of(&out, "bad").is_empty());
+    let skipped = facts(&out, "bad", |w| matches!(w, What::Skipped { .. }));
+    assert_eq!(
+        skipped,
+        ["2026-12-01T10:00:00Z hook/call: skipped webhook: render_error"]
+    );
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
