@@ -1098,7 +1098,7 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
 /// http(s) URL with a host. A URL that starts with a template tag is the profile's or the
 /// event's to give, and is checked when the message is sent.
 fn webhook_url_problem(url: &str) -> Option<String> {
-    let advice = "write it like `https://api.example.com/hooks/{{ user_id }}`";
+    let advice = "write it like `https://api.example.com/hooks/{{ user_id | urlencode }}`";
     let fixed = url.split('{').next().unwrap_or_default();
     if fixed.is_empty() {
         return None;
@@ -1125,7 +1125,19 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     None
 }
 
-const UNSUBSCRIBE_OUTSIDE_EMAIL: &str = "`unsubscribe_url` is an email's link, and it unsubscribes from email: leave it out here (an SMS user opts out by replying STOP, a push user in the device's settings)";
+/// Why `unsubscribe_url` is refused in a message of `channel`, and what stands for it there.
+fn unsubscribe_outside_email(channel: crate::journey::Channel) -> String {
+    use crate::journey::Channel;
+    let instead = match channel {
+        Channel::Sms => "an SMS user opts out by replying STOP",
+        Channel::Push => "a push user turns notifications off in the device's settings",
+        Channel::InApp => "an in-app message is the app's own: let the app offer its settings",
+        Channel::Webhook | Channel::Email => {
+            "a system a webhook calls unsubscribes a user with an identify `subscriptions: {email: false}`"
+        }
+    };
+    format!("`unsubscribe_url` is an email's link, and it unsubscribes from email: leave it out here ({instead})")
+}
 
 /// A `wait_until` is a `time` (with `weekdays`), or a `date` (with `before` or `after`, and
 /// `time`).
@@ -1228,7 +1240,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         {
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
-                message: UNSUBSCRIBE_OUTSIDE_EMAIL.into(),
+                message: unsubscribe_outside_email(t.channel()),
                 template_line: Some(line),
             });
         }
@@ -1495,7 +1507,7 @@ steps:
             (
                 CART.replace("{{ event.items | length }}", "stop: {{ unsubscribe_url }}"),
                 15,
-                "`unsubscribe_url` is an email's link",
+                "leave it out here (a push user turns notifications off",
             ),
             // FCM keeps a push 4 weeks at most.
             (
