@@ -2,7 +2,7 @@
 //! virtual clock, driven by a script of timestamped events. Instant and repeatable, so a journey
 //! can be tested in CI before it ships.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -337,7 +337,27 @@ pub async fn run(
         }
     }
 
-    let mut out: Vec<Output> = Vec::new();
+    // Which script line caused each record: facts at one instant are listed in the order
+    // their events came (the script's), not in the order of their ids.
+    let line_of: HashMap<&str, usize> = script
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.checked.as_ref().map(|e| (e.message_id.as_str(), i)))
+        .collect();
+    let cause_line = |sk: &str| -> Option<usize> {
+        let rest = sk
+            .strip_prefix("D#")
+            .or_else(|| sk.strip_prefix("R#"))
+            .map(|id| line_of.get(id).copied());
+        if let Some(found) = rest {
+            return found;
+        }
+        // `T#<enrollment>#<cause>`: ids may hold `#`, so each split is tried.
+        let tail = sk.strip_prefix("T#")?;
+        tail.match_indices('#')
+            .find_map(|(i, _)| line_of.get(&tail[i + 1..]).copied())
+    };
+    let mut out: Vec<(Option<usize>, Output)> = Vec::new();
     for r in store.dump() {
         // Timeline records, and the refused entries kept with an event or a message.
         let facts = ["T#", "D#", "R#"].iter().any(|p| r.key.sk.starts_with(p));
@@ -349,9 +369,15 @@ pub async fn run(
             .parse::<Option<Vec<Entry>>>()
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        out.extend(entries.into_iter().map(|entry| Output::Timeline {
-            user_id: user.clone(),
-            entry,
+        let line = cause_line(&r.key.sk);
+        out.extend(entries.into_iter().map(|entry| {
+            (
+                line,
+                Output::Timeline {
+                    user_id: user.clone(),
+                    entry,
+                },
+            )
         }));
     }
     out.extend(
@@ -360,19 +386,20 @@ pub async fn run(
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .cloned()
-            .map(Output::Message),
+            .map(|m| (None, Output::Message(m))),
     );
-    // Stable, deterministic order: by time, then user, then facts before messages, then content.
-    out.sort_by(|a, b| {
+    // Stable, deterministic order: by time, then user, then facts before messages, then the
+    // script line that caused them (facts of wake-ups first, as they were queued first).
+    out.sort_by(|(la, a), (lb, b)| {
         fn key(o: &Output) -> (Timestamp, &str, u8) {
             match o {
                 Output::Timeline { user_id, .. } => (o.at(), user_id.as_str(), 0),
                 Output::Message(m) => (o.at(), &*m.user_id, 1),
             }
         }
-        key(a).cmp(&key(b))
+        key(a).cmp(&key(b)).then(la.cmp(lb))
     });
-    Ok(out)
+    Ok(out.into_iter().map(|(_, o)| o).collect())
 }
 
 /// Finds the earliest timer in the store. Timers are kept in partitions named by their due

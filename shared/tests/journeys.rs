@@ -3308,6 +3308,34 @@ steps:
     );
 }
 
+/// Facts of one instant are listed in the order their events came in the script, whatever
+/// their messageIds spell: the cart's entry, then the order's exit.
+#[tokio::test]
+async fn facts_of_one_instant_are_listed_in_the_scripts_order() {
+    let journey = r#"
+id: cart
+name: Cart
+trigger: {event: cart_abandoned}
+exit_when: [{event: order_completed}]
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: reminder
+    send: {email: {subject: "Your cart", text: "Come back"}}
+"#;
+    let script = r#"{"at":"2026-01-01T00:00:00Z","type":"identify","userId":"x","traits":{"email":"x@example.com"}}
+{"at":"2026-01-01T10:00:00Z","userId":"x","event":"cart_abandoned","messageId":"z-cart"}
+{"at":"2026-01-01T10:00:00Z","userId":"x","event":"order_completed","messageId":"a-order"}
+"#;
+    let out = sim(&[journey], script).await;
+    let got: Vec<String> = facts(&out, "x", |w| {
+        matches!(w, What::Entered { .. } | What::Exited { .. })
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].contains("entered"), "{got:?}");
+    assert!(got[1].contains("exited"), "{got:?}");
+}
+
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
 /// on the morning the clocks go forward (23 hours after the one before) and on the morning after
 /// they go back (25 hours).
