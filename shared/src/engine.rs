@@ -1153,6 +1153,7 @@ impl<'a> Run<'a> {
     }
 
     fn skip(&mut self, step: &str, channel: Channel, why: Unreachable, detail: Option<String>) {
+        let detail = detail.or_else(|| self.user().unreachable_detail(channel, why));
         self.log(
             Some(step),
             What::Skipped {

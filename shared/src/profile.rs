@@ -164,6 +164,33 @@ impl Profile {
         }
     }
 
+    /// What stands behind `why` for this user on `channel`, said for the timeline (which trait
+    /// is missing, since when an opt-out holds, what suppressed the address): the answer to
+    /// "why did she not get it" without reading the profile.
+    pub fn unreachable_detail(&self, channel: Channel, why: Unreachable) -> Option<String> {
+        match why {
+            Unreachable::NoAddress => match channel {
+                Channel::Email => Some("no `email` trait: an identify sets it".into()),
+                Channel::Sms => Some("no `phone` trait: an identify sets it".into()),
+                Channel::Push => {
+                    Some("no push device: an identify registers one with `push_tokens`".into())
+                }
+                Channel::InApp | Channel::Webhook => None,
+            },
+            Unreachable::OptedOut => Some(match self.trait_times.get("subscriptions") {
+                Some(at) => format!("`subscriptions.{channel}` is false, since {at}"),
+                None => format!("`subscriptions.{channel}` is false"),
+            }),
+            Unreachable::Suppressed => match self.suppressed.get(&channel) {
+                Some(reason) => Some(reason.clone()),
+                None if channel == Channel::Push => {
+                    Some("every push device is disabled (the provider refused its token)".into())
+                }
+                None => None,
+            },
+        }
+    }
+
     /// Where to reach the user on `channel`, or why not.
     pub fn address(&self, channel: Channel) -> Result<Address, Unreachable> {
         self.address_for(channel, false)
