@@ -3225,6 +3225,21 @@ steps:
             "2026-12-01T10:00:00Z receipt/text: skipped sms: opted_out"
         ]
     );
+    // The skip says since when the opt-out holds.
+    let details: Vec<String> = entries(&out, "ula")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { detail, .. } => detail.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "`subscriptions.email` is false, since 2026-12-01T09:00:00Z",
+            "`subscriptions.sms` is false, since 2026-12-01T09:00:00Z"
+        ]
+    );
 }
 
 /// A phone number an `update` step sets, fixed or rendered, written for people, is kept as the
