@@ -793,7 +793,13 @@ fn validate(j: &Journey) -> Vec<Problem> {
         for (field, target) in successors(j, i) {
             if let Some(t) = target {
                 if j.step(&t).is_none() {
-                    let hint = closest(&t, j.steps.iter().map(|s| s.id.as_str()))
+                    // Not the step itself: a step that names where to go next means another.
+                    let others = j
+                        .steps
+                        .iter()
+                        .map(|s| s.id.as_str())
+                        .filter(|id| *id != s.id);
+                    let hint = closest(&t, others)
                         .map(|c| format!(": did you mean `{c}`?"))
                         .unwrap_or_else(|| {
                             format!(
@@ -1399,6 +1405,13 @@ steps:
 
     fn first_error(text: &str) -> FileError {
         parse("j.yaml", text).expect_err("should fail").remove(0)
+    }
+
+    #[test]
+    fn a_step_naming_a_missing_step_is_not_pointed_at_itself() {
+        let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    wait: 1h\n    next: c\n  - id: b\n    exit: true\n";
+        let e = first_error(text);
+        assert!(e.message.contains("did you mean `b`?"), "{}", e.message);
     }
 
     #[test]

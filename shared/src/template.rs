@@ -135,10 +135,13 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
             .lines()
             .position(|l| l.contains(first.as_str()))
             .map(|i| i + 1);
+        let guess = crate::dsl::closest(first, SCOPE.iter().copied())
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
         return Err(TemplateError {
             line,
             message: format!(
-                "unknown variable `{first}` in template: use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
+                "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
                 SCOPE.join(", ")
             ),
         });
@@ -531,6 +534,12 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("did you mean `title`?"), "{}", e.message);
+        let e = check("Hi {{ profle.first_name }}").expect_err("a misspelt variable");
+        assert!(
+            e.message.contains("did you mean `profile`?"),
+            "{}",
+            e.message
+        );
         let e = check("{% if event.n is odd_number %}x{% endif %}").expect_err("odd_number");
         assert!(
             e.message.contains("unknown test `odd_number`"),
