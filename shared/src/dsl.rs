@@ -164,6 +164,59 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// What the YAML parser's commonest complaints mean for a journey file, and what to write.
+fn yaml_advice(info: &str) -> &'static str {
+    if info.contains("found a tab") || info.contains("tabs") {
+        "; YAML indents with spaces only: replace the tab on this line or the one before with spaces"
+    } else if info.contains("did not find expected '-' indicator") {
+        "; a key here is indented less than the list item above it: indent it as far as the item's first key (the `id:` after `- `)"
+    } else if info.contains("did not find expected key") {
+        "; a line here is indented differently from the keys beside it: line it up with them"
+    } else if info.contains("must be followed by a valid YAML whitespace") {
+        "; write a space after the `:` (a tab is not one)"
+    } else if info.contains("mapping values are not allowed") {
+        "; a value holds `: ` (or a key is indented wrongly): put text with a colon in quotes"
+    } else {
+        ""
+    }
+}
+
+/// For an unknown field `X` (serde's `message`) at `path`: when the object holding it has a key
+/// with nothing under it (`send:` on its own line), `X` was most likely meant under that key and
+/// indented too little. The advice says so.
+fn empty_sibling(value: &serde_json::Value, path: &str, message: &str) -> Option<String> {
+    let field = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let parent = match path.rsplit_once('.') {
+        Some((parent, _)) => value_at(value, parent)?,
+        None => value,
+    };
+    let (key, _) = parent
+        .as_object()?
+        .iter()
+        .find(|(k, v)| v.is_null() && k.as_str() != field)?;
+    Some(format!(
+        "`{key}:` has nothing under it: if `{field}` belongs to it, indent `{field}:` further than `{key}:`"
+    ))
+}
+
+/// The value at a path as [`path_of`] writes them (`steps[0].send`).
+fn value_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            v = v.get(key)?;
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            v = v.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
 /// Turns serde's messages into advice a journey author can act on.
 fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -256,7 +309,11 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
             e.marker().line(),
             e.marker().col() + 1,
             "",
-            format!("not valid YAML or JSON: {}", e.info()),
+            format!(
+                "not valid YAML or JSON: {}{}",
+                e.info(),
+                yaml_advice(e.info())
+            ),
         )]
     })?;
     let Some(doc) = docs.first() else {
@@ -289,8 +346,12 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     let parsed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let p = path_of(e.path());
         let message = e.inner().to_string();
-        let (p, message) = shape::advise(examples, &p, &message)
+        let under_empty = empty_sibling(&value, &p, &message);
+        let (p, mut message) = shape::advise(examples, &p, &message)
             .unwrap_or_else(|| (p, advise(&explain(&shape::plain(&message)))));
+        if let Some(hint) = under_empty {
+            message = format!("{message}; {hint}");
+        }
         let (l, c) = positions.find(&p);
         vec![err(l, c, &p, message)]
     })?;
@@ -1405,6 +1466,39 @@ steps:
 
     fn first_error(text: &str) -> FileError {
         parse("j.yaml", text).expect_err("should fail").remove(0)
+    }
+
+    #[test]
+    fn yaml_mistakes_say_what_to_write() {
+        let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n  send:\n    email: {subject: s}\n";
+        let e = first_error(text);
+        assert!(
+            e.message
+                .contains("indent it as far as the item's first key"),
+            "{}",
+            e.message
+        );
+        let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n\tsend:\n      email: {subject: s}\n";
+        let e = first_error(text);
+        assert!(e.message.contains("spaces"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_field_under_an_empty_key_is_said_to_want_indenting() {
+        let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n    email: {subject: s, text: t}\n";
+        let e = first_error(text);
+        assert!(
+            e.message.contains("`send:` has nothing under it: if `email` belongs to it, indent `email:` further than `send:`"),
+            "{}",
+            e.message
+        );
+        let text = "id: j\nname: J\ntrigger:\nevent: t\nsteps:\n  - id: a\n    exit: true\n";
+        let e = first_error(text);
+        assert!(
+            e.message.contains("`trigger:` has nothing under it"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
