@@ -164,6 +164,64 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// How many problems one read of a file lists at most.
+const MAX_ERRORS_LISTED: usize = 20;
+
+/// Takes the value at `path` (as [`path_of`] writes it) out of its object, so that the rest
+/// of the file can be read past it. `false` when it cannot be: the whole file, or a list item
+/// (taking one out would move the others, and their problems' positions with them).
+fn take_out(value: &mut serde_json::Value, path: &str) -> bool {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => (Some(parent), key),
+        None => (None, path),
+    };
+    if key.is_empty() || key.contains('[') {
+        return false;
+    }
+    let holder = match parent {
+        Some(parent) => value_at_mut(value, parent),
+        None => Some(value),
+    };
+    let Some(object) = holder.and_then(serde_json::Value::as_object_mut) else {
+        return false;
+    };
+    // A condition or a duration that is required where it stands (a branch case's `when`, a
+    // wait's `timeout`) is stood in for by a good one, so the reading goes on past it.
+    let stand_in = match key {
+        "when" | "where" => Some("exists(event.x)"),
+        "wait" | "timeout" | "within" | "before" | "after" => Some("1h"),
+        _ => None,
+    };
+    match (stand_in, object.get_mut(key)) {
+        (Some(good), Some(v)) if v.is_string() && v.as_str() != Some(good) => {
+            *v = serde_json::Value::String(good.to_string());
+            true
+        }
+        _ => object.remove(key).is_some(),
+    }
+}
+
+/// [`value_at`], to change it.
+fn value_at_mut<'a>(
+    value: &'a mut serde_json::Value,
+    path: &str,
+) -> Option<&'a mut serde_json::Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            v = v.get_mut(key)?;
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            v = v.get_mut(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
 /// What the YAML parser's commonest complaints mean for a journey file, and what to write.
 fn yaml_advice(info: &str) -> &'static str {
     if info.contains("found a tab") || info.contains("tabs") {
@@ -297,6 +355,29 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     examples: &[(&str, &'static str)],
     advise: impl Fn(&str) -> String,
 ) -> Result<Option<Located<T>>, Vec<FileError>> {
+    match read_located(file, text, examples, advise)? {
+        None => Ok(None),
+        Some(read) if read.errors.is_empty() => Ok(Some(read.located)),
+        Some(read) => Err(read.errors),
+    }
+}
+
+/// A file read past its problems ([`read_located`]): the value it reads as once the values at
+/// fault (`altered`, their paths) were taken out or stood in for, and those problems.
+struct Read<T> {
+    located: Located<T>,
+    errors: Vec<FileError>,
+    altered: Vec<String>,
+}
+
+/// [`parse_located`], going on past each problem it can step over, so that one run lists them
+/// all: `Err` only when the file cannot be read as a `T` at all.
+fn read_located<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    examples: &[(&str, &'static str)],
+    advise: impl Fn(&str) -> String,
+) -> Result<Option<Read<T>>, Vec<FileError>> {
     let err = |line, column, path: &str, message: String| FileError {
         file: file.to_string(),
         line,
@@ -343,29 +424,65 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     if value.is_null() {
         return Ok(None);
     }
-    let parsed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
+    // serde stops at the first problem. To list more in one run, the value at fault is taken
+    // out and the file read again, until it reads or a problem cannot be stepped over (a
+    // required field taken out, a list item, the whole file).
+    let mut value = value;
+    let mut errors = Vec::new();
+    let mut taken_out: Vec<String> = Vec::new();
+    let parsed = loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(parsed) => break Some(parsed),
+            Err(e) => e,
+        };
         let p = path_of(e.path());
         let message = e.inner().to_string();
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            let full = if p.is_empty() {
+                field.to_string()
+            } else {
+                format!("{p}.{field}")
+            };
+            if taken_out.contains(&full) {
+                // Its own problem is listed already.
+                break None;
+            }
+        }
         let under_empty = empty_sibling(&value, &p, &message);
-        let (p, mut message) = shape::advise(examples, &p, &message)
-            .unwrap_or_else(|| (p, advise(&explain(&shape::plain(&message)))));
+        let (shown, mut message) = shape::advise(examples, &p, &message)
+            .unwrap_or_else(|| (p.clone(), advise(&explain(&shape::plain(&message)))));
         if let Some(hint) = under_empty {
             message = format!("{message}; {hint}");
         }
-        let (l, c) = positions.find(&p);
-        vec![err(l, c, &p, message)]
-    })?;
-    Ok(Some(Located {
-        value: parsed,
-        file: file.to_string(),
-        positions,
+        let (l, c) = positions.find(&shown);
+        errors.push(err(l, c, &shown, message));
+        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p) {
+            break None;
+        }
+        taken_out.push(p);
+    };
+    // In the file's order, whatever order they were found in.
+    errors.sort_by_key(|e| (e.line, e.column));
+    let Some(parsed) = parsed else {
+        return Err(errors);
+    };
+    Ok(Some(Read {
+        located: Located {
+            value: parsed,
+            file: file.to_string(),
+            positions,
+        },
+        errors,
+        altered: taken_out,
     }))
 }
 
 /// Parses and validates one journey from text. `file` is used in error messages only.
 pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
-    let Some(located) = parse_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)?
-    else {
+    let Some(read) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)? else {
         return Err(vec![FileError {
             file: file.to_string(),
             line: 1,
@@ -376,7 +493,11 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
                     .into(),
         }]);
     };
-    let mut located = located;
+    let Read {
+        mut located,
+        errors: mut found,
+        altered,
+    } = read;
     // A fixed phone number written for people (`+1 415 555 0123`) is kept as E.164, as an
     // identify's is (`event::normalized_trait`); a rendered one is, when it is rendered.
     for step in located.value.steps.iter_mut() {
@@ -411,19 +532,28 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
             "a schedule runs again and again: say whether a user enters at each run with `reentry: after_exit` (or `reentry: {after: 7d}`), or once ever with `reentry: never`",
         ));
     }
-    if problems.is_empty() {
+    // The values read past (taken out, or stood in for) have their problem listed already.
+    // So have the problems a value taken out makes for what held it (a step left with no
+    // action "does nothing").
+    problems.retain(|p| {
+        !altered.iter().any(|a| {
+            p.path == *a
+                || p.path.starts_with(&format!("{a}."))
+                || (!p.path.is_empty() && a.starts_with(&format!("{}.", p.path)))
+        })
+    });
+    if problems.is_empty() && found.is_empty() {
         Ok(located.value)
     } else {
-        Err(problems
-            .into_iter()
-            .map(|p| {
-                let (l, c) = match p.template_line {
-                    Some(t) => template_position(text, pos, &p.path, t),
-                    None => pos.find(&p.path),
-                };
-                err(l, c, &p.path, p.message)
-            })
-            .collect())
+        // The problems of reading first (in the file's order), then the journey's own.
+        found.extend(problems.into_iter().map(|p| {
+            let (l, c) = match p.template_line {
+                Some(t) => template_position(text, pos, &p.path, t),
+                None => pos.find(&p.path),
+            };
+            err(l, c, &p.path, p.message)
+        }));
+        Err(found)
     }
 }
 
@@ -1493,11 +1623,31 @@ steps:
             e.message
         );
         let text = "id: j\nname: J\ntrigger:\nevent: t\nsteps:\n  - id: a\n    exit: true\n";
-        let e = first_error(text);
+        let errors = parse("j.yaml", text).expect_err("should fail");
         assert!(
-            e.message.contains("`trigger:` has nothing under it"),
-            "{}",
-            e.message
+            errors
+                .iter()
+                .any(|e| e.message.contains("`trigger:` has nothing under it")),
+            "{errors:?}"
+        );
+    }
+
+    /// One read lists every problem it can step over, not only the first serde meets: a bad
+    /// `where`, a zone, a required `when` (stood in for) and a `goto`, in the file's order.
+    #[test]
+    fn one_read_lists_the_problems_of_the_whole_file() {
+        let text = "id: v8\nname: v8\ntrigger: {event: t, where: \"event.total >= 50 and\"}\ntimezone: Europe/Pariss\nsteps:\n  - id: s\n    branch:\n      cases:\n        - {when: \"profile.plan = 'pro'\", goto: nowhere}\n";
+        let errors = parse("v8.yaml", text).expect_err("four problems");
+        let found: Vec<(&str, usize)> = errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("trigger.where", 3),
+                ("steps[0].branch.cases[0].when", 9),
+                ("timezone", 4),
+                ("steps[0].branch.cases[0].goto", 9),
+            ],
+            "{errors:#?}"
         );
     }
 
