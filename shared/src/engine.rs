@@ -692,7 +692,8 @@ pub fn header_value_problem(value: &str) -> Option<String> {
 fn wants_address(profile: &Profile, send: &Send, transactional: bool) -> bool {
     let no_address = |t: Option<Template<'_>>| {
         t.is_some_and(|t| {
-            profile.address_for(t.channel(), transactional) == Err(Unreachable::NoAddress)
+            profile.address_for(t.channel(), t.ignores_unsubscribe(transactional))
+                == Err(Unreachable::NoAddress)
         })
     };
     let fallback = send.fallback.as_deref().and_then(|f| f.template());
@@ -1088,11 +1089,17 @@ impl<'a> Run<'a> {
     fn send(&mut self, step: &str, send: &Send, locale: Option<&str>) {
         let Some(first) = send.template() else { return };
         let transactional = self.ctx.journey.transactional;
-        let chosen = match self.user().address_for(first.channel(), transactional) {
+        let chosen = match self
+            .user()
+            .address_for(first.channel(), first.ignores_unsubscribe(transactional))
+        {
             Ok(to) => Some((first, to)),
             Err(why) => {
                 let fallback = send.fallback.as_deref().and_then(|f| f.template());
-                match fallback.map(|t| (t, self.user().address_for(t.channel(), transactional))) {
+                match fallback.map(|t| {
+                    let exempt = t.ignores_unsubscribe(transactional);
+                    (t, self.user().address_for(t.channel(), exempt))
+                }) {
                     Some((t, Err(also))) => {
                         // Neither reaches the user: the skip names both reasons.
                         let detail = format!("fallback {}: {}", t.channel(), also.as_str());

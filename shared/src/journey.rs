@@ -589,6 +589,14 @@ pub enum Template<'a> {
 }
 
 impl<'a> Template<'a> {
+    /// Whether this message goes to a user who unsubscribed from its channel, in a journey that
+    /// is `transactional` or not: only a transactional journey's email that is not marketing
+    /// mail (a receipt, a password reset), since an email unsubscribe is an opt-out of
+    /// marketing mail. Everything else honours the opt-out.
+    pub fn ignores_unsubscribe(&self, transactional: bool) -> bool {
+        transactional && matches!(self, Template::Email(e) if !e.marketing)
+    }
+
     pub fn channel(&self) -> Channel {
         match self {
             Template::Email(_) => Channel::Email,

@@ -196,18 +196,16 @@ impl Profile {
         self.address_for(channel, false)
     }
 
-    /// [`Profile::address`] for a message of a `transactional` journey (a receipt, a password
-    /// reset): an email goes out although the user unsubscribed from email, which is an
-    /// opt-out of marketing mail, as Braze's and Customer.io's transactional email does. A
-    /// bounce or complaint (suppression) still stops it, and the other channels' opt-outs stand
-    /// (an SMS STOP covers every message).
+    /// [`Profile::address`], past the user's unsubscribe from `channel` when `ignore_unsubscribe`
+    /// (a transactional journey's non-marketing email: `Template::ignores_unsubscribe`), as
+    /// Braze's and Customer.io's transactional email does. A bounce or complaint (suppression)
+    /// still stops it.
     pub fn address_for(
         &self,
         channel: Channel,
-        transactional: bool,
+        ignore_unsubscribe: bool,
     ) -> Result<Address, Unreachable> {
-        let exempt = transactional && channel == Channel::Email;
-        if !exempt && !self.subscribed(channel) {
+        if !ignore_unsubscribe && !self.subscribed(channel) {
             return Err(Unreachable::OptedOut);
         }
         if self.suppressed.contains_key(&channel) {

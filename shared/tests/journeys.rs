@@ -3184,7 +3184,7 @@ steps:
 }
 
 /// A user unsubscribed from email still gets a transactional journey's email (a receipt), not a
-/// marketing one; an SMS opt-out stands for transactional messages too (STOP covers every
+/// marketing one, in that journey or another; an SMS opt-out stands for transactional messages too (STOP covers every
 /// message).
 #[tokio::test]
 async fn a_receipt_reaches_a_user_unsubscribed_from_email() {
@@ -3196,9 +3196,11 @@ trigger: {event: order_completed}
 reentry: after_exit
 steps:
   - id: mail
-    send: {email: {subject: "Your receipt", text: "."}}
+    send: {email: {subject: "Your receipt", text: ".", marketing: false}}
   - id: text
     send: {sms: {body: "Paid.", sms_type: transactional}}
+  - id: upsell
+    send: {email: {subject: "You might also like", text: ".", marketing: true}}
 "#;
     let promo = r#"
 id: promo
@@ -3222,7 +3224,9 @@ steps:
         skipped,
         [
             "2026-12-01T10:00:00Z promo/mail: skipped email: opted_out",
-            "2026-12-01T10:00:00Z receipt/text: skipped sms: opted_out"
+            "2026-12-01T10:00:00Z receipt/text: skipped sms: opted_out",
+            // Marketing mail in a transactional journey honours the unsubscribe.
+            "2026-12-01T10:00:00Z receipt/upsell: skipped email: opted_out"
         ]
     );
     // The skip says since when the opt-out holds.
@@ -3237,7 +3241,8 @@ steps:
         details,
         [
             "`subscriptions.email` is false, since 2026-12-01T09:00:00Z",
-            "`subscriptions.sms` is false, since 2026-12-01T09:00:00Z"
+            "`subscriptions.sms` is false, since 2026-12-01T09:00:00Z",
+            "`subscriptions.email` is false, since 2026-12-01T09:00:00Z"
         ]
     );
 }
