@@ -344,18 +344,23 @@ pub async fn run(
         .enumerate()
         .filter_map(|(i, l)| l.checked.as_ref().map(|e| (e.message_id.as_str(), i)))
         .collect();
+    // A cause is an event's id, or one made from it (`<id>:moved…`, `<id>:late-exit`): the
+    // longest part of it up to a `:` that is a line's id.
+    let line_of_cause = |cause: &str| -> Option<usize> {
+        line_of.get(cause).copied().or_else(|| {
+            cause
+                .rmatch_indices(':')
+                .find_map(|(i, _)| line_of.get(&cause[..i]).copied())
+        })
+    };
     let cause_line = |sk: &str| -> Option<usize> {
-        let rest = sk
-            .strip_prefix("D#")
-            .or_else(|| sk.strip_prefix("R#"))
-            .map(|id| line_of.get(id).copied());
-        if let Some(found) = rest {
-            return found;
+        if let Some(id) = sk.strip_prefix("D#").or_else(|| sk.strip_prefix("R#")) {
+            return line_of_cause(id);
         }
         // `T#<enrollment>#<cause>`: ids may hold `#`, so each split is tried.
         let tail = sk.strip_prefix("T#")?;
         tail.match_indices('#')
-            .find_map(|(i, _)| line_of.get(&tail[i + 1..]).copied())
+            .find_map(|(i, _)| line_of_cause(&tail[i + 1..]))
     };
     let mut out: Vec<(Option<usize>, Output)> = Vec::new();
     for r in store.dump() {

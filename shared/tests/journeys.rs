@@ -3354,6 +3354,41 @@ steps:
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].contains("entered"), "{got:?}");
     assert!(got[1].contains("exited"), "{got:?}");
+
+    // A fact whose cause is made from the event's id (a date wait moved by another journey's
+    // `update`) comes after that event's own facts.
+    let renew = r#"
+id: renew
+name: Renew
+trigger: {event: renewed}
+steps:
+  - id: set
+    update: {set: {renews_on: "{{ event.next }}"}}
+"#;
+    let reminder = r#"
+id: zzz_reminder
+name: Reminder
+trigger: {event: signed_up}
+steps:
+  - id: until
+    wait_until: {date: profile.renews_on, before: 1d}
+  - id: s
+    send: {email: {subject: "renew", text: "."}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"email":"u@example.com","renews_on":"2026-12-20"},"messageId":"i1"}
+{"at":"2026-12-01T10:00:00Z","userId":"u","event":"signed_up","messageId":"s1"}
+{"at":"2026-12-02T10:00:00Z","userId":"u","event":"renewed","messageId":"r1","properties":{"next":"2026-12-25"}}
+"#;
+    let out = sim(&[renew, reminder], script).await;
+    let got: Vec<String> = facts(&out, "u", |w| {
+        matches!(w, What::Updated { .. } | What::Woke { .. })
+    })
+    .into_iter()
+    .filter(|f| f.starts_with("2026-12-02T10:00:00Z"))
+    .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].contains("renew/set"), "{got:?}");
+    assert!(got[1].contains("zzz_reminder/until"), "{got:?}");
 }
 
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
