@@ -177,10 +177,12 @@ impl Profile {
                 }
                 Channel::InApp | Channel::Webhook => None,
             },
-            Unreachable::OptedOut => Some(match self.trait_times.get("subscriptions") {
-                Some(at) => format!("`subscriptions.{channel}` is false, since {at}"),
-                None => format!("`subscriptions.{channel}` is false"),
-            }),
+            Unreachable::OptedOut => Some(
+                match self.trait_times.get(&format!("subscriptions.{channel}")) {
+                    Some(at) => format!("`subscriptions.{channel}` is false, since {at}"),
+                    None => format!("`subscriptions.{channel}` is false"),
+                },
+            ),
             Unreachable::Suppressed => match self.suppressed.get(&channel) {
                 Some(reason) => Some(reason.clone()),
                 None if channel == Channel::Push => {
@@ -314,6 +316,12 @@ impl Profile {
                             .unwrap_or_default();
                         if let Some(o) = v.as_object() {
                             for (c, b) in o {
+                                // When each channel's choice last changed: what a skip for
+                                // its opt-out says (`unreachable_detail`).
+                                if merged.get(c) != Some(b) {
+                                    self.trait_times
+                                        .insert(format!("subscriptions.{c}"), event.timestamp);
+                                }
                                 merged.insert(c.clone(), b.clone());
                             }
                         }

@@ -3078,7 +3078,12 @@ impl Runtime {
                 .entry("subscriptions".to_string())
                 .or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(m) = subs {
-                m.insert(channel.as_str().to_string(), Value::Bool(false));
+                if m.insert(channel.as_str().to_string(), Value::Bool(false))
+                    != Some(Value::Bool(false))
+                {
+                    p.trait_times
+                        .insert(format!("subscriptions.{channel}"), now);
+                }
             }
             p.trait_times.insert("subscriptions".into(), now);
         })

@@ -3211,7 +3211,9 @@ steps:
   - id: mail
     send: {email: {subject: "More deals", text: ".", marketing: true}}
 "#;
+    // The 09:30 identify touches push alone: the email and SMS opt-outs still date from 09:00.
     let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ula","traits":{"email":"ula@example.com","phone":"+14155550100","subscriptions":{"email":false,"sms":false}}}
+{"at":"2026-12-01T09:30:00Z","type":"identify","userId":"ula","traits":{"subscriptions":{"push":true,"email":false}}}
 {"at":"2026-12-01T10:00:00Z","userId":"ula","event":"order_completed"}
 "#;
     let out = sim(&[receipt, promo], script).await;
