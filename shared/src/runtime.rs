@@ -3045,7 +3045,29 @@ impl Runtime {
         channel: Channel,
         reason: &str,
     ) -> Result<(), RunError> {
-        let user = self.merged_user(user).await?;
+        // A bounce or complaint is about an address: it reaches the user a merged visitor
+        // turned out to be only when that user has the same address (the visitor's typo of
+        // it must not stop the user's own).
+        let merged = self.merged_user(user).await?;
+        let user = if merged == user {
+            merged
+        } else {
+            let trait_name = match channel {
+                Channel::Email => "email",
+                Channel::Sms => "phone",
+                _ => "",
+            };
+            let (from, into) = (
+                self.load_profile(user).await?.0,
+                self.load_profile(&merged).await?.0,
+            );
+            if !trait_name.is_empty() && from.traits.get(trait_name) == into.traits.get(trait_name)
+            {
+                merged
+            } else {
+                user.to_string()
+            }
+        };
         self.update_profile(&user, |p| {
             p.suppressed.insert(channel, reason.to_string());
         })

@@ -115,6 +115,29 @@ async fn an_unsubscribe_followed_after_the_login_reaches_the_user() {
     assert_eq!(subscriptions, Some(json!({"email": false})));
 }
 
+/// A bounce of the address a visitor gave before logging in suppresses the user she turned out
+/// to be only when the user has that address: a typo of it bounces alone.
+#[tokio::test]
+async fn a_visitors_bounce_reaches_the_user_only_for_the_same_address() {
+    for (visitor_email, user_suppressed) in [("ann@gmial.com", false), ("ann@example.com", true)] {
+        let h = cart().await;
+        h.play(&format!(
+            r#"{{"at":"2026-12-01T09:59:00Z","type":"identify","anonymousId":"device-1","messageId":"v-1","traits":{{"email":"{visitor_email}"}}}}"#
+        ))
+        .await;
+        h.play(ANONYMOUS_CART).await;
+        h.play(LOGIN).await;
+        h.rt.suppress("anon:device-1", Channel::Email, "bounce")
+            .await
+            .expect("suppressed");
+        let view = h.rt.user("ann").await.expect("ann");
+        let suppressed = view
+            .profile
+            .is_some_and(|p| p.suppressed.contains_key(&Channel::Email));
+        assert_eq!(suppressed, user_suppressed, "{visitor_email}");
+    }
+}
+
 #[tokio::test]
 async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_user() {
     let h = cart().await;
