@@ -229,9 +229,11 @@ fn yaml_advice(info: &str) -> &'static str {
     } else if info.contains("did not find expected '-' indicator") {
         "; a key here is indented less than the list item above it: indent it as far as the item's first key (the `id:` after `- `)"
     } else if info.contains("did not find expected key") {
-        "; a line here is indented differently from the keys beside it: line it up with them"
-    } else if info.contains("must be followed by a valid YAML whitespace") {
+        "; a line here is indented differently from the keys beside it (line it up with them), or a text starts with `[`, `{` or a quote and goes on after it (put the whole text in quotes)"
+    } else if info.contains("':' must be followed by a valid YAML whitespace") {
         "; write a space after the `:` (a tab is not one)"
+    } else if info.contains("'-' must be followed by a valid YAML whitespace") {
+        "; write a space after the `-` of a list item (a tab is not one)"
     } else if info.contains("mapping values are not allowed") {
         "; a value holds `: ` (or a key is indented wrongly): put text with a colon in quotes"
     } else {
@@ -251,10 +253,36 @@ fn empty_sibling(value: &serde_json::Value, path: &str, message: &str) -> Option
     let (key, _) = parent
         .as_object()?
         .iter()
-        .find(|(k, v)| v.is_null() && k.as_str() != field)?;
+        .find(|(k, v)| v.is_null() && fields_of(k).contains(&field))?;
     Some(format!(
         "`{key}:` has nothing under it: if `{field}` belongs to it, indent `{field}:` further than `{key}:`"
     ))
+}
+
+/// The fields a key of a journey file holds, for the keys that hold a map of them: what a
+/// field beside an empty one of these may have been meant under.
+fn fields_of(key: &str) -> &'static [&'static str] {
+    match key {
+        "trigger" => &["event", "where", "repeated", "inactive", "schedule"],
+        "repeated" => &["event", "times", "within", "where"],
+        "inactive" => &["events", "for"],
+        "schedule" => &["cron", "timezone", "where"],
+        "goal" => &["event", "where", "within"],
+        "quiet_hours" => &["start", "end"],
+        "wait_until" => &["time", "weekdays", "date", "before", "after"],
+        "wait_for" => &["event", "where", "timeout", "on_event", "on_timeout"],
+        "branch" => &["cases", "else"],
+        "split" => &["paths", "holdout"],
+        "send" | "fallback" => &[
+            "email", "sms", "push", "in_app", "webhook", "fallback", "locales",
+        ],
+        "update" => &["set", "unset"],
+        "email" => &["subject", "html", "text", "marketing"],
+        "sms" => &["body", "sms_type"],
+        "push" | "in_app" => &["title", "body", "data", "expires"],
+        "webhook" => &["url", "method", "headers", "body"],
+        _ => &[],
+    }
 }
 
 /// The value at a path as [`path_of`] writes them (`steps[0].send`).
@@ -1622,6 +1650,10 @@ steps:
             "{}",
             e.message
         );
+        // An empty key that may stay empty, beside a misspelt field that is not its: no hint.
+        let text = "id: j\nname: J\ntrigger: {event: t}\ntimezone:\nexit_whn: [{event: x}]\nsteps:\n  - id: a\n    exit: true\n";
+        let e = first_error(text);
+        assert!(!e.message.contains("nothing under it"), "{}", e.message);
         let text = "id: j\nname: J\ntrigger:\nevent: t\nsteps:\n  - id: a\n    exit: true\n";
         let errors = parse("j.yaml", text).expect_err("should fail");
         assert!(
