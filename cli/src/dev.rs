@@ -91,6 +91,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .unwrap_or(SignedDuration::from_hours(1));
     let queue = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
     let outbox = args.outbox.clone().unwrap_or_else(|| data.outbox());
+    // There from the start (empty until the first message), so `tail -f` can follow it at once,
+    // and an outbox that cannot be written says so now rather than at the first send.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&outbox)
+        .with_context(|| format!("cannot write the outbox {}", outbox.display()))?;
     let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))

@@ -141,8 +141,13 @@ fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
     let (_dir, journeys, data) = folder("dev", "welcome.yaml", JOURNEY);
     let outbox = data.join("outbox.jsonl");
 
-    // given a fresh dev server
+    // given a fresh dev server, whose outbox is there to follow before any message
     let dev = start(&journeys, &data);
+    assert_eq!(
+        std::fs::read_to_string(&outbox).ok().as_deref(),
+        Some(""),
+        "the outbox is made, empty, at start"
+    );
     let (write_key, admin_key) = keys(&data);
     let auth = basic(&write_key);
     let json = ("content-type", "application/json");

@@ -207,19 +207,37 @@ fn value_at_mut<'a>(
     path: &str,
 ) -> Option<&'a mut serde_json::Value> {
     let mut v = value;
+    for step in path_steps(path)? {
+        v = match step {
+            PathStep::Key(k) => v.get_mut(k)?,
+            PathStep::Index(i) => v.get_mut(i)?,
+        };
+    }
+    Some(v)
+}
+
+/// One step of a path as [`path_of`] writes them: a key, or a list index.
+enum PathStep<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `steps[0].send` as its steps: `steps`, `0`, `send`. `None` for an index that is no number.
+fn path_steps(path: &str) -> Option<Vec<PathStep<'_>>> {
+    let mut out = Vec::new();
     for part in path.split('.') {
         let (key, indexes) = match part.find('[') {
             Some(i) => (&part[..i], &part[i..]),
             None => (part, ""),
         };
         if !key.is_empty() {
-            v = v.get_mut(key)?;
+            out.push(PathStep::Key(key));
         }
         for index in indexes.split('[').filter(|s| !s.is_empty()) {
-            v = v.get_mut(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+            out.push(PathStep::Index(index.trim_end_matches(']').parse().ok()?));
         }
     }
-    Some(v)
+    Some(out)
 }
 
 /// What the YAML parser's commonest complaints mean for a journey file, and what to write.
@@ -288,17 +306,11 @@ fn fields_of(key: &str) -> &'static [&'static str] {
 /// The value at a path as [`path_of`] writes them (`steps[0].send`).
 fn value_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let mut v = value;
-    for part in path.split('.') {
-        let (key, indexes) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
+    for step in path_steps(path)? {
+        v = match step {
+            PathStep::Key(k) => v.get(k)?,
+            PathStep::Index(i) => v.get(i)?,
         };
-        if !key.is_empty() {
-            v = v.get(key)?;
-        }
-        for index in indexes.split('[').filter(|s| !s.is_empty()) {
-            v = v.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
-        }
     }
     Some(v)
 }

@@ -512,12 +512,25 @@ impl Profile {
         except: &str,
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.history.get(event).and_then(|l| {
-            l.iter()
-                .rev()
-                .find(|(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
-                .map(|(t, _)| *t)
-        })
+        self.occurrences_after(event, after, except, inclusive)
+            .next_back()
+    }
+
+    /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
+    /// the event `except`, oldest first.
+    fn occurrences_after<'a>(
+        &'a self,
+        event: &str,
+        after: Timestamp,
+        except: &'a str,
+        inclusive: bool,
+    ) -> impl DoubleEndedIterator<Item = Timestamp> + 'a {
+        self.history
+            .get(event)
+            .into_iter()
+            .flatten()
+            .filter(move |(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
+            .map(|(t, _)| *t)
     }
 
     /// The key of [`Profile::marks`] for `journey`'s exits (`exit`) or goal (`goal`).
@@ -563,11 +576,8 @@ impl Profile {
         except: &str,
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.history.get(event).and_then(|l| {
-            l.iter()
-                .find(|(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
-                .map(|(t, _)| *t)
-        })
+        self.occurrences_after(event, after, except, inclusive)
+            .next()
     }
 
     /// The latest time any of `events` happened.
