@@ -278,27 +278,29 @@ fn empty_sibling(value: &serde_json::Value, path: &str, message: &str) -> Option
 }
 
 /// The fields a key of a journey file holds, for the keys that hold a map of them: what a
-/// field beside an empty one of these may have been meant under.
+/// field beside an empty one of these may have been meant under. Kept here rather than read
+/// from `journey::schema()` (generating the schema would link schemars into every Lambda); a
+/// test holds the two together.
 fn fields_of(key: &str) -> &'static [&'static str] {
     match key {
-        "trigger" => &["event", "where", "repeated", "inactive", "schedule"],
-        "repeated" => &["event", "times", "within", "where"],
+        "trigger" => &["event", "inactive", "repeated", "schedule", "where"],
+        "repeated" => &["event", "times", "where", "within"],
         "inactive" => &["events", "for"],
         "schedule" => &["cron", "timezone", "where"],
         "goal" => &["event", "where", "within"],
-        "quiet_hours" => &["start", "end"],
-        "wait_until" => &["time", "weekdays", "date", "before", "after"],
-        "wait_for" => &["event", "where", "timeout", "on_event", "on_timeout"],
+        "quiet_hours" => &["end", "start"],
+        "wait_until" => &["after", "before", "date", "time", "weekdays"],
+        "wait_for" => &["event", "on_event", "on_timeout", "timeout", "where"],
         "branch" => &["cases", "else"],
-        "split" => &["paths", "holdout"],
+        "split" => &["holdout", "paths"],
         "send" | "fallback" => &[
-            "email", "sms", "push", "in_app", "webhook", "fallback", "locales",
+            "email", "fallback", "in_app", "locales", "push", "sms", "webhook",
         ],
         "update" => &["set", "unset"],
-        "email" => &["subject", "html", "text", "marketing"],
+        "email" => &["html", "marketing", "subject", "text"],
         "sms" => &["body", "sms_type"],
-        "push" | "in_app" => &["title", "body", "data", "expires"],
-        "webhook" => &["url", "method", "headers", "body"],
+        "push" | "in_app" => &["body", "data", "expires", "title"],
+        "webhook" => &["body", "headers", "method", "url"],
         _ => &[],
     }
 }
@@ -1636,6 +1638,41 @@ steps:
 
     fn first_error(text: &str) -> FileError {
         parse("j.yaml", text).expect_err("should fail").remove(0)
+    }
+
+    /// `fields_of` is the schema's, key for key: a field added to a journey type fails here
+    /// until the list has it.
+    #[test]
+    fn the_keys_holding_fields_are_the_schemas() {
+        let schema = crate::journey::schema();
+        for (key, definition) in [
+            ("trigger", "Trigger"),
+            ("repeated", "Repeated"),
+            ("inactive", "Inactive"),
+            ("schedule", "Schedule"),
+            ("goal", "Goal"),
+            ("quiet_hours", "QuietHours"),
+            ("wait_until", "WaitUntil"),
+            ("wait_for", "WaitFor"),
+            ("branch", "Branch"),
+            ("split", "Split"),
+            ("send", "Send"),
+            ("fallback", "Send"),
+            ("update", "Update"),
+            ("email", "EmailTemplate"),
+            ("sms", "SmsTemplate"),
+            ("push", "PushTemplate"),
+            ("in_app", "InAppTemplate"),
+            ("webhook", "WebhookTemplate"),
+        ] {
+            let fields: Vec<&str> = schema
+                .pointer(&format!("/$defs/{definition}/properties"))
+                .and_then(serde_json::Value::as_object)
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(fields_of(key), fields.as_slice(), "{key}");
+        }
+        assert!(fields_of("id").is_empty());
     }
 
     #[test]

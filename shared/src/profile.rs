@@ -177,12 +177,10 @@ impl Profile {
                 }
                 Channel::InApp | Channel::Webhook => None,
             },
-            Unreachable::OptedOut => Some(
-                match self.trait_times.get(&format!("subscriptions.{channel}")) {
-                    Some(at) => format!("`subscriptions.{channel}` is false, since {at}"),
-                    None => format!("`subscriptions.{channel}` is false"),
-                },
-            ),
+            Unreachable::OptedOut => Some(match self.subscription_changed_at(channel.as_str()) {
+                Some(at) => format!("`subscriptions.{channel}` is false, since {at}"),
+                None => format!("`subscriptions.{channel}` is false"),
+            }),
             Unreachable::Suppressed => match self.suppressed.get(&channel) {
                 Some(reason) => Some(reason.clone()),
                 None if channel == Channel::Push => {
@@ -191,6 +189,20 @@ impl Profile {
                 None => None,
             },
         }
+    }
+
+    /// Notes that the subscription to `channel` changed at `at` (kept in `trait_times` as
+    /// `subscriptions.{channel}`, beside the whole object's time).
+    pub fn subscription_changed(&mut self, channel: &str, at: Timestamp) {
+        self.trait_times
+            .insert(crate::store::join(&["subscriptions.", channel]), at);
+    }
+
+    /// When the subscription to `channel` last changed, if it was noted.
+    fn subscription_changed_at(&self, channel: &str) -> Option<Timestamp> {
+        self.trait_times
+            .get(crate::store::join(&["subscriptions.", channel]).as_str())
+            .copied()
     }
 
     /// Where to reach the user on `channel`, or why not.
@@ -319,8 +331,7 @@ impl Profile {
                                 // When each channel's choice last changed: what a skip for
                                 // its opt-out says (`unreachable_detail`).
                                 if merged.get(c) != Some(b) {
-                                    self.trait_times
-                                        .insert(format!("subscriptions.{c}"), event.timestamp);
+                                    self.subscription_changed(c, event.timestamp);
                                 }
                                 merged.insert(c.clone(), b.clone());
                             }

@@ -2243,7 +2243,8 @@ impl Runtime {
             if places.iter().any(|p| p.send == send) {
                 return Ok(None); // an earlier attempt of this send took its place
             }
-            places.retain(|p| in_cap_window(p.at, now, cap.per, o.timezone.as_deref()));
+            let window = CapWindow::ending(now, cap.per, o.timezone.as_deref());
+            places.retain(|p| window.holds(p.at));
             if places.len() >= cap.max as usize {
                 return Ok(Some(Outcome::Skipped {
                     reason: "capped".into(),
@@ -3049,26 +3050,19 @@ impl Runtime {
         // turned out to be only when that user has the same address (the visitor's typo of
         // it must not stop the user's own).
         let merged = self.merged_user(user).await?;
-        let user = if merged == user {
-            merged
-        } else {
-            let trait_name = match channel {
-                Channel::Email => "email",
-                Channel::Sms => "phone",
-                _ => "",
-            };
-            let (from, into) = (
-                self.load_profile(user).await?.0,
-                self.load_profile(&merged).await?.0,
-            );
-            if !trait_name.is_empty() && from.traits.get(trait_name) == into.traits.get(trait_name)
-            {
-                merged
-            } else {
-                user.to_string()
-            }
+        let trait_name = match channel {
+            Channel::Email => Some("email"),
+            Channel::Sms => Some("phone"),
+            _ => None,
         };
-        self.update_profile(&user, |p| {
+        let same_address =
+            trait_name.is_some_and(|t| merged.given.traits.get(t) == merged.now.traits.get(t));
+        let user = if same_address {
+            merged.id.as_str()
+        } else {
+            user
+        };
+        self.update_profile(user, |p| {
             p.suppressed.insert(channel, reason.to_string());
         })
         .await
@@ -3076,16 +3070,25 @@ impl Runtime {
     }
 
     /// The user `user` is now: itself, or, for an anonymous visitor merged into a user at a
-    /// login, that user (followed through a few merges, should a user be merged again).
-    async fn merged_user(&self, user: &str) -> Result<String, RunError> {
-        let mut user = user.to_string();
+    /// login, that user (followed through a few merges, should a user be merged again), with
+    /// the two profiles read on the way.
+    async fn merged_user(&self, user: &str) -> Result<Merged, RunError> {
+        let given = self.load_profile(user).await?.0;
+        let mut merged = Merged {
+            id: user.to_string(),
+            now: given.clone(),
+            given,
+        };
         for _ in 0..4 {
-            match self.load_profile(&user).await?.0.merged_into.clone() {
-                Some(into) if into != user => user = into,
+            match merged.now.merged_into.clone() {
+                Some(into) if into != merged.id => {
+                    merged.now = self.load_profile(&into).await?.0;
+                    merged.id = into;
+                }
                 _ => break,
             }
         }
-        Ok(user)
+        Ok(merged)
     }
 
     /// Turns a channel's subscription off (an unsubscribe link was followed).
@@ -3093,7 +3096,7 @@ impl Runtime {
         let now = self.now();
         // A link in a message the visitor got before logging in unsubscribes the user she
         // turned out to be: the anonymous profile is no one's any more.
-        let user = self.merged_user(user).await?;
+        let user = self.merged_user(user).await?.id;
         self.update_profile(&user, |p| {
             let subs = p
                 .traits
@@ -3103,8 +3106,7 @@ impl Runtime {
                 if m.insert(channel.as_str().to_string(), Value::Bool(false))
                     != Some(Value::Bool(false))
                 {
-                    p.trait_times
-                        .insert(format!("subscriptions.{channel}"), now);
+                    p.subscription_changed(channel.as_str(), now);
                 }
             }
             p.trait_times.insert("subscriptions".into(), now);
@@ -3223,26 +3225,51 @@ impl Runtime {
     }
 }
 
+/// A user as [`Runtime::merged_user`] finds her: the id she has now, the profile asked about
+/// (`given`) and hers (`now`; the same when no merge came between).
+struct Merged {
+    id: String,
+    given: Arc<Profile>,
+    now: Arc<Profile>,
+}
+
 /// Which earlier sends a cap of `per` counts at `now`: a window of whole days is the user's
 /// calendar days in `zone`, today and the `N - 1` before (`1d`: since local midnight), so a
 /// daily message is never capped by yesterday's, whatever second of the minute each went out
 /// and across a change of the clocks; other windows are exact time, ending at `now`.
-fn in_cap_window(at: Timestamp, now: Timestamp, per: Duration, zone: Option<&str>) -> bool {
-    let secs = per.as_secs();
-    if !secs.is_multiple_of(86_400) || secs == 0 {
-        return at > now - per.to_jiff();
+struct CapWindow {
+    since: Timestamp,
+    /// Whether a send at `since` itself counts (a day's first instant does; the instant a
+    /// rolling window has just left does not).
+    inclusive: bool,
+}
+
+impl CapWindow {
+    fn ending(now: Timestamp, per: Duration, zone: Option<&str>) -> Self {
+        let rolling = CapWindow {
+            since: now - per.to_jiff(),
+            inclusive: false,
+        };
+        let secs = per.as_secs();
+        if !secs.is_multiple_of(86_400) || secs == 0 {
+            return rolling;
+        }
+        let tz = crate::template::zone_of(zone, None);
+        let days_back = (secs / 86_400 - 1) as i64;
+        now.to_zoned_datetime(tz.clone())
+            .date()
+            .checked_sub(jiff::Span::new().days(days_back))
+            .ok()
+            .and_then(|d| d.to_zoned_datetime(tz).ok())
+            .map(|z| CapWindow {
+                since: z.timestamp(),
+                inclusive: true,
+            })
+            .unwrap_or(rolling)
     }
-    let tz = crate::template::zone_of(zone, None);
-    let days_back = (secs / 86_400 - 1) as i64;
-    let today = now.to_zoned_datetime(tz.clone()).date();
-    let since = today
-        .checked_sub(jiff::Span::new().days(days_back))
-        .ok()
-        .and_then(|d| d.to_zoned_datetime(tz).ok())
-        .map(|z| z.timestamp());
-    match since {
-        Some(since) => at >= since,
-        None => at > now - per.to_jiff(),
+
+    fn holds(&self, at: Timestamp) -> bool {
+        at > self.since || (self.inclusive && at == self.since)
     }
 }
 
@@ -3597,6 +3624,7 @@ mod tests {
         let t = |s: &str| s.parse::<Timestamp>().expect("time");
         let per = |s: &str| s.parse::<Duration>().expect("duration");
         let paris = Some("Europe/Paris");
+        let in_cap_window = |at, now, per, zone| CapWindow::ending(now, per, zone).holds(at);
         // Yesterday's 09:00 digest went out 4 s later in its minute than today's.
         let now = t("2026-12-02T08:00:03Z");
         assert!(!in_cap_window(
