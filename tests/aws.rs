@@ -401,6 +401,85 @@ async fn a_repeated_message_id_enrolls_nobody_twice() {
     assert_eq!(stats["entered"], 1, "{stats}");
 }
 
+/// An in-app message on Lambda and DynamoDB: in the inbox as the engine wrote it, then read and
+/// dismissed through intake as an app reports them (conditional writes on the stored item).
+#[tokio::test]
+async fn an_in_app_message_is_read_and_dismissed_through_the_api() {
+    let Some(mut h) = Harness::new("inbox", at(T0)).await else {
+        return;
+    };
+    h.publish_journey(
+        "welcome",
+        r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: guide
+    send:
+      in_app:
+        title: "Welcome, {{ profile.first_name }}"
+        body: "Start here"
+        expires: 7d
+"#,
+    )
+    .await;
+    h.identify("ann", json!({"first_name": "Ann"})).await;
+    h.track("ann", "signed_up", "signup-ann", json!({})).await;
+    h.run_until(h.now() + mins(1)).await;
+
+    let (status, listed) = h
+        .call("GET", "/v1/users/ann/inbox", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["unread"], 1, "{listed}");
+    assert_eq!(listed["messages"][0]["title"], "Welcome, Ann", "{listed}");
+    let id = listed["messages"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/v1/users/ann/inbox/{}", id.replace('#', "%23"));
+
+    let (status, read) = h
+        .call(
+            "POST",
+            &format!("{path}/read"),
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["read_at"], h.now().to_string(), "{read}");
+    let (_, listed) = h
+        .call("GET", "/v1/users/ann/inbox", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(listed["unread"], 0, "{listed}");
+    assert_eq!(
+        listed["messages"][0]["read_at"],
+        h.now().to_string(),
+        "{listed}"
+    );
+
+    let (status, dismissed) = h
+        .call("DELETE", &path, None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200, "{dismissed}");
+    let (_, listed) = h
+        .call("GET", "/v1/users/ann/inbox", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(listed["messages"], json!([]), "{listed}");
+    let (status, missing) = h
+        .call(
+            "DELETE",
+            "/v1/users/ann/inbox/welcome:ann:1%23nothing%231",
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["errors"][0]["field"], "id", "{missing}");
+}
+
 /// An A/B test on Lambda and DynamoDB: the split's paths and holdout, and who of them
 /// converted, folded from the timeline records as the stored JSON holds them.
 #[tokio::test]

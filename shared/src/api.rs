@@ -15,7 +15,7 @@ use crate::dsl;
 use crate::event::{self, FieldError, Limits};
 use crate::journey::{Channel, Journey, JourneyStatus};
 use crate::queue::{Message, Outbound, QueueName};
-use crate::runtime::{RunError, Runtime};
+use crate::runtime::{InboxMark, RunError, Runtime};
 
 /// What a user id's path segment percent-encodes: all but unreserved characters (RFC 3986).
 pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -44,6 +44,8 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/b",
     "GET /v1/users/{userId}",
     "GET /v1/users/{userId}/inbox",
+    "POST /v1/users/{userId}/inbox/{id}/read",
+    "DELETE /v1/users/{userId}/inbox/{id}",
     "GET /v1/journeys",
     "GET /v1/journeys/{id}/stats",
     "PUT /v1/journeys/{id}",
@@ -502,24 +504,31 @@ impl Api {
                 }
             }
             (Method::GET, ["v1", "users", user, "inbox"]) => {
-                let token = req
-                    .headers()
-                    .get("x-waymark-user-token")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .or_else(|| {
-                        auth.and_then(|a| a.strip_prefix("Bearer "))
-                            .map(str::to_string)
-                    });
-                let allowed = role == Some(Role::Admin)
-                    || token.is_some_and(|t| self.signer.verify_inbox_token(user, &t));
-                if !allowed {
+                if !self.may_open_inbox(req, user, auth, role) {
                     return unauthorized();
                 }
                 match self.runtime.inbox(user).await {
-                    Ok(items) => reply(StatusCode::OK, &json!({ "messages": items })),
+                    Ok(items) => {
+                        let unread = items.iter().filter(|i| i.read_at.is_none()).count();
+                        reply(
+                            StatusCode::OK,
+                            &json!({ "messages": items, "unread": unread }),
+                        )
+                    }
                     Err(e) => internal(&e),
                 }
+            }
+            (Method::POST, ["v1", "users", user, "inbox", id, "read"]) => {
+                if !self.may_open_inbox(req, user, auth, role) {
+                    return unauthorized();
+                }
+                self.mark_inbox(user, id, InboxMark::Read).await
+            }
+            (Method::DELETE, ["v1", "users", user, "inbox", id]) => {
+                if !self.may_open_inbox(req, user, auth, role) {
+                    return unauthorized();
+                }
+                self.mark_inbox(user, id, InboxMark::Dismissed).await
             }
             (Method::GET, ["v1", "journeys"]) => {
                 if role != Some(Role::Admin) {
@@ -584,6 +593,47 @@ impl Api {
                 StatusCode::NOT_FOUND,
                 &json!({"error": format!("no route {path}"), "routes": ROUTES}),
             ),
+        }
+    }
+
+    /// Whether the request may read and mark `user`'s inbox: an admin key, or her inbox token
+    /// (in `X-Waymark-User-Token`, or as a Bearer token).
+    fn may_open_inbox(
+        &self,
+        req: &Request<Bytes>,
+        user: &str,
+        auth: Option<&str>,
+        role: Option<Role>,
+    ) -> bool {
+        let token = req
+            .headers()
+            .get("x-waymark-user-token")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| auth.and_then(|a| a.strip_prefix("Bearer ")));
+        role == Some(Role::Admin) || token.is_some_and(|t| self.signer.verify_inbox_token(user, t))
+    }
+
+    /// Marks an in-app message read or dismissed: the message as it is now, or a 404 naming
+    /// `id` when the user has no such message.
+    async fn mark_inbox(&self, user: &str, id: &str, mark: InboxMark) -> Response<Bytes> {
+        match self.runtime.mark_inbox(user, id, mark).await {
+            Ok(Some(item)) => reply(StatusCode::OK, &json!(item)),
+            Ok(None) => {
+                let why = format!(
+                    "`{id}` is not a message in `{user}`'s inbox (or it expired): use a message's `id` as GET /v1/users/{{userId}}/inbox lists it, percent-encoded (`#` is `%23`)"
+                );
+                let errors = [FieldError::new("id", why)];
+                reply(
+                    StatusCode::NOT_FOUND,
+                    &json!({
+                        "error": "no such message",
+                        "code": "not_found",
+                        "message": summary(&errors),
+                        "errors": errors,
+                    }),
+                )
+            }
+            Err(e) => internal(&e),
         }
     }
 

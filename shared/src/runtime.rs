@@ -307,7 +307,26 @@ pub struct InboxItem {
     /// When it leaves the inbox (the template's `expires` after `at`); none: kept 400 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// When the app first said its user opened it (it stays listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<Timestamp>,
+    /// When the app said its user dismissed it: no longer listed, and kept until it would have
+    /// expired, so a retried send cannot put it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dismissed_at: Option<Timestamp>,
 }
+
+/// What an app reports of an in-app message it showed its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxMark {
+    /// Opened: listed still, with `read_at`.
+    Read,
+    /// Dismissed: no longer listed.
+    Dismissed,
+}
+
+/// Attempts at marking an inbox message while other marks of it race.
+const MARK_ATTEMPTS: usize = 5;
 
 /// What `GET /v1/users/{id}` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -2203,14 +2222,18 @@ impl Runtime {
                 body: body.clone(),
                 data: data.clone(),
                 expires_at,
+                read_at: None,
+                dismissed_at: None,
             };
             let record = Record::new(inbox_key(o), 1, &item)
                 .map_err(|e| SendError::Permanent(e.to_string()))?
                 .expiring(expires_at.unwrap_or(now + KEEP_FOR));
-            self.store
-                .put(&record, Expect::Any)
-                .await
-                .map_err(|e| SendError::Retryable(e.to_string()))?;
+            // Already there: an earlier attempt of this send put it, and the user may have read
+            // or dismissed it since; it stays as she left it.
+            match self.store.put(&record, Expect::Absent).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(SendError::Retryable(e.to_string())),
+            }
             if !self.sender.wants_in_app() {
                 return Ok(Receipt::default());
             }
@@ -3192,8 +3215,71 @@ impl Runtime {
         Ok(())
     }
 
-    /// The in-app messages of a user, newest first.
+    /// The in-app messages of a user, newest first (dismissed and expired ones left out).
     pub async fn inbox(&self, user: &str) -> Result<Vec<InboxItem>, RunError> {
+        let mut items: Vec<InboxItem> = Vec::new();
+        let now = self.now();
+        for u in &self.inbox_users(user).await? {
+            for r in self.store.query(&user_partition(u), "I#").await? {
+                let item: InboxItem = r.parse()?;
+                // Expired: DynamoDB's TTL deletes it within a day or two; it is gone already.
+                if item.expires_at.is_none_or(|e| e > now) && item.dismissed_at.is_none() {
+                    items.push(item);
+                }
+            }
+        }
+        items.sort_by_key(|i| std::cmp::Reverse(i.at));
+        Ok(items)
+    }
+
+    /// Marks the in-app message `id` of a user read or dismissed, as her app reports; the
+    /// message as it is now, or `None` when she has no such message (or it expired). Marking
+    /// again changes nothing (the first time is kept).
+    pub async fn mark_inbox(
+        &self,
+        user: &str,
+        id: &str,
+        mark: InboxMark,
+    ) -> Result<Option<InboxItem>, RunError> {
+        let now = self.now();
+        for u in &self.inbox_users(user).await? {
+            let key = Key::new(user_partition(u), Part::join(&["I#", id]));
+            for _ in 0..MARK_ATTEMPTS {
+                let Some(r) = self.store.get(&key).await? else {
+                    break;
+                };
+                let mut item: InboxItem = r.parse()?;
+                if item.expires_at.is_some_and(|e| e <= now) {
+                    return Ok(None);
+                }
+                let field = match mark {
+                    InboxMark::Read => &mut item.read_at,
+                    InboxMark::Dismissed => &mut item.dismissed_at,
+                };
+                if field.is_some() {
+                    return Ok(Some(item));
+                }
+                *field = Some(now);
+                let record = Record::new(key.clone(), r.version + 1, &item)?
+                    .expiring(item.expires_at.unwrap_or(item.at + KEEP_FOR));
+                match self.store.put(&record, Expect::Version(r.version)).await {
+                    Ok(()) => return Ok(Some(item)),
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if self.store.get(&key).await?.is_some() {
+                return Err(RunError::Retry(format!(
+                    "inbox message {id} kept changing while it was marked"
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The users whose in-app messages are `user`'s: she, and the anonymous users she turned
+    /// out to be.
+    async fn inbox_users(&self, user: &str) -> Result<Vec<String>, RunError> {
         let mut users = vec![user.to_string()];
         // In-app messages sent to the anonymous users it turned out to be.
         if let Some(r) = self.store.get(&profile_key(user)).await? {
@@ -3209,19 +3295,7 @@ impl Runtime {
                 }
             }
         }
-        let mut items: Vec<InboxItem> = Vec::new();
-        let now = self.now();
-        for u in &users {
-            for r in self.store.query(&user_partition(u), "I#").await? {
-                let item: InboxItem = r.parse()?;
-                // Expired: DynamoDB's TTL deletes it within a day or two; it is gone already.
-                if item.expires_at.is_none_or(|e| e > now) {
-                    items.push(item);
-                }
-            }
-        }
-        items.sort_by_key(|i| std::cmp::Reverse(i.at));
-        Ok(items)
+        Ok(users)
     }
 }
 

@@ -475,3 +475,79 @@ fn duplicated_and_reordered_deliveries_never_send_twice_or_after_an_exit() {
         panic!("{e}");
     }
 }
+
+/// A provider that also takes in-app messages and fails its first call (the network gone after
+/// the inbox was written), then sends.
+#[derive(Clone, Default)]
+struct FirstCallFails {
+    calls: Arc<Mutex<usize>>,
+}
+
+#[async_trait]
+impl Sender for FirstCallFails {
+    async fn send(&self, _message: &Outgoing) -> Result<Receipt, SendError> {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *calls += 1;
+        if *calls == 1 {
+            return Err(SendError::Retryable("connection reset".into()));
+        }
+        Ok(Receipt::default())
+    }
+
+    fn wants_in_app(&self) -> bool {
+        true
+    }
+}
+
+/// A send retried after its in-app message reached the inbox (the provider call after it
+/// failed) leaves the message as the user left it in between: dismissed stays dismissed.
+#[tokio::test]
+async fn a_retried_send_does_not_bring_back_a_dismissed_in_app_message() {
+    use waymark::runtime::InboxMark;
+    let base = support::Harness::new("2026-12-01T09:00:00Z");
+    let sender = FirstCallFails::default();
+    let rt = Runtime::new(
+        Arc::new(base.store.clone()),
+        Arc::new(base.queue.clone()),
+        Arc::new(sender.clone()),
+        base.clock.clone(),
+        std::time::Duration::ZERO,
+        Config::default(),
+    );
+    let h = support::Harness { rt, ..base };
+    h.publish(
+        r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: guide
+    send:
+      in_app: {title: "Welcome", body: "Start here"}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}"#)
+        .await;
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    assert_eq!(
+        inbox.len(),
+        1,
+        "written before the provider failed: {inbox:?}"
+    );
+    assert_eq!(*sender.calls.lock().expect("calls"), 1, "not retried yet");
+    let dismissed =
+        h.rt.mark_inbox("ann", &inbox[0].id, InboxMark::Dismissed)
+            .await
+            .expect("marked");
+    assert!(dismissed.is_some_and(|m| m.dismissed_at.is_some()));
+
+    h.advance_to(at("2026-12-01T10:00:00Z")).await;
+    assert_eq!(
+        *sender.calls.lock().expect("calls"),
+        2,
+        "the send was retried and went through"
+    );
+    let inbox = h.rt.inbox("ann").await.expect("inbox");
+    assert!(inbox.is_empty(), "dismissed stays dismissed: {inbox:?}");
+}

@@ -132,6 +132,20 @@ impl Stack {
             .await
     }
 
+    /// A user's inbox, read with her token.
+    async fn inbox(&self, user: &str, token: &str) -> Value {
+        let (status, text) = self
+            .call(
+                Method::GET,
+                &format!("/v1/users/{user}/inbox"),
+                &[("x-waymark-user-token", token)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
     /// A user's `subscriptions` trait, as the admin API shows it (null: subscribed to all).
     async fn subscriptions(&self, user: &str) -> Value {
         let (_, text) = self.admin_get(&format!("/v1/users/{user}")).await;
@@ -485,6 +499,121 @@ fn the_inbox_opens_with_its_users_token_only() {
                 (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
                 "{who}"
             );
+        }
+
+        // Marking a message read or dismissing it takes the same token, and only hers.
+        let inbox: Value = serde_json::from_str(&text).expect("JSON");
+        let id = inbox["messages"][0]["id"]
+            .as_str()
+            .expect("an id")
+            .to_string();
+        let path = format!("/v1/users/ada/inbox/{}", id.replace('#', "%23"));
+        let read = format!("{path}/read");
+        let marks = [
+            (Method::POST, read.as_str()),
+            (Method::DELETE, path.as_str()),
+        ];
+        for (method, route) in &marks {
+            for (who, header) in [
+                ("Bob's token", ("x-waymark-user-token", bob.as_str())),
+                ("a tampered token", ("x-waymark-user-token", &tampered)),
+                ("the write key", ("authorization", &bearer_write)),
+            ] {
+                let (status, text) = s.call(method.clone(), route, &[header], "").await;
+                assert_eq!(
+                    (status, text.as_str()),
+                    (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+                    "{who}: {method} {route}"
+                );
+            }
+            // Bob's own inbox path with his token does not reach Ada's message.
+            let bobs = route.replacen("/users/ada/", "/users/bob/", 1);
+            let (status, text) = s
+                .call(method.clone(), &bobs, &[("x-waymark-user-token", &bob)], "")
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {bobs}: {text}");
+        }
+        for (method, route) in &marks {
+            let (status, text) = s
+                .call(method.clone(), route, &[("x-waymark-user-token", &ada)], "")
+                .await;
+            assert_eq!(status, StatusCode::OK, "{method} {route}: {text}");
+        }
+    });
+}
+
+/// An app reports what its user did with an in-app message: opened (`read_at`, listed still,
+/// out of the `unread` count) or dismissed (no longer listed). Marking again keeps the first
+/// time; an unknown id is a 404 naming `id`.
+#[test]
+fn an_app_marks_inbox_messages_read_and_dismisses_them() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let ada = s.signer.inbox_token("ada");
+        let token = ("x-waymark-user-token", ada.as_str());
+        let before = s.inbox("ada", &ada).await;
+        assert_eq!(before["unread"], 1, "{before}");
+        let message = &before["messages"][0];
+        assert!(message["read_at"].is_null(), "{before}");
+        let id = message["id"].as_str().expect("an id").to_string();
+        let path = format!("/v1/users/ada/inbox/{}", id.replace('#', "%23"));
+
+        let read_at = s.clock.now();
+        let (status, text) = s
+            .call(Method::POST, &format!("{path}/read"), &[token], "")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let marked: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(marked["id"], id.as_str(), "{text}");
+        assert_eq!(marked["read_at"], read_at.to_string(), "{text}");
+
+        let after = s.inbox("ada", &ada).await;
+        assert_eq!(after["unread"], 0, "{after}");
+        assert_eq!(
+            after["messages"][0]["read_at"],
+            read_at.to_string(),
+            "{after}"
+        );
+
+        // Read again later: the first time stands.
+        s.clock.set(read_at + SignedDuration::from_mins(5));
+        let (status, text) = s
+            .call(Method::POST, &format!("{path}/read"), &[token], "")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let again: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(again["read_at"], read_at.to_string(), "{text}");
+
+        let (status, text) = s.call(Method::DELETE, &path, &[token], "").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let dismissed: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            dismissed["dismissed_at"],
+            s.clock.now().to_string(),
+            "{text}"
+        );
+        let gone = s.inbox("ada", &ada).await;
+        assert_eq!(gone["messages"], json!([]), "{gone}");
+        assert_eq!(gone["unread"], 0, "{gone}");
+        // Dismissing twice is no error (an app retries).
+        let (status, text) = s.call(Method::DELETE, &path, &[token], "").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+
+        for unknown in [
+            "/v1/users/ada/inbox/banking_onboarding:ada:1%23nothing%231",
+            "/v1/users/ada/inbox/banking_onboarding:ada:1%23nothing%231/read",
+        ] {
+            let method = if unknown.ends_with("/read") {
+                Method::POST
+            } else {
+                Method::DELETE
+            };
+            let (status, text) = s.call(method, unknown, &[token], "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}: {text}");
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(v["errors"][0]["field"], "id", "{text}");
+            assert_eq!(v["code"], "not_found", "{text}");
         }
     });
 }
