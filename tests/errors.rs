@@ -336,11 +336,18 @@ fn push() -> Outgoing {
 }
 
 fn ses_error(status: u16, kind: &'static str) -> Answer {
+    ses_error_saying(
+        status,
+        kind,
+        &format!("Email address is not verified. The following identities failed the check: {ADDRESS}"),
+    )
+}
+
+fn ses_error_saying(status: u16, kind: &'static str, message: &str) -> Answer {
     (
         status,
         vec![("content-type", "application/json"), ("x-amzn-errortype", kind)],
-        json!({"message": format!("Email address is not verified. The following identities failed the check: {ADDRESS}")})
-            .to_string(),
+        json!({ "message": message }).to_string(),
     )
 }
 
@@ -372,10 +379,28 @@ async fn provider_errors_say_whether_a_retry_may_help() {
     let none = Canned::new(vec![]);
     let cases: Vec<(&str, Outgoing, Answer, bool)> = vec![
         (
-            "SES rejects",
+            "SES rejects the address",
+            email(),
+            ses_error_saying(400, "MessageRejected", &format!("Illegal address: {ADDRESS}")),
+            false,
+        ),
+        // The sending identity unverified (or a sandbox's unverified recipient): every email
+        // fails until the account is fixed, so they wait rather than being dropped.
+        (
+            "SES identity not verified",
             email(),
             ses_error(400, "MessageRejected"),
-            false,
+            true,
+        ),
+        (
+            "SES MAIL FROM not verified",
+            email(),
+            ses_error_saying(
+                400,
+                "MailFromDomainNotVerifiedException",
+                "Mail-From domain is not verified",
+            ),
+            true,
         ),
         (
             "SES bad request",
@@ -387,7 +412,7 @@ async fn provider_errors_say_whether_a_retry_may_help() {
             "SES suspended",
             email(),
             ses_error(400, "AccountSuspendedException"),
-            false,
+            true,
         ),
         (
             "SES throttles",
@@ -425,7 +450,7 @@ async fn provider_errors_say_whether_a_retry_may_help() {
             "push app disabled",
             push(),
             sns_error(400, "PlatformApplicationDisabled"),
-            false,
+            true,
         ),
         (
             "push KMS throttled",

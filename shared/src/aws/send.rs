@@ -82,27 +82,37 @@ fn send_error<E: ProvideErrorMetadata>(
     permanent: &[&str],
 ) -> SendError {
     let code = super::error_code(e);
-    if permanent.contains(&code.as_str()) {
-        SendError::Permanent(format!("{service}: {code}"))
-    } else {
-        SendError::Retryable(format!("{service}: {code}"))
+    if !permanent.contains(&code.as_str()) {
+        return SendError::Retryable(format!("{service}: {code}"));
     }
+    // SES says `MessageRejected` also when the sending identity is not verified (its DNS
+    // records removed, or a sandboxed account mailing an address it has not verified): the
+    // account's trouble, which its owner fixes, not this message's.
+    let unverified = e
+        .message()
+        .is_some_and(|m| m.to_ascii_lowercase().contains("not verified"));
+    if code == "MessageRejected" && unverified {
+        return SendError::Retryable(format!(
+            "{service}: {code} (an identity is not verified in SES)"
+        ));
+    }
+    SendError::Permanent(format!("{service}: {code}"))
 }
 
-/// SES v2 SendEmail errors that no retry fixes.
-const SES_PERMANENT: &[&str] = &[
-    "MessageRejected",
-    "BadRequestException",
-    "AccountSuspendedException",
-    "MailFromDomainNotVerifiedException",
-];
-/// SNS Publish and CreatePlatformEndpoint errors that no retry fixes.
+/// SES v2 SendEmail errors about this message or its recipient, which no retry fixes. A
+/// suspended account (`AccountSuspendedException`) or a MAIL FROM domain SES cannot check
+/// (`MailFromDomainNotVerifiedException`, also when its DNS does not answer) stops every send:
+/// those are retried, so the messages wait for the fix, then the dead-letter queue, instead of
+/// being recorded as rejected one by one.
+const SES_PERMANENT: &[&str] = &["MessageRejected", "BadRequestException"];
+/// SNS Publish and CreatePlatformEndpoint errors about this message, number or device, which
+/// no retry fixes. A disabled platform application (its APNs or FCM credentials expired) stops
+/// every push: retried, as above.
 const SNS_PERMANENT: &[&str] = &[
     "EndpointDisabled",
     "InvalidParameter",
     "ParameterValueInvalid",
     "NotFound",
-    "PlatformApplicationDisabled",
 ];
 
 /// How long a webhook may take.
