@@ -108,6 +108,44 @@ fn dynamo_error(status: u16, kind: &str) -> Answer {
     )
 }
 
+/// A service that takes the request and never answers.
+#[derive(Debug, Clone, Default)]
+struct Hangs;
+
+impl HttpConnector for Hangs {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::new(std::future::pending())
+    }
+}
+
+/// A call whose answer never comes fails after the functions' timeouts (retried like any
+/// passing failure) instead of holding its message, and the batch, until the Lambda's own
+/// timeout. (Tokio's clock is paused: the timeouts pass at once.)
+#[tokio::test(start_paused = true)]
+async fn a_call_that_never_answers_times_out_and_is_retried() {
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .http_client(http_client_fn(|_, _| SharedHttpConnector::new(Hangs)))
+            .timeout_config(waymark::aws::timeouts())
+            .build(),
+    );
+    let store = DynamoStore::new(client, "t");
+    let started = tokio::time::Instant::now();
+    let got = store.get(&Key::new("U#ann", "P")).await;
+    assert!(
+        matches!(&got, Err(StoreError::Unavailable(why)) if why.contains("timeout")),
+        "{got:?}"
+    );
+    assert!(
+        started.elapsed() <= std::time::Duration::from_secs(10),
+        "the whole call, retries included, is bounded: {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn dynamodb_errors_are_conflicts_busy_or_corrupt() {
     let cases = [

@@ -68,6 +68,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .timeout_config(waymark::aws::timeouts())
         .load()
         .await
 }

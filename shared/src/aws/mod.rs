@@ -216,9 +216,24 @@ impl Clients {
     }
 }
 
-/// The SDK configuration from the environment (Region, credentials, `AWS_ENDPOINT_URL`).
+/// The SDK configuration from the environment (Region, credentials, `AWS_ENDPOINT_URL`), with
+/// [`timeouts`].
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .load()
+        .await
+}
+
+/// How long one AWS call may take: an attempt 4 s, the call with its retries 10 s. The SDK sets
+/// none but a connect timeout, so a response that never comes would hold its message until
+/// the Lambda's own timeout and lose the whole batch's answer (every message of it received
+/// once more); this way it fails that message alone, retried like any other passing failure.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(std::time::Duration::from_secs(4))
+        .operation_timeout(std::time::Duration::from_secs(10))
+        .build()
 }
 
 /// The runtime over the AWS adapters, as the Lambda functions run it: waits up to the default
