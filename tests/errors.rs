@@ -377,14 +377,19 @@ fn ses_error(status: u16, kind: &'static str) -> Answer {
     ses_error_saying(
         status,
         kind,
-        &format!("Email address is not verified. The following identities failed the check: {ADDRESS}"),
+        &format!(
+            "Email address is not verified. The following identities failed the check: {ADDRESS}"
+        ),
     )
 }
 
 fn ses_error_saying(status: u16, kind: &'static str, message: &str) -> Answer {
     (
         status,
-        vec![("content-type", "application/json"), ("x-amzn-errortype", kind)],
+        vec![
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", kind),
+        ],
         json!({ "message": message }).to_string(),
     )
 }
@@ -419,7 +424,11 @@ async fn provider_errors_say_whether_a_retry_may_help() {
         (
             "SES rejects the address",
             email(),
-            ses_error_saying(400, "MessageRejected", &format!("Illegal address: {ADDRESS}")),
+            ses_error_saying(
+                400,
+                "MessageRejected",
+                &format!("Illegal address: {ADDRESS}"),
+            ),
             false,
         ),
         // The sending identity unverified (or a sandbox's unverified recipient): every email

@@ -325,6 +325,10 @@ pub enum InboxMark {
     Dismissed,
 }
 
+/// Attempts at recording a message that went out before its failure is the message's (and its
+/// retry sends it again).
+const DONE_ATTEMPTS: usize = 4;
+
 /// Attempts at marking an inbox message while other marks of it race.
 const MARK_ATTEMPTS: usize = 5;
 
@@ -2144,10 +2148,31 @@ impl Runtime {
             },
         )?
         .expiring(now + KEEP_FOR);
-        self.store
-            .put(&done, Expect::Version(claim_version))
-            .await?;
-        Ok(outcome)
+        // A message that went out and is not recorded would go out again on the retry: its
+        // record is tried a few more times here first (the store's own retries are spent).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.store.put(&done, Expect::Version(claim_version)).await {
+                Ok(()) => return Ok(outcome),
+                Err(StoreError::Unavailable(why))
+                    if attempt < DONE_ATTEMPTS && matches!(outcome, Outcome::Sent { .. }) =>
+                {
+                    tracing::warn!(send = %o.ledger_key(), error = %why, attempt, "a sent message's record failed; trying again");
+                }
+                // An attempt applied though its answer was lost: recorded after all.
+                Err(StoreError::Conflict) if attempt > 1 => {
+                    let recorded = self.store.get(&done.key).await?;
+                    if let Some(r) = recorded.filter(|r| r.version == claim_version + 1) {
+                        if let Ledger::Done { .. } = r.parse::<Ledger>()? {
+                            return Ok(outcome);
+                        }
+                    }
+                    return Err(StoreError::Conflict.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Checks the caps and calls the provider for a claimed send; what happened, or an error
@@ -2158,7 +2183,11 @@ impl Runtime {
         }
         let err = match self.call_provider(o, now).await {
             Ok(receipt) => {
-                self.disable_devices(o, &receipt.disabled_devices).await?;
+                // It went out: nothing after this may fail the send, or its retry would send it
+                // again. A device left unmarked is marked by the next push it refuses.
+                if let Err(e) = self.disable_devices(o, &receipt.disabled_devices).await {
+                    tracing::warn!(user = %o.user_id, error = %e, "push devices the provider disabled were not marked; the next push to them marks them");
+                }
                 return Ok(Outcome::Sent { at: now });
             }
             Err(err) => err,

@@ -551,3 +551,45 @@ steps:
     let inbox = h.rt.inbox("ann").await.expect("inbox");
     assert!(inbox.is_empty(), "dismissed stays dismissed: {inbox:?}");
 }
+
+/// A store write that fails once, wherever it falls in a cart user's journey (before it is
+/// applied, or applied with its answer lost), sends neither message twice and loses neither:
+/// in particular the record of a message that went out, written after the provider took it,
+/// is tried again at once rather than left to the retry that would send it again.
+#[tokio::test]
+async fn one_failed_write_anywhere_sends_nothing_twice() {
+    for applied in [false, true] {
+        for n in 0..150 {
+            let (base, faulty) = support::faulty::faulty_harness();
+            // Every call to the provider counted (the local outbox would hide a repeat).
+            let sender = ClockedSender {
+                clock: base.clock.clone(),
+                calls: Arc::default(),
+            };
+            let rt = Runtime::new(
+                Arc::new(faulty.clone()),
+                Arc::new(base.queue.clone()),
+                Arc::new(sender.clone()),
+                base.clock.clone(),
+                std::time::Duration::ZERO,
+                Config::default(),
+            );
+            let h = support::Harness { rt, ..base };
+            h.publish(&example_journey("cart_abandonment")).await;
+            *faulty.fault.lock().expect("fault") = Some((n, applied));
+            h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","first_name":"Ann","timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c-1","properties":{"cart_id":"c-1","total":10,"items":[{"name":"Shoes","price":10,"stock":2}]}}
+"#).await;
+            h.advance_through_faults(at("2026-12-02T09:00:00Z")).await;
+            let calls = sender.calls();
+            for channel in [Channel::Push, Channel::Email] {
+                let count = calls.iter().filter(|(_, o)| o.channel == channel).count();
+                assert_eq!(
+                    count, 1,
+                    "write {n} failed (applied: {applied}): {channel:?} sent {count} times"
+                );
+            }
+        }
+    }
+}

@@ -269,6 +269,17 @@ impl Harness {
 
     /// Handles everything due up to `until` (queue messages and timers), then sets the clock there.
     pub async fn advance_to(&self, until: Timestamp) {
+        self.advance(until, false).await
+    }
+
+    /// As [`Harness::advance_to`], over a store that fails on purpose: a scheduler run that
+    /// fails is run again a minute later, as the deployed schedule would.
+    #[allow(dead_code)]
+    pub async fn advance_through_faults(&self, until: Timestamp) {
+        self.advance(until, true).await
+    }
+
+    async fn advance(&self, until: Timestamp, faults: bool) {
         for _ in 0..1_000_000 {
             let now = self.now();
             let due = self.queue.take_due(now);
@@ -294,7 +305,14 @@ impl Harness {
             let next = next.max(now);
             self.clock.set(next);
             if timer_tick.is_some_and(|t| t <= next) {
-                let moved = tick(&self.rt, &self.store).await.expect("tick");
+                let moved = match tick(&self.rt, &self.store).await {
+                    Ok(moved) => moved,
+                    Err(e) if faults => {
+                        eprintln!("a scheduler run failed at {next}: {e}");
+                        0
+                    }
+                    Err(e) => panic!("tick: {e}"),
+                };
                 if moved == 0 && self.queue.next_due().is_none_or(|d| d > next) {
                     self.clock.set(next + SignedDuration::from_secs(60));
                 }
