@@ -377,8 +377,9 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
 /// date: when what the date is read from has changed (`profile.renews_on` set to another day,
 /// or the user's zone for a date with a `time`), the wait is taken again from the new date: on
 /// at once when it is past, ended when it is gone, or waiting until the new time, its old
-/// wake-up cancelled. `None` when the enrollment waits on no date, or the date leads to the
-/// wake-up it has.
+/// wake-up cancelled. A wait on the time of day alone moves when the user's zone has changed
+/// (the next 09:00 where she is now). `None` when the enrollment waits on no date or time, or
+/// they lead to the wake-up it has.
 pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     if !enrollment.waits_for_time() {
         return None;
@@ -387,7 +388,22 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
     let Action::WaitUntil(w) = ctx.journey.step(&enrollment.step)?.action() else {
         return None;
     };
-    w.date.as_ref()?;
+    if w.date.is_none() {
+        // The time of day alone: the next one in the user's zone, which may have changed (she
+        // travels). Not when it is due already (its wake-up is on its way).
+        if pending.resume != Resume::Continue || pending.at <= ctx.now {
+            return None;
+        }
+        let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+        if next_local_time(ctx.now, &ctx.timezone(), time, &w.weekdays) == pending.at {
+            return None;
+        }
+        let mut run = Run::new(ctx, resumed(enrollment));
+        let step = run.enrollment.step.clone();
+        run.cancel_pending(&step, "the user's time zone changed");
+        run.again(step);
+        return Some(run.finish());
+    }
     let mut run = Run::new(ctx, resumed(enrollment));
     let same = match date_wait(w, &run.scope(), &ctx.timezone(), ctx.now) {
         // Still more than a year ahead: the yearly reading finds it.

@@ -975,6 +975,69 @@ fn renewal_waiting(at: &str) -> String {
     format!("waiting until {at} (wait_until profile.renews_on - 3d at 09:00)")
 }
 
+/// A wait for the time of day alone follows the user's zone: she moves from Los Angeles to
+/// Tokyo while waiting for 09:00, and the morning push comes at 09:00 in Tokyo, not at 02:00
+/// there. An identify that leaves her zone alone leaves the wait alone; one that comes when the
+/// wake-up is due moves nothing.
+#[tokio::test]
+async fn a_wait_for_the_time_of_day_follows_the_users_zone() {
+    const MORNING: &str = r#"
+id: morning
+name: Morning tip
+trigger: {event: signed_up}
+steps:
+  - id: nine_am
+    wait_until: {time: "09:00"}
+  - id: tip
+    send: {push: {title: "Good morning", body: "Your first tip"}}
+"#;
+    let script = script_of(&[
+        json!({"at": "2026-12-01T00:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"timezone": "America/Los_Angeles", "push_tokens": [{"platform": "fcm", "token": "t-ann"}]}}),
+        json!({"at": "2026-12-01T00:00:00Z", "type": "identify", "userId": "bob",
+               "traits": {"timezone": "America/Los_Angeles", "push_tokens": [{"platform": "fcm", "token": "t-bob"}]}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "ann", "event": "signed_up"}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "bob", "event": "signed_up"}),
+        // Ann flies to Tokyo: 21:00 there, so 09:00 tomorrow, Tokyo time.
+        json!({"at": "2026-12-01T12:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"timezone": "Asia/Tokyo"}}),
+        // Bob changes his name only.
+        json!({"at": "2026-12-01T12:00:00Z", "type": "identify", "userId": "bob",
+               "traits": {"first_name": "Bob"}}),
+    ]);
+    let out = sim(&[MORNING], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T17:00:00Z bob push tip: Good morning",
+            "2026-12-02T00:00:00Z ann push tip: Good morning",
+        ]
+    );
+    let waits = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("waiting") || d.starts_with("woke"))
+            .collect()
+    };
+    assert_eq!(
+        waits("ann"),
+        [
+            "waiting until 2026-12-01T17:00:00Z (wait_until 09:00)",
+            "woke (the user's time zone changed)",
+            "waiting until 2026-12-02T00:00:00Z (wait_until 09:00)",
+            "woke (time)",
+        ]
+    );
+    assert_eq!(
+        waits("bob"),
+        [
+            "waiting until 2026-12-01T17:00:00Z (wait_until 09:00)",
+            "woke (time)",
+        ]
+    );
+}
+
 /// A profile date that changes while the user waits for it moves the wait: the renewal
 /// reminder follows the new renewal day, goes at once when the new day makes it past, and an
 /// identify that changes nothing it reads leaves the wait alone.
