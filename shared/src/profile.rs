@@ -317,6 +317,20 @@ impl Profile {
                     .trait_times
                     .get(k)
                     .is_none_or(|t| *t <= event.timestamp);
+                // A new address lifts its channel's suppression (a bounce, a complaint, STOP);
+                // the same one sent again (apps send every trait on every identify) does not.
+                let new_address = newer
+                    && (k == "email" || k == "phone")
+                    && self.traits.get(k) != Some(v)
+                    && !v.is_null();
+                if new_address {
+                    let channel = if k == "email" {
+                        Channel::Email
+                    } else {
+                        Channel::Sms
+                    };
+                    self.suppressed.remove(&channel);
+                }
                 if newer {
                     if k == "subscriptions" {
                         // Merge per channel, so that one opt-out does not reset the others.
@@ -343,12 +357,6 @@ impl Profile {
                         self.traits.insert(k.clone(), v.clone());
                     }
                     self.trait_times.insert(k.clone(), event.timestamp);
-                }
-                if k == "email" {
-                    self.suppressed.remove(&Channel::Email);
-                }
-                if k == "phone" {
-                    self.suppressed.remove(&Channel::Sms);
                 }
             }
         }
@@ -625,6 +633,55 @@ mod tests {
         assert_eq!(
             p.address(Channel::Email),
             Ok(Address::One("new@example.com".into()))
+        );
+        assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+    }
+
+    #[test]
+    fn an_identify_lifts_a_suppression_only_with_a_new_address() {
+        let identify = |at: &str, traits: Value| Event {
+            kind: Kind::Identify,
+            message_id: format!("i-{at}"),
+            user_id: "ann".into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: Map::new(),
+            timestamp: at.parse().expect("timestamp"),
+            received_at: at.parse().expect("timestamp"),
+        };
+        let mut p = Profile {
+            user_id: "ann".into(),
+            ..Profile::default()
+        };
+        p.apply(&identify(
+            "2026-12-01T10:00:00Z",
+            serde_json::json!({"email": "ann@example.com", "phone": "+33612345678"}),
+        ));
+        p.suppressed.insert(Channel::Email, "bounced".into());
+        p.suppressed.insert(Channel::Sms, "opted out".into());
+        // Segment's libraries send every trait on every identify: the same address again.
+        p.apply(&identify(
+            "2026-12-01T11:00:00Z",
+            serde_json::json!({"email": "ann@example.com", "phone": "+33612345678", "plan": "pro"}),
+        ));
+        assert_eq!(p.address(Channel::Email), Err(Unreachable::Suppressed));
+        assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+        // An older identify with another address is not her address now.
+        p.apply(&identify(
+            "2026-12-01T09:00:00Z",
+            serde_json::json!({"email": "old@example.com"}),
+        ));
+        assert_eq!(p.address(Channel::Email), Err(Unreachable::Suppressed));
+        // A new address is reachable; the number stays suppressed.
+        p.apply(&identify(
+            "2026-12-01T12:00:00Z",
+            serde_json::json!({"email": "ann@new.example"}),
+        ));
+        assert_eq!(
+            p.address(Channel::Email),
+            Ok(Address::One("ann@new.example".into()))
         );
         assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
     }
