@@ -41,3 +41,22 @@ fn every_queue_source_is_capped_by_the_engine_concurrency_parameter() {
         "EngineConcurrency's default {default}"
     );
 }
+
+/// Every queue keeps its messages as long as SQS allows (14 days, not the default 4): an engine
+/// stopped for a long weekend (its event source disabled, a bad deploy) finds its backlog,
+/// events and due steps, waiting; a dead-letter queue keeps them as long as its source does.
+#[test]
+fn every_queue_keeps_its_messages_fourteen_days() {
+    let template = support::template::load();
+    let mut queues = Vec::new();
+    for (name, r) in template["Resources"].as_object().into_iter().flatten() {
+        if r["Type"] == "AWS::SQS::Queue" {
+            queues.push(name.clone());
+            assert_eq!(
+                r["Properties"]["MessageRetentionPeriod"], 1_209_600,
+                "{name} keeps its messages for SQS's default 4 days"
+            );
+        }
+    }
+    assert!(queues.len() >= 4, "{queues:?}");
+}
