@@ -871,17 +871,24 @@ impl Harness {
     /// queue's visibility timeout (virtual time). Returns the failures' message ids.
     pub async fn deliver_due(&mut self) -> Vec<String> {
         let mut failed_ids = Vec::new();
-        loop {
+        while let Some(failed) = self.deliver_batch().await {
+            failed_ids.extend(failed);
+        }
+        failed_ids
+    }
+
+    /// Delivers one batch of what is due (up to ten messages of one queue) to the engine, as
+    /// the event source mapping does; the ids it reported failed, or `None` when nothing is due.
+    pub async fn deliver_batch(&mut self) -> Option<Vec<String>> {
+        let mut failed_ids = Vec::new();
+        {
             self.collect().await;
             let now = self.clock.now();
-            let Some(queue) = self
+            let queue = self
                 .held
                 .iter()
                 .find(|m| m.visible_at <= now)
-                .map(|m| m.queue)
-            else {
-                break;
-            };
+                .map(|m| m.queue)?;
             let mut batch = Vec::new();
             let mut rest = Vec::new();
             for m in std::mem::take(&mut self.held) {
@@ -947,7 +954,7 @@ impl Harness {
                 }
             }
         }
-        failed_ids
+        Some(failed_ids)
     }
 
     /// Runs the queues until `until`: delivers what is due, then moves the clock to the next

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::send::{tag_decode, USER_TAG};
 use crate::api::Api;
 use crate::journey::Channel;
-use crate::queue::Message;
+use crate::queue::{Message, Outbound, QueueName};
 use crate::runtime::{OptOutSync, RunError, Runtime};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +76,11 @@ pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(
 /// Applies a batch, one message after another; the messages that failed (or could not be read)
 /// are reported so that SQS keeps them, and moves them to the dead-letter queue after
 /// `maxReceiveCount` receives. With less than [`MESSAGE_RESERVE`] of `time_left` to go, the
-/// messages not yet started are reported too, for SQS to deliver again: a timeout would lose
-/// the whole batch's response, and every message in it would come back, done or not.
+/// messages not yet started are sent back to their queue as new messages (a timeout would lose
+/// the whole batch's response, and every message in it would come back, done or not): reported
+/// instead, each would spend one of its receives without having failed, and a slow batch (a
+/// webhook that hangs to its timeout) could send the others to the dead-letter queue unstarted.
+/// Only when that send fails are they reported.
 pub async fn apply_batch(
     runtime: &Runtime,
     event: SqsEvent,
@@ -103,10 +106,10 @@ pub async fn apply_batch(
             }
         }
     }
+    let mut unstarted: Vec<(String, &Message)> = Vec::new();
     for (id, m) in ids.into_iter().zip(&messages) {
         if time_left.is_some_and(|t| began.elapsed() + MESSAGE_RESERVE > t) {
-            tracing::warn!(message_id = %id, user = m.user_id(), "not started: the invocation's time is nearly up; SQS will deliver it again");
-            failures.push(id);
+            unstarted.push((id, m));
             continue;
         }
         match runtime.handle(m).await {
@@ -124,6 +127,7 @@ pub async fn apply_batch(
             }
         }
     }
+    failures.extend(send_back(runtime, unstarted).await);
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures
         .into_iter()
@@ -134,6 +138,42 @@ pub async fn apply_batch(
         })
         .collect();
     response
+}
+
+/// Sends messages a batch did not start back to their queues, due at once; the ids of those
+/// that could not be sent (left for SQS to deliver again).
+async fn send_back(runtime: &Runtime, unstarted: Vec<(String, &Message)>) -> Vec<String> {
+    let mut left = Vec::new();
+    for queue in [QueueName::Events, QueueName::Steps] {
+        let (ids, outbound): (Vec<String>, Vec<Outbound>) = unstarted
+            .iter()
+            .filter(|(_, m)| m.queue() == queue)
+            .map(|(id, m)| {
+                let again = Outbound {
+                    message: (*m).clone(),
+                    delay_secs: 0,
+                };
+                (id.clone(), again)
+            })
+            .unzip();
+        if ids.is_empty() {
+            continue;
+        }
+        match runtime.queue.send(queue, &outbound).await {
+            Ok(()) => {
+                for id in &ids {
+                    tracing::warn!(message_id = %id, "not started: the invocation's time is nearly up; sent back to its queue");
+                }
+            }
+            Err(e) => {
+                for id in &ids {
+                    tracing::warn!(message_id = %id, error = %e, "not started: the invocation's time is nearly up; SQS will deliver it again");
+                }
+                left.extend(ids);
+            }
+        }
+    }
+    left
 }
 
 /// What an SES notice asks of us.
