@@ -401,6 +401,71 @@ async fn a_repeated_message_id_enrolls_nobody_twice() {
     assert_eq!(stats["entered"], 1, "{stats}");
 }
 
+/// A push endpoint SNS disabled (APNs or FCM refused its token once: an expired certificate)
+/// comes back when the app sends the token again: the device is marked good and its endpoint
+/// enabled again, so the next push goes out instead of being refused for good.
+#[tokio::test]
+async fn a_disabled_push_endpoint_is_enabled_again_when_the_app_sends_its_token() {
+    let Some(mut h) = Harness::new("revive", at(T0)).await else {
+        return;
+    };
+    let Some(moto) = support::moto_endpoint() else {
+        return;
+    };
+    let sns = aws_sdk_sns::Client::new(&support::sdk_config(&moto).await);
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    let endpoint = h.endpoint_of("ann").await;
+    let enabled = |sns: aws_sdk_sns::Client, endpoint: String| async move {
+        let out = sns
+            .get_endpoint_attributes()
+            .endpoint_arn(&endpoint)
+            .send()
+            .await
+            .expect("endpoint attributes");
+        out.attributes()
+            .and_then(|a| a.get("Enabled"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The platform refused the token: SNS disables the endpoint.
+    sns.set_endpoint_attributes()
+        .endpoint_arn(&endpoint)
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .expect("disable the endpoint");
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.run_until(t0 + mins(31)).await;
+    assert!(h.pushes_to(&endpoint).await.is_empty());
+    let view = h.user("ann").await;
+    assert_eq!(view["profile"]["devices"][0]["disabled"], true, "{view}");
+
+    // The app starts again and sends its token, as every identify does.
+    identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    let view = h.user("ann").await;
+    assert!(
+        view["profile"]["devices"][0].get("disabled").is_none(),
+        "{view}"
+    );
+    assert_eq!(view["profile"]["devices"][0]["endpoint"], endpoint.as_str());
+    assert_eq!(enabled(sns.clone(), endpoint.clone()).await, "true");
+
+    // Her first cart's journey ends (the email four hours after the push); her next cart's
+    // push goes out.
+    h.run_until(t0 + mins(270)).await;
+    h.tick().await;
+    h.deliver_due().await;
+    h.track("ann", "cart_abandoned", "cart-ann-2", cart("c-1002"))
+        .await;
+    h.run_until(t0 + mins(270 + 31)).await;
+    assert_eq!(h.pushes_to(&endpoint).await.len(), 1);
+}
+
 /// An in-app message on Lambda and DynamoDB: in the inbox as the engine wrote it, then read and
 /// dismissed through intake as an app reports them (conditional writes on the stored item).
 #[tokio::test]

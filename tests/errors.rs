@@ -363,6 +363,7 @@ fn push() -> Outgoing {
             token: "t".into(),
             endpoint: Some("arn:aws:sns:us-east-1:123456789012:endpoint/APNS/app/1".into()),
             disabled: false,
+            revived: false,
         }]),
         Content::Push {
             title: "T".into(),

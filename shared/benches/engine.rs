@@ -38,6 +38,7 @@ fn profile(user: &str) -> Profile {
         token: format!("tok-{user}"),
         endpoint: None,
         disabled: false,
+        revived: false,
     });
     p
 }

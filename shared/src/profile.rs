@@ -25,6 +25,10 @@ pub struct Device {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// The app sent the token of a disabled device again: it is good again, and its endpoint,
+    /// which the provider disabled, is to be enabled again (once, by the next registration).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revived: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -468,13 +472,17 @@ impl Profile {
             };
             if let Some(d) = self.devices.iter_mut().find(|d| d.token == token) {
                 d.platform = platform.to_string();
-                d.disabled = false;
+                if d.disabled {
+                    d.disabled = false;
+                    d.revived = d.endpoint.is_some();
+                }
             } else {
                 self.devices.push(Device {
                     platform: platform.to_string(),
                     token: token.to_string(),
                     endpoint: None,
                     disabled: false,
+                    revived: false,
                 });
             }
         }

@@ -42,8 +42,9 @@ pub const ENDPOINT_DISABLED: &str = "EndpointDisabled";
 pub trait Sender: Send + Sync {
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError>;
 
-    /// Registers a push device with the provider and returns its handle (an SNS endpoint ARN).
-    /// Providers without such a step return `None`.
+    /// Registers a push device with the provider and returns its handle (an SNS endpoint ARN);
+    /// for a `revived` device (its handle disabled by the provider, its token sent again by the
+    /// app), enables its handle again. Providers without such a step return `None`.
     async fn register(&self, _device: &Device) -> Result<Option<String>, SendError> {
         Ok(None)
     }

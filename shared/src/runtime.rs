@@ -934,9 +934,14 @@ impl Runtime {
             let mut p = Profile::clone(&before);
             f(&mut p);
             if register {
-                for d in p.devices.iter_mut().filter(|d| d.endpoint.is_none()) {
+                for d in p
+                    .devices
+                    .iter_mut()
+                    .filter(|d| d.endpoint.is_none() || d.revived)
+                {
                     if let Some((_, ep)) = registered.iter().find(|(t, _)| *t == d.token) {
                         d.endpoint = ep.clone();
+                        d.revived = false;
                         continue;
                     }
                     if unavailable.is_some() {
@@ -955,6 +960,7 @@ impl Runtime {
                     };
                     registered.push((d.token.clone(), ep.clone()));
                     d.endpoint = ep;
+                    d.revived = false;
                 }
             }
             let written = if version.is_some() && p == *before {

@@ -561,6 +561,20 @@ impl Sender for AwsSender {
         let Some(application) = application else {
             return Ok(None);
         };
+        // SNS disabled the endpoint when APNs or FCM refused its token (an expired certificate,
+        // an uninstalled app) and keeps it disabled: the app sending the token again means it
+        // is good again (AWS's guide to push token management does the same).
+        if let (true, Some(endpoint)) = (device.revived, &device.endpoint) {
+            self.sns
+                .set_endpoint_attributes()
+                .endpoint_arn(endpoint)
+                .attributes("Token", &device.token)
+                .attributes("Enabled", "true")
+                .send()
+                .await
+                .map_err(|e| send_error("SNS SetEndpointAttributes", &e, SNS_PERMANENT))?;
+            return Ok(Some(endpoint.clone()));
+        }
         let out = self
             .sns
             .create_platform_endpoint()
