@@ -54,10 +54,15 @@ pub struct Profile {
     /// rather than one per event.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub inactivity_checks: SmallMap<String, Timestamp>,
-    /// On an identified user: the anonymous ids (`anonymousId`) it was seen with, each merged
+    /// On an identified user: the anonymous ids (`anonymousId`) it turned out to be, each merged
     /// into it once (see [`Profile::absorb`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anonymous_ids: Vec<String>,
+    /// On an identified user: anonymous ids it was seen with that had turned out to be someone
+    /// else before (a shared device: the first to log in keeps it). Not hers; kept so that her
+    /// next event with one does not try the merge again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_ids_of_others: Vec<String>,
     /// On an anonymous user (`anon:<id>`): the user it turned out to be. Its later events are
     /// that user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,6 +388,13 @@ impl Profile {
             let extra = list.len() - HISTORY_PER_EVENT;
             list.drain(..extra);
         }
+    }
+
+    /// Whether the anonymous id `a` was seen with this user before (merged into her, or found
+    /// someone else's).
+    pub fn has_seen_anonymous(&self, a: &str) -> bool {
+        self.anonymous_ids.iter().any(|x| x == a)
+            || self.anonymous_ids_of_others.iter().any(|x| x == a)
     }
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait

@@ -1061,7 +1061,7 @@ impl Runtime {
                         return;
                     }
                     if let Some(a) = anonymous_id {
-                        let seen = p.anonymous_ids.iter().any(|x| x == a);
+                        let seen = p.has_seen_anonymous(a);
                         unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
                     }
                     p.apply(e);
@@ -1400,11 +1400,14 @@ impl Runtime {
             tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");
         }
         self.update_profile(user, |p| {
-            if !p.anonymous_ids.iter().any(|x| x == anonymous_id) {
-                if ours {
-                    p.absorb(&theirs);
-                }
+            if p.has_seen_anonymous(anonymous_id) {
+                return;
+            }
+            if ours {
+                p.absorb(&theirs);
                 p.anonymous_ids.push(anonymous_id.to_string());
+            } else {
+                p.anonymous_ids_of_others.push(anonymous_id.to_string());
             }
         })
         .await

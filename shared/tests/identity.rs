@@ -390,8 +390,16 @@ async fn an_anonymous_id_is_merged_once_into_the_first_user_it_turns_out_to_be()
     let bob = h.rt.user("bob").await.expect("bob");
     assert!(bob.enrollments.is_empty(), "{:?}", bob.enrollments);
     let p = bob.profile.expect("bob's profile");
-    // Seen once, so not looked up again at bob's every event.
-    assert_eq!(p.anonymous_ids, ["device-1"]);
+    // Not his (his profile does not list it as one he turned out to be), and seen once, so
+    // not looked up again at his every event.
+    assert!(p.anonymous_ids.is_empty(), "{:?}", p.anonymous_ids);
+    assert_eq!(p.anonymous_ids_of_others, ["device-1"]);
+    h.play(r#"{"at":"2026-12-01T12:00:00Z","type":"track","userId":"bob","anonymousId":"device-1","event":"app_opened","messageId":"bob-open"}"#)
+        .await;
+    let bob_again = h.rt.user("bob").await.expect("bob");
+    let p_again = bob_again.profile.expect("bob's profile");
+    assert!(p_again.anonymous_ids.is_empty());
+    assert_eq!(p_again.anonymous_ids_of_others, ["device-1"]);
     assert_eq!(p.traits.get("first_name"), None);
     let anon = h.rt.user("anon:device-1").await.expect("anon");
     assert_eq!(
