@@ -22,7 +22,9 @@ pub const MAX_DEPTH: usize = 10;
 /// How many top-level keys `properties`, `traits` and `context` may have.
 pub const MAX_TRAITS: usize = 256;
 
-const MAX_ID_CHARS: usize = 256;
+/// The longest `userId` or `anonymousId`, in bytes of UTF-8: ids are part of the store's keys,
+/// a user's twice in some (DynamoDB takes 1,024 bytes of sort key).
+const MAX_ID_BYTES: usize = 256;
 const MAX_EVENT_NAME_CHARS: usize = 200;
 const MAX_MESSAGE_ID_CHARS: usize = 100;
 const MAX_EMAIL_CHARS: usize = 254;
@@ -635,11 +637,16 @@ impl<'a> Check<'a> {
             );
             return None;
         }
-        if chars > MAX_ID_CHARS {
-            self.error(
-                name,
-                format!("is {chars} characters; at most {MAX_ID_CHARS} are allowed"),
-            );
+        if id.len() > MAX_ID_BYTES {
+            let why = if id.len() == chars {
+                format!("is {chars} characters; at most {MAX_ID_BYTES} are allowed")
+            } else {
+                format!(
+                    "is {} bytes in UTF-8 ({chars} characters); at most {MAX_ID_BYTES} bytes are allowed",
+                    id.len()
+                )
+            };
+            self.error(name, why);
             return None;
         }
         Some(id)
@@ -1093,6 +1100,31 @@ mod tests {
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn ids_are_limited_in_bytes_as_the_store_keys_them() {
+        // 128 two-byte letters: 256 bytes, the most.
+        let fits = "é".repeat(128);
+        let e = single(Kind::Track, &json!({"userId": fits, "event": "e"}));
+        assert!(e.is_ok(), "{e:?}");
+        // 200 of them: 200 characters, but 400 bytes of key.
+        let long = "é".repeat(200);
+        let errors =
+            single(Kind::Track, &json!({"userId": long, "event": "e"})).expect_err("too long");
+        assert_eq!(fields(&errors), ["userId"]);
+        assert!(
+            errors[0]
+                .message
+                .contains("400 bytes in UTF-8 (200 characters)"),
+            "{errors:?}"
+        );
+        let errors = single(
+            Kind::Track,
+            &json!({"anonymousId": "a".repeat(257), "event": "e"}),
+        )
+        .expect_err("too long");
+        assert_eq!(fields(&errors), ["anonymousId"]);
     }
 
     /// An object `levels` deep, counting itself: `nested(1)` is `{"a": 1}`.
