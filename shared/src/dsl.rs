@@ -2139,7 +2139,29 @@ steps:
             (
                 "{date: starts_at}",
                 "steps[0].wait_until.date",
-                "like event.starts_at",
+                "write event.starts_at or profile.starts_at",
+            ),
+            // A fixed date, however YAML reads it, is not read as a condition ("a number is
+            // not a condition by itself").
+            (
+                r#"{date: "2026-11-27", time: "08:00"}"#,
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: 2026-11-27T08:00:00Z}",
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: 1795000000}",
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: now()}",
+                "steps[0].wait_until.date",
+                "write `wait: 3d`",
             ),
         ] {
             let errs = parse("w.yaml", &with(bad, event)).expect_err(bad);
