@@ -1014,7 +1014,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 }
             }
             for (k, src) in update_templates(u) {
-                if let Err(e) = template::check(src) {
+                if let Err(e) = template::check_offering(src, &template::SCOPE_OUTSIDE_EMAIL) {
                     out.push(Problem {
                         path: format!("{base}.update.set.{k}"),
                         message: e.message,
@@ -1466,8 +1466,13 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             }
         }
     }
+    // `unsubscribe_url` is an email's alone: another channel's advice does not offer it.
+    let offered: &[&str] = match t {
+        Template::Email(_) => &template::SCOPE,
+        _ => &template::SCOPE_OUTSIDE_EMAIL,
+    };
     for (field, src) in template_sources(t) {
-        if let Err(e) = template::check(src) {
+        if let Err(e) = template::check_offering(src, offered) {
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
                 message: e.message,
@@ -1622,6 +1627,35 @@ steps:
         );
         assert!(email.contains("{{ unsubscribe_url }}"));
         parse("cart.yaml", &email).expect("valid");
+    }
+
+    #[test]
+    fn an_unknown_variable_is_told_the_variables_of_its_channel() {
+        let offer = "use one of profile, event, journey, user_id, now";
+        for (send, offered) in [
+            (
+                r#"{email: {subject: "Hi {{ usr.name }}", text: "."}}"#,
+                ", unsubscribe_url (",
+            ),
+            (r#"{sms: {body: "Hi {{ usr.name }}"}}"#, " ("),
+            (r#"{push: {title: "Hi {{ usr.name }}", body: "."}}"#, " ("),
+            (r#"{in_app: {title: "Hi {{ usr.name }}", body: "."}}"#, " ("),
+            (
+                r#"{webhook: {url: "https://x.example/hook", body: "{{ usr.name }}"}}"#,
+                " (",
+            ),
+            (r#"{push: {title: "Hi", body: "{{ unsubscribe }}"}}"#, " ("),
+        ] {
+            let text = format!(
+                "id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: hi\n    send: {send}\n"
+            );
+            let e = first_error(&text).message;
+            assert!(e.contains(&format!("{offer}{offered}")), "{send}: {e}");
+        }
+        // An update's values are no email either.
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: u\n    update: {set: {plan: \"{{ usr.plan }}\"}}\n";
+        let e = first_error(text).message;
+        assert!(e.contains(&format!("{offer} (")), "{e}");
     }
 
     #[test]
