@@ -494,8 +494,13 @@ fn read_located<T: serde::de::DeserializeOwned>(
             }
         }
         let under_empty = empty_sibling(&value, &p, &message);
-        let (shown, mut message) = shape::advise(examples, &p, &message)
-            .unwrap_or_else(|| (p.clone(), advise(&explain(&shape::plain(&message)))));
+        let (shown, mut message) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
+            let explained = explain(&shape::plain(&message));
+            (
+                p.clone(),
+                advise(&shape::with_valued_choices(examples, &p, explained)),
+            )
+        });
         if let Some(hint) = under_empty {
             message = format!("{message}; {hint}");
         }
@@ -1859,7 +1864,12 @@ steps:
             (
                 CART.replace("reentry: after_exit", "reentry: always"),
                 5,
-                "`always` is not a choice here: write one of `never`, `after_exit`",
+                "`always` is not a choice here: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)",
+            ),
+            (
+                CART.replace("reentry: after_exit", "reentry: {aftr: 30d}"),
+                5,
+                "did you mean `after: <duration>`? write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)",
             ),
             (
                 CART.replace("reentry: after_exit", "reentry: after"),
