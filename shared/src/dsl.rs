@@ -259,6 +259,70 @@ fn yaml_advice(info: &str) -> &'static str {
     }
 }
 
+/// The parser's "duplicated key in mapping" at `line` and `column` (1-based, where the second
+/// writing of the key starts) in words: which key, and the line of its first writing when it is
+/// found (the same key at the same column above, within the same map, or before it on the line).
+fn duplicated_key(text: &str, info: &str, line: usize, column: usize) -> Option<String> {
+    if !info.contains("duplicated key") {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let here: Vec<char> = lines.get(line.checked_sub(1)?)?.chars().collect();
+    let col = column.checked_sub(1)?;
+    let key = key_at(&here.get(col..)?.iter().collect::<String>())?;
+    let written_before = |before: &str| {
+        before
+            .split(['{', ','])
+            .skip(1)
+            .any(|part| key_at(part.trim_start()).as_deref() == Some(key.as_str()))
+    };
+    let mut first = written_before(&here[..col].iter().collect::<String>()).then_some(line);
+    if first.is_none() {
+        for (i, l) in lines[..line - 1].iter().enumerate().rev() {
+            let trimmed = l.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let chars: Vec<char> = l.chars().collect();
+            // A line less indented than the key (other than a list item's `- `) ends its map.
+            let Some(prefix) = chars.get(..col) else {
+                break;
+            };
+            if !prefix.iter().all(|c| *c == ' ' || *c == '-') {
+                break;
+            }
+            let rest: String = chars[col..].iter().collect();
+            if rest.starts_with(' ') {
+                continue;
+            }
+            if key_at(&rest).as_deref() == Some(key.as_str()) {
+                first = Some(i + 1);
+                break;
+            }
+            if prefix.contains(&'-') {
+                // The first key of the list item: the map starts here.
+                break;
+            }
+        }
+    }
+    let first = first
+        .map(|l| format!(" (first on line {l})"))
+        .unwrap_or_default();
+    Some(format!(
+        "`{key}` is written twice in this map{first}: a key is written once, so keep one of them"
+    ))
+}
+
+/// The key a map entry written at the start of `s` has (`wait` for `wait: 1h`, `a b` for
+/// `"a b": 1`).
+fn key_at(s: &str) -> Option<String> {
+    let key = match s.chars().next()? {
+        q @ ('"' | '\'') => s[1..].split(q).next()?,
+        _ => s.split(':').next()?.trim_end(),
+    };
+    (!key.is_empty()).then(|| key.to_string())
+}
+
 /// For an unknown field `X` (serde's `message`) at `path`: when the object holding it has a key
 /// with nothing under it (`send:` on its own line), `X` was most likely meant under that key and
 /// indented too little. The advice says so.
@@ -428,16 +492,16 @@ fn read_located<T: serde::de::DeserializeOwned>(
         message,
     };
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        vec![err(
-            e.marker().line(),
-            e.marker().col() + 1,
-            "",
-            format!(
+        let (line, column) = (e.marker().line(), e.marker().col() + 1);
+        let message = match duplicated_key(text, e.info(), line, column) {
+            Some(said) => said,
+            None => format!(
                 "not valid YAML or JSON: {}{}",
                 e.info(),
                 yaml_advice(e.info())
             ),
-        )]
+        };
+        vec![err(line, column, "", message)]
     })?;
     let Some(doc) = docs.first() else {
         return Ok(None);
@@ -2271,5 +2335,43 @@ steps:
         let e = first_error("id: j\nname: [unclosed\n");
         assert!(e.message.contains("not valid YAML"), "{e}");
         assert!(e.line >= 2, "{e}");
+    }
+
+    #[test]
+    fn a_key_written_twice_is_named_with_its_first_line() {
+        let head = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n";
+        for (steps, at, says) in [
+            (
+                "  - id: a\n    wait: 1h\n    wait: 2h\n",
+                (7, 5),
+                "`wait` is written twice in this map (first on line 6)",
+            ),
+            (
+                "  - id: a\n    id: b\n    wait: 2h\n",
+                (6, 5),
+                "`id` is written twice in this map (first on line 5)",
+            ),
+            (
+                "  - id: a\n    wait_until: {time: \"09:00\", time: \"10:00\"}\n",
+                (6, 33),
+                "`time` is written twice in this map (first on line 6)",
+            ),
+            (
+                "  - id: a\n    wait: 1h\nname: K\n",
+                (7, 1),
+                "`name` is written twice in this map (first on line 2)",
+            ),
+            // Another map's key of the same name is not the first writing.
+            (
+                "  - id: a\n    wait: 1h\n  - id: b\n    \"wait\": 1h\n    wait: 2h\n",
+                (9, 5),
+                "`wait` is written twice in this map (first on line 8)",
+            ),
+        ] {
+            let e = first_error(&format!("{head}{steps}"));
+            assert_eq!((e.line, e.column), at, "{steps}: {e}");
+            assert!(e.message.starts_with(says), "{steps}: {e}");
+            assert!(e.message.ends_with("keep one of them"), "{steps}: {e}");
+        }
     }
 }
