@@ -168,9 +168,27 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
 const MAX_ERRORS_LISTED: usize = 20;
 
 /// Takes the value at `path` (as [`path_of`] writes it) out of its object, so that the rest
-/// of the file can be read past it. `false` when it cannot be: the whole file, or a list item
-/// (taking one out would move the others, and their problems' positions with them).
-fn take_out(value: &mut serde_json::Value, path: &str) -> bool {
+/// of the file can be read past it, or stands in a good value for it (see [`stand_in`]) where
+/// taking it out would leave a required field missing or move a list's other items (and their
+/// problems' positions with them). `false` when it can do neither: the whole file, a list item
+/// with no stand-in, or a value already stood in for.
+fn take_out(value: &mut serde_json::Value, path: &str, message: &str) -> bool {
+    let good = stand_in(path, message);
+    // A list item (`weekdays[1]`) is stood in for where it is, or kept.
+    if let Some((list, index)) = path
+        .strip_suffix(']')
+        .and_then(|p| p.rsplit_once('['))
+        .and_then(|(list, i)| Some((list, i.parse::<usize>().ok()?)))
+    {
+        let item = value_at_mut(value, list).and_then(|l| l.get_mut(index));
+        return match (good, item) {
+            (Some(good), Some(v)) if v.as_str() != Some(good) => {
+                *v = serde_json::Value::String(good.to_string());
+                true
+            }
+            _ => false,
+        };
+    }
     let (parent, key) = match path.rsplit_once('.') {
         Some((parent, key)) => (Some(parent), key),
         None => (None, path),
@@ -185,20 +203,37 @@ fn take_out(value: &mut serde_json::Value, path: &str) -> bool {
     let Some(object) = holder.and_then(serde_json::Value::as_object_mut) else {
         return false;
     };
-    // A condition or a duration that is required where it stands (a branch case's `when`, a
-    // wait's `timeout`) is stood in for by a good one, so the reading goes on past it.
-    let stand_in = match key {
-        "when" | "where" => Some("exists(event.x)"),
-        "wait" | "timeout" | "within" | "before" | "after" => Some("1h"),
-        _ => None,
-    };
-    match (stand_in, object.get_mut(key)) {
+    match (good, object.get_mut(key)) {
         (Some(good), Some(v)) if v.is_string() && v.as_str() != Some(good) => {
             *v = serde_json::Value::String(good.to_string());
             true
         }
         _ => object.remove(key).is_some(),
     }
+}
+
+/// A good value to read in place of the bad one at `path` (serde's `message` about it): for a
+/// condition, a duration or a time of day that is required where it stands (a branch case's
+/// `when`, a wait's `timeout`, quiet hours' `start`), one of its kind; for a choice, the first
+/// of those `message` lists (a weekday in a list of them).
+fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
+    // A field that does not belong (a step's `timeout`) is taken out, whatever its name: a good
+    // value would not belong either, and its problem would be listed twice.
+    if message.starts_with("unknown field `") {
+        return None;
+    }
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let key = key.split('[').next().unwrap_or(key);
+    match key {
+        "when" | "where" => return Some("exists(event.x)"),
+        "wait" | "timeout" | "within" | "before" | "after" => return Some("1h"),
+        "start" | "end" | "time" => return Some("00:00"),
+        _ => {}
+    }
+    let (_, expected) = message
+        .strip_prefix("unknown variant `")?
+        .split_once("`, expected ")?;
+    expected.split('`').nth(1)
 }
 
 /// [`value_at`], to change it.
@@ -558,7 +593,7 @@ fn read_located<T: serde::de::DeserializeOwned>(
             }
         }
         let under_empty = empty_sibling(&value, &p, &message);
-        let (shown, mut message) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
+        let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
             let explained = explain(&shape::plain(&message));
             (
                 p.clone(),
@@ -566,11 +601,11 @@ fn read_located<T: serde::de::DeserializeOwned>(
             )
         });
         if let Some(hint) = under_empty {
-            message = format!("{message}; {hint}");
+            advice = format!("{advice}; {hint}");
         }
         let (l, c) = positions.find(&shown);
-        errors.push(err(l, c, &shown, message));
-        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p) {
+        errors.push(err(l, c, &shown, advice));
+        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
             break None;
         }
         taken_out.push(p);
@@ -1833,6 +1868,39 @@ steps:
             ],
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn one_read_steps_over_a_time_of_day_and_each_bad_item_of_a_list() {
+        let text = "id: welcome\nname: Welcome\ntrigger: {event: signed_up}\nreentry: {after: 30 days}\nquiet_hours: {start: \"9pm\", end: \"08:00\"}\nsteps:\n  - id: morning\n    wait_until: {time: \"09:00\", weekdays: [monday, Friday]}\n  - id: hello\n    send: {email: {subject: \"Hi\", text: \"Hello\"}}\n";
+        let errors = parse("welcome.yaml", text).expect_err("four problems");
+        let found: Vec<(&str, usize, usize)> = errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("reentry.after", 4, 11),
+                ("quiet_hours.start", 5, 15),
+                ("steps[0].wait_until.weekdays[0]", 8, 44),
+                ("steps[0].wait_until.weekdays[1]", 8, 52),
+            ],
+            "{errors:#?}"
+        );
+        assert!(
+            errors[3].message.contains("did you mean `fri`?"),
+            "{}",
+            errors[3]
+        );
+    }
+
+    #[test]
+    fn a_field_that_does_not_belong_is_listed_once_whatever_its_name() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: a\n    wait: 1h\n    timeout: 2h\n    time: \"09:00\"\n";
+        let errors = parse("j.yaml", text).expect_err("two fields too many");
+        let found: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(found, ["steps[0].timeout", "steps[0].time"], "{errors:#?}");
     }
 
     #[test]
