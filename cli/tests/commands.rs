@@ -357,3 +357,38 @@ fn dead_letters_needs_a_dev_data_folder() {
         text(&out.stderr)
     );
 }
+
+/// The journey an exploratory tester wrote: a fixed date where `wait_until.date` takes a path.
+const BLACK_FRIDAY: &str = "\
+id: black_friday
+name: Black Friday teaser
+trigger: {event: signed_up}
+steps:
+  - id: wait_bf
+    wait_until: {date: \"2026-11-27\", time: \"08:00\"}
+  - id: teaser
+    send: {email: {subject: \"It's on\", text: \"Black Friday starts now\"}}
+";
+
+#[test]
+fn validate_says_a_wait_until_date_is_a_path_and_what_to_do_with_a_fixed_one() {
+    let dir = TempDir::new("validate-date");
+    let file = dir.write("black_friday.yaml", BLACK_FRIDAY);
+    let out = run(&["validate", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:6:18: steps[0].wait_until.date: `2026-11-27` is a fixed date, and a fixed date cannot be written here: `date` takes a path to a time on the trigger event or the profile, like event.starts_at or profile.trial_ends_at. Send the date on the trigger event, or keep it on the profile (an `update` step before this one can set it: `update: {{set: {{sale_starts_at: \"2026-11-27\"}}}}`, then `date: profile.sale_starts_at`)\n1 error(s)\n",
+            file.display()
+        )
+    );
+    // What it says to write validates.
+    let fixed = BLACK_FRIDAY.replace(
+        "  - id: wait_bf\n    wait_until: {date: \"2026-11-27\",",
+        "  - id: mark\n    update: {set: {sale_starts_at: \"2026-11-27\"}}\n  - id: wait_bf\n    wait_until: {date: profile.sale_starts_at,",
+    );
+    dir.write("black_friday.yaml", &fixed);
+    let out = run(&["validate", &file.display().to_string()]);
+    assert!(out.status.success(), "{fixed}\n{}", text(&out.stderr));
+}

@@ -1337,21 +1337,20 @@ pub struct ValuePath {
 }
 
 impl ValuePath {
+    /// A path to a value of the trigger event or the profile. Its errors are its own, not the
+    /// condition language's: they say what a `date` takes, and what to do with a fixed date.
     pub fn parse(src: &str) -> Result<ValuePath, ConditionError> {
-        let c = Condition::parse(src)?;
-        match c.expr {
-            Expr::Truthy(Operand::Path(path)) => Ok(ValuePath {
+        if let Ok(Condition {
+            expr: Expr::Truthy(Operand::Path(path)),
+            ..
+        }) = Condition::parse(src)
+        {
+            return Ok(ValuePath {
                 source: src.trim().to_string(),
                 path,
-            }),
-            _ => error(
-                0,
-                format!(
-                    "\"{src}\" is not a path: write one like event.appointment_at or \
-                     profile.renewal_at"
-                ),
-            ),
+            });
         }
+        error(0, not_a_path(src))
     }
 
     /// The value it reads, if there is one.
@@ -1363,6 +1362,41 @@ impl ValuePath {
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+/// Why `src` is not a path to a time (`wait_until.date`), and what to write instead.
+fn not_a_path(src: &str) -> String {
+    const TAKES: &str = "`date` takes a path to a time on the trigger event or the profile, like \
+                         event.starts_at or profile.trial_ends_at";
+    let text = src.trim();
+    // YAML has taken the file's own quotes off; quotes left are the text's.
+    let bare = text.trim_matches(|c| c == '\'' || c == '"').trim();
+    if bare.starts_with(|c: char| c.is_ascii_digit()) {
+        return format!(
+            "`{bare}` is a fixed date, and a fixed date cannot be written here: {TAKES}. \
+             Send the date on the trigger event, or keep it on the profile (an `update` step \
+             before this one can set it: `update: {{set: {{sale_starts_at: \"{bare}\"}}}}`, \
+             then `date: profile.sale_starts_at`)"
+        );
+    }
+    if bare.starts_with("now(") {
+        return format!(
+            "`{bare}` is not a path: {TAKES}; to wait a while from now, write `wait: 3d` \
+             instead of this `wait_until`"
+        );
+    }
+    let word = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if word && !bare.starts_with("event.") && !bare.starts_with("profile.") {
+        let field = bare.rsplit('.').next().unwrap_or(bare);
+        return format!("`{bare}` is not a path: {TAKES}; write event.{field} or profile.{field}");
+    }
+    if text.is_empty() {
+        return format!("empty: {TAKES}");
+    }
+    format!("`{text}` is not a path: {TAKES}")
 }
 
 impl fmt::Display for ValuePath {
@@ -1388,8 +1422,19 @@ impl<'de> Deserialize<'de> for ValuePath {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ValuePath, E> {
                 ValuePath::parse(v).map_err(|e| E::custom(e.message))
             }
+            // A number in the file (`date: 1795000000`) is a fixed time too.
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ValuePath, E> {
+                Err(E::custom(not_a_path(&v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ValuePath, E> {
+                Err(E::custom(not_a_path(&v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ValuePath, E> {
+                Err(E::custom(not_a_path(&v.to_string())))
+            }
         }
-        deserializer.deserialize_str(Visitor)
+        // Any: a number is read as one, to be told it is a fixed time.
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -1434,14 +1479,27 @@ mod tests {
                 .lookup(&scope),
             None
         );
-        for bad in ["event.a > 1", "true", "'x'", "now()", ""] {
-            let e = ValuePath::parse(bad).expect_err(bad);
-            assert!(!e.message.is_empty(), "{bad}");
+        // Each error says what a `date` takes, never the condition language's (a number "is
+        // not a condition by itself"), and what to write instead.
+        let takes = "`date` takes a path to a time on the trigger event or the profile, like event.starts_at or profile.trial_ends_at";
+        for (bad, says) in [
+            ("event.a > 1", "`event.a > 1` is not a path"),
+            ("true", "write event.true or profile.true"),
+            ("starts_at", "write event.starts_at or profile.starts_at"),
+            ("'starts_at'", "write event.starts_at or profile.starts_at"),
+            ("now()", "write `wait: 3d`"),
+            ("2026-11-27", "a fixed date cannot be written here"),
+            (
+                "2026-11-27T08:00:00Z",
+                "`update: {set: {sale_starts_at: \"2026-11-27T08:00:00Z\"}}`",
+            ),
+            ("'2026-11-27'", "`2026-11-27` is a fixed date"),
+            ("", "empty"),
+        ] {
+            let e = ValuePath::parse(bad).expect_err(bad).message;
+            assert!(e.contains(takes), "{bad}: {e}");
+            assert!(e.contains(says), "{bad}: {e}");
         }
-        assert!(ValuePath::parse("event.a > 1")
-            .expect_err("a condition")
-            .message
-            .contains("write one like event.appointment_at"));
     }
     use proptest::prelude::*;
     use serde_json::json;

@@ -168,9 +168,27 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
 const MAX_ERRORS_LISTED: usize = 20;
 
 /// Takes the value at `path` (as [`path_of`] writes it) out of its object, so that the rest
-/// of the file can be read past it. `false` when it cannot be: the whole file, or a list item
-/// (taking one out would move the others, and their problems' positions with them).
-fn take_out(value: &mut serde_json::Value, path: &str) -> bool {
+/// of the file can be read past it, or stands in a good value for it (see [`stand_in`]) where
+/// taking it out would leave a required field missing or move a list's other items (and their
+/// problems' positions with them). `false` when it can do neither: the whole file, a list item
+/// with no stand-in, or a value already stood in for.
+fn take_out(value: &mut serde_json::Value, path: &str, message: &str) -> bool {
+    let good = stand_in(path, message);
+    // A list item (`weekdays[1]`) is stood in for where it is, or kept.
+    if let Some((list, index)) = path
+        .strip_suffix(']')
+        .and_then(|p| p.rsplit_once('['))
+        .and_then(|(list, i)| Some((list, i.parse::<usize>().ok()?)))
+    {
+        let item = value_at_mut(value, list).and_then(|l| l.get_mut(index));
+        return match (good, item) {
+            (Some(good), Some(v)) if v.as_str() != Some(good) => {
+                *v = serde_json::Value::String(good.to_string());
+                true
+            }
+            _ => false,
+        };
+    }
     let (parent, key) = match path.rsplit_once('.') {
         Some((parent, key)) => (Some(parent), key),
         None => (None, path),
@@ -185,20 +203,37 @@ fn take_out(value: &mut serde_json::Value, path: &str) -> bool {
     let Some(object) = holder.and_then(serde_json::Value::as_object_mut) else {
         return false;
     };
-    // A condition or a duration that is required where it stands (a branch case's `when`, a
-    // wait's `timeout`) is stood in for by a good one, so the reading goes on past it.
-    let stand_in = match key {
-        "when" | "where" => Some("exists(event.x)"),
-        "wait" | "timeout" | "within" | "before" | "after" => Some("1h"),
-        _ => None,
-    };
-    match (stand_in, object.get_mut(key)) {
+    match (good, object.get_mut(key)) {
         (Some(good), Some(v)) if v.is_string() && v.as_str() != Some(good) => {
             *v = serde_json::Value::String(good.to_string());
             true
         }
         _ => object.remove(key).is_some(),
     }
+}
+
+/// A good value to read in place of the bad one at `path` (serde's `message` about it): for a
+/// condition, a duration or a time of day that is required where it stands (a branch case's
+/// `when`, a wait's `timeout`, quiet hours' `start`), one of its kind; for a choice, the first
+/// of those `message` lists (a weekday in a list of them).
+fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
+    // A field that does not belong (a step's `timeout`) is taken out, whatever its name: a good
+    // value would not belong either, and its problem would be listed twice.
+    if message.starts_with("unknown field `") {
+        return None;
+    }
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let key = key.split('[').next().unwrap_or(key);
+    match key {
+        "when" | "where" => return Some("exists(event.x)"),
+        "wait" | "timeout" | "within" | "before" | "after" => return Some("1h"),
+        "start" | "end" | "time" => return Some("00:00"),
+        _ => {}
+    }
+    let (_, expected) = message
+        .strip_prefix("unknown variant `")?
+        .split_once("`, expected ")?;
+    expected.split('`').nth(1)
 }
 
 /// [`value_at`], to change it.
@@ -257,6 +292,70 @@ fn yaml_advice(info: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// The parser's "duplicated key in mapping" at `line` and `column` (1-based, where the second
+/// writing of the key starts) in words: which key, and the line of its first writing when it is
+/// found (the same key at the same column above, within the same map, or before it on the line).
+fn duplicated_key(text: &str, info: &str, line: usize, column: usize) -> Option<String> {
+    if !info.contains("duplicated key") {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let here: Vec<char> = lines.get(line.checked_sub(1)?)?.chars().collect();
+    let col = column.checked_sub(1)?;
+    let key = key_at(&here.get(col..)?.iter().collect::<String>())?;
+    let written_before = |before: &str| {
+        before
+            .split(['{', ','])
+            .skip(1)
+            .any(|part| key_at(part.trim_start()).as_deref() == Some(key.as_str()))
+    };
+    let mut first = written_before(&here[..col].iter().collect::<String>()).then_some(line);
+    if first.is_none() {
+        for (i, l) in lines[..line - 1].iter().enumerate().rev() {
+            let trimmed = l.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let chars: Vec<char> = l.chars().collect();
+            // A line less indented than the key (other than a list item's `- `) ends its map.
+            let Some(prefix) = chars.get(..col) else {
+                break;
+            };
+            if !prefix.iter().all(|c| *c == ' ' || *c == '-') {
+                break;
+            }
+            let rest: String = chars[col..].iter().collect();
+            if rest.starts_with(' ') {
+                continue;
+            }
+            if key_at(&rest).as_deref() == Some(key.as_str()) {
+                first = Some(i + 1);
+                break;
+            }
+            if prefix.contains(&'-') {
+                // The first key of the list item: the map starts here.
+                break;
+            }
+        }
+    }
+    let first = first
+        .map(|l| format!(" (first on line {l})"))
+        .unwrap_or_default();
+    Some(format!(
+        "`{key}` is written twice in this map{first}: a key is written once, so keep one of them"
+    ))
+}
+
+/// The key a map entry written at the start of `s` has (`wait` for `wait: 1h`, `a b` for
+/// `"a b": 1`).
+fn key_at(s: &str) -> Option<String> {
+    let key = match s.chars().next()? {
+        q @ ('"' | '\'') => s[1..].split(q).next()?,
+        _ => s.split(':').next()?.trim_end(),
+    };
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 /// For an unknown field `X` (serde's `message`) at `path`: when the object holding it has a key
@@ -428,16 +527,16 @@ fn read_located<T: serde::de::DeserializeOwned>(
         message,
     };
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        vec![err(
-            e.marker().line(),
-            e.marker().col() + 1,
-            "",
-            format!(
+        let (line, column) = (e.marker().line(), e.marker().col() + 1);
+        let message = match duplicated_key(text, e.info(), line, column) {
+            Some(said) => said,
+            None => format!(
                 "not valid YAML or JSON: {}{}",
                 e.info(),
                 yaml_advice(e.info())
             ),
-        )]
+        };
+        vec![err(line, column, "", message)]
     })?;
     let Some(doc) = docs.first() else {
         return Ok(None);
@@ -494,14 +593,19 @@ fn read_located<T: serde::de::DeserializeOwned>(
             }
         }
         let under_empty = empty_sibling(&value, &p, &message);
-        let (shown, mut message) = shape::advise(examples, &p, &message)
-            .unwrap_or_else(|| (p.clone(), advise(&explain(&shape::plain(&message)))));
+        let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
+            let explained = explain(&shape::plain(&message));
+            (
+                p.clone(),
+                advise(&shape::with_valued_choices(examples, &p, explained)),
+            )
+        });
         if let Some(hint) = under_empty {
-            message = format!("{message}; {hint}");
+            advice = format!("{advice}; {hint}");
         }
         let (l, c) = positions.find(&shown);
-        errors.push(err(l, c, &shown, message));
-        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p) {
+        errors.push(err(l, c, &shown, advice));
+        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
             break None;
         }
         taken_out.push(p);
@@ -1014,7 +1118,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 }
             }
             for (k, src) in update_templates(u) {
-                if let Err(e) = template::check(src) {
+                if let Err(e) = template::check_offering(src, &template::SCOPE_OUTSIDE_EMAIL) {
                     out.push(Problem {
                         path: format!("{base}.update.set.{k}"),
                         message: e.message,
@@ -1466,8 +1570,13 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             }
         }
     }
+    // `unsubscribe_url` is an email's alone: another channel's advice does not offer it.
+    let offered: &[&str] = match t {
+        Template::Email(_) => &template::SCOPE,
+        _ => &template::SCOPE_OUTSIDE_EMAIL,
+    };
     for (field, src) in template_sources(t) {
-        if let Err(e) = template::check(src) {
+        if let Err(e) = template::check_offering(src, offered) {
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
                 message: e.message,
@@ -1625,6 +1734,35 @@ steps:
     }
 
     #[test]
+    fn an_unknown_variable_is_told_the_variables_of_its_channel() {
+        let offer = "use one of profile, event, journey, user_id, now";
+        for (send, offered) in [
+            (
+                r#"{email: {subject: "Hi {{ usr.name }}", text: "."}}"#,
+                ", unsubscribe_url (",
+            ),
+            (r#"{sms: {body: "Hi {{ usr.name }}"}}"#, " ("),
+            (r#"{push: {title: "Hi {{ usr.name }}", body: "."}}"#, " ("),
+            (r#"{in_app: {title: "Hi {{ usr.name }}", body: "."}}"#, " ("),
+            (
+                r#"{webhook: {url: "https://x.example/hook", body: "{{ usr.name }}"}}"#,
+                " (",
+            ),
+            (r#"{push: {title: "Hi", body: "{{ unsubscribe }}"}}"#, " ("),
+        ] {
+            let text = format!(
+                "id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: hi\n    send: {send}\n"
+            );
+            let e = first_error(&text).message;
+            assert!(e.contains(&format!("{offer}{offered}")), "{send}: {e}");
+        }
+        // An update's values are no email either.
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: u\n    update: {set: {plan: \"{{ usr.plan }}\"}}\n";
+        let e = first_error(text).message;
+        assert!(e.contains(&format!("{offer} (")), "{e}");
+    }
+
+    #[test]
     fn a_push_may_expire_after_up_to_four_weeks() {
         let j = parse("cart.yaml", &format!("{CART}        expires: 4w\n")).expect("valid");
         let Some(send) = j.steps.get(1).and_then(|s| s.send.as_ref()) else {
@@ -1733,6 +1871,39 @@ steps:
     }
 
     #[test]
+    fn one_read_steps_over_a_time_of_day_and_each_bad_item_of_a_list() {
+        let text = "id: welcome\nname: Welcome\ntrigger: {event: signed_up}\nreentry: {after: 30 days}\nquiet_hours: {start: \"9pm\", end: \"08:00\"}\nsteps:\n  - id: morning\n    wait_until: {time: \"09:00\", weekdays: [monday, Friday]}\n  - id: hello\n    send: {email: {subject: \"Hi\", text: \"Hello\"}}\n";
+        let errors = parse("welcome.yaml", text).expect_err("four problems");
+        let found: Vec<(&str, usize, usize)> = errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("reentry.after", 4, 11),
+                ("quiet_hours.start", 5, 15),
+                ("steps[0].wait_until.weekdays[0]", 8, 44),
+                ("steps[0].wait_until.weekdays[1]", 8, 52),
+            ],
+            "{errors:#?}"
+        );
+        assert!(
+            errors[3].message.contains("did you mean `fri`?"),
+            "{}",
+            errors[3]
+        );
+    }
+
+    #[test]
+    fn a_field_that_does_not_belong_is_listed_once_whatever_its_name() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: a\n    wait: 1h\n    timeout: 2h\n    time: \"09:00\"\n";
+        let errors = parse("j.yaml", text).expect_err("two fields too many");
+        let found: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(found, ["steps[0].timeout", "steps[0].time"], "{errors:#?}");
+    }
+
+    #[test]
     fn a_step_naming_a_missing_step_is_not_pointed_at_itself() {
         let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    wait: 1h\n    next: c\n  - id: b\n    exit: true\n";
         let e = first_error(text);
@@ -1825,7 +1996,12 @@ steps:
             (
                 CART.replace("reentry: after_exit", "reentry: always"),
                 5,
-                "`always` is not a choice here: write one of `never`, `after_exit`",
+                "`always` is not a choice here: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)",
+            ),
+            (
+                CART.replace("reentry: after_exit", "reentry: {aftr: 30d}"),
+                5,
+                "did you mean `after: <duration>`? write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)",
             ),
             (
                 CART.replace("reentry: after_exit", "reentry: after"),
@@ -2139,7 +2315,29 @@ steps:
             (
                 "{date: starts_at}",
                 "steps[0].wait_until.date",
-                "like event.starts_at",
+                "write event.starts_at or profile.starts_at",
+            ),
+            // A fixed date, however YAML reads it, is not read as a condition ("a number is
+            // not a condition by itself").
+            (
+                r#"{date: "2026-11-27", time: "08:00"}"#,
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: 2026-11-27T08:00:00Z}",
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: 1795000000}",
+                "steps[0].wait_until.date",
+                "a fixed date cannot be written here",
+            ),
+            (
+                "{date: now()}",
+                "steps[0].wait_until.date",
+                "write `wait: 3d`",
             ),
         ] {
             let errs = parse("w.yaml", &with(bad, event)).expect_err(bad);
@@ -2205,5 +2403,43 @@ steps:
         let e = first_error("id: j\nname: [unclosed\n");
         assert!(e.message.contains("not valid YAML"), "{e}");
         assert!(e.line >= 2, "{e}");
+    }
+
+    #[test]
+    fn a_key_written_twice_is_named_with_its_first_line() {
+        let head = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n";
+        for (steps, at, says) in [
+            (
+                "  - id: a\n    wait: 1h\n    wait: 2h\n",
+                (7, 5),
+                "`wait` is written twice in this map (first on line 6)",
+            ),
+            (
+                "  - id: a\n    id: b\n    wait: 2h\n",
+                (6, 5),
+                "`id` is written twice in this map (first on line 5)",
+            ),
+            (
+                "  - id: a\n    wait_until: {time: \"09:00\", time: \"10:00\"}\n",
+                (6, 33),
+                "`time` is written twice in this map (first on line 6)",
+            ),
+            (
+                "  - id: a\n    wait: 1h\nname: K\n",
+                (7, 1),
+                "`name` is written twice in this map (first on line 2)",
+            ),
+            // Another map's key of the same name is not the first writing.
+            (
+                "  - id: a\n    wait: 1h\n  - id: b\n    \"wait\": 1h\n    wait: 2h\n",
+                (9, 5),
+                "`wait` is written twice in this map (first on line 8)",
+            ),
+        ] {
+            let e = first_error(&format!("{head}{steps}"));
+            assert_eq!((e.line, e.column), at, "{steps}: {e}");
+            assert!(e.message.starts_with(says), "{steps}: {e}");
+            assert!(e.message.ends_with("keep one of them"), "{steps}: {e}");
+        }
     }
 }

@@ -87,6 +87,11 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("steps[].update.unset", "[trial_ends_at]"),
 ];
 
+/// The choices that take a value, by the pattern of the part that makes them: the choice, and
+/// what its value is. The advice listing a part's choices (`reentry: always`) writes these with
+/// their value, since the bare name (`reentry: after`) is an error too.
+pub const VALUED_CHOICES: &[(&str, &str, &str)] = &[("reentry", "after", "<duration>")];
+
 /// The path's pattern: indices written `[]`, and a send's `fallback` chain read as the send it
 /// is (`steps[2].send.fallback.fallback.sms` -> `steps[].send.sms`).
 pub fn pattern(path: &str) -> String {
@@ -181,6 +186,32 @@ fn advice(path: &str, example: &str, rest: &str, listed: bool) -> String {
         "this is {found}, where {wants} goes: write it like `{}`",
         written(path, example)
     )
+}
+
+/// An advice listing the choices of the part at `path` ("write one of `never`, `after`"), with
+/// each choice that takes a value written with it (`after: <duration>`) and the part's example.
+pub fn with_valued_choices(
+    examples: &[(&str, &'static str)],
+    path: &str,
+    advice: String,
+) -> String {
+    let Some(example) = example(examples, path).filter(|_| advice.contains("write one of ")) else {
+        return advice;
+    };
+    let p = pattern(path);
+    let mut out = advice;
+    let mut changed = false;
+    for (_, choice, value) in VALUED_CHOICES.iter().filter(|(part, _, _)| *part == p) {
+        let bare = format!("`{choice}`");
+        if out.contains(&bare) {
+            out = out.replace(&bare, &format!("`{choice}: {value}`"));
+            changed = true;
+        }
+    }
+    if changed {
+        out.push_str(&format!(" (like `{}`)", written(path, example)));
+    }
+    out
 }
 
 /// Serde's name of what it found (`string "x"`, `map`, `sequence`, `integer `5``), in words.
@@ -290,6 +321,14 @@ mod tests {
                 other => other,
             };
             assert_eq!(again, yaml(example), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_valued_choice_is_in_its_parts_example() {
+        for (part, choice, _) in VALUED_CHOICES {
+            let e = example(EXAMPLES, part).unwrap_or_else(|| panic!("{part} has no example"));
+            assert!(e.contains(&format!("{choice}: ")), "{part}: {e}");
         }
     }
 

@@ -27,6 +27,10 @@ pub const SCOPE: [&str; 6] = [
     "unsubscribe_url",
 ];
 
+/// The variables of [`SCOPE`] a template outside an email may use: `unsubscribe_url` is an
+/// email's link (see `dsl`), so an unknown variable's advice there leaves it out.
+pub const SCOPE_OUTSIDE_EMAIL: [&str; 5] = ["profile", "event", "journey", "user_id", "now"];
+
 /// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
 const FUEL: u64 = 50_000;
 
@@ -104,6 +108,12 @@ pub fn is_template(text: &str) -> bool {
 
 /// Checks a template's syntax and that it uses only variables in [`SCOPE`].
 pub fn check(source: &str) -> Result<(), TemplateError> {
+    check_offering(source, &SCOPE)
+}
+
+/// [`check`], naming only the variables of `offered` (those of the template's channel) in the
+/// advice for an unknown one.
+pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateError> {
     if let Some((tag, line)) = loading_tag(source) {
         return Err(TemplateError {
             line: Some(line),
@@ -135,14 +145,14 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
             .lines()
             .position(|l| l.contains(first.as_str()))
             .map(|i| i + 1);
-        let guess = crate::dsl::closest(first, SCOPE.iter().copied())
+        let guess = crate::dsl::closest(first, offered.iter().copied())
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
         return Err(TemplateError {
             line,
             message: format!(
                 "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
-                SCOPE.join(", ")
+                offered.join(", ")
             ),
         });
     }
