@@ -309,6 +309,34 @@ async fn sqs_sends_failed_entries_again_and_gives_up_on_sender_faults() {
     );
     let got = queue.send(QueueName::Events, &[wake(0)]).await;
     assert!(matches!(got, Err(QueueError::Unavailable(_))), "{got:?}");
+
+    // Refused as a whole for the stack (the API answers 503, retried), or for what the
+    // messages hold (the API answers 400: sent again, they would be refused again).
+    for (code, rejected) in [
+        ("AccessDenied", false),
+        ("QueueDoesNotExist", false),
+        ("KmsAccessDenied", false),
+        ("InvalidMessageContents", true),
+        ("BatchRequestTooLong", true),
+    ] {
+        let canned = Canned::new(vec![(
+            400,
+            vec![JSON10],
+            json!({"__type": format!("com.amazonaws.sqs#{code}"), "message": "no"}).to_string(),
+        )]);
+        let queue = SqsQueue::new(
+            client!(aws_sdk_sqs, canned),
+            "https://q/events",
+            "https://q/steps",
+        );
+        let got = queue.send(QueueName::Events, &[wake(0)]).await;
+        assert_eq!(
+            matches!(got, Err(QueueError::Rejected(_))),
+            rejected,
+            "{code}: {got:?}"
+        );
+        assert!(got.is_err(), "{code}");
+    }
 }
 
 const ADDRESS: &str = "ann@example.com";

@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::{
-    basic, data_with_a_dead_letter, dead_letter_lines, http, run, text, waymark, TempDir,
+    basic, data_with_a_dead_letter, dead_letter_lines, http, http_with_headers, run, text, waymark,
+    TempDir,
 };
 
 const JOURNEY: &str = "\
@@ -633,20 +634,35 @@ fn an_oversized_batch_is_refused_in_the_apis_shape() {
     let item = r#"{"type":"track","userId":"vic","event":"episode_watched","properties":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#;
     let big = format!("{{\"batch\":[{}]}}", vec![item; 6_000].join(","));
     assert!(big.len() > 600 * 1024);
-    let (status, text) = http(
-        "POST",
-        &format!("{}/v1/batch", dev.url),
-        &[("authorization", &auth), json],
-        &big,
-    )
-    .expect("batch");
-    assert_eq!(status, 413, "{text}");
-    let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON body");
-    assert_eq!(body["errors"][0]["field"], "body", "{text}");
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("512000 bytes (500 KB)")),
-        "{text}"
-    );
+    // With `code`, `message` and, on an event route (a browser's one-letter path too), the
+    // CORS header, as every other refusal has them.
+    for (route, content_type) in [("batch", json), ("b", ("content-type", "text/plain"))] {
+        let (status, head, text) = http_with_headers(
+            "POST",
+            &format!("{}/v1/{route}", dev.url),
+            &[("authorization", &auth), content_type],
+            &big,
+        )
+        .expect("batch");
+        assert_eq!(status, 413, "{text}");
+        assert!(
+            head.contains("\r\naccess-control-allow-origin: *"),
+            "{route}: {head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON body");
+        assert_eq!(body["errors"][0]["field"], "body", "{text}");
+        assert_eq!(body["code"], "invalid_request", "{text}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("512000 bytes (500 KB)")),
+            "{text}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("body: ")),
+            "{text}"
+        );
+    }
 }

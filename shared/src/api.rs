@@ -14,7 +14,7 @@ use crate::auth::{Keys, Role, Signer};
 use crate::dsl;
 use crate::event::{self, FieldError, Limits};
 use crate::journey::{Channel, Journey, JourneyStatus};
-use crate::queue::{Message, Outbound, QueueName};
+use crate::queue::{Message, Outbound, QueueError, QueueName};
 use crate::runtime::{InboxMark, RunError, Runtime};
 
 /// What a user id's path segment percent-encodes: all but unreserved characters (RFC 3986).
@@ -341,6 +341,36 @@ fn cors(mut r: Response<Bytes>) -> Response<Bytes> {
     r
 }
 
+/// The 413 for an event call's body over the largest batch, in the shape of every refusal.
+/// The caller adds CORS on an event route ([`too_large_at`] does).
+fn too_large() -> Response<Bytes> {
+    let limit = event::MAX_BATCH_BYTES;
+    let why = format!(
+        "is more than {limit} bytes ({} KB), the most a request may carry: send the events in smaller batches",
+        limit / 1024
+    );
+    field_errors(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &[FieldError::new("body", why)],
+    )
+}
+
+/// The 413 for a request to `path` whose body is over the largest batch, for a server that
+/// stops reading it there (`waymark dev`): as [`Api::handle`] answers such a body, with CORS
+/// on an event route.
+pub fn too_large_at(path: &str) -> Response<Bytes> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let intake = match segments.as_slice() {
+        ["v1", short] if call_of_letter(short).is_some() => true,
+        other => is_intake(other),
+    };
+    if intake {
+        cors(too_large())
+    } else {
+        too_large()
+    }
+}
+
 /// An event call's request with its body as sent before any `Content-Encoding`: gzip (and its
 /// old name `x-gzip`) is inflated, up to the largest batch accepted; `identity` is the body as
 /// it is. Any other encoding is refused, naming the header, as is a body that does not inflate.
@@ -420,6 +450,7 @@ impl Api {
         }
         let req = if intake {
             match decoded(req) {
+                Ok(req) if req.body().len() > event::MAX_BATCH_BYTES => return cors(too_large()),
                 Ok(req) => req,
                 Err(refused) => return cors(*refused),
             }
@@ -467,8 +498,8 @@ impl Api {
                     );
                 };
                 let now = self.runtime.clock.now();
-                match event::parse_call(call, req.body(), now, &self.limits) {
-                    Ok(e) => self.enqueue(vec![e], Vec::new()).await,
+                match event::parse_call_warned(call, req.body(), now, &self.limits) {
+                    Ok((e, warnings)) => self.enqueue(vec![e], Vec::new(), warnings).await,
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
             }
@@ -487,7 +518,7 @@ impl Api {
                 }
                 let now = self.runtime.clock.now();
                 match event::parse_batch(req.body(), now, &self.limits) {
-                    Ok(out) => self.enqueue(out.accepted, out.rejected).await,
+                    Ok(out) => self.enqueue(out.accepted, out.rejected, out.warnings).await,
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
             }
@@ -656,10 +687,15 @@ impl Api {
         reply(StatusCode::NOT_FOUND, &body)
     }
 
+    /// Queues the accepted events and answers: 200 when none was rejected, else 400 listing
+    /// the rejected ones by index. Fields left out of accepted events are listed either way
+    /// (`warnings`, each with its batch index), and are in the one-line `message` after the
+    /// errors.
     async fn enqueue(
         &self,
         events: Vec<event::Event>,
         rejected: Vec<event::Rejected>,
+        warnings: Vec<event::Warning>,
     ) -> Response<Bytes> {
         let accepted = events.len();
         if !events.is_empty() {
@@ -670,22 +706,40 @@ impl Api {
                     delay_secs: 0,
                 })
                 .collect();
-            if let Err(e) = self.runtime.queue.send(QueueName::Events, &messages).await {
-                return internal(&e.into());
+            match self.runtime.queue.send(QueueName::Events, &messages).await {
+                Ok(()) => {}
+                // The queue refused the events for what they are: sent again, they would be
+                // refused again (the queue itself failing is a 503, retried).
+                Err(QueueError::Rejected(why)) => {
+                    tracing::warn!(reason = %why, "the events queue refused a request's events");
+                    let why = format!(
+                        "could not be queued as it is ({why}), and sending it again will not change that: check its strings for characters a message queue does not carry (U+FFFE, U+FFFF), or send fewer events a request"
+                    );
+                    return field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("body", why)]);
+                }
+                Err(e) => return internal(&e.into()),
             }
         }
+        let left_out: Vec<FieldError> = warnings
+            .iter()
+            .map(|w| FieldError::new(w.field.clone(), w.message.clone()))
+            .collect();
         if rejected.is_empty() {
-            reply(
-                StatusCode::OK,
-                &json!({"success": true, "accepted": accepted}),
-            )
+            let mut body = json!({"success": true, "accepted": accepted});
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+                body["message"] = json!(summary(&left_out));
+            }
+            reply(StatusCode::OK, &body)
         } else {
-            let all: Vec<FieldError> = rejected.iter().flat_map(|r| r.errors.clone()).collect();
-            reply(
-                StatusCode::BAD_REQUEST,
-                &json!({"success": false, "accepted": accepted, "rejected": rejected,
-                    "code": "invalid_request", "message": summary(&all)}),
-            )
+            let mut all: Vec<FieldError> = rejected.iter().flat_map(|r| r.errors.clone()).collect();
+            all.extend(left_out);
+            let mut body = json!({"success": false, "accepted": accepted, "rejected": rejected,
+                "code": "invalid_request", "message": summary(&all)});
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            reply(StatusCode::BAD_REQUEST, &body)
         }
     }
 

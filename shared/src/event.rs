@@ -82,6 +82,8 @@ impl Call {
 pub const GROUP_REFUSED: &str = r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#;
 
 /// Parse one `POST /v1/{track,identify,page,screen,alias}` body (see [`Call`]).
+/// Strict: an identify's `email` or `phone` that the HTTP API would leave out with a warning
+/// ([`parse_call_warned`]) is an error here, for a script or a test that names what it sends.
 pub fn parse_call(
     call: Call,
     body: &[u8],
@@ -100,6 +102,35 @@ pub fn parse_call_at(
     limits: &Limits,
     place: &str,
 ) -> Result<Event, Vec<FieldError>> {
+    match parse_call_warned_at(call, body, received_at, limits, place)? {
+        (event, warnings) if warnings.is_empty() => Ok(event),
+        (_, warnings) => Err(warnings),
+    }
+}
+
+/// [`parse_call`] as the HTTP API takes a call: an identify whose `email` or `phone` trait is
+/// not an address is accepted without that trait (the stored one stays), its other traits
+/// applied, and each trait left out is returned as a warning naming it (see
+/// [`Check::special_traits`]): refusing the whole identify would lose an opt-out sent with it,
+/// as Segment's libraries do not send a refused request again.
+pub fn parse_call_warned(
+    call: Call,
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+) -> Result<(Event, Vec<Warning>), Vec<FieldError>> {
+    let (event, left_out) = parse_call_warned_at(call, body, received_at, limits, "")?;
+    let warnings = left_out.into_iter().map(|e| Warning::left_out(None, e));
+    Ok((event, warnings.collect()))
+}
+
+fn parse_call_warned_at(
+    call: Call,
+    body: &[u8],
+    received_at: Timestamp,
+    limits: &Limits,
+    place: &str,
+) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
     if body.len() > MAX_EVENT_BYTES {
         return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
     }
@@ -114,7 +145,7 @@ pub fn parse_call_at(
 
 /// When an event was received, and where in its request (`batch[3]`, a script's line; empty
 /// for a lone call): what an event without a `messageId` takes its id from. `sent_at`: the
-/// batch's `sentAt`, for items without their own.
+/// batch's `sentAt`, for items without their own (then the event's own, or the batch's).
 #[derive(Clone, Copy)]
 struct Received<'a> {
     at: Timestamp,
@@ -130,7 +161,7 @@ fn from_call(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<Event, Vec<FieldError>> {
+) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
     match call {
         Call::Track => from_raw(Kind::Track, raw, shared_context, received, limits, prefix),
         Call::Identify => from_raw(
@@ -157,10 +188,12 @@ fn from_call(
             if props.is_null() {
                 *props = Value::Object(Map::new());
             }
+            // The call's own `name` and `category` are the page's (Segment's spec): they win
+            // over properties of the same names.
             if let Value::Object(props) = props {
                 for (k, v) in [("name", name), ("category", category)] {
                     if let Some(v) = v.filter(|v| !v.is_null()) {
-                        props.entry(k).or_insert(v);
+                        props.insert(k.into(), v);
                     }
                 }
             }
@@ -280,11 +313,37 @@ impl Default for Limits {
     }
 }
 
-/// The events of a batch that passed, and the ones that did not.
+/// A field left out of an accepted event (an identify's `email` or `phone` that is not an
+/// address): its position in the batch (`None` outside a batch), the field and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl Warning {
+    /// The warning for a trait left out for `problem`.
+    fn left_out(index: Option<usize>, problem: FieldError) -> Warning {
+        Warning {
+            index,
+            field: problem.field,
+            message: format!(
+                "{}; left out: the stored value is unchanged, the rest of the event is applied",
+                problem.message
+            ),
+        }
+    }
+}
+
+/// The events of a batch that passed (with the fields left out of them), and the ones that
+/// did not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
     pub accepted: Vec<Event>,
     pub rejected: Vec<Rejected>,
+    pub warnings: Vec<Warning>,
 }
 
 /// Parse one `POST /v1/track` or `/v1/identify` body. `kind` comes from the route (a `type` in the
@@ -332,11 +391,11 @@ pub fn parse_batch(
     };
     let mut check = Check::new("");
     let shared_context = check.object(&raw, "context");
+    let sent_at = check.sent_at(&raw);
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
 
-    let sent_at = sent_at(&raw);
     let mut outcome = BatchOutcome::default();
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("batch[{index}]");
@@ -346,7 +405,14 @@ pub fn parse_batch(
             sent_at,
         };
         match parse_item(item, &shared_context, received, limits, &prefix) {
-            Ok(event) => outcome.accepted.push(event),
+            Ok((event, warnings)) => {
+                outcome.accepted.push(event);
+                outcome.warnings.extend(
+                    warnings
+                        .into_iter()
+                        .map(|e| Warning::left_out(Some(index), e)),
+                );
+            }
             Err(errors) => outcome.rejected.push(Rejected {
                 index: Some(index),
                 errors,
@@ -354,13 +420,6 @@ pub fn parse_batch(
         }
     }
     Ok(outcome)
-}
-
-/// A call's or a batch's `sentAt`, when it is a time: the sender's clock when it sent the
-/// request. Only ever used to correct `timestamp` for that clock ([`Check::timestamp`]), so one
-/// that is not a time is ignored, as Segment ignores it, rather than refusing the events.
-fn sent_at(raw: &Map<String, Value>) -> Option<Timestamp> {
-    raw.get("sentAt")?.as_str()?.parse().ok()
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
@@ -389,7 +448,7 @@ fn parse_item(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<Event, Vec<FieldError>> {
+) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
     let Value::Object(raw) = item else {
         return Err(vec![FieldError::new(
             prefix,
@@ -432,7 +491,9 @@ fn parse_item(
     from_call(call, raw, shared_context, received, limits, prefix)
 }
 
-/// Validates one event object and builds the [`Event`], collecting every problem found.
+/// Validates one event object and builds the [`Event`], collecting every problem found; with
+/// it, the traits left out of it ([`Check::special_traits`]). When the event is refused, those
+/// are among its errors.
 fn from_raw(
     kind: Kind,
     raw: &Map<String, Value>,
@@ -440,7 +501,7 @@ fn from_raw(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<Event, Vec<FieldError>> {
+) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
     let mut check = Check::new(prefix);
 
     let user = check.id(raw, "userId");
@@ -474,7 +535,7 @@ fn from_raw(
                     *value = v;
                 }
             }
-            check.special_traits(&traits);
+            check.special_traits(&mut traits);
             traits
         }
         Kind::Track => Map::new(),
@@ -498,9 +559,19 @@ fn from_raw(
         }
         merged
     };
-    let timestamp = check.timestamp(raw, received, limits);
+    // Its own `sentAt` is checked whether or not it has a `timestamp` to correct.
+    let sent_at = check.sent_at(raw).or(received.sent_at);
+    let timestamp = check.timestamp(
+        raw,
+        Received {
+            sent_at,
+            ..received
+        },
+        limits,
+    );
 
     if !check.errors.is_empty() {
+        check.errors.append(&mut check.warnings);
         return Err(check.errors);
     }
     let user_id = match (user, &anonymous_id) {
@@ -513,7 +584,7 @@ fn from_raw(
             )])
         }
     };
-    Ok(Event {
+    let event = Event {
         kind,
         message_id: message_id.unwrap_or_else(|| auto_message_id(kind, raw, received)),
         user_id,
@@ -524,7 +595,8 @@ fn from_raw(
         context,
         timestamp,
         received_at: received.at,
-    })
+    };
+    Ok((event, check.warnings))
 }
 
 fn is_absent(value: Option<&Value>) -> bool {
@@ -567,30 +639,42 @@ pub fn trait_problem(name: &str, value: &Value) -> Option<String> {
     }
 }
 
-/// A trait value as Waymark keeps it, when it differs from the one sent: a phone number written
-/// for people (`+1 415 555-0123`, `+33 (0)6 12 34 56 78`) without its spaces, dashes, dots,
+/// A trait value as Waymark keeps it, when it differs from the one sent: an email address or a
+/// phone number without the spaces around it (a form's `"ada@example.com "`); a phone number
+/// written for people (`+1 415 555-0123`, `+33 (0)6 12 34 56 78`) without its spaces, dashes, dots,
 /// parentheses and a trunk `(0)`, when what is left is E.164. Applied to an identify's traits
 /// and to a journey's rendered `update` values before they are checked ([`trait_problem`]).
 pub fn normalized_trait(name: &str, value: &Value) -> Option<Value> {
-    if name != "phone" {
-        return None;
-    }
-    let text = value.as_str()?;
-    if is_e164(text) {
-        return None;
-    }
-    let compact: String = text
-        .replace("(0)", "")
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}'))
-        .collect();
-    is_e164(&compact).then_some(Value::String(compact))
+    let sent = value.as_str()?;
+    let text = sent.trim();
+    let kept = match name {
+        "email" => text.to_string(),
+        "phone" if is_e164(text) => text.to_string(),
+        "phone" => {
+            let compact: String = text
+                .replace("(0)", "")
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}'))
+                .collect();
+            if !is_e164(&compact) {
+                return None;
+            }
+            compact
+        }
+        _ => return None,
+    };
+    (kept != sent).then_some(Value::String(kept))
 }
+
+/// What a time is written as (`timestamp`, `sentAt`), for the errors that name one.
+const TIME_EXAMPLE: &str = r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
 
 /// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
 struct Check<'a> {
     prefix: &'a str,
     errors: Vec<FieldError>,
+    /// Fields left out of the event, which is accepted without them.
+    warnings: Vec<FieldError>,
 }
 
 impl<'a> Check<'a> {
@@ -598,6 +682,7 @@ impl<'a> Check<'a> {
         Check {
             prefix,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -748,19 +833,39 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A call's or a batch's `sentAt`: the sender's clock when it sent the request, which
+    /// corrects `timestamp` for that clock ([`Check::timestamp`]). One that is not an RFC 3339
+    /// time is refused, naming it, as a bad `timestamp` is: ignored, it would leave the
+    /// sender's clock in every time of the request unseen.
+    fn sent_at(&mut self, raw: &Map<String, Value>) -> Option<Timestamp> {
+        match raw.get("sentAt")? {
+            Value::Null => None,
+            Value::String(text) => match text.parse::<Timestamp>() {
+                Ok(sent) => Some(sent),
+                Err(_) => {
+                    self.error("sentAt", format!("is not {TIME_EXAMPLE}"));
+                    None
+                }
+            },
+            _ => {
+                self.error("sentAt", format!("must be a string: {TIME_EXAMPLE}"));
+                None
+            }
+        }
+    }
+
     /// When the event happened: its `timestamp` (or `originalTimestamp`), corrected for the
     /// sender's clock when it says when it sent the event (`sentAt`, its own or the batch's), as
     /// Segment does: `receivedAt − (sentAt − timestamp)`. A phone whose clock is a day off
     /// still stamps its events with the right times relative to each other and to `sentAt`; only
     /// the offset is wrong, and this takes it out. Without `sentAt`, `timestamp` as it is.
+    /// `received.sent_at` is that `sentAt`, already checked ([`Check::sent_at`]).
     fn timestamp(
         &mut self,
         raw: &Map<String, Value>,
         received: Received<'_>,
         limits: &Limits,
     ) -> Timestamp {
-        const EXAMPLE: &str =
-            r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
         let received_at = received.at;
         let field = if is_absent(raw.get("timestamp")) && !is_absent(raw.get("originalTimestamp")) {
             "originalTimestamp"
@@ -771,15 +876,15 @@ impl<'a> Check<'a> {
             None | Some(Value::Null) => return received_at,
             Some(Value::String(s)) => s,
             Some(_) => {
-                self.error(field, format!("must be a string: {EXAMPLE}"));
+                self.error(field, format!("must be a string: {TIME_EXAMPLE}"));
                 return received_at;
             }
         };
         let Ok(stamped) = text.parse::<Timestamp>() else {
-            self.error(field, format!("is not {EXAMPLE}"));
+            self.error(field, format!("is not {TIME_EXAMPLE}"));
             return received_at;
         };
-        let at = match sent_at(raw).or(received.sent_at) {
+        let at = match received.sent_at {
             Some(sent) => received_at
                 .checked_sub(sent.duration_since(stamped))
                 .unwrap_or(stamped),
@@ -810,14 +915,29 @@ impl<'a> Check<'a> {
     }
 
     /// Identify traits with a meaning to Waymark. `null` clears a trait, so it always passes.
-    fn special_traits(&mut self, traits: &Map<String, Value>) {
-        for (name, value) in traits {
+    /// An `email` or `phone` that is not an address is left out, with a warning naming it: the
+    /// identify is applied without it (the stored address stays), since refusing it would lose
+    /// the rest, an opt-out among them. Any other problem refuses the identify.
+    fn special_traits(&mut self, traits: &mut Map<String, Value>) {
+        traits.retain(|name, value| {
+            let problem = match name.as_str() {
+                "email" | "phone" if !value.is_null() => trait_problem(name, value),
+                _ => None,
+            };
+            let Some(problem) = problem else {
+                return true;
+            };
+            let field = self.field(&format!("traits.{name}"));
+            self.warnings.push(FieldError::new(field, problem));
+            false
+        });
+        for (name, value) in traits.iter() {
             if value.is_null() {
                 continue;
             }
             let field = format!("traits.{name}");
             let problem = match name.as_str() {
-                "email" | "phone" | "timezone" => trait_problem(name, value),
+                "timezone" => trait_problem(name, value),
                 "subscriptions" => {
                     self.subscriptions(&field, value);
                     None
@@ -953,9 +1073,11 @@ fn is_e164(phone: &str) -> bool {
     })
 }
 
-/// A numeric id as the text JavaScript makes of it (`String(1e3)` is `1000`), so a user whose
-/// id one library sends as a number and another as text is one user: a whole number written
-/// with an exponent or a fraction (`1e3`, `1000.0`) is its digits.
+/// A numeric id as text, so that a user whose id one library sends as a number and another as
+/// text is one user: an integer is its digits as sent (all of them: `12345678901234567890`
+/// stays so, where JavaScript would round it), a whole number written with an exponent or a
+/// fraction (`1e3`, `1000.0`) below 9×10^15 is its digits, and any other number is as JSON
+/// writes it (`1.5`, `1e+20`; past 64 bits, `1.2345678901234567e+23`).
 fn number_id(n: &serde_json::Number) -> String {
     match n.as_f64() {
         Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
@@ -1564,7 +1686,7 @@ mod tests {
             (
                 "unknown fields ignored",
                 Kind::Track,
-                json!({"userId": "u1", "event": "A", "integrations": {"All": true}, "sentAt": "x"}),
+                json!({"userId": "u1", "event": "A", "integrations": {"All": true}}),
             ),
         ];
         for (name, kind, body) in cases {
@@ -1633,11 +1755,11 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(event.timestamp, at("2025-06-01T11:59:00Z"));
-        // A sentAt that is not a time corrects nothing and refuses nothing.
+        // A null sentAt is none.
         let event = single(
             Kind::Track,
             &json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T11:00:00Z",
-                "sentAt": "soon"}),
+                "sentAt": null}),
         )
         .expect("valid");
         assert_eq!(event.timestamp, at("2025-06-01T11:00:00Z"));
@@ -1654,6 +1776,134 @@ mod tests {
         assert_eq!(
             times,
             [at("2025-06-01T11:58:00Z"), at("2025-06-01T11:59:30Z")]
+        );
+    }
+
+    /// A `sentAt` that is not a time is refused, naming it, as a bad `timestamp` is: ignored,
+    /// the sender's clock would stay in the event's time unseen.
+    #[test]
+    fn a_sent_at_that_is_not_a_time_is_refused() {
+        for sent_at in [
+            json!("soon"),
+            json!(""),
+            json!(1748779200),
+            json!({"at": 1}),
+        ] {
+            for timestamp in [json!(null), json!("2025-06-01T11:00:00Z")] {
+                let body = json!({"userId": "u1", "event": "A", "timestamp": timestamp,
+                    "sentAt": sent_at});
+                let errors = single(Kind::Track, &body).expect_err("a bad sentAt");
+                assert_eq!(fields(&errors), ["sentAt"], "{body}");
+            }
+            // The batch's: the whole batch, as its other fields are.
+            let errors = batch(&json!({"sentAt": sent_at, "batch": [
+                {"type": "track", "userId": "u1", "event": "A"},
+            ]}))
+            .expect_err("a bad batch sentAt");
+            assert_eq!(fields(&errors), ["sentAt"], "{sent_at}");
+            // An item's: that item.
+            let outcome = batch(&json!({"batch": [
+                {"type": "track", "userId": "u1", "event": "A"},
+                {"type": "identify", "userId": "u1", "sentAt": sent_at},
+            ]}))
+            .expect("a batch");
+            assert_eq!(outcome.accepted.len(), 1);
+            assert_eq!(outcome.rejected.len(), 1, "{sent_at}");
+            assert_eq!(fields(&outcome.rejected[0].errors), ["batch[1].sentAt"]);
+        }
+    }
+
+    /// An identify's email or phone that is not an address is left out with a warning, its
+    /// other traits (an opt-out among them) taken; surrounding spaces are trimmed first.
+    #[test]
+    fn a_bad_address_is_left_out_of_an_identify_and_the_rest_taken() {
+        let received = received();
+        let limits = Limits::default();
+        let call = |body: Value| {
+            parse_call_warned(
+                Call::Identify,
+                body.to_string().as_bytes(),
+                received,
+                &limits,
+            )
+        };
+        // Spaces around an address are not part of it.
+        let (event, warnings) = call(json!({"userId": "u1", "traits": {
+            "email": " optx@example.com \n", "phone": "\t+14155550123 "}}))
+        .expect("taken");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(event.traits["email"], "optx@example.com");
+        assert_eq!(event.traits["phone"], "+14155550123");
+
+        for (email, phone) in [
+            (json!("opt x@example.com"), json!("+14155550123")),
+            (json!(""), json!("+1")),
+            (json!(5), json!("call me")),
+        ] {
+            let (event, warnings) = call(json!({"userId": "u1", "traits": {
+                "email": email, "phone": phone, "first_name": "Changed",
+                "subscriptions": {"email": false}}}))
+            .expect("taken without the bad address");
+            assert_eq!(event.traits.get("email"), None, "{email}");
+            assert_eq!(event.traits["first_name"], "Changed");
+            assert_eq!(event.traits["subscriptions"], json!({"email": false}));
+            let named: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+            let good_phone = phone == json!("+14155550123");
+            if good_phone {
+                assert_eq!(named, ["traits.email"]);
+                assert_eq!(event.traits["phone"], phone);
+            } else {
+                assert_eq!(named, ["traits.email", "traits.phone"]);
+                assert_eq!(event.traits.get("phone"), None);
+            }
+            assert!(warnings
+                .iter()
+                .all(|w| w.index.is_none() && w.message.contains("left out")));
+            // Strict parsing (scripts, tests) refuses it, naming the same fields.
+            let body = json!({"userId": "u1", "traits": {"email": email, "phone": phone}});
+            let errors = single(Kind::Identify, &body).expect_err("strict");
+            assert_eq!(fields(&errors), named);
+        }
+
+        // Anything else wrong still refuses the identify, the address named with it.
+        let errors = call(json!({"userId": "u1", "traits": {"email": "x",
+            "timezone": "Mars/Olympus_Mons", "subscriptions": {"email": "no"}}}))
+        .expect_err("refused");
+        let mut named = fields(&errors);
+        named.sort_unstable();
+        assert_eq!(
+            named,
+            [
+                "traits.email",
+                "traits.subscriptions.email",
+                "traits.timezone"
+            ]
+        );
+        // A null clears the address, as before: no warning.
+        let (event, warnings) =
+            call(json!({"userId": "u1", "traits": {"email": null}})).expect("taken");
+        assert!(warnings.is_empty());
+        assert_eq!(event.traits["email"], Value::Null);
+
+        // In a batch, each warning names its item.
+        let outcome = batch(&json!({"batch": [
+            {"type": "track", "userId": "u1", "event": "A"},
+            {"type": "identify", "userId": "u1", "traits": {"email": "a@b", "plan": "pro"}},
+            {"type": "identify", "userId": "u2", "traits": {"email": "x"}, "userIdx": 1, "timestamp": "no"},
+        ]}))
+        .expect("a batch");
+        assert_eq!(outcome.accepted.len(), 2);
+        assert_eq!(outcome.accepted[1].traits.get("email"), None);
+        assert_eq!(outcome.accepted[1].traits["plan"], "pro");
+        let warned: Vec<(Option<usize>, &str)> = outcome
+            .warnings
+            .iter()
+            .map(|w| (w.index, w.field.as_str()))
+            .collect();
+        assert_eq!(warned, [(Some(1), "batch[1].traits.email")]);
+        assert_eq!(
+            fields(&outcome.rejected[0].errors),
+            ["batch[2].timestamp", "batch[2].traits.email"]
         );
     }
 
@@ -1694,6 +1944,19 @@ mod tests {
     fn numbers_are_accepted_as_ids() {
         let event = single(Kind::Track, &json!({"userId": 42, "event": "A"})).expect("valid");
         assert_eq!(event.user_id, "42");
+        // An integer is its digits, all of them (JavaScript would make 12345678901234567000
+        // of this one); past 64 bits, as JSON writes the number.
+        for (sent, kept) in [
+            ("12345678901234567890", "12345678901234567890"),
+            ("-9007199254740993", "-9007199254740993"),
+            ("123456789012345678901234", "1.2345678901234567e+23"),
+            ("1e20", "1e+20"),
+        ] {
+            let body = format!(r#"{{"userId": {sent}, "event": "A"}}"#);
+            let event = parse_single(Kind::Track, body.as_bytes(), received(), &Limits::default())
+                .expect("valid");
+            assert_eq!(event.user_id, kept, "{sent}");
+        }
         // As JavaScript writes them: a whole number is its digits, however it was written.
         let body = br#"{"userId": 1e3, "event": "A"}"#;
         let event = parse_single(Kind::Track, body, received(), &Limits::default()).expect("valid");
@@ -1921,9 +2184,9 @@ mod tests {
                 "batch[0].userId",
             ),
             (
-                "bad email",
-                json!({"type": "identify", "userId": "u1", "traits": {"email": "x"}}),
-                "batch[0].traits.email",
+                "bad time zone",
+                json!({"type": "identify", "userId": "u1", "traits": {"timezone": "Mars/X"}}),
+                "batch[0].traits.timezone",
             ),
             (
                 "bad token",
@@ -1967,11 +2230,11 @@ mod tests {
             {"type": "page", "userId": "u1", "messageId": "p1", "name": "Pricing", "category": "Docs",
              "properties": {"url": "https://shop.example/pricing"}},
             {"type": "screen", "anonymousId": "d1", "messageId": "s1", "name": "Cart"},
-            {"type": "page", "userId": "u1", "messageId": "p2", "properties": {"name": "kept"}, "name": "Other"},
+            {"type": "page", "userId": "u1", "messageId": "p2", "properties": {"name": "Stale", "category": "Old", "path": "/"}, "name": "Pricing"},
         ]}))
         .expect("batch");
         assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
-        let [page, screen, kept] = outcome.accepted.as_slice() else {
+        let [page, screen, named] = outcome.accepted.as_slice() else {
             panic!("{:?}", outcome.accepted)
         };
         assert_eq!(page.kind, Kind::Track);
@@ -1984,8 +2247,9 @@ mod tests {
         assert_eq!(screen.user_id, "anon:d1");
         assert_eq!(*screen.properties, json!({"name": "Cart"}));
         assert_eq!(
-            kept.properties["name"], "kept",
-            "the call's own property wins"
+            *named.properties,
+            json!({"name": "Pricing", "category": "Old", "path": "/"}),
+            "the call's own name is the page's (Segment's spec), over a property of that name"
         );
     }
 

@@ -188,8 +188,12 @@ pub struct Outbound {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueueError {
+    /// The queue could not take the messages now, or the stack cannot reach it (no such queue,
+    /// access denied): sending them again may succeed.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// The queue refused the messages for what they hold (SQS: a sender fault on an entry,
+    /// characters it does not carry, over its size): sent again, they are refused again.
     #[error("message rejected: {0}")]
     Rejected(String),
 }

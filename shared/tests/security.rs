@@ -980,8 +980,10 @@ fn logs_never_carry_addresses_secrets_or_message_bodies() {
             s.post("/v1/track", cart.clone()).await;
             s.post("/v1/track", cart).await;
             let auth = format!("Bearer {WRITE_KEY}");
-            let bad =
-                json!({"userId": "ada", "traits": {"email": "not an address", "phone": ADA_PHONE}});
+            // An address that is not one is left out of an identify (200, warned); a bad time
+            // zone refuses it.
+            let bad = json!({"userId": "ada", "traits": {"email": "not an address",
+                "phone": ADA_PHONE, "timezone": "Mars/Base"}});
             let (status, _) = s
                 .call(
                     Method::POST,
@@ -991,6 +993,17 @@ fn logs_never_carry_addresses_secrets_or_message_bodies() {
                 )
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST);
+            let warned =
+                json!({"userId": "ada", "traits": {"email": "not an address", "phone": ADA_PHONE}});
+            let (status, _) = s
+                .call(
+                    Method::POST,
+                    "/v1/identify",
+                    &[("authorization", &auth)],
+                    &warned.to_string(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
             s.run_until(s.clock.now() + SignedDuration::from_hours(24))
                 .await;
             let admin = format!("Bearer {ADMIN_KEY}");
@@ -1176,4 +1189,313 @@ fn an_include_reaches_nothing_beyond_its_own_text() {
     }
     let never_rendered = "{% include \"t:{{ profile.phone }} was never rendered\" %}";
     assert!(template::render(never_rendered, &ctx, false).is_err());
+}
+
+/// An identify whose address is not one is taken without it, with the rest of its traits (an
+/// opt-out among them), and the answer names the address left out: Segment's libraries do not
+/// send a refused request again, so refusing it would lose the opt-out. Spaces around an
+/// address are trimmed; anything else wrong still refuses the call.
+#[test]
+fn a_bad_address_in_an_identify_is_left_out_and_the_rest_applied() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let auth = format!("Bearer {WRITE_KEY}");
+        let post = |route: &'static str, body: Value| {
+            let (s, auth) = (&s, &auth);
+            async move {
+                let (status, text) = s
+                    .call(
+                        Method::POST,
+                        route,
+                        &[("authorization", auth)],
+                        &body.to_string(),
+                    )
+                    .await;
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                (status, v)
+            }
+        };
+        let traits = |user: &'static str| {
+            let s = &s;
+            async move {
+                let (_, text) = s.admin_get(&format!("/v1/users/{user}")).await;
+                let view: Value = serde_json::from_str(&text).expect("JSON");
+                view["profile"]["traits"].clone()
+            }
+        };
+
+        // Spaces around the address: trimmed, and taken.
+        let (status, v) = post(
+            "/v1/identify",
+            json!({"userId": "optx", "traits": {"email": " optx@example.com ", "phone": " +14155550123\t"}}),
+        )
+        .await;
+        assert_eq!((status, v.get("warnings")), (StatusCode::OK, None), "{v}");
+
+        // The tester's identifies: the opt-out and the name are applied, the address kept.
+        for (user, email) in [("optx", "optx@example.com x"), ("ada", "")] {
+            let (status, v) = post(
+                "/v1/identify",
+                json!({"userId": user, "traits": {"email": email, "first_name": "Changed",
+                    "subscriptions": {"email": false}}}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(v["success"], true, "{v}");
+            assert_eq!(v["warnings"][0]["field"], "traits.email", "{v}");
+            assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
+            assert!(v["warnings"][0].get("index").is_none(), "{v}");
+            let message = v["message"].as_str().unwrap_or_default();
+            assert!(
+                message.starts_with("traits.email: ") && message.contains("left out"),
+                "{v}"
+            );
+        }
+        s.run_until(s.clock.now() + SignedDuration::from_mins(1))
+            .await;
+        for (user, kept) in [("optx", "optx@example.com"), ("ada", ADA_EMAIL)] {
+            let t = traits(user).await;
+            assert_eq!(t["email"], kept, "{user}: {t}");
+            assert_eq!(t["first_name"], "Changed", "{user}: {t}");
+            assert_eq!(t["subscriptions"]["email"], false, "{user}: {t}");
+        }
+        assert_eq!(traits("optx").await["phone"], "+14155550123");
+
+        // In a batch, each warning names its item by index.
+        let (status, v) = post(
+            "/v1/batch",
+            json!({"batch": [
+                {"type": "track", "userId": "bob", "event": "signed_up"},
+                {"type": "identify", "userId": "bob", "traits": {"phone": "call me", "plan": "pro"}},
+            ]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["accepted"], 2, "{v}");
+        assert_eq!(v["warnings"][0]["index"], 1, "{v}");
+        assert_eq!(v["warnings"][0]["field"], "batch[1].traits.phone", "{v}");
+        // With a rejected item too: a 400 that lists both.
+        let (status, v) = post(
+            "/v1/batch",
+            json!({"batch": [
+                {"type": "track", "userId": "bob"},
+                {"type": "identify", "userId": "bob", "traits": {"email": "bob@"}},
+            ]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["rejected"][0]["errors"][0]["field"], "batch[0].event");
+        assert_eq!(v["warnings"][0]["field"], "batch[1].traits.email", "{v}");
+        assert_eq!(v["code"], "invalid_request");
+
+        // Anything else wrong refuses the identify, the bad address named with it.
+        let (status, v) = post(
+            "/v1/identify",
+            json!({"userId": "optx", "traits": {"email": "x", "timezone": "Mars/Base",
+                "subscriptions": {"email": true}}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        let fields: Vec<&str> = v["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(fields, ["traits.timezone", "traits.email"], "{v}");
+        s.run_until(s.clock.now() + SignedDuration::from_mins(1))
+            .await;
+        assert_eq!(traits("optx").await["subscriptions"]["email"], false);
+    });
+}
+
+/// A `sentAt` that is not a time is a 400 naming it, as a bad `timestamp` is, at the call's
+/// level, the batch's and an item's.
+#[test]
+fn a_sent_at_that_is_not_a_time_is_refused_naming_it() {
+    block_on(async {
+        let s = Stack::new().await;
+        let auth = format!("Bearer {WRITE_KEY}");
+        for bad in [json!("yesterday"), json!(1764583200), json!({"at": "now"})] {
+            for (route, body, field) in [
+                (
+                    "/v1/track",
+                    json!({"userId": "u", "event": "e", "sentAt": bad}),
+                    "sentAt",
+                ),
+                (
+                    "/v1/identify",
+                    json!({"userId": "u", "sentAt": bad, "timestamp": "2026-03-02T09:59:00Z"}),
+                    "sentAt",
+                ),
+                (
+                    "/v1/batch",
+                    json!({"sentAt": bad, "batch": [{"type": "track", "userId": "u", "event": "e"}]}),
+                    "sentAt",
+                ),
+                (
+                    "/v1/batch",
+                    json!({"batch": [{"type": "track", "userId": "u", "event": "e", "sentAt": bad}]}),
+                    "batch[0].sentAt",
+                ),
+            ] {
+                let (status, text) = s
+                    .call(
+                        Method::POST,
+                        route,
+                        &[("authorization", &auth)],
+                        &body.to_string(),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{route} {body}: {text}");
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                let named = v["errors"][0]["field"]
+                    .as_str()
+                    .or(v["rejected"][0]["errors"][0]["field"].as_str());
+                assert_eq!(named, Some(field), "{route} {body}: {text}");
+                assert!(v["message"].as_str().is_some_and(|m| m.contains(field)));
+            }
+        }
+    });
+}
+
+/// A body over the largest batch is a 413 in the shape of every refusal (`code`, `message`,
+/// `errors`), readable by a web page on an event route, gzipped or not.
+#[test]
+fn a_body_over_the_largest_batch_is_a_413_like_every_refusal() {
+    block_on(async {
+        let s = Stack::new().await;
+        let auth = format!("Bearer {WRITE_KEY}");
+        let mut big = br#"{"batch": [], "pad": ""#.to_vec();
+        big.extend(std::iter::repeat_n(b'x', waymark::event::MAX_BATCH_BYTES));
+        big.extend(br#""}"#);
+        for route in ["/v1/batch", "/v1/b", "/v1/track", "/v1/identify"] {
+            let res = s
+                .api
+                .handle(
+                    Request::builder()
+                        .method(Method::POST)
+                        .uri(route)
+                        .header("authorization", &auth)
+                        .body(Bytes::from(big.clone()))
+                        .expect("a request"),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{route}");
+            assert_eq!(
+                res.headers()
+                    .get("access-control-allow-origin")
+                    .and_then(|v| v.to_str().ok()),
+                Some("*"),
+                "{route}"
+            );
+            let v: Value = serde_json::from_slice(res.body()).expect("JSON");
+            assert_eq!(v["code"], "invalid_request", "{route}: {v}");
+            assert_eq!(v["errors"][0]["field"], "body", "{route}: {v}");
+            assert!(
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("body: ") && m.contains("500 KB")),
+                "{route}: {v}"
+            );
+        }
+        // What `waymark dev` answers when it stops reading such a body: the same.
+        for (path, cors) in [
+            ("/v1/batch", true),
+            ("/v1/t/", true),
+            ("/v1/journeys/x", false),
+        ] {
+            let res = waymark::api::too_large_at(path);
+            assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(
+                res.headers().contains_key("access-control-allow-origin"),
+                cors,
+                "{path}"
+            );
+            let v: Value = serde_json::from_slice(res.body()).expect("JSON");
+            assert_eq!(v["code"], "invalid_request", "{path}: {v}");
+        }
+    });
+}
+
+/// A queue that refuses every message for what it holds (as SQS refuses a sender fault), or
+/// cannot be reached.
+struct RefusingQueue(waymark::queue::QueueError);
+
+#[async_trait::async_trait]
+impl waymark::queue::Queue for RefusingQueue {
+    async fn send(
+        &self,
+        _queue: waymark::queue::QueueName,
+        _messages: &[waymark::queue::Outbound],
+    ) -> Result<(), waymark::queue::QueueError> {
+        Err(self.0.clone())
+    }
+}
+
+/// Events the queue refuses for what they hold are a 400 naming the body (sending them again
+/// cannot succeed, and Segment's libraries do not); a queue that cannot be reached is a 503,
+/// which they retry.
+#[test]
+fn events_the_queue_refuses_are_a_400_and_a_queue_down_a_503() {
+    use waymark::queue::QueueError;
+    block_on(async {
+        for (refusal, status) in [
+            (
+                QueueError::Rejected("SQS refused a message: InvalidMessageContents".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                QueueError::Unavailable("SQS SendMessageBatch: AccessDenied".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ] {
+            let clock = ManualClock::new(at("2026-03-02T10:00:00Z"));
+            let rt = Arc::new(Runtime::new(
+                Arc::new(MemoryStore::new()),
+                Arc::new(RefusingQueue(refusal)),
+                Arc::new(RecordingSender::new()),
+                Arc::new(clock),
+                std::time::Duration::ZERO,
+                Config::default(),
+            ));
+            let api = Api {
+                runtime: rt,
+                keys: Keys::parse(WRITE_KEY, ADMIN_KEY).expect("keys"),
+                signer: Arc::new(Signer::new(SECRET)),
+                limits: Limits::default(),
+            };
+            for (route, body) in [
+                ("/v1/track", json!({"userId": "u", "event": "e\u{ffff}"})),
+                (
+                    "/v1/batch",
+                    json!({"batch": [{"type": "track", "userId": "u", "event": "e"}]}),
+                ),
+            ] {
+                let res = api
+                    .handle(
+                        Request::builder()
+                            .method(Method::POST)
+                            .uri(route)
+                            .header("authorization", format!("Bearer {WRITE_KEY}"))
+                            .body(Bytes::from(body.to_string()))
+                            .expect("a request"),
+                    )
+                    .await;
+                assert_eq!(res.status(), status, "{route}");
+                if status == StatusCode::BAD_REQUEST {
+                    let v: Value = serde_json::from_slice(res.body()).expect("JSON");
+                    assert_eq!(v["errors"][0]["field"], "body", "{v}");
+                    assert_eq!(v["code"], "invalid_request", "{v}");
+                    assert!(
+                        v["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("InvalidMessageContents")),
+                        "{v}"
+                    );
+                }
+            }
+        }
+    });
 }

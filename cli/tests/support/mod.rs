@@ -70,6 +70,16 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    http_with_headers(method, url, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`http`], with the answer's header lines (lowercased) too.
+pub fn http_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
         .split_once('/')
@@ -94,11 +104,8 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }
 
 /// HTTP Basic credentials for a key (Segment's convention: the key as user, no password).

@@ -16,6 +16,13 @@ const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Attempts for entries SQS failed on its side (not the sender's fault).
 const ATTEMPTS: u32 = 4;
+/// The errors of a whole SendMessageBatch that are about what its messages hold: sending them
+/// again can never succeed. Every other error is about the queue or the account.
+const CONTENT_CODES: [&str; 3] = [
+    "InvalidMessageContents",
+    "BatchRequestTooLong",
+    "AWS.SimpleQueueService.BatchRequestTooLong",
+];
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -74,11 +81,14 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(|e| {
+                    // Refused as a whole: for what the messages hold (the API answers the
+                    // request 400), or for the stack (no such queue, access denied, its KMS
+                    // key: the API answers 503, and the senders retry until it is fixed).
                     let code = super::error_code(&e);
-                    if super::is_transient(&e) {
-                        QueueError::Unavailable(format!("SQS SendMessageBatch: {code}"))
-                    } else {
+                    if !super::is_transient(&e) && CONTENT_CODES.contains(&code.as_str()) {
                         QueueError::Rejected(format!("SQS SendMessageBatch: {code}"))
+                    } else {
+                        QueueError::Unavailable(format!("SQS SendMessageBatch: {code}"))
                     }
                 })?;
             if out.failed().is_empty() {
