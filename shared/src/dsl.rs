@@ -1108,9 +1108,10 @@ fn validate(j: &Journey) -> Vec<Problem> {
             _ => {}
         }
         if let Action::Update(u) = s.action() {
-            // A fixed value of a trait Waymark sends to is checked as an identify checks it.
+            // A fixed value of a trait Waymark sends to is checked as an identify checks it
+            // (`null` removes the trait, so it always passes).
             for (k, v) in &u.set {
-                if v.as_str().is_some_and(template::is_template) {
+                if v.is_null() || v.as_str().is_some_and(template::is_template) {
                     continue;
                 }
                 if let Some(why) = crate::event::trait_problem(k, v) {
@@ -1701,6 +1702,12 @@ steps:
         parse(
             "j.yaml",
             &text("{email: \"{{ event.mail }}\", phone: \"+14155550123\", plan: gold}"),
+        )
+        .expect("valid");
+        // `null` removes the trait, as an identify's does: no address to check.
+        parse(
+            "j.yaml",
+            &text("{email: null, phone: null, timezone: null}"),
         )
         .expect("valid");
     }

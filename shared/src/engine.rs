@@ -1221,19 +1221,27 @@ impl<'a> Run<'a> {
     }
 
     /// The update with each `set` value written as a template (`"{{ event.plan }}"`) rendered
-    /// to its text; one that cannot be rendered is left out, with why.
+    /// to its text; one that cannot be rendered is left out, with why. A `null` set removes the
+    /// trait, as an identify's `null` does: it is moved to `unset`.
     fn resolve(&self, u: &Update) -> (Update, BTreeMap<String, String>) {
         let mut failed = BTreeMap::new();
         if !u
             .set
             .values()
-            .any(|v| v.as_str().is_some_and(template::is_template))
+            .any(|v| v.is_null() || v.as_str().is_some_and(template::is_template))
         {
             return (u.clone(), failed);
         }
         let ctx = self.template_context();
         let mut set = serde_json::Map::new();
+        let mut unset = u.unset.clone();
         for (k, v) in &u.set {
+            if v.is_null() {
+                if !unset.contains(k) {
+                    unset.push(k.clone());
+                }
+                continue;
+            }
             match v.as_str().filter(|s| template::is_template(s)) {
                 Some(source) => match ctx.render(source, false) {
                     Ok(text) => {
@@ -1258,10 +1266,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let resolved = Update {
-            set,
-            unset: u.unset.clone(),
-        };
+        let resolved = Update { set, unset };
         (resolved, failed)
     }
 

@@ -161,7 +161,13 @@ impl Profile {
             .filter(|k| set.get(*k).is_some_and(|v| self.traits.get(*k) != Some(v)))
             .collect();
         for (k, v) in set {
-            self.traits.insert(k.clone(), v.clone());
+            // A null removes the trait, as an identify's does (the engine moves it to `unset`;
+            // an update written before that may still carry one).
+            if v.is_null() {
+                self.traits.remove(k);
+            } else {
+                self.traits.insert(k.clone(), v.clone());
+            }
         }
         for k in unset {
             self.traits.remove(k);

@@ -55,11 +55,47 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.add_filter("date", date::date);
     env.add_filter("round", number::round);
     env.add_filter("abs", number::abs);
+    // A null reaches a template as a missing value (`NullAsMissing`): `is none` still holds for
+    // it, as it did when it was MiniJinja's `none`.
+    env.add_test("none", |v: &minijinja::Value| {
+        v.is_none() || v.is_undefined()
+    });
     env
 }
 
-/// How a value is printed: as MiniJinja prints it, but a null (an event property sent as
-/// `null`) prints nothing rather than `None`.
+/// A JSON value as a template sees it: a null (an event property or trait sent as `null`) is a
+/// value the user or the event does not have, at any depth. Read as MiniJinja's `none`, it
+/// printed `None` through every filter that takes text (`upper` gave `NONE`) and `~`, and
+/// `length` failed; read as missing it prints nothing everywhere, `length` is 0 and
+/// `default('x')` stands in for it, as for a trait never sent.
+struct NullAsMissing<'a>(&'a serde_json::Value);
+
+impl Serialize for NullAsMissing<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde_json::Value as J;
+        match self.0 {
+            // Into MiniJinja's serializer a `minijinja::Value` goes as itself (undefined).
+            J::Null => minijinja::Value::UNDEFINED.serialize(s),
+            J::Array(items) => s.collect_seq(items.iter().map(NullAsMissing)),
+            J::Object(map) => s.collect_map(map.iter().map(|(k, v)| (k, NullAsMissing(v)))),
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// `json` as a template value, a null in it read as missing ([`NullAsMissing`]).
+fn template_value(json: &serde_json::Value) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(NullAsMissing(json)))
+}
+
+/// Text the scope may lack (`journey.timezone`, `unsubscribe_url`): missing when absent.
+fn text_or_missing(text: Option<&str>) -> minijinja::Value {
+    text.map_or(minijinja::Value::UNDEFINED, minijinja::Value::from)
+}
+
+/// How a value is printed: as MiniJinja prints it, but a `none` (the scope's nulls are
+/// missing values already; one a template makes, as `{{ none }}`) prints nothing rather than
+/// `None`.
 pub(crate) fn format_value(
     out: &mut minijinja::Output,
     state: &mut minijinja::State,
@@ -376,17 +412,17 @@ impl<'a> Context<'a> {
                 .entry("user_id".to_string())
                 .or_insert_with(|| serde_json::Value::String(s.profile_user_id.to_string()));
             minijinja::context! {
-                profile => minijinja::Value::from(minijinja::value::Serde(&profile)),
-                event => minijinja::Value::from(minijinja::value::Serde(s.event)),
+                profile => template_value(&serde_json::Value::Object(profile)),
+                event => template_value(s.event),
                 journey => minijinja::context! {
                     id => s.journey_id,
                     name => s.journey_name,
                     version => s.journey_version,
-                    timezone => s.journey_timezone,
+                    timezone => text_or_missing(s.journey_timezone),
                 },
                 user_id => s.user_id,
                 now => s.now.to_string(),
-                unsubscribe_url => s.unsubscribe_url,
+                unsubscribe_url => text_or_missing(s.unsubscribe_url),
             }
         })
     }
@@ -463,13 +499,18 @@ fn cache() -> &'static RwLock<Cache> {
     })
 }
 
-/// Renders a template with the given context. `html` turns on HTML escaping of values.
+/// Renders a template with the given context (a null in it read as missing, as a
+/// [`Context`]'s). `html` turns on HTML escaping of values.
 pub fn render<C: Serialize>(source: &str, ctx: &C, html: bool) -> Result<String, TemplateError> {
-    let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-    render_value(source, &value, html)
+    let json = serde_json::to_value(ctx).map_err(|e| TemplateError {
+        line: None,
+        message: format!("template error: the context is not JSON: {e}"),
+    })?;
+    render_value(source, &template_value(&json), html)
 }
 
-/// Renders with a context already converted (render several templates with one conversion).
+/// Renders with a context already converted (render several templates with one conversion);
+/// a `none` in it is MiniJinja's, not missing.
 pub fn render_value(
     source: &str,
     ctx: &minijinja::Value,
@@ -729,26 +770,73 @@ mod tests {
     }
 
     #[test]
-    fn a_null_prints_nothing() {
-        let ctx = json!({"event": {"coupon": null, "n": 0}});
-        assert_eq!(
-            render("[{{ event.coupon }}][{{ event.n }}]", &ctx, false).as_deref(),
-            Ok("[][0]")
-        );
-        // `default` stands in for a missing value; for a null too when asked (Jinja's rule).
-        assert_eq!(
-            render("{{ event.coupon | default('none left') }}", &ctx, true).as_deref(),
-            Ok("")
-        );
-        assert_eq!(
-            render(
-                "{{ event.coupon | default('none left', true) }}",
-                &ctx,
-                true
-            )
-            .as_deref(),
-            Ok("none left")
-        );
+    fn a_null_reads_as_a_missing_value_through_filters_and_concatenation() {
+        let with_null = json!({"event": {"coupon": null, "n": 0, "items": [null, "hat"],
+            "address": null}, "profile": {"nick": null}});
+        let without = json!({"event": {"n": 0, "items": [null, "hat"]}, "profile": {}});
+        for (source, want) in [
+            ("[{{ event.coupon }}][{{ event.n }}]", "[][0]"),
+            ("Your code: {{ event.coupon | upper }}", "Your code: "),
+            (
+                "Code {{ event.coupon | trim | default('WELCOME10', true) }}",
+                "Code WELCOME10",
+            ),
+            ("Hi {{ profile.nick | title }}!", "Hi !"),
+            ("{{ 'ref-' ~ event.coupon ~ '.' }}", "ref-."),
+            (
+                "[{{ event.coupon | lower }}|{{ event.coupon | capitalize }}|{{ event.coupon | string }}]",
+                "[||]",
+            ),
+            ("[{{ event.coupon | replace('a', 'b') }}]", "[]"),
+            ("{{ event.coupon | length }}", "0"),
+            ("{{ event.coupon | default('none left') }}", "none left"),
+            (
+                "{% if event.coupon is defined %}d{% else %}u{% endif %}{% if event.coupon is none %}n{% endif %}",
+                "un",
+            ),
+            ("{{ event.address.city | upper }}.", "."),
+            ("{% for i in event.coupon %}x{% endfor %}.", "."),
+            ("{{ event.items | join(',') }}", ",hat"),
+            ("{{ event.coupon | tojson }}", "null"),
+        ] {
+            for html in [false, true] {
+                assert_eq!(
+                    render(source, &with_null, html).as_deref(),
+                    Ok(want),
+                    "{source} (html: {html})"
+                );
+            }
+            // Absent altogether, it reads the same (the list keeps its null).
+            assert_eq!(
+                render(source, &with_null, false),
+                render(source, &without, false),
+                "{source}"
+            );
+        }
+        // Through a `Context`, rendered directly where the template allows: the same.
+        let traits = json!({"nick": null});
+        let event = json!({"coupon": null});
+        let ctx = Context::new(Scope {
+            traits: traits.as_object().expect("map"),
+            profile_user_id: "u1",
+            user_id: "u1",
+            event: &event,
+            journey_id: "coupon",
+            journey_name: "Coupon",
+            journey_version: 1,
+            journey_timezone: None,
+            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
+            unsubscribe_url: None,
+        });
+        for (source, want) in [
+            ("{{ event.coupon | upper }}|{{ profile.nick | lower }}|{{ event.coupon | trim }} (null test)", "|| (null test)"),
+            ("{{ event.coupon | length }}|{{ profile.nick | default('friend') }} (null test)", "0|friend (null test)"),
+            ("{% if event.coupon is defined %}d{% else %}u{% endif %}{{ journey.timezone | upper }}{{ unsubscribe_url | lower }} (null test)", "u (null test)"),
+            ("{{ 'ref-' ~ event.coupon }}|{{ profile.nick | title }} (null test)", "ref-| (null test)"),
+        ] {
+            assert_eq!(ctx.render(source, false).as_deref(), Ok(want), "{source}");
+            assert_eq!(ctx.render(source, true).as_deref(), Ok(want), "{source} (html)");
+        }
     }
 
     #[test]

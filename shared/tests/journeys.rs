@@ -2302,6 +2302,104 @@ steps:
     assert!(failed["broken"].contains("is not a time"), "{failed:?}");
 }
 
+/// A property sent as `null` is a value the event does not have: through `upper`, `trim`,
+/// `title`, `~` or `length` it prints as a missing one does (nothing, 0), not `None`, and
+/// `default` stands in for it.
+#[tokio::test]
+async fn a_null_property_prints_as_a_missing_one_through_filters() {
+    let journey = r#"
+id: coupon
+name: Coupon
+trigger: {event: checkout_started}
+reentry: after_exit
+steps:
+  - id: mail
+    send:
+      email:
+        subject: "Your code: {{ event.coupon_code | upper }}"
+        text: "Code {{ event.coupon_code | trim | default('WELCOME10', true) }} / Hi {{ event.first_name | title }} / {{ 'ref-' ~ event.ref }} / {{ event.coupon_code | lower }}{{ event.ref | capitalize }}{{ event.ref | replace('a', 'b') }}{{ event.ref | string }} / {{ event.items | length }}"
+"#;
+    let mut script = String::new();
+    for (user, props) in [
+        (
+            "nulls",
+            r#"{"coupon_code":null,"first_name":null,"ref":null,"items":null}"#,
+        ),
+        ("absent", "{}"),
+    ] {
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{\"email\":\"{user}@example.com\"}}}}\n{{\"at\":\"2026-12-01T10:01:00Z\",\"type\":\"track\",\"userId\":\"{user}\",\"event\":\"checkout_started\",\"properties\":{props}}}\n"
+        ));
+    }
+    let out = sim(&[journey], &script).await;
+    for user in ["nulls", "absent"] {
+        let sent = messages_to(&out, user);
+        assert_eq!(sent.len(), 1, "{user}: {:?}", entries(&out, user));
+        let Content::Email { subject, text, .. } = &*sent[0].content else {
+            panic!("{user}: an email: {:?}", sent[0].content);
+        };
+        assert_eq!(subject, "Your code: ", "{user}");
+        assert_eq!(
+            text.as_deref(),
+            Some("Code WELCOME10 / Hi  / ref- /  / 0"),
+            "{user}"
+        );
+    }
+}
+
+/// `set: {trait: null}` in an update removes the trait, as an identify's `null` does: the
+/// templates and conditions after it, and a later journey reading the stored profile, see it
+/// missing, and the timeline lists it as unset.
+#[tokio::test]
+async fn update_set_to_null_removes_the_trait_as_identify_does() {
+    let journey = r#"
+id: forget
+name: Forget
+trigger: {event: forget_nick}
+steps:
+  - id: clear
+    update: {set: {nick: null, plan: "{{ event.plan }}"}}
+  - id: tell
+    send: {push: {title: "Hi {{ profile.nick | default('friend') }}{% if profile.nick is defined %} (kept){% endif %}", body: "{{ profile.plan }}"}}
+"#;
+    let later = r#"
+id: later
+name: Later
+trigger:
+  event: app_opened
+  where: "not exists(profile.nick)"
+steps:
+  - id: show
+    send: {push: {title: "Later {{ profile.nick | default('friend') }}|{{ profile.nick | upper }}|{{ profile.nick | length }}", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"nick":"annie","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"forget_nick","messageId":"f-1","properties":{"plan":"pro"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"a-1"}
+"#;
+    let out = sim(&[journey, later], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push tell: Hi friend",
+            "2026-12-01T11:00:00Z ann push show: Later friend||0",
+        ]
+    );
+    let updated: Vec<&What> = entries(&out, "ann")
+        .into_iter()
+        .map(|e| &e.what)
+        .filter(|w| matches!(w, What::Updated { .. }))
+        .collect();
+    let [What::Updated { set, unset, failed }] = updated.as_slice() else {
+        panic!("one update: {updated:?}");
+    };
+    assert_eq!(
+        (set.as_slice(), unset.as_slice()),
+        (&["plan".to_string()][..], &["nick".to_string()][..])
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 /// A rendered address or time zone is checked as an identify checks it: a bad one is left out
 /// (the timeline's `updated` says why), so nothing goes to an address the API would refuse.
 #[tokio::test]

@@ -678,8 +678,8 @@ impl Program {
 
 /// A value while rendering, borrowed where it can be.
 enum V<'a> {
+    /// A value the scope does not have, a null included (as `template::NullAsMissing` reads it).
     Undefined,
-    None,
     Bool(bool),
     U64(u64),
     I64(i64),
@@ -693,7 +693,7 @@ enum V<'a> {
 
 fn json(v: &Value) -> V<'_> {
     match v {
-        Value::Null => V::None,
+        Value::Null => V::Undefined,
         Value::Bool(b) => V::Bool(*b),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
@@ -756,7 +756,7 @@ fn compare(a: &V<'_>, b: &V<'_>) -> Direct<std::cmp::Ordering> {
 
 fn truthy(v: &V<'_>) -> Direct<bool> {
     Ok(match v {
-        V::Undefined | V::None => false,
+        V::Undefined => false,
         V::Bool(b) => *b,
         V::U64(u) => *u != 0,
         V::I64(i) => *i != 0,
@@ -850,8 +850,6 @@ impl<'r> Renderer<'r> {
     fn write(&mut self, v: &V<'_>) -> Direct<()> {
         match v {
             V::Undefined => {}
-            // As the render cache's formatter prints a null: nothing.
-            V::None => {}
             V::Bool(b) => self.out.push_str(if *b { "True" } else { "False" }),
             V::U64(u) => write!(self.out, "{u}").map_err(|_| Declined)?,
             V::I64(i) => write!(self.out, "{i}").map_err(|_| Declined)?,
@@ -913,7 +911,7 @@ impl<'r> Renderer<'r> {
                     Root::Now => V::Str(Cow::Owned(s.now.to_string())),
                     Root::Unsubscribe => match s.unsubscribe_url {
                         Some(u) => V::Str(Cow::Borrowed(u)),
-                        None => V::None,
+                        None => V::Undefined,
                     },
                     Root::Local(i) => json(self.locals.get(*i).ok_or(Declined)?),
                 };
@@ -934,7 +932,7 @@ impl<'r> Renderer<'r> {
                             "version" => V::U64(s.journey_version),
                             "timezone" => s
                                 .journey_timezone
-                                .map_or(V::None, |z| V::Str(Cow::Borrowed(z))),
+                                .map_or(V::Undefined, |z| V::Str(Cow::Borrowed(z))),
                             _ => V::Undefined,
                         },
                         // An attribute of anything else (undefined, a list, a string…): MiniJinja
@@ -953,6 +951,11 @@ impl<'r> Renderer<'r> {
                     (Filter::Length, V::Seq(s)) => V::U64(s.len() as u64),
                     (Filter::Length, V::Map(m)) => V::U64(m.len() as u64),
                     (Filter::Length, V::Str(s)) => V::U64(s.chars().count() as u64),
+                    // MiniJinja's filters read a missing value (a null too) as no text.
+                    (Filter::Length, V::Undefined) => V::U64(0),
+                    (Filter::Upper | Filter::Lower | Filter::Trim, V::Undefined) => {
+                        V::Str(Cow::Borrowed(""))
+                    }
                     (Filter::Upper, V::Str(s)) => V::Str(Cow::Owned(s.to_uppercase())),
                     (Filter::Lower, V::Str(s)) => V::Str(Cow::Owned(s.to_lowercase())),
                     (Filter::Trim, V::Str(s)) => V::Str(Cow::Owned(s.trim().to_string())),
@@ -977,7 +980,7 @@ impl<'r> Renderer<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+    use minijinja::{AutoEscape, Environment};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     use serde_json::json;
@@ -985,19 +988,11 @@ mod tests {
 
     /// MiniJinja set up as the render cache sets it up.
     fn minijinja(html: bool) -> Environment<'static> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
-        env.set_formatter(crate::template::format_value);
-        env.set_fuel(Some(50_000));
-        env.set_recursion_limit(32);
-        env.add_filter("date", crate::template::date::date);
-        let escape = if html {
+        crate::template::build(if html {
             AutoEscape::Html
         } else {
             AutoEscape::None
-        };
-        env.set_auto_escape_callback(move |_| escape.clone());
-        env
+        })
     }
 
     #[derive(Debug)]
@@ -1282,6 +1277,8 @@ mod tests {
                     "{{ event.v }}",
                     "{{ event.u | default('d') }}|{{ event.v | default('d') }}",
                     "{{ event.v | upper }}|{{ event.v | length }}",
+                    "{{ event.v | lower }}|{{ event.v | trim | default('d') }}|{{ event.v | trim | length }}",
+                    "{% if event.v is defined %}d{% endif %}{% if event.v | upper %}t{% endif %}",
                     "{% if event.v %}t{% else %}f{% endif %}",
                     "{% if event.v < event.w %}<{% elif event.v == event.w %}={% else %}>{% endif %}",
                     "{% if event.v >= 5 %}ge{% endif %}{% if event.v != 'Ann' %}ne{% endif %}",
@@ -1295,6 +1292,45 @@ mod tests {
             }
         }
         assert!(rendered > 1_000, "{rendered}");
+    }
+
+    /// A null is a missing value to both renderers: rendered directly (not left to MiniJinja),
+    /// to the text MiniJinja gives.
+    #[test]
+    fn a_null_renders_directly_as_a_missing_value() {
+        let case = Case {
+            traits: json!({"nick": null})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            event: json!({"v": null, "items": [{"name": null}]}),
+            unsubscribe: None,
+            journey_zone: None,
+        };
+        for (source, want) in [
+            (
+                "{{ event.v | upper }}|{{ event.v | length }}|{{ event.v | default('d') }}|{{ event.v | trim | lower }}",
+                "|0|d|",
+            ),
+            (
+                "{% if event.v is defined %}d{% else %}u{% endif %}{% if profile.nick %}t{% endif %}",
+                "u",
+            ),
+            (
+                "{% for i in event.items %}[{{ i.name | upper }}]{% endfor %}{{ unsubscribe_url | lower }}{{ journey.timezone | length }}",
+                "[]0",
+            ),
+        ] {
+            let program = Program::compile(source).expect("compiles");
+            for html in [false, true] {
+                assert_eq!(
+                    program.render(&case.scope(), html).ok().as_deref(),
+                    Some(want),
+                    "{source}"
+                );
+                assert!(agrees(source, &case, html).expect("agrees"), "{source}");
+            }
+        }
     }
 
     #[test]
