@@ -82,8 +82,9 @@ impl Call {
 pub const GROUP_REFUSED: &str = r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#;
 
 /// Parse one `POST /v1/{track,identify,page,screen,alias}` body (see [`Call`]).
-/// Strict: an identify's `email` or `phone` that the HTTP API would leave out with a warning
-/// ([`parse_call_warned`]) is an error here, for a script or a test that names what it sends.
+/// Strict: an identify's `email`, `phone` or `timezone` that the HTTP API would leave out with
+/// a warning ([`parse_call_warned`]) is an error here, for a script or a test that names what
+/// it sends.
 pub fn parse_call(
     call: Call,
     body: &[u8],
@@ -314,7 +315,8 @@ impl Default for Limits {
 }
 
 /// A field left out of an accepted event (an identify's `email` or `phone` that is not an
-/// address): its position in the batch (`None` outside a batch), the field and why.
+/// address, or a `timezone` that is not a zone): its position in the batch (`None` outside a
+/// batch), the field and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -915,13 +917,14 @@ impl<'a> Check<'a> {
     }
 
     /// Identify traits with a meaning to Waymark. `null` clears a trait, so it always passes.
-    /// An `email` or `phone` that is not an address is left out, with a warning naming it: the
-    /// identify is applied without it (the stored address stays), since refusing it would lose
-    /// the rest, an opt-out among them. Any other problem refuses the identify.
+    /// An `email` or `phone` that is not an address, or a `timezone` that is not a zone, is
+    /// left out, with a warning naming it: the identify is applied without it (the stored value
+    /// stays), since refusing it would lose the rest, an opt-out among them. Any other problem
+    /// refuses the identify.
     fn special_traits(&mut self, traits: &mut Map<String, Value>) {
         traits.retain(|name, value| {
             let problem = match name.as_str() {
-                "email" | "phone" if !value.is_null() => trait_problem(name, value),
+                "email" | "phone" | "timezone" if !value.is_null() => trait_problem(name, value),
                 _ => None,
             };
             let Some(problem) = problem else {
@@ -936,20 +939,10 @@ impl<'a> Check<'a> {
                 continue;
             }
             let field = format!("traits.{name}");
-            let problem = match name.as_str() {
-                "timezone" => trait_problem(name, value),
-                "subscriptions" => {
-                    self.subscriptions(&field, value);
-                    None
-                }
-                "push_tokens" | "devices" => {
-                    self.devices(&field, value);
-                    None
-                }
-                _ => None,
-            };
-            if let Some(problem) = problem {
-                self.error(&field, problem);
+            match name.as_str() {
+                "subscriptions" => self.subscriptions(&field, value),
+                "push_tokens" | "devices" => self.devices(&field, value),
+                _ => {}
             }
         }
     }
@@ -1865,7 +1858,16 @@ mod tests {
             assert_eq!(fields(&errors), named);
         }
 
-        // Anything else wrong still refuses the identify, the address named with it.
+        // A zone that is not one is left out the same way (a travelling user's opt-out stands).
+        let (event, warnings) = call(json!({"userId": "u1", "traits": {
+            "timezone": "Mars/Olympus_Mons", "subscriptions": {"sms": false}}}))
+        .expect("taken without the bad zone");
+        assert_eq!(event.traits.get("timezone"), None);
+        assert_eq!(event.traits["subscriptions"], json!({"sms": false}));
+        let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(warned, ["traits.timezone"]);
+
+        // Anything else wrong still refuses the identify, the address and zone named with it.
         let errors = call(json!({"userId": "u1", "traits": {"email": "x",
             "timezone": "Mars/Olympus_Mons", "subscriptions": {"email": "no"}}}))
         .expect_err("refused");
@@ -2182,11 +2184,6 @@ mod tests {
                 "no ids",
                 json!({"type": "track", "event": "A"}),
                 "batch[0].userId",
-            ),
-            (
-                "bad time zone",
-                json!({"type": "identify", "userId": "u1", "traits": {"timezone": "Mars/X"}}),
-                "batch[0].traits.timezone",
             ),
             (
                 "bad token",

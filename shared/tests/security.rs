@@ -980,10 +980,10 @@ fn logs_never_carry_addresses_secrets_or_message_bodies() {
             s.post("/v1/track", cart.clone()).await;
             s.post("/v1/track", cart).await;
             let auth = format!("Bearer {WRITE_KEY}");
-            // An address that is not one is left out of an identify (200, warned); a bad time
-            // zone refuses it.
+            // An address that is not one is left out of an identify (200, warned); a bad push
+            // token refuses it.
             let bad = json!({"userId": "ada", "traits": {"email": "not an address",
-                "phone": ADA_PHONE, "timezone": "Mars/Base"}});
+                "phone": ADA_PHONE, "push_tokens": [{"platform": "blackberry", "token": ADA_TOKEN}]}});
             let (status, _) = s
                 .call(
                     Method::POST,
@@ -1289,21 +1289,40 @@ fn a_bad_address_in_an_identify_is_left_out_and_the_rest_applied() {
         assert_eq!(v["warnings"][0]["field"], "batch[1].traits.email", "{v}");
         assert_eq!(v["code"], "invalid_request");
 
-        // Anything else wrong refuses the identify, the bad address named with it.
+        // A zone that is not one is left out the same way.
+        let (status, v) = post(
+            "/v1/identify",
+            json!({"userId": "optx", "traits": {"timezone": "Mars/Base", "plan": "pro"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["warnings"][0]["field"], "traits.timezone", "{v}");
+
+        // Anything else wrong refuses the identify, the bad address and zone named with it.
         let (status, v) = post(
             "/v1/identify",
             json!({"userId": "optx", "traits": {"email": "x", "timezone": "Mars/Base",
-                "subscriptions": {"email": true}}}),
+                "subscriptions": {"email": true},
+                "push_tokens": [{"platform": "blackberry", "token": "t"}]}}),
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-        let fields: Vec<&str> = v["errors"]
+        let mut fields: Vec<&str> = v["errors"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|e| e["field"].as_str())
             .collect();
-        assert_eq!(fields, ["traits.timezone", "traits.email"], "{v}");
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "traits.email",
+                "traits.push_tokens[0].platform",
+                "traits.timezone"
+            ],
+            "{v}"
+        );
         s.run_until(s.clock.now() + SignedDuration::from_mins(1))
             .await;
         assert_eq!(traits("optx").await["subscriptions"]["email"], false);
