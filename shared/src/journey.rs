@@ -823,6 +823,18 @@ impl Journey {
     }
 
     /// Every event name the journey listens to after entry (exit, goal, wait_for).
+    /// Whether the journey names `event` anywhere: its trigger (an event, a `repeated` count,
+    /// an `inactive` set) or what it listens to once entered.
+    pub fn names_event(&self, event: &str) -> bool {
+        let triggered = match self.trigger.kind() {
+            Some(TriggerKind::Event { event: e, .. }) => e == event,
+            Some(TriggerKind::Repeated(r)) => r.event == event,
+            Some(TriggerKind::Inactive(i)) => i.events.iter().any(|e| e == event),
+            Some(TriggerKind::Schedule(_)) | None => false,
+        };
+        triggered || self.listens_to(event)
+    }
+
     pub fn listens_to(&self, event: &str) -> bool {
         self.exit_when.iter().any(|m| m.event == event)
             || self.goal.as_ref().is_some_and(|g| g.event == event)

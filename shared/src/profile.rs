@@ -322,6 +322,14 @@ impl Profile {
     /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
     /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
     pub fn apply(&mut self, event: &Event) {
+        self.apply_remembering(event, true);
+    }
+
+    /// [`Profile::apply`], the event remembered in the history only when `remember` (some
+    /// journey reads its kind: an event no journey names would grow the profile, and the cost
+    /// of every write of it, with each new name an app sends). An identify is always
+    /// remembered.
+    pub fn apply_remembering(&mut self, event: &Event, remember: bool) {
         if event.kind == Kind::Identify {
             for (k, v) in &event.traits {
                 if k == "push_tokens" || k == "devices" {
@@ -377,7 +385,7 @@ impl Profile {
         }
         self.take_from_device(event);
         let name = match (&event.kind, &event.event) {
-            (Kind::Track, Some(name)) => name.clone(),
+            (Kind::Track, Some(name)) if remember => name.clone(),
             (Kind::Identify, _) => IDENTIFY.to_string(),
             _ => return,
         };

@@ -1041,6 +1041,13 @@ impl Runtime {
                     .collect(),
                 None => Vec::new(),
             };
+        // The history keeps the events some journey names (a trigger, an exit, a goal, a reply
+        // a wait is for); one no journey names leaves none, so a profile does not grow, nor
+        // every write of it cost more, with each new event name an app sends.
+        let remember = e
+            .event
+            .as_deref()
+            .is_none_or(|name| journeys.iter().any(|p| p.journey.names_event(name)));
         let now = self.now();
         // An anonymous user that turned out to be someone: the event is theirs.
         let merged_into = std::sync::Mutex::new(None);
@@ -1064,7 +1071,7 @@ impl Runtime {
                         let seen = p.has_seen_anonymous(a);
                         unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
                     }
-                    p.apply(e);
+                    p.apply_remembering(e, remember);
                     if !markable.is_empty() {
                         let profile = p.scope();
                         let scope = crate::condition::Scope {

@@ -631,10 +631,14 @@ async fn a_merge_costs_a_few_store_calls_once_and_later_events_with_both_ids_not
             r#"{{"at":"{at}","type":"track","userId":"ann"{anonymous},"event":"page_viewed","messageId":"{id}"}}"#
         )
     };
+    // Her first event makes her profile.
+    h.play(&track("2026-12-01T10:59:10Z", "p-00", false)).await;
     faulty.take_calls();
-    // The same event (one that no journey listens to) from the user alone, as a baseline.
+    // The same event (one that no journey names) from the user alone, as a baseline: it writes
+    // its dedup marker and nothing more (the profile keeps only events some journey names).
     h.play(&track("2026-12-01T10:59:30Z", "p-0", false)).await;
     let alone = faulty.take_calls();
+    assert_eq!(alone.get("put"), Some(&1), "{alone:?}");
     h.play(LOGIN).await;
     let login = faulty.take_calls();
     // A login on a device never seen anonymously: nothing to move.

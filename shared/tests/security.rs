@@ -132,6 +132,31 @@ impl Stack {
             .await
     }
 
+    /// Publishes a journey that names page and screen views (its exits), so that a profile's
+    /// history keeps them (it keeps only the events some journey names).
+    async fn name_page_and_screen_views(&self) {
+        let j = waymark::dsl::parse(
+            "views.yaml",
+            r#"
+id: views
+name: Views
+trigger: {event: never_sent}
+exit_when:
+  - event: page_viewed
+  - event: screen_viewed
+steps:
+  - id: done
+    exit: true
+"#,
+        )
+        .expect("a journey");
+        self.rt
+            .catalog
+            .publish(&j, self.clock.now())
+            .await
+            .expect("publish");
+    }
+
     /// A user's inbox, read with her token.
     async fn inbox(&self, user: &str, token: &str) -> Value {
         let (status, text) = self
@@ -363,6 +388,7 @@ fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
 fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hint() {
     block_on(async {
         let s = Stack::new().await;
+        s.name_page_and_screen_views().await;
         s.ada_and_bob().await;
         // A visitor reads the pricing page, then logs in as ada (analytics.js calls alias).
         s.post(
@@ -625,6 +651,7 @@ fn an_app_marks_inbox_messages_read_and_dismisses_them() {
 fn the_browser_library_sends_with_the_write_key_in_the_body() {
     block_on(async {
         let s = Stack::new().await;
+        s.name_page_and_screen_views().await;
         let text = ("content-type", "text/plain");
         let call = |path: &'static str, body: Value| {
             let s = &s;
