@@ -633,10 +633,11 @@ async fn a_splits_paths_and_holdout_are_counted_with_their_conversions() {
     );
 }
 
-/// An invocation near its timeout starts no more messages: it sends them back to their queue
-/// as new messages, rather than time out and lose the whole batch's answer, and rather than
-/// report them (each report spends one of SQS's five receives, so a run of slow batches would
-/// send messages that never failed to the dead-letter queue unstarted).
+/// An invocation near its timeout starts no more messages: it sends the rest back to their
+/// queue as new messages, rather than time out and lose the whole batch's answer, and rather
+/// than report them (each report spends one of SQS's five receives, so a run of slow batches
+/// would send messages that never failed to the dead-letter queue unstarted). An invocation
+/// with no time for any message reports them all: sent back, they would come back forever.
 #[tokio::test]
 async fn a_batch_near_its_timeout_sends_the_rest_back_to_their_queue() {
     let Some(mut h) = Harness::new("deadline", at(T0)).await else {
@@ -644,35 +645,42 @@ async fn a_batch_near_its_timeout_sends_the_rest_back_to_their_queue() {
     };
     h.publish_journey("cart_abandonment", &cart_journey()).await;
     identify_shopper(&h, "ann").await;
+    identify_shopper(&h, "bob").await;
     h.deliver_due().await;
+    let enrolled = |view: Value| {
+        view["enrollments"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    };
+
+    // Time for one message of the two: the other is sent back, not reported.
     h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
         .await;
-    // Less than a message's reserve left: nothing is started, and more invocations like it
-    // than the queue's receives allow leave the event waiting, not dead-lettered.
-    h.time_left = Some(handlers::MESSAGE_RESERVE - std::time::Duration::from_secs(1));
-    for round in 0..=h.stack.max_receive_count("EventsQueue") {
-        let failed = h.deliver_batch().await;
-        assert_eq!(
-            failed,
-            Some(Vec::new()),
-            "round {round}: sent back, not reported"
-        );
-        assert!(
-            h.user("ann").await["enrollments"]
-                .as_array()
-                .is_none_or(Vec::is_empty),
-            "round {round}: not started"
-        );
-    }
+    h.track("bob", "cart_abandoned", "cart-bob-1", cart("c-1002"))
+        .await;
+    h.messages_per_invocation = Some(1);
+    assert_eq!(h.deliver_batch().await, Some(Vec::new()), "sent back");
+    let first = [enrolled(h.user("ann").await), enrolled(h.user("bob").await)];
+    assert_eq!(first.iter().filter(|e| **e).count(), 1, "{first:?}");
+    // Its copy comes as a new message, and is applied.
+    assert_eq!(h.deliver_batch().await, Some(Vec::new()));
+    assert!(enrolled(h.user("ann").await) && enrolled(h.user("bob").await));
     assert!(h.drain("EventsDeadLetterQueue").await.is_empty());
+
+    // No time for a message at all: reported for SQS to deliver again.
+    h.messages_per_invocation = None;
+    identify_shopper(&h, "cy").await;
+    h.deliver_due().await;
+    h.track("cy", "cart_abandoned", "cart-cy-1", cart("c-1003"))
+        .await;
+    h.time_left = Some(handlers::MESSAGE_RESERVE - std::time::Duration::from_secs(1));
+    let failed = h.deliver_batch().await.unwrap_or_default();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(!enrolled(h.user("cy").await), "not started");
     // The next invocation, with time to spare, applies it.
     h.time_left = Some(std::time::Duration::from_secs(30));
-    h.deliver_due().await;
-    let view = h.user("ann").await;
-    assert_eq!(
-        view["enrollments"][0]["journey"], "cart_abandonment",
-        "{view}"
-    );
+    h.advance(mins(4)).await;
+    assert!(enrolled(h.user("cy").await));
 }
 
 /// A message that keeps failing backs off past the queue's longest delay and waits as a

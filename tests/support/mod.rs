@@ -663,6 +663,9 @@ pub struct Harness {
     pub delivered: usize,
     /// What each engine invocation has left before its timeout, as Lambda says (none: no limit).
     pub time_left: Option<std::time::Duration>,
+    /// Instead: how many messages each invocation may start (a batch cut short at a chosen
+    /// message, whatever the machine's speed).
+    pub messages_per_invocation: Option<usize>,
 }
 
 /// The queues the engine consumes, by logical id.
@@ -731,6 +734,7 @@ impl Harness {
             delays,
             delivered: 0,
             time_left: None,
+            messages_per_invocation: None,
         })
     }
 
@@ -917,7 +921,11 @@ impl Harness {
                 .collect();
             self.delivered += batch.len();
             let payload = serde_json::to_value(&event).expect("SQS event");
-            let out = handlers::engine(&self.engine, payload, self.time_left)
+            let budget = match self.messages_per_invocation {
+                Some(n) => handlers::Budget::Messages(n),
+                None => handlers::Budget::Time(self.time_left),
+            };
+            let out = handlers::engine_within(&self.engine, payload, budget)
                 .await
                 .expect("the engine answers an SQS batch");
             let response: SqsBatchResponse = serde_json::from_value(out).expect("a batch response");

@@ -40,6 +40,25 @@ pub async fn engine(
     event: Value,
     time_left: Option<std::time::Duration>,
 ) -> Result<Value, HandlerError> {
+    engine_within(runtime, event, Budget::Time(time_left)).await
+}
+
+/// How much of an invocation a batch may take: whether it may start another message.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    /// Until [`MESSAGE_RESERVE`] before the invocation's end, this long from now (`None`: no
+    /// end).
+    Time(Option<std::time::Duration>),
+    /// This many messages (a test's batch cut short at a chosen message).
+    Messages(usize),
+}
+
+/// [`engine`] with a [`Budget`].
+pub async fn engine_within(
+    runtime: &Runtime,
+    event: Value,
+    budget: Budget,
+) -> Result<Value, HandlerError> {
     let source = event
         .get("Records")
         .and_then(|r| r.get(0))
@@ -51,7 +70,7 @@ pub async fn engine(
             let event: SqsEvent = serde_json::from_value(event).map_err(|e| {
                 HandlerError::Unrecognised(format!("an SQS event that does not parse: {e}"))
             })?;
-            let response = apply_batch(runtime, event, time_left).await;
+            let response = apply_batch(runtime, event, budget).await;
             serde_json::to_value(response)
                 .map_err(|e| HandlerError::Unrecognised(format!("batch response: {e}")))
         }
@@ -73,20 +92,27 @@ pub async fn engine(
 /// batch starts no message with less than this left of its invocation.
 pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long sending a batch's unstarted messages back may take (its share of the
+/// [`MESSAGE_RESERVE`] the last message started with).
+const SEND_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Applies a batch, one message after another; the messages that failed (or could not be read)
 /// are reported so that SQS keeps them, and moves them to the dead-letter queue after
-/// `maxReceiveCount` receives. With less than [`MESSAGE_RESERVE`] of `time_left` to go, the
+/// `maxReceiveCount` receives. With less than [`MESSAGE_RESERVE`] of the invocation to go, the
 /// messages not yet started are sent back to their queue as new messages (a timeout would lose
 /// the whole batch's response, and every message in it would come back, done or not): reported
 /// instead, each would spend one of its receives without having failed, and a slow batch (a
 /// webhook that hangs to its timeout) could send the others to the dead-letter queue unstarted.
-/// Only when that send fails are they reported.
-pub async fn apply_batch(
-    runtime: &Runtime,
-    event: SqsEvent,
-    time_left: Option<std::time::Duration>,
-) -> SqsBatchResponse {
+/// They are reported when that send fails or takes longer than [`SEND_BACK_LIMIT`], and when
+/// the batch started no message at all (an invocation with no time for one: sent back, they
+/// would come back forever; reported, they reach the dead-letter queue and its alarm).
+pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> SqsBatchResponse {
     let began = std::time::Instant::now();
+    let mut started = 0;
+    let may_start = |started: usize| match budget {
+        Budget::Time(t) => t.is_none_or(|t| began.elapsed() + MESSAGE_RESERVE <= t),
+        Budget::Messages(n) => started < n,
+    };
     let mut failures = Vec::new();
     let mut ids = Vec::with_capacity(event.records.len());
     let mut messages = Vec::with_capacity(event.records.len());
@@ -108,10 +134,11 @@ pub async fn apply_batch(
     }
     let mut unstarted: Vec<(String, &Message)> = Vec::new();
     for (id, m) in ids.into_iter().zip(&messages) {
-        if time_left.is_some_and(|t| began.elapsed() + MESSAGE_RESERVE > t) {
+        if !may_start(started) {
             unstarted.push((id, m));
             continue;
         }
+        started += 1;
         match runtime.handle(m).await {
             Ok(_) => {}
             Err(e) => {
@@ -127,7 +154,24 @@ pub async fn apply_batch(
             }
         }
     }
-    failures.extend(send_back(runtime, unstarted).await);
+    if started == 0 {
+        for (id, _) in &unstarted {
+            tracing::warn!(message_id = %id, "not started: the invocation had no time for a message; SQS will deliver it again");
+        }
+        failures.extend(unstarted.into_iter().map(|(id, _)| id));
+    } else {
+        let ids: Vec<String> = unstarted.iter().map(|(id, _)| id.clone()).collect();
+        match tokio::time::timeout(SEND_BACK_LIMIT, send_back(runtime, unstarted)).await {
+            Ok(left) => failures.extend(left),
+            Err(_) => {
+                tracing::warn!(
+                    messages = ids.len(),
+                    "sending unstarted messages back took too long; SQS will deliver them again"
+                );
+                failures.extend(ids);
+            }
+        }
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures
         .into_iter()
