@@ -446,6 +446,60 @@ fn sender(ses: &Canned, sns: &Canned) -> AwsSender {
     )
 }
 
+/// SES and SNS are called once a send: an attempt that failed with a 5xx or timed out may have
+/// been accepted, and the SDK's own retry would send the message again at once (the runtime
+/// retries the send later, claimed in its ledger).
+#[tokio::test(start_paused = true)]
+async fn a_provider_call_is_made_once_whatever_its_failure() {
+    let failing = Canned::new(vec![ses_error_saying(500, "InternalFailure", "try again")]);
+    let none = Canned::new(vec![]);
+    let ses = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .http_client(failing.client())
+            .retry_config(waymark::aws::provider_retries())
+            .timeout_config(waymark::aws::provider_timeouts())
+            .build(),
+    );
+    let sender = AwsSender::new(
+        ses,
+        client!(aws_sdk_sns, none),
+        SenderSettings {
+            from: Some("Waymark <hello@waymark.test>".into()),
+            ..Default::default()
+        },
+    );
+    let got = sender.send(&email()).await;
+    assert!(matches!(got, Err(SendError::Retryable(_))), "{got:?}");
+    assert_eq!(
+        failing.requests().len(),
+        1,
+        "SES was called again by the SDK"
+    );
+
+    // An answer that never comes: one attempt, then the send is retried by the runtime.
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .http_client(http_client_fn(|_, _| SharedHttpConnector::new(Hangs)))
+            .retry_config(waymark::aws::provider_retries())
+            .timeout_config(waymark::aws::provider_timeouts())
+            .build(),
+    );
+    let sender = AwsSender::new(client!(aws_sdk_sesv2, none), sns, SenderSettings::default());
+    let started = tokio::time::Instant::now();
+    let got = sender.send(&sms()).await;
+    assert!(
+        matches!(&got, Err(SendError::Retryable(why)) if why.contains("timeout")),
+        "{got:?}"
+    );
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(10));
+}
+
 #[tokio::test]
 async fn provider_errors_say_whether_a_retry_may_help() {
     let none = Canned::new(vec![]);

@@ -302,11 +302,15 @@ fn probed_clients(sdk: &SdkConfig, probe: &Probe) -> Clients {
         ses: aws_sdk_sesv2::Client::from_conf(
             aws_sdk_sesv2::config::Builder::from(sdk)
                 .interceptor(probe.clone())
+                .retry_config(waymark::aws::provider_retries())
+                .timeout_config(waymark::aws::provider_timeouts())
                 .build(),
         ),
         sns: aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(sdk)
                 .interceptor(probe.clone())
+                .retry_config(waymark::aws::provider_retries())
+                .timeout_config(waymark::aws::provider_timeouts())
                 .build(),
         ),
     }

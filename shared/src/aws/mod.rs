@@ -210,8 +210,18 @@ impl Clients {
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
-            ses: aws_sdk_sesv2::Client::new(sdk),
-            sns: aws_sdk_sns::Client::new(sdk),
+            ses: aws_sdk_sesv2::Client::from_conf(
+                aws_sdk_sesv2::config::Builder::from(sdk)
+                    .retry_config(provider_retries())
+                    .timeout_config(provider_timeouts())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(sdk)
+                    .retry_config(provider_retries())
+                    .timeout_config(provider_timeouts())
+                    .build(),
+            ),
         }
     }
 }
@@ -223,6 +233,21 @@ pub async fn sdk_config() -> SdkConfig {
         .timeout_config(timeouts())
         .load()
         .await
+}
+
+/// SES and SNS calls are made once: an attempt that timed out (or failed with a 5xx) may have
+/// been accepted, and the SDK's own retry would send the message again at once. The runtime
+/// retries a failed send later, after its claim in the ledger, as it does any passing failure.
+pub fn provider_retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(1)
+}
+
+/// How long one SES or SNS call may take: 10 s (an SMS publish can take a few).
+pub fn provider_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(std::time::Duration::from_secs(10))
+        .operation_timeout(std::time::Duration::from_secs(10))
+        .build()
 }
 
 /// How long one AWS call may take: an attempt 4 s, the call with its retries 10 s. The SDK sets
