@@ -328,6 +328,9 @@ pub enum InboxMark {
 /// Attempts at recording a message that went out before its failure is the message's (and its
 /// retry sends it again).
 const DONE_ATTEMPTS: usize = 4;
+/// How long those attempts may go on (the message's share of its invocation; a store call
+/// takes up to 10 seconds with its own retries).
+const DONE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Attempts at marking an inbox message while other marks of it race.
 const MARK_ATTEMPTS: usize = 5;
@@ -2166,18 +2169,22 @@ impl Runtime {
         .expiring(now + KEEP_FOR);
         // A message that went out and is not recorded would go out again on the retry: its
         // record is tried a few more times here first (the store's own retries are spent).
+        let began = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.store.put(&done, Expect::Version(claim_version)).await {
                 Ok(()) => return Ok(outcome),
                 Err(StoreError::Unavailable(why))
-                    if attempt < DONE_ATTEMPTS && matches!(outcome, Outcome::Sent { .. }) =>
+                    if attempt < DONE_ATTEMPTS
+                        && began.elapsed() < DONE_RETRY_FOR
+                        && matches!(outcome, Outcome::Sent { .. }) =>
                 {
                     tracing::warn!(send = %o.ledger_key(), error = %why, attempt, "a sent message's record failed; trying again");
                 }
-                // An attempt applied though its answer was lost: recorded after all.
-                Err(StoreError::Conflict) if attempt > 1 => {
+                // An attempt applied though its answer was lost (also inside the store's own
+                // retries): recorded after all.
+                Err(StoreError::Conflict) => {
                     let recorded = self.store.get(&done.key).await?;
                     if let Some(r) = recorded.filter(|r| r.version == claim_version + 1) {
                         if let Ledger::Done { .. } = r.parse::<Ledger>()? {

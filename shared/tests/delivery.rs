@@ -559,6 +559,7 @@ steps:
 #[tokio::test]
 async fn one_failed_write_anywhere_sends_nothing_twice() {
     for applied in [false, true] {
+        let mut writes = 0;
         for n in 0..150 {
             let (base, faulty) = support::faulty::faulty_harness();
             // Every call to the provider counted (the local outbox would hide a repeat).
@@ -590,6 +591,15 @@ async fn one_failed_write_anywhere_sends_nothing_twice() {
                     "write {n} failed (applied: {applied}): {channel:?} sent {count} times"
                 );
             }
+            if *faulty.fired.lock().expect("fired") {
+                writes = n + 1;
+            }
         }
+        // Each of the journey's writes was failed once in turn (18 puts, the email's record
+        // among the last), and the range reaches past the last of them.
+        assert!(
+            (10..150).contains(&writes),
+            "{writes} writes failed in turn"
+        );
     }
 }
