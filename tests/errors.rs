@@ -500,6 +500,101 @@ async fn a_provider_call_is_made_once_whatever_its_failure() {
     assert_eq!(started.elapsed(), std::time::Duration::from_secs(10));
 }
 
+/// A push device the app sent again after SNS disabled it: its endpoint is enabled again when
+/// it is the current application's; one of another application (re-created after an expired
+/// certificate), or one SNS no longer has, is replaced by a new endpoint; a passing failure is
+/// retryable.
+#[tokio::test]
+async fn a_revived_device_gets_its_endpoint_enabled_or_a_new_one() {
+    const APP: &str = "arn:aws:sns:us-east-1:123456789012:app/GCM/shop";
+    let device = |endpoint: &str| Device {
+        platform: "fcm".into(),
+        token: "t".into(),
+        endpoint: Some(endpoint.into()),
+        disabled: false,
+        revived: true,
+    };
+    let ok = |body: &str| -> Answer { (200, vec![("content-type", "text/xml")], body.into()) };
+    let created = ok(
+        "<CreatePlatformEndpointResponse><CreatePlatformEndpointResult>\
+        <EndpointArn>arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/new</EndpointArn>\
+        </CreatePlatformEndpointResult></CreatePlatformEndpointResponse>",
+    );
+    let enabled = ok(
+        "<SetEndpointAttributesResponse><ResponseMetadata><RequestId>r</RequestId>\
+        </ResponseMetadata></SetEndpointAttributesResponse>",
+    );
+    let none = Canned::new(vec![]);
+    let sender = |sns: &Canned| {
+        AwsSender::new(
+            client!(aws_sdk_sesv2, none),
+            client!(aws_sdk_sns, sns),
+            SenderSettings {
+                fcm_application: Some(APP.into()),
+                ..Default::default()
+            },
+        )
+    };
+    let ours = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/1";
+    let theirs = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop-old/1";
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<Answer>,
+        Result<&'a str, bool>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "ours",
+            ours,
+            vec![enabled.clone()],
+            Ok(ours),
+            vec!["SetEndpointAttributes"],
+        ),
+        (
+            "another application's",
+            theirs,
+            vec![created.clone()],
+            Ok("arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/new"),
+            vec!["CreatePlatformEndpoint"],
+        ),
+        (
+            "deleted",
+            ours,
+            vec![sns_error(404, "NotFound"), created.clone()],
+            Ok("arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/new"),
+            vec!["SetEndpointAttributes", "CreatePlatformEndpoint"],
+        ),
+        (
+            "throttled",
+            ours,
+            vec![sns_error(400, "Throttled")],
+            Err(true),
+            vec!["SetEndpointAttributes"],
+        ),
+    ];
+    for (name, endpoint, answers, want, actions) in cases {
+        let sns = Canned::new(answers);
+        let got = sender(&sns).register(&device(endpoint)).await;
+        match (&got, want) {
+            (Ok(Some(ep)), Ok(want)) => assert_eq!(ep, want, "{name}"),
+            (Err(SendError::Retryable(_)), Err(true)) => {}
+            _ => panic!("{name}: {got:?}"),
+        }
+        let made: Vec<String> = sns
+            .requests()
+            .iter()
+            .filter_map(|r| {
+                r.split('&')
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .map(str::to_string)
+            })
+            .collect();
+        assert_eq!(made, actions, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn provider_errors_say_whether_a_retry_may_help() {
     let none = Canned::new(vec![]);

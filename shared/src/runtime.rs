@@ -952,6 +952,12 @@ impl Runtime {
                     }
                     let ep = match self.sender.register(d).await {
                         Ok(ep) => ep,
+                        // Enabling a disabled endpoint again can wait for the next identify
+                        // (the app sends its token with each): it does not fail this one.
+                        Err(SendError::Retryable(m)) if d.revived => {
+                            tracing::warn!(user, reason = %m, "a disabled push endpoint could not be enabled again now; the next identify tries again");
+                            continue;
+                        }
                         Err(SendError::Retryable(m)) => {
                             unavailable = Some(m);
                             continue;
@@ -3622,6 +3628,97 @@ mod tests {
             .timeline
             .iter()
             .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
+    }
+
+    /// A push provider whose endpoints are disabled and cannot be enabled again for now.
+    struct DisabledForNow;
+
+    #[async_trait::async_trait]
+    impl Sender for DisabledForNow {
+        async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
+            Err(SendError::Permanent(format!(
+                "SNS Publish (push): {ENDPOINT_DISABLED}"
+            )))
+        }
+        async fn register(
+            &self,
+            device: &crate::profile::Device,
+        ) -> Result<Option<String>, SendError> {
+            if device.revived {
+                return Err(SendError::Retryable(
+                    "SNS SetEndpointAttributes: Throttled".into(),
+                ));
+            }
+            Ok(Some(format!("ep-{}", device.token)))
+        }
+    }
+
+    /// An identify that sends a disabled device's token again is applied even when its endpoint
+    /// cannot be enabled again now: the device is marked good, and the next identify tries the
+    /// endpoint again.
+    #[tokio::test]
+    async fn a_revive_that_fails_for_now_does_not_fail_the_identify() {
+        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(start));
+        let queue = DelayQueue::new(clock.clone());
+        let store = MemoryStore::new();
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+            Arc::new(DisabledForNow),
+            clock.clone(),
+            std::time::Duration::ZERO,
+            Config::default(),
+        );
+        let journey = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}}\n",
+        )
+        .expect("journey");
+        rt.catalog.publish(&journey, start).await.expect("publish");
+        let event = |kind, id: &str, name: Option<&str>| {
+            Message::Event(std::sync::Arc::new(Event {
+                kind,
+                message_id: id.into(),
+                user_id: "ann".into(),
+                anonymous_id: None,
+                event: name.map(str::to_string),
+                properties: Default::default(),
+                traits: serde_json::json!({"push_tokens": [{"platform": "fcm", "token": "t1"}]})
+                    .as_object()
+                    .cloned()
+                    .filter(|_| kind == Kind::Identify)
+                    .unwrap_or_default(),
+                context: Default::default(),
+                timestamp: start,
+                received_at: start,
+            }))
+        };
+        for r in rt
+            .handle_batch(&[
+                event(Kind::Identify, "i1", None),
+                event(Kind::Track, "g1", Some("go")),
+            ])
+            .await
+        {
+            r.expect("handled");
+        }
+        let view = rt.user("ann").await.expect("user");
+        let d = &view.profile.expect("profile").devices[0];
+        assert!(
+            d.disabled && d.endpoint.as_deref() == Some("ep-t1"),
+            "{d:?}"
+        );
+
+        let handled = rt.handle(&event(Kind::Identify, "i2", None)).await;
+        assert!(
+            matches!(handled, Ok(Handled::Done)),
+            "not retried: {handled:?}"
+        );
+        let view = rt.user("ann").await.expect("user");
+        let d = &view.profile.expect("profile").devices[0];
+        assert!(!d.disabled && d.revived, "{d:?}");
+        assert_eq!(d.endpoint.as_deref(), Some("ep-t1"));
     }
 
     use crate::profile::Device;

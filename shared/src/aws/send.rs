@@ -115,6 +115,17 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
+/// CreatePlatformEndpoint errors that leave the device without an endpoint for now (tried
+/// again at the user's next identify) rather than fail the identify: a disabled platform
+/// application too, which would otherwise hold every identify with a new device until fixed.
+const REGISTER_PERMANENT: &[&str] = &[
+    "EndpointDisabled",
+    "InvalidParameter",
+    "ParameterValueInvalid",
+    "NotFound",
+    "PlatformApplicationDisabled",
+];
+
 /// How long a webhook may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -564,16 +575,35 @@ impl Sender for AwsSender {
         // SNS disabled the endpoint when APNs or FCM refused its token (an expired certificate,
         // an uninstalled app) and keeps it disabled: the app sending the token again means it
         // is good again (AWS's guide to push token management does the same).
-        if let (true, Some(endpoint)) = (device.revived, &device.endpoint) {
-            self.sns
+        // An endpoint of another application (the app re-created, as after an expired APNs
+        // certificate) is not enabled: a new one is made under the current application.
+        let ours = device.endpoint.as_deref().filter(|e| {
+            let prefix = application.replacen(":app/", ":endpoint/", 1);
+            e.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if let (true, Some(endpoint)) = (device.revived, ours) {
+            let enabled = self
+                .sns
                 .set_endpoint_attributes()
                 .endpoint_arn(endpoint)
                 .attributes("Token", &device.token)
                 .attributes("Enabled", "true")
                 .send()
-                .await
-                .map_err(|e| send_error("SNS SetEndpointAttributes", &e, SNS_PERMANENT))?;
-            return Ok(Some(endpoint.clone()));
+                .await;
+            match enabled {
+                Ok(_) => return Ok(Some(endpoint.to_string())),
+                // Deleted, or no longer ours to change: a new one is made below.
+                Err(e)
+                    if matches!(
+                        super::error_code(&e).as_str(),
+                        "NotFound" | "AuthorizationError"
+                    ) =>
+                {
+                    tracing::info!(code = %super::error_code(&e), "a disabled endpoint could not be enabled again; making a new one");
+                }
+                Err(e) => return Err(send_error("SNS SetEndpointAttributes", &e, &[])),
+            }
         }
         let out = self
             .sns
@@ -582,7 +612,7 @@ impl Sender for AwsSender {
             .token(&device.token)
             .send()
             .await
-            .map_err(|e| send_error("SNS CreatePlatformEndpoint", &e, SNS_PERMANENT))?;
+            .map_err(|e| send_error("SNS CreatePlatformEndpoint", &e, REGISTER_PERMANENT))?;
         Ok(out.endpoint_arn().map(str::to_string))
     }
 }
