@@ -69,7 +69,10 @@ fn queues_keep_their_backlog_a_week_and_dead_letters_a_week_more() {
             continue;
         };
         sources += 1;
-        assert!(retention(name) >= 7 * 86_400, "{name} keeps its backlog under a week");
+        assert!(
+            retention(name) >= 7 * 86_400,
+            "{name} keeps its backlog under a week"
+        );
         assert!(
             retention(dlq) >= retention(name) + 7 * 86_400,
             "{dlq} keeps a dead letter of {name} under a week"

@@ -342,9 +342,14 @@ impl Profile {
                     .is_none_or(|t| *t <= event.timestamp);
                 // A new address lifts its channel's suppression (a bounce, a complaint, STOP);
                 // the same one sent again (apps send every trait on every identify) does not.
+                let same = |a: &Value| match (a.as_str(), v.as_str()) {
+                    // An email address's case is no other address (`Ann@Example.com`).
+                    (Some(a), Some(b)) if k == "email" => a.eq_ignore_ascii_case(b),
+                    _ => a == v,
+                };
                 let new_address = newer
                     && (k == "email" || k == "phone")
-                    && self.traits.get(k) != Some(v)
+                    && !self.traits.get(k).is_some_and(same)
                     && !v.is_null();
                 if new_address {
                     let channel = if k == "email" {
@@ -695,10 +700,11 @@ mod tests {
         ));
         p.suppressed.insert(Channel::Email, "bounced".into());
         p.suppressed.insert(Channel::Sms, "opted out".into());
-        // Segment's libraries send every trait on every identify: the same address again.
+        // Segment's libraries send every trait on every identify: the same address again
+        // (whatever its letters' case).
         p.apply(&identify(
             "2026-12-01T11:00:00Z",
-            serde_json::json!({"email": "ann@example.com", "phone": "+33612345678", "plan": "pro"}),
+            serde_json::json!({"email": "Ann@Example.com", "phone": "+33612345678", "plan": "pro"}),
         ));
         assert_eq!(p.address(Channel::Email), Err(Unreachable::Suppressed));
         assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));

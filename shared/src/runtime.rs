@@ -3310,6 +3310,10 @@ impl Runtime {
                 if item.expires_at.is_some_and(|e| e <= now) {
                     return Ok(None);
                 }
+                // Dismissed: gone from the inbox, nothing more to mark.
+                if item.dismissed_at.is_some() {
+                    return Ok(Some(item));
+                }
                 let field = match mark {
                     InboxMark::Read => &mut item.read_at,
                     InboxMark::Dismissed => &mut item.dismissed_at,
@@ -3318,6 +3322,7 @@ impl Runtime {
                     return Ok(Some(item));
                 }
                 *field = Some(now);
+                // Kept as long as it was to be (none is kept past 400 days).
                 let record = Record::new(key.clone(), r.version + 1, &item)?
                     .expiring(item.expires_at.unwrap_or(item.at + KEEP_FOR));
                 match self.store.put(&record, Expect::Version(r.version)).await {

@@ -568,6 +568,51 @@ fn the_inbox_opens_with_its_users_token_only() {
     });
 }
 
+/// A user id with any characters (`/`, a space, a letter outside ASCII) reaches her inbox and
+/// marks her messages through percent-encoded paths: the id of a message holds her id too.
+#[test]
+fn inbox_paths_take_any_user_id_percent_encoded() {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    block_on(async {
+        let s = Stack::new().await;
+        let user = "zoë/shop 1%";
+        s.post(
+            "/v1/identify",
+            json!({"userId": user, "traits": {"email": "zoe@example.com"}}),
+        )
+        .await;
+        s.post("/v1/track", json!({"userId": user, "event": "signed_up"}))
+            .await;
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        s.post(
+            "/v1/track",
+            json!({"userId": user, "event": "registration_completed"}),
+        )
+        .await;
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+        let token = s.signer.inbox_token(user);
+        let header = ("x-waymark-user-token", token.as_str());
+        let encoded: String = utf8_percent_encode(user, NON_ALPHANUMERIC).collect();
+        let inbox = s.inbox(&encoded, &token).await;
+        let id = inbox["messages"][0]["id"]
+            .as_str()
+            .expect("a message")
+            .to_string();
+        assert!(id.contains(user), "{id}");
+        let id_encoded: String = utf8_percent_encode(&id, NON_ALPHANUMERIC).collect();
+        let path = format!("/v1/users/{encoded}/inbox/{id_encoded}");
+        let (status, text) = s
+            .call(Method::POST, &format!("{path}/read"), &[header], "")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (status, text) = s.call(Method::DELETE, &path, &[header], "").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(s.inbox(&encoded, &token).await["messages"], json!([]));
+    });
+}
+
 /// An app reports what its user did with an in-app message: opened (`read_at`, listed still,
 /// out of the `unread` count) or dismissed (no longer listed). Marking again keeps the first
 /// time; an unknown id is a 404 naming `id`.
@@ -622,9 +667,19 @@ fn an_app_marks_inbox_messages_read_and_dismisses_them() {
         let gone = s.inbox("ada", &ada).await;
         assert_eq!(gone["messages"], json!([]), "{gone}");
         assert_eq!(gone["unread"], 0, "{gone}");
-        // Dismissing twice is no error (an app retries).
+        // Dismissing twice is no error (an app retries), nor is reading it once dismissed: it
+        // stays as it was.
         let (status, text) = s.call(Method::DELETE, &path, &[token], "").await;
         assert_eq!(status, StatusCode::OK, "{text}");
+        let after: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(after, dismissed, "{text}");
+        s.clock.set(s.clock.now() + SignedDuration::from_mins(1));
+        let (status, text) = s
+            .call(Method::POST, &format!("{path}/read"), &[token], "")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let after: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(after, dismissed, "{text}");
 
         for unknown in [
             "/v1/users/ada/inbox/banking_onboarding:ada:1%23nothing%231",
