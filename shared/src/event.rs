@@ -326,15 +326,13 @@ pub struct Warning {
 }
 
 impl Warning {
-    /// The warning for a trait left out for `problem`.
+    /// The warning for a field left out, as [`Check`] noted it (what was wrong and what was
+    /// done instead).
     fn left_out(index: Option<usize>, problem: FieldError) -> Warning {
         Warning {
             index,
             field: problem.field,
-            message: format!(
-                "{}; left out: the stored value is unchanged, the rest of the event is applied",
-                problem.message
-            ),
+            message: problem.message,
         }
     }
 }
@@ -399,6 +397,9 @@ pub fn parse_batch(
     }
 
     let mut outcome = BatchOutcome::default();
+    outcome
+        .warnings
+        .extend(check.warnings.drain(..).map(|e| Warning::left_out(None, e)));
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("batch[{index}]");
         let received = Received {
@@ -839,21 +840,24 @@ impl<'a> Check<'a> {
     /// corrects `timestamp` for that clock ([`Check::timestamp`]). One that is not an RFC 3339
     /// time is refused, naming it, as a bad `timestamp` is: ignored, it would leave the
     /// sender's clock in every time of the request unseen.
+    /// `sentAt`, when it is a time. One that is not is left out with a warning naming it: it
+    /// only corrects the sender's clock, and refusing the events for it (a batch's: all of
+    /// them) would lose them, as Segment's libraries do not send a refused request again.
     fn sent_at(&mut self, raw: &Map<String, Value>) -> Option<Timestamp> {
-        match raw.get("sentAt")? {
-            Value::Null => None,
+        let problem = match raw.get("sentAt")? {
+            Value::Null => return None,
             Value::String(text) => match text.parse::<Timestamp>() {
-                Ok(sent) => Some(sent),
-                Err(_) => {
-                    self.error("sentAt", format!("is not {TIME_EXAMPLE}"));
-                    None
-                }
+                Ok(sent) => return Some(sent),
+                Err(_) => format!("is not {TIME_EXAMPLE}"),
             },
-            _ => {
-                self.error("sentAt", format!("must be a string: {TIME_EXAMPLE}"));
-                None
-            }
-        }
+            _ => format!("must be a string: {TIME_EXAMPLE}"),
+        };
+        let why = format!(
+            "{problem}; left out: the timestamps are taken as sent, the sender's clock not corrected"
+        );
+        self.warnings
+            .push(FieldError::new(self.field("sentAt"), why));
+        None
     }
 
     /// When the event happened: its `timestamp` (or `originalTimestamp`), corrected for the
@@ -931,7 +935,10 @@ impl<'a> Check<'a> {
                 return true;
             };
             let field = self.field(&format!("traits.{name}"));
-            self.warnings.push(FieldError::new(field, problem));
+            let why = format!(
+                "{problem}; left out: the stored value is unchanged, the rest of the event is applied"
+            );
+            self.warnings.push(FieldError::new(field, why));
             false
         });
         for (name, value) in traits.iter() {
@@ -1775,7 +1782,8 @@ mod tests {
     /// A `sentAt` that is not a time is refused, naming it, as a bad `timestamp` is: ignored,
     /// the sender's clock would stay in the event's time unseen.
     #[test]
-    fn a_sent_at_that_is_not_a_time_is_refused() {
+    fn a_sent_at_that_is_not_a_time_is_left_out_with_a_warning() {
+        let limits = Limits::default();
         for sent_at in [
             json!("soon"),
             json!(""),
@@ -1785,24 +1793,51 @@ mod tests {
             for timestamp in [json!(null), json!("2025-06-01T11:00:00Z")] {
                 let body = json!({"userId": "u1", "event": "A", "timestamp": timestamp,
                     "sentAt": sent_at});
+                // Strict (a script): an error.
                 let errors = single(Kind::Track, &body).expect_err("a bad sentAt");
                 assert_eq!(fields(&errors), ["sentAt"], "{body}");
+                // As the API takes it: the event, its timestamp as sent, and a warning.
+                let (event, warnings) = parse_call_warned(
+                    Call::Track,
+                    body.to_string().as_bytes(),
+                    received(),
+                    &limits,
+                )
+                .expect("taken");
+                let want = timestamp
+                    .as_str()
+                    .map(|t| t.parse::<Timestamp>().expect("time"))
+                    .unwrap_or_else(received);
+                assert_eq!(event.timestamp, want, "{body}");
+                let named: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+                assert_eq!(named, ["sentAt"], "{body}");
             }
-            // The batch's: the whole batch, as its other fields are.
-            let errors = batch(&json!({"sentAt": sent_at, "batch": [
+            // The batch's: every event taken, one warning.
+            let outcome = batch(&json!({"sentAt": sent_at, "batch": [
                 {"type": "track", "userId": "u1", "event": "A"},
+                {"type": "track", "userId": "u2", "event": "B"},
             ]}))
-            .expect_err("a bad batch sentAt");
-            assert_eq!(fields(&errors), ["sentAt"], "{sent_at}");
-            // An item's: that item.
+            .expect("a batch");
+            assert_eq!(outcome.accepted.len(), 2, "{sent_at}");
+            let warned: Vec<(Option<usize>, &str)> = outcome
+                .warnings
+                .iter()
+                .map(|w| (w.index, w.field.as_str()))
+                .collect();
+            assert_eq!(warned, [(None, "sentAt")], "{sent_at}");
+            // An item's: that item's warning.
             let outcome = batch(&json!({"batch": [
                 {"type": "track", "userId": "u1", "event": "A"},
                 {"type": "identify", "userId": "u1", "sentAt": sent_at},
             ]}))
             .expect("a batch");
-            assert_eq!(outcome.accepted.len(), 1);
-            assert_eq!(outcome.rejected.len(), 1, "{sent_at}");
-            assert_eq!(fields(&outcome.rejected[0].errors), ["batch[1].sentAt"]);
+            assert_eq!(outcome.accepted.len(), 2, "{sent_at}");
+            let warned: Vec<(Option<usize>, &str)> = outcome
+                .warnings
+                .iter()
+                .map(|w| (w.index, w.field.as_str()))
+                .collect();
+            assert_eq!(warned, [(Some(1), "batch[1].sentAt")], "{sent_at}");
         }
     }
 
