@@ -26,7 +26,8 @@ pub const MAX_TRAITS: usize = 256;
 /// a user's twice in some (DynamoDB takes 1,024 bytes of sort key).
 const MAX_ID_BYTES: usize = 256;
 const MAX_EVENT_NAME_CHARS: usize = 200;
-const MAX_MESSAGE_ID_CHARS: usize = 100;
+/// The longest `messageId`, in bytes of UTF-8 (part of the store's keys too).
+const MAX_MESSAGE_ID_BYTES: usize = 100;
 const MAX_EMAIL_CHARS: usize = 254;
 const CHANNELS: [&str; 5] = ["email", "sms", "push", "in_app", "webhook"];
 const PLATFORMS: [&str; 2] = ["apns", "fcm"];
@@ -750,14 +751,17 @@ impl<'a> Check<'a> {
                 );
                 None
             }
-            Value::String(s) if s.chars().count() > MAX_MESSAGE_ID_CHARS => {
-                self.error(
-                    "messageId",
+            Value::String(s) if s.len() > MAX_MESSAGE_ID_BYTES => {
+                let chars = s.chars().count();
+                let why = if chars == s.len() {
+                    format!("is {chars} characters; at most {MAX_MESSAGE_ID_BYTES} are allowed")
+                } else {
                     format!(
-                        "is {} characters; at most {MAX_MESSAGE_ID_CHARS} are allowed",
-                        s.chars().count()
-                    ),
-                );
+                        "is {} bytes in UTF-8 ({chars} characters); at most {MAX_MESSAGE_ID_BYTES} bytes are allowed",
+                        s.len()
+                    )
+                };
+                self.error("messageId", why);
                 None
             }
             Value::String(s) => Some(s.clone()),
@@ -1247,6 +1251,13 @@ mod tests {
         )
         .expect_err("too long");
         assert_eq!(fields(&errors), ["anonymousId"]);
+        // A messageId is part of keys too: 60 characters of 4 bytes are 240 bytes.
+        let errors = single(
+            Kind::Track,
+            &json!({"userId": "u", "event": "e", "messageId": "😀".repeat(60)}),
+        )
+        .expect_err("too long");
+        assert_eq!(fields(&errors), ["messageId"]);
     }
 
     /// An object `levels` deep, counting itself: `nested(1)` is `{"a": 1}`.
