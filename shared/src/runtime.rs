@@ -1062,6 +1062,9 @@ impl Runtime {
         let merged_into = std::sync::Mutex::new(None);
         // An identified user seen with an anonymous id for the first time: merged below.
         let unmerged = std::sync::atomic::AtomicBool::new(false);
+        // The event changed the user's zone (an identify's, or the one her device sent with any
+        // event): her waits for a time of day are read again below.
+        let zone_moved = std::sync::atomic::AtomicBool::new(false);
         let anonymous_id = e
             .anonymous_id
             .as_deref()
@@ -1080,7 +1083,10 @@ impl Runtime {
                         let seen = p.has_seen_anonymous(a);
                         unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
                     }
+                    let zone = p.traits.get("timezone").cloned();
                     p.apply_remembering(e, remember);
+                    let moved = p.traits.get("timezone") != zone.as_ref();
+                    zone_moved.store(moved, std::sync::atomic::Ordering::Relaxed);
                     if !markable.is_empty() {
                         let profile = p.scope();
                         let scope = crate::condition::Scope {
@@ -1208,6 +1214,13 @@ impl Runtime {
                 let (settled, _) = self.settle_for(committed, &e.message_id, false).await?;
                 enrollments.insert(j.clone(), settled);
             }
+        }
+
+        // Her zone changed: a wait for a time of day (or a date with a time) follows her, also
+        // one an identify's loop above did not see (a track's device zone, an enrollment that
+        // came with the login). Nothing moves when the waits agree with her zone already.
+        if zone_moved.into_inner() {
+            self.move_date_waits(&profile, "", &e.message_id).await?;
         }
 
         // A journey's goal the user reaches after logging in, for a journey she was in only as

@@ -1004,6 +1004,23 @@ steps:
         // Bob changes his name only.
         json!({"at": "2026-12-01T12:00:00Z", "type": "identify", "userId": "bob",
                "traits": {"first_name": "Bob"}}),
+        // Cy's phone says where she is with any event (Segment's mobile libraries send
+        // `context.timezone`): Tokyo too.
+        json!({"at": "2026-12-01T00:00:00Z", "type": "identify", "userId": "cy",
+               "traits": {"push_tokens": [{"platform": "fcm", "token": "t-cy"}]},
+               "context": {"timezone": "America/Los_Angeles"}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "cy", "event": "signed_up",
+               "context": {"timezone": "America/Los_Angeles"}}),
+        json!({"at": "2026-12-01T12:00:00Z", "type": "track", "userId": "cy", "event": "app_opened",
+               "context": {"timezone": "Asia/Tokyo"}}),
+        // Dee signs up on her phone before logging in, and logs in from Tokyo.
+        json!({"at": "2026-12-01T00:00:00Z", "type": "identify", "anonymousId": "dee-phone",
+               "traits": {"timezone": "America/Los_Angeles",
+                          "push_tokens": [{"platform": "fcm", "token": "t-dee"}]}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "anonymousId": "dee-phone",
+               "event": "signed_up"}),
+        json!({"at": "2026-12-01T12:00:00Z", "type": "identify", "userId": "dee",
+               "anonymousId": "dee-phone", "traits": {"timezone": "Asia/Tokyo"}}),
     ]);
     let out = sim(&[MORNING], &script).await;
     assert_eq!(
@@ -1011,6 +1028,8 @@ steps:
         [
             "2026-12-01T17:00:00Z bob push tip: Good morning",
             "2026-12-02T00:00:00Z ann push tip: Good morning",
+            "2026-12-02T00:00:00Z cy push tip: Good morning",
+            "2026-12-02T00:00:00Z dee push tip: Good morning",
         ]
     );
     let waits = |user: &str| -> Vec<String> {
