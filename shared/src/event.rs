@@ -106,7 +106,7 @@ pub fn parse_call_at(
 ) -> Result<Event, Vec<FieldError>> {
     match parse_call_warned_at(call, body, received_at, limits, place)? {
         (event, warnings) if warnings.is_empty() => Ok(event),
-        (_, warnings) => Err(warnings),
+        (_, warnings) => Err(warnings.into_iter().map(|l| l.problem).collect()),
     }
 }
 
@@ -132,7 +132,7 @@ fn parse_call_warned_at(
     received_at: Timestamp,
     limits: &Limits,
     place: &str,
-) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
+) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     if body.len() > MAX_EVENT_BYTES {
         return Err(vec![too_big("body", body.len(), MAX_EVENT_BYTES)]);
     }
@@ -163,7 +163,7 @@ fn from_call(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
+) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     match call {
         Call::Track => from_raw(Kind::Track, raw, shared_context, received, limits, prefix),
         Call::Identify => from_raw(
@@ -327,15 +327,22 @@ pub struct Warning {
 }
 
 impl Warning {
-    /// The warning for a field left out, as [`Check`] noted it (what was wrong and what was
-    /// done instead).
-    fn left_out(index: Option<usize>, problem: FieldError) -> Warning {
+    /// The warning for a field left out: what was wrong, and what was done instead.
+    fn left_out(index: Option<usize>, l: LeftOut) -> Warning {
         Warning {
             index,
-            field: problem.field,
-            message: problem.message,
+            field: l.problem.field,
+            message: format!("{}; left out: {}", l.problem.message, l.instead),
         }
     }
+}
+
+/// A field an accepted event is taken without: what was wrong with it, and what is done
+/// instead. When the event is refused all the same, only the problem is said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    problem: FieldError,
+    instead: &'static str,
 }
 
 /// The events of a batch that passed (with the fields left out of them), and the ones that
@@ -452,7 +459,7 @@ fn parse_item(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
+) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     let Value::Object(raw) = item else {
         return Err(vec![FieldError::new(
             prefix,
@@ -505,7 +512,7 @@ fn from_raw(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
-) -> Result<(Event, Vec<FieldError>), Vec<FieldError>> {
+) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     let mut check = Check::new(prefix);
 
     let user = check.id(raw, "userId");
@@ -575,7 +582,9 @@ fn from_raw(
     );
 
     if !check.errors.is_empty() {
-        check.errors.append(&mut check.warnings);
+        check
+            .errors
+            .extend(check.warnings.drain(..).map(|l| l.problem));
         return Err(check.errors);
     }
     let user_id = match (user, &anonymous_id) {
@@ -678,7 +687,7 @@ struct Check<'a> {
     prefix: &'a str,
     errors: Vec<FieldError>,
     /// Fields left out of the event, which is accepted without them.
-    warnings: Vec<FieldError>,
+    warnings: Vec<LeftOut>,
 }
 
 impl<'a> Check<'a> {
@@ -856,11 +865,10 @@ impl<'a> Check<'a> {
             },
             _ => format!("must be a string: {TIME_EXAMPLE}"),
         };
-        let why = format!(
-            "{problem}; left out: the timestamps are taken as sent, the sender's clock not corrected"
-        );
-        self.warnings
-            .push(FieldError::new(self.field("sentAt"), why));
+        self.warnings.push(LeftOut {
+            problem: FieldError::new(self.field("sentAt"), problem),
+            instead: "the timestamps are taken as sent, the sender's clock not corrected",
+        });
         None
     }
 
@@ -939,10 +947,10 @@ impl<'a> Check<'a> {
                 return true;
             };
             let field = self.field(&format!("traits.{name}"));
-            let why = format!(
-                "{problem}; left out: the stored value is unchanged, the rest of the event is applied"
-            );
-            self.warnings.push(FieldError::new(field, why));
+            self.warnings.push(LeftOut {
+                problem: FieldError::new(field, problem),
+                instead: "the stored value is unchanged, the rest of the event is applied",
+            });
             false
         });
         for (name, value) in traits.iter() {
@@ -1913,10 +1921,15 @@ mod tests {
         let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(warned, ["traits.timezone"]);
 
-        // Anything else wrong still refuses the identify, the address and zone named with it.
+        // Anything else wrong still refuses the identify, the address and zone named with it
+        // (as problems: nothing of it is applied).
         let errors = call(json!({"userId": "u1", "traits": {"email": "x",
             "timezone": "Mars/Olympus_Mons", "subscriptions": {"email": "no"}}}))
         .expect_err("refused");
+        assert!(
+            errors.iter().all(|e| !e.message.contains("left out")),
+            "{errors:?}"
+        );
         let mut named = fields(&errors);
         named.sort_unstable();
         assert_eq!(
