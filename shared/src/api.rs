@@ -311,18 +311,29 @@ fn body_write_key(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Keyed>(body).ok()?.write_key
 }
 
-/// The answer to a browser's preflight of an event call.
+/// Whether the path is a user's inbox or one of its messages (a web app reads and marks them
+/// with the user's token).
+fn is_inbox(segments: &[&str]) -> bool {
+    matches!(segments, ["v1", "users", _, "inbox", ..])
+}
+
+/// The methods and headers a browser may use on the calls that answer any page's origin (as
+/// template.yaml's `CorsConfiguration` says them to API Gateway).
+pub const CORS_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+pub const CORS_HEADERS: &str = "content-type, authorization, x-waymark-user-token";
+
+/// The answer to a browser's preflight of an event call or an inbox call.
 fn preflight() -> Response<Bytes> {
     let mut r = Response::new(Bytes::new());
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        http::HeaderValue::from_static("POST, OPTIONS"),
+        http::HeaderValue::from_static(CORS_METHODS),
     );
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        http::HeaderValue::from_static("content-type, authorization"),
+        http::HeaderValue::from_static(CORS_HEADERS),
     );
     h.insert(
         http::header::ACCESS_CONTROL_MAX_AGE,
@@ -445,7 +456,10 @@ impl Api {
             }
         }
         let intake = is_intake(&segments);
-        if intake && req.method() == Method::OPTIONS {
+        // The event calls and the inbox answer any page's origin: a write key and an inbox
+        // token ship inside apps, and no cookie is read.
+        let open = intake || is_inbox(&segments);
+        if open && req.method() == Method::OPTIONS {
             return cors(preflight());
         }
         let req = if intake {
@@ -469,7 +483,7 @@ impl Api {
             None => None,
         };
         let response = self.route(&req, &path, &segments, auth, role).await;
-        if intake {
+        if open {
             cors(response)
         } else {
             response
@@ -554,6 +568,13 @@ impl Api {
                     return unauthorized();
                 }
                 self.mark_inbox(user, id, InboxMark::Read).await
+            }
+            // A message id sent with a raw `#`: the client dropped the rest as a fragment.
+            (Method::POST, ["v1", "users", _, "inbox", id]) => {
+                let why = format!(
+                    "`{id}` is not a whole message id: percent-encode its `#` as `%23` (a client drops what follows a raw `#`), and mark it read with POST /v1/users/{{userId}}/inbox/{{id}}/read"
+                );
+                field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("id", why)])
             }
             (Method::DELETE, ["v1", "users", user, "inbox", id]) => {
                 if !self.may_open_inbox(req, user, auth, role) {

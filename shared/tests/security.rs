@@ -613,6 +613,84 @@ fn inbox_paths_take_any_user_id_percent_encoded() {
     });
 }
 
+/// A web app reads and marks its user's inbox from any page's origin (CORS, its preflight
+/// answered: the user's token is a header); a message id whose `#` was not encoded (the
+/// client dropped the rest) is told so.
+#[test]
+fn a_web_app_reaches_the_inbox_across_origins() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let ada = s.signer.inbox_token("ada");
+        let origin = ("origin", "https://app.example");
+        let (status, _) = s
+            .call(
+                Method::OPTIONS,
+                "/v1/users/ada/inbox",
+                &[
+                    origin,
+                    ("access-control-request-method", "GET"),
+                    ("access-control-request-headers", "x-waymark-user-token"),
+                ],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let res = s
+            .api
+            .handle(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri("/v1/users/ada/inbox/x/read")
+                    .body(Bytes::new())
+                    .expect("a request"),
+            )
+            .await;
+        let allowed = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(allowed("access-control-allow-headers").contains("x-waymark-user-token"));
+        assert!(allowed("access-control-allow-methods").contains("DELETE"));
+        let res = s
+            .api
+            .handle(
+                Request::builder()
+                    .method(Method::GET)
+                    .uri("/v1/users/ada/inbox")
+                    .header("x-waymark-user-token", &ada)
+                    .header("origin", "https://app.example")
+                    .body(Bytes::new())
+                    .expect("a request"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()
+                .get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok()),
+            Some("*")
+        );
+        // `POST .../inbox/banking_onboarding:ada:1#account_setup_guide#2/read` as a client
+        // sends it unencoded: the path ends at the `#`.
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/users/ada/inbox/banking_onboarding:ada:1",
+                &[("x-waymark-user-token", &ada)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["errors"][0]["field"], "id", "{text}");
+        assert!(text.contains("%23"), "{text}");
+    });
+}
+
 /// An app reports what its user did with an in-app message: opened (`read_at`, listed still,
 /// out of the `unread` count) or dismissed (no longer listed). Marking again keeps the first
 /// time; an unknown id is a 404 naming `id`.
