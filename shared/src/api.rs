@@ -45,6 +45,8 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/users/{userId}",
     "GET /v1/users/{userId}/inbox",
     "POST /v1/users/{userId}/inbox/{id}/read",
+    // Only to say that a message id's `#` must be encoded (a raw one cuts the path here).
+    "POST /v1/users/{userId}/inbox/{id}",
     "DELETE /v1/users/{userId}/inbox/{id}",
     "GET /v1/journeys",
     "GET /v1/journeys/{id}/stats",

@@ -1219,7 +1219,8 @@ impl Runtime {
         // Her zone changed: a wait for a time of day (or a date with a time) follows her, also
         // one an identify's loop above did not see (a track's device zone, an enrollment that
         // came with the login). Nothing moves when the waits agree with her zone already.
-        if zone_moved.into_inner() {
+        let waiting = enrollments.values().any(|l| l.enrollment.waits_for_time());
+        if zone_moved.into_inner() && waiting {
             self.move_date_waits(&profile, "", &e.message_id).await?;
         }
 
