@@ -1877,6 +1877,70 @@ async fn split_sends_a_user_down_the_same_path_on_every_run() {
     }
 }
 
+/// The pure engine's reading of a time-of-day wait when the user's zone changes: moved to the
+/// next such time in her new zone while it is still ahead, left alone once it is due (its
+/// wake-up is on its way), and left alone when the zone gives the same time.
+#[test]
+fn a_time_of_day_wait_moves_with_the_zone_only_while_it_is_ahead() {
+    let j = journey(
+        r#"
+id: morning
+name: Morning tip
+trigger: {event: signed_up}
+steps:
+  - id: nine_am
+    wait_until: {time: "09:00"}
+  - id: tip
+    send: {push: {title: "Good morning", body: "Your first tip"}}
+"#,
+    );
+    let profile_in = |zone: &str| {
+        let mut p = Profile::new("ann");
+        p.traits.insert("timezone".into(), json!(zone));
+        p
+    };
+    fn ctx<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str) -> Ctx<'a> {
+        Ctx {
+            journey: j,
+            version: 1,
+            profile,
+            now: at(now),
+            unsubscribe_url: None,
+        }
+    }
+    let los_angeles = profile_in("America/Los_Angeles");
+    let trigger = TriggerEvent {
+        event: "signed_up".into(),
+        message_id: "s-ann".into(),
+        at: at("2026-12-01T10:00:00Z"),
+        properties: std::sync::Arc::new(json!({})),
+    };
+    let entered = engine::enter(
+        &ctx(&j, &los_angeles, "2026-12-01T10:00:00Z"),
+        "ann",
+        1,
+        trigger,
+    );
+    let waiting = entered.enrollment;
+    assert_eq!(
+        waiting.pending.map(|p| p.at),
+        Some(at("2026-12-01T17:00:00Z")),
+        "09:00 in Los Angeles"
+    );
+    let tokyo = profile_in("Asia/Tokyo");
+    // Ahead: moved to 09:00 in Tokyo.
+    let moved =
+        engine::date_moved(&ctx(&j, &tokyo, "2026-12-01T12:00:00Z"), &waiting).expect("moved");
+    assert_eq!(
+        moved.enrollment.pending.map(|p| p.at),
+        Some(at("2026-12-02T00:00:00Z"))
+    );
+    // Due already (the zone's news came with the wake-up on its way): left alone.
+    assert!(engine::date_moved(&ctx(&j, &tokyo, "2026-12-01T17:00:30Z"), &waiting).is_none());
+    // The same zone: nothing to move.
+    assert!(engine::date_moved(&ctx(&j, &los_angeles, "2026-12-01T12:00:00Z"), &waiting).is_none());
+}
+
 #[test]
 fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
     let j = journey(AB);
