@@ -93,6 +93,23 @@ impl Stack {
         }
     }
 
+    /// A request through the API, its whole answer (headers too).
+    async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> http::Response<Bytes> {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.api
+            .handle(req.body(body.into()).expect("a request"))
+            .await
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -100,19 +117,15 @@ impl Stack {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, String) {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = self
-            .api
-            .handle(req.body(Bytes::from(body.to_string())).expect("a request"))
-            .await;
-        let status = res.status();
-        (status, String::from_utf8_lossy(res.body()).to_string())
+        let res = self.request(method, uri, headers, body.to_string()).await;
+        (
+            res.status(),
+            String::from_utf8_lossy(res.body()).to_string(),
+        )
     }
 
-    async fn post(&self, route: &str, body: Value) {
+    /// A POST with the write key: its status and JSON answer.
+    async fn send(&self, route: &str, body: &Value) -> (StatusCode, Value) {
         let auth = format!("Bearer {WRITE_KEY}");
         let (status, text) = self
             .call(
@@ -122,7 +135,13 @@ impl Stack {
                 &body.to_string(),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "{route}: {text}");
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    async fn post(&self, route: &str, body: Value) {
+        let (status, v) = self.send(route, &body).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {v}");
     }
 
     /// A GET with the admin key.
@@ -417,7 +436,6 @@ fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hi
             "{text}"
         );
         // Bad calls name their field; a group call says what to do instead.
-        let auth = format!("Bearer {WRITE_KEY}");
         for (route, body, field) in [
             ("/v1/alias", json!({"userId": "ada"}), "previousId"),
             ("/v1/page", json!({"userId": ["ada"]}), "userId"),
@@ -427,17 +445,9 @@ fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hi
                 "type",
             ),
         ] {
-            let (status, text) = s
-                .call(
-                    Method::POST,
-                    route,
-                    &[("authorization", &auth)],
-                    &body.to_string(),
-                )
-                .await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {text}");
-            let v: Value = serde_json::from_str(&text).expect("JSON");
-            assert_eq!(v["errors"][0]["field"], field, "{route}: {text}");
+            let (status, v) = s.send(route, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {v}");
+            assert_eq!(v["errors"][0]["field"], field, "{route}: {v}");
         }
     });
 }
@@ -637,14 +647,7 @@ fn a_web_app_reaches_the_inbox_across_origins() {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let res = s
-            .api
-            .handle(
-                Request::builder()
-                    .method(Method::OPTIONS)
-                    .uri("/v1/users/ada/inbox/x/read")
-                    .body(Bytes::new())
-                    .expect("a request"),
-            )
+            .request(Method::OPTIONS, "/v1/users/ada/inbox/x/read", &[], "")
             .await;
         let allowed = |name: &str| {
             res.headers()
@@ -656,15 +659,11 @@ fn a_web_app_reaches_the_inbox_across_origins() {
         assert!(allowed("access-control-allow-headers").contains("x-waymark-user-token"));
         assert!(allowed("access-control-allow-methods").contains("DELETE"));
         let res = s
-            .api
-            .handle(
-                Request::builder()
-                    .method(Method::GET)
-                    .uri("/v1/users/ada/inbox")
-                    .header("x-waymark-user-token", &ada)
-                    .header("origin", "https://app.example")
-                    .body(Bytes::new())
-                    .expect("a request"),
+            .request(
+                Method::GET,
+                "/v1/users/ada/inbox",
+                &[("x-waymark-user-token", &ada), origin],
+                "",
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -1139,30 +1138,15 @@ fn logs_never_carry_addresses_secrets_or_message_bodies() {
                     "items": [{"name": "Difference engine", "price": 129.5, "stock": 2}]}});
             s.post("/v1/track", cart.clone()).await;
             s.post("/v1/track", cart).await;
-            let auth = format!("Bearer {WRITE_KEY}");
             // An address that is not one is left out of an identify (200, warned); a bad push
             // token refuses it.
             let bad = json!({"userId": "ada", "traits": {"email": "not an address",
                 "phone": ADA_PHONE, "push_tokens": [{"platform": "blackberry", "token": ADA_TOKEN}]}});
-            let (status, _) = s
-                .call(
-                    Method::POST,
-                    "/v1/identify",
-                    &[("authorization", &auth)],
-                    &bad.to_string(),
-                )
-                .await;
+            let (status, _) = s.send("/v1/identify", &bad).await;
             assert_eq!(status, StatusCode::BAD_REQUEST);
             let warned =
                 json!({"userId": "ada", "traits": {"email": "not an address", "phone": ADA_PHONE}});
-            let (status, _) = s
-                .call(
-                    Method::POST,
-                    "/v1/identify",
-                    &[("authorization", &auth)],
-                    &warned.to_string(),
-                )
-                .await;
+            let (status, _) = s.send("/v1/identify", &warned).await;
             assert_eq!(status, StatusCode::OK);
             s.run_until(s.clock.now() + SignedDuration::from_hours(24))
                 .await;
@@ -1360,21 +1344,9 @@ fn a_bad_address_in_an_identify_is_left_out_and_the_rest_applied() {
     block_on(async {
         let s = Stack::new().await;
         s.ada_and_bob().await;
-        let auth = format!("Bearer {WRITE_KEY}");
         let post = |route: &'static str, body: Value| {
-            let (s, auth) = (&s, &auth);
-            async move {
-                let (status, text) = s
-                    .call(
-                        Method::POST,
-                        route,
-                        &[("authorization", auth)],
-                        &body.to_string(),
-                    )
-                    .await;
-                let v: Value = serde_json::from_str(&text).expect("JSON");
-                (status, v)
-            }
+            let s = &s;
+            async move { s.send(route, &body).await }
         };
         let traits = |user: &'static str| {
             let s = &s;
@@ -1497,7 +1469,6 @@ fn a_bad_address_in_an_identify_is_left_out_and_the_rest_applied() {
 fn a_sent_at_that_is_not_a_time_is_left_out_naming_it() {
     block_on(async {
         let s = Stack::new().await;
-        let auth = format!("Bearer {WRITE_KEY}");
         for (n, bad) in [json!("yesterday"), json!(1764583200), json!({"at": "now"})]
             .into_iter()
             .enumerate()
@@ -1527,18 +1498,10 @@ fn a_sent_at_that_is_not_a_time_is_left_out_naming_it() {
                     "batch[0].sentAt",
                 ),
             ] {
-                let (status, text) = s
-                    .call(
-                        Method::POST,
-                        route,
-                        &[("authorization", &auth)],
-                        &body.to_string(),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{route} {body}: {text}");
-                let v: Value = serde_json::from_str(&text).expect("JSON");
-                assert_eq!(v["accepted"], 1, "{route} {body}: {text}");
-                assert_eq!(v["warnings"][0]["field"], field, "{route} {body}: {text}");
+                let (status, v) = s.send(route, &body).await;
+                assert_eq!(status, StatusCode::OK, "{route} {body}: {v}");
+                assert_eq!(v["accepted"], 1, "{route} {body}: {v}");
+                assert_eq!(v["warnings"][0]["field"], field, "{route} {body}: {v}");
                 assert!(v["message"].as_str().is_some_and(|m| m.contains(field)));
             }
         }
@@ -1557,14 +1520,11 @@ fn a_body_over_the_largest_batch_is_a_413_like_every_refusal() {
         big.extend(br#""}"#);
         for route in ["/v1/batch", "/v1/b", "/v1/track", "/v1/identify"] {
             let res = s
-                .api
-                .handle(
-                    Request::builder()
-                        .method(Method::POST)
-                        .uri(route)
-                        .header("authorization", &auth)
-                        .body(Bytes::from(big.clone()))
-                        .expect("a request"),
+                .request(
+                    Method::POST,
+                    route,
+                    &[("authorization", &auth)],
+                    big.clone(),
                 )
                 .await;
             assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{route}");
