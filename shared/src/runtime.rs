@@ -3568,6 +3568,50 @@ mod tests {
     use crate::simulate::DelayQueue;
     use crate::store::MemoryStore;
 
+    /// When the tests below happen.
+    const START: &str = "2026-12-01T10:00:00Z";
+
+    /// A runtime over memory at [`START`] with `sender`, and `journey` (a file's text) published;
+    /// its store too.
+    async fn memory_runtime(
+        sender: Arc<dyn Sender>,
+        journey: Option<&str>,
+    ) -> (Runtime, MemoryStore) {
+        let start: Timestamp = START.parse().expect("time");
+        let clock = Arc::new(ManualClock::new(start));
+        let store = MemoryStore::new();
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(DelayQueue::new(clock.clone())),
+            sender,
+            clock,
+            std::time::Duration::ZERO,
+            Config::default(),
+        );
+        if let Some(text) = journey {
+            let j = crate::dsl::parse("j.yaml", text).expect("journey");
+            rt.catalog.publish(&j, start).await.expect("publish");
+        }
+        (rt, store)
+    }
+
+    /// A message carrying `user`'s event at [`START`]: a track of `name`, or an identify.
+    fn event_of(user: &str, kind: Kind, id: &str, name: Option<&str>, traits: Value) -> Message {
+        let start: Timestamp = START.parse().expect("time");
+        Message::Event(std::sync::Arc::new(Event {
+            kind,
+            message_id: id.into(),
+            user_id: user.into(),
+            anonymous_id: None,
+            event: name.map(str::to_string),
+            properties: Default::default(),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: Default::default(),
+            timestamp: start,
+            received_at: start,
+        }))
+    }
+
     /// A push provider for which every device is disabled (an uninstalled app).
     struct Uninstalled;
 
@@ -3582,38 +3626,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_disabled_push_endpoint_is_recorded_and_not_tried_again() {
-        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
-        let clock = Arc::new(ManualClock::new(start));
-        let queue = DelayQueue::new(clock.clone());
-        let store = MemoryStore::new();
-        let rt = Runtime::new(
-            Arc::new(store.clone()),
-            Arc::new(queue.clone()),
+        let (rt, _) = memory_runtime(
             Arc::new(Uninstalled),
-            clock.clone(),
-            std::time::Duration::ZERO,
-            Config::default(),
-        );
-        let journey = crate::dsl::parse(
-            "j.yaml",
-            "id: j\nname: J\ntrigger: {event: go}\nreentry: after_exit\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}, fallback: {email: {subject: s, text: t}}}\n",
+            Some("id: j\nname: J\ntrigger: {event: go}\nreentry: after_exit\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}, fallback: {email: {subject: s, text: t}}}\n"),
         )
-        .expect("journey");
-        rt.catalog.publish(&journey, start).await.expect("publish");
-        let event = |kind, id: &str, name: Option<&str>, traits: serde_json::Value| {
-            Message::Event(std::sync::Arc::new(Event {
-                kind,
-                message_id: id.into(),
-                user_id: "ann".into(),
-                anonymous_id: None,
-                event: name.map(str::to_string),
-                properties: Default::default(),
-                traits: traits.as_object().cloned().unwrap_or_default(),
-                context: Default::default(),
-                timestamp: start,
-                received_at: start,
-            }))
-        };
+        .await;
+        let event =
+            |kind, id: &str, name: Option<&str>, traits| event_of("ann", kind, id, name, traits);
         let identify = event(
             Kind::Identify,
             "i1",
@@ -3677,41 +3696,19 @@ mod tests {
     /// endpoint again.
     #[tokio::test]
     async fn a_revive_that_fails_for_now_does_not_fail_the_identify() {
-        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
-        let clock = Arc::new(ManualClock::new(start));
-        let queue = DelayQueue::new(clock.clone());
-        let store = MemoryStore::new();
-        let rt = Runtime::new(
-            Arc::new(store.clone()),
-            Arc::new(queue.clone()),
+        let (rt, _) = memory_runtime(
             Arc::new(DisabledForNow),
-            clock.clone(),
-            std::time::Duration::ZERO,
-            Config::default(),
-        );
-        let journey = crate::dsl::parse(
-            "j.yaml",
-            "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}}\n",
+            Some("id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}}\n"),
         )
-        .expect("journey");
-        rt.catalog.publish(&journey, start).await.expect("publish");
+        .await;
         let event = |kind, id: &str, name: Option<&str>| {
-            Message::Event(std::sync::Arc::new(Event {
-                kind,
-                message_id: id.into(),
-                user_id: "ann".into(),
-                anonymous_id: None,
-                event: name.map(str::to_string),
-                properties: Default::default(),
-                traits: serde_json::json!({"push_tokens": [{"platform": "fcm", "token": "t1"}]})
-                    .as_object()
-                    .cloned()
-                    .filter(|_| kind == Kind::Identify)
-                    .unwrap_or_default(),
-                context: Default::default(),
-                timestamp: start,
-                received_at: start,
-            }))
+            let device = serde_json::json!({"push_tokens": [{"platform": "fcm", "token": "t1"}]});
+            let traits = if kind == Kind::Identify {
+                device
+            } else {
+                Value::Null
+            };
+            event_of("ann", kind, id, name, traits)
         };
         for r in rt
             .handle_batch(&[
@@ -3766,37 +3763,14 @@ mod tests {
     #[tokio::test]
     async fn an_identify_registers_its_device_before_the_profile_is_written_once() {
         use std::sync::atomic::Ordering::SeqCst;
-        let start: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
-        let clock = Arc::new(ManualClock::new(start));
-        let store = MemoryStore::new();
         let sender = Arc::new(Registrar {
             down: true.into(),
             calls: 0.into(),
         });
-        let rt = Runtime::new(
-            Arc::new(store.clone()),
-            Arc::new(DelayQueue::new(clock.clone())),
-            sender.clone(),
-            clock.clone(),
-            std::time::Duration::ZERO,
-            Config::default(),
-        );
+        let (rt, store) = memory_runtime(sender.clone(), None).await;
         let identify = |id: &str, user: &str| {
-            Message::Event(std::sync::Arc::new(Event {
-                kind: Kind::Identify,
-                message_id: id.into(),
-                user_id: user.into(),
-                anonymous_id: None,
-                event: None,
-                properties: Default::default(),
-                traits: serde_json::json!({"email": "a@example.com", "push_tokens": [{"platform": "fcm", "token": "t1"}]})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                context: Default::default(),
-                timestamp: start,
-                received_at: start,
-            }))
+            let traits = serde_json::json!({"email": "a@example.com", "push_tokens": [{"platform": "fcm", "token": "t1"}]});
+            event_of(user, Kind::Identify, id, None, traits)
         };
         let stored = |user: &'static str| {
             let store = store.clone();
