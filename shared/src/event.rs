@@ -1236,6 +1236,14 @@ mod tests {
         errors.iter().map(|e| e.field.as_str()).collect()
     }
 
+    /// Each warning's place in its batch and field.
+    fn places(warnings: &[Warning]) -> Vec<(Option<usize>, &str)> {
+        warnings
+            .iter()
+            .map(|w| (w.index, w.field.as_str()))
+            .collect()
+    }
+
     #[test]
     fn ids_are_limited_in_bytes_as_the_store_keys_them() {
         // 128 two-byte letters: 256 bytes, the most.
@@ -1838,11 +1846,7 @@ mod tests {
             ]}))
             .expect("a batch");
             assert_eq!(outcome.accepted.len(), 2, "{sent_at}");
-            let warned: Vec<(Option<usize>, &str)> = outcome
-                .warnings
-                .iter()
-                .map(|w| (w.index, w.field.as_str()))
-                .collect();
+            let warned = places(&outcome.warnings);
             assert_eq!(warned, [(None, "sentAt")], "{sent_at}");
             // An item's: that item's warning.
             let outcome = batch(&json!({"batch": [
@@ -1851,11 +1855,7 @@ mod tests {
             ]}))
             .expect("a batch");
             assert_eq!(outcome.accepted.len(), 2, "{sent_at}");
-            let warned: Vec<(Option<usize>, &str)> = outcome
-                .warnings
-                .iter()
-                .map(|w| (w.index, w.field.as_str()))
-                .collect();
+            let warned = places(&outcome.warnings);
             assert_eq!(warned, [(Some(1), "batch[1].sentAt")], "{sent_at}");
         }
     }
@@ -1956,11 +1956,7 @@ mod tests {
         assert_eq!(outcome.accepted.len(), 2);
         assert_eq!(outcome.accepted[1].traits.get("email"), None);
         assert_eq!(outcome.accepted[1].traits["plan"], "pro");
-        let warned: Vec<(Option<usize>, &str)> = outcome
-            .warnings
-            .iter()
-            .map(|w| (w.index, w.field.as_str()))
-            .collect();
+        let warned = places(&outcome.warnings);
         assert_eq!(warned, [(Some(1), "batch[1].traits.email")]);
         assert_eq!(
             fields(&outcome.rejected[0].errors),

@@ -506,15 +506,8 @@ async fn a_retried_send_does_not_bring_back_a_dismissed_in_app_message() {
     use waymark::runtime::InboxMark;
     let base = support::Harness::new("2026-12-01T09:00:00Z");
     let sender = FirstCallFails::default();
-    let rt = Runtime::new(
-        Arc::new(base.store.clone()),
-        Arc::new(base.queue.clone()),
-        Arc::new(sender.clone()),
-        base.clock.clone(),
-        std::time::Duration::ZERO,
-        Config::default(),
-    );
-    let h = support::Harness { rt, ..base };
+    let store = Arc::new(base.store.clone());
+    let h = base.with(store, Arc::new(sender.clone()));
     h.publish(
         r#"
 id: welcome
@@ -567,15 +560,7 @@ async fn one_failed_write_anywhere_sends_nothing_twice() {
                 clock: base.clock.clone(),
                 calls: Arc::default(),
             };
-            let rt = Runtime::new(
-                Arc::new(faulty.clone()),
-                Arc::new(base.queue.clone()),
-                Arc::new(sender.clone()),
-                base.clock.clone(),
-                std::time::Duration::ZERO,
-                Config::default(),
-            );
-            let h = support::Harness { rt, ..base };
+            let h = base.with(Arc::new(faulty.clone()), Arc::new(sender.clone()));
             h.publish(&example_journey("cart_abandonment")).await;
             *faulty.fault.lock().expect("fault") = Some((n, applied));
             h.play(r#"

@@ -224,6 +224,21 @@ impl Harness {
         self.clock.now()
     }
 
+    /// This harness with its runtime going through `store` (a faulty one over the harness's
+    /// own) and calling `sender` (one that fails or counts), on the harness's queue and clock.
+    #[allow(dead_code)]
+    pub fn with(self, store: Arc<dyn Store>, sender: Arc<dyn waymark::provider::Sender>) -> Self {
+        let rt = Runtime::new(
+            store,
+            Arc::new(self.queue.clone()),
+            sender,
+            self.clock.clone(),
+            std::time::Duration::from_secs(0),
+            Config::default(),
+        );
+        Harness { rt, ..self }
+    }
+
     /// Publishes a journey file now; returns its version.
     pub async fn publish(&self, text: &str) -> u32 {
         let (version, _) = self
