@@ -593,6 +593,13 @@ async fn a_revived_device_gets_its_endpoint_enabled_or_a_new_one() {
             .collect();
         assert_eq!(made, actions, "{name}");
     }
+    // A new device while the platform application is disabled: left without an endpoint for
+    // now (permanent for this registration), not an identify failing until it is fixed.
+    let sns = Canned::new(vec![sns_error(400, "PlatformApplicationDisabled")]);
+    let mut new = device(ours);
+    (new.endpoint, new.revived) = (None, false);
+    let got = sender(&sns).register(&new).await;
+    assert!(matches!(got, Err(SendError::Permanent(_))), "{got:?}");
 }
 
 #[tokio::test]

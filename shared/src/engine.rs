@@ -171,6 +171,13 @@ impl Ctx<'_> {
     }
 }
 
+/// What a `wait_until` on the time of day alone waits for after `now` in zone `tz`: its time
+/// (midnight when it names none) and the instant.
+fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay, Timestamp) {
+    let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+    (time, next_local_time(now, tz, time, &w.weekdays))
+}
+
 /// Whether an event matches an `event`/`where` pair.
 pub fn matches(m: &EventMatch, event: &Event, profile: &Value, now: Timestamp) -> bool {
     event.event.as_deref() == Some(m.event.as_str())
@@ -394,8 +401,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         if pending.resume != Resume::Continue || pending.at <= ctx.now {
             return None;
         }
-        let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
-        if next_local_time(ctx.now, &ctx.timezone(), time, &w.weekdays) == pending.at {
+        if next_time_of_day(w, ctx.now, &ctx.timezone()).1 == pending.at {
             return None;
         }
         let mut run = Run::new(ctx, resumed(enrollment));
@@ -933,8 +939,7 @@ impl<'a> Run<'a> {
                 Action::WaitUntil(w) => {
                     let tz = self.timezone();
                     let (Some(path), Some(date)) = (&w.date, w.date_text()) else {
-                        let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
-                        let at = next_local_time(self.ctx.now, &tz, time, &w.weekdays);
+                        let (time, at) = next_time_of_day(w, self.ctx.now, &tz);
                         let why = format!("wait_until {}", String::from(time));
                         self.wait(&id, at, Resume::Continue, why);
                         return;

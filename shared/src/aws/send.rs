@@ -115,17 +115,6 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
-/// CreatePlatformEndpoint errors that leave the device without an endpoint for now (tried
-/// again at the user's next identify) rather than fail the identify: a disabled platform
-/// application too, which would otherwise hold every identify with a new device until fixed.
-const REGISTER_PERMANENT: &[&str] = &[
-    "EndpointDisabled",
-    "InvalidParameter",
-    "ParameterValueInvalid",
-    "NotFound",
-    "PlatformApplicationDisabled",
-];
-
 /// How long a webhook may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -612,7 +601,17 @@ impl Sender for AwsSender {
             .token(&device.token)
             .send()
             .await
-            .map_err(|e| send_error("SNS CreatePlatformEndpoint", &e, REGISTER_PERMANENT))?;
+            .map_err(|e| {
+                // A disabled platform application leaves the device without an endpoint for
+                // now (tried again at the user's next identify) rather than fail every
+                // identify with a new device until it is fixed.
+                if super::error_code(&e) == "PlatformApplicationDisabled" {
+                    return SendError::Permanent(
+                        "SNS CreatePlatformEndpoint: PlatformApplicationDisabled".into(),
+                    );
+                }
+                send_error("SNS CreatePlatformEndpoint", &e, SNS_PERMANENT)
+            })?;
         Ok(out.endpoint_arn().map(str::to_string))
     }
 }
