@@ -131,5 +131,22 @@ mod tests {
         assert!(errs[0].message.contains("push"), "{}", errs[0].message);
         let errs = parse("w.yaml", "capz: {}\n").expect_err("unknown field");
         assert_eq!((errs[0].line, errs[0].column), (1, 1), "{errs:?}");
+        // A misspelt field of a cap gets the nearest name, not silence or a missing `per`.
+        let errs =
+            parse("w.yaml", "caps:\n  push: {max: 1, pre: 1d}\n").expect_err("misspelt field");
+        assert!(
+            errs.iter().any(|e| e.line == 2
+                && e.path == "caps.push.pre"
+                && e.message
+                    .contains("unknown field `pre`: did you mean `per`?")),
+            "{errs:?}"
+        );
+        let errs = parse("w.yaml", "caps:\n  push: {max: 1, per: 1d, foo: 1}\n")
+            .expect_err("unknown field");
+        assert!(
+            errs[0].message.contains("unknown field `foo`"),
+            "{}",
+            errs[0].message
+        );
     }
 }

@@ -458,6 +458,34 @@ fn explain(message: &str) -> String {
             }
         }
     }
+    // A count given as a fraction or as text (`holdout: 10.5`, `times: "3"`).
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((given, expected)) = rest.rsplit_once(", expected u") {
+            if expected.bytes().all(|b| b.is_ascii_digit()) {
+                let (given, like) = match given.strip_prefix("floating point `") {
+                    Some(n) => {
+                        let n = n.trim_end_matches('`');
+                        let whole = n.split('.').next().unwrap_or("0");
+                        (format!("`{n}` is not a whole number"), whole.to_string())
+                    }
+                    None => match given.strip_prefix("string ") {
+                        Some(text) => {
+                            let bare = text.trim_matches('"').trim();
+                            let like = bare
+                                .parse::<u64>()
+                                .map(|n| n.to_string())
+                                .unwrap_or_else(|_| "3".into());
+                            (format!("{text} is text, not a number"), like)
+                        }
+                        None => (format!("{given} is not a number"), "3".into()),
+                    },
+                };
+                return format!(
+                    "{given}: write a whole number, 0 or more, without quotes, like `{like}`"
+                );
+            }
+        }
+    }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.trim_end_matches('`');
         return format!("missing field `{field}`: add `{field}: ...` here");
@@ -927,11 +955,21 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// Whether a step always waits: a `wait_until` with a `date` goes on at once when its date is
+/// past, as it is at the second pass of a loop unless the date moved meanwhile.
 fn is_blocking(a: Action<'_>) -> bool {
-    matches!(
-        a,
-        Action::Wait(_) | Action::WaitUntil(_) | Action::WaitFor(_)
-    )
+    match a {
+        Action::Wait(_) | Action::WaitFor(_) => true,
+        Action::WaitUntil(w) => w.date.is_none(),
+        _ => false,
+    }
+}
+
+/// Whether some step of `j` waits for a date.
+fn date_waits(j: &Journey) -> bool {
+    j.steps
+        .iter()
+        .any(|s| matches!(s.action(), Action::WaitUntil(w) if w.date.is_some()))
 }
 
 /// Semantic checks on a parsed journey. Returns problems with the path they are at.
@@ -979,6 +1017,15 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 out.push(problem(
                     "trigger.repeated.times",
                     "`times` must be at least 2 (for a single event, use `trigger: {event: ...}`)",
+                ));
+            } else if r.times as usize > crate::profile::HISTORY_PER_EVENT {
+                out.push(problem(
+                    "trigger.repeated.times",
+                    format!(
+                        "`times` can be at most {}: a profile keeps the latest {} occurrences of an event, so a higher count could never be made",
+                        crate::profile::HISTORY_PER_EVENT,
+                        crate::profile::HISTORY_PER_EVENT
+                    ),
                 ));
             }
         }
@@ -1213,8 +1260,13 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     out.push(problem(
                         format!("steps[{i}]"),
                         format!(
-                            "steps `{}` → `{}` form a loop with no wait: add a `wait` or `wait_for` step inside the loop",
-                            j.steps[i].id, j.steps[k].id
+                            "steps `{}` → `{}` form a loop with no wait{}: add a `wait` or `wait_for` step inside the loop",
+                            j.steps[i].id, j.steps[k].id,
+                            if date_waits(j) {
+                                " (a `wait_until` with a `date` goes on at once when the date is past, as it is when the loop comes back to it, so it does not count)"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 } else if state[k] == 0 {
@@ -1785,6 +1837,28 @@ steps:
         parse("j.yaml", text).expect_err("should fail").remove(0)
     }
 
+    /// A `repeated` count is a whole number from 2 to the occurrences a profile keeps: a
+    /// higher one could never be made, and text or a fraction says to write a number.
+    #[test]
+    fn a_repeated_count_is_a_whole_number_a_profile_can_hold() {
+        let text = |times: &str| {
+            format!(
+                "id: j\nname: J\ntrigger:\n  repeated: {{event: v, times: {times}, within: 7d}}\nsteps:\n  - id: s\n    exit: true\n"
+            )
+        };
+        assert!(parse("j.yaml", &text("32")).is_ok());
+        for (times, needle) in [
+            ("33", "`times` can be at most 32: a profile keeps the latest 32 occurrences of an event, so a higher count could never be made"),
+            ("1", "`times` must be at least 2"),
+            ("\"3\"", "\"3\" is text, not a number: write a whole number, 0 or more, without quotes, like `3`"),
+            ("2.5", "`2.5` is not a whole number: write a whole number, 0 or more, without quotes, like `2`"),
+        ] {
+            let e = first_error(&text(times));
+            assert_eq!(e.line, 4, "{e}");
+            assert!(e.to_string().contains(needle), "{times}: {e}");
+        }
+    }
+
     /// `fields_of` is the schema's, key for key: a field added to a journey type fails here
     /// until the list has it.
     #[test]
@@ -2029,6 +2103,14 @@ steps:
                 CART.replace("{{ event.items | length }}", "stop: {{ unsubscribe_url }}"),
                 15,
                 "leave it out here (a push user turns notifications off",
+            ),
+            (
+                CART.replace(
+                    "    wait: 30m\n",
+                    "    split:\n      holdout: 10.5\n      paths: [{name: a, weight: 5, goto: push}]\n",
+                ),
+                11,
+                "`10.5` is not a whole number: write a whole number, 0 or more, without quotes, like `10`",
             ),
             // FCM keeps a push 4 weeks at most.
             (

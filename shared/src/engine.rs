@@ -215,6 +215,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         outbox_cause: None,
         carried: Vec::new(),
         earlier_triggers: Vec::new(),
+        counted_until: None,
         splits: Vec::new(),
     };
     let mut run = Run::new(ctx, enrollment);
@@ -587,7 +588,7 @@ pub fn next_local_time(
         if day_ok {
             let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
             let ambiguous = tz.to_ambiguous_timestamp(dt);
-            if let Ok(ts) = ambiguous.compatible() {
+            if let Some(ts) = local_instant(tz, dt) {
                 if ts > now {
                     return ts;
                 }
@@ -612,6 +613,20 @@ pub fn next_local_time(
     now
 }
 
+/// The instant of a local time of day on a day in `tz`: in the hour the clocks go back, its first
+/// pass; a time the clocks skip (02:30 on a spring night in Paris) is the first instant after the
+/// gap (03:00 there), not as far past it as the gap is long.
+pub fn local_instant(tz: &TimeZone, dt: jiff::civil::DateTime) -> Option<Timestamp> {
+    let ambiguous = tz.to_ambiguous_timestamp(dt);
+    match ambiguous.offset() {
+        jiff::tz::AmbiguousOffset::Gap { .. } => {
+            let before_gap = ambiguous.earlier().ok()?;
+            tz.following(before_gap).next().map(|t| t.timestamp())
+        }
+        _ => ambiguous.compatible().ok(),
+    }
+}
+
 /// If `now` falls in the quiet window (user's local time), the instant the window ends.
 pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Timestamp> {
     let local = now.to_zoned_datetime(tz.clone());
@@ -634,7 +649,6 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
 /// has no `date`, or the user no such value, or it is not a time.
 pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
     let path = w.date.as_ref()?;
-    let local = |dt: jiff::civil::DateTime| tz.to_ambiguous_timestamp(dt).compatible().ok();
     // Read as the templates' `date` filter reads a time, so a message shows the time waited for.
     let at = match path.lookup(scope)? {
         Value::String(s) => template::zoned_text(s.trim(), tz)?.timestamp(),
@@ -658,7 +672,7 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
     match w.time {
         Some(time) => {
             let day = at.to_zoned_datetime(tz.clone()).date();
-            local(day.at(time.hour as i8, time.minute as i8, 0, 0))
+            local_instant(tz, day.at(time.hour as i8, time.minute as i8, 0, 0))
         }
         None => Some(at),
     }
@@ -746,6 +760,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         outbox_cause: None,
         carried: e.carried.clone(),
         earlier_triggers: e.earlier_triggers.clone(),
+        counted_until: e.counted_until,
         splits: e.splits.clone(),
     }
 }
@@ -764,6 +779,9 @@ struct Run<'a> {
     updated: Option<Profile>,
     /// The journey and enrollment names, shared by this transition's timeline entries.
     names: (Arc<str>, Arc<str>),
+    /// The `wait_until` date steps this transition went on from at once (their date past): one
+    /// reached again would go round its loop, sending at each pass, until the step bound.
+    passed_dates: Vec<String>,
 }
 
 impl<'a> Run<'a> {
@@ -779,6 +797,7 @@ impl<'a> Run<'a> {
             timeline: Vec::new(),
             profile: std::cell::OnceCell::new(),
             updated: None,
+            passed_dates: Vec::new(),
         }
     }
 
@@ -960,6 +979,16 @@ impl<'a> Run<'a> {
                             return;
                         }
                         DateWait::Past(at) => {
+                            // Come round a loop to a date still past: it would go round again
+                            // and again, each pass sending what the loop sends.
+                            if self.passed_dates.contains(&id) {
+                                self.end(
+                                    &id,
+                                    format!("{why}: {path} ({at}) was past again when the journey came back to this step; a loop needs a `wait` or `wait_for` in it"),
+                                );
+                                return;
+                            }
+                            self.passed_dates.push(id.clone());
                             // Booked for tomorrow, reminded a day before: go on now.
                             let now = self.ctx.now;
                             self.log(Some(&id), What::Waiting { until: now, why });

@@ -106,6 +106,10 @@ pub struct Enrollment {
     /// them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_triggers: Vec<String>,
+    /// For a `repeated` trigger: the latest occurrence its count took (later than the trigger
+    /// when the trigger arrived late); the next entry counts only occurrences after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<Timestamp>,
     /// What the journey's `split` steps chose for this enrollment (each split once), so that
     /// its conversion is counted for its path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

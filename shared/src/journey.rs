@@ -112,7 +112,7 @@ impl Trigger {
 #[serde(deny_unknown_fields)]
 pub struct Repeated {
     pub event: String,
-    /// How many times (at least 2).
+    /// How many times (2 to 32: a profile keeps the latest 32 occurrences of an event).
     pub times: u32,
     /// Within this window, counted back from the latest occurrence.
     pub within: Duration,

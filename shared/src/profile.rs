@@ -524,8 +524,10 @@ impl Profile {
     /// at it: an occurrence that arrives late (a device offline for a while) completes the
     /// count as well as the latest one does.
     ///
-    /// Only occurrences after `since` count (the trigger of the user's last enrollment in the
-    /// journey): the episodes that made one offer do not make the next.
+    /// Only occurrences after `since` count (the last occurrence the user's last entry into the
+    /// journey counted): the episodes that made one offer do not make the next. Returns, when
+    /// the count is made, the latest occurrence it took (one stamped later than `at` that
+    /// arrived before it, too), for the next entry's `since`.
     pub fn done_times_within(
         &self,
         event: &str,
@@ -533,9 +535,9 @@ impl Profile {
         within: SignedDuration,
         times: usize,
         since: Option<Timestamp>,
-    ) -> bool {
+    ) -> Option<Timestamp> {
         let Some(list) = self.history.get(event) else {
-            return times == 0;
+            return (times == 0).then_some(at);
         };
         let counts = |t: &Timestamp| since.is_none_or(|s| *t > s);
         // The best spans start at an occurrence: try each one from `within` before `at` to
@@ -543,11 +545,13 @@ impl Profile {
         list.iter()
             .map(|(t, _)| *t)
             .filter(|t| *t >= at - within && *t <= at && counts(t))
-            .any(|start| {
-                list.iter()
-                    .filter(|(t, _)| *t >= start && *t <= start + within && counts(t))
-                    .count()
-                    >= times
+            .find_map(|start| {
+                let span = || {
+                    list.iter()
+                        .map(|(t, _)| *t)
+                        .filter(|t| *t >= start && *t <= start + within && counts(t))
+                };
+                (span().count() >= times).then(|| span().fold(at, Timestamp::max))
             })
     }
 

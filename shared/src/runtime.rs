@@ -58,6 +58,7 @@ impl From<QueueError> for RunError {
 
 /// At most `max` messages on a channel per `per`, across journeys.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cap {
     pub max: u32,
     pub per: Duration,
@@ -647,7 +648,7 @@ impl Runtime {
                     )));
                 };
                 let refused = self
-                    .try_enter(&p, &profile, &mut enrollments, trigger)
+                    .try_enter(&p, &profile, &mut enrollments, trigger, None)
                     .await?;
                 self.keep_refusal(user_id, &message.id(), refused).await
             }
@@ -720,7 +721,7 @@ impl Runtime {
                     return Ok(());
                 }
                 let refused = self
-                    .try_enter(&p, &profile, &mut enrollments, trigger)
+                    .try_enter(&p, &profile, &mut enrollments, trigger, None)
                     .await?;
                 self.keep_refusal(user_id, &message.id(), refused).await
             }
@@ -1255,6 +1256,7 @@ impl Runtime {
                     c.filter(|c| p.journey.status.is_active() && !holds(Some(c)))
                         .map(|c| c.source().to_string())
                 };
+                let mut counted_until = None;
                 let (enter, unmet) = match p.journey.trigger.kind() {
                     Some(TriggerKind::Event { event, condition }) if event == name => {
                         let unmet = refused_by(condition);
@@ -1263,15 +1265,17 @@ impl Runtime {
                     Some(TriggerKind::Repeated(r)) if r.event == name => {
                         // Short of its count, the user has not done the trigger yet: nothing
                         // to refuse. At the count, its `where` decides.
-                        let counted = profile.done_times_within(
+                        counted_until = profile.done_times_within(
                             name,
                             e.timestamp,
                             r.within.to_jiff(),
                             r.times as usize,
-                            enrollments
-                                .get(&p.journey.id)
-                                .map(|l| l.enrollment.trigger.at),
+                            enrollments.get(&p.journey.id).map(|l| {
+                                let e = &l.enrollment;
+                                e.counted_until.unwrap_or(e.trigger.at).max(e.trigger.at)
+                            }),
                         );
+                        let counted = counted_until.is_some();
                         let unmet = counted.then(|| refused_by(r.condition.as_ref())).flatten();
                         (counted && unmet.is_none(), unmet)
                     }
@@ -1310,7 +1314,7 @@ impl Runtime {
                         properties: scope_event.clone(),
                     };
                     refusals.extend(
-                        self.try_enter(p, &profile, &mut enrollments, trigger)
+                        self.try_enter(p, &profile, &mut enrollments, trigger, counted_until)
                             .await?,
                     );
                 }
@@ -1623,6 +1627,7 @@ impl Runtime {
         profile: &Profile,
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
+        counted_until: Option<Timestamp>,
     ) -> Result<Option<Entry>, RunError> {
         let j = &p.journey;
         let now = self.now();
@@ -1695,6 +1700,7 @@ impl Runtime {
         let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
         let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
+        t.enrollment.counted_until = counted_until;
         if let Some(l) = existing {
             t.enrollment.follow(&l.enrollment);
         }

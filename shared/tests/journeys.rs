@@ -135,7 +135,9 @@ steps:
 }
 
 /// A `repeated` trigger that may enter again counts only what came after the last entry: five
-/// episodes make one offer, not one on each of the third, fourth and fifth; six make two.
+/// episodes make one offer, not one on each of the third, fourth and fifth; six make two. An
+/// episode that arrives late and completes a count uses up the later one it counted with: three
+/// episodes make one offer, also when the second arrives stamped before the first.
 #[tokio::test]
 async fn a_repeated_trigger_counts_again_from_the_last_entry() {
     let journey = r#"
@@ -161,6 +163,22 @@ steps:
             ));
         }
     }
+    script.push_str(&format!(
+        r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{{device}}}}}
+{{"at":"2026-12-01T10:00:00Z","userId":"late","event":"episode_watched","messageId":"late1"}}
+{{"at":"2026-12-01T10:01:00Z","userId":"late","event":"episode_watched","messageId":"late2","timestamp":"2026-12-01T09:30:00Z"}}
+{{"at":"2026-12-01T12:00:00Z","userId":"late","event":"episode_watched","messageId":"late3"}}
+{{"at":"2026-12-01T13:00:00Z","userId":"late","event":"episode_watched","messageId":"late4"}}
+"#
+    ));
+    let out = sim(&[journey.replace("times: 3", "times: 2").as_str()], &script).await;
+    assert_eq!(
+        outbox_of(&out, "late"),
+        [
+            "2026-12-01T10:01:00Z late push offer: Go Premium",
+            "2026-12-01T13:00:00Z late push offer: Go Premium"
+        ]
+    );
     let out = sim(&[journey], &script).await;
     assert_eq!(
         outbox_of(&out, "five"),
@@ -1941,6 +1959,74 @@ steps:
     assert!(engine::date_moved(&ctx(&j, &los_angeles, "2026-12-01T12:00:00Z"), &waiting).is_none());
 }
 
+/// A loop whose only wait is for a date: `validate` refuses it (the date is past when the loop
+/// comes back), and the engine, given one anyway (a journey stored before that check), sends
+/// once and ends the enrollment saying why when the loop comes back to the past date, instead
+/// of sending at every pass until its step bound.
+#[test]
+fn a_loop_through_a_past_date_sends_once_and_ends_saying_why() {
+    const LOOP: &str = r#"
+id: l
+name: L
+trigger: {event: go}
+steps:
+  - id: w
+    wait_until: {date: event.d}
+  - id: s
+    send: {email: {subject: "x", text: "y"}}
+    next: w
+"#;
+    let errs = waymark::dsl::parse("l.yaml", LOOP).expect_err("a loop through a date wait");
+    let all = errs
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("steps `s` → `w` form a loop with no wait (a `wait_until` with a `date` goes on at once"),
+        "{all}"
+    );
+    let mut j = journey(&LOOP.replace("    next: w\n", ""));
+    j.steps[1].next = Some("w".into());
+    let mut profile = Profile::new("a");
+    profile
+        .traits
+        .insert("email".into(), json!("a@example.com"));
+    let ctx = Ctx {
+        journey: &j,
+        version: 1,
+        profile: &profile,
+        now: at("2026-03-02T01:00:00Z"),
+        unsubscribe_url: None,
+    };
+    let trigger = TriggerEvent {
+        event: "go".into(),
+        message_id: "go-1".into(),
+        at: ctx.now,
+        properties: std::sync::Arc::new(json!({"d": "2026-01-01"})),
+    };
+    let t = engine::enter(&ctx, "a", 1, trigger);
+    let sends = t
+        .effects
+        .iter()
+        .filter(|e| matches!(e, engine::Effect::Send(_)))
+        .count();
+    assert_eq!(sends, 1);
+    let ended: Vec<String> = t
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Ended { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        ["wait_until event.d: event.d (2026-01-01T00:00:00Z) was past again when the journey came back to this step; a loop needs a `wait` or `wait_for` in it"]
+    );
+    assert!(!t.enrollment.is_active());
+}
+
 #[test]
 fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
     let j = journey(AB);
@@ -3352,6 +3438,54 @@ steps:
         [
             "2026-11-01T06:30:00Z ny push s: p",
             "2026-11-01T06:30:00Z ny email s: s"
+        ]
+    );
+}
+
+/// On the night the clocks go forward, a time of day the clocks skip is the first instant after
+/// the gap, not as far past it as the gap is long: a Paris user waiting until 02:30 (alone, and
+/// on the day of a date), and quiet hours ending at 02:30, all go on at 03:00 CEST.
+#[tokio::test]
+async fn a_time_the_clocks_skip_is_the_first_instant_after_the_gap() {
+    let wait = r#"
+id: w
+name: W
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "02:30"}
+  - id: s
+    send: {email: {subject: "s", text: "x"}}
+"#;
+    let on_date = r#"
+id: d
+name: D
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {date: event.day, time: "02:30"}
+  - id: s
+    send: {sms: {body: "d"}}
+"#;
+    let quiet = r#"
+id: q
+name: Q
+trigger: {event: t}
+quiet_hours: {start: "22:00", end: "02:30"}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}}
+"#;
+    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"pa","traits":{"email":"a@x.com","phone":"+33612345678","timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-03-28T22:00:00Z","userId":"pa","event":"t","properties":{"day":"2026-03-29"}}
+"#;
+    let out = sim(&[wait, on_date, quiet], script).await;
+    assert_eq!(
+        outbox_of(&out, "pa"),
+        [
+            "2026-03-29T01:00:00Z pa push s: p",
+            "2026-03-29T01:00:00Z pa email s: s",
+            "2026-03-29T01:00:00Z pa sms s: d"
         ]
     );
 }
