@@ -228,6 +228,7 @@ fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
         "when" | "where" => return Some("exists(event.x)"),
         "wait" | "timeout" | "within" | "before" | "after" => return Some("1h"),
         "start" | "end" | "time" => return Some("00:00"),
+        "cron" => return Some("0 9 * * *"),
         _ => {}
     }
     let (_, expected) = message
@@ -1780,6 +1781,19 @@ steps:
         ] {
             parse("j.yaml", &text(written)).expect("reentry said");
         }
+    }
+
+    /// A bad cron is stood in for, so the schedule's other problems are listed in the same run.
+    #[test]
+    fn a_bad_cron_does_not_hide_a_bad_schedule_zone() {
+        let text = "id: j\nname: J\ntrigger:\n  schedule: {cron: \"0 25 * * mon\", timezone: Mars/Olympus}\nreentry: after_exit\nsteps:\n  - id: s\n    exit: true\n";
+        let errs = parse("j.yaml", text).expect_err("two problems");
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["trigger.schedule.cron", "trigger.schedule.timezone"],
+            "{errs:?}"
+        );
     }
 
     #[test]

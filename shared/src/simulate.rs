@@ -253,6 +253,10 @@ pub async fn run(
 
     let mut next_line = 0usize;
     let mut steps = 0u64;
+    // A scheduler run is due (a timer's minute, or a minute of schedule triggers), and the
+    // minute of the last run.
+    let mut tick_wanted = false;
+    let mut ticked: Option<i64> = None;
     loop {
         steps += 1;
         if steps > 5_000_000 {
@@ -295,6 +299,27 @@ pub async fn run(
         if progressed {
             continue;
         }
+        // The scheduler's run, once the events due at this instant are in: a schedule at
+        // 09:00 sees the user an identify at 09:00:00 made, and the first minute of a script
+        // has its run then, not a minute late.
+        let minute_now = now.as_second().div_euclid(60);
+        if tick_wanted || (has_schedules && ticked.is_none_or(|m| m < minute_now)) {
+            tick_wanted = false;
+            ticked = Some(minute_now);
+            rt.tick().await.map_err(|e| e.to_string())?;
+            // A timer the sweep could not move (it never should) must not stall the clock.
+            let stuck = timers
+                .next(&store)
+                .is_some_and(|d| d - SignedDuration::from_secs(60) <= now)
+                && queue.next_due().is_none_or(|d| d > now)
+                && script.get(next_line).is_none_or(|l| l.at > now);
+            if stuck {
+                return Err(format!(
+                    "a timer due by {now} was not moved by the scheduler"
+                ));
+            }
+            continue;
+        }
         // Nothing due now: jump to the next thing that will happen. The scheduler ticks a
         // minute before a timer is due, and every minute when schedule triggers exist.
         let timer_tick = timers
@@ -322,19 +347,7 @@ pub async fn run(
         }
         let t = t.max(now);
         clock.set(t);
-        let tick_due = timer_tick.is_some_and(|x| x <= t) || schedule_tick.is_some_and(|x| x <= t);
-        if tick_due {
-            rt.tick().await.map_err(|e| e.to_string())?;
-            // A timer the sweep could not move (it never should) must not stall the clock.
-            let stuck = timers
-                .next(&store)
-                .is_some_and(|d| d - SignedDuration::from_secs(60) <= t)
-                && queue.next_due().is_none_or(|d| d > t)
-                && script.get(next_line).is_none_or(|l| l.at > t);
-            if stuck {
-                return Err(format!("a timer due by {t} was not moved by the scheduler"));
-            }
-        }
+        tick_wanted = timer_tick.is_some_and(|x| x <= t) || schedule_tick.is_some_and(|x| x <= t);
     }
 
     // Which script line caused each record: facts at one instant are listed in the order

@@ -31,6 +31,9 @@ pub const SCOPE: [&str; 6] = [
 /// email's link (see `dsl`), so an unknown variable's advice there leaves it out.
 pub const SCOPE_OUTSIDE_EMAIL: [&str; 5] = ["profile", "event", "journey", "user_id", "now"];
 
+/// The fields of `journey` in a template's scope (see `Scope`).
+pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
+
 /// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
 const FUEL: u64 = 50_000;
 
@@ -176,6 +179,33 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         .filter(|v| !env().globals().any(|(name, _)| name == v.as_str()))
         .collect();
     unknown.sort();
+    // `journey` is the journey's own few fields: a misspelt one would print nothing.
+    let mut fields: Vec<String> = tmpl
+        .undeclared_variables(true)
+        .into_iter()
+        .filter_map(|v| {
+            let field = v.strip_prefix("journey.")?.split('.').next()?.to_string();
+            (!JOURNEY_FIELDS.contains(&field.as_str())).then_some(field)
+        })
+        .collect();
+    fields.sort();
+    if let Some(field) = fields.first() {
+        let read = format!("journey.{field}");
+        let line = source
+            .lines()
+            .position(|l| l.contains(read.as_str()))
+            .map(|i| i + 1);
+        let guess = crate::dsl::closest(field, JOURNEY_FIELDS.iter().copied())
+            .map(|n| format!("did you mean `journey.{n}`? "))
+            .unwrap_or_default();
+        return Err(TemplateError {
+            line,
+            message: format!(
+                "`journey` has no field `{field}`: {guess}use one of {}",
+                JOURNEY_FIELDS.map(|f| format!("`journey.{f}`")).join(", ")
+            ),
+        });
+    }
     if let Some(first) = unknown.first() {
         let line = source
             .lines()
@@ -573,6 +603,18 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `journey` has four fields; a misspelt one is named, with the nearest, not printed empty.
+    #[test]
+    fn a_journey_field_that_does_not_exist_is_an_error() {
+        assert!(check("{{ journey.id }} {{ journey.name }} v{{ journey.version }}{% if journey.timezone %}!{% endif %}").is_ok());
+        let e = check("Hi\n{{ journey.idd }}").expect_err("no such field");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(
+            e.message,
+            "`journey` has no field `idd`: did you mean `journey.id`? use one of `journey.id`, `journey.name`, `journey.version`, `journey.timezone`"
+        );
+    }
 
     #[test]
     fn unknown_filters_and_tests_are_caught_before_any_send() {

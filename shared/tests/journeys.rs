@@ -3490,6 +3490,41 @@ steps:
     );
 }
 
+/// A schedule run comes once the events of its instant are in: the script's first minute has
+/// its run then (the Tokyo user's 09:00), not a minute late, and a user an identify made at the
+/// very minute of the run (09:00:00 in UTC) is entered by it.
+#[tokio::test]
+async fn a_schedule_run_sees_the_events_of_its_own_minute() {
+    let digest = r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: user}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "digest", text: "{{ now }}"}}
+"#;
+    let script = r#"{"at":"2026-03-02T00:00:00Z","type":"identify","userId":"tokyo","traits":{"email":"t@x.com","timezone":"Asia/Tokyo"}}
+{"at":"2026-03-02T09:00:00Z","type":"identify","userId":"utc","traits":{"email":"u@x.com","timezone":"UTC"}}
+"#;
+    let out = sim_with(
+        &[digest],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(1),
+    )
+    .await;
+    assert_eq!(
+        outbox_of(&out, "tokyo"),
+        ["2026-03-02T00:00:00Z tokyo email s: digest"]
+    );
+    assert_eq!(
+        outbox_of(&out, "utc"),
+        ["2026-03-02T09:00:00Z utc email s: digest"]
+    );
+}
+
 /// Two bookings stamped alike (a batch sent without timestamps): the second replaces the first
 /// (the booking is the trigger and an exit), and its reminder goes out; the first booking is
 /// not taken for an exit of the second's enrollment.
