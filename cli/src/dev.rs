@@ -23,6 +23,22 @@ use waymark::queue::Message;
 use waymark::runtime::{Config, Handled, RunError, Runtime};
 
 use crate::data::{self, DataDir, Secrets};
+
+/// `println!` that a closed console cannot stop (`waymark dev | head`, a closed terminal): the
+/// engine goes on, and so does its shutdown, whether anyone reads what it prints.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// [`say`] for the error console.
+macro_rules! say_err {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 use crate::settings;
 
 #[derive(Debug, clap::Args)]
@@ -162,7 +178,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         &published,
     );
     match queue.dead_letters() {
-        Ok(dead) if !dead.is_empty() => println!(
+        Ok(dead) if !dead.is_empty() => say!(
             "{} message(s) wait in the dead letters (the engine gave up on them): see them with `waymark dead-letters --data {}`, fix the cause, then add `--redrive`\n",
             dead.len(),
             data.root().display()
@@ -197,7 +213,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     });
     tokio::spawn(async move {
         shutdown_signal().await;
-        println!("stopping…");
+        say!("stopping…");
         let _ = stop_tx.send(true);
     });
     server.await.context("the HTTP server failed")?;
@@ -450,12 +466,12 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
     }
     if redrive {
         let moved = queue.redrive().await?;
-        eprintln!(
+        say_err!(
             "{moved} message(s) moved back to the queue: they run when `waymark dev --data {}` starts",
             data.root().display()
         );
     } else if dead.is_empty() {
-        eprintln!("no dead letters");
+        say_err!("no dead letters");
     }
     Ok(true)
 }
@@ -476,12 +492,12 @@ async fn dead_letters_of_running(data: &DataDir, redrive: bool) -> Result<bool> 
         let answer: serde_json::Value =
             serde_json::from_slice(&ask(http::Method::POST, REDRIVE_PATH).await?)
                 .context("the redrive's answer is not JSON")?;
-        eprintln!(
+        say_err!(
             "{} message(s) moved back to the queue of the running `waymark dev`: they run now",
             answer["moved"].as_u64().unwrap_or(0)
         );
     } else if lines.is_empty() {
-        eprintln!("no dead letters");
+        say_err!("no dead letters");
     }
     Ok(true)
 }
@@ -540,7 +556,7 @@ async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delive
         match verdict(&result, d.attempt, queue.max_attempts()) {
             Verdict::Done => done.push(d.receipt),
             Verdict::Dead(why) => {
-                eprintln!(
+                say_err!(
                     "message {} moved to the dead letters: {why} (list them with `waymark dead-letters --data {}`; `--redrive` runs them again)",
                     d.message.id(),
                     data.display()
@@ -606,7 +622,7 @@ impl Watcher {
         let settings_now = settings::path_in(&self.dir).map(|p| mtime(&p));
         let settings_now = settings_now.flatten();
         if self.settings_seen.is_some_and(|s| s != settings_now) {
-            println!("waymark.yaml changed: restart `waymark dev` to apply new caps");
+            say!("waymark.yaml changed: restart `waymark dev` to apply new caps");
         }
         self.settings_seen = Some(settings_now);
 
@@ -614,7 +630,7 @@ impl Watcher {
             Ok(f) => f,
             Err(e) => {
                 if first {
-                    eprintln!("cannot read {}: {e}", self.dir.display());
+                    say_err!("cannot read {}: {e}", self.dir.display());
                 }
                 return out;
             }
@@ -628,7 +644,7 @@ impl Watcher {
         {
             self.seen.remove(&gone);
             self.owners.retain(|_, f| *f != gone);
-            println!(
+            say!(
                 "{} removed: its journey stays published and keeps enrolling; to end it, keep the file with `status: closed` (no new entries) or `status: stopped`",
                 gone.display()
             );
@@ -659,7 +675,7 @@ impl Watcher {
                 Err(errors) => {
                     out.failed += 1;
                     for e in errors {
-                        eprintln!("{e}");
+                        say_err!("{e}");
                     }
                 }
             }
@@ -675,7 +691,7 @@ impl Watcher {
         first: bool,
     ) -> Option<u32> {
         if let Some(other) = self.owners.get(&j.id).filter(|f| f.as_path() != file) {
-            eprintln!(
+            say_err!(
                 "{}:1:1: id: journey id `{}` is also used by {}: give each journey its own id",
                 file.display(),
                 j.id,
@@ -693,23 +709,23 @@ impl Watcher {
                     JourneyStatus::Stopped => ", stopped: no new entries, enrolled users exit now",
                 };
                 if created && !first {
-                    println!("journey {}: now version {version}{note}", j.id);
+                    say!("journey {}: now version {version}{note}", j.id);
                 } else if created && version > 1 {
                     // At start: the file is not what was published last (an edit while
                     // stopped, or a `waymark publish` since): say it replaced it.
-                    println!(
+                    say!(
                         "journey {}: {} differs from the published version {}: now version {version}{note}",
                         j.id,
                         file.display(),
                         version - 1
                     );
                 } else if !first {
-                    println!("journey {}: unchanged (version {version})", j.id);
+                    say!("journey {}: unchanged (version {version})", j.id);
                 }
                 Some(version)
             }
             Err(e) => {
-                eprintln!("journey {}: not published: {e}", j.id);
+                say_err!("journey {}: not published: {e}", j.id);
                 None
             }
         }
@@ -740,7 +756,7 @@ fn print_banner(
         .iter()
         .map(|(id, v)| format!("{id} v{v}"))
         .collect();
-    println!(
+    say!(
         "waymark dev: {} journey(s) from {}{}",
         published.ok.len(),
         args.journeys.display(),
@@ -754,18 +770,18 @@ fn print_banner(
         }
     );
     if !journeys.is_empty() {
-        println!("  journeys   {}", journeys.join(", "));
+        say!("  journeys   {}", journeys.join(", "));
     }
-    println!(
+    say!(
         "  time       {} (virtual, {}× real time)",
         now.strftime("%Y-%m-%d %H:%M:%S UTC"),
         args.speed
     );
-    println!("  API        {url}");
-    println!("  write key  {}", secrets.write_shown);
-    println!("  admin key  {}", secrets.admin_shown);
-    println!("  outbox     {} (also printed here)", outbox.display());
-    println!(
+    say!("  API        {url}");
+    say!("  write key  {}", secrets.write_shown);
+    say!("  admin key  {}", secrets.admin_shown);
+    say!("  outbox     {} (also printed here)", outbox.display());
+    say!(
         "  data       {} (delete it to start over)",
         data.root().display()
     );
@@ -780,26 +796,26 @@ fn print_banner(
         .example_event
         .as_ref()
         .map_or("signed_up", |(e, _)| e.as_str());
-    println!();
-    println!("Send an event:");
-    println!(
+    say!();
+    say!("Send an event:");
+    say!(
         "  curl -s -u {}: {url}/v1/identify -H 'content-type: application/json' -d '{{\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\"}}}}'",
         quote(&secrets.write_shown)
     );
-    println!(
+    say!(
         "  curl -s -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"ann\",\"event\":\"{event}\",\"properties\":{{}}}}'",
         quote(&secrets.write_shown)
     );
-    println!("See what happened to a user:");
+    say!("See what happened to a user:");
     let admin = if secrets.admin_is_plain {
         secrets.admin_shown.clone()
     } else {
         format!("\"{}\"", secrets.admin_shown)
     };
-    println!("  curl -s -H \"authorization: Bearer {admin}\" {url}/v1/users/ann");
-    println!("An inbox token for a user's in-app messages:");
-    println!("  waymark token ann --data {}", data.root().display());
-    println!();
+    say!("  curl -s -H \"authorization: Bearer {admin}\" {url}/v1/users/ann");
+    say!("An inbox token for a user's in-app messages:");
+    say!("  waymark token ann --data {}", data.root().display());
+    say!();
 }
 
 #[cfg(test)]

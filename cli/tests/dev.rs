@@ -137,6 +137,77 @@ fn wait_for_push(outbox: &Path, step: &str, within: Duration) -> serde_json::Val
     }
 }
 
+/// A console no one reads any more (`waymark dev | head`, a closed terminal) stops neither the
+/// engine nor its shutdown: the messages still reach the outbox, and SIGTERM still stops it.
+#[test]
+fn dev_goes_on_when_its_console_is_closed() {
+    let (_dir, journeys, data) = folder("dev-console", "welcome.yaml", JOURNEY);
+    let outbox = data.join("outbox.jsonl");
+    let mut child = waymark()
+        .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
+        .arg(&journeys)
+        .arg("--data")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start waymark dev");
+    // Read up to the URL line, then close the console.
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix("API").map(|u| u.trim().to_string()))
+        .expect("waymark dev printed its URL");
+    drop(lines);
+    let mut dev = Dev {
+        child,
+        url,
+        printed: Default::default(),
+    };
+    let (write_key, _) = keys(&data);
+    let auth = basic(&write_key);
+    let json = ("content-type", "application/json");
+    for (path, body) in [
+        (
+            "identify",
+            r#"{"userId":"ann","traits":{"first_name":"Ann","push_tokens":[{"platform":"fcm","token":"tok-ann"}]}}"#,
+        ),
+        (
+            "track",
+            r#"{"userId":"ann","event":"signed_up","messageId":"signup-ann"}"#,
+        ),
+    ] {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/v1/{path}", dev.url),
+            &[("authorization", &auth), json],
+            body,
+        )
+        .expect(path);
+        assert_eq!(status, 200, "{body}");
+    }
+    // The push is echoed to the closed console first, then written: both sends go out.
+    wait_for_push(&outbox, "hello", Duration::from_secs(20));
+    wait_for_push(&outbox, "tips", Duration::from_secs(40));
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &dev.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if dev.child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waymark dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
     let (_dir, journeys, data) = folder("dev", "welcome.yaml", JOURNEY);

@@ -136,7 +136,10 @@ impl Sender for OutboxSender {
             locale: message.locale.clone(),
         };
         if self.echo {
-            println!("{}", summary(&line));
+            // A console no one reads any more (closed, or piped to `head`) is not the engine's
+            // failure: the message is written to the outbox all the same.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{}", summary(&line));
         }
         match &self.sink {
             Sink::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
