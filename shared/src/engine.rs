@@ -369,7 +369,7 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
     let locale = ctx.profile.traits.get("locale").and_then(Value::as_str);
     if wants_address(
         ctx.profile,
-        send.for_locale(locale),
+        &Localized::of(send, locale),
         ctx.journey.transactional,
     ) {
         return None;
@@ -723,17 +723,45 @@ pub fn header_value_problem(value: &str) -> Option<String> {
     })
 }
 
+/// A send as it goes to one user: the variant in her language (`locales`), and what it falls
+/// back to: the variant's own fallback, or else the send's (in the send's language), so a
+/// translation that names no fallback does not leave its readers without one.
+struct Localized<'a> {
+    send: &'a Send,
+    /// The `locales` key of `send`, if a variant was chosen.
+    locale: Option<&'a str>,
+    fallback: Option<&'a Send>,
+    /// The `locales` key the fallback was written under, if any.
+    fallback_locale: Option<&'a str>,
+}
+
+impl<'a> Localized<'a> {
+    fn of(send: &'a Send, user_locale: Option<&str>) -> Self {
+        let (variant, locale) = send.localized(user_locale);
+        let (fallback, fallback_locale) = match variant.fallback.as_deref() {
+            Some(own) => (Some(own), locale),
+            None => (send.fallback.as_deref(), None),
+        };
+        Localized {
+            send: variant,
+            locale,
+            fallback,
+            fallback_locale,
+        }
+    }
+}
+
 /// Whether `send` reaches `profile` on none of its channels for want of an address (rather
 /// than an opt-out or a disabled device, which no identify is awaited for).
-fn wants_address(profile: &Profile, send: &Send, transactional: bool) -> bool {
+fn wants_address(profile: &Profile, send: &Localized<'_>, transactional: bool) -> bool {
     let no_address = |t: Option<Template<'_>>| {
         t.is_some_and(|t| {
             profile.address_for(t.channel(), t.ignores_unsubscribe(transactional))
                 == Err(Unreachable::NoAddress)
         })
     };
-    let fallback = send.fallback.as_deref().and_then(|f| f.template());
-    no_address(send.template()) && (fallback.is_none() || no_address(fallback))
+    let fallback = send.fallback.and_then(|f| f.template());
+    no_address(send.send.template()) && (fallback.is_none() || no_address(fallback))
 }
 
 /// A copy of the enrollment for its next transition: its state, without the last transition's
@@ -1064,7 +1092,7 @@ impl<'a> Run<'a> {
                 }
                 Action::Send(send) => {
                     // In the user's language when the send has it (`locales`).
-                    let (send, locale) = send.localized(self.current_trait("locale"));
+                    let send = Localized::of(send, self.current_trait("locale"));
                     if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
@@ -1073,11 +1101,11 @@ impl<'a> Run<'a> {
                             }
                         }
                     }
-                    if let Some(until) = self.address_grace(send) {
+                    if let Some(until) = self.address_grace(&send) {
                         self.wait(&id, until, Resume::Recheck, "waiting for an address".into());
                         return;
                     }
-                    self.send(&id, send, locale);
+                    self.send(&id, &send);
                     current = default_next();
                 }
                 Action::Update(u) => {
@@ -1120,7 +1148,7 @@ impl<'a> Run<'a> {
 
     /// Until when a send that can reach the user on none of its channels for want of an
     /// address waits for one: [`ADDRESS_GRACE`] after its trigger, if that is still to come.
-    fn address_grace(&self, send: &Send) -> Option<Timestamp> {
+    fn address_grace(&self, send: &Localized<'_>) -> Option<Timestamp> {
         let trigger = self.enrollment.trigger.at;
         let until = trigger + ADDRESS_GRACE;
         // The time first: most sends come long after their trigger, and an address is a copy.
@@ -1135,9 +1163,11 @@ impl<'a> Run<'a> {
         wants_address(self.user(), send, self.ctx.journey.transactional).then_some(until)
     }
 
-    /// `locale`: the `locales` key `send` was chosen by, if any.
-    fn send(&mut self, step: &str, send: &Send, locale: Option<&str>) {
-        let Some(first) = send.template() else { return };
+    fn send(&mut self, step: &str, send: &Localized<'_>) {
+        let Some(first) = send.send.template() else {
+            return;
+        };
+        let mut locale = send.locale;
         let transactional = self.ctx.journey.transactional;
         let chosen = match self
             .user()
@@ -1145,7 +1175,7 @@ impl<'a> Run<'a> {
         {
             Ok(to) => Some((first, to)),
             Err(why) => {
-                let fallback = send.fallback.as_deref().and_then(|f| f.template());
+                let fallback = send.fallback.and_then(|f| f.template());
                 match fallback.map(|t| {
                     let exempt = t.ignores_unsubscribe(transactional);
                     (t, self.user().address_for(t.channel(), exempt))
@@ -1157,6 +1187,7 @@ impl<'a> Run<'a> {
                         None
                     }
                     Some((t, Ok(to))) => {
+                        locale = send.fallback_locale;
                         self.log(
                             Some(step),
                             What::FellBack {

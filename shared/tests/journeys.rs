@@ -3319,6 +3319,53 @@ steps:
     }
 }
 
+/// A translation that names no fallback of its own falls back as the send does: a French user
+/// with no device gets the send's fallback email (as written, in no locale), as an English user
+/// does; a translation with its own fallback uses that one, in its language.
+#[tokio::test]
+async fn a_translation_without_a_fallback_falls_back_as_the_send_does() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send:
+      push: {title: "Welcome", body: "."}
+      fallback: {email: {subject: "Welcome by email", text: "."}}
+      locales:
+        fr: {push: {title: "Bienvenue", body: "."}}
+        es:
+          push: {title: "Bienvenido", body: "."}
+          fallback: {email: {subject: "Bienvenido por email", text: "."}}
+"#;
+    let mut script = Vec::new();
+    for (user, locale) in [("ann", "fr-CA"), ("bob", "en-US"), ("cat", "es")] {
+        script.push(
+            json!({"at": "2026-12-01T10:00:00Z", "type": "identify", "userId": user,
+                           "traits": {"locale": locale, "email": format!("{user}@x.com")}}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:01:00Z", "type": "track", "userId": user,
+                           "event": "signed_up", "messageId": format!("s-{user}")}),
+        );
+    }
+    let out = sim(&[journey], &script_of(&script)).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:01:00Z ann email hello: Welcome by email",
+            "2026-12-01T10:01:00Z bob email hello: Welcome by email",
+            "2026-12-01T10:01:00Z cat email hello: Bienvenido por email",
+        ]
+    );
+    for (user, locale) in [("ann", None), ("bob", None), ("cat", Some("es"))] {
+        let lines = messages_to(&out, user);
+        assert_eq!(lines.len(), 1, "{user}");
+        assert_eq!(lines[0].locale.as_deref(), locale, "{user}");
+    }
+}
+
 /// An app that never sends `timezone` as a trait still gets its users' quiet hours right:
 /// Segment's mobile libraries put the device's zone in every call's `context.timezone`.
 #[tokio::test]
