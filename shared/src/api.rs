@@ -118,6 +118,12 @@ fn summary(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// An answer that is no field's fault (no such route, user or journey; a method the route does
+/// not take): `error`, with `code` and `message` as every other refusal has them.
+fn refusal(code: &str, message: String) -> serde_json::Value {
+    json!({"error": message, "code": code, "message": message})
+}
+
 fn unauthorized() -> Response<Bytes> {
     reply(
         StatusCode::UNAUTHORIZED,
@@ -510,7 +516,7 @@ impl Api {
                     // Every name the route matches is a call; kept for the compiler.
                     return reply(
                         StatusCode::NOT_FOUND,
-                        &json!({"error": format!("no route {path}")}),
+                        &refusal("not_found", format!("no route {path}")),
                     );
                 };
                 let now = self.runtime.clock.now();
@@ -641,12 +647,16 @@ impl Api {
                 | "users" | "unsubscribe", ..],
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": format!("{method} is not allowed on {path}")}),
+                &refusal(
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}"),
+                ),
             ),
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                &json!({"error": format!("no route {path}"), "routes": ROUTES}),
-            ),
+            _ => {
+                let mut body = refusal("not_found", format!("no route {path}"));
+                body["routes"] = json!(ROUTES);
+                reply(StatusCode::NOT_FOUND, &body)
+            }
         }
     }
 
@@ -694,7 +704,7 @@ impl Api {
     /// The 404 for a user with no profile and no enrollment; when `user` was sent as an
     /// `anonymousId`, it says where that user is kept.
     async fn no_user(&self, user: &str) -> Response<Bytes> {
-        let mut body = json!({"error": format!("no user `{user}`")});
+        let mut body = refusal("not_found", format!("no user `{user}`"));
         if !user.starts_with(event::ANONYMOUS_PREFIX) {
             let anonymous = format!("{}{user}", event::ANONYMOUS_PREFIX);
             // An anonymous user's first event wrote its profile: one read, not the partition.
@@ -772,7 +782,7 @@ impl Api {
             Ok(None) => {
                 return reply(
                     StatusCode::NOT_FOUND,
-                    &json!({"error": format!("no journey `{id}`")}),
+                    &refusal("not_found", format!("no journey `{id}`")),
                 )
             }
             Err(e) => return internal(&e.into()),
@@ -799,10 +809,25 @@ impl Api {
         let journey = match dsl::parse(&format!("{id}.yaml"), text) {
             Ok(j) => j,
             Err(errors) => {
+                // Each problem with its place in the file, and `field` as a request's have it.
+                let listed: Vec<serde_json::Value> = errors
+                    .iter()
+                    .map(|e| {
+                        let mut v = json!(e);
+                        v["field"] = json!(e.path);
+                        v
+                    })
+                    .collect();
+                let message = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 return reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({"error": "invalid journey", "errors": errors}),
-                )
+                    &json!({"error": "invalid journey", "code": "invalid_journey",
+                        "message": message, "errors": listed}),
+                );
             }
         };
         if journey.id != id {

@@ -371,6 +371,69 @@ fn a_user_id_with_any_characters_is_found_by_its_percent_encoded_path() {
     });
 }
 
+/// Every refusal has the same shape: `error`, a `code` and a one-line `message` (what Segment's
+/// libraries log); a journey refused on publishing lists each problem with its `field`, file,
+/// line and column.
+#[test]
+fn refusals_have_one_shape() {
+    block_on(async {
+        let s = Stack::new().await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let journey = "id: putj\nname: P\ntrigger: {event: e}\nsteps:\n  - id: w\n    wiat: 3m\n";
+        let (status, text) = s
+            .call(
+                Method::PUT,
+                "/v1/journeys/putj",
+                &[("authorization", &admin)],
+                journey,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(body["code"], "invalid_journey", "{text}");
+        assert_eq!(body["errors"][0]["field"], "steps[0].wiat", "{text}");
+        assert_eq!(body["errors"][0]["line"], 6, "{text}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.starts_with(
+                "putj.yaml:6:5: steps[0].wiat: unknown field `wiat`: did you mean `wait`?"
+            )),
+            "{text}"
+        );
+        for (method, uri, status, code) in [
+            (
+                Method::GET,
+                "/v1/users/nobody",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/journeys/nothing/stats",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Method::GET,
+                "/v2/elsewhere",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Method::DELETE,
+                "/v1/track",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+        ] {
+            let (got, text) = s.call(method, uri, &[("authorization", &admin)], "").await;
+            assert_eq!(got, status, "{uri}: {text}");
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(body["code"], code, "{uri}: {text}");
+            assert_eq!(body["message"], body["error"], "{uri}: {text}");
+        }
+    });
+}
+
 /// An anonymous user is kept as `anon:` + its anonymousId; asking for the bare id says so.
 #[test]
 fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
