@@ -917,7 +917,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     let s = &j.steps[i];
     let base = format!("steps[{i}]");
-    let default_next = || j.next_of(&s.id).map(str::to_string);
+    // By place, not by id: with an id written twice (an error of its own), each step's own.
+    let default_next = || {
+        s.next
+            .clone()
+            .or_else(|| j.steps.get(i + 1).map(|n| n.id.clone()))
+    };
     let mut out = Vec::new();
     match s.action() {
         Action::Exit => {}
@@ -1176,6 +1181,24 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 }
             }
         }
+        // A `next` no path takes: the journey ends at an exit, a split goes where its paths
+        // say, a branch with an `else` where its cases and `else` say.
+        if s.next.is_some() {
+            let ignored = match s.action() {
+                Action::Exit => Some("an `exit` step ends the journey"),
+                Action::Split(_) => Some("a `split` goes where its paths' `goto` say"),
+                Action::Branch(b) if b.otherwise.is_some() => {
+                    Some("a `branch` with an `else` goes where its cases and `else` say")
+                }
+                _ => None,
+            };
+            if let Some(why) = ignored {
+                out.push(problem(
+                    format!("steps[{i}].next"),
+                    format!("{why}, so this `next` would never be taken: remove it"),
+                ));
+            }
+        }
         for (field, target) in successors(j, i) {
             if let Some(t) = target {
                 if j.step(&t).is_none() {
@@ -1188,14 +1211,14 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     let hint = closest(&t, others)
                         .map(|c| format!(": did you mean `{c}`?"))
                         .unwrap_or_else(|| {
-                            format!(
-                                ": write one of {}",
-                                j.steps
-                                    .iter()
-                                    .map(|s| format!("`{}`", s.id))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
+                            let mut ids: Vec<String> = Vec::new();
+                            for s in &j.steps {
+                                let id = format!("`{}`", s.id);
+                                if !ids.contains(&id) {
+                                    ids.push(id);
+                                }
+                            }
+                            format!(": write one of {}", ids.join(", "))
                         });
                     out.push(problem(field, format!("no step is called `{t}`{hint}")));
                 }
@@ -1781,6 +1804,23 @@ steps:
         ] {
             parse("j.yaml", &text(written)).expect("reentry said");
         }
+    }
+
+    /// A `next` no path would take is an error, and with an id written twice each step's own
+    /// `next` is checked where it is written, its advice naming each id once.
+    #[test]
+    fn a_next_never_taken_is_an_error_and_each_step_is_checked_where_it_is() {
+        let text = "id: n\nname: N\ntrigger: {event: e}\nsteps:\n  - id: a\n    wait: 1h\n  - id: b\n    wait: 1h\n    next: zzz\n  - id: a\n    exit: true\n    next: b\n";
+        let errs = parse("j.yaml", text).expect_err("invalid");
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "j.yaml:10:5: steps[2].id: step id `a` is used twice: give each step its own id",
+                "j.yaml:9:5: steps[1].next: no step is called `zzz`: write one of `a`, `b`",
+                "j.yaml:12:5: steps[2].next: an `exit` step ends the journey, so this `next` would never be taken: remove it",
+            ]
+        );
     }
 
     /// A bad cron is stood in for, so the schedule's other problems are listed in the same run.
