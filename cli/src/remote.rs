@@ -149,7 +149,7 @@ pub fn refusal(status: StatusCode, body: &[u8]) -> String {
         out.push_str(hint);
     }
     if status == StatusCode::UNAUTHORIZED {
-        out.push_str("\n  (publishing needs the admin key: --key or WAYMARK_ADMIN_KEY)");
+        out.push_str("\n  (this needs the admin key: --key or WAYMARK_ADMIN_KEY)");
     }
     out
 }

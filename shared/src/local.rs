@@ -902,6 +902,10 @@ impl Queue for LocalQueue {
         for m in messages {
             let body = serde_json::to_string(&m.message)
                 .map_err(|e| QueueError::Rejected(e.to_string()))?;
+            // What SQS would refuse, refused here too (answered alike by the API).
+            if let Some(refused) = crate::queue::refused_body(&m.message.id(), &body) {
+                return Err(refused);
+            }
             let due = now
                 .checked_add(SignedDuration::from_secs(i64::from(m.delay_secs)))
                 .unwrap_or(now);
@@ -1334,6 +1338,36 @@ mod tests {
         let again = q.take_due(ts(5 + 60)).await.expect("take");
         assert_eq!(seqs(&again), [3]);
         assert_eq!(again[0].attempt, 2);
+    }
+
+    /// The local queue refuses what SQS would (a character it does not carry), so that
+    /// `waymark dev` answers such an event with the deployed API's 400.
+    #[tokio::test]
+    async fn queue_refuses_what_sqs_would() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let q = LocalQueue::new(open_in_memory().expect("db"), clock);
+        let event = |text: &str| {
+            let body = serde_json::json!({"userId": "u", "event": "e", "properties": {"a": text}});
+            let e = crate::event::parse_call(
+                crate::event::Call::Track,
+                body.to_string().as_bytes(),
+                ts(0),
+                &crate::event::Limits::default(),
+            )
+            .expect("event");
+            Outbound {
+                message: Message::Event(Arc::new(e)),
+                delay_secs: 0,
+            }
+        };
+        let refused = q.send(QueueName::Events, &[event("\u{FFFF}")]).await;
+        assert!(
+            matches!(&refused, Err(QueueError::Rejected(m)) if m.contains("U+FFFF")),
+            "{refused:?}"
+        );
+        q.send(QueueName::Events, &[event("\u{FFFD} fine")])
+            .await
+            .expect("a character SQS carries");
     }
 
     async fn one_queued(lease_secs: i64) -> (Arc<ManualClock>, LocalQueue) {

@@ -198,6 +198,30 @@ pub enum QueueError {
     Rejected(String),
 }
 
+/// The most a queued message may hold (SQS's limit, kept by the local queue too).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Why SQS would refuse a message body as it is, if it would: a character it does not carry
+/// (U+FFFE, U+FFFF; JSON escapes the control characters it also refuses) or more than
+/// [`MAX_MESSAGE_BYTES`]. The local queue refuses the same, so `waymark dev` answers such an
+/// event as the deployed API does.
+pub fn refused_body(id: &str, body: &str) -> Option<QueueError> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Some(QueueError::Rejected(format!(
+            "message {id} is {} bytes, over SQS's 256 KB",
+            body.len()
+        )));
+    }
+    body.chars()
+        .find(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        .map(|c| {
+            QueueError::Rejected(format!(
+                "message {id} holds U+{:04X}, which SQS does not carry",
+                c as u32
+            ))
+        })
+}
+
 /// Held as `Arc<dyn Queue>` and called through it. There is deliberately no forwarding impl for
 /// `Arc<T>`: method calls would pick it, and every call would box its future twice.
 #[async_trait]

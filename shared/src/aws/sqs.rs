@@ -124,12 +124,8 @@ impl Queue for SqsQueue {
         for m in messages {
             let body = serde_json::to_string(&m.message)
                 .map_err(|e| QueueError::Rejected(format!("message {}: {e}", m.message.id())))?;
-            if body.len() > BATCH_BYTES {
-                return Err(QueueError::Rejected(format!(
-                    "message {} is {} bytes, over SQS's 256 KB",
-                    m.message.id(),
-                    body.len()
-                )));
+            if let Some(refused) = crate::queue::refused_body(&m.message.id(), &body) {
+                return Err(refused);
             }
             if batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES {
                 self.send_batch(url, std::mem::take(&mut batch)).await?;
