@@ -104,9 +104,16 @@ pub fn parse_call_at(
     limits: &Limits,
     place: &str,
 ) -> Result<Event, Vec<FieldError>> {
-    match parse_call_warned_at(call, body, received_at, limits, place)? {
-        (event, warnings) if warnings.is_empty() => Ok(event),
-        (_, warnings) => Err(warnings.into_iter().map(|l| l.problem).collect()),
+    let (event, warnings) = parse_call_warned_at(call, body, received_at, limits, place)?;
+    let refused: Vec<FieldError> = warnings
+        .into_iter()
+        .filter(|l| l.strict)
+        .map(|l| l.problem)
+        .collect();
+    if refused.is_empty() {
+        Ok(event)
+    } else {
+        Err(refused)
     }
 }
 
@@ -343,6 +350,9 @@ impl Warning {
 pub struct LeftOut {
     problem: FieldError,
     instead: &'static str,
+    /// Whether strict parsing (a script, a test) refuses the event for it: not for what a
+    /// device says of itself (`context.timezone`), which a script replays as it came.
+    strict: bool,
 }
 
 /// The events of a batch that passed (with the fields left out of them), and the ones that
@@ -570,6 +580,20 @@ fn from_raw(
         }
         merged
     };
+    // A device's zone or locale that is not one is not taken as the user's: said, not silent.
+    for name in ["timezone", "locale"] {
+        let Some(value) = context.get(name).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if let Some(problem) = crate::profile::device_trait_problem(name, value) {
+            let field = check.field(&format!("context.{name}"));
+            check.warnings.push(LeftOut {
+                problem: FieldError::new(field, problem),
+                instead: "not taken as the user's, the rest of the event is applied",
+                strict: false,
+            });
+        }
+    }
     // Its own `sentAt` is checked whether or not it has a `timestamp` to correct.
     let sent_at = check.sent_at(raw).or(received.sent_at);
     let timestamp = check.timestamp(
@@ -868,6 +892,7 @@ impl<'a> Check<'a> {
         self.warnings.push(LeftOut {
             problem: FieldError::new(self.field("sentAt"), problem),
             instead: "the timestamps are taken as sent, the sender's clock not corrected",
+            strict: true,
         });
         None
     }
@@ -941,6 +966,9 @@ impl<'a> Check<'a> {
         traits.retain(|name, value| {
             let problem = match name.as_str() {
                 "email" | "phone" | "timezone" if !value.is_null() => trait_problem(name, value),
+                "locale" if !value.is_null() => {
+                    crate::profile::device_trait_problem(name, value).map(str::to_string)
+                }
                 _ => None,
             };
             let Some(problem) = problem else {
@@ -950,6 +978,7 @@ impl<'a> Check<'a> {
             self.warnings.push(LeftOut {
                 problem: FieldError::new(field, problem),
                 instead: "the stored value is unchanged, the rest of the event is applied",
+                strict: true,
             });
             false
         });
@@ -1920,6 +1949,23 @@ mod tests {
         assert_eq!(event.traits["subscriptions"], json!({"sms": false}));
         let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(warned, ["traits.timezone"]);
+
+        // So is a locale that is not one, and a device's zone or locale that would not be
+        // taken as the user's is said, not silently passed over.
+        let (event, warnings) = call(
+            json!({"userId": "u1", "traits": {"locale": 5, "plan": "pro"},
+            "context": {"timezone": "Mars/X", "locale": "fr-FR"}}),
+        )
+        .expect("taken without the bad locale");
+        assert_eq!(event.traits.get("locale"), None);
+        assert_eq!(event.traits["plan"], "pro");
+        let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(warned, ["traits.locale", "context.timezone"]);
+        assert!(
+            warnings[1].message
+                == "must be an IANA time zone name, e.g. Europe/Paris or America/New_York; left out: not taken as the user's, the rest of the event is applied",
+            "{warnings:?}"
+        );
 
         // Anything else wrong still refuses the identify, the address and zone named with it
         // (as problems: nothing of it is applied).

@@ -101,6 +101,20 @@ const DEVICE_TRAITS: [(&str, Valid); 2] = [
     }),
 ];
 
+/// What is wrong with a device's `context.timezone` or `context.locale` (`name`), or an
+/// identify's `locale` trait, so that it is not taken as the user's; `None` when it would be,
+/// or `name` is another.
+pub fn device_trait_problem(name: &str, value: &Value) -> Option<&'static str> {
+    let (_, valid) = DEVICE_TRAITS.iter().find(|(n, _)| *n == name)?;
+    if value.as_str().is_some_and(valid) {
+        return None;
+    }
+    Some(match name {
+        "timezone" => "must be an IANA time zone name, e.g. Europe/Paris or America/New_York",
+        _ => "must be a locale tag like fr-FR, en or pt_BR",
+    })
+}
+
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
