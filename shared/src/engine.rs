@@ -485,6 +485,23 @@ pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Optio
 
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
+    event_of(ctx, enrollment, event, false)
+}
+
+/// [`on_event`] for an exit found after the fact (see `Profile::marks`): the user's exit event
+/// that happened after the trigger, found when an anonymous enrollment moved to her. Its
+/// `where`, if it has one, was met when the event came; the event handed here carries no
+/// properties to read it on again.
+pub fn on_late_exit(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
+    event_of(ctx, enrollment, event, true)
+}
+
+fn event_of(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+    exit_met: bool,
+) -> Option<Transition> {
     let j = ctx.journey;
     let name = event.event.as_deref()?;
     // Only what happened after the trigger counts.
@@ -526,10 +543,14 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
         return changed.then(|| run.finish());
     }
 
-    if j.exit_when
-        .iter()
-        .any(|m| matches(m, event, &profile, ctx.now))
-    {
+    let exits = if exit_met {
+        j.exit_when.iter().any(|m| m.event == name)
+    } else {
+        j.exit_when
+            .iter()
+            .any(|m| matches(m, event, &profile, ctx.now))
+    };
+    if exits {
         run.exit(name);
         return Some(run.finish());
     }

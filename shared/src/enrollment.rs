@@ -234,6 +234,26 @@ impl Enrollment {
     /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge. Not a date it moved
     /// ([`Enrollment::moved_id_of`]): that transition is another journey's doing, and the
     /// message may still owe this enrollment its own (an exit, a goal, a `wait_for`).
+    /// Whether a transition made under `made_by` was message `cause`'s own doing on this
+    /// enrollment (under its id, or as its late exit): not the merge it made (a login's), after
+    /// which the message still owes the moved enrollment its own transition (the purchase a
+    /// moved `wait_for` waits for, sent as the login itself).
+    pub fn made_by_itself(made_by: &str, cause: &str) -> bool {
+        made_by == cause || made_by.strip_suffix(LATE_EXIT_SUFFIX) == Some(cause)
+    }
+
+    /// Whether message `cause` made a transition of this enrollment itself (see
+    /// [`Enrollment::made_by_itself`]).
+    pub fn transitioned_by_itself(&self, cause: &str) -> bool {
+        self.outbox_cause
+            .as_deref()
+            .is_some_and(|c| Self::made_by_itself(c, cause))
+            || self
+                .carried
+                .iter()
+                .any(|c| Self::made_by_itself(&c.cause, cause))
+    }
+
     pub fn made_by(made_by: &str, cause: &str) -> bool {
         let mut m = made_by;
         loop {

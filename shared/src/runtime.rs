@@ -1147,7 +1147,13 @@ impl Runtime {
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
         let names: Vec<String> = enrollments.keys().cloned().collect();
         for j in names {
-            if self.replay(&mut enrollments, &j, &e.message_id).await? {
+            // Done when this message made its own transition of it already (a retry); a move
+            // it made by merging (the login that brought it here) is not that: the event is
+            // still owed to it (a purchase sent as the login meets a moved `wait_for`).
+            let own = enrollments
+                .get(&j)
+                .is_some_and(|l| l.enrollment.transitioned_by_itself(&e.message_id));
+            if self.replay(&mut enrollments, &j, &e.message_id).await? && own {
                 continue;
             }
             let Some(l) = enrollments.get(&j) else {
@@ -1469,7 +1475,7 @@ impl Runtime {
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| !in_it)
-            .and_then(|late| engine::on_event(&ctx, &l.enrollment, &late));
+            .and_then(|late| engine::on_late_exit(&ctx, &l.enrollment, &late));
         let (t, exits) = match exit {
             Some(t) => (t, true),
             None => match engine::merge(&ctx, &l.enrollment, &into.user_id, !in_it) {
@@ -1547,7 +1553,7 @@ impl Runtime {
             now,
             unsubscribe_url: None,
         };
-        let Some(t) = engine::on_event(&ctx, &l.enrollment, &late) else {
+        let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late) else {
             return Ok(());
         };
         // Under a cause of its own: the move's timeline record is (enrollment, cause) already.

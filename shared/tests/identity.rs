@@ -283,6 +283,84 @@ async fn an_order_the_user_placed_elsewhere_before_logging_in_ends_the_anonymous
     assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
 }
 
+/// A trial started on a laptop before the login waits for a purchase; the purchase is sent as
+/// the login itself (both ids): it meets the moved wait (the thanks, not the nudge) and
+/// converts.
+#[tokio::test]
+async fn the_login_event_meets_the_wait_it_moved() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: wf
+name: WF
+trigger: {event: trial_started}
+goal: {event: purchase, within: 7d}
+steps:
+  - id: wait
+    wait_for: {event: purchase, timeout: 1d, on_event: thanks, on_timeout: nudge}
+  - id: thanks
+    send: {email: {subject: "thanks", text: "x"}}
+    next: done
+  - id: nudge
+    send: {email: {subject: "nudge", text: "x"}}
+  - id: done
+    exit: true
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-1","event":"trial_started","messageId":"t1"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","anonymousId":"dev-1","event":"purchase","messageId":"l1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:05:00Z ann email thanks: thanks"]
+    );
+    let s = stats(&h, "wf").await;
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+}
+
+/// An exit with a `where` the user met under her own id before the login (an order over 10,
+/// placed from her phone) ends the anonymous cart the login moves to her, as one without a
+/// `where` does: the event's `where` was met when it came, and is not read again on nothing.
+#[tokio::test]
+async fn an_exit_with_a_where_met_before_the_login_ends_the_moved_enrollment() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: ex
+name: Ex
+trigger: {event: cart_abandoned}
+exit_when: [{event: order_completed, where: "event.total > 10"}]
+steps:
+  - {id: w, wait: 2h}
+  - {id: mail, send: {email: {subject: "cart", text: "x"}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"bob","messageId":"j0","traits":{"email":"bob@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-2","event":"cart_abandoned","messageId":"c2"}
+{"at":"2026-12-01T09:10:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o2","properties":{"total":5}}
+{"at":"2026-12-01T09:20:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o3","properties":{"total":50}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"bob","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        Vec::<String>::new(),
+        "no cart email after the order"
+    );
+    assert_eq!(
+        states(&h, "bob").await,
+        [("anon:dev-2".to_string(), Status::Exited)]
+    );
+}
+
 #[tokio::test]
 async fn a_user_already_in_the_journey_keeps_theirs_and_the_anonymous_one_ends() {
     let h = cart().await;
