@@ -207,6 +207,11 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
         Part::join(&["T#", enrollment, "#", cause]),
     )
 }
+/// Whose a push device is (its token): the user who registered it last (see
+/// [`Runtime::claim_device`]).
+fn device_key(token: &str) -> Key {
+    Key::new(Part::join(&["D#", token]), "U")
+}
 fn phone_key(phone: &str) -> Key {
     Key::new(Part::join(&["N#", phone]), "U")
 }
@@ -938,6 +943,13 @@ impl Runtime {
             let mut p = Profile::clone(&before);
             f(&mut p);
             if register {
+                // A device new to this user is hers now: no longer another's (a second person
+                // logging in on a shared phone), before her profile says it is hers.
+                for d in &p.devices {
+                    if !before.devices.iter().any(|b| b.token == d.token) {
+                        self.claim_device(user, &d.token).await?;
+                    }
+                }
                 for d in p
                     .devices
                     .iter_mut()
@@ -993,6 +1005,57 @@ impl Runtime {
             };
         }
         Err(RunError::Conflict("profile busy".into()))
+    }
+
+    /// Records that the push device `token` is `user`'s, and takes it off the profile of the
+    /// user who had it before (and of the user that one was merged into): a phone that a second
+    /// person logs in on gets her pushes, no longer his. One conditional write for a device no
+    /// one had; a read and his profile's write more when it moves.
+    async fn claim_device(&self, user: &str, token: &str) -> Result<(), RunError> {
+        let key = device_key(token);
+        let (mut version, mut expect) = (1, Expect::Absent);
+        for _ in 0..4 {
+            let record = Record::of(key.clone(), version, user.to_string());
+            match self.store.put(&record, expect).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            (version, expect) = (1, Expect::Absent);
+            let Some(r) = self.store.get(&key).await? else {
+                continue;
+            };
+            let owner: String = r.parse()?;
+            if owner == user {
+                return Ok(());
+            }
+            // Boxed: its profile write is this function's caller (no device is registered
+            // there, so it comes back no further).
+            Box::pin(self.disown_device(&owner, token)).await?;
+            (version, expect) = (r.version + 1, Expect::Version(r.version));
+        }
+        Err(RunError::Conflict(format!(
+            "push device claimed by several users at once ({user})"
+        )))
+    }
+
+    /// Takes the push device `token` off `owner`'s profile, and off the profile of the user
+    /// `owner` was merged into (who took its devices).
+    async fn disown_device(&self, owner: &str, token: &str) -> Result<(), RunError> {
+        let mut next = Some(owner.to_string());
+        for _ in 0..2 {
+            let Some(user) = next.take() else {
+                break;
+            };
+            let (p, version) = self.load_profile(&user).await?;
+            if version.is_some() && p.devices.iter().any(|d| d.token == token) {
+                tracing::info!(user = %user, "push device registered by another user: taken off this one");
+                self.update_profile(&user, |p| p.devices.retain(|d| d.token != token))
+                    .await?;
+            }
+            next = p.merged_into.clone();
+        }
+        Ok(())
     }
 
     /// Applies an event to its user. `from`: the anonymous user it was sent as, when that user

@@ -361,6 +361,67 @@ steps:
     );
 }
 
+/// A push device is the user's who registered it last: bob logs in on the phone ann used
+/// (her login took its anonymous visitor's device) and registers its token; ann's pushes no
+/// longer go to his phone, his do; when ann registers it again, it is hers again.
+#[tokio::test]
+async fn a_push_device_belongs_to_the_user_who_registered_it_last() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: p
+name: P
+trigger: {event: ping}
+reentry: after_exit
+steps:
+  - {id: s, send: {push: {title: "for {{ user_id }}", body: "."}}}
+"#,
+    )
+    .await;
+    let devices = |user: &'static str| {
+        let h = &h;
+        async move {
+            let view = h.rt.user(user).await.expect("user");
+            view.profile
+                .map(|p| {
+                    p.devices
+                        .iter()
+                        .map(|d| d.token.clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"bob","anonymousId":"dev-1","messageId":"l2","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"ann","event":"ping","messageId":"p1"}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"bob","event":"ping","messageId":"p2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T12:30:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T12:00:00Z bob push s: for bob"]);
+    assert_eq!(devices("ann").await, Vec::<String>::new());
+    assert_eq!(devices("bob").await, ["tok-dev1"]);
+    // ann takes the phone back.
+    h.play(r#"
+{"at":"2026-12-01T13:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l3","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T14:00:00Z","type":"track","userId":"bob","event":"ping","messageId":"p3"}
+{"at":"2026-12-01T14:00:00Z","type":"track","userId":"ann","event":"ping","messageId":"p4"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T14:30:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T12:00:00Z bob push s: for bob",
+            "2026-12-01T14:00:00Z ann push s: for ann"
+        ]
+    );
+    assert_eq!(devices("bob").await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_user_already_in_the_journey_keeps_theirs_and_the_anonymous_one_ends() {
     let h = cart().await;

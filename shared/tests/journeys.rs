@@ -150,11 +150,11 @@ steps:
   - id: offer
     send: {push: {title: "Go Premium", body: "."}}
 "#;
-    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    // Each user her own device (a device is the user's who registered it last).
     let mut script = String::new();
     for (user, episodes) in [("five", 5), ("six", 6)] {
         script.push_str(&format!(
-            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{{device}}}}}\n"
+            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{\"push_tokens\":[{{\"platform\":\"fcm\",\"token\":\"t-{user}\"}}]}}}}\n"
         ));
         for i in 0..episodes {
             script.push_str(&format!(
@@ -164,7 +164,7 @@ steps:
         }
     }
     script.push_str(&format!(
-        r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{{device}}}}}
+        r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-late"}}]}}}}
 {{"at":"2026-12-01T10:00:00Z","userId":"late","event":"episode_watched","messageId":"late1"}}
 {{"at":"2026-12-01T10:01:00Z","userId":"late","event":"episode_watched","messageId":"late2","timestamp":"2026-12-01T09:30:00Z"}}
 {{"at":"2026-12-01T12:00:00Z","userId":"late","event":"episode_watched","messageId":"late3"}}
@@ -208,7 +208,7 @@ steps:
     send:
       push: {title: "Paid", body: "Total {{ event.total | round(2) }} {{ event.currency }}"}
 "#;
-    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    // Each user her own device (a device is the user's who registered it last).
     let mut script = String::new();
     for (user, props) in [
         ("none", "{}"),
@@ -216,7 +216,7 @@ steps:
         ("word", r#"{"total": "soon"}"#),
     ] {
         script.push_str(&format!(
-            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{{device}}}}}\n{{\"at\":\"2026-12-01T10:00:00Z\",\"userId\":\"{user}\",\"event\":\"paid\",\"properties\":{props}}}\n"
+            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{\"push_tokens\":[{{\"platform\":\"fcm\",\"token\":\"t-{user}\"}}]}}}}\n{{\"at\":\"2026-12-01T10:00:00Z\",\"userId\":\"{user}\",\"event\":\"paid\",\"properties\":{props}}}\n"
         ));
     }
     let out = sim(&[journey], &script).await;
@@ -2901,13 +2901,13 @@ steps:
   - id: hi
     send: {push: {title: "Hi", body: "."}}
 "#;
-    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    // Each user her own device (a device is the user's who registered it last).
     let script = format!(
         r#"
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-late"}}]}}}}
 {{"at":"2026-12-01T10:05:00Z","type":"track","userId":"late","event":"conv","messageId":"c1"}}
 {{"at":"2026-12-01T10:10:00Z","type":"track","userId":"late","event":"cart","messageId":"k1","timestamp":"2026-12-01T10:00:00Z"}}
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"early","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"early","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-early"}}]}}}}
 {{"at":"2026-12-01T09:55:00Z","type":"track","userId":"early","event":"conv","messageId":"c2"}}
 {{"at":"2026-12-01T10:10:00Z","type":"track","userId":"early","event":"cart","messageId":"k2","timestamp":"2026-12-01T10:00:00Z"}}
 "#
@@ -2963,11 +2963,11 @@ steps:
   - id: thanks
     send: {push: {title: "Thanks", body: "."}}
 "#;
-    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    // Each user her own device (a device is the user's who registered it last).
     let mut script = String::new();
     for (user, first, second) in [("x", "cart", "order"), ("y", "order", "cart")] {
         script.push_str(&format!(
-            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{{device}}}}}
+            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-{user}"}}]}}}}
 {{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"{first}","messageId":"{user}1","properties":{{"total":5}}}}
 {{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"{second}","messageId":"{user}2","properties":{{"total":5}}}}
 "#
@@ -4399,7 +4399,7 @@ steps:
   - id: mail
     send: {push: {title: "Still there?", body: "."}}
 "#;
-    let device = r#""push_tokens":[{"platform":"fcm","token":"t"}]"#;
+    // Each user her own device (a device is the user's who registered it last).
     let cart = |user: &str| {
         format!(
             r#"{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"{user}","event":"cart","messageId":"k-{user}","timestamp":"2026-12-01T09:55:00Z"}}"#
@@ -4407,14 +4407,14 @@ steps:
     };
     let script = format!(
         r#"
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cancels","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cancels","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-cancels"}}]}}}}
 {{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cancels","event":"cancel","messageId":"x1","properties":{{"k":1}}}}
 {}
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"other","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"other","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-other"}}]}}}}
 {{"at":"2026-12-01T10:00:00Z","type":"track","userId":"other","event":"cancel","messageId":"x2","properties":{{"k":2}}}}
 {{"at":"2026-12-01T10:01:00Z","type":"track","userId":"other","event":"paid","messageId":"p2","properties":{{"total":5}}}}
 {}
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"pays","traits":{{{device}}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"pays","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-pays"}}]}}}}
 {{"at":"2026-12-01T10:00:00Z","type":"track","userId":"pays","event":"paid","messageId":"p3","properties":{{"total":50}}}}
 {}
 "#,
