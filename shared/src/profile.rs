@@ -435,6 +435,34 @@ impl Profile {
     /// device sent stays a device's), push devices it does not have, suppressions, pending
     /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is.
+    /// An anonymous visitor's `subscriptions` trait joined to this user's (see
+    /// [`Profile::absorb`]): per channel, `false` on either side wins.
+    fn absorb_subscriptions(&mut self, anonymous: &Profile, theirs: &Value) {
+        let Some(theirs) = theirs.as_object() else {
+            return;
+        };
+        let mine = self
+            .traits
+            .entry("subscriptions".to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        let Some(mine) = mine.as_object_mut() else {
+            return;
+        };
+        for (channel, subscribed) in theirs {
+            match (mine.get(channel), subscribed) {
+                (None, _) | (Some(Value::Bool(true)), Value::Bool(false)) => {
+                    mine.insert(channel.clone(), subscribed.clone());
+                    // Since when it holds, as the visitor chose it.
+                    let key = crate::store::join(&["subscriptions.", channel]);
+                    if let Some(at) = anonymous.trait_times.get(key.as_str()) {
+                        self.trait_times.insert(key, *at);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn absorb(&mut self, anonymous: &Profile) {
         // A zone or locale the anonymous user's device sent is still a device's: the user's
         // later events may change it (a traveller is followed), and the newer device's wins
@@ -457,6 +485,13 @@ impl Profile {
             self.from_device.insert(name.clone(), theirs.clone());
         }
         for (k, v) in &anonymous.traits {
+            // Consent is merged by channel, and only ever narrowed: an opt-out on either side
+            // stands (an anonymous visitor's `subscriptions: {email: true}` does not undo the
+            // user's own `email: false`); a channel only the visitor spoke for is taken.
+            if k == "subscriptions" {
+                self.absorb_subscriptions(anonymous, v);
+                continue;
+            }
             let theirs = anonymous.trait_times.get(k);
             let newer = match (self.traits.contains_key(k), self.trait_times.get(k), theirs) {
                 (false, ..) => true,

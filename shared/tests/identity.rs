@@ -115,6 +115,28 @@ async fn an_unsubscribe_followed_after_the_login_reaches_the_user() {
     assert_eq!(subscriptions, Some(json!({"email": false})));
 }
 
+/// A login never widens consent: an anonymous visitor's later `subscriptions: {email: true}`
+/// does not undo the user's own `email: false`, while the visitor's `sms: false` is taken.
+#[tokio::test]
+async fn a_login_keeps_the_users_opt_out_and_takes_the_visitors() {
+    let h = cart().await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"bob","messageId":"b0","traits":{"email":"bob@example.com","subscriptions":{"email":false,"sms":true}}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-9","messageId":"a0","traits":{"subscriptions":{"email":true,"sms":false,"push":true}}}
+{"at":"2026-12-01T09:30:00Z","type":"identify","userId":"bob","anonymousId":"dev-9","messageId":"l0"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"cart_abandoned","messageId":"cart-b","properties":{"cart_id":"c-1","total":89.9,"currency":"EUR","items":[{"name":"Trail shoes","price":79.9,"stock":3}]}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    let view = h.rt.user("bob").await.expect("bob");
+    let subscriptions = view.profile.map(|p| p.traits["subscriptions"].clone());
+    assert_eq!(
+        subscriptions,
+        Some(json!({"email": false, "sms": false, "push": true}))
+    );
+}
+
 /// A bounce of the address a visitor gave before logging in suppresses the user she turned out
 /// to be only when the user has that address: a typo of it bounces alone.
 #[tokio::test]
