@@ -1473,7 +1473,13 @@ impl Runtime {
                     tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                     continue;
                 };
-                let in_it = mine.get(&j).is_some_and(|m| m.enrollment.is_active());
+                // She is in the journey, or her own entry's rule forbids this one too (she was
+                // welcomed once already, `reentry: never`): hers stands, the visitor's ends.
+                let in_it = mine.get(&j).is_some_and(|m| {
+                    m.enrollment.is_active()
+                        || reentry_refusal(&p.journey, &m.enrollment, l.enrollment.entered_at)
+                            .is_some()
+                });
                 self.merge_enrollment(profile, in_it, l, &p.journey, cause)
                     .await?;
             }
@@ -1734,19 +1740,7 @@ impl Runtime {
                     detail,
                 )));
             }
-            let refused = match j.reentry {
-                Reentry::Never => Some(format!(
-                    "`reentry: never`, and the user entered on {}",
-                    e.entered_at
-                )),
-                Reentry::AfterExit => None,
-                Reentry::After(d) => {
-                    let again = e.entered_at + d.to_jiff();
-                    (again > now)
-                        .then(|| format!("`reentry: after {d}`: may enter again from {again}"))
-                }
-            };
-            if let Some(detail) = refused {
+            if let Some(detail) = reentry_refusal(j, e, now) {
                 return Ok(Some(self.refusal(
                     j,
                     &trigger.event,
@@ -1754,6 +1748,29 @@ impl Runtime {
                     "reentry",
                     detail,
                 )));
+            }
+        } else if j.reentry != Reentry::AfterExit {
+            // Her first entry as herself, but she may have been in the journey as the anonymous
+            // visitor she turned out to be (an enrollment that ended before the login stayed
+            // the visitor's): the same person on the same phone is not welcomed twice.
+            for a in &profile.anonymous_ids {
+                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+                let Some(r) = self.store.get(&enrollment_key(&anon, &j.id)).await? else {
+                    continue;
+                };
+                let e = Loaded::read(&r)?.enrollment;
+                if let Some(detail) = reentry_refusal(j, &e, now) {
+                    let detail = format!(
+                        "{detail} (as the anonymous visitor `{anon}` she turned out to be)"
+                    );
+                    return Ok(Some(self.refusal(
+                        j,
+                        &trigger.event,
+                        Some(&e.id),
+                        "reentry",
+                        detail,
+                    )));
+                }
             }
         }
         let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
@@ -3535,6 +3552,22 @@ fn late_exit(
         timestamp: exit_at,
         received_at: now,
     })
+}
+
+/// Why `j`'s entry rule refuses a user whose last entry was `e` another entry at `now`, if it
+/// does.
+fn reentry_refusal(j: &Journey, e: &Enrollment, now: Timestamp) -> Option<String> {
+    match j.reentry {
+        Reentry::Never => Some(format!(
+            "`reentry: never`, and the user entered on {}",
+            e.entered_at
+        )),
+        Reentry::AfterExit => None,
+        Reentry::After(d) => {
+            let again = e.entered_at + d.to_jiff();
+            (again > now).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
+        }
+    }
 }
 
 fn log_refusals(user: &str, refusals: &[Entry]) {

@@ -137,6 +137,66 @@ async fn a_login_keeps_the_users_opt_out_and_takes_the_visitors() {
     );
 }
 
+/// A journey entered once ever (`reentry: never`) is entered once by a person, whether she
+/// was in it as the anonymous visitor or as herself: welcomed on the phone before logging in,
+/// ann is not welcomed again as herself; welcomed as herself, the visitor's welcome that the
+/// login would move to her ends instead of going on.
+#[tokio::test]
+async fn once_ever_counts_the_visitor_she_turned_out_to_be() {
+    const WELCOME: &str = r#"
+id: welcome
+name: Welcome
+trigger: {event: app_installed}
+reentry: never
+steps:
+  - {id: w, wait: 1h}
+  - {id: push, send: {push: {title: "welcome", body: "x"}}}
+"#;
+    // The visitor's welcome is over before the login; ann's own entry is refused.
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T09:05:00Z","type":"track","anonymousId":"dev-1","event":"app_installed","messageId":"x1"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-01T11:10:00Z","type":"track","userId":"ann","event":"app_installed","messageId":"x2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:05:00Z anon:dev-1 push push: welcome"]
+    );
+    let view = h.rt.user("ann").await.expect("ann");
+    let refused: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::NotEntered { reason, detail, .. } => {
+                Some(format!("{reason}: {}", detail.as_deref().unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        ["reentry: `reentry: never`, and the user entered on 2026-12-01T09:05:00Z (as the anonymous visitor `anon:dev-1` she turned out to be)"]
+    );
+
+    // Ann was welcomed as herself; the visitor's welcome, waiting when she logs in, ends.
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"a0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-ann"}]}}
+{"at":"2026-12-01T08:00:00Z","type":"track","userId":"ann","event":"app_installed","messageId":"x0"}
+{"at":"2026-12-01T09:30:00Z","type":"track","anonymousId":"dev-1","event":"app_installed","messageId":"x1"}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T09:00:00Z ann push push: welcome"]);
+}
+
 /// A bounce of the address a visitor gave before logging in suppresses the user she turned out
 /// to be only when the user has that address: a typo of it bounces alone.
 #[tokio::test]
