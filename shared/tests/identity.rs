@@ -405,6 +405,52 @@ steps:
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
 }
 
+/// The login is an identify the moved enrollments hear: the address it brings sends at once
+/// the welcome waiting for one (not at the grace's end), and the user's own zone moves a wait
+/// for a time of day the visitor's device zone had set.
+#[tokio::test]
+async fn the_login_wakes_the_waits_it_moved_that_it_answers() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: now
+name: Now
+trigger: {event: signup_started}
+steps:
+  - {id: mail, send: {email: {subject: "welcome {{ profile.first_name }}", text: "x"}}}
+"#,
+    )
+    .await;
+    h.publish(
+        r#"
+id: m
+name: M
+trigger: {event: go}
+steps:
+  - {id: w, wait_until: {time: "09:00"}}
+  - {id: morning, send: {email: {subject: "morning", text: "x"}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"a0","traits":{"email":"ann@example.com","timezone":"America/New_York"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"dev-1","event":"go","messageId":"g1","context":{"timezone":"Asia/Tokyo"}}
+{"at":"2026-12-01T10:30:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-01T11:00:00Z","type":"track","anonymousId":"dev-2","event":"signup_started","messageId":"s2"}
+{"at":"2026-12-01T11:00:30Z","type":"identify","userId":"bob","anonymousId":"dev-2","messageId":"b1","traits":{"email":"bob@example.com","first_name":"Bob"}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T11:00:30Z bob email mail: welcome Bob",
+            // 09:00 in New York, not 09:00 in Tokyo (2026-12-02T00:00Z).
+            "2026-12-01T14:00:00Z ann email morning: morning",
+        ]
+    );
+}
+
 /// An exit with a `where` the user met under her own id before the login (an order over 10,
 /// placed from her phone) ends the anonymous cart the login moves to her, as one without a
 /// `where` does: the event's `where` was met when it came, and is not read again on nothing.
