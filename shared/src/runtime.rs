@@ -1612,21 +1612,40 @@ impl Runtime {
             return Ok(());
         };
         let now = self.now();
-        let Some(late) = late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now) else {
-            return Ok(());
-        };
+        let unsub = self.unsubscribe_url(&next.user_id, &next.journey);
         let ctx = Ctx {
             journey: &p.journey,
             version: p.version,
             profile: &profile,
             now,
-            unsubscribe_url: None,
+            unsubscribe_url: unsub.as_deref(),
         };
-        let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late) else {
+        // Her exit event since the trigger ends it; else the event its `wait_for` waits for,
+        // done by her since the wait began (the purchase made from her phone while the laptop's
+        // visitor waited for it), meets it.
+        let (late, t, exits) =
+            match late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now) {
+                Some(late) => {
+                    let t = engine::on_late_exit(&ctx, &l.enrollment, &late);
+                    (late, t, true)
+                }
+                None => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
+                    Some(late) => {
+                        let t = engine::on_event(&ctx, &l.enrollment, &late);
+                        (late, t, false)
+                    }
+                    None => return Ok(()),
+                },
+            };
+        let Some(mut t) = t else {
             return Ok(());
         };
+        if !exits {
+            self.credit_conversion(&mut t, late.timestamp, &profile.anonymous_ids)
+                .await?;
+        }
         // Under a cause of its own: the move's timeline record is (enrollment, cause) already.
-        let committed = self.commit(t, &late.message_id, Some(&l), true).await?;
+        let committed = self.commit(t, &late.message_id, Some(&l), exits).await?;
         self.settle_for(committed, &late.message_id, false).await?;
         Ok(())
     }
@@ -3568,6 +3587,41 @@ fn reentry_refusal(j: &Journey, e: &Enrollment, now: Timestamp) -> Option<String
             (again > now).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
         }
     }
+}
+
+/// The event a moved enrollment's `wait_for` waits for, when its user did it since the wait
+/// began (and before the move, so no delivery of it reached this enrollment): a late reply, as
+/// the history keeps it (no properties: a `wait_for` with a `where` is not met this way).
+fn late_reply(
+    j: &Journey,
+    profile: &Profile,
+    e: &Enrollment,
+    cause: &str,
+    now: Timestamp,
+) -> Option<Event> {
+    let name = e.waiting_for.as_deref()?;
+    let w = j.step(&e.step)?.wait_for.as_ref()?;
+    if w.event != name || w.condition.is_some() {
+        return None;
+    }
+    let pending = e.pending?;
+    let began = pending
+        .at
+        .checked_sub(w.timeout.to_jiff())
+        .unwrap_or(pending.at);
+    let at = profile.first_after(name, began, &e.trigger.message_id, true)?;
+    (at <= now && at <= pending.at).then(|| Event {
+        kind: Kind::Track,
+        message_id: Enrollment::late_exit_id_of(cause),
+        user_id: profile.user_id.clone(),
+        anonymous_id: None,
+        event: Some(name.to_string()),
+        properties: Default::default(),
+        traits: Default::default(),
+        context: Default::default(),
+        timestamp: at,
+        received_at: now,
+    })
 }
 
 fn log_refusals(user: &str, refusals: &[Entry]) {

@@ -376,6 +376,7 @@ async fn the_login_event_meets_the_wait_it_moved() {
 id: wf
 name: WF
 trigger: {event: trial_started}
+reentry: after_exit
 goal: {event: purchase, within: 7d}
 steps:
   - id: wait
@@ -403,6 +404,25 @@ steps:
     );
     let s = stats(&h, "wf").await;
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+
+    // She bought from her phone while the laptop's visitor waited, then logged in there: the
+    // purchase meets the wait the login moved.
+    h.play(r#"
+{"at":"2026-12-03T09:00:00Z","type":"track","anonymousId":"dev-2","event":"trial_started","messageId":"t2"}
+{"at":"2026-12-03T09:30:00Z","type":"track","userId":"ann","event":"purchase","messageId":"p2"}
+{"at":"2026-12-03T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:05:00Z ann email thanks: thanks",
+            "2026-12-03T10:00:00Z ann email thanks: thanks"
+        ]
+    );
+    let s = stats(&h, "wf").await;
+    assert_eq!(s.get("converted"), Some(&2), "{s:?}");
 }
 
 /// The login is an identify the moved enrollments hear: the address it brings sends at once
