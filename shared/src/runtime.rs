@@ -1462,6 +1462,7 @@ impl Runtime {
             .await?;
         let ours = theirs.merged_into.as_deref() == Some(user);
         if ours {
+            self.merge_caps(&anon, user).await?;
             let mine = self.load_enrollments(user).await?;
             for (j, l) in self.load_enrollments(&anon).await? {
                 let active = l.enrollment.is_active();
@@ -2472,6 +2473,57 @@ impl Runtime {
             }
         }
         Err(RunError::Conflict("cap busy".into()))
+    }
+
+    /// The places an anonymous visitor's sends took in the caps, joined to the user she turned
+    /// out to be: one person on one phone is capped as one. One read a capped channel; a write
+    /// only where the visitor had places (kept by send, so a retried merge adds none twice).
+    async fn merge_caps(&self, anon: &str, user: &str) -> Result<(), RunError> {
+        for channel in self.config.caps.keys() {
+            let Some(theirs) = self.store.get(&cap_key(anon, *channel)).await? else {
+                continue;
+            };
+            let theirs = CapPlace::read(&theirs)?;
+            if theirs.is_empty() {
+                continue;
+            }
+            let key = cap_key(user, *channel);
+            let mut done = false;
+            for _ in 0..8 {
+                let current = self.store.get(&key).await?;
+                let (version, expect) = Expect::replacing(current.as_ref());
+                let mut places = match &current {
+                    Some(r) => CapPlace::read(r)?,
+                    None => Vec::new(),
+                };
+                let before = places.len();
+                for p in &theirs {
+                    if !places.iter().any(|x| x.send == p.send) {
+                        places.push(p.clone());
+                    }
+                }
+                if places.len() == before {
+                    done = true;
+                    break;
+                }
+                match self
+                    .store
+                    .put(&Record::new(key.clone(), version, &places)?, expect)
+                    .await
+                {
+                    Ok(()) => {
+                        done = true;
+                        break;
+                    }
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !done {
+                return Err(RunError::Conflict("cap busy".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Gives back the place a send took in the cap (the provider did not take it).

@@ -197,6 +197,51 @@ steps:
     assert_eq!(h.outbox(), ["2026-12-01T09:00:00Z ann push push: welcome"]);
 }
 
+/// A frequency cap counts what the visitor was sent before the login: one person on one
+/// phone gets at most two pushes a day, not two as the visitor and two more as herself.
+#[tokio::test]
+async fn a_cap_counts_the_visitors_sends_after_the_login() {
+    let config = waymark::runtime::Config {
+        caps: waymark::runtime::parse_caps("push=2/1d").expect("caps"),
+        ..waymark::runtime::Config::default()
+    };
+    let h = Harness::with_config("2026-12-01T07:00:00Z", config);
+    h.publish(
+        r#"
+id: p
+name: P
+trigger: {event: ping}
+reentry: after_exit
+steps:
+  - {id: s, send: {push: {title: "ping", body: "."}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"dev-1","event":"ping","messageId":"p1"}
+{"at":"2026-12-01T10:10:00Z","type":"track","anonymousId":"dev-1","event":"ping","messageId":"p2"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-01T11:10:00Z","type":"track","userId":"ann","event":"ping","messageId":"p3"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:00:00Z anon:dev-1 push s: ping",
+            "2026-12-01T10:10:00Z anon:dev-1 push s: ping"
+        ]
+    );
+    let view = h.rt.user("ann").await.expect("ann");
+    let capped = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "capped"))
+        .count();
+    assert_eq!(capped, 1);
+}
+
 /// A bounce of the address a visitor gave before logging in suppresses the user she turned out
 /// to be only when the user has that address: a typo of it bounces alone.
 #[tokio::test]
