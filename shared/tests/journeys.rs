@@ -163,14 +163,14 @@ steps:
             ));
         }
     }
-    script.push_str(&format!(
-        r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-late"}}]}}}}
-{{"at":"2026-12-01T10:00:00Z","userId":"late","event":"episode_watched","messageId":"late1"}}
-{{"at":"2026-12-01T10:01:00Z","userId":"late","event":"episode_watched","messageId":"late2","timestamp":"2026-12-01T09:30:00Z"}}
-{{"at":"2026-12-01T12:00:00Z","userId":"late","event":"episode_watched","messageId":"late3"}}
-{{"at":"2026-12-01T13:00:00Z","userId":"late","event":"episode_watched","messageId":"late4"}}
-"#
-    ));
+    script.push_str(
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{"push_tokens":[{"platform":"fcm","token":"t-late"}]}}
+{"at":"2026-12-01T10:00:00Z","userId":"late","event":"episode_watched","messageId":"late1"}
+{"at":"2026-12-01T10:01:00Z","userId":"late","event":"episode_watched","messageId":"late2","timestamp":"2026-12-01T09:30:00Z"}
+{"at":"2026-12-01T12:00:00Z","userId":"late","event":"episode_watched","messageId":"late3"}
+{"at":"2026-12-01T13:00:00Z","userId":"late","event":"episode_watched","messageId":"late4"}
+"#,
+    );
     let out = sim(&[journey.replace("times: 3", "times: 2").as_str()], &script).await;
     assert_eq!(
         outbox_of(&out, "late"),
@@ -2902,17 +2902,15 @@ steps:
     send: {push: {title: "Hi", body: "."}}
 "#;
     // Each user her own device (a device is the user's who registered it last).
-    let script = format!(
-        r#"
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-late"}}]}}}}
-{{"at":"2026-12-01T10:05:00Z","type":"track","userId":"late","event":"conv","messageId":"c1"}}
-{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"late","event":"cart","messageId":"k1","timestamp":"2026-12-01T10:00:00Z"}}
-{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"early","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-early"}}]}}}}
-{{"at":"2026-12-01T09:55:00Z","type":"track","userId":"early","event":"conv","messageId":"c2"}}
-{{"at":"2026-12-01T10:10:00Z","type":"track","userId":"early","event":"cart","messageId":"k2","timestamp":"2026-12-01T10:00:00Z"}}
-"#
-    );
-    let out = sim(&[journey], &script).await;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{"push_tokens":[{"platform":"fcm","token":"t-late"}]}}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"late","event":"conv","messageId":"c1"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"late","event":"cart","messageId":"k1","timestamp":"2026-12-01T10:00:00Z"}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"early","traits":{"push_tokens":[{"platform":"fcm","token":"t-early"}]}}
+{"at":"2026-12-01T09:55:00Z","type":"track","userId":"early","event":"conv","messageId":"c2"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"early","event":"cart","messageId":"k2","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
     let converted = |w: &What| matches!(w, What::Converted { .. });
     assert_eq!(
         facts(&out, "late", converted),
