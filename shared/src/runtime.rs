@@ -207,10 +207,21 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
         Part::join(&["T#", enrollment, "#", cause]),
     )
 }
-/// Whose a push device is (its token): the user who registered it last (see
-/// [`Runtime::claim_device`]).
+/// Whose a push device is: the user who registered it last (see [`Runtime::claim_device`]),
+/// keyed by a hash of its token (a token may be longer than a key may be).
 fn device_key(token: &str) -> Key {
-    Key::new(Part::join(&["D#", token]), "U")
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(token.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    Key::new(Part::join(&["D#", &hex]), "U")
+}
+
+/// A push device's holder (see [`device_key`]) and when the event that registered it to her
+/// happened: an identify older than that (a retry, one delivered late) does not take it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeviceHolder {
+    user: String,
+    at: Timestamp,
 }
 fn phone_key(phone: &str) -> Key {
     Key::new(Part::join(&["N#", phone]), "U")
@@ -920,18 +931,20 @@ impl Runtime {
         user: &str,
         f: impl Fn(&mut Profile),
     ) -> Result<Arc<Profile>, RunError> {
-        self.update_profile_with(user, f, false).await
+        self.update_profile_with(user, f, None).await
     }
 
-    /// Changes a profile with a conditional write, retrying on conflict; with `register`, its
-    /// push devices that have no endpoint yet are registered with the provider first, so the
-    /// one write stores their endpoints too (registering is idempotent: a retry or a replay
-    /// registers the same token again and gets the same endpoint).
+    /// Changes a profile with a conditional write, retrying on conflict; with `registered_at`
+    /// (an identify's time), its push devices that have no endpoint yet are registered with
+    /// the provider first, so the one write stores their endpoints too (registering is
+    /// idempotent: a retry or a replay registers the same token again and gets the same
+    /// endpoint), and a device new to the user is claimed for her (see
+    /// [`Runtime::claim_device`]), or left out when another user registered it since.
     async fn update_profile_with(
         &self,
         user: &str,
         f: impl Fn(&mut Profile),
-        register: bool,
+        registered_at: Option<Timestamp>,
     ) -> Result<Arc<Profile>, RunError> {
         // Endpoints registered by this call, by token (a conflict's retry does not ask again).
         let mut registered: Vec<(String, Option<String>)> = Vec::new();
@@ -942,14 +955,19 @@ impl Runtime {
             let (before, version) = self.load_profile(user).await?;
             let mut p = Profile::clone(&before);
             f(&mut p);
-            if register {
+            if let Some(at) = registered_at {
                 // A device new to this user is hers now: no longer another's (a second person
-                // logging in on a shared phone), before her profile says it is hers.
+                // logging in on a shared phone), before her profile says it is hers; unless
+                // another registered it after this identify happened.
+                let mut taken = Vec::new();
                 for d in &p.devices {
-                    if !before.devices.iter().any(|b| b.token == d.token) {
-                        self.claim_device(user, &d.token).await?;
+                    if !before.devices.iter().any(|b| b.token == d.token)
+                        && !self.claim_device(user, &d.token, at).await?
+                    {
+                        taken.push(d.token.clone());
                     }
                 }
+                p.devices.retain(|d| !taken.contains(&d.token));
                 for d in p
                     .devices
                     .iter_mut()
@@ -1011,13 +1029,19 @@ impl Runtime {
     /// user who had it before (and of the user that one was merged into): a phone that a second
     /// person logs in on gets her pushes, no longer his. One conditional write for a device no
     /// one had; a read and his profile's write more when it moves.
-    async fn claim_device(&self, user: &str, token: &str) -> Result<(), RunError> {
+    /// `at`: when the identify that brings it happened. `false` when another user registered
+    /// the device after that (this identify is a retry, or came late): it stays theirs.
+    async fn claim_device(&self, user: &str, token: &str, at: Timestamp) -> Result<bool, RunError> {
         let key = device_key(token);
+        let mine = DeviceHolder {
+            user: user.to_string(),
+            at,
+        };
         let (mut version, mut expect) = (1, Expect::Absent);
         for _ in 0..4 {
-            let record = Record::of(key.clone(), version, user.to_string());
+            let record = Record::of(key.clone(), version, mine.clone());
             match self.store.put(&record, expect).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -1025,13 +1049,16 @@ impl Runtime {
             let Some(r) = self.store.get(&key).await? else {
                 continue;
             };
-            let owner: String = r.parse()?;
-            if owner == user {
-                return Ok(());
+            let holder: DeviceHolder = r.parse()?;
+            if holder.user == user {
+                return Ok(true);
+            }
+            if holder.at > at {
+                return Ok(false);
             }
             // Boxed: its profile write is this function's caller (no device is registered
             // there, so it comes back no further).
-            Box::pin(self.disown_device(&owner, token)).await?;
+            Box::pin(self.disown_device(&holder.user, token)).await?;
             (version, expect) = (r.version + 1, Expect::Version(r.version));
         }
         Err(RunError::Conflict(format!(
@@ -1178,7 +1205,7 @@ impl Runtime {
                     }
                 },
                 // An identify's new push devices are registered before the profile is written.
-                e.kind == Kind::Identify,
+                (e.kind == Kind::Identify).then_some(e.timestamp),
             )
             .await?;
         if let Some(into) = merged_into.into_inner().unwrap_or_else(|p| p.into_inner()) {

@@ -556,7 +556,8 @@ steps:
 
 /// A push device is the user's who registered it last: bob logs in on the phone ann used
 /// (her login took its anonymous visitor's device) and registers its token; ann's pushes no
-/// longer go to his phone, his do; when ann registers it again, it is hers again.
+/// longer go to his phone, his do (an identify of hers from before his, delivered late, does
+/// not take it back); when ann registers it again, it is hers again.
 #[tokio::test]
 async fn a_push_device_belongs_to_the_user_who_registered_it_last() {
     let h = Harness::new("2026-12-01T07:00:00Z");
@@ -589,6 +590,7 @@ steps:
 {"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
 {"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
 {"at":"2026-12-01T11:00:00Z","type":"identify","userId":"bob","anonymousId":"dev-1","messageId":"l2","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T11:30:00Z","type":"identify","userId":"ann","messageId":"late-ann","timestamp":"2026-12-01T10:30:00Z","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
 {"at":"2026-12-01T12:00:00Z","type":"track","userId":"ann","event":"ping","messageId":"p1"}
 {"at":"2026-12-01T12:00:00Z","type":"track","userId":"bob","event":"ping","messageId":"p2"}
 "#)
