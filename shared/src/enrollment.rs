@@ -125,6 +125,8 @@ pub const EARLIER_TRIGGERS: usize = 16;
 const MERGE_SUFFIX: &str = ":merge";
 /// Ends the cause of a late exit ([`Enrollment::late_exit_id_of`]).
 const LATE_EXIT_SUFFIX: &str = ":late-exit";
+/// Ends the cause of a late reply ([`Enrollment::late_reply_id_of`]).
+const LATE_REPLY_SUFFIX: &str = ":late-reply";
 /// Marks the cause of a date wait moved by another journey's `update`
 /// ([`Enrollment::moved_id_of`]).
 const MOVED: &str = ":moved";
@@ -215,6 +217,13 @@ impl Enrollment {
         crate::store::join(&[cause, LATE_EXIT_SUFFIX])
     }
 
+    /// The cause of the step a moved enrollment's `wait_for` takes when message `cause` (the
+    /// move) finds its user did the event waited for since the wait began: a transition of its
+    /// own, apart from a late exit's.
+    pub fn late_reply_id_of(cause: &str) -> String {
+        crate::store::join(&[cause, LATE_REPLY_SUFFIX])
+    }
+
     /// The cause of the transition in which message `cause`, through enrollment `by`'s
     /// `update` step (empty: the pass once every journey the event reached has run), moves the
     /// date this enrollment's `wait_until` waits for: a cause of its own, since `cause` may
@@ -239,7 +248,9 @@ impl Enrollment {
     /// which the message still owes the moved enrollment its own transition (the purchase a
     /// moved `wait_for` waits for, sent as the login itself).
     pub fn made_by_itself(made_by: &str, cause: &str) -> bool {
-        made_by == cause || made_by.strip_suffix(LATE_EXIT_SUFFIX) == Some(cause)
+        made_by == cause
+            || made_by.strip_suffix(LATE_EXIT_SUFFIX) == Some(cause)
+            || made_by.strip_suffix(LATE_REPLY_SUFFIX) == Some(cause)
     }
 
     /// Whether message `cause` made a transition of this enrollment itself (see
@@ -262,6 +273,7 @@ impl Enrollment {
             }
             match m
                 .strip_suffix(LATE_EXIT_SUFFIX)
+                .or_else(|| m.strip_suffix(LATE_REPLY_SUFFIX))
                 .or_else(|| m.strip_suffix(MERGE_SUFFIX))
             {
                 Some(shorter) => m = shorter,
@@ -283,10 +295,27 @@ mod tests {
             merge.clone(),
             Enrollment::late_exit_id_of("m1"),
             Enrollment::late_exit_id_of(&merge),
+            Enrollment::late_reply_id_of(&merge),
         ] {
             assert!(Enrollment::made_by(&made, "m1"), "{made}");
             assert!(!Enrollment::made_by(&made, "m2"), "{made}");
         }
+        // Its own transitions of an enrollment, apart from what its merge did there.
+        for (made, own) in [
+            ("m1".to_string(), true),
+            (Enrollment::late_exit_id_of("m1"), true),
+            (Enrollment::late_reply_id_of("m1"), true),
+            (merge.clone(), false),
+            (Enrollment::late_exit_id_of(&merge), false),
+            (Enrollment::late_reply_id_of(&merge), false),
+        ] {
+            assert_eq!(Enrollment::made_by_itself(&made, "m1"), own, "{made}");
+        }
+        // A late exit and a late reply of one move are transitions apart.
+        assert_ne!(
+            Enrollment::late_exit_id_of(&merge),
+            Enrollment::late_reply_id_of(&merge)
+        );
         assert!(Enrollment::made_by(
             &Enrollment::late_exit_id_of(&merge),
             &merge

@@ -1659,7 +1659,25 @@ impl Runtime {
                 }
                 None => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
                     Some(late) => {
-                        let t = engine::on_event(&ctx, &l.enrollment, &late);
+                        let mut t = engine::on_event(&ctx, &l.enrollment, &late);
+                        // A goal with a `where` met when its event came (the profile's mark),
+                        // as an entry finds one: the late reply carries no properties.
+                        let e = &l.enrollment;
+                        if let (Some(t), Some(goal)) = (
+                            t.as_mut(),
+                            p.journey.goal.as_ref().filter(|g| g.condition.is_some()),
+                        ) {
+                            let inclusive = goal.event != e.trigger.event;
+                            let marked = profile.marked_after(
+                                "goal",
+                                &p.journey.id,
+                                e.trigger.at,
+                                inclusive,
+                            );
+                            if let Some(at) = marked {
+                                engine::convert_late(&ctx, t, at);
+                            }
+                        }
                         (late, t, false)
                     }
                     None => return Ok(()),
@@ -3691,7 +3709,7 @@ fn late_reply(
     let at = profile.first_after(name, began, &e.trigger.message_id, true)?;
     (at <= now && at <= pending.at).then(|| Event {
         kind: Kind::Track,
-        message_id: Enrollment::late_exit_id_of(cause),
+        message_id: Enrollment::late_reply_id_of(cause),
         user_id: profile.user_id.clone(),
         anonymous_id: None,
         event: Some(name.to_string()),

@@ -410,19 +410,44 @@ async fn an_order_the_user_placed_elsewhere_before_logging_in_ends_the_anonymous
     assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
 }
 
-/// A trial started on a laptop before the login waits for a purchase; the purchase is sent as
-/// the login itself (both ids): it meets the moved wait (the thanks, not the nudge) and
-/// converts.
+/// A trial started on a laptop before the login waits for a purchase over 0; the purchase is
+/// sent as the login itself (both ids): it meets the moved wait (the thanks, not the nudge)
+/// and converts. (Only the login's own event can meet this wait: its `where` reads the
+/// purchase's properties, which no history keeps.)
 #[tokio::test]
 async fn the_login_event_meets_the_wait_it_moved() {
     let h = Harness::new("2026-12-01T07:00:00Z");
     h.publish(
-        r#"
+        TRIAL
+            .replace(
+                "{event: purchase, timeout",
+                "{event: purchase, where: \"event.total > 0\", timeout",
+            )
+            .as_str(),
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-1","event":"trial_started","messageId":"t1"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","anonymousId":"dev-1","event":"purchase","messageId":"l1","properties":{"total":5}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:05:00Z ann email thanks: thanks"]
+    );
+    let s = stats(&h, "wf").await;
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+}
+
+/// A trial waiting for a purchase, with a goal of a purchase over 0.
+const TRIAL: &str = r#"
 id: wf
 name: WF
 trigger: {event: trial_started}
 reentry: after_exit
-goal: {event: purchase, within: 7d}
+goal: {event: purchase, where: "event.total > 0", within: 7d}
 steps:
   - id: wait
     wait_for: {event: purchase, timeout: 1d, on_event: thanks, on_timeout: nudge}
@@ -433,41 +458,29 @@ steps:
     send: {email: {subject: "nudge", text: "x"}}
   - id: done
     exit: true
-"#,
-    )
-    .await;
+"#;
+
+/// She bought from her phone (as herself) while the laptop's visitor waited for a purchase,
+/// then logged in on the laptop: the purchase meets the wait the login moved, and its goal,
+/// whose `where` was met when the purchase came, converts.
+#[tokio::test]
+async fn a_purchase_made_as_herself_meets_the_wait_the_login_moves() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(TRIAL).await;
     h.play(r#"
 {"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
-{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-1","event":"trial_started","messageId":"t1"}
-{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","anonymousId":"dev-1","event":"purchase","messageId":"l1"}
-"#)
-    .await;
-    h.advance_to(at("2026-12-03T00:00:00Z")).await;
-    assert_eq!(
-        h.outbox(),
-        ["2026-12-01T10:05:00Z ann email thanks: thanks"]
-    );
-    let s = stats(&h, "wf").await;
-    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
-
-    // She bought from her phone while the laptop's visitor waited, then logged in there: the
-    // purchase meets the wait the login moved.
-    h.play(r#"
 {"at":"2026-12-03T09:00:00Z","type":"track","anonymousId":"dev-2","event":"trial_started","messageId":"t2"}
-{"at":"2026-12-03T09:30:00Z","type":"track","userId":"ann","event":"purchase","messageId":"p2"}
+{"at":"2026-12-03T09:30:00Z","type":"track","userId":"ann","event":"purchase","messageId":"p2","properties":{"total":5}}
 {"at":"2026-12-03T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-2","messageId":"l2"}
 "#)
     .await;
     h.advance_to(at("2026-12-05T00:00:00Z")).await;
     assert_eq!(
         h.outbox(),
-        [
-            "2026-12-01T10:05:00Z ann email thanks: thanks",
-            "2026-12-03T10:00:00Z ann email thanks: thanks"
-        ]
+        ["2026-12-03T10:00:00Z ann email thanks: thanks"]
     );
     let s = stats(&h, "wf").await;
-    assert_eq!(s.get("converted"), Some(&2), "{s:?}");
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
 }
 
 /// The login is an identify the moved enrollments hear: the address it brings sends at once
