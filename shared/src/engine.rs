@@ -249,6 +249,14 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
     match pending.resume {
         Resume::Continue => {
             run.log(Some(&step), What::Woke { how: "time".into() });
+            // A date waited for is past now: a loop back to this wait within the transition
+            // would find it past again (see `passed_dates`).
+            if matches!(
+                ctx.journey.step(&step).map(|s| s.action()),
+                Some(Action::WaitUntil(w)) if w.date.is_some()
+            ) {
+                run.passed_dates.push(step.clone());
+            }
             let next = ctx.journey.next_of(&step).map(str::to_string);
             run.go(next);
         }

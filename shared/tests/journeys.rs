@@ -2025,6 +2025,32 @@ steps:
         ["wait_until event.d: event.d (2026-01-01T00:00:00Z) was past again when the journey came back to this step; a loop needs a `wait` or `wait_for` in it"]
     );
     assert!(!t.enrollment.is_active());
+
+    // Entered while the date is ahead: it waits, and when woken it sends once and ends,
+    // rather than going round once more.
+    let trigger = TriggerEvent {
+        event: "go".into(),
+        message_id: "go-2".into(),
+        at: ctx.now,
+        properties: std::sync::Arc::new(json!({"d": "2026-03-10"})),
+    };
+    let t = engine::enter(&ctx, "a", 2, trigger);
+    assert!(t
+        .effects
+        .iter()
+        .all(|e| !matches!(e, engine::Effect::Send(_))));
+    let woken = Ctx {
+        now: at("2026-03-10T00:00:00Z"),
+        ..ctx
+    };
+    let w = engine::wake(&woken, &t.enrollment, t.enrollment.seq).expect("due");
+    let sends = w
+        .effects
+        .iter()
+        .filter(|e| matches!(e, engine::Effect::Send(_)))
+        .count();
+    assert_eq!(sends, 1);
+    assert!(!w.enrollment.is_active());
 }
 
 #[test]
