@@ -283,6 +283,27 @@ async fn sqs_sends_failed_entries_again_and_gives_up_on_sender_faults() {
     assert!(matches!(got, Err(QueueError::Rejected(_))), "{got:?}");
     assert_eq!(canned.requests().len(), 1);
 
+    // A message SQS would refuse (a character it does not carry), after more than a batch's
+    // worth of good ones: refused before any is sent, so none of the request is queued.
+    let canned = Canned::new(vec![batch(json!([]))]);
+    let queue = SqsQueue::new(
+        client!(aws_sdk_sqs, canned),
+        "https://q/events",
+        "https://q/steps",
+    );
+    let mut messages: Vec<Outbound> = (0..14).map(wake).collect();
+    let mut bad = wake(14);
+    if let Message::Wake { user_id, .. } = &mut bad.message {
+        *user_id = "ann\u{FFFF}".into();
+    }
+    messages.push(bad);
+    let got = queue.send(QueueName::Events, &messages).await;
+    assert!(
+        matches!(&got, Err(QueueError::Rejected(m)) if m.contains("U+FFFF")),
+        "{got:?}"
+    );
+    assert_eq!(canned.requests().len(), 0, "nothing sent");
+
     // SQS keeps failing: unavailable after a few attempts.
     let canned = Canned::new(vec![batch(
         json!([{"Id": "0", "SenderFault": false, "Code": "InternalError"}]),

@@ -119,20 +119,26 @@ impl SqsQueue {
 impl Queue for SqsQueue {
     async fn send(&self, queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError> {
         let url = self.url(queue);
-        let mut batch: Vec<(String, u32)> = Vec::with_capacity(BATCH_ENTRIES);
-        let mut bytes = 0;
+        // Every message is checked before any is sent: a refusal of one (the API answers it
+        // 400) must not leave the others of its request queued.
+        let mut bodies = Vec::with_capacity(messages.len());
         for m in messages {
             let body = serde_json::to_string(&m.message)
                 .map_err(|e| QueueError::Rejected(format!("message {}: {e}", m.message.id())))?;
             if let Some(refused) = crate::queue::refused_body(&m.message.id(), &body) {
                 return Err(refused);
             }
+            bodies.push((body, m.delay_secs));
+        }
+        let mut batch: Vec<(String, u32)> = Vec::with_capacity(BATCH_ENTRIES);
+        let mut bytes = 0;
+        for (body, delay_secs) in bodies {
             if batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES {
                 self.send_batch(url, std::mem::take(&mut batch)).await?;
                 bytes = 0;
             }
             bytes += body.len();
-            batch.push((body, m.delay_secs.min(MAX_DELAY_SECS)));
+            batch.push((body, delay_secs.min(MAX_DELAY_SECS)));
         }
         if !batch.is_empty() {
             self.send_batch(url, batch).await?;
