@@ -297,13 +297,14 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
 /// With `goes_on`, the enrollment goes on as `into`'s: this one ends, and the effects carry its
 /// continuation ([`Effect::Move`]: the same id, step and wake-up time), so that it is
 /// active under one user at a time. Without (`into` is in the journey already), it ends, and
-/// its wait is cancelled. `None` when it has ended already.
+/// its wait is cancelled, `ends` saying why. `None` when it has ended already.
 pub fn merge(
     ctx: &Ctx<'_>,
     enrollment: &Enrollment,
     into: &str,
-    goes_on: bool,
+    ends: Option<String>,
 ) -> Option<Transition> {
+    let goes_on = ends.is_none();
     if !enrollment.is_active() {
         return None;
     }
@@ -337,7 +338,7 @@ pub fn merge(
     } else {
         run.cancel_pending(&step, "merged");
         run.enrollment.status = Status::Exited;
-        run.enrollment.end_reason = Some(format!("{into} is in this journey already"));
+        run.enrollment.end_reason = ends;
     }
     run.enrollment.ended_at = Some(ctx.now);
     run.enrollment.waiting_for = None;

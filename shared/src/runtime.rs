@@ -1501,14 +1501,13 @@ impl Runtime {
                     tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                     continue;
                 };
-                // She is in the journey, or her own entry's rule forbids this one too (she was
-                // welcomed once already, `reentry: never`): hers stands, the visitor's ends.
-                let in_it = mine.get(&j).is_some_and(|m| {
-                    m.enrollment.is_active()
-                        || reentry_refusal(&p.journey, &m.enrollment, l.enrollment.entered_at)
-                            .is_some()
-                });
-                self.merge_enrollment(profile, in_it, l, &p.journey, cause)
+                let ends = ends_at_merge(
+                    &p.journey,
+                    mine.get(&j).map(|m| &*m.enrollment),
+                    user,
+                    &l.enrollment,
+                );
+                self.merge_enrollment(profile, ends, l, &p.journey, cause)
                     .await?;
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
@@ -1552,12 +1551,12 @@ impl Runtime {
 
     /// An active enrollment `l` of an anonymous user that turned out to be `into`: it exits if
     /// `into` did the journey's exit event since its trigger (the order placed from another
-    /// device), ends if `into` is in the journey already (`in_it`), and goes on as `into`'s
+    /// device), ends when `ends` says why (see [`ends_at_merge`]), and goes on as `into`'s
     /// otherwise ([`engine::merge`]).
     async fn merge_enrollment(
         &self,
         into: &Profile,
-        in_it: bool,
+        ends: Option<String>,
         l: Loaded,
         journey: &Journey,
         cause: &str,
@@ -1571,11 +1570,11 @@ impl Runtime {
             unsubscribe_url: None,
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
-            .filter(|_| !in_it)
+            .filter(|_| ends.is_none())
             .and_then(|late| engine::on_late_exit(&ctx, &l.enrollment, &late));
         let (t, exits) = match exit {
             Some(t) => (t, true),
-            None => match engine::merge(&ctx, &l.enrollment, &into.user_id, !in_it) {
+            None => match engine::merge(&ctx, &l.enrollment, &into.user_id, ends) {
                 Some(t) => (t, false),
                 None => return Ok(()),
             },
@@ -1814,19 +1813,22 @@ impl Runtime {
                     detail,
                 )));
             }
-        } else if j.reentry != Reentry::AfterExit {
-            // Her first entry as herself, but she may have been in the journey as the anonymous
-            // visitor she turned out to be (an enrollment that ended before the login stayed
-            // the visitor's): the same person on the same phone is not welcomed twice.
-            for a in &profile.anonymous_ids {
-                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-                let Some(r) = self.store.get(&enrollment_key(&anon, &j.id)).await? else {
-                    continue;
-                };
+        }
+        if j.reentry != Reentry::AfterExit && !profile.anonymous_ids.is_empty() {
+            // She may have been in the journey as the anonymous visitor she turned out to be
+            // (an enrollment that ended before the login stayed the visitor's): the same person
+            // on the same phone is not welcomed twice. One read for all her anonymous ids.
+            let keys: Vec<Key> = profile
+                .anonymous_ids
+                .iter()
+                .map(|a| enrollment_key(&join(&[crate::event::ANONYMOUS_PREFIX, a]), &j.id))
+                .collect();
+            for r in self.store.get_many(&keys).await? {
                 let e = Loaded::read(&r)?.enrollment;
                 if let Some(detail) = reentry_refusal(j, &e, now) {
                     let detail = format!(
-                        "{detail} (as the anonymous visitor `{anon}` she turned out to be)"
+                        "{detail} (as the anonymous visitor `{}` she turned out to be)",
+                        e.user_id
                     );
                     return Ok(Some(self.refusal(
                         j,
@@ -2524,11 +2526,16 @@ impl Runtime {
     /// out to be: one person on one phone is capped as one. One read a capped channel; a write
     /// only where the visitor had places (kept by send, so a retried merge adds none twice).
     async fn merge_caps(&self, anon: &str, user: &str) -> Result<(), RunError> {
-        for channel in self.config.caps.keys() {
+        let now = self.now();
+        for (channel, cap) in &self.config.caps {
             let Some(theirs) = self.store.get(&cap_key(anon, *channel)).await? else {
                 continue;
             };
-            let theirs = CapPlace::read(&theirs)?;
+            // The places that may still count (a calendar-day window reaches back a day at
+            // most more than `per`).
+            let since = now - cap.per.to_jiff() - SignedDuration::from_hours(24);
+            let mut theirs = CapPlace::read(&theirs)?;
+            theirs.retain(|p| p.at > since);
             if theirs.is_empty() {
                 continue;
             }
@@ -2543,7 +2550,12 @@ impl Runtime {
                 };
                 let before = places.len();
                 for p in &theirs {
-                    if !places.iter().any(|x| x.send == p.send) {
+                    // Places of unknown sends (written before places were kept by send) are
+                    // told apart by their time.
+                    if !places
+                        .iter()
+                        .any(|x| x.send == p.send && (!p.send.is_empty() || x.at == p.at))
+                    {
                         places.push(p.clone());
                     }
                 }
@@ -2629,12 +2641,13 @@ impl Runtime {
             // ran (after it looked), it goes on as the user's from here.
             if e.is_active() && e.pending.is_some_and(|p| p.seq == seq) {
                 let theirs = self.load_profile(into).await?.0;
-                let in_it = match self.store.get(&enrollment_key(into, journey)).await? {
-                    Some(r) => Loaded::read(&r)?.enrollment.is_active(),
-                    None => false,
+                let hers = match self.store.get(&enrollment_key(into, journey)).await? {
+                    Some(r) => Some(Loaded::read(&r)?.enrollment),
+                    None => None,
                 };
+                let ends = ends_at_merge(&p.journey, hers.as_deref(), into, e);
                 return self
-                    .merge_enrollment(&theirs, in_it, loaded, &p.journey, &cause)
+                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause)
                     .await;
             }
         }
@@ -2718,6 +2731,16 @@ impl Runtime {
     /// records into the stats.
     pub async fn tick(&self) -> Result<Tick, RunError> {
         self.tick_within(self.config.tick_budget, None).await
+    }
+
+    /// Starts the scheduler's minutes at `at`'s minute, if it has not run yet (a simulation's
+    /// first minute is its script's: no run for the minute before it).
+    pub async fn start_minutes_at(&self, at: Timestamp) -> Result<(), RunError> {
+        let record = Record::new(Key::new(CURSOR.0, CURSOR.1), 1, &minute_of(at))?;
+        match self.store.put(&record, Expect::Absent).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// [`Runtime::tick`], catching up for at most `budget` of wall time (see
@@ -3668,6 +3691,24 @@ fn late_exit(
         timestamp: exit_at,
         received_at: now,
     })
+}
+
+/// Why an anonymous visitor's active enrollment `theirs` of `j` ends when the visitor turns out
+/// to be `into` rather than go on as hers, if it does: she is in the journey (`hers` is
+/// active), or her own entry's rule forbids this one too (she was welcomed already,
+/// `reentry: never`).
+fn ends_at_merge(
+    j: &Journey,
+    hers: Option<&Enrollment>,
+    into: &str,
+    theirs: &Enrollment,
+) -> Option<String> {
+    let hers = hers?;
+    if hers.is_active() {
+        return Some(format!("{into} is in this journey already"));
+    }
+    reentry_refusal(j, hers, theirs.entered_at)
+        .map(|why| format!("{into} may not be in this journey again: {why}"))
 }
 
 /// Why `j`'s entry rule refuses a user whose last entry was `e` another entry at `now`, if it

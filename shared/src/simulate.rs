@@ -245,6 +245,9 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?;
     }
+    rt.start_minutes_at(start)
+        .await
+        .map_err(|e| e.to_string())?;
     let end = script.last().map(|l| l.at).unwrap_or(start) + horizon;
     let timers = Timers::new(rt.config.timer_shards, start, end);
     let has_schedules = journeys

@@ -195,6 +195,17 @@ steps:
     .await;
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T09:00:00Z ann push push: welcome"]);
+    let view = h.rt.user("ann").await.expect("user");
+    let anon = view
+        .enrollments
+        .iter()
+        .find(|e| &*e.user_id == "anon:dev-1")
+        .expect("the anonymous enrollment, in ann's view");
+    assert_eq!(anon.status, Status::Exited);
+    assert_eq!(
+        anon.end_reason.as_deref(),
+        Some("ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z")
+    );
 }
 
 /// A frequency cap counts what the visitor was sent before the login: one person on one
@@ -240,6 +251,41 @@ steps:
         .filter(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "capped"))
         .count();
     assert_eq!(capped, 1);
+}
+
+/// `reentry: {after: 30d}` counts from her latest entry, as herself or as the visitor: in on
+/// day 0 as herself and on day 40 as the visitor, she is not entered again on day 50.
+#[tokio::test]
+async fn a_reentry_wait_counts_from_the_visitors_entry_too() {
+    let h = Harness::new("2026-11-01T07:00:00Z");
+    h.publish(
+        r#"
+id: offer
+name: Offer
+trigger: {event: viewed_pricing}
+reentry: {after: 30d}
+steps:
+  - {id: push, send: {push: {title: "offer", body: "x"}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-11-01T08:00:00Z","type":"identify","userId":"ann","messageId":"a0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-ann"}]}}
+{"at":"2026-11-01T09:00:00Z","type":"track","userId":"ann","event":"viewed_pricing","messageId":"v0"}
+{"at":"2026-12-11T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i1","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-11T09:05:00Z","type":"track","anonymousId":"dev-1","event":"viewed_pricing","messageId":"v1"}
+{"at":"2026-12-16T09:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-21T09:00:00Z","type":"track","userId":"ann","event":"viewed_pricing","messageId":"v2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-22T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-11-01T09:00:00Z ann push push: offer",
+            "2026-12-11T09:05:00Z anon:dev-1 push push: offer"
+        ]
+    );
 }
 
 /// A bounce of the address a visitor gave before logging in suppresses the user she turned out

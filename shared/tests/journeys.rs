@@ -3563,7 +3563,8 @@ steps:
 
 /// A schedule run comes once the events of its instant are in: the script's first minute has
 /// its run then (the Tokyo user's 09:00), not a minute late, and a user an identify made at the
-/// very minute of the run (09:00:00 in UTC) is entered by it.
+/// very minute of the run (09:00:00 in UTC) is entered by it; the minute before the script has
+/// none.
 #[tokio::test]
 async fn a_schedule_run_sees_the_events_of_its_own_minute() {
     let digest = r#"
@@ -3579,8 +3580,19 @@ steps:
     let script = r#"{"at":"2026-03-02T00:00:00Z","type":"identify","userId":"tokyo","traits":{"email":"t@x.com","timezone":"Asia/Tokyo"}}
 {"at":"2026-03-02T09:00:00Z","type":"identify","userId":"utc","traits":{"email":"u@x.com","timezone":"UTC"}}
 "#;
+    // A schedule for the minute before the script begins has no run.
+    let before = r#"
+id: before
+name: Before
+trigger:
+  schedule: {cron: "59 23 * * *", timezone: UTC}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "before", text: "x"}}
+"#;
     let out = sim_with(
-        &[digest],
+        &[digest, before],
         script,
         Config::default(),
         SignedDuration::from_hours(1),
