@@ -208,12 +208,23 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
     )
 }
 /// Whose a push device is: the user who registered it last (see [`Runtime::claim_device`]),
-/// keyed by a hash of its token (a token may be longer than a key may be).
+/// keyed by its token (APNs 64 characters, FCM about 160); one longer than a key may hold
+/// (DynamoDB: 2 KB) by its SHA-256, under a sort key of its own so that no token's own text
+/// can name it.
 fn device_key(token: &str) -> Key {
+    const LONGEST: usize = 512;
+    if token.len() <= LONGEST {
+        return Key::new(Part::join(&["D#", token]), "U");
+    }
     use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = Sha256::digest(token.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Key::new(Part::join(&["D#", &hex]), "U")
+    let mut hex = String::with_capacity(64);
+    for b in hash {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    Key::new(Part::join(&["D#", &hex]), "H")
 }
 
 /// A push device's holder (see [`device_key`]) and when the event that registered it to her
@@ -3838,6 +3849,18 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device's key holds a token as it is when it fits a key, and a hash of one that does
+    /// not (an identify with such a token is not refused by the store).
+    #[test]
+    fn a_device_key_fits_whatever_the_token() {
+        assert_eq!(device_key("tok-1"), Key::new("D#tok-1", "U"));
+        let long = "x".repeat(3000);
+        let key = device_key(&long);
+        assert_eq!(key.pk.len(), 2 + 64);
+        assert_eq!(key.sk.as_str(), "H");
+        assert_ne!(device_key(&format!("{long}y")), key);
+    }
 
     #[test]
     fn retries_come_2_4_8_minutes_apart_up_to_an_hour_spread_by_up_to_a_fifth() {
