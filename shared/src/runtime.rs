@@ -207,25 +207,33 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
         Part::join(&["T#", enrollment, "#", cause]),
     )
 }
-/// Whose a push device is: the user who registered it last (see [`Runtime::claim_device`]),
-/// keyed by its token (APNs 64 characters, FCM about 160); one longer than a key may hold
-/// (DynamoDB: 2 KB) by its SHA-256, under a sort key of its own so that no token's own text
-/// can name it.
+/// Whose a push device is: the user who registered it last (see [`Runtime::claim_device`]).
+/// Kept in one of [`DEVICE_PARTITIONS`] partitions by a hash of the token (a partition a device
+/// would be a store partition a user more, for a record of a few bytes), under its token
+/// (APNs 64 characters, FCM about 160) or, for one longer than a sort key may hold
+/// (DynamoDB: 1 KB), its SHA-256; the prefixes keep the two apart.
 fn device_key(token: &str) -> Key {
     const LONGEST: usize = 512;
+    let shard = segment_of(token, DEVICE_PARTITIONS).to_string();
+    let pk = Part::join(&["D#", &shard]);
     if token.len() <= LONGEST {
-        return Key::new(Part::join(&["D#", token]), "U");
+        return Key::new(pk, Part::join(&["T#", token]));
     }
     use sha2::{Digest, Sha256};
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
+    let mut hex = String::with_capacity(66);
+    hex.push_str("H#");
     for b in hash {
         hex.push(char::from(HEX[usize::from(b >> 4)]));
         hex.push(char::from(HEX[usize::from(b & 15)]));
     }
-    Key::new(Part::join(&["D#", &hex]), "H")
+    Key::new(pk, hex)
 }
+
+/// The partitions device holders are kept in: a claim is a write to one, so 16 take 16,000
+/// claims a second in DynamoDB (1,000 writes a second a partition key).
+const DEVICE_PARTITIONS: u32 = 16;
 
 /// A push device's holder (see [`device_key`]) and when the event that registered it to her
 /// happened: an identify older than that (a retry, one delivered late) does not take it back.
@@ -3854,12 +3862,19 @@ mod tests {
     /// not (an identify with such a token is not refused by the store).
     #[test]
     fn a_device_key_fits_whatever_the_token() {
-        assert_eq!(device_key("tok-1"), Key::new("D#tok-1", "U"));
+        let key = device_key("tok-1");
+        assert!(key.pk.starts_with("D#"), "{key:?}");
+        assert_eq!(key.sk.as_str(), "T#tok-1");
         let long = "x".repeat(3000);
         let key = device_key(&long);
-        assert_eq!(key.pk.len(), 2 + 64);
-        assert_eq!(key.sk.as_str(), "H");
+        assert_eq!(key.sk.len(), 2 + 64);
+        assert!(key.sk.starts_with("H#"), "{key:?}");
         assert_ne!(device_key(&format!("{long}y")), key);
+        // The partitions are few: a device does not make one of its own.
+        let partitions: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| device_key(&format!("tok-{i}")).pk.to_string())
+            .collect();
+        assert_eq!(partitions.len(), DEVICE_PARTITIONS as usize);
     }
 
     #[test]
