@@ -217,17 +217,7 @@ async fn a_cap_counts_the_visitors_sends_after_the_login() {
         ..waymark::runtime::Config::default()
     };
     let h = Harness::with_config("2026-12-01T07:00:00Z", config);
-    h.publish(
-        r#"
-id: p
-name: P
-trigger: {event: ping}
-reentry: after_exit
-steps:
-  - {id: s, send: {push: {title: "ping", body: "."}}}
-"#,
-    )
-    .await;
+    h.publish(PING).await;
     h.play(r#"
 {"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i0","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
 {"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"dev-1","event":"ping","messageId":"p1"}
@@ -240,8 +230,8 @@ steps:
     assert_eq!(
         h.outbox(),
         [
-            "2026-12-01T10:00:00Z anon:dev-1 push s: ping",
-            "2026-12-01T10:10:00Z anon:dev-1 push s: ping"
+            "2026-12-01T10:00:00Z anon:dev-1 push s: for anon:dev-1",
+            "2026-12-01T10:10:00Z anon:dev-1 push s: for anon:dev-1"
         ]
     );
     let view = h.rt.user("ann").await.expect("ann");
@@ -613,6 +603,16 @@ steps:
     );
 }
 
+/// A push to whoever pings, saying to whom.
+const PING: &str = r#"
+id: p
+name: P
+trigger: {event: ping}
+reentry: after_exit
+steps:
+  - {id: s, send: {push: {title: "for {{ user_id }}", body: "."}}}
+"#;
+
 /// A push device is the user's who registered it last: bob logs in on the phone ann used
 /// (her login took its anonymous visitor's device) and registers its token; ann's pushes no
 /// longer go to his phone, his do (an identify of hers from before his, delivered late, does
@@ -620,17 +620,7 @@ steps:
 #[tokio::test]
 async fn a_push_device_belongs_to_the_user_who_registered_it_last() {
     let h = Harness::new("2026-12-01T07:00:00Z");
-    h.publish(
-        r#"
-id: p
-name: P
-trigger: {event: ping}
-reentry: after_exit
-steps:
-  - {id: s, send: {push: {title: "for {{ user_id }}", body: "."}}}
-"#,
-    )
-    .await;
+    h.publish(PING).await;
     let devices = |user: &'static str| {
         let h = &h;
         async move {
