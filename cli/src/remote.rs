@@ -466,8 +466,22 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
             ));
         }
         entries.sort_by_key(|e| e.at);
+        // Several enrollments of the journey (re-entries, a visitor's before a login): each
+        // line says whose it is.
+        let several = entries
+            .iter()
+            .map(|e| &*e.enrollment)
+            .filter(|id| !id.is_empty())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1;
         for e in entries {
             let step = e.step.as_deref().unwrap_or("-");
+            let step = if several && !e.enrollment.is_empty() {
+                format!("[{}] {step}", e.enrollment)
+            } else {
+                step.to_string()
+            };
             let detail = match &e.what {
                 What::Skipped {
                     detail: Some(d), ..
@@ -537,6 +551,28 @@ mod tests {
         assert_eq!(
             story("ann", &view, Some("onboarding")),
             "ann: nothing in journey onboarding\n"
+        );
+    }
+
+    /// With the lines of several enrollments of one journey (a re-entry, a visitor's before a
+    /// login), each line says whose it is.
+    #[test]
+    fn why_tells_whose_line_it_is_when_a_journey_has_several_enrollments() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [],
+            "timeline": [
+                {"at": "2026-12-01T10:00:00Z", "journey": "cart", "enrollment": "cart:anon:d1:1",
+                 "step": "wait", "what": "step"},
+                {"at": "2026-12-01T10:05:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "step": "wait", "what": "step"}
+            ]
+        }))
+        .expect("a user view");
+        assert_eq!(
+            story("ann", &view, None),
+            "ann in cart\n\
+             \x20 2026-12-01T10:00:00Z  [cart:anon:d1:1] wait: step\n\
+             \x20 2026-12-01T10:05:00Z  [cart:ann:1] wait: step\n"
         );
     }
 
