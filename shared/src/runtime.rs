@@ -1886,8 +1886,29 @@ impl Runtime {
         // An exit that happened after the trigger but was applied before it (events out of order).
         if let Some(late) = late_exit(j, profile, &t.enrollment.trigger, &cause, now) {
             if let Some(exit) = engine::exit_late(&ctx, &t.enrollment, &late) {
-                // Nothing the entry scheduled may go out: keep only the exit's own effects.
+                // Nothing the entry scheduled may go out: keep only the exit's own effects, and
+                // say of each message dropped that it was skipped, and why.
                 let mut timeline = t.timeline;
+                let exit_event = late.event.as_deref().unwrap_or_default();
+                for e in &t.effects {
+                    let Effect::Send(o) = e else {
+                        continue;
+                    };
+                    timeline.push(Entry {
+                        at: now,
+                        journey: o.journey.clone(),
+                        enrollment: o.enrollment.clone(),
+                        step: Some(o.step.clone()),
+                        what: What::Skipped {
+                            channel: o.channel,
+                            reason: "exited".into(),
+                            detail: Some(format!(
+                                "the exit event {exit_event} (at {}) came before the message could go out: it arrived before its trigger",
+                                late.timestamp
+                            )),
+                        },
+                    });
+                }
                 timeline.extend(exit.timeline);
                 let effects = exit
                     .effects

@@ -3608,6 +3608,53 @@ steps:
     );
 }
 
+/// An exit that happened after the trigger but arrived before it ends the enrollment at once;
+/// the message its first step would have sent is not sent, and the timeline says so, as a skip
+/// with its reason, counted in the stats.
+#[tokio::test]
+async fn a_message_an_early_exit_keeps_from_going_out_is_a_skip() {
+    let journey = r#"
+id: l
+name: L
+trigger: {event: go}
+exit_when: [{event: stop}]
+steps:
+  - id: m
+    send: {email: {subject: "e", text: "x"}}
+  - id: wf
+    wait_for: {event: reply, timeout: 1h}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"m1","traits":{"email":"m1@x.com"}}
+{"at":"2026-12-01T10:20:00Z","userId":"m1","event":"stop","timestamp":"2026-12-01T10:10:00Z","messageId":"a"}
+{"at":"2026-12-01T10:30:00Z","userId":"m1","event":"go","timestamp":"2026-12-01T10:00:00Z","messageId":"b"}
+"#;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    h.play(script).await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    let view = h.rt.user("m1").await.expect("m1");
+    let skipped: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, detail, .. } => Some(format!(
+                "{}: {reason}: {}",
+                e.step.as_deref().unwrap_or(""),
+                detail.as_deref().unwrap_or("")
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        ["m: exited: the exit event stop (at 2026-12-01T10:10:00Z) came before the message could go out: it arrived before its trigger"]
+    );
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("l").await.expect("stats");
+    assert_eq!(stats.get("step.m.skipped.exited"), Some(&1), "{stats:?}");
+}
+
 /// Two bookings stamped alike (a batch sent without timestamps): the second replaces the first
 /// (the booking is the trigger and an exit), and its reminder goes out; the first booking is
 /// not taken for an exit of the second's enrollment.
