@@ -468,8 +468,11 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         entries.sort_by_key(|e| e.at);
         // Several enrollments of the journey (re-entries, a visitor's before a login): each
         // line says whose it is.
+        // (A refusal's enrollment is the one that stood in the way, not its own: untagged.)
+        let refusal = |e: &Entry| matches!(e.what, What::NotEntered { .. });
         let several = entries
             .iter()
+            .filter(|e| !refusal(e))
             .map(|e| &*e.enrollment)
             .filter(|id| !id.is_empty())
             .collect::<std::collections::BTreeSet<_>>()
@@ -477,7 +480,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
             > 1;
         for e in entries {
             let step = e.step.as_deref().unwrap_or("-");
-            let step = if several && !e.enrollment.is_empty() {
+            let step = if several && !e.enrollment.is_empty() && !refusal(e) {
                 format!("[{}] {step}", e.enrollment)
             } else {
                 step.to_string()
@@ -564,7 +567,9 @@ mod tests {
                 {"at": "2026-12-01T10:00:00Z", "journey": "cart", "enrollment": "cart:anon:d1:1",
                  "step": "wait", "what": "step"},
                 {"at": "2026-12-01T10:05:00Z", "journey": "cart", "enrollment": "cart:ann:1",
-                 "step": "wait", "what": "step"}
+                 "step": "wait", "what": "step"},
+                {"at": "2026-12-01T10:06:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "what": "not_entered", "trigger": "cart_abandoned", "reason": "enrolled"}
             ]
         }))
         .expect("a user view");
@@ -572,7 +577,8 @@ mod tests {
             story("ann", &view, None),
             "ann in cart\n\
              \x20 2026-12-01T10:00:00Z  [cart:anon:d1:1] wait: step\n\
-             \x20 2026-12-01T10:05:00Z  [cart:ann:1] wait: step\n"
+             \x20 2026-12-01T10:05:00Z  [cart:ann:1] wait: step\n\
+             \x20 2026-12-01T10:06:00Z  -: not entered on cart_abandoned: enrolled\n"
         );
     }
 

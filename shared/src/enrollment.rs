@@ -210,6 +210,11 @@ impl Enrollment {
         crate::store::join(&[cause, MERGE_SUFFIX])
     }
 
+    /// The message whose merge `cause` is (see [`Enrollment::merge_id_of`]), or `cause` itself.
+    pub fn merging_message(cause: &str) -> &str {
+        cause.strip_suffix(MERGE_SUFFIX).unwrap_or(cause)
+    }
+
     /// The cause of the exit that message `cause` applies to an enrollment it gave a user,
     /// when the user did the journey's exit event after its trigger: a transition of its own
     /// after the one `cause` made.

@@ -629,6 +629,25 @@ impl Profile {
 
     /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
     /// the event `except`, oldest first.
+    /// [`Profile::first_after`], other than any of the events `except` (by messageId).
+    pub fn first_after_but(
+        &self,
+        event: &str,
+        after: Timestamp,
+        except: &[&str],
+        inclusive: bool,
+    ) -> Option<Timestamp> {
+        self.history
+            .get(event)
+            .into_iter()
+            .flatten()
+            .filter(|(t, id)| {
+                (*t > after || (inclusive && *t == after)) && !except.contains(&id.as_str())
+            })
+            .map(|(t, _)| *t)
+            .next()
+    }
+
     fn occurrences_after<'a>(
         &'a self,
         event: &str,

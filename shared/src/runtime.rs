@@ -1631,13 +1631,13 @@ impl Runtime {
         }
         // The user's exit event applied while the merge ran: it did not find this enrollment
         // (not written yet), so the profile, read again now that it is, must show the event.
-        self.exit_moved(next, cause).await?;
+        self.exit_moved(next, from, cause).await?;
         Ok(true)
     }
 
     /// Ends a moved-in enrollment that is still active when its user did the journey's exit
     /// event since its trigger ([`Runtime::move_in`]).
-    async fn exit_moved(&self, next: &Enrollment, cause: &str) -> Result<(), RunError> {
+    async fn exit_moved(&self, next: &Enrollment, from: &str, cause: &str) -> Result<(), RunError> {
         let profile = self.load_profile(&next.user_id).await?.0;
         let Some(r) = self
             .store
@@ -1705,8 +1705,16 @@ impl Runtime {
             return Ok(());
         };
         if !exits {
-            self.credit_conversion(&mut t, late.timestamp, &profile.anonymous_ids)
-                .await?;
+            // Credited to the last message before the conversion, the visitor's among them
+            // (the profile lists the visitor only once the merge is over).
+            let mut anonymous = profile.anonymous_ids.clone();
+            if let Some(a) = from.strip_prefix(crate::event::ANONYMOUS_PREFIX) {
+                if !anonymous.iter().any(|x| x == a) {
+                    anonymous.push(a.to_string());
+                }
+            }
+            let at = t.enrollment.converted_at.unwrap_or(late.timestamp);
+            self.credit_conversion(&mut t, at, &anonymous).await?;
         }
         // Under a cause of its own: the move's timeline record is (enrollment, cause) already.
         let committed = self.commit(t, &late.message_id, Some(&l), exits).await?;
@@ -3787,7 +3795,13 @@ fn late_reply(
         .at
         .checked_sub(w.timeout.to_jiff())
         .unwrap_or(pending.at);
-    let at = profile.first_after(name, began, &e.trigger.message_id, true)?;
+    // Not the message that made the move (a login that is itself the event waited for): that
+    // event reaches the moved enrollment as it is applied to her, once.
+    let except = [
+        e.trigger.message_id.as_str(),
+        Enrollment::merging_message(cause),
+    ];
+    let at = profile.first_after_but(name, began, &except, true)?;
     (at <= now && at <= pending.at).then(|| Event {
         kind: Kind::Track,
         message_id: Enrollment::late_reply_id_of(cause),

@@ -519,6 +519,58 @@ async fn a_purchase_made_as_herself_meets_the_wait_the_login_moves() {
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
 }
 
+/// The conversion a late reply makes is credited to the last message before it, the visitor's
+/// too: an in-app hello the laptop's visitor got before she bought from her phone.
+#[tokio::test]
+async fn a_late_replys_conversion_is_credited_to_the_visitors_message() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    let journey = TRIAL.replace(
+        "steps:\n  - id: wait\n",
+        "steps:\n  - id: hello\n    send: {in_app: {title: \"hi\", body: \".\"}}\n  - id: wait\n",
+    );
+    assert!(journey.contains("id: hello"));
+    h.publish(&journey).await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-03T09:00:00Z","type":"track","anonymousId":"dev-2","event":"trial_started","messageId":"t2"}
+{"at":"2026-12-03T09:30:00Z","type":"track","userId":"ann","event":"purchase","messageId":"p2","properties":{"total":5}}
+{"at":"2026-12-03T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    let s = stats(&h, "wf").await;
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+    assert_eq!(s.get("step.hello.converted"), Some(&1), "{s:?}");
+}
+
+/// The login event answers one wait of the enrollment it moves, once: an `app_opened` sent as
+/// the login meets the first of two waits for it, and the second waits for the next one.
+#[tokio::test]
+async fn the_login_event_answers_one_wait_once() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: tips
+name: Tips
+trigger: {event: installed}
+steps:
+  - {id: w1, wait_for: {event: app_opened, timeout: 1d}}
+  - {id: tip1, send: {email: {subject: "tip1", text: "x"}}}
+  - {id: w2, wait_for: {event: app_opened, timeout: 2d}}
+  - {id: tip2, send: {email: {subject: "tip2", text: "x"}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-1","event":"installed","messageId":"t1"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","anonymousId":"dev-1","event":"app_opened","messageId":"o1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T09:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T10:00:00Z ann email tip1: tip1"]);
+}
+
 /// The login is an identify the moved enrollments hear: the address it brings sends at once
 /// the welcome waiting for one (not at the grace's end), and the user's own zone moves a wait
 /// for a time of day the visitor's device zone had set.
