@@ -413,6 +413,7 @@ fn push() -> Outgoing {
             endpoint: Some("arn:aws:sns:us-east-1:123456789012:endpoint/APNS/app/1".into()),
             disabled: false,
             revived: false,
+            registered_at: None,
         }]),
         Content::Push {
             title: "T".into(),
@@ -534,6 +535,7 @@ async fn a_revived_device_gets_its_endpoint_enabled_or_a_new_one() {
         endpoint: Some(endpoint.into()),
         disabled: false,
         revived: true,
+        registered_at: None,
     };
     let ok = |body: &str| -> Answer { (200, vec![("content-type", "text/xml")], body.into()) };
     let created = ok(

@@ -39,6 +39,7 @@ fn profile(user: &str) -> Profile {
         endpoint: None,
         disabled: false,
         revived: false,
+        registered_at: None,
     });
     p
 }

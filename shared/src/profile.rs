@@ -29,6 +29,10 @@ pub struct Device {
     /// which the provider disabled, is to be enabled again (once, by the next registration).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revived: bool,
+    /// When the latest identify that sent this token happened: whose the device is when two
+    /// users' identifies race for it (see `Runtime::claim_device`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -266,11 +270,16 @@ impl Profile {
             Channel::Email => text("email"),
             Channel::Sms => text("phone"),
             Channel::Push => {
+                // Where the message goes; not when each device was registered (the profile's
+                // own bookkeeping, see `Device::registered_at`).
                 let live: Vec<Device> = self
                     .devices
                     .iter()
                     .filter(|d| !d.disabled)
-                    .cloned()
+                    .map(|d| Device {
+                        registered_at: None,
+                        ..d.clone()
+                    })
                     .collect();
                 if live.is_empty() {
                     Err(if self.devices.is_empty() {
@@ -347,7 +356,7 @@ impl Profile {
         if event.kind == Kind::Identify {
             for (k, v) in &event.traits {
                 if k == "push_tokens" || k == "devices" {
-                    self.set_devices(v);
+                    self.set_devices(v, event.timestamp);
                     continue;
                 }
                 let newer = self
@@ -541,7 +550,7 @@ impl Profile {
         }
     }
 
-    fn set_devices(&mut self, v: &Value) {
+    fn set_devices(&mut self, v: &Value, at: Timestamp) {
         let Some(items) = v.as_array() else { return };
         for item in items {
             let (Some(platform), Some(token)) = (
@@ -552,6 +561,9 @@ impl Profile {
             };
             if let Some(d) = self.devices.iter_mut().find(|d| d.token == token) {
                 d.platform = platform.to_string();
+                if d.registered_at.is_none_or(|r| r < at) {
+                    d.registered_at = Some(at);
+                }
                 if d.disabled {
                     d.disabled = false;
                     d.revived = d.endpoint.is_some();
@@ -563,6 +575,7 @@ impl Profile {
                     endpoint: None,
                     disabled: false,
                     revived: false,
+                    registered_at: Some(at),
                 });
             }
         }

@@ -1072,7 +1072,17 @@ impl Runtime {
             if holder.user == user {
                 return Ok(true);
             }
-            if holder.at > at {
+            // Registered to the holder after this identify: at the claim, or by a later
+            // identify of the holder's that sent the token again (no claim then: it was hers).
+            let again = self
+                .load_profile(&holder.user)
+                .await?
+                .0
+                .devices
+                .iter()
+                .find(|d| d.token == token)
+                .and_then(|d| d.registered_at);
+            if holder.at > at || again.is_some_and(|t| t > at) {
                 return Ok(false);
             }
             // Boxed: its profile write is this function's caller (no device is registered

@@ -716,6 +716,17 @@ async fn a_push_device_belongs_to_the_user_who_registered_it_last() {
         ]
     );
     assert_eq!(devices("bob").await, Vec::<String>::new());
+
+    // Bob's identify of 15:00 is retried after ann sent the token again at 16:00 (no claim
+    // then: it was hers already): the retry does not take the phone from her.
+    h.play(r#"
+{"at":"2026-12-01T16:00:00Z","type":"identify","userId":"ann","messageId":"l4","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T16:30:00Z","type":"identify","userId":"bob","messageId":"l5","timestamp":"2026-12-01T15:00:00Z","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T17:00:00Z")).await;
+    assert_eq!(devices("ann").await, ["tok-dev1"]);
+    assert_eq!(devices("bob").await, Vec::<String>::new());
 }
 
 #[tokio::test]
