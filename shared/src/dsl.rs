@@ -918,11 +918,7 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     let s = &j.steps[i];
     let base = format!("steps[{i}]");
     // By place, not by id: with an id written twice (an error of its own), each step's own.
-    let default_next = || {
-        s.next
-            .clone()
-            .or_else(|| j.steps.get(i + 1).map(|n| n.id.clone()))
-    };
+    let default_next = || j.next_at(i).map(str::to_string);
     let mut out = Vec::new();
     match s.action() {
         Action::Exit => {}

@@ -243,11 +243,6 @@ impl Enrollment {
         }
     }
 
-    /// Whether a transition made under `made_by` was made by message `cause`: under its id, as
-    /// its merge ([`Enrollment::merge_id_of`]), as its late exit
-    /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge. Not a date it moved
-    /// ([`Enrollment::moved_id_of`]): that transition is another journey's doing, and the
-    /// message may still owe this enrollment its own (an exit, a goal, a `wait_for`).
     /// Whether a transition made under `made_by` was message `cause`'s own doing on this
     /// enrollment (under its id, or as its late exit): not the merge it made (a login's), after
     /// which the message still owes the moved enrollment its own transition (the purchase a
@@ -270,6 +265,11 @@ impl Enrollment {
                 .any(|c| Self::made_by_itself(&c.cause, cause))
     }
 
+    /// Whether a transition made under `made_by` was made by message `cause`: under its id, as
+    /// its merge ([`Enrollment::merge_id_of`]), as its late exit
+    /// ([`Enrollment::late_exit_id_of`]), or as a late exit of its merge. Not a date it moved
+    /// ([`Enrollment::moved_id_of`]): that transition is another journey's doing, and the
+    /// message may still owe this enrollment its own (an exit, a goal, a `wait_for`).
     pub fn made_by(made_by: &str, cause: &str) -> bool {
         let mut m = made_by;
         loop {

@@ -794,12 +794,16 @@ impl Journey {
 
     /// The step that follows `id` when it names none: its `next`, else the next in file order.
     pub fn next_of(&self, id: &str) -> Option<&str> {
-        let pos = self.steps.iter().position(|s| s.id == id)?;
-        let step = &self.steps[pos];
+        self.next_at(self.steps.iter().position(|s| s.id == id)?)
+    }
+
+    /// [`Journey::next_of`] the step at `i` in the file (with an id written twice, each its own).
+    pub fn next_at(&self, i: usize) -> Option<&str> {
+        let step = self.steps.get(i)?;
         if let Some(n) = &step.next {
             return Some(n);
         }
-        self.steps.get(pos + 1).map(|s| s.id.as_str())
+        self.steps.get(i + 1).map(|s| s.id.as_str())
     }
 
     /// The first step.

@@ -439,11 +439,6 @@ impl Profile {
             || self.anonymous_ids_of_others.iter().any(|x| x == a)
     }
 
-    /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
-    /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
-    /// device sent stays a device's), push devices it does not have, suppressions, pending
-    /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
-    /// Idempotent, as [`Profile::apply`] is.
     /// An anonymous visitor's `subscriptions` trait joined to this user's (see
     /// [`Profile::absorb`]): per channel, `false` on either side wins.
     fn absorb_subscriptions(&mut self, anonymous: &Profile, theirs: &Value) {
@@ -472,6 +467,11 @@ impl Profile {
         }
     }
 
+    /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
+    /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
+    /// device sent stays a device's), push devices it does not have, suppressions, pending
+    /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
+    /// Idempotent, as [`Profile::apply`] is.
     pub fn absorb(&mut self, anonymous: &Profile) {
         // A zone or locale the anonymous user's device sent is still a device's: the user's
         // later events may change it (a traveller is followed), and the newer device's wins
@@ -636,12 +636,10 @@ impl Profile {
         except: &str,
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.occurrences_after(event, after, except, inclusive)
+        self.occurrences_after(event, after, &[except], inclusive)
             .next_back()
     }
 
-    /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
-    /// the event `except`, oldest first.
     /// [`Profile::first_after`], other than any of the events `except` (by messageId).
     pub fn first_after_but(
         &self,
@@ -650,29 +648,26 @@ impl Profile {
         except: &[&str],
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.history
-            .get(event)
-            .into_iter()
-            .flatten()
-            .filter(|(t, id)| {
-                (*t > after || (inclusive && *t == after)) && !except.contains(&id.as_str())
-            })
-            .map(|(t, _)| *t)
+        self.occurrences_after(event, after, except, inclusive)
             .next()
     }
 
+    /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
+    /// the events `except` (by messageId), oldest first.
     fn occurrences_after<'a>(
         &'a self,
         event: &str,
         after: Timestamp,
-        except: &'a str,
+        except: &'a [&'a str],
         inclusive: bool,
     ) -> impl DoubleEndedIterator<Item = Timestamp> + 'a {
         self.history
             .get(event)
             .into_iter()
             .flatten()
-            .filter(move |(t, id)| (*t > after || (inclusive && *t == after)) && id != except)
+            .filter(move |(t, id)| {
+                (*t > after || (inclusive && *t == after)) && !except.contains(&id.as_str())
+            })
             .map(|(t, _)| *t)
     }
 
@@ -719,8 +714,7 @@ impl Profile {
         except: &str,
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.occurrences_after(event, after, except, inclusive)
-            .next()
+        self.first_after_but(event, after, &[except], inclusive)
     }
 
     /// The latest time any of `events` happened.

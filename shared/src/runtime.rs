@@ -1074,10 +1074,8 @@ impl Runtime {
             }
             // Registered to the holder after this identify: at the claim, or by a later
             // identify of the holder's that sent the token again (no claim then: it was hers).
-            let again = self
-                .load_profile(&holder.user)
-                .await?
-                .0
+            let (theirs, stored) = self.load_profile(&holder.user).await?;
+            let again = theirs
                 .devices
                 .iter()
                 .find(|d| d.token == token)
@@ -1087,7 +1085,7 @@ impl Runtime {
             }
             // Boxed: its profile write is this function's caller (no device is registered
             // there, so it comes back no further).
-            Box::pin(self.disown_device(&holder.user, token)).await?;
+            Box::pin(self.disown_device(theirs, stored.is_some(), token)).await?;
             (version, expect) = (r.version + 1, Expect::Version(r.version));
         }
         Err(RunError::Conflict(format!(
@@ -1095,21 +1093,30 @@ impl Runtime {
         )))
     }
 
-    /// Takes the push device `token` off `owner`'s profile, and off the profile of the user
-    /// `owner` was merged into (who took its devices).
-    async fn disown_device(&self, owner: &str, token: &str) -> Result<(), RunError> {
-        let mut next = Some(owner.to_string());
+    /// Takes the push device `token` off its holder's profile (`owner`, as read, `stored` when
+    /// it is), and off the profile of the user the holder was merged into (who took its
+    /// devices).
+    async fn disown_device(
+        &self,
+        mut owner: Arc<Profile>,
+        mut stored: bool,
+        token: &str,
+    ) -> Result<(), RunError> {
         for _ in 0..2 {
-            let Some(user) = next.take() else {
-                break;
-            };
-            let (p, version) = self.load_profile(&user).await?;
-            if version.is_some() && p.devices.iter().any(|d| d.token == token) {
-                tracing::info!(user = %user, "push device registered by another user: taken off this one");
-                self.update_profile(&user, |p| p.devices.retain(|d| d.token != token))
+            if stored && owner.devices.iter().any(|d| d.token == token) {
+                let user = owner.user_id.as_str();
+                tracing::info!(
+                    user,
+                    "push device registered by another user: taken off this one"
+                );
+                self.update_profile(user, |p| p.devices.retain(|d| d.token != token))
                     .await?;
             }
-            next = p.merged_into.clone();
+            let Some(into) = owner.merged_into.clone() else {
+                break;
+            };
+            let (p, version) = self.load_profile(&into).await?;
+            (owner, stored) = (p, version.is_some());
         }
         Ok(())
     }
@@ -2540,39 +2547,54 @@ impl Runtime {
         let Some(cap) = self.config.caps.get(&o.channel) else {
             return Ok(None);
         };
-        let key = cap_key(&o.user_id, o.channel);
         let send = o.ledger_key();
-        for _ in 0..8 {
-            let current = self.store.get(&key).await?;
-            let (mut places, expect, version) = match &current {
-                Some(r) => (
-                    CapPlace::read(r)?,
-                    Expect::Version(r.version),
-                    r.version + 1,
-                ),
-                None => (Vec::new(), Expect::Absent, 1),
-            };
+        let window = CapWindow::ending(now, cap.per, o.timezone.as_deref());
+        self.change_cap(&cap_key(&o.user_id, o.channel), |places| {
             if places.iter().any(|p| p.send == send) {
-                return Ok(None); // an earlier attempt of this send took its place
+                return (None, false); // an earlier attempt of this send took its place
             }
-            let window = CapWindow::ending(now, cap.per, o.timezone.as_deref());
             places.retain(|p| window.holds(p.at));
             if places.len() >= cap.max as usize {
-                return Ok(Some(Outcome::Skipped {
+                let skip = Outcome::Skipped {
                     reason: "capped".into(),
                     detail: Some(format!("at most {} {} per {}", cap.max, o.channel, cap.per)),
-                }));
+                };
+                return (Some(skip), false);
             }
             places.push(CapPlace {
                 send: send.clone(),
                 at: now,
             });
+            (None, true)
+        })
+        .await
+    }
+
+    /// Changes the cap record `key` (its places; none when there is none yet) with `f`, which
+    /// answers what to return and whether the places changed: written then, on the version
+    /// read, again on a conflict.
+    async fn change_cap<T>(
+        &self,
+        key: &Key,
+        mut f: impl FnMut(&mut Vec<CapPlace>) -> (T, bool),
+    ) -> Result<T, RunError> {
+        for _ in 0..8 {
+            let current = self.store.get(key).await?;
+            let (version, expect) = Expect::replacing(current.as_ref());
+            let mut places = match &current {
+                Some(r) => CapPlace::read(r)?,
+                None => Vec::new(),
+            };
+            let (answer, changed) = f(&mut places);
+            if !changed {
+                return Ok(answer);
+            }
             match self
                 .store
                 .put(&Record::new(key.clone(), version, &places)?, expect)
                 .await
             {
-                Ok(()) => return Ok(None),
+                Ok(()) => return Ok(answer),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -2597,15 +2619,7 @@ impl Runtime {
             if theirs.is_empty() {
                 continue;
             }
-            let key = cap_key(user, *channel);
-            let mut done = false;
-            for _ in 0..8 {
-                let current = self.store.get(&key).await?;
-                let (version, expect) = Expect::replacing(current.as_ref());
-                let mut places = match &current {
-                    Some(r) => CapPlace::read(r)?,
-                    None => Vec::new(),
-                };
+            self.change_cap(&cap_key(user, *channel), |places| {
                 let before = places.len();
                 for p in &theirs {
                     // Places of unknown sends (written before places were kept by send) are
@@ -2617,26 +2631,9 @@ impl Runtime {
                         places.push(p.clone());
                     }
                 }
-                if places.len() == before {
-                    done = true;
-                    break;
-                }
-                match self
-                    .store
-                    .put(&Record::new(key.clone(), version, &places)?, expect)
-                    .await
-                {
-                    Ok(()) => {
-                        done = true;
-                        break;
-                    }
-                    Err(StoreError::Conflict) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !done {
-                return Err(RunError::Conflict("cap busy".into()));
-            }
+                ((), places.len() > before)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -2646,25 +2643,15 @@ impl Runtime {
         if o.transactional || !self.config.caps.contains_key(&o.channel) {
             return Ok(());
         }
-        let key = cap_key(&o.user_id, o.channel);
         let send = o.ledger_key();
-        for _ in 0..8 {
-            let Some(r) = self.store.get(&key).await? else {
-                return Ok(());
-            };
-            let mut places = CapPlace::read(&r)?;
-            let Some(i) = places.iter().position(|p| p.send == send) else {
-                return Ok(());
-            };
-            places.remove(i);
-            let record = Record::new(key.clone(), r.version + 1, &places)?;
-            match self.store.put(&record, Expect::Version(r.version)).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+        self.change_cap(&cap_key(&o.user_id, o.channel), |places| {
+            let i = places.iter().position(|p| p.send == send);
+            if let Some(i) = i {
+                places.remove(i);
             }
-        }
-        Err(RunError::Conflict("cap busy".into()))
+            ((), i.is_some())
+        })
+        .await
     }
 
     async fn wake(
@@ -3736,19 +3723,37 @@ fn late_exit(
         }
         .map(|t| (m, t))
     })?;
-    Some(Event {
+    Some(found_event(
+        profile,
+        &m.event,
+        Enrollment::late_exit_id_of(cause),
+        exit_at,
+        now,
+    ))
+}
+
+/// An event the user's profile shows she did at `at` (its history or its marks), handed to
+/// the engine under a cause of its own: it carries no properties, and happened when it
+/// happened, whatever this worker's clock says.
+fn found_event(
+    profile: &Profile,
+    name: &str,
+    message_id: String,
+    at: Timestamp,
+    now: Timestamp,
+) -> Event {
+    Event {
         kind: Kind::Track,
-        message_id: Enrollment::late_exit_id_of(cause),
+        message_id,
         user_id: profile.user_id.clone(),
         anonymous_id: None,
-        event: Some(m.event.clone()),
+        event: Some(name.to_string()),
         properties: Default::default(),
         traits: Default::default(),
         context: Default::default(),
-        // When the exit happened (after the trigger), whatever this worker's clock says.
-        timestamp: exit_at,
+        timestamp: at,
         received_at: now,
-    })
+    }
 }
 
 /// Why an anonymous visitor's active enrollment `theirs` of `j` ends when the visitor turns out
@@ -3812,18 +3817,8 @@ fn late_reply(
         Enrollment::merging_message(cause),
     ];
     let at = profile.first_after_but(name, began, &except, true)?;
-    (at <= now && at <= pending.at).then(|| Event {
-        kind: Kind::Track,
-        message_id: Enrollment::late_reply_id_of(cause),
-        user_id: profile.user_id.clone(),
-        anonymous_id: None,
-        event: Some(name.to_string()),
-        properties: Default::default(),
-        traits: Default::default(),
-        context: Default::default(),
-        timestamp: at,
-        received_at: now,
-    })
+    (at <= now && at <= pending.at)
+        .then(|| found_event(profile, name, Enrollment::late_reply_id_of(cause), at, now))
 }
 
 fn log_refusals(user: &str, refusals: &[Entry]) {

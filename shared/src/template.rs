@@ -190,11 +190,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         .collect();
     fields.sort();
     if let Some(field) = fields.first() {
-        let read = format!("journey.{field}");
-        let line = source
-            .lines()
-            .position(|l| l.contains(read.as_str()))
-            .map(|i| i + 1);
+        let line = line_naming(source, &format!("journey.{field}"));
         let guess = crate::dsl::closest(field, JOURNEY_FIELDS.iter().copied())
             .map(|n| format!("did you mean `journey.{n}`? "))
             .unwrap_or_default();
@@ -207,10 +203,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         });
     }
     if let Some(first) = unknown.first() {
-        let line = source
-            .lines()
-            .position(|l| l.contains(first.as_str()))
-            .map(|i| i + 1);
+        let line = line_naming(source, first);
         let guess = crate::dsl::closest(first, offered.iter().copied())
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
@@ -232,12 +225,12 @@ pub fn reads(source: &str, name: &str) -> Option<usize> {
     if !tmpl.undeclared_variables(false).contains(name) {
         return None;
     }
-    Some(
-        source
-            .lines()
-            .position(|l| l.contains(name))
-            .map_or(1, |i| i + 1),
-    )
+    Some(line_naming(source, name).unwrap_or(1))
+}
+
+/// The first line of `source` (1-based) that holds `name`, if one does.
+fn line_naming(source: &str, name: &str) -> Option<usize> {
+    source.lines().position(|l| l.contains(name)).map(|i| i + 1)
 }
 
 /// The fields of `event` that `source` reads (`plan` for `{{ event.plan }}`, `items` for a loop
@@ -269,10 +262,7 @@ pub fn event_fields(source: &str) -> Vec<(String, usize)> {
             } else {
                 format!("event.{f}")
             };
-            let line = source
-                .lines()
-                .position(|l| l.contains(&written))
-                .map_or(1, |i| i + 1);
+            let line = line_naming(source, &written).unwrap_or(1);
             (f, line)
         })
         .collect()
