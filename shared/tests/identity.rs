@@ -972,6 +972,51 @@ async fn an_anonymous_enrollment_the_merge_did_not_see_goes_on_as_the_user_at_it
     assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
 }
 
+/// The same at the enrollment's wake-up: an anonymous cart the login did not see, while ann is
+/// in the journey already, ends at its next step with the reason a merge that saw it gives.
+#[tokio::test]
+async fn an_anonymous_enrollment_the_merge_did_not_see_ends_at_its_next_step_when_the_user_is_in() {
+    let (h, faulty) = faulty_harness();
+    h.publish(&example_journey("cart_abandonment")).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","first_name":"Ann","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"cart-ann","properties":{"cart_id":"c-9","total":20,"currency":"EUR","items":[{"name":"Cap","price":20,"stock":9}]}}
+{"at":"2026-12-01T10:05:00Z","type":"track","anonymousId":"device-2","event":"cart_abandoned","messageId":"cart-anon","properties":{"cart_id":"c-10","total":30,"currency":"EUR","items":[{"name":"Belt","price":30,"stock":9}]}}
+"#)
+    .await;
+    *faulty.miss_anonymous_enrollments.lock().expect("miss") = true;
+    h.play(r#"
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","anonymousId":"device-2","event":"page_viewed","messageId":"page-1"}
+"#)
+    .await;
+    assert!(!*faulty.miss_anonymous_enrollments.lock().expect("miss"));
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:30:00Z ann push push_reminder: You left something in your cart",
+            "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
+        ]
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let anon = view
+        .enrollments
+        .iter()
+        .find(|e| &*e.user_id == "anon:device-2")
+        .expect("the anonymous enrollment, in ann's view");
+    assert_eq!(anon.status, Status::Exited);
+    assert_eq!(
+        anon.end_reason.as_deref(),
+        Some("ann is in this journey already")
+    );
+    let s = stats(&h, "cart_abandonment").await;
+    assert_eq!(s.get("entered"), Some(&2), "{s:?}");
+    assert_eq!(s.get("exited"), Some(&1), "{s:?}");
+    assert_eq!(s.get("completed"), Some(&1), "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_30m.waiting"), 0, "{s:?}");
+    assert_eq!(waiting(&s, "step.wait_4h.waiting"), 0, "{s:?}");
+}
+
 #[tokio::test]
 async fn an_anonymous_event_that_comes_again_after_the_merge_enters_once() {
     let (h, faulty) = faulty_harness();
