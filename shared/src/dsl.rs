@@ -1512,10 +1512,12 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
 
 /// What is wrong with a webhook's URL template, as far as its fixed text shows: it must be an
 /// http(s) URL with a host. A URL that starts with a template tag is the profile's or the
-/// event's to give, and is checked when the message is sent.
+/// event's to give, and is checked when the message is rendered for its user.
 fn webhook_url_problem(url: &str) -> Option<String> {
-    let advice = "write it like `https://api.example.com/hooks/{{ user_id | urlencode }}`";
     let fixed = url.split('{').next().unwrap_or_default();
+    if fixed.len() == url.len() {
+        return crate::engine::webhook_url_problem(url);
+    }
     if fixed.is_empty() {
         return None;
     }
@@ -1523,22 +1525,11 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     let scheme_ok = ["https://", "http://"]
         .iter()
         .any(|s| lower.starts_with(s) || (lower.len() < s.len() && s.starts_with(&lower)));
-    if !scheme_ok {
-        return Some(format!(
-            "`{url}` is not an https:// (or http://) URL: {advice}"
-        ));
-    }
-    if fixed.len() == url.len() {
-        let parsed = url.parse::<http::Uri>().ok();
-        if parsed
-            .as_ref()
-            .and_then(http::Uri::host)
-            .is_none_or(str::is_empty)
-        {
-            return Some(format!("`{url}` is not a URL with a host: {advice}"));
-        }
-    }
-    None
+    (!scheme_ok).then(|| {
+        format!(
+            "`{url}` is not an https:// (or http://) URL: write it like `https://api.example.com/hooks/order?user={{{{ user_id | urlencode }}}}`"
+        )
+    })
 }
 
 /// Why `unsubscribe_url` is refused in a message of `channel`, and what stands for it there.
@@ -1632,10 +1623,30 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 "method must be POST, PUT, PATCH, GET or DELETE",
             ));
         }
+        if w.method == "GET" && w.body.is_some() {
+            out.push(problem(
+                format!("{channel_path}.body"),
+                "a GET carries no body (many servers drop or refuse it): write `method: POST`, or put the values in the URL",
+            ));
+        }
         for (name, value) in &w.headers {
             let path = format!("{channel_path}.headers.{name}");
+            let lower = name.to_ascii_lowercase();
             if let Some(why) = crate::engine::header_name_problem(name) {
                 out.push(problem(path, why));
+            } else if matches!(
+                lower.as_str(),
+                "host" | "content-length" | "transfer-encoding" | "connection"
+            ) {
+                out.push(problem(
+                    path,
+                    format!("`{name}` is the HTTP client's to set from the URL and the body: leave it out"),
+                ));
+            } else if lower == "idempotency-key" && !template::is_template(value) {
+                out.push(problem(
+                    path,
+                    "a fixed key is every user's and every message's, so a receiver that drops repeats drops all but the first: leave it out: Waymark gives each message its own, the same on every retry",
+                ));
             } else if !template::is_template(value) {
                 if let Some(why) = crate::engine::header_value_problem(value) {
                     out.push(problem(path, why));
@@ -2288,6 +2299,12 @@ steps:
             ("api.example.com/{{ user_id }}", false),
             ("https://", false),
             ("https:///path", false),
+            ("", false),
+            ("  ", false),
+            ("http://ex.example:99999/x", false),
+            ("http://ex.example:8080/x", true),
+            ("http://[::1]:8080/x", true),
+            ("http://ex.example:/x", true),
         ] {
             assert_eq!(
                 webhook_url_problem(url).is_none(),

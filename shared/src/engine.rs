@@ -734,6 +734,40 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     }
 }
 
+/// What is wrong with `url` as a webhook's whole URL (an https:// or http:// URL with a host and,
+/// if it names one, a port HTTP has), if anything: the same check for a URL written whole in
+/// the journey, one rendered for a user, and the deployed sender's.
+pub fn webhook_url_problem(url: &str) -> Option<String> {
+    let advice =
+        "write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`";
+    if url.trim().is_empty() {
+        return Some(format!("the URL is empty: {advice}"));
+    }
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return Some(format!("`{url}` is not a URL: {advice}"));
+    };
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return Some(format!(
+            "`{url}` is not an https:// (or http://) URL: {advice}"
+        ));
+    }
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return Some(format!("`{url}` is not a URL with a host: {advice}"));
+    };
+    // What follows the host is nothing or `:port` (an empty port is the scheme's own).
+    let text = authority.as_str();
+    let after_host = text
+        .rfind(authority.host())
+        .map_or("", |i| &text[i + authority.host().len()..]);
+    if after_host.len() > 1 && authority.port_u16().is_none() {
+        return Some(format!(
+            "`{url}` names a port that is not one (1 to 65535): {advice}"
+        ));
+    }
+    None
+}
+
 /// What is wrong with `name` as an HTTP header name (a webhook's), if anything.
 pub fn header_name_problem(name: &str) -> Option<String> {
     http::HeaderName::from_bytes(name.as_bytes())
@@ -1425,8 +1459,17 @@ impl<'a> Run<'a> {
                         });
                     }
                 }
+                // A URL the deployed sender could not call (the profile's `ftp://` address, an
+                // empty one) is this user's message failing, here, as for a header.
+                let url = text("url", &w.url)?;
+                if let Some(why) = webhook_url_problem(&url) {
+                    return Err(template::TemplateError {
+                        line: None,
+                        message: format!("url: {why}"),
+                    });
+                }
                 Content::Webhook {
-                    url: text("url", &w.url)?,
+                    url,
                     method: w.method.clone(),
                     headers,
                     body: w.body.as_deref().map(|b| text("body", b)).transpose()?,

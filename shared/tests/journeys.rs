@@ -3873,6 +3873,78 @@ steps:
     );
 }
 
+/// A webhook URL the deployed sender could not call: written whole in the journey, a validation
+/// error (empty, a port that is not one); rendered from the profile for one user (`ftp://`,
+/// empty, no host), that user's message is skipped as `render_error`, the same in dev and
+/// simulate as on AWS, where it would fail for good. A `GET` with a body, a `Host` header and a
+/// fixed `Idempotency-Key` are validation errors too.
+#[tokio::test]
+async fn webhook_urls_and_headers_the_sender_cannot_use_are_caught() {
+    for (url, why) in [
+        ("", "the URL is empty"),
+        ("http://hooks.example:99999/a", "a port that is not one"),
+    ] {
+        let journey = format!(
+            "id: hook\nname: Hook\ntrigger: {{event: a}}\nsteps:\n  - id: call\n    send: {{webhook: {{url: \"{url}\"}}}}\n"
+        );
+        let errors = waymark::dsl::parse("hook.yaml", &journey).expect_err(url);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "steps[0].send.webhook.url");
+        assert!(errors[0].message.contains(why), "{errors:?}");
+    }
+    let misused = r#"
+id: hook
+name: Hook
+trigger: {event: a}
+steps:
+  - id: call
+    send:
+      webhook:
+        url: "https://hooks.example/a"
+        method: GET
+        headers: {Host: "evil.example", Idempotency-Key: "mine", X-Key: "fine"}
+        body: "{{ user_id | tojson }}"
+"#;
+    let errors = waymark::dsl::parse("hook.yaml", misused).expect_err("misused webhook");
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "steps[0].send.webhook.body",
+            "steps[0].send.webhook.headers.Host",
+            "steps[0].send.webhook.headers.Idempotency-Key",
+        ],
+        "{errors:?}"
+    );
+    let rendered = r#"
+id: hook
+name: Hook
+trigger: {event: a}
+steps:
+  - id: call
+    send: {webhook: {url: "{{ profile.hook }}", headers: {Idempotency-Key: "{{ user_id }}"}}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ok","traits":{"hook":"https://hooks.example/a"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ftp","traits":{"hook":"ftp://files.example/a"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"port","traits":{"hook":"http://hooks.example:99999/a"}}
+{"at":"2026-12-01T10:00:00Z","userId":"ok","event":"a"}
+{"at":"2026-12-01T10:00:00Z","userId":"ftp","event":"a"}
+{"at":"2026-12-01T10:00:00Z","userId":"port","event":"a"}
+{"at":"2026-12-01T10:00:00Z","userId":"none","event":"a"}
+"#;
+    let out = sim(&[rendered], script).await;
+    assert_eq!(outbox_of(&out, "ok").len(), 1);
+    for user in ["ftp", "port", "none"] {
+        assert!(outbox_of(&out, user).is_empty(), "{user}");
+        let skipped = facts(&out, user, |w| matches!(w, What::Skipped { .. }));
+        assert_eq!(
+            skipped,
+            ["2026-12-01T10:00:00Z hook/call: skipped webhook: render_error"],
+            "{user}"
+        );
+    }
+}
+
 /// Facts of one instant are listed in the order their events came in the script, whatever
 /// their messageIds spell: the cart's entry, then the order's exit.
 #[tokio::test]

@@ -369,10 +369,10 @@ impl AwsSender {
         idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
-        let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
-        if !matches!(uri.scheme_str(), Some("https" | "http")) {
-            return Err(bad("the URL is neither https nor http"));
+        if let Some(why) = crate::engine::webhook_url_problem(url) {
+            return Err(bad(&why));
         }
+        let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
         let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| bad("the method is not valid"))?;
         let mut request = http::Request::builder().method(method).uri(uri);
@@ -384,7 +384,7 @@ impl AwsSender {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
         }
         if !set("idempotency-key") {
-            request = request.header("idempotency-key", idempotency_key);
+            request = request.header("idempotency-key", header_safe(idempotency_key));
         }
         let request = request
             .body(http_body_util::Full::new(Bytes::from(
@@ -419,6 +419,22 @@ impl AwsSender {
             )))
         }
     }
+}
+
+/// `key` as an HTTP header value carries it: `%`, spaces, control characters and bytes
+/// outside ASCII percent-encoded (a user id may hold any of them), the rest as it is, so the
+/// keys of two sends stay two.
+pub fn header_safe(key: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// The SNS message attributes that give a push its time to live (seconds, counted by SNS from
@@ -631,6 +647,25 @@ mod tests {
         }
         assert_eq!(tag_encode("cart_abandonment"), "cart_5fabandonment");
         assert_eq!(tag_decode("bad_zz"), None);
+    }
+
+    #[test]
+    fn an_idempotency_key_is_a_header_value_whatever_the_user_id() {
+        assert_eq!(header_safe("cart:ann:1#push#2"), "cart:ann:1#push#2");
+        assert_eq!(header_safe("j:nl\nuser:1#s#1"), "j:nl%0Auser:1#s#1");
+        assert_eq!(header_safe("j:del\u{7f}:1#s#1"), "j:del%7F:1#s#1");
+        assert_eq!(
+            header_safe("j:zoë/shop 1:1#s#1"),
+            "j:zo%C3%AB/shop%201:1#s#1"
+        );
+        // `%` itself is encoded, so a user id written as an encoding stays another user's key
+        assert_eq!(header_safe("j:nl%0Auser:1#s#1"), "j:nl%250Auser:1#s#1");
+        for k in ["a\nb", "a\u{7f}b", "zoë", "a b", "a\tb", "\r\n"] {
+            assert!(
+                http::HeaderValue::from_str(&header_safe(k)).is_ok(),
+                "{k:?}"
+            );
+        }
     }
 
     #[test]
