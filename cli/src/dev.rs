@@ -114,7 +114,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .append(true)
         .open(&outbox)
         .with_context(|| format!("cannot write the outbox {}", outbox.display()))?;
-    let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true);
+    let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true)
+        .for_store(&local::store_id(&db)?);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

@@ -46,6 +46,8 @@ const NO_EXPIRY: i64 = -1;
 const QUEUE_SEQ: &str = "queue_seq";
 /// Durable commits made by [`LocalQueue::sync`].
 const SYNCS: &str = "syncs";
+/// The store's id ([`store_id`]).
+const STORE_ID: &str = "store_id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -103,9 +105,37 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(PENDING_OF)?;
     txn.open_table(QUEUE)?;
     txn.open_table(DEAD)?;
-    txn.open_table(META)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if meta.get(STORE_ID)?.is_none() {
+            let key = crate::auth::generate_key("");
+            let id = key
+                .get(..16)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or_default();
+            meta.insert(STORE_ID, id)?;
+        }
+    }
     txn.commit()?;
     Ok(())
+}
+
+/// The store's own id, made when the file was created: what `waymark dev`'s outbox lines carry,
+/// so that a store started over (its data folder deleted) does not take the sends an earlier
+/// store wrote to the same outbox file for its own.
+pub fn store_id(db: &Database) -> Result<String, LocalError> {
+    let failed = |e: String| LocalError::Open {
+        path: "(store id)".into(),
+        message: e,
+    };
+    let txn = db.begin_read().map_err(|e| failed(e.to_string()))?;
+    let meta = txn.open_table(META).map_err(|e| failed(e.to_string()))?;
+    let id = meta
+        .get(STORE_ID)
+        .map_err(|e| failed(e.to_string()))?
+        .map(|v| v.value())
+        .unwrap_or_default();
+    Ok(format!("{id:016x}"))
 }
 
 /// Maps redb's errors onto a port's "unavailable" error.
@@ -1491,8 +1521,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("store.redb");
         let clock = Arc::new(ManualClock::new(ts(0)));
+        let id;
         {
             let db = open(&path).expect("open");
+            id = store_id(&db).expect("id");
             assert!(matches!(open(&path), Err(LocalError::InUse { .. })));
             RedbStore::new(db.clone())
                 .put(&rec("U#ann", "P", 1, "ann"), Expect::Absent)
@@ -1510,6 +1542,10 @@ mod tests {
                 .expect("send");
         }
         let db = open(&path).expect("reopen");
+        // the store keeps its id; another store (a new file) has its own
+        assert_eq!(store_id(&db).expect("id"), id);
+        let other = open_in_memory().expect("other");
+        assert_ne!(store_id(&other).expect("id"), id);
         let got = RedbStore::new(db.clone())
             .get(&Key::new("U#ann", "P"))
             .await

@@ -34,6 +34,9 @@ pub struct OutboxLine {
     /// The send's `locales` key the message was written in, when the user's locale chose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<Arc<str>>,
+    /// The id of the store whose send this is (`waymark dev`'s, see [`OutboxSender::for_store`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Arc<str>>,
 }
 
 /// Where outbox lines go.
@@ -50,6 +53,8 @@ pub struct OutboxSender {
     echo: bool,
     /// What the outbox holds, read from the sink at the first send.
     written: Mutex<Option<Written>>,
+    /// The store the sends are this one's: only its lines count as written already.
+    store: Option<Arc<str>>,
 }
 
 /// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
@@ -68,7 +73,17 @@ impl OutboxSender {
             clock,
             echo,
             written: Mutex::new(None),
+            store: None,
         }
+    }
+
+    /// A sender for the sends of the store `id`: its lines carry the id, and a line another
+    /// store wrote (the outbox file outlived the data folder, or two engines share it) is not
+    /// taken for one of its sends, whose ledger keys (`cart:ann:1#push#3`) a store started over
+    /// makes again.
+    pub fn for_store(mut self, id: &str) -> Self {
+        self.store = Some(id.into());
+        self
     }
 
     /// A sender that keeps lines in memory, and the handle to read them.
@@ -134,6 +149,7 @@ impl Sender for OutboxSender {
             to: message.to.clone(),
             content: message.content.clone(),
             locale: message.locale.clone(),
+            store: self.store.clone(),
         };
         if self.echo {
             // A console no one reads any more (closed, or piped to `head`) is not the engine's
@@ -179,7 +195,13 @@ impl OutboxSender {
         struct Id {
             #[serde(default)]
             id: String,
+            #[serde(default)]
+            store: Option<String>,
         }
+        let ours = |l: &Id| match &self.store {
+            Some(store) => l.store.as_deref() == Some(&**store),
+            None => true,
+        };
         match &self.sink {
             Sink::Memory(lines) => Ok(Written {
                 ids: lines
@@ -206,6 +228,7 @@ impl OutboxSender {
                     ids: text
                         .lines()
                         .filter_map(|l| serde_json::from_str::<Id>(l).ok())
+                        .filter(ours)
                         .map(|l| l.id)
                         .filter(|id| !id.is_empty())
                         .collect(),
@@ -311,6 +334,36 @@ mod tests {
         let (ids, first) = restart_after_a_cut_line("utf8", tail).await;
         assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
         assert_eq!(first, 1, "message 1 written once");
+    }
+
+    #[tokio::test]
+    async fn a_store_started_over_is_not_kept_from_its_sends_by_an_earlier_stores_lines() {
+        let dir =
+            std::env::temp_dir().join(format!("waymark-outbox-stores-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("outbox.jsonl");
+        // given a line written before stores were named, and one by store a
+        std::fs::write(&path, "{\"id\":\"welcome:ann:1#hello#1\",\"store\":null}\n")
+            .expect("write");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let a = || OutboxSender::new(Sink::File(path.clone()), clock.clone(), false).for_store("a");
+        a().send(&push(1)).await.expect("sent");
+        // when store a restarts and sends it again, and a store b started over makes the same key
+        a().send(&push(1)).await.expect("sent");
+        let b = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false).for_store("b");
+        b.send(&push(1)).await.expect("sent");
+        b.send(&push(1)).await.expect("sent");
+        // then a's send is written once, and b's once, under its own store
+        let text = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        let stores: Vec<Option<String>> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
+            .map(|l| l.store.map(|s| s.to_string()))
+            .collect();
+        assert_eq!(stores, [Some("a".to_string()), Some("b".to_string())]);
     }
 
     #[tokio::test]
