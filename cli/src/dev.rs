@@ -636,6 +636,9 @@ impl Watcher {
                 return out;
             }
         };
+        // The journeys of removed files: told after the others publish, which may bring the
+        // same id from a file of another name (a file renamed).
+        let mut removed: Vec<(PathBuf, String)> = Vec::new();
         for gone in self
             .seen
             .keys()
@@ -644,11 +647,17 @@ impl Watcher {
             .collect::<Vec<_>>()
         {
             self.seen.remove(&gone);
+            let ids: Vec<String> = self
+                .owners
+                .iter()
+                .filter(|(_, f)| **f == gone)
+                .map(|(id, _)| id.clone())
+                .collect();
             self.owners.retain(|_, f| *f != gone);
-            say!(
-                "{} removed: its journey stays published and keeps enrolling; to end it, keep the file with `status: closed` (no new entries) or `status: stopped`",
-                gone.display()
-            );
+            if ids.is_empty() {
+                say!("{} removed", gone.display());
+            }
+            removed.extend(ids.into_iter().map(|id| (gone.clone(), id)));
         }
         for file in files {
             let m = mtime(&file);
@@ -681,6 +690,40 @@ impl Watcher {
                 }
             }
         }
+        for (gone, id) in removed {
+            match self.owners.get(&id) {
+                Some(now) => say!(
+                    "{} removed: journey `{id}` now comes from {}",
+                    gone.display(),
+                    now.display()
+                ),
+                None => say!(
+                    "{} removed: journey `{id}` stays published and keeps enrolling; {}",
+                    gone.display(),
+                    to_end(&id)
+                ),
+            }
+        }
+        if first {
+            // Journeys published before (by an earlier run, or `waymark publish`) whose file is
+            // gone or does not load: they enroll all the same, so the banner says so.
+            match runtime.catalog.heads().await {
+                Ok(heads) => {
+                    for h in heads {
+                        if h.status == JourneyStatus::Active && !self.owners.contains_key(&h.id) {
+                            say!(
+                                "journey `{}` (version {}) is published but no valid file in {} has its id: it keeps enrolling; {}",
+                                h.id,
+                                h.version,
+                                self.dir.display(),
+                                to_end(&h.id)
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the published journeys"),
+            }
+        }
         out
     }
 
@@ -699,6 +742,22 @@ impl Watcher {
                 other.display()
             );
             return None;
+        }
+        // An id this file gave before and no longer does (its `id:` changed) leaves that
+        // journey published, enrolling users as before: say so, as for a removed file.
+        for was in self
+            .owners
+            .iter()
+            .filter(|(id, f)| f.as_path() == file && **id != j.id)
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>()
+        {
+            say!(
+                "{}: the id is now `{}`, and journey `{was}` stays published and keeps enrolling; {}",
+                file.display(),
+                j.id,
+                to_end(&was)
+            );
         }
         self.owners.retain(|_, f| f.as_path() != file);
         self.owners.insert(j.id.clone(), file.to_path_buf());
@@ -731,6 +790,11 @@ impl Watcher {
             }
         }
     }
+}
+
+/// How to end a journey whose file is gone, for the console.
+fn to_end(id: &str) -> String {
+    format!("to end it, keep a file with `id: {id}` and `status: closed` (no new entries) or `status: stopped` (enrolled users exit)")
 }
 
 async fn watch_files(mut watcher: Watcher, runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {

@@ -596,6 +596,62 @@ fn dev_republishes_a_changed_journey() {
     drop(dev);
 }
 
+/// A journey left without a file keeps enrolling users, so dev says so whenever that happens:
+/// a file's `id:` changed, a file removed (unless its journey now comes from another file, as
+/// after a rename), and at start for every published journey no file has.
+#[test]
+fn dev_says_which_journeys_are_left_published_without_a_file() {
+    let (_dir, journeys, data) = folder("dev-orphans", "a.yaml", JOURNEY);
+    let dev = start(&journeys, &data);
+    let a = journeys.join("a.yaml");
+    let b = journeys.join("b.yaml");
+    let wait_for = |dev: &Dev, said: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !dev.printed().iter().any(|l| l.contains(said)) {
+            assert!(Instant::now() < deadline, "{said}: {:#?}", dev.printed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&a, JOURNEY.replace("id: welcome", "id: hello")).expect("rewrite");
+    wait_for(
+        &dev,
+        &format!(
+            "{}: the id is now `hello`, and journey `welcome` stays published and keeps enrolling; to end it, keep a file with `id: welcome` and `status: closed`",
+            a.display()
+        ),
+    );
+    std::fs::rename(&a, &b).expect("rename");
+    wait_for(
+        &dev,
+        &format!(
+            "{} removed: journey `hello` now comes from {}",
+            a.display(),
+            b.display()
+        ),
+    );
+    std::fs::remove_file(&b).expect("rm");
+    wait_for(
+        &dev,
+        &format!(
+            "{} removed: journey `hello` stays published and keeps enrolling",
+            b.display()
+        ),
+    );
+    drop(dev);
+    let dev = start(&journeys, &data);
+    for id in ["hello", "welcome"] {
+        wait_for(
+            &dev,
+            &format!(
+                "journey `{id}` (version 1) is published but no valid file in {} has its id: it keeps enrolling",
+                journeys.display()
+            ),
+        );
+    }
+    drop(dev);
+}
+
 /// `waymark dead-letters` while `waymark dev` runs on the folder: the store is the engine's, so
 /// the command asks the engine (with the folder's admin key) and prints the same lines; a
 /// redrive runs the messages at once.
