@@ -664,6 +664,15 @@ impl Watcher {
             if self.seen.get(&file) == Some(&m) {
                 continue;
             }
+            // A file changed within the last moment may be still being written (a slow writer,
+            // a sync tool): it is read at a later look, once it has been left alone a while, so
+            // that no half-written journey is published as a version users enter.
+            let settling = m
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age < SETTLE);
+            if settling && !first {
+                continue;
+            }
             self.seen.insert(file.clone(), m);
             match dsl::load_file(&file) {
                 Ok(j) => match self.publish(runtime, &file, &j, first).await {
@@ -791,6 +800,9 @@ impl Watcher {
         }
     }
 }
+
+/// How long a changed journey file must be left alone before it is published.
+const SETTLE: RealDuration = RealDuration::from_millis(800);
 
 /// How to end a journey whose file is gone, for the console.
 fn to_end(id: &str) -> String {

@@ -652,6 +652,55 @@ fn dev_says_which_journeys_are_left_published_without_a_file() {
     drop(dev);
 }
 
+/// A journey file written slowly (a sync tool, a slow writer) is published once, whole, when it
+/// has been left alone a moment: not each valid-looking state on the way.
+#[test]
+fn dev_publishes_a_slowly_written_file_once_it_is_whole() {
+    let (_dir, journeys, data) = folder("dev-settle", "welcome.yaml", JOURNEY);
+    let dev = start(&journeys, &data);
+    let (_, admin_key) = keys(&data);
+    let file = journeys.join("welcome.yaml");
+    std::thread::sleep(Duration::from_millis(1100));
+    // Three valid journeys on the way to the whole one (its first wait alone, then a title
+    // changed twice), each left for less than a look apart but less than the settling time.
+    let states = [
+        JOURNEY.lines().take(7).collect::<Vec<_>>().join("\n") + "\n",
+        JOURNEY.replace("Three tips", "One tip"),
+        JOURNEY.replace("Three tips", "Two tips"),
+    ];
+    for state in &states {
+        std::fs::write(&file, state).expect("write");
+        std::thread::sleep(Duration::from_millis(450));
+    }
+    std::fs::write(&file, JOURNEY.replace("Three tips", "Four tips")).expect("write");
+    let latest = || {
+        let (status, body) = http(
+            "GET",
+            &format!("{}/v1/journeys", dev.url),
+            &[("authorization", &format!("Bearer {admin_key}"))],
+            "",
+        )
+        .expect("list journeys");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["journeys"][0]["version"].as_u64().unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while latest() < 2 {
+        assert!(Instant::now() < deadline, "{:#?}", dev.printed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(latest(), 2, "{:#?}", dev.printed());
+    let said: Vec<String> = dev
+        .printed()
+        .into_iter()
+        .filter(|l| l.contains("now version"))
+        .collect();
+    assert_eq!(said, ["journey welcome: now version 2"]);
+    drop(dev);
+}
+
 /// `waymark dead-letters` while `waymark dev` runs on the folder: the store is the engine's, so
 /// the command asks the engine (with the folder's admin key) and prints the same lines; a
 /// redrive runs the messages at once.
