@@ -578,10 +578,15 @@ impl Api {
                 self.mark_inbox(user, id, InboxMark::Read).await
             }
             // A message id sent with a raw `#`: the client dropped the rest as a fragment.
+            // A whole id (its `#` encoded) without `/read`: where marking it read is.
             (Method::POST, ["v1", "users", _, "inbox", id]) => {
-                let why = format!(
-                    "`{id}` is not a whole message id: percent-encode its `#` as `%23` (a client drops what follows a raw `#`), and mark it read with POST /v1/users/{{userId}}/inbox/{{id}}/read"
-                );
+                let why = if id.contains('#') {
+                    format!("mark `{id}` read with POST /v1/users/{{userId}}/inbox/{{id}}/read (this path has no `/read`), or dismiss it with DELETE /v1/users/{{userId}}/inbox/{{id}}")
+                } else {
+                    format!(
+                        "`{id}` is not a whole message id: percent-encode its `#` as `%23` (a client drops what follows a raw `#`), and mark it read with POST /v1/users/{{userId}}/inbox/{{id}}/read"
+                    )
+                };
                 field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("id", why)])
             }
             (Method::DELETE, ["v1", "users", user, "inbox", id]) => {

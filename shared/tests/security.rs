@@ -750,6 +750,18 @@ fn a_web_app_reaches_the_inbox_across_origins() {
         let v: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(v["errors"][0]["field"], "id", "{text}");
         assert!(text.contains("%23"), "{text}");
+        // A whole id, encoded, without `/read`: told where marking it read is.
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/users/ada/inbox/banking_onboarding:ada:1%23account_setup_guide%232",
+                &[("x-waymark-user-token", &ada)],
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("has no `/read`"), "{text}");
+        assert!(!text.contains("not a whole message id"), "{text}");
     });
 }
 
