@@ -95,13 +95,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
     })?;
     let secrets = data::secrets(&data)?;
 
-    // Virtual time continues where the last run stopped, and never runs behind the wall clock.
-    let origin = data
-        .saved_clock()
-        .map_or_else(Timestamp::now, |t| t.max(Timestamp::now()));
+    let db = local::open(&data.store())?;
+    // Virtual time continues where the last run stopped (as saved, or as the engine's last
+    // durable commit was stamped, whichever is later: a crash can leave the saved clock behind),
+    // and never runs behind the wall clock.
+    let origin = [data.saved_clock(), local::stored_clock(&db)]
+        .into_iter()
+        .flatten()
+        .fold(Timestamp::now(), Timestamp::max);
     let clock = Arc::new(ScaledClock::new(origin, args.speed));
 
-    let db = local::open(&data.store())?;
     let store = Arc::new(RedbStore::new(db.clone()));
     let lease = SignedDuration::try_from(RETRY_AFTER_REAL.mul_f64(args.speed))
         .unwrap_or(SignedDuration::from_hours(1));
@@ -114,8 +117,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .append(true)
         .open(&outbox)
         .with_context(|| format!("cannot write the outbox {}", outbox.display()))?;
+    let durable: waymark::outbox::DurableFirst = {
+        let (db, clock) = (db.clone(), clock.clone());
+        Arc::new(move || local::commit_durably(&db, clock.now()).map_err(|e| e.to_string()))
+    };
     let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true)
-        .for_store(&local::store_id(&db)?);
+        .for_store(&local::store_id(&db)?)
+        .durable_first(durable);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

@@ -48,6 +48,8 @@ const QUEUE_SEQ: &str = "queue_seq";
 const SYNCS: &str = "syncs";
 /// The store's id ([`store_id`]).
 const STORE_ID: &str = "store_id";
+/// The latest virtual time of a durable commit, in milliseconds ([`stored_clock`]).
+const CLOCK: &str = "clock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -118,6 +120,39 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// A durable commit: everything written before it (a deferred store's writes included) is on
+/// disk when it returns, with `now`, the virtual time it was made at ([`stored_clock`]).
+pub fn commit_durably(db: &Database, now: Timestamp) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let n = meta.get(SYNCS)?.map(|v| v.value()).unwrap_or(0);
+        meta.insert(SYNCS, n.wrapping_add(1))?;
+        note_clock(&mut meta, now)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Keeps the latest virtual time a commit was made at.
+fn note_clock(meta: &mut redb::Table<'_, &str, u64>, now: Timestamp) -> Result<(), redb::Error> {
+    let millis = u64::try_from(now.as_millisecond()).unwrap_or_default();
+    if meta.get(CLOCK)?.is_none_or(|v| v.value() < millis) {
+        meta.insert(CLOCK, millis)?;
+    }
+    Ok(())
+}
+
+/// The latest virtual time a durable commit of the engine's was made at (its acknowledgements,
+/// and the commit before each message goes to `waymark dev`'s outbox): a restart's clock starts
+/// there at least, so that no message is stamped before one sent already.
+pub fn stored_clock(db: &Database) -> Option<Timestamp> {
+    let txn = db.begin_read().ok()?;
+    let meta = txn.open_table(META).ok()?;
+    let millis = meta.get(CLOCK).ok()??.value();
+    Timestamp::from_millisecond(i64::try_from(millis).ok()?).ok()
 }
 
 /// The store's own id, made when the file was created: what `waymark dev`'s outbox lines carry,
@@ -778,16 +813,9 @@ impl LocalQueue {
     /// is on disk when it returns. For shutdown.
     pub async fn sync(&self) -> Result<(), QueueError> {
         let db = self.db.clone();
+        let now = self.clock.now();
         blocking(
-            move || {
-                let txn = db.begin_write().queue()?;
-                {
-                    let mut meta = txn.open_table(META).queue()?;
-                    let n = meta.get(SYNCS).queue()?.map(|v| v.value()).unwrap_or(0);
-                    meta.insert(SYNCS, n.wrapping_add(1)).queue()?;
-                }
-                txn.commit().queue()
-            },
+            move || commit_durably(&db, now).queue(),
             QueueError::Unavailable,
         )
         .await
@@ -800,6 +828,7 @@ impl LocalQueue {
         }
         let db = self.db.clone();
         let receipts = receipts.to_vec();
+        let now = self.clock.now();
         blocking(
             move || {
                 let txn = db.begin_write().queue()?;
@@ -808,6 +837,7 @@ impl LocalQueue {
                     for r in &receipts {
                         q.remove((r.due_millis, r.seq)).queue()?;
                     }
+                    note_clock(&mut txn.open_table(META).queue()?, now).queue()?;
                 }
                 txn.commit().queue()?;
                 Ok(())
@@ -1562,6 +1592,97 @@ mod tests {
         );
         drop(q);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A crash loses the deferred writes since the last durable commit; a message written to
+    /// `waymark dev`'s outbox makes them durable first, so the transition and the ledger claim
+    /// behind it survive the crash that follows, and the stored clock says when that was. The
+    /// crash is real: this test runs itself again as a child process that aborts.
+    #[tokio::test]
+    async fn a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable() {
+        const CHILD: &str = "WAYMARK_DURABLE_FIRST_CHILD";
+        if let Some(path) = std::env::var_os(CHILD) {
+            durable_first_then_crash(std::path::Path::new(&path)).await;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "waymark-durable-first-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("store.redb");
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "local::tests::a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable",
+                "--nocapture",
+            ])
+            .env(CHILD, &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the child");
+        assert!(!child.success(), "the child crashed");
+        let db = open(&path).expect("reopen");
+        let store = RedbStore::new(db.clone());
+        let kept = |pk: &'static str| {
+            let store = store.clone();
+            async move { store.get(&Key::new(pk, "S")).await.expect("get").is_some() }
+        };
+        assert!(kept("L#claim").await, "written before the message: durable");
+        assert!(
+            !kept("L#after").await,
+            "written after it: lost in the crash"
+        );
+        assert_eq!(stored_clock(&db), Some(ts(90)));
+        drop(store);
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The child's part: a deferred write, a message to the outbox, another deferred write, and
+    /// a crash (no drop, no flush).
+    async fn durable_first_then_crash(path: &std::path::Path) -> ! {
+        use crate::outbox::OutboxSender;
+        use crate::provider::Sender;
+        let db = open(path).expect("open");
+        let clock = Arc::new(ManualClock::new(ts(90)));
+        let deferred = RedbStore::deferred(db.clone());
+        deferred
+            .put(&rec("L#claim", "S", 1, "claimed"), Expect::Absent)
+            .await
+            .expect("put");
+        let durable: crate::outbox::DurableFirst = {
+            let (db, clock) = (db.clone(), clock.clone());
+            Arc::new(move || commit_durably(&db, clock.now()).map_err(|e| e.to_string()))
+        };
+        let (sender, _lines) = OutboxSender::memory(clock.clone());
+        sender
+            .durable_first(durable)
+            .send(&crate::engine::Outgoing {
+                enrollment: "j:ann:1".into(),
+                journey: "j".into(),
+                version: 1,
+                user_id: "ann".into(),
+                step: "s".into(),
+                seq: 2,
+                channel: crate::journey::Channel::Sms,
+                to: crate::profile::Address::One("+14155550100".into()),
+                content: Arc::new(crate::engine::Content::Sms {
+                    body: "hi".into(),
+                    sms_type: Default::default(),
+                }),
+                transactional: false,
+                locale: None,
+                timezone: None,
+            })
+            .await
+            .expect("sent");
+        deferred
+            .put(&rec("L#after", "S", 1, "after"), Expect::Absent)
+            .await
+            .expect("put");
+        std::process::abort()
     }
 
     #[tokio::test]

@@ -55,7 +55,12 @@ pub struct OutboxSender {
     written: Mutex<Option<Written>>,
     /// The store the sends are this one's: only its lines count as written already.
     store: Option<Arc<str>>,
+    /// Makes the store's writes so far durable, before a line is written.
+    durable_first: Option<DurableFirst>,
 }
+
+/// A durable commit of the store the sends come from ([`OutboxSender::durable_first`]).
+pub type DurableFirst = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
 /// middle of a write): the next line then starts on a line of its own.
@@ -74,7 +79,19 @@ impl OutboxSender {
             echo,
             written: Mutex::new(None),
             store: None,
+            durable_first: None,
         }
+    }
+
+    /// A sender that makes the store's writes durable (`commit`) before each line it writes,
+    /// for a store that defers them (`waymark dev`'s engine): the transition that decided the
+    /// send and the send's claim in the ledger are then on disk before the message is out. A
+    /// crash that lost them would have the message that made them run again at another time,
+    /// which may decide otherwise (a send now in quiet hours takes another visit number, and so
+    /// another ledger key), and the send would go out a second time under the new key.
+    pub fn durable_first(mut self, commit: DurableFirst) -> Self {
+        self.durable_first = Some(commit);
+        self
     }
 
     /// A sender for the sends of the store `id`: its lines carry the id, and a line another
@@ -138,6 +155,9 @@ impl Sender for OutboxSender {
         if written.ids.contains(&id) {
             tracing::info!(id = %id, "already in the outbox; not written again");
             return Ok(Receipt::default());
+        }
+        if let Some(commit) = &self.durable_first {
+            commit().map_err(|e| SendError::Retryable(format!("store not durable: {e}")))?;
         }
         let line = OutboxLine {
             id: id.clone(),
