@@ -1525,11 +1525,20 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     let scheme_ok = ["https://", "http://"]
         .iter()
         .any(|s| lower.starts_with(s) || (lower.len() < s.len() && s.starts_with(&lower)));
-    (!scheme_ok).then(|| {
-        format!(
+    if !scheme_ok {
+        return Some(format!(
             "`{url}` is not an https:// (or http://) URL: write it like `https://api.example.com/hooks/order?user={{{{ user_id | urlencode }}}}`"
-        )
-    })
+        ));
+    }
+    // Scheme, host and port all fixed (a template only in the path or the query): they are
+    // checked as a whole URL's are.
+    let after_scheme = fixed.find("://").map_or(fixed, |i| &fixed[i + 3..]);
+    let authority = after_scheme
+        .find(['/', '?', '#'])
+        .map(|end| &after_scheme[..end])?;
+    let whole = format!("{}{authority}/", &fixed[..fixed.len() - after_scheme.len()]);
+    crate::engine::webhook_url_problem(&whole)
+        .map(|why| why.replace(&format!("`{whole}`"), &format!("`{url}`")))
 }
 
 /// Why `unsubscribe_url` is refused in a message of `channel`, and what stands for it there.
@@ -2305,6 +2314,14 @@ steps:
             ("http://ex.example:8080/x", true),
             ("http://[::1]:8080/x", true),
             ("http://ex.example:/x", true),
+            ("https://x.example:0/h", false),
+            (
+                "https://x.example:99999/h?u={{ user_id | urlencode }}",
+                false,
+            ),
+            ("https:///h?u={{ user_id }}", false),
+            ("https://x.example:8443/h?u={{ user_id }}", true),
+            ("https://x.example:{{ profile.port }}/h", true),
         ] {
             assert_eq!(
                 webhook_url_problem(url).is_none(),

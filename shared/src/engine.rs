@@ -760,7 +760,7 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
     let after_host = text
         .rfind(authority.host())
         .map_or("", |i| &text[i + authority.host().len()..]);
-    if after_host.len() > 1 && authority.port_u16().is_none() {
+    if after_host.len() > 1 && authority.port_u16().is_none_or(|p| p == 0) {
         return Some(format!(
             "`{url}` names a port that is not one (1 to 65535): {advice}"
         ));
