@@ -109,6 +109,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let lease = SignedDuration::try_from(RETRY_AFTER_REAL.mul_f64(args.speed))
         .unwrap_or(SignedDuration::from_hours(1));
     let queue = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+    // What the last run had taken when it stopped (a crash) comes first, in its order.
+    match queue.release_leases() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(messages = n, "messages the last run had taken run first"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot give back the messages the last run had taken; they run when their lease ends")
+        }
+    }
     let outbox = args.outbox.clone().unwrap_or_else(|| data.outbox());
     // There from the start (empty until the first message), so `tail -f` can follow it at once,
     // and an outbox that cannot be written says so now rather than at the first send.

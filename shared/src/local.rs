@@ -48,6 +48,9 @@ const QUEUE_SEQ: &str = "queue_seq";
 const SYNCS: &str = "syncs";
 /// The store's id ([`store_id`]).
 const STORE_ID: &str = "store_id";
+/// Where [`LocalQueue::release_leases`] puts the messages it gives back: due before any other
+/// (the Unix epoch, a time every clock is past).
+const RELEASED: i64 = 0;
 /// The latest virtual time of a durable commit, in milliseconds ([`stored_clock`]).
 const CLOCK: &str = "clock";
 
@@ -809,6 +812,35 @@ impl LocalQueue {
         .await
     }
 
+    /// Gives back, at start, the messages a crashed run had taken (leased until later, as a
+    /// worker holds an SQS message hidden): no worker holds them now, and left leased they would
+    /// come after messages that arrived after them, for as long as the lease (at `--speed 3600`,
+    /// five real seconds are five hours): an identify taken before a crash would be applied
+    /// after the cart event that came after it, whose push found no device by then. They are put
+    /// ahead of every other message, in the order they were taken. Returns how many.
+    pub fn release_leases(&self) -> Result<usize, QueueError> {
+        let txn = self.db.begin_write().queue()?;
+        let released = {
+            let mut q = txn.open_table(QUEUE).queue()?;
+            let mut leased = Vec::new();
+            for item in q.iter().queue()? {
+                let (k, v) = item.queue()?;
+                let (attempts, body) = v.value();
+                if attempts > 0 {
+                    leased.push((k.value(), attempts, body.to_string()));
+                }
+            }
+            for ((due, seq), attempts, body) in &leased {
+                q.remove((*due, *seq)).queue()?;
+                q.insert((RELEASED, *seq), (*attempts, body.as_str()))
+                    .queue()?;
+            }
+            leased.len()
+        };
+        txn.commit().queue()?;
+        Ok(released)
+    }
+
     /// A durable commit: everything written before it (the deferred store's writes included)
     /// is on disk when it returns. For shutdown.
     pub async fn sync(&self) -> Result<(), QueueError> {
@@ -1398,6 +1430,57 @@ mod tests {
         let again = q.take_due(ts(5 + 60)).await.expect("take");
         assert_eq!(seqs(&again), [3]);
         assert_eq!(again[0].attempt, 2);
+    }
+
+    /// A restart gives back what the crashed run had taken, ahead of what came after it and in
+    /// the order it was taken, instead of after its lease (hours of a sped-up clock).
+    #[tokio::test]
+    async fn a_restart_runs_what_the_crashed_run_had_taken_first() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let db = open_in_memory().expect("db");
+        let q =
+            LocalQueue::new(db.clone(), clock.clone()).with_lease(SignedDuration::from_hours(5));
+        let send = |seq: u64| {
+            let q = q.clone();
+            async move {
+                q.send(
+                    QueueName::Steps,
+                    &[Outbound {
+                        message: wake(seq, ts(0)),
+                        delay_secs: 0,
+                    }],
+                )
+                .await
+                .expect("send")
+            }
+        };
+        send(1).await;
+        send(2).await;
+        // the run takes 1 and 2, and crashes with them unacknowledged; 3 comes after
+        assert_eq!(q.take_due(ts(0)).await.expect("take").len(), 2);
+        send(3).await;
+        clock.set(ts(60));
+        let restarted =
+            LocalQueue::new(db, clock.clone()).with_lease(SignedDuration::from_hours(5));
+        assert_eq!(restarted.release_leases().expect("release"), 2);
+        assert_eq!(
+            restarted.next_due().expect("next"),
+            Some(Timestamp::UNIX_EPOCH)
+        );
+        let got = restarted.take_due(ts(60)).await.expect("take");
+        let order: Vec<(u64, u32)> = got
+            .iter()
+            .map(|d| match &d.message {
+                Message::Wake { seq, .. } => (*seq, d.attempt),
+                _ => (0, 0),
+            })
+            .collect();
+        assert_eq!(order, [(1, 2), (2, 2), (3, 1)]);
+        assert_eq!(
+            restarted.release_leases().expect("release"),
+            3,
+            "taken again"
+        );
     }
 
     /// The local queue refuses what SQS would (a character it does not carry), so that
