@@ -218,7 +218,11 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         counted_until: None,
         splits: Vec::new(),
     };
-    let mut run = Run::new(ctx, enrollment);
+    let (at, message) = (
+        enrollment.trigger.at,
+        enrollment.trigger.message_id.to_string(),
+    );
+    let mut run = Run::new(ctx, enrollment).moved_at(at, Some(&message));
     run.log(
         None,
         What::Entered {
@@ -243,7 +247,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
         ..*ctx
     };
     let ctx = &due;
-    let mut run = Run::new(ctx, resumed(enrollment));
+    let mut run = Run::new(ctx, resumed(enrollment)).moved_at(pending.at, None);
     run.enrollment.pending = None;
     let step = run.enrollment.step.clone();
     match pending.resume {
@@ -518,7 +522,8 @@ fn event_of(
         return None;
     }
     let profile = ctx.profile.scope();
-    let mut run = Run::new(ctx, resumed(enrollment));
+    let mut run =
+        Run::new(ctx, resumed(enrollment)).moved_at(event.timestamp, Some(&event.message_id));
     let mut changed = false;
 
     if let Some(goal) = &j.goal {
@@ -874,6 +879,17 @@ struct Run<'a> {
     /// The `wait_until` date steps this transition went on from at once (their date past): one
     /// reached again would go round its loop, sending at each pass, until the step bound.
     passed_dates: Vec<String>,
+    /// When the user reached this transition's steps in the journey's own time: the time of
+    /// what moved them (the trigger, the event, the wake-up's due time), `now` at the latest. A
+    /// `wait_for` begins then, so that an engine behind its queue (a backlog, a retry) waits for
+    /// the events that happened since, as one on time would have.
+    since: Timestamp,
+    /// The message that moved the user, if an event: it is not the one a `wait_for` it leads
+    /// to waits for.
+    cause_message: Option<String>,
+    /// The latest received event that met a `wait_for` in this transition at once: a wait
+    /// reached again (a loop) is met only by a later one.
+    met_until: Option<Timestamp>,
 }
 
 impl<'a> Run<'a> {
@@ -890,7 +906,17 @@ impl<'a> Run<'a> {
             profile: std::cell::OnceCell::new(),
             updated: None,
             passed_dates: Vec::new(),
+            since: ctx.now,
+            cause_message: None,
+            met_until: None,
         }
+    }
+
+    /// The transition was moved by what happened at `at` (message `message`, an event's).
+    fn moved_at(mut self, at: Timestamp, message: Option<&str>) -> Self {
+        self.since = at.min(self.ctx.now);
+        self.cause_message = message.map(str::to_string);
+        self
     }
 
     /// The user as the steps of this transition see them, for addresses and the time zone.
@@ -1095,9 +1121,40 @@ impl<'a> Run<'a> {
                     }
                 }
                 Action::WaitFor(w) => {
-                    let at = self.after(w.timeout.to_jiff());
+                    // The wait begins when the user reached it (see `since`), and an event it
+                    // waits for (one with no `where`: the profile keeps when, not what) that
+                    // happened since and was received before meets it at once.
+                    let began = self.since;
+                    let at = began.checked_add(w.timeout.to_jiff()).unwrap_or(began);
+                    let except: Vec<&str> = self.cause_message.as_deref().into_iter().collect();
+                    let (from, inclusive) = match self.met_until {
+                        Some(m) if m >= began => (m, false),
+                        _ => (began, true),
+                    };
+                    let met = w
+                        .condition
+                        .is_none()
+                        .then(|| {
+                            self.user()
+                                .first_after_but(&w.event, from, &except, inclusive)
+                                .filter(|t| *t <= self.ctx.now && *t <= at)
+                        })
+                        .flatten();
+                    let why = format!("wait_for {}", w.event);
+                    if let Some(t) = met {
+                        self.met_until = Some(t);
+                        self.log(Some(&id), What::Waiting { until: at, why });
+                        self.log(
+                            Some(&id),
+                            What::Woke {
+                                how: format!("event: {} at {t}, received before the wait", w.event),
+                            },
+                        );
+                        current = w.on_event.clone().or_else(default_next);
+                        continue;
+                    }
                     self.enrollment.waiting_for = Some(w.event.clone());
-                    self.wait(&id, at, Resume::Timeout, format!("wait_for {}", w.event));
+                    self.wait(&id, at, Resume::Timeout, why);
                     return;
                 }
                 Action::Branch(b) => {

@@ -1728,6 +1728,94 @@ steps:
     );
 }
 
+/// A `wait_for` begins when the user reached it in the journey's own time (the trigger's time,
+/// the event's, the wake-up's due time), not when a lagging engine got there: an order handled
+/// two hours late still hears the app open three minutes after it, as simulate and an engine on
+/// time do. And an app open received before the order (delivered out of order) that happened
+/// after it meets the wait at once; one from before the order does not.
+#[tokio::test]
+async fn a_wait_for_begins_at_the_users_time_not_a_lagging_engines() {
+    let journey = example_journey("post_purchase");
+    let order = |user: &str, at: &str, ts: &str| {
+        format!(
+            r#"{{"at":"{at}","type":"track","userId":"{user}","event":"order_completed","messageId":"o-{user}","timestamp":"{ts}","properties":{{"order_id":"A-{user}","total":10,"currency":"EUR"}}}}"#
+        )
+    };
+    let opened = |user: &str, at: &str, ts: &str| {
+        format!(
+            r#"{{"at":"{at}","type":"track","userId":"{user}","event":"app_opened","messageId":"a-{user}","timestamp":"{ts}"}}"#
+        )
+    };
+    let script = [
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{"phone":"+14155550100"}}"#.to_string(),
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"before","traits":{"phone":"+14155550101"}}"#.to_string(),
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"earlier","traits":{"phone":"+14155550102"}}"#.to_string(),
+        // late: both handled at 12:00, the order (10:00) first, the app open (10:03) after it
+        order("late", "2026-12-01T12:00:00Z", "2026-12-01T10:00:00Z"),
+        opened("late", "2026-12-01T12:00:00Z", "2026-12-01T10:03:00Z"),
+        // before: the app open (10:03) is handled first, the order (10:00) a minute later
+        opened("before", "2026-12-01T12:00:00Z", "2026-12-01T10:03:00Z"),
+        order("before", "2026-12-01T12:01:00Z", "2026-12-01T10:00:00Z"),
+        // earlier: an app open from before the order does not answer the wait
+        opened("earlier", "2026-12-01T12:00:00Z", "2026-12-01T09:57:00Z"),
+        order("earlier", "2026-12-01T12:01:00Z", "2026-12-01T10:00:00Z"),
+    ]
+    .join("\n");
+    let out = sim(&[&journey], &script).await;
+    let feedback = |user: &str| {
+        outbox_of(&out, user)
+            .into_iter()
+            .filter(|l| l.contains("feedback_request"))
+            .count()
+    };
+    assert_eq!(feedback("late"), 1, "{:#?}", outbox(&out));
+    assert_eq!(feedback("before"), 1, "{:#?}", outbox(&out));
+    assert_eq!(feedback("earlier"), 0, "{:#?}", outbox(&out));
+    let woke = facts(&out, "before", |w| matches!(w, What::Woke { .. }));
+    assert_eq!(
+        woke,
+        ["2026-12-01T12:01:00Z post_purchase/wait_app_open: woke (event: app_opened at 2026-12-01T10:03:00Z, received before the wait)"],
+    );
+    // the wait is 14 days from the order, not from when the engine got to it
+    let waiting = facts(&out, "earlier", |w| matches!(w, What::Waiting { .. }));
+    assert_eq!(
+        waiting,
+        ["2026-12-01T12:01:00Z post_purchase/wait_app_open: waiting until 2026-12-15T10:00:00Z (wait_for app_opened)"],
+    );
+}
+
+/// An event received before a `wait_for` meets it once: a loop back to the same wait within the
+/// transition waits for a later one, rather than going round on the same event.
+#[tokio::test]
+async fn an_event_received_before_the_wait_meets_a_loop_once() {
+    let journey = r#"
+id: nag
+name: Nag
+trigger: {event: go}
+steps:
+  - id: listen
+    wait_for: {event: tap, timeout: 1h, on_event: ping, on_timeout: done}
+  - id: ping
+    send: {push: {title: "Ping", body: "."}}
+    next: listen
+  - id: done
+    exit: true
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t1","timestamp":"2026-12-01T10:01:00Z"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t2","timestamp":"2026-12-01T10:02:00Z"}
+{"at":"2026-12-01T10:11:00Z","type":"track","userId":"ann","event":"go","messageId":"g1","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:11:00Z ann push ping: Ping",
+            "2026-12-01T10:11:00Z ann push ping: Ping",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn wait_for_takes_the_event_path_when_the_event_matches_else_the_timeout_path() {
     let journey = r#"
