@@ -14,8 +14,10 @@ use crate::duration::Duration;
 /// One journey, as written in its file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("if" = {"properties": {"trigger": {"required": ["schedule"]}}, "required": ["trigger"]}, "then" = {"required": ["reentry"]}))]
 pub struct Journey {
     /// Stable identifier: lowercase letters, digits, `_` and `-`.
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$"))]
     pub id: String,
     /// Human-readable name.
     pub name: String,
@@ -48,12 +50,14 @@ pub struct Journey {
     #[serde(default, skip_serializing_if = "JourneyStatus::is_active")]
     pub status: JourneyStatus,
     /// The steps, run in file order unless a step names where to go next.
+    #[schemars(length(min = 1))]
     pub steps: Vec<Step>,
 }
 
 /// What enrolls a user. Exactly one of `event`, `repeated`, `inactive`, `schedule`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_trigger)]
 pub struct Trigger {
     /// Enter when the user does this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +117,7 @@ impl Trigger {
 pub struct Repeated {
     pub event: String,
     /// How many times (2 to 32: a profile keeps the latest 32 occurrences of an event).
+    #[schemars(range(min = 2, max = 32))]
     pub times: u32,
     /// Within this window, counted back from the latest occurrence.
     pub within: Duration,
@@ -237,6 +242,10 @@ impl TryFrom<String> for TimeOfDay {
             )
         };
         let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        if !(1..=2).contains(&h.len()) || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
         let hour: u8 = h.parse().map_err(|_| bad())?;
         let minute: u8 = m.parse().map_err(|_| bad())?;
         if hour > 23 || minute > 59 || m.len() != 2 {
@@ -259,8 +268,8 @@ impl JsonSchema for TimeOfDay {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
-            "description": "A local time of day, \"HH:MM\"."
+            "pattern": "^([01]?[0-9]|2[0-3]):[0-5][0-9]$",
+            "description": "A local time of day, \"HH:MM\" (\"9:00\" is 09:00)."
         })
     }
 }
@@ -269,8 +278,10 @@ impl JsonSchema for TimeOfDay {
 /// `split`, `send`, `update`, `exit`) is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_action)]
 pub struct Step {
-    /// Unique within the journey.
+    /// Unique within the journey: lowercase letters, digits, `_` and `-`.
+    #[schemars(regex(pattern = r"^[a-z0-9_-]+$"))]
     pub id: String,
     /// The step to go to afterwards (default: the next one in the file; after the last, exit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,7 +298,7 @@ pub struct Step {
     /// Ordered cases; the first whose condition holds wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<Branch>,
-    /// Weighted paths chosen by a stable hash of (user, journey).
+    /// Weighted paths chosen by a stable hash of (user, journey, step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
     /// Send a message.
@@ -488,9 +499,11 @@ pub struct Case {
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// Weighted paths; weights are relative.
+    #[schemars(length(min = 1))]
     pub paths: Vec<SplitPath>,
     /// Percentage of users (0–100) held out: they receive nothing and exit, counted as holdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub holdout: Option<u8>,
 }
 
@@ -501,6 +514,7 @@ pub struct SplitPath {
     /// stats, which count who took it and converted (`step.<split>.path.<name>.entered`,
     /// `.converted`); default: the `goto` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$"))]
     pub name: Option<String>,
     pub weight: u32,
     pub goto: String,
@@ -510,6 +524,7 @@ pub struct SplitPath {
 /// optional fallback used when the user cannot be reached on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_channel)]
 pub struct Send {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailTemplate>,
@@ -765,6 +780,7 @@ pub struct InAppTemplate {
 pub struct WebhookTemplate {
     pub url: String,
     #[serde(default = "post")]
+    #[schemars(extend("enum" = ["POST", "PUT", "PATCH", "GET", "DELETE"]))]
     pub method: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -849,8 +865,72 @@ impl Journey {
     }
 }
 
+/// Makes `schema` hold exactly one of `fields` set (not null), as the journey file's checks
+/// want of a trigger, a step and a send.
+fn exactly_one(schema: &mut schemars::Schema, fields: &[&str]) {
+    let one_of: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "required": [f],
+                "properties": {*f: {"not": {"type": "null"}}}
+            })
+        })
+        .collect();
+    schema.insert("oneOf".into(), one_of.into());
+}
+
+fn one_trigger(schema: &mut schemars::Schema) {
+    exactly_one(schema, &["event", "repeated", "inactive", "schedule"]);
+}
+
+fn one_action(schema: &mut schemars::Schema) {
+    exactly_one(
+        schema,
+        &[
+            "wait",
+            "wait_until",
+            "wait_for",
+            "branch",
+            "split",
+            "send",
+            "update",
+            "exit",
+        ],
+    );
+}
+
+fn one_channel(schema: &mut schemars::Schema) {
+    exactly_one(schema, &["email", "sms", "push", "in_app", "webhook"]);
+}
+
 /// The JSON Schema of a journey file, generated from these types.
 pub fn schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Journey);
     serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_of_day_is_h_mm_or_hh_mm() {
+        for (text, ok) in [
+            ("09:00", Some((9, 0))),
+            ("9:00", Some((9, 0))),
+            ("23:59", Some((23, 59))),
+            ("+8:00", None),
+            ("8:0", None),
+            ("24:00", None),
+            ("009:00", None),
+            ("9:+5", None),
+            ("9h00", None),
+        ] {
+            let got = TimeOfDay::try_from(text.to_string())
+                .ok()
+                .map(|t| (t.hour, t.minute));
+            assert_eq!(got, ok, "{text}");
+        }
+    }
 }

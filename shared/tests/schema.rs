@@ -38,3 +38,60 @@ fn schema_describes_every_step_action() {
         );
     }
 }
+
+/// What `waymark validate` refuses by shape, the schema refuses too, so that an editor shows it:
+/// exactly one trigger, action and channel (a null one is none), the ranges and forms of counts
+/// and ids, the webhook methods, and a schedule's `reentry`.
+#[test]
+fn the_schema_holds_the_shape_rules_validate_holds() {
+    let schema = waymark::journey::schema();
+    let defs = &schema["$defs"];
+    for (def, fields) in [
+        ("Trigger", &["event", "repeated", "inactive", "schedule"][..]),
+        (
+            "Step",
+            &[
+                "wait",
+                "wait_until",
+                "wait_for",
+                "branch",
+                "split",
+                "send",
+                "update",
+                "exit",
+            ][..],
+        ),
+        ("Send", &["email", "sms", "push", "in_app", "webhook"][..]),
+    ] {
+        let one_of: Vec<String> = defs[def]["oneOf"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{def} has no oneOf"))
+            .iter()
+            .map(|o| {
+                let f = o["required"][0].as_str().unwrap_or_default().to_string();
+                assert_eq!(o["properties"][&f]["not"]["type"], "null", "{def}.{f}");
+                f
+            })
+            .collect();
+        assert_eq!(one_of, fields, "{def}");
+    }
+    assert_eq!(defs["Repeated"]["properties"]["times"]["minimum"], 2);
+    assert_eq!(defs["Repeated"]["properties"]["times"]["maximum"], 32);
+    assert_eq!(defs["Split"]["properties"]["holdout"]["maximum"], 100);
+    assert_eq!(defs["Split"]["properties"]["paths"]["minItems"], 1);
+    assert_eq!(schema["properties"]["steps"]["minItems"], 1);
+    assert_eq!(schema["properties"]["id"]["pattern"], "^[a-z0-9_-]{1,64}$");
+    assert_eq!(defs["Step"]["properties"]["id"]["pattern"], "^[a-z0-9_-]+$");
+    assert_eq!(
+        defs["WebhookTemplate"]["properties"]["method"]["enum"],
+        serde_json::json!(["POST", "PUT", "PATCH", "GET", "DELETE"])
+    );
+    assert_eq!(
+        schema["if"]["properties"]["trigger"]["required"],
+        serde_json::json!(["schedule"])
+    );
+    assert_eq!(schema["then"]["required"], serde_json::json!(["reentry"]));
+    // "9:00" reads as 09:00 in a journey, and the schema says so
+    let time = defs["TimeOfDay"]["pattern"].as_str().unwrap_or_default();
+    assert_eq!(time, "^([01]?[0-9]|2[0-3]):[0-5][0-9]$");
+}
