@@ -227,7 +227,11 @@ fn validate(paths: &[PathBuf]) -> bool {
             errors.extend(e);
         }
     }
-    if errors.is_empty() {
+    if errors.is_empty() && count == 0 {
+        // A CI step that checks nothing must not pass.
+        eprintln!("{}", no_journeys(paths));
+        false
+    } else if errors.is_empty() {
         println!("ok: {count} journeys");
         true
     } else {
@@ -235,6 +239,15 @@ fn validate(paths: &[PathBuf]) -> bool {
         eprintln!("{} error(s)", errors.len());
         false
     }
+}
+
+/// What to say of paths that hold no journey file.
+fn no_journeys(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "{}: no journey files: a folder's journeys are its *.yaml, *.yml and *.json files (not those of its subfolders, nor waymark.yaml)",
+        shown.join(", ")
+    )
 }
 
 /// The stats a simulated run's timeline adds up to, per journey, as `waymark stats` prints them
@@ -274,6 +287,10 @@ fn simulate(
     stats: bool,
 ) -> Result<bool> {
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
+        Ok(set) if set.is_empty() => {
+            eprintln!("{}", no_journeys(&[journeys.to_path_buf()]));
+            return Ok(false);
+        }
         Ok(set) => set,
         Err(errors) => {
             print_errors(&errors);

@@ -50,6 +50,38 @@ fn validate_accepts_good_files_and_counts_them() {
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
 }
 
+/// A folder with no journey file (its journeys in a subfolder, or none yet) fails `validate`
+/// and `simulate`, saying where journeys are read: a CI step that checks nothing does not pass.
+#[test]
+fn validate_and_simulate_fail_on_a_folder_with_no_journey() {
+    let dir = TempDir::new("validate-none");
+    std::fs::create_dir_all(dir.path().join("sub")).expect("mkdir");
+    dir.write("sub/welcome.yaml", WELCOME);
+    let script = dir.write("events.jsonl", SCRIPT);
+    let folder = dir.path().display().to_string();
+    let out = run(&["validate", &folder]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no journey files") && err.contains("not those of its subfolders"),
+        "{err}"
+    );
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &folder,
+        "--events",
+        &script.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no journey files"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
 #[test]
 fn validate_reports_file_line_col_and_fails() {
     let dir = TempDir::new("validate-bad");

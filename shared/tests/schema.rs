@@ -47,7 +47,10 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     let schema = waymark::journey::schema();
     let defs = &schema["$defs"];
     for (def, fields) in [
-        ("Trigger", &["event", "repeated", "inactive", "schedule"][..]),
+        (
+            "Trigger",
+            &["event", "repeated", "inactive", "schedule"][..],
+        ),
         (
             "Step",
             &[
