@@ -11,11 +11,9 @@ use crate::journey::{Action, Journey, Send, Step, Template, TriggerKind};
 pub fn mermaid(j: &Journey) -> String {
     let mut d = Diagram::new(j);
     d.line("flowchart TD");
-    d.line(&format!(
-        "    %% {}: {}",
-        one_line(&j.id),
-        one_line(&j.name)
-    ));
+    // A comment line is read for directives (`%%{init: ...}%%`) all the same: no braces in it.
+    let comment = |s: &str| one_line(s).replace('{', "(").replace('}', ")");
+    d.line(&format!("    %% {}: {}", comment(&j.id), comment(&j.name)));
     d.line(&format!("    trigger([\"{}\"])", text(&trigger_label(j))));
     if !j.exit_when.is_empty() {
         let events: Vec<String> = j
@@ -349,6 +347,10 @@ fn text(s: &str) -> String {
             c => out.push(c),
         }
     }
+    // `%%{init: ...}%%` is a directive wherever it is written: no two `%` in a row.
+    if out.contains("%%") {
+        out = out.replace("%%", "#37;#37;");
+    }
     out
 }
 
@@ -433,6 +435,21 @@ steps:
     s5 --> s7
 "##;
         assert_eq!(m, expected);
+    }
+
+    /// A Mermaid directive written into a journey's name or a message's text stays text: its
+    /// `%%` is entities in a label, and the comment line carries no braces.
+    #[test]
+    fn a_directive_in_a_name_or_a_message_does_not_reach_mermaid() {
+        let j = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: \"%%{init: {'theme': 'dark'}}%%\"\ntrigger: {event: e}\nsteps:\n  - id: s\n    send: {push: {title: \"%%{init: {'theme': 'dark'}}%% 50% off\", body: b}}\n",
+        )
+        .expect("valid");
+        let m = mermaid(&j);
+        assert!(!m.contains("%%{"), "{m}");
+        assert!(m.contains("#37;#37;{init"), "{m}");
+        assert!(m.contains("50% off"), "{m}");
     }
 
     #[test]
