@@ -693,15 +693,18 @@ impl Send {
         let Some(locale) = locale.filter(|_| !self.locales.is_empty()) else {
             return (self, None);
         };
+        // The whole tag, then with its last part off, and so on (RFC 4647's lookup):
+        // `zh-hant-tw` finds `zh-hant`, then `zh`.
         let key = locale_key(locale);
-        let language = key.split('-').next().unwrap_or(&key);
-        match self
-            .locales
-            .get_key_value(&key)
-            .or_else(|| self.locales.get_key_value(language))
-        {
-            Some((k, send)) => (send, Some(k.as_str())),
-            None => (self, None),
+        let mut tag = key.as_str();
+        loop {
+            if let Some((k, send)) = self.locales.get_key_value(tag) {
+                return (send, Some(k.as_str()));
+            }
+            match tag.rsplit_once('-') {
+                Some((shorter, _)) => tag = shorter,
+                None => return (self, None),
+            }
         }
     }
 }
@@ -913,6 +916,38 @@ pub fn schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_locale_finds_its_variant_by_ever_shorter_tags() {
+        let send = |title: &str| Send {
+            email: None,
+            sms: None,
+            push: Some(PushTemplate {
+                title: title.into(),
+                body: ".".into(),
+                data: Default::default(),
+                expires: None,
+            }),
+            in_app: None,
+            webhook: None,
+            fallback: None,
+            locales: BTreeMap::new(),
+        };
+        let mut s = send("default");
+        for k in ["zh", "zh-hant", "pt-br"] {
+            s.locales.insert(k.into(), send(k));
+        }
+        for (user, chose) in [
+            ("zh-Hant-TW", Some("zh-hant")),
+            ("zh_Hans_CN", Some("zh")),
+            ("zh", Some("zh")),
+            ("pt-BR", Some("pt-br")),
+            ("pt-PT", None),
+            ("fr", None),
+        ] {
+            assert_eq!(s.localized(Some(user)).1, chose, "{user}");
+        }
+    }
 
     #[test]
     fn a_time_of_day_is_h_mm_or_hh_mm() {
