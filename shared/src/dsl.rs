@@ -1689,13 +1689,22 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
     for (key, variant) in &send.locales {
         let path = format!("{base}.locales.{key}");
         let written = crate::journey::locale_key(key);
-        let well_formed = (2..=35).contains(&key.len())
-            && key.split('-').all(|p| {
-                !p.is_empty()
+        // BCP 47's shape: a language of 2 or 3 letters, then parts of 1 to 8 letters or digits.
+        let language = written.split('-').next().unwrap_or_default();
+        let well_formed = (2..=35).contains(&written.len())
+            && (2..=3).contains(&language.len())
+            && language.chars().all(|c| c.is_ascii_lowercase())
+            && written.split('-').all(|p| {
+                (1..=8).contains(&p.len())
                     && p.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             });
-        if written != *key || !well_formed {
+        if !well_formed {
+            out.push(problem(
+                path.clone(),
+                format!("`{key}` is not a language tag: write the language's code, like `en`, `fr` or `pt-br` (BCP 47, as `profile.locale` holds it)"),
+            ));
+        } else if written != *key {
             out.push(problem(
                 path.clone(),
                 format!("a locale is written in lower case with `-` between its parts, like `fr` or `pt-br`: write `{written}`"),
@@ -2374,6 +2383,7 @@ steps:
         fr: {push: {title: "Bonjour {{ profil.first_name }}", body: "."}}
         pt_BR: {push: {title: "Olá", body: "."}}
         de: {sms: {body: "Hallo"}}
+        english: {push: {title: "Hi", body: "."}}
 "#;
         let errs = parse("j.yaml", text).expect_err("bad locales");
         let said: Vec<(&str, usize)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
@@ -2381,17 +2391,23 @@ steps:
             said,
             [
                 ("steps[0].send.locales.de", 11),
+                ("steps[0].send.locales.english", 12),
                 ("steps[0].send.locales.fr.push.title", 9),
                 ("steps[0].send.locales.pt_BR", 10),
             ],
             "{errs:?}"
         );
         assert!(errs[0].message.contains("same channel"), "{errs:?}");
-        assert!(errs[1].message.contains("profil"), "{errs:?}");
-        assert!(errs[2].message.contains("write `pt-br`"), "{errs:?}");
+        assert!(
+            errs[1].message.contains("is not a language tag"),
+            "{errs:?}"
+        );
+        assert!(errs[2].message.contains("profil"), "{errs:?}");
+        assert!(errs[3].message.contains("write `pt-br`"), "{errs:?}");
         let fixed = text
             .replace("profil.", "profile.")
             .replace("pt_BR", "pt-br")
+            .replace("english", "en")
             .replace(
                 "{sms: {body: \"Hallo\"}}",
                 "{push: {title: \"Hallo\", body: \".\"}}",
