@@ -601,10 +601,18 @@ pub struct LocalQueue {
     max_attempts: u32,
     arrived: Arc<Notify>,
     /// The group-commit writer: sends from many requests share one disk commit.
-    writer: std::sync::mpsc::Sender<(Vec<(i64, String)>, Reply)>,
+    writer: std::sync::mpsc::Sender<Sent>,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), QueueError>>;
+
+/// Messages for the writer thread: their rows (due time, body), when they were sent, and where
+/// to answer.
+struct Sent {
+    rows: Vec<(i64, String)>,
+    at: Timestamp,
+    reply: Reply,
+}
 
 /// How many due messages one `take_due` leases at most (the rest wait for the next call).
 const TAKE_LIMIT: usize = 512;
@@ -615,12 +623,12 @@ const GROUP_LIMIT: usize = 4096;
 /// Starts the thread that writes queued messages: it takes every send waiting at that moment,
 /// writes them in one transaction, commits once (one fsync), and answers each sender. Under load
 /// many requests share a commit; alone, a send commits by itself as before.
-fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<(Vec<(i64, String)>, Reply)> {
-    let (tx, rx) = std::sync::mpsc::channel::<(Vec<(i64, String)>, Reply)>();
+fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<Sent> {
+    let (tx, rx) = std::sync::mpsc::channel::<Sent>();
     // Weak, so that the database closes when its store and queue are dropped, not when this
     // thread notices.
     let db = Arc::downgrade(&db);
-    let write = move |group: &[(Vec<(i64, String)>, Reply)]| -> Result<(), QueueError> {
+    let write = move |group: &[Sent]| -> Result<(), QueueError> {
         let db = db
             .upgrade()
             .ok_or_else(|| QueueError::Unavailable("local queue: the database is closed".into()))?;
@@ -628,11 +636,14 @@ fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<(Vec<(i64, String)
         {
             let mut q = txn.open_table(QUEUE).queue()?;
             let mut meta = txn.open_table(META).queue()?;
-            for (rows, _) in group {
-                for (due, body) in rows {
+            for sent in group {
+                for (due, body) in &sent.rows {
                     let seq = next_seq(&mut meta).queue()?;
                     q.insert((*due, seq), (0u32, body.as_str())).queue()?;
                 }
+                // A restart's clock starts no earlier than the messages queued: a message
+                // queued after it would otherwise be due before them.
+                note_clock(&mut meta, sent.at).queue()?;
             }
         }
         txn.commit().queue()
@@ -649,8 +660,8 @@ fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<(Vec<(i64, String)
                     }
                 }
                 let result = write(&group);
-                for (_, reply) in group {
-                    let _ = reply.send(result.clone());
+                for sent in group {
+                    let _ = sent.reply.send(result.clone());
                 }
             }
         });
@@ -1005,7 +1016,11 @@ impl Queue for LocalQueue {
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
-            .send((rows, reply))
+            .send(Sent {
+                rows,
+                at: now,
+                reply,
+            })
             .map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?;
         answer
             .await
@@ -1458,7 +1473,10 @@ mod tests {
         send(2).await;
         // the run takes 1 and 2, and crashes with them unacknowledged; 3 comes after
         assert_eq!(q.take_due(ts(0)).await.expect("take").len(), 2);
+        clock.set(ts(30));
         send(3).await;
+        // a restart's clock starts no earlier than the last message queued
+        assert_eq!(stored_clock(&db), Some(ts(30)));
         clock.set(ts(60));
         let restarted =
             LocalQueue::new(db, clock.clone()).with_lease(SignedDuration::from_hours(5));
