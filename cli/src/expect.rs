@@ -50,11 +50,18 @@ pub fn compare(file: &str, expected: &str, actual: &str) -> Verdict {
 
 /// Reads the expected file, saying how to make it when there is none.
 pub fn read(file: &Path) -> Result<String> {
-    std::fs::read_to_string(file).with_context(|| {
+    let text = std::fs::read_to_string(file).with_context(|| {
         format!(
             "cannot read {}: write it with --bless, then review it",
             file.display()
         )
+    })?;
+    // A checkout that turned its line ends into CRLF (git's autocrlf on Windows) holds the same
+    // lines: JSON lines carry no raw carriage return of their own.
+    Ok(if text.contains('\r') {
+        text.replace("\r\n", "\n")
+    } else {
+        text
     })
 }
 
@@ -71,6 +78,20 @@ mod tests {
     fn the_same_text_is_the_same() {
         assert_eq!(
             compare("x.jsonl", "a\nb\n", "a\nb\n"),
+            Verdict::Same { lines: 2 }
+        );
+    }
+
+    #[test]
+    fn a_file_with_crlf_line_ends_reads_as_the_same_lines() {
+        let dir = std::env::temp_dir().join(format!("waymark-expect-crlf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("x.jsonl");
+        std::fs::write(&file, "{\"a\":1}\r\n{\"b\":\"x\\r\\n\"}\r\n").expect("write");
+        let expected = read(&file).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            compare("x.jsonl", &expected, "{\"a\":1}\n{\"b\":\"x\\r\\n\"}\n"),
             Verdict::Same { lines: 2 }
         );
     }
