@@ -453,7 +453,18 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
             ),
         )]
     })?;
-    match serde_json::from_str::<Value>(text) {
+    // A byte order mark some clients put first is no part of the JSON.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let parsed = serde_json::from_str::<Value>(text).or_else(|e| {
+        // Half of a surrogate pair escaped alone (`"\ud83d"`: JavaScript's `JSON.stringify` of
+        // a string cut between the two halves of an emoji) is no character: it is read as
+        // U+FFFD, as a lenient decoder reads it, rather than losing the whole batch to it.
+        match without_lone_surrogates(text) {
+            Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
+            None => Err(e),
+        }
+    });
+    match parsed {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(vec![FieldError::new("body", "must be a JSON object")]),
         Err(e) => Err(vec![FieldError::new(
@@ -461,6 +472,43 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
             format!("is not valid JSON ({e}); send a JSON object"),
         )]),
     }
+}
+
+/// `text` with each `\uXXXX` escape of half a surrogate pair that has not its other half next
+/// to it written `\ufffd`; `None` when it has none.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let hex = text.get(at + 2..at + 6)?;
+        (bytes.get(at) == Some(&b'\\') && bytes.get(at + 1) == Some(&b'u'))
+            .then(|| u16::from_str_radix(hex, 16).ok())
+            .flatten()
+    };
+    let high = |u: u16| (0xD800..0xDC00).contains(&u);
+    let low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut last, mut changed) = (0, 0, false);
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(u) if high(u) && unit(i + 6).is_some_and(low) => i += 12,
+            Some(u) if high(u) || low(u) => {
+                out.push_str(&text[last..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                last = i;
+                changed = true;
+            }
+            Some(_) => i += 6,
+            // Another escape (`\\`, `\"`): its second byte is not the start of one.
+            None => i += 2,
+        }
+    }
+    out.push_str(&text[last..]);
+    changed.then_some(out)
 }
 
 fn parse_item(
@@ -2215,6 +2263,32 @@ mod tests {
         let errors = parse_batch(b"\xc3\x28", received(), &Limits::default()).expect_err("bad");
         assert_eq!(fields(&errors), vec!["body"]);
         assert!(errors[0].message.contains("UTF-8"), "{errors:?}");
+    }
+
+    /// Half a surrogate pair escaped alone (JavaScript's `JSON.stringify` of a string cut in
+    /// the middle of an emoji) is read as U+FFFD, and the batch it is in is accepted whole; a
+    /// whole pair, and a backslash written as text before `u`, are left as they are. A byte
+    /// order mark before the JSON is no part of it.
+    #[test]
+    fn a_lone_surrogate_is_a_replacement_character_not_a_lost_batch() {
+        let body = "\u{FEFF}{\"batch\": [\
+            {\"type\": \"track\", \"userId\": \"u1\", \"event\": \"A\", \"properties\": {\"t\": \"a\\ud83d\"}},\
+            {\"type\": \"track\", \"userId\": \"u1\", \"event\": \"B\", \"properties\": {\"t\": \"\\ud83d\\ude00 \\\\ud83d\"}},\
+            {\"type\": \"track\", \"userId\": \"u1\", \"event\": \"C\", \"properties\": {\"t\": \"\\ude00x\\ud83d\"}}\
+        ]}";
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+        let texts: Vec<&str> = outcome
+            .accepted
+            .iter()
+            .map(|e| e.properties["t"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            texts,
+            ["a\u{FFFD}", "\u{1F600} \\ud83d", "\u{FFFD}x\u{FFFD}"]
+        );
+        assert_eq!(without_lone_surrogates("{\"t\": \"\\ud83d\\ude00\"}"), None);
     }
 
     #[test]
