@@ -800,10 +800,22 @@ impl<'a> Check<'a> {
             self.error(name, "must not be empty; leave it out or send null instead");
             return None;
         }
-        if id.trim().is_empty() {
+        // Spaces, and the characters that show as nothing (zero-width space, joiners, a byte
+        // order mark): no user is called that.
+        let invisible = |c: char| {
+            c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+        };
+        if id.chars().all(invisible) {
             self.error(
                 name,
                 "must not be only spaces; leave it out or send null instead",
+            );
+            return None;
+        }
+        if id.chars().any(char::is_control) {
+            self.error(
+                name,
+                "must not hold control characters (a line break, a tab, NUL): send the id as the app knows it",
             );
             return None;
         }
@@ -2117,9 +2129,20 @@ mod tests {
         for blank in [
             json!({"userId": "  ", "event": "A"}),
             json!({"userId": "u", "event": " \t"}),
+            json!({"userId": "\u{200B}", "event": "A"}),
+            json!({"anonymousId": "\u{FEFF} \u{200D}", "event": "A"}),
         ] {
             let errors = single(Kind::Track, &blank).expect_err("blank");
             assert!(errors[0].message.contains("only spaces"), "{errors:?}");
+        }
+        for control in ["nl\nuser", "nul\u{0}", "del\u{7f}", "tab\tuser"] {
+            let errors = single(Kind::Track, &json!({"userId": control, "event": "A"}))
+                .expect_err("control");
+            assert_eq!(errors[0].field, "userId", "{errors:?}");
+            assert!(
+                errors[0].message.contains("control characters"),
+                "{errors:?}"
+            );
         }
         let event = single(Kind::Track, &json!({"anonymousId": 7, "event": "A"})).expect("valid");
         assert_eq!(event.user_id, "anon:7");
