@@ -207,6 +207,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         seq: 0,
         pending: None,
         waiting_for: None,
+        wait_began: None,
         converted_at: None,
         ended_at: None,
         end_reason: None,
@@ -580,10 +581,7 @@ fn event_of(
         };
         // An event from before the wait began, delivered late, is not the one waited for (it
         // would not have been, delivered on time).
-        let began = run
-            .enrollment
-            .pending
-            .map(|p| p.at.checked_sub(w.timeout.to_jiff()).unwrap_or(p.at));
+        let began = run.enrollment.wait_began(w.timeout.to_jiff());
         if began.is_some_and(|b| event.timestamp < b) {
             return changed.then(|| run.finish());
         }
@@ -849,6 +847,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         seq: e.seq,
         pending: e.pending,
         waiting_for: e.waiting_for.clone(),
+        wait_began: e.wait_began,
         converted_at: e.converted_at,
         ended_at: e.ended_at,
         end_reason: e.end_reason.clone(),
@@ -887,9 +886,10 @@ struct Run<'a> {
     /// The message that moved the user, if an event: it is not the one a `wait_for` it leads
     /// to waits for.
     cause_message: Option<String>,
-    /// The latest received event that met a `wait_for` in this transition at once: a wait
-    /// reached again (a loop) is met only by a later one.
-    met_until: Option<Timestamp>,
+    /// Whether the event that moved the user is in the profile's history under another id
+    /// (a received event that met a `wait_for` at once, a late reply's stand-in): a `wait_for`
+    /// it leads to hears only events after it, not that one again.
+    after_known: bool,
 }
 
 impl<'a> Run<'a> {
@@ -908,13 +908,15 @@ impl<'a> Run<'a> {
             passed_dates: Vec::new(),
             since: ctx.now,
             cause_message: None,
-            met_until: None,
+            after_known: false,
         }
     }
 
-    /// The transition was moved by what happened at `at` (message `message`, an event's).
+    /// The transition was moved by what happened at `at`: an event (its messageId `message`)
+    /// or a wake-up (`None`).
     fn moved_at(mut self, at: Timestamp, message: Option<&str>) -> Self {
         self.since = at.min(self.ctx.now);
+        self.after_known = message.is_some_and(Enrollment::is_late_reply);
         self.cause_message = message.map(str::to_string);
         self
     }
@@ -949,7 +951,10 @@ impl<'a> Run<'a> {
         });
     }
 
-    fn finish(self) -> Transition {
+    fn finish(mut self) -> Transition {
+        if self.enrollment.waiting_for.is_none() {
+            self.enrollment.wait_began = None;
+        }
         Transition {
             enrollment: self.enrollment,
             effects: self.effects,
@@ -1121,28 +1126,26 @@ impl<'a> Run<'a> {
                     }
                 }
                 Action::WaitFor(w) => {
-                    // The wait begins when the user reached it (see `since`), and an event it
-                    // waits for (one with no `where`: the profile keeps when, not what) that
-                    // happened since and was received before meets it at once.
+                    // The wait begins when the user reached it (see `since`): the events it
+                    // hears are those from then on, and one it waits for (with no `where`: the
+                    // profile keeps when, not what) that happened since and was received
+                    // before meets it at once. Its timeout runs from now, so that a user whom
+                    // a late engine reaches still has all of it.
                     let began = self.since;
-                    let at = began.checked_add(w.timeout.to_jiff()).unwrap_or(began);
+                    let at = self.after(w.timeout.to_jiff());
                     let except: Vec<&str> = self.cause_message.as_deref().into_iter().collect();
-                    let (from, inclusive) = match self.met_until {
-                        Some(m) if m >= began => (m, false),
-                        _ => (began, true),
-                    };
+                    let inclusive = !self.after_known;
                     let met = w
                         .condition
                         .is_none()
                         .then(|| {
                             self.user()
-                                .first_after_but(&w.event, from, &except, inclusive)
-                                .filter(|t| *t <= self.ctx.now && *t <= at)
+                                .first_after_but(&w.event, began, &except, inclusive)
+                                .filter(|t| *t <= self.ctx.now)
                         })
                         .flatten();
                     let why = format!("wait_for {}", w.event);
                     if let Some(t) = met {
-                        self.met_until = Some(t);
                         self.log(Some(&id), What::Waiting { until: at, why });
                         self.log(
                             Some(&id),
@@ -1150,10 +1153,16 @@ impl<'a> Run<'a> {
                                 how: format!("event: {} at {t}, received before the wait", w.event),
                             },
                         );
+                        // What follows goes on from that event.
+                        self.since = t;
+                        self.after_known = true;
+                        self.cause_message = None;
                         current = w.on_event.clone().or_else(default_next);
                         continue;
                     }
                     self.enrollment.waiting_for = Some(w.event.clone());
+                    self.enrollment.wait_began =
+                        (began < self.ctx.now || self.after_known).then_some(began);
                     self.wait(&id, at, Resume::Timeout, why);
                     return;
                 }

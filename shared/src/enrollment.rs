@@ -80,6 +80,10 @@ pub struct Enrollment {
     /// When the current step is a `wait_for`, the event it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// When that `wait_for` began in the journey's own time, if before the engine got to it (a
+    /// backlog): the time of what led there. Absent, it began when its timeout started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_began: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +152,15 @@ pub struct Carried {
 }
 
 impl Enrollment {
+    /// When the current `wait_for`, whose timeout is `timeout`, began: the events it hears
+    /// happened then or after.
+    pub fn wait_began(&self, timeout: jiff::SignedDuration) -> Option<Timestamp> {
+        self.wait_began.or_else(|| {
+            self.pending
+                .map(|p| p.at.checked_sub(timeout).unwrap_or(p.at))
+        })
+    }
+
     pub fn id_for(journey: &str, user: &str, n: u32) -> String {
         crate::store::join(&[journey, ":", user, ":", &n.to_string()])
     }
@@ -227,6 +240,12 @@ impl Enrollment {
     /// own, apart from a late exit's.
     pub fn late_reply_id_of(cause: &str) -> String {
         crate::store::join(&[cause, LATE_REPLY_SUFFIX])
+    }
+
+    /// Whether `message_id` is a late reply's stand-in ([`Enrollment::late_reply_id_of`]) for
+    /// an event the profile's history holds under its own id.
+    pub fn is_late_reply(message_id: &str) -> bool {
+        message_id.ends_with(LATE_REPLY_SUFFIX)
     }
 
     /// The cause of the transition in which message `cause`, through enrollment `by`'s

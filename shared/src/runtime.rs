@@ -3806,17 +3806,16 @@ fn late_reply(
         return None;
     }
     let pending = e.pending?;
-    let began = pending
-        .at
-        .checked_sub(w.timeout.to_jiff())
-        .unwrap_or(pending.at);
+    let began = e.wait_began(w.timeout.to_jiff())?;
     // Not the message that made the move (a login that is itself the event waited for): that
     // event reaches the moved enrollment as it is applied to her, once.
     let except = [
         e.trigger.message_id.as_str(),
         Enrollment::merging_message(cause),
     ];
-    let at = profile.first_after_but(name, began, &except, true)?;
+    // A wait that began before the engine got to it began at an event's time, or after a
+    // received event met the wait before it: not that one again.
+    let at = profile.first_after_but(name, began, &except, e.wait_began.is_none())?;
     (at <= now && at <= pending.at)
         .then(|| found_event(profile, name, Enrollment::late_reply_id_of(cause), at, now))
 }

@@ -1776,11 +1776,42 @@ async fn a_wait_for_begins_at_the_users_time_not_a_lagging_engines() {
         woke,
         ["2026-12-01T12:01:00Z post_purchase/wait_app_open: woke (event: app_opened at 2026-12-01T10:03:00Z, received before the wait)"],
     );
-    // the wait is 14 days from the order, not from when the engine got to it
+    // the timeout runs from when the engine got to the wait: the user has all of it
     let waiting = facts(&out, "earlier", |w| matches!(w, What::Waiting { .. }));
     assert_eq!(
         waiting,
-        ["2026-12-01T12:01:00Z post_purchase/wait_app_open: waiting until 2026-12-15T10:00:00Z (wait_for app_opened)"],
+        ["2026-12-01T12:01:00Z post_purchase/wait_app_open: waiting until 2026-12-15T12:01:00Z (wait_for app_opened)"],
+    );
+}
+
+/// A late engine's user still has all of a `wait_for`'s timeout after the message before it
+/// goes out: an email sent two hours late is followed by the SMS an hour after it, not at once.
+#[tokio::test]
+async fn a_late_engines_wait_for_still_gives_the_whole_timeout() {
+    let journey = r#"
+id: nudge
+name: Nudge
+trigger: {event: signed_up}
+steps:
+  - id: mail
+    send: {email: {subject: "Welcome", text: "Click the link"}}
+  - id: click
+    wait_for: {event: clicked, timeout: 1h, on_event: done, on_timeout: text}
+  - id: text
+    send: {sms: {body: "Did you see our email?"}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","phone":"+14155550100"}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T12:00:00Z ann email mail: Welcome",
+            "2026-12-01T13:00:00Z ann sms text: Did you see our email?",
+        ]
     );
 }
 
