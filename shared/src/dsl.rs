@@ -2324,6 +2324,9 @@ steps:
             ("http://[::1]:8080/x", true),
             ("http://ex.example:/x", true),
             ("https://x.example:0/h", false),
+            ("http://0:0/", false),
+            ("http://user:pw@hooks.example:0/h", false),
+            ("http://user:pw@hooks.example:8080/h", true),
             (
                 "https://x.example:99999/h?u={{ user_id | urlencode }}",
                 false,

@@ -760,9 +760,8 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
     };
     // What follows the host is nothing or `:port` (an empty port is the scheme's own).
     let text = authority.as_str();
-    let after_host = text
-        .rfind(authority.host())
-        .map_or("", |i| &text[i + authority.host().len()..]);
+    let text = text.rsplit_once('@').map_or(text, |(_, h)| h);
+    let after_host = text.strip_prefix(authority.host()).unwrap_or_default();
     if after_host.len() > 1 && authority.port_u16().is_none_or(|p| p == 0) {
         return Some(format!(
             "`{url}` names a port that is not one (1 to 65535): {advice}"
@@ -1529,9 +1528,10 @@ impl<'a> Run<'a> {
                 // empty one) is this user's message failing, here, as for a header.
                 let url = text("url", &w.url)?;
                 if let Some(why) = webhook_url_problem(&url) {
+                    // Without the URL itself, which may carry the user's token or address.
                     return Err(template::TemplateError {
                         line: None,
-                        message: format!("url: {why}"),
+                        message: format!("url: {}", why.replace(&format!("`{url}`"), "the URL")),
                     });
                 }
                 Content::Webhook {

@@ -4053,6 +4053,18 @@ steps:
 "#;
     let out = sim(&[rendered], script).await;
     assert_eq!(outbox_of(&out, "ok").len(), 1);
+    // the reason says what is wrong, without the URL (it may carry the user's token)
+    let detail: Vec<String> = entries(&out, "ftp")
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { detail, .. } => detail.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        detail,
+        ["url: the URL is not an https:// (or http://) URL: write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`"]
+    );
     for user in ["ftp", "port", "none"] {
         assert!(outbox_of(&out, user).is_empty(), "{user}");
         let skipped = facts(&out, user, |w| matches!(w, What::Skipped { .. }));
