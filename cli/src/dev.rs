@@ -126,8 +126,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .open(&outbox)
         .with_context(|| format!("cannot write the outbox {}", outbox.display()))?;
     let durable: waymark::outbox::DurableFirst = {
-        let (db, clock) = (db.clone(), clock.clone());
-        Arc::new(move || local::commit_durably(&db, clock.now()).map_err(|e| e.to_string()))
+        let db = db.clone();
+        Arc::new(move |at| local::commit_durably(&db, at).map_err(|e| e.to_string()))
     };
     let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true)
         .for_store(&local::store_id(&db)?)

@@ -1754,8 +1754,8 @@ mod tests {
             .await
             .expect("put");
         let durable: crate::outbox::DurableFirst = {
-            let (db, clock) = (db.clone(), clock.clone());
-            Arc::new(move || commit_durably(&db, clock.now()).map_err(|e| e.to_string()))
+            let db = db.clone();
+            Arc::new(move |at| commit_durably(&db, at).map_err(|e| e.to_string()))
         };
         let (sender, _lines) = OutboxSender::memory(clock.clone());
         sender

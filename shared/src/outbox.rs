@@ -60,7 +60,9 @@ pub struct OutboxSender {
 }
 
 /// A durable commit of the store the sends come from ([`OutboxSender::durable_first`]).
-pub type DurableFirst = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// It is given the time the line is stamped with, for a restart's clock to start at it at
+/// least.
+pub type DurableFirst = Arc<dyn Fn(Timestamp) -> Result<(), String> + Send + Sync>;
 
 /// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
 /// middle of a write): the next line then starts on a line of its own.
@@ -156,12 +158,13 @@ impl Sender for OutboxSender {
             tracing::info!(id = %id, "already in the outbox; not written again");
             return Ok(Receipt::default());
         }
+        let at = self.clock.now();
         if let Some(commit) = &self.durable_first {
-            commit().map_err(|e| SendError::Retryable(format!("store not durable: {e}")))?;
+            commit(at).map_err(|e| SendError::Retryable(format!("store not durable: {e}")))?;
         }
         let line = OutboxLine {
             id: id.clone(),
-            at: self.clock.now(),
+            at,
             channel: message.channel,
             user_id: message.user_id.clone(),
             journey: message.journey.clone(),
