@@ -611,6 +611,9 @@ struct Watcher {
     seen: BTreeMap<PathBuf, Option<SystemTime>>,
     /// Which file each journey id came from, to refuse a second file with the same id.
     owners: BTreeMap<String, PathBuf>,
+    /// Journeys of removed files not told yet: a file still settling may bring them back (a
+    /// file renamed and changed at once).
+    removed: Vec<(PathBuf, String)>,
     settings_seen: Option<Option<SystemTime>>,
 }
 
@@ -624,6 +627,7 @@ impl Watcher {
             dir: dir.to_path_buf(),
             seen: BTreeMap::new(),
             owners: BTreeMap::new(),
+            removed: Vec::new(),
             settings_seen: None,
         }
     }
@@ -654,7 +658,8 @@ impl Watcher {
         };
         // The journeys of removed files: told after the others publish, which may bring the
         // same id from a file of another name (a file renamed).
-        let mut removed: Vec<(PathBuf, String)> = Vec::new();
+        let mut removed: Vec<(PathBuf, String)> = std::mem::take(&mut self.removed);
+        let mut settling_any = false;
         for gone in self
             .seen
             .keys()
@@ -687,6 +692,7 @@ impl Watcher {
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
                 .is_some_and(|age| age < SETTLE);
             if settling && !first {
+                settling_any = true;
                 continue;
             }
             self.seen.insert(file.clone(), m);
@@ -714,6 +720,10 @@ impl Watcher {
                     }
                 }
             }
+        }
+        if settling_any {
+            self.removed = removed;
+            removed = Vec::new();
         }
         for (gone, id) in removed {
             match self.owners.get(&id) {

@@ -630,12 +630,42 @@ fn dev_says_which_journeys_are_left_published_without_a_file() {
             b.display()
         ),
     );
+    // saved under a new name with a change at once: the new file settles after the old one
+    // is seen gone, and the journey is told as moved, not as left behind
+    let c = journeys.join("c.yaml");
     std::fs::remove_file(&b).expect("rm");
+    // (written again and again for longer than a look apart, so that a look sees b gone while
+    // c is still being written)
+    for _ in 0..8 {
+        std::fs::write(
+            &c,
+            JOURNEY
+                .replace("id: welcome", "id: hello")
+                .replace("wait: 30m", "wait: 40m"),
+        )
+        .expect("write");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for(
+        &dev,
+        &format!(
+            "{} removed: journey `hello` now comes from {}",
+            b.display(),
+            c.display()
+        ),
+    );
+    let left = format!("{} removed: journey `hello` stays published", b.display());
+    assert!(
+        !dev.printed().iter().any(|l| l.contains(&left)),
+        "{:#?}",
+        dev.printed()
+    );
+    std::fs::remove_file(&c).expect("rm");
     wait_for(
         &dev,
         &format!(
             "{} removed: journey `hello` stays published and keeps enrolling",
-            b.display()
+            c.display()
         ),
     );
     drop(dev);
@@ -644,7 +674,8 @@ fn dev_says_which_journeys_are_left_published_without_a_file() {
         wait_for(
             &dev,
             &format!(
-                "journey `{id}` (version 1) is published but no valid file in {} has its id: it keeps enrolling",
+                "journey `{id}` (version {}) is published but no valid file in {} has its id: it keeps enrolling",
+                if id == "hello" { 2 } else { 1 },
                 journeys.display()
             ),
         );
