@@ -204,11 +204,20 @@ fn multi_thread() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Prints file errors in the order of the files' lines.
 fn print_errors(errors: &[dsl::FileError]) {
     let mut err = std::io::stderr().lock();
-    for e in errors {
+    for e in in_file_order(errors) {
         let _ = writeln!(err, "{e}");
     }
+}
+
+/// File errors by file, line and column (the checks find them in an order of their own: the
+/// file's shape first, then steps' references, then templates).
+fn in_file_order(errors: &[dsl::FileError]) -> Vec<&dsl::FileError> {
+    let mut sorted: Vec<&dsl::FileError> = errors.iter().collect();
+    sorted.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    sorted
 }
 
 /// Returns whether everything was valid.
@@ -377,5 +386,40 @@ fn render(file: &Path) -> Result<bool> {
             print_errors(&errors);
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_are_printed_in_the_files_order() {
+        let e = |file: &str, line: usize, column: usize| dsl::FileError {
+            file: file.into(),
+            line,
+            column,
+            path: String::new(),
+            message: String::new(),
+        };
+        let errors = [
+            e("b.yaml", 1, 1),
+            e("a.yaml", 7, 5),
+            e("a.yaml", 3, 9),
+            e("a.yaml", 3, 2),
+        ];
+        let order: Vec<(&str, usize, usize)> = in_file_order(&errors)
+            .iter()
+            .map(|e| (e.file.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("a.yaml", 3, 2),
+                ("a.yaml", 3, 9),
+                ("a.yaml", 7, 5),
+                ("b.yaml", 1, 1)
+            ]
+        );
     }
 }
