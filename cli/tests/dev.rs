@@ -106,6 +106,20 @@ fn folder(test: &str, name: &str, text: &str) -> (TempDir, std::path::PathBuf, s
     (dir, journeys, data)
 }
 
+/// `GET /v1/journeys`'s list, as the admin sees it.
+fn journeys_of(dev: &Dev, admin_key: &str) -> serde_json::Value {
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/journeys", dev.url),
+        &[("authorization", &format!("Bearer {admin_key}"))],
+        "",
+    )
+    .expect("list journeys");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["journeys"].clone()
+}
+
 fn keys(data: &Path) -> (String, String) {
     let text = std::fs::read_to_string(data.join("keys.json")).expect("keys.json");
     let v: serde_json::Value = serde_json::from_str(&text).expect("keys.json is JSON");
@@ -447,16 +461,7 @@ fn dev_republishes_a_changed_journey() {
     let dev = start(&journeys, &data);
     let (_, admin_key) = keys(&data);
     let head = || {
-        let (status, body) = http(
-            "GET",
-            &format!("{}/v1/journeys", dev.url),
-            &[("authorization", &format!("Bearer {admin_key}"))],
-            "",
-        )
-        .expect("list journeys");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        v["journeys"]
+        journeys_of(&dev, &admin_key)
             .as_array()
             .into_iter()
             .flatten()
@@ -705,16 +710,9 @@ fn dev_publishes_a_slowly_written_file_once_it_is_whole() {
     }
     std::fs::write(&file, JOURNEY.replace("Three tips", "Four tips")).expect("write");
     let latest = || {
-        let (status, body) = http(
-            "GET",
-            &format!("{}/v1/journeys", dev.url),
-            &[("authorization", &format!("Bearer {admin_key}"))],
-            "",
-        )
-        .expect("list journeys");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        v["journeys"][0]["version"].as_u64().unwrap_or(0)
+        journeys_of(&dev, &admin_key)[0]["version"]
+            .as_u64()
+            .unwrap_or(0)
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while latest() < 2 {
