@@ -192,6 +192,19 @@ pub fn matches(m: &EventMatch, event: &Event, profile: &Value, now: Timestamp) -
 
 /// Enrolls a user: the `n`th entry of `user_id` into the journey, because of `trigger`.
 pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Transition {
+    enter_after(ctx, user_id, n, trigger, None)
+}
+
+/// [`enter`] for a user whose previous enrollment in the journey ended at `ended` (a trigger
+/// that arrived late may be stamped before it): the events a `wait_for` of this one hears are
+/// from after that end, not those the previous enrollment heard.
+pub fn enter_after(
+    ctx: &Ctx<'_>,
+    user_id: &str,
+    n: u32,
+    trigger: TriggerEvent,
+    ended: Option<Timestamp>,
+) -> Transition {
     let j = ctx.journey;
     let first = j.first().unwrap_or_default().to_string();
     let enrollment = Enrollment {
@@ -208,6 +221,7 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         pending: None,
         waiting_for: None,
         wait_began: None,
+        wait_heard: Vec::new(),
         converted_at: None,
         ended_at: None,
         end_reason: None,
@@ -224,6 +238,11 @@ pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Tra
         enrollment.trigger.message_id.to_string(),
     );
     let mut run = Run::new(ctx, enrollment).moved_at(at, Some(&message));
+    if let Some(ended) = ended.filter(|e| *e >= at) {
+        // Strictly after that end: an event at its instant may be the one that ended it.
+        run.since = ended.min(ctx.now);
+        run.after_known = true;
+    }
     run.log(
         None,
         What::Entered {
@@ -847,6 +866,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         pending: e.pending,
         waiting_for: e.waiting_for.clone(),
         wait_began: e.wait_began,
+        wait_heard: e.wait_heard.clone(),
         converted_at: e.converted_at,
         ended_at: e.ended_at,
         end_reason: e.end_reason.clone(),
@@ -882,12 +902,12 @@ struct Run<'a> {
     /// `wait_for` begins then, so that an engine behind its queue (a backlog, a retry) waits for
     /// the events that happened since, as one on time would have.
     since: Timestamp,
-    /// The message that moved the user, if an event: it is not the one a `wait_for` it leads
-    /// to waits for.
-    cause_message: Option<String>,
-    /// Whether the event that moved the user is in the profile's history under another id
-    /// (a received event that met a `wait_for` at once, a late reply's stand-in): a `wait_for`
-    /// it leads to hears only events after it, not that one again.
+    /// The events a `wait_for` this transition reaches must not hear (messageIds): the one
+    /// that moved the user, and those received earlier that met a wait at once on the way.
+    heard: Vec<String>,
+    /// Whether a `wait_for` this transition reaches hears only events strictly after `since`:
+    /// the event that moved the user is a late reply's stand-in for one the profile's history
+    /// holds under its own id, or `since` is a previous enrollment's end.
     after_known: bool,
 }
 
@@ -906,7 +926,7 @@ impl<'a> Run<'a> {
             updated: None,
             passed_dates: Vec::new(),
             since: ctx.now,
-            cause_message: None,
+            heard: Vec::new(),
             after_known: false,
         }
     }
@@ -916,7 +936,7 @@ impl<'a> Run<'a> {
     fn moved_at(mut self, at: Timestamp, message: Option<&str>) -> Self {
         self.since = at.min(self.ctx.now);
         self.after_known = message.is_some_and(Enrollment::is_late_reply);
-        self.cause_message = message.map(str::to_string);
+        self.heard = message.map(str::to_string).into_iter().collect();
         self
     }
 
@@ -953,6 +973,7 @@ impl<'a> Run<'a> {
     fn finish(mut self) -> Transition {
         if self.enrollment.waiting_for.is_none() {
             self.enrollment.wait_began = None;
+            self.enrollment.wait_heard.clear();
         }
         Transition {
             enrollment: self.enrollment,
@@ -1128,23 +1149,28 @@ impl<'a> Run<'a> {
                     // The wait begins when the user reached it (see `since`): the events it
                     // hears are those from then on, and one it waits for (with no `where`: the
                     // profile keeps when, not what) that happened since and was received
-                    // before meets it at once. Its timeout runs from now, so that a user whom
-                    // a late engine reaches still has all of it.
+                    // before meets it at once, each once (`heard`). Its timeout runs from now,
+                    // so that a user whom a late engine reaches still has all of it.
                     let began = self.since;
                     let at = self.after(w.timeout.to_jiff());
-                    let except: Vec<&str> = self.cause_message.as_deref().into_iter().collect();
-                    let inclusive = !self.after_known;
-                    let met = w
-                        .condition
-                        .is_none()
-                        .then(|| {
-                            self.user()
-                                .first_after_but(&w.event, began, &except, inclusive)
-                                .filter(|t| *t <= self.ctx.now)
-                        })
-                        .flatten();
+                    let met = if w.condition.is_none() {
+                        let heard: Vec<&str> = self.heard.iter().map(String::as_str).collect();
+                        let user = self.user();
+                        if self.after_known {
+                            user.first_after_but(&w.event, began, &heard, false)
+                                .and_then(|t| {
+                                    user.first_from_but(&w.event, t, &heard)
+                                        .map(|(t, id)| (t, id.to_string()))
+                                })
+                        } else {
+                            user.first_from_but(&w.event, began, &heard)
+                                .map(|(t, id)| (t, id.to_string()))
+                        }
+                    } else {
+                        None
+                    };
                     let why = format!("wait_for {}", w.event);
-                    if let Some(t) = met {
+                    if let Some((t, id_met)) = met {
                         self.log(Some(&id), What::Waiting { until: at, why });
                         self.log(
                             Some(&id),
@@ -1154,14 +1180,14 @@ impl<'a> Run<'a> {
                         );
                         // What follows goes on from that event.
                         self.since = t;
-                        self.after_known = true;
-                        self.cause_message = None;
+                        self.after_known = false;
+                        self.heard.push(id_met);
                         current = w.on_event.clone().or_else(default_next);
                         continue;
                     }
                     self.enrollment.waiting_for = Some(w.event.clone());
-                    self.enrollment.wait_began =
-                        (began < self.ctx.now || self.after_known).then_some(began);
+                    self.enrollment.wait_began = (began < self.ctx.now).then_some(began);
+                    self.enrollment.wait_heard = std::mem::take(&mut self.heard);
                     self.wait(&id, at, Resume::Timeout, why);
                     return;
                 }

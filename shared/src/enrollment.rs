@@ -84,6 +84,10 @@ pub struct Enrollment {
     /// backlog): the time of what led there. Absent, it began when its timeout started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_began: Option<Timestamp>,
+    /// The events (messageIds) that wait must not hear again: the one that led to it, and those
+    /// received earlier that met the waits before it in the same transition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait_heard: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -474,6 +474,10 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
     }
 }
 
+/// What an id holding U+FFFD (half a surrogate pair, or a character lost before it was sent) is
+/// told.
+const NOT_A_CHARACTER: &str = "holds a character that is not one (half of a surrogate pair, or U+FFFD): send the id as the app knows it";
+
 /// `text` with each `\uXXXX` escape of half a surrogate pair that has not its other half next
 /// to it written `\ufffd`; `None` when it has none.
 fn without_lone_surrogates(text: &str) -> Option<String> {
@@ -812,11 +816,17 @@ impl<'a> Check<'a> {
             );
             return None;
         }
-        if id.chars().any(char::is_control) {
+        if id.chars().any(|c| (c < ' ' && c != '\t') || c == '\u{7f}') {
             self.error(
                 name,
-                "must not hold control characters (a line break, a tab, NUL): send the id as the app knows it",
+                "must not hold control characters (a line break, NUL): send the id as the app knows it",
             );
+            return None;
+        }
+        if id.contains('\u{FFFD}') {
+            // Half a surrogate pair, read as U+FFFD (see `without_lone_surrogates`): two ids
+            // that differed in the half would be one user.
+            self.error(name, NOT_A_CHARACTER);
             return None;
         }
         if id.len() > MAX_ID_BYTES {
@@ -855,6 +865,10 @@ impl<'a> Check<'a> {
                     )
                 };
                 self.error("messageId", why);
+                None
+            }
+            Value::String(s) if s.contains('\u{FFFD}') => {
+                self.error("messageId", NOT_A_CHARACTER);
                 None
             }
             Value::String(s) => Some(s.clone()),
@@ -2135,7 +2149,7 @@ mod tests {
             let errors = single(Kind::Track, &blank).expect_err("blank");
             assert!(errors[0].message.contains("only spaces"), "{errors:?}");
         }
-        for control in ["nl\nuser", "nul\u{0}", "del\u{7f}", "tab\tuser"] {
+        for control in ["nl\nuser", "nul\u{0}", "del\u{7f}"] {
             let errors = single(Kind::Track, &json!({"userId": control, "event": "A"}))
                 .expect_err("control");
             assert_eq!(errors[0].field, "userId", "{errors:?}");
@@ -2312,6 +2326,29 @@ mod tests {
             ["a\u{FFFD}", "\u{1F600} \\ud83d", "\u{FFFD}x\u{FFFD}"]
         );
         assert_eq!(without_lone_surrogates("{\"t\": \"\\ud83d\\ude00\"}"), None);
+        // in an id, half a pair is refused: `a\ud83d` and `a\ud83e` would be one user; a tab
+        // is kept
+        let body = r#"{"batch": [
+            {"type": "track", "userId": "a\ud83d", "event": "A"},
+            {"type": "track", "userId": "tab\tuser", "event": "A", "messageId": "m\ud83e"},
+            {"type": "track", "userId": "tab\tuser", "event": "A"}
+        ]}"#;
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        let refused: Vec<(Option<usize>, String)> = outcome
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.errors[0].field.clone()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (Some(0), "batch[0].userId".to_string()),
+                (Some(1), "batch[1].messageId".to_string())
+            ]
+        );
+        assert_eq!(outcome.accepted.len(), 1);
+        assert_eq!(outcome.accepted[0].user_id, "tab\tuser");
     }
 
     #[test]

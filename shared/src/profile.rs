@@ -652,6 +652,21 @@ impl Profile {
             .next()
     }
 
+    /// The first kept occurrence of `event` at `after` or later, other than the events `except`
+    /// (by messageId): its time and messageId.
+    pub fn first_from_but(
+        &self,
+        event: &str,
+        after: Timestamp,
+        except: &[&str],
+    ) -> Option<(Timestamp, &str)> {
+        self.history
+            .get(event)?
+            .iter()
+            .find(|(t, id)| *t >= after && !except.contains(&id.as_str()))
+            .map(|(t, id)| (*t, id.as_str()))
+    }
+
     /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
     /// the events `except` (by messageId), oldest first.
     fn occurrences_after<'a>(

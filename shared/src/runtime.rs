@@ -1896,7 +1896,8 @@ impl Runtime {
         let trigger_at = trigger.at;
         let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
-        let mut t = engine::enter(&ctx, &profile.user_id, n, trigger);
+        let ended = existing.and_then(|l| l.enrollment.ended_at);
+        let mut t = engine::enter_after(&ctx, &profile.user_id, n, trigger, ended);
         t.enrollment.counted_until = counted_until;
         if let Some(l) = existing {
             t.enrollment.follow(&l.enrollment);
@@ -3813,9 +3814,12 @@ fn late_reply(
         e.trigger.message_id.as_str(),
         Enrollment::merging_message(cause),
     ];
-    // A wait that began before the engine got to it began at an event's time, or after a
-    // received event met the wait before it: not that one again.
-    let at = profile.first_after_but(name, began, &except, e.wait_began.is_none())?;
+    // Nor an event the wait was led to by, or that met a wait before it (`wait_heard`).
+    let except: Vec<&str> = except
+        .into_iter()
+        .chain(e.wait_heard.iter().map(String::as_str))
+        .collect();
+    let at = profile.first_after_but(name, began, &except, true)?;
     (at <= now && at <= pending.at)
         .then(|| found_event(profile, name, Enrollment::late_reply_id_of(cause), at, now))
 }

@@ -1835,14 +1835,49 @@ steps:
     let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
 {"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t1","timestamp":"2026-12-01T10:01:00Z"}
 {"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t2","timestamp":"2026-12-01T10:02:00Z"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t3","timestamp":"2026-12-01T10:02:00Z"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t4","timestamp":"2026-12-01T10:30:00Z"}
 {"at":"2026-12-01T10:11:00Z","type":"track","userId":"ann","event":"go","messageId":"g1","timestamp":"2026-12-01T10:00:00Z"}
 "#;
+    // t1, t2 and t3 (the same second as t2), and t4 (stamped ahead of the engine's clock, as a
+    // phone's may be) each meet the wait once
     let out = sim(&[journey], script).await;
     assert_eq!(
         outbox(&out),
+        vec!["2026-12-01T10:11:00Z ann push ping: Ping"; 4]
+    );
+}
+
+/// A user who enters again with a trigger stamped before her previous enrollment ended (it
+/// arrived late) does not have her new `wait_for` met by the event the previous one heard.
+#[tokio::test]
+async fn a_new_entry_does_not_hear_what_the_previous_enrollment_heard() {
+    let journey = r#"
+id: thanks
+name: Thanks
+trigger: {event: go}
+reentry: after_exit
+steps:
+  - id: listen
+    wait_for: {event: tap, timeout: 1h, on_event: ping, on_timeout: done}
+  - id: ping
+    send: {push: {title: "Ping", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"go","messageId":"g1"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","event":"tap","messageId":"t1"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"go","messageId":"g2","timestamp":"2026-12-01T10:02:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox(&out), ["2026-12-01T10:05:00Z ann push ping: Ping"]);
+    let woke = facts(&out, "ann", |w| matches!(w, What::Woke { .. }));
+    assert_eq!(
+        woke,
         [
-            "2026-12-01T10:11:00Z ann push ping: Ping",
-            "2026-12-01T10:11:00Z ann push ping: Ping",
+            "2026-12-01T10:05:00Z thanks/listen: woke (event)",
+            "2026-12-01T11:10:00Z thanks/listen: woke (timeout)",
         ]
     );
 }
