@@ -936,7 +936,10 @@ impl<'a> Run<'a> {
     fn moved_at(mut self, at: Timestamp, message: Option<&str>) -> Self {
         self.since = at.min(self.ctx.now);
         self.after_known = message.is_some_and(Enrollment::is_late_reply);
-        self.heard = message.map(str::to_string).into_iter().collect();
+        // What the enrollment's wait heard stays heard (a loop back to a wait for the same
+        // event), with the event that moves it now.
+        self.heard = self.enrollment.wait_heard.clone();
+        self.heard.extend(message.map(str::to_string));
         self
     }
 
@@ -1153,19 +1156,25 @@ impl<'a> Run<'a> {
                     // so that a user whom a late engine reaches still has all of it.
                     let began = self.since;
                     let at = self.after(w.timeout.to_jiff());
+                    if self.after_known {
+                        // Strictly after `since`: the events at its instant are heard already
+                        // (kept with the wait, for a late reply to leave them too).
+                        let at_since: Vec<String> = self
+                            .user()
+                            .history
+                            .get(w.event.as_str())
+                            .into_iter()
+                            .flatten()
+                            .filter(|(t, id)| *t == began && !self.heard.contains(id))
+                            .map(|(_, id)| id.clone())
+                            .collect();
+                        self.heard.extend(at_since);
+                    }
                     let met = if w.condition.is_none() {
                         let heard: Vec<&str> = self.heard.iter().map(String::as_str).collect();
-                        let user = self.user();
-                        if self.after_known {
-                            user.first_after_but(&w.event, began, &heard, false)
-                                .and_then(|t| {
-                                    user.first_from_but(&w.event, t, &heard)
-                                        .map(|(t, id)| (t, id.to_string()))
-                                })
-                        } else {
-                            user.first_from_but(&w.event, began, &heard)
-                                .map(|(t, id)| (t, id.to_string()))
-                        }
+                        self.user()
+                            .first_from_but(&w.event, began, &heard)
+                            .map(|(t, id)| (t, id.to_string()))
                     } else {
                         None
                     };
@@ -1178,8 +1187,9 @@ impl<'a> Run<'a> {
                                 how: format!("event: {} at {t}, received before the wait", w.event),
                             },
                         );
-                        // What follows goes on from that event.
-                        self.since = t;
+                        // What follows goes on from that event (or now, for one stamped ahead
+                        // of the clock).
+                        self.since = t.min(self.ctx.now);
                         self.after_known = false;
                         self.heard.push(id_met);
                         current = w.on_event.clone().or_else(default_next);

@@ -1848,6 +1848,38 @@ steps:
     );
 }
 
+/// An event a wait heard stays heard: a tap that met the wait live is not heard again by the
+/// wait the loop comes back to after a second tap stamped the same second.
+#[tokio::test]
+async fn an_event_a_wait_heard_live_is_not_heard_again_by_the_loops_next_wait() {
+    let journey = r#"
+id: nag
+name: Nag
+trigger: {event: go}
+steps:
+  - id: listen
+    wait_for: {event: tap, timeout: 1h, on_event: ping, on_timeout: done}
+  - id: ping
+    send: {push: {title: "Ping", body: "."}}
+    next: listen
+  - id: done
+    exit: true
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"go","messageId":"g1"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","event":"tap","messageId":"tA"}
+{"at":"2026-12-01T10:06:00Z","type":"track","userId":"ann","event":"tap","messageId":"tB","timestamp":"2026-12-01T10:05:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:05:00Z ann push ping: Ping",
+            "2026-12-01T10:06:00Z ann push ping: Ping",
+        ]
+    );
+}
+
 /// A user who enters again with a trigger stamped before her previous enrollment ended (it
 /// arrived late) does not have her new `wait_for` met by the event the previous one heard.
 #[tokio::test]
