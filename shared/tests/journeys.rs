@@ -1815,11 +1815,8 @@ steps:
     );
 }
 
-/// An event received before a `wait_for` meets it once: a loop back to the same wait within the
-/// transition waits for a later one, rather than going round on the same event.
-#[tokio::test]
-async fn an_event_received_before_the_wait_meets_a_loop_once() {
-    let journey = r#"
+/// A loop: each tap is answered with a ping, and the wait is there again.
+const NAG: &str = r#"
 id: nag
 name: Nag
 trigger: {event: go}
@@ -1832,6 +1829,11 @@ steps:
   - id: done
     exit: true
 "#;
+
+/// An event received before a `wait_for` meets it once: a loop back to the same wait within the
+/// transition waits for a later one, rather than going round on the same event.
+#[tokio::test]
+async fn an_event_received_before_the_wait_meets_a_loop_once() {
     let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
 {"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t1","timestamp":"2026-12-01T10:01:00Z"}
 {"at":"2026-12-01T10:10:00Z","type":"track","userId":"ann","event":"tap","messageId":"t2","timestamp":"2026-12-01T10:02:00Z"}
@@ -1841,7 +1843,7 @@ steps:
 "#;
     // t1, t2 and t3 (the same second as t2), and t4 (stamped ahead of the engine's clock, as a
     // phone's may be) each meet the wait once
-    let out = sim(&[journey], script).await;
+    let out = sim(&[NAG], script).await;
     assert_eq!(
         outbox(&out),
         vec!["2026-12-01T10:11:00Z ann push ping: Ping"; 4]
@@ -1852,25 +1854,12 @@ steps:
 /// wait the loop comes back to after a second tap stamped the same second.
 #[tokio::test]
 async fn an_event_a_wait_heard_live_is_not_heard_again_by_the_loops_next_wait() {
-    let journey = r#"
-id: nag
-name: Nag
-trigger: {event: go}
-steps:
-  - id: listen
-    wait_for: {event: tap, timeout: 1h, on_event: ping, on_timeout: done}
-  - id: ping
-    send: {push: {title: "Ping", body: "."}}
-    next: listen
-  - id: done
-    exit: true
-"#;
     let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"go","messageId":"g1"}
 {"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","event":"tap","messageId":"tA"}
 {"at":"2026-12-01T10:06:00Z","type":"track","userId":"ann","event":"tap","messageId":"tB","timestamp":"2026-12-01T10:05:00Z"}
 "#;
-    let out = sim(&[journey], script).await;
+    let out = sim(&[NAG], script).await;
     assert_eq!(
         outbox(&out),
         [
