@@ -1514,9 +1514,16 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
 /// http(s) URL with a host. A URL that starts with a template tag is the profile's or the
 /// event's to give, and is checked when the message is rendered for its user.
 fn webhook_url_problem(url: &str) -> Option<String> {
+    let named = |why: String| {
+        if url.trim().is_empty() {
+            format!("the URL {why}")
+        } else {
+            format!("`{url}` {why}")
+        }
+    };
     let fixed = url.split('{').next().unwrap_or_default();
     if fixed.len() == url.len() {
-        return crate::engine::webhook_url_problem(url);
+        return crate::engine::webhook_url_problem(url).map(named);
     }
     if fixed.is_empty() {
         return None;
@@ -1526,9 +1533,10 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         .iter()
         .any(|s| lower.starts_with(s) || (lower.len() < s.len() && s.starts_with(&lower)));
     if !scheme_ok {
-        return Some(format!(
-            "`{url}` is not an https:// (or http://) URL: write it like `https://api.example.com/hooks/order?user={{{{ user_id | urlencode }}}}`"
-        ));
+        return Some(named(format!(
+            "is not an https:// (or http://) URL: {}",
+            crate::engine::WEBHOOK_URL_ADVICE
+        )));
     }
     // Scheme, host and port all fixed (a template only in the path or the query): they are
     // checked as a whole URL's are.
@@ -1537,8 +1545,7 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         .find(['/', '?', '#'])
         .map(|end| &after_scheme[..end])?;
     let whole = format!("{}{authority}/", &fixed[..fixed.len() - after_scheme.len()]);
-    crate::engine::webhook_url_problem(&whole)
-        .map(|why| why.replace(&format!("`{whole}`"), &format!("`{url}`")))
+    crate::engine::webhook_url_problem(&whole).map(named)
 }
 
 /// Why `unsubscribe_url` is refused in a message of `channel`, and what stands for it there.
@@ -1654,7 +1661,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             } else if lower == "idempotency-key" && !template::is_template(value) {
                 out.push(problem(
                     path,
-                    "a fixed key is every user's and every message's, so a receiver that drops repeats drops all but the first: leave it out: Waymark gives each message its own, the same on every retry",
+                    "a fixed key is every user's and every message's, so a receiver that drops repeats drops all but the first: leave it out (Waymark gives each message its own, the same on every retry)",
                 ));
             } else if !template::is_template(value) {
                 if let Some(why) = crate::engine::header_value_problem(value) {

@@ -756,26 +756,29 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     }
 }
 
+/// How a webhook's URL is written, for the messages that refuse one.
+pub const WEBHOOK_URL_ADVICE: &str =
+    "write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`";
+
 /// What is wrong with `url` as a webhook's whole URL (an https:// or http:// URL with a host and,
 /// if it names one, a port HTTP has), if anything: the same check for a URL written whole in
-/// the journey, one rendered for a user, and the deployed sender's.
+/// the journey, one rendered for a user, and the deployed sender's. Said of the URL without
+/// naming it (`is not a URL with a host: ...`): a rendered one may carry the user's token or
+/// address, and the caller says which URL it is.
 pub fn webhook_url_problem(url: &str) -> Option<String> {
-    let advice =
-        "write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`";
+    let advice = WEBHOOK_URL_ADVICE;
     if url.trim().is_empty() {
-        return Some(format!("the URL is empty: {advice}"));
+        return Some(format!("is empty: {advice}"));
     }
     let Ok(uri) = url.parse::<http::Uri>() else {
-        return Some(format!("`{url}` is not a URL: {advice}"));
+        return Some(format!("is not a URL: {advice}"));
     };
     let scheme = uri.scheme_str().unwrap_or_default();
     if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-        return Some(format!(
-            "`{url}` is not an https:// (or http://) URL: {advice}"
-        ));
+        return Some(format!("is not an https:// (or http://) URL: {advice}"));
     }
     let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
-        return Some(format!("`{url}` is not a URL with a host: {advice}"));
+        return Some(format!("is not a URL with a host: {advice}"));
     };
     // What follows the host is nothing or `:port` (an empty port is the scheme's own).
     let text = authority.as_str();
@@ -783,7 +786,7 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
     let after_host = text.strip_prefix(authority.host()).unwrap_or_default();
     if after_host.len() > 1 && authority.port_u16().is_none_or(|p| p == 0) {
         return Some(format!(
-            "`{url}` names a port that is not one (1 to 65535): {advice}"
+            "names a port that is not one (1 to 65535): {advice}"
         ));
     }
     None
@@ -1172,9 +1175,7 @@ impl<'a> Run<'a> {
                     }
                     let met = if w.condition.is_none() {
                         let heard: Vec<&str> = self.heard.iter().map(String::as_str).collect();
-                        self.user()
-                            .first_from_but(&w.event, began, &heard)
-                            .map(|(t, id)| (t, id.to_string()))
+                        self.user().first_from_but(&w.event, began, &heard)
                     } else {
                         None
                     };
@@ -1567,7 +1568,7 @@ impl<'a> Run<'a> {
                     // Without the URL itself, which may carry the user's token or address.
                     return Err(template::TemplateError {
                         line: None,
-                        message: format!("url: {}", why.replace(&format!("`{url}`"), "the URL")),
+                        message: format!("url: the URL {why}"),
                     });
                 }
                 Content::Webhook {

@@ -638,6 +638,7 @@ impl Profile {
     ) -> Option<Timestamp> {
         self.occurrences_after(event, after, &[except], inclusive)
             .next_back()
+            .map(|(t, _)| t)
     }
 
     /// [`Profile::first_after`], other than any of the events `except` (by messageId).
@@ -650,6 +651,7 @@ impl Profile {
     ) -> Option<Timestamp> {
         self.occurrences_after(event, after, except, inclusive)
             .next()
+            .map(|(t, _)| t)
     }
 
     /// The first kept occurrence of `event` at `after` or later, other than the events `except`
@@ -659,23 +661,21 @@ impl Profile {
         event: &str,
         after: Timestamp,
         except: &[&str],
-    ) -> Option<(Timestamp, &str)> {
-        self.history
-            .get(event)?
-            .iter()
-            .find(|(t, id)| *t >= after && !except.contains(&id.as_str()))
-            .map(|(t, id)| (*t, id.as_str()))
+    ) -> Option<(Timestamp, String)> {
+        self.occurrences_after(event, after, except, true)
+            .next()
+            .map(|(t, id)| (t, id.to_string()))
     }
 
     /// The kept occurrences of `event` after `after` (at it too when `inclusive`), other than
-    /// the events `except` (by messageId), oldest first.
+    /// the events `except` (by messageId), oldest first: their times and messageIds.
     fn occurrences_after<'a>(
         &'a self,
         event: &str,
         after: Timestamp,
         except: &'a [&'a str],
         inclusive: bool,
-    ) -> impl DoubleEndedIterator<Item = Timestamp> + 'a {
+    ) -> impl DoubleEndedIterator<Item = (Timestamp, &'a str)> + 'a {
         self.history
             .get(event)
             .into_iter()
@@ -683,7 +683,7 @@ impl Profile {
             .filter(move |(t, id)| {
                 (*t > after || (inclusive && *t == after)) && !except.contains(&id.as_str())
             })
-            .map(|(t, _)| *t)
+            .map(|(t, id)| (*t, id.as_str()))
     }
 
     /// The key of [`Profile::marks`] for `journey`'s exits (`exit`) or goal (`goal`).

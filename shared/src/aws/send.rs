@@ -370,7 +370,7 @@ impl AwsSender {
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
         if let Some(why) = crate::engine::webhook_url_problem(url) {
-            return Err(bad(&why.replace(&format!("`{url}`"), "the URL")));
+            return Err(bad(&format!("the URL {why}")));
         }
         let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
         let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
