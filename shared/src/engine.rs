@@ -233,11 +233,8 @@ pub fn enter_after(
         counted_until: None,
         splits: Vec::new(),
     };
-    let (at, message) = (
-        enrollment.trigger.at,
-        enrollment.trigger.message_id.to_string(),
-    );
-    let mut run = Run::new(ctx, enrollment).moved_at(at, Some(&message));
+    let at = enrollment.trigger.at;
+    let mut run = Run::new(ctx, enrollment).moved_at(at, Mover::Trigger);
     if let Some(ended) = ended.filter(|e| *e >= at) {
         // Strictly after that end: an event at its instant may be the one that ended it.
         run.since = ended.min(ctx.now);
@@ -267,7 +264,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
         ..*ctx
     };
     let ctx = &due;
-    let mut run = Run::new(ctx, resumed(enrollment)).moved_at(pending.at, None);
+    let mut run = Run::new(ctx, resumed(enrollment)).moved_at(pending.at, Mover::WakeUp);
     run.enrollment.pending = None;
     let step = run.enrollment.step.clone();
     match pending.resume {
@@ -542,8 +539,8 @@ fn event_of(
         return None;
     }
     let profile = ctx.profile.scope();
-    let mut run =
-        Run::new(ctx, resumed(enrollment)).moved_at(event.timestamp, Some(&event.message_id));
+    let mut run = Run::new(ctx, resumed(enrollment))
+        .moved_at(event.timestamp, Mover::Event(&event.message_id));
     let mut changed = false;
 
     if let Some(goal) = &j.goal {
@@ -884,6 +881,34 @@ fn resumed(e: &Enrollment) -> Enrollment {
 }
 
 /// One transition being built.
+/// What moved a transition (see [`Run::moved_at`]).
+#[derive(Clone, Copy)]
+enum Mover<'a> {
+    /// The enrollment's trigger (its messageId is the enrollment's).
+    Trigger,
+    /// An event, by its messageId.
+    Event(&'a str),
+    /// A wake-up: no event.
+    WakeUp,
+}
+
+/// [`Run::heard`] over the run's fields, so that the user can be read beside it.
+fn heard_in<'h>(
+    heard: &'h mut Option<Vec<String>>,
+    enrollment: &Enrollment,
+    mover: Mover<'_>,
+) -> &'h mut Vec<String> {
+    heard.get_or_insert_with(|| {
+        let mut heard = enrollment.wait_heard.clone();
+        match mover {
+            Mover::Trigger => heard.push(enrollment.trigger.message_id.clone()),
+            Mover::Event(id) => heard.push(id.to_string()),
+            Mover::WakeUp => {}
+        }
+        heard
+    })
+}
+
 struct Run<'a> {
     ctx: &'a Ctx<'a>,
     enrollment: Enrollment,
@@ -905,9 +930,12 @@ struct Run<'a> {
     /// `wait_for` begins then, so that an engine behind its queue (a backlog, a retry) waits for
     /// the events that happened since, as one on time would have.
     since: Timestamp,
-    /// The events a `wait_for` this transition reaches must not hear (messageIds): the one
-    /// that moved the user, and those received earlier that met a wait at once on the way.
-    heard: Vec<String>,
+    /// What moved the user: the event a `wait_for` this transition reaches must not hear.
+    mover: Mover<'a>,
+    /// The events a `wait_for` this transition reaches must not hear (messageIds): those the
+    /// enrollment's wait heard, the one that moved the user, and those received earlier that
+    /// met a wait at once on the way. Made by the first `wait_for` reached (see [`Run::heard`]).
+    heard: Option<Vec<String>>,
     /// Whether a `wait_for` this transition reaches hears only events strictly after `since`:
     /// the event that moved the user is a late reply's stand-in for one the profile's history
     /// holds under its own id, or `since` is a previous enrollment's end.
@@ -929,21 +957,28 @@ impl<'a> Run<'a> {
             updated: None,
             passed_dates: Vec::new(),
             since: ctx.now,
-            heard: Vec::new(),
+            mover: Mover::WakeUp,
+            heard: None,
             after_known: false,
         }
     }
 
-    /// The transition was moved by what happened at `at`: an event (its messageId `message`)
-    /// or a wake-up (`None`).
-    fn moved_at(mut self, at: Timestamp, message: Option<&str>) -> Self {
+    /// The transition was moved by what happened at `at`: the trigger, an event or a wake-up.
+    fn moved_at(mut self, at: Timestamp, mover: Mover<'a>) -> Self {
         self.since = at.min(self.ctx.now);
-        self.after_known = message.is_some_and(Enrollment::is_late_reply);
-        // What the enrollment's wait heard stays heard (a loop back to a wait for the same
-        // event), with the event that moves it now.
-        self.heard = self.enrollment.wait_heard.clone();
-        self.heard.extend(message.map(str::to_string));
+        self.after_known = match mover {
+            Mover::Event(id) => Enrollment::is_late_reply(id),
+            Mover::Trigger | Mover::WakeUp => false,
+        };
+        self.mover = mover;
         self
+    }
+
+    /// The events a `wait_for` must not hear: what the enrollment's wait heard stays heard (a
+    /// loop back to a wait for the same event), with the event that moves it now. Made when a
+    /// transition first reaches a `wait_for` (most never do).
+    fn heard(&mut self) -> &mut Vec<String> {
+        heard_in(&mut self.heard, &self.enrollment, self.mover)
     }
 
     /// The user as the steps of this transition see them, for addresses and the time zone.
@@ -1159,23 +1194,24 @@ impl<'a> Run<'a> {
                     // so that a user whom a late engine reaches still has all of it.
                     let began = self.since;
                     let at = self.after(w.timeout.to_jiff());
+                    let user = self.updated.as_ref().unwrap_or(self.ctx.profile);
+                    let heard = heard_in(&mut self.heard, &self.enrollment, self.mover);
                     if self.after_known {
                         // Strictly after `since`: the events at its instant are heard already
                         // (kept with the wait, for a late reply to leave them too).
-                        let at_since: Vec<String> = self
-                            .user()
+                        let at_since: Vec<String> = user
                             .history
                             .get(w.event.as_str())
                             .into_iter()
                             .flatten()
-                            .filter(|(t, id)| *t == began && !self.heard.contains(id))
+                            .filter(|(t, id)| *t == began && !heard.contains(id))
                             .map(|(_, id)| id.clone())
                             .collect();
-                        self.heard.extend(at_since);
+                        heard.extend(at_since);
                     }
                     let met = if w.condition.is_none() {
-                        let heard: Vec<&str> = self.heard.iter().map(String::as_str).collect();
-                        self.user().first_from_but(&w.event, began, &heard)
+                        let ids: Vec<&str> = heard.iter().map(String::as_str).collect();
+                        user.first_from_but(&w.event, began, &ids)
                     } else {
                         None
                     };
@@ -1192,13 +1228,13 @@ impl<'a> Run<'a> {
                         // of the clock).
                         self.since = t.min(self.ctx.now);
                         self.after_known = false;
-                        self.heard.push(id_met);
+                        self.heard().push(id_met);
                         current = w.on_event.clone().or_else(default_next);
                         continue;
                     }
                     self.enrollment.waiting_for = Some(w.event.clone());
                     self.enrollment.wait_began = (began < self.ctx.now).then_some(began);
-                    self.enrollment.wait_heard = std::mem::take(&mut self.heard);
+                    self.enrollment.wait_heard = std::mem::take(self.heard());
                     self.wait(&id, at, Resume::Timeout, why);
                     return;
                 }
