@@ -122,7 +122,14 @@ impl Condition {
     pub fn paths(&self) -> Vec<String> {
         let mut out = Vec::new();
         self.expr.collect_paths(&mut out);
-        out
+        out.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// What the paths the condition reads held in `scope`, for saying why it did not hold:
+    /// `event.total = 30, profile.country missing`. Each value is cut at
+    /// [`SHOWN_VALUE_CHARS`] characters; at most [`SHOWN_PATHS`] paths are named.
+    pub fn values(&self, scope: &Scope<'_>) -> String {
+        values_of([self], scope)
     }
 
     /// Whether the condition holds. Never panics; a missing or mistyped value makes a comparison
@@ -291,23 +298,63 @@ impl Operand {
         }
     }
 
-    fn collect_paths(&self, out: &mut Vec<String>) {
+    fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
-            Operand::Path(p) => push_unique(out, p.to_string()),
+            Operand::Path(p) => push_unique(out, p),
             Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
             Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
         }
     }
 }
 
-fn push_unique(out: &mut Vec<String>, path: String) {
+fn push_unique<'a>(out: &mut Vec<&'a Path>, path: &'a Path) {
     if !out.contains(&path) {
         out.push(path);
     }
 }
 
+/// What the paths `conditions` read held in `scope` (see [`Condition::values`]), each path
+/// once: why none of a branch's cases held.
+pub fn values_of<'c>(
+    conditions: impl IntoIterator<Item = &'c Condition>,
+    scope: &Scope<'_>,
+) -> String {
+    let mut paths = Vec::new();
+    for c in conditions {
+        c.expr.collect_paths(&mut paths);
+    }
+    let mut out: Vec<String> = paths
+        .iter()
+        .take(SHOWN_PATHS)
+        .map(|p| match p.lookup(scope) {
+            None | Some(Value::Null) => format!("{p} missing"),
+            // Kept out of the timeline, as out of the logs it goes to.
+            Some(_) if p.is_address() => format!("{p} set (an address: not shown)"),
+            Some(v) => format!("{p} = {}", shown_value(v)),
+        })
+        .collect();
+    if paths.len() > SHOWN_PATHS {
+        out.push(format!("{} more", paths.len() - SHOWN_PATHS));
+    }
+    out.join(", ")
+}
+
+/// How many of a condition's paths [`Condition::values`] names.
+pub const SHOWN_PATHS: usize = 8;
+/// How much of a value [`Condition::values`] shows, in characters.
+pub const SHOWN_VALUE_CHARS: usize = 60;
+
+/// A value as a condition's explanation shows it: JSON, cut short with `…`.
+fn shown_value(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(SHOWN_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 impl Expr {
-    fn collect_paths(&self, out: &mut Vec<String>) {
+    fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
             Expr::Or(items) | Expr::And(items) => items.iter().for_each(|e| e.collect_paths(out)),
             Expr::Not(inner) => inner.collect_paths(out),
@@ -315,7 +362,7 @@ impl Expr {
                 left.collect_paths(out);
                 right.collect_paths(out);
             }
-            Expr::Exists(p) => push_unique(out, p.to_string()),
+            Expr::Exists(p) => push_unique(out, p),
             Expr::Truthy(op) => op.collect_paths(out),
         }
     }
@@ -1163,7 +1210,18 @@ impl Expr {
     }
 }
 
+/// The keys under which a user's addresses are kept (traits, and an event's own copies).
+const ADDRESS_KEYS: [&str; 5] = ["email", "phone", "push_tokens", "token", "devices"];
+
 impl Path {
+    /// Whether the path reads an address (an email, a phone number, a push token), which
+    /// [`Condition::values`] does not show.
+    fn is_address(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Key(k) if ADDRESS_KEYS.contains(&k.as_str())))
+    }
+
     fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
         let mut value = match self.root {
             Root::Event => scope.event,
@@ -1554,6 +1612,48 @@ mod tests {
             profile: &profile,
             now: now(),
         })
+    }
+
+    /// What a false condition's paths held is said, each once, addresses hidden, long values
+    /// cut, many paths counted.
+    #[test]
+    fn says_what_its_paths_held() {
+        let event = serde_json::json!({"total": 30, "note": "x".repeat(100), "email": "a@b.c"});
+        let profile = serde_json::json!({"plan": "free", "email": "ann@example.com",
+            "phone": "+33612345678", "tags": ["vip"]});
+        let scope = Scope {
+            event: &event,
+            profile: &profile,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        let c = Condition::parse(
+            "event.total > 50 and (profile.plan == 'pro' or event.total > 100) \
+             and exists(profile.country) and profile.email contains '@corp.com' \
+             and event['email'] == 'x' and profile.phone in ['+1'] and event.note == ''",
+        )
+        .expect("a condition");
+        assert!(!c.eval(&scope));
+        assert_eq!(
+            c.values(&scope),
+            format!(
+                "event.total = 30, profile.plan = \"free\", profile.country missing, \
+                 profile.email set (an address: not shown), event.email set (an address: not \
+                 shown), profile.phone set (an address: not shown), event.note = \"{}…",
+                "x".repeat(59)
+            )
+        );
+        let many = Condition::parse(
+            "event.a == 1 or event.b == 1 or event.c == 1 or event.d == 1 or event.e == 1 \
+             or event.f == 1 or event.g == 1 or event.h == 1 or event.i == 1 or event.j == 1",
+        )
+        .expect("a condition");
+        assert_eq!(
+            many.values(&scope),
+            "event.a missing, event.b missing, event.c missing, event.d missing, \
+             event.e missing, event.f missing, event.g missing, event.h missing, 2 more"
+        );
+        let none = Condition::parse("now() > '2020-01-01T00:00:00Z'").expect("a condition");
+        assert_eq!(none.values(&scope), "");
     }
 
     #[test]

@@ -1239,15 +1239,19 @@ impl<'a> Run<'a> {
                     return;
                 }
                 Action::Branch(b) => {
-                    let hit = b
-                        .cases
-                        .iter()
-                        .find(|c| c.when.eval(&self.scope()))
-                        .map(|c| (c.when.source().to_string(), Some(c.goto.clone())));
-                    let (on, to) = hit.unwrap_or_else(|| {
+                    let scope = self.scope();
+                    let hit = b.cases.iter().find(|c| c.when.eval(&scope)).map(|c| {
+                        (
+                            c.when.source().to_string(),
+                            Some(c.goto.clone()),
+                            c.when.values(&scope),
+                        )
+                    });
+                    let (on, to, held) = hit.unwrap_or_else(|| {
                         (
                             "else".to_string(),
                             b.otherwise.clone().or_else(default_next),
+                            crate::condition::values_of(b.cases.iter().map(|c| &c.when), &scope),
                         )
                     });
                     self.log(
@@ -1255,6 +1259,7 @@ impl<'a> Run<'a> {
                         What::Branched {
                             on,
                             to: to.clone().unwrap_or_else(|| "(end)".into()),
+                            held: (!held.is_empty()).then_some(held),
                         },
                     );
                     current = to;

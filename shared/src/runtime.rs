@@ -1373,20 +1373,17 @@ impl Runtime {
             let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
             for p in journeys.iter() {
-                let holds = |c: Option<&crate::condition::Condition>| {
-                    c.is_none_or(|c| {
-                        c.eval(&crate::condition::Scope {
-                            event: &scope_event,
-                            profile: &scope_profile,
-                            now: e.timestamp,
-                        })
-                    })
+                let scope = crate::condition::Scope {
+                    event: &scope_event,
+                    profile: &scope_profile,
+                    now: e.timestamp,
                 };
                 // The trigger's `where`, when it is false for this event (the user did the
-                // trigger's event but does not enter: kept as a refusal).
+                // trigger's event but does not enter: kept as a refusal, with what its paths
+                // held).
                 let refused_by = |c: Option<&'_ crate::condition::Condition>| {
-                    c.filter(|c| p.journey.status.is_active() && !holds(Some(c)))
-                        .map(|c| c.source().to_string())
+                    c.filter(|c| p.journey.status.is_active() && !c.eval(&scope))
+                        .map(|c| (c.source().to_string(), c.values(&scope)))
                 };
                 let mut counted_until = None;
                 let (enter, unmet) = match p.journey.trigger.kind() {
@@ -1430,13 +1427,18 @@ impl Runtime {
                     }
                     _ => (false, None),
                 };
-                if let Some(source) = unmet {
+                if let Some((source, values)) = unmet {
                     refusals.push(self.refusal(
                         &p.journey,
                         name,
                         None,
                         "condition",
-                        format!("`where: {source}` was false at this event"),
+                        match values.as_str() {
+                            "" => format!("`where: {source}` was false at this event"),
+                            values => {
+                                format!("`where: {source}` was false at this event ({values})")
+                            }
+                        },
                     ));
                 } else if enter && !self.entered_as(from, &p.journey.id, e).await? {
                     let trigger = TriggerEvent {
@@ -3837,7 +3839,10 @@ pub fn describe(w: &What) -> String {
         What::Step => "step".into(),
         What::Waiting { until, why } => format!("waiting until {until} ({why})"),
         What::Woke { how } => format!("woke ({how})"),
-        What::Branched { on, to } => format!("branched to {to} on {on}"),
+        What::Branched { on, to, held } => match held {
+            Some(held) => format!("branched to {to} on {on} ({held})"),
+            None => format!("branched to {to} on {on}"),
+        },
         What::Split { path } => format!("split to {path}"),
         What::Sent {
             channel,

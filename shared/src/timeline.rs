@@ -39,8 +39,15 @@ pub enum What {
     Waiting { until: Timestamp, why: String },
     /// A wait ended (`timeout` for a `wait_for` that timed out, `event` for one that got its event).
     Woke { how: String },
-    /// A branch picked a path: the case's condition (or `else`) and where it went.
-    Branched { on: String, to: String },
+    /// A branch picked a path: the case's condition (or `else`) and where it went, with what
+    /// the paths read held (that case's, or every case's for `else`; see
+    /// [`crate::condition::Condition::values`]).
+    Branched {
+        on: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<String>,
+    },
     /// A split picked a path.
     Split { path: String },
     /// A message went out (in the send's `locales` variant `locale`, when one was chosen).
@@ -434,6 +441,7 @@ mod tests {
                 What::Branched {
                     on: "else".into(),
                     to: "push".into(),
+                    held: Some("event.total = 10".into()),
                 },
             ),
             entry(Some("s"), What::Split { path: "a".into() }),

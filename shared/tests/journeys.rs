@@ -77,12 +77,15 @@ steps:
         outbox(&out),
         ["2026-12-01T10:00:00Z ann push push: 50 EUR in your cart"]
     );
-    for user in ["bob", "cat"] {
+    for (user, held) in [
+        ("bob", r#"event.total = 50, profile.country = "DE""#),
+        ("cat", r#"event.total = 0, profile.country = "FR""#),
+    ] {
         assert_eq!(facts(&out, user, entered), Vec::<String>::new(), "{user}");
         // and the timeline says why: the profile's country for bob, the total for cat
         assert_eq!(
             refusals(entries(&out, user)),
-            ["2026-12-01T10:00:00Z cart [] on cart_abandoned: condition: `where: event.total > 0 and profile.country == 'FR'` was false at this event"],
+            [format!("2026-12-01T10:00:00Z cart [] on cart_abandoned: condition: `where: event.total > 0 and profile.country == 'FR'` was false at this event ({held})")],
             "{user}"
         );
     }
@@ -1976,13 +1979,22 @@ steps:
 "#;
     let cases = [
         // (total, message title, branch fact): 150 holds both cases; the first wins.
-        (150, "Big order", "branched to big on event.total >= 100"),
+        // Each with what the condition read: the case's, or every case's for `else`.
+        (
+            150,
+            "Big order",
+            "branched to big on event.total >= 100 (event.total = 150)",
+        ),
         (
             60,
             "Medium order",
-            "branched to medium on event.total >= 50",
+            "branched to medium on event.total >= 50 (event.total = 60)",
         ),
-        (10, "Small order", "branched to small on else"),
+        (
+            10,
+            "Small order",
+            "branched to small on else (event.total = 10)",
+        ),
     ];
     for (total, title, why) in cases {
         let script = format!(
