@@ -1542,7 +1542,7 @@ impl Runtime {
                 let ends = ends_at_merge(
                     &p.journey,
                     mine.get(&j).map(|m| &*m.enrollment),
-                    user,
+                    profile,
                     &l.enrollment,
                 );
                 self.merge_enrollment(profile, ends, l, &p.journey, cause)
@@ -1850,7 +1850,7 @@ impl Runtime {
                     detail,
                 )));
             }
-            if let Some(detail) = reentry_refusal(j, e, now) {
+            if let Some(detail) = reentry_refusal(j, e, trigger.at, &reentry_zone(j, profile)) {
                 return Ok(Some(self.refusal(
                     j,
                     &trigger.event,
@@ -1871,7 +1871,8 @@ impl Runtime {
                 .collect();
             for r in self.store.get_many(&keys).await? {
                 let e = Loaded::read(&r)?.enrollment;
-                if let Some(detail) = reentry_refusal(j, &e, now) {
+                if let Some(detail) = reentry_refusal(j, &e, trigger.at, &reentry_zone(j, profile))
+                {
                     let detail = format!(
                         "{detail} (as the anonymous visitor `{}` she turned out to be)",
                         e.user_id
@@ -2693,7 +2694,7 @@ impl Runtime {
                     Some(r) => Some(Loaded::read(&r)?.enrollment),
                     None => None,
                 };
-                let ends = ends_at_merge(&p.journey, hers.as_deref(), into, e);
+                let ends = ends_at_merge(&p.journey, hers.as_deref(), &theirs, e);
                 return self
                     .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause)
                     .await;
@@ -3766,20 +3767,32 @@ fn found_event(
 fn ends_at_merge(
     j: &Journey,
     hers: Option<&Enrollment>,
-    into: &str,
+    into: &Profile,
     theirs: &Enrollment,
 ) -> Option<String> {
     let hers = hers?;
+    let into_id = &into.user_id;
     if hers.is_active() {
-        return Some(format!("{into} is in this journey already"));
+        return Some(format!("{into_id} is in this journey already"));
     }
-    reentry_refusal(j, hers, theirs.entered_at)
-        .map(|why| format!("{into} may not be in this journey again: {why}"))
+    reentry_refusal(j, hers, theirs.trigger.at, &reentry_zone(j, into))
+        .map(|why| format!("{into_id} may not be in this journey again: {why}"))
 }
 
 /// Why `j`'s entry rule refuses a user whose last entry was `e` another entry at `now`, if it
 /// does.
-fn reentry_refusal(j: &Journey, e: &Enrollment, now: Timestamp) -> Option<String> {
+///
+/// `after:` runs from the last entry's trigger to this one's (`at`): the times the user did
+/// them, or the minutes a schedule's cron named, so that neither a late event nor a scheduler
+/// a few seconds later one week than the last moves it; whole days are days in `zone` (the
+/// same local time N days on), so a weekly schedule with `after: 7d` enters every week across
+/// a change of the clocks.
+fn reentry_refusal(
+    j: &Journey,
+    e: &Enrollment,
+    at: Timestamp,
+    zone: &jiff::tz::TimeZone,
+) -> Option<String> {
     match j.reentry {
         Reentry::Never => Some(format!(
             "`reentry: never`, and the user entered on {}",
@@ -3787,9 +3800,38 @@ fn reentry_refusal(j: &Journey, e: &Enrollment, now: Timestamp) -> Option<String
         )),
         Reentry::AfterExit => None,
         Reentry::After(d) => {
-            let again = e.entered_at + d.to_jiff();
-            (again > now).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
+            let again = reentry_from(e.trigger.at, d, zone);
+            (again > at).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
         }
+    }
+}
+
+/// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again:
+/// whole days on in `zone`, other lengths exactly.
+fn reentry_from(last: Timestamp, d: Duration, zone: &jiff::tz::TimeZone) -> Timestamp {
+    let exact = last + d.to_jiff();
+    let secs = d.as_secs();
+    if secs == 0 || !secs.is_multiple_of(86_400) {
+        return exact;
+    }
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+    last.to_zoned_datetime(zone.clone())
+        .checked_add(jiff::Span::new().days(days))
+        .map(|z| z.timestamp())
+        .unwrap_or(exact)
+}
+
+/// The zone whose days `reentry: after` counts for `profile` in `j`: a schedule's own zone
+/// when its cron runs in one, else the user's (the journey's `timezone`, then UTC).
+fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
+    match j.trigger.kind() {
+        Some(TriggerKind::Schedule(s)) if s.timezone != "user" => {
+            crate::template::zone_of(Some(&s.timezone), None)
+        }
+        _ => crate::template::zone_of(
+            profile.traits.get("timezone").and_then(Value::as_str),
+            j.timezone.as_deref(),
+        ),
     }
 }
 

@@ -2875,6 +2875,72 @@ steps:
 // Entry rules
 // ---------------------------------------------------------------------------------------------
 
+/// `reentry: after` runs from the last entry's trigger to this one's, whole days as days in
+/// the user's zone: a weekly schedule with `after: 7d` enters every week across a change of the
+/// clocks (New York's on 2026-03-08 made the Monday after an hour shorter than a week), and a
+/// trigger that arrives late is judged by when the user did it, not when it arrived.
+#[tokio::test]
+async fn reentry_after_days_counts_the_users_days_from_trigger_to_trigger() {
+    let weekly = r#"
+id: weekly
+name: Weekly digest
+trigger:
+  schedule: {cron: "0 9 * * mon", timezone: user}
+reentry: {after: 7d}
+steps:
+  - id: mail
+    send: {email: {subject: "Your week", text: "hi"}}
+"#;
+    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com","timezone":"America/New_York"}}"#;
+    let out = sim_with(
+        &[weekly],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(20 * 24),
+    )
+    .await;
+    // 09:00 in New York each Monday: 14:00 UTC before the change, 13:00 after.
+    assert_eq!(
+        facts(&out, "ann", entered),
+        [
+            "2026-03-02T14:00:00Z weekly/-: entered v1 on schedule",
+            "2026-03-09T13:00:00Z weekly/-: entered v1 on schedule",
+            "2026-03-16T13:00:00Z weekly/-: entered v1 on schedule",
+        ]
+    );
+    assert_eq!(refusals(entries(&out, "ann")), Vec::<String>::new());
+
+    let promo = r#"
+id: promo
+name: Promo
+trigger: {event: visited}
+reentry: {after: 1d}
+steps:
+  - id: offer
+    send: {push: {title: "Offer", body: "."}}
+"#;
+    // v-2 happened at 09:00 on the 1st, an hour before v-1, and arrived the next day at 11:00,
+    // a day and an hour after v-1: a day from trigger to trigger had not passed.
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-1"}
+{"at":"2026-12-02T11:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-2","timestamp":"2026-12-01T09:00:00Z"}
+{"at":"2026-12-02T12:00:00Z","type":"track","userId":"ann","event":"visited","messageId":"v-3"}
+"#;
+    let out = sim(&[promo], script).await;
+    assert_eq!(
+        facts(&out, "ann", entered),
+        [
+            "2026-12-01T10:00:00Z promo/-: entered v1 on visited",
+            "2026-12-02T12:00:00Z promo/-: entered v1 on visited",
+        ]
+    );
+    assert_eq!(
+        refusals(entries(&out, "ann")),
+        ["2026-12-02T11:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: after 1d`: may enter again from 2026-12-02T10:00:00Z"]
+    );
+}
+
 #[tokio::test]
 async fn reentry_rules_and_at_most_one_active_enrollment() {
     let journey = r#"
