@@ -742,6 +742,21 @@ impl Runtime {
                     };
                     return self.schedule(again, at).await;
                 }
+                // Armed under a version whose `for` was shorter: not inactive that long yet
+                // under the one published now (a longer `for` is waited for in full).
+                let due = *since + i.duration.to_jiff();
+                if due > now {
+                    if !p.journey.status.is_active() {
+                        return Ok(());
+                    }
+                    let again = Message::Inactivity {
+                        user_id: user_id.clone(),
+                        journey: journey.clone(),
+                        since: *since,
+                        at: due,
+                    };
+                    return self.schedule(again, due).await;
+                }
                 let trigger = TriggerEvent {
                     event: "inactive".into(),
                     message_id: message.id(),

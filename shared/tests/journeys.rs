@@ -435,6 +435,30 @@ async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
     assert_eq!(checks(), 0);
 }
 
+/// A check armed under a version whose `for` was shorter waits, when it comes due, until the
+/// `for` of the version published now has passed since the latest activity.
+#[tokio::test]
+async fn an_inactivity_check_waits_for_a_longer_for_published_since_it_was_armed() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHURN).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+"#,
+    )
+    .await;
+    // armed for 3 days; then the team makes it 5
+    h.publish(&CHURN.replace("for: 3d", "for: 5d")).await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new(), "not 3 days: 5");
+    h.advance_to(at("2026-12-09T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-06T09:00:00Z ivy sms offer: We miss you"]
+    );
+}
+
 /// The night the clocks go back, a local time happens twice: a schedule at that time enters
 /// its users once, at the first (in the user's zone and in a fixed one alike).
 #[tokio::test]
