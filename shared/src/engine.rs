@@ -335,6 +335,7 @@ pub fn merge(
         from: enrollment.user_id.to_string(),
         into: into.to_string(),
         ended: !goes_on,
+        reason: ends.clone(),
     };
     if goes_on {
         let mut next = resumed(enrollment);

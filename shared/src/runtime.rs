@@ -1782,6 +1782,7 @@ impl Runtime {
                 from: from.to_string(),
                 into: next.user_id.to_string(),
                 ended: false,
+                reason: None,
             },
         }];
         let mut enrollment = next.clone();
@@ -2147,8 +2148,15 @@ impl Runtime {
                         // Not gone on after all (the user entered the journey between the merge
                         // and this write): the anonymous enrollment ended here, its wait with it.
                         for e in entries.iter_mut() {
-                            if let What::Merged { ended, .. } = &mut e.what {
+                            if let What::Merged {
+                                ended,
+                                reason,
+                                into,
+                                ..
+                            } = &mut e.what
+                            {
                                 *ended = true;
+                                *reason = Some(format!("{into} is in this journey already"));
                             }
                         }
                         if let Some(last) = entries.last().cloned() {
@@ -3949,7 +3957,15 @@ pub fn describe(w: &What) -> String {
             from,
             into,
             ended: false,
+            ..
         } => format!("{from} turned out to be {into}: goes on as {into}"),
+        What::Merged {
+            from,
+            into,
+            reason: Some(reason),
+            ..
+        } => format!("{from} turned out to be {into}: ended, {reason}"),
+        // Recorded before merges kept their reason: the one reason there was then.
         What::Merged { from, into, .. } => {
             format!("{from} turned out to be {into}, who is in this journey already: ended")
         }

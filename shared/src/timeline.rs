@@ -100,13 +100,15 @@ pub enum What {
     /// Held out by a split.
     HeldOut,
     /// The anonymous user `from` turned out to be `into` (an event carried both ids): the
-    /// enrollment goes on as `into`'s, or, when `into` was in the journey already (`ended`),
-    /// it ends here (counted as an exit).
+    /// enrollment goes on as `into`'s, or, when `into` was in the journey already or her entry
+    /// rule refuses this one (`ended`, `reason` saying which), it ends here (counted as an exit).
     Merged {
         from: String,
         into: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ended: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Did the journey's trigger but did not enter, and why: `condition` (its `where` was
     /// false), `enrolled` (in the journey already), `reentry` (its `reentry` rule), `closed`
@@ -513,6 +515,7 @@ mod tests {
                     from: "anon:d1".into(),
                     into: "u1".into(),
                     ended: false,
+                    reason: None,
                 },
             ),
             entry(
@@ -521,6 +524,7 @@ mod tests {
                     from: "anon:d2".into(),
                     into: "u1".into(),
                     ended: true,
+                    reason: Some("u1 is in this journey already".into()),
                 },
             ),
             entry(

@@ -206,6 +206,17 @@ steps:
         anon.end_reason.as_deref(),
         Some("ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z")
     );
+    // and the timeline says the same, not that she is in the journey
+    let merged: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Merged { .. }))
+        .map(|e| waymark::runtime::describe(&e.what))
+        .collect();
+    assert_eq!(
+        merged,
+        ["anon:dev-1 turned out to be ann: ended, ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z"]
+    );
 }
 
 /// A frequency cap counts what the visitor was sent before the login: one person on one
