@@ -1554,12 +1554,14 @@ impl Runtime {
                     tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                     continue;
                 };
-                let ends = ends_at_merge(
-                    &p.journey,
-                    mine.get(&j).map(|m| &*m.enrollment),
-                    profile,
-                    &l.enrollment,
-                );
+                let ends = self
+                    .ends_at_login(
+                        &p.journey,
+                        mine.get(&j).map(|m| &*m.enrollment),
+                        profile,
+                        &l.enrollment,
+                    )
+                    .await?;
                 self.merge_enrollment(profile, ends, l, &p.journey, cause)
                     .await?;
             }
@@ -1876,32 +1878,14 @@ impl Runtime {
                 )));
             }
         }
-        if j.reentry != Reentry::AfterExit && !profile.anonymous_ids.is_empty() {
-            // She may have been in the journey as the anonymous visitor she turned out to be
-            // (an enrollment that ended before the login stayed the visitor's): the same person
-            // on the same phone is not welcomed twice. One read for all her anonymous ids.
-            let keys: Vec<Key> = profile
-                .anonymous_ids
-                .iter()
-                .map(|a| enrollment_key(&join(&[crate::event::ANONYMOUS_PREFIX, a]), &j.id))
-                .collect();
-            for r in self.store.get_many(&keys).await? {
-                let e = Loaded::read(&r)?.enrollment;
-                if let Some(detail) = reentry_refusal(j, &e, trigger.at, &reentry_zone(j, profile))
-                {
-                    let detail = format!(
-                        "{detail} (as the anonymous visitor `{}` she turned out to be)",
-                        e.user_id
-                    );
-                    return Ok(Some(self.refusal(
-                        j,
-                        &trigger.event,
-                        Some(&e.id),
-                        "reentry",
-                        detail,
-                    )));
-                }
-            }
+        if let Some((detail, id)) = self.visitor_refusal(j, profile, trigger.at, None).await? {
+            return Ok(Some(self.refusal(
+                j,
+                &trigger.event,
+                Some(&id),
+                "reentry",
+                detail,
+            )));
         }
         let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
         let unsub = self.unsubscribe_url(&profile.user_id, &j.id);
@@ -1974,6 +1958,65 @@ impl Runtime {
         let committed = self.commit(t, &cause, existing, false).await?;
         let (settled, _) = self.settle_for(committed, &cause, false).await?;
         enrollments.insert(j.id.clone(), settled);
+        Ok(None)
+    }
+
+    /// [`ends_at_merge`], and also when one of the other visitors `into` turned out to be was
+    /// in `j` (an enrollment ended before that visitor's login): her entry rule counts those
+    /// as her own entries do.
+    async fn ends_at_login(
+        &self,
+        j: &Journey,
+        hers: Option<&Enrollment>,
+        into: &Profile,
+        theirs: &Enrollment,
+    ) -> Result<Option<String>, RunError> {
+        if let Some(why) = ends_at_merge(j, hers, into, theirs) {
+            return Ok(Some(why));
+        }
+        let refused = self
+            .visitor_refusal(j, into, theirs.trigger.at, Some(&theirs.user_id))
+            .await?;
+        Ok(refused
+            .map(|(why, _)| format!("{} may not be in this journey again: {why}", into.user_id)))
+    }
+
+    /// Why `j`'s entry rule refuses `profile` an entry on a trigger at `at` because of what
+    /// she did as an anonymous visitor she turned out to be (an enrollment that ended before
+    /// the login stayed the visitor's: the same person on the same phone is not welcomed
+    /// twice), with that enrollment's id. `moving`: the visitor whose enrollment is being
+    /// moved to her now, not read. One read for all her anonymous ids, none for `after_exit`.
+    async fn visitor_refusal(
+        &self,
+        j: &Journey,
+        profile: &Profile,
+        at: Timestamp,
+        moving: Option<&str>,
+    ) -> Result<Option<(String, Arc<str>)>, RunError> {
+        if j.reentry == Reentry::AfterExit {
+            return Ok(None);
+        }
+        let keys: Vec<Key> = profile
+            .anonymous_ids
+            .iter()
+            .map(|a| join(&[crate::event::ANONYMOUS_PREFIX, a]))
+            .filter(|visitor| Some(visitor.as_str()) != moving)
+            .map(|visitor| enrollment_key(&visitor, &j.id))
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let zone = reentry_zone(j, profile);
+        for r in self.store.get_many(&keys).await? {
+            let e = Loaded::read(&r)?.enrollment;
+            if let Some(detail) = reentry_refusal(j, &e, at, &zone) {
+                let detail = format!(
+                    "{detail} (as the anonymous visitor `{}` she turned out to be)",
+                    e.user_id
+                );
+                return Ok(Some((detail, e.id.clone())));
+            }
+        }
         Ok(None)
     }
 
@@ -2717,7 +2760,9 @@ impl Runtime {
                     Some(r) => Some(Loaded::read(&r)?.enrollment),
                     None => None,
                 };
-                let ends = ends_at_merge(&p.journey, hers.as_deref(), &theirs, e);
+                let ends = self
+                    .ends_at_login(&p.journey, hers.as_deref(), &theirs, e)
+                    .await?;
                 return self
                     .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause)
                     .await;

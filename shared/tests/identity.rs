@@ -217,6 +217,36 @@ steps:
         merged,
         ["anon:dev-1 turned out to be ann: ended, ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z"]
     );
+
+    // Welcomed as one visitor (over before that login), then as another on a second phone:
+    // the second visitor's welcome, waiting at its login, ends too.
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","anonymousId":"dev-1","messageId":"i1","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev1"}]}}
+{"at":"2026-12-01T08:00:00Z","type":"track","anonymousId":"dev-1","event":"app_installed","messageId":"x1"}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","anonymousId":"dev-2","messageId":"i2","traits":{"push_tokens":[{"platform":"fcm","token":"tok-dev2"}]}}
+{"at":"2026-12-01T11:00:00Z","type":"track","anonymousId":"dev-2","event":"app_installed","messageId":"x2"}
+{"at":"2026-12-01T11:30:00Z","type":"identify","userId":"ann","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T09:00:00Z anon:dev-1 push push: welcome"]
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let second = view
+        .enrollments
+        .iter()
+        .find(|e| &*e.user_id == "anon:dev-2")
+        .expect("the second visitor's enrollment, in ann's view");
+    assert_eq!(second.status, Status::Exited);
+    assert_eq!(
+        second.end_reason.as_deref(),
+        Some("ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z (as the anonymous visitor `anon:dev-1` she turned out to be)")
+    );
 }
 
 /// A frequency cap counts what the visitor was sent before the login: one person on one
