@@ -400,16 +400,31 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
         return None;
     };
     let locale = ctx.profile.traits.get("locale").and_then(Value::as_str);
-    if wants_address(
-        ctx.profile,
-        &Localized::of(send, locale),
-        ctx.journey.transactional,
-    ) {
+    let localized = Localized::of(send, locale);
+    let transactional = ctx.journey.transactional;
+    if wants_address(ctx.profile, &localized, transactional) {
         return None;
     }
+    // An address for one of its channels, or the identify said why none will do (an opt-out).
+    let reached = [
+        localized.send.template(),
+        localized.fallback.and_then(|f| f.template()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|t| {
+        ctx.profile
+            .address_for(t.channel(), t.ignores_unsubscribe(transactional))
+            .is_ok()
+    });
+    let how = if reached {
+        "address arrived"
+    } else {
+        "an identify came: no address to wait for"
+    };
     let mut run = Run::new(ctx, resumed(enrollment));
     let step = run.enrollment.step.clone();
-    run.cancel_pending(&step, "address arrived");
+    run.cancel_pending(&step, how);
     run.again(step);
     Some(run.finish())
 }

@@ -2589,6 +2589,39 @@ steps:
     );
 }
 
+/// A send waiting for an address that an identify settles without one (she opted out of push
+/// and gave no email) says so, not that an address arrived.
+#[tokio::test]
+async fn a_wait_for_an_address_settled_by_an_opt_out_says_so() {
+    let journey = r#"
+id: hello
+name: Hello
+trigger: {event: signed_up}
+steps:
+  - id: hi
+    send:
+      push: {title: "Hi", body: "."}
+      fallback: {email: {subject: "Hi", text: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"hal","event":"signed_up","messageId":"s-hal"}
+{"at":"2026-12-01T10:00:30Z","type":"identify","userId":"hal","traits":{"subscriptions":{"push":false}}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "hal", |w| matches!(
+            w,
+            What::Waiting { .. } | What::Woke { .. } | What::Skipped { .. }
+        )),
+        [
+            "2026-12-01T10:00:00Z hello/hi: waiting until 2026-12-01T10:02:00Z (waiting for an address)",
+            "2026-12-01T10:00:30Z hello/hi: woke (an identify came: no address to wait for)",
+            "2026-12-01T10:00:30Z hello/hi: skipped push: opted_out",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn update_sets_a_trait_that_a_later_branch_and_the_stored_profile_see() {
     let vip = r#"
