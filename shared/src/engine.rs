@@ -434,15 +434,34 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
 /// or the user's zone for a date with a `time`), the wait is taken again from the new date: on
 /// at once when it is past, ended when it is gone, or waiting until the new time, its old
 /// wake-up cancelled. A wait on the time of day alone moves when the user's zone has changed
-/// (the next 09:00 where she is now). `None` when the enrollment waits on no date or time, or
-/// they lead to the wake-up it has.
+/// (the next 09:00 where she is now), and so does a send deferred by quiet hours (to their end
+/// where she is now, or at once where it is day). `None` when the enrollment waits on no date
+/// or time, or they lead to the wake-up it has.
 pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     if !enrollment.waits_for_time() {
         return None;
     }
     let pending = enrollment.pending?;
-    let Action::WaitUntil(w) = ctx.journey.step(&enrollment.step)?.action() else {
-        return None;
+    let w = match ctx.journey.step(&enrollment.step)?.action() {
+        Action::WaitUntil(w) => w,
+        // A send deferred by quiet hours: they are the user's local hours, so the deferral
+        // follows her to another zone (on at once where it is day, or to the end of the
+        // night there). Not when it is due already (its wake-up is on its way).
+        Action::Send(_) => {
+            let q = ctx.journey.quiet_hours.as_ref()?;
+            if pending.resume != Resume::Rerun || pending.at <= ctx.now {
+                return None;
+            }
+            if quiet_until(ctx.now, &ctx.timezone(), q) == Some(pending.at) {
+                return None;
+            }
+            let mut run = Run::new(ctx, resumed(enrollment));
+            let step = run.enrollment.step.clone();
+            run.cancel_pending(&step, "the user's time zone changed");
+            run.again(step);
+            return Some(run.finish());
+        }
+        _ => return None,
     };
     if w.date.is_none() {
         // The time of day alone: the next one in the user's zone, which may have changed (she

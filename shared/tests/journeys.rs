@@ -3828,6 +3828,56 @@ async fn a_cap_of_days_is_the_same_days_for_every_journey() {
     }
 }
 
+/// Quiet hours are the user's local night: a send they deferred follows her to another zone,
+/// going out at once where it is day (Los Angeles) or at the end of the night there (Tokyo).
+#[tokio::test]
+async fn a_send_deferred_by_quiet_hours_follows_the_user_to_another_zone() {
+    let journey = r#"
+id: q
+name: Q
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: t}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cat","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-cat"}]}}
+{"at":"2026-12-01T22:00:00Z","userId":"ann","event":"t","messageId":"t-ann"}
+{"at":"2026-12-01T22:00:00Z","userId":"bob","event":"t","messageId":"t-bob"}
+{"at":"2026-12-01T22:00:00Z","userId":"cat","event":"t","messageId":"t-cat"}
+{"at":"2026-12-01T22:10:00Z","type":"identify","userId":"ann","traits":{"timezone":"America/Los_Angeles"}}
+{"at":"2026-12-01T22:10:00Z","type":"identify","userId":"bob","traits":{"timezone":"Asia/Tokyo"}}
+{"at":"2026-12-01T22:10:00Z","type":"identify","userId":"cat","traits":{"first_name":"Cat"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            // 14:10 in Los Angeles
+            "2026-12-01T22:10:00Z ann push s: p",
+            // 08:00 in Tokyo
+            "2026-12-01T23:00:00Z bob push s: p",
+            // cat stayed: 08:00 UTC
+            "2026-12-02T08:00:00Z cat push s: p",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "bob", |w| matches!(
+            w,
+            What::Waiting { .. } | What::Woke { .. }
+        )),
+        [
+            "2026-12-01T22:00:00Z q/s: waiting until 2026-12-02T08:00:00Z (quiet hours)",
+            "2026-12-01T22:10:00Z q/s: woke (the user's time zone changed)",
+            "2026-12-01T22:10:00Z q/s: waiting until 2026-12-01T23:00:00Z (quiet hours)",
+            "2026-12-01T23:00:00Z q/s: woke (quiet hours over)",
+        ]
+    );
+}
+
 /// In the hour the clocks go back, a time of day that comes again later that hour is twenty
 /// minutes away, not a day: a New York user at 01:10 EST (the second 01:00–02:00) waiting until
 /// 01:30, and quiet hours ending at 01:30.
