@@ -437,7 +437,10 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
     if journeys.is_empty() {
         return match journey {
             Some(j) => format!("{user}: nothing in journey {j}\n"),
-            None => format!("{user}: in no journey, and no journey's trigger refused them\n"),
+            // Refusals are kept 7 days (with the event's dedup marker): older ones are gone.
+            None => format!(
+                "{user}: in no journey, and no journey's trigger refused them in the last 7 days\n"
+            ),
         };
     }
     let mut out = String::new();
@@ -579,6 +582,19 @@ mod tests {
              \x20 2026-12-01T10:00:00Z  [cart:anon:d1:1] wait: step\n\
              \x20 2026-12-01T10:05:00Z  [cart:ann:1] wait: step\n\
              \x20 2026-12-01T10:06:00Z  -: not entered on cart_abandoned: enrolled\n"
+        );
+    }
+
+    /// A user with nothing to show is told how far back refusals reach (they are kept 7
+    /// days), not that no trigger ever refused them.
+    #[test]
+    fn why_of_a_user_with_nothing_kept_says_how_far_back_it_looked() {
+        let view: UserView =
+            serde_json::from_value(serde_json::json!({"enrollments": [], "timeline": []}))
+                .expect("a user view");
+        assert_eq!(
+            story("bo", &view, None),
+            "bo: in no journey, and no journey's trigger refused them in the last 7 days\n"
         );
     }
 
