@@ -234,6 +234,7 @@ pub fn enter_after(
         earlier_triggers: Vec::new(),
         counted_until: None,
         splits: Vec::new(),
+        previous: None,
     };
     let at = enrollment.trigger.at;
     let mut run = Run::new(ctx, enrollment).moved_at(at, Mover::Trigger);
@@ -535,6 +536,56 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
             last_message: None,
         },
     });
+}
+
+/// A goal event that happened before `enrollment`'s trigger, in the window of the enrollment
+/// before it (see [`Enrollment::previous`]), arriving only now (events out of order): that one
+/// converts, credited in this transition of `enrollment` (whose record holds what is left of
+/// it). `ctx.journey` is the version the previous enrollment entered with. `None` when the
+/// event converts nothing.
+pub fn convert_previous(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+) -> Option<Transition> {
+    let goal = ctx.journey.goal.as_ref()?;
+    let prev = enrollment.previous.as_deref()?;
+    let at = event.timestamp;
+    let deadline = prev
+        .entered_at
+        .checked_add(goal.within.to_jiff())
+        .unwrap_or(prev.entered_at);
+    if prev.converted || at < prev.trigger_at || at >= enrollment.trigger.at || at > deadline {
+        return None;
+    }
+    let m = EventMatch {
+        event: goal.event.clone(),
+        condition: goal.condition.clone(),
+    };
+    if !matches(&m, event, &ctx.profile.scope(), ctx.now) {
+        return None;
+    }
+    let mut next = resumed(enrollment);
+    if let Some(p) = next.previous.as_mut() {
+        p.converted = true;
+    }
+    let entry = Entry {
+        at: ctx.now,
+        journey: next.journey.clone(),
+        enrollment: prev.id.clone(),
+        step: Some(Arc::from(prev.step.as_str())),
+        what: What::Converted {
+            event: goal.event.clone(),
+            splits: prev.splits.clone(),
+            // The runtime credits it (it knows which messages went out).
+            last_message: None,
+        },
+    };
+    Some(Transition {
+        enrollment: next,
+        effects: Vec::new(),
+        timeline: vec![entry],
+    })
 }
 
 /// An exit event that happened after the trigger but reached the engine before it (events out
@@ -914,6 +965,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         earlier_triggers: e.earlier_triggers.clone(),
         counted_until: e.counted_until,
         splits: e.splits.clone(),
+        previous: e.previous.clone(),
     }
 }
 

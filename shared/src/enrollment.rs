@@ -122,6 +122,26 @@ pub struct Enrollment {
     /// its conversion is counted for its path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub splits: Vec<crate::timeline::SplitChoice>,
+    /// The user's enrollment of the journey before this one, whose record this one took: a
+    /// goal event that happened in its window but arrives after this entry still converts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<Previous>>,
+}
+
+/// What an enrollment keeps of the one before it (see [`Enrollment::previous`]): enough to
+/// credit it a late conversion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Previous {
+    pub id: Arc<str>,
+    pub version: u32,
+    pub trigger_at: Timestamp,
+    pub entered_at: Timestamp,
+    /// The step it ended on (where its conversion is shown).
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<crate::timeline::SplitChoice>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub converted: bool,
 }
 
 /// How many earlier trigger messages an enrollment remembers (see
@@ -196,6 +216,15 @@ impl Enrollment {
     /// enrollment id), and remembering the triggers that entered it and the ones before.
     pub fn follow(&mut self, prev: &Enrollment) {
         self.n = self.n.max(prev.n);
+        self.previous = Some(Box::new(Previous {
+            id: prev.id.clone(),
+            version: prev.version,
+            trigger_at: prev.trigger.at,
+            entered_at: prev.entered_at,
+            step: prev.step.clone(),
+            splits: prev.splits.clone(),
+            converted: prev.converted_at.is_some(),
+        }));
         let mut earlier = prev.earlier_triggers.clone();
         earlier.push(prev.trigger.message_id.clone());
         for t in std::mem::take(&mut self.earlier_triggers) {

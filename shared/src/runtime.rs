@@ -1331,7 +1331,10 @@ impl Runtime {
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
-                engine::on_event(&ctx, &l.enrollment, e)
+                match engine::on_event(&ctx, &l.enrollment, e) {
+                    Some(t) => Some(t),
+                    None => self.convert_previous(&l.enrollment, e, &ctx).await?,
+                }
             } else if address {
                 engine::address_arrived(&ctx, &l.enrollment)
             } else {
@@ -2323,24 +2326,53 @@ impl Runtime {
     /// user at or before `at` (the goal event's time), read from the enrollment's timeline
     /// records: one query, for conversions only, and one more when the enrollment began as one
     /// of the user's `anonymous` ids' (its messages before the login are recorded there).
+    /// [`engine::convert_previous`], under the version the previous enrollment entered with
+    /// (read only when the event happened in the time it could convert).
+    async fn convert_previous(
+        &self,
+        e: &Enrollment,
+        event: &Event,
+        ctx: &Ctx<'_>,
+    ) -> Result<Option<Transition>, RunError> {
+        let Some(prev) = e.previous.as_deref() else {
+            return Ok(None);
+        };
+        if prev.converted || event.timestamp < prev.trigger_at || event.timestamp >= e.trigger.at {
+            return Ok(None);
+        }
+        if prev.version == ctx.version {
+            return Ok(engine::convert_previous(ctx, e, event));
+        }
+        let Some(p) = self.catalog.version(&e.journey, prev.version).await? else {
+            return Ok(None);
+        };
+        let ctx = Ctx {
+            journey: &p.journey,
+            version: p.version,
+            ..*ctx
+        };
+        Ok(engine::convert_previous(&ctx, e, event))
+    }
+
     async fn credit_conversion(
         &self,
         t: &mut Transition,
         at: Timestamp,
         anonymous: &[String],
     ) -> Result<(), RunError> {
-        let Some(last) = t.timeline.iter_mut().find_map(|x| match &mut x.what {
-            What::Converted { last_message, .. } => Some(last_message),
+        // The enrollment converted: this one, or the one before it (`convert_previous`).
+        let Some((id, last)) = t.timeline.iter_mut().find_map(|x| match &mut x.what {
+            What::Converted { last_message, .. } => Some((x.enrollment.clone(), last_message)),
             _ => None,
         }) else {
             return Ok(());
         };
         let e = &t.enrollment;
-        let prefix = join(&["T#", &e.id, "#"]);
+        let prefix = join(&["T#", &id, "#"]);
         let mut partitions = vec![user_partition(&e.user_id)];
         for a in anonymous {
             let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-            if e.id.starts_with(&*join(&[&e.journey, ":", &anon, ":"])) {
+            if id.starts_with(&*join(&[&e.journey, ":", &anon, ":"])) {
                 partitions.push(user_partition(&anon));
             }
         }

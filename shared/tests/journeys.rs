@@ -2998,6 +2998,75 @@ steps:
     );
 }
 
+/// A goal event that happened in an enrollment's window but arrives after the user entered
+/// again (an order placed offline) converts that enrollment, credited to its last message and
+/// counted for its split path, once however often it is delivered.
+#[tokio::test]
+async fn a_late_goal_converts_the_enrollment_before_a_reentry() {
+    let journey = r#"
+id: g
+name: G
+trigger: {event: cart}
+reentry: after_exit
+goal: {event: order, within: 7d}
+steps:
+  - id: ab
+    split:
+      paths:
+        - {name: a, weight: 50, goto: s}
+        - {name: b, weight: 50, goto: s}
+  - id: s
+    send: {email: {subject: "x", text: "x"}}
+"#;
+    // bee's order of 05-02 10:00 reaches the engine after her second cart (05-02 12:00);
+    // cy's, the same order, before any second cart.
+    let script = r#"
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"bee","traits":{"email":"bee@x.com"}}
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"cy","traits":{"email":"cy@x.com"}}
+{"at":"2026-05-01T10:00:00Z","userId":"bee","event":"cart","messageId":"c-bee-1"}
+{"at":"2026-05-01T10:00:00Z","userId":"cy","event":"cart","messageId":"c-cy-1"}
+{"at":"2026-05-02T12:00:00Z","userId":"bee","event":"cart","messageId":"c-bee-2"}
+{"at":"2026-05-03T10:00:00Z","userId":"bee","event":"order","messageId":"o-bee","timestamp":"2026-05-02T10:00:00Z"}
+{"at":"2026-05-03T10:01:00Z","userId":"bee","event":"order","messageId":"o-bee","timestamp":"2026-05-02T10:00:00Z"}
+{"at":"2026-05-03T10:02:00Z","userId":"bee","event":"order","messageId":"o-bee-again","timestamp":"2026-05-02T11:00:00Z"}
+{"at":"2026-05-03T10:00:00Z","userId":"cy","event":"order","messageId":"o-cy","timestamp":"2026-05-02T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    let converted = |w: &What| matches!(w, What::Converted { .. });
+    let conversions = |user: &str| -> Vec<(String, String)> {
+        entries(&out, user)
+            .into_iter()
+            .filter(|e| converted(&e.what))
+            .map(|e| {
+                let what = waymark::runtime::describe(&e.what);
+                (e.enrollment.to_string(), what)
+            })
+            .collect()
+    };
+    let path = |user: &str| {
+        let b = waymark::engine::bucket(user, "g", "ab");
+        if b < 5_000 {
+            "a"
+        } else {
+            "b"
+        }
+    };
+    assert_eq!(
+        conversions("bee"),
+        [(
+            "g:bee:1".to_string(),
+            format!("converted on order, credited to s (ab: {})", path("bee"))
+        )]
+    );
+    assert_eq!(
+        conversions("cy"),
+        [(
+            "g:cy:1".to_string(),
+            format!("converted on order, credited to s (ab: {})", path("cy"))
+        )]
+    );
+}
+
 #[tokio::test]
 async fn reentry_rules_and_at_most_one_active_enrollment() {
     let journey = r#"
