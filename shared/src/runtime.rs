@@ -712,7 +712,7 @@ impl Runtime {
                 user_id,
                 journey,
                 since,
-                ..
+                at,
             } => {
                 let Some(p) = self.catalog.latest(journey).await? else {
                     return Err(RunError::Poison(format!(
@@ -727,32 +727,23 @@ impl Runtime {
                     // Its activity is the identified user's now, who has checks of their own.
                     return Ok(());
                 }
-                // Active since: look again that long after the latest activity (the activity
-                // armed no check of its own while this one was pending).
-                if let Some(last) = profile.last_of(&i.events).filter(|t| t > since) {
-                    if !p.journey.status.is_active() {
-                        return Ok(());
-                    }
-                    let at = last + i.duration.to_jiff();
-                    let again = Message::Inactivity {
-                        user_id: user_id.clone(),
-                        journey: journey.clone(),
-                        since: last,
-                        at,
-                    };
-                    return self.schedule(again, at).await;
-                }
-                // Armed under a version whose `for` was shorter: not inactive that long yet
-                // under the one published now (a longer `for` is waited for in full).
-                let due = *since + i.duration.to_jiff();
-                if due > now {
+                // Active since (the activity armed no check of its own while this one was
+                // pending), or armed under a version whose `for` was shorter: look again when
+                // the `for` published now has passed since the latest activity. Compared with
+                // the check's own time, not the clock's: a check may come a little early.
+                let from = profile
+                    .last_of(&i.events)
+                    .filter(|t| t > since)
+                    .unwrap_or(*since);
+                let due = from + i.duration.to_jiff();
+                if due > *at {
                     if !p.journey.status.is_active() {
                         return Ok(());
                     }
                     let again = Message::Inactivity {
                         user_id: user_id.clone(),
                         journey: journey.clone(),
-                        since: *since,
+                        since: from,
                         at: due,
                     };
                     return self.schedule(again, due).await;

@@ -459,6 +459,39 @@ async fn an_inactivity_check_waits_for_a_longer_for_published_since_it_was_armed
     );
 }
 
+/// A check handed over a little before its time (the sweep and the queue count whole seconds;
+/// an event's time has milliseconds) is the check all the same: the user enters, and no check
+/// comes back again and again until the clock passes its time.
+#[tokio::test]
+async fn an_inactivity_check_a_little_early_enters_the_user() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHURN).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:01Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1","timestamp":"2026-12-01T09:00:00.500Z"}
+"#,
+    )
+    .await;
+    let early = at("2026-12-04T09:00:00Z");
+    h.advance_to(early).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let check = Message::Inactivity {
+        user_id: "ivy".into(),
+        journey: "churn".into(),
+        since: at("2026-12-01T09:00:00.500Z"),
+        at: at("2026-12-04T09:00:00.500Z"),
+    };
+    for r in h.rt.handle_batch(&[check]).await {
+        r.expect("handled");
+    }
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-04T09:00:00Z ivy sms offer: We miss you"]
+    );
+    assert!(h.queue.take_due(early).is_empty(), "no check sent back");
+}
+
 /// The night the clocks go back, a local time happens twice: a schedule at that time enters
 /// its users once, at the first (in the user's zone and in a fixed one alike).
 #[tokio::test]
