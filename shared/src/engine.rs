@@ -99,10 +99,8 @@ pub struct Outgoing {
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<Arc<str>>,
-    /// The user's own time zone when the message was made (IANA name; UTC when the profile
-    /// names none or a bad one, whatever the journey's default): a cap `per` whole days counts
-    /// the user's calendar days, the same days for every journey, also across a change of the
-    /// clocks.
+    /// The user's time zone when the message was made (IANA name; as waits find it): a cap
+    /// `per` whole days counts the user's calendar days, also across a change of the clocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<Arc<str>>,
 }
@@ -1517,11 +1515,7 @@ impl<'a> Run<'a> {
                     content: Arc::new(content),
                     transactional: self.ctx.journey.transactional,
                     locale: locale.map(Arc::from),
-                    // The user's own zone, not the journey's default: caps count across
-                    // journeys, and a day must be the same day whichever journey sends.
-                    timezone: template::zone_of(self.current_trait("timezone"), None)
-                        .iana_name()
-                        .map(Arc::from),
+                    timezone: self.timezone().iana_name().map(Arc::from),
                 })));
             }
             Err(err) => {

@@ -3888,48 +3888,6 @@ steps:
     );
 }
 
-/// A cap of days counts the user's days, not a journey's default zone's: for a user with no
-/// `timezone`, a journey set in Tokyo (where 15:30 UTC is past midnight) and one with none count
-/// the same UTC day, whichever sends first.
-#[tokio::test]
-async fn a_cap_of_days_is_the_same_days_for_every_journey() {
-    let journey = |id: &str, zone: &str, wait: &str| {
-        format!(
-            "id: {id}\nname: {id}\n{zone}trigger: {{event: go}}\nsteps:\n  - {{id: w, wait: {wait}}}\n  - {{id: s, send: {{push: {{title: {id}, body: .}}}}}}\n"
-        )
-    };
-    for (first, second) in [("b", "a"), ("a", "b")] {
-        let waits = |id: &str| if id == first { "30m" } else { "90m" };
-        let a = journey("a", "timezone: Asia/Tokyo\n", waits("a"));
-        let b = journey("b", "", waits("b"));
-        let mut config = Config::default();
-        config.caps.insert(
-            Channel::Push,
-            Cap {
-                max: 1,
-                per: "1d".parse().expect("duration"),
-            },
-        );
-        let script = r#"
-{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
-{"at":"2026-12-01T14:00:00Z","type":"track","userId":"ann","event":"go","messageId":"g-1"}
-"#;
-        let out = sim_with(&[&a, &b], script, config, HORIZON).await;
-        assert_eq!(
-            outbox(&out),
-            [format!("2026-12-01T14:30:00Z ann push s: {first}")],
-            "{first} first"
-        );
-        assert_eq!(
-            facts(&out, "ann", |w| matches!(w, What::Skipped { .. })),
-            [format!(
-                "2026-12-01T15:30:00Z {second}/s: skipped push: capped"
-            )],
-            "{first} first"
-        );
-    }
-}
-
 /// Quiet hours are the user's local night: a send they deferred follows her to another zone,
 /// going out at once where it is day (Los Angeles) or at the end of the night there (Tokyo).
 #[tokio::test]
