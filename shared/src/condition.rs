@@ -329,7 +329,10 @@ pub fn values_of<'c>(
         .map(|p| match p.lookup(scope) {
             None | Some(Value::Null) => format!("{p} missing"),
             // Kept out of the timeline, as out of the logs it goes to.
-            Some(_) if p.is_address() => format!("{p} set (an address: not shown)"),
+            Some(_) if p.is_private() => format!("{p} set (not shown)"),
+            // Whatever it holds inside (a customer's email, an address) is not shown either.
+            Some(Value::Object(m)) => format!("{p} = an object of {}", count(m.len(), "key")),
+            Some(Value::Array(items)) => format!("{p} = a list of {}", count(items.len(), "item")),
             Some(v) => format!("{p} = {}", shown_value(v)),
         })
         .collect();
@@ -337,6 +340,14 @@ pub fn values_of<'c>(
         out.push(format!("{} more", paths.len() - SHOWN_PATHS));
     }
     out.join(", ")
+}
+
+/// `n` things, in the singular for one.
+fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        n => format!("{n} {thing}s"),
+    }
 }
 
 /// How many of a condition's paths [`Condition::values`] names.
@@ -1211,15 +1222,24 @@ impl Expr {
 }
 
 /// The keys under which a user's addresses are kept (traits, and an event's own copies).
-const ADDRESS_KEYS: [&str; 5] = ["email", "phone", "push_tokens", "token", "devices"];
+/// Parts of a key (in any case) that mark what it holds as an address or a secret, which
+/// [`Condition::values`] does not show: `Email`, `email_address`, `phone_number`, `fcm_token`,
+/// `password`, `card_number`, `shipping_address`…
+const PRIVATE_KEY_PARTS: [&str; 13] = [
+    "email", "phone", "mobile", "token", "password", "passwd", "secret", "card", "address", "iban",
+    "ssn", "api_key", "apikey",
+];
 
 impl Path {
-    /// Whether the path reads an address (an email, a phone number, a push token), which
-    /// [`Condition::values`] does not show.
-    fn is_address(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| matches!(s, Segment::Key(k) if ADDRESS_KEYS.contains(&k.as_str())))
+    /// Whether the path reads what may be an address or a secret (see [`PRIVATE_KEY_PARTS`]).
+    fn is_private(&self) -> bool {
+        self.segments.iter().any(|s| match s {
+            Segment::Key(k) => {
+                let k = k.to_lowercase();
+                PRIVATE_KEY_PARTS.iter().any(|part| k.contains(part))
+            }
+            Segment::Index(_) => false,
+        })
     }
 
     fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
@@ -1618,9 +1638,12 @@ mod tests {
     /// cut, many paths counted.
     #[test]
     fn says_what_its_paths_held() {
-        let event = serde_json::json!({"total": 30, "note": "x".repeat(100), "email": "a@b.c"});
+        let event = serde_json::json!({"total": 30, "note": "x".repeat(100), "email": "a@b.c",
+            "customer": {"email": "ann@example.com"}, "items": [{"sku": "a"}, {"sku": "b"}],
+            "device_type": "ios"});
         let profile = serde_json::json!({"plan": "free", "email": "ann@example.com",
-            "phone": "+33612345678", "tags": ["vip"]});
+            "phone": "+33612345678", "Email_Address": "ann@example.com",
+            "fcm_token": "tok", "card_number": "4111"});
         let scope = Scope {
             event: &event,
             profile: &profile,
@@ -1637,10 +1660,24 @@ mod tests {
             c.values(&scope),
             format!(
                 "event.total = 30, profile.plan = \"free\", profile.country missing, \
-                 profile.email set (an address: not shown), event.email set (an address: not \
-                 shown), profile.phone set (an address: not shown), event.note = \"{}…",
+                 profile.email set (not shown), event.email set (not shown), \
+                 profile.phone set (not shown), event.note = \"{}…",
                 "x".repeat(59)
             )
+        );
+        // Nothing inside an object or a list is shown, nor a key that looks private in any
+        // case; other keys are.
+        let c = Condition::parse(
+            "exists(event.customer) and event.items == 1 and profile.Email_Address == 'x' \
+             and profile.fcm_token == 'x' and profile.card_number == 'x' \
+             and event.device_type == 'android'",
+        )
+        .expect("a condition");
+        assert_eq!(
+            c.values(&scope),
+            "event.customer = an object of 1 key, event.items = a list of 2 items, \
+             profile.Email_Address set (not shown), profile.fcm_token set (not shown), \
+             profile.card_number set (not shown), event.device_type = \"ios\""
         );
         let many = Condition::parse(
             "event.a == 1 or event.b == 1 or event.c == 1 or event.d == 1 or event.e == 1 \
