@@ -967,7 +967,6 @@ fn resumed(e: &Enrollment) -> Enrollment {
     }
 }
 
-/// One transition being built.
 /// What moved a transition (see [`Run::moved_at`]).
 #[derive(Clone, Copy)]
 enum Mover<'a> {
@@ -996,6 +995,7 @@ fn heard_in<'h>(
     })
 }
 
+/// One transition being built.
 struct Run<'a> {
     ctx: &'a Ctx<'a>,
     enrollment: Enrollment,

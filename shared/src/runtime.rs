@@ -1862,7 +1862,7 @@ impl Runtime {
                     detail,
                 )));
             }
-            if let Some(detail) = reentry_refusal(j, e, trigger.at, &reentry_zone(j, profile)) {
+            if let Some(detail) = reentry_refusal(j, e, trigger.at, profile) {
                 return Ok(Some(self.refusal(
                     j,
                     &trigger.event,
@@ -2000,18 +2000,23 @@ impl Runtime {
         if keys.is_empty() {
             return Ok(None);
         }
-        let zone = reentry_zone(j, profile);
+        // The visitor's latest entry decides (the records come in no set order).
+        let mut latest: Option<Enrollment> = None;
         for r in self.store.get_many(&keys).await? {
             let e = Loaded::read(&r)?.enrollment;
-            if let Some(detail) = reentry_refusal(j, &e, at, &zone) {
+            if latest.as_ref().is_none_or(|l| e.trigger.at > l.trigger.at) {
+                latest = Some(Enrollment::clone(&e));
+            }
+        }
+        Ok(latest.and_then(|e| {
+            reentry_refusal(j, &e, at, profile).map(|detail| {
                 let detail = format!(
                     "{detail} (as the anonymous visitor `{}` she turned out to be)",
                     e.user_id
                 );
-                return Ok(Some((detail, e.id.clone())));
-            }
-        }
-        Ok(None)
+                (detail, e.id.clone())
+            })
+        }))
     }
 
     /// The timeline fact of a trigger that did not enter `j`: why, and the enrollment that
@@ -3866,23 +3871,24 @@ fn ends_at_merge(
     if hers.is_active() {
         return Some(format!("{into_id} is in this journey already"));
     }
-    reentry_refusal(j, hers, theirs.trigger.at, &reentry_zone(j, into))
+    reentry_refusal(j, hers, theirs.trigger.at, into)
         .map(|why| format!("{into_id} may not be in this journey again: {why}"))
 }
 
-/// Why `j`'s entry rule refuses a user whose last entry was `e` another entry at `now`, if it
-/// does.
+/// Why `j`'s entry rule refuses `profile`, whose last entry was `e`, another entry on a trigger
+/// at `at`, if it does.
 ///
-/// `after:` runs from the last entry's trigger to this one's (`at`): the times the user did
-/// them, or the minutes a schedule's cron named, so that neither a late event nor a scheduler
-/// a few seconds later one week than the last moves it; whole days are days in `zone` (the
-/// same local time N days on), so a weekly schedule with `after: 7d` enters every week across
-/// a change of the clocks.
+/// `after:` runs from the last entry's trigger to this one's: the times the user did them, or
+/// the minutes a schedule's cron named, so that neither a late event nor a scheduler a few
+/// seconds later one week than the last moves it (on purpose, a trigger that arrives days late
+/// counts from when it happened, as the API took it); whole days are days in the user's zone
+/// ([`reentry_zone`]: the same local time N days on), so a weekly schedule with `after: 7d`
+/// enters every week across a change of the clocks.
 fn reentry_refusal(
     j: &Journey,
     e: &Enrollment,
     at: Timestamp,
-    zone: &jiff::tz::TimeZone,
+    profile: &Profile,
 ) -> Option<String> {
     match j.reentry {
         Reentry::Never => Some(format!(
@@ -3891,7 +3897,7 @@ fn reentry_refusal(
         )),
         Reentry::AfterExit => None,
         Reentry::After(d) => {
-            let again = reentry_from(e.trigger.at, d, zone);
+            let again = reentry_from(e.trigger.at, d, &reentry_zone(j, profile));
             (again > at).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
         }
     }

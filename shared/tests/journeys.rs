@@ -2999,6 +2999,24 @@ steps:
         ]
     );
     assert_eq!(refusals(entries(&out, "ann")), Vec::<String>::new());
+    // The same in the schedule's own zone, for a user who names none (whose own days are UTC's).
+    let fixed = weekly.replace("timezone: user", "timezone: America/New_York");
+    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@example.com"}}"#;
+    let out = sim_with(
+        &[&fixed],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(20 * 24),
+    )
+    .await;
+    assert_eq!(
+        facts(&out, "bob", entered),
+        [
+            "2026-03-02T14:00:00Z weekly/-: entered v1 on schedule",
+            "2026-03-09T13:00:00Z weekly/-: entered v1 on schedule",
+            "2026-03-16T13:00:00Z weekly/-: entered v1 on schedule",
+        ]
+    );
 
     let promo = r#"
 id: promo
