@@ -1450,8 +1450,17 @@ impl<'a> Run<'a> {
             return None;
         }
         // Only for a user no identify has reached yet (the race: a new user's first identify
-        // and first event); one identified without the address is skipped at once.
-        if self.ctx.profile.identified() {
+        // and first event); one identified without the address is skipped at once. A schedule
+        // or an inactivity check is no event of the user's, with no identify racing it.
+        if self.ctx.profile.identified()
+            || matches!(
+                self.ctx.journey.trigger.kind(),
+                Some(
+                    crate::journey::TriggerKind::Schedule(_)
+                        | crate::journey::TriggerKind::Inactive(_)
+                )
+            )
+        {
             return None;
         }
         wants_address(self.user(), send, self.ctx.journey.transactional).then_some(until)

@@ -2655,6 +2655,37 @@ steps:
     );
 }
 
+/// A schedule enters a user no identify has reached (only her events): no identify races a
+/// schedule, so a send with no address is skipped at once, not held for one.
+#[tokio::test]
+async fn a_schedule_does_not_wait_for_an_address() {
+    let journey = r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: UTC}
+reentry: never
+steps:
+  - id: mail
+    send: {email: {subject: "Digest", text: "."}}
+"#;
+    let script = r#"{"at":"2026-12-01T08:00:00Z","type":"track","userId":"dan","event":"visited","messageId":"v-dan"}"#;
+    let out = sim_with(
+        &[journey],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(2),
+    )
+    .await;
+    assert_eq!(
+        facts(&out, "dan", |w| matches!(
+            w,
+            What::Waiting { .. } | What::Skipped { .. }
+        )),
+        ["2026-12-01T09:00:00Z digest/mail: skipped email: no_address"]
+    );
+}
+
 #[tokio::test]
 async fn update_sets_a_trait_that_a_later_branch_and_the_stored_profile_see() {
     let vip = r#"
