@@ -993,7 +993,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         out.push(problem(
             "quiet_hours.end",
             format!(
-                "quiet hours from {0} to {0} hold no time: write the window's end, like `end: \"08:00\"`, or leave `quiet_hours` out",
+                "quiet hours from {0} to {0} hold no time: write an end other than the start (the night from 21:00 to 08:00 is `start: \"21:00\", end: \"08:00\"`), or leave `quiet_hours` out",
                 String::from(q.start)
             ),
         ));
@@ -2147,7 +2147,7 @@ steps:
                     "name: Cart\nquiet_hours: {start: \"21:00\", end: \"21:00\"}\n",
                 ),
                 3,
-                "quiet hours from 21:00 to 21:00 hold no time",
+                "quiet hours from 21:00 to 21:00 hold no time: write an end other than the start",
             ),
             // A weekday in full or capitalised, a choice mistyped or unknown.
             (
