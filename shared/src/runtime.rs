@@ -2655,7 +2655,13 @@ impl Runtime {
             if places.len() >= cap.max as usize {
                 let skip = Outcome::Skipped {
                     reason: "capped".into(),
-                    detail: Some(format!("at most {} {} per {}", cap.max, o.channel, cap.per)),
+                    detail: Some(format!(
+                        "at most {} {} per {}: taken by {}",
+                        cap.max,
+                        o.channel,
+                        cap.per,
+                        taken_by(places)
+                    )),
                 };
                 return (Some(skip), false);
             }
@@ -3758,6 +3764,32 @@ struct Merged {
     id: String,
     given: Arc<Profile>,
     now: Arc<Profile>,
+}
+
+/// The sends that hold a cap's places, for the reason a send was capped: `journey/step at
+/// time`, oldest first.
+fn taken_by(places: &[CapPlace]) -> String {
+    let mut taken: Vec<(Timestamp, String)> = places
+        .iter()
+        .map(|p| {
+            // The ledger key: `{journey}:{user}:{n}#{step}#{seq}`.
+            let mut parts = p.send.rsplitn(3, '#');
+            let (_seq, step, enrollment) = (parts.next(), parts.next(), parts.next());
+            let journey = enrollment.and_then(|e| e.split(':').next());
+            let what = match (journey, step) {
+                (Some(j), Some(s)) => format!("{j}/{s}"),
+                // Kept before places named their sends.
+                _ => "a send".to_string(),
+            };
+            (p.at, what)
+        })
+        .collect();
+    taken.sort();
+    let shown: Vec<String> = taken
+        .iter()
+        .map(|(at, what)| format!("{what} at {at}"))
+        .collect();
+    shown.join(", ")
 }
 
 /// Which earlier sends a cap of `per` counts at `now`: a window of whole days is the user's

@@ -3935,6 +3935,18 @@ steps:
         facts(&out, "ann", |w| matches!(w, What::Skipped { .. })),
         ["2026-12-01T11:00:00Z tips/tip: skipped push: capped"]
     );
+    // and it says which send took the place
+    let details: Vec<&str> = entries(&out, "ann")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { detail, .. } => detail.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        details,
+        ["at most 1 push per 1d: taken by welcome/hello at 2026-12-01T10:00:00Z"]
+    );
 }
 
 /// Quiet hours are the user's local night: a send they deferred follows her to another zone,
