@@ -312,8 +312,10 @@ pub fn table(s: &Stats) -> String {
         JourneyStatus::Active => String::new(),
         other => format!(" ({})", other.as_str()),
     };
+    // The figures are every version's (a user finishes on the version she entered with); the
+    // version is the one published now, whose steps come first.
     let mut out = format!(
-        "{} v{}{status}: entered {}, converted {}, exited {}, completed {}, held out {}\n",
+        "{} v{}{status}, all versions: entered {}, converted {}, exited {}, completed {}, held out {}\n",
         s.journey, s.version, s.entered, s.converted, s.exited, s.completed, s.held_out
     );
     // Names and lists to the left, numbers to the right.
@@ -611,7 +613,7 @@ mod tests {
         .expect("stats");
         assert_eq!(
             table(&s),
-            "cart v2: entered 10, converted 3, exited 2, completed 4, held out 0\n\
+            "cart v2, all versions: entered 10, converted 3, exited 2, completed 4, held out 0\n\
              step      entered  waiting  sent    skipped   exited  converted\n\
              wait_30m       10        2  -       -              0          0\n\
              push            8        0  push 7  capped 1       1          3\n"
@@ -635,7 +637,7 @@ mod tests {
         .expect("stats");
         assert_eq!(
             table(&s),
-            "upsell v1: entered 120, converted 17, exited 0, completed 108, held out 12\n\
+            "upsell v1, all versions: entered 120, converted 17, exited 0, completed 108, held out 12\n\
              step       entered  waiting  sent     skipped  exited  converted\n\
              copy_test      120        0  -        -             0          0\n\
              offer           54        0  push 54  -             0          0\n\
@@ -662,7 +664,7 @@ mod tests {
         .expect("stats");
         assert_eq!(
             table(&s),
-            "ver v2: entered 5, converted 0, exited 0, completed 5, held out 0\n\
+            "ver v2, all versions: entered 5, converted 0, exited 0, completed 5, held out 0\n\
              step                    entered  waiting  sent    skipped  exited  converted\n\
              mail_v2                       3        0  push 3  -             0          0\n\
              mail (earlier version)        2        0  push 2  -             0          0\n"

@@ -177,7 +177,7 @@ fn simulate_prints_the_stats_of_a_run() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(
-            "streaming_upsell v1: entered 2, converted 2, exited 0, completed 1, held out 1\n"
+            "streaming_upsell v1, all versions: entered 2, converted 2, exited 0, completed 1, held out 1\n"
         ),
         "{stdout}"
     );
