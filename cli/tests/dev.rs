@@ -568,7 +568,7 @@ fn dev_republishes_a_changed_journey() {
     assert!(out.status.success(), "{}", support::text(&out.stderr));
     let table = support::text(&out.stdout);
     assert!(
-        table.starts_with("welcome v3 (stopped): entered 0"),
+        table.starts_with("welcome v3 (stopped), all versions: entered 0"),
         "{table}"
     );
     assert!(table.contains("wait_a_bit"), "{table}");
