@@ -687,6 +687,15 @@ fn event_of(
         if began.is_some_and(|b| event.timestamp < b) {
             return changed.then(|| run.finish());
         }
+        // Nor one from after its timeout (stamped ahead of the clock, or reaching an engine
+        // whose timeout's wake-up is late): the timeout decides.
+        let timeout = run
+            .enrollment
+            .pending
+            .filter(|p| p.resume == Resume::Timeout);
+        if timeout.is_some_and(|p| event.timestamp > p.at) {
+            return changed.then(|| run.finish());
+        }
         if matches(&m, event, &profile, ctx.now) {
             run.cancel_pending(&step, "event");
             run.enrollment.waiting_for = None;

@@ -1743,7 +1743,8 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
 
 /// A `wait_for` is met by an event from its own time: one that happened before the wait began
 /// (and arrived late) is not the event waited for, as it would not have been on time; one that
-/// happened within the wait and arrived late is.
+/// happened within the wait and arrived late is; one stamped after its timeout (a device
+/// clock ahead) is not: the timeout decides.
 #[tokio::test]
 async fn wait_for_takes_only_an_event_from_after_the_wait_began() {
     let journey = r#"
@@ -1772,17 +1773,21 @@ steps:
     let script = format!(
         r#"{}
 {}
+{}
 {{"at":"2026-12-01T11:30:00Z","type":"track","userId":"early","event":"reply","messageId":"r1","timestamp":"2026-12-01T10:30:00Z"}}
 {{"at":"2026-12-01T11:40:00Z","type":"track","userId":"within","event":"reply","messageId":"r2","timestamp":"2026-12-01T11:20:00Z"}}
+{{"at":"2026-12-01T12:30:00Z","type":"track","userId":"ahead","event":"reply","messageId":"r3","timestamp":"2026-12-01T13:20:00Z"}}
 "#,
         line("early"),
-        line("within")
+        line("within"),
+        line("ahead")
     );
     let out = sim(&[journey], &script).await;
     assert_eq!(
         outbox(&out),
         [
             "2026-12-01T11:40:00Z within push thanks: Thanks",
+            "2026-12-01T13:00:00Z ahead push nudge: Nudge",
             "2026-12-01T13:00:00Z early push nudge: Nudge",
         ]
     );
