@@ -764,6 +764,28 @@ impl Runtime {
                 let refused = self
                     .try_enter(&p, &profile, &mut enrollments, trigger, None)
                     .await?;
+                // Not yet (`reentry: after`): looked at again when she may enter, where she is
+                // still inactive then (no activity would arm a check of its own otherwise).
+                let not_yet = refused.as_ref().is_some_and(
+                    |r| matches!(&r.what, What::NotEntered { reason, .. } if reason == "reentry"),
+                );
+                if let (true, Reentry::After(d), Some(l)) = (
+                    not_yet,
+                    p.journey.reentry,
+                    enrollments.get(journey.as_str()),
+                ) {
+                    let zone = reentry_zone(&p.journey, &profile);
+                    let again = reentry_from(l.enrollment.trigger.at, d, &zone);
+                    if again > now {
+                        let check = Message::Inactivity {
+                            user_id: user_id.clone(),
+                            journey: journey.clone(),
+                            since: *since,
+                            at: again,
+                        };
+                        self.schedule(check, again).await?;
+                    }
+                }
                 self.keep_refusal(user_id, &message.id(), refused).await
             }
         }

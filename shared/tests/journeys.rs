@@ -459,6 +459,33 @@ async fn an_inactivity_check_waits_for_a_longer_for_published_since_it_was_armed
     );
 }
 
+/// An inactive user whom `reentry: after` turns away is looked at again when she may enter:
+/// still inactive then, she enters (a churner who opened the app once after the offer gets the
+/// next one, not none).
+#[tokio::test]
+async fn an_inactive_user_refused_by_reentry_after_is_checked_again_when_she_may_enter() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHURN.replace("steps:", "reentry: {after: 10d}\nsteps:"))
+        .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-05T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-30T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-04T09:00:00Z ivy sms offer: We miss you",
+            // refused on the 8th (10 days from the 4th), entered when that allowed
+            "2026-12-14T09:00:00Z ivy sms offer: We miss you",
+        ]
+    );
+}
+
 /// A check handed over a little before its time (the sweep and the queue count whole seconds;
 /// an event's time has milliseconds) is the check all the same: the user enters, and no check
 /// comes back again and again until the clock passes its time.
