@@ -38,7 +38,7 @@ impl ApiClient {
             bail!("no API URL: pass --api URL or set WAYMARK_API_URL (`waymark dev` serves http://127.0.0.1:8080; a deployed stack's is its ApiUrl output)");
         };
         let Some(key) = key else {
-            bail!("no admin key: pass --key KEY or set WAYMARK_ADMIN_KEY (`waymark dev` prints one and keeps it in .waymark/keys.json; a deployed stack takes the keys you stored for its AdminKeysParameter)");
+            bail!("no admin key: pass --key KEY or set WAYMARK_ADMIN_KEY (`waymark dev` prints one and keeps it in keys.json in its data folder, .waymark/ unless --data says another; a deployed stack takes the keys you stored for its AdminKeysParameter)");
         };
         let key = key.to_string();
         let base = base.trim_end_matches('/').to_string();
