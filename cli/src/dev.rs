@@ -141,8 +141,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     let signer = Arc::new(secrets.signer.clone());
     let config = Config {
-        // Every wait becomes a timer in the store, so it survives a restart.
-        hop_limit: SignedDuration::ZERO,
+        // Every wait rides the queue, one message due at its time (the local queue holds any
+        // delay, on disk, so it survives a restart): on time at any speed, where a timer in
+        // the store would wait for the scheduler's tick (which runs `TICK_MIN_REAL` apart, an
+        // hour and more of virtual time at --speed 86400).
+        hop_limit: SignedDuration::from_hours(24 * 400),
         caps: settings.caps,
         public_url: Some(url.clone()),
         signer: Some(signer.clone()),

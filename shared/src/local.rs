@@ -1028,6 +1028,11 @@ impl Queue for LocalQueue {
         self.arrived.notify_one();
         Ok(())
     }
+
+    /// Any delay: the queue is a table on disk ordered by due time.
+    fn max_delay_secs(&self) -> u32 {
+        u32::MAX
+    }
 }
 
 #[cfg(test)]
@@ -1499,6 +1504,60 @@ mod tests {
             3,
             "taken again"
         );
+    }
+
+    /// The local queue holds a message as long as it is told, so that `waymark dev` (whose hop
+    /// limit is longer than any wait) keeps a day's wait as one message due at its time, not a
+    /// timer that waits for the scheduler's tick (an hour and more late at high speeds).
+    #[tokio::test]
+    async fn a_long_wait_rides_the_local_queue_due_at_its_time() {
+        let clock = Arc::new(ManualClock::new(ts(1_796_000_000)));
+        let db = open_in_memory().expect("db");
+        let q = LocalQueue::new(db.clone(), clock.clone());
+        assert_eq!(crate::queue::Queue::max_delay_secs(&q), u32::MAX);
+        let (sender, lines) = crate::outbox::OutboxSender::memory(clock.clone());
+        let config = crate::runtime::Config {
+            hop_limit: SignedDuration::from_hours(24 * 400),
+            ..crate::runtime::Config::default()
+        };
+        let rt = crate::runtime::Runtime::new(
+            Arc::new(RedbStore::new(db)),
+            Arc::new(q.clone()),
+            Arc::new(sender),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+            config,
+        );
+        let journey = crate::dsl::parse(
+            "later.yaml",
+            "id: later\nname: Later\ntrigger: {event: go}\nsteps:\n  - {id: w, wait: 1d}\n  - {id: hi, send: {in_app: {title: hi, body: x}}}\n",
+        )
+        .expect("journey");
+        rt.catalog
+            .publish(&journey, clock.now())
+            .await
+            .expect("publish");
+        let body = serde_json::json!({"userId": "u", "event": "go", "messageId": "go-1"});
+        let go = crate::event::parse_call(
+            crate::event::Call::Track,
+            body.to_string().as_bytes(),
+            clock.now(),
+            &crate::event::Limits::default(),
+        )
+        .expect("event");
+        for r in rt.handle_batch(&[Message::Event(Arc::new(go))]).await {
+            r.expect("handled");
+        }
+        let due = clock.now() + SignedDuration::from_hours(24);
+        assert_eq!(q.next_due().expect("queue"), Some(due));
+        clock.set(due);
+        let batch = q.take_due(due).await.expect("queue");
+        let messages: Vec<Message> = batch.into_iter().map(|d| d.message).collect();
+        for r in rt.handle_batch(&messages).await {
+            r.expect("handled");
+        }
+        let sent = lines.lock().map(|l| l.len()).unwrap_or(0);
+        assert_eq!(sent, 1, "the in-app message, at the wait's end");
     }
 
     /// The local queue refuses what SQS would (a character it does not carry), so that

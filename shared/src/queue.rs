@@ -179,7 +179,8 @@ impl Message {
     }
 }
 
-/// A message to send, with its delay in seconds (at most [`MAX_DELAY_SECS`]).
+/// A message to send, with its delay in seconds (at most the queue's
+/// [`Queue::max_delay_secs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
     pub message: Message,
@@ -228,4 +229,11 @@ pub fn refused_body(id: &str, body: &str) -> Option<QueueError> {
 pub trait Queue: Send + Sync {
     /// Sends messages (an adapter batches them as its service allows). All or error.
     async fn send(&self, queue: QueueName, messages: &[Outbound]) -> Result<(), QueueError>;
+
+    /// The longest delay a message may carry, in seconds: SQS's 15 minutes unless the queue
+    /// holds a message as long as it is told (`waymark dev`'s, on disk), so that a wait rides
+    /// it in one message, due at its time.
+    fn max_delay_secs(&self) -> u32 {
+        MAX_DELAY_SECS
+    }
 }

@@ -2856,9 +2856,8 @@ impl Runtime {
         // A timer must land in a minute the scheduler has not swept yet (it sweeps up to a minute
         // ahead), so short waits always ride the queue, whatever the hop limit.
         if delay <= self.config.hop_limit.as_secs().max(MIN_TIMER_SECS) {
-            let delay_secs = u32::try_from(delay)
-                .unwrap_or(MAX_DELAY_SECS)
-                .min(MAX_DELAY_SECS);
+            let longest = self.queue.max_delay_secs();
+            let delay_secs = u32::try_from(delay).unwrap_or(longest).min(longest);
             let q = message.queue();
             self.queue
                 .send(
