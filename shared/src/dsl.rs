@@ -1072,6 +1072,11 @@ fn validate(j: &Journey) -> Vec<Problem> {
         return out;
     }
 
+    // Whether the steps' graph can be judged (reachability, loops): not while two steps share
+    // an id, a step does not do one thing, or a step names one that is not there; other
+    // problems (a template, a condition) leave it as it is, and its problems are told with
+    // theirs.
+    let mut graph_broken = false;
     let mut ids: BTreeSet<&str> = BTreeSet::new();
     for (i, s) in j.steps.iter().enumerate() {
         if !valid_id(&s.id) {
@@ -1084,6 +1089,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
             ));
         }
         if !ids.insert(&s.id) {
+            graph_broken = true;
             out.push(problem(
                 format!("steps[{i}].id"),
                 format!(
@@ -1098,6 +1104,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         let base = format!("steps[{i}]");
         let actions = s.actions();
         if actions.len() != 1 {
+            graph_broken = true;
             out.push(problem(
                 base.clone(),
                 if actions.is_empty() {
@@ -1198,6 +1205,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         for (field, target) in successors(j, i) {
             if let Some(t) = target {
                 if j.step(&t).is_none() {
+                    graph_broken = true;
                     // Not the step itself: a step that names where to go next means another.
                     let others = j
                         .steps
@@ -1223,7 +1231,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
     }
     validate_event_reads(j, &mut out);
     validate_waits_against_exits(j, &mut out);
-    if !out.is_empty() {
+    if graph_broken {
         return out;
     }
 
@@ -2247,6 +2255,31 @@ steps:
         assert!(all.contains("`orphan` can never be reached"), "{all}");
         // once, though the branch's case and its `else` both go round it
         assert_eq!(all.matches("loop with no wait").count(), 1, "{all}");
+    }
+
+    /// A template's problem and a loop with no wait are told in one reading: only a broken
+    /// graph (a step named that is not there, ids used twice) keeps the graph's checks back.
+    #[test]
+    fn a_loop_is_told_with_a_templates_problem() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+steps:
+  - id: a
+    send: {push: {title: "{{ evnt.x }}", body: "."}}
+  - id: b
+    branch:
+      cases: [{when: "event.x > 1", goto: a}]
+      else: a
+"#;
+        let errs = parse("j.yaml", text).expect_err("invalid");
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("unknown variable `evnt`"), "{all}");
+        assert!(all.contains("loop with no wait"), "{all}");
     }
 
     #[test]
