@@ -748,17 +748,24 @@ impl Runtime {
                     };
                     return self.schedule(again, due).await;
                 }
+                // One inactivity, one id, whichever check finds it (a check armed by the
+                // latest activity, or an earlier one looking again from it): the second to
+                // come is the same trigger, and enters no one twice.
+                let cause = Message::Inactivity {
+                    user_id: user_id.clone(),
+                    journey: journey.clone(),
+                    since: from,
+                    at: *at,
+                }
+                .id();
                 let trigger = TriggerEvent {
                     event: "inactive".into(),
-                    message_id: message.id(),
+                    message_id: cause.clone(),
                     at: now,
-                    properties: Arc::new(serde_json::json!({"inactive_since": since.to_string()})),
+                    properties: Arc::new(serde_json::json!({"inactive_since": from.to_string()})),
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;
-                if self
-                    .replay(&mut enrollments, journey, &message.id())
-                    .await?
-                {
+                if self.replay(&mut enrollments, journey, &cause).await? {
                     return Ok(());
                 }
                 let refused = self
@@ -780,13 +787,13 @@ impl Runtime {
                         let check = Message::Inactivity {
                             user_id: user_id.clone(),
                             journey: journey.clone(),
-                            since: *since,
+                            since: from,
                             at: again,
                         };
                         self.schedule(check, again).await?;
                     }
                 }
-                self.keep_refusal(user_id, &message.id(), refused).await
+                self.keep_refusal(user_id, &cause, refused).await
             }
         }
     }

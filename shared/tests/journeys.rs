@@ -472,15 +472,18 @@ async fn an_inactive_user_refused_by_reentry_after_is_checked_again_when_she_may
 {"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
 {"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
 {"at":"2026-12-05T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+{"at":"2026-12-10T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-3"}
 "#,
     )
     .await;
-    h.advance_to(at("2026-12-30T00:00:00Z")).await;
+    h.advance_to(at("2027-01-10T00:00:00Z")).await;
     assert_eq!(
         h.outbox(),
         [
             "2026-12-04T09:00:00Z ivy sms offer: We miss you",
-            // refused on the 8th (10 days from the 4th), entered when that allowed
+            // refused on the 8th and the 13th (10 days from the 4th), entered when that
+            // allowed, once: the check looking again and the one the 10th armed find the
+            // same inactivity (since the 10th), not two
             "2026-12-14T09:00:00Z ivy sms offer: We miss you",
         ]
     );
