@@ -553,7 +553,7 @@ pub fn convert_previous(
         .entered_at
         .checked_add(goal.within.to_jiff())
         .unwrap_or(prev.entered_at);
-    if prev.converted || at < prev.trigger_at || at >= enrollment.trigger.at || at > deadline {
+    if at < prev.trigger_at || at >= enrollment.trigger.at || at > deadline {
         return None;
     }
     let m = EventMatch {
@@ -563,10 +563,9 @@ pub fn convert_previous(
     if !matches(&m, event, &ctx.profile.scope(), ctx.now) {
         return None;
     }
+    // Converted once: nothing more to keep of it (a repeat of the event finds none).
     let mut next = resumed(enrollment);
-    if let Some(p) = next.previous.as_mut() {
-        p.converted = true;
-    }
+    next.previous = None;
     let entry = Entry {
         at: ctx.now,
         journey: next.journey.clone(),

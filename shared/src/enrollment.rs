@@ -140,8 +140,6 @@ pub struct Previous {
     pub step: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub splits: Vec<crate::timeline::SplitChoice>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub converted: bool,
 }
 
 /// How many earlier trigger messages an enrollment remembers (see
@@ -216,15 +214,17 @@ impl Enrollment {
     /// enrollment id), and remembering the triggers that entered it and the ones before.
     pub fn follow(&mut self, prev: &Enrollment) {
         self.n = self.n.max(prev.n);
-        self.previous = Some(Box::new(Previous {
-            id: prev.id.clone(),
-            version: prev.version,
-            trigger_at: prev.trigger.at,
-            entered_at: prev.entered_at,
-            step: prev.step.clone(),
-            splits: prev.splits.clone(),
-            converted: prev.converted_at.is_some(),
-        }));
+        // Kept for a late goal, unless it converted already.
+        self.previous = prev.converted_at.is_none().then(|| {
+            Box::new(Previous {
+                id: prev.id.clone(),
+                version: prev.version,
+                trigger_at: prev.trigger.at,
+                entered_at: prev.entered_at,
+                step: prev.step.clone(),
+                splits: prev.splits.clone(),
+            })
+        });
         let mut earlier = prev.earlier_triggers.clone();
         earlier.push(prev.trigger.message_id.clone());
         for t in std::mem::take(&mut self.earlier_triggers) {

@@ -93,7 +93,8 @@ pub fn caps_parameter(caps: &BTreeMap<Channel, Cap>) -> String {
 
 #[derive(Clone)]
 pub struct Config {
-    /// Waits up to this long hop through the queue in 15-minute steps; longer ones become timers.
+    /// Waits up to this long ride the queue, in hops of its longest delay ([`Queue::max_delay_secs`]:
+    /// SQS's 15 minutes; `waymark dev`'s queue takes a wait in one); longer ones become timers.
     pub hop_limit: SignedDuration,
     /// Timer partitions per minute (spreads a million timers due in one minute).
     pub timer_shards: u32,
@@ -1333,7 +1334,11 @@ impl Runtime {
                 tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                 continue;
             };
-            if name.is_some_and(|name| !p.journey.listens_to(name)) {
+            // (The enrollment before a re-entry may convert on its own version's goal, which
+            // `convert_previous` judges.)
+            if name.is_some_and(|name| !p.journey.listens_to(name))
+                && l.enrollment.previous.is_none()
+            {
                 continue;
             }
             let stopped = journeys
@@ -2347,10 +2352,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Credits a conversion in `t` to the step of the last message its enrollment sent the
-    /// user at or before `at` (the goal event's time), read from the enrollment's timeline
-    /// records: one query, for conversions only, and one more when the enrollment began as one
-    /// of the user's `anonymous` ids' (its messages before the login are recorded there).
     /// [`engine::convert_previous`], under the version the previous enrollment entered with
     /// (read only when the event happened in the time it could convert).
     async fn convert_previous(
@@ -2362,7 +2363,7 @@ impl Runtime {
         let Some(prev) = e.previous.as_deref() else {
             return Ok(None);
         };
-        if prev.converted || event.timestamp < prev.trigger_at || event.timestamp >= e.trigger.at {
+        if event.timestamp < prev.trigger_at || event.timestamp >= e.trigger.at {
             return Ok(None);
         }
         if prev.version == ctx.version {
@@ -2379,6 +2380,10 @@ impl Runtime {
         Ok(engine::convert_previous(&ctx, e, event))
     }
 
+    /// Credits a conversion in `t` (of its enrollment, or of the one before it) to the step of the last message its enrollment sent the
+    /// user at or before `at` (the goal event's time), read from the enrollment's timeline
+    /// records: one query, for conversions only, and one more when the enrollment began as one
+    /// of the user's `anonymous` ids' (its messages before the login are recorded there).
     async fn credit_conversion(
         &self,
         t: &mut Transition,

@@ -3184,6 +3184,50 @@ steps:
     );
 }
 
+/// The enrollment before a re-entry converts on its own version's goal, though the version
+/// published since names another goal event (the late `order` is v1's goal, not v2's).
+#[tokio::test]
+async fn a_late_goal_converts_on_the_earlier_enrollments_own_version() {
+    let v1 = r#"
+id: g
+name: G
+trigger: {event: cart}
+reentry: after_exit
+goal: {event: order, within: 7d}
+steps:
+  - id: s
+    send: {email: {subject: "x", text: "x"}}
+"#;
+    let h = Harness::new("2026-05-01T00:00:00Z");
+    h.publish(v1).await;
+    h.play(
+        r#"
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"bee","traits":{"email":"bee@x.com"}}
+{"at":"2026-05-01T10:00:00Z","userId":"bee","event":"cart","messageId":"c-1"}
+"#,
+    )
+    .await;
+    h.publish(&v1.replace("event: order", "event: purchase"))
+        .await;
+    h.play(
+        r#"
+{"at":"2026-05-02T12:00:00Z","userId":"bee","event":"cart","messageId":"c-2"}
+{"at":"2026-05-03T10:00:00Z","userId":"bee","event":"order","messageId":"o-1","timestamp":"2026-05-02T10:00:00Z"}
+{"at":"2026-05-03T10:01:00Z","userId":"bee","event":"order","messageId":"o-2","timestamp":"2026-05-02T11:00:00Z"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-05-04T00:00:00Z")).await;
+    let view = h.rt.user("bee").await.expect("bee");
+    let converted: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| format!("{} {}", e.enrollment, describe(&e.what)))
+        .collect();
+    assert_eq!(converted, ["g:bee:1 converted on order, credited to s"]);
+}
+
 #[tokio::test]
 async fn reentry_rules_and_at_most_one_active_enrollment() {
     let journey = r#"
