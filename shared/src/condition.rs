@@ -329,7 +329,7 @@ pub fn values_of<'c>(
         .map(|p| match p.lookup(scope) {
             None | Some(Value::Null) => format!("{p} missing"),
             // Kept out of the timeline, as out of the logs it goes to.
-            Some(_) if p.is_private() => format!("{p} set (not shown)"),
+            Some(v) if p.is_private() || looks_like_an_address(v) => format!("{p} set (not shown)"),
             // Whatever it holds inside (a customer's email, an address) is not shown either.
             Some(Value::Object(m)) => format!("{p} = an object of {}", count(m.len(), "key")),
             Some(Value::Array(items)) => format!("{p} = a list of {}", count(items.len(), "item")),
@@ -340,6 +340,20 @@ pub fn values_of<'c>(
         out.push(format!("{} more", paths.len() - SHOWN_PATHS));
     }
     out.join(", ")
+}
+
+/// Whether a value reads as an email address or a phone number, whatever its key (a
+/// `recipient`, a `contact`): not shown either.
+fn looks_like_an_address(v: &Value) -> bool {
+    let Some(text) = v.as_str() else {
+        return false;
+    };
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    text.contains('@')
+        || (digits >= 7
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
 }
 
 /// `n` things, in the singular for one.
@@ -1234,10 +1248,11 @@ impl Path {
     /// Whether the path reads what may be an address or a secret (see [`PRIVATE_KEY_PARTS`]).
     fn is_private(&self) -> bool {
         self.segments.iter().any(|s| match s {
-            Segment::Key(k) => {
-                let k = k.to_lowercase();
-                PRIVATE_KEY_PARTS.iter().any(|part| k.contains(part))
-            }
+            Segment::Key(k) => PRIVATE_KEY_PARTS.iter().any(|part| {
+                k.as_bytes()
+                    .windows(part.len())
+                    .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
+            }),
             Segment::Index(_) => false,
         })
     }
@@ -1678,6 +1693,25 @@ mod tests {
             "event.customer = an object of 1 key, event.items = a list of 2 items, \
              profile.Email_Address set (not shown), profile.fcm_token set (not shown), \
              profile.card_number set (not shown), event.device_type = \"ios\""
+        );
+        // Nor a value that reads as an address, whatever its key; other numbers are shown.
+        let event = serde_json::json!({"recipient": "ann@example.com", "to": "+33 6 12 34 56 78",
+            "list": ["a@b.c"], "order_id": "A-1234567", "total": 1234567});
+        let scope = Scope {
+            event: &event,
+            profile: &profile,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        let c = Condition::parse(
+            "event.recipient == 'x' and event.to == 'x' and event.list[0] == 'x' \
+             and event.order_id == 'x' and event.total == 1",
+        )
+        .expect("a condition");
+        assert_eq!(
+            c.values(&scope),
+            "event.recipient set (not shown), event.to set (not shown), \
+             event.list[0] set (not shown), event.order_id = \"A-1234567\", \
+             event.total = 1234567"
         );
         let many = Condition::parse(
             "event.a == 1 or event.b == 1 or event.c == 1 or event.d == 1 or event.e == 1 \

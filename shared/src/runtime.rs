@@ -3818,12 +3818,20 @@ fn taken_by(places: &[CapPlace]) -> String {
         })
         .collect();
     taken.sort();
-    let shown: Vec<String> = taken
+    let mut shown: Vec<String> = taken
         .iter()
+        .take(CAP_TAKERS_SHOWN)
         .map(|(at, what)| format!("{what} at {at}"))
         .collect();
+    if taken.len() > CAP_TAKERS_SHOWN {
+        shown.push(format!("and {} more", taken.len() - CAP_TAKERS_SHOWN));
+    }
     shown.join(", ")
 }
+
+/// How many of the sends holding a cap a capped send's reason names (the oldest, then how
+/// many more).
+const CAP_TAKERS_SHOWN: usize = 3;
 
 /// Which earlier sends a cap of `per` counts at `now`: a window of whole days is the user's
 /// calendar days in `zone`, today and the `N - 1` before (`1d`: since local midnight), so a
@@ -4431,6 +4439,37 @@ mod tests {
         assert_eq!(user_partition("ann2").as_str(), "U#ann2");
         assert_eq!(user_partition("ann").as_str(), "U#ann");
         assert_eq!(profile_key("zoë").pk.as_str(), "U#zoë");
+    }
+
+    /// A capped send names the sends holding the cap, oldest first, three at most, whatever a
+    /// user id holds; a place kept before places named their sends is "a send".
+    #[test]
+    fn a_caps_places_are_named_by_journey_and_step() {
+        let t = |m: i64| Timestamp::from_second(1_796_000_000 + m * 60).expect("time");
+        let place = |send: &str, m: i64| CapPlace {
+            send: send.to_string(),
+            at: t(m),
+        };
+        let places = [
+            place("promo:ann#1:1#offer#2", 3),
+            place("cart:ann#1:1#push_reminder#2", 1),
+            place("", 2),
+        ];
+        assert_eq!(
+            taken_by(&places),
+            format!(
+                "cart/push_reminder at {}, a send at {}, promo/offer at {}",
+                t(1),
+                t(2),
+                t(3)
+            )
+        );
+        let many: Vec<CapPlace> = (0..5).map(|m| place("j:u:1#s#1", m)).collect();
+        assert!(
+            taken_by(&many).ends_with(", and 2 more"),
+            "{}",
+            taken_by(&many)
+        );
     }
 
     #[test]
