@@ -72,6 +72,21 @@ fn positive(s: &str) -> Result<f64, String> {
 /// A million times real time: a year in about half a minute.
 const MAX_SPEED: f64 = 1_000_000.0;
 
+/// The engine's settings in `waymark dev`, before the journey set's caps and the API's address.
+fn engine_config() -> Config {
+    Config {
+        // Every wait rides the queue, one message due at its time (the local queue holds any
+        // delay, on disk, so it survives a restart): on time at any speed, where a timer in
+        // the store would wait for the scheduler's tick (which runs `TICK_MIN_REAL` apart, an
+        // hour and more of virtual time at --speed 86400).
+        hop_limit: WAITS_RIDE_THE_QUEUE,
+        ..Config::default()
+    }
+}
+
+/// Longer than any wait (a year, a date a year ahead at most, quiet hours and retries on top).
+const WAITS_RIDE_THE_QUEUE: SignedDuration = SignedDuration::from_hours(24 * 400);
+
 /// How often the scheduler's tick runs, in virtual time, and at least this much real time apart.
 const TICK_EVERY: SignedDuration = SignedDuration::from_secs(30);
 const TICK_MIN_REAL: RealDuration = RealDuration::from_millis(50);
@@ -141,15 +156,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     let signer = Arc::new(secrets.signer.clone());
     let config = Config {
-        // Every wait rides the queue, one message due at its time (the local queue holds any
-        // delay, on disk, so it survives a restart): on time at any speed, where a timer in
-        // the store would wait for the scheduler's tick (which runs `TICK_MIN_REAL` apart, an
-        // hour and more of virtual time at --speed 86400).
-        hop_limit: SignedDuration::from_hours(24 * 400),
         caps: settings.caps,
         public_url: Some(url.clone()),
         signer: Some(signer.clone()),
-        ..Config::default()
+        ..engine_config()
     };
     let runtime = Arc::new(Runtime::new(
         store.clone(),
@@ -927,6 +937,14 @@ fn print_banner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every wait of a journey rides dev's queue, due at its end, none the scheduler's tick:
+    /// the hop limit is longer than the longest wait.
+    #[test]
+    fn every_wait_rides_the_local_queue() {
+        let longest = waymark::duration::Duration::MAX.to_jiff() + SignedDuration::from_hours(24);
+        assert!(engine_config().hop_limit > longest);
+    }
 
     #[test]
     fn speed_must_be_positive() {
