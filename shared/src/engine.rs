@@ -454,11 +454,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
             if quiet_until(ctx.now, &ctx.timezone(), q) == Some(pending.at) {
                 return None;
             }
-            let mut run = Run::new(ctx, resumed(enrollment));
-            let step = run.enrollment.step.clone();
-            run.cancel_pending(&step, "the user's time zone changed");
-            run.again(step);
-            return Some(run.finish());
+            return Some(again_in_her_zone(ctx, enrollment));
         }
         _ => return None,
     };
@@ -471,11 +467,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         if next_time_of_day(w, ctx.now, &ctx.timezone()).1 == pending.at {
             return None;
         }
-        let mut run = Run::new(ctx, resumed(enrollment));
-        let step = run.enrollment.step.clone();
-        run.cancel_pending(&step, "the user's time zone changed");
-        run.again(step);
-        return Some(run.finish());
+        return Some(again_in_her_zone(ctx, enrollment));
     }
     let mut run = Run::new(ctx, resumed(enrollment));
     let same = match date_wait(w, &run.scope(), &ctx.timezone(), ctx.now) {
@@ -492,6 +484,16 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
     run.cancel_pending(&step, "the date it waits for moved");
     run.again(step);
     Some(run.finish())
+}
+
+/// The enrollment's step taken again in the user's new zone, its wake-up for the old one's
+/// time cancelled.
+fn again_in_her_zone(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Transition {
+    let mut run = Run::new(ctx, resumed(enrollment));
+    let step = run.enrollment.step.clone();
+    run.cancel_pending(&step, "the user's time zone changed");
+    run.again(step);
+    run.finish()
 }
 
 /// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
