@@ -231,6 +231,55 @@ impl Profile {
             .insert(crate::store::join(&["subscriptions.", channel]), at);
     }
 
+    /// An identify's `subscriptions` stated at `at`: each channel's choice taken unless one
+    /// stated later is known for that channel.
+    fn state_subscriptions(&mut self, stated: &Value, at: Timestamp) {
+        let Some(channels) = stated.as_object() else {
+            return;
+        };
+        let mut merged = self
+            .traits
+            .get("subscriptions")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (c, b) in channels {
+            // Profiles from before channels kept their own time: when it last changed.
+            let last = self
+                .subscription_stated_at(c)
+                .or_else(|| self.subscription_changed_at(c));
+            if last.is_some_and(|t| t > at) {
+                continue;
+            }
+            // When each channel's choice last changed: what a skip for its opt-out says
+            // (`unreachable_detail`).
+            if merged.get(c) != Some(b) {
+                self.subscription_changed(c, at);
+            }
+            self.subscription_stated(c, at);
+            merged.insert(c.clone(), b.clone());
+        }
+        self.traits
+            .insert("subscriptions".to_string(), Value::Object(merged));
+        let latest = self.trait_times.get("subscriptions").copied();
+        if latest.is_none_or(|t| t < at) {
+            self.trait_times.insert("subscriptions".to_string(), at);
+        }
+    }
+
+    /// Notes that the choice for `channel` was stated at `at` (an identify, an unsubscribe
+    /// link): an earlier statement arriving later does not undo it.
+    pub fn subscription_stated(&mut self, channel: &str, at: Timestamp) {
+        self.trait_times
+            .insert(crate::store::join(&["stated:subscriptions.", channel]), at);
+    }
+
+    fn subscription_stated_at(&self, channel: &str) -> Option<Timestamp> {
+        self.trait_times
+            .get(crate::store::join(&["stated:subscriptions.", channel]).as_str())
+            .copied()
+    }
+
     /// When the subscription to `channel` last changed, if it was noted.
     fn subscription_changed_at(&self, channel: &str) -> Option<Timestamp> {
         self.trait_times
@@ -382,27 +431,15 @@ impl Profile {
                     };
                     self.suppressed.remove(&channel);
                 }
+                if k == "subscriptions" {
+                    // Per channel, newer wins by channel: one channel's choice does not reset
+                    // the others, and an opt-out that arrives late is not lost because another
+                    // channel changed since (an unsubscribe link followed in between).
+                    self.state_subscriptions(v, event.timestamp);
+                    continue;
+                }
                 if newer {
-                    if k == "subscriptions" {
-                        // Merge per channel, so that one opt-out does not reset the others.
-                        let mut merged = self
-                            .traits
-                            .get(k)
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default();
-                        if let Some(o) = v.as_object() {
-                            for (c, b) in o {
-                                // When each channel's choice last changed: what a skip for
-                                // its opt-out says (`unreachable_detail`).
-                                if merged.get(c) != Some(b) {
-                                    self.subscription_changed(c, event.timestamp);
-                                }
-                                merged.insert(c.clone(), b.clone());
-                            }
-                        }
-                        self.traits.insert(k.clone(), Value::Object(merged));
-                    } else if v.is_null() {
+                    if v.is_null() {
                         self.traits.remove(k);
                     } else {
                         self.traits.insert(k.clone(), v.clone());
@@ -456,10 +493,12 @@ impl Profile {
             match (mine.get(channel), subscribed) {
                 (None, _) | (Some(Value::Bool(true)), Value::Bool(false)) => {
                     mine.insert(channel.clone(), subscribed.clone());
-                    // Since when it holds, as the visitor chose it.
-                    let key = crate::store::join(&["subscriptions.", channel]);
-                    if let Some(at) = anonymous.trait_times.get(key.as_str()) {
-                        self.trait_times.insert(key, *at);
+                    // Since when it holds, and when it was said, as the visitor chose it.
+                    for prefix in ["subscriptions.", "stated:subscriptions."] {
+                        let key = crate::store::join(&[prefix, channel]);
+                        if let Some(at) = anonymous.trait_times.get(key.as_str()) {
+                            self.trait_times.insert(key, *at);
+                        }
                     }
                 }
                 _ => {}
@@ -768,6 +807,70 @@ mod tests {
             Ok(Address::One("new@example.com".into()))
         );
         assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+    }
+
+    /// Each channel's choice is the latest stated for that channel: an opt-out that arrives
+    /// late is taken though another channel changed since (an unsubscribe link followed in
+    /// between), and an older choice arriving late does not undo a newer one of its channel.
+    #[test]
+    fn subscriptions_are_newest_by_channel() {
+        let identify = |at: &str, traits: Value| Event {
+            kind: Kind::Identify,
+            message_id: format!("i-{at}"),
+            user_id: "kim".into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: Map::new(),
+            timestamp: at.parse().expect("timestamp"),
+            received_at: at.parse().expect("timestamp"),
+        };
+        let mut p = Profile {
+            user_id: "kim".into(),
+            ..Profile::default()
+        };
+        let subs = |p: &Profile| p.traits.get("subscriptions").cloned();
+        p.apply(&identify(
+            "2026-12-05T05:00:00Z",
+            serde_json::json!({"email": "kim@example.com", "subscriptions": {"sms": false}}),
+        ));
+        // stated a minute earlier, arriving later
+        p.apply(&identify(
+            "2026-12-05T04:59:00Z",
+            serde_json::json!({"subscriptions": {"email": false}}),
+        ));
+        assert_eq!(
+            subs(&p),
+            Some(serde_json::json!({"sms": false, "email": false}))
+        );
+        // an unsubscribe link followed (push), then a push choice made before it arrives
+        p.subscription_stated("push", "2026-12-05T06:00:00Z".parse().expect("time"));
+        p.apply(&identify(
+            "2026-12-05T05:50:00Z",
+            serde_json::json!({"subscriptions": {"push": true, "in_app": false}}),
+        ));
+        assert_eq!(
+            subs(&p),
+            Some(serde_json::json!({"sms": false, "email": false, "in_app": false}))
+        );
+        // an older sms opt-in, late, does not undo the newer opt-out; a newer one does
+        p.apply(&identify(
+            "2026-12-05T04:00:00Z",
+            serde_json::json!({"subscriptions": {"sms": true}}),
+        ));
+        assert_eq!(
+            subs(&p).and_then(|s| s.get("sms").cloned()),
+            Some(Value::Bool(false))
+        );
+        p.apply(&identify(
+            "2026-12-05T07:00:00Z",
+            serde_json::json!({"subscriptions": {"sms": true}}),
+        ));
+        assert_eq!(
+            subs(&p).and_then(|s| s.get("sms").cloned()),
+            Some(Value::Bool(true))
+        );
     }
 
     #[test]

@@ -3619,6 +3619,7 @@ impl Runtime {
                     p.subscription_changed(channel.as_str(), now);
                 }
             }
+            p.subscription_stated(channel.as_str(), now);
             p.trait_times.insert("subscriptions".into(), now);
         })
         .await
