@@ -111,12 +111,27 @@ fn field_errors(status: StatusCode, errors: &[FieldError]) -> Response<Bytes> {
 
 /// `field: what was wrong` for each error, joined: one line for a log.
 fn summary(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    summary_of(errors.iter(), errors.len())
 }
+
+/// [`summary`] of the first of `total` problems.
+fn summary_of<'a>(errors: impl Iterator<Item = &'a FieldError>, total: usize) -> String {
+    let mut said: Vec<String> = errors
+        .take(SUMMARISED_AT_MOST)
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    if total > said.len() {
+        said.push(format!("and {} more", total - said.len()));
+    }
+    said.join("; ")
+}
+
+/// How many problems an answer's one-line `message` names (the rest are counted).
+const SUMMARISED_AT_MOST: usize = 10;
+/// How many rejected events, and how many warnings, a batch's answer lists (the rest are
+/// counted): an answer stays small, whatever a request holds (a batch of 170,000 bad items
+/// made a 36 MB answer, more than a Lambda function may return).
+const LISTED_AT_MOST: usize = 100;
 
 /// An answer that is no field's fault (no such route, user or journey; a method the route does
 /// not take): `error`, with `code` and `message` as every other refusal has them.
@@ -762,23 +777,38 @@ impl Api {
             .iter()
             .map(|w| FieldError::new(w.field.clone(), w.message.clone()))
             .collect();
-        if rejected.is_empty() {
+        let listed_warnings = &warnings[..warnings.len().min(LISTED_AT_MOST)];
+        let mut body = if rejected.is_empty() {
             let mut body = json!({"success": true, "accepted": accepted});
             if !warnings.is_empty() {
-                body["warnings"] = json!(warnings);
+                body["warnings"] = json!(listed_warnings);
                 body["message"] = json!(summary(&left_out));
             }
-            reply(StatusCode::OK, &body)
+            body
         } else {
-            let mut all: Vec<FieldError> = rejected.iter().flat_map(|r| r.errors.clone()).collect();
-            all.extend(left_out);
-            let mut body = json!({"success": false, "accepted": accepted, "rejected": rejected,
-                "code": "invalid_request", "message": summary(&all)});
-            if !warnings.is_empty() {
-                body["warnings"] = json!(warnings);
+            let errors = rejected.iter().flat_map(|r| r.errors.iter());
+            let total = rejected.iter().map(|r| r.errors.len()).sum::<usize>() + left_out.len();
+            let message = summary_of(errors.chain(left_out.iter()), total);
+            let listed = &rejected[..rejected.len().min(LISTED_AT_MOST)];
+            let mut body = json!({"success": false, "accepted": accepted, "rejected": listed,
+                "code": "invalid_request", "message": message});
+            if rejected.len() > LISTED_AT_MOST {
+                body["rejected_count"] = json!(rejected.len());
             }
-            reply(StatusCode::BAD_REQUEST, &body)
+            if !warnings.is_empty() {
+                body["warnings"] = json!(listed_warnings);
+            }
+            body
+        };
+        if warnings.len() > LISTED_AT_MOST {
+            body["warnings_count"] = json!(warnings.len());
         }
+        let status = if rejected.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        reply(status, &body)
     }
 
     async fn stats(&self, id: &str) -> Response<Bytes> {
