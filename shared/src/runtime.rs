@@ -1569,9 +1569,10 @@ impl Runtime {
             })
             .await?;
         let ours = theirs.merged_into.as_deref() == Some(user);
+        let mut mine = BTreeMap::new();
         if ours {
             self.merge_caps(&anon, user).await?;
-            let mine = self.load_enrollments(user).await?;
+            mine = self.load_enrollments(user).await?;
             for (j, l) in self.load_enrollments(&anon).await? {
                 let active = l.enrollment.is_active();
                 let (l, _) = self.settle_for(l, cause, active).await?;
@@ -1618,18 +1619,60 @@ impl Runtime {
         } else {
             tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");
         }
-        self.update_profile(user, |p| {
-            if p.has_seen_anonymous(anonymous_id) {
-                return;
-            }
-            if ours {
-                p.absorb(&theirs);
-                p.anonymous_ids.push(anonymous_id.to_string());
-            } else {
-                p.anonymous_ids_of_others.push(anonymous_id.to_string());
-            }
-        })
-        .await
+        let merged = self
+            .update_profile(user, |p| {
+                if p.has_seen_anonymous(anonymous_id) {
+                    return;
+                }
+                if ours {
+                    p.absorb(&theirs);
+                    p.anonymous_ids.push(anonymous_id.to_string());
+                } else {
+                    p.anonymous_ids_of_others.push(anonymous_id.to_string());
+                }
+            })
+            .await?;
+        // Her own active enrollments (a visitor's moved to her was judged as it moved).
+        let active = mine.into_values().filter(|l| l.enrollment.is_active());
+        self.exit_on_the_visitors_events(&merged, active, cause)
+            .await?;
+        Ok(merged)
+    }
+
+    /// The user's own active enrollments whose exit event the visitor she turned out to be did
+    /// since their trigger (the order placed as a guest before logging in) exit now: the login
+    /// is when the engine learns the order was hers, as a moved enrollment does
+    /// ([`Runtime::merge_enrollment`]).
+    async fn exit_on_the_visitors_events(
+        &self,
+        profile: &Profile,
+        enrollments: impl Iterator<Item = Loaded>,
+        cause: &str,
+    ) -> Result<(), RunError> {
+        let now = self.now();
+        for l in enrollments {
+            let journey = &l.enrollment.journey;
+            let Some(p) = self.catalog.version(journey, l.enrollment.version).await? else {
+                continue;
+            };
+            let Some(late) = late_exit(&p.journey, profile, &l.enrollment.trigger, cause, now)
+            else {
+                continue;
+            };
+            let ctx = Ctx {
+                journey: &p.journey,
+                version: p.version,
+                profile,
+                now,
+                unsubscribe_url: None,
+            };
+            let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late) else {
+                continue;
+            };
+            let committed = self.commit(t, &late.message_id, Some(&l), true).await?;
+            self.settle_for(committed, &late.message_id, false).await?;
+        }
+        Ok(())
     }
 
     /// An active enrollment `l` of an anonymous user that turned out to be `into`: it exits if

@@ -11,6 +11,7 @@ use support::faulty::faulty_harness;
 use support::{at, example_journey, tick, Harness};
 use waymark::enrollment::Status;
 use waymark::journey::Channel;
+use waymark::runtime::describe;
 use waymark::timeline::{Entry, What};
 
 /// An anonymous shopper abandons a cart at 10:00 (the push at 10:30 finds no device), logs in
@@ -211,7 +212,7 @@ steps:
         .timeline
         .iter()
         .filter(|e| matches!(e.what, What::Merged { .. }))
-        .map(|e| waymark::runtime::describe(&e.what))
+        .map(|e| describe(&e.what))
         .collect();
     assert_eq!(
         merged,
@@ -247,6 +248,42 @@ steps:
         second.end_reason.as_deref(),
         Some("ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T08:00:00Z (as the anonymous visitor `anon:dev-1` she turned out to be)")
     );
+}
+
+/// An order placed as a guest before logging in ends the user's own journey that exits on it,
+/// at the login (when the engine learns the guest was her): no "still looking?" after her order.
+#[tokio::test]
+async fn a_guests_exit_event_ends_the_users_own_enrollment_at_the_login() {
+    let journey = r#"
+id: browse
+name: Browse
+trigger: {event: product_viewed}
+exit_when: [{event: order_completed}]
+steps:
+  - {id: w, wait: 2h}
+  - {id: inapp, send: {in_app: {title: "Still looking?", body: x}}}
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"oscar","traits":{"email":"oscar@example.com"}}
+{"at":"2026-12-01T10:01:00Z","userId":"oscar","event":"product_viewed","messageId":"v-1"}
+{"at":"2026-12-01T10:05:00Z","anonymousId":"dev-o","event":"order_completed","messageId":"o-1"}
+{"at":"2026-12-01T10:06:00Z","type":"identify","userId":"oscar","anonymousId":"dev-o","messageId":"l-1"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("oscar").await.expect("oscar");
+    let exits: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| format!("{} {}", e.at, describe(&e.what)))
+        .collect();
+    assert_eq!(exits, ["2026-12-01T10:06:00Z exited on order_completed"]);
 }
 
 /// A frequency cap counts what the visitor was sent before the login: one person on one
@@ -362,13 +399,7 @@ async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_us
     let story: Vec<String> = view
         .timeline
         .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e.step.as_deref().unwrap_or("-"),
-                waymark::runtime::describe(&e.what)
-            )
-        })
+        .map(|e| format!("{} {}", e.step.as_deref().unwrap_or("-"), describe(&e.what)))
         .collect();
     for want in [
         "- entered v1 on cart_abandoned",
@@ -961,7 +992,7 @@ async fn a_journey_that_ended_before_the_login_converts_on_the_users_goal() {
         view.timeline
             .iter()
             .filter(|e| matches!(e.what, What::Converted { .. }))
-            .map(|e| waymark::runtime::describe(&e.what))
+            .map(|e| describe(&e.what))
             .collect()
     };
     let lee = h.rt.user("lee").await.expect("user");
@@ -1001,7 +1032,7 @@ async fn a_conversion_after_the_login_is_credited_to_a_message_before_it() {
         .timeline
         .iter()
         .filter(|e| matches!(e.what, What::Converted { .. }))
-        .map(|e| waymark::runtime::describe(&e.what))
+        .map(|e| describe(&e.what))
         .collect();
     assert_eq!(converted, ["converted on subscribed, credited to guide"]);
 }
