@@ -1225,6 +1225,9 @@ impl Runtime {
         let merged_into = std::sync::Mutex::new(None);
         // An identified user seen with an anonymous id for the first time: merged below.
         let unmerged = std::sync::atomic::AtomicBool::new(false);
+        // Whether the profile knew this event already (its history keeps the messageIds of
+        // the events journeys name): sent before as a visitor she turned out to be, maybe.
+        let known = std::sync::atomic::AtomicBool::new(false);
         // The event changed the user's zone (an identify's, or the one her device sent with any
         // event): her waits for a time of day are read again below.
         let zone_moved = std::sync::atomic::AtomicBool::new(false);
@@ -1246,6 +1249,12 @@ impl Runtime {
                         let seen = p.has_seen_anonymous(a);
                         unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
                     }
+                    let seen_before = e.event.as_deref().is_some_and(|name| {
+                        p.history
+                            .get(name)
+                            .is_some_and(|l| l.iter().any(|(_, id)| *id == e.message_id))
+                    });
+                    known.store(seen_before, std::sync::atomic::Ordering::Relaxed);
                     let zone = p.traits.get("timezone").cloned();
                     p.apply_remembering(e, remember);
                     let moved = p.traits.get("timezone") != zone.as_ref();
@@ -1296,6 +1305,21 @@ impl Runtime {
         }
         if let (Some(a), true) = (anonymous_id, unmerged.into_inner()) {
             profile = self.merge_anonymous(&profile, a, &e.message_id).await?;
+        }
+        // The same event sent before as the visitor she turned out to be (a retry that added
+        // her userId): done then, under the visitor's id. Looked up only for an event her
+        // history knows (an event of hers that failed half-way is not the visitor's).
+        if let Some(a) = anonymous_id.filter(|_| known.into_inner()) {
+            let visitor = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+            if self
+                .store
+                .get(&dedup_key(&visitor, &e.message_id))
+                .await?
+                .is_some()
+            {
+                tracing::debug!(user, visitor = %visitor, message_id = %e.message_id, "event handled as the visitor's: duplicate ignored");
+                return Ok(());
+            }
         }
         if e.kind == Kind::Identify {
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.

@@ -250,6 +250,41 @@ steps:
     );
 }
 
+/// An event sent as a visitor and sent again, the same messageId, with the userId she turned
+/// out to be added (a backend's retry) is one event: it does not enter her again.
+#[tokio::test]
+async fn an_event_sent_again_with_the_users_id_after_the_login_is_a_duplicate() {
+    let journey = r#"
+id: promo
+name: Promo
+trigger: {event: promo_requested}
+reentry: after_exit
+steps:
+  - id: one
+    send: {in_app: {title: "Your code", body: x}}
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","anonymousId":"dev-r","event":"promo_requested","messageId":"m-1"}
+{"at":"2026-12-01T10:01:00Z","type":"identify","userId":"rita","anonymousId":"dev-r","messageId":"l-1"}
+{"at":"2026-12-01T10:02:00Z","userId":"rita","anonymousId":"dev-r","event":"promo_requested","messageId":"m-1","timestamp":"2026-12-01T10:00:00Z"}
+{"at":"2026-12-01T10:03:00Z","userId":"rita","anonymousId":"dev-r","event":"promo_requested","messageId":"m-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    // the visitor's code, then hers for the second request: not a third for the retry
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:00:00Z anon:dev-r in_app one: Your code",
+            "2026-12-01T10:03:00Z rita in_app one: Your code",
+        ]
+    );
+}
+
 /// An order placed as a guest before logging in ends the user's own journey that exits on it,
 /// at the login (when the engine learns the guest was her): no "still looking?" after her order.
 #[tokio::test]
