@@ -1116,7 +1116,13 @@ fn validate(j: &Journey) -> Vec<Problem> {
             continue;
         }
         match s.action() {
-            Action::Send(send) => validate_send(send, &format!("{base}.send"), &mut out),
+            Action::Send(send) => {
+                let base = format!("{base}.send");
+                validate_send(send, &base, &mut out);
+                if !j.transactional {
+                    validate_marketing(send, &base, &mut out);
+                }
+            }
             Action::WaitUntil(w) => validate_wait_until(w, &format!("{base}.wait_until"), &mut out),
             Action::Split(sp) => {
                 if sp.paths.is_empty() || sp.paths.iter().all(|p| p.weight == 0) {
@@ -1608,6 +1614,34 @@ fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<
             format!("{base}.after"),
             "give `before` or `after`, not both",
         ));
+    }
+}
+
+/// An email of a journey that is not `transactional: true` is marketing mail, whatever it
+/// says: `marketing: false` would only take its one-click unsubscribe away (which mailbox
+/// providers require of bulk mail), so it is refused with what to write instead.
+fn validate_marketing(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
+    let variants = send
+        .locales
+        .iter()
+        .map(|(k, v)| (format!("{base}.locales.{k}"), v));
+    let fallback = send
+        .fallback
+        .iter()
+        .map(|f| (format!("{base}.fallback"), &**f));
+    for (path, s) in std::iter::once((base.to_string(), send))
+        .chain(variants)
+        .chain(fallback)
+    {
+        if s.templates()
+            .iter()
+            .any(|t| matches!(t, Template::Email(e) if !e.marketing))
+        {
+            out.push(problem(
+                format!("{path}.email.marketing"),
+                "`marketing: false` is for the receipts of a `transactional: true` journey: this journey's email is marketing mail and keeps its unsubscribe link; add `transactional: true` to the journey for a receipt or a password reset, or leave `marketing` out",
+            ));
+        }
     }
 }
 
@@ -2255,6 +2289,32 @@ steps:
         assert!(all.contains("`orphan` can never be reached"), "{all}");
         // once, though the branch's case and its `else` both go round it
         assert_eq!(all.matches("loop with no wait").count(), 1, "{all}");
+    }
+
+    /// `marketing: false` is for a transactional journey's receipts: elsewhere it would take
+    /// a marketing email's unsubscribe link away, so it is refused where it is written.
+    #[test]
+    fn marketing_false_needs_a_transactional_journey() {
+        let journey = |transactional: &str| {
+            format!(
+                "id: j\nname: J\n{transactional}trigger: {{event: e}}\nsteps:\n  - id: s\n    send:\n      email: {{subject: s, text: t, marketing: false}}\n      locales:\n        fr: {{email: {{subject: s, text: t, marketing: false}}}}\n"
+            )
+        };
+        let errs = parse("j.yaml", &journey("")).expect_err("invalid");
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "steps[0].send.email.marketing",
+                "steps[0].send.locales.fr.email.marketing"
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            errs[0].message.contains("add `transactional: true`"),
+            "{errs:?}"
+        );
+        parse("j.yaml", &journey("transactional: true\n")).expect("a receipt");
     }
 
     /// A template's problem and a loop with no wait are told in one reading: only a broken

@@ -2382,9 +2382,11 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
 
 #[tokio::test]
 async fn send_renders_each_channel_with_the_profile_the_event_and_the_journey() {
+    // Transactional, so that its `marketing: false` email carries no unsubscribe link.
     let journey = r#"
 id: welcome
 name: Welcome
+transactional: true
 trigger: {event: signed_up}
 steps:
   - id: by_email
