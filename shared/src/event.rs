@@ -211,6 +211,18 @@ fn from_call(
         Call::Alias => {
             let mut check = Check::new(prefix);
             let previous = check.id(raw, "previousId");
+            if let Some(internal) = previous
+                .as_deref()
+                .and_then(|p| p.strip_prefix(ANONYMOUS_PREFIX))
+            {
+                // The id `GET /v1/users` shows for an anonymous user is Waymark's, not the app's.
+                check.error(
+                    "previousId",
+                    format!(
+                        r#"is Waymark's id for an anonymous user ("anon:" and the app's anonymousId): send the anonymousId itself, "{internal}""#
+                    ),
+                );
+            }
             if is_absent(raw.get("previousId")) {
                 check.error(
                     "previousId",
@@ -2502,6 +2514,10 @@ mod tests {
         for (body, field) in [
             (json!({"userId": "ann"}), "previousId"),
             (json!({"previousId": "device-1"}), "userId"),
+            (
+                json!({"userId": "ann", "previousId": "anon:device-1"}),
+                "previousId",
+            ),
             (
                 json!({"userId": "ann", "previousId": {"id": 1}}),
                 "previousId",
