@@ -111,10 +111,14 @@ fn field_errors(status: StatusCode, errors: &[FieldError]) -> Response<Bytes> {
 
 /// `field: what was wrong` for each error, joined: one line for a log.
 fn summary(errors: &[FieldError]) -> String {
-    summary_of(errors.iter(), errors.len())
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
-/// [`summary`] of the first of `total` problems.
+/// [`summary`] of a batch's first problems of `total` (a batch may hold thousands).
 fn summary_of<'a>(errors: impl Iterator<Item = &'a FieldError>, total: usize) -> String {
     let mut said: Vec<String> = errors
         .take(SUMMARISED_AT_MOST)
@@ -126,7 +130,7 @@ fn summary_of<'a>(errors: impl Iterator<Item = &'a FieldError>, total: usize) ->
     said.join("; ")
 }
 
-/// How many problems an answer's one-line `message` names (the rest are counted).
+/// How many problems a batch's one-line `message` names (the rest are counted).
 const SUMMARISED_AT_MOST: usize = 10;
 /// How many rejected events, and how many warnings, a batch's answer lists (the rest are
 /// counted): an answer stays small, whatever a request holds (a batch of 170,000 bad items
@@ -782,7 +786,7 @@ impl Api {
             let mut body = json!({"success": true, "accepted": accepted});
             if !warnings.is_empty() {
                 body["warnings"] = json!(listed_warnings);
-                body["message"] = json!(summary(&left_out));
+                body["message"] = json!(summary_of(left_out.iter(), left_out.len()));
             }
             body
         } else {

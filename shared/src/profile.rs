@@ -243,11 +243,18 @@ impl Profile {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let whole = self.trait_times.get("subscriptions").copied();
         for (c, b) in channels {
-            // Profiles from before channels kept their own time: when it last changed.
-            let last = self
-                .subscription_stated_at(c)
-                .or_else(|| self.subscription_changed_at(c));
+            // Profiles from before channels kept their own time: an opt-out is judged by when
+            // the channel last changed (a late opt-out is taken), an opt-in also by when any
+            // choice was last stated (an opt-out stated again since is not undone by it).
+            let last = self.subscription_stated_at(c).or_else(|| {
+                let changed = self.subscription_changed_at(c);
+                match b {
+                    Value::Bool(false) => changed,
+                    _ => changed.max(whole),
+                }
+            });
             if last.is_some_and(|t| t > at) {
                 continue;
             }
@@ -270,8 +277,10 @@ impl Profile {
     /// Notes that the choice for `channel` was stated at `at` (an identify, an unsubscribe
     /// link): an earlier statement arriving later does not undo it.
     pub fn subscription_stated(&mut self, channel: &str, at: Timestamp) {
-        self.trait_times
-            .insert(crate::store::join(&["stated:subscriptions.", channel]), at);
+        let key = crate::store::join(&["stated:subscriptions.", channel]);
+        if self.trait_times.get(key.as_str()).is_none_or(|t| *t < at) {
+            self.trait_times.insert(key, at);
+        }
     }
 
     fn subscription_stated_at(&self, channel: &str) -> Option<Timestamp> {
@@ -489,20 +498,26 @@ impl Profile {
         let Some(mine) = mine.as_object_mut() else {
             return;
         };
+        let mut stated = Vec::new();
         for (channel, subscribed) in theirs {
             match (mine.get(channel), subscribed) {
                 (None, _) | (Some(Value::Bool(true)), Value::Bool(false)) => {
                     mine.insert(channel.clone(), subscribed.clone());
-                    // Since when it holds, and when it was said, as the visitor chose it.
-                    for prefix in ["subscriptions.", "stated:subscriptions."] {
-                        let key = crate::store::join(&[prefix, channel]);
-                        if let Some(at) = anonymous.trait_times.get(key.as_str()) {
-                            self.trait_times.insert(key, *at);
-                        }
+                    // Since when it holds, as the visitor chose it; and when a choice for it
+                    // was last stated, by either (a later statement of hers still guards it).
+                    let key = crate::store::join(&["subscriptions.", channel]);
+                    if let Some(at) = anonymous.trait_times.get(key.as_str()) {
+                        self.trait_times.insert(key, *at);
+                    }
+                    if let Some(at) = anonymous.subscription_stated_at(channel) {
+                        stated.push((channel.clone(), at));
                     }
                 }
                 _ => {}
             }
+        }
+        for (channel, at) in stated {
+            self.subscription_stated(&channel, at);
         }
     }
 
@@ -870,6 +885,82 @@ mod tests {
         assert_eq!(
             subs(&p).and_then(|s| s.get("sms").cloned()),
             Some(Value::Bool(true))
+        );
+    }
+
+    /// A profile written before channels kept their own time: an opt-out stated again since
+    /// (the whole trait's time) is not undone by an older opt-in arriving late; and a merge
+    /// that takes the visitor's opt-out keeps the user's later statement as the guard.
+    #[test]
+    fn older_profiles_and_merges_keep_the_latest_statement_as_the_guard() {
+        let ident = |user: &str, at: &str, traits: Value| Event {
+            kind: Kind::Identify,
+            message_id: format!("i-{user}-{at}"),
+            user_id: user.into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: Map::new(),
+            timestamp: at.parse().expect("time"),
+            received_at: at.parse().expect("time"),
+        };
+        let t = |at: &str| -> Timestamp { at.parse().expect("time") };
+        let mut p = Profile {
+            user_id: "k".into(),
+            ..Profile::default()
+        };
+        p.traits
+            .insert("subscriptions".into(), serde_json::json!({"email": false}));
+        p.trait_times
+            .insert("subscriptions".into(), t("2026-12-05T03:00:00Z"));
+        p.trait_times
+            .insert("subscriptions.email".into(), t("2026-12-05T01:00:00Z"));
+        p.apply(&ident(
+            "k",
+            "2026-12-05T02:00:00Z",
+            serde_json::json!({"subscriptions": {"email": true}}),
+        ));
+        assert_eq!(p.traits["subscriptions"]["email"], serde_json::json!(false));
+        // a late opt-out of another channel is still taken
+        p.apply(&ident(
+            "k",
+            "2026-12-05T02:30:00Z",
+            serde_json::json!({"subscriptions": {"sms": false}}),
+        ));
+        assert_eq!(p.traits["subscriptions"]["sms"], serde_json::json!(false));
+
+        let mut user = Profile {
+            user_id: "k".into(),
+            ..Profile::default()
+        };
+        user.apply(&ident(
+            "k",
+            "2026-12-05T05:00:00Z",
+            serde_json::json!({"subscriptions": {"email": true}}),
+        ));
+        let mut anon = Profile {
+            user_id: "anon:d".into(),
+            ..Profile::default()
+        };
+        anon.apply(&ident(
+            "anon:d",
+            "2026-12-05T01:00:00Z",
+            serde_json::json!({"subscriptions": {"email": false}}),
+        ));
+        user.absorb(&anon);
+        assert_eq!(
+            user.traits["subscriptions"]["email"],
+            serde_json::json!(false)
+        );
+        user.apply(&ident(
+            "k",
+            "2026-12-05T03:00:00Z",
+            serde_json::json!({"subscriptions": {"email": true}}),
+        ));
+        assert_eq!(
+            user.traits["subscriptions"]["email"],
+            serde_json::json!(false)
         );
     }
 

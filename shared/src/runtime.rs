@@ -1303,13 +1303,16 @@ impl Runtime {
             };
             return Box::pin(self.apply_event(&theirs, Some(user))).await;
         }
-        if let (Some(a), true) = (anonymous_id, unmerged.into_inner()) {
+        let merging = unmerged.into_inner();
+        if let (Some(a), true) = (anonymous_id, merging) {
             profile = self.merge_anonymous(&profile, a, &e.message_id).await?;
         }
         // The same event sent before as the visitor she turned out to be (a retry that added
         // her userId): done then, under the visitor's id. Looked up only for an event her
-        // history knows (an event of hers that failed half-way is not the visitor's).
-        if let Some(a) = anonymous_id.filter(|_| known.into_inner()) {
+        // history knows (an event of hers that failed half-way is not the visitor's), or a
+        // named event that is the merge itself (her history did not have the visitor's yet).
+        let look = known.into_inner() || (merging && e.event.is_some());
+        if let Some(a) = anonymous_id.filter(|_| look) {
             let visitor = join(&[crate::event::ANONYMOUS_PREFIX, a]);
             if self
                 .store
@@ -1593,10 +1596,9 @@ impl Runtime {
             })
             .await?;
         let ours = theirs.merged_into.as_deref() == Some(user);
-        let mut mine = BTreeMap::new();
         if ours {
             self.merge_caps(&anon, user).await?;
-            mine = self.load_enrollments(user).await?;
+            let mut mine = self.load_enrollments(user).await?;
             for (j, l) in self.load_enrollments(&anon).await? {
                 let active = l.enrollment.is_active();
                 let (l, _) = self.settle_for(l, cause, active).await?;
@@ -1639,28 +1641,32 @@ impl Runtime {
                 };
                 self.schedule(m, *at).await?;
             }
+            // Her own active enrollments (a visitor's moved to her was judged as it moved)
+            // that the visitor's exit events end: before the profile that lists the anonymous
+            // id is written, so that a retry after a failure here merges, and exits, again.
+            let mut absorbed = profile.clone();
+            absorbed.absorb(&theirs);
+            let active = std::mem::take(&mut mine)
+                .into_values()
+                .filter(|l| l.enrollment.is_active());
+            self.exit_on_the_visitors_events(&absorbed, active, cause)
+                .await?;
             tracing::info!(user, anonymous = %anon, "anonymous user merged");
         } else {
             tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");
         }
-        let merged = self
-            .update_profile(user, |p| {
-                if p.has_seen_anonymous(anonymous_id) {
-                    return;
-                }
-                if ours {
-                    p.absorb(&theirs);
-                    p.anonymous_ids.push(anonymous_id.to_string());
-                } else {
-                    p.anonymous_ids_of_others.push(anonymous_id.to_string());
-                }
-            })
-            .await?;
-        // Her own active enrollments (a visitor's moved to her was judged as it moved).
-        let active = mine.into_values().filter(|l| l.enrollment.is_active());
-        self.exit_on_the_visitors_events(&merged, active, cause)
-            .await?;
-        Ok(merged)
+        self.update_profile(user, |p| {
+            if p.has_seen_anonymous(anonymous_id) {
+                return;
+            }
+            if ours {
+                p.absorb(&theirs);
+                p.anonymous_ids.push(anonymous_id.to_string());
+            } else {
+                p.anonymous_ids_of_others.push(anonymous_id.to_string());
+            }
+        })
+        .await
     }
 
     /// The user's own active enrollments whose exit event the visitor she turned out to be did

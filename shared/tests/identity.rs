@@ -285,6 +285,64 @@ steps:
     );
 }
 
+/// The exit at the login is not lost when its write fails: the login is retried, and merges,
+/// and exits, again.
+#[tokio::test]
+async fn a_guests_exit_at_the_login_survives_a_failed_write() {
+    let journey = r#"
+id: browse
+name: Browse
+trigger: {event: product_viewed}
+exit_when: [{event: order_completed}]
+steps:
+  - {id: w, wait: 2h}
+  - {id: inapp, send: {in_app: {title: "Still looking?", body: x}}}
+"#;
+    let (h, faulty) = faulty_harness();
+    h.publish(journey).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"oscar","traits":{"email":"oscar@example.com"}}
+{"at":"2026-12-01T10:01:00Z","userId":"oscar","event":"product_viewed","messageId":"v-1"}
+{"at":"2026-12-01T10:05:00Z","anonymousId":"dev-o","event":"order_completed","messageId":"o-1"}
+"#,
+    )
+    .await;
+    *faulty.fail_write_of.lock().expect("fail") = Some("E#browse".into());
+    h.play(r#"{"at":"2026-12-01T10:06:00Z","type":"identify","userId":"oscar","anonymousId":"dev-o","messageId":"l-1"}"#).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+}
+
+/// The retried visitor event that is itself the first with both ids (so the merge) is a
+/// duplicate too.
+#[tokio::test]
+async fn a_retry_that_is_itself_the_login_is_a_duplicate() {
+    let journey = r#"
+id: promo
+name: Promo
+trigger: {event: promo_requested}
+reentry: after_exit
+steps:
+  - id: one
+    send: {in_app: {title: "Your code", body: x}}
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","anonymousId":"dev-r","event":"promo_requested","messageId":"m-1"}
+{"at":"2026-12-01T10:02:00Z","userId":"rita","anonymousId":"dev-r","event":"promo_requested","messageId":"m-1","timestamp":"2026-12-01T10:00:00Z"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:00:00Z anon:dev-r in_app one: Your code"]
+    );
+}
+
 /// An order placed as a guest before logging in ends the user's own journey that exits on it,
 /// at the login (when the engine learns the guest was her): no "still looking?" after her order.
 #[tokio::test]
@@ -1241,6 +1299,12 @@ async fn a_merge_costs_a_few_store_calls_once_and_later_events_with_both_ids_not
     let total = |c: &std::collections::BTreeMap<&str, usize>| c.values().sum::<usize>();
     assert!(total(&fresh) > total(&alone), "{fresh:?}");
     assert!(total(&login) > total(&fresh), "{login:?}");
+    // What the README says a login with nothing to move costs.
+    assert_eq!(
+        total(&fresh) - total(&alone),
+        7,
+        "{fresh:?} against {alone:?}"
+    );
 }
 
 /// Not about identity, but about the same faults: a trigger that entered, failed before it was

@@ -371,9 +371,6 @@ fn a_user_id_with_any_characters_is_found_by_its_percent_encoded_path() {
     });
 }
 
-/// Every refusal has the same shape: `error`, a `code` and a one-line `message` (what Segment's
-/// libraries log); a journey refused on publishing lists each problem with its `field`, file,
-/// line and column.
 /// A batch of many bad items gets an answer of bounded size: the first 100 rejected items, how
 /// many there were, and a message naming the first ten problems (a 340 KB batch of 170,000 bad
 /// items once made a 36 MB answer, more than a Lambda function may return). The good items
@@ -402,9 +399,33 @@ fn a_batch_of_many_bad_items_gets_a_bounded_answer() {
         assert_eq!(v["rejected_count"], 5_000, "{v}");
         let message = v["message"].as_str().unwrap_or_default();
         assert!(message.ends_with("; and 4990 more"), "{message}");
+
+        // Warnings alone: a 200 listing the first 100, with their count.
+        let items: Vec<Value> = (0..150)
+            .map(|i| json!({"type": "identify", "userId": format!("u{i}"), "traits": {"phone": "call me"}}))
+            .collect();
+        let body = json!({ "batch": items }).to_string();
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/batch",
+                &[("authorization", &auth)],
+                &body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["accepted"], 150, "{v}");
+        assert_eq!(v["warnings"].as_array().map(Vec::len), Some(100), "{v}");
+        assert_eq!(v["warnings_count"], 150, "{v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.ends_with("; and 140 more"), "{message}");
     });
 }
 
+/// Every refusal has the same shape: `error`, a `code` and a one-line `message` (what Segment's
+/// libraries log); a journey refused on publishing lists each problem with its `field`, file,
+/// line and column.
 #[test]
 fn refusals_have_one_shape() {
     block_on(async {
