@@ -285,6 +285,43 @@ steps:
     );
 }
 
+/// An unsubscribe link followed is a statement of the email choice at that time: an opt-in
+/// stated before it, arriving later, does not undo it, and a push opt-out stated before it,
+/// arriving later, is still taken (not dropped because email changed since).
+#[tokio::test]
+async fn an_unsubscribe_link_and_late_identifies_keep_each_channels_latest_choice() {
+    let h = Harness::new("2026-12-05T04:00:00Z");
+    h.play(r#"{"at":"2026-12-05T04:00:00Z","type":"identify","userId":"kim","traits":{"email":"kim@example.com"}}"#)
+        .await;
+    h.advance_to(at("2026-12-05T05:00:00Z")).await;
+    h.rt.unsubscribe("kim", Channel::Email)
+        .await
+        .expect("unsubscribe");
+    h.play(r#"
+{"at":"2026-12-05T05:10:00Z","type":"identify","userId":"kim","traits":{"subscriptions":{"email":true,"push":false}},"timestamp":"2026-12-05T04:50:00Z"}
+"#)
+    .await;
+    let view = h.rt.user("kim").await.expect("kim");
+    let subs = view.profile.map(|p| p.traits["subscriptions"].clone());
+    assert_eq!(subs, Some(json!({"email": false, "push": false})));
+
+    // Opted out already; the link followed again at 07:00 says it again (nothing changes);
+    // an opt-in stated at 06:30 arriving after it does not undo it.
+    h.play(r#"{"at":"2026-12-05T06:00:00Z","type":"identify","userId":"kim","traits":{"subscriptions":{"email":false}}}"#)
+        .await;
+    h.advance_to(at("2026-12-05T07:00:00Z")).await;
+    h.rt.unsubscribe("kim", Channel::Email)
+        .await
+        .expect("unsubscribe");
+    h.play(r#"{"at":"2026-12-05T07:10:00Z","type":"identify","userId":"kim","traits":{"subscriptions":{"email":true}},"timestamp":"2026-12-05T06:30:00Z"}"#)
+        .await;
+    let view = h.rt.user("kim").await.expect("kim");
+    let email = view
+        .profile
+        .map(|p| p.traits["subscriptions"]["email"].clone());
+    assert_eq!(email, Some(json!(false)));
+}
+
 /// The exit at the login is not lost when its write fails: the login is retried, and merges,
 /// and exits, again.
 #[tokio::test]
