@@ -1051,6 +1051,10 @@ impl<'a> Check<'a> {
     fn special_traits(&mut self, traits: &mut Map<String, Value>) {
         traits.retain(|name, value| {
             let problem = match name.as_str() {
+                // The profile keeps when each channel's choice was made under these names.
+                n if n.starts_with("subscriptions.") || n.starts_with("stated:") => Some(
+                    "is a name Waymark keeps for itself: send a channel's choice inside `subscriptions`, like {\"subscriptions\": {\"email\": false}}".to_string(),
+                ),
                 "email" | "phone" | "timezone" if !value.is_null() => trait_problem(name, value),
                 "locale" if !value.is_null() => {
                     crate::profile::device_trait_problem(name, value).map(str::to_string)
@@ -2035,6 +2039,16 @@ mod tests {
         assert_eq!(event.traits["subscriptions"], json!({"sms": false}));
         let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(warned, ["traits.timezone"]);
+
+        // A trait under a name the profile keeps its channels' times by is left out too (it
+        // would stand for a channel's choice being made).
+        let (event, warnings) = call(json!({"userId": "u1", "traits": {
+            "subscriptions.email": "2099-01-01T00:00:00Z", "stated:x": 1, "plan": "pro"}}))
+        .expect("taken without them");
+        assert_eq!(event.traits.get("subscriptions.email"), None);
+        assert_eq!(event.traits["plan"], "pro");
+        let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(warned, ["traits.stated:x", "traits.subscriptions.email"]);
 
         // So is a locale that is not one, and a device's zone or locale that would not be
         // taken as the user's is said, not silently passed over.
