@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::journey::{Action, Journey, Send, Step, Template, TriggerKind};
+use crate::journey::{Action, Journey, JourneyStatus, Reentry, Send, Step, Template, TriggerKind};
 
 /// A Mermaid `flowchart TD` of `j`: the trigger, one node per step labelled with its action, an
 /// edge for every way on (`next`, `goto`, `on_event`, `on_timeout`, `else`, split paths), and the
@@ -15,6 +15,15 @@ pub fn mermaid(j: &Journey) -> String {
     let comment = |s: &str| one_line(s).replace('{', "(").replace('}', ")");
     d.line(&format!("    %% {}: {}", comment(&j.id), comment(&j.name)));
     d.line(&format!("    trigger([\"{}\"])", text(&trigger_label(j))));
+    d.line(&format!(
+        "    rules>\"{}\"]",
+        rules_label(j)
+            .iter()
+            .map(|l| text(l))
+            .collect::<Vec<_>>()
+            .join("<br/>")
+    ));
+    d.line("    trigger -.- rules");
     if !j.exit_when.is_empty() {
         let events: Vec<String> = j
             .exit_when
@@ -198,6 +207,35 @@ fn trigger_label(j: &Journey) -> String {
         }
         None => "trigger (invalid)".into(),
     }
+}
+
+/// The rules around the steps, a line each: who may enter again, and, where the file says so,
+/// the status, quiet hours, the default time zone and whether the journey is transactional.
+fn rules_label(j: &Journey) -> Vec<String> {
+    let mut lines = vec![match &j.reentry {
+        Reentry::Never => "enters once per user".to_string(),
+        Reentry::AfterExit => "enters again after exit".to_string(),
+        Reentry::After(d) => format!("enters again {d} after the last entry, once it ended"),
+    }];
+    match j.status {
+        JourneyStatus::Active => {}
+        JourneyStatus::Closed => lines.push("closed: no new entries".into()),
+        JourneyStatus::Stopped => lines.push("stopped: no entries, no sends".into()),
+    }
+    if let Some(q) = &j.quiet_hours {
+        lines.push(format!(
+            "quiet hours {}–{} in the user's time",
+            String::from(q.start),
+            String::from(q.end)
+        ));
+    }
+    if let Some(z) = &j.timezone {
+        lines.push(format!("time zone {z} when the user has none"));
+    }
+    if j.transactional {
+        lines.push("transactional: no caps, no quiet hours".into());
+    }
+    lines
 }
 
 fn with_condition(event: &str, condition: Option<&crate::condition::Condition>) -> String {
@@ -412,6 +450,8 @@ steps:
         let expected = r##"flowchart TD
     %% cart: Cart "abandonment"
     trigger(["on cart_abandoned"])
+    rules>"enters once per user"]
+    trigger -.- rules
     exit_when>"exit when: order_cancelled"]
     trigger -.- exit_when
     goal>"goal: order_completed within 3d"]
@@ -462,6 +502,32 @@ steps:
         assert!(
             m.contains(
                 "s1[\"push_reminder<br/>push: You left #lt;something#gt; [also fr, pt-br]\"]"
+            ),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_entry_rule_status_quiet_hours_and_zone_are_noted_by_the_trigger() {
+        let text = CART.replace(
+            "exit_when:\n",
+            "reentry: {after: 7d}\nstatus: closed\nquiet_hours: {start: \"21:00\", end: \"08:00\"}\ntimezone: Europe/Berlin\nexit_when:\n",
+        );
+        let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
+        assert!(
+            m.contains(
+                "    rules>\"enters again 1w after the last entry, once it ended<br/>closed: no new entries<br/>quiet hours 21:00–08:00 in the user's time<br/>time zone Europe/Berlin when the user has none\"]\n    trigger -.- rules\n"
+            ),
+            "{m}"
+        );
+        let text = CART.replace(
+            "exit_when:\n",
+            "reentry: after_exit\ntransactional: true\nexit_when:\n",
+        );
+        let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
+        assert!(
+            m.contains(
+                "    rules>\"enters again after exit<br/>transactional: no caps, no quiet hours\"]"
             ),
             "{m}"
         );
