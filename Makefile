@@ -3,6 +3,7 @@
 
 SHELL := /bin/bash
 SPEED ?= 60
+PORT ?= 8080
 VENV := .venv/bin
 
 export SAM_CLI_TELEMETRY := 0
@@ -36,7 +37,7 @@ lambda: tools
 	@ls -l target/lambda/*/bootstrap | awk '{ printf "%10d  %s\n", $$5, $$9 }'
 
 dev:
-	cargo run -p waymark-cli --release -- dev --journeys examples/journeys --speed $(SPEED)
+	cargo run -p waymark-cli --release -- dev --journeys examples/journeys --speed $(SPEED) --port $(PORT)
 
 soak:
 	WAYMARK_SOAK_SEEDS=20000 cargo test --release -p waymark-shared --test faults -- --nocapture
@@ -48,6 +49,7 @@ bench:
 
 # Convenience only: needs AWS credentials and answers prompts. sam builds the
 # arm64 binaries with cargo-lambda, which needs the aarch64-unknown-linux-gnu
-# Rust target (rustup target add) and zig (the ziglang wheel in .venv).
+# Rust target (rustup target add) and zig (the ziglang wheel that cargo-lambda's wheel pulls
+# into .venv, found as .venv's python3 -m ziglang, hence the PATH).
 deploy: tools
 	export PATH="$(CURDIR)/$(VENV):$$PATH"; sam build --beta-features && sam deploy --guided
