@@ -46,7 +46,7 @@ enum Command {
         /// The folder of journey files (and its optional waymark.yaml).
         #[arg(long)]
         journeys: PathBuf,
-        /// JSON lines, each a track, identify, page, screen or alias body with an "at" time.
+        /// JSON lines, each a track, identify, page, screen, alias or group body with an "at" time.
         #[arg(long)]
         events: PathBuf,
         /// How long to keep going after the last event (e.g. 30d).

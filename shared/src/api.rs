@@ -527,7 +527,10 @@ impl Api {
     ) -> Response<Bytes> {
         let method = req.method().clone();
         match (method.clone(), segments) {
-            (Method::POST, ["v1", t @ ("track" | "identify" | "page" | "screen" | "alias")]) => {
+            (
+                Method::POST,
+                ["v1", t @ ("track" | "identify" | "page" | "screen" | "alias" | "group")],
+            ) => {
                 if role.is_none() {
                     return unauthorized();
                 }
@@ -543,15 +546,6 @@ impl Api {
                     Ok((e, warnings)) => self.enqueue(vec![e], Vec::new(), warnings).await,
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
-            }
-            (Method::POST, ["v1", "group"]) => {
-                if role.is_none() {
-                    return unauthorized();
-                }
-                field_errors(
-                    StatusCode::BAD_REQUEST,
-                    &[FieldError::new("type", event::GROUP_REFUSED)],
-                )
             }
             (Method::POST, ["v1", "batch"]) => {
                 if role.is_none() {

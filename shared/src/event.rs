@@ -55,7 +55,9 @@ impl Kind {
 /// `page` and `screen` are the track events `page_viewed` and `screen_viewed` (the call's `name`
 /// and `category` among their properties, as Segment's own destinations map them); `alias` is an
 /// identify of `userId` with `previousId` as its anonymous id, which merges that anonymous user
-/// into it. `group` is not taken: Waymark keeps no groups.
+/// into it; `group` is the track event `group_joined`, the group's traits and its `group_id`
+/// among its properties (Waymark keeps no groups of its own: a journey can enter, branch or
+/// exit on the event, and an `update` step can copy a trait to the profile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
     Track,
@@ -63,6 +65,7 @@ pub enum Call {
     Page,
     Screen,
     Alias,
+    Group,
 }
 
 impl Call {
@@ -74,15 +77,16 @@ impl Call {
             "page" => Some(Call::Page),
             "screen" => Some(Call::Screen),
             "alias" => Some(Call::Alias),
+            "group" => Some(Call::Group),
             _ => None,
         }
     }
 }
 
-/// What a `group` call is told (in a batch, or at `POST /v1/group`).
-pub const GROUP_REFUSED: &str = r#"is "group", which Waymark does not keep; send the group's traits with an identify call instead"#;
+/// The track event a `group` call becomes.
+pub const GROUP_JOINED: &str = "group_joined";
 
-/// Parse one `POST /v1/{track,identify,page,screen,alias}` body (see [`Call`]).
+/// Parse one `POST /v1/{track,identify,page,screen,alias,group}` body (see [`Call`]).
 /// Strict: an identify's `email`, `phone` or `timezone` that the HTTP API would leave out with
 /// a warning ([`parse_call_warned`]) is an error here, for a script or a test that names what
 /// it sends.
@@ -204,6 +208,45 @@ fn from_call(
                     if let Some(v) = v.filter(|v| !v.is_null()) {
                         props.insert(k.into(), v);
                     }
+                }
+            }
+            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix)
+        }
+        Call::Group => {
+            let mut check = Check::new(prefix);
+            let group = check.id(raw, "groupId");
+            if is_absent(raw.get("groupId")) {
+                check.error(
+                    "groupId",
+                    "is required: the id of the group (a company, an account) the user is in",
+                );
+            }
+            let traits = match raw.get("traits") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(t)) => t.clone(),
+                Some(_) => {
+                    check.error("traits", "must be an object: the group's traits");
+                    Map::new()
+                }
+            };
+            if !check.errors.is_empty() {
+                return Err(check.errors);
+            }
+            let mut raw = raw.clone();
+            raw.remove("groupId");
+            raw.remove("traits");
+            raw.insert("event".into(), Value::String(GROUP_JOINED.into()));
+            // The group's traits over any properties the call has, and its id over both.
+            let props = raw
+                .entry("properties")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if props.is_null() {
+                *props = Value::Object(Map::new());
+            }
+            if let Value::Object(props) = props {
+                props.extend(traits);
+                if let Some(group) = group {
+                    props.insert("group_id".into(), Value::String(group));
                 }
             }
             from_raw(Kind::Track, &raw, shared_context, received, limits, prefix)
@@ -409,13 +452,13 @@ pub fn parse_batch(
         None | Some(Value::Null) => {
             return Err(vec![FieldError::new(
                 "batch",
-                r#"is required: send {"batch": [...]} with track, identify, page, screen or alias events"#,
+                r#"is required: send {"batch": [...]} with track, identify, page, screen, alias or group events"#,
             )])
         }
         Some(_) => {
             return Err(vec![FieldError::new(
                 "batch",
-                "must be an array of track, identify, page, screen or alias events",
+                "must be an array of track, identify, page, screen, alias or group events",
             )])
         }
     };
@@ -537,7 +580,7 @@ fn parse_item(
     let Value::Object(raw) = item else {
         return Err(vec![FieldError::new(
             prefix,
-            "must be an object: a track, identify, page, screen or alias event",
+            "must be an object: a track, identify, page, screen, alias or group event",
         )]);
     };
     let size = serialized_len(item);
@@ -545,31 +588,25 @@ fn parse_item(
         return Err(vec![too_big(prefix, size, MAX_EVENT_BYTES)]);
     }
     let call = match raw.get("type") {
-        Some(Value::String(t)) if t == "group" => {
-            return Err(vec![FieldError::new(
-                format!("{prefix}.type"),
-                GROUP_REFUSED,
-            )]);
-        }
         Some(Value::String(t)) => match Call::parse(t) {
             Some(call) => call,
             None => {
                 return Err(vec![FieldError::new(
                     format!("{prefix}.type"),
-                    r#"is unknown: send "track", "identify", "page", "screen" or "alias""#,
+                    r#"is unknown: send "track", "identify", "page", "screen", "alias" or "group""#,
                 )]);
             }
         },
         None | Some(Value::Null) => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                r#"is required: send "track", "identify", "page", "screen" or "alias""#,
+                r#"is required: send "track", "identify", "page", "screen", "alias" or "group""#,
             )]);
         }
         Some(_) => {
             return Err(vec![FieldError::new(
                 format!("{prefix}.type"),
-                r#"must be one of the strings "track", "identify", "page", "screen" or "alias""#,
+                r#"must be one of the strings "track", "identify", "page", "screen", "alias" or "group""#,
             )]);
         }
     };
@@ -2467,19 +2504,53 @@ mod tests {
     }
 
     #[test]
-    fn batch_rejects_group_calls_and_unknown_types_with_a_hint() {
-        for (t, hint) in [
-            ("group", "does not keep"),
-            (
-                "screenview",
-                r#"send "track", "identify", "page", "screen" or "alias""#,
-            ),
-        ] {
-            let outcome = batch(&json!({"batch": [{"type": t, "userId": "u1"}]})).expect(t);
-            let error = &outcome.rejected[0].errors[0];
-            assert_eq!(error.field, "batch[0].type");
-            assert!(error.message.contains(hint), "{error:?}");
-        }
+    fn batch_rejects_unknown_types_with_a_hint() {
+        let outcome =
+            batch(&json!({"batch": [{"type": "screenview", "userId": "u1"}]})).expect("batch");
+        let error = &outcome.rejected[0].errors[0];
+        assert_eq!(error.field, "batch[0].type");
+        assert!(
+            error
+                .message
+                .contains(r#"send "track", "identify", "page", "screen", "alias" or "group""#),
+            "{error:?}"
+        );
+    }
+
+    /// Segment's client libraries send `group` calls in their batches; a refusal would make
+    /// them report the whole batch failed (and the legacy Node library throw).
+    #[test]
+    fn a_group_call_is_the_track_event_group_joined_with_the_groups_traits_and_id() {
+        let outcome = batch(&json!({"batch": [
+            {"type": "group", "userId": "u1", "messageId": "g1", "groupId": "acme",
+             "traits": {"name": "Acme", "plan": "enterprise", "group_id": "not this"}},
+            {"type": "group", "anonymousId": "d1", "messageId": "g2", "groupId": 42},
+        ]}))
+        .expect("batch");
+        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+        let [acme, numbered] = outcome.accepted.as_slice() else {
+            panic!("{:?}", outcome.accepted)
+        };
+        assert_eq!(acme.kind, Kind::Track);
+        assert_eq!(acme.event.as_deref(), Some(GROUP_JOINED));
+        assert_eq!(
+            *acme.properties,
+            json!({"name": "Acme", "plan": "enterprise", "group_id": "acme"})
+        );
+        assert!(acme.traits.is_empty());
+        assert_eq!(*numbered.properties, json!({"group_id": "42"}));
+        // Without its group, or with traits that are not an object, it is refused by name.
+        let outcome = batch(&json!({"batch": [
+            {"type": "group", "userId": "u1"},
+            {"type": "group", "userId": "u1", "groupId": "acme", "traits": ["Acme"]},
+        ]}))
+        .expect("batch");
+        assert!(outcome.accepted.is_empty());
+        assert_eq!(
+            fields(&outcome.rejected[0].errors),
+            vec!["batch[0].groupId"]
+        );
+        assert_eq!(fields(&outcome.rejected[1].errors), vec!["batch[1].traits"]);
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl ScriptLine {
             None => event::Call::Track,
             Some(t) => event::Call::parse(t).ok_or_else(|| {
                 format!(
-                    "type: `{t}` is not a kind of event here: write \"track\", \"identify\", \"page\", \"screen\" or \"alias\""
+                    "type: `{t}` is not a kind of event here: write \"track\", \"identify\", \"page\", \"screen\", \"alias\" or \"group\""
                 )
             })?,
         };
@@ -155,7 +155,7 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
                     String::new()
                 };
                 errors.push(format!(
-                    "line {}{at}: {what} (each line is a JSON object with \"at\" (RFC 3339) and a track, identify, page, screen or alias body)",
+                    "line {}{at}: {what} (each line is a JSON object with \"at\" (RFC 3339) and a track, identify, page, screen, alias or group body)",
                     i + 1
                 ));
                 continue;
@@ -485,7 +485,7 @@ mod tests {
             "",
             "# a comment",
             r#"{"at":"2027-03-14T00:00:00Z","type":"track","userId":"ny"}"#,
-            r#"{"at":"2027-03-14T00:00:00Z","type":"group","userId":"ny","event":"x"}"#,
+            r#"{"at":"2027-03-14T00:00:00Z","type":"groups","userId":"ny","event":"x"}"#,
             r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x"}"#,
             r#"{"at":"2027-03-14"}"#,
             // Stamped a year after it is received: the API would refuse it.
@@ -501,7 +501,7 @@ mod tests {
         );
         assert!(lines[0].starts_with("line 1: traits.timezone: "), "{e}");
         assert!(lines[1].starts_with("line 4: event: is required"), "{e}");
-        assert!(lines[2].starts_with("line 5: type: `group`"), "{e}");
+        assert!(lines[2].starts_with("line 5: type: `groups`"), "{e}");
         assert!(
             lines[3].starts_with("line 7, column 18: failed to find time"),
             "{e}"

@@ -163,6 +163,7 @@ trigger: {event: never_sent}
 exit_when:
   - event: page_viewed
   - event: screen_viewed
+  - event: group_joined
 steps:
   - id: done
     exit: true
@@ -519,7 +520,7 @@ fn asking_for_an_anonymous_id_points_to_where_the_user_is_kept() {
 }
 
 #[test]
-fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hint() {
+fn segments_page_screen_alias_and_group_calls_are_taken() {
     block_on(async {
         let s = Stack::new().await;
         s.name_page_and_screen_views().await;
@@ -534,6 +535,14 @@ fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hi
             .await;
         s.post("/v1/alias", json!({"previousId": "web-1", "userId": "ada"}))
             .await;
+        // Her company, by its long path and analytics.js's one-letter one.
+        s.post(
+            "/v1/group",
+            json!({"userId": "ada", "groupId": "acme", "traits": {"plan": "enterprise"}}),
+        )
+        .await;
+        s.post("/v1/g", json!({"userId": "bob", "groupId": "initech"}))
+            .await;
         s.run_until(s.clock.now() + SignedDuration::from_secs(60))
             .await;
         let (status, text) = s.admin_get("/v1/users/ada").await;
@@ -544,21 +553,25 @@ fn segments_page_screen_and_alias_calls_are_taken_and_group_is_refused_with_a_hi
             ada["profile"]["history"]["page_viewed"].is_array(),
             "the page view is ada's: {text}"
         );
+        assert!(
+            ada["profile"]["history"]["group_joined"].is_array(),
+            "the group call is ada's: {text}"
+        );
         let (_, text) = s.admin_get("/v1/users/bob").await;
         let bob: Value = serde_json::from_str(&text).expect("JSON");
         assert!(
             bob["profile"]["history"]["screen_viewed"].is_array(),
             "{text}"
         );
-        // Bad calls name their field; a group call says what to do instead.
+        assert!(
+            bob["profile"]["history"]["group_joined"].is_array(),
+            "{text}"
+        );
+        // Bad calls name their field.
         for (route, body, field) in [
             ("/v1/alias", json!({"userId": "ada"}), "previousId"),
             ("/v1/page", json!({"userId": ["ada"]}), "userId"),
-            (
-                "/v1/group",
-                json!({"userId": "ada", "groupId": "g1"}),
-                "type",
-            ),
+            ("/v1/group", json!({"userId": "ada"}), "groupId"),
         ] {
             let (status, v) = s.send(route, &body).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {v}");
