@@ -1599,7 +1599,9 @@ impl<'a> Run<'a> {
     }
 
     /// The update with each `set` value written as a template (`"{{ event.plan }}"`) rendered
-    /// to its text; one that cannot be rendered is left out, with why. A `null` set removes the
+    /// to its text, or, when it is one expression whose value is a number, a truth value, a
+    /// list or an object, to that value ([`template::Context::evaluate`]); one that cannot be
+    /// rendered is left out, with why. A `null` set removes the
     /// trait, as an identify's `null` does: it is moved to `unset`.
     fn resolve(&self, u: &Update) -> (Update, BTreeMap<String, String>) {
         let mut failed = BTreeMap::new();
@@ -1620,7 +1622,23 @@ impl<'a> Run<'a> {
                 }
                 continue;
             }
-            match v.as_str().filter(|s| template::is_template(s)) {
+            let source = v.as_str().filter(|s| template::is_template(s));
+            // One expression keeps its value's type; an address, a zone or a locale is text.
+            let typed = source
+                .filter(|_| !matches!(k.as_str(), "email" | "phone" | "timezone" | "locale"))
+                .and_then(|source| ctx.evaluate(source));
+            match typed {
+                Some(Ok(value)) => {
+                    set.insert(k.clone(), value);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    failed.insert(k.clone(), e.message);
+                    continue;
+                }
+                None => {}
+            }
+            match source {
                 Some(source) => match ctx.render(source, false) {
                     Ok(text) => {
                         // A rendered address is kept and checked as an identify's would be.

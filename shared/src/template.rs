@@ -451,6 +451,40 @@ impl<'a> Context<'a> {
     pub fn render(&self, source: &str, html: bool) -> Result<String, TemplateError> {
         render_cached(source, Given::Scope(self), html)
     }
+
+    /// The value of a template that is one `{{ expression }}` and nothing else, as JSON, when
+    /// it is a number, a truth value, a list or an object: a profile update keeps its type
+    /// (`orders: "{{ (profile.orders or 0) + 1 }}"` stays a number a condition can compare).
+    /// `None` when the template is more than one expression, or its value is text, missing or
+    /// none: those are rendered as text, as any other template.
+    pub fn evaluate(&self, source: &str) -> Option<Result<serde_json::Value, TemplateError>> {
+        let expr = sole_expression(source)?;
+        let value = env()
+            .compile_expression_owned(expr.to_string())
+            .and_then(|e| e.eval(self.values()));
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => return Some(Err(from_minijinja(e))),
+        };
+        if value.is_undefined() || value.is_none() {
+            return None;
+        }
+        match serde_json::to_value(&value) {
+            // An infinite or not-a-number result is JSON's null: rendered as text instead.
+            Ok(serde_json::Value::Null | serde_json::Value::String(_)) | Err(_) => None,
+            Ok(typed) => Some(Ok(typed)),
+        }
+    }
+}
+
+/// The expression of a template that is one `{{ expression }}` and nothing else (spaces
+/// around it, and MiniJinja's `{{-`/`-}}`, allowed).
+fn sole_expression(source: &str) -> Option<&str> {
+    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
+    let more = ["{{", "}}", "{%", "%}", "{#", "#}"];
+    (!more.iter().any(|m| inner.contains(m))).then(|| inner.trim())
 }
 
 /// What a render was given to render with.

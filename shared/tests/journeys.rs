@@ -2842,6 +2842,67 @@ steps:
     assert!(failed["broken"].contains("is not a time"), "{failed:?}");
 }
 
+/// A set value that is one `{{ expression }}` keeps its value's type: a total a branch compares
+/// with a number, a counter that counts, a list; text stays text, and so does a value with
+/// anything around its expression.
+#[tokio::test]
+async fn update_keeps_the_type_of_a_value_that_is_one_expression() {
+    let journey = r##"
+id: orders
+name: Orders
+trigger: {event: order_completed}
+reentry: after_exit
+steps:
+  - id: keep
+    update:
+      set:
+        last_total: "{{ event.total }}"
+        orders: "{{ (profile.orders | default(0)) + 1 }}"
+        skus: "{{- event.skus -}}"
+        vip: "{{ event.total > 100 }}"
+        code: "{{ event.code }}"
+        label: "#{{ event.total }}"
+        email: "{{ event.email }}"
+  - id: big_or_small
+    branch:
+      cases:
+        - {when: "profile.last_total > 100 and profile.vip == true", goto: big}
+      else: small
+  - id: big
+    send: {push: {title: "big {{ profile.orders }} {{ profile.skus | length }} {{ profile.code }}{{ profile.label }}", body: "."}}
+    next: done
+  - id: small
+    send: {push: {title: "small {{ profile.orders }}", body: "."}}
+  - id: done
+    exit: true
+"##;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-1","properties":{"total":500,"skus":["a","b"],"code":"007","email":"ann@example.com"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-2","properties":{"total":5,"skus":[],"code":"008","email":"ann@example.com"}}
+"#;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    h.play(script).await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T10:00:00Z ann push big: big 1 2 007#500",
+            "2026-12-01T11:00:00Z ann push small: small 2",
+        ]
+    );
+    let view = h.rt.user("ann").await.expect("ann");
+    let traits = &view.profile.expect("a profile").traits;
+    assert_eq!(traits["last_total"], json!(5));
+    assert_eq!(traits["orders"], json!(2));
+    assert_eq!(traits["skus"], json!([]));
+    assert_eq!(traits["vip"], json!(false));
+    assert_eq!(traits["code"], json!("008"));
+    assert_eq!(traits["label"], json!("#5"));
+    assert_eq!(traits["email"], json!("ann@example.com"));
+}
+
 /// A property sent as `null` is a value the event does not have: through `upper`, `trim`,
 /// `title`, `~` or `length` it prints as a missing one does (nothing, 0), not `None`, and
 /// `default` stands in for it.
