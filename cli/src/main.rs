@@ -236,16 +236,27 @@ fn validate(paths: &[PathBuf]) -> bool {
             errors.extend(e);
         }
     }
+    // A folder among several that holds none (misnamed, or its journeys in a subfolder).
+    let empty: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_dir() && dsl::journey_files(p).is_ok_and(|f| f.is_empty()))
+        .cloned()
+        .collect();
     if errors.is_empty() && count == 0 {
         // A CI step that checks nothing must not pass.
         eprintln!("{}", no_journeys(paths));
         false
-    } else if errors.is_empty() {
+    } else if errors.is_empty() && empty.is_empty() {
         println!("ok: {count} journeys");
         true
     } else {
         print_errors(&errors);
-        eprintln!("{} error(s)", errors.len());
+        if !empty.is_empty() {
+            eprintln!("{}", no_journeys(&empty));
+        }
+        if !errors.is_empty() {
+            eprintln!("{} error(s)", errors.len());
+        }
         false
     }
 }

@@ -82,6 +82,26 @@ fn validate_and_simulate_fail_on_a_folder_with_no_journey() {
     assert!(text(&out.stdout).is_empty());
 }
 
+/// A folder with no journey file fails `validate` also beside a path that holds one: a
+/// misnamed folder in a CI step is not passed over.
+#[test]
+fn validate_fails_on_an_empty_folder_among_several_paths() {
+    let dir = TempDir::new("validate-some-none");
+    std::fs::create_dir_all(dir.path().join("empty")).expect("mkdir");
+    let file = dir.write("welcome.yaml", WELCOME).display().to_string();
+    let empty = dir.path().join("empty").display().to_string();
+    for paths in [[&file, &empty], [&empty, &file]] {
+        let out = run(&["validate", paths[0], paths[1]]);
+        assert_eq!(out.status.code(), Some(1), "{paths:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("{empty}: no journey files")),
+            "{paths:?}: {err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{paths:?}");
+    }
+}
+
 #[test]
 fn validate_reports_file_line_col_and_fails() {
     let dir = TempDir::new("validate-bad");
