@@ -709,7 +709,13 @@ impl Watcher {
                 continue;
             }
             self.seen.insert(file.clone(), m);
-            match dsl::load_file(&file) {
+            let loaded = dsl::load_file(&file);
+            if loaded.is_ok() {
+                for w in dsl::advice_for(std::slice::from_ref(&file)) {
+                    say_err!("{}", crate::warning(&w));
+                }
+            }
+            match loaded {
                 Ok(j) => match self.publish(runtime, &file, &j, first).await {
                     Some(version) => {
                         if let Some(TriggerKind::Event { event, .. }) = j.trigger.kind() {

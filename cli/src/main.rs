@@ -236,6 +236,10 @@ fn validate(paths: &[PathBuf]) -> bool {
             errors.extend(e);
         }
     }
+    // What valid files say that their writers may not mean: warned of, not failed.
+    for w in in_file_order(&dsl::advice_for(paths)) {
+        eprintln!("{}", warning(w));
+    }
     // A folder among several that holds none (misnamed, or its journeys in a subfolder).
     let empty: Vec<PathBuf> = paths
         .iter()
@@ -259,6 +263,11 @@ fn validate(paths: &[PathBuf]) -> bool {
         }
         false
     }
+}
+
+/// A piece of [`dsl::advice`] as `validate` and `dev` print it.
+pub fn warning(w: &dsl::FileError) -> String {
+    format!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message)
 }
 
 /// What to say of paths that hold no journey file.

@@ -145,6 +145,33 @@ fn validate_accepts_the_examples() {
     let out = run(&["validate", &examples().display().to_string()]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("ok: "));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A branch's path that runs on, in file order, into another path's step passes `validate`
+/// with a warning at the step that runs on, saying how to end or join it.
+#[test]
+fn validate_warns_of_a_path_that_runs_into_another() {
+    let dir = TempDir::new("validate-runs-on");
+    let file = dir.write(
+        "vip.yaml",
+        "id: vip\nname: VIP\ntrigger: {event: ordered}\nsteps:\n  - id: br\n    branch: {cases: [{when: \"event.vip == true\", goto: vip}]}\n  - id: regular\n    send: {sms: {body: regular}}\n  - id: vip\n    send: {sms: {body: vip}}\n",
+    );
+    let name = file.display().to_string();
+    let out = run(&["validate", &name]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{name}:7:5: warning: step `regular` runs on into `vip`"
+        )),
+        "{err}"
+    );
 }
 
 #[test]

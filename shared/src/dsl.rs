@@ -957,6 +957,116 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// Advice on a valid journey file: what it says that its writer may not mean (see
+/// [`runs_into_a_sibling`]). Empty when the file does not parse or is not valid: its errors say
+/// more. Reads the file's text again; `validate` and `waymark dev` print it as warnings.
+pub fn advice(file: &str, text: &str) -> Vec<FileError> {
+    let Ok(Some(read)) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)
+    else {
+        return Vec::new();
+    };
+    if !read.errors.is_empty() || !validate(&read.located.value).is_empty() {
+        return Vec::new();
+    }
+    runs_into_a_sibling(&read.located.value)
+        .into_iter()
+        .map(|p| read.located.error(&p.path, p.message))
+        .collect()
+}
+
+/// [`advice`] for every journey file of `paths` (a folder's, as [`load_set`] reads them) that
+/// can be read.
+pub fn advice_for(paths: &[PathBuf]) -> Vec<FileError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let files = if p.is_dir() {
+            journey_files(p).unwrap_or_default()
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            if let Ok(text) = std::fs::read_to_string(&f) {
+                out.extend(advice(&f.display().to_string(), &text));
+            }
+        }
+    }
+    out
+}
+
+/// The paths of a branch, a split or a `wait_for` that run on, in file order, into a step
+/// another of its paths goes to: a user on such a path gets both paths' messages (in Braze's
+/// or Customer.io's canvas, paths stay apart unless they are joined). An explicit `next:` is
+/// taken as meant: a join, or an end.
+fn runs_into_a_sibling(j: &Journey) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut warned = BTreeSet::new();
+    for (i, s) in j.steps.iter().enumerate() {
+        let kind = match s.action() {
+            Action::Branch(_) => "branch",
+            Action::Split(_) => "split",
+            Action::WaitFor(_) => "wait_for",
+            _ => continue,
+        };
+        let mut targets: Vec<String> = successors(j, i)
+            .into_iter()
+            .filter_map(|(_, t)| t)
+            .collect();
+        targets.dedup();
+        for t in &targets {
+            let mut at = j.steps.iter().position(|x| x.id == *t);
+            while let Some(k) = at {
+                let step = &j.steps[k];
+                let runs_on = step.next.is_none()
+                    && matches!(
+                        step.action(),
+                        Action::Wait(_)
+                            | Action::WaitUntil(_)
+                            | Action::Send(_)
+                            | Action::Update(_)
+                    );
+                let Some(next) = j.next_at(k).filter(|_| runs_on) else {
+                    break;
+                };
+                if next != t && targets.iter().any(|o| o == next) && does_something(j, next) {
+                    if warned.insert(k) {
+                        out.push(problem(
+                            format!("steps[{k}]"),
+                            format!(
+                                "step `{}` runs on into `{next}`, the next step in the file, which the {kind} `{}` goes to on another path: a user on the path through `{t}` gets both. End this path here (`next:` a later step, or an `exit` step), or write `next: {next}` if the paths are meant to join",
+                                step.id, s.id
+                            ),
+                        ));
+                    }
+                    break;
+                }
+                at = Some(k + 1).filter(|n| *n < j.steps.len() && *n > i);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the way on from step `id` sends, updates or decides anything before the journey
+/// ends (running on into a path that only ends, an `exit` step, is harmless).
+fn does_something(j: &Journey, id: &str) -> bool {
+    let mut at = j.steps.iter().position(|x| x.id == id);
+    for _ in 0..=j.steps.len() {
+        let Some(k) = at else {
+            return false;
+        };
+        match j.steps[k].action() {
+            Action::Exit => return false,
+            Action::Wait(_) | Action::WaitUntil(_) => {}
+            _ => return true,
+        }
+        at = j
+            .next_at(k)
+            .and_then(|n| j.steps.iter().position(|x| x.id == n));
+    }
+    // A loop of waits: it goes on, and does whatever it does.
+    true
+}
+
 /// Whether a step always waits: a `wait_until` with a `date` goes on at once when its date is
 /// past, as it is at the second pass of a loop unless the date moved meanwhile.
 fn is_blocking(a: Action<'_>) -> bool {
@@ -1826,6 +1936,44 @@ steps:
         title: "Still thinking?"
         body: "{{ event.items | length }} items in your cart"
 "#;
+
+    /// A branch's path that runs on into a step another of its paths goes to is advised on,
+    /// at the step that runs on; a path joined by an explicit `next:` is not.
+    #[test]
+    fn a_path_that_runs_on_into_a_sibling_path_is_advised_on() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: br\n    branch: {cases: [{when: \"event.vip == true\", goto: vip}]}\n  - id: regular\n    send: {sms: {body: regular}}\n  - id: vip\n    send: {sms: {body: vip}}\n";
+        let said = advice("j.yaml", text);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!((said[0].line, said[0].path.as_str()), (7, "steps[1]"));
+        assert!(
+            said[0].message.starts_with("step `regular` runs on into `vip`, the next step in the file, which the branch `br` goes to on another path"),
+            "{}",
+            said[0].message
+        );
+        assert!(
+            said[0].message.contains("write `next: vip`"),
+            "{}",
+            said[0].message
+        );
+        // Joined on purpose, or ended: nothing to say.
+        for fix in ["    next: vip\n", "    next: end\n"] {
+            let fixed = text.replace(
+                "    send: {sms: {body: regular}}\n",
+                &format!("    send: {{sms: {{body: regular}}}}\n{fix}"),
+            ) + "  - id: end\n    exit: true\n";
+            assert!(advice("j.yaml", &fixed).is_empty(), "{fix}");
+        }
+        // A split's and a wait_for's paths alike.
+        let split = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: pick\n    split: {paths: [{weight: 1, goto: a}, {weight: 1, goto: b}]}\n  - id: a\n    send: {sms: {body: a}}\n  - id: b\n    send: {sms: {body: b}}\n";
+        assert_eq!(advice("j.yaml", split).len(), 1);
+        let wait_for = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: w\n    wait_for: {event: paid, timeout: 1d, on_event: thanks, on_timeout: nudge}\n  - id: nudge\n    send: {sms: {body: pay}}\n  - id: thanks\n    send: {sms: {body: thanks}}\n";
+        assert_eq!(advice("j.yaml", wait_for).len(), 1);
+        // Running on into a path that only waits and ends is harmless.
+        let ends = wait_for.replace("    send: {sms: {body: thanks}}\n", "    exit: true\n");
+        assert!(advice("j.yaml", &ends).is_empty());
+        // An invalid file gets its errors, not advice.
+        assert!(advice("j.yaml", &text.replace("goto: vip", "goto: nowhere")).is_empty());
+    }
 
     #[test]
     fn parses_a_good_journey() {
