@@ -1290,6 +1290,17 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     out.push(problem(format!("{base}.update.set.{k}"), why));
                 }
             }
+            // A trait nothing reads as meant, or one the profile keeps in its own way.
+            for (k, v) in &u.set {
+                if let Some(why) = update_name_problem(k, Some(v)) {
+                    out.push(problem(format!("{base}.update.set.{k}"), why));
+                }
+            }
+            for (n, k) in u.unset.iter().enumerate() {
+                if let Some(why) = update_name_problem(k, None) {
+                    out.push(problem(format!("{base}.update.unset[{n}]"), why));
+                }
+            }
             for (k, src) in update_templates(u) {
                 if let Err(e) = template::check_offering(src, &template::SCOPE_OUTSIDE_EMAIL) {
                     out.push(Problem {
@@ -1459,6 +1470,90 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
         .map(|(k, v)| (k.to_string(), v))
         .chain(data)
         .collect()
+}
+
+/// Why an update may not set (`value` given) or unset the trait `name`, if it may not: a name
+/// the profile keeps for itself (`subscriptions.email`, `stated:…`: when each channel's choice
+/// was made), a trait an identify handles in its own way (`push_tokens` registers devices,
+/// `subscriptions` records each channel's choice and when; an update would only store, or
+/// remove, the plain value), or a name with a dot, which is one flat name: `profile.address.city`
+/// reads a `city` inside an `address` object, not it.
+fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<String> {
+    let verb = if value.is_some() { "set" } else { "unset" };
+    if name.starts_with("subscriptions.") || name.starts_with("stated:") {
+        return Some(format!(
+            "`{name}` is a name Waymark keeps for itself (when a channel's choice was made), and no step can {verb} it: a user's choice for a channel comes with an identify's `subscriptions`, like {{\"subscriptions\": {{\"email\": false}}}}, or the unsubscribe link"
+        ));
+    }
+    match name {
+        "push_tokens" | "devices" => {
+            return Some(format!(
+                "an update does not register or remove push devices, it would only {verb} a trait `{name}` that no send reads: an identify's `push_tokens` registers them, like {{\"push_tokens\": [{{\"platform\": \"fcm\", \"token\": \"...\"}}]}}"
+            ));
+        }
+        "subscriptions" => {
+            return Some(format!(
+                "an update does not record a user's choices: it would {verb} the whole `subscriptions` trait, undoing the other channels' opt-outs, with no time to judge later choices by; an identify's `subscriptions` sets them, channel by channel, like {{\"subscriptions\": {{\"email\": false}}}}"
+            ));
+        }
+        _ => {}
+    }
+    if !name.contains('.') {
+        return None;
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    let unreadable = format!(
+        "`{name}` with a dot is one flat trait name, and `profile.{name}` does not read it (it reads {})",
+        match parts.as_slice() {
+            [first, .., last] if !first.is_empty() && !last.is_empty() =>
+                format!("a `{last}` inside the trait `{first}`"),
+            _ => "nothing".to_string(),
+        }
+    );
+    if parts.iter().any(|p| p.is_empty()) {
+        return Some(format!(
+            "{unreadable}: write a name without dots, like `{}`",
+            parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("_")
+        ));
+    }
+    let top = parts[0];
+    let Some(value) = value else {
+        return Some(format!(
+            "{unreadable}: `unset` takes a whole trait, `unset: [{top}]` removes all of `{top}`; to drop only a part of it, `set` `{top}` again without that part"
+        ));
+    };
+    // The value as written, nested under the parts after the first: `{city: "Paris"}`. A
+    // template inside a nested value is not rendered, so a template is one expression that
+    // makes the object (`"{{ {'city': event.city} }}"`).
+    let inner = &parts[1..];
+    let nested = match value.as_str().filter(|s| template::is_template(s)) {
+        Some(src) => {
+            let expr = template::sole_expression(src).unwrap_or("...");
+            let object = inner
+                .iter()
+                .rev()
+                .fold(expr.to_string(), |v, k| format!("{{'{k}': {v}}}"));
+            format!("\"{{{{ {object} }}}}\"")
+        }
+        None => {
+            let shown = serde_json::to_string(value)
+                .ok()
+                .filter(|t| t.chars().count() <= 40)
+                .unwrap_or_else(|| "...".to_string());
+            inner
+                .iter()
+                .rev()
+                .fold(shown, |v, k| format!("{{{k}: {v}}}"))
+        }
+    };
+    Some(format!(
+        "{unreadable}: write it nested, `{top}: {nested}` (an update sets the whole `{top}`), and read it as `profile.{name}`"
+    ))
 }
 
 /// The `set` values of an update that are templates (rendered when the step runs), by trait.
@@ -1981,6 +2076,84 @@ steps:
         assert_eq!(j.id, "cart");
         assert_eq!(j.steps.len(), 2);
         assert_eq!(j.next_of("wait_30m"), Some("push"));
+    }
+
+    /// An update refuses, at the key, a trait name that reads as a path but is one flat name,
+    /// one the profile keeps for itself, and one an identify handles in its own way (devices,
+    /// subscription choices), in `set` and `unset` alike, saying what to write instead.
+    #[test]
+    fn an_update_refuses_trait_names_it_cannot_set_as_meant() {
+        let text = |update: &str| {
+            format!(
+                "id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: u\n    update:\n{update}"
+            )
+        };
+        let cases = [
+            (
+                "      set:\n        address.city: Paris\n",
+                "j.yaml:8:9: steps[0].update.set.address.city: `address.city` with a dot is one flat trait name, and `profile.address.city` does not read it (it reads a `city` inside the trait `address`): write it nested, `address: {city: \"Paris\"}` (an update sets the whole `address`), and read it as `profile.address.city`",
+            ),
+            (
+                "      set: {plan: gold, \"a.b.c\": 3}\n",
+                "`a: {b: {c: 3}}`",
+            ),
+            (
+                "      set: {\"address.city\": \"{{ event.city | title }}\"}\n",
+                "write it nested, `address: \"{{ {'city': event.city | title} }}\"`",
+            ),
+            (
+                "      set: {\"address.\": x}\n",
+                "(it reads nothing): write a name without dots, like `address`",
+            ),
+            (
+                "      unset: [plan, address.city]\n",
+                "j.yaml:7:21: steps[0].update.unset[1]: `address.city` with a dot is one flat trait name, and `profile.address.city` does not read it (it reads a `city` inside the trait `address`): `unset` takes a whole trait, `unset: [address]` removes all of `address`",
+            ),
+            (
+                "      set: {\"stated:email\": x}\n",
+                "steps[0].update.set.stated:email: `stated:email` is a name Waymark keeps for itself (when a channel's choice was made), and no step can set it: a user's choice for a channel comes with an identify's `subscriptions`",
+            ),
+            (
+                "      set:\n        subscriptions.email: y\n",
+                "j.yaml:8:9: steps[0].update.set.subscriptions.email: `subscriptions.email` is a name Waymark keeps for itself",
+            ),
+            (
+                "      unset: [subscriptions.sms]\n",
+                "steps[0].update.unset[0]: `subscriptions.sms` is a name Waymark keeps for itself (when a channel's choice was made), and no step can unset it",
+            ),
+            (
+                "      set: {push_tokens: []}\n",
+                "steps[0].update.set.push_tokens: an update does not register or remove push devices, it would only set a trait `push_tokens` that no send reads: an identify's `push_tokens` registers them",
+            ),
+            (
+                "      unset: [devices]\n",
+                "steps[0].update.unset[0]: an update does not register or remove push devices",
+            ),
+            (
+                "      set: {subscriptions: {email: false}}\n",
+                "steps[0].update.set.subscriptions: an update does not record a user's choices: it would set the whole `subscriptions` trait, undoing the other channels' opt-outs",
+            ),
+            (
+                "      unset: [subscriptions]\n",
+                "steps[0].update.unset[0]: an update does not record a user's choices: it would unset the whole `subscriptions` trait",
+            ),
+        ];
+        for (update, said) in cases {
+            let errors = parse("j.yaml", &text(update)).expect_err(update);
+            assert_eq!(errors.len(), 1, "{update}: {errors:?}");
+            assert!(
+                errors[0].to_string().contains(said),
+                "{update}: {}",
+                errors[0]
+            );
+        }
+        // Written as the advice says, it is valid.
+        for fixed in [
+            "      set: {address: {city: \"Paris\"}, subscriber: true, stated_at: x}\n      unset: [address]\n",
+            "      set: {address: \"{{ {'city': event.city | title} }}\"}\n",
+        ] {
+            parse("j.yaml", &text(fixed)).expect(fixed);
+        }
     }
 
     #[test]

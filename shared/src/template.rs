@@ -479,7 +479,7 @@ impl<'a> Context<'a> {
 
 /// The expression of a template that is one `{{ expression }}` and nothing else (spaces
 /// around it, and MiniJinja's `{{-`/`-}}`, allowed).
-fn sole_expression(source: &str) -> Option<&str> {
+pub(crate) fn sole_expression(source: &str) -> Option<&str> {
     let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
     let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);

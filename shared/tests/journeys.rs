@@ -5550,3 +5550,36 @@ steps:
     assert!(first.starts_with("cart.yaml:12:"), "{first}");
     assert!(first.contains("unknown variable `basket`"), "{first}");
 }
+
+/// An update of one field of an object trait is written as `validate` advises for a dotted
+/// name (`address.city`): nested, as one expression when it is rendered, and then read as
+/// `profile.address.city` by a condition and a template alike.
+#[tokio::test]
+async fn update_of_a_nested_trait_written_as_validate_advises_is_read_by_its_path() {
+    let journey = r#"
+id: moved
+name: Moved
+trigger: {event: moved}
+steps:
+  - id: keep
+    update: {set: {address: "{{ {'city': event.city | title} }}"}}
+  - id: pick
+    branch: {cases: [{when: "profile.address.city == 'Paris'", goto: paris}], else: other}
+  - id: paris
+    send: {push: {title: "Bienvenue à {{ profile.address.city }}", body: "."}}
+    next: done
+  - id: other
+    send: {push: {title: "Welcome to {{ profile.address.city }}", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"moved","messageId":"m-1","properties":{"city":"paris"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:00Z ann push paris: Bienvenue à Paris"]
+    );
+}
