@@ -457,6 +457,19 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
                 i += 1;
                 Tok::Cmp(Op::Eq)
             }
+            // `=>` and `=<` are `>=` and `<=` written the other way round, not `==`.
+            '=' if next == Some('>') => {
+                return error(
+                    at,
+                    "write \">=\" for \"at least\" (the \"=\" comes second), like event.n >= 10",
+                )
+            }
+            '=' if next == Some('<') => {
+                return error(
+                    at,
+                    "write \"<=\" for \"at most\" (the \"=\" comes second), like event.n <= 10",
+                )
+            }
             '=' => return error(at, "write \"==\" to compare, like event.plan == 'pro'"),
             '!' if next == Some('=') => {
                 i += 1;
@@ -1896,7 +1909,9 @@ mod tests {
             ("total >= 50", 0, "like event.total"),
             ("event.total >= fifty", 15, "unknown name \"fifty\""),
             ("event.total = 50", 12, "write \"==\""),
-            ("event.total => 50", 12, "write \"==\""),
+            ("event.total => 50", 12, "write \">=\" for \"at least\""),
+            ("event.total =< 50", 12, "write \"<=\" for \"at most\""),
+            ("event.total=>50", 11, "like event.n >= 10"),
             ("event.total <> 50", 12, "write \"!=\""),
             ("!exists(event.x)", 0, "write \"not\""),
             ("event.a && event.b", 8, "write \"and\""),
