@@ -1421,7 +1421,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     out.push(problem(
                         format!("steps[{i}]"),
                         format!(
-                            "steps `{}` → `{}` form a loop with no wait{}: add a `wait` or `wait_for` step inside the loop",
+                            "steps `{}` → `{}` form a loop with no wait{}: add a `wait`, a `wait_for` or a `wait_until` for a time of day (`wait_until: {{time: \"09:00\"}}`) step inside the loop",
                             j.steps[i].id, j.steps[k].id,
                             if date_waits(j) {
                                 " (a `wait_until` with a `date` goes on at once when the date is past, as it is when the loop comes back to it, so it does not count)"
@@ -2610,6 +2610,24 @@ steps:
         assert!(all.contains("`orphan` can never be reached"), "{all}");
         // once, though the branch's case and its `else` both go round it
         assert_eq!(all.matches("loop with no wait").count(), 1, "{all}");
+        // Each of the waits it names breaks the loop: a `wait_until` for a time of day too.
+        assert!(
+            all.contains("steps `b` → `a` form a loop with no wait: add a `wait`, a `wait_for` or a `wait_until` for a time of day (`wait_until: {time: \"09:00\"}`) step inside the loop"),
+            "{all}"
+        );
+        let looped = text.replace("  - id: orphan\n    exit: true\n", "");
+        for wait in [
+            "wait: 1d",
+            "wait_for: {event: e, timeout: 1d}",
+            "wait_until: {time: \"09:00\"}",
+        ] {
+            let fixed = looped.replace(
+                "    next: a\n",
+                "    next: w\n  - id: w\n    WAIT\n    next: a\n",
+            );
+            let fixed = fixed.replace("WAIT", wait);
+            parse("j.yaml", &fixed).expect(wait);
+        }
     }
 
     /// `marketing: false` is for a transactional journey's receipts: elsewhere it would take
