@@ -454,6 +454,35 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn partitions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        if from >= to {
+            return Ok(Some(Vec::new()));
+        }
+        let db = self.db.clone();
+        let (from, to) = (from.to_string(), to.to_string());
+        blocking(
+            move || -> Result<_, StoreError> {
+                let txn = db.begin_read().store()?;
+                let t = txn.open_table(RECORDS).store()?;
+                let mut out: Vec<Part> = Vec::new();
+                for item in t.range((from.as_str(), "")..(to.as_str(), "")).store()? {
+                    let (k, _) = item.store()?;
+                    let (p, _) = k.value();
+                    if out.last().is_none_or(|last| last.as_str() != p) {
+                        out.push(Part::from(p));
+                    }
+                }
+                Ok(Some(out))
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         let db = self.db.clone();
         let part = part.to_string();
@@ -1115,6 +1144,43 @@ mod tests {
                 Err(StoreError::Conflict),
                 "{name}: a version condition on a missing record fails"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn partitions_between_lists_the_partitions_in_a_range_that_hold_records() {
+        for (name, store) in stores() {
+            for (pk, sk) in [
+                ("T#100#0", "a"),
+                ("T#100#0", "b"),
+                ("T#100#3", "a"),
+                ("T#101#1", "a"),
+                ("T#102#2", "a"),
+                ("T#103#0", "a"),
+                ("U#ann", "P"),
+            ] {
+                store
+                    .put(&rec(pk, sk, 1, sk), Expect::Any)
+                    .await
+                    .expect(name);
+            }
+            // A partition whose records are all gone is not listed.
+            store
+                .delete(&Key::new("T#102#2", "a"), Expect::Any)
+                .await
+                .expect(name);
+            let got = store
+                .partitions_between("T#100#", "T#103#")
+                .await
+                .expect(name)
+                .expect("the local stores can list partitions");
+            let got: Vec<&str> = got.iter().map(|p| p.as_str()).collect();
+            assert_eq!(got, ["T#100#0", "T#100#3", "T#101#1"], "{name}");
+            let none = store
+                .partitions_between("T#200#", "T#100#")
+                .await
+                .expect(name);
+            assert_eq!(none.map(|v| v.len()), Some(0), "{name}");
         }
     }
 

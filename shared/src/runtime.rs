@@ -3,7 +3,7 @@
 //! transition's effects (the outbox); a message that comes again replays them, and the send ledger,
 //! keyed by (enrollment, step, visit), makes sure no message goes out twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -266,6 +266,11 @@ pub fn stats_keys(journey: &str, shards: u32) -> Vec<Key> {
 }
 fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
+}
+
+/// What every [`timer_partition`] of `minute` starts with.
+fn timer_partition_prefix(minute: i64) -> String {
+    join(&["T#", &minute.to_string(), "#"])
 }
 /// How long a send's ledger entry, a transition's timeline record and an in-app message in the
 /// user's inbox are kept (DynamoDB's TTL then deletes them; the stats keep the timeline's
@@ -3027,9 +3032,20 @@ impl Runtime {
         let mut next = from;
         let mut failed = None;
         let until = budget.map(|b| started + b);
+        // Where the store can tell in one read, only the minutes' partitions that hold timers
+        // are read (`waymark dev` at high speed sweeps hours of minutes a tick).
+        let holding = match self.timer_partitions(from, to).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the timer partitions; reading each");
+                None
+            }
+        };
         for minute in from..=to {
             let swept = async {
-                let swept = self.sweep_minute(minute, shards, until).await?;
+                let swept = self
+                    .sweep_minute(minute, shards, until, holding.as_ref())
+                    .await?;
                 moved += swept.moved;
                 if !swept.finished {
                     return Ok(false);
@@ -3327,16 +3343,39 @@ impl Runtime {
     /// finished, and the next run takes up its remaining timers (a minute whose timers all come
     /// due together, the end of the night's quiet hours, may take more than one run's time; sent
     /// and not yet deleted, a timer is sent again, which its message's handling recognises).
+    /// The timer partitions of minutes `from..=to` that hold timers, when the store can list
+    /// them in one read ([`Store::partitions_between`]); `None`: each is read.
+    async fn timer_partitions(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<HashSet<Part>>, RunError> {
+        let (low, high) = (timer_partition_prefix(from), timer_partition_prefix(to + 1));
+        // The names compare as text: only minutes written with as many digits.
+        if from < 0 || low.len() != high.len() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .partitions_between(&low, &high)
+            .await?
+            .map(|parts| parts.into_iter().collect()))
+    }
+
     async fn sweep_minute(
         &self,
         minute: i64,
         shards: u32,
         until: Option<std::time::Instant>,
+        holding: Option<&HashSet<Part>>,
     ) -> Result<Swept, RunError> {
         let now = self.now();
         let mut moved = 0;
         for shard in 0..shards {
             let pk = timer_partition(minute, shard);
+            if holding.is_some_and(|h| !h.contains(&pk)) {
+                continue;
+            }
             let timers = self.store.query(&pk, "").await?;
             for chunk in timers.chunks(SWEEP_CHUNK) {
                 let mut events = Vec::new();

@@ -355,6 +355,17 @@ pub trait Store: std::any::Any + Send + Sync {
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError>;
     /// Every record in partition `pk` whose sort key starts with `prefix`, in sort-key order.
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError>;
+    /// The partitions whose names lie in `[from, to)`, by byte order, that hold a record, when
+    /// the store can list them in one read; `None` when it cannot (DynamoDB hashes its
+    /// partitions), and the caller queries each partition it wants. `waymark dev`'s scheduler
+    /// at high speed sweeps hours of timer minutes a tick, nearly all of them empty.
+    async fn partitions_between(
+        &self,
+        _from: &str,
+        _to: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        Ok(None)
+    }
     /// Up to `limit` records still listed under fold partition `part` (in no set order). May
     /// lag the writes a little (DynamoDB's index is eventually consistent).
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
@@ -628,6 +639,21 @@ impl MemoryStore {
         Ok(())
     }
 
+    fn partitions_between_now(&self, from: &str, to: &str) -> Vec<Part> {
+        if from >= to {
+            return Vec::new();
+        }
+        let t = self.lock();
+        t.order
+            .range::<str, _>((
+                std::ops::Bound::Included(from),
+                std::ops::Bound::Excluded(to),
+            ))
+            .filter(|pk| t.records.get(*pk).is_some_and(|p| !p.is_empty()))
+            .cloned()
+            .collect()
+    }
+
     fn query_now(&self, pk: &str, prefix: &str) -> Vec<Record> {
         let t = self.lock();
         let Some(partition) = t.records.get(pk) else {
@@ -741,6 +767,14 @@ impl Store for MemoryStore {
         Ok(self.query_now(pk, prefix))
     }
 
+    async fn partitions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        Ok(Some(self.partitions_between_now(from, to)))
+    }
+
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         Ok(self.pending_now(part, limit))
     }
@@ -821,6 +855,17 @@ impl Handle {
         match &self.memory {
             Some(m) => Ok(m.query_now(pk, prefix)),
             None => self.store.query(pk, prefix).await,
+        }
+    }
+
+    pub async fn partitions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        match &self.memory {
+            Some(m) => Ok(Some(m.partitions_between_now(from, to))),
+            None => self.store.partitions_between(from, to).await,
         }
     }
 

@@ -5551,6 +5551,44 @@ steps:
     assert!(first.contains("unknown variable `basket`"), "{first}");
 }
 
+/// A scheduler run that catches up hours of minutes (`waymark dev` at high speed runs one every
+/// 50 ms of real time, each over an hour and more) reads only the timer partitions that hold
+/// timers where the store can list them: one listing, not each minute's sixteen partitions.
+#[tokio::test]
+async fn a_catch_up_reads_only_the_timer_partitions_that_hold_timers() {
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(
+        r#"
+id: later
+name: Later
+trigger: {event: signed_up}
+steps:
+  - id: two_hours
+    wait: 2h
+  - id: hello
+    send: {push: {title: "Hi", body: "."}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s-ann"}
+"#)
+    .await;
+    // The scheduler runs at 09:00, then three hours pass before its next run; the wait's
+    // timer is in the store for 11:00.
+    h.rt.tick().await.expect("tick");
+    faulty.take_calls();
+    h.clock.set(at("2026-12-01T12:00:00Z"));
+    h.rt.tick().await.expect("tick");
+    let calls = faulty.take_calls();
+    assert_eq!(calls.get("partitions_between"), Some(&1), "{calls:?}");
+    // The one partition that holds a timer (it was each of 181 minutes' 16).
+    assert_eq!(calls.get("timer query"), Some(&1), "{calls:?}");
+    h.advance_to(at("2026-12-01T12:01:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T12:00:00Z ann push hello: Hi"]);
+}
+
 /// An update of one field of an object trait is written as `validate` advises for a dotted
 /// name (`address.city`): nested, as one expression when it is rendered, and then read as
 /// `profile.address.city` by a condition and a template alike.

@@ -23,7 +23,8 @@ pub struct Faulty {
     pub miss_anonymous_enrollments: Arc<Mutex<bool>>,
     /// The next write of a record whose sort key starts with this fails (the store unavailable).
     pub fail_write_of: Arc<Mutex<Option<String>>>,
-    /// Calls made, by kind (`get`, `put`, `query`, `delete`).
+    /// Calls made, by kind (`get`, `put`, `query`, `delete`, `partitions_between`; the queries
+    /// of timer partitions also as `timer query`).
     pub calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
 }
 
@@ -90,6 +91,9 @@ impl Store for Faulty {
     }
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
         self.count("query");
+        if pk.starts_with("T#") {
+            self.count("timer query");
+        }
         if pk.starts_with("U#anon:") && prefix == "E#" {
             let mut miss = self.miss_anonymous_enrollments.lock().expect("miss");
             if *miss {
@@ -98,6 +102,14 @@ impl Store for Faulty {
             }
         }
         self.inner.query(pk, prefix).await
+    }
+    async fn partitions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<waymark::store::Part>>, StoreError> {
+        self.count("partitions_between");
+        self.inner.partitions_between(from, to).await
     }
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.inner.pending(part, limit).await
