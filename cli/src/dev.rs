@@ -577,9 +577,28 @@ fn verdict(result: &Result<Handled, RunError>, attempt: u32, max_attempts: u32) 
 
 /// Hands a batch to the runtime; acknowledges what succeeded, moves to the dead letters what can
 /// never succeed or failed its last attempt, and leaves the rest to come back after the lease.
-async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delivery>, data: &Path) {
+async fn deliver(
+    runtime: &Arc<Runtime>,
+    queue: &LocalQueue,
+    batch: Vec<local::Delivery>,
+    data: &Path,
+) {
     let messages: Vec<Message> = batch.iter().map(|d| d.message.clone()).collect();
-    let results = runtime.handle_batch(&messages).await;
+    let rt = runtime.clone();
+    let handled = guarded(messages, move |some: Vec<Message>| {
+        let rt = rt.clone();
+        async move { rt.handle_batch(&some).await }
+    })
+    .await;
+    // A message that makes the engine panic can never succeed: it is kept with the panic's
+    // message, and the worker goes on with the rest (a panic stopped it for good before).
+    let results = handled.into_iter().map(|r| match r {
+        Ok(result) => result,
+        Err(Failed::Panicked(why)) => Err(RunError::Poison(format!(
+            "the engine panicked handling it: {why}"
+        ))),
+        Err(Failed::Cancelled) => Err(RunError::Retry("the engine's task was cancelled".into())),
+    });
     let mut done = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
     for (d, result) in batch.iter().zip(results) {
@@ -606,6 +625,49 @@ async fn deliver(runtime: &Runtime, queue: &LocalQueue, batch: Vec<local::Delive
     if let Err(e) = queue.dead_letter(&dead).await {
         tracing::warn!(error = %e, "cannot move messages to the dead letters; they will be tried again");
     }
+}
+
+/// Why [`guarded`] has no result for an item.
+#[derive(Debug, PartialEq)]
+enum Failed {
+    Panicked(String),
+    Cancelled,
+}
+
+/// Runs `handle` on `items` in a task of its own, one result an item; when it panics, on each
+/// item alone (handling is idempotent), so that only the item that panics gets the panic.
+async fn guarded<T, R, F, Fut>(items: Vec<T>, handle: F) -> Vec<Result<R, Failed>>
+where
+    T: Clone + Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Vec<R>> + Send + 'static,
+{
+    let failed = |e: tokio::task::JoinError| {
+        if !e.is_panic() {
+            return Failed::Cancelled;
+        }
+        let payload = e.into_panic();
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".into());
+        Failed::Panicked(why)
+    };
+    match tokio::spawn(handle(items.clone())).await {
+        Ok(results) => return results.into_iter().map(Ok).collect(),
+        Err(e) if !e.is_panic() => return items.iter().map(|_| Err(Failed::Cancelled)).collect(),
+        Err(_) => {}
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match tokio::spawn(handle(vec![item])).await {
+            Ok(mut one) => one.pop().ok_or(Failed::Cancelled),
+            Err(e) => Err(failed(e)),
+        });
+    }
+    out
 }
 
 /// What a publish pass did, for the banner.
@@ -981,6 +1043,27 @@ mod tests {
             }
             other => panic!("expected a dead letter, got {other:?}"),
         }
+    }
+
+    /// A batch in which one message makes the engine panic: that one gets the panic's
+    /// message, the others their results.
+    #[tokio::test]
+    async fn only_the_item_that_panics_gets_the_panic() {
+        let handle = |items: Vec<u32>| async move {
+            items
+                .into_iter()
+                .map(|i| {
+                    assert!(i != 3, "item {i} is poison");
+                    i * 10
+                })
+                .collect::<Vec<u32>>()
+        };
+        let out = guarded(vec![1, 2, 3, 4], handle).await;
+        assert_eq!(out[0], Ok(10));
+        assert_eq!(out[1], Ok(20));
+        assert_eq!(out[2], Err(Failed::Panicked("item 3 is poison".into())));
+        assert_eq!(out[3], Ok(40));
+        assert_eq!(guarded(vec![1, 2], handle).await, [Ok(10), Ok(20)]);
     }
 
     #[test]

@@ -858,7 +858,15 @@ impl LocalQueue {
     /// five real seconds are five hours): an identify taken before a crash would be applied
     /// after the cart event that came after it, whose push found no device by then. They are put
     /// ahead of every other message, in the order they were taken. Returns how many.
+    ///
+    /// A lease the crashed run still held is not counted as an attempt: the run takes up to
+    /// [`TAKE_LIMIT`] messages at once and handles them one after another, so a crash finds
+    /// hundreds taken and most never started (counted, five quick restarts sent them all to
+    /// the dead letters). A message that makes the engine panic is dead-lettered by the worker
+    /// with the panic's message, not by a crash. A lease that had run out before the crash
+    /// (the message failed and waits to be taken again) keeps its count.
     pub fn release_leases(&self) -> Result<usize, QueueError> {
+        let now = millis(self.clock.now());
         let txn = self.db.begin_write().queue()?;
         let released = {
             let mut q = txn.open_table(QUEUE).queue()?;
@@ -872,7 +880,9 @@ impl LocalQueue {
             }
             for ((due, seq), attempts, body) in &leased {
                 q.remove((*due, *seq)).queue()?;
-                q.insert((RELEASED, *seq), (*attempts, body.as_str()))
+                let held = *due > now;
+                let attempts = if held { attempts - 1 } else { *attempts };
+                q.insert((RELEASED, *seq), (attempts, body.as_str()))
                     .queue()?;
             }
             leased.len()
@@ -1564,12 +1574,59 @@ mod tests {
                 _ => (0, 0),
             })
             .collect();
-        assert_eq!(order, [(1, 2), (2, 2), (3, 1)]);
+        // the crashed run's lease is not counted against them
+        assert_eq!(order, [(1, 1), (2, 1), (3, 1)]);
         assert_eq!(
             restarted.release_leases().expect("release"),
             3,
             "taken again"
         );
+    }
+
+    /// Crash after crash, the messages a run held come back uncounted each time; a message
+    /// whose lease had run out before the crash (it failed, and waits) keeps its count.
+    #[tokio::test]
+    async fn crashes_do_not_count_against_the_messages_a_run_held() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let db = open_in_memory().expect("db");
+        let lease = SignedDuration::from_secs(60);
+        let q = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        for seq in [1, 2] {
+            q.send(
+                QueueName::Steps,
+                &[Outbound {
+                    message: wake(seq, ts(0)),
+                    delay_secs: 0,
+                }],
+            )
+            .await
+            .expect("send");
+        }
+        // 1 is taken and fails: its lease runs out at 60 s
+        let first = q.take_due(ts(0)).await.expect("take");
+        assert_eq!(first.len(), 2);
+        let ok = first
+            .iter()
+            .find(|d| matches!(d.message, Message::Wake { seq: 2, .. }))
+            .expect("2");
+        q.ack(&[ok.receipt]).await.expect("ack");
+        // ten crashes with it taken again each time: never out of attempts
+        let mut now = 120;
+        for _ in 0..10 {
+            clock.set(ts(now));
+            let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+            restarted.release_leases().expect("release");
+            let got = restarted.take_due(ts(now)).await.expect("take");
+            assert_eq!(got.len(), 1, "not dead-lettered");
+            assert_eq!(got[0].attempt, 2, "its failure counts, the crashes do not");
+            now += 1;
+        }
+        // its lease runs out (it failed again) before the next crash: that counts
+        clock.set(ts(now + 120));
+        let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        restarted.release_leases().expect("release");
+        let got = restarted.take_due(ts(now + 120)).await.expect("take");
+        assert_eq!(got[0].attempt, 3);
     }
 
     /// The local queue holds a message as long as it is told, so that `waymark dev` (whose hop
