@@ -492,7 +492,9 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
     let dead = queue.dead_letters()?;
     let mut out = std::io::stdout().lock();
     for d in &dead {
-        writeln!(out, "{}", dead_letter_line(d))?;
+        if !printed(writeln!(out, "{}", dead_letter_line(d)))? {
+            break;
+        }
     }
     if redrive {
         let moved = queue.redrive().await?;
@@ -506,6 +508,16 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
     Ok(true)
 }
 
+/// Whether a write to stdout went through: `false` when the reader is gone (`| head`), which
+/// is no error; any other failure is.
+fn printed(written: std::io::Result<()>) -> std::io::Result<bool> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `waymark dead-letters` while `waymark dev` runs on `data`: the same lines, from the engine.
 async fn dead_letters_of_running(data: &DataDir, redrive: bool) -> Result<bool> {
     let Some(url) = data.saved_url() else {
@@ -517,7 +529,7 @@ async fn dead_letters_of_running(data: &DataDir, redrive: bool) -> Result<bool> 
     let client = crate::remote::ApiClient::new(Some(&url), Some(&data::admin_key(data)?))?;
     let ask = |method, path| ask_running(&client, &url, method, path);
     let lines = ask(http::Method::GET, DEAD_LETTERS_PATH).await?;
-    std::io::stdout().lock().write_all(&lines)?;
+    printed(std::io::stdout().lock().write_all(&lines))?;
     if redrive {
         let answer: serde_json::Value =
             serde_json::from_slice(&ask(http::Method::POST, REDRIVE_PATH).await?)
@@ -1064,6 +1076,15 @@ mod tests {
         assert_eq!(out[2], Err(Failed::Panicked("item 3 is poison".into())));
         assert_eq!(out[3], Ok(40));
         assert_eq!(guarded(vec![1, 2], handle).await, [Ok(10), Ok(20)]);
+    }
+
+    #[test]
+    fn a_reader_that_went_away_is_no_error() {
+        let gone = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(matches!(printed(Err(gone)), Ok(false)));
+        assert!(matches!(printed(Ok(())), Ok(true)));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(printed(Err(full)).is_err());
     }
 
     #[test]
