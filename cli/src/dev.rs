@@ -686,6 +686,8 @@ where
 pub struct Published {
     pub ok: Vec<(String, u32)>,
     pub failed: usize,
+    /// Journeys published before whose file has errors now: the published version runs on.
+    pub kept: Vec<(String, u32)>,
     /// An event that enrolls users in some journey, for the example request: one whose
     /// journey reads none of its properties where there is one (the request sends none), and
     /// whether it is such.
@@ -702,6 +704,15 @@ struct Watcher {
     /// file renamed and changed at once).
     removed: Vec<(PathBuf, String)>,
     settings_seen: Option<Option<SystemTime>>,
+}
+
+/// The `id` a journey file names, when it can be read as YAML at all (a file with errors).
+fn id_in(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let name = file.display().to_string();
+    let read =
+        dsl::parse_located::<serde_json::Value>(&name, &text, &[], str::to_string).ok()??;
+    read.value.get("id")?.as_str().map(str::to_string)
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -725,8 +736,11 @@ impl Watcher {
         let mut out = Published {
             ok: Vec::new(),
             failed: 0,
+            kept: Vec::new(),
             example_event: None,
         };
+        // The ids of the files that do not load, where their `id` can be read.
+        let mut invalid: BTreeMap<String, PathBuf> = BTreeMap::new();
         let settings_now = settings::path_in(&self.dir).map(|p| mtime(&p));
         let settings_now = settings_now.flatten();
         if self.settings_seen.is_some_and(|s| s != settings_now) {
@@ -811,6 +825,9 @@ impl Watcher {
                     for e in errors {
                         say_err!("{e}");
                     }
+                    if let Some(id) = id_in(&file) {
+                        invalid.insert(id, file.clone());
+                    }
                 }
             }
         }
@@ -838,7 +855,18 @@ impl Watcher {
             match runtime.catalog.heads().await {
                 Ok(heads) => {
                     for h in heads {
-                        if h.status == JourneyStatus::Active && !self.owners.contains_key(&h.id) {
+                        if h.status != JourneyStatus::Active || self.owners.contains_key(&h.id) {
+                            continue;
+                        }
+                        if let Some(file) = invalid.get(&h.id) {
+                            say!(
+                                "journey `{}` (version {}) runs on as published: its file {} has errors (above); fixed, it publishes a new version",
+                                h.id,
+                                h.version,
+                                file.display()
+                            );
+                            out.kept.push((h.id.clone(), h.version));
+                        } else {
                             say!(
                                 "journey `{}` (version {}) is published but no valid file in {} has its id: it keeps enrolling; {}",
                                 h.id,
@@ -951,10 +979,16 @@ fn print_banner(
         .ok
         .iter()
         .map(|(id, v)| format!("{id} v{v}"))
+        .chain(
+            published
+                .kept
+                .iter()
+                .map(|(id, v)| format!("{id} v{v} (as published; its file has errors)")),
+        )
         .collect();
     say!(
         "waymark dev: {} journey(s) from {}{}",
-        published.ok.len(),
+        published.ok.len() + published.kept.len(),
         args.journeys.display(),
         if published.failed > 0 {
             format!(

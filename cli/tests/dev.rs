@@ -97,6 +97,15 @@ fn start(journeys: &Path, data: &Path) -> Dev {
 
 /// A fresh folder for a test: `journeys/` with the one journey file `name` holding `text`, and
 /// the path `data/` for the server's state.
+/// Waits until `dev` has printed a line holding `said` (at most 15 s).
+fn wait_for(dev: &Dev, said: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !dev.printed().iter().any(|l| l.contains(said)) {
+        assert!(Instant::now() < deadline, "{said}: {:#?}", dev.printed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn folder(test: &str, name: &str, text: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = TempDir::new(test);
     let journeys = dir.path().join("journeys");
@@ -610,13 +619,6 @@ fn dev_says_which_journeys_are_left_published_without_a_file() {
     let dev = start(&journeys, &data);
     let a = journeys.join("a.yaml");
     let b = journeys.join("b.yaml");
-    let wait_for = |dev: &Dev, said: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !dev.printed().iter().any(|l| l.contains(said)) {
-            assert!(Instant::now() < deadline, "{said}: {:#?}", dev.printed());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(&a, JOURNEY.replace("id: welcome", "id: hello")).expect("rewrite");
     wait_for(
@@ -870,4 +872,31 @@ fn an_oversized_batch_is_refused_in_the_apis_shape() {
             "{text}"
         );
     }
+}
+
+/// A journey whose file has errors at a start runs on as published, and the banner says so
+/// and counts it, rather than telling of a journey with no file.
+#[test]
+fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
+    let (_dir, journeys, data) = folder("dev-kept", "welcome.yaml", JOURNEY);
+    let dev = start(&journeys, &data);
+    wait_for(&dev, "waymark dev: 1 journey(s) from");
+    drop(dev);
+    let file = journeys.join("welcome.yaml");
+    std::fs::write(&file, JOURNEY.replace("wait: 30m", "wait: 30 minutes")).expect("write");
+    let dev = start(&journeys, &data);
+    wait_for(
+        &dev,
+        &format!(
+            "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
+            file.display()
+        ),
+    );
+    wait_for(&dev, "waymark dev: 1 journey(s) from");
+    wait_for(&dev, "welcome v1 (as published; its file has errors)");
+    assert!(
+        !dev.printed().iter().any(|l| l.contains("no valid file")),
+        "{:#?}",
+        dev.printed()
+    );
 }
