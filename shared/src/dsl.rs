@@ -872,7 +872,7 @@ fn valid_id(s: &str) -> bool {
 /// The candidate nearest to `name` (a misspelling of it), if one is near enough.
 /// What to write for a time zone name the database does not have: the name it is closest to
 /// (`Europe/Pariss`: `Europe/Paris`), or `otherwise`.
-fn zone_advice(name: &str, otherwise: &str) -> String {
+pub(crate) fn zone_advice(name: &str, otherwise: &str) -> String {
     let db = jiff::tz::db();
     let names: Vec<String> = db.available().map(|n| n.as_str().to_string()).collect();
     // Letters' case aside first (`europe/paris`), then near misses.

@@ -171,6 +171,10 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             });
         }
     }
+    // A `date` whose fixed format or zone cannot work would fail every send.
+    if let Some(e) = date_argument_problem(source) {
+        return Err(e);
+    }
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
@@ -216,6 +220,56 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         });
     }
     Ok(())
+}
+
+/// The first `date` call of `source` whose arguments written as string literals cannot work
+/// (`date('%')`, `date(tz='Europe/Pariss')`), or that names a keyword other than `tz`; an
+/// argument that is an expression (`tz=profile.zone`) is known only when it renders. `source`
+/// has compiled.
+fn date_argument_problem(source: &str) -> Option<TemplateError> {
+    for used in used::names(source) {
+        if used.kind != used::Kind::Filter || used.name != "date" {
+            continue;
+        }
+        let Some(arguments) = used::arguments(source, used.end) else {
+            continue;
+        };
+        let mut positional = 0;
+        for argument in arguments {
+            let fail = |message: String| {
+                Some(TemplateError {
+                    line: Some(argument.line),
+                    message,
+                })
+            };
+            // The text MiniJinja reads from the literal, escapes and all.
+            let text = argument.literal.and_then(|literal| {
+                let value = env().compile_expression(literal).ok()?.eval(()).ok()?;
+                value.as_str().map(str::to_string)
+            });
+            let problem = match argument.keyword {
+                Some("tz") => date::argument_problem(None, text.as_deref()),
+                Some(other) => {
+                    return fail(format!(
+                        "date: takes a format and `tz=`, not `{other}=`: write it like date('%H:%M', tz='Europe/Paris')"
+                    ))
+                }
+                None => {
+                    positional += 1;
+                    if positional > 1 {
+                        return fail(
+                            "date: takes one format; give the zone as `tz=`: write it like date('%H:%M', tz='Europe/Paris')".to_string(),
+                        );
+                    }
+                    date::argument_problem(text.as_deref(), None)
+                }
+            };
+            if let Some(message) = problem {
+                return fail(message);
+            }
+        }
+    }
+    None
 }
 
 /// The line of `source` that reads the variable `name` (`unsubscribe_url`), if it reads it.

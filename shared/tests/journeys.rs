@@ -5621,3 +5621,32 @@ steps:
         ["2026-12-01T10:00:00Z ann push paris: Bienvenue à Paris"]
     );
 }
+
+/// A `date` whose fixed zone or format cannot work would skip every send as `render_error`:
+/// `validate` refuses it at its place in the file, with the zone advice `timezone:` gets.
+#[test]
+fn a_date_filter_with_a_fixed_zone_or_format_that_cannot_work_is_refused() {
+    let journey = |body: &str| {
+        format!(
+            "id: j\nname: J\ntrigger: {{event: booked}}\nsteps:\n  - id: tell\n    send:\n      push:\n        title: Booked\n        body: \"{body}\"\n"
+        )
+    };
+    for (body, said) in [
+        (
+            "At {{ event.date | date('%H:%M', tz='Europe/Pariss') }}",
+            "j.yaml:9:15: steps[0].send.push.body: date: `Europe/Pariss` is not an IANA time zone: did you mean `Europe/Paris`?",
+        ),
+        (
+            "On {{ event.date | date('%') }}",
+            "j.yaml:9:15: steps[0].send.push.body: date: cannot format with `%`: ",
+        ),
+    ] {
+        let errors = waymark::dsl::parse("j.yaml", &journey(body)).expect_err(body);
+        assert!(errors[0].to_string().starts_with(said), "{}", errors[0]);
+    }
+    waymark::dsl::parse(
+        "j.yaml",
+        &journey("At {{ event.date | date('%H:%M', tz='Europe/Paris') }}"),
+    )
+    .expect("valid");
+}

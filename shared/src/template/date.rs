@@ -114,6 +114,32 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
         .ok()
 }
 
+/// Why the fixed arguments of a `date` call cannot work (a `format` jiff cannot format with, a
+/// `tz` that is no IANA zone), said as the filter would say it at every send, with what to write
+/// instead. Read by `template::check` from the call's string literals, so `waymark validate`
+/// refuses what would make every message `render_error`.
+pub(crate) fn argument_problem(format: Option<&str>, tz: Option<&str>) -> Option<String> {
+    if let Some(name) = tz {
+        if TimeZone::get(name).is_err() {
+            return Some(format!(
+                "date: `{name}` is not an IANA time zone: {}",
+                crate::dsl::zone_advice(name, "write one like tz='Europe/Paris'")
+            ));
+        }
+    }
+    let format = format?;
+    // Whether a format can be applied does not depend on the time it is given: a time that
+    // every directive can show stands for all.
+    let sample = Timestamp::UNIX_EPOCH.to_zoned_datetime(TimeZone::UTC);
+    jiff::fmt::strtime::format(format, &sample)
+        .err()
+        .map(|e| {
+            format!(
+                "date: cannot format with `{format}`: {e}; write strftime's directives, like '%A %-d %B, %H:%M' (`%%` for a `%` sign)"
+            )
+        })
+}
+
 /// `format` applied to a time: what the filter prints.
 pub(crate) fn format(format: Option<&str>, zoned: &ZonedDateTime) -> Option<String> {
     jiff::fmt::strtime::format(format.unwrap_or(DEFAULT_FORMAT), zoned).ok()
@@ -223,6 +249,81 @@ mod tests {
             show("[{{ profile.missing | date }}]", tokyo).as_deref(),
             Ok("[]")
         );
+    }
+
+    /// A `date` whose fixed format or zone cannot work fails every render: `check` (so
+    /// `waymark validate`) refuses it, at its line, saying what to write; what only a render
+    /// knows (an argument that is an expression) is left to it.
+    #[test]
+    fn fixed_arguments_that_cannot_work_are_refused_by_check() {
+        use crate::template::check;
+        let refused = [
+            (
+                "{{ event.at | date('%H:%M', tz='Europe/Pariss') }}",
+                1,
+                "date: `Europe/Pariss` is not an IANA time zone: did you mean `Europe/Paris`?",
+            ),
+            (
+                "{{ event.at | date(tz=\"Nowhere/Land\") }}",
+                1,
+                "date: `Nowhere/Land` is not an IANA time zone: write one like tz='Europe/Paris'",
+            ),
+            (
+                "{{ event.at | date('%') }}",
+                1,
+                "date: cannot format with `%`: ",
+            ),
+            (
+                "Hi\n{% if profile.x %}{{ event.at | date ( '%H:%M %K' ) }}{% endif %}",
+                2,
+                "date: cannot format with `%H:%M %K`: ",
+            ),
+            (
+                "{{ event.at | upper }}\n{{ event.at | date(\n  '%d',\n  tz='Europe/Parris') }}",
+                4,
+                "did you mean `Europe/Paris`?",
+            ),
+            (
+                "{% filter date('%') %}{{ event.at }}{% endfilter %}",
+                1,
+                "date: cannot format with `%`",
+            ),
+            (
+                "{{ event.at | date('%H', zone='UTC') }}",
+                1,
+                "date: takes a format and `tz=`, not `zone=`",
+            ),
+            (
+                "{{ event.at | date('%H', 'UTC') }}",
+                1,
+                "date: takes one format; give the zone as `tz=`",
+            ),
+        ];
+        for (source, line, said) in refused {
+            let e = check(source).expect_err(source);
+            assert_eq!(e.line, Some(line), "{source}: {e}");
+            assert!(e.message.contains(said), "{source}: {e}");
+            // The send would fail all the same.
+            let rendered = show(source, json!({"x": true}));
+            assert!(rendered.is_err(), "{source}: {rendered:?}");
+        }
+        assert!(check("{{ event.at | date('%') }}")
+            .expect_err("%")
+            .message
+            .contains("`%%` for a `%` sign"));
+        for fine in [
+            "{{ event.at | date }}",
+            "{{ event.at | date() }}",
+            "{{ event.at | date('%A %-d %B, %H:%M %Z', tz='Asia/Tokyo') }}",
+            "{{ event.at | date('100%% at %H') }}",
+            "{{ event.at | date('\\'%H\\'') }}",
+            "{{ 'date(\\'%\\')' }} {{ event.at | date(\"%d, %m (%Y)\") }}",
+            // Expressions are known when they render.
+            "{{ event.at | date(profile.fmt, tz=profile.zone) }}",
+            "{{ event.at | date('%' ~ 'H', tz=['Mars'] | first) }}",
+        ] {
+            check(fine).expect(fine);
+        }
     }
 
     #[test]

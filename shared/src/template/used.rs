@@ -15,6 +15,125 @@ pub struct Used<'a> {
     pub kind: Kind,
     pub name: &'a str,
     pub line: usize,
+    /// Where the name ends in the source (bytes): its arguments, if any, follow.
+    pub end: usize,
+}
+
+/// One argument of a filter call (`'%H:%M'`, `tz='Europe/Paris'`, `tz=profile.zone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argument<'a> {
+    /// The keyword it is given by (`tz`), if any.
+    pub keyword: Option<&'a str>,
+    /// The argument's text when it is one string literal and nothing else, quotes and escapes
+    /// as written (`'%H:%M'`); `None` for any other expression (`profile.zone`, `'%' ~ x`).
+    pub literal: Option<&'a str>,
+    /// The line of the argument in the template (1-based).
+    pub line: usize,
+}
+
+/// The arguments of the filter call whose name ends at `end` (see [`Used::end`]): what its
+/// parentheses hold, split at their top-level commas. `None` when no `(` follows the name (the
+/// filter is used without arguments) or the call is not closed (MiniJinja reports that).
+pub fn arguments(source: &str, end: usize) -> Option<Vec<Argument<'_>>> {
+    let bytes = source.as_bytes();
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_space(end);
+    if bytes.get(i) != Some(&b'(') {
+        return None;
+    }
+    i += 1;
+    let mut out = Vec::new();
+    loop {
+        i = skip_space(i);
+        match bytes.get(i) {
+            None => return None,
+            Some(b')') => return Some(out),
+            _ => {}
+        }
+        let line = source[..i].matches('\n').count() + 1;
+        // `name=` (but not `name ==`) gives the argument by keyword.
+        let word_end = word_end(bytes, i);
+        let after = skip_space(word_end);
+        let keyword = (word_end > i
+            && bytes.get(after) == Some(&b'=')
+            && bytes.get(after + 1) != Some(&b'='))
+        .then(|| &source[i..word_end]);
+        if keyword.is_some() {
+            i = skip_space(after + 1);
+        }
+        // The value: up to a comma or the closing parenthesis outside brackets and strings.
+        let start = i;
+        let mut depth = 0usize;
+        let mut strings = 0;
+        let mut other = false;
+        loop {
+            let Some(&c) = bytes.get(i) else {
+                return None;
+            };
+            match c {
+                b',' | b')' if depth == 0 => break,
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                b'\'' | b'"' => {
+                    i = string_end(bytes, i)?;
+                    strings += 1;
+                    continue;
+                }
+                c if c.is_ascii_whitespace() => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            other = true;
+            i += 1;
+        }
+        let text = source[start..i].trim_end();
+        out.push(Argument {
+            keyword,
+            literal: (strings == 1 && !other).then_some(text),
+            line,
+        });
+        if bytes.get(i) == Some(&b',') {
+            i += 1;
+        }
+    }
+}
+
+/// Where the word (letters, digits, `_`) starting at `from` ends.
+fn word_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    if bytes
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+    {
+        while bytes
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// Just after the string whose opening quote is at `from`; `None` when it is not closed.
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let quote = bytes[from];
+    let mut i = from + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            c if c == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Every filter and test named in `source`'s `{{ }}` and `{% %}` tags, in order (comments and
@@ -118,6 +237,7 @@ fn tag<'a>(source: &'a str, from: usize, close: &str, out: &mut Vec<Used<'a>>) -
                     kind,
                     name: word,
                     line: source[..start].matches('\n').count() + 1,
+                    end: i,
                 });
             }
             if count == 0 {
@@ -166,6 +286,7 @@ mod tests {
                 proptest::sample::select(vec![
                     "{{", "}}", "{%", "%}", "{#", "#}", "|", " is ", " not ", "'", "\"", "\\",
                     "raw", "endraw", "filter", "upper", "x", "é", "🦀", "\n", " ", "-", "+", "{", "}",
+                    "date", "(", ")", ",", "=", "tz", "[", "]",
                 ]),
                 0..40,
             )
@@ -173,6 +294,10 @@ mod tests {
             let source = parts.concat();
             for used in names(&source) {
                 proptest::prop_assert!(source.contains(used.name));
+                // A call's arguments, however broken, are read without a panic too.
+                for argument in arguments(&source, used.end).unwrap_or_default() {
+                    proptest::prop_assert!(argument.literal.is_none_or(|l| source.contains(l)));
+                }
                 proptest::prop_assert!(used.line >= 1 && used.line <= source.lines().count().max(1));
             }
         }
