@@ -789,7 +789,7 @@ impl Api {
             let message = summary_of(errors.chain(left_out.iter()), total);
             let listed = &rejected[..rejected.len().min(LISTED_AT_MOST)];
             let mut body = json!({"success": false, "accepted": accepted, "rejected": listed,
-                "code": "invalid_request", "message": message});
+                "error": "invalid request", "code": "invalid_request", "message": message});
             if rejected.len() > LISTED_AT_MOST {
                 body["rejected_count"] = json!(rejected.len());
             }

@@ -398,6 +398,9 @@ fn a_batch_of_many_bad_items_gets_a_bounded_answer() {
         assert_eq!(v["accepted"], 1, "{v}");
         assert_eq!(v["rejected"].as_array().map(Vec::len), Some(100), "{v}");
         assert_eq!(v["rejected_count"], 5_000, "{v}");
+        // Shaped as every other refusal: `error`, `code` and `message`.
+        assert_eq!(v["error"], "invalid request", "{v}");
+        assert_eq!(v["code"], "invalid_request", "{v}");
         let message = v["message"].as_str().unwrap_or_default();
         assert!(message.ends_with("; and 4990 more"), "{message}");
 
