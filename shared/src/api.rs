@@ -379,12 +379,18 @@ fn cors(mut r: Response<Bytes>) -> Response<Bytes> {
     r
 }
 
-/// The 413 for an event call's body over the largest batch, in the shape of every refusal.
-/// The caller adds CORS on an event route ([`too_large_at`] does).
-fn too_large() -> Response<Bytes> {
+/// The 413 for a body over the largest batch, in the shape of every refusal: what to do
+/// about it for an event call (`intake`) or any other (a journey's upload). The caller adds
+/// CORS on an event route ([`too_large_at`] does).
+fn too_large(intake: bool) -> Response<Bytes> {
     let limit = event::MAX_BATCH_BYTES;
+    let what = if intake {
+        "send the events in smaller batches"
+    } else {
+        "a journey file is at most that: move long message bodies into fewer, shorter templates"
+    };
     let why = format!(
-        "is more than {limit} bytes ({} KB), the most a request may carry: send the events in smaller batches",
+        "is more than {limit} bytes ({} KB), the most a request may carry: {what}",
         limit / 1024
     );
     field_errors(
@@ -403,9 +409,9 @@ pub fn too_large_at(path: &str) -> Response<Bytes> {
         other => is_intake(other),
     };
     if intake {
-        cors(too_large())
+        cors(too_large(true))
     } else {
-        too_large()
+        too_large(false)
     }
 }
 
@@ -491,7 +497,9 @@ impl Api {
         }
         let req = if intake {
             match decoded(req) {
-                Ok(req) if req.body().len() > event::MAX_BATCH_BYTES => return cors(too_large()),
+                Ok(req) if req.body().len() > event::MAX_BATCH_BYTES => {
+                    return cors(too_large(true))
+                }
                 Ok(req) => req,
                 Err(refused) => return cors(*refused),
             }

@@ -1703,6 +1703,18 @@ fn a_body_over_the_largest_batch_is_a_413_like_every_refusal() {
             );
             let v: Value = serde_json::from_slice(res.body()).expect("JSON");
             assert_eq!(v["code"], "invalid_request", "{path}: {v}");
+            // What to do says what was sent: events, or a journey.
+            let message = v["message"].as_str().unwrap_or_default();
+            assert_eq!(
+                message.contains("send the events in smaller batches"),
+                cors,
+                "{path}: {message}"
+            );
+            assert_eq!(
+                message.contains("a journey file"),
+                !cors,
+                "{path}: {message}"
+            );
         }
     });
 }
