@@ -102,6 +102,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
             args.journeys.display()
         );
     }
+    // Before anything is written: a port in use leaves no data folder behind.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{}: pass another --port (`make dev PORT=8081`), or stop what listens there",
+                args.port
+            )
+        })?;
     let data = DataDir::new(&args.data);
     data.create()?;
     let settings = settings::load(&args.journeys).map_err(|errors| {
@@ -148,9 +157,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .for_store(&local::store_id(&db)?)
         .durable_first(durable);
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let url = format!("http://{}", listener.local_addr()?);
     data.save_url(&url)?;
 

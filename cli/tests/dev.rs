@@ -900,3 +900,25 @@ fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
         dev.printed()
     );
 }
+
+/// A port in use fails at once, saying which flag to change, and leaves no data folder behind.
+#[test]
+fn dev_on_a_port_in_use_says_so_and_writes_nothing() {
+    let (_dir, journeys, data) = folder("dev-port", "welcome.yaml", JOURNEY);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = waymark()
+        .args(["dev", "--journeys"])
+        .arg(&journeys)
+        .args(["--port", &port, "--data"])
+        .arg(&data)
+        .output()
+        .expect("waymark dev");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("--port"),
+        "{err}"
+    );
+    assert!(!data.exists(), "{} was created", data.display());
+}
