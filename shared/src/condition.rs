@@ -343,7 +343,9 @@ pub fn values_of<'c>(
 }
 
 /// Whether a value reads as an email address or a phone number, whatever its key (a
-/// `recipient`, a `contact`): not shown either.
+/// `recipient`, a `contact`): not shown either. A day (`2026-11-01`) is digits and dashes too,
+/// but shown: a time condition is read by it. (A date and time has a `T` or a `:`, which no
+/// phone number is written with.)
 fn looks_like_an_address(v: &Value) -> bool {
     let Some(text) = v.as_str() else {
         return false;
@@ -353,7 +355,19 @@ fn looks_like_an_address(v: &Value) -> bool {
         || (digits >= 7
             && text
                 .chars()
-                .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+            && !is_a_day(text))
+}
+
+/// Whether `text` is a calendar day written as ISO 8601 writes it, `YYYY-MM-DD` and nothing
+/// else, as waits and the `date` filter read one: never a phone number's grouping.
+fn is_a_day(text: &str) -> bool {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shape && text.parse::<jiff::civil::Date>().is_ok()
 }
 
 /// `n` things, in the singular for one.
@@ -1725,6 +1739,40 @@ mod tests {
             "event.recipient set (not shown), event.to set (not shown), \
              event.list[0] set (not shown), event.order_id = \"A-1234567\", \
              event.total = 1234567"
+        );
+        // A date or a date and time is shown, however many digits it has: a time condition is
+        // read by it. A phone number written any way people write one is not.
+        let event = serde_json::json!({"day": "2026-11-01", "at": "2026-11-01T10:00:00Z",
+            "local": "2026-11-01T10:00", "spaced": "2026-11-01 10:00:00", "offset": "2026-11-01T10:00:00+05:30",
+            "e164": "+33612345678", "fr": "06 12 34 56 78", "us": "123-456-7890", "dotted": "06.12.34.56.78",
+            "not_a_day": "2026-13-01", "us_dashed": "1234-56-7890", "compact": "20261101"});
+        let scope = Scope {
+            event: &event,
+            profile: &profile,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        let c = Condition::parse(
+            "event.day < time('2026-01-01T00:00:00Z') and event.at < now() and event.local == 1 \
+             and event.spaced == 1 and event.offset == 1 and event.e164 == 1 and event.fr == 1 \
+             and event.us == 1",
+        )
+        .expect("a condition");
+        assert_eq!(
+            c.values(&scope),
+            "event.day = \"2026-11-01\", event.at = \"2026-11-01T10:00:00Z\", \
+             event.local = \"2026-11-01T10:00\", event.spaced = \"2026-11-01 10:00:00\", \
+             event.offset = \"2026-11-01T10:00:00+05:30\", event.e164 set (not shown), \
+             event.fr set (not shown), event.us set (not shown)"
+        );
+        let c = Condition::parse(
+            "event.dotted == 1 and event.not_a_day == 1 and event.us_dashed == 1 \
+             and event.compact == 1",
+        )
+        .expect("a condition");
+        assert_eq!(
+            c.values(&scope),
+            "event.dotted set (not shown), event.not_a_day set (not shown), \
+             event.us_dashed set (not shown), event.compact set (not shown)"
         );
         let many = Condition::parse(
             "event.a == 1 or event.b == 1 or event.c == 1 or event.d == 1 or event.e == 1 \

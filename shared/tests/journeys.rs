@@ -5650,3 +5650,51 @@ fn a_date_filter_with_a_fixed_zone_or_format_that_cannot_work_is_refused() {
     )
     .expect("valid");
 }
+
+/// What a time condition read is told in full, a day as well as a date and time, in a
+/// trigger's refusal and a branch's `held` (a day is no time to a condition: seeing it is
+/// what explains the condition); a phone number, however written, is still not shown.
+#[tokio::test]
+async fn explanations_show_the_days_and_times_a_condition_read_but_not_a_phone_number() {
+    let journey = r#"
+id: renewal
+name: Renewal
+trigger:
+  event: plan_changed
+  where: "profile.renews_on < time('2026-12-01T00:00:00Z') or event.contact == 'x'"
+steps:
+  - id: pick
+    branch:
+      cases: [{when: "event.starts_at > time('2027-01-01T00:00:00Z') or profile.renews_on > now()", goto: later}]
+      else: soon
+  - id: later
+    exit: true
+  - id: soon
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"renews_on":"2026-11-01T00:00:00Z"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"renews_on":"2027-02-01"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"plan_changed","messageId":"p-ann","properties":{"starts_at":"2026-12-02","contact":"+33612345678"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"plan_changed","messageId":"p-bob","properties":{"starts_at":"2026-12-02T10:00:00Z","contact":"06 12 34 56 78"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        refusals(entries(&out, "bob")),
+        ["2026-12-01T10:00:00Z renewal [] on plan_changed: condition: `where: profile.renews_on < time('2026-12-01T00:00:00Z') or event.contact == 'x'` was false at this event (profile.renews_on = \"2027-02-01\", event.contact set (not shown))"]
+    );
+    let held: Vec<Option<String>> = entries(&out, "ann")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Branched { held, .. } => Some(held.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [Some(
+            "event.starts_at = \"2026-12-02\", profile.renews_on = \"2026-11-01T00:00:00Z\""
+                .to_string()
+        )]
+    );
+}
