@@ -72,9 +72,7 @@ pub fn arguments(source: &str, end: usize) -> Option<Vec<Argument<'_>>> {
         let mut strings = 0;
         let mut other = false;
         loop {
-            let Some(&c) = bytes.get(i) else {
-                return None;
-            };
+            let &c = bytes.get(i)?;
             match c {
                 b',' | b')' if depth == 0 => break,
                 b'(' | b'[' | b'{' => depth += 1,
