@@ -809,6 +809,14 @@ mod tests {
         assert_eq!(e.line, Some(1));
     }
 
+    /// What the README says of `{% if %}`: MiniJinja's comparisons, not a condition's.
+    #[test]
+    fn an_if_compares_as_minijinja_does_not_as_a_condition() {
+        let ctx = json!({"profile": {}, "event": {"s": "3"}});
+        let source = "{% if profile.points < 100 %}A{% else %}B{% endif %}|{% if event.s > 5 %}Y{% else %}N{% endif %}|{% if profile.points is defined and profile.points < 100 %}C{% else %}D{% endif %}|{% if event.s | int > 5 %}P{% else %}Q{% endif %}";
+        assert_eq!(render(source, &ctx, false).unwrap(), "A|Y|D|Q");
+    }
+
     #[test]
     fn renders_and_escapes_html() {
         let ctx = json!({"profile": {"first_name": "<b>Ann</b>"}});
