@@ -1628,8 +1628,17 @@ impl<'a> Run<'a> {
                 .filter(|_| !matches!(k.as_str(), "email" | "phone" | "timezone" | "locale"))
                 .and_then(|source| ctx.evaluate(source));
             match typed {
-                Some(Ok(value)) => {
+                Some(Ok(Some(value))) => {
                     set.insert(k.clone(), value);
+                    continue;
+                }
+                // Nothing to copy (the event or the profile has no such value): the trait is
+                // left as it was, rather than overwritten with empty text.
+                Some(Ok(None)) => {
+                    failed.insert(
+                        k.clone(),
+                        "its value is missing for this user: the trait is left as it was".into(),
+                    );
                     continue;
                 }
                 Some(Err(e)) => {

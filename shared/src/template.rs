@@ -509,9 +509,13 @@ impl<'a> Context<'a> {
     /// The value of a template that is one `{{ expression }}` and nothing else, as JSON, when
     /// it is a number, a truth value, a list or an object: a profile update keeps its type
     /// (`orders: "{{ (profile.orders or 0) + 1 }}"` stays a number a condition can compare).
-    /// `None` when the template is more than one expression, or its value is text, missing or
-    /// none: those are rendered as text, as any other template.
-    pub fn evaluate(&self, source: &str) -> Option<Result<serde_json::Value, TemplateError>> {
+    /// `Some(Ok(None))` when its value is missing or none (no value to keep); `None` when the
+    /// template is more than one expression, or its value is text: those are rendered as text,
+    /// as any other template.
+    pub fn evaluate(
+        &self,
+        source: &str,
+    ) -> Option<Result<Option<serde_json::Value>, TemplateError>> {
         let expr = sole_expression(source)?;
         let value = env()
             .compile_expression_owned(expr.to_string())
@@ -521,24 +525,25 @@ impl<'a> Context<'a> {
             Err(e) => return Some(Err(from_minijinja(e))),
         };
         if value.is_undefined() || value.is_none() {
-            return None;
+            return Some(Ok(None));
         }
         match serde_json::to_value(&value) {
             // An infinite or not-a-number result is JSON's null: rendered as text instead.
             Ok(serde_json::Value::Null | serde_json::Value::String(_)) | Err(_) => None,
-            Ok(typed) => Some(Ok(typed)),
+            Ok(typed) => Some(Ok(Some(typed))),
         }
     }
 }
 
 /// The expression of a template that is one `{{ expression }}` and nothing else (spaces
-/// around it, and MiniJinja's `{{-`/`-}}`, allowed).
+/// around it, and MiniJinja's `{{-`/`-}}`, allowed), compiled: what lies between the outer
+/// braces must be one expression as MiniJinja reads it, so `{{ {'city': event.city} }}` is one
+/// (its map closes with `}}` too) and `{{ a }} {{ b }}` or `{{ a }}}` are not.
 pub(crate) fn sole_expression(source: &str) -> Option<&str> {
     let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
-    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
-    let more = ["{{", "}}", "{%", "%}", "{#", "#}"];
-    (!more.iter().any(|m| inner.contains(m))).then(|| inner.trim())
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner).trim();
+    env().compile_expression(inner).is_ok().then_some(inner)
 }
 
 /// What a render was given to render with.

@@ -2863,6 +2863,9 @@ steps:
         code: "{{ event.code }}"
         label: "#{{ event.total }}"
         email: "{{ event.email }}"
+        address: "{{ {'city': event.city} }}"
+        braced: "{{ event.code }}}"
+        coupon: "{{ event.coupon }}"
   - id: big_or_small
     branch:
       cases:
@@ -2878,7 +2881,7 @@ steps:
 "##;
     let script = r#"
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
-{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-1","properties":{"total":500,"skus":["a","b"],"code":"007","email":"ann@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-1","properties":{"total":500,"skus":["a","b"],"code":"007","email":"ann@example.com","city":"Paris","coupon":"SAVE10"}}
 {"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o-2","properties":{"total":5,"skus":[],"code":"008","email":"ann@example.com"}}
 "#;
     let h = Harness::new("2026-12-01T08:00:00Z");
@@ -2901,6 +2904,22 @@ steps:
     assert_eq!(traits["code"], json!("008"));
     assert_eq!(traits["label"], json!("#5"));
     assert_eq!(traits["email"], json!("ann@example.com"));
+    // A map made in the expression (its braces close with `}}` too) is an object; a brace
+    // after the expression makes text.
+    assert_eq!(traits["address"], json!({"city": null}));
+    assert_eq!(traits["braced"], json!("008}"));
+    // A value the second order does not have leaves the first's, and the timeline says why.
+    assert_eq!(traits["coupon"], json!("SAVE10"));
+    let failed: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Updated { failed, .. } => Some(failed.keys().cloned().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(failed, ["coupon"]);
 }
 
 /// A property sent as `null` is a value the event does not have: through `upper`, `trim`,
