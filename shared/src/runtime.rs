@@ -508,6 +508,20 @@ struct Unit<'a> {
     effects: &'a [Effect],
     timeline: &'a [Entry],
     cancel_sends: bool,
+    /// The enrollment's live wait (seq, at), when `enrollment` is the stored enrollment: a
+    /// wake-up for any other is stale (the enrollment went on past it) and is not queued again.
+    live: Option<Option<(u64, Timestamp)>>,
+    /// Set when every effect but the sends was performed (its wake-ups are queued), so that a
+    /// unit kept for its failed sends does not queue them again at each retry: each copy of a
+    /// wake-up whose time had passed came at once and performed the kept unit again, a storm
+    /// of fresh messages for as long as a provider was down.
+    others_done: &'a std::sync::atomic::AtomicBool,
+}
+
+/// Whether an effect queues or cancels a wake-up (done once, not again when its unit's sends
+/// are retried).
+fn is_wake_up(e: &Effect) -> bool {
+    matches!(e, Effect::Wake { .. } | Effect::Cancel { .. })
 }
 
 /// A place a send takes in its user's frequency cap for the channel.
@@ -880,7 +894,9 @@ impl Runtime {
         }
         let mut failed = Vec::new();
         let mut kept = Vec::new();
+        let mut carried_changed = false;
         for c in &e.carried {
+            let others_done = std::sync::atomic::AtomicBool::new(false);
             let unit = Unit {
                 user: &e.user_id,
                 journey: &e.journey,
@@ -889,10 +905,19 @@ impl Runtime {
                 effects: &c.effects,
                 timeline: &c.timeline,
                 cancel_sends: c.cancel_sends,
+                live: (*c.enrollment == *e.id).then(|| e.pending.map(|p| (p.seq, p.at))),
+                others_done: &others_done,
             };
             if let Err(err) = self.perform(unit).await {
                 failed.push((c.cause.clone(), err));
-                kept.push(c.clone());
+                let mut c = c.clone();
+                if others_done.into_inner() && c.effects.iter().any(is_wake_up) {
+                    c.effects.retain(|e| !is_wake_up(e));
+                    carried_changed = true;
+                }
+                kept.push(c);
+            } else {
+                carried_changed = true;
             }
         }
         let mut current_done = true;
@@ -900,6 +925,7 @@ impl Runtime {
         let mut recorded = false;
         // Whether this call performed it (else the stored timeline record said it was).
         let mut performed_now = false;
+        let mut strip_current = false;
         if owes_current {
             let cause = e.outbox_cause.clone().unwrap_or_default();
             if !l.fresh
@@ -912,6 +938,7 @@ impl Runtime {
             {
                 recorded = true;
             } else {
+                let cur_done = std::sync::atomic::AtomicBool::new(false);
                 let unit = Unit {
                     user: &e.user_id,
                     journey: &e.journey,
@@ -920,6 +947,8 @@ impl Runtime {
                     effects: &e.outbox,
                     timeline: &e.outbox_timeline,
                     cancel_sends: false,
+                    live: Some(e.pending.map(|p| (p.seq, p.at))),
+                    others_done: &cur_done,
                 };
                 match self.perform(unit).await {
                     Ok(r) => {
@@ -929,14 +958,14 @@ impl Runtime {
                     Err(err) => {
                         failed.push((cause, err));
                         current_done = false;
+                        strip_current = cur_done.into_inner() && e.outbox.iter().any(is_wake_up);
                     }
                 }
             }
         }
-        let carried_changed = kept.len() != e.carried.len();
         let left_in_place =
             current_done && recorded && e.is_active() && (performed_now || then_commits);
-        if !carried_changed && (!current_done || left_in_place) {
+        if !carried_changed && !strip_current && (!current_done || left_in_place) {
             let mut loaded = l;
             loaded.performed |= current_done;
             loaded.fresh = false;
@@ -948,6 +977,8 @@ impl Runtime {
         if current_done || l.performed {
             next.outbox = Vec::new();
             next.outbox_timeline = Vec::new();
+        } else if strip_current {
+            next.outbox.retain(|e| !is_wake_up(e));
         }
         let version = read_at + 1;
         let next = Arc::new(next);
@@ -2269,12 +2300,16 @@ impl Runtime {
                             detail,
                         },
                     };
+                    // The step's time; a send made well after it (retried through a provider
+                    // outage) says when it went out, as the outbox line does.
+                    let now = self.now();
+                    let step_at = u.timeline.last().map_or(now, |t| t.at);
                     let entry = Entry {
-                        at: u
-                            .timeline
-                            .last()
-                            .map(|t| t.at)
-                            .unwrap_or_else(|| self.now()),
+                        at: if now > step_at + SignedDuration::from_mins(1) {
+                            now
+                        } else {
+                            step_at
+                        },
                         journey: shared(&entries, |x| Some(&x.journey), &o.journey),
                         enrollment: shared(&entries, |x| Some(&x.enrollment), &o.enrollment),
                         step: Some(shared(&entries, |x| x.step.as_ref(), &o.step)),
@@ -2295,7 +2330,13 @@ impl Runtime {
                         .unwrap_or(entries.len());
                     entries.insert(at, entry);
                 }
-                Effect::Wake { seq, at } => self.schedule(wake(*seq, *at), *at).await?,
+                Effect::Wake { seq, at } => {
+                    if u.live.is_some_and(|l| l != Some((*seq, *at))) {
+                        // Stale: the enrollment went on past this wait.
+                        continue;
+                    }
+                    self.schedule(wake(*seq, *at), *at).await?
+                }
                 Effect::Cancel { seq, at } => self.cancel_timer(&wake(*seq, *at), *at).await?,
                 Effect::Move(next) => {
                     if !Box::pin(self.move_in(next, u.user, u.cause)).await? {
@@ -2331,6 +2372,8 @@ impl Runtime {
                 }
             }
         }
+        u.others_done
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(err) = failed {
             return Err(err);
         }

@@ -1,0 +1,178 @@
+//! A provider outage of hours: the sends that fail are retried with their backoff, a bounded
+//! number of deliveries, and go out once each, in the journey's order, when the provider is back.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use support::{at, journey, next_timer, tick};
+use waymark::clock::{Clock, ManualClock};
+use waymark::engine::Outgoing;
+use waymark::event::{self, Limits};
+use waymark::provider::{Receipt, SendError, Sender};
+use waymark::queue::{Message, Outbound, Queue, QueueName};
+use waymark::runtime::{Config, Runtime};
+use waymark::simulate::DelayQueue;
+use waymark::store::MemoryStore;
+
+/// A provider that is down while `down` is set, and records what it sends.
+struct Provider {
+    clock: Arc<ManualClock>,
+    down: AtomicBool,
+    calls: AtomicUsize,
+    sent: Mutex<Vec<(Timestamp, String)>>,
+}
+
+#[async_trait]
+impl Sender for Provider {
+    async fn send(&self, m: &Outgoing) -> Result<Receipt, SendError> {
+        self.calls.fetch_add(1, SeqCst);
+        if self.down.load(SeqCst) {
+            return Err(SendError::Retryable("the provider is down".into()));
+        }
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.push((self.clock.now(), m.step.to_string()));
+        Ok(Receipt::default())
+    }
+}
+
+const CART: &str = r#"
+id: cart
+name: Cart
+trigger: {event: cart_abandoned}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: push_reminder
+    send: {push: {title: t, body: b}}
+  - id: wait_4h
+    wait: 4h
+  - id: low_stock_email
+    send: {email: {subject: s, text: t}}
+"#;
+
+/// Waits on the queue (as in `waymark dev`) and as timers in the store (as deployed).
+#[tokio::test]
+async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
+    for (name, config) in [
+        (
+            "waits on the queue",
+            Config {
+                hop_limit: SignedDuration::from_hours(24 * 400),
+                ..Config::default()
+            },
+        ),
+        ("waits as timers", Config::default()),
+    ] {
+        let clock = Arc::new(ManualClock::new(at("2026-12-01T09:00:00Z")));
+        let store = MemoryStore::new();
+        let queue = DelayQueue::new(clock.clone());
+        let provider = Arc::new(Provider {
+            clock: clock.clone(),
+            down: AtomicBool::new(true),
+            calls: AtomicUsize::new(0),
+            sent: Mutex::new(Vec::new()),
+        });
+        let rt = Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+            provider.clone(),
+            clock.clone(),
+            std::time::Duration::ZERO,
+            config,
+        );
+        rt.catalog
+            .publish(&journey(CART), clock.now())
+            .await
+            .expect("publish");
+        let limits = Limits::default();
+        let identify = br#"{"userId":"ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t1"}]}}"#;
+        let cart = br#"{"userId":"ann","event":"cart_abandoned","messageId":"c1"}"#;
+        for (call, body) in [
+            (event::Call::Identify, &identify[..]),
+            (event::Call::Track, &cart[..]),
+        ] {
+            let e = event::parse_call(call, body, clock.now(), &limits).expect("event");
+            let out = Outbound {
+                message: Message::Event(Arc::new(e)),
+                delay_secs: 0,
+            };
+            queue.send(QueueName::Events, &[out]).await.expect("queue");
+        }
+        // Eight hours of outage (past the push at 09:30 and the email at 13:30), then a day
+        // with the provider back.
+        let back = at("2026-12-01T17:00:00Z");
+        let end = at("2026-12-02T17:00:00Z");
+        let mut deliveries = 0usize;
+        let mut while_down = 0usize;
+        while deliveries < 20_000 {
+            let now = clock.now();
+            if now >= back {
+                provider.down.store(false, SeqCst);
+            }
+            let due = queue.take_due(now);
+            if due.is_empty() {
+                let timer = next_timer(&store).map(|t| t - SignedDuration::from_secs(60));
+                let Some(next) = [queue.next_due(), timer]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .filter(|t| *t <= end)
+                else {
+                    break;
+                };
+                let next = if now < back && next > back {
+                    back
+                } else {
+                    next
+                };
+                clock.set(next.max(now));
+                tick(&rt, &store).await.expect("tick");
+                continue;
+            }
+            for m in &due {
+                deliveries += 1;
+                if now < back {
+                    while_down += 1;
+                }
+                // A failure here is the queue's to redeliver; the runtime queues its own retries.
+                let _ = rt.handle(m).await;
+            }
+        }
+        assert!(
+            deliveries < 20_000,
+            "{name}: a storm of {deliveries} deliveries, the clock stuck at {}",
+            clock.now()
+        );
+        // Each failed message's backoff chain (and the waits' 15-minute hops), not thousands.
+        assert!(
+            while_down < 100,
+            "{name}: {while_down} deliveries during the outage"
+        );
+        let sent: Vec<String> = provider
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, step)| step.clone())
+            .collect();
+        assert_eq!(
+            sent,
+            ["push_reminder", "low_stock_email"],
+            "{name}: each once, in the journey's order"
+        );
+        // The timeline says when they went out, not when their steps ran.
+        let view = rt.user("ann").await.expect("ann");
+        let sent_at: Vec<Timestamp> = view
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, waymark::timeline::What::Sent { .. }))
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(sent_at.len(), 2, "{name}");
+        assert!(sent_at.iter().all(|t| *t >= back), "{name}: {sent_at:?}");
+    }
+}
