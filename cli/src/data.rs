@@ -40,6 +40,11 @@ impl DataDir {
         self.root.join("outbox.jsonl")
     }
 
+    /// The receipt of the message the engine has in hand (see [`crate::dev`]'s `InHand`).
+    pub fn in_hand(&self) -> PathBuf {
+        self.root.join("in_hand")
+    }
+
     fn keys_file(&self) -> PathBuf {
         self.root.join("keys.json")
     }

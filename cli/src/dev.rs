@@ -133,8 +133,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let lease = SignedDuration::try_from(RETRY_AFTER_REAL.mul_f64(args.speed))
         .unwrap_or(SignedDuration::from_hours(1));
     let queue = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-    // What the last run had taken when it stopped (a crash) comes first, in its order.
-    match queue.release_leases() {
+    // What the last run had taken when it stopped (a crash) comes first, in its order; only
+    // the message it had in hand is charged an attempt.
+    let in_hand = std::fs::read_to_string(data.in_hand())
+        .ok()
+        .and_then(|l| local::Receipt::from_line(&l));
+    match queue.release_leases(in_hand) {
         Ok(0) => {}
         Ok(n) => tracing::info!(messages = n, "messages the last run had taken run first"),
         Err(e) => {
@@ -601,12 +605,23 @@ async fn deliver(
     batch: Vec<local::Delivery>,
     data: &Path,
 ) {
-    let messages: Vec<Message> = batch.iter().map(|d| d.message.clone()).collect();
+    let items: Vec<(Message, local::Receipt)> = batch
+        .iter()
+        .map(|d| (d.message.clone(), d.receipt))
+        .collect();
     let rt = runtime.clone();
-    let handled = guarded(messages, move |some: Vec<Message>| {
-        let rt = rt.clone();
-        async move { rt.handle_batch(&some).await }
-    })
+    let note = InHand::at(data);
+    let handled = guarded(
+        items,
+        move |(message, receipt): (Message, local::Receipt)| {
+            let rt = rt.clone();
+            let note = note.clone();
+            async move {
+                note.holds(receipt);
+                rt.handle(&message).await
+            }
+        },
+    )
     .await;
     // A message that makes the engine panic can never succeed: it is kept with the panic's
     // message, and the worker goes on with the rest (a panic stopped it for good before).
@@ -652,14 +667,15 @@ enum Failed {
     Cancelled,
 }
 
-/// Runs `handle` on `items` in a task of its own, one result an item; when it panics, on each
-/// item alone (handling is idempotent), so that only the item that panics gets the panic.
+/// Handles `items` one after another in a task of its own, one result an item: when handling
+/// one panics, that one gets the panic and a new task goes on with the items after it, so no
+/// item is handled twice and the worker never stops.
 async fn guarded<T, R, F, Fut>(items: Vec<T>, handle: F) -> Vec<Result<R, Failed>>
 where
-    T: Clone + Send + 'static,
+    T: Clone + Send + Sync + 'static,
     R: Send + 'static,
-    F: Fn(Vec<T>) -> Fut,
-    Fut: std::future::Future<Output = Vec<R>> + Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
 {
     let failed = |e: tokio::task::JoinError| {
         if !e.is_panic() {
@@ -673,19 +689,75 @@ where
             .unwrap_or_else(|| "a panic with no message".into());
         Failed::Panicked(why)
     };
-    match tokio::spawn(handle(items.clone())).await {
-        Ok(results) => return results.into_iter().map(Ok).collect(),
-        Err(e) if !e.is_panic() => return items.iter().map(|_| Err(Failed::Cancelled)).collect(),
-        Err(_) => {}
-    }
+    let items = Arc::new(items);
+    let handle = Arc::new(handle);
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        out.push(match tokio::spawn(handle(vec![item])).await {
-            Ok(mut one) => one.pop().ok_or(Failed::Cancelled),
-            Err(e) => Err(failed(e)),
-        });
+    let mut start = 0;
+    while start < items.len() {
+        let (some, handle, into) = (items.clone(), handle.clone(), done.clone());
+        let run = tokio::spawn(async move {
+            for item in some.iter().skip(start) {
+                let result = handle(item.clone()).await;
+                into.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+            }
+        })
+        .await;
+        let finished = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()));
+        start += finished.len();
+        out.extend(finished.into_iter().map(Ok));
+        match run {
+            Ok(()) => break,
+            Err(e) => {
+                out.push(Err(failed(e)));
+                start += 1;
+            }
+        }
     }
     out
+}
+
+/// Where the worker notes the receipt of the message it has in hand, just before handling it
+/// (a write with no flush: it outlives a crash of the process, not of the machine), so that
+/// the next start charges a crash to that message alone (see
+/// [`LocalQueue::release_leases`]).
+#[derive(Clone)]
+struct InHand(Option<Arc<std::fs::File>>);
+
+impl InHand {
+    fn at(data: &Path) -> InHand {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(DataDir::new(data).in_hand());
+        match file {
+            Ok(f) => InHand(Some(Arc::new(f))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot note the message in hand; a crash is charged to none");
+                InHand(None)
+            }
+        }
+    }
+
+    fn holds(&self, receipt: local::Receipt) {
+        if let Some(f) = &self.0 {
+            let line = receipt.to_line();
+            // One write of a fixed-width line at the start of the file, no truncation needed.
+            #[cfg(unix)]
+            let written = std::os::unix::fs::FileExt::write_all_at(&**f, line.as_bytes(), 0);
+            #[cfg(not(unix))]
+            let written = {
+                use std::io::{Seek, Write};
+                let mut f = &**f;
+                f.seek(std::io::SeekFrom::Start(0))
+                    .and_then(|_| f.write_all(line.as_bytes()))
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot note the message in hand");
+            }
+        }
+    }
 }
 
 /// What a publish pass did, for the banner.
@@ -1101,21 +1173,22 @@ mod tests {
     /// message, the others their results.
     #[tokio::test]
     async fn only_the_item_that_panics_gets_the_panic() {
-        let handle = |items: Vec<u32>| async move {
-            items
-                .into_iter()
-                .map(|i| {
-                    assert!(i != 3, "item {i} is poison");
-                    i * 10
-                })
-                .collect::<Vec<u32>>()
+        static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let handle = |i: u32| async move {
+            HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(i != 3, "item {i} is poison");
+            i * 10
         };
-        let out = guarded(vec![1, 2, 3, 4], handle).await;
+        let out = guarded(vec![1, 2, 3, 4, 3, 5], handle).await;
         assert_eq!(out[0], Ok(10));
         assert_eq!(out[1], Ok(20));
         assert_eq!(out[2], Err(Failed::Panicked("item 3 is poison".into())));
         assert_eq!(out[3], Ok(40));
+        assert_eq!(out[4], Err(Failed::Panicked("item 3 is poison".into())));
+        assert_eq!(out[5], Ok(50));
         assert_eq!(guarded(vec![1, 2], handle).await, [Ok(10), Ok(20)]);
+        // Each item is handled once, the ones before a panic too.
+        assert_eq!(HANDLED.load(std::sync::atomic::Ordering::SeqCst), 8);
     }
 
     #[test]

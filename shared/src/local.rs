@@ -717,6 +717,23 @@ pub struct Receipt {
     seq: u64,
 }
 
+impl Receipt {
+    /// The receipt as a line of fixed width (what `waymark dev` notes before it handles each
+    /// message, so that a crash is charged to the message in hand only).
+    pub fn to_line(&self) -> String {
+        format!("{:020} {:020}\n", self.due_millis, self.seq)
+    }
+
+    /// The receipt a [`Receipt::to_line`] line names.
+    pub fn from_line(line: &str) -> Option<Receipt> {
+        let (due, seq) = line.trim().split_once(' ')?;
+        Some(Receipt {
+            due_millis: due.trim().parse().ok()?,
+            seq: seq.trim().parse().ok()?,
+        })
+    }
+}
+
 fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
@@ -859,13 +876,14 @@ impl LocalQueue {
     /// after the cart event that came after it, whose push found no device by then. They are put
     /// ahead of every other message, in the order they were taken. Returns how many.
     ///
-    /// A lease the crashed run still held is not counted as an attempt: the run takes up to
-    /// [`TAKE_LIMIT`] messages at once and handles them one after another, so a crash finds
-    /// hundreds taken and most never started (counted, five quick restarts sent them all to
-    /// the dead letters). A message that makes the engine panic is dead-lettered by the worker
-    /// with the panic's message, not by a crash. A lease that had run out before the crash
-    /// (the message failed and waits to be taken again) keeps its count.
-    pub fn release_leases(&self) -> Result<usize, QueueError> {
+    /// A lease the crashed run still held is counted as an attempt only for the message it had
+    /// in hand (`in_hand`, as the run noted it): the run takes up to [`TAKE_LIMIT`] messages at
+    /// once and handles them one after another, so a crash finds hundreds taken and most never
+    /// started (counted, five quick restarts sent them all to the dead letters), while a
+    /// message that kills the process each time it is handled still reaches the dead letters.
+    /// With no note, none is counted. A lease that had run out before the crash (the message
+    /// failed and waits to be taken again) keeps its count.
+    pub fn release_leases(&self, in_hand: Option<Receipt>) -> Result<usize, QueueError> {
         let now = millis(self.clock.now());
         let txn = self.db.begin_write().queue()?;
         let released = {
@@ -881,7 +899,16 @@ impl LocalQueue {
             for ((due, seq), attempts, body) in &leased {
                 q.remove((*due, *seq)).queue()?;
                 let held = *due > now;
-                let attempts = if held { attempts - 1 } else { *attempts };
+                let charged = in_hand
+                    == Some(Receipt {
+                        due_millis: *due,
+                        seq: *seq,
+                    });
+                let attempts = if held && !charged {
+                    attempts - 1
+                } else {
+                    *attempts
+                };
                 q.insert((RELEASED, *seq), (attempts, body.as_str()))
                     .queue()?;
             }
@@ -1561,7 +1588,7 @@ mod tests {
         clock.set(ts(60));
         let restarted =
             LocalQueue::new(db, clock.clone()).with_lease(SignedDuration::from_hours(5));
-        assert_eq!(restarted.release_leases().expect("release"), 2);
+        assert_eq!(restarted.release_leases(None).expect("release"), 2);
         assert_eq!(
             restarted.next_due().expect("next"),
             Some(Timestamp::UNIX_EPOCH)
@@ -1577,7 +1604,7 @@ mod tests {
         // the crashed run's lease is not counted against them
         assert_eq!(order, [(1, 1), (2, 1), (3, 1)]);
         assert_eq!(
-            restarted.release_leases().expect("release"),
+            restarted.release_leases(None).expect("release"),
             3,
             "taken again"
         );
@@ -1615,18 +1642,32 @@ mod tests {
         for _ in 0..10 {
             clock.set(ts(now));
             let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-            restarted.release_leases().expect("release");
+            restarted.release_leases(None).expect("release");
             let got = restarted.take_due(ts(now)).await.expect("take");
             assert_eq!(got.len(), 1, "not dead-lettered");
             assert_eq!(got[0].attempt, 2, "its failure counts, the crashes do not");
             now += 1;
         }
+        // a crash with it in hand counts
+        let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        restarted.release_leases(None).expect("release");
+        let got = restarted.take_due(ts(now)).await.expect("take");
+        assert_eq!(got[0].attempt, 2);
+        let line = got[0].receipt.to_line();
+        assert_eq!(Receipt::from_line(&line), Some(got[0].receipt));
+        let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        restarted
+            .release_leases(Receipt::from_line(&line))
+            .expect("release");
+        let got = restarted.take_due(ts(now)).await.expect("take");
+        assert_eq!(got[0].attempt, 3, "the crash in its hands is charged");
+        now += 1;
         // its lease runs out (it failed again) before the next crash: that counts
         clock.set(ts(now + 120));
         let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-        restarted.release_leases().expect("release");
+        restarted.release_leases(None).expect("release");
         let got = restarted.take_due(ts(now + 120)).await.expect("take");
-        assert_eq!(got[0].attempt, 3);
+        assert_eq!(got[0].attempt, 4);
     }
 
     /// The local queue holds a message as long as it is told, so that `waymark dev` (whose hop
