@@ -958,7 +958,7 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 }
 
 /// Advice on a valid journey file: what it says that its writer may not mean (see
-/// [`runs_into_a_sibling`]). Empty when the file does not parse or is not valid: its errors say
+/// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour). Empty when the file does not parse or is not valid: its errors say
 /// more. Reads the file's text again; `validate` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     let Ok(Some(read)) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)
@@ -968,8 +968,15 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     if !read.errors.is_empty() || !validate(&read.located.value).is_empty() {
         return Vec::new();
     }
-    runs_into_a_sibling(&read.located.value)
-        .into_iter()
+    let j = &read.located.value;
+    let mut said = runs_into_a_sibling(j);
+    if j.transactional && j.quiet_hours.is_some() {
+        said.push(problem(
+            "quiet_hours",
+            "a transactional journey sends at any hour, so these quiet hours are not applied: remove them, or `transactional: true` if its messages can wait",
+        ));
+    }
+    said.into_iter()
         .map(|p| read.located.error(&p.path, p.message))
         .collect()
 }
@@ -1027,12 +1034,12 @@ fn runs_into_a_sibling(j: &Journey) -> Vec<Problem> {
                 let Some(next) = j.next_at(k).filter(|_| runs_on) else {
                     break;
                 };
-                if next != t && targets.iter().any(|o| o == next) && does_something(j, next) {
+                if next != t && targets.iter().any(|o| o == next) && sends_or_updates(j, next) {
                     if warned.insert(k) {
                         out.push(problem(
                             format!("steps[{k}]"),
                             format!(
-                                "step `{}` runs on into `{next}`, the next step in the file, which the {kind} `{}` goes to on another path: a user on the path through `{t}` gets both. End this path here (`next:` a later step, or an `exit` step), or write `next: {next}` if the paths are meant to join",
+                                "step `{}` runs on into `{next}`, the next step in the file, which the {kind} `{}` goes to on another path: a user on the path through `{t}` gets that path's `{next}` too. End this path here (`next:` a later step, or an `exit` step), or write `next: {next}` if that is meant",
                                 step.id, s.id
                             ),
                         ));
@@ -1046,25 +1053,14 @@ fn runs_into_a_sibling(j: &Journey) -> Vec<Problem> {
     out
 }
 
-/// Whether the way on from step `id` sends, updates or decides anything before the journey
-/// ends (running on into a path that only ends, an `exit` step, is harmless).
-fn does_something(j: &Journey, id: &str) -> bool {
-    let mut at = j.steps.iter().position(|x| x.id == id);
-    for _ in 0..=j.steps.len() {
-        let Some(k) = at else {
-            return false;
-        };
-        match j.steps[k].action() {
-            Action::Exit => return false,
-            Action::Wait(_) | Action::WaitUntil(_) => {}
-            _ => return true,
-        }
-        at = j
-            .next_at(k)
-            .and_then(|n| j.steps.iter().position(|x| x.id == n));
-    }
-    // A loop of waits: it goes on, and does whatever it does.
-    true
+/// Whether step `id` is itself a message or a profile update: running on into a step another
+/// path starts with by a wait (a shared "wait, then the rest" that one path reaches after a
+/// message of its own, an A/B control that skips one) or a decision is taken as a join.
+fn sends_or_updates(j: &Journey, id: &str) -> bool {
+    j.steps
+        .iter()
+        .find(|x| x.id == id)
+        .is_some_and(|s| matches!(s.action(), Action::Send(_) | Action::Update(_)))
 }
 
 /// Whether a step always waits: a `wait_until` with a `date` goes on at once when its date is
@@ -2063,9 +2059,23 @@ steps:
         assert_eq!(advice("j.yaml", split).len(), 1);
         let wait_for = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: w\n    wait_for: {event: paid, timeout: 1d, on_event: thanks, on_timeout: nudge}\n  - id: nudge\n    send: {sms: {body: pay}}\n  - id: thanks\n    send: {sms: {body: thanks}}\n";
         assert_eq!(advice("j.yaml", wait_for).len(), 1);
+        // Running on into another path's wait is taken as a join (an A/B control that skips
+        // a message, then both wait and go on).
+        let control = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: pick\n    split: {paths: [{weight: 1, goto: push}, {weight: 1, goto: later}]}\n  - id: push\n    send: {sms: {body: a}}\n  - id: later\n    wait: 4h\n  - id: email\n    send: {sms: {body: b}}\n";
+        assert!(advice("j.yaml", control).is_empty());
         // Running on into a path that only waits and ends is harmless.
         let ends = wait_for.replace("    send: {sms: {body: thanks}}\n", "    exit: true\n");
         assert!(advice("j.yaml", &ends).is_empty());
+        // Quiet hours a transactional journey does not apply.
+        let receipt = "id: j\nname: J\ntransactional: true\nquiet_hours: {start: \"21:00\", end: \"08:00\"}\ntrigger: {event: e}\nsteps:\n  - id: s\n    send: {sms: {body: code}}\n";
+        let said = advice("j.yaml", receipt);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!((said[0].line, said[0].path.as_str()), (4, "quiet_hours"));
+        assert!(
+            said[0].message.contains("not applied"),
+            "{}",
+            said[0].message
+        );
         // An invalid file gets its errors, not advice.
         assert!(advice("j.yaml", &text.replace("goto: vip", "goto: nowhere")).is_empty());
     }

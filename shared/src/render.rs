@@ -224,9 +224,14 @@ fn rules_label(j: &Journey) -> Vec<String> {
     }
     if let Some(q) = &j.quiet_hours {
         lines.push(format!(
-            "quiet hours {}–{} in the user's time",
+            "quiet hours {}–{} in the user's time{}",
             String::from(q.start),
-            String::from(q.end)
+            String::from(q.end),
+            if j.transactional {
+                " (not applied: transactional)"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(z) = &j.timezone {
@@ -522,12 +527,12 @@ steps:
         );
         let text = CART.replace(
             "exit_when:\n",
-            "reentry: after_exit\ntransactional: true\nexit_when:\n",
+            "reentry: after_exit\ntransactional: true\nquiet_hours: {start: \"21:00\", end: \"08:00\"}\nexit_when:\n",
         );
         let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
         assert!(
             m.contains(
-                "    rules>\"enters again after exit<br/>transactional: no caps, no quiet hours\"]"
+                "    rules>\"enters again after exit<br/>quiet hours 21:00–08:00 in the user's time (not applied: transactional)<br/>transactional: no caps, no quiet hours\"]"
             ),
             "{m}"
         );
