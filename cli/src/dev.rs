@@ -784,13 +784,18 @@ struct Watcher {
     settings_seen: Option<Option<SystemTime>>,
 }
 
-/// The `id` a journey file names, when it can be read as YAML at all (a file with errors).
+/// The `id` a journey file with errors names, when it can be read as YAML at all; else its
+/// name without the extension (`cart_abandonment.yaml` with a YAML syntax error is most
+/// likely journey `cart_abandonment`).
 fn id_in(file: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let name = file.display().to_string();
-    let read =
-        dsl::parse_located::<serde_json::Value>(&name, &text, &[], str::to_string).ok()??;
-    read.value.get("id")?.as_str().map(str::to_string)
+    let named = || {
+        let text = std::fs::read_to_string(file).ok()?;
+        let name = file.display().to_string();
+        let read =
+            dsl::parse_located::<serde_json::Value>(&name, &text, &[], str::to_string).ok()??;
+        read.value.get("id")?.as_str().map(str::to_string)
+    };
+    named().or_else(|| file.file_stem()?.to_str().map(str::to_string))
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {

@@ -899,6 +899,17 @@ fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
         "{:#?}",
         dev.printed()
     );
+    drop(dev);
+    // A file that is not even YAML any more is known by its name.
+    std::fs::write(&file, format!("{JOURNEY}\n  bad: [unclosed")).expect("write");
+    let dev = start(&journeys, &data);
+    wait_for(
+        &dev,
+        &format!(
+            "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
+            file.display()
+        ),
+    );
 }
 
 /// A port in use fails at once, saying which flag to change, and leaves no data folder behind.
