@@ -221,8 +221,29 @@ fn in_file_order(errors: &[dsl::FileError]) -> Vec<&dsl::FileError> {
 }
 
 /// Returns whether everything was valid.
-fn validate(paths: &[PathBuf]) -> bool {
+fn validate(all: &[PathBuf]) -> bool {
+    // A settings file named on its own is checked as settings, not read as a journey.
+    let (settings_files, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        all.iter().cloned().partition(|p| {
+            p.is_file() && p.file_stem().and_then(|s| s.to_str()) == Some(dsl::SETTINGS_STEM)
+        });
+    let paths = paths.as_slice();
     let mut errors = Vec::new();
+    for file in &settings_files {
+        let dir = file.parent().unwrap_or(std::path::Path::new("."));
+        if let Err(e) = settings::load(dir) {
+            errors.extend(e);
+        }
+    }
+    if paths.is_empty() && !settings_files.is_empty() {
+        if errors.is_empty() {
+            println!("ok: the settings");
+            return true;
+        }
+        print_errors(&errors);
+        eprintln!("{} error(s)", errors.len());
+        return false;
+    }
     let count = match dsl::load_set(paths) {
         Ok(journeys) => journeys.len(),
         Err(e) => {

@@ -82,6 +82,32 @@ fn validate_and_simulate_fail_on_a_folder_with_no_journey() {
     assert!(text(&out.stdout).is_empty());
 }
 
+/// The settings file named on its own is checked as settings, not read as a journey.
+#[test]
+fn validate_checks_a_settings_file_named_on_its_own() {
+    let dir = TempDir::new("validate-settings-file");
+    let good = dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let out = run(&["validate", &good.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: the settings");
+    let journey = dir.write("welcome.yaml", WELCOME);
+    let out = run(&[
+        "validate",
+        &good.display().to_string(),
+        &journey.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+    std::fs::write(&good, "caps:\n  pigeon: {max: 3, per: 1d}\n").expect("write");
+    let out = run(&["validate", &good.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("pigeon") && !err.contains("missing field `id`"),
+        "{err}"
+    );
+}
+
 /// A folder with no journey file fails `validate` also beside a path that holds one: a
 /// misnamed folder in a CI step is not passed over.
 #[test]
