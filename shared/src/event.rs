@@ -214,8 +214,17 @@ fn from_call(
         }
         Call::Group => {
             let mut check = Check::new(prefix);
-            let group = check.id(raw, "groupId");
-            if is_absent(raw.get("groupId")) {
+            // Blank is missing here (an id's own check would say to leave it out).
+            let blank = raw
+                .get("groupId")
+                .and_then(Value::as_str)
+                .is_some_and(|g| g.trim().is_empty());
+            let group = if blank {
+                None
+            } else {
+                check.id(raw, "groupId")
+            };
+            if blank || is_absent(raw.get("groupId")) {
                 check.error(
                     "groupId",
                     "is required: the id of the group (a company, an account) the user is in",
@@ -2543,9 +2552,14 @@ mod tests {
         let outcome = batch(&json!({"batch": [
             {"type": "group", "userId": "u1"},
             {"type": "group", "userId": "u1", "groupId": "acme", "traits": ["Acme"]},
+            {"type": "group", "userId": "u1", "groupId": "  "},
         ]}))
         .expect("batch");
         assert!(outcome.accepted.is_empty());
+        // A blank group is a missing one: one error, saying it is required.
+        let blank = &outcome.rejected[2].errors;
+        assert_eq!(fields(blank), vec!["batch[2].groupId"]);
+        assert!(blank[0].message.starts_with("is required"), "{blank:?}");
         assert_eq!(
             fields(&outcome.rejected[0].errors),
             vec!["batch[0].groupId"]
