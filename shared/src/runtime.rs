@@ -3380,12 +3380,6 @@ impl Runtime {
         self.settle_for(committed, cause, false).await.map(|_| ())
     }
 
-    /// Moves the timers due in `minute` to their queues, shard by shard, [`SWEEP_CHUNK`] at a
-    /// time: each chunk is sent (ten to a request, the requests at once) and then deleted
-    /// ([`DELETES_AT_ONCE`] at once). Past `until`, after a chunk, it stops: the minute is not
-    /// finished, and the next run takes up its remaining timers (a minute whose timers all come
-    /// due together, the end of the night's quiet hours, may take more than one run's time; sent
-    /// and not yet deleted, a timer is sent again, which its message's handling recognises).
     /// The timer partitions of minutes `from..=to` that hold timers, when the store can list
     /// them in one read ([`Store::partitions_between`]); `None`: each is read.
     async fn timer_partitions(
@@ -3405,6 +3399,13 @@ impl Runtime {
             .map(|parts| parts.into_iter().collect()))
     }
 
+    /// Moves the timers due in `minute` to their queues, shard by shard, [`SWEEP_CHUNK`] at a
+    /// time: each chunk is sent (ten to a request, the requests at once) and then deleted
+    /// ([`DELETES_AT_ONCE`] at once). Past `until`, after a chunk, it stops: the minute is not
+    /// finished, and the next run takes up its remaining timers (a minute whose timers all come
+    /// due together, the end of the night's quiet hours, may take more than one run's time; sent
+    /// and not yet deleted, a timer is sent again, which its message's handling recognises).
+    /// Only the partitions of `holding` are read, when the store could list them.
     async fn sweep_minute(
         &self,
         minute: i64,
