@@ -1523,42 +1523,48 @@ fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<
             "{unreadable}: `unset` takes a whole trait, `unset: [{top}]` removes all of `{top}`; to drop only a part of it, `set` `{top}` again without that part"
         ));
     };
-    // The value as written, nested under the parts after the first: `{city: "Paris"}`. A
-    // template inside a nested value is not rendered, so a template is one expression that
-    // makes the object (`"{{ {'city': event.city} }}"`).
+    // The value as written, nested under the parts after the first: `{city: "Paris"}` (a
+    // template in it is rendered there as anywhere in an update).
     let inner = &parts[1..];
-    let nested = match value.as_str().filter(|s| template::is_template(s)) {
-        Some(src) => {
-            let expr = template::sole_expression(src).unwrap_or("...");
-            let object = inner
-                .iter()
-                .rev()
-                .fold(expr.to_string(), |v, k| format!("{{'{k}': {v}}}"));
-            format!("\"{{{{ {object} }}}}\"")
-        }
-        None => {
-            let shown = serde_json::to_string(value)
-                .ok()
-                .filter(|t| t.chars().count() <= 40)
-                .unwrap_or_else(|| "...".to_string());
-            inner
-                .iter()
-                .rev()
-                .fold(shown, |v, k| format!("{{{k}: {v}}}"))
-        }
-    };
+    let shown = serde_json::to_string(value)
+        .ok()
+        .filter(|t| t.chars().count() <= 60)
+        .unwrap_or_else(|| "...".to_string());
+    let nested = inner
+        .iter()
+        .rev()
+        .fold(shown, |v, k| format!("{{{k}: {v}}}"));
     Some(format!(
         "{unreadable}: write it nested, `{top}: {nested}` (an update sets the whole `{top}`), and read it as `profile.{name}`"
     ))
 }
 
 /// The `set` values of an update that are templates (rendered when the step runs), by trait.
-fn update_templates(u: &crate::journey::Update) -> impl Iterator<Item = (&str, &str)> {
-    u.set.iter().filter_map(|(k, v)| {
-        v.as_str()
-            .filter(|s| template::is_template(s))
-            .map(|s| (k.as_str(), s))
-    })
+fn update_templates(u: &crate::journey::Update) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    for (k, v) in &u.set {
+        templates_in(v, k.clone(), &mut out);
+    }
+    out
+}
+
+/// The template texts in a value, with their paths below it (`address.city`, `tags[0]`): the
+/// templates inside an update's objects and lists are rendered too.
+fn templates_in<'a>(v: &'a serde_json::Value, path: String, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        serde_json::Value::String(s) if template::is_template(s) => out.push((path, s)),
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                templates_in(v, format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                templates_in(v, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Every template text a step renders, by its path below the step: each field of its message
@@ -1586,7 +1592,11 @@ fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
             }
         }
         Action::Update(u) => {
-            out.extend(update_templates(u).map(|(k, src)| (format!("update.set.{k}"), src)));
+            out.extend(
+                update_templates(u)
+                    .into_iter()
+                    .map(|(k, src)| (format!("update.set.{k}"), src)),
+            );
         }
         _ => {}
     }
@@ -2028,6 +2038,16 @@ steps:
         body: "{{ event.items | length }} items in your cart"
 "#;
 
+    /// A template inside an update's object or list is checked as any other, at its place.
+    #[test]
+    fn a_template_nested_in_an_update_is_checked_at_its_place() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: u\n    update:\n      set:\n        home:\n          city: \"{{ evnt.city }}\"\n";
+        let errors = parse("j.yaml", text).expect_err("an unknown variable");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "steps[0].update.set.home.city");
+        assert_eq!((errors[0].line, errors[0].column), (9, 17));
+    }
+
     /// A branch's path that runs on into a step another of its paths goes to is advised on,
     /// at the step that runs on; a path joined by an explicit `next:` is not.
     #[test]
@@ -2109,7 +2129,7 @@ steps:
             ),
             (
                 "      set: {\"address.city\": \"{{ event.city | title }}\"}\n",
-                "write it nested, `address: \"{{ {'city': event.city | title} }}\"`",
+                "write it nested, `address: {city: \"{{ event.city | title }}\"}`",
             ),
             (
                 "      set: {\"address.\": x}\n",

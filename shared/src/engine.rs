@@ -1605,11 +1605,7 @@ impl<'a> Run<'a> {
     /// trait, as an identify's `null` does: it is moved to `unset`.
     fn resolve(&self, u: &Update) -> (Update, BTreeMap<String, String>) {
         let mut failed = BTreeMap::new();
-        if !u
-            .set
-            .values()
-            .any(|v| v.is_null() || v.as_str().is_some_and(template::is_template))
-        {
+        if !u.set.values().any(|v| v.is_null() || holds_template(v)) {
             return (u.clone(), failed);
         }
         let ctx = self.template_context();
@@ -1661,6 +1657,15 @@ impl<'a> Run<'a> {
                                 set.insert(k.clone(), value);
                             }
                         }
+                    }
+                    Err(e) => {
+                        failed.insert(k.clone(), e.message);
+                    }
+                },
+                // An object or a list: the templates inside it are rendered in place.
+                None if holds_template(v) => match rendered_within(&ctx, v) {
+                    Ok(value) => {
+                        set.insert(k.clone(), value);
                     }
                     Err(e) => {
                         failed.insert(k.clone(), e.message);
@@ -1754,4 +1759,40 @@ impl<'a> Run<'a> {
             }
         })
     }
+}
+
+/// Whether a value holds a template: itself, or a text inside it.
+fn holds_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => template::is_template(s),
+        Value::Object(m) => m.values().any(holds_template),
+        Value::Array(a) => a.iter().any(holds_template),
+        _ => false,
+    }
+}
+
+/// An object or a list with each template inside it rendered: one that is one expression
+/// keeps its value's type (a missing one is `null`), any other is text.
+fn rendered_within(
+    ctx: &template::Context<'_>,
+    v: &Value,
+) -> Result<Value, template::TemplateError> {
+    Ok(match v {
+        Value::String(s) if template::is_template(s) => match ctx.evaluate(s) {
+            Some(Ok(value)) => value.unwrap_or(Value::Null),
+            Some(Err(e)) => return Err(e),
+            None => Value::String(ctx.render(s, false)?),
+        },
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), rendered_within(ctx, v)?)))
+                .collect::<Result<_, template::TemplateError>>()?,
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| rendered_within(ctx, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
 }

@@ -5619,7 +5619,7 @@ name: Moved
 trigger: {event: moved}
 steps:
   - id: keep
-    update: {set: {address: "{{ {'city': event.city | title} }}"}}
+    update: {set: {address: "{{ {'city': event.city | title} }}", home: {city: "{{ event.city | title }}", tags: ["{{ event.city }}", 2]}}}
   - id: pick
     branch: {cases: [{when: "profile.address.city == 'Paris'", goto: paris}], else: other}
   - id: paris
@@ -5638,6 +5638,16 @@ steps:
     assert_eq!(
         outbox(&out),
         ["2026-12-01T10:00:00Z ann push paris: Bienvenue à Paris"]
+    );
+    // Written nested, with the template inside: rendered there.
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    h.play(script).await;
+    let view = h.rt.user("ann").await.expect("ann");
+    let traits = view.profile.expect("a profile").traits;
+    assert_eq!(
+        traits["home"],
+        json!({"city": "Paris", "tags": ["paris", 2]})
     );
 }
 
