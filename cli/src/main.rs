@@ -214,7 +214,7 @@ fn print_errors(errors: &[dsl::FileError]) {
 
 /// File errors by file, line and column (the checks find them in an order of their own: the
 /// file's shape first, then steps' references, then templates).
-fn in_file_order(errors: &[dsl::FileError]) -> Vec<&dsl::FileError> {
+pub(crate) fn in_file_order(errors: &[dsl::FileError]) -> Vec<&dsl::FileError> {
     let mut sorted: Vec<&dsl::FileError> = errors.iter().collect();
     sorted.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     sorted
@@ -347,6 +347,10 @@ fn simulate(
             return Ok(false);
         }
     };
+    // What `validate` warns of, on stderr: the timeline on stdout stays as it is.
+    for w in in_file_order(&dsl::advice_for(&[journeys.to_path_buf()])) {
+        eprintln!("{}", warning(w));
+    }
     let settings = match settings::load(journeys) {
         Ok(s) => s,
         Err(errors) => {

@@ -174,6 +174,10 @@ fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Waymark reads them from its stack's `FrequencyCaps` parameter), and the console says so.
 pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     let mut errors = dsl::load_set(paths).err().unwrap_or_default();
+    // What `validate` warns of, before anything is published.
+    for w in crate::in_file_order(&dsl::advice_for(paths)) {
+        eprintln!("{}", crate::warning(w));
+    }
     let mut caps_notes = Vec::new();
     for dir in paths.iter().filter(|p| p.is_dir()) {
         match crate::settings::load(dir) {

@@ -192,12 +192,23 @@ fn validate_warns_of_a_path_that_runs_into_another() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
     let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "{name}:7:5: warning: step `regular` runs on into `vip`"
-        )),
-        "{err}"
+    let said = format!("{name}:7:5: warning: step `regular` runs on into `vip`");
+    assert!(err.contains(&said), "{err}");
+    // `simulate` says so too, on stderr, its timeline on stdout as it is.
+    let script = dir.write(
+        "events.jsonl",
+        r#"{"at":"2026-12-01T10:00:00Z","userId":"ann","event":"ordered","messageId":"o1"}"#,
     );
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &dir.path().display().to_string(),
+        "--events",
+        &script.display().to_string(),
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&said), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("warning"));
 }
 
 #[test]

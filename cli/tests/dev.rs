@@ -536,6 +536,26 @@ fn dev_republishes_a_changed_journey() {
         support::text(&out.stdout),
         "journey goodbye: version 1 (unchanged)\n"
     );
+    // What `validate` warns of, `publish` says too (and publishes).
+    let advised = dir.path().join("advised");
+    std::fs::create_dir_all(&advised).expect("mkdir");
+    std::fs::write(
+        advised.join("vip.yaml"),
+        "id: vip\nname: VIP\ntrigger: {event: ordered}\nsteps:\n  - id: br\n    branch: {cases: [{when: \"event.vip == true\", goto: vip}]}\n  - id: regular\n    send: {sms: {body: regular}}\n  - id: vip\n    send: {sms: {body: vip}}\n",
+    )
+    .expect("write");
+    let out = waymark()
+        .arg("publish")
+        .arg(&advised)
+        .args(["--api", &dev.url, "--key", &admin_key])
+        .output()
+        .expect("waymark publish");
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert!(
+        support::text(&out.stderr).contains("warning: step `regular` runs on into `vip`"),
+        "{}",
+        support::text(&out.stderr)
+    );
     // A folder's caps are checked, and said not to travel with the journeys.
     std::fs::write(
         other.join("waymark.yaml"),
