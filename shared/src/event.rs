@@ -258,7 +258,23 @@ fn from_call(
                     props.insert("group_id".into(), Value::String(group));
                 }
             }
-            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix)
+            // A problem of the properties is one of the traits the call sent.
+            let sent = if prefix.is_empty() {
+                "traits".to_string()
+            } else {
+                format!("{prefix}.traits")
+            };
+            let made = sent.replace("traits", "properties");
+            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix).map_err(|errs| {
+                errs.into_iter()
+                    .map(|mut e| {
+                        if let Some(rest) = e.field.strip_prefix(made.as_str()) {
+                            e.field = format!("{sent}{rest}");
+                        }
+                        e
+                    })
+                    .collect()
+            })
         }
         Call::Alias => {
             let mut check = Check::new(prefix);
@@ -2556,6 +2572,20 @@ mod tests {
         ]}))
         .expect("batch");
         assert!(outcome.accepted.is_empty());
+        // A problem of the group's traits names the traits, not the properties they became.
+        let deep = (0..40).fold(json!(1), |v, _| json!([v]));
+        let nested = batch(&json!({"batch": [
+            {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"deep": deep}},
+        ]}))
+        .expect("batch");
+        let errors = &nested.rejected[0].errors;
+        assert!(
+            !errors.is_empty()
+                && errors
+                    .iter()
+                    .all(|e| e.field.starts_with("batch[0].traits")),
+            "{errors:?}"
+        );
         // A blank group is a missing one: one error, saying it is required.
         let blank = &outcome.rejected[2].errors;
         assert_eq!(fields(blank), vec!["batch[2].groupId"]);
