@@ -890,6 +890,10 @@ pub(crate) fn closest<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Nothing written is near every short name (`GB` for an empty zone): no guess.
+    if name.trim().is_empty() {
+        return None;
+    }
     candidates
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
@@ -2037,6 +2041,17 @@ steps:
         title: "Still thinking?"
         body: "{{ event.items | length }} items in your cart"
 "#;
+
+    /// An empty name gets no guess (every name of two letters was as near).
+    #[test]
+    fn an_empty_name_is_near_nothing() {
+        assert_eq!(closest("", ["GB", "NZ", "Europe/Paris"].into_iter()), None);
+        assert_eq!(zone_advice(" ", "write a zone"), "write a zone");
+        assert_eq!(
+            closest("Europe/Pariss", ["GB", "Europe/Paris"].into_iter()),
+            Some("Europe/Paris")
+        );
+    }
 
     /// A template inside an update's object or list is checked as any other, at its place.
     #[test]
