@@ -272,7 +272,7 @@ fn validate(all: &[PathBuf]) -> bool {
         eprintln!("{}", no_journeys(paths));
         false
     } else if errors.is_empty() && empty.is_empty() {
-        println!("ok: {count} journeys");
+        println!("ok: {count} journey{}", if count == 1 { "" } else { "s" });
         true
     } else {
         print_errors(&errors);

@@ -47,7 +47,7 @@ fn validate_accepts_good_files_and_counts_them() {
     dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
     let out = run(&["validate", &dir.path().display().to_string()]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
 }
 
 /// A folder with no journey file (its journeys in a subfolder, or none yet) fails `validate`
@@ -97,7 +97,7 @@ fn validate_checks_a_settings_file_named_on_its_own() {
         &journey.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
     std::fs::write(&good, "caps:\n  pigeon: {max: 3, per: 1d}\n").expect("write");
     let out = run(&["validate", &good.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
@@ -190,7 +190,7 @@ fn validate_warns_of_a_path_that_runs_into_another() {
     let name = file.display().to_string();
     let out = run(&["validate", &name]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "ok: 1 journeys");
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
     let err = text(&out.stderr);
     let said = format!("{name}:7:5: warning: step `regular` runs on into `vip`");
     assert!(err.contains(&said), "{err}");
