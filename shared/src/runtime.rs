@@ -508,6 +508,10 @@ struct Unit<'a> {
     effects: &'a [Effect],
     timeline: &'a [Entry],
     cancel_sends: bool,
+    /// Whether this is the unit's performance in a later handling than its transition's (a
+    /// unit carried, or an outbox owed since): its sends' entries then say when each went out
+    /// (the ledger's time), not the step's.
+    late: bool,
     /// The enrollment's live wait (seq, at), when `enrollment` is the stored enrollment: a
     /// wake-up for any other is stale (the enrollment went on past it) and is not queued again.
     live: Option<Option<(u64, Timestamp)>>,
@@ -905,6 +909,7 @@ impl Runtime {
                 effects: &c.effects,
                 timeline: &c.timeline,
                 cancel_sends: c.cancel_sends,
+                late: true,
                 live: (*c.enrollment == *e.id).then(|| e.pending.map(|p| (p.seq, p.at))),
                 others_done: &others_done,
             };
@@ -947,6 +952,7 @@ impl Runtime {
                     effects: &e.outbox,
                     timeline: &e.outbox_timeline,
                     cancel_sends: false,
+                    late: !l.fresh,
                     live: Some(e.pending.map(|p| (p.seq, p.at))),
                     others_done: &cur_done,
                 };
@@ -2289,6 +2295,15 @@ impl Runtime {
                             continue;
                         }
                     };
+                    let now = self.now();
+                    // The step's time; performed late (retried through a provider outage, or
+                    // after a crash), when it went out, as the outbox line says, or now.
+                    let step_at = u.timeline.last().map_or(now, |t| t.at);
+                    let when = match (&outcome, u.late) {
+                        (_, false) => step_at,
+                        (Outcome::Sent { at }, true) => *at,
+                        (Outcome::Skipped { .. }, true) => now,
+                    };
                     let what = match outcome {
                         Outcome::Sent { .. } => What::Sent {
                             channel: o.channel,
@@ -2300,16 +2315,8 @@ impl Runtime {
                             detail,
                         },
                     };
-                    // The step's time; a send made well after it (retried through a provider
-                    // outage) says when it went out, as the outbox line does.
-                    let now = self.now();
-                    let step_at = u.timeline.last().map_or(now, |t| t.at);
                     let entry = Entry {
-                        at: if now > step_at + SignedDuration::from_mins(1) {
-                            now
-                        } else {
-                            step_at
-                        },
+                        at: when.max(step_at),
                         journey: shared(&entries, |x| Some(&x.journey), &o.journey),
                         enrollment: shared(&entries, |x| Some(&x.enrollment), &o.enrollment),
                         step: Some(shared(&entries, |x| x.step.as_ref(), &o.step)),

@@ -18,10 +18,12 @@ use waymark::runtime::{Config, Runtime};
 use waymark::simulate::DelayQueue;
 use waymark::store::MemoryStore;
 
-/// A provider that is down while `down` is set, and records what it sends.
+/// A provider that is down while `down` is set (for `only` that channel, if given), and records
+/// what it sends.
 struct Provider {
     clock: Arc<ManualClock>,
     down: AtomicBool,
+    only: Option<waymark::journey::Channel>,
     calls: AtomicUsize,
     sent: Mutex<Vec<(Timestamp, String)>>,
 }
@@ -30,7 +32,7 @@ struct Provider {
 impl Sender for Provider {
     async fn send(&self, m: &Outgoing) -> Result<Receipt, SendError> {
         self.calls.fetch_add(1, SeqCst);
-        if self.down.load(SeqCst) {
+        if self.down.load(SeqCst) && self.only.is_none_or(|c| c == m.channel) {
             return Err(SendError::Retryable("the provider is down".into()));
         }
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
@@ -73,6 +75,7 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
         let provider = Arc::new(Provider {
             clock: clock.clone(),
             down: AtomicBool::new(true),
+            only: None,
             calls: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
         });
@@ -175,4 +178,113 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
         assert_eq!(sent_at.len(), 2, "{name}");
         assert!(sent_at.iter().all(|t| *t >= back), "{name}: {sent_at:?}");
     }
+}
+
+/// A push and an email of one step visit each: the email's provider down for an hour. When the
+/// visit's outbox is performed again, the timeline says when each went out: the push at its
+/// step, the email when the provider took it.
+#[tokio::test]
+async fn a_send_performed_again_keeps_the_time_it_went_out() {
+    let clock = Arc::new(ManualClock::new(at("2026-12-01T09:00:00Z")));
+    let store = MemoryStore::new();
+    let queue = DelayQueue::new(clock.clone());
+    let provider = Arc::new(Provider {
+        clock: clock.clone(),
+        down: AtomicBool::new(true),
+        only: Some(waymark::journey::Channel::Email),
+        calls: AtomicUsize::new(0),
+        sent: Mutex::new(Vec::new()),
+    });
+    let rt = Runtime::new(
+        Arc::new(store.clone()),
+        Arc::new(queue.clone()),
+        provider.clone(),
+        clock.clone(),
+        std::time::Duration::ZERO,
+        Config::default(),
+    );
+    let both = r#"
+id: both
+name: Both
+trigger: {event: cart_abandoned}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: push_reminder
+    send: {push: {title: t, body: b}}
+  - id: email_reminder
+    send: {email: {subject: s, text: t}}
+"#;
+    rt.catalog
+        .publish(&journey(both), clock.now())
+        .await
+        .expect("publish");
+    let limits = Limits::default();
+    let identify = br#"{"userId":"ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t1"}]}}"#;
+    let cart = br#"{"userId":"ann","event":"cart_abandoned","messageId":"c1"}"#;
+    for (call, body) in [
+        (event::Call::Identify, &identify[..]),
+        (event::Call::Track, &cart[..]),
+    ] {
+        let e = event::parse_call(call, body, clock.now(), &limits).expect("event");
+        let out = Outbound {
+            message: Message::Event(Arc::new(e)),
+            delay_secs: 0,
+        };
+        queue.send(QueueName::Events, &[out]).await.expect("queue");
+    }
+    let back = at("2026-12-01T10:30:00Z");
+    let end = at("2026-12-01T18:00:00Z");
+    for _ in 0..10_000 {
+        let now = clock.now();
+        if now >= back {
+            provider.down.store(false, SeqCst);
+        }
+        let due = queue.take_due(now);
+        if due.is_empty() {
+            let timer = next_timer(&store).map(|t| t - SignedDuration::from_secs(60));
+            let Some(next) = [queue.next_due(), timer]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|t| *t <= end)
+            else {
+                break;
+            };
+            clock.set(next.max(now));
+            tick(&rt, &store).await.expect("tick");
+            continue;
+        }
+        for m in &due {
+            let _ = rt.handle(m).await;
+        }
+    }
+    let sent = provider
+        .sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let [(push_at, push), (email_at, email)] = sent.as_slice() else {
+        panic!("two sends: {sent:?}");
+    };
+    assert_eq!(
+        (push.as_str(), email.as_str()),
+        ("push_reminder", "email_reminder")
+    );
+    assert_eq!(*push_at, at("2026-12-01T09:30:00Z"));
+    assert!(*email_at >= back, "{email_at}");
+    let view = rt.user("ann").await.expect("ann");
+    let stamped: Vec<(String, Timestamp)> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, waymark::timeline::What::Sent { .. }))
+        .map(|e| (e.step.as_deref().unwrap_or("").to_string(), e.at))
+        .collect();
+    assert_eq!(
+        stamped,
+        [
+            ("push_reminder".to_string(), *push_at),
+            ("email_reminder".to_string(), *email_at)
+        ]
+    );
 }
