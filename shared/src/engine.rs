@@ -1667,8 +1667,8 @@ impl<'a> Run<'a> {
                     Ok(value) => {
                         set.insert(k.clone(), value);
                     }
-                    Err(e) => {
-                        failed.insert(k.clone(), e.message);
+                    Err(why) => {
+                        failed.insert(k.clone(), why);
                     }
                 },
                 None => {
@@ -1772,21 +1772,25 @@ fn holds_template(v: &Value) -> bool {
 }
 
 /// An object or a list with each template inside it rendered: one that is one expression
-/// keeps its value's type (a missing one is `null`), any other is text.
-fn rendered_within(
-    ctx: &template::Context<'_>,
-    v: &Value,
-) -> Result<Value, template::TemplateError> {
+/// keeps its value's type, any other is text. A value inside it that is missing for this user
+/// (as a whole value's would) leaves the trait as it was: the error says so.
+fn rendered_within(ctx: &template::Context<'_>, v: &Value) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) if template::is_template(s) => match ctx.evaluate(s) {
-            Some(Ok(value)) => value.unwrap_or(Value::Null),
-            Some(Err(e)) => return Err(e),
-            None => Value::String(ctx.render(s, false)?),
+            Some(Ok(Some(value))) => value,
+            Some(Ok(None)) => {
+                return Err(
+                    "a value inside it is missing for this user: the trait is left as it was"
+                        .into(),
+                )
+            }
+            Some(Err(e)) => return Err(e.message),
+            None => Value::String(ctx.render(s, false).map_err(|e| e.message)?),
         },
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| Ok((k.clone(), rendered_within(ctx, v)?)))
-                .collect::<Result<_, template::TemplateError>>()?,
+                .collect::<Result<_, String>>()?,
         ),
         Value::Array(a) => Value::Array(
             a.iter()

@@ -5617,6 +5617,7 @@ async fn update_of_a_nested_trait_written_as_validate_advises_is_read_by_its_pat
 id: moved
 name: Moved
 trigger: {event: moved}
+reentry: after_exit
 steps:
   - id: keep
     update: {set: {address: "{{ {'city': event.city | title} }}", home: {city: "{{ event.city | title }}", tags: ["{{ event.city }}", 2]}}}
@@ -5649,6 +5650,26 @@ steps:
         traits["home"],
         json!({"city": "Paris", "tags": ["paris", 2]})
     );
+    // A second move without a city leaves the whole `home` as it was, and says so.
+    h.play(r#"
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"moved","messageId":"m-2","properties":{}}
+"#)
+    .await;
+    let view = h.rt.user("ann").await.expect("ann");
+    assert_eq!(
+        view.profile.expect("a profile").traits["home"],
+        json!({"city": "Paris", "tags": ["paris", 2]})
+    );
+    let failed: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Updated { failed, .. } => Some(failed.keys().cloned().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(failed.contains(&"home".to_string()), "{failed:?}");
 }
 
 /// A `date` whose fixed zone or format cannot work would skip every send as `render_error`:
