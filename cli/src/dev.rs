@@ -137,7 +137,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // the message it had in hand is charged an attempt.
     let in_hand = std::fs::read_to_string(data.in_hand())
         .ok()
-        .and_then(|l| local::Receipt::from_line(&l));
+        .and_then(|l| local::InHand::from_line(&l));
     match queue.release_leases(in_hand) {
         Ok(0) => {}
         Ok(n) => tracing::info!(messages = n, "messages the last run had taken run first"),
@@ -605,19 +605,19 @@ async fn deliver(
     batch: Vec<local::Delivery>,
     data: &Path,
 ) {
-    let items: Vec<(Message, local::Receipt)> = batch
+    let items: Vec<(Message, local::InHand)> = batch
         .iter()
-        .map(|d| (d.message.clone(), d.receipt))
+        .map(|d| (d.message.clone(), local::InHand::of(d)))
         .collect();
     let rt = runtime.clone();
-    let note = InHand::at(data);
+    let note = InHandNote::at(data);
     let handled = guarded(
         items,
-        move |(message, receipt): (Message, local::Receipt)| {
+        move |(message, in_hand): (Message, local::InHand)| {
             let rt = rt.clone();
             let note = note.clone();
             async move {
-                note.holds(receipt);
+                note.holds(in_hand);
                 rt.handle(&message).await
             }
         },
@@ -717,32 +717,33 @@ where
     out
 }
 
-/// Where the worker notes the receipt of the message it has in hand, just before handling it
+/// Where the worker notes the message it has in hand (its lease, and where it was before the
+/// take), just before handling it
 /// (a write with no flush: it outlives a crash of the process, not of the machine), so that
 /// the next start charges a crash to that message alone (see
 /// [`LocalQueue::release_leases`]).
 #[derive(Clone)]
-struct InHand(Option<Arc<std::fs::File>>);
+struct InHandNote(Option<Arc<std::fs::File>>);
 
-impl InHand {
-    fn at(data: &Path) -> InHand {
+impl InHandNote {
+    fn at(data: &Path) -> InHandNote {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(DataDir::new(data).in_hand());
         match file {
-            Ok(f) => InHand(Some(Arc::new(f))),
+            Ok(f) => InHandNote(Some(Arc::new(f))),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot note the message in hand; a crash is charged to none");
-                InHand(None)
+                InHandNote(None)
             }
         }
     }
 
-    fn holds(&self, receipt: local::Receipt) {
+    fn holds(&self, in_hand: local::InHand) {
         if let Some(f) = &self.0 {
-            let line = receipt.to_line();
+            let line = in_hand.to_line();
             // One write of a fixed-width line at the start of the file, no truncation needed.
             #[cfg(unix)]
             let written = std::os::unix::fs::FileExt::write_all_at(&**f, line.as_bytes(), 0);

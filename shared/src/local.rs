@@ -705,6 +705,9 @@ fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<Sent> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub receipt: Receipt,
+    /// Where the message was before this take leased it: a crash can undo the take (it is not
+    /// durable), and the message is found there again (see [`LocalQueue::release_leases`]).
+    pub taken_from: Receipt,
     pub message: Message,
     /// How many times it has been taken, this one included.
     pub attempt: u32,
@@ -717,19 +720,45 @@ pub struct Receipt {
     seq: u64,
 }
 
-impl Receipt {
-    /// The receipt as a line of fixed width (what `waymark dev` notes before it handles each
-    /// message, so that a crash is charged to the message in hand only).
-    pub fn to_line(&self) -> String {
-        format!("{:020} {:020}\n", self.due_millis, self.seq)
+/// The message a run has in hand: its lease and where it was before the take, as `waymark dev`
+/// notes it before it handles each message, so that a crash is charged to that message alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InHand {
+    pub lease: Receipt,
+    pub taken_from: Receipt,
+}
+
+impl InHand {
+    pub fn of(d: &Delivery) -> InHand {
+        InHand {
+            lease: d.receipt,
+            taken_from: d.taken_from,
+        }
     }
 
-    /// The receipt a [`Receipt::to_line`] line names.
-    pub fn from_line(line: &str) -> Option<Receipt> {
-        let (due, seq) = line.trim().split_once(' ')?;
-        Some(Receipt {
-            due_millis: due.trim().parse().ok()?,
-            seq: seq.trim().parse().ok()?,
+    /// The note as a line of fixed width (written over the last in place).
+    pub fn to_line(&self) -> String {
+        format!(
+            "{:020} {:020} {:020} {:020}\n",
+            self.lease.due_millis, self.lease.seq, self.taken_from.due_millis, self.taken_from.seq
+        )
+    }
+
+    /// The note a [`InHand::to_line`] line holds.
+    pub fn from_line(line: &str) -> Option<InHand> {
+        let n: Vec<&str> = line.split_whitespace().collect();
+        let [d1, s1, d2, s2] = n.as_slice() else {
+            return None;
+        };
+        Some(InHand {
+            lease: Receipt {
+                due_millis: d1.parse().ok()?,
+                seq: s1.parse().ok()?,
+            },
+            taken_from: Receipt {
+                due_millis: d2.parse().ok()?,
+                seq: s2.parse().ok()?,
+            },
         })
     }
 }
@@ -856,6 +885,10 @@ impl LocalQueue {
                                 due_millis: until,
                                 seq,
                             },
+                            taken_from: Receipt {
+                                due_millis: key.0,
+                                seq: key.1,
+                            },
                             message,
                             attempt: attempts + 1,
                         });
@@ -881,36 +914,44 @@ impl LocalQueue {
     /// once and handles them one after another, so a crash finds hundreds taken and most never
     /// started (counted, five quick restarts sent them all to the dead letters), while a
     /// message that kills the process each time it is handled still reaches the dead letters.
-    /// With no note, none is counted. A lease that had run out before the crash (the message
-    /// failed and waits to be taken again) keeps its count.
-    pub fn release_leases(&self, in_hand: Option<Receipt>) -> Result<usize, QueueError> {
+    /// A take is not durable: when the crash undid it, the message in hand is found where it
+    /// was before, uncounted, and is charged there. With no note, none is counted. A lease that
+    /// had run out before the crash (the message failed and waits to be taken again) keeps its
+    /// count.
+    pub fn release_leases(&self, in_hand: Option<InHand>) -> Result<usize, QueueError> {
         let now = millis(self.clock.now());
         let txn = self.db.begin_write().queue()?;
         let released = {
             let mut q = txn.open_table(QUEUE).queue()?;
+            let at = |(due_millis, seq): (i64, u64)| Receipt { due_millis, seq };
             let mut leased = Vec::new();
+            // The message in hand where it was before its take, when the crash undid the take.
+            let mut undone = None;
             for item in q.iter().queue()? {
                 let (k, v) = item.queue()?;
                 let (attempts, body) = v.value();
                 if attempts > 0 {
                     leased.push((k.value(), attempts, body.to_string()));
+                } else if in_hand.is_some_and(|h| h.taken_from == at(k.value())) {
+                    undone = Some((k.value(), body.to_string()));
                 }
             }
-            for ((due, seq), attempts, body) in &leased {
-                q.remove((*due, *seq)).queue()?;
-                let held = *due > now;
-                let charged = in_hand
-                    == Some(Receipt {
-                        due_millis: *due,
-                        seq: *seq,
-                    });
-                let attempts = if held && !charged {
-                    attempts - 1
-                } else {
-                    *attempts
+            for (key, attempts, body) in &leased {
+                q.remove(*key).queue()?;
+                let held = key.0 > now;
+                let attempts = match in_hand {
+                    // In hand at the crash: its lease counts.
+                    Some(h) if h.lease == at(*key) => *attempts,
+                    // In hand, its take undone: charged here.
+                    Some(h) if h.taken_from == at(*key) => attempts + 1,
+                    _ if held => attempts - 1,
+                    _ => *attempts,
                 };
-                q.insert((RELEASED, *seq), (attempts, body.as_str()))
+                q.insert((RELEASED, key.1), (attempts, body.as_str()))
                     .queue()?;
+            }
+            if let Some((key, body)) = undone {
+                q.insert(key, (1, body.as_str())).queue()?;
             }
             leased.len()
         };
@@ -1653,11 +1694,11 @@ mod tests {
         restarted.release_leases(None).expect("release");
         let got = restarted.take_due(ts(now)).await.expect("take");
         assert_eq!(got[0].attempt, 2);
-        let line = got[0].receipt.to_line();
-        assert_eq!(Receipt::from_line(&line), Some(got[0].receipt));
+        let line = InHand::of(&got[0]).to_line();
+        assert_eq!(InHand::from_line(&line), Some(InHand::of(&got[0])));
         let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
         restarted
-            .release_leases(Receipt::from_line(&line))
+            .release_leases(InHand::from_line(&line))
             .expect("release");
         let got = restarted.take_due(ts(now)).await.expect("take");
         assert_eq!(got[0].attempt, 3, "the crash in its hands is charged");
@@ -1961,6 +2002,78 @@ mod tests {
         assert_eq!(stored_clock(&db), Some(ts(90)));
         drop(store);
         drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A message that kills the process each time it is handled reaches the dead letters after
+    /// five starts, though each crash undoes the take that leased it (a take is not durable):
+    /// the run's note of the message in hand charges it where it is found. The crashes are
+    /// real: this test runs itself again as a child process that takes, notes and aborts.
+    #[tokio::test]
+    async fn a_message_that_kills_the_process_is_charged_for_each_crash() {
+        const CHILD: &str = "WAYMARK_KILLER_CHILD";
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let lease = SignedDuration::from_hours(1);
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let dir = std::path::PathBuf::from(dir);
+            let db = open(&dir.join("store.redb")).expect("open");
+            let q = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+            let got = q.take_due(ts(1)).await.expect("take");
+            if let Some(d) = got.first() {
+                std::fs::write(dir.join("in_hand"), InHand::of(d).to_line()).expect("note");
+                std::process::abort();
+            }
+            // Out of attempts, it was dead-lettered by the take; a run that stops commits.
+            commit_durably(&db, ts(1)).expect("commit");
+            std::process::exit(0);
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "waymark-killer-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        {
+            let db = open(&dir.join("store.redb")).expect("open");
+            let q = LocalQueue::new(db.clone(), clock.clone());
+            let out = Outbound {
+                message: wake(1, ts(0)),
+                delay_secs: 0,
+            };
+            q.send(QueueName::Steps, &[out]).await.expect("send");
+            commit_durably(&db, ts(0)).expect("commit");
+        }
+        let mut starts = 0;
+        loop {
+            let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "local::tests::a_message_that_kills_the_process_is_charged_for_each_crash",
+                    "--nocapture",
+                ])
+                .env(CHILD, &dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run the child");
+            if child.success() {
+                break;
+            }
+            starts += 1;
+            assert!(starts <= 10, "still crashing after {starts} starts");
+            // The next start: give back what the crashed run had, charging the note's message.
+            let db = open(&dir.join("store.redb")).expect("reopen");
+            let q = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+            let note = std::fs::read_to_string(dir.join("in_hand")).expect("a note");
+            q.release_leases(InHand::from_line(&note)).expect("release");
+            commit_durably(&db, ts(0)).expect("commit");
+        }
+        // The sixth take found it out of attempts: it is in the dead letters, with why.
+        let db = open(&dir.join("store.redb")).expect("reopen");
+        let q = LocalQueue::new(db, clock);
+        let dead = q.dead_letters().expect("dead letters");
+        assert_eq!(starts, 5);
+        assert_eq!(dead.len(), 1, "{dead:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
