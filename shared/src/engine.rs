@@ -1495,7 +1495,21 @@ impl<'a> Run<'a> {
                 }) {
                     Some((t, Err(also))) => {
                         // Neither reaches the user: the skip names both reasons.
-                        let detail = format!("fallback {}: {}", t.channel(), also.as_str());
+                        // Each channel's own detail (since when an opt-out holds, what
+                        // suppressed the address), where there is one.
+                        let user = self.user();
+                        let said =
+                            |c: Channel, why: Unreachable| match user.unreachable_detail(c, why) {
+                                Some(d) => format!("{} ({d})", why.as_str()),
+                                None => why.as_str().to_string(),
+                            };
+                        let own = user.unreachable_detail(first.channel(), why);
+                        let fallback =
+                            format!("fallback {}: {}", t.channel(), said(t.channel(), also));
+                        let detail = match own {
+                            Some(own) => format!("{own}; {fallback}"),
+                            None => fallback,
+                        };
                         self.skip(step, first.channel(), why, Some(detail));
                         None
                     }

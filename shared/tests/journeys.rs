@@ -3777,14 +3777,24 @@ steps:
             })
             .collect()
     };
-    let both = |fallback: &str| {
-        vec![(
+    // Each with its own detail: since when an opt-out holds.
+    let since = "since 2026-12-01T09:00:00Z";
+    assert_eq!(
+        skip("u"),
+        [(
             "opted_out".to_string(),
-            Some(format!("fallback email: {fallback}")),
+            Some(format!(
+                "`subscriptions.sms` is false, {since}; fallback email: opted_out (`subscriptions.email` is false, {since})"
+            ))
         )]
-    };
-    assert_eq!(skip("u"), both("opted_out"));
-    assert_eq!(skip("v"), both("no_address"));
+    );
+    assert_eq!(
+        skip("v"),
+        [(
+            "opted_out".to_string(),
+            Some("`subscriptions.sms` is false, since 2026-12-01T10:00:00Z; fallback email: no_address (no `email` trait: an identify sets it)".to_string())
+        )]
+    );
 }
 
 /// A send deferred by quiet hours reads, when it goes out, right after its own wake-up: before
