@@ -58,11 +58,16 @@ pub fn read(file: &Path) -> Result<String> {
     })?;
     // A checkout that turned its line ends into CRLF (git's autocrlf on Windows) holds the same
     // lines: JSON lines carry no raw carriage return of their own.
-    Ok(if text.contains('\r') {
+    let mut text = if text.contains('\r') {
         text.replace("\r\n", "\n")
     } else {
         text
-    })
+    };
+    // An editor that drops the last line's end leaves the same lines.
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// Writes the run as the expected file.
@@ -92,6 +97,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             compare("x.jsonl", &expected, "{\"a\":1}\n{\"b\":\"x\\r\\n\"}\n"),
+            Verdict::Same { lines: 2 }
+        );
+    }
+
+    #[test]
+    fn a_file_without_its_last_line_end_reads_as_the_same_lines() {
+        let dir =
+            std::env::temp_dir().join(format!("waymark-expect-no-eol-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("x.jsonl");
+        std::fs::write(&file, "{\"a\":1}\n{\"b\":2}").expect("write");
+        let expected = read(&file).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            compare("x.jsonl", &expected, "{\"a\":1}\n{\"b\":2}\n"),
             Verdict::Same { lines: 2 }
         );
     }
