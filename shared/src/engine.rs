@@ -532,7 +532,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
         step: Some(Arc::from(e.step.as_str())),
         what: What::Converted {
             event: goal.event.clone(),
-            splits: e.splits.clone(),
+            splits: crate::timeline::chosen_by(&e.splits, at),
             last_message: None,
         },
     });
@@ -575,7 +575,7 @@ pub fn convert_previous(
         step: Some(Arc::from(prev.step.as_str())),
         what: What::Converted {
             event: goal.event.clone(),
-            splits: prev.splits.clone(),
+            splits: crate::timeline::chosen_by(&prev.splits, at),
             // The runtime credits it (it knows which messages went out).
             last_message: None,
         },
@@ -649,7 +649,7 @@ fn event_of(
                 Some(&step),
                 What::Converted {
                     event: name.to_string(),
-                    splits: run.enrollment.splits.clone(),
+                    splits: crate::timeline::chosen_by(&run.enrollment.splits, event.timestamp),
                     // The runtime credits it (it knows which messages went out).
                     last_message: None,
                 },
@@ -1137,6 +1137,7 @@ impl<'a> Run<'a> {
             self.enrollment.splits.push(crate::timeline::SplitChoice {
                 step: step.to_string(),
                 path: path.map(str::to_string),
+                at: Some(self.ctx.now),
             });
         }
     }

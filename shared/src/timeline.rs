@@ -127,6 +127,22 @@ pub struct SplitChoice {
     pub step: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// When it was chosen (kept on the enrollment; enrollments stored before had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// The choices a conversion at `at` credits: those made by then (a goal event stamped before a
+/// split, arriving late, is no path's of it), without their times (as the timeline shows them).
+pub fn chosen_by(splits: &[SplitChoice], at: Timestamp) -> Vec<SplitChoice> {
+    splits
+        .iter()
+        .filter(|c| c.at.is_none_or(|chosen| chosen <= at))
+        .map(|c| SplitChoice {
+            at: None,
+            ..c.clone()
+        })
+        .collect()
 }
 
 fn is_empty(s: &Arc<str>) -> bool {
@@ -596,15 +612,18 @@ mod tests {
             converted(vec![SplitChoice {
                 step: "copy_test".into(),
                 path: Some("features".into()),
+                at: None,
             }]),
             converted(vec![
                 SplitChoice {
                     step: "copy_test".into(),
                     path: None,
+                    at: None,
                 },
                 SplitChoice {
                     step: "channel_test".into(),
                     path: Some("sms".into()),
+                    at: None,
                 },
             ]),
             converted(vec![]),

@@ -5452,6 +5452,52 @@ async fn stats_count_each_split_path_and_its_conversions() {
     );
 }
 
+/// A goal event that arrives late, stamped before the user reached a split, converts the
+/// enrollment but is no path's of that split: the A/B result counts only conversions after a
+/// path was taken.
+#[tokio::test]
+async fn a_late_goal_stamped_before_a_split_is_no_paths_conversion() {
+    let journey = r#"
+id: ab
+name: AB
+trigger: {event: start}
+goal: {event: buy, within: 1d}
+steps:
+  - id: pause
+    wait: 1h
+  - id: pick
+    split:
+      paths:
+        - {weight: 1, goto: a, name: a}
+        - {weight: 1, goto: b, name: b}
+  - id: a
+    send: {push: {title: A, body: "."}}
+    next: done
+  - id: b
+    send: {push: {title: B, body: "."}}
+  - id: done
+    exit: true
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"push_tokens":[{"platform":"fcm","token":"t-u"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"u","event":"start","messageId":"s1"}
+{"at":"2026-12-01T11:30:00Z","type":"track","userId":"u","event":"buy","messageId":"b1","timestamp":"2026-12-01T10:15:00Z"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("ab").await.expect("stats");
+    assert_eq!(stats.get("converted"), Some(&1), "{stats:?}");
+    assert!(
+        !stats
+            .keys()
+            .any(|k| k.contains(".path.") && k.ends_with(".converted")),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn stats_counters_equal_what_the_timelines_say() {
     let h = Harness::new("2026-12-01T10:00:00Z");
