@@ -896,10 +896,11 @@ pub fn header_name_problem(name: &str) -> Option<String> {
         })
 }
 
-/// What is wrong with `value` as an HTTP header value (a webhook's), if anything.
+/// What is wrong with `value` as an HTTP header value (a webhook's), if anything: a control
+/// character (a line break, a NUL, DEL); text beyond ASCII passes, as the HTTP client sends it.
 pub fn header_value_problem(value: &str) -> Option<String> {
     http::HeaderValue::from_str(value).is_err().then(|| {
-        "is not an HTTP header value: printable ASCII only, no line breaks (put other text through `| urlencode`)"
+        "is not an HTTP header value: no line breaks or other control characters (put such text through `| urlencode`)"
             .to_string()
     })
 }

@@ -5804,3 +5804,16 @@ steps:
         )]
     );
 }
+
+/// What a webhook header value may hold, as the refusal says: anything but control characters
+/// (text beyond ASCII, `zoë`, passes, as the HTTP client sends it).
+#[test]
+fn a_header_value_is_refused_for_control_characters_only() {
+    assert_eq!(engine::header_value_problem("my-zoë/shop 1"), None);
+    let why = engine::header_value_problem("a\r\nX-Evil: 1").expect("a line break");
+    assert!(
+        why.contains("no line breaks or other control characters"),
+        "{why}"
+    );
+    assert!(engine::header_value_problem("a\u{7f}").is_some());
+}
