@@ -56,26 +56,29 @@ steps:
     send: {email: {subject: s, text: t}}
 "#;
 
-/// Waits on the queue (as in `waymark dev`) and as timers in the store (as deployed).
-#[tokio::test]
-async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
-    for (name, config) in [
-        (
-            "waits on the queue",
-            Config {
-                hop_limit: SignedDuration::from_hours(24 * 400),
-                ..Config::default()
-            },
-        ),
-        ("waits as timers", Config::default()),
-    ] {
+/// A runtime over the in-memory store, a delay queue and `provider`, with `journey` published
+/// and ann identified (an email address and a push device) and abandoning a cart at 09:00.
+struct World {
+    clock: Arc<ManualClock>,
+    store: MemoryStore,
+    queue: DelayQueue,
+    provider: Arc<Provider>,
+    rt: Runtime,
+}
+
+impl World {
+    async fn new(
+        journey_text: &str,
+        config: Config,
+        only: Option<waymark::journey::Channel>,
+    ) -> World {
         let clock = Arc::new(ManualClock::new(at("2026-12-01T09:00:00Z")));
         let store = MemoryStore::new();
         let queue = DelayQueue::new(clock.clone());
         let provider = Arc::new(Provider {
             clock: clock.clone(),
             down: AtomicBool::new(true),
-            only: None,
+            only,
             calls: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
         });
@@ -88,7 +91,7 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
             config,
         );
         rt.catalog
-            .publish(&journey(CART), clock.now())
+            .publish(&journey(journey_text), clock.now())
             .await
             .expect("publish");
         let limits = Limits::default();
@@ -105,21 +108,28 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
             };
             queue.send(QueueName::Events, &[out]).await.expect("queue");
         }
-        // Eight hours of outage (past the push at 09:30 and the email at 13:30), then a day
-        // with the provider back.
-        let back = at("2026-12-01T17:00:00Z");
-        let end = at("2026-12-02T17:00:00Z");
-        let mut deliveries = 0usize;
-        let mut while_down = 0usize;
+        World {
+            clock,
+            store,
+            queue,
+            provider,
+            rt,
+        }
+    }
+
+    /// Handles everything due until `end`, the provider coming back at `back` (the clock
+    /// stops there too); at most 20,000 deliveries. Returns (deliveries, those before `back`).
+    async fn run(&self, back: Timestamp, end: Timestamp) -> (usize, usize) {
+        let (mut deliveries, mut while_down) = (0usize, 0usize);
         while deliveries < 20_000 {
-            let now = clock.now();
+            let now = self.clock.now();
             if now >= back {
-                provider.down.store(false, SeqCst);
+                self.provider.down.store(false, SeqCst);
             }
-            let due = queue.take_due(now);
+            let due = self.queue.take_due(now);
             if due.is_empty() {
-                let timer = next_timer(&store).map(|t| t - SignedDuration::from_secs(60));
-                let Some(next) = [queue.next_due(), timer]
+                let timer = next_timer(&self.store).map(|t| t - SignedDuration::from_secs(60));
+                let Some(next) = [self.queue.next_due(), timer]
                     .into_iter()
                     .flatten()
                     .min()
@@ -132,8 +142,8 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
                 } else {
                     next
                 };
-                clock.set(next.max(now));
-                tick(&rt, &store).await.expect("tick");
+                self.clock.set(next.max(now));
+                tick(&self.rt, &self.store).await.expect("tick");
                 continue;
             }
             for m in &due {
@@ -142,41 +152,73 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
                     while_down += 1;
                 }
                 // A failure here is the queue's to redeliver; the runtime queues its own retries.
-                let _ = rt.handle(m).await;
+                let _ = self.rt.handle(m).await;
             }
         }
+        (deliveries, while_down)
+    }
+
+    /// What the provider took, step by step, with when.
+    fn sent(&self) -> Vec<(Timestamp, String)> {
+        self.provider
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// When the timeline says each message of ann's went out, by step.
+    async fn stamped(&self) -> Vec<(String, Timestamp)> {
+        let view = self.rt.user("ann").await.expect("ann");
+        view.timeline
+            .iter()
+            .filter(|e| matches!(e.what, waymark::timeline::What::Sent { .. }))
+            .map(|e| (e.step.as_deref().unwrap_or("").to_string(), e.at))
+            .collect()
+    }
+}
+
+/// Waits on the queue (as in `waymark dev`) and as timers in the store (as deployed).
+#[tokio::test]
+async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
+    for (name, config) in [
+        (
+            "waits on the queue",
+            Config {
+                hop_limit: SignedDuration::from_hours(24 * 400),
+                ..Config::default()
+            },
+        ),
+        ("waits as timers", Config::default()),
+    ] {
+        let world = World::new(CART, config, None).await;
+        // Eight hours of outage (past the push at 09:30 and the email at 13:30), then a day
+        // with the provider back.
+        let back = at("2026-12-01T17:00:00Z");
+        let (deliveries, while_down) = world.run(back, at("2026-12-02T17:00:00Z")).await;
         assert!(
             deliveries < 20_000,
             "{name}: a storm of {deliveries} deliveries, the clock stuck at {}",
-            clock.now()
+            world.clock.now()
         );
         // Each failed message's backoff chain (and the waits' 15-minute hops), not thousands.
         assert!(
             while_down < 100,
             "{name}: {while_down} deliveries during the outage"
         );
-        let sent: Vec<String> = provider
-            .sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, step)| step.clone())
-            .collect();
+        let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
         assert_eq!(
-            sent,
+            steps,
             ["push_reminder", "low_stock_email"],
             "{name}: each once, in the journey's order"
         );
         // The timeline says when they went out, not when their steps ran.
-        let view = rt.user("ann").await.expect("ann");
-        let sent_at: Vec<Timestamp> = view
-            .timeline
-            .iter()
-            .filter(|e| matches!(e.what, waymark::timeline::What::Sent { .. }))
-            .map(|e| e.at)
-            .collect();
-        assert_eq!(sent_at.len(), 2, "{name}");
-        assert!(sent_at.iter().all(|t| *t >= back), "{name}: {sent_at:?}");
+        let stamped = world.stamped().await;
+        assert_eq!(stamped.len(), 2, "{name}");
+        assert!(
+            stamped.iter().all(|(_, t)| *t >= back),
+            "{name}: {stamped:?}"
+        );
     }
 }
 
@@ -185,24 +227,6 @@ async fn an_outage_of_hours_is_retried_with_backoff_not_in_a_storm() {
 /// step, the email when the provider took it.
 #[tokio::test]
 async fn a_send_performed_again_keeps_the_time_it_went_out() {
-    let clock = Arc::new(ManualClock::new(at("2026-12-01T09:00:00Z")));
-    let store = MemoryStore::new();
-    let queue = DelayQueue::new(clock.clone());
-    let provider = Arc::new(Provider {
-        clock: clock.clone(),
-        down: AtomicBool::new(true),
-        only: Some(waymark::journey::Channel::Email),
-        calls: AtomicUsize::new(0),
-        sent: Mutex::new(Vec::new()),
-    });
-    let rt = Runtime::new(
-        Arc::new(store.clone()),
-        Arc::new(queue.clone()),
-        provider.clone(),
-        clock.clone(),
-        std::time::Duration::ZERO,
-        Config::default(),
-    );
     let both = r#"
 id: both
 name: Both
@@ -215,55 +239,15 @@ steps:
   - id: email_reminder
     send: {email: {subject: s, text: t}}
 "#;
-    rt.catalog
-        .publish(&journey(both), clock.now())
-        .await
-        .expect("publish");
-    let limits = Limits::default();
-    let identify = br#"{"userId":"ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t1"}]}}"#;
-    let cart = br#"{"userId":"ann","event":"cart_abandoned","messageId":"c1"}"#;
-    for (call, body) in [
-        (event::Call::Identify, &identify[..]),
-        (event::Call::Track, &cart[..]),
-    ] {
-        let e = event::parse_call(call, body, clock.now(), &limits).expect("event");
-        let out = Outbound {
-            message: Message::Event(Arc::new(e)),
-            delay_secs: 0,
-        };
-        queue.send(QueueName::Events, &[out]).await.expect("queue");
-    }
+    let world = World::new(
+        both,
+        Config::default(),
+        Some(waymark::journey::Channel::Email),
+    )
+    .await;
     let back = at("2026-12-01T10:30:00Z");
-    let end = at("2026-12-01T18:00:00Z");
-    for _ in 0..10_000 {
-        let now = clock.now();
-        if now >= back {
-            provider.down.store(false, SeqCst);
-        }
-        let due = queue.take_due(now);
-        if due.is_empty() {
-            let timer = next_timer(&store).map(|t| t - SignedDuration::from_secs(60));
-            let Some(next) = [queue.next_due(), timer]
-                .into_iter()
-                .flatten()
-                .min()
-                .filter(|t| *t <= end)
-            else {
-                break;
-            };
-            clock.set(next.max(now));
-            tick(&rt, &store).await.expect("tick");
-            continue;
-        }
-        for m in &due {
-            let _ = rt.handle(m).await;
-        }
-    }
-    let sent = provider
-        .sent
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    world.run(back, at("2026-12-01T18:00:00Z")).await;
+    let sent = world.sent();
     let [(push_at, push), (email_at, email)] = sent.as_slice() else {
         panic!("two sends: {sent:?}");
     };
@@ -273,15 +257,8 @@ steps:
     );
     assert_eq!(*push_at, at("2026-12-01T09:30:00Z"));
     assert!(*email_at >= back, "{email_at}");
-    let view = rt.user("ann").await.expect("ann");
-    let stamped: Vec<(String, Timestamp)> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, waymark::timeline::What::Sent { .. }))
-        .map(|e| (e.step.as_deref().unwrap_or("").to_string(), e.at))
-        .collect();
     assert_eq!(
-        stamped,
+        world.stamped().await,
         [
             ("push_reminder".to_string(), *push_at),
             ("email_reminder".to_string(), *email_at)
