@@ -122,6 +122,8 @@ enum Command {
 fn main() -> ExitCode {
     init_logs();
     let cli = Cli::parse();
+    // `simulate` tells a run it cannot make (exit 2) from a timeline that differs (exit 1).
+    let simulating = matches!(cli.command, Command::Simulate { .. });
     let outcome = match cli.command {
         Command::Validate { paths } => Ok(validate(&paths)),
         Command::Simulate {
@@ -173,11 +175,29 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if !e.is::<CannotRun>() {
+                eprintln!("error: {e:#}");
+            }
+            if simulating {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// Journeys or settings a simulation cannot run with; their problems are printed already.
+#[derive(Debug)]
+struct CannotRun;
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the simulation cannot run: see the problems above")
+    }
+}
+
+impl std::error::Error for CannotRun {}
 
 /// Logs go to stderr; `RUST_LOG` tunes them (default: warnings).
 fn init_logs() {
@@ -339,12 +359,12 @@ fn simulate(
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
         Ok(set) if set.is_empty() => {
             eprintln!("{}", no_journeys(&[journeys.to_path_buf()]));
-            return Ok(false);
+            return Err(CannotRun.into());
         }
         Ok(set) => set,
         Err(errors) => {
             print_errors(&errors);
-            return Ok(false);
+            return Err(CannotRun.into());
         }
     };
     // What `validate` warns of, on stderr: the timeline on stdout stays as it is.
@@ -355,7 +375,7 @@ fn simulate(
         Ok(s) => s,
         Err(errors) => {
             print_errors(&errors);
-            return Ok(false);
+            return Err(CannotRun.into());
         }
     };
     let text = std::fs::read_to_string(events)

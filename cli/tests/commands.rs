@@ -73,7 +73,7 @@ fn validate_and_simulate_fail_on_a_folder_with_no_journey() {
         "--events",
         &script.display().to_string(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("no journey files"),
         "{}",
@@ -308,9 +308,10 @@ fn simulate_checks_the_timeline_against_an_expected_file() {
     };
     let file = expected.display().to_string();
 
-    // No file yet: the error says how to make one.
+    // No file yet: the error says how to make one (exit 2: the check cannot run, as opposed
+    // to a timeline that differs, exit 1).
     let out = simulate(&["--expect", &file]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--bless"),
         "{}",
@@ -386,7 +387,7 @@ fn simulate_reports_a_bad_script_line() {
         "--events",
         &events.display().to_string(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a script that cannot run");
     assert!(
         text(&out.stderr).contains("line 2"),
         "{}",
