@@ -4232,15 +4232,28 @@ pub fn describe(w: &What) -> String {
             channel, reason, ..
         } => format!("skipped {channel}: {reason}"),
         What::FellBack { from, to, reason } => format!("fell back from {from} to {to}: {reason}"),
-        What::Updated { failed, .. } if failed.is_empty() => "profile updated".into(),
-        What::Updated { failed, .. } => format!(
-            "profile updated, but not {}",
-            failed
-                .iter()
-                .map(|(k, why)| format!("`{k}` ({why})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        What::Updated { set, unset, failed } => {
+            // What changed, then what was left as it was and why.
+            let mut parts = Vec::new();
+            if !set.is_empty() {
+                parts.push(format!("set {}", set.join(", ")));
+            }
+            if !unset.is_empty() {
+                parts.push(format!("unset {}", unset.join(", ")));
+            }
+            if !failed.is_empty() {
+                let kept: Vec<String> = failed
+                    .iter()
+                    .map(|(k, why)| format!("`{k}` ({why})"))
+                    .collect();
+                parts.push(format!("not {}", kept.join(", ")));
+            }
+            if parts.is_empty() {
+                "profile updated".into()
+            } else {
+                format!("profile updated: {}", parts.join("; "))
+            }
+        }
         What::Converted {
             event,
             splits,

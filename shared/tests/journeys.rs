@@ -2772,12 +2772,12 @@ steps:
     );
     assert_eq!(
         facts(&out, "ann", |w| matches!(w, What::Updated { .. })),
-        ["2026-12-01T10:00:00Z vip/mark: profile updated"]
+        ["2026-12-01T10:00:00Z vip/mark: profile updated: set tier"]
     );
 }
 
 /// A `set` value written as a template takes the event's or the profile's data into the profile
-/// (as text); other values are set as written; one that cannot be rendered is left alone and
+/// (as text, or as a single expression's value); other values are set as written; one that cannot be rendered is left alone and
 /// the timeline says why.
 #[tokio::test]
 async fn update_renders_a_set_value_written_as_a_template() {
@@ -5816,4 +5816,30 @@ fn a_header_value_is_refused_for_control_characters_only() {
         "{why}"
     );
     assert!(engine::header_value_problem("a\u{7f}").is_some());
+}
+
+/// `why` says what an update changed, and what it left as it was and why.
+#[test]
+fn an_update_is_told_with_what_it_set_and_what_it_left() {
+    let updated = |set: &[&str], unset: &[&str], failed: &[(&str, &str)]| What::Updated {
+        set: set.iter().map(|s| s.to_string()).collect(),
+        unset: unset.iter().map(|s| s.to_string()).collect(),
+        failed: failed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    assert_eq!(
+        describe(&updated(
+            &["last_total", "orders"],
+            &["coupon"],
+            &[("email", "must be an address")]
+        )),
+        "profile updated: set last_total, orders; unset coupon; not `email` (must be an address)"
+    );
+    assert_eq!(
+        describe(&updated(&["plan"], &[], &[])),
+        "profile updated: set plan"
+    );
+    assert_eq!(describe(&updated(&[], &[], &[])), "profile updated");
 }
