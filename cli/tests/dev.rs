@@ -6,13 +6,12 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{
-    basic, data_with_a_dead_letter, dead_letter_lines, http, http_with_headers, run, text, waymark,
-    TempDir,
+    basic, data_with_a_dead_letter, dead_letter_lines, http, http_with_headers, run, start, text,
+    wait_for, waymark, Dev, TempDir,
 };
 
 const JOURNEY: &str = "\
@@ -37,75 +36,8 @@ steps:
         body: \"...\"
 ";
 
-/// A running `waymark dev`, killed when dropped.
-struct Dev {
-    child: Child,
-    url: String,
-    /// What it printed so far, line by line.
-    printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Dev {
-    fn printed(&self) -> Vec<String> {
-        self.printed.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(journeys: &Path, data: &Path) -> Dev {
-    let mut child = waymark()
-        .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
-        .arg(journeys)
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start waymark dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = printed.clone();
-    // Keep reading so the pipe never fills; hand over the URL line, keep every line.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.trim().strip_prefix("API") {
-                let _ = tx.send(url.trim().to_string());
-            }
-            if let Ok(mut l) = keep.lock() {
-                l.push(line);
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("waymark dev printed its URL");
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Dev {
-        child,
-        url,
-        printed,
-    }
-}
-
 /// A fresh folder for a test: `journeys/` with the one journey file `name` holding `text`, and
 /// the path `data/` for the server's state.
-/// Waits until `dev` has printed a line holding `said` (at most 15 s).
-fn wait_for(dev: &Dev, said: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !dev.printed().iter().any(|l| l.contains(said)) {
-        assert!(Instant::now() < deadline, "{said}: {:#?}", dev.printed());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn folder(test: &str, name: &str, text: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = TempDir::new(test);
     let journeys = dir.path().join("journeys");
@@ -903,15 +835,13 @@ fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
     wait_for(&dev, "waymark dev: 1 journey(s) from");
     drop(dev);
     let file = journeys.join("welcome.yaml");
+    let runs_on = format!(
+        "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
+        file.display()
+    );
     std::fs::write(&file, JOURNEY.replace("wait: 30m", "wait: 30 minutes")).expect("write");
     let dev = start(&journeys, &data);
-    wait_for(
-        &dev,
-        &format!(
-            "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
-            file.display()
-        ),
-    );
+    wait_for(&dev, &runs_on);
     wait_for(&dev, "waymark dev: 1 journey(s) from");
     wait_for(&dev, "welcome v1 (as published; its file has errors)");
     assert!(
@@ -923,13 +853,7 @@ fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
     // A file that is not even YAML any more is known by its name.
     std::fs::write(&file, format!("{JOURNEY}\n  bad: [unclosed")).expect("write");
     let dev = start(&journeys, &data);
-    wait_for(
-        &dev,
-        &format!(
-            "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
-            file.display()
-        ),
-    );
+    wait_for(&dev, &runs_on);
 }
 
 /// A port in use fails at once, saying which flag to change, and leaves no data folder behind.

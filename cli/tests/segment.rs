@@ -6,13 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use support::{text, waymark, TempDir};
+use support::{start, text, TempDir};
 
 /// One journey per event the library's calls become, so each is kept in the profile's history;
 /// the group's only enrolls when the group's id and traits arrive as the event's properties.
@@ -25,44 +22,6 @@ const JOURNEYS: [(&str, &str); 4] = [
         "\n  where: \"event.group_id == 'acme' and event.name == 'Acme' and event.plan == 'enterprise'\"",
     ),
 ];
-
-/// A running `waymark dev`, killed when dropped.
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `waymark dev` on a free port; returns it and the API URL it printed.
-fn start(journeys: &Path, data: &Path) -> (Dev, String) {
-    let mut child = waymark()
-        .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
-        .arg(journeys)
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start waymark dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let dev = Dev(child);
-    let (tx, rx) = mpsc::channel();
-    // Keep reading so the pipe never fills; hand over the URL line.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.trim().strip_prefix("API") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("waymark dev printed its URL");
-    (dev, url)
-}
 
 /// The workspace's `.venv/bin/python` if it can import the library, or why it cannot.
 fn python() -> Result<PathBuf, String> {
@@ -110,7 +69,7 @@ fn segments_python_library_is_understood() {
         std::fs::write(journeys.join(format!("{event}.yaml")), yaml).expect("write journey");
     }
     let data = dir.path().join("data");
-    let (_dev, url) = start(&journeys, &data);
+    let dev = start(&journeys, &data);
     let keys: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("keys.json")).expect("keys.json"))
             .expect("keys.json is JSON");
@@ -118,7 +77,7 @@ fn segments_python_library_is_understood() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/segment_client.py");
     let out = Command::new(&python)
         .arg(&script)
-        .env("WAYMARK_URL", &url)
+        .env("WAYMARK_URL", &dev.url)
         .env(
             "WAYMARK_WRITE_KEY",
             keys["write_key"].as_str().expect("write key"),

@@ -2910,15 +2910,7 @@ steps:
     assert_eq!(traits["braced"], json!("008}"));
     // A value the second order does not have leaves the first's, and the timeline says why.
     assert_eq!(traits["coupon"], json!("SAVE10"));
-    let failed: Vec<String> = view
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.what {
-            What::Updated { failed, .. } => Some(failed.keys().cloned().collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let failed = left_alone(&view.timeline);
     assert_eq!(failed, ["coupon"]);
 }
 
@@ -5716,15 +5708,7 @@ steps:
         view.profile.expect("a profile").traits["home"],
         json!({"city": "Paris", "tags": ["paris", 2]})
     );
-    let failed: Vec<String> = view
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.what {
-            What::Updated { failed, .. } => Some(failed.keys().cloned().collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let failed = left_alone(&view.timeline);
     assert!(failed.contains(&"home".to_string()), "{failed:?}");
 }
 
@@ -5842,4 +5826,16 @@ fn an_update_is_told_with_what_it_set_and_what_it_left() {
         "profile updated: set plan"
     );
     assert_eq!(describe(&updated(&[], &[], &[])), "profile updated");
+}
+
+/// The traits the timeline's `update` steps left as they were (their `failed`), in order.
+fn left_alone(timeline: &[waymark::timeline::Entry]) -> Vec<String> {
+    timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Updated { failed, .. } => Some(failed.keys().cloned().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }

@@ -2,12 +2,13 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// A folder removed when dropped.
 pub struct TempDir(PathBuf);
@@ -185,4 +186,73 @@ pub fn dead_letter_lines(data: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// A running `waymark dev`, killed when dropped.
+pub struct Dev {
+    pub child: Child,
+    pub url: String,
+    /// What it printed so far, line by line.
+    pub printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Dev {
+    pub fn printed(&self) -> Vec<String> {
+        self.printed.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `waymark dev` on `journeys` and `data` at 3600× speed on a free port, once it has
+/// printed the URL it listens at.
+pub fn start(journeys: &Path, data: &Path) -> Dev {
+    let mut child = waymark()
+        .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
+        .arg(journeys)
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start waymark dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = printed.clone();
+    // Keep reading so the pipe never fills; hand over the URL line, keep every line.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.trim().strip_prefix("API") {
+                let _ = tx.send(url.trim().to_string());
+            }
+            if let Ok(mut l) = keep.lock() {
+                l.push(line);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("waymark dev printed its URL");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Dev {
+        child,
+        url,
+        printed,
+    }
+}
+
+/// Waits until `dev` has printed a line holding `said` (at most 15 s).
+pub fn wait_for(dev: &Dev, said: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !dev.printed().iter().any(|l| l.contains(said)) {
+        assert!(Instant::now() < deadline, "{said}: {:#?}", dev.printed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
