@@ -1634,35 +1634,11 @@ impl<'a> Run<'a> {
                 }
                 continue;
             }
-            let source = v.as_str().filter(|s| template::is_template(s));
-            // One expression keeps its value's type; an address, a zone or a locale is text.
-            let typed = source
-                .filter(|_| !matches!(k.as_str(), "email" | "phone" | "timezone" | "locale"))
-                .and_then(|source| ctx.evaluate(source));
-            match typed {
-                Some(Ok(Some(value))) => {
-                    set.insert(k.clone(), value);
-                    continue;
-                }
-                // Nothing to copy (the event or the profile has no such value): the trait is
-                // left as it was, rather than overwritten with empty text.
-                Some(Ok(None)) => {
-                    failed.insert(
-                        k.clone(),
-                        "its value is missing for this user: the trait is left as it was".into(),
-                    );
-                    continue;
-                }
-                Some(Err(e)) => {
-                    failed.insert(k.clone(), e.message);
-                    continue;
-                }
-                None => {}
-            }
-            match source {
+            // An address, a zone or a locale is text, checked as an identify's would be.
+            let text_only = matches!(k.as_str(), "email" | "phone" | "timezone" | "locale");
+            match v.as_str().filter(|s| text_only && template::is_template(s)) {
                 Some(source) => match ctx.render(source, false) {
                     Ok(text) => {
-                        // A rendered address is kept and checked as an identify's would be.
                         let value = Value::String(text);
                         let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
                         match crate::event::trait_problem(k, &value) {
@@ -1678,12 +1654,23 @@ impl<'a> Run<'a> {
                         failed.insert(k.clone(), e.message);
                     }
                 },
-                // An object or a list: the templates inside it are rendered in place.
+                // A template, or an object or a list with templates inside: rendered, one
+                // expression keeping its value's type.
                 None if holds_template(v) => match rendered_within(&ctx, v) {
                     Ok(value) => {
                         set.insert(k.clone(), value);
                     }
-                    Err(why) => {
+                    // Nothing to copy (the event or the profile has no such value): the trait
+                    // is left as it was, rather than overwritten with empty text.
+                    Err(Unrendered::Missing) => {
+                        let why = if v.is_string() {
+                            "its value is missing for this user: the trait is left as it was"
+                        } else {
+                            "a value inside it is missing for this user: the trait is left as it was"
+                        };
+                        failed.insert(k.clone(), why.into());
+                    }
+                    Err(Unrendered::Failed(why)) => {
                         failed.insert(k.clone(), why);
                     }
                 },
@@ -1787,26 +1774,31 @@ fn holds_template(v: &Value) -> bool {
     }
 }
 
-/// An object or a list with each template inside it rendered: one that is one expression
-/// keeps its value's type, any other is text. A value inside it that is missing for this user
-/// (as a whole value's would) leaves the trait as it was: the error says so.
-fn rendered_within(ctx: &template::Context<'_>, v: &Value) -> Result<Value, String> {
+/// Why [`rendered_within`] made no value.
+enum Unrendered {
+    /// A template's value is missing for this user (as a whole value's would be).
+    Missing,
+    /// A template failed to render: why.
+    Failed(String),
+}
+
+/// A value with each template in it rendered (itself, or the texts inside an object or a
+/// list): one that is one expression keeps its value's type, any other is text.
+fn rendered_within(ctx: &template::Context<'_>, v: &Value) -> Result<Value, Unrendered> {
     Ok(match v {
         Value::String(s) if template::is_template(s) => match ctx.evaluate(s) {
             Some(Ok(Some(value))) => value,
-            Some(Ok(None)) => {
-                return Err(
-                    "a value inside it is missing for this user: the trait is left as it was"
-                        .into(),
-                )
-            }
-            Some(Err(e)) => return Err(e.message),
-            None => Value::String(ctx.render(s, false).map_err(|e| e.message)?),
+            Some(Ok(None)) => return Err(Unrendered::Missing),
+            Some(Err(e)) => return Err(Unrendered::Failed(e.message)),
+            None => Value::String(
+                ctx.render(s, false)
+                    .map_err(|e| Unrendered::Failed(e.message))?,
+            ),
         },
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| Ok((k.clone(), rendered_within(ctx, v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, Unrendered>>()?,
         ),
         Value::Array(a) => Value::Array(
             a.iter()

@@ -516,10 +516,11 @@ impl<'a> Context<'a> {
         &self,
         source: &str,
     ) -> Option<Result<Option<serde_json::Value>, TemplateError>> {
-        let expr = sole_expression(source)?;
-        let value = env()
-            .compile_expression_owned(expr.to_string())
-            .and_then(|e| e.eval(self.values()));
+        // Compiled once: what does not compile as one expression is rendered as text.
+        let expr = env()
+            .compile_expression_owned(sole_expression_text(source)?.to_string())
+            .ok()?;
+        let value = expr.eval(self.values());
         let value = match value {
             Ok(v) => v,
             Err(e) => return Some(Err(from_minijinja(e))),
@@ -535,15 +536,14 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The expression of a template that is one `{{ expression }}` and nothing else (spaces
-/// around it, and MiniJinja's `{{-`/`-}}`, allowed), compiled: what lies between the outer
-/// braces must be one expression as MiniJinja reads it, so `{{ {'city': event.city} }}` is one
-/// (its map closes with `}}` too) and `{{ a }} {{ b }}` or `{{ a }}}` are not.
-pub(crate) fn sole_expression(source: &str) -> Option<&str> {
+/// What lies between a template's outer `{{ }}` (spaces around them, and MiniJinja's `{{-`/`-}}`,
+/// allowed): the template is one expression when MiniJinja reads this as one, so
+/// `{{ {'city': event.city} }}` is one (its map closes with `}}` too) and `{{ a }} {{ b }}` or
+/// `{{ a }}}` are not.
+fn sole_expression_text(source: &str) -> Option<&str> {
     let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
-    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner).trim();
-    env().compile_expression(inner).is_ok().then_some(inner)
+    Some(inner.strip_suffix(['-', '+']).unwrap_or(inner).trim())
 }
 
 /// What a render was given to render with.
