@@ -407,6 +407,8 @@ async fn work(
     mut stop: watch::Receiver<bool>,
 ) {
     let arrivals = queue.arrivals();
+    // Opened once: each message's note is one write over the last.
+    let note = InHandNote::at(data.root());
     let tick_every = TICK_EVERY.max(
         SignedDuration::try_from(TICK_MIN_REAL.mul_f64(speed_of(&clock))).unwrap_or(TICK_EVERY),
     );
@@ -427,7 +429,7 @@ async fn work(
         }
         match queue.take_due(now).await {
             Ok(batch) if !batch.is_empty() => {
-                deliver(&runtime, &queue, batch, data.root()).await;
+                deliver(&runtime, &queue, batch, data.root(), &note).await;
                 continue;
             }
             Ok(_) => {}
@@ -604,13 +606,14 @@ async fn deliver(
     queue: &LocalQueue,
     batch: Vec<local::Delivery>,
     data: &Path,
+    note: &InHandNote,
 ) {
     let items: Vec<(Message, local::InHand)> = batch
         .iter()
         .map(|d| (d.message.clone(), local::InHand::of(d)))
         .collect();
     let rt = runtime.clone();
-    let note = InHandNote::at(data);
+    let note = note.clone();
     let handled = guarded(
         items,
         move |(message, in_hand): (Message, local::InHand)| {
