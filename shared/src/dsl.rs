@@ -962,8 +962,9 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 }
 
 /// Advice on a valid journey file: what it says that its writer may not mean (see
-/// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour). Empty when the file does not parse or is not valid: its errors say
-/// more. Reads the file's text again; `validate` and `waymark dev` print it as warnings.
+/// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour).
+/// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
+/// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     let Ok(Some(read)) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)
     else {
@@ -1004,10 +1005,10 @@ pub fn advice_for(paths: &[PathBuf]) -> Vec<FileError> {
     out
 }
 
-/// The paths of a branch, a split or a `wait_for` that run on, in file order, into a step
-/// another of its paths goes to: a user on such a path gets both paths' messages (in Braze's
-/// or Customer.io's canvas, paths stay apart unless they are joined). An explicit `next:` is
-/// taken as meant: a join, or an end.
+/// The paths of a branch, a split or a `wait_for` that run on, in file order, into a message or
+/// an update another of its paths starts with: a user on such a path gets that path's message
+/// too (in Braze's or Customer.io's canvas, paths stay apart unless they are joined). An
+/// explicit `next:` is taken as meant: a join, or an end.
 fn runs_into_a_sibling(j: &Journey) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut warned = BTreeSet::new();
