@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::engine::{Content, Outgoing};
+use crate::engine::{webhook_headers_sent, Content, Outgoing};
 use crate::journey::Channel;
 use crate::profile::Address;
 use crate::provider::{Receipt, SendError, Sender};
@@ -115,6 +115,25 @@ impl OutboxSender {
     }
 }
 
+/// The message as the deployed sender would send it: a webhook with the headers it adds
+/// ([`webhook_headers_sent`]); anything else as it was rendered.
+fn as_sent(content: &Arc<Content>, ledger_key: &str) -> Arc<Content> {
+    match content.as_ref() {
+        Content::Webhook {
+            url,
+            method,
+            headers,
+            body,
+        } => Arc::new(Content::Webhook {
+            url: url.clone(),
+            method: method.clone(),
+            headers: webhook_headers_sent(headers, body.is_some(), ledger_key),
+            body: body.clone(),
+        }),
+        _ => content.clone(),
+    }
+}
+
 /// The short human summary `waymark dev` prints for a message.
 pub fn summary(line: &OutboxLine) -> String {
     let what = match line.content.as_ref() {
@@ -170,7 +189,7 @@ impl Sender for OutboxSender {
             journey: message.journey.clone(),
             step: message.step.clone(),
             to: message.to.clone(),
-            content: message.content.clone(),
+            content: as_sent(&message.content, &id),
             locale: message.locale.clone(),
             store: self.store.clone(),
         };

@@ -2479,12 +2479,26 @@ steps:
             expires: Some(waymark::duration::Duration::from_secs(14_400)),
         }
     );
+    // The call as the deployed sender makes it: with the JSON content type and the send's
+    // ledger key as its idempotency key, which the step did not name.
+    let hook = sent
+        .iter()
+        .find(|m| m.channel == Channel::Webhook)
+        .expect("a webhook line");
+    assert_eq!(hook.id, "welcome:ann:1#by_webhook#5");
     assert_eq!(
         by_channel[&Channel::Webhook].1,
         Content::Webhook {
             url: "https://crm.example.com/users/ann".into(),
             method: "PUT".into(),
-            headers: BTreeMap::from([("x-journey".to_string(), "welcome".to_string())]),
+            headers: BTreeMap::from([
+                ("x-journey".to_string(), "welcome".to_string()),
+                ("Content-Type".to_string(), "application/json".to_string()),
+                (
+                    "Idempotency-Key".to_string(),
+                    "welcome:ann:1#by_webhook#5".to_string()
+                ),
+            ]),
             body: Some(r#"{"plan": "pro"}"#.into()),
         }
     );

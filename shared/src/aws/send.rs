@@ -17,7 +17,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::engine::{Content, Outgoing};
+use crate::engine::{webhook_headers_sent, Content, Outgoing};
 use crate::journey::SmsType;
 use crate::profile::{Address, Device};
 use crate::provider::{OptOutPage, Receipt, SendError, Sender};
@@ -376,15 +376,8 @@ impl AwsSender {
         let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| bad("the method is not valid"))?;
         let mut request = http::Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
+        for (k, v) in webhook_headers_sent(headers, body.is_some(), idempotency_key) {
             request = request.header(k, v);
-        }
-        let set = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
-        if body.is_some() && !set("content-type") {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        if !set("idempotency-key") {
-            request = request.header("idempotency-key", header_safe(idempotency_key));
         }
         let request = request
             .body(http_body_util::Full::new(Bytes::from(
@@ -419,22 +412,6 @@ impl AwsSender {
             )))
         }
     }
-}
-
-/// `key` as an HTTP header value carries it: `%`, spaces, control characters and bytes
-/// outside ASCII percent-encoded (a user id may hold any of them), the rest as it is, so the
-/// keys of two sends stay two.
-pub fn header_safe(key: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// The SNS message attributes that give a push its time to live (seconds, counted by SNS from
@@ -635,6 +612,7 @@ impl Sender for AwsSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::header_safe;
 
     #[test]
     fn tags_round_trip_in_the_ses_charset() {
