@@ -162,12 +162,11 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
             }
         };
         parsed.line = i + 1;
-        // The event happened at `at` unless it says otherwise (so that two identical lines at
-        // different times are two events, not a retry).
-        parsed
-            .payload
-            .entry("timestamp")
-            .or_insert_with(|| Value::String(parsed.at.to_string()));
+        // `at` is when the engine receives it: an event without a `timestamp` happened then,
+        // unless its `originalTimestamp` says otherwise, as the API reads one (`sentAt` only
+        // corrects a timestamp sent with it). Two identical lines at different times are two
+        // events, not a retry: an event without a `messageId` takes its id from when and where
+        // it was received.
         match parsed.event() {
             Ok(e) => parsed.checked = Some(Arc::new(e)),
             Err(e) => errors.push(format!("line {}: {e}", i + 1)),
@@ -545,6 +544,47 @@ mod tests {
         let with_id =
             r#"{"at":"2027-03-14T00:00:00Z","userId":"kim","event":"e","messageId":"m-1"}"#;
         assert_eq!(ids(&[with_id; 2].join("\n")), ["m-1", "m-1"]);
+    }
+
+    #[test]
+    fn a_lines_time_is_read_as_the_api_reads_an_event_received_at_its_at() {
+        let when = |fields: &str| -> Timestamp {
+            let line = format!(
+                r#"{{"at":"2026-12-05T10:00:00Z","userId":"a","event":"order_completed"{fields}}}"#
+            );
+            let parsed = parse_script(&line).expect("good");
+            let e = parsed[0].checked.as_ref().expect("checked");
+            // The same body, received over the API at the line's `at`.
+            let body = serde_json::to_vec(&parsed[0].payload).expect("json");
+            let api = event::parse_call(
+                event::Call::Track,
+                &body,
+                at("2026-12-05T10:00:00Z"),
+                &Limits::default(),
+            )
+            .expect("the API takes it");
+            assert_eq!(e.timestamp, api.timestamp, "{fields}");
+            e.timestamp
+        };
+        assert_eq!(when(""), at("2026-12-05T10:00:00Z"));
+        assert_eq!(
+            when(r#","timestamp":"2026-12-05T09:00:00Z""#),
+            at("2026-12-05T09:00:00Z")
+        );
+        // Segment's `originalTimestamp` stands for a missing `timestamp`.
+        assert_eq!(
+            when(r#","originalTimestamp":"2026-12-05T09:00:00Z""#),
+            at("2026-12-05T09:00:00Z")
+        );
+        // `sentAt` corrects a timestamp the device's clock made, and nothing without one.
+        assert_eq!(
+            when(r#","sentAt":"2026-12-06T10:00:00Z""#),
+            at("2026-12-05T10:00:00Z")
+        );
+        assert_eq!(
+            when(r#","timestamp":"2026-12-06T09:00:00Z","sentAt":"2026-12-06T10:00:00Z""#),
+            at("2026-12-05T09:00:00Z")
+        );
     }
 
     async fn put_timer(store: &MemoryStore, due: Timestamp, shard: u32, user: &str) {
