@@ -36,6 +36,10 @@ pub struct Head {
 
 const INDEX: &str = "JOURNEYS";
 
+/// How many versions past the head a publish looks for a free one (each a publish given up
+/// after writing its version).
+const MAX_ABANDONED: u32 = 64;
+
 fn head_key(id: &str) -> Key {
     Key::new(INDEX, id)
 }
@@ -79,24 +83,8 @@ impl Catalog {
                     return Ok((h.version, false));
                 }
             }
-            let version = current.as_ref().map(|h| h.version + 1).unwrap_or(1);
-            let published = Published {
-                version,
-                digest: digest.clone(),
-                published_at: now,
-                journey: journey.clone(),
-            };
-            match self
-                .store
-                .put(
-                    &Record::new(version_key(&journey.id, version), 1, &published)?,
-                    Expect::Absent,
-                )
-                .await
-            {
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
+            let first = current.as_ref().map(|h| h.version + 1).unwrap_or(1);
+            let version = self.write_version(journey, &digest, first, now).await?;
             let new_head = Head {
                 id: journey.id.clone(),
                 name: journey.name.clone(),
@@ -116,6 +104,54 @@ impl Catalog {
                     return Ok((version, true));
                 }
                 Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Writes `journey` as the first free version from `first` on, and returns its number. A
+    /// version record there already is this journey's when its digest is (an earlier attempt
+    /// of this publish, which failed before its head was written); another's (a publish that
+    /// failed half-way and was given up, or one running at the same moment) is left to it, and
+    /// the next number is tried: a head must never name a version holding other content.
+    async fn write_version(
+        &self,
+        journey: &Journey,
+        digest: &str,
+        first: u32,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let mut version = first;
+        for _ in 0..MAX_ABANDONED {
+            let published = Published {
+                version,
+                digest: digest.to_string(),
+                published_at: now,
+                journey: journey.clone(),
+            };
+            let key = version_key(&journey.id, version);
+            match self
+                .store
+                .put(&Record::new(key.clone(), 1, &published)?, Expect::Absent)
+                .await
+            {
+                Ok(()) => return Ok(version),
+                Err(StoreError::Conflict) => {
+                    let there = match self.store.get(&key).await? {
+                        Some(r) => r.parse::<Published>()?,
+                        // Written, then gone: taken as another's.
+                        None => {
+                            version += 1;
+                            continue;
+                        }
+                    };
+                    if there.digest == digest {
+                        return Ok(version);
+                    }
+                    tracing::warn!(journey = %journey.id, version, "a version another publish wrote is not the head's; publishing as the next");
+                    version += 1;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -199,5 +235,56 @@ impl Catalog {
             .iter()
             .find(|p| p.journey.id == id)
             .cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const J: &str = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: mail\n    send: {email: {subject: s, text: t}}\n";
+
+    fn journey(subject: &str) -> Journey {
+        crate::dsl::parse(
+            "j.yaml",
+            &J.replace("subject: s", &format!("subject: {subject}")),
+        )
+        .expect("journey")
+    }
+
+    /// A publish of `j` that wrote its version record, then failed before its head write.
+    async fn half_published(store: &MemoryStore, j: &Journey, version: u32, now: Timestamp) {
+        let published = Published {
+            version,
+            digest: j.digest(),
+            published_at: now,
+            journey: j.clone(),
+        };
+        let record = Record::new(version_key(&j.id, version), 1, &published).expect("record");
+        store.put(&record, Expect::Absent).await.expect("put");
+    }
+
+    #[tokio::test]
+    async fn a_head_names_only_the_version_holding_what_was_published() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let store = MemoryStore::new();
+        let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
+        catalog.publish(&journey("one"), now).await.expect("v1");
+        // X was given up half-way; the fixed Y is published next.
+        let (x, y) = (journey("X abandoned"), journey("Y fixed"));
+        half_published(&store, &x, 2, now).await;
+        assert_eq!(catalog.publish(&y, now).await.expect("Y"), (3, true));
+        let running = catalog.latest("j").await.expect("read").expect("a head");
+        assert_eq!((running.version, &running.journey), (3, &y));
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        assert_eq!((head.version, head.digest), (3, y.digest()));
+
+        // The retry of a publish that failed half-way takes the version it wrote.
+        let z = journey("Z");
+        half_published(&store, &z, 4, now).await;
+        assert_eq!(catalog.publish(&z, now).await.expect("Z"), (4, true));
+        let running = catalog.latest("j").await.expect("read").expect("a head");
+        assert_eq!((running.version, &running.journey), (4, &z));
     }
 }
