@@ -135,11 +135,25 @@ pub enum Effect {
     /// The wake-up for `seq` at `at` is no longer wanted.
     Cancel { seq: u64, at: Timestamp },
     /// Change the user's profile traits.
-    UpdateProfile(Update),
+    UpdateProfile(ProfileUpdate),
     /// Go on as this enrollment, under the user an anonymous user turned out to be (see
     /// [`merge`]): it is written there, unless that user has an enrollment of the journey that
     /// is active, and its wake-up is scheduled there.
     Move(Box<Enrollment>),
+}
+
+/// An `update` step's changes as the step resolved them for this user, and when it ran: a
+/// trait set after that (an identify performed before a retry of this transition) stands
+/// ([`Profile::apply_update`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileUpdate {
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub set: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+    /// `None` in an update an engine kept before updates were stamped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
 }
 
 /// The result of one engine call.
@@ -1451,12 +1465,24 @@ impl<'a> Run<'a> {
                     current = default_next();
                 }
                 Action::Update(u) => {
-                    let (u, failed) = self.resolve(u);
+                    let (mut u, mut failed) = self.resolve(u);
                     let mut user = self
                         .updated
                         .take()
                         .unwrap_or_else(|| self.ctx.profile.clone());
-                    user.apply_update(&u.set, &u.unset);
+                    let now = self.ctx.now;
+                    // A trait set after now (by an identify whose device's clock runs ahead)
+                    // stands, and the step says so.
+                    for (k, t) in user.apply_update(&u.set, &u.unset, Some(now)) {
+                        u.set.remove(&k);
+                        u.unset.retain(|x| *x != k);
+                        failed.insert(
+                            k,
+                            format!(
+                                "a newer value stands (set at {t}): the trait is left as it was"
+                            ),
+                        );
+                    }
                     self.updated = Some(user);
                     self.profile();
                     if let Some(Value::Object(p)) = self.profile.get_mut() {
@@ -1475,7 +1501,11 @@ impl<'a> Run<'a> {
                             failed,
                         },
                     );
-                    self.effects.push(Effect::UpdateProfile(u));
+                    self.effects.push(Effect::UpdateProfile(ProfileUpdate {
+                        set: u.set,
+                        unset: u.unset,
+                        at: Some(now),
+                    }));
                     current = default_next();
                 }
                 Action::Exit => {
@@ -1674,6 +1704,14 @@ impl<'a> Run<'a> {
             let text_only = matches!(k.as_str(), "email" | "phone" | "timezone" | "locale");
             match v.as_str().filter(|s| text_only && template::is_template(s)) {
                 Some(source) => match ctx.render(source, false) {
+                    // Nothing to copy: no address, zone or locale is empty text.
+                    Ok(text) if text.trim().is_empty() => {
+                        failed.insert(
+                            k.clone(),
+                            "its value is missing for this user: the trait is left as it was"
+                                .into(),
+                        );
+                    }
                     Ok(text) => {
                         let value = Value::String(text);
                         let value = crate::event::normalized_trait(k, &value).unwrap_or(value);

@@ -170,31 +170,59 @@ impl Profile {
             .unwrap_or(true)
     }
 
-    /// Applies a journey's `update` step: sets and unsets traits as written. A changed `email`
-    /// or `phone` lifts that channel's suppression (a bounce or complaint of the old address),
-    /// as a new one from an identify does.
-    pub fn apply_update(&mut self, set: &Map<String, Value>, unset: &[String]) {
+    /// Applies a journey's `update` step that ran at `at`: sets and unsets traits as written,
+    /// newer wins per trait as for an identify. A trait set or removed after `at` (an identify
+    /// that came after the step, which a retry of the step's transition finds) stands, and is
+    /// returned with when it was set; the others take `at` as their time, so an older identify
+    /// arriving late does not undo the step. Applying one update twice changes nothing more.
+    /// `at` is `None` for an update kept by an engine that did not stamp them: applied as
+    /// written, its time not noted. A changed `email` or `phone` lifts that channel's
+    /// suppression (a bounce or complaint of the old address), as a new one from an identify
+    /// does.
+    pub fn apply_update(
+        &mut self,
+        set: &Map<String, Value>,
+        unset: &[String],
+        at: Option<Timestamp>,
+    ) -> Vec<(String, Timestamp)> {
+        let mut stands = Vec::new();
+        let newer = |p: &Profile, k: &str| {
+            at.and_then(|at| p.trait_times.get(k).copied().filter(|t| *t > at))
+        };
         let changed: Vec<&str> = ["email", "phone"]
             .into_iter()
             .filter(|k| set.get(*k).is_some_and(|v| self.traits.get(*k) != Some(v)))
+            .filter(|k| newer(self, k).is_none())
             .collect();
-        for (k, v) in set {
+        for (k, v) in set
+            .iter()
+            .map(|(k, v)| (k, Some(v)))
+            .chain(unset.iter().map(|k| (k, None)))
+        {
+            if let Some(t) = newer(self, k) {
+                stands.push((k.clone(), t));
+                continue;
+            }
             // A null removes the trait, as an identify's does (the engine moves it to `unset`;
             // an update written before that may still carry one).
-            if v.is_null() {
-                self.traits.remove(k);
-            } else {
-                self.traits.insert(k.clone(), v.clone());
+            match v.filter(|v| !v.is_null()) {
+                Some(v) => {
+                    self.traits.insert(k.clone(), v.clone());
+                }
+                None => {
+                    self.traits.remove(k);
+                }
             }
-        }
-        for k in unset {
-            self.traits.remove(k);
+            if let Some(at) = at {
+                self.trait_times.insert(k.clone(), at);
+            }
         }
         for (trait_name, channel) in [("email", Channel::Email), ("phone", Channel::Sms)] {
             if changed.contains(&trait_name) {
                 self.suppressed.remove(&channel);
             }
         }
+        stands
     }
 
     /// What stands behind `why` for this user on `channel`, said for the timeline (which trait
@@ -810,18 +838,47 @@ mod tests {
             m.insert(k.into(), Value::String(v.into()));
             m
         };
-        p.apply_update(&set("email", "old@example.com"), &[]);
+        p.apply_update(&set("email", "old@example.com"), &[], None);
         p.suppressed.insert(Channel::Email, "bounced".into());
         p.suppressed.insert(Channel::Sms, "opted out".into());
         // The same address again is no new address.
-        p.apply_update(&set("email", "old@example.com"), &[]);
+        p.apply_update(&set("email", "old@example.com"), &[], None);
         assert!(p.suppressed.contains_key(&Channel::Email));
-        p.apply_update(&set("email", "new@example.com"), &["plan".into()]);
+        p.apply_update(&set("email", "new@example.com"), &["plan".into()], None);
         assert_eq!(
             p.address(Channel::Email),
             Ok(Address::One("new@example.com".into()))
         );
         assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+    }
+
+    /// An update is newer-wins per trait: what was set after its step ran stands (and is
+    /// returned), the rest takes the step's time, so an older identify arriving late loses.
+    #[test]
+    fn an_update_leaves_what_was_set_after_its_step() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("time") };
+        let mut p = Profile::new("ann");
+        p.traits.insert("plan".into(), "paid".into());
+        p.trait_times
+            .insert("plan".into(), t("2026-12-01T10:01:00Z"));
+        p.traits.insert("coupon".into(), "OLD".into());
+        let mut set = Map::new();
+        set.insert("plan".into(), "trial".into());
+        set.insert("tier".into(), "gold".into());
+        let at = Some(t("2026-12-01T10:00:00Z"));
+        let stands = p.apply_update(&set, &["coupon".into()], at);
+        assert_eq!(stands, [("plan".to_string(), t("2026-12-01T10:01:00Z"))]);
+        assert_eq!(p.traits.get("plan"), Some(&Value::from("paid")));
+        assert_eq!(p.traits.get("tier"), Some(&Value::from("gold")));
+        assert_eq!(p.traits.get("coupon"), None);
+        assert_eq!(p.trait_times.get("coupon").copied(), at);
+        // Performed again: the same profile.
+        let before = p.clone();
+        p.apply_update(&set, &["coupon".into()], at);
+        assert_eq!(p, before);
+        // Unstamped (kept by an older engine): applied as written.
+        p.apply_update(&set, &[], None);
+        assert_eq!(p.traits.get("plan"), Some(&Value::from("trial")));
     }
 
     /// Each channel's choice is the latest stated for that channel: an opt-out that arrives

@@ -2372,8 +2372,13 @@ impl Runtime {
                     }
                 }
                 Effect::UpdateProfile(up) => {
+                    // Performed again (a retry of this transition), it leaves what was set since.
                     let p = self
-                        .update_profile(u.user, |p| p.apply_update(&up.set, &up.unset))
+                        .update_profile(u.user, |p| {
+                            for (k, t) in p.apply_update(&up.set, &up.unset, up.at) {
+                                tracing::info!(user = %u.user, enrollment = %u.enrollment, trait_name = %k, set_at = %t, "update left a trait set after its step ran");
+                            }
+                        })
                         .await?;
                     updated = Some(p);
                 }

@@ -5726,6 +5726,48 @@ steps:
     assert!(failed.contains(&"home".to_string()), "{failed:?}");
 }
 
+/// An address copied from an event that does not carry one is missing, as any other value
+/// is: the trait is left as it was and the timeline says so, not that it is badly written.
+#[tokio::test]
+async fn a_missing_address_in_an_update_is_told_as_missing() {
+    let journey = r#"
+id: contact
+name: Contact
+trigger: {event: checkout_started}
+steps:
+  - id: remember
+    update: {set: {phone: "{{ event.phone }}", email: "{{ event.email | lower }}"}}
+"#;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"phone":"+33612345678","email":"ann@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"checkout_started","messageId":"c-1","properties":{}}
+"#)
+    .await;
+    let view = h.rt.user("ann").await.expect("ann");
+    let traits = view.profile.as_ref().expect("a profile").traits.clone();
+    assert_eq!(traits["phone"], json!("+33612345678"));
+    assert_eq!(traits["email"], json!("ann@example.com"));
+    let failed: Vec<(String, String)> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Updated { failed, .. } => Some(failed.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let missing = "its value is missing for this user: the trait is left as it was";
+    assert_eq!(
+        failed,
+        [
+            ("email".to_string(), missing.to_string()),
+            ("phone".to_string(), missing.to_string())
+        ]
+    );
+}
+
 /// A `date` whose fixed zone or format cannot work would skip every send as `render_error`:
 /// `validate` refuses it at its place in the file, with the zone advice `timezone:` gets.
 #[test]

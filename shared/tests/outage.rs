@@ -265,3 +265,50 @@ steps:
         ]
     );
 }
+
+/// An `update` step whose transition is performed again (its email's provider down) leaves the
+/// traits an identify set after the step ran; an identify from before the step, arriving late,
+/// does not undo the step either.
+#[tokio::test]
+async fn an_update_performed_again_leaves_what_was_set_since() {
+    let trial = r#"
+id: trial
+name: Trial
+trigger: {event: cart_abandoned}
+steps:
+  - id: mark
+    update: {set: {plan: trial, coupon: WELCOME}}
+  - id: tell
+    send: {email: {subject: s, text: t}}
+"#;
+    let world = World::new(trial, Config::default(), None).await;
+    let back = at("2026-12-01T10:00:00Z");
+    // The step ran at 09:00; its email waits for the provider.
+    world.run(back, at("2026-12-01T09:10:00Z")).await;
+    assert!(world.sent().is_empty());
+    let limits = Limits::default();
+    for body in [
+        &br#"{"userId":"ann","messageId":"i2","timestamp":"2026-12-01T09:10:00Z","traits":{"plan":"paid"}}"#[..],
+        // Stamped before the step, received after it.
+        &br#"{"userId":"ann","messageId":"i0","timestamp":"2026-12-01T08:59:00Z","traits":{"coupon":"OLD"}}"#[..],
+    ] {
+        let e = event::parse_call(event::Call::Identify, body, world.clock.now(), &limits)
+            .expect("event");
+        let out = Outbound {
+            message: Message::Event(Arc::new(e)),
+            delay_secs: 0,
+        };
+        world
+            .queue
+            .send(QueueName::Events, &[out])
+            .await
+            .expect("queue");
+    }
+    world.run(back, at("2026-12-01T12:00:00Z")).await;
+    let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
+    assert_eq!(steps, ["tell"]);
+    let view = world.rt.user("ann").await.expect("ann");
+    let traits = view.profile.expect("a profile").traits;
+    assert_eq!(traits.get("plan"), Some(&serde_json::json!("paid")));
+    assert_eq!(traits.get("coupon"), Some(&serde_json::json!("WELCOME")));
+}
