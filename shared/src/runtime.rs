@@ -268,6 +268,9 @@ fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 
+/// How far on the sweep moves a timer it cannot read ([`Runtime::put_off_unreadable`]).
+const UNREADABLE_TIMER_PUT_OFF_MINUTES: i64 = 60;
+
 /// What every [`timer_partition`] of `minute` starts with.
 fn timer_partition_prefix(minute: i64) -> String {
     join(&["T#", &minute.to_string(), "#"])
@@ -3440,7 +3443,7 @@ impl Runtime {
                     let m = match r.parse::<Message>() {
                         Ok(m) => m,
                         Err(e) => {
-                            tracing::error!(error = %e, "unreadable timer dropped");
+                            self.put_off_unreadable(r, minute, shard, &e).await?;
                             continue;
                         }
                     };
@@ -3481,6 +3484,31 @@ impl Runtime {
             moved,
             finished: true,
         })
+    }
+
+    /// Keeps a timer this engine cannot read (one a newer engine wrote, during a rollout): it
+    /// is moved an hour on, for the engine then running to read, rather than deleted with
+    /// its minute's others, which would leave its enrollment waiting for ever. Logged as an
+    /// error each time it is put off, with its key.
+    async fn put_off_unreadable(
+        &self,
+        r: &Record,
+        minute: i64,
+        shard: u32,
+        e: &StoreError,
+    ) -> Result<(), RunError> {
+        let later = minute + UNREADABLE_TIMER_PUT_OFF_MINUTES;
+        let kept = Record {
+            key: Key::new(timer_partition(later, shard), r.key.sk.clone()),
+            version: 1,
+            body: r.body.clone(),
+            expires: r.expires,
+            pending: r.pending.clone(),
+        };
+        self.note_shards().await?;
+        self.store.put(&kept, Expect::Any).await?;
+        tracing::error!(error = %e, timer = %r.key.sk, minute, to_minute = later, "unreadable timer put off an hour, not dropped");
+        Ok(())
     }
 
     /// Starts a run (a scan of the profiles) of each schedule-triggered journey whose cron

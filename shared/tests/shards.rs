@@ -134,3 +134,39 @@ async fn the_mark_is_written_only_past_the_default_and_only_raised() {
     assert_eq!(mark(&h20).await, Some(24));
     assert_eq!(h20.rt.shards_in_use().await.expect("shards"), 24);
 }
+
+/// A timer this engine cannot read (a newer engine's, written during a rollout) is put off an
+/// hour, body and all, for the engine then running; the minute's other timers go on.
+#[tokio::test]
+async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
+    use waymark::store::{Body, Expect, Record};
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(REMIND).await;
+    h.play(
+        "{\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"identify\",\"userId\":\"ann\",\"traits\":{\"email\":\"ann@example.com\"}}\n\
+         {\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"track\",\"userId\":\"ann\",\"event\":\"signed_up\"}\n",
+    )
+    .await;
+    // Ann's wait of two hours is a timer at 12:00; beside it, one from a newer engine.
+    let minute = at("2026-12-01T12:00:00Z").as_second() / 60;
+    let body = br#"{"kind":"from_a_newer_engine","user_id":"bo"}"#;
+    let foreign = Record {
+        key: Key::new(format!("T#{minute}#0"), "newer:bo"),
+        version: 1,
+        body: Body::Json(bytes::Bytes::from_static(body)),
+        expires: None,
+        pending: None,
+    };
+    h.store.put(&foreign, Expect::Any).await.expect("put");
+    h.advance_to(at("2026-12-01T12:30:00Z")).await;
+    assert_eq!(h.lines.lock().expect("lines").len(), 1, "ann's reminder");
+    let kept: Vec<_> = h
+        .store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.sk.as_str() == "newer:bo")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].key.pk.as_str(), format!("T#{}#0", minute + 60));
+    assert_eq!(kept[0].body.json().expect("json").as_ref(), &body[..]);
+}
