@@ -4,7 +4,7 @@
 //! between writing a line and recording the send (which `waymark dev`'s batched disk commits make
 //! wider) then cannot put the message in the outbox twice.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,8 @@ pub type DurableFirst = Arc<dyn Fn(Timestamp) -> Result<(), String> + Send + Syn
 struct Written {
     /// Hashed with foldhash (seeded per process), several times faster than std's SipHash on
     /// these short keys.
-    ids: HashSet<String, foldhash::fast::RandomState>,
+    /// With when each line says it was written (`None` for a line without a readable `at`).
+    ids: HashMap<String, Option<Timestamp>, foldhash::fast::RandomState>,
     cut: bool,
 }
 
@@ -173,9 +174,12 @@ impl Sender for OutboxSender {
         let Some(written) = written.as_mut() else {
             return Err(SendError::Retryable("outbox not read".into()));
         };
-        if written.ids.contains(&id) {
+        if let Some(sent_at) = written.ids.get(&id) {
             tracing::info!(id = %id, "already in the outbox; not written again");
-            return Ok(Receipt::default());
+            return Ok(Receipt {
+                sent_at: *sent_at,
+                ..Receipt::default()
+            });
         }
         let at = self.clock.now();
         if let Some(commit) = &self.durable_first {
@@ -222,7 +226,7 @@ impl Sender for OutboxSender {
                 written.cut = false;
             }
         }
-        written.ids.insert(id);
+        written.ids.insert(id, Some(at));
         Ok(Receipt::default())
     }
 }
@@ -238,6 +242,8 @@ impl OutboxSender {
             #[serde(default)]
             id: String,
             #[serde(default)]
+            at: Option<Timestamp>,
+            #[serde(default)]
             store: Option<String>,
         }
         let ours = |l: &Id| match &self.store {
@@ -250,7 +256,7 @@ impl OutboxSender {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .iter()
-                    .map(|l| l.id.clone())
+                    .map(|l| (l.id.clone(), Some(l.at)))
                     .collect(),
                 cut: false,
             }),
@@ -271,8 +277,8 @@ impl OutboxSender {
                         .lines()
                         .filter_map(|l| serde_json::from_str::<Id>(l).ok())
                         .filter(ours)
-                        .map(|l| l.id)
-                        .filter(|id| !id.is_empty())
+                        .filter(|l| !l.id.is_empty())
+                        .map(|l| (l.id, l.at))
                         .collect(),
                     cut: !text.is_empty() && !text.ends_with('\n'),
                 })
@@ -367,6 +373,25 @@ mod tests {
         let (ids, first) = restart_after_a_cut_line("cut", b"{\"id\":\"welc").await;
         assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
         assert_eq!(first, 1);
+    }
+
+    /// A send asked for again after a restart (written, then the crash came before it was
+    /// recorded) is said to have gone out when its line was written, not now.
+    #[tokio::test]
+    async fn a_send_found_in_the_outbox_says_when_its_line_was_written() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-when-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("outbox.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let written: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(written));
+        let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
+        assert_eq!(first.send(&push(1)).await.expect("sent").sent_at, None);
+        clock.set("2026-12-01T10:08:00Z".parse().expect("time"));
+        let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
+        let receipt = again.send(&push(1)).await.expect("sent");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(receipt.sent_at, Some(written));
     }
 
     #[tokio::test]

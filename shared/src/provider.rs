@@ -23,6 +23,9 @@ pub struct Receipt {
     /// Push device tokens the provider reported disabled (uninstalled apps): the runtime marks
     /// them so they are not tried again.
     pub disabled_devices: Vec<String>,
+    /// When the message went out, when that was before this call: a local outbox that holds
+    /// the line already (written before a crash, the send not recorded) says when it wrote it.
+    pub sent_at: Option<jiff::Timestamp>,
 }
 
 /// A page of the provider's SMS opt-out list (see [`Sender::opted_out_page`]).

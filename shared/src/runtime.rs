@@ -2723,7 +2723,10 @@ impl Runtime {
                 if let Err(e) = self.disable_devices(o, &receipt.disabled_devices).await {
                     tracing::warn!(user = %o.user_id, error = %e, "push devices the provider disabled were not marked; the next push to them marks them");
                 }
-                return Ok(Outcome::Sent { at: now });
+                // When it went out: now, or earlier for a message the provider holds from an
+                // attempt that crashed before recording it (`waymark dev`'s outbox line).
+                let at = receipt.sent_at.filter(|t| *t <= now).unwrap_or(now);
+                return Ok(Outcome::Sent { at });
             }
             Err(err) => err,
         };

@@ -26,6 +26,9 @@ struct Provider {
     only: Option<waymark::journey::Channel>,
     calls: AtomicUsize,
     sent: Mutex<Vec<(Timestamp, String)>>,
+    /// When the messages it takes went out already, if it says so (as `waymark dev`'s outbox
+    /// does of a line written before a crash).
+    already: Mutex<Option<Timestamp>>,
 }
 
 #[async_trait]
@@ -37,7 +40,10 @@ impl Sender for Provider {
         }
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.push((self.clock.now(), m.step.to_string()));
-        Ok(Receipt::default())
+        Ok(Receipt {
+            sent_at: *self.already.lock().unwrap_or_else(|p| p.into_inner()),
+            ..Receipt::default()
+        })
     }
 }
 
@@ -81,6 +87,7 @@ impl World {
             only,
             calls: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
+            already: Mutex::new(None),
         });
         let rt = Runtime::new(
             Arc::new(store.clone()),
@@ -311,4 +318,25 @@ steps:
     let traits = view.profile.expect("a profile").traits;
     assert_eq!(traits.get("plan"), Some(&serde_json::json!("paid")));
     assert_eq!(traits.get("coupon"), Some(&serde_json::json!("WELCOME")));
+}
+
+/// A send performed late that the provider says went out earlier (`waymark dev`'s outbox line
+/// written before a crash) is stamped with when it went out, not when it was performed again.
+#[tokio::test]
+async fn a_send_performed_late_is_stamped_when_the_provider_says_it_went_out() {
+    let world = World::new(
+        CART,
+        Config::default(),
+        Some(waymark::journey::Channel::Push),
+    )
+    .await;
+    let went_out = at("2026-12-01T09:40:00Z");
+    *world.provider.already.lock().expect("lock") = Some(went_out);
+    let back = at("2026-12-01T10:30:00Z");
+    world.run(back, at("2026-12-01T18:00:00Z")).await;
+    let stamped = world.stamped().await;
+    assert_eq!(
+        stamped.first(),
+        Some(&("push_reminder".to_string(), went_out))
+    );
 }

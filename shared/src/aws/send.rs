@@ -241,7 +241,7 @@ impl AwsSender {
             .map_err(|e| send_error("SES SendEmail", &e, SES_PERMANENT))?;
         Ok(Receipt {
             provider_id: out.message_id().map(str::to_string),
-            disabled_devices: Vec::new(),
+            ..Receipt::default()
         })
     }
 
@@ -266,7 +266,7 @@ impl AwsSender {
             .map_err(|e| send_error("SNS Publish (SMS)", &e, SNS_PERMANENT))?;
         Ok(Receipt {
             provider_id: out.message_id().map(str::to_string),
-            disabled_devices: Vec::new(),
+            ..Receipt::default()
         })
     }
 
@@ -306,7 +306,7 @@ impl AwsSender {
                 Ok(out) => {
                     receipt.get_or_insert(Receipt {
                         provider_id: out.message_id().map(str::to_string),
-                        disabled_devices: Vec::new(),
+                        ..Receipt::default()
                     });
                 }
                 Err(e) => {
