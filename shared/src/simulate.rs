@@ -221,7 +221,9 @@ pub async fn run(
         .map(|l| l.at)
         .unwrap_or_else(|| Timestamp::UNIX_EPOCH);
     let clock = Arc::new(ManualClock::new(start));
-    let store = MemoryStore::new();
+    // Keeps the order records were first written in: the facts of one instant are listed in
+    // the order they happened.
+    let store = MemoryStore::keeping_write_order();
     let queue = DelayQueue::new(clock.clone());
     let (sender, lines) = OutboxSender::memory(clock.clone());
     // The virtual scheduler ticks only when something is due, so each tick catches up fully.
@@ -360,15 +362,16 @@ pub async fn run(
         .filter_map(|(i, l)| l.checked.as_ref().map(|e| (e.message_id.as_str(), i)))
         .collect();
     // A cause is an event's id, or one made from it (`<id>:moved…`, `<id>:late-exit`): the
-    // longest part of it up to a `:` that is a line's id.
-    let line_of_cause = |cause: &str| -> Option<usize> {
-        line_of.get(cause).copied().or_else(|| {
+    // longest part of it up to a `:` that is a line's id. A made one's facts follow the
+    // event's own (what the event's transition did moved them): (line, made).
+    let line_of_cause = |cause: &str| -> Option<(usize, bool)> {
+        line_of.get(cause).map(|l| (*l, false)).or_else(|| {
             cause
                 .rmatch_indices(':')
-                .find_map(|(i, _)| line_of.get(&cause[..i]).copied())
+                .find_map(|(i, _)| line_of.get(&cause[..i]).map(|l| (*l, true)))
         })
     };
-    let cause_line = |sk: &str| -> Option<usize> {
+    let cause_line = |sk: &str| -> Option<(usize, bool)> {
         if let Some(id) = sk.strip_prefix("D#").or_else(|| sk.strip_prefix("R#")) {
             return line_of_cause(id);
         }
@@ -377,7 +380,8 @@ pub async fn run(
         tail.match_indices('#')
             .find_map(|(i, _)| line_of_cause(&tail[i + 1..]))
     };
-    let mut out: Vec<(Option<usize>, Output)> = Vec::new();
+    type Order = Option<(Option<(usize, bool)>, Option<u64>)>;
+    let mut out: Vec<(Order, Output)> = Vec::new();
     for r in store.dump() {
         // Timeline records, and the refused entries kept with an event or a message.
         let facts = ["T#", "D#", "R#"].iter().any(|p| r.key.sk.starts_with(p));
@@ -389,10 +393,10 @@ pub async fn run(
             .parse::<Option<Vec<Entry>>>()
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        let line = cause_line(&r.key.sk);
+        let order = Some((cause_line(&r.key.sk), store.first_written(&r.key)));
         out.extend(entries.into_iter().map(|entry| {
             (
-                line,
+                order,
                 Output::Timeline {
                     user_id: user.clone(),
                     entry,
@@ -409,7 +413,9 @@ pub async fn run(
             .map(|m| (None, Output::Message(m))),
     );
     // Stable, deterministic order: by time, then user, then facts before messages, then the
-    // script line that caused them (facts of wake-ups first, as they were queued first).
+    // script line that caused them (facts of wake-ups first, as they were queued first), then
+    // the order their records were first written in (of two wake-ups, the send before the
+    // skip its cap caused); the entries of one record in their own order.
     out.sort_by(|(la, a), (lb, b)| {
         fn key(o: &Output) -> (Timestamp, &str, u8) {
             match o {

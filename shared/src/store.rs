@@ -498,6 +498,9 @@ struct Tables {
     /// Fold partition -> keys of the records listed there (in no particular order: a fold
     /// counts them all, whichever come first).
     pending: HashMap<Part, HashSet<Key, Fixed>, Fixed>,
+    /// When each key was first written, counted in writes, if the store keeps it
+    /// ([`MemoryStore::keeping_write_order`]).
+    first_written: Option<HashMap<Key, u64, Fixed>>,
 }
 
 impl Tables {
@@ -544,6 +547,10 @@ impl Tables {
                 None
             }
         };
+        if let Some(first) = &mut self.first_written {
+            let next = first.len() as u64;
+            first.entry(key.clone()).or_insert(next);
+        }
         let listed = record.pending.as_ref();
         if let Some(part) = listed {
             if let Some(keys) = self.pending.get_mut(part) {
@@ -596,6 +603,21 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that also notes the order in which keys are first written
+    /// ([`MemoryStore::first_written`]): the simulation lists the facts of one instant in the
+    /// order they happened.
+    pub fn keeping_write_order() -> Self {
+        let store = Self::default();
+        store.lock().first_written = Some(HashMap::default());
+        store
+    }
+
+    /// Where `key` came in the order of first writes, if this store keeps it and `key` was
+    /// written.
+    pub fn first_written(&self, key: &Key) -> Option<u64> {
+        self.lock().first_written.as_ref()?.get(key).copied()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {

@@ -4695,7 +4695,7 @@ steps:
     update: {set: {renews_on: "{{ event.next }}"}}
 "#;
     let reminder = r#"
-id: zzz_reminder
+id: aaa_reminder
 name: Reminder
 trigger: {event: signed_up}
 steps:
@@ -4717,7 +4717,64 @@ steps:
     .collect();
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].contains("renew/set"), "{got:?}");
-    assert!(got[1].contains("zzz_reminder/until"), "{got:?}");
+    assert!(got[1].contains("aaa_reminder/until"), "{got:?}");
+
+    // Facts of two wake-ups at one instant come in the order they happened: the push that
+    // took the day's cap place before the one it kept out (held longer, woken second).
+    let held = |id: &str| {
+        format!(
+            "id: {id}\nname: {id}\ntrigger: {{event: ev_{id}}}\nquiet_hours: {{start: \"21:00\", end: \"08:00\"}}\nsteps:\n  - id: p\n    send: {{push: {{title: x, body: x}}}}\n"
+        )
+    };
+    let (one, two) = (held("one"), held("two"));
+    let script = r#"{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"a","traits":{"push_tokens":[{"platform":"fcm","token":"ta"}]}}
+{"at":"2026-12-01T22:00:00Z","userId":"a","event":"ev_one"}
+{"at":"2026-12-01T23:00:00Z","userId":"a","event":"ev_two"}
+"#;
+    let mut config = Config::default();
+    config.caps.insert(
+        Channel::Push,
+        Cap {
+            max: 1,
+            per: "1d".parse().expect("duration"),
+        },
+    );
+    let out = sim_with(&[&one, &two], script, config, HORIZON).await;
+    let got: Vec<String> = facts(&out, "a", |w| {
+        matches!(w, What::Sent { .. } | What::Skipped { .. })
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    let kept_out = if got[0].contains("one/p") {
+        "two/p"
+    } else {
+        "one/p"
+    };
+    assert!(got[0].contains("sent push"), "{got:?}");
+    assert!(
+        got[1].contains(kept_out) && got[1].contains("capped"),
+        "{got:?}"
+    );
+
+    // The event that ends an enrollment and is refused entry by its rule: the exit first.
+    let reorder = r#"
+id: reorder
+name: Reorder
+trigger: {event: order_completed}
+reentry: {after: 2d}
+exit_when: [{event: order_completed}]
+steps:
+  - {id: w, wait: 1d}
+"#;
+    let script = r#"{"at":"2026-12-01T10:00:00Z","userId":"a","event":"order_completed","messageId":"o1"}
+{"at":"2026-12-01T12:00:00Z","userId":"a","event":"order_completed","messageId":"o2"}
+"#;
+    let out = sim(&[reorder], script).await;
+    let got: Vec<String> = facts(&out, "a", |w| {
+        matches!(w, What::Exited { .. } | What::NotEntered { .. })
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].contains("exited"), "{got:?}");
+    assert!(got[1].contains("not entered"), "{got:?}");
 }
 
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
