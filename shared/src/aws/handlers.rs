@@ -6,6 +6,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use serde_json::Value;
 
 use super::send::{tag_decode, USER_TAG};
@@ -139,7 +140,26 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> 
             continue;
         }
         started += 1;
-        match runtime.handle(m).await {
+        // A message that panics (a bug met by one user's data) fails alone: the rest of its
+        // batch goes on, as a poison message's does. What it wrote is conditional, so its
+        // redelivery, or the dead-letter queue's, starts from what is stored.
+        let handled = std::panic::AssertUnwindSafe(runtime.handle(m))
+            .catch_unwind()
+            .await;
+        let handled = match handled {
+            Ok(handled) => handled,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with no message".into());
+                tracing::error!(message_id = %id, user = m.user_id(), panic = %why, "message panicked; SQS will deliver it again, then to the dead-letter queue");
+                failures.push(id);
+                continue;
+            }
+        };
+        match handled {
             Ok(_) => {}
             Err(e) => {
                 match &e {
@@ -450,6 +470,76 @@ mod tests {
         assert_eq!(
             rt.stats("cart").await.expect("stats")["step.wait.entered"],
             250
+        );
+    }
+
+    /// A provider call that panics for one user (a bug her data meets).
+    struct PanicsFor(&'static str);
+
+    #[async_trait::async_trait]
+    impl crate::provider::Sender for PanicsFor {
+        async fn send(
+            &self,
+            m: &crate::engine::Outgoing,
+        ) -> Result<crate::provider::Receipt, crate::provider::SendError> {
+            if &*m.user_id == self.0 {
+                panic!("a bug met by {}'s message", m.user_id);
+            }
+            Ok(crate::provider::Receipt::default())
+        }
+    }
+
+    /// A message that panics fails alone: the batch's other messages are handled, and only
+    /// its id is reported for SQS to deliver again (then to the dead-letter queue).
+    #[tokio::test]
+    async fn a_message_that_panics_fails_alone_in_its_batch() {
+        use std::sync::Arc;
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let clock = Arc::new(crate::clock::ManualClock::new(now));
+        let rt = Runtime::new(
+            Arc::new(crate::store::MemoryStore::new()),
+            Arc::new(crate::simulate::DelayQueue::new(clock.clone())),
+            Arc::new(PanicsFor("ann")),
+            clock,
+            std::time::Duration::ZERO,
+            crate::runtime::Config::default(),
+        );
+        let journey = crate::dsl::parse(
+            "hi.yaml",
+            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
+        )
+        .expect("journey");
+        rt.catalog.publish(&journey, now).await.expect("publish");
+        let record = |id: &str, user: &str| {
+            let body = format!(r#"{{"userId":"{user}","event":"signed_up","messageId":"{id}"}}"#);
+            let e = crate::event::parse_call(
+                crate::event::Call::Track,
+                body.as_bytes(),
+                now,
+                &crate::event::Limits::default(),
+            )
+            .expect("event");
+            let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+            r.message_id = Some(id.to_string());
+            r.body = Some(serde_json::to_string(&Message::Event(Arc::new(e))).expect("json"));
+            r
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![record("m-ann", "ann"), record("m-bo", "bo")];
+        let response = apply_batch(&rt, event, Budget::Time(None)).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m-ann"]);
+        let bo = rt.user("bo").await.expect("bo");
+        assert!(
+            bo.timeline
+                .iter()
+                .any(|e| matches!(e.what, crate::timeline::What::Sent { .. })),
+            "{:?}",
+            bo.timeline
         );
     }
 
