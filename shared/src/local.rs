@@ -1113,7 +1113,7 @@ impl Queue for LocalQueue {
             let body = serde_json::to_string(&m.message)
                 .map_err(|e| QueueError::Rejected(e.to_string()))?;
             // What SQS would refuse, refused here too (answered alike by the API).
-            if let Some(refused) = crate::queue::refused_body(&m.message.id(), &body) {
+            if let Some(refused) = crate::queue::refused_body(&m.message, &body) {
                 return Err(refused);
             }
             let due = now

@@ -202,15 +202,30 @@ pub enum QueueError {
 /// The most a queued message may hold (SQS's limit, kept by the local queue too).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// What an event's message leaves free of [`MAX_MESSAGE_BYTES`]: room for the
+/// [`Message::Retry`] that carries it again after a passing failure (about 80 bytes), so that
+/// every event taken in can also be retried.
+pub const EVENT_HEADROOM_BYTES: usize = 1024;
+
 /// Why SQS would refuse a message body as it is, if it would: a character it does not carry
 /// (U+FFFE, U+FFFF; JSON escapes the control characters it also refuses) or more than
-/// [`MAX_MESSAGE_BYTES`]. The local queue refuses the same, so `waymark dev` answers such an
-/// event as the deployed API does.
-pub fn refused_body(id: &str, body: &str) -> Option<QueueError> {
-    if body.len() > MAX_MESSAGE_BYTES {
+/// [`MAX_MESSAGE_BYTES`] (an event: less its [`EVENT_HEADROOM_BYTES`]). The local queue
+/// refuses the same, so `waymark dev` answers such an event as the deployed API does.
+pub fn refused_body(message: &Message, body: &str) -> Option<QueueError> {
+    let most = match message {
+        Message::Event(_) => MAX_MESSAGE_BYTES - EVENT_HEADROOM_BYTES,
+        _ => MAX_MESSAGE_BYTES,
+    };
+    let id = message.id();
+    if body.len() > most {
         return Some(QueueError::Rejected(format!(
-            "message {id} is {} bytes, over SQS's 256 KB",
-            body.len()
+            "message {id} is {} bytes, over the {most} a queued {} may hold (SQS takes 256 KB)",
+            body.len(),
+            if matches!(message, Message::Event(_)) {
+                "event"
+            } else {
+                "message"
+            }
         )));
     }
     body.chars()
@@ -235,5 +250,56 @@ pub trait Queue: Send + Sync {
     /// it in one message, due at its time.
     fn max_delay_secs(&self) -> u32 {
         MAX_DELAY_SECS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event whose message nearly fills SQS's limit is refused: its retry, which wraps it,
+    /// would not fit. A smaller one fits, and so does its retry.
+    #[test]
+    fn an_event_leaves_room_for_the_retry_that_carries_it() {
+        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        // As a batch's shared context makes one, each item within 32 KB.
+        let event = |padding: usize| {
+            let body = r#"{"userId":"ann","event":"big","messageId":"m1"}"#;
+            let mut e = crate::event::parse_call(
+                crate::event::Call::Track,
+                body.as_bytes(),
+                at,
+                &crate::event::Limits::default(),
+            )
+            .expect("event");
+            e.context
+                .insert("padding".into(), "y".repeat(padding).into());
+            Message::Event(std::sync::Arc::new(e))
+        };
+        let retried = |m: Message| Message::Retry {
+            attempt: 5,
+            at,
+            message: Box::new(m),
+        };
+        let m = event(MAX_MESSAGE_BYTES - 600);
+        let body = serde_json::to_string(&m).expect("json");
+        assert!(body.len() > MAX_MESSAGE_BYTES - EVENT_HEADROOM_BYTES);
+        assert!(body.len() < MAX_MESSAGE_BYTES);
+        assert!(
+            matches!(refused_body(&m, &body), Some(QueueError::Rejected(why)) if why.contains("event")),
+            "{} bytes",
+            body.len()
+        );
+        let m = event(MAX_MESSAGE_BYTES - EVENT_HEADROOM_BYTES - 400);
+        let body = serde_json::to_string(&m).expect("json");
+        assert_eq!(refused_body(&m, &body), None, "{} bytes", body.len());
+        let retry = retried(m);
+        let wrapped = serde_json::to_string(&retry).expect("json");
+        assert_eq!(
+            refused_body(&retry, &wrapped),
+            None,
+            "{} bytes",
+            wrapped.len()
+        );
     }
 }

@@ -268,7 +268,7 @@ fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 
-/// How far on the sweep moves a timer it cannot read ([`Runtime::put_off_unreadable`]).
+/// How far on the sweep moves a timer it cannot move to its queue ([`Runtime::put_off`]).
 const UNREADABLE_TIMER_PUT_OFF_MINUTES: i64 = 60;
 
 /// What every [`timer_partition`] of `minute` starts with.
@@ -3440,34 +3440,67 @@ impl Runtime {
             }
             let timers = self.store.query(&pk, "").await?;
             for chunk in timers.chunks(SWEEP_CHUNK) {
-                let mut events = Vec::new();
-                let mut steps = Vec::new();
+                // Each queue's messages, with the timers they come from.
+                let mut events = (Vec::new(), Vec::new());
+                let mut steps = (Vec::new(), Vec::new());
                 for r in chunk {
                     let m = match r.parse::<Message>() {
                         Ok(m) => m,
                         Err(e) => {
-                            self.put_off_unreadable(r, minute, shard, &e).await?;
+                            self.put_off(r, minute, shard, "unreadable", &e).await?;
                             continue;
                         }
                     };
                     let due = m.due().unwrap_or(now);
                     let delay = (due - now).as_secs().clamp(0, i64::from(MAX_DELAY_SECS));
-                    let to = match m.queue() {
-                        QueueName::Events => &mut events,
-                        QueueName::Steps => &mut steps,
+                    let (to, from) = match m.queue() {
+                        QueueName::Events => (&mut events.0, &mut events.1),
+                        QueueName::Steps => (&mut steps.0, &mut steps.1),
                     };
                     to.push(Outbound {
                         message: m,
                         delay_secs: delay as u32,
                     });
+                    from.push(r);
                 }
-                moved += events.len() + steps.len();
-                let sends = [(QueueName::Events, &events), (QueueName::Steps, &steps)]
-                    .into_iter()
-                    .flat_map(|(q, msgs)| msgs.chunks(10).map(move |c| (q, c)))
-                    .map(|(q, c)| self.queue.send(q, c));
-                for sent in join_all(sends).await {
-                    sent?;
+                moved += events.0.len() + steps.0.len();
+                let batches: Vec<(QueueName, &[Outbound], &[&Record])> =
+                    [(QueueName::Events, &events), (QueueName::Steps, &steps)]
+                        .into_iter()
+                        .flat_map(|(q, (msgs, records))| {
+                            msgs.chunks(10)
+                                .zip(records.chunks(10))
+                                .map(move |(c, r)| (q, c, r))
+                        })
+                        .collect();
+                let sends = batches.iter().map(|(q, c, _)| self.queue.send(*q, c));
+                for ((q, messages, records), sent) in batches.iter().zip(join_all(sends).await) {
+                    match sent {
+                        Ok(()) => {}
+                        // Refused for what one of them holds: sent one by one, and a timer
+                        // whose message the queue refuses alone is put off, not dropped, and
+                        // holds up no other.
+                        Err(QueueError::Rejected(_)) => {
+                            for (m, r) in messages.iter().zip(records.iter()) {
+                                match self.queue.send(*q, std::slice::from_ref(m)).await {
+                                    Ok(()) => {}
+                                    Err(QueueError::Rejected(why)) => {
+                                        moved -= 1;
+                                        self.put_off(
+                                            r,
+                                            minute,
+                                            shard,
+                                            "refused by its queue",
+                                            &why,
+                                        )
+                                        .await?;
+                                    }
+                                    Err(e) => return Err(e.into()),
+                                }
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 for some in chunk.chunks(DELETES_AT_ONCE) {
                     let deletes = some.iter().map(|r| self.store.delete(&r.key, Expect::Any));
@@ -3489,16 +3522,19 @@ impl Runtime {
         })
     }
 
-    /// Keeps a timer this engine cannot read (one a newer engine wrote, during a rollout): it
-    /// is moved an hour on, for the engine then running to read, rather than deleted with
-    /// its minute's others, which would leave its enrollment waiting for ever. Logged as an
-    /// error each time it is put off, with its key.
-    async fn put_off_unreadable(
+    /// Keeps a timer the sweep cannot move to its queue: one this engine cannot read (a newer
+    /// engine wrote it, during a rollout), or whose message the queue refuses (written before
+    /// events left room for their retry). It is moved an hour on, for the engine then running,
+    /// rather than deleted with its minute's others, which would leave its enrollment waiting
+    /// for ever, or left to stop the sweep at its minute, which would hold up every other
+    /// timer. Logged as an error each time it is put off, with its key.
+    async fn put_off(
         &self,
         r: &Record,
         minute: i64,
         shard: u32,
-        e: &StoreError,
+        what: &str,
+        e: &dyn std::fmt::Display,
     ) -> Result<(), RunError> {
         let later = minute + UNREADABLE_TIMER_PUT_OFF_MINUTES;
         let kept = Record {
@@ -3510,7 +3546,7 @@ impl Runtime {
         };
         self.note_shards().await?;
         self.store.put(&kept, Expect::Any).await?;
-        tracing::error!(error = %e, timer = %r.key.sk, minute, to_minute = later, "unreadable timer put off an hour, not dropped");
+        tracing::error!(error = %e, timer = %r.key.sk, minute, to_minute = later, "{what} timer put off an hour, not dropped");
         Ok(())
     }
 

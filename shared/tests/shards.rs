@@ -170,3 +170,77 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
     assert_eq!(kept[0].key.pk.as_str(), format!("T#{}#0", minute + 60));
     assert_eq!(kept[0].body.json().expect("json").as_ref(), &body[..]);
 }
+
+/// A queue that refuses any message of bo's, as SQS refuses one over its size.
+struct RefusesBo(waymark::simulate::DelayQueue);
+
+#[async_trait::async_trait]
+impl waymark::queue::Queue for RefusesBo {
+    async fn send(
+        &self,
+        queue: waymark::queue::QueueName,
+        messages: &[waymark::queue::Outbound],
+    ) -> Result<(), waymark::queue::QueueError> {
+        if messages.iter().any(|m| m.message.user_id() == "bo") {
+            return Err(waymark::queue::QueueError::Rejected(
+                "message is over SQS's size".into(),
+            ));
+        }
+        self.0.send(queue, messages).await
+    }
+}
+
+/// A timer whose message its queue refuses is put off an hour, and the others of its minute
+/// (in the same batch to the queue) go on: the sweep does not stop at that minute.
+#[tokio::test]
+async fn a_timer_its_queue_refuses_is_put_off_and_holds_up_no_other() {
+    use waymark::clock::ManualClock;
+    use waymark::queue::Message;
+    use waymark::store::{Expect, MemoryStore, Record};
+    let clock = Arc::new(ManualClock::new(at("2026-12-01T10:00:00Z")));
+    let store = MemoryStore::new();
+    let queue = waymark::simulate::DelayQueue::new(clock.clone());
+    let (sender, _) = waymark::outbox::OutboxSender::memory(clock.clone());
+    let rt = Runtime::new(
+        Arc::new(store.clone()),
+        Arc::new(RefusesBo(queue.clone())),
+        Arc::new(sender),
+        clock.clone(),
+        std::time::Duration::ZERO,
+        Config {
+            timer_shards: 1,
+            ..Config::default()
+        },
+    );
+    rt.tick().await.expect("the first minute");
+    let due = at("2026-12-01T12:00:00Z");
+    let minute = due.as_second() / 60;
+    for user in ["ann", "bo", "cy"] {
+        let m = Message::Wake {
+            user_id: user.into(),
+            journey: "remind".into(),
+            enrollment: format!("remind:{user}:1").into(),
+            seq: 2,
+            at: due,
+        };
+        let record = Record::new(Key::new(format!("T#{minute}#0"), m.id()), 1, &m).expect("record");
+        store.put(&record, Expect::Any).await.expect("put");
+    }
+    clock.set(at("2026-12-01T11:59:00Z"));
+    support::tick(&rt, &store).await.expect("the sweep goes on");
+    let queued: Vec<String> = queue
+        .take_due(at("2026-12-02T00:00:00Z"))
+        .iter()
+        .map(|m| m.user_id().to_string())
+        .collect();
+    assert_eq!(queued, ["ann", "cy"]);
+    let timers: Vec<(String, String)> = store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.pk.starts_with("T#"))
+        .map(|r| (r.key.pk.to_string(), r.key.sk.to_string()))
+        .collect();
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert_eq!(timers[0].0, format!("T#{}#0", minute + 60));
+    assert!(timers[0].1.contains("bo"), "{timers:?}");
+}

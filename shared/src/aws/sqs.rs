@@ -125,7 +125,7 @@ impl Queue for SqsQueue {
         for m in messages {
             let body = serde_json::to_string(&m.message)
                 .map_err(|e| QueueError::Rejected(format!("message {}: {e}", m.message.id())))?;
-            if let Some(refused) = crate::queue::refused_body(&m.message.id(), &body) {
+            if let Some(refused) = crate::queue::refused_body(&m.message, &body) {
                 return Err(refused);
             }
             bodies.push((body, m.delay_secs));
