@@ -97,6 +97,13 @@ pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(
 /// [`MESSAGE_RESERVE`] the last message started with).
 const SEND_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(4);
 
+/// What a message that runs long leaves of its invocation: it is given up then (reported
+/// for SQS to deliver again), so that the batch's response, and the sending back of its
+/// unstarted messages, still go out before the function times out. A message may run long
+/// past its [`MESSAGE_RESERVE`]: several sends of one transition, or an event entering
+/// several journeys, each wait for their provider (a webhook up to 10 seconds).
+const RESPONSE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Applies a batch, one message after another; the messages that failed (or could not be read)
 /// are reported so that SQS keeps them, and moves them to the dead-letter queue after
 /// `maxReceiveCount` receives. With less than [`MESSAGE_RESERVE`] of the invocation to go, the
@@ -143,9 +150,23 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> 
         // A message that panics (a bug met by one user's data) fails alone: the rest of its
         // batch goes on, as a poison message's does. What it wrote is conditional, so its
         // redelivery, or the dead-letter queue's, starts from what is stored.
-        let handled = std::panic::AssertUnwindSafe(runtime.handle(m))
-            .catch_unwind()
-            .await;
+        let handling = std::panic::AssertUnwindSafe(runtime.handle(m)).catch_unwind();
+        // Given up a few seconds before the invocation ends: like a crash there, what it did
+        // is in the store, conditional, and its redelivery goes on from it.
+        let handled = match budget {
+            Budget::Time(Some(t)) => {
+                let left = t.saturating_sub(began.elapsed() + RESPONSE_RESERVE);
+                match tokio::time::timeout(left, handling).await {
+                    Ok(handled) => handled,
+                    Err(_) => {
+                        tracing::warn!(message_id = %id, user = m.user_id(), "message still running as the invocation ends; given up, SQS will deliver it again");
+                        failures.push(id);
+                        continue;
+                    }
+                }
+            }
+            _ => handling.await,
+        };
         let handled = match handled {
             Ok(handled) => handled,
             Err(panic) => {
@@ -391,6 +412,7 @@ fn catch_up_budget(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     #[test]
     fn a_scheduler_invocation_catches_up_no_longer_than_its_time_left_allows() {
@@ -489,17 +511,14 @@ mod tests {
         }
     }
 
-    /// A message that panics fails alone: the batch's other messages are handled, and only
-    /// its id is reported for SQS to deliver again (then to the dead-letter queue).
-    #[tokio::test]
-    async fn a_message_that_panics_fails_alone_in_its_batch() {
-        use std::sync::Arc;
+    /// A runtime whose one journey, entered on `signed_up`, calls a webhook through `sender`.
+    async fn runtime_sending_through(sender: Arc<dyn crate::provider::Sender>) -> Runtime {
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let clock = Arc::new(crate::clock::ManualClock::new(now));
         let rt = Runtime::new(
             Arc::new(crate::store::MemoryStore::new()),
             Arc::new(crate::simulate::DelayQueue::new(clock.clone())),
-            Arc::new(PanicsFor("ann")),
+            sender,
             clock,
             std::time::Duration::ZERO,
             crate::runtime::Config::default(),
@@ -510,22 +529,33 @@ mod tests {
         )
         .expect("journey");
         rt.catalog.publish(&journey, now).await.expect("publish");
-        let record = |id: &str, user: &str| {
-            let body = format!(r#"{{"userId":"{user}","event":"signed_up","messageId":"{id}"}}"#);
-            let e = crate::event::parse_call(
-                crate::event::Call::Track,
-                body.as_bytes(),
-                now,
-                &crate::event::Limits::default(),
-            )
-            .expect("event");
-            let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
-            r.message_id = Some(id.to_string());
-            r.body = Some(serde_json::to_string(&Message::Event(Arc::new(e))).expect("json"));
-            r
-        };
+        rt
+    }
+
+    /// An SQS record of `user`'s `signed_up`, with the message id `id`.
+    fn signed_up(id: &str, user: &str) -> aws_lambda_events::event::sqs::SqsMessage {
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let body = format!(r#"{{"userId":"{user}","event":"signed_up","messageId":"{id}"}}"#);
+        let e = crate::event::parse_call(
+            crate::event::Call::Track,
+            body.as_bytes(),
+            now,
+            &crate::event::Limits::default(),
+        )
+        .expect("event");
+        let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+        r.message_id = Some(id.to_string());
+        r.body = Some(serde_json::to_string(&Message::Event(Arc::new(e))).expect("json"));
+        r
+    }
+
+    /// A message that panics fails alone: the batch's other messages are handled, and only
+    /// its id is reported for SQS to deliver again (then to the dead-letter queue).
+    #[tokio::test]
+    async fn a_message_that_panics_fails_alone_in_its_batch() {
+        let rt = runtime_sending_through(Arc::new(PanicsFor("ann"))).await;
         let mut event = SqsEvent::default();
-        event.records = vec![record("m-ann", "ann"), record("m-bo", "bo")];
+        event.records = vec![signed_up("m-ann", "ann"), signed_up("m-bo", "bo")];
         let response = apply_batch(&rt, event, Budget::Time(None)).await;
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -541,6 +571,41 @@ mod tests {
             "{:?}",
             bo.timeline
         );
+    }
+
+    /// A provider call that does not answer for one user (a webhook that hangs).
+    struct HangsFor(&'static str);
+
+    #[async_trait::async_trait]
+    impl crate::provider::Sender for HangsFor {
+        async fn send(
+            &self,
+            m: &crate::engine::Outgoing,
+        ) -> Result<crate::provider::Receipt, crate::provider::SendError> {
+            if &*m.user_id == self.0 {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+            Ok(crate::provider::Receipt::default())
+        }
+    }
+
+    /// A message still running as the invocation nears its end is given up and reported, and
+    /// the batch answers in time (the clock is tokio's, paused: the hang takes no real time).
+    #[tokio::test(start_paused = true)]
+    async fn a_message_running_past_the_invocation_is_given_up_and_reported() {
+        let rt = runtime_sending_through(Arc::new(HangsFor("ann"))).await;
+        let mut event = SqsEvent::default();
+        event.records = vec![signed_up("m-ann", "ann"), signed_up("m-bo", "bo")];
+        let began = tokio::time::Instant::now();
+        let budget = Budget::Time(Some(std::time::Duration::from_secs(30)));
+        let response = apply_batch(&rt, event, budget).await;
+        assert!(began.elapsed() <= std::time::Duration::from_secs(25));
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m-ann"]);
     }
 
     #[test]
