@@ -1466,9 +1466,11 @@ impl Runtime {
 
         // Her zone changed: a wait for a time of day (or a date with a time) follows her, also
         // one an identify's loop above did not see (a track's device zone, an enrollment that
-        // came with the login). Nothing moves when the waits agree with her zone already.
+        // came with the login). So does a wait the login moved to her, whatever kind of event
+        // the login came with: it was timed in the visitor's zone. Nothing moves when the waits
+        // agree with her zone already.
         let waiting = enrollments.values().any(|l| l.enrollment.waits_for_time());
-        if zone_moved.into_inner() && waiting {
+        if (zone_moved.into_inner() || merging) && waiting {
             self.move_date_waits(&profile, "", &e.message_id).await?;
         }
 
@@ -3534,7 +3536,7 @@ impl Runtime {
         minute: i64,
         shard: u32,
         what: &str,
-        e: &dyn std::fmt::Display,
+        e: &(dyn std::fmt::Display + Sync),
     ) -> Result<(), RunError> {
         let later = minute + UNREADABLE_TIMER_PUT_OFF_MINUTES;
         let kept = Record {

@@ -679,6 +679,46 @@ async fn the_login_event_meets_the_wait_it_moved() {
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
 }
 
+/// A visitor's wait for 09:00 goes to 09:00 where she turns out to live, whatever event the
+/// login comes with: an identify, or a page view that carries both ids.
+#[tokio::test]
+async fn a_wait_the_login_moves_follows_her_zone_whatever_the_login_event() {
+    for login in [
+        r#"{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"d1","messageId":"l1"}"#,
+        r#"{"at":"2026-12-01T11:00:00Z","type":"page","userId":"ann","anonymousId":"d1","name":"Home","messageId":"l1"}"#,
+        r#"{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","anonymousId":"d1","event":"app_opened","messageId":"l1"}"#,
+    ] {
+        let h = Harness::new("2026-12-01T08:00:00Z");
+        h.publish(
+            r#"
+id: morning
+name: Morning
+trigger: {event: signed_up}
+steps:
+  - id: at_nine
+    wait_until: {time: "09:00"}
+  - id: hello
+    send: {email: {subject: morning, text: "."}}
+"#,
+        )
+        .await;
+        h.play(&format!(
+            r#"
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{{"email":"ann@example.com","timezone":"America/New_York"}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"d1","event":"signed_up","messageId":"s1"}}
+{login}
+"#
+        ))
+        .await;
+        h.advance_to(at("2026-12-03T00:00:00Z")).await;
+        assert_eq!(
+            h.outbox(),
+            ["2026-12-01T14:00:00Z ann email hello: morning"],
+            "{login}"
+        );
+    }
+}
+
 /// A trial waiting for a purchase, with a goal of a purchase over 0.
 const TRIAL: &str = r#"
 id: wf
