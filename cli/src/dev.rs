@@ -184,14 +184,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // with the queue's acknowledgement of the message that made them (one disk commit a batch
     // rather than one a write). The API's writes (unsubscribes, publishes) stay durable as they
     // return.
-    let engine = Arc::new(Runtime::new(
-        Arc::new(RedbStore::deferred(db.clone())),
-        Arc::new(queue.clone()),
-        runtime.sender.clone(),
-        clock.clone(),
-        RealDuration::from_secs(1),
-        runtime.config.clone(),
-    ));
+    // It reads journeys through the API's catalog: a journey the watcher or the API publishes
+    // is the one the next message runs on.
+    let engine = Arc::new(
+        Runtime::new(
+            Arc::new(RedbStore::deferred(db.clone())),
+            Arc::new(queue.clone()),
+            runtime.sender.clone(),
+            clock.clone(),
+            RealDuration::from_secs(1),
+            runtime.config.clone(),
+        )
+        .sharing_catalog(&runtime),
+    );
 
     let mut watcher = Watcher::new(&args.journeys);
     let published = watcher.publish_changes(&runtime).await;

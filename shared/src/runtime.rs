@@ -393,7 +393,8 @@ pub struct Runtime {
     pub queue: Arc<dyn Queue>,
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
-    pub catalog: Catalog,
+    /// Shared with another runtime of the same store by [`Runtime::sharing_catalog`].
+    pub catalog: Arc<Catalog>,
     pub config: Config,
     /// The time zones this process has noted as in use ([`crate::zones`]).
     pub(crate) zones: crate::zones::Seen,
@@ -575,7 +576,7 @@ impl Runtime {
         config: Config,
     ) -> Self {
         Runtime {
-            catalog: Catalog::new(store.clone(), catalog_ttl),
+            catalog: Arc::new(Catalog::new(store.clone(), catalog_ttl)),
             store: Handle::new(store),
             queue,
             sender,
@@ -584,6 +585,15 @@ impl Runtime {
             zones: Default::default(),
             shards_noted: Default::default(),
         }
+    }
+
+    /// This runtime reading journeys through `other`'s catalog: a journey `other` publishes
+    /// is the one this runs from the next message on, not once its cached list of latest
+    /// versions runs out (`waymark dev`'s engine worker and its API, two runtimes of one
+    /// store: at `--speed 86400` a second of a stale list is a day).
+    pub fn sharing_catalog(mut self, other: &Runtime) -> Self {
+        self.catalog = other.catalog.clone();
+        self
     }
 
     fn now(&self) -> Timestamp {

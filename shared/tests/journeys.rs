@@ -5952,3 +5952,56 @@ fn left_alone(timeline: &[waymark::timeline::Entry]) -> Vec<String> {
         .flatten()
         .collect()
 }
+
+/// Two runtimes of one store sharing a catalog (`waymark dev`'s engine worker and its API):
+/// what one publishes, the other runs from its next message, whatever its cache's time.
+#[tokio::test]
+async fn a_runtime_sharing_a_catalog_runs_what_the_other_published_at_once() {
+    use std::sync::Arc;
+    use waymark::clock::{Clock, ManualClock};
+    use waymark::runtime::Runtime;
+    let clock = Arc::new(ManualClock::new(at("2026-12-01T10:00:00Z")));
+    let store = waymark::store::MemoryStore::new();
+    let runtime = |catalog_ttl| {
+        let (sender, _) = waymark::outbox::OutboxSender::memory(clock.clone());
+        Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(waymark::simulate::DelayQueue::new(clock.clone())),
+            Arc::new(sender),
+            clock.clone(),
+            catalog_ttl,
+            Config::default(),
+        )
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let api = runtime(hour);
+    let engine = runtime(hour).sharing_catalog(&api);
+    let on_its_own = runtime(hour);
+    let v1 = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - {id: w, wait: 1h}\n";
+    api.catalog
+        .publish(&journey(v1), clock.now())
+        .await
+        .expect("v1");
+    for rt in [&engine, &on_its_own] {
+        let latest = rt.catalog.latest("j").await.expect("read").expect("j");
+        assert_eq!(latest.version, 1);
+    }
+    let stopped = format!("{v1}status: stopped\n");
+    api.catalog
+        .publish(&journey(&stopped), clock.now())
+        .await
+        .expect("v2");
+    let latest = engine.catalog.latest("j").await.expect("read").expect("j");
+    assert_eq!(
+        (latest.version, latest.journey.status),
+        (2, JourneyStatus::Stopped)
+    );
+    // A runtime with a catalog of its own reads it once its cache runs out.
+    let cached = on_its_own
+        .catalog
+        .latest("j")
+        .await
+        .expect("read")
+        .expect("j");
+    assert_eq!(cached.version, 1);
+}
