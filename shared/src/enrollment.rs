@@ -155,7 +155,7 @@ const LATE_EXIT_SUFFIX: &str = ":late-exit";
 const LATE_REPLY_SUFFIX: &str = ":late-reply";
 /// Marks the cause of a date wait moved by another journey's `update`
 /// ([`Enrollment::moved_id_of`]).
-const MOVED: &str = ":moved";
+pub(crate) const MOVED: &str = ":moved";
 
 /// An earlier transition's outbox, carried past later transitions until it is performed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

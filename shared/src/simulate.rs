@@ -361,14 +361,17 @@ pub async fn run(
         .enumerate()
         .filter_map(|(i, l)| l.checked.as_ref().map(|e| (e.message_id.as_str(), i)))
         .collect();
-    // A cause is an event's id, or one made from it (`<id>:moved…`, `<id>:late-exit`): the
-    // longest part of it up to a `:` that is a line's id. A made one's facts follow the
-    // event's own (what the event's transition did moved them): (line, made).
+    // A cause is an event's id, or one made from it (`<id>:merge`, `<id>:late-exit`,
+    // `<id>:moved…`): the longest part of it up to a `:` that is a line's id. The facts of a
+    // date wait the event moved (`:moved`) follow the event's own (what its transition did
+    // moved them): (line, moved). The others come in the order they were written (a login's
+    // merge before what the event then did as the user).
     let line_of_cause = |cause: &str| -> Option<(usize, bool)> {
         line_of.get(cause).map(|l| (*l, false)).or_else(|| {
-            cause
-                .rmatch_indices(':')
-                .find_map(|(i, _)| line_of.get(&cause[..i]).map(|l| (*l, true)))
+            cause.rmatch_indices(':').find_map(|(i, _)| {
+                let moved = cause[i..].starts_with(crate::enrollment::MOVED);
+                line_of.get(&cause[..i]).map(|l| (*l, moved))
+            })
         })
     };
     let cause_line = |sk: &str| -> Option<(usize, bool)> {

@@ -4775,6 +4775,31 @@ steps:
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].contains("exited"), "{got:?}");
     assert!(got[1].contains("not entered"), "{got:?}");
+
+    // The login that brings a visitor's wait to her, with the very event it waits for: the
+    // merge first, then what the event did.
+    let waits = r#"
+id: wf
+name: WF
+trigger: {event: trial_started}
+steps:
+  - id: wait
+    wait_for: {event: order_completed, timeout: 1d, on_event: thanks, on_timeout: done}
+  - id: thanks
+    send: {in_app: {title: thanks, body: "."}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","anonymousId":"d1","event":"trial_started","messageId":"t1"}
+{"at":"2026-12-01T10:00:00Z","userId":"ann","anonymousId":"d1","event":"order_completed","messageId":"o1"}
+"#;
+    let out = sim(&[waits], script).await;
+    let got: Vec<String> = facts(&out, "ann", |w| {
+        matches!(w, What::Merged { .. } | What::Woke { .. })
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].contains("turned out to be"), "{got:?}");
+    assert!(got[1].contains("woke"), "{got:?}");
 }
 
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
