@@ -134,26 +134,14 @@ pub enum Effect {
     Wake { seq: u64, at: Timestamp },
     /// The wake-up for `seq` at `at` is no longer wanted.
     Cancel { seq: u64, at: Timestamp },
-    /// Change the user's profile traits.
-    UpdateProfile(ProfileUpdate),
+    /// Change the user's profile traits, newer wins per trait against the time of the
+    /// transition (its timeline's, kept with it: stored as it always was, so that an engine
+    /// rolled back still reads it).
+    UpdateProfile(Update),
     /// Go on as this enrollment, under the user an anonymous user turned out to be (see
     /// [`merge`]): it is written there, unless that user has an enrollment of the journey that
     /// is active, and its wake-up is scheduled there.
     Move(Box<Enrollment>),
-}
-
-/// An `update` step's changes as the step resolved them for this user, and when it ran: a
-/// trait set after that (an identify performed before a retry of this transition) stands
-/// ([`Profile::apply_update`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProfileUpdate {
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub set: serde_json::Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unset: Vec<String>,
-    /// `None` in an update an engine kept before updates were stamped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<Timestamp>,
 }
 
 /// The result of one engine call.
@@ -1501,11 +1489,7 @@ impl<'a> Run<'a> {
                             failed,
                         },
                     );
-                    self.effects.push(Effect::UpdateProfile(ProfileUpdate {
-                        set: u.set,
-                        unset: u.unset,
-                        at: Some(now),
-                    }));
+                    self.effects.push(Effect::UpdateProfile(u));
                     current = default_next();
                 }
                 Action::Exit => {

@@ -186,8 +186,20 @@ impl Profile {
         at: Option<Timestamp>,
     ) -> Vec<(String, Timestamp)> {
         let mut stands = Vec::new();
+        // Set after `at`: by an identify (or an update), or by a device whose value it holds
+        // now (its zone, its locale).
         let newer = |p: &Profile, k: &str| {
-            at.and_then(|at| p.trait_times.get(k).copied().filter(|t| *t > at))
+            let at = at?;
+            let device = p
+                .from_device
+                .get(k)
+                .filter(|d| p.traits.get(k).and_then(Value::as_str) == Some(d.value.as_str()))
+                .map(|d| d.at);
+            [p.trait_times.get(k).copied(), device]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > at)
+                .max()
         };
         let changed: Vec<&str> = ["email", "phone"]
             .into_iter()
@@ -879,6 +891,21 @@ mod tests {
         // Unstamped (kept by an older engine): applied as written.
         p.apply_update(&set, &[], None);
         assert_eq!(p.traits.get("plan"), Some(&Value::from("trial")));
+        // A zone a device sent after the step stands too.
+        p.traits.insert("timezone".into(), "Asia/Tokyo".into());
+        p.from_device.insert(
+            "timezone".into(),
+            FromDevice {
+                value: "Asia/Tokyo".into(),
+                at: t("2026-12-01T10:30:00Z"),
+            },
+        );
+        let stands = p.apply_update(&Map::new(), &["timezone".into()], at);
+        assert_eq!(
+            stands,
+            [("timezone".to_string(), t("2026-12-01T10:30:00Z"))]
+        );
+        assert_eq!(p.traits.get("timezone"), Some(&Value::from("Asia/Tokyo")));
     }
 
     /// Each channel's choice is the latest stated for that channel: an opt-out that arrives

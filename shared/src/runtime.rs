@@ -2387,10 +2387,13 @@ impl Runtime {
                     }
                 }
                 Effect::UpdateProfile(up) => {
-                    // Performed again (a retry of this transition), it leaves what was set since.
+                    // At the transition's time (its entries'; an update step always has one),
+                    // so that performed again (a retry of this transition) it leaves what was
+                    // set since.
+                    let at = u.timeline.first().map(|e| e.at);
                     let p = self
                         .update_profile(u.user, |p| {
-                            for (k, t) in p.apply_update(&up.set, &up.unset, up.at) {
+                            for (k, t) in p.apply_update(&up.set, &up.unset, at) {
                                 tracing::info!(user = %u.user, enrollment = %u.enrollment, trait_name = %k, set_at = %t, "update left a trait set after its step ran");
                             }
                         })
