@@ -268,8 +268,21 @@ fn timer_partition(minute: i64, shard: u32) -> Part {
     Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
 }
 
-/// How far on the sweep moves a timer it cannot move to its queue ([`Runtime::put_off`]).
-const UNREADABLE_TIMER_PUT_OFF_MINUTES: i64 = 60;
+/// How many times the sweep puts off a timer it cannot read, an hour each, before keeping it
+/// under [`DEAD_TIMERS`] ([`Runtime::put_off`]): a day, longer than a rollout.
+const TIMER_PUT_OFFS: u64 = 24;
+
+/// Where the sweep keeps the timers it cannot move to their queue ([`Runtime::put_off`]).
+pub const DEAD_TIMERS: &str = "DEAD#T";
+
+/// Why the sweep cannot move a timer to its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// This engine cannot read it: a newer engine may.
+    Unreadable,
+    /// Its queue refuses its message: it always will.
+    Refused,
+}
 
 /// What every [`timer_partition`] of `minute` starts with.
 fn timer_partition_prefix(minute: i64) -> String {
@@ -3462,7 +3475,8 @@ impl Runtime {
                     let m = match r.parse::<Message>() {
                         Ok(m) => m,
                         Err(e) => {
-                            self.put_off(r, minute, shard, "unreadable", &e).await?;
+                            self.put_off(r, minute, shard, Trouble::Unreadable, &e)
+                                .await?;
                             continue;
                         }
                     };
@@ -3493,22 +3507,16 @@ impl Runtime {
                     match sent {
                         Ok(()) => {}
                         // Refused for what one of them holds: sent one by one, and a timer
-                        // whose message the queue refuses alone is put off, not dropped, and
-                        // holds up no other.
+                        // whose message the queue refuses alone is kept aside, not dropped,
+                        // and holds up no other.
                         Err(QueueError::Rejected(_)) => {
                             for (m, r) in messages.iter().zip(records.iter()) {
                                 match self.queue.send(*q, std::slice::from_ref(m)).await {
                                     Ok(()) => {}
                                     Err(QueueError::Rejected(why)) => {
                                         moved -= 1;
-                                        self.put_off(
-                                            r,
-                                            minute,
-                                            shard,
-                                            "refused by its queue",
-                                            &why,
-                                        )
-                                        .await?;
+                                        self.put_off(r, minute, shard, Trouble::Refused, &why)
+                                            .await?;
                                     }
                                     Err(e) => return Err(e.into()),
                                 }
@@ -3537,31 +3545,46 @@ impl Runtime {
         })
     }
 
-    /// Keeps a timer the sweep cannot move to its queue: one this engine cannot read (a newer
-    /// engine wrote it, during a rollout), or whose message the queue refuses (written before
-    /// events left room for their retry). It is moved an hour on, for the engine then running,
-    /// rather than deleted with its minute's others, which would leave its enrollment waiting
-    /// for ever, or left to stop the sweep at its minute, which would hold up every other
-    /// timer. Logged as an error each time it is put off, with its key.
+    /// Keeps a timer the sweep cannot move to its queue, rather than delete it with its
+    /// minute's others (its enrollment would wait for ever) or stop the sweep at its minute
+    /// (every other timer would wait). One this engine cannot read (a newer engine wrote it,
+    /// during a rollout) is put off an hour, for the engine then running, up to
+    /// [`TIMER_PUT_OFFS`] times (its record's version counts them); then, or at once for one
+    /// whose message the queue refuses (sent again, refused again), it is kept under
+    /// [`DEAD_TIMERS`] for an operator, with its body. Logged as an error each time.
     async fn put_off(
         &self,
         r: &Record,
         minute: i64,
         shard: u32,
-        what: &str,
+        trouble: Trouble,
         e: &(dyn std::fmt::Display + Sync),
     ) -> Result<(), RunError> {
-        let later = minute + UNREADABLE_TIMER_PUT_OFF_MINUTES;
-        let kept = Record {
-            key: Key::new(timer_partition(later, shard), r.key.sk.clone()),
-            version: 1,
+        let put_offs = r.version;
+        if trouble == Trouble::Unreadable && put_offs < TIMER_PUT_OFFS {
+            // Past every minute this tick sweeps, so that the next tick finds it.
+            let later = (minute + 60).max(minute_of(self.now()) + 2);
+            let kept = Record {
+                key: Key::new(timer_partition(later, shard), r.key.sk.clone()),
+                version: put_offs + 1,
+                body: r.body.clone(),
+                expires: r.expires,
+                pending: r.pending.clone(),
+            };
+            self.note_shards().await?;
+            self.store.put(&kept, Expect::Any).await?;
+            tracing::error!(error = %e, timer = %r.key.sk, minute, to_minute = later, put_offs, "unreadable timer put off an hour, not dropped");
+            return Ok(());
+        }
+        let dead = Record {
+            key: Key::new(DEAD_TIMERS, r.key.sk.clone()),
+            version: put_offs,
             body: r.body.clone(),
-            expires: r.expires,
-            pending: r.pending.clone(),
+            expires: None,
+            pending: None,
         };
-        self.note_shards().await?;
-        self.store.put(&kept, Expect::Any).await?;
-        tracing::error!(error = %e, timer = %r.key.sk, minute, to_minute = later, "{what} timer put off an hour, not dropped");
+        self.store.put(&dead, Expect::Any).await?;
+        tracing::error!(error = %e, timer = %r.key.sk, minute, put_offs, trouble = ?trouble, "timer the sweep cannot move kept under {DEAD_TIMERS}");
         Ok(())
     }
 

@@ -169,6 +169,78 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].key.pk.as_str(), format!("T#{}#0", minute + 60));
     assert_eq!(kept[0].body.json().expect("json").as_ref(), &body[..]);
+    // Put off an hour at a time for a day (a rollout is over by then), then kept aside, body
+    // and all. (The harness ticks for the timers it can read: the scheduler's minutes are
+    // run here, an hour a tick.)
+    for hour in 1..=26 {
+        h.clock
+            .set(at("2026-12-01T12:30:00Z") + jiff::SignedDuration::from_hours(hour));
+        h.rt.tick().await.expect("tick");
+    }
+    let kept: Vec<_> = h
+        .store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.sk.as_str() == "newer:bo")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].key.pk.as_str(), waymark::runtime::DEAD_TIMERS);
+    assert_eq!(kept[0].version, 24);
+    assert_eq!(kept[0].body.json().expect("json").as_ref(), &body[..]);
+}
+
+/// A tick that catches up hours (`waymark dev` at high speed) puts an unreadable timer off
+/// past every minute it sweeps, where the next tick finds it.
+#[tokio::test]
+async fn a_timer_put_off_in_a_long_catch_up_is_swept_again() {
+    use waymark::store::{Body, Expect, Record};
+    let h = Harness::with_config(
+        "2026-12-01T10:00:00Z",
+        Config {
+            timer_shards: 1,
+            ..Config::default()
+        },
+    );
+    h.rt.tick().await.expect("the first minute");
+    let minute = at("2026-12-01T12:00:00Z").as_second() / 60;
+    let foreign = Record {
+        key: Key::new(format!("T#{minute}#0"), "newer:bo"),
+        version: 1,
+        body: Body::Json(bytes::Bytes::from_static(
+            br#"{"kind":"from_a_newer_engine"}"#,
+        )),
+        expires: None,
+        pending: None,
+    };
+    h.store.put(&foreign, Expect::Any).await.expect("put");
+    // One tick from 10:00 to 14:00.
+    h.clock.set(at("2026-12-01T14:00:00Z"));
+    h.rt.tick().await.expect("tick");
+    let cursor: i64 = h
+        .store
+        .get(&Key::new("SCHED", "cursor"))
+        .await
+        .expect("read")
+        .expect("a cursor")
+        .parse()
+        .expect("a minute");
+    let kept: Vec<String> = h
+        .store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.sk.as_str() == "newer:bo")
+        .map(|r| r.key.pk.to_string())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let put_to: i64 = kept[0]
+        .strip_prefix("T#")
+        .and_then(|k| k.strip_suffix("#0"))
+        .and_then(|m| m.parse().ok())
+        .expect("a timer partition");
+    assert!(
+        put_to >= cursor,
+        "put off to {put_to}, swept up to {cursor}"
+    );
 }
 
 /// A queue that refuses any message of bo's, as SQS refuses one over its size.
@@ -190,8 +262,8 @@ impl waymark::queue::Queue for RefusesBo {
     }
 }
 
-/// A timer whose message its queue refuses is put off an hour, and the others of its minute
-/// (in the same batch to the queue) go on: the sweep does not stop at that minute.
+/// A timer whose message its queue refuses is kept aside, and the others of its minute (in the
+/// same batch to the queue) go on: the sweep does not stop at that minute.
 #[tokio::test]
 async fn a_timer_its_queue_refuses_is_put_off_and_holds_up_no_other() {
     use waymark::clock::ManualClock;
@@ -240,7 +312,14 @@ async fn a_timer_its_queue_refuses_is_put_off_and_holds_up_no_other() {
         .filter(|r| r.key.pk.starts_with("T#"))
         .map(|r| (r.key.pk.to_string(), r.key.sk.to_string()))
         .collect();
-    assert_eq!(timers.len(), 1, "{timers:?}");
-    assert_eq!(timers[0].0, format!("T#{}#0", minute + 60));
-    assert!(timers[0].1.contains("bo"), "{timers:?}");
+    assert!(timers.is_empty(), "{timers:?}");
+    // Refused, it would be refused again: kept aside at once.
+    let dead: Vec<String> = store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.pk.as_str() == waymark::runtime::DEAD_TIMERS)
+        .map(|r| r.key.sk.to_string())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("bo"), "{dead:?}");
 }
