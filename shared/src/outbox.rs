@@ -241,8 +241,10 @@ impl OutboxSender {
         struct Id {
             #[serde(default)]
             id: String,
+            /// Read as any value: a line whose `at` is not a time keeps its id in the
+            /// duplicate check all the same.
             #[serde(default)]
-            at: Option<Timestamp>,
+            at: Option<serde_json::Value>,
             #[serde(default)]
             store: Option<String>,
         }
@@ -278,7 +280,10 @@ impl OutboxSender {
                         .filter_map(|l| serde_json::from_str::<Id>(l).ok())
                         .filter(ours)
                         .filter(|l| !l.id.is_empty())
-                        .map(|l| (l.id, l.at))
+                        .map(|l| {
+                            let at = l.at.and_then(|a| serde_json::from_value(a).ok());
+                            (l.id, at)
+                        })
                         .collect(),
                     cut: !text.is_empty() && !text.ends_with('\n'),
                 })
@@ -387,11 +392,23 @@ mod tests {
         let clock = Arc::new(ManualClock::new(written));
         let first = OutboxSender::new(Sink::File(path.clone()), clock.clone(), false);
         assert_eq!(first.send(&push(1)).await.expect("sent").sent_at, None);
+        // A line whose `at` is no time (edited by hand) still names a send written.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(b"{\"id\":\"welcome:ann:1#hello#2\",\"at\":\"yesterday\"}\n")
+            .expect("write");
+        drop(f);
         clock.set("2026-12-01T10:08:00Z".parse().expect("time"));
         let again = OutboxSender::new(Sink::File(path.clone()), clock, false);
         let receipt = again.send(&push(1)).await.expect("sent");
+        let odd = again.send(&push(2)).await.expect("sent");
+        let text = std::fs::read_to_string(&path).expect("read");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(receipt.sent_at, Some(written));
+        assert_eq!(odd.sent_at, None);
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[tokio::test]
