@@ -1430,8 +1430,9 @@ impl<'a> Run<'a> {
                         return;
                     };
                     let path = p.name.clone().unwrap_or_else(|| p.goto.clone());
+                    let again = self.enrollment.splits.iter().any(|c| c.step == id);
                     self.chose(&id, Some(&path));
-                    self.log(Some(&id), What::Split { path });
+                    self.log(Some(&id), What::Split { path, again });
                     current = Some(p.goto.clone());
                 }
                 Action::Send(send) => {

@@ -4329,7 +4329,7 @@ pub fn describe(w: &What) -> String {
             Some(held) => format!("branched to {to} on {on} ({held})"),
             None => format!("branched to {to} on {on}"),
         },
-        What::Split { path } => format!("split to {path}"),
+        What::Split { path, .. } => format!("split to {path}"),
         What::Sent {
             channel,
             locale: None,

@@ -48,8 +48,13 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         held: Option<String>,
     },
-    /// A split picked a path.
-    Split { path: String },
+    /// A split picked a path; `again` when the enrollment came back to this split in a loop
+    /// (the same path, as the split is stable: the stats count who took each path, once).
+    Split {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        again: bool,
+    },
     /// A message went out (in the send's `locales` variant `locale`, when one was chosen).
     Sent {
         channel: Channel,
@@ -186,7 +191,8 @@ impl What {
             | What::Merged { ended: true, .. } => Fact::Exited,
             What::Completed => Fact::Completed,
             What::HeldOut => Fact::HeldOut,
-            What::Split { path } => Fact::Split(path),
+            What::Split { path, again: false } => Fact::Split(path),
+            What::Split { again: true, .. } => Fact::Uncounted,
             What::Branched { .. }
             | What::FellBack { .. }
             | What::Updated { .. }
@@ -462,7 +468,13 @@ mod tests {
                     held: Some("event.total = 10".into()),
                 },
             ),
-            entry(Some("s"), What::Split { path: "a".into() }),
+            entry(
+                Some("s"),
+                What::Split {
+                    path: "a".into(),
+                    again: false,
+                },
+            ),
             entry(
                 Some("push"),
                 What::FellBack {

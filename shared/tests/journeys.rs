@@ -2147,7 +2147,7 @@ async fn split_sends_a_user_down_the_same_path_on_every_run() {
                 let path = entries(out, &user)
                     .iter()
                     .find_map(|e| match &e.what {
-                        What::Split { path } => Some(path.clone()),
+                        What::Split { path, .. } => Some(path.clone()),
                         What::HeldOut => Some("holdout".to_string()),
                         _ => None,
                     })
@@ -2359,7 +2359,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             .timeline
             .iter()
             .find_map(|e| match &e.what {
-                What::Split { path } => Some(path.clone()),
+                What::Split { path, .. } => Some(path.clone()),
                 What::HeldOut => Some("holdout".to_string()),
                 _ => None,
             })
@@ -5537,6 +5537,53 @@ async fn stats_count_each_split_path_and_its_conversions() {
     assert!(
         offer.paths.is_empty() && offer.holdout.is_none(),
         "{offer:?}"
+    );
+}
+
+/// A split in a loop counts who took each path once, however often she comes back to it: one
+/// user who converted is 1 of 1 on her path, not 1 of 3.
+#[tokio::test]
+async fn a_split_in_a_loop_counts_each_user_once_on_her_path() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(
+        r#"
+id: lp
+name: LP
+trigger: {event: go}
+goal: {event: buy, within: 7d}
+steps:
+  - id: sp
+    split: {paths: [{name: a, weight: 1, goto: m}]}
+  - id: m
+    send: {email: {subject: x, text: y}}
+  - id: w
+    wait: 1d
+  - id: b
+    branch: {cases: [{when: "profile.n == 1", goto: done}], else: sp}
+  - id: done
+    exit: true
+"#,
+    )
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"a","traits":{"email":"a@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"a","event":"go","messageId":"g1"}
+{"at":"2026-12-03T12:00:00Z","type":"identify","userId":"a","traits":{"n":1}}
+{"at":"2026-12-03T13:00:00Z","type":"track","userId":"a","event":"buy","messageId":"b1"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-06T00:00:00Z")).await;
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("lp").await.expect("stats");
+    has_counters(
+        &stats,
+        &[
+            ("step.sp.path.a.entered", 1),
+            ("step.sp.path.a.converted", 1),
+            ("step.m.sent.email", 3),
+        ],
     );
 }
 
