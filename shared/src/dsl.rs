@@ -752,9 +752,61 @@ fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (u
             .map(|l| l.len() - l.trim_start().len())
             .unwrap_or(0);
         (target, indent + 1)
+    } else if let Some(quote) = at
+        .chars()
+        .next()
+        .filter(|c| line > 1 && (*c == '"' || *c == '\''))
+    {
+        quoted_position(text, (vl, vc), quote, line).unwrap_or((vl, vc))
     } else {
         (vl + line.saturating_sub(1), vc)
     }
+}
+
+/// The file position where line `target` (1-based) of a quoted scalar's value starts, the
+/// scalar opening with `quote` at `start`: a line of the value begins after a `\n` escape (in
+/// double quotes) or a blank source line (a line break folded into the value), not at each
+/// source line, so JSON's `"Hi\n\n{{ x }}"` has its third line on the source's first. `None`
+/// if the scalar ends first.
+fn quoted_position(
+    text: &str,
+    start: (usize, usize),
+    quote: char,
+    target: usize,
+) -> Option<(usize, usize)> {
+    let (first, column) = start;
+    let mut line = 1;
+    for (n, source) in text.lines().enumerate().skip(first.saturating_sub(1)) {
+        let n = n + 1;
+        let chars: Vec<char> = source.chars().collect();
+        let mut c = if n == first {
+            column
+        } else {
+            if source.trim().is_empty() {
+                line += 1;
+                continue;
+            }
+            chars.iter().take_while(|c| c.is_whitespace()).count()
+        };
+        if line >= target {
+            return Some((n, c + 1));
+        }
+        while let Some(&ch) = chars.get(c) {
+            match (quote, ch, chars.get(c + 1)) {
+                ('"', '\\', Some('n')) => {
+                    line += 1;
+                    c += 2;
+                    if line >= target {
+                        return Some((n, c + 1));
+                    }
+                }
+                ('"', '\\', _) | ('\'', '\'', Some('\'')) => c += 2,
+                (q, ch, _) if ch == q => return None,
+                _ => c += 1,
+            }
+        }
+    }
+    None
 }
 
 /// Reads and parses one journey file.

@@ -5761,6 +5761,50 @@ steps:
     assert!(first.contains("unknown variable `basket`"), "{first}");
 }
 
+/// In a quoted string the template's lines start after its `\n` escapes and its blank
+/// lines, not at each line of the file: JSON journeys write every template so.
+#[test]
+fn template_errors_in_a_quoted_multi_line_template_point_at_the_line() {
+    let json = r#"{
+  "id": "tj",
+  "name": "TJ",
+  "trigger": {"event": "go"},
+  "steps": [
+    {"id": "m", "send": {"email": {"subject": "x", "text": "Hi\n\nYour cart:\n{{ event.items | lenght }}\nBye"}}}
+  ]
+}
+"#;
+    let errors = waymark::dsl::parse("tj.json", json).expect_err("unknown filter");
+    let line = json.lines().nth(5).expect("line 6");
+    let column = line.find("{{").expect("the template") + 1;
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        (6, column),
+        "{}",
+        errors[0]
+    );
+    let yaml = r#"id: ty
+name: TY
+trigger: {event: go}
+steps:
+  - id: b
+    send:
+      email:
+        subject: y
+        text: "first
+          second
+
+          third {{ profile.y | lowerr }}"
+"#;
+    let errors = waymark::dsl::parse("ty.yaml", yaml).expect_err("unknown filter");
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        (12, 11),
+        "{}",
+        errors[0]
+    );
+}
+
 /// A scheduler run that catches up hours of minutes (`waymark dev` at high speed runs one every
 /// 50 ms of real time, each over an hour and more) reads only the timer partitions that hold
 /// timers where the store can list them: one listing, not each minute's sixteen partitions.
