@@ -2805,7 +2805,7 @@ steps:
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(all.len(), 2, "{all:#?}");
         assert!(
-            all[0].starts_with("digest.yaml:18:")
+            all[0].starts_with("digest.yaml:17:25:")
                 && all[0].contains("steps[1].send.fallback.email.text: this journey starts on a schedule: it has no trigger event, so `event.total` is always empty here: read the profile instead (`profile.total`)"),
             "{all:#?}"
         );

@@ -1489,11 +1489,12 @@ impl Runtime {
 
         // Her zone changed: a wait for a time of day (or a date with a time) follows her, also
         // one an identify's loop above did not see (a track's device zone, an enrollment that
-        // came with the login). So does a wait the login moved to her, whatever kind of event
-        // the login came with: it was timed in the visitor's zone. Nothing moves when the waits
-        // agree with her zone already.
+        // came with the login). So does a wait the login moved to her when the login came with
+        // another event than an identify (whose loop above read them): it was timed in the
+        // visitor's zone. Nothing moves when the waits agree with her zone already.
         let waiting = enrollments.values().any(|l| l.enrollment.waits_for_time());
-        if (zone_moved.into_inner() || merging) && waiting {
+        let login = merging && e.kind != Kind::Identify;
+        if (zone_moved.into_inner() || login) && waiting {
             self.move_date_waits(&profile, "", &e.message_id).await?;
         }
 
