@@ -1240,6 +1240,9 @@ fn validate(j: &Journey) -> Vec<Problem> {
     // problems (a template, a condition) leave it as it is, and its problems are told with
     // theirs.
     let mut graph_broken = false;
+    // A step named that is not there: the loops among the steps that are can still be told,
+    // but not which steps are reached (the missing one may have been meant to reach them).
+    let mut target_missing = false;
     let mut ids: BTreeSet<&str> = BTreeSet::new();
     for (i, s) in j.steps.iter().enumerate() {
         if !valid_id(&s.id) {
@@ -1385,7 +1388,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         for (field, target) in successors(j, i) {
             if let Some(t) = target {
                 if j.step(&t).is_none() {
-                    graph_broken = true;
+                    target_missing = true;
                     // Not the step itself: a step that names where to go next means another.
                     let others = j
                         .steps
@@ -1414,14 +1417,21 @@ fn validate(j: &Journey) -> Vec<Problem> {
     if graph_broken {
         return out;
     }
-
-    // Reachability from the first step.
     let index: HashMap<&str, usize> = j
         .steps
         .iter()
         .enumerate()
         .map(|(i, s)| (s.id.as_str(), i))
         .collect();
+    if !target_missing {
+        validate_reachable(j, &index, &mut out);
+    }
+    validate_loops(j, &index, &mut out);
+    out
+}
+
+/// Every step reached from the first: one that is not is refused.
+fn validate_reachable(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Problem>) {
     let mut seen = vec![false; j.steps.len()];
     let mut stack = vec![0usize];
     while let Some(i) = stack.pop() {
@@ -1445,8 +1455,11 @@ fn validate(j: &Journey) -> Vec<Problem> {
             ));
         }
     }
+}
 
-    // A cycle through steps that never wait would spin forever.
+/// A cycle through steps that never wait would spin forever: refused (the steps named that
+/// are not there left out).
+fn validate_loops(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Problem>) {
     let mut state = vec![0u8; j.steps.len()]; // 0 new, 1 on stack, 2 done
     fn dfs(
         j: &Journey,
@@ -1492,10 +1505,9 @@ fn validate(j: &Journey) -> Vec<Problem> {
     }
     for i in 0..j.steps.len() {
         if state[i] == 0 {
-            dfs(j, i, &index, &mut state, &mut out);
+            dfs(j, i, index, &mut state, out);
         }
     }
-    out
 }
 
 /// A message's `data` values, by their field (`data.deeplink`).
@@ -2754,8 +2766,9 @@ steps:
         parse("j.yaml", &journey("transactional: true\n")).expect("a receipt");
     }
 
-    /// A template's problem and a loop with no wait are told in one reading: only a broken
-    /// graph (a step named that is not there, ids used twice) keeps the graph's checks back.
+    /// A template's problem and a loop with no wait are told in one reading: only ids used
+    /// twice keep the graph's checks back (a step named that is not there, only the check of
+    /// which steps are reached).
     #[test]
     fn a_loop_is_told_with_a_templates_problem() {
         let text = r#"id: j
@@ -2777,6 +2790,36 @@ steps:
             .join("\n");
         assert!(all.contains("unknown variable `evnt`"), "{all}");
         assert!(all.contains("loop with no wait"), "{all}");
+    }
+
+    /// A step named that is not there and a loop with no wait among the others are told in
+    /// one reading; which steps are reached is not (the missing step may be meant to reach
+    /// them).
+    #[test]
+    fn a_loop_is_told_with_a_missing_step() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+steps:
+  - id: thanks
+    send: {push: {title: "Thanks", body: "."}}
+    next: thanks
+  - id: other
+    send: {push: {title: "Other", body: "."}}
+    next: wff
+"#;
+        let errs = parse("j.yaml", text).expect_err("invalid");
+        let all = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("no step is called `wff`"), "{all}");
+        assert!(
+            all.contains("steps `thanks` → `thanks` form a loop with no wait"),
+            "{all}"
+        );
+        assert!(!all.contains("can never be reached"), "{all}");
     }
 
     #[test]
