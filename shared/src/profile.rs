@@ -35,6 +35,12 @@ pub struct Device {
     pub registered_at: Option<Timestamp>,
 }
 
+/// The most push devices a profile keeps ([`Profile::set_devices`]).
+pub const MAX_DEVICES: usize = 10;
+
+/// The most anonymous ids of each kind a profile keeps ([`Profile::note_anonymous`]).
+pub const MAX_ANONYMOUS_IDS: usize = 100;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: String,
@@ -673,6 +679,40 @@ impl Profile {
                 });
             }
         }
+        self.forget_old_devices();
+    }
+
+    /// Notes an anonymous id she was seen with: hers (`ours`, merged into her) or another's.
+    /// The latest [`MAX_ANONYMOUS_IDS`] of each are kept (an app that starts a new anonymous
+    /// id at each logout would grow the profile, and what the inbox reads, for ever); one
+    /// forgotten and seen again is merged again, which changes nothing it merged before.
+    pub fn note_anonymous(&mut self, id: &str, ours: bool) {
+        let ids = if ours {
+            &mut self.anonymous_ids
+        } else {
+            &mut self.anonymous_ids_of_others
+        };
+        ids.push(id.to_string());
+        if ids.len() > MAX_ANONYMOUS_IDS {
+            let over = ids.len() - MAX_ANONYMOUS_IDS;
+            ids.drain(..over);
+        }
+    }
+
+    /// Keeps at most [`MAX_DEVICES`]: past them, the devices the provider disabled go first,
+    /// then those registered longest ago (an app's tokens rotate, and a reinstall makes a new
+    /// one: the old ones would be pushed to on every message, and grow the profile for ever).
+    fn forget_old_devices(&mut self) {
+        while self.devices.len() > MAX_DEVICES {
+            let oldest = self
+                .devices
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, d)| (!d.disabled, d.registered_at))
+                .map(|(i, _)| i);
+            let Some(i) = oldest else { break };
+            self.devices.remove(i);
+        }
     }
 
     /// Whether the occurrence of `event` at `at` is one of at least `times` within some span of
@@ -1191,6 +1231,60 @@ mod tests {
             timestamp: at.parse().expect("timestamp"),
             received_at: at.parse().expect("timestamp"),
         }
+    }
+
+    /// A profile keeps the latest devices its identifies register, the disabled ones going
+    /// first: a token rotated or an app reinstalled is not pushed to for ever.
+    #[test]
+    fn a_profile_keeps_its_latest_devices() {
+        let t = |h: i64| -> Timestamp {
+            Timestamp::from_second(1_764_583_200 + h * 3600).expect("time")
+        };
+        let mut p = Profile::new("ann");
+        for i in 0..12 {
+            let mut tokens = Map::new();
+            tokens.insert(
+                "push_tokens".into(),
+                serde_json::json!([{"platform": "fcm", "token": format!("t{i}")}]),
+            );
+            p.set_devices(&tokens["push_tokens"], t(i));
+            if i == 5 {
+                // The provider disabled t3.
+                if let Some(d) = p.devices.iter_mut().find(|d| d.token == "t3") {
+                    d.disabled = true;
+                }
+            }
+        }
+        let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
+        assert_eq!(
+            kept,
+            ["t1", "t2", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11"]
+        );
+        // A device registered again is one of the latest.
+        p.set_devices(
+            &serde_json::json!([{"platform": "fcm", "token": "t1"}]),
+            t(13),
+        );
+        p.set_devices(
+            &serde_json::json!([{"platform": "fcm", "token": "t12"}]),
+            t(14),
+        );
+        let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
+        assert!(kept.contains(&"t1") && !kept.contains(&"t2"), "{kept:?}");
+        assert_eq!(kept.len(), MAX_DEVICES);
+    }
+
+    #[test]
+    fn a_profile_keeps_its_latest_anonymous_ids() {
+        let mut p = Profile::new("ann");
+        for i in 0..(MAX_ANONYMOUS_IDS + 5) {
+            p.note_anonymous(&format!("d{i}"), true);
+        }
+        p.note_anonymous("shared", false);
+        assert_eq!(p.anonymous_ids.len(), MAX_ANONYMOUS_IDS);
+        assert_eq!(p.anonymous_ids.first().map(String::as_str), Some("d5"));
+        assert!(p.has_seen_anonymous("d104") && !p.has_seen_anonymous("d4"));
+        assert_eq!(p.anonymous_ids_of_others, ["shared"]);
     }
 
     #[test]

@@ -1732,10 +1732,8 @@ impl Runtime {
             }
             if ours {
                 p.absorb(&theirs);
-                p.anonymous_ids.push(anonymous_id.to_string());
-            } else {
-                p.anonymous_ids_of_others.push(anonymous_id.to_string());
             }
+            p.note_anonymous(anonymous_id, ours);
         })
         .await
     }
