@@ -4049,14 +4049,18 @@ impl Runtime {
         // In-app messages sent to the anonymous users it turned out to be.
         if let Some(r) = self.store.get(&profile_key(user)).await? {
             let p: Arc<Profile> = r.parse_shared()?;
-            for a in &p.anonymous_ids {
-                let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-                let Some(r) = self.store.get(&profile_key(&anon)).await? else {
-                    continue;
-                };
-                // Seen with this user, but merged into someone else before.
-                if r.parse_shared::<Profile>()?.merged_into.as_deref() == Some(user) {
-                    users.push(anon);
+            // Read at once (DynamoDB: one BatchGetItem a hundred), not one after another: an
+            // app that starts a new anonymous id at each logout gives her many.
+            let keys: Vec<Key> = p
+                .anonymous_ids
+                .iter()
+                .map(|a| profile_key(&join(&[crate::event::ANONYMOUS_PREFIX, a])))
+                .collect();
+            for r in self.store.get_many(&keys).await? {
+                let anon = r.parse_shared::<Profile>()?;
+                // Seen with this user, but merged into someone else before: not hers.
+                if anon.merged_into.as_deref() == Some(user) {
+                    users.push(anon.user_id.clone());
                 }
             }
         }
