@@ -4,7 +4,7 @@
 //! every record is counted exactly once whatever fails or is retried. Each partition adds to
 //! counter items of its own, so the partitions fold at once; a journey's stats are their sum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use futures_util::future::join_all;
 
@@ -193,14 +193,25 @@ impl Runtime {
     ) -> Result<usize, RunError> {
         let part = partition_name(shard);
         let mut folded = 0;
+        // The records this run has taken off the partition: DynamoDB's index lags its table,
+        // so the next page may list some again, and a chunk holding one would conflict and
+        // fall back to a transaction a record.
+        let mut done: HashSet<Key> = HashSet::new();
         for _ in 0..MAX_PAGES {
             let records = self.store.pending(&part, PAGE).await?;
             let full = records.len() >= PAGE;
+            let mut fresh = 0;
             let mut chunk = Chunk::default();
             for r in records {
+                if done.contains(&r.key) {
+                    continue;
+                }
+                fresh += 1;
                 let counted = Counted::of(&r.key, &r.body);
                 if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
-                    folded += self.fold_chunk(std::mem::take(&mut chunk), shard).await?;
+                    let taken = std::mem::take(&mut chunk);
+                    done.extend(taken.keys.iter().cloned());
+                    folded += self.fold_chunk(taken, shard).await?;
                     if out_of_time() {
                         return Ok(folded);
                     }
@@ -210,9 +221,11 @@ impl Runtime {
                 chunk.bodies.push(r.body);
             }
             if !chunk.keys.is_empty() {
+                done.extend(chunk.keys.iter().cloned());
                 folded += self.fold_chunk(chunk, shard).await?;
             }
-            if !full || out_of_time() {
+            // A page of only what was taken already: the index has yet to catch up.
+            if !full || fresh == 0 || out_of_time() {
                 break;
             }
         }

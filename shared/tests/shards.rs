@@ -323,3 +323,39 @@ async fn a_timer_its_queue_refuses_is_put_off_and_holds_up_no_other() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].contains("bo"), "{dead:?}");
 }
+
+/// The fold partitions' listing lags the records as DynamoDB's index may, listing again what
+/// the run has just folded: the fold skips those, rather than see its chunk conflict and fold
+/// it a record a transaction.
+#[tokio::test]
+async fn a_fold_skips_what_a_lagging_listing_shows_again() {
+    use waymark::store::{Expect, Part, Record};
+    use waymark::timeline::{Entry, What};
+    let (h, faulty) = support::faulty::faulty_harness();
+    let users = 1_200;
+    for i in 0..users {
+        let user = format!("u{i}");
+        let entries = vec![Entry {
+            at: h.now(),
+            journey: "cart".into(),
+            enrollment: format!("cart:{user}:1").into(),
+            step: Some("wait".into()),
+            what: What::Step,
+        }];
+        let record = Record::of(Key::new(Part::join(&["U#", &user]), "T#1"), 1, entries)
+            .pending_in(Part::from("F#0"));
+        faulty
+            .inner
+            .put(&record, Expect::Absent)
+            .await
+            .expect("put");
+    }
+    *faulty.lagging.lock().expect("lagging") = Some(Default::default());
+    faulty.take_calls();
+    h.rt.tick().await.expect("tick");
+    let folds = faulty.take_calls().get("fold").copied().unwrap_or(0);
+    let stats = h.rt.stats("cart").await.expect("stats");
+    assert_eq!(stats.get("step.wait.entered"), Some(&(users as i64)));
+    // A chunk a transaction (at most 100 records each), no record alone.
+    assert!(folds <= users / 50, "{folds} fold transactions");
+}

@@ -26,6 +26,9 @@ pub struct Faulty {
     /// Calls made, by kind (`get`, `put`, `query`, `delete`, `partitions_between`; the queries
     /// of timer partitions also as `timer query`).
     pub calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
+    /// When set, the fold partitions' listing lags as DynamoDB's index may: each listing
+    /// also holds what the one before it listed, folded since or not.
+    pub lagging: Arc<Mutex<Option<std::collections::HashMap<String, Vec<Record>>>>>,
 }
 
 impl Faulty {
@@ -112,9 +115,25 @@ impl Store for Faulty {
         self.inner.partitions_between(from, to).await
     }
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.pending(part, limit).await
+        let now = self.inner.pending(part, limit).await?;
+        let mut lagging = self.lagging.lock().expect("lagging");
+        let Some(by_part) = lagging.as_mut() else {
+            return Ok(now);
+        };
+        let before = by_part.entry(part.to_string()).or_default();
+        let stale: Vec<Record> = before
+            .iter()
+            .filter(|r| !now.iter().any(|n| n.key == r.key))
+            .cloned()
+            .collect();
+        let mut listed = now;
+        listed.extend(stale);
+        listed.truncate(limit);
+        *before = listed.clone();
+        Ok(listed)
     }
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+        self.count("fold");
         self.inner.fold(records, counters).await
     }
     async fn counters(
@@ -145,6 +164,7 @@ pub fn faulty_harness() -> (Harness, Faulty) {
         miss_anonymous_enrollments: Arc::default(),
         fail_write_of: Arc::default(),
         calls: Arc::default(),
+        lagging: Arc::default(),
     };
     let queue = DelayQueue::new(base.clock.clone());
     let (sender, lines) = OutboxSender::memory(base.clock.clone());
