@@ -855,6 +855,9 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
 pub const WEBHOOK_URL_ADVICE: &str =
     "write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`";
 
+/// The longest SMS SNS sends, in characters (one `Publish`; it is split into parts).
+pub const SMS_MOST_CHARACTERS: usize = 1_600;
+
 /// The headers a webhook call goes out with: the step's own, `Content-Type: application/json`
 /// when it has a body and names no `Content-Type`, and `Idempotency-Key`, the send's ledger key
 /// made [`header_safe`], unless it names one. The deployed sender sends these, and the local
@@ -1772,10 +1775,31 @@ impl<'a> Run<'a> {
                 text: e.text.as_deref().map(|s| text("text", s)).transpose()?,
                 unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
             },
-            Template::Sms(s) => Content::Sms {
-                body: text("body", &s.body)?,
-                sms_type: s.sms_type,
-            },
+            Template::Sms(s) => {
+                let body = text("body", &s.body)?;
+                // What SNS would refuse for this user, said here: it takes at most 1,600
+                // characters a message (sent in parts of 160 GSM or 70 other characters).
+                let length = body.chars().count();
+                let too = if body.trim().is_empty() {
+                    Some("body: the SMS is empty for this user".to_string())
+                } else if length > SMS_MOST_CHARACTERS {
+                    Some(format!(
+                        "body: the SMS is {length} characters for this user; SNS sends at most {SMS_MOST_CHARACTERS}: shorten it"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = too {
+                    return Err(template::TemplateError {
+                        line: None,
+                        message,
+                    });
+                }
+                Content::Sms {
+                    body,
+                    sms_type: s.sms_type,
+                }
+            }
             Template::Push(p) => Content::Push {
                 title: text("title", &p.title)?,
                 body: text("body", &p.body)?,

@@ -6121,3 +6121,50 @@ async fn a_runtime_sharing_a_catalog_runs_what_the_other_published_at_once() {
         .expect("j");
     assert_eq!(cached.version, 1);
 }
+
+/// An SMS SNS would refuse for this user (empty, or over its 1,600 characters) is skipped as
+/// a `render_error` that says why, not sent to be `rejected`.
+#[tokio::test]
+async fn an_sms_sns_would_refuse_is_a_render_error_that_says_why() {
+    let journey = r#"
+id: note
+name: Note
+trigger: {event: noted}
+steps:
+  - id: tell
+    send: {sms: {body: "{{ event.note }}"}}
+"#;
+    let long = "x".repeat(1_601);
+    let script = format!(
+        r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"a","traits":{{"phone":"+33612345678"}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"b","traits":{{"phone":"+33612345679"}}}}
+{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"c","traits":{{"phone":"+33612345670"}}}}
+{{"at":"2026-12-01T10:00:00Z","userId":"a","event":"noted","properties":{{"note":"{long}"}}}}
+{{"at":"2026-12-01T10:00:00Z","userId":"b","event":"noted","properties":{{"note":""}}}}
+{{"at":"2026-12-01T10:00:00Z","userId":"c","event":"noted","properties":{{"note":"{}"}}}}
+"#,
+        "y".repeat(1_600)
+    );
+    let out = sim(&[journey], &script).await;
+    let skipped = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, detail, .. } => {
+                    Some(format!("{reason}: {}", detail.as_deref().unwrap_or("")))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        skipped("a"),
+        ["render_error: body: the SMS is 1601 characters for this user; SNS sends at most 1600: shorten it"]
+    );
+    assert_eq!(
+        skipped("b"),
+        ["render_error: body: the SMS is empty for this user"]
+    );
+    assert!(skipped("c").is_empty());
+    assert_eq!(messages_to(&out, "c").len(), 1);
+}
