@@ -275,6 +275,26 @@ const TIMER_PUT_OFFS: u64 = 24;
 /// Where the sweep keeps the timers it cannot move to their queue ([`Runtime::put_off`]).
 pub const DEAD_TIMERS: &str = "DEAD#T";
 
+tokio::task_local! {
+    /// When the sends of the message being handled must have started by ([`sending_until`]).
+    static SENDS_UNTIL: tokio::time::Instant;
+}
+
+/// Runs `f` (the handling of one message) starting no send after `until`: a send that could
+/// not finish before its invocation ends is not begun (one cut off after its provider took
+/// it, but before the ledger says so, would go out again with the message's redelivery). The
+/// sends left go out with the message's retry.
+pub async fn sending_until<F: std::future::Future>(until: tokio::time::Instant, f: F) -> F::Output {
+    SENDS_UNTIL.scope(until, f).await
+}
+
+/// Whether the message being handled may start no more sends ([`sending_until`]).
+fn out_of_sending_time() -> bool {
+    SENDS_UNTIL
+        .try_with(|until| tokio::time::Instant::now() >= *until)
+        .unwrap_or(false)
+}
+
 /// Why the sweep cannot move a timer to its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trouble {
@@ -2628,6 +2648,12 @@ impl Runtime {
     /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
     /// already.
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
+        if out_of_sending_time() {
+            return Err(RunError::Retry(format!(
+                "send {} not begun: its invocation is ending",
+                o.ledger_key()
+            )));
+        }
         let now = self.now();
         let key = ledger_key(o);
         let claim = |version: u64| {

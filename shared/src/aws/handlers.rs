@@ -89,19 +89,25 @@ pub async fn engine_within(
     }
 }
 
-/// The most one message may take (a webhook's timeout, the sends and writes around it): a
-/// batch starts no message with less than this left of its invocation.
-pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// What a batch leaves of its invocation when it starts a message: room for at least one send
+/// ([`SEND_TAKES`]) and the answer ([`RESPONSE_RESERVE`]).
+pub const MESSAGE_RESERVE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The longest one provider call may take (a webhook's timeout, 10 seconds, and the writes
+/// around it): a message starts no send with less than this, and [`RESPONSE_RESERVE`], left
+/// of its invocation ([`crate::runtime::sending_until`]).
+const SEND_TAKES: std::time::Duration = std::time::Duration::from_secs(11);
 
 /// How long sending a batch's unstarted messages back may take (its share of the
 /// [`MESSAGE_RESERVE`] the last message started with).
 const SEND_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(4);
 
-/// What a message that runs long leaves of its invocation: it is given up then (reported
-/// for SQS to deliver again), so that the batch's response, and the sending back of its
-/// unstarted messages, still go out before the function times out. A message may run long
-/// past its [`MESSAGE_RESERVE`]: several sends of one transition, or an event entering
-/// several journeys, each wait for their provider (a webhook up to 10 seconds).
+/// What a message that runs long leaves of its invocation: the batch's response, and the
+/// sending back of its unstarted messages, still go out before the function times out. A
+/// message may run long: several sends of one transition, or an event entering several
+/// journeys, each wait for their provider. It starts no send it could not finish by then
+/// (its sends left go out with its retry), and is given up there, reported for SQS to deliver
+/// again, only if something else hangs.
 const RESPONSE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Applies a batch, one message after another; the messages that failed (or could not be read)
@@ -115,7 +121,8 @@ const RESPONSE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
 /// the batch started no message at all (an invocation with no time for one: sent back, they
 /// would come back forever; reported, they reach the dead-letter queue and its alarm).
 pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> SqsBatchResponse {
-    let began = std::time::Instant::now();
+    // Tokio's clock: the same as the system's, and a test's when it pauses it.
+    let began = tokio::time::Instant::now();
     let mut started = 0;
     let may_start = |started: usize| match budget {
         Budget::Time(t) => t.is_none_or(|t| began.elapsed() + MESSAGE_RESERVE <= t),
@@ -151,10 +158,17 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> 
         // batch goes on, as a poison message's does. What it wrote is conditional, so its
         // redelivery, or the dead-letter queue's, starts from what is stored.
         let handling = std::panic::AssertUnwindSafe(runtime.handle(m)).catch_unwind();
-        // Given up a few seconds before the invocation ends: like a crash there, what it did
-        // is in the store, conditional, and its redelivery goes on from it.
         let handled = match budget {
             Budget::Time(Some(t)) => {
+                let end = began + t;
+                let handling = crate::runtime::sending_until(
+                    end.checked_sub(RESPONSE_RESERVE + SEND_TAKES)
+                        .unwrap_or(began),
+                    handling,
+                );
+                // Given up a few seconds before the invocation ends (nothing it sends is in
+                // flight then): like a crash there, what it did is in the store,
+                // conditional, and its redelivery goes on from it.
                 let left = t.saturating_sub(began.elapsed() + RESPONSE_RESERVE);
                 match tokio::time::timeout(left, handling).await {
                     Ok(handled) => handled,
@@ -513,23 +527,33 @@ mod tests {
 
     /// A runtime whose one journey, entered on `signed_up`, calls a webhook through `sender`.
     async fn runtime_sending_through(sender: Arc<dyn crate::provider::Sender>) -> Runtime {
+        runtime_of(
+            sender,
+            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
+        )
+        .await
+        .0
+    }
+
+    /// A runtime running `journey` and calling `sender`, and its queue.
+    async fn runtime_of(
+        sender: Arc<dyn crate::provider::Sender>,
+        journey: &str,
+    ) -> (Runtime, crate::simulate::DelayQueue) {
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let clock = Arc::new(crate::clock::ManualClock::new(now));
+        let queue = crate::simulate::DelayQueue::new(clock.clone());
         let rt = Runtime::new(
             Arc::new(crate::store::MemoryStore::new()),
-            Arc::new(crate::simulate::DelayQueue::new(clock.clone())),
+            Arc::new(queue.clone()),
             sender,
             clock,
             std::time::Duration::ZERO,
             crate::runtime::Config::default(),
         );
-        let journey = crate::dsl::parse(
-            "hi.yaml",
-            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
-        )
-        .expect("journey");
+        let journey = crate::dsl::parse("j.yaml", journey).expect("journey");
         rt.catalog.publish(&journey, now).await.expect("publish");
-        rt
+        (rt, queue)
     }
 
     /// An SQS record of `user`'s `signed_up`, with the message id `id`.
@@ -593,7 +617,11 @@ mod tests {
     /// the batch answers in time (the clock is tokio's, paused: the hang takes no real time).
     #[tokio::test(start_paused = true)]
     async fn a_message_running_past_the_invocation_is_given_up_and_reported() {
-        let rt = runtime_sending_through(Arc::new(HangsFor("ann"))).await;
+        let (rt, queue) = runtime_of(
+            Arc::new(HangsFor("ann")),
+            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
+        )
+        .await;
         let mut event = SqsEvent::default();
         event.records = vec![signed_up("m-ann", "ann"), signed_up("m-bo", "bo")];
         let began = tokio::time::Instant::now();
@@ -606,6 +634,54 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["m-ann"]);
+        // Bo's message, not started with too little time left, is back on its queue.
+        let back: Vec<String> = queue
+            .take_due("2026-12-01T10:00:00Z".parse().expect("time"))
+            .iter()
+            .map(|m| m.user_id().to_string())
+            .collect();
+        assert_eq!(back, ["bo"]);
+    }
+
+    /// A provider call that takes its time for the URLs that say `slow`, and notes each call.
+    struct Slow(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl crate::provider::Sender for Slow {
+        async fn send(
+            &self,
+            m: &crate::engine::Outgoing,
+        ) -> Result<crate::provider::Receipt, crate::provider::SendError> {
+            if let crate::engine::Content::Webhook { url, .. } = m.content.as_ref() {
+                self.0.lock().expect("calls").push(url.clone());
+                if url.contains("slow") {
+                    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+                }
+            }
+            Ok(crate::provider::Receipt::default())
+        }
+    }
+
+    /// A message whose first send took most of the invocation begins no other that could not
+    /// finish in time (one cut off mid-call would go out twice): it is retried later, and the
+    /// batch reports no failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_begins_no_send_it_could_not_finish_in_time() {
+        let slow = Arc::new(Slow(Default::default()));
+        let (rt, _queue) = runtime_of(
+            slow.clone(),
+            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: first\n    send: {webhook: {url: \"https://hooks.example/slow\"}}\n  - id: second\n    send: {webhook: {url: \"https://hooks.example/fast\"}}\n",
+        )
+        .await;
+        let mut event = SqsEvent::default();
+        event.records = vec![signed_up("m-ann", "ann")];
+        let budget = Budget::Time(Some(std::time::Duration::from_secs(30)));
+        let response = apply_batch(&rt, event, budget).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(
+            *slow.0.lock().expect("calls"),
+            ["https://hooks.example/slow"]
+        );
     }
 
     #[test]

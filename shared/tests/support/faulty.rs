@@ -11,6 +11,9 @@ use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, Stor
 
 use super::Harness;
 
+/// What each fold partition's listing held last ([`Faulty::lagging`]).
+pub type Listings = std::collections::HashMap<String, Vec<Record>>;
+
 /// A store that fails one write: before it is applied, or after (its reply lost).
 #[derive(Clone)]
 pub struct Faulty {
@@ -28,7 +31,7 @@ pub struct Faulty {
     pub calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
     /// When set, the fold partitions' listing lags as DynamoDB's index may: each listing
     /// also holds what the one before it listed, folded since or not.
-    pub lagging: Arc<Mutex<Option<std::collections::HashMap<String, Vec<Record>>>>>,
+    pub lagging: Arc<Mutex<Option<Listings>>>,
 }
 
 impl Faulty {
