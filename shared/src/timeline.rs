@@ -228,6 +228,9 @@ struct Counted<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     path: Option<Cow<'a, str>>,
+    /// A split came back to in a loop: not counted again.
+    #[serde(default)]
+    again: bool,
     /// A conversion's split paths: such a record is counted from its entries (conversions are
     /// few), so only whether they are there is read here.
     #[serde(default)]
@@ -259,6 +262,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "converted" if c.splits.is_none() && c.last_message.is_none() => {
                 Fact::Converted(&[], None)
             }
+            "split" if c.again => Fact::Uncounted,
             "split" => Fact::Split(
                 c.path
                     .as_deref()
@@ -563,6 +567,14 @@ mod tests {
                     detail: Some("in the journey already".into()),
                 },
             ),
+            // A split came back to in a loop: counted once, with the first.
+            entry(
+                Some("s"),
+                What::Split {
+                    path: "a".into(),
+                    again: true,
+                },
+            ),
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
@@ -571,6 +583,7 @@ mod tests {
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
         let j = &want["cart \"abandonment\""];
+        assert_eq!(j.get("step.s.path.a.entered"), Some(&1));
         assert_eq!(j.get("step.push.sent.email"), Some(&1));
         assert_eq!(j.get("step.sms.skipped.opted_out"), Some(&1));
         assert_eq!(j.get("step.wait.exited"), Some(&1));
