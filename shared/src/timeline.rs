@@ -582,6 +582,33 @@ mod tests {
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
+        // The same through the fast path (no conversion in the record sends it through the
+        // entries): a split come back to is not counted again.
+        let again = [
+            entry(
+                Some("s"),
+                What::Split {
+                    path: "a".into(),
+                    again: false,
+                },
+            ),
+            entry(
+                Some("s"),
+                What::Split {
+                    path: "a".into(),
+                    again: true,
+                },
+            ),
+        ];
+        let counted = counters(&again);
+        assert_eq!(
+            counters_of_json(&serde_json::to_vec(&again).expect("json")),
+            Ok(counted.clone())
+        );
+        assert_eq!(
+            counted["cart \"abandonment\""].get("step.s.path.a.entered"),
+            Some(&1)
+        );
         let j = &want["cart \"abandonment\""];
         assert_eq!(j.get("step.s.path.a.entered"), Some(&1));
         assert_eq!(j.get("step.push.sent.email"), Some(&1));
