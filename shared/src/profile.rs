@@ -38,9 +38,6 @@ pub struct Device {
 /// The most push devices a profile keeps ([`Profile::set_devices`]).
 pub const MAX_DEVICES: usize = 10;
 
-/// The most anonymous ids of each kind a profile keeps ([`Profile::note_anonymous`]).
-pub const MAX_ANONYMOUS_IDS: usize = 100;
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: String,
@@ -622,6 +619,7 @@ impl Profile {
                 self.devices.push(d.clone());
             }
         }
+        self.forget_old_devices();
         for (channel, why) in anonymous.suppressed.iter() {
             if !self.suppressed.contains_key(channel) {
                 self.suppressed.insert(*channel, why.clone());
@@ -683,19 +681,14 @@ impl Profile {
     }
 
     /// Notes an anonymous id she was seen with: hers (`ours`, merged into her) or another's.
-    /// The latest [`MAX_ANONYMOUS_IDS`] of each are kept (an app that starts a new anonymous
-    /// id at each logout would grow the profile, and what the inbox reads, for ever); one
-    /// forgotten and seen again is merged again, which changes nothing it merged before.
+    /// Every one is kept: the entry rules, conversions and the inbox read them, and one
+    /// forgotten would be merged again (its traits, devices and suppressions absorbed again
+    /// over what changed since).
     pub fn note_anonymous(&mut self, id: &str, ours: bool) {
-        let ids = if ours {
-            &mut self.anonymous_ids
+        if ours {
+            self.anonymous_ids.push(id.to_string());
         } else {
-            &mut self.anonymous_ids_of_others
-        };
-        ids.push(id.to_string());
-        if ids.len() > MAX_ANONYMOUS_IDS {
-            let over = ids.len() - MAX_ANONYMOUS_IDS;
-            ids.drain(..over);
+            self.anonymous_ids_of_others.push(id.to_string());
         }
     }
 
@@ -1272,19 +1265,16 @@ mod tests {
         let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
         assert!(kept.contains(&"t1") && !kept.contains(&"t2"), "{kept:?}");
         assert_eq!(kept.len(), MAX_DEVICES);
-    }
-
-    #[test]
-    fn a_profile_keeps_its_latest_anonymous_ids() {
-        let mut p = Profile::new("ann");
-        for i in 0..(MAX_ANONYMOUS_IDS + 5) {
-            p.note_anonymous(&format!("d{i}"), true);
-        }
-        p.note_anonymous("shared", false);
-        assert_eq!(p.anonymous_ids.len(), MAX_ANONYMOUS_IDS);
-        assert_eq!(p.anonymous_ids.first().map(String::as_str), Some("d5"));
-        assert!(p.has_seen_anonymous("d104") && !p.has_seen_anonymous("d4"));
-        assert_eq!(p.anonymous_ids_of_others, ["shared"]);
+        // A login brings the visitor's devices: the latest are kept all the same.
+        let mut visitor = Profile::new("anon:d1");
+        visitor.set_devices(
+            &serde_json::json!([{"platform": "fcm", "token": "v1"}, {"platform": "fcm", "token": "v2"}]),
+            t(20),
+        );
+        p.absorb(&visitor);
+        let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
+        assert_eq!(kept.len(), MAX_DEVICES, "{kept:?}");
+        assert!(kept.contains(&"v1") && kept.contains(&"v2"), "{kept:?}");
     }
 
     #[test]
