@@ -2024,6 +2024,18 @@ impl Runtime {
     ) -> Result<Option<Entry>, RunError> {
         let j = &p.journey;
         let now = self.now();
+        let existing = enrollments.get(&j.id);
+        // This very message enrolled the user before (its outbox was replayed by the caller),
+        // whatever the journey's status has become since (stopped while it was retried): it is
+        // neither entered again nor refused. A message that only moved or ended the enrollment
+        // (an exit event that is also the trigger) did not: the rules below decide whether it
+        // enters the user again.
+        if existing.is_some_and(|l| {
+            l.enrollment.trigger.message_id == trigger.message_id
+                || l.enrollment.earlier_triggers.contains(&trigger.message_id)
+        }) {
+            return Ok(None);
+        }
         if !j.status.is_active() {
             let status = j.status.as_str();
             return Ok(Some(self.refusal(
@@ -2034,17 +2046,8 @@ impl Runtime {
                 format!("the journey's `status: {status}`: no one enters it"),
             )));
         }
-        let existing = enrollments.get(&j.id);
         if let Some(l) = existing {
             let e = &l.enrollment;
-            // This very message enrolled the user before (its outbox was replayed by the caller).
-            // A message that only moved or ended the enrollment (an exit event that is also the
-            // trigger) did not: the rules below decide whether it enters the user again.
-            if e.trigger.message_id == trigger.message_id
-                || e.earlier_triggers.contains(&trigger.message_id)
-            {
-                return Ok(None);
-            }
             if e.is_active() {
                 let detail = format!(
                     "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time",

@@ -340,3 +340,35 @@ async fn a_send_performed_late_is_stamped_when_the_provider_says_it_went_out() {
         Some(&("push_reminder".to_string(), went_out))
     );
 }
+
+/// The event that entered a user, retried after its send failed, is not refused entry when the
+/// journey was stopped in between: it entered her, and the stop ends the enrollment.
+#[tokio::test]
+async fn a_retried_trigger_is_not_refused_by_a_stop_since() {
+    let now = r#"
+id: now
+name: Now
+trigger: {event: cart_abandoned}
+steps:
+  - id: push_now
+    send: {push: {title: t, body: b}}
+"#;
+    let world = World::new(now, Config::default(), None).await;
+    let back = at("2026-12-01T10:00:00Z");
+    world.run(back, at("2026-12-01T09:05:00Z")).await;
+    let stopped = format!("{now}status: stopped\n");
+    world
+        .rt
+        .catalog
+        .publish(&journey(&stopped), world.clock.now())
+        .await
+        .expect("stop");
+    world.run(back, at("2026-12-01T12:00:00Z")).await;
+    let view = world.rt.user("ann").await.expect("ann");
+    let refused: Vec<_> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, waymark::timeline::What::NotEntered { .. }))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
