@@ -383,7 +383,17 @@ pub async fn run(
         tail.match_indices('#')
             .find_map(|(i, _)| line_of_cause(&tail[i + 1..]))
     };
-    type Order = Option<(Option<(usize, bool)>, Option<u64>)>;
+    // A date wait moved by what a wake-up's transition did (an `update` step after a wait)
+    // follows that transition's own facts too: told by its cause, whatever caused that.
+    let moved = |sk: &str| {
+        sk.rmatch_indices(crate::enrollment::MOVED)
+            .next()
+            .is_some_and(|(i, _)| {
+                let rest = &sk[i + crate::enrollment::MOVED.len()..];
+                rest.is_empty() || rest.starts_with(':')
+            })
+    };
+    type Order = Option<(Option<(usize, bool)>, bool, Option<u64>)>;
     let mut out: Vec<(Order, Output)> = Vec::new();
     for r in store.dump() {
         // Timeline records, and the refused entries kept with an event or a message.
@@ -396,7 +406,11 @@ pub async fn run(
             .parse::<Option<Vec<Entry>>>()
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        let order = Some((cause_line(&r.key.sk), store.first_written(&r.key)));
+        let order = Some((
+            cause_line(&r.key.sk),
+            moved(&r.key.sk),
+            store.first_written(&r.key),
+        ));
         out.extend(entries.into_iter().map(|entry| {
             (
                 order,

@@ -4800,6 +4800,30 @@ steps:
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].contains("turned out to be"), "{got:?}");
     assert!(got[1].contains("woke"), "{got:?}");
+
+    // A date wait moved by an `update` a wake-up reached: the update first.
+    let later = r#"
+id: later_update
+name: Later update
+trigger: {event: set}
+steps:
+  - {id: w, wait: 1h}
+  - {id: u, update: {set: {renews_on: "{{ event.d }}"}}}
+"#;
+    let script = r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"a","traits":{"renews_on":"2026-12-20T00:00:00Z"}}
+{"at":"2026-12-01T10:00:00Z","userId":"a","event":"signed_up","messageId":"s1"}
+{"at":"2026-12-01T10:00:00Z","userId":"a","event":"set","messageId":"t1","properties":{"d":"2026-12-25"}}
+"#;
+    let out = sim(&[later, reminder], script).await;
+    let got: Vec<String> = facts(&out, "a", |w| {
+        matches!(w, What::Updated { .. } | What::Woke { .. })
+    })
+    .into_iter()
+    .filter(|f| f.starts_with("2026-12-01T11:00:00Z") && !f.contains("woke (time)"))
+    .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].contains("later_update/u"), "{got:?}");
+    assert!(got[1].contains("aaa_reminder/until"), "{got:?}");
 }
 
 /// A daily cap counts the user's calendar days: the daily 09:00 push of a Paris user goes out
