@@ -3588,13 +3588,14 @@ impl Runtime {
         trouble: Trouble,
         e: &(dyn std::fmt::Display + Sync),
     ) -> Result<(), RunError> {
-        let put_offs = r.version;
+        // A timer is written at version 1: each put-off adds one.
+        let put_offs = r.version.saturating_sub(1);
         if trouble == Trouble::Unreadable && put_offs < TIMER_PUT_OFFS {
             // Past every minute this tick sweeps, so that the next tick finds it.
             let later = (minute + 60).max(minute_of(self.now()) + 2);
             let kept = Record {
                 key: Key::new(timer_partition(later, shard), r.key.sk.clone()),
-                version: put_offs + 1,
+                version: r.version + 1,
                 body: r.body.clone(),
                 expires: r.expires,
                 pending: r.pending.clone(),

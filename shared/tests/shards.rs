@@ -265,7 +265,7 @@ impl waymark::queue::Queue for RefusesBo {
 /// A timer whose message its queue refuses is kept aside, and the others of its minute (in the
 /// same batch to the queue) go on: the sweep does not stop at that minute.
 #[tokio::test]
-async fn a_timer_its_queue_refuses_is_put_off_and_holds_up_no_other() {
+async fn a_timer_its_queue_refuses_is_kept_aside_and_holds_up_no_other() {
     use waymark::clock::ManualClock;
     use waymark::queue::Message;
     use waymark::store::{Expect, MemoryStore, Record};
