@@ -743,7 +743,19 @@ fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (u
         .chars()
         .skip(vc.saturating_sub(1))
         .collect::<String>();
-    if at.starts_with('|') || at.starts_with('>') {
+    // A block scalar's value is placed at its first line of text; a folded one (`>`) says so
+    // on the line before.
+    let folded_below = vl > 1
+        && text
+            .lines()
+            .nth(vl.saturating_sub(2))
+            .and_then(|l| l.trim_end().rsplit(' ').next())
+            .is_some_and(|t| t.starts_with('>'));
+    if folded_below {
+        folded_position(text, vl, line).unwrap_or((vl, vc))
+    } else if at.starts_with('>') {
+        folded_position(text, vl + 1, line).unwrap_or((vl, vc))
+    } else if at.starts_with('|') {
         let first = vl + 1;
         let target = first + line.saturating_sub(1);
         let indent = text
@@ -761,6 +773,24 @@ fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (u
     } else {
         (vl + line.saturating_sub(1), vc)
     }
+}
+
+/// The file position where line `target` (1-based) of a folded block scalar's (`>`) value
+/// starts, its text from file line `first` on: its lines are joined into one, but a blank line
+/// breaks it. `None` if the file ends first.
+fn folded_position(text: &str, first: usize, target: usize) -> Option<(usize, usize)> {
+    let mut line = 1;
+    for (n, source) in text.lines().enumerate().skip(first.saturating_sub(1)) {
+        if source.trim().is_empty() {
+            line += 1;
+            continue;
+        }
+        if line >= target {
+            let indent = source.len() - source.trim_start().len();
+            return Some((n + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// The file position where line `target` (1-based) of a quoted scalar's value starts, the
@@ -792,14 +822,35 @@ fn quoted_position(
             return Some((n, c + 1));
         }
         while let Some(&ch) = chars.get(c) {
-            match (quote, ch, chars.get(c + 1)) {
-                ('"', '\\', Some('n')) => {
-                    line += 1;
-                    c += 2;
-                    if line >= target {
-                        return Some((n, c + 1));
+            // A line break the escape writes: `\n`, or `\u000a`/`\x0a` (JSON writes either).
+            let escaped_break = match (quote, ch) {
+                ('"', '\\') => {
+                    let next: String = chars.iter().skip(c + 1).take(5).collect();
+                    if next.starts_with('n') {
+                        Some(2)
+                    } else if next.eq_ignore_ascii_case("u000a") {
+                        Some(6)
+                    } else if next.to_ascii_lowercase().starts_with("x0a") {
+                        Some(4)
+                    } else {
+                        None
                     }
                 }
+                _ => None,
+            };
+            if let Some(width) = escaped_break {
+                line += 1;
+                c += width;
+                if line >= target {
+                    // At the end of the source line, the value's line starts on the next.
+                    if c < chars.len() {
+                        return Some((n, c + 1));
+                    }
+                    break;
+                }
+                continue;
+            }
+            match (quote, ch, chars.get(c + 1)) {
                 ('"', '\\', _) | ('\'', '\'', Some('\'')) => c += 2,
                 (q, ch, _) if ch == q => return None,
                 _ => c += 1,

@@ -5827,6 +5827,42 @@ steps:
         "{}",
         errors[0]
     );
+    // JSON's `\u000a` breaks a line as `\n` does; a `\n` that ends the file's line starts the
+    // template's next line on the file's next; a folded block (`>`) joins its lines but at a
+    // blank one.
+    let json = "{\"id\": \"c\", \"name\": \"C\", \"trigger\": {\"event\": \"go\"}, \"steps\": [\n  {\"id\": \"m\", \"send\": {\"email\": {\"subject\": \"x\", \"text\": \"Hi\\u000athere\\u000a{{ profile.x | titel }}\"}}}]}\n";
+    let errors = waymark::dsl::parse("c.json", json).expect_err("unknown filter");
+    let line = json.lines().nth(1).expect("line 2");
+    let column = line.find("{{").expect("the template") + 1;
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        (2, column),
+        "{}",
+        errors[0]
+    );
+    let yaml = r#"id: f
+name: F
+trigger: {event: go}
+steps:
+  - id: a
+    send:
+      email:
+        subject: x
+        text: >
+          Hello there
+          my friend
+
+          {{ profile.x | titel }}
+  - id: b
+    send:
+      email:
+        subject: y
+        text: "first\n
+          {{ profile.y | lowerr }}"
+"#;
+    let errors = waymark::dsl::parse("f.yaml", yaml).expect_err("unknown filters");
+    let at: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(13, 11), (19, 11)], "{errors:?}");
 }
 
 /// A scheduler run that catches up hours of minutes (`waymark dev` at high speed runs one every
