@@ -1596,6 +1596,11 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
 /// reads a `city` inside an `address` object, not it.
 fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<String> {
     let verb = if value.is_some() { "set" } else { "unset" };
+    if name.trim().is_empty() {
+        return Some(format!(
+            "a trait needs a name: {verb} one that `profile.<name>` reads, like `plan`"
+        ));
+    }
     if name.starts_with("subscriptions.") || name.starts_with("stated:") {
         return Some(format!(
             "`{name}` is a name Waymark keeps for itself (when a channel's choice was made), and no step can {verb} it: a user's choice for a channel comes with an identify's `subscriptions`, like {{\"subscriptions\": {{\"email\": false}}}}, or the unsubscribe link"
@@ -2289,6 +2294,14 @@ steps:
             (
                 "      unset: [devices]\n",
                 "steps[0].update.unset[0]: an update does not register or remove push devices",
+            ),
+            (
+                "      set: {\"\": 1}\n",
+                "a trait needs a name: set one that `profile.<name>` reads, like `plan`",
+            ),
+            (
+                "      unset: [\"  \"]\n",
+                "steps[0].update.unset[0]: a trait needs a name: unset one",
             ),
             (
                 "      set: {subscriptions: {email: false}}\n",

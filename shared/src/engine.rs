@@ -1703,7 +1703,14 @@ impl<'a> Run<'a> {
                     Ok(text) => {
                         let value = Value::String(text);
                         let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
-                        match crate::event::trait_problem(k, &value) {
+                        // A locale as an identify takes one, too.
+                        let problem = crate::event::trait_problem(k, &value).or_else(|| {
+                            (k == "locale")
+                                .then(|| crate::profile::device_trait_problem(k, &value))
+                                .flatten()
+                                .map(str::to_string)
+                        });
+                        match problem {
                             Some(why) => {
                                 failed.insert(k.clone(), why);
                             }

@@ -5999,6 +5999,29 @@ steps:
             ("phone".to_string(), missing.to_string())
         ]
     );
+
+    // A locale that is none is left out as an identify's would be.
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(
+        r#"
+id: lang
+name: Lang
+trigger: {event: picked}
+steps:
+  - id: remember
+    update: {set: {locale: "{{ event.loc }}"}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"locale":"fr-FR"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"picked","messageId":"p-1","properties":{"loc":"not a locale!!"}}
+"#)
+    .await;
+    let view = h.rt.user("ann").await.expect("ann");
+    let traits = view.profile.as_ref().expect("a profile").traits.clone();
+    assert_eq!(traits["locale"], json!("fr-FR"));
+    assert_eq!(left_alone(&view.timeline), ["locale"]);
 }
 
 /// A `date` whose fixed zone or format cannot work would skip every send as `render_error`:
