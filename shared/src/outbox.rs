@@ -197,12 +197,8 @@ impl Sender for OutboxSender {
             locale: message.locale.clone(),
             store: self.store.clone(),
         };
-        if self.echo {
-            // A console no one reads any more (closed, or piped to `head`) is not the engine's
-            // failure: the message is written to the outbox all the same.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stdout(), "{}", summary(&line));
-        }
+        // Said on the console once written (a write that fails is retried, and said then).
+        let said = self.echo.then(|| summary(&line));
         match &self.sink {
             Sink::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
             Sink::File(path) => {
@@ -227,6 +223,12 @@ impl Sender for OutboxSender {
             }
         }
         written.ids.insert(id, Some(at));
+        if let Some(said) = said {
+            // A console no one reads any more (closed, or piped to `head`) is not the engine's
+            // failure: the message is in the outbox all the same.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{said}");
+        }
         Ok(Receipt::default())
     }
 }
