@@ -477,7 +477,16 @@ impl Api {
         for s in path.split('/').filter(|s| !s.is_empty()) {
             let Ok(decoded) = percent_encoding::percent_decode_str(s).decode_utf8() else {
                 let why = format!("`{s}` is not UTF-8 once decoded; percent-encode UTF-8 bytes");
-                return field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("path", why)]);
+                let refused =
+                    field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("path", why)]);
+                // A browser app reads why its inbox call was refused, as it reads its other
+                // refusals (the path's words as written decide which calls answer any origin).
+                let raw: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                return if is_intake(&raw) || is_inbox(&raw) {
+                    cors(refused)
+                } else {
+                    refused
+                };
             };
             segments.push(decoded);
         }
