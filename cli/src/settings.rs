@@ -51,35 +51,58 @@ pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
     parse(&name, &text)
 }
 
+/// The file's cap keys, whatever their values: an unknown channel is told with a bad value
+/// of another cap, in one reading.
+#[derive(Deserialize)]
+struct Keys {
+    #[serde(default)]
+    caps: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 /// Parses settings text; `file` is for messages only.
 pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
-    let Some(located) = dsl::parse_located::<Written>(file, text, &[], advise)? else {
-        return Ok(Settings::default());
-    };
-    let mut caps = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (name, cap) in &located.value.caps {
-        match Channel::parse(name) {
-            Some(channel) => {
-                caps.insert(channel, *cap);
-            }
-            None => {
-                let channels: Vec<&str> = Channel::ALL.iter().map(Channel::as_str).collect();
-                errors.push(located.error(
-                    &format!("caps.{name}"),
-                    format!(
-                        "unknown channel `{name}`: caps are per channel, one of {}",
-                        channels.join(", ")
-                    ),
-                ));
-            }
+    let unknown = unknown_channels(file, text);
+    let located = match dsl::parse_located::<Written>(file, text, &[], advise) {
+        Ok(Some(located)) => located,
+        Ok(None) => return Ok(Settings::default()),
+        Err(mut errors) => {
+            errors.extend(unknown);
+            errors.sort_by_key(|e| (e.line, e.column));
+            return Err(errors);
         }
+    };
+    if !unknown.is_empty() {
+        return Err(unknown);
     }
-    if errors.is_empty() {
-        Ok(Settings { caps })
-    } else {
-        Err(errors)
-    }
+    let caps = located
+        .value
+        .caps
+        .iter()
+        .filter_map(|(name, cap)| Some((Channel::parse(name)?, *cap)))
+        .collect();
+    Ok(Settings { caps })
+}
+
+/// An error for each cap named for a channel there is not.
+fn unknown_channels(file: &str, text: &str) -> Vec<FileError> {
+    let Ok(Some(keys)) = dsl::parse_located::<Keys>(file, text, &[], advise) else {
+        return Vec::new();
+    };
+    let channels: Vec<&str> = Channel::ALL.iter().map(Channel::as_str).collect();
+    keys.value
+        .caps
+        .keys()
+        .filter(|name| Channel::parse(name).is_none())
+        .map(|name| {
+            keys.error(
+                &format!("caps.{name}"),
+                format!(
+                    "unknown channel `{name}`: caps are per channel, one of {}",
+                    channels.join(", ")
+                ),
+            )
+        })
+        .collect()
 }
 
 fn advise(message: &str) -> String {
@@ -148,5 +171,13 @@ mod tests {
             "{}",
             errs[0].message
         );
+        // An unknown channel is told with another cap's bad value, in the file's order.
+        let errs = parse(
+            "w.yaml",
+            "caps:\n  pushh: {max: 3, per: 1d}\n  sms: {max: 3, per: 1x}\n",
+        )
+        .expect_err("two problems");
+        let told: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(told, [(2, "caps.pushh"), (3, "caps.sms.per")], "{errs:?}");
     }
 }
