@@ -509,17 +509,27 @@ mod tests {
         );
     }
 
-    /// A provider call that panics for one user (a bug her data meets).
-    struct PanicsFor(&'static str);
+    /// A provider call that misbehaves for one user: panics (a bug her data meets), or does
+    /// not answer (a webhook that hangs).
+    enum Misbehaves {
+        PanicsFor(&'static str),
+        HangsFor(&'static str),
+    }
 
     #[async_trait::async_trait]
-    impl crate::provider::Sender for PanicsFor {
+    impl crate::provider::Sender for Misbehaves {
         async fn send(
             &self,
             m: &crate::engine::Outgoing,
         ) -> Result<crate::provider::Receipt, crate::provider::SendError> {
-            if &*m.user_id == self.0 {
-                panic!("a bug met by {}'s message", m.user_id);
+            match self {
+                Misbehaves::PanicsFor(user) if &*m.user_id == *user => {
+                    panic!("a bug met by {}'s message", m.user_id)
+                }
+                Misbehaves::HangsFor(user) if &*m.user_id == *user => {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+                _ => {}
             }
             Ok(crate::provider::Receipt::default())
         }
@@ -577,7 +587,7 @@ mod tests {
     /// its id is reported for SQS to deliver again (then to the dead-letter queue).
     #[tokio::test]
     async fn a_message_that_panics_fails_alone_in_its_batch() {
-        let rt = runtime_sending_through(Arc::new(PanicsFor("ann"))).await;
+        let rt = runtime_sending_through(Arc::new(Misbehaves::PanicsFor("ann"))).await;
         let mut event = SqsEvent::default();
         event.records = vec![signed_up("m-ann", "ann"), signed_up("m-bo", "bo")];
         let response = apply_batch(&rt, event, Budget::Time(None)).await;
@@ -597,28 +607,12 @@ mod tests {
         );
     }
 
-    /// A provider call that does not answer for one user (a webhook that hangs).
-    struct HangsFor(&'static str);
-
-    #[async_trait::async_trait]
-    impl crate::provider::Sender for HangsFor {
-        async fn send(
-            &self,
-            m: &crate::engine::Outgoing,
-        ) -> Result<crate::provider::Receipt, crate::provider::SendError> {
-            if &*m.user_id == self.0 {
-                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-            }
-            Ok(crate::provider::Receipt::default())
-        }
-    }
-
     /// A message still running as the invocation nears its end is given up and reported, and
     /// the batch answers in time (the clock is tokio's, paused: the hang takes no real time).
     #[tokio::test(start_paused = true)]
     async fn a_message_running_past_the_invocation_is_given_up_and_reported() {
         let (rt, queue) = runtime_of(
-            Arc::new(HangsFor("ann")),
+            Arc::new(Misbehaves::HangsFor("ann")),
             "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
         )
         .await;
