@@ -1534,6 +1534,16 @@ impl Runtime {
             let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
             for p in journeys.iter() {
+                // This very message entered the user before (it is retried, its outbox was
+                // performed above): nothing to judge again, neither the `where` (her profile
+                // may hold what the journey's own `update` set since) nor the entry rules.
+                let entered_by_it = enrollments.get(&p.journey.id).is_some_and(|l| {
+                    l.enrollment.trigger.message_id == e.message_id
+                        || l.enrollment.earlier_triggers.contains(&e.message_id)
+                });
+                if entered_by_it {
+                    continue;
+                }
                 let scope = crate::condition::Scope {
                     event: &scope_event,
                     profile: &scope_profile,

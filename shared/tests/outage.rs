@@ -372,3 +372,32 @@ steps:
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
 }
+
+/// The event that entered a user, retried after its send failed, is not refused by its own
+/// trigger's `where` once the journey's `update` changed what it reads.
+#[tokio::test]
+async fn a_retried_trigger_is_not_refused_by_its_own_update() {
+    let once = r#"
+id: once
+name: Once
+trigger: {event: cart_abandoned, where: "not exists(profile.nudged)"}
+steps:
+  - id: mark
+    update: {set: {nudged: true}}
+  - id: push_now
+    send: {push: {title: t, body: b}}
+"#;
+    let world = World::new(once, Config::default(), None).await;
+    world
+        .run(at("2026-12-01T10:00:00Z"), at("2026-12-01T12:00:00Z"))
+        .await;
+    let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
+    assert_eq!(steps, ["push_now"]);
+    let view = world.rt.user("ann").await.expect("ann");
+    let refused: Vec<_> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, waymark::timeline::What::NotEntered { .. }))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
