@@ -288,8 +288,9 @@ pub async fn sending_until<F: std::future::Future>(until: tokio::time::Instant, 
     SENDS_UNTIL.scope(until, f).await
 }
 
-/// Whether the message being handled may start no more sends ([`sending_until`]).
-fn out_of_sending_time() -> bool {
+/// Whether the message being handled may start no more sends ([`sending_until`]); a push
+/// to several devices stops trying more once it is.
+pub(crate) fn out_of_sending_time() -> bool {
     SENDS_UNTIL
         .try_with(|until| tokio::time::Instant::now() >= *until)
         .unwrap_or(false)
@@ -2661,12 +2662,6 @@ impl Runtime {
     /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
     /// already.
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
-        if out_of_sending_time() {
-            return Err(RunError::Retry(format!(
-                "send {} not begun: its invocation is ending",
-                o.ledger_key()
-            )));
-        }
         let now = self.now();
         let key = ledger_key(o);
         let claim = |version: u64| {
@@ -2734,6 +2729,16 @@ impl Runtime {
                 reason: "stopped".into(),
                 detail: Some("the journey was stopped before the message could go out".into()),
             }
+        } else if out_of_sending_time() {
+            // Too late in its invocation to call the provider and record it: the claim is
+            // given back, and the message's retry sends it.
+            self.store
+                .delete(&key, Expect::Version(claim_version))
+                .await?;
+            return Err(RunError::Retry(format!(
+                "send {} not begun: its invocation is ending",
+                o.ledger_key()
+            )));
         } else {
             self.send_now(o, now).await?
         };

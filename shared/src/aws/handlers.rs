@@ -545,11 +545,15 @@ mod tests {
         .0
     }
 
-    /// A runtime running `journey` and calling `sender`, and its queue.
+    /// A runtime running `journey` and calling `sender`, and its queue and clock.
     async fn runtime_of(
         sender: Arc<dyn crate::provider::Sender>,
         journey: &str,
-    ) -> (Runtime, crate::simulate::DelayQueue) {
+    ) -> (
+        Runtime,
+        crate::simulate::DelayQueue,
+        Arc<crate::clock::ManualClock>,
+    ) {
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let clock = Arc::new(crate::clock::ManualClock::new(now));
         let queue = crate::simulate::DelayQueue::new(clock.clone());
@@ -557,13 +561,13 @@ mod tests {
             Arc::new(crate::store::MemoryStore::new()),
             Arc::new(queue.clone()),
             sender,
-            clock,
+            clock.clone(),
             std::time::Duration::ZERO,
             crate::runtime::Config::default(),
         );
         let journey = crate::dsl::parse("j.yaml", journey).expect("journey");
         rt.catalog.publish(&journey, now).await.expect("publish");
-        (rt, queue)
+        (rt, queue, clock)
     }
 
     /// An SQS record of `user`'s `signed_up`, with the message id `id`.
@@ -611,7 +615,7 @@ mod tests {
     /// the batch answers in time (the clock is tokio's, paused: the hang takes no real time).
     #[tokio::test(start_paused = true)]
     async fn a_message_running_past_the_invocation_is_given_up_and_reported() {
-        let (rt, queue) = runtime_of(
+        let (rt, queue, _) = runtime_of(
             Arc::new(Misbehaves::HangsFor("ann")),
             "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
         )
@@ -662,7 +666,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_message_begins_no_send_it_could_not_finish_in_time() {
         let slow = Arc::new(Slow(Default::default()));
-        let (rt, _queue) = runtime_of(
+        let (rt, queue, clock) = runtime_of(
             slow.clone(),
             "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: first\n    send: {webhook: {url: \"https://hooks.example/slow\"}}\n  - id: second\n    send: {webhook: {url: \"https://hooks.example/fast\"}}\n",
         )
@@ -676,6 +680,22 @@ mod tests {
             *slow.0.lock().expect("calls"),
             ["https://hooks.example/slow"]
         );
+        // Its retry, a few minutes on, sends the rest, and only the rest.
+        clock.set("2026-12-01T10:10:00Z".parse().expect("time"));
+        for m in queue.take_due(crate::clock::Clock::now(&*clock)) {
+            rt.handle(&m).await.expect("the retry");
+        }
+        assert_eq!(
+            *slow.0.lock().expect("calls"),
+            ["https://hooks.example/slow", "https://hooks.example/fast"]
+        );
+        let view = rt.user("ann").await.expect("ann");
+        let sent = view
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, crate::timeline::What::Sent { .. }))
+            .count();
+        assert_eq!(sent, 2, "{:?}", view.timeline);
     }
 
     #[test]

@@ -286,6 +286,13 @@ impl AwsSender {
             let Some(endpoint) = &d.endpoint else {
                 continue;
             };
+            // Taken by a device already, and late in its invocation: the push has gone out;
+            // another device's call, cut off by the invocation's end, would send it again to
+            // every device with the message's redelivery.
+            if receipt.is_some() && crate::runtime::out_of_sending_time() {
+                tracing::warn!(platform = %d.platform, "push not tried on its other devices: the invocation is ending");
+                break;
+            }
             let payload = push_payload(&d.platform, title, body, data);
             let mut publish = self
                 .sns
