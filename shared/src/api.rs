@@ -482,8 +482,13 @@ impl Api {
                 // A browser app reads why its inbox call was refused, as it reads its other
                 // refusals (the path's words as written decide which calls answer any origin).
                 let raw: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-                return if is_intake(&raw) || is_inbox(&raw) {
-                    cors(refused)
+                return if is_inbox(&raw) {
+                    // Its preflight too: the browser sends the call only once that passes.
+                    cors(if req.method() == Method::OPTIONS {
+                        preflight()
+                    } else {
+                        refused
+                    })
                 } else {
                     refused
                 };
