@@ -749,8 +749,7 @@ fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (u
         && text
             .lines()
             .nth(vl.saturating_sub(2))
-            .and_then(|l| l.trim_end().rsplit(' ').next())
-            .is_some_and(|t| t.starts_with('>'));
+            .is_some_and(is_folded_header);
     if folded_below {
         folded_position(text, vl, line).unwrap_or((vl, vc))
     } else if at.starts_with('>') {
@@ -780,17 +779,48 @@ fn template_position(text: &str, pos: &Positions, path: &str, line: usize) -> (u
 /// breaks it. `None` if the file ends first.
 fn folded_position(text: &str, first: usize, target: usize) -> Option<(usize, usize)> {
     let mut line = 1;
+    let mut block_indent = None;
+    // Whether the line before was more indented, and whether it was blank.
+    let (mut after_more, mut after_blank) = (false, true);
     for (n, source) in text.lines().enumerate().skip(first.saturating_sub(1)) {
         if source.trim().is_empty() {
             line += 1;
+            after_blank = true;
             continue;
         }
+        let indent = source.len() - source.trim_start().len();
+        let block = *block_indent.get_or_insert(indent);
+        if indent < block {
+            // Past the block's end.
+            return None;
+        }
+        // A more indented line keeps the line breaks around it.
+        let more = indent > block;
+        if (more || after_more) && !after_blank {
+            line += 1;
+        }
         if line >= target {
-            let indent = source.len() - source.trim_start().len();
             return Some((n + 1, indent + 1));
         }
+        (after_more, after_blank) = (more, false);
     }
     None
+}
+
+/// Whether a file line ends with a folded block scalar's header: `key: >`, `- >`, with
+/// `-`/`+` and an indentation digit after it, and a comment after that, allowed.
+fn is_folded_header(line: &str) -> bool {
+    let line = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let line = line.trim_end();
+    let Some(i) = line.rfind('>') else {
+        return false;
+    };
+    let (before, after) = (&line[..i], &line[i + 1..]);
+    after.chars().all(|c| matches!(c, '-' | '+' | '0'..='9'))
+        && (before.ends_with(": ") || before.ends_with("- ") || before.trim().is_empty())
 }
 
 /// The file position where line `target` (1-based) of a quoted scalar's value starts, the

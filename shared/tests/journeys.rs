@@ -5863,6 +5863,29 @@ steps:
     let errors = waymark::dsl::parse("f.yaml", yaml).expect_err("unknown filters");
     let at: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
     assert_eq!(at, [(13, 11), (19, 11)], "{errors:?}");
+    // A line before a quoted template that ends in `>>` is no folded block's header; a more
+    // indented line in a folded block keeps its line breaks.
+    let yaml = r#"id: h
+name: H
+trigger: {event: go}
+steps:
+  - id: a
+    send:
+      email:
+        subject: "Deals >>"
+        text: "Hi\n{{ profile.x | titel }}"
+  - id: b
+    send:
+      email:
+        subject: y
+        text: >
+          Hello
+            - item
+          {{ profile.y | lowerr }}
+"#;
+    let errors = waymark::dsl::parse("h.yaml", yaml).expect_err("unknown filters");
+    let at: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(9, 20), (17, 11)], "{errors:?}");
 }
 
 /// A scheduler run that catches up hours of minutes (`waymark dev` at high speed runs one every
