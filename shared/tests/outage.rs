@@ -174,6 +174,15 @@ impl World {
             .clone()
     }
 
+    /// Ann's refused entries.
+    async fn refusals(&self) -> Vec<waymark::timeline::Entry> {
+        let view = self.rt.user("ann").await.expect("ann");
+        view.timeline
+            .into_iter()
+            .filter(|e| matches!(e.what, waymark::timeline::What::NotEntered { .. }))
+            .collect()
+    }
+
     /// When the timeline says each message of ann's went out, by step.
     async fn stamped(&self) -> Vec<(String, Timestamp)> {
         let view = self.rt.user("ann").await.expect("ann");
@@ -364,12 +373,7 @@ steps:
         .await
         .expect("stop");
     world.run(back, at("2026-12-01T12:00:00Z")).await;
-    let view = world.rt.user("ann").await.expect("ann");
-    let refused: Vec<_> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, waymark::timeline::What::NotEntered { .. }))
-        .collect();
+    let refused = world.refusals().await;
     assert!(refused.is_empty(), "{refused:?}");
 }
 
@@ -393,11 +397,6 @@ steps:
         .await;
     let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
     assert_eq!(steps, ["push_now"]);
-    let view = world.rt.user("ann").await.expect("ann");
-    let refused: Vec<_> = view
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.what, waymark::timeline::What::NotEntered { .. }))
-        .collect();
+    let refused = world.refusals().await;
     assert!(refused.is_empty(), "{refused:?}");
 }
