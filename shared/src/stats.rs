@@ -193,10 +193,10 @@ impl Runtime {
     ) -> Result<usize, RunError> {
         let part = partition_name(shard);
         let mut folded = 0;
-        // The records this run has taken off the partition: DynamoDB's index lags its table,
-        // so the next page may list some again, and a chunk holding one would conflict and
-        // fall back to a transaction a record.
-        let mut done: HashSet<Key> = HashSet::new();
+        // The records this run has taken off the partition, when another page follows:
+        // DynamoDB's index lags its table, so the next page may list some again, and a chunk
+        // holding one would conflict and fall back to a transaction a record.
+        let mut done: HashSet<Key, foldhash::fast::RandomState> = HashSet::default();
         for _ in 0..MAX_PAGES {
             let records = self.store.pending(&part, PAGE).await?;
             let full = records.len() >= PAGE;
@@ -210,7 +210,9 @@ impl Runtime {
                 let counted = Counted::of(&r.key, &r.body);
                 if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
                     let taken = std::mem::take(&mut chunk);
-                    done.extend(taken.keys.iter().cloned());
+                    if full {
+                        done.extend(taken.keys.iter().cloned());
+                    }
                     folded += self.fold_chunk(taken, shard).await?;
                     if out_of_time() {
                         return Ok(folded);
@@ -221,7 +223,9 @@ impl Runtime {
                 chunk.bodies.push(r.body);
             }
             if !chunk.keys.is_empty() {
-                done.extend(chunk.keys.iter().cloned());
+                if full {
+                    done.extend(chunk.keys.iter().cloned());
+                }
                 folded += self.fold_chunk(chunk, shard).await?;
             }
             // A page of only what was taken already: the index has yet to catch up.
