@@ -305,6 +305,12 @@ impl Enrollment {
             || made_by.strip_suffix(LATE_REPLY_SUFFIX) == Some(cause)
     }
 
+    /// Whether message `id` entered the user in this enrollment, or in one before it that
+    /// this one keeps the trigger of: a retry of it is neither entered nor refused again.
+    pub fn entered_by(&self, id: &str) -> bool {
+        self.trigger.message_id == id || self.earlier_triggers.iter().any(|t| t == id)
+    }
+
     /// Whether message `cause` made a transition of this enrollment itself (see
     /// [`Enrollment::made_by_itself`]).
     pub fn transitioned_by_itself(&self, cause: &str) -> bool {

@@ -1538,10 +1538,9 @@ impl Runtime {
                 // This very message entered the user before (it is retried, its outbox was
                 // performed above): nothing to judge again, neither the `where` (her profile
                 // may hold what the journey's own `update` set since) nor the entry rules.
-                let entered_by_it = enrollments.get(&p.journey.id).is_some_and(|l| {
-                    l.enrollment.trigger.message_id == e.message_id
-                        || l.enrollment.earlier_triggers.contains(&e.message_id)
-                });
+                let entered_by_it = enrollments
+                    .get(&p.journey.id)
+                    .is_some_and(|l| l.enrollment.entered_by(&e.message_id));
                 if entered_by_it {
                     continue;
                 }
@@ -2041,10 +2040,7 @@ impl Runtime {
         // neither entered again nor refused. A message that only moved or ended the enrollment
         // (an exit event that is also the trigger) did not: the rules below decide whether it
         // enters the user again.
-        if existing.is_some_and(|l| {
-            l.enrollment.trigger.message_id == trigger.message_id
-                || l.enrollment.earlier_triggers.contains(&trigger.message_id)
-        }) {
+        if existing.is_some_and(|l| l.enrollment.entered_by(&trigger.message_id)) {
             return Ok(None);
         }
         if !j.status.is_active() {
