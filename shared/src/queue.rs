@@ -216,10 +216,10 @@ pub fn refused_body(message: &Message, body: &str) -> Option<QueueError> {
         Message::Event(_) => MAX_MESSAGE_BYTES - EVENT_HEADROOM_BYTES,
         _ => MAX_MESSAGE_BYTES,
     };
-    let id = message.id();
     if body.len() > most {
         return Some(QueueError::Rejected(format!(
-            "message {id} is {} bytes, over the {most} a queued {} may hold (SQS takes 256 KB)",
+            "message {} is {} bytes, over the {most} a queued {} may hold (SQS takes 256 KB)",
+            message.id(),
             body.len(),
             if matches!(message, Message::Event(_)) {
                 "event"
@@ -232,7 +232,8 @@ pub fn refused_body(message: &Message, body: &str) -> Option<QueueError> {
         .find(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}'))
         .map(|c| {
             QueueError::Rejected(format!(
-                "message {id} holds U+{:04X}, which SQS does not carry",
+                "message {} holds U+{:04X}, which SQS does not carry",
+                message.id(),
                 c as u32
             ))
         })
