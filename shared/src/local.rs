@@ -1959,6 +1959,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Runs test `test` of this binary again as a child process, with `var` set to `value`
+    /// (the child does the crashing part), and waits for how it ended.
+    fn run_child(test: &str, var: &str, value: &std::path::Path) -> std::process::ExitStatus {
+        std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--nocapture"])
+            .env(var, value)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the child")
+    }
+
     /// A crash loses the deferred writes since the last durable commit; a message written to
     /// `waymark dev`'s outbox makes them durable first, so the transition and the ledger claim
     /// behind it survive the crash that follows, and the stored clock says when that was. The
@@ -1976,17 +1988,11 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("store.redb");
-        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "local::tests::a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable",
-                "--nocapture",
-            ])
-            .env(CHILD, &path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("run the child");
+        let child = run_child(
+            "local::tests::a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable",
+            CHILD,
+            &path,
+        );
         assert!(!child.success(), "the child crashed");
         let db = open(&path).expect("reopen");
         let store = RedbStore::new(db.clone());
@@ -2045,17 +2051,11 @@ mod tests {
         }
         let mut starts = 0;
         loop {
-            let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-                .args([
-                    "--exact",
-                    "local::tests::a_message_that_kills_the_process_is_charged_for_each_crash",
-                    "--nocapture",
-                ])
-                .env(CHILD, &dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("run the child");
+            let child = run_child(
+                "local::tests::a_message_that_kills_the_process_is_charged_for_each_crash",
+                CHILD,
+                &dir,
+            );
             if child.success() {
                 break;
             }
