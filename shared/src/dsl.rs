@@ -1909,7 +1909,7 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     };
     let fixed = url.split('{').next().unwrap_or_default();
     if fixed.len() == url.len() {
-        return crate::engine::webhook_url_problem(url).map(named);
+        return crate::webhook::webhook_url_problem(url).map(named);
     }
     if fixed.is_empty() {
         return None;
@@ -1921,7 +1921,7 @@ fn webhook_url_problem(url: &str) -> Option<String> {
     if !scheme_ok {
         return Some(named(format!(
             "is not an https:// (or http://) URL: {}",
-            crate::engine::WEBHOOK_URL_ADVICE
+            crate::webhook::WEBHOOK_URL_ADVICE
         )));
     }
     // Scheme, host and port all fixed (a template only in the path or the query): they are
@@ -1931,7 +1931,7 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         .find(['/', '?', '#'])
         .map(|end| &after_scheme[..end])?;
     let whole = format!("{}{authority}/", &fixed[..fixed.len() - after_scheme.len()]);
-    crate::engine::webhook_url_problem(&whole).map(named)
+    crate::webhook::webhook_url_problem(&whole).map(named)
 }
 
 /// Why `unsubscribe_url` is refused in a message of `channel`, and what stands for it there.
@@ -2062,7 +2062,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         for (name, value) in &w.headers {
             let path = format!("{channel_path}.headers.{name}");
             let lower = name.to_ascii_lowercase();
-            if let Some(why) = crate::engine::header_name_problem(name) {
+            if let Some(why) = crate::webhook::header_name_problem(name) {
                 out.push(problem(path, why));
             } else if matches!(
                 lower.as_str(),
@@ -2078,7 +2078,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                     "a fixed key is every user's and every message's, so a receiver that drops repeats drops all but the first: leave it out (Waymark gives each message its own, the same on every retry)",
                 ));
             } else if !template::is_template(value) {
-                if let Some(why) = crate::engine::header_value_problem(value) {
+                if let Some(why) = crate::webhook::header_value_problem(value) {
                     out.push(problem(path, why));
                 }
             }

@@ -20,6 +20,7 @@ use crate::journey::{
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
 use crate::timeline::{Entry, What};
+use crate::webhook::{header_name_problem, header_value_problem, webhook_url_problem};
 
 /// How many steps one transition may run before it must wait (validation forbids loops without
 /// a wait; this bounds a transition even if a journey slipped past it).
@@ -851,100 +852,8 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     }
 }
 
-/// How a webhook's URL is written, for the messages that refuse one.
-pub const WEBHOOK_URL_ADVICE: &str =
-    "write it like `https://api.example.com/hooks/order?user={{ user_id | urlencode }}`";
-
 /// The longest SMS SNS sends, in characters (one `Publish`; it is split into parts).
 pub const SMS_MOST_CHARACTERS: usize = 1_600;
-
-/// The headers a webhook call goes out with: the step's own, `Content-Type: application/json`
-/// when it has a body and names no `Content-Type`, and `Idempotency-Key`, the send's ledger key
-/// made [`header_safe`], unless it names one. The deployed sender sends these, and the local
-/// outbox shows them, so that a call looks the same in both.
-pub fn webhook_headers_sent(
-    headers: &BTreeMap<String, String>,
-    has_body: bool,
-    ledger_key: &str,
-) -> BTreeMap<String, String> {
-    let set = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
-    let mut sent = headers.clone();
-    if has_body && !set("content-type") {
-        sent.insert("Content-Type".into(), "application/json".into());
-    }
-    if !set("idempotency-key") {
-        sent.insert("Idempotency-Key".into(), header_safe(ledger_key));
-    }
-    sent
-}
-
-/// `key` as an HTTP header value carries it: `%`, spaces, control characters and bytes
-/// outside ASCII percent-encoded (a user id may hold any of them), the rest as it is, so the
-/// keys of two sends stay two.
-pub fn header_safe(key: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// What is wrong with `url` as a webhook's whole URL (an https:// or http:// URL with a host and,
-/// if it names one, a port HTTP has), if anything: the same check for a URL written whole in
-/// the journey, one rendered for a user, and the deployed sender's. Said of the URL without
-/// naming it (`is not a URL with a host: ...`): a rendered one may carry the user's token or
-/// address, and the caller says which URL it is.
-pub fn webhook_url_problem(url: &str) -> Option<String> {
-    let advice = WEBHOOK_URL_ADVICE;
-    if url.trim().is_empty() {
-        return Some(format!("is empty: {advice}"));
-    }
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return Some(format!("is not a URL: {advice}"));
-    };
-    let scheme = uri.scheme_str().unwrap_or_default();
-    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-        return Some(format!("is not an https:// (or http://) URL: {advice}"));
-    }
-    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
-        return Some(format!("is not a URL with a host: {advice}"));
-    };
-    // What follows the host is nothing or `:port` (an empty port is the scheme's own).
-    let text = authority.as_str();
-    let text = text.rsplit_once('@').map_or(text, |(_, h)| h);
-    let after_host = text.strip_prefix(authority.host()).unwrap_or_default();
-    if after_host.len() > 1 && authority.port_u16().is_none_or(|p| p == 0) {
-        return Some(format!(
-            "names a port that is not one (1 to 65535): {advice}"
-        ));
-    }
-    None
-}
-
-/// What is wrong with `name` as an HTTP header name (a webhook's), if anything.
-pub fn header_name_problem(name: &str) -> Option<String> {
-    http::HeaderName::from_bytes(name.as_bytes())
-        .is_err()
-        .then(|| {
-            format!(
-                "`{name}` is not an HTTP header name: letters, digits and `-`, like `X-Api-Key`"
-            )
-        })
-}
-
-/// What is wrong with `value` as an HTTP header value (a webhook's), if anything: a control
-/// character (a line break, a NUL, DEL); text beyond ASCII passes, as the HTTP client sends it.
-pub fn header_value_problem(value: &str) -> Option<String> {
-    http::HeaderValue::from_str(value).is_err().then(|| {
-        "is not an HTTP header value: no line breaks or other control characters (put such text through `| urlencode`)"
-            .to_string()
-    })
-}
 
 /// A send as it goes to one user: the variant in her language (`locales`), and what it falls
 /// back to: the variant's own fallback, or else the send's (in the send's language), so a
@@ -1897,34 +1806,4 @@ fn rendered_within(ctx: &template::Context<'_>, v: &Value) -> Result<Value, Unre
         ),
         other => other.clone(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_webhook_goes_out_with_the_headers_the_step_left_unnamed() {
-        let own = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        assert_eq!(
-            webhook_headers_sent(&own(&[("x-a", "1")]), true, "j:zoë 1:1#s#2"),
-            own(&[
-                ("x-a", "1"),
-                ("Content-Type", "application/json"),
-                ("Idempotency-Key", "j:zo%C3%AB%201:1#s#2"),
-            ])
-        );
-        // Named by the step, in any case, they are the step's; no body, no content type.
-        let named = own(&[("content-type", "text/csv"), ("IDEMPOTENCY-KEY", "k-1")]);
-        assert_eq!(webhook_headers_sent(&named, true, "j:u:1#s#1"), named);
-        assert_eq!(
-            webhook_headers_sent(&BTreeMap::new(), false, "j:u:1#s#1"),
-            own(&[("Idempotency-Key", "j:u:1#s#1")])
-        );
-    }
 }

@@ -30,6 +30,7 @@ pub mod stats;
 pub mod store;
 pub mod template;
 pub mod timeline;
+pub mod webhook;
 pub mod zones;
 
 #[cfg(feature = "aws")]

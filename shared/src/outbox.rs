@@ -14,10 +14,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::engine::{webhook_headers_sent, Content, Outgoing};
+use crate::engine::{Content, Outgoing};
 use crate::journey::Channel;
 use crate::profile::Address;
 use crate::provider::{Receipt, SendError, Sender};
+use crate::webhook::webhook_headers_sent;
 
 /// One delivered message, as the outbox file holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6128,13 +6128,16 @@ steps:
 /// (text beyond ASCII, `zoë`, passes, as the HTTP client sends it).
 #[test]
 fn a_header_value_is_refused_for_control_characters_only() {
-    assert_eq!(engine::header_value_problem("my-zoë/shop 1"), None);
-    let why = engine::header_value_problem("a\r\nX-Evil: 1").expect("a line break");
+    assert_eq!(
+        waymark::webhook::header_value_problem("my-zoë/shop 1"),
+        None
+    );
+    let why = waymark::webhook::header_value_problem("a\r\nX-Evil: 1").expect("a line break");
     assert!(
         why.contains("no line breaks or other control characters"),
         "{why}"
     );
-    assert!(engine::header_value_problem("a\u{7f}").is_some());
+    assert!(waymark::webhook::header_value_problem("a\u{7f}").is_some());
 }
 
 /// `why` says what an update changed, and what it left as it was and why.

@@ -17,10 +17,11 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::engine::{webhook_headers_sent, Content, Outgoing};
+use crate::engine::{Content, Outgoing};
 use crate::journey::SmsType;
 use crate::profile::{Address, Device};
 use crate::provider::{OptOutPage, Receipt, SendError, Sender};
+use crate::webhook::webhook_headers_sent;
 
 /// What the sender needs besides its clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -376,7 +377,7 @@ impl AwsSender {
         idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
-        if let Some(why) = crate::engine::webhook_url_problem(url) {
+        if let Some(why) = crate::webhook::webhook_url_problem(url) {
             return Err(bad(&format!("the URL {why}")));
         }
         let uri: http::Uri = url.parse().map_err(|_| bad("the URL is not valid"))?;
@@ -619,7 +620,7 @@ impl Sender for AwsSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::header_safe;
+    use crate::webhook::header_safe;
 
     #[test]
     fn tags_round_trip_in_the_ses_charset() {
