@@ -173,6 +173,16 @@ const MAX_ERRORS_LISTED: usize = 20;
 /// problems' positions with them). `false` when it can do neither: the whole file, a list item
 /// with no stand-in, or a value already stood in for.
 fn take_out(value: &mut serde_json::Value, path: &str, message: &str) -> bool {
+    // A choice that takes no value written with one (`reentry: {after_exit: true}`): read as
+    // the choice written bare, as meant.
+    if message.ends_with(", expected unit") {
+        if let Some((part, choice)) = path.rsplit_once('.') {
+            if let Some(v) = value_at_mut(value, part).filter(|v| v.is_object()) {
+                *v = serde_json::Value::String(choice.to_string());
+                return true;
+            }
+        }
+    }
     let good = stand_in(path, message);
     // A list item (`weekdays[1]`) is stood in for where it is, or kept.
     if let Some((list, index)) = path
@@ -487,6 +497,17 @@ fn explain(message: &str) -> String {
             }
         }
     }
+    // One value where a list was written (`event: [a, b]`), or a map.
+    if let Some(found) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.strip_suffix(", expected a string"))
+        .filter(|f| *f == "sequence" || *f == "map")
+    {
+        return format!(
+            "this is {}, where one value goes: write a single name or text here",
+            shape::found_words(found)
+        );
+    }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.trim_end_matches('`');
         return format!("missing field `{field}`: add `{field}: ...` here");
@@ -525,7 +546,7 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     examples: &[(&str, &'static str)],
     advise: impl Fn(&str) -> String,
 ) -> Result<Option<Located<T>>, Vec<FileError>> {
-    match read_located(file, text, examples, advise)? {
+    match read_located(file, text, examples, advise, false)? {
         None => Ok(None),
         Some(read) if read.errors.is_empty() => Ok(Some(read.located)),
         Some(read) => Err(read.errors),
@@ -541,12 +562,14 @@ struct Read<T> {
 }
 
 /// [`parse_located`], going on past each problem it can step over, so that one run lists them
-/// all: `Err` only when the file cannot be read as a `T` at all.
+/// all: `Err` only when the file cannot be read as a `T` at all. With `map`, a file that is a
+/// list is refused at once (serde would read a list of a struct's values in order as one).
 fn read_located<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
     examples: &[(&str, &'static str)],
     advise: impl Fn(&str) -> String,
+    map: bool,
 ) -> Result<Option<Read<T>>, Vec<FileError>> {
     let err = |line, column, path: &str, message: String| FileError {
         file: file.to_string(),
@@ -570,9 +593,19 @@ fn read_located<T: serde::de::DeserializeOwned>(
     let Some(doc) = docs.first() else {
         return Ok(None);
     };
-    if docs.len() > 1 {
+    if let Some(second) = docs.get(1) {
+        // At the `---` that starts the second document, or where its text starts.
+        let starts = second.span.start.line();
+        let line = (1..=starts)
+            .rev()
+            .find(|&n| {
+                text.lines()
+                    .nth(n - 1)
+                    .is_some_and(|l| l.starts_with("---"))
+            })
+            .unwrap_or(starts);
         return Err(vec![err(
-            1,
+            line,
             1,
             "",
             "one document per file: split the documents separated by `---` into their own files"
@@ -597,6 +630,18 @@ fn read_located<T: serde::de::DeserializeOwned>(
     // serde stops at the first problem. To list more in one run, the value at fault is taken
     // out and the file read again, until it reads or a problem cannot be stepped over (a
     // required field taken out, a list item, the whole file).
+    // A journey's list of the fields' values in order reads as a map (serde takes a sequence for a
+    // struct), but no reader could tell which value is which.
+    if map && value.is_array() {
+        let (l, c) = positions.find("");
+        return Err(vec![err(
+            l,
+            c,
+            "",
+            "the file holds a list, where a map of fields goes: write one `key: value` a line"
+                .into(),
+        )]);
+    }
     let mut value = value;
     let mut errors = Vec::new();
     let mut taken_out: Vec<String> = Vec::new();
@@ -621,6 +666,26 @@ fn read_located<T: serde::de::DeserializeOwned>(
                 break None;
             }
         }
+        if p.is_empty() {
+            let plain = shape::plain(&message);
+            let found = plain
+                .strip_prefix("invalid type: ")
+                .and_then(|r| r.split_once(", expected a map"))
+                .map(|(f, _)| f);
+            if let Some(found) = found {
+                let (l, c) = positions.find("");
+                errors.push(err(
+                    l,
+                    c,
+                    "",
+                    format!(
+                        "the file holds {}, where a map of fields goes: write one `key: value` a line",
+                        shape::found_words(found)
+                    ),
+                ));
+                break None;
+            }
+        }
         let under_empty = empty_sibling(&value, &p, &message);
         let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
             let explained = explain(&shape::plain(&message));
@@ -632,7 +697,10 @@ fn read_located<T: serde::de::DeserializeOwned>(
         if let Some(hint) = under_empty {
             advice = format!("{advice}; {hint}");
         }
-        let (l, c) = positions.find(&shown);
+        // A condition's problem is at a character of its text: pointed at there in the file.
+        let (l, c) = at_character(&advice)
+            .and_then(|n| scalar_char_position(text, &positions, &shown, n.saturating_sub(1)))
+            .unwrap_or_else(|| positions.find(&shown));
         errors.push(err(l, c, &shown, advice));
         if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
             break None;
@@ -657,7 +725,8 @@ fn read_located<T: serde::de::DeserializeOwned>(
 
 /// Parses and validates one journey from text. `file` is used in error messages only.
 pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
-    let Some(read) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)? else {
+    let Some(read) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string, true)?
+    else {
         return Err(vec![FileError {
             file: file.to_string(),
             line: 1,
@@ -729,6 +798,116 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
             err(l, c, &p.path, p.message)
         }));
         Err(found)
+    }
+}
+
+/// The character (1-based) a condition's problem names at the end of its message:
+/// `... (at character 34)`.
+fn at_character(message: &str) -> Option<usize> {
+    let rest = message.strip_suffix(')')?;
+    let (_, n) = rest.rsplit_once("(at character ")?;
+    n.parse().ok()
+}
+
+/// The file position of character `offset` (0-based) of the text of the scalar at `path`: on its
+/// line in a plain or quoted scalar, or on the line of a block (`|`, `>`) or a plain scalar
+/// written over several lines that holds it (each line break in the text is one character, as
+/// it reads: a line break or a space). Escapes in quotes count as the one character they
+/// write. `None` when the scalar cannot be followed that far.
+fn scalar_char_position(
+    text: &str,
+    pos: &Positions,
+    path: &str,
+    offset: usize,
+) -> Option<(usize, usize)> {
+    let &(vl, vc) = pos.values.get(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let first: Vec<char> = lines.get(vl.checked_sub(1)?)?.chars().collect();
+    let opening = *first.get(vc.checked_sub(1)?)?;
+    let indent = |l: &str| l.chars().take_while(|c| *c == ' ').count();
+    match opening {
+        '"' | '\'' => {
+            // (line index, char index) walking the quoted text.
+            let (mut n, mut c) = (vl - 1, vc);
+            let mut left = offset;
+            loop {
+                let chars: Vec<char> = lines.get(n)?.chars().collect();
+                while let Some(&ch) = chars.get(c) {
+                    if ch == opening && !(opening == '\'' && chars.get(c + 1) == Some(&'\'')) {
+                        // The text ends here: a problem at its end points at the closing quote.
+                        return (left == 0).then_some((n + 1, c + 1));
+                    }
+                    if left == 0 {
+                        return Some((n + 1, c + 1));
+                    }
+                    left -= 1;
+                    c += match (opening, ch) {
+                        ('"', '\\') => match chars.get(c + 1) {
+                            Some('x') => 4,
+                            Some('u') => 6,
+                            Some('U') => 10,
+                            _ => 2,
+                        },
+                        ('\'', '\'') => 2,
+                        _ => 1,
+                    };
+                }
+                // The line break folds into one space.
+                left = left.checked_sub(1)?;
+                n += 1;
+                let next = lines.get(n)?;
+                c = next.chars().take_while(|c| c.is_whitespace()).count();
+            }
+        }
+        '|' | '>' => {
+            let mut left = offset;
+            let mut block: Option<usize> = None;
+            // Just past the last line of text: a problem at the text's end (after its final
+            // line break) is pointed at there.
+            let mut end = None;
+            for (n, line) in lines.iter().enumerate().skip(vl) {
+                if line.trim().is_empty() {
+                    left = left.checked_sub(1)?;
+                    continue;
+                }
+                let i = *block.get_or_insert(indent(line));
+                if indent(line) < i {
+                    break;
+                }
+                let len = line.chars().count() - i;
+                if left <= len {
+                    return Some((n + 1, i + left + 1));
+                }
+                left -= len + 1;
+                end = Some((n + 1, i + len + 1));
+            }
+            end.filter(|_| left == 0)
+        }
+        _ => {
+            // A plain scalar: from its start, then on each line after it indented past its
+            // key.
+            let key_indent = pos.by_path.get(path).map_or(0, |&(_, c)| c - 1);
+            let mut left = offset;
+            let len = first.len() - (vc - 1);
+            if left <= len {
+                return Some((vl, vc + left));
+            }
+            left -= len + 1;
+            let mut end = (left == 0).then_some((vl, vc + len));
+            for (n, line) in lines.iter().enumerate().skip(vl) {
+                let i = indent(line);
+                if line.trim().is_empty() || i <= key_indent {
+                    break;
+                }
+                let len = line.chars().count() - i;
+                if left <= len {
+                    return Some((n + 1, i + left + 1));
+                }
+                left -= len + 1;
+                end = (left == 0).then_some((n + 1, i + len + 1));
+            }
+            end
+        }
     }
 }
 
@@ -893,16 +1072,51 @@ fn quoted_position(
 /// Reads and parses one journey file.
 pub fn load_file(path: &Path) -> Result<Journey, Vec<FileError>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path)?;
+    parse(&name, &text)
+}
+
+/// A journey folder's file as text: one that is not UTF-8 is an error at its first byte that
+/// is not, saying to save it as UTF-8.
+fn read_text(path: &Path) -> Result<String, Vec<FileError>> {
+    let name = path.display().to_string();
+    let error = |line, column, message| {
         vec![FileError {
             file: name.clone(),
-            line: 1,
-            column: 1,
+            line,
+            column,
             path: String::new(),
-            message: format!("cannot read the file: {e}"),
+            message,
         }]
-    })?;
-    parse(&name, &text)
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| error(1, 1, format!("cannot read the file: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Every byte before it is UTF-8, so the text up to it can be counted in characters.
+        let before = String::from_utf8_lossy(good);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        error(
+            line,
+            column,
+            "this is not UTF-8 text (saved in another encoding, such as Latin-1 or Windows-1252): save the file as UTF-8".to_string(),
+        )
+    })
+}
+
+/// Where the file's top-level key `key` is written (1, 1 when it cannot be told).
+fn key_position(text: &str, key: &str) -> (usize, usize) {
+    match read_located::<serde::de::IgnoredAny>("", text, &[], str::to_string, false) {
+        Ok(Some(read)) => read
+            .located
+            .positions
+            .by_path
+            .get(key)
+            .copied()
+            .unwrap_or((1, 1)),
+        _ => (1, 1),
+    }
 }
 
 /// The name of the optional settings file in a journey folder (frequency caps); not a journey.
@@ -955,10 +1169,12 @@ pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
                 Ok(j) => {
                     let name = f.display().to_string();
                     if let Some(other) = seen.insert(j.id.clone(), name.clone()) {
+                        let (line, column) = std::fs::read_to_string(&f)
+                            .map_or((1, 1), |text| key_position(&text, "id"));
                         errors.push(FileError {
                             file: name,
-                            line: 1,
-                            column: 1,
+                            line,
+                            column,
                             path: "id".into(),
                             message: format!(
                                 "journey id `{}` is also used by {other}: give each journey its own id",
@@ -1099,7 +1315,7 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
-    let Ok(Some(read)) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string)
+    let Ok(Some(read)) = read_located::<Journey>(file, text, shape::EXAMPLES, str::to_string, true)
     else {
         return Vec::new();
     };
@@ -1306,11 +1522,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
             "`where` here goes with `event`; for other triggers put it inside them",
         ));
     }
-    if let Some(g) = &j.goal {
-        if g.event.is_empty() {
-            out.push(problem("goal.event", "name the goal event"));
-        }
-    }
+    validate_event_names(j, &mut out);
     if j.steps.is_empty() {
         out.push(problem("steps", "a journey needs at least one step"));
         return out;
@@ -1330,7 +1542,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
             out.push(problem(
                 format!("steps[{i}].id"),
                 format!(
-                    "step id `{}` must be lowercase letters, digits, `_` or `-`",
+                    "step id `{}` must be 1–64 lowercase letters, digits, `_` or `-`, e.g. `push_reminder`",
                     s.id
                 ),
             ));
@@ -1756,6 +1968,52 @@ fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
         _ => {}
     }
     out
+}
+
+/// Every event name the journey listens for must be one the API accepts (not empty nor only
+/// spaces, at most [`crate::event::MAX_EVENT_NAME_CHARS`] characters): another could never be
+/// heard, and the trigger, exit, goal or wait naming it would never happen.
+fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
+    let mut names: Vec<(String, &str)> = Vec::new();
+    if let Some(e) = &j.trigger.event {
+        names.push(("trigger.event".into(), e));
+    }
+    if let Some(r) = &j.trigger.repeated {
+        names.push(("trigger.repeated.event".into(), &r.event));
+    }
+    if let Some(i) = &j.trigger.inactive {
+        for (k, e) in i.events.iter().enumerate() {
+            names.push((format!("trigger.inactive.events[{k}]"), e));
+        }
+    }
+    for (k, x) in j.exit_when.iter().enumerate() {
+        names.push((format!("exit_when[{k}].event"), &x.event));
+    }
+    if let Some(g) = &j.goal {
+        names.push(("goal.event".into(), &g.event));
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        if let Action::WaitFor(w) = step.action() {
+            names.push((format!("steps[{i}].wait_for.event"), &w.event));
+        }
+    }
+    for (path, name) in names {
+        if name.trim().is_empty() {
+            out.push(problem(
+                path,
+                "name the event, e.g. `order_completed`: the API refuses an event whose name is empty or only spaces, so this one could never come",
+            ));
+        } else if name.chars().count() > crate::event::MAX_EVENT_NAME_CHARS {
+            out.push(problem(
+                path,
+                format!(
+                    "an event name is at most {} characters (the API refuses a longer one, so this one, {} characters, could never come)",
+                    crate::event::MAX_EVENT_NAME_CHARS,
+                    name.chars().count()
+                ),
+            ));
+        }
+    }
 }
 
 /// A `wait_for` whose event is also an unconditional `exit_when` event can never take its event
@@ -2702,7 +2960,7 @@ steps:
             (
                 CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
                 4,
-                "trigger.event: invalid type: map, expected a string",
+                "trigger.event: this is a map, where one value goes: write a single name or text here",
             ),
             (
                 CART.replace("name: Cart\n", "name: Cart\ntimezone: Europe/Pariss\n"),
@@ -3313,6 +3571,158 @@ steps:
             assert_eq!((e.line, e.column), at, "{steps}: {e}");
             assert!(e.message.starts_with(says), "{steps}: {e}");
             assert!(e.message.ends_with("keep one of them"), "{steps}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_event_name_the_api_refuses_is_an_error_wherever_it_is_named() {
+        let long = "e".repeat(201);
+        let text = format!(
+            "id: j\nname: J\ntrigger: {{event: \"  \"}}\nexit_when: [{{event: \"\"}}]\ngoal: {{event: \" \", within: 1d}}\nsteps:\n  - id: a\n    wait_for: {{event: {long}, timeout: 1h}}\n"
+        );
+        let errs = parse("j.yaml", &text).expect_err("blank names");
+        let at: Vec<(&str, usize)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(
+            at,
+            [
+                ("trigger.event", 3),
+                ("exit_when[0].event", 4),
+                ("goal.event", 5),
+                ("steps[0].wait_for.event", 8)
+            ]
+        );
+        assert!(
+            errs[0].message.contains("empty or only spaces"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[3].message.contains("at most 200"), "{}", errs[3]);
+        let inactive = "id: j\nname: J\ntrigger:\n  inactive: {events: [app_opened, \" \"], for: 1d}\nsteps: [{id: a, wait: 1h}]\n";
+        assert_eq!(first_error(inactive).path, "trigger.inactive.events[1]");
+        let repeated = "id: j\nname: J\ntrigger:\n  repeated: {event: \"\", times: 2, within: 1d}\nsteps: [{id: a, wait: 1h}]\n";
+        assert_eq!(first_error(repeated).path, "trigger.repeated.event");
+    }
+
+    #[test]
+    fn a_step_id_too_long_is_told_its_length() {
+        let text = format!(
+            "id: j\nname: J\ntrigger: {{event: e}}\nsteps: [{{id: {}, wait: 1h}}]\n",
+            "a".repeat(65)
+        );
+        let e = first_error(&text);
+        assert!(e.message.contains("1–64"), "{e}");
+    }
+
+    #[test]
+    fn a_conditions_problem_is_pointed_at_in_its_text() {
+        let head = "id: j\nname: J\ntrigger:\n  event: e\n";
+        let tail = "steps: [{id: a, wait: 1h}]\n";
+        // (where's value as written, line and column of the problem)
+        let cases = [
+            // Quoted: the closing quote, where the text ends too early.
+            ("  where: \"event.total > 0 and profile.age >\"\n", (5, 44)),
+            // Escapes count as the character they write.
+            (
+                "  where: \"event.x == \\\"a\\\" and event.y >< 3\"\n",
+                (5, 41),
+            ),
+            ("  where: event.total > 0 and profile.age >< 3\n", (5, 43)),
+            // Plain, over two lines.
+            (
+                "  where: event.total > 0 and\n    profile.age >< 3\n",
+                (6, 18),
+            ),
+            // Folded and literal blocks.
+            (
+                "  where: >-\n    event.total > 0 and\n    profile.age >< 3\n",
+                (7, 18),
+            ),
+            (
+                "  where: |\n    event.total > 0 and\n    profile.age >\n",
+                (7, 18),
+            ),
+        ];
+        for (condition, at) in cases {
+            let text = format!("{head}{condition}{tail}");
+            let e = first_error(&text);
+            assert_eq!(e.path, "trigger.where", "{condition}");
+            assert_eq!((e.line, e.column), at, "{condition}: {e}");
+        }
+        let json = r#"{"id": "j", "name": "J", "trigger": {"event": "e", "where": "event.total >>> 1"}, "steps": [{"id": "a", "wait": "1h"}]}"#;
+        let e = first_error(json);
+        assert_eq!((e.line, e.column), (1, 75), "{e}");
+    }
+
+    #[test]
+    fn a_second_document_is_pointed_at_where_it_starts() {
+        let text =
+            "---\nid: j\nname: J\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n---\nid: k\n";
+        let e = first_error(text);
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.starts_with("one document per file"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_says_where_and_how_to_save_it() {
+        let dir = std::env::temp_dir().join(format!("waymark-dsl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("latin1.yaml");
+        std::fs::write(&file, b"id: j\nname: Caf\xe9\n").expect("write");
+        let e = load_file(&file).expect_err("not UTF-8").remove(0);
+        assert_eq!((e.line, e.column), (2, 10), "{e}");
+        assert!(e.message.ends_with("save the file as UTF-8"), "{e}");
+        // A journey id another file has is pointed at where this file writes it.
+        let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
+        std::fs::write(
+            &a,
+            "id: j\nname: J\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
+        )
+        .expect("write");
+        std::fs::write(
+            &b,
+            "# the same id\n\nname: K\nid: j\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
+        )
+        .expect("write");
+        let errs = load_set(&[a, b]).expect_err("the same id");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((errs[0].line, errs[0].column), (4, 1), "{}", errs[0]);
+        assert!(errs[0].message.contains("is also used by"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_says_what_to_write() {
+        // A choice that takes no value, written with one: one problem, saying how to write it.
+        let errs = parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: e}\nreentry: {after_exit: true}\nsteps: [{id: a, wait: 1h}]\n",
+        )
+        .expect_err("a value");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].message,
+            "`after_exit` takes no value: write `reentry: after_exit`"
+        );
+        let e =
+            first_error("id: j\nname: J\ntrigger: {event: [a, b]}\nsteps: [{id: a, wait: 1h}]\n");
+        assert_eq!(
+            e.message,
+            "this is a list, where one value goes: write a single name or text here"
+        );
+        for (text, found) in [
+            ("\"just a string\"\n", "the text \"just a string\""),
+            ("[j1, J]\n", "a list"),
+            // A list of every field's value in order is no journey either.
+            (
+                r#"["j1","J",{"event":"x"},"never",[],null,null,null,false,"active",[{"id":"a","wait":"1h"}]]"#,
+                "a list",
+            ),
+        ] {
+            let e = first_error(text);
+            assert_eq!(
+                e.message,
+                format!("the file holds {found}, where a map of fields goes: write one `key: value` a line"),
+                "{text}"
+            );
         }
     }
 }

@@ -20,6 +20,7 @@ pub struct Journey {
     #[schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$"))]
     pub id: String,
     /// Human-readable name.
+    #[schemars(regex(pattern = r"\S"))]
     pub name: String,
     /// What enrolls a user.
     pub trigger: Trigger,
@@ -61,6 +62,7 @@ pub struct Journey {
 pub struct Trigger {
     /// Enter when the user does this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: Option<String>,
     /// With `event`: enter only when this condition holds on `event.*` and `profile.*`.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
@@ -115,6 +117,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Repeated {
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
     /// How many times (2 to 32: a profile keeps the latest 32 occurrences of an event).
     #[schemars(range(min = 2, max = 32))]
@@ -129,6 +132,7 @@ pub struct Repeated {
 #[serde(deny_unknown_fields)]
 pub struct Inactive {
     /// Any of these events re-arms the user's inactivity timer.
+    #[schemars(length(min = 1), inner(regex(pattern = r"\S"), length(max = 200)))]
     pub events: Vec<String>,
     /// How long without any of them.
     #[serde(rename = "for")]
@@ -196,6 +200,7 @@ pub enum Reentry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventMatch {
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
@@ -204,6 +209,7 @@ pub struct EventMatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Goal {
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
@@ -281,7 +287,7 @@ impl JsonSchema for TimeOfDay {
 #[schemars(transform = one_action)]
 pub struct Step {
     /// Unique within the journey: lowercase letters, digits, `_` and `-`.
-    #[schemars(regex(pattern = r"^[a-z0-9_-]+$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$"))]
     pub id: String,
     /// The step to go to afterwards (default: the next one in the file; after the last, exit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,6 +472,7 @@ impl Weekday {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitFor {
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
@@ -482,6 +489,7 @@ pub struct WaitFor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Branch {
+    #[schemars(length(min = 1))]
     pub cases: Vec<Case>,
     /// Where to go when no case holds (default: the step's `next`).
     #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]

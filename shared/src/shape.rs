@@ -146,6 +146,14 @@ pub fn advise(
     let rest = message.strip_prefix("invalid type: ")?;
     // A choice that takes a value written bare (`reentry: after`): serde names the choice as
     // the path's last part.
+    // A choice that takes no value written with one (`reentry: {after_exit: true}`).
+    if rest.ends_with(", expected unit") {
+        let (part, choice) = path.rsplit_once('.')?;
+        return Some((
+            part.to_string(),
+            format!("`{choice}` takes no value: write `{part}: {choice}`"),
+        ));
+    }
     if rest.starts_with("unit variant, expected newtype variant") {
         let (part, choice) = path.rsplit_once('.')?;
         let example = example(examples, part)?;
@@ -215,7 +223,7 @@ pub fn with_valued_choices(
 }
 
 /// Serde's name of what it found (`string "x"`, `map`, `sequence`, `integer `5``), in words.
-fn found_words(found: &str) -> String {
+pub(crate) fn found_words(found: &str) -> String {
     let unquoted = |s: &str| s.trim_matches('`').to_string();
     if let Some(s) = found.strip_prefix("string ") {
         format!("the text {s}")

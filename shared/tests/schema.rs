@@ -84,7 +84,26 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     assert_eq!(defs["Split"]["properties"]["paths"]["minItems"], 1);
     assert_eq!(schema["properties"]["steps"]["minItems"], 1);
     assert_eq!(schema["properties"]["id"]["pattern"], "^[a-z0-9_-]{1,64}$");
-    assert_eq!(defs["Step"]["properties"]["id"]["pattern"], "^[a-z0-9_-]+$");
+    assert_eq!(
+        defs["Step"]["properties"]["id"]["pattern"],
+        "^[a-z0-9_-]{1,64}$"
+    );
+    assert_eq!(schema["properties"]["name"]["pattern"], "\\S");
+    assert_eq!(defs["Branch"]["properties"]["cases"]["minItems"], 1);
+    assert_eq!(defs["Inactive"]["properties"]["events"]["minItems"], 1);
+    // An event name the API would refuse (blank, over 200 characters) never comes.
+    let names = [
+        &defs["Trigger"]["properties"]["event"],
+        &defs["Repeated"]["properties"]["event"],
+        &defs["Inactive"]["properties"]["events"]["items"],
+        &defs["EventMatch"]["properties"]["event"],
+        &defs["Goal"]["properties"]["event"],
+        &defs["WaitFor"]["properties"]["event"],
+    ];
+    for name in names {
+        assert_eq!(name["pattern"], "\\S", "{name}");
+        assert_eq!(name["maxLength"], 200, "{name}");
+    }
     assert_eq!(
         defs["WebhookTemplate"]["properties"]["method"]["enum"],
         serde_json::json!(["POST", "PUT", "PATCH", "GET", "DELETE"])
