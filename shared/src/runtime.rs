@@ -1362,13 +1362,17 @@ impl Runtime {
                         }
                     }
                     // The latest activity arms a check unless one is pending already (that one
-                    // will look again from the latest activity when it is due).
+                    // will look again from the latest activity when it is due). One that comes
+                    // after its own `for` has passed (a phone offline for days sending its
+                    // queue) arms none once she has been checked: her inactivity went on as
+                    // the checks saw it, and each late event would enter her again at once.
+                    // Her first activity ever arms one whatever its age (an import of history).
                     for (journey, events, wait) in &arms {
-                        if p.last_of(events) == Some(e.timestamp)
-                            && p.inactivity_checks
-                                .get(*journey)
-                                .is_none_or(|at| *at <= now)
-                        {
+                        let armable = match p.inactivity_checks.get(*journey) {
+                            None => true,
+                            Some(at) => *at <= now && e.timestamp + *wait > now,
+                        };
+                        if p.last_of(events) == Some(e.timestamp) && armable {
                             p.inactivity_checks
                                 .insert(journey.to_string(), e.timestamp + *wait);
                         }

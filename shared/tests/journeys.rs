@@ -435,6 +435,40 @@ async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
     assert_eq!(checks(), 0);
 }
 
+/// A phone offline for days sends its queued activity late, stamped when it happened: each
+/// event whose `for` has passed already would enter her again at once, one win-back a late
+/// event, for one quiet spell. It arms nothing once she has been checked: her inactivity, as
+/// the checks saw it, went on. Her first activity ever arms a check whatever its age (an
+/// import of history is checked), and a late one still inside its `for` arms one as usual.
+#[tokio::test]
+async fn late_activity_whose_for_has_passed_does_not_enter_her_again_at_once() {
+    let h = Harness::new("2026-12-01T00:00:00Z");
+    h.publish(&CHURN.replace("steps:", "reentry: after_exit\nsteps:"))
+        .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"joe","traits":{"phone":"+447700900789"}}
+{"at":"2026-12-01T00:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-10T00:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2","timestamp":"2026-12-05T00:00:00Z"}
+{"at":"2026-12-10T00:00:01Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-3","timestamp":"2026-12-05T01:00:00Z"}
+{"at":"2026-12-10T00:00:02Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-4","timestamp":"2026-12-06T00:00:00Z"}
+{"at":"2026-12-10T00:00:00Z","type":"track","userId":"joe","event":"app_opened","messageId":"open-joe","timestamp":"2026-12-05T00:00:00Z"}
+{"at":"2026-12-12T00:00:00Z","type":"track","userId":"ivy","event":"data_used","messageId":"data-1","timestamp":"2026-12-11T00:00:00Z"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-04T00:00:00Z ivy sms offer: We miss you",
+            "2026-12-10T00:00:00Z joe sms offer: We miss you",
+            "2026-12-14T00:00:00Z ivy sms offer: We miss you",
+        ]
+    );
+}
+
 /// A check armed under a version whose `for` was shorter waits, when it comes due, until the
 /// `for` of the version published now has passed since the latest activity.
 #[tokio::test]
