@@ -804,17 +804,22 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
         _ => return None,
     };
     // Days are the user's calendar days (`before: 1d` is the day before, at the same local
-    // time, also across a change of the clocks), the rest exact time.
-    let span = |d: crate::duration::Duration| {
-        let secs = d.as_secs();
-        jiff::Span::new()
-            .days((secs / 86_400) as i64)
-            .seconds((secs % 86_400) as i64)
+    // time, also across a change of the clocks: a local time the clocks skip that day is the
+    // first instant after the gap, as for a time of day), the rest exact time.
+    let shift = |d: crate::duration::Duration, sign: i64| {
+        let secs = d.as_secs() as i64;
+        let local = at
+            .to_zoned_datetime(tz.clone())
+            .datetime()
+            .checked_add(jiff::Span::new().days(sign * (secs / 86_400)))
+            .ok()?;
+        local_instant(tz, local)?
+            .checked_add(SignedDuration::from_secs(sign * (secs % 86_400)))
+            .ok()
     };
-    let zoned = at.to_zoned_datetime(tz.clone());
     let at = match (w.before, w.after) {
-        (Some(b), _) => zoned.checked_sub(span(b)).ok()?.timestamp(),
-        (None, Some(a)) => zoned.checked_add(span(a)).ok()?.timestamp(),
+        (Some(b), _) => shift(b, -1)?,
+        (None, Some(a)) => shift(a, 1)?,
         (None, None) => at,
     };
     match w.time {

@@ -1781,7 +1781,8 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
         ),
         (json!("2026-12-10T15:00:00"), Some("2026-12-10T14:00:00Z")), // Paris local
         (json!("2026-12-10"), Some("2026-12-09T23:00:00Z")),          // Paris midnight
-        (json!("2026-03-29T02:30:00"), Some("2026-03-29T01:30:00Z")), // in the spring gap: 03:30
+        // In the spring gap: the first instant after it, 03:00 (as a `time` in the gap is).
+        (json!("2026-03-29T02:30:00"), Some("2026-03-29T01:00:00Z")),
         (json!(1_797_292_800), Some("2026-12-15T00:00:00Z")),
         (json!(1.5), Some("1970-01-01T00:00:01.5Z")),
         (json!(1e300), None),
@@ -4249,7 +4250,8 @@ steps:
 
 /// On the night the clocks go forward, a time of day the clocks skip is the first instant after
 /// the gap, not as far past it as the gap is long: a Paris user waiting until 02:30 (alone, and
-/// on the day of a date), and quiet hours ending at 02:30, all go on at 03:00 CEST.
+/// on the day of a date), for a local date and time of 02:30 that night or a day after 02:30
+/// the night before, and quiet hours ending at 02:30, all go on at 03:00 CEST.
 #[tokio::test]
 async fn a_time_the_clocks_skip_is_the_first_instant_after_the_gap() {
     let wait = r#"
@@ -4281,16 +4283,41 @@ steps:
   - id: s
     send: {push: {title: "p", body: "."}}
 "#;
-    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"pa","traits":{"email":"a@x.com","phone":"+33612345678","timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t"}]}}
-{"at":"2026-03-28T22:00:00Z","userId":"pa","event":"t","properties":{"day":"2026-03-29"}}
+    // A local date and time in the gap, and a day's shift that lands in it, alike.
+    let local = r#"
+id: l
+name: L
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {date: event.local}
+  - id: local
+    send: {email: {subject: "l", text: "x"}}
 "#;
-    let out = sim(&[wait, on_date, quiet], script).await;
+    let shifted = r#"
+id: a
+name: A
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {date: event.before, after: 1d}
+  - id: after
+    send: {email: {subject: "a", text: "x"}}
+"#;
+    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"pa","traits":{"email":"a@x.com","phone":"+33612345678","timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-03-28T22:00:00Z","userId":"pa","event":"t","properties":{"day":"2026-03-29","local":"2026-03-29T02:30:00","before":"2026-03-28T02:30:00+01:00"}}
+"#;
+    let out = sim(&[wait, on_date, quiet, local, shifted], script).await;
+    let mut sent = outbox_of(&out, "pa");
+    sent.sort();
     assert_eq!(
-        outbox_of(&out, "pa"),
+        sent,
         [
-            "2026-03-29T01:00:00Z pa push s: p",
+            "2026-03-29T01:00:00Z pa email after: a",
+            "2026-03-29T01:00:00Z pa email local: l",
             "2026-03-29T01:00:00Z pa email s: s",
-            "2026-03-29T01:00:00Z pa sms s: d"
+            "2026-03-29T01:00:00Z pa push s: p",
+            "2026-03-29T01:00:00Z pa sms s: d",
         ]
     );
 }

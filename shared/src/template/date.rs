@@ -105,13 +105,13 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Some(ts.to_zoned_datetime(tz.clone()));
     }
-    if let Ok(dt) = text.parse::<DateTime>() {
-        return dt.to_zoned_datetime(tz.clone()).ok();
-    }
-    text.parse::<Date>()
-        .ok()?
-        .to_zoned_datetime(tz.clone())
-        .ok()
+    // A local time the clocks skip is the first instant after the gap, as for a `wait_until`
+    // time of day (`engine::local_instant`).
+    let local = match text.parse::<DateTime>() {
+        Ok(dt) => dt,
+        Err(_) => text.parse::<Date>().ok()?.at(0, 0, 0, 0),
+    };
+    crate::engine::local_instant(tz, local).map(|t| t.to_zoned_datetime(tz.clone()))
 }
 
 /// Why the fixed arguments of a `date` call cannot work (a `format` jiff cannot format with, a
