@@ -302,7 +302,7 @@ fn refuse_unless_admin(
     Some(answer(
         http::StatusCode::UNAUTHORIZED,
         "application/json",
-        r#"{"error":"unauthorized"}"#.into(),
+        waymark::api::UNAUTHORIZED.into(),
     ))
 }
 

@@ -143,11 +143,17 @@ fn refusal(code: &str, message: String) -> serde_json::Value {
     json!({"error": message, "code": code, "message": message})
 }
 
+/// The `401`'s body: what a caller must send, and nothing about the keys it sent.
+pub const UNAUTHORIZED: &str = r#"{"error":"unauthorized","code":"unauthorized","message":"send a key this server knows: the write key (the admin key for reads and the admin calls) as the Basic-auth user name or as a Bearer token, or for an inbox the user's token in X-Waymark-User-Token"}"#;
+
 fn unauthorized() -> Response<Bytes> {
-    reply(
-        StatusCode::UNAUTHORIZED,
-        &json!({ "error": "unauthorized" }),
-    )
+    let mut r = Response::new(Bytes::from_static(UNAUTHORIZED.as_bytes()));
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn internal(e: &RunError) -> Response<Bytes> {

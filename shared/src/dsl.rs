@@ -464,8 +464,13 @@ fn explain(message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("invalid value: integer `") {
         if let Some((n, expected)) = rest.split_once("`, expected u") {
-            if expected.bytes().all(|b| b.is_ascii_digit()) {
-                return format!("`{n}` cannot be used here: write a whole number, 0 or more");
+            if let Ok(bits) = expected.parse::<u32>() {
+                if n.starts_with('-') {
+                    return format!("`{n}` cannot be used here: write a whole number, 0 or more");
+                }
+                // Too large for the count it is.
+                let max = 1u128.checked_shl(bits).map_or(u128::MAX, |m| m - 1);
+                return format!("`{n}` is too large here: write at most {max}");
             }
         }
     }
@@ -1998,10 +2003,10 @@ fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
         }
     }
     for (path, name) in names {
-        if name.trim().is_empty() {
+        if crate::event::shows_nothing(name) {
             out.push(problem(
                 path,
-                "name the event, e.g. `order_completed`: the API refuses an event whose name is empty or only spaces, so this one could never come",
+                "name the event, e.g. `order_completed`: the API refuses an event whose name is empty or shows as nothing (spaces, a zero-width space), so this one could never come",
             ));
         } else if name.chars().count() > crate::event::MAX_EVENT_NAME_CHARS {
             out.push(problem(
@@ -3592,14 +3597,14 @@ steps:
             ]
         );
         assert!(
-            errs[0].message.contains("empty or only spaces"),
+            errs[0].message.contains("empty or shows as nothing"),
             "{}",
             errs[0]
         );
         assert!(errs[3].message.contains("at most 200"), "{}", errs[3]);
         let inactive = "id: j\nname: J\ntrigger:\n  inactive: {events: [app_opened, \" \"], for: 1d}\nsteps: [{id: a, wait: 1h}]\n";
         assert_eq!(first_error(inactive).path, "trigger.inactive.events[1]");
-        let repeated = "id: j\nname: J\ntrigger:\n  repeated: {event: \"\", times: 2, within: 1d}\nsteps: [{id: a, wait: 1h}]\n";
+        let repeated = "id: j\nname: J\ntrigger:\n  repeated: {event: \"\\u200B\", times: 2, within: 1d}\nsteps: [{id: a, wait: 1h}]\n";
         assert_eq!(first_error(repeated).path, "trigger.repeated.event");
     }
 

@@ -539,7 +539,12 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
         // Half of a surrogate pair escaped alone (`"\ud83d"`: JavaScript's `JSON.stringify` of
         // a string cut between the two halves of an emoji) is no character: it is read as
         // U+FFFD, as a lenient decoder reads it, rather than losing the whole batch to it.
-        match without_lone_surrogates(text) {
+        let fixed = without_lone_surrogates(text);
+        // Python's `json.dumps` writes a float that is no number as `NaN` or `Infinity`, which
+        // JSON has no word for: read as null (a value the app did not have), rather than the
+        // batch lost (Segment's Python library does not send a refused batch again).
+        let fixed = without_non_finite(fixed.as_deref().unwrap_or(text)).or(fixed);
+        match fixed {
             Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
             None => Err(e),
         }
@@ -552,6 +557,37 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
             format!("is not valid JSON ({e}); send a JSON object"),
         )]),
     }
+}
+
+/// `text` with each `NaN`, `Infinity` and `-Infinity` outside its strings written `null`;
+/// `None` when it has none.
+fn without_non_finite(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["NaN", "-Infinity", "Infinity"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            out.push_str("null");
+            rest = &rest[word.len()..];
+            changed = true;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    changed.then_some(out)
 }
 
 /// What an id holding U+FFFD (half a surrogate pair, or a character lost before it was sent) is
@@ -829,6 +865,31 @@ pub fn normalized_trait(name: &str, value: &Value) -> Option<Value> {
     (kept != sent).then_some(Value::String(kept))
 }
 
+/// Whether a name or an id is made only of spaces and characters that show as nothing
+/// (zero-width spaces and joiners, a byte order mark, direction marks, invisible operators, the
+/// blank fillers of Hangul, Braille and Mongolian): no user or event is called that.
+pub(crate) fn shows_nothing(s: &str) -> bool {
+    s.chars().all(|c| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{034F}'
+                    | '\u{061C}'
+                    | '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{206F}'
+                    | '\u{2800}'
+                    | '\u{3164}'
+                    | '\u{FEFF}'
+                    | '\u{FFA0}'
+            )
+    })
+}
+
 /// What a time is written as (`timestamp`, `sentAt`), for the errors that name one.
 const TIME_EXAMPLE: &str = r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
 
@@ -878,12 +939,8 @@ impl<'a> Check<'a> {
             self.error(name, "must not be empty; leave it out or send null instead");
             return None;
         }
-        // Spaces, and the characters that show as nothing (zero-width space, joiners, a byte
-        // order mark): no user is called that.
-        let invisible = |c: char| {
-            c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
-        };
-        if id.chars().all(invisible) {
+        // No user is called that.
+        if shows_nothing(&id) {
             self.error(
                 name,
                 "must not be only spaces; leave it out or send null instead",
@@ -962,10 +1019,10 @@ impl<'a> Check<'a> {
                 );
                 None
             }
-            Some(Value::String(s)) if s.trim().is_empty() => {
+            Some(Value::String(s)) if shows_nothing(s) => {
                 self.error(
                     "event",
-                    r#"must not be empty or only spaces: send the event's name, e.g. "Order Completed""#,
+                    r#"must not be empty or only spaces (or characters that show as nothing): send the event's name, e.g. "Order Completed""#,
                 );
                 None
             }
@@ -2233,6 +2290,11 @@ mod tests {
             json!({"userId": "u", "event": " \t"}),
             json!({"userId": "\u{200B}", "event": "A"}),
             json!({"anonymousId": "\u{FEFF} \u{200D}", "event": "A"}),
+            // An event name that shows as nothing, as an id.
+            json!({"userId": "u", "event": "\u{200B}"}),
+            json!({"userId": "u", "event": "\u{2060}\u{FEFF}"}),
+            json!({"userId": "u", "event": "\u{3164}"}),
+            json!({"userId": "\u{2800}\u{180E}", "event": "A"}),
         ] {
             let errors = single(Kind::Track, &blank).expect_err("blank");
             assert!(errors[0].message.contains("only spaces"), "{errors:?}");
@@ -2393,6 +2455,33 @@ mod tests {
     /// Half a surrogate pair escaped alone (JavaScript's `JSON.stringify` of a string cut in
     /// the middle of an emoji) is read as U+FFFD, and the batch it is in is accepted whole; a
     /// whole pair, and a backslash written as text before `u`, are left as they are. A byte
+    /// Python's `json.dumps` writes a float that is no number as `NaN` or `Infinity`: read as
+    /// null, not the whole batch lost; the words inside strings stay as they are.
+    #[test]
+    fn python_nan_and_infinity_are_null_not_a_lost_batch() {
+        let body = r#"{"batch": [
+            {"type": "track", "userId": "u1", "event": "A", "properties": {"v": NaN, "w": [Infinity, -Infinity, 1]}},
+            {"type": "track", "userId": "u1", "event": "NaN", "properties": {"t": "Infinity \" NaN"}}
+        ]}"#;
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+        assert_eq!(
+            *outcome.accepted[0].properties,
+            json!({"v": null, "w": [null, null, 1]})
+        );
+        assert_eq!(outcome.accepted[1].event.as_deref(), Some("NaN"));
+        assert_eq!(
+            *outcome.accepted[1].properties,
+            json!({"t": "Infinity \" NaN"})
+        );
+        assert_eq!(without_non_finite(r#"{"t": "NaN"}"#), None);
+        // Anything else that is not JSON is still refused, naming the body.
+        let errors = parse_batch(br#"{"batch": [nan]}"#, received(), &Limits::default())
+            .expect_err("not JSON");
+        assert_eq!(errors[0].field, "body");
+    }
+
     /// order mark before the JSON is no part of it.
     #[test]
     fn a_lone_surrogate_is_a_replacement_character_not_a_lost_batch() {

@@ -263,7 +263,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-const UNAUTHORIZED: &str = r#"{"error":"unauthorized"}"#;
+const UNAUTHORIZED: &str = r#"{"error":"unauthorized","code":"unauthorized","message":"send a key this server knows: the write key (the admin key for reads and the admin calls) as the Basic-auth user name or as a Bearer token, or for an inbox the user's token in X-Waymark-User-Token"}"#;
 
 fn basic(key: &str) -> String {
     use base64::engine::general_purpose::STANDARD;
