@@ -543,6 +543,18 @@ steps:
         .await;
     assert_eq!(status, 404, "{missing}");
     assert_eq!(missing["errors"][0]["field"], "id", "{missing}");
+    // The HTTP API hands the path over decoded (`%2F` as `/`, `%23` as `#`): the route's
+    // parameters say where each one ends, so a user id holding them is one user.
+    let (status, nobody) = h
+        .call(
+            "GET",
+            "/v1/users/a%2Fb%23c%25d",
+            None,
+            Some(support::ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(status, 404, "{nobody}");
+    assert_eq!(nobody["message"], "no user `a/b#c%d`", "{nobody}");
 }
 
 /// An A/B test on Lambda and DynamoDB: the split's paths and holdout, and who of them

@@ -756,10 +756,20 @@ impl Harness {
         body: Option<&str>,
         key: Option<&str>,
     ) -> (u16, Value) {
-        let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
+        let (encoded, query) = path.split_once('?').unwrap_or((path, ""));
+        // As an HTTP API hands it over: the route it matched with each of its parameters, and
+        // the path decoded (`%23` is `#` in `rawPath`).
+        let (route_key, parameters) = route_of(method, encoded)
+            .unwrap_or_else(|| (format!("{method} {encoded}"), HashMap::new()));
+        let raw_path = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8_lossy()
+            .into_owned();
+        let raw_path = raw_path.as_str();
         let mut req = ApiGatewayV2httpRequest::default();
         req.version = Some("2.0".into());
-        req.route_key = Some(format!("{method} {raw_path}"));
+        req.route_key = Some(route_key.clone());
+        req.request_context.route_key = Some(route_key);
+        req.path_parameters = parameters;
         req.raw_path = Some(raw_path.to_string());
         req.raw_query_string = Some(query.to_string());
         req.headers
@@ -1165,4 +1175,30 @@ pub fn at(s: &str) -> Timestamp {
 
 pub fn mins(m: i64) -> SignedDuration {
     SignedDuration::from_mins(m)
+}
+
+/// The route of `api::ROUTES` (template.yaml's) that an HTTP API matches `method` and the
+/// percent-encoded `path` to: its route key and its path parameters, decoded, as API Gateway
+/// hands them to the function.
+fn route_of(method: &str, path: &str) -> Option<(String, HashMap<String, String>)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    waymark::api::ROUTES.iter().find_map(|route| {
+        let (m, template) = route.split_once(' ')?;
+        let names: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+        if m != method || names.len() != segments.len() {
+            return None;
+        }
+        let mut parameters = HashMap::new();
+        for (name, segment) in names.iter().zip(&segments) {
+            match name.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                Some(n) if !segment.is_empty() => {
+                    let value = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+                    parameters.insert(n.to_string(), value.into_owned());
+                }
+                None if name == segment => {}
+                _ => return None,
+            }
+        }
+        Some((route.to_string(), parameters))
+    })
 }

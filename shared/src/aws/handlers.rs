@@ -26,10 +26,59 @@ pub enum HandlerError {
 }
 
 /// intake: an API Gateway request (as `lambda_http` gives it) through the API.
-pub async fn intake<B: AsRef<[u8]>>(api: &Api, request: http::Request<B>) -> http::Response<Bytes> {
+pub async fn intake<B: AsRef<[u8]>>(
+    api: &Api,
+    mut request: http::Request<B>,
+) -> http::Response<Bytes> {
+    path_from_route(&mut request);
     let (parts, body) = request.into_parts();
     let request = http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
     api.handle(request).await
+}
+
+/// API Gateway's HTTP APIs hand over the path decoded (`rawPath`: an inbox message id's `%23`
+/// arrives as `#`, and the URI lambda_http builds from it ends there, the rest read as a
+/// fragment; a user id's `%2F` arrives as `/`), but each path parameter whole, cut where the
+/// route's template cuts it. So a templated route's path is written again from its template
+/// and its parameters, each percent-encoded, as the API's router reads them. Left as it is
+/// where the request names no such route (a test's, `waymark dev`'s) or lacks a parameter.
+fn path_from_route<B>(request: &mut http::Request<B>) {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let Some(RequestContext::ApiGatewayV2(ctx)) = request.request_context_ref() else {
+        return;
+    };
+    let Some((_, template)) = ctx.route_key.as_deref().and_then(|k| k.split_once(' ')) else {
+        return;
+    };
+    if !template.contains('{') {
+        return;
+    }
+    let params = request.path_parameters();
+    let mut path = String::new();
+    for segment in template.split('/').skip(1) {
+        path.push('/');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => match params.first(name) {
+                Some(value) => path.extend(utf8_percent_encode(value, NON_ALPHANUMERIC)),
+                None => return,
+            },
+            None => path.push_str(segment),
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    let Ok(path) = http::uri::PathAndQuery::try_from(path) else {
+        return;
+    };
+    parts.path_and_query = Some(path);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
 }
 
 /// engine: an SQS batch from the events or steps queue, or an SNS delivery of SES feedback.
