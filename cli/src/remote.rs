@@ -500,6 +500,9 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 }
                 | What::NotEntered {
                     detail: Some(d), ..
+                }
+                | What::Unmet {
+                    detail: Some(d), ..
                 } => format!(" ({d})"),
                 _ => String::new(),
             };

@@ -714,6 +714,74 @@ fn event_of(
     changed.then(|| run.finish())
 }
 
+/// What `event` would have done to `enrollment` but for a `where` that was false: an
+/// `exit_when` naming it (when no other exit took it), or the `wait_for` the enrollment waits
+/// at for it (in its window), each an [`What::Unmet`] entry saying the condition and what it
+/// read. Empty when the event moved it, or nothing waits for it.
+pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry> {
+    let j = ctx.journey;
+    let Some(name) = event.event.as_deref() else {
+        return Vec::new();
+    };
+    if !enrollment.is_active() || event.timestamp < enrollment.trigger.at {
+        return Vec::new();
+    }
+    let profile = ctx.profile.scope();
+    let scope = Scope {
+        event: &event.properties,
+        profile: &profile,
+        now: ctx.now,
+    };
+    let said = |by: &str, c: &crate::condition::Condition| {
+        let values = c.values(&scope);
+        let detail = match values.as_str() {
+            "" => format!("`where: {}` was false", c.source()),
+            v => format!("`where: {}` was false ({v})", c.source()),
+        };
+        Entry {
+            at: ctx.now,
+            journey: enrollment.journey.clone(),
+            enrollment: enrollment.id.clone(),
+            step: Some(Arc::from(enrollment.step.as_str())),
+            what: What::Unmet {
+                event: name.to_string(),
+                by: by.to_string(),
+                detail: Some(detail),
+            },
+        }
+    };
+    if j.exit_when
+        .iter()
+        .any(|m| matches(m, event, &profile, ctx.now))
+    {
+        return Vec::new();
+    }
+    let mut out: Vec<Entry> = j
+        .exit_when
+        .iter()
+        .filter(|m| m.event == name)
+        .filter_map(|m| m.condition.as_ref())
+        .map(|c| said("exit_when", c))
+        .collect();
+    if enrollment.waiting_for.as_deref() == Some(name) {
+        let step = j.step(&enrollment.step).and_then(|s| s.wait_for.as_ref());
+        if let Some(w) = step {
+            let began = enrollment.wait_began(w.timeout.to_jiff());
+            let timeout = enrollment.pending.filter(|p| p.resume == Resume::Timeout);
+            let in_window = began.is_none_or(|b| event.timestamp >= b)
+                && timeout.is_none_or(|p| event.timestamp <= p.at);
+            if let Some(c) = w
+                .condition
+                .as_ref()
+                .filter(|c| in_window && !c.eval(&scope))
+            {
+                out.push(said("wait_for", c));
+            }
+        }
+    }
+    out
+}
+
 /// The path a user lands on in a split: a stable hash of (user, journey, step) into 0..10000.
 pub fn bucket(user_id: &str, journey: &str, step: &str) -> u32 {
     use sha2::{Digest, Sha256};

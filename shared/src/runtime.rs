@@ -1428,6 +1428,9 @@ impl Runtime {
 
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
         let names: Vec<String> = enrollments.keys().cloned().collect();
+        // An exit's or a wait's `where` that kept the event from moving an enrollment: kept
+        // with the event, for the user's timeline, as a refused entry is.
+        let mut unmet: Vec<Entry> = Vec::new();
         for j in names {
             // Done when this message made its own transition of it already (a retry); a move
             // it made by merging (the login that brought it here) is not that: the event is
@@ -1473,6 +1476,9 @@ impl Runtime {
                 unsubscribe_url: unsub.as_deref(),
             };
             let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
+            if !exits && name.is_some() {
+                unmet.extend(engine::unmet(&ctx, &l.enrollment, e));
+            }
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
@@ -1534,7 +1540,7 @@ impl Runtime {
         }
 
         // Triggers.
-        let mut refusals: Vec<Entry> = Vec::new();
+        let mut refusals: Vec<Entry> = unmet;
         if let Some(name) = e.event.as_deref() {
             let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
@@ -4454,6 +4460,9 @@ pub fn describe(w: &What) -> String {
         What::NotEntered {
             trigger, reason, ..
         } => format!("not entered on {trigger}: {reason}"),
+        What::Unmet { event, by, .. } => {
+            format!("heard {event}, which moved nothing: its {by}'s `where` was false")
+        }
     }
 }
 

@@ -124,6 +124,15 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// An event the enrollment listens for came, and the `where` of the part that names it
+    /// (`by`: `exit_when`, `wait_for`) was false, so it moved nothing: `detail` is the
+    /// condition and what it read. Kept with the event, as a refused entry is.
+    Unmet {
+        event: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// What a `split` step chose for an enrollment: a path by its name, or the holdout (`None`).
@@ -199,7 +208,8 @@ impl What {
             // The enrollment goes on under the identified user: nothing ends or starts.
             | What::Merged { ended: false, .. }
             // Kept with the event that was refused, not in the folded timeline.
-            | What::NotEntered { .. } => Fact::Uncounted,
+            | What::NotEntered { .. }
+            | What::Unmet { .. } => Fact::Uncounted,
         }
     }
 }
@@ -271,7 +281,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "branched" | "fell_back" | "updated" | "not_entered" => Fact::Uncounted,
+            "branched" | "fell_back" | "updated" | "not_entered" | "unmet" => Fact::Uncounted,
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -436,6 +446,7 @@ mod tests {
             What::NotEntered { .. } => 15,
             What::Merged { .. } => 16,
             What::Ended { .. } => 17,
+            What::Unmet { .. } => 18,
         }
     }
 
@@ -567,6 +578,14 @@ mod tests {
                     detail: Some("in the journey already".into()),
                 },
             ),
+            entry(
+                Some("wait"),
+                What::Unmet {
+                    event: "order_completed".into(),
+                    by: "exit_when".into(),
+                    detail: Some("`where: event.total > 10` was false (event.total = 5)".into()),
+                },
+            ),
             // A split came back to in a loop: counted once, with the first.
             entry(
                 Some("s"),
@@ -578,7 +597,7 @@ mod tests {
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 18, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 19, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));

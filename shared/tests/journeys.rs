@@ -469,6 +469,72 @@ async fn late_activity_whose_for_has_passed_does_not_enter_her_again_at_once() {
     );
 }
 
+/// An exit's or a wait's `where` that keeps an event from moving an enrollment is in her
+/// timeline, with what it read: "why did she get the nudge after she opened the app?". Not
+/// when another exit took the event, nor for an event from before the wait began.
+#[tokio::test]
+async fn an_event_a_where_kept_from_moving_the_enrollment_says_why() {
+    let journey = r#"
+id: cartx
+name: Cart
+trigger: {event: cart}
+exit_when:
+  - {event: order, where: "event.total > 10"}
+  - {event: order, where: "event.channel == 'shop'"}
+steps:
+  - id: w
+    wait_for: {event: app_opened, where: "event.screen == 'home'", timeout: 1d, on_event: thanks, on_timeout: nudge}
+  - id: nudge
+    send: {sms: {body: "nudge"}}
+    next: done
+  - id: thanks
+    send: {sms: {body: "thanks"}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"phone":"+447700900123"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"v","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"u","event":"cart"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"v","event":"cart"}
+{"at":"2026-12-01T10:30:00Z","type":"track","userId":"u","event":"order","properties":{"total":5,"channel":"app"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"u","event":"app_opened","properties":{"screen":"settings"}}
+{"at":"2026-12-01T11:30:00Z","type":"track","userId":"u","event":"app_opened","timestamp":"2026-12-01T09:30:00Z","properties":{"screen":"settings"}}
+{"at":"2026-12-01T10:30:00Z","type":"track","userId":"v","event":"order","properties":{"total":5,"channel":"shop"}}
+"#;
+    let out = sim(&[journey], script).await;
+    let unmet = |w: &What| matches!(w, What::Unmet { .. });
+    assert_eq!(
+        facts(&out, "u", unmet),
+        [
+            "2026-12-01T10:30:00Z cartx/w: heard order, which moved nothing: its exit_when's `where` was false",
+            "2026-12-01T10:30:00Z cartx/w: heard order, which moved nothing: its exit_when's `where` was false",
+            "2026-12-01T11:00:00Z cartx/w: heard app_opened, which moved nothing: its wait_for's `where` was false",
+        ]
+    );
+    let details: Vec<&str> = entries(&out, "u")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Unmet { detail, .. } => detail.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "`where: event.total > 10` was false (event.total = 5)",
+            "`where: event.channel == 'shop'` was false (event.channel = \"app\")",
+            "`where: event.screen == 'home'` was false (event.screen = \"settings\")",
+        ]
+    );
+    // v's order met the second exit: she exited, and nothing is unmet.
+    assert_eq!(facts(&out, "v", unmet), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "v", |w| matches!(w, What::Exited { .. })),
+        ["2026-12-01T10:30:00Z cartx/w: exited on order"]
+    );
+}
+
 /// A check armed under a version whose `for` was shorter waits, when it comes due, until the
 /// `for` of the version published now has passed since the latest activity.
 #[tokio::test]
