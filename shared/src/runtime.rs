@@ -3080,7 +3080,7 @@ impl Runtime {
     /// limit) or as a timer the scheduler sweeps.
     pub async fn schedule(&self, message: Message, at: Timestamp) -> Result<(), RunError> {
         let now = self.now();
-        let delay = (at - now).as_secs().max(0);
+        let delay = secs_until(now, at);
         // A timer must land in a minute the scheduler has not swept yet (it sweeps up to a minute
         // ahead), so short waits always ride the queue, whatever the hop limit.
         if delay <= self.config.hop_limit.as_secs().max(MIN_TIMER_SECS) {
@@ -3530,7 +3530,7 @@ impl Runtime {
                         }
                     };
                     let due = m.due().unwrap_or(now);
-                    let delay = (due - now).as_secs().clamp(0, i64::from(MAX_DELAY_SECS));
+                    let delay = secs_until(now, due).min(i64::from(MAX_DELAY_SECS));
                     let (to, from) = match m.queue() {
                         QueueName::Events => (&mut events.0, &mut events.1),
                         QueueName::Steps => (&mut steps.0, &mut steps.1),
@@ -4366,6 +4366,19 @@ fn late_reply(
         .then(|| found_event(profile, name, Enrollment::late_reply_id_of(cause), at, now))
 }
 
+/// Whole seconds from `now` until `at` for a queue's delay, rounded up (0 when past): a
+/// message must not come before its time (a wake-up at the end of quiet hours a fraction of a
+/// second early would send inside them), while a fraction of a second late is no one's loss.
+fn secs_until(now: Timestamp, at: Timestamp) -> i64 {
+    let d = at - now;
+    let whole = d.as_secs();
+    if d.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole.max(0)
+    }
+}
+
 fn log_refusals(user: &str, refusals: &[Entry]) {
     for r in refusals {
         tracing::info!(user, journey = %r.journey, "{}", describe(&r.what));
@@ -4469,6 +4482,20 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue's delay never brings a message before its time: a fraction of a second rounds
+    /// up (a wake-up at the end of quiet hours came 0.37 s early in `waymark dev`, inside them).
+    #[test]
+    fn a_delay_rounds_up_to_the_whole_second() {
+        let at = |s: &str| s.parse::<Timestamp>().expect("time");
+        let due = at("2026-12-01T08:00:00Z");
+        assert_eq!(secs_until(at("2026-12-01T07:59:59.63Z"), due), 1);
+        assert_eq!(secs_until(at("2026-12-01T07:59:30Z"), due), 30);
+        assert_eq!(secs_until(at("2026-12-01T07:59:29.999Z"), due), 31);
+        assert_eq!(secs_until(due, due), 0);
+        assert_eq!(secs_until(at("2026-12-01T08:00:00.5Z"), due), 0);
+        assert_eq!(secs_until(at("2026-12-01T08:01:00Z"), due), 0);
+    }
 
     /// A device's key holds a token as it is when it fits a key, and a hash of one that does
     /// not (an identify with such a token is not refused by the store).
