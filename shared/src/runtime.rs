@@ -2903,10 +2903,18 @@ impl Runtime {
             }
             places.retain(|p| window.holds(p.at));
             if places.len() >= cap.max as usize {
+                // The place that frees first for this send: the (len - max + 1)th oldest's.
+                let mut times: Vec<Timestamp> = places.iter().map(|p| p.at).collect();
+                times.sort();
+                let frees = times
+                    .get(places.len() - cap.max as usize)
+                    .and_then(|at| CapWindow::leaves_at(*at, cap.per, o.timezone.as_deref()))
+                    .map(|at| format!("; a place frees at {at}"))
+                    .unwrap_or_default();
                 let skip = Outcome::Skipped {
                     reason: "capped".into(),
                     detail: Some(format!(
-                        "at most {} {} per {}: taken by {}",
+                        "at most {} {} per {}: taken by {}{frees}",
                         cap.max,
                         o.channel,
                         cap.per,
@@ -4199,6 +4207,23 @@ impl CapWindow {
     fn holds(&self, at: Timestamp) -> bool {
         at > self.since || (self.inclusive && at == self.since)
     }
+
+    /// When a send at `at` leaves the window of [`CapWindow::ending`]: `per` after it for
+    /// exact time, the local midnight `per`'s days after its day for whole days.
+    fn leaves_at(at: Timestamp, per: Duration, zone: Option<&str>) -> Option<Timestamp> {
+        let secs = per.as_secs();
+        if !secs.is_multiple_of(86_400) || secs == 0 {
+            return at.checked_add(per.to_jiff()).ok();
+        }
+        let tz = crate::template::zone_of(zone, None);
+        at.to_zoned_datetime(tz.clone())
+            .date()
+            .checked_add(jiff::Span::new().days((secs / 86_400) as i64))
+            .ok()?
+            .to_zoned_datetime(tz)
+            .ok()
+            .map(|z| z.timestamp())
+    }
 }
 
 /// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is
@@ -4482,6 +4507,41 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A capped send says when a place frees: the next local midnight for whole days (in her
+    /// zone), the place's time plus the length for a rolling window.
+    #[test]
+    fn a_cap_place_leaves_at_local_midnight_or_after_the_rolling_length() {
+        let at = |s: &str| s.parse::<Timestamp>().expect("time");
+        let d = |s: &str| s.parse::<Duration>().expect("duration");
+        let sent = at("2026-12-01T10:30:00Z");
+        // Auckland is UTC+13 in December: 10:30Z is 23:30 there, her day ends at 11:00Z.
+        assert_eq!(
+            CapWindow::leaves_at(sent, d("1d"), Some("Pacific/Auckland")),
+            Some(at("2026-12-01T11:00:00Z"))
+        );
+        assert_eq!(
+            CapWindow::leaves_at(sent, d("2d"), None),
+            Some(at("2026-12-03T00:00:00Z"))
+        );
+        assert_eq!(
+            CapWindow::leaves_at(sent, d("12h"), Some("Pacific/Auckland")),
+            Some(at("2026-12-01T22:30:00Z"))
+        );
+        // Whichever way it is computed, the window no longer holds the place then.
+        let later = CapWindow::ending(
+            at("2026-12-01T11:00:00Z"),
+            d("1d"),
+            Some("Pacific/Auckland"),
+        );
+        assert!(!later.holds(sent));
+        let before = CapWindow::ending(
+            at("2026-12-01T10:59:59Z"),
+            d("1d"),
+            Some("Pacific/Auckland"),
+        );
+        assert!(before.holds(sent));
+    }
 
     /// A queue's delay never brings a message before its time: a fraction of a second rounds
     /// up (a wake-up at the end of quiet hours came 0.37 s early in `waymark dev`, inside them).

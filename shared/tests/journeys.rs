@@ -4223,7 +4223,7 @@ steps:
         .collect();
     assert_eq!(
         details,
-        ["at most 1 push per 1d: taken by welcome/hello at 2026-12-01T10:00:00Z"]
+        ["at most 1 push per 1d: taken by welcome/hello at 2026-12-01T10:00:00Z; a place frees at 2026-12-02T00:00:00Z"]
     );
 }
 
