@@ -503,6 +503,9 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 }
                 | What::Unmet {
                     detail: Some(d), ..
+                }
+                | What::FellBack {
+                    detail: Some(d), ..
                 } => format!(" ({d})"),
                 _ => String::new(),
             };

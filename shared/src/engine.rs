@@ -1553,12 +1553,14 @@ impl<'a> Run<'a> {
                     }
                     Some((t, Ok(to))) => {
                         locale = send.fallback_locale;
+                        let detail = self.user().unreachable_detail(first.channel(), why);
                         self.log(
                             Some(step),
                             What::FellBack {
                                 from: first.channel(),
                                 to: t.channel(),
                                 reason: why.as_str().into(),
+                                detail,
                             },
                         );
                         Some((t, to))

@@ -4433,7 +4433,9 @@ pub fn describe(w: &What) -> String {
         What::Skipped {
             channel, reason, ..
         } => format!("skipped {channel}: {reason}"),
-        What::FellBack { from, to, reason } => format!("fell back from {from} to {to}: {reason}"),
+        What::FellBack {
+            from, to, reason, ..
+        } => format!("fell back from {from} to {to}: {reason}"),
         What::Updated { set, unset, failed } => {
             // What changed, then what was left as it was and why.
             let mut parts = Vec::new();

@@ -73,6 +73,10 @@ pub enum What {
         from: Channel,
         to: Channel,
         reason: String,
+        /// What about the first channel stood in the way (since when an opt-out holds, what
+        /// suppressed the address), where there is more to say than `reason`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// Profile traits were changed. A `set` value written as a template that could not be
     /// rendered is left as it was, with why (`failed`: trait -> reason).
@@ -496,6 +500,7 @@ mod tests {
                     from: Channel::Push,
                     to: Channel::Email,
                     reason: "no_address".into(),
+                    detail: None,
                 },
             ),
             entry(
