@@ -770,12 +770,13 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
             let timeout = enrollment.pending.filter(|p| p.resume == Resume::Timeout);
             let in_window = began.is_none_or(|b| event.timestamp >= b)
                 && timeout.is_none_or(|p| event.timestamp <= p.at);
-            if let Some(c) = w
-                .condition
-                .as_ref()
-                .filter(|c| in_window && !c.eval(&scope))
-            {
-                out.push(said("wait_for", c));
+            if in_window {
+                match w.condition.as_ref() {
+                    // The wait takes the event: it moved the enrollment.
+                    None => return Vec::new(),
+                    Some(c) if c.eval(&scope) => return Vec::new(),
+                    Some(c) => out.push(said("wait_for", c)),
+                }
             }
         }
     }
@@ -876,6 +877,10 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
     // first instant after the gap, as for a time of day), the rest exact time.
     let shift = |d: crate::duration::Duration, sign: i64| {
         let secs = d.as_secs() as i64;
+        if secs < 86_400 {
+            // No day in it: exact time (a time in the hour the clocks go back keeps its pass).
+            return at.checked_add(SignedDuration::from_secs(sign * secs)).ok();
+        }
         let local = at
             .to_zoned_datetime(tz.clone())
             .datetime()

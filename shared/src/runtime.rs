@@ -1364,13 +1364,19 @@ impl Runtime {
                     // The latest activity arms a check unless one is pending already (that one
                     // will look again from the latest activity when it is due). One that comes
                     // after its own `for` has passed (a phone offline for days sending its
-                    // queue) arms none once she has been checked: her inactivity went on as
-                    // the checks saw it, and each late event would enter her again at once.
-                    // Her first activity ever arms one whatever its age (an import of history).
+                    // queue) arms one only when it happened after the last check's time: one
+                    // from before it, that check judged her spell without it, and her
+                    // inactivity went on as the checks saw it (each such late event would
+                    // enter her again at once); one after it starts a spell no check saw.
+                    // Once armed, the check's time is past the burst's other late events, so
+                    // a burst arms one check. Her first activity ever arms one whatever its
+                    // age (an import of history).
                     for (journey, events, wait) in &arms {
                         let armable = match p.inactivity_checks.get(*journey) {
                             None => true,
-                            Some(at) => *at <= now && e.timestamp + *wait > now,
+                            Some(at) => {
+                                *at <= now && (e.timestamp > *at || e.timestamp + *wait > now)
+                            }
                         };
                         if p.last_of(events) == Some(e.timestamp) && armable {
                             p.inactivity_checks
@@ -1476,9 +1482,6 @@ impl Runtime {
                 unsubscribe_url: unsub.as_deref(),
             };
             let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
-            if !exits && name.is_some() {
-                unmet.extend(engine::unmet(&ctx, &l.enrollment, e));
-            }
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
@@ -1491,6 +1494,11 @@ impl Runtime {
             } else {
                 engine::date_moved(&ctx, &l.enrollment)
             };
+            // The event moved nothing (no exit, wait, goal or late conversion took it): what
+            // `where` kept it from doing so, if one did.
+            if next.is_none() && !exits && name.is_some() {
+                unmet.extend(engine::unmet(&ctx, &l.enrollment, e));
+            }
             let t = match next {
                 Some(mut t) => {
                     self.credit_conversion(&mut t, e.timestamp, &profile.anonymous_ids)

@@ -437,9 +437,11 @@ async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
 
 /// A phone offline for days sends its queued activity late, stamped when it happened: each
 /// event whose `for` has passed already would enter her again at once, one win-back a late
-/// event, for one quiet spell. It arms nothing once she has been checked: her inactivity, as
-/// the checks saw it, went on. Her first activity ever arms a check whatever its age (an
-/// import of history is checked), and a late one still inside its `for` arms one as usual.
+/// event. The burst arms one check: its first event from after the last check (a spell no
+/// check saw), none of those that check's time is after. One from before the last check
+/// arms nothing (that check judged the spell). Her first activity ever arms a check whatever
+/// its age (an import of history is checked), and a late one still inside its `for` arms one
+/// as usual.
 #[tokio::test]
 async fn late_activity_whose_for_has_passed_does_not_enter_her_again_at_once() {
     let h = Harness::new("2026-12-01T00:00:00Z");
@@ -454,15 +456,23 @@ async fn late_activity_whose_for_has_passed_does_not_enter_her_again_at_once() {
 {"at":"2026-12-10T00:00:01Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-3","timestamp":"2026-12-05T01:00:00Z"}
 {"at":"2026-12-10T00:00:02Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-4","timestamp":"2026-12-06T00:00:00Z"}
 {"at":"2026-12-10T00:00:00Z","type":"track","userId":"joe","event":"app_opened","messageId":"open-joe","timestamp":"2026-12-05T00:00:00Z"}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"kim","traits":{"phone":"+447700900111"}}
+{"at":"2026-12-01T00:00:00Z","type":"track","userId":"kim","event":"app_opened","messageId":"open-kim-1"}
+{"at":"2026-12-10T00:00:00Z","type":"track","userId":"kim","event":"app_opened","messageId":"open-kim-2","timestamp":"2026-12-03T00:00:00Z"}
 {"at":"2026-12-12T00:00:00Z","type":"track","userId":"ivy","event":"data_used","messageId":"data-1","timestamp":"2026-12-11T00:00:00Z"}
 "#,
     )
     .await;
     h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    let mut sent = h.outbox();
+    sent.sort();
     assert_eq!(
-        h.outbox(),
+        sent,
         [
             "2026-12-04T00:00:00Z ivy sms offer: We miss you",
+            "2026-12-04T00:00:00Z kim sms offer: We miss you",
+            // quiet since the 6th, as her late events say: one win-back, not three
+            "2026-12-10T00:00:00Z ivy sms offer: We miss you",
             "2026-12-10T00:00:00Z joe sms offer: We miss you",
             "2026-12-14T00:00:00Z ivy sms offer: We miss you",
         ]
@@ -492,7 +502,21 @@ steps:
   - id: done
     exit: true
 "#;
+    let paid = r#"
+id: paid
+name: Paid
+trigger: {event: invoice}
+exit_when: [{event: order, where: "event.total > 100"}]
+steps:
+  - id: w
+    wait_for: {event: order, timeout: 1d, on_event: thanks}
+  - id: thanks
+    send: {sms: {body: "thanks"}}
+"#;
     let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"w","traits":{"phone":"+447700900789"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"w","event":"invoice"}
+{"at":"2026-12-01T10:30:00Z","type":"track","userId":"w","event":"order","properties":{"total":5}}
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"phone":"+447700900123"}}
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"v","traits":{"phone":"+447700900456"}}
 {"at":"2026-12-01T10:00:00Z","type":"track","userId":"u","event":"cart"}
@@ -502,7 +526,7 @@ steps:
 {"at":"2026-12-01T11:30:00Z","type":"track","userId":"u","event":"app_opened","timestamp":"2026-12-01T09:30:00Z","properties":{"screen":"settings"}}
 {"at":"2026-12-01T10:30:00Z","type":"track","userId":"v","event":"order","properties":{"total":5,"channel":"shop"}}
 "#;
-    let out = sim(&[journey], script).await;
+    let out = sim(&[journey, paid], script).await;
     let unmet = |w: &What| matches!(w, What::Unmet { .. });
     assert_eq!(
         facts(&out, "u", unmet),
@@ -526,6 +550,13 @@ steps:
             "`where: event.channel == 'shop'` was false (event.channel = \"app\")",
             "`where: event.screen == 'home'` was false (event.screen = \"settings\")",
         ]
+    );
+    // w's order is the one her wait is for: it moved her (the exit's `where` held it back from
+    // ending her, but the event did not move nothing).
+    assert_eq!(facts(&out, "w", unmet), Vec::<String>::new());
+    assert_eq!(
+        outbox_of(&out, "w"),
+        ["2026-12-01T10:30:00Z w sms thanks: thanks"]
     );
     // v's order met the second exit: she exited, and nothing is unmet.
     assert_eq!(facts(&out, "v", unmet), Vec::<String>::new());
@@ -1863,6 +1894,13 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
     assert_eq!(
         target(&later, json!("2026-12-10T15:00:00Z")),
         Some(at("2026-12-10T17:00:00Z"))
+    );
+    // Less than a day is exact time: 30 minutes after 02:30 in the second pass of the hour the
+    // clocks go back (01:30Z) is 02:00Z, not 30 minutes after the first pass.
+    let soon = wait(json!({"date": "event.at", "after": "30m"}));
+    assert_eq!(
+        target(&soon, json!("2026-10-25T01:30:00Z")),
+        Some(at("2026-10-25T02:00:00Z"))
     );
     // `before` crosses midnight in Paris, then `time` sets the hour on that local day.
     let evening_before = wait(json!({"date": "event.at", "before": "1d", "time": "18:00"}));
