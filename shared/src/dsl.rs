@@ -825,11 +825,26 @@ fn scalar_char_position(
     path: &str,
     offset: usize,
 ) -> Option<(usize, usize)> {
-    let &(vl, vc) = pos.values.get(path)?;
+    let &(vl, mut vc) = pos.values.get(path)?;
     let lines: Vec<&str> = text.lines().collect();
     let first: Vec<char> = lines.get(vl.checked_sub(1)?)?.chars().collect();
+    // A tag (`!!str`) is no part of the text.
+    if first.get(vc.checked_sub(1)?) == Some(&'!') {
+        let tag = first
+            .iter()
+            .skip(vc - 1)
+            .take_while(|c| !c.is_whitespace())
+            .count();
+        let gap = first
+            .iter()
+            .skip(vc - 1 + tag)
+            .take_while(|c| c.is_whitespace())
+            .count();
+        vc += tag + gap;
+    }
     let opening = *first.get(vc.checked_sub(1)?)?;
     let indent = |l: &str| l.chars().take_while(|c| *c == ' ').count();
+    let blank = |n: usize| lines.get(n).is_some_and(|l| l.trim().is_empty());
     match opening {
         '"' | '\'' => {
             // (line index, char index) walking the quoted text.
@@ -837,10 +852,16 @@ fn scalar_char_position(
             let mut left = offset;
             loop {
                 let chars: Vec<char> = lines.get(n)?.chars().collect();
+                // A `\` ending a line in double quotes joins it to the next: no character.
+                let mut joined = false;
                 while let Some(&ch) = chars.get(c) {
                     if ch == opening && !(opening == '\'' && chars.get(c + 1) == Some(&'\'')) {
                         // The text ends here: a problem at its end points at the closing quote.
                         return (left == 0).then_some((n + 1, c + 1));
+                    }
+                    if opening == '"' && ch == '\\' && c + 1 == chars.len() {
+                        joined = true;
+                        break;
                     }
                     if left == 0 {
                         return Some((n + 1, c + 1));
@@ -857,22 +878,37 @@ fn scalar_char_position(
                         _ => 1,
                     };
                 }
-                // The line break folds into one space.
-                left = left.checked_sub(1)?;
                 n += 1;
+                if !joined {
+                    // The line break folds into one space; followed by blank lines, into a line
+                    // break for each of them.
+                    let mut blanks = 0;
+                    while blank(n) {
+                        blanks += 1;
+                        n += 1;
+                    }
+                    left = left.checked_sub(blanks.max(1))?;
+                }
                 let next = lines.get(n)?;
                 c = next.chars().take_while(|c| c.is_whitespace()).count();
             }
         }
         '|' | '>' => {
+            let folded = opening == '>';
             let mut left = offset;
             let mut block: Option<usize> = None;
             // Just past the last line of text: a problem at the text's end (after its final
             // line break) is pointed at there.
             let mut end = None;
+            let mut after_text = false;
             for (n, line) in lines.iter().enumerate().skip(vl) {
                 if line.trim().is_empty() {
-                    left = left.checked_sub(1)?;
+                    // Folded, a line break and the blank lines after it are a line break each
+                    // blank line: the break before the first was counted with its line.
+                    if !(folded && after_text) {
+                        left = left.checked_sub(1)?;
+                    }
+                    after_text = false;
                     continue;
                 }
                 let i = *block.get_or_insert(indent(line));
@@ -885,31 +921,43 @@ fn scalar_char_position(
                 }
                 left -= len + 1;
                 end = Some((n + 1, i + len + 1));
+                after_text = true;
             }
             end.filter(|_| left == 0)
         }
         _ => {
             // A plain scalar: from its start, then on each line after it indented past its
-            // key.
+            // key, each line without the spaces around it, blank lines folding as in `>`.
             let key_indent = pos.by_path.get(path).map_or(0, |&(_, c)| c - 1);
             let mut left = offset;
             let len = first.len() - (vc - 1);
             if left <= len {
                 return Some((vl, vc + left));
             }
-            left -= len + 1;
+            let trimmed = first.iter().rev().skip_while(|c| c.is_whitespace()).count();
+            let len = trimmed.saturating_sub(vc - 1);
+            left = left.checked_sub(len + 1)?;
             let mut end = (left == 0).then_some((vl, vc + len));
+            let mut after_text = true;
             for (n, line) in lines.iter().enumerate().skip(vl) {
-                let i = indent(line);
-                if line.trim().is_empty() || i <= key_indent {
+                if line.trim().is_empty() {
+                    if !after_text {
+                        left = left.checked_sub(1)?;
+                    }
+                    after_text = false;
+                    continue;
+                }
+                let i = line.chars().take_while(|c| c.is_whitespace()).count();
+                if indent(line) <= key_indent && i == indent(line) {
                     break;
                 }
-                let len = line.chars().count() - i;
+                let len = line.trim_end().chars().count() - i;
                 if left <= len {
                     return Some((n + 1, i + left + 1));
                 }
                 left -= len + 1;
                 end = (left == 0).then_some((n + 1, i + len + 1));
+                after_text = true;
             }
             end
         }
@@ -3645,6 +3693,27 @@ steps:
             (
                 "  where: |\n    event.total > 0 and\n    profile.age >\n",
                 (7, 18),
+            ),
+            // A tag is no part of the text.
+            ("  where: !!str event.total >< 3\n", (5, 29)),
+            // A `\` ending a quoted line joins the next to it.
+            (
+                "  where: \"event.total > 0 and \\\n    profile.age >< 3\"\n",
+                (6, 18),
+            ),
+            // A blank line in quotes or a folded block is one line break.
+            (
+                "  where: \"event.total > 0 and\n\n    profile.age >< 3\"\n",
+                (7, 18),
+            ),
+            (
+                "  where: >-\n    event.total > 0 and\n\n    profile.age >< 3\n",
+                (8, 18),
+            ),
+            // Spaces ending a plain line are no part of it.
+            (
+                "  where: event.total > 0 and   \n    profile.age >< 3\n",
+                (6, 18),
             ),
         ];
         for (condition, at) in cases {
