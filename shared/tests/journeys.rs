@@ -536,15 +536,8 @@ steps:
             "2026-12-01T11:00:00Z cartx/w: heard app_opened, which moved nothing: its wait_for's `where` was false",
         ]
     );
-    let details: Vec<&str> = entries(&out, "u")
-        .into_iter()
-        .filter_map(|e| match &e.what {
-            What::Unmet { detail, .. } => detail.as_deref(),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        details,
+        details(&out, "u"),
         [
             "`where: event.total > 10` was false (event.total = 5)",
             "`where: event.channel == 'shop'` was false (event.channel = \"app\")",
@@ -4252,15 +4245,8 @@ steps:
         ["2026-12-01T11:00:00Z tips/tip: skipped push: capped"]
     );
     // and it says which send took the place
-    let details: Vec<&str> = entries(&out, "ann")
-        .into_iter()
-        .filter_map(|e| match &e.what {
-            What::Skipped { detail, .. } => detail.as_deref(),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        details,
+        details(&out, "ann"),
         ["at most 1 push per 1d: taken by welcome/hello at 2026-12-01T10:00:00Z; a place frees at 2026-12-02T00:00:00Z"]
     );
 }

@@ -155,6 +155,21 @@ pub fn facts(out: &[Output], user: &str, keep: impl Fn(&What) -> bool) -> Vec<St
         .collect()
 }
 
+/// The `detail` of each of one user's entries that has one (a skip, a refusal, an unmet
+/// `where`, a fallback), in time order.
+pub fn details<'a>(out: &'a [Output], user: &str) -> Vec<&'a str> {
+    entries(out, user)
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { detail, .. }
+            | What::NotEntered { detail, .. }
+            | What::Unmet { detail, .. }
+            | What::FellBack { detail, .. } => detail.as_deref(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Entries, exits, conversions, completions, skips and fallbacks: what a journey's outcome is.
 pub fn outcome(w: &What) -> bool {
     matches!(
