@@ -791,20 +791,25 @@ struct Watcher {
     /// file renamed and changed at once).
     removed: Vec<(PathBuf, String)>,
     settings_seen: Option<Option<SystemTime>>,
+    /// Files not published because another file gives the same id and none publishes it yet
+    /// (told once; read again when the clash is over).
+    held: std::collections::BTreeSet<PathBuf>,
 }
 
 /// The `id` a journey file with errors names, when it can be read as YAML at all; else its
 /// name without the extension (`cart_abandonment.yaml` with a YAML syntax error is most
 /// likely journey `cart_abandonment`).
 fn id_in(file: &Path) -> Option<String> {
-    let named = || {
-        let text = std::fs::read_to_string(file).ok()?;
-        let name = file.display().to_string();
-        let read =
-            dsl::parse_located::<serde_json::Value>(&name, &text, &[], str::to_string).ok()??;
-        read.value.get("id")?.as_str().map(str::to_string)
-    };
-    named().or_else(|| file.file_stem()?.to_str().map(str::to_string))
+    declared_id(file).or_else(|| file.file_stem()?.to_str().map(str::to_string))
+}
+
+/// The `id` a journey file gives, when it can be read as YAML at all.
+fn declared_id(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let name = file.display().to_string();
+    let read =
+        dsl::parse_located::<serde_json::Value>(&name, &text, &[], str::to_string).ok()??;
+    read.value.get("id")?.as_str().map(str::to_string)
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -819,6 +824,7 @@ impl Watcher {
             owners: BTreeMap::new(),
             removed: Vec::new(),
             settings_seen: None,
+            held: Default::default(),
         }
     }
 
@@ -836,7 +842,17 @@ impl Watcher {
         let settings_now = settings::path_in(&self.dir).map(|p| mtime(&p));
         let settings_now = settings_now.flatten();
         if self.settings_seen.is_some_and(|s| s != settings_now) {
-            say!("waymark.yaml changed: restart `waymark dev` to apply new caps");
+            // Checked now, as a journey file is, rather than at the next start, which a file
+            // with errors would stop.
+            match settings::load(&self.dir) {
+                Ok(_) => say!("waymark.yaml changed: restart `waymark dev` to apply new caps"),
+                Err(errors) => {
+                    for e in errors {
+                        say_err!("{e}");
+                    }
+                    say_err!("waymark.yaml has errors: the caps in use stay as they were, and `waymark dev` will not start again until they are fixed");
+                }
+            }
         }
         self.settings_seen = Some(settings_now);
 
@@ -849,6 +865,28 @@ impl Watcher {
                 return out;
             }
         };
+        // An id that more than one file gives, and no file publishes yet (at start: which one
+        // an earlier run kept, and the published version came from, is not known): none of
+        // them is published, and the published version, if any, runs on. (Once one publishes
+        // it, a second file with its id is refused: see `publish`.)
+        let mut clashing: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for file in &files {
+            if let Some(id) = declared_id(file) {
+                clashing.entry(id).or_default().push(file.clone());
+            }
+        }
+        clashing.retain(|id, files| files.len() > 1 && !self.owners.contains_key(id));
+        // A file held back by a clash that is over is read again.
+        let over: Vec<PathBuf> = self
+            .held
+            .iter()
+            .filter(|f| !clashing.values().any(|all| all.contains(f)))
+            .cloned()
+            .collect();
+        for f in over {
+            self.held.remove(&f);
+            self.seen.remove(&f);
+        }
         // The journeys of removed files: told after the others publish, which may bring the
         // same id from a file of another name (a file renamed).
         let mut removed: Vec<(PathBuf, String)> = std::mem::take(&mut self.removed);
@@ -889,6 +927,24 @@ impl Watcher {
                 continue;
             }
             self.seen.insert(file.clone(), m);
+            if let Some((id, all)) = declared_id(&file).and_then(|id| clashing.get_key_value(&id)) {
+                let others: Vec<String> = all
+                    .iter()
+                    .filter(|f| **f != file)
+                    .map(|f| f.display().to_string())
+                    .collect();
+                let (line, column) = std::fs::read_to_string(&file)
+                    .map_or((1, 1), |text| dsl::key_position(&text, "id"));
+                say_err!(
+                    "{}:{line}:{column}: id: journey id `{id}` is also used by {}: give each journey its own id (neither is published until then)",
+                    file.display(),
+                    others.join(", ")
+                );
+                out.failed += 1;
+                invalid.insert(id.clone(), file.clone());
+                self.held.insert(file.clone());
+                continue;
+            }
             let loaded = dsl::load_file(&file);
             if loaded.is_ok() {
                 for w in dsl::advice_for(std::slice::from_ref(&file)) {

@@ -856,6 +856,53 @@ fn dev_says_a_journey_whose_file_has_errors_runs_on_as_published() {
     wait_for(&dev, &runs_on);
 }
 
+/// Two files giving one id at start: neither is published (an earlier run kept the first of
+/// them, and which one the published version came from is not known), and the published
+/// version runs on; once one of them is gone, the other publishes. A `waymark.yaml` with errors
+/// saved while dev runs is told at once, not at the next start.
+#[test]
+fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
+    let (_dir, journeys, data) = folder("dev-clash", "welcome.yaml", JOURNEY);
+    let dev = start(&journeys, &data);
+    wait_for(&dev, "waymark dev: 1 journey(s) from");
+    // A draft copy, sorted before the original, refused while dev runs.
+    let copy = journeys.join("a_copy.yaml");
+    std::fs::write(&copy, JOURNEY.replace("Glad you are here.", "DRAFT")).expect("write");
+    wait_for(&dev, "is also used by");
+    std::fs::write(
+        journeys.join("waymark.yaml"),
+        "caps:\n  email: {max: 0, per: 1x}\n",
+    )
+    .expect("write");
+    wait_for(&dev, "waymark.yaml has errors");
+    wait_for(&dev, "caps.email.per");
+    drop(dev);
+    std::fs::remove_file(journeys.join("waymark.yaml")).expect("rm");
+
+    let dev = start(&journeys, &data);
+    wait_for(&dev, &format!(
+        "{}:1:1: id: journey id `welcome` is also used by {}: give each journey its own id (neither is published until then)",
+        copy.display(),
+        journeys.join("welcome.yaml").display()
+    ));
+    wait_for(&dev, "welcome v1 (as published; its file has errors)");
+    let (_, admin) = keys(&data);
+    assert_eq!(journeys_of(&dev, &admin)[0]["version"], 1);
+    assert!(
+        !dev.printed().iter().any(|l| l.contains("now version 2")),
+        "{:#?}",
+        dev.printed()
+    );
+    // The draft goes: the original is published again as it was (no new version).
+    std::fs::remove_file(&copy).expect("rm");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(journeys_of(&dev, &admin)[0]["version"], 1);
+    // And the draft alone is a new version.
+    std::fs::remove_file(journeys.join("welcome.yaml")).expect("rm");
+    std::fs::write(&copy, JOURNEY.replace("Glad you are here.", "DRAFT")).expect("write");
+    wait_for(&dev, "journey welcome: now version 2");
+}
+
 /// A port in use fails at once, saying which flag to change, and leaves no data folder behind.
 #[test]
 fn dev_on_a_port_in_use_says_so_and_writes_nothing() {

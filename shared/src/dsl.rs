@@ -1159,7 +1159,7 @@ fn read_text(path: &Path) -> Result<String, Vec<FileError>> {
 }
 
 /// Where the file's top-level key `key` is written (1, 1 when it cannot be told).
-fn key_position(text: &str, key: &str) -> (usize, usize) {
+pub fn key_position(text: &str, key: &str) -> (usize, usize) {
     match read_located::<serde::de::IgnoredAny>("", text, &[], str::to_string, false) {
         Ok(Some(read)) => read
             .located

@@ -192,7 +192,7 @@ pub fn dead_letter_lines(data: &Path) -> Vec<serde_json::Value> {
 pub struct Dev {
     pub child: Child,
     pub url: String,
-    /// What it printed so far, line by line.
+    /// What it printed so far (on stdout and stderr), line by line.
     pub printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -218,10 +218,11 @@ pub fn start(journeys: &Path, data: &Path) -> Dev {
         .arg("--data")
         .arg(data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start waymark dev");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let keep = printed.clone();
@@ -232,6 +233,17 @@ pub fn start(journeys: &Path, data: &Path) -> Dev {
             if let Some(url) = line.trim().strip_prefix("API") {
                 let _ = tx.send(url.trim().to_string());
             }
+            if let Ok(mut l) = keep.lock() {
+                l.push(line);
+            }
+        }
+    });
+    // Its errors too (a file's problems), shown as they come as well.
+    let keep = printed.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
             if let Ok(mut l) = keep.lock() {
                 l.push(line);
             }
