@@ -876,7 +876,8 @@ impl Watcher {
             }
         }
         clashing.retain(|id, files| files.len() > 1 && !self.owners.contains_key(id));
-        // A file held back by a clash that is over is read again.
+        // A file held back by a clash that is over is read again (one removed is told as
+        // removed, below).
         let over: Vec<PathBuf> = self
             .held
             .iter()
@@ -885,7 +886,9 @@ impl Watcher {
             .collect();
         for f in over {
             self.held.remove(&f);
-            self.seen.remove(&f);
+            if files.contains(&f) {
+                self.seen.remove(&f);
+            }
         }
         // The journeys of removed files: told after the others publish, which may bring the
         // same id from a file of another name (a file renamed).
@@ -936,7 +939,7 @@ impl Watcher {
                 let (line, column) = std::fs::read_to_string(&file)
                     .map_or((1, 1), |text| dsl::key_position(&text, "id"));
                 say_err!(
-                    "{}:{line}:{column}: id: journey id `{id}` is also used by {}: give each journey its own id (neither is published until then)",
+                    "{}:{line}:{column}: id: journey id `{id}` is also used by {}: give each journey its own id (none of them is published until then)",
                     file.display(),
                     others.join(", ")
                 );

@@ -881,7 +881,7 @@ fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
 
     let dev = start(&journeys, &data);
     wait_for(&dev, &format!(
-        "{}:1:1: id: journey id `welcome` is also used by {}: give each journey its own id (neither is published until then)",
+        "{}:1:1: id: journey id `welcome` is also used by {}: give each journey its own id (none of them is published until then)",
         copy.display(),
         journeys.join("welcome.yaml").display()
     ));
@@ -893,9 +893,11 @@ fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
         "{:#?}",
         dev.printed()
     );
-    // The draft goes: the original is published again as it was (no new version).
+    // The draft goes (and is told gone): the original is published again as it was (no new
+    // version).
     std::fs::remove_file(&copy).expect("rm");
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_for(&dev, &format!("{} removed", copy.display()));
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(journeys_of(&dev, &admin)[0]["version"], 1);
     // And the draft alone is a new version.
     std::fs::remove_file(journeys.join("welcome.yaml")).expect("rm");

@@ -845,6 +845,47 @@ fn scalar_char_position(
     let opening = *first.get(vc.checked_sub(1)?)?;
     let indent = |l: &str| l.chars().take_while(|c| *c == ' ').count();
     let blank = |n: usize| lines.get(n).is_some_and(|l| l.trim().is_empty());
+    // A block scalar's value is placed at its first line of text, its header (`|`, `>-`) on
+    // the line before; or at the header.
+    let block = match opening {
+        '|' | '>' => Some((vl, opening == '>')),
+        _ => vl
+            .checked_sub(2)
+            .and_then(|n| lines.get(n))
+            .and_then(|l| block_header(l))
+            .map(|h| (vl - 1, h == '>')),
+    };
+    if let Some((from, folded)) = block {
+        let mut left = offset;
+        let mut block: Option<usize> = None;
+        // Just past the last line of text: a problem at the text's end (after its final line
+        // break) is pointed at there.
+        let mut end = None;
+        let mut after_text = false;
+        for (n, line) in lines.iter().enumerate().skip(from) {
+            if line.trim().is_empty() {
+                // Folded, a line break and the blank lines after it are a line break each
+                // blank line: the break before the first was counted with its line.
+                if !(folded && after_text) {
+                    left = left.checked_sub(1)?;
+                }
+                after_text = false;
+                continue;
+            }
+            let i = *block.get_or_insert(indent(line));
+            if indent(line) < i {
+                break;
+            }
+            let len = line.chars().count() - i;
+            if left <= len {
+                return Some((n + 1, i + left + 1));
+            }
+            left -= len + 1;
+            end = Some((n + 1, i + len + 1));
+            after_text = true;
+        }
+        return end.filter(|_| left == 0);
+    }
     match opening {
         '"' | '\'' => {
             // (line index, char index) walking the quoted text.
@@ -861,6 +902,10 @@ fn scalar_char_position(
                     }
                     if opening == '"' && ch == '\\' && c + 1 == chars.len() {
                         joined = true;
+                        break;
+                    }
+                    // Spaces ending a line that folds into the next are no part of the text.
+                    if ch.is_whitespace() && chars[c..].iter().all(|c| c.is_whitespace()) {
                         break;
                     }
                     if left == 0 {
@@ -893,49 +938,16 @@ fn scalar_char_position(
                 c = next.chars().take_while(|c| c.is_whitespace()).count();
             }
         }
-        '|' | '>' => {
-            let folded = opening == '>';
-            let mut left = offset;
-            let mut block: Option<usize> = None;
-            // Just past the last line of text: a problem at the text's end (after its final
-            // line break) is pointed at there.
-            let mut end = None;
-            let mut after_text = false;
-            for (n, line) in lines.iter().enumerate().skip(vl) {
-                if line.trim().is_empty() {
-                    // Folded, a line break and the blank lines after it are a line break each
-                    // blank line: the break before the first was counted with its line.
-                    if !(folded && after_text) {
-                        left = left.checked_sub(1)?;
-                    }
-                    after_text = false;
-                    continue;
-                }
-                let i = *block.get_or_insert(indent(line));
-                if indent(line) < i {
-                    break;
-                }
-                let len = line.chars().count() - i;
-                if left <= len {
-                    return Some((n + 1, i + left + 1));
-                }
-                left -= len + 1;
-                end = Some((n + 1, i + len + 1));
-                after_text = true;
-            }
-            end.filter(|_| left == 0)
-        }
         _ => {
             // A plain scalar: from its start, then on each line after it indented past its
             // key, each line without the spaces around it, blank lines folding as in `>`.
             let key_indent = pos.by_path.get(path).map_or(0, |&(_, c)| c - 1);
             let mut left = offset;
-            let len = first.len() - (vc - 1);
+            let trimmed = first.iter().rev().skip_while(|c| c.is_whitespace()).count();
+            let len = trimmed.saturating_sub(vc - 1);
             if left <= len {
                 return Some((vl, vc + left));
             }
-            let trimmed = first.iter().rev().skip_while(|c| c.is_whitespace()).count();
-            let len = trimmed.saturating_sub(vc - 1);
             left = left.checked_sub(len + 1)?;
             let mut end = (left == 0).then_some((vl, vc + len));
             let mut after_text = true;
@@ -962,6 +974,21 @@ fn scalar_char_position(
             end
         }
     }
+}
+
+/// The block scalar a file line's header opens (`key: |`, `- >-`, `key: |2 # note`): `|` or
+/// `>`.
+fn block_header(line: &str) -> Option<char> {
+    let line = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let line = line.trim_end();
+    let i = line.rfind(['|', '>'])?;
+    let (before, after) = (&line[..i], &line[i + 1..]);
+    let header = after.chars().all(|c| matches!(c, '-' | '+' | '0'..='9'))
+        && (before.ends_with(": ") || before.ends_with("- ") || before.trim().is_empty());
+    header.then(|| line[i..].chars().next()).flatten()
 }
 
 /// The file position of line `line` (1-based) of the template at `path`: a block scalar (`|` or
@@ -1042,17 +1069,7 @@ fn folded_position(text: &str, first: usize, target: usize) -> Option<(usize, us
 /// Whether a file line ends with a folded block scalar's header: `key: >`, `- >`, with
 /// `-`/`+` and an indentation digit after it, and a comment after that, allowed.
 fn is_folded_header(line: &str) -> bool {
-    let line = match line.find(" #") {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    let line = line.trim_end();
-    let Some(i) = line.rfind('>') else {
-        return false;
-    };
-    let (before, after) = (&line[..i], &line[i + 1..]);
-    after.chars().all(|c| matches!(c, '-' | '+' | '0'..='9'))
-        && (before.ends_with(": ") || before.ends_with("- ") || before.trim().is_empty())
+    block_header(line) == Some('>')
 }
 
 /// The file position where line `target` (1-based) of a quoted scalar's value starts, the
@@ -3714,6 +3731,21 @@ steps:
             (
                 "  where: event.total > 0 and   \n    profile.age >< 3\n",
                 (6, 18),
+            ),
+            ("  where: event.total > 0 and   \n    >< 3\n", (6, 5)),
+            // Nor a quoted line's, where it folds.
+            (
+                "  where: \"event.total > 0 and   \n    profile.age >< 3\"\n",
+                (6, 18),
+            ),
+            // A literal block keeps its blank lines and its deeper indentation.
+            (
+                "  where: |\n    event.total > 0 and\n\n    profile.age >< 3\n",
+                (8, 18),
+            ),
+            (
+                "  where: |\n    event.total > 0 and\n      profile.age >< 3\n",
+                (7, 20),
             ),
         ];
         for (condition, at) in cases {

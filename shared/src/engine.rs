@@ -717,7 +717,8 @@ fn event_of(
 /// What `event` would have done to `enrollment` but for a `where` that was false: an
 /// `exit_when` naming it (when no other exit took it), or the `wait_for` the enrollment waits
 /// at for it (in its window), each an [`What::Unmet`] entry saying the condition and what it
-/// read. Empty when the event moved it, or nothing waits for it.
+/// read. Empty when an exit or the wait took the event, or nothing listens for it (a goal it
+/// met is said by its own entry).
 pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry> {
     let j = ctx.journey;
     let Some(name) = event.event.as_deref() else {

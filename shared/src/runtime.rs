@@ -1494,9 +1494,9 @@ impl Runtime {
             } else {
                 engine::date_moved(&ctx, &l.enrollment)
             };
-            // The event moved nothing (no exit, wait, goal or late conversion took it): what
-            // `where` kept it from doing so, if one did.
-            if next.is_none() && !exits && name.is_some() {
+            // No exit took the event: an exit's or the wait's `where` that kept it from taking
+            // it, if one did (none when the wait took it).
+            if !exits && name.is_some() {
                 unmet.extend(engine::unmet(&ctx, &l.enrollment, e));
             }
             let t = match next {
@@ -3100,8 +3100,7 @@ impl Runtime {
         // A timer must land in a minute the scheduler has not swept yet (it sweeps up to a minute
         // ahead), so short waits always ride the queue, whatever the hop limit.
         if delay <= self.config.hop_limit.as_secs().max(MIN_TIMER_SECS) {
-            let longest = self.queue.max_delay_secs();
-            let delay_secs = u32::try_from(delay).unwrap_or(longest).min(longest);
+            let delay_secs = hop_secs(delay, self.queue.max_delay_secs());
             let q = message.queue();
             self.queue
                 .send(
@@ -4412,6 +4411,19 @@ fn secs_until(now: Timestamp, at: Timestamp) -> i64 {
     }
 }
 
+/// The delay of one hop towards a time `delay` seconds away on a queue whose longest delay is
+/// `longest`: all of it when it fits; else a hop that leaves at least 2 s for the next, since a
+/// message within a second of its time is handled as due (`handle_once`), which would take
+/// one a second early.
+fn hop_secs(delay: i64, longest: u32) -> u32 {
+    match u32::try_from(delay) {
+        Ok(d) if d <= longest => d,
+        Ok(d) => longest.min(d - 2),
+        Err(_) if delay < 0 => 0,
+        Err(_) => longest,
+    }
+}
+
 fn log_refusals(user: &str, refusals: &[Entry]) {
     for r in refusals {
         tracing::info!(user, journey = %r.journey, "{}", describe(&r.what));
@@ -4509,7 +4521,7 @@ pub fn describe(w: &What) -> String {
             trigger, reason, ..
         } => format!("not entered on {trigger}: {reason}"),
         What::Unmet { event, by, .. } => {
-            format!("heard {event}, which moved nothing: its {by}'s `where` was false")
+            format!("heard {event}, which its {by} did not take: its `where` was false")
         }
     }
 }
@@ -4551,6 +4563,19 @@ mod tests {
             Some("Pacific/Auckland"),
         );
         assert!(before.holds(sent));
+    }
+
+    /// A hop short of its time leaves the next at least 2 s, so that no message is handled a
+    /// second before its time (one within a second of it is taken as due).
+    #[test]
+    fn a_hop_leaves_the_next_more_than_a_second() {
+        assert_eq!(hop_secs(0, 900), 0);
+        assert_eq!(hop_secs(900, 900), 900);
+        assert_eq!(hop_secs(901, 900), 899);
+        assert_eq!(hop_secs(902, 900), 900);
+        assert_eq!(hop_secs(5_000, 900), 900);
+        assert_eq!(hop_secs(-3, 900), 0);
+        assert_eq!(hop_secs(i64::MAX, 900), 900);
     }
 
     /// A queue's delay never brings a message before its time: a fraction of a second rounds

@@ -488,6 +488,7 @@ async fn an_event_a_where_kept_from_moving_the_enrollment_says_why() {
 id: cartx
 name: Cart
 trigger: {event: cart}
+goal: {event: order, within: 1d}
 exit_when:
   - {event: order, where: "event.total > 10"}
   - {event: order, where: "event.channel == 'shop'"}
@@ -531,9 +532,9 @@ steps:
     assert_eq!(
         facts(&out, "u", unmet),
         [
-            "2026-12-01T10:30:00Z cartx/w: heard order, which moved nothing: its exit_when's `where` was false",
-            "2026-12-01T10:30:00Z cartx/w: heard order, which moved nothing: its exit_when's `where` was false",
-            "2026-12-01T11:00:00Z cartx/w: heard app_opened, which moved nothing: its wait_for's `where` was false",
+            "2026-12-01T10:30:00Z cartx/w: heard order, which its exit_when did not take: its `where` was false",
+            "2026-12-01T10:30:00Z cartx/w: heard order, which its exit_when did not take: its `where` was false",
+            "2026-12-01T11:00:00Z cartx/w: heard app_opened, which its wait_for did not take: its `where` was false",
         ]
     );
     assert_eq!(
@@ -543,6 +544,11 @@ steps:
             "`where: event.channel == 'shop'` was false (event.channel = \"app\")",
             "`where: event.screen == 'home'` was false (event.screen = \"settings\")",
         ]
+    );
+    // u's order converted her (the goal takes any order), and did not exit her: both said.
+    assert_eq!(
+        facts(&out, "u", |w| matches!(w, What::Converted { .. })).len(),
+        1
     );
     // w's order is the one her wait is for: it moved her (the exit's `where` held it back from
     // ending her, but the event did not move nothing).
