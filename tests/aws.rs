@@ -123,7 +123,7 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
     let sent = &emails[0];
     assert_eq!(
         sent["subject"],
-        "Almost gone: items in your cart are running low"
+        "Still in your cart, and some of it may not last"
     );
     assert_eq!(sent["source"], "Waymark <hello@waymark.test>");
     let body = sent["body"].as_str().unwrap_or_default();

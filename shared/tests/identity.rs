@@ -23,7 +23,7 @@ const LOGIN: &str = r#"
 {"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"device-1","messageId":"login-1","traits":{"email":"ann@example.com","first_name":"Ann"}}
 "#;
 const EMAIL: &str =
-    "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone: items in your cart are running low";
+    "2026-12-01T14:30:00Z ann email low_stock_email: Still in your cart, and some of it may not last";
 
 async fn cart() -> Harness {
     let h = Harness::new("2026-12-01T09:00:00Z");
@@ -986,7 +986,7 @@ async fn only_anns_cart_went_on(h: &Harness) {
         h.outbox(),
         [
             "2026-12-01T10:30:00Z ann push push_reminder: You left something in your cart",
-            "2026-12-01T14:30:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
+            "2026-12-01T14:30:00Z ann email low_stock_email: Still in your cart, and some of it may not last",
         ]
     );
     let view = h.rt.user("ann").await.expect("user");

@@ -5621,8 +5621,8 @@ async fn cart_example_sends_what_the_story_says() {
         outbox(&out),
         [
             "2026-12-01T10:35:00Z ann push push_reminder: You left something in your cart",
-            "2026-12-01T14:35:00Z ann email low_stock_email: Almost gone: items in your cart are running low",
-            "2026-12-01T15:00:00Z dan email low_stock_email: Almost gone: items in your cart are running low",
+            "2026-12-01T14:35:00Z ann email low_stock_email: Still in your cart, and some of it may not last",
+            "2026-12-01T15:00:00Z dan email low_stock_email: Still in your cart, and some of it may not last",
         ]
     );
     assert_eq!(
