@@ -784,6 +784,28 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
     out
 }
 
+/// A subject as one line: each run of line breaks (and other control characters) in what a
+/// user's data brought into it (`hello\r\nBcc: ...`) is one space. A subject is a header: a
+/// line break in it would start another.
+fn one_line(subject: String) -> String {
+    if !subject.chars().any(char::is_control) {
+        return subject;
+    }
+    let mut out = String::with_capacity(subject.len());
+    let mut gap = false;
+    for c in subject.chars() {
+        if c.is_control() {
+            gap = true;
+            continue;
+        }
+        if std::mem::take(&mut gap) && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The path a user lands on in a split: a stable hash of (user, journey, step) into 0..10000.
 pub fn bucket(user_id: &str, journey: &str, step: &str) -> u32 {
     use sha2::{Digest, Sha256};
@@ -1763,7 +1785,7 @@ impl<'a> Run<'a> {
         };
         Ok(match t {
             Template::Email(e) => Content::Email {
-                subject: text("subject", &e.subject)?,
+                subject: one_line(text("subject", &e.subject)?),
                 html: e
                     .html
                     .as_deref()
@@ -1826,7 +1848,9 @@ impl<'a> Run<'a> {
                 // A URL the deployed sender could not call (the profile's `ftp://` address, an
                 // empty one) is this user's message failing, here, as for a header.
                 let url = text("url", &w.url)?;
-                if let Some(why) = webhook_url_problem(&url) {
+                if let Some(why) =
+                    webhook_url_problem(&url).or_else(|| crate::webhook::host_problem(&w.url, &url))
+                {
                     // Without the URL itself, which may carry the user's token or address.
                     return Err(template::TemplateError {
                         line: None,

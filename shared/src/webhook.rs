@@ -75,6 +75,63 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with `url`, rendered for a user from the journey's URL `template`, as to the
+/// host it goes to, if anything: a user's data must not send the call, its headers (an API
+/// key) and body with it, to a host the journey does not name (a trait `attacker.example/#`
+/// or `@attacker.example` filling part of the host). Where the template writes the host out
+/// whole, the call goes to that host; where data fills part of it
+/// (`https://{{ profile.region }}.api.example.com/...`), that part is one DNS label (letters,
+/// digits, `-`) between the fixed text around it. A URL whose host is all data (`{{
+/// profile.webhook_url }}`) is the journey's choice, and is checked as any URL is.
+pub fn host_problem(template: &str, url: &str) -> Option<String> {
+    let tag = template
+        .find("{{")
+        .into_iter()
+        .chain(template.find("{%"))
+        .min()?;
+    let fixed = &template[..tag];
+    let start = fixed.find("://")? + 3;
+    let written = &fixed[start..];
+    let rendered = url.parse::<http::Uri>().ok()?;
+    let authority = rendered.authority().map(|a| a.as_str()).unwrap_or_default();
+    let refused = |host: &str| {
+        Some(format!(
+            "goes to another host than the journey's `{host}`: data in the URL must not change its host (put it in the path or the query, or branch to URLs written out)"
+        ))
+    };
+    if let Some(end) = written.find(['/', '?', '#']) {
+        let host = &written[..end];
+        return (!authority.eq_ignore_ascii_case(host))
+            .then(|| refused(host))
+            .flatten();
+    }
+    // Data fills part of the host: the fixed text after the tag, up to the path, ends it.
+    let after = template[tag..]
+        .find("}}")
+        .map(|i| &template[tag + i + 2..])?;
+    let suffix = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+    let pattern = format!("{written}…{suffix}");
+    if suffix.contains('{') {
+        // More data further in the host: no `@`, nothing but a host's characters.
+        let plain = authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        return (!plain).then(|| refused(&pattern)).flatten();
+    }
+    let lower = authority.to_ascii_lowercase();
+    let label = lower
+        .strip_prefix(&written.to_ascii_lowercase())
+        .and_then(|r| r.strip_suffix(&suffix.to_ascii_lowercase()));
+    match label {
+        // Data that starts after the host (`https://hooks.example{{ event.path }}`) left it.
+        Some("") if suffix.is_empty() && !written.is_empty() => None,
+        Some(l) if !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            None
+        }
+        _ => refused(&pattern),
+    }
+}
+
 /// What is wrong with `name` as an HTTP header name (a webhook's), if anything.
 pub fn header_name_problem(name: &str) -> Option<String> {
     http::HeaderName::from_bytes(name.as_bytes())
@@ -98,6 +155,40 @@ pub fn header_value_problem(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_in_a_webhooks_url_does_not_change_its_host() {
+        let region = "https://{{ profile.region | urlencode }}.api.crm.example/v1/orders";
+        assert_eq!(
+            host_problem(region, "https://eu-west.api.crm.example/v1/orders"),
+            None
+        );
+        for attack in [
+            "https://attacker.example/x.api.crm.example/v1/orders",
+            "https://attacker.example/#.api.crm.example/v1/orders",
+            "https://a.b.api.crm.example/v1/orders",
+            "https://u@evil.example/.api.crm.example/v1/orders",
+        ] {
+            let why = host_problem(region, attack).expect(attack);
+            assert!(why.contains("`….api.crm.example`"), "{why}");
+        }
+        let path = "https://hooks.example/{{ event.p }}";
+        assert_eq!(host_problem(path, "https://hooks.example/a/b?c"), None);
+        assert!(host_problem(path, "https://evil.example/x").is_some());
+        // The `@` trick: fixed text that stops inside the host.
+        let at = "https://hooks.example{{ event.p }}";
+        assert!(host_problem(at, "https://hooks.example@evil.example/steal").is_some());
+        assert_eq!(host_problem(at, "https://hooks.example/steal"), None);
+        // A host all data, or no data at all: the journey's choice, checked elsewhere.
+        assert_eq!(
+            host_problem("{{ profile.hook }}", "https://x.example/"),
+            None
+        );
+        assert_eq!(
+            host_problem("https://a.example/", "https://b.example/"),
+            None
+        );
+    }
 
     #[test]
     fn a_webhook_goes_out_with_the_headers_the_step_left_unnamed() {

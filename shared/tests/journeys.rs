@@ -4735,6 +4735,63 @@ steps:
 /// empty, no host), that user's message is skipped as `render_error`, the same in dev and
 /// simulate as on AWS, where it would fail for good. A `GET` with a body, a `Host` header and a
 /// fixed `Idempotency-Key` are validation errors too.
+/// A line break a user's data brings into an email's subject (a header) does not start another
+/// header: each run of them is one space.
+#[tokio::test]
+async fn a_line_break_in_data_is_a_space_in_an_email_subject() {
+    let journey = r#"
+id: hi
+name: Hi
+trigger: {event: a}
+steps:
+  - id: mail
+    send: {email: {subject: "Hi {{ event.subj }}", text: "x"}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"email":"u@example.com"}}
+{"at":"2026-12-01T10:00:00Z","userId":"u","event":"a","properties":{"subj":"hello\r\nBcc: evil@example.com\n"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox_of(&out, "u"),
+        ["2026-12-01T10:00:00Z u email mail: Hi hello Bcc: evil@example.com"]
+    );
+}
+
+/// A user's data in a webhook's URL does not send the call, its API key and body with it, to
+/// another host than the journey names (a trait set through the app's write key): one label of
+/// the host may be data, the rest is the journey's.
+#[tokio::test]
+async fn data_in_a_webhooks_url_cannot_send_it_to_another_host() {
+    let journey = r#"
+id: crm
+name: CRM sync
+trigger: {event: order_completed}
+steps:
+  - id: sync
+    send:
+      webhook:
+        url: "https://{{ profile.region | urlencode }}.api.crm.example/v1/orders"
+        headers: {Authorization: "Bearer sk_live_SECRET"}
+        body: '{"user": {{ user_id | tojson }}}'
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"eu","traits":{"region":"eu-west"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"evil","traits":{"region":"attacker.example/x"}}
+{"at":"2026-12-01T10:00:00Z","userId":"eu","event":"order_completed"}
+{"at":"2026-12-01T10:00:00Z","userId":"evil","event":"order_completed"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox_of(&out, "eu").len(), 1);
+    assert_eq!(outbox_of(&out, "evil"), Vec::<String>::new());
+    let said = details(&out, "evil");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with(
+            "url: the URL goes to another host than the journey's `….api.crm.example`"
+        ),
+        "{said:?}"
+    );
+}
+
 #[tokio::test]
 async fn webhook_urls_and_headers_the_sender_cannot_use_are_caught() {
     for (url, why) in [
