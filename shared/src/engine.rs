@@ -1857,11 +1857,29 @@ impl<'a> Run<'a> {
                         message: format!("url: the URL {why}"),
                     });
                 }
+                let body = w.body.as_deref().map(|b| text("body", b)).transpose()?;
+                // A body that goes out as JSON (the step names no other `Content-Type`) and is
+                // not (a value with a quote, a missing one leaving `"m": ,`): the receiver could
+                // not read it, so it fails here, saying where.
+                let json = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    .is_none_or(|(_, v)| v.to_ascii_lowercase().contains("json"));
+                if let Some(b) = body.as_deref().filter(|b| json && !b.trim().is_empty()) {
+                    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b) {
+                        return Err(template::TemplateError {
+                            line: None,
+                            message: format!(
+                                "body: is not JSON as rendered for this user ({e}): build it with `tojson`, like `{{\"user\": {{{{ user_id | tojson }}}}}}`"
+                            ),
+                        });
+                    }
+                }
                 Content::Webhook {
                     url,
                     method: w.method.clone(),
                     headers,
-                    body: w.body.as_deref().map(|b| text("body", b)).transpose()?,
+                    body,
                 }
             }
         })

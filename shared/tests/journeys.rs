@@ -4757,6 +4757,38 @@ steps:
     );
 }
 
+/// A webhook body that goes out as JSON but is not, as rendered for a user (a quote in a value
+/// put in by hand, a missing value leaving `"m": ,`), skips her message saying where, rather
+/// than the receiver getting what it cannot read; built with `tojson` it goes out. A body the
+/// step says is something else is left as it is.
+#[tokio::test]
+async fn a_webhook_body_that_is_not_json_as_rendered_is_caught() {
+    let journey = r#"
+id: hook
+name: Hook
+trigger: {event: a}
+steps:
+  - id: by_hand
+    send: {webhook: {url: "https://hooks.example/a", body: '{"x": "{{ event.x }}", "m": {{ event.m }}}'}}
+  - id: built
+    send: {webhook: {url: "https://hooks.example/b", body: '{"x": {{ event.x | tojson }}, "m": {{ event.m | tojson }}}'}}
+  - id: csv
+    send: {webhook: {url: "https://hooks.example/c", headers: {Content-Type: text/csv}, body: '{{ event.x }},{{ event.m }}'}}
+"#;
+    let script = r#"{"at":"2026-12-01T10:00:00Z","userId":"u","event":"a","properties":{"x":"say \"zq\""}}
+"#;
+    let out = sim(&[journey], script).await;
+    // `built` and `csv` went out.
+    assert_eq!(outbox_of(&out, "u").len(), 2, "{:?}", outbox_of(&out, "u"));
+    let said = details(&out, "u");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("body: is not JSON as rendered for this user ("),
+        "{said:?}"
+    );
+    assert!(!said[0].contains("zq"), "no data in the reason: {said:?}");
+}
+
 /// A user's data in a webhook's URL does not send the call, its API key and body with it, to
 /// another host than the journey names (a trait set through the app's write key): one label of
 /// the host may be data, the rest is the journey's.
