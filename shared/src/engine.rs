@@ -1628,7 +1628,11 @@ impl<'a> Run<'a> {
                     what: What::Skipped {
                         channel: t.channel(),
                         reason: "render_error".into(),
-                        detail: Some(err.message),
+                        // Which variant failed, when a `locales` one was chosen.
+                        detail: Some(match locale {
+                            Some(l) => format!("locales.{l}: {}", err.message),
+                            None => err.message,
+                        }),
                     },
                 });
             }

@@ -4735,6 +4735,34 @@ steps:
 /// empty, no host), that user's message is skipped as `render_error`, the same in dev and
 /// simulate as on AWS, where it would fail for good. A `GET` with a body, a `Host` header and a
 /// fixed `Idempotency-Key` are validation errors too.
+/// A message that fails to render in a `locales` variant says which: the default's template
+/// and the variant's are different texts.
+#[tokio::test]
+async fn a_render_error_in_a_locale_names_the_locale() {
+    let journey = r#"
+id: offer
+name: Offer
+trigger: {event: a}
+steps:
+  - id: push
+    send:
+      push: {title: t, body: "en {{ event.total }}"}
+      locales:
+        fr:
+          push: {title: t, body: "fr {{ event.total | round }}"}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"fr","traits":{"locale":"fr-FR","push_tokens":[{"platform":"fcm","token":"t-fr"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"en","traits":{"push_tokens":[{"platform":"fcm","token":"t-en"}]}}
+{"at":"2026-12-01T10:00:00Z","userId":"fr","event":"a","properties":{"total":"soon"}}
+{"at":"2026-12-01T10:00:00Z","userId":"en","event":"a","properties":{"total":"soon"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox_of(&out, "en").len(), 1);
+    let said = details(&out, "fr");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].starts_with("locales.fr: body: "), "{said:?}");
+}
+
 /// A line break a user's data brings into an email's subject (a header) does not start another
 /// header: each run of them is one space.
 #[tokio::test]
