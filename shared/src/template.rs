@@ -58,6 +58,7 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.add_filter("date", date::date);
     env.add_filter("round", number::round);
     env.add_filter("abs", number::abs);
+    env.add_filter("format", number::format);
     // A null reaches a template as a missing value (`NullAsMissing`): `is none` still holds for
     // it, as it did when it was MiniJinja's `none`.
     env.add_test("none", |v: &minijinja::Value| {

@@ -50,6 +50,20 @@ pub fn round(
     minijinja::filters::round(number("round", value)?, precision, method, kwargs)
 }
 
+/// MiniJinja's `format` (`"%.2f" | format(event.total)`): given a value the user or the event
+/// does not have, it prints nothing, as the value alone would, instead of failing the message
+/// (`'string' cannot be formatted in fixed-point notation`, of a value that is not there).
+pub fn format(
+    state: &mut minijinja::State,
+    format_str: &Value,
+    args: minijinja::value::Rest<minijinja::value::ValueOrKwargs>,
+) -> Result<Value, Error> {
+    if args.iter().any(|a| missing(a)) {
+        return Ok(Value::UNDEFINED);
+    }
+    minijinja::filters::format(state, format_str, args)
+}
+
 /// MiniJinja's `abs`, forgiving as the module says.
 pub fn abs(value: Value) -> Result<Value, Error> {
     if missing(&value) {
@@ -92,5 +106,17 @@ mod tests {
         assert!(e.contains("round: soon (string) is not a number"), "{e}");
         let e = show("{{ event.total | round(method='up') }}", json!({})).expect_err("typo");
         assert!(e.contains("method"), "{e}");
+    }
+
+    #[test]
+    fn a_format_of_a_missing_value_prints_nothing() {
+        let src = r#"Total: {{ "%.2f" | format(event.total) }}"#;
+        assert_eq!(show(src, json!({})).as_deref(), Ok("Total: "));
+        assert_eq!(show(src, json!({"total": null})).as_deref(), Ok("Total: "));
+        assert_eq!(show(src, json!({"total": 19.987})).as_deref(), Ok("Total: 19.99"));
+        let dflt = r#"{{ "%.2f" | format(event.total) | default("n/a") }}"#;
+        assert_eq!(show(dflt, json!({})).as_deref(), Ok("n/a"));
+        // A value there but not a number is still an error that says so.
+        assert!(show(src, json!({"total": "soon"})).is_err());
     }
 }
