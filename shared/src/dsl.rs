@@ -2243,9 +2243,17 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         return None;
     }
     let lower = fixed.to_ascii_lowercase();
-    let scheme_ok = ["https://", "http://"]
+    if ["https://", "http://"]
         .iter()
-        .any(|s| lower.starts_with(s) || (lower.len() < s.len() && s.starts_with(&lower)));
+        .any(|s| lower.len() < s.len() && s.starts_with(&lower))
+    {
+        // `http{{ x }}://...`: data in the scheme could write a host of its own first.
+        return Some(named(format!(
+            "has data in its scheme: write `https://` and the host out before any `{{{{ }}}}`, or give the whole URL from data: {}",
+            crate::webhook::WEBHOOK_URL_ADVICE
+        )));
+    }
+    let scheme_ok = ["https://", "http://"].iter().any(|s| lower.starts_with(s));
     if !scheme_ok {
         return Some(named(format!(
             "is not an https:// (or http://) URL: {}",
@@ -3343,6 +3351,9 @@ steps:
             ("https:///h?u={{ user_id }}", false),
             ("https://x.example:8443/h?u={{ user_id }}", true),
             ("https://x.example:{{ profile.port }}/h", true),
+            // Data in the scheme could write a host of its own first.
+            ("http{{ profile.tls }}://api.example.com/x", false),
+            ("https:/{{ profile.rest }}", false),
         ] {
             assert_eq!(
                 webhook_url_problem(url).is_none(),

@@ -1865,11 +1865,16 @@ impl<'a> Run<'a> {
                 // A body that goes out as JSON (the step names no other `Content-Type`) and is
                 // not (a value with a quote, a missing one leaving `"m": ,`): the receiver could
                 // not read it, so it fails here, saying where.
+                // (`application/json`, or a `+json` type; not NDJSON, several values a body.)
                 let json = headers
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                    .is_none_or(|(_, v)| v.to_ascii_lowercase().contains("json"));
-                if let Some(b) = body.as_deref().filter(|b| json && !b.trim().is_empty()) {
+                    .is_none_or(|(_, v)| {
+                        let media = v.split(';').next().unwrap_or_default().trim();
+                        let media = media.to_ascii_lowercase();
+                        media == "application/json" || media.ends_with("+json")
+                    });
+                if let Some(b) = body.as_deref().filter(|_| json) {
                     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b) {
                         return Err(template::TemplateError {
                             line: None,

@@ -78,57 +78,181 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
 /// What is wrong with `url`, rendered for a user from the journey's URL `template`, as to the
 /// host it goes to, if anything: a user's data must not send the call, its headers (an API
 /// key) and body with it, to a host the journey does not name (a trait `attacker.example/#`
-/// or `@attacker.example` filling part of the host). Where the template writes the host out
-/// whole, the call goes to that host; where data fills part of it
-/// (`https://{{ profile.region }}.api.example.com/...`), that part is one DNS label (letters,
-/// digits, `-`) between the fixed text around it. A URL whose host is all data (`{{
-/// profile.webhook_url }}`) is the journey's choice, and is checked as any URL is.
+/// or `@attacker.example` filling part of the host). The template's host, from its `://` to
+/// the `/`, `?` or `#` that ends it, is matched: its fixed text as written (letters in any
+/// case), each piece of data in it (a `{{ }}`, or a run of `{% %}` tags and what they hold)
+/// one label at most (no `.`, `:` or `@`); data at its end, with no fixed text after it, may
+/// only begin the path. A host that is all data (`https://{{ profile.crm_host }}/...`), or a
+/// URL all data (`{{ profile.webhook_url }}`), is the journey's choice: any host, without
+/// `@`. A template whose scheme holds data is refused (the data could write a host first).
 pub fn host_problem(template: &str, url: &str) -> Option<String> {
-    let tag = template
-        .find("{{")
-        .into_iter()
-        .chain(template.find("{%"))
-        .min()?;
-    let fixed = &template[..tag];
-    let start = fixed.find("://")? + 3;
-    let written = &fixed[start..];
-    let rendered = url.parse::<http::Uri>().ok()?;
-    let authority = rendered.authority().map(|a| a.as_str()).unwrap_or_default();
-    let refused = |host: &str| {
+    let pieces = template_pieces(template);
+    // No data at all, or all of it: checked as any URL is.
+    match pieces.first() {
+        None | Some(Piece::Data) => return None,
+        Some(Piece::Fixed(_)) if pieces.len() == 1 => return None,
+        _ => {}
+    }
+    let Some(Piece::Fixed(first)) = pieces.first() else {
+        return None;
+    };
+    let Some(scheme_end) = first.find("://") else {
+        return Some(
+            "has data in its scheme: write `https://` and the host out, or give the whole URL from data"
+                .into(),
+        );
+    };
+    // The host's pattern: fixed text and pieces of data, up to the first `/`, `?` or `#` of the
+    // fixed text (`marked`), or the template's end.
+    let mut pattern: Vec<Piece> = Vec::new();
+    let mut marked = false;
+    let mut rest = vec![Piece::Fixed(first[scheme_end + 3..].to_string())];
+    rest.extend(pieces.into_iter().skip(1));
+    for piece in rest {
+        match piece {
+            Piece::Data => {
+                if !matches!(pattern.last(), Some(Piece::Data)) {
+                    pattern.push(Piece::Data);
+                }
+            }
+            Piece::Fixed(text) => {
+                let (host, ended) = match text.find(['/', '?', '#']) {
+                    Some(i) => (&text[..i], true),
+                    None => (&text[..], false),
+                };
+                if !host.is_empty() {
+                    pattern.push(Piece::Fixed(host.to_ascii_lowercase()));
+                }
+                if ended {
+                    marked = true;
+                    break;
+                }
+            }
+        }
+    }
+    let written: String = pattern
+        .iter()
+        .map(|p| match p {
+            Piece::Fixed(t) => t.as_str(),
+            Piece::Data => "…",
+        })
+        .collect();
+    let refused = || {
         Some(format!(
-            "goes to another host than the journey's `{host}`: data in the URL must not change its host (put it in the path or the query, or branch to URLs written out)"
+            "goes to another host than the journey's `{written}`: data in the URL must not change its host (put it in the path or the query, or branch to URLs written out)"
         ))
     };
-    if let Some(end) = written.find(['/', '?', '#']) {
-        let host = &written[..end];
-        return (!authority.eq_ignore_ascii_case(host))
-            .then(|| refused(host))
-            .flatten();
-    }
-    // Data fills part of the host: the fixed text after the tag, up to the path, ends it.
-    let after = template[tag..]
-        .find("}}")
-        .map(|i| &template[tag + i + 2..])?;
-    let suffix = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
-    let pattern = format!("{written}…{suffix}");
-    if suffix.contains('{') {
-        // More data further in the host: no `@`, nothing but a host's characters.
-        let plain = authority
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-        return (!plain).then(|| refused(&pattern)).flatten();
-    }
-    let lower = authority.to_ascii_lowercase();
-    let label = lower
-        .strip_prefix(&written.to_ascii_lowercase())
-        .and_then(|r| r.strip_suffix(&suffix.to_ascii_lowercase()));
-    match label {
-        // Data that starts after the host (`https://hooks.example{{ event.path }}`) left it.
-        Some("") if suffix.is_empty() && !written.is_empty() => None,
-        Some(l) if !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-            None
+    let rendered = url.parse::<http::Uri>().ok()?;
+    let authority = rendered
+        .authority()
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .unwrap_or_default();
+    // Data that ends the template with no fixed text after it may begin the path, and adds
+    // nothing to the host, unless it fills a label of its own (`https://api.{{ region }}`).
+    if !marked && matches!(pattern.last(), Some(Piece::Data)) {
+        let before = pattern.len().checked_sub(2).and_then(|i| pattern.get(i));
+        let own_label = match before {
+            None => true,
+            Some(Piece::Fixed(t)) => t.ends_with('.'),
+            Some(Piece::Data) => false,
+        };
+        if !own_label {
+            pattern.pop();
         }
-        _ => refused(&pattern),
+    }
+    let all_data = matches!(pattern.as_slice(), [Piece::Data]);
+    let fits = if all_data {
+        !authority.is_empty() && !authority.contains('@')
+    } else {
+        host_fits(&pattern, &authority)
+    };
+    if fits {
+        None
+    } else {
+        refused()
+    }
+}
+
+/// A URL template as fixed text and pieces of data (`{{ }}`, `{% %}`; a `{# #}` comment is
+/// nothing). Fixed text between `{% %}` tags (an `if`'s branches) is data: which of it is
+/// written depends on the user.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Fixed(String),
+    Data,
+}
+
+fn template_pieces(template: &str) -> Vec<Piece> {
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut rest = template;
+    let mut depth = 0usize;
+    let push = |pieces: &mut Vec<Piece>, p: Piece| match (pieces.last_mut(), p) {
+        (Some(Piece::Fixed(t)), Piece::Fixed(more)) => t.push_str(&more),
+        (Some(Piece::Data), Piece::Data) => {}
+        (_, p) => pieces.push(p),
+    };
+    while !rest.is_empty() {
+        let next = ["{{", "{%", "{#"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, *open)))
+            .min();
+        let Some((i, open)) = next else {
+            let p = if depth > 0 {
+                Piece::Data
+            } else {
+                Piece::Fixed(rest.to_string())
+            };
+            push(&mut pieces, p);
+            break;
+        };
+        if i > 0 {
+            let p = if depth > 0 {
+                Piece::Data
+            } else {
+                Piece::Fixed(rest[..i].to_string())
+            };
+            push(&mut pieces, p);
+        }
+        let close = match open {
+            "{{" => "}}",
+            "{%" => "%}",
+            _ => "#}",
+        };
+        let Some(end) = rest[i + 2..].find(close) else {
+            push(&mut pieces, Piece::Data);
+            break;
+        };
+        let tag = rest[i + 2..i + 2 + end].trim().trim_matches('-').trim();
+        match open {
+            "{#" => {}
+            "{%" => {
+                let word = tag.split_whitespace().next().unwrap_or_default();
+                if matches!(word, "if" | "for" | "with" | "macro" | "raw") {
+                    depth += 1;
+                } else if word.starts_with("end") {
+                    depth = depth.saturating_sub(1);
+                }
+                push(&mut pieces, Piece::Data);
+            }
+            _ => push(&mut pieces, Piece::Data),
+        }
+        rest = &rest[i + 2 + end + 2..];
+    }
+    pieces
+}
+
+/// Whether `host` (lower case) is the `pattern`'s fixed text in order, each piece of data
+/// between filling at most one label's part (no `.`, `:` or `@`).
+fn host_fits(pattern: &[Piece], host: &str) -> bool {
+    match pattern.split_first() {
+        None => host.is_empty(),
+        Some((Piece::Fixed(t), rest)) => host
+            .strip_prefix(t.as_str())
+            .is_some_and(|h| host_fits(rest, h)),
+        Some((Piece::Data, rest)) => {
+            let most = host.find(['.', ':', '@']).unwrap_or(host.len());
+            (0..=most).any(|n| host_fits(rest, &host[n..]))
+        }
     }
 }
 
@@ -186,6 +310,60 @@ mod tests {
         );
         assert_eq!(
             host_problem("https://a.example/", "https://b.example/"),
+            None
+        );
+        let host = "https://{{ profile.crm_host }}/v1/orders";
+        assert_eq!(
+            host_problem(host, "https://hooks.partner.example/v1/orders"),
+            None
+        );
+        assert!(host_problem(host, "https://u@evil.example/v1/orders").is_some());
+        // Two pieces of data in the host: each one label, the fixed text between as written.
+        let two = "https://{{ profile.sub }}.{{ profile.region }}.api.crm.example/v1/orders";
+        assert_eq!(
+            host_problem(two, "https://a.eu.api.crm.example/v1/orders"),
+            None
+        );
+        for attack in [
+            "https://attacker.example/#.eu.api.crm.example/v1/orders",
+            "https://a.b.eu.api.crm.example/v1/orders",
+        ] {
+            assert!(host_problem(two, attack).is_some(), "{attack}");
+        }
+        // Data in the scheme could write a host before the journey's.
+        let scheme = "http{{ profile.tls }}://api.crm.example/v1/orders";
+        let why = host_problem(
+            scheme,
+            "https://attacker.example/#://api.crm.example/v1/orders",
+        );
+        assert!(why.is_some_and(|w| w.contains("scheme")));
+        // Data right after a written host begins the path; it does not lengthen the host.
+        let ip = "http://10.0.0.1{{ event.path }}";
+        assert!(host_problem(ip, "http://10.0.0.19/x").is_some());
+        assert_eq!(host_problem(ip, "http://10.0.0.1/x"), None);
+        assert_eq!(host_problem("https://api.{{ r }}", "https://api.eu/"), None);
+        // An `if`'s branches are data; a comment is nothing; a password between fixed text.
+        let branch =
+            "https://{% if profile.eu %}eu{% else %}us{% endif %}.api.crm.example/v1/{{ user_id }}";
+        assert_eq!(
+            host_problem(branch, "https://us.api.crm.example/v1/u1"),
+            None
+        );
+        assert!(host_problem(branch, "https://evil.example/.api.crm.example/v1/u1").is_some());
+        let note = "https://api.example.com{# the EU one #}/v1/{{ user_id }}";
+        assert_eq!(host_problem(note, "https://api.example.com/v1/u1"), None);
+        let user = "https://svc:{{ pw | urlencode }}@api.example.com/x";
+        assert_eq!(
+            host_problem(user, "https://svc:p%40ss@api.example.com/x"),
+            None
+        );
+        assert!(host_problem(user, "https://svc:x@evil.example/@api.example.com/x").is_some());
+        // Letters in any case.
+        assert_eq!(
+            host_problem(
+                "https://API.Example.com/{{ p }}",
+                "https://api.example.COM/a"
+            ),
             None
         );
     }

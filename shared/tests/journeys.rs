@@ -4802,14 +4802,23 @@ steps:
     send: {webhook: {url: "https://hooks.example/b", body: '{"x": {{ event.x | tojson }}, "m": {{ event.m | tojson }}}'}}
   - id: csv
     send: {webhook: {url: "https://hooks.example/c", headers: {Content-Type: text/csv}, body: '{{ event.x }},{{ event.m }}'}}
+  - id: lines
+    send:
+      webhook:
+        url: "https://hooks.example/d"
+        headers: {Content-Type: "application/x-ndjson"}
+        body: "{\"a\": 1}\n{\"b\": 2}"
+  - id: typed
+    send: {webhook: {url: "https://hooks.example/e", headers: {Content-Type: "Application/JSON; charset=utf-8"}, body: '{{ event.m }}'}}
 "#;
     let script = r#"{"at":"2026-12-01T10:00:00Z","userId":"u","event":"a","properties":{"x":"say \"zq\""}}
 "#;
     let out = sim(&[journey], script).await;
-    // `built` and `csv` went out.
-    assert_eq!(outbox_of(&out, "u").len(), 2, "{:?}", outbox_of(&out, "u"));
+    // `built`, `csv` and `lines` (NDJSON is not one JSON value) went out; `typed`, JSON in
+    // other letters, rendered empty, did not.
+    assert_eq!(outbox_of(&out, "u").len(), 3, "{:?}", outbox_of(&out, "u"));
     let said = details(&out, "u");
-    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said.len(), 2, "{said:?}");
     assert!(
         said[0].starts_with("body: is not JSON as rendered for this user ("),
         "{said:?}"

@@ -113,7 +113,10 @@ mod tests {
         let src = r#"Total: {{ "%.2f" | format(event.total) }}"#;
         assert_eq!(show(src, json!({})).as_deref(), Ok("Total: "));
         assert_eq!(show(src, json!({"total": null})).as_deref(), Ok("Total: "));
-        assert_eq!(show(src, json!({"total": 19.987})).as_deref(), Ok("Total: 19.99"));
+        assert_eq!(
+            show(src, json!({"total": 19.987})).as_deref(),
+            Ok("Total: 19.99")
+        );
         let dflt = r#"{{ "%.2f" | format(event.total) | default("n/a") }}"#;
         assert_eq!(show(dflt, json!({})).as_deref(), Ok("n/a"));
         // A value there but not a number is still an error that says so.
