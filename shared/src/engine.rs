@@ -1451,7 +1451,13 @@ impl<'a> Run<'a> {
                 Action::Send(send) => {
                     // In the user's language when the send has it (`locales`).
                     let send = Localized::of(send, self.current_trait("locale"));
-                    if !j.transactional {
+                    // An in-app message interrupts no one: it waits in the inbox until she
+                    // opens the app (as Braze's quiet hours leave in-app messages alone).
+                    let inbox = send
+                        .send
+                        .template()
+                        .is_some_and(|t| t.channel() == Channel::InApp);
+                    if !j.transactional && !inbox {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
                                 self.wait(&id, until, Resume::Rerun, "quiet hours".into());

@@ -4735,6 +4735,34 @@ steps:
 /// empty, no host), that user's message is skipped as `render_error`, the same in dev and
 /// simulate as on AWS, where it would fail for good. A `GET` with a body, a `Host` header and a
 /// fixed `Idempotency-Key` are validation errors too.
+/// Quiet hours hold the messages that interrupt (a push at night), not an in-app message,
+/// which waits in the inbox until she opens the app.
+#[tokio::test]
+async fn quiet_hours_leave_in_app_messages_alone() {
+    let journey = r#"
+id: guide
+name: Guide
+trigger: {event: registered}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: inbox
+    send: {in_app: {title: "Set up your account", body: "."}}
+  - id: nudge
+    send: {push: {title: "Welcome", body: "."}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"u","traits":{"timezone":"Europe/London","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-12-01T23:30:00Z","userId":"u","event":"registered"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox_of(&out, "u"),
+        [
+            "2026-12-01T23:30:00Z u in_app inbox: Set up your account",
+            "2026-12-02T08:00:00Z u push nudge: Welcome",
+        ]
+    );
+}
+
 /// A message that fails to render in a `locales` variant says which: the default's template
 /// and the variant's are different texts.
 #[tokio::test]
