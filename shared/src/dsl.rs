@@ -2243,17 +2243,16 @@ fn webhook_url_problem(url: &str) -> Option<String> {
         return None;
     }
     let lower = fixed.to_ascii_lowercase();
-    if ["https://", "http://"]
-        .iter()
-        .any(|s| lower.len() < s.len() && s.starts_with(&lower))
-    {
-        // `http{{ x }}://...`: data in the scheme could write a host of its own first.
-        return Some(named(format!(
-            "has data in its scheme: write `https://` and the host out before any `{{{{ }}}}`, or give the whole URL from data: {}",
-            crate::webhook::WEBHOOK_URL_ADVICE
-        )));
-    }
     let scheme_ok = ["https://", "http://"].iter().any(|s| lower.starts_with(s));
+    // Data in the scheme or the host: a user's data would choose where the call goes.
+    if let Some(why) = crate::webhook::template_host_problem(url) {
+        let partial = ["https://", "http://"]
+            .iter()
+            .any(|s| lower.len() < s.len() && s.starts_with(&lower));
+        if scheme_ok || partial {
+            return Some(named(why));
+        }
+    }
     if !scheme_ok {
         return Some(named(format!(
             "is not an https:// (or http://) URL: {}",
@@ -3327,7 +3326,7 @@ steps:
             ("https://api.example.com/hooks/{{ user_id }}", true),
             ("http://10.0.0.2:8080/x", true),
             ("{{ profile.webhook_url }}", true),
-            ("https://{{ profile.shop }}.example.com/hook", true),
+            ("https://{{ profile.shop }}.example.com/hook", false),
             ("HTTPS://API.EXAMPLE.COM", true),
             ("not a url", false),
             ("ftp://files.example.com/x", false),
@@ -3350,7 +3349,7 @@ steps:
             ),
             ("https:///h?u={{ user_id }}", false),
             ("https://x.example:8443/h?u={{ user_id }}", true),
-            ("https://x.example:{{ profile.port }}/h", true),
+            ("https://x.example:{{ profile.port }}/h", false),
             // Data in the scheme could write a host of its own first.
             ("http{{ profile.tls }}://api.example.com/x", false),
             ("https:/{{ profile.rest }}", false),

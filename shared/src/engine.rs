@@ -1553,6 +1553,8 @@ impl<'a> Run<'a> {
             return;
         };
         let mut locale = send.locale;
+        // Whether the fallback's template is the one rendered (a render error says so).
+        let mut fell_back = false;
         let transactional = self.ctx.journey.transactional;
         let chosen = match self
             .user()
@@ -1587,6 +1589,7 @@ impl<'a> Run<'a> {
                     }
                     Some((t, Ok(to))) => {
                         locale = send.fallback_locale;
+                        fell_back = true;
                         let detail = self.user().unreachable_detail(first.channel(), why);
                         self.log(
                             Some(step),
@@ -1634,10 +1637,14 @@ impl<'a> Run<'a> {
                     what: What::Skipped {
                         channel: t.channel(),
                         reason: "render_error".into(),
-                        // Which variant failed, when a `locales` one was chosen.
-                        detail: Some(match locale {
-                            Some(l) => format!("locales.{l}: {}", err.message),
-                            None => err.message,
+                        // Which template failed: a `locales` variant's, the fallback's.
+                        detail: Some(match (locale, fell_back) {
+                            (Some(l), false) => format!("locales.{l}: {}", err.message),
+                            (Some(l), true) => {
+                                format!("locales.{l}: fallback: {}", err.message)
+                            }
+                            (None, true) => format!("fallback: {}", err.message),
+                            (None, false) => err.message,
                         }),
                     },
                 });

@@ -4775,6 +4775,8 @@ steps:
   - id: push
     send:
       push: {title: t, body: "en {{ event.total }}"}
+      fallback:
+        email: {subject: "{{ event.total | round }}", text: "."}
       locales:
         fr:
           push: {title: t, body: "fr {{ event.total | round }}"}
@@ -4783,9 +4785,17 @@ steps:
 {"at":"2026-12-01T09:00:00Z","type":"identify","userId":"en","traits":{"push_tokens":[{"platform":"fcm","token":"t-en"}]}}
 {"at":"2026-12-01T10:00:00Z","userId":"fr","event":"a","properties":{"total":"soon"}}
 {"at":"2026-12-01T10:00:00Z","userId":"en","event":"a","properties":{"total":"soon"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"mail","traits":{"email":"m@example.com"}}
+{"at":"2026-12-01T10:00:00Z","userId":"mail","event":"a","properties":{"total":"soon"}}
 "#;
     let out = sim(&[journey], script).await;
     assert_eq!(outbox_of(&out, "en").len(), 1);
+    // No device: the fallback's template is the one that failed.
+    let said = details(&out, "mail");
+    assert!(
+        said.iter().any(|d| d.starts_with("fallback: subject: ")),
+        "{said:?}"
+    );
     let said = details(&out, "fr");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].starts_with("locales.fr: body: "), "{said:?}");
@@ -4854,9 +4864,9 @@ steps:
     assert!(!said[0].contains("zq"), "no data in the reason: {said:?}");
 }
 
-/// A user's data in a webhook's URL does not send the call, its API key and body with it, to
-/// another host than the journey names (a trait set through the app's write key): one label of
-/// the host may be data, the rest is the journey's.
+/// A user's data in a webhook's URL does not choose where the call, its API key and body with
+/// it, goes (a trait set through the app's write key): data in the host is refused by
+/// `waymark validate`, and a journey published before that goes out only to the host written.
 #[tokio::test]
 async fn data_in_a_webhooks_url_cannot_send_it_to_another_host() {
     let journey = r#"
@@ -4871,21 +4881,29 @@ steps:
         headers: {Authorization: "Bearer sk_live_SECRET"}
         body: '{"user": {{ user_id | tojson }}}'
 "#;
+    let errors = waymark::dsl::parse("crm.yaml", journey).expect_err("data in the host");
+    assert_eq!(errors[0].path, "steps[0].send.webhook.url");
+    assert!(
+        errors[0].message.contains("has data in its host"),
+        "{errors:?}"
+    );
+    let in_path = journey.replace(
+        "https://{{ profile.region | urlencode }}.api.crm.example/v1/orders",
+        "https://api.crm.example/v1/{{ profile.region | urlencode }}/orders",
+    );
     let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"eu","traits":{"region":"eu-west"}}
-{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"evil","traits":{"region":"attacker.example/x"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"evil","traits":{"region":"@attacker.example/x"}}
 {"at":"2026-12-01T10:00:00Z","userId":"eu","event":"order_completed"}
 {"at":"2026-12-01T10:00:00Z","userId":"evil","event":"order_completed"}
 "#;
-    let out = sim(&[journey], script).await;
+    let out = sim(&[&in_path], script).await;
     assert_eq!(outbox_of(&out, "eu").len(), 1);
-    assert_eq!(outbox_of(&out, "evil"), Vec::<String>::new());
-    let said = details(&out, "evil");
-    assert_eq!(said.len(), 1, "{said:?}");
+    // In the path, the value stays there: the call goes to the host written.
+    let evil = outbox_of(&out, "evil");
+    assert_eq!(evil.len(), 1, "{evil:?}");
     assert!(
-        said[0].starts_with(
-            "url: the URL goes to another host than the journey's `….api.crm.example`"
-        ),
-        "{said:?}"
+        evil[0].contains("https://api.crm.example/v1/"),
+        "{evil:?}"
     );
 }
 
