@@ -4901,10 +4901,7 @@ steps:
     // In the path, the value stays there: the call goes to the host written.
     let evil = outbox_of(&out, "evil");
     assert_eq!(evil.len(), 1, "{evil:?}");
-    assert!(
-        evil[0].contains("https://api.crm.example/v1/"),
-        "{evil:?}"
-    );
+    assert!(evil[0].contains("https://api.crm.example/v1/"), "{evil:?}");
 }
 
 #[tokio::test]
