@@ -75,6 +75,17 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
     None
 }
 
+/// The fixed text of a URL template before its first tag; `None` when it has no tag (no data),
+/// or nothing but spaces before it (the whole URL is data).
+fn fixed_before_data(template: &str) -> Option<&str> {
+    let tag = ["{{", "{%", "{#"]
+        .iter()
+        .filter_map(|open| template.find(open))
+        .min()?;
+    let fixed = &template[..tag];
+    (!fixed.trim().is_empty()).then_some(fixed)
+}
+
 /// What is wrong with the host of a webhook's URL `template`, if anything: a user's data must
 /// not choose where the call, its headers (an API key) and body with it, goes (a trait
 /// `attacker.example/#` filling part of a host, `@attacker.example` after it, a label
@@ -82,14 +93,7 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
 /// scheme, host and port, up to the `/`, `?` or `#` that ends it; or the whole URL is data
 /// (`{{ profile.webhook_url }}`), the journey's explicit choice. `None` for a URL with no data.
 pub fn template_host_problem(template: &str) -> Option<String> {
-    let tag = ["{{", "{%", "{#"]
-        .iter()
-        .filter_map(|open| template.find(open))
-        .min()?;
-    let fixed = &template[..tag];
-    if fixed.trim().is_empty() {
-        return None;
-    }
+    let fixed = fixed_before_data(template)?;
     let Some(scheme_end) = fixed.find("://") else {
         return Some(format!(
             "has data in its scheme: write `https://` and the host out before any `{{{{ }}}}`, or give the whole URL from data: {WEBHOOK_URL_ADVICE}"
@@ -108,14 +112,7 @@ pub fn template_host_problem(template: &str) -> Option<String> {
 /// [`template_host_problem`], which `waymark validate` applies), or, for a template published
 /// before that check, any data in the host at all.
 pub fn host_problem(template: &str, url: &str) -> Option<String> {
-    let tag = ["{{", "{%", "{#"]
-        .iter()
-        .filter_map(|open| template.find(open))
-        .min()?;
-    let fixed = &template[..tag];
-    if fixed.trim().is_empty() {
-        return None;
-    }
+    let fixed = fixed_before_data(template)?;
     if let Some(why) = template_host_problem(template) {
         return Some(why);
     }
