@@ -59,6 +59,10 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.add_filter("round", number::round);
     env.add_filter("abs", number::abs);
     env.add_filter("format", number::format);
+    // `debug()` prints the whole context into the message: the user's address, phone and
+    // every trait, her unsubscribe link. No message needs it, and `waymark validate` names it
+    // unknown.
+    env.remove_global("debug");
     // A null reaches a template as a missing value (`NullAsMissing`): `is none` still holds for
     // it, as it did when it was MiniJinja's `none`.
     env.add_test("none", |v: &minijinja::Value| {
@@ -732,6 +736,8 @@ mod tests {
         // MiniJinja's functions are no unknown variables; other calls are.
         assert!(check("{% for i in range(3) %}{{ i }}{% endfor %}{{ dict(a=1).a }}").is_ok());
         assert!(check("{{ money(event.total) }}").is_err());
+        // Nor `debug()`, which would print every trait into the message.
+        assert!(check("{{ debug() }}").is_err());
         // Filters other engines have and this one does not (Waymark adds `date`).
         assert!(check("{{ now | datetimeformat }}").is_err());
         assert!(check("{{ event.total | money }}").is_err());
