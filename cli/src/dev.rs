@@ -869,25 +869,31 @@ impl Watcher {
         // an earlier run kept, and the published version came from, is not known): none of
         // them is published, and the published version, if any, runs on. (Once one publishes
         // it, a second file with its id is refused: see `publish`.)
+        // Read only when a file came, went or changed since the last look (this runs each
+        // second): otherwise no clash began or ended.
         let mut clashing: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-        for file in &files {
-            if let Some(id) = declared_id(file) {
-                clashing.entry(id).or_default().push(file.clone());
+        let changed = files.len() != self.seen.len()
+            || files.iter().any(|f| self.seen.get(f) != Some(&mtime(f)));
+        if changed {
+            for file in &files {
+                if let Some(id) = declared_id(file) {
+                    clashing.entry(id).or_default().push(file.clone());
+                }
             }
-        }
-        clashing.retain(|id, files| files.len() > 1 && !self.owners.contains_key(id));
-        // A file held back by a clash that is over is read again (one removed is told as
-        // removed, below).
-        let over: Vec<PathBuf> = self
-            .held
-            .iter()
-            .filter(|f| !clashing.values().any(|all| all.contains(f)))
-            .cloned()
-            .collect();
-        for f in over {
-            self.held.remove(&f);
-            if files.contains(&f) {
-                self.seen.remove(&f);
+            clashing.retain(|id, files| files.len() > 1 && !self.owners.contains_key(id));
+            // A file held back by a clash that is over is read again (one removed is told as
+            // removed, below).
+            let over: Vec<PathBuf> = self
+                .held
+                .iter()
+                .filter(|f| !clashing.values().any(|all| all.contains(f)))
+                .cloned()
+                .collect();
+            for f in over {
+                self.held.remove(&f);
+                if files.contains(&f) {
+                    self.seen.remove(&f);
+                }
             }
         }
         // The journeys of removed files: told after the others publish, which may bring the
