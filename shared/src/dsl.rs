@@ -2831,6 +2831,15 @@ steps:
         parse("j.yaml", text).expect_err("should fail").remove(0)
     }
 
+    /// Every problem `parse` finds in `text`, one a line.
+    fn all_errors(text: &str) -> String {
+        let errs = parse("j.yaml", text).expect_err("invalid");
+        errs.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// A `repeated` count is a whole number from 2 to the occurrences a profile keeps: a
     /// higher one could never be made, and text or a fraction says to write a number.
     #[test]
@@ -3140,12 +3149,7 @@ steps:
   - id: orphan
     exit: true
 "#;
-        let errs = parse("j.yaml", text).expect_err("invalid");
-        let all = errs
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = all_errors(text);
         assert!(all.contains("`orphan` can never be reached"), "{all}");
         // once, though the branch's case and its `else` both go round it
         assert_eq!(all.matches("loop with no wait").count(), 1, "{all}");
@@ -3211,12 +3215,7 @@ steps:
       cases: [{when: "event.x > 1", goto: a}]
       else: a
 "#;
-        let errs = parse("j.yaml", text).expect_err("invalid");
-        let all = errs
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = all_errors(text);
         assert!(all.contains("unknown variable `evnt`"), "{all}");
         assert!(all.contains("loop with no wait"), "{all}");
     }
@@ -3237,12 +3236,7 @@ steps:
     send: {push: {title: "Other", body: "."}}
     next: wff
 "#;
-        let errs = parse("j.yaml", text).expect_err("invalid");
-        let all = errs
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = all_errors(text);
         assert!(all.contains("no step is called `wff`"), "{all}");
         assert!(
             all.contains("steps `thanks` → `thanks` form a loop with no wait"),

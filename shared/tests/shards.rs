@@ -28,6 +28,15 @@ fn timer_shards(h: &Harness) -> Vec<u32> {
         .collect()
 }
 
+/// The stored records whose sort key is `sk`, in every partition.
+fn records_keyed(h: &Harness, sk: &str) -> Vec<waymark::store::Record> {
+    h.store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.sk.as_str() == sk)
+        .collect()
+}
+
 async fn mark(h: &Harness) -> Option<u32> {
     h.store
         .get(&Key::new("SCHED", "shards"))
@@ -160,12 +169,7 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
     h.store.put(&foreign, Expect::Any).await.expect("put");
     h.advance_to(at("2026-12-01T12:30:00Z")).await;
     assert_eq!(h.lines.lock().expect("lines").len(), 1, "ann's reminder");
-    let kept: Vec<_> = h
-        .store
-        .dump()
-        .into_iter()
-        .filter(|r| r.key.sk.as_str() == "newer:bo")
-        .collect();
+    let kept = records_keyed(&h, "newer:bo");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].key.pk.as_str(), format!("T#{}#0", minute + 60));
     assert_eq!(kept[0].body.json().expect("json").as_ref(), &body[..]);
@@ -177,12 +181,7 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
             .set(at("2026-12-01T12:30:00Z") + jiff::SignedDuration::from_hours(hour));
         h.rt.tick().await.expect("tick");
     }
-    let kept: Vec<_> = h
-        .store
-        .dump()
-        .into_iter()
-        .filter(|r| r.key.sk.as_str() == "newer:bo")
-        .collect();
+    let kept = records_keyed(&h, "newer:bo");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].key.pk.as_str(), waymark::runtime::DEAD_TIMERS);
     assert_eq!(kept[0].version, 24);
@@ -224,11 +223,8 @@ async fn a_timer_put_off_in_a_long_catch_up_is_swept_again() {
         .expect("a cursor")
         .parse()
         .expect("a minute");
-    let kept: Vec<String> = h
-        .store
-        .dump()
+    let kept: Vec<String> = records_keyed(&h, "newer:bo")
         .into_iter()
-        .filter(|r| r.key.sk.as_str() == "newer:bo")
         .map(|r| r.key.pk.to_string())
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
