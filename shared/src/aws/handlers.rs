@@ -586,15 +586,13 @@ mod tests {
 
     /// A runtime whose one journey, entered on `signed_up`, calls a webhook through `sender`.
     async fn runtime_sending_through(sender: Arc<dyn crate::provider::Sender>) -> Runtime {
-        runtime_of(
-            sender,
-            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
-        )
-        .await
-        .0
+        runtime_of(sender, HELLO_HOOK).await.0
     }
 
     /// A runtime running `journey` and calling `sender`, and its queue and clock.
+    /// A journey of one webhook call a user, on `signed_up`.
+    const HELLO_HOOK: &str = "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n";
+
     async fn runtime_of(
         sender: Arc<dyn crate::provider::Sender>,
         journey: &str,
@@ -664,11 +662,7 @@ mod tests {
     /// the batch answers in time (the clock is tokio's, paused: the hang takes no real time).
     #[tokio::test(start_paused = true)]
     async fn a_message_running_past_the_invocation_is_given_up_and_reported() {
-        let (rt, queue, _) = runtime_of(
-            Arc::new(Misbehaves::HangsFor("ann")),
-            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n",
-        )
-        .await;
+        let (rt, queue, _) = runtime_of(Arc::new(Misbehaves::HangsFor("ann")), HELLO_HOOK).await;
         let mut event = SqsEvent::default();
         event.records = vec![signed_up("m-ann", "ann"), signed_up("m-bo", "bo")];
         let began = tokio::time::Instant::now();
