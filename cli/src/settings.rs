@@ -97,7 +97,10 @@ fn unknown_channels(file: &str, text: &str) -> Vec<FileError> {
             keys.error(
                 &format!("caps.{name}"),
                 format!(
-                    "unknown channel `{name}`: caps are per channel, one of {}",
+                    "unknown channel `{name}`: {}caps are per channel, one of {}",
+                    dsl::closest(name, channels.iter().copied())
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default(),
                     channels.join(", ")
                 ),
             )
@@ -179,5 +182,10 @@ mod tests {
         .expect_err("two problems");
         let told: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
         assert_eq!(told, [(2, "caps.pushh"), (3, "caps.sms.per")], "{errs:?}");
+        assert!(
+            errs[0].message.contains("did you mean `push`?"),
+            "{}",
+            errs[0].message
+        );
     }
 }

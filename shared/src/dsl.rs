@@ -300,6 +300,11 @@ fn yaml_advice(info: &str) -> &'static str {
         "; write a space after the `-` of a list item (a tab is not one)"
     } else if info.contains("mapping values are not allowed") {
         "; a value holds `: ` (or a key is indented wrongly): put text with a colon in quotes"
+    } else if info.contains("after double-quoted scalar") {
+        // `body: "Hi {{ name | default("friend") }}"`: the inner quote ends the text.
+        "; a text in double quotes ends at its next `\"`: inside it write single quotes (`default('friend')`), or `\\\"`"
+    } else if info.contains("after single-quoted scalar") {
+        "; a text in single quotes ends at its next `'`: inside it write double quotes, or `''` for one single quote"
     } else {
         ""
     }
@@ -427,13 +432,32 @@ fn value_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_js
     Some(v)
 }
 
+/// The field other tools' words for it mean here (`goto: b` is `next: b`), where spelling
+/// alone does not lead to it.
+fn meant_by(field: &str) -> &'static [&'static str] {
+    match field.to_ascii_lowercase().as_str() {
+        "goto" | "go_to" | "go" | "then" | "jump" | "next_step" | "to" => &["next"],
+        "delay" | "sleep" | "pause" => &["wait"],
+        "if" | "condition" | "filter" => &["where", "when"],
+        "message" | "channel" | "action" => &["send"],
+        "set_traits" | "traits" | "set_attributes" => &["update"],
+        _ => &[],
+    }
+}
+
 /// Turns serde's messages into advice a journey author can act on.
 fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once("`, expected ") {
             // serde writes "one of `a`, `b`" for several names and "`a` or `b`" for two.
             let names = expected.split('`').skip(1).step_by(2);
-            let guess = closest(field, names)
+            let guess = closest(field, names.clone())
+                .or_else(|| {
+                    meant_by(field)
+                        .iter()
+                        .copied()
+                        .find(|m| names.clone().any(|n| n == *m))
+                })
                 .map(|n| format!("did you mean `{n}`? "))
                 .unwrap_or_default();
             let expected = expected.strip_prefix("one of ").unwrap_or(expected);
@@ -511,6 +535,40 @@ fn explain(message: &str) -> String {
         return format!(
             "this is {}, where one value goes: write a single name or text here",
             shape::found_words(found)
+        );
+    }
+    // `exit: yes`, `exit: 1`: YAML's true and false are the only truth values.
+    if let Some(given) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.strip_suffix(", expected a boolean"))
+    {
+        let shown = given
+            .strip_prefix("string ")
+            .or_else(|| given.strip_prefix("integer "))
+            .or_else(|| given.strip_prefix("floating point "))
+            .unwrap_or(given);
+        let bare = shown.trim_matches(['"', '`']).to_ascii_lowercase();
+        let meant = match bare.as_str() {
+            "yes" | "y" | "on" | "true" | "1" => Some("true"),
+            "no" | "n" | "off" | "false" | "0" => Some("false"),
+            _ => None,
+        };
+        return match meant {
+            Some(b) => format!("{shown} is not a truth value here: write `{b}` (no quotes)"),
+            None => format!("{shown} is not a truth value: write `true` or `false` (no quotes)"),
+        };
+    }
+    // `wait: 30`: a number with no unit where a duration goes.
+    if let Some(n) = message.strip_prefix("invalid type: ").and_then(|r| {
+        let (given, expected) = r.split_once(", expected ")?;
+        expected.starts_with("a duration").then_some(())?;
+        given
+            .strip_prefix("integer `")
+            .or_else(|| given.strip_prefix("floating point `"))
+            .map(|n| n.trim_end_matches('`'))
+    }) {
+        return format!(
+            "`{n}` has no unit: write \"{n}s\", \"{n}m\", \"{n}h\" or \"{n}d\" (units: w, d, h, m, s)"
         );
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
@@ -1305,10 +1363,7 @@ pub(crate) fn zone_advice(name: &str, otherwise: &str) -> String {
         .unwrap_or_else(|| otherwise.to_string())
 }
 
-pub(crate) fn closest<'a>(
-    name: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     // Nothing written is near every short name (`GB` for an empty zone): no guess.
     if name.trim().is_empty() {
         return None;
@@ -1397,7 +1452,7 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     if j.transactional && j.quiet_hours.is_some() {
         said.push(problem(
             "quiet_hours",
-            "a transactional journey sends at any hour, so these quiet hours are not applied: remove them, or `transactional: true` if its messages can wait",
+            "a transactional journey sends at any hour, so these quiet hours are not applied: remove `quiet_hours`, or `transactional: true` if its messages can wait for the morning",
         ));
     }
     said.into_iter()
@@ -3093,6 +3148,39 @@ steps:
                 "`after` needs a value: write it like `reentry: {after: 30d}`",
             ),
             (CART.replace("wait: 30m", "wait: 1M"), 10, "for months, which vary in length"),
+            // Other tools' spellings and YAML's other truth values, with what to write.
+            (CART.replace("wait: 30m", "wait: 30"), 10, "`30` has no unit: write \"30s\", \"30m\""),
+            (CART.replace("wait: 30m", "wait: P1D"), 10, "write \"1d\""),
+            (
+                CART.replace("  - id: wait_30m\n    wait: 30m\n", "  - id: wait_30m\n    wait: 30m\n    goto: push_reminder\n"),
+                11,
+                "unknown field `goto`: did you mean `next`?",
+            ),
+            (
+                format!("{CART}  - id: done\n    exit: yes\n"),
+                17,
+                "\"yes\" is not a truth value here: write `true` (no quotes)",
+            ),
+            (
+                format!("{CART}  - id: done\n    exit: 0\n"),
+                17,
+                "`0` is not a truth value here: write `false` (no quotes)",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\nquiet_hours: {start: 9pm, end: \"08:00:00\"}\n"),
+                3,
+                "\"9pm\" is not a time of day: write \"21:00\"",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\nquiet_hours: {start: \"21:00\", end: \"08:00:00\"}\n"),
+                3,
+                "\"08:00:00\" is not a time of day: write \"08:00\"",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: \"Cart \"abandoned\" reminders\"\n"),
+                2,
+                "inside it write single quotes",
+            ),
             (
                 CART.replace(
                     "    wait: 30m\n",

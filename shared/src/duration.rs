@@ -224,10 +224,36 @@ fn suggestion(s: &str) -> Option<String> {
         .ok()
         .or_else(|| parse_any_order(&squeezed))
         .or_else(|| parse_fraction(&squeezed))
-        .or_else(|| parse_word(&squeezed))?;
+        .or_else(|| parse_word(&squeezed))
+        .or_else(|| parse_iso(&squeezed))?;
     (MIN_SECS..=MAX_SECS)
         .contains(&secs)
         .then(|| Duration { secs }.to_string())
+}
+
+/// An ISO 8601 duration in weeks, days, hours, minutes and seconds ("p1d", "pt30m",
+/// "p1dt12h"; lower-cased); months and years, which vary, are not read.
+fn parse_iso(s: &str) -> Option<u64> {
+    let s = s.strip_prefix('p')?;
+    let (date, time) = s.split_once('t').unwrap_or((s, ""));
+    let mut total: u64 = 0;
+    let mut any = false;
+    for (part, units) in [(date, "wd"), (time, "hms")] {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let n: u64 = rest.get(..digits)?.parse().ok()?;
+            let unit = char::from(*rest.as_bytes().get(digits)?);
+            if !units.contains(unit) {
+                return None;
+            }
+            let &(_, unit_secs) = UNITS.iter().find(|&&(c, _)| c == unit)?;
+            total = total.checked_add(n.checked_mul(unit_secs)?)?;
+            any = true;
+            rest = &rest[digits + 1..];
+        }
+    }
+    any.then_some(total)
 }
 
 /// A number and a unit spelled as a word: "30mins", "2days", "1hour" (spaces already gone).
@@ -472,7 +498,11 @@ mod tests {
             ("h", "write it like"),
             ("1x", "write it like"),
             ("1h30", "is not a duration"),
-            ("PT1H", "write it like"),
+            ("PT1H", "write \"1h\""),
+            ("P1D", "write \"1d\""),
+            ("P1DT12H", "write \"1d12h\""),
+            ("PT90M", "write \"1h30m\""),
+            ("P1M", "write it like"),
             ("+5m", "write it like"),
             ("5m\u{e9}", "write it like"),
         ];

@@ -239,13 +239,54 @@ impl TimeOfDay {
     }
 }
 
+/// What a time of day written another way most likely means, as `"HH:MM"`: `9am`, `9:30 PM`,
+/// `21:00:00`, `0900`, `9`, `9.30`, `9h30`.
+fn time_suggestion(s: &str) -> Option<String> {
+    let t: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+        .replace(['.', 'h'], ":");
+    let (t, half) = if let Some(t) = t.strip_suffix("am").or_else(|| t.strip_suffix("a:m:")) {
+        (t, Some(0))
+    } else if let Some(t) = t.strip_suffix("pm").or_else(|| t.strip_suffix("p:m:")) {
+        (t, Some(12))
+    } else {
+        (t.as_str(), None)
+    };
+    let t = t.trim_end_matches(':');
+    let digits = |x: &str| !x.is_empty() && x.len() <= 2 && x.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = t.split(':').collect();
+    let (h, m): (&str, &str) = match parts.as_slice() {
+        [h] if digits(h) => (h, "0"),
+        [hm] if (3..=4).contains(&hm.len()) && hm.bytes().all(|b| b.is_ascii_digit()) => {
+            hm.split_at(hm.len() - 2)
+        }
+        [h, m] if digits(h) && digits(m) => (h, m),
+        [h, m, sec] if digits(h) && digits(m) && sec.bytes().all(|b| b == b'0') => (h, m),
+        _ => return None,
+    };
+    let (mut hour, minute): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    if let Some(offset) = half {
+        if !(1..=12).contains(&hour) {
+            return None;
+        }
+        hour = hour % 12 + offset;
+    }
+    (hour <= 23 && minute <= 59).then(|| format!("{hour:02}:{minute:02}"))
+}
+
 impl TryFrom<String> for TimeOfDay {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let bad = || {
-            format!(
+        let bad = || match time_suggestion(&s) {
+            Some(better) => {
+                format!("\"{s}\" is not a time of day: write \"{better}\" (24-hour \"HH:MM\")")
+            }
+            None => format!(
                 "\"{s}\" is not a time of day: write it as \"HH:MM\", e.g. \"09:00\" or \"21:30\""
-            )
+            ),
         };
         let (h, m) = s.split_once(':').ok_or_else(bad)?;
         if !(1..=2).contains(&h.len()) || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
@@ -974,6 +1015,33 @@ mod tests {
                 .ok()
                 .map(|t| (t.hour, t.minute));
             assert_eq!(got, ok, "{text}");
+        }
+    }
+
+    /// A time written another common way is refused with the `HH:MM` it means.
+    #[test]
+    fn a_time_written_another_way_is_told_as_hh_mm() {
+        for (text, meant) in [
+            ("9am", Some("09:00")),
+            ("9 PM", Some("21:00")),
+            ("12am", Some("00:00")),
+            ("12pm", Some("12:00")),
+            ("9:30pm", Some("21:30")),
+            ("9.30", Some("09:30")),
+            ("9h30", Some("09:30")),
+            ("0900", Some("09:00")),
+            ("21", Some("21:00")),
+            ("21:00:00", Some("21:00")),
+            ("21:00:30", None),
+            ("13pm", None),
+            ("25", None),
+            ("noon", None),
+        ] {
+            let err = TimeOfDay::try_from(text.to_string()).expect_err(text);
+            match meant {
+                Some(m) => assert!(err.contains(&format!("write \"{m}\"")), "{text}: {err}"),
+                None => assert!(err.contains("e.g. \"09:00\""), "{text}: {err}"),
+            }
         }
     }
 }
