@@ -439,7 +439,12 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
     for e in &view.timeline {
         journeys.entry(&e.journey).or_default().1.push(e);
     }
-    journeys.retain(|j, _| journey.is_none_or(|want| want == *j));
+    // What her profile did not keep (an identify's bad phone, the traits past its bounds) is in
+    // no journey, and bears on every journey's sends: told with each.
+    journeys.retain(|j, _| j.is_empty() || journey.is_none_or(|want| want == *j));
+    if journeys.keys().all(|j| j.is_empty()) && journey.is_some() {
+        journeys.clear();
+    }
     if journeys.is_empty() {
         return match journey {
             Some(j) => format!("{user}: nothing in journey {j}\n"),
@@ -451,7 +456,11 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
     }
     let mut out = String::new();
     for (j, (enrollments, mut entries)) in journeys {
-        out.push_str(&format!("{user} in {j}\n"));
+        if j.is_empty() {
+            out.push_str(&format!("{user}'s profile\n"));
+        } else {
+            out.push_str(&format!("{user} in {j}\n"));
+        }
         for e in enrollments {
             let state = match e.status {
                 Status::Active => format!("active at step {}", e.step),
@@ -594,6 +603,40 @@ mod tests {
              \x20 2026-12-01T10:00:00Z  [cart:anon:d1:1] wait: step\n\
              \x20 2026-12-01T10:05:00Z  [cart:ann:1] wait: step\n\
              \x20 2026-12-01T10:06:00Z  -: not entered on cart_abandoned: enrolled\n"
+        );
+    }
+
+    /// What an identify brought that her profile did not keep (a phone that is no number, the
+    /// traits past the profile's bounds) is told first, in no journey, also beside one asked for.
+    #[test]
+    fn why_tells_what_her_profile_did_not_keep() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [],
+            "timeline": [
+                {"at": "2026-12-01T10:00:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "what": "entered", "version": 1, "trigger": "cart_abandoned"},
+                {"at": "2026-12-01T09:00:00Z", "journey": "", "what": "not_kept",
+                 "fields": ["traits.phone"], "value": "(not shown)",
+                 "reason": "must be an E.164 number"},
+                {"at": "2026-12-01T09:00:00Z", "journey": "", "what": "not_kept",
+                 "fields": ["traits.k1", "traits.k2"], "more": 3,
+                 "reason": "the profile keeps at most 1000 traits"}
+            ]
+        }))
+        .expect("a user view");
+        let profile = "ann's profile\n\
+             \x20 2026-12-01T09:00:00Z  -: not kept: traits.phone = (not shown) (must be an E.164 number)\n\
+             \x20 2026-12-01T09:00:00Z  -: not kept: traits.k1, traits.k2 and 3 more (the profile keeps at most 1000 traits)\n";
+        let cart = "ann in cart\n\
+             \x20 2026-12-01T10:00:00Z  -: entered v1 on cart_abandoned\n";
+        assert_eq!(story("ann", &view, None), format!("{profile}{cart}"));
+        assert_eq!(
+            story("ann", &view, Some("cart")),
+            format!("{profile}{cart}")
+        );
+        assert_eq!(
+            story("ann", &view, Some("onboarding")),
+            "ann: nothing in journey onboarding\n"
         );
     }
 

@@ -141,6 +141,7 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
                     context: Default::default(),
                     timestamp: start(),
                     received_at: start(),
+                    refused: Vec::new(),
                 })),
                 delay_secs: 0,
             });

@@ -342,6 +342,18 @@ pub fn values_of<'c>(
     out.join(", ")
 }
 
+/// The value of the key `key` as the timeline shows it (as [`Condition::values`] does): JSON,
+/// cut short; an address or a secret (by its key or its look) not shown, nor what an object or a
+/// list holds.
+pub fn shown(key: &str, v: &Value) -> String {
+    match v {
+        _ if is_private_key(key) || looks_like_an_address(v) => "(not shown)".to_string(),
+        Value::Object(m) => format!("an object of {}", count(m.len(), "key")),
+        Value::Array(items) => format!("a list of {}", count(items.len(), "item")),
+        v => shown_value(v),
+    }
+}
+
 /// Whether a value reads as an email address or a phone number, whatever its key (a
 /// `recipient`, a `contact`): not shown either. A day (`2026-11-01`) is digits and dashes too,
 /// but shown: a time condition is read by it. (A date and time has a `T` or a `:`, which no
@@ -1271,15 +1283,20 @@ const PRIVATE_KEY_PARTS: [&str; 13] = [
     "ssn", "api_key", "apikey",
 ];
 
+/// Whether a key names what may be an address or a secret (see [`PRIVATE_KEY_PARTS`]).
+fn is_private_key(k: &str) -> bool {
+    PRIVATE_KEY_PARTS.iter().any(|part| {
+        k.as_bytes()
+            .windows(part.len())
+            .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
+    })
+}
+
 impl Path {
     /// Whether the path reads what may be an address or a secret (see [`PRIVATE_KEY_PARTS`]).
     fn is_private(&self) -> bool {
         self.segments.iter().any(|s| match s {
-            Segment::Key(k) => PRIVATE_KEY_PARTS.iter().any(|part| {
-                k.as_bytes()
-                    .windows(part.len())
-                    .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
-            }),
+            Segment::Key(k) => is_private_key(k),
             Segment::Index(_) => false,
         })
     }

@@ -353,6 +353,20 @@ pub struct Event {
     /// `timestamp` if sent, else `received_at`.
     pub timestamp: Timestamp,
     pub received_at: Timestamp,
+    /// Identify only: the traits it was accepted without (see [`Check::special_traits`]), for
+    /// the user's timeline: what the `200`'s `warnings` said, where the user's "why" is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+}
+
+/// A trait an identify was accepted without: its field (`traits.phone`), its value as the
+/// timeline shows values ([`crate::condition::shown`]: cut short, an address not shown), and
+/// why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
 }
 
 /// What is wrong with one field, and what to send instead. `field` is a JSON path in Segment's
@@ -794,6 +808,7 @@ fn from_raw(
         context,
         timestamp,
         received_at: received.at,
+        refused: check.refused,
     };
     Ok((event, check.warnings))
 }
@@ -899,6 +914,8 @@ struct Check<'a> {
     errors: Vec<FieldError>,
     /// Fields left out of the event, which is accepted without them.
     warnings: Vec<LeftOut>,
+    /// The identify's traits among them, for the user's timeline.
+    refused: Vec<Refused>,
 }
 
 impl<'a> Check<'a> {
@@ -907,6 +924,7 @@ impl<'a> Check<'a> {
             prefix,
             errors: Vec::new(),
             warnings: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -1183,6 +1201,11 @@ impl<'a> Check<'a> {
             let Some(problem) = problem else {
                 return true;
             };
+            self.refused.push(Refused {
+                field: format!("traits.{name}"),
+                value: crate::condition::shown(name, value),
+                reason: problem.clone(),
+            });
             let field = self.field(&format!("traits.{name}"));
             self.warnings.push(LeftOut {
                 problem: FieldError::new(field, problem),
@@ -1989,6 +2012,7 @@ mod tests {
                     .unwrap_or_default(),
                 timestamp: "2025-06-01T11:00:00Z".parse().expect("valid"),
                 received_at: received(),
+                refused: Vec::new(),
             }
         );
     }
@@ -2096,6 +2120,61 @@ mod tests {
             let warned = places(&outcome.warnings);
             assert_eq!(warned, [(Some(1), "batch[1].sentAt")], "{sent_at}");
         }
+    }
+
+    /// The traits an identify is taken without travel with it to the engine, for the user's
+    /// timeline: each field, its value as the timeline shows values (an address not), and why;
+    /// in a batch too, named without the batch's place.
+    #[test]
+    fn an_identify_carries_the_traits_it_was_taken_without() {
+        let body = json!({"userId": "u1", "traits": {
+            "phone": "06 12", "timezone": "Mars/Olympus", "stated:x": 1, "plan": "pro"}});
+        let (event, warnings) = parse_call_warned(
+            Call::Identify,
+            body.to_string().as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect("accepted");
+        assert_eq!(warnings.len(), 3);
+        let refused: Vec<(&str, &str)> = event
+            .refused
+            .iter()
+            .map(|r| (r.field.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("traits.phone", "(not shown)"),
+                ("traits.stated:x", "1"),
+                ("traits.timezone", "\"Mars/Olympus\"")
+            ]
+        );
+        assert!(event.refused[0].reason.contains("E.164"));
+        // It goes on the queue with the event.
+        let back: Event =
+            serde_json::from_str(&serde_json::to_string(&event).expect("json")).expect("event");
+        assert_eq!(back.refused, event.refused);
+        let batch =
+            json!({"batch": [{"type": "identify", "userId": "u2", "traits": {"email": "no"}}]});
+        let outcome = parse_batch(batch.to_string().as_bytes(), received(), &Limits::default())
+            .expect("a batch");
+        assert_eq!(outcome.warnings[0].field, "batch[0].traits.email");
+        assert_eq!(outcome.accepted[0].refused[0].field, "traits.email");
+        // A good identify carries none.
+        let (good, _) = parse_call_warned(
+            Call::Identify,
+            json!({"userId": "u1", "traits": {"plan": "pro"}})
+                .to_string()
+                .as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect("accepted");
+        assert!(good.refused.is_empty());
+        assert!(!serde_json::to_string(&good)
+            .expect("json")
+            .contains("refused"));
     }
 
     /// An identify's email or phone that is not an address is left out with a warning, its

@@ -38,6 +38,92 @@ pub struct Device {
 /// The most push devices a profile keeps ([`Profile::set_devices`]).
 pub const MAX_DEVICES: usize = 10;
 
+/// The most traits a profile keeps. A profile is one DynamoDB item (400 KB at most; past it
+/// every write of the user fails, and her events with it): Segment's profiles keep 6,000, spread
+/// over many records; one record keeps fewer. An identify brings at most
+/// [`crate::event::MAX_TRAITS`].
+pub const MAX_PROFILE_TRAITS: usize = 1_000;
+/// The most a profile's traits weigh ([`trait_weight`]: their names, values and times, as
+/// stored), in bytes: a third of DynamoDB's 400 KB item, leaving the rest for the history,
+/// devices, anonymous ids and marks; four times the largest identify (32 KB), two hundred times
+/// a usual profile's traits.
+pub const MAX_TRAIT_BYTES: usize = 128 * 1024;
+/// The most anonymous ids a profile lists (hers, and others' seen with her): as Segment's
+/// profiles take 100 merges, after which an anonymous id is no longer merged but the user's
+/// events go on.
+pub const MAX_ANONYMOUS_IDS: usize = 100;
+/// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
+/// and consent (an opt-out is never lost).
+const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
+
+/// Why a trait past the bounds was not kept, for the timeline and the logs.
+pub fn past_the_bounds() -> String {
+    format!(
+        "the profile keeps at most {MAX_PROFILE_TRAITS} traits, {} KB of them: a new trait past that is not added, one it has is still updated when it fits",
+        MAX_TRAIT_BYTES / 1024
+    )
+}
+
+/// What trait `name` with `value` weighs against [`MAX_TRAIT_BYTES`]: its name (in `traits`
+/// and `trait_times`), its value as JSON, and its time.
+pub fn trait_weight(name: &str, value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` to a counter cannot fail; were it to, the name alone is counted.
+    let _ = serde_json::to_writer(&mut n, value);
+    2 * name.len() + n.0 + 48
+}
+
+/// The room a profile's traits take of their bounds, as an identify or a merge fills it.
+struct Room {
+    count: usize,
+    bytes: usize,
+}
+
+impl Room {
+    fn of(p: &Profile) -> Room {
+        Room {
+            count: p.traits.len(),
+            bytes: p.traits.iter().map(|(k, v)| trait_weight(k, v)).sum(),
+        }
+    }
+
+    /// Whether trait `name` may hold `value` in place of `old` (what it holds now, if
+    /// anything): a new trait within the bounds, one it has when it does not grow past them. A
+    /// trait taken is counted.
+    fn take(&mut self, name: &str, old: Option<&Value>, value: &Value) -> bool {
+        let new = trait_weight(name, value);
+        let was = old.map_or(0, |o| trait_weight(name, o));
+        let count = self.count + usize::from(old.is_none());
+        let bytes = (self.bytes + new).saturating_sub(was);
+        let fits = (old.is_some() || count <= MAX_PROFILE_TRAITS)
+            && (bytes <= MAX_TRAIT_BYTES || new <= was);
+        if fits || ALWAYS_KEPT.contains(&name) {
+            self.count = count;
+            self.bytes = bytes;
+            return true;
+        }
+        false
+    }
+
+    /// Trait `name`, which held `old`, is removed.
+    fn free(&mut self, name: &str, old: Option<&Value>) {
+        if let Some(o) = old {
+            self.count = self.count.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(trait_weight(name, o));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: String,
@@ -445,16 +531,22 @@ impl Profile {
 
     /// Applies an event: an `identify` sets traits (newer wins per trait) and devices; every event
     /// is remembered in the history. Idempotent: applying the same event twice changes nothing.
-    pub fn apply(&mut self, event: &Event) {
-        self.apply_remembering(event, true);
+    /// Returns the traits not kept, past the profile's bounds ([`MAX_PROFILE_TRAITS`],
+    /// [`MAX_TRAIT_BYTES`]).
+    pub fn apply(&mut self, event: &Event) -> Vec<String> {
+        self.apply_remembering(event, true)
     }
 
     /// [`Profile::apply`], the event remembered in the history only when `remember` (some
     /// journey reads its kind: an event no journey names would grow the profile, and the cost
     /// of every write of it, with each new name an app sends). An identify is always
-    /// remembered.
-    pub fn apply_remembering(&mut self, event: &Event, remember: bool) {
+    /// remembered. Returns the traits not kept, past the profile's bounds: a new trait
+    /// beyond [`MAX_PROFILE_TRAITS`] or [`MAX_TRAIT_BYTES`], or one it has whose new value
+    /// would grow it past them, is left as it was (the rest of the identify is applied).
+    pub fn apply_remembering(&mut self, event: &Event, remember: bool) -> Vec<String> {
+        let mut not_kept = Vec::new();
         if event.kind == Kind::Identify {
+            let mut room = Room::of(self);
             for (k, v) in &event.traits {
                 if k == "push_tokens" || k == "devices" {
                     self.set_devices(v, event.timestamp);
@@ -492,9 +584,13 @@ impl Profile {
                 }
                 if newer {
                     if v.is_null() {
+                        room.free(k, self.traits.get(k));
                         self.traits.remove(k);
-                    } else {
+                    } else if room.take(k, self.traits.get(k), v) {
                         self.traits.insert(k.clone(), v.clone());
+                    } else {
+                        not_kept.push(k.clone());
+                        continue;
                     }
                     self.trait_times.insert(k.clone(), event.timestamp);
                 }
@@ -504,11 +600,11 @@ impl Profile {
         let name = match (&event.kind, &event.event) {
             (Kind::Track, Some(name)) if remember => name.clone(),
             (Kind::Identify, _) => IDENTIFY.to_string(),
-            _ => return,
+            _ => return not_kept,
         };
         let list = self.history.get_or_insert_default(name);
         if list.iter().any(|(_, id)| *id == event.message_id) {
-            return;
+            return not_kept;
         }
         let at = list
             .iter()
@@ -519,6 +615,7 @@ impl Profile {
             let extra = list.len() - HISTORY_PER_EVENT;
             list.drain(..extra);
         }
+        not_kept
     }
 
     /// Whether the anonymous id `a` was seen with this user before (merged into her, or found
@@ -568,8 +665,10 @@ impl Profile {
     /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
     /// device sent stays a device's), push devices it does not have, suppressions, pending
     /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
-    /// Idempotent, as [`Profile::apply`] is.
-    pub fn absorb(&mut self, anonymous: &Profile) {
+    /// Idempotent, as [`Profile::apply`] is. Returns the visitor's traits not taken, past the
+    /// profile's bounds (as an identify's are: [`Profile::apply_remembering`]).
+    pub fn absorb(&mut self, anonymous: &Profile) -> Vec<String> {
+        let mut not_kept = Vec::new();
         // A zone or locale the anonymous user's device sent is still a device's: the user's
         // later events may change it (a traveller is followed), and the newer device's wins
         // over the user's own device value. The app's value, on either side, stands.
@@ -590,6 +689,7 @@ impl Profile {
                 .insert(name.clone(), Value::String(theirs.value.clone()));
             self.from_device.insert(name.clone(), theirs.clone());
         }
+        let mut room = Room::of(self);
         for (k, v) in &anonymous.traits {
             // Consent is merged by channel, and only ever narrowed: an opt-out on either side
             // stands (an anonymous visitor's `subscriptions: {email: true}` does not undo the
@@ -604,11 +704,16 @@ impl Profile {
                 (true, Some(mine), Some(theirs)) => theirs > mine,
                 _ => false,
             };
-            if newer {
-                self.traits.insert(k.clone(), v.clone());
-                if let Some(t) = theirs {
-                    self.trait_times.insert(k.clone(), *t);
-                }
+            if !newer {
+                continue;
+            }
+            if !room.take(k, self.traits.get(k), v) {
+                not_kept.push(k.clone());
+                continue;
+            }
+            self.traits.insert(k.clone(), v.clone());
+            if let Some(t) = theirs {
+                self.trait_times.insert(k.clone(), *t);
             }
         }
         for (key, at) in anonymous.marks.iter() {
@@ -646,6 +751,7 @@ impl Profile {
                 list.drain(..extra);
             }
         }
+        not_kept
     }
 
     fn set_devices(&mut self, v: &Value, at: Timestamp) {
@@ -680,10 +786,17 @@ impl Profile {
         self.forget_old_devices();
     }
 
+    /// Whether another anonymous id seen with her may be merged (or noted as another's): at
+    /// most [`MAX_ANONYMOUS_IDS`] are. Past them, her events with a new one are hers all the
+    /// same, and that visitor stays apart.
+    pub fn has_room_for_anonymous(&self) -> bool {
+        self.anonymous_ids.len() + self.anonymous_ids_of_others.len() < MAX_ANONYMOUS_IDS
+    }
+
     /// Notes an anonymous id she was seen with: hers (`ours`, merged into her) or another's.
-    /// Every one is kept: the entry rules, conversions and the inbox read them, and one
-    /// forgotten would be merged again (its traits, devices and suppressions absorbed again
-    /// over what changed since).
+    /// Every one is kept (up to [`MAX_ANONYMOUS_IDS`], which merging checks first): the entry
+    /// rules, conversions and the inbox read them, and one forgotten would be merged again (its
+    /// traits, devices and suppressions absorbed again over what changed since).
     pub fn note_anonymous(&mut self, id: &str, ours: bool) {
         if ours {
             self.anonymous_ids.push(id.to_string());
@@ -957,6 +1070,7 @@ mod tests {
             context: Map::new(),
             timestamp: at.parse().expect("timestamp"),
             received_at: at.parse().expect("timestamp"),
+            refused: Vec::new(),
         };
         let mut p = Profile {
             user_id: "kim".into(),
@@ -1021,6 +1135,7 @@ mod tests {
             context: Map::new(),
             timestamp: at.parse().expect("time"),
             received_at: at.parse().expect("time"),
+            refused: Vec::new(),
         };
         let t = |at: &str| -> Timestamp { at.parse().expect("time") };
         let mut p = Profile {
@@ -1094,6 +1209,7 @@ mod tests {
             context: Map::new(),
             timestamp: at.parse().expect("timestamp"),
             received_at: at.parse().expect("timestamp"),
+            refused: Vec::new(),
         };
         let mut p = Profile {
             user_id: "ann".into(),
@@ -1151,6 +1267,7 @@ mod tests {
                 .unwrap_or_default(),
             timestamp: at.parse().expect("timestamp"),
             received_at: at.parse().expect("timestamp"),
+            refused: Vec::new(),
         };
         let zone = |p: &Profile| {
             p.traits
@@ -1223,6 +1340,7 @@ mod tests {
                 .unwrap_or_default(),
             timestamp: at.parse().expect("timestamp"),
             received_at: at.parse().expect("timestamp"),
+            refused: Vec::new(),
         }
     }
 
@@ -1275,6 +1393,110 @@ mod tests {
         let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
         assert_eq!(kept.len(), MAX_DEVICES, "{kept:?}");
         assert!(kept.contains(&"v1") && kept.contains(&"v2"), "{kept:?}");
+    }
+
+    /// Past [`MAX_PROFILE_TRAITS`], a new trait is not kept (and said), one the profile has is
+    /// still updated, one removed makes room, and an address or consent is always taken; a
+    /// login's visitor brings no more than there is room for.
+    #[test]
+    fn a_profile_keeps_at_most_its_bound_of_traits() {
+        let identify = |id: &str, traits: Map<String, Value>| Event {
+            kind: Kind::Identify,
+            message_id: id.into(),
+            user_id: "ann".into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits,
+            context: Map::new(),
+            timestamp: "2026-12-01T10:00:00Z".parse().expect("time"),
+            received_at: "2026-12-01T10:00:00Z".parse().expect("time"),
+            refused: Vec::new(),
+        };
+        let numbered = |from: usize, to: usize| -> Map<String, Value> {
+            (from..to)
+                .map(|i| (format!("k{i}"), Value::from(i)))
+                .collect()
+        };
+        let mut p = Profile::new("ann");
+        let mut not_kept = Vec::new();
+        for batch in 0..5 {
+            let from = batch * 250;
+            not_kept.extend(p.apply(&identify(&format!("i{batch}"), numbered(from, from + 250))));
+        }
+        assert_eq!(p.traits.len(), MAX_PROFILE_TRAITS);
+        let past: Vec<String> = (MAX_PROFILE_TRAITS..1250)
+            .map(|i| format!("k{i}"))
+            .collect();
+        assert_eq!(not_kept, past);
+        // The same identify again changes nothing, and says the same.
+        assert_eq!(p.apply(&identify("i4", numbered(1000, 1250))), past);
+        let mut more = Map::new();
+        more.insert("k1".into(), Value::from("one"));
+        more.insert("new".into(), Value::from(1));
+        more.insert("email".into(), Value::from("ann@example.com"));
+        more.insert("subscriptions".into(), serde_json::json!({"email": false}));
+        assert_eq!(p.apply(&identify("i5", more)), ["new"]);
+        assert_eq!(p.traits["k1"], Value::from("one"));
+        assert_eq!(p.traits["email"], Value::from("ann@example.com"));
+        assert_eq!(p.address(Channel::Email), Err(Unreachable::OptedOut));
+        // Those removed make room (the address and consent, taken past the bound, count).
+        let mut swap = Map::new();
+        for k in ["k2", "k3", "k4"] {
+            swap.insert(k.into(), Value::Null);
+        }
+        swap.insert("new".into(), Value::from(1));
+        assert!(p.apply(&identify("i6", swap)).is_empty());
+        assert_eq!(p.traits["new"], Value::from(1));
+        // A visitor's traits are taken as far as there is room.
+        let mut visitor = Profile::new("anon:d1");
+        visitor.apply(&identify("v1", numbered(5000, 5003)));
+        assert_eq!(p.absorb(&visitor), ["k5000", "k5001", "k5002"]);
+        // A profile with room takes them.
+        let mut bob = Profile::new("bob");
+        assert!(bob.absorb(&visitor).is_empty());
+        assert_eq!(bob.traits.len(), 3);
+    }
+
+    /// Past [`MAX_TRAIT_BYTES`], a new trait is not kept, nor a larger value of one it has;
+    /// a smaller one is.
+    #[test]
+    fn a_profiles_traits_weigh_at_most_their_bound() {
+        let identify = |id: &str, traits: Value| Event {
+            kind: Kind::Identify,
+            message_id: id.into(),
+            user_id: "ann".into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits: traits.as_object().cloned().unwrap_or_default(),
+            context: Map::new(),
+            timestamp: "2026-12-01T10:00:00Z".parse().expect("time"),
+            received_at: "2026-12-01T10:00:00Z".parse().expect("time"),
+            refused: Vec::new(),
+        };
+        let big = "x".repeat(30_000);
+        let mut p = Profile::new("ann");
+        let mut not_kept = Vec::new();
+        for i in 0..6 {
+            not_kept.extend(p.apply(&identify(
+                &format!("i{i}"),
+                serde_json::json!({format!("b{i}"): big}),
+            )));
+        }
+        assert_eq!(not_kept, ["b4", "b5"]);
+        let weight: usize = p.traits.iter().map(|(k, v)| trait_weight(k, v)).sum();
+        assert!(weight <= MAX_TRAIT_BYTES, "{weight}");
+        let bigger = "x".repeat(45_000);
+        assert_eq!(
+            p.apply(&identify("g", serde_json::json!({"b0": bigger}))),
+            ["b0"]
+        );
+        assert_eq!(p.traits["b0"], Value::from(big));
+        assert!(p
+            .apply(&identify("s", serde_json::json!({"b0": "small"})))
+            .is_empty());
+        assert_eq!(p.traits["b0"], Value::from("small"));
     }
 
     #[test]

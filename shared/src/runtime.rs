@@ -1314,6 +1314,10 @@ impl Runtime {
         let merged_into = std::sync::Mutex::new(None);
         // An identified user seen with an anonymous id for the first time: merged below.
         let unmerged = std::sync::atomic::AtomicBool::new(false);
+        // One seen with a new anonymous id when she has as many as a profile keeps: not merged.
+        let crowded = std::sync::atomic::AtomicBool::new(false);
+        // The identify's traits the profile did not keep, past its bounds.
+        let past_bounds = std::sync::Mutex::new(Vec::new());
         // Whether the profile knew this event already (its history keeps the messageIds of
         // the events journeys name): sent before as a visitor she turned out to be, maybe.
         let known = std::sync::atomic::AtomicBool::new(false);
@@ -1336,7 +1340,9 @@ impl Runtime {
                     }
                     if let Some(a) = anonymous_id {
                         let seen = p.has_seen_anonymous(a);
-                        unmerged.store(!seen, std::sync::atomic::Ordering::Relaxed);
+                        let room = p.has_room_for_anonymous();
+                        unmerged.store(!seen && room, std::sync::atomic::Ordering::Relaxed);
+                        crowded.store(!seen && !room, std::sync::atomic::Ordering::Relaxed);
                     }
                     let seen_before = e.event.as_deref().is_some_and(|name| {
                         p.history
@@ -1345,7 +1351,10 @@ impl Runtime {
                     });
                     known.store(seen_before, std::sync::atomic::Ordering::Relaxed);
                     let zone = p.traits.get("timezone").cloned();
-                    p.apply_remembering(e, remember);
+                    let not_kept = p.apply_remembering(e, remember);
+                    if let Ok(mut past) = past_bounds.lock() {
+                        *past = not_kept;
+                    }
                     let moved = p.traits.get("timezone") != zone.as_ref();
                     zone_moved.store(moved, std::sync::atomic::Ordering::Relaxed);
                     if !markable.is_empty() {
@@ -1403,9 +1412,16 @@ impl Runtime {
             return Box::pin(self.apply_event(&theirs, Some(user))).await;
         }
         let merging = unmerged.into_inner();
+        let mut past_bounds = past_bounds.into_inner().unwrap_or_else(|p| p.into_inner());
         if let (Some(a), true) = (anonymous_id, merging) {
-            profile = self.merge_anonymous(&profile, a, &e.message_id).await?;
+            let (merged, not_taken) = self.merge_anonymous(&profile, a, &e.message_id).await?;
+            profile = merged;
+            past_bounds.extend(not_taken);
         }
+        // What the event brought that her profile did not keep: told in her timeline with the
+        // event (and logged with it, below), as the `200`'s warnings told the app.
+        let crowded = anonymous_id.filter(|_| crowded.into_inner());
+        let not_kept = self.not_kept(e, past_bounds, crowded);
         // The same event sent before as the visitor she turned out to be (a retry that added
         // her userId): done then, under the visitor's id. Looked up only for an event her
         // history knows (an event of hers that failed half-way is not the visitor's), or a
@@ -1549,6 +1565,7 @@ impl Runtime {
 
         // Triggers.
         let mut refusals: Vec<Entry> = unmet;
+        refusals.extend(not_kept);
         if let Some(name) = e.event.as_deref() {
             let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
@@ -1704,7 +1721,7 @@ impl Runtime {
         profile: &Profile,
         anonymous_id: &str,
         cause: &str,
-    ) -> Result<Arc<Profile>, RunError> {
+    ) -> Result<(Arc<Profile>, Vec<String>), RunError> {
         let user = profile.user_id.as_str();
         let anon = join(&[crate::event::ANONYMOUS_PREFIX, anonymous_id]);
         let theirs = self
@@ -1774,16 +1791,78 @@ impl Runtime {
         } else {
             tracing::info!(user, anonymous = %anon, into = theirs.merged_into.as_deref().unwrap_or(""), "anonymous id merged into another user before; not merged again");
         }
-        self.update_profile(user, |p| {
-            if p.has_seen_anonymous(anonymous_id) {
-                return;
-            }
-            if ours {
-                p.absorb(&theirs);
-            }
-            p.note_anonymous(anonymous_id, ours);
-        })
-        .await
+        // The visitor's traits past her profile's bounds (see `Profile::absorb`).
+        let not_taken = std::sync::Mutex::new(Vec::new());
+        let merged = self
+            .update_profile(user, |p| {
+                if p.has_seen_anonymous(anonymous_id) {
+                    return;
+                }
+                if ours {
+                    let left = p.absorb(&theirs);
+                    if let Ok(mut n) = not_taken.lock() {
+                        *n = left;
+                    }
+                }
+                p.note_anonymous(anonymous_id, ours);
+            })
+            .await?;
+        Ok((
+            merged,
+            not_taken.into_inner().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// The timeline facts of what `e` brought that the user's profile did not keep: each trait
+    /// the intake left out (`Event::refused`), the traits past the profile's bounds
+    /// (`past_bounds`, the first [`NOT_KEPT_NAMED`] named), and an anonymous id not merged for
+    /// the same reason (`crowded`). Facts of the profile: in no journey.
+    fn not_kept(&self, e: &Event, past_bounds: Vec<String>, crowded: Option<&str>) -> Vec<Entry> {
+        let at = self.now();
+        let fact = |what| Entry {
+            at,
+            journey: Arc::from(""),
+            enrollment: Arc::from(""),
+            step: None,
+            what,
+        };
+        let mut out: Vec<Entry> = e
+            .refused
+            .iter()
+            .map(|r| {
+                fact(What::NotKept {
+                    fields: vec![r.field.clone()],
+                    more: 0,
+                    value: Some(r.value.clone()),
+                    reason: r.reason.clone(),
+                })
+            })
+            .collect();
+        if !past_bounds.is_empty() {
+            let more = past_bounds.len().saturating_sub(NOT_KEPT_NAMED);
+            out.push(fact(What::NotKept {
+                fields: past_bounds
+                    .iter()
+                    .take(NOT_KEPT_NAMED)
+                    .map(|k| join(&["traits.", k]))
+                    .collect(),
+                more,
+                value: None,
+                reason: crate::profile::past_the_bounds(),
+            }));
+        }
+        if let Some(a) = crowded {
+            out.push(fact(What::NotKept {
+                fields: vec!["anonymousId".into()],
+                more: 0,
+                value: Some(crate::condition::shown("anonymousId", &Value::String(a.into()))),
+                reason: format!(
+                    "the profile lists at most {} anonymous ids: this one is not merged into the user (its visitor's traits and journeys stay its own), the event is hers",
+                    crate::profile::MAX_ANONYMOUS_IDS
+                ),
+            }));
+        }
+        out
     }
 
     /// The user's own active enrollments whose exit event the visitor she turned out to be did
@@ -4286,6 +4365,7 @@ fn found_event(
         context: Default::default(),
         timestamp: at,
         received_at: now,
+        refused: Vec::new(),
     }
 }
 
@@ -4424,6 +4504,10 @@ fn hop_secs(delay: i64, longest: u32) -> u32 {
     }
 }
 
+/// How many of the traits an identify or a merge brought past the profile's bounds its
+/// timeline fact names (the rest counted in `more`).
+const NOT_KEPT_NAMED: usize = 20;
+
 fn log_refusals(user: &str, refusals: &[Entry]) {
     for r in refusals {
         tracing::info!(user, journey = %r.journey, "{}", describe(&r.what));
@@ -4522,6 +4606,21 @@ pub fn describe(w: &What) -> String {
         } => format!("not entered on {trigger}: {reason}"),
         What::Unmet { event, by, .. } => {
             format!("heard {event}, which its {by} did not take: its `where` was false")
+        }
+        What::NotKept {
+            fields,
+            more,
+            value,
+            reason,
+        } => {
+            let mut named = fields.join(", ");
+            if *more > 0 {
+                named.push_str(&format!(" and {more} more"));
+            }
+            match value {
+                Some(v) => format!("not kept: {named} = {v} ({reason})"),
+                None => format!("not kept: {named} ({reason})"),
+            }
         }
     }
 }
@@ -4681,6 +4780,7 @@ mod tests {
             context: Default::default(),
             timestamp: start,
             received_at: start,
+            refused: Vec::new(),
         }))
     }
 

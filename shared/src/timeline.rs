@@ -137,6 +137,24 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// What an event brought that the user's profile did not keep, and why (the rest of the
+    /// event was applied): an identify's trait whose value is no address, zone or locale
+    /// (`fields`: `traits.phone`; `value` as sent, cut short, an address not shown), the
+    /// traits past the profile's bounds (`more`: how many past those `fields` lists), or an
+    /// anonymous id past them (`anonymousId`: not merged). A fact of the profile, in no
+    /// journey (`journey` is empty); kept with the event, as a refused entry is.
+    NotKept {
+        fields: Vec<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        reason: String,
+    },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a `split` step chose for an enrollment: a path by its name, or the holdout (`None`).
@@ -213,7 +231,9 @@ impl What {
             | What::Merged { ended: false, .. }
             // Kept with the event that was refused, not in the folded timeline.
             | What::NotEntered { .. }
-            | What::Unmet { .. } => Fact::Uncounted,
+            | What::Unmet { .. }
+            // A fact of the profile, in no journey.
+            | What::NotKept { .. } => Fact::Uncounted,
         }
     }
 }
@@ -285,7 +305,9 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "branched" | "fell_back" | "updated" | "not_entered" | "unmet" => Fact::Uncounted,
+            "branched" | "fell_back" | "updated" | "not_entered" | "unmet" | "not_kept" => {
+                Fact::Uncounted
+            }
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -451,6 +473,7 @@ mod tests {
             What::Merged { .. } => 16,
             What::Ended { .. } => 17,
             What::Unmet { .. } => 18,
+            What::NotKept { .. } => 19,
         }
     }
 
@@ -591,6 +614,19 @@ mod tests {
                     detail: Some("`where: event.total > 10` was false (event.total = 5)".into()),
                 },
             ),
+            Entry {
+                journey: "".into(),
+                enrollment: "".into(),
+                ..entry(
+                    None,
+                    What::NotKept {
+                        fields: vec!["traits.k1".into()],
+                        more: 3,
+                        value: None,
+                        reason: "the profile keeps at most 1000 traits".into(),
+                    },
+                )
+            },
             // A split came back to in a loop: counted once, with the first.
             entry(
                 Some("s"),
@@ -602,7 +638,7 @@ mod tests {
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 19, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 20, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));
