@@ -41,12 +41,15 @@ pub struct Condition {
     expr: Expr,
 }
 
-/// What a condition reads: the triggering event, the user's profile, and the current time.
+/// What a condition reads: the triggering event, the user's profile, and the current time;
+/// `zone`, the journey's default time zone, for a user without `profile.timezone` (the day
+/// `anniversary(…)` reads is the user's, as a wait's is).
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     pub event: &'a Value,
     pub profile: &'a Value,
     pub now: Timestamp,
+    pub zone: Option<&'a str>,
 }
 
 /// Why a string is not a condition.
@@ -159,6 +162,12 @@ enum Expr {
         right: Operand,
     },
     Exists(Path),
+    /// `anniversary(path)`: today, in the user's time zone, is the day and month of the date
+    /// the path holds, `days` days ahead (`anniversary(profile.renews_on, '7d')`: a week before).
+    Anniversary {
+        path: Path,
+        days: i64,
+    },
     /// A bare path or `true`/`false`: holds when the value is `true`.
     Truthy(Operand),
 }
@@ -413,7 +422,7 @@ impl Expr {
                 left.collect_paths(out);
                 right.collect_paths(out);
             }
-            Expr::Exists(p) => push_unique(out, p),
+            Expr::Exists(p) | Expr::Anniversary { path: p, .. } => push_unique(out, p),
             Expr::Truthy(op) => op.collect_paths(out),
         }
     }
@@ -683,8 +692,20 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
 // ---------------------------------------------------------------------------------------------
 // Parsing.
 
-const KEYWORDS: [&str; 12] = [
-    "and", "or", "not", "in", "contains", "true", "false", "null", "exists", "time", "now", "ago",
+const KEYWORDS: [&str; 13] = [
+    "and",
+    "or",
+    "not",
+    "in",
+    "contains",
+    "true",
+    "false",
+    "null",
+    "exists",
+    "time",
+    "now",
+    "ago",
+    "anniversary",
 ];
 
 const VALUE_HINT: &str =
@@ -829,14 +850,18 @@ impl<'t> Parser<'t> {
                     }
                 }
             }
-            Tok::Ident(s) if s == "exists" => {
-                let e = self.parse_exists()?;
+            Tok::Ident(s) if s == "exists" || s == "anniversary" => {
+                let e = if s == "exists" {
+                    self.parse_exists()?
+                } else {
+                    self.parse_anniversary()?
+                };
                 if let Some((op, at)) = self.peek_op()? {
                     return error(
                         at,
                         format!(
-                            "exists(…) is a condition by itself, so it can't be compared with \"{}\": \
-                             write exists(…) == true as just exists(…), and not exists(…) for false",
+                            "{s}(…) is a condition by itself, so it can't be compared with \"{}\": \
+                             write {s}(…) == true as just {s}(…), and not {s}(…) for false",
                             op.text()
                         ),
                     );
@@ -914,6 +939,58 @@ impl<'t> Parser<'t> {
         Ok(Expr::Exists(path))
     }
 
+    /// `anniversary(path)` or `anniversary(path, '7d')`: a path holding a date, and how many
+    /// whole days before its anniversary the condition holds.
+    fn parse_anniversary(&mut self) -> Result<Expr, ConditionError> {
+        self.bump();
+        self.open_call("anniversary")?;
+        let t = self.bump();
+        let path =
+            match &t.kind {
+                Tok::Ident(root) if root == "event" || root == "profile" => {
+                    self.parse_path(root, t.at)?
+                }
+                _ => return error(
+                    t.at,
+                    "anniversary() takes a path holding a date, like anniversary(profile.birthday)",
+                ),
+            };
+        let mut days = 0;
+        if self.peek().kind == Tok::Comma {
+            self.bump();
+            let t = self.bump();
+            let Tok::Str(text) = &t.kind else {
+                return error(
+                    t.at,
+                    "anniversary()'s second argument is how long before the day, in days and quotes, like anniversary(profile.renews_on, '7d')",
+                );
+            };
+            let d = text
+                .parse::<Duration>()
+                .map_err(|e| ConditionError {
+                    offset: t.at,
+                    message: format!("in anniversary(…, '{text}'): {}", e.message),
+                })?
+                .as_secs();
+            if d % 86_400 != 0 || d > 365 * 86_400 {
+                return error(
+                    t.at,
+                    format!(
+                        "'{text}' is not a whole number of days up to a year: write days, like '7d' or '2w'"
+                    ),
+                );
+            }
+            days = (d / 86_400) as i64;
+        }
+        self.expect(&Tok::RParen, |found| {
+            format!(
+                "expected \")\" to close anniversary(, found {}",
+                found.describe()
+            )
+        })?;
+        Ok(Expr::Anniversary { path, days })
+    }
+
     fn parse_operand(&mut self) -> Result<Operand, ConditionError> {
         let t = self.bump();
         match &t.kind {
@@ -936,6 +1013,11 @@ impl<'t> Parser<'t> {
                     t.at,
                     "exists(…) is a condition by itself: combine it with and / or, like \
                      exists(event.coupon) and event.total > 50",
+                ),
+                "anniversary" => error(
+                    t.at,
+                    "anniversary(…) is a condition by itself: combine it with and / or, like \
+                     anniversary(profile.birthday) and profile.plan == 'pro'",
                 ),
                 kw if KEYWORDS.contains(&kw) => error(
                     t.at,
@@ -1131,6 +1213,7 @@ fn example(function: &str) -> &'static str {
         "time" => "time('2026-01-01T00:00:00Z')",
         "ago" => "ago('7d')",
         "now" => "now()",
+        "anniversary" => "anniversary(profile.birthday)",
         _ => "exists(event.coupon)",
     }
 }
@@ -1142,7 +1225,7 @@ fn unknown_name(name: &str, called: bool) -> String {
     }
     if called {
         return format!(
-            "unknown function \"{name}\": the functions are exists(), time(), now() and ago()"
+            "unknown function \"{name}\": the functions are exists(), anniversary(), time(), now() and ago()"
         );
     }
     format!(
@@ -1237,6 +1320,37 @@ fn check_operands(
 // ---------------------------------------------------------------------------------------------
 // Evaluation.
 
+/// The day a text names: `1990-05-17`, or the date of an RFC 3339 time as written
+/// (`1990-05-17T00:00:00Z` is the 17th whatever its offset: a birthday is a day, not an instant).
+fn date_in(text: &str) -> Option<jiff::civil::Date> {
+    let day = text.get(..10)?;
+    let rest = &text[10..];
+    if !(rest.is_empty() || rest.starts_with(['T', 't', ' '])) {
+        return None;
+    }
+    day.parse().ok()
+}
+
+/// Whether `days` days after today, in the user's zone (`profile.timezone`, else the journey's,
+/// else UTC), is the day and month of `date`; a 29 February's is the 28th in other years.
+fn is_anniversary(date: jiff::civil::Date, scope: &Scope<'_>, days: i64) -> bool {
+    let zone = crate::template::zone_of(
+        scope.profile.get("timezone").and_then(Value::as_str),
+        scope.zone,
+    );
+    let Some(day) = zone
+        .to_datetime(scope.now)
+        .date()
+        .checked_add(jiff::Span::new().days(days))
+        .ok()
+    else {
+        return false;
+    };
+    let leap_day = date.month() == 2 && date.day() == 29;
+    (day.month(), day.day()) == (date.month(), date.day())
+        || (leap_day && !day.in_leap_year() && day.month() == 2 && day.day() == 28)
+}
+
 static NULL: Value = Value::Null;
 
 /// A value during evaluation: from the data, a time, or a list literal.
@@ -1254,6 +1368,11 @@ impl Expr {
             Expr::And(items) => items.iter().all(|e| e.holds(scope)),
             Expr::Not(inner) => !inner.holds(scope),
             Expr::Exists(path) => path.lookup(scope).is_some_and(|v| !v.is_null()),
+            Expr::Anniversary { path, days } => path
+                .lookup(scope)
+                .and_then(Value::as_str)
+                .and_then(date_in)
+                .is_some_and(|date| is_anniversary(date, scope, *days)),
             Expr::Truthy(operand) => matches!(operand.value(scope), Val::Json(Value::Bool(true))),
             Expr::Compare { op, left, right } => {
                 let (l, r) = (left.value(scope), right.value(scope));
@@ -1605,6 +1724,7 @@ mod tests {
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
+            zone: None,
         };
         assert_eq!(
             p.lookup(&scope),
@@ -1684,12 +1804,114 @@ mod tests {
         })
     }
 
+    /// `anniversary(path)` holds on the day and month of the date the path holds, in the user's
+    /// zone, else the journey's, else UTC; `'7d'` a week before; a 29 February on the 28th in
+    /// other years; an instant's date as written.
+    #[test]
+    fn anniversary_is_the_users_day_of_a_date() {
+        let check = |c: &str, profile: Value, now: &str, zone: Option<&str>| {
+            cond(c).eval(&Scope {
+                event: &Value::Null,
+                profile: &profile,
+                now: now.parse().expect("time"),
+                zone,
+            })
+        };
+        let born = |d: &str| json!({"birthday": d});
+        let is = "anniversary(profile.birthday)";
+        assert!(check(is, born("1990-05-17"), "2026-05-17T09:00:00Z", None));
+        assert!(!check(is, born("1990-05-17"), "2026-05-16T09:00:00Z", None));
+        assert!(!check(is, born("1990-05-17"), "2026-06-17T09:00:00Z", None));
+        // As written, whatever its offset.
+        assert!(check(
+            is,
+            born("1990-05-17T00:00:00-08:00"),
+            "2026-05-17T12:00:00Z",
+            None
+        ));
+        assert!(!check(is, born("not a date"), "2026-05-17T12:00:00Z", None));
+        assert!(!check(is, json!({}), "2026-05-17T12:00:00Z", None));
+        assert!(!check(
+            is,
+            json!({"birthday": 19900517}),
+            "2026-05-17T12:00:00Z",
+            None
+        ));
+        // 23:30 UTC on the 16th is the 17th in Paris: her zone, then the journey's.
+        let night = "2026-05-16T23:30:00Z";
+        let in_paris = json!({"birthday": "1990-05-17", "timezone": "Europe/Paris"});
+        assert!(check(is, in_paris.clone(), night, None));
+        assert!(check(is, in_paris, night, Some("America/New_York")));
+        assert!(!check(is, born("1990-05-17"), night, None));
+        assert!(check(is, born("1990-05-17"), night, Some("Europe/Paris")));
+        // A week before.
+        let week = "anniversary(profile.birthday, '7d')";
+        assert!(check(
+            week,
+            born("1990-05-17"),
+            "2026-05-10T09:00:00Z",
+            None
+        ));
+        assert!(!check(
+            week,
+            born("1990-05-17"),
+            "2026-05-17T09:00:00Z",
+            None
+        ));
+        assert!(check(
+            week,
+            born("1990-01-03"),
+            "2026-12-27T09:00:00Z",
+            None
+        ));
+        // Leap days.
+        assert!(check(is, born("2000-02-29"), "2027-02-28T09:00:00Z", None));
+        assert!(!check(is, born("2000-02-29"), "2028-02-28T09:00:00Z", None));
+        assert!(check(is, born("2000-02-29"), "2028-02-29T09:00:00Z", None));
+        // A condition by itself, combined with others.
+        assert!(check(
+            "anniversary(profile.birthday) and not exists(profile.x)",
+            born("1990-05-17"),
+            "2026-05-17T09:00:00Z",
+            None
+        ));
+        for (bad, says) in [
+            (
+                "anniversary(profile.birthday) == true",
+                "is a condition by itself",
+            ),
+            ("anniversary('1990-05-17')", "takes a path holding a date"),
+            (
+                "anniversary(profile.birthday, 7)",
+                "how long before the day",
+            ),
+            (
+                "anniversary(profile.birthday, '12h')",
+                "whole number of days",
+            ),
+            (
+                "anniversary(profile.birthday, 'x')",
+                "in anniversary(…, 'x')",
+            ),
+            (
+                "event.x == anniversary(profile.b)",
+                "is a condition by itself",
+            ),
+            ("aniversary(profile.b)", "anniversary()"),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        assert_eq!(cond(week).paths(), ["profile.birthday"]);
+    }
+
     fn holds(s: &str) -> bool {
         let (event, profile) = (event(), profile());
         cond(s).eval(&Scope {
             event: &event,
             profile: &profile,
             now: now(),
+            zone: None,
         })
     }
 
@@ -1707,6 +1929,7 @@ mod tests {
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
+            zone: None,
         };
         let c = Condition::parse(
             "event.total > 50 and (profile.plan == 'pro' or event.total > 100) \
@@ -1745,6 +1968,7 @@ mod tests {
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
+            zone: None,
         };
         let c = Condition::parse(
             "event.recipient == 'x' and event.to == 'x' and event.list[0] == 'x' \
@@ -1767,6 +1991,7 @@ mod tests {
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
+            zone: None,
         };
         let c = Condition::parse(
             "event.day < time('2026-01-01T00:00:00Z') and event.at < now() and event.local == 1 \
@@ -1951,6 +2176,7 @@ mod tests {
                 event: &event,
                 profile: &profile,
                 now: now(),
+                zone: None,
             })
         };
         assert!(run(json!({"total": 50}), json!({"country": "DE"})));
@@ -2100,7 +2326,8 @@ mod tests {
         assert!(cond(&nots(MAX_DEPTH)).eval(&Scope {
             event: &event(),
             profile: &profile(),
-            now: now()
+            now: now(),
+            zone: None
         }));
         assert!(Condition::parse(&nots(MAX_DEPTH + 1)).is_err());
 
@@ -2112,7 +2339,8 @@ mod tests {
         assert!(cond(&long).eval(&Scope {
             event: &event(),
             profile: &profile(),
-            now: now()
+            now: now(),
+            zone: None
         }));
         let too_long = format!("{long}{}", " ".repeat(MAX_LEN));
         let err = Condition::parse(&too_long).unwrap_err();
@@ -2258,7 +2486,7 @@ mod tests {
             match Condition::parse(&s) {
                 Ok(c) => {
                     let (event, profile) = (event(), profile());
-                    let _ = c.eval(&Scope { event: &event, profile: &profile, now: now() });
+                    let _ = c.eval(&Scope { event: &event, profile: &profile, now: now(), zone: None });
                     for p in c.paths() {
                         prop_assert!(p.starts_with("event") || p.starts_with("profile"));
                     }
@@ -2274,7 +2502,7 @@ mod tests {
         #[test]
         fn comparisons_of_numbers_agree_with_f64(a in -1e6f64..1e6, b in -1e6f64..1e6) {
             let event = json!({"a": a, "b": b});
-            let scope = Scope { event: &event, profile: &Value::Null, now: now() };
+            let scope = Scope { event: &event, profile: &Value::Null, now: now(), zone: None };
             prop_assert_eq!(cond("event.a < event.b").eval(&scope), a < b);
             prop_assert_eq!(cond("event.a == event.b").eval(&scope), a == b);
             prop_assert_eq!(cond("event.a >= event.b").eval(&scope), a >= b);

@@ -182,13 +182,20 @@ fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay,
 }
 
 /// Whether an event matches an `event`/`where` pair.
-pub fn matches(m: &EventMatch, event: &Event, profile: &Value, now: Timestamp) -> bool {
+pub fn matches(
+    m: &EventMatch,
+    event: &Event,
+    profile: &Value,
+    now: Timestamp,
+    zone: Option<&str>,
+) -> bool {
     event.event.as_deref() == Some(m.event.as_str())
         && m.condition.as_ref().is_none_or(|c| {
             c.eval(&Scope {
                 event: &event.properties,
                 profile,
                 now,
+                zone,
             })
         })
 }
@@ -509,7 +516,7 @@ pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
     ctx.journey
         .exit_when
         .iter()
-        .any(|m| matches(m, event, &profile, ctx.now))
+        .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
 }
 
 /// The goal's event happened at `at`, after the trigger, but reached the engine before the
@@ -565,7 +572,13 @@ pub fn convert_previous(
         event: goal.event.clone(),
         condition: goal.condition.clone(),
     };
-    if !matches(&m, event, &ctx.profile.scope(), ctx.now) {
+    if !matches(
+        &m,
+        event,
+        &ctx.profile.scope(),
+        ctx.now,
+        ctx.journey.timezone.as_deref(),
+    ) {
         return None;
     }
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
@@ -644,7 +657,13 @@ fn event_of(
             .unwrap_or(enrollment.entered_at);
         if run.enrollment.converted_at.is_none()
             && event.timestamp <= deadline
-            && matches(&m, event, &profile, ctx.now)
+            && matches(
+                &m,
+                event,
+                &profile,
+                ctx.now,
+                ctx.journey.timezone.as_deref(),
+            )
         {
             run.enrollment.converted_at = Some(event.timestamp);
             let step = run.enrollment.step.clone();
@@ -669,7 +688,7 @@ fn event_of(
     } else {
         j.exit_when
             .iter()
-            .any(|m| matches(m, event, &profile, ctx.now))
+            .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
     };
     if exits {
         run.exit(name);
@@ -700,7 +719,13 @@ fn event_of(
         if timeout.is_some_and(|p| event.timestamp > p.at) {
             return changed.then(|| run.finish());
         }
-        if matches(&m, event, &profile, ctx.now) {
+        if matches(
+            &m,
+            event,
+            &profile,
+            ctx.now,
+            ctx.journey.timezone.as_deref(),
+        ) {
             run.cancel_pending(&step, "event");
             run.enrollment.waiting_for = None;
             let next = w
@@ -732,6 +757,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         event: &event.properties,
         profile: &profile,
         now: ctx.now,
+        zone: ctx.journey.timezone.as_deref(),
     };
     let said = |by: &str, c: &crate::condition::Condition| {
         let values = c.values(&scope);
@@ -753,7 +779,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
     };
     if j.exit_when
         .iter()
-        .any(|m| matches(m, event, &profile, ctx.now))
+        .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
     {
         return Vec::new();
     }
@@ -1246,6 +1272,7 @@ impl<'a> Run<'a> {
             event: &self.enrollment.trigger.properties,
             profile: self.profile(),
             now: self.ctx.now,
+            zone: self.ctx.journey.timezone.as_deref(),
         }
     }
 

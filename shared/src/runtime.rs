@@ -1278,30 +1278,36 @@ impl Runtime {
         };
         // The exits and goals with a `where` that this event may meet, noted in the profile
         // whether the user is in their journey or not (see `Profile::marks`).
-        let markable: Vec<(&'static str, &str, &crate::condition::Condition)> =
-            match e.event.as_deref() {
-                Some(name) => journeys
-                    .iter()
-                    .filter(|p| p.journey.status.is_active())
-                    .flat_map(|p| {
-                        let j = &p.journey;
-                        let exits = j
-                            .exit_when
-                            .iter()
-                            .filter(|m| m.event == name)
-                            .filter_map(|m| m.condition.as_ref())
-                            .map(|c| ("exit", j.id.as_str(), c));
-                        let goal = j
-                            .goal
-                            .as_ref()
-                            .filter(|g| g.event == name)
-                            .and_then(|g| g.condition.as_ref())
-                            .map(|c| ("goal", j.id.as_str(), c));
-                        exits.chain(goal)
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+        // (what, journey, its default time zone, condition)
+        #[allow(clippy::type_complexity)]
+        let markable: Vec<(
+            &'static str,
+            &str,
+            Option<&str>,
+            &crate::condition::Condition,
+        )> = match e.event.as_deref() {
+            Some(name) => journeys
+                .iter()
+                .filter(|p| p.journey.status.is_active())
+                .flat_map(|p| {
+                    let j = &p.journey;
+                    let exits = j
+                        .exit_when
+                        .iter()
+                        .filter(|m| m.event == name)
+                        .filter_map(|m| m.condition.as_ref())
+                        .map(|c| ("exit", j.id.as_str(), j.timezone.as_deref(), c));
+                    let goal = j
+                        .goal
+                        .as_ref()
+                        .filter(|g| g.event == name)
+                        .and_then(|g| g.condition.as_ref())
+                        .map(|c| ("goal", j.id.as_str(), j.timezone.as_deref(), c));
+                    exits.chain(goal)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         // The history keeps the events some journey names (a trigger, an exit, a goal, a reply
         // a wait is for); one no journey names leaves none, so a profile does not grow, nor
         // every write of it cost more, with each new event name an app sends.
@@ -1359,12 +1365,13 @@ impl Runtime {
                     zone_moved.store(moved, std::sync::atomic::Ordering::Relaxed);
                     if !markable.is_empty() {
                         let profile = p.scope();
-                        let scope = crate::condition::Scope {
-                            event: &e.properties,
-                            profile: &profile,
-                            now,
-                        };
-                        for (kind, journey, c) in &markable {
+                        for (kind, journey, zone, c) in &markable {
+                            let scope = crate::condition::Scope {
+                                event: &e.properties,
+                                profile: &profile,
+                                now,
+                                zone: *zone,
+                            };
                             if c.eval(&scope) {
                                 p.mark(kind, journey, e.timestamp);
                             }
@@ -1583,6 +1590,7 @@ impl Runtime {
                     event: &scope_event,
                     profile: &scope_profile,
                     now: e.timestamp,
+                    zone: p.journey.timezone.as_deref(),
                 };
                 // The trigger's `where`, when it is false for this event (the user did the
                 // trigger's event but does not enter: kept as a refusal, with what its paths
@@ -3832,6 +3840,7 @@ impl Runtime {
                 event: &Value::Null,
                 profile: &profile.scope(),
                 now: at,
+                zone: p.journey.timezone.as_deref(),
             };
             if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
                 continue;

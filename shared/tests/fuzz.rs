@@ -455,6 +455,7 @@ fn check_condition(src: &str, event: &Value, profile: &Value) -> Result<(), Test
                 event,
                 profile,
                 now: now(),
+                zone: None,
             };
             let holds = c.eval(&scope);
             prop_assert_eq!(holds, c.eval(&scope), "evaluation is deterministic");

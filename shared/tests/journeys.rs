@@ -1865,6 +1865,7 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
             event: &event,
             profile: &profile,
             now: at("2026-01-01T00:00:00Z"),
+            zone: None,
         };
         date_target(w, &scope, &paris)
     };
