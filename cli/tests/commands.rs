@@ -149,6 +149,31 @@ fn validate_reports_file_line_col_and_fails() {
     assert!(text(&out.stdout).is_empty());
 }
 
+/// A filter given what it cannot take would fail every message at send time: `validate`
+/// refuses it, at the filter's file position, saying how to write it.
+#[test]
+fn validate_refuses_a_filter_given_the_wrong_arguments() {
+    let dir = TempDir::new("validate-filter-arguments");
+    let file = dir.write(
+        "code.yaml",
+        "id: code\nname: Code\ntrigger:\n  event: signed_up\nsteps:\n  - id: hello\n    send:\n      push:\n        title: Hello\n        body: |\n          Hi {{ profile.first_name }},\n          your code is {{ event.code | replace('-') }}\n",
+    );
+    let name = file.display().to_string();
+    let out = run(&["validate", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    // Line 12, at `replace`.
+    let column = "          your code is {{ event.code | ".len() + 1;
+    let said = format!("{name}:12:{column}: ");
+    assert!(
+        err.lines().any(|l| l.starts_with(&said)
+            && l.contains("the filter `replace` takes two or three arguments")
+            && l.contains("replace('old', 'new')")),
+        "expected a line starting {said:?}, got:\n{err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
 #[test]
 fn validate_checks_the_settings_file_too() {
     let dir = TempDir::new("validate-settings");

@@ -854,9 +854,11 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
     } else {
         // The problems of reading first (in the file's order), then the journey's own.
         found.extend(problems.into_iter().map(|p| {
-            let (l, c) = match p.template_line {
-                Some(t) => template_position(text, pos, &p.path, t),
-                None => pos.find(&p.path),
+            let (l, c) = match (p.template_at, p.template_line) {
+                (Some(at), _) => scalar_char_position(text, pos, &p.path, at)
+                    .unwrap_or_else(|| pos.find(&p.path)),
+                (None, Some(t)) => template_position(text, pos, &p.path, t),
+                (None, None) => pos.find(&p.path),
             };
             err(l, c, &p.path, p.message)
         }));
@@ -1047,6 +1049,17 @@ fn block_header(line: &str) -> Option<char> {
     let header = after.chars().all(|c| matches!(c, '-' | '+' | '0'..='9'))
         && (before.ends_with(": ") || before.ends_with("- ") || before.trim().is_empty());
     header.then(|| line[i..].chars().next()).flatten()
+}
+
+/// The place in `source` (0-based, in characters) of a template problem known to the column.
+fn template_char(source: &str, e: &template::TemplateError) -> Option<usize> {
+    let (line, column) = (e.line?, e.column?);
+    let before: usize = source
+        .split('\n')
+        .take(line.checked_sub(1)?)
+        .map(|l| l.chars().count() + 1)
+        .sum();
+    Some(before + column.checked_sub(1)?)
 }
 
 /// The file position of line `line` (1-based) of the template at `path`: a block scalar (`|` or
@@ -1329,6 +1342,9 @@ struct Problem {
     message: String,
     /// For a template problem: the line inside the template.
     template_line: Option<usize>,
+    /// For a template problem known to the character: that character's place in the template
+    /// (0-based, a line break one character).
+    template_at: Option<usize>,
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
@@ -1336,6 +1352,7 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
         path: path.into(),
         message: message.into(),
         template_line: None,
+        template_at: None,
     }
 }
 
@@ -1779,6 +1796,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 if let Err(e) = template::check_offering(src, &template::SCOPE_OUTSIDE_EMAIL) {
                     out.push(Problem {
                         path: format!("{base}.update.set.{k}"),
+                        template_at: template_char(src, &e),
                         message: e.message,
                         template_line: Some(e.line.unwrap_or(1)),
                     });
@@ -2274,6 +2292,7 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
                 message: say(&r.field),
                 path: r.path,
                 template_line: r.template_line,
+                template_at: None,
             });
         }
     }
@@ -2483,6 +2502,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         if let Err(e) = template::check_offering(src, offered) {
             out.push(Problem {
                 path: format!("{channel_path}.{field}"),
+                template_at: template_char(src, &e),
                 message: e.message,
                 template_line: Some(e.line.unwrap_or(1)),
             });
@@ -2494,6 +2514,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 path: format!("{channel_path}.{field}"),
                 message: unsubscribe_outside_email(t.channel()),
                 template_line: Some(line),
+                template_at: None,
             });
         }
     }

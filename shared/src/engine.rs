@@ -1855,6 +1855,7 @@ impl<'a> Run<'a> {
                 if let Some(message) = too {
                     return Err(template::TemplateError {
                         line: None,
+                        column: None,
                         message,
                     });
                 }
@@ -1885,6 +1886,7 @@ impl<'a> Run<'a> {
                     {
                         return Err(template::TemplateError {
                             line: None,
+                            column: None,
                             message: format!("headers.{name}: {why}"),
                         });
                     }
@@ -1898,6 +1900,7 @@ impl<'a> Run<'a> {
                     // Without the URL itself, which may carry the user's token or address.
                     return Err(template::TemplateError {
                         line: None,
+                        column: None,
                         message: format!("url: the URL {why}"),
                     });
                 }
@@ -1918,6 +1921,7 @@ impl<'a> Run<'a> {
                     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b) {
                         return Err(template::TemplateError {
                             line: None,
+                            column: None,
                             message: format!(
                                 "body: is not JSON as rendered for this user ({e}): build it with `tojson`, like `{{\"user\": {{{{ user_id | tojson }}}}}}`"
                             ),

@@ -1,6 +1,7 @@
 //! Message templates: MiniJinja with only `profile`, `event`, `journey`, `user_id`, `now` and
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
+mod calls;
 mod date;
 pub(crate) use date::{epoch_number, zone_of, zoned_text};
 mod direct;
@@ -37,12 +38,27 @@ pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
 /// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
 const FUEL: u64 = 50_000;
 
-/// A template problem, with the line inside the template text (1-based) where MiniJinja knows it.
+/// A template problem, with the line inside the template text (1-based) where MiniJinja knows it,
+/// and the column in that line (1-based, in characters) where the check knows it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct TemplateError {
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
+}
+
+impl TemplateError {
+    /// A problem at byte `offset` of `source`.
+    fn at(source: &str, offset: usize, message: String) -> Self {
+        let before = source.get(..offset).unwrap_or(source);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        TemplateError {
+            line: Some(before.matches('\n').count() + 1),
+            column: Some(before[line_start..].chars().count() + 1),
+            message,
+        }
+    }
 }
 
 fn build(escape: AutoEscape) -> Environment<'static> {
@@ -161,6 +177,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     if let Some((tag, line)) = loading_tag(source) {
         return Err(TemplateError {
             line: Some(line),
+            column: None,
             message: format!(
                 "`{{% {tag} %}}` loads another template, and a message template stands alone: write the text here instead"
             ),
@@ -172,6 +189,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         if let Some(message) = unknown_name(&used) {
             return Err(TemplateError {
                 line: Some(used.line),
+                column: None,
                 message,
             });
         }
@@ -179,6 +197,11 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     // A `date` whose fixed format or zone cannot work would fail every send.
     if let Some(e) = date_argument_problem(source) {
         return Err(e);
+    }
+    // So would a call given what it cannot take (`replace('a')`, `round('a')`), or a part that
+    // fails whatever the data (`1/0`).
+    if let Some(p) = calls::first_problem(source, env()) {
+        return Err(TemplateError::at(source, p.offset, p.message));
     }
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
@@ -204,6 +227,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             .map(|n| format!("did you mean `journey.{n}`? "))
             .unwrap_or_default();
         return Err(TemplateError {
+            column: None,
             line,
             message: format!(
                 "`journey` has no field `{field}`: {guess}use one of {}",
@@ -217,6 +241,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
         return Err(TemplateError {
+            column: None,
             line,
             message: format!(
                 "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
@@ -244,6 +269,7 @@ fn date_argument_problem(source: &str) -> Option<TemplateError> {
             let fail = |message: String| {
                 Some(TemplateError {
                     line: Some(argument.line),
+                    column: None,
                     message,
                 })
             };
@@ -622,6 +648,7 @@ fn cache() -> &'static RwLock<Cache> {
 pub fn render<C: Serialize>(source: &str, ctx: &C, html: bool) -> Result<String, TemplateError> {
     let json = serde_json::to_value(ctx).map_err(|e| TemplateError {
         line: None,
+        column: None,
         message: format!("template error: the context is not JSON: {e}"),
     })?;
     render_value(source, &template_value(&json), html)
@@ -683,6 +710,7 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
     }
     TemplateError {
         line: e.line(),
+        column: None,
         message: format!("template error: {message}"),
     }
 }
@@ -746,6 +774,128 @@ mod tests {
             "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
         )
         .is_ok());
+    }
+
+    /// What `check` says of `source`: its line, column and message.
+    fn refused(source: &str) -> (Option<usize>, Option<usize>, String) {
+        let e = check(source).expect_err(source);
+        (e.line, e.column, e.message)
+    }
+
+    #[test]
+    fn a_filter_given_too_few_arguments_is_refused() {
+        let (line, column, message) = refused("Hi\n  {{ event.code | replace('-') }}");
+        assert_eq!((line, column), (Some(2), Some(19)));
+        assert_eq!(
+            message,
+            "the filter `replace` takes two or three arguments: write it like replace('old', 'new')"
+        );
+        let (_, _, message) = refused("{{ event.items | batch }}");
+        assert!(message.contains("takes one or two arguments"), "{message}");
+    }
+
+    #[test]
+    fn a_filter_given_too_many_arguments_is_refused() {
+        let (_, _, message) = refused("{{ profile.name | upper('x') }}");
+        assert_eq!(
+            message,
+            "the filter `upper` takes no arguments: write it like upper"
+        );
+        let (_, _, message) = refused("{{ now | date('%d', 'Europe/Paris') }}");
+        assert!(message.contains("tz="), "{message}");
+    }
+
+    #[test]
+    fn a_literal_argument_of_the_wrong_kind_is_refused() {
+        let (line, column, message) = refused("{{ event.total | round('a') }}");
+        assert_eq!((line, column), (Some(1), Some(18)));
+        assert_eq!(
+            message,
+            "the filter `round`: its `precision` is a whole number, not `'a'`: write it like round(2)"
+        );
+        let (_, _, message) = refused("{{ event.at | date(5) }}");
+        assert!(
+            message.contains("its `format` is text in quotes, not `5`"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ event.name | split(',', 'all') }}");
+        assert!(
+            message.contains("`maxsplits` is a whole number"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ event.items | sort(reverse='yes') }}");
+        assert!(message.contains("`reverse=` is true or false"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_keyword_is_refused() {
+        let (_, _, message) = refused("{{ event.total | round(precison=2) }}");
+        assert_eq!(
+            message,
+            "the filter `round` takes no `precison=` (it takes `precision=`, `method=`): write it like round(2)"
+        );
+        // A filter that takes no keywords gets them as one more argument, a map.
+        let (_, _, message) = refused("{{ event.name | split(sep=',') }}");
+        assert_eq!(
+            message,
+            "the filter `split` takes no `sep=`: write it like split(',')"
+        );
+    }
+
+    #[test]
+    fn a_test_or_function_given_the_wrong_arguments_is_refused() {
+        let (_, _, message) = refused("{% if event.n is divisibleby %}x{% endif %}");
+        assert_eq!(
+            message,
+            "the test `divisibleby` takes one argument: write it like is divisibleby(3)"
+        );
+        let (_, _, message) = refused("{% for i in range('a') %}{{ i }}{% endfor %}");
+        assert!(
+            message.starts_with("`range()`: its `start` is a whole number, not `'a'`"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{% for i in range() %}{% endfor %}");
+        assert!(
+            message
+                .contains("takes one to three arguments: write it like range(3) or range(1, 10)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_part_that_fails_whatever_the_data_is_refused() {
+        let (line, column, message) = refused("Total\n{{ 1/0 }}");
+        assert_eq!((line, column), (Some(2), Some(4)));
+        assert!(
+            message.starts_with("`1/0` fails whatever the data ("),
+            "{message}"
+        );
+        // Inside a larger expression too, and through a filter.
+        let (_, column, message) = refused("{{ event.code ~ (1 // 0) }}");
+        assert_eq!(column, Some(18), "{message}");
+        let (_, _, message) = refused("{{ 'soon' | round }}");
+        assert!(message.contains("`'soon' | round`"), "{message}");
+    }
+
+    #[test]
+    fn valid_calls_are_not_refused() {
+        for source in [
+            "{{ event.total | round }} {{ event.total | round(2) }} {{ event.total | round(precision=2) }} {{ event.total | round(2, 'floor') }} {{ event.total | round(method='ceil') }}",
+            "{{ event.code | replace('-', '') }} {{ event.code | replace('a', 'b', 1) }} {{ event.code | replace('a', 'b', count=1) }} {{ event.code | replace(1, 2) }}",
+            "{{ profile.name | default('there', true) }} {{ profile.name | d('x') }} {{ profile.name | default }}",
+            "{{ now | date }} {{ now | date('%d %B', tz='Europe/Paris') }} {{ now | date(tz=profile.timezone) }} {{ now | date(profile.format) }}",
+            "{{ event | tojson }} {{ event | tojson(indent=2) }} {{ event | tojson(true) }}",
+            "{{ event.items | map(attribute='name') | join(', ') }} {{ event.items | selectattr('active', 'eq', true) | list }} {{ event.items | join(d='-') }}",
+            "{{ '%.2f' | format(event.total) }} {{ event.items | batch(3, '-') | list }} {{ event.items | slice(2) | list }}",
+            "{{ event.items | sort(attribute='name', reverse=true) }} {{ event.items | groupby('city') }} {{ event.items | groupby(attribute='city', default='x') }}",
+            "{{ event.n | int(default=0, base=16) }} {{ event.n | float(0) }} {{ event.text | indent(2, true) }} {{ event.text | split(',', 1) }}",
+            "{% for i in range(1, 10, 2) %}{{ i }}{% endfor %}{{ dict(a=1).a }}{% set ns = namespace(count=0) %}",
+            "{% if event.n is divisibleby 3 %}{% endif %}{% if event.n is divisibleby(3) %}{% endif %}{% if event.n is not none %}{% endif %}",
+            "{{ 1 + 2 }} {{ 'a' ~ 'b' }} {{ [1, 2] | length }} {{ (event.total or 0) + 1 }} {{ event.price / 100 }}",
+            "{{ event.code | replace(profile.a, profile.b) }} {{ event.total | round(profile.digits) }}",
+        ] {
+            assert_eq!(check(source), Ok(()), "{source}");
+        }
     }
 
     #[test]

@@ -1,0 +1,1049 @@
+//! The calls a template makes (`| replace('a', 'b')`, `is divisibleby(3)`, `range(3)`) checked
+//! against what each filter, test and function takes, and its constant parts (`1/0`) worked out,
+//! all before any send: MiniJinja finds a wrong argument only when it renders, so such a
+//! mistake would fail every message. Reads the template's syntax tree; renders nothing.
+
+use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::value::ValueKind;
+use minijinja::Environment;
+
+/// What a call finds wrong, at a byte offset of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// What an argument must be for the call not to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// Anything (text is made of numbers, and so on).
+    Any,
+    /// Text, and only text.
+    Text,
+    /// A whole number (a `true` is 1).
+    Int,
+    /// `true` or `false`, and only those.
+    Bool,
+    /// `true`, `false` or a whole number (`tojson`'s indent).
+    IntOrBool,
+    /// A map (`{'a': 1}`).
+    Map,
+}
+
+/// How a call reads keyword arguments.
+#[derive(Debug, Clone, Copy)]
+pub enum Keywords {
+    /// It has none: MiniJinja passes them, together, as one more positional argument (a map).
+    No,
+    /// These, and only these.
+    Named(&'static [(&'static str, Arg)]),
+    /// Any (they go on to another filter or test, or into a map).
+    Any,
+}
+
+/// What one filter, test or function takes, after the value it applies to.
+#[derive(Debug, Clone, Copy)]
+pub struct Signature {
+    pub name: &'static str,
+    /// How to write it, for the advice.
+    pub usage: &'static str,
+    /// Its positional arguments, in order.
+    pub params: &'static [(&'static str, Arg)],
+    /// How many of `params` it needs.
+    pub required: usize,
+    pub keywords: Keywords,
+    /// Takes any number more positional arguments than `params`.
+    pub rest: bool,
+}
+
+const fn none(name: &'static str) -> Signature {
+    Signature {
+        name,
+        usage: name,
+        params: &[],
+        required: 0,
+        keywords: Keywords::No,
+        rest: false,
+    }
+}
+
+/// Takes one argument, anything.
+const fn one(name: &'static str, usage: &'static str) -> Signature {
+    Signature {
+        name,
+        usage,
+        params: &[("value", Arg::Any)],
+        required: 1,
+        keywords: Keywords::No,
+        rest: false,
+    }
+}
+
+const fn variadic(name: &'static str, usage: &'static str, required: usize) -> Signature {
+    Signature {
+        name,
+        usage,
+        params: &[],
+        required,
+        keywords: Keywords::Any,
+        rest: true,
+    }
+}
+
+/// Every filter a template may use (MiniJinja's, and Waymark's `date`, `round`, `abs` and
+/// `format`), as MiniJinja 3 reads its arguments (a test checks each against MiniJinja).
+pub const FILTERS: &[Signature] = &[
+    none("safe"),
+    none("escape"),
+    none("e"),
+    none("lower"),
+    none("upper"),
+    none("title"),
+    none("capitalize"),
+    none("length"),
+    none("count"),
+    none("items"),
+    none("reverse"),
+    none("lines"),
+    none("abs"),
+    none("first"),
+    none("last"),
+    none("list"),
+    none("string"),
+    none("bool"),
+    none("pprint"),
+    none("urlencode"),
+    Signature {
+        name: "replace",
+        usage: "replace('old', 'new')",
+        params: &[("old", Arg::Any), ("new", Arg::Any), ("count", Arg::Int)],
+        required: 2,
+        keywords: Keywords::Named(&[("count", Arg::Int)]),
+        rest: false,
+    },
+    Signature {
+        name: "dictsort",
+        usage: "dictsort(by='value')",
+        params: &[],
+        required: 0,
+        keywords: Keywords::Named(&[
+            ("by", Arg::Text),
+            ("case_sensitive", Arg::Bool),
+            ("reverse", Arg::Bool),
+        ]),
+        rest: false,
+    },
+    Signature {
+        name: "trim",
+        usage: "trim('-')",
+        params: &[("chars", Arg::Any)],
+        required: 0,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "join",
+        usage: "join(', ')",
+        params: &[("d", Arg::Any), ("attribute", Arg::Text)],
+        required: 0,
+        keywords: Keywords::Named(&[("d", Arg::Any), ("attribute", Arg::Text)]),
+        rest: false,
+    },
+    Signature {
+        name: "split",
+        usage: "split(',')",
+        params: &[("separator", Arg::Text), ("maxsplits", Arg::Int)],
+        required: 0,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "default",
+        usage: "default('there')",
+        params: &[("value", Arg::Any), ("boolean", Arg::Any)],
+        required: 0,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "d",
+        usage: "d('there')",
+        params: &[("value", Arg::Any), ("boolean", Arg::Any)],
+        required: 0,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "round",
+        usage: "round(2)",
+        params: &[("precision", Arg::Int), ("method", Arg::Text)],
+        required: 0,
+        keywords: Keywords::Named(&[("precision", Arg::Int), ("method", Arg::Text)]),
+        rest: false,
+    },
+    Signature {
+        name: "int",
+        usage: "int(default=0)",
+        params: &[("default", Arg::Any), ("base", Arg::Int)],
+        required: 0,
+        keywords: Keywords::Named(&[("default", Arg::Any), ("base", Arg::Int)]),
+        rest: false,
+    },
+    Signature {
+        name: "float",
+        usage: "float(default=0.0)",
+        params: &[("default", Arg::Any)],
+        required: 0,
+        keywords: Keywords::Named(&[("default", Arg::Any)]),
+        rest: false,
+    },
+    one("attr", "attr('name')"),
+    Signature {
+        name: "min",
+        usage: "min(attribute='price')",
+        params: &[],
+        required: 0,
+        keywords: Keywords::Named(&[("case_sensitive", Arg::Bool), ("attribute", Arg::Text)]),
+        rest: false,
+    },
+    Signature {
+        name: "max",
+        usage: "max(attribute='price')",
+        params: &[],
+        required: 0,
+        keywords: Keywords::Named(&[("case_sensitive", Arg::Bool), ("attribute", Arg::Text)]),
+        rest: false,
+    },
+    Signature {
+        name: "sort",
+        usage: "sort(attribute='name')",
+        params: &[],
+        required: 0,
+        keywords: Keywords::Named(&[
+            ("case_sensitive", Arg::Bool),
+            ("reverse", Arg::Bool),
+            ("attribute", Arg::Text),
+        ]),
+        rest: false,
+    },
+    Signature {
+        name: "unique",
+        usage: "unique(attribute='name')",
+        params: &[],
+        required: 0,
+        keywords: Keywords::Named(&[("attribute", Arg::Text), ("case_sensitive", Arg::Bool)]),
+        rest: false,
+    },
+    Signature {
+        name: "batch",
+        usage: "batch(3)",
+        params: &[("count", Arg::Int), ("fill_with", Arg::Any)],
+        required: 1,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "slice",
+        usage: "slice(3)",
+        params: &[("count", Arg::Int), ("fill_with", Arg::Any)],
+        required: 1,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "sum",
+        usage: "sum(attribute='price')",
+        params: &[("attribute", Arg::Text), ("start", Arg::Any)],
+        required: 0,
+        keywords: Keywords::Named(&[("attribute", Arg::Text), ("start", Arg::Any)]),
+        rest: false,
+    },
+    Signature {
+        name: "indent",
+        usage: "indent(2)",
+        params: &[
+            ("width", Arg::Int),
+            ("first", Arg::Bool),
+            ("blank", Arg::Bool),
+        ],
+        required: 0,
+        keywords: Keywords::Named(&[
+            ("width", Arg::Int),
+            ("first", Arg::Bool),
+            ("blank", Arg::Bool),
+        ]),
+        rest: false,
+    },
+    Signature {
+        name: "groupby",
+        usage: "groupby('city')",
+        params: &[("attribute", Arg::Text)],
+        required: 1,
+        keywords: Keywords::Named(&[
+            ("attribute", Arg::Text),
+            ("default", Arg::Any),
+            ("case_sensitive", Arg::Bool),
+        ]),
+        rest: false,
+    },
+    Signature {
+        name: "tojson",
+        usage: "tojson",
+        params: &[("indent", Arg::IntOrBool)],
+        required: 0,
+        keywords: Keywords::Named(&[("indent", Arg::IntOrBool)]),
+        rest: false,
+    },
+    Signature {
+        name: "date",
+        usage: "date('%H:%M', tz='Europe/Paris')",
+        params: &[("format", Arg::Text)],
+        required: 0,
+        keywords: Keywords::Named(&[("tz", Arg::Text)]),
+        rest: false,
+    },
+    variadic("select", "select('odd')", 0),
+    variadic("reject", "reject('odd')", 0),
+    variadic("selectattr", "selectattr('active')", 1),
+    variadic("rejectattr", "rejectattr('active')", 1),
+    variadic("map", "map(attribute='name')", 0),
+    variadic("chain", "chain(other)", 0),
+    variadic("zip", "zip(other)", 0),
+    variadic("format", "format(event.total)", 0),
+];
+
+/// Every test a template may use, as MiniJinja 3 reads its arguments.
+pub const TESTS: &[Signature] = &[
+    none("undefined"),
+    none("defined"),
+    none("none"),
+    none("safe"),
+    none("escaped"),
+    none("boolean"),
+    none("odd"),
+    none("even"),
+    none("number"),
+    none("integer"),
+    none("int"),
+    none("float"),
+    none("string"),
+    none("sequence"),
+    none("iterable"),
+    none("mapping"),
+    none("lower"),
+    none("upper"),
+    none("true"),
+    none("false"),
+    one("divisibleby", "divisibleby(3)"),
+    one("startingwith", "startingwith('a')"),
+    one("endingwith", "endingwith('a')"),
+    one("eq", "eq(3)"),
+    one("equalto", "equalto(3)"),
+    one("ne", "ne(3)"),
+    one("lt", "lt(3)"),
+    one("lessthan", "lessthan(3)"),
+    one("le", "le(3)"),
+    one("gt", "gt(3)"),
+    one("greaterthan", "greaterthan(3)"),
+    one("ge", "ge(3)"),
+    one("in", "in([1, 2])"),
+    one("sameas", "sameas(false)"),
+    // `'upper' is filter`: the name is the value tested.
+    none("filter"),
+    none("test"),
+];
+
+/// Every function a template may call, as MiniJinja 3 reads its arguments.
+pub const FUNCTIONS: &[Signature] = &[
+    Signature {
+        name: "range",
+        usage: "range(3) or range(1, 10)",
+        params: &[("start", Arg::Int), ("stop", Arg::Int), ("step", Arg::Int)],
+        required: 1,
+        keywords: Keywords::No,
+        rest: false,
+    },
+    Signature {
+        name: "dict",
+        usage: "dict(a=1)",
+        params: &[("value", Arg::Map)],
+        required: 0,
+        keywords: Keywords::Any,
+        rest: false,
+    },
+    Signature {
+        name: "namespace",
+        usage: "namespace(count=0)",
+        params: &[("value", Arg::Map)],
+        required: 0,
+        keywords: Keywords::Any,
+        rest: false,
+    },
+];
+
+/// What a call is (for the advice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum What {
+    Filter,
+    Test,
+    Function,
+}
+
+/// The first problem of `source`'s calls and constant parts, in the order the template reads;
+/// `None` when it has none, or when it does not parse (`check` reports that). `env` evaluates the
+/// constant parts.
+pub fn first_problem(source: &str, env: &Environment<'_>) -> Option<Problem> {
+    let tree = minijinja::machinery::parse(source, "<template>", Default::default()).ok()?;
+    let mut walk = Walk {
+        source,
+        env,
+        found: None,
+    };
+    walk.stmt(&tree);
+    walk.found
+}
+
+struct Walk<'s, 'e> {
+    source: &'s str,
+    env: &'e Environment<'e>,
+    found: Option<Problem>,
+}
+
+impl Walk<'_, '_> {
+    fn report(&mut self, offset: usize, message: String) {
+        if self.found.is_none() {
+            self.found = Some(Problem { offset, message });
+        }
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt<'_>]) {
+        for s in stmts {
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt<'_>) {
+        if self.found.is_some() {
+            return;
+        }
+        match stmt {
+            Stmt::Template(t) => self.stmts(&t.children),
+            Stmt::EmitExpr(e) => self.expr(&e.expr),
+            Stmt::EmitRaw(_) => {}
+            Stmt::ForLoop(f) => {
+                self.expr(&f.iter);
+                if let Some(e) = &f.filter_expr {
+                    self.expr(e);
+                }
+                self.stmts(&f.body);
+                self.stmts(&f.else_body);
+            }
+            Stmt::IfCond(i) => {
+                self.expr(&i.expr);
+                self.stmts(&i.true_body);
+                self.stmts(&i.false_body);
+            }
+            Stmt::WithBlock(w) => {
+                for (_, value) in &w.assignments {
+                    self.expr(value);
+                }
+                self.stmts(&w.body);
+            }
+            Stmt::Set(s) => self.expr(&s.expr),
+            Stmt::SetBlock(s) => {
+                if let Some(f) = &s.filter {
+                    self.expr(f);
+                }
+                self.stmts(&s.body);
+            }
+            Stmt::AutoEscape(a) => {
+                self.expr(&a.enabled);
+                self.stmts(&a.body);
+            }
+            Stmt::FilterBlock(f) => {
+                self.expr(&f.filter);
+                self.stmts(&f.body);
+            }
+            Stmt::Macro(m) => {
+                for d in &m.defaults {
+                    self.expr(d);
+                }
+                self.stmts(&m.body);
+            }
+            Stmt::CallBlock(c) => {
+                self.expr(&c.call.expr);
+                self.args(&c.call.args);
+                self.stmts(&c.macro_decl.body);
+            }
+            Stmt::Do(d) => {
+                self.expr(&d.call.expr);
+                self.args(&d.call.args);
+            }
+            // Loading tags are refused before this (`template::loading_tag`); blocks and
+            // loop controls hold no expression of their own.
+            _ => {}
+        }
+    }
+
+    fn args(&mut self, args: &[CallArg<'_>]) {
+        for a in args {
+            match a {
+                CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) => self.expr(e),
+                CallArg::KwargSplat(e) => self.expr(e),
+            }
+        }
+    }
+
+    /// Checks the calls in `expr`, then, if it is a constant part that could fail, works it out.
+    fn expr(&mut self, expr: &Expr<'_>) {
+        if self.found.is_some() {
+            return;
+        }
+        match expr {
+            Expr::Var(_) | Expr::Const(_) => {}
+            Expr::Slice(s) => {
+                self.expr(&s.expr);
+                for e in [&s.start, &s.stop, &s.step].into_iter().flatten() {
+                    self.expr(e);
+                }
+            }
+            Expr::UnaryOp(u) => self.expr(&u.expr),
+            Expr::BinOp(b) => {
+                self.expr(&b.left);
+                self.expr(&b.right);
+            }
+            Expr::Compare(c) => {
+                self.expr(&c.expr);
+                for op in &c.ops {
+                    self.expr(&op.expr);
+                }
+            }
+            Expr::IfExpr(i) => {
+                self.expr(&i.test_expr);
+                self.expr(&i.true_expr);
+                if let Some(e) = &i.false_expr {
+                    self.expr(e);
+                }
+            }
+            Expr::Filter(f) => {
+                if let Some(e) = &f.expr {
+                    self.expr(e);
+                }
+                self.args(&f.args);
+                self.call(What::Filter, f.name, &f.args, expr);
+            }
+            Expr::Test(t) => {
+                self.expr(&t.expr);
+                self.args(&t.args);
+                self.call(What::Test, t.name, &t.args, expr);
+            }
+            Expr::GetAttr(g) => self.expr(&g.expr),
+            Expr::GetItem(g) => {
+                self.expr(&g.expr);
+                self.expr(&g.subscript_expr);
+            }
+            Expr::Call(c) => {
+                self.expr(&c.expr);
+                self.args(&c.args);
+                if let Expr::Var(v) = &c.expr {
+                    self.call(What::Function, v.id, &c.args, expr);
+                }
+            }
+            Expr::List(l) => l.items.iter().for_each(|e| self.expr(e)),
+            Expr::Tuple(t) => t.items.iter().for_each(|e| self.expr(e)),
+            Expr::Map(m) => {
+                for (k, v) in m.keys.iter().zip(&m.values) {
+                    self.expr(k);
+                    self.expr(v);
+                }
+            }
+        }
+        if self.found.is_none() && could_fail(expr) && constant(expr) {
+            self.work_out(expr);
+        }
+    }
+
+    /// Evaluates a constant part, reporting it when it fails (it would at every send).
+    fn work_out(&mut self, expr: &Expr<'_>) {
+        let (start, end) = extent(expr);
+        let Some(text) = self.source.get(start..end) else {
+            return;
+        };
+        // Its text alone may not read as an expression (a bracket around it): not checked.
+        let Ok(compiled) = self.env.compile_expression(text) else {
+            return;
+        };
+        if let Err(e) = compiled.eval(()) {
+            let why = e
+                .detail()
+                .map_or_else(|| e.kind().to_string(), str::to_string);
+            self.report(
+                start,
+                format!(
+                    "`{}` fails whatever the data ({why}): it would stop every message; change or remove it",
+                    text.trim()
+                ),
+            );
+        }
+    }
+
+    fn call(&mut self, what: What, name: &str, args: &[CallArg<'_>], at: &Expr<'_>) {
+        if self.found.is_some() {
+            return;
+        }
+        let table = match what {
+            What::Filter => FILTERS,
+            What::Test => TESTS,
+            What::Function => FUNCTIONS,
+        };
+        // An unknown name is reported by `template::check`; a macro is its own.
+        let Some(sig) = table.iter().find(|s| s.name == name) else {
+            return;
+        };
+        if let Some(message) = mismatch(sig, what, args) {
+            self.report(name_offset(self.source, at, name), message);
+        }
+    }
+}
+
+/// Where the called name is written: a filter's or test's span starts at its name, a call's
+/// at the function's.
+fn name_offset(source: &str, at: &Expr<'_>, name: &str) -> usize {
+    let span = at.span();
+    let start = span.start_offset as usize;
+    let end = (span.end_offset as usize).min(source.len());
+    source
+        .get(start..end)
+        .and_then(|t| t.find(name))
+        .map_or(start, |i| start + i)
+}
+
+/// The bytes `expr` covers, its parts included.
+fn extent(expr: &Expr<'_>) -> (usize, usize) {
+    let span = expr.span();
+    let mut start = span.start_offset as usize;
+    let mut end = span.end_offset as usize;
+    let mut widen = |e: &Expr<'_>| {
+        let (s, t) = extent(e);
+        start = start.min(s);
+        end = end.max(t);
+    };
+    match expr {
+        Expr::Filter(f) => {
+            if let Some(e) = &f.expr {
+                widen(e);
+            }
+        }
+        Expr::Test(t) => widen(&t.expr),
+        Expr::BinOp(b) => {
+            widen(&b.left);
+            widen(&b.right);
+        }
+        Expr::Compare(c) => widen(&c.expr),
+        Expr::GetAttr(g) => widen(&g.expr),
+        Expr::GetItem(g) => widen(&g.expr),
+        Expr::Slice(s) => widen(&s.expr),
+        Expr::IfExpr(i) => widen(&i.true_expr),
+        _ => {}
+    }
+    (start, end)
+}
+
+/// Whether `expr` depends on nothing the template is given (no variable, no call).
+fn constant(expr: &Expr<'_>) -> bool {
+    let args = |args: &[CallArg<'_>]| {
+        args.iter().all(|a| match a {
+            CallArg::Pos(e) | CallArg::Kwarg(_, e) => constant(e),
+            _ => false,
+        })
+    };
+    match expr {
+        Expr::Var(_) | Expr::Call(_) => false,
+        Expr::Const(_) => true,
+        Expr::Slice(s) => {
+            constant(&s.expr)
+                && [&s.start, &s.stop, &s.step]
+                    .into_iter()
+                    .flatten()
+                    .all(constant)
+        }
+        Expr::UnaryOp(u) => constant(&u.expr),
+        Expr::BinOp(b) => constant(&b.left) && constant(&b.right),
+        Expr::Compare(c) => constant(&c.expr) && c.ops.iter().all(|o| constant(&o.expr)),
+        Expr::IfExpr(i) => {
+            constant(&i.test_expr)
+                && constant(&i.true_expr)
+                && i.false_expr.as_ref().is_none_or(constant)
+        }
+        Expr::Filter(f) => f.expr.as_ref().is_some_and(constant) && args(&f.args),
+        Expr::Test(t) => constant(&t.expr) && args(&t.args),
+        Expr::GetAttr(g) => constant(&g.expr),
+        Expr::GetItem(g) => constant(&g.expr) && constant(&g.subscript_expr),
+        Expr::List(l) => l.items.iter().all(constant),
+        Expr::Tuple(t) => t.items.iter().all(constant),
+        Expr::Map(m) => m.keys.iter().chain(&m.values).all(constant),
+    }
+}
+
+/// Whether working `expr` out could fail: a literal (a list of them too) cannot.
+fn could_fail(expr: &Expr<'_>) -> bool {
+    match expr {
+        Expr::Const(_) | Expr::Var(_) => false,
+        Expr::List(l) => l.items.iter().any(could_fail),
+        Expr::Tuple(t) => t.items.iter().any(could_fail),
+        Expr::Map(m) => m.keys.iter().chain(&m.values).any(could_fail),
+        _ => true,
+    }
+}
+
+/// What kind of value a literal argument is, when it is one.
+fn literal_kind(expr: &Expr<'_>) -> Option<ValueKind> {
+    match expr {
+        Expr::Const(c) => Some(c.value.kind()),
+        Expr::List(_) | Expr::Tuple(_) => Some(ValueKind::Seq),
+        Expr::Map(_) => Some(ValueKind::Map),
+        _ => None,
+    }
+}
+
+/// Whether a literal of this kind (and value) cannot be `arg`.
+fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
+    let Some(kind) = literal_kind(expr) else {
+        return false;
+    };
+    let value = match expr {
+        Expr::Const(c) => Some(&c.value),
+        _ => None,
+    };
+    let integral = || {
+        value
+            .and_then(|v| f64::try_from(v.clone()).ok())
+            .is_some_and(|f| f.fract() == 0.0)
+    };
+    match kind {
+        // An optional argument given `none` is as if left out.
+        ValueKind::Undefined | ValueKind::None => false,
+        _ => match arg {
+            Arg::Any => false,
+            Arg::Text => kind != ValueKind::String,
+            Arg::Bool => kind != ValueKind::Bool,
+            Arg::Map => kind != ValueKind::Map,
+            Arg::Int | Arg::IntOrBool => match kind {
+                ValueKind::Bool => false,
+                ValueKind::Number => !integral(),
+                _ => true,
+            },
+        },
+    }
+}
+
+/// How an argument kind is said.
+fn said(arg: Arg) -> &'static str {
+    match arg {
+        Arg::Any => "any value",
+        Arg::Text => "text in quotes",
+        Arg::Int => "a whole number",
+        Arg::Bool => "true or false",
+        Arg::IntOrBool => "a whole number, true or false",
+        Arg::Map => "a map like {'a': 1}",
+    }
+}
+
+/// A small number as a word.
+fn word(n: usize) -> String {
+    match n {
+        0 => "no".to_string(),
+        1 => "one".to_string(),
+        2 => "two".to_string(),
+        3 => "three".to_string(),
+        n => n.to_string(),
+    }
+}
+
+/// `n` arguments, said.
+fn count(n: usize) -> String {
+    match n {
+        1 => "one argument".to_string(),
+        n => format!("{} arguments", word(n)),
+    }
+}
+
+/// What is wrong with calling `sig` with `args`, said with how to write it; `None` when nothing
+/// is known to be.
+fn mismatch(sig: &Signature, what: What, args: &[CallArg<'_>]) -> Option<String> {
+    // A splat (`*xs`, `**kw`) gives arguments only known when it renders.
+    if args
+        .iter()
+        .any(|a| matches!(a, CallArg::PosSplat(_) | CallArg::KwargSplat(_)))
+    {
+        return None;
+    }
+    let name = match what {
+        What::Test => format!("the test `{}`", sig.name),
+        What::Filter => format!("the filter `{}`", sig.name),
+        What::Function => format!("`{}()`", sig.name),
+    };
+    let usage = match what {
+        What::Test => format!("is {}", sig.usage),
+        _ => sig.usage.to_string(),
+    };
+    let write = format!("write it like {usage}");
+    let positional: Vec<&Expr<'_>> = args
+        .iter()
+        .filter_map(|a| match a {
+            CallArg::Pos(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let keywords: Vec<(&str, &Expr<'_>)> = args
+        .iter()
+        .filter_map(|a| match a {
+            CallArg::Kwarg(k, e) => Some((*k, e)),
+            _ => None,
+        })
+        .collect();
+    let mut given = positional.len();
+    match sig.keywords {
+        Keywords::No if !keywords.is_empty() => {
+            // They come as one more positional argument, a map.
+            given += 1;
+            let wrong_map = sig
+                .params
+                .get(positional.len())
+                .is_some_and(|(_, arg)| !matches!(arg, Arg::Any));
+            if given > sig.params.len() && !sig.rest || wrong_map {
+                return Some(format!("{name} takes no `{}=`: {write}", keywords[0].0));
+            }
+        }
+        Keywords::Named(named) => {
+            for (k, e) in &keywords {
+                match named.iter().find(|(n, _)| n == k) {
+                    None => {
+                        let known = named
+                            .iter()
+                            .map(|(n, _)| format!("`{n}=`"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Some(format!(
+                            "{name} takes no `{k}=` (it takes {known}): {write}"
+                        ));
+                    }
+                    Some((_, arg)) if wrong(*arg, e) => {
+                        return Some(format!(
+                            "{name}: `{k}=` is {}, not `{}`: {write}",
+                            said(*arg),
+                            written(e)
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    let max = sig.params.len();
+    let by_keyword = |param: &str| keywords.iter().any(|(k, _)| *k == param);
+    // A needed argument may come by keyword (`groupby(attribute='city')`).
+    let required_given = positional.len() >= sig.required
+        || (sig.required <= max
+            && sig.params[..sig.required]
+                .iter()
+                .enumerate()
+                .all(|(i, (p, _))| i < positional.len() || by_keyword(p)));
+    let too_many = !sig.rest && given > max;
+    if too_many || !required_given {
+        let takes = if sig.rest {
+            format!("at least {}", count(sig.required))
+        } else if sig.required == max {
+            count(max)
+        } else if sig.required == 0 {
+            format!("at most {}", count(max))
+        } else {
+            let joint = if max == sig.required + 1 { "or" } else { "to" };
+            format!("{} {joint} {}", word(sig.required), count(max))
+        };
+        return Some(format!("{name} takes {takes}: {write}"));
+    }
+    for (e, (param, arg)) in positional.iter().zip(sig.params) {
+        if wrong(*arg, e) {
+            return Some(format!(
+                "{name}: its `{param}` is {}, not `{}`: {write}",
+                said(*arg),
+                written(e)
+            ));
+        }
+    }
+    None
+}
+
+/// How a literal argument is written, for the advice (text in single quotes).
+fn written(expr: &Expr<'_>) -> String {
+    match expr {
+        Expr::Const(c) => match c.value.as_str() {
+            Some(text) => format!("{text:?}").replace('"', "'"),
+            None => c.value.to_string(),
+        },
+        Expr::List(_) | Expr::Tuple(_) => "a list".to_string(),
+        Expr::Map(_) => "a map".to_string(),
+        _ => "it".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values a filter or test may be given: one of them suits each call that can work.
+    const PROBES: &[&str] = &[
+        "missing",
+        "'2026-12-24T18:00:00Z'",
+        "'Ab, c'",
+        "3",
+        "2.5",
+        "true",
+        "[1, 2]",
+        "['a', 'b']",
+        "[{'a': 1, 'x': 2}]",
+        "{'a': 1}",
+    ];
+
+    fn template(what: What, probe: &str, call: &str) -> String {
+        match what {
+            What::Filter => format!("{{{{ {probe} | {call} }}}}"),
+            What::Test => format!("{{% if {probe} is {call} %}}y{{% endif %}}"),
+            What::Function => format!("{{{{ {call} }}}}"),
+        }
+    }
+
+    /// Whether MiniJinja fails `call` whatever it is given.
+    fn always_fails(what: What, call: &str) -> bool {
+        PROBES.iter().all(|probe| {
+            let env = crate::template::env();
+            env.render_str(&template(what, probe, call), ()).is_err()
+        })
+    }
+
+    /// What `first_problem` says of `call`.
+    fn flagged(what: What, call: &str) -> Option<String> {
+        first_problem(&template(what, "missing", call), crate::template::env()).map(|p| p.message)
+    }
+
+    /// A literal `param` takes.
+    fn valid(param: &str, arg: Arg) -> &'static str {
+        match arg {
+            // `round`'s method is one of three.
+            Arg::Text if param == "method" => "'floor'",
+            Arg::Any | Arg::Text => "'x'",
+            Arg::Int | Arg::IntOrBool => "2",
+            Arg::Bool => "true",
+            Arg::Map => "{'a': 1}",
+        }
+    }
+
+    fn invalid(arg: Arg) -> &'static str {
+        match arg {
+            Arg::Any => unreachable!("anything will do"),
+            Arg::Text | Arg::Map => "5",
+            Arg::Int | Arg::IntOrBool | Arg::Bool => "'a'",
+        }
+    }
+
+    /// The table says what MiniJinja does: each call it refuses fails whatever the value, each
+    /// it takes (its usage, every argument given) works for some value.
+    #[test]
+    fn the_signatures_are_minijinjas() {
+        let all = [
+            (What::Filter, FILTERS),
+            (What::Test, TESTS),
+            (What::Function, FUNCTIONS),
+        ];
+        let mut wrong = Vec::new();
+        for (what, table) in all {
+            for sig in table {
+                let mut good = vec![sig
+                    .usage
+                    .split(" or ")
+                    .next()
+                    .unwrap_or(sig.usage)
+                    .to_string()];
+                let mut bad = Vec::new();
+                let with = |args: &[String]| format!("{}({})", sig.name, args.join(", "));
+                let filled: Vec<String> = sig
+                    .params
+                    .iter()
+                    .map(|(p, a)| valid(p, *a).to_string())
+                    .collect();
+                if !sig.rest {
+                    good.push(with(&filled));
+                    let mut more = filled.clone();
+                    more.push("1".to_string());
+                    bad.push(with(&more));
+                }
+                if sig.required > 0 {
+                    bad.push(with(&filled[..sig.required - 1]));
+                }
+                for (i, (_, arg)) in sig.params.iter().enumerate() {
+                    if *arg != Arg::Any {
+                        let mut args = filled[..i].to_vec();
+                        args.push(invalid(*arg).to_string());
+                        bad.push(with(&args));
+                    }
+                }
+                // Keywords after the arguments it needs.
+                let keyword = |k: &str, v: &str| {
+                    let mut args: Vec<String> = filled[..sig.required]
+                        .iter()
+                        .zip(sig.params)
+                        .filter(|(_, (p, _))| *p != k)
+                        .map(|(a, _)| a.clone())
+                        .collect();
+                    args.push(format!("{k}={v}"));
+                    with(&args)
+                };
+                if let Keywords::Named(named) = sig.keywords {
+                    bad.push(keyword("zzz", "1"));
+                    for (k, arg) in named {
+                        good.push(keyword(k, valid(k, *arg)));
+                        if *arg != Arg::Any {
+                            bad.push(keyword(k, invalid(*arg)));
+                        }
+                    }
+                }
+                for call in good {
+                    if always_fails(what, &call) || flagged(what, &call).is_some() {
+                        wrong.push(format!(
+                            "{what:?} {call} should work: {:?}",
+                            flagged(what, &call)
+                        ));
+                    }
+                }
+                for call in bad {
+                    if !always_fails(what, &call) || flagged(what, &call).is_none() {
+                        wrong.push(format!(
+                            "{what:?} {call} should fail (fails: {}, flagged: {:?})",
+                            always_fails(what, &call),
+                            flagged(what, &call)
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Every filter, test and function the environment offers has a signature.
+    #[test]
+    fn every_filter_test_and_function_is_in_the_table() {
+        for name in crate::template::FILTERS {
+            assert!(FILTERS.iter().any(|s| s.name == *name), "filter {name}");
+        }
+        for name in crate::template::TESTS {
+            assert!(TESTS.iter().any(|s| s.name == *name), "test {name}");
+        }
+        let env = crate::template::env();
+        for (name, _) in env.globals() {
+            assert!(FUNCTIONS.iter().any(|s| s.name == name), "function {name}");
+        }
+    }
+}
