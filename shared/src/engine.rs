@@ -618,15 +618,23 @@ pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Optio
 
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
-    event_of(ctx, enrollment, event, false)
+    event_of(ctx, enrollment, event, false, None)
 }
 
 /// [`on_event`] for an exit found after the fact (see `Profile::marks`): the user's exit event
 /// that happened after the trigger, found when an anonymous enrollment moved to her. Its
 /// `where`, if it has one, was met when the event came; the event handed here carries no
-/// properties to read it on again.
-pub fn on_late_exit(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
-    event_of(ctx, enrollment, event, true)
+/// properties to read it on again. `converted` is when the person's other enrollment of the
+/// journey converted, if it did (the visitor's she turned out to be, or hers): an exit event
+/// of that instant is the goal event that converted it, and does not convert this one too
+/// (one order, one conversion).
+pub fn on_late_exit(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+    converted: Option<Timestamp>,
+) -> Option<Transition> {
+    event_of(ctx, enrollment, event, true, converted)
 }
 
 fn event_of(
@@ -634,6 +642,7 @@ fn event_of(
     enrollment: &Enrollment,
     event: &Event,
     exit_met: bool,
+    converted: Option<Timestamp>,
 ) -> Option<Transition> {
     let j = ctx.journey;
     let name = event.event.as_deref()?;
@@ -656,6 +665,7 @@ fn event_of(
             .checked_add(goal.within.to_jiff())
             .unwrap_or(enrollment.entered_at);
         if run.enrollment.converted_at.is_none()
+            && converted != Some(event.timestamp)
             && event.timestamp <= deadline
             && matches(
                 &m,

@@ -1743,7 +1743,14 @@ impl Runtime {
         if ours {
             self.merge_caps(&anon, user).await?;
             let mut mine = self.load_enrollments(user).await?;
-            for (j, l) in self.load_enrollments(&anon).await? {
+            let visitors = self.load_enrollments(&anon).await?;
+            // What the visitor's enrollments converted, and when: one goal event converts one
+            // enrollment of the journey, the first (a guest order does not convert hers again).
+            let converted: BTreeMap<String, Timestamp> = visitors
+                .iter()
+                .filter_map(|(j, l)| l.enrollment.converted_at.map(|at| (j.clone(), at)))
+                .collect();
+            for (j, l) in visitors {
                 let active = l.enrollment.is_active();
                 let (l, _) = self.settle_for(l, cause, active).await?;
                 if !active {
@@ -1761,7 +1768,8 @@ impl Runtime {
                         &l.enrollment,
                     )
                     .await?;
-                self.merge_enrollment(profile, ends, l, &p.journey, cause)
+                let hers = mine.get(&j).and_then(|m| m.enrollment.converted_at);
+                self.merge_enrollment(profile, ends, l, &p.journey, cause, hers)
                     .await?;
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
@@ -1793,7 +1801,7 @@ impl Runtime {
             let active = std::mem::take(&mut mine)
                 .into_values()
                 .filter(|l| l.enrollment.is_active());
-            self.exit_on_the_visitors_events(&absorbed, active, cause)
+            self.exit_on_the_visitors_events(&absorbed, active, &converted, cause)
                 .await?;
             tracing::info!(user, anonymous = %anon, "anonymous user merged");
         } else {
@@ -1876,11 +1884,13 @@ impl Runtime {
     /// The user's own active enrollments whose exit event the visitor she turned out to be did
     /// since their trigger (the order placed as a guest before logging in) exit now: the login
     /// is when the engine learns the order was hers, as a moved enrollment does
-    /// ([`Runtime::merge_enrollment`]).
+    /// ([`Runtime::merge_enrollment`]). `converted`: when the visitor's enrollment of each
+    /// journey converted, if it did (the guest order that converted it converts hers no more).
     async fn exit_on_the_visitors_events(
         &self,
         profile: &Profile,
         enrollments: impl Iterator<Item = Loaded>,
+        converted: &BTreeMap<String, Timestamp>,
         cause: &str,
     ) -> Result<(), RunError> {
         let now = self.now();
@@ -1900,7 +1910,8 @@ impl Runtime {
                 now,
                 unsubscribe_url: None,
             };
-            let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late) else {
+            let theirs = converted.get(&**journey).copied();
+            let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late, theirs) else {
                 continue;
             };
             let committed = self.commit(t, &late.message_id, Some(&l), true).await?;
@@ -1912,7 +1923,8 @@ impl Runtime {
     /// An active enrollment `l` of an anonymous user that turned out to be `into`: it exits if
     /// `into` did the journey's exit event since its trigger (the order placed from another
     /// device), ends when `ends` says why (see [`ends_at_merge`]), and goes on as `into`'s
-    /// otherwise ([`engine::merge`]).
+    /// otherwise ([`engine::merge`]). `converted`: when `into`'s own enrollment of the journey
+    /// converted, if it did (her order that converted it converts this one no more).
     async fn merge_enrollment(
         &self,
         into: &Profile,
@@ -1920,6 +1932,7 @@ impl Runtime {
         l: Loaded,
         journey: &Journey,
         cause: &str,
+        converted: Option<Timestamp>,
     ) -> Result<(), RunError> {
         let now = self.now();
         let ctx = Ctx {
@@ -1931,7 +1944,7 @@ impl Runtime {
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| ends.is_none())
-            .and_then(|late| engine::on_late_exit(&ctx, &l.enrollment, &late));
+            .and_then(|late| engine::on_late_exit(&ctx, &l.enrollment, &late, converted));
         let (t, exits) = match exit {
             Some(t) => (t, true),
             None => match engine::merge(&ctx, &l.enrollment, &into.user_id, ends) {
@@ -1959,6 +1972,11 @@ impl Runtime {
             Some(r) => Some(Loaded::read(&r)?),
             None => None,
         };
+        // When the user's own enrollment that this one replaces converted, if it did.
+        let converted = prev
+            .as_ref()
+            .filter(|l| l.enrollment.id != next.id)
+            .and_then(|l| l.enrollment.converted_at);
         match prev {
             // Moved in before: perform what it still owes (its wake-up).
             Some(l) if l.enrollment.id == next.id => {
@@ -1972,13 +1990,20 @@ impl Runtime {
         }
         // The user's exit event applied while the merge ran: it did not find this enrollment
         // (not written yet), so the profile, read again now that it is, must show the event.
-        self.exit_moved(next, from, cause).await?;
+        self.exit_moved(next, from, cause, converted).await?;
         Ok(true)
     }
 
     /// Ends a moved-in enrollment that is still active when its user did the journey's exit
-    /// event since its trigger ([`Runtime::move_in`]).
-    async fn exit_moved(&self, next: &Enrollment, from: &str, cause: &str) -> Result<(), RunError> {
+    /// event since its trigger ([`Runtime::move_in`]). `converted`: when the user's own
+    /// enrollment it replaced converted, if it did (see [`engine::on_late_exit`]).
+    async fn exit_moved(
+        &self,
+        next: &Enrollment,
+        from: &str,
+        cause: &str,
+        converted: Option<Timestamp>,
+    ) -> Result<(), RunError> {
         let profile = self.load_profile(&next.user_id).await?.0;
         let Some(r) = self
             .store
@@ -2013,7 +2038,7 @@ impl Runtime {
         let (late, t, exits) =
             match late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now) {
                 Some(late) => {
-                    let t = engine::on_late_exit(&ctx, &l.enrollment, &late);
+                    let t = engine::on_late_exit(&ctx, &l.enrollment, &late, converted);
                     (late, t, true)
                 }
                 None => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
@@ -3150,8 +3175,9 @@ impl Runtime {
                 let ends = self
                     .ends_at_login(&p.journey, hers.as_deref(), &theirs, e)
                     .await?;
+                let converted = hers.as_ref().and_then(|h| h.converted_at);
                 return self
-                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause)
+                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
                     .await;
             }
         }

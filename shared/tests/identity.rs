@@ -1551,3 +1551,84 @@ async fn a_write_failing_anywhere_in_the_merge_loses_nothing_and_sends_nothing_t
         }
     }
 }
+
+/// A visitor converts as a guest (the order placed before logging in), then logs in: the
+/// enrollment converted once, and the journey counts one conversion, whether it was still
+/// going (moved to her at the login) or had ended (the guide shown), and whether she orders
+/// again as herself or sends the order with the login.
+#[tokio::test]
+async fn a_guest_conversion_followed_by_a_login_counts_once() {
+    let guide = WELCOME.replace(
+        "trigger:",
+        "goal: {event: subscribed, within: 7d}\ntrigger:",
+    );
+    let going = format!("{guide}  - id: settle_in\n    wait: 3d\n");
+    let guest = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"app_opened","messageId":"o-1"}
+{"at":"2026-12-01T10:02:00Z","type":"track","anonymousId":"phone-1","event":"subscribed","messageId":"s-guest"}
+"#;
+    let logins = [
+        r#"{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}"#,
+        r#"{"at":"2026-12-01T10:05:00Z","type":"track","userId":"lee","anonymousId":"phone-1","event":"subscribed","messageId":"l-1"}"#,
+    ];
+    let again = r#"{"at":"2026-12-02T10:00:00Z","type":"track","userId":"lee","event":"subscribed","messageId":"s-lee"}"#;
+    for (name, journey) in [("ended", &guide), ("going", &going)] {
+        for (i, login) in logins.iter().enumerate() {
+            let h = Harness::new("2026-12-01T09:00:00Z");
+            h.publish(journey).await;
+            h.play(&format!("{guest}{login}\n{again}\n")).await;
+            h.advance_to(at("2026-12-05T00:00:00Z")).await;
+            let case = format!("{name}, login {i}");
+            let converted = timeline_of(&h, "lee", |w| matches!(w, What::Converted { .. })).await;
+            assert_eq!(converted, ["welcome:anon:phone-1:1"], "{case}");
+            let s = stats(&h, "welcome").await;
+            assert_eq!(s.get("converted"), Some(&1), "{case}: {s:?}");
+            assert_eq!(s.get("step.guide.converted"), Some(&1), "{case}: {s:?}");
+        }
+    }
+}
+
+/// oscar browses as himself and, on the laptop, as a visitor; he orders once, there as a guest
+/// (the visitor's journey converts, and exits) or on his phone as himself (his own converts),
+/// then logs in on the laptop: the order ends the other journey too, but it is one order: the
+/// journey counts one conversion, the first.
+#[tokio::test]
+async fn one_order_converts_one_enrollment_across_a_login() {
+    let journey = r#"
+id: browse
+name: Browse
+trigger: {event: product_viewed}
+reentry: after_exit
+exit_when: [{event: order_completed}]
+goal: {event: order_completed, within: 7d}
+steps:
+  - {id: w, wait: 2h}
+  - {id: inapp, send: {in_app: {title: "Still looking?", body: x}}}
+"#;
+    let cases = [
+        (r#""userId":"oscar""#, "browse:oscar:1"),
+        (r#""anonymousId":"dev-o""#, "browse:anon:dev-o:1"),
+    ];
+    for (who, converted_first) in cases {
+        let h = Harness::new("2026-12-01T09:00:00Z");
+        h.publish(journey).await;
+        h.play(&format!(
+            r#"
+{{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"oscar","traits":{{"email":"oscar@example.com"}}}}
+{{"at":"2026-12-01T10:01:00Z","userId":"oscar","event":"product_viewed","messageId":"v-1"}}
+{{"at":"2026-12-01T10:02:00Z","anonymousId":"dev-o","event":"product_viewed","messageId":"v-2"}}
+{{"at":"2026-12-01T10:05:00Z",{who},"event":"order_completed","messageId":"o-1"}}
+{{"at":"2026-12-01T10:06:00Z","type":"identify","userId":"oscar","anonymousId":"dev-o","messageId":"l-1"}}
+"#
+        ))
+        .await;
+        h.advance_to(at("2026-12-02T00:00:00Z")).await;
+        assert_eq!(h.outbox(), Vec::<String>::new(), "{who}");
+        let converted = timeline_of(&h, "oscar", |w| matches!(w, What::Converted { .. })).await;
+        assert_eq!(converted, [converted_first], "{who}");
+        let s = stats(&h, "browse").await;
+        assert_eq!(s.get("entered"), Some(&2), "{who}: {s:?}");
+        assert_eq!(s.get("exited"), Some(&2), "{who}: {s:?}");
+        assert_eq!(s.get("converted"), Some(&1), "{who}: {s:?}");
+    }
+}
