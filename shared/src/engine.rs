@@ -181,6 +181,22 @@ fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay,
     (time, next_local_time(now, tz, time, &w.weekdays))
 }
 
+/// The instant of a `wait_until`'s time of day (midnight when it names none) today in zone
+/// `tz`, when `now` is within its minute on one of its weekdays: the wall clock reads 09:00
+/// for `09:00` (for a time the clocks skip, the minute after the gap; in the hour the clocks go
+/// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
+/// 09:00 are over at 09:00.
+fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+    let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+    let date = now.to_zoned_datetime(tz.clone()).date();
+    let day_ok = w.weekdays.is_empty() || w.weekdays.iter().any(|d| d.to_jiff() == date.weekday());
+    if !day_ok {
+        return None;
+    }
+    let at = local_instant(tz, date.at(time.hour as i8, time.minute as i8, 0, 0))?;
+    (at <= now && now < at + SignedDuration::from_mins(1)).then_some(at)
+}
+
 /// Whether an event matches an `event`/`where` pair.
 pub fn matches(
     m: &EventMatch,
@@ -233,6 +249,7 @@ pub fn enter_after(
         wait_began: None,
         wait_heard: Vec::new(),
         converted_at: None,
+        time_came: None,
         ended_at: None,
         end_reason: None,
         outbox: Vec::new(),
@@ -282,12 +299,14 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
         Resume::Continue => {
             run.log(Some(&step), What::Woke { how: "time".into() });
             // A date waited for is past now: a loop back to this wait within the transition
-            // would find it past again (see `passed_dates`).
-            if matches!(
-                ctx.journey.step(&step).map(|s| s.action()),
-                Some(Action::WaitUntil(w)) if w.date.is_some()
-            ) {
-                run.passed_dates.push(step.clone());
+            // would find it past again (see `passed_dates`). A time of day came: a loop back
+            // to a wait for it within its minute waits for the next (see `at_its_minute`).
+            match ctx.journey.step(&step).map(|s| s.action()) {
+                Some(Action::WaitUntil(w)) if w.date.is_some() => {
+                    run.passed_dates.push(step.clone());
+                }
+                Some(Action::WaitUntil(_)) => run.enrollment.time_came = Some(pending.at),
+                _ => {}
             }
             let next = ctx.journey.next_of(&step).map(str::to_string);
             run.go(next);
@@ -1052,6 +1071,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         wait_began: e.wait_began,
         wait_heard: e.wait_heard.clone(),
         converted_at: e.converted_at,
+        time_came: e.time_came,
         ended_at: e.ended_at,
         end_reason: e.end_reason.clone(),
         outbox: Vec::new(),
@@ -1329,7 +1349,27 @@ impl<'a> Run<'a> {
                 Action::WaitUntil(w) => {
                     let tz = self.timezone();
                     let (Some(path), Some(date)) = (&w.date, w.date_text()) else {
-                        let (time, at) = next_time_of_day(w, self.ctx.now, &tz);
+                        let now = self.ctx.now;
+                        // Reached within the minute it waits for: that time is now (once: a
+                        // loop back within the minute waits for the next).
+                        let came = at_its_minute(w, now, &tz)
+                            .filter(|at| self.enrollment.time_came != Some(*at));
+                        if let Some(at) = came {
+                            self.enrollment.time_came = Some(at);
+                            let time =
+                                String::from(w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 }));
+                            let why = format!("wait_until {time}");
+                            self.log(Some(&id), What::Waiting { until: now, why });
+                            self.log(
+                                Some(&id),
+                                What::Woke {
+                                    how: format!("it is {time}"),
+                                },
+                            );
+                            current = default_next();
+                            continue;
+                        }
+                        let (time, at) = next_time_of_day(w, now, &tz);
                         let why = format!("wait_until {}", String::from(time));
                         self.wait(&id, at, Resume::Continue, why);
                         return;

@@ -90,6 +90,11 @@ pub struct Enrollment {
     pub wait_heard: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_at: Option<Timestamp>,
+    /// The instant of the local time of day at which a `wait_until` for a time last went on: a
+    /// wait for that time reached again within its minute (a loop back) waits for the next
+    /// one, as the time came once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_came: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1004,8 +1004,8 @@ steps:
             "",
             "",
             "2026-12-01T14:00:00Z",
-            "2026-12-02T14:00:00Z",
-        ), // 09:00 sharp: tomorrow
+            "2026-12-01T14:00:00Z",
+        ), // 09:00 sharp: now (its minute)
         (
             "Europe/Paris",
             "weekdays: [mon]",
@@ -6603,4 +6603,118 @@ steps:
     );
     assert!(skipped("c").is_empty());
     assert_eq!(messages_to(&out, "c").len(), 1);
+}
+
+/// A `wait_until` for a time of day reached during that very minute goes on at once: 09:00 is
+/// now, not tomorrow (a schedule at 09:00 whose first step waits for 09:00 in the user's zone;
+/// a user reaching it at 09:00:40). From 09:01 on it is tomorrow's, and on a day the
+/// `weekdays` leave out, the next one's. A loop back to it in the same minute (a reply at
+/// 09:00:20) waits for tomorrow's: the time came once today.
+#[tokio::test]
+async fn a_wait_until_reached_at_its_minute_goes_on_at_once() {
+    let morning = r#"
+id: m
+name: M
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {email: {subject: "s", text: "x"}}
+"#;
+    let weekly = r#"
+id: w
+name: W
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "09:00", weekdays: [mon]}
+  - id: s
+    send: {sms: {body: "w"}}
+"#;
+    let looped = r#"
+id: l
+name: L
+trigger: {event: go}
+steps:
+  - id: until
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {push: {title: "l", body: "."}}
+  - id: reply
+    wait_for: {event: tap, timeout: 1h, on_event: until, on_timeout: done}
+  - id: done
+    exit: true
+"#;
+    let scheduled = r#"
+id: d
+name: D
+trigger: {schedule: {cron: "0 9 * * *", timezone: user}}
+reentry: never
+steps:
+  - id: until
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {email: {subject: "d", text: "x"}}
+"#;
+    // Paris: 09:00 is 08:00Z. 2026-12-01 is a Tuesday.
+    let user = |id: &str| {
+        format!(
+            r#"{{"at":"2026-11-30T12:00:00Z","type":"identify","userId":"{id}","traits":{{"email":"{id}@x.com","phone":"+14155550100","timezone":"Europe/Paris","push_tokens":[{{"platform":"fcm","token":"t-{id}"}}]}}}}"#
+        )
+    };
+    let script = [
+        user("sharp"),
+        user("late"),
+        user("after"),
+        user("loop"),
+        r#"{"at":"2026-12-01T08:00:00Z","userId":"sharp","event":"t"}"#.to_string(),
+        r#"{"at":"2026-12-01T08:00:40Z","userId":"late","event":"t"}"#.to_string(),
+        r#"{"at":"2026-12-01T08:01:00Z","userId":"after","event":"t"}"#.to_string(),
+        r#"{"at":"2026-12-01T08:00:00Z","userId":"loop","event":"go"}"#.to_string(),
+        r#"{"at":"2026-12-01T08:00:20Z","userId":"loop","event":"tap"}"#.to_string(),
+    ]
+    .join("\n");
+    let out = sim(&[morning, weekly, looped], &script).await;
+    let cases = [
+        (
+            "sharp",
+            vec![
+                "2026-12-01T08:00:00Z sharp email s: s",
+                "2026-12-07T08:00:00Z sharp sms s: w",
+            ],
+        ),
+        (
+            "late",
+            vec![
+                "2026-12-01T08:00:40Z late email s: s",
+                "2026-12-07T08:00:00Z late sms s: w",
+            ],
+        ),
+        (
+            "after",
+            vec![
+                "2026-12-02T08:00:00Z after email s: s",
+                "2026-12-07T08:00:00Z after sms s: w",
+            ],
+        ),
+        (
+            "loop",
+            vec![
+                "2026-12-01T08:00:00Z loop push s: l",
+                "2026-12-02T08:00:00Z loop push s: l",
+            ],
+        ),
+    ];
+    for (user, expected) in cases {
+        assert_eq!(outbox_of(&out, user), expected, "{user}");
+    }
+    let woke = facts(&out, "sharp", |w| matches!(w, What::Woke { .. }));
+    assert_eq!(
+        woke[0], "2026-12-01T08:00:00Z m/until: woke (it is 09:00)",
+        "{woke:?}"
+    );
+
+    let out = sim(&[scheduled], &user("ann")).await;
+    assert_eq!(outbox(&out), ["2026-12-01T08:00:00Z ann email s: d"]);
 }
