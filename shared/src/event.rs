@@ -353,8 +353,10 @@ pub struct Event {
     /// `timestamp` if sent, else `received_at`.
     pub timestamp: Timestamp,
     pub received_at: Timestamp,
-    /// Identify only: the traits it was accepted without (see [`Check::special_traits`]), for
-    /// the user's timeline: what the `200`'s `warnings` said, where the user's "why" is read.
+    /// What it was accepted without, for the user's timeline: an identify's traits that are no
+    /// address, zone or locale (see [`Check::special_traits`]), and a field of any call spelt
+    /// near one Segment's calls carry (`propertes`): what the `200`'s `warnings` said, where the
+    /// user's "why" is read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
 }
@@ -770,6 +772,28 @@ fn from_raw(
             });
         }
     }
+    // A near miss of a field a call carries (`propertes`, `user_id`) would be dropped as the
+    // fields Waymark does not read are: said, and kept in the user's timeline, since the event
+    // then does not do what was meant (a trigger's `where` finds no properties).
+    for (key, value) in raw {
+        if CALL_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(meant) = crate::dsl::closest(key, CALL_FIELDS.iter().copied()) {
+            let problem = format!("is not a field of an event: did you mean `{meant}`?");
+            check.refused.push(Refused {
+                field: key.clone(),
+                value: crate::condition::shown(key, value),
+                reason: format!("{problem} It was left out"),
+            });
+            let field = check.field(key);
+            check.warnings.push(LeftOut {
+                problem: FieldError::new(field, problem),
+                instead: "left out, the rest of the event is applied",
+                strict: true,
+            });
+        }
+    }
     // Its own `sentAt` is checked whether or not it has a `timestamp` to correct.
     let sent_at = check.sent_at(raw).or(received.sent_at);
     let timestamp = check.timestamp(
@@ -812,6 +836,30 @@ fn from_raw(
     };
     Ok((event, check.warnings))
 }
+
+/// The fields of Segment's calls (its spec's common and per-call fields); a field near one of
+/// them in spelling is a mistake (see [`from_raw`]).
+const CALL_FIELDS: &[&str] = &[
+    "type",
+    "userId",
+    "anonymousId",
+    "event",
+    "properties",
+    "traits",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+    "messageId",
+    "context",
+    "integrations",
+    "name",
+    "category",
+    "previousId",
+    "groupId",
+    "channel",
+    "version",
+];
 
 fn is_absent(value: Option<&Value>) -> bool {
     matches!(value, None | Some(Value::Null))
@@ -2177,6 +2225,46 @@ mod tests {
             .contains("refused"));
     }
 
+    /// A misspelt field of a call (`propertes`) is a warning in the `200`, travels to the user's
+    /// timeline with the event, and refuses a strict parse (a script); the fields Segment's
+    /// libraries send that Waymark does not read pass without a word.
+    #[test]
+    fn a_misspelt_field_is_said_and_kept_for_the_timeline() {
+        let body = json!({"userId": "u1", "event": "viewed", "propertes": {"price": 3},
+            "_metadata": {"nodeVersion": "20"}, "integrations": {}, "writeKey": "k"});
+        let (event, warnings) = parse_call_warned(
+            Call::Track,
+            body.to_string().as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect("accepted");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "propertes");
+        assert!(
+            warnings[0].message.contains("did you mean `properties`?"),
+            "{warnings:?}"
+        );
+        assert_eq!(event.refused.len(), 1);
+        assert_eq!(event.refused[0].field, "propertes");
+        assert_eq!(event.refused[0].value, "an object of 1 key");
+        assert_eq!(event.properties.as_object().map(|m| m.len()), Some(0));
+        let errors = parse_call(
+            Call::Track,
+            body.to_string().as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect_err("strict");
+        assert_eq!(errors[0].field, "propertes");
+        let batch = json!({"batch": [{"type": "identify", "user_id": "u2", "anonymousId": "a",
+            "traits": {"plan": "pro"}}]});
+        let outcome = parse_batch(batch.to_string().as_bytes(), received(), &Limits::default())
+            .expect("a batch");
+        assert_eq!(outcome.warnings[0].field, "batch[0].user_id");
+        assert!(outcome.warnings[0].message.contains("`userId`"));
+    }
+
     /// An identify's email or phone that is not an address is left out with a warning, its
     /// other traits (an opt-out among them) taken; surrounding spaces are trimmed first.
     #[test]
@@ -2302,9 +2390,14 @@ mod tests {
         assert_eq!(outcome.accepted[1].traits["plan"], "pro");
         let warned = places(&outcome.warnings);
         assert_eq!(warned, [(Some(1), "batch[1].traits.email")]);
+        // `userIdx`, a near miss of `userId`, is named with them.
         assert_eq!(
             fields(&outcome.rejected[0].errors),
-            ["batch[2].timestamp", "batch[2].traits.email"]
+            [
+                "batch[2].timestamp",
+                "batch[2].traits.email",
+                "batch[2].userIdx"
+            ]
         );
     }
 
