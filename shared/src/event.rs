@@ -779,7 +779,11 @@ fn from_raw(
         if CALL_FIELDS.contains(&key.as_str()) {
             continue;
         }
-        if let Some(meant) = crate::dsl::closest(key, CALL_FIELDS.iter().copied()) {
+        // A short word (`page`, `time`, `user`) is a near miss only by one letter: one two
+        // letters from `name` or `type` is more likely a sender's own field.
+        let near = crate::dsl::closest(key, CALL_FIELDS.iter().copied())
+            .filter(|m| key.chars().count() > 5 || crate::dsl::edit_distance(key, m) <= 1);
+        if let Some(meant) = near {
             let problem = format!("is not a field of an event: did you mean `{meant}`?");
             check.refused.push(Refused {
                 field: key.clone(),
@@ -2263,6 +2267,27 @@ mod tests {
             .expect("a batch");
         assert_eq!(outcome.warnings[0].field, "batch[0].user_id");
         assert!(outcome.warnings[0].message.contains("`userId`"));
+        // Short words two letters from a field are a sender's own; one letter is a slip.
+        for (key, meant) in [
+            ("page", None),
+            ("time", None),
+            ("user", None),
+            ("evnt", Some("event")),
+        ] {
+            let body = json!({"userId": "u1", "event": "viewed", key: 1});
+            let (_, warnings) = parse_call_warned(
+                Call::Track,
+                body.to_string().as_bytes(),
+                received(),
+                &Limits::default(),
+            )
+            .expect("accepted");
+            let said: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+            match meant {
+                Some(_) => assert_eq!(said, [key], "{key}"),
+                None => assert!(said.is_empty(), "{key}: {warnings:?}"),
+            }
+        }
     }
 
     /// An identify's email or phone that is not an address is left out with a warning, its
