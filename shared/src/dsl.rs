@@ -400,7 +400,7 @@ fn fields_of(key: &str) -> &'static [&'static str] {
     match key {
         "trigger" => &["event", "inactive", "repeated", "schedule", "where"],
         "repeated" => &["event", "times", "where", "within"],
-        "inactive" => &["events", "for"],
+        "inactive" => &["events", "for", "where"],
         "schedule" => &["cron", "timezone", "where"],
         "goal" => &["event", "where", "within"],
         "quiet_hours" => &["end", "start"],
@@ -2204,6 +2204,9 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
         Some(TriggerKind::Schedule(crate::journey::Schedule {
             condition: Some(c), ..
         })) => conditions.push(("trigger.schedule.where".into(), c)),
+        Some(TriggerKind::Inactive(crate::journey::Inactive {
+            condition: Some(c), ..
+        })) => conditions.push(("trigger.inactive.where".into(), c)),
         _ => {}
     }
     for (i, step) in j.steps.iter().enumerate() {
@@ -3419,6 +3422,18 @@ steps:
             errs[0].message.contains("holds only `inactive_since`"),
             "{}",
             errs[0]
+        );
+        // Its `where` too; `event.inactive_since` and the profile are there.
+        let filtered = inactive.replace(
+            "for: 14d}",
+            "for: 14d, where: \"event.plan == 'pro' and event.inactive_since < ago('1d') and profile.plan == 'pro'\"}",
+        );
+        let errs = parse("churn.yaml", &filtered).expect_err("event.plan");
+        let at: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            at,
+            ["trigger.inactive.where", "steps[0].branch.cases[0].when"],
+            "{errs:?}"
         );
         // An event starts the cart journey: its fields are all there to read.
         assert!(parse("cart.yaml", CART).is_ok());

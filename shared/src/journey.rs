@@ -137,6 +137,10 @@ pub struct Inactive {
     /// How long without any of them.
     #[serde(rename = "for")]
     pub duration: Duration,
+    /// Only users whose profile matches when the time has passed (`event.inactive_since` is
+    /// the one event field).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

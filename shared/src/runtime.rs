@@ -839,6 +839,26 @@ impl Runtime {
                 if self.replay(&mut enrollments, journey, &cause).await? {
                     return Ok(());
                 }
+                // Its `where`, read as she is now: false, she is not entered, and her next
+                // activity arms a check again.
+                if let Some(c) = &i.condition {
+                    let profile_scope = profile.scope();
+                    let scope = crate::condition::Scope {
+                        event: &trigger.properties,
+                        profile: &profile_scope,
+                        now,
+                        zone: p.journey.timezone.as_deref(),
+                    };
+                    if !c.eval(&scope) {
+                        let detail = match c.values(&scope).as_str() {
+                            "" => format!("`where: {}` was false", c.source()),
+                            values => format!("`where: {}` was false ({values})", c.source()),
+                        };
+                        let refused =
+                            self.refusal(&p.journey, "inactive", None, "condition", detail);
+                        return self.keep_refusal(user_id, &cause, Some(refused)).await;
+                    }
+                }
                 let refused = self
                     .try_enter(&p, &profile, &mut enrollments, trigger, None)
                     .await?;

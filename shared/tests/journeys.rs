@@ -370,6 +370,38 @@ async fn an_inactivity_check_that_enters_no_one_says_why_in_the_users_timeline()
     );
 }
 
+/// An inactive trigger's `where` is read when the time has passed, as she is then: a prepaid
+/// user is offered, a contract user is not, and her timeline says why.
+#[tokio::test]
+async fn an_inactive_trigger_enters_only_users_its_where_matches() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHURN.replace(
+        "    for: 3d\n",
+        "    for: 3d\n    where: \"profile.plan == 'prepaid' and event.inactive_since < now()\"\n",
+    ))
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456","plan":"contract"}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"hal","traits":{"phone":"+447700900123","plan":"contract"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"hal","event":"app_opened","messageId":"open-2"}
+{"at":"2026-12-02T09:00:00Z","type":"identify","userId":"hal","traits":{"plan":"prepaid"}}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-06T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-04T09:00:00Z hal sms offer: We miss you"]
+    );
+    let ivy = h.rt.user("ivy").await.expect("ivy");
+    assert_eq!(
+        refusals(&ivy.timeline),
+        ["2026-12-04T09:00:00Z churn [] on inactive: condition: `where: profile.plan == 'prepaid' and event.inactive_since < now()` was false (profile.plan = \"contract\", event.inactive_since = \"2026-12-01T09:00:00Z\")"]
+    );
+}
+
 #[tokio::test]
 async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
     // The daily digest, `reentry: never` (the default): the second day's run enters no one.
