@@ -174,6 +174,40 @@ fn validate_refuses_a_filter_given_the_wrong_arguments() {
     assert!(text(&out.stdout).is_empty());
 }
 
+/// `now()` (a condition's) and a Python method in a template would fail every send:
+/// `validate` refuses them, in a profile update's value too, at their file position.
+#[test]
+fn validate_refuses_a_value_called_as_a_function() {
+    let dir = TempDir::new("validate-value-called");
+    let file = dir.write(
+        "stamp.yaml",
+        "id: stamp\nname: Stamp\ntrigger:\n  event: go\nsteps:\n  - id: stamp\n    update:\n      set:\n        seen_at: \"{{ now() }}\"\n  - id: hello\n    send:\n      in_app:\n        title: Hi\n        body: \"Hi {{ profile.name.upper() }}\"\n",
+    );
+    let name = file.display().to_string();
+    let out = run(&["validate", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    // Line 9, at `now`; line 14, at `upper`.
+    let now = format!("{name}:9:{}: ", "        seen_at: \"{{ ".len() + 1);
+    let upper = format!(
+        "{name}:14:{}: ",
+        "        body: \"Hi {{ profile.name.".len() + 1
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with(&now)
+            && l.contains("`now` is a value, not a function")
+            && l.contains("write `{{ now }}`")),
+        "expected a line starting {now:?}, got:\n{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with(&upper)
+            && l.contains("`profile.name` has no method `upper()`")
+            && l.contains("write `{{ profile.name | upper }}`")),
+        "expected a line starting {upper:?}, got:\n{err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
 #[test]
 fn validate_checks_the_settings_file_too() {
     let dir = TempDir::new("validate-settings");

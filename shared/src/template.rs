@@ -443,6 +443,9 @@ const TESTS: &[&str] = &[
     "ge",
     "in",
     "true",
+    "false",
+    "filter",
+    "test",
 ];
 
 /// Whether MiniJinja knows `name` as a filter (or a test), asked through its own `is filter`
@@ -755,6 +758,16 @@ mod tests {
             "{}",
             e.message
         );
+        // `false`, `filter` and `test` are tests too.
+        for (written, meant) in [("fals", "false"), ("filtr", "filter"), ("tset", "test")] {
+            let e = check(&format!("{{% if event.n is {written} %}}x{{% endif %}}"))
+                .expect_err(written);
+            assert!(
+                e.message.contains(&format!("did you mean `{meant}`?")),
+                "{}",
+                e.message
+            );
+        }
         let e = check("{% filter shout %}x{% endfilter %}").expect_err("shout");
         assert!(
             e.message.contains("unknown filter `shout`"),
@@ -875,6 +888,234 @@ mod tests {
         assert_eq!(column, Some(18), "{message}");
         let (_, _, message) = refused("{{ 'soon' | round }}");
         assert!(message.contains("`'soon' | round`"), "{message}");
+    }
+
+    /// `now()` is a condition's; in a template `now` is text, and calling it failed every send.
+    #[test]
+    fn now_called_as_a_function_is_refused() {
+        let (line, column, message) = refused("Sent\n  at {{ now() }}");
+        assert_eq!((line, column), (Some(2), Some(9)));
+        assert_eq!(
+            message,
+            "`now` is a value, not a function (`now()` is for conditions): write `{{ now }}`, or `{{ now | date('%H:%M') }}` to format it"
+        );
+        let (_, column, _) = refused("{{ now() | date('%H') }}");
+        assert_eq!(column, Some(4));
+        let (_, _, message) = refused("{{ user_id() }}");
+        assert_eq!(
+            message,
+            "`user_id` is a value, not a function: write `{{ user_id }}`, without `()`"
+        );
+    }
+
+    /// A Python method on a value (MiniJinja has none without pycompat) is refused, saying the
+    /// filter or test that does its work.
+    #[test]
+    fn a_method_on_a_value_is_refused_with_the_filter_to_use() {
+        for (source, method, write) in [
+            (
+                "{{ profile.name.upper() }}",
+                "upper",
+                "`{{ profile.name | upper }}`",
+            ),
+            (
+                "{{ profile.name.lower() }}",
+                "lower",
+                "`{{ profile.name | lower }}`",
+            ),
+            (
+                "{{ profile.name.title() }}",
+                "title",
+                "`{{ profile.name | title }}`",
+            ),
+            (
+                "{{ profile.name.strip() }}",
+                "strip",
+                "`{{ profile.name | trim }}`",
+            ),
+            (
+                "{{ event.code.replace('-', '') }}",
+                "replace",
+                "`{{ event.code | replace('-', '') }}`",
+            ),
+            (
+                "{{ event.tags.split(',') }}",
+                "split",
+                "`{{ event.tags | split(',') }}`",
+            ),
+            (
+                "{{ ', '.join(event.items) }}",
+                "join",
+                "`{{ event.items | join(', ') }}`",
+            ),
+            (
+                "{{ event.items.items() }}",
+                "items",
+                "`{{ event.items | items }}`",
+            ),
+            (
+                "{{ now.strftime('%H:%M') }}",
+                "strftime",
+                "`{{ now | date('%H:%M') }}`",
+            ),
+            (
+                "{% if profile.email.endswith('.fr') %}x{% endif %}",
+                "endswith",
+                "`profile.email is endingwith('.fr')`",
+            ),
+            (
+                "{% if profile.name.startswith('A') %}x{% endif %}",
+                "startswith",
+                "`profile.name is startingwith('A')`",
+            ),
+            ("{{ 'a'.upper() }}", "upper", "`{{ 'a' | upper }}`"),
+        ] {
+            let (line, column, message) = refused(source);
+            // At the method's name.
+            let at = source.find(&format!(".{method}(")).map(|i| i + 2);
+            assert_eq!((line, column), (Some(1), at), "{source}: {message}");
+            assert!(message.contains("has no method"), "{source}: {message}");
+            assert!(
+                message.ends_with(&format!("write {write}")),
+                "{source}: {message}"
+            );
+        }
+        let (_, _, message) = refused("{{ profile.prefs.keys() }}");
+        assert!(
+            message.contains("`{% for key in profile.prefs %}`"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ profile.prefs.values() }}");
+        assert!(
+            message.contains("`{% for key, value in profile.prefs | items %}`"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ profile.prefs.get('lang') }}");
+        assert!(message.contains("`profile.prefs['lang']`"), "{message}");
+    }
+
+    /// Any other call of a value (a path of the scope, a literal) fails whatever the data.
+    #[test]
+    fn calling_a_value_is_refused() {
+        let (line, column, message) = refused("{{ journey.id() }}");
+        assert_eq!((line, column), (Some(1), Some(12)));
+        assert_eq!(
+            message,
+            "`journey.id` is not callable (a value has no methods here): to read it, write `journey.id` without `()`; to change it, use a filter (https://docs.rs/minijinja/latest/minijinja/filters/)"
+        );
+        let (_, _, message) = refused("{{ profile.name.isdigit() }}");
+        assert!(
+            message.starts_with("`profile.name.isdigit` is not callable"),
+            "{message}"
+        );
+        let (_, column, message) = refused("{{ profile['name']() }}");
+        assert_eq!(column, Some(4), "{message}");
+        assert!(
+            message.starts_with("`profile['name']` is not callable"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ (profile.name | upper).strip() }}");
+        assert!(
+            message.ends_with("write `{{ (profile.name | upper) | trim }}`"),
+            "{message}"
+        );
+    }
+
+    /// Every call refused above fails at send time whatever the user's data: none is refused
+    /// that could work.
+    #[test]
+    fn the_calls_refused_on_values_fail_for_every_user() {
+        let calls = [
+            "{{ now() }}",
+            "{{ user_id() }}",
+            "{{ journey.id() }}",
+            "{{ journey() }}",
+            "{{ profile.name.upper() }}",
+            "{{ profile.name.strip() }}",
+            "{{ profile.name.replace('a', 'b') }}",
+            "{{ profile.name.split(',') }}",
+            "{{ ', '.join(profile.name) }}",
+            "{{ profile.name.items() }}",
+            "{{ profile.name.keys() }}",
+            "{{ profile.name.values() }}",
+            "{{ profile.name.get('a') }}",
+            "{{ profile.name.startswith('a') }}",
+            "{{ now.strftime('%H') }}",
+            "{{ profile.name.isdigit() }}",
+            "{{ profile['name']() }}",
+            "{{ profile.name() }}",
+            "{{ (profile.name | upper).strip() }}",
+            "{{ 'a'.upper() }}",
+        ];
+        let names = [
+            json!("Ann"),
+            json!(3),
+            json!(null),
+            json!(["a"]),
+            json!({"a": 1, "upper": "x", "keys": "x", "name": "x"}),
+        ];
+        for call in calls {
+            assert!(check(call).is_err(), "{call} is not refused");
+            for name in &names {
+                let context = json!({
+                    "profile": {"name": name},
+                    "user_id": "u1",
+                    "now": "2026-12-24T18:00:00Z",
+                    "journey": {"id": "j", "name": "J", "version": 1},
+                });
+                assert!(
+                    render(call, &context, false).is_err(),
+                    "{call} renders for the name {name}"
+                );
+            }
+        }
+    }
+
+    /// A constant part of types that cannot go together fails every send.
+    #[test]
+    fn a_constant_of_incompatible_types_is_refused() {
+        for source in [
+            "{{ 'x' + 1 }}",
+            "{{ 'x' * 'y' }}",
+            "{{ 1 + 'x' }}",
+            "{{ [1] + 1 }}",
+        ] {
+            let (_, column, message) = refused(source);
+            assert_eq!(column, Some(4), "{source}");
+            assert!(message.contains("fails whatever the data"), "{message}");
+        }
+    }
+
+    /// `round(2, precision=3)`: one argument given twice fails every send.
+    #[test]
+    fn an_argument_given_in_place_and_by_keyword_is_refused() {
+        let (line, column, message) = refused("{{ event.total | round(2, precision=3) }}");
+        assert_eq!((line, column), (Some(1), Some(18)));
+        assert_eq!(
+            message,
+            "the filter `round` is given `precision` twice, as its first argument and as `precision=`: give it once, write it like round(2)"
+        );
+        let (_, _, message) = refused("{{ event.code | replace('a', 'b', 1, count=2) }}");
+        assert!(message.contains("as its third argument"), "{message}");
+    }
+
+    /// What a template binds itself, a loop's variable, a macro, MiniJinja's functions and
+    /// `now` as a value are no values called.
+    #[test]
+    fn calls_that_work_are_not_refused() {
+        for source in [
+            "{{ now }} {{ now | date('%H:%M') }} {{ now | date('%d %B', tz='Europe/Paris') }}",
+            "{{ profile.items | length }} {{ profile.address.city }} {{ event.items[0].name }} {{ journey.id }}",
+            "{% for i in range(3) %}{{ loop.index }} {{ loop.cycle('a', 'b') }}{% endfor %}",
+            "{% for item in event.items %}{{ item.name }}{% endfor %}{{ dict(a=1).a }}",
+            "{% set ns = namespace(n=0) %}{% set ns.n = ns.n + 1 %}{{ ns.n }}",
+            "{% macro greet(name) %}Hi {{ name }}{% endmacro %}{{ greet(profile.first_name) }}",
+            "{% macro profile() %}x{% endmacro %}{{ profile() }}",
+            "{% set now = dict %}{{ now(a=1) }}",
+            "{% if profile.name is startingwith('A') %}x{% endif %}{{ profile.name | upper | trim }}",
+        ] {
+            assert_eq!(check(source), Ok(()), "{source}");
+        }
     }
 
     #[test]

@@ -395,9 +395,12 @@ enum What {
 /// constant parts.
 pub fn first_problem(source: &str, env: &Environment<'_>) -> Option<Problem> {
     let tree = minijinja::machinery::parse(source, "<template>", Default::default()).ok()?;
+    let mut bound = Vec::new();
+    binds(&tree, &mut bound);
     let mut walk = Walk {
         source,
         env,
+        bound,
         found: None,
     };
     walk.stmt(&tree);
@@ -407,6 +410,8 @@ pub fn first_problem(source: &str, env: &Environment<'_>) -> Option<Problem> {
 struct Walk<'s, 'e> {
     source: &'s str,
     env: &'e Environment<'e>,
+    /// The names the template binds itself ([`binds`]).
+    bound: Vec<&'s str>,
     found: Option<Problem>,
 }
 
@@ -546,8 +551,23 @@ impl Walk<'_, '_> {
             Expr::Call(c) => {
                 self.expr(&c.expr);
                 self.args(&c.args);
-                if let Expr::Var(v) = &c.expr {
-                    self.call(What::Function, v.id, &c.args, expr);
+                match &c.expr {
+                    Expr::Var(v) if self.data(&c.expr) => {
+                        let at = name_offset(self.source, expr, v.id);
+                        self.report(at, value_called(v.id));
+                    }
+                    Expr::Var(v) => self.call(What::Function, v.id, &c.args, expr),
+                    Expr::GetAttr(g) if self.data(&g.expr) => {
+                        let at = name_offset(self.source, expr, g.name);
+                        let message = self.method_called(&g.expr, g.name, at, expr);
+                        self.report(at, message);
+                    }
+                    Expr::GetItem(_) if self.data(&c.expr) => {
+                        let (start, end) = extent(&c.expr);
+                        let callee = self.source.get(start..end).unwrap_or("it").trim();
+                        self.report(start, not_callable(callee));
+                    }
+                    _ => {}
                 }
             }
             Expr::List(l) => l.items.iter().for_each(|e| self.expr(e)),
@@ -588,6 +608,79 @@ impl Walk<'_, '_> {
         }
     }
 
+    /// Whether `expr` is data, which no call works on: a variable of the scope (a JSON value,
+    /// text or a map of them) the template does not bind itself, a literal, a part of one, or
+    /// what a filter makes of one.
+    fn data(&self, expr: &Expr<'_>) -> bool {
+        match expr {
+            Expr::Var(v) => super::SCOPE.contains(&v.id) && !self.bound.contains(&v.id),
+            Expr::Const(_) | Expr::List(_) | Expr::Tuple(_) | Expr::Map(_) => true,
+            Expr::GetAttr(g) => self.data(&g.expr),
+            Expr::GetItem(g) => self.data(&g.expr),
+            Expr::Filter(f) => f.expr.as_ref().is_some_and(|e| self.data(e)),
+            _ => false,
+        }
+    }
+
+    /// What to say of `receiver.name(...)`, the method's name at byte `at`: a filter or test
+    /// does what a Python method would.
+    fn method_called(&self, receiver: &Expr<'_>, name: &str, at: usize, call: &Expr<'_>) -> String {
+        let (start, end) = extent(receiver);
+        let recv = self.source.get(start..end).unwrap_or("it").trim();
+        let recv = match receiver {
+            // `(x | upper).strip()`: kept apart from what follows.
+            Expr::Filter(_) => format!("({recv})"),
+            _ => recv.to_string(),
+        };
+        // The arguments as written, between the parentheses after the name.
+        let close = (call.span().end_offset as usize).min(self.source.len());
+        let inside = self
+            .source
+            .get(at + name.len()..close)
+            .map(str::trim)
+            .and_then(|t| t.strip_prefix('('))
+            .and_then(|t| t.strip_suffix(')'))
+            .map(str::trim)
+            .unwrap_or_default();
+        let given = |filter: &str| {
+            if inside.is_empty() {
+                filter.to_string()
+            } else {
+                format!("{filter}({inside})")
+            }
+        };
+        let no_method = format!("`{recv}` has no method `{name}()` (a value has no methods here)");
+        let write = match name {
+            "upper" | "lower" | "title" | "capitalize" | "items" => format!("{recv} | {name}"),
+            "strip" | "lstrip" | "rstrip" => format!("{recv} | {}", given("trim")),
+            "replace" | "split" => format!("{recv} | {}", given(name)),
+            "strftime" => format!("{recv} | {}", given("date")),
+            "join" if !inside.is_empty() => format!("{inside} | join({recv})"),
+            // Tests, for an `{% if %}`: no `{{ }}` around them.
+            "startswith" | "endswith" => {
+                let test = if name == "startswith" { "startingwith" } else { "endingwith" };
+                return format!("{no_method}: write `{recv} is {test}({inside})`");
+            }
+            "keys" => {
+                return format!(
+                    "{no_method}: a map gives its keys in a loop, `{{% for key in {recv} %}}`, or as a list, `{recv} | list`"
+                )
+            }
+            "values" => {
+                return format!(
+                    "{no_method}: loop over its keys and values with `{{% for key, value in {recv} | items %}}`"
+                )
+            }
+            "get" if !inside.is_empty() && !inside.contains(',') => {
+                return format!(
+                    "{no_method}: write `{recv}[{inside}]`, with `| default('...')` for when it is missing"
+                )
+            }
+            _ => return not_callable(&format!("{recv}.{name}")),
+        };
+        format!("{no_method}: write `{{{{ {write} }}}}`")
+    }
+
     fn call(&mut self, what: What, name: &str, args: &[CallArg<'_>], at: &Expr<'_>) {
         if self.found.is_some() {
             return;
@@ -604,6 +697,70 @@ impl Walk<'_, '_> {
         if let Some(message) = mismatch(sig, what, args) {
             self.report(name_offset(self.source, at, name), message);
         }
+    }
+}
+
+/// What to say of `name()`, a variable of the scope called as if a function.
+fn value_called(name: &str) -> String {
+    if name == "now" {
+        // Conditions have `now()`: authors write it in templates too.
+        "`now` is a value, not a function (`now()` is for conditions): write `{{ now }}`, or `{{ now | date('%H:%M') }}` to format it".to_string()
+    } else {
+        format!("`{name}` is a value, not a function: write `{{{{ {name} }}}}`, without `()`")
+    }
+}
+
+/// What to say of a call of `callee`, a value.
+fn not_callable(callee: &str) -> String {
+    format!(
+        "`{callee}` is not callable (a value has no methods here): to read it, write `{callee}` without `()`; to change it, use a filter (https://docs.rs/minijinja/latest/minijinja/filters/)"
+    )
+}
+
+/// Adds to `out` the names `stmt` binds (`{% set x %}`, a loop's target, a macro and its
+/// arguments, `{% with x = ... %}`): a variable of the scope so bound may be anything.
+fn binds<'a>(stmt: &Stmt<'a>, out: &mut Vec<&'a str>) {
+    fn targets<'a>(expr: &Expr<'a>, out: &mut Vec<&'a str>) {
+        match expr {
+            Expr::Var(v) => out.push(v.id),
+            Expr::List(l) => l.items.iter().for_each(|e| targets(e, out)),
+            Expr::Tuple(t) => t.items.iter().for_each(|e| targets(e, out)),
+            _ => {}
+        }
+    }
+    let all = |stmts: &[Stmt<'a>], out: &mut Vec<&'a str>| stmts.iter().for_each(|s| binds(s, out));
+    match stmt {
+        Stmt::Template(t) => all(&t.children, out),
+        Stmt::ForLoop(f) => {
+            targets(&f.target, out);
+            all(&f.body, out);
+            all(&f.else_body, out);
+        }
+        Stmt::IfCond(i) => {
+            all(&i.true_body, out);
+            all(&i.false_body, out);
+        }
+        Stmt::WithBlock(w) => {
+            w.assignments.iter().for_each(|(t, _)| targets(t, out));
+            all(&w.body, out);
+        }
+        Stmt::Set(s) => targets(&s.target, out),
+        Stmt::SetBlock(s) => {
+            targets(&s.target, out);
+            all(&s.body, out);
+        }
+        Stmt::AutoEscape(a) => all(&a.body, out),
+        Stmt::FilterBlock(f) => all(&f.body, out),
+        Stmt::Macro(m) => {
+            out.push(m.name);
+            m.args.iter().for_each(|a| targets(a, out));
+            all(&m.body, out);
+        }
+        Stmt::CallBlock(c) => {
+            c.macro_decl.args.iter().for_each(|a| targets(a, out));
+            all(&c.macro_decl.body, out);
+        }
+        _ => {}
     }
 }
 
@@ -761,6 +918,16 @@ fn word(n: usize) -> String {
     }
 }
 
+/// The place `i` (0-based) said.
+fn ordinal(i: usize) -> String {
+    match i {
+        0 => "first".to_string(),
+        1 => "second".to_string(),
+        2 => "third".to_string(),
+        i => format!("{}th", i + 1),
+    }
+}
+
 /// `n` arguments, said.
 fn count(n: usize) -> String {
     match n {
@@ -827,6 +994,18 @@ fn mismatch(sig: &Signature, what: What, args: &[CallArg<'_>]) -> Option<String>
                             .join(", ");
                         return Some(format!(
                             "{name} takes no `{k}=` (it takes {known}): {write}"
+                        ));
+                    }
+                    // `round(2, precision=3)`: the keyword is an argument given already.
+                    Some(_)
+                        if sig.params[..positional.len().min(sig.params.len())]
+                            .iter()
+                            .any(|(p, _)| p == k) =>
+                    {
+                        let place = sig.params.iter().position(|(p, _)| p == k).unwrap_or(0);
+                        return Some(format!(
+                            "{name} is given `{k}` twice, as its {} argument and as `{k}=`: give it once, {write}",
+                            ordinal(place)
                         ));
                     }
                     Some((_, arg)) if wrong(*arg, e) => {
@@ -1007,6 +1186,12 @@ mod tests {
                         good.push(keyword(k, valid(k, *arg)));
                         if *arg != Arg::Any {
                             bad.push(keyword(k, invalid(*arg)));
+                        }
+                        // Given in place and by keyword too.
+                        if let Some(i) = sig.params.iter().position(|(p, _)| p == k) {
+                            let mut args = filled[..=i].to_vec();
+                            args.push(format!("{k}={}", valid(k, *arg)));
+                            bad.push(with(&args));
                         }
                     }
                 }
