@@ -640,6 +640,18 @@ pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option
     event_of(ctx, enrollment, event, false, None)
 }
 
+/// [`on_event`] when the person's other enrollment of the journey converted at `converted`
+/// (a merge the event brought converted the visitor's): an event of that instant does not
+/// convert this one too (one order, one conversion).
+pub fn on_event_converted(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+    converted: Option<Timestamp>,
+) -> Option<Transition> {
+    event_of(ctx, enrollment, event, false, converted)
+}
+
 /// [`on_event`] for an exit found after the fact (see `Profile::marks`): the user's exit event
 /// that happened after the trigger, found when an anonymous enrollment moved to her. Its
 /// `where`, if it has one, was met when the event came; the event handed here carries no

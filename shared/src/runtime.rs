@@ -1439,11 +1439,13 @@ impl Runtime {
             return Box::pin(self.apply_event(&theirs, Some(user))).await;
         }
         let merging = unmerged.into_inner();
+        let mut converted_by_merge: BTreeMap<String, Timestamp> = BTreeMap::new();
         let mut past_bounds = past_bounds.into_inner().unwrap_or_else(|p| p.into_inner());
         if let (Some(a), true) = (anonymous_id, merging) {
-            let (merged, not_taken) = self.merge_anonymous(&profile, a, &e.message_id).await?;
-            profile = merged;
-            past_bounds.extend(not_taken);
+            let merged = self.merge_anonymous(&profile, a, &e.message_id).await?;
+            profile = merged.profile;
+            past_bounds.extend(merged.not_taken);
+            converted_by_merge = merged.converted;
         }
         // What the event brought that her profile did not keep: told in her timeline with the
         // event (and logged with it, below), as the `200`'s warnings told the app.
@@ -1528,8 +1530,12 @@ impl Runtime {
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
-                match engine::on_event(&ctx, &l.enrollment, e) {
+                // The merge this event brought converted the visitor's enrollment of this
+                // journey on it: one goal event converts one enrollment.
+                let converted = converted_by_merge.get(&j).copied();
+                match engine::on_event_converted(&ctx, &l.enrollment, e, converted) {
                     Some(t) => Some(t),
+                    None if converted == Some(e.timestamp) => None,
                     None => self.convert_previous(&l.enrollment, e, &ctx).await?,
                 }
             } else if address {
@@ -1749,9 +1755,12 @@ impl Runtime {
         profile: &Profile,
         anonymous_id: &str,
         cause: &str,
-    ) -> Result<(Arc<Profile>, Vec<String>), RunError> {
+    ) -> Result<MergedVisitor, RunError> {
         let user = profile.user_id.as_str();
         let anon = join(&[crate::event::ANONYMOUS_PREFIX, anonymous_id]);
+        // The journeys whose visitor's enrollment the merge converted (an order sent with the
+        // login: the user's exit event), and when.
+        let mut converted_now: BTreeMap<String, Timestamp> = BTreeMap::new();
         let theirs = self
             .update_profile(&anon, |p| {
                 if p.merged_into.is_none() {
@@ -1789,8 +1798,12 @@ impl Runtime {
                     )
                     .await?;
                 let hers = mine.get(&j).and_then(|m| m.enrollment.converted_at);
-                self.merge_enrollment(profile, ends, l, &p.journey, cause, hers)
-                    .await?;
+                if let Some(at) = self
+                    .merge_enrollment(profile, ends, l, &p.journey, cause, hers)
+                    .await?
+                {
+                    converted_now.insert(j.clone(), at);
+                }
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
             // queued for the user before the profile that takes them is written, so a crash
@@ -1843,10 +1856,11 @@ impl Runtime {
                 p.note_anonymous(anonymous_id, ours);
             })
             .await?;
-        Ok((
-            merged,
-            not_taken.into_inner().unwrap_or_else(|p| p.into_inner()),
-        ))
+        Ok(MergedVisitor {
+            profile: merged,
+            not_taken: not_taken.into_inner().unwrap_or_else(|p| p.into_inner()),
+            converted: converted_now,
+        })
     }
 
     /// The timeline facts of what `e` brought that the user's profile did not keep: each trait
@@ -1953,7 +1967,7 @@ impl Runtime {
         journey: &Journey,
         cause: &str,
         converted: Option<Timestamp>,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<Timestamp>, RunError> {
         let now = self.now();
         let ctx = Ctx {
             journey,
@@ -1969,13 +1983,18 @@ impl Runtime {
             Some(t) => (t, true),
             None => match engine::merge(&ctx, &l.enrollment, &into.user_id, ends) {
                 Some(t) => (t, false),
-                None => return Ok(()),
+                None => return Ok(None),
             },
         };
+        // Converted by this merge (the exit event that ends it is the goal's too).
+        let converted_now = t
+            .enrollment
+            .converted_at
+            .filter(|_| l.enrollment.converted_at.is_none());
         let cause = Enrollment::merge_id_of(cause);
         let committed = self.commit(t, &cause, Some(&l), exits).await?;
         self.settle_for(committed, &cause, false).await?;
-        Ok(())
+        Ok(converted_now)
     }
 
     /// Writes the continuation of a merged anonymous user's enrollment under the user it turned
@@ -3196,9 +3215,9 @@ impl Runtime {
                     .ends_at_login(&p.journey, hers.as_deref(), &theirs, e)
                     .await?;
                 let converted = hers.as_ref().and_then(|h| h.converted_at);
-                return self
-                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
-                    .await;
+                self.merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
+                    .await?;
+                return Ok(());
             }
         }
         let unsub = self.unsubscribe_url(user, journey);
@@ -4557,6 +4576,15 @@ fn hop_secs(delay: i64, longest: u32) -> u32 {
         Err(_) if delay < 0 => 0,
         Err(_) => longest,
     }
+}
+
+/// What merging an anonymous visitor into a user gave: her profile, the visitor's traits not
+/// taken (past the profile's bounds), and the journeys whose visitor's enrollment the merge
+/// converted, with when.
+struct MergedVisitor {
+    profile: Arc<Profile>,
+    not_taken: Vec<String>,
+    converted: BTreeMap<String, Timestamp>,
 }
 
 /// How many of the traits an identify or a merge brought past the profile's bounds its

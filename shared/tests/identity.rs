@@ -1592,6 +1592,40 @@ async fn a_guest_conversion_followed_by_a_login_counts_once() {
 /// (the visitor's journey converts, and exits) or on his phone as himself (his own converts),
 /// then logs in on the laptop: the order ends the other journey too, but it is one order: the
 /// journey counts one conversion, the first.
+/// An order sent with the login (userId and anonymousId in one call) converts the visitor's
+/// enrollment as the merge ends it, and not the user's own enrollment of the journey too.
+#[tokio::test]
+async fn an_order_sent_with_the_login_converts_one_enrollment() {
+    let journey = r#"
+id: browse
+name: Browse
+trigger: {event: product_viewed}
+reentry: after_exit
+exit_when: [{event: order_completed}]
+goal: {event: order_completed, within: 7d}
+steps:
+  - {id: w, wait: 2h}
+  - {id: mail, send: {email: {subject: "Still thinking?", text: x}}}
+"#;
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(journey).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"oscar","traits":{"email":"oscar@example.com"}}
+{"at":"2026-12-01T10:01:00Z","userId":"oscar","event":"product_viewed","messageId":"v-1"}
+{"at":"2026-12-01T12:30:00Z","anonymousId":"dev-o","event":"product_viewed","messageId":"v-2"}
+{"at":"2026-12-01T13:00:00Z","userId":"oscar","anonymousId":"dev-o","event":"order_completed","messageId":"o-1"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    let converted = timeline_of(&h, "oscar", |w| matches!(w, What::Converted { .. })).await;
+    assert_eq!(converted, ["browse:anon:dev-o:1"]);
+    let s = stats(&h, "browse").await;
+    assert_eq!(s.get("entered"), Some(&2), "{s:?}");
+    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+}
+
 #[tokio::test]
 async fn one_order_converts_one_enrollment_across_a_login() {
     let journey = r#"
