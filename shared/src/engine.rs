@@ -1363,8 +1363,11 @@ impl<'a> Run<'a> {
                     let (Some(path), Some(date)) = (&w.date, w.date_text()) else {
                         let now = self.ctx.now;
                         // Reached within the minute it waits for: that time is now (once: a
-                        // loop back within the minute waits for the next).
-                        let came = at_its_minute(w, now, &tz)
+                        // loop back within the minute waits for the next). Reached then in the
+                        // journey's own time (`since`: a 09:00 schedule's entry an engine behind
+                        // its queue, or a retry, takes at 09:01) counts as well as the clock.
+                        let came = at_its_minute(w, self.since, &tz)
+                            .or_else(|| at_its_minute(w, now, &tz))
                             .filter(|at| self.enrollment.time_came != Some(*at));
                         if let Some(at) = came {
                             self.enrollment.time_came = Some(at);

@@ -6749,4 +6749,21 @@ steps:
 
     let out = sim(&[scheduled], &user("ann")).await;
     assert_eq!(outbox(&out), ["2026-12-01T08:00:00Z ann email s: d"]);
+
+    // The 09:00 run's entry taken at 09:01:05 (an engine behind its queue, or its retry): the
+    // user reached the wait at 09:00 in the journey's own time, so it goes on then, not
+    // tomorrow.
+    let h = Harness::new("2026-11-30T12:00:00Z");
+    h.publish(scheduled).await;
+    h.play(&user("bea")).await;
+    h.clock.set(at("2026-12-01T08:01:05Z"));
+    let enter = waymark::queue::Message::Enter {
+        user_id: "bea".into(),
+        journey: "d".into(),
+        cause: "schedule:2026-12-01T08:00:00Z".into(),
+        at: at("2026-12-01T08:00:00Z"),
+    };
+    h.rt.handle(&enter).await.expect("entered");
+    h.advance_to(at("2026-12-01T09:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T08:01:05Z bea email s: d"]);
 }
