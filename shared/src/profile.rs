@@ -48,6 +48,10 @@ pub const MAX_PROFILE_TRAITS: usize = 1_000;
 /// devices, anonymous ids and marks; four times the largest identify (32 KB), two hundred times
 /// a usual profile's traits.
 pub const MAX_TRAIT_BYTES: usize = 128 * 1024;
+/// The most removed traits whose time of removal a profile keeps ([`Profile::apply`]), and
+/// what their names may weigh.
+pub const MAX_REMOVED_TIMES: usize = 1_000;
+pub const MAX_REMOVED_BYTES: usize = 64 * 1024;
 /// The most anonymous ids a profile lists (hers, and others' seen with her): as Segment's
 /// profiles take 100 merges, after which an anonymous id is no longer merged but the user's
 /// events go on.
@@ -547,7 +551,11 @@ impl Profile {
         let mut not_kept = Vec::new();
         if event.kind == Kind::Identify {
             let mut room = Room::of(self);
-            for (k, v) in &event.traits {
+            // Removals first: the room they make is there for the same identify's new traits
+            // whichever order their names come in, so that applying it again keeps the same.
+            let (removals, sets): (Vec<_>, Vec<_>) =
+                event.traits.iter().partition(|(_, v)| v.is_null());
+            for (k, v) in removals.into_iter().chain(sets) {
                 if k == "push_tokens" || k == "devices" {
                     self.set_devices(v, event.timestamp);
                     continue;
@@ -595,6 +603,7 @@ impl Profile {
                     self.trait_times.insert(k.clone(), event.timestamp);
                 }
             }
+            self.forget_old_removals();
         }
         self.take_from_device(event);
         let name = match (&event.kind, &event.event) {
@@ -784,6 +793,37 @@ impl Profile {
             }
         }
         self.forget_old_devices();
+    }
+
+    /// Keeps the times of removed traits (each kept so that an older identify arriving late
+    /// does not set the trait again) within [`MAX_REMOVED_TIMES`] and [`MAX_REMOVED_BYTES`],
+    /// the oldest forgotten first: an app removing ever new names would otherwise grow the
+    /// profile past its item's size with names alone.
+    fn forget_old_removals(&mut self) {
+        let mut removed: Vec<(Timestamp, &String)> = self
+            .trait_times
+            .iter()
+            .filter(|(k, _)| !self.traits.contains_key(*k))
+            .map(|(k, t)| (*t, k))
+            .collect();
+        let mut bytes: usize = removed.iter().map(|(_, k)| k.len() + 32).sum();
+        if removed.len() <= MAX_REMOVED_TIMES && bytes <= MAX_REMOVED_BYTES {
+            return;
+        }
+        removed.sort();
+        let mut count = removed.len();
+        let mut forget = Vec::new();
+        for (_, k) in removed {
+            if count <= MAX_REMOVED_TIMES && bytes <= MAX_REMOVED_BYTES {
+                break;
+            }
+            count -= 1;
+            bytes -= k.len() + 32;
+            forget.push(k.clone());
+        }
+        for k in forget {
+            self.trait_times.remove(&k);
+        }
     }
 
     /// Whether another anonymous id seen with her may be merged (or noted as another's): at
@@ -1456,6 +1496,69 @@ mod tests {
         let mut bob = Profile::new("bob");
         assert!(bob.absorb(&visitor).is_empty());
         assert_eq!(bob.traits.len(), 3);
+    }
+
+    /// At the bound, an identify that removes one trait and adds another keeps the new one
+    /// whatever their names' order, and applied again keeps the same; the times of removed
+    /// traits are kept within their own bound, the oldest forgotten first.
+    #[test]
+    fn an_identify_at_the_bound_is_the_same_applied_again_and_removals_stay_bounded() {
+        let identify = |id: &str, at: &str, traits: Map<String, Value>| Event {
+            kind: Kind::Identify,
+            message_id: id.into(),
+            user_id: "ann".into(),
+            anonymous_id: None,
+            event: None,
+            properties: std::sync::Arc::new(Value::Object(Map::new())),
+            traits,
+            context: Map::new(),
+            timestamp: at.parse().expect("time"),
+            received_at: at.parse().expect("time"),
+            refused: Vec::new(),
+        };
+        let mut p = Profile::new("ann");
+        let full: Map<String, Value> = (0..MAX_PROFILE_TRAITS)
+            .map(|i| (format!("k{i:04}"), Value::from(i)))
+            .collect();
+        for (n, chunk) in full.into_iter().collect::<Vec<_>>().chunks(250).enumerate() {
+            let part: Map<String, Value> = chunk.iter().cloned().collect();
+            assert!(p
+                .apply(&identify(&format!("f{n}"), "2026-12-01T10:00:00Z", part))
+                .is_empty());
+        }
+        // `a_new` comes before `k0999` by name.
+        let mut swap = Map::new();
+        swap.insert("a_new".into(), Value::from(1));
+        swap.insert("k0999".into(), Value::Null);
+        let once = identify("s", "2026-12-01T11:00:00Z", swap);
+        assert!(p.apply(&once).is_empty(), "the removal makes room");
+        let after = p.clone();
+        assert!(p.apply(&once).is_empty());
+        assert_eq!(p, after, "applied again, the same");
+        assert_eq!(p.traits["a_new"], Value::from(1));
+
+        // Removing ever new names keeps no more than the bound of their times.
+        let mut bob = Profile::new("bob");
+        for n in 0..20 {
+            let gone: Map<String, Value> = (0..250)
+                .map(|i| (format!("{}-{n:02}-{i:03}", "x".repeat(100)), Value::Null))
+                .collect();
+            bob.apply(&identify(
+                &format!("g{n}"),
+                &format!("2026-12-01T10:{n:02}:00Z"),
+                gone,
+            ));
+        }
+        assert!(bob.traits.is_empty());
+        let kept = bob.trait_times.len();
+        assert!(kept <= MAX_REMOVED_TIMES, "{kept}");
+        let bytes: usize = bob.trait_times.iter().map(|(k, _)| k.len() + 32).sum();
+        assert!(bytes <= MAX_REMOVED_BYTES, "{bytes}");
+        // The newest are the ones kept.
+        assert!(bob.trait_times.iter().any(|(k, _)| k.contains("-19-")));
+        assert!(!bob.trait_times.iter().any(|(k, _)| k.contains("-00-")));
+        let stored = serde_json::to_vec(&bob).expect("json").len();
+        assert!(stored < 100 * 1024, "{stored}");
     }
 
     /// Past [`MAX_TRAIT_BYTES`], a new trait is not kept, nor a larger value of one it has;
