@@ -3901,11 +3901,17 @@ impl Runtime {
                     continue;
                 }
             }
+            // A user without a zone of her own is in the journey's, else the schedule's own.
+            let zone = p
+                .journey
+                .timezone
+                .as_deref()
+                .or((s.timezone != "user").then_some(s.timezone.as_str()));
             let scope = crate::condition::Scope {
                 event: &Value::Null,
                 profile: &profile.scope(),
                 now: at,
-                zone: p.journey.timezone.as_deref(),
+                zone,
             };
             if s.condition.as_ref().is_some_and(|c| !c.eval(&scope)) {
                 continue;

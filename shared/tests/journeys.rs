@@ -402,6 +402,42 @@ async fn an_inactive_trigger_enters_only_users_its_where_matches() {
     );
 }
 
+/// `anniversary()` in a schedule's `where`: the user's day in her zone; one without a zone is
+/// in the schedule's named zone (20:00 in Los Angeles on 2 December is already the 3rd in UTC).
+#[tokio::test]
+async fn a_birthday_schedule_reads_the_users_day_or_the_schedules_zone() {
+    let journey = r#"
+id: bday
+name: B
+trigger:
+  schedule: {cron: "0 20 * * *", timezone: America/Los_Angeles, where: "anniversary(profile.birthday)"}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "Happy birthday", text: x}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"lou","traits":{"email":"lou@x.com","birthday":"1990-12-03"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"ama","traits":{"email":"ama@x.com","birthday":"1990-12-03","timezone":"Asia/Tokyo"}}
+"#;
+    let out = sim_with(
+        &[journey],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(24 * 4),
+    )
+    .await;
+    // lou: 20:00 in Los Angeles on the 3rd (04:00Z on the 4th). ama: the run at 20:00 Los
+    // Angeles on the 2nd is 13:00 on the 3rd in Tokyo, her birthday.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-03T04:00:00Z ama email s: Happy birthday",
+            "2026-12-04T04:00:00Z lou email s: Happy birthday",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
     // The daily digest, `reentry: never` (the default): the second day's run enters no one.
