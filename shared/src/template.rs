@@ -6,6 +6,7 @@ mod date;
 pub(crate) use date::{epoch_number, zone_of, zoned_text};
 mod direct;
 mod number;
+mod text;
 mod used;
 
 use std::collections::HashMap;
@@ -75,6 +76,7 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.add_filter("round", number::round);
     env.add_filter("abs", number::abs);
     env.add_filter("format", number::format);
+    env.add_filter("truncate", text::truncate);
     // `debug()` prints the whole context into the message: the user's address, phone and
     // every trait, her unsubscribe link. No message needs it, and `waymark validate` names it
     // unknown.
@@ -406,6 +408,7 @@ const FILTERS: &[&str] = &[
     "tojson",
     "urlencode",
     "date",
+    "truncate",
 ];
 
 /// MiniJinja's tests, for suggesting a name (a test checks that each is one).

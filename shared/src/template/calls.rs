@@ -311,6 +311,23 @@ pub const FILTERS: &[Signature] = &[
     variadic("chain", "chain(other)", 0),
     variadic("zip", "zip(other)", 0),
     variadic("format", "format(event.total)", 0),
+    Signature {
+        name: "truncate",
+        usage: "truncate(40)",
+        params: &[
+            ("length", Arg::Int),
+            ("killwords", Arg::Bool),
+            ("end", Arg::Text),
+        ],
+        required: 0,
+        keywords: Keywords::Named(&[
+            ("length", Arg::Int),
+            ("killwords", Arg::Bool),
+            ("end", Arg::Text),
+            ("leeway", Arg::Int),
+        ]),
+        rest: false,
+    },
 ];
 
 /// Every test a template may use, as MiniJinja 3 reads its arguments.
