@@ -779,11 +779,7 @@ fn from_raw(
         if CALL_FIELDS.contains(&key.as_str()) {
             continue;
         }
-        // A short word (`page`, `time`, `user`) is a near miss only by one letter: one two
-        // letters from `name` or `type` is more likely a sender's own field.
-        let near = crate::dsl::closest(key, CALL_FIELDS.iter().copied())
-            .filter(|m| key.chars().count() > 5 || crate::dsl::edit_distance(key, m) <= 1);
-        if let Some(meant) = near {
+        if let Some(meant) = near_miss(key) {
             let problem = format!("is not a field of an event: did you mean `{meant}`?");
             check.refused.push(Refused {
                 field: key.clone(),
@@ -841,8 +837,10 @@ fn from_raw(
     Ok((event, check.warnings))
 }
 
-/// The fields of Segment's calls (its spec's common and per-call fields); a field near one of
-/// them in spelling is a mistake (see [`from_raw`]).
+/// The fields of Segment's calls that Waymark reads: a field near one of them in spelling is a
+/// mistake that changes what the event does (see [`from_raw`]). Those it does not read
+/// (`integrations`, `channel`, `version`, `receivedAt`) are left out of it: a field near one
+/// of them changes nothing.
 const CALL_FIELDS: &[&str] = &[
     "type",
     "userId",
@@ -853,17 +851,34 @@ const CALL_FIELDS: &[&str] = &[
     "timestamp",
     "originalTimestamp",
     "sentAt",
-    "receivedAt",
     "messageId",
     "context",
-    "integrations",
     "name",
     "category",
     "previousId",
     "groupId",
-    "channel",
-    "version",
 ];
+
+/// Whether `key` is a near miss of a field in [`CALL_FIELDS`], and which: not one that starts
+/// or ends one (`channelId`, `timestamp_ms`, `propertiesV2`, `message` are a sender's own), and
+/// a short word only by one letter (`page`, `time`, `user` are two from `name`, `type`,
+/// `userId`).
+fn near_miss(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    // Written in other letters (`userID`, `Properties`): the field meant.
+    if let Some(f) = CALL_FIELDS.iter().find(|f| f.to_ascii_lowercase() == lower) {
+        return Some(f);
+    }
+    let extends = CALL_FIELDS.iter().any(|f| {
+        let f = f.to_ascii_lowercase();
+        lower.starts_with(&f) || f.starts_with(&lower)
+    });
+    if extends {
+        return None;
+    }
+    crate::dsl::closest(key, CALL_FIELDS.iter().copied())
+        .filter(|m| key.chars().count() > 5 || crate::dsl::edit_distance(key, m) <= 1)
+}
 
 fn is_absent(value: Option<&Value>) -> bool {
     matches!(value, None | Some(Value::Null))
@@ -2273,6 +2288,20 @@ mod tests {
             ("time", None),
             ("user", None),
             ("evnt", Some("event")),
+            // A sender's own fields that extend one, and near misses of fields Waymark does
+            // not read, which change nothing.
+            ("channelId", None),
+            ("timestamp_ms", None),
+            ("propertiesV2", None),
+            ("contextId", None),
+            ("message", None),
+            ("integrationId", None),
+            ("versions", None),
+            ("session", None),
+            ("recievedAt", None),
+            ("timestmp", Some("timestamp")),
+            ("messageID", Some("messageId")),
+            ("Properties", Some("properties")),
         ] {
             let body = json!({"userId": "u1", "event": "viewed", key: 1});
             let (_, warnings) = parse_call_warned(
@@ -2415,14 +2444,9 @@ mod tests {
         assert_eq!(outcome.accepted[1].traits["plan"], "pro");
         let warned = places(&outcome.warnings);
         assert_eq!(warned, [(Some(1), "batch[1].traits.email")]);
-        // `userIdx`, a near miss of `userId`, is named with them.
         assert_eq!(
             fields(&outcome.rejected[0].errors),
-            [
-                "batch[2].timestamp",
-                "batch[2].traits.email",
-                "batch[2].userIdx"
-            ]
+            ["batch[2].timestamp", "batch[2].traits.email"]
         );
     }
 
