@@ -186,6 +186,10 @@ fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay,
 /// for `09:00` (for a time the clocks skip, the minute after the gap; in the hour the clocks go
 /// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
 /// 09:00 are over at 09:00.
+/// How late a transition may be taken for a `wait_until` reached within its minute in the
+/// journey's own time to go on at once (see [`at_its_minute`]): a queue's lag and a few retries.
+const AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_mins(15);
+
 fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
     let date = now.to_zoned_datetime(tz.clone()).date();
@@ -1364,9 +1368,13 @@ impl<'a> Run<'a> {
                         let now = self.ctx.now;
                         // Reached within the minute it waits for: that time is now (once: a
                         // loop back within the minute waits for the next). Reached then in the
-                        // journey's own time (`since`: a 09:00 schedule's entry an engine behind
-                        // its queue, or a retry, takes at 09:01) counts as well as the clock.
+                        // journey's own time (`since`: a 09:00 schedule's entry an engine a
+                        // little behind its queue, or a retry, takes at 09:01) counts as well as
+                        // the clock, up to [`AT_ITS_MINUTE_LATE`] ago: an event stamped 09:00
+                        // that arrives in the evening, or days late, waits for the next 09:00.
+                        let recent = now - self.since <= AT_ITS_MINUTE_LATE;
                         let came = at_its_minute(w, self.since, &tz)
+                            .filter(|_| recent)
                             .or_else(|| at_its_minute(w, now, &tz))
                             .filter(|at| self.enrollment.time_came != Some(*at));
                         if let Some(at) = came {

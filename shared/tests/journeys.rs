@@ -6802,4 +6802,22 @@ steps:
     h.rt.handle(&enter).await.expect("entered");
     h.advance_to(at("2026-12-01T09:00:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T08:01:05Z bea email s: d"]);
+
+    // Much later (an event stamped 09:00:10 that arrives in the evening, or days later): the
+    // next 09:00, not at once at any hour.
+    let late = [
+        user("dan"),
+        user("bea"),
+        r#"{"at":"2026-12-04T01:00:00Z","userId":"dan","event":"t","timestamp":"2026-12-01T08:00:10Z"}"#.to_string(),
+        r#"{"at":"2026-12-01T20:00:00Z","userId":"bea","event":"t","timestamp":"2026-12-01T08:00:20Z"}"#.to_string(),
+    ]
+    .join("\n");
+    let out = sim(&[morning], &late).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-02T08:00:00Z bea email s: s",
+            "2026-12-04T08:00:00Z dan email s: s",
+        ]
+    );
 }
