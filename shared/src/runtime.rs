@@ -1439,13 +1439,11 @@ impl Runtime {
             return Box::pin(self.apply_event(&theirs, Some(user))).await;
         }
         let merging = unmerged.into_inner();
-        let mut converted_by_merge: BTreeMap<String, Timestamp> = BTreeMap::new();
         let mut past_bounds = past_bounds.into_inner().unwrap_or_else(|p| p.into_inner());
         if let (Some(a), true) = (anonymous_id, merging) {
             let merged = self.merge_anonymous(&profile, a, &e.message_id).await?;
             profile = merged.profile;
             past_bounds.extend(merged.not_taken);
-            converted_by_merge = merged.converted;
         }
         // What the event brought that her profile did not keep: told in her timeline with the
         // event (and logged with it, below), as the `200`'s warnings told the app.
@@ -1530,13 +1528,21 @@ impl Runtime {
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
-                // The merge this event brought converted the visitor's enrollment of this
-                // journey on it: one goal event converts one enrollment.
-                let converted = converted_by_merge.get(&j).copied();
-                match engine::on_event_converted(&ctx, &l.enrollment, e, converted) {
+                let next = match engine::on_event(&ctx, &l.enrollment, e) {
                     Some(t) => Some(t),
-                    None if converted == Some(e.timestamp) => None,
                     None => self.convert_previous(&l.enrollment, e, &ctx).await?,
+                };
+                // One goal event converts one enrollment of a journey: an event that brought
+                // a login (its userId with the visitor's anonymousId) may have converted the
+                // visitor's as the merge ended it, in this delivery or an earlier one.
+                let converts = next.as_ref().is_some_and(|t| {
+                    t.timeline
+                        .iter()
+                        .any(|x| matches!(x.what, What::Converted { .. }))
+                });
+                match self.visitor_converted(e, &j, converts).await? {
+                    Some(at) => engine::on_event_converted(&ctx, &l.enrollment, e, Some(at)),
+                    None => next,
                 }
             } else if address {
                 engine::address_arrived(&ctx, &l.enrollment)
@@ -1758,9 +1764,6 @@ impl Runtime {
     ) -> Result<MergedVisitor, RunError> {
         let user = profile.user_id.as_str();
         let anon = join(&[crate::event::ANONYMOUS_PREFIX, anonymous_id]);
-        // The journeys whose visitor's enrollment the merge converted (an order sent with the
-        // login: the user's exit event), and when.
-        let mut converted_now: BTreeMap<String, Timestamp> = BTreeMap::new();
         let theirs = self
             .update_profile(&anon, |p| {
                 if p.merged_into.is_none() {
@@ -1798,12 +1801,8 @@ impl Runtime {
                     )
                     .await?;
                 let hers = mine.get(&j).and_then(|m| m.enrollment.converted_at);
-                if let Some(at) = self
-                    .merge_enrollment(profile, ends, l, &p.journey, cause, hers)
-                    .await?
-                {
-                    converted_now.insert(j.clone(), at);
-                }
+                self.merge_enrollment(profile, ends, l, &p.journey, cause, hers)
+                    .await?;
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
             // queued for the user before the profile that takes them is written, so a crash
@@ -1859,7 +1858,6 @@ impl Runtime {
         Ok(MergedVisitor {
             profile: merged,
             not_taken: not_taken.into_inner().unwrap_or_else(|p| p.into_inner()),
-            converted: converted_now,
         })
     }
 
@@ -1967,7 +1965,7 @@ impl Runtime {
         journey: &Journey,
         cause: &str,
         converted: Option<Timestamp>,
-    ) -> Result<Option<Timestamp>, RunError> {
+    ) -> Result<(), RunError> {
         let now = self.now();
         let ctx = Ctx {
             journey,
@@ -1983,18 +1981,13 @@ impl Runtime {
             Some(t) => (t, true),
             None => match engine::merge(&ctx, &l.enrollment, &into.user_id, ends) {
                 Some(t) => (t, false),
-                None => return Ok(None),
+                None => return Ok(()),
             },
         };
-        // Converted by this merge (the exit event that ends it is the goal's too).
-        let converted_now = t
-            .enrollment
-            .converted_at
-            .filter(|_| l.enrollment.converted_at.is_none());
         let cause = Enrollment::merge_id_of(cause);
         let committed = self.commit(t, &cause, Some(&l), exits).await?;
         self.settle_for(committed, &cause, false).await?;
-        Ok(converted_now)
+        Ok(())
     }
 
     /// Writes the continuation of a merged anonymous user's enrollment under the user it turned
@@ -2714,6 +2707,29 @@ impl Runtime {
         Ok(())
     }
 
+    /// When the visitor `e`'s anonymousId names converted her enrollment of `journey` on `e`
+    /// itself (the merge `e` brought ended it on its goal event), if `converts` (this event
+    /// is about to convert the user's own) and it did: one GetItem, for conversions only.
+    async fn visitor_converted(
+        &self,
+        e: &Event,
+        journey: &str,
+        converts: bool,
+    ) -> Result<Option<Timestamp>, RunError> {
+        let Some(a) = e.anonymous_id.as_deref() else {
+            return Ok(None);
+        };
+        if !converts || e.user_id.starts_with(crate::event::ANONYMOUS_PREFIX) {
+            return Ok(None);
+        }
+        let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
+        let Some(r) = self.store.get(&enrollment_key(&anon, journey)).await? else {
+            return Ok(None);
+        };
+        let visitor = Loaded::read(&r)?.enrollment;
+        Ok(visitor.converted_at.filter(|at| *at == e.timestamp))
+    }
+
     /// [`engine::convert_previous`], under the version the previous enrollment entered with
     /// (read only when the event happened in the time it could convert).
     async fn convert_previous(
@@ -3215,9 +3231,9 @@ impl Runtime {
                     .ends_at_login(&p.journey, hers.as_deref(), &theirs, e)
                     .await?;
                 let converted = hers.as_ref().and_then(|h| h.converted_at);
-                self.merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
-                    .await?;
-                return Ok(());
+                return self
+                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
+                    .await;
             }
         }
         let unsub = self.unsubscribe_url(user, journey);
@@ -4584,13 +4600,11 @@ fn hop_secs(delay: i64, longest: u32) -> u32 {
     }
 }
 
-/// What merging an anonymous visitor into a user gave: her profile, the visitor's traits not
-/// taken (past the profile's bounds), and the journeys whose visitor's enrollment the merge
-/// converted, with when.
+/// What merging an anonymous visitor into a user gave: her profile, and the visitor's traits
+/// not taken (past the profile's bounds).
 struct MergedVisitor {
     profile: Arc<Profile>,
     not_taken: Vec<String>,
-    converted: BTreeMap<String, Timestamp>,
 }
 
 /// How many of the traits an identify or a merge brought past the profile's bounds its

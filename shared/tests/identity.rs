@@ -1588,12 +1588,9 @@ async fn a_guest_conversion_followed_by_a_login_counts_once() {
     }
 }
 
-/// oscar browses as himself and, on the laptop, as a visitor; he orders once, there as a guest
-/// (the visitor's journey converts, and exits) or on his phone as himself (his own converts),
-/// then logs in on the laptop: the order ends the other journey too, but it is one order: the
-/// journey counts one conversion, the first.
 /// An order sent with the login (userId and anonymousId in one call) converts the visitor's
-/// enrollment as the merge ends it, and not the user's own enrollment of the journey too.
+/// enrollment as the merge ends it, and not the user's own enrollment of the journey too, also
+/// when the order comes again after a failure.
 #[tokio::test]
 async fn an_order_sent_with_the_login_converts_one_enrollment() {
     let journey = r#"
@@ -1607,25 +1604,37 @@ steps:
   - {id: w, wait: 2h}
   - {id: mail, send: {email: {subject: "Still thinking?", text: x}}}
 "#;
-    let h = Harness::new("2026-12-01T09:00:00Z");
-    h.publish(journey).await;
-    h.play(
-        r#"
+    // Once as it comes, once with the order's handling failing at its end (its "handled"
+    // marker not written) and the order delivered again: the merge is done by then.
+    for retried in [false, true] {
+        let (h, faulty) = faulty_harness();
+        h.publish(journey).await;
+        if retried {
+            *faulty.fail_write_of.lock().expect("fail") = Some("D#o-1".into());
+        }
+        h.play(
+            r#"
 {"at":"2026-12-01T10:00:00Z","type":"identify","userId":"oscar","traits":{"email":"oscar@example.com"}}
 {"at":"2026-12-01T10:01:00Z","userId":"oscar","event":"product_viewed","messageId":"v-1"}
 {"at":"2026-12-01T12:30:00Z","anonymousId":"dev-o","event":"product_viewed","messageId":"v-2"}
 {"at":"2026-12-01T13:00:00Z","userId":"oscar","anonymousId":"dev-o","event":"order_completed","messageId":"o-1"}
 "#,
-    )
-    .await;
-    h.advance_to(at("2026-12-02T00:00:00Z")).await;
-    let converted = timeline_of(&h, "oscar", |w| matches!(w, What::Converted { .. })).await;
-    assert_eq!(converted, ["browse:anon:dev-o:1"]);
-    let s = stats(&h, "browse").await;
-    assert_eq!(s.get("entered"), Some(&2), "{s:?}");
-    assert_eq!(s.get("converted"), Some(&1), "{s:?}");
+        )
+        .await;
+        h.advance_through_faults(at("2026-12-02T00:00:00Z")).await;
+        assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+        let converted = timeline_of(&h, "oscar", |w| matches!(w, What::Converted { .. })).await;
+        assert_eq!(converted, ["browse:anon:dev-o:1"], "retried: {retried}");
+        let s = stats(&h, "browse").await;
+        assert_eq!(s.get("entered"), Some(&2), "retried: {retried}: {s:?}");
+        assert_eq!(s.get("converted"), Some(&1), "retried: {retried}: {s:?}");
+    }
 }
 
+/// oscar browses as himself and, on the laptop, as a visitor; he orders once, there as a guest
+/// (the visitor's journey converts, and exits) or on his phone as himself (his own converts),
+/// then logs in on the laptop: the order ends the other journey too, but it is one order: the
+/// journey counts one conversion, the first.
 #[tokio::test]
 async fn one_order_converts_one_enrollment_across_a_login() {
     let journey = r#"
