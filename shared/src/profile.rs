@@ -1435,12 +1435,9 @@ mod tests {
         assert!(kept.contains(&"v1") && kept.contains(&"v2"), "{kept:?}");
     }
 
-    /// Past [`MAX_PROFILE_TRAITS`], a new trait is not kept (and said), one the profile has is
-    /// still updated, one removed makes room, and an address or consent is always taken; a
-    /// login's visitor brings no more than there is room for.
-    #[test]
-    fn a_profile_keeps_at_most_its_bound_of_traits() {
-        let identify = |id: &str, traits: Map<String, Value>| Event {
+    /// ann's identify `id` at `at` with `traits`.
+    fn ann_identifies(id: &str, at: &str, traits: Map<String, Value>) -> Event {
+        Event {
             kind: Kind::Identify,
             message_id: id.into(),
             user_id: "ann".into(),
@@ -1449,9 +1446,19 @@ mod tests {
             properties: std::sync::Arc::new(Value::Object(Map::new())),
             traits,
             context: Map::new(),
-            timestamp: "2026-12-01T10:00:00Z".parse().expect("time"),
-            received_at: "2026-12-01T10:00:00Z".parse().expect("time"),
+            timestamp: at.parse().expect("time"),
+            received_at: at.parse().expect("time"),
             refused: Vec::new(),
+        }
+    }
+
+    /// Past [`MAX_PROFILE_TRAITS`], a new trait is not kept (and said), one the profile has is
+    /// still updated, one removed makes room, and an address or consent is always taken; a
+    /// login's visitor brings no more than there is room for.
+    #[test]
+    fn a_profile_keeps_at_most_its_bound_of_traits() {
+        let identify = |id: &str, traits: Map<String, Value>| {
+            ann_identifies(id, "2026-12-01T10:00:00Z", traits)
         };
         let numbered = |from: usize, to: usize| -> Map<String, Value> {
             (from..to)
@@ -1503,19 +1510,7 @@ mod tests {
     /// traits are kept within their own bound, the oldest forgotten first.
     #[test]
     fn an_identify_at_the_bound_is_the_same_applied_again_and_removals_stay_bounded() {
-        let identify = |id: &str, at: &str, traits: Map<String, Value>| Event {
-            kind: Kind::Identify,
-            message_id: id.into(),
-            user_id: "ann".into(),
-            anonymous_id: None,
-            event: None,
-            properties: std::sync::Arc::new(Value::Object(Map::new())),
-            traits,
-            context: Map::new(),
-            timestamp: at.parse().expect("time"),
-            received_at: at.parse().expect("time"),
-            refused: Vec::new(),
-        };
+        let identify = ann_identifies;
         let mut p = Profile::new("ann");
         let full: Map<String, Value> = (0..MAX_PROFILE_TRAITS)
             .map(|i| (format!("k{i:04}"), Value::from(i)))
@@ -1565,18 +1560,9 @@ mod tests {
     /// a smaller one is.
     #[test]
     fn a_profiles_traits_weigh_at_most_their_bound() {
-        let identify = |id: &str, traits: Value| Event {
-            kind: Kind::Identify,
-            message_id: id.into(),
-            user_id: "ann".into(),
-            anonymous_id: None,
-            event: None,
-            properties: std::sync::Arc::new(Value::Object(Map::new())),
-            traits: traits.as_object().cloned().unwrap_or_default(),
-            context: Map::new(),
-            timestamp: "2026-12-01T10:00:00Z".parse().expect("time"),
-            received_at: "2026-12-01T10:00:00Z".parse().expect("time"),
-            refused: Vec::new(),
+        let identify = |id: &str, traits: Value| {
+            let traits = traits.as_object().cloned().unwrap_or_default();
+            ann_identifies(id, "2026-12-01T10:00:00Z", traits)
         };
         let big = "x".repeat(30_000);
         let mut p = Profile::new("ann");

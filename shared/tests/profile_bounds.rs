@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use support::{at, Harness};
 use waymark::event::{self, Call, Limits};
 use waymark::profile::{MAX_ANONYMOUS_IDS, MAX_TRAIT_BYTES};
-use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::runtime::describe;
 use waymark::timeline::What;
 
@@ -33,17 +32,7 @@ async fn send(h: &Harness, call: Call, body: Value) {
     let bytes = serde_json::to_vec(&body).expect("body");
     let (ev, _warnings) = event::parse_call_warned(call, &bytes, h.now(), &Limits::default())
         .unwrap_or_else(|e| panic!("refused: {e:?}"));
-    h.queue
-        .send(
-            QueueName::Events,
-            &[Outbound {
-                message: Message::Event(std::sync::Arc::new(ev)),
-                delay_secs: 0,
-            }],
-        )
-        .await
-        .expect("queue");
-    h.advance_to(h.now()).await;
+    h.deliver(ev).await;
 }
 
 /// The profile facts of a user's timeline (what was not kept), one line each.

@@ -283,18 +283,23 @@ impl Harness {
             let body = serde_json::to_vec(&l.payload).expect("payload");
             let ev = event::parse_call(call, &body, l.at, &limits)
                 .unwrap_or_else(|e| panic!("bad event at {}: {e:?}", l.at));
-            self.queue
-                .send(
-                    QueueName::Events,
-                    &[Outbound {
-                        message: Message::Event(std::sync::Arc::new(ev)),
-                        delay_secs: 0,
-                    }],
-                )
-                .await
-                .expect("queue");
-            self.advance_to(l.at).await;
+            self.deliver(ev).await;
         }
+    }
+
+    /// Queues `ev` on the events queue and handles everything due now.
+    pub async fn deliver(&self, ev: event::Event) {
+        self.queue
+            .send(
+                QueueName::Events,
+                &[Outbound {
+                    message: Message::Event(std::sync::Arc::new(ev)),
+                    delay_secs: 0,
+                }],
+            )
+            .await
+            .expect("queue");
+        self.advance_to(self.now()).await;
     }
 
     /// Handles everything due up to `until` (queue messages and timers), then sets the clock there.
