@@ -1400,7 +1400,24 @@ impl<'a> Run<'a> {
                     let why = format!("wait_until {date}");
                     match date_wait(w, &self.scope(), &tz, self.ctx.now) {
                         DateWait::Missing => {
-                            self.end(&id, format!("{why}: {path} is missing or not a time"));
+                            // What it held, as the timeline shows values (an address not).
+                            let held = w
+                                .date
+                                .as_ref()
+                                .and_then(|d| d.lookup(&self.scope()))
+                                .filter(|v| !v.is_null())
+                                .map(|v| {
+                                    let written = path.to_string();
+                                    let key = written.rsplit('.').next().unwrap_or_default();
+                                    crate::condition::shown(key, v)
+                                });
+                            let reason = match held {
+                                None => format!("{why}: {path} is missing"),
+                                Some(v) => format!(
+                                    "{why}: {path} = {v} is not a time (write an RFC 3339 time, a local date and time, a YYYY-MM-DD day or seconds since 1970)"
+                                ),
+                            };
+                            self.end(&id, reason);
                             return;
                         }
                         DateWait::Year { at, target } => {

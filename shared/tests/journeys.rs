@@ -1179,6 +1179,11 @@ steps:
                "traits": {"renews_on": 1_797_292_800, "push_tokens": device("eve")}}),
         json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "eve", "event": "plan_changed",
                "messageId": "p-eve"}),
+        // No renewal date at all.
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "fay",
+               "traits": {"push_tokens": device("fay")}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "fay", "event": "plan_changed",
+               "messageId": "p-fay"}),
     ]);
     let out = sim(&[reminder, renewal], &script).await;
     assert_eq!(
@@ -1213,7 +1218,11 @@ steps:
     );
     assert_eq!(
         why("cat"),
-        ["ended: wait_until event.starts_at - 1d at 09:00: event.starts_at is missing or not a time"]
+        ["ended: wait_until event.starts_at - 1d at 09:00: event.starts_at = \"soon\" is not a time (write an RFC 3339 time, a local date and time, a YYYY-MM-DD day or seconds since 1970)"]
+    );
+    assert_eq!(
+        why("fay"),
+        ["ended: wait_until profile.renews_on - 3d: profile.renews_on is missing"]
     );
     let cat = entries(&out, "cat");
     assert!(
