@@ -1372,7 +1372,20 @@ impl<'a> Run<'a> {
                         // little behind its queue, or a retry, takes at 09:01) counts as well as
                         // the clock, up to [`AT_ITS_MINUTE_LATE`] ago: an event stamped 09:00
                         // that arrives in the evening, or days late, waits for the next 09:00.
-                        let recent = now - self.since <= AT_ITS_MINUTE_LATE;
+                        // (A schedule's entry or a wake-up is the engine's own time, however
+                        // late it is taken; only an app's event's stamp is bounded.)
+                        let engines_own = match self.mover {
+                            Mover::WakeUp => true,
+                            Mover::Event(_) => false,
+                            Mover::Trigger => matches!(
+                                j.trigger.kind(),
+                                Some(
+                                    crate::journey::TriggerKind::Schedule(_)
+                                        | crate::journey::TriggerKind::Inactive(_)
+                                )
+                            ),
+                        };
+                        let recent = engines_own || now - self.since <= AT_ITS_MINUTE_LATE;
                         let came = at_its_minute(w, self.since, &tz)
                             .filter(|_| recent)
                             .or_else(|| at_its_minute(w, now, &tz))

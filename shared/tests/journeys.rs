@@ -6811,6 +6811,20 @@ steps:
     h.rt.handle(&enter).await.expect("entered");
     h.advance_to(at("2026-12-01T09:00:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T08:01:05Z bea email s: d"]);
+    // A schedule's run is the engine's own time however late it is taken (a long scan).
+    let h = Harness::new("2026-11-30T12:00:00Z");
+    h.publish(scheduled).await;
+    h.play(&user("cal")).await;
+    h.clock.set(at("2026-12-01T08:40:00Z"));
+    let enter = waymark::queue::Message::Enter {
+        user_id: "cal".into(),
+        journey: "d".into(),
+        cause: "schedule:2026-12-01T08:00:00Z".into(),
+        at: at("2026-12-01T08:00:00Z"),
+    };
+    h.rt.handle(&enter).await.expect("entered");
+    h.advance_to(at("2026-12-01T09:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T08:40:00Z cal email s: d"]);
 
     // Much later (an event stamped 09:00:10 that arrives in the evening, or days later): the
     // next 09:00, not at once at any hour.
