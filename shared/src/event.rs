@@ -859,8 +859,9 @@ const CALL_FIELDS: &[&str] = &[
     "groupId",
 ];
 
-/// Whether `key` is a near miss of a field in [`CALL_FIELDS`], and which: not one that starts
-/// or ends one (`channelId`, `timestamp_ms`, `propertiesV2`, `message` are a sender's own), and
+/// Whether `key` is a near miss of a field in [`CALL_FIELDS`], and which: not one that goes on
+/// from one or is one of its words (`channelId`, `timestamp_ms`, `propertiesV2`, `message` are a
+/// sender's own; `trait`, cut inside the word, is a slip), and
 /// a short word only by one letter (`page`, `time`, `user` are two from `name`, `type`,
 /// `userId`).
 fn near_miss(key: &str) -> Option<&'static str> {
@@ -869,9 +870,15 @@ fn near_miss(key: &str) -> Option<&'static str> {
     if let Some(f) = CALL_FIELDS.iter().find(|f| f.to_ascii_lowercase() == lower) {
         return Some(f);
     }
+    // A name that goes on from a field's (`channelId`, `timestamp_ms`), or one of the words a
+    // field's name is made of (`message` of `messageId`, `user` of `userId`), is a sender's
+    // own; one cut inside a word (`trait`, `even`, `propertie`) is a slip.
     let extends = CALL_FIELDS.iter().any(|f| {
-        let f = f.to_ascii_lowercase();
-        lower.starts_with(&f) || f.starts_with(&lower)
+        let rest_of_field = f
+            .get(key.len()..)
+            .filter(|_| f.to_ascii_lowercase().starts_with(&lower));
+        lower.starts_with(&f.to_ascii_lowercase())
+            || rest_of_field.is_some_and(|r| r.starts_with(|c: char| c.is_ascii_uppercase()))
     });
     if extends {
         return None;
@@ -2301,6 +2308,12 @@ mod tests {
             ("recievedAt", None),
             ("timestmp", Some("timestamp")),
             ("messageID", Some("messageId")),
+            ("trait", Some("traits")),
+            ("even", Some("event")),
+            ("propertie", Some("properties")),
+            ("contex", Some("context")),
+            ("group", None),
+            ("sent", None),
             ("Properties", Some("properties")),
         ] {
             let body = json!({"userId": "u1", "event": "viewed", key: 1});
