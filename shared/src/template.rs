@@ -841,6 +841,17 @@ mod tests {
         );
         let (_, _, message) = refused("{{ event.items | sort(reverse='yes') }}");
         assert!(message.contains("`reverse=` is true or false"), "{message}");
+        // A length is 0 or more.
+        let (_, _, message) = refused("{{ event.name | truncate(-5) }}");
+        assert!(
+            message.contains("`length` is a whole number, 0 or more"),
+            "{message}"
+        );
+        let (_, _, message) = refused("{{ event.name | truncate(5, leeway=-1) }}");
+        assert!(
+            message.contains("`leeway=` is a whole number, 0 or more"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! all before any send: MiniJinja finds a wrong argument only when it renders, so such a
 //! mistake would fail every message. Reads the template's syntax tree; renders nothing.
 
-use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::machinery::ast::{CallArg, Expr, Stmt, UnaryOpKind};
 use minijinja::value::ValueKind;
 use minijinja::Environment;
 
@@ -23,6 +23,8 @@ pub enum Arg {
     Text,
     /// A whole number (a `true` is 1).
     Int,
+    /// A whole number, 0 or more (a length).
+    Count,
     /// `true` or `false`, and only those.
     Bool,
     /// `true`, `false` or a whole number (`tojson`'s indent).
@@ -315,16 +317,16 @@ pub const FILTERS: &[Signature] = &[
         name: "truncate",
         usage: "truncate(40)",
         params: &[
-            ("length", Arg::Int),
+            ("length", Arg::Count),
             ("killwords", Arg::Bool),
             ("end", Arg::Text),
         ],
         required: 0,
         keywords: Keywords::Named(&[
-            ("length", Arg::Int),
+            ("length", Arg::Count),
             ("killwords", Arg::Bool),
             ("end", Arg::Text),
-            ("leeway", Arg::Int),
+            ("leeway", Arg::Count),
         ]),
         rest: false,
     },
@@ -883,6 +885,13 @@ fn literal_kind(expr: &Expr<'_>) -> Option<ValueKind> {
 
 /// Whether a literal of this kind (and value) cannot be `arg`.
 fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
+    // `-5` is the negation of a literal: a count that cannot be.
+    if let (Arg::Count, Expr::UnaryOp(u)) = (arg, expr) {
+        let negative = matches!(u.op, UnaryOpKind::Neg)
+            && matches!(&u.expr, Expr::Const(c) if c.value.kind() == ValueKind::Number
+                && f64::try_from(c.value.clone()).is_ok_and(|f| f > 0.0));
+        return negative;
+    }
     let Some(kind) = literal_kind(expr) else {
         return false;
     };
@@ -908,6 +917,16 @@ fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
                 ValueKind::Number => !integral(),
                 _ => true,
             },
+            Arg::Count => match kind {
+                ValueKind::Bool => false,
+                ValueKind::Number => {
+                    !integral()
+                        || value
+                            .and_then(|v| f64::try_from(v.clone()).ok())
+                            .is_some_and(|f| f < 0.0)
+                }
+                _ => true,
+            },
         },
     }
 }
@@ -918,6 +937,7 @@ fn said(arg: Arg) -> &'static str {
         Arg::Any => "any value",
         Arg::Text => "text in quotes",
         Arg::Int => "a whole number",
+        Arg::Count => "a whole number, 0 or more",
         Arg::Bool => "true or false",
         Arg::IntOrBool => "a whole number, true or false",
         Arg::Map => "a map like {'a': 1}",
@@ -1131,7 +1151,7 @@ mod tests {
             // `round`'s method is one of three.
             Arg::Text if param == "method" => "'floor'",
             Arg::Any | Arg::Text => "'x'",
-            Arg::Int | Arg::IntOrBool => "2",
+            Arg::Int | Arg::IntOrBool | Arg::Count => "2",
             Arg::Bool => "true",
             Arg::Map => "{'a': 1}",
         }
@@ -1141,7 +1161,7 @@ mod tests {
         match arg {
             Arg::Any => unreachable!("anything will do"),
             Arg::Text | Arg::Map => "5",
-            Arg::Int | Arg::IntOrBool | Arg::Bool => "'a'",
+            Arg::Int | Arg::IntOrBool | Arg::Bool | Arg::Count => "'a'",
         }
     }
 

@@ -4,8 +4,8 @@
 use minijinja::value::Kwargs;
 use minijinja::{Error, ErrorKind, Value};
 
-/// Jinja's `truncate(length=255, killwords=false, end='...', leeway=0)` (`leeway` by its name
-/// only): text longer than
+/// Jinja's `truncate(length=255, killwords=false, end='...', leeway=5)` (`leeway` by its name
+/// only; 5 is Jinja's default policy): text longer than
 /// `length` (plus `leeway`) is cut to `length` characters with `end` at its end, at the last
 /// space before the cut unless `killwords`. A value the user or the event does not have prints
 /// nothing, as it does without the filter; a number or other value is cut as its text.
@@ -27,7 +27,7 @@ pub fn truncate(
             ))
         }
     };
-    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(0);
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
     kwargs.assert_all_used()?;
     if value.is_undefined() || value.is_none() {
         return Ok(value);
@@ -99,16 +99,24 @@ mod tests {
                 "{{ event.name | truncate(29, leeway=2) }}",
                 "Trail running shoes, waterproof",
             ),
-            ("{{ event.name | truncate(29) }}", "Trail running shoes,..."),
+            (
+                "{{ event.name | truncate(29, leeway=0) }}",
+                "Trail running shoes,...",
+            ),
+            // Within the default leeway of 5: as it is.
+            (
+                "{{ event.name | truncate(29) }}",
+                "Trail running shoes, waterproof",
+            ),
             (
                 "{{ event.name | truncate }}",
                 "Trail running shoes, waterproof",
             ),
-            ("{{ event.n | truncate(5, true) }}", "12..."),
+            ("{{ event.n | truncate(5, true, leeway=0) }}", "12..."),
             ("[{{ event.none | truncate(5) }}]", "[]"),
             ("[{{ event.missing | truncate(5) }}]", "[]"),
             (
-                "{{ 'Straße Ünïcødé' | truncate(9, true, '') }}",
+                "{{ 'Straße Ünïcødé' | truncate(9, true, '', leeway=0) }}",
                 "Straße Ün",
             ),
         ] {
