@@ -883,8 +883,14 @@ fn near_miss(key: &str) -> Option<&'static str> {
     if extends {
         return None;
     }
-    crate::dsl::closest(key, CALL_FIELDS.iter().copied())
-        .filter(|m| key.chars().count() > 5 || crate::dsl::edit_distance(key, m) <= 1)
+    // Compared in one case (`Trait` is `trait`).
+    let lowered: Vec<(String, &'static str)> = CALL_FIELDS
+        .iter()
+        .map(|f| (f.to_ascii_lowercase(), *f))
+        .collect();
+    let near = crate::dsl::closest(&lower, lowered.iter().map(|(l, _)| l.as_str()))?;
+    let (near, field) = lowered.iter().find(|(l, _)| l == near)?;
+    (key.chars().count() > 5 || crate::dsl::edit_distance(&lower, near) <= 1).then_some(*field)
 }
 
 fn is_absent(value: Option<&Value>) -> bool {
@@ -2309,6 +2315,8 @@ mod tests {
             ("timestmp", Some("timestamp")),
             ("messageID", Some("messageId")),
             ("trait", Some("traits")),
+            ("Trait", Some("traits")),
+            ("Even", Some("event")),
             ("even", Some("event")),
             ("propertie", Some("properties")),
             ("contex", Some("context")),
