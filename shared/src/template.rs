@@ -844,7 +844,7 @@ mod tests {
         // A length is 0 or more.
         let (_, _, message) = refused("{{ event.name | truncate(-5) }}");
         assert!(
-            message.contains("`length` is a whole number, 0 or more"),
+            message.contains("`length` is a whole number, 0 or more, not `-5`"),
             "{message}"
         );
         let (_, _, message) = refused("{{ event.name | truncate(5, leeway=-1) }}");

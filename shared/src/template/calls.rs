@@ -1102,6 +1102,7 @@ fn written(expr: &Expr<'_>) -> String {
         },
         Expr::List(_) | Expr::Tuple(_) => "a list".to_string(),
         Expr::Map(_) => "a map".to_string(),
+        Expr::UnaryOp(u) if matches!(u.op, UnaryOpKind::Neg) => format!("-{}", written(&u.expr)),
         _ => "it".to_string(),
     }
 }

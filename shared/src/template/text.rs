@@ -36,7 +36,7 @@ pub fn truncate(
         Some(s) => s.to_string(),
         None => value.to_string(),
     };
-    if text.chars().count() <= length + leeway {
+    if text.chars().count() <= length.saturating_add(leeway) {
         return Ok(Value::from(text));
     }
     // A length shorter than its end (Jinja refuses it) is a hard cut with no end.
@@ -126,5 +126,10 @@ mod tests {
         assert_eq!(show("{{ event.name | truncate(2) }}").as_deref(), Ok("Tr"));
         assert!(show("{{ event.name | truncate(5, end=5) }}").is_err());
         assert!(show("{{ event.name | truncate(5, lenght=3) }}").is_err());
+        // A length past any text: as it is (no overflow with the leeway).
+        assert_eq!(
+            show("{{ event.name | truncate(18446744073709551615) }}").as_deref(),
+            Ok("Trail running shoes, waterproof")
+        );
     }
 }
