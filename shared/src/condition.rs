@@ -1618,6 +1618,22 @@ impl ValuePath {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// What it holds in `scope` as the timeline shows values (as [`Condition::values`] does:
+    /// cut short; not shown when the path or the value looks like an address or a secret);
+    /// `None` when it holds nothing.
+    pub fn shown(&self, scope: &Scope<'_>) -> Option<String> {
+        let v = self.lookup(scope).filter(|v| !v.is_null())?;
+        Some(if self.path.is_private() {
+            "(not shown)".to_string()
+        } else {
+            let key = match self.path.segments.last() {
+                Some(Segment::Key(k)) => k.as_str(),
+                _ => "",
+            };
+            shown(key, v)
+        })
+    }
 }
 
 /// Why `src` is not a path to a time (`wait_until.date`), and what to write instead.
@@ -1802,6 +1818,27 @@ mod tests {
             "orders": 0,
             "emails": [],
         })
+    }
+
+    /// A date path's value is shown as a condition's values are: a path that names a secret
+    /// anywhere along it is not.
+    #[test]
+    fn a_value_path_shows_what_it_holds_as_conditions_do() {
+        let profile = json!({"renews_on": "soon", "card": {"expires": "12/27"}, "none": null});
+        let scope = Scope {
+            event: &Value::Null,
+            profile: &profile,
+            now: now(),
+            zone: None,
+        };
+        let shown = |p: &str| ValuePath::parse(p).expect("a path").shown(&scope);
+        assert_eq!(shown("profile.renews_on").as_deref(), Some("\"soon\""));
+        assert_eq!(
+            shown("profile.card.expires").as_deref(),
+            Some("(not shown)")
+        );
+        assert_eq!(shown("profile.none"), None);
+        assert_eq!(shown("profile.missing"), None);
     }
 
     /// `anniversary(path)` holds on the day and month of the date the path holds, in the user's

@@ -187,8 +187,13 @@ fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay,
 /// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
 /// 09:00 are over at 09:00.
 /// How late a transition may be taken for a `wait_until` reached within its minute in the
-/// journey's own time to go on at once (see [`at_its_minute`]): a queue's lag and a few retries.
+/// journey's own time to go on at once (see [`at_its_minute`]), when that time is an app's
+/// event's stamp: a queue's lag and a few retries.
 const AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_mins(15);
+/// The same when that time is the engine's own (a schedule's run, a wake-up's due time): a
+/// long scan or a backlog, not an outage of days (a `weekdays: [mon]` wait reached on Monday
+/// and taken on Wednesday waits for the next Monday).
+const ENGINE_AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_hours(3);
 
 fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
@@ -270,6 +275,7 @@ pub fn enter_after(
     if let Some(ended) = ended.filter(|e| *e >= at) {
         // Strictly after that end: an event at its instant may be the one that ended it.
         run.since = ended.min(ctx.now);
+        run.since_is_engines = true;
         run.after_known = true;
     }
     run.log(
@@ -1151,6 +1157,9 @@ struct Run<'a> {
     /// `wait_for` begins then, so that an engine behind its queue (a backlog, a retry) waits for
     /// the events that happened since, as one on time would have.
     since: Timestamp,
+    /// Whether `since` is the engine's own time (a wake-up's due time, a schedule's run) rather
+    /// than an app's event's stamp.
+    since_is_engines: bool,
     /// What moved the user: the event a `wait_for` this transition reaches must not hear.
     mover: Mover<'a>,
     /// The events a `wait_for` this transition reaches must not hear (messageIds): those the
@@ -1178,6 +1187,7 @@ impl<'a> Run<'a> {
             updated: None,
             passed_dates: Vec::new(),
             since: ctx.now,
+            since_is_engines: true,
             mover: Mover::WakeUp,
             heard: None,
             after_known: false,
@@ -1187,6 +1197,19 @@ impl<'a> Run<'a> {
     /// The transition was moved by what happened at `at`: the trigger, an event or a wake-up.
     fn moved_at(mut self, at: Timestamp, mover: Mover<'a>) -> Self {
         self.since = at.min(self.ctx.now);
+        // A wake-up's due time and a schedule's or inactivity's entry are the engine's own; an
+        // app's event's (or event trigger's) time is its stamp.
+        self.since_is_engines = match mover {
+            Mover::WakeUp => true,
+            Mover::Event(_) => false,
+            Mover::Trigger => matches!(
+                self.ctx.journey.trigger.kind(),
+                Some(
+                    crate::journey::TriggerKind::Schedule(_)
+                        | crate::journey::TriggerKind::Inactive(_)
+                )
+            ),
+        };
         self.after_known = match mover {
             Mover::Event(id) => Enrollment::is_late_reply(id),
             Mover::Trigger | Mover::WakeUp => false,
@@ -1372,20 +1395,14 @@ impl<'a> Run<'a> {
                         // little behind its queue, or a retry, takes at 09:01) counts as well as
                         // the clock, up to [`AT_ITS_MINUTE_LATE`] ago: an event stamped 09:00
                         // that arrives in the evening, or days late, waits for the next 09:00.
-                        // (A schedule's entry or a wake-up is the engine's own time, however
-                        // late it is taken; only an app's event's stamp is bounded.)
-                        let engines_own = match self.mover {
-                            Mover::WakeUp => true,
-                            Mover::Event(_) => false,
-                            Mover::Trigger => matches!(
-                                j.trigger.kind(),
-                                Some(
-                                    crate::journey::TriggerKind::Schedule(_)
-                                        | crate::journey::TriggerKind::Inactive(_)
-                                )
-                            ),
+                        // (A schedule's entry or a wake-up, the engine's own time, up to a few
+                        // hours: a long scan; an app's event's stamp, minutes.)
+                        let late = if self.since_is_engines {
+                            ENGINE_AT_ITS_MINUTE_LATE
+                        } else {
+                            AT_ITS_MINUTE_LATE
                         };
-                        let recent = engines_own || now - self.since <= AT_ITS_MINUTE_LATE;
+                        let recent = now - self.since <= late;
                         let came = at_its_minute(w, self.since, &tz)
                             .filter(|_| recent)
                             .or_else(|| at_its_minute(w, now, &tz))
@@ -1414,16 +1431,7 @@ impl<'a> Run<'a> {
                     match date_wait(w, &self.scope(), &tz, self.ctx.now) {
                         DateWait::Missing => {
                             // What it held, as the timeline shows values (an address not).
-                            let held = w
-                                .date
-                                .as_ref()
-                                .and_then(|d| d.lookup(&self.scope()))
-                                .filter(|v| !v.is_null())
-                                .map(|v| {
-                                    let written = path.to_string();
-                                    let key = written.rsplit('.').next().unwrap_or_default();
-                                    crate::condition::shown(key, v)
-                                });
+                            let held = w.date.as_ref().and_then(|d| d.shown(&self.scope()));
                             let reason = match held {
                                 None => format!("{why}: {path} is missing"),
                                 Some(v) => format!(
@@ -1507,6 +1515,7 @@ impl<'a> Run<'a> {
                         // What follows goes on from that event (or now, for one stamped ahead
                         // of the clock).
                         self.since = t.min(self.ctx.now);
+                        self.since_is_engines = false;
                         self.after_known = false;
                         self.heard().push(id_met);
                         current = w.on_event.clone().or_else(default_next);

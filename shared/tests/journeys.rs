@@ -6826,6 +6826,71 @@ steps:
     h.advance_to(at("2026-12-01T09:00:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-01T08:40:00Z cal email s: d"]);
 
+    // After a `wait_for` met at once by an app's event, the journey's time is that event's
+    // stamp, bounded as an event's: the app_opened stamped 09:00:30 Paris came an hour before
+    // the late run took the entry, so 09:00 is tomorrow's.
+    let opened = r#"
+id: o
+name: O
+trigger: {schedule: {cron: "0 9 * * *", timezone: user}}
+reentry: never
+steps:
+  - id: opened
+    wait_for: {event: app_opened, timeout: 1d, on_timeout: done}
+  - id: until
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {email: {subject: "o", text: "x"}}
+  - id: done
+    exit: true
+"#;
+    let h = Harness::new("2026-11-30T12:00:00Z");
+    h.publish(opened).await;
+    h.play(&[
+        user("dee"),
+        r#"{"at":"2026-12-01T08:50:00Z","userId":"dee","event":"app_opened","messageId":"a-1","timestamp":"2026-12-01T08:00:30Z"}"#.to_string(),
+    ].join("\n"))
+    .await;
+    h.clock.set(at("2026-12-01T09:00:00Z"));
+    let enter = waymark::queue::Message::Enter {
+        user_id: "dee".into(),
+        journey: "o".into(),
+        cause: "schedule:2026-12-01T08:00:00Z".into(),
+        at: at("2026-12-01T08:00:00Z"),
+    };
+    h.rt.handle(&enter).await.expect("entered");
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-02T08:00:00Z dee email s: o"]);
+
+    // A wake-up taken days late (an outage) is not at its minute: a Monday-only wait reached
+    // on Monday and taken on Wednesday waits for the next Monday.
+    let monday = r#"
+id: mo
+name: Mo
+trigger: {event: t}
+steps:
+  - id: pause
+    wait: 10m
+  - id: until
+    wait_until: {time: "09:00", weekdays: [mon]}
+  - id: s
+    send: {email: {subject: "mo", text: "x"}}
+"#;
+    let h = Harness::new("2026-11-30T06:00:00Z");
+    h.publish(monday).await;
+    // 2026-11-30 is a Monday: the wake-up is due at 09:00 Paris, and taken on Wednesday.
+    h.play(
+        &[
+            user("eli").replace("2026-11-30T12:00:00Z", "2026-11-30T07:00:00Z"),
+            r#"{"at":"2026-11-30T07:50:00Z","userId":"eli","event":"t"}"#.to_string(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.clock.set(at("2026-12-02T14:00:00Z"));
+    h.advance_to(at("2026-12-08T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-07T08:00:00Z eli email s: mo"]);
+
     // Much later (an event stamped 09:00:10 that arrives in the evening, or days later): the
     // next 09:00, not at once at any hour.
     let late = [
