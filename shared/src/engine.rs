@@ -275,7 +275,6 @@ pub fn enter_after(
     if let Some(ended) = ended.filter(|e| *e >= at) {
         // Strictly after that end: an event at its instant may be the one that ended it.
         run.since = ended.min(ctx.now);
-        run.since_is_engines = true;
         run.after_known = true;
     }
     run.log(

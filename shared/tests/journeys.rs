@@ -6862,6 +6862,37 @@ steps:
     h.advance_to(at("2026-12-03T00:00:00Z")).await;
     assert_eq!(h.outbox(), ["2026-12-02T08:00:00Z dee email s: o"]);
 
+    // A re-entry's journey time is its previous enrollment's end, but what moved it is the
+    // app's trigger, delivered late: bounded as an event's. Her first enrollment sends at
+    // 09:00 and ends at 09:00:20; the second trigger, stamped 09:00:10, arrives at 11:30.
+    let again = r#"
+id: ag
+name: Ag
+trigger: {event: t}
+reentry: after_exit
+steps:
+  - id: until
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {email: {subject: "ag", text: "x"}}
+  - id: linger
+    wait: 20s
+"#;
+    let script = [
+        user("fen"),
+        r#"{"at":"2026-12-01T07:00:00Z","userId":"fen","event":"t","messageId":"t-1"}"#.to_string(),
+        r#"{"at":"2026-12-01T10:30:00Z","userId":"fen","event":"t","messageId":"t-2","timestamp":"2026-12-01T08:00:10Z"}"#.to_string(),
+    ]
+    .join("\n");
+    let out = sim(&[again], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T08:00:00Z fen email s: ag",
+            "2026-12-02T08:00:00Z fen email s: ag",
+        ]
+    );
+
     // A wake-up taken days late (an outage) is not at its minute: a Monday-only wait reached
     // on Monday and taken on Wednesday waits for the next Monday.
     let monday = r#"
