@@ -135,6 +135,15 @@ impl Condition {
         values_of([self], scope)
     }
 
+    /// Why the condition did not hold, for a timeline: `` `where: event.total > 10` was false
+    /// (event.total = 5) `` (what its paths held, as [`Condition::values`] says).
+    pub fn why_false(&self, scope: &Scope<'_>) -> String {
+        match self.values(scope).as_str() {
+            "" => format!("`where: {}` was false", self.source),
+            values => format!("`where: {}` was false ({values})", self.source),
+        }
+    }
+
     /// Whether the condition holds. Never panics; a missing or mistyped value makes a comparison
     /// false rather than an error.
     pub fn eval(&self, scope: &Scope<'_>) -> bool {

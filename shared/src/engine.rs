@@ -177,15 +177,10 @@ impl Ctx<'_> {
 /// What a `wait_until` on the time of day alone waits for after `now` in zone `tz`: its time
 /// (midnight when it names none) and the instant.
 fn next_time_of_day(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> (TimeOfDay, Timestamp) {
-    let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+    let time = w.time_or_midnight();
     (time, next_local_time(now, tz, time, &w.weekdays))
 }
 
-/// The instant of a `wait_until`'s time of day (midnight when it names none) today in zone
-/// `tz`, when `now` is within its minute on one of its weekdays: the wall clock reads 09:00
-/// for `09:00` (for a time the clocks skip, the minute after the gap; in the hour the clocks go
-/// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
-/// 09:00 are over at 09:00.
 /// How late a transition may be taken for a `wait_until` reached within its minute in the
 /// journey's own time to go on at once (see [`at_its_minute`]), when that time is an app's
 /// event's stamp: a queue's lag and a few retries.
@@ -195,8 +190,13 @@ const AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_mins(15);
 /// and taken on Wednesday waits for the next Monday).
 const ENGINE_AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_hours(3);
 
+/// The instant of a `wait_until`'s time of day (midnight when it names none) today in zone
+/// `tz`, when `now` is within its minute on one of its weekdays: the wall clock reads 09:00
+/// for `09:00` (for a time the clocks skip, the minute after the gap; in the hour the clocks go
+/// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
+/// 09:00 are over at 09:00.
 fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-    let time = w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 });
+    let time = w.time_or_midnight();
     let date = now.to_zoned_datetime(tz.clone()).date();
     let day_ok = w.weekdays.is_empty() || w.weekdays.iter().any(|d| d.to_jiff() == date.weekday());
     if !day_ok {
@@ -207,20 +207,14 @@ fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timesta
 }
 
 /// Whether an event matches an `event`/`where` pair.
-pub fn matches(
-    m: &EventMatch,
-    event: &Event,
-    profile: &Value,
-    now: Timestamp,
-    zone: Option<&str>,
-) -> bool {
+pub fn matches(m: &EventMatch, event: &Event, profile: &Value, ctx: &Ctx<'_>) -> bool {
     event.event.as_deref() == Some(m.event.as_str())
         && m.condition.as_ref().is_none_or(|c| {
             c.eval(&Scope {
                 event: &event.properties,
                 profile,
-                now,
-                zone,
+                now: ctx.now,
+                zone: ctx.journey.timezone.as_deref(),
             })
         })
 }
@@ -544,7 +538,7 @@ pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
     ctx.journey
         .exit_when
         .iter()
-        .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
+        .any(|m| matches(m, event, &profile, ctx))
 }
 
 /// The goal's event happened at `at`, after the trigger, but reached the engine before the
@@ -600,13 +594,7 @@ pub fn convert_previous(
         event: goal.event.clone(),
         condition: goal.condition.clone(),
     };
-    if !matches(
-        &m,
-        event,
-        &ctx.profile.scope(),
-        ctx.now,
-        ctx.journey.timezone.as_deref(),
-    ) {
+    if !matches(&m, event, &ctx.profile.scope(), ctx) {
         return None;
     }
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
@@ -707,13 +695,7 @@ fn event_of(
         if run.enrollment.converted_at.is_none()
             && converted != Some(event.timestamp)
             && event.timestamp <= deadline
-            && matches(
-                &m,
-                event,
-                &profile,
-                ctx.now,
-                ctx.journey.timezone.as_deref(),
-            )
+            && matches(&m, event, &profile, ctx)
         {
             run.enrollment.converted_at = Some(event.timestamp);
             let step = run.enrollment.step.clone();
@@ -736,9 +718,7 @@ fn event_of(
     let exits = if exit_met {
         j.exit_when.iter().any(|m| m.event == name)
     } else {
-        j.exit_when
-            .iter()
-            .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
+        j.exit_when.iter().any(|m| matches(m, event, &profile, ctx))
     };
     if exits {
         run.exit(name);
@@ -769,13 +749,7 @@ fn event_of(
         if timeout.is_some_and(|p| event.timestamp > p.at) {
             return changed.then(|| run.finish());
         }
-        if matches(
-            &m,
-            event,
-            &profile,
-            ctx.now,
-            ctx.journey.timezone.as_deref(),
-        ) {
+        if matches(&m, event, &profile, ctx) {
             run.cancel_pending(&step, "event");
             run.enrollment.waiting_for = None;
             let next = w
@@ -810,11 +784,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         zone: ctx.journey.timezone.as_deref(),
     };
     let said = |by: &str, c: &crate::condition::Condition| {
-        let values = c.values(&scope);
-        let detail = match values.as_str() {
-            "" => format!("`where: {}` was false", c.source()),
-            v => format!("`where: {}` was false ({v})", c.source()),
-        };
+        let detail = c.why_false(&scope);
         Entry {
             at: ctx.now,
             journey: enrollment.journey.clone(),
@@ -827,10 +797,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
             },
         }
     };
-    if j.exit_when
-        .iter()
-        .any(|m| matches(m, event, &profile, ctx.now, ctx.journey.timezone.as_deref()))
-    {
+    if j.exit_when.iter().any(|m| matches(m, event, &profile, ctx)) {
         return Vec::new();
     }
     let mut out: Vec<Entry> = j
@@ -1408,8 +1375,7 @@ impl<'a> Run<'a> {
                             .filter(|at| self.enrollment.time_came != Some(*at));
                         if let Some(at) = came {
                             self.enrollment.time_came = Some(at);
-                            let time =
-                                String::from(w.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 }));
+                            let time = String::from(w.time_or_midnight());
                             let why = format!("wait_until {time}");
                             self.log(Some(&id), What::Waiting { until: now, why });
                             self.log(

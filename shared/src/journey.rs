@@ -467,6 +467,11 @@ pub struct WaitUntil {
 }
 
 impl WaitUntil {
+    /// The time of day it waits for: its `time`, midnight when it names none.
+    pub fn time_or_midnight(&self) -> TimeOfDay {
+        self.time.unwrap_or(TimeOfDay { hour: 0, minute: 0 })
+    }
+
     /// What a `date` wait waits for, as the timeline and the flowchart say it
     /// (`event.starts_at - 1d at 09:00`); `None` for a wait on the time of day alone.
     pub fn date_text(&self) -> Option<String> {

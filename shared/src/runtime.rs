@@ -850,10 +850,7 @@ impl Runtime {
                         zone: p.journey.timezone.as_deref(),
                     };
                     if !c.eval(&scope) {
-                        let detail = match c.values(&scope).as_str() {
-                            "" => format!("`where: {}` was false", c.source()),
-                            values => format!("`where: {}` was false ({values})", c.source()),
-                        };
+                        let detail = c.why_false(&scope);
                         let refused =
                             self.refusal(&p.journey, "inactive", None, "condition", detail);
                         return self.keep_refusal(user_id, &cause, Some(refused)).await;
