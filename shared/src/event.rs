@@ -865,31 +865,36 @@ const CALL_FIELDS: &[&str] = &[
 /// a short word only by one letter (`page`, `time`, `user` are two from `name`, `type`,
 /// `userId`).
 fn near_miss(key: &str) -> Option<&'static str> {
-    let lower = key.to_ascii_lowercase();
+    // Whether `s` starts with `prefix`, in either case.
+    let starts = |s: &str, prefix: &str| {
+        s.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
     // Written in other letters (`userID`, `Properties`): the field meant.
-    if let Some(f) = CALL_FIELDS.iter().find(|f| f.to_ascii_lowercase() == lower) {
+    if let Some(f) = CALL_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(key)) {
         return Some(f);
     }
     // A name that goes on from a field's (`channelId`, `timestamp_ms`), or one of the words a
     // field's name is made of (`message` of `messageId`, `user` of `userId`), is a sender's
     // own; one cut inside a word (`trait`, `even`, `propertie`) is a slip.
     let extends = CALL_FIELDS.iter().any(|f| {
-        let rest_of_field = f
-            .get(key.len()..)
-            .filter(|_| f.to_ascii_lowercase().starts_with(&lower));
-        lower.starts_with(&f.to_ascii_lowercase())
-            || rest_of_field.is_some_and(|r| r.starts_with(|c: char| c.is_ascii_uppercase()))
+        starts(key, f)
+            || (starts(f, key) && f[key.len()..].starts_with(|c: char| c.is_ascii_uppercase()))
     });
     if extends {
         return None;
     }
     // Compared in one case (`Trait` is `trait`).
-    let lowered: Vec<(String, &'static str)> = CALL_FIELDS
-        .iter()
-        .map(|f| (f.to_ascii_lowercase(), *f))
-        .collect();
-    let near = crate::dsl::closest(&lower, lowered.iter().map(|(l, _)| l.as_str()))?;
-    let (near, field) = lowered.iter().find(|(l, _)| l == near)?;
+    static LOWERED: std::sync::LazyLock<Vec<(String, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            CALL_FIELDS
+                .iter()
+                .map(|f| (f.to_ascii_lowercase(), *f))
+                .collect()
+        });
+    let lower = key.to_ascii_lowercase();
+    let near = crate::dsl::closest(&lower, LOWERED.iter().map(|(l, _)| l.as_str()))?;
+    let (near, field) = LOWERED.iter().find(|(l, _)| l == near)?;
     (key.chars().count() > 5 || crate::dsl::edit_distance(&lower, near) <= 1).then_some(*field)
 }
 
