@@ -513,8 +513,10 @@ impl Walk<'_, '_> {
     fn args(&mut self, args: &[CallArg<'_>]) {
         for a in args {
             match a {
-                CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) => self.expr(e),
-                CallArg::KwargSplat(e) => self.expr(e),
+                CallArg::Pos(e)
+                | CallArg::Kwarg(_, e)
+                | CallArg::PosSplat(e)
+                | CallArg::KwargSplat(e) => self.expr(e),
             }
         }
     }
@@ -1255,15 +1257,10 @@ mod tests {
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
-    /// Every filter, test and function the environment offers has a signature.
+    /// Every function the environment offers has a signature (its filters and tests are the
+    /// tables' names: `the_suggested_names_are_minijinjas` holds each one known to it).
     #[test]
     fn every_filter_test_and_function_is_in_the_table() {
-        for name in crate::template::FILTERS {
-            assert!(FILTERS.iter().any(|s| s.name == *name), "filter {name}");
-        }
-        for name in crate::template::TESTS {
-            assert!(TESTS.iter().any(|s| s.name == *name), "test {name}");
-        }
         let env = crate::template::env();
         for (name, _) in env.globals() {
             assert!(FUNCTIONS.iter().any(|s| s.name == name), "function {name}");

@@ -31,7 +31,7 @@ fn not_a_number(filter: &str, value: &Value) -> Error {
 }
 
 /// Whether `value` is missing: printed as nothing, so passed on as it is.
-fn missing(value: &Value) -> bool {
+pub(super) fn missing(value: &Value) -> bool {
     value.is_undefined() || value.is_none()
 }
 

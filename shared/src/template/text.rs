@@ -18,24 +18,20 @@ pub fn truncate(
 ) -> Result<Value, Error> {
     let length = pick("length", length, kwargs.get("length")?, 255)?;
     let killwords = pick("killwords", killwords, kwargs.get("killwords")?, false)?;
-    let end = match pick("end", end, kwargs.get("end")?, Value::from("..."))? {
-        e if e.as_str().is_some() => e.as_str().unwrap_or_default().to_string(),
-        e => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("truncate: its end is text in quotes, not {e}"),
-            ))
-        }
+    let end = pick("end", end, kwargs.get("end")?, Value::from("..."))?;
+    let Some(end) = end.as_str().map(str::to_string) else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("truncate: its end is text in quotes, not {end}"),
+        ));
     };
     let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
     kwargs.assert_all_used()?;
-    if value.is_undefined() || value.is_none() {
+    if super::number::missing(&value) {
         return Ok(value);
     }
-    let text = match value.as_str() {
-        Some(s) => s.to_string(),
-        None => value.to_string(),
-    };
+    // A string's text as it is; another value's as it prints.
+    let text = value.to_string();
     if text.chars().count() <= length.saturating_add(leeway) {
         return Ok(Value::from(text));
     }
