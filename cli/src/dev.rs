@@ -936,7 +936,8 @@ impl Watcher {
                 continue;
             }
             self.seen.insert(file.clone(), m);
-            if let Some((id, all)) = declared_id(&file).and_then(|id| clashing.get_key_value(&id)) {
+            // (`clashing` was read from the files at this look: this one's id is in it.)
+            if let Some((id, all)) = clashing.iter().find(|(_, all)| all.contains(&file)) {
                 let others: Vec<String> = all
                     .iter()
                     .filter(|f| **f != file)

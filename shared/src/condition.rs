@@ -349,9 +349,7 @@ pub fn values_of<'c>(
             // Kept out of the timeline, as out of the logs it goes to.
             Some(v) if p.is_private() || looks_like_an_address(v) => format!("{p} set (not shown)"),
             // Whatever it holds inside (a customer's email, an address) is not shown either.
-            Some(Value::Object(m)) => format!("{p} = an object of {}", count(m.len(), "key")),
-            Some(Value::Array(items)) => format!("{p} = a list of {}", count(items.len(), "item")),
-            Some(v) => format!("{p} = {}", shown_value(v)),
+            Some(v) => format!("{p} = {}", shown("", v)),
         })
         .collect();
     if paths.len() > SHOWN_PATHS {
@@ -1633,14 +1631,11 @@ impl ValuePath {
     /// `None` when it holds nothing.
     pub fn shown(&self, scope: &Scope<'_>) -> Option<String> {
         let v = self.lookup(scope).filter(|v| !v.is_null())?;
+        // The path's own keys are judged here (all of them); `shown` judges the value.
         Some(if self.path.is_private() {
             "(not shown)".to_string()
         } else {
-            let key = match self.path.segments.last() {
-                Some(Segment::Key(k)) => k.as_str(),
-                _ => "",
-            };
-            shown(key, v)
+            shown("", v)
         })
     }
 }

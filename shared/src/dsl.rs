@@ -567,9 +567,7 @@ fn explain(message: &str) -> String {
             .or_else(|| given.strip_prefix("floating point `"))
             .map(|n| n.trim_end_matches('`'))
     }) {
-        return format!(
-            "`{n}` has no unit: write \"{n}s\", \"{n}m\", \"{n}h\" or \"{n}d\" (units: w, d, h, m, s)"
-        );
+        return format!("`{n}` {}", crate::duration::no_unit(n));
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.trim_end_matches('`');

@@ -156,27 +156,32 @@ fn check_range(s: &str, secs: u64) -> Result<Duration, DurationError> {
     Ok(Duration { secs })
 }
 
+/// What to write for a number `n` given as a duration with no unit.
+pub fn no_unit(n: &str) -> String {
+    format!("has no unit: write \"{n}s\", \"{n}m\", \"{n}h\" or \"{n}d\" (units: w, d, h, m, s)")
+}
+
 /// The message for a string that does not parse, with a concrete suggestion where one is clear.
 fn explain(s: &str, problem: Problem) -> String {
     match problem {
         Problem::Empty => format!("a duration can't be empty: {EXAMPLES}"),
-        Problem::Negative => format!("\"{s}\" is negative: a duration is at least \"1s\"; {EXAMPLES}"),
+        Problem::Negative => {
+            format!("\"{s}\" is negative: a duration is at least \"1s\"; {EXAMPLES}")
+        }
         Problem::Overflow => {
             format!("\"{s}\" is too long: a duration is at most a year, \"366d\"")
         }
-        Problem::NoUnit if s.bytes().all(|b| b.is_ascii_digit()) => format!(
-            "\"{s}\" has no unit: write \"{s}s\", \"{s}m\", \"{s}h\" or \"{s}d\" (units: w, d, h, m, s)"
-        ),
-        Problem::Order => {
-            match suggestion(s) {
-                Some(better) => format!(
-                    "\"{s}\" is not a duration: write each unit once, largest first, like \"{better}\""
-                ),
-                None => format!(
-                    "\"{s}\" is not a duration: write each unit once, largest first, like \"1h30m\""
-                ),
-            }
+        Problem::NoUnit if s.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("\"{s}\" {}", no_unit(s))
         }
+        Problem::Order => match suggestion(s) {
+            Some(better) => format!(
+                "\"{s}\" is not a duration: write each unit once, largest first, like \"{better}\""
+            ),
+            None => format!(
+                "\"{s}\" is not a duration: write each unit once, largest first, like \"1h30m\""
+            ),
+        },
         // `M` is minutes in no duration syntax Waymark knows, and months in many: not `1m`.
         Problem::NoUnit | Problem::Syntax if has_unit(s, &["m"]) && s.trim().ends_with('M') => {
             format!(

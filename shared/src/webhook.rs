@@ -93,7 +93,11 @@ fn fixed_before_data(template: &str) -> Option<&str> {
 /// scheme, host and port, up to the `/`, `?` or `#` that ends it; or the whole URL is data
 /// (`{{ profile.webhook_url }}`), the journey's explicit choice. `None` for a URL with no data.
 pub fn template_host_problem(template: &str) -> Option<String> {
-    let fixed = fixed_before_data(template)?;
+    fixed_host_problem(fixed_before_data(template)?)
+}
+
+/// [`template_host_problem`] of the text a URL template has before its first tag.
+fn fixed_host_problem(fixed: &str) -> Option<String> {
     let Some(scheme_end) = fixed.find("://") else {
         return Some(format!(
             "has data in its scheme: write `https://` and the host out before any `{{{{ }}}}`, or give the whole URL from data: {WEBHOOK_URL_ADVICE}"
@@ -113,7 +117,7 @@ pub fn template_host_problem(template: &str) -> Option<String> {
 /// before that check, any data in the host at all.
 pub fn host_problem(template: &str, url: &str) -> Option<String> {
     let fixed = fixed_before_data(template)?;
-    if let Some(why) = template_host_problem(template) {
+    if let Some(why) = fixed_host_problem(fixed) {
         return Some(why);
     }
     let after = fixed.find("://").map(|i| &fixed[i + 3..])?;

@@ -589,10 +589,10 @@ mod tests {
         runtime_of(sender, HELLO_HOOK).await.0
     }
 
-    /// A runtime running `journey` and calling `sender`, and its queue and clock.
     /// A journey of one webhook call a user, on `signed_up`.
     const HELLO_HOOK: &str = "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {webhook: {url: \"https://hooks.example/{{ user_id }}\"}}\n";
 
+    /// A runtime running `journey` and calling `sender`, and its queue and clock.
     async fn runtime_of(
         sender: Arc<dyn crate::provider::Sender>,
         journey: &str,
