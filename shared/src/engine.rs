@@ -14,8 +14,8 @@ use crate::condition::Scope;
 use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
-    Action, Channel, EventMatch, Journey, QuietHours, Send, SmsType, Template, TimeOfDay, Update,
-    WaitUntil, Weekday,
+    Action, Channel, EventMatch, Journey, QuietHours, Reentry, Send, SmsType, Template, TimeOfDay,
+    TriggerKind, Update, WaitUntil, Weekday,
 };
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
@@ -825,6 +825,67 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         }
     }
     out
+}
+
+/// Why `j`'s entry rule refuses `profile`, whose last entry was `e`, another entry on a trigger
+/// at `at`, if it does.
+///
+/// `after:` runs from the last entry's trigger to this one's: the times the user did them, or
+/// the minutes a schedule's cron named, so that neither a late event nor a scheduler a few
+/// seconds later one week than the last moves it (on purpose, a trigger that arrives days late
+/// counts from when it happened, as the API took it); whole days are days in the user's zone
+/// ([`reentry_zone`]: the same local time N days on), so a weekly schedule with `after: 7d`
+/// enters every week across a change of the clocks.
+pub fn reentry_refusal(
+    j: &Journey,
+    e: &Enrollment,
+    at: Timestamp,
+    profile: &Profile,
+) -> Option<String> {
+    match j.reentry {
+        Reentry::Never => Some(format!(
+            "`reentry: never`, and the user entered on {}",
+            e.entered_at
+        )),
+        Reentry::AfterExit => None,
+        Reentry::After(d) => {
+            let again = reentry_from(e.trigger.at, d, &reentry_zone(j, profile));
+            (again > at).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
+        }
+    }
+}
+
+/// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again:
+/// whole days on in `zone`, other lengths exactly.
+pub fn reentry_from(
+    last: Timestamp,
+    d: crate::duration::Duration,
+    zone: &jiff::tz::TimeZone,
+) -> Timestamp {
+    let exact = last + d.to_jiff();
+    let secs = d.as_secs();
+    if secs == 0 || !secs.is_multiple_of(86_400) {
+        return exact;
+    }
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+    last.to_zoned_datetime(zone.clone())
+        .checked_add(jiff::Span::new().days(days))
+        .map(|z| z.timestamp())
+        .unwrap_or(exact)
+}
+
+/// The zone whose days `reentry: after` counts for `profile` in `j`: a schedule's own zone
+/// when its cron runs in one, else the user's (the journey's `timezone`, then UTC).
+pub fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
+    match j.trigger.kind() {
+        Some(TriggerKind::Schedule(s)) if s.timezone != "user" => {
+            crate::template::zone_of(Some(&s.timezone), None)
+        }
+        _ => crate::template::zone_of(
+            profile.traits.get("timezone").and_then(Value::as_str),
+            j.timezone.as_deref(),
+        ),
+    }
 }
 
 /// A subject as one line: each run of line breaks (and other control characters) in what a

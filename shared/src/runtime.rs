@@ -869,8 +869,8 @@ impl Runtime {
                     p.journey.reentry,
                     enrollments.get(journey.as_str()),
                 ) {
-                    let zone = reentry_zone(&p.journey, &profile);
-                    let again = reentry_from(l.enrollment.trigger.at, d, &zone);
+                    let zone = engine::reentry_zone(&p.journey, &profile);
+                    let again = engine::reentry_from(l.enrollment.trigger.at, d, &zone);
                     if again > now {
                         let check = Message::Inactivity {
                             user_id: user_id.clone(),
@@ -2227,7 +2227,7 @@ impl Runtime {
                     detail,
                 )));
             }
-            if let Some(detail) = reentry_refusal(j, e, trigger.at, profile) {
+            if let Some(detail) = engine::reentry_refusal(j, e, trigger.at, profile) {
                 return Ok(Some(self.refusal(
                     j,
                     &trigger.event,
@@ -2374,7 +2374,7 @@ impl Runtime {
             }
         }
         Ok(latest.and_then(|e| {
-            reentry_refusal(j, &e, at, profile).map(|detail| {
+            engine::reentry_refusal(j, &e, at, profile).map(|detail| {
                 let detail = format!(
                     "{detail} (as the anonymous visitor `{}` she turned out to be)",
                     e.user_id
@@ -4477,65 +4477,8 @@ fn ends_at_merge(
     if hers.is_active() {
         return Some(format!("{into_id} is in this journey already"));
     }
-    reentry_refusal(j, hers, theirs.trigger.at, into)
+    engine::reentry_refusal(j, hers, theirs.trigger.at, into)
         .map(|why| format!("{into_id} may not be in this journey again: {why}"))
-}
-
-/// Why `j`'s entry rule refuses `profile`, whose last entry was `e`, another entry on a trigger
-/// at `at`, if it does.
-///
-/// `after:` runs from the last entry's trigger to this one's: the times the user did them, or
-/// the minutes a schedule's cron named, so that neither a late event nor a scheduler a few
-/// seconds later one week than the last moves it (on purpose, a trigger that arrives days late
-/// counts from when it happened, as the API took it); whole days are days in the user's zone
-/// ([`reentry_zone`]: the same local time N days on), so a weekly schedule with `after: 7d`
-/// enters every week across a change of the clocks.
-fn reentry_refusal(
-    j: &Journey,
-    e: &Enrollment,
-    at: Timestamp,
-    profile: &Profile,
-) -> Option<String> {
-    match j.reentry {
-        Reentry::Never => Some(format!(
-            "`reentry: never`, and the user entered on {}",
-            e.entered_at
-        )),
-        Reentry::AfterExit => None,
-        Reentry::After(d) => {
-            let again = reentry_from(e.trigger.at, d, &reentry_zone(j, profile));
-            (again > at).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
-        }
-    }
-}
-
-/// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again:
-/// whole days on in `zone`, other lengths exactly.
-fn reentry_from(last: Timestamp, d: Duration, zone: &jiff::tz::TimeZone) -> Timestamp {
-    let exact = last + d.to_jiff();
-    let secs = d.as_secs();
-    if secs == 0 || !secs.is_multiple_of(86_400) {
-        return exact;
-    }
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-    last.to_zoned_datetime(zone.clone())
-        .checked_add(jiff::Span::new().days(days))
-        .map(|z| z.timestamp())
-        .unwrap_or(exact)
-}
-
-/// The zone whose days `reentry: after` counts for `profile` in `j`: a schedule's own zone
-/// when its cron runs in one, else the user's (the journey's `timezone`, then UTC).
-fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
-    match j.trigger.kind() {
-        Some(TriggerKind::Schedule(s)) if s.timezone != "user" => {
-            crate::template::zone_of(Some(&s.timezone), None)
-        }
-        _ => crate::template::zone_of(
-            profile.traits.get("timezone").and_then(Value::as_str),
-            j.timezone.as_deref(),
-        ),
-    }
 }
 
 /// The event a moved enrollment's `wait_for` waits for, when its user did it since the wait
