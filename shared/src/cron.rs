@@ -358,6 +358,37 @@ impl Cron {
         }
     }
 
+    /// The latest minute at or before `at` at which the schedule fires in `tz` (a minute
+    /// [`Cron::fires_at`] holds for: a local time the clocks skip never, one they pass twice at
+    /// its first pass); `None` if there is none within the 366 days before. A schedule's last
+    /// run, as the user's view tells it.
+    pub fn last_at_or_before(&self, at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        let at = Timestamp::from_second(at.as_second().div_euclid(60) * 60).ok()?;
+        // A day of slack: the local date at `at`, whatever the offsets in between.
+        let mut date = tz.to_datetime(at).date().tomorrow().ok()?;
+        for _ in 0..=HORIZON_DAYS + 2 {
+            if self.month_matches(date.month()) && self.day_matches(date) {
+                // Local times map to instants in order once gaps are skipped and folds take
+                // their first pass: the day's first match at or before `at`, from the day's
+                // end, is the latest.
+                for hour in (0..24i8).rev().filter(|h| self.hours & (1 << h) != 0) {
+                    for minute in (0..60i8).rev().filter(|m| self.minutes & (1 << m) != 0) {
+                        let ambiguous = tz.to_ambiguous_timestamp(date.at(hour, minute, 0, 0));
+                        if matches!(ambiguous.offset(), AmbiguousOffset::Gap { .. }) {
+                            continue;
+                        }
+                        match ambiguous.earlier() {
+                            Ok(t) if t <= at => return Some(t),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            date = date.yesterday().ok()?;
+        }
+        None
+    }
+
     /// The first local minute at or after `from` that matches, jumping over months, days and hours
     /// that cannot; `None` past `last`.
     fn next_local_match(&self, from: DateTime, last: Date) -> Option<DateTime> {
@@ -488,6 +519,47 @@ mod tests {
 
     fn tz(name: &str) -> TimeZone {
         TimeZone::get(name).unwrap()
+    }
+
+    /// The last run before a time: across a month, and on the nights the clocks change (a
+    /// skipped local time never ran; a doubled one ran at its first pass).
+    #[test]
+    fn the_last_run_is_the_latest_minute_the_schedule_fired() {
+        let paris = tz("Europe/Paris");
+        let c = cron("0 9 * * mon");
+        // Thursday 3 December 2026, 10:00 in Paris: Monday 30 November at 09:00 (08:00Z).
+        assert_eq!(
+            c.last_at_or_before(ts("2026-12-03T09:00:00Z"), &paris),
+            Some(ts("2026-11-30T08:00:00Z"))
+        );
+        // At the minute itself, seconds in: that run.
+        assert_eq!(
+            c.last_at_or_before(ts("2026-11-30T08:00:30Z"), &paris),
+            Some(ts("2026-11-30T08:00:00Z"))
+        );
+        assert_eq!(
+            c.last_at_or_before(ts("2026-11-30T07:59:59Z"), &paris),
+            Some(ts("2026-11-23T08:00:00Z"))
+        );
+        // 02:30 on 29 March 2026 does not happen in Paris: the run before is the 28th's.
+        assert_eq!(
+            cron("30 2 * * *").last_at_or_before(ts("2026-03-29T12:00:00Z"), &paris),
+            Some(ts("2026-03-28T01:30:00Z"))
+        );
+        // 01:30 on 1 November 2026 in New York happens twice: it ran at the first (05:30Z).
+        let ny = tz("America/New_York");
+        assert_eq!(
+            cron("30 1 * * *").last_at_or_before(ts("2026-11-01T06:45:00Z"), &ny),
+            Some(ts("2026-11-01T05:30:00Z"))
+        );
+        // The 30th of February never comes.
+        let feb = "0 0 30 2 *".parse::<Cron>();
+        assert!(feb.is_err());
+        assert_eq!(
+            cron("0 0 29 2 *").last_at_or_before(ts("2027-03-01T00:00:00Z"), &TimeZone::UTC),
+            None,
+            "no 29 February within the year before"
+        );
     }
 
     #[test]
@@ -1004,6 +1076,29 @@ mod tests {
             if let Err(e) = s.parse::<Cron>() {
                 prop_assert!(!e.message.is_empty());
             }
+        }
+
+        #[test]
+        fn the_last_run_fires_and_the_next_comes_after(
+            m in "(\\*|\\*/[1-9]|[0-5]?[0-9])",
+            h in "(\\*|\\*/[1-5]|1?[0-9]|2[0-3])",
+            dom in "(\\*|[1-9]|1[0-9]|2[0-8])",
+            dow in "(\\*|[0-7]|mon-fri)",
+            secs in 1_700_000_000i64..1_900_000_000,
+            zone in prop::sample::select(
+                vec!["UTC", "America/New_York", "Europe/Paris", "Asia/Kolkata"],
+            ),
+        ) {
+            let c: Cron = format!("{m} {h} {dom} * {dow}").parse().unwrap();
+            let tz = tz(zone);
+            let at = Timestamp::from_second(secs).unwrap();
+            let last = c.last_at_or_before(at, &tz);
+            let last = last.expect("a schedule on days 1-28 fired within a year");
+            prop_assert!(last <= at);
+            prop_assert!(c.fires_at(last, &tz), "{last} in {zone}");
+            // Nothing fired between it and `at`: the next run after it is after `at`.
+            let next = c.next_after(last, &tz).expect("a next run");
+            prop_assert!(next > at, "{last} then {next}, at {at} in {zone}");
         }
 
         #[test]
