@@ -138,10 +138,26 @@ impl Condition {
     /// Why the condition did not hold, for a timeline: `` `where: event.total > 10` was false
     /// (event.total = 5) `` (what its paths held, as [`Condition::values`] says).
     pub fn why_false(&self, scope: &Scope<'_>) -> String {
+        self.said_false(scope, "was false")
+    }
+
+    /// Why the condition does not hold now, as [`Condition::why_false`] says it of a time
+    /// gone: `` `where: profile.plan == 'pro'` is false now (profile.plan = "free") ``.
+    pub fn why_false_now(&self, scope: &Scope<'_>) -> String {
+        self.said_false(scope, "is false now")
+    }
+
+    fn said_false(&self, scope: &Scope<'_>, verdict: &str) -> String {
         match self.values(scope).as_str() {
-            "" => format!("`where: {}` was false", self.source),
-            values => format!("`where: {}` was false ({values})", self.source),
+            "" => format!("`where: {}` {verdict}", self.source),
+            values => format!("`where: {}` {verdict} ({values})", self.source),
         }
+    }
+
+    /// Whether what the condition says depends on when it is read, not only on the values
+    /// it reads: it holds `anniversary(…)`, `now()` or `ago(…)`.
+    pub fn reads_the_clock(&self) -> bool {
+        self.expr.reads_the_clock()
     }
 
     /// Whether the condition holds. Never panics; a missing or mistyped value makes a comparison
@@ -316,6 +332,14 @@ impl Operand {
         }
     }
 
+    fn reads_the_clock(&self) -> bool {
+        match self {
+            Operand::Now | Operand::Ago(_) => true,
+            Operand::List(items) => items.iter().any(Operand::reads_the_clock),
+            Operand::Path(_) | Operand::Literal(_) | Operand::Time(_) => false,
+        }
+    }
+
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
             Operand::Path(p) => push_unique(out, p),
@@ -421,6 +445,17 @@ fn shown_value(v: &Value) -> String {
 }
 
 impl Expr {
+    fn reads_the_clock(&self) -> bool {
+        match self {
+            Expr::Or(items) | Expr::And(items) => items.iter().any(Expr::reads_the_clock),
+            Expr::Not(inner) => inner.reads_the_clock(),
+            Expr::Compare { left, right, .. } => left.reads_the_clock() || right.reads_the_clock(),
+            Expr::Anniversary { .. } => true,
+            Expr::Exists(_) => false,
+            Expr::Truthy(op) => op.reads_the_clock(),
+        }
+    }
+
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
             Expr::Or(items) | Expr::And(items) => items.iter().for_each(|e| e.collect_paths(out)),
@@ -2420,6 +2455,38 @@ mod tests {
         for &(text, want) in cases {
             assert_eq!(cond(text).paths(), want, "{text}");
         }
+    }
+
+    /// A `where` that reads the date or the clock is judged as of when it is read: the user's
+    /// view says so of a schedule's.
+    #[test]
+    fn knows_when_it_reads_the_clock() {
+        for (text, reads) in [
+            ("anniversary(profile.birthday)", true),
+            ("not anniversary(profile.renews_on, '7d')", true),
+            ("profile.last_order_at < ago('30d')", true),
+            (
+                "profile.plan == 'pro' or profile.trial_ends_at > now()",
+                true,
+            ),
+            ("profile.at in [now(), 'x']", true),
+            ("profile.at < time('2026-12-01T00:00:00Z')", false),
+            ("profile.plan == 'pro' and exists(profile.email)", false),
+        ] {
+            assert_eq!(cond(text).reads_the_clock(), reads, "{text}");
+        }
+        let profile = serde_json::json!({"plan": "free", "email": "a@b.example"});
+        let scope = Scope {
+            event: &Value::Null,
+            profile: &profile,
+            now: Timestamp::UNIX_EPOCH,
+            zone: None,
+        };
+        assert_eq!(
+            cond("profile.plan == 'pro' and exists(profile.email)").why_false_now(&scope),
+            "`where: profile.plan == 'pro' and exists(profile.email)` is false now \
+             (profile.plan = \"free\", profile.email set (not shown))"
+        );
     }
 
     #[test]
