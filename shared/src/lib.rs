@@ -22,6 +22,7 @@ pub mod provider;
 pub mod queue;
 pub mod render;
 pub mod runtime;
+pub mod scheduled;
 pub mod shape;
 pub mod shards;
 pub mod simulate;

@@ -420,6 +420,10 @@ pub struct UserView {
     pub profile: Option<Profile>,
     pub enrollments: Vec<Enrollment>,
     pub timeline: Vec<Entry>,
+    /// What each published schedule journey's runs do with the user, judged now: a run keeps
+    /// no trace of a user its `where` leaves out ([`crate::scheduled`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::scheduled::ScheduleAnswer>,
 }
 
 pub struct Runtime {
@@ -4142,6 +4146,7 @@ impl Runtime {
             profile: None,
             enrollments: Vec::new(),
             timeline: Vec::new(),
+            schedules: Vec::new(),
         };
         self.read_user_into(user, &mut view).await?;
         // What happened to the anonymous users it turned out to be, before they were merged.
@@ -4155,6 +4160,7 @@ impl Runtime {
                 profile: None,
                 enrollments: Vec::new(),
                 timeline: Vec::new(),
+                schedules: Vec::new(),
             };
             let anon = join(&[crate::event::ANONYMOUS_PREFIX, &a]);
             self.read_user_into(&anon, &mut theirs).await?;
@@ -4187,6 +4193,15 @@ impl Runtime {
             }
         }
         view.timeline.sort_by_key(|e| e.at);
+        // No read of its own but the published journeys (cached): her profile and
+        // enrollments are those just read.
+        view.schedules = crate::scheduled::answers(
+            &self.catalog.active().await?,
+            user,
+            view.profile.as_ref(),
+            &view.enrollments,
+            self.now(),
+        );
         Ok(view)
     }
 

@@ -1,0 +1,327 @@
+//! What the runs of each schedule journey do with one user, judged when her view is asked for
+//! (`GET /v1/users/{id}`, `waymark why`). A run leaves no trace of a user its `where` leaves
+//! out (a record per user per run would be a write for every user at every run), so the answer
+//! is worked out from what the view reads anyway: her profile as it is now, her enrollments and
+//! the published journeys. Pure: it reads no clock and no store, and never writes.
+
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::Published;
+use crate::condition::Scope;
+use crate::engine;
+use crate::enrollment::Enrollment;
+use crate::journey::{Reentry, Schedule, TriggerKind};
+use crate::profile::Profile;
+
+/// What a schedule journey's runs do with the user, as judged at `at`. Not a timeline fact:
+/// nothing happened; it is what her profile and enrollments say now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleAnswer {
+    pub journey: String,
+    /// The latest version, the one the runs read.
+    pub version: u32,
+    /// When it was judged (the API's clock).
+    pub at: Timestamp,
+    pub cron: String,
+    /// The zone the cron is read in for this user: the schedule's own, or with `timezone:
+    /// user` hers (else the journey's, else UTC).
+    pub timezone: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// The latest minute at or before `at` the cron named in that zone (none in the year before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<Timestamp>,
+    /// The next minute after `at` it names; none when the journey takes no one (closed, stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<Timestamp>,
+    /// Whether the `where` holds for her profile now (a schedule without one: true); none when
+    /// it was not judged (the journey takes no one, or there is no profile to judge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<bool>,
+    /// The `where` reads the date or the clock (`anniversary`, `now()`, `ago()`): `matches` is
+    /// as of `at`, and each run judges it at its own minute.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_of_now: bool,
+    /// `entered` (at the last run or since), `condition` (the `where` is false), `enrolled`,
+    /// `reentry` (the refusals' reasons), `next_run` (she matches and no rule keeps her out:
+    /// the next run enters her), `closed`, `stopped`, `no_profile`, `merged`.
+    pub reason: String,
+    /// Why, in full: what the `where` read (addresses and secrets not shown, as in a refusal),
+    /// the rule that keeps her out, or what changed since the last run.
+    pub detail: String,
+    /// The enrollment the reason is about: the one she entered, or the one in the way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<Arc<str>>,
+}
+
+/// What each published schedule journey's runs do with `user` at `now`: `journeys` the latest
+/// version of each journey, `profile` hers (none: no profile), `enrollments` hers and those of
+/// the anonymous visitors she turned out to be, as her view lists them.
+pub fn answers(
+    journeys: &[Arc<Published>],
+    user: &str,
+    profile: Option<&Profile>,
+    enrollments: &[Enrollment],
+    now: Timestamp,
+) -> Vec<ScheduleAnswer> {
+    journeys
+        .iter()
+        .filter_map(|p| match p.journey.trigger.kind() {
+            Some(TriggerKind::Schedule(s)) => Some(answer(p, s, user, profile, enrollments, now)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer(
+    p: &Published,
+    s: &Schedule,
+    user: &str,
+    profile: Option<&Profile>,
+    enrollments: &[Enrollment],
+    now: Timestamp,
+) -> ScheduleAnswer {
+    let j = &p.journey;
+    let (zone_name, tz) = cron_zone(s, j.timezone.as_deref(), profile);
+    let last_run = s.cron.last_at_or_before(now, &tz);
+    let takes = j.status.is_active();
+    let next_run = takes.then(|| s.cron.next_after(now, &tz)).flatten();
+    let mut a = ScheduleAnswer {
+        journey: j.id.clone(),
+        version: p.version,
+        at: now,
+        cron: s.cron.to_string(),
+        timezone: zone_name,
+        condition: s.condition.as_ref().map(|c| c.source().to_string()),
+        last_run,
+        next_run,
+        matches: None,
+        as_of_now: s.condition.as_ref().is_some_and(|c| c.reads_the_clock()),
+        reason: String::new(),
+        detail: String::new(),
+        enrollment: None,
+    };
+    // Her latest own enrollment (her view lists one a journey), and the visitors' she turned
+    // out to be.
+    let hers = enrollments
+        .iter()
+        .filter(|e| *e.journey == *j.id && *e.user_id == *user)
+        .max_by_key(|e| e.trigger.at);
+    let next = match next_run {
+        Some(at) => format!("the next run, at {at},"),
+        None => "the next run".to_string(),
+    };
+    if !takes {
+        let status = j.status.as_str();
+        a.reason = status.to_string();
+        a.detail = format!("the journey's `status: {status}`: its runs enter no one");
+        // A closed journey's users finish their path; a stopped one's are ended.
+        let closed = j.status == crate::journey::JourneyStatus::Closed;
+        if let Some(e) = hers.filter(|e| closed && e.is_active()) {
+            a.detail.push_str(&format!(
+                "; the user's enrollment finishes its path (at step `{}` now)",
+                e.step
+            ));
+            a.enrollment = Some(e.id.clone());
+        }
+        return a;
+    }
+    let Some(profile) = profile else {
+        a.reason = "no_profile".into();
+        a.detail = format!(
+            "the user has no profile: a run reads the profiles, so none takes them (an event or an identify makes one; {next} reads them again)"
+        );
+        return a;
+    };
+    if let Some(into) = &profile.merged_into {
+        a.reason = "merged".into();
+        a.detail = format!(
+            "this anonymous user turned out to be `{into}`: the runs take that user's profile, not this one (GET /v1/users/{into})"
+        );
+        return a;
+    }
+    // Entered at the last run, or later (a run that was still going when the view was asked
+    // for): the message is hers.
+    if let (Some(e), Some(last)) = (hers, last_run) {
+        if e.trigger.at >= last {
+            a.reason = "entered".into();
+            a.enrollment = Some(e.id.clone());
+            a.detail = if e.is_active() {
+                format!(
+                    "entered at the run of {} (version {}); at step `{}` now",
+                    e.trigger.at, e.version, e.step
+                )
+            } else {
+                format!(
+                    "entered at the run of {} (version {})",
+                    e.trigger.at, e.version
+                )
+            };
+            return a;
+        }
+    }
+    // The `where`, as the run reads it (see the runtime's `scheduled_entries`): her profile,
+    // no event, her zone else the journey's else the schedule's own.
+    let profile_scope = profile.scope();
+    let zone = j
+        .timezone
+        .as_deref()
+        .or((s.timezone != "user").then_some(s.timezone.as_str()));
+    let scope = Scope {
+        event: &Value::Null,
+        profile: &profile_scope,
+        now,
+        zone,
+    };
+    let holds = s.condition.as_ref().is_none_or(|c| c.eval(&scope));
+    a.matches = Some(holds);
+    let as_of_now = if a.as_of_now {
+        format!(" (it reads the date or the time: this is as of {now}; each run judges it at its own minute)")
+    } else {
+        String::new()
+    };
+    if let (false, Some(c)) = (holds, &s.condition) {
+        a.reason = "condition".into();
+        a.detail = format!(
+            "{}{as_of_now}: the runs leave the user out while it is; {next} reads it again",
+            c.why_false_now(&scope)
+        );
+        if let Some(e) = hers.filter(|e| e.is_active()) {
+            a.detail.push_str(&format!(
+                " (the user is in the journey since {}, at step `{}`)",
+                e.entered_at, e.step
+            ));
+            a.enrollment = Some(e.id.clone());
+        }
+        return a;
+    }
+    let at = next_run.unwrap_or(now);
+    if let Some(e) = hers {
+        if e.is_active() {
+            a.reason = "enrolled".into();
+            a.enrollment = Some(e.id.clone());
+            a.detail = format!(
+                "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time, so {next} does not enter the user again{as_of_now}",
+                e.entered_at, e.version, e.step
+            );
+            return a;
+        }
+        if let Some(why) = engine::reentry_refusal(j, e, at, profile) {
+            a.reason = "reentry".into();
+            a.enrollment = Some(e.id.clone());
+            a.detail = format!("{why}{as_of_now}");
+            return a;
+        }
+    }
+    // What the visitors she turned out to be did counts as hers (`never`, `after`).
+    if j.reentry != Reentry::AfterExit {
+        let visitor = enrollments
+            .iter()
+            .filter(|e| *e.journey == *j.id && *e.user_id != *user)
+            .max_by_key(|e| e.trigger.at);
+        if let Some(e) = visitor {
+            if let Some(why) = engine::reentry_refusal(j, e, at, profile) {
+                a.reason = "reentry".into();
+                a.enrollment = Some(e.id.clone());
+                a.detail = format!(
+                    "{why} (as the anonymous visitor `{}` she turned out to be){as_of_now}",
+                    e.user_id
+                );
+                return a;
+            }
+        }
+    }
+    a.reason = "next_run".into();
+    let matched = match &s.condition {
+        Some(_) => "the `where` holds now",
+        None => "the schedule has no `where`",
+    };
+    a.detail = format!("{matched} and no rule keeps the user out: {next} enters them{as_of_now}");
+    if let Some(last) = last_run {
+        let since = since_the_last_run(p, s, profile, hers, last);
+        a.detail.push_str(&format!(
+            "; not entered at the last run ({last}): {}",
+            match since.as_slice() {
+                [] if a.as_of_now => "the `where` may not have held then".to_string(),
+                [] => "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)".to_string(),
+                said => said.join("; "),
+            }
+        ));
+    }
+    a
+}
+
+/// The zone a schedule's cron is read in for `profile`: its own, or with `timezone: user`
+/// hers, else the journey's, else UTC (as the runs read it), with its name.
+fn cron_zone(s: &Schedule, journey: Option<&str>, profile: Option<&Profile>) -> (String, TimeZone) {
+    let candidates: Vec<&str> = if s.timezone == "user" {
+        let hers = profile
+            .and_then(|p| p.traits.get("timezone"))
+            .and_then(Value::as_str);
+        [hers, journey].into_iter().flatten().collect()
+    } else {
+        vec![s.timezone.as_str()]
+    };
+    candidates
+        .into_iter()
+        .find_map(|n| TimeZone::get(n).ok().map(|tz| (n.to_string(), tz)))
+        .unwrap_or_else(|| ("UTC".to_string(), TimeZone::UTC))
+}
+
+/// What changed since the last run at `last` that can explain why it did not enter a user who
+/// matches now: a version published since, a trait the `where` reads (or her zone, for a
+/// cron in hers) set since, her last enrollment ended since.
+fn since_the_last_run(
+    p: &Published,
+    s: &Schedule,
+    profile: &Profile,
+    hers: Option<&Enrollment>,
+    last: Timestamp,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.published_at > last {
+        out.push(if p.version == 1 {
+            format!("the journey was published after it, at {}", p.published_at)
+        } else {
+            format!(
+                "version {} was published after it, at {} (that run read the one before)",
+                p.version, p.published_at
+            )
+        });
+    }
+    let mut traits: Vec<String> = s
+        .condition
+        .iter()
+        .flat_map(|c| c.paths())
+        .filter_map(|path| {
+            let rest = path.strip_prefix("profile.")?;
+            let name = rest.split(['.', '[']).next()?;
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect();
+    if s.timezone == "user" {
+        traits.push("timezone".to_string());
+    }
+    let mut seen: Vec<String> = Vec::new();
+    traits.retain(|t| {
+        let first = !seen.contains(t);
+        seen.push(t.clone());
+        first
+    });
+    for name in traits {
+        if let Some(at) = profile.trait_times.get(&name).filter(|at| **at > last) {
+            out.push(format!("profile.{name} was set after it, at {at}"));
+        }
+    }
+    if let Some(ended) = hers.and_then(|e| e.ended_at).filter(|at| *at > last) {
+        out.push(format!(
+            "the user's last enrollment was still going then (it ended at {ended})"
+        ));
+    }
+    out
+}
