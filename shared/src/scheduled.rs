@@ -325,3 +325,133 @@ fn since_the_last_run(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(text: &str, version: u32, at: &str) -> Arc<Published> {
+        let journey = crate::dsl::parse("j.yaml", text).expect("a journey");
+        Arc::new(Published {
+            version,
+            digest: String::new(),
+            published_at: at.parse().expect("a time"),
+            journey,
+        })
+    }
+
+    const WEEKLY: &str = r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * mon", timezone: user, where: "profile.plan == 'free'"}
+timezone: America/New_York
+reentry: never
+steps:
+  - id: wait
+    wait: 30d
+  - id: send
+    send: {email: {subject: "x", text: "y"}}
+"#;
+
+    fn profile(v: Value) -> Profile {
+        serde_json::from_value(v).expect("a profile")
+    }
+
+    fn enrollment(user: &str, n: u32, at: &str, status: &str) -> Enrollment {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("digest:{user}:{n}"), "user_id": user, "journey": "digest",
+            "version": 1, "n": n, "entered_at": at, "status": status, "step": "wait", "seq": 1,
+            "trigger": {"event": "schedule", "message_id": "m", "at": at},
+        }))
+        .expect("an enrollment")
+    }
+
+    /// Thursday 10 December 2026, noon UTC.
+    fn now() -> Timestamp {
+        "2026-12-10T12:00:00Z".parse().expect("a time")
+    }
+
+    fn one(journeys: &[Arc<Published>], p: Option<&Profile>, e: &[Enrollment]) -> ScheduleAnswer {
+        let mut all = answers(journeys, "ann", p, e, now());
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    /// The cron of `timezone: user` is read in hers, else the journey's; a user in the
+    /// journey since an earlier run is told so; the visitor she turned out to be counts.
+    #[test]
+    fn a_matching_user_in_the_journey_or_welcomed_as_a_visitor_is_told_why() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let ann = profile(serde_json::json!({"user_id": "ann", "traits": {"plan": "free"}}));
+        // No zone of her own: the journey's, New York (09:00 there is 14:00Z).
+        let a = one(
+            &j,
+            Some(&ann),
+            &[enrollment("ann", 1, "2026-11-30T14:00:00Z", "active")],
+        );
+        assert_eq!(a.timezone, "America/New_York");
+        assert_eq!(a.last_run, Some("2026-12-07T14:00:00Z".parse().expect("t")));
+        assert_eq!(a.next_run, Some("2026-12-14T14:00:00Z".parse().expect("t")));
+        assert_eq!((a.reason.as_str(), a.matches), ("enrolled", Some(true)));
+        assert_eq!(
+            a.detail,
+            "in the journey since 2026-11-30T14:00:00Z (on version 1, at step `wait`): one enrollment a user at a time, so the next run, at 2026-12-14T14:00:00Z, does not enter the user again"
+        );
+        assert_eq!(a.enrollment.as_deref(), Some("digest:ann:1"));
+        // As the anonymous visitor she turned out to be, she was in it already.
+        let visitor = enrollment("anon:d1", 1, "2026-11-23T14:00:00Z", "completed");
+        let a = one(&j, Some(&ann), &[visitor]);
+        assert_eq!(a.reason, "reentry");
+        assert_eq!(
+            a.detail,
+            "`reentry: never`, and the user entered on 2026-11-23T14:00:00Z (as the anonymous visitor `anon:d1` she turned out to be)"
+        );
+        // Her own zone, Paris: 09:00 there is 08:00Z.
+        let paris = profile(
+            serde_json::json!({"user_id": "ann", "traits": {"plan": "free", "timezone": "Europe/Paris"}}),
+        );
+        let a = one(&j, Some(&paris), &[]);
+        assert_eq!(
+            (a.timezone.as_str(), a.reason.as_str()),
+            ("Europe/Paris", "next_run")
+        );
+        assert_eq!(a.next_run, Some("2026-12-14T08:00:00Z".parse().expect("t")));
+    }
+
+    /// No profile, or one merged into another user: no run reads it; a closed journey says
+    /// the user's enrollment finishes its path.
+    #[test]
+    fn no_profile_a_merged_visitor_and_a_closed_journey_say_so() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let a = one(&j, None, &[]);
+        assert_eq!((a.reason.as_str(), a.matches), ("no_profile", None));
+        let merged = profile(serde_json::json!({"user_id": "anon:d1", "merged_into": "ann"}));
+        let a = one(&j, Some(&merged), &[]);
+        assert_eq!(a.reason, "merged");
+        assert!(a.detail.contains("GET /v1/users/ann"), "{}", a.detail);
+        let closed = [published(
+            &WEEKLY.replace("reentry: never", "reentry: never\nstatus: closed"),
+            2,
+            "2026-12-01T00:00:00Z",
+        )];
+        let ann = profile(serde_json::json!({"user_id": "ann", "traits": {"plan": "free"}}));
+        let a = one(
+            &closed,
+            Some(&ann),
+            &[enrollment("ann", 1, "2026-11-30T14:00:00Z", "active")],
+        );
+        assert_eq!((a.reason.as_str(), a.next_run), ("closed", None));
+        assert_eq!(
+            a.detail,
+            "the journey's `status: closed`: its runs enter no one; the user's enrollment finishes its path (at step `wait` now)"
+        );
+        // A journey published after the last run has not run for her yet.
+        let fresh = [published(WEEKLY, 1, "2026-12-08T00:00:00Z")];
+        let a = one(&fresh, Some(&ann), &[]);
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the journey was published after it, at 2026-12-08T00:00:00Z"
+        );
+    }
+}
