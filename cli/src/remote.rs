@@ -19,6 +19,7 @@ use waymark::dsl;
 use waymark::enrollment::{Enrollment, Status};
 use waymark::journey::JourneyStatus;
 use waymark::runtime::describe;
+use waymark::scheduled::ScheduleAnswer;
 use waymark::timeline::{Entry, What};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -391,6 +392,10 @@ pub struct UserView {
     pub enrollments: Vec<Enrollment>,
     #[serde(default)]
     pub timeline: Vec<Entry>,
+    /// What each schedule journey's runs do with the user, judged when the view was asked for
+    /// (absent from an older API's answer).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleAnswer>,
 }
 
 pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Result<String> {
@@ -406,7 +411,8 @@ pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Resul
         .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
     if let Some(j) = journey {
         let mentioned = view.enrollments.iter().any(|e| *e.journey == *j)
-            || view.timeline.iter().any(|e| *e.journey == *j);
+            || view.timeline.iter().any(|e| *e.journey == *j)
+            || view.schedules.iter().any(|s| s.journey == j);
         if !mentioned {
             // Nothing about the user there: say so only of a journey that exists.
             let (status, body) = client.call(Method::GET, "/v1/journeys", None).await?;
@@ -432,12 +438,20 @@ pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Resul
 /// What happened to a user in each journey (or in `journey`) and why, in time order: their
 /// enrollments, then one line a timeline fact, with its reason in full.
 pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
-    let mut journeys: BTreeMap<&str, (Vec<&Enrollment>, Vec<&Entry>)> = BTreeMap::new();
+    type Told<'a> = (
+        Vec<&'a Enrollment>,
+        Vec<&'a Entry>,
+        Option<&'a ScheduleAnswer>,
+    );
+    let mut journeys: BTreeMap<&str, Told<'_>> = BTreeMap::new();
     for e in &view.enrollments {
         journeys.entry(&e.journey).or_default().0.push(e);
     }
     for e in &view.timeline {
         journeys.entry(&e.journey).or_default().1.push(e);
+    }
+    for s in &view.schedules {
+        journeys.entry(&s.journey).or_default().2 = Some(s);
     }
     // What her profile did not keep (an identify's bad phone, the traits past its bounds) is in
     // no journey, and bears on every journey's sends: told with each.
@@ -455,7 +469,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         };
     }
     let mut out = String::new();
-    for (j, (enrollments, mut entries)) in journeys {
+    for (j, (enrollments, mut entries, schedule)) in journeys {
         if j.is_empty() {
             out.push_str(&format!("{user}'s profile\n"));
         } else {
@@ -524,8 +538,42 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 describe(&e.what)
             ));
         }
+        if let Some(s) = schedule {
+            out.push_str(&schedule_lines(s));
+        }
     }
     out
+}
+
+/// A schedule journey's answer, after the journey's facts: its runs, then what they do with
+/// the user as judged when the view was asked for (not a fact of the timeline: no run keeps
+/// one of a user its `where` leaves out).
+fn schedule_lines(s: &ScheduleAnswer) -> String {
+    let mut runs = Vec::new();
+    if let Some(at) = s.last_run {
+        runs.push(format!("last run {}", seconds(at)));
+    }
+    if let Some(at) = s.next_run {
+        runs.push(format!("next run {}", seconds(at)));
+    }
+    let runs = match runs.is_empty() {
+        true => String::new(),
+        false => format!(": {}", runs.join(", ")),
+    };
+    let verdict = match (s.reason.as_str(), s.matches) {
+        ("entered", _) => "entered".to_string(),
+        ("next_run", _) => "matches: the next run enters them".to_string(),
+        (reason, Some(true)) => format!("matches, not entered: {reason}"),
+        (reason, Some(false)) => format!("left out of the runs: {reason}"),
+        (reason, None) => format!("not in the runs: {reason}"),
+    };
+    format!(
+        "  schedule `{}` in {}{runs}\n  as of {}: {verdict} ({})\n",
+        s.cron,
+        s.timezone,
+        seconds(s.at),
+        s.detail
+    )
 }
 
 /// A time to the second, as a person reads it in a story (the API keeps the nanoseconds).
@@ -638,6 +686,50 @@ mod tests {
             story("ann", &view, Some("onboarding")),
             "ann: nothing in journey onboarding\n"
         );
+    }
+
+    /// A schedule journey's answer is told after the journey's facts, apart from them: its
+    /// runs, and what they do with the user as judged when the view was asked for; a user the
+    /// `where` leaves out, of whom no run kept anything, has it alone.
+    #[test]
+    fn why_tells_what_a_schedules_runs_do_with_the_user_judged_now() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [],
+            "timeline": [
+                {"at": "2026-12-07T08:00:00Z", "journey": "digest", "enrollment": "digest:ann:1",
+                 "what": "entered", "version": 1, "trigger": "schedule"}
+            ],
+            "schedules": [{
+                "journey": "digest", "version": 1, "at": "2026-12-14T14:00:00.5Z",
+                "cron": "0 9 * * mon", "timezone": "Europe/Paris", "where": "profile.plan == 'free'",
+                "last_run": "2026-12-14T08:00:00Z", "next_run": "2026-12-21T08:00:00Z",
+                "matches": true, "reason": "reentry", "enrollment": "digest:ann:1",
+                "detail": "`reentry: never`, and the user entered on 2026-12-07T08:00:00Z"
+            }, {
+                "journey": "vip", "version": 2, "at": "2026-12-14T14:00:00.5Z",
+                "cron": "0 10 * * *", "timezone": "Asia/Tokyo", "where": "profile.vip_token == 'gold'",
+                "last_run": "2026-12-14T01:00:00Z", "next_run": "2026-12-15T01:00:00Z",
+                "matches": false, "reason": "condition",
+                "detail": "`where: profile.vip_token == 'gold'` is false now (profile.vip_token set (not shown)): the runs leave the user out while it is; the next run, at 2026-12-15T01:00:00Z, reads it again"
+            }, {
+                "journey": "old", "version": 3, "at": "2026-12-14T14:00:00.5Z",
+                "cron": "0 9 * * *", "timezone": "UTC", "last_run": "2026-12-14T09:00:00Z",
+                "reason": "closed", "detail": "the journey's `status: closed`: its runs enter no one"
+            }]
+        }))
+        .expect("a user view");
+        let digest = "ann in digest\n\
+             \x20 2026-12-07T08:00:00Z  -: entered v1 on schedule\n\
+             \x20 schedule `0 9 * * mon` in Europe/Paris: last run 2026-12-14T08:00:00Z, next run 2026-12-21T08:00:00Z\n\
+             \x20 as of 2026-12-14T14:00:00Z: matches, not entered: reentry (`reentry: never`, and the user entered on 2026-12-07T08:00:00Z)\n";
+        let old = "ann in old\n\
+             \x20 schedule `0 9 * * *` in UTC: last run 2026-12-14T09:00:00Z\n\
+             \x20 as of 2026-12-14T14:00:00Z: not in the runs: closed (the journey's `status: closed`: its runs enter no one)\n";
+        let vip = "ann in vip\n\
+             \x20 schedule `0 10 * * *` in Asia/Tokyo: last run 2026-12-14T01:00:00Z, next run 2026-12-15T01:00:00Z\n\
+             \x20 as of 2026-12-14T14:00:00Z: left out of the runs: condition (`where: profile.vip_token == 'gold'` is false now (profile.vip_token set (not shown)): the runs leave the user out while it is; the next run, at 2026-12-15T01:00:00Z, reads it again)\n";
+        assert_eq!(story("ann", &view, None), format!("{digest}{old}{vip}"));
+        assert_eq!(story("ann", &view, Some("vip")), vip);
     }
 
     /// A user with nothing to show is told how far back refusals reach (they are kept 7

@@ -391,6 +391,65 @@ fn dev_merges_an_anonymous_user_who_logs_in_and_their_journey_goes_on() {
     drop(dev);
 }
 
+/// A schedule journey's run keeps nothing of a user its `where` leaves out: `waymark why`
+/// judges it against her profile as it is now, with what the `where` read, against `waymark
+/// dev` as against the deployed API (one handler).
+#[test]
+fn why_tells_a_user_the_schedules_where_leaves_out_what_it_read() {
+    let digest = "\
+id: digest
+name: Weekly digest
+trigger:
+  schedule: {cron: \"0 9 * * mon\", timezone: Europe/Paris, where: \"profile.plan == 'free'\"}
+reentry: after_exit
+steps:
+  - id: digest
+    send: {email: {subject: \"Your week\", text: \"Picks\"}}
+";
+    let (_dir, journeys, data) = folder("dev-why-schedule", "digest.yaml", digest);
+    let dev = start(&journeys, &data);
+    let (write_key, admin_key) = keys(&data);
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/identify", dev.url),
+        &[
+            ("authorization", &basic(&write_key)),
+            ("content-type", "application/json"),
+        ],
+        r#"{"userId":"dan","traits":{"email":"dan@example.com","plan":"premium"}}"#,
+    )
+    .expect("identify");
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let story = loop {
+        let out = waymark()
+            .args(["why", "dan", "--api", &dev.url])
+            .env("WAYMARK_ADMIN_KEY", &admin_key)
+            .output()
+            .expect("waymark why");
+        let story = support::text(&out.stdout);
+        if out.status.success() && story.contains("premium") {
+            break story;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer in:\n{story}{}",
+            support::text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(story.starts_with("dan in digest\n"), "{story}");
+    assert!(
+        story.contains("\n  schedule `0 9 * * mon` in Europe/Paris: last run "),
+        "{story}"
+    );
+    assert!(
+        story.contains(": left out of the runs: condition (`where: profile.plan == 'free'` is false now (profile.plan = \"premium\")"),
+        "{story}"
+    );
+    drop(dev);
+}
+
 #[test]
 fn dev_republishes_a_changed_journey() {
     let dir = TempDir::new("dev-watch");
