@@ -4194,7 +4194,10 @@ impl Runtime {
         }
         view.timeline.sort_by_key(|e| e.at);
         // No read of its own but the published journeys (cached): her profile and
-        // enrollments are those just read.
+        // enrollments are those just read. None for a user unknown (the API's 404).
+        if view.profile.is_none() && view.enrollments.is_empty() {
+            return Ok(view);
+        }
         view.schedules = crate::scheduled::answers(
             &self.catalog.active().await?,
             user,
