@@ -284,6 +284,25 @@ fn since_the_last_run(
     last: Timestamp,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    // The first the profile knows of her (no profile keeps when it was made: its traits' and
+    // events' times tell it).
+    let first_seen = profile
+        .trait_times
+        .iter()
+        .map(|(_, at)| *at)
+        .chain(
+            profile
+                .history
+                .iter()
+                .filter_map(|(_, times)| times.first().map(|(at, _)| *at)),
+        )
+        .min();
+    if let Some(first) = first_seen.filter(|at| *at > last) {
+        out.push(format!(
+            "the user was not known then (the profile's first trait or event is from {first})"
+        ));
+        return out;
+    }
     if p.published_at > last {
         out.push(if p.version == 1 {
             format!("the journey was published after it, at {}", p.published_at)
@@ -445,6 +464,16 @@ steps:
         assert_eq!(
             a.detail,
             "the journey's `status: closed`: its runs enter no one; the user's enrollment finishes its path (at step `wait` now)"
+        );
+        // A user first seen after the last run was in none of its pages.
+        let new = profile(
+            serde_json::json!({"user_id": "ann", "traits": {"plan": "free"},
+            "trait_times": {"plan": "2026-12-09T10:00:00Z"}}),
+        );
+        let a = one(&j, Some(&new), &[]);
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the user was not known then (the profile's first trait or event is from 2026-12-09T10:00:00Z)"
         );
         // A journey published after the last run has not run for her yet.
         let fresh = [published(WEEKLY, 1, "2026-12-08T00:00:00Z")];
