@@ -2,6 +2,7 @@
 //! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 mod calls;
+mod currency;
 mod date;
 pub(crate) use date::{epoch_number, zone_of, zoned_text};
 mod direct;
@@ -77,6 +78,7 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.add_filter("abs", number::abs);
     env.add_filter("format", number::format);
     env.add_filter("truncate", text::truncate);
+    env.add_filter("currency", currency::currency);
     // `debug()` prints the whole context into the message: the user's address, phone and
     // every trait, her unsubscribe link. No message needs it, and `waymark validate` names it
     // unknown.
@@ -713,6 +715,67 @@ mod tests {
         );
         let (_, _, message) = refused("{{ event.items | batch }}");
         assert!(message.contains("takes one or two arguments"), "{message}");
+    }
+
+    /// `currency` given what cannot be money in any message: a code or a locale that is no
+    /// text, a code no currency has (with the nearest), a locale that is no tag; refused at the
+    /// argument's line and column. A path is known only when it renders.
+    #[test]
+    fn a_currency_that_cannot_be_is_refused() {
+        for (source, at, said) in [
+            (
+                "Total:\n  {{ event.total | currency(5) }}",
+                (2, 20),
+                "the filter `currency`: its `code` is text in quotes, not `5`: write it like currency('EUR')",
+            ),
+            (
+                "{{ event.total | currency('EURO') }}",
+                (1, 27),
+                "currency: 'EURO' is not an ISO 4217 currency code: did you mean 'EUR'? write one like currency('EUR'), or currency(event.currency) to take it from the event",
+            ),
+            (
+                "{{ event.total | currency(code='usdd') }}",
+                (1, 32),
+                "currency: 'usdd' is not an ISO 4217 currency code: did you mean 'USD'?",
+            ),
+            (
+                "{{ event.total | currency('EUR', locale='German') }}",
+                (1, 41),
+                "currency: 'German' is not a locale tag: write one like locale='de-DE'",
+            ),
+            (
+                "{{ event.total | currency }}",
+                (1, 18),
+                "the filter `currency` takes one argument: write it like currency('EUR')",
+            ),
+            (
+                "{{ event.total | currency('EUR', 'de') }}",
+                (1, 18),
+                "the filter `currency` takes one argument",
+            ),
+            (
+                "{{ event.total | currency('EUR', lang='de') }}",
+                (1, 18),
+                "the filter `currency` takes no `lang=` (it takes `code=`, `locale=`)",
+            ),
+        ] {
+            let (line, column, message) = refused(source);
+            assert_eq!((line, column), (Some(at.0), Some(at.1)), "{source}");
+            assert!(message.starts_with(said), "{source}: {message}");
+        }
+        let (_, _, message) = refused("{{ event.total | currenc('EUR') }}");
+        assert!(message.contains("did you mean `currency`?"), "{message}");
+        for fine in [
+            "{{ event.total | currency('EUR') }}",
+            "{{ event.total | currency('eur', locale='pt_BR') }}",
+            "{{ event.total | currency(code=event.currency, locale=profile.locale) }}",
+            "{{ event.total | currency(event.currency) }}",
+            // Covered or not, a tag is a tag (Welsh is printed as English is).
+            "{{ event.total | currency('GBP', locale='cy-GB') }}",
+            "{{ event.total | currency('CNY', locale='zh-Hant-TW') }}",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
     }
 
     #[test]

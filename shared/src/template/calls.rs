@@ -93,8 +93,8 @@ const fn variadic(name: &'static str, usage: &'static str, required: usize) -> S
     }
 }
 
-/// Every filter a template may use (MiniJinja's, and Waymark's `date`, `round`, `abs` and
-/// `format`), as MiniJinja 3 reads its arguments (a test checks each against MiniJinja).
+/// Every filter a template may use (MiniJinja's, and Waymark's `date`, `round`, `abs`,
+/// `format`, `truncate` and `currency`), as MiniJinja 3 reads its arguments (a test checks each against MiniJinja).
 pub const FILTERS: &[Signature] = &[
     none("safe"),
     none("escape"),
@@ -303,6 +303,14 @@ pub const FILTERS: &[Signature] = &[
         params: &[("format", Arg::Text)],
         required: 0,
         keywords: Keywords::Named(&[("tz", Arg::Text)]),
+        rest: false,
+    },
+    Signature {
+        name: "currency",
+        usage: "currency('EUR')",
+        params: &[("code", Arg::Text)],
+        required: 1,
+        keywords: Keywords::Named(&[("code", Arg::Text), ("locale", Arg::Text)]),
         rest: false,
     },
     variadic("select", "select('odd')", 0),
@@ -717,6 +725,27 @@ impl Walk<'_, '_> {
         };
         if let Some(message) = mismatch(sig, what, args) {
             self.report(name_offset(self.source, at, name), message);
+            return;
+        }
+        if what == What::Filter && name == "currency" {
+            self.currency_literals(args);
+        }
+    }
+
+    /// A `currency` code or `locale=` written as text that cannot be one (`currency('EURO')`,
+    /// `locale='German'`): it would print wrong in every message.
+    fn currency_literals(&mut self, args: &[CallArg<'_>]) {
+        for arg in args {
+            let (problem, e): (fn(&str) -> Option<String>, _) = match arg {
+                CallArg::Pos(e) | CallArg::Kwarg("code", e) => (super::currency::code_problem, e),
+                CallArg::Kwarg("locale", e) => (super::currency::locale_problem, e),
+                _ => continue,
+            };
+            let Expr::Const(c) = e else { continue };
+            if let Some(message) = c.value.as_str().and_then(problem) {
+                self.report(extent(e).0, message);
+                return;
+            }
         }
     }
 }
@@ -1153,6 +1182,9 @@ mod tests {
         match arg {
             // `round`'s method is one of three.
             Arg::Text if param == "method" => "'floor'",
+            // `currency`'s code and locale are checked as written.
+            Arg::Text if param == "code" => "'EUR'",
+            Arg::Text if param == "locale" => "'de-DE'",
             Arg::Any | Arg::Text => "'x'",
             Arg::Int | Arg::IntOrBool | Arg::Count => "2",
             Arg::Bool => "true",

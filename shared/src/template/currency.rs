@@ -1,0 +1,730 @@
+//! The `currency` filter: an amount as money, written as the reader's locale writes it
+//! (`{{ event.total | currency(event.currency) }}` is `€89.90` in English, `89,90 €` in German).
+//! Formats from a compact table drawn from CLDR (`currency/data.rs`, generated); reads no
+//! clock and no system locale, so the same input renders the same text everywhere.
+
+// Generated, and kept as the generator writes it.
+#[rustfmt::skip]
+mod data;
+
+use minijinja::value::{Kwargs, Rest, ValueKind};
+use minijinja::{Error, ErrorKind, State, Value};
+
+/// One part of a locale's pattern for an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The digits, grouped, with the decimal separator.
+    Number,
+    /// The currency's symbol (`€`, `CHF`, `US$`).
+    Symbol,
+    /// Text written as it is (a no-break space, a minus sign, a direction mark).
+    Text(&'static str),
+}
+
+/// How one locale writes money, as CLDR has it.
+#[derive(Debug)]
+pub(crate) struct Locale {
+    /// The tag in lower case (`de-ch`).
+    pub tag: &'static str,
+    pub decimal: &'static str,
+    pub group: &'static str,
+    /// The size of the group nearest the decimal separator (3), and of the others (3; 2 in
+    /// India's `12,34,567`).
+    pub primary: u8,
+    pub secondary: u8,
+    /// How many digits must stand before the first group for it to be set apart: 2 in Spanish
+    /// and Polish, which write `1234` but `12 345`.
+    pub min_grouping: u8,
+    pub positive: &'static [Part],
+    pub negative: &'static [Part],
+    /// Symbols that differ from English's (`$US` in French; the code itself, `JPY`, where the
+    /// locale has no symbol).
+    pub symbols: &'static [(&'static str, &'static str)],
+}
+
+/// The locale used when the user has none, or one the table does not cover.
+const ENGLISH: &str = "en";
+
+/// The covered locale for a BCP 47 tag (`de-DE`, `pt_BR`, `zh-Hant-TW`): the tag itself, else
+/// shortened part by part (`de-DE` is `de`, `fr-CA` is its own), else English.
+pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
+    let mut key = tag.map_or_else(String::new, |t| {
+        t.trim().to_ascii_lowercase().replace('_', "-")
+    });
+    loop {
+        if let Some(found) = covered(&key) {
+            return found;
+        }
+        match key.rfind('-') {
+            Some(cut) => key.truncate(cut),
+            None => break,
+        }
+    }
+    covered(ENGLISH).unwrap_or(&data::LOCALES[0])
+}
+
+/// The covered locale `key` (lower case) names, itself or by an alias.
+fn covered(key: &str) -> Option<&'static Locale> {
+    let key = data::ALIASES
+        .binary_search_by(|(alias, _)| alias.cmp(&key))
+        .map_or(key, |i| data::ALIASES[i].1);
+    data::LOCALES
+        .binary_search_by(|l| l.tag.cmp(key))
+        .ok()
+        .map(|i| &data::LOCALES[i])
+}
+
+/// Whether `code` (upper case) is an ISO 4217 code CLDR knows.
+pub(crate) fn known(code: &str) -> bool {
+    data::CODES.binary_search(&code).is_ok()
+}
+
+/// How many digits an amount of `code` has after the point (2 for a code the table lacks).
+fn digits(code: &str) -> usize {
+    data::DIGITS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(2, |(_, d)| usize::from(*d))
+}
+
+/// `code`'s symbol in `locale`: its own, else English's, else the code.
+fn symbol<'a>(locale: &'static Locale, code: &'a str) -> &'a str {
+    let find = |table: &'static [(&'static str, &'static str)]| {
+        table.iter().find(|(c, _)| *c == code).map(|(_, s)| *s)
+    };
+    find(locale.symbols)
+        .or_else(|| find(data::SYMBOLS))
+        .unwrap_or(code)
+}
+
+/// A currency as a message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Code<'a> {
+    /// None given (a missing `event.currency`): the amount alone, with 2 digits.
+    Missing,
+    /// An ISO 4217 code, any case (`EUR`, Stripe's `eur`), or text the table does not know
+    /// (printed as written, in capitals when it is three letters, with 2 digits).
+    Text(&'a str),
+}
+
+/// `amount` written as `locale` writes it in `code`. `amount` is a plain decimal as Rust prints
+/// a number (`-1234.5`, `1e21` spelt out): rounded half away from zero as written (`2.675` is
+/// `2.68`), to the currency's digits; a negative amount that rounds to zero prints as zero.
+/// `None` when `amount` is not such a decimal.
+pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> Option<String> {
+    let (negative, magnitude) = match amount.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, amount),
+    };
+    let (whole, fraction) = magnitude.split_once('.').unwrap_or((magnitude, ""));
+    if whole.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let upper;
+    let (symbol, places) = match code {
+        Code::Missing => ("", 2),
+        Code::Text(text) => {
+            let text = text.trim();
+            upper = if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+                text.to_ascii_uppercase()
+            } else {
+                text.to_string()
+            };
+            if known(&upper) {
+                (symbol(locale, &upper), digits(&upper))
+            } else {
+                (upper.as_str(), 2)
+            }
+        }
+    };
+    let (whole, fraction) = rounded(whole, fraction, places);
+    let zero = whole.bytes().chain(fraction.bytes()).all(|b| b == b'0');
+    let number = grouped(&whole, locale) + if places > 0 { locale.decimal } else { "" } + &fraction;
+    let pattern = if negative && !zero {
+        locale.negative
+    } else {
+        locale.positive
+    };
+    let mut out = String::with_capacity(number.len() + symbol.len() + 8);
+    for (i, part) in pattern.iter().enumerate() {
+        match part {
+            Part::Number => out.push_str(&number),
+            Part::Text(text) => out.push_str(text),
+            // No symbol: nor the space beside it.
+            Part::Symbol if symbol.is_empty() => {}
+            Part::Symbol => {
+                out.push_str(symbol);
+                // CLDR's currency spacing: a symbol that ends (or begins) with a letter, right
+                // against the digits, is kept apart from them by a no-break space (`CHF 5.00`,
+                // where `$5.00` has none).
+                if pattern.get(i + 1) == Some(&Part::Number)
+                    && symbol.chars().last().is_some_and(wordy)
+                {
+                    out.push('\u{a0}');
+                }
+            }
+        }
+        if *part == Part::Number {
+            if let Some(Part::Symbol) = pattern.get(i + 1) {
+                if symbol.chars().next().is_some_and(wordy) {
+                    out.push('\u{a0}');
+                }
+            }
+        }
+    }
+    // A symbol left out may leave a space at either end.
+    Some(out.trim_matches(['\u{a0}', '\u{202f}', ' ']).to_string())
+}
+
+/// Whether `c`, at the edge of a symbol, is what CLDR keeps apart from digits: anything but a
+/// sign (`$`, `€`, `¥`) or a space.
+fn wordy(c: char) -> bool {
+    c.is_alphanumeric() || (c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c))
+}
+
+/// `whole.fraction` rounded half away from zero to `places` digits after the point.
+fn rounded(whole: &str, fraction: &str, places: usize) -> (String, String) {
+    let mut digits: Vec<u8> = whole.bytes().collect();
+    let kept = fraction.len().min(places);
+    digits.extend(fraction.bytes().take(kept));
+    digits.extend(std::iter::repeat_n(b'0', places - kept));
+    if fraction.as_bytes().get(places).is_some_and(|d| *d >= b'5') {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if digits[i] == b'9' {
+                digits[i] = b'0';
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = digits.len() - places;
+    let text = String::from_utf8(digits).unwrap_or_default();
+    let (w, f) = text.split_at(split);
+    // No leading zeros but one (`007` is `7`).
+    let w = w.trim_start_matches('0');
+    let w = if w.is_empty() { "0" } else { w };
+    (w.to_string(), f.to_string())
+}
+
+/// The whole part with `locale`'s group separators.
+fn grouped(whole: &str, locale: &Locale) -> String {
+    let primary = usize::from(locale.primary.max(1));
+    let secondary = usize::from(locale.secondary.max(1));
+    if whole.len() < primary + usize::from(locale.min_grouping) {
+        return whole.to_string();
+    }
+    let mut cuts = vec![whole.len() - primary];
+    while let Some(&last) = cuts.last() {
+        if last <= secondary {
+            break;
+        }
+        cuts.push(last - secondary);
+    }
+    let mut out = String::with_capacity(whole.len() + cuts.len() * locale.group.len());
+    let mut from = 0;
+    for cut in cuts.iter().rev() {
+        out.push_str(&whole[from..*cut]);
+        out.push_str(locale.group);
+        from = *cut;
+    }
+    out.push_str(&whole[from..]);
+    out
+}
+
+/// A number as the decimal text [`format`] reads: an integer as it is, a float as Rust prints
+/// it (the shortest text that reads back as the same float). `None` for an infinite one.
+pub(crate) fn decimal_of_f64(f: f64) -> Option<String> {
+    f.is_finite().then(|| format!("{f}"))
+}
+
+/// Why a `code` written in a template cannot be a currency: not an ISO 4217 code the table
+/// knows (`EURO`: did you mean `EUR`?). Read by `waymark validate` from a literal argument.
+pub(crate) fn code_problem(code: &str) -> Option<String> {
+    let upper = code.trim().to_ascii_uppercase();
+    if known(&upper) {
+        return None;
+    }
+    let guess = crate::dsl::closest(&upper, data::CODES.iter().copied())
+        .map(|c| format!("did you mean '{c}'? "))
+        .unwrap_or_default();
+    Some(format!(
+        "currency: '{code}' is not an ISO 4217 currency code: {guess}write one like currency('EUR'), or currency(event.currency) to take it from the event"
+    ))
+}
+
+/// Why a `locale=` written in a template is no locale tag (`locale='German'`). A tag the table
+/// does not cover is no problem: it is shortened, else English.
+pub(crate) fn locale_problem(tag: &str) -> Option<String> {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next().unwrap_or_default();
+    let ok = (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    (!ok).then(|| {
+        format!("currency: '{tag}' is not a locale tag: write one like locale='de-DE', locale='fr' or locale='en-GB'")
+    })
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message)
+}
+
+const USAGE: &str = "write it like currency('EUR') or currency(event.currency)";
+
+/// `value | currency(code, locale=tag)`: see the module. The code is given in place or as
+/// `code=`; the locale is `locale=` when given, else the user's (`profile.locale`), else
+/// English. A value the user or the event does not have prints nothing; a number sent as text
+/// (`"19.99"`) is the number it says; anything else is an error, as for `round`.
+pub fn currency(
+    state: &State<'_, '_>,
+    value: Value,
+    // Not an `Option<Value>`, which reads a missing `event.currency` as no argument at all.
+    args: Rest<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    // `code=event.currency` too may be missing: not the same as no `code=`.
+    let by_keyword = match kwargs.has("code") {
+        true => Some(kwargs.get::<Value>("code")?),
+        false => None,
+    };
+    let locale_arg: Option<Value> = kwargs.get("locale")?;
+    kwargs.assert_all_used()?;
+    if args.len() > 1 {
+        return Err(Error::new(
+            ErrorKind::TooManyArguments,
+            format!("currency: takes one code, and the locale as `locale=`: {USAGE}"),
+        ));
+    }
+    let code = match (args.first().cloned(), by_keyword) {
+        (Some(_), Some(_)) => {
+            return Err(Error::new(
+                ErrorKind::TooManyArguments,
+                "currency: `code` is given twice".to_string(),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::new(
+                ErrorKind::MissingArgument,
+                format!("currency: takes the currency's ISO 4217 code: {USAGE}"),
+            ))
+        }
+        (Some(c), None) | (None, Some(c)) => c,
+    };
+    // The arguments are checked whatever the value, so a mistake in them shows at once.
+    let code = match code.kind() {
+        ValueKind::Undefined | ValueKind::None => Code::Missing,
+        ValueKind::String if code.as_str().is_some_and(|s| s.trim().is_empty()) => Code::Missing,
+        ValueKind::String => Code::Text(code.as_str().unwrap_or_default()),
+        _ => {
+            return Err(invalid(format!(
+                "currency: its code is text like 'EUR', not {code} ({}): {USAGE}",
+                code.kind()
+            )))
+        }
+    };
+    let tag = match &locale_arg {
+        Some(l) if l.is_undefined() || l.is_none() => None,
+        Some(l) => Some(l.as_str().map(str::to_string).ok_or_else(|| {
+            invalid(format!(
+                "currency: `locale=` is a tag like 'de-DE', not {l} ({})",
+                l.kind()
+            ))
+        })?),
+        None => None,
+    };
+    if super::number::missing(&value) {
+        return Ok(value);
+    }
+    let tag = tag.or_else(|| {
+        let profile = state.lookup("profile")?;
+        let locale = profile.get_attr("locale").ok()?;
+        locale.as_str().map(str::to_string)
+    });
+    let amount = amount_text(&value)?;
+    let locale = locale(tag.as_deref());
+    format(&amount, &code, locale)
+        .map(Value::from)
+        .ok_or_else(|| not_a_number(&value))
+}
+
+/// The value as a plain decimal: a number, or text that says one.
+fn amount_text(value: &Value) -> Result<String, Error> {
+    match value.kind() {
+        ValueKind::Number => {
+            if value.is_integer() {
+                if let Ok(i) = i128::try_from(value.clone()) {
+                    return Ok(i.to_string());
+                }
+            }
+            f64::try_from(value.clone())
+                .ok()
+                .and_then(decimal_of_f64)
+                .ok_or_else(|| not_a_number(value))
+        }
+        ValueKind::String => {
+            text_amount(value.as_str().unwrap_or_default()).ok_or_else(|| not_a_number(value))
+        }
+        _ => Err(not_a_number(value)),
+    }
+}
+
+/// Text that says a number (`"19.99"`, `" 5 "`), as the decimal [`format`] reads; read as
+/// `round` reads it: an integer, else a finite float.
+pub(crate) fn text_amount(text: &str) -> Option<String> {
+    let text = text.trim();
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(i.to_string());
+    }
+    text.parse::<f64>().ok().and_then(decimal_of_f64)
+}
+
+fn not_a_number(value: &Value) -> Error {
+    invalid(format!(
+        "currency: {value} ({}) is not a number",
+        value.kind()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::render;
+    use serde_json::json;
+
+    /// What `source` renders to for a user whose `profile.locale` is `locale` (none: `None`),
+    /// with `event`.
+    fn rendered(
+        source: &str,
+        locale: Option<&str>,
+        event: serde_json::Value,
+    ) -> Result<String, String> {
+        let profile = match locale {
+            Some(l) => json!({ "locale": l }),
+            None => json!({}),
+        };
+        let ctx = json!({"event": event, "profile": profile, "journey": {"id": "j"}});
+        render(source, &ctx, false).map_err(|e| e.message)
+    }
+
+    /// The reader's locale decides the symbol's place, the separators and the grouping, as CLDR
+    /// writes them (the narrow no-break space of French, the apostrophe of Swiss German, India's
+    /// lakh).
+    #[test]
+    fn an_amount_is_written_as_the_users_locale_writes_money() {
+        let source = "{{ event.total | currency(event.currency) }}";
+        for (locale, total, code, want) in [
+            (Some("de-DE"), json!(1234.5), "EUR", "1.234,50\u{a0}€"),
+            (Some("de"), json!(89.9), "EUR", "89,90\u{a0}€"),
+            (Some("fr"), json!(1234.5), "EUR", "1\u{202f}234,50\u{a0}€"),
+            (
+                Some("fr-FR"),
+                json!(1234.5),
+                "USD",
+                "1\u{202f}234,50\u{a0}$US",
+            ),
+            (Some("en-US"), json!(1234.5), "USD", "$1,234.50"),
+            (Some("en-GB"), json!(1234.5), "GBP", "£1,234.50"),
+            (Some("en-GB"), json!(1234.5), "USD", "US$1,234.50"),
+            (Some("ja"), json!(1234.5), "JPY", "￥1,235"),
+            (Some("ja-JP"), json!(1234), "JPY", "￥1,234"),
+            (Some("de-CH"), json!(1234.5), "CHF", "CHF\u{a0}1'234.50"),
+            (Some("en-IN"), json!(123456), "INR", "₹1,23,456.00"),
+            (Some("en-IN"), json!(12345678.9), "INR", "₹1,23,45,678.90"),
+            (Some("es"), json!(1234.5), "EUR", "1234,50\u{a0}€"),
+            (Some("es"), json!(12345.5), "EUR", "12.345,50\u{a0}€"),
+            (Some("pt_BR"), json!(1234.5), "BRL", "R$\u{a0}1.234,50"),
+            (Some("nl-NL"), json!(-1234.5), "EUR", "€\u{a0}-1.234,50"),
+            (
+                Some("sv-SE"),
+                json!(-1234.5),
+                "SEK",
+                "\u{2212}1\u{a0}234,50\u{a0}kr",
+            ),
+            (Some("zh-Hant-TW"), json!(1234.5), "TWD", "$1,234.50"),
+            // No locale, or one the table does not cover (Welsh): English.
+            (None, json!(1234.5), "EUR", "€1,234.50"),
+            (Some("cy-GB"), json!(1234.5), "EUR", "€1,234.50"),
+            (Some("not a tag"), json!(1234.5), "EUR", "€1,234.50"),
+            // Three digits for the dinars, none for the yen, whatever the locale.
+            (None, json!(1.2345), "KWD", "KWD\u{a0}1.235"),
+            (Some("de"), json!(1.2345), "BHD", "1,235\u{a0}BHD"),
+            (Some("fr"), json!(1234.5), "JPY", "1\u{202f}235\u{a0}JPY"),
+        ] {
+            let event = json!({"total": total, "currency": code});
+            assert_eq!(
+                rendered(source, locale, event).as_deref(),
+                Ok(want),
+                "{locale:?} {total} {code}"
+            );
+        }
+    }
+
+    /// Rounded half away from zero, as the amount is written (not as its float would round:
+    /// 2.675 is 2.67499… in binary, and `round(2)` gives 2.67); a negative amount keeps its
+    /// sign in the locale's place, unless it rounds to zero.
+    #[test]
+    fn rounds_half_away_from_zero_and_writes_negative_amounts() {
+        for (total, code, want) in [
+            (json!(2.675), "EUR", "€2.68"),
+            (json!(0.125), "USD", "$0.13"),
+            (json!(0.124), "USD", "$0.12"),
+            (json!(-0.125), "USD", "-$0.13"),
+            (json!(2.5), "JPY", "¥3"),
+            (json!(-2.5), "JPY", "-¥3"),
+            (json!(9.995), "EUR", "€10.00"),
+            (json!(999999.995), "EUR", "€1,000,000.00"),
+            (json!(-0.001), "EUR", "€0.00"),
+            (json!(-1234.5), "EUR", "-€1,234.50"),
+            (json!(0), "EUR", "€0.00"),
+            (json!(-7), "CHF", "-CHF\u{a0}7.00"),
+            (json!(1e21), "USD", "$1,000,000,000,000,000,000,000.00"),
+            (json!(u64::MAX), "USD", "$18,446,744,073,709,551,615.00"),
+        ] {
+            let event = json!({"total": total, "currency": code});
+            let got = rendered("{{ event.total | currency(event.currency) }}", None, event);
+            assert_eq!(got.as_deref(), Ok(want), "{total} {code}");
+        }
+        for (locale, want) in [("de-CH", "CHF-1'234.50"), ("de", "-1.234,50\u{a0}CHF")] {
+            let got = rendered("{{ -1234.5 | currency('CHF') }}", Some(locale), json!({}));
+            assert_eq!(got.as_deref(), Ok(want), "{locale}");
+        }
+    }
+
+    /// As for every filter: a value the user or the event does not have prints nothing (and
+    /// `default` sees it missing); a number sent as text is the number; anything else is an
+    /// error that says what it was given.
+    #[test]
+    fn missing_values_print_nothing_and_text_is_read_as_a_number() {
+        let source = "[{{ event.total | currency('EUR') }}]";
+        assert_eq!(rendered(source, None, json!({})).as_deref(), Ok("[]"));
+        assert_eq!(
+            rendered(source, None, json!({"total": null})).as_deref(),
+            Ok("[]")
+        );
+        assert_eq!(
+            rendered(
+                "{{ event.total | currency('EUR') | default('n/a') }}",
+                None,
+                json!({})
+            )
+            .as_deref(),
+            Ok("n/a")
+        );
+        assert_eq!(
+            rendered(source, Some("de"), json!({"total": "19.99"})).as_deref(),
+            Ok("[19,99\u{a0}€]")
+        );
+        assert_eq!(
+            rendered(source, None, json!({"total": " -5 "})).as_deref(),
+            Ok("[-€5.00]")
+        );
+        for (total, why) in [
+            (json!("soon"), "currency: soon (string) is not a number"),
+            (json!("19,99"), "currency: 19,99 (string) is not a number"),
+            (json!(true), "currency: True (bool) is not a number"),
+            (json!([1]), "is not a number"),
+        ] {
+            let e = rendered(source, None, json!({ "total": total })).expect_err("not a number");
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    /// The code in place or as `code=`, in any case; one the table does not know is printed as
+    /// it is written, where the symbol goes, with 2 digits (the message still goes out); none
+    /// (a missing `event.currency`) leaves the amount alone. `locale=` overrides the user's.
+    #[test]
+    fn the_code_and_the_locale_come_in_place_by_keyword_or_not_at_all() {
+        let event = json!({"total": 1234.5, "currency": "eur", "odd": "XYZ", "words": "Euro"});
+        for (source, locale, want) in [
+            (
+                "{{ event.total | currency(event.currency) }}",
+                None,
+                "€1,234.50",
+            ),
+            (
+                "{{ event.total | currency(code='USD') }}",
+                None,
+                "$1,234.50",
+            ),
+            (
+                "{{ event.total | currency(code=event.none) }}",
+                None,
+                "1,234.50",
+            ),
+            (
+                "{{ event.total | currency('usd', locale='de-DE') }}",
+                Some("en"),
+                "1.234,50\u{a0}$",
+            ),
+            (
+                "{{ event.total | currency('EUR', locale='fr') }}",
+                Some("de"),
+                "1\u{202f}234,50\u{a0}€",
+            ),
+            (
+                "{{ event.total | currency('EUR', locale=profile.nothing) }}",
+                Some("de"),
+                "1.234,50\u{a0}€",
+            ),
+            (
+                "{{ event.total | currency(event.odd) }}",
+                None,
+                "XYZ\u{a0}1,234.50",
+            ),
+            (
+                "{{ event.total | currency(event.odd) }}",
+                Some("de"),
+                "1.234,50\u{a0}XYZ",
+            ),
+            (
+                "{{ event.total | currency(event.words) }}",
+                None,
+                "Euro\u{a0}1,234.50",
+            ),
+            (
+                "{{ event.total | currency(event.missing) }}",
+                None,
+                "1,234.50",
+            ),
+            (
+                "{{ event.total | currency(event.missing) }}",
+                Some("de"),
+                "1.234,50",
+            ),
+            (
+                "{{ event.total | currency(event.missing) }}",
+                Some("fr"),
+                "1\u{202f}234,50",
+            ),
+            (
+                "{{ -1234.5 | currency(event.missing) }}",
+                Some("nl"),
+                "-1.234,50",
+            ),
+            ("{{ event.total | currency('') }}", None, "1,234.50"),
+        ] {
+            assert_eq!(
+                rendered(source, locale, event.clone()).as_deref(),
+                Ok(want),
+                "{source}"
+            );
+        }
+        for (source, why) in [
+            (
+                "{{ event.total | currency }}",
+                "takes the currency's ISO 4217 code",
+            ),
+            (
+                "{{ event.total | currency(5) }}",
+                "its code is text like 'EUR', not 5",
+            ),
+            (
+                "{{ event.total | currency('EUR', code='USD') }}",
+                "given twice",
+            ),
+            (
+                "{{ event.total | currency('EUR', locale=5) }}",
+                "`locale=` is a tag",
+            ),
+            ("{{ event.total | currency('EUR', lang='de') }}", "lang"),
+            // Whatever the value: the call itself is wrong.
+            ("{{ event.missing | currency(5) }}", "not 5"),
+        ] {
+            let e = rendered(source, None, event.clone()).expect_err(source);
+            assert!(e.contains(why), "{source}: {e}");
+        }
+    }
+
+    fn show(amount: f64, code: &str, tag: &str) -> String {
+        let text = decimal_of_f64(amount).expect("finite");
+        format(&text, &Code::Text(code), locale(Some(tag))).expect("a decimal")
+    }
+
+    /// The generated tables are searched by halves: each must be in order, and every alias
+    /// must name a covered locale (English, the fallback, among them).
+    #[test]
+    fn the_tables_are_in_order_and_complete() {
+        let ordered = |keys: Vec<&str>| keys.windows(2).all(|w| w[0] < w[1]);
+        assert!(ordered(data::CODES.to_vec()));
+        assert!(data::CODES.iter().all(|c| c.len() == 3));
+        assert!(ordered(data::ALIASES.iter().map(|(a, _)| *a).collect()));
+        assert!(ordered(data::LOCALES.iter().map(|l| l.tag).collect()));
+        assert!(data::ALIASES.iter().all(|(_, to)| covered(to).is_some()));
+        assert_eq!(locale(None).tag, "en");
+        assert!(data::DIGITS.iter().all(|(c, _)| known(c)));
+        for l in data::LOCALES {
+            assert_eq!(locale(Some(l.tag)).tag, l.tag);
+            for pattern in [l.positive, l.negative] {
+                assert_eq!(
+                    pattern.iter().filter(|p| **p == Part::Number).count(),
+                    1,
+                    "{}",
+                    l.tag
+                );
+                assert_eq!(
+                    pattern.iter().filter(|p| **p == Part::Symbol).count(),
+                    1,
+                    "{}",
+                    l.tag
+                );
+            }
+        }
+        // Shortened part by part, in any case and with `_`.
+        assert_eq!(locale(Some("DE_at")).tag, "de-at");
+        assert_eq!(locale(Some("de-LU")).tag, "de");
+        assert_eq!(locale(Some("zh-Hant-TW")).tag, "zh-tw");
+        assert_eq!(locale(Some("zh-Hant-HK")).tag, "zh-hk");
+        assert_eq!(locale(Some("no-NO")).tag, "nb");
+        assert_eq!(locale(Some("ar-KW")).tag, "en");
+    }
+
+    /// What CLDR's own formatter (ICU, with rounding half away from zero) prints, for every
+    /// covered locale and its aliases, a dozen currencies and amounts that round, group and go
+    /// negative (`cases.txt`, generated with the table).
+    #[test]
+    fn formats_as_cldr_does() {
+        // `WAYMARK_CURRENCY_CASES` names a larger file of the same form, to check more once.
+        let more = std::env::var("WAYMARK_CURRENCY_CASES")
+            .ok()
+            .map(|path| std::fs::read_to_string(path).expect("the cases file"));
+        let cases = more
+            .as_deref()
+            .unwrap_or(include_str!("currency/cases.txt"));
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for line in cases.lines().filter(|l| !l.starts_with('#')) {
+            let mut cols = line.split('\t');
+            let (Some(tag), Some(code), Some(amount), Some(want)) =
+                (cols.next(), cols.next(), cols.next(), cols.next())
+            else {
+                panic!("a case has four columns: {line:?}");
+            };
+            let amount: f64 = amount.parse().expect("an amount");
+            let got = show(amount, code, tag);
+            if got != want {
+                wrong.push(format!("{tag} {code} {amount}: {got:?}, not {want:?}"));
+            }
+            checked += 1;
+        }
+        assert!(checked > 1_000, "{checked}");
+        assert!(
+            wrong.is_empty(),
+            "{} wrong:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+    }
+}
