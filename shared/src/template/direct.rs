@@ -110,6 +110,12 @@ enum Filter {
     Trim,
     /// `date` or `date('%H:%M')` on text (see `template::date`); anything else, MiniJinja's.
     Date(Option<Box<str>>),
+    /// `currency(code)` or `currency(code=code)`, with or without `locale=`, each a path or a
+    /// literal with filters (see `template::currency`).
+    Currency {
+        code: Box<Expr>,
+        locale: Option<Box<Expr>>,
+    },
 }
 
 #[derive(Debug)]
@@ -295,6 +301,8 @@ fn tokens(s: &str) -> Direct<Vec<Tok<'_>>> {
                     b'|' => "|",
                     b'(' => "(",
                     b')' => ")",
+                    b',' => ",",
+                    b'=' => "=",
                     _ => return Err(Declined),
                 },
             };
@@ -444,10 +452,13 @@ impl<'s> Parser<'_, 's> {
                     }
                     Filter::Date(format)
                 }
+                "currency" => self.currency()?,
                 _ => return Err(Declined),
             };
-            if !matches!(f, Filter::Default(_) | Filter::Date(_))
-                && self.eat_punct("(")
+            if !matches!(
+                f,
+                Filter::Default(_) | Filter::Date(_) | Filter::Currency { .. }
+            ) && self.eat_punct("(")
                 && !self.eat_punct(")")
             {
                 return Err(Declined);
@@ -455,6 +466,43 @@ impl<'s> Parser<'_, 's> {
             e = Expr::Filtered(Box::new(e), f);
         }
         Ok(e)
+    }
+
+    /// `currency`'s arguments, after its name: one code, in place or as `code=`, and maybe
+    /// `locale=`; anything else (another argument, one given twice) is MiniJinja's to refuse.
+    fn currency(&mut self) -> Direct<Filter> {
+        if !self.eat_punct("(") {
+            return Err(Declined);
+        }
+        let (mut code, mut locale) = (None, None);
+        let mut first = true;
+        while !self.eat_punct(")") {
+            if !first && !self.eat_punct(",") {
+                return Err(Declined);
+            }
+            first = false;
+            let keyword = match (self.peek(), self.toks.get(self.at + 1)) {
+                (Some(Tok::Ident(k)), Some(Tok::Punct("="))) => {
+                    let k = *k;
+                    self.at += 2;
+                    Some(k)
+                }
+                _ => None,
+            };
+            let value = Box::new(self.filtered()?);
+            let slot = match keyword {
+                None | Some("code") => &mut code,
+                Some("locale") => &mut locale,
+                Some(_) => return Err(Declined),
+            };
+            if slot.replace(value).is_some() {
+                return Err(Declined);
+            }
+        }
+        Ok(Filter::Currency {
+            code: code.ok_or(Declined)?,
+            locale,
+        })
     }
 
     fn literal(&mut self) -> Direct<Lit> {
@@ -897,6 +945,49 @@ impl<'r> Renderer<'r> {
         })
     }
 
+    /// `value | currency(code, locale=...)` as `template::currency` writes it; what MiniJinja's
+    /// filter refuses (a code or locale that is not text, a value that is no number) declines.
+    fn currency(
+        &mut self,
+        value: V<'r>,
+        code: &'r Expr,
+        locale: &'r Option<Box<Expr>>,
+    ) -> Direct<V<'r>> {
+        use super::currency::{self, Code};
+        let code = match self.eval(code)? {
+            V::Undefined => None,
+            V::Str(s) => Some(s),
+            _ => return Err(Declined),
+        };
+        let tag = match locale {
+            None => None,
+            Some(l) => match self.eval(l)? {
+                V::Undefined => None,
+                V::Str(s) => Some(s),
+                _ => return Err(Declined),
+            },
+        };
+        let amount = match value {
+            V::Undefined => return Ok(V::Undefined),
+            V::U64(u) => u.to_string(),
+            V::I64(i) => i.to_string(),
+            V::F64(f) => currency::decimal_of_f64(f).ok_or(Declined)?,
+            V::Str(s) => currency::text_amount(&s).ok_or(Declined)?,
+            _ => return Err(Declined),
+        };
+        let code = match code.as_deref().map(str::trim) {
+            None | Some("") => Code::Missing,
+            Some(c) => Code::Text(c),
+        };
+        let tag = tag.or_else(|| {
+            let own = self.scope.traits.get("locale")?.as_str()?;
+            Some(Cow::Borrowed(own))
+        });
+        let locale = currency::locale(tag.as_deref());
+        let text = currency::format(&amount, &code, locale).ok_or(Declined)?;
+        Ok(V::Str(Cow::Owned(text)))
+    }
+
     fn eval(&mut self, e: &'r Expr) -> Direct<V<'r>> {
         self.charge(1)?;
         match e {
@@ -970,6 +1061,7 @@ impl<'r> Renderer<'r> {
                             super::date::format(format.as_deref(), &zoned).ok_or(Declined)?,
                         ))
                     }
+                    (Filter::Currency { code, locale }, v) => self.currency(v, code, locale)?,
                     _ => return Err(Declined),
                 })
             }
@@ -1145,7 +1237,11 @@ mod tests {
                 " | default('there')", "|default(3)", " | default(1.5)", "|length", " | upper",
                 " | lower", "|trim", " | length()", "|default('a/<b>')",
             ]),
-            1 => prop::sample::select(vec!["|d('x')", " | title"]),
+            1 => prop::sample::select(vec![
+                "|d('x')", " | title", " | currency('EUR')",
+                " | currency(event.price, locale='de-CH')",
+                "|currency(code='jpy',locale=item.name)",
+            ]),
         ];
         let filters = prop::collection::vec(filter, 0..3);
         let path = (root, attrs).prop_map(|(r, a)| {
@@ -1442,6 +1538,102 @@ mod tests {
             assert!(program.render(&case.scope(), false).is_err(), "{declined}");
         }
         assert!(Program::compile("{{ event.at | date('%H', tz='Asia/Tokyo') }}").is_err());
+    }
+
+    /// `currency` renders directly what MiniJinja's filter renders, in the user's locale or the
+    /// one named, and leaves to MiniJinja what its filter refuses (a value that is no number, a
+    /// code or a locale that is not text).
+    #[test]
+    fn the_currency_filter_renders_as_minijinja_renders_it() {
+        let sources = [
+            "{{ event.total | currency(event.currency) }}",
+            "{{ event.total | currency('EUR') }}",
+            "{{ event.total | currency(code='jpy') }}",
+            "<b>{{ event.total | currency('CHF', locale='de-CH') }}</b>",
+            "{{ event.total | currency(event.currency, locale=event.locale) }}",
+            "{{ event.total | currency(event.currency | default('USD')) }}",
+            "{% for i in event.items %}{{ i.price | currency(event.currency) }};{% endfor %}",
+            "{{ event.total | currency(event.currency) | default('n/a') }}",
+        ];
+        let mut rendered = 0;
+        let mut tried = 0;
+        for locale in [
+            json!("de-DE"),
+            json!("fr"),
+            json!("en-IN"),
+            json!("pt_BR"),
+            json!("xx"),
+            json!(5),
+            json!(null),
+        ] {
+            for total in [
+                json!(1234.5),
+                json!(-0.001),
+                json!(123456789),
+                json!("19.99"),
+                json!(" 7 "),
+                json!("soon"),
+                json!(true),
+                json!(null),
+                json!(2.675),
+            ] {
+                for code in [
+                    json!("EUR"),
+                    json!("kwd"),
+                    json!("XYZ"),
+                    json!(""),
+                    json!(978),
+                    json!(null),
+                ] {
+                    let case = Case {
+                        traits: json!({ "locale": locale })
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                        event: json!({"total": total, "currency": code, "locale": locale,
+                            "items": [{"price": total}, {"price": 5}]}),
+                        unsubscribe: None,
+                        journey_zone: None,
+                    };
+                    for source in sources {
+                        for html in [false, true] {
+                            tried += 1;
+                            match agrees(source, &case, html) {
+                                Ok(true) => rendered += 1,
+                                Ok(false) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Most render directly: all but a value or code MiniJinja's filter refuses.
+        assert!(rendered * 2 > tried, "{rendered} of {tried}");
+        let case = Case {
+            traits: json!({"locale": "de-CH"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            event: json!({"total": -1234.5, "currency": "CHF"}),
+            unsubscribe: None,
+            journey_zone: None,
+        };
+        let program = Program::compile(sources[0]).expect("compiles");
+        assert_eq!(
+            program.render(&case.scope(), true).ok().as_deref(),
+            Some("CHF-1&#x27;234.50")
+        );
+        for declined in [
+            "{{ event.total | currency }}",
+            "{{ event.total | currency() }}",
+            "{{ event.total | currency('EUR', 'de') }}",
+            "{{ event.total | currency('EUR', code='USD') }}",
+            "{{ event.total | currency('EUR', lang='de') }}",
+            "{{ event.total | currency('EUR' locale='de') }}",
+        ] {
+            assert!(Program::compile(declined).is_err(), "{declined}");
+        }
     }
 
     #[test]
