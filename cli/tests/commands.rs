@@ -174,6 +174,40 @@ fn validate_refuses_a_filter_given_the_wrong_arguments() {
     assert!(text(&out.stdout).is_empty());
 }
 
+/// A currency code or a locale written as text that cannot be one would print wrong in every
+/// message: `validate` refuses each, at the argument's file position, with the nearest code.
+#[test]
+fn validate_refuses_a_currency_that_cannot_be() {
+    let dir = TempDir::new("validate-currency");
+    let file = dir.write(
+        "price.yaml",
+        "id: price\nname: Price\ntrigger:\n  event: price_dropped\nsteps:\n  - id: push\n    send:\n      push:\n        title: Price drop\n        body: \"Now {{ event.price | currency('EURO') }}\"\n  - id: inbox\n    send:\n      in_app:\n        title: Price drop\n        body: \"Now {{ event.price | currency(event.currency, locale='German') }}\"\n",
+    );
+    let name = file.display().to_string();
+    let out = run(&["validate", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let code = format!(
+        "{name}:10:{}: ",
+        "        body: \"Now {{ event.price | currency(".len() + 1
+    );
+    let locale = format!(
+        "{name}:15:{}: ",
+        "        body: \"Now {{ event.price | currency(event.currency, locale=".len() + 1
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with(&code)
+            && l.contains("'EURO' is not an ISO 4217 currency code: did you mean 'EUR'?")),
+        "expected a line starting {code:?}, got:\n{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&locale) && l.contains("'German' is not a locale tag")),
+        "expected a line starting {locale:?}, got:\n{err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}
+
 /// `now()` (a condition's) and a Python method in a template would fail every send:
 /// `validate` refuses them, in a profile update's value too, at their file position.
 #[test]

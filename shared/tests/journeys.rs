@@ -260,6 +260,70 @@ steps:
     assert_eq!(bodies, ["Total 19.99 EUR"]);
 }
 
+/// `currency` writes the amount as each user's locale writes money (an identify's `locale`),
+/// prints nothing for an amount the event lacks, reads a price sent as text, never fails for
+/// a code it does not know, and skips the message, saying why, for an amount that is no number.
+#[tokio::test]
+async fn currency_writes_money_in_each_users_locale_and_names_what_failed() {
+    let journey = r#"
+id: refund
+name: Refund
+trigger: {event: refunded}
+steps:
+  - id: note
+    send:
+      push: {title: "Refund", body: "Refunded: {{ event.amount | currency(event.currency) }}"}
+"#;
+    let mut script = String::new();
+    for (user, locale, props) in [
+        ("de", "de-DE", r#"{"amount": "1234.5", "currency": "EUR"}"#),
+        ("fr", "fr-FR", r#"{"amount": 1234.5, "currency": "eur"}"#),
+        ("ch", "de-CH", r#"{"amount": -1234.5, "currency": "CHF"}"#),
+        ("jp", "ja-JP", r#"{"amount": 1234.5, "currency": "JPY"}"#),
+        ("us", "en-US", r#"{"amount": 5, "currency": "XYZ"}"#),
+        ("none", "en-US", r#"{"currency": "EUR"}"#),
+        ("word", "en-US", r#"{"amount": "soon", "currency": "EUR"}"#),
+    ] {
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T09:00:00Z\",\"type\":\"identify\",\"userId\":\"{user}\",\"traits\":{{\"locale\":\"{locale}\",\"push_tokens\":[{{\"platform\":\"fcm\",\"token\":\"t-{user}\"}}]}}}}\n{{\"at\":\"2026-12-01T10:00:00Z\",\"userId\":\"{user}\",\"event\":\"refunded\",\"properties\":{props}}}\n"
+        ));
+    }
+    let out = sim(&[journey], &script).await;
+    let body = |user: &str| -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                waymark::simulate::Output::Message(m) if &*m.user_id == user => {
+                    serde_json::to_value(&m.content).ok()
+                }
+                _ => None,
+            })
+            .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(body("de"), ["Refunded: 1.234,50\u{a0}€"]);
+    assert_eq!(body("fr"), ["Refunded: 1\u{202f}234,50\u{a0}€"]);
+    assert_eq!(body("ch"), ["Refunded: CHF-1'234.50"]);
+    assert_eq!(body("jp"), ["Refunded: ￥1,235"]);
+    assert_eq!(body("us"), ["Refunded: XYZ\u{a0}5.00"]);
+    assert_eq!(body("none"), ["Refunded: "]);
+    assert!(body("word").is_empty());
+    let skipped: Vec<String> = entries(&out, "word")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, detail, .. } => {
+                Some(format!("{reason}: {}", detail.as_deref().unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].starts_with("render_error: body: ")
+            && skipped[0].contains("currency: soon (string) is not a number"),
+        "{skipped:?}"
+    );
+}
+
 /// Events that arrive out of order (a device offline for two days sends its episodes late)
 /// still make three within seven days: nia enters when the last of them arrives, although the
 /// one that arrived first is the latest.
