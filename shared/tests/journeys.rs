@@ -5954,10 +5954,11 @@ async fn cart_example_sends_what_the_story_says() {
     };
     let text = text.as_deref().unwrap_or_default();
     assert!(
-        text.contains("- Trail shoes (79.9 EUR): only 3 left"),
+        // Ann's locale is fr-FR: her prices are written as in France.
+        text.contains("- Trail shoes (79,90\u{a0}€): only 3 left"),
         "{text}"
     );
-    assert!(text.contains("- Running socks (10.0 EUR)\n"), "{text}");
+    assert!(text.contains("- Running socks (10,00\u{a0}€)\n"), "{text}");
     assert_eq!(
         facts(&out, "bob", outcome),
         [
