@@ -398,7 +398,14 @@ fn empty_sibling(value: &serde_json::Value, path: &str, message: &str) -> Option
 /// test holds the two together.
 fn fields_of(key: &str) -> &'static [&'static str] {
     match key {
-        "trigger" => &["event", "inactive", "repeated", "schedule", "where"],
+        "trigger" => &[
+            "event",
+            "inactive",
+            "repeated",
+            "schedule",
+            "trait_changed",
+            "where",
+        ],
         "repeated" => &["event", "times", "where", "within"],
         "inactive" => &["events", "for", "where"],
         "schedule" => &["cron", "timezone", "where"],
@@ -1613,7 +1620,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
     match j.trigger.kind() {
         None => out.push(problem(
             "trigger",
-            "a trigger needs exactly one of `event`, `repeated`, `inactive` or `schedule`",
+            "a trigger needs exactly one of `event`, `trait_changed`, `repeated`, `inactive` or `schedule`",
         )),
         Some(TriggerKind::Repeated(r)) => {
             if r.times < 2 {
@@ -1655,12 +1662,20 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 ));
             }
         }
+        Some(TriggerKind::TraitChanged { name, .. }) => {
+            if let Some(why) = watched_trait_problem(name) {
+                out.push(problem("trigger.trait_changed", why));
+            }
+        }
         Some(TriggerKind::Event { .. }) => {}
     }
-    if j.trigger.condition.is_some() && j.trigger.event.is_none() {
+    if j.trigger.condition.is_some()
+        && j.trigger.event.is_none()
+        && j.trigger.trait_changed.is_none()
+    {
         out.push(problem(
             "trigger.where",
-            "`where` here goes with `event`; for other triggers put it inside them",
+            "`where` here goes with `event` or `trait_changed`; for other triggers put it inside them",
         ));
     }
     validate_event_names(j, &mut out);
@@ -1972,6 +1987,39 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
         .collect()
 }
 
+/// Why a `trait_changed` trigger cannot watch the trait `name`, if it cannot: an empty name, a
+/// name the profile keeps for itself, the devices an identify registers (no trait holds them),
+/// or a name with a dot (one flat name, where `profile.address.city` reads inside `address`:
+/// a change inside a trait is a change of the whole trait, watched by its own name).
+fn watched_trait_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some(
+            "name the trait whose change enters a user, as `profile.<name>` reads it, like `trait_changed: plan`"
+                .into(),
+        );
+    }
+    if name.starts_with("subscriptions.") || name.starts_with("stated:") {
+        return Some(format!(
+            "`{name}` is a name Waymark keeps for itself, never a trait an identify changes: watch `subscriptions`, the user's choices, whole"
+        ));
+    }
+    if matches!(name, "push_tokens" | "devices") {
+        return Some(format!(
+            "an identify's `{name}` registers push devices and is kept as no trait, so it never changes one: watch a trait, like `trait_changed: plan`"
+        ));
+    }
+    match name.split('.').find(|p| !p.is_empty()) {
+        Some(top) if name.contains('.') => Some(format!(
+            "`{name}` with a dot is one flat trait name, which `profile.{name}` does not read: watch the whole trait, `trait_changed: {top}` (a change inside it is a change of it), and read the part in `where`, like `event.to.{}`",
+            name.rsplit('.').find(|p| !p.is_empty()).unwrap_or(top)
+        )),
+        None => Some(format!(
+            "`{name}` is no trait name: watch one that `profile.<name>` reads, like `trait_changed: plan`"
+        )),
+        _ => None,
+    }
+}
+
 /// Why an update may not set (`value` given) or unset the trait `name`, if it may not: a name
 /// the profile keeps for itself (`subscriptions.email`, `stated:…`: when each channel's choice
 /// was made), a trait an identify handles in its own way (`push_tokens` registers devices,
@@ -2196,9 +2244,14 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
     let mut dates: Vec<(String, &str)> = Vec::new();
     let mut conditions: Vec<(String, &crate::condition::Condition)> = Vec::new();
     match j.trigger.kind() {
-        Some(TriggerKind::Event {
-            condition: Some(c), ..
-        }) => conditions.push(("trigger.where".into(), c)),
+        Some(
+            TriggerKind::Event {
+                condition: Some(c), ..
+            }
+            | TriggerKind::TraitChanged {
+                condition: Some(c), ..
+            },
+        ) => conditions.push(("trigger.where".into(), c)),
         Some(TriggerKind::Schedule(crate::journey::Schedule {
             condition: Some(c), ..
         })) => conditions.push(("trigger.schedule.where".into(), c)),
@@ -2275,6 +2328,10 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
         Some(TriggerKind::Inactive(_)) => (
             &["inactive_since"],
             "starts on inactivity: its trigger event holds only `inactive_since`",
+        ),
+        Some(TriggerKind::TraitChanged { .. }) => (
+            &["trait", "from", "to"],
+            "starts on a trait's change: its trigger event holds only `trait`, `from` and `to`",
         ),
         _ => return,
     };
@@ -3241,6 +3298,66 @@ steps:
                 "{e} should mention {needle}"
             );
             assert!(e.to_string().starts_with("j.yaml:"), "{e}");
+        }
+    }
+
+    /// A `trait_changed` trigger names one trait an identify changes, takes a `where` on its
+    /// `event.from` and `event.to`, and a misspelt key or name is told where it is.
+    #[test]
+    fn a_trait_changed_trigger_is_checked_like_the_others() {
+        let text = |trigger: &str| {
+            format!(
+                "id: j\nname: J\ntrigger:\n{trigger}steps:\n  - id: s\n    send: {{email: {{subject: \"{{{{ event.to }}}}\", text: .}}}}\n"
+            )
+        };
+        let good = text(
+            "  trait_changed: plan\n  where: \"event.from == 'free' and event.to == 'pro'\"\n",
+        );
+        let j = parse("j.yaml", &good).expect("valid");
+        assert!(matches!(
+            j.trigger.kind(),
+            Some(TriggerKind::TraitChanged {
+                name: "plan",
+                condition: Some(_)
+            })
+        ));
+        assert_eq!(j.watched_trait(), Some("plan"));
+        assert!(!j.names_event("plan"));
+        for (trigger, at, message) in [
+            (
+                "  trait_change: plan\n",
+                "j.yaml:4:3: trigger.trait_change:",
+                "did you mean `trait_changed`?",
+            ),
+            (
+                "  trait_changed: \"\"\n",
+                "j.yaml:4:3: trigger.trait_changed:",
+                "name the trait whose change enters a user",
+            ),
+            (
+                "  trait_changed: address.city\n",
+                "j.yaml:4:3: trigger.trait_changed:",
+                "watch the whole trait, `trait_changed: address`",
+            ),
+            (
+                "  trait_changed: push_tokens\n",
+                "j.yaml:4:3: trigger.trait_changed:",
+                "registers push devices",
+            ),
+            (
+                "  trait_changed: plan\n  event: upgraded\n",
+                "j.yaml:3:1: trigger:",
+                "exactly one of `event`, `trait_changed`",
+            ),
+            (
+                "  trait_changed: plan\n  where: \"event.total > 0\"\n",
+                "j.yaml:5:3: trigger.where:",
+                "its trigger event holds only `trait`, `from` and `to`, so `event.total` is always empty here",
+            ),
+        ] {
+            let e = first_error(&text(trigger)).to_string();
+            assert!(e.starts_with(at), "{e}: should start with {at}");
+            assert!(e.contains(message), "{e}: should say {message}");
         }
     }
 

@@ -55,7 +55,8 @@ pub struct Journey {
     pub steps: Vec<Step>,
 }
 
-/// What enrolls a user. Exactly one of `event`, `repeated`, `inactive`, `schedule`.
+/// What enrolls a user. Exactly one of `event`, `trait_changed`, `repeated`, `inactive`,
+/// `schedule`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(transform = one_trigger)]
@@ -64,9 +65,16 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: Option<String>,
-    /// With `event`: enter only when this condition holds on `event.*` and `profile.*`.
+    /// With `event` or `trait_changed`: enter only when this condition holds on `event.*` and
+    /// `profile.*`.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
+    /// Enter when an identify changes this profile trait: sets it for the first time, gives it
+    /// another value, or removes it (`null`). The trigger event is the identify, its properties
+    /// `{trait, from, to}` (`from` missing when it was not set, `to` when it was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
+    pub trait_changed: Option<String>,
     /// Enter when the user has done an event at least `times` times within a window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeated: Option<Repeated>,
@@ -85,6 +93,10 @@ pub enum TriggerKind<'a> {
         event: &'a str,
         condition: Option<&'a Condition>,
     },
+    TraitChanged {
+        name: &'a str,
+        condition: Option<&'a Condition>,
+    },
     Repeated(&'a Repeated),
     Inactive(&'a Inactive),
     Schedule(&'a Schedule),
@@ -94,6 +106,7 @@ impl Trigger {
     /// The trigger's kind; `None` when the file named none or several (validation reports it).
     pub fn kind(&self) -> Option<TriggerKind<'_>> {
         let set = usize::from(self.event.is_some())
+            + usize::from(self.trait_changed.is_some())
             + usize::from(self.repeated.is_some())
             + usize::from(self.inactive.is_some())
             + usize::from(self.schedule.is_some());
@@ -101,6 +114,12 @@ impl Trigger {
             return None;
         }
         // Called for every journey on every event: no allocation.
+        if let Some(name) = &self.trait_changed {
+            return Some(TriggerKind::TraitChanged {
+                name,
+                condition: self.condition.as_ref(),
+            });
+        }
         match (&self.event, &self.repeated, &self.inactive, &self.schedule) {
             (Some(event), ..) => Some(TriggerKind::Event {
                 event,
@@ -903,7 +922,14 @@ impl Journey {
             .any(|s| matches!(s.action(), Action::Update(_)))
     }
 
-    /// Every event name the journey listens to after entry (exit, goal, wait_for).
+    /// The profile trait whose change enters a user (a `trait_changed` trigger).
+    pub fn watched_trait(&self) -> Option<&str> {
+        match self.trigger.kind() {
+            Some(TriggerKind::TraitChanged { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether the journey names `event` anywhere: its trigger (an event, a `repeated` count,
     /// an `inactive` set) or what it listens to once entered.
     pub fn names_event(&self, event: &str) -> bool {
@@ -911,11 +937,12 @@ impl Journey {
             Some(TriggerKind::Event { event: e, .. }) => e == event,
             Some(TriggerKind::Repeated(r)) => r.event == event,
             Some(TriggerKind::Inactive(i)) => i.events.iter().any(|e| e == event),
-            Some(TriggerKind::Schedule(_)) | None => false,
+            Some(TriggerKind::TraitChanged { .. } | TriggerKind::Schedule(_)) | None => false,
         };
         triggered || self.listens_to(event)
     }
 
+    /// Whether the journey listens to `event` after entry (exit, goal, wait_for).
     pub fn listens_to(&self, event: &str) -> bool {
         self.exit_when.iter().any(|m| m.event == event)
             || self.goal.as_ref().is_some_and(|g| g.event == event)
@@ -942,7 +969,10 @@ fn exactly_one(schema: &mut schemars::Schema, fields: &[&str]) {
 }
 
 fn one_trigger(schema: &mut schemars::Schema) {
-    exactly_one(schema, &["event", "repeated", "inactive", "schedule"]);
+    exactly_one(
+        schema,
+        &["event", "trait_changed", "repeated", "inactive", "schedule"],
+    );
 }
 
 fn one_action(schema: &mut schemars::Schema) {

@@ -56,6 +56,11 @@ pub const MAX_REMOVED_BYTES: usize = 64 * 1024;
 /// profiles take 100 merges, after which an anonymous id is no longer merged but the user's
 /// events go on.
 pub const MAX_ANONYMOUS_IDS: usize = 100;
+/// The most a change of a watched trait weighs ([`trait_weight`] of `from` and `to`) for the
+/// profile to keep it ([`Profile::trait_changes`]), and the most such changes it keeps: the
+/// changes add at most 32 KB to a profile whatever journeys are published.
+pub const MAX_CHANGE_BYTES: usize = 1024;
+pub const MAX_TRAIT_CHANGES: usize = 32;
 /// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
 /// and consent (an opt-out is never lost).
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
@@ -174,6 +179,47 @@ pub struct Profile {
     /// (the history keeps events' times, not their properties).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub marks: SmallMap<String, Timestamp>,
+    /// Per trait a published `trait_changed` journey watches: the latest change an identify
+    /// made to it ([`Profile::apply_watching`]), so that the identify coming again (retried
+    /// after it failed half-way, the profile written already) still knows what it changed.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub trait_changes: SmallMap<String, TraitChange>,
+}
+
+/// What an identify did to a trait: its value before (`None`: not set) and after (`None`:
+/// removed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraitChange {
+    /// The identify's messageId.
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Value>,
+}
+
+impl TraitChange {
+    /// The trigger event a `trait_changed` journey reads: `{trait, from, to}`, with `from` or
+    /// `to` left out when the trait was missing then (so `event.from` reads as missing).
+    pub fn properties(&self, name: &str) -> Value {
+        let mut m = Map::new();
+        m.insert("trait".into(), Value::String(name.to_string()));
+        if let Some(v) = &self.from {
+            m.insert("from".into(), v.clone());
+        }
+        if let Some(v) = &self.to {
+            m.insert("to".into(), v.clone());
+        }
+        Value::Object(m)
+    }
+
+    fn weight(&self, name: &str) -> usize {
+        [&self.from, &self.to]
+            .into_iter()
+            .flatten()
+            .map(|v| trait_weight(name, v))
+            .sum()
+    }
 }
 
 /// A trait's value as a device last sent it in `context`, and when.
@@ -625,6 +671,61 @@ impl Profile {
             list.drain(..extra);
         }
         not_kept
+    }
+
+    /// [`Profile::apply_remembering`], and for an identify, the traits among `watched` (those a
+    /// `trait_changed` journey watches, each once) whose stored value it changed: set the first
+    /// time, given another value, or removed. What it leaves as it was (the same value again, a
+    /// trait an identify stamped later set, one past the profile's bounds) is no change. Each
+    /// change is noted in [`Profile::trait_changes`] (one of at most [`MAX_CHANGE_BYTES`], at
+    /// most [`MAX_TRAIT_CHANGES`] of them, and only of watched traits), and the same identify
+    /// applied again, changing nothing now, returns the change noted for it: so a retried
+    /// identify enters whom it would have entered, and a duplicate enters no one twice (the
+    /// entry itself is judged once per messageId). A change too large to note, or replaced by
+    /// a later identify's before the retry, is returned only the first time.
+    pub fn apply_watching(
+        &mut self,
+        event: &Event,
+        remember: bool,
+        watched: &[&str],
+    ) -> (Vec<String>, Vec<(String, TraitChange)>) {
+        if event.kind != Kind::Identify || (watched.is_empty() && self.trait_changes.is_empty()) {
+            return (self.apply_remembering(event, remember), Vec::new());
+        }
+        let before: Vec<Option<Value>> = watched
+            .iter()
+            .map(|n| self.traits.get(*n).cloned())
+            .collect();
+        let not_kept = self.apply_remembering(event, remember);
+        // A trait no journey watches any more keeps no change.
+        self.trait_changes
+            .retain(|k, _| watched.contains(&k.as_str()));
+        let mut changes = Vec::new();
+        for (name, from) in watched.iter().zip(before) {
+            let to = self.traits.get(*name);
+            if from.as_ref() != to {
+                let change = TraitChange {
+                    message_id: event.message_id.clone(),
+                    from,
+                    to: to.cloned(),
+                };
+                let room = self.trait_changes.contains_key(*name)
+                    || self.trait_changes.len() < MAX_TRAIT_CHANGES;
+                if room && change.weight(name) <= MAX_CHANGE_BYTES {
+                    self.trait_changes.insert(name.to_string(), change.clone());
+                } else {
+                    self.trait_changes.remove(*name);
+                }
+                changes.push((name.to_string(), change));
+            } else if let Some(c) = self
+                .trait_changes
+                .get(*name)
+                .filter(|c| c.message_id == event.message_id)
+            {
+                changes.push((name.to_string(), c.clone()));
+            }
+        }
+        (not_kept, changes)
     }
 
     /// Whether the anonymous id `a` was seen with this user before (merged into her, or found
@@ -1436,6 +1537,53 @@ mod tests {
     }
 
     /// ann's identify `id` at `at` with `traits`.
+    /// A watched trait's change is noted with its identify, so the same identify applied
+    /// again returns it; a change too large to note, or of a trait no journey watches any
+    /// more, is not kept.
+    #[test]
+    fn an_identify_applied_again_returns_the_change_it_noted_and_only_a_small_one() {
+        let traits = |v: Value| {
+            let mut m = Map::new();
+            m.insert("plan".into(), v);
+            m
+        };
+        let mut p = Profile::new("ann");
+        let first = ann_identifies("i-1", "2026-12-01T09:00:00Z", traits("free".into()));
+        let (_, changes) = p.apply_watching(&first, true, &["plan"]);
+        let noted = TraitChange {
+            message_id: "i-1".into(),
+            from: None,
+            to: Some("free".into()),
+        };
+        assert_eq!(changes, [("plan".to_string(), noted.clone())]);
+        assert_eq!(
+            noted.properties("plan"),
+            serde_json::json!({"trait": "plan", "to": "free"})
+        );
+        // again: no change now, the noted one is returned
+        assert_eq!(p.apply_watching(&first, true, &["plan"]).1, changes);
+        // another identify with the same value changes nothing
+        let same = ann_identifies("i-2", "2026-12-01T10:00:00Z", traits("free".into()));
+        assert!(p.apply_watching(&same, true, &["plan"]).1.is_empty());
+        // a large value changes it, and is not noted
+        let large = Value::String("x".repeat(MAX_CHANGE_BYTES));
+        let big = ann_identifies("i-3", "2026-12-01T11:00:00Z", traits(large));
+        assert_eq!(p.apply_watching(&big, true, &["plan"]).1.len(), 1);
+        assert!(p.trait_changes.is_empty());
+        assert!(p.apply_watching(&big, true, &["plan"]).1.is_empty());
+        // (from the large value, the change weighs as much)
+        let pro = ann_identifies("i-4", "2026-12-01T12:00:00Z", traits("pro".into()));
+        p.apply_watching(&pro, true, &["plan"]);
+        assert!(p.trait_changes.is_empty());
+        let back = ann_identifies("i-5", "2026-12-01T12:30:00Z", traits("free".into()));
+        p.apply_watching(&back, true, &["plan"]);
+        assert_eq!(p.trait_changes.len(), 1);
+        // no journey watches `plan` any more: its change is forgotten
+        let other = ann_identifies("i-6", "2026-12-01T13:00:00Z", Map::new());
+        p.apply_watching(&other, true, &[]);
+        assert!(p.trait_changes.is_empty());
+    }
+
     fn ann_identifies(id: &str, at: &str, traits: Map<String, Value>) -> Event {
         Event {
             kind: Kind::Identify,

@@ -189,6 +189,12 @@ fn trigger_label(j: &Journey) -> String {
         Some(TriggerKind::Event { event, condition }) => {
             format!("on {}", with_condition(event, condition))
         }
+        Some(TriggerKind::TraitChanged { name, condition }) => {
+            format!(
+                "when {}",
+                with_condition(&format!("{name} changes"), condition)
+            )
+        }
         Some(TriggerKind::Repeated(r)) => format!(
             "{} {} times within {}",
             with_condition(&r.event, r.condition.as_ref()),
@@ -495,6 +501,20 @@ steps:
         assert!(!m.contains("%%{"), "{m}");
         assert!(m.contains("#37;#37;{init"), "{m}");
         assert!(m.contains("50% off"), "{m}");
+    }
+
+    #[test]
+    fn a_trait_changed_trigger_names_the_trait_and_its_where() {
+        let j = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger:\n  trait_changed: plan\n  where: \"event.to == 'pro'\"\nsteps:\n  - id: s\n    exit: true\n",
+        )
+        .expect("valid");
+        let m = mermaid(&j);
+        assert!(
+            m.contains("    trigger([\"when plan changes where event.to == 'pro'\"])\n"),
+            "{m}"
+        );
     }
 
     #[test]

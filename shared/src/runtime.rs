@@ -1336,6 +1336,16 @@ impl Runtime {
             .event
             .as_deref()
             .is_none_or(|name| journeys.iter().any(|p| p.journey.names_event(name)));
+        // The traits `trait_changed` journeys watch: an identify's change of one is their
+        // trigger (a closed or stopped journey's too, which refuses it, saying so).
+        let mut watched: Vec<&str> = journeys
+            .iter()
+            .filter_map(|p| p.journey.watched_trait())
+            .collect();
+        watched.sort_unstable();
+        watched.dedup();
+        // The watched traits this identify changed, as its profile update found them.
+        let changed = std::sync::Mutex::new(Vec::new());
         let now = self.now();
         // An anonymous user that turned out to be someone: the event is theirs.
         let merged_into = std::sync::Mutex::new(None);
@@ -1378,9 +1388,12 @@ impl Runtime {
                     });
                     known.store(seen_before, std::sync::atomic::Ordering::Relaxed);
                     let zone = p.traits.get("timezone").cloned();
-                    let not_kept = p.apply_remembering(e, remember);
+                    let (not_kept, changes) = p.apply_watching(e, remember, &watched);
                     if let Ok(mut past) = past_bounds.lock() {
                         *past = not_kept;
+                    }
+                    if let Ok(mut c) = changed.lock() {
+                        *c = changes;
                     }
                     let moved = p.traits.get("timezone") != zone.as_ref();
                     zone_moved.store(moved, std::sync::atomic::Ordering::Relaxed);
@@ -1680,12 +1693,7 @@ impl Runtime {
                         name,
                         None,
                         "condition",
-                        match values.as_str() {
-                            "" => format!("`where: {source}` was false at this event"),
-                            values => {
-                                format!("`where: {source}` was false at this event ({values})")
-                            }
-                        },
+                        where_was_false(&source, &values),
                     ));
                 } else if enter && !self.entered_as(from, &p.journey.id, e).await? {
                     let trigger = TriggerEvent {
@@ -1702,23 +1710,82 @@ impl Runtime {
             }
         }
 
+        // An identify's changes of watched traits: the `trait_changed` journeys watching each
+        // enter the user, the identify their trigger event, `{trait, from, to}` its properties.
+        // Only an identify's changes do: not a journey's `update` step (journeys would trigger
+        // one another, in loops), nor the traits a login brings from the visitor she was.
+        let changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (name, change) in &changed {
+            let properties = Arc::new(change.properties(name));
+            let scope_profile = profile.scope();
+            for p in journeys.iter() {
+                let Some(TriggerKind::TraitChanged {
+                    name: watched,
+                    condition,
+                }) = p.journey.trigger.kind()
+                else {
+                    continue;
+                };
+                // Entered by this very identify before (it is retried): judged once.
+                if watched != name
+                    || enrollments
+                        .get(&p.journey.id)
+                        .is_some_and(|l| l.enrollment.entered_by(&e.message_id))
+                {
+                    continue;
+                }
+                let scope = crate::condition::Scope {
+                    event: &properties,
+                    profile: &scope_profile,
+                    now: e.timestamp,
+                    zone: p.journey.timezone.as_deref(),
+                };
+                let unmet = condition.filter(|c| p.journey.status.is_active() && !c.eval(&scope));
+                if let Some(c) = unmet {
+                    let detail = where_was_false(c.source(), &c.values(&scope));
+                    refusals.push(self.refusal(
+                        &p.journey,
+                        TRAIT_CHANGE,
+                        None,
+                        "condition",
+                        detail,
+                    ));
+                } else if !self.entered_as(from, &p.journey.id, e).await? {
+                    let trigger = TriggerEvent {
+                        event: TRAIT_CHANGE.to_string(),
+                        message_id: e.message_id.clone(),
+                        at: e.timestamp,
+                        properties: properties.clone(),
+                    };
+                    refusals.extend(
+                        self.try_enter(p, &profile, &mut enrollments, trigger, None)
+                            .await?,
+                    );
+                }
+            }
+        }
+
         // Every journey the event reached ran on the profile as it came with the event, so one
         // that entered after another's `update` changed a date it waits for reads the old
         // date: date waits are read again once all have run (an enrollment waiting before the
         // update was moved by it already, and is left alone). Decided by the journeys' files,
         // not by what ran, so a message that comes again after a crash does it too.
-        if let Some(name) = e.event.as_deref() {
-            let updates = journeys.iter().any(|p| {
-                let j = &p.journey;
-                let reached = j.listens_to(name)
+        let reached = |j: &Journey| match e.event.as_deref() {
+            Some(name) => {
+                j.listens_to(name)
                     || matches!(j.trigger.kind(), Some(TriggerKind::Event { event, .. }) if event == name)
-                    || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name);
-                reached && j.updates_profile()
-            });
-            if updates {
-                let (fresh, _) = self.load_profile(user).await?;
-                self.move_date_waits(&fresh, "", &e.message_id).await?;
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name)
             }
+            None => j
+                .watched_trait()
+                .is_some_and(|t| changed.iter().any(|(name, _)| name == t)),
+        };
+        if journeys
+            .iter()
+            .any(|p| reached(&p.journey) && p.journey.updates_profile())
+        {
+            let (fresh, _) = self.load_profile(user).await?;
+            self.move_date_waits(&fresh, "", &e.message_id).await?;
         }
 
         // The marker that the event was handled keeps the entries it was refused (for the
@@ -4497,6 +4564,19 @@ fn ends_at_merge(
     }
     engine::reentry_refusal(j, hers, theirs.trigger.at, into)
         .map(|why| format!("{into_id} may not be in this journey again: {why}"))
+}
+
+/// The trigger event a `trait_changed` journey's enrollment keeps, and its refusals name: the
+/// identify that changed the trait.
+const TRAIT_CHANGE: &str = "identify";
+
+/// A refused trigger's detail when its `where` was false: the condition, and what the paths it
+/// reads held (`values`, as [`crate::condition::Condition::values`] shows them).
+fn where_was_false(source: &str, values: &str) -> String {
+    match values {
+        "" => format!("`where: {source}` was false at this event"),
+        values => format!("`where: {source}` was false at this event ({values})"),
+    }
 }
 
 /// The event a moved enrollment's `wait_for` waits for, when its user did it since the wait

@@ -82,6 +82,11 @@ impl<K: Ord, V> SmallMap<K, V> {
         &mut self.0[i].1
     }
 
+    /// Keeps only the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -7005,3 +7005,347 @@ steps:
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trait changes: `trigger: {trait_changed: plan}`
+// ---------------------------------------------------------------------------------------------
+
+/// Emails each change of `plan`, saying what it was and what it is (again at every change: an
+/// enrollment ends at once).
+const PLAN_CHANGED: &str = r#"
+id: plan_changed
+name: Plan changed
+trigger:
+  trait_changed: plan
+reentry: after_exit
+steps:
+  - id: note
+    send:
+      email:
+        subject: "{{ event.trait }}: {{ event.from | default('none') }} to {{ event.to | default('none') }}, profile says {{ profile.plan | default('none') }}"
+        text: "."
+"#;
+
+/// An identify of `user` happening at `at` (and delivered then), with `traits` and an email.
+fn identify_at(at: &str, user: &str, id: &str, traits: serde_json::Value) -> String {
+    identify_late(at, at, user, id, traits)
+}
+
+/// An identify delivered at `at` that happened at `happened`.
+fn identify_late(
+    at: &str,
+    happened: &str,
+    user: &str,
+    id: &str,
+    traits: serde_json::Value,
+) -> String {
+    let mut t = json!({"email": format!("{user}@example.com")});
+    if let (Some(t), Some(more)) = (t.as_object_mut(), traits.as_object()) {
+        t.extend(more.clone());
+    }
+    json!({"at": at, "type": "identify", "userId": user, "messageId": id,
+        "timestamp": happened, "traits": t})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_trait_change_enters_on_first_set_change_and_removal_but_not_on_the_same_value() {
+    let script = [
+        // first set: from missing
+        identify_at(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "i-1",
+            json!({"plan": "free"}),
+        ),
+        // the same value again, and another trait: no change of `plan`
+        identify_at(
+            "2026-12-01T10:00:00Z",
+            "ann",
+            "i-2",
+            json!({"plan": "free"}),
+        ),
+        identify_at(
+            "2026-12-01T10:30:00Z",
+            "ann",
+            "i-3",
+            json!({"country": "FR"}),
+        ),
+        // another value
+        identify_at("2026-12-01T11:00:00Z", "ann", "i-4", json!({"plan": "pro"})),
+        // removed, then removed again (nothing left to remove)
+        identify_at("2026-12-01T12:00:00Z", "ann", "i-5", json!({"plan": null})),
+        identify_at("2026-12-01T13:00:00Z", "ann", "i-6", json!({"plan": null})),
+    ]
+    .join("\n");
+    let out = sim(&[PLAN_CHANGED], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T09:00:00Z ann email note: plan: none to free, profile says free",
+            "2026-12-01T11:00:00Z ann email note: plan: free to pro, profile says pro",
+            "2026-12-01T12:00:00Z ann email note: plan: pro to none, profile says none",
+        ]
+    );
+    // what did not change is no trigger: nothing refused either
+    assert_eq!(refusals(entries(&out, "ann")), Vec::<String>::new());
+    // the enrollment keeps the identify as its trigger event
+    assert_eq!(
+        facts(&out, "ann", entered),
+        [
+            "2026-12-01T09:00:00Z plan_changed/-: entered v1 on identify",
+            "2026-12-01T11:00:00Z plan_changed/-: entered v1 on identify",
+            "2026-12-01T12:00:00Z plan_changed/-: entered v1 on identify",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_older_identify_arriving_after_a_newer_one_changes_nothing_and_enters_no_one() {
+    let script = [
+        identify_at(
+            "2026-12-01T09:00:00Z",
+            "bob",
+            "i-1",
+            json!({"plan": "free"}),
+        ),
+        identify_at("2026-12-01T11:00:00Z", "bob", "i-3", json!({"plan": "pro"})),
+        // sent at 10:00 from a phone that was offline: `pro`, set later, stands
+        identify_late(
+            "2026-12-01T11:05:00Z",
+            "2026-12-01T10:00:00Z",
+            "bob",
+            "i-2",
+            json!({"plan": "trial"}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[PLAN_CHANGED], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T09:00:00Z bob email note: plan: none to free, profile says free",
+            "2026-12-01T11:00:00Z bob email note: plan: free to pro, profile says pro",
+        ]
+    );
+    assert_eq!(refusals(entries(&out, "bob")), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_trait_changed_where_reads_from_and_to_and_says_why_it_was_false() {
+    let upgrade = r#"
+id: upgrade
+name: Upgrade
+trigger:
+  trait_changed: plan
+  where: "event.from == 'free' and event.to == 'pro'"
+steps:
+  - id: welcome
+    send:
+      email: {subject: "Welcome to {{ event.to }}, {{ profile.first_name }}", text: "."}
+"#;
+    let script = [
+        identify_at(
+            "2026-12-01T09:00:00Z",
+            "cat",
+            "c-1",
+            json!({"plan": "free", "first_name": "Cat"}),
+        ),
+        identify_at(
+            "2026-12-01T09:00:00Z",
+            "dan",
+            "d-1",
+            json!({"plan": "trial", "first_name": "Dan"}),
+        ),
+        identify_at("2026-12-01T10:00:00Z", "cat", "c-2", json!({"plan": "pro"})),
+        identify_at("2026-12-01T10:00:00Z", "dan", "d-2", json!({"plan": "pro"})),
+    ]
+    .join("\n");
+    let out = sim(&[upgrade], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:00Z cat email welcome: Welcome to pro, Cat"]
+    );
+    assert_eq!(
+        refusals(entries(&out, "dan")),
+        [
+            r#"2026-12-01T09:00:00Z upgrade [] on identify: condition: `where: event.from == 'free' and event.to == 'pro'` was false at this event (event.from missing, event.to = "trial")"#,
+            r#"2026-12-01T10:00:00Z upgrade [] on identify: condition: `where: event.from == 'free' and event.to == 'pro'` was false at this event (event.from = "trial", event.to = "pro")"#,
+        ]
+    );
+    assert_eq!(
+        refusals(entries(&out, "cat")),
+        [
+            r#"2026-12-01T09:00:00Z upgrade [] on identify: condition: `where: event.from == 'free' and event.to == 'pro'` was false at this event (event.from missing, event.to = "free")"#
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_trait_change_follows_the_entry_rules_enrolled_and_reentry() {
+    let once = r#"
+id: once
+name: Once
+trigger: {trait_changed: plan}
+steps:
+  - id: later
+    wait: 1d
+  - id: note
+    send: {email: {subject: "{{ event.to }}", text: "."}}
+"#;
+    let script = [
+        identify_at(
+            "2026-12-01T09:00:00Z",
+            "eve",
+            "e-1",
+            json!({"plan": "free"}),
+        ),
+        // in the journey: one enrollment at a time
+        identify_at("2026-12-01T10:00:00Z", "eve", "e-2", json!({"plan": "pro"})),
+        // done with it, and `reentry: never`
+        identify_at(
+            "2026-12-03T10:00:00Z",
+            "eve",
+            "e-3",
+            json!({"plan": "free"}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[once], &script).await;
+    assert_eq!(outbox(&out), ["2026-12-02T09:00:00Z eve email note: free"]);
+    let refused = refusals(entries(&out, "eve"));
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(
+        refused[0].starts_with("2026-12-01T10:00:00Z once [once:eve:1] on identify: enrolled: in the journey since 2026-12-01T09:00:00Z"),
+        "{refused:#?}"
+    );
+    assert!(
+        refused[1].starts_with("2026-12-03T10:00:00Z once [once:eve:1] on identify: reentry:"),
+        "{refused:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_identify_delivered_again_enters_no_one_twice() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(PLAN_CHANGED).await;
+    let first = identify_at(
+        "2026-12-01T09:00:00Z",
+        "fay",
+        "f-1",
+        json!({"plan": "free"}),
+    );
+    h.play(&first).await;
+    // the same identify again: its marker says it was handled
+    h.play(&first).await;
+    // and again after its marker is gone (a retry of a delivery that stopped before writing
+    // it): its change was noted with it, its entry was made by it, and neither is done again
+    h.store
+        .delete(&Key::new("U#fay", "D#f-1"), Expect::Any)
+        .await
+        .expect("delete the marker");
+    h.play(&first).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T09:00:00Z fay email note: plan: none to free, profile says free"]
+    );
+    let view = h.rt.user("fay").await.expect("user");
+    assert_eq!(view.enrollments.len(), 1);
+}
+
+#[tokio::test]
+async fn a_journeys_own_update_of_the_trait_triggers_no_trait_changed_journey() {
+    let downgrade = r#"
+id: downgrade
+name: Downgrade
+trigger: {event: subscription_lapsed}
+steps:
+  - id: back_to_free
+    update: {set: {plan: free}}
+"#;
+    let script = [
+        identify_at("2026-12-01T09:00:00Z", "gus", "g-1", json!({"plan": "pro"})),
+        track("2026-12-01T10:00:00Z", "gus", "subscription_lapsed", "l-1"),
+        // the identify that sends `free` again: her profile says `free` already
+        identify_at(
+            "2026-12-01T11:00:00Z",
+            "gus",
+            "g-2",
+            json!({"plan": "free"}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[PLAN_CHANGED, downgrade], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T09:00:00Z gus email note: plan: none to pro, profile says pro"]
+    );
+}
+
+#[tokio::test]
+async fn the_traits_a_login_brings_from_the_visitor_are_no_change() {
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"v-1","messageId":"v-i","traits":{"plan":"free"}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"hal","anonymousId":"v-1","messageId":"h-1","traits":{"email":"hal@example.com"}}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"hal","messageId":"h-2","traits":{"plan":"pro"}}
+"#;
+    let upgrade = r#"
+id: upgrade
+name: Upgrade
+trigger:
+  trait_changed: plan
+  where: "event.to == 'pro'"
+steps:
+  - id: welcome
+    send: {email: {subject: "{{ event.from | default('none') }} to {{ event.to }}", text: "."}}
+"#;
+    let out = sim(&[upgrade], script).await;
+    // the visitor's own identify was a change (refused by the `where`); the login that made
+    // `free` hal's was none; hal's own change from it enters him
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T11:00:00Z hal email welcome: free to pro"]
+    );
+    assert_eq!(refusals(entries(&out, "hal")), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_identify_retried_after_its_profile_was_written_still_enters() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(PLAN_CHANGED).await;
+    let line = identify_at(
+        "2026-12-01T09:00:00Z",
+        "fay",
+        "f-1",
+        json!({"plan": "free"}),
+    );
+    let payload: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let ev = waymark::event::parse_call(
+        waymark::event::Call::Identify,
+        payload.to_string().as_bytes(),
+        h.now(),
+        &waymark::event::Limits {
+            max_past: SignedDuration::from_hours(24),
+            max_future: SignedDuration::from_hours(24),
+        },
+    )
+    .expect("identify");
+    // its first delivery wrote her profile, then stopped: the identify changes nothing now
+    let mut written = Profile::new("fay");
+    let (_, changes) = written.apply_watching(&ev, true, &["plan"]);
+    assert_eq!(changes.len(), 1);
+    h.store
+        .put(
+            &Record::new(waymark::runtime::profile_key("fay"), 1, &written).expect("record"),
+            Expect::Absent,
+        )
+        .await
+        .expect("profile");
+    // delivered again, it finds the change it noted, and enters her
+    h.deliver(ev).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T09:00:00Z fay email note: plan: none to free, profile says free"]
+    );
+}

@@ -49,7 +49,7 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     for (def, fields) in [
         (
             "Trigger",
-            &["event", "repeated", "inactive", "schedule"][..],
+            &["event", "trait_changed", "repeated", "inactive", "schedule"][..],
         ),
         (
             "Step",
@@ -91,6 +91,11 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     assert_eq!(schema["properties"]["name"]["pattern"], "\\S");
     assert_eq!(defs["Branch"]["properties"]["cases"]["minItems"], 1);
     assert_eq!(defs["Inactive"]["properties"]["events"]["minItems"], 1);
+    // A blank trait name is no trait an identify changes.
+    assert_eq!(
+        defs["Trigger"]["properties"]["trait_changed"]["pattern"],
+        "\\S"
+    );
     // An event name the API would refuse (blank, over 200 characters) never comes.
     let names = [
         &defs["Trigger"]["properties"]["event"],
