@@ -68,8 +68,20 @@ steps:
         text: "New episodes are waiting."
 "#;
 
+/// A trait-change journey: a viewer's plan, set by her first identify, enters her once.
+const PLAN_WATCH: &str = r#"
+id: plan_watch
+name: Plan watch
+trigger:
+  trait_changed: plan
+steps:
+  - id: noted
+    exit: true
+"#;
+
 fn journeys() -> Vec<Journey> {
     let digest = waymark::dsl::parse("daily_digest.yaml", DIGEST).expect("the digest journey");
+    let plan = waymark::dsl::parse("plan_watch.yaml", PLAN_WATCH).expect("the plan journey");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
     [
         "cart_abandonment.yaml",
@@ -82,7 +94,7 @@ fn journeys() -> Vec<Journey> {
     .map(|f| {
         waymark::dsl::load_file(&dir.join(f)).unwrap_or_else(|e| panic!("{f} does not load: {e:?}"))
     })
-    .chain([digest])
+    .chain([digest, plan])
     .collect()
 }
 
@@ -146,6 +158,7 @@ async fn run_seed(seed: u64, journeys: &[Journey]) -> Outcome {
     check::channels(&mut world);
     check::merges(&facts, &mut figures);
     check::upsell(&mut world, &workload, &facts);
+    check::plan_change(&mut world, &workload, &facts);
     check::digest(&mut world, &workload, &facts, &mut figures).await;
     check::inbox(&mut world, &mut figures);
     let letters = lock(&world.lab).sqs.dead_letters.len();

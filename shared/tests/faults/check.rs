@@ -24,6 +24,7 @@ pub const PURCHASE: &str = "post_purchase";
 pub const CHURN: &str = "telecom_churn";
 pub const UPSELL: &str = "streaming_upsell";
 pub const DIGEST: &str = "daily_digest";
+pub const PLAN: &str = "plan_watch";
 
 /// One timeline record: the entries one transition wrote.
 pub struct TimelineRecord {
@@ -651,6 +652,35 @@ pub fn upsell(world: &mut World, workload: &Workload, facts: &Facts) {
     }
     for d in found {
         world.violation("upsell-trigger", d);
+    }
+}
+
+/// The `trait_changed: plan` journey (`reentry: never`): a viewer's first identify sets her
+/// plan, a change from none, so she enters it once, on that identify, however often it was
+/// delivered or retried after failing half-way (its profile written, its entry not made); no
+/// one else's plan changes, and no one else enters.
+pub fn plan_change(world: &mut World, workload: &Workload, facts: &Facts) {
+    let mut found = Vec::new();
+    for u in &workload.users {
+        let entries: Vec<&str> = facts
+            .enrollments
+            .iter()
+            .filter(|e| &*e.journey == PLAN && *e.user_id == *u.id)
+            .map(|e| e.trigger.message_id.as_str())
+            .collect();
+        let expected: Vec<&str> = match u.free {
+            Some(_) => vec![u.identify.as_str()],
+            None => Vec::new(),
+        };
+        if entries != expected {
+            found.push(format!(
+                "{} entered {PLAN} on {entries:?}, where her plan's changes were {expected:?}",
+                u.id
+            ));
+        }
+    }
+    for d in found {
+        world.violation("plan-change-trigger", d);
     }
 }
 
