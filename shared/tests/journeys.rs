@@ -7349,3 +7349,20 @@ async fn an_identify_retried_after_its_profile_was_written_still_enters() {
         ["2026-12-01T09:00:00Z fay email note: plan: none to free, profile says free"]
     );
 }
+
+#[tokio::test]
+async fn a_closed_trait_changed_journey_refuses_the_change_saying_so() {
+    let closed = with_status(PLAN_CHANGED, "closed");
+    let script = identify_at(
+        "2026-12-01T09:00:00Z",
+        "ivy",
+        "v-1",
+        json!({"plan": "free"}),
+    );
+    let out = sim(&[&closed], &script).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    assert_eq!(
+        refusals(entries(&out, "ivy")),
+        ["2026-12-01T09:00:00Z plan_changed [] on identify: closed: the journey's `status: closed`: no one enters it"]
+    );
+}
