@@ -1822,3 +1822,67 @@ fn events_the_queue_refuses_are_a_400_and_a_queue_down_a_503() {
         }
     });
 }
+
+/// The API's identify, alone or in a batch, is the identify a `trait_changed` journey watches:
+/// the same runtime path as `waymark simulate`'s, here through the HTTP handler `waymark dev`
+/// and the intake Lambda share; `GET /v1/journeys` lists the journey, and the user's timeline
+/// names the identify as her trigger.
+#[test]
+fn an_identify_through_the_api_or_a_batch_enters_a_trait_changed_journey() {
+    block_on(async {
+        let s = Stack::new().await;
+        let j = waymark::dsl::parse(
+            "upgrade.yaml",
+            r#"
+id: upgrade
+name: Upgrade
+trigger:
+  trait_changed: plan
+  where: "event.from == 'free' and event.to == 'pro'"
+steps:
+  - id: welcome
+    send: {email: {subject: "Welcome to {{ event.to }}", text: "."}}
+"#,
+        )
+        .expect("a journey");
+        s.rt.catalog
+            .publish(&j, s.clock.now())
+            .await
+            .expect("publish");
+        s.post(
+            "/v1/identify",
+            json!({"userId": "ada", "messageId": "i-1", "traits": {"email": ADA_EMAIL, "plan": "free"}}),
+        )
+        .await;
+        s.run_until(s.clock.now()).await;
+        s.post(
+            "/v1/batch",
+            json!({"batch": [{"type": "identify", "userId": "ada", "messageId": "i-2", "traits": {"plan": "pro"}}]}),
+        )
+        .await;
+        s.run_until(s.clock.now()).await;
+        let sent: Vec<String> = s
+            .sender
+            .sent()
+            .iter()
+            .filter(|o| &*o.journey == "upgrade")
+            .map(|o| match &*o.content {
+                Content::Email { subject, .. } => format!("{} {subject}", o.user_id),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, ["ada Welcome to pro"]);
+        let (status, text) = s.admin_get("/v1/journeys").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(text.contains(r#""id":"upgrade""#), "{text}");
+        let (_, text) = s.admin_get("/v1/users/ada").await;
+        let view: Value = serde_json::from_str(&text).expect("JSON");
+        let trigger = view["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["journey"] == "upgrade" && e["what"] == "entered")
+            .map(|e| e["trigger"].clone());
+        assert_eq!(trigger, Some(json!("identify")), "{text}");
+    });
+}
