@@ -7366,3 +7366,79 @@ async fn a_closed_trait_changed_journey_refuses_the_change_saying_so() {
         ["2026-12-01T09:00:00Z plan_changed [] on identify: closed: the journey's `status: closed`: no one enters it"]
     );
 }
+
+#[tokio::test]
+async fn a_trait_changed_journey_exits_and_converts_as_an_event_journey_does() {
+    let onboarding = r#"
+id: pro_onboarding
+name: Pro onboarding
+trigger:
+  trait_changed: plan
+  where: "event.to == 'pro'"
+exit_when:
+  - event: account_closed
+goal:
+  event: project_created
+  within: 7d
+steps:
+  - id: later
+    wait: 1d
+  - id: tips
+    send: {email: {subject: "Pro tips", text: "."}}
+"#;
+    let script = [
+        identify_at("2026-12-01T09:00:00Z", "jo", "j-1", json!({"plan": "pro"})),
+        identify_at("2026-12-01T09:00:00Z", "kit", "k-1", json!({"plan": "pro"})),
+        track("2026-12-01T12:00:00Z", "kit", "account_closed", "k-2"),
+        track("2026-12-03T12:00:00Z", "jo", "project_created", "j-2"),
+    ]
+    .join("\n");
+    let out = sim(&[onboarding], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-02T09:00:00Z jo email tips: Pro tips"]
+    );
+    let ends = |w: &What| matches!(w, What::Exited { .. } | What::Converted { .. });
+    assert_eq!(
+        facts(&out, "kit", ends),
+        ["2026-12-01T12:00:00Z pro_onboarding/later: exited on account_closed"]
+    );
+    assert_eq!(
+        facts(&out, "jo", ends),
+        ["2026-12-03T12:00:00Z pro_onboarding/tips: converted on project_created, credited to tips"]
+    );
+}
+
+#[tokio::test]
+async fn a_date_another_trait_changed_journey_updates_is_read_again_after_the_identify() {
+    // both enter on the same change: `a_renew` moves the renewal, `b_remind` waits for it
+    let renew = r#"
+id: a_renew
+name: Renew
+trigger: {trait_changed: plan}
+steps:
+  - id: push_back
+    update: {set: {renews_on: "2026-12-20"}}
+"#;
+    let remind = r#"
+id: b_remind
+name: Remind
+trigger: {trait_changed: plan}
+steps:
+  - id: until_renewal
+    wait_until: {date: profile.renews_on, time: "09:00"}
+  - id: note
+    send: {email: {subject: "Renewal", text: "."}}
+"#;
+    let script = identify_at(
+        "2026-12-01T09:00:00Z",
+        "lou",
+        "l-1",
+        json!({"plan": "pro", "renews_on": "2026-12-10"}),
+    );
+    let out = sim(&[renew, remind], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-20T09:00:00Z lou email note: Renewal"]
+    );
+}
