@@ -286,8 +286,22 @@ fn path_steps(path: &str) -> Option<Vec<PathStep<'_>>> {
     Some(out)
 }
 
-/// What the YAML parser's commonest complaints mean for a journey file, and what to write.
-fn yaml_advice(info: &str) -> &'static str {
+/// The quote that closed the scalar before the parser's complaint at `line` and `column` (1-based):
+/// the last character other than a space before it, on that line or the ones above. saphyr says
+/// "double-quoted" for a single-quoted scalar too, so the text decides which it was.
+fn quote_before(text: &str, line: usize, column: usize) -> Option<char> {
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    let (last, above) = lines.split_last()?;
+    let here: String = last.chars().take(column.saturating_sub(1)).collect();
+    std::iter::once(here.as_str())
+        .chain(above.iter().rev().copied())
+        .find_map(|l| l.trim_end().chars().last())
+        .filter(|c| *c == '\'' || *c == '"')
+}
+
+/// What the YAML parser's commonest complaints mean for a journey file, and what to write;
+/// `quote` is the one that closed the scalar before the complaint ([`quote_before`]).
+fn yaml_advice(info: &str, quote: Option<char>) -> &'static str {
     if info.contains("found a tab") || info.contains("tabs") {
         "; YAML indents with spaces only: replace the tab on this line or the one before with spaces"
     } else if info.contains("did not find expected '-' indicator") {
@@ -300,11 +314,12 @@ fn yaml_advice(info: &str) -> &'static str {
         "; write a space after the `-` of a list item (a tab is not one)"
     } else if info.contains("mapping values are not allowed") {
         "; a value holds `: ` (or a key is indented wrongly): put text with a colon in quotes"
-    } else if info.contains("after double-quoted scalar") {
+    } else if info.contains("-quoted scalar") && quote == Some('\'') {
+        // `name: 'Bob's journey'`: the apostrophe ends the text.
+        "; a text in single quotes ends at its next `'`: write an apostrophe inside it as `''` (`'Bob''s journey'`), or put the text in double quotes (`\"Bob's journey\"`)"
+    } else if info.contains("-quoted scalar") {
         // `body: "Hi {{ name | default("friend") }}"`: the inner quote ends the text.
         "; a text in double quotes ends at its next `\"`: inside it write single quotes (`default('friend')`), or `\\\"`"
-    } else if info.contains("after single-quoted scalar") {
-        "; a text in single quotes ends at its next `'`: inside it write double quotes, or `''` for one single quote"
     } else {
         ""
     }
@@ -653,7 +668,7 @@ fn read_located<T: serde::de::DeserializeOwned>(
             None => format!(
                 "not valid YAML or JSON: {}{}",
                 e.info(),
-                yaml_advice(e.info())
+                yaml_advice(e.info(), quote_before(text, line, column))
             ),
         };
         vec![err(line, column, "", message)]
@@ -3045,6 +3060,33 @@ steps:
         let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n\tsend:\n      email: {subject: s}\n";
         let e = first_error(text);
         assert!(e.message.contains("spaces"), "{}", e.message);
+    }
+
+    /// saphyr says "after double-quoted scalar" for a single-quoted one too: the advice follows
+    /// the quote the file wrote.
+    #[test]
+    fn an_apostrophe_in_single_quotes_is_advised_as_yaml_escapes_it() {
+        for text in [
+            "id: j\nname: 'Bob's journey'\ntrigger: {event: t}\nsteps:\n  - id: a\n    exit: true\n",
+            "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms: {body: 'It's here'}\n",
+        ] {
+            let e = first_error(text);
+            assert!(
+                e.message.contains("a text in single quotes ends at its next `'`: write an apostrophe inside it as `''`"),
+                "{}",
+                e.message
+            );
+            assert!(!e.message.contains("double quotes ends"), "{}", e.message);
+        }
+        let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms: {body: \"Hi {{ name | default(\"friend\") }}\"}\n";
+        let e = first_error(text);
+        assert!(
+            e.message.contains(
+                "a text in double quotes ends at its next `\"`: inside it write single quotes"
+            ),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
