@@ -430,12 +430,19 @@ pub struct Warning {
 }
 
 impl Warning {
-    /// The warning for a field left out: what was wrong, and what was done instead.
+    /// The warning for a field left out: what was wrong, and what was done instead
+    /// (`must not contain spaces; left out: the stored value is unchanged, ...`; after a
+    /// question, `did you mean `properties`? Left out: ...`).
     fn left_out(index: Option<usize>, l: LeftOut) -> Warning {
+        let message = if l.problem.message.ends_with('?') {
+            format!("{} Left out: {}", l.problem.message, l.instead)
+        } else {
+            format!("{}; left out: {}", l.problem.message, l.instead)
+        };
         Warning {
             index,
             field: l.problem.field,
-            message: format!("{}; left out: {}", l.problem.message, l.instead),
+            message,
         }
     }
 }
@@ -789,7 +796,7 @@ fn from_raw(
             let field = check.field(key);
             check.warnings.push(LeftOut {
                 problem: FieldError::new(field, problem),
-                instead: "left out, the rest of the event is applied",
+                instead: "the rest of the event is applied",
                 strict: true,
             });
         }
@@ -2278,9 +2285,10 @@ mod tests {
         .expect("accepted");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(warnings[0].field, "propertes");
-        assert!(
-            warnings[0].message.contains("did you mean `properties`?"),
-            "{warnings:?}"
+        // Said once: "left out" twice was the problem's and the warning's.
+        assert_eq!(
+            warnings[0].message,
+            "is not a field of an event: did you mean `properties`? Left out: the rest of the event is applied",
         );
         assert_eq!(event.refused.len(), 1);
         assert_eq!(event.refused[0].field, "propertes");
