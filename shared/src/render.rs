@@ -202,7 +202,11 @@ fn trigger_label(j: &Journey) -> String {
             r.within
         ),
         Some(TriggerKind::Inactive(i)) => {
-            format!("inactive for {} (no {})", i.duration, i.events.join(", "))
+            let mut l = format!("inactive for {} (no {})", i.duration, i.events.join(", "));
+            if let Some(c) = &i.condition {
+                let _ = write!(l, " where {}", condition_text(c));
+            }
+            l
         }
         Some(TriggerKind::Schedule(s)) => {
             let mut l = format!("schedule {} {}", s.cron, s.timezone);
@@ -556,6 +560,35 @@ steps:
             ),
             "{m}"
         );
+    }
+
+    /// Every kind of trigger shows its `where`, an inactivity check's too (it decides who of
+    /// the inactive users enter).
+    #[test]
+    fn each_triggers_condition_is_on_its_box() {
+        for (trigger, label) in [
+            (
+                "{event: cart_abandoned, where: \"event.total > 0\"}",
+                "on cart_abandoned where event.total #gt; 0",
+            ),
+            (
+                "{repeated: {event: e, times: 3, within: 1d, where: \"event.n > 1\"}}",
+                "e where event.n #gt; 1 3 times within 1d",
+            ),
+            (
+                "{inactive: {events: [app_opened], for: 14d, where: \"profile.plan == 'prepaid'\"}}",
+                "inactive for 2w (no app_opened) where profile.plan == 'prepaid'",
+            ),
+            (
+                "{schedule: {cron: \"0 9 * * mon\", timezone: UTC, where: \"exists(profile.email)\"}}",
+                "schedule 0 9 * * mon UTC where exists(profile.email)",
+            ),
+        ] {
+            let text = CART.replace("trigger:\n  event: cart_abandoned\n", &format!("trigger: {trigger}\nreentry: after_exit\n"));
+            assert_ne!(text, CART);
+            let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
+            assert!(m.contains(&format!("trigger([\"{label}\"])")), "{trigger}: {m}");
+        }
     }
 
     #[test]
