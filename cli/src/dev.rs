@@ -1049,8 +1049,11 @@ impl Watcher {
         first: bool,
     ) -> Option<u32> {
         if let Some(other) = self.owners.get(&j.id).filter(|f| f.as_path() != file) {
+            // At the `id:`, as `waymark validate` says it.
+            let (line, column) =
+                std::fs::read_to_string(file).map_or((1, 1), |text| dsl::key_position(&text, "id"));
             say_err!(
-                "{}:1:1: id: journey id `{}` is also used by {}: give each journey its own id",
+                "{}:{line}:{column}: id: journey id `{}` is also used by {}: give each journey its own id",
                 file.display(),
                 j.id,
                 other.display()

@@ -924,10 +924,25 @@ fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
     let (_dir, journeys, data) = folder("dev-clash", "welcome.yaml", JOURNEY);
     let dev = start(&journeys, &data);
     wait_for(&dev, "waymark dev: 1 journey(s) from");
-    // A draft copy, sorted before the original, refused while dev runs.
+    // A draft copy, sorted before the original, refused while dev runs, at its `id:` (on its
+    // second line here), as `waymark validate` tells it.
     let copy = journeys.join("a_copy.yaml");
-    std::fs::write(&copy, JOURNEY.replace("Glad you are here.", "DRAFT")).expect("write");
-    wait_for(&dev, "is also used by");
+    std::fs::write(
+        &copy,
+        format!(
+            "# a draft\n{}",
+            JOURNEY.replace("Glad you are here.", "DRAFT")
+        ),
+    )
+    .expect("write");
+    wait_for(
+        &dev,
+        &format!(
+            "{}:2:1: id: journey id `welcome` is also used by {}: give each journey its own id",
+            copy.display(),
+            journeys.join("welcome.yaml").display()
+        ),
+    );
     std::fs::write(
         journeys.join("waymark.yaml"),
         "caps:\n  email: {max: 0, per: 1x}\n",
@@ -940,7 +955,7 @@ fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
 
     let dev = start(&journeys, &data);
     wait_for(&dev, &format!(
-        "{}:1:1: id: journey id `welcome` is also used by {}: give each journey its own id (none of them is published until then)",
+        "{}:2:1: id: journey id `welcome` is also used by {}: give each journey its own id (none of them is published until then)",
         copy.display(),
         journeys.join("welcome.yaml").display()
     ));
