@@ -214,7 +214,11 @@ fn take_out(value: &mut serde_json::Value, path: &str, message: &str) -> bool {
         return false;
     };
     match (good, object.get_mut(key)) {
-        (Some(good), Some(v)) if v.is_string() && v.as_str() != Some(good) => {
+        // A number or a truth value too (`date: 5`): taken out, it would leave what goes with
+        // it (a `before`) wrongly said to lack it.
+        (Some(good), Some(v))
+            if (v.is_string() || v.is_number() || v.is_boolean()) && v.as_str() != Some(good) =>
+        {
             *v = serde_json::Value::String(good.to_string());
             true
         }
@@ -224,7 +228,8 @@ fn take_out(value: &mut serde_json::Value, path: &str, message: &str) -> bool {
 
 /// A good value to read in place of the bad one at `path` (serde's `message` about it): for a
 /// condition, a duration or a time of day that is required where it stands (a branch case's
-/// `when`, a wait's `timeout`, quiet hours' `start`), one of its kind; for a choice, the first
+/// `when`, a wait's `timeout`, quiet hours' `start`), or a path that others go with (a
+/// `wait_until`'s `date`), one of its kind; for a choice, the first
 /// of those `message` lists (a weekday in a list of them).
 fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
     // A field that does not belong (a step's `timeout`) is taken out, whatever its name: a good
@@ -239,6 +244,8 @@ fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
         "wait" | "timeout" | "within" | "before" | "after" => return Some("1h"),
         "start" | "end" | "time" => return Some("00:00"),
         "cron" => return Some("0 9 * * *"),
+        // A `wait_until`'s, whose `before`, `after` and `time` go with it.
+        "date" => return Some("event.x"),
         _ => {}
     }
     let (_, expected) = message
@@ -3153,6 +3160,30 @@ steps:
             errors[3].message.contains("did you mean `fri`?"),
             "{}",
             errors[3]
+        );
+    }
+
+    /// A `wait_until`'s bad `date` is read as a good one to go on: its `before` (or `after`,
+    /// `time`) is not then said to lack the `date` that is there.
+    #[test]
+    fn a_bad_date_is_its_only_problem_not_its_befores() {
+        for date in ["\"{{ profile.trial_ends_at }}\"", "5", "\"2026-12-24\""] {
+            let text = format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: a\n    wait_until: {{date: {date}, before: 3d}}\n");
+            let errors = parse("j.yaml", &text).expect_err("a bad date");
+            let found: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(found, ["steps[0].wait_until.date"], "{date}: {errors:#?}");
+        }
+        // Without a `date`, `before` is still said to want one.
+        let errors = parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: a\n    wait_until: {before: 3d}\n",
+        )
+        .expect_err("no date");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("`before` moves a `date`")),
+            "{errors:#?}"
         );
     }
 
