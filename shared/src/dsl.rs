@@ -1885,6 +1885,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         }
     }
     validate_event_reads(j, &mut out);
+    validate_segment_paths(j, &mut out);
     validate_waits_against_exits(j, &mut out);
     if graph_broken {
         return out;
@@ -2337,6 +2338,121 @@ fn event_field(path: &str) -> Option<&str> {
         rest => {
             let f = rest.strip_prefix('.')?;
             Some(f.split('.').next().unwrap_or(f))
+        }
+    }
+}
+
+/// Where `source` (a condition, a `date` or a template, which `reads` the paths given) writes a
+/// path in Segment's payload shape, `event.properties.amount` or `profile.traits.plan`, which
+/// reads a property named `properties` (a trait named `traits`) and so finds nothing: Waymark's
+/// `event.*` are the event's properties, `profile.*` the user's traits. Its byte offset in
+/// `source` and what to write instead. A property that really has that name is read in
+/// brackets, `event['properties'].amount`, which this lets pass.
+pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, String)> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    for (prefix, root, what, name) in [
+        (
+            "event.properties",
+            "event",
+            "the event's properties",
+            "properties",
+        ),
+        ("profile.traits", "profile", "the user's traits", "traits"),
+    ] {
+        let read = reads.iter().any(|p| {
+            p.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        });
+        if !read {
+            continue;
+        }
+        for (at, _) in source.match_indices(prefix) {
+            let before = source[..at].chars().next_back();
+            let after = source[at + prefix.len()..].chars().next();
+            if before.is_some_and(|c| word(c) || c == '.') || after.is_some_and(word) {
+                continue;
+            }
+            let rest: String = source[at + prefix.len()..]
+                .chars()
+                .take_while(|c| word(*c) || *c == '.')
+                .collect();
+            let rest = rest.trim_end_matches('.');
+            let written = format!("{prefix}{rest}");
+            let instead = format!("{root}{rest}");
+            let example = if rest.is_empty() {
+                format!("`{root}['{name}']`")
+            } else {
+                format!("`{root}['{name}']{rest}`")
+            };
+            return Some((
+                at,
+                format!(
+                    "`{written}` is Segment's payload shape: here `{root}.*` are {what} themselves, so `{written}` reads one named `{name}` and finds nothing; write `{instead}` (one that really is named `{name}` is read as {example})"
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Every condition and `wait_until` date of a journey that writes a path in Segment's payload
+/// shape ([`segment_shape`]), pointed at where it does.
+fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
+    let mut conditions: Vec<(String, Option<&crate::condition::Condition>)> = Vec::new();
+    match j.trigger.kind() {
+        Some(TriggerKind::Event { condition, .. }) => {
+            conditions.push(("trigger.where".into(), condition))
+        }
+        Some(TriggerKind::Repeated(r)) => {
+            conditions.push(("trigger.repeated.where".into(), r.condition.as_ref()))
+        }
+        Some(TriggerKind::Inactive(i)) => {
+            conditions.push(("trigger.inactive.where".into(), i.condition.as_ref()))
+        }
+        Some(TriggerKind::Schedule(s)) => {
+            conditions.push(("trigger.schedule.where".into(), s.condition.as_ref()))
+        }
+        None => {}
+    }
+    for (k, x) in j.exit_when.iter().enumerate() {
+        conditions.push((format!("exit_when[{k}].where"), x.condition.as_ref()));
+    }
+    if let Some(g) = &j.goal {
+        conditions.push(("goal.where".into(), g.condition.as_ref()));
+    }
+    let mut read: Vec<(String, &str, Vec<String>)> = Vec::new();
+    for (i, step) in j.steps.iter().enumerate() {
+        match step.action() {
+            Action::Branch(b) => {
+                for (k, case) in b.cases.iter().enumerate() {
+                    conditions.push((
+                        format!("steps[{i}].branch.cases[{k}].when"),
+                        Some(&case.when),
+                    ));
+                }
+            }
+            Action::WaitFor(w) => {
+                conditions.push((format!("steps[{i}].wait_for.where"), w.condition.as_ref()))
+            }
+            Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => read.push((
+                format!("steps[{i}].wait_until.date"),
+                d.source(),
+                vec![d.source().to_string()],
+            )),
+            _ => {}
+        }
+    }
+    let conditions = conditions
+        .into_iter()
+        .filter_map(|(path, c)| c.map(|c| (path, c.source(), c.paths())));
+    for (path, source, paths) in conditions.chain(read) {
+        if let Some((at, message)) = segment_shape(source, &paths) {
+            out.push(Problem {
+                path,
+                message,
+                template_line: None,
+                template_at: Some(source[..at].chars().count()),
+            });
         }
     }
 }
@@ -3185,6 +3301,50 @@ steps:
                 .any(|e| e.message.contains("`before` moves a `date`")),
             "{errors:#?}"
         );
+    }
+
+    /// Segment's payload paths (`event.properties.amount`, `profile.traits.plan`) pass no
+    /// parser and would never match: refused where they are written, with Waymark's path.
+    #[test]
+    fn segments_payload_paths_are_refused_with_waymarks() {
+        let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event.properties.amount > 50\"}\nsteps:\n  - id: b\n    branch:\n      cases:\n        - {when: \"profile.traits.plan == 'pro'\", goto: s}\n  - id: w\n    wait_until: {date: event.properties.renews_at}\n  - id: s\n    send:\n      sms: {body: \"Hi {{ profile.traits.first_name }}\"}\n  - id: u\n    update: {set: {last: \"{{ event.properties }}\"}}\n";
+        let mut errors = parse("j.yaml", text).expect_err("Segment's paths");
+        errors.sort_by_key(|e| (e.line, e.column));
+        let found: Vec<(&str, usize, usize)> = errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("trigger.where", 3, 32),
+                ("steps[0].branch.cases[0].when", 8, 19),
+                ("steps[1].wait_until.date", 10, 24),
+                ("steps[2].send.sms.body", 13, 26),
+                ("steps[3].update.set.last", 15, 30),
+            ],
+            "{errors:#?}"
+        );
+        for (e, instead) in errors.iter().zip([
+            "write `event.amount`",
+            "write `profile.plan`",
+            "write `event.renews_at`",
+            "write `profile.first_name`",
+            "write `event` (",
+        ]) {
+            assert!(e.message.contains(instead), "{e}");
+            assert!(e.message.contains("Segment's payload shape"), "{e}");
+        }
+        assert!(
+            errors[0].message.contains(
+                "one that really is named `properties` is read as `event['properties'].amount`"
+            ),
+            "{}",
+            errors[0]
+        );
+        // A property really named `properties`, in brackets, and one that only starts so.
+        let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event['properties'].amount > 50 and event.properties_v2 > 1\"}\nsteps:\n  - id: s\n    send:\n      sms: {body: \"Hi {{ event['properties'].name }} {{ profile.traitsx }}\"}\n";
+        parse("j.yaml", text).expect("valid");
     }
 
     #[test]

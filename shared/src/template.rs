@@ -239,6 +239,11 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             ),
         });
     }
+    // `event.properties.amount` (Segment's shape) reads a property named `properties`.
+    let read: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+    if let Some((at, message)) = crate::dsl::segment_shape(source, &read) {
+        return Err(TemplateError::at(source, at, message));
+    }
     if let Some(first) = unknown.first() {
         let line = line_naming(source, first);
         let guess = crate::dsl::closest(first, offered.iter().copied())
