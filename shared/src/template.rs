@@ -6,6 +6,7 @@ mod currency;
 mod date;
 pub(crate) use date::{epoch_number, zone_of, zoned_text};
 mod direct;
+mod habits;
 mod number;
 mod text;
 mod used;
@@ -187,7 +188,13 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             ),
         });
     }
-    let tmpl = env().template_from_str(source).map_err(from_minijinja)?;
+    let tmpl = env().template_from_str(source).map_err(|e| {
+        // Another language's habit (`| default: "there"`, `{% assign %}`) is said as such.
+        match habits::first(source) {
+            Some((at, message)) => TemplateError::at(source, at, message),
+            None => from_minijinja(e),
+        }
+    })?;
     // MiniJinja looks filters and tests up only when it renders: name them here.
     for used in used::names(source) {
         if let Some(message) = unknown_name(&used) {
@@ -387,6 +394,15 @@ fn unknown_name(used: &used::Used<'_>) -> Option<String> {
         used::Kind::Filter => ("filter", calls::FILTERS, "filters"),
         used::Kind::Test => ("test", calls::TESTS, "tests"),
     };
+    if let Some(habit) = (used.kind == used::Kind::Filter)
+        .then(|| habits::filter(used.name))
+        .flatten()
+    {
+        return Some(format!(
+            "unknown filter `{}` in template: {habit}",
+            used.name
+        ));
+    }
     let guess = crate::dsl::closest(used.name, names.iter().map(|s| s.name))
         .map(|n| format!("did you mean `{n}`? "))
         .unwrap_or_default();
@@ -647,6 +663,45 @@ mod tests {
         assert_eq!(
             e.message,
             "`journey` has no field `idd`: did you mean `journey.id`? use one of `journey.id`, `journey.name`, `journey.version`, `journey.timezone`"
+        );
+    }
+
+    /// Liquid's, Handlebars' and JavaScript's ways are told in MiniJinja's, where they are.
+    #[test]
+    fn another_languages_habit_is_told_how_it_is_written_here() {
+        let e = check("Hi\n{{ profile.first_name | default: \"there\" }}").expect_err("Liquid");
+        assert_eq!((e.line, e.column), (Some(2), Some(23)));
+        assert_eq!(
+            e.message,
+            "`| default: \"there\"` gives a filter its argument as Liquid does: write `| default(\"there\")`"
+        );
+        let e = check("{{ event.items | size }} items").expect_err("size");
+        assert_eq!(
+            e.message,
+            "unknown filter `size` in template: `size` is Liquid's: here it is `length` (`| length`)"
+        );
+        let e = check("{% assign n = event.items | length %}{{ n }}").expect_err("assign");
+        assert!(
+            e.message
+                .contains("write `{% set n = event.items | length %}`"),
+            "{}",
+            e.message
+        );
+        let e = check("Hi {{${first_name}}}").expect_err("JavaScript");
+        assert!(
+            e.message.contains("`{{ profile.first_name }}`"),
+            "{}",
+            e.message
+        );
+        let e = check("{{#if profile.vip}}VIP{{/if}}").expect_err("Handlebars");
+        assert!(
+            e.message.contains("`{% if profile.vip %}`"),
+            "{}",
+            e.message
+        );
+        // A template that compiles is never refused for looking like one.
+        assert!(
+            check("Save {{ '$' }}{ 5 | 6 }: {{ profile.first_name | default('there') }}").is_ok()
         );
     }
 
