@@ -98,6 +98,10 @@ fn to_json(
                         other => other.to_string(),
                     },
                     YamlData::Representation(text, _, _) => text.to_string(),
+                    YamlData::Mapping(inner) => {
+                        errors.push((path.to_string(), unquoted_template(path, inner)));
+                        continue;
+                    }
                     _ => {
                         errors.push((path.to_string(), "a key must be a plain word".into()));
                         continue;
@@ -125,6 +129,33 @@ fn to_json(
             Value::Null
         }
     }
+}
+
+/// A map whose key is a map: `body: {{ profile.first_name }}`, a template left unquoted, which
+/// YAML reads as a map in a map. What to write: the value in quotes.
+fn unquoted_template(path: &str, inner: &saphyr::AnnotatedMapping<'_, MarkedYaml<'_>>) -> String {
+    let words: Option<Vec<String>> = inner
+        .iter()
+        .map(|(k, v)| match (&k.data, &v.data) {
+            (YamlData::Value(Scalar::String(s)), YamlData::Value(Scalar::Null)) => {
+                Some(s.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let template = match words.as_deref() {
+        Some([one]) => format!("{{{{ {one} }}}}"),
+        _ => "{{ profile.first_name }}".to_string(),
+    };
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let written = if key.is_empty() || key.ends_with(']') {
+        format!("\"{template}\"")
+    } else {
+        format!("{key}: \"{template}\"")
+    };
+    format!(
+        "YAML reads a value that starts with `{{` as a map, and a template's `{{{{ }}}}` as a map in a map: put the template in quotes, `{written}`"
+    )
 }
 
 fn scalar(s: &Scalar<'_>) -> serde_json::Value {
@@ -3207,6 +3238,26 @@ steps:
             e.message.contains(
                 "a text in double quotes ends at its next `\"`: inside it write single quotes"
             ),
+            "{}",
+            e.message
+        );
+    }
+
+    /// `body: {{ profile.first_name }}` is a map in a map to YAML: the advice is the quotes.
+    #[test]
+    fn an_unquoted_template_is_advised_its_quotes() {
+        let e = first_error("id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms:\n        body: {{ profile.first_name }}\n");
+        assert_eq!((e.path.as_str(), e.line), ("steps[0].send.sms.body", 8));
+        assert!(
+            e.message
+                .ends_with("put the template in quotes, `body: \"{{ profile.first_name }}\"`"),
+            "{}",
+            e.message
+        );
+        let e = first_error("id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    update: {set: {tags: [{{ event.tag }}]}}\n");
+        assert!(
+            e.message
+                .ends_with("put the template in quotes, `\"{{ event.tag }}\"`"),
             "{}",
             e.message
         );
