@@ -505,6 +505,58 @@ fn meant_by(field: &str) -> &'static [&'static str] {
     }
 }
 
+/// A split's `holdout` or a path's `weight` written as a fraction or a percentage (`holdout:
+/// 0.1`, `weight: 50%`, serde's `message` about it at `path`): both are whole numbers, the
+/// holdout a percentage and the weights relative shares, which a percentage writes as well.
+/// The advice is the percentage meant (`0.1` is `10`), not the fraction's whole part (`0`, a
+/// weight never taken).
+fn share_advice(path: &str, message: &str) -> Option<String> {
+    let key = path.rsplit('.').next()?;
+    let what = match key {
+        "holdout" => "`holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100",
+        "weight" if path.contains(".split.paths[") => "a path's `weight` is its share against the other paths' weights, a whole number (`50` and `50`, or `1` and `1`, split evenly; a path of weight 0 is never taken)",
+        _ => return None,
+    };
+    let given = message
+        .strip_prefix("invalid type: ")?
+        .rsplit_once(", expected u")?
+        .0;
+    let (shown, number) = if let Some(n) = given.strip_prefix("floating point `") {
+        let n = n.trim_end_matches('`');
+        (
+            format!("`{n}` is not a whole number"),
+            n.parse::<f64>().ok()?,
+        )
+    } else {
+        let text = given.strip_prefix("string ")?;
+        let bare = text.trim_matches('"').trim();
+        let n = bare
+            .strip_suffix('%')
+            .unwrap_or(bare)
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        (format!("{text} is text, not a number"), n)
+    };
+    // A fraction of one is a share of the users: `0.1` is 10%.
+    let whole = if number > 0.0 && number < 1.0 {
+        (number * 100.0).round()
+    } else {
+        number.floor()
+    };
+    if !(0.0..=100.0).contains(&whole) {
+        return None;
+    }
+    let as_percent = if number > 0.0 && number < 1.0 {
+        format!(" (`{number}` is {whole}%)")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{shown}: {what}: write `{key}: {whole}`{as_percent}"
+    ))
+}
+
 /// Turns serde's messages into advice a journey author can act on.
 fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -809,7 +861,8 @@ fn read_located<T: serde::de::DeserializeOwned>(
         }
         let under_empty = empty_sibling(&value, &p, &message);
         let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
-            let explained = explain(&shape::plain(&message));
+            let plain = shape::plain(&message);
+            let explained = share_advice(&p, &plain).unwrap_or_else(|| explain(&plain));
             (
                 p.clone(),
                 advise(&shape::with_valued_choices(examples, &p, explained)),
@@ -3166,6 +3219,28 @@ steps:
         }
     }
 
+    /// A split's holdout and weights written as fractions or percentages are advised the
+    /// percentage meant, a whole number: `0.1` is `10`, not `0` (a weight never taken).
+    #[test]
+    fn a_splits_fraction_or_percentage_is_advised_as_a_whole_percentage() {
+        let text = |holdout: &str, weight: &str| {
+            format!(
+                "id: j\nname: J\ntrigger: {{event: t}}\nsteps:\n  - id: s\n    split:\n      holdout: {holdout}\n      paths:\n        - {{weight: {weight}, goto: e}}\n  - id: e\n    exit: true\n"
+            )
+        };
+        for (holdout, weight, path, needle) in [
+            ("0.1", "1", "steps[0].split.holdout", "`0.1` is not a whole number: `holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100: write `holdout: 10` (`0.1` is 10%)"),
+            ("10%", "1", "steps[0].split.holdout", "\"10%\" is text, not a number: `holdout` is the percentage"),
+            ("10", "0.5", "steps[0].split.paths[0].weight", "`0.5` is not a whole number: a path's `weight` is its share against the other paths' weights, a whole number (`50` and `50`, or `1` and `1`, split evenly; a path of weight 0 is never taken): write `weight: 50` (`0.5` is 50%)"),
+            ("10", "50%", "steps[0].split.paths[0].weight", "write `weight: 50`"),
+        ] {
+            let e = first_error(&text(holdout, weight));
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(needle), "{holdout} {weight}: {e}");
+            assert!(!e.message.contains("like `"), "{e}");
+        }
+    }
+
     /// `fields_of` is the schema's, key for key: a field added to a journey type fails here
     /// until the list has it.
     #[test]
@@ -3565,7 +3640,7 @@ steps:
                     "    split:\n      holdout: 10.5\n      paths: [{name: a, weight: 5, goto: push}]\n",
                 ),
                 11,
-                "`10.5` is not a whole number: write a whole number, 0 or more, without quotes, like `10`",
+                "`10.5` is not a whole number: `holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100: write `holdout: 10`",
             ),
             // FCM keeps a push 4 weeks at most.
             (
