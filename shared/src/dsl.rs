@@ -501,6 +501,13 @@ fn meant_by(field: &str) -> &'static [&'static str] {
         "if" | "condition" | "filter" => &["where", "when"],
         "message" | "channel" | "action" => &["send"],
         "set_traits" | "traits" | "set_attributes" => &["update"],
+        "conversion" | "conversion_event" | "conversions" | "converts_on" => &["goal"],
+        "ignore_quiet_hours"
+        | "ignore_frequency_capping"
+        | "ignore_frequency_caps"
+        | "ignore_caps"
+        | "bypass_quiet_hours"
+        | "bypass_frequency_capping" => &["transactional"],
         _ => &[],
     }
 }
@@ -570,7 +577,11 @@ fn explain(message: &str) -> String {
                         .copied()
                         .find(|m| names.clone().any(|n| n == *m))
                 })
-                .map(|n| format!("did you mean `{n}`? "))
+                .map(|n| match n {
+                    // Quiet hours and caps are let go together, for a journey's receipts.
+                    "transactional" => "did you mean `transactional: true` (its messages ignore quiet hours and frequency caps)? ".to_string(),
+                    n => format!("did you mean `{n}`? "),
+                })
                 .unwrap_or_default();
             let expected = expected.strip_prefix("one of ").unwrap_or(expected);
             return format!("unknown field `{field}`: {guess}write one of {expected}");
@@ -3614,6 +3625,22 @@ steps:
                 CART.replace("name: Cart\n", "name: Cart\nquiet_hours: {start: \"21:00\", end: \"08:00:00\"}\n"),
                 3,
                 "\"08:00:00\" is not a time of day: write \"08:00\"",
+            ),
+            // Other tools' words for a goal and for a journey that skips quiet hours and caps.
+            (
+                CART.replace("name: Cart\n", "name: Cart\nconversion: {event: paid, within: 7d}\n"),
+                3,
+                "unknown field `conversion`: did you mean `goal`?",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\nignore_quiet_hours: true\n"),
+                3,
+                "unknown field `ignore_quiet_hours`: did you mean `transactional: true` (its messages ignore quiet hours and frequency caps)?",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\nignore_frequency_capping: true\n"),
+                3,
+                "did you mean `transactional: true`",
             ),
             (
                 CART.replace("name: Cart\n", "name: \"Cart \"abandoned\" reminders\"\n"),
