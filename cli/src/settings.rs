@@ -51,6 +51,10 @@ pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
     parse(&name, &text)
 }
 
+/// How a settings value of the wrong shape is written (`caps` as a list, as other tools write
+/// them), for the advice.
+const EXAMPLES: &[(&str, &str)] = &[("caps", "{push: {max: 3, per: 1d}, sms: {max: 2, per: 7d}}")];
+
 /// The file's cap keys, whatever their values: an unknown channel is told with a bad value
 /// of another cap, in one reading.
 #[derive(Deserialize)]
@@ -62,7 +66,7 @@ struct Keys {
 /// Parses settings text; `file` is for messages only.
 pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
     let unknown = unknown_channels(file, text);
-    let located = match dsl::parse_located::<Written>(file, text, &[], advise) {
+    let located = match dsl::parse_located::<Written>(file, text, EXAMPLES, advise) {
         Ok(Some(located)) => located,
         Ok(None) => return Ok(Settings::default()),
         Err(mut errors) => {
@@ -173,6 +177,18 @@ mod tests {
             errs[0].message.contains("unknown field `foo`"),
             "{}",
             errs[0].message
+        );
+        // Caps written as a list, as other tools write them: shown as a map of channels.
+        let errs =
+            parse("w.yaml", "caps:\n  - {channel: email, max: 3, per: 1d}\n").expect_err("a list");
+        assert_eq!(
+            (errs[0].line, errs[0].path.as_str()),
+            (1, "caps"),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errs[0].message,
+            "this is a list, where a map goes: write it like `caps: {push: {max: 3, per: 1d}, sms: {max: 2, per: 7d}}`"
         );
         // An unknown channel is told with another cap's bad value, in the file's order.
         let errs = parse(
