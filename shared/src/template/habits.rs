@@ -87,9 +87,13 @@ fn handlebars(source: &str) -> Option<(usize, String)> {
 
 /// `${first_name}`: a JavaScript template literal's placeholder.
 fn javascript(source: &str) -> Option<(usize, String)> {
-    let at = source.find("${")?;
-    let inner = &source[at + 2..];
-    let name = inner[..inner.find('}')?].trim();
+    // A price before a value (`${{ event.total }}`) is no placeholder: a name or a path only.
+    let (at, name) = source.match_indices("${").find_map(|(at, _)| {
+        let inner = &source[at + 2..];
+        let name = inner[..inner.find('}')?].trim();
+        let path = !name.is_empty() && name.chars().all(|c| word(c) || c == '.');
+        path.then_some((at, name))
+    })?;
     let path = if name.starts_with("profile.") || name.starts_with("event.") {
         name.to_string()
     } else {
@@ -214,6 +218,7 @@ mod tests {
             "{% set x = 1 %}{{ x }}",
             "{% if a %}{{ b }}{% endif %}",
             "Price: 5 | 6 {{ a }}",
+            "Only ${{ event.total }",
         ] {
             assert_eq!(first(source), None, "{source}");
         }
