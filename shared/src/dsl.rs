@@ -766,11 +766,18 @@ fn read_located<T: serde::de::DeserializeOwned>(
         let (line, column) = (e.marker().line(), e.marker().col() + 1);
         let message = match duplicated_key(text, e.info(), line, column) {
             Some(said) => said,
-            None => format!(
-                "not valid YAML or JSON: {}{}",
-                e.info(),
-                yaml_advice(e.info(), quote_before(text, line, column))
-            ),
+            None => {
+                let quote = quote_before(text, line, column);
+                // saphyr's words say "double-quoted" for either quote: told as written.
+                let info = match quote {
+                    Some('\'') => e.info().replace("double-quoted", "single-quoted"),
+                    _ => e.info().to_string(),
+                };
+                format!(
+                    "not valid YAML or JSON: {info}{}",
+                    yaml_advice(e.info(), quote)
+                )
+            }
         };
         vec![err(line, column, "", message)]
     })?;
@@ -3317,6 +3324,12 @@ steps:
                 e.message
             );
             assert!(!e.message.contains("double quotes ends"), "{}", e.message);
+            assert!(
+                e.message
+                    .contains("invalid trailing content after single-quoted scalar"),
+                "{}",
+                e.message
+            );
         }
         let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms: {body: \"Hi {{ name | default(\"friend\") }}\"}\n";
         let e = first_error(text);
