@@ -1,4 +1,4 @@
-//! Conditions in journey files: a small, safe expression language over event.* and profile.*; no code runs from a journey file.
+//! Conditions in journey files: a small, safe expression language over event.*, trigger.*, waited.* and profile.*; no code runs from a journey file.
 //!
 //! ```text
 //! event.total >= 50 and profile.country in ['FR', 'DE']
@@ -6,7 +6,8 @@
 //! event.items[0].sku == 'A-1' and event.tags contains 'gift'
 //! ```
 //!
-//! Paths start at `event` or `profile` (`event.a.b`, `event.items[0]`, `profile['first name']`);
+//! Paths start at `event`, `trigger`, `waited` or `profile` (`event.a.b`, `event.items[0]`,
+//! `profile['first name']`, `trigger.order_id`: see [`Scope`]);
 //! a missing path reads as `null`. Values are numbers, strings in `'…'` or `"…"`, `true`, `false`,
 //! `null`, lists `[1, 'a']`, and times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`.
 //! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
@@ -41,12 +42,17 @@ pub struct Condition {
     expr: Expr,
 }
 
-/// What a condition reads: the triggering event, the user's profile, and the current time;
-/// `zone`, the journey's default time zone, for a user without `profile.timezone` (the day
-/// `anniversary(…)` reads is the user's, as a wait's is).
+/// What a condition reads: the event (`event.*`), the enrollment's trigger event (`trigger.*`),
+/// the event that met the enrollment's latest `wait_for` (`waited.*`, null when none did), the
+/// user's profile, and the current time; `zone`, the journey's default time zone, for a user
+/// without `profile.timezone` (the day `anniversary(…)` reads is the user's, as a wait's is).
+/// In a step, `event` and `trigger` are both the trigger event; in a `wait_for`'s, an
+/// `exit_when`'s or a goal's `where`, `event` is the event that came.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     pub event: &'a Value,
+    pub trigger: &'a Value,
+    pub waited: &'a Value,
     pub profile: &'a Value,
     pub now: Timestamp,
     pub zone: Option<&'a str>,
@@ -246,7 +252,32 @@ enum Operand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Root {
     Event,
+    Trigger,
+    Waited,
     Profile,
+}
+
+impl Root {
+    /// The roots a path may start at, as written.
+    const ALL: [(&'static str, Root); 4] = [
+        ("event", Root::Event),
+        ("trigger", Root::Trigger),
+        ("waited", Root::Waited),
+        ("profile", Root::Profile),
+    ];
+
+    fn of(name: &str) -> Option<Root> {
+        Root::ALL.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Root::Event => "event",
+            Root::Trigger => "trigger",
+            Root::Waited => "waited",
+            Root::Profile => "profile",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,10 +294,7 @@ struct Path {
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.root {
-            Root::Event => "event",
-            Root::Profile => "profile",
-        })?;
+        f.write_str(self.root.name())?;
         for segment in &self.segments {
             match segment {
                 Segment::Key(k) if is_identifier(k) => write!(f, ".{k}")?,
@@ -967,9 +995,7 @@ impl<'t> Parser<'t> {
         })?;
         let t = self.bump();
         let path = match &t.kind {
-            Tok::Ident(root) if root == "event" || root == "profile" => {
-                self.parse_path(root, t.at)?
-            }
+            Tok::Ident(root) if Root::of(root).is_some() => self.parse_path(root, t.at)?,
             _ => return error(t.at, "exists() takes a path, like exists(event.coupon)"),
         };
         self.expect(&Tok::RParen, |found| {
@@ -989,9 +1015,7 @@ impl<'t> Parser<'t> {
         let t = self.bump();
         let path =
             match &t.kind {
-                Tok::Ident(root) if root == "event" || root == "profile" => {
-                    self.parse_path(root, t.at)?
-                }
+                Tok::Ident(root) if Root::of(root).is_some() => self.parse_path(root, t.at)?,
                 _ => return error(
                     t.at,
                     "anniversary() takes a path holding a date, like anniversary(profile.birthday)",
@@ -1043,7 +1067,9 @@ impl<'t> Parser<'t> {
                 "true" => Ok(Operand::Literal(Value::Bool(true))),
                 "false" => Ok(Operand::Literal(Value::Bool(false))),
                 "null" => Ok(Operand::Literal(Value::Null)),
-                "event" | "profile" => Ok(Operand::Path(self.parse_path(name, t.at)?)),
+                "event" | "trigger" | "waited" | "profile" => {
+                    Ok(Operand::Path(self.parse_path(name, t.at)?))
+                }
                 "now" => {
                     self.open_call("now")?;
                     self.close_call("now", "takes no arguments")?;
@@ -1080,11 +1106,7 @@ impl<'t> Parser<'t> {
     }
 
     fn parse_path(&mut self, root: &str, at: usize) -> Result<Path, ConditionError> {
-        let root = if root == "event" {
-            Root::Event
-        } else {
-            Root::Profile
-        };
+        let root = Root::of(root).unwrap_or(Root::Profile);
         let mut segments = Vec::new();
         loop {
             match &self.peek().kind {
@@ -1144,11 +1166,7 @@ impl<'t> Parser<'t> {
             }
         }
         if segments.is_empty() {
-            let name = if root == Root::Event {
-                "event"
-            } else {
-                "profile"
-            };
+            let name = root.name();
             return error(
                 at,
                 format!("write a field after \"{name}\", like {name}.total"),
@@ -1262,7 +1280,7 @@ fn example(function: &str) -> &'static str {
 
 fn unknown_name(name: &str, called: bool) -> String {
     let lower = name.to_lowercase();
-    if KEYWORDS.contains(&lower.as_str()) || lower == "event" || lower == "profile" {
+    if KEYWORDS.contains(&lower.as_str()) || Root::of(&lower).is_some() {
         return format!("write \"{lower}\" in lower case");
     }
     if called {
@@ -1272,7 +1290,8 @@ fn unknown_name(name: &str, called: bool) -> String {
     }
     format!(
         "unknown name \"{name}\": paths start with \"event.\" or \"profile.\", like event.{name} or \
-         profile.{name}; to write text, quote it: '{name}'"
+         profile.{name} (or \"trigger.\", the enrollment's trigger event, and \"waited.\", the event \
+         its latest wait_for met); to write text, quote it: '{name}'"
     )
 }
 
@@ -1465,6 +1484,8 @@ impl Path {
     fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
         let mut value = match self.root {
             Root::Event => scope.event,
+            Root::Trigger => scope.trigger,
+            Root::Waited => scope.waited,
             Root::Profile => scope.profile,
         };
         for segment in &self.segments {
@@ -1611,7 +1632,7 @@ impl schemars::JsonSchema for Condition {
         schemars::json_schema!({
             "type": "string",
             "maxLength": MAX_LEN,
-            "description": "A condition over event.* and profile.*: paths like event.total or \
+            "description": "A condition over event.*, trigger.*, waited.* and profile.*: paths like event.total or \
                             event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
                             time('2026-01-01T00:00:00Z'), now(), ago('7d'); operators ==, !=, <, <=, >, >=, \
                             in, not in, contains, exists(path), and, or, not, parentheses.",
@@ -1776,6 +1797,8 @@ mod tests {
         let event = serde_json::json!({"booking": {"starts_at": "2026-12-24T09:00:00Z"}});
         let profile = serde_json::json!({});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
@@ -1865,6 +1888,8 @@ mod tests {
     fn a_value_path_shows_what_it_holds_as_conditions_do() {
         let profile = json!({"renews_on": "soon", "card": {"expires": "12/27"}, "none": null});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &Value::Null,
             profile: &profile,
             now: now(),
@@ -1887,6 +1912,8 @@ mod tests {
     fn anniversary_is_the_users_day_of_a_date() {
         let check = |c: &str, profile: Value, now: &str, zone: Option<&str>| {
             cond(c).eval(&Scope {
+                trigger: &serde_json::Value::Null,
+                waited: &serde_json::Value::Null,
                 event: &Value::Null,
                 profile: &profile,
                 now: now.parse().expect("time"),
@@ -1984,6 +2011,8 @@ mod tests {
     fn holds(s: &str) -> bool {
         let (event, profile) = (event(), profile());
         cond(s).eval(&Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: now(),
@@ -2002,6 +2031,8 @@ mod tests {
             "phone": "+33612345678", "Email_Address": "ann@example.com",
             "fcm_token": "tok", "card_number": "4111"});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
@@ -2041,6 +2072,8 @@ mod tests {
         let event = serde_json::json!({"recipient": "ann@example.com", "to": "+33 6 12 34 56 78",
             "list": ["a@b.c"], "order_id": "A-1234567", "total": 1234567});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
@@ -2064,6 +2097,8 @@ mod tests {
             "e164": "+33612345678", "fr": "06 12 34 56 78", "us": "123-456-7890", "dotted": "06.12.34.56.78",
             "not_a_day": "2026-13-01", "us_dashed": "1234-56-7890", "compact": "20261101"});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
@@ -2249,6 +2284,8 @@ mod tests {
         let c = cond("event.total >= 50 and profile.country in ['FR', 'DE']");
         let run = |event: Value, profile: Value| {
             c.eval(&Scope {
+                trigger: &serde_json::Value::Null,
+                waited: &serde_json::Value::Null,
                 event: &event,
                 profile: &profile,
                 now: now(),
@@ -2400,6 +2437,8 @@ mod tests {
 
         let nots = |n: usize| format!("{}event.gift", "not ".repeat(n));
         assert!(cond(&nots(MAX_DEPTH)).eval(&Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event(),
             profile: &profile(),
             now: now(),
@@ -2413,6 +2452,8 @@ mod tests {
         let long = format!("event.total > 1{}", " or event.total > 1".repeat(213));
         assert!(long.chars().count() <= MAX_LEN);
         assert!(cond(&long).eval(&Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event(),
             profile: &profile(),
             now: now(),
@@ -2594,7 +2635,7 @@ mod tests {
             match Condition::parse(&s) {
                 Ok(c) => {
                     let (event, profile) = (event(), profile());
-                    let _ = c.eval(&Scope { event: &event, profile: &profile, now: now(), zone: None });
+                    let _ = c.eval(&Scope { trigger: &serde_json::Value::Null, waited: &serde_json::Value::Null, event: &event, profile: &profile, now: now(), zone: None });
                     for p in c.paths() {
                         prop_assert!(p.starts_with("event") || p.starts_with("profile"));
                     }
@@ -2610,7 +2651,7 @@ mod tests {
         #[test]
         fn comparisons_of_numbers_agree_with_f64(a in -1e6f64..1e6, b in -1e6f64..1e6) {
             let event = json!({"a": a, "b": b});
-            let scope = Scope { event: &event, profile: &Value::Null, now: now(), zone: None };
+            let scope = Scope { trigger: &serde_json::Value::Null, waited: &serde_json::Value::Null, event: &event, profile: &Value::Null, now: now(), zone: None };
             prop_assert_eq!(cond("event.a < event.b").eval(&scope), a < b);
             prop_assert_eq!(cond("event.a == event.b").eval(&scope), a == b);
             prop_assert_eq!(cond("event.a >= event.b").eval(&scope), a >= b);

@@ -3163,7 +3163,7 @@ steps:
 
     #[test]
     fn an_unknown_variable_is_told_the_variables_of_its_channel() {
-        let offer = "use one of profile, event, journey, user_id, now";
+        let offer = "use one of profile, event, trigger, waited, journey, user_id, now";
         for (send, offered) in [
             (
                 r#"{email: {subject: "Hi {{ usr.name }}", text: "."}}"#,

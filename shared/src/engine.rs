@@ -206,17 +206,39 @@ fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timesta
     (at <= now && now < at + SignedDuration::from_mins(1)).then_some(at)
 }
 
-/// Whether an event matches an `event`/`where` pair.
-pub fn matches(m: &EventMatch, event: &Event, profile: &Value, ctx: &Ctx<'_>) -> bool {
+/// Whether an event matches an `event`/`where` pair of `enrollment` (an `exit_when`, a goal, a
+/// `wait_for`): its `where` reads the event as `event.*`, the enrollment's trigger as
+/// `trigger.*` and what its latest `wait_for` met as `waited.*` (missing without an
+/// enrollment: a late goal credited to the enrollment before, whose trigger is not kept).
+pub fn matches(
+    m: &EventMatch,
+    event: &Event,
+    profile: &Value,
+    ctx: &Ctx<'_>,
+    enrollment: Option<&Enrollment>,
+) -> bool {
     event.event.as_deref() == Some(m.event.as_str())
-        && m.condition.as_ref().is_none_or(|c| {
-            c.eval(&Scope {
-                event: &event.properties,
-                profile,
-                now: ctx.now,
-                zone: ctx.journey.timezone.as_deref(),
-            })
-        })
+        && m.condition
+            .as_ref()
+            .is_none_or(|c| c.eval(&event_scope(event, profile, ctx, enrollment)))
+}
+
+/// What a `where` on an event of `enrollment` reads (see [`matches`]).
+fn event_scope<'a>(
+    event: &'a Event,
+    profile: &'a Value,
+    ctx: &Ctx<'a>,
+    enrollment: Option<&'a Enrollment>,
+) -> Scope<'a> {
+    static NONE: Value = Value::Null;
+    Scope {
+        event: &event.properties,
+        trigger: enrollment.map_or(&NONE, |e| &*e.trigger.properties),
+        waited: enrollment.map_or(&NONE, Enrollment::waited_properties),
+        profile,
+        now: ctx.now,
+        zone: ctx.journey.timezone.as_deref(),
+    }
 }
 
 /// Enrolls a user: the `n`th entry of `user_id` into the journey, because of `trigger`.
@@ -244,6 +266,7 @@ pub fn enter_after(
         n,
         entered_at: ctx.now,
         trigger,
+        waited: None,
         status: Status::Active,
         step: first.clone(),
         seq: 0,
@@ -335,6 +358,8 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
                 },
             );
             run.enrollment.waiting_for = None;
+            // Nothing met this wait: `waited.*` is missing after it, not an earlier wait's.
+            run.enrollment.waited = None;
             let next = ctx
                 .journey
                 .step(&step)
@@ -538,7 +563,7 @@ pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
     ctx.journey
         .exit_when
         .iter()
-        .any(|m| matches(m, event, &profile, ctx))
+        .any(|m| matches(m, event, &profile, ctx, Some(enrollment)))
 }
 
 /// The goal's event happened at `at`, after the trigger, but reached the engine before the
@@ -594,7 +619,7 @@ pub fn convert_previous(
         event: goal.event.clone(),
         condition: goal.condition.clone(),
     };
-    if !matches(&m, event, &ctx.profile.scope(), ctx) {
+    if !matches(&m, event, &ctx.profile.scope(), ctx, None) {
         return None;
     }
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
@@ -695,7 +720,7 @@ fn event_of(
         if run.enrollment.converted_at.is_none()
             && converted != Some(event.timestamp)
             && event.timestamp <= deadline
-            && matches(&m, event, &profile, ctx)
+            && matches(&m, event, &profile, ctx, Some(enrollment))
         {
             run.enrollment.converted_at = Some(event.timestamp);
             let step = run.enrollment.step.clone();
@@ -718,7 +743,9 @@ fn event_of(
     let exits = if exit_met {
         j.exit_when.iter().any(|m| m.event == name)
     } else {
-        j.exit_when.iter().any(|m| matches(m, event, &profile, ctx))
+        j.exit_when
+            .iter()
+            .any(|m| matches(m, event, &profile, ctx, Some(enrollment)))
     };
     if exits {
         run.exit(name);
@@ -749,9 +776,16 @@ fn event_of(
         if timeout.is_some_and(|p| event.timestamp > p.at) {
             return changed.then(|| run.finish());
         }
-        if matches(&m, event, &profile, ctx) {
+        if matches(&m, event, &profile, ctx, Some(enrollment)) {
             run.cancel_pending(&step, "event");
             run.enrollment.waiting_for = None;
+            // Later steps read it as `waited.*`.
+            run.enrollment.waited = Some(TriggerEvent {
+                event: name.to_string(),
+                message_id: event.message_id.clone(),
+                at: event.timestamp,
+                properties: event.properties.clone(),
+            });
             let next = w
                 .on_event
                 .clone()
@@ -777,12 +811,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         return Vec::new();
     }
     let profile = ctx.profile.scope();
-    let scope = Scope {
-        event: &event.properties,
-        profile: &profile,
-        now: ctx.now,
-        zone: ctx.journey.timezone.as_deref(),
-    };
+    let scope = event_scope(event, &profile, ctx, Some(enrollment));
     let said = |by: &str, c: &crate::condition::Condition| {
         let detail = c.why_false(&scope);
         Entry {
@@ -797,7 +826,10 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
             },
         }
     };
-    if j.exit_when.iter().any(|m| matches(m, event, &profile, ctx)) {
+    if j.exit_when
+        .iter()
+        .any(|m| matches(m, event, &profile, ctx, Some(enrollment)))
+    {
         return Vec::new();
     }
     let mut out: Vec<Entry> = j
@@ -1111,6 +1143,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         version: e.version,
         n: e.n,
         trigger: e.trigger.clone(),
+        waited: e.waited.clone(),
         entered_at: e.entered_at,
         status: e.status,
         step: e.step.clone(),
@@ -1366,6 +1399,8 @@ impl<'a> Run<'a> {
     fn scope(&self) -> Scope<'_> {
         Scope {
             event: &self.enrollment.trigger.properties,
+            trigger: &self.enrollment.trigger.properties,
+            waited: self.enrollment.waited_properties(),
             profile: self.profile(),
             now: self.ctx.now,
             zone: self.ctx.journey.timezone.as_deref(),
@@ -1543,6 +1578,14 @@ impl<'a> Run<'a> {
                         self.since = t.min(self.ctx.now);
                         self.since_is_engines = false;
                         self.after_known = false;
+                        // The profile keeps when it happened, not what it said: `waited.*`
+                        // is that event with no properties.
+                        self.enrollment.waited = Some(TriggerEvent {
+                            event: w.event.clone(),
+                            message_id: id_met.clone(),
+                            at: t,
+                            properties: Arc::new(Value::Object(serde_json::Map::new())),
+                        });
                         self.heard().push(id_met);
                         current = w.on_event.clone().or_else(default_next);
                         continue;
@@ -1853,6 +1896,8 @@ impl<'a> Run<'a> {
             profile_user_id: &self.ctx.profile.user_id,
             user_id: &self.enrollment.user_id,
             event: &self.enrollment.trigger.properties,
+            trigger: &self.enrollment.trigger.properties,
+            waited: self.enrollment.waited_properties(),
             journey_id: &j.id,
             journey_name: &j.name,
             journey_version: u64::from(self.enrollment.version),

@@ -47,7 +47,10 @@ pub struct Pending {
     pub resume: Resume,
 }
 
-/// The trigger event an enrollment entered with (templates show it as `event`).
+/// An event an enrollment keeps: the trigger it entered with (templates and steps' conditions
+/// read it as `event` and `trigger`), or the one that met its latest `wait_for` (`waited`). Its
+/// properties are an event's, bounded at intake ([`crate::event::MAX_EVENT_BYTES`]), so an
+/// enrollment holding both stays far below a DynamoDB item's 400 KB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerEvent {
     pub event: String,
@@ -69,6 +72,11 @@ pub struct Enrollment {
     /// 1 for the user's first entry into this journey, 2 for the second…
     pub n: u32,
     pub trigger: TriggerEvent,
+    /// The event that met the latest `wait_for` this enrollment passed (`waited.*` in later
+    /// steps); `None` before any was met, and again after a `wait_for` timed out. Enrollments
+    /// stored before it was kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited: Option<TriggerEvent>,
     pub entered_at: Timestamp,
     pub status: Status,
     /// The current step.
@@ -179,6 +187,13 @@ pub struct Carried {
 }
 
 impl Enrollment {
+    /// The properties of the event its latest `wait_for` met (`waited.*`): null when none was
+    /// met (or the latest timed out).
+    pub fn waited_properties(&self) -> &Value {
+        static NONE: Value = Value::Null;
+        self.waited.as_ref().map_or(&NONE, |w| &*w.properties)
+    }
+
     /// When the current `wait_for`, whose timeout is `timeout`, began: the events it hears
     /// happened then or after.
     pub fn wait_began(&self, timeout: jiff::SignedDuration) -> Option<Timestamp> {
@@ -354,6 +369,42 @@ impl Enrollment {
 #[cfg(test)]
 mod tests {
     use super::Enrollment;
+
+    /// An enrollment as stored before `waited` was kept (waiting at a `wait_for`) loads, with
+    /// nothing waited for; one that keeps a trigger and a waited event of the largest size
+    /// intake takes stays far below a DynamoDB item's 400 KB.
+    #[test]
+    fn an_enrollment_stored_before_waited_loads_and_one_with_both_events_stays_small() {
+        let old = r#"{"id":"rating:ann:1","user_id":"ann","journey":"rating","version":1,"n":1,
+            "trigger":{"event":"order_delivered","message_id":"d-ann","at":"2026-12-01T19:00:00Z",
+            "properties":{"order_id":"o-1"}},"entered_at":"2026-12-01T19:00:00Z","status":"active",
+            "step":"wait_rating","seq":1,"pending":{"seq":1,"at":"2026-12-01T21:00:00Z",
+            "resume":"timeout"},"waiting_for":"rating_submitted"}"#;
+        let e: Enrollment = serde_json::from_str(old).expect("an old enrollment loads");
+        assert_eq!(e.waited, None);
+        assert!(e.waited_properties().is_null());
+        assert_eq!(e.trigger.properties["order_id"], "o-1");
+        // Nothing waited for: stored as before.
+        let stored = serde_json::to_value(&e).expect("serializes");
+        assert!(stored.get("waited").is_none(), "{stored}");
+
+        // The largest properties intake takes, twice.
+        let big = std::sync::Arc::new(serde_json::json!({
+            "blob": "x".repeat(crate::event::MAX_EVENT_BYTES)
+        }));
+        let mut full = e.clone();
+        full.trigger.properties = big.clone();
+        full.waited = Some(super::TriggerEvent {
+            event: "rating_submitted".into(),
+            message_id: "r-ann".into(),
+            at: "2026-12-01T19:30:00Z".parse().expect("time"),
+            properties: big,
+        });
+        let text = serde_json::to_string(&full).expect("serializes");
+        assert!(text.len() < 100 * 1024, "{} bytes", text.len());
+        let back: Enrollment = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back, full);
+    }
 
     #[test]
     fn a_message_made_its_merge_its_late_exit_and_its_merges_late_exit() {

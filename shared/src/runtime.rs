@@ -849,6 +849,8 @@ impl Runtime {
                     let profile_scope = profile.scope();
                     let scope = crate::condition::Scope {
                         event: &trigger.properties,
+                        trigger: &trigger.properties,
+                        waited: &Value::Null,
                         profile: &profile_scope,
                         now,
                         zone: p.journey.timezone.as_deref(),
@@ -1400,8 +1402,12 @@ impl Runtime {
                     if !markable.is_empty() {
                         let profile = p.scope();
                         for (kind, journey, zone, c) in &markable {
+                            // Marked for an enrollment it may find later (events out of
+                            // order): its trigger is not known here, `trigger.*` is missing.
                             let scope = crate::condition::Scope {
                                 event: &e.properties,
+                                trigger: &Value::Null,
+                                waited: &Value::Null,
                                 profile: &profile,
                                 now,
                                 zone: *zone,
@@ -1632,8 +1638,12 @@ impl Runtime {
                 if entered_by_it {
                     continue;
                 }
+                // In the trigger's own `where`, the trigger is the event: `trigger.*` is
+                // `event.*`, and nothing was waited for.
                 let scope = crate::condition::Scope {
                     event: &scope_event,
+                    trigger: &scope_event,
+                    waited: &Value::Null,
                     profile: &scope_profile,
                     now: e.timestamp,
                     zone: p.journey.timezone.as_deref(),
@@ -3993,6 +4003,8 @@ impl Runtime {
                 .or((s.timezone != "user").then_some(s.timezone.as_str()));
             let scope = crate::condition::Scope {
                 event: &Value::Null,
+                trigger: &Value::Null,
+                waited: &Value::Null,
                 profile: &profile.scope(),
                 now: at,
                 zone,

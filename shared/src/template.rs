@@ -1,5 +1,5 @@
-//! Message templates: MiniJinja with only `profile`, `event`, `journey`, `user_id`, `now` and
-//! `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
+//! Message templates: MiniJinja with only `profile`, `event`, `trigger`, `waited`, `journey`,
+//! `user_id`, `now` and `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
 
 mod calls;
 mod currency;
@@ -22,9 +22,11 @@ use serde::Serialize;
 pub use direct::Scope;
 
 /// The variables a template may use.
-pub const SCOPE: [&str; 6] = [
+pub const SCOPE: [&str; 8] = [
     "profile",
     "event",
+    "trigger",
+    "waited",
     "journey",
     "user_id",
     "now",
@@ -33,7 +35,9 @@ pub const SCOPE: [&str; 6] = [
 
 /// The variables of [`SCOPE`] a template outside an email may use: `unsubscribe_url` is an
 /// email's link (see `dsl`), so an unknown variable's advice there leaves it out.
-pub const SCOPE_OUTSIDE_EMAIL: [&str; 5] = ["profile", "event", "journey", "user_id", "now"];
+pub const SCOPE_OUTSIDE_EMAIL: [&str; 7] = [
+    "profile", "event", "trigger", "waited", "journey", "user_id", "now",
+];
 
 /// The fields of `journey` in a template's scope (see `Scope`).
 pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
@@ -442,7 +446,7 @@ impl<'a> Context<'a> {
     }
 
     /// The scope as MiniJinja sees it: `profile` (the traits, plus `user_id`), `event`,
-    /// `journey` (`id`, `name`, `version`, `timezone`), `user_id`, `now` and `unsubscribe_url`.
+    /// `trigger`, `waited` (missing when no `wait_for` was met), `journey` (`id`, `name`, `version`, `timezone`), `user_id`, `now` and `unsubscribe_url`.
     fn values(&self) -> &minijinja::Value {
         self.values.get_or_init(|| {
             let s = &self.scope;
@@ -453,6 +457,8 @@ impl<'a> Context<'a> {
             minijinja::context! {
                 profile => template_value(&serde_json::Value::Object(profile)),
                 event => template_value(s.event),
+                trigger => template_value(s.trigger),
+                waited => template_value(s.waited),
                 journey => minijinja::context! {
                     id => s.journey_id,
                     name => s.journey_name,
@@ -1390,6 +1396,8 @@ mod tests {
         let traits = json!({"nick": null});
         let event = json!({"coupon": null});
         let ctx = Context::new(Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             traits: traits.as_object().expect("map"),
             profile_user_id: "u1",
             user_id: "u1",
@@ -1417,6 +1425,8 @@ mod tests {
         let traits = json!({"first_name": "ann <3"});
         let event = json!({"items": [{"name": "Socks"}, {"name": "Hat"}]});
         let ctx = Context::new(Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             traits: traits.as_object().expect("map"),
             profile_user_id: "u1",
             user_id: "u1",

@@ -452,6 +452,8 @@ fn check_condition(src: &str, event: &Value, profile: &Value) -> Result<(), Test
         Ok(c) => {
             prop_assert_eq!(c.source(), src);
             let scope = Scope {
+                trigger: &serde_json::Value::Null,
+                waited: &serde_json::Value::Null,
                 event,
                 profile,
                 now: now(),

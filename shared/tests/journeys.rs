@@ -2003,6 +2003,8 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
         let event = json!({ "at": value });
         let profile = json!({});
         let scope = Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
             event: &event,
             profile: &profile,
             now: at("2026-01-01T00:00:00Z"),
@@ -2321,6 +2323,400 @@ steps:
     for (user, expected) in cases {
         assert_eq!(outbox_of(&out, user), [expected], "{user}");
     }
+}
+
+/// Food delivery: after `order_delivered`, wait for the rating of that order (the rating's
+/// `event.order_id` matched to the trigger's `trigger.order_id`), then branch on what it said
+/// (`waited.stars`) and answer with a coupon or an apology that quote it.
+const RATING: &str = r#"
+id: rating
+name: Rating
+trigger: {event: order_delivered}
+steps:
+  - id: wait_rating
+    wait_for:
+      event: rating_submitted
+      where: "event.order_id == trigger.order_id"
+      timeout: 2h
+      on_timeout: nudge
+  - id: stars
+    branch:
+      cases:
+        - when: "waited.stars >= 4"
+          goto: coupon
+      else: apology
+  - id: coupon
+    send:
+      push: {title: "{{ waited.stars }} stars for {{ trigger.order_id }}: 10% off", body: "{{ event.restaurant }}"}
+    next: done
+  - id: apology
+    send:
+      push: {title: "Sorry about {{ trigger.order_id }} ({{ waited.stars }} stars)", body: "."}
+    next: done
+  - id: nudge
+    send:
+      push: {title: "How was {{ event.restaurant }}? {{ waited.stars | default('no rating') }}", body: "."}
+  - id: done
+    exit: true
+"#;
+
+fn delivered(user: &str, order: &str) -> String {
+    json!({"at": "2026-12-01T19:00:00Z", "type": "track", "userId": user, "event": "order_delivered",
+        "messageId": format!("d-{user}"), "properties": {"order_id": order, "restaurant": "Pho 24"}})
+    .to_string()
+}
+
+fn rated(at: &str, user: &str, id: &str, order: &str, stars: u32) -> String {
+    json!({"at": at, "type": "track", "userId": user, "event": "rating_submitted", "messageId": id,
+        "properties": {"order_id": order, "stars": stars}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_branch_after_a_wait_for_reads_the_event_it_waited_for() {
+    let mut script = Vec::new();
+    for user in ["ann", "bob", "cat", "dan"] {
+        script.push(shopper(user));
+    }
+    script.push(delivered("ann", "o-1"));
+    script.push(delivered("bob", "o-2"));
+    script.push(delivered("cat", "o-3"));
+    script.push(delivered("dan", "o-4"));
+    script.push(rated("2026-12-01T19:30:00Z", "ann", "r-ann", "o-1", 5));
+    script.push(rated("2026-12-01T19:40:00Z", "bob", "r-bob", "o-2", 2));
+    // cat rates an older order: not the one this enrollment waits for.
+    script.push(rated("2026-12-01T19:50:00Z", "cat", "r-cat", "o-0", 5));
+    let out = sim(&[RATING], &script.join("\n")).await;
+    let cases = [
+        (
+            "ann",
+            "2026-12-01T19:30:00Z ann push coupon: 5 stars for o-1: 10% off",
+        ),
+        (
+            "bob",
+            "2026-12-01T19:40:00Z bob push apology: Sorry about o-2 (2 stars)",
+        ),
+        (
+            "cat",
+            "2026-12-01T21:00:00Z cat push nudge: How was Pho 24? no rating",
+        ),
+        (
+            "dan",
+            "2026-12-01T21:00:00Z dan push nudge: How was Pho 24? no rating",
+        ),
+    ];
+    for (user, expected) in cases {
+        assert_eq!(outbox_of(&out, user), [expected], "{user}");
+    }
+    // `event.*` in a step is still the trigger's: the coupon's body names the restaurant.
+    let ann = messages_to(&out, "ann");
+    assert!(
+        matches!(&*ann[0].content, Content::Push { body, .. } if body == "Pho 24"),
+        "{:?}",
+        ann[0].content
+    );
+    // The branch says what it read, as for an event's values.
+    for (user, why) in [
+        (
+            "ann",
+            "branched to coupon on waited.stars >= 4 (waited.stars = 5)",
+        ),
+        ("bob", "branched to apology on else (waited.stars = 2)"),
+    ] {
+        assert_eq!(
+            facts(&out, user, |w| matches!(w, What::Branched { .. })),
+            [format!(
+                "{} rating/stars: {why}",
+                &outbox_of(&out, user)[0][..20]
+            )],
+            "{user}"
+        );
+    }
+    // cat's rating of another order did not meet the wait, and her timeline says why.
+    assert_eq!(
+        details(&out, "cat"),
+        [
+            r#"`where: event.order_id == trigger.order_id` was false (event.order_id = "o-0", trigger.order_id = "o-3")"#
+        ]
+    );
+}
+
+/// A `wait_for` that times out leaves `waited.*` missing for the steps after it, also when an
+/// earlier `wait_for` of the enrollment was met: they read what the latest wait met, not an
+/// older wait's event.
+#[tokio::test]
+async fn waited_is_missing_after_a_wait_for_times_out() {
+    let journey = r#"
+id: two_waits
+name: Two waits
+trigger: {event: order_delivered}
+steps:
+  - id: first
+    wait_for: {event: rating_submitted, timeout: 1h}
+  - id: after_first
+    branch:
+      cases:
+        - {when: "exists(waited.stars)", goto: heard}
+      else: second
+  - id: heard
+    send: {push: {title: "first: {{ waited.stars }}", body: "."}}
+  - id: second
+    wait_for: {event: tip_added, timeout: 1h}
+  - id: after_second
+    branch:
+      cases:
+        - {when: "exists(waited.stars)", goto: stale}
+      else: gone
+  - id: stale
+    send: {push: {title: "still {{ waited.stars }}", body: "."}}
+    next: done
+  - id: gone
+    send: {push: {title: "nothing waited: {{ waited.stars | default('-') }}", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let script = [
+        shopper("ann"),
+        delivered("ann", "o-1"),
+        rated("2026-12-01T19:10:00Z", "ann", "r-1", "o-1", 4),
+    ];
+    let out = sim(&[journey], &script.join("\n")).await;
+    assert_eq!(
+        outbox_of(&out, "ann"),
+        [
+            "2026-12-01T19:10:00Z ann push heard: first: 4",
+            "2026-12-01T20:10:00Z ann push gone: nothing waited: -",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Branched { .. })),
+        [
+            "2026-12-01T19:10:00Z two_waits/after_first: branched to heard on exists(waited.stars) (waited.stars = 4)",
+            "2026-12-01T20:10:00Z two_waits/after_second: branched to gone on else (waited.stars missing)",
+        ]
+    );
+}
+
+/// The awaited event delivered twice (the same messageId: a queue's redelivery) moves the
+/// enrollment once: one coupon.
+#[tokio::test]
+async fn the_awaited_event_delivered_twice_answers_once() {
+    let rating = rated("2026-12-01T19:30:00Z", "ann", "r-ann", "o-1", 5);
+    let script = [
+        shopper("ann"),
+        delivered("ann", "o-1"),
+        rating.clone(),
+        rating,
+    ];
+    let out = sim(&[RATING], &script.join("\n")).await;
+    assert_eq!(
+        outbox_of(&out, "ann"),
+        ["2026-12-01T19:30:00Z ann push coupon: 5 stars for o-1: 10% off"]
+    );
+}
+
+/// An `update` step's values read `waited.*` and `trigger.*` too.
+#[tokio::test]
+async fn an_update_keeps_what_the_awaited_event_said() {
+    let journey = r#"
+id: keep_rating
+name: Keep rating
+trigger: {event: order_delivered}
+steps:
+  - id: wait_rating
+    wait_for: {event: rating_submitted, where: "event.order_id == trigger.order_id", timeout: 2h}
+  - id: keep
+    update: {set: {last_stars: "{{ waited.stars }}", last_rated_order: "{{ trigger.order_id }}"}}
+  - id: check
+    branch:
+      cases:
+        - {when: "profile.last_stars == 5", goto: five}
+  - id: five
+    send: {push: {title: "five for {{ profile.last_rated_order }}", body: "."}}
+"#;
+    let script = [
+        shopper("ann"),
+        delivered("ann", "o-1"),
+        rated("2026-12-01T19:30:00Z", "ann", "r-ann", "o-1", 5),
+    ];
+    let out = sim(&[journey], &script.join("\n")).await;
+    assert_eq!(
+        outbox_of(&out, "ann"),
+        ["2026-12-01T19:30:00Z ann push five: five for o-1"]
+    );
+}
+
+/// An `exit_when`'s `where` reads the enrollment's trigger: cancelling another order leaves
+/// the user in the journey; cancelling the order she entered with ends it. A goal's `where`
+/// likewise converts on this order only.
+#[tokio::test]
+async fn exit_when_and_goal_where_read_the_trigger() {
+    let journey = r#"
+id: follow
+name: Follow
+trigger: {event: order_placed}
+exit_when:
+  - {event: order_cancelled, where: "event.order_id == trigger.order_id"}
+goal: {event: order_reviewed, where: "event.order_id == trigger.order_id", within: 1d}
+steps:
+  - id: later
+    wait: 1h
+  - id: ask
+    send: {push: {title: "Review {{ trigger.order_id }}", body: "."}}
+"#;
+    let ev = |at: &str, user: &str, event: &str, id: &str, order: &str| {
+        json!({"at": at, "type": "track", "userId": user, "event": event, "messageId": id,
+            "properties": {"order_id": order}})
+        .to_string()
+    };
+    let script = [
+        shopper("ann"),
+        shopper("bob"),
+        ev(
+            "2026-12-01T10:00:00Z",
+            "ann",
+            "order_placed",
+            "p-ann",
+            "o-1",
+        ),
+        ev(
+            "2026-12-01T10:00:00Z",
+            "bob",
+            "order_placed",
+            "p-bob",
+            "o-2",
+        ),
+        // ann cancels an older order, then reviews another one: neither is this enrollment's.
+        ev(
+            "2026-12-01T10:10:00Z",
+            "ann",
+            "order_cancelled",
+            "c-ann",
+            "o-0",
+        ),
+        ev(
+            "2026-12-01T10:20:00Z",
+            "ann",
+            "order_reviewed",
+            "v-ann-0",
+            "o-0",
+        ),
+        ev(
+            "2026-12-01T12:00:00Z",
+            "ann",
+            "order_reviewed",
+            "v-ann",
+            "o-1",
+        ),
+        // bob cancels his.
+        ev(
+            "2026-12-01T10:10:00Z",
+            "bob",
+            "order_cancelled",
+            "c-bob",
+            "o-2",
+        ),
+    ];
+    let out = sim(&[journey], &script.join("\n")).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T11:00:00Z ann push ask: Review o-1"]
+    );
+    assert_eq!(
+        facts(&out, "bob", |w| matches!(w, What::Exited { .. })),
+        ["2026-12-01T10:10:00Z follow/later: exited on order_cancelled"]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(
+            w,
+            What::Exited { .. } | What::Converted { .. }
+        )),
+        ["2026-12-01T12:00:00Z follow/ask: converted on order_reviewed, credited to ask"]
+    );
+    assert_eq!(
+        details(&out, "ann"),
+        [
+            r#"`where: event.order_id == trigger.order_id` was false (event.order_id = "o-0", trigger.order_id = "o-1")"#
+        ]
+    );
+}
+
+/// The pure engine: an enrollment stored before `waited` was kept (its JSON has no such
+/// field), waiting for the rating, is met by it and branches on what it said; the same
+/// enrollment timed out branches with `waited.*` missing.
+#[test]
+fn an_enrollment_stored_before_waited_was_kept_branches_on_the_event_that_meets_its_wait() {
+    let j = journey(RATING);
+    let profile = Profile::new("ann");
+    let ctx = |now: &str| Ctx {
+        journey: &j,
+        version: 1,
+        profile: &profile,
+        now: at(now),
+        unsubscribe_url: None,
+    };
+    let old = r#"{"id":"rating:ann:1","user_id":"ann","journey":"rating","version":1,"n":1,
+        "trigger":{"event":"order_delivered","message_id":"d-ann","at":"2026-12-01T19:00:00Z",
+        "properties":{"order_id":"o-1","restaurant":"Pho 24"}},"entered_at":"2026-12-01T19:00:00Z",
+        "status":"active","step":"wait_rating","seq":1,"pending":{"seq":1,
+        "at":"2026-12-01T21:00:00Z","resume":"timeout"},"waiting_for":"rating_submitted"}"#;
+    let waiting: waymark::enrollment::Enrollment = serde_json::from_str(old).expect("loads");
+    let rating: waymark::event::Event = serde_json::from_value(json!({
+        "kind": "track", "message_id": "r-ann", "user_id": "ann", "event": "rating_submitted",
+        "properties": {"order_id": "o-1", "stars": 5},
+        "timestamp": "2026-12-01T19:30:00Z", "received_at": "2026-12-01T19:30:00Z"
+    }))
+    .expect("an event");
+    let met = engine::on_event(&ctx("2026-12-01T19:30:00Z"), &waiting, &rating).expect("met");
+    let branched: Vec<String> = met
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Branched { .. }))
+        .map(|e| describe(&e.what))
+        .collect();
+    assert_eq!(
+        branched,
+        ["branched to coupon on waited.stars >= 4 (waited.stars = 5)"]
+    );
+    let waited = met.enrollment.waited.as_ref().expect("kept");
+    assert_eq!(
+        (waited.event.as_str(), waited.message_id.as_str()),
+        ("rating_submitted", "r-ann")
+    );
+    // The same rating again (a redelivery) finds the wait over: nothing moves.
+    assert!(engine::on_event(&ctx("2026-12-01T19:31:00Z"), &met.enrollment, &rating).is_none());
+    // Timed out instead: on to the nudge, with nothing waited for.
+    let timed_out = engine::wake(&ctx("2026-12-01T21:00:00Z"), &waiting, 1).expect("due");
+    assert_eq!(timed_out.enrollment.waited, None);
+    assert!(
+        timed_out
+            .timeline
+            .iter()
+            .any(|e| e.step.as_deref() == Some("nudge")),
+        "{:?}",
+        timed_out.timeline
+    );
+}
+
+/// In the trigger's own `where`, `trigger.*` is the event itself.
+#[tokio::test]
+async fn in_the_triggers_where_trigger_is_the_event() {
+    let journey = r#"
+id: big
+name: Big
+trigger: {event: order_delivered, where: "trigger.order_id == event.order_id and trigger.order_id == 'o-1'"}
+steps:
+  - id: hi
+    send: {push: {title: "{{ trigger.order_id }}", body: "."}}
+"#;
+    let script = [
+        shopper("ann"),
+        shopper("bob"),
+        delivered("ann", "o-1"),
+        delivered("bob", "o-2"),
+    ];
+    let out = sim(&[journey], &script.join("\n")).await;
+    assert_eq!(outbox(&out), ["2026-12-01T19:00:00Z ann push hi: o-1"]);
 }
 
 #[tokio::test]

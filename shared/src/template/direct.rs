@@ -20,6 +20,11 @@ pub struct Scope<'a> {
     pub user_id: &'a str,
     /// The trigger event's properties (`event.*`).
     pub event: &'a Value,
+    /// The trigger event's properties again (`trigger.*`), as conditions name them.
+    pub trigger: &'a Value,
+    /// The properties of the event that met the enrollment's latest `wait_for` (`waited.*`);
+    /// null (missing) when none did.
+    pub waited: &'a Value,
     pub journey_id: &'a str,
     pub journey_name: &'a str,
     pub journey_version: u64,
@@ -86,6 +91,8 @@ enum Node {
 enum Root {
     Profile,
     Event,
+    Trigger,
+    Waited,
     Journey,
     UserId,
     Now,
@@ -531,6 +538,8 @@ impl<'s> Parser<'_, 's> {
             match name {
                 "profile" => Root::Profile,
                 "event" => Root::Event,
+                "trigger" => Root::Trigger,
+                "waited" => Root::Waited,
                 "journey" => Root::Journey,
                 "user_id" => Root::UserId,
                 "now" => Root::Now,
@@ -997,6 +1006,8 @@ impl<'r> Renderer<'r> {
                 let mut v = match root {
                     Root::Profile => V::Profile,
                     Root::Event => json(s.event),
+                    Root::Trigger => json(s.trigger),
+                    Root::Waited => json(s.waited),
                     Root::Journey => V::Journey,
                     Root::UserId => V::Str(Cow::Borrowed(s.user_id)),
                     Root::Now => V::Str(Cow::Owned(s.now.to_string())),
@@ -1091,6 +1102,10 @@ mod tests {
     struct Case {
         traits: Map<String, Value>,
         event: Value,
+        /// The trigger event (`trigger.*`), and the event a `wait_for` met (`waited.*`, often
+        /// none).
+        trigger: Value,
+        waited: Value,
         unsubscribe: Option<String>,
         journey_zone: Option<&'static str>,
     }
@@ -1098,6 +1113,8 @@ mod tests {
     impl Case {
         fn scope(&self) -> Scope<'_> {
             Scope {
+                trigger: &self.trigger,
+                waited: &self.waited,
                 traits: &self.traits,
                 profile_user_id: "u-1",
                 user_id: "u-1",
@@ -1210,13 +1227,28 @@ mod tests {
             prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), value(), 0..6),
             prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), value(), 0..6),
             prop::option::of(Just("https://x.test/u?a=1&b=<2>".to_string())),
+            prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), value(), 0..4),
+            prop::option::of(prop::collection::btree_map(
+                prop::sample::select(KEYS.to_vec()),
+                value(),
+                0..4,
+            )),
         )
-            .prop_map(|(traits, event, unsubscribe)| Case {
+            .prop_map(|(traits, event, unsubscribe, trigger, waited)| Case {
                 traits: traits
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
                     .collect(),
                 event: Value::Object(event.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+                trigger: Value::Object(
+                    trigger
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                ),
+                waited: waited.map_or(Value::Null, |w| {
+                    Value::Object(w.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
                 unsubscribe,
                 journey_zone: None,
             })
@@ -1224,7 +1256,7 @@ mod tests {
 
     fn expr() -> impl Strategy<Value = String> {
         let root = prop_oneof![
-            8 => prop::sample::select(vec!["profile", "event", "journey", "profile", "event", "user_id", "now", "unsubscribe_url", "item"]),
+            8 => prop::sample::select(vec!["profile", "event", "journey", "profile", "event", "user_id", "now", "unsubscribe_url", "item", "trigger", "waited"]),
             1 => prop::sample::select(vec!["x", "loop", "range"]),
         ];
         let attrs = prop_oneof![
@@ -1364,6 +1396,8 @@ mod tests {
         for v in &values {
             for w in &values {
                 let case = Case {
+                    trigger: json!({"order_id": "o-1"}),
+                    waited: Value::Null,
                     traits: Map::new(),
                     event: json!({"v": v, "w": w}),
                     unsubscribe: None,
@@ -1390,11 +1424,43 @@ mod tests {
         assert!(rendered > 1_000, "{rendered}");
     }
 
+    /// `trigger.*` and `waited.*` are read in place like `event.*`, to what MiniJinja renders;
+    /// a `waited` that is none (no `wait_for` met) is missing to both.
+    #[test]
+    fn trigger_and_waited_render_directly_as_minijinja_does() {
+        for waited in [json!({"stars": 5, "order_id": "o-1"}), Value::Null] {
+            let case = Case {
+                trigger: json!({"order_id": "o-1", "items": [{"name": "Pho"}]}),
+                waited: waited.clone(),
+                traits: Map::new(),
+                event: json!({"order_id": "o-1"}),
+                unsubscribe: None,
+                journey_zone: None,
+            };
+            for source in [
+                "{{ trigger.order_id }}/{{ waited.stars }}",
+                "{% if waited.stars >= 4 %}coupon{% else %}sorry{% endif %}",
+                "{% if waited is defined %}w{% endif %}{{ waited | length }}",
+                "{% for i in trigger.items %}{{ i.name | upper }}{% endfor %}",
+                "{% if trigger.order_id == event.order_id %}same{% endif %}",
+            ] {
+                for html in [false, true] {
+                    agrees(source, &case, html).expect("agrees");
+                }
+            }
+            let direct = Program::compile("{{ trigger.order_id }}")
+                .and_then(|p| p.render(&case.scope(), false));
+            assert_eq!(direct.ok().as_deref(), Some("o-1"), "rendered directly");
+        }
+    }
+
     /// A null is a missing value to both renderers: rendered directly (not left to MiniJinja),
     /// to the text MiniJinja gives.
     #[test]
     fn a_null_renders_directly_as_a_missing_value() {
         let case = Case {
+            trigger: json!({"order_id": "o-1"}),
+            waited: Value::Null,
             traits: json!({"nick": null})
                 .as_object()
                 .cloned()
@@ -1440,6 +1506,8 @@ mod tests {
         collect_templates(&serde_json::to_value(&journey).expect("json"), &mut sources);
         assert!(sources.len() >= 4, "{sources:?}");
         let case = Case {
+            trigger: json!({"order_id": "o-1"}),
+            waited: Value::Null,
             traits: json!({"first_name": "Ann <3", "email": "a@x.test"})
                 .as_object()
                 .cloned()
@@ -1505,6 +1573,8 @@ mod tests {
                 traits.insert("timezone".into(), json!(z));
             }
             let case = Case {
+                trigger: json!({"order_id": "o-1"}),
+                waited: Value::Null,
                 traits,
                 event: json!({"at": "2026-12-24T18:30:00Z", "day": "2026-12-24",
                               "local": "2026-03-29T02:30:00", "bad": "soon", "epoch": 1798137000}),
@@ -1530,6 +1600,8 @@ mod tests {
         ] {
             let program = Program::compile(declined).expect("compiles");
             let case = Case {
+                trigger: json!({"order_id": "o-1"}),
+                waited: Value::Null,
                 traits: Map::new(),
                 event: json!({"bad": "soon", "epoch": 1}),
                 unsubscribe: None,
@@ -1682,6 +1754,8 @@ mod tests {
         }
         // Compiles, then declines at render time: an attribute of an undefined value.
         let case = Case {
+            trigger: json!({"order_id": "o-1"}),
+            waited: Value::Null,
             traits: Map::new(),
             event: json!({}),
             unsubscribe: None,
@@ -1692,6 +1766,8 @@ mod tests {
         // Too much work for a direct render: MiniJinja's fuel decides.
         let many = json!({"items": vec![json!({"name": "n"}); 3_000]});
         let case = Case {
+            trigger: json!({"order_id": "o-1"}),
+            waited: Value::Null,
             traits: Map::new(),
             event: many,
             unsubscribe: None,
