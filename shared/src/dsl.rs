@@ -1989,6 +1989,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
     validate_event_reads(j, &mut out);
     validate_segment_paths(j, &mut out);
     validate_waits_against_exits(j, &mut out);
+    validate_condition_templates(j, &mut out);
     if graph_broken {
         return out;
     }
@@ -2000,6 +2001,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
         .collect();
     if !target_missing {
         validate_reachable(j, &index, &mut out);
+        validate_waited_reads(j, &index, &mut out);
     }
     validate_loops(j, &index, &mut out);
     out
@@ -2357,6 +2359,8 @@ fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
 /// is `total`; `event` whole is ``), and the line inside the template when it is one.
 struct EventRead {
     path: String,
+    /// As written: `event`, or `trigger` (the same event, as conditions on other events name it).
+    root: &'static str,
     field: String,
     template_line: Option<usize>,
 }
@@ -2398,12 +2402,15 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
             _ => {}
         }
         for (path, src) in step_templates(step) {
-            for (field, line) in template::event_fields(src) {
-                reads.push(EventRead {
-                    path: format!("steps[{i}].{path}"),
-                    field,
-                    template_line: Some(line),
-                });
+            for root in ["event", "trigger"] {
+                for (field, line) in template::fields_of(src, root) {
+                    reads.push(EventRead {
+                        path: format!("steps[{i}].{path}"),
+                        root,
+                        field,
+                        template_line: Some(line),
+                    });
+                }
             }
         }
     }
@@ -2413,9 +2420,28 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
         .chain(conditions.into_iter().map(|(path, c)| (path, c.paths())));
     for (path, read) in paths {
         for p in read {
-            if let Some(field) = event_field(&p) {
+            for root in ["event", "trigger"] {
+                if let Some(field) = root_field(&p, root) {
+                    reads.push(EventRead {
+                        path: path.clone(),
+                        root,
+                        field: field.to_string(),
+                        template_line: None,
+                    });
+                }
+            }
+        }
+    }
+    // An event's `where` reads the trigger as `trigger.*` (its `event.*` is the event that came).
+    for (path, c, on_event) in all_conditions(j) {
+        if !on_event {
+            continue;
+        }
+        for p in c.paths() {
+            if let Some(field) = root_field(&p, "trigger") {
                 reads.push(EventRead {
                     path: path.clone(),
+                    root: "trigger",
                     field: field.to_string(),
                     template_line: None,
                 });
@@ -2432,10 +2458,10 @@ pub fn trigger_event_fields(j: &Journey) -> BTreeSet<String> {
     event_reads(j).into_iter().map(|r| r.field).collect()
 }
 
-/// The trigger event's property a condition path reads (`event.items.0.name` → `items`; `event`
-/// whole → ``), or `None` for a path that is not the event's.
-fn event_field(path: &str) -> Option<&str> {
-    match path.strip_prefix("event")? {
+/// The property of `root` (`event`, `trigger`) a condition path reads (`event.items.0.name` →
+/// `items`; `event` whole → ``), or `None` for a path that is not `root`'s.
+fn root_field<'p>(path: &'p str, root: &str) -> Option<&'p str> {
+    match path.strip_prefix(root)? {
         "" => Some(""),
         rest => {
             let f = rest.strip_prefix('.')?;
@@ -2577,24 +2603,208 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
     };
     // Reading `event` whole is fine where it holds something.
     let readable = |f: &str| fields.contains(&f) || (f.is_empty() && !fields.is_empty());
-    let say = |f: &str| {
+    let say = |root: &str, f: &str| {
         let written = if f.is_empty() {
-            "event".to_string()
+            root.to_string()
         } else {
-            format!("event.{f}")
+            format!("{root}.{f}")
         };
         format!("this journey {why}, so `{written}` is always empty here: read the profile instead (`profile.{}`)", if f.is_empty() { "first_name" } else { f })
     };
     for r in event_reads(j) {
         if !readable(&r.field) {
             out.push(Problem {
-                message: say(&r.field),
+                message: say(r.root, &r.field),
                 path: r.path,
                 template_line: r.template_line,
                 template_at: None,
             });
         }
     }
+}
+
+/// Every condition of a journey, where it is in the file, and whether it is judged on an event
+/// that comes to an enrollment (an `exit_when`'s, a goal's or a `wait_for`'s `where`, where
+/// `event.*` is that event and `trigger.*` the enrollment's trigger).
+fn all_conditions(j: &Journey) -> Vec<(String, &crate::condition::Condition, bool)> {
+    let mut out = Vec::new();
+    match j.trigger.kind() {
+        Some(TriggerKind::Event {
+            condition: Some(c), ..
+        }) => out.push(("trigger.where".to_string(), c, false)),
+        Some(TriggerKind::Repeated(crate::journey::Repeated {
+            condition: Some(c), ..
+        })) => out.push(("trigger.repeated.where".to_string(), c, false)),
+        Some(TriggerKind::Schedule(crate::journey::Schedule {
+            condition: Some(c), ..
+        })) => out.push(("trigger.schedule.where".to_string(), c, false)),
+        Some(TriggerKind::Inactive(crate::journey::Inactive {
+            condition: Some(c), ..
+        })) => out.push(("trigger.inactive.where".to_string(), c, false)),
+        _ => {}
+    }
+    for (k, x) in j.exit_when.iter().enumerate() {
+        if let Some(c) = &x.condition {
+            out.push((format!("exit_when[{k}].where"), c, true));
+        }
+    }
+    if let Some(c) = j.goal.as_ref().and_then(|g| g.condition.as_ref()) {
+        out.push(("goal.where".to_string(), c, true));
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        if let Some(c) = step.wait_for.as_ref().and_then(|w| w.condition.as_ref()) {
+            out.push((format!("steps[{i}].wait_for.where"), c, true));
+        }
+        if let Some(b) = &step.branch {
+            for (k, case) in b.cases.iter().enumerate() {
+                out.push((
+                    format!("steps[{i}].branch.cases[{k}].when"),
+                    &case.when,
+                    false,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A `{{ }}` in a condition: a condition is no template, and reads its paths directly (a
+/// `where: "event.order_id == '{{ event.order_id }}'"` compares with that very text, and is
+/// always false). Told at the `{{`, with the condition written with paths when that can be
+/// made: in an event's `where`, a template's `event.*` meant the trigger (`trigger.*`).
+fn validate_condition_templates(j: &Journey, out: &mut Vec<Problem>) {
+    for (path, c, on_event) in all_conditions(j) {
+        let src = c.source();
+        let Some(byte) = src.find("{{") else {
+            continue;
+        };
+        let advice = match paths_for_templates(src, on_event) {
+            Some(written) => format!("write `{written}`"),
+            None if on_event => "write `event.order_id == trigger.order_id`".to_string(),
+            None => "write `event.total >= 50`".to_string(),
+        };
+        let whose = if on_event {
+            "; here `event.*` is the event that came and `trigger.*` the one the user entered with"
+        } else {
+            ""
+        };
+        out.push(Problem {
+            path,
+            message: format!(
+                "`{{{{ }}}}` is for messages: a condition reads paths directly, and this one would compare with the text `{{{{ ... }}}}` itself: {advice}{whose}"
+            ),
+            template_line: None,
+            template_at: Some(src[..byte].chars().count()),
+        });
+    }
+}
+
+/// `src` with each `{{ path }}` (quoted or not) written as the path, `event.` read as
+/// `trigger.` in an event's `where`; `None` when that is no condition.
+fn paths_for_templates(src: &str, on_event: bool) -> Option<String> {
+    let mut written = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(open) = rest.find("{{") {
+        let close = open + rest[open..].find("}}")?;
+        let inner = rest[open + 2..close].trim();
+        let mut before = &rest[..open];
+        let mut after = &rest[close + 2..];
+        // The quotes around a template written as text go with it.
+        for q in ['\'', '"'] {
+            if before.ends_with(q) && after.starts_with(q) {
+                before = &before[..before.len() - 1];
+                after = &after[1..];
+            }
+        }
+        let path = match inner.strip_prefix("event") {
+            Some(field) if on_event && (field.is_empty() || field.starts_with(['.', '['])) => {
+                format!("trigger{field}")
+            }
+            _ => inner.to_string(),
+        };
+        written.push_str(before);
+        written.push_str(&path);
+        rest = after;
+    }
+    written.push_str(rest);
+    crate::condition::Condition::parse(&written).ok()?;
+    Some(written)
+}
+
+/// Where `waited.*` is read in a step that no `wait_for` precedes on any way from the first
+/// step (nor, in an `exit_when` or a goal, in a journey with no `wait_for`; nor in the
+/// trigger's `where`): it is always missing there.
+fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Problem>) {
+    // The steps a way reaches after a `wait_for` met its event.
+    let mut after_wait = vec![false; j.steps.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, s) in j.steps.iter().enumerate() {
+        if let Some(w) = &s.wait_for {
+            let met = w.on_event.as_deref().or_else(|| j.next_at(i));
+            todo.extend(met.and_then(|id| index.get(id).copied()));
+        }
+    }
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut after_wait[i], true) {
+            continue;
+        }
+        for (_, next) in successors(j, i) {
+            todo.extend(next.and_then(|id| index.get(id.as_str()).copied()));
+        }
+    }
+    let any_wait = j.steps.iter().any(|s| s.wait_for.is_some());
+    const ADVICE: &str = "`waited.*` is the event a `wait_for` before this step met (missing when it timed out): put a `wait_for` before it, or read `event.*` (the trigger) or `profile.*`";
+    let mut reads: Vec<(String, Option<usize>, bool)> = Vec::new();
+    for (path, c, _) in all_conditions(j) {
+        if !c
+            .paths()
+            .iter()
+            .any(|p| p == "waited" || p.starts_with("waited.") || p.starts_with("waited["))
+        {
+            continue;
+        }
+        let known = if let Some(i) = step_index(&path) {
+            after_wait[i]
+        } else {
+            !path.starts_with("trigger") && any_wait
+        };
+        reads.push((path, None, known));
+    }
+    for (i, step) in j.steps.iter().enumerate() {
+        for (path, src) in step_templates(step) {
+            if let Some((_, line)) = template::fields_of(src, "waited").first() {
+                reads.push((format!("steps[{i}].{path}"), Some(*line), after_wait[i]));
+            }
+        }
+        if let Some(d) = step.wait_until.as_ref().and_then(|w| w.date.as_ref()) {
+            if d.source().starts_with("waited") {
+                reads.push((format!("steps[{i}].wait_until.date"), None, after_wait[i]));
+            }
+        }
+    }
+    for (path, template_line, known) in reads {
+        if known {
+            continue;
+        }
+        let message = if path.starts_with("trigger") {
+            "`waited.*` is always missing in the trigger's `where`: nothing was waited for before the user entered; read `event.*` or `profile.*`".to_string()
+        } else if !any_wait {
+            format!("this journey has no `wait_for`, so `waited.*` is always missing: {ADVICE}")
+        } else {
+            format!("no way to this step passes a `wait_for` that met its event (a timeout leaves it missing), so `waited.*` is always missing here: {ADVICE}")
+        };
+        out.push(Problem {
+            path,
+            message,
+            template_line,
+            template_at: None,
+        });
+    }
+}
+
+/// The step a problem's path is in (`steps[3].send...` → 3).
+fn step_index(path: &str) -> Option<usize> {
+    path.strip_prefix("steps[")?.split(']').next()?.parse().ok()
 }
 
 /// What is wrong with a webhook's URL template, as far as its fixed text shows: it must be an
@@ -3200,6 +3410,98 @@ steps:
             panic!("a push: {send:?}");
         };
         assert_eq!(p.expires, Some(crate::journey::PUSH_EXPIRES_MAX));
+    }
+
+    /// `{{ }}` in a condition is refused at the `{{`, with the condition written with paths:
+    /// in an event's `where`, the template's `event.*` meant the trigger (`trigger.*`).
+    #[test]
+    fn a_template_in_a_condition_is_refused_with_the_paths_to_write() {
+        let text = "id: j\nname: J\ntrigger: {event: order_delivered}\nsteps:\n  - id: w\n    wait_for:\n      event: rating_submitted\n      where: \"event.order_id == '{{ event.order_id }}'\"\n      timeout: 2h\n  - id: b\n    branch: {cases: [{when: \"profile.plan == '{{ event.plan }}'\", goto: w}]}\n";
+        let errs = parse("j.yaml", text).expect_err("templates in conditions");
+        let said: Vec<(&str, usize, usize)> = errs
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        // At the `{{`: line 8's condition starts at column 15, and its `{{` is 19 characters
+        // in; line 11's starts at column 30, its `{{` 17 characters in.
+        assert_eq!(
+            said,
+            [
+                ("steps[0].wait_for.where", 8, 34),
+                ("steps[1].branch.cases[0].when", 11, 47),
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            errs[0].message.contains("a condition reads paths directly")
+                && errs[0]
+                    .message
+                    .contains("write `event.order_id == trigger.order_id`"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1]
+                .message
+                .contains("write `profile.plan == event.plan`"),
+            "{}",
+            errs[1]
+        );
+        // Written with paths, the same journey is valid.
+        let fixed = text
+            .replace("'{{ event.order_id }}'", "trigger.order_id")
+            .replace("'{{ event.plan }}'", "event.plan");
+        parse("j.yaml", &fixed).expect("valid with paths");
+    }
+
+    /// `waited.*` where no `wait_for` that met its event comes before is always missing:
+    /// refused, with what to do. After one, on any way, it is fine.
+    #[test]
+    fn waited_where_no_wait_for_comes_before_is_refused() {
+        let journey =
+            |steps: &str| format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n{steps}");
+        let ok = journey("  - id: w\n    wait_for: {event: r, timeout: 1h, on_timeout: t}\n  - id: b\n    branch: {cases: [{when: \"waited.stars >= 4\", goto: t}]}\n  - id: t\n    send: {sms: {body: \"{{ waited.stars | default('-') }} {{ trigger.id }}\"}}\n");
+        parse("j.yaml", &ok).expect("waited after a wait_for, on some way");
+        for (steps, path, says) in [
+            (
+                "  - id: s\n    send: {sms: {body: \"{{ waited.stars }}\"}}\n",
+                "steps[0].send.sms.body",
+                "this journey has no `wait_for`",
+            ),
+            (
+                "  - id: b\n    branch: {cases: [{when: \"waited.stars >= 4\", goto: w}]}\n  - id: w\n    wait_for: {event: r, timeout: 1h}\n",
+                "steps[0].branch.cases[0].when",
+                "no way to this step passes a `wait_for` that met its event",
+            ),
+            (
+                "  - id: w\n    wait_for: {event: r, timeout: 1h, on_event: done, on_timeout: t}\n  - id: t\n    update: {set: {stars: \"{{ waited.stars }}\"}}\n  - id: done\n    exit: true\n",
+                "steps[1].update.set.stars",
+                "a timeout leaves it missing",
+            ),
+        ] {
+            let e = first_error(&journey(steps));
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(says), "{e}");
+            assert!(e.message.contains("put a `wait_for` before it"), "{e}");
+        }
+        let e = first_error("id: j\nname: J\ntrigger: {event: e, where: \"waited.x == 1\"}\nsteps:\n  - id: w\n    wait_for: {event: r, timeout: 1h}\n");
+        assert_eq!(e.path, "trigger.where", "{e}");
+        assert!(
+            e.message
+                .contains("nothing was waited for before the user entered"),
+            "{e}"
+        );
+    }
+
+    /// `trigger.*` in a journey no event starts is as empty as `event.*` there.
+    #[test]
+    fn trigger_in_a_schedule_journey_is_refused_like_event() {
+        let e = first_error("id: j\nname: J\ntrigger: {schedule: {cron: \"0 9 * * *\", timezone: UTC}}\nreentry: after_exit\nsteps:\n  - id: s\n    send: {sms: {body: \"{{ trigger.total }}\"}}\n");
+        assert_eq!(e.path, "steps[0].send.sms.body", "{e}");
+        assert!(
+            e.message.contains("`trigger.total` is always empty here"),
+            "{e}"
+        );
     }
 
     fn first_error(text: &str) -> FileError {

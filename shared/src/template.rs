@@ -342,17 +342,24 @@ fn line_naming(source: &str, name: &str) -> Option<usize> {
 /// over `event.items`; empty text when it reads `event` whole), each with a line of the template
 /// that names it. Nothing for a template that does not compile (`check` reports that).
 pub fn event_fields(source: &str) -> Vec<(String, usize)> {
+    fields_of(source, "event")
+}
+
+/// The fields of the variable `root` (`event`, `trigger`, `waited`) that `source` reads, as
+/// [`event_fields`] says them for `event`.
+pub fn fields_of(source: &str, root: &str) -> Vec<(String, usize)> {
     let Ok(tmpl) = env().template_from_str(source) else {
         return Vec::new();
     };
+    let dotted = format!("{root}.");
     let mut fields: Vec<String> = tmpl
         .undeclared_variables(true)
         .into_iter()
         .filter_map(|v| {
-            if v == "event" {
+            if v == root {
                 Some(String::new())
             } else {
-                v.strip_prefix("event.")
+                v.strip_prefix(dotted.as_str())
                     .map(|f| f.split('.').next().unwrap_or(f).to_string())
             }
         })
@@ -363,9 +370,9 @@ pub fn event_fields(source: &str) -> Vec<(String, usize)> {
         .into_iter()
         .map(|f| {
             let written = if f.is_empty() {
-                "event".to_string()
+                root.to_string()
             } else {
-                format!("event.{f}")
+                format!("{root}.{f}")
             };
             let line = line_naming(source, &written).unwrap_or(1);
             (f, line)
