@@ -4325,6 +4325,9 @@ steps:
         let appointment: Vec<String> = example("appointment_reminder").into_iter().collect();
         assert_eq!(appointment, ["advisor", "branch", "starts_at"]);
         assert!(example("banking_onboarding").is_empty());
+        // `trigger.*` in the wait's `where` and the emails' texts (`waited.*` is the rating's).
+        let rating: Vec<String> = example("reorder_rating").into_iter().collect();
+        assert_eq!(rating, ["order_id", "restaurant"]);
     }
 
     #[test]
