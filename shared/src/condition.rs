@@ -2571,10 +2571,55 @@ mod tests {
             .is_some_and(|d| d.contains("exists(path)")));
     }
 
+    /// `trigger.*` and `waited.*` read their own events, beside `event.*`; what they held is
+    /// shown as an event's values are (an address not), and a missing `waited` is null.
+    #[test]
+    fn trigger_and_waited_read_their_own_events() {
+        let event = json!({"order_id": "o-0", "stars": 5});
+        let trigger = json!({"order_id": "o-1", "email": "ann@example.com"});
+        let waited = json!({"stars": 2});
+        let profile = json!({});
+        let scope = Scope {
+            event: &event,
+            trigger: &trigger,
+            waited: &waited,
+            profile: &profile,
+            now: now(),
+            zone: None,
+        };
+        let c = cond("event.order_id == trigger.order_id or waited.stars >= 4");
+        assert!(!c.eval(&scope));
+        assert_eq!(
+            c.values(&scope),
+            r#"event.order_id = "o-0", trigger.order_id = "o-1", waited.stars = 2"#
+        );
+        assert!(cond("exists(trigger.order_id) and not exists(trigger.stars)").eval(&scope));
+        assert_eq!(
+            cond("trigger.email == 'x'").values(&scope),
+            "trigger.email set (not shown)"
+        );
+        let none = Scope {
+            waited: &Value::Null,
+            ..scope
+        };
+        assert!(!cond("exists(waited.stars)").eval(&none));
+        assert_eq!(
+            cond("waited.stars >= 4").values(&none),
+            "waited.stars missing"
+        );
+        // A root alone is no path; a misspelt one is told the roots.
+        let e = Condition::parse("waited == 1").expect_err("a root alone");
+        assert!(e.message.contains("like waited.total"), "{}", e.message);
+        let e = Condition::parse("triger.order_id == 'x'").expect_err("unknown name");
+        assert!(e.message.contains("\"trigger.\""), "{}", e.message);
+    }
+
     /// Pieces to build condition-like strings from, valid and not.
     const PIECES: &[&str] = &[
         "event",
         "profile",
+        "trigger",
+        "waited",
         ".",
         "total",
         "tags",
@@ -2635,9 +2680,9 @@ mod tests {
             match Condition::parse(&s) {
                 Ok(c) => {
                     let (event, profile) = (event(), profile());
-                    let _ = c.eval(&Scope { trigger: &serde_json::Value::Null, waited: &serde_json::Value::Null, event: &event, profile: &profile, now: now(), zone: None });
+                    let _ = c.eval(&Scope { trigger: &event, waited: &profile, event: &event, profile: &profile, now: now(), zone: None });
                     for p in c.paths() {
-                        prop_assert!(p.starts_with("event") || p.starts_with("profile"));
+                        prop_assert!(["event", "profile", "trigger", "waited"].iter().any(|r| p.starts_with(r)), "{}", p);
                     }
                 }
                 Err(e) => prop_assert!(e.offset <= s.chars().count()),
