@@ -2519,6 +2519,8 @@ mod tests {
         let profile = serde_json::json!({"plan": "free", "email": "a@b.example"});
         let scope = Scope {
             event: &Value::Null,
+            trigger: &Value::Null,
+            waited: &Value::Null,
             profile: &profile,
             now: Timestamp::UNIX_EPOCH,
             zone: None,

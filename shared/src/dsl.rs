@@ -2528,9 +2528,9 @@ pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, St
 fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
     let mut conditions: Vec<(String, Option<&crate::condition::Condition>)> = Vec::new();
     match j.trigger.kind() {
-        Some(TriggerKind::Event { condition, .. }) => {
-            conditions.push(("trigger.where".into(), condition))
-        }
+        Some(
+            TriggerKind::Event { condition, .. } | TriggerKind::TraitChanged { condition, .. },
+        ) => conditions.push(("trigger.where".into(), condition)),
         Some(TriggerKind::Repeated(r)) => {
             conditions.push(("trigger.repeated.where".into(), r.condition.as_ref()))
         }

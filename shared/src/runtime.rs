@@ -1746,6 +1746,8 @@ impl Runtime {
                 }
                 let scope = crate::condition::Scope {
                     event: &properties,
+                    trigger: &properties,
+                    waited: &Value::Null,
                     profile: &scope_profile,
                     now: e.timestamp,
                     zone: p.journey.timezone.as_deref(),

@@ -174,6 +174,8 @@ fn answer(
         .or((s.timezone != "user").then_some(s.timezone.as_str()));
     let scope = Scope {
         event: &Value::Null,
+        trigger: &Value::Null,
+        waited: &Value::Null,
         profile: &profile_scope,
         now,
         zone,

@@ -1664,6 +1664,8 @@ mod tests {
                             .unwrap_or_default(),
                         event: json!({"total": total, "currency": code, "locale": locale,
                             "items": [{"price": total}, {"price": 5}]}),
+                        trigger: Value::Null,
+                        waited: Value::Null,
                         unsubscribe: None,
                         journey_zone: None,
                     };
@@ -1688,6 +1690,8 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             event: json!({"total": -1234.5, "currency": "CHF"}),
+            trigger: Value::Null,
+            waited: Value::Null,
             unsubscribe: None,
             journey_zone: None,
         };
