@@ -563,6 +563,7 @@ fn schedule_lines(s: &ScheduleAnswer) -> String {
     let verdict = match (s.reason.as_str(), s.matches) {
         ("entered", _) => "entered".to_string(),
         ("next_run", _) => "matches: the next run enters them".to_string(),
+        ("running", _) => "matches: the run still reading the profiles enters them".to_string(),
         (reason, Some(true)) => format!("matches, not entered: {reason}"),
         (reason, Some(false)) => format!("left out of the runs: {reason}"),
         (reason, None) => format!("not in the runs: {reason}"),
@@ -730,6 +731,27 @@ mod tests {
              \x20 as of 2026-12-14T14:00:00Z: left out of the runs: condition (`where: profile.vip_token == 'gold'` is false now (profile.vip_token set (not shown)): the runs leave the user out while it is; the next run, at 2026-12-15T01:00:00Z, reads it again)\n";
         assert_eq!(story("ann", &view, None), format!("{digest}{old}{vip}"));
         assert_eq!(story("ann", &view, Some("vip")), vip);
+    }
+
+    /// A run minutes old that may still enter the user is told as such, not as the next run's.
+    #[test]
+    fn why_tells_a_run_still_reading_the_profiles() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [], "timeline": [],
+            "schedules": [{
+                "journey": "digest", "version": 1, "at": "2026-12-14T08:01:00Z",
+                "cron": "0 9 * * mon", "timezone": "Europe/Paris",
+                "last_run": "2026-12-14T08:00:00Z", "next_run": "2026-12-21T08:00:00Z",
+                "matches": true, "reason": "running", "detail": "…"
+            }]
+        }))
+        .expect("a user view");
+        assert_eq!(
+            story("ann", &view, None),
+            "ann in digest\n\
+             \x20 schedule `0 9 * * mon` in Europe/Paris: last run 2026-12-14T08:00:00Z, next run 2026-12-21T08:00:00Z\n\
+             \x20 as of 2026-12-14T08:01:00Z: matches: the run still reading the profiles enters them (…)\n"
+        );
     }
 
     /// A user with nothing to show is told how far back refusals reach (they are kept 7

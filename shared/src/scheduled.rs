@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,6 +17,13 @@ use crate::engine;
 use crate::enrollment::Enrollment;
 use crate::journey::{Reentry, Schedule, TriggerKind};
 use crate::profile::Profile;
+
+/// How long after its minute a run may still be going: it starts at the first scheduler minute
+/// at or after it and reads the profiles page by page through the queue (1,000 a page, four
+/// segments side by side), so a user who matches and was not entered yet within this window
+/// may still be: the answer says so (`running`) rather than that the run left her out. A run
+/// that starts later than that (the scheduler catching up after an outage) is not seen.
+pub const RUN_GRACE: SignedDuration = SignedDuration::from_mins(15);
 
 /// What a schedule journey's runs do with the user, as judged at `at`. Not a timeline fact:
 /// nothing happened; it is what her profile and enrollments say now.
@@ -48,8 +55,10 @@ pub struct ScheduleAnswer {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub as_of_now: bool,
     /// `entered` (at the last run or since), `condition` (the `where` is false), `enrolled`,
-    /// `reentry` (the refusals' reasons), `next_run` (she matches and no rule keeps her out:
-    /// the next run enters her), `closed`, `stopped`, `no_profile`, `merged`.
+    /// `reentry` (the refusals' reasons), `running` (she matches, no rule keeps her out, and
+    /// the last run, within [`RUN_GRACE`] of its minute, may still be reading the profiles: it
+    /// enters her when it reads hers), `next_run` (she matches and no rule keeps her out: the
+    /// next run enters her), `closed`, `stopped`, `no_profile`, `merged`.
     pub reason: String,
     /// Why, in full: what the `where` read (addresses and secrets not shown, as in a refusal),
     /// the rule that keeps her out, or what changed since the last run.
@@ -238,11 +247,20 @@ fn answer(
             }
         }
     }
-    a.reason = "next_run".into();
     let matched = match &s.condition {
         Some(_) => "the `where` holds now",
         None => "the schedule has no `where`",
     };
+    // A run a few minutes old may not have read her page yet.
+    if let Some(last) = last_run.filter(|l| now < *l + RUN_GRACE) {
+        a.reason = "running".into();
+        a.detail = format!(
+            "{matched} and no rule keeps the user out: the run of {last}, less than {} minutes old, may still be reading the profiles page by page, and enters them when it reads theirs; if not, {next} does{as_of_now}",
+            RUN_GRACE.as_mins()
+        );
+        return a;
+    }
+    a.reason = "next_run".into();
     a.detail = format!("{matched} and no rule keeps the user out: {next} enters them{as_of_now}");
     if let Some(last) = last_run {
         let since = since_the_last_run(p, s, profile, hers, last);
@@ -438,6 +456,26 @@ steps:
             ("Europe/Paris", "next_run")
         );
         assert_eq!(a.next_run, Some("2026-12-14T08:00:00Z".parse().expect("t")));
+    }
+
+    /// A user who matches, viewed minutes after a run's minute, may still be entered by it:
+    /// it reads the profiles page by page through the queue.
+    #[test]
+    fn a_run_minutes_old_may_still_enter_a_matching_user() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let ann = profile(serde_json::json!({"user_id": "ann", "traits": {"plan": "free"}}));
+        // Monday 7 December, 14:00Z is 09:00 in New York: the run is a minute old.
+        let minute_on: Timestamp = "2026-12-07T14:01:00Z".parse().expect("a time");
+        let a = answers(&j, "ann", Some(&ann), &[], minute_on).remove(0);
+        assert_eq!((a.reason.as_str(), a.matches), ("running", Some(true)));
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the run of 2026-12-07T14:00:00Z, less than 15 minutes old, may still be reading the profiles page by page, and enters them when it reads theirs; if not, the next run, at 2026-12-14T14:00:00Z, does"
+        );
+        // A quarter of an hour on, a run that did not enter her left her out.
+        let later: Timestamp = "2026-12-07T14:15:00Z".parse().expect("a time");
+        let a = answers(&j, "ann", Some(&ann), &[], later).remove(0);
+        assert_eq!(a.reason, "next_run");
     }
 
     /// No profile, or one merged into another user: no run reads it; a closed journey says

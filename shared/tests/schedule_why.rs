@@ -226,6 +226,36 @@ async fn a_matching_user_is_told_the_rule_that_keeps_her_out_or_the_run_that_ent
     );
 }
 
+/// A run minutes old that has not read her page yet is not said to have left her out: it
+/// still may enter her, and does.
+#[tokio::test]
+async fn a_run_still_reading_the_profiles_may_enter_a_matching_user() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(DIGEST).await;
+    h.play(&identify(
+        "2026-12-01T09:00:00Z",
+        "ann",
+        json!({"email": "ann@example.com", "plan": "free"}),
+    ))
+    .await;
+    // The scheduler starts the run of Monday 09:00 in Paris; no page of it is read yet.
+    h.clock.set(at("2026-12-07T08:01:00Z"));
+    tick(&h.rt, &h.store).await.expect("the scheduler");
+    let api = api(&h);
+    let ann = answer(&api, "ann", "digest").await;
+    assert_eq!(
+        (&ann["reason"], &ann["matches"], &ann["last_run"]),
+        (
+            &json!("running"),
+            &json!(true),
+            &json!("2026-12-07T08:00:00Z")
+        ),
+        "{ann}"
+    );
+    h.advance_to(at("2026-12-07T08:02:00Z")).await;
+    assert_eq!(answer(&api, "ann", "digest").await["reason"], "entered");
+}
+
 /// A `where` that reads a secret (a token, by its key) names the path, never its value; one
 /// that reads the date says the answer is as of now; the cron of `timezone: user` is read in
 /// her zone.
