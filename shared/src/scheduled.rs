@@ -355,6 +355,19 @@ fn since_the_last_run(
     for name in traits {
         if let Some(at) = profile.trait_times.get(&name).filter(|at| **at > last) {
             out.push(format!("profile.{name} was set after it, at {at}"));
+            continue;
+        }
+        // A zone or a locale the device sends (`context.timezone`) sets the trait without a
+        // trait time: its time is the device's, while the trait still holds its value.
+        let device = profile.from_device.get(&name).filter(|d| {
+            d.at > last
+                && profile.traits.get(&name).and_then(Value::as_str) == Some(d.value.as_str())
+        });
+        if let Some(d) = device {
+            out.push(format!(
+                "profile.{name} was last sent by the user's device after it, at {}",
+                d.at
+            ));
         }
     }
     if let Some(ended) = hers.and_then(|e| e.ended_at).filter(|at| *at > last) {
@@ -476,6 +489,22 @@ steps:
         let later: Timestamp = "2026-12-07T14:15:00Z".parse().expect("a time");
         let a = answers(&j, "ann", Some(&ann), &[], later).remove(0);
         assert_eq!(a.reason, "next_run");
+    }
+
+    /// A zone her device sent (`context.timezone`) has no trait time: the device's time tells
+    /// when it was set.
+    #[test]
+    fn a_zone_the_device_sent_after_the_last_run_is_told() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let ann = profile(serde_json::json!({"user_id": "ann",
+            "traits": {"plan": "free", "timezone": "Europe/Paris"},
+            "trait_times": {"plan": "2026-11-02T10:00:00Z"},
+            "from_device": {"timezone": {"value": "Europe/Paris", "at": "2026-12-09T10:00:00Z"}}}));
+        let a = one(&j, Some(&ann), &[]);
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T08:00:00Z, enters them; not entered at the last run (2026-12-07T08:00:00Z): profile.timezone was last sent by the user's device after it, at 2026-12-09T10:00:00Z"
+        );
     }
 
     /// No profile, or one merged into another user: no run reads it; a closed journey says
