@@ -16,7 +16,7 @@ use crate::condition::Scope;
 use crate::engine;
 use crate::enrollment::Enrollment;
 use crate::journey::{Reentry, Schedule, TriggerKind};
-use crate::profile::Profile;
+use crate::profile::{Profile, HISTORY_PER_EVENT};
 
 /// How long after its minute a run may still be going: it starts at the first scheduler minute
 /// at or after it and reads the profiles page by page through the queue (1,000 a page, four
@@ -304,24 +304,30 @@ fn since_the_last_run(
     last: Timestamp,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    // The first the profile knows of her (no profile keeps when it was made: its traits' and
-    // events' times tell it).
-    let first_seen = profile
+    // The first the profile knows of her: no profile keeps when it was made, and a trait's
+    // time is when it was last set (every identify that sends it again moves it), so only the
+    // events' history tells it, and only while no kind of event has had its oldest forgotten
+    // (every identify is kept, the latest HISTORY_PER_EVENT of each kind). Any time she is
+    // known by from before the run says she was known then.
+    let trimmed = profile
+        .history
+        .iter()
+        .any(|(_, times)| times.len() >= HISTORY_PER_EVENT);
+    let first_event = profile
+        .history
+        .iter()
+        .filter_map(|(_, times)| times.first().map(|(at, _)| *at))
+        .min();
+    let known_before = profile
         .trait_times
         .iter()
         .map(|(_, at)| *at)
-        .chain(
-            profile
-                .history
-                .iter()
-                .filter_map(|(_, times)| times.first().map(|(at, _)| *at)),
-        )
-        .min();
-    if let Some(first) = first_seen.filter(|at| *at > last) {
+        .chain(profile.from_device.iter().map(|(_, d)| d.at))
+        .any(|at| at <= last);
+    if let Some(first) = first_event.filter(|at| *at > last && !trimmed && !known_before) {
         out.push(format!(
-            "the user was not known then (the profile's first trait or event is from {first})"
+            "the user was not known then (the profile's first event is from {first})"
         ));
-        return out;
     }
     if p.published_at > last {
         out.push(if p.version == 1 {
@@ -507,6 +513,40 @@ steps:
         );
     }
 
+    /// "Not known then" is said only when the events' history tells it: not from a trait's
+    /// time (the last time it was set), nor when a kind of event had its oldest forgotten.
+    #[test]
+    fn a_user_is_said_unknown_at_the_last_run_only_when_the_history_tells_it() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let why = |p: Value| {
+            let a = one(&j, Some(&profile(p)), &[]);
+            a.detail
+                .split_once("): ")
+                .map(|(_, why)| why.to_string())
+                .unwrap_or(a.detail)
+        };
+        // An identify since sent her plan again: she was known long before.
+        assert_eq!(
+            why(
+                serde_json::json!({"user_id": "ann", "traits": {"plan": "free"},
+                "trait_times": {"plan": "2026-12-09T10:00:00Z"},
+                "history": {"identify": [["2026-11-02T10:00:00Z", "m0"], ["2026-12-09T10:00:00Z", "m1"]]}})
+            ),
+            "profile.plan was set after it, at 2026-12-09T10:00:00Z"
+        );
+        // 32 orders kept, the oldest after the run: older ones were forgotten.
+        let orders: Vec<Value> = (0..32)
+            .map(|i| serde_json::json!([format!("2026-12-08T10:{i:02}:00Z"), format!("o{i}")]))
+            .collect();
+        assert_eq!(
+            why(
+                serde_json::json!({"user_id": "ann", "traits": {"plan": "free"},
+                "history": {"order": orders}})
+            ),
+            "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)"
+        );
+    }
+
     /// No profile, or one merged into another user: no run reads it; a closed journey says
     /// the user's enrollment finishes its path.
     #[test]
@@ -537,12 +577,13 @@ steps:
         // A user first seen after the last run was in none of its pages.
         let new = profile(
             serde_json::json!({"user_id": "ann", "traits": {"plan": "free"},
-            "trait_times": {"plan": "2026-12-09T10:00:00Z"}}),
+            "trait_times": {"plan": "2026-12-09T10:00:00Z"},
+            "history": {"identify": [["2026-12-09T10:00:00Z", "m1"]]}}),
         );
         let a = one(&j, Some(&new), &[]);
         assert_eq!(
             a.detail,
-            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the user was not known then (the profile's first trait or event is from 2026-12-09T10:00:00Z)"
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the user was not known then (the profile's first event is from 2026-12-09T10:00:00Z); profile.plan was set after it, at 2026-12-09T10:00:00Z"
         );
         // A journey published after the last run has not run for her yet.
         let fresh = [published(WEEKLY, 1, "2026-12-08T00:00:00Z")];
