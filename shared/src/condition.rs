@@ -153,7 +153,9 @@ impl Condition {
         self.said_false(scope, "is false now")
     }
 
-    fn said_false(&self, scope: &Scope<'_>, verdict: &str) -> String {
+    /// Why the condition does not hold in `scope`, with `verdict` saying when: `` `where: …`
+    /// is false at its minute (profile.birthday = "1990-12-25") ``.
+    pub fn said_false(&self, scope: &Scope<'_>, verdict: &str) -> String {
         match self.values(scope).as_str() {
             "" => format!("`where: {}` {verdict}", self.source),
             values => format!("`where: {}` {verdict} ({values})", self.source),

@@ -46,12 +46,14 @@ pub struct ScheduleAnswer {
     /// The next minute after `at` it names; none when the journey takes no one (closed, stopped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<Timestamp>,
-    /// Whether the `where` holds for her profile now (a schedule without one: true); none when
-    /// it was not judged (the journey takes no one, or there is no profile to judge).
+    /// Whether the `where` holds for her profile now (a schedule without one: true), or, when
+    /// it reads the date or the clock, at `next_run`'s minute with her profile as it is now;
+    /// none when it was not judged (the journey takes no one, or there is no profile to judge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<bool>,
-    /// The `where` reads the date or the clock (`anniversary`, `now()`, `ago()`): `matches` is
-    /// as of `at`, and each run judges it at its own minute.
+    /// The `where` reads the date or the clock (`anniversary`, `now()`, `ago()`): each run
+    /// judges it at its own minute, so `matches` is judged at `next_run`'s (at `at` when there
+    /// is none), the profile as it is now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub as_of_now: bool,
     /// `entered` (at the last run or since), `condition` (the `where` is false), `enrolled`,
@@ -181,27 +183,41 @@ fn answer(
         .timezone
         .as_deref()
         .or((s.timezone != "user").then_some(s.timezone.as_str()));
-    let scope = Scope {
+    // A `where` that reads the date or the clock is judged at the minute the verdict is about:
+    // the next run's (and the last run's, to explain it), with her profile as it is now.
+    let clock_at = next_run.filter(|_| a.as_of_now);
+    let scope_at = |at: Timestamp| Scope {
         event: &Value::Null,
         trigger: &Value::Null,
         waited: &Value::Null,
         profile: &profile_scope,
-        now,
+        now: at,
         zone,
     };
+    let scope = scope_at(clock_at.unwrap_or(now));
     let holds = s.condition.as_ref().is_none_or(|c| c.eval(&scope));
     a.matches = Some(holds);
-    let as_of_now = if a.as_of_now {
-        format!(" (it reads the date or the time: this is as of {now}; each run judges it at its own minute)")
-    } else {
-        String::new()
+    let as_of_now = match (a.as_of_now, clock_at) {
+        (true, None) => format!(" (it reads the date or the time: this is as of {now}; each run judges it at its own minute)"),
+        _ => String::new(),
+    };
+    // Whether the last run's minute let her in, as far as the `where` goes.
+    let held_then = |last: Timestamp| match (&s.condition, clock_at) {
+        (Some(c), Some(_)) => c.eval(&scope_at(last)),
+        _ => holds,
     };
     if let (false, Some(c)) = (holds, &s.condition) {
         a.reason = "condition".into();
-        a.detail = format!(
-            "{}{as_of_now}: the runs leave the user out while it is; {next} reads it again",
-            c.why_false_now(&scope)
-        );
+        a.detail = match clock_at {
+            Some(_) => format!(
+                "{next} leaves the user out: {}, with the profile as it is now; each run judges it at its own minute",
+                c.said_false(&scope, "is false at its minute")
+            ),
+            None => format!(
+                "{}{as_of_now}: the runs leave the user out while it is; {next} reads it again",
+                c.why_false_now(&scope)
+            ),
+        };
         if let Some(e) = hers.filter(|e| e.is_active()) {
             a.detail.push_str(&format!(
                 " (the user is in the journey since {}, at step `{}`)",
@@ -247,12 +263,13 @@ fn answer(
             }
         }
     }
-    let matched = match &s.condition {
-        Some(_) => "the `where` holds now",
-        None => "the schedule has no `where`",
+    let matched = match (&s.condition, clock_at) {
+        (Some(_), Some(_)) => "the `where` holds at the next run's minute (it reads the date or the time; with the profile as it is now)",
+        (Some(_), None) => "the `where` holds now",
+        (None, _) => "the schedule has no `where`",
     };
     // A run a few minutes old may not have read her page yet.
-    if let Some(last) = last_run.filter(|l| now < *l + RUN_GRACE) {
+    if let Some(last) = last_run.filter(|l| now < *l + RUN_GRACE && held_then(*l)) {
         a.reason = "running".into();
         a.detail = format!(
             "{matched} and no rule keeps the user out: the run of {last}, less than {} minutes old, may still be reading the profiles page by page, and enters them when it reads theirs; if not, {next} does{as_of_now}",
@@ -263,11 +280,19 @@ fn answer(
     a.reason = "next_run".into();
     a.detail = format!("{matched} and no rule keeps the user out: {next} enters them{as_of_now}");
     if let Some(last) = last_run {
-        let since = since_the_last_run(p, s, profile, hers, last);
+        let mut since = since_the_last_run(p, s, profile, hers, last);
+        if let (Some(c), false) = (&s.condition, held_then(last)) {
+            since.insert(
+                0,
+                format!(
+                    "{}, with the profile as it is now",
+                    c.said_false(&scope_at(last), "was false at its minute")
+                ),
+            );
+        }
         a.detail.push_str(&format!(
             "; not entered at the last run ({last}): {}",
             match since.as_slice() {
-                [] if a.as_of_now => "the `where` may not have held then".to_string(),
                 [] => "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)".to_string(),
                 said => said.join("; "),
             }
@@ -544,6 +569,40 @@ steps:
                 "history": {"order": orders}})
             ),
             "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)"
+        );
+    }
+
+    const BIRTHDAY: &str = r#"
+id: birthday
+name: Birthday
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: UTC, where: "anniversary(profile.birthday)"}
+reentry: after_exit
+steps:
+  - id: wish
+    send: {email: {subject: "Happy birthday", text: "x"}}
+"#;
+
+    /// A `where` that reads the date is judged at the next run's minute for the verdict, and at
+    /// the last run's to explain it, the profile as it is now.
+    #[test]
+    fn a_where_reading_the_date_is_judged_at_the_runs_minutes() {
+        let j = [published(BIRTHDAY, 1, "2026-11-01T00:00:00Z")];
+        let born =
+            |day: &str| profile(serde_json::json!({"user_id": "ann", "traits": {"birthday": day}}));
+        // Her birthday is tomorrow: the next run enters her; the last did not, a day early.
+        let a = one(&j, Some(&born("1990-12-11")), &[]);
+        assert_eq!((a.reason.as_str(), a.matches), ("next_run", Some(true)));
+        assert_eq!(
+            a.detail,
+            "the `where` holds at the next run's minute (it reads the date or the time; with the profile as it is now) and no rule keeps the user out: the next run, at 2026-12-11T09:00:00Z, enters them; not entered at the last run (2026-12-10T09:00:00Z): `where: anniversary(profile.birthday)` was false at its minute (profile.birthday = \"1990-12-11\"), with the profile as it is now"
+        );
+        // Her birthday is today, past the run: the next run, tomorrow, leaves her out.
+        let a = one(&j, Some(&born("1990-12-10")), &[]);
+        assert_eq!((a.reason.as_str(), a.matches), ("condition", Some(false)));
+        assert_eq!(
+            a.detail,
+            "the next run, at 2026-12-11T09:00:00Z, leaves the user out: `where: anniversary(profile.birthday)` is false at its minute (profile.birthday = \"1990-12-10\"), with the profile as it is now; each run judges it at its own minute"
         );
     }
 

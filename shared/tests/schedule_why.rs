@@ -257,10 +257,10 @@ async fn a_run_still_reading_the_profiles_may_enter_a_matching_user() {
 }
 
 /// A `where` that reads a secret (a token, by its key) names the path, never its value; one
-/// that reads the date says the answer is as of now; the cron of `timezone: user` is read in
+/// that reads the date is judged at the next run's minute; the cron of `timezone: user` is read in
 /// her zone.
 #[tokio::test]
-async fn a_secret_the_where_reads_is_not_shown_and_a_date_is_judged_as_of_now() {
+async fn a_secret_the_where_reads_is_not_shown_and_a_date_is_judged_at_the_next_run() {
     let h = Harness::new("2026-12-01T08:00:00Z");
     h.publish(VIP).await;
     h.publish(BIRTHDAY).await;
@@ -299,7 +299,7 @@ async fn a_secret_the_where_reads_is_not_shown_and_a_date_is_judged_as_of_now() 
         (
             &json!(true),
             &json!(false),
-            &json!("`where: anniversary(profile.birthday)` is false now (profile.birthday = \"1990-12-25\") (it reads the date or the time: this is as of 2026-12-02T12:00:00Z; each run judges it at its own minute): the runs leave the user out while it is; the next run, at 2026-12-03T09:00:00Z, reads it again")
+            &json!("the next run, at 2026-12-03T09:00:00Z, leaves the user out: `where: anniversary(profile.birthday)` is false at its minute (profile.birthday = \"1990-12-25\"), with the profile as it is now; each run judges it at its own minute")
         ),
         "{birthday}"
     );
