@@ -233,7 +233,7 @@ fn answer(
             a.reason = "enrolled".into();
             a.enrollment = Some(e.id.clone());
             a.detail = format!(
-                "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time, so {next} does not enter the user again{as_of_now}",
+                "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time: a run while the user is still in it does not enter them again{as_of_now}",
                 e.entered_at, e.version, e.step
             );
             return a;
@@ -479,7 +479,7 @@ steps:
         assert_eq!((a.reason.as_str(), a.matches), ("enrolled", Some(true)));
         assert_eq!(
             a.detail,
-            "in the journey since 2026-11-30T14:00:00Z (on version 1, at step `wait`): one enrollment a user at a time, so the next run, at 2026-12-14T14:00:00Z, does not enter the user again"
+            "in the journey since 2026-11-30T14:00:00Z (on version 1, at step `wait`): one enrollment a user at a time: a run while the user is still in it does not enter them again"
         );
         assert_eq!(a.enrollment.as_deref(), Some("digest:ann:1"));
         // As the anonymous visitor she turned out to be, she was in it already.
