@@ -169,8 +169,10 @@ fn answer(
                 )
             } else {
                 format!(
-                    "entered at the run of {} (version {})",
-                    e.trigger.at, e.version
+                    "entered at the run of {} (version {}); {}",
+                    e.trigger.at,
+                    e.version,
+                    no_longer_in(e)
                 )
             };
             return a;
@@ -246,21 +248,20 @@ fn answer(
         }
     }
     // What the visitors she turned out to be did counts as hers (`never`, `after`).
-    if j.reentry != Reentry::AfterExit {
-        let visitor = enrollments
-            .iter()
-            .filter(|e| *e.journey == *j.id && *e.user_id != *user)
-            .max_by_key(|e| e.trigger.at);
-        if let Some(e) = visitor {
-            if let Some(why) = engine::reentry_refusal(j, e, at, profile) {
-                a.reason = "reentry".into();
-                a.enrollment = Some(e.id.clone());
-                a.detail = format!(
-                    "{why} (as the anonymous visitor `{}` she turned out to be){as_of_now}",
-                    e.user_id
-                );
-                return a;
-            }
+    let visitor = enrollments
+        .iter()
+        .filter(|e| *e.journey == *j.id && *e.user_id != *user)
+        .filter(|_| j.reentry != Reentry::AfterExit)
+        .max_by_key(|e| e.trigger.at);
+    if let Some(e) = visitor {
+        if let Some(why) = engine::reentry_refusal(j, e, at, profile) {
+            a.reason = "reentry".into();
+            a.enrollment = Some(e.id.clone());
+            a.detail = format!(
+                "{why} (as the anonymous visitor `{}` she turned out to be){as_of_now}",
+                e.user_id
+            );
+            return a;
         }
     }
     let matched = match (&s.condition, clock_at) {
@@ -281,6 +282,20 @@ fn answer(
     a.detail = format!("{matched} and no rule keeps the user out: {next} enters them{as_of_now}");
     if let Some(last) = last_run {
         let mut since = since_the_last_run(p, s, profile, hers, last);
+        // The entry rule then, as the run read it: her last enrollment, ended by then, or the
+        // visitor's she turned out to be.
+        let refused = [
+            (hers, ""),
+            (visitor, " (as the anonymous visitor she turned out to be)"),
+        ]
+        .into_iter()
+        .filter_map(|(e, whose)| Some((e?, whose)))
+        .filter(|(e, _)| e.trigger.at < last && e.ended_at.is_some_and(|t| t <= last))
+        .find_map(|(e, whose)| {
+            engine::reentry_refusal(j, e, last, profile)
+                .map(|why| format!("the entry rule refused the user then: {why}{whose}"))
+        });
+        since.extend(refused);
         if let (Some(c), false) = (&s.condition, held_then(last)) {
             since.insert(
                 0,
@@ -293,12 +308,30 @@ fn answer(
         a.detail.push_str(&format!(
             "; not entered at the last run ({last}): {}",
             match since.as_slice() {
-                [] => "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)".to_string(),
+                [] => "nothing it reads changed since, and the entry rule let the user in then"
+                    .to_string(),
                 said => said.join("; "),
             }
         ));
     }
     a
+}
+
+/// How an enrollment ended, for a user no longer in it: `no longer in it: exited at … (exit_when
+/// purchase)`.
+fn no_longer_in(e: &Enrollment) -> String {
+    let status = serde_json::to_value(e.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut out = format!("no longer in it: {status}");
+    if let Some(at) = e.ended_at {
+        out.push_str(&format!(" at {at}"));
+    }
+    if let Some(why) = e.end_reason.as_deref().filter(|r| *r != status) {
+        out.push_str(&format!(" ({why})"));
+    }
+    out
 }
 
 /// The zone a schedule's cron is read in for `profile`: its own, or with `timezone: user`
@@ -568,7 +601,7 @@ steps:
                 serde_json::json!({"user_id": "ann", "traits": {"plan": "free"},
                 "history": {"order": orders}})
             ),
-            "nothing it reads changed since; a refusal then would be in the timeline (kept 7 days)"
+            "nothing it reads changed since, and the entry rule let the user in then"
         );
     }
 
@@ -603,6 +636,35 @@ steps:
         assert_eq!(
             a.detail,
             "the next run, at 2026-12-11T09:00:00Z, leaves the user out: `where: anniversary(profile.birthday)` is false at its minute (profile.birthday = \"1990-12-10\"), with the profile as it is now; each run judges it at its own minute"
+        );
+    }
+
+    /// A user who entered and is no longer in the journey is told how it ended; one the entry
+    /// rule refused at the last run is told the rule.
+    #[test]
+    fn how_her_enrollment_ended_and_the_rule_that_refused_her_then_are_told() {
+        let j = [published(WEEKLY, 1, "2026-11-01T00:00:00Z")];
+        let ann = profile(serde_json::json!({"user_id": "ann", "traits": {"plan": "free"}}));
+        let mut exited = enrollment("ann", 1, "2026-12-07T14:00:00Z", "exited");
+        exited.ended_at = Some("2026-12-08T10:00:00Z".parse().expect("t"));
+        exited.end_reason = Some("exit_when purchase".into());
+        let a = one(&j, Some(&ann), &[exited]);
+        assert_eq!(
+            a.detail,
+            "entered at the run of 2026-12-07T14:00:00Z (version 1); no longer in it: exited at 2026-12-08T10:00:00Z (exit_when purchase)"
+        );
+        // In again 10 days after her last entry: not at the last run, at the next.
+        let after = [published(
+            &WEEKLY.replace("reentry: never", "reentry: {after: 10d}"),
+            1,
+            "2026-11-01T00:00:00Z",
+        )];
+        let mut done = enrollment("ann", 1, "2026-11-30T14:00:00Z", "completed");
+        done.ended_at = Some("2026-12-01T10:00:00Z".parse().expect("t"));
+        let a = one(&after, Some(&ann), &[done]);
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the entry rule refused the user then: `reentry: after 10d`: may enter again from 2026-12-10T14:00:00Z"
         );
     }
 

@@ -169,7 +169,7 @@ async fn a_user_the_schedules_where_leaves_out_is_told_what_it_read() {
         (
             &json!("entered"),
             &json!("digest:ann:1"),
-            &json!("entered at the run of 2026-12-07T08:00:00Z (version 1)")
+            &json!("entered at the run of 2026-12-07T08:00:00Z (version 1); no longer in it: completed at 2026-12-07T08:00:00Z")
         ),
         "{ann}"
     );
