@@ -40,7 +40,9 @@ pub struct ScheduleAnswer {
     pub timezone: String,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    /// The latest minute at or before `at` the cron named in that zone (none in the year before).
+    /// The latest minute at or before `at` the cron named in that zone (none in the year before)
+    /// while the journey ran: none before its first version was published, none after the
+    /// version that closed or stopped it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<Timestamp>,
     /// The next minute after `at` it names; none when the journey takes no one (closed, stopped).
@@ -99,8 +101,18 @@ fn answer(
 ) -> ScheduleAnswer {
     let j = &p.journey;
     let (zone_name, tz) = cron_zone(s, j.timezone.as_deref(), profile);
-    let last_run = s.cron.last_at_or_before(now, &tz);
     let takes = j.status.is_active();
+    // Only runs that happened: none before the journey was first published, none after the
+    // version that closed or stopped it (as far as the latest version tells: a closed or
+    // stopped one stopped the runs when it was published, at the latest).
+    let until = match takes {
+        true => now,
+        false => p.published_at.min(now),
+    };
+    let last_run = s
+        .cron
+        .last_at_or_before(until, &tz)
+        .filter(|at| !(p.version == 1 && (!takes || p.published_at > *at)));
     let next_run = takes.then(|| s.cron.next_after(now, &tz)).flatten();
     let mut a = ScheduleAnswer {
         journey: j.id.clone(),
@@ -387,15 +399,12 @@ fn since_the_last_run(
             "the user was not known then (the profile's first event is from {first})"
         ));
     }
+    // (A first version published after it has no last run.)
     if p.published_at > last {
-        out.push(if p.version == 1 {
-            format!("the journey was published after it, at {}", p.published_at)
-        } else {
-            format!(
-                "version {} was published after it, at {} (that run read the one before)",
-                p.version, p.published_at
-            )
-        });
+        out.push(format!(
+            "version {} was published after it, at {} (that run read the one before)",
+            p.version, p.published_at
+        ));
     }
     let mut traits: Vec<String> = s
         .condition
@@ -709,9 +718,25 @@ steps:
         // A journey published after the last run has not run for her yet.
         let fresh = [published(WEEKLY, 1, "2026-12-08T00:00:00Z")];
         let a = one(&fresh, Some(&ann), &[]);
+        assert_eq!(a.last_run, None);
         assert_eq!(
             a.detail,
-            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them; not entered at the last run (2026-12-07T14:00:00Z): the journey was published after it, at 2026-12-08T00:00:00Z"
+            "the `where` holds now and no rule keeps the user out: the next run, at 2026-12-14T14:00:00Z, enters them"
         );
+        // A journey closed on Tuesday last ran on Monday 30 November, not on the 7th.
+        let closed_then = [published(
+            &WEEKLY.replace("reentry: never", "reentry: never\nstatus: closed"),
+            2,
+            "2026-12-01T00:00:00Z",
+        )];
+        let a = one(&closed_then, Some(&ann), &[]);
+        assert_eq!(a.last_run, Some("2026-11-30T14:00:00Z".parse().expect("t")));
+        // One published closed ran never.
+        let never = [published(
+            &WEEKLY.replace("reentry: never", "reentry: never\nstatus: closed"),
+            1,
+            "2026-11-01T00:00:00Z",
+        )];
+        assert_eq!(one(&never, Some(&ann), &[]).last_run, None);
     }
 }
