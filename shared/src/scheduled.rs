@@ -15,7 +15,7 @@ use crate::catalog::Published;
 use crate::condition::Scope;
 use crate::engine;
 use crate::enrollment::Enrollment;
-use crate::journey::{Reentry, Schedule, TriggerKind};
+use crate::journey::{JourneyStatus, Reentry, Schedule, TriggerKind};
 use crate::profile::{Profile, HISTORY_PER_EVENT};
 
 /// How long after its minute a run may still be going: it starts at the first scheduler minute
@@ -62,7 +62,7 @@ pub struct ScheduleAnswer {
     /// `reentry` (the refusals' reasons), `running` (she matches, no rule keeps her out, and
     /// the last run, within [`RUN_GRACE`] of its minute, may still be reading the profiles: it
     /// enters her when it reads hers), `next_run` (she matches and no rule keeps her out: the
-    /// next run enters her), `closed`, `stopped`, `no_profile`, `merged`.
+    /// next run enters her), `closed` (told to a user still in it), `no_profile`, `merged`.
     pub reason: String,
     /// Why, in full: what the `where` read (addresses and secrets not shown, as in a refusal),
     /// the rule that keeps her out, or what changed since the last run.
@@ -72,7 +72,8 @@ pub struct ScheduleAnswer {
     pub enrollment: Option<Arc<str>>,
 }
 
-/// What each published schedule journey's runs do with `user` at `now`: `journeys` the latest
+/// What each published schedule journey's runs do with `user` at `now` (not a stopped one's,
+/// nor a closed one's unless she is still in it): `journeys` the latest
 /// version of each journey, `profile` hers (none: no profile), `enrollments` hers and those of
 /// the anonymous visitors she turned out to be, as her view lists them.
 pub fn answers(
@@ -84,6 +85,15 @@ pub fn answers(
 ) -> Vec<ScheduleAnswer> {
     journeys
         .iter()
+        // A stopped journey has nothing to say to anyone, a closed one only to those still
+        // in it: every one ever published would otherwise be in every view for good.
+        .filter(|p| match p.journey.status {
+            JourneyStatus::Stopped => false,
+            JourneyStatus::Closed => enrollments
+                .iter()
+                .any(|e| *e.journey == *p.journey.id && *e.user_id == *user && e.is_active()),
+            _ => true,
+        })
         .filter_map(|p| match p.journey.trigger.kind() {
             Some(TriggerKind::Schedule(s)) => Some(answer(p, s, user, profile, enrollments, now)),
             _ => None,
@@ -144,7 +154,7 @@ fn answer(
         a.reason = status.to_string();
         a.detail = format!("the journey's `status: {status}`: its runs enter no one");
         // A closed journey's users finish their path; a stopped one's are ended.
-        let closed = j.status == crate::journey::JourneyStatus::Closed;
+        let closed = j.status == JourneyStatus::Closed;
         if let Some(e) = hers.filter(|e| closed && e.is_active()) {
             a.detail.push_str(&format!(
                 "; the user's enrollment finishes its path (at step `{}` now)",
@@ -729,14 +739,18 @@ steps:
             2,
             "2026-12-01T00:00:00Z",
         )];
-        let a = one(&closed_then, Some(&ann), &[]);
+        let active = enrollment("ann", 1, "2026-11-30T14:00:00Z", "active");
+        let a = one(&closed_then, Some(&ann), &[active]);
         assert_eq!(a.last_run, Some("2026-11-30T14:00:00Z".parse().expect("t")));
+        // Closed, with no one in it: nothing to say to her.
+        assert_eq!(answers(&closed_then, "ann", Some(&ann), &[], now()), []);
         // One published closed ran never.
         let never = [published(
             &WEEKLY.replace("reentry: never", "reentry: never\nstatus: closed"),
             1,
             "2026-11-01T00:00:00Z",
         )];
-        assert_eq!(one(&never, Some(&ann), &[]).last_run, None);
+        let active = enrollment("ann", 1, "2026-10-30T14:00:00Z", "active");
+        assert_eq!(one(&never, Some(&ann), &[active]).last_run, None);
     }
 }
