@@ -189,13 +189,12 @@ impl Catalog {
             }
         }
         let heads = self.heads().await?;
-        let mut list = Vec::with_capacity(heads.len());
-        for h in heads {
-            if let Some(p) = self.version(&h.id, h.version).await? {
-                list.push(p);
-            }
-        }
-        let list = Arc::new(list);
+        // On a cold start each is a read: all at once, not one after the other.
+        let versions = futures_util::future::try_join_all(
+            heads.iter().map(|h| self.version(&h.id, h.version)),
+        )
+        .await?;
+        let list = Arc::new(versions.into_iter().flatten().collect::<Vec<_>>());
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), list.clone()));
         Ok(list)
