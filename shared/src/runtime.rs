@@ -4236,6 +4236,7 @@ impl Runtime {
             .as_ref()
             .map(|p| p.anonymous_ids.clone())
             .unwrap_or_default();
+        let mut visitors: Vec<Enrollment> = Vec::new();
         for a in anonymous {
             let mut theirs = UserView {
                 profile: None,
@@ -4247,31 +4248,36 @@ impl Runtime {
             self.read_user_into(&anon, &mut theirs).await?;
             if theirs
                 .profile
-                .is_some_and(|p| p.merged_into.as_deref() == Some(user))
+                .as_ref()
+                .is_none_or(|p| p.merged_into.as_deref() != Some(user))
             {
-                // An enrollment that went on as the user's is shown once, as it is now; the
-                // merge it went through once (both sides record it, each for its own timeline).
-                let ours: Vec<Arc<str>> = view.enrollments.iter().map(|e| e.id.clone()).collect();
-                let went_on = |e: &Entry| matches!(e.what, What::Merged { ended: false, .. });
-                let told: Vec<Arc<str>> = view
-                    .timeline
-                    .iter()
-                    .filter(|e| went_on(e))
-                    .map(|e| e.enrollment.clone())
-                    .collect();
-                view.enrollments.extend(
-                    theirs
-                        .enrollments
-                        .into_iter()
-                        .filter(|e| !ours.contains(&e.id)),
-                );
-                view.timeline.extend(
-                    theirs
-                        .timeline
-                        .into_iter()
-                        .filter(|e| !(went_on(e) && told.contains(&e.enrollment))),
-                );
+                // Not shown as hers, but the entry rules count every id her profile lists
+                // (`visitor_refusal`): so do the schedules' answers.
+                visitors.extend(theirs.enrollments);
+                continue;
             }
+            // An enrollment that went on as the user's is shown once, as it is now; the
+            // merge it went through once (both sides record it, each for its own timeline).
+            let ours: Vec<Arc<str>> = view.enrollments.iter().map(|e| e.id.clone()).collect();
+            let went_on = |e: &Entry| matches!(e.what, What::Merged { ended: false, .. });
+            let told: Vec<Arc<str>> = view
+                .timeline
+                .iter()
+                .filter(|e| went_on(e))
+                .map(|e| e.enrollment.clone())
+                .collect();
+            view.enrollments.extend(
+                theirs
+                    .enrollments
+                    .into_iter()
+                    .filter(|e| !ours.contains(&e.id)),
+            );
+            view.timeline.extend(
+                theirs
+                    .timeline
+                    .into_iter()
+                    .filter(|e| !(went_on(e) && told.contains(&e.enrollment))),
+            );
         }
         view.timeline.sort_by_key(|e| e.at);
         // No read of its own but the published journeys (cached): her profile and
@@ -4279,11 +4285,12 @@ impl Runtime {
         if view.profile.is_none() && view.enrollments.is_empty() {
             return Ok(view);
         }
+        visitors.extend(view.enrollments.iter().cloned());
         view.schedules = crate::scheduled::answers(
             &self.catalog.active().await?,
             user,
             view.profile.as_ref(),
-            &view.enrollments,
+            &visitors,
             self.now(),
         );
         Ok(view)

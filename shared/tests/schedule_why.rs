@@ -32,7 +32,7 @@ steps:
     send: {email: {subject: "Your week", text: "Picks"}}
 "#;
 
-/// A `where` that reads a secret: its value is never shown.
+/// A `where` that reads a secret/// A `where` that reads a secret: its value is never shown.
 const VIP: &str = r#"
 id: vip
 name: VIP
@@ -254,6 +254,59 @@ async fn a_run_still_reading_the_profiles_may_enter_a_matching_user() {
     );
     h.advance_to(at("2026-12-07T08:02:00Z")).await;
     assert_eq!(answer(&api, "ann", "digest").await["reason"], "entered");
+}
+
+/// What a visitor she turned out to be entered counts for the answer as it does for the runs'
+/// entry rule: every id her profile lists, whatever became of the visitor's own profile.
+#[tokio::test]
+async fn a_visitor_she_turned_out_to_be_counts_as_the_runs_count_it() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(DIGEST).await;
+    h.play(
+        &json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "anonymousId": "d1",
+            "traits": {"email": "d1@example.com", "plan": "free"}})
+        .to_string(),
+    )
+    .await;
+    run_to(&h, "2026-12-07T08:00:00Z").await;
+    h.advance_to(at("2026-12-07T12:00:00Z")).await;
+    h.play(&identify(
+        "2026-12-08T09:00:00Z",
+        "ann",
+        json!({"email": "ann@example.com", "plan": "free"}),
+    ))
+    .await;
+    h.play(
+        &json!({"at": "2026-12-08T09:01:00Z", "type": "identify", "userId": "ann",
+            "anonymousId": "d1", "traits": {}})
+        .to_string(),
+    )
+    .await;
+    h.advance_to(at("2026-12-08T10:00:00Z")).await;
+    // The visitor's profile is gone (ann's still lists the id): the runs' entry rule reads
+    // the visitor's enrollment all the same.
+    use waymark::store::Store as _;
+    h.store
+        .delete(
+            &waymark::runtime::profile_key("anon:d1"),
+            waymark::store::Expect::Any,
+        )
+        .await
+        .expect("deleted");
+    let api = api(&h);
+    let ann = answer(&api, "ann", "digest").await;
+    assert_eq!(
+        (&ann["reason"], &ann["enrollment"]),
+        (&json!("reentry"), &json!("digest:anon:d1:1")),
+        "{ann}"
+    );
+    run_to(&h, "2026-12-14T08:00:00Z").await;
+    h.advance_to(at("2026-12-14T12:00:00Z")).await;
+    assert!(
+        !h.outbox().iter().any(|m| m.contains(" ann ")),
+        "{:?}",
+        h.outbox()
+    );
 }
 
 /// A `where` that reads a secret (a token, by its key) names the path, never its value; one
