@@ -369,7 +369,11 @@ fn cron_zone(s: &Schedule, journey: Option<&str>, profile: Option<&Profile>) -> 
     };
     candidates
         .into_iter()
-        .find_map(|n| TimeZone::get(n).ok().map(|tz| (n.to_string(), tz)))
+        // Its canonical name, not the trait as written (`asia/tokyo`).
+        .find_map(|n| {
+            let tz = TimeZone::get(n).ok()?;
+            Some((tz.iana_name().unwrap_or(n).to_string(), tz))
+        })
         .unwrap_or_else(|| ("UTC".to_string(), TimeZone::UTC))
 }
 
@@ -655,6 +659,29 @@ steps:
         assert_eq!(
             a.detail,
             "the next run, at 2026-12-11T09:00:00Z, leaves the user out: `where: anniversary(profile.birthday)` is false at its minute (profile.birthday = \"1990-12-10\"), with the profile as it is now; each run judges it at its own minute"
+        );
+    }
+
+    /// Her zone is shown by its canonical name.
+    #[test]
+    fn her_zone_by_its_name_and_no_as_of_now_where_the_where_is_not_told() {
+        let j = [published(
+            &WEEKLY.replace("profile.plan == 'free'", "profile.since < now()"),
+            1,
+            "2026-11-01T00:00:00Z",
+        )];
+        let ann = profile(serde_json::json!({"user_id": "ann",
+            "traits": {"since": "2026-01-01T00:00:00Z", "timezone": "asia/tokyo"}}));
+        let a = one(
+            &j,
+            Some(&ann),
+            &[enrollment("ann", 1, "2026-11-30T00:00:00Z", "active")],
+        );
+        assert_eq!(a.timezone, "Asia/Tokyo");
+        assert_eq!((a.reason.as_str(), a.as_of_now), ("enrolled", true));
+        assert_eq!(
+            a.detail,
+            "in the journey since 2026-11-30T00:00:00Z (on version 1, at step `wait`): one enrollment a user at a time: a run while the user is still in it does not enter them again"
         );
     }
 
