@@ -257,7 +257,7 @@ fn answer(
             a.reason = "enrolled".into();
             a.enrollment = Some(e.id.clone());
             a.detail = format!(
-                "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time: a run while the user is still in it does not enter them again{as_of_now}",
+                "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time: a run while the user is still in it does not enter them again",
                 e.entered_at, e.version, e.step
             );
             return a;
@@ -265,7 +265,7 @@ fn answer(
         if let Some(why) = engine::reentry_refusal(j, e, at, profile) {
             a.reason = "reentry".into();
             a.enrollment = Some(e.id.clone());
-            a.detail = format!("{why}{as_of_now}");
+            a.detail = why;
             return a;
         }
     }
@@ -280,7 +280,7 @@ fn answer(
             a.reason = "reentry".into();
             a.enrollment = Some(e.id.clone());
             a.detail = format!(
-                "{why} (as the anonymous visitor `{}` she turned out to be){as_of_now}",
+                "{why} (as the anonymous visitor `{}` she turned out to be)",
                 e.user_id
             );
             return a;
@@ -662,11 +662,15 @@ steps:
         );
     }
 
-    /// Her zone is shown by its canonical name.
+    /// Her zone is shown by its canonical name; a detail that never mentions the `where` says
+    /// nothing of when it was judged (a cron with no next run within the year: it is judged
+    /// now).
     #[test]
     fn her_zone_by_its_name_and_no_as_of_now_where_the_where_is_not_told() {
         let j = [published(
-            &WEEKLY.replace("profile.plan == 'free'", "profile.since < now()"),
+            &WEEKLY
+                .replace("profile.plan == 'free'", "profile.since < now()")
+                .replace("0 9 * * mon", "0 9 29 2 *"),
             1,
             "2026-11-01T00:00:00Z",
         )];
@@ -678,7 +682,8 @@ steps:
             &[enrollment("ann", 1, "2026-11-30T00:00:00Z", "active")],
         );
         assert_eq!(a.timezone, "Asia/Tokyo");
-        assert_eq!((a.reason.as_str(), a.as_of_now), ("enrolled", true));
+        assert_eq!((a.next_run, a.as_of_now), (None, true));
+        assert_eq!(a.reason.as_str(), "enrolled");
         assert_eq!(
             a.detail,
             "in the journey since 2026-11-30T00:00:00Z (on version 1, at step `wait`): one enrollment a user at a time: a run while the user is still in it does not enter them again"
