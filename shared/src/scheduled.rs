@@ -2,7 +2,8 @@
 //! (`GET /v1/users/{id}`, `waymark why`). A run leaves no trace of a user its `where` leaves
 //! out (a record per user per run would be a write for every user at every run), so the answer
 //! is worked out from what the view reads anyway: her profile as it is now, her enrollments and
-//! the published journeys. Pure: it reads no clock and no store, and never writes.
+//! the published journeys, and the scheduler's cursor. Pure: it reads no clock and no store,
+//! and never writes.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::profile::{Profile, HISTORY_PER_EVENT};
 /// at or after it and reads the profiles page by page through the queue (1,000 a page, four
 /// segments side by side), so a user who matches and was not entered yet within this window
 /// may still be: the answer says so (`running`) rather than that the run left her out. A run
-/// that starts later than that (the scheduler catching up after an outage) is not seen.
+/// the scheduler has not started yet (catching up after an outage) is told by its cursor.
 pub const RUN_GRACE: SignedDuration = SignedDuration::from_mins(15);
 
 /// What a schedule journey's runs do with the user, as judged at `at`. Not a timeline fact:
@@ -60,8 +61,8 @@ pub struct ScheduleAnswer {
     pub as_of_now: bool,
     /// `entered` (at the last run or since), `condition` (the `where` is false), `enrolled`,
     /// `reentry` (the refusals' reasons), `running` (she matches, no rule keeps her out, and
-    /// the last run, within [`RUN_GRACE`] of its minute, may still be reading the profiles: it
-    /// enters her when it reads hers), `next_run` (she matches and no rule keeps her out: the
+    /// the last run, within [`RUN_GRACE`] of its minute or not started yet, may still be reading
+    /// the profiles: it enters her when it reads hers), `next_run` (she matches and no rule keeps her out: the
     /// next run enters her), `closed` (told to a user still in it), `no_profile`, `merged`.
     pub reason: String,
     /// Why, in full: what the `where` read (addresses and secrets not shown, as in a refusal),
@@ -75,13 +76,15 @@ pub struct ScheduleAnswer {
 /// What each published schedule journey's runs do with `user` at `now` (not a stopped one's,
 /// nor a closed one's unless she is still in it): `journeys` the latest
 /// version of each journey, `profile` hers (none: no profile), `enrollments` hers and those of
-/// the anonymous visitors she turned out to be, as her view lists them.
+/// the anonymous visitors she turned out to be, as her view lists them, `unstarted` the first
+/// minute whose runs the scheduler has not started yet (its cursor; none: not known).
 pub fn answers(
     journeys: &[Arc<Published>],
     user: &str,
     profile: Option<&Profile>,
     enrollments: &[Enrollment],
     now: Timestamp,
+    unstarted: Option<Timestamp>,
 ) -> Vec<ScheduleAnswer> {
     journeys
         .iter()
@@ -95,7 +98,9 @@ pub fn answers(
             _ => true,
         })
         .filter_map(|p| match p.journey.trigger.kind() {
-            Some(TriggerKind::Schedule(s)) => Some(answer(p, s, user, profile, enrollments, now)),
+            Some(TriggerKind::Schedule(s)) => {
+                Some(answer(p, s, user, profile, enrollments, now, unstarted))
+            }
             _ => None,
         })
         .collect()
@@ -108,6 +113,7 @@ fn answer(
     profile: Option<&Profile>,
     enrollments: &[Enrollment],
     now: Timestamp,
+    unstarted: Option<Timestamp>,
 ) -> ScheduleAnswer {
     let j = &p.journey;
     let (zone_name, tz) = cron_zone(s, j.timezone.as_deref(), profile);
@@ -291,6 +297,17 @@ fn answer(
         (Some(_), None) => "the `where` holds now",
         (None, _) => "the schedule has no `where`",
     };
+    // A run the scheduler has not started yet (it is catching up after an outage) enters her
+    // when it reads her page.
+    if let (Some(last), Some(from)) = (last_run, unstarted) {
+        if last >= from && held_then(last) {
+            a.reason = "running".into();
+            a.detail = format!(
+                "{matched} and no rule keeps the user out: the run of {last} has not started yet (the scheduler is catching up: it has started the runs before {from}), and enters them when it reads theirs; if not, {next} does{as_of_now}"
+            );
+            return a;
+        }
+    }
     // A run a few minutes old may not have read her page yet.
     if let Some(last) = last_run.filter(|l| now < *l + RUN_GRACE && held_then(*l)) {
         a.reason = "running".into();
@@ -512,7 +529,7 @@ steps:
     }
 
     fn one(journeys: &[Arc<Published>], p: Option<&Profile>, e: &[Enrollment]) -> ScheduleAnswer {
-        let mut all = answers(journeys, "ann", p, e, now());
+        let mut all = answers(journeys, "ann", p, e, now(), None);
         assert_eq!(all.len(), 1, "{all:?}");
         all.remove(0)
     }
@@ -566,7 +583,7 @@ steps:
         let ann = profile(serde_json::json!({"user_id": "ann", "traits": {"plan": "free"}}));
         // Monday 7 December, 14:00Z is 09:00 in New York: the run is a minute old.
         let minute_on: Timestamp = "2026-12-07T14:01:00Z".parse().expect("a time");
-        let a = answers(&j, "ann", Some(&ann), &[], minute_on).remove(0);
+        let a = answers(&j, "ann", Some(&ann), &[], minute_on, None).remove(0);
         assert_eq!((a.reason.as_str(), a.matches), ("running", Some(true)));
         assert_eq!(
             a.detail,
@@ -574,8 +591,15 @@ steps:
         );
         // A quarter of an hour on, a run that did not enter her left her out.
         let later: Timestamp = "2026-12-07T14:15:00Z".parse().expect("a time");
-        let a = answers(&j, "ann", Some(&ann), &[], later).remove(0);
+        let a = answers(&j, "ann", Some(&ann), &[], later, None).remove(0);
         assert_eq!(a.reason, "next_run");
+        // Unless the scheduler, catching up after an outage, has not started it yet.
+        let behind: Timestamp = "2026-12-07T13:30:00Z".parse().expect("a time");
+        let a = answers(&j, "ann", Some(&ann), &[], later, Some(behind)).remove(0);
+        assert_eq!(
+            a.detail,
+            "the `where` holds now and no rule keeps the user out: the run of 2026-12-07T14:00:00Z has not started yet (the scheduler is catching up: it has started the runs before 2026-12-07T13:30:00Z), and enters them when it reads theirs; if not, the next run, at 2026-12-14T14:00:00Z, does"
+        );
     }
 
     /// A zone her device sent (`context.timezone`) has no trait time: the device's time tells
@@ -775,7 +799,10 @@ steps:
         let a = one(&closed_then, Some(&ann), &[active]);
         assert_eq!(a.last_run, Some("2026-11-30T14:00:00Z".parse().expect("t")));
         // Closed, with no one in it: nothing to say to her.
-        assert_eq!(answers(&closed_then, "ann", Some(&ann), &[], now()), []);
+        assert_eq!(
+            answers(&closed_then, "ann", Some(&ann), &[], now(), None),
+            []
+        );
         // One published closed ran never.
         let never = [published(
             &WEEKLY.replace("reentry: never", "reentry: never\nstatus: closed"),

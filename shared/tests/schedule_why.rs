@@ -256,6 +256,38 @@ async fn a_run_still_reading_the_profiles_may_enter_a_matching_user() {
     assert_eq!(answer(&api, "ann", "digest").await["reason"], "entered");
 }
 
+/// After an outage the scheduler starts the runs it missed late: a run it has not started yet
+/// is not said to have left her out.
+#[tokio::test]
+async fn a_run_the_scheduler_has_not_started_yet_may_enter_a_matching_user() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(DIGEST).await;
+    h.play(&identify(
+        "2026-12-01T09:00:00Z",
+        "ann",
+        json!({"email": "ann@example.com", "plan": "free"}),
+    ))
+    .await;
+    run_to(&h, "2026-12-01T09:00:00Z").await;
+    // The scheduler is down from then until an hour past Monday's run.
+    h.clock.set(at("2026-12-07T09:00:00Z"));
+    let api = api(&h);
+    let ann = answer(&api, "ann", "digest").await;
+    assert_eq!(ann["reason"], "running", "{ann}");
+    assert!(
+        ann["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("the run of 2026-12-07T08:00:00Z has not started yet")),
+        "{ann}"
+    );
+    // It catches up, a day of minutes a tick, and the run enters her.
+    for _ in 0..7 {
+        tick(&h.rt, &h.store).await.expect("the scheduler");
+    }
+    h.advance_to(at("2026-12-07T09:00:00Z")).await;
+    assert_eq!(answer(&api, "ann", "digest").await["reason"], "entered");
+}
+
 /// What a visitor she turned out to be entered counts for the answer as it does for the runs'
 /// entry rule: every id her profile lists, whatever became of the visitor's own profile.
 #[tokio::test]
