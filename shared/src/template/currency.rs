@@ -45,11 +45,12 @@ pub(crate) struct Locale {
 /// The locale used when the user has none, or one the table does not cover.
 const ENGLISH: &str = "en";
 
-/// The covered locale for a BCP 47 tag (`de-DE`, `pt_BR`, `zh-Hant-TW`): the tag itself, else
-/// shortened part by part (`de-DE` is `de`, `fr-CA` is its own), else English.
+/// The covered locale for a BCP 47 tag (`de-DE`, `pt_BR`, `zh-Hant-TW`) or a POSIX one
+/// (`de_CH.UTF-8`, `de_DE@euro`, whose charset and modifier say nothing of money): the tag
+/// itself, else shortened part by part (`de-DE` is `de`, `fr-CA` is its own), else English.
 pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
     let mut key = tag.map_or_else(String::new, |t| {
-        t.trim().to_ascii_lowercase().replace('_', "-")
+        posix_base(t).trim().to_ascii_lowercase().replace('_', "-")
     });
     loop {
         if let Some(found) = covered(&key) {
@@ -61,6 +62,11 @@ pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
         }
     }
     covered(ENGLISH).unwrap_or(&data::LOCALES[0])
+}
+
+/// A tag without a POSIX charset or modifier (`de_CH.UTF-8` and `de_CH@euro` are `de_CH`).
+fn posix_base(tag: &str) -> &str {
+    tag.split(['.', '@']).next().unwrap_or(tag)
 }
 
 /// The covered locale `key` (lower case) names, itself or by an alias.
@@ -267,7 +273,7 @@ pub(crate) fn code_problem(code: &str) -> Option<String> {
 /// Why a `locale=` written in a template is no locale tag (`locale='German'`). A tag the table
 /// does not cover is no problem: it is shortened, else English.
 pub(crate) fn locale_problem(tag: &str) -> Option<String> {
-    let mut parts = tag.split(['-', '_']);
+    let mut parts = posix_base(tag).split(['-', '_']);
     let language = parts.next().unwrap_or_default();
     let ok = (2..=3).contains(&language.len())
         && language.bytes().all(|b| b.is_ascii_alphabetic())
@@ -689,6 +695,34 @@ mod tests {
         assert_eq!(locale(Some("zh-Hant-HK")).tag, "zh-hk");
         assert_eq!(locale(Some("no-NO")).tag, "nb");
         assert_eq!(locale(Some("ar-KW")).tag, "en");
+    }
+
+    /// A device or server may give a POSIX locale: its charset and modifier are cut before the
+    /// region is read, so `de_CH.UTF-8` is Swiss German, not German; `waymark validate` takes
+    /// such a tag as the filter does.
+    #[test]
+    fn a_posix_locale_keeps_its_region() {
+        for (tag, want) in [
+            ("de_CH.UTF-8", "de-ch"),
+            ("en_IN.UTF-8", "en-in"),
+            ("de-CH@euro", "de-ch"),
+            ("de_AT.ISO8859-15@euro", "de-at"),
+            (" fr_CA.utf8 ", "fr-ca"),
+            ("de_DE.UTF-8", "de"),
+            ("C.UTF-8", "en"),
+            ("@euro", "en"),
+        ] {
+            assert_eq!(locale(Some(tag)).tag, want, "{tag}");
+        }
+        let got = rendered(
+            "{{ 1234.5 | currency('CHF') }}",
+            Some("de_CH.UTF-8"),
+            json!({}),
+        );
+        assert_eq!(got.as_deref(), Ok("CHF\u{a0}1'234.50"));
+        assert_eq!(locale_problem("de_CH.UTF-8"), None);
+        assert_eq!(locale_problem("de-CH@euro"), None);
+        assert!(locale_problem("German").is_some());
     }
 
     /// What CLDR's own formatter (ICU, with rounding half away from zero) prints, for every
