@@ -157,11 +157,19 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
         locale.positive
     };
     let mut out = String::with_capacity(number.len() + symbol.len() + 8);
+    let beside_symbol = |i: usize| {
+        [i.checked_sub(1), i.checked_add(1)]
+            .into_iter()
+            .flatten()
+            .any(|j| pattern.get(j) == Some(&Part::Symbol))
+    };
     for (i, part) in pattern.iter().enumerate() {
         match part {
             Part::Number => out.push_str(&number),
+            // No symbol: nor the space and direction marks beside it (Hebrew's `\u{a0}\u{200f}`),
+            // which would be left at the end of the amount, unseen.
+            Part::Text(text) if symbol.is_empty() && blank(text) && beside_symbol(i) => {}
             Part::Text(text) => out.push_str(text),
-            // No symbol: nor the space beside it.
             Part::Symbol if symbol.is_empty() => {}
             Part::Symbol => {
                 out.push_str(symbol);
@@ -185,6 +193,12 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
     }
     // A symbol left out may leave a space at either end.
     Some(out.trim_matches(['\u{a0}', '\u{202f}', ' ']).to_string())
+}
+
+/// Whether `text` is only spaces and direction marks, which set a symbol apart.
+fn blank(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_whitespace() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{61c}'))
 }
 
 /// Whether `c`, at the edge of a symbol, is what CLDR keeps apart from digits: anything but a
@@ -651,6 +665,31 @@ mod tests {
         ] {
             let e = rendered(source, None, event.clone()).expect_err(source);
             assert!(e.contains(why), "{source}: {e}");
+        }
+    }
+
+    /// No code leaves the amount alone in every locale: not the space or direction mark that
+    /// kept the symbol apart (Hebrew writes `\u{200f}1,234.50\u{a0}\u{200f}₪`), whatever the sign.
+    #[test]
+    fn no_code_leaves_no_space_or_mark_where_the_symbol_was() {
+        let source = "{{ event.total | currency(event.currency) }}";
+        for (total, want) in [
+            (json!(1234.5), "\u{200f}1,234.50"),
+            (json!(-1234.5), "\u{200f}\u{200e}-1,234.50"),
+        ] {
+            let got = rendered(source, Some("he"), json!({ "total": total }));
+            assert_eq!(got.as_deref(), Ok(want), "{total}");
+        }
+        let edge = |c: char| blank(&c.to_string());
+        for l in data::LOCALES {
+            for amount in ["1234.5", "-1234.5"] {
+                let got = format(amount, &Code::Missing, l).expect("a decimal");
+                assert!(
+                    !got.ends_with(edge) && !got.starts_with(char::is_whitespace),
+                    "{} {amount}: {got:?}",
+                    l.tag
+                );
+            }
         }
     }
 
