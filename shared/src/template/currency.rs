@@ -401,14 +401,32 @@ fn amount_text(value: &Value) -> Result<String, Error> {
     }
 }
 
-/// Text that says a number (`"19.99"`, `" 5 "`), as the decimal [`format`] reads; read as
-/// `round` reads it: an integer, else a finite float.
+/// Text that says a number (`"19.99"`, `" 5 "`, `"1e3"`), as the decimal [`format`] reads. A
+/// plain decimal is taken as written, every digit of it (`"2.6749999999999998"` is not the
+/// float 2.675, and `"100000000000000000.5"` keeps its half); only a number with an exponent
+/// is read as a float, and must be finite.
 pub(crate) fn text_amount(text: &str) -> Option<String> {
     let text = text.trim();
-    if let Ok(i) = text.parse::<i64>() {
-        return Some(i.to_string());
+    plain_decimal(text).or_else(|| text.parse::<f64>().ok().and_then(decimal_of_f64))
+}
+
+/// `text` as [`format`] reads it, when it is a plain decimal: `[+-]?\d+(\.\d*)?` or
+/// `[+-]?\.\d+` (`"+5"` is `5`, `"-.5"` is `-0.5`).
+fn plain_decimal(text: &str) -> Option<String> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = rest.split_once('.').unwrap_or((rest, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) || (whole.is_empty() && fraction.is_empty()) {
+        return None;
     }
-    text.parse::<f64>().ok().and_then(decimal_of_f64)
+    let whole = if whole.is_empty() { "0" } else { whole };
+    Some(match fraction {
+        "" => format!("{sign}{whole}"),
+        _ => format!("{sign}{whole}.{fraction}"),
+    })
 }
 
 fn not_a_number(value: &Value) -> Error {
@@ -559,6 +577,45 @@ mod tests {
         ] {
             let e = rendered(source, None, json!({ "total": total })).expect_err("not a number");
             assert!(e.contains(why), "{e}");
+        }
+    }
+
+    /// A plain decimal sent as text is rounded as written, to the last digit, not through the
+    /// float nearest it; only a number with an exponent is read as a float.
+    #[test]
+    fn an_amount_sent_as_text_is_rounded_as_written() {
+        let source = "[{{ event.total | currency('EUR') }}]";
+        for (total, want) in [
+            ("2.6749999999999998", "[€2.67]"),
+            ("2.675", "[€2.68]"),
+            ("100000000000000000.5", "[€100,000,000,000,000,000.50]"),
+            ("18446744073709551615", "[€18,446,744,073,709,551,615.00]"),
+            (
+                "123456789012345678901234567890.125",
+                "[€123,456,789,012,345,678,901,234,567,890.13]",
+            ),
+            ("+5", "[€5.00]"),
+            ("5.", "[€5.00]"),
+            (".5", "[€0.50]"),
+            ("-.5", "[-€0.50]"),
+            (" 007.10 ", "[€7.10]"),
+            ("-0.004", "[€0.00]"),
+            ("1e3", "[€1,000.00]"),
+            ("2.675E0", "[€2.68]"),
+            ("-1.5e-1", "[-€0.15]"),
+        ] {
+            let got = rendered(source, None, json!({ "total": total }));
+            assert_eq!(got.as_deref(), Ok(want), "{total:?}");
+        }
+        // The same number as JSON and as text prints the same.
+        let number = rendered(source, None, json!({ "total": u64::MAX }));
+        let text = rendered(source, None, json!({ "total": u64::MAX.to_string() }));
+        assert_eq!(number, text);
+        for total in [
+            "", " ", ".", "+", "-", "+-5", "1.2.3", "1,5", "inf", "NaN", "1e400", "0x10",
+        ] {
+            let e = rendered(source, None, json!({ "total": total })).expect_err(total);
+            assert!(e.contains("is not a number"), "{total:?}: {e}");
         }
     }
 
