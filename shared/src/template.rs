@@ -851,6 +851,22 @@ mod tests {
         }
     }
 
+    /// `currency('')` writes the amount alone, as a missing `event.currency` does: validate
+    /// takes it, as rendering does, rather than refusing a template that renders.
+    #[test]
+    fn an_empty_currency_code_is_taken_as_rendering_takes_it() {
+        let ctx = serde_json::json!({"event": {"total": 1234.5}, "profile": {"locale": "de"}});
+        for source in [
+            "{{ event.total | currency('') }}",
+            "{{ event.total | currency(' ') }}",
+            "{{ event.total | currency(code='') }}",
+        ] {
+            assert_eq!(check(source), Ok(()), "{source}");
+            let got = render(source, &ctx, false).map_err(|e| e.message);
+            assert_eq!(got.as_deref(), Ok("1.234,50"), "{source}");
+        }
+    }
+
     #[test]
     fn a_filter_given_too_many_arguments_is_refused() {
         let (_, _, message) = refused("{{ profile.name | upper('x') }}");

@@ -271,9 +271,11 @@ pub(crate) fn decimal_of_f64(f: f64) -> Option<String> {
 
 /// Why a `code` written in a template cannot be a currency: not an ISO 4217 code the table
 /// knows (`EURO`: did you mean `EUR`?). Read by `waymark validate` from a literal argument.
+/// No code (`currency('')`) is none: the filter writes the amount alone, as for a missing
+/// `event.currency`, and validate takes what rendering takes.
 pub(crate) fn code_problem(code: &str) -> Option<String> {
     let upper = code.trim().to_ascii_uppercase();
-    if known(&upper) {
+    if upper.is_empty() || known(&upper) {
         return None;
     }
     let guess = crate::dsl::closest(&upper, data::CODES.iter().copied())
