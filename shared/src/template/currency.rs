@@ -37,8 +37,15 @@ pub(crate) struct Locale {
     pub min_grouping: u8,
     pub positive: &'static [Part],
     pub negative: &'static [Part],
-    /// Symbols that differ from English's (`$US` in French; the code itself, `JPY`, where the
-    /// locale has no symbol).
+    /// The covered locale whose symbols this one's are read after (`es-419` for `es-pe`), or
+    /// none (`""`): English's.
+    pub inherits: &'static str,
+    /// Codes this locale writes as another covered one writes money, separators and pattern
+    /// (English of Europe writes euros as English does, `€1,234.50`, and dollars its own way,
+    /// `1,234.50 US$`); the symbol is still this locale's.
+    pub formats: &'static [(&'static str, &'static str)],
+    /// Symbols that differ from those it inherits (`$US` in French; the code itself, `JPY`,
+    /// where the locale has no symbol; Peru's `S/` beside the rest of Latin America's).
     pub symbols: &'static [(&'static str, &'static str)],
 }
 
@@ -93,12 +100,17 @@ fn digits(code: &str) -> usize {
         .map_or(2, |(_, d)| usize::from(*d))
 }
 
-/// `code`'s symbol in `locale`: its own, else English's, else the code.
+/// `code`'s symbol in `locale`: its own, else the one of the locale it inherits from (and so
+/// on), else English's, else the code.
 fn symbol<'a>(locale: &'static Locale, code: &'a str) -> &'a str {
     let find = |table: &'static [(&'static str, &'static str)]| {
         table.iter().find(|(c, _)| *c == code).map(|(_, s)| *s)
     };
-    find(locale.symbols)
+    // The generator has each locale inherit from one before it, so the chain ends; it is
+    // bounded all the same.
+    std::iter::successors(Some(locale), |l| covered(l.inherits))
+        .take(data::LOCALES.len())
+        .find_map(|l| find(l.symbols))
         .or_else(|| find(data::SYMBOLS))
         .unwrap_or(code)
 }
@@ -132,8 +144,9 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
         return None;
     }
     let upper;
-    let (symbol, places) = match code {
-        Code::Missing => ("", 2),
+    let written = locale;
+    let (symbol, places, locale) = match code {
+        Code::Missing => ("", 2, written),
         Code::Text(text) => {
             let text = text.trim();
             upper = if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -142,9 +155,15 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
                 text.to_string()
             };
             if known(&upper) {
-                (symbol(locale, &upper), digits(&upper))
+                let like = locale
+                    .formats
+                    .iter()
+                    .find(|(c, _)| *c == upper)
+                    .and_then(|(_, tag)| covered(tag))
+                    .unwrap_or(locale);
+                (symbol(locale, &upper), digits(&upper), like)
             } else {
-                (upper.as_str(), 2)
+                (upper.as_str(), 2, written)
             }
         }
     };
@@ -767,6 +786,20 @@ mod tests {
         assert!(ordered(data::ALIASES.iter().map(|(a, _)| *a).collect()));
         assert!(ordered(data::LOCALES.iter().map(|l| l.tag).collect()));
         assert!(data::ALIASES.iter().all(|(_, to)| covered(to).is_some()));
+        assert!(data::LOCALES
+            .iter()
+            .flat_map(|l| l.formats)
+            .all(|(code, like)| known(code) && covered(like).is_some()));
+        // Each locale inherits symbols from a covered one, and the chain ends in English.
+        for l in data::LOCALES {
+            let chain: Vec<&str> = std::iter::successors(Some(l), |l| covered(l.inherits))
+                .take(data::LOCALES.len() + 1)
+                .map(|l| l.tag)
+                .collect();
+            assert!(chain.len() <= data::LOCALES.len(), "{chain:?}");
+            let last = chain.last().and_then(|t| covered(t)).map(|l| l.inherits);
+            assert_eq!(last, Some(""), "{chain:?}");
+        }
         assert_eq!(locale(None).tag, "en");
         assert!(data::DIGITS.iter().all(|(c, _)| known(c)));
         for l in data::LOCALES {
@@ -793,6 +826,38 @@ mod tests {
         assert_eq!(locale(Some("zh-Hant-HK")).tag, "zh-hk");
         assert_eq!(locale(Some("no-NO")).tag, "nb");
         assert_eq!(locale(Some("ar-KW")).tag, "en");
+    }
+
+    /// A region writes money as CLDR has it there, not as its language's default: Latin
+    /// America, Africa's Portuguese, English outside England, each region's own symbol; and
+    /// English of Europe writes euros as English does but other money its own way.
+    #[test]
+    fn a_region_writes_money_as_cldr_writes_it_there() {
+        for (tag, code, amount, want) in [
+            ("es-PE", "PEN", 1234.5, "S/\u{a0}1,234.50"),
+            ("es-PR", "USD", 1234.5, "$1,234.50"),
+            ("es-EC", "USD", 1234.5, "$1.234,50"),
+            ("es-419", "USD", 1234.5, "USD\u{a0}1,234.50"),
+            ("pt-AO", "AOA", 1234.5, "1\u{a0}234,50\u{a0}Kz"),
+            ("pt-MZ", "MZN", 1234.5, "1234,50\u{a0}MTn"),
+            ("pt-CH", "CHF", 1234.5, "1234,50\u{a0}CHF"),
+            ("en-HK", "USD", 1234.5, "US$1,234.50"),
+            ("en-NG", "USD", 1234.5, "US$1,234.50"),
+            ("en-NG", "NGN", 1234.5, "\u{20a6}1,234.50"),
+            ("en-DE", "USD", 1234.5, "US$1,234.50"),
+            ("fr-LU", "EUR", 1234.5, "1.234,50\u{a0}\u{20ac}"),
+            ("fr-MA", "MAD", 1234.5, "1.234,50\u{a0}MAD"),
+            ("de-LI", "CHF", 1234.5, "CHF\u{a0}1'234.50"),
+            ("ru-UA", "UAH", 1234.5, "1234,50\u{a0}\u{20b4}"),
+            ("en-SE", "SEK", -1234.5, "-1\u{a0}234,50\u{a0}kr"),
+            ("en-150", "EUR", 1234.5, "\u{20ac}1,234.50"),
+            ("en-150", "USD", 1234.5, "1,234.50\u{a0}US$"),
+            ("en-CH", "EUR", -1234.5, "-\u{20ac}1,234.50"),
+            ("zh-Hans-SG", "SGD", 1234.5, "$1,234.50"),
+            ("es_PE.UTF-8", "PEN", 1234.5, "S/\u{a0}1,234.50"),
+        ] {
+            assert_eq!(show(amount, code, tag), want, "{tag} {code} {amount}");
+        }
     }
 
     /// A device or server may give a POSIX locale: its charset and modifier are cut before the
