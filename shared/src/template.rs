@@ -867,6 +867,17 @@ mod tests {
         }
     }
 
+    /// The README's Stripe example: amounts in the minor unit, divided by 100, pass validate
+    /// and print as money.
+    #[test]
+    fn a_stripe_amount_divided_by_100_prints_as_money() {
+        let source = "{{ (event.amount / 100) | currency(event.currency) }}";
+        assert_eq!(check(source), Ok(()));
+        let ctx = serde_json::json!({"event": {"amount": 8990, "currency": "eur"}, "profile": {}});
+        let got = render(source, &ctx, false).map_err(|e| e.message);
+        assert_eq!(got.as_deref(), Ok("€89.90"));
+    }
+
     #[test]
     fn a_filter_given_too_many_arguments_is_refused() {
         let (_, _, message) = refused("{{ profile.name | upper('x') }}");
