@@ -1545,7 +1545,9 @@ fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
     }
 }
 
-fn json_equal(x: &Value, y: &Value) -> bool {
+/// JSON equality as conditions compare: numbers by value (`1` is `1.0`), arrays and objects
+/// element by element.
+pub(crate) fn json_equal(x: &Value, y: &Value) -> bool {
     match (x, y) {
         (Value::Number(a), Value::Number(b)) => compare_numbers(a, b) == Some(Ordering::Equal),
         (Value::Array(a), Value::Array(b)) => {

@@ -222,6 +222,20 @@ impl TraitChange {
     }
 }
 
+/// Whether a trait holds the same value before and after an identify, as conditions compare
+/// (`1` is `1.0`), an email address's case no other address (as [`Profile::apply_remembering`]
+/// sees it): an app alternating the forms changes nothing, and enters no one again and again.
+fn same_value(name: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(Value::String(x)), Some(Value::String(y))) if name == "email" => {
+            x.eq_ignore_ascii_case(y)
+        }
+        (Some(x), Some(y)) => crate::condition::json_equal(x, y),
+        _ => false,
+    }
+}
+
 /// A trait's value as a device last sent it in `context`, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FromDevice {
@@ -703,7 +717,7 @@ impl Profile {
         let mut changes = Vec::new();
         for (name, from) in watched.iter().zip(before) {
             let to = self.traits.get(*name);
-            if from.as_ref() != to {
+            if !same_value(name, from.as_ref(), to) {
                 let change = TraitChange {
                     message_id: event.message_id.clone(),
                     from,
@@ -1582,6 +1596,47 @@ mod tests {
         let other = ann_identifies("i-6", "2026-12-01T13:00:00Z", Map::new());
         p.apply_watching(&other, true, &[]);
         assert!(p.trait_changes.is_empty());
+    }
+
+    /// A number written another way (`1`, `1.0`) and an email address in another case are the
+    /// same value: no change, however often an app alternates them.
+    #[test]
+    fn another_form_of_the_same_value_is_no_change() {
+        use serde_json::json;
+        let one = |k: &str, v: Value| {
+            let mut m = Map::new();
+            m.insert(k.into(), v);
+            m
+        };
+        let mut p = Profile::new("ann");
+        let seats = |id: &str, at: &str, v: Value| ann_identifies(id, at, one("seats", v));
+        let (_, set) = p.apply_watching(
+            &seats("i-1", "2026-12-01T09:00:00Z", json!(1)),
+            true,
+            &["seats"],
+        );
+        assert_eq!(set.len(), 1);
+        for (i, v) in [json!(1.0), json!(1), json!(1.0)].into_iter().enumerate() {
+            let id = format!("s-{i}");
+            let e = seats(&id, "2026-12-01T10:00:00Z", v);
+            assert!(p.apply_watching(&e, true, &["seats"]).1.is_empty(), "{i}");
+        }
+        let two = seats("s-9", "2026-12-01T11:00:00Z", json!(2.0));
+        assert_eq!(p.apply_watching(&two, true, &["seats"]).1.len(), 1);
+
+        let email = |id: &str, at: &str, v: &str| ann_identifies(id, at, one("email", v.into()));
+        let first = email("e-1", "2026-12-01T09:00:00Z", "ann@example.com");
+        assert_eq!(p.apply_watching(&first, true, &["email"]).1.len(), 1);
+        for (i, v) in ["Ann@Example.com", "ann@example.com", "ANN@EXAMPLE.COM"]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("c-{i}");
+            let e = email(&id, "2026-12-01T10:00:00Z", v);
+            assert!(p.apply_watching(&e, true, &["email"]).1.is_empty(), "{v}");
+        }
+        let other = email("e-2", "2026-12-01T11:00:00Z", "ann@example.org");
+        assert_eq!(p.apply_watching(&other, true, &["email"]).1.len(), 1);
     }
 
     fn ann_identifies(id: &str, at: &str, traits: Map<String, Value>) -> Event {
