@@ -196,6 +196,10 @@ pub struct TraitChange {
     pub from: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Value>,
+    /// When `from` was set (its [`Profile::trait_times`]): a login's merge weighs the visitor's
+    /// value against it ([`Profile::rebase_changes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_at: Option<Timestamp>,
 }
 
 impl TraitChange {
@@ -706,22 +710,28 @@ impl Profile {
         if event.kind != Kind::Identify || (watched.is_empty() && self.trait_changes.is_empty()) {
             return (self.apply_remembering(event, remember), Vec::new());
         }
-        let before: Vec<Option<Value>> = watched
+        let before: Vec<(Option<Value>, Option<Timestamp>)> = watched
             .iter()
-            .map(|n| self.traits.get(*n).cloned())
+            .map(|n| {
+                (
+                    self.traits.get(*n).cloned(),
+                    self.trait_times.get(*n).copied(),
+                )
+            })
             .collect();
         let not_kept = self.apply_remembering(event, remember);
         // A trait no journey watches any more keeps no change.
         self.trait_changes
             .retain(|k, _| watched.contains(&k.as_str()));
         let mut changes = Vec::new();
-        for (name, from) in watched.iter().zip(before) {
+        for (name, (from, from_at)) in watched.iter().zip(before) {
             let to = self.traits.get(*name);
             if !same_value(name, from.as_ref(), to) {
                 let change = TraitChange {
                     message_id: event.message_id.clone(),
                     from,
                     to: to.cloned(),
+                    from_at,
                 };
                 let room = self.trait_changes.contains_key(*name)
                     || self.trait_changes.len() < MAX_TRAIT_CHANGES;
@@ -740,6 +750,39 @@ impl Profile {
             }
         }
         (not_kept, changes)
+    }
+
+    /// A login's `changes` (the identify that brought an anonymous id, applied to her profile
+    /// before the merge took the visitor's traits) as the merge leaves her profile: each
+    /// trait's `from` becomes what she would have had with `visitor` merged in before the
+    /// identify ([`Profile::absorb`]'s rules: the visitor's value when she had none, or one set
+    /// later than hers), and a change whose `from` is now its `to` is none, dropped with its
+    /// note. A visitor's `plan: free` that the login sends again is no change; a visitor's
+    /// `free` that the login makes `pro` is a change from `free`, not from nothing.
+    pub fn rebase_changes(&mut self, visitor: &Profile, changes: &mut Vec<(String, TraitChange)>) {
+        changes.retain_mut(|(name, c)| {
+            let mut before = Profile::new(&self.user_id);
+            if let Some(v) = &c.from {
+                before.traits.insert(name.clone(), v.clone());
+                if let Some(t) = c.from_at {
+                    before.trait_times.insert(name.clone(), t);
+                }
+            }
+            before.absorb(visitor);
+            c.from = before.traits.get(name.as_str()).cloned();
+            c.from_at = before.trait_times.get(name.as_str()).copied();
+            let noted = self
+                .trait_changes
+                .get(name.as_str())
+                .is_some_and(|n| n.message_id == c.message_id);
+            let change = !same_value(name, c.from.as_ref(), c.to.as_ref());
+            if noted && change {
+                self.trait_changes.insert(name.clone(), c.clone());
+            } else if noted {
+                self.trait_changes.remove(name.as_str());
+            }
+            change
+        });
     }
 
     /// Whether the anonymous id `a` was seen with this user before (merged into her, or found
@@ -1568,6 +1611,7 @@ mod tests {
             message_id: "i-1".into(),
             from: None,
             to: Some("free".into()),
+            from_at: None,
         };
         assert_eq!(changes, [("plan".to_string(), noted.clone())]);
         assert_eq!(
@@ -1637,6 +1681,38 @@ mod tests {
         }
         let other = email("e-2", "2026-12-01T11:00:00Z", "ann@example.org");
         assert_eq!(p.apply_watching(&other, true, &["email"]).1.len(), 1);
+    }
+
+    /// A login's change rebased on the visitor she was: one the merge makes none is dropped
+    /// with its note (the login retried finds none), one from the visitor's value is noted so.
+    #[test]
+    fn a_logins_change_is_rebased_on_the_visitor_and_its_note_with_it() {
+        let plan = |v: &str| {
+            let mut m = Map::new();
+            m.insert("plan".into(), Value::String(v.into()));
+            m
+        };
+        let mut visitor = Profile::new("anon:v-1");
+        visitor.apply(&ann_identifies("v-i", "2026-12-01T09:00:00Z", plan("free")));
+        // the login sends `free` again: no change once merged, nor when retried
+        let mut p = Profile::new("ann");
+        let login = ann_identifies("i-1", "2026-12-01T10:00:00Z", plan("free"));
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"]);
+        assert_eq!(changes.len(), 1);
+        p.absorb(&visitor);
+        p.rebase_changes(&visitor, &mut changes);
+        assert!(changes.is_empty());
+        assert!(p.trait_changes.is_empty());
+        assert!(p.apply_watching(&login, true, &["plan"]).1.is_empty());
+        // the login makes it `pro`: a change from the visitor's `free`, noted so
+        let mut p = Profile::new("ann");
+        let login = ann_identifies("i-2", "2026-12-01T10:00:00Z", plan("pro"));
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"]);
+        p.absorb(&visitor);
+        p.rebase_changes(&visitor, &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].1.from, Some("free".into()));
+        assert_eq!(p.apply_watching(&login, true, &["plan"]).1, changes);
     }
 
     fn ann_identifies(id: &str, at: &str, traits: Map<String, Value>) -> Event {

@@ -1460,10 +1460,17 @@ impl Runtime {
         }
         let merging = unmerged.into_inner();
         let mut past_bounds = past_bounds.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
         if let (Some(a), true) = (anonymous_id, merging) {
-            let merged = self.merge_anonymous(&profile, a, &e.message_id).await?;
+            let merged = self
+                .merge_anonymous(&profile, a, &e.message_id, &changed)
+                .await?;
             profile = merged.profile;
             past_bounds.extend(merged.not_taken);
+            // A login's changes are judged on her profile as the merge leaves it.
+            if let Some(rebased) = merged.changes {
+                changed = rebased;
+            }
         }
         // What the event brought that her profile did not keep: told in her timeline with the
         // event (and logged with it, below), as the `200`'s warnings told the app.
@@ -1724,7 +1731,6 @@ impl Runtime {
         // enter the user, the identify their trigger event, `{trait, from, to}` its properties.
         // Only an identify's changes do: not a journey's `update` step (journeys would trigger
         // one another, in loops), nor the traits a login brings from the visitor she was.
-        let changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
         for (name, change) in &changed {
             let properties = Arc::new(change.properties(name));
             let scope_profile = profile.scope();
@@ -1841,6 +1847,7 @@ impl Runtime {
         profile: &Profile,
         anonymous_id: &str,
         cause: &str,
+        changes: &[(String, crate::profile::TraitChange)],
     ) -> Result<MergedVisitor, RunError> {
         let user = profile.user_id.as_str();
         let anon = join(&[crate::event::ANONYMOUS_PREFIX, anonymous_id]);
@@ -1921,6 +1928,8 @@ impl Runtime {
         }
         // The visitor's traits past her profile's bounds (see `Profile::absorb`).
         let not_taken = std::sync::Mutex::new(Vec::new());
+        // The identify's changes of watched traits, as the merge leaves her profile.
+        let rebased = std::sync::Mutex::new(None);
         let merged = self
             .update_profile(user, |p| {
                 if p.has_seen_anonymous(anonymous_id) {
@@ -1931,6 +1940,11 @@ impl Runtime {
                     if let Ok(mut n) = not_taken.lock() {
                         *n = left;
                     }
+                    let mut changes = changes.to_vec();
+                    p.rebase_changes(&theirs, &mut changes);
+                    if let Ok(mut r) = rebased.lock() {
+                        *r = Some(changes);
+                    }
                 }
                 p.note_anonymous(anonymous_id, ours);
             })
@@ -1938,6 +1952,7 @@ impl Runtime {
         Ok(MergedVisitor {
             profile: merged,
             not_taken: not_taken.into_inner().unwrap_or_else(|p| p.into_inner()),
+            changes: rebased.into_inner().unwrap_or_else(|p| p.into_inner()),
         })
     }
 
@@ -4670,6 +4685,9 @@ fn hop_secs(delay: i64, longest: u32) -> u32 {
 struct MergedVisitor {
     profile: Arc<Profile>,
     not_taken: Vec<String>,
+    /// The identify's changes of watched traits as the merge left her profile
+    /// ([`Profile::rebase_changes`]); `None` when it merged nothing.
+    changes: Option<Vec<(String, crate::profile::TraitChange)>>,
 }
 
 /// How many of the traits an identify or a merge brought past the profile's bounds its

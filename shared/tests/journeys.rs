@@ -7706,6 +7706,50 @@ steps:
     assert_eq!(refusals(entries(&out, "hal")), Vec::<String>::new());
 }
 
+/// A login is judged on her profile as the merge of the visitor she was leaves it: the
+/// visitor's `plan: free` sent again with the login is no change, and the visitor's `free`
+/// the login makes `pro` is an upgrade from `free`, not a first `pro` from nothing.
+#[tokio::test]
+async fn a_login_changes_the_traits_the_visitor_had_as_the_merge_leaves_them() {
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"v-1","messageId":"v-i","traits":{"plan":"free"}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"hal","anonymousId":"v-1","messageId":"h-1","traits":{"email":"hal@example.com","plan":"free"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","anonymousId":"v-2","messageId":"w-i","traits":{"plan":"free"}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ida","anonymousId":"v-2","messageId":"i-1","traits":{"email":"ida@example.com","plan":"pro"}}
+"#;
+    // any change of a known user's plan (the visitors' own, with no address, are refused)
+    let any = r#"
+id: any_change
+name: Any change
+trigger:
+  trait_changed: plan
+  where: "exists(profile.email)"
+steps:
+  - id: note
+    send: {email: {subject: "any: {{ event.from | default('none') }} to {{ event.to }}", text: "."}}
+"#;
+    let upgrade = r#"
+id: upgrade
+name: Upgrade
+trigger:
+  trait_changed: plan
+  where: "event.from == 'free' and event.to == 'pro'"
+steps:
+  - id: welcome
+    send: {email: {subject: "upgrade: {{ event.from }} to {{ event.to }}", text: "."}}
+"#;
+    let out = sim(&[any, upgrade], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ida email note: any: free to pro",
+            "2026-12-01T10:00:00Z ida email welcome: upgrade: free to pro",
+        ]
+    );
+    // hal's login changed nothing, and nothing was refused him
+    assert_eq!(refusals(entries(&out, "hal")), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn an_identify_retried_after_its_profile_was_written_still_enters() {
     let h = Harness::new("2026-12-01T09:00:00Z");
