@@ -57,10 +57,15 @@ pub const MAX_REMOVED_BYTES: usize = 64 * 1024;
 /// events go on.
 pub const MAX_ANONYMOUS_IDS: usize = 100;
 /// The most a change of a watched trait weighs ([`trait_weight`] of `from` and `to`) for the
-/// profile to keep it ([`Profile::trait_changes`]), and the most such changes it keeps: the
-/// changes add at most 32 KB to a profile whatever journeys are published.
+/// profile to note it ([`Profile::trait_changes`]), and the most such notes it keeps, in all
+/// and per trait: the notes add at most 32 KB to a profile whatever journeys are published,
+/// and identifies of one user handled at once (each of which may be run again after a
+/// conflict) each find their own.
 pub const MAX_CHANGE_BYTES: usize = 1024;
 pub const MAX_TRAIT_CHANGES: usize = 32;
+pub const MAX_CHANGES_PER_TRAIT: usize = 4;
+/// How long a note is kept: a message is retried for at most as long as SQS keeps it.
+pub const MAX_CHANGE_AGE: SignedDuration = SignedDuration::from_hours(14 * 24);
 /// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
 /// and consent (an opt-out is never lost).
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
@@ -179,11 +184,16 @@ pub struct Profile {
     /// (the history keeps events' times, not their properties).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub marks: SmallMap<String, Timestamp>,
-    /// Per trait a published `trait_changed` journey watches: the latest change an identify
-    /// made to it ([`Profile::apply_watching`]), so that the identify coming again (retried
-    /// after it failed half-way, the profile written already) still knows what it changed.
-    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
-    pub trait_changes: SmallMap<String, TraitChange>,
+    /// Per trait a published `trait_changed` journey watches: the latest changes identifies
+    /// made to it, oldest first ([`Profile::apply_watching`]), so that an identify coming
+    /// again (retried after it failed half-way, the profile written already, or run again
+    /// after a conflict with another identify of hers) still knows what it changed.
+    #[serde(
+        default,
+        skip_serializing_if = "SmallMap::is_empty",
+        deserialize_with = "one_or_more_notes"
+    )]
+    pub trait_changes: SmallMap<String, Vec<TraitChange>>,
 }
 
 /// What an identify did to a trait: its value before (`None`: not set) and after (`None`:
@@ -200,6 +210,31 @@ pub struct TraitChange {
     /// value against it ([`Profile::rebase_changes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_at: Option<Timestamp>,
+    /// When the change was noted (the clock's time, not the identify's): a note older than
+    /// [`MAX_CHANGE_AGE`] is forgotten. `None` in a note written before notes had times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noted_at: Option<Timestamp>,
+}
+
+/// [`Profile::trait_changes`] as stored: a list per trait, or (written before it kept several)
+/// one change.
+fn one_or_more_notes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SmallMap<String, Vec<TraitChange>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Notes {
+        More(Vec<TraitChange>),
+        One(TraitChange),
+    }
+    let stored = std::collections::BTreeMap::<String, Notes>::deserialize(d)?;
+    Ok(stored
+        .into_iter()
+        .map(|(k, n)| match n {
+            Notes::More(l) => (k, l),
+            Notes::One(c) => (k, vec![c]),
+        })
+        .collect())
 }
 
 impl TraitChange {
@@ -693,23 +728,41 @@ impl Profile {
 
     /// [`Profile::apply_remembering`], and for an identify, the traits among `watched` (those a
     /// `trait_changed` journey watches, each once) whose stored value it changed: set the first
-    /// time, given another value, or removed. What it leaves as it was (the same value again, a
-    /// trait an identify stamped later set, one past the profile's bounds) is no change. Each
-    /// change is noted in [`Profile::trait_changes`] (one of at most [`MAX_CHANGE_BYTES`], at
-    /// most [`MAX_TRAIT_CHANGES`] of them, and only of watched traits), and the same identify
-    /// applied again, changing nothing now, returns the change noted for it: so a retried
-    /// identify enters whom it would have entered, and a duplicate enters no one twice (the
-    /// entry itself is judged once per messageId). A change too large to note, or replaced by
-    /// a later identify's before the retry, is returned only the first time.
+    /// time, given another value, or removed. What it leaves as it was (the same value again,
+    /// as conditions compare it, an email address in another case, a trait an identify
+    /// stamped later set, one past the profile's bounds) is no change. Each change is noted in
+    /// [`Profile::trait_changes`] (one of at most [`MAX_CHANGE_BYTES`]; the latest
+    /// [`MAX_CHANGES_PER_TRAIT`] of a trait, [`MAX_TRAIT_CHANGES`] in all, none older than
+    /// [`MAX_CHANGE_AGE`] at `now`, and only of watched traits), and the same identify applied
+    /// again, changing nothing now, returns the change noted for it (found by its messageId):
+    /// so a retried identify enters whom it would have entered, and a duplicate enters no one
+    /// twice (the entry itself is judged once per messageId). A change too large to note, or
+    /// whose note the bounds dropped before the retry, is returned only the first time (the
+    /// retry logs that it found no note).
     pub fn apply_watching(
         &mut self,
         event: &Event,
         remember: bool,
         watched: &[&str],
+        now: Timestamp,
     ) -> (Vec<String>, Vec<(String, TraitChange)>) {
-        if event.kind != Kind::Identify || (watched.is_empty() && self.trait_changes.is_empty()) {
+        if !self.trait_changes.is_empty() {
+            // A trait no journey watches any more keeps no notes, nor does a note outlive
+            // the retries of its identify.
+            self.trait_changes.retain(|k, l| {
+                l.retain(|c| c.noted_at.is_some_and(|t| t + MAX_CHANGE_AGE > now));
+                watched.contains(&k.as_str()) && !l.is_empty()
+            });
+        }
+        if event.kind != Kind::Identify || watched.is_empty() {
             return (self.apply_remembering(event, remember), Vec::new());
         }
+        // Handled before (its history has its messageId): a retry, or a run again after a
+        // conflict.
+        let again = self
+            .history
+            .get(IDENTIFY)
+            .is_some_and(|l| l.iter().any(|(_, id)| *id == event.message_id));
         let before: Vec<(Option<Value>, Option<Timestamp>)> = watched
             .iter()
             .map(|n| {
@@ -720,9 +773,6 @@ impl Profile {
             })
             .collect();
         let not_kept = self.apply_remembering(event, remember);
-        // A trait no journey watches any more keeps no change.
-        self.trait_changes
-            .retain(|k, _| watched.contains(&k.as_str()));
         let mut changes = Vec::new();
         for (name, (from, from_at)) in watched.iter().zip(before) {
             let to = self.traits.get(*name);
@@ -732,24 +782,66 @@ impl Profile {
                     from,
                     to: to.cloned(),
                     from_at,
+                    noted_at: Some(now),
                 };
-                let room = self.trait_changes.contains_key(*name)
-                    || self.trait_changes.len() < MAX_TRAIT_CHANGES;
-                if room && change.weight(name) <= MAX_CHANGE_BYTES {
-                    self.trait_changes.insert(name.to_string(), change.clone());
-                } else {
-                    self.trait_changes.remove(*name);
-                }
+                self.note_change(name, change.clone());
                 changes.push((name.to_string(), change));
             } else if let Some(c) = self
                 .trait_changes
                 .get(*name)
-                .filter(|c| c.message_id == event.message_id)
+                .and_then(|l| l.iter().find(|c| c.message_id == event.message_id))
             {
                 changes.push((name.to_string(), c.clone()));
+            } else if again && event.traits.contains_key(*name) {
+                tracing::info!(
+                    user = %self.user_id,
+                    message_id = %event.message_id,
+                    watched = %name,
+                    "an identify handled again finds no change of a watched trait noted for it: \
+                     if it changed the trait the first time, its note is gone (too large, or past \
+                     the bounds of the notes) and the trait_changed journeys it entered then are \
+                     not entered now"
+                );
             }
         }
         (not_kept, changes)
+    }
+
+    /// Notes `change` of trait `name` in [`Profile::trait_changes`], within its bounds: the
+    /// trait's oldest note past [`MAX_CHANGES_PER_TRAIT`], the oldest of all past
+    /// [`MAX_TRAIT_CHANGES`].
+    fn note_change(&mut self, name: &str, change: TraitChange) {
+        let small = change.weight(name) <= MAX_CHANGE_BYTES;
+        let list = self.trait_changes.get_or_insert_default(name.to_string());
+        if small {
+            list.push(change);
+            if list.len() > MAX_CHANGES_PER_TRAIT {
+                list.remove(0);
+            }
+        }
+        if list.is_empty() {
+            self.trait_changes.remove(name);
+        }
+        loop {
+            let count: usize = self.trait_changes.iter().map(|(_, l)| l.len()).sum();
+            if count <= MAX_TRAIT_CHANGES {
+                break;
+            }
+            let oldest = self
+                .trait_changes
+                .iter()
+                .filter_map(|(k, l)| l.first().map(|c| (c.noted_at, k.clone())))
+                .min();
+            let Some((_, k)) = oldest else {
+                break;
+            };
+            if let Some(l) = self.trait_changes.get_mut(k.as_str()) {
+                l.remove(0);
+                if l.is_empty() {
+                    self.trait_changes.remove(k.as_str());
+                }
+            }
+        }
     }
 
     /// A login's `changes` (the identify that brought an anonymous id, applied to her profile
@@ -771,15 +863,18 @@ impl Profile {
             before.absorb(visitor);
             c.from = before.traits.get(name.as_str()).cloned();
             c.from_at = before.trait_times.get(name.as_str()).copied();
-            let noted = self
-                .trait_changes
-                .get(name.as_str())
-                .is_some_and(|n| n.message_id == c.message_id);
             let change = !same_value(name, c.from.as_ref(), c.to.as_ref());
-            if noted && change {
-                self.trait_changes.insert(name.clone(), c.clone());
-            } else if noted {
-                self.trait_changes.remove(name.as_str());
+            if let Some(l) = self.trait_changes.get_mut(name.as_str()) {
+                if change {
+                    for n in l.iter_mut().filter(|n| n.message_id == c.message_id) {
+                        n.clone_from(c);
+                    }
+                } else {
+                    l.retain(|n| n.message_id != c.message_id);
+                    if l.is_empty() {
+                        self.trait_changes.remove(name.as_str());
+                    }
+                }
             }
             change
         });
@@ -1606,12 +1701,13 @@ mod tests {
         };
         let mut p = Profile::new("ann");
         let first = ann_identifies("i-1", "2026-12-01T09:00:00Z", traits("free".into()));
-        let (_, changes) = p.apply_watching(&first, true, &["plan"]);
+        let (_, changes) = p.apply_watching(&first, true, &["plan"], now());
         let noted = TraitChange {
             message_id: "i-1".into(),
             from: None,
             to: Some("free".into()),
             from_at: None,
+            noted_at: Some(now()),
         };
         assert_eq!(changes, [("plan".to_string(), noted.clone())]);
         assert_eq!(
@@ -1619,26 +1715,26 @@ mod tests {
             serde_json::json!({"trait": "plan", "to": "free"})
         );
         // again: no change now, the noted one is returned
-        assert_eq!(p.apply_watching(&first, true, &["plan"]).1, changes);
+        assert_eq!(p.apply_watching(&first, true, &["plan"], now()).1, changes);
         // another identify with the same value changes nothing
         let same = ann_identifies("i-2", "2026-12-01T10:00:00Z", traits("free".into()));
-        assert!(p.apply_watching(&same, true, &["plan"]).1.is_empty());
+        assert!(p.apply_watching(&same, true, &["plan"], now()).1.is_empty());
         // a large value changes it, and is not noted
         let large = Value::String("x".repeat(MAX_CHANGE_BYTES));
         let big = ann_identifies("i-3", "2026-12-01T11:00:00Z", traits(large));
-        assert_eq!(p.apply_watching(&big, true, &["plan"]).1.len(), 1);
-        assert!(p.trait_changes.is_empty());
-        assert!(p.apply_watching(&big, true, &["plan"]).1.is_empty());
+        assert_eq!(p.apply_watching(&big, true, &["plan"], now()).1.len(), 1);
+        assert_eq!(noted_ids(&p, "plan"), ["i-1"]);
+        assert!(p.apply_watching(&big, true, &["plan"], now()).1.is_empty());
         // (from the large value, the change weighs as much)
         let pro = ann_identifies("i-4", "2026-12-01T12:00:00Z", traits("pro".into()));
-        p.apply_watching(&pro, true, &["plan"]);
-        assert!(p.trait_changes.is_empty());
+        p.apply_watching(&pro, true, &["plan"], now());
+        assert_eq!(noted_ids(&p, "plan"), ["i-1"]);
         let back = ann_identifies("i-5", "2026-12-01T12:30:00Z", traits("free".into()));
-        p.apply_watching(&back, true, &["plan"]);
-        assert_eq!(p.trait_changes.len(), 1);
+        p.apply_watching(&back, true, &["plan"], now());
+        assert_eq!(noted_ids(&p, "plan"), ["i-1", "i-5"]);
         // no journey watches `plan` any more: its change is forgotten
         let other = ann_identifies("i-6", "2026-12-01T13:00:00Z", Map::new());
-        p.apply_watching(&other, true, &[]);
+        p.apply_watching(&other, true, &[], now());
         assert!(p.trait_changes.is_empty());
     }
 
@@ -1658,29 +1754,36 @@ mod tests {
             &seats("i-1", "2026-12-01T09:00:00Z", json!(1)),
             true,
             &["seats"],
+            now(),
         );
         assert_eq!(set.len(), 1);
         for (i, v) in [json!(1.0), json!(1), json!(1.0)].into_iter().enumerate() {
             let id = format!("s-{i}");
             let e = seats(&id, "2026-12-01T10:00:00Z", v);
-            assert!(p.apply_watching(&e, true, &["seats"]).1.is_empty(), "{i}");
+            assert!(
+                p.apply_watching(&e, true, &["seats"], now()).1.is_empty(),
+                "{i}"
+            );
         }
         let two = seats("s-9", "2026-12-01T11:00:00Z", json!(2.0));
-        assert_eq!(p.apply_watching(&two, true, &["seats"]).1.len(), 1);
+        assert_eq!(p.apply_watching(&two, true, &["seats"], now()).1.len(), 1);
 
         let email = |id: &str, at: &str, v: &str| ann_identifies(id, at, one("email", v.into()));
         let first = email("e-1", "2026-12-01T09:00:00Z", "ann@example.com");
-        assert_eq!(p.apply_watching(&first, true, &["email"]).1.len(), 1);
+        assert_eq!(p.apply_watching(&first, true, &["email"], now()).1.len(), 1);
         for (i, v) in ["Ann@Example.com", "ann@example.com", "ANN@EXAMPLE.COM"]
             .into_iter()
             .enumerate()
         {
             let id = format!("c-{i}");
             let e = email(&id, "2026-12-01T10:00:00Z", v);
-            assert!(p.apply_watching(&e, true, &["email"]).1.is_empty(), "{v}");
+            assert!(
+                p.apply_watching(&e, true, &["email"], now()).1.is_empty(),
+                "{v}"
+            );
         }
         let other = email("e-2", "2026-12-01T11:00:00Z", "ann@example.org");
-        assert_eq!(p.apply_watching(&other, true, &["email"]).1.len(), 1);
+        assert_eq!(p.apply_watching(&other, true, &["email"], now()).1.len(), 1);
     }
 
     /// A login's change rebased on the visitor she was: one the merge makes none is dropped
@@ -1697,22 +1800,105 @@ mod tests {
         // the login sends `free` again: no change once merged, nor when retried
         let mut p = Profile::new("ann");
         let login = ann_identifies("i-1", "2026-12-01T10:00:00Z", plan("free"));
-        let (_, mut changes) = p.apply_watching(&login, true, &["plan"]);
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"], now());
         assert_eq!(changes.len(), 1);
         p.absorb(&visitor);
         p.rebase_changes(&visitor, &mut changes);
         assert!(changes.is_empty());
         assert!(p.trait_changes.is_empty());
-        assert!(p.apply_watching(&login, true, &["plan"]).1.is_empty());
+        assert!(p
+            .apply_watching(&login, true, &["plan"], now())
+            .1
+            .is_empty());
         // the login makes it `pro`: a change from the visitor's `free`, noted so
         let mut p = Profile::new("ann");
         let login = ann_identifies("i-2", "2026-12-01T10:00:00Z", plan("pro"));
-        let (_, mut changes) = p.apply_watching(&login, true, &["plan"]);
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"], now());
         p.absorb(&visitor);
         p.rebase_changes(&visitor, &mut changes);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].1.from, Some("free".into()));
-        assert_eq!(p.apply_watching(&login, true, &["plan"]).1, changes);
+        assert_eq!(p.apply_watching(&login, true, &["plan"], now()).1, changes);
+    }
+
+    /// The clock's time the tests note changes at.
+    fn now() -> Timestamp {
+        "2026-12-01T14:00:00Z".parse().expect("time")
+    }
+
+    /// The messageIds of the changes of `name` the profile notes, oldest first.
+    fn noted_ids(p: &Profile, name: &str) -> Vec<String> {
+        p.trait_changes
+            .get(name)
+            .map(|l| l.iter().map(|c| c.message_id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Two identifies of one user handled at once (A: free to pro, B: pro to team): A run
+    /// again after B finds its own note, not B's. A trait keeps its latest notes, all traits
+    /// a bounded number, and none older than their age.
+    #[test]
+    fn each_identify_run_again_finds_its_own_note_within_the_bounds() {
+        let plan = |v: &str| {
+            let mut m = Map::new();
+            m.insert("plan".into(), Value::String(v.into()));
+            m
+        };
+        let mut p = Profile::new("ann");
+        p.apply_watching(
+            &ann_identifies("i-0", "2026-12-01T08:00:00Z", plan("free")),
+            true,
+            &["plan"],
+            now(),
+        );
+        let a = ann_identifies("i-a", "2026-12-01T09:00:00Z", plan("pro"));
+        let b = ann_identifies("i-b", "2026-12-01T09:00:01Z", plan("team"));
+        let (_, first) = p.apply_watching(&a, true, &["plan"], now());
+        p.apply_watching(&b, true, &["plan"], now());
+        let (_, again) = p.apply_watching(&a, true, &["plan"], now());
+        assert_eq!(again, first);
+        assert_eq!(again[0].1.from, Some("free".into()));
+        assert_eq!(again[0].1.to, Some("pro".into()));
+        // a trait keeps its latest MAX_CHANGES_PER_TRAIT notes
+        for i in 0..MAX_CHANGES_PER_TRAIT {
+            let e = ann_identifies(
+                &format!("n-{i}"),
+                "2026-12-01T10:00:00Z",
+                plan(&format!("p{i}")),
+            );
+            p.apply_watching(&e, true, &["plan"], now());
+        }
+        assert_eq!(noted_ids(&p, "plan"), ["n-0", "n-1", "n-2", "n-3"]);
+        // all traits, MAX_TRAIT_CHANGES notes: the oldest go first
+        let names: Vec<String> = (0..MAX_TRAIT_CHANGES).map(|i| format!("t{i}")).collect();
+        let mut watched: Vec<&str> = names.iter().map(String::as_str).collect();
+        watched.push("plan");
+        for (i, name) in names.iter().enumerate() {
+            let mut traits = Map::new();
+            traits.insert(name.clone(), Value::from(1));
+            let later = now() + SignedDuration::from_secs(i as i64 + 1);
+            let e = ann_identifies(&format!("m-{i}"), "2026-12-01T11:00:00Z", traits);
+            p.apply_watching(&e, true, &watched, later);
+        }
+        let count: usize = p.trait_changes.iter().map(|(_, l)| l.len()).sum();
+        assert_eq!(count, MAX_TRAIT_CHANGES);
+        assert!(noted_ids(&p, "plan").is_empty());
+        // the notes outlive no retry: past their age, forgotten at the next event
+        let late = now() + MAX_CHANGE_AGE + SignedDuration::from_hours(1);
+        let e = ann_identifies("late", "2026-12-16T15:00:00Z", Map::new());
+        p.apply_watching(&e, true, &watched, late);
+        assert!(p.trait_changes.is_empty());
+    }
+
+    /// A profile stored with one note per trait reads as a list of one.
+    #[test]
+    fn one_stored_note_per_trait_reads_as_a_list_of_one() {
+        let stored = serde_json::json!({
+            "user_id": "ann",
+            "trait_changes": {"plan": {"message_id": "i-1", "to": "free"}}
+        });
+        let read: Profile = serde_json::from_value(stored).expect("profile");
+        assert_eq!(noted_ids(&read, "plan"), ["i-1"]);
     }
 
     fn ann_identifies(id: &str, at: &str, traits: Map<String, Value>) -> Event {

@@ -1390,7 +1390,7 @@ impl Runtime {
                     });
                     known.store(seen_before, std::sync::atomic::Ordering::Relaxed);
                     let zone = p.traits.get("timezone").cloned();
-                    let (not_kept, changes) = p.apply_watching(e, remember, &watched);
+                    let (not_kept, changes) = p.apply_watching(e, remember, &watched, now);
                     if let Ok(mut past) = past_bounds.lock() {
                         *past = not_kept;
                     }

@@ -82,9 +82,18 @@ impl<K: Ord, V> SmallMap<K, V> {
         &mut self.0[i].1
     }
 
-    /// Keeps only the entries `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.0.retain(|(k, v)| keep(k, v));
+    /// Keeps only the entries `keep` says yes to (which may change their values).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// The value at `key`, to change.
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.find(key).ok().map(|i| &mut self.0[i].1)
     }
 
     pub fn len(&self) -> usize {

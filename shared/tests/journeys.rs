@@ -7773,7 +7773,7 @@ async fn an_identify_retried_after_its_profile_was_written_still_enters() {
     .expect("identify");
     // its first delivery wrote her profile, then stopped: the identify changes nothing now
     let mut written = Profile::new("fay");
-    let (_, changes) = written.apply_watching(&ev, true, &["plan"]);
+    let (_, changes) = written.apply_watching(&ev, true, &["plan"], h.now());
     assert_eq!(changes.len(), 1);
     h.store
         .put(
@@ -7787,6 +7787,67 @@ async fn an_identify_retried_after_its_profile_was_written_still_enters() {
     assert_eq!(
         h.outbox(),
         ["2026-12-01T09:00:00Z fay email note: plan: none to free, profile says free"]
+    );
+}
+
+/// Two identifies of one user handled at once (A: free to pro, B: pro to team): A's entry
+/// conflicted and A is run again after B wrote the profile and its own note. A finds its own
+/// note and enters her still.
+#[tokio::test]
+async fn an_identify_run_again_after_another_changed_the_trait_still_enters() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(PLAN_CHANGED).await;
+    let parse = |line: String| {
+        let payload: serde_json::Value = serde_json::from_str(&line).expect("json");
+        waymark::event::parse_call(
+            waymark::event::Call::Identify,
+            payload.to_string().as_bytes(),
+            h.now(),
+            &waymark::event::Limits {
+                max_past: SignedDuration::from_hours(24),
+                max_future: SignedDuration::from_hours(24),
+            },
+        )
+        .expect("identify")
+    };
+    let free = parse(identify_at(
+        "2026-12-01T08:00:00Z",
+        "gil",
+        "g-0",
+        json!({"plan": "free"}),
+    ));
+    let a = parse(identify_at(
+        "2026-12-01T08:30:00Z",
+        "gil",
+        "g-a",
+        json!({"plan": "pro"}),
+    ));
+    let b = parse(identify_at(
+        "2026-12-01T08:30:01Z",
+        "gil",
+        "g-b",
+        json!({"plan": "team"}),
+    ));
+    // `free` long known; A's profile update, then B's, were written
+    let mut written = Profile::new("gil");
+    written.apply(&free);
+    written.apply_watching(&a, true, &["plan"], h.now());
+    written.apply_watching(&b, true, &["plan"], h.now());
+    h.store
+        .put(
+            &Record::new(waymark::runtime::profile_key("gil"), 1, &written).expect("record"),
+            Expect::Absent,
+        )
+        .await
+        .expect("profile");
+    h.deliver(b).await;
+    h.deliver(a).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T09:00:00Z gil email note: plan: pro to team, profile says team",
+            "2026-12-01T09:00:00Z gil email note: plan: free to pro, profile says team",
+        ]
     );
 }
 
