@@ -187,7 +187,8 @@ pub struct Profile {
     /// Per trait a published `trait_changed` journey watches: the latest changes identifies
     /// made to it, oldest first ([`Profile::apply_watching`]), so that an identify coming
     /// again (retried after it failed half-way, the profile written already, or run again
-    /// after a conflict with another identify of hers) still knows what it changed.
+    /// after a conflict with another identify of hers) still knows what it changed. Not the
+    /// user's data: `GET /v1/users/{id}` does not show them.
     #[serde(
         default,
         skip_serializing_if = "SmallMap::is_empty",
@@ -738,7 +739,8 @@ impl Profile {
     /// so a retried identify enters whom it would have entered, and a duplicate enters no one
     /// twice (the entry itself is judged once per messageId). A change too large to note, or
     /// whose note the bounds dropped before the retry, is returned only the first time (the
-    /// retry logs that it found no note).
+    /// retry logs that it found no note). A removal drops the trait's earlier notes: they hold
+    /// values the app removed.
     pub fn apply_watching(
         &mut self,
         event: &Event,
@@ -809,10 +811,14 @@ impl Profile {
 
     /// Notes `change` of trait `name` in [`Profile::trait_changes`], within its bounds: the
     /// trait's oldest note past [`MAX_CHANGES_PER_TRAIT`], the oldest of all past
-    /// [`MAX_TRAIT_CHANGES`].
+    /// [`MAX_TRAIT_CHANGES`]. A removal drops the trait's earlier notes.
     fn note_change(&mut self, name: &str, change: TraitChange) {
+        let removed = change.to.is_none();
         let small = change.weight(name) <= MAX_CHANGE_BYTES;
         let list = self.trait_changes.get_or_insert_default(name.to_string());
+        if removed {
+            list.clear();
+        }
         if small {
             list.push(change);
             if list.len() > MAX_CHANGES_PER_TRAIT {
@@ -1888,6 +1894,25 @@ mod tests {
         let e = ann_identifies("late", "2026-12-16T15:00:00Z", Map::new());
         p.apply_watching(&e, true, &watched, late);
         assert!(p.trait_changes.is_empty());
+    }
+
+    /// A removal's note drops the trait's earlier notes: they hold values the app removed.
+    #[test]
+    fn a_removal_drops_the_traits_earlier_notes() {
+        let email = |v: Value| {
+            let mut m = Map::new();
+            m.insert("email".into(), v);
+            m
+        };
+        let mut p = Profile::new("ann");
+        for (id, v) in [("e-1", "a@example.com"), ("e-2", "b@example.com")] {
+            let e = ann_identifies(id, "2026-12-01T09:00:00Z", email(v.into()));
+            p.apply_watching(&e, true, &["email"], now());
+        }
+        assert_eq!(noted_ids(&p, "email"), ["e-1", "e-2"]);
+        let gone = ann_identifies("e-3", "2026-12-01T10:00:00Z", email(Value::Null));
+        p.apply_watching(&gone, true, &["email"], now());
+        assert_eq!(noted_ids(&p, "email"), ["e-3"]);
     }
 
     /// A profile stored with one note per trait reads as a list of one.

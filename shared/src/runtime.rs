@@ -4321,7 +4321,13 @@ impl Runtime {
     async fn read_user_into(&self, user: &str, view: &mut UserView) -> Result<(), RunError> {
         for r in self.store.query(&user_partition(user), "").await? {
             match r.key.sk.split('#').next() {
-                Some("P") => view.profile = Some(r.parse()?),
+                Some("P") => {
+                    let mut p: Profile = r.parse()?;
+                    // Its notes of trait changes are bookkeeping for retries, not her data
+                    // (one may hold an address the app removed).
+                    p.trait_changes = Default::default();
+                    view.profile = Some(p);
+                }
                 Some("E") => {
                     let mut e: Enrollment = r.parse()?;
                     e.outbox.clear();

@@ -7792,7 +7792,7 @@ async fn an_identify_retried_after_its_profile_was_written_still_enters() {
 
 /// Two identifies of one user handled at once (A: free to pro, B: pro to team): A's entry
 /// conflicted and A is run again after B wrote the profile and its own note. A finds its own
-/// note and enters her still.
+/// note and enters her still; and `GET /v1/users/{id}` does not show the notes.
 #[tokio::test]
 async fn an_identify_run_again_after_another_changed_the_trait_still_enters() {
     let h = Harness::new("2026-12-01T09:00:00Z");
@@ -7849,6 +7849,18 @@ async fn an_identify_run_again_after_another_changed_the_trait_still_enters() {
             "2026-12-01T09:00:00Z gil email note: plan: free to pro, profile says team",
         ]
     );
+    let view = h.rt.user("gil").await.expect("user");
+    let profile = view.profile.expect("profile");
+    assert!(profile.trait_changes.is_empty(), "{profile:?}");
+    let stored: Profile = h
+        .store
+        .get(&waymark::runtime::profile_key("gil"))
+        .await
+        .expect("get")
+        .expect("stored")
+        .parse()
+        .expect("parse");
+    assert!(!stored.trait_changes.is_empty());
 }
 
 #[tokio::test]
