@@ -1596,6 +1596,23 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     }
     let j = &read.located.value;
     let mut said = runs_into_a_sibling(j);
+    if let Some(TriggerKind::TraitChanged {
+        name,
+        condition: None,
+    }) = j.trigger.kind()
+    {
+        // `reentry: never`, the default, spends the one entry on the first change: most often
+        // the sign-up's identify that sets the trait. Advice, not an error (as a schedule's
+        // missing `reentry` is): one entry at the first set may be what is meant.
+        if !read.located.positions.by_path.contains_key("reentry") {
+            said.push(problem(
+                "trigger.trait_changed",
+                format!(
+                    "with no `where` and no `reentry`, a user enters this journey once ever (`reentry: never`, the default), at the first change of `{name}`: most often the sign-up's identify that first sets it (`event.from` missing). Write `reentry: after_exit` (or `reentry: {{after: 30d}}`) to enter at each change, a `where` on `event.from` and `event.to` for the changes meant, or `reentry: never` if once at the first change is meant"
+                ),
+            ));
+        }
+    }
     if j.transactional && j.quiet_hours.is_some() {
         said.push(problem(
             "quiet_hours",
@@ -3132,6 +3149,33 @@ steps:
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "steps[0].update.set.home.city");
         assert_eq!((errors[0].line, errors[0].column), (9, 17));
+    }
+
+    /// A trait_changed journey with neither `where` nor `reentry` spends its one entry on the
+    /// first change, the sign-up's: advised on, not refused; either said, nothing to say.
+    #[test]
+    fn a_trait_changed_journey_with_no_where_nor_reentry_is_advised_on() {
+        let text = |more: &str| {
+            format!("id: j\nname: J\ntrigger:\n  trait_changed: plan\n{more}steps:\n  - id: s\n    exit: true\n")
+        };
+        let said = advice("j.yaml", &text(""));
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].path, "trigger.trait_changed");
+        assert!(said[0].message.contains("once ever"), "{}", said[0].message);
+        assert!(
+            said[0].message.contains("`reentry: after_exit`"),
+            "{}",
+            said[0].message
+        );
+        parse("j.yaml", &text("")).expect("valid");
+        for more in [
+            "  where: \"event.to == 'pro'\"\n",
+            "reentry: never\n",
+            "reentry: after_exit\n",
+            "reentry: {after: 30d}\n",
+        ] {
+            assert!(advice("j.yaml", &text(more)).is_empty(), "{more}");
+        }
     }
 
     /// A branch's path that runs on into a step another of its paths goes to is advised on,
