@@ -1596,21 +1596,20 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     }
     let j = &read.located.value;
     let mut said = runs_into_a_sibling(j);
-    if let Some(TriggerKind::TraitChanged {
-        name,
-        condition: None,
-    }) = j.trigger.kind()
-    {
+    if let Some(TriggerKind::TraitChanged { name, condition }) = j.trigger.kind() {
         // `reentry: never`, the default, spends the one entry on the first change: most often
         // the sign-up's identify that sets the trait. Advice, not an error (as a schedule's
         // missing `reentry` is): one entry at the first set may be what is meant.
-        if !read.located.positions.by_path.contains_key("reentry") {
+        if condition.is_none() && !read.located.positions.by_path.contains_key("reentry") {
             said.push(problem(
                 "trigger.trait_changed",
                 format!(
                     "with no `where` and no `reentry`, a user enters this journey once ever (`reentry: never`, the default), at the first change of `{name}`: most often the sign-up's identify that first sets it (`event.from` missing). Write `reentry: after_exit` (or `reentry: {{after: 30d}}`) to enter at each change, a `where` on `event.from` and `event.to` for the changes meant, or `reentry: never` if once at the first change is meant"
                 ),
             ));
+        }
+        if let Some(why) = changed_outside_identifies(name) {
+            said.push(problem("trigger.trait_changed", why));
         }
     }
     if j.transactional && j.quiet_hours.is_some() {
@@ -2131,6 +2130,21 @@ fn template_sources<'a>(t: Template<'a>) -> Vec<(String, &'a str)> {
         .collect()
 }
 
+/// What changes the trait `name` outside identifies, which no `trait_changed` journey sees:
+/// only an identify's change enters. `None` for a trait only identifies (and journeys'
+/// `update` steps, which enter no one either, as the README says) change.
+fn changed_outside_identifies(name: &str) -> Option<String> {
+    match name {
+        "subscriptions" => Some(
+            "only an identify that states `subscriptions` enters this journey: the unsubscribe link, an SMS STOP reply and a journey's `update` change the user's choices too, and enter no one here".into(),
+        ),
+        "timezone" | "locale" => Some(format!(
+            "only an identify enters this journey, with `{name}` in its traits or in its device's `context.{name}`: the `context.{name}` a device sends with any other event (a track) changes the profile too, and enters no one here"
+        )),
+        _ => None,
+    }
+}
+
 /// Why a `trait_changed` trigger cannot watch the trait `name`, if it cannot: an empty name, a
 /// name the profile keeps for itself, the devices an identify registers (no trait holds them),
 /// or a name with a dot (one flat name, where `profile.address.city` reads inside `address`:
@@ -2144,7 +2158,7 @@ fn watched_trait_problem(name: &str) -> Option<String> {
     }
     if name.starts_with("subscriptions.") || name.starts_with("stated:") {
         return Some(format!(
-            "`{name}` is a name Waymark keeps for itself, never a trait an identify changes: watch `subscriptions`, the user's choices, whole"
+            "`{name}` is a name Waymark keeps for itself, never a trait an identify changes: watch `subscriptions` whole, which enters a user when an identify states her choices (the unsubscribe link and an SMS STOP reply change them outside identifies, and enter no one)"
         ));
     }
     if matches!(name, "push_tokens" | "devices") {
@@ -3176,6 +3190,42 @@ steps:
         ] {
             assert!(advice("j.yaml", &text(more)).is_empty(), "{more}");
         }
+    }
+
+    /// A trait_changed journey on `subscriptions`, `timezone` or `locale` is advised on what
+    /// enters no one (changes outside identifies); other traits, nothing to say.
+    #[test]
+    fn a_trait_changed_journey_on_a_trait_changed_outside_identifies_is_advised_on() {
+        let text = |name: &str| {
+            format!("id: j\nname: J\ntrigger:\n  trait_changed: {name}\nreentry: after_exit\nsteps:\n  - id: s\n    exit: true\n")
+        };
+        for (name, says) in [
+            ("subscriptions", "the unsubscribe link, an SMS STOP reply"),
+            (
+                "timezone",
+                "`context.timezone` a device sends with any other event",
+            ),
+            (
+                "locale",
+                "`context.locale` a device sends with any other event",
+            ),
+        ] {
+            parse("j.yaml", &text(name)).expect("valid");
+            let said = advice("j.yaml", &text(name));
+            assert_eq!(said.len(), 1, "{name}: {said:?}");
+            assert_eq!(said[0].path, "trigger.trait_changed");
+            assert!(said[0].message.contains(says), "{}", said[0].message);
+        }
+        assert!(advice("j.yaml", &text("plan")).is_empty());
+        // the name Waymark keeps for itself steers to `subscriptions`, saying what it misses
+        let kept = parse("j.yaml", &text("subscriptions.email")).expect_err("kept name");
+        assert!(
+            kept[0].message.contains(
+                "the unsubscribe link and an SMS STOP reply change them outside identifies"
+            ),
+            "{}",
+            kept[0].message
+        );
     }
 
     /// A branch's path that runs on into a step another of its paths goes to is advised on,
