@@ -983,15 +983,22 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
     } else {
         // The problems of reading first (in the file's order), then the journey's own.
         found.extend(problems.into_iter().map(|p| {
-            let (l, c) = match (p.template_at, p.template_line) {
-                (Some(at), _) => scalar_char_position(text, pos, &p.path, at)
-                    .unwrap_or_else(|| pos.find(&p.path)),
-                (None, Some(t)) => template_position(text, pos, &p.path, t),
-                (None, None) => pos.find(&p.path),
-            };
+            let (l, c) = problem_position(text, pos, &p);
             err(l, c, &p.path, p.message)
         }));
         Err(found)
+    }
+}
+
+/// Where in the file a journey's problem is: at its path, at the character or line of its text
+/// it names.
+fn problem_position(text: &str, pos: &Positions, p: &Problem) -> (usize, usize) {
+    match (p.template_at, p.template_line) {
+        (Some(at), _) => {
+            scalar_char_position(text, pos, &p.path, at).unwrap_or_else(|| pos.find(&p.path))
+        }
+        (None, Some(t)) => template_position(text, pos, &p.path, t),
+        (None, None) => pos.find(&p.path),
     }
 }
 
@@ -1583,7 +1590,8 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 }
 
 /// Advice on a valid journey file: what it says that its writer may not mean (see
-/// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour).
+/// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour;
+/// Segment's payload paths, [`segment_paths`]).
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
@@ -1618,8 +1626,19 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             "a transactional journey sends at any hour, so these quiet hours are not applied: remove `quiet_hours`, or `transactional: true` if its messages can wait for the morning",
         ));
     }
+    // `event.properties.amount` is most likely Segment's shape; an app may send such an object.
+    said.extend(segment_paths(j));
     said.into_iter()
-        .map(|p| read.located.error(&p.path, p.message))
+        .map(|p| {
+            let (line, column) = problem_position(text, &read.located.positions, &p);
+            FileError {
+                file: read.located.file.clone(),
+                line,
+                column,
+                path: p.path,
+                message: p.message,
+            }
+        })
         .collect()
 }
 
@@ -2003,7 +2022,6 @@ fn validate(j: &Journey) -> Vec<Problem> {
         }
     }
     validate_event_reads(j, &mut out);
-    validate_segment_paths(j, &mut out);
     validate_waits_against_exits(j, &mut out);
     validate_condition_templates(j, &mut out);
     if graph_broken {
@@ -2503,20 +2521,35 @@ fn root_field<'p>(path: &'p str, root: &str) -> Option<&'p str> {
 
 /// Where `source` (a condition, a `date` or a template, which `reads` the paths given) writes a
 /// path in Segment's payload shape, `event.properties.amount` or `profile.traits.plan`, which
-/// reads a property named `properties` (a trait named `traits`) and so finds nothing: Waymark's
-/// `event.*` are the event's properties, `profile.*` the user's traits. Its byte offset in
-/// `source` and what to write instead. A property that really has that name is read in
-/// brackets, `event['properties'].amount`, which this lets pass.
-pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, String)> {
+/// reads a property named `properties` (a trait named `traits`): Waymark's `event.*` are the
+/// event's properties, `profile.*` the user's traits, so it finds nothing unless the app does
+/// send such an object (a forwarded payload). Its byte offset in `source` (the first place it
+/// is written where `code` says an expression is read, not in a string or a template's text)
+/// and what to write instead. One read in brackets, `event['properties'].amount`, is taken as
+/// meant.
+pub(crate) fn segment_shape(
+    source: &str,
+    reads: &[String],
+    code: impl Fn(usize) -> bool,
+) -> Option<(usize, String)> {
     let word = |c: char| c.is_alphanumeric() || c == '_';
-    for (prefix, root, what, name) in [
+    for (prefix, root, what, name, kind, example) in [
         (
             "event.properties",
             "event",
             "the event's properties",
             "properties",
+            "property",
+            "amount",
         ),
-        ("profile.traits", "profile", "the user's traits", "traits"),
+        (
+            "profile.traits",
+            "profile",
+            "the user's traits",
+            "traits",
+            "trait",
+            "plan",
+        ),
     ] {
         let read = reads.iter().any(|p| {
             p.strip_prefix(prefix)
@@ -2528,7 +2561,7 @@ pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, St
         for (at, _) in source.match_indices(prefix) {
             let before = source[..at].chars().next_back();
             let after = source[at + prefix.len()..].chars().next();
-            if before.is_some_and(|c| word(c) || c == '.') || after.is_some_and(word) {
+            if before.is_some_and(|c| word(c) || c == '.') || after.is_some_and(word) || !code(at) {
                 continue;
             }
             let rest: String = source[at + prefix.len()..]
@@ -2537,16 +2570,15 @@ pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, St
                 .collect();
             let rest = rest.trim_end_matches('.');
             let written = format!("{prefix}{rest}");
-            let instead = format!("{root}{rest}");
-            let example = if rest.is_empty() {
-                format!("`{root}['{name}']`")
+            let instead = if rest.is_empty() {
+                format!("read a {kind} by its own path, `{root}.<name>` (`{root}.{example}`)")
             } else {
-                format!("`{root}['{name}']{rest}`")
+                format!("write `{root}{rest}`")
             };
             return Some((
                 at,
                 format!(
-                    "`{written}` is Segment's payload shape: here `{root}.*` are {what} themselves, so `{written}` reads one named `{name}` and finds nothing; write `{instead}` (one that really is named `{name}` is read as {example})"
+                    "`{written}` is Segment's payload shape, but here `{root}.*` are {what} themselves: it reads a {kind} named `{name}`, which is missing unless the app sends one; {instead} (a {kind} that really is named `{name}` is read as `{root}['{name}']{rest}`, which is not warned of)"
                 ),
             ));
         }
@@ -2554,9 +2586,30 @@ pub(crate) fn segment_shape(source: &str, reads: &[String]) -> Option<(usize, St
     None
 }
 
-/// Every condition and `wait_until` date of a journey that writes a path in Segment's payload
-/// shape ([`segment_shape`]), pointed at where it does.
-fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
+/// Whether byte `at` of a condition or a path is outside its quoted strings.
+fn outside_quotes(source: &str, at: usize) -> bool {
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in source.char_indices() {
+        if i >= at {
+            break;
+        }
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None => {}
+        }
+    }
+    quote.is_none()
+}
+
+/// Every condition, `wait_until` date and template of a journey that writes a path in
+/// Segment's payload shape ([`segment_shape`]), pointed at where it does: advice, since an app
+/// may send a `properties` object of its own.
+fn segment_paths(j: &Journey) -> Vec<Problem> {
     let mut conditions: Vec<(String, Option<&crate::condition::Condition>)> = Vec::new();
     match j.trigger.kind() {
         Some(
@@ -2580,6 +2633,7 @@ fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
         conditions.push(("goal.where".into(), g.condition.as_ref()));
     }
     let mut read: Vec<(String, &str, Vec<String>)> = Vec::new();
+    let mut templates: Vec<(String, &str)> = Vec::new();
     for (i, step) in j.steps.iter().enumerate() {
         match step.action() {
             Action::Branch(b) => {
@@ -2596,16 +2650,21 @@ fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
             Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => read.push((
                 format!("steps[{i}].wait_until.date"),
                 d.source(),
-                vec![d.source().to_string()],
+                vec![d.source().trim().to_string()],
             )),
             _ => {}
+        }
+        for (path, src) in step_templates(step) {
+            templates.push((format!("steps[{i}].{path}"), src));
         }
     }
     let conditions = conditions
         .into_iter()
         .filter_map(|(path, c)| c.map(|c| (path, c.source(), c.paths())));
+    let mut out = Vec::new();
     for (path, source, paths) in conditions.chain(read) {
-        if let Some((at, message)) = segment_shape(source, &paths) {
+        if let Some((at, message)) = segment_shape(source, &paths, |at| outside_quotes(source, at))
+        {
             out.push(Problem {
                 path,
                 message,
@@ -2614,6 +2673,17 @@ fn validate_segment_paths(j: &Journey, out: &mut Vec<Problem>) {
             });
         }
     }
+    for (path, source) in templates {
+        if let Some((at, message)) = template::segment_shape(source) {
+            out.push(Problem {
+                path,
+                message,
+                template_line: None,
+                template_at: Some(source[..at].chars().count()),
+            });
+        }
+    }
+    out
 }
 
 /// Where a journey that no event starts reads `event.*` in its messages, its branches, its
@@ -3849,14 +3919,17 @@ steps:
         );
     }
 
-    /// Segment's payload paths (`event.properties.amount`, `profile.traits.plan`) pass no
-    /// parser and would never match: refused where they are written, with Waymark's path.
+    /// Segment's payload paths (`event.properties.amount`, `profile.traits.plan`) pass every
+    /// parser and most likely never match: warned of where they are written, with Waymark's
+    /// path. An app may really send a `properties` object, so the file stays valid.
     #[test]
-    fn segments_payload_paths_are_refused_with_waymarks() {
+    fn segments_payload_paths_are_warned_of_with_waymarks() {
         let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event.properties.amount > 50\"}\nsteps:\n  - id: b\n    branch:\n      cases:\n        - {when: \"profile.traits.plan == 'pro'\", goto: s}\n  - id: w\n    wait_until: {date: event.properties.renews_at}\n  - id: s\n    send:\n      sms: {body: \"Hi {{ profile.traits.first_name }}\"}\n  - id: u\n    update: {set: {last: \"{{ event.properties }}\"}}\n";
-        let mut errors = parse("j.yaml", text).expect_err("Segment's paths");
-        errors.sort_by_key(|e| (e.line, e.column));
-        let found: Vec<(&str, usize, usize)> = errors
+        parse("j.yaml", text).expect("an app may send a `properties` object: valid");
+        let mut said = advice("j.yaml", text);
+        // (The branch's `else` running on into `s` is warned of too.)
+        said.retain(|e| e.path != "steps[1]");
+        let found: Vec<(&str, usize, usize)> = said
             .iter()
             .map(|e| (e.path.as_str(), e.line, e.column))
             .collect();
@@ -3869,28 +3942,52 @@ steps:
                 ("steps[2].send.sms.body", 13, 26),
                 ("steps[3].update.set.last", 15, 30),
             ],
-            "{errors:#?}"
+            "{said:#?}"
         );
-        for (e, instead) in errors.iter().zip([
+        for (e, instead) in said.iter().zip([
             "write `event.amount`",
             "write `profile.plan`",
             "write `event.renews_at`",
             "write `profile.first_name`",
-            "write `event` (",
+            "read a property by its own path, `event.<name>` (`event.amount`)",
         ]) {
             assert!(e.message.contains(instead), "{e}");
             assert!(e.message.contains("Segment's payload shape"), "{e}");
         }
         assert!(
-            errors[0].message.contains(
-                "one that really is named `properties` is read as `event['properties'].amount`"
+            said[0].message.contains(
+                "a property that really is named `properties` is read as `event['properties'].amount`"
             ),
             "{}",
-            errors[0]
+            said[0]
         );
         // A property really named `properties`, in brackets, and one that only starts so.
         let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event['properties'].amount > 50 and event.properties_v2 > 1\"}\nsteps:\n  - id: s\n    send:\n      sms: {body: \"Hi {{ event['properties'].name }} {{ profile.traitsx }}\"}\n";
         parse("j.yaml", text).expect("valid");
+        assert!(advice("j.yaml", text).is_empty());
+        // Pointed at the expression, not at the same words in text or in a string before it.
+        let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event.note != 'event.properties.x' and event.properties.amount > 5\"}\nsteps:\n  - id: s\n    send:\n      sms: {body: \"event.properties: {{ 'event.properties' }} {{ event.properties.total }}\"}\n  - id: w\n    wait_until: {date: event.properties}\n";
+        let mut said = advice("j.yaml", text);
+        said.sort_by_key(|e| (e.line, e.column));
+        let found: Vec<(&str, usize, usize)> = said
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("trigger.where", 3, 71),
+                ("steps[0].send.sms.body", 7, 66),
+                ("steps[1].wait_until.date", 9, 24),
+            ],
+            "{said:#?}"
+        );
+        assert!(!said[2].message.contains("write `event`"), "{}", said[2]);
+        // A journey no event starts is told that `event.*` is empty there, once.
+        let text = "id: j\nname: J\ntrigger: {inactive: {events: [app_opened], for: 7d, where: \"event.properties.plan == 'pro'\"}}\nsteps:\n  - id: s\n    send:\n      sms: {body: Hi}\n";
+        let errors = parse("j.yaml", text).expect_err("event.* is empty");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(!errors[0].message.contains("Segment"), "{}", errors[0]);
     }
 
     #[test]

@@ -250,11 +250,6 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             ),
         });
     }
-    // `event.properties.amount` (Segment's shape) reads a property named `properties`.
-    let read: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
-    if let Some((at, message)) = crate::dsl::segment_shape(source, &read) {
-        return Err(TemplateError::at(source, at, message));
-    }
     if let Some(first) = unknown.first() {
         let line = line_naming(source, first);
         let guess = crate::dsl::closest(first, offered.iter().copied())
@@ -270,6 +265,18 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         });
     }
     Ok(())
+}
+
+/// Where a template that compiles reads a path in Segment's payload shape
+/// (`event.properties.amount`, see [`crate::dsl::segment_shape`]) in one of its expressions (not
+/// in its text or a string): its byte offset, and what to say.
+pub(crate) fn segment_shape(source: &str) -> Option<(usize, String)> {
+    let tmpl = env().template_from_str(source).ok()?;
+    let read: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+    let (parts, _) = used::layout(source);
+    crate::dsl::segment_shape(source, &read, |at| {
+        used::part_at(&parts, at) == used::Part::Code
+    })
 }
 
 /// The first `date` call of `source` whose arguments written as string literals cannot work

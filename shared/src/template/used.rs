@@ -2,6 +2,8 @@
 //! read from its tags without running it: MiniJinja looks them up only at render time, so an
 //! unknown one would otherwise fail every send. Reads text only; knows no filter itself.
 
+use std::ops::Range;
+
 /// What a name after `|` (or `{% filter %}`) or after `is` / `is not` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -132,6 +134,111 @@ fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// What a stretch of a template's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Text printed as written, outside every tag.
+    Text,
+    /// A `{{ }}` or `{% %}` tag, delimiters included, outside its strings.
+    Code,
+    /// A string inside a tag, a `{# #}` comment, or what a `{% raw %}` block holds: nothing
+    /// in it is a tag, an expression or text another language would read.
+    Quoted,
+}
+
+/// A template's stretches of [`Part`] and its tags: see [`layout`].
+pub type Layout = (Vec<(Range<usize>, Part)>, Vec<Range<usize>>);
+
+/// The source cut into its stretches of [`Part`], in order, covering it whole (byte ranges),
+/// and the ranges of its tags (`{{` to `}}`, strings included; an unclosed one runs to the end).
+pub fn layout(source: &str) -> Layout {
+    let bytes = source.as_bytes();
+    let len = bytes.len();
+    let mut parts = Vec::new();
+    let mut tags = Vec::new();
+    let push = |parts: &mut Vec<(Range<usize>, Part)>, from: usize, to: usize, part| {
+        let to = to.min(len);
+        if from < to {
+            parts.push((from..to, part));
+        }
+    };
+    let mut text = 0;
+    let mut i = 0;
+    while i + 1 < len {
+        if bytes[i] != b'{' || !matches!(bytes[i + 1], b'#' | b'{' | b'%') {
+            i += 1;
+            continue;
+        }
+        push(&mut parts, text, i, Part::Text);
+        if bytes[i + 1] == b'#' {
+            let end = find(source, i + 2, "#}").map_or(len, |j| j + 2);
+            push(&mut parts, i, end, Part::Quoted);
+            i = end;
+            text = i;
+            continue;
+        }
+        let close = if bytes[i + 1] == b'{' { b"}}" } else { b"%}" };
+        let start = i;
+        let mut code = i;
+        let mut j = i + 2;
+        // Where the tag ends, and where its body does (before its close, if it has one).
+        let (end, body_end) = loop {
+            if j >= len {
+                break (len, len);
+            }
+            if bytes[j..].starts_with(close) {
+                break (j + 2, j);
+            }
+            let c = bytes[j];
+            if c == b'\'' || c == b'"' {
+                push(&mut parts, code, j, Part::Code);
+                let mut k = j + 1;
+                while k < len && bytes[k] != c {
+                    k += if bytes[k] == b'\\' { 2 } else { 1 };
+                }
+                let after = (k + 1).min(len);
+                push(&mut parts, j, after, Part::Quoted);
+                code = after;
+                j = after;
+                continue;
+            }
+            j += 1;
+        };
+        push(&mut parts, code, end, Part::Code);
+        tags.push(start..end);
+        i = end;
+        text = i;
+        // `{% raw %}` ... `{% endraw %}`: what it holds is printed as written, no tag.
+        if close == b"%}" && tag_body(&source[start + 2..body_end]) == "raw" {
+            let mut at = i;
+            let mut inner_end = len;
+            while let Some(open) = find(source, at, "{%") {
+                let Some(shut) = find(source, open + 2, "%}") else {
+                    break;
+                };
+                if tag_body(&source[open + 2..shut]) == "endraw" {
+                    inner_end = open;
+                    break;
+                }
+                at = open + 2;
+            }
+            push(&mut parts, i, inner_end, Part::Quoted);
+            i = inner_end;
+            text = i;
+        }
+    }
+    push(&mut parts, text, len, Part::Text);
+    (parts, tags)
+}
+
+/// The [`Part`] the byte at `at` is in (`Text` past the end).
+pub fn part_at(parts: &[(Range<usize>, Part)], at: usize) -> Part {
+    parts
+        .iter()
+        .find(|(r, _)| r.contains(&at))
+        .map_or(Part::Text, |(_, p)| *p)
 }
 
 /// Every filter and test named in `source`'s `{{ }}` and `{% %}` tags, in order (comments and
@@ -298,7 +405,51 @@ mod tests {
                 }
                 proptest::prop_assert!(used.line >= 1 && used.line <= source.lines().count().max(1));
             }
+            // Its layout covers it whole, in order, at character boundaries.
+            let (parts, tags) = layout(&source);
+            let mut at = 0;
+            for (range, _) in &parts {
+                proptest::prop_assert_eq!(range.start, at);
+                proptest::prop_assert!(source.get(range.clone()).is_some());
+                at = range.end;
+            }
+            proptest::prop_assert_eq!(at, source.len());
+            for tag in tags {
+                proptest::prop_assert!(source.get(tag).is_some());
+            }
         }
+    }
+
+    /// Text, tags and what nothing reads as a tag (strings, comments, raw blocks), by place.
+    #[test]
+    fn a_templates_layout_tells_text_from_tags_and_strings() {
+        let source = "Hi ${x} {{ 'a}}' ~ y }}{# {{ z }} #}{% raw %}{{#each}}{% endraw %}{{ w }";
+        let (parts, tags) = layout(source);
+        let shown: Vec<(&str, Part)> = parts
+            .iter()
+            .map(|(r, p)| (&source[r.clone()], *p))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("Hi ${x} ", Part::Text),
+                ("{{ ", Part::Code),
+                ("'a}}'", Part::Quoted),
+                (" ~ y }}", Part::Code),
+                ("{# {{ z }} #}", Part::Quoted),
+                ("{% raw %}", Part::Code),
+                ("{{#each}}", Part::Quoted),
+                ("{% endraw %}", Part::Code),
+                ("{{ w }", Part::Code),
+            ]
+        );
+        let tags: Vec<&str> = tags.into_iter().map(|r| &source[r]).collect();
+        assert_eq!(
+            tags,
+            ["{{ 'a}}' ~ y }}", "{% raw %}", "{% endraw %}", "{{ w }"]
+        );
+        assert_eq!(part_at(&parts, 3), Part::Text);
+        assert_eq!(part_at(&parts, 13), Part::Quoted);
     }
 
     #[test]
