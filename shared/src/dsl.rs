@@ -528,40 +528,70 @@ fn share_advice(path: &str, message: &str) -> Option<String> {
         .strip_prefix("invalid type: ")?
         .rsplit_once(", expected u")?
         .0;
-    let (shown, number) = if let Some(n) = given.strip_prefix("floating point `") {
+    let (shown, number, percent_sign) = if let Some(n) = given.strip_prefix("floating point `") {
         let n = n.trim_end_matches('`');
         (
             format!("`{n}` is not a whole number"),
             n.parse::<f64>().ok()?,
+            false,
         )
     } else {
         let text = given.strip_prefix("string ")?;
         let bare = text.trim_matches('"').trim();
-        let n = bare
-            .strip_suffix('%')
-            .unwrap_or(bare)
-            .trim()
-            .parse::<f64>()
-            .ok()?;
-        (format!("{text} is text, not a number"), n)
+        let percent = bare.strip_suffix('%');
+        let n = percent.unwrap_or(bare).trim().parse::<f64>().ok()?;
+        (
+            format!("{text} is text, not a number"),
+            n,
+            percent.is_some(),
+        )
     };
-    // A fraction of one is a share of the users: `0.1` is 10%.
-    let whole = if number > 0.0 && number < 1.0 {
-        (number * 100.0).round()
-    } else {
-        number.floor()
-    };
-    if !(0.0..=100.0).contains(&whole) {
+    if !(0.0..=100.0).contains(&number) {
         return None;
     }
-    let as_percent = if number > 0.0 && number < 1.0 {
-        format!(" (`{number}` is {whole}%)")
-    } else {
-        String::new()
+    // A number below one written bare may be a fraction of one (`0.1` for 10%); one written
+    // with `%` is a percentage as it stands (`0.5%` is half of one percent, never 50).
+    let fraction = !percent_sign && number > 0.0 && number < 1.0;
+    let scaled = (number * 100.0 * 1e6).round() / 1e6;
+    let advice = match key {
+        "holdout" if number > 0.0 && number < 1.0 => {
+            let least = "`holdout: 1`, the least above none (a holdout is whole percents)";
+            if fraction && scaled >= 1.0 {
+                format!(
+                    "write `holdout: {}` if `{number}` is a fraction of the users ({scaled}%), or {least} if it is {number}%",
+                    scaled.round()
+                )
+            } else if fraction {
+                format!(
+                    "write {least}: `{number}` is {scaled}% as a fraction of the users, and {number}% as a percentage; or `holdout: 0` for none"
+                )
+            } else {
+                format!("write {least}, or `holdout: 0` for none")
+            }
+        }
+        "holdout" => format!("write `holdout: {}`", number.floor()),
+        _ => {
+            let whole = if fraction {
+                scaled.round()
+            } else {
+                number.floor()
+            };
+            let as_percent = if fraction {
+                format!(" (`{number}` is {scaled}%)")
+            } else {
+                String::new()
+            };
+            if whole >= 1.0 || number == 0.0 {
+                format!("write `weight: {whole}`{as_percent}")
+            } else {
+                // Never 0 for a share that was meant to be taken: a weight of 0 never is.
+                format!(
+                    "write `weight: 1`{as_percent}, and the other paths' weights that many times larger as their shares are"
+                )
+            }
+        }
     };
-    Some(format!(
-        "{shown}: {what}: write `{key}: {whole}`{as_percent}"
-    ))
+    Some(format!("{shown}: {what}: {advice}"))
 }
 
 /// Turns serde's messages into advice a journey author can act on.
@@ -3713,8 +3743,15 @@ steps:
             )
         };
         for (holdout, weight, path, needle) in [
-            ("0.1", "1", "steps[0].split.holdout", "`0.1` is not a whole number: `holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100: write `holdout: 10` (`0.1` is 10%)"),
-            ("10%", "1", "steps[0].split.holdout", "\"10%\" is text, not a number: `holdout` is the percentage"),
+            // Below one and bare: a fraction of the users, or a percentage; both are named.
+            ("0.1", "1", "steps[0].split.holdout", "`0.1` is not a whole number: `holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100: write `holdout: 10` if `0.1` is a fraction of the users (10%), or `holdout: 1`, the least above none (a holdout is whole percents) if it is 0.1%"),
+            ("0.004", "1", "steps[0].split.holdout", "write `holdout: 1`, the least above none (a holdout is whole percents): `0.004` is 0.4% as a fraction of the users, and 0.004% as a percentage; or `holdout: 0` for none"),
+            ("10%", "1", "steps[0].split.holdout", "\"10%\" is text, not a number: `holdout` is the percentage of the users who reach the split that get none of its paths, a whole number from 0 to 100: write `holdout: 10`"),
+            // Written with `%`, a percentage as it stands: never 100 times it.
+            ("0.5%", "1", "steps[0].split.holdout", "write `holdout: 1`, the least above none (a holdout is whole percents), or `holdout: 0` for none"),
+            // A weight is never advised 0, the path never taken.
+            ("10", "0.004", "steps[0].split.paths[0].weight", "write `weight: 1` (`0.004` is 0.4%), and the other paths' weights"),
+            ("10", "0.5%", "steps[0].split.paths[0].weight", "write `weight: 1`, and the other paths' weights"),
             ("10", "0.5", "steps[0].split.paths[0].weight", "`0.5` is not a whole number: a path's `weight` is its share against the other paths' weights, a whole number (`50` and `50`, or `1` and `1`, split evenly; a path of weight 0 is never taken): write `weight: 50` (`0.5` is 50%)"),
             ("10", "50%", "steps[0].split.paths[0].weight", "write `weight: 50`"),
         ] {
@@ -3722,6 +3759,8 @@ steps:
             assert_eq!(e.path, path, "{e}");
             assert!(e.message.contains(needle), "{holdout} {weight}: {e}");
             assert!(!e.message.contains("like `"), "{e}");
+            assert!(!e.message.contains("holdout: 50"), "{e}");
+            assert!(!e.message.contains("weight: 0"), "{e}");
         }
     }
 
