@@ -193,8 +193,9 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         });
     }
     let tmpl = env().template_from_str(source).map_err(|e| {
-        // Another language's habit (`| default: "there"`, `{% assign %}`) is said as such.
-        match habits::first(source) {
+        // Another language's habit (`| default: "there"`, `{% assign %}`) is said as such,
+        // where it is what MiniJinja could not read.
+        match habits::at_error(source, e.range(), e.line()) {
             Some((at, message)) => TemplateError::at(source, at, message),
             None => from_minijinja(e),
         }
@@ -722,6 +723,31 @@ mod tests {
         // A template that compiles is never refused for looking like one.
         assert!(
             check("Save {{ '$' }}{ 5 | 6 }: {{ profile.first_name | default('there') }}").is_ok()
+        );
+    }
+
+    /// A habit elsewhere in a template, in a string or in a raw block never hides what
+    /// MiniJinja could not read: its own error is told.
+    #[test]
+    fn a_habit_away_from_the_error_leaves_minijinjas_own() {
+        for source in [
+            "{\"text\": \"Deploy {{ '${env}' }}\", \"user\": \"{{ profile.name }\"}",
+            "{% raw %}{{#each items}}{% endraw %} {{ profile.name }",
+            "Hi ${first_name}, {{ profile.name }",
+            "{{ profile.name }\n{{#if profile.vip}}VIP{{/if}}",
+        ] {
+            let e = check(source).expect_err(source);
+            let own = from_minijinja(env().template_from_str(source).expect_err(source));
+            assert_eq!(e.message, own.message, "{source}");
+            assert!(e.message.starts_with("template error: "), "{}", e.message);
+        }
+        // The habit the error is in is still told, also on a line of its own.
+        let e = check("Hi {{ name }}\n{{#each event.items}}{{ this }}{{/each}}").expect_err("each");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.contains("`{% for item in event.items %}`"),
+            "{}",
+            e.message
         );
     }
 

@@ -3,6 +3,10 @@
 //! JavaScript's `${…}`. Reads text only, and is asked only about a template that does not
 //! compile or names a filter MiniJinja lacks: it never refuses one that works.
 
+use std::ops::Range;
+
+use super::used;
+
 /// Liquid's filters (and Shopify's, as Segment's and Braze's users write them) that MiniJinja
 /// has under another name, or does with an operator.
 const FILTERS: &[(&str, &str)] = &[
@@ -26,10 +30,12 @@ pub fn filter(name: &str) -> Option<String> {
     Some(format!("`{name}` is Liquid's: here it is {instead}"))
 }
 
-/// The first habit of another template language in `source` (by its byte offset), with what
-/// to write instead; `None` when there is none, and MiniJinja's own error says the rest.
-pub fn first(source: &str) -> Option<(usize, String)> {
-    [
+/// Every habit of another template language in `source` that is read as code or text (not in
+/// a string, a comment or a `{% raw %}` block), by its byte offset, in order, with what to
+/// write instead.
+pub fn all(source: &str) -> Vec<(usize, String)> {
+    let (parts, _) = used::layout(source);
+    let mut found: Vec<(usize, String)> = [
         handlebars(source),
         javascript(source),
         liquid_tag(source),
@@ -37,7 +43,39 @@ pub fn first(source: &str) -> Option<(usize, String)> {
     ]
     .into_iter()
     .flatten()
-    .min_by_key(|(at, _)| *at)
+    .filter(|(at, _)| used::part_at(&parts, *at) != used::Part::Quoted)
+    .collect();
+    found.sort_by_key(|(at, _)| *at);
+    found
+}
+
+/// The habit of another template language that is what MiniJinja failed to read (its error is
+/// at `error`, bytes of `source`, or else on line `line`): one at its very place, or before it in
+/// the tag it is in; `None` when there is none there, and MiniJinja's own error says what is
+/// wrong. A habit elsewhere in a template that fails for another reason (a missing `}`) would
+/// hide the real error.
+pub fn at_error(
+    source: &str,
+    error: Option<Range<usize>>,
+    line: Option<usize>,
+) -> Option<(usize, String)> {
+    let (_, tags) = used::layout(source);
+    let line_of = |at: usize| source[..at].matches('\n').count() + 1;
+    all(source).into_iter().find(|(at, _)| match &error {
+        Some(e) => {
+            let e = e.start;
+            // At the error or before it in its tag: MiniJinja stops at the first thing it
+            // cannot read, and a habit after that is no part of it.
+            *at == e
+                || *at < e
+                    && tags.iter().any(|t| {
+                        let holds =
+                            |x: usize| t.contains(&x) || (x == t.end && t.end == source.len());
+                        holds(e) && t.contains(at)
+                    })
+        }
+        None => line.is_some_and(|l| line_of(*at) == l),
+    })
 }
 
 fn word(c: char) -> bool {
@@ -51,7 +89,8 @@ fn identifier(text: &str) -> &str {
 }
 
 /// `{{#if x}}`, `{{#each items}}`, `{{/if}}`, `{{else}}`: Handlebars' blocks.
-fn handlebars(source: &str) -> Option<(usize, String)> {
+fn handlebars(source: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     for (at, _) in source.match_indices("{{") {
         let inner = source[at + 2..].trim_start_matches(['~', ' ']);
         let close = inner.find("}}").unwrap_or(inner.len());
@@ -77,38 +116,43 @@ fn handlebars(source: &str) -> Option<(usize, String)> {
         } else {
             continue;
         };
-        return Some((
+        out.push((
             at,
             format!("`{written}` is Handlebars: blocks here are tags in `{{% %}}`, {advice}"),
         ));
     }
-    None
+    out
 }
 
 /// `${first_name}`: a JavaScript template literal's placeholder.
-fn javascript(source: &str) -> Option<(usize, String)> {
+fn javascript(source: &str) -> Vec<(usize, String)> {
     // A price before a value (`${{ event.total }}`) is no placeholder: a name or a path only.
-    let (at, name) = source.match_indices("${").find_map(|(at, _)| {
-        let inner = &source[at + 2..];
-        let name = inner[..inner.find('}')?].trim();
-        let path = !name.is_empty() && name.chars().all(|c| word(c) || c == '.');
-        path.then_some((at, name))
-    })?;
+    source
+        .match_indices("${")
+        .filter_map(|(at, _)| {
+            let inner = &source[at + 2..];
+            let name = inner[..inner.find('}')?].trim();
+            let path = !name.is_empty() && name.chars().all(|c| word(c) || c == '.');
+            path.then(|| (at, placeholder(name)))
+        })
+        .collect()
+}
+
+/// What to say of `${name}`, JavaScript's placeholder.
+fn placeholder(name: &str) -> String {
     let path = if name.starts_with("profile.") || name.starts_with("event.") {
         name.to_string()
     } else {
         format!("profile.{name}")
     };
-    Some((
-        at,
-        format!(
-            "`${{{name}}}` is JavaScript's: a value is written `{{{{ {path} }}}}` (a trait is `profile.*`, the event's property `event.*`)"
-        ),
-    ))
+    format!(
+        "`${{{name}}}` is JavaScript's: a value is written `{{{{ {path} }}}}` (a trait is `profile.*`, the event's property `event.*`)"
+    )
 }
 
 /// `{% assign x = 1 %}`, `{% capture %}`, `{% unless %}`, `{% case %}`: Liquid's tags.
-fn liquid_tag(source: &str) -> Option<(usize, String)> {
+fn liquid_tag(source: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     for (at, _) in source.match_indices("{%") {
         let inner = source[at + 2..].trim_start_matches(['-', ' ']);
         let close = inner.find("%}").unwrap_or(inner.len());
@@ -127,14 +171,15 @@ fn liquid_tag(source: &str) -> Option<(usize, String)> {
             "when" => "write `{% elif … == 'b' %}`, after an `{% if %}`".to_string(),
             _ => continue,
         };
-        return Some((at, format!("`{{% {body} %}}` is Liquid's: {advice}")));
+        out.push((at, format!("`{{% {body} %}}` is Liquid's: {advice}")));
     }
-    None
+    out
 }
 
 /// `| default: "there"`, `| date: "%b"`: a filter given its argument after a colon, as Liquid
 /// does, inside a `{{ }}` or a `{% %}`.
-fn liquid_argument(source: &str) -> Option<(usize, String)> {
+fn liquid_argument(source: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     for open in ["{{", "{%"] {
         let shut = if open == "{{" { "}}" } else { "%}" };
         for (start, _) in source.match_indices(open) {
@@ -157,7 +202,7 @@ fn liquid_argument(source: &str) -> Option<(usize, String)> {
                     .trim()
                     .trim_end_matches('-')
                     .trim();
-                return Some((
+                out.push((
                     from + bar,
                     format!(
                         "`| {name}: {argument}` gives a filter its argument as Liquid does: write `| {name}({argument})`"
@@ -166,7 +211,7 @@ fn liquid_argument(source: &str) -> Option<(usize, String)> {
             }
         }
     }
-    None
+    out
 }
 
 #[cfg(test)]
@@ -208,7 +253,10 @@ mod tests {
                 "write `{% if not (event.paid) %}`",
             ),
         ] {
-            let (found, message) = first(source).unwrap_or_else(|| panic!("{source}"));
+            let (found, message) = all(source)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("{source}"));
             assert_eq!(found, at, "{source}: {message}");
             assert!(message.contains(says), "{source}: {message}");
         }
@@ -220,7 +268,7 @@ mod tests {
             "Price: 5 | 6 {{ a }}",
             "Only ${{ event.total }",
         ] {
-            assert_eq!(first(source), None, "{source}");
+            assert_eq!(all(source), [], "{source}");
         }
         assert_eq!(
             filter("size").as_deref(),
