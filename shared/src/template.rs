@@ -720,6 +720,22 @@ mod tests {
             "{}",
             e.message
         );
+        // Liquid's `| plus: 5` is advised in a form that compiles, not `| plus(5)`.
+        for (liquid, advised) in [
+            ("{{ event.total | plus: 5 }}", "{{ event.total + 5 }}"),
+            (
+                "{{ profile.first_name | append: '!' }}",
+                "{{ profile.first_name ~ '!' }}",
+            ),
+        ] {
+            let e = check(liquid).expect_err(liquid);
+            assert!(
+                e.message.contains(&format!("write `{advised}`")),
+                "{}",
+                e.message
+            );
+            assert!(check(advised).is_ok(), "{advised}");
+        }
         // A template that compiles is never refused for looking like one.
         assert!(
             check("Save {{ '$' }}{ 5 | 6 }: {{ profile.first_name | default('there') }}").is_ok()

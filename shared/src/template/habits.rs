@@ -202,16 +202,68 @@ fn liquid_argument(source: &str) -> Vec<(usize, String)> {
                     .trim()
                     .trim_end_matches('-')
                     .trim();
+                let written = format!("`| {name}: {argument}`");
+                let lhs = tag[..bar].trim().trim_start_matches(['-', '+']).trim();
                 out.push((
                     from + bar,
-                    format!(
-                        "`| {name}: {argument}` gives a filter its argument as Liquid does: write `| {name}({argument})`"
-                    ),
+                    argument_advice(&written, open, lhs, name, argument),
                 ));
             }
         }
     }
     out
+}
+
+/// What to write for `written`, Liquid's `| name: argument` after `lhs` in a tag opened by
+/// `open`: MiniJinja's call of the filter when it has one, the operator Liquid's arithmetic and
+/// joining filters are (`| plus: 5` is `+ 5`), else that it has no such filter.
+fn argument_advice(written: &str, open: &str, lhs: &str, name: &str, argument: &str) -> String {
+    let operator = match name {
+        "plus" => Some("+"),
+        "minus" => Some("-"),
+        "times" => Some("*"),
+        "divided_by" => Some("/"),
+        "append" | "prepend" => Some("~"),
+        _ => None,
+    };
+    if let Some(op) = operator {
+        let expression = if open != "{{" || lhs.is_empty() {
+            None
+        } else if name == "prepend" {
+            Some(format!("{argument} ~ {lhs}"))
+        } else {
+            Some(format!("{lhs} {op} {argument}"))
+        };
+        let whole = if name == "divided_by" {
+            " (`//` keeps a whole number, as Liquid's does for two whole numbers)"
+        } else {
+            ""
+        };
+        return match expression {
+            Some(e) => format!(
+                "{written} is Liquid's filter: MiniJinja writes it with `{op}`: write `{{{{ {e} }}}}`{whole}"
+            ),
+            None => {
+                let (_, instead) = FILTERS.iter().find(|(n, _)| *n == name).copied().unwrap_or_default();
+                format!("{written} is Liquid's filter: MiniJinja writes it with {instead}{whole}")
+            }
+        };
+    }
+    if super::calls::FILTERS.iter().any(|f| f.name == name) {
+        return format!(
+            "{written} gives a filter its argument as Liquid does: write `| {name}({argument})`"
+        );
+    }
+    if let Some((_, instead)) = FILTERS.iter().find(|(n, _)| *n == name) {
+        return format!("{written} is Liquid's: here it is {instead}");
+    }
+    let guess = crate::dsl::closest(name, super::calls::FILTERS.iter().map(|f| f.name))
+        .map(|n| format!(": did you mean `{n}` (`| {n}(…)`)?"))
+        .unwrap_or_else(|| {
+            ": its filters are listed at https://docs.rs/minijinja/latest/minijinja/filters/"
+                .to_string()
+        });
+    format!("{written} gives a filter its argument as Liquid does, and MiniJinja has no filter `{name}`{guess}")
 }
 
 #[cfg(test)]
@@ -247,6 +299,24 @@ mod tests {
                 "`{{#if profile.vip}}` is Handlebars: blocks here are tags in `{% %}`, write `{% if profile.vip %}` … `{% endif %}`",
             ),
             ("x {{/each}}", 2, "write `{% endfor %}`"),
+            // Liquid's arithmetic and joining filters are MiniJinja's operators, in full.
+            (
+                "{{ event.total | plus: 5 }}",
+                15,
+                "`| plus: 5` is Liquid's filter: MiniJinja writes it with `+`: write `{{ event.total + 5 }}`",
+            ),
+            ("{{ event.total | minus: 5 }}", 15, "write `{{ event.total - 5 }}`"),
+            ("{{ event.total | times: 2 }}", 15, "write `{{ event.total * 2 }}`"),
+            ("{{ event.total | divided_by: 2 }}", 15, "write `{{ event.total / 2 }}` (`//` keeps"),
+            ("{{ profile.first_name | append: '!' }}", 22, "write `{{ profile.first_name ~ '!' }}`"),
+            ("{{ profile.first_name | prepend: 'Hi ' }}", 22, "write `{{ 'Hi ' ~ profile.first_name }}`"),
+            ("{% set n = event.total | plus: 5 %}", 23, "MiniJinja writes it with `+` (`{{ event.total + 5 }}`)"),
+            // A filter MiniJinja lacks is not advised as a call it cannot make.
+            (
+                "{{ event.note | truncatewords: 5 }}",
+                14,
+                "MiniJinja has no filter `truncatewords`",
+            ),
             (
                 "{% unless event.paid %}pay{% endunless %}",
                 0,
@@ -261,6 +331,14 @@ mod tests {
             assert!(message.contains(says), "{source}: {message}");
         }
         // MiniJinja's own forms are no habit.
+        for (source, wrong) in [
+            ("{{ event.total | plus: 5 }}", "plus("),
+            ("{{ event.note | truncatewords: 5 }}", "truncatewords("),
+        ] {
+            for (_, message) in all(source) {
+                assert!(!message.contains(wrong), "{source}: {message}");
+            }
+        }
         for source in [
             "{{ name | default('there') }}",
             "{% set x = 1 %}{{ x }}",
