@@ -502,11 +502,9 @@ fn meant_by(field: &str) -> &'static [&'static str] {
         "message" | "channel" | "action" => &["send"],
         "set_traits" | "traits" | "set_attributes" => &["update"],
         "conversion" | "conversion_event" | "conversions" | "converts_on" => &["goal"],
-        "ignore_quiet_hours"
-        | "ignore_frequency_capping"
+        "ignore_frequency_capping"
         | "ignore_frequency_caps"
         | "ignore_caps"
-        | "bypass_quiet_hours"
         | "bypass_frequency_capping" => &["transactional"],
         _ => &[],
     }
@@ -600,6 +598,16 @@ fn explain(message: &str) -> String {
         if let Some((field, expected)) = rest.split_once("`, expected ") {
             // serde writes "one of `a`, `b`" for several names and "`a` or `b`" for two.
             let names = expected.split('`').skip(1).step_by(2);
+            let expected_list = expected.strip_prefix("one of ").unwrap_or(expected);
+            // Quiet hours are a journey's own choice: none apply where it sets none.
+            if matches!(
+                field.to_ascii_lowercase().as_str(),
+                "ignore_quiet_hours" | "bypass_quiet_hours" | "skip_quiet_hours"
+            ) {
+                return format!(
+                    "unknown field `{field}`: quiet hours apply only to a journey that sets `quiet_hours`: leave `quiet_hours` out and its messages go at any hour (a journey of receipts or password resets may be `transactional: true`, which also ignores the frequency caps and lets its emails that say `marketing: false` reach users who unsubscribed from email); write one of {expected_list}"
+                );
+            }
             let guess = closest(field, names.clone())
                 .or_else(|| {
                     meant_by(field)
@@ -609,12 +617,11 @@ fn explain(message: &str) -> String {
                 })
                 .map(|n| match n {
                     // Quiet hours and caps are let go together, for a journey's receipts.
-                    "transactional" => "did you mean `transactional: true` (its messages ignore quiet hours and frequency caps)? ".to_string(),
+                    "transactional" => "did you mean `transactional: true`, for a journey of receipts or password resets? It ignores the frequency caps, and also quiet hours, and lets its emails that say `marketing: false` reach users who unsubscribed from email; a marketing journey keeps the caps. ".to_string(),
                     n => format!("did you mean `{n}`? "),
                 })
                 .unwrap_or_default();
-            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
-            return format!("unknown field `{field}`: {guess}write one of {expected}");
+            return format!("unknown field `{field}`: {guess}write one of {expected_list}");
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
@@ -4180,12 +4187,12 @@ steps:
             (
                 CART.replace("name: Cart\n", "name: Cart\nignore_quiet_hours: true\n"),
                 3,
-                "unknown field `ignore_quiet_hours`: did you mean `transactional: true` (its messages ignore quiet hours and frequency caps)?",
+                "unknown field `ignore_quiet_hours`: quiet hours apply only to a journey that sets `quiet_hours`: leave `quiet_hours` out and its messages go at any hour (a journey of receipts or password resets may be `transactional: true`, which also ignores the frequency caps and lets its emails that say `marketing: false` reach users who unsubscribed from email)",
             ),
             (
                 CART.replace("name: Cart\n", "name: Cart\nignore_frequency_capping: true\n"),
                 3,
-                "did you mean `transactional: true`",
+                "did you mean `transactional: true`, for a journey of receipts or password resets? It ignores the frequency caps, and also quiet hours, and lets its emails that say `marketing: false` reach users who unsubscribed from email",
             ),
             (
                 CART.replace("name: Cart\n", "name: \"Cart \"abandoned\" reminders\"\n"),
