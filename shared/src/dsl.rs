@@ -132,7 +132,9 @@ fn to_json(
 }
 
 /// A map whose key is a map: `body: {{ profile.first_name }}`, a template left unquoted, which
-/// YAML reads as a map in a map. What to write: the value in quotes.
+/// YAML reads as a map in a map. What to write: the value in quotes, in single quotes when the
+/// template holds a double one (`default("there")`), or, when YAML cut it apart (at a comma) so
+/// that it cannot be told again, the whole template as written.
 fn unquoted_template(path: &str, inner: &saphyr::AnnotatedMapping<'_, MarkedYaml<'_>>) -> String {
     let words: Option<Vec<String>> = inner
         .iter()
@@ -143,19 +145,25 @@ fn unquoted_template(path: &str, inner: &saphyr::AnnotatedMapping<'_, MarkedYaml
             _ => None,
         })
         .collect();
-    let template = match words.as_deref() {
-        Some([one]) => format!("{{{{ {one} }}}}"),
-        _ => "{{ profile.first_name }}".to_string(),
+    let said = "YAML reads a value that starts with `{` as a map, and a template's `{{ }}` as a map in a map";
+    let Some([one]) = words.as_deref() else {
+        return format!(
+            "{said}: put the whole template, as written, in quotes (`\"…\"`, or `'…'` when it holds a `\"`)"
+        );
+    };
+    let template = format!("{{{{ {one} }}}}");
+    let quoted = if template.contains('"') {
+        format!("'{}'", template.replace('\'', "''"))
+    } else {
+        format!("\"{template}\"")
     };
     let key = path.rsplit('.').next().unwrap_or(path);
     let written = if key.is_empty() || key.ends_with(']') {
-        format!("\"{template}\"")
+        quoted
     } else {
-        format!("{key}: \"{template}\"")
+        format!("{key}: {quoted}")
     };
-    format!(
-        "YAML reads a value that starts with `{{` as a map, and a template's `{{{{ }}}}` as a map in a map: put the template in quotes, `{written}`"
-    )
+    format!("{said}: put the template in quotes, `{written}`")
 }
 
 fn scalar(s: &Scalar<'_>) -> serde_json::Value {
@@ -3872,6 +3880,29 @@ steps:
             "{}",
             e.message
         );
+        // A `"` in it: single quotes, which the advice, pasted in, parses with.
+        let unquoted = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms:\n        body: {{ profile.first_name | default(\"there\") }}\n";
+        let e = first_error(unquoted);
+        let advised = "body: '{{ profile.first_name | default(\"there\") }}'";
+        assert!(
+            e.message
+                .ends_with(&format!("put the template in quotes, `{advised}`")),
+            "{}",
+            e.message
+        );
+        let fixed = unquoted.replace(
+            "body: {{ profile.first_name | default(\"there\") }}",
+            advised,
+        );
+        parse("j.yaml", &fixed).expect("the advice is valid");
+        // Cut apart at a comma, it cannot be told again: no other template stands for it.
+        let e = first_error("id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms:\n        body: {{ event.total | round(2, 1) }}\n");
+        assert!(
+            e.message.ends_with("put the whole template, as written, in quotes (`\"…\"`, or `'…'` when it holds a `\"`)"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("profile.first_name"), "{}", e.message);
     }
 
     #[test]
