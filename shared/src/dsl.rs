@@ -1636,7 +1636,8 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 
 /// Advice on a valid journey file: what it says that its writer may not mean (see
 /// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour;
-/// Segment's payload paths, [`segment_paths`]).
+/// Segment's payload paths, [`segment_paths`]; JavaScript's `${first_name}` in a template's
+/// text, [`placeholders_in_text`]).
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
@@ -1673,6 +1674,7 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     }
     // `event.properties.amount` is most likely Segment's shape; an app may send such an object.
     said.extend(segment_paths(j));
+    said.extend(placeholders_in_text(j));
     said.into_iter()
         .map(|p| {
             let (line, column) = problem_position(text, &read.located.positions, &p);
@@ -2649,6 +2651,25 @@ fn outside_quotes(source: &str, at: usize) -> bool {
         }
     }
     quote.is_none()
+}
+
+/// Every template of a journey whose text holds JavaScript's `${first_name}`, which is sent as
+/// written: advice, at the placeholder, since a text may mean a `$` and braces.
+fn placeholders_in_text(j: &Journey) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (i, step) in j.steps.iter().enumerate() {
+        for (path, source) in step_templates(step) {
+            if let Some((at, message)) = template::placeholder_in_text(source) {
+                out.push(Problem {
+                    path: format!("steps[{i}].{path}"),
+                    message,
+                    template_line: None,
+                    template_at: Some(source[..at].chars().count()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Every condition, `wait_until` date and template of a journey that writes a path in
@@ -3993,6 +4014,24 @@ steps:
                 .iter()
                 .any(|e| e.message.contains("`before` moves a `date`")),
             "{errors:#?}"
+        );
+    }
+
+    /// `Hi ${first_name}` compiles and would be sent as written: warned of, at the placeholder;
+    /// a price before a value, a string in a tag and a raw block are not.
+    #[test]
+    fn a_javascript_placeholder_in_a_templates_text_is_warned_of() {
+        let text = "id: j\nname: J\ntrigger: {event: paid}\nsteps:\n  - id: s\n    send:\n      sms: {body: \"Hi ${first_name}, ${{ event.total }} {{ '${x}' }}\"}\n  - id: u\n    update: {set: {note: \"{% raw %}${y}{% endraw %}\"}}\n";
+        parse("j.yaml", text).expect("valid");
+        let said = advice("j.yaml", text);
+        let found: Vec<(&str, usize, usize)> = said
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(found, [("steps[0].send.sms.body", 7, 23)], "{said:#?}");
+        assert_eq!(
+            said[0].message,
+            "`${first_name}` is JavaScript's, sent here as it is written: a value is written `{{ profile.first_name }}` (a trait is `profile.*`, the event's property `event.*`)"
         );
     }
 

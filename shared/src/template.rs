@@ -268,6 +268,12 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     Ok(())
 }
 
+/// Where a template's text holds JavaScript's `${first_name}`, which compiles and is sent as
+/// written: its byte offset, and what to say.
+pub(crate) fn placeholder_in_text(source: &str) -> Option<(usize, String)> {
+    habits::placeholder_in_text(source)
+}
+
 /// Where a template that compiles reads a path in Segment's payload shape
 /// (`event.properties.amount`, see [`crate::dsl::segment_shape`]) in one of its expressions (not
 /// in its text or a string): its byte offset, and what to say.

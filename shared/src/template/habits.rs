@@ -126,27 +126,45 @@ fn handlebars(source: &str) -> Vec<(usize, String)> {
 
 /// `${first_name}`: a JavaScript template literal's placeholder.
 fn javascript(source: &str) -> Vec<(usize, String)> {
-    // A price before a value (`${{ event.total }}`) is no placeholder: a name or a path only.
+    placeholders(source)
+        .into_iter()
+        .map(|(at, name)| (at, placeholder(name, "")))
+        .collect()
+}
+
+/// Every `${name}` of `source` with its byte offset. A price before a value (`${{ event.total
+/// }}`) is no placeholder: a name or a path only.
+fn placeholders(source: &str) -> Vec<(usize, &str)> {
     source
         .match_indices("${")
         .filter_map(|(at, _)| {
             let inner = &source[at + 2..];
             let name = inner[..inner.find('}')?].trim();
             let path = !name.is_empty() && name.chars().all(|c| word(c) || c == '.');
-            path.then(|| (at, placeholder(name)))
+            path.then_some((at, name))
         })
         .collect()
 }
 
-/// What to say of `${name}`, JavaScript's placeholder.
-fn placeholder(name: &str) -> String {
+/// The first `${name}` in `source`'s text (outside its tags, comments and raw blocks), which
+/// compiles and is sent as written: its byte offset, and what to say.
+pub fn placeholder_in_text(source: &str) -> Option<(usize, String)> {
+    let (parts, _) = used::layout(source);
+    let (at, name) = placeholders(source)
+        .into_iter()
+        .find(|(at, _)| used::part_at(&parts, *at) == used::Part::Text)?;
+    Some((at, placeholder(name, ", sent here as it is written")))
+}
+
+/// What to say of `${name}`, JavaScript's placeholder (`said` after its name).
+fn placeholder(name: &str, said: &str) -> String {
     let path = if name.starts_with("profile.") || name.starts_with("event.") {
         name.to_string()
     } else {
         format!("profile.{name}")
     };
     format!(
-        "`${{{name}}}` is JavaScript's: a value is written `{{{{ {path} }}}}` (a trait is `profile.*`, the event's property `event.*`)"
+        "`${{{name}}}` is JavaScript's{said}: a value is written `{{{{ {path} }}}}` (a trait is `profile.*`, the event's property `event.*`)"
     )
 }
 
