@@ -336,6 +336,8 @@ fn path_steps(path: &str) -> Option<Vec<PathStep<'_>>> {
 /// the last character other than a space before it, on that line or the ones above. saphyr says
 /// "double-quoted" for a single-quoted scalar too, so the text decides which it was.
 fn quote_before(text: &str, line: usize, column: usize) -> Option<char> {
+    // The parser does not count a byte order mark as a column of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.lines().take(line).collect();
     let (last, above) = lines.split_last()?;
     let here: String = last.chars().take(column.saturating_sub(1)).collect();
@@ -3857,6 +3859,8 @@ steps:
         for text in [
             "id: j\nname: 'Bob's journey'\ntrigger: {event: t}\nsteps:\n  - id: a\n    exit: true\n",
             "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    send:\n      sms: {body: 'It's here'}\n",
+            // A file saved with a byte order mark: the mark is no column of its first line.
+            "\u{feff}name: 'Bob's journey'\nid: j\ntrigger: {event: t}\nsteps:\n  - id: a\n    exit: true\n",
         ] {
             let e = first_error(text);
             assert!(
