@@ -1652,11 +1652,14 @@ impl schemars::JsonSchema for Condition {
 // A path alone.
 
 /// A path alone, as a step reads one value from the event or the profile
-/// (`wait_until: {date: event.appointment_at}`): the paths of conditions, nothing else.
-#[derive(Debug, Clone, PartialEq)]
+/// (`wait_until: {date: event.appointment_at}`): the paths of conditions, nothing else. Two are
+/// equal when they read the same path, written alike, whatever the space before it.
+#[derive(Debug, Clone)]
 pub struct ValuePath {
     source: String,
     path: Path,
+    /// The characters of space before the path in the text it was read from.
+    leading: usize,
 }
 
 impl ValuePath {
@@ -1668,9 +1671,11 @@ impl ValuePath {
             ..
         }) = Condition::parse(src)
         {
+            let trimmed = src.trim_start();
             return Ok(ValuePath {
-                source: src.trim().to_string(),
+                source: trimmed.trim_end().to_string(),
                 path,
+                leading: src[..src.len() - trimmed.len()].chars().count(),
             });
         }
         error(0, not_a_path(src))
@@ -1684,6 +1689,12 @@ impl ValuePath {
     /// The path as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// How many characters of space the text it was read from had before [`Self::source`]: a
+    /// place in the source is that many characters further in the file.
+    pub fn leading(&self) -> usize {
+        self.leading
     }
 
     /// What it holds in `scope` as the timeline shows values (as [`Condition::values`] does:
@@ -1733,6 +1744,12 @@ fn not_a_path(src: &str) -> String {
         return format!("empty: {TAKES}");
     }
     format!("`{text}` is not a path: {TAKES}")
+}
+
+impl PartialEq for ValuePath {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.path == other.path
+    }
 }
 
 impl fmt::Display for ValuePath {

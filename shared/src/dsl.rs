@@ -2700,7 +2700,7 @@ fn segment_paths(j: &Journey) -> Vec<Problem> {
     if let Some(g) = &j.goal {
         conditions.push(("goal.where".into(), g.condition.as_ref()));
     }
-    let mut read: Vec<(String, &str, Vec<String>)> = Vec::new();
+    let mut read: Vec<(String, &str, Vec<String>, usize)> = Vec::new();
     let mut templates: Vec<(String, &str)> = Vec::new();
     for (i, step) in j.steps.iter().enumerate() {
         match step.action() {
@@ -2715,10 +2715,12 @@ fn segment_paths(j: &Journey) -> Vec<Problem> {
             Action::WaitFor(w) => {
                 conditions.push((format!("steps[{i}].wait_for.where"), w.condition.as_ref()))
             }
+            // A date's place in the file is past the space written before it.
             Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => read.push((
                 format!("steps[{i}].wait_until.date"),
                 d.source(),
-                vec![d.source().trim().to_string()],
+                vec![d.source().to_string()],
+                d.leading(),
             )),
             _ => {}
         }
@@ -2728,16 +2730,16 @@ fn segment_paths(j: &Journey) -> Vec<Problem> {
     }
     let conditions = conditions
         .into_iter()
-        .filter_map(|(path, c)| c.map(|c| (path, c.source(), c.paths())));
+        .filter_map(|(path, c)| c.map(|c| (path, c.source(), c.paths(), 0)));
     let mut out = Vec::new();
-    for (path, source, paths) in conditions.chain(read) {
+    for (path, source, paths, leading) in conditions.chain(read) {
         if let Some((at, message)) = segment_shape(source, &paths, |at| outside_quotes(source, at))
         {
             out.push(Problem {
                 path,
                 message,
                 template_line: None,
-                template_at: Some(source[..at].chars().count()),
+                template_at: Some(leading + source[..at].chars().count()),
             });
         }
     }
@@ -4103,6 +4105,16 @@ steps:
             "{said:#?}"
         );
         assert!(!said[2].message.contains("write `event`"), "{}", said[2]);
+        // A date written after spaces, in quotes: pointed at the path, not the spaces.
+        let spaced = text.replace(
+            "date: event.properties}",
+            "date: \"   event.properties.renews_at\"}",
+        );
+        let at = advice("j.yaml", &spaced)
+            .into_iter()
+            .find(|e| e.path == "steps[1].wait_until.date")
+            .map(|e| (e.line, e.column));
+        assert_eq!(at, Some((9, 28)));
         // A journey no event starts is told that `event.*` is empty there, once.
         let text = "id: j\nname: J\ntrigger: {inactive: {events: [app_opened], for: 7d, where: \"event.properties.plan == 'pro'\"}}\nsteps:\n  - id: s\n    send:\n      sms: {body: Hi}\n";
         let errors = parse("j.yaml", text).expect_err("event.* is empty");
