@@ -2800,9 +2800,14 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
 fn all_conditions(j: &Journey) -> Vec<(String, &crate::condition::Condition, bool)> {
     let mut out = Vec::new();
     match j.trigger.kind() {
-        Some(TriggerKind::Event {
-            condition: Some(c), ..
-        }) => out.push(("trigger.where".to_string(), c, false)),
+        Some(
+            TriggerKind::Event {
+                condition: Some(c), ..
+            }
+            | TriggerKind::TraitChanged {
+                condition: Some(c), ..
+            },
+        ) => out.push(("trigger.where".to_string(), c, false)),
         Some(TriggerKind::Repeated(crate::journey::Repeated {
             condition: Some(c), ..
         })) => out.push(("trigger.repeated.where".to_string(), c, false)),
@@ -3723,6 +3728,29 @@ steps:
         assert!(
             e.message
                 .contains("nothing was waited for before the user entered"),
+            "{e}"
+        );
+    }
+
+    /// A `trait_changed` trigger's `where` is checked as any trigger's: `waited.*` is always
+    /// missing there, and `{{ }}` is no path.
+    #[test]
+    fn a_trait_changed_triggers_where_is_checked_for_waited_and_templates() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger:\n  trait_changed: plan\n  where: \"{cond}\"\nsteps:\n  - id: w\n    wait_for: {{event: r, timeout: 1h}}\n")
+        };
+        parse("j.yaml", &text("event.to == 'pro'")).expect("valid");
+        let e = first_error(&text("waited.x == 1"));
+        assert_eq!(e.path, "trigger.where", "{e}");
+        assert!(
+            e.message
+                .contains("nothing was waited for before the user entered"),
+            "{e}"
+        );
+        let e = first_error(&text("event.to == '{{ profile.plan }}'"));
+        assert_eq!(e.path, "trigger.where", "{e}");
+        assert!(
+            e.message.contains("a condition reads paths directly"),
             "{e}"
         );
     }
