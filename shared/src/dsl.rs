@@ -2924,6 +2924,11 @@ fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Ve
         if std::mem::replace(&mut after_wait[i], true) {
             continue;
         }
+        // A later `wait_for` passes on what it met; its timeout clears `waited`, so only its
+        // met way is after a met wait (and that one is seeded above).
+        if matches!(j.steps[i].action(), Action::WaitFor(_)) {
+            continue;
+        }
         for (_, next) in successors(j, i) {
             todo.extend(next.and_then(|id| index.get(id.as_str()).copied()));
         }
@@ -3753,6 +3758,24 @@ steps:
             e.message.contains("a condition reads paths directly"),
             "{e}"
         );
+    }
+
+    /// A `wait_for` after a met one passes `waited` on only on its own met way: its timeout
+    /// clears it, so a step reached only by that timeout reads it missing.
+    #[test]
+    fn waited_after_a_later_wait_for_times_out_is_refused() {
+        let text = |timeout_to: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: a\n    wait_for: {{event: r, timeout: 1h, on_event: b, on_timeout: done}}\n  - id: b\n    wait_for: {{event: s, timeout: 1h, on_event: done, on_timeout: {timeout_to}}}\n  - id: t\n    send: {{sms: {{body: \"{{{{ waited.stars }}}}\"}}}}\n  - id: done\n    exit: true\n")
+        };
+        let e = first_error(&text("t"));
+        assert_eq!(e.path, "steps[2].send.sms.body", "{e}");
+        assert!(e.message.contains("a timeout leaves it missing"), "{e}");
+        // Met, `b` goes on to `t`: fine.
+        let met = text("done").replace(
+            "on_event: done, on_timeout: done",
+            "on_event: t, on_timeout: done",
+        );
+        parse("j.yaml", &met).expect("waited after b met its event");
     }
 
     /// `trigger.*` in a journey no event starts is as empty as `event.*` there.
