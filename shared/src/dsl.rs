@@ -2851,13 +2851,17 @@ fn all_conditions(j: &Journey) -> Vec<(String, &crate::condition::Condition, boo
 fn validate_condition_templates(j: &Journey, out: &mut Vec<Problem>) {
     for (path, c, on_event) in all_conditions(j) {
         let src = c.source();
-        let Some(byte) = src.find("{{") else {
+        let Some(&(byte, _, _)) = template_paths(src).first() else {
             continue;
         };
         let advice = match paths_for_templates(src, on_event) {
             Some(written) => format!("write `{written}`"),
-            None if on_event => "write `event.order_id == trigger.order_id`".to_string(),
-            None => "write `event.total >= 50`".to_string(),
+            None if on_event => {
+                "write the path without `{{ }}` and its quotes, like `event.order_id == trigger.order_id`".to_string()
+            }
+            None => {
+                "write the path without `{{ }}` and its quotes, like `profile.plan == event.plan`".to_string()
+            }
         };
         let whose = if on_event {
             "; here `event.*` is the event that came and `trigger.*` the one the user entered with"
@@ -2875,16 +2879,52 @@ fn validate_condition_templates(j: &Journey, out: &mut Vec<Problem>) {
     }
 }
 
+/// Each `{{ path }}` in a condition's text: where its `{{` and its `}}` are, and the path. Only
+/// a path is a template written by mistake: other text between braces (`event.note contains
+/// '{{'`, `'{{ hi }} there'`) is text a string may well hold.
+fn template_paths(src: &str) -> Vec<(usize, usize, &str)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(open) = src[from..].find("{{").map(|o| from + o) {
+        let Some(close) = src[open + 2..].find("}}").map(|c| open + 2 + c) else {
+            break;
+        };
+        // The innermost `{{` before this `}}`: an earlier one is text of its own.
+        let open = open + src[open..close].rfind("{{").unwrap_or(0);
+        let inner = src[open + 2..close].trim();
+        if template_is_path(inner) {
+            out.push((open, close, inner));
+        }
+        from = close + 2;
+    }
+    out
+}
+
+/// Whether the text of a `{{ }}` reads a path: it starts with one of a template's roots
+/// (`event.total | round`), or is written as a path is (`usr.name`, `items[0]`).
+fn template_is_path(inner: &str) -> bool {
+    const ROOTS: &[&str] = &["event", "profile", "trigger", "waited", "journey"];
+    let head = inner
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or_default();
+    if ROOTS.contains(&head) {
+        return true;
+    }
+    inner.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && inner
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+}
+
 /// `src` with each `{{ path }}` (quoted or not) written as the path, `event.` read as
 /// `trigger.` in an event's `where`; `None` when that is no condition.
 fn paths_for_templates(src: &str, on_event: bool) -> Option<String> {
     let mut written = String::with_capacity(src.len());
-    let mut rest = src;
-    while let Some(open) = rest.find("{{") {
-        let close = open + rest[open..].find("}}")?;
-        let inner = rest[open + 2..close].trim();
-        let mut before = &rest[..open];
-        let mut after = &rest[close + 2..];
+    let mut done = 0;
+    for (open, close, inner) in template_paths(src) {
+        let mut before = &src[done..open];
+        let mut after = &src[close + 2..];
         // The quotes around a template written as text go with it.
         for q in ['\'', '"'] {
             if before.ends_with(q) && after.starts_with(q) {
@@ -2900,9 +2940,9 @@ fn paths_for_templates(src: &str, on_event: bool) -> Option<String> {
         };
         written.push_str(before);
         written.push_str(&path);
-        rest = after;
+        done = src.len() - after.len();
     }
-    written.push_str(rest);
+    written.push_str(&src[done..]);
     crate::condition::Condition::parse(&written).ok()?;
     Some(written)
 }
@@ -3696,6 +3736,48 @@ steps:
             .replace("'{{ event.order_id }}'", "trigger.order_id")
             .replace("'{{ event.plan }}'", "event.plan");
         parse("j.yaml", &fixed).expect("valid with paths");
+    }
+
+    /// Braces in a condition's string are text unless what they hold is a path: a note that
+    /// holds `{{` is compared as written; `{{ usr.name }}` is still refused, with advice that
+    /// says to write the path.
+    #[test]
+    fn braces_in_a_conditions_text_are_refused_only_around_a_path() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e, where: \"{cond}\"}}\nsteps:\n  - id: s\n    exit: true\n")
+        };
+        for cond in [
+            "event.note contains '{{'",
+            "event.note == '}} {{'",
+            "event.note == '{{ hello world }}'",
+            "event.note contains '{{' and event.tag == '{{ - }}'",
+        ] {
+            parse("j.yaml", &text(cond)).unwrap_or_else(|e| panic!("{cond}: {e:?}"));
+        }
+        for (cond, at, advice) in [
+            (
+                "event.note contains '{{' and profile.plan == '{{ event.plan }}'",
+                46,
+                "write `event.note contains '{{' and profile.plan == event.plan`",
+            ),
+            (
+                "profile.plan == '{{ usr.plan }}'",
+                17,
+                "write the path without `{{ }}` and its quotes, like `profile.plan == event.plan`",
+            ),
+            (
+                "profile.plan == '{{ event.plan | lower }}'",
+                17,
+                "write the path without `{{ }}`",
+            ),
+        ] {
+            let e = first_error(&text(cond));
+            assert_eq!(e.path, "trigger.where", "{cond}: {e}");
+            // The condition starts at column 29.
+            assert_eq!((e.line, e.column), (3, 29 + at), "{cond}: {e}");
+            assert!(e.message.contains(advice), "{cond}: {e}");
+            assert!(!e.message.contains("event.total >= 50"), "{cond}: {e}");
+        }
     }
 
     /// `waited.*` where no `wait_for` that met its event comes before is always missing:
