@@ -4571,8 +4571,9 @@ fn late_exit(
 }
 
 /// An event the user's profile shows she did at `at` (its history or its marks), handed to
-/// the engine under a cause of its own: it carries no properties, and happened when it
-/// happened, whatever this worker's clock says.
+/// the engine under a cause of its own: it carries no properties (an empty object, as the
+/// engine's own history finds one: a late reply is `waited` as that one is), and happened when
+/// it happened, whatever this worker's clock says.
 fn found_event(
     profile: &Profile,
     name: &str,
@@ -4586,7 +4587,7 @@ fn found_event(
         user_id: profile.user_id.clone(),
         anonymous_id: None,
         event: Some(name.to_string()),
-        properties: Default::default(),
+        properties: Arc::new(Value::Object(serde_json::Map::new())),
         traits: Default::default(),
         context: Default::default(),
         timestamp: at,

@@ -761,6 +761,31 @@ async fn a_purchase_made_as_herself_meets_the_wait_the_login_moves() {
     assert_eq!(s.get("converted"), Some(&1), "{s:?}");
 }
 
+/// A late reply found at the login is `waited` as one found in the history is: an event with
+/// no properties, which a template sees defined (not missing, as after a timeout).
+#[tokio::test]
+async fn a_late_reply_found_at_the_login_is_waited_with_no_properties() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    let journey = TRIAL.replace(
+        "subject: \"thanks\"",
+        "subject: \"thanks{% if waited is defined %} for {{ waited.total | default('it') }}{% else %}, nothing waited{% endif %}\"",
+    );
+    assert!(journey.contains("waited is defined"));
+    h.publish(&journey).await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-03T09:00:00Z","type":"track","anonymousId":"dev-2","event":"trial_started","messageId":"t2"}
+{"at":"2026-12-03T09:30:00Z","type":"track","userId":"ann","event":"purchase","messageId":"p2","properties":{"total":5}}
+{"at":"2026-12-03T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-03T10:00:00Z ann email thanks: thanks for it"]
+    );
+}
+
 /// The conversion a late reply makes is credited to the last message before it, the visitor's
 /// too: an in-app hello the laptop's visitor got before she bought from her phone.
 #[tokio::test]
