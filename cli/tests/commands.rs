@@ -589,7 +589,7 @@ fn validate_says_a_wait_until_date_is_a_path_and_what_to_do_with_a_fixed_one() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "{}:6:18: steps[0].wait_until.date: `2026-11-27` is a fixed date, and a fixed date cannot be written here: `date` takes a path to a time on the trigger event or the profile, like event.starts_at or profile.trial_ends_at. Send the date on the trigger event, or keep it on the profile (an `update` step before this one can set it: `update: {{set: {{sale_starts_at: \"2026-11-27\"}}}}`, then `date: profile.sale_starts_at`)\n1 error(s)\n",
+            "{}:6:18: steps[0].wait_until.date: `2026-11-27` is a fixed date, and a fixed date cannot be written here: `date` takes a path to a time on the trigger event (event.*, also trigger.*), the event a wait_for met (waited.*) or the profile, like event.starts_at or profile.trial_ends_at. Send the date on the trigger event, or keep it on the profile (an `update` step before this one can set it: `update: {{set: {{sale_starts_at: \"2026-11-27\"}}}}`, then `date: profile.sale_starts_at`)\n1 error(s)\n",
             file.display()
         )
     );

@@ -1663,7 +1663,8 @@ pub struct ValuePath {
 }
 
 impl ValuePath {
-    /// A path to a value of the trigger event or the profile. Its errors are its own, not the
+    /// A path to a value of the trigger event (`event.*`, `trigger.*`), the event a `wait_for`
+    /// met (`waited.*`) or the profile. Its errors are its own, not the
     /// condition language's: they say what a `date` takes, and what to do with a fixed date.
     pub fn parse(src: &str) -> Result<ValuePath, ConditionError> {
         if let Ok(Condition {
@@ -1713,7 +1714,8 @@ impl ValuePath {
 
 /// Why `src` is not a path to a time (`wait_until.date`), and what to write instead.
 fn not_a_path(src: &str) -> String {
-    const TAKES: &str = "`date` takes a path to a time on the trigger event or the profile, like \
+    const TAKES: &str = "`date` takes a path to a time on the trigger event (event.*, also \
+                         trigger.*), the event a wait_for met (waited.*) or the profile, like \
                          event.starts_at or profile.trial_ends_at";
     let text = src.trim();
     // YAML has taken the file's own quotes off; quotes left are the text's.
@@ -1799,9 +1801,10 @@ impl schemars::JsonSchema for ValuePath {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^\\s*(event|profile)\\b",
-            "description": "A value of the trigger event or the profile: event.appointment_at, \
-                            profile.renewal_at, event.items[0].sku.",
+            "pattern": "^\\s*(event|trigger|waited|profile)\\b",
+            "description": "A value of the trigger event (event.*, also trigger.*), the event a \
+                            wait_for met (waited.*) or the profile: event.appointment_at, \
+                            profile.renewal_at, event.items[0].sku, waited.rebooked_at.",
             "examples": ["event.appointment_at", "profile.renewal_at"]
         })
     }
@@ -1837,7 +1840,7 @@ mod tests {
         );
         // Each error says what a `date` takes, never the condition language's (a number "is
         // not a condition by itself"), and what to write instead.
-        let takes = "`date` takes a path to a time on the trigger event or the profile, like event.starts_at or profile.trial_ends_at";
+        let takes = "`date` takes a path to a time on the trigger event (event.*, also trigger.*), the event a wait_for met (waited.*) or the profile, like event.starts_at or profile.trial_ends_at";
         for (bad, says) in [
             ("event.a > 1", "`event.a > 1` is not a path"),
             ("true", "write event.true or profile.true"),

@@ -65,8 +65,9 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: Option<String>,
-    /// With `event` or `trait_changed`: enter only when this condition holds on `event.*` and
-    /// `profile.*`.
+    /// With `event` or `trait_changed`: enter only when this condition holds on `event.*` (the
+    /// trigger event; `trigger.*` here is that same event) and `profile.*` (`waited.*` is
+    /// empty: nothing was waited for yet).
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
     /// Enter when an identify changes this profile trait: sets it for the first time, gives it
@@ -225,6 +226,9 @@ pub enum Reentry {
 pub struct EventMatch {
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
+    /// Only an event for which this condition holds: `event.*` is the event that came,
+    /// `trigger.*` the enrollment's trigger event, `waited.*` the event its latest `wait_for`
+    /// met, and `profile.*` the user's profile.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
 }
@@ -234,6 +238,9 @@ pub struct EventMatch {
 pub struct Goal {
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
+    /// Only an event for which this condition holds: `event.*` is the event that came,
+    /// `trigger.*` the enrollment's trigger event, `waited.*` the event its latest `wait_for`
+    /// met, and `profile.*` the user's profile.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
     /// The conversion window after entry.
@@ -470,8 +477,9 @@ pub struct WaitUntil {
     /// Only on these weekdays (`mon` … `sun`); any day when empty. Not with `date`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weekdays: Vec<Weekday>,
-    /// A time read from the trigger event or the profile (`event.appointment_at`,
-    /// `profile.renewal_at`): an RFC 3339 time, a local date and time (`2026-12-10T15:00:00`) or
+    /// A time read from the trigger event (`event.appointment_at`, also as
+    /// `trigger.appointment_at`), the event an earlier `wait_for` met (`waited.*`) or the
+    /// profile (`profile.renewal_at`): an RFC 3339 time, a local date and time (`2026-12-10T15:00:00`) or
     /// a `YYYY-MM-DD` date (midnight) in the user's time zone, or seconds since 1970 (as the
     /// `date` template filter reads it). A user without one leaves the journey (`ended`); one
     /// already past goes on at once.
@@ -543,6 +551,10 @@ impl Weekday {
 pub struct WaitFor {
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
     pub event: String,
+    /// Only an event for which this condition holds: `event.*` is the event that came,
+    /// `trigger.*` the enrollment's trigger event (`where: "event.order_id ==
+    /// trigger.order_id"`), `waited.*` the event an earlier `wait_for` met, and `profile.*` the
+    /// user's profile.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
     /// How long to wait for the event.

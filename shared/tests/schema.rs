@@ -122,3 +122,23 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     let time = defs["TimeOfDay"]["pattern"].as_str().unwrap_or_default();
     assert_eq!(time, "^([01]?[0-9]|2[0-3]):[0-5][0-9]$");
 }
+
+/// Every root a `wait_until.date` may read (`validate` takes `trigger.*` and `waited.*` too),
+/// the schema's pattern takes, so that an editor does not mark a valid date.
+#[test]
+fn the_schema_takes_every_path_a_date_may_read() {
+    let schema = waymark::journey::schema();
+    let pattern = schema["$defs"]["ValuePath"]["pattern"]
+        .as_str()
+        .expect("ValuePath has a pattern");
+    for root in ["event", "trigger", "waited", "profile"] {
+        let path = format!("{root}.starts_at");
+        waymark::condition::ValuePath::parse(&path).expect("a date's path");
+        assert!(
+            pattern.contains(&format!("|{root}|"))
+                || pattern.contains(&format!("({root}|"))
+                || pattern.contains(&format!("|{root})")),
+            "{pattern} leaves out {root}"
+        );
+    }
+}
