@@ -134,6 +134,17 @@ impl Condition {
         out.iter().map(|p| p.to_string()).collect()
     }
 
+    /// Whether the condition reads the enrollment it is judged for (`trigger.*` or
+    /// `waited.*`): on an event with no enrollment to judge it for, it cannot be told.
+    pub fn reads_enrollment(&self) -> bool {
+        self.paths().iter().any(|p| {
+            ["trigger", "waited"].iter().any(|root| {
+                p.strip_prefix(root)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+        })
+    }
+
     /// What the paths the condition reads held in `scope`, for saying why it did not hold:
     /// `event.total = 30, profile.country missing`. Each value is cut at
     /// [`SHOWN_VALUE_CHARS`] characters; at most [`SHOWN_PATHS`] paths are named.

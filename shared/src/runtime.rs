@@ -1300,7 +1300,10 @@ impl Runtime {
             None => Vec::new(),
         };
         // The exits and goals with a `where` that this event may meet, noted in the profile
-        // whether the user is in their journey or not (see `Profile::marks`).
+        // whether the user is in their journey or not (see `Profile::marks`). Not one that
+        // reads `trigger.*` or `waited.*`: with no enrollment to read, it cannot be judged
+        // (`'C1' != null` would mark an exit that the enrollment a login moves, whose trigger
+        // was C1, never met), and the mark keeps no properties to judge it by later.
         // (what, journey, its default time zone, condition)
         #[allow(clippy::type_complexity)]
         let markable: Vec<(
@@ -1319,12 +1322,14 @@ impl Runtime {
                         .iter()
                         .filter(|m| m.event == name)
                         .filter_map(|m| m.condition.as_ref())
+                        .filter(|c| !c.reads_enrollment())
                         .map(|c| ("exit", j.id.as_str(), j.timezone.as_deref(), c));
                     let goal = j
                         .goal
                         .as_ref()
                         .filter(|g| g.event == name)
                         .and_then(|g| g.condition.as_ref())
+                        .filter(|c| !c.reads_enrollment())
                         .map(|c| ("goal", j.id.as_str(), j.timezone.as_deref(), c));
                     exits.chain(goal)
                 })
@@ -1403,7 +1408,7 @@ impl Runtime {
                         let profile = p.scope();
                         for (kind, journey, zone, c) in &markable {
                             // Marked for an enrollment it may find later (events out of
-                            // order): its trigger is not known here, `trigger.*` is missing.
+                            // order, a login): one that reads it is left out above.
                             let scope = crate::condition::Scope {
                                 event: &e.properties,
                                 trigger: &Value::Null,

@@ -786,6 +786,52 @@ async fn a_late_reply_found_at_the_login_is_waited_with_no_properties() {
     );
 }
 
+/// An exit whose `where` reads `trigger.*`, met by an event she sent as herself while only the
+/// visitor was in the journey, is not judged without the trigger: `'C1' != null` marked an
+/// exit that the enrollment the login moved (its cart C1) never met, and ended it. Such an
+/// exit applies to events the enrollment itself hears (see the README's login section).
+#[tokio::test]
+async fn an_exit_reading_the_trigger_is_not_judged_without_it_before_a_login() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(
+        r#"
+id: carts
+name: Carts
+trigger: {event: cart_created}
+exit_when:
+  - {event: cart_checked_out, where: "event.cart_id != trigger.cart_id"}
+steps:
+  - {id: later, wait: 1h}
+  - {id: nudge, send: {email: {subject: "your cart {{ trigger.cart_id }}", text: "x"}}}
+"#,
+    )
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"i0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"d1","event":"cart_created","messageId":"c1","properties":{"cart_id":"C1"}}
+{"at":"2026-12-01T09:10:00Z","type":"track","userId":"ann","event":"cart_checked_out","messageId":"o1","properties":{"cart_id":"C1"}}
+{"at":"2026-12-01T09:20:00Z","type":"identify","userId":"ann","anonymousId":"d1","messageId":"l1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:00:00Z ann email nudge: your cart C1"]
+    );
+    // After the login, the enrollment judges the event itself: another cart ends it.
+    h.play(r#"
+{"at":"2026-12-01T12:10:00Z","type":"track","anonymousId":"d2","event":"cart_created","messageId":"c2","properties":{"cart_id":"C2"}}
+{"at":"2026-12-01T12:20:00Z","type":"identify","userId":"bob","anonymousId":"d2","messageId":"l2","traits":{"email":"bob@example.com"}}
+{"at":"2026-12-01T12:30:00Z","type":"track","userId":"bob","event":"cart_checked_out","messageId":"o2","properties":{"cart_id":"C9"}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T15:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-01T10:00:00Z ann email nudge: your cart C1"]
+    );
+}
+
 /// The conversion a late reply makes is credited to the last message before it, the visitor's
 /// too: an in-app hello the laptop's visitor got before she bought from her phone.
 #[tokio::test]
