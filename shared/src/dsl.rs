@@ -1639,7 +1639,8 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 /// Advice on a valid journey file: what it says that its writer may not mean (see
 /// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour;
 /// Segment's payload paths, [`segment_paths`]; JavaScript's `${first_name}` in a template's
-/// text, [`placeholders_in_text`]).
+/// text, [`placeholders_in_text`]; an exit's or goal's `where` that
+/// [`wheres_judged_only_by_the_enrollment`]).
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
@@ -1668,6 +1669,7 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             said.push(problem("trigger.trait_changed", why));
         }
     }
+    said.extend(wheres_judged_only_by_the_enrollment(j));
     if j.transactional && j.quiet_hours.is_some() {
         said.push(problem(
             "quiet_hours",
@@ -1687,6 +1689,37 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
                 path: p.path,
                 message: p.message,
             }
+        })
+        .collect()
+}
+
+/// The exits' and the goal's `where` that read `trigger.*` or `waited.*`: an event the
+/// enrollment does not hear itself (one that came before its trigger, or that the user sent as
+/// herself before a login moved a visitor's enrollment to her) is not judged by them, as there
+/// was no enrollment to compare with and the profile keeps no properties to compare later.
+fn wheres_judged_only_by_the_enrollment(j: &Journey) -> Vec<Problem> {
+    let exits = j.exit_when.iter().enumerate().filter_map(|(k, x)| {
+        Some((
+            format!("exit_when[{k}].where"),
+            x.condition.as_ref()?,
+            "end",
+        ))
+    });
+    let goal = j
+        .goal
+        .as_ref()
+        .and_then(|g| g.condition.as_ref())
+        .map(|c| ("goal.where".to_string(), c, "convert"));
+    exits
+        .chain(goal)
+        .filter(|(_, c, _)| c.reads_enrollment())
+        .map(|(path, _, does)| Problem {
+            path,
+            message: format!(
+                "this `where` reads the enrollment (`trigger.*` or `waited.*`), so only an event the enrollment hears itself is judged by it: one the user sent before she entered (events out of order), or as herself before a login moved an anonymous visitor's enrollment to her, does not {does} it (there was no trigger to compare with, and the profile keeps when an event happened, not what it said)"
+            ),
+            template_line: None,
+            template_at: None,
         })
         .collect()
 }
@@ -3468,6 +3501,35 @@ steps:
         );
         // An invalid file gets its errors, not advice.
         assert!(advice("j.yaml", &text.replace("goto: vip", "goto: nowhere")).is_empty());
+    }
+
+    /// An exit's or a goal's `where` that reads `trigger.*` or `waited.*` is advised on: an
+    /// event the enrollment does not hear itself (before a login moved it) is not judged by it.
+    #[test]
+    fn an_exit_or_goal_where_reading_the_enrollment_is_advised_on() {
+        let text = "id: j\nname: J\ntrigger: {event: cart_created}\nexit_when:\n  - {event: cart_checked_out, where: \"event.cart_id == trigger.cart_id\"}\n  - {event: cart_emptied, where: \"event.total == 0\"}\ngoal: {event: order_paid, where: \"event.cart_id == trigger.cart_id\", within: 7d}\nsteps:\n  - id: s\n    send: {sms: {body: come back}}\n";
+        let said = advice("j.yaml", text);
+        let at: Vec<(usize, &str)> = said.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            at,
+            [(5, "exit_when[0].where"), (7, "goal.where")],
+            "{said:?}"
+        );
+        assert!(
+            said[0].message.contains(
+                "before a login moved an anonymous visitor's enrollment to her, does not end it"
+            ),
+            "{}",
+            said[0].message
+        );
+        assert!(
+            said[1].message.contains("does not convert it"),
+            "{}",
+            said[1].message
+        );
+        // Reading only the event and the profile: nothing to say.
+        let plain = text.replace("trigger.cart_id", "profile.cart_id");
+        assert!(advice("j.yaml", &plain).is_empty());
     }
 
     #[test]
