@@ -55,20 +55,22 @@ const ENGLISH: &str = "en";
 /// The covered locale for a BCP 47 tag (`de-DE`, `pt_BR`, `zh-Hant-TW`) or a POSIX one
 /// (`de_CH.UTF-8`, `de_DE@euro`, whose charset and modifier say nothing of money): the tag
 /// itself, else shortened part by part (`de-DE` is `de`, `fr-CA` is its own), else English.
+/// Allocates nothing: each shortening is looked up by its packed key.
 pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
-    let mut key = tag.map_or_else(String::new, |t| {
-        posix_base(t).trim().to_ascii_lowercase().replace('_', "-")
-    });
-    loop {
-        if let Some(found) = covered(&key) {
-            return found;
-        }
-        match key.rfind('-') {
-            Some(cut) => key.truncate(cut),
-            None => break,
+    if let Some(tag) = tag {
+        let mut key = posix_base(tag).trim().as_bytes();
+        loop {
+            if let Some(found) = covered_key(tag_key(key)) {
+                return found;
+            }
+            // `_` is read as `-`.
+            match key.iter().rposition(|b| matches!(b, b'-' | b'_')) {
+                Some(cut) => key = &key[..cut],
+                None => break,
+            }
         }
     }
-    covered(ENGLISH).unwrap_or(&data::LOCALES[0])
+    &data::LOCALES[ENGLISH_AT]
 }
 
 /// A tag without a POSIX charset or modifier (`de_CH.UTF-8` and `de_CH@euro` are `de_CH`).
@@ -78,41 +80,196 @@ fn posix_base(tag: &str) -> &str {
 
 /// The covered locale `key` (lower case) names, itself or by an alias.
 fn covered(key: &str) -> Option<&'static Locale> {
-    let key = data::ALIASES
-        .binary_search_by(|(alias, _)| alias.cmp(&key))
-        .map_or(key, |i| data::ALIASES[i].1);
-    data::LOCALES
-        .binary_search_by(|l| l.tag.cmp(key))
-        .ok()
-        .map(|i| &data::LOCALES[i])
+    covered_key(tag_key(key.as_bytes()))
 }
 
+fn covered_key(key: u128) -> Option<&'static Locale> {
+    let at = match find_tag(&ALIAS_KEYS, key) {
+        Some(alias) => ALIAS_TARGETS[alias],
+        None => find_tag(&LOCALE_KEYS, key)?,
+    };
+    data::LOCALES.get(at)
+}
+
+/// A tag (at most 16 bytes, none NUL) as a number that sorts as the tag does, read in lower
+/// case with `_` as `-`; `u128::MAX`, which no table's tag is, for any other text. Equal keys
+/// are equal tags, so a table is searched by halves without comparing text.
+const fn tag_key(tag: &[u8]) -> u128 {
+    if tag.len() > 16 {
+        return u128::MAX;
+    }
+    let mut key = [0u8; 16];
+    let mut i = 0;
+    while i < tag.len() {
+        key[i] = match tag[i] {
+            b'_' => b'-',
+            0 => return u128::MAX,
+            b => b.to_ascii_lowercase(),
+        };
+        i += 1;
+    }
+    u128::from_be_bytes(key)
+}
+
+/// A code (three bytes, as written) as a number that sorts as the code does; `u32::MAX`, which
+/// no table's code is, for any other text.
+const fn code_key(code: &[u8]) -> u32 {
+    match code {
+        [a, b, c] => u32::from_be_bytes([0, *a, *b, *c]),
+        _ => u32::MAX,
+    }
+}
+
+/// Where `key` is in the ascending `keys`.
+const fn find_tag(keys: &[u128], key: u128) -> Option<usize> {
+    let (mut lo, mut hi) = (0, keys.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if keys[mid] == key {
+            return Some(mid);
+        } else if keys[mid] < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    None
+}
+
+/// Where `key` is in the ascending `keys`.
+const fn find_code(keys: &[u32], key: u32) -> Option<usize> {
+    let (mut lo, mut hi) = (0, keys.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if keys[mid] == key {
+            return Some(mid);
+        } else if keys[mid] < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    None
+}
+
+/// Whether `keys` ascend strictly, so [`find_tag`] and [`find_code`] may search them by halves.
+const fn ascending(keys: &[u128]) -> bool {
+    let mut i = 1;
+    while i < keys.len() {
+        if keys[i - 1] >= keys[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn ascending_codes(keys: &[u32]) -> bool {
+    let mut i = 1;
+    while i < keys.len() {
+        if keys[i - 1] >= keys[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The packed keys of the generated tables, worked out when the crate is built; a table out of
+/// order, an alias to no covered locale or no English fails the build.
+const LOCALE_KEYS: [u128; data::LOCALES.len()] = {
+    let mut keys = [0; data::LOCALES.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = tag_key(data::LOCALES[i].tag.as_bytes());
+        i += 1;
+    }
+    assert!(ascending(&keys), "data::LOCALES is out of order");
+    keys
+};
+const ALIAS_KEYS: [u128; data::ALIASES.len()] = {
+    let mut keys = [0; data::ALIASES.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = tag_key(data::ALIASES[i].0.as_bytes());
+        i += 1;
+    }
+    assert!(ascending(&keys), "data::ALIASES is out of order");
+    keys
+};
+const ALIAS_TARGETS: [usize; data::ALIASES.len()] = {
+    let mut at = [0; data::ALIASES.len()];
+    let mut i = 0;
+    while i < at.len() {
+        at[i] = match find_tag(&LOCALE_KEYS, tag_key(data::ALIASES[i].1.as_bytes())) {
+            Some(to) => to,
+            None => panic!("an alias names no covered locale"),
+        };
+        i += 1;
+    }
+    at
+};
+const ENGLISH_AT: usize = match find_tag(&LOCALE_KEYS, tag_key(ENGLISH.as_bytes())) {
+    Some(i) => i,
+    None => panic!("English is not covered"),
+};
+const CODE_KEYS: [u32; data::CODES.len()] = {
+    let mut keys = [0; data::CODES.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = code_key(data::CODES[i].as_bytes());
+        i += 1;
+    }
+    assert!(ascending_codes(&keys), "data::CODES is out of order");
+    keys
+};
+/// Each code's digits after the point, by its place in `CODES`.
+const PLACES: [u8; data::CODES.len()] = {
+    let mut places = [2; data::CODES.len()];
+    let mut i = 0;
+    while i < data::DIGITS.len() {
+        let (code, digits) = data::DIGITS[i];
+        match find_code(&CODE_KEYS, code_key(code.as_bytes())) {
+            Some(at) => places[at] = digits,
+            None => panic!("data::DIGITS has a code not in data::CODES"),
+        }
+        i += 1;
+    }
+    places
+};
+const SYMBOL_KEYS: [u32; data::SYMBOLS.len()] = {
+    let mut keys = [0; data::SYMBOLS.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = code_key(data::SYMBOLS[i].0.as_bytes());
+        i += 1;
+    }
+    assert!(ascending_codes(&keys), "data::SYMBOLS is out of order");
+    keys
+};
 /// Whether `code` (upper case) is an ISO 4217 code CLDR knows.
 pub(crate) fn known(code: &str) -> bool {
-    data::CODES.binary_search(&code).is_ok()
-}
-
-/// How many digits an amount of `code` has after the point (2 for a code the table lacks).
-fn digits(code: &str) -> usize {
-    data::DIGITS
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map_or(2, |(_, d)| usize::from(*d))
+    find_code(&CODE_KEYS, code_key(code.as_bytes())).is_some()
 }
 
 /// `code`'s symbol in `locale`: its own, else the one of the locale it inherits from (and so
-/// on), else English's, else the code.
-fn symbol<'a>(locale: &'static Locale, code: &'a str) -> &'a str {
-    let find = |table: &'static [(&'static str, &'static str)]| {
-        table.iter().find(|(c, _)| *c == code).map(|(_, s)| *s)
+/// on), else English's, else none (the code is written).
+fn symbol(locale: &'static Locale, code: u32) -> Option<&'static str> {
+    let own = |table: &'static [(&'static str, &'static str)]| {
+        table
+            .iter()
+            .find(|(c, _)| code_key(c.as_bytes()) == code)
+            .map(|(_, s)| *s)
     };
     // The generator has each locale inherit from one before it, so the chain ends; it is
-    // bounded all the same.
-    std::iter::successors(Some(locale), |l| covered(l.inherits))
-        .take(data::LOCALES.len())
-        .find_map(|l| find(l.symbols))
-        .or_else(|| find(data::SYMBOLS))
-        .unwrap_or(code)
+    // bounded all the same. English's symbols end it (`inherits: ""`).
+    std::iter::successors(Some(locale), |l| match l.inherits {
+        "" => None,
+        from => covered(from),
+    })
+    .take(data::LOCALES.len())
+    .find_map(|l| own(l.symbols))
+    .or_else(|| find_code(&SYMBOL_KEYS, code).and_then(|i| data::SYMBOLS.get(i).map(|(_, s)| *s)))
 }
 
 /// A currency as a message names it.
@@ -130,6 +287,19 @@ pub(crate) enum Code<'a> {
 /// `2.68`), to the currency's digits; a negative amount that rounds to zero prints as zero.
 /// `None` when `amount` is not such a decimal.
 pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> Option<String> {
+    let mut out = String::new();
+    format_into(&mut out, amount, code, locale)?;
+    Some(out)
+}
+
+/// [`format`], written at the end of `out`; `None`, and `out` as it was, when `amount` is not a
+/// decimal. Allocates nothing but `out`'s room (and a buffer for an amount of over 60 digits).
+pub(crate) fn format_into(
+    out: &mut String,
+    amount: &str,
+    code: &Code<'_>,
+    locale: &'static Locale,
+) -> Option<()> {
     let (negative, magnitude) = match amount.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, amount),
@@ -143,39 +313,75 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
     {
         return None;
     }
-    let upper;
+    let mut upper = [0u8; 3];
     let written = locale;
     let (symbol, places, locale) = match code {
         Code::Missing => ("", 2, written),
         Code::Text(text) => {
             let text = text.trim();
-            upper = if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
-                text.to_ascii_uppercase()
+            let text = if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+                upper.copy_from_slice(text.as_bytes());
+                upper.make_ascii_uppercase();
+                std::str::from_utf8(&upper).unwrap_or(text)
             } else {
-                text.to_string()
+                text
             };
-            if known(&upper) {
-                let like = locale
-                    .formats
-                    .iter()
-                    .find(|(c, _)| *c == upper)
-                    .and_then(|(_, tag)| covered(tag))
-                    .unwrap_or(locale);
-                (symbol(locale, &upper), digits(&upper), like)
-            } else {
-                (upper.as_str(), 2, written)
+            let key = code_key(text.as_bytes());
+            match find_code(&CODE_KEYS, key) {
+                Some(at) => {
+                    let like = locale
+                        .formats
+                        .iter()
+                        .find(|(c, _)| code_key(c.as_bytes()) == key)
+                        .and_then(|(_, tag)| covered(tag))
+                        .unwrap_or(locale);
+                    let places = PLACES.get(at).map_or(2, |p| usize::from(*p));
+                    (symbol(locale, key).unwrap_or(text), places, like)
+                }
+                None => (text, 2, written),
             }
         }
     };
-    let (whole, fraction) = rounded(whole, fraction, places);
-    let zero = whole.bytes().chain(fraction.bytes()).all(|b| b == b'0');
-    let number = grouped(&whole, locale) + if places > 0 { locale.decimal } else { "" } + &fraction;
+
+    // The digits, rounded half away from zero to `places`, with room before them for a carry
+    // (`9.995` is `10.00`).
+    let len = 1 + whole.len() + places;
+    let mut stack = [b'0'; 64];
+    let mut heap = Vec::new();
+    let digits: &mut [u8] = match stack.get_mut(..len) {
+        Some(digits) => digits,
+        None => {
+            heap.resize(len, b'0');
+            &mut heap
+        }
+    };
+    let kept = fraction.len().min(places);
+    digits[1..=whole.len()].copy_from_slice(whole.as_bytes());
+    digits[1 + whole.len()..1 + whole.len() + kept].copy_from_slice(&fraction.as_bytes()[..kept]);
+    if fraction.as_bytes().get(places).is_some_and(|d| *d >= b'5') {
+        // The carry stops at the first digit that is not a 9: the leading room at the latest.
+        for d in digits.iter_mut().rev() {
+            if *d == b'9' {
+                *d = b'0';
+            } else {
+                *d += 1;
+                break;
+            }
+        }
+    }
+    let zero = digits.iter().all(|d| *d == b'0');
+    let (whole, fraction) = digits.split_at(len - places);
+    // No leading zeros but one (`007` is `7`).
+    let leading = whole.iter().take_while(|d| **d == b'0').count();
+    let whole = &whole[leading.min(whole.len() - 1)..];
+
     let pattern = if negative && !zero {
         locale.negative
     } else {
         locale.positive
     };
-    let mut out = String::with_capacity(number.len() + symbol.len() + 8);
+    let start = out.len();
+    out.reserve(whole.len() * 2 + places + symbol.len() + 16);
     let beside_symbol = |i: usize| {
         [i.checked_sub(1), i.checked_add(1)]
             .into_iter()
@@ -184,7 +390,13 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
     };
     for (i, part) in pattern.iter().enumerate() {
         match part {
-            Part::Number => out.push_str(&number),
+            Part::Number => {
+                grouped(out, whole, locale);
+                if places > 0 {
+                    out.push_str(locale.decimal);
+                    push_digits(out, fraction);
+                }
+            }
             // No symbol: nor the space and direction marks beside it (Hebrew's `\u{a0}\u{200f}`),
             // which would be left at the end of the amount, unseen.
             Part::Text(text) if symbol.is_empty() && blank(text) && beside_symbol(i) => {}
@@ -211,7 +423,19 @@ pub(crate) fn format(amount: &str, code: &Code<'_>, locale: &'static Locale) -> 
         }
     }
     // A symbol left out may leave a space at either end.
-    Some(out.trim_matches(['\u{a0}', '\u{202f}', ' ']).to_string())
+    const SPACES: [char; 3] = ['\u{a0}', '\u{202f}', ' '];
+    let kept = out[start..].trim_end_matches(SPACES).len();
+    out.truncate(start + kept);
+    let lead = kept - out[start..].trim_start_matches(SPACES).len();
+    if lead > 0 {
+        out.replace_range(start..start + lead, "");
+    }
+    Some(())
+}
+
+/// ASCII digits, as text.
+fn push_digits(out: &mut String, digits: &[u8]) {
+    out.extend(digits.iter().map(|d| char::from(*d)));
 }
 
 /// Whether `text` is only spaces and direction marks, which set a symbol apart.
@@ -223,63 +447,44 @@ fn blank(text: &str) -> bool {
 /// Whether `c`, at the edge of a symbol, is what CLDR keeps apart from digits: anything but a
 /// sign (`$`, `€`, `¥`) or a space.
 fn wordy(c: char) -> bool {
-    c.is_alphanumeric() || (c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c))
-}
-
-/// `whole.fraction` rounded half away from zero to `places` digits after the point.
-fn rounded(whole: &str, fraction: &str, places: usize) -> (String, String) {
-    let mut digits: Vec<u8> = whole.bytes().collect();
-    let kept = fraction.len().min(places);
-    digits.extend(fraction.bytes().take(kept));
-    digits.extend(std::iter::repeat_n(b'0', places - kept));
-    if fraction.as_bytes().get(places).is_some_and(|d| *d >= b'5') {
-        let mut i = digits.len();
-        loop {
-            if i == 0 {
-                digits.insert(0, b'1');
-                break;
-            }
-            i -= 1;
-            if digits[i] == b'9' {
-                digits[i] = b'0';
-            } else {
-                digits[i] += 1;
-                break;
-            }
-        }
+    // The signs and marks symbols begin and end with are answered without Unicode's tables
+    // (`wordy_is_unicodes_answer` checks every character against them).
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || (c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c));
     }
-    let split = digits.len() - places;
-    let text = String::from_utf8(digits).unwrap_or_default();
-    let (w, f) = text.split_at(split);
-    // No leading zeros but one (`007` is `7`).
-    let w = w.trim_start_matches('0');
-    let w = if w.is_empty() { "0" } else { w };
-    (w.to_string(), f.to_string())
+    if matches!(
+        c,
+        '\u{a0}'..='\u{a5}' | '\u{200e}' | '\u{200f}' | '\u{202f}' | '\u{20a0}'..='\u{20cf}' | '\u{ffe0}'..='\u{ffe6}'
+    ) {
+        return false;
+    }
+    c.is_alphanumeric()
 }
 
-/// The whole part with `locale`'s group separators.
-fn grouped(whole: &str, locale: &Locale) -> String {
+/// The whole part (ASCII digits) with `locale`'s group separators, written at the end of `out`.
+fn grouped(out: &mut String, whole: &[u8], locale: &Locale) {
     let primary = usize::from(locale.primary.max(1));
     let secondary = usize::from(locale.secondary.max(1));
     if whole.len() < primary + usize::from(locale.min_grouping) {
-        return whole.to_string();
+        push_digits(out, whole);
+        return;
     }
-    let mut cuts = vec![whole.len() - primary];
-    while let Some(&last) = cuts.last() {
-        if last <= secondary {
-            break;
-        }
-        cuts.push(last - secondary);
+    // The group nearest the point starts at `last`; the others every `secondary` digits before
+    // it, the first (`first`) of at most `secondary` digits.
+    let last = whole.len() - primary;
+    let mut first = last;
+    while first > secondary {
+        first -= secondary;
     }
-    let mut out = String::with_capacity(whole.len() + cuts.len() * locale.group.len());
-    let mut from = 0;
-    for cut in cuts.iter().rev() {
-        out.push_str(&whole[from..*cut]);
+    push_digits(out, &whole[..first]);
+    let mut at = first;
+    while at < last {
         out.push_str(locale.group);
-        from = *cut;
+        push_digits(out, &whole[at..at + secondary]);
+        at += secondary;
     }
-    out.push_str(&whole[from..]);
-    out
+    out.push_str(locale.group);
+    push_digits(out, &whole[last..]);
 }
 
 /// A number as the decimal text [`format`] reads: an integer as it is, a float as Rust prints
@@ -768,6 +973,17 @@ mod tests {
                     l.tag
                 );
             }
+        }
+    }
+
+    /// `wordy` answers the signs and marks it knows without Unicode's tables: as the tables
+    /// would, for every character.
+    #[test]
+    fn wordy_is_unicodes_answer() {
+        let plain =
+            |c: char| c.is_alphanumeric() || (c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c));
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(wordy(c), plain(c), "{c:?}");
         }
     }
 
