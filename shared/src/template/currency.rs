@@ -319,15 +319,14 @@ pub(crate) fn format_into(
         Code::Missing => ("", 2, written),
         Code::Text(text) => {
             let text = text.trim();
-            let text = if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+            // Three letters are a code in any case; the table's codes are all three letters.
+            let letters = text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic());
+            if letters {
                 upper.copy_from_slice(text.as_bytes());
                 upper.make_ascii_uppercase();
-                std::str::from_utf8(&upper).unwrap_or(text)
-            } else {
-                text
-            };
-            let key = code_key(text.as_bytes());
-            match find_code(&CODE_KEYS, key) {
+            }
+            let key = code_key(&upper);
+            match letters.then(|| find_code(&CODE_KEYS, key)).flatten() {
                 Some(at) => {
                     let like = locale
                         .formats
@@ -336,8 +335,10 @@ pub(crate) fn format_into(
                         .and_then(|(_, tag)| covered(tag))
                         .unwrap_or(locale);
                     let places = PLACES.get(at).map_or(2, |p| usize::from(*p));
-                    (symbol(locale, key).unwrap_or(text), places, like)
+                    let code = data::CODES.get(at).copied().unwrap_or_default();
+                    (symbol(locale, key).unwrap_or(code), places, like)
                 }
+                None if letters => (std::str::from_utf8(&upper).unwrap_or(text), 2, written),
                 None => (text, 2, written),
             }
         }
@@ -487,6 +488,112 @@ fn grouped(out: &mut String, whole: &[u8], locale: &Locale) {
     push_digits(out, &whole[last..]);
 }
 
+/// `amount` as [`format`] writes its decimal text ([`decimal_of_f64`]): with no text in
+/// between where the float has few digits (a price), else through that text. `None` for an
+/// infinite amount.
+pub(crate) fn format_f64(amount: f64, code: &Code<'_>, locale: &'static Locale) -> Option<String> {
+    let mut buf = [0; 40];
+    match short_decimal(amount, &mut buf) {
+        Some(text) => format(text, code, locale),
+        None => format(&decimal_of_f64(amount)?, code, locale),
+    }
+}
+
+/// `amount` as [`format`] writes its decimal text, with no text in between.
+pub(crate) fn format_int(amount: i128, code: &Code<'_>, locale: &'static Locale) -> Option<String> {
+    let mut buf = [0; 40];
+    format(int_decimal(amount, &mut buf), code, locale)
+}
+
+/// `amount` in decimal, written at the end of `buf` (which holds every `i128`).
+fn int_decimal(amount: i128, buf: &mut [u8; 40]) -> &str {
+    let mut at = buf.len();
+    let mut push = |d: u8| {
+        at -= 1;
+        buf[at] = d;
+    };
+    // A `u64` is divided by 10 in a few instructions, a `u128` by a call.
+    match u64::try_from(amount.unsigned_abs()) {
+        Ok(mut n) => loop {
+            push(b'0' + (n % 10) as u8);
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut n = amount.unsigned_abs();
+            loop {
+                push(b'0' + (n % 10) as u8);
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    if amount < 0 {
+        push(b'-');
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
+/// The text Rust prints for `f` (`79.9`, `-0.05`, `10`), written in `buf`, when it has at
+/// most 22 digits after the point and is below 2^50 times a power of ten; else `None` (the
+/// caller prints it).
+///
+/// Rust prints the shortest decimal that reads back as `f`. The decimal with `k` digits after
+/// the point nearest `f` is `round(f * 10^k) / 10^k`: below 2^50 the product is off by under
+/// a sixteenth, and a decimal that reads back as `f` is within a sixteenth of the exact
+/// product too, so it can only be that one. It reads back as `f` when the division, rounded
+/// as reading rounds (nearest, ties to even; `10^k` and the integer are exact), gives `f`.
+/// The first `k` at which it does gives the fewest digits, and an integer below 2^50 is its
+/// own shortest decimal.
+fn short_decimal(f: f64, buf: &mut [u8; 40]) -> Option<&str> {
+    const POWERS: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    const LIMIT: f64 = (1u64 << 50) as f64;
+    let magnitude = f.abs();
+    if !magnitude.is_finite() {
+        return None;
+    }
+    let (places, n) = POWERS.iter().enumerate().find_map(|(k, p)| {
+        let x = magnitude * p;
+        if x >= LIMIT {
+            return Some(None);
+        }
+        let n = x.round();
+        (n / p == magnitude).then_some(Some((k, n as u64)))
+    })??;
+    // The digits from the end: the fraction's (`places` of them), the point, the whole's.
+    let mut at = buf.len();
+    let mut push = |d: u8| {
+        at -= 1;
+        buf[at] = d;
+    };
+    let mut n = n;
+    for _ in 0..places {
+        push(b'0' + (n % 10) as u8);
+        n /= 10;
+    }
+    if places > 0 {
+        push(b'.');
+    }
+    loop {
+        push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if f.is_sign_negative() {
+        push(b'-');
+    }
+    std::str::from_utf8(&buf[at..]).ok()
+}
+
 /// A number as the decimal text [`format`] reads: an integer as it is, a float as Rust prints
 /// it (the shortest text that reads back as the same float). `None` for an infinite one.
 pub(crate) fn decimal_of_f64(f: f64) -> Option<String> {
@@ -599,32 +706,24 @@ pub fn currency(
         let locale = profile.get_attr("locale").ok()?;
         locale.as_str().map(str::to_string)
     });
-    let amount = amount_text(&value)?;
     let locale = locale(tag.as_deref());
-    format(&amount, &code, locale)
-        .map(Value::from)
-        .ok_or_else(|| not_a_number(&value))
-}
-
-/// The value as a plain decimal: a number, or text that says one.
-fn amount_text(value: &Value) -> Result<String, Error> {
-    match value.kind() {
+    let text = match value.kind() {
         ValueKind::Number => {
-            if value.is_integer() {
-                if let Ok(i) = i128::try_from(value.clone()) {
-                    return Ok(i.to_string());
-                }
+            let integer = value
+                .is_integer()
+                .then(|| i128::try_from(value.clone()).ok());
+            match integer.flatten() {
+                Some(i) => format_int(i, &code, locale),
+                None => f64::try_from(value.clone())
+                    .ok()
+                    .and_then(|f| format_f64(f, &code, locale)),
             }
-            f64::try_from(value.clone())
-                .ok()
-                .and_then(decimal_of_f64)
-                .ok_or_else(|| not_a_number(value))
         }
-        ValueKind::String => {
-            text_amount(value.as_str().unwrap_or_default()).ok_or_else(|| not_a_number(value))
-        }
-        _ => Err(not_a_number(value)),
-    }
+        ValueKind::String => text_amount(value.as_str().unwrap_or_default())
+            .and_then(|amount| format(&amount, &code, locale)),
+        _ => None,
+    };
+    text.map(Value::from).ok_or_else(|| not_a_number(&value))
 }
 
 /// Text that says a number (`"19.99"`, `" 5 "`, `"1e3"`), as the decimal [`format`] reads. A
@@ -984,6 +1083,67 @@ mod tests {
             |c: char| c.is_alphanumeric() || (c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c));
         for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
             assert_eq!(wordy(c), plain(c), "{c:?}");
+        }
+    }
+
+    /// A float's digits are written as Rust prints them, with or without the text in between;
+    /// an integer's as Rust prints it.
+    #[test]
+    fn numbers_are_read_as_rust_prints_them() {
+        let mut floats = vec![
+            0.0,
+            -0.0,
+            79.9,
+            10.0,
+            2.675,
+            0.1,
+            0.05,
+            1e21,
+            1e-7,
+            9.995,
+            1234.5,
+            -1234.5,
+            0.30000000000000004,
+            1125899906842623.0,
+            1125899906842624.0,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            123456.789,
+            1e15 + 0.3,
+            4503599627370495.5,
+        ];
+        floats.extend((-20_000..20_000).map(|i| f64::from(i) / 100.0));
+        floats.extend((1..2_000).map(|i| f64::from(i) * 0.001 + 99.0));
+        // Bits from a fixed sequence, of every size.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            floats.push(f64::from_bits(x));
+            floats.push(f64::from_bits(x) / 1e300);
+            floats.push((f64::from_bits(x >> 12) * 1e-6).fract() * 1e6);
+        }
+        for f in floats.into_iter().filter(|f| f.is_finite()) {
+            let mut buf = [0; 40];
+            if let Some(short) = short_decimal(f, &mut buf) {
+                assert_eq!(short, format!("{f}"), "{:#x}", f.to_bits());
+            }
+        }
+        assert!(short_decimal(79.9, &mut [0; 40]).is_some());
+        assert!(short_decimal(f64::INFINITY, &mut [0; 40]).is_none());
+        for i in [
+            0,
+            7,
+            -7,
+            10,
+            i128::from(u64::MAX),
+            i128::from(i64::MIN),
+            i128::MAX,
+            i128::MIN,
+        ] {
+            assert_eq!(int_decimal(i, &mut [0; 40]), i.to_string());
         }
     }
 

@@ -976,14 +976,9 @@ impl<'r> Renderer<'r> {
                 _ => return Err(Declined),
             },
         };
-        let amount = match value {
-            V::Undefined => return Ok(V::Undefined),
-            V::U64(u) => u.to_string(),
-            V::I64(i) => i.to_string(),
-            V::F64(f) => currency::decimal_of_f64(f).ok_or(Declined)?,
-            V::Str(s) => currency::text_amount(&s).ok_or(Declined)?,
-            _ => return Err(Declined),
-        };
+        if matches!(value, V::Undefined) {
+            return Ok(V::Undefined);
+        }
         let code = match code.as_deref().map(str::trim) {
             None | Some("") => Code::Missing,
             Some(c) => Code::Text(c),
@@ -993,8 +988,15 @@ impl<'r> Renderer<'r> {
             Some(Cow::Borrowed(own))
         });
         let locale = currency::locale(tag.as_deref());
-        let text = currency::format(&amount, &code, locale).ok_or(Declined)?;
-        Ok(V::Str(Cow::Owned(text)))
+        let text = match value {
+            V::U64(u) => currency::format_int(i128::from(u), &code, locale),
+            V::I64(i) => currency::format_int(i128::from(i), &code, locale),
+            V::F64(f) => currency::format_f64(f, &code, locale),
+            V::Str(s) => currency::text_amount(&s)
+                .and_then(|amount| currency::format(&amount, &code, locale)),
+            _ => None,
+        };
+        Ok(V::Str(Cow::Owned(text.ok_or(Declined)?)))
     }
 
     fn eval(&mut self, e: &'r Expr) -> Direct<V<'r>> {
