@@ -4306,13 +4306,21 @@ impl Runtime {
             return Ok(view);
         }
         visitors.extend(view.enrollments.iter().cloned());
-        // The scheduler's cursor (one read): a run it has not started yet is not over.
+        let journeys = self.catalog.active().await?;
+        let schedules = journeys
+            .iter()
+            .any(|p| matches!(p.journey.trigger.kind(), Some(TriggerKind::Schedule(_))));
+        if !schedules {
+            return Ok(view);
+        }
+        // The scheduler's cursor (one read, only with a schedule journey to judge): a run it
+        // has not started yet is not over.
         let unstarted = match self.store.get(&Key::new(CURSOR.0, CURSOR.1)).await? {
             Some(r) => Timestamp::from_second(r.parse::<i64>()?.saturating_mul(60)).ok(),
             None => None,
         };
         view.schedules = crate::scheduled::answers(
-            &self.catalog.active().await?,
+            &journeys,
             user,
             view.profile.as_ref(),
             &visitors,
