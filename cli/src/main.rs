@@ -90,12 +90,15 @@ enum Command {
     Publish {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// The API's base URL.
+        /// The API's base URL (left out: the `waymark dev` running on `--data`).
         #[arg(long, env = "WAYMARK_API_URL")]
         api: Option<String>,
-        /// An admin key.
+        /// An admin key (left out: that `waymark dev`'s, from its data folder).
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// The data folder of the `waymark dev` to ask when `--api` is left out.
+        #[arg(long, default_value = ".waymark")]
+        data: PathBuf,
     },
     /// What happened to a user in each journey and why: entries, waits, sends, skips and
     /// their reasons, exits, and the triggers that did not enter them.
@@ -104,18 +107,28 @@ enum Command {
         /// Only this journey.
         #[arg(long)]
         journey: Option<String>,
+        /// The API's base URL (left out: the `waymark dev` running on `--data`).
         #[arg(long, env = "WAYMARK_API_URL")]
         api: Option<String>,
+        /// An admin key (left out: that `waymark dev`'s, from its data folder).
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// The data folder of the `waymark dev` to ask when `--api` is left out.
+        #[arg(long, default_value = ".waymark")]
+        data: PathBuf,
     },
     /// Print a journey's figures per step.
     Stats {
         journey: String,
+        /// The API's base URL (left out: the `waymark dev` running on `--data`).
         #[arg(long, env = "WAYMARK_API_URL")]
         api: Option<String>,
+        /// An admin key (left out: that `waymark dev`'s, from its data folder).
         #[arg(long, env = "WAYMARK_ADMIN_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// The data folder of the `waymark dev` to ask when `--api` is left out.
+        #[arg(long, default_value = ".waymark")]
+        data: PathBuf,
     },
 }
 
@@ -145,9 +158,14 @@ fn main() -> ExitCode {
             println!("{}", s.inbox_token(&user));
             true
         }),
-        Command::Publish { paths, api, key } => current_thread().and_then(|rt| {
+        Command::Publish {
+            paths,
+            api,
+            key,
+            data,
+        } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
+                let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
                 remote::publish(&client, &paths).await
             })
         }),
@@ -156,16 +174,22 @@ fn main() -> ExitCode {
             journey,
             api,
             key,
+            data,
         } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
+                let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
                 print!("{}", remote::why(&client, &user, journey.as_deref()).await?);
                 Ok(true)
             })
         }),
-        Command::Stats { journey, api, key } => current_thread().and_then(|rt| {
+        Command::Stats {
+            journey,
+            api,
+            key,
+            data,
+        } => current_thread().and_then(|rt| {
             rt.block_on(async {
-                let client = remote::ApiClient::new(api.as_deref(), key.as_deref())?;
+                let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
                 print!("{}", remote::stats(&client, &journey).await?);
                 Ok(true)
             })

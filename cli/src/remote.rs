@@ -29,9 +29,43 @@ pub struct ApiClient {
     base: String,
     key: String,
     http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The `dev.url` file the URL was read from, when it was (for a request that finds no one
+    /// listening: that `waymark dev` has stopped).
+    from_dev: Option<PathBuf>,
 }
 
 impl ApiClient {
+    /// The client `publish`, `why` and `stats` use: the API at `api` with the admin key `key`
+    /// where given (flag or environment), else the `waymark dev` that runs on the data folder
+    /// `data` (the URL it notes in `dev.url` when it starts, and the admin key it runs with).
+    pub fn of(api: Option<&str>, key: Option<&str>, data: &Path) -> Result<Self> {
+        let dir = crate::data::DataDir::new(data);
+        let Some(api) = api else {
+            let Some(url) = dir.saved_url() else {
+                if key.is_some() {
+                    return Self::new(None, key);
+                }
+                bail!(
+                    "no API URL: pass --api URL or set WAYMARK_API_URL, with the admin key as --key KEY or WAYMARK_ADMIN_KEY; or start `waymark dev` (`make dev`): run beside it, this reads where it listens and its admin key from its data folder ({}; another with --data DIR)",
+                    data.display()
+                );
+            };
+            let key = match key {
+                Some(key) => key.to_string(),
+                None => crate::data::admin_key(&dir)?,
+            };
+            let mut client = Self::new(Some(&url), Some(&key))?;
+            client.from_dev = Some(data.join("dev.url"));
+            return Ok(client);
+        };
+        // The dev's own URL given without a key: its key, as above.
+        let dev_key = match (key, dir.saved_url()) {
+            (None, Some(url)) if same_base(&url, api) => crate::data::admin_key(&dir).ok(),
+            _ => None,
+        };
+        Self::new(Some(api), key.or(dev_key.as_deref()))
+    }
+
     /// A client of the API at `base` with the admin key `key`; either missing is an error that
     /// says where it comes from (the flag, or its environment variable).
     pub fn new(base: Option<&str>, key: Option<&str>) -> Result<Self> {
@@ -75,6 +109,7 @@ impl ApiClient {
             base,
             key: key.to_string(),
             http: Client::builder(TokioExecutor::new()).build(connector),
+            from_dev: None,
         })
     }
 
@@ -102,7 +137,13 @@ impl ApiClient {
         let response = tokio::time::timeout(TIMEOUT, self.http.request(req))
             .await
             .with_context(|| format!("{method} {url}: no answer within {}s", TIMEOUT.as_secs()))?
-            .with_context(|| format!("{method} {url}"))?;
+            .map_err(|e| match &self.from_dev {
+                Some(file) if e.is_connect() => anyhow::Error::new(e).context(format!(
+                    "{method} {url}: no `waymark dev` answers there (the URL {} noted when it started): start it (`make dev`), or pass --api URL",
+                    file.display()
+                )),
+                _ => anyhow::Error::new(e).context(format!("{method} {url}")),
+            })?;
         let status = response.status();
         let bytes = tokio::time::timeout(TIMEOUT, response.into_body().collect())
             .await
@@ -580,6 +621,11 @@ fn schedule_lines(s: &ScheduleAnswer) -> String {
 /// A time to the second, as a person reads it in a story (the API keeps the nanoseconds).
 fn seconds(at: jiff::Timestamp) -> String {
     jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", at).unwrap_or_else(|_| at.to_string())
+}
+
+/// Whether two API base URLs name the same place (a trailing `/` aside).
+fn same_base(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 #[cfg(test)]

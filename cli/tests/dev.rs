@@ -165,7 +165,7 @@ fn dev_goes_on_when_its_console_is_closed() {
 
 #[test]
 fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
-    let (_dir, journeys, data) = folder("dev", "welcome.yaml", JOURNEY);
+    let (dir, journeys, data) = folder("dev", "welcome.yaml", JOURNEY);
     let outbox = data.join("outbox.jsonl");
 
     // given a fresh dev server, whose outbox is there to follow before any message
@@ -319,7 +319,53 @@ fn dev_runs_a_journey_and_keeps_its_state_across_restarts() {
         "{}",
         support::text(&out.stderr)
     );
+
+    // `why` and `stats` with neither a URL nor a key ask the `waymark dev` of the data folder
+    // (the URL it noted at start, its admin key), and tell its story as with both given
+    let beside_dev = |args: &[&str]| {
+        waymark()
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("WAYMARK_API_URL")
+            .env_remove("WAYMARK_ADMIN_KEY")
+            .output()
+            .expect("waymark")
+    };
+    let out = beside_dev(&["why", "ann", "--journey", "welcome"]);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert_eq!(support::text(&out.stdout), why(), "the same story");
+    let out = beside_dev(&["stats", "welcome"]);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert!(
+        support::text(&out.stdout).contains("hello"),
+        "the step's figures: {}",
+        support::text(&out.stdout)
+    );
     drop(dev);
+    // once it has stopped, the answer says so and what to do
+    let out = beside_dev(&["why", "ann"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = support::text(&out.stderr);
+    assert!(
+        err.contains("no `waymark dev` answers there") && err.contains("dev.url"),
+        "{err}"
+    );
+    // a folder no `waymark dev` ran on: how to give the API, or start one
+    let empty = dir.path().join("no-dev");
+    let out = waymark()
+        .args(["why", "ann", "--data"])
+        .arg(&empty)
+        .env_remove("WAYMARK_API_URL")
+        .env_remove("WAYMARK_ADMIN_KEY")
+        .output()
+        .expect("waymark why");
+    assert_eq!(out.status.code(), Some(1));
+    let err = support::text(&out.stderr);
+    assert!(
+        err.contains("pass --api URL") && err.contains("make dev"),
+        "{err}"
+    );
 }
 
 #[test]
