@@ -1947,7 +1947,6 @@ impl<'a> Run<'a> {
                             (k == "locale")
                                 .then(|| crate::profile::device_trait_problem(k, &value))
                                 .flatten()
-                                .map(str::to_string)
                         });
                         match problem {
                             Some(why) => {

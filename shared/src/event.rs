@@ -937,9 +937,7 @@ pub fn trait_problem(name: &str, value: &Value) -> Option<String> {
             let known = value
                 .as_str()
                 .is_some_and(|tz| jiff::tz::TimeZone::get(tz).is_ok());
-            (!known).then(|| {
-                "must be an IANA time zone name, e.g. Europe/Paris or America/New_York".to_string()
-            })
+            (!known).then(|| crate::profile::zone_problem(value.as_str()))
         }
         _ => None,
     }
@@ -1285,9 +1283,7 @@ impl<'a> Check<'a> {
                     "is a name Waymark keeps for itself: send a channel's choice inside `subscriptions`, like {\"subscriptions\": {\"email\": false}}".to_string(),
                 ),
                 "email" | "phone" | "timezone" if !value.is_null() => trait_problem(name, value),
-                "locale" if !value.is_null() => {
-                    crate::profile::device_trait_problem(name, value).map(str::to_string)
-                }
+                "locale" if !value.is_null() => crate::profile::device_trait_problem(name, value),
                 _ => None,
             };
             let Some(problem) = problem else {
@@ -2413,6 +2409,25 @@ mod tests {
         assert_eq!(event.traits["subscriptions"], json!({"sms": false}));
         let warned: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(warned, ["traits.timezone"]);
+        // A misspelt zone, or a city written with a space, is told the name it is near.
+        for (sent, meant) in [
+            ("Europe/Pariss", "Europe/Paris"),
+            ("America/New York", "America/New_York"),
+            ("Asia/Tokio", "Asia/Tokyo"),
+        ] {
+            let (event, warnings) = call(json!({"userId": "u1", "traits": {"timezone": sent},
+                "context": {"timezone": sent}}))
+            .expect("taken without the bad zone");
+            assert_eq!(event.traits.get("timezone"), None);
+            let told =
+                format!("must be an IANA time zone name, did you mean `{meant}`? Left out: ");
+            let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+            assert_eq!(fields, ["traits.timezone", "context.timezone"]);
+            assert!(
+                warnings.iter().all(|w| w.message.starts_with(&told)),
+                "{sent}: {warnings:?}"
+            );
+        }
 
         // A trait under a name the profile keeps its channels' times by is left out too (it
         // would stand for a channel's choice being made).

@@ -301,15 +301,30 @@ const DEVICE_TRAITS: [(&str, Valid); 2] = [
 /// What is wrong with a device's `context.timezone` or `context.locale` (`name`), or an
 /// identify's `locale` trait, so that it is not taken as the user's; `None` when it would be,
 /// or `name` is another.
-pub fn device_trait_problem(name: &str, value: &Value) -> Option<&'static str> {
+pub fn device_trait_problem(name: &str, value: &Value) -> Option<String> {
     let (_, valid) = DEVICE_TRAITS.iter().find(|(n, _)| *n == name)?;
     if value.as_str().is_some_and(valid) {
         return None;
     }
     Some(match name {
-        "timezone" => "must be an IANA time zone name, e.g. Europe/Paris or America/New_York",
-        _ => "must be a locale tag like fr-FR, en or pt_BR",
+        "timezone" => zone_problem(value.as_str()),
+        _ => "must be a locale tag like fr-FR, en or pt_BR".to_string(),
     })
+}
+
+/// What is wrong with a `timezone` that names no zone: the near name it may have meant
+/// (`Europe/Pariss`, `America/New York`), else what a zone name looks like.
+pub fn zone_problem(sent: Option<&str>) -> String {
+    const EXAMPLE: &str = "e.g. Europe/Paris or America/New_York";
+    let advice = match sent {
+        // Spaces for underscores, as a city is written (`America/New York`).
+        Some(z) if jiff::tz::TimeZone::get(&z.trim().replace(' ', "_")).is_ok() => {
+            format!("did you mean `{}`?", z.trim().replace(' ', "_"))
+        }
+        Some(z) => crate::dsl::zone_advice(z, EXAMPLE),
+        None => EXAMPLE.to_string(),
+    };
+    format!("must be an IANA time zone name, {advice}")
 }
 
 /// Where a message goes.
