@@ -221,6 +221,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         &secrets,
         clock.now(),
         &published,
+        &runtime.config.caps,
     );
     match queue.dead_letters() {
         Ok(dead) if !dead.is_empty() => say!(
@@ -845,7 +846,16 @@ impl Watcher {
             // Checked now, as a journey file is, rather than at the next start, which a file
             // with errors would stop.
             match settings::load(&self.dir) {
-                Ok(_) => say!("waymark.yaml changed: restart `waymark dev` to apply new caps"),
+                // Changed back (an edit undone): nothing to restart for.
+                Ok(s) if s.caps == runtime.config.caps => say!(
+                    "waymark.yaml changed: its caps are the ones in use ({})",
+                    caps_text(&s.caps)
+                ),
+                Ok(s) => say!(
+                    "waymark.yaml changed: restart `waymark dev` to apply its caps ({}; in use: {})",
+                    caps_text(&s.caps),
+                    caps_text(&runtime.config.caps)
+                ),
                 Err(errors) => {
                     for e in errors {
                         say_err!("{e}");
@@ -1127,6 +1137,18 @@ async fn watch_files(mut watcher: Watcher, runtime: Arc<Runtime>, mut stop: watc
     }
 }
 
+/// Caps as people read them: `push 3 per 1d, sms 2 per 7d`, or `none`.
+fn caps_text(caps: &BTreeMap<waymark::journey::Channel, waymark::runtime::Cap>) -> String {
+    if caps.is_empty() {
+        return "none".to_string();
+    }
+    caps.iter()
+        .map(|(channel, cap)| format!("{channel} {} per {}", cap.max, cap.per))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[allow(clippy::too_many_arguments)]
 fn print_banner(
     args: &DevArgs,
     data: &DataDir,
@@ -1135,6 +1157,7 @@ fn print_banner(
     secrets: &Secrets,
     now: Timestamp,
     published: &Published,
+    caps: &BTreeMap<waymark::journey::Channel, waymark::runtime::Cap>,
 ) {
     let journeys: Vec<String> = published
         .ok
@@ -1167,6 +1190,14 @@ fn print_banner(
         "  time       {} (virtual, {}× real time)",
         now.strftime("%Y-%m-%d %H:%M:%S UTC"),
         args.speed
+    );
+    say!(
+        "  caps       {}",
+        if caps.is_empty() {
+            "none (a waymark.yaml in the journeys folder sets them)".to_string()
+        } else {
+            format!("{} per user, across journeys", caps_text(caps))
+        }
     );
     say!("  API        {url}");
     say!("  write key  {}", secrets.write_shown);

@@ -1047,3 +1047,49 @@ fn dev_on_a_port_in_use_says_so_and_writes_nothing() {
     );
     assert!(!data.exists(), "{} was created", data.display());
 }
+
+#[test]
+fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
+    let (_dir, journeys, data) = folder("dev-caps", "welcome.yaml", JOURNEY);
+    let settings = journeys.join("waymark.yaml");
+    let caps = "caps:\n  push: {max: 3, per: 1d}\n";
+    std::fs::write(&settings, caps).expect("write");
+
+    // given a dev server on a folder whose waymark.yaml caps pushes, its banner says so
+    let dev = start(&journeys, &data);
+    let said = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(line) = dev.printed().into_iter().find(|l| l.contains(what)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never printed `{what}`: {:?}",
+                dev.printed()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert_eq!(
+        said("  caps ").trim(),
+        "caps       push 3 per 1d per user, across journeys"
+    );
+
+    // when the file's caps change, it says they apply at a restart, and which are in use
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&settings, caps.replace("max: 3", "max: 5")).expect("rewrite");
+    assert_eq!(
+        said("waymark.yaml changed"),
+        "waymark.yaml changed: restart `waymark dev` to apply its caps (push 5 per 1d; in use: push 3 per 1d)"
+    );
+
+    // when the edit is undone, there is nothing to restart for
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&settings, caps).expect("restore");
+    assert_eq!(
+        said("are the ones in use"),
+        "waymark.yaml changed: its caps are the ones in use (push 3 per 1d)"
+    );
+    drop(dev);
+}
