@@ -358,6 +358,13 @@ struct Swept {
 /// Waits shorter than this never become timers (see `schedule`).
 const MIN_TIMER_SECS: i64 = 300;
 
+/// Whether a journey that is not active now (closed or stopped) still has its inactivity
+/// checks looked at again, for the day it opens again: for a year from the version that closed
+/// it; after that, a user's next activity arms her check.
+fn still_checked(p: &Published, now: Timestamp) -> bool {
+    now.duration_since(p.published_at) < SignedDuration::from_hours(24 * 366)
+}
+
 fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
 }
@@ -812,7 +819,7 @@ impl Runtime {
                     .unwrap_or(*since);
                 let due = from + i.duration.to_jiff();
                 if due > *at {
-                    if !p.journey.status.is_active() {
+                    if !p.journey.status.is_active() && !still_checked(&p, now) {
                         return Ok(());
                     }
                     let again = Message::Inactivity {
@@ -865,11 +872,33 @@ impl Runtime {
                 let refused = self
                     .try_enter(&p, &profile, &mut enrollments, trigger, None)
                     .await?;
+                let reason = refused.as_ref().and_then(|r| match &r.what {
+                    What::NotEntered { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                });
+                // Still in the journey, or the journey closed or stopped for now: looked at
+                // again a `for` later, where she is still inactive then (she would arm no check
+                // by herself: she does nothing), so that she enters once her enrollment has
+                // ended or the journey is open again. (A journey closed over a year checks no
+                // one: her next activity arms a check again.)
+                let later = match reason {
+                    Some("enrolled") => true,
+                    Some("closed" | "stopped") => still_checked(&p, now),
+                    _ => false,
+                };
+                if later {
+                    let again = now + i.duration.to_jiff();
+                    let check = Message::Inactivity {
+                        user_id: user_id.clone(),
+                        journey: journey.clone(),
+                        since: from,
+                        at: again,
+                    };
+                    self.schedule(check, again).await?;
+                }
                 // Not yet (`reentry: after`): looked at again when she may enter, where she is
                 // still inactive then (no activity would arm a check of its own otherwise).
-                let not_yet = refused.as_ref().is_some_and(
-                    |r| matches!(&r.what, What::NotEntered { reason, .. } if reason == "reentry"),
-                );
+                let not_yet = reason == Some("reentry");
                 if let (true, Reentry::After(d), Some(l)) = (
                     not_yet,
                     p.journey.reentry,

@@ -751,6 +751,69 @@ async fn an_inactive_user_refused_by_reentry_after_is_checked_again_when_she_may
     );
 }
 
+/// An inactive user whose check comes due while she is still in the journey (her one activity
+/// during a long win-back armed it) is looked at again a `for` later: once her enrollment has
+/// ended she enters again (`reentry: after_exit`), though she never does anything again.
+#[tokio::test]
+async fn an_inactive_user_still_enrolled_when_her_check_comes_is_checked_again_after() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHURN.replace(
+        "steps:\n  - id: offer\n    send: {sms: {body: \"We miss you\"}}",
+        "reentry: after_exit\nsteps:\n  - id: offer\n    send: {sms: {body: \"We miss you\"}}\n  - id: later\n    wait: 5d\n  - id: again\n    send: {sms: {body: \"Still here\"}}",
+    ))
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-05T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-04T09:00:00Z ivy sms offer: We miss you",
+            // the check the 5th armed came on the 8th, while she was in the journey (until
+            // the 9th): refused, and looked at again 3 days on, when she had left
+            "2026-12-09T09:00:00Z ivy sms again: Still here",
+            "2026-12-11T09:00:00Z ivy sms offer: We miss you",
+            "2026-12-16T09:00:00Z ivy sms again: Still here",
+        ]
+    );
+    let ivy = h.rt.user("ivy").await.expect("ivy");
+    assert_eq!(
+        refusals(&ivy.timeline),
+        ["2026-12-08T09:00:00Z churn [churn:ivy:1] on inactive: enrolled: in the journey since 2026-12-04T09:00:00Z (on version 1, at step `later`): one enrollment a user at a time"]
+    );
+}
+
+/// A check that comes due while the journey is closed is looked at again: when the journey is
+/// opened again, the user who stayed inactive all along enters.
+#[tokio::test]
+async fn an_inactive_user_checked_while_the_journey_is_closed_enters_when_it_opens_again() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHURN).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+"#,
+    )
+    .await;
+    h.publish(&format!("{CHURN}status: closed\n")).await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new(), "closed: no one enters");
+    h.publish(CHURN).await;
+    h.advance_to(at("2026-12-09T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-07T09:00:00Z ivy sms offer: We miss you"],
+        "looked at again 3 days after the refused check, the journey open again"
+    );
+}
+
 /// A check handed over a little before its time (the sweep and the queue count whole seconds;
 /// an event's time has milliseconds) is the check all the same: the user enters, and no check
 /// comes back again and again until the clock passes its time.
