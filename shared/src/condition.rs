@@ -9,7 +9,9 @@
 //! Paths start at `event`, `trigger`, `waited` or `profile` (`event.a.b`, `event.items[0]`,
 //! `profile['first name']`, `trigger.order_id`: see [`Scope`]);
 //! a missing path reads as `null`. Values are numbers, strings in `'…'` or `"…"`, `true`, `false`,
-//! `null`, lists `[1, 'a']`, and times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`.
+//! `null`, lists `[1, 'a']`, times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`, and
+//! whole days from today to a date, in the user's zone: `days_until(profile.trial_ends_at) == 3`,
+//! `days_since(profile.signed_up_at) >= 7`.
 //! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
 //! the condition `exists(path)`, and `and`, `or`, `not` with parentheses. `not` applies to the
 //! comparison after it (`not a == b` is `not (a == b)`), comparisons bind tighter than `and`, and
@@ -45,7 +47,8 @@ pub struct Condition {
 /// What a condition reads: the event (`event.*`), the enrollment's trigger event (`trigger.*`),
 /// the event that met the enrollment's latest `wait_for` (`waited.*`, null when none did), the
 /// user's profile, and the current time; `zone`, the journey's default time zone, for a user
-/// without `profile.timezone` (the day `anniversary(…)` reads is the user's, as a wait's is).
+/// without `profile.timezone` (the day `anniversary(…)`, `days_until(…)` and `days_since(…)` read
+/// is the user's, as a wait's is).
 /// In a step, `event` and `trigger` are both the trigger event; in a `wait_for`'s, an
 /// `exit_when`'s or a goal's `where`, `event` is the event that came.
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +177,7 @@ impl Condition {
     }
 
     /// Whether what the condition says depends on when it is read, not only on the values
-    /// it reads: it holds `anniversary(…)`, `now()` or `ago(…)`.
+    /// it reads: it holds `anniversary(…)`, `days_until(…)`, `days_since(…)`, `now()` or `ago(…)`.
     pub fn reads_the_clock(&self) -> bool {
         self.expr.reads_the_clock()
     }
@@ -260,6 +263,27 @@ enum Operand {
     Time(Timestamp),
     Now,
     Ago(Duration),
+    /// `days_until(path)` or `days_since(path)`: the whole days from today, in the user's time
+    /// zone, to the date the path holds (negative once it is past), or from it to today.
+    Days(Days, Path),
+}
+
+/// Which way [`Operand::Days`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Days {
+    /// `days_until(path)`: from today to the date; 3 three days before it.
+    Until,
+    /// `days_since(path)`: from the date to today; 7 a week after it.
+    Since,
+}
+
+impl Days {
+    fn name(self) -> &'static str {
+        match self {
+            Days::Until => "days_until",
+            Days::Since => "days_since",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +390,7 @@ impl Operand {
             Operand::Path(_) => Kind::Unknown,
             Operand::Literal(Value::Null) => Kind::Null,
             Operand::Literal(Value::Bool(_)) => Kind::Bool,
-            Operand::Literal(Value::Number(_)) => Kind::Number,
+            Operand::Literal(Value::Number(_)) | Operand::Days(..) => Kind::Number,
             Operand::Literal(Value::String(_)) => Kind::String,
             Operand::Literal(_) | Operand::List(_) => Kind::List,
             Operand::Time(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
@@ -375,7 +399,7 @@ impl Operand {
 
     fn reads_the_clock(&self) -> bool {
         match self {
-            Operand::Now | Operand::Ago(_) => true,
+            Operand::Now | Operand::Ago(_) | Operand::Days(..) => true,
             Operand::List(items) => items.iter().any(Operand::reads_the_clock),
             Operand::Path(_) | Operand::Literal(_) | Operand::Time(_) => false,
         }
@@ -383,7 +407,7 @@ impl Operand {
 
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
-            Operand::Path(p) => push_unique(out, p),
+            Operand::Path(p) | Operand::Days(_, p) => push_unique(out, p),
             Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
             Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
         }
@@ -624,8 +648,16 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
             '-' if !next.is_some_and(|n| n.is_ascii_digit()) => {
                 return error(
                     at,
-                    "unexpected \"-\": conditions have no arithmetic; for a key with \"-\" in it, \
-                     write it in brackets, like event['first-name']",
+                    format!(
+                        "unexpected \"-\": conditions have no arithmetic ({DAYS_HINT}); for a key \
+                         with \"-\" in it, write it in brackets, like event['first-name']"
+                    ),
+                );
+            }
+            '+' => {
+                return error(
+                    at,
+                    format!("unexpected \"+\": conditions have no arithmetic ({DAYS_HINT})"),
                 );
             }
             c if c == '-' || c.is_ascii_digit() => {
@@ -748,6 +780,20 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
             .position(|&c| !is_ident_char(c))
             .map_or(chars.len(), |n| i + n);
         let text: String = chars[at..end].iter().collect();
+        let unsigned = text.trim_start_matches('-');
+        // `3d`, `-14d`: days added to or taken from a date, most likely.
+        let days = unsigned
+            .strip_suffix(['d', 'w'])
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if days {
+            return error(
+                at,
+                format!(
+                    "\"{text}\" is not a number: conditions have no arithmetic ({DAYS_HINT}); \
+                     to write a duration use ago('{unsigned}')"
+                ),
+            );
+        }
         return error(
             at,
             format!(
@@ -775,7 +821,7 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
 // ---------------------------------------------------------------------------------------------
 // Parsing.
 
-const KEYWORDS: [&str; 13] = [
+const KEYWORDS: [&str; 15] = [
     "and",
     "or",
     "not",
@@ -789,7 +835,14 @@ const KEYWORDS: [&str; 13] = [
     "now",
     "ago",
     "anniversary",
+    "days_until",
+    "days_since",
 ];
+
+/// What to write for a date some days ahead or ago, where someone reached for arithmetic.
+const DAYS_HINT: &str = "for a date some days away, count the days from today in the user's \
+                         zone: days_until(profile.trial_ends_at) == 3 three days before it, \
+                         days_since(profile.signed_up_at) >= 7 from a week after it";
 
 const VALUE_HINT: &str =
     "write a path like event.total, or a value like 50, 'FR', true, null or ['FR', 'DE']";
@@ -1090,6 +1143,8 @@ impl<'t> Parser<'t> {
                 }
                 "time" => self.parse_time(),
                 "ago" => self.parse_ago(),
+                "days_until" => self.parse_days(Days::Until),
+                "days_since" => self.parse_days(Days::Since),
                 "exists" => error(
                     t.at,
                     "exists(…) is a condition by itself: combine it with and / or, like \
@@ -1198,7 +1253,10 @@ impl<'t> Parser<'t> {
             }
             let at = self.peek().at;
             let item = self.parse_operand()?;
-            if matches!(item, Operand::Path(_) | Operand::List(_)) {
+            if matches!(
+                item,
+                Operand::Path(_) | Operand::List(_) | Operand::Days(..)
+            ) {
                 return error(
                     at,
                     "lists hold values like 1, 'a', true, null or time('…'), not paths or lists",
@@ -1274,10 +1332,62 @@ impl<'t> Parser<'t> {
 
     fn parse_ago(&mut self) -> Result<Operand, ConditionError> {
         let (s, at) = self.string_argument("ago", "a duration")?;
+        if s.trim_start().starts_with('-') {
+            return error(
+                at,
+                format!(
+                    "ago('{s}'): ago() counts back from now and takes no minus; a time ahead is \
+                     compared with now(), like profile.renews_at > now(); {DAYS_HINT}"
+                ),
+            );
+        }
         match s.parse::<Duration>() {
             Ok(d) => Ok(Operand::Ago(d)),
             Err(e) => error(at, format!("in ago('{s}'): {}", e.message)),
         }
+    }
+
+    /// `days_until(path)` or `days_since(path)`, its name just read: a path holding a date.
+    fn parse_days(&mut self, days: Days) -> Result<Operand, ConditionError> {
+        let name = days.name();
+        self.open_call(name)?;
+        let t = self.bump();
+        let path = match &t.kind {
+            Tok::Ident(root) if Root::of(root).is_some() => self.parse_path(root, t.at)?,
+            Tok::Str(s) => {
+                return error(
+                    t.at,
+                    format!(
+                        "{name}() takes a path holding a date, not the date itself, like {}; \
+                         to compare a date with a fixed day, write profile.renews_on == '{s}'",
+                        example(name)
+                    ),
+                )
+            }
+            _ => {
+                return error(
+                    t.at,
+                    format!(
+                        "{name}() takes a path holding a date, like {}",
+                        example(name)
+                    ),
+                )
+            }
+        };
+        self.expect(&Tok::RParen, |found| {
+            let n = if days == Days::Until { 3 } else { 7 };
+            match found {
+                Tok::Comma => format!(
+                    "{name}() takes one path, and gives a number of days to compare: write \
+                     {name}(…) == {n}, not a second argument"
+                ),
+                other => format!(
+                    "expected \")\" to close {name}(, found {}",
+                    other.describe()
+                ),
+            }
+        })?;
+        Ok(Operand::Days(days, path))
     }
 }
 
@@ -1287,6 +1397,8 @@ fn example(function: &str) -> &'static str {
         "ago" => "ago('7d')",
         "now" => "now()",
         "anniversary" => "anniversary(profile.birthday)",
+        "days_until" => "days_until(profile.trial_ends_at) == 3",
+        "days_since" => "days_since(profile.signed_up_at) >= 7",
         _ => "exists(event.coupon)",
     }
 }
@@ -1297,9 +1409,16 @@ fn unknown_name(name: &str, called: bool) -> String {
         return format!("write \"{lower}\" in lower case");
     }
     if called {
-        return format!(
-            "unknown function \"{name}\": the functions are exists(), anniversary(), time(), now() and ago()"
-        );
+        const FUNCTIONS: &str = "the functions are exists(), anniversary(), days_until(), \
+                                 days_since(), time(), now() and ago()";
+        // `date_diff`, `days_between`, `today`, `from_now`, `datediff`, `add_days`…
+        let dates = ["day", "date", "diff", "from_now", "later", "ahead"]
+            .iter()
+            .any(|part| lower.contains(part));
+        if dates {
+            return format!("unknown function \"{name}\": {DAYS_HINT}; {FUNCTIONS}");
+        }
+        return format!("unknown function \"{name}\": {FUNCTIONS}");
     }
     format!(
         "unknown name \"{name}\": paths start with \"event.\" or \"profile.\", like event.{name} or \
@@ -1310,6 +1429,16 @@ fn unknown_name(name: &str, called: bool) -> String {
 
 /// A bare operand used as a condition: only paths and `true`/`false` make sense.
 fn truthy(operand: Operand, at: usize) -> Result<Expr, ConditionError> {
+    if let Operand::Days(days, _) = &operand {
+        let name = days.name();
+        return error(
+            at,
+            format!(
+                "{name}(…) is a number of days, not a condition by itself: compare it, like {}",
+                example(name)
+            ),
+        );
+    }
     match operand.kind() {
         Kind::Unknown | Kind::Bool => Ok(Expr::Truthy(operand)),
         kind => error(
@@ -1405,19 +1534,19 @@ fn date_in(text: &str) -> Option<jiff::civil::Date> {
     day.parse().ok()
 }
 
-/// Whether `days` days after today, in the user's zone (`profile.timezone`, else the journey's,
-/// else UTC), is the day and month of `date`; a 29 February's is the 28th in other years.
-fn is_anniversary(date: jiff::civil::Date, scope: &Scope<'_>, days: i64) -> bool {
+/// Today in the user's zone (`profile.timezone`, else the journey's, else UTC).
+fn today(scope: &Scope<'_>) -> jiff::civil::Date {
     let zone = crate::template::zone_of(
         scope.profile.get("timezone").and_then(Value::as_str),
         scope.zone,
     );
-    let Some(day) = zone
-        .to_datetime(scope.now)
-        .date()
-        .checked_add(jiff::Span::new().days(days))
-        .ok()
-    else {
+    zone.to_datetime(scope.now).date()
+}
+
+/// Whether `days` days after today, in the user's zone, is the day and month of `date`; a
+/// 29 February's is the 28th in other years.
+fn is_anniversary(date: jiff::civil::Date, scope: &Scope<'_>, days: i64) -> bool {
+    let Some(day) = today(scope).checked_add(jiff::Span::new().days(days)).ok() else {
         return false;
     };
     let leap_day = date.month() == 2 && date.day() == 29;
@@ -1427,12 +1556,22 @@ fn is_anniversary(date: jiff::civil::Date, scope: &Scope<'_>, days: i64) -> bool
 
 static NULL: Value = Value::Null;
 
-/// A value during evaluation: from the data, a time, or a list literal.
+/// The whole days from today, in the user's zone, to the date `value` holds (as
+/// [`date_in`] reads it: a day, or an RFC 3339 time's date as written), negative once it is
+/// past; none when it holds no date.
+fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
+    let date = value.and_then(Value::as_str).and_then(date_in)?;
+    let span = today(scope).until((jiff::Unit::Day, date)).ok()?;
+    Some(i64::from(span.get_days()))
+}
+
+/// A value during evaluation: from the data, a time, a list literal, or a number of days.
 #[derive(Debug, Clone, Copy)]
 enum Val<'a> {
     Json(&'a Value),
     Time(Timestamp),
     List(&'a [Operand]),
+    Days(i64),
 }
 
 impl Expr {
@@ -1523,6 +1662,11 @@ impl Operand {
             Operand::Ago(d) => {
                 Val::Time(scope.now.checked_sub(d.to_jiff()).unwrap_or(Timestamp::MIN))
             }
+            Operand::Days(days, p) => match (days, days_until(p.lookup(scope), scope)) {
+                (Days::Until, Some(n)) => Val::Days(n),
+                (Days::Since, Some(n)) => Val::Days(-n),
+                (_, None) => Val::Json(&NULL),
+            },
         }
     }
 }
@@ -1534,6 +1678,7 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
     match (a, b) {
         (Val::Json(x), Val::Json(y)) => json_equal(x, y),
+        (Val::Days(..), _) | (_, Val::Days(..)) => order(a, b) == Some(Ordering::Equal),
         (Val::Time(t), Val::Time(u)) => t == u,
         (Val::Time(t), Val::Json(Value::String(s)))
         | (Val::Json(Value::String(s)), Val::Time(t)) => parse_time(s) == Some(t),
@@ -1589,6 +1734,9 @@ fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 fn order(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
     match (a, b) {
         (Val::Json(Value::Number(x)), Val::Json(Value::Number(y))) => compare_numbers(x, y),
+        (Val::Days(x), Val::Days(y)) => Some(x.cmp(&y)),
+        (Val::Days(x), Val::Json(Value::Number(y))) => compare_numbers(&Number::from(x), y),
+        (Val::Json(Value::Number(x)), Val::Days(y)) => compare_numbers(x, &Number::from(y)),
         (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
         (Val::Time(t), Val::Time(u)) => Some(t.cmp(&u)),
         (Val::Time(t), Val::Json(Value::String(s))) => parse_time(s).map(|u| t.cmp(&u)),
@@ -1649,11 +1797,14 @@ impl schemars::JsonSchema for Condition {
             "maxLength": MAX_LEN,
             "description": "A condition over event.*, trigger.*, waited.* and profile.*: paths like event.total or \
                             event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
-                            time('2026-01-01T00:00:00Z'), now(), ago('7d'); operators ==, !=, <, <=, >, >=, \
-                            in, not in, contains, exists(path), and, or, not, parentheses.",
+                            time('2026-01-01T00:00:00Z'), now(), ago('7d'), days_until(path) and \
+                            days_since(path) (whole days from today to a date, in the user's zone); \
+                            operators ==, !=, <, <=, >, >=, in, not in, contains, exists(path), \
+                            anniversary(path), and, or, not, parentheses.",
             "examples": [
                 "event.total >= 50 and profile.country in ['FR', 'DE']",
-                "profile.last_order_at < ago('30d')"
+                "profile.last_order_at < ago('30d')",
+                "days_until(profile.trial_ends_at) == 3"
             ]
         })
     }
@@ -2041,6 +2192,270 @@ mod tests {
             assert!(e.message.contains(says), "{bad}: {}", e.message);
         }
         assert_eq!(cond(week).paths(), ["profile.birthday"]);
+    }
+
+    /// `days_until(path)` and `days_since(path)` count the whole calendar days between today, in
+    /// the user's zone (hers, else the journey's, else UTC), and the date the path holds (a day,
+    /// or an RFC 3339 time's date as written), whatever the hour; a missing or unreadable date
+    /// is null.
+    #[test]
+    fn days_until_and_since_count_the_users_days_to_a_date() {
+        let days = |c: &str, profile: Value, now: &str, zone: Option<&str>| -> Option<i64> {
+            let scope = Scope {
+                trigger: &Value::Null,
+                waited: &Value::Null,
+                event: &Value::Null,
+                profile: &profile,
+                now: now.parse().expect("time"),
+                zone,
+            };
+            let op = Condition::parse(&format!("{c} == 0")).expect(c);
+            let Expr::Compare { left, .. } = &op.expr else {
+                panic!("{c} is a comparison");
+            };
+            match left.value(&scope) {
+                Val::Days(n) => Some(n),
+                Val::Json(Value::Null) => None,
+                other => panic!("{c}: {other:?}"),
+            }
+        };
+        let trial = |d: Value| json!({ "trial_ends_at": d });
+        let until = "days_until(profile.trial_ends_at)";
+        let since = "days_since(profile.trial_ends_at)";
+        let ends = || trial(json!("2026-12-20"));
+        // Whole days, whatever the hour; negative once it is past; since is until's opposite.
+        for (now, n) in [
+            ("2026-12-17T00:00:00Z", 3),
+            ("2026-12-17T23:59:59Z", 3),
+            ("2026-12-18T00:00:00Z", 2),
+            ("2026-12-20T12:00:00Z", 0),
+            ("2026-12-21T00:00:00Z", -1),
+            ("2026-11-20T09:00:00Z", 30),
+            ("2027-12-20T09:00:00Z", -365),
+            ("2020-12-20T09:00:00Z", 2191),
+        ] {
+            assert_eq!(days(until, ends(), now, None), Some(n), "{now}");
+            assert_eq!(days(since, ends(), now, None), Some(-n), "{now}");
+        }
+        // Across a month, a year's end and a leap day.
+        let on = |d: &str| trial(json!(d));
+        let noon = "2028-02-27T12:00:00Z";
+        assert_eq!(days(until, on("2028-03-01"), noon, None), Some(3));
+        assert_eq!(
+            days(until, on("2027-01-02"), "2026-12-30T12:00:00Z", None),
+            Some(3)
+        );
+        // Today is the user's: 23:30 UTC on the 16th is the 17th in Paris, and 15:30 in Los
+        // Angeles; her zone first, then the journey's.
+        let night = "2026-12-16T23:30:00Z";
+        let in_zone = |zone: &str| json!({"trial_ends_at": "2026-12-20", "timezone": zone});
+        assert_eq!(days(until, ends(), night, None), Some(4));
+        assert_eq!(days(until, in_zone("Europe/Paris"), night, None), Some(3));
+        assert_eq!(
+            days(
+                until,
+                in_zone("Europe/Paris"),
+                night,
+                Some("America/Los_Angeles")
+            ),
+            Some(3)
+        );
+        assert_eq!(days(until, ends(), night, Some("Europe/Paris")), Some(3));
+        assert_eq!(
+            days(until, ends(), night, Some("Pacific/Auckland")),
+            Some(3)
+        );
+        assert_eq!(
+            days(
+                until,
+                in_zone("America/Los_Angeles"),
+                night,
+                Some("Europe/Paris")
+            ),
+            Some(4)
+        );
+        // An RFC 3339 time's date as written, whatever its offset and her zone: a trial ending
+        // on the 20th at 23:00 in Los Angeles ends on the 20th, also for a user in Paris (it is
+        // the 21st there).
+        let pst = "2026-12-20T23:00:00-08:00";
+        assert_eq!(days(until, trial(json!(pst)), night, None), Some(4));
+        assert_eq!(
+            days(
+                until,
+                json!({"trial_ends_at": pst, "timezone": "Europe/Paris"}),
+                night,
+                None
+            ),
+            Some(3)
+        );
+        for written in [
+            "2026-12-20T00:00:00Z",
+            "2026-12-20T00:00:00+14:00",
+            "2026-12-20T23:59:59.999-12:00",
+            "2026-12-20t10:00:00z",
+            "2026-12-20 10:00:00Z",
+        ] {
+            let at = "2026-12-17T09:00:00Z";
+            assert_eq!(
+                days(until, trial(json!(written)), at, None),
+                Some(3),
+                "{written}"
+            );
+        }
+        // Not a date: null, so every comparison but != is false.
+        for bad in [
+            json!(null),
+            json!("soon"),
+            json!("2026-13-01"),
+            json!("2026-12-20X"),
+            json!("20261220"),
+            json!("12/20/2026"),
+            json!(""),
+            json!(1797638400),
+            json!(3),
+            json!(true),
+            json!(["2026-12-20"]),
+            json!({"at": "2026-12-20"}),
+        ] {
+            assert_eq!(days(until, trial(bad.clone()), night, None), None, "{bad}");
+            let scope_profile = trial(bad.clone());
+            let scope = Scope {
+                trigger: &Value::Null,
+                waited: &Value::Null,
+                event: &Value::Null,
+                profile: &scope_profile,
+                now: night.parse().expect("time"),
+                zone: None,
+            };
+            for c in [
+                "days_until(profile.trial_ends_at) == 4",
+                "days_until(profile.trial_ends_at) <= 4",
+                "days_since(profile.trial_ends_at) >= -4",
+                "days_since(profile.trial_ends_at) < 1000000",
+                "days_until(profile.trial_ends_at) in [3, 4]",
+            ] {
+                assert!(!cond(c).eval(&scope), "{c} with {bad}");
+            }
+            assert!(cond("days_until(profile.trial_ends_at) != 4").eval(&scope));
+        }
+        assert_eq!(days(until, json!({}), night, None), None);
+        // Any path: the event's, the trigger's.
+        let event = json!({"starts_on": "2026-12-20"});
+        let scope = Scope {
+            trigger: &event,
+            waited: &Value::Null,
+            event: &event,
+            profile: &Value::Null,
+            now: "2026-12-17T09:00:00Z".parse().expect("time"),
+            zone: None,
+        };
+        for c in [
+            "days_until(event.starts_on) == 3",
+            "days_until(trigger.starts_on) == 3.0",
+            "3 == days_until(event.starts_on)",
+            "days_since(event.starts_on) == -3",
+            "days_until(event.starts_on) > 2 and days_until(event.starts_on) < 4",
+            "days_until(event.starts_on) in [1, 3, 7]",
+            "[1, 3, 7] contains days_until(event.starts_on)",
+            "days_until(event.starts_on) == days_until(trigger.starts_on)",
+            "not days_until(event.starts_on) >= 4",
+            "days_until(event.starts_on) != 2",
+            "days_until(event.starts_on) < 3.5",
+        ] {
+            assert!(cond(c).eval(&scope), "{c}");
+        }
+        for c in [
+            "days_until(event.starts_on) == 2",
+            "days_until(event.starts_on) in [1, 2]",
+            "days_until(event.starts_on) <= 2",
+        ] {
+            assert!(!cond(c).eval(&scope), "{c}");
+        }
+        assert_eq!(
+            cond("days_until(profile.trial_ends_at) == 3 and days_since(event.x) > 1").paths(),
+            ["profile.trial_ends_at", "event.x"]
+        );
+    }
+
+    /// What to write instead of `days_until(…)` misused, and of date arithmetic it replaces.
+    #[test]
+    fn days_until_and_since_say_what_to_write() {
+        for (bad, offset, says) in [
+            (
+                "days_until(profile.trial_ends_at)",
+                0,
+                "is a number of days, not a condition by itself: compare it, like days_until(profile.trial_ends_at) == 3",
+            ),
+            (
+                "not days_since(profile.signed_up_at)",
+                4,
+                "like days_since(profile.signed_up_at) >= 7",
+            ),
+            (
+                "days_until('2026-12-20') == 3",
+                11,
+                "takes a path holding a date, not the date itself",
+            ),
+            ("days_until(3) == 3", 11, "takes a path holding a date"),
+            ("days_until() == 3", 11, "takes a path holding a date"),
+            (
+                "days_until(profile.x, '3d') == 1",
+                20,
+                "takes one path, and gives a number of days to compare: write days_until(…) == 3",
+            ),
+            ("days_until(profile.x == 3", 21, "to close days_until("),
+            ("days_until == 3", 11, "days_until is a function"),
+            ("days_until(profile.x) == '3'", 22, "a number with a string"),
+            (
+                "days_until(profile.x) > now()",
+                22,
+                "a number with a time",
+            ),
+            ("days_until(profile.x) == true", 22, "a number with a boolean"),
+            ("event.n in [days_until(profile.x)]", 12, "not paths or lists"),
+            ("DAYS_UNTIL(profile.x) == 3", 0, "write \"days_until\" in lower case"),
+            ("Days_Since(profile.x) == 3", 0, "in lower case"),
+            // Date arithmetic, and the functions other tools have, point here.
+            (
+                "profile.trial_ends_at < ago('-3d')",
+                28,
+                "days_until(profile.trial_ends_at) == 3",
+            ),
+            ("profile.trial_ends_at < ago('-3d')", 28, "now()"),
+            ("profile.trial_ends_at - 3d == now()", 22, "days_until("),
+            (
+                "profile.trial_ends_at - 3d == now()",
+                22,
+                "for a key with \"-\" in it",
+            ),
+            ("profile.signed_up_at + 7d < now()", 21, "days_since("),
+            ("profile.signed_up_at -7d < now()", 21, "days_since("),
+            ("profile.signed_up_at -7d < now()", 21, "ago('7d')"),
+            ("profile.signed_up_at < now() -1w", 29, "days_until("),
+            (
+                "days_until(event.x) == -days_since(event.x)",
+                23,
+                "no arithmetic",
+            ),
+            (
+                "date_diff(profile.trial_ends_at, now()) == 3",
+                0,
+                "days_until(profile.trial_ends_at) == 3",
+            ),
+            ("datediff(now(), profile.x) == 3", 0, "days_since("),
+            ("days_between(profile.x) == 3", 0, "days_until("),
+            ("DAYS_LEFT(profile.x) == 3", 0, "days_until("),
+            ("today() == profile.x", 0, "days_since("),
+            ("from_now('3d') > profile.x", 0, "days_until("),
+            ("len(event.x) == 1", 0, "days_until(), days_since()"),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+            assert_eq!(e.offset, offset, "{bad}: {}", e.message);
+        }
+        // A duration with no day in it keeps its own advice.
+        let e = Condition::parse("event.total >= 5m").expect_err("5m");
+        assert!(!e.message.contains("days_until"), "{}", e.message);
     }
 
     fn holds(s: &str) -> bool {
@@ -2540,6 +2955,11 @@ mod tests {
         for (text, reads) in [
             ("anniversary(profile.birthday)", true),
             ("not anniversary(profile.renews_on, '7d')", true),
+            ("days_until(profile.trial_ends_at) == 3", true),
+            (
+                "profile.plan == 'pro' or days_since(profile.signed_up_at) >= 7",
+                true,
+            ),
             ("profile.last_order_at < ago('30d')", true),
             (
                 "profile.plan == 'pro' or profile.trial_ends_at > now()",

@@ -54,9 +54,9 @@ pub struct ScheduleAnswer {
     /// none when it was not judged (the journey takes no one, or there is no profile to judge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<bool>,
-    /// The `where` reads the date or the clock (`anniversary`, `now()`, `ago()`): each run
-    /// judges it at its own minute, so `matches` is judged at `next_run`'s (at `at` when there
-    /// is none), the profile as it is now.
+    /// The `where` reads the date or the clock (`anniversary`, `days_until`, `days_since`,
+    /// `now()`, `ago()`): each run judges it at its own minute, so `matches` is judged at
+    /// `next_run`'s (at `at` when there is none), the profile as it is now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub as_of_now: bool,
     /// `entered` (at the last run or since), `condition` (the `where` is false), `enrolled`,

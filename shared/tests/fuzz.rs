@@ -415,10 +415,17 @@ fn comparison() -> impl Strategy<Value = String> {
         "not contains",
     ]);
     prop_oneof![
-        (path(), op, literal()).prop_map(|(p, o, l)| format!("{p} {o} {l}")),
+        (path(), op.clone(), literal()).prop_map(|(p, o, l)| format!("{p} {o} {l}")),
         (literal(), prop::sample::select(vec!["in", "=="]), path())
             .prop_map(|(l, o, p)| format!("{l} {o} {p}")),
         path().prop_map(|p| format!("exists({p})")),
+        (
+            prop::sample::select(vec!["days_until", "days_since"]),
+            path(),
+            op,
+            literal()
+        )
+            .prop_map(|(f, p, o, l)| format!("{f}({p}) {o} {l}")),
         path(),
     ]
 }

@@ -502,6 +502,65 @@ steps:
     );
 }
 
+/// `days_until()` and `days_since()` in a daily schedule's `where`: a user enters on the one
+/// day, in her zone, that is 3 days before her trial ends (7 days after she signed up), and on
+/// no other run, though `reentry: after_exit` would let each run enter her again. Each run
+/// reads the profile as it is then: a trial extended before its reminder is reminded of later.
+#[tokio::test]
+async fn a_daily_schedule_enters_a_user_a_set_number_of_days_before_or_after_her_date() {
+    let trial = r#"
+id: trial
+name: Trial ending
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: user, where: "days_until(profile.trial_ends_at) == 3"}
+reentry: after_exit
+timezone: Europe/London
+steps:
+  - id: s
+    send: {email: {subject: "3 days left", text: x}}
+"#;
+    let week = r#"
+id: week
+name: A week in
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: user, where: "days_since(profile.signed_up_at) == 7"}
+reentry: after_exit
+timezone: Europe/London
+steps:
+  - id: s
+    send: {email: {subject: "A week in", text: x}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com","trial_ends_at":"2026-12-06","signed_up_at":"2026-11-28T15:00:00-05:00"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"kai","traits":{"email":"kai@x.com","trial_ends_at":"2026-12-08T10:00:00Z","timezone":"Pacific/Auckland"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@x.com","trial_ends_at":"2026-12-02"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"cat","traits":{"email":"cat@x.com"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"dan","traits":{"email":"dan@x.com","trial_ends_at":"soon","signed_up_at":1795000000}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"eve","traits":{"email":"eve@x.com","trial_ends_at":"2026-12-09"}}
+{"at":"2026-12-05T12:00:00Z","type":"identify","userId":"eve","traits":{"trial_ends_at":"2026-12-12"}}
+"#;
+    let out = sim_with(
+        &[trial, week],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(24 * 7),
+    )
+    .await;
+    // ann: 09:00 in London on the 3rd. kai: 09:00 in Auckland on the 5th, three days before
+    // the 8th her trial's end is written on (20:00Z on the 4th). bob's 3 days before were
+    // before the runs; cat has no date, dan none that reads as one. eve's trial moved from
+    // the 9th to the 12th on the 5th, before the run of the 6th: she hears on the 9th.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-03T09:00:00Z ann email s: 3 days left",
+            "2026-12-04T20:00:00Z kai email s: 3 days left",
+            "2026-12-05T09:00:00Z ann email s: A week in",
+            "2026-12-09T09:00:00Z eve email s: 3 days left",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
     // The daily digest, `reentry: never` (the default): the second day's run enters no one.
