@@ -686,6 +686,30 @@ steps:
         );
     }
 
+    /// `days_until()` reads the date too: judged at the runs' minutes, as `anniversary()` is.
+    #[test]
+    fn a_where_counting_days_to_a_date_is_judged_at_the_runs_minutes() {
+        let trial = BIRTHDAY.replace(
+            "anniversary(profile.birthday)",
+            "days_until(profile.trial_ends_at) == 3",
+        );
+        let j = [published(&trial, 1, "2026-11-01T00:00:00Z")];
+        let ends = |day: &str| {
+            profile(serde_json::json!({"user_id": "ann", "traits": {"trial_ends_at": day}}))
+        };
+        // Now, on the 10th, it is 4 days away: the next run, on the 11th, enters her.
+        let a = one(&j, Some(&ends("2026-12-14")), &[]);
+        assert!(a.as_of_now);
+        assert_eq!((a.reason.as_str(), a.matches), ("next_run", Some(true)));
+        assert_eq!(
+            a.detail,
+            "the `where` holds at the next run's minute (it reads the date or the time; with the profile as it is now) and no rule keeps the user out: the next run, at 2026-12-11T09:00:00Z, enters them; not entered at the last run (2026-12-10T09:00:00Z): `where: days_until(profile.trial_ends_at) == 3` was false at its minute (profile.trial_ends_at = \"2026-12-14\"), with the profile as it is now"
+        );
+        // 3 days away today, past the run: tomorrow's leaves her out.
+        let a = one(&j, Some(&ends("2026-12-13")), &[]);
+        assert_eq!((a.reason.as_str(), a.matches), ("condition", Some(false)));
+    }
+
     /// Her zone is shown by its canonical name; a detail that never mentions the `where` says
     /// nothing of when it was judged (a cron with no next run within the year: it is judged
     /// now).
