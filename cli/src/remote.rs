@@ -570,6 +570,12 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 }
                 | What::FellBack {
                     detail: Some(d), ..
+                }
+                | What::Withdrawn {
+                    detail: Some(d), ..
+                }
+                | What::NotWithdrawn {
+                    detail: Some(d), ..
                 } => format!(" ({d})"),
                 _ => String::new(),
             };

@@ -484,7 +484,8 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "update" => &["set", "unset"],
         "email" => &["html", "marketing", "subject", "text"],
         "sms" => &["body", "sms_type"],
-        "push" | "in_app" => &["body", "data", "expires", "title"],
+        "push" => &["body", "data", "expires", "title"],
+        "in_app" => &["body", "data", "expires", "keep_after_exit", "title"],
         "webhook" => &["body", "headers", "method", "url"],
         _ => &[],
     }
@@ -3321,6 +3322,21 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 ),
             ));
         }
+        // One rule for every language: the send's own `in_app` says whether an exit keeps it.
+        let keeps = |s: &crate::journey::Send| s.in_app.as_ref().is_some_and(|p| p.keep_after_exit);
+        for (at, s) in std::iter::once((path.clone(), variant)).chain(
+            variant
+                .fallback
+                .iter()
+                .map(|f| (format!("{path}.fallback"), &**f)),
+        ) {
+            if keeps(s) {
+                out.push(problem(
+                    format!("{at}.in_app.keep_after_exit"),
+                    "`keep_after_exit` is written once, on the send's own `in_app` (or its fallback's): its locales follow it",
+                ));
+            }
+        }
         validate_send(variant, &path, out);
     }
     if let Some(fb) = &send.fallback {
@@ -4895,6 +4911,49 @@ steps:
             "{:?}",
             parse("j.yaml", &fixed).err()
         );
+    }
+
+    #[test]
+    fn keep_after_exit_is_an_in_app_messages_written_once_for_its_locales() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+exit_when: [{event: bought}]
+steps:
+  - id: saved
+    send:
+      in_app: {title: "Saved", body: ".", keep_after_exit: true}
+      locales:
+        fr: {in_app: {title: "Gardé", body: ".", keep_after_exit: true}}
+  - id: nudge
+    send:
+      push: {title: "Hi", body: ".", keep_after_exit: true}
+"#;
+        let errs = parse("j.yaml", text).expect_err("misplaced");
+        let said: Vec<(&str, usize)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(
+            said,
+            [
+                ("steps[1].send.push.keep_after_exit", 13),
+                ("steps[0].send.locales.fr.in_app.keep_after_exit", 10),
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].message.contains("its locales follow it"),
+            "{errs:?}"
+        );
+        let fixed = text
+            .replace(r#"body: ".", keep_after_exit: true}}"#, r#"body: "."}}"#)
+            .replace(
+                r#"push: {title: "Hi", body: ".", keep_after_exit: true}"#,
+                r#"push: {title: "Hi", body: "."}"#,
+            );
+        let j = parse("j.yaml", &fixed).expect("valid");
+        let Some(crate::journey::Action::Send(send)) = j.step("saved").map(|s| s.action()) else {
+            panic!("a send");
+        };
+        assert!(send.in_app.as_ref().is_some_and(|p| p.keep_after_exit));
     }
 
     #[test]

@@ -143,6 +143,21 @@ pub enum Effect {
     /// [`merge`]): it is written there, unless that user has an enrollment of the journey that
     /// is active, and its wake-up is scheduled there.
     Move(Box<Enrollment>),
+    /// Take the in-app messages an enrollment that exited (or was stopped) sent out of the
+    /// inbox, those the user has not read.
+    Withdraw(Withdrawal),
+}
+
+/// The in-app messages an enrollment withdraws when it ends by an `exit_when` event or a stop
+/// (see [`Effect::Withdraw`]): the user did what the journey exits on, so its nudges are over.
+/// One she has read stays (she saw it: taking it away would be a message vanishing under her
+/// eyes); one she dismissed or that expired is gone already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub enrollment: Arc<str>,
+    pub messages: Vec<crate::enrollment::InAppSent>,
+    /// Why: how the enrollment ended (`exit_when order_completed`, `journey stopped`).
+    pub reason: String,
 }
 
 /// The result of one engine call.
@@ -286,6 +301,7 @@ pub fn enter_after(
         counted_until: None,
         splits: Vec::new(),
         previous: None,
+        in_app: Vec::new(),
     };
     let at = enrollment.trigger.at;
     let mut run = Run::new(ctx, enrollment).moved_at(at, Mover::Trigger);
@@ -417,6 +433,8 @@ pub fn merge(
         run.enrollment.end_reason = Some(format!("goes on as {into}"));
     } else {
         run.cancel_pending(&step, "merged");
+        // The user she turned out to be is in the journey: its messages are hers now, kept.
+        run.enrollment.in_app.clear();
         run.enrollment.status = Status::Exited;
         run.enrollment.end_reason = ends;
     }
@@ -440,6 +458,7 @@ pub fn stop(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     run.enrollment.end_reason = Some("journey stopped".into());
     run.enrollment.waiting_for = None;
     run.log(Some(&step), What::Stopped);
+    run.withdraw_in_app();
     Some(run.finish())
 }
 
@@ -1102,6 +1121,10 @@ struct Localized<'a> {
     fallback: Option<&'a Send>,
     /// The `locales` key the fallback was written under, if any.
     fallback_locale: Option<&'a str>,
+    /// Whether an exit keeps the message in the inbox (`keep_after_exit`), when it is an
+    /// in-app message: the send's own `in_app` says, for every locale; the fallback's, when
+    /// the fallback is one.
+    keep_after_exit: (bool, bool),
 }
 
 impl<'a> Localized<'a> {
@@ -1111,11 +1134,16 @@ impl<'a> Localized<'a> {
             Some(own) => (Some(own), locale),
             None => (send.fallback.as_deref(), None),
         };
+        let keeps = |s: Option<&Send>| {
+            s.and_then(|s| s.in_app.as_ref())
+                .is_some_and(|p| p.keep_after_exit)
+        };
         Localized {
             send: variant,
             locale,
             fallback,
             fallback_locale,
+            keep_after_exit: (keeps(Some(send)), keeps(send.fallback.as_deref())),
         }
     }
 }
@@ -1164,6 +1192,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         counted_until: e.counted_until,
         splits: e.splits.clone(),
         previous: e.previous.clone(),
+        in_app: e.in_app.clone(),
     }
 }
 
@@ -1362,13 +1391,16 @@ impl<'a> Run<'a> {
 
     /// Ends the enrollment before its end, for `reason` (a step it cannot take).
     fn end(&mut self, step: &str, reason: String) {
+        // No exit event of the user's: what it sent is still hers to read.
+        self.enrollment.in_app.clear();
         self.enrollment.status = Status::Exited;
         self.enrollment.ended_at = Some(self.ctx.now);
         self.enrollment.end_reason = Some(reason.clone());
         self.log(Some(step), What::Ended { reason });
     }
 
-    /// Ends the enrollment on its exit event `name`, cancelling what is pending.
+    /// Ends the enrollment on its exit event `name`, cancelling what is pending and withdrawing
+    /// its in-app messages.
     fn exit(&mut self, name: &str) {
         let step = self.enrollment.step.clone();
         self.cancel_pending(&step, "exited");
@@ -1382,9 +1414,46 @@ impl<'a> Run<'a> {
                 event: name.to_string(),
             },
         );
+        self.withdraw_in_app();
+    }
+
+    /// Notes an in-app message this send step made, for an exit to withdraw (see
+    /// [`Enrollment::in_app`]).
+    fn sent_in_app(&mut self, step: &str) {
+        let e = &mut self.enrollment;
+        let seq = e.seq;
+        // The same visit sent again (a send rechecked after its address grace) is one message.
+        if e.in_app.iter().any(|m| m.seq == seq && *m.step == *step) {
+            return;
+        }
+        if e.in_app.len() >= crate::enrollment::IN_APP_KEPT {
+            e.in_app.remove(0);
+        }
+        e.in_app.push(crate::enrollment::InAppSent {
+            user: e.user_id.clone(),
+            step: Arc::from(step),
+            seq,
+        });
+    }
+
+    /// The enrollment ended by an exit or a stop (its `end_reason` says which): the in-app
+    /// messages it sent are withdrawn, unless read ([`Effect::Withdraw`]). Nothing when it sent
+    /// none: an exit reads the inbox only for a journey that uses it.
+    fn withdraw_in_app(&mut self) {
+        let messages = std::mem::take(&mut self.enrollment.in_app);
+        if messages.is_empty() {
+            return;
+        }
+        self.effects.push(Effect::Withdraw(Withdrawal {
+            enrollment: self.enrollment.id.clone(),
+            messages,
+            reason: self.enrollment.end_reason.clone().unwrap_or_default(),
+        }));
     }
 
     fn complete(&mut self) {
+        // Done as the journey says: its messages stay (nothing is left to withdraw them).
+        self.enrollment.in_app.clear();
         self.enrollment.status = Status::Completed;
         self.enrollment.ended_at = Some(self.ctx.now);
         self.enrollment.end_reason = Some("completed".into());
@@ -1835,6 +1904,14 @@ impl<'a> Run<'a> {
                     locale: locale.map(Arc::from),
                     timezone: self.timezone().iana_name().map(Arc::from),
                 })));
+                let keep = if fell_back {
+                    send.keep_after_exit.1
+                } else {
+                    send.keep_after_exit.0
+                };
+                if t.channel() == Channel::InApp && !keep {
+                    self.sent_in_app(step);
+                }
             }
             Err(err) => {
                 self.timeline.push(Entry {

@@ -139,7 +139,28 @@ pub struct Enrollment {
     /// goal event that happened in its window but arrives after this entry still converts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Box<Previous>>,
+    /// The in-app messages its sends made that an exit withdraws from the inbox (those without
+    /// `keep_after_exit`; the latest [`IN_APP_KEPT`]), so that an exit reads the inbox only
+    /// for an enrollment that put something there. Emptied when it ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_app: Vec<InAppSent>,
 }
+
+/// An in-app message an enrollment's send made (see [`Enrollment::in_app`]): its inbox id is
+/// the send's ledger key, `{enrollment}#{step}#{seq}`, in `user`'s inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InAppSent {
+    /// The user it went to: the enrollment's user then (a visitor's, for one sent before a
+    /// login moved the enrollment to the user she turned out to be).
+    pub user: Arc<str>,
+    pub step: Arc<str>,
+    pub seq: u64,
+}
+
+/// How many in-app messages an enrollment remembers for its exit to withdraw (see
+/// [`Enrollment::in_app`]): a loop that sends more keeps the latest (the older ones are most
+/// likely read or expired), so that its record stays small.
+pub const IN_APP_KEPT: usize = 16;
 
 /// What an enrollment keeps of the one before it (see [`Enrollment::previous`]): enough to
 /// credit it a late conversion.

@@ -865,6 +865,12 @@ pub struct InAppTemplate {
     /// How long after it is sent the message stays in the inbox (`7d`: a week's offer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Duration>,
+    /// Keep the message in the inbox when the enrollment ends by an `exit_when` event or the
+    /// journey is stopped (a receipt, a confirmation). Unset, an exit withdraws it unless the
+    /// user has read it. Written on the send's own `in_app` (or its fallback's): its `locales`
+    /// follow it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_after_exit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -400,6 +400,22 @@ pub struct InboxItem {
     /// expired, so a retried send cannot put it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dismissed_at: Option<Timestamp>,
+    /// When the journey took it back, unread: its enrollment ended by an exit event (or the
+    /// journey was stopped). No longer listed, and kept as a dismissed one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn_at: Option<Timestamp>,
+    /// Why it was withdrawn: how its enrollment ended (`exit_when order_completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn_reason: Option<String>,
+}
+
+impl InboxItem {
+    /// Whether the inbox lists it at `now`: not dismissed, withdrawn or expired.
+    fn listed(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+            && self.dismissed_at.is_none()
+            && self.withdrawn_at.is_none()
+    }
 }
 
 /// What an app reports of an in-app message it showed its user.
@@ -2433,6 +2449,8 @@ impl Runtime {
                 let effects = exit
                     .effects
                     .into_iter()
+                    // Its in-app messages are the entry's, dropped above: none reached the inbox.
+                    .filter(|e| !matches!(e, Effect::Withdraw(_)))
                     .chain(
                         t.effects
                             .into_iter()
@@ -2719,6 +2737,22 @@ impl Runtime {
                         }
                     }
                 }
+                Effect::Withdraw(w) => {
+                    // At the exit's time (its entries'), the same when performed again.
+                    let at = u.timeline.last().map_or_else(|| self.now(), |t| t.at);
+                    for m in &w.messages {
+                        let Some(what) = self.withdraw(u.journey, w, m).await? else {
+                            continue;
+                        };
+                        entries.push(Entry {
+                            at,
+                            journey: shared(&entries, |x| Some(&x.journey), u.journey),
+                            enrollment: shared(&entries, |x| Some(&x.enrollment), &w.enrollment),
+                            step: Some(m.step.clone()),
+                            what,
+                        });
+                    }
+                }
                 Effect::UpdateProfile(up) => {
                     // At the transition's time (its entries'; an update step always has one),
                     // so that performed again (a retry of this transition) it leaves what was
@@ -2971,6 +3005,94 @@ impl Runtime {
     /// A `cancelled` send (its enrollment exited before it could go out), or one of a journey
     /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
     /// already.
+    /// Takes in-app message `m` of an ended enrollment out of its user's inbox, unless she read
+    /// it (see [`engine::Withdrawal`]); what the timeline says of it, if anything. Safe to
+    /// repeat: a message withdrawn already is found so, a read one stays read. One that has
+    /// not reached the inbox yet but may (its send claimed by a worker that was under way when
+    /// the exit came) is kept out by a withdrawn record in its place: the send finds one there
+    /// and leaves it as it is.
+    async fn withdraw(
+        &self,
+        journey: &str,
+        w: &engine::Withdrawal,
+        m: &crate::enrollment::InAppSent,
+    ) -> Result<Option<What>, RunError> {
+        let now = self.now();
+        let id = join(&[&w.enrollment, "#", &m.step, "#", &m.seq.to_string()]);
+        let key = Key::new(user_partition(&m.user), Part::join(&["I#", &id]));
+        let withdrawn = |detail: Option<&str>| What::Withdrawn {
+            reason: w.reason.clone(),
+            detail: detail.map(str::to_string),
+        };
+        for _ in 0..MARK_ATTEMPTS {
+            let Some(r) = self.store.get(&key).await? else {
+                // Not in the inbox: its send was skipped (a cap, an opt-out, the exit itself),
+                // or it went out and expired; else it may still come.
+                let ledger = Key::new(user_partition(&m.user), Part::join(&["L#", &id]));
+                if let Some(l) = self.store.get(&ledger).await? {
+                    if let Ledger::Done { .. } = l.parse::<Ledger>()? {
+                        return Ok(None);
+                    }
+                }
+                let item = InboxItem {
+                    id: id.clone(),
+                    at: now,
+                    journey: journey.to_string(),
+                    step: m.step.to_string(),
+                    title: String::new(),
+                    body: String::new(),
+                    data: BTreeMap::new(),
+                    expires_at: None,
+                    read_at: None,
+                    dismissed_at: None,
+                    withdrawn_at: Some(now),
+                    withdrawn_reason: Some(w.reason.clone()),
+                };
+                let record = Record::new(key.clone(), 1, &item)?.expiring(now + KEEP_FOR);
+                match self.store.put(&record, Expect::Absent).await {
+                    Ok(()) => {
+                        return Ok(Some(withdrawn(Some(
+                            "it had not reached the inbox yet: it is kept out of it",
+                        ))))
+                    }
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let mut item: InboxItem = r.parse()?;
+            // Performed before (a retry of the exit's effects).
+            if item.withdrawn_at.is_some() {
+                return Ok(Some(withdrawn(None)));
+            }
+            // Gone from the inbox already (dismissed, expired).
+            if !item.listed(now) {
+                return Ok(None);
+            }
+            // She saw it: it stays, as she left it.
+            if let Some(read) = item.read_at {
+                return Ok(Some(What::NotWithdrawn {
+                    reason: "read".into(),
+                    detail: Some(format!(
+                        "read at {read}: only unread messages are withdrawn"
+                    )),
+                }));
+            }
+            item.withdrawn_at = Some(now);
+            item.withdrawn_reason = Some(w.reason.clone());
+            let record = Record::new(key.clone(), r.version + 1, &item)?
+                .expiring(item.expires_at.unwrap_or(item.at + KEEP_FOR));
+            match self.store.put(&record, Expect::Version(r.version)).await {
+                Ok(()) => return Ok(Some(withdrawn(None))),
+                // Marked by her app meanwhile (read, dismissed): looked at again.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Retry(format!(
+            "inbox message {id} kept changing while it was withdrawn"
+        )))
+    }
+
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
@@ -3172,6 +3294,8 @@ impl Runtime {
                 expires_at,
                 read_at: None,
                 dismissed_at: None,
+                withdrawn_at: None,
+                withdrawn_reason: None,
             };
             let record = Record::new(inbox_key(o), 1, &item)
                 .map_err(|e| SendError::Permanent(e.to_string()))?
@@ -4388,7 +4512,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// The in-app messages of a user, newest first (dismissed and expired ones left out).
+    /// The in-app messages of a user, newest first (dismissed, withdrawn and expired ones left
+    /// out).
     pub async fn inbox(&self, user: &str) -> Result<Vec<InboxItem>, RunError> {
         let mut items: Vec<InboxItem> = Vec::new();
         let now = self.now();
@@ -4396,7 +4521,7 @@ impl Runtime {
             for r in self.store.query(&user_partition(u), "I#").await? {
                 let item: InboxItem = r.parse()?;
                 // Expired: DynamoDB's TTL deletes it within a day or two; it is gone already.
-                if item.expires_at.is_none_or(|e| e > now) && item.dismissed_at.is_none() {
+                if item.listed(now) {
                     items.push(item);
                 }
             }
@@ -4425,8 +4550,9 @@ impl Runtime {
                 if item.expires_at.is_some_and(|e| e <= now) {
                     return Ok(None);
                 }
-                // Dismissed: gone from the inbox, nothing more to mark.
-                if item.dismissed_at.is_some() {
+                // Dismissed or withdrawn: gone from the inbox, nothing more to mark (an app
+                // that listed it before the exit learns why from `withdrawn_at`).
+                if item.dismissed_at.is_some() || item.withdrawn_at.is_some() {
                     return Ok(Some(item));
                 }
                 let field = match mark {
@@ -4817,6 +4943,8 @@ pub fn describe(w: &What) -> String {
         }
         What::Exited { event } => format!("exited on {event}"),
         What::Stopped => "exited: the journey was stopped".into(),
+        What::Withdrawn { reason, .. } => format!("in-app message withdrawn: {reason}"),
+        What::NotWithdrawn { reason, .. } => format!("in-app message kept: {reason}"),
         What::Ended { reason } => format!("ended: {reason}"),
         What::Completed => "completed".into(),
         What::HeldOut => "held out".into(),

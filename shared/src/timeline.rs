@@ -101,6 +101,21 @@ pub enum What {
     Exited { event: String },
     /// Ended because the journey was stopped (`status: stopped`).
     Stopped,
+    /// The step's in-app message, unread, was taken out of the user's inbox because the
+    /// enrollment ended (`reason`: `exit_when order_completed`, `journey stopped`); `detail`
+    /// says so when it had not reached the inbox yet (it is kept out of it).
+    Withdrawn {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The step's in-app message stays in the inbox although the enrollment exited, and why
+    /// (`read`: she had opened it, `detail` saying when).
+    NotWithdrawn {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// Ended before the journey's end because a step could not be taken, and why (a
     /// `wait_until` whose `date` the user does not have). Counted as an exit.
     Ended { reason: String },
@@ -227,6 +242,9 @@ impl What {
             What::Branched { .. }
             | What::FellBack { .. }
             | What::Updated { .. }
+            // What an exit did to the inbox: the exit is counted by its own entry.
+            | What::Withdrawn { .. }
+            | What::NotWithdrawn { .. }
             // The enrollment goes on under the identified user: nothing ends or starts.
             | What::Merged { ended: false, .. }
             // Kept with the event that was refused, not in the folded timeline.
@@ -305,9 +323,8 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
             "held_out" => Fact::HeldOut,
-            "branched" | "fell_back" | "updated" | "not_entered" | "unmet" | "not_kept" => {
-                Fact::Uncounted
-            }
+            "branched" | "fell_back" | "updated" | "not_entered" | "unmet" | "not_kept"
+            | "withdrawn" | "not_withdrawn" => Fact::Uncounted,
             _ => {
                 let entries: Vec<Entry> =
                     serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -474,6 +491,8 @@ mod tests {
             What::Ended { .. } => 17,
             What::Unmet { .. } => 18,
             What::NotKept { .. } => 19,
+            What::Withdrawn { .. } => 20,
+            What::NotWithdrawn { .. } => 21,
         }
     }
 
@@ -635,10 +654,24 @@ mod tests {
                     again: true,
                 },
             ),
+            entry(
+                Some("nudge"),
+                What::Withdrawn {
+                    reason: "exit_when order_completed".into(),
+                    detail: None,
+                },
+            ),
+            entry(
+                Some("guide"),
+                What::NotWithdrawn {
+                    reason: "read".into(),
+                    detail: Some("read at 2026-12-01T09:00:00Z".into()),
+                },
+            ),
         ];
         let kinds: std::collections::BTreeSet<usize> =
             entries.iter().map(|e| kind_number(&e.what)).collect();
-        assert_eq!(kinds.len(), 20, "every kind of entry is in the test");
+        assert_eq!(kinds.len(), 22, "every kind of entry is in the test");
         let json = serde_json::to_vec(&entries).expect("json");
         let want = counters(&entries);
         assert_eq!(counters_of_json(&json), Ok(want.clone()));

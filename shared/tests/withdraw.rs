@@ -1,0 +1,387 @@
+//! In-app messages an enrollment withdraws when it ends by an exit event or a stop: the unread
+//! ones leave the inbox, read ones and those the send keeps (`keep_after_exit`) stay, and a
+//! journey that completes, or sent no in-app message, leaves the inbox alone.
+
+mod support;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use waymark::engine::{self, Ctx, Effect};
+use waymark::enrollment::TriggerEvent;
+use waymark::event::{self, Call, Limits};
+use waymark::profile::Profile;
+use waymark::runtime::InboxMark;
+use waymark::timeline::What;
+
+use support::{at, journey, Harness};
+
+/// A cart nudge in the app, beside a note that the cart is saved (kept, like a receipt), then a
+/// day's wait; ordering ends it.
+const NUDGE: &str = r#"
+id: cart_nudge
+name: Cart nudge
+trigger: {event: cart_abandoned}
+reentry: after_exit
+exit_when:
+  - event: order_completed
+goal: {event: order_completed, within: 7d}
+steps:
+  - id: offer
+    send:
+      in_app: {title: "Your cart is waiting", body: "10% off today"}
+  - id: saved
+    send:
+      in_app: {title: "Your cart is saved", body: "For 30 days", keep_after_exit: true}
+  - id: wait
+    wait: 1d
+"#;
+
+fn track(at: &str, user: &str, name: &str, id: &str) -> String {
+    format!(
+        r#"{{"at":"{at}","type":"track","userId":"{user}","event":"{name}","messageId":"{id}"}}"#
+    )
+}
+
+/// The titles in a user's inbox, newest first, with whether each was read.
+async fn inbox(h: &Harness, user: &str) -> Vec<(String, bool)> {
+    h.rt.inbox(user)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .map(|m| (m.title, m.read_at.is_some()))
+        .collect()
+}
+
+/// What the user's timeline says of her in-app messages at the exit: `step: fact (detail)`.
+async fn inbox_facts(h: &Harness, user: &str) -> Vec<String> {
+    let view = h.rt.user(user).await.expect("user");
+    view.timeline
+        .iter()
+        .filter_map(|e| {
+            let step = e.step.as_deref().unwrap_or("-");
+            match &e.what {
+                What::Withdrawn { reason, detail } => Some(format!(
+                    "{step}: withdrawn, {reason}{}",
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                )),
+                What::NotWithdrawn { reason, detail } => Some(format!(
+                    "{step}: kept, {reason}{}",
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Ann abandons her cart at 10:00: both messages are in her inbox.
+async fn ann_nudged() -> Harness {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [
+            ("Your cart is waiting".to_string(), false),
+            ("Your cart is saved".to_string(), false)
+        ]
+    );
+    h
+}
+
+#[tokio::test]
+async fn an_exit_withdraws_the_unread_nudge_and_keeps_what_the_send_keeps() {
+    let h = ann_nudged().await;
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [("Your cart is saved".to_string(), false)],
+        "the nudge is over; the saved cart's note stays"
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, exit_when order_completed"]
+    );
+    // the record stays, saying when and why, so a retried send cannot bring it back
+    let all = h.store.dump();
+    let offer = all
+        .iter()
+        .find(|r| r.key.sk.starts_with("I#") && r.key.sk.contains("#offer#"))
+        .expect("the offer's record");
+    let item: waymark::runtime::InboxItem = offer.parse().expect("an inbox item");
+    assert_eq!(item.withdrawn_at, Some(at("2026-12-01T11:00:00Z")));
+    assert_eq!(
+        item.withdrawn_reason.as_deref(),
+        Some("exit_when order_completed")
+    );
+    // an app that listed it before the exit and marks it read now gets it back as it is
+    let marked =
+        h.rt.mark_inbox("ann", &item.id, InboxMark::Read)
+            .await
+            .expect("marked")
+            .expect("the message");
+    assert_eq!(marked.read_at, None);
+    assert!(marked.withdrawn_at.is_some());
+    assert_eq!(inbox(&h, "ann").await.len(), 1);
+    // the enrollment keeps nothing more to withdraw
+    let view = h.rt.user("ann").await.expect("user");
+    assert!(view.enrollments[0].in_app.is_empty(), "{view:?}");
+}
+
+#[tokio::test]
+async fn a_message_she_read_stays_after_the_exit() {
+    let h = ann_nudged().await;
+    let offer = h.rt.inbox("ann").await.expect("inbox")[0].id.clone();
+    h.rt.mark_inbox("ann", &offer, InboxMark::Read)
+        .await
+        .expect("marked");
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [
+            ("Your cart is waiting".to_string(), true),
+            ("Your cart is saved".to_string(), false)
+        ]
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: kept, read (read at 2026-12-01T10:00:00Z: only unread messages are withdrawn)"]
+    );
+}
+
+#[tokio::test]
+async fn a_journey_that_completes_leaves_its_messages_in_the_inbox() {
+    let h = ann_nudged().await;
+    // the day's wait ends the journey; an order after it exits nothing
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    h.play(&track(
+        "2026-12-02T12:00:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert_eq!(inbox(&h, "ann").await.len(), 2);
+    assert!(inbox_facts(&h, "ann").await.is_empty());
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(view.enrollments[0].end_reason.as_deref(), Some("completed"));
+    assert!(view.enrollments[0].in_app.is_empty(), "{view:?}");
+}
+
+#[tokio::test]
+async fn a_stopped_journey_withdraws_its_unread_messages() {
+    let h = ann_nudged().await;
+    h.publish(&format!("{NUDGE}status: stopped\n")).await;
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [("Your cart is saved".to_string(), false)]
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, journey stopped"]
+    );
+}
+
+/// The exit's effects performed again (its timeline record lost, so its message is retried):
+/// the withdrawal finds its own work done, fails nothing and says the same once.
+#[tokio::test]
+async fn the_exits_withdrawal_performed_again_changes_nothing() {
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(NUDGE).await;
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    let offer = h.rt.inbox("ann").await.expect("inbox")[0].id.clone();
+    *faulty.fail_write_of.lock().expect("fault") = Some("T#".into());
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert!(
+        faulty.fail_write_of.lock().expect("fault").is_none(),
+        "the fault fired"
+    );
+    // withdrawn before the record failed; her app's read in between changes nothing
+    assert_eq!(inbox(&h, "ann").await.len(), 1);
+    h.rt.mark_inbox("ann", &offer, InboxMark::Read)
+        .await
+        .expect("marked");
+    // the retry performs the exit's effects again
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [("Your cart is saved".to_string(), false)]
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, exit_when order_completed"]
+    );
+    let exits =
+        h.rt.user("ann")
+            .await
+            .expect("user")
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, What::Exited { .. }))
+            .count();
+    assert_eq!(exits, 1);
+}
+
+/// An in-app message whose send had not reached the inbox when the exit came (a worker still
+/// under way with it) is kept out: the send finds the withdrawn record and leaves it.
+#[tokio::test]
+async fn a_message_still_on_its_way_at_the_exit_is_kept_out_of_the_inbox() {
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(NUDGE).await;
+    // the offer's inbox write fails: its send is retried later
+    *faulty.fail_write_of.lock().expect("fault") = Some("I#".into());
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    assert!(
+        faulty.fail_write_of.lock().expect("fault").is_none(),
+        "the fault fired"
+    );
+    assert!(
+        inbox(&h, "ann")
+            .await
+            .iter()
+            .all(|(t, _)| t != "Your cart is waiting"),
+        "not in the inbox yet"
+    );
+    h.play(&track(
+        "2026-12-01T10:01:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    h.advance_to(at("2026-12-01T18:00:00Z")).await;
+    assert!(
+        inbox(&h, "ann")
+            .await
+            .iter()
+            .all(|(t, _)| t != "Your cart is waiting"),
+        "{:?}",
+        inbox(&h, "ann").await
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, exit_when order_completed (it had not reached the inbox yet: it is kept out of it)"]
+    );
+    // and its send, owed since, is skipped for the exit
+    let view = h.rt.user("ann").await.expect("user");
+    let offer: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| e.step.as_deref() == Some("offer"))
+        .map(|e| waymark::runtime::describe(&e.what))
+        .collect();
+    assert!(
+        offer.iter().any(|d| d == "skipped in_app: exited"),
+        "{offer:?}"
+    );
+}
+
+/// The engine asks for a withdrawal only of an enrollment that sent an in-app message: a cart
+/// journey of push and email exits with no inbox read.
+#[test]
+fn only_an_enrollment_that_sent_in_app_messages_withdraws_any() {
+    let with_push = NUDGE
+        .replace(
+            r#"in_app: {title: "Your cart is waiting", body: "10% off today"}"#,
+            r#"push: {title: "Your cart is waiting", body: "10% off today"}"#,
+        )
+        .replace(
+            r#"in_app: {title: "Your cart is saved", body: "For 30 days", keep_after_exit: true}"#,
+            r#"email: {subject: "Your cart is saved", text: "For 30 days"}"#,
+        );
+    let order: Timestamp = at("2026-12-01T11:00:00Z");
+    let limits = Limits::default();
+    let body = serde_json::json!({"userId": "ann", "event": "order_completed", "messageId": "o-ann", "timestamp": order.to_string()});
+    let order_event = event::parse_call(Call::Track, body.to_string().as_bytes(), order, &limits)
+        .expect("an event");
+    let mut profile = Profile::new("ann");
+    profile
+        .traits
+        .insert("email".into(), "ann@example.com".into());
+    profile.devices =
+        serde_json::from_value(serde_json::json!([{"platform": "fcm", "token": "t-ann"}]))
+            .expect("devices");
+    let withdrawals = |text: &str| {
+        let j = journey(text);
+        let ctx = Ctx {
+            journey: &j,
+            version: 1,
+            profile: &profile,
+            now: at("2026-12-01T10:00:00Z"),
+            unsubscribe_url: None,
+        };
+        let trigger = TriggerEvent {
+            event: "cart_abandoned".into(),
+            message_id: "c-ann".into(),
+            at: ctx.now,
+            properties: Arc::new(serde_json::json!({})),
+        };
+        let entered = engine::enter(&ctx, "ann", 1, trigger);
+        let later = Ctx { now: order, ..ctx };
+        let exit = engine::on_event(&later, &entered.enrollment, &order_event).expect("an exit");
+        assert!(!exit.enrollment.is_active());
+        exit.effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Withdraw(w) => Some(
+                    w.messages
+                        .iter()
+                        .map(|m| format!("{}#{}#{} ({})", w.enrollment, m.step, m.seq, w.reason))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        withdrawals(NUDGE),
+        [["cart_nudge:ann:1#offer#1 (exit_when order_completed)"]],
+        "the offer, not the note the send keeps"
+    );
+    assert!(withdrawals(&with_push).is_empty());
+}
