@@ -385,3 +385,64 @@ fn only_an_enrollment_that_sent_in_app_messages_withdraws_any() {
     );
     assert!(withdrawals(&with_push).is_empty());
 }
+
+/// A visitor's nudge, sent before she logged in, is in her inbox after the login; her order
+/// then withdraws it from where it was put (the visitor's).
+#[tokio::test]
+async fn a_nudge_sent_before_the_login_is_withdrawn_at_her_exit() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"cart_abandoned","messageId":"c-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    assert_eq!(inbox(&h, "lee").await.len(), 2);
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "lee",
+        "order_completed",
+        "o-lee",
+    ))
+    .await;
+    assert_eq!(
+        inbox(&h, "lee").await,
+        [("Your cart is saved".to_string(), false)]
+    );
+    assert_eq!(
+        inbox_facts(&h, "lee").await,
+        ["offer: withdrawn, exit_when order_completed"]
+    );
+}
+
+/// `waymark simulate` tells it as the deployed engine does: the order withdraws ann's nudge at
+/// its exit, bob's stays.
+#[tokio::test]
+async fn a_simulation_says_which_nudge_was_withdrawn() {
+    let out = support::sim(
+        &[NUDGE],
+        &[
+            track("2026-12-01T10:00:00Z", "ann", "cart_abandoned", "c-ann"),
+            track("2026-12-01T10:00:00Z", "bob", "cart_abandoned", "c-bob"),
+            track("2026-12-01T11:00:00Z", "ann", "order_completed", "o-ann"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    let inbox_facts = |user: &str| {
+        support::facts(&out, user, |w| {
+            matches!(
+                w,
+                What::Exited { .. } | What::Withdrawn { .. } | What::NotWithdrawn { .. }
+            )
+        })
+    };
+    assert_eq!(
+        inbox_facts("ann"),
+        [
+            "2026-12-01T11:00:00Z cart_nudge/wait: exited on order_completed",
+            "2026-12-01T11:00:00Z cart_nudge/offer: in-app message withdrawn: exit_when order_completed",
+        ]
+    );
+    assert!(inbox_facts("bob").is_empty());
+}
