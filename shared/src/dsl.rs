@@ -280,7 +280,10 @@ fn stand_in<'a>(path: &str, message: &'a str) -> Option<&'a str> {
     let key = key.split('[').next().unwrap_or(key);
     match key {
         "when" | "where" => return Some("exists(event.x)"),
-        "wait" | "timeout" | "within" | "before" | "after" => return Some("1h"),
+        "wait" | "timeout" | "within" | "before" | "after" | "by_more_than" => return Some("1h"),
+        // An `if_past`'s: what it does is its own choice, so the strictest (`go_on` with
+        // `by_more_than` would be a problem of its own).
+        "then" => return Some("exit"),
         "start" | "end" | "time" => return Some("00:00"),
         "cron" => return Some("0 9 * * *"),
         // A `wait_until`'s, whose `before`, `after` and `time` go with it.
@@ -474,7 +477,8 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "schedule" => &["cron", "timezone", "where"],
         "goal" => &["event", "where", "within"],
         "quiet_hours" => &["end", "start"],
-        "wait_until" => &["after", "before", "date", "time", "weekdays"],
+        "wait_until" => &["after", "before", "date", "if_past", "time", "weekdays"],
+        "if_past" => &["by_more_than", "then"],
         "wait_for" => &["event", "on_event", "on_timeout", "timeout", "where"],
         "branch" => &["cases", "else"],
         "split" => &["holdout", "paths"],
@@ -507,7 +511,9 @@ fn value_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_js
 /// alone does not lead to it.
 fn meant_by(field: &str) -> &'static [&'static str] {
     match field.to_ascii_lowercase().as_str() {
-        "goto" | "go_to" | "go" | "then" | "jump" | "next_step" | "to" => &["next"],
+        "goto" | "go_to" | "go" | "then" | "jump" | "next_step" | "to" => &["next", "then"],
+        // An `if_past`'s tolerance: `after` there would read as the wait's own `after`.
+        "after" | "over" | "older_than" | "tolerance" | "grace" | "more_than" => &["by_more_than"],
         "delay" | "sleep" | "pause" => &["wait"],
         "if" | "condition" | "filter" => &["where", "when"],
         "message" | "channel" | "action" => &["send"],
@@ -1632,6 +1638,17 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
                 w.on_timeout.clone().or_else(default_next),
             ));
         }
+        Action::WaitUntil(w) => {
+            out.push((format!("{base}.next"), default_next()));
+            if let Some(p) = w.if_past.as_ref().filter(|p| p.goto().is_some()) {
+                let at = if p.by_more_than.is_some() {
+                    format!("{base}.wait_until.if_past.then")
+                } else {
+                    format!("{base}.wait_until.if_past")
+                };
+                out.push((at, p.goto().map(str::to_string)));
+            }
+        }
         _ => out.push((format!("{base}.next"), default_next())),
     }
     out
@@ -1756,6 +1773,9 @@ fn runs_into_a_sibling(j: &Journey) -> Vec<Problem> {
             Action::Branch(_) => "branch",
             Action::Split(_) => "split",
             Action::WaitFor(_) => "wait_for",
+            Action::WaitUntil(w) if w.if_past.as_ref().is_some_and(|p| p.goto().is_some()) => {
+                "wait_until"
+            }
             _ => continue,
         };
         let mut targets: Vec<String> = successors(j, i)
@@ -1980,7 +2000,9 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     validate_marketing(send, &base, &mut out);
                 }
             }
-            Action::WaitUntil(w) => validate_wait_until(w, &format!("{base}.wait_until"), &mut out),
+            Action::WaitUntil(w) => {
+                validate_wait_until(j, w, &format!("{base}.wait_until"), &mut out)
+            }
             Action::Split(sp) => {
                 if sp.paths.is_empty() || sp.paths.iter().all(|p| p.weight == 0) {
                     out.push(problem(
@@ -3121,10 +3143,21 @@ fn unsubscribe_outside_email(channel: crate::journey::Channel) -> String {
     format!("`unsubscribe_url` is an email's link, and it unsubscribes from email: leave it out here ({instead})")
 }
 
-/// A `wait_until` is a `time` (with `weekdays`), or a `date` (with `before` or `after`, and
-/// `time`).
-fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<Problem>) {
+/// A `wait_until` is a `time` (with `weekdays`), or a `date` (with `before` or `after`,
+/// `time` and `if_past`).
+fn validate_wait_until(
+    j: &Journey,
+    w: &crate::journey::WaitUntil,
+    base: &str,
+    out: &mut Vec<Problem>,
+) {
     if w.date.is_none() {
+        if w.if_past.is_some() {
+            out.push(problem(
+                format!("{base}.if_past"),
+                "`if_past` says what a `date` already past does: add `date: event.appointment_at` (or a profile.* time), or leave `if_past` out (a time of day is never past: it waits for the next one)",
+            ));
+        }
         if w.time.is_none() {
             out.push(problem(
                 base,
@@ -3153,6 +3186,40 @@ fn validate_wait_until(w: &crate::journey::WaitUntil, base: &str, out: &mut Vec<
             format!("{base}.after"),
             "give `before` or `after`, not both",
         ));
+    }
+    if let Some(p) = &w.if_past {
+        validate_if_past(j, p, &format!("{base}.if_past"), out);
+    }
+}
+
+/// An `if_past` that does something: `go_on` with a tolerance is what a past date does anyway,
+/// and `exit` or `go_on` is the choice, not a step of that name.
+fn validate_if_past(j: &Journey, p: &crate::journey::IfPast, base: &str, out: &mut Vec<Problem>) {
+    use crate::journey::PastThen;
+    let then = if p.by_more_than.is_some() {
+        format!("{base}.then")
+    } else {
+        base.to_string()
+    };
+    if p.by_more_than.is_some() && p.then == PastThen::GoOn {
+        out.push(problem(
+            then.clone(),
+            "`go_on` is what a date past by any time does without `if_past`, so `by_more_than` changes nothing: write `then: exit` (or a step's id) for a date past by more than it, or leave `if_past` out",
+        ));
+    }
+    let word = p.then.as_str();
+    if p.goto().is_none() {
+        // A step named `exit` that is an `exit: true` step is left the same way.
+        if let Some(s) = j.steps.iter().find(|s| s.id == word) {
+            if !(p.then == PastThen::Exit && matches!(s.action(), Action::Exit)) {
+                out.push(problem(
+                    then,
+                    format!(
+                        "`{word}` here is the choice (`exit` leaves the journey, `go_on` goes to the next step), not the step named `{word}`: to go to that step, give it another id and write that id here"
+                    ),
+                ));
+            }
+        }
     }
 }
 
@@ -5081,6 +5148,154 @@ steps:
         )
         .expect_err("event.* in a schedule journey");
         assert_eq!(errs[0].path, "steps[0].wait_until.date", "{errs:?}");
+    }
+
+    /// `if_past` on a `wait_until` date: a choice or a step, bare or with a tolerance; each
+    /// mistake named where it is written (file:line:col), with what to write instead.
+    #[test]
+    fn a_wait_until_if_past_is_a_choice_or_a_step() {
+        let with = |wait: &str| {
+            format!(
+                "id: w\nname: W\ntrigger: {{event: booked}}\nsteps:\n  - id: w\n    wait_until: {wait}\n  - id: hi\n    send: {{push: {{title: Hi, body: \".\"}}}}\n    next: done\n  - id: missed\n    send: {{push: {{title: Missed, body: \".\"}}}}\n  - id: done\n    exit: true\n"
+            )
+        };
+        let read =
+            |wait: &str| parse("w.yaml", &with(wait)).unwrap_or_else(|e| panic!("{wait}: {e:?}"));
+        use crate::journey::{IfPast, PastThen};
+        let if_past = |wait: &str| {
+            read(wait).steps[0]
+                .wait_until
+                .clone()
+                .and_then(|w| w.if_past)
+        };
+        let d = |s: &str| s.parse::<crate::duration::Duration>().expect("duration");
+        // `missed` must be reached by some way: the journey names it in every case but the
+        // last, where `hi` goes there instead (`next: missed`).
+        for (wait, want) in [
+            (
+                "{date: event.starts_at, before: 1d, if_past: missed}",
+                IfPast {
+                    by_more_than: None,
+                    then: PastThen::Goto("missed".into()),
+                },
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 2h, then: missed}}",
+                IfPast {
+                    by_more_than: Some(d("2h")),
+                    then: PastThen::Goto("missed".into()),
+                },
+            ),
+        ] {
+            assert_eq!(if_past(wait), Some(want.clone()), "{wait}");
+            // Written back as it was read (a published journey is stored as JSON).
+            let j = read(wait);
+            let json = serde_json::to_value(&j).expect("json");
+            let back: Journey = serde_json::from_value(json).expect("read back");
+            assert_eq!(back, j);
+        }
+        let reached = |wait: &str| with(wait).replace("    next: done\n", "    next: missed\n");
+        for (wait, want) in [
+            ("exit", PastThen::Exit),
+            ("go_on", PastThen::GoOn),
+            ("{by_more_than: 1d, then: exit}", PastThen::Exit),
+        ] {
+            let text = reached(&format!("{{date: profile.renews_on, if_past: {wait}}}"));
+            let j = parse("w.yaml", &text).unwrap_or_else(|e| panic!("{wait}: {e:?}"));
+            let got = j.steps[0]
+                .wait_until
+                .as_ref()
+                .and_then(|w| w.if_past.clone());
+            assert_eq!(got.map(|p| p.then), Some(want), "{wait}");
+        }
+        for (wait, path, needle) in [
+            (
+                r#"{time: "09:00", if_past: exit}"#,
+                "steps[0].wait_until.if_past",
+                "add `date: event.appointment_at`",
+            ),
+            (
+                "{date: event.starts_at, if_past: mised}",
+                "steps[0].wait_until.if_past",
+                "no step is called `mised`: did you mean `missed`?",
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 1d, then: mised}}",
+                "steps[0].wait_until.if_past.then",
+                "no step is called `mised`: did you mean `missed`?",
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 1d, then: go_on}}",
+                "steps[0].wait_until.if_past.then",
+                "write `then: exit`",
+            ),
+            (
+                "{date: event.starts_at, if_past: {after: 1d, then: exit}}",
+                "steps[0].wait_until.if_past.after",
+                "unknown field `after`: did you mean `by_more_than`?",
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 1d, goto: missed}}",
+                "steps[0].wait_until.if_past.goto",
+                "unknown field `goto`: did you mean `then`?",
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 1d}}",
+                "steps[0].wait_until.if_past",
+                "missing field `then`",
+            ),
+            (
+                "{date: event.starts_at, if_past: {by_more_than: 30, then: exit}}",
+                "steps[0].wait_until.if_past.by_more_than",
+                "no unit",
+            ),
+            (
+                "{date: event.starts_at, if_past: [exit]}",
+                "steps[0].wait_until.if_past",
+                "`{by_more_than: 1d, then: exit}`",
+            ),
+        ] {
+            let errs = parse("w.yaml", &reached(wait)).expect_err(wait);
+            let e = errs
+                .iter()
+                .find(|e| e.path == path)
+                .unwrap_or_else(|| panic!("{wait}: {errs:?}"));
+            // At the key the path ends with, in the step's line.
+            let key = path.rsplit('.').next().unwrap_or(path);
+            let column = with(wait)
+                .lines()
+                .nth(5)
+                .and_then(|l| l.find(key))
+                .map(|c| c + 1);
+            assert_eq!((e.line, Some(e.column)), (6, column), "{wait}: {e}");
+            assert!(e.message.contains(needle), "{wait}: {e}");
+            // Nothing else is said wrong (a key taken out may leave `then` missing).
+            assert!(
+                errs.iter()
+                    .all(|e| e.path.starts_with("steps[0].wait_until.if_past")),
+                "{wait}: {errs:?}"
+            );
+        }
+        // A step named as the choice is not gone to: the file says which is meant.
+        let named = "id: w\nname: W\ntrigger: {event: booked}\nsteps:\n  - id: w\n    wait_until: {date: event.starts_at, if_past: go_on}\n  - id: hi\n    send: {push: {title: Hi, body: \".\"}}\n    next: go_on\n  - id: go_on\n    exit: true\n";
+        let errs = parse("w.yaml", named).expect_err("a step named go_on");
+        assert_eq!(errs[0].path, "steps[0].wait_until.if_past", "{errs:?}");
+        assert!(
+            errs[0].message.contains("give it another id"),
+            "{}",
+            errs[0]
+        );
+        // A step named `exit` that exits is left the same way either word is read.
+        assert!(parse("w.yaml", &named.replace("go_on", "exit")).is_ok());
+        // A loop back through the step it names has no wait: the date is past again there.
+        let looped = "id: w\nname: W\ntrigger: {event: booked}\nsteps:\n  - id: w\n    wait_until: {date: event.starts_at, if_past: missed}\n  - id: hi\n    send: {push: {title: Hi, body: \".\"}}\n    next: done\n  - id: missed\n    send: {push: {title: Missed, body: \".\"}}\n    next: w\n  - id: done\n    exit: true\n";
+        let errs = parse("w.yaml", looped).expect_err("a loop through a past date");
+        assert!(
+            errs.iter().any(|e| e
+                .message
+                .contains("steps `missed` → `w` form a loop with no wait")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -482,7 +482,7 @@ pub struct WaitUntil {
     /// profile (`profile.renewal_at`): an RFC 3339 time, a local date and time (`2026-12-10T15:00:00`) or
     /// a `YYYY-MM-DD` date (midnight) in the user's time zone, or seconds since 1970 (as the
     /// `date` template filter reads it). A user without one leaves the journey (`ended`); one
-    /// already past goes on at once.
+    /// already past goes on at once, unless `if_past` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<ValuePath>,
     /// With `date`: this long before it (`1d`: the day before an appointment).
@@ -491,6 +491,12 @@ pub struct WaitUntil {
     /// With `date`: this long after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Duration>,
+    /// With `date`: what it does when the time it waits for is past when the step is reached
+    /// (or when the date moves): `go_on` at once (the default), `exit` the journey, or go to a
+    /// step (its id). Past counts from the date itself, or from the time waited for when that
+    /// is later (`after`): a reminder the day before an appointment two hours ahead still goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_past: Option<IfPast>,
 }
 
 impl WaitUntil {
@@ -516,6 +522,173 @@ impl WaitUntil {
             text.push_str(&String::from(t));
         }
         Some(text)
+    }
+}
+
+/// What a `wait_until` date already past does (`if_past`): `exit`, `go_on`, a step's id, or
+/// with a tolerance, `{by_more_than: 1d, then: exit}`: a date past by no more than that goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IfPast {
+    /// Only a date past by more than this counts as past; one past by less goes on at once.
+    pub by_more_than: Option<Duration>,
+    pub then: PastThen,
+}
+
+/// Where a `wait_until` whose date is past goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PastThen {
+    /// On to the next step at once, as a date past does without `if_past`.
+    GoOn,
+    /// Out of the journey (`ended`, counted as an exit).
+    Exit,
+    /// To this step.
+    Goto(String),
+}
+
+impl PastThen {
+    fn from_word(word: &str) -> PastThen {
+        match word {
+            "go_on" => PastThen::GoOn,
+            "exit" => PastThen::Exit,
+            step => PastThen::Goto(step.to_string()),
+        }
+    }
+
+    /// As a journey file writes it: `go_on`, `exit`, or the step's id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PastThen::GoOn => "go_on",
+            PastThen::Exit => "exit",
+            PastThen::Goto(step) => step,
+        }
+    }
+}
+
+impl IfPast {
+    /// The step it goes to, when it names one.
+    pub fn goto(&self) -> Option<&str> {
+        match &self.then {
+            PastThen::Goto(step) => Some(step),
+            _ => None,
+        }
+    }
+
+    /// As the timeline and the flowchart say it: `exit`, `missed`, `exit if past by more than 1d`.
+    pub fn text(&self) -> String {
+        match self.by_more_than {
+            None => self.then.as_str().to_string(),
+            Some(d) => format!("{} if past by more than {d}", self.then.as_str()),
+        }
+    }
+}
+
+impl Serialize for IfPast {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.by_more_than {
+            None => serializer.serialize_str(self.then.as_str()),
+            Some(d) => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("by_more_than", &d)?;
+                map.serialize_entry("then", self.then.as_str())?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IfPast {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &["by_more_than", "then"];
+        /// A key of the map form, read so that an unknown one is named at its own place.
+        enum Field {
+            ByMoreThan,
+            Then,
+        }
+        impl<'de> Deserialize<'de> for Field {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Key;
+                impl serde::de::Visitor<'_> for Key {
+                    type Value = Field;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("`by_more_than` or `then`")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+                        match v {
+                            "by_more_than" => Ok(Field::ByMoreThan),
+                            "then" => Ok(Field::Then),
+                            other => Err(E::unknown_field(other, FIELDS)),
+                        }
+                    }
+                }
+                d.deserialize_identifier(Key)
+            }
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IfPast;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`go_on`, `exit`, a step's id, or `{by_more_than: 1d, then: exit}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IfPast, E> {
+                Ok(IfPast {
+                    by_more_than: None,
+                    then: PastThen::from_word(v),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<IfPast, A::Error> {
+                use serde::de::Error;
+                let (mut by_more_than, mut then) = (None, None);
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::ByMoreThan => by_more_than = Some(map.next_value::<Duration>()?),
+                        Field::Then => {
+                            then = Some(PastThen::from_word(&map.next_value::<String>()?));
+                        }
+                    }
+                }
+                Ok(IfPast {
+                    by_more_than,
+                    then: then.ok_or_else(|| A::Error::missing_field("then"))?,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for IfPast {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IfPast".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let duration = generator.subschema_for::<Duration>();
+        let then = schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{1,64}$",
+            "description": "`go_on`: on to the next step at once; `exit`: out of the journey (counted as an exit); anything else: the id of the step to go to.",
+            "examples": ["exit", "go_on", "missed_it"]
+        });
+        schemars::json_schema!({
+            "description": "What a `wait_until` `date` already past does: `go_on` (the default), `exit`, or a step's id; with `by_more_than`, only a date past by more than that counts as past (one past by less goes on at once). Past counts from the date itself, or from the time waited for when that is later (`after`).",
+            "oneOf": [
+                then,
+                {
+                    "type": "object",
+                    "properties": {
+                        "by_more_than": duration,
+                        "then": then
+                    },
+                    "required": ["then"],
+                    "additionalProperties": false
+                }
+            ],
+            "examples": ["exit", {"by_more_than": "1d", "then": "exit"}]
+        })
     }
 }
 

@@ -3,10 +3,13 @@
 
 use std::fmt::Write as _;
 
-use crate::journey::{Action, Journey, JourneyStatus, Reentry, Send, Step, Template, TriggerKind};
+use crate::journey::{
+    Action, Journey, JourneyStatus, PastThen, Reentry, Send, Step, Template, TriggerKind,
+};
 
 /// A Mermaid `flowchart TD` of `j`: the trigger, one node per step labelled with its action, an
-/// edge for every way on (`next`, `goto`, `on_event`, `on_timeout`, `else`, split paths), and the
+/// edge for every way on (`next`, `goto`, `on_event`, `on_timeout`, `else`, split paths, a
+/// `wait_until`'s `if_past`), and the
 /// exit and goal events as note nodes.
 pub fn mermaid(j: &Journey) -> String {
     let mut d = Diagram::new(j);
@@ -75,9 +78,31 @@ pub fn mermaid(j: &Journey) -> String {
         let next = j.next_of(&step.id);
         match step.action() {
             Action::Exit => {}
-            Action::Wait(_) | Action::WaitUntil(_) | Action::Send(_) | Action::Update(_) => {
+            Action::Wait(_) | Action::Send(_) | Action::Update(_) => {
                 let to = d.node(next);
                 d.edge(&from, &to, None);
+            }
+            Action::WaitUntil(w) => {
+                let to = d.node(next);
+                d.edge(&from, &to, None);
+                // A date already past that does not go on: its own way out.
+                let past = w.if_past.as_ref().filter(|p| p.then != PastThen::GoOn);
+                if let Some(p) = past.filter(|_| w.date.is_some()) {
+                    let label = match p.by_more_than {
+                        Some(by) => format!("past by more than {by}"),
+                        None => "date past".to_string(),
+                    };
+                    match p.goto() {
+                        Some(step) => {
+                            let to = d.node(Some(step));
+                            d.edge(&from, &to, Some(&label));
+                        }
+                        None => {
+                            d.exited = true;
+                            d.edge(&from, "exited", Some(&label));
+                        }
+                    }
+                }
             }
             Action::WaitFor(w) => {
                 let on_event = d.node(w.on_event.as_deref().or(next));
@@ -120,6 +145,8 @@ struct Diagram<'a> {
     /// Whether an edge leads to the end node, the holdout node, or to steps that do not exist.
     end: bool,
     holdout: bool,
+    /// Whether an edge leaves the journey (a `wait_until`'s `if_past: exit`).
+    exited: bool,
     missing: Vec<String>,
 }
 
@@ -131,6 +158,7 @@ impl<'a> Diagram<'a> {
             edges: Vec::new(),
             end: false,
             holdout: false,
+            exited: false,
             missing: Vec::new(),
         }
     }
@@ -172,6 +200,9 @@ impl<'a> Diagram<'a> {
         }
         if self.holdout {
             self.line("    holdout((holdout))");
+        }
+        if self.exited {
+            self.line("    exited((exit))");
         }
         for (i, m) in self.missing.clone().iter().enumerate() {
             self.line(&format!("    missing{i}[\"{}: no such step\"]", text(m)));
@@ -632,6 +663,32 @@ steps:
         );
         assert!(with("{date: profile.renews_on, after: 2w}")
             .contains("wait until profile.renews_on + 2w\""));
+    }
+
+    #[test]
+    fn a_wait_until_if_past_draws_its_way_out() {
+        let with = |if_past: &str| {
+            // The step it names, reached from it alone.
+            let missed = if if_past == "missed" {
+                "    next: done\n  - id: missed\n    send: {sms: {body: Missed}}\n"
+            } else {
+                ""
+            };
+            let text = format!(
+                "id: w\nname: W\ntrigger: {{event: booked}}\nsteps:\n  - id: w\n    wait_until: {{date: event.starts_at, before: 1d, if_past: {if_past}}}\n  - id: remind\n    send: {{sms: {{body: Soon}}}}\n{missed}  - id: done\n    exit: true\n"
+            );
+            mermaid(&crate::dsl::parse("w.yaml", &text).expect("valid journey"))
+        };
+        let m = with("missed");
+        assert!(m.contains("s0 --> s1"), "{m}");
+        assert!(m.contains("s0 -->|\"date past\"| s2"), "{m}");
+        let m = with("{by_more_than: 1d, then: exit}");
+        assert!(m.contains("s0 -->|\"past by more than 1d\"| exited"), "{m}");
+        assert!(m.contains("exited((exit))"), "{m}");
+        // Going on, as without it: no other way out.
+        let m = with("go_on");
+        assert!(!m.contains("past"), "{m}");
+        assert!(!m.contains("exited"), "{m}");
     }
 
     #[test]
