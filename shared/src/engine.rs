@@ -14,8 +14,8 @@ use crate::condition::Scope;
 use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
-    Action, Channel, EventMatch, Journey, QuietHours, Reentry, Send, SmsType, Template, TimeOfDay,
-    TriggerKind, Update, WaitUntil, Weekday,
+    Action, Channel, EventMatch, Journey, PastThen, QuietHours, Reentry, Send, SmsType, Template,
+    TimeOfDay, TriggerKind, Update, WaitUntil, Weekday,
 };
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
@@ -551,7 +551,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         DateWait::Year { .. } => pending.resume == Resume::Rerun,
         DateWait::Until(at) => pending.resume == Resume::Continue && pending.at == at,
         // Past now, or gone: the step decides at once.
-        DateWait::Past(_) | DateWait::Missing => false,
+        DateWait::Past { .. } | DateWait::Missing => false,
     };
     if same {
         return None;
@@ -1043,13 +1043,23 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, q: &QuietHours) -> Option<Time
 /// or `after`, then to `time` on its local day when the step names one. `None` when the step
 /// has no `date`, or the user no such value, or it is not a time.
 pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
+    date_moved_to(w, date_read(w, scope, tz)?, tz)
+}
+
+/// The time a `wait_until`'s `date` path reads, as it is (before `before`, `after` and `time`).
+fn date_read(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
     let path = w.date.as_ref()?;
     // Read as the templates' `date` filter reads a time, so a message shows the time waited for.
-    let at = match path.lookup(scope)? {
-        Value::String(s) => template::zoned_text(s.trim(), tz)?.timestamp(),
-        Value::Number(n) => template::epoch_number(n.as_f64()?)?,
-        _ => return None,
-    };
+    match path.lookup(scope)? {
+        Value::String(s) => Some(template::zoned_text(s.trim(), tz)?.timestamp()),
+        Value::Number(n) => template::epoch_number(n.as_f64()?),
+        _ => None,
+    }
+}
+
+/// The time a `wait_until` waits for, from the time `at` its `date` read: moved by `before` or
+/// `after`, then to `time` on its local day.
+fn date_moved_to(w: &WaitUntil, at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     // Days are the user's calendar days (`before: 1d` is the day before, at the same local
     // time, also across a change of the clocks: a local time the clocks skip that day is the
     // first instant after the gap, as for a time of day), the rest exact time.
@@ -1087,13 +1097,23 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
 /// read again each year), go on (the time is past), or end the enrollment (no such time).
 enum DateWait {
     Until(Timestamp),
-    Year { at: Timestamp, target: Timestamp },
-    Past(Timestamp),
+    Year {
+        at: Timestamp,
+        target: Timestamp,
+    },
+    /// The time waited for, `at`, is past; `date` is the time the path read.
+    Past {
+        at: Timestamp,
+        date: Timestamp,
+    },
     Missing,
 }
 
 fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) -> DateWait {
-    let Some(target) = date_target(w, scope, tz) else {
+    let Some(date) = date_read(w, scope, tz) else {
+        return DateWait::Missing;
+    };
+    let Some(target) = date_moved_to(w, date, tz) else {
         return DateWait::Missing;
     };
     let year = now
@@ -1104,8 +1124,57 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     } else if target > now {
         DateWait::Until(target)
     } else {
-        DateWait::Past(target)
+        DateWait::Past { at: target, date }
     }
+}
+
+/// What a `wait_until` whose time `at` is past does at `now` (`date`: the time its path read),
+/// by its `if_past`. Past counts from the later of the date and the time waited for: from the
+/// appointment itself for a reminder `before` it (booked two hours ahead, the reminder the day
+/// before still goes: the appointment is to come), from the time waited for when it is later
+/// (`after: 3d`: three days after a trial ended). Only a time past by more than `by_more_than`
+/// counts.
+fn past_outcome(w: &WaitUntil, at: Timestamp, date: Timestamp, now: Timestamp) -> PastOutcome<'_> {
+    let Some(if_past) = w.if_past.as_ref().filter(|p| p.then != PastThen::GoOn) else {
+        return PastOutcome::GoOn { not_past: None };
+    };
+    let from = at.max(date);
+    // Named when it is the date itself, later than the time waited for.
+    let named = (date > at).then(|| {
+        let path = w.date.as_ref().map(|p| p.source()).unwrap_or("date");
+        format!("{path} ({date})")
+    });
+    let past_by = now.duration_since(from);
+    let tolerance = if_past.by_more_than;
+    if past_by <= tolerance.map_or(SignedDuration::ZERO, |d| d.to_jiff()) {
+        let not_past = match (named, tolerance) {
+            (Some(n), _) if past_by <= SignedDuration::ZERO => Some(format!("{n} is not")),
+            (Some(n), Some(d)) => Some(format!("{n} is past by no more than {d}")),
+            (None, Some(d)) => Some(format!("by no more than {d}")),
+            (_, None) => None,
+        };
+        return PastOutcome::GoOn { not_past };
+    }
+    let mut past = named.unwrap_or_else(|| at.to_string());
+    past.push_str(" was past");
+    if let Some(d) = tolerance {
+        past.push_str(" by more than ");
+        d.push_to(&mut past);
+    }
+    match &if_past.then {
+        PastThen::Goto(step) => PastOutcome::Goto { step, past },
+        _ => PastOutcome::Exit { past },
+    }
+}
+
+/// What [`past_outcome`] decided.
+enum PastOutcome<'a> {
+    /// On at once; `not_past` says why `if_past` did not apply, when it did not.
+    GoOn { not_past: Option<String> },
+    /// Out of the journey, `past` saying what was past.
+    Exit { past: String },
+    /// To `step`.
+    Goto { step: &'a str, past: String },
 }
 
 /// The longest SMS SNS sends, in characters (one `Publish`; it is split into parts).
@@ -1580,7 +1649,7 @@ impl<'a> Run<'a> {
                             self.wait(&id, at, Resume::Continue, why);
                             return;
                         }
-                        DateWait::Past(at) => {
+                        DateWait::Past { at, date } => {
                             // Come round a loop to a date still past: it would go round again
                             // and again, each pass sending what the loop sends.
                             if self.passed_dates.contains(&id) {
@@ -1591,16 +1660,29 @@ impl<'a> Run<'a> {
                                 return;
                             }
                             self.passed_dates.push(id.clone());
-                            // Booked for tomorrow, reminded a day before: go on now.
                             let now = self.ctx.now;
+                            let mut how = format!("already past: {at}");
+                            match past_outcome(w, at, date, now) {
+                                // Booked for tomorrow, reminded a day before: go on now.
+                                PastOutcome::GoOn { not_past } => {
+                                    if let Some(n) = not_past {
+                                        how.push_str("; ");
+                                        how.push_str(&n);
+                                    }
+                                    current = default_next();
+                                }
+                                // An appointment last week: no reminder.
+                                PastOutcome::Exit { past } => {
+                                    self.end(&id, format!("{why}: {past} (if_past: exit)"));
+                                    return;
+                                }
+                                PastOutcome::Goto { step, past } => {
+                                    how = format!("{how}; {past} (if_past: {step})");
+                                    current = Some(step.to_string());
+                                }
+                            }
                             self.log(Some(&id), What::Waiting { until: now, why });
-                            self.log(
-                                Some(&id),
-                                What::Woke {
-                                    how: format!("already past: {at}"),
-                                },
-                            );
-                            current = default_next();
+                            self.log(Some(&id), What::Woke { how });
                         }
                     }
                 }

@@ -3130,6 +3130,361 @@ steps:
     assert!(!w.enrollment.is_active());
 }
 
+/// A reminder the morning before an appointment that leaves the journey when the appointment
+/// itself is past (`if_past: exit`), and the renewal notices that read `if_past` with a
+/// tolerance or a step to go to.
+const IF_PAST: &str = r#"
+id: reminder
+name: Reminder
+trigger: {event: appointment_booked}
+steps:
+  - id: day_before
+    wait_until: {date: event.starts_at, before: 1d, time: "09:00", if_past: exit}
+  - id: remind
+    send: {email: {subject: "See you tomorrow", text: "."}}
+"#;
+
+/// The engine's outcomes on the date `starts_at` (or the profile's `renews_on`) at `now`: what
+/// went out, the wait's entries, and whether the enrollment is still waiting.
+fn if_past_outcome(
+    text: &str,
+    starts_at: Option<&str>,
+    traits: serde_json::Value,
+    now: &str,
+) -> (Vec<String>, Vec<String>, bool) {
+    let j = journey(text);
+    let mut profile = Profile::new("ann");
+    profile
+        .traits
+        .insert("email".into(), json!("ann@example.com"));
+    if let serde_json::Value::Object(t) = traits {
+        profile.traits.extend(t);
+    }
+    let ctx = Ctx {
+        journey: &j,
+        version: 1,
+        profile: &profile,
+        now: at(now),
+        unsubscribe_url: None,
+    };
+    let properties = match starts_at {
+        Some(s) => json!({ "starts_at": s }),
+        None => json!({}),
+    };
+    let trigger = TriggerEvent {
+        event: j.trigger.event.clone().expect("an event trigger"),
+        message_id: "b-ann".into(),
+        at: ctx.now,
+        properties: std::sync::Arc::new(properties),
+    };
+    let t = engine::enter(&ctx, "ann", 1, trigger);
+    let sent = t
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            engine::Effect::Send(s) => Some(s.step.to_string()),
+            _ => None,
+        })
+        .collect();
+    let said = t
+        .timeline
+        .iter()
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("waiting") || d.starts_with("woke") || d.starts_with("ended"))
+        .collect();
+    (sent, said, t.enrollment.is_active())
+}
+
+/// `if_past` decides what a `wait_until` date already past does, judged on the date itself
+/// (not the day before it that the reminder waits for): booked two hours ahead, the reminder
+/// still goes at once; an appointment last week ends the journey, counted as an exit, with the
+/// timeline saying why. With `by_more_than`, a date past by less goes on; with a step's id,
+/// a date past goes there. Each for an `after` wait too, judged from the time it waits for.
+#[test]
+fn a_wait_until_date_already_past_does_what_if_past_says() {
+    let now = "2026-12-01T10:00:00Z";
+    let reminder = |starts_at: &str| if_past_outcome(IF_PAST, Some(starts_at), json!({}), now);
+    // Later today: the morning before is past, the appointment is not: reminded at once.
+    assert_eq!(
+        reminder("2026-12-01T16:00:00Z"),
+        (
+            vec!["remind".to_string()],
+            vec![
+                "waiting until 2026-12-01T10:00:00Z (wait_until event.starts_at - 1d at 09:00)"
+                    .to_string(),
+                "woke (already past: 2026-11-30T09:00:00Z; event.starts_at (2026-12-01T16:00:00Z) is not)".to_string(),
+            ],
+            false
+        )
+    );
+    // Last week: no reminder; the user leaves, saying why.
+    assert_eq!(
+        reminder("2026-11-24T10:00:00Z"),
+        (
+            vec![],
+            vec!["ended: wait_until event.starts_at - 1d at 09:00: event.starts_at (2026-11-24T10:00:00Z) was past (if_past: exit)".to_string()],
+            false
+        )
+    );
+    // An hour ago, which no tolerance forgives.
+    let (sent, said, _) = reminder("2026-12-01T09:00:00Z");
+    assert!(sent.is_empty(), "{said:?}");
+    // Next week: it waits, as without `if_past`.
+    let (sent, said, waiting) = reminder("2026-12-08T10:00:00Z");
+    assert!(sent.is_empty() && waiting, "{said:?}");
+    assert_eq!(
+        said,
+        ["waiting until 2026-12-07T09:00:00Z (wait_until event.starts_at - 1d at 09:00)"]
+    );
+    // Without `if_past`, a date long past goes on at once, as it always has.
+    let (sent, said, _) = if_past_outcome(
+        &IF_PAST.replace(", if_past: exit", ""),
+        Some("2026-11-24T10:00:00Z"),
+        json!({}),
+        now,
+    );
+    assert_eq!(sent, ["remind"]);
+    assert_eq!(said[1], "woke (already past: 2026-11-23T09:00:00Z)");
+
+    // A renewal day (midnight, UTC), with a tolerance of a day.
+    let renewal = |if_past: &str, renews_on: &str| {
+        // `late` is there when `if_past` goes to it (a step nothing reaches is refused).
+        let late = if if_past.contains("late") {
+            "    next: done\n  - id: late\n    send: {email: {subject: \"Renewed a while ago\", text: \".\"}}\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            r#"
+id: renewal
+name: Renewal
+trigger: {{event: plan_changed}}
+steps:
+  - id: on_the_day
+    wait_until: {{date: profile.renews_on, if_past: {if_past}}}
+  - id: tell
+    send: {{email: {{subject: "Renewed", text: "."}}}}
+{late}  - id: done
+    exit: true
+"#
+        );
+        if_past_outcome(&text, None, json!({ "renews_on": renews_on }), now)
+    };
+    let tolerant = "{by_more_than: 1d, then: exit}";
+    // Past by ten hours, within the day: on at once, saying why it went on.
+    let (sent, said, _) = renewal(tolerant, "2026-12-01");
+    assert_eq!(sent, ["tell"]);
+    assert_eq!(
+        said[1],
+        "woke (already past: 2026-12-01T00:00:00Z; by no more than 1d)"
+    );
+    // A year ago: out.
+    let (sent, said, _) = renewal(tolerant, "2025-12-01");
+    assert!(sent.is_empty(), "{said:?}");
+    assert_eq!(
+        said,
+        ["ended: wait_until profile.renews_on: 2025-12-01T00:00:00Z was past by more than 1d (if_past: exit)"]
+    );
+    // To a step of its own, and from there on as the file says (`late` runs on to `done`).
+    let (sent, said, waiting) = renewal("{by_more_than: 1d, then: late}", "2025-12-01");
+    assert_eq!(sent, ["late"]);
+    assert!(!waiting);
+    assert_eq!(
+        said[1],
+        "woke (already past: 2025-12-01T00:00:00Z; 2025-12-01T00:00:00Z was past by more than 1d (if_past: late))"
+    );
+    let (sent, _, _) = renewal("late", "2026-12-01");
+    assert_eq!(sent, ["late"], "no tolerance: ten hours is past");
+
+    // Three days after a trial ended: past counts from the time waited for, not the end.
+    let survey = |trial_ended: &str| {
+        if_past_outcome(
+            r#"
+id: survey
+name: Survey
+trigger: {event: trial_over}
+steps:
+  - id: three_days_after
+    wait_until: {date: profile.trial_ended_at, after: 3d, if_past: {by_more_than: 2d, then: exit}}
+  - id: ask
+    send: {email: {subject: "How was it?", text: "."}}
+"#,
+            None,
+            json!({ "trial_ended_at": trial_ended }),
+            now,
+        )
+    };
+    // Ended four days ago: the survey is a day late, within two: asked now.
+    let (sent, said, _) = survey("2026-11-27T10:00:00Z");
+    assert_eq!(sent, ["ask"]);
+    assert_eq!(
+        said[1],
+        "woke (already past: 2026-11-30T10:00:00Z; by no more than 2d)"
+    );
+    // Ended a month ago: out.
+    let (sent, said, _) = survey("2026-11-01T10:00:00Z");
+    assert!(sent.is_empty(), "{said:?}");
+    assert_eq!(
+        said,
+        ["ended: wait_until profile.trial_ended_at + 3d: 2026-11-04T10:00:00Z was past by more than 2d (if_past: exit)"]
+    );
+}
+
+/// A date that moves into the past while the user waits is judged by `if_past` as one past
+/// when she reached the wait: her renewal day set to last year ends the journey (the wait's
+/// wake-up cancelled), set to earlier today (within the tolerance) it goes on at once.
+#[test]
+fn a_wait_until_date_moved_into_the_past_does_what_if_past_says() {
+    let j = journey(
+        r#"
+id: renewal
+name: Renewal
+trigger: {event: plan_changed}
+steps:
+  - id: three_days_before
+    wait_until: {date: profile.renews_on, before: 3d, time: "09:00", if_past: {by_more_than: 1d, then: exit}}
+  - id: tell
+    send: {email: {subject: "Renewal soon", text: "."}}
+"#,
+    );
+    let profile_renewing = |renews_on: &str| {
+        let mut p = Profile::new("ann");
+        p.traits.insert("renews_on".into(), json!(renews_on));
+        p.traits.insert("email".into(), json!("ann@example.com"));
+        p
+    };
+    fn ctx<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str) -> Ctx<'a> {
+        Ctx {
+            journey: j,
+            version: 1,
+            profile,
+            now: at(now),
+            unsubscribe_url: None,
+        }
+    }
+    let before = profile_renewing("2026-12-20");
+    let trigger = TriggerEvent {
+        event: "plan_changed".into(),
+        message_id: "p-ann".into(),
+        at: at("2026-12-01T10:00:00Z"),
+        properties: std::sync::Arc::new(json!({})),
+    };
+    let entered = engine::enter(&ctx(&j, &before, "2026-12-01T10:00:00Z"), "ann", 1, trigger);
+    let waiting = entered.enrollment;
+    assert_eq!(
+        waiting.pending.map(|p| p.at),
+        Some(at("2026-12-17T09:00:00Z"))
+    );
+    let said = |t: &engine::Transition| -> Vec<String> {
+        t.timeline
+            .iter()
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("woke") || d.starts_with("ended"))
+            .collect()
+    };
+    let sends = |t: &engine::Transition| {
+        t.effects
+            .iter()
+            .filter(|e| matches!(e, engine::Effect::Send(_)))
+            .count()
+    };
+    // An identify sets it to last year's: out, the wake-up cancelled.
+    let last_year = profile_renewing("2025-12-05");
+    let moved =
+        engine::date_moved(&ctx(&j, &last_year, "2026-12-05T10:00:00Z"), &waiting).expect("moved");
+    assert_eq!(
+        said(&moved),
+        [
+            "woke (the date it waits for moved)",
+            "ended: wait_until profile.renews_on - 3d at 09:00: profile.renews_on (2025-12-05T00:00:00Z) was past by more than 1d (if_past: exit)",
+        ]
+    );
+    assert_eq!(sends(&moved), 0);
+    assert!(!moved.enrollment.is_active());
+    assert!(moved.effects.iter().any(|e| matches!(
+        e,
+        engine::Effect::Cancel { at: when, .. } if *when == at("2026-12-17T09:00:00Z")
+    )));
+    // Set to today (midnight, ten hours ago): within the day, reminded at once.
+    let today = profile_renewing("2026-12-05");
+    let moved =
+        engine::date_moved(&ctx(&j, &today, "2026-12-05T10:00:00Z"), &waiting).expect("moved");
+    assert_eq!(
+        said(&moved),
+        [
+            "woke (the date it waits for moved)",
+            "woke (already past: 2026-12-02T09:00:00Z; profile.renews_on (2026-12-05T00:00:00Z) is past by no more than 1d)",
+        ]
+    );
+    assert_eq!(sends(&moved), 1);
+    // Set to a later day: it waits for that, as without `if_past`.
+    let later = profile_renewing("2027-01-10");
+    let moved =
+        engine::date_moved(&ctx(&j, &later, "2026-12-05T10:00:00Z"), &waiting).expect("moved");
+    assert_eq!(
+        moved.enrollment.pending.map(|p| p.at),
+        Some(at("2027-01-07T09:00:00Z"))
+    );
+}
+
+/// Through the runtime: an identify that moves the renewal day a user waits for into last
+/// year ends her enrollment, and the journey's stats count her as exited at the wait, as
+/// any other exit; `waymark why` reads the reason from her enrollment.
+#[tokio::test]
+async fn a_date_moved_long_past_exits_and_is_counted_as_an_exit() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    let text = RENEWAL.replace(
+        r#"time: "09:00"}"#,
+        r#"time: "09:00", if_past: {by_more_than: 1d, then: exit}}"#,
+    );
+    assert!(text.contains("if_past"), "{text}");
+    h.publish(&text).await;
+    let mut script = on_renewal(&["ann", "bob"]);
+    script.push(
+        json!({"at": "2026-12-05T10:00:00Z", "type": "identify", "userId": "ann",
+           "traits": {"renews_on": "2025-12-20"}}),
+    );
+    h.play(&script_of(&script)).await;
+    h.advance_to(at("2026-12-18T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-17T09:00:00Z bob push tell: Renewal soon"]
+    );
+    // What `GET /v1/users/ann` (and `waymark why`) shows: the reason, on the enrollment and
+    // in the timeline.
+    let why = "wait_until profile.renews_on - 3d at 09:00: profile.renews_on (2025-12-20T00:00:00Z) was past by more than 1d (if_past: exit)";
+    let ann = h.rt.user("ann").await.expect("user view");
+    let reasons: Vec<Option<&str>> = ann
+        .enrollments
+        .iter()
+        .map(|e| e.end_reason.as_deref())
+        .collect();
+    assert_eq!(reasons, [Some(why)]);
+    let ended: Vec<String> = ann
+        .timeline
+        .iter()
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("woke") || d.starts_with("ended"))
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            "woke (the date it waits for moved)".to_string(),
+            format!("ended: {why}")
+        ]
+    );
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats("renewal").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(&text), 1, &counters);
+    assert_eq!((stats.entered, stats.exited, stats.completed), (2, 1, 1));
+    let wait = stats
+        .steps
+        .iter()
+        .find(|s| s.id == "three_days_before")
+        .expect("the wait's figures");
+    assert_eq!(wait.exited, 1);
+}
+
 #[test]
 fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
     let j = journey(AB);
