@@ -898,12 +898,25 @@ impl Runtime {
                 // ended or the journey is open again. (A journey closed over a year checks no
                 // one: her next activity arms a check again.)
                 let later = match reason {
-                    Some("enrolled") => true,
-                    Some("closed" | "stopped") => still_checked(&p, now),
-                    _ => false,
+                    Some("enrolled") => Some(now + i.duration.to_jiff()),
+                    Some("closed" | "stopped") if still_checked(&p, now) => {
+                        Some(now + i.duration.to_jiff())
+                    }
+                    // Not yet (`reentry: after`): looked at again when she may enter, where
+                    // she is still inactive then (no activity would arm a check of its own
+                    // otherwise).
+                    Some("reentry") => match (p.journey.reentry, enrollments.get(journey.as_str()))
+                    {
+                        (Reentry::After(d), Some(l)) => {
+                            let zone = engine::reentry_zone(&p.journey, &profile);
+                            Some(engine::reentry_from(l.enrollment.trigger.at, d, &zone))
+                                .filter(|again| *again > now)
+                        }
+                        _ => None,
+                    },
+                    _ => None,
                 };
-                if later {
-                    let again = now + i.duration.to_jiff();
+                if let Some(again) = later {
                     let check = Message::Inactivity {
                         user_id: user_id.clone(),
                         journey: journey.clone(),
@@ -911,26 +924,6 @@ impl Runtime {
                         at: again,
                     };
                     self.schedule(check, again).await?;
-                }
-                // Not yet (`reentry: after`): looked at again when she may enter, where she is
-                // still inactive then (no activity would arm a check of its own otherwise).
-                let not_yet = reason == Some("reentry");
-                if let (true, Reentry::After(d), Some(l)) = (
-                    not_yet,
-                    p.journey.reentry,
-                    enrollments.get(journey.as_str()),
-                ) {
-                    let zone = engine::reentry_zone(&p.journey, &profile);
-                    let again = engine::reentry_from(l.enrollment.trigger.at, d, &zone);
-                    if again > now {
-                        let check = Message::Inactivity {
-                            user_id: user_id.clone(),
-                            journey: journey.clone(),
-                            since: from,
-                            at: again,
-                        };
-                        self.schedule(check, again).await?;
-                    }
                 }
                 self.keep_refusal(user_id, &cause, refused).await
             }
