@@ -18,6 +18,7 @@ pub mod event;
 pub mod journey;
 pub mod outbox;
 pub mod profile;
+pub mod progress;
 pub mod provider;
 pub mod queue;
 pub mod render;

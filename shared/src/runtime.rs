@@ -447,6 +447,11 @@ pub struct UserView {
     /// no trace of a user its `where` leaves out ([`crate::scheduled`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<crate::scheduled::ScheduleAnswer>,
+    /// Where the user stands with each published `repeated` and `inactive` journey's trigger,
+    /// judged now: a count short of its `times`, or a check not due yet, leaves no timeline
+    /// fact ([`crate::progress`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<crate::progress::TriggerAnswer>,
 }
 
 pub struct Runtime {
@@ -4394,6 +4399,7 @@ impl Runtime {
             enrollments: Vec::new(),
             timeline: Vec::new(),
             schedules: Vec::new(),
+            triggers: Vec::new(),
         };
         self.read_user_into(user, &mut view).await?;
         // What happened to the anonymous users it turned out to be, before they were merged.
@@ -4409,6 +4415,7 @@ impl Runtime {
                 enrollments: Vec::new(),
                 timeline: Vec::new(),
                 schedules: Vec::new(),
+                triggers: Vec::new(),
             };
             let anon = join(&[crate::event::ANONYMOUS_PREFIX, &a]);
             self.read_user_into(&anon, &mut theirs).await?;
@@ -4453,6 +4460,14 @@ impl Runtime {
         }
         visitors.extend(view.enrollments.iter().cloned());
         let journeys = self.catalog.active().await?;
+        // No read of their own: her profile's history and checks, and the enrollments.
+        view.triggers = crate::progress::answers(
+            &journeys,
+            user,
+            view.profile.as_ref(),
+            &visitors,
+            self.now(),
+        );
         let schedules = journeys
             .iter()
             .any(|p| matches!(p.journey.trigger.kind(), Some(TriggerKind::Schedule(_))));
