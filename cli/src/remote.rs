@@ -18,6 +18,7 @@ use serde_json::Value;
 use waymark::dsl;
 use waymark::enrollment::{Enrollment, Status};
 use waymark::journey::JourneyStatus;
+use waymark::progress::{TriggerAnswer, TriggerState};
 use waymark::runtime::describe;
 use waymark::scheduled::ScheduleAnswer;
 use waymark::timeline::{Entry, What};
@@ -437,6 +438,10 @@ pub struct UserView {
     /// (absent from an older API's answer).
     #[serde(default)]
     pub schedules: Vec<ScheduleAnswer>,
+    /// Where the user stands with each `repeated` and `inactive` trigger, judged when the view
+    /// was asked for (absent from an older API's answer).
+    #[serde(default)]
+    pub triggers: Vec<TriggerAnswer>,
 }
 
 pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Result<String> {
@@ -453,7 +458,8 @@ pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Resul
     if let Some(j) = journey {
         let mentioned = view.enrollments.iter().any(|e| *e.journey == *j)
             || view.timeline.iter().any(|e| *e.journey == *j)
-            || view.schedules.iter().any(|s| s.journey == j);
+            || view.schedules.iter().any(|s| s.journey == j)
+            || view.triggers.iter().any(|t| t.journey == j);
         if !mentioned {
             // Nothing about the user there: say so only of a journey that exists.
             let (status, body) = client.call(Method::GET, "/v1/journeys", None).await?;
@@ -483,6 +489,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         Vec<&'a Enrollment>,
         Vec<&'a Entry>,
         Option<&'a ScheduleAnswer>,
+        Option<&'a TriggerAnswer>,
     );
     let mut journeys: BTreeMap<&str, Told<'_>> = BTreeMap::new();
     for e in &view.enrollments {
@@ -493,6 +500,9 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
     }
     for s in &view.schedules {
         journeys.entry(&s.journey).or_default().2 = Some(s);
+    }
+    for t in &view.triggers {
+        journeys.entry(&t.journey).or_default().3 = Some(t);
     }
     // What her profile did not keep (an identify's bad phone, the traits past its bounds) is in
     // no journey, and bears on every journey's sends: told with each.
@@ -510,7 +520,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         };
     }
     let mut out = String::new();
-    for (j, (enrollments, mut entries, schedule)) in journeys {
+    for (j, (enrollments, mut entries, schedule, trigger)) in journeys {
         if j.is_empty() {
             out.push_str(&format!("{user}'s profile\n"));
         } else {
@@ -588,8 +598,38 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         if let Some(s) = schedule {
             out.push_str(&schedule_lines(s));
         }
+        if let Some(t) = trigger {
+            out.push_str(&trigger_lines(t));
+        }
     }
     out
+}
+
+/// A `repeated` or `inactive` trigger's answer, after the journey's facts: the trigger, then
+/// where the user stands with it as judged when the view was asked for (not a fact of the
+/// timeline: a count short of its times, or a check not due, leaves none).
+fn trigger_lines(t: &TriggerAnswer) -> String {
+    let condition = match &t.condition {
+        Some(c) => format!(", where `{c}`"),
+        None => String::new(),
+    };
+    let trigger = match &t.state {
+        TriggerState::Repeated {
+            event,
+            times,
+            within,
+            ..
+        } => format!("repeated {event} {times} times within {within}{condition}"),
+        TriggerState::Inactive {
+            events, duration, ..
+        } => format!("inactive {} for {duration}{condition}", events.join(", ")),
+    };
+    format!(
+        "  trigger: {trigger}\n  as of {}: {} ({})\n",
+        seconds(t.at),
+        t.reason,
+        t.detail
+    )
 }
 
 /// A schedule journey's answer, after the journey's facts: its runs, then what they do with
@@ -804,6 +844,41 @@ mod tests {
              \x20 schedule `0 9 * * mon` in Europe/Paris: last run 2026-12-14T08:00:00Z, next run 2026-12-21T08:00:00Z\n\
              \x20 as of 2026-12-14T08:01:00Z: matches: the run still reading the profiles enters them (…)\n"
         );
+    }
+
+    /// A count short of its times, or an inactivity check not due, leaves no timeline fact:
+    /// `why` tells where the user stands with each such trigger, judged when asked, as it
+    /// tells a schedule's runs (and not "in no journey" of a user four lessons into five).
+    #[test]
+    fn why_tells_a_count_short_of_its_times_and_a_pending_inactivity_check() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [], "timeline": [],
+            "triggers": [{
+                "journey": "five_lessons_badge", "version": 1, "at": "2026-12-10T12:00:00.25Z",
+                "trigger": "repeated", "event": "lesson_completed", "times": 5, "within": "1w",
+                "counted": ["2026-12-04T09:00:00Z", "2026-12-05T09:00:00Z",
+                            "2026-12-09T09:00:00Z", "2026-12-10T09:00:00Z"],
+                "drops_out_at": "2026-12-11T09:00:00Z",
+                "reason": "counting",
+                "detail": "4 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-04T09:00:00Z, drops out at 2026-12-11T09:00:00Z; 1 more by 2026-12-11T09:00:00Z makes the count (later, the earliest no longer counts with them)"
+            }, {
+                "journey": "inactive_winback", "version": 2, "at": "2026-12-10T12:00:00.25Z",
+                "where": "profile.plan == 'free'",
+                "trigger": "inactive", "events": ["app_opened", "lesson_completed"], "for": "2w",
+                "last_activity": "2026-12-10T09:00:00Z", "check_at": "2026-12-18T09:00:00Z",
+                "enters_at": "2026-12-24T09:00:00Z", "matches": true,
+                "reason": "pending", "detail": "…"
+            }]
+        }))
+        .expect("a user view");
+        let badge = "lea in five_lessons_badge\n\
+             \x20 trigger: repeated lesson_completed 5 times within 1w\n\
+             \x20 as of 2026-12-10T12:00:00Z: counting (4 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-04T09:00:00Z, drops out at 2026-12-11T09:00:00Z; 1 more by 2026-12-11T09:00:00Z makes the count (later, the earliest no longer counts with them))\n";
+        let winback = "lea in inactive_winback\n\
+             \x20 trigger: inactive app_opened, lesson_completed for 2w, where `profile.plan == 'free'`\n\
+             \x20 as of 2026-12-10T12:00:00Z: pending (…)\n";
+        assert_eq!(story("lea", &view, None), format!("{badge}{winback}"));
+        assert_eq!(story("lea", &view, Some("inactive_winback")), winback);
     }
 
     /// A user with nothing to show is told how far back refusals reach (they are kept 7

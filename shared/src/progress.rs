@@ -305,7 +305,8 @@ impl Judge<'_> {
         let more = times - n;
         a.detail = match drops_out_at {
             Some(out) => format!(
-                "{count}; {more} more by {out} make the count (later, the earliest no longer counts with them){judged}"
+                "{count}; {more} more by {out} {} the count (later, the earliest no longer counts with them){judged}",
+                if more == 1 { "makes" } else { "make" }
             ),
             None => format!(
                 "{count}; {times} within {} make the count{judged}",

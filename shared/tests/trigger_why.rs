@@ -1,0 +1,193 @@
+//! Why a `repeated` or `inactive` journey has not sent a user its message yet: a count short of
+//! its times, or an inactivity check not due, leaves no timeline fact, so `GET /v1/users/{id}`
+//! tells where she stands with each such trigger (`triggers`), from her profile as it is now.
+//! Through the real `Api` handler, over the harness's runtime and store.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+use support::*;
+use waymark::api::Api;
+use waymark::auth::{Keys, Signer};
+use waymark::event::Limits;
+use waymark::runtime::{Config, Runtime};
+
+const WRITE_KEY: &str = "wk_write_3b1f0c9e";
+const ADMIN_KEY: &str = "wk_admin_a77d2e41";
+
+/// A badge after five lessons in a week.
+const BADGE: &str = r#"
+id: five_lessons_badge
+name: Five lessons
+trigger:
+  repeated: {event: lesson_completed, times: 5, within: 7d}
+reentry: after_exit
+steps:
+  - id: badge
+    send: {email: {subject: "Five lessons!", text: "x"}}
+"#;
+
+/// A win-back after two weeks without a lesson or an app opening, once a user.
+const WINBACK: &str = r#"
+id: inactive_winback
+name: Win back
+trigger:
+  inactive: {events: [app_opened, lesson_completed], for: 14d}
+reentry: never
+steps:
+  - id: miss_you
+    send: {email: {subject: "We miss you", text: "x"}}
+"#;
+
+/// The API as `waymark dev` and the deployed stack serve it, over the harness's store, queue,
+/// clock and catalog.
+fn api(h: &Harness) -> Api {
+    let rt = Runtime::new(
+        Arc::new(h.store.clone()),
+        Arc::new(h.queue.clone()),
+        Arc::new(waymark::provider::RecordingSender::new()),
+        h.clock.clone(),
+        std::time::Duration::ZERO,
+        Config::default(),
+    )
+    .sharing_catalog(&h.rt);
+    Api {
+        runtime: Arc::new(rt),
+        keys: Keys::parse(WRITE_KEY, ADMIN_KEY).expect("keys"),
+        signer: Arc::new(Signer::new("secret")),
+        limits: Limits::default(),
+    }
+}
+
+/// `GET /v1/users/{user}` with the admin key: its status and JSON answer (and the text).
+async fn user_view(api: &Api, user: &str) -> (StatusCode, Value, String) {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(format!("/v1/users/{user}"))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(Bytes::new())
+        .expect("a request");
+    let res = api.handle(req).await;
+    let text = String::from_utf8_lossy(res.body()).to_string();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (res.status(), v, text)
+}
+
+/// The view's answer for `journey`.
+async fn answer(api: &Api, user: &str, journey: &str) -> Value {
+    let (status, v, text) = user_view(api, user).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    v["triggers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["journey"] == journey)
+        .cloned()
+        .unwrap_or_else(|| panic!("no answer for {journey}: {text}"))
+}
+
+/// Lea, four lessons into five (one a day), and Bo, who only signed up.
+async fn scene() -> Harness {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(BADGE).await;
+    h.publish(WINBACK).await;
+    let mut script = vec![
+        json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"}}),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": "bo", "traits": {"email": "bo@example.com"}}),
+    ];
+    for day in 1..=4 {
+        script.push(json!({"at": format!("2026-12-0{day}T10:00:00Z"), "userId": "lea", "event": "lesson_completed"}));
+    }
+    h.play(&script_of(&script)).await;
+    h.advance_to(at("2026-12-04T12:00:00Z")).await;
+    h
+}
+
+/// Four of five: which count, until when; her inactivity check armed by the latest lesson.
+/// Before, her view had nothing of either journey.
+#[tokio::test]
+async fn a_user_short_of_a_count_is_told_it_and_her_pending_check() {
+    let h = scene().await;
+    let api = api(&h);
+    assert_eq!(
+        answer(&api, "lea", "five_lessons_badge").await,
+        json!({
+            "journey": "five_lessons_badge", "version": 1, "at": "2026-12-04T12:00:00Z",
+            "trigger": "repeated", "event": "lesson_completed", "times": 5, "within": "1w",
+            "counted": ["2026-12-01T10:00:00Z", "2026-12-02T10:00:00Z", "2026-12-03T10:00:00Z", "2026-12-04T10:00:00Z"],
+            "drops_out_at": "2026-12-08T10:00:00Z",
+            "reason": "counting",
+            "detail": "4 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-01T10:00:00Z, drops out at 2026-12-08T10:00:00Z; 1 more by 2026-12-08T10:00:00Z makes the count (later, the earliest no longer counts with them)"
+        })
+    );
+    assert_eq!(
+        answer(&api, "lea", "inactive_winback").await,
+        json!({
+            "journey": "inactive_winback", "version": 1, "at": "2026-12-04T12:00:00Z",
+            "trigger": "inactive", "events": ["app_opened", "lesson_completed"], "for": "2w",
+            "last_activity": "2026-12-04T10:00:00Z", "check_at": "2026-12-15T10:00:00Z",
+            "enters_at": "2026-12-18T10:00:00Z",
+            "reason": "pending",
+            "detail": "her latest of app_opened, lesson_completed at 2026-12-04T10:00:00Z: her check at 2026-12-15T10:00:00Z looks again from it and enters her at 2026-12-18T10:00:00Z if she does none of app_opened, lesson_completed before"
+        })
+    );
+    // Bo did none of them: never checked.
+    let bo = answer(&api, "bo", "inactive_winback").await;
+    assert_eq!(bo["reason"], "no_activity", "{bo}");
+    assert!(bo.get("check_at").is_none(), "{bo}");
+    assert_eq!(
+        answer(&api, "bo", "five_lessons_badge").await["reason"],
+        "counting"
+    );
+    // Nothing of it is in the timeline: the answer is apart from it.
+    let (_, v, _) = user_view(&api, "lea").await;
+    assert_eq!(v["timeline"], json!([]));
+    // An unknown user is a 404, as before.
+    let (status, v, text) = user_view(&api, "nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert!(v.get("triggers").is_none(), "{text}");
+}
+
+/// The fifth lesson enters her, and the count starts again after it; the check, when it comes,
+/// enters her in the win-back, and `reentry: never` is what keeps her out after.
+#[tokio::test]
+async fn after_the_count_and_the_check_the_entry_rules_are_told() {
+    let h = scene().await;
+    h.play(&script_of(&[
+        json!({"at": "2026-12-05T10:00:00Z", "userId": "lea", "event": "lesson_completed"}),
+    ]))
+    .await;
+    h.advance_to(at("2026-12-05T12:00:00Z")).await;
+    let early = api(&h);
+    let badge = answer(&early, "lea", "five_lessons_badge").await;
+    assert_eq!(
+        (&badge["reason"], &badge["counted"], &badge["after"]),
+        (
+            &json!("counting"),
+            &json!([]),
+            &json!("2026-12-05T10:00:00Z")
+        ),
+        "{badge}"
+    );
+    // Two weeks and more without a lesson: the check (looking again from the fifth) enters her.
+    h.advance_to(at("2026-12-20T12:00:00Z")).await;
+    assert!(
+        h.outbox().iter().any(|l| l.contains("lea email miss_you")),
+        "{:?}",
+        h.outbox()
+    );
+    let later = api(&h);
+    let winback = answer(&later, "lea", "inactive_winback").await;
+    assert_eq!(winback["reason"], "reentry", "{winback}");
+    assert!(
+        winback["detail"].as_str().is_some_and(
+            |d| d.starts_with("`reentry: never`, and the user entered on 2026-12-19T10:00:00Z")
+        ),
+        "{winback}"
+    );
+}
