@@ -670,7 +670,14 @@ steps:
     /// minutes ago, or it was done.
     #[test]
     fn no_pending_check_says_why() {
-        let cases: &[(&[(&str, &[&str])], &[(&str, &str)], &str, &str)] = &[
+        // (her events and their times, her checks, the reason, the detail)
+        type Case<'a> = (
+            &'a [(&'a str, &'a [&'a str])],
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 &[],
                 &[],
