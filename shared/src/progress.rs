@@ -431,7 +431,8 @@ impl Judge<'_> {
         }
         a.reason = "checked".into();
         a.detail = format!(
-            "{activity}: her check at {enters_at} found her inactive for {} (the timeline says what it did: entered, or not entered and why); none is pending: her next of {events} arms one",
+            "{activity}: her check at {enters_at} found her inactive for {} (the timeline says what it did: entered, or not entered and why); refused because she was still in the journey or it was closed, it looks again {} later, or when `reentry: after` lets her in; otherwise none is pending: her next of {events} arms one",
+            i.duration,
             i.duration
         );
         a
@@ -694,7 +695,7 @@ steps:
                 &[("app_opened", &["2026-11-20T08:00:00Z"])],
                 &[("winback", "2026-12-04T08:00:00Z")],
                 "checked",
-                "her latest of app_opened, lesson_completed at 2026-11-20T08:00:00Z: her check at 2026-12-04T08:00:00Z found her inactive for 2w (the timeline says what it did: entered, or not entered and why); none is pending: her next of app_opened, lesson_completed arms one",
+                "her latest of app_opened, lesson_completed at 2026-11-20T08:00:00Z: her check at 2026-12-04T08:00:00Z found her inactive for 2w (the timeline says what it did: entered, or not entered and why); refused because she was still in the journey or it was closed, it looks again 2w later, or when `reentry: after` lets her in; otherwise none is pending: her next of app_opened, lesson_completed arms one",
             ),
             (
                 &[("app_opened", &["2026-12-09T08:00:00Z"])],
