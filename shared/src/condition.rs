@@ -1006,10 +1006,16 @@ impl<'t> Parser<'t> {
             }
             _ => self.parse_operand()?,
         };
+        if let Operand::Path(path) = &left {
+            self.reject_template_test(path)?;
+        }
         let Some((op, op_at)) = self.peek_op()? else {
             return truthy(left, start);
         };
         self.skip_op(op);
+        if let (Operand::Path(path), Op::Eq | Op::Ne) = (&left, op) {
+            self.reject_none(path, op)?;
+        }
         let right = self.parse_operand()?;
         check_operands(op, &left, &right, op_at)?;
         if let Some((next, at)) = self.peek_op()? {
@@ -1023,6 +1029,79 @@ impl<'t> Parser<'t> {
             );
         }
         Ok(Expr::Compare { op, left, right })
+    }
+
+    /// A template's test after a path (`event.from is none`, `profile.email is defined`,
+    /// `… is not defined`): conditions have no `is`, and test a path with `exists(…)`.
+    fn reject_template_test(&self, path: &Path) -> Result<(), ConditionError> {
+        let t = self.peek();
+        if !matches!(&t.kind, Tok::Ident(s) if s.eq_ignore_ascii_case("is")) {
+            return Ok(());
+        }
+        let word = |n: usize| match self.peek_kind_at(n) {
+            Tok::Ident(s) => Some(s.to_lowercase()),
+            _ => None,
+        };
+        let negated = word(1).as_deref() == Some("not");
+        let test = word(if negated { 2 } else { 1 });
+        let present = match test.as_deref() {
+            Some("defined") => Some(!negated),
+            Some("none" | "null" | "undefined") => Some(negated),
+            _ => None,
+        };
+        let message = match (present, test) {
+            (Some(present), Some(test)) => {
+                let written = if negated {
+                    format!("is not {test}")
+                } else {
+                    format!("is {test}")
+                };
+                let (write, holds) = if present {
+                    (format!("exists({path})"), "is there and not null")
+                } else {
+                    (
+                        format!("not exists({path}) (or {path} == null)"),
+                        "is missing or null",
+                    )
+                };
+                format!(
+                    "\"{written}\" is a template's test, and conditions have no \"is\": write {write}, \
+                     which holds when {path} {holds}"
+                )
+            }
+            _ => format!(
+                "conditions have no \"is\": compare with \"==\", like {path} == 'pro', or test whether \
+                 the value is there with exists({path}) or not exists({path})"
+            ),
+        };
+        error(t.at, message)
+    }
+
+    /// `event.from == none` (or `nil`, `undefined`) after `==` or `!=`: a missing value is
+    /// `null`, and `exists(…)` tests for it.
+    fn reject_none(&self, path: &Path, op: Op) -> Result<(), ConditionError> {
+        let t = self.peek();
+        let Tok::Ident(name) = &t.kind else {
+            return Ok(());
+        };
+        let lower = name.to_lowercase();
+        if !matches!(lower.as_str(), "none" | "nil" | "undefined")
+            || self.peek_kind_at(1) == &Tok::LParen
+        {
+            return Ok(());
+        }
+        let write = if op == Op::Eq {
+            format!("not exists({path}) (or {path} == null)")
+        } else {
+            format!("exists({path}) (or {path} != null)")
+        };
+        error(
+            t.at,
+            format!(
+                "conditions have no \"{name}\": a missing value is null, so write {write}; to write \
+                 text, quote it: '{name}'"
+            ),
+        )
     }
 
     /// The comparison operator at the cursor, if any, and where it is.
@@ -2470,6 +2549,46 @@ mod tests {
         })
     }
 
+    /// `path == null`, which the advice for a template's `is none` offers, answers as
+    /// `not exists(path)` does, whatever the path holds (and `!=` as `exists`).
+    #[test]
+    fn equal_to_null_is_not_exists() {
+        let event = serde_json::json!({"none": null, "zero": 0, "empty": "", "no": false, "list": [], "obj": {}});
+        let profile = serde_json::json!({});
+        for path in [
+            "none",
+            "zero",
+            "empty",
+            "no",
+            "list",
+            "obj",
+            "missing",
+            "none.deeper",
+        ] {
+            let at = |src: String| {
+                cond(&src).eval(&Scope {
+                    trigger: &serde_json::Value::Null,
+                    waited: &serde_json::Value::Null,
+                    event: &event,
+                    profile: &profile,
+                    now: now(),
+                    zone: None,
+                })
+            };
+            let p = format!("event.{path}");
+            assert_eq!(
+                at(format!("{p} == null")),
+                at(format!("not exists({p})")),
+                "{p}"
+            );
+            assert_eq!(
+                at(format!("{p} != null")),
+                at(format!("exists({p})")),
+                "{p}"
+            );
+        }
+    }
+
     /// What a false condition's paths held is said, each once, addresses hidden, long values
     /// cut, many paths counted.
     #[test]
@@ -2762,6 +2881,51 @@ mod tests {
             ),
             ("total >= 50", 0, "like event.total"),
             ("event.total >= fifty", 15, "unknown name \"fifty\""),
+            // A template's tests, and Python's None.
+            (
+                "event.from is none",
+                11,
+                "\"is none\" is a template's test, and conditions have no \"is\": write \
+                 not exists(event.from) (or event.from == null)",
+            ),
+            (
+                "profile.email is defined",
+                14,
+                "write exists(profile.email), which holds",
+            ),
+            (
+                "profile.phone is not defined",
+                14,
+                "\"is not defined\" is a template's test, and conditions have no \"is\": write \
+                 not exists(profile.phone)",
+            ),
+            ("event.x is not none", 8, "write exists(event.x),"),
+            ("event.x IS NULL", 8, "write not exists(event.x)"),
+            (
+                "event.total > 5 and (event.from is none)",
+                32,
+                "write not exists(event.from)",
+            ),
+            (
+                "profile.plan is 'pro'",
+                13,
+                "compare with \"==\", like profile.plan == 'pro'",
+            ),
+            (
+                "event.from == none",
+                14,
+                "a missing value is null, so write not exists(event.from) (or event.from == null)",
+            ),
+            (
+                "event.from != None",
+                14,
+                "conditions have no \"None\": a missing value is null, so write exists(event.from)",
+            ),
+            (
+                "event.from == undefined",
+                14,
+                "write not exists(event.from)",
+            ),
             ("event.total = 50", 12, "write \"==\""),
             ("event.total => 50", 12, "write \">=\" for \"at least\""),
             ("event.total =< 50", 12, "write \"<=\" for \"at most\""),

@@ -5487,6 +5487,13 @@ steps:
                 "  where: |\n    event.total > 0 and\n      profile.age >< 3\n",
                 (7, 20),
             ),
+            // A template's test, told at its `is`, and a `none`, told where it is.
+            ("  where: \"event.from is none\"\n", (5, 22)),
+            (
+                "  where: event.total > 0 and\n    profile.x is not defined\n",
+                (6, 15),
+            ),
+            ("  where: 'event.from == none'\n", (5, 25)),
         ];
         for (condition, at) in cases {
             let text = format!("{head}{condition}{tail}");
