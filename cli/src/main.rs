@@ -466,6 +466,9 @@ fn simulate(
 }
 
 fn render(file: &Path) -> Result<bool> {
+    if file.is_dir() {
+        anyhow::bail!("{}", folder_to_render(file));
+    }
     match dsl::load_file(file) {
         Ok(j) => {
             print!("{}", render::mermaid(&j));
@@ -475,6 +478,25 @@ fn render(file: &Path) -> Result<bool> {
             print_errors(&errors);
             Ok(false)
         }
+    }
+}
+
+/// What to say to `waymark render <folder>`: render prints one journey, so name its files.
+fn folder_to_render(dir: &Path) -> String {
+    let shown = dir.display();
+    let head = format!("{shown} is a folder, and render prints one journey file's flowchart");
+    match dsl::journey_files(dir) {
+        Ok(files) if !files.is_empty() => {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            format!(
+                "{head}: name one, like `waymark render {}` (its journey files: {}), or render each: \
+                 `for f in {shown}/*.yaml; do waymark render \"$f\"; done`",
+                names[0],
+                names.join(", ")
+            )
+        }
+        Ok(_) => format!("{head}, and it holds no journey file (*.yaml, *.yml or *.json)"),
+        Err(e) => format!("{head}, and it cannot be read: {e}"),
     }
 }
 

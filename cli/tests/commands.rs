@@ -506,6 +506,43 @@ fn render_prints_a_mermaid_flowchart() {
     assert!(text(&out.stderr).contains(":7:5:"));
 }
 
+/// `render` given a folder (as `validate` and `simulate` take one) says it renders one file,
+/// and names the folder's journey files, not an OS error shaped as a file's line and column.
+#[test]
+fn render_given_a_folder_names_its_journey_files() {
+    let dir = TempDir::new("render-folder");
+    let welcome = dir.write("welcome.yaml", WELCOME);
+    let broken = dir.write("broken.yaml", BROKEN);
+    dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let out = run(&["render", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is a folder, and render prints one journey file's flowchart"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "its journey files: {}, {}",
+            broken.display(),
+            welcome.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("waymark.yaml"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    assert!(text(&out.stdout).is_empty());
+
+    let empty = TempDir::new("render-empty-folder");
+    let out = run(&["render", &empty.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("holds no journey file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn token_needs_dev_keys() {
     let dir = TempDir::new("token");
