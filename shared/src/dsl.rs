@@ -527,6 +527,33 @@ fn meant_by(field: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a field is other tools' word for a frequency cap (`frequency_cap`, `rate_limit`),
+/// which a journey does not hold: `waymark.yaml` does.
+fn is_a_cap(field: &str) -> bool {
+    matches!(
+        field.to_ascii_lowercase().replace('-', "_").as_str(),
+        "cap"
+            | "caps"
+            | "capping"
+            | "frequency"
+            | "frequency_cap"
+            | "frequency_caps"
+            | "frequency_capping"
+            | "freq_cap"
+            | "freq_caps"
+            | "rate_limit"
+            | "rate_limits"
+            | "rate_limiting"
+            | "throttle"
+            | "throttling"
+            | "limit"
+            | "limits"
+            | "message_limit"
+            | "message_limits"
+            | "max_messages"
+    )
+}
+
 /// A split's `holdout` or a path's `weight` written as a fraction or a percentage (`holdout:
 /// 0.1`, `weight: 50%`, serde's `message` about it at `path`): both are whole numbers, the
 /// holdout a percentage and the weights relative shares, which a percentage writes as well.
@@ -623,6 +650,13 @@ fn explain(message: &str) -> String {
             ) {
                 return format!(
                     "unknown field `{field}`: quiet hours apply only to a journey that sets `quiet_hours`: leave `quiet_hours` out and its messages go at any hour (a journey of receipts or password resets may be `transactional: true`, which also ignores the frequency caps and lets its emails that say `marketing: false` reach users who unsubscribed from email); write one of {expected_list}"
+                );
+            }
+            // Caps are the folder's, across journeys: `waymark.yaml` sets them (a journey's
+            // fields are the ones with `trigger`; `waymark.yaml`'s own are told as written).
+            if is_a_cap(field) && names.clone().any(|n| n == "trigger") {
+                return format!(
+                    "unknown field `{field}`: frequency caps are not a journey's: they apply across journeys, per user and channel, and are set in `waymark.yaml` beside the journey files, like `caps: {{push: {{max: 3, per: 1d}}}}` (a journey of receipts or password resets that should ignore them may be `transactional: true`); write one of {expected_list}"
                 );
             }
             let guess = closest(field, names.clone())
@@ -4557,6 +4591,22 @@ steps:
                 CART.replace("name: Cart\n", "name: Cart\nignore_frequency_capping: true\n"),
                 3,
                 "did you mean `transactional: true`, for a journey of receipts or password resets? It ignores the frequency caps, and also quiet hours, and lets its emails that say `marketing: false` reach users who unsubscribed from email",
+            ),
+            // Caps are the folder's: a journey's cap is told where they are set.
+            (
+                CART.replace("name: Cart\n", "name: Cart\nfrequency_cap: {push: {max: 1, per: 1d}}\n"),
+                3,
+                "unknown field `frequency_cap`: frequency caps are not a journey's: they apply across journeys, per user and channel, and are set in `waymark.yaml` beside the journey files, like `caps: {push: {max: 3, per: 1d}}`",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\ncaps: {push: {max: 1, per: 1d}}\n"),
+                3,
+                "unknown field `caps`: frequency caps are not a journey's",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\nRate-Limit: {push: 1}\n"),
+                3,
+                "set in `waymark.yaml` beside the journey files",
             ),
             (
                 CART.replace("name: Cart\n", "name: \"Cart \"abandoned\" reminders\"\n"),
