@@ -571,7 +571,14 @@ impl Api {
                 };
                 let now = self.runtime.clock.now();
                 match event::parse_call_warned(call, req.body(), now, &self.limits) {
-                    Ok((e, warnings)) => self.enqueue(vec![e], Vec::new(), warnings).await,
+                    Ok((e, mut warnings)) => {
+                        let mut events = vec![e];
+                        if call == event::Call::Alias {
+                            self.alias_of_a_user(&mut events, &[(0, None)], &mut warnings)
+                                .await;
+                        }
+                        self.enqueue(events, Vec::new(), warnings).await
+                    }
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
             }
@@ -581,7 +588,16 @@ impl Api {
                 }
                 let now = self.runtime.clock.now();
                 match event::parse_batch(req.body(), now, &self.limits) {
-                    Ok(out) => self.enqueue(out.accepted, out.rejected, out.warnings).await,
+                    Ok(mut out) => {
+                        let aliases: Vec<(usize, Option<usize>)> = out
+                            .aliases
+                            .iter()
+                            .map(|&(at, index)| (at, Some(index)))
+                            .collect();
+                        self.alias_of_a_user(&mut out.accepted, &aliases, &mut out.warnings)
+                            .await;
+                        self.enqueue(out.accepted, out.rejected, out.warnings).await
+                    }
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
                 }
             }
@@ -764,6 +780,61 @@ impl Api {
             }
         }
         reply(StatusCode::NOT_FOUND, &body)
+    }
+
+    /// An alias whose `previousId` is a known user's id (a profile is kept under it), not an
+    /// anonymous id: two known users are not merged (as Braze's and Customer.io's aliases do
+    /// not), so the alias merges nothing, and the answer's `warnings` and the user's timeline
+    /// (`not_kept`) say so. One GetItem an alias (`aliases`: each alias event's place in
+    /// `events`, and its batch index). A user id whose first event is still queued is not
+    /// known yet: that alias merges as before, into `anon:<previousId>`.
+    async fn alias_of_a_user(
+        &self,
+        events: &mut [event::Event],
+        aliases: &[(usize, Option<usize>)],
+        warnings: &mut Vec<event::Warning>,
+    ) {
+        for &(at, index) in aliases {
+            let Some(e) = events.get_mut(at) else {
+                continue;
+            };
+            let Some(previous) = e.anonymous_id.clone() else {
+                continue;
+            };
+            match self
+                .runtime
+                .store
+                .get(&crate::runtime::profile_key(&previous))
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(err) => {
+                    // The alias is taken as it came: a store that does not answer does not
+                    // lose it.
+                    tracing::warn!(error = %err, "alias: could not tell whether previousId is a known user; merged as an anonymous id");
+                    continue;
+                }
+            }
+            let problem = format!(
+                "`{previous}` is a known user's userId, not an anonymous id: Waymark merges an anonymous visitor into the user she turned out to be, not two known users"
+            );
+            e.anonymous_id = None;
+            e.refused.push(event::Refused {
+                field: "previousId".into(),
+                value: crate::condition::shown("previousId", &Value::String(previous.clone())),
+                reason: format!("{problem}; nothing was merged: `{previous}` keeps her profile, journeys and history"),
+            });
+            let field = match index {
+                Some(i) => format!("batch[{i}].previousId"),
+                None => "previousId".into(),
+            };
+            warnings.push(event::Warning {
+                index,
+                field,
+                message: format!("{problem}; left out: nothing is merged, `{previous}` keeps her profile, journeys and history"),
+            });
+        }
     }
 
     /// Queues the accepted events and answers: 200 when none was rejected, else 400 listing

@@ -308,17 +308,38 @@ fn from_call(
             }
             let mut raw = raw.clone();
             raw.remove("previousId");
-            if let Some(previous) = previous {
+            // A user aliased to herself has no other id to merge: her own is no anonymous id.
+            let user = raw.get("userId").and_then(|u| match u {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(number_id(n)),
+                _ => None,
+            });
+            let itself = previous.is_some() && previous == user;
+            if let Some(previous) = previous.clone().filter(|_| !itself) {
                 raw.insert("anonymousId".into(), Value::String(previous));
             }
-            from_raw(
+            let (mut event, mut left_out) = from_raw(
                 Kind::Identify,
                 &raw,
                 shared_context,
                 received,
                 limits,
                 prefix,
-            )
+            )?;
+            if let (true, Some(previous)) = (itself, previous) {
+                let problem = "is userId itself: an alias says an earlier id (an anonymousId) turned out to be userId, and a user is no alias of her own";
+                event.refused.push(Refused {
+                    field: "previousId".into(),
+                    value: crate::condition::shown("previousId", &Value::String(previous)),
+                    reason: format!("{problem}; nothing was merged"),
+                });
+                left_out.push(LeftOut {
+                    problem: FieldError::new(check.field("previousId"), problem),
+                    instead: "nothing is merged, and her anonymous_ids do not list her own id",
+                    strict: false,
+                });
+            }
+            Ok((event, left_out))
         }
     }
 }
@@ -465,6 +486,9 @@ pub struct BatchOutcome {
     pub accepted: Vec<Event>,
     pub rejected: Vec<Rejected>,
     pub warnings: Vec<Warning>,
+    /// The accepted events that alias calls made: each one's place in `accepted`, and its
+    /// index in the batch (see [`crate::api`]'s check of an alias's `previousId`).
+    pub aliases: Vec<(usize, usize)>,
 }
 
 /// Parse one `POST /v1/track` or `/v1/identify` body. `kind` comes from the route (a `type` in the
@@ -530,6 +554,9 @@ pub fn parse_batch(
         };
         match parse_item(item, &shared_context, received, limits, &prefix) {
             Ok((event, warnings)) => {
+                if item.get("type").and_then(Value::as_str) == Some("alias") {
+                    outcome.aliases.push((outcome.accepted.len(), index));
+                }
                 outcome.accepted.push(event);
                 outcome.warnings.extend(
                     warnings
@@ -3020,6 +3047,56 @@ mod tests {
             .expect_err("bad alias");
             assert_eq!(fields(&errors), vec![field], "{body}");
         }
+    }
+
+    /// An alias of a user to herself (`previousId` is `userId`) merges nothing, and is said:
+    /// her own id is no anonymous id of hers.
+    #[test]
+    fn an_alias_of_a_user_to_herself_merges_nothing_and_says_so() {
+        let at = "2026-12-01T10:00:00Z".parse().expect("time");
+        for body in [
+            json!({"userId": "ann", "previousId": "ann", "messageId": "a1"}),
+            json!({"userId": 42, "previousId": "42", "messageId": "a1"}),
+        ] {
+            let (e, warnings) = parse_call_warned(
+                Call::Alias,
+                body.to_string().as_bytes(),
+                at,
+                &Limits::default(),
+            )
+            .expect("accepted");
+            assert_eq!(e.anonymous_id, None, "{body}");
+            assert_eq!(warnings.len(), 1, "{body}");
+            assert_eq!(warnings[0].field, "previousId");
+            assert!(
+                warnings[0].message.starts_with("is userId itself")
+                    && warnings[0].message.contains("left out: nothing is merged"),
+                "{}",
+                warnings[0].message
+            );
+            assert_eq!(e.refused.len(), 1);
+            assert_eq!(e.refused[0].field, "previousId");
+            // A script replays it as the API takes it.
+            let strict = parse_call(
+                Call::Alias,
+                body.to_string().as_bytes(),
+                at,
+                &Limits::default(),
+            )
+            .expect("a script's self-alias");
+            assert_eq!(strict.anonymous_id, None);
+        }
+        // In a batch, the warning names its place.
+        let batch = json!({"batch": [
+            {"type": "track", "userId": "ann", "event": "A"},
+            {"type": "alias", "userId": "ann", "previousId": "ann"},
+        ]});
+        let out = parse_batch(batch.to_string().as_bytes(), at, &Limits::default()).expect("batch");
+        assert_eq!(out.accepted.len(), 2);
+        assert_eq!(out.accepted[1].anonymous_id, None);
+        assert_eq!(out.warnings.len(), 1);
+        assert_eq!(out.warnings[0].index, Some(1));
+        assert_eq!(out.warnings[0].field, "batch[1].previousId");
     }
 
     #[test]

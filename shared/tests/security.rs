@@ -583,6 +583,79 @@ fn segments_page_screen_alias_and_group_calls_are_taken() {
     });
 }
 
+/// An alias whose `previousId` is a known user's id (not an anonymous id) merges nothing:
+/// two known users are not merged, and no phantom `anon:` user is made; an alias of a user to
+/// herself merges nothing either. Both are `200`s that say so in `warnings`, and the user's
+/// timeline keeps it (`not_kept`).
+#[test]
+fn an_alias_of_a_known_user_or_of_herself_merges_nothing_and_says_so() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let (status, v) = s
+            .send("/v1/alias", &json!({"previousId": "bob", "userId": "ada"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["warnings"][0]["field"], "previousId", "{v}");
+        let message = v["warnings"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("`bob` is a known user's userId, not an anonymous id")
+                && message.contains("left out: nothing is merged"),
+            "{v}"
+        );
+        let (status, v) = s
+            .send("/v1/alias", &json!({"previousId": "ada", "userId": "ada"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["warnings"][0]["field"], "previousId", "{v}");
+        assert!(
+            v["warnings"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("is userId itself")),
+            "{v}"
+        );
+        // In a batch, by index; an anonymous id beside it merges as ever.
+        let (status, v) = s
+            .send(
+                "/v1/batch",
+                &json!({"batch": [
+                    {"type": "alias", "previousId": "web-9", "userId": "ada"},
+                    {"type": "alias", "previousId": "bob", "userId": "ada"},
+                ]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["warnings"][0]["index"], 1, "{v}");
+        assert_eq!(v["warnings"][0]["field"], "batch[1].previousId", "{v}");
+        s.run_until(s.clock.now() + SignedDuration::from_secs(60))
+            .await;
+
+        let (_, text) = s.admin_get("/v1/users/ada").await;
+        let ada: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(ada["profile"]["anonymous_ids"], json!(["web-9"]), "{text}");
+        let not_kept: Vec<&str> = ada["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["what"] == "not_kept")
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        assert_eq!(not_kept.len(), 3, "{text}");
+        assert!(
+            not_kept.iter().all(|r| r.contains("nothing was merged")),
+            "{text}"
+        );
+        // Bob keeps his profile, and no anonymous `anon:bob` was made.
+        let (_, text) = s.admin_get("/v1/users/bob").await;
+        let bob: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(bob["profile"]["traits"]["first_name"], "Bob", "{text}");
+        assert!(bob["profile"].get("merged_into").is_none(), "{text}");
+        let (status, text) = s.admin_get("/v1/users/anon%3Abob").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    });
+}
+
 #[test]
 fn the_inbox_opens_with_its_users_token_only() {
     block_on(async {
