@@ -444,6 +444,9 @@ pub fn merge(
     Some(run.finish())
 }
 
+/// The `end_reason` of an enrollment its journey's stop ended (and of its withdrawal).
+pub const STOPPED_REASON: &str = "journey stopped";
+
 /// The journey was stopped: the enrollment ends at once, whatever step it is on, and its wait
 /// is cancelled. `None` when it has ended already.
 pub fn stop(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
@@ -455,7 +458,7 @@ pub fn stop(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
     run.cancel_pending(&step, "stopped");
     run.enrollment.status = Status::Exited;
     run.enrollment.ended_at = Some(ctx.now);
-    run.enrollment.end_reason = Some("journey stopped".into());
+    run.enrollment.end_reason = Some(STOPPED_REASON.into());
     run.enrollment.waiting_for = None;
     run.log(Some(&step), What::Stopped);
     run.withdraw_in_app();

@@ -379,6 +379,9 @@ fn shared(entries: &[Entry], field: impl Fn(&Entry) -> Option<&Arc<str>>, name: 
         .unwrap_or_else(|| Arc::from(name))
 }
 
+/// What a withdrawal says of an in-app message whose send had not written it yet.
+const NOT_IN_INBOX_YET: &str = "it had not reached the inbox yet: it is kept out of it";
+
 /// An in-app message as the inbox shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxItem {
@@ -407,6 +410,11 @@ pub struct InboxItem {
     /// Why it was withdrawn: how its enrollment ended (`exit_when order_completed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawn_reason: Option<String>,
+    /// A withdrawn record written in the message's place before its send wrote it (see
+    /// [`Runtime::withdraw`]): it never reached the inbox, and has no content. The send that
+    /// finds it is skipped, and an app has no such message to mark.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
 }
 
 impl InboxItem {
@@ -2999,10 +3007,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.
-    /// A `cancelled` send (its enrollment exited before it could go out), or one of a journey
-    /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
-    /// already.
     /// Takes in-app message `m` of an ended enrollment out of its user's inbox, unless she read
     /// it (see [`engine::Withdrawal`]); what the timeline says of it, if anything. Safe to
     /// repeat: a message withdrawn already is found so, a read one stays read. One that has
@@ -3022,16 +3026,21 @@ impl Runtime {
             reason: w.reason.clone(),
             detail: detail.map(str::to_string),
         };
+        let ledger = Key::new(user_partition(&m.user), Part::join(&["L#", &id]));
         for _ in 0..MARK_ATTEMPTS {
+            // The ledger first, the inbox second: a send writes the inbox, then its ledger's
+            // `Done`, so a `Done` read here means the inbox read after it shows what it wrote.
+            let done = match self.store.get(&ledger).await? {
+                Some(l) => matches!(l.parse::<Ledger>()?, Ledger::Done { .. }),
+                None => false,
+            };
             let Some(r) = self.store.get(&key).await? else {
                 // Not in the inbox: its send was skipped (a cap, an opt-out, the exit itself),
-                // or it went out and expired; else it may still come.
-                let ledger = Key::new(user_partition(&m.user), Part::join(&["L#", &id]));
-                if let Some(l) = self.store.get(&ledger).await? {
-                    if let Ledger::Done { .. } = l.parse::<Ledger>()? {
-                        return Ok(None);
-                    }
+                // or it went out and expired.
+                if done {
+                    return Ok(None);
                 }
+                // Else it may still come: a placeholder keeps its place.
                 let item = InboxItem {
                     id: id.clone(),
                     at: now,
@@ -3045,22 +3054,22 @@ impl Runtime {
                     dismissed_at: None,
                     withdrawn_at: Some(now),
                     withdrawn_reason: Some(w.reason.clone()),
+                    placeholder: true,
                 };
                 let record = Record::new(key.clone(), 1, &item)?.expiring(now + KEEP_FOR);
                 match self.store.put(&record, Expect::Absent).await {
-                    Ok(()) => {
-                        return Ok(Some(withdrawn(Some(
-                            "it had not reached the inbox yet: it is kept out of it",
-                        ))))
-                    }
+                    Ok(()) => return Ok(Some(withdrawn(Some(NOT_IN_INBOX_YET)))),
+                    // The send wrote it meanwhile: looked at again.
                     Err(StoreError::Conflict) => continue,
                     Err(e) => return Err(e.into()),
                 }
             };
             let mut item: InboxItem = r.parse()?;
-            // Performed before (a retry of the exit's effects).
+            // Performed before (a retry of the exit's effects), saying what it said then.
             if item.withdrawn_at.is_some() {
-                return Ok(Some(withdrawn(None)));
+                return Ok(Some(withdrawn(
+                    item.placeholder.then_some(NOT_IN_INBOX_YET),
+                )));
             }
             // Gone from the inbox already (dismissed, expired).
             if !item.listed(now) {
@@ -3091,6 +3100,10 @@ impl Runtime {
         )))
     }
 
+    /// Sends one message at most once: claim in the ledger, check caps, call the provider, record.
+    /// A `cancelled` send (its enrollment exited before it could go out), or one of a journey
+    /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
+    /// already.
     async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
@@ -3217,7 +3230,16 @@ impl Runtime {
         if let Some(skip) = self.check_cap(o, now).await? {
             return Ok(skip);
         }
-        let err = match self.call_provider(o, now).await {
+        let sent = match self.put_in_inbox(o, now).await {
+            // Withdrawn before it got there: it is not sent, and its cap place is given back.
+            Ok(Some(skip)) => {
+                self.uncount_cap(o).await?;
+                return Ok(skip);
+            }
+            Ok(None) => self.call_provider(o).await,
+            Err(e) => Err(e),
+        };
+        let err = match sent {
             Ok(receipt) => {
                 // It went out: nothing after this may fail the send, or its retry would send it
                 // again. A device left unmarked is marked by the next push it refuses.
@@ -3267,46 +3289,90 @@ impl Runtime {
         .map(|_| ())
     }
 
-    async fn call_provider(&self, o: &Outgoing, now: Timestamp) -> Result<Receipt, SendError> {
-        if o.channel == Channel::InApp {
-            let crate::engine::Content::InApp {
-                title,
-                body,
-                data,
-                expires,
-            } = o.content.as_ref()
-            else {
-                return Err(SendError::Permanent(
-                    "in-app message without in-app content".into(),
-                ));
-            };
-            let expires_at = expires.map(|e| now + e.to_jiff());
-            let item = InboxItem {
-                id: o.ledger_key(),
-                at: now,
-                journey: o.journey.to_string(),
-                step: o.step.to_string(),
-                title: title.clone(),
-                body: body.clone(),
-                data: data.clone(),
-                expires_at,
-                read_at: None,
-                dismissed_at: None,
-                withdrawn_at: None,
-                withdrawn_reason: None,
-            };
-            let record = Record::new(inbox_key(o), 1, &item)
-                .map_err(|e| SendError::Permanent(e.to_string()))?
-                .expiring(expires_at.unwrap_or(now + KEEP_FOR));
-            // Already there: an earlier attempt of this send put it, and the user may have read
-            // or dismissed it since; it stays as she left it.
-            match self.store.put(&record, Expect::Absent).await {
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(SendError::Retryable(e.to_string())),
+    /// Puts an in-app message in its user's inbox (nothing for another channel), where absent:
+    /// `Some(skip)` when its enrollment withdrew it first (a placeholder is there, see
+    /// [`Runtime::withdraw`]).
+    async fn put_in_inbox(
+        &self,
+        o: &Outgoing,
+        now: Timestamp,
+    ) -> Result<Option<Outcome>, SendError> {
+        if o.channel != Channel::InApp {
+            return Ok(None);
+        }
+        let crate::engine::Content::InApp {
+            title,
+            body,
+            data,
+            expires,
+        } = o.content.as_ref()
+        else {
+            return Err(SendError::Permanent(
+                "in-app message without in-app content".into(),
+            ));
+        };
+        let expires_at = expires.map(|e| now + e.to_jiff());
+        let item = InboxItem {
+            id: o.ledger_key(),
+            at: now,
+            journey: o.journey.to_string(),
+            step: o.step.to_string(),
+            title: title.clone(),
+            body: body.clone(),
+            data: data.clone(),
+            expires_at,
+            read_at: None,
+            dismissed_at: None,
+            withdrawn_at: None,
+            withdrawn_reason: None,
+            placeholder: false,
+        };
+        let record = Record::new(inbox_key(o), 1, &item)
+            .map_err(|e| SendError::Permanent(e.to_string()))?
+            .expiring(expires_at.unwrap_or(now + KEEP_FOR));
+        let retry = |e: StoreError| SendError::Retryable(e.to_string());
+        match self.store.put(&record, Expect::Absent).await {
+            Ok(()) => Ok(None),
+            // Already there: an earlier attempt of this send put it (the user may have read or
+            // dismissed it since; it stays as she left it), or its enrollment's exit withdrew
+            // it before it got there.
+            Err(StoreError::Conflict) => {
+                let Some(r) = self.store.get(&inbox_key(o)).await.map_err(retry)? else {
+                    return Err(SendError::Retryable(format!(
+                        "inbox message {} changed while it was written",
+                        o.ledger_key()
+                    )));
+                };
+                let there: InboxItem =
+                    r.parse().map_err(|e| SendError::Permanent(e.to_string()))?;
+                if !there.placeholder {
+                    return Ok(None);
+                }
+                // As an owed send at the exit (or the stop) is, when its claim came first.
+                let stopped = there.withdrawn_reason.as_deref() == Some(engine::STOPPED_REASON);
+                Ok(Some(if stopped {
+                    Outcome::Skipped {
+                        reason: "stopped".into(),
+                        detail: Some(
+                            "the journey was stopped before the message reached the inbox".into(),
+                        ),
+                    }
+                } else {
+                    Outcome::Skipped {
+                        reason: "exited".into(),
+                        detail: Some(
+                            "an exit event came before the message reached the inbox".into(),
+                        ),
+                    }
+                }))
             }
-            if !self.sender.wants_in_app() {
-                return Ok(Receipt::default());
-            }
+            Err(e) => Err(retry(e)),
+        }
+    }
+
+    async fn call_provider(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+        if o.channel == Channel::InApp && !self.sender.wants_in_app() {
+            return Ok(Receipt::default());
         }
         self.sender.send(o).await
     }
@@ -4556,6 +4622,10 @@ impl Runtime {
                 };
                 let mut item: InboxItem = r.parse()?;
                 if item.expires_at.is_some_and(|e| e <= now) {
+                    return Ok(None);
+                }
+                // Withdrawn before it reached the inbox: no app listed it, so none has it.
+                if item.placeholder {
                     return Ok(None);
                 }
                 // Dismissed or withdrawn: gone from the inbox, nothing more to mark (an app

@@ -446,3 +446,179 @@ async fn a_simulation_says_which_nudge_was_withdrawn() {
     );
     assert!(inbox_facts("bob").is_empty());
 }
+
+/// The records of ann's offer whose sort key starts with `prefix` (`I#`, `L#`) in `h`'s store.
+fn offer_records(h: &Harness, prefix: &str) -> Vec<waymark::store::Record> {
+    h.store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.sk.starts_with(prefix) && r.key.sk.contains("#offer#"))
+        .collect()
+}
+
+/// Ann's offer on its way at her order (its send claimed, its inbox write failed and owed):
+/// the order's exit, unless `faulty` says otherwise, writes its placeholder.
+async fn offer_on_its_way() -> (Harness, support::faulty::Faulty) {
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(NUDGE).await;
+    *faulty.fail_write_of.lock().expect("fault") = Some("I#".into());
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    assert!(
+        faulty.fail_write_of.lock().expect("fault").is_none(),
+        "the fault fired"
+    );
+    (h, faulty)
+}
+
+/// The worker sending the offer writes it to the inbox, then its ledger's `Done`, while the
+/// exit looks for it (after its inbox read found nothing): the withdrawal still takes it out.
+#[tokio::test]
+async fn a_message_landing_while_the_exit_looks_for_it_is_withdrawn() {
+    // what that worker writes, taken from a send that went through
+    let sent = {
+        let done = ann_nudged().await;
+        [offer_records(&done, "I#"), offer_records(&done, "L#")].concat()
+    };
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let (h, faulty) = offer_on_its_way().await;
+    *faulty.land_after_missed_get.lock().expect("landing") = Some(("I#".into(), sent));
+    h.play(&track(
+        "2026-12-01T10:01:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert!(
+        faulty
+            .land_after_missed_get
+            .lock()
+            .expect("landing")
+            .is_none(),
+        "the worker's writes landed"
+    );
+    h.advance_to(at("2026-12-01T18:00:00Z")).await;
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [("Your cart is saved".to_string(), false)]
+    );
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, exit_when order_completed"]
+    );
+}
+
+/// The exit's placeholder is written between the offer's cap check and its inbox write (the
+/// worker was past its look at the exit): the send is skipped for the exit, not sent, and its
+/// cap place is given back, so the saved cart's note, capped behind it, goes out.
+#[tokio::test]
+async fn a_send_that_finds_the_exits_placeholder_is_skipped() {
+    // the placeholder, as an exit writes it for a message on its way
+    let placeholder = {
+        let (h, _) = offer_on_its_way().await;
+        h.play(&track(
+            "2026-12-01T10:01:00Z",
+            "ann",
+            "order_completed",
+            "o-ann",
+        ))
+        .await;
+        offer_records(&h, "I#")
+    };
+    assert_eq!(placeholder.len(), 1, "{placeholder:?}");
+    let item: waymark::runtime::InboxItem = placeholder[0].parse().expect("an inbox item");
+    assert!(item.placeholder, "{item:?}");
+    let config = waymark::runtime::Config {
+        caps: waymark::runtime::parse_caps("in_app=1/1d").expect("caps"),
+        ..Default::default()
+    };
+    let (h, faulty) = support::faulty::faulty_harness_with(config);
+    h.publish(NUDGE).await;
+    let at_offer = placeholder[0].key.sk.to_string();
+    *faulty.land_before_write_of.lock().expect("landing") = Some((at_offer, placeholder));
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    assert!(
+        faulty
+            .land_before_write_of
+            .lock()
+            .expect("landing")
+            .is_none(),
+        "the placeholder landed"
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let sends: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Sent { .. } | What::Skipped { .. }))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.step.as_deref().unwrap_or("-"),
+                waymark::runtime::describe(&e.what)
+            )
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        ["offer: skipped in_app: exited", "saved: sent in_app"],
+        "{view:?}"
+    );
+    assert!(
+        h.outbox()
+            .iter()
+            .all(|l| !l.contains("Your cart is waiting")),
+        "{:?}",
+        h.outbox()
+    );
+    assert_eq!(
+        inbox(&h, "ann").await,
+        [("Your cart is saved".to_string(), false)]
+    );
+}
+
+/// The exit's effects performed again after it wrote the placeholder: it still says the
+/// message had not reached the inbox, and an app has no such message to mark.
+#[tokio::test]
+async fn the_withdrawal_performed_again_keeps_saying_it_had_not_arrived() {
+    let (h, faulty) = offer_on_its_way().await;
+    // the exit's timeline record fails: its effects are performed again
+    *faulty.fail_write_of.lock().expect("fault") = Some("T#cart_nudge:ann:1#o-ann".into());
+    h.play(&track(
+        "2026-12-01T10:01:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert!(
+        faulty.fail_write_of.lock().expect("fault").is_none(),
+        "the fault fired"
+    );
+    h.advance_to(at("2026-12-01T18:00:00Z")).await;
+    assert_eq!(
+        inbox_facts(&h, "ann").await,
+        ["offer: withdrawn, exit_when order_completed (it had not reached the inbox yet: it is kept out of it)"]
+    );
+    let item: waymark::runtime::InboxItem = offer_records(&h, "I#")[0].parse().expect("an item");
+    assert!(item.placeholder, "{item:?}");
+    for mark in [InboxMark::Read, InboxMark::Dismissed] {
+        assert_eq!(
+            h.rt.mark_inbox("ann", &item.id, mark)
+                .await
+                .expect("marked"),
+            None
+        );
+    }
+}

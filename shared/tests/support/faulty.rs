@@ -32,9 +32,38 @@ pub struct Faulty {
     /// When set, the fold partitions' listing lags as DynamoDB's index may: each listing
     /// also holds what the one before it listed, folded since or not.
     pub lagging: Arc<Mutex<Option<Listings>>>,
+    /// The next get of a record whose sort key starts with this that finds none lands these
+    /// records right after it: another worker's writes between two reads of this one.
+    pub land_after_missed_get: Arc<Mutex<Option<Landing>>>,
+    /// The next write of a record whose sort key starts with this lands these records just
+    /// before it: another worker's writes between this one's decision and its write.
+    pub land_before_write_of: Arc<Mutex<Option<Landing>>>,
 }
 
+/// Records another worker writes at a chosen point ([`Faulty::land_after_missed_get`]), and
+/// the sort key prefix of the call they land at.
+pub type Landing = (String, Vec<Record>);
+
 impl Faulty {
+    /// Takes `hook`'s records when `sk` is the one it waits for.
+    fn landing(hook: &Mutex<Option<Landing>>, sk: &str) -> Vec<Record> {
+        let mut hook = hook.lock().expect("landing");
+        if hook
+            .as_ref()
+            .is_some_and(|(prefix, _)| sk.starts_with(prefix.as_str()))
+        {
+            return hook.take().map(|(_, records)| records).unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    async fn land(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        for r in records {
+            self.inner.put(&r, Expect::Any).await?;
+        }
+        Ok(())
+    }
+
     fn count(&self, kind: &'static str) {
         *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
     }
@@ -49,10 +78,17 @@ impl Faulty {
 impl Store for Faulty {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         self.count("get");
-        self.inner.get(key).await
+        let got = self.inner.get(key).await?;
+        if got.is_none() {
+            let landing = Self::landing(&self.land_after_missed_get, &key.sk);
+            self.land(landing).await?;
+        }
+        Ok(got)
     }
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         self.count("put");
+        let landing = Self::landing(&self.land_before_write_of, &record.key.sk);
+        self.land(landing).await?;
         let fail = {
             let mut fail = self.fail_write_of.lock().expect("fail");
             let hit = fail
@@ -159,6 +195,11 @@ impl Store for Faulty {
 
 /// A harness whose runtime goes through a [`Faulty`] store over the harness's own.
 pub fn faulty_harness() -> (Harness, Faulty) {
+    faulty_harness_with(Config::default())
+}
+
+/// [`faulty_harness`] with `config` (caps, say).
+pub fn faulty_harness_with(config: Config) -> (Harness, Faulty) {
     let base = Harness::new("2026-12-01T09:00:00Z");
     let faulty = Faulty {
         inner: base.store.clone(),
@@ -168,6 +209,8 @@ pub fn faulty_harness() -> (Harness, Faulty) {
         fail_write_of: Arc::default(),
         calls: Arc::default(),
         lagging: Arc::default(),
+        land_after_missed_get: Arc::default(),
+        land_before_write_of: Arc::default(),
     };
     let queue = DelayQueue::new(base.clock.clone());
     let (sender, lines) = OutboxSender::memory(base.clock.clone());
@@ -177,7 +220,7 @@ pub fn faulty_harness() -> (Harness, Faulty) {
         Arc::new(sender),
         base.clock.clone(),
         std::time::Duration::from_secs(0),
-        Config::default(),
+        config,
     );
     let h = Harness {
         rt,
