@@ -184,7 +184,7 @@ impl Ctx<'_> {
     pub fn timezone(&self) -> TimeZone {
         template::zone_of(
             self.profile.traits.get("timezone").and_then(Value::as_str),
-            self.journey.timezone.as_deref(),
+            self.journey.default_zone(),
         )
     }
 }
@@ -252,7 +252,7 @@ fn event_scope<'a>(
         waited: enrollment.map_or(&NONE, Enrollment::waited_properties),
         profile,
         now: ctx.now,
-        zone: ctx.journey.timezone.as_deref(),
+        zone: ctx.journey.default_zone(),
     }
 }
 
@@ -1395,7 +1395,7 @@ impl<'a> Run<'a> {
     fn timezone(&self) -> TimeZone {
         template::zone_of(
             self.current_trait("timezone"),
-            self.ctx.journey.timezone.as_deref(),
+            self.ctx.journey.default_zone(),
         )
     }
 
@@ -1544,7 +1544,7 @@ impl<'a> Run<'a> {
             waited: self.enrollment.waited_properties(),
             profile: self.profile(),
             now: self.ctx.now,
-            zone: self.ctx.journey.timezone.as_deref(),
+            zone: self.ctx.journey.default_zone(),
         }
     }
 
@@ -2063,7 +2063,7 @@ impl<'a> Run<'a> {
             journey_id: &j.id,
             journey_name: &j.name,
             journey_version: u64::from(self.enrollment.version),
-            journey_timezone: j.timezone.as_deref(),
+            journey_timezone: j.default_zone(),
             now: self.ctx.now,
             unsubscribe_url: self.ctx.unsubscribe_url,
         })

@@ -38,7 +38,8 @@ pub struct Journey {
     /// Sends that fall inside this local-time window are deferred to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
-    /// IANA time zone used when the profile has no `timezone` trait (default UTC).
+    /// IANA time zone used when the profile has no `timezone` trait (else a schedule trigger's
+    /// named zone, else UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Transactional journeys ignore frequency caps and quiet hours.
@@ -1074,6 +1075,17 @@ pub struct Update {
 }
 
 impl Journey {
+    /// The zone a user without `profile.timezone` is in: the journey's `timezone`, else a
+    /// schedule trigger's named zone (not `user`), else none (UTC). The schedule's `where`, the
+    /// steps' conditions, waits and quiet hours all read this one, so a run at 09:00 in Sydney
+    /// and the branch after it see the same day.
+    pub fn default_zone(&self) -> Option<&str> {
+        self.timezone.as_deref().or(match self.trigger.kind() {
+            Some(TriggerKind::Schedule(s)) if s.timezone != "user" => Some(s.timezone.as_str()),
+            _ => None,
+        })
+    }
+
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)

@@ -889,7 +889,7 @@ impl Runtime {
                         waited: &Value::Null,
                         profile: &profile_scope,
                         now,
-                        zone: p.journey.timezone.as_deref(),
+                        zone: p.journey.default_zone(),
                     };
                     if !c.eval(&scope) {
                         let detail = c.why_false(&scope);
@@ -1374,14 +1374,14 @@ impl Runtime {
                         .filter(|m| m.event == name)
                         .filter_map(|m| m.condition.as_ref())
                         .filter(|c| !c.reads_enrollment())
-                        .map(|c| ("exit", j.id.as_str(), j.timezone.as_deref(), c));
+                        .map(|c| ("exit", j.id.as_str(), j.default_zone(), c));
                     let goal = j
                         .goal
                         .as_ref()
                         .filter(|g| g.event == name)
                         .and_then(|g| g.condition.as_ref())
                         .filter(|c| !c.reads_enrollment())
-                        .map(|c| ("goal", j.id.as_str(), j.timezone.as_deref(), c));
+                        .map(|c| ("goal", j.id.as_str(), j.default_zone(), c));
                     exits.chain(goal)
                 })
                 .collect(),
@@ -1709,7 +1709,7 @@ impl Runtime {
                     waited: &Value::Null,
                     profile: &scope_profile,
                     now: e.timestamp,
-                    zone: p.journey.timezone.as_deref(),
+                    zone: p.journey.default_zone(),
                 };
                 // The trigger's `where`, when it is false for this event (the user did the
                 // trigger's event but does not enter: kept as a refusal, with what its paths
@@ -1812,7 +1812,7 @@ impl Runtime {
                     waited: &Value::Null,
                     profile: &scope_profile,
                     now: e.timestamp,
-                    zone: p.journey.timezone.as_deref(),
+                    zone: p.journey.default_zone(),
                 };
                 let unmet = condition.filter(|c| p.journey.status.is_active() && !c.eval(&scope));
                 if let Some(c) = unmet {
@@ -4235,11 +4235,7 @@ impl Runtime {
                 }
             }
             // A user without a zone of her own is in the journey's, else the schedule's own.
-            let zone = p
-                .journey
-                .timezone
-                .as_deref()
-                .or((s.timezone != "user").then_some(s.timezone.as_str()));
+            let zone = p.journey.default_zone();
             let scope = crate::condition::Scope {
                 event: &Value::Null,
                 trigger: &Value::Null,

@@ -209,10 +209,7 @@ fn answer(
     // The `where`, as the run reads it (see the runtime's `scheduled_entries`): her profile,
     // no event, her zone else the journey's else the schedule's own.
     let profile_scope = profile.scope();
-    let zone = j
-        .timezone
-        .as_deref()
-        .or((s.timezone != "user").then_some(s.timezone.as_str()));
+    let zone = j.default_zone();
     // A `where` that reads the date or the clock is judged at the minute the verdict is about:
     // the next run's (and the last run's, to explain it), with her profile as it is now.
     let clock_at = next_run.filter(|_| a.as_of_now);

@@ -561,6 +561,52 @@ steps:
     );
 }
 
+/// A schedule in a named zone, and no journey `timezone`: a user without a zone of her own is in
+/// the schedule's zone for the whole journey, so the branch after the run that entered her
+/// reads the same day as its `where` did, a wait for a time of day is the schedule's 10:00, and
+/// a message's `date` prints the time there (`journey.timezone` names the zone).
+#[tokio::test]
+async fn a_schedule_in_a_named_zone_is_the_default_zone_of_its_steps() {
+    let trial = r#"
+id: trial
+name: Trial ending
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: Australia/Sydney, where: "days_until(profile.trial_ends_at) == 3"}
+reentry: never
+steps:
+  - id: check
+    branch:
+      cases:
+        - when: "days_until(profile.trial_ends_at) == 3"
+          goto: ten
+      else: other_day
+  - id: ten
+    wait_until: {time: "10:00"}
+  - id: three
+    send: {email: {subject: "3 days left, {{ now | date('%d %H:%M') }} {{ journey.timezone }}", text: x}}
+    next: done
+  - id: other_day
+    send: {email: {subject: "another day", text: x}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com","trial_ends_at":"2026-12-06"}}
+"#;
+    let out = sim_with(
+        &[trial],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(24 * 4),
+    )
+    .await;
+    // 09:00 in Sydney on the 3rd is 22:00Z on the 2nd; 10:00 there is 23:00Z.
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-02T23:00:00Z ann email three: 3 days left, 03 10:00 Australia/Sydney"]
+    );
+}
+
 #[tokio::test]
 async fn a_schedule_run_that_does_not_enter_a_matching_user_says_why() {
     // The daily digest, `reentry: never` (the default): the second day's run enters no one.
