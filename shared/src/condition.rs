@@ -1613,13 +1613,17 @@ fn date_in(text: &str) -> Option<jiff::civil::Date> {
     day.parse().ok()
 }
 
-/// Today in the user's zone (`profile.timezone`, else the journey's, else UTC).
-fn today(scope: &Scope<'_>) -> jiff::civil::Date {
-    let zone = crate::template::zone_of(
+/// The user's zone (`profile.timezone`, else the journey's default, else UTC).
+fn user_zone(scope: &Scope<'_>) -> jiff::tz::TimeZone {
+    crate::template::zone_of(
         scope.profile.get("timezone").and_then(Value::as_str),
         scope.zone,
-    );
-    zone.to_datetime(scope.now).date()
+    )
+}
+
+/// Today in the user's zone.
+fn today(scope: &Scope<'_>) -> jiff::civil::Date {
+    user_zone(scope).to_datetime(scope.now).date()
 }
 
 /// Whether `days` days after today, in the user's zone, is the day and month of `date`; a
@@ -1635,11 +1639,18 @@ fn is_anniversary(date: jiff::civil::Date, scope: &Scope<'_>, days: i64) -> bool
 
 static NULL: Value = Value::Null;
 
-/// The whole days from today, in the user's zone, to the date `value` holds (as
-/// [`date_in`] reads it: a day, or an RFC 3339 time's date as written), negative once it is
-/// past; none when it holds no date.
+/// The whole days from today, in the user's zone, to the date `value` holds, negative once it
+/// is past; none when it holds no date. A time with an offset or `Z` is an instant, and its date
+/// is the one in her zone, as a wait and the `date` filter read it (`…T03:00:00Z` is the day
+/// before in Los Angeles); a day, or a local date and time without an offset, is the date as
+/// written.
 fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
-    let date = value.and_then(Value::as_str).and_then(date_in)?;
+    let text = value.and_then(Value::as_str)?;
+    let written = date_in(text)?;
+    let date = match text.parse::<Timestamp>() {
+        Ok(at) => user_zone(scope).to_datetime(at).date(),
+        Err(_) => written,
+    };
     let span = today(scope).until((jiff::Unit::Day, date)).ok()?;
     Some(i64::from(span.get_days()))
 }
@@ -2274,9 +2285,9 @@ mod tests {
     }
 
     /// `days_until(path)` and `days_since(path)` count the whole calendar days between today, in
-    /// the user's zone (hers, else the journey's, else UTC), and the date the path holds (a day,
-    /// or an RFC 3339 time's date as written), whatever the hour; a missing or unreadable date
-    /// is null.
+    /// the user's zone (hers, else the journey's, else UTC), and the date the path holds (a day
+    /// or a local date and time as written, a time with an offset on her calendar), whatever
+    /// the hour; a missing or unreadable date is null.
     #[test]
     fn days_until_and_since_count_the_users_days_to_a_date() {
         let days = |c: &str, profile: Value, now: &str, zone: Option<&str>| -> Option<i64> {
@@ -2353,11 +2364,11 @@ mod tests {
             ),
             Some(4)
         );
-        // An RFC 3339 time's date as written, whatever its offset and her zone: a trial ending
-        // on the 20th at 23:00 in Los Angeles ends on the 20th, also for a user in Paris (it is
-        // the 21st there).
+        // An RFC 3339 time with an offset or `Z` is an instant: its date is the one in her
+        // zone, as a wait and the `date` filter read it. A trial ending on the 20th at 23:00 in
+        // Los Angeles ends on the 20th there, and on the 21st in Paris and in UTC.
         let pst = "2026-12-20T23:00:00-08:00";
-        assert_eq!(days(until, trial(json!(pst)), night, None), Some(4));
+        assert_eq!(days(until, trial(json!(pst)), night, None), Some(5));
         assert_eq!(
             days(
                 until,
@@ -2365,19 +2376,40 @@ mod tests {
                 night,
                 None
             ),
-            Some(3)
+            Some(4)
         );
-        for written in [
-            "2026-12-20T00:00:00Z",
-            "2026-12-20T00:00:00+14:00",
-            "2026-12-20T23:59:59.999-12:00",
-            "2026-12-20t10:00:00z",
-            "2026-12-20 10:00:00Z",
+        assert_eq!(
+            days(until, trial(json!(pst)), night, Some("America/Los_Angeles")),
+            Some(4)
+        );
+        // What an app's `toISOString()` stores: 03:00Z on the 20th is 19:00 on the 19th in Los
+        // Angeles, so her trial ends on the 19th, 3 days after her 16th.
+        let utc =
+            json!({"trial_ends_at": "2026-12-20T03:00:00Z", "timezone": "America/Los_Angeles"});
+        assert_eq!(days(until, utc.clone(), night, None), Some(3));
+        assert_eq!(days(since, utc, night, None), Some(-3));
+        // A day, and a local date and time without an offset, are the date as written.
+        let local = |d: &str| json!({"trial_ends_at": d, "timezone": "America/Los_Angeles"});
+        assert_eq!(days(until, local("2026-12-20"), night, None), Some(4));
+        assert_eq!(
+            days(until, local("2026-12-20T00:30:00"), night, None),
+            Some(4)
+        );
+        // In UTC, at 09:00 on the 17th: each instant's date there.
+        for (written, n) in [
+            ("2026-12-20T00:00:00Z", 3),
+            ("2026-12-20T00:00:00+14:00", 2),
+            ("2026-12-20T23:59:59.999-12:00", 4),
+            ("2026-12-20T13:59:59+14:00", 2),
+            ("2026-12-20t10:00:00z", 3),
+            ("2026-12-20 10:00:00Z", 3),
+            ("2026-12-20T10:00:00", 3),
+            ("2026-12-20 23:59:59", 3),
         ] {
             let at = "2026-12-17T09:00:00Z";
             assert_eq!(
                 days(until, trial(json!(written)), at, None),
-                Some(3),
+                Some(n),
                 "{written}"
             );
         }
