@@ -1643,13 +1643,22 @@ static NULL: Value = Value::Null;
 /// is past; none when it holds no date. A time with an offset or `Z` is an instant, and its date
 /// is the one in her zone, as a wait and the `date` filter read it (`…T03:00:00Z` is the day
 /// before in Los Angeles); a day, or a local date and time without an offset, is the date as
-/// written.
+/// written. A number is a time as a wait reads it: seconds since 1970, milliseconds from 1e11
+/// on (`trial_end: 1797638400`, as Stripe sends it), dated in her zone.
 fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
-    let text = value.and_then(Value::as_str)?;
-    let written = date_in(text)?;
-    let date = match text.parse::<Timestamp>() {
-        Ok(at) => user_zone(scope).to_datetime(at).date(),
-        Err(_) => written,
+    let date = match value? {
+        Value::String(text) => {
+            let written = date_in(text)?;
+            match text.parse::<Timestamp>() {
+                Ok(at) => user_zone(scope).to_datetime(at).date(),
+                Err(_) => written,
+            }
+        }
+        Value::Number(n) => {
+            let at = crate::template::epoch_number(n.as_f64()?)?;
+            user_zone(scope).to_datetime(at).date()
+        }
+        _ => return None,
     };
     let span = today(scope).until((jiff::Unit::Day, date)).ok()?;
     Some(i64::from(span.get_days()))
@@ -2422,8 +2431,6 @@ mod tests {
             json!("20261220"),
             json!("12/20/2026"),
             json!(""),
-            json!(1797638400),
-            json!(3),
             json!(true),
             json!(["2026-12-20"]),
             json!({"at": "2026-12-20"}),
@@ -2450,6 +2457,28 @@ mod tests {
             assert!(cond("days_until(profile.trial_ends_at) != 4").eval(&scope));
         }
         assert_eq!(days(until, json!({}), night, None), None);
+        // A number is seconds since 1970 (Stripe's `trial_end`), milliseconds from 1e11 on,
+        // as a wait reads it, dated in her zone: 1797638400 is 00:00Z on the 19th, the 18th
+        // in Los Angeles; 3 is the first seconds of 1970.
+        for (n, zone, expected) in [
+            (json!(1797638400), None, 3),
+            (json!(1797638400.4), None, 3),
+            (json!(1797638400000_i64), None, 3),
+            (json!(1797638400), Some("America/Los_Angeles"), 2),
+            (json!(1797638400000_i64), Some("America/Los_Angeles"), 2),
+            (json!(3), None, -20_803),
+        ] {
+            assert_eq!(
+                days(until, trial(n.clone()), night, zone),
+                Some(expected),
+                "{n} in {zone:?}"
+            );
+            assert_eq!(
+                days(since, trial(n.clone()), night, zone),
+                Some(-expected),
+                "{n} in {zone:?}"
+            );
+        }
         // Any path: the event's, the trigger's.
         let event = json!({"starts_on": "2026-12-20"});
         let scope = Scope {

@@ -537,6 +537,7 @@ steps:
 {"at":"2026-12-01T00:00:00Z","type":"identify","userId":"cat","traits":{"email":"cat@x.com"}}
 {"at":"2026-12-01T00:00:00Z","type":"identify","userId":"dan","traits":{"email":"dan@x.com","trial_ends_at":"soon","signed_up_at":1795000000}}
 {"at":"2026-12-01T00:00:00Z","type":"identify","userId":"eve","traits":{"email":"eve@x.com","trial_ends_at":"2026-12-09"}}
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"fay","traits":{"email":"fay@x.com","trial_ends_at":1796731200}}
 {"at":"2026-12-05T12:00:00Z","type":"identify","userId":"eve","traits":{"trial_ends_at":"2026-12-12"}}
 "#;
     let out = sim_with(
@@ -548,14 +549,17 @@ steps:
     .await;
     // ann: 09:00 in London on the 3rd. kai: 09:00 in Auckland on the 5th, three days before
     // the 8th her trial's end is written on (20:00Z on the 4th). bob's 3 days before were
-    // before the runs; cat has no date, dan none that reads as one. eve's trial moved from
-    // the 9th to the 12th on the 5th, before the run of the 6th: she hears on the 9th.
+    // before the runs; cat has no date, dan no trial's end that reads as one (his sign-up,
+    // seconds since 1970, is the 18th of November). eve's trial moved from the 9th to the 12th
+    // on the 5th, before the run of the 6th: she hears on the 9th. fay's trial ends at
+    // 1796731200, seconds since 1970 as Stripe sends them: 12:00Z on the 8th.
     assert_eq!(
         outbox(&out),
         [
             "2026-12-03T09:00:00Z ann email s: 3 days left",
             "2026-12-04T20:00:00Z kai email s: 3 days left",
             "2026-12-05T09:00:00Z ann email s: A week in",
+            "2026-12-05T09:00:00Z fay email s: 3 days left",
             "2026-12-09T09:00:00Z eve email s: 3 days left",
         ]
     );
