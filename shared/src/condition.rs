@@ -1577,9 +1577,14 @@ fn check_operands(
                     );
                 }
             }
+            // days_until(…) is null when its path holds no date, as a path is when missing.
+            let days_or_null =
+                |a: &Operand, b: Kind| matches!(a, Operand::Days(..)) && b == Kind::Null;
             let comparable = l == r
                 || l == Kind::Unknown
                 || r == Kind::Unknown
+                || days_or_null(left, r)
+                || days_or_null(right, l)
                 || matches!(
                     (l, r),
                     (Kind::String, Kind::Time) | (Kind::Time, Kind::String)
@@ -2455,6 +2460,11 @@ mod tests {
                 assert!(!cond(c).eval(&scope), "{c} with {bad}");
             }
             assert!(cond("days_until(profile.trial_ends_at) != 4").eval(&scope));
+            // Compared with null, as a missing path is, and in a list holding null.
+            assert!(cond("days_until(profile.trial_ends_at) == null").eval(&scope));
+            assert!(cond("null == days_since(profile.trial_ends_at)").eval(&scope));
+            assert!(cond("days_until(profile.trial_ends_at) in [null]").eval(&scope));
+            assert!(!cond("days_until(profile.trial_ends_at) != null").eval(&scope));
         }
         assert_eq!(days(until, json!({}), night, None), None);
         // A number is seconds since 1970 (Stripe's `trial_end`), milliseconds from 1e11 on,
@@ -2501,10 +2511,14 @@ mod tests {
             "not days_until(event.starts_on) >= 4",
             "days_until(event.starts_on) != 2",
             "days_until(event.starts_on) < 3.5",
+            "days_until(event.starts_on) != null",
+            "null != days_since(event.starts_on)",
         ] {
             assert!(cond(c).eval(&scope), "{c}");
         }
         for c in [
+            "days_until(event.starts_on) == null",
+            "days_until(event.starts_on) in [null]",
             "days_until(event.starts_on) == 2",
             "days_until(event.starts_on) in [1, 2]",
             "days_until(event.starts_on) <= 2",
@@ -2552,6 +2566,11 @@ mod tests {
                 "a number with a time",
             ),
             ("days_until(profile.x) == true", 22, "a number with a boolean"),
+            (
+                "days_until(profile.x) < null",
+                22,
+                "for true, false or null use == or !=",
+            ),
             ("event.n in [days_until(profile.x)]", 12, "not paths or lists"),
             ("DAYS_UNTIL(profile.x) == 3", 0, "write \"days_until\" in lower case"),
             ("Days_Since(profile.x) == 3", 0, "in lower case"),
