@@ -11,7 +11,7 @@
 //! a missing path reads as `null`. Values are numbers, strings in `'…'` or `"…"`, `true`, `false`,
 //! `null`, lists `[1, 'a']`, times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`, and
 //! whole days from today to a date, in the user's zone: `days_until(profile.trial_ends_at) == 3`,
-//! `days_since(profile.signed_up_at) >= 7`.
+//! `days_since(profile.signed_up_at) == 7`.
 //! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
 //! the condition `exists(path)`, and `and`, `or`, `not` with parentheses. `not` applies to the
 //! comparison after it (`not a == b` is `not (a == b)`), comparisons bind tighter than `and`, and
@@ -842,7 +842,7 @@ const KEYWORDS: [&str; 15] = [
 /// What to write for a date some days ahead or ago, where someone reached for arithmetic.
 const DAYS_HINT: &str = "for a date some days away, count the days from today in the user's \
                          zone: days_until(profile.trial_ends_at) == 3 three days before it, \
-                         days_since(profile.signed_up_at) >= 7 from a week after it";
+                         days_since(profile.signed_up_at) == 7 a week after it";
 
 const VALUE_HINT: &str =
     "write a path like event.total, or a value like 50, 'FR', true, null or ['FR', 'DE']";
@@ -1477,7 +1477,7 @@ fn example(function: &str) -> &'static str {
         "now" => "now()",
         "anniversary" => "anniversary(profile.birthday)",
         "days_until" => "days_until(profile.trial_ends_at) == 3",
-        "days_since" => "days_since(profile.signed_up_at) >= 7",
+        "days_since" => "days_since(profile.signed_up_at) == 7",
         _ => "exists(event.coupon)",
     }
 }
@@ -2543,7 +2543,7 @@ mod tests {
             (
                 "not days_since(profile.signed_up_at)",
                 4,
-                "like days_since(profile.signed_up_at) >= 7",
+                "like days_since(profile.signed_up_at) == 7",
             ),
             (
                 "days_until('2026-12-20') == 3",
@@ -2611,6 +2611,18 @@ mod tests {
             let e = Condition::parse(bad).expect_err(bad);
             assert!(e.message.contains(says), "{bad}: {}", e.message);
             assert_eq!(e.offset, offset, "{bad}: {}", e.message);
+        }
+        // The advice compares with ==: on a daily schedule with `reentry: after_exit`, >= 7
+        // would enter her again at every run from a week on.
+        for bad in [
+            "days_since(profile.x)",
+            "days_until(profile.x)",
+            "profile.x - 3d == now()",
+            "date_diff(profile.x) == 3",
+            "days_since('2026-12-20') == 7",
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert!(!e.message.contains(">="), "{bad}: {}", e.message);
         }
         // A duration with no day in it keeps its own advice.
         let e = Condition::parse("event.total >= 5m").expect_err("5m");
