@@ -646,18 +646,23 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
                 continue;
             }
             '-' if !next.is_some_and(|n| n.is_ascii_digit()) => {
+                // `event.first-name` most often; `profile.x - 3d`, date arithmetic, sometimes.
                 return error(
                     at,
                     format!(
-                        "unexpected \"-\": conditions have no arithmetic ({DAYS_HINT}); for a key \
-                         with \"-\" in it, write it in brackets, like event['first-name']"
+                        "unexpected \"-\": for a key with \"-\" in it, write it in brackets, like \
+                         event['first-name']; conditions have no arithmetic{}",
+                        days_hint_after(chars, i + 1)
                     ),
                 );
             }
             '+' => {
                 return error(
                     at,
-                    format!("unexpected \"+\": conditions have no arithmetic ({DAYS_HINT})"),
+                    format!(
+                        "unexpected \"+\": conditions have no arithmetic{}",
+                        days_hint_after(chars, i + 1)
+                    ),
                 );
             }
             c if c == '-' || c.is_ascii_digit() => {
@@ -781,11 +786,9 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
             .map_or(chars.len(), |n| i + n);
         let text: String = chars[at..end].iter().collect();
         let unsigned = text.trim_start_matches('-');
-        // `3d`, `-14d`: days added to or taken from a date, most likely.
-        let days = unsigned
-            .strip_suffix(['d', 'w'])
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if days {
+        // `-14d`: days taken from a date, most likely (a bare `3d` may be text: its advice
+        // below says to quote it).
+        if text.starts_with('-') && is_days(unsigned) {
             return error(
                 at,
                 format!(
@@ -838,6 +841,27 @@ const KEYWORDS: [&str; 15] = [
     "days_until",
     "days_since",
 ];
+
+/// Whether `text` is a duration in days or weeks, like `3d` or `2w`.
+fn is_days(text: &str) -> bool {
+    text.strip_suffix(['d', 'w'])
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// [`DAYS_HINT`], in parentheses, when a duration in days (`3d`, `2w`) comes at `from` after
+/// spaces: a `-` or `+` before it is date arithmetic. Nothing otherwise.
+fn days_hint_after(chars: &[char], from: usize) -> String {
+    let rest = chars.get(from..).unwrap_or_default();
+    let word: String = rest
+        .iter()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(|&&c| is_ident_char(c))
+        .collect();
+    match is_days(&word) {
+        true => format!(" ({DAYS_HINT})"),
+        false => String::new(),
+    }
+}
 
 /// What to write for a date some days ahead or ago, where someone reached for arithmetic.
 const DAYS_HINT: &str = "for a date some days away, count the days from today in the user's \
@@ -1490,10 +1514,31 @@ fn unknown_name(name: &str, called: bool) -> String {
     if called {
         const FUNCTIONS: &str = "the functions are exists(), anniversary(), days_until(), \
                                  days_since(), time(), now() and ago()";
-        // `date_diff`, `days_between`, `today`, `from_now`, `datediff`, `add_days`…
-        let dates = ["day", "date", "diff", "from_now", "later", "ahead"]
-            .iter()
-            .any(|part| lower.contains(part));
+        // `date_diff`, `days_between`, `today`, `from_now`, `datediff`, `add_days`…, whole
+        // words of the name: not the "date" in `validate` or the "day" in `birthday`.
+        const DATE_WORDS: [&str; 18] = [
+            "day",
+            "days",
+            "date",
+            "dates",
+            "diff",
+            "today",
+            "tomorrow",
+            "yesterday",
+            "later",
+            "ahead",
+            "datediff",
+            "dateadd",
+            "datesub",
+            "daysbetween",
+            "daysleft",
+            "adddays",
+            "daysuntil",
+            "dayssince",
+        ];
+        let words: Vec<&str> = lower.split('_').collect();
+        let dates = words.iter().any(|w| DATE_WORDS.contains(w))
+            || words.windows(2).any(|w| w == ["from", "now"]);
         if dates {
             return format!("unknown function \"{name}\": {DAYS_HINT}; {FUNCTIONS}");
         }
@@ -2623,6 +2668,87 @@ mod tests {
         ] {
             let e = Condition::parse(bad).expect_err(bad);
             assert!(!e.message.contains(">="), "{bad}: {}", e.message);
+        }
+        // The bracket advice comes first; the days advice only when a `-` or `+` is followed
+        // by a duration in days; a bare `3d` keeps its advice to quote text; an unknown function
+        // is named like a date only by whole words.
+        for (bad, says, not) in [
+            (
+                "event.first-name == 'a'",
+                "like event['first-name']",
+                "some days away",
+            ),
+            (
+                "event.first - name == 'a'",
+                "like event['first-name']",
+                "some days away",
+            ),
+            ("event.n == -event.m", "no arithmetic", "some days away"),
+            ("event.n + 1 == 2", "no arithmetic", "some days away"),
+            ("event.n + event.m == 2", "no arithmetic", "some days away"),
+            ("event.at + 7 == 2", "no arithmetic", "some days away"),
+            (
+                "event.format == 3d",
+                "to write text quote it, like '3d'",
+                "some days away",
+            ),
+            (
+                "event.format == 2w",
+                "quote it, like '2w'",
+                "some days away",
+            ),
+            (
+                "validate(event.x) == 1",
+                "unknown function",
+                "some days away",
+            ),
+            ("update(event.x) == 1", "unknown function", "some days away"),
+            (
+                "candidate(event.x) == 1",
+                "unknown function",
+                "some days away",
+            ),
+            (
+                "birthday(profile.x) == 1",
+                "unknown function",
+                "some days away",
+            ),
+            (
+                "mandate(profile.x) == 1",
+                "unknown function",
+                "some days away",
+            ),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+            assert!(!e.message.contains(not), "{bad}: {}", e.message);
+        }
+        for (bad, first, then) in [
+            (
+                "profile.x - 3d == now()",
+                "event['first-name']",
+                "days_until(",
+            ),
+            (
+                "profile.x -  2w == now()",
+                "event['first-name']",
+                "days_since(",
+            ),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            let (a, b) = (e.message.find(first), e.message.find(then));
+            assert!(a.is_some() && b.is_some() && a < b, "{bad}: {}", e.message);
+        }
+        for (bad, says) in [
+            ("profile.x + 3d < now()", "days_until("),
+            ("event.format == -3d", "days_until("),
+            ("add_days(profile.x, 3) == now()", "days_until("),
+            ("dateAdd(profile.x) == now()", "days_until("),
+            ("daysBetween(profile.x) == 3", "days_until("),
+            ("trial_days_left(profile.x) == 3", "days_until("),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
         }
         // A duration with no day in it keeps its own advice.
         let e = Condition::parse("event.total >= 5m").expect_err("5m");
