@@ -382,6 +382,14 @@ pub struct Event {
     pub refused: Vec<Refused>,
 }
 
+impl Event {
+    /// The push device the event's device sent its token for (`context.device.token`, see
+    /// [`context_device`]): registered as an identify's `push_tokens` entry would be.
+    pub fn push_device(&self) -> Option<(&'static str, &str)> {
+        context_device(&self.context).ok().flatten()
+    }
+}
+
 /// A trait an identify was accepted without: its field (`traits.phone`), its value as the
 /// timeline shows values ([`crate::condition::shown`]: cut short, an address not shown), and
 /// why.
@@ -806,6 +814,25 @@ fn from_raw(
             });
         }
     }
+    // A push token the device sends (`context.device.token`) whose platform cannot be told,
+    // or that is no token, registers no device: said, not silent (see [`context_device`]).
+    if let Err(problem) = context_device(&context) {
+        let value = context
+            .get("device")
+            .and_then(|d| d.get("token"))
+            .unwrap_or(&Value::Null);
+        check.refused.push(Refused {
+            field: "context.device.token".into(),
+            value: crate::condition::shown("token", value),
+            reason: format!("{problem}; no push device was registered"),
+        });
+        let field = check.field("context.device.token");
+        check.warnings.push(LeftOut {
+            problem: FieldError::new(field, problem),
+            instead: "no push device is registered, the rest of the event is applied",
+            strict: false,
+        });
+    }
     // A near miss of a field a call carries (`propertes`, `user_id`) would be dropped as the
     // fields Waymark does not read are: said, and kept in the user's timeline, since the event
     // then does not do what was meant (a trigger's `where` finds no properties).
@@ -995,6 +1022,52 @@ pub fn normalized_trait(name: &str, value: &Value) -> Option<Value> {
         _ => return None,
     };
     (kept != sent).then_some(Value::String(kept))
+}
+
+/// The push device an event's `context` names, as Segment's mobile libraries send it: the
+/// APNs or FCM token as `context.device.token` (analytics-ios and Analytics-Swift once the app
+/// registers for remote notifications, Analytics-Kotlin and Android when the app gives it), its
+/// platform told by `context.device.type` (`ios`, `android`) or else `context.os.name` (`iOS`,
+/// `iPadOS`, `Android`): iOS is `apns`, Android `fcm`. `Ok(None)` when the event has no token
+/// (none, or `null`); `Err` with what is wrong when the token is no text, or its platform
+/// cannot be told (the event is applied without it, see [`from_raw`]).
+pub fn context_device(
+    context: &Map<String, Value>,
+) -> Result<Option<(&'static str, &str)>, String> {
+    let device = context.get("device").and_then(Value::as_object);
+    let token = match device.and_then(|d| d.get("token")) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(t)) if !t.trim().is_empty() => t.as_str(),
+        Some(_) => {
+            return Err("must be a non-empty string: the device's push token (APNs or FCM)".into())
+        }
+    };
+    let kind = device.and_then(|d| d.get("type")).and_then(Value::as_str);
+    let os = context
+        .get("os")
+        .and_then(|o| o.get("name"))
+        .and_then(Value::as_str);
+    let platform = [kind, os].into_iter().flatten().find_map(|name| {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "ios" | "ipados" => Some("apns"),
+            "android" => Some("fcm"),
+            _ => None,
+        }
+    });
+    match platform {
+        Some(platform) => Ok(Some((platform, token))),
+        None => {
+            let said = |what: &str, v: Option<&str>| match v {
+                Some(v) => format!("{what} is \"{}\"", v.chars().take(40).collect::<String>()),
+                None => format!("no {what}"),
+            };
+            Err(format!(
+                "is a push token of a platform Waymark cannot tell ({}, {}): send context.device.type \"ios\" or \"android\" with it, as Segment's mobile libraries do, or the token in an identify's push_tokens, like {{\"push_tokens\": [{{\"platform\": \"apns\", \"token\": \"...\"}}]}}",
+                said("context.device.type", kind),
+                said("context.os.name", os),
+            ))
+        }
+    }
 }
 
 /// Whether a name or an id is made only of spaces and characters that show as nothing
@@ -3124,6 +3197,146 @@ mod tests {
     #[test]
     fn empty_batch_is_fine() {
         assert_eq!(batch(&json!({"batch": []})), Ok(BatchOutcome::default()));
+    }
+
+    /// A push token sent as Segment's mobile libraries send it (`context.device.token`) is the
+    /// event's push device, its platform told by the device's type or its system's name; one
+    /// whose platform cannot be told, or that is no token, is left out with a warning and a
+    /// `not_kept` entry, the event applied; an event without one has none and says nothing.
+    #[test]
+    fn a_device_token_in_the_context_is_a_push_device() {
+        const TOKEN: &str = "ff15bc0c20c4aa6cd50854ff165fd265c838e5405bfeb9571066395b8c9da449";
+        let cases: Vec<(&str, Value, Option<&str>)> = vec![
+            (
+                "analytics-ios",
+                json!({"device": {"type": "ios", "token": TOKEN}, "os": {"name": "iOS"}}),
+                Some("apns"),
+            ),
+            (
+                "type alone",
+                json!({"device": {"type": "ios", "token": TOKEN}}),
+                Some("apns"),
+            ),
+            (
+                "Analytics-Kotlin",
+                json!({"device": {"type": "android", "token": TOKEN}, "os": {"name": "Android"}}),
+                Some("fcm"),
+            ),
+            (
+                "system name alone",
+                json!({"device": {"token": TOKEN}, "os": {"name": "iPadOS"}}),
+                Some("apns"),
+            ),
+            (
+                "system name when the type says nothing",
+                json!({"device": {"type": "phone", "token": TOKEN}, "os": {"name": "Android"}}),
+                Some("fcm"),
+            ),
+        ];
+        for (case, context, platform) in cases {
+            for call in [Call::Track, Call::Identify, Call::Screen, Call::Page] {
+                let body = json!({"userId": "u1", "event": "app_opened", "name": "Home",
+                    "context": context.clone()});
+                let (event, warnings) = parse_call_warned(
+                    call,
+                    body.to_string().as_bytes(),
+                    received(),
+                    &Limits::default(),
+                )
+                .expect(case);
+                assert_eq!(
+                    event.push_device(),
+                    platform.map(|p| (p, TOKEN)),
+                    "{case} {call:?}"
+                );
+                assert!(warnings.is_empty(), "{case}: {warnings:?}");
+                assert!(event.refused.is_empty(), "{case}");
+            }
+        }
+
+        // No token, or null: no device, nothing said.
+        for context in [
+            json!({}),
+            json!({"device": {"type": "ios"}, "os": {"name": "iOS"}}),
+            json!({"device": {"type": "ios", "token": null}}),
+        ] {
+            let body = json!({"userId": "u1", "event": "e", "context": context});
+            let (event, warnings) = parse_call_warned(
+                Call::Track,
+                body.to_string().as_bytes(),
+                received(),
+                &Limits::default(),
+            )
+            .expect("taken");
+            assert_eq!(event.push_device(), None);
+            assert!(
+                warnings.is_empty() && event.refused.is_empty(),
+                "{warnings:?}"
+            );
+        }
+
+        // A platform that cannot be told, or no token: left out, said, the event taken; a
+        // script's strict parsing takes it too (what a device says of itself).
+        let left_out: Vec<(Value, &str)> = vec![
+            (
+                json!({"device": {"token": TOKEN}}),
+                "(no context.device.type, no context.os.name)",
+            ),
+            (
+                json!({"device": {"type": "web", "token": TOKEN}, "os": {"name": "Mac OS X"}}),
+                r#"(context.device.type is "web", context.os.name is "Mac OS X")"#,
+            ),
+            (
+                json!({"device": {"type": "ios", "token": ""}}),
+                "must be a non-empty string",
+            ),
+            (
+                json!({"device": {"type": "android", "token": 42}}),
+                "must be a non-empty string",
+            ),
+        ];
+        for (context, told) in left_out {
+            let body = json!({"userId": "u1", "event": "e", "context": context});
+            let (event, warnings) = parse_call_warned(
+                Call::Track,
+                body.to_string().as_bytes(),
+                received(),
+                &Limits::default(),
+            )
+            .expect("taken without the token");
+            assert_eq!(event.push_device(), None);
+            assert_eq!(places(&warnings), [(None, "context.device.token")]);
+            assert!(
+                warnings[0].message.contains(told)
+                    && warnings[0].message.ends_with(
+                        "left out: no push device is registered, the rest of the event is applied"
+                    ),
+                "{warnings:?}"
+            );
+            assert_eq!(event.refused.len(), 1);
+            assert_eq!(event.refused[0].field, "context.device.token");
+            assert_eq!(event.refused[0].value, "(not shown)");
+            assert!(
+                single(Kind::Track, &body).is_ok(),
+                "strict parsing takes it"
+            );
+        }
+
+        // In a batch, the batch's context names the device for each of its calls.
+        let body = json!({
+            "context": {"device": {"type": "android", "token": TOKEN}},
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "A"},
+                {"type": "track", "userId": "u1", "event": "B", "context": {"device": {"type": "web", "token": "t2"}}},
+            ],
+        });
+        let outcome = batch(&body).expect("valid");
+        assert_eq!(outcome.accepted[0].push_device(), Some(("fcm", TOKEN)));
+        assert_eq!(outcome.accepted[1].push_device(), None);
+        assert_eq!(
+            places(&outcome.warnings),
+            [(Some(1), "batch[1].context.device.token")]
+        );
     }
 
     #[test]
