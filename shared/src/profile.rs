@@ -29,8 +29,9 @@ pub struct Device {
     /// which the provider disabled, is to be enabled again (once, by the next registration).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revived: bool,
-    /// When the latest identify that sent this token happened: whose the device is when two
-    /// users' identifies race for it (see `Runtime::claim_device`).
+    /// When the latest identify that sent this token happened (as `push_tokens` or as its
+    /// `context.device.token`), or the event that brought the device: whose the device is when
+    /// two users' events race for it (see `Runtime::claim_device`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
 }
@@ -721,6 +722,7 @@ impl Profile {
             self.forget_old_removals();
         }
         self.take_from_device(event);
+        self.take_device(event);
         let name = match (&event.kind, &event.event) {
             (Kind::Track, Some(name)) if remember => name.clone(),
             (Kind::Identify, _) => IDENTIFY.to_string(),
@@ -1046,27 +1048,55 @@ impl Profile {
             ) else {
                 continue;
             };
-            if let Some(d) = self.devices.iter_mut().find(|d| d.token == token) {
-                d.platform = platform.to_string();
-                if d.registered_at.is_none_or(|r| r < at) {
-                    d.registered_at = Some(at);
-                }
-                if d.disabled {
-                    d.disabled = false;
-                    d.revived = d.endpoint.is_some();
-                }
-            } else {
-                self.devices.push(Device {
-                    platform: platform.to_string(),
-                    token: token.to_string(),
-                    endpoint: None,
-                    disabled: false,
-                    revived: false,
-                    registered_at: Some(at),
-                });
-            }
+            self.register_device(platform, token, at, true);
         }
         self.forget_old_devices();
+    }
+
+    /// The push device whose token the event's device sent (`context.device.token`, see
+    /// [`Event::push_device`]), registered as an identify's `push_tokens` entry is. An event
+    /// other than an identify changes nothing for a device the user has, good and of that
+    /// platform: an app sends its token with every event, and each would write the profile
+    /// again only to move `registered_at` (which an identify moves).
+    fn take_device(&mut self, event: &Event) {
+        let Some((platform, token)) = event.push_device() else {
+            return;
+        };
+        self.register_device(
+            platform,
+            token,
+            event.timestamp,
+            event.kind == Kind::Identify,
+        );
+        self.forget_old_devices();
+    }
+
+    /// Registers the push device `token` of `platform`, sent by an event at `at`: a new one is
+    /// added, a disabled one is good again (its endpoint enabled again by the next
+    /// registration), and with `again` (an identify sent it) one she has is registered at `at`.
+    fn register_device(&mut self, platform: &str, token: &str, at: Timestamp, again: bool) {
+        let Some(d) = self.devices.iter_mut().find(|d| d.token == token) else {
+            self.devices.push(Device {
+                platform: platform.to_string(),
+                token: token.to_string(),
+                endpoint: None,
+                disabled: false,
+                revived: false,
+                registered_at: Some(at),
+            });
+            return;
+        };
+        if !again && !d.disabled && d.platform == platform {
+            return;
+        }
+        d.platform = platform.to_string();
+        if d.registered_at.is_none_or(|r| r < at) {
+            d.registered_at = Some(at);
+        }
+        if d.disabled {
+            d.disabled = false;
+            d.revived = d.endpoint.is_some();
+        }
     }
 
     /// Keeps the times of removed traits (each kept so that an older identify arriving late
@@ -1707,6 +1737,66 @@ mod tests {
         let kept: Vec<&str> = p.devices.iter().map(|d| d.token.as_str()).collect();
         assert_eq!(kept.len(), MAX_DEVICES, "{kept:?}");
         assert!(kept.contains(&"v1") && kept.contains(&"v2"), "{kept:?}");
+    }
+
+    /// The token a device sends as `context.device.token` registers it, of the platform its
+    /// type or system tells; with a track, a device she has, good and of that platform, changes
+    /// nothing (no write), a disabled one is good again; an identify registers it again, as its
+    /// `push_tokens` would.
+    #[test]
+    fn a_devices_token_in_the_context_registers_it() {
+        let event = |kind: Kind, at: &str, device: Value| {
+            let mut e = ann_identifies("e", at, Map::new());
+            e.kind = kind;
+            if kind == Kind::Track {
+                e.event = Some("app_opened".into());
+            }
+            e.context = serde_json::json!({"device": device})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            e
+        };
+        let ios = serde_json::json!({"type": "ios", "token": "a1"});
+        let mut p = Profile::new("ann");
+        p.apply(&event(Kind::Track, "2026-12-01T09:00:00Z", ios.clone()));
+        let first = p.devices.clone();
+        assert_eq!(first.len(), 1);
+        assert_eq!((&*first[0].platform, &*first[0].token), ("apns", "a1"));
+        // Sent again with a later track: nothing changes.
+        let before = p.clone();
+        p.apply_remembering(
+            &event(Kind::Track, "2026-12-01T10:00:00Z", ios.clone()),
+            false,
+        );
+        assert_eq!(p, before);
+        // Disabled by the provider, then sent again: good again, its endpoint to be enabled.
+        p.devices[0].disabled = true;
+        p.devices[0].endpoint = Some("ep".into());
+        p.apply_remembering(
+            &event(Kind::Track, "2026-12-01T11:00:00Z", ios.clone()),
+            false,
+        );
+        assert!(!p.devices[0].disabled && p.devices[0].revived);
+        // An identify that sends it registers it again, at its time.
+        p.apply(&event(Kind::Identify, "2026-12-01T12:00:00Z", ios));
+        assert_eq!(
+            p.devices[0].registered_at,
+            Some("2026-12-01T12:00:00Z".parse().expect("time"))
+        );
+        // No token, or one of a platform no one can tell: no device.
+        let mut p = Profile::new("ann");
+        p.apply(&event(
+            Kind::Track,
+            "2026-12-01T09:00:00Z",
+            serde_json::json!({"type": "ios"}),
+        ));
+        p.apply(&event(
+            Kind::Track,
+            "2026-12-01T09:00:00Z",
+            serde_json::json!({"token": "x"}),
+        ));
+        assert!(p.devices.is_empty());
     }
 
     /// ann's identify `id` at `at` with `traits`.

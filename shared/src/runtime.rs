@@ -236,6 +236,26 @@ fn device_key(token: &str) -> Key {
 /// claims a second in DynamoDB (1,000 writes a second a partition key).
 const DEVICE_PARTITIONS: u32 = 16;
 
+/// What brings push devices to a profile update ([`Runtime::update_profile_with`]), and when
+/// it happened (the time a device new to the user is claimed at).
+#[derive(Debug, Clone, Copy)]
+enum Registering {
+    /// An identify: its `push_tokens` and its device's `context.device.token`. Every device of
+    /// the user that has no endpoint yet (or was revived) is registered.
+    Identify(Timestamp),
+    /// Another event (a track, a page, a screen) whose device sent its token as
+    /// `context.device.token`: registered only when the event changed the user's devices.
+    Device(Timestamp),
+}
+
+impl Registering {
+    fn at(self) -> Timestamp {
+        match self {
+            Registering::Identify(at) | Registering::Device(at) => at,
+        }
+    }
+}
+
 /// A push device's holder (see [`device_key`]) and when the event that registered it to her
 /// happened: an identify older than that (a retry, one delivered late) does not take it back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1152,17 +1172,17 @@ impl Runtime {
         self.update_profile_with(user, f, None).await
     }
 
-    /// Changes a profile with a conditional write, retrying on conflict; with `registered_at`
-    /// (an identify's time), its push devices that have no endpoint yet are registered with
-    /// the provider first, so the one write stores their endpoints too (registering is
-    /// idempotent: a retry or a replay registers the same token again and gets the same
-    /// endpoint), and a device new to the user is claimed for her (see
+    /// Changes a profile with a conditional write, retrying on conflict; with `registering`
+    /// (an event that may bring push devices, see [`Registering`]), its push devices that have
+    /// no endpoint yet are registered with the provider first, so the one write stores their
+    /// endpoints too (registering is idempotent: a retry or a replay registers the same token
+    /// again and gets the same endpoint), and a device new to the user is claimed for her (see
     /// [`Runtime::claim_device`]), or left out when another user registered it since.
     async fn update_profile_with(
         &self,
         user: &str,
         f: impl Fn(&mut Profile),
-        registered_at: Option<Timestamp>,
+        registering: Option<Registering>,
     ) -> Result<Arc<Profile>, RunError> {
         // Endpoints registered by this call, by token (a conflict's retry does not ask again).
         let mut registered: Vec<(String, Option<String>)> = Vec::new();
@@ -1173,7 +1193,14 @@ impl Runtime {
             let (before, version) = self.load_profile(user).await?;
             let mut p = Profile::clone(&before);
             f(&mut p);
-            if let Some(at) = registered_at {
+            // Another event than an identify registers only what it changed: a device the
+            // user has (the app sends its token with every event) costs no provider call.
+            let registering = registering.filter(|r| match r {
+                Registering::Identify(_) => true,
+                Registering::Device(_) => p.devices != before.devices,
+            });
+            if let Some(r) = registering {
+                let at = r.at();
                 // A device new to this user is hers now: no longer another's (a second person
                 // logging in on a shared phone), before her profile says it is hers; unless
                 // another registered it after this identify happened.
@@ -1219,6 +1246,13 @@ impl Runtime {
                     registered.push((d.token.clone(), ep.clone()));
                     d.endpoint = ep;
                     d.revived = false;
+                }
+                // The provider could not register the device another event brought: the
+                // profile is written without it, so that the event's redelivery finds it new
+                // and registers it then (an identify's redelivery registers every device that
+                // has no endpoint).
+                if unavailable.is_some() && matches!(r, Registering::Device(_)) {
+                    p.devices = before.devices.clone();
                 }
             }
             let written = if version.is_some() && p == *before {
@@ -1496,8 +1530,13 @@ impl Runtime {
                         }
                     }
                 },
-                // An identify's new push devices are registered before the profile is written.
-                (e.kind == Kind::Identify).then_some(e.timestamp),
+                // An identify's new push devices are registered before the profile is written,
+                // and so is the device whose token another event's device sent.
+                if e.kind == Kind::Identify {
+                    Some(Registering::Identify(e.timestamp))
+                } else {
+                    e.push_device().map(|_| Registering::Device(e.timestamp))
+                },
             )
             .await?;
         if let Some(into) = merged_into.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -5416,6 +5455,66 @@ mod tests {
         assert_eq!(version, 1, "one write");
         assert_eq!(p.devices[0].endpoint.as_deref(), Some("arn:endpoint/t1"));
         assert_eq!(sender.calls.load(SeqCst), calls + 1);
+    }
+
+    /// A track whose device sends its token (`context.device.token`, as Segment's mobile
+    /// libraries do) registers it as an identify's `push_tokens` does: with the provider before
+    /// the profile's one write, claimed for the user. The same token with her next events asks
+    /// the provider nothing and writes nothing; a provider down leaves the device out of the
+    /// write, so that the event's redelivery registers it.
+    #[tokio::test]
+    async fn a_tracks_device_token_is_registered_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let sender = Arc::new(Registrar {
+            down: true.into(),
+            calls: 0.into(),
+        });
+        let (rt, store) = memory_runtime(sender.clone(), None).await;
+        let track = |id: &str| {
+            let Message::Event(e) =
+                event_of("ann", Kind::Track, id, Some("app_opened"), Value::Null)
+            else {
+                unreachable!("an event")
+            };
+            let mut e = Event::clone(&e);
+            let context = serde_json::json!({"device": {"type": "android", "token": "t1"}});
+            e.context = context.as_object().cloned().unwrap_or_default();
+            Message::Event(Arc::new(e))
+        };
+        let stored = || {
+            let store = store.clone();
+            async move {
+                let r = store
+                    .get(&profile_key("ann"))
+                    .await
+                    .expect("read")
+                    .expect("profile");
+                (r.version, r.parse::<Profile>().expect("profile"))
+            }
+        };
+        // The provider is down: her profile is written without the device, the event retried.
+        let handled = rt.handle(&track("o1")).await.expect("handled");
+        assert!(matches!(handled, Handled::Retried { .. }), "{handled:?}");
+        let (version, p) = stored().await;
+        assert_eq!((version, p.devices.len()), (1, 0));
+        // Back up: its redelivery registers the device, in one more write.
+        sender.down.store(false, SeqCst);
+        rt.handle(&track("o1")).await.expect("handled");
+        let (version, p) = stored().await;
+        assert_eq!(version, 2);
+        assert_eq!(
+            (&*p.devices[0].platform, p.devices[0].endpoint.as_deref()),
+            ("fcm", Some("arn:endpoint/t1"))
+        );
+        let holder = store.get(&device_key("t1")).await.expect("read");
+        assert!(holder.is_some(), "claimed for her");
+        // Her next events send the token again: no provider call, no profile write.
+        let calls = sender.calls.load(SeqCst);
+        for id in ["o2", "o3"] {
+            rt.handle(&track(id)).await.expect("handled");
+        }
+        assert_eq!(sender.calls.load(SeqCst), calls);
+        assert_eq!(stored().await.0, 2);
     }
 
     #[test]
