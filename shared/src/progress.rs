@@ -5,6 +5,7 @@
 //! `inactivity_checks`), her enrollments and the published journeys. Pure: it reads no clock
 //! and no store, and never writes.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -24,6 +25,9 @@ use crate::profile::Profile;
 /// it from there.
 pub const CHECK_GRACE: SignedDuration = SignedDuration::from_mins(5);
 
+/// How recent an event is told as maybe not applied yet (on its way through the queue).
+const JUST_SENT: SignedDuration = SignedDuration::from_mins(5);
+
 /// Where a user stands with one journey's `repeated` or `inactive` trigger, as judged at `at`.
 /// Not a timeline fact: nothing happened; it is what her profile and enrollments say now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,13 +42,14 @@ pub struct TriggerAnswer {
     /// What the trigger holds of her: its kind (`trigger`) and its own fields.
     #[serde(flatten)]
     pub state: TriggerState,
-    /// `repeated`: `counting` (short of its count), `count_made` (the count holds, and she
-    /// was not entered by it: its `where`, judged on the event that made it, or the event not
-    /// applied yet). `inactive`: `pending` (a check is armed and not due), `due` (its time
-    /// came minutes ago), `checked` (her check found her inactive: what it did is in the
+    /// `repeated`: `counting` (short of its count), `count_made` (the count holds, and no
+    /// event is being judged: her next one enters her while it holds). `inactive`: `pending`
+    /// (a check is armed and not due, or looks again from her latest activity), `due` (its
+    /// time came minutes ago), `checked` (her check found her inactive: what it did is in the
     /// timeline; none pending), `no_activity` (she did none of the events: never checked),
     /// `no_check` (activity, no check armed). Both: `enrolled`, `reentry`, `closed` (told to a
-    /// user still in it), `no_profile`, `merged`.
+    /// user still in it, and of an `inactive` journey to all it still checks), `no_profile`,
+    /// `merged`.
     pub reason: String,
     /// Why, in full: the count and when it changes, or the check and what it will read.
     pub detail: String,
@@ -97,7 +102,8 @@ pub enum TriggerState {
 }
 
 /// Where `user` stands at `now` with each published `repeated` and `inactive` journey (not a
-/// stopped one, nor a closed one unless she is still in it): `journeys` the latest version of
+/// stopped one, nor a closed one unless she is still in it or it is `inactive` and checked
+/// still): `journeys` the latest version of
 /// each, `profile` hers (none: no profile), `enrollments` hers and those of the anonymous
 /// visitors she turned out to be, as her view lists them.
 pub fn answers(
@@ -107,13 +113,21 @@ pub fn answers(
     enrollments: &[Enrollment],
     now: Timestamp,
 ) -> Vec<TriggerAnswer> {
+    // Her profile as conditions read it: built once, for the first `where` judged.
+    let profile_scope = OnceCell::new();
     journeys
         .iter()
         .filter(|p| match p.journey.status {
             JourneyStatus::Stopped => false,
-            JourneyStatus::Closed => enrollments
-                .iter()
-                .any(|e| *e.journey == *p.journey.id && *e.user_id == *user && e.is_active()),
+            // Still in it, or checked for its inactivity while it is closed (the engine looks
+            // again for a year, and enters her when it opens again).
+            JourneyStatus::Closed => {
+                enrollments
+                    .iter()
+                    .any(|e| *e.journey == *p.journey.id && *e.user_id == *user && e.is_active())
+                    || (matches!(p.journey.trigger.kind(), Some(TriggerKind::Inactive(_)))
+                        && crate::runtime::still_checked(p, now))
+            }
             _ => true,
         })
         .filter_map(|p| {
@@ -123,6 +137,7 @@ pub fn answers(
                 profile,
                 enrollments,
                 now,
+                profile_scope: &profile_scope,
             };
             match p.journey.trigger.kind() {
                 Some(TriggerKind::Repeated(r)) => Some(judge.repeated(r)),
@@ -140,6 +155,8 @@ struct Judge<'a> {
     profile: Option<&'a Profile>,
     enrollments: &'a [Enrollment],
     now: Timestamp,
+    /// Her profile as conditions read it, built when first needed.
+    profile_scope: &'a OnceCell<Value>,
 }
 
 impl Judge<'_> {
@@ -287,18 +304,7 @@ impl Judge<'_> {
         }
         if n >= times {
             a.reason = "count_made".into();
-            a.detail = match &r.condition {
-                Some(c) => format!(
-                    "{count}: the count holds, and did not enter the user: `where: {}` is judged on the {} that makes it (the timeline's `not_entered: condition` says what it read); each {} while the count holds is judged again",
-                    c.source(),
-                    r.event,
-                    r.event
-                ),
-                None => format!(
-                    "{count}: the count holds, and no rule keeps the user out: the {} that made it enters them once it is applied",
-                    r.event
-                ),
-            };
+            a.detail = format!("{count}: {}", self.count_made(r, &counted));
             return a;
         }
         a.reason = "counting".into();
@@ -316,6 +322,40 @@ impl Judge<'_> {
         a
     }
 
+    /// Why a count that holds has not entered her, and what does: a count is judged only when
+    /// one of its events comes (no timer, no enrollment's end, no reopening, no merge judges it
+    /// again), so the one that made it was refused, or none made it (a visitor's history taken
+    /// at a login, occurrences from before the journey's publishing, ...). `counted`: oldest
+    /// first.
+    fn count_made(&self, r: &Repeated, counted: &[Timestamp]) -> String {
+        let event = &r.event;
+        // Her next one counts with those still in the window then: the count holds with it
+        // until the one that leaves it one short drops out.
+        let n = counted.len();
+        let until = (n + 1)
+            .checked_sub(r.times as usize)
+            .and_then(|k| counted.get(k))
+            .map(|t| *t + r.within.to_jiff());
+        let next = match until {
+            Some(u) => format!("her next {event} before {u} enters her"),
+            None => format!("her next {event} enters her"),
+        };
+        let condition = match &r.condition {
+            Some(c) => format!(" if `where: {}` holds on it", c.source()),
+            None => String::new(),
+        };
+        let mut said = format!(
+            "the count holds, and no {event} is being judged: a count is judged only when a {event} comes (not when an enrollment ends, the journey opens again, a `reentry: after` period passes, or a login brings a visitor's history), so {next}{condition}; the timeline's `not_entered` says why the {event} that made it did not enter her, if one did (none does when the count came from a visitor's history or from before the journey was published)"
+        );
+        // One stamped minutes ago may still be on its way through the queue.
+        if let Some(t) = counted.last().filter(|t| **t > self.now - JUST_SENT) {
+            said.push_str(&format!(
+                "; the {event} at {t} came minutes ago: if it is not applied yet, it is judged when it is"
+            ));
+        }
+        said
+    }
+
     fn inactive(&self, i: &Inactive) -> TriggerAnswer {
         let wait = i.duration.to_jiff();
         let j = &self.p.journey;
@@ -324,9 +364,14 @@ impl Judge<'_> {
             .profile
             .and_then(|p| p.inactivity_checks.get(&j.id))
             .copied();
+        // Her check came and went before her latest activity, which armed none (the journey
+        // was closed then, or it came with a visitor's history at a login): no check looks
+        // from it (but one refused for her enrollment or a closure, which the view cannot see).
+        let unseen = matches!((check_at, last), (Some(c), Some(l)) if c <= self.now && l > c);
         // The check looks again from her latest activity when it is due: she enters when both
         // have come, if she does none of the events before.
         let enters_at = match (check_at, last) {
+            _ if unseen => None,
             (Some(c), Some(l)) => Some(c.max(l + wait)),
             (c, _) => c,
         };
@@ -336,12 +381,12 @@ impl Judge<'_> {
         let judged = match (&i.condition, self.profile, pending) {
             (Some(c), Some(profile), Some(_)) => {
                 let props = json!({"inactive_since": last.map(|t| t.to_string())});
-                let profile_scope = profile.scope();
+                let profile_scope = self.profile_scope.get_or_init(|| profile.scope());
                 let scope = Scope {
                     event: &props,
                     trigger: &props,
                     waited: &Value::Null,
-                    profile: &profile_scope,
+                    profile: profile_scope,
                     now: self.now,
                     zone: j.timezone.as_deref(),
                 };
@@ -372,12 +417,18 @@ impl Judge<'_> {
         if let Some((reason, why, enrollment)) = self.kept_out(pending.unwrap_or(self.now)) {
             a.reason = reason.into();
             a.detail = format!("{why}; {activity}");
-            if let Some(t) = pending {
-                a.detail.push_str(&format!(
-                    "; her inactivity check is due at {t}, and enters her then only if no rule keeps her out"
-                ));
-            }
+            a.detail
+                .push_str(&self.checked_while_kept_out(i, reason, pending));
             a.enrollment = enrollment;
+            return a;
+        }
+        if unseen {
+            let c = check_at.unwrap_or(self.now);
+            a.reason = "no_check".into();
+            a.detail = format!(
+                "{activity} came after her check at {c} and armed none (the journey was closed then, or it came with a visitor's history at a login): no check is pending, unless the one at {c} was refused because she was still in the journey or the journey was closed (that one looks again {} after it, then from her latest activity); her next of {events} arms a check for {} after it",
+                i.duration, i.duration
+            );
             return a;
         }
         let Some(enters_at) = enters_at else {
@@ -404,8 +455,11 @@ impl Judge<'_> {
         if enters_at > self.now {
             a.reason = "pending".into();
             a.detail = match check_at {
-                Some(c) if c < enters_at => format!(
+                Some(c) if c < enters_at && c > self.now => format!(
                     "{activity}: her check at {c} looks again from it and enters her at {enters_at} if she does none of {events} before"
+                ),
+                Some(c) if c < enters_at => format!(
+                    "{activity}: her check at {c} found it, and looks again at {enters_at}: it enters her then if she does none of {events} before"
                 ),
                 _ => format!(
                     "{activity}: her check is due at {enters_at}, and enters her then if she does none of {events} before"
@@ -436,6 +490,61 @@ impl Judge<'_> {
             i.duration
         );
         a
+    }
+
+    /// What her inactivity check does, kept out for `reason` (see [`Judge::kept_out`]): the
+    /// engine judges the trigger's `where` first (false: not entered, and nothing looks again
+    /// until her next activity), then the entry rules; one refused for her enrollment or a
+    /// closure looks again a `for` later, one refused by `reentry: after` when that lets her in.
+    /// `pending`: when her pending check enters her, none pending.
+    fn checked_while_kept_out(
+        &self,
+        i: &Inactive,
+        reason: &str,
+        pending: Option<Timestamp>,
+    ) -> String {
+        let j = &self.p.journey;
+        let f = i.duration;
+        let condition = match &i.condition {
+            Some(c) => format!(
+                " (each check judges `where: {}` first: false, she is not entered, and none looks again until her next activity)",
+                c.source()
+            ),
+            None => String::new(),
+        };
+        let check = match pending {
+            Some(t) if t > self.now => format!("her check at {t}"),
+            _ => "a check".to_string(),
+        };
+        match reason {
+            "closed" if crate::runtime::still_checked(self.p, self.now) => format!(
+                "; {check} that finds it closed looks again {f} later, and so on while it is closed (for a year from its closing): the first after it opens again enters her if she is still inactive{condition}; her activity while it is closed arms no check"
+            ),
+            "closed" => format!(
+                "; closed over a year ago, no check looks again: her next activity after it opens again arms one"
+            ),
+            "enrolled" => format!(
+                "; {check} that finds her still in it looks again {f} later: the first after her enrollment has ended enters her if she is still inactive{condition}"
+            ),
+            "reentry" if pending.is_some() => {
+                let again = match (j.reentry, self.hers(), self.profile) {
+                    (Reentry::After(d), Some(e), Some(profile)) => {
+                        let zone = engine::reentry_zone(j, profile);
+                        Some(engine::reentry_from(e.trigger.at, d, &zone))
+                    }
+                    _ => None,
+                };
+                match again {
+                    Some(again) => format!(
+                        "; {check} looks again at {again}, when `reentry: after` lets her in, and enters her then if she is still inactive{condition}"
+                    ),
+                    None => format!(
+                        "; {check} is refused, and none looks again after it: her next activity arms one"
+                    ),
+                }
+            }
+            _ => String::new(),
+        }
     }
 }
 
@@ -594,13 +703,14 @@ steps:
             a.detail,
             "1 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-09T09:00:00Z, drops out at 2026-12-16T09:00:00Z (only those after 2026-12-08T09:00:00Z count: the latest her last entry counted); 4 more by 2026-12-16T09:00:00Z make the count (later, the earliest no longer counts with them); `where: event.score > 80` is judged on the lesson_completed that makes the count"
         );
-        // Without the entry, six count: the count holds, and the `where` kept her out.
+        // Without the entry, six count: the count holds, and no event is being judged: her
+        // next lesson enters her while five count with it (until the third drops out), its
+        // `where` holding; the timeline says why the one that made it did not.
         let a = one(&with_where, Some(&ann), &[]);
         assert_eq!(a.reason, "count_made", "{a:?}");
-        assert!(
-            a.detail.starts_with("6 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-04T09:00:00Z, drops out at 2026-12-11T09:00:00Z: the count holds, and did not enter the user: `where: event.score > 80` is judged"),
-            "{}",
-            a.detail
+        assert_eq!(
+            a.detail,
+            "6 of 5 lesson_completed within 1w: the earliest counted, at 2026-12-04T09:00:00Z, drops out at 2026-12-11T09:00:00Z: the count holds, and no lesson_completed is being judged: a count is judged only when a lesson_completed comes (not when an enrollment ends, the journey opens again, a `reentry: after` period passes, or a login brings a visitor's history), so her next lesson_completed before 2026-12-13T09:00:00Z enters her if `where: event.score > 80` holds on it; the timeline's `not_entered` says why the lesson_completed that made it did not enter her, if one did (none does when the count came from a visitor's history or from before the journey was published)"
         );
         // In the journey: the entry rule keeps her out, the count told too.
         let active = enrollment("badge", "2026-12-07T09:00:00Z", "active", None);
@@ -717,7 +827,146 @@ steps:
         }
     }
 
-    /// A stopped journey is told to no one, a closed one only to a user still in it; no
+    /// A count that holds and did not enter her is judged again by her next event only (made
+    /// while she was in the journey, since ended, no event is on its way): the view says so,
+    /// and says an event may not be applied yet only when one came minutes ago.
+    #[test]
+    fn a_count_made_says_her_next_event_is_what_enters_her() {
+        let made: &[&str] = &[
+            "2026-12-04T09:00:00Z",
+            "2026-12-05T09:00:00Z",
+            "2026-12-06T09:00:00Z",
+            "2026-12-07T09:00:00Z",
+            "2026-12-08T09:00:00Z",
+        ];
+        let ended = enrollment("badge", "2026-12-01T09:00:00Z", "completed", None);
+        let ann = profile(&[("lesson_completed", made)], &[]);
+        let a = one(BADGE, Some(&ann), std::slice::from_ref(&ended));
+        assert_eq!(a.reason, "count_made", "{a:?}");
+        assert!(
+            a.detail.contains(
+                ": the count holds, and no lesson_completed is being judged: a count is judged only when a lesson_completed comes"
+            ) && a
+                .detail
+                .contains("so her next lesson_completed before 2026-12-12T09:00:00Z enters her;"),
+            "{}",
+            a.detail
+        );
+        assert!(
+            !a.detail.contains("applied") && !a.detail.contains("`where"),
+            "{}",
+            a.detail
+        );
+        // The fifth came two minutes ago: it may be on its way.
+        let just: &[&str] = &[
+            "2026-12-04T09:00:00Z",
+            "2026-12-05T09:00:00Z",
+            "2026-12-06T09:00:00Z",
+            "2026-12-07T09:00:00Z",
+            "2026-12-10T11:58:00Z",
+        ];
+        let a = one(
+            BADGE,
+            Some(&profile(&[("lesson_completed", just)], &[])),
+            &[ended],
+        );
+        assert!(
+            a.detail.ends_with(
+                "; the lesson_completed at 2026-12-10T11:58:00Z came minutes ago: if it is not applied yet, it is judged when it is"
+            ),
+            "{}",
+            a.detail
+        );
+    }
+
+    /// A check whose time has passed is pending only when it looks again from an activity it
+    /// saw (told in the past tense); an activity after it armed none (the journey closed then,
+    /// or a visitor's at a login): no check is pending.
+    #[test]
+    fn a_past_check_is_pending_only_when_it_saw_her_latest_activity() {
+        // Her check on 8 December found her active since its arming (3 December): it looks
+        // again 2w after.
+        let seen = profile(
+            &[("app_opened", &["2026-12-03T08:00:00Z"])],
+            &[("winback", "2026-12-08T08:00:00Z")],
+        );
+        let a = one(WINBACK, Some(&seen), &[]);
+        assert_eq!(a.reason, "pending", "{a:?}");
+        assert!(
+            a.detail.starts_with(
+                "her latest of app_opened, lesson_completed at 2026-12-03T08:00:00Z: her check at 2026-12-08T08:00:00Z found it, and looks again at 2026-12-17T08:00:00Z: it enters her then if she does none of app_opened, lesson_completed before;"
+            ),
+            "{}",
+            a.detail
+        );
+        // Her check on 1 December came before her activity of 5 December, which armed none:
+        // nothing is due on 19 December.
+        let unseen = profile(
+            &[("app_opened", &["2026-12-05T08:00:00Z"])],
+            &[("winback", "2026-12-01T08:00:00Z")],
+        );
+        let a = one(WINBACK, Some(&unseen), &[]);
+        assert_eq!(a.reason, "no_check", "{a:?}");
+        assert_eq!(
+            a.detail,
+            "her latest of app_opened, lesson_completed at 2026-12-05T08:00:00Z came after her check at 2026-12-01T08:00:00Z and armed none (the journey was closed then, or it came with a visitor's history at a login): no check is pending, unless the one at 2026-12-01T08:00:00Z was refused because she was still in the journey or the journey was closed (that one looks again 2w after it, then from her latest activity); her next of app_opened, lesson_completed arms a check for 2w after it"
+        );
+        let TriggerState::Inactive {
+            enters_at, matches, ..
+        } = a.state
+        else {
+            panic!("an inactive answer: {a:?}");
+        };
+        assert_eq!((enters_at, matches), (None, None));
+    }
+
+    /// Kept out when her pending check comes: what the check does then, as the engine does it
+    /// (the `where` first; `reentry: after` looks again when it lets her in; her enrollment
+    /// or a closure a `for` later), and a closed journey is told to a user it still checks.
+    #[test]
+    fn a_check_kept_out_says_when_it_looks_again() {
+        let ann = profile(
+            &[("app_opened", &["2026-12-01T08:00:00Z"])],
+            &[("winback", "2026-12-15T08:00:00Z")],
+        );
+        let after = WINBACK.replace("reentry: never", "reentry: {after: 30d}");
+        let entered = enrollment("winback", "2026-11-20T08:00:00Z", "completed", None);
+        let a = one(&after, Some(&ann), std::slice::from_ref(&entered));
+        assert_eq!(a.reason, "reentry", "{a:?}");
+        assert!(
+            a.detail.ends_with(
+                "; her check at 2026-12-15T08:00:00Z looks again at 2026-12-20T08:00:00Z, when `reentry: after` lets her in, and enters her then if she is still inactive (each check judges `where: profile.plan == 'free'` first: false, she is not entered, and none looks again until her next activity)"
+            ),
+            "{}",
+            a.detail
+        );
+        assert!(!a.detail.contains("no rule keeps her out"), "{}", a.detail);
+        // Still in it: a `for` later.
+        let active = enrollment("winback", "2026-11-20T08:00:00Z", "active", None);
+        let a = one(&after, Some(&ann), &[active]);
+        assert_eq!(a.reason, "enrolled", "{a:?}");
+        assert!(
+            a.detail.contains("; her check at 2026-12-15T08:00:00Z that finds her still in it looks again 2w later: the first after her enrollment has ended enters her if she is still inactive"),
+            "{}",
+            a.detail
+        );
+        // Closed, and she is not in it: told, the engine checks her still.
+        let closed = WINBACK.replace("reentry: never", "reentry: never\nstatus: closed");
+        let a = one(&closed, Some(&ann), &[]);
+        assert_eq!(
+            (a.reason.as_str(), &a.enrollment),
+            ("closed", &None),
+            "{a:?}"
+        );
+        assert!(
+            a.detail.contains("; her check at 2026-12-15T08:00:00Z that finds it closed looks again 2w later, and so on while it is closed (for a year from its closing): the first after it opens again enters her if she is still inactive"),
+            "{}",
+            a.detail
+        );
+    }
+
+    /// A stopped journey is told to no one, a closed `repeated` one only to a user still in it
+    /// (a closed `inactive` one to all it still checks: above); no
     /// profile, or a schedule or event journey, is not judged here.
     #[test]
     fn what_is_judged_and_for_whom() {

@@ -381,7 +381,7 @@ const MIN_TIMER_SECS: i64 = 300;
 /// Whether a journey that is not active now (closed or stopped) still has its inactivity
 /// checks looked at again, for the day it opens again: for a year from the version that closed
 /// it; after that, a user's next activity arms her check.
-fn still_checked(p: &Published, now: Timestamp) -> bool {
+pub(crate) fn still_checked(p: &Published, now: Timestamp) -> bool {
     now.duration_since(p.published_at) < SignedDuration::from_hours(24 * 366)
 }
 
