@@ -946,6 +946,18 @@ impl Profile {
         }
     }
 
+    /// Whether the anonymous visitor's inactivity check for `journey`, due at `theirs`, is
+    /// this user's once the visitor turns out to be her at `now`: when she has none, or hers
+    /// has passed and the visitor's has not (hers saw none of the visitor's activity, which
+    /// armed nothing of hers; a pending one of hers looks again from her latest activity, the
+    /// visitor's included).
+    pub fn takes_visitors_check(&self, journey: &str, theirs: Timestamp, now: Timestamp) -> bool {
+        match self.inactivity_checks.get(journey) {
+            None => true,
+            Some(mine) => *mine <= now && theirs > now,
+        }
+    }
+
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
     /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
     /// device sent stays a device's), push devices it does not have, suppressions, pending

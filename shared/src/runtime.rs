@@ -1954,6 +1954,7 @@ impl Runtime {
             })
             .await?;
         let ours = theirs.merged_into.as_deref() == Some(user);
+        let now = self.now();
         if ours {
             self.merge_caps(&anon, user).await?;
             let mut mine = self.load_enrollments(user).await?;
@@ -1988,9 +1989,12 @@ impl Runtime {
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
             // queued for the user before the profile that takes them is written, so a crash
-            // between cannot lose one (a check queued twice is one timer).
+            // between cannot lose one (a check queued twice is one timer). One of hers that is
+            // pending keeps hers (it looks again from her latest activity, the visitor's
+            // included); one that has passed does not: it saw none of the visitor's activity,
+            // which armed nothing of hers, and no check would look at it.
             for (journey, at) in theirs.inactivity_checks.iter() {
-                if profile.inactivity_checks.contains_key(journey) {
+                if !profile.takes_visitors_check(journey, *at, now) {
                     continue;
                 }
                 let Some(p) = self.catalog.latest(journey).await? else {
@@ -2032,6 +2036,12 @@ impl Runtime {
                 }
                 if ours {
                     let left = p.absorb(&theirs);
+                    // The visitor's pending checks in place of her past ones (queued above).
+                    for (journey, at) in theirs.inactivity_checks.iter() {
+                        if p.takes_visitors_check(journey, *at, now) {
+                            p.inactivity_checks.insert(journey.clone(), *at);
+                        }
+                    }
                     if let Ok(mut n) = not_taken.lock() {
                         *n = left;
                     }

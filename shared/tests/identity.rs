@@ -1146,6 +1146,37 @@ async fn an_inactivity_the_anonymous_user_started_is_the_users_after_the_login()
     );
 }
 
+/// The user's own check is long past (it entered him in October); as a visitor he opens the
+/// app (that arms the visitor's check), then logs in: the visitor's pending check is his, and
+/// 14 days after that activity, `reentry: after 30d` long passed, he gets the offer again.
+/// (His stale check once kept the visitor's out, and the visitor's timer, finding its profile
+/// merged, checked no one.)
+#[tokio::test]
+async fn a_visitors_pending_check_is_the_users_when_his_own_is_past() {
+    let h = Harness::new("2026-10-01T09:00:00Z");
+    h.publish(&example_journey("telecom_churn")).await;
+    h.play(r#"
+{"at":"2026-10-01T10:00:00Z","type":"identify","userId":"raj","messageId":"i-1","traits":{"first_name":"Raj","phone":"+14155550100"}}
+{"at":"2026-10-01T10:00:00Z","type":"track","userId":"raj","event":"app_opened","messageId":"o-1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-01T09:00:00Z")).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"sim-1","event":"app_opened","messageId":"o-2"}
+{"at":"2026-12-02T10:00:00Z","type":"identify","userId":"raj","anonymousId":"sim-1","messageId":"l-1","traits":{"first_name":"Raj"}}
+"#)
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    let offer = "raj sms retention_offer: We miss you, Raj! 10 GB of extra data on us this month: open the app to claim it.";
+    assert_eq!(
+        h.outbox(),
+        [
+            format!("2026-10-15T10:00:00Z {offer}"),
+            format!("2026-12-15T10:00:00Z {offer}"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn an_anonymous_id_is_merged_once_into_the_first_user_it_turns_out_to_be() {
     let h = cart().await;
