@@ -520,9 +520,7 @@ impl Judge<'_> {
             "closed" if crate::runtime::still_checked(self.p, self.now) => format!(
                 "; {check} that finds it closed looks again {f} later, and so on while it is closed (for a year from its closing): the first after it opens again enters her if she is still inactive{condition}; her activity while it is closed arms no check"
             ),
-            "closed" => format!(
-                "; closed over a year ago, no check looks again: her next activity after it opens again arms one"
-            ),
+            "closed" => "; closed over a year ago, no check looks again: her next activity after it opens again arms one".to_string(),
             "enrolled" => format!(
                 "; {check} that finds her still in it looks again {f} later: the first after her enrollment has ended enters her if she is still inactive{condition}"
             ),
