@@ -43,6 +43,7 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/g",
     "POST /v1/b",
     "GET /v1/users/{userId}",
+    "DELETE /v1/users/{userId}",
     "GET /v1/users/{userId}/inbox",
     "POST /v1/users/{userId}/inbox/{id}/read",
     // Only to say that a message id's `#` must be encoded (a raw one cuts the path here).
@@ -613,6 +614,26 @@ impl Api {
                     Err(e) => internal(&e),
                 }
             }
+            (Method::DELETE, ["v1", "users", user]) => {
+                if role != Some(Role::Admin) {
+                    return unauthorized();
+                }
+                // Idempotent: a user erased already (or never known) is erased; one with more
+                // records than a request deletes is finished by the same request again.
+                match self.runtime.erase(user).await {
+                    Ok(e) if e.remaining => reply(
+                        StatusCode::ACCEPTED,
+                        &json!({
+                            "erased": false,
+                            "remaining": true,
+                            "message": "part of the user's records are left: send the same DELETE again to finish",
+                            "deleted": e,
+                        }),
+                    ),
+                    Ok(e) => reply(StatusCode::OK, &json!({ "erased": true, "deleted": e })),
+                    Err(e) => internal(&e),
+                }
+            }
             (Method::GET, ["v1", "users", user, "inbox"]) => {
                 if !self.may_open_inbox(req, user, auth, role) {
                     return unauthorized();
@@ -771,7 +792,13 @@ impl Api {
             let anonymous = format!("{}{user}", event::ANONYMOUS_PREFIX);
             // An anonymous user's first event wrote its profile: one read, not the partition.
             let key = crate::runtime::profile_key(&anonymous);
-            if let Ok(Some(_)) = self.runtime.store.get(&key).await {
+            let kept = match self.runtime.store.get(&key).await {
+                Ok(Some(r)) => r
+                    .parse::<crate::profile::Profile>()
+                    .is_ok_and(|p| !p.is_erasure_mark()),
+                _ => false,
+            };
+            if kept {
                 let path: String =
                     percent_encoding::utf8_percent_encode(&anonymous, PATH_SEGMENT).collect();
                 body["hint"] = json!(format!(

@@ -14,6 +14,7 @@ pub mod dsl;
 pub mod duration;
 pub mod engine;
 pub mod enrollment;
+pub mod erase;
 pub mod event;
 pub mod journey;
 pub mod outbox;

@@ -196,6 +196,11 @@ pub struct Profile {
         deserialize_with = "one_or_more_notes"
     )]
     pub trait_changes: SmallMap<String, Vec<TraitChange>>,
+    /// When the user's data was erased (`DELETE /v1/users/{id}`): an event received before
+    /// then (queued as the erasure ran) is dropped, not applied to whoever she is since. A
+    /// profile holding only this is the erasure's mark ([`Profile::erased`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<Timestamp>,
 }
 
 /// What an identify did to a trait: its value before (`None`: not set) and after (`None`:
@@ -361,6 +366,28 @@ impl Profile {
             user_id: user_id.to_string(),
             ..Default::default()
         }
+    }
+
+    /// The mark an erasure leaves in place of the profile: nothing but the user id and when
+    /// (see [`Profile::erased_at`]).
+    pub fn erased(user_id: &str, at: Timestamp) -> Self {
+        Profile {
+            user_id: user_id.to_string(),
+            erased_at: Some(at),
+            ..Default::default()
+        }
+    }
+
+    /// Whether this is an erasure's mark, nothing known of the user since.
+    pub fn is_erasure_mark(&self) -> bool {
+        self.erased_at
+            .is_some_and(|at| *self == Profile::erased(&self.user_id, at))
+    }
+
+    /// Whether something received at `at` came before the user's erasure, or with it (and is
+    /// dropped).
+    pub fn erased_after(&self, at: Timestamp) -> bool {
+        self.erased_at.is_some_and(|erased| at <= erased)
     }
 
     /// What conditions and templates see as `profile`: the traits, plus `user_id`.

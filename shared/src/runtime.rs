@@ -171,7 +171,7 @@ pub fn profile_key(user: &str) -> Key {
 /// The partition of everything about one user. A message is about one user, and handling it
 /// makes that user's keys a few dozen times: the last partition made is kept (one per thread)
 /// and shared while the user is the same.
-fn user_partition(user: &str) -> Part {
+pub(crate) fn user_partition(user: &str) -> Part {
     thread_local! {
         static LAST: std::cell::RefCell<Option<Part>> = const { std::cell::RefCell::new(None) };
     }
@@ -213,7 +213,7 @@ fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
 /// would be a store partition a user more, for a record of a few bytes), under its token
 /// (APNs 64 characters, FCM about 160) or, for one longer than a sort key may hold
 /// (DynamoDB: 1 KB), its SHA-256; the prefixes keep the two apart.
-fn device_key(token: &str) -> Key {
+pub(crate) fn device_key(token: &str) -> Key {
     const LONGEST: usize = 512;
     let shard = segment_of(token, DEVICE_PARTITIONS).to_string();
     let pk = Part::join(&["D#", &shard]);
@@ -259,11 +259,11 @@ impl Registering {
 /// A push device's holder (see [`device_key`]) and when the event that registered it to her
 /// happened: an identify older than that (a retry, one delivered late) does not take it back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct DeviceHolder {
-    user: String,
+pub(crate) struct DeviceHolder {
+    pub(crate) user: String,
     at: Timestamp,
 }
-fn phone_key(phone: &str) -> Key {
+pub(crate) fn phone_key(phone: &str) -> Key {
     Key::new(Part::join(&["N#", phone]), "U")
 }
 /// A journey's counters as one item (folds before 2026-12-03 wrote it; it is still read).
@@ -690,7 +690,7 @@ impl Runtime {
         self
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -808,6 +808,10 @@ impl Runtime {
                     // An anonymous user that turned out to be someone: that user enters.
                     return Ok(());
                 }
+                if profile.is_erasure_mark() || profile.erased_after(*at) {
+                    // Selected before her erasure, or no one now.
+                    return Ok(());
+                }
                 let Some(p) = self.catalog.latest(journey).await? else {
                     return Err(RunError::Poison(format!(
                         "journey `{journey}` is not published"
@@ -866,6 +870,10 @@ impl Runtime {
                     .last_of(&i.events)
                     .filter(|t| t > since)
                     .unwrap_or(*since);
+                if profile.erased_after(from) || profile.is_erasure_mark() {
+                    // Armed by activity the erasure took: she is someone new since.
+                    return Ok(());
+                }
                 let due = from + i.duration.to_jiff();
                 if due > *at {
                     if !p.journey.status.is_active() && !still_checked(&p, now) {
@@ -1147,7 +1155,10 @@ impl Runtime {
     }
 
     /// The user's profile as stored (shared with the store, not copied), and its version.
-    async fn load_profile(&self, user: &str) -> Result<(Arc<Profile>, Option<u64>), RunError> {
+    pub(crate) async fn load_profile(
+        &self,
+        user: &str,
+    ) -> Result<(Arc<Profile>, Option<u64>), RunError> {
         match self.store.get(&profile_key(user)).await? {
             Some(r) => Ok((r.parse_shared()?, Some(r.version))),
             None => Ok((Arc::new(Profile::new(user)), None)),
@@ -1164,7 +1175,7 @@ impl Runtime {
     }
 
     /// Changes a profile with a conditional write, retrying on conflict.
-    async fn update_profile(
+    pub(crate) async fn update_profile(
         &self,
         user: &str,
         f: impl Fn(&mut Profile),
@@ -1457,10 +1468,18 @@ impl Runtime {
             .anonymous_id
             .as_deref()
             .filter(|_| !user.starts_with(crate::event::ANONYMOUS_PREFIX));
+        // Received before the user was erased (queued as the erasure ran): dropped, so that it
+        // does not bring back what the erasure took.
+        let before_erasure = std::sync::atomic::AtomicBool::new(false);
         let mut profile = self
             .update_profile_with(
                 user,
                 |p| {
+                    let erased = p.erased_after(e.received_at);
+                    before_erasure.store(erased, std::sync::atomic::Ordering::Relaxed);
+                    if erased {
+                        return;
+                    }
                     if let Some(into) = &p.merged_into {
                         if let Ok(mut m) = merged_into.lock() {
                             *m = Some(into.clone());
@@ -1539,6 +1558,10 @@ impl Runtime {
                 },
             )
             .await?;
+        if before_erasure.into_inner() {
+            tracing::info!(message_id = %e.message_id, "an event received before its user was erased is dropped");
+            return Ok(());
+        }
         if let Some(into) = merged_into.into_inner().unwrap_or_else(|p| p.into_inner()) {
             tracing::debug!(user, into, message_id = %e.message_id, "event of a merged anonymous user");
             // What it still owes as the anonymous user's (this event retried after failing
@@ -3565,6 +3588,11 @@ impl Runtime {
         seq: u64,
     ) -> Result<(), RunError> {
         let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
+            // Her enrollments went with her data: a wake-up already queued is stale.
+            if self.load_profile(user).await?.0.erased_at.is_some() {
+                tracing::debug!(journey, seq, "wake-up of an erased user dropped");
+                return Ok(());
+            }
             return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));
         };
         let loaded = Loaded::read(&r)?;
@@ -3659,7 +3687,11 @@ impl Runtime {
         Ok(())
     }
 
-    async fn cancel_timer(&self, message: &Message, at: Timestamp) -> Result<(), RunError> {
+    pub(crate) async fn cancel_timer(
+        &self,
+        message: &Message,
+        at: Timestamp,
+    ) -> Result<(), RunError> {
         // A wake-up due within two minutes may already be on the queue (the sweep runs a minute
         // ahead): there it is recognised as stale. Further out it may be a timer: delete it.
         if (at - self.now()).as_secs() <= 120 {
@@ -4258,6 +4290,8 @@ impl Runtime {
             .iter()
             .filter_map(|r| r.parse_shared::<Profile>().ok())
             .filter(|p| p.merged_into.is_none())
+            // An erased user's mark is no one.
+            .filter(|p| !p.is_erasure_mark())
             .collect();
         // Every run notes the zones it reads, run or not (see `zones_segment_read`).
         for profile in &profiles {
@@ -4608,6 +4642,10 @@ impl Runtime {
             match r.key.sk.split('#').next() {
                 Some("P") => {
                     let mut p: Profile = r.parse()?;
+                    // An erasure's mark: nothing is known of her.
+                    if p.is_erasure_mark() {
+                        continue;
+                    }
                     // Its notes of trait changes are bookkeeping for retries, not her data
                     // (one may hold an address the app removed).
                     p.trait_changes = Default::default();

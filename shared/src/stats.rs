@@ -236,6 +236,44 @@ impl Runtime {
         Ok(folded)
     }
 
+    /// Folds those of `records` still listed under a fold partition (an erased user's timeline
+    /// records, counted before they are deleted, so that the journeys' stats keep them); one
+    /// already folded (the scheduler's minute got there first) is skipped. Returns how many
+    /// were counted.
+    pub(crate) async fn fold_records(
+        &self,
+        records: &[crate::store::Record],
+    ) -> Result<usize, RunError> {
+        let mut by_shard: BTreeMap<u32, Vec<&crate::store::Record>> = BTreeMap::new();
+        for r in records {
+            let shard = r
+                .pending
+                .as_ref()
+                .and_then(|part| part.strip_prefix("F#"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(shard) = shard {
+                by_shard.entry(shard).or_default().push(r);
+            }
+        }
+        let mut folded = 0;
+        for (shard, records) in by_shard {
+            let mut chunk = Chunk::default();
+            for r in records {
+                let counted = Counted::of(&r.key, &r.body);
+                if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
+                    folded += self.fold_chunk(std::mem::take(&mut chunk), shard).await?;
+                }
+                counted.add_into(&mut chunk.counters);
+                chunk.keys.push(r.key.clone());
+                chunk.bodies.push(r.body.clone());
+            }
+            if !chunk.keys.is_empty() {
+                folded += self.fold_chunk(chunk, shard).await?;
+            }
+        }
+        Ok(folded)
+    }
+
     /// Folds a chunk in one transaction; if some record of it was folded meanwhile (another
     /// scheduler run, or an index that lagged), folds the others one at a time.
     async fn fold_chunk(&self, chunk: Chunk, shard: u32) -> Result<usize, RunError> {

@@ -355,6 +355,28 @@ pub trait Store: std::any::Any + Send + Sync {
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError>;
     /// Every record in partition `pk` whose sort key starts with `prefix`, in sort-key order.
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError>;
+    /// The first `limit` records of [`Store::query`]: a caller that deletes what it read pages
+    /// through a partition of any size this way, a bounded read at a time (DynamoDB: Query with
+    /// `Limit`).
+    async fn query_first(
+        &self,
+        pk: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.query(pk, prefix).await?;
+        records.truncate(limit);
+        Ok(records)
+    }
+    /// Deletes every record of `keys`, whatever is stored there (a key with no record is no
+    /// error), in as few requests as the store allows (DynamoDB: BatchWriteItem, 25 a request).
+    /// Not atomic: on an error some may be deleted, and repeating it is safe.
+    async fn delete_many(&self, keys: &[Key]) -> Result<(), StoreError> {
+        for key in keys {
+            self.delete(key, Expect::Any).await?;
+        }
+        Ok(())
+    }
     /// The partitions whose names lie in `[from, to)`, by byte order, that hold a record, when
     /// the store can list them in one read; `None` when it cannot (DynamoDB hashes its
     /// partitions), and the caller queries each partition it wants. `waymark dev`'s scheduler
@@ -877,6 +899,35 @@ impl Handle {
         match &self.memory {
             Some(m) => Ok(m.query_now(pk, prefix)),
             None => self.store.query(pk, prefix).await,
+        }
+    }
+
+    pub async fn query_first(
+        &self,
+        pk: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match &self.memory {
+            Some(m) => {
+                let mut records = m.query_now(pk, prefix);
+                records.truncate(limit);
+                Ok(records)
+            }
+            None => self.store.query_first(pk, prefix, limit).await,
+        }
+    }
+
+    pub async fn delete_many(&self, keys: &[Key]) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => {
+                let mut t = m.lock();
+                for key in keys {
+                    t.remove(key);
+                }
+                Ok(())
+            }
+            None => self.store.delete_many(keys).await,
         }
     }
 

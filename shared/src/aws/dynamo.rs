@@ -13,13 +13,17 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, Update, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 
 use crate::store::{Counts, Expect, Key, Page, Part, Record, Store, StoreError};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
+/// The most requests one BatchWriteItem takes.
+const BATCH_WRITE_MAX: usize = 25;
 /// Rounds of BatchGetItem for keys DynamoDB left unprocessed before giving up.
 const UNPROCESSED_ROUNDS: u32 = 8;
 
@@ -379,6 +383,87 @@ impl Store for DynamoStore {
             }
         })
         .await
+    }
+
+    async fn query_first(
+        &self,
+        pk: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut values = HashMap::from([
+            (":pk".to_string(), AttributeValue::S(pk.to_string())),
+            (":p".to_string(), AttributeValue::S(prefix.to_string())),
+        ]);
+        let expression = if prefix.is_empty() {
+            values.remove(":p");
+            "#pk = :pk"
+        } else {
+            "#pk = :pk AND begins_with(#sk, :p)"
+        };
+        let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
+        if !prefix.is_empty() {
+            names.insert("#sk".to_string(), SK.to_string());
+        }
+        pages(limit, |start, left| {
+            let request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(expression)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .consistent_read(true)
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = request.send().await.map_err(|e| store_error("Query", e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+            }
+        })
+        .await
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<(), StoreError> {
+        // BatchWriteItem refuses a request that names a key twice.
+        let unique: Vec<&Key> = crate::store::distinct(keys).collect();
+        for chunk in unique.chunks(BATCH_WRITE_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for k in chunk {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key_item(k)))
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                requests.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            let mut pending = Some(requests);
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                if round > 0 {
+                    if round >= UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB BatchWriteItem: deletes still unprocessed after retries"
+                                .into(),
+                        ));
+                    }
+                    tokio::time::sleep(backoff(round)).await;
+                }
+                round += 1;
+                let resp = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = resp
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|r| !r.is_empty())
+                    .cloned();
+            }
+        }
+        Ok(())
     }
 
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {

@@ -1,0 +1,194 @@
+//! Erasing a user (`DELETE /v1/users/{id}`): everything kept about her goes, records keyed by her
+//! data too; her journey sends nothing more; an event queued before the erasure is dropped, one
+//! sent after it makes a new profile; a second erasure finds nothing left and answers the same.
+
+mod support;
+
+use std::sync::Arc;
+
+use waymark::event::{self, Call, Limits};
+use waymark::queue::{Message, Outbound, Queue, QueueName};
+use waymark::store::Record;
+
+use support::{at, Harness};
+
+const NUDGE: &str = r#"
+id: cart_nudge
+name: Cart nudge
+trigger: {event: cart_abandoned}
+steps:
+  - id: first
+    send:
+      email: {subject: "Your cart", text: "Still there"}
+  - id: wait
+    wait: 2h
+  - id: second
+    send:
+      email: {subject: "Last call", text: "Going soon"}
+"#;
+
+fn script(lines: &[&str]) -> String {
+    lines.join("\n")
+}
+
+/// An event as the API would queue it, received now.
+fn event_now(h: &Harness, call: Call, body: serde_json::Value) -> event::Event {
+    event::parse_call(
+        call,
+        &serde_json::to_vec(&body).expect("json"),
+        h.now(),
+        &Limits::default(),
+    )
+    .expect("an event")
+}
+
+/// Every record that names `user` in its key or its body.
+fn records_about(h: &Harness, user: &str) -> Vec<Record> {
+    h.store
+        .dump()
+        .into_iter()
+        .filter(|r| {
+            let body = r.body.json().map(|b| b.to_vec()).unwrap_or_default();
+            r.key.pk.contains(user) || String::from_utf8_lossy(&body).contains(user)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_erased_user_leaves_nothing_behind_and_is_sent_nothing_more() {
+    // given ann, a visitor before she logged in, with an email, a phone and a device, in the
+    // middle of a journey (its first email sent, its second two hours away)
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"v-ann","event":"viewed","messageId":"m0"}"#,
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","anonymousId":"v-ann","messageId":"m1","traits":{"email":"ann@example.com","phone":"+447700900123","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+    assert!(h.store.dump().iter().any(|r| r.key.pk.starts_with("N#")));
+    assert!(h.store.dump().iter().any(|r| r.key.pk.starts_with("D#")));
+    // and an event of hers received now, still on the queue as the erasure runs
+    let queued = event_now(
+        &h,
+        Call::Track,
+        serde_json::json!({"userId": "ann", "event": "cart_abandoned", "messageId": "m3"}),
+    );
+    h.queue
+        .send(
+            QueueName::Events,
+            &[Outbound {
+                message: Message::Event(Arc::new(queued)),
+                delay_secs: 30,
+            }],
+        )
+        .await
+        .expect("queue");
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then her enrollment, timeline, ledger, dedup markers, cap windows, the visitor she was,
+    // her device claim and phone record are gone; her profile is a bare mark
+    assert_eq!(erased.enrollments, 1, "{erased:?}");
+    assert_eq!(erased.anonymous, 1, "{erased:?}");
+    assert_eq!(erased.claims, 2, "{erased:?}");
+    assert!(!erased.remaining);
+    let left = records_about(&h, "ann");
+    let keys: Vec<String> = left
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P", "U#anon:v-ann/P"], "{left:?}");
+    for r in &left {
+        let p: waymark::profile::Profile = r.parse().expect("a profile");
+        assert!(p.is_erasure_mark(), "{p:?}");
+        assert!(r.expires.is_some(), "the mark is kept for a while only");
+    }
+    let view = h.rt.user("ann").await.expect("user");
+    assert!(view.profile.is_none() && view.enrollments.is_empty() && view.timeline.is_empty());
+    // her counts stay in the journey's stats (folded before her records went)
+    assert!(erased.folded > 0, "{erased:?}");
+    let stats = h.rt.stats("cart_nudge").await.expect("stats");
+    assert!(stats.values().any(|n| *n > 0), "{stats:?}");
+
+    // when the queued event arrives and her wait would have ended
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+
+    // then nothing more went out, and nothing of her came back
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P", "U#anon:v-ann/P"]);
+
+    // when the erasure is asked again
+    let again = h.rt.erase("ann").await.expect("erase again");
+
+    // then it finds nothing left to do
+    assert_eq!(
+        again,
+        waymark::erase::Erasure::default(),
+        "a second erasure deletes nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_event_sent_after_the_erasure_makes_a_new_profile() {
+    // given ann, erased
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    h.rt.erase("ann").await.expect("erase");
+
+    // when she signs up again a minute later
+    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"identify","userId":"ann","messageId":"m2","traits":{"email":"ann@new.example.com"}}"#)
+        .await;
+
+    // then she is a new user, knowing nothing of before
+    let view = h.rt.user("ann").await.expect("user");
+    let p = view.profile.expect("a new profile");
+    assert_eq!(p.traits["email"], "ann@new.example.com");
+    let ids: Vec<&str> = p
+        .history
+        .get("$identify")
+        .into_iter()
+        .flatten()
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert_eq!(ids, ["m2"], "{p:?}");
+    assert_eq!(p.history.len(), 1, "{p:?}");
+}
+
+#[tokio::test]
+async fn a_large_partition_is_erased_over_several_requests() {
+    // given a user with more records than one request deletes (dedup markers of her events)
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    let lines: Vec<String> = (0..1_100)
+        .map(|i| {
+            format!(
+                r#"{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"e","messageId":"m{i}"}}"#
+            )
+        })
+        .collect();
+    h.play(&lines.join("\n")).await;
+
+    // when she is erased
+    let first = h.rt.erase("bob").await.expect("erase");
+
+    // then the first request stops at its bound, and the second finishes
+    assert!(first.remaining, "{first:?}");
+    assert_eq!(first.records, waymark::erase::DELETES_PER_REQUEST);
+    assert!(h.rt.user("bob").await.expect("user").profile.is_none());
+    let second = h.rt.erase("bob").await.expect("erase again");
+    assert!(!second.remaining, "{second:?}");
+    assert_eq!(first.records + second.records, 1_100);
+    let keys: Vec<String> = records_about(&h, "bob")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#bob/P"]);
+}
