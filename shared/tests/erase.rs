@@ -192,3 +192,46 @@ async fn a_large_partition_is_erased_over_several_requests() {
         .collect();
     assert_eq!(keys, ["U#bob/P"]);
 }
+
+#[tokio::test]
+async fn the_api_erases_with_an_admin_key_only_and_answers_a_repeat_the_same() {
+    use bytes::Bytes;
+    use http::{Method, Request, StatusCode};
+    use waymark::api::Api;
+    use waymark::auth::{Keys, Signer};
+
+    // given ann, known, and the API over the same store
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    let api = Api {
+        runtime: Arc::new(h.rt),
+        keys: Keys::parse("write-key", "admin-key").expect("keys"),
+        signer: Arc::new(Signer::new("secret")),
+        limits: Limits::default(),
+    };
+    let call = |method: Method, key: &str| {
+        Request::builder()
+            .method(method)
+            .uri("/v1/users/ann")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Bytes::new())
+            .expect("a request")
+    };
+
+    // when a write key asks, then it is refused and ann is still there
+    let refused = api.handle(call(Method::DELETE, "write-key")).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let found = api.handle(call(Method::GET, "admin-key")).await;
+    assert_eq!(found.status(), StatusCode::OK);
+
+    // when an admin key asks, twice, then both answer 200 and she is a 404 after
+    for _ in 0..2 {
+        let erased = api.handle(call(Method::DELETE, "admin-key")).await;
+        assert_eq!(erased.status(), StatusCode::OK, "{:?}", erased.body());
+        let body: serde_json::Value = serde_json::from_slice(erased.body()).expect("json");
+        assert_eq!(body["erased"], true, "{body}");
+    }
+    let gone = api.handle(call(Method::GET, "admin-key")).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
