@@ -572,11 +572,10 @@ impl Api {
                 };
                 let now = self.runtime.clock.now();
                 match event::parse_call_warned(call, req.body(), now, &self.limits) {
-                    Ok((e, mut warnings)) => {
+                    Ok((e, warnings)) => {
                         let mut events = vec![e];
                         if call == event::Call::Alias {
-                            self.alias_of_a_user(&mut events, &[(0, None)], &mut warnings)
-                                .await;
+                            self.alias_of_a_user(&mut events, &[0]).await;
                         }
                         self.enqueue(events, Vec::new(), warnings).await
                     }
@@ -590,13 +589,7 @@ impl Api {
                 let now = self.runtime.clock.now();
                 match event::parse_batch(req.body(), now, &self.limits) {
                     Ok(mut out) => {
-                        let aliases: Vec<(usize, Option<usize>)> = out
-                            .aliases
-                            .iter()
-                            .map(|&(at, index)| (at, Some(index)))
-                            .collect();
-                        self.alias_of_a_user(&mut out.accepted, &aliases, &mut out.warnings)
-                            .await;
+                        self.alias_of_a_user(&mut out.accepted, &out.aliases).await;
                         self.enqueue(out.accepted, out.rejected, out.warnings).await
                     }
                     Err(errors) => field_errors(StatusCode::BAD_REQUEST, &errors),
@@ -809,57 +802,66 @@ impl Api {
         reply(StatusCode::NOT_FOUND, &body)
     }
 
-    /// An alias whose `previousId` is a known user's id (a profile is kept under it), not an
-    /// anonymous id: two known users are not merged (as Braze's and Customer.io's aliases do
-    /// not), so the alias merges nothing, and the answer's `warnings` and the user's timeline
-    /// (`not_kept`) say so. One GetItem an alias (`aliases`: each alias event's place in
-    /// `events`, and its batch index). A user id whose first event is still queued is not
-    /// known yet: that alias merges as before, into `anon:<previousId>`.
-    async fn alias_of_a_user(
-        &self,
-        events: &mut [event::Event],
-        aliases: &[(usize, Option<usize>)],
-        warnings: &mut Vec<event::Warning>,
-    ) {
-        for &(at, index) in aliases {
+    /// An alias whose `previousId` is a known user's id (a profile is kept under it) and no
+    /// visitor's (no unmerged `anon:<previousId>` profile): two known users are not merged (as
+    /// Braze's and Customer.io's aliases do not), so the alias merges nothing, and the user's
+    /// timeline (`not_kept`) says so. The answer does not: a write key ships inside apps, and
+    /// an answer that told a known user's id from another would let anyone holding it ask
+    /// whether any id is one. A visitor whose anonymous id is also someone's userId (an app
+    /// that sends its device id as both) merges as ever. One multi-get for all the aliases of
+    /// a request, both keys of each (`aliases`: each alias event's place in `events`). A user
+    /// id whose first event is still queued is not known yet, and a store that does not answer
+    /// tells nothing: either alias merges as before, into `anon:<previousId>`.
+    async fn alias_of_a_user(&self, events: &mut [event::Event], aliases: &[usize]) {
+        let previous_ids: Vec<(usize, String)> = aliases
+            .iter()
+            .filter_map(|&at| Some((at, events.get(at)?.anonymous_id.clone()?)))
+            .collect();
+        if previous_ids.is_empty() {
+            return;
+        }
+        let visitor = |previous: &str| {
+            crate::runtime::profile_key(&format!("{}{previous}", event::ANONYMOUS_PREFIX))
+        };
+        // Each key once: a batch may alias the same id twice.
+        let keys: Vec<crate::store::Key> = previous_ids
+            .iter()
+            .flat_map(|(_, previous)| [crate::runtime::profile_key(previous), visitor(previous)])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = match self.runtime.store.get_many(&keys).await {
+            Ok(records) => records,
+            Err(err) => {
+                // The aliases are taken as they came: a store that does not answer does not
+                // lose them.
+                tracing::warn!(error = %err, aliases = previous_ids.len(), "alias: could not tell whether previousId is a known user; merged as an anonymous id");
+                return;
+            }
+        };
+        let found: std::collections::HashMap<crate::store::Key, crate::store::Record> =
+            found.into_iter().map(|r| (r.key.clone(), r)).collect();
+        for (at, previous) in previous_ids {
+            if !found.contains_key(&crate::runtime::profile_key(&previous)) {
+                continue;
+            }
+            // A visitor kept under the id, not merged yet, is who the alias is about. One that
+            // cannot be read is taken for one (merged as before: nothing is lost).
+            let a_visitor = found.get(&visitor(&previous)).is_some_and(|r| {
+                r.parse_shared::<crate::profile::Profile>()
+                    .map_or(true, |p| p.merged_into.is_none())
+            });
+            if a_visitor {
+                continue;
+            }
             let Some(e) = events.get_mut(at) else {
                 continue;
             };
-            let Some(previous) = e.anonymous_id.clone() else {
-                continue;
-            };
-            match self
-                .runtime
-                .store
-                .get(&crate::runtime::profile_key(&previous))
-                .await
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
-                Err(err) => {
-                    // The alias is taken as it came: a store that does not answer does not
-                    // lose it.
-                    tracing::warn!(error = %err, "alias: could not tell whether previousId is a known user; merged as an anonymous id");
-                    continue;
-                }
-            }
-            let problem = format!(
-                "`{previous}` is a known user's userId, not an anonymous id: Waymark merges an anonymous visitor into the user she turned out to be, not two known users"
-            );
             e.anonymous_id = None;
             e.refused.push(event::Refused {
                 field: "previousId".into(),
                 value: crate::condition::shown("previousId", &Value::String(previous.clone())),
-                reason: format!("{problem}; nothing was merged: `{previous}` keeps her profile, journeys and history"),
-            });
-            let field = match index {
-                Some(i) => format!("batch[{i}].previousId"),
-                None => "previousId".into(),
-            };
-            warnings.push(event::Warning {
-                index,
-                field,
-                message: format!("{problem}; left out: nothing is merged, `{previous}` keeps her profile, journeys and history"),
+                reason: format!("`{previous}` is a known user's userId, not an anonymous id: Waymark merges an anonymous visitor into the user she turned out to be, not two known users; nothing was merged: `{previous}` keeps her profile, journeys and history"),
             });
         }
     }

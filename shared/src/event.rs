@@ -494,9 +494,9 @@ pub struct BatchOutcome {
     pub accepted: Vec<Event>,
     pub rejected: Vec<Rejected>,
     pub warnings: Vec<Warning>,
-    /// The accepted events that alias calls made: each one's place in `accepted`, and its
-    /// index in the batch (see [`crate::api`]'s check of an alias's `previousId`).
-    pub aliases: Vec<(usize, usize)>,
+    /// The accepted events that alias calls made: each one's place in `accepted` (see
+    /// [`crate::api`]'s check of an alias's `previousId`).
+    pub aliases: Vec<usize>,
 }
 
 /// Parse one `POST /v1/track` or `/v1/identify` body. `kind` comes from the route (a `type` in the
@@ -563,7 +563,7 @@ pub fn parse_batch(
         match parse_item(item, &shared_context, received, limits, &prefix) {
             Ok((event, warnings)) => {
                 if item.get("type").and_then(Value::as_str) == Some("alias") {
-                    outcome.aliases.push((outcome.accepted.len(), index));
+                    outcome.aliases.push(outcome.accepted.len());
                 }
                 outcome.accepted.push(event);
                 outcome.warnings.extend(
