@@ -481,18 +481,21 @@ fn render(file: &Path) -> Result<bool> {
     }
 }
 
-/// What to say to `waymark render <folder>`: render prints one journey, so name its files.
+/// What to say to `waymark render <folder>`: render prints one journey, so give the command
+/// that renders each of its journey files (those `validate` reads: not `waymark.yaml`), each
+/// path quoted as a shell needs it.
 fn folder_to_render(dir: &Path) -> String {
     let shown = dir.display();
     let head = format!("{shown} is a folder, and render prints one journey file's flowchart");
     match dsl::journey_files(dir) {
         Ok(files) if !files.is_empty() => {
-            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let commands: Vec<String> = files
+                .iter()
+                .map(|f| format!("  waymark render {}", shell_word(&f.display().to_string())))
+                .collect();
             format!(
-                "{head}: name one, like `waymark render {}` (its journey files: {}), or render each: \
-                 `for f in {shown}/*.yaml; do waymark render \"$f\"; done`",
-                names[0],
-                names.join(", ")
+                "{head}: render one of its journey files:\n{}",
+                commands.join("\n")
             )
         }
         Ok(_) => format!("{head}, and it holds no journey file (*.yaml, *.yml or *.json)"),
@@ -500,9 +503,36 @@ fn folder_to_render(dir: &Path) -> String {
     }
 }
 
+/// `word` as a POSIX shell reads it back whole: as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` in it written `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_a_shell_needs_it() {
+        for (word, shown) in [
+            ("journeys/welcome.yaml", "journeys/welcome.yaml"),
+            ("my journeys/a.yml", "'my journeys/a.yml'"),
+            ("it's.json", "'it'\\''s.json'"),
+            ("$HOME/*.yaml", "'$HOME/*.yaml'"),
+            ("", "''"),
+        ] {
+            assert_eq!(shell_word(word), shown, "{word}");
+        }
+    }
 
     #[test]
     fn file_errors_are_printed_in_the_files_order() {

@@ -507,31 +507,57 @@ fn render_prints_a_mermaid_flowchart() {
 }
 
 /// `render` given a folder (as `validate` and `simulate` take one) says it renders one file,
-/// and names the folder's journey files, not an OS error shaped as a file's line and column.
+/// and gives the command that renders each of its journey files (`.yaml`, `.yml`, `.json`, not
+/// `waymark.yaml`), each path quoted as a shell needs it: not an OS error shaped as a file's
+/// line and column. Each command, run by a shell, renders its file.
 #[test]
 fn render_given_a_folder_names_its_journey_files() {
-    let dir = TempDir::new("render-folder");
-    let welcome = dir.write("welcome.yaml", WELCOME);
-    let broken = dir.write("broken.yaml", BROKEN);
-    dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
-    let out = run(&["render", &dir.path().display().to_string()]);
+    let tmp = TempDir::new("render-folder");
+    let folder = tmp.path().join("my journeys");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let write = |name: &str, text: &str| {
+        let p = folder.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let welcome = write("welcome.yaml", WELCOME);
+    let theirs = write("it's.yml", &WELCOME.replace("id: welcome", "id: theirs"));
+    let json = write(
+        "welcome.json",
+        r#"{"id": "hello", "name": "Hello", "trigger": {"event": "signed_up"},
+            "steps": [{"id": "hi", "send": {"push": {"title": "Hi", "body": "Hello."}}}]}"#,
+    );
+    write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let out = run(&["render", &folder.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
         err.contains("is a folder, and render prints one journey file's flowchart"),
         "{err}"
     );
-    assert!(
-        err.contains(&format!(
-            "its journey files: {}, {}",
-            broken.display(),
-            welcome.display()
-        )),
+    let commands: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("waymark render "))
+        .collect();
+    let quoted = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    assert_eq!(
+        commands,
+        [quoted(&theirs), quoted(&json), quoted(&welcome)],
         "{err}"
     );
     assert!(!err.contains("waymark.yaml"), "{err}");
     assert!(!err.contains("os error"), "{err}");
     assert!(text(&out.stdout).is_empty());
+    for command in commands {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("\"$WAYMARK\" render {command}"))
+            .env("WAYMARK", env!("CARGO_BIN_EXE_waymark"))
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("flowchart TD\n"), "{command}");
+    }
 
     let empty = TempDir::new("render-empty-folder");
     let out = run(&["render", &empty.path().display().to_string()]);
