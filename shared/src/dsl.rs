@@ -528,14 +528,14 @@ fn meant_by(field: &str) -> &'static [&'static str] {
 }
 
 /// Whether a field is other tools' word for a frequency cap (`frequency_cap`, `rate_limit`),
-/// which a journey does not hold: `waymark.yaml` does.
+/// which a journey does not hold: `waymark.yaml` does. Only words that say a cap: a journey's
+/// `limit` or `frequency` may mean something else (a most number of entries, how often it
+/// runs), and is told the nearest field as any other unknown one is.
 fn is_a_cap(field: &str) -> bool {
     matches!(
         field.to_ascii_lowercase().replace('-', "_").as_str(),
-        "cap"
-            | "caps"
+        "caps"
             | "capping"
-            | "frequency"
             | "frequency_cap"
             | "frequency_caps"
             | "frequency_capping"
@@ -546,8 +546,6 @@ fn is_a_cap(field: &str) -> bool {
             | "rate_limiting"
             | "throttle"
             | "throttling"
-            | "limit"
-            | "limits"
             | "message_limit"
             | "message_limits"
             | "max_messages"
@@ -4447,6 +4445,24 @@ steps:
         let text = "id: j\nname: J\ntrigger: {event: t}\nsteps:\n  - id: a\n    wait: 1h\n    next: c\n  - id: b\n    exit: true\n";
         let e = first_error(text);
         assert!(e.message.contains("did you mean `b`?"), "{}", e.message);
+    }
+
+    /// A journey's `limit` (a most number of entries, say) or `frequency` is no word for a
+    /// frequency cap only: it is told the journey's fields as any unknown field is, not sent
+    /// to `waymark.yaml`'s caps.
+    #[test]
+    fn a_journeys_limit_is_told_its_fields_not_caps() {
+        for field in ["limit", "limits", "frequency", "cap"] {
+            let text = CART.replace("name: Cart\n", &format!("name: Cart\n{field}: 1000\n"));
+            let e = first_error(&text);
+            let ordinary = first_error(&CART.replace("name: Cart\n", "name: Cart\nzzz: 1000\n"));
+            assert_eq!(
+                e.message.replace(&format!("`{field}`"), "`zzz`"),
+                ordinary.message,
+                "{field}"
+            );
+            assert!(!e.message.contains("waymark.yaml"), "{}", e.message);
+        }
     }
 
     #[test]
