@@ -319,6 +319,65 @@ async fn an_order_in_between_stops_the_email() {
     assert!(h.emails_to(&bob).await.is_empty());
 }
 
+/// Erasing a user on DynamoDB (`DELETE /v1/users/{id}`, the intake's role): her journey sends
+/// nothing more, her records go, and what she does after it starts a new profile.
+#[tokio::test]
+async fn an_erased_user_is_sent_nothing_more_and_her_records_are_gone() {
+    let Some(mut h) = Harness::new("erase", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let ann = identify_shopper(&h, "ann").await;
+    let bob = identify_shopper(&h, "bob").await;
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.track("bob", "cart_abandoned", "cart-bob-1", cart("c-1002"))
+        .await;
+    h.run_until(t0 + mins(30)).await;
+    let ann_endpoint = h.endpoint_of("ann").await;
+    assert_eq!(h.pushes_to(&ann_endpoint).await.len(), 1);
+
+    // a write key may not erase; the admin key does, and again is no error
+    let (status, refused) = h
+        .call("DELETE", "/v1/users/ann", None, Some(support::WRITE_KEY))
+        .await;
+    assert_eq!(status, 401, "{refused}");
+    let (status, erased) = h
+        .call("DELETE", "/v1/users/ann", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200, "{erased}");
+    let (status, again) = h
+        .call("DELETE", "/v1/users/ann", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let (status, gone) = h
+        .call("GET", "/v1/users/ann", None, Some(support::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 404, "{gone}");
+
+    // nothing of hers is left in the table but the bare mark; bob's are untouched
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&h.sdk),
+        h.stack.bindings.refs["Table"].clone(),
+    );
+    let hers = store.query("U#ann", "").await.expect("query");
+    assert_eq!(
+        hers.iter()
+            .map(|r| r.key.sk.to_string())
+            .collect::<Vec<_>>(),
+        ["P"],
+        "only the mark is left: {hers:?}"
+    );
+
+    // her email 4 hours on does not go out; bob's does
+    h.run_until(t0 + mins(270)).await;
+    h.tick().await;
+    h.deliver_due().await;
+    assert!(h.emails_to(&ann).await.is_empty());
+    assert_eq!(h.emails_to(&bob).await.len(), 1);
+}
+
 /// Stopping a journey: the scheduler starts a scan of the journey's enrollments; the engine
 /// reads its pages from DynamoDB and queues a stop for each active one on the steps queue, then
 /// ends them, and nothing more goes out.
