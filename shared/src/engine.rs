@@ -364,7 +364,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
                 "address grace over"
             };
             run.log(Some(&step), What::Woke { how: how.into() });
-            run.again(step);
+            run.again_waiting(step, pending);
         }
         Resume::Timeout => {
             run.log(
@@ -548,6 +548,12 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         }
         return Some(again_in_her_zone(ctx, enrollment));
     }
+    // A date: not when its wake-up is due already (on its way: it goes on, or reads the date
+    // again a year on, itself). Taken again here, a time that came while the wake-up was on
+    // its way would be judged past.
+    if pending.at <= ctx.now {
+        return None;
+    }
     let mut run = Run::new(ctx, resumed(enrollment));
     let same = match date_wait(w, &run.scope(), &ctx.timezone(), ctx.now) {
         // Still more than a year ahead: the yearly reading finds it.
@@ -561,7 +567,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
     }
     let step = run.enrollment.step.clone();
     run.cancel_pending(&step, "the date it waits for moved");
-    run.again(step);
+    run.again_waiting(step, pending);
     Some(run.finish())
 }
 
@@ -1136,11 +1142,24 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
 /// appointment itself for a reminder `before` it (booked two hours ahead, the reminder the day
 /// before still goes: the appointment is to come), from the time waited for when it is later
 /// (`after: 3d`: three days after a trial ended). Only a time past by more than `by_more_than`
-/// counts.
-fn past_outcome(w: &WaitUntil, at: Timestamp, date: Timestamp, now: Timestamp) -> PastOutcome<'_> {
+/// counts, and only one that was past when the user reached the wait, or read from a date that
+/// moved while she waited: a time that `came` during the wait (its wake-up late, her zone
+/// changed) is not past, it came.
+fn past_outcome(
+    w: &WaitUntil,
+    at: Timestamp,
+    date: Timestamp,
+    now: Timestamp,
+    came: bool,
+) -> PastOutcome<'_> {
     let Some(if_past) = w.if_past.as_ref().filter(|p| p.then != PastThen::GoOn) else {
         return PastOutcome::GoOn { not_past: None };
     };
+    if came {
+        return PastOutcome::GoOn {
+            not_past: Some("it came during the wait".into()),
+        };
+    }
     let from = at.max(date);
     // Named when it is the date itself, later than the time waited for.
     let named = (date > at).then(|| {
@@ -1313,6 +1332,9 @@ struct Run<'a> {
     /// The `wait_until` date steps this transition went on from at once (their date past): one
     /// reached again would go round its loop, sending at each pass, until the step bound.
     passed_dates: Vec<String>,
+    /// The `wait_until` step this transition takes again and the date it read when its wait
+    /// was set (see [`Pending::date`]): read the same now, its time came during the wait.
+    waited_date: Option<(String, Timestamp)>,
     /// When the user reached this transition's steps in the journey's own time: the time of
     /// what moved them (the trigger, the event, the wake-up's due time), `now` at the latest. A
     /// `wait_for` begins then, so that an engine behind its queue (a backlog, a retry) waits for
@@ -1347,6 +1369,7 @@ impl<'a> Run<'a> {
             profile: std::cell::OnceCell::new(),
             updated: None,
             passed_dates: Vec::new(),
+            waited_date: None,
             since: ctx.now,
             since_is_engines: true,
             mover: Mover::WakeUp,
@@ -1456,9 +1479,22 @@ impl<'a> Run<'a> {
 
     fn wait(&mut self, step: &str, at: Timestamp, resume: Resume, why: String) {
         let seq = self.enrollment.seq;
-        self.enrollment.pending = Some(Pending { seq, at, resume });
+        self.enrollment.pending = Some(Pending {
+            seq,
+            at,
+            resume,
+            date: None,
+        });
         self.effects.push(Effect::Wake { seq, at });
         self.log(Some(step), What::Waiting { until: at, why });
+    }
+
+    /// Notes on the wait just set for `w` the date it read (see [`Pending::date`]).
+    fn waits_for_date(&mut self, w: &WaitUntil) {
+        let date = date_read(w, &self.scope(), &TimeZone::UTC);
+        if let Some(p) = self.enrollment.pending.as_mut() {
+            p.date = date;
+        }
     }
 
     /// Ends the enrollment before its end, for `reason` (a step it cannot take).
@@ -1560,6 +1596,13 @@ impl<'a> Run<'a> {
         self.steps(Some(step), true);
     }
 
+    /// [`Run::again`] for the step whose wait was `pending`: a `wait_until` that reads the
+    /// date it waited for finds its time come, not past (see [`Pending::date`]).
+    fn again_waiting(&mut self, step: String, pending: Pending) {
+        self.waited_date = pending.date.map(|d| (step.clone(), d));
+        self.again(step);
+    }
+
     fn steps(&mut self, start: Option<String>, again: bool) {
         let j = self.ctx.journey;
         let mut current = start;
@@ -1646,10 +1689,12 @@ impl<'a> Run<'a> {
                         DateWait::Year { at, target } => {
                             let why = format!("{why} ({target}: a year at a time)");
                             self.wait(&id, at, Resume::Rerun, why);
+                            self.waits_for_date(w);
                             return;
                         }
                         DateWait::Until(at) => {
                             self.wait(&id, at, Resume::Continue, why);
+                            self.waits_for_date(w);
                             return;
                         }
                         DateWait::Past { at, date } => {
@@ -1664,8 +1709,15 @@ impl<'a> Run<'a> {
                             }
                             self.passed_dates.push(id.clone());
                             let now = self.ctx.now;
+                            // Taken again reading the date it waited for: that time came
+                            // during the wait (a wake-up late, her zone changed).
+                            let read = date_read(w, &self.scope(), &TimeZone::UTC);
+                            let came = self
+                                .waited_date
+                                .take()
+                                .is_some_and(|(step, d)| step == id && read == Some(d));
                             let mut how = format!("already past: {at}");
-                            match past_outcome(w, at, date, now) {
+                            match past_outcome(w, at, date, now, came) {
                                 // Booked for tomorrow, reminded a day before: go on now.
                                 PastOutcome::GoOn { not_past } => {
                                     if let Some(n) = not_past {

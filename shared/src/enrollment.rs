@@ -45,6 +45,14 @@ pub struct Pending {
     pub seq: u64,
     pub at: Timestamp,
     pub resume: Resume,
+    /// For a `wait_until` with a `date`: the time its path read when the wait was set, read in
+    /// UTC (so that the same value reads the same whatever her zone). The step taken again
+    /// (an identify, her zone changed, a year gone by) that reads it still waited for that
+    /// date: its time, past now, came during the wait, and `if_past` does not apply. `None`
+    /// for other waits, and for enrollments stored before it was kept (judged as a date read
+    /// anew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<Timestamp>,
 }
 
 /// An event an enrollment keeps: the trigger it entered with (templates and steps' conditions

@@ -8482,3 +8482,192 @@ steps:
         ["2026-12-20T09:00:00Z lou email note: Renewal"]
     );
 }
+
+/// A survey three days after a trial ended, which a survey already late does not send.
+const SURVEY_IF_PAST: &str = r#"
+id: survey
+name: Survey
+trigger: {event: trial_over}
+steps:
+  - id: later
+    wait_until: {date: profile.trial_ended_at, after: 3d, if_past: exit}
+  - id: ask
+    send: {email: {subject: "How was it?", text: "."}}
+"#;
+
+/// `ann` (with an address and `traits`) entered `j` at `now`, and the context at `now`.
+fn entered_at(
+    j: &waymark::journey::Journey,
+    profile: &Profile,
+    now: &str,
+) -> waymark::enrollment::Enrollment {
+    let ctx = Ctx {
+        journey: j,
+        version: 1,
+        profile,
+        now: at(now),
+        unsubscribe_url: None,
+    };
+    let trigger = TriggerEvent {
+        event: j.trigger.event.clone().expect("an event trigger"),
+        message_id: "t-ann".into(),
+        at: at(now),
+        properties: std::sync::Arc::new(json!({})),
+    };
+    engine::enter(&ctx, "ann", 1, trigger).enrollment
+}
+
+fn ann_with(traits: serde_json::Value) -> Profile {
+    let mut p = Profile::new("ann");
+    p.traits.insert("email".into(), json!("ann@example.com"));
+    if let serde_json::Value::Object(t) = traits {
+        p.traits.extend(t);
+    }
+    p
+}
+
+fn ctx_at<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str) -> Ctx<'a> {
+    Ctx {
+        journey: j,
+        version: 1,
+        profile,
+        now: at(now),
+        unsubscribe_url: None,
+    }
+}
+
+fn woke_or_ended(t: &engine::Transition) -> Vec<String> {
+    t.timeline
+        .iter()
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("woke") || d.starts_with("ended"))
+        .collect()
+}
+
+fn sent_steps(t: &engine::Transition) -> Vec<String> {
+    t.effects
+        .iter()
+        .filter_map(|e| match e {
+            engine::Effect::Send(s) => Some(s.step.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An identify that arrives when the wake-up of a date wait is due but not yet delivered (here
+/// five seconds late) leaves the wait to it: the date came during the wait, and the wake-up
+/// goes on with it; taken again by the identify, `if_past: exit` would end her.
+#[test]
+fn an_identify_racing_a_due_date_wake_up_leaves_the_wait_to_it() {
+    let j = journey(SURVEY_IF_PAST);
+    let p = ann_with(json!({"trial_ended_at": "2026-12-01T10:00:00Z"}));
+    let waiting = entered_at(&j, &p, "2026-12-01T10:00:00Z");
+    let pending = waiting.pending.expect("waiting");
+    assert_eq!(pending.at, at("2026-12-04T10:00:00Z"));
+    let late = "2026-12-04T10:00:05Z";
+    assert!(engine::date_moved(&ctx_at(&j, &p, late), &waiting).is_none());
+    let woke = engine::wake(&ctx_at(&j, &p, late), &waiting, pending.seq).expect("woke");
+    assert_eq!(sent_steps(&woke), ["ask"]);
+    assert_eq!(woke_or_ended(&woke), ["woke (time)"]);
+}
+
+/// A date wait more than a year ahead is read again a year on; that wake-up processed late
+/// (an outage), after the date came, finds the same date: it came during the wait, so she goes
+/// on, saying so. A date read anew then (moved by the app to a past day) is judged past.
+#[test]
+fn a_year_long_date_wait_read_again_late_finds_its_date_come() {
+    let j = journey(
+        r#"
+id: renewal
+name: Renewal
+trigger: {event: plan_changed}
+steps:
+  - id: on_the_day
+    wait_until: {date: profile.renews_on, if_past: exit}
+  - id: tell
+    send: {email: {subject: "Renewed", text: "."}}
+"#,
+    );
+    let p = ann_with(json!({"renews_on": "2027-12-03T11:00:00Z"}));
+    let waiting = entered_at(&j, &p, "2026-12-01T10:00:00Z");
+    let pending = waiting.pending.expect("waiting");
+    // A year at a time (366 days).
+    assert_eq!(pending.at, at("2027-12-02T10:00:00Z"));
+    let late = "2027-12-03T13:00:00Z";
+    let woke = engine::wake(&ctx_at(&j, &p, late), &waiting, pending.seq).expect("woke");
+    assert_eq!(sent_steps(&woke), ["tell"]);
+    assert_eq!(
+        woke_or_ended(&woke),
+        [
+            "woke (a year on)",
+            "woke (already past: 2027-12-03T11:00:00Z; it came during the wait)",
+        ]
+    );
+    // The app set another day, long past, while no identify told the engine: a date read
+    // anew, which `if_past` judges.
+    let moved = ann_with(json!({"renews_on": "2027-06-01T11:00:00Z"}));
+    let woke = engine::wake(&ctx_at(&j, &moved, late), &waiting, pending.seq).expect("woke");
+    assert!(sent_steps(&woke).is_empty());
+    assert!(!woke.enrollment.is_active());
+    // Stored before the date was kept with the wait: judged as a date read anew, as before.
+    let mut stored = waiting.clone();
+    let json = serde_json::to_value(stored.pending).expect("json");
+    assert_eq!(json["date"], json!("2027-12-03T11:00:00Z"));
+    stored.pending =
+        serde_json::from_value(json!({"seq": pending.seq, "at": pending.at, "resume": "rerun"}))
+            .expect("an old record");
+    let woke = engine::wake(&ctx_at(&j, &p, late), &stored, pending.seq).expect("woke");
+    assert!(!woke.enrollment.is_active());
+}
+
+/// She waits for 09:00 (New York) three days after her trial; at 12:00 UTC that day she
+/// reports London, where 09:00 is past. The same date, its time come during the wait: the
+/// survey goes at once, as it does without `if_past`, not ended as a date past when reached.
+#[test]
+fn a_zone_change_that_puts_the_time_waited_for_behind_her_goes_on() {
+    let j = journey(&SURVEY_IF_PAST.replace("after: 3d,", r#"after: 3d, time: "09:00","#));
+    let p = ann_with(json!({"timezone": "America/New_York", "trial_ended_at": "2026-12-01"}));
+    let waiting = entered_at(&j, &p, "2026-12-01T10:00:00Z");
+    assert_eq!(
+        waiting.pending.map(|p| p.at),
+        Some(at("2026-12-04T14:00:00Z"))
+    );
+    let london = ann_with(json!({"timezone": "Europe/London", "trial_ended_at": "2026-12-01"}));
+    let moved =
+        engine::date_moved(&ctx_at(&j, &london, "2026-12-04T12:00:00Z"), &waiting).expect("moved");
+    assert_eq!(sent_steps(&moved), ["ask"]);
+    assert_eq!(
+        woke_or_ended(&moved),
+        [
+            "woke (the date it waits for moved)",
+            "woke (already past: 2026-12-04T09:00:00Z; it came during the wait)",
+        ]
+    );
+    // Her trial's end moved to a week earlier at the same time: a date read anew, past.
+    let earlier = ann_with(json!({"timezone": "Europe/London", "trial_ended_at": "2026-11-24"}));
+    let moved =
+        engine::date_moved(&ctx_at(&j, &earlier, "2026-12-04T12:00:00Z"), &waiting).expect("moved");
+    assert!(sent_steps(&moved).is_empty());
+    assert!(!moved.enrollment.is_active());
+}
+
+/// Through the runtime: a device that reports another zone moves the wait (the zone change's
+/// own pass, `move_date_waits`), and the time that came there goes at once.
+#[tokio::test]
+async fn a_device_in_another_zone_sends_a_date_wait_whose_time_came_there() {
+    let text = SURVEY_IF_PAST.replace("after: 3d,", r#"after: 3d, time: "09:00","#);
+    let script = script_of(&[
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"email": "ann@example.com", "timezone": "America/New_York",
+                          "trial_ended_at": "2026-12-01"}}),
+        json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": "ann",
+               "event": "trial_over", "messageId": "t-ann"}),
+        json!({"at": "2026-12-04T12:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"timezone": "Europe/London"}}),
+    ]);
+    let out = sim(&[&text], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-04T12:00:00Z ann email ask: How was it?"]
+    );
+}
