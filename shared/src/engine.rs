@@ -1177,15 +1177,23 @@ fn past_outcome(
         };
         return PastOutcome::GoOn { not_past };
     }
-    let mut past = named.unwrap_or_else(|| at.to_string());
-    past.push_str(" was past");
+    let mut by = String::new();
     if let Some(d) = tolerance {
-        past.push_str(" by more than ");
-        d.push_to(&mut past);
+        by.push_str(" by more than ");
+        d.push_to(&mut by);
     }
     match &if_past.then {
-        PastThen::Goto(step) => PastOutcome::Goto { step, past },
-        _ => PastOutcome::Exit { past },
+        // After "already past: {at}": the time waited for is not said twice.
+        PastThen::Goto(step) => PastOutcome::Goto {
+            step,
+            past: match named {
+                Some(n) => format!("{n} was past{by}"),
+                None => format!("past{by}"),
+            },
+        },
+        _ => PastOutcome::Exit {
+            past: format!("{} was past{by}", named.unwrap_or_else(|| at.to_string())),
+        },
     }
 }
 
@@ -1195,7 +1203,7 @@ enum PastOutcome<'a> {
     GoOn { not_past: Option<String> },
     /// Out of the journey, `past` saying what was past.
     Exit { past: String },
-    /// To `step`.
+    /// To `step`, `past` saying what was past (after the time waited for, said already).
     Goto { step: &'a str, past: String },
 }
 
