@@ -935,7 +935,7 @@ pub fn reentry_from(
 }
 
 /// The zone whose days `reentry: after` counts for `profile` in `j`: a schedule's own zone
-/// when its cron runs in one, else the user's (the journey's `timezone`, then UTC).
+/// when its cron runs in one, else the user's (the journey's default zone, then UTC).
 pub fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
     match j.trigger.kind() {
         Some(TriggerKind::Schedule(s)) if s.timezone != "user" => {
@@ -943,7 +943,7 @@ pub fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
         }
         _ => crate::template::zone_of(
             profile.traits.get("timezone").and_then(Value::as_str),
-            j.timezone.as_deref(),
+            j.default_zone(),
         ),
     }
 }

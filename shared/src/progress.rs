@@ -388,7 +388,7 @@ impl Judge<'_> {
                     waited: &Value::Null,
                     profile: profile_scope,
                     now: self.now,
-                    zone: j.timezone.as_deref(),
+                    zone: j.default_zone(),
                 };
                 let holds = c.eval(&scope);
                 let said = match holds {

@@ -275,8 +275,14 @@ fn rules_label(j: &Journey) -> Vec<String> {
             }
         ));
     }
-    if let Some(z) = &j.timezone {
-        lines.push(format!("time zone {z} when the user has none"));
+    // The zone the steps read when the user has none: the journey's, else its schedule's.
+    if let Some(z) = j.default_zone() {
+        let from = if j.timezone.is_none() {
+            " (the schedule's)"
+        } else {
+            ""
+        };
+        lines.push(format!("time zone {z}{from} when the user has none"));
     }
     if j.transactional {
         lines.push("transactional: no caps, no quiet hours".into());
@@ -589,6 +595,41 @@ steps:
             m.contains(
                 "    rules>\"enters again after exit<br/>quiet hours 21:00–08:00 in the user's time (not applied: transactional)<br/>transactional: no caps, no quiet hours\"]"
             ),
+            "{m}"
+        );
+    }
+
+    /// A schedule in a named zone is the default zone of a journey without `timezone` (see
+    /// [`Journey::default_zone`]): the summary says so, and whence; one in each user's zone
+    /// names none.
+    #[test]
+    fn a_schedules_named_zone_is_noted_as_the_default_zone() {
+        let schedule = |zone: &str| {
+            format!(
+                r#"
+id: digest
+name: Digest
+trigger: {{schedule: {{cron: "0 9 * * mon", timezone: {zone}}}}}
+reentry: after_exit
+steps:
+  - id: tell
+    send: {{email: {{subject: "This week", text: "."}}}}
+"#
+            )
+        };
+        let m =
+            mermaid(&crate::dsl::parse("d.yaml", &schedule("Australia/Sydney")).expect("valid"));
+        assert!(
+            m.contains("time zone Australia/Sydney (the schedule's) when the user has none"),
+            "{m}"
+        );
+        let m = mermaid(&crate::dsl::parse("d.yaml", &schedule("user")).expect("valid"));
+        assert!(!m.contains("time zone"), "{m}");
+        let named =
+            schedule("Australia/Sydney").replace("reentry:", "timezone: Europe/Berlin\nreentry:");
+        let m = mermaid(&crate::dsl::parse("d.yaml", &named).expect("valid"));
+        assert!(
+            m.contains("time zone Europe/Berlin when the user has none"),
             "{m}"
         );
     }
