@@ -803,7 +803,11 @@ impl Runtime {
                 {
                     return Ok(());
                 }
-                let profile = self.load_profile(user_id).await?.0;
+                let (profile, version) = self.load_profile(user_id).await?;
+                if version.is_none() {
+                    // Selected from a profile, none now: an erasure's mark that expired since.
+                    return Ok(());
+                }
                 if profile.merged_into.is_some() {
                     // An anonymous user that turned out to be someone: that user enters.
                     return Ok(());
@@ -857,7 +861,12 @@ impl Runtime {
                 let Some(TriggerKind::Inactive(i)) = p.journey.trigger.kind() else {
                     return Ok(());
                 };
-                let profile = self.load_profile(user_id).await?.0;
+                let (profile, version) = self.load_profile(user_id).await?;
+                if version.is_none() {
+                    // A check is armed only for a user with a profile: none now is an
+                    // erasure's mark that expired since (she is no one, and enters nothing).
+                    return Ok(());
+                }
                 if profile.merged_into.is_some() {
                     // Its activity is the identified user's now, who has checks of their own.
                     return Ok(());

@@ -235,3 +235,54 @@ async fn the_api_erases_with_an_admin_key_only_and_answers_a_repeat_the_same() {
     let gone = api.handle(call(Method::GET, "admin-key")).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
+
+/// Her mark gone, as its time to live ends (the memory store keeps it: removed by hand).
+async fn mark_expires(h: &Harness, user: &str) {
+    use waymark::store::{Expect, Key, Store};
+    h.store
+        .delete(&Key::new(format!("U#{user}"), "P"), Expect::Any)
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn a_pending_inactivity_check_does_not_bring_her_back_after_her_mark_expires() {
+    // given ann, active, so that an inactivity journey checks on her in 30 days
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(
+        r#"
+id: winback
+name: Win back
+trigger:
+  inactive:
+    events: [app_opened]
+    for: 30d
+steps:
+  - id: ping
+    send:
+      webhook:
+        url: "https://crm.example.com/users/{{ user_id }}"
+"#,
+    )
+    .await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"app_opened","messageId":"m2"}"#,
+    ]))
+    .await;
+
+    // when she is erased, and her mark expires 15 days later
+    h.rt.erase("ann").await.expect("erase");
+    h.advance_to(at("2026-12-17T10:00:00Z")).await;
+    mark_expires(&h, "ann").await;
+
+    // then the check, due later, enters no one: nothing goes out and she is not back
+    h.advance_to(at("2027-01-02T10:00:00Z")).await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    assert!(
+        records_about(&h, "ann").is_empty(),
+        "{:?}",
+        records_about(&h, "ann")
+    );
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
+}
