@@ -116,19 +116,28 @@ impl Runtime {
             }
         };
         out.enrollments += self.end_enrollments(user).await?;
-        let (now_stored, version) = self.load_profile(user).await?;
-        if !now_stored.is_erasure_mark() {
-            if now_stored.erased_at != Some(at) {
-                // Another erasure marked her since: this one starts over.
-                return Err(RunError::Conflict("profile changed".into()));
-            }
+        let stored = self.store.get(&profile_key(user)).await?;
+        let version = stored.as_ref().map(|r| r.version);
+        let now_stored = match &stored {
+            Some(r) => r.parse::<Profile>()?,
+            None => Profile::new(user),
+        };
+        let is_mark = now_stored.is_erasure_mark();
+        if !is_mark && now_stored.erased_at != Some(at) {
+            // Another erasure marked her since: this one starts over.
+            return Err(RunError::Conflict("profile changed".into()));
+        }
+        // A mark always expires: one written without (a user unknown, whose first mark is
+        // already bare) is written again with its time to live.
+        if !is_mark || stored.as_ref().is_some_and(|r| r.expires.is_none()) {
             // Her profile becomes the bare mark, on the version read: an event applied
             // meanwhile (received after the erasure began) is a conflict, and the erasure
             // starts over, taking it too.
+            let erased_at = now_stored.erased_at.unwrap_or(at);
             let mark = Record::of(
                 profile_key(user),
                 version.unwrap_or(0) + 1,
-                Profile::erased(user, at),
+                Profile::erased(user, erased_at),
             )
             .expiring(self.now() + MARK_KEPT_FOR);
             let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);

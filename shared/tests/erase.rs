@@ -286,3 +286,30 @@ steps:
     );
     assert!(h.rt.user("ann").await.expect("user").profile.is_none());
 }
+
+#[tokio::test]
+async fn erasing_an_unknown_user_leaves_only_a_mark_that_expires() {
+    // given no one called zoe
+    let h = Harness::new("2026-12-01T10:00:00Z");
+
+    // when she is erased (twice: a repeat must not keep it either)
+    for _ in 0..2 {
+        h.rt.erase("zoe").await.expect("erase");
+    }
+
+    // then only her mark is left, and it is kept for a while only
+    let left = records_about(&h, "zoe");
+    let keys: Vec<String> = left
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#zoe/P"], "{left:?}");
+    let p: waymark::profile::Profile = left[0].parse().expect("a profile");
+    assert!(p.is_erasure_mark(), "{p:?}");
+    let expires = left[0].expires.expect("the mark is kept for a while only");
+    assert_eq!(
+        expires,
+        (h.now() + waymark::erase::MARK_KEPT_FOR).as_second(),
+        "{left:?}"
+    );
+}
