@@ -4493,6 +4493,11 @@ impl Runtime {
             user
         };
         self.update_profile(user, |p| {
+            // An erased user's: about an address no longer known, kept for no one (written,
+            // the mark would become a profile that never expires).
+            if p.is_erasure_mark() {
+                return;
+            }
             p.suppressed.insert(channel, reason.to_string());
         })
         .await
@@ -4528,6 +4533,11 @@ impl Runtime {
         // turned out to be: the anonymous profile is no one's any more.
         let user = self.merged_user(user).await?.id;
         self.update_profile(&user, |p| {
+            // A link in a message sent before her erasure: she is no one now, nothing to keep
+            // (written, the mark would become a profile that never expires).
+            if p.is_erasure_mark() {
+                return;
+            }
             let subs = p
                 .traits
                 .entry("subscriptions".to_string())

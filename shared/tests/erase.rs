@@ -313,3 +313,35 @@ async fn erasing_an_unknown_user_leaves_only_a_mark_that_expires() {
         "{left:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unsubscribe_or_a_bounce_after_the_erasure_leaves_the_mark_as_it_is() {
+    use waymark::journey::Channel;
+
+    // given ann, erased
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com","phone":"+447700900123"}}"#)
+        .await;
+    h.rt.erase("ann").await.expect("erase");
+    let before = records_about(&h, "ann");
+
+    // when a link in an email she got before is followed, and a bounce and a complaint come
+    h.rt.unsubscribe("ann", Channel::Email)
+        .await
+        .expect("unsubscribe");
+    h.rt.suppress("ann", Channel::Email, "bounce")
+        .await
+        .expect("bounce");
+    h.rt.suppress("ann", Channel::Sms, "complaint")
+        .await
+        .expect("complaint");
+
+    // then her mark is untouched: still bare, still expiring (an opt-out of no one is kept for
+    // no one)
+    let left = records_about(&h, "ann");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let p: waymark::profile::Profile = left[0].parse().expect("a profile");
+    assert!(p.is_erasure_mark(), "{p:?}");
+    assert!(left[0].expires.is_some(), "{left:?}");
+    assert_eq!(left[0].version, before[0].version, "{left:?}");
+}
