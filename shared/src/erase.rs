@@ -50,10 +50,12 @@ impl Runtime {
     /// is finished by the next (a user unknown is erased already: nothing to do).
     ///
     /// Order, so that a retry always finds what is left: her profile is first marked with the
-    /// erasure's time (events received before it are dropped from then on), then the records
-    /// keyed by her data that only the profile names (devices, phone, anonymous ids) go, then
-    /// her enrollments (their timers deleted), then the profile becomes the bare mark, and
-    /// last the rest of her partition goes, a page at a time, folded into the stats first.
+    /// erasure's time (events received before it are dropped from then on), then her
+    /// enrollments end (their timers deleted), then the records keyed by her data that only
+    /// the profile names (anonymous ids, devices, phone) go, then the profile becomes the bare
+    /// mark, and last the rest of her partition goes, a page at a time, folded into the stats
+    /// first. A visitor she was whose erasure stopped at the bound is a bare mark already, and
+    /// is finished by the next request.
     pub async fn erase(&self, user: &str) -> Result<Erasure, RunError> {
         let mut out = Erasure::default();
         let mut budget = DELETES_PER_REQUEST;
@@ -98,11 +100,16 @@ impl Runtime {
                 let marked = self
                     .update_profile(user, |p| p.erased_at = Some(now))
                     .await?;
+                // Her journeys end before the budget goes on the visitors she was: a request
+                // that stops there sends nothing more of hers until the next.
+                out.enrollments += self.end_enrollments(user).await?;
                 if follow_anonymous {
                     for a in &marked.anonymous_ids {
                         let anon = crate::store::join(&[ANONYMOUS_PREFIX, a]);
                         let (theirs, _) = self.load_profile(&anon).await?;
-                        if theirs.merged_into.as_deref() == Some(user) {
+                        // Merged into her; or a mark already, its erasure stopped half-way
+                        // by an earlier request (the bare mark names her no longer).
+                        if theirs.merged_into.as_deref() == Some(user) || theirs.is_erasure_mark() {
                             Box::pin(self.erase_one(&anon, false, out, budget)).await?;
                             out.anonymous += 1;
                             if out.remaining {

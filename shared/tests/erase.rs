@@ -345,3 +345,43 @@ async fn an_unsubscribe_or_a_bounce_after_the_erasure_leaves_the_mark_as_it_is()
     assert!(left[0].expires.is_some(), "{left:?}");
     assert_eq!(left[0].version, before[0].version, "{left:?}");
 }
+
+#[tokio::test]
+async fn a_visitor_too_large_for_one_request_is_finished_by_the_next_and_her_journey_ends_first() {
+    // given bob, who as a visitor sent more events than one request deletes, then logged in,
+    // and is in the middle of a journey (its second email two hours away)
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    let mut lines: Vec<String> = (0..1_100)
+        .map(|i| {
+            format!(
+                r#"{{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"v-bob","event":"e","messageId":"m{i}"}}"#
+            )
+        })
+        .collect();
+    lines.push(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"bob","anonymousId":"v-bob","messageId":"i1","traits":{"email":"bob@example.com"}}"#.into());
+    lines.push(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"bob","event":"cart_abandoned","messageId":"c1"}"#.into());
+    h.play(&lines.join("\n")).await;
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+
+    // when he is erased
+    let first = h.rt.erase("bob").await.expect("erase");
+
+    // then the first request stops at its bound in the visitor's partition, his journey
+    // already ended: nothing more goes out before the next request
+    assert!(first.remaining, "{first:?}");
+    assert_eq!(first.enrollments, 1, "{first:?}");
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+
+    // when the erasure is asked again, then it finishes the visitor's partition too
+    let second = h.rt.erase("bob").await.expect("erase again");
+    assert!(!second.remaining, "{second:?}");
+    let mut keys: Vec<String> = records_about(&h, "bob")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["U#anon:v-bob/P", "U#bob/P"]);
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+}
