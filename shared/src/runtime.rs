@@ -244,7 +244,8 @@ enum Registering {
     /// the user that has no endpoint yet (or was revived) is registered.
     Identify(Timestamp),
     /// Another event (a track, a page, a screen) whose device sent its token as
-    /// `context.device.token`: registered only when the event changed the user's devices.
+    /// `context.device.token`: registered only when the event changed the user's devices, and
+    /// claimed only once registered (the provider down leaves it out, the event going on).
     Device(Timestamp),
 }
 
@@ -1206,8 +1207,8 @@ impl Runtime {
     ) -> Result<Arc<Profile>, RunError> {
         // Endpoints registered by this call, by token (a conflict's retry does not ask again).
         let mut registered: Vec<(String, Option<String>)> = Vec::new();
-        // The provider could not register a device now: the profile is written all the same
-        // (its traits must not wait for the provider), and the message is retried after.
+        // The provider could not register an identify's device now: the profile is written all
+        // the same (its traits must not wait for the provider), and the message is retried after.
         let mut unavailable: Option<String> = None;
         for _ in 0..8 {
             let (before, version) = self.load_profile(user).await?;
@@ -1221,18 +1222,16 @@ impl Runtime {
             });
             if let Some(r) = registering {
                 let at = r.at();
-                // A device new to this user is hers now: no longer another's (a second person
-                // logging in on a shared phone), before her profile says it is hers; unless
-                // another registered it after this identify happened.
-                let mut taken = Vec::new();
-                for d in &p.devices {
-                    if !before.devices.iter().any(|b| b.token == d.token)
-                        && !self.claim_device(user, &d.token, at).await?
-                    {
-                        taken.push(d.token.clone());
-                    }
+                let identify = matches!(r, Registering::Identify(_));
+                // An identify's devices are claimed first and written whatever the provider
+                // says (without an endpoint while it is down, the event retried); another
+                // event's are claimed only once registered, and only those written.
+                if identify {
+                    self.claim_devices(user, &mut p, &before, at).await?;
                 }
-                p.devices.retain(|d| !taken.contains(&d.token));
+                // Devices left as they were before this event (another event's, whose
+                // registration failed for now).
+                let mut undone = Vec::new();
                 for d in p
                     .devices
                     .iter_mut()
@@ -1254,6 +1253,13 @@ impl Runtime {
                             tracing::warn!(user, reason = %m, "a disabled push endpoint could not be enabled again now; the next identify tries again");
                             continue;
                         }
+                        // Another event's device waits for the next event that sends its
+                        // token (the app sends it with each): this one's journeys go on.
+                        Err(SendError::Retryable(m)) if !identify => {
+                            tracing::warn!(user, reason = %m, "a push device could not be registered now; the next event sending its token tries again");
+                            undone.push(d.token.clone());
+                            continue;
+                        }
                         Err(SendError::Retryable(m)) => {
                             unavailable = Some(m);
                             continue;
@@ -1267,12 +1273,18 @@ impl Runtime {
                     d.endpoint = ep;
                     d.revived = false;
                 }
-                // The provider could not register the device another event brought: the
-                // profile is written without it, so that the event's redelivery finds it new
-                // and registers it then (an identify's redelivery registers every device that
-                // has no endpoint).
-                if unavailable.is_some() && matches!(r, Registering::Device(_)) {
-                    p.devices = before.devices.clone();
+                for token in &undone {
+                    match before.devices.iter().find(|b| b.token == *token) {
+                        Some(b) => {
+                            if let Some(d) = p.devices.iter_mut().find(|d| d.token == *token) {
+                                *d = b.clone();
+                            }
+                        }
+                        None => p.devices.retain(|d| d.token != *token),
+                    }
+                }
+                if !identify {
+                    self.claim_devices(user, &mut p, &before, at).await?;
                 }
             }
             let written = if version.is_some() && p == *before {
@@ -1295,6 +1307,29 @@ impl Runtime {
             };
         }
         Err(RunError::Conflict("profile busy".into()))
+    }
+
+    /// Claims for `user` (see [`Runtime::claim_device`]) the devices of `p`, her profile as
+    /// the event at `at` leaves it, that it brought to her (not in `before`), and leaves out of
+    /// `p` those another user registered after `at`. A device she had and registered again
+    /// (its `registered_at` moved) needs no claim: the claim reads that time in her profile.
+    async fn claim_devices(
+        &self,
+        user: &str,
+        p: &mut Profile,
+        before: &Profile,
+        at: Timestamp,
+    ) -> Result<(), RunError> {
+        let mut taken = Vec::new();
+        for d in &p.devices {
+            if !before.devices.iter().any(|b| b.token == d.token)
+                && !self.claim_device(user, &d.token, at).await?
+            {
+                taken.push(d.token.clone());
+            }
+        }
+        p.devices.retain(|d| !taken.contains(&d.token));
+        Ok(())
     }
 
     /// Records that the push device `token` is `user`'s, and takes it off the profile of the
@@ -5528,7 +5563,7 @@ mod tests {
     /// libraries do) registers it as an identify's `push_tokens` does: with the provider before
     /// the profile's one write, claimed for the user. The same token with her next events asks
     /// the provider nothing and writes nothing; a provider down leaves the device out of the
-    /// write, so that the event's redelivery registers it.
+    /// write and unclaimed, and the event goes on (not retried): her next event registers it.
     #[tokio::test]
     async fn a_tracks_device_token_is_registered_once() {
         use std::sync::atomic::Ordering::SeqCst;
@@ -5559,14 +5594,17 @@ mod tests {
                 (r.version, r.parse::<Profile>().expect("profile"))
             }
         };
-        // The provider is down: her profile is written without the device, the event retried.
+        // The provider is down: her profile is written without the device, which no one
+        // claims, and the event is done (its journeys do not wait for the provider).
         let handled = rt.handle(&track("o1")).await.expect("handled");
-        assert!(matches!(handled, Handled::Retried { .. }), "{handled:?}");
+        assert!(matches!(handled, Handled::Done), "{handled:?}");
         let (version, p) = stored().await;
         assert_eq!((version, p.devices.len()), (1, 0));
-        // Back up: its redelivery registers the device, in one more write.
+        let holder = store.get(&device_key("t1")).await.expect("read");
+        assert!(holder.is_none(), "not claimed while not written");
+        // Back up: her next event registers the device, in one more write.
         sender.down.store(false, SeqCst);
-        rt.handle(&track("o1")).await.expect("handled");
+        rt.handle(&track("o2")).await.expect("handled");
         let (version, p) = stored().await;
         assert_eq!(version, 2);
         assert_eq!(
@@ -5577,7 +5615,7 @@ mod tests {
         assert!(holder.is_some(), "claimed for her");
         // Her next events send the token again: no provider call, no profile write.
         let calls = sender.calls.load(SeqCst);
-        for id in ["o2", "o3"] {
+        for id in ["o3", "o4"] {
             rt.handle(&track(id)).await.expect("handled");
         }
         assert_eq!(sender.calls.load(SeqCst), calls);
