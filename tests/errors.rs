@@ -414,6 +414,7 @@ fn push() -> Outgoing {
             disabled: false,
             revived: false,
             registered_at: None,
+            disabled_at: None,
         }]),
         Content::Push {
             title: "T".into(),
@@ -536,6 +537,7 @@ async fn a_revived_device_gets_its_endpoint_enabled_or_a_new_one() {
         disabled: false,
         revived: true,
         registered_at: None,
+        disabled_at: None,
     };
     let ok = |body: &str| -> Answer { (200, vec![("content-type", "text/xml")], body.into()) };
     let created = ok(

@@ -40,6 +40,7 @@ fn profile(user: &str) -> Profile {
         disabled: false,
         revived: false,
         registered_at: None,
+        disabled_at: None,
     });
     p
 }

@@ -34,7 +34,17 @@ pub struct Device {
     /// two users' events race for it (see `Runtime::claim_device`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
+    /// When the provider last disabled it (none for a device disabled before this was kept): a
+    /// token sent before that does not make it good again, and one sent as
+    /// `context.device.token` only a day after it (see [`Profile::apply`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<Timestamp>,
 }
+
+/// How long after the provider disabled a device its token sent as `context.device.token`
+/// makes it good again: a dead token sent with every event enables its endpoint again at most
+/// once a day, not at each event.
+pub const REVIVE_AFTER: SignedDuration = SignedDuration::from_hours(24);
 
 /// The most push devices a profile keeps ([`Profile::set_devices`]).
 pub const MAX_DEVICES: usize = 10;
@@ -612,6 +622,7 @@ impl Profile {
                     .filter(|d| !d.disabled)
                     .map(|d| Device {
                         registered_at: None,
+                        disabled_at: None,
                         ..d.clone()
                     })
                     .collect();
@@ -1087,7 +1098,7 @@ impl Profile {
             ) else {
                 continue;
             };
-            self.register_device(platform, token, at, true);
+            self.register_device(platform, token, at, true, false);
         }
         self.forget_old_devices();
     }
@@ -1106,14 +1117,25 @@ impl Profile {
             token,
             event.timestamp,
             event.kind == Kind::Identify,
+            true,
         );
         self.forget_old_devices();
     }
 
-    /// Registers the push device `token` of `platform`, sent by an event at `at`: a new one is
-    /// added, a disabled one is good again (its endpoint enabled again by the next
-    /// registration), and with `again` (an identify sent it) one she has is registered at `at`.
-    fn register_device(&mut self, platform: &str, token: &str, at: Timestamp, again: bool) {
+    /// Registers the push device `token` of `platform`, sent by an event at `at` (from a
+    /// device's `context` with `context`): a new one is added; a disabled one is good again
+    /// when the token was sent after the provider disabled it ([`REVIVE_AFTER`] after, from a
+    /// device's context: a dead token sent with every event would revive it at each), its
+    /// endpoint enabled again by the next registration; and with `again` (an identify sent it)
+    /// one she has is registered at `at`.
+    fn register_device(
+        &mut self,
+        platform: &str,
+        token: &str,
+        at: Timestamp,
+        again: bool,
+        context: bool,
+    ) {
         let Some(d) = self.devices.iter_mut().find(|d| d.token == token) else {
             self.devices.push(Device {
                 platform: platform.to_string(),
@@ -1122,17 +1144,24 @@ impl Profile {
                 disabled: false,
                 revived: false,
                 registered_at: Some(at),
+                disabled_at: None,
             });
             return;
         };
-        if !again && !d.disabled && d.platform == platform {
+        let revives = d.disabled
+            && match d.disabled_at {
+                None => true,
+                Some(off) if context => at >= off + REVIVE_AFTER,
+                Some(off) => at > off,
+            };
+        if !again && !revives && d.platform == platform {
             return;
         }
         d.platform = platform.to_string();
         if d.registered_at.is_none_or(|r| r < at) {
             d.registered_at = Some(at);
         }
-        if d.disabled {
+        if revives {
             d.disabled = false;
             d.revived = d.endpoint.is_some();
         }
@@ -1836,6 +1865,66 @@ mod tests {
             serde_json::json!({"token": "x"}),
         ));
         assert!(p.devices.is_empty());
+    }
+
+    /// ann's event of `kind` at `at` whose device sends `device` as its `context.device`, with
+    /// `push_tokens` for an identify when given.
+    fn ann_sends(kind: Kind, at: &str, device: Value, push_tokens: Option<Value>) -> Event {
+        let mut traits = Map::new();
+        if let Some(t) = push_tokens {
+            traits.insert("push_tokens".into(), t);
+        }
+        let mut e = ann_identifies(&format!("e-{at}"), at, traits);
+        e.kind = kind;
+        if kind == Kind::Track {
+            e.event = Some("app_opened".into());
+        }
+        e.context = serde_json::json!({"device": device})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        e
+    }
+
+    /// A disabled device is good again only by a token sent after the provider disabled it: a
+    /// stale event queued from before does not revive it, nor, from a device's context, one
+    /// less than a day after (a dead token sent with every event would revive it at each);
+    /// an identify's `push_tokens` sent after it does.
+    #[test]
+    fn a_disabled_device_is_revived_only_by_a_token_sent_after() {
+        let ios = serde_json::json!({"type": "ios", "token": "a1"});
+        let track = |at: &str| ann_sends(Kind::Track, at, ios.clone(), None);
+        let t = |at: &str| -> Timestamp { at.parse().expect("time") };
+        let mut p = Profile::new("ann");
+        p.apply_remembering(&track("2026-12-01T09:00:00Z"), false);
+        let disable = |p: &mut Profile, at: &str| {
+            p.devices[0].endpoint = Some("ep".into());
+            p.devices[0].disabled = true;
+            p.devices[0].disabled_at = Some(t(at));
+        };
+        disable(&mut p, "2026-12-01T12:00:00Z");
+        let disabled = p.clone();
+        for at in [
+            "2026-12-01T11:00:00Z",
+            "2026-12-01T13:00:00Z",
+            "2026-12-02T11:59:59Z",
+        ] {
+            p.apply_remembering(&track(at), false);
+            assert_eq!(p, disabled, "{at}");
+        }
+        p.apply_remembering(&track("2026-12-02T12:00:00Z"), false);
+        assert!(
+            !p.devices[0].disabled && p.devices[0].revived,
+            "a day after"
+        );
+        // Its push_tokens: sent after it was disabled, it is good again; before, it is not.
+        disable(&mut p, "2026-12-03T12:00:00Z");
+        p.devices[0].revived = false;
+        let tokens = serde_json::json!([{"platform": "apns", "token": "a1"}]);
+        p.set_devices(&tokens, t("2026-12-03T11:00:00Z"));
+        assert!(p.devices[0].disabled);
+        p.set_devices(&tokens, t("2026-12-03T12:01:00Z"));
+        assert!(!p.devices[0].disabled && p.devices[0].revived);
     }
 
     /// ann's identify `id` at `at` with `traits`.

@@ -1229,8 +1229,8 @@ impl Runtime {
                 if identify {
                     self.claim_devices(user, &mut p, &before, at).await?;
                 }
-                // Devices left as they were before this event (another event's, whose
-                // registration failed for now).
+                // Devices left as they were before this event (a registration that failed for
+                // now, of another event's device or of a disabled one's endpoint).
                 let mut undone = Vec::new();
                 for d in p
                     .devices
@@ -1247,10 +1247,12 @@ impl Runtime {
                     }
                     let ep = match self.sender.register(d).await {
                         Ok(ep) => ep,
-                        // Enabling a disabled endpoint again can wait for the next identify
-                        // (the app sends its token with each): it does not fail this one.
+                        // Enabling a disabled endpoint again can wait: the device stays
+                        // disabled (pushes do not go to an endpoint still disabled), and a
+                        // later event that sends its token tries again.
                         Err(SendError::Retryable(m)) if d.revived => {
-                            tracing::warn!(user, reason = %m, "a disabled push endpoint could not be enabled again now; the next identify tries again");
+                            tracing::warn!(user, reason = %m, "a disabled push endpoint could not be enabled again now; a later event sending its token tries again");
+                            undone.push(d.token.clone());
                             continue;
                         }
                         // Another event's device waits for the next event that sends its
@@ -3396,9 +3398,11 @@ impl Runtime {
             return Ok(());
         }
         tracing::info!(user = %o.user_id, devices = tokens.len(), "push devices disabled by the provider");
+        let now = self.now();
         self.update_profile(&o.user_id, |p| {
             for d in p.devices.iter_mut().filter(|d| tokens.contains(&d.token)) {
                 d.disabled = true;
+                d.disabled_at = Some(now);
             }
         })
         .await
@@ -5442,8 +5446,9 @@ mod tests {
     }
 
     /// An identify that sends a disabled device's token again is applied even when its endpoint
-    /// cannot be enabled again now: the device is marked good, and the next identify tries the
-    /// endpoint again.
+    /// cannot be enabled again now: the device stays disabled (not marked good while its
+    /// endpoint is not), and a later event sending the token tries the endpoint again. One
+    /// stamped before the provider disabled it (a stale one) does not make it good.
     #[tokio::test]
     async fn a_revive_that_fails_for_now_does_not_fail_the_identify() {
         let (rt, _) = memory_runtime(
@@ -5476,14 +5481,31 @@ mod tests {
             "{d:?}"
         );
 
-        let handled = rt.handle(&event(Kind::Identify, "i2", None)).await;
+        let disabled = d.clone();
+
+        // Stamped when the provider disabled it, no later: nothing changes.
+        rt.handle(&event(Kind::Identify, "i0", None))
+            .await
+            .expect("handled");
+        let view = rt.user("ann").await.expect("user");
+        assert_eq!(view.profile.expect("profile").devices, [disabled]);
+
+        let later = {
+            let Message::Event(e) = event(Kind::Identify, "i2", None) else {
+                unreachable!("an event")
+            };
+            let mut e = Event::clone(&e);
+            e.timestamp += SignedDuration::from_mins(1);
+            Message::Event(Arc::new(e))
+        };
+        let handled = rt.handle(&later).await;
         assert!(
             matches!(handled, Ok(Handled::Done)),
             "not retried: {handled:?}"
         );
         let view = rt.user("ann").await.expect("user");
         let d = &view.profile.expect("profile").devices[0];
-        assert!(!d.disabled && d.revived, "{d:?}");
+        assert!(d.disabled && !d.revived, "{d:?}");
         assert_eq!(d.endpoint.as_deref(), Some("ep-t1"));
     }
 
@@ -5620,6 +5642,38 @@ mod tests {
         }
         assert_eq!(sender.calls.load(SeqCst), calls);
         assert_eq!(stored().await.0, 2);
+    }
+
+    /// A track that sends a disabled device's token a day after the provider disabled it, its
+    /// endpoint not enabled again for now: the device stays disabled (no push to it, the
+    /// channel unreachable for a fallback), and the event goes on.
+    #[tokio::test]
+    async fn a_tracks_revive_that_fails_for_now_leaves_the_device_disabled() {
+        let (rt, store) = memory_runtime(Arc::new(DisabledForNow), None).await;
+        let mut p = Profile::new("ann");
+        p.devices.push(Device {
+            platform: "fcm".into(),
+            token: "t1".into(),
+            endpoint: Some("ep-t1".into()),
+            disabled: true,
+            revived: false,
+            registered_at: None,
+            disabled_at: Some(START.parse().expect("time")),
+        });
+        let record = Record::shared(profile_key("ann"), 1, Arc::new(p.clone()));
+        store.put(&record, Expect::Absent).await.expect("put");
+        let Message::Event(e) = event_of("ann", Kind::Track, "o1", Some("app_opened"), Value::Null)
+        else {
+            unreachable!("an event")
+        };
+        let mut e = Event::clone(&e);
+        let context = serde_json::json!({"device": {"type": "android", "token": "t1"}});
+        e.context = context.as_object().cloned().unwrap_or_default();
+        e.timestamp += SignedDuration::from_hours(25);
+        let handled = rt.handle(&Message::Event(Arc::new(e))).await;
+        assert!(matches!(handled, Ok(Handled::Done)), "{handled:?}");
+        let view = rt.user("ann").await.expect("user");
+        assert_eq!(view.profile.expect("profile").devices, p.devices);
     }
 
     #[test]
