@@ -41,6 +41,11 @@ pub struct Device {
     pub disabled_at: Option<Timestamp>,
 }
 
+/// How much later than a device's `registered_at` an event other than an identify that sends
+/// its token as `context.device.token` registers it again (a profile write, once a day of use):
+/// whose a shared phone is goes by that time, and so does which of her devices she keeps (see
+/// [`MAX_DEVICES`]); sooner, the same token again costs nothing.
+pub const DEVICE_SEEN_AGAIN: SignedDuration = SignedDuration::from_hours(24);
 /// How long after the provider disabled a device its token sent as `context.device.token`
 /// makes it good again: a dead token sent with every event enables its endpoint again at most
 /// once a day, not at each event.
@@ -1106,8 +1111,9 @@ impl Profile {
     /// The push device whose token the event's device sent (`context.device.token`, see
     /// [`Event::push_device`]), registered as an identify's `push_tokens` entry is. An event
     /// other than an identify changes nothing for a device the user has, good and of that
-    /// platform: an app sends its token with every event, and each would write the profile
-    /// again only to move `registered_at` (which an identify moves).
+    /// platform, registered less than [`DEVICE_SEEN_AGAIN`] before it: an app sends its token
+    /// with every event, and each would write the profile again only to move `registered_at`
+    /// (which an identify moves).
     fn take_device(&mut self, event: &Event) {
         let Some((platform, token)) = event.push_device() else {
             return;
@@ -1126,8 +1132,8 @@ impl Profile {
     /// device's `context` with `context`): a new one is added; a disabled one is good again
     /// when the token was sent after the provider disabled it ([`REVIVE_AFTER`] after, from a
     /// device's context: a dead token sent with every event would revive it at each), its
-    /// endpoint enabled again by the next registration; and with `again` (an identify sent it)
-    /// one she has is registered at `at`.
+    /// endpoint enabled again by the next registration; and with `again` (an identify sent it),
+    /// or [`DEVICE_SEEN_AGAIN`] after it was, one she has is registered at `at`.
     fn register_device(
         &mut self,
         platform: &str,
@@ -1154,7 +1160,8 @@ impl Profile {
                 Some(off) if context => at >= off + REVIVE_AFTER,
                 Some(off) => at > off,
             };
-        if !again && !revives && d.platform == platform {
+        let seen_again = !d.disabled && d.registered_at.is_none_or(|r| r + DEVICE_SEEN_AGAIN < at);
+        if !again && !revives && !seen_again && d.platform == platform {
             return;
         }
         d.platform = platform.to_string();
@@ -1925,6 +1932,25 @@ mod tests {
         assert!(p.devices[0].disabled);
         p.set_devices(&tokens, t("2026-12-03T12:01:00Z"));
         assert!(!p.devices[0].disabled && p.devices[0].revived);
+    }
+
+    /// A device she has, sent again by a track: nothing changes within a day of its
+    /// `registered_at`; later, it is registered again at the track's time (whose a shared phone
+    /// is, and which devices she keeps, go by it).
+    #[test]
+    fn a_device_used_a_day_later_is_registered_again() {
+        let ios = serde_json::json!({"type": "ios", "token": "a1"});
+        let track = |at: &str| ann_sends(Kind::Track, at, ios.clone(), None);
+        let mut p = Profile::new("ann");
+        p.apply_remembering(&track("2026-12-01T09:00:00Z"), false);
+        let before = p.clone();
+        p.apply_remembering(&track("2026-12-02T09:00:00Z"), false);
+        assert_eq!(p, before, "within a day: free");
+        p.apply_remembering(&track("2026-12-02T09:00:01Z"), false);
+        assert_eq!(
+            p.devices[0].registered_at,
+            Some("2026-12-02T09:00:01Z".parse().expect("time"))
+        );
     }
 
     /// ann's identify `id` at `at` with `traits`.

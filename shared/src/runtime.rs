@@ -5644,6 +5644,50 @@ mod tests {
         assert_eq!(stored().await.0, 2);
     }
 
+    /// Out of order on a shared phone: Ann has had its token for a day; Bob's track of 11:00
+    /// arrives after Ann's of 12:00, which came more than a day after her registration and
+    /// registered it again: the phone stays Ann's, its latest user's.
+    #[tokio::test]
+    async fn a_shared_phone_stays_its_latest_users_when_events_come_out_of_order() {
+        let sender = Arc::new(Registrar {
+            down: false.into(),
+            calls: 0.into(),
+        });
+        let (rt, _) = memory_runtime(sender, None).await;
+        let track = |user: &str, id: &str, at: &str| {
+            let Message::Event(e) =
+                event_of(user, Kind::Track, id, Some("app_opened"), Value::Null)
+            else {
+                unreachable!("an event")
+            };
+            let mut e = Event::clone(&e);
+            let context = serde_json::json!({"device": {"type": "android", "token": "t1"}});
+            e.context = context.as_object().cloned().unwrap_or_default();
+            e.timestamp = at.parse().expect("time");
+            Message::Event(Arc::new(e))
+        };
+        let tokens = |user: &'static str| {
+            let rt = &rt;
+            async move {
+                let view = rt.user(user).await.expect("user");
+                view.profile
+                    .map(|p| p.devices.into_iter().map(|d| d.token).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            }
+        };
+        rt.handle(&track("ann", "a1", "2026-12-01T09:00:00Z"))
+            .await
+            .expect("handled");
+        rt.handle(&track("ann", "a2", "2026-12-02T12:00:00Z"))
+            .await
+            .expect("handled");
+        rt.handle(&track("bob", "b1", "2026-12-02T11:00:00Z"))
+            .await
+            .expect("handled");
+        assert_eq!(tokens("ann").await, ["t1"]);
+        assert_eq!(tokens("bob").await, Vec::<String>::new());
+    }
+
     /// A track that sends a disabled device's token a day after the provider disabled it, its
     /// endpoint not enabled again for now: the device stays disabled (no push to it, the
     /// channel unreachable for a fallback), and the event goes on.
