@@ -415,6 +415,7 @@ fn push() -> Outgoing {
             revived: false,
             registered_at: None,
             disabled_at: None,
+            source: Default::default(),
         }]),
         Content::Push {
             title: "T".into(),
@@ -538,6 +539,7 @@ async fn a_revived_device_gets_its_endpoint_enabled_or_a_new_one() {
         revived: true,
         registered_at: None,
         disabled_at: None,
+        source: Default::default(),
     };
     let ok = |body: &str| -> Answer { (200, vec![("content-type", "text/xml")], body.into()) };
     let created = ok(

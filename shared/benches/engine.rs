@@ -41,6 +41,7 @@ fn profile(user: &str) -> Profile {
         revived: false,
         registered_at: None,
         disabled_at: None,
+        source: Default::default(),
     });
     p
 }

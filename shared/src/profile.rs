@@ -39,6 +39,29 @@ pub struct Device {
     /// `context.device.token` only a day after it (see [`Profile::apply`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
+    /// How the app sent its token: an identify's `push_tokens`, or a device's
+    /// `context.device.token`.
+    #[serde(default, skip_serializing_if = "DeviceSource::is_push_tokens")]
+    pub source: DeviceSource,
+}
+
+/// How the app sent a push device's token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSource {
+    /// An identify's `push_tokens` entry, with its platform (and every device kept before the
+    /// source was).
+    #[default]
+    PushTokens,
+    /// The `context.device.token` Segment's mobile libraries send with every call, its platform
+    /// told by the device's type or system.
+    Context,
+}
+
+impl DeviceSource {
+    fn is_push_tokens(&self) -> bool {
+        *self == DeviceSource::PushTokens
+    }
 }
 
 /// How much later than a device's `registered_at` an event other than an identify that sends
@@ -628,6 +651,7 @@ impl Profile {
                     .map(|d| Device {
                         registered_at: None,
                         disabled_at: None,
+                        source: DeviceSource::default(),
                         ..d.clone()
                     })
                     .collect();
@@ -1096,6 +1120,7 @@ impl Profile {
 
     fn set_devices(&mut self, v: &Value, at: Timestamp) {
         let Some(items) = v.as_array() else { return };
+        let mut any = false;
         for item in items {
             let (Some(platform), Some(token)) = (
                 item.get("platform").and_then(Value::as_str),
@@ -1103,17 +1128,25 @@ impl Profile {
             ) else {
                 continue;
             };
-            self.register_device(platform, token, at, true, false);
+            self.register_device(platform, token, at, DeviceSource::PushTokens, true);
+            any = true;
+        }
+        // A user whose identifies send `push_tokens` keeps her devices from them only: an iOS
+        // app on Firebase sends the FCM token there and may let Segment send the APNs token of
+        // the same phone as `context.device.token`, which would be a second device.
+        if any {
+            self.devices
+                .retain(|d| d.source == DeviceSource::PushTokens);
         }
         self.forget_old_devices();
     }
 
     /// The push device whose token the event's device sent (`context.device.token`, see
-    /// [`Event::push_device`]), registered as an identify's `push_tokens` entry is. An event
-    /// other than an identify changes nothing for a device the user has, good and of that
-    /// platform, registered less than [`DEVICE_SEEN_AGAIN`] before it: an app sends its token
-    /// with every event, and each would write the profile again only to move `registered_at`
-    /// (which an identify moves).
+    /// [`Event::push_device`]), registered as an identify's `push_tokens` entry is, unless she
+    /// has a device from `push_tokens` (she keeps those only). An event other than an identify
+    /// changes nothing for a device the user has, good and of that platform, registered less
+    /// than [`DEVICE_SEEN_AGAIN`] before it: an app sends its token with every event, and each
+    /// would write the profile again only to move `registered_at` (which an identify moves).
     fn take_device(&mut self, event: &Event) {
         let Some((platform, token)) = event.push_device() else {
             return;
@@ -1122,27 +1155,38 @@ impl Profile {
             platform,
             token,
             event.timestamp,
+            DeviceSource::Context,
             event.kind == Kind::Identify,
-            true,
         );
         self.forget_old_devices();
     }
 
-    /// Registers the push device `token` of `platform`, sent by an event at `at` (from a
-    /// device's `context` with `context`): a new one is added; a disabled one is good again
-    /// when the token was sent after the provider disabled it ([`REVIVE_AFTER`] after, from a
-    /// device's context: a dead token sent with every event would revive it at each), its
-    /// endpoint enabled again by the next registration; and with `again` (an identify sent it),
-    /// or [`DEVICE_SEEN_AGAIN`] after it was, one she has is registered at `at`.
+    /// Registers the push device `token` of `platform`, sent by an event at `at` from `source`:
+    /// a new one is added (from a device's context, only to a user who has none from
+    /// `push_tokens`); one she has takes the platform `push_tokens` names (a device's guess
+    /// does not change a device from `push_tokens`), and a new platform is registered again
+    /// (its endpoint was the old platform's); a disabled one is good again when the token was
+    /// sent after the provider disabled it (a day after, from a device's context), its endpoint
+    /// enabled again by the next registration; and with `again` (an identify sent it), or
+    /// [`DEVICE_SEEN_AGAIN`] after it was, one she has is registered at `at`.
     fn register_device(
         &mut self,
         platform: &str,
         token: &str,
         at: Timestamp,
+        source: DeviceSource,
         again: bool,
-        context: bool,
     ) {
+        let context = source == DeviceSource::Context;
         let Some(d) = self.devices.iter_mut().find(|d| d.token == token) else {
+            if context
+                && self
+                    .devices
+                    .iter()
+                    .any(|d| d.source == DeviceSource::PushTokens)
+            {
+                return;
+            }
             self.devices.push(Device {
                 platform: platform.to_string(),
                 token: token.to_string(),
@@ -1151,26 +1195,37 @@ impl Profile {
                 revived: false,
                 registered_at: Some(at),
                 disabled_at: None,
+                source,
             });
             return;
         };
-        let revives = d.disabled
-            && match d.disabled_at {
+        let mut moved = again;
+        if d.platform != platform && !(context && d.source == DeviceSource::PushTokens) {
+            d.platform = platform.to_string();
+            d.endpoint = None;
+            d.revived = false;
+            moved = true;
+        }
+        if !context {
+            d.source = DeviceSource::PushTokens;
+        }
+        if d.disabled {
+            let revives = match d.disabled_at {
                 None => true,
                 Some(off) if context => at >= off + REVIVE_AFTER,
                 Some(off) => at > off,
             };
-        let seen_again = !d.disabled && d.registered_at.is_none_or(|r| r + DEVICE_SEEN_AGAIN < at);
-        if !again && !revives && !seen_again && d.platform == platform {
-            return;
+            if revives {
+                d.disabled = false;
+                d.revived = d.endpoint.is_some();
+                moved = true;
+            }
         }
-        d.platform = platform.to_string();
-        if d.registered_at.is_none_or(|r| r < at) {
+        if !d.disabled && d.registered_at.is_none_or(|r| r + DEVICE_SEEN_AGAIN < at) {
+            moved = true;
+        }
+        if moved && d.registered_at.is_none_or(|r| r < at) {
             d.registered_at = Some(at);
-        }
-        if revives {
-            d.disabled = false;
-            d.revived = d.endpoint.is_some();
         }
     }
 
@@ -1950,6 +2005,80 @@ mod tests {
         assert_eq!(
             p.devices[0].registered_at,
             Some("2026-12-02T09:00:01Z".parse().expect("time"))
+        );
+    }
+
+    /// A user whose identifies send `push_tokens` keeps her devices from them only: a token
+    /// her device's context sends (an iOS app on Firebase: the APNs token beside the FCM one)
+    /// is no second device, whichever came first; and the platform `push_tokens` names wins
+    /// over the context's guess, a change of platform registering the device again.
+    #[test]
+    fn push_tokens_devices_are_hers_and_their_platform_wins() {
+        let apns = serde_json::json!({"type": "ios", "token": "apns-1"});
+        let fcm = serde_json::json!([{"platform": "fcm", "token": "fcm-1"}]);
+        let tokens =
+            |p: &Profile| -> Vec<String> { p.devices.iter().map(|d| d.token.clone()).collect() };
+        // push_tokens first, then the context's token.
+        let mut p = Profile::new("ann");
+        p.apply(&ann_sends(
+            Kind::Identify,
+            "2026-12-01T09:00:00Z",
+            apns.clone(),
+            Some(fcm.clone()),
+        ));
+        assert_eq!(tokens(&p), ["fcm-1"]);
+        p.apply_remembering(
+            &ann_sends(Kind::Track, "2026-12-03T09:00:00Z", apns.clone(), None),
+            false,
+        );
+        assert_eq!(tokens(&p), ["fcm-1"]);
+        // The context's token first (the upgrade), then push_tokens.
+        let mut p = Profile::new("ann");
+        p.apply_remembering(
+            &ann_sends(Kind::Track, "2026-12-01T09:00:00Z", apns.clone(), None),
+            false,
+        );
+        assert_eq!(tokens(&p), ["apns-1"]);
+        assert_eq!(p.devices[0].source, DeviceSource::Context);
+        p.apply(&ann_sends(
+            Kind::Identify,
+            "2026-12-01T10:00:00Z",
+            apns,
+            Some(fcm),
+        ));
+        assert_eq!(tokens(&p), ["fcm-1"]);
+        assert_eq!(p.devices[0].source, DeviceSource::PushTokens);
+
+        // One token, fcm by push_tokens, ios by the context: fcm it stays, endpoint and all.
+        let same = serde_json::json!({"type": "ios", "token": "t"});
+        let mut p = Profile::new("ann");
+        p.apply(&ann_sends(
+            Kind::Identify,
+            "2026-12-01T09:00:00Z",
+            same.clone(),
+            Some(serde_json::json!([{"platform": "fcm", "token": "t"}])),
+        ));
+        p.devices[0].endpoint = Some("ep-fcm".into());
+        let before = p.clone();
+        for at in ["2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"] {
+            p.apply_remembering(&ann_sends(Kind::Track, at, same.clone(), None), false);
+            assert_eq!(p.devices, before.devices, "{at}");
+        }
+        // A context's device that push_tokens names of another platform: registered again.
+        let mut p = Profile::new("ann");
+        p.apply_remembering(
+            &ann_sends(Kind::Track, "2026-12-01T09:00:00Z", same, None),
+            false,
+        );
+        p.devices[0].endpoint = Some("ep-apns".into());
+        p.set_devices(
+            &serde_json::json!([{"platform": "fcm", "token": "t"}]),
+            "2026-12-01T10:00:00Z".parse().expect("time"),
+        );
+        let d = &p.devices[0];
+        assert_eq!(
+            (&*d.platform, d.endpoint.as_deref(), d.source),
+            ("fcm", None, DeviceSource::PushTokens)
         );
     }
 

@@ -5703,6 +5703,7 @@ mod tests {
             revived: false,
             registered_at: None,
             disabled_at: Some(START.parse().expect("time")),
+            source: crate::profile::DeviceSource::Context,
         });
         let record = Record::shared(profile_key("ann"), 1, Arc::new(p.clone()));
         store.put(&record, Expect::Absent).await.expect("put");
