@@ -356,33 +356,7 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        let mut values = HashMap::from([(":pk".to_string(), AttributeValue::S(pk.to_string()))]);
-        let expression = if prefix.is_empty() {
-            "#pk = :pk"
-        } else {
-            values.insert(":p".to_string(), AttributeValue::S(prefix.to_string()));
-            "#pk = :pk AND begins_with(#sk, :p)"
-        };
-        let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
-        if !prefix.is_empty() {
-            names.insert("#sk".to_string(), SK.to_string());
-        }
-        pages(usize::MAX, |start, _| {
-            let request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(expression)
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            async move {
-                let resp = request.send().await.map_err(|e| store_error("Query", e))?;
-                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-            }
-        })
-        .await
+        self.query_first(pk, prefix, usize::MAX).await
     }
 
     async fn query_first(
@@ -391,14 +365,11 @@ impl Store for DynamoStore {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut values = HashMap::from([
-            (":pk".to_string(), AttributeValue::S(pk.to_string())),
-            (":p".to_string(), AttributeValue::S(prefix.to_string())),
-        ]);
+        let mut values = HashMap::from([(":pk".to_string(), AttributeValue::S(pk.to_string()))]);
         let expression = if prefix.is_empty() {
-            values.remove(":p");
             "#pk = :pk"
         } else {
+            values.insert(":p".to_string(), AttributeValue::S(prefix.to_string()));
             "#pk = :pk AND begins_with(#sk, :p)"
         };
         let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
@@ -414,7 +385,8 @@ impl Store for DynamoStore {
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .consistent_read(true)
-                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                // Every page, for `query`; no more than asked, for `query_first`.
+                .set_limit((limit != usize::MAX).then(|| i32::try_from(left).unwrap_or(i32::MAX)))
                 .set_exclusive_start_key(start);
             async move {
                 let resp = request.send().await.map_err(|e| store_error("Query", e))?;
