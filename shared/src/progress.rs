@@ -364,8 +364,8 @@ impl Judge<'_> {
             .profile
             .and_then(|p| p.inactivity_checks.get(&j.id))
             .copied();
-        // Her check came and went before her latest activity, which armed none (the journey
-        // was closed then, or it came with a visitor's history at a login): no check looks
+        // Her check came and went before her latest activity, which armed none (it came with
+        // a visitor's history at a login, or the journey had been closed a year): no check looks
         // from it (but one refused for her enrollment or a closure, which the view cannot see).
         let unseen = matches!((check_at, last), (Some(c), Some(l)) if c <= self.now && l > c);
         // The check looks again from her latest activity when it is due: she enters when both
@@ -426,7 +426,7 @@ impl Judge<'_> {
             let c = check_at.unwrap_or(self.now);
             a.reason = "no_check".into();
             a.detail = format!(
-                "{activity} came after her check at {c} and armed none (the journey was closed then, or it came with a visitor's history at a login): no check is pending, unless the one at {c} was refused because she was still in the journey or the journey was closed (that one looks again {} after it, then from her latest activity); her next of {events} arms a check for {} after it",
+                "{activity} came after her check at {c} and armed none (it came with a visitor's history at a login, or while the journey had been closed over a year): no check is pending, unless the one at {c} was refused because she was still in the journey or the journey was closed (that one looks again {} after it, then from her latest activity); her next of {events} arms a check for {} after it",
                 i.duration, i.duration
             );
             return a;
@@ -518,7 +518,7 @@ impl Judge<'_> {
         };
         match reason {
             "closed" if crate::runtime::still_checked(self.p, self.now) => format!(
-                "; {check} that finds it closed looks again {f} later, and so on while it is closed (for a year from its closing): the first after it opens again enters her if she is still inactive{condition}; her activity while it is closed arms no check"
+                "; {check} that finds it closed looks again {f} later, and so on while it is closed (for a year from its closing): the first after it opens again enters her if she is still inactive{condition}; her activity while it is closed arms a check as when it is open"
             ),
             "closed" => "; closed over a year ago, no check looks again: her next activity after it opens again arms one".to_string(),
             "enrolled" => format!(
@@ -878,8 +878,8 @@ steps:
     }
 
     /// A check whose time has passed is pending only when it looks again from an activity it
-    /// saw (told in the past tense); an activity after it armed none (the journey closed then,
-    /// or a visitor's at a login): no check is pending.
+    /// saw (told in the past tense); an activity after it armed none (a visitor's at a login,
+    /// or while the journey had been closed over a year): no check is pending.
     #[test]
     fn a_past_check_is_pending_only_when_it_saw_her_latest_activity() {
         // Her check on 8 December found her active since its arming (3 December): it looks
@@ -907,7 +907,7 @@ steps:
         assert_eq!(a.reason, "no_check", "{a:?}");
         assert_eq!(
             a.detail,
-            "her latest of app_opened, lesson_completed at 2026-12-05T08:00:00Z came after her check at 2026-12-01T08:00:00Z and armed none (the journey was closed then, or it came with a visitor's history at a login): no check is pending, unless the one at 2026-12-01T08:00:00Z was refused because she was still in the journey or the journey was closed (that one looks again 2w after it, then from her latest activity); her next of app_opened, lesson_completed arms a check for 2w after it"
+            "her latest of app_opened, lesson_completed at 2026-12-05T08:00:00Z came after her check at 2026-12-01T08:00:00Z and armed none (it came with a visitor's history at a login, or while the journey had been closed over a year): no check is pending, unless the one at 2026-12-01T08:00:00Z was refused because she was still in the journey or the journey was closed (that one looks again 2w after it, then from her latest activity); her next of app_opened, lesson_completed arms a check for 2w after it"
         );
         let TriggerState::Inactive {
             enters_at, matches, ..

@@ -1425,11 +1425,14 @@ impl Runtime {
             return Ok(());
         }
         let journeys = self.catalog.active().await?;
-        // The inactivity checks this event may arm (journeys whose `inactive` trigger names it).
+        // The inactivity checks this event may arm (journeys whose `inactive` trigger names it),
+        // also while a journey is closed or stopped (for a year: see `still_checked`), so that
+        // she is checked when it opens again.
+        let now = self.now();
         let arms: Vec<(&str, &[String], SignedDuration)> = match e.event.as_deref() {
             Some(name) => journeys
                 .iter()
-                .filter(|p| p.journey.status.is_active())
+                .filter(|p| p.journey.status.is_active() || still_checked(p, now))
                 .filter_map(|p| match p.journey.trigger.kind() {
                     Some(TriggerKind::Inactive(i)) if i.events.iter().any(|x| x == name) => Some((
                         p.journey.id.as_str(),

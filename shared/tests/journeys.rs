@@ -923,6 +923,40 @@ async fn an_inactive_user_checked_while_the_journey_is_closed_enters_when_it_ope
     );
 }
 
+/// Her activity while the journey is closed arms a check as when it is open: once it is open
+/// again, she who stayed inactive since enters, though her earlier check had come and gone.
+#[tokio::test]
+async fn an_activity_while_the_journey_is_closed_arms_her_check_for_when_it_opens() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    let churn = CHURN.replace("steps:", "reentry: after_exit\nsteps:");
+    h.publish(&churn).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    h.publish(&format!("{churn}status: closed\n")).await;
+    h.play(
+        r#"
+{"at":"2026-12-06T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-07T00:00:00Z")).await;
+    h.publish(&churn).await;
+    h.advance_to(at("2026-12-12T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-04T09:00:00Z ivy sms offer: We miss you",
+            "2026-12-09T09:00:00Z ivy sms offer: We miss you",
+        ]
+    );
+}
+
 /// A check handed over a little before its time (the sweep and the queue count whole seconds;
 /// an event's time has milliseconds) is the check all the same: the user enters, and no check
 /// comes back again and again until the clock passes its time.
