@@ -1719,6 +1719,24 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             said.push(problem("trigger.trait_changed", why));
         }
     }
+    // A count's `where` is judged on the event that makes the count, not on each one counted
+    // (the profile keeps when they happened, not their properties).
+    if let Some(TriggerKind::Repeated(r)) = j.trigger.kind() {
+        let reads_event = r.condition.as_ref().is_some_and(|c| {
+            c.paths()
+                .iter()
+                .any(|p| p.starts_with("event.") || p.starts_with("event["))
+        });
+        if reads_event {
+            said.push(problem(
+                "trigger.repeated.where",
+                format!(
+                    "this `where` is judged only on the `{}` that makes the count of {}: the earlier ones count whatever their properties. To count only some (`rating <= 2`), have the app send them under an event name of their own (`low_rating_given`) and count that",
+                    r.event, r.times
+                ),
+            ));
+        }
+    }
     said.extend(wheres_judged_only_by_the_enrollment(j));
     if j.transactional && j.quiet_hours.is_some() {
         said.push(problem(
@@ -3501,6 +3519,27 @@ steps:
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "steps[0].update.set.home.city");
         assert_eq!((errors[0].line, errors[0].column), (9, 17));
+    }
+
+    /// A count's `where` that reads the event is advised on: only the event that makes the
+    /// count is judged by it; one on the profile only, nothing to say.
+    #[test]
+    fn a_repeated_triggers_where_on_the_event_is_advised_on() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger:\n  repeated:\n    event: ride_rated\n    times: 3\n    within: 30d\n    where: \"{cond}\"\nsteps:\n  - id: s\n    exit: true\n")
+        };
+        let said = advice("j.yaml", &text("event.stars <= 2"));
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].path, "trigger.repeated.where");
+        assert!(
+            said[0].message.starts_with(
+                "this `where` is judged only on the `ride_rated` that makes the count of 3:"
+            ),
+            "{}",
+            said[0].message
+        );
+        parse("j.yaml", &text("event.stars <= 2")).expect("valid");
+        assert!(advice("j.yaml", &text("profile.plan == 'pro'")).is_empty());
     }
 
     /// A trait_changed journey with neither `where` nor `reentry` spends its one entry on the
