@@ -1719,6 +1719,22 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             said.push(problem("trigger.trait_changed", why));
         }
     }
+    // A daily schedule that enters again while `days_until(…) <= 3` holds enters her on each
+    // of those days: `==` names the one day.
+    if let Some(TriggerKind::Schedule(sc)) = j.trigger.kind() {
+        let again = !matches!(j.reentry, crate::journey::Reentry::Never);
+        if let (true, Some(c)) = (again, sc.condition.as_ref()) {
+            if let Some(call) = days_compared_as_a_range(c.source()) {
+                said.push(problem(
+                    "trigger.schedule.where",
+                    format!(
+                        "`{call}` holds on several days in a row, and with `reentry` letting her in again each run while it holds enters her again on each of them (once her enrollment has ended): compare it with `==` to enter her on one day (`{} == 3`), or keep `reentry: never`",
+                        call.split_whitespace().next().unwrap_or("days_until(…)")
+                    ),
+                ));
+            }
+        }
+    }
     // A count's `where` is judged on the event that makes the count, not on each one counted
     // (the profile keeps when they happened, not their properties).
     if let Some(TriggerKind::Repeated(r)) = j.trigger.kind() {
@@ -1759,6 +1775,39 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             }
         })
         .collect()
+}
+
+/// The first `days_until(…)`/`days_since(…)` in a condition's text compared with `<`, `<=`,
+/// `>`, `>=` or `!=` (either side), as written: a range of days rather than one day.
+fn days_compared_as_a_range(source: &str) -> Option<String> {
+    const RANGE: [&str; 5] = ["<=", ">=", "!=", "<", ">"];
+    for name in ["days_until(", "days_since("] {
+        let mut from = 0;
+        while let Some(at) = source[from..].find(name).map(|i| from + i) {
+            let open = at + name.len();
+            let close = open + source[open..].find(')')?;
+            let after = source[close + 1..].trim_start();
+            let before = source[..at].trim_end();
+            let op = RANGE
+                .iter()
+                .find(|op| after.starts_with(**op) || before.ends_with(**op));
+            if let Some(op) = op {
+                let call = &source[at..=close];
+                return Some(if after.starts_with(*op) {
+                    let rest: String = after[op.len()..]
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '-' || *c == '.')
+                        .collect();
+                    format!("{call} {op} {rest}").trim_end().to_string()
+                } else {
+                    call.to_string()
+                });
+            }
+            from = close + 1;
+        }
+    }
+    None
 }
 
 /// The exits' and the goal's `where` that read `trigger.*` or `waited.*`: an event the
@@ -3519,6 +3568,58 @@ steps:
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "steps[0].update.set.home.city");
         assert_eq!((errors[0].line, errors[0].column), (9, 17));
+    }
+
+    /// A schedule that enters again while `days_until(…) <= 3` holds is advised on: it enters
+    /// her on each of those days; `==`, or `reentry: never`, nothing to say.
+    #[test]
+    fn a_schedule_entering_again_over_a_range_of_days_is_advised_on() {
+        let text = |cond: &str, reentry: &str| {
+            format!("id: j\nname: J\ntrigger:\n  schedule:\n    cron: \"0 9 * * *\"\n    where: \"{cond}\"\n{reentry}steps:\n  - id: s\n    exit: true\n")
+        };
+        for (cond, call) in [
+            (
+                "days_until(profile.trial_ends_at) <= 3",
+                "days_until(profile.trial_ends_at) <= 3",
+            ),
+            (
+                "exists(profile.x) and days_since(profile.signed_up_at) >= 7",
+                "days_since(profile.signed_up_at) >= 7",
+            ),
+            (
+                "3 > days_until(profile.renews_on)",
+                "days_until(profile.renews_on)",
+            ),
+            (
+                "days_until(profile.trial_ends_at) != 0",
+                "days_until(profile.trial_ends_at) != 0",
+            ),
+        ] {
+            let said = advice("j.yaml", &text(cond, "reentry: after_exit\n"));
+            assert_eq!(said.len(), 1, "{cond}: {said:?}");
+            assert_eq!(said[0].path, "trigger.schedule.where");
+            assert!(
+                said[0]
+                    .message
+                    .starts_with(&format!("`{call}` holds on several days")),
+                "{cond}: {}",
+                said[0].message
+            );
+            parse("j.yaml", &text(cond, "reentry: after_exit\n")).expect("valid");
+        }
+        assert!(advice(
+            "j.yaml",
+            &text(
+                "days_until(profile.trial_ends_at) == 3",
+                "reentry: after_exit\n"
+            )
+        )
+        .is_empty());
+        assert!(advice(
+            "j.yaml",
+            &text("days_until(profile.trial_ends_at) <= 3", "reentry: never\n")
+        )
+        .is_empty());
     }
 
     /// A count's `where` that reads the event is advised on: only the event that makes the
