@@ -1200,6 +1200,21 @@ impl<'t> Parser<'t> {
                     "anniversary()'s second argument is how long before the day, in days and quotes, like anniversary(profile.renews_on, '7d')",
                 );
             };
+            // Days after the day: a one-off date's count, or a wait after the day.
+            if let Some(after) = text.trim().strip_prefix('-') {
+                let n = after
+                    .parse::<Duration>()
+                    .ok()
+                    .map(|d| d.as_secs() / 86_400)
+                    .filter(|n| *n > 0)
+                    .map_or_else(|| "3".to_string(), |n| n.to_string());
+                return error(
+                    t.at,
+                    format!(
+                        "anniversary() counts days before the day, not after: for {n} days after a one-off date write days_since({path}) == {n}; for {n} days after each year's day, enter on anniversary({path}) and begin the steps with `wait: {n}d`"
+                    ),
+                );
+            }
             let d = text
                 .parse::<Duration>()
                 .map_err(|e| ConditionError {
@@ -3099,6 +3114,19 @@ mod tests {
             ),
             ("total >= 50", 0, "like event.total"),
             ("event.total >= fifty", 15, "unknown name \"fifty\""),
+            // Days after an anniversary: a one-off date's count, or a wait after the day.
+            (
+                "anniversary(profile.renews_on, '-3d')",
+                31,
+                "anniversary() counts days before the day, not after: for 3 days after a one-off \
+                 date write days_since(profile.renews_on) == 3; for 3 days after each year's day, \
+                 enter on anniversary(profile.renews_on) and begin the steps with `wait: 3d`",
+            ),
+            (
+                "anniversary(profile.birthday, '-1w')",
+                30,
+                "days_since(profile.birthday) == 7",
+            ),
             // A template's tests, and Python's None.
             (
                 "event.from is none",
