@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test crate uses its own part of these helpers
 
 pub mod faulty;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 
