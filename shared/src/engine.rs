@@ -114,15 +114,14 @@ impl Outgoing {
 
     /// The ledger key after `prefix` (the store's key kinds: `L#`, `I#`).
     pub fn ledger_key_with(&self, prefix: &str) -> crate::store::Part {
-        crate::store::Part::join(&[
-            prefix,
-            &self.enrollment,
-            "#",
-            &self.step,
-            "#",
-            &self.seq.to_string(),
-        ])
+        send_key_with(prefix, &self.enrollment, &self.step, self.seq)
     }
+}
+
+/// A send's key, `{enrollment}#{step}#{visit}`, after `prefix` (the store's key kinds: `L#`
+/// for its ledger, `I#` for its inbox message; none for the inbox message's id).
+pub fn send_key_with(prefix: &str, enrollment: &str, step: &str, seq: u64) -> crate::store::Part {
+    crate::store::Part::join(&[prefix, enrollment, "#", step, "#", &seq.to_string()])
 }
 
 /// What the adapters must do for a transition.

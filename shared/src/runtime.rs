@@ -3141,13 +3141,19 @@ impl Runtime {
         m: &crate::enrollment::InAppSent,
     ) -> Result<Option<What>, RunError> {
         let now = self.now();
-        let id = join(&[&w.enrollment, "#", &m.step, "#", &m.seq.to_string()]);
-        let key = Key::new(user_partition(&m.user), Part::join(&["I#", &id]));
+        let id = engine::send_key_with("", &w.enrollment, &m.step, m.seq).to_string();
+        let key = Key::new(
+            user_partition(&m.user),
+            engine::send_key_with("I#", &w.enrollment, &m.step, m.seq),
+        );
         let withdrawn = |detail: Option<&str>| What::Withdrawn {
             reason: w.reason.clone(),
             detail: detail.map(str::to_string),
         };
-        let ledger = Key::new(user_partition(&m.user), Part::join(&["L#", &id]));
+        let ledger = Key::new(
+            user_partition(&m.user),
+            engine::send_key_with("L#", &w.enrollment, &m.step, m.seq),
+        );
         for _ in 0..MARK_ATTEMPTS {
             // The ledger first, the inbox second: a send writes the inbox, then its ledger's
             // `Done`, so a `Done` read here means the inbox read after it shows what it wrote.
