@@ -52,6 +52,14 @@ pub trait Sender: Send + Sync {
         Ok(None)
     }
 
+    /// Deletes a push device's handle at the provider (its SNS endpoint, which holds its token):
+    /// a user's erasure leaves no token of hers there. A handle gone already is no error, so a
+    /// repeat deletes nothing and succeeds; `Permanent` when the provider refuses for good (not
+    /// this deployment's to delete). Providers without handles have nothing to delete.
+    async fn unregister(&self, _device: &Device) -> Result<(), SendError> {
+        Ok(())
+    }
+
     /// One page of the phone numbers that replied STOP to the provider's SMS (SNS keeps this
     /// list, a page of up to 100 numbers a request, and sends no event for it): the first page
     /// for `token` `None`, else the page `token` names. Providers without such a list return an

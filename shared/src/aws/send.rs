@@ -116,6 +116,11 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
+/// SNS DeleteEndpoint errors no retry fixes: an endpoint ARN SNS cannot read, or one this
+/// deployment may not delete (the role allows only its platform applications' endpoints: one of
+/// an application replaced since is another's). A deleted endpoint (`NotFound`) is no error.
+const SNS_DELETE_PERMANENT: &[&str] = &["InvalidParameter", "AuthorizationError"];
+
 /// How long a webhook may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -550,6 +555,24 @@ impl Sender for AwsSender {
                 "a {} message with the wrong kind of address",
                 o.channel
             ))),
+        }
+    }
+
+    async fn unregister(&self, device: &Device) -> Result<(), SendError> {
+        let Some(endpoint) = &device.endpoint else {
+            return Ok(());
+        };
+        match self
+            .sns
+            .delete_endpoint()
+            .endpoint_arn(endpoint)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Deleted already (by an earlier request, or by hand): what was asked is done.
+            Err(e) if super::error_code(&e) == "NotFound" => Ok(()),
+            Err(e) => Err(send_error("SNS DeleteEndpoint", &e, SNS_DELETE_PERMANENT)),
         }
     }
 
