@@ -612,14 +612,15 @@ impl Api {
                     return unauthorized();
                 }
                 // Idempotent: a user erased already (or never known) is erased; one with more
-                // records than a request deletes is finished by the same request again.
+                // records than a request deletes, or push endpoints the provider could not
+                // delete now, is finished by the same request again.
                 match self.runtime.erase(user).await {
                     Ok(e) if e.remaining => reply(
                         StatusCode::ACCEPTED,
                         &json!({
                             "erased": false,
                             "remaining": true,
-                            "message": "part of the user's records are left: send the same DELETE again to finish",
+                            "message": "part of the user's data is left (records past what one request deletes, or push endpoints SNS could not delete now): send the same DELETE again to finish",
                             "deleted": e,
                         }),
                     ),

@@ -1,6 +1,8 @@
 //! Erasing a user (`DELETE /v1/users/{id}`, the right to erasure): everything kept about her
 //! and the records keyed by her data go, her enrollments end first, and a short-lived mark in
-//! place of her profile drops what was queued before. Never touches another user's records.
+//! place of her profile drops what was queued before; the provider's handles of her push devices
+//! (SNS endpoints, which hold their tokens) are deleted. Never touches another user's records or
+//! devices.
 
 use jiff::SignedDuration;
 use serde::Serialize;
@@ -9,6 +11,7 @@ use serde_json::Value;
 use crate::enrollment::Enrollment;
 use crate::event::ANONYMOUS_PREFIX;
 use crate::profile::Profile;
+use crate::provider::SendError;
 use crate::queue::Message;
 use crate::runtime::{
     device_key, phone_key, profile_key, user_partition, DeviceHolder, RunError, Runtime,
@@ -38,10 +41,19 @@ pub struct Erasure {
     pub folded: usize,
     /// Push device claims and phone records of hers deleted.
     pub claims: usize,
+    /// Her push devices' provider handles (SNS platform endpoints) deleted.
+    pub endpoints: usize,
+    /// Handles the provider could not delete now (throttled, unreachable): each device stays on
+    /// her profile with its claim, her profile is not made the mark yet, and the erasure is
+    /// `remaining`: the same request again tries them.
+    pub endpoints_left: usize,
+    /// Handles the provider refused to delete for good (not this deployment's to delete):
+    /// logged for an operator, not tried again.
+    pub endpoints_refused: usize,
     /// Anonymous users merged into her, erased with her.
     pub anonymous: usize,
-    /// The request stopped at its bound ([`DELETES_PER_REQUEST`]): the same request again
-    /// finishes it.
+    /// The request stopped at its bound ([`DELETES_PER_REQUEST`]), or left push endpoints
+    /// (`endpoints_left`): the same request again finishes it.
     pub remaining: bool,
 }
 
@@ -52,23 +64,31 @@ impl Runtime {
     /// Order, so that a retry always finds what is left: her profile is first marked with the
     /// erasure's time (events received before it are dropped from then on), then her
     /// enrollments end (their timers deleted), then the records keyed by her data that only
-    /// the profile names (anonymous ids, devices, phone) go, then the profile becomes the bare
-    /// mark, and last the rest of her partition goes, a page at a time, folded into the stats
-    /// first. A visitor she was whose erasure stopped at the bound is a bare mark already, and
-    /// is finished by the next request.
+    /// the profile names (anonymous ids, devices and their provider handles, phone) go, then
+    /// the profile becomes the bare mark, and last the rest of her partition goes, a page at a
+    /// time, folded into the stats first. A visitor she was whose erasure stopped at the bound
+    /// is a bare mark already, and is finished by the next request. A push endpoint the
+    /// provider could not delete now keeps her profile from becoming the mark (the rest of her
+    /// partition goes all the same): the next request finds its device there again.
     pub async fn erase(&self, user: &str) -> Result<Erasure, RunError> {
         let mut out = Erasure::default();
         let mut budget = DELETES_PER_REQUEST;
         for _ in 0..4 {
+            // An attempt that lost a race tries every endpoint left again: counted once.
+            out.endpoints_left = 0;
             match self.erase_one(user, true, &mut out, &mut budget).await {
                 Err(RunError::Conflict(_)) => continue,
                 other => {
                     other?;
+                    out.remaining |= out.endpoints_left > 0;
                     tracing::info!(
                         enrollments = out.enrollments,
                         records = out.records,
                         folded = out.folded,
                         claims = out.claims,
+                        endpoints = out.endpoints,
+                        endpoints_left = out.endpoints_left,
+                        endpoints_refused = out.endpoints_refused,
                         anonymous = out.anonymous,
                         remaining = out.remaining,
                         "user erased"
@@ -90,9 +110,12 @@ impl Runtime {
         budget: &mut usize,
     ) -> Result<(), RunError> {
         let (stored, _) = self.load_profile(user).await?;
-        let at = match stored.erased_at.filter(|_| stored.is_erasure_mark()) {
+        // `endpoints_left`: a push endpoint of hers, or of a visitor she was, is left for the
+        // next request (her profile, which names its device or the visitor, is not made the
+        // mark then).
+        let (at, endpoints_left) = match stored.erased_at.filter(|_| stored.is_erasure_mark()) {
             // Erased already, or stopped half-way after the mark: what is left goes below.
-            Some(at) => at,
+            Some(at) => (at, false),
             None => {
                 // Marked with the erasure's time, her data still in it (what the steps below
                 // read). Whatever is queued for her from before is dropped from here on.
@@ -103,6 +126,8 @@ impl Runtime {
                 // Her journeys end before the budget goes on the visitors she was: a request
                 // that stops there sends nothing more of hers until the next.
                 out.enrollments += self.end_enrollments(user).await?;
+                // Hers and the visitors': her profile lists them, to be followed again.
+                let left = out.endpoints_left;
                 if follow_anonymous {
                     for a in &marked.anonymous_ids {
                         let anon = crate::store::join(&[ANONYMOUS_PREFIX, a]);
@@ -118,8 +143,8 @@ impl Runtime {
                         }
                     }
                 }
-                out.claims += self.drop_claims(user, &marked).await?;
-                now
+                self.drop_claims(user, &marked, out).await?;
+                (now, out.endpoints_left > left)
             }
         };
         out.enrollments += self.end_enrollments(user).await?;
@@ -136,7 +161,8 @@ impl Runtime {
         }
         // A mark always expires: one written without (a user unknown, whose first mark is
         // already bare) is written again with its time to live.
-        if !is_mark || stored.as_ref().is_some_and(|r| r.expires.is_none()) {
+        let unmarked = !is_mark || stored.as_ref().is_some_and(|r| r.expires.is_none());
+        if unmarked && !endpoints_left {
             // Her profile becomes the bare mark, on the version read: an event applied
             // meanwhile (received after the erasure began) is a conflict, and the erasure
             // starts over, taking it too.
@@ -159,10 +185,17 @@ impl Runtime {
         self.erase_partition(user, out, budget).await
     }
 
-    /// Deletes her push device claims and her phone number's record, each only while it is
-    /// still hers (a device someone else registered since is theirs). How many went.
-    async fn drop_claims(&self, user: &str, profile: &Profile) -> Result<usize, RunError> {
-        let mut dropped = 0;
+    /// Deletes her push devices' provider handles and claims, and her phone number's record,
+    /// each only while it is still hers (a device someone else registered since is theirs, and
+    /// so is its endpoint: SNS gives one token one endpoint). A device's handle goes before its
+    /// claim, so that one the provider could not delete now keeps its claim, and is found
+    /// again, hers, by the next request (counted in `out`).
+    async fn drop_claims(
+        &self,
+        user: &str,
+        profile: &Profile,
+        out: &mut Erasure,
+    ) -> Result<(), RunError> {
         for d in &profile.devices {
             let key = device_key(&d.token);
             let Some(r) = self.store.get(&key).await? else {
@@ -171,8 +204,25 @@ impl Runtime {
             if r.parse::<DeviceHolder>()?.user != user {
                 continue;
             }
+            if d.endpoint.is_some() {
+                match self.sender.unregister(d).await {
+                    Ok(()) => out.endpoints += 1,
+                    Err(SendError::Retryable(reason)) => {
+                        tracing::warn!(user, platform = %d.platform, %reason, "a push endpoint could not be deleted now; the same erasure request again tries it");
+                        out.endpoints_left += 1;
+                        continue;
+                    }
+                    // Her claim goes all the same (no retry would do better): the log is
+                    // what is left of the endpoint's name, for an operator to delete it.
+                    Err(SendError::Permanent(reason)) => {
+                        let endpoint = d.endpoint.as_deref().unwrap_or_default();
+                        tracing::error!(user, platform = %d.platform, endpoint, %reason, "a push endpoint of an erased user was not deleted: the provider refused; an operator deletes it");
+                        out.endpoints_refused += 1;
+                    }
+                }
+            }
             match self.store.delete(&key, Expect::Version(r.version)).await {
-                Ok(()) => dropped += 1,
+                Ok(()) => out.claims += 1,
                 Err(StoreError::Conflict) => {} // claimed by someone else just now
                 Err(e) => return Err(e.into()),
             }
@@ -182,14 +232,14 @@ impl Runtime {
             if let Some(r) = self.store.get(&key).await? {
                 if r.parse::<String>()? == user {
                     match self.store.delete(&key, Expect::Version(r.version)).await {
-                        Ok(()) => dropped += 1,
+                        Ok(()) => out.claims += 1,
                         Err(StoreError::Conflict) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
-        Ok(dropped)
+        Ok(())
     }
 
     /// Ends and deletes each of her enrollments: the timer of an active one's wait is deleted

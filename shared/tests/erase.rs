@@ -4,12 +4,18 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
+use waymark::engine::Outgoing;
 use waymark::event::{self, Call, Limits};
+use waymark::profile::Device;
+use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::store::Record;
 
+use support::faulty::faulty_harness;
 use support::{at, Harness};
 
 const NUDGE: &str = r#"
@@ -384,4 +390,191 @@ async fn a_visitor_too_large_for_one_request_is_finished_by_the_next_and_her_jou
     keys.sort();
     assert_eq!(keys, ["U#anon:v-bob/P", "U#bob/P"]);
     assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+}
+
+/// A push provider that gives each device a handle, as SNS an endpoint (`endpoint/{token}`),
+/// and keeps the handles it was told to delete; each delete answers the next outcome queued
+/// (none queued: deleted).
+#[derive(Default)]
+struct PushProvider {
+    deleted: Mutex<Vec<String>>,
+    outcomes: Mutex<VecDeque<Result<(), SendError>>>,
+}
+
+impl PushProvider {
+    fn deleted(&self) -> Vec<String> {
+        self.deleted.lock().expect("deleted").clone()
+    }
+
+    fn answer_next(&self, outcome: Result<(), SendError>) {
+        self.outcomes.lock().expect("outcomes").push_back(outcome);
+    }
+}
+
+#[async_trait]
+impl Sender for PushProvider {
+    async fn send(&self, _message: &Outgoing) -> Result<Receipt, SendError> {
+        Ok(Receipt::default())
+    }
+
+    async fn register(&self, device: &Device) -> Result<Option<String>, SendError> {
+        Ok(Some(format!("endpoint/{}", device.token)))
+    }
+
+    async fn unregister(&self, device: &Device) -> Result<(), SendError> {
+        let outcome = self
+            .outcomes
+            .lock()
+            .expect("outcomes")
+            .pop_front()
+            .unwrap_or(Ok(()));
+        if outcome.is_ok() {
+            let endpoint = device.endpoint.clone().unwrap_or_default();
+            self.deleted.lock().expect("deleted").push(endpoint);
+        }
+        outcome
+    }
+}
+
+/// The push device claim of `token` (its record in a `D#` partition).
+fn claim_of(h: &Harness, token: &str) -> Option<Record> {
+    h.store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk.starts_with("D#") && r.key.sk == format!("T#{token}").as_str())
+}
+
+/// Her profile's stored devices' tokens.
+fn devices_of(h: &Harness, user: &str) -> Vec<String> {
+    h.store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk == format!("U#{user}").as_str() && r.key.sk == "P")
+        .and_then(|r| r.parse::<waymark::profile::Profile>().ok())
+        .map(|p| p.devices.into_iter().map(|d| d.token).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn her_push_endpoints_are_deleted_with_her_but_not_one_another_user_holds() {
+    // given ann, who used the app as a visitor on her iPhone, then logged in with her Android
+    // phone and a tablet; and bob, with his own phone
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:00:00Z","type":"screen","anonymousId":"v-ann","name":"Home","messageId":"s1","context":{"device":{"type":"ios","token":"t-visit"}}}"#,
+        r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","anonymousId":"v-ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t-ann"},{"platform":"fcm","token":"t-tablet"}]}}"#,
+        r#"{"at":"2026-12-01T09:02:00Z","type":"identify","userId":"bob","messageId":"i2","traits":{"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}"#,
+    ]))
+    .await;
+    assert_eq!(devices_of(&h, "ann"), ["t-ann", "t-tablet", "t-visit"]);
+    // and bob logs in on her tablet just as her erasure begins: his claim of it lands as her
+    // profile is marked, so the profile the erasure goes by still lists it
+    let claim = claim_of(&h, "t-tablet").expect("the tablet is claimed");
+    let bobs = Record::of(
+        claim.key.clone(),
+        claim.version + 1,
+        serde_json::json!({"user": "bob", "at": "2026-12-01T09:03:00Z"}),
+    );
+    *faulty.land_before_write_of.lock().expect("landing") = Some(("P".into(), vec![bobs]));
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then the endpoints of her phone and of the iPhone she used as a visitor are deleted, and
+    // with them their claims; the tablet's, bob's now, and bob's phone's are not
+    let mut deleted = provider.deleted();
+    deleted.sort();
+    assert_eq!(deleted, ["endpoint/t-ann", "endpoint/t-visit"]);
+    assert_eq!(erased.endpoints, 2, "{erased:?}");
+    assert_eq!((erased.endpoints_left, erased.endpoints_refused), (0, 0));
+    assert!(!erased.remaining, "{erased:?}");
+    assert!(claim_of(&h, "t-ann").is_none() && claim_of(&h, "t-visit").is_none());
+    let tablet = claim_of(&h, "t-tablet").expect("bob's claim of the tablet");
+    assert!(
+        String::from_utf8_lossy(&tablet.body.json().expect("json")).contains("bob"),
+        "{tablet:?}"
+    );
+    assert!(claim_of(&h, "t-bob").is_some());
+    assert_eq!(devices_of(&h, "bob"), ["t-bob"]);
+
+    // when the erasure is asked again, then there is no endpoint left to delete
+    let again = h.rt.erase("ann").await.expect("erase again");
+    assert_eq!(again, waymark::erase::Erasure::default());
+    assert_eq!(provider.deleted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_push_endpoint_the_provider_could_not_delete_now_is_deleted_by_the_next_request() {
+    // given ann with a phone, in the middle of a journey, and SNS throttling the first delete
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#,
+        r#"{"at":"2026-12-01T09:02:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c1"}"#,
+    ]))
+    .await;
+    provider.answer_next(Err(SendError::Retryable(
+        "SNS DeleteEndpoint: Throttling".into(),
+    )));
+
+    // when she is erased
+    let first = h.rt.erase("ann").await.expect("erase");
+
+    // then her journey has ended and her records are gone, but the endpoint is left, named
+    // still by her profile (not the mark yet) and her claim: the request says to come again
+    assert_eq!(first.enrollments, 1, "{first:?}");
+    assert_eq!((first.endpoints, first.endpoints_left), (0, 1), "{first:?}");
+    assert!(first.remaining, "{first:?}");
+    assert_eq!(devices_of(&h, "ann"), ["t-ann"]);
+    assert!(claim_of(&h, "t-ann").is_some());
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .filter(|r| r.key.pk.starts_with("U#"))
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
+
+    // when the same request comes again, then it deletes the endpoint and finishes
+    let second = h.rt.erase("ann").await.expect("erase again");
+    assert_eq!(
+        (second.endpoints, second.endpoints_left),
+        (1, 0),
+        "{second:?}"
+    );
+    assert!(!second.remaining, "{second:?}");
+    assert_eq!(provider.deleted(), ["endpoint/t-ann"]);
+    assert!(claim_of(&h, "t-ann").is_none());
+    let left = records_about(&h, "ann");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let p: waymark::profile::Profile = left[0].parse().expect("a profile");
+    assert!(p.is_erasure_mark(), "{p:?}");
+}
+
+#[tokio::test]
+async fn a_push_endpoint_the_provider_refuses_to_delete_does_not_hold_up_the_erasure() {
+    // given ann with a phone whose endpoint SNS will not let this deployment delete
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.play(r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#)
+        .await;
+    provider.answer_next(Err(SendError::Permanent(
+        "SNS DeleteEndpoint: AuthorizationError".into(),
+    )));
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then the refusal is counted (and logged for an operator), and the erasure is done
+    assert_eq!(erased.endpoints_refused, 1, "{erased:?}");
+    assert!(!erased.remaining, "{erased:?}");
+    assert!(claim_of(&h, "t-ann").is_none());
+    let left = records_about(&h, "ann");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let p: waymark::profile::Profile = left[0].parse().expect("a profile");
+    assert!(p.is_erasure_mark(), "{p:?}");
 }
