@@ -155,6 +155,15 @@ impl Policy {
                 vec![on(format!("sqs:{action}"), queue)]
             }
             "SESv2" => vec![on(format!("ses:{operation}"), None)],
+            // Authorized on the endpoint or application named (an SMS, to a phone number,
+            // names none).
+            "SNS" => {
+                let params = super::form_params(body);
+                let resource = ["EndpointArn", "PlatformApplicationArn", "TargetArn"]
+                    .iter()
+                    .find_map(|k| params.get(*k).cloned());
+                vec![on(format!("sns:{operation}"), resource)]
+            }
             other => vec![on(
                 format!("{}:{operation}", other.to_ascii_lowercase()),
                 None,

@@ -1,7 +1,7 @@
 //! template.yaml as the tests read it: YAML (with CloudFormation's short tags) as JSON, and a
 //! small resolver for the intrinsics the tests need (`Ref`, `Fn::GetAtt`, `Fn::If`, `Fn::Sub`,
-//! `Fn::Equals`, `Fn::Not`), so the resources and the functions' environment come from the
-//! template itself and cannot drift from it.
+//! `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::Equals`, `Fn::Not`), so the resources and the
+//! functions' environment come from the template itself and cannot drift from it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -122,11 +122,37 @@ impl Bindings {
                         }
                         Some(s)
                     }
+                    "Fn::Join" => {
+                        let a = arg.as_array()?;
+                        let parts = self.resolve_list(template, a.get(1)?)?;
+                        Some(parts.join(a.first()?.as_str()?))
+                    }
+                    "Fn::Select" => {
+                        let a = arg.as_array()?;
+                        let i = match a.first()? {
+                            Value::String(i) => i.parse().ok()?,
+                            i => usize::try_from(i.as_u64()?).ok()?,
+                        };
+                        self.resolve_list(template, a.get(1)?)?.into_iter().nth(i)
+                    }
                     _ => None,
                 }
             }
             _ => None,
         }
+    }
+
+    /// A list value (`Fn::Split`'s, or a list of values), resolved item by item.
+    fn resolve_list(&self, template: &Value, v: &Value) -> Option<Vec<String>> {
+        if let Some(a) = v.get("Fn::Split").and_then(Value::as_array) {
+            let on = a.first()?.as_str()?;
+            let text = self.resolve(template, a.get(1)?)?;
+            return Some(text.split(on).map(str::to_string).collect());
+        }
+        v.as_array()?
+            .iter()
+            .map(|item| self.resolve(template, item))
+            .collect()
     }
 
     /// `v` with its `!If`s decided: the branch the stack's parameters choose, `None` for
