@@ -319,8 +319,35 @@ async fn an_order_in_between_stops_the_email() {
     assert!(h.emails_to(&bob).await.is_empty());
 }
 
-/// Erasing a user on DynamoDB (`DELETE /v1/users/{id}`, the intake's role): her journey sends
-/// nothing more, her records go, and what she does after it starts a new profile.
+/// The endpoints SNS holds under the stack's FCM platform application.
+async fn fcm_endpoints(h: &Harness) -> Vec<String> {
+    let sns = aws_sdk_sns::Client::new(&h.sdk);
+    let app = &h.stack.bindings.refs["FcmPlatformApplicationArn"];
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let page = sns
+            .list_endpoints_by_platform_application()
+            .platform_application_arn(app)
+            .set_next_token(next)
+            .send()
+            .await
+            .expect("list the application's endpoints");
+        out.extend(
+            page.endpoints()
+                .iter()
+                .filter_map(|e| e.endpoint_arn().map(str::to_string)),
+        );
+        next = page.next_token().map(str::to_string);
+        if next.is_none() {
+            return out;
+        }
+    }
+}
+
+/// Erasing a user on DynamoDB and SNS (`DELETE /v1/users/{id}`, the intake's role): her journey
+/// sends nothing more, her records go, and so does her device's SNS endpoint (which holds its
+/// token); what she does after it starts a new profile.
 #[tokio::test]
 async fn an_erased_user_is_sent_nothing_more_and_her_records_are_gone() {
     let Some(mut h) = Harness::new("erase", at(T0)).await else {
@@ -336,7 +363,10 @@ async fn an_erased_user_is_sent_nothing_more_and_her_records_are_gone() {
         .await;
     h.run_until(t0 + mins(30)).await;
     let ann_endpoint = h.endpoint_of("ann").await;
+    let bob_endpoint = h.endpoint_of("bob").await;
     assert_eq!(h.pushes_to(&ann_endpoint).await.len(), 1);
+    let before = fcm_endpoints(&h).await;
+    assert!(before.contains(&ann_endpoint) && before.contains(&bob_endpoint));
 
     // a write key may not erase; the admin key does, and again is no error
     let (status, refused) = h
@@ -347,10 +377,16 @@ async fn an_erased_user_is_sent_nothing_more_and_her_records_are_gone() {
         .call("DELETE", "/v1/users/ann", None, Some(support::ADMIN_KEY))
         .await;
     assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["deleted"]["endpoints"], 1, "{erased}");
+    // her endpoint is gone from SNS; bob's is not
+    let after = fcm_endpoints(&h).await;
+    assert!(!after.contains(&ann_endpoint), "{after:?}");
+    assert!(after.contains(&bob_endpoint), "{after:?}");
     let (status, again) = h
         .call("DELETE", "/v1/users/ann", None, Some(support::ADMIN_KEY))
         .await;
     assert_eq!(status, 200, "{again}");
+    assert_eq!(again["deleted"]["endpoints"], 0, "{again}");
     let (status, gone) = h
         .call("GET", "/v1/users/ann", None, Some(support::ADMIN_KEY))
         .await;
