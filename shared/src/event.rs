@@ -2556,6 +2556,32 @@ mod tests {
             "{warnings:?}"
         );
 
+        // A language's name, as a settings screen may send it, is no locale tag: no `locales`
+        // variant would match it, so it is left out, told the tag it may have meant.
+        for (name, code) in [("French", "fr"), ("english", "en")] {
+            let (event, warnings) = call(json!({"userId": "u1", "traits": {"locale": name}}))
+                .expect("taken without the locale");
+            assert_eq!(event.traits.get("locale"), None, "{name}");
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert_eq!(warnings[0].field, "traits.locale");
+            assert!(
+                warnings[0]
+                    .message
+                    .contains(&format!("did you mean `{code}`?")),
+                "{warnings:?}"
+            );
+        }
+        for tag in ["fr-FR", "en", "pt_BR", "zh-Hant-TW", "fil"] {
+            let (event, warnings) =
+                call(json!({"userId": "u1", "traits": {"locale": tag}})).expect("taken");
+            assert_eq!(event.traits["locale"], tag);
+            assert!(warnings.is_empty(), "{tag}: {warnings:?}");
+        }
+        let (event, warnings) = call(json!({"userId": "u1", "context": {"locale": "Deutsch"}}))
+            .expect("taken without the device's locale");
+        assert_eq!(event.traits.get("locale"), None);
+        assert_eq!(warnings[0].field, "context.locale");
+
         // Anything else wrong still refuses the identify, the address and zone named with it
         // (as problems: nothing of it is applied).
         let errors = call(json!({"userId": "u1", "traits": {"email": "x",

@@ -334,13 +334,56 @@ type Valid = fn(&str) -> bool;
 /// every call), with what a value must look like to be taken.
 const DEVICE_TRAITS: [(&str, Valid); 2] = [
     ("timezone", |z| jiff::tz::TimeZone::get(z).is_ok()),
-    // A BCP 47 tag as devices send it: `en-US`, `pt_BR`, `zh-Hant-TW`.
-    ("locale", |l| {
-        (2..=35).contains(&l.len())
-            && l.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    }),
+    ("locale", is_locale_tag),
 ];
+
+/// A BCP 47 tag as devices send it (`en-US`, `pt_BR`, `zh-Hant-TW`): a language of 2 or 3
+/// letters, then parts of 1 to 8 letters or digits, joined by `-` or `_`. A language's name
+/// (`French`, `english`) is none: no journey's `locales` variant would ever match it.
+fn is_locale_tag(l: &str) -> bool {
+    let mut parts = l.split(['-', '_']);
+    let language = parts.next().unwrap_or_default();
+    l.len() <= 35
+        && (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The tag of a language written by its English name, as a settings screen may send it
+/// (`French` is `fr`).
+fn language_code(name: &str) -> Option<&'static str> {
+    const NAMES: [(&str, &str); 24] = [
+        ("arabic", "ar"),
+        ("chinese", "zh"),
+        ("czech", "cs"),
+        ("danish", "da"),
+        ("dutch", "nl"),
+        ("english", "en"),
+        ("finnish", "fi"),
+        ("french", "fr"),
+        ("german", "de"),
+        ("greek", "el"),
+        ("hebrew", "he"),
+        ("hindi", "hi"),
+        ("hungarian", "hu"),
+        ("indonesian", "id"),
+        ("italian", "it"),
+        ("japanese", "ja"),
+        ("korean", "ko"),
+        ("norwegian", "nb"),
+        ("polish", "pl"),
+        ("portuguese", "pt"),
+        ("russian", "ru"),
+        ("spanish", "es"),
+        ("swedish", "sv"),
+        ("turkish", "tr"),
+    ];
+    let name = name.trim().to_ascii_lowercase();
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, code)| *code)
+}
 
 /// What is wrong with a device's `context.timezone` or `context.locale` (`name`), or an
 /// identify's `locale` trait, so that it is not taken as the user's; `None` when it would be,
@@ -352,7 +395,12 @@ pub fn device_trait_problem(name: &str, value: &Value) -> Option<String> {
     }
     Some(match name {
         "timezone" => zone_problem(value.as_str()),
-        _ => "must be a locale tag like fr-FR, en or pt_BR".to_string(),
+        _ => match value.as_str().and_then(language_code) {
+            Some(code) => format!(
+                "must be a locale tag like fr-FR, en or pt_BR, not a language's name: did you mean `{code}`?"
+            ),
+            None => "must be a locale tag like fr-FR, en or pt_BR".to_string(),
+        },
     })
 }
 
