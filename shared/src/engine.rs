@@ -145,6 +145,23 @@ pub enum Effect {
     /// Take the in-app messages an enrollment that exited (or was stopped) sent out of the
     /// inbox, those the user has not read.
     Withdraw(Withdrawal),
+    /// Give the in-app messages an anonymous visitor's enrollment that ended at her login
+    /// remembered to the user's own enrollment of the journey, if it is active (see
+    /// [`merge`]).
+    HandOver(HandOver),
+}
+
+/// The in-app messages an anonymous visitor's enrollment remembered when it ended at her login
+/// because the user she turned out to be is in the journey: that user's own enrollment, which
+/// goes on, takes them ([`crate::enrollment::Enrollment::take_in_app`]), so that her exit
+/// withdraws the visitor's unread nudges (moved to her inbox with the login) with her own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandOver {
+    /// The visitor's enrollment, whose sends made them.
+    pub enrollment: Arc<str>,
+    /// The user she turned out to be.
+    pub to: Arc<str>,
+    pub messages: Vec<crate::enrollment::InAppSent>,
 }
 
 /// The in-app messages an enrollment withdraws when it ends by an `exit_when` event or a stop
@@ -391,7 +408,8 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
 /// With `goes_on`, the enrollment goes on as `into`'s: this one ends, and the effects carry its
 /// continuation ([`Effect::Move`]: the same id, step and wake-up time), so that it is
 /// active under one user at a time. Without (`into` is in the journey already), it ends, and
-/// its wait is cancelled, `ends` saying why. `None` when it has ended already.
+/// its wait is cancelled, `ends` saying why, and its in-app messages go to `into`'s enrollment
+/// ([`Effect::HandOver`]). `None` when it has ended already.
 pub fn merge(
     ctx: &Ctx<'_>,
     enrollment: &Enrollment,
@@ -432,8 +450,16 @@ pub fn merge(
         run.enrollment.end_reason = Some(format!("goes on as {into}"));
     } else {
         run.cancel_pending(&step, "merged");
-        // The user she turned out to be is in the journey: its messages are hers now, kept.
-        run.enrollment.in_app.clear();
+        // The user she turned out to be is in the journey: its messages are hers now, and her
+        // enrollment withdraws them at her exit with its own.
+        let messages = std::mem::take(&mut run.enrollment.in_app);
+        if !messages.is_empty() {
+            run.effects.push(Effect::HandOver(HandOver {
+                enrollment: run.enrollment.id.clone(),
+                to: Arc::from(into),
+                messages,
+            }));
+        }
         run.enrollment.status = Status::Exited;
         run.enrollment.end_reason = ends;
     }
@@ -1537,8 +1563,12 @@ impl<'a> Run<'a> {
     fn sent_in_app(&mut self, step: &str) {
         let e = &mut self.enrollment;
         let seq = e.seq;
-        // The same visit sent again (a send rechecked after its address grace) is one message.
-        if e.in_app.iter().any(|m| m.seq == seq && *m.step == *step) {
+        // The same visit sent again (a send rechecked after its address grace) is one message
+        // (one of its own: a visitor's it took may have the same step and visit).
+        if e.in_app
+            .iter()
+            .any(|m| m.enrollment.is_none() && m.seq == seq && *m.step == *step)
+        {
             return;
         }
         if e.in_app.len() >= crate::enrollment::IN_APP_KEPT {
@@ -1548,6 +1578,7 @@ impl<'a> Run<'a> {
             user: e.user_id.clone(),
             step: Arc::from(step),
             seq,
+            enrollment: None,
         });
     }
 

@@ -149,7 +149,8 @@ pub struct Enrollment {
     pub previous: Option<Box<Previous>>,
     /// The in-app messages its sends made that an exit withdraws from the inbox (those without
     /// `keep_after_exit`; the latest [`IN_APP_KEPT`]), so that an exit reads the inbox only
-    /// for an enrollment that put something there. Emptied when it ends.
+    /// for an enrollment that put something there, and those it took from a visitor's
+    /// enrollment that ended at her login ([`Enrollment::take_in_app`]). Emptied when it ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_app: Vec<InAppSent>,
 }
@@ -163,6 +164,18 @@ pub struct InAppSent {
     pub user: Arc<str>,
     pub step: Arc<str>,
     pub seq: u64,
+    /// The enrollment whose send made it, when not the one that remembers it (a visitor's
+    /// that ended at her login, whose messages the user's own enrollment took); none for its
+    /// own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<Arc<str>>,
+}
+
+impl InAppSent {
+    /// The enrollment whose send made it, remembered by enrollment `owner`.
+    pub fn sent_by<'a>(&'a self, owner: &'a str) -> &'a str {
+        self.enrollment.as_deref().unwrap_or(owner)
+    }
 }
 
 /// How many in-app messages an enrollment remembers for its exit to withdraw (see
@@ -284,6 +297,38 @@ impl Enrollment {
         let extra = earlier.len().saturating_sub(EARLIER_TRIGGERS);
         earlier.drain(..extra);
         self.earlier_triggers = earlier;
+    }
+
+    /// Takes the in-app messages `messages` that enrollment `from` remembered (a visitor's that
+    /// ended at her login because this one, the user's, is in the journey): this one's exit
+    /// withdraws them with its own. They count as older than its own (it is the one the
+    /// journey goes on with), so that past [`IN_APP_KEPT`] they are the first it forgets. Says
+    /// whether the list changed; taking the same messages again changes nothing.
+    pub fn take_in_app(&mut self, from: &str, messages: &[InAppSent]) -> bool {
+        let own = self.id.clone();
+        let mut taken: Vec<InAppSent> = Vec::new();
+        for m in messages {
+            let by = m.sent_by(from);
+            let same = |x: &InAppSent| x.sent_by(&own) == by && x.step == m.step && x.seq == m.seq;
+            if self.in_app.iter().chain(&taken).any(same) {
+                continue;
+            }
+            taken.push(InAppSent {
+                user: m.user.clone(),
+                step: m.step.clone(),
+                seq: m.seq,
+                enrollment: (by != &*own).then(|| Arc::from(by)),
+            });
+        }
+        if taken.is_empty() {
+            return false;
+        }
+        let before = self.in_app.clone();
+        taken.append(&mut self.in_app);
+        let extra = taken.len().saturating_sub(IN_APP_KEPT);
+        taken.drain(..extra);
+        self.in_app = taken;
+        self.in_app != before
     }
 
     /// The id a wake-up for `seq` carries, used as its outbox cause.
@@ -433,6 +478,46 @@ mod tests {
         assert!(text.len() < 100 * 1024, "{} bytes", text.len());
         let back: Enrollment = serde_json::from_str(&text).expect("loads");
         assert_eq!(back, full);
+    }
+
+    /// A visitor's messages taken at her login go before the enrollment's own (older), so that
+    /// past the bound they are the first forgotten; the same step and visit of another
+    /// enrollment is another message; taking them again changes nothing.
+    #[test]
+    fn the_in_app_messages_taken_at_a_login_keep_within_the_bound() {
+        use super::{InAppSent, IN_APP_KEPT};
+        let text = r#"{"id":"cart:lee:1","user_id":"lee","journey":"cart","version":1,"n":1,
+            "trigger":{"event":"cart_abandoned","message_id":"c-lee","at":"2026-12-01T09:00:00Z"},
+            "entered_at":"2026-12-01T09:00:00Z","status":"active","step":"wait","seq":20}"#;
+        let mut lee: Enrollment = serde_json::from_str(text).expect("an enrollment");
+        let sent = |user: &str, step: &str, seq: u64| InAppSent {
+            user: user.into(),
+            step: step.into(),
+            seq,
+            enrollment: None,
+        };
+        lee.in_app = (1..IN_APP_KEPT as u64)
+            .map(|i| sent("lee", "tip", i))
+            .collect();
+        let visitors: Vec<InAppSent> = (1..=3).map(|i| sent("anon:v", "tip", i)).collect();
+        assert!(lee.take_in_app("cart:anon:v:1", &visitors));
+        let told: Vec<String> = lee
+            .in_app
+            .iter()
+            .map(|m| format!("{}#{}#{}", m.sent_by(&lee.id), m.step, m.seq))
+            .collect();
+        let mut expected = vec!["cart:anon:v:1#tip#3".to_string()];
+        expected.extend((1..IN_APP_KEPT).map(|i| format!("cart:lee:1#tip#{i}")));
+        assert_eq!(told, expected);
+        assert_eq!(lee.in_app[0].user.as_ref(), "anon:v");
+        let before = lee.clone();
+        assert!(!lee.take_in_app("cart:anon:v:1", &visitors));
+        assert_eq!(lee, before);
+        // room for them all: all taken, once
+        lee.in_app.truncate(1);
+        assert!(lee.take_in_app("cart:anon:v:1", &visitors));
+        assert_eq!(lee.in_app.len(), 3);
+        assert!(!lee.take_in_app("cart:anon:v:1", &visitors));
     }
 
     #[test]

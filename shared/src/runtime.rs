@@ -2288,6 +2288,9 @@ impl Runtime {
             }
             Some(l) if l.enrollment.is_active() => {
                 tracing::info!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
+                // Her enrollment goes on in its place: it withdraws the visitor's messages too.
+                self.hand_over(&next.user_id, &next.journey, &next.id, &next.in_app)
+                    .await?;
                 return Ok(false);
             }
             prev => self.write_moved(next, from, cause, prev.as_ref()).await?,
@@ -2390,6 +2393,51 @@ impl Runtime {
         let committed = self.commit(t, &late.message_id, Some(&l), exits).await?;
         self.settle_for(committed, &late.message_id, false).await?;
         Ok(())
+    }
+
+    /// Gives `messages`, the in-app messages the visitor's enrollment `from` remembered, to
+    /// `user`'s enrollment of `journey` when it is active and another one (see
+    /// [`engine::HandOver`]), with a conditional write of it that leaves the rest as it is (a
+    /// transition of it under way loses its write and is made again, with them). Safe to
+    /// repeat: messages it has are not taken again. One that is not active keeps nothing: the
+    /// messages stay in the inbox, as its own did when it ended.
+    async fn hand_over(
+        &self,
+        user: &str,
+        journey: &str,
+        from: &str,
+        messages: &[crate::enrollment::InAppSent],
+    ) -> Result<(), RunError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let key = enrollment_key(user, journey);
+        for _ in 0..MARK_ATTEMPTS {
+            let Some(r) = self.store.get(&key).await? else {
+                return Ok(());
+            };
+            let l = Loaded::read(&r)?;
+            if *l.enrollment.id == *from {
+                return Ok(());
+            }
+            if !l.enrollment.is_active() {
+                tracing::info!(user, journey, enrollment = %from, "the user's enrollment of the journey is over: the visitor's in-app messages stay in the inbox");
+                return Ok(());
+            }
+            let mut next = Enrollment::clone(&l.enrollment);
+            if !next.take_in_app(from, messages) {
+                return Ok(());
+            }
+            let record = Record::shared(key.clone(), l.version + 1, Arc::new(next));
+            match self.store.put(&record, Expect::Version(l.version)).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Retry(format!(
+            "enrollment {user}/{journey} kept changing while it took {from}'s in-app messages"
+        )))
     }
 
     /// [`Runtime::move_in`]'s write: the continuation, owing its wake-up, over `prev` (an ended
@@ -2871,14 +2919,20 @@ impl Runtime {
                         let Some(what) = self.withdraw(u.journey, w, m).await? else {
                             continue;
                         };
+                        // Said of the enrollment that sent it (a visitor's it took, at a login).
+                        let by = m.sent_by(&w.enrollment);
                         entries.push(Entry {
                             at,
                             journey: shared(&entries, |x| Some(&x.journey), u.journey),
-                            enrollment: shared(&entries, |x| Some(&x.enrollment), &w.enrollment),
+                            enrollment: shared(&entries, |x| Some(&x.enrollment), by),
                             step: Some(m.step.clone()),
                             what,
                         });
                     }
+                }
+                Effect::HandOver(h) => {
+                    self.hand_over(&h.to, u.journey, &h.enrollment, &h.messages)
+                        .await?;
                 }
                 Effect::UpdateProfile(up) => {
                     // At the transition's time (its entries'; an update step always has one),
@@ -3141,10 +3195,11 @@ impl Runtime {
         m: &crate::enrollment::InAppSent,
     ) -> Result<Option<What>, RunError> {
         let now = self.now();
-        let id = engine::send_key_with("", &w.enrollment, &m.step, m.seq).to_string();
+        let by = m.sent_by(&w.enrollment);
+        let id = engine::send_key_with("", by, &m.step, m.seq).to_string();
         let key = Key::new(
             user_partition(&m.user),
-            engine::send_key_with("I#", &w.enrollment, &m.step, m.seq),
+            engine::send_key_with("I#", by, &m.step, m.seq),
         );
         let withdrawn = |detail: Option<&str>| What::Withdrawn {
             reason: w.reason.clone(),
@@ -3152,7 +3207,7 @@ impl Runtime {
         };
         let ledger = Key::new(
             user_partition(&m.user),
-            engine::send_key_with("L#", &w.enrollment, &m.step, m.seq),
+            engine::send_key_with("L#", by, &m.step, m.seq),
         );
         for _ in 0..MARK_ATTEMPTS {
             // The ledger first, the inbox second: a send writes the inbox, then its ledger's

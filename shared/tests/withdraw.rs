@@ -622,3 +622,196 @@ async fn the_withdrawal_performed_again_keeps_saying_it_had_not_arrived() {
         );
     }
 }
+
+/// Her phone's visitor abandons a cart at 10:00 and logs in as lee at 10:05; before, lee
+/// abandoned one on her laptop at `herself` (none: she never did), and her day's wait is over
+/// or not.
+async fn lee_logs_in(herself: Option<&str>) -> Harness {
+    let h = Harness::new("2026-11-29T09:00:00Z");
+    h.publish(NUDGE).await;
+    if let Some(t) = herself {
+        h.play(&track(t, "lee", "cart_abandoned", "c-lee")).await;
+    }
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"cart_abandoned","messageId":"c-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    h
+}
+
+/// The withdrawals a user's timeline tells of: `[enrollment] step`.
+async fn withdrawn(h: &Harness, user: &str) -> Vec<String> {
+    let view = h.rt.user(user).await.expect("user");
+    view.timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Withdrawn { .. }))
+        .map(|e| format!("[{}] {}", e.enrollment, e.step.as_deref().unwrap_or("-")))
+        .collect()
+}
+
+/// Whichever enrollment is hers after the login (her own, still in the journey; the visitor's,
+/// moved in over her completed one, or where she had none), her order withdraws every unread
+/// nudge, the visitor's included, and leaves what the sends keep and what her completed
+/// enrollment sent.
+#[tokio::test]
+async fn her_order_withdraws_the_visitors_nudge_whichever_enrollment_goes_on() {
+    let saved = ("Your cart is saved".to_string(), false);
+    let waiting = ("Your cart is waiting".to_string(), false);
+    let visitors = "[cart_nudge:anon:phone-1:1] offer";
+    for (herself, left, gone) in [
+        // in the journey: the visitor's ends at the login, and hers takes its nudge
+        (
+            Some("2026-12-01T09:30:00Z"),
+            vec![saved.clone(), saved.clone()],
+            vec![visitors, "[cart_nudge:lee:1] offer"],
+        ),
+        // completed: the visitor's goes on over it; her old nudge stays
+        (
+            Some("2026-11-29T10:00:00Z"),
+            vec![saved.clone(), waiting.clone(), saved.clone()],
+            vec![visitors],
+        ),
+        // never in it: the visitor's goes on as hers
+        (None, vec![saved.clone()], vec![visitors]),
+    ] {
+        let h = lee_logs_in(herself).await;
+        h.play(&track(
+            "2026-12-01T11:00:00Z",
+            "lee",
+            "order_completed",
+            "o-lee",
+        ))
+        .await;
+        assert_eq!(inbox(&h, "lee").await, left, "{herself:?}");
+        assert_eq!(withdrawn(&h, "lee").await, gone, "{herself:?}");
+    }
+}
+
+/// The login hands the visitor's nudge to lee's own enrollment: the user view shows it there
+/// (and none on the visitor's, ended), the withdrawal at her order is told of the visitor's
+/// enrollment, whose message it was, and the stats count each entry, send and end once.
+#[tokio::test]
+async fn the_user_view_and_the_stats_tell_of_the_nudge_she_took() {
+    let h = lee_logs_in(Some("2026-12-01T09:30:00Z")).await;
+    let api = support::view::api(&h);
+    let (status, v, text) = support::view::user_view(&api, "lee").await;
+    assert_eq!(status, 200, "{text}");
+    let remembered = |id: &str| {
+        v["enrollments"]
+            .as_array()
+            .expect("enrollments")
+            .iter()
+            .find(|e| e["id"] == id)
+            .map(|e| e["in_app"].clone())
+            .unwrap_or_else(|| panic!("no enrollment {id}: {text}"))
+    };
+    assert_eq!(
+        remembered("cart_nudge:lee:1"),
+        serde_json::json!([
+            {"user": "anon:phone-1", "step": "offer", "seq": 1, "enrollment": "cart_nudge:anon:phone-1:1"},
+            {"user": "lee", "step": "offer", "seq": 1},
+        ])
+    );
+    assert_eq!(
+        remembered("cart_nudge:anon:phone-1:1"),
+        serde_json::Value::Null
+    );
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "lee",
+        "order_completed",
+        "o-lee",
+    ))
+    .await;
+    let (_, v, _) = support::view::user_view(&api, "lee").await;
+    let told: Vec<String> = v["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["what"] == "withdrawn")
+        .map(|e| format!("{} {} {}", e["enrollment"], e["step"], e["reason"]))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            r#""cart_nudge:anon:phone-1:1" "offer" "exit_when order_completed""#,
+            r#""cart_nudge:lee:1" "offer" "exit_when order_completed""#,
+        ]
+    );
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("cart_nudge").await.expect("stats");
+    for (counter, n) in [
+        ("entered", 2),
+        // hers on her order, the visitor's at the login
+        ("exited", 2),
+        ("converted", 1),
+        ("step.offer.sent.in_app", 2),
+        ("step.saved.sent.in_app", 2),
+    ] {
+        assert_eq!(stats.get(counter), Some(&n), "{counter}: {stats:?}");
+    }
+}
+
+/// Lee abandons a cart on her laptop while her phone's visitor logs in: her enrollment is
+/// written after the login found her in no journey and before it moved the visitor's in, so
+/// the visitor's does not go on (one enrollment at a time), and hers, which does, takes its
+/// nudge: her order withdraws both.
+#[tokio::test]
+async fn her_enrollment_written_during_the_login_takes_the_visitors_nudge() {
+    // what her laptop's cart writes, taken from a run where it went through
+    let hers: Vec<waymark::store::Record> = {
+        let h = Harness::new("2026-12-01T09:00:00Z");
+        h.publish(NUDGE).await;
+        h.play(&track(
+            "2026-12-01T10:04:00Z",
+            "lee",
+            "cart_abandoned",
+            "c-lee",
+        ))
+        .await;
+        h.store
+            .dump()
+            .into_iter()
+            .filter(|r| r.key.pk == "U#lee" && r.key.sk != "P")
+            .collect()
+    };
+    assert!(hers.iter().any(|r| r.key.sk == "E#cart_nudge"), "{hers:?}");
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(NUDGE).await;
+    h.play(r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"cart_abandoned","messageId":"c-1"}
+"#)
+    .await;
+    // they land just before the login ends the visitor's enrollment to move it in
+    *faulty.land_before_write_of.lock().expect("landing") = Some(("E#cart_nudge".into(), hers));
+    h.play(r#"
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    assert!(
+        faulty
+            .land_before_write_of
+            .lock()
+            .expect("landing")
+            .is_none(),
+        "her enrollment landed"
+    );
+    assert_eq!(inbox(&h, "lee").await.len(), 4);
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "lee",
+        "order_completed",
+        "o-lee",
+    ))
+    .await;
+    let saved = ("Your cart is saved".to_string(), false);
+    assert_eq!(inbox(&h, "lee").await, [saved.clone(), saved]);
+    assert_eq!(
+        withdrawn(&h, "lee").await,
+        [
+            "[cart_nudge:anon:phone-1:1] offer",
+            "[cart_nudge:lee:1] offer"
+        ]
+    );
+}
