@@ -2207,6 +2207,20 @@ impl Runtime {
             else {
                 continue;
             };
+            // Read again: a visitor's enrollment that ended at this login gave it its in-app
+            // messages since it was loaded (one read, only for an enrollment that exits).
+            let id = l.enrollment.id.clone();
+            let Some(r) = self
+                .store
+                .get(&enrollment_key(&l.enrollment.user_id, journey))
+                .await?
+            else {
+                continue;
+            };
+            let l = Loaded::read(&r)?;
+            if l.enrollment.id != id || !l.enrollment.is_active() {
+                continue;
+            }
             let ctx = Ctx {
                 journey: &p.journey,
                 version: p.version,

@@ -753,6 +753,37 @@ async fn the_user_view_and_the_stats_tell_of_the_nudge_she_took() {
     }
 }
 
+/// The visitor ordered as a guest after lee's own cart and before abandoning hers: at the
+/// login, lee's enrollment takes the visitor's nudge, then exits on the guest order (the
+/// engine learns it was hers), withdrawing both nudges.
+#[tokio::test]
+async fn a_guest_order_ends_her_enrollment_at_the_login_with_the_nudge_it_took() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&track(
+        "2026-12-01T09:30:00Z",
+        "lee",
+        "cart_abandoned",
+        "c-lee",
+    ))
+    .await;
+    h.play(r#"
+{"at":"2026-12-01T09:45:00Z","type":"track","anonymousId":"phone-1","event":"order_completed","messageId":"o-1"}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"phone-1","event":"cart_abandoned","messageId":"c-1"}
+{"at":"2026-12-01T10:05:00Z","type":"identify","userId":"lee","anonymousId":"phone-1","messageId":"l-1","traits":{}}
+"#)
+    .await;
+    let saved = ("Your cart is saved".to_string(), false);
+    assert_eq!(inbox(&h, "lee").await, [saved.clone(), saved]);
+    assert_eq!(
+        withdrawn(&h, "lee").await,
+        [
+            "[cart_nudge:anon:phone-1:1] offer",
+            "[cart_nudge:lee:1] offer"
+        ]
+    );
+}
+
 /// Lee abandons a cart on her laptop while her phone's visitor logs in: her enrollment is
 /// written after the login found her in no journey and before it moved the visitor's in, so
 /// the visitor's does not go on (one enrollment at a time), and hers, which does, takes its
