@@ -846,3 +846,40 @@ async fn her_enrollment_written_during_the_login_takes_the_visitors_nudge() {
         ]
     );
 }
+
+/// An enrollment remembers its latest 16 in-app messages: a journey that sends 17 withdraws
+/// the 16 latest at the exit, and the first stays in the inbox.
+#[tokio::test]
+async fn an_exit_withdraws_the_latest_sixteen_messages() {
+    let sends: String = (1..=17)
+        .map(|i| {
+            format!("  - id: m{i}\n    send:\n      in_app: {{title: \"Tip {i}\", body: \"x\"}}\n")
+        })
+        .collect();
+    let tips = format!(
+        "id: tips\nname: Tips\ntrigger: {{event: cart_abandoned}}\nexit_when:\n  - event: order_completed\nsteps:\n{sends}  - id: wait\n    wait: 1d\n"
+    );
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(&tips).await;
+    h.play(&track(
+        "2026-12-01T10:00:00Z",
+        "ann",
+        "cart_abandoned",
+        "c-ann",
+    ))
+    .await;
+    assert_eq!(inbox(&h, "ann").await.len(), 17);
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(view.enrollments[0].in_app.len(), 16);
+    h.play(&track(
+        "2026-12-01T11:00:00Z",
+        "ann",
+        "order_completed",
+        "o-ann",
+    ))
+    .await;
+    assert_eq!(inbox(&h, "ann").await, [("Tip 1".to_string(), false)]);
+    let gone = withdrawn(&h, "ann").await;
+    let expected: Vec<String> = (2..=17).map(|i| format!("[tips:ann:1] m{i}")).collect();
+    assert_eq!(gone, expected);
+}
