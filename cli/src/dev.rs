@@ -974,9 +974,12 @@ impl Watcher {
             match loaded {
                 Ok(j) => match self.publish(runtime, &file, &j, first).await {
                     Some(version) => {
-                        if let Some(TriggerKind::Event { event, .. }) = j.trigger.kind() {
+                        if let Some(TriggerKind::Event { events, .. }) = j.trigger.kind() {
                             let bare = dsl::trigger_event_fields(&j).is_empty();
-                            if out.example_event.as_ref().is_none_or(|(_, b)| !b && bare) {
+                            let first = events.names().first();
+                            if let Some(event) = first.filter(|_| {
+                                out.example_event.as_ref().is_none_or(|(_, b)| !b && bare)
+                            }) {
                                 out.example_event = Some((event.to_string(), bare));
                             }
                         }

@@ -746,6 +746,16 @@ fn explain(message: &str) -> String {
             shape::found_words(found)
         );
     }
+    // A trigger's events written as a map, a number or a truth value.
+    if let Some(found) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.strip_suffix(", expected an event name, or a list of event names"))
+    {
+        return format!(
+            "this is {}, where an event's name goes: write `event: cart_abandoned`, or a list of names any of which enters, `event: [cart_abandoned, checkout_abandoned]`",
+            shape::found_words(found)
+        );
+    }
     // `exit: yes`, `exit: 1`: YAML's true and false are the only truth values.
     if let Some(given) = message
         .strip_prefix("invalid type: ")
@@ -2028,7 +2038,32 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 out.push(problem("trigger.trait_changed", why));
             }
         }
-        Some(TriggerKind::Event { .. }) => {}
+        Some(TriggerKind::Event { events, .. }) => {
+            let names = events.names();
+            if names.is_empty() {
+                out.push(problem(
+                    "trigger.event",
+                    "the list names no event: write one, `event: cart_abandoned`, or several, `event: [cart_abandoned, checkout_abandoned]`",
+                ));
+            } else if names.len() > crate::journey::MAX_TRIGGER_EVENTS {
+                out.push(problem(
+                    "trigger.event",
+                    format!(
+                        "a trigger lists at most {} events, this one {}: have the app send one name for what they have in common",
+                        crate::journey::MAX_TRIGGER_EVENTS,
+                        names.len()
+                    ),
+                ));
+            }
+            for (k, name) in names.iter().enumerate() {
+                if names[..k].contains(name) {
+                    out.push(problem(
+                        format!("trigger.event[{k}]"),
+                        format!("`{name}` is listed twice: write each event once"),
+                    ));
+                }
+            }
+        }
     }
     if j.trigger.condition.is_some()
         && j.trigger.event.is_none()
@@ -2545,8 +2580,15 @@ fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
 /// heard, and the trigger, exit, goal or wait naming it would never happen.
 fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
     let mut names: Vec<(String, &str)> = Vec::new();
-    if let Some(e) = &j.trigger.event {
-        names.push(("trigger.event".into(), e));
+    if let Some(events) = &j.trigger.event {
+        match events.names() {
+            [one] => names.push(("trigger.event".into(), one)),
+            many => {
+                for (k, e) in many.iter().enumerate() {
+                    names.push((format!("trigger.event[{k}]"), e));
+                }
+            }
+        }
     }
     if let Some(r) = &j.trigger.repeated {
         names.push(("trigger.repeated.event".into(), &r.event));
@@ -4657,7 +4699,7 @@ steps:
             (
                 CART.replace("  event: cart_abandoned\n", "  event: {name: cart_abandoned}\n"),
                 4,
-                "trigger.event: this is a map, where one value goes: write a single name or text here",
+                "trigger.event: this is a map, where an event's name goes: write `event: cart_abandoned`, or a list",
             ),
             (
                 CART.replace("name: Cart\n", "name: Cart\ntimezone: Europe/Pariss\n"),
@@ -5761,11 +5803,19 @@ steps:
             errs[0].message,
             "`after_exit` takes no value: write `reentry: after_exit`"
         );
-        let e =
-            first_error("id: j\nname: J\ntrigger: {event: [a, b]}\nsteps: [{id: a, wait: 1h}]\n");
+        let e = first_error(
+            "id: j\nname: J\ntrigger: {trait_changed: [a, b]}\nsteps: [{id: a, wait: 1h}]\n",
+        );
         assert_eq!(
             e.message,
             "this is a list, where one value goes: write a single name or text here"
+        );
+        // A trigger's event may be a list (any of them enters), but not a map.
+        let e =
+            first_error("id: j\nname: J\ntrigger: {event: {a: 1}}\nsteps: [{id: a, wait: 1h}]\n");
+        assert_eq!(
+            e.message,
+            "this is a map, where an event's name goes: write `event: cart_abandoned`, or a list of names any of which enters, `event: [cart_abandoned, checkout_abandoned]`"
         );
         for (text, found) in [
             ("\"just a string\"\n", "the text \"just a string\""),

@@ -62,10 +62,10 @@ pub struct Journey {
 #[serde(deny_unknown_fields)]
 #[schemars(transform = one_trigger)]
 pub struct Trigger {
-    /// Enter when the user does this event.
+    /// Enter when the user does this event, or any of a list of events
+    /// (`[cart_abandoned, checkout_abandoned]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"\S"), length(max = 200))]
-    pub event: Option<String>,
+    pub event: Option<EventNames>,
     /// With `event` or `trait_changed`: enter only when this condition holds on `event.*` (the
     /// trigger event; `trigger.*` here is that same event) and `profile.*` (`waited.*` is
     /// empty: nothing was waited for yet).
@@ -88,11 +88,99 @@ pub struct Trigger {
     pub schedule: Option<Schedule>,
 }
 
+/// The most event names one trigger lists.
+pub const MAX_TRIGGER_EVENTS: usize = 20;
+
+/// An event trigger's events: one name (`event: cart_abandoned`) or several
+/// (`event: [cart_abandoned, checkout_abandoned]`), any of which enters. One is written back as
+/// a name, so a journey published before lists were taken keeps its digest (no new version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNames(Vec<String>);
+
+impl EventNames {
+    pub fn one(name: impl Into<String>) -> Self {
+        Self(vec![name.into()])
+    }
+
+    /// The names, in the order written.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether `event` is one of them.
+    pub fn contains(&self, event: &str) -> bool {
+        self.0.iter().any(|n| n == event)
+    }
+
+    /// The names as a reader writes them: `a`, or `a or b`.
+    pub fn describe(&self) -> String {
+        self.0.join(" or ")
+    }
+}
+
+impl Serialize for EventNames {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = EventNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event name, or a list of event names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventNames, E> {
+                Ok(EventNames::one(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<EventNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(EventNames(names))
+            }
+        }
+        d.deserialize_any(Names)
+    }
+}
+
+impl JsonSchema for EventNames {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventNames".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An event name, or a list of event names any of which enters.",
+            "anyOf": [
+                {"type": "string", "pattern": "\\S", "maxLength": 200},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "\\S", "maxLength": 200},
+                    "minItems": 1,
+                    "maxItems": MAX_TRIGGER_EVENTS,
+                    "uniqueItems": true
+                }
+            ],
+            "examples": ["cart_abandoned", ["cart_abandoned", "checkout_abandoned"]]
+        })
+    }
+}
+
 /// The kind of trigger, once validated.
 #[derive(Debug, Clone, Copy)]
 pub enum TriggerKind<'a> {
     Event {
-        event: &'a str,
+        events: &'a EventNames,
         condition: Option<&'a Condition>,
     },
     TraitChanged {
@@ -123,8 +211,8 @@ impl Trigger {
             });
         }
         match (&self.event, &self.repeated, &self.inactive, &self.schedule) {
-            (Some(event), ..) => Some(TriggerKind::Event {
-                event,
+            (Some(events), ..) => Some(TriggerKind::Event {
+                events,
                 condition: self.condition.as_ref(),
             }),
             (_, Some(r), ..) => Some(TriggerKind::Repeated(r)),
@@ -1137,7 +1225,7 @@ impl Journey {
     /// an `inactive` set) or what it listens to once entered.
     pub fn names_event(&self, event: &str) -> bool {
         let triggered = match self.trigger.kind() {
-            Some(TriggerKind::Event { event: e, .. }) => e == event,
+            Some(TriggerKind::Event { events, .. }) => events.contains(event),
             Some(TriggerKind::Repeated(r)) => r.event == event,
             Some(TriggerKind::Inactive(i)) => i.events.iter().any(|e| e == event),
             Some(TriggerKind::TraitChanged { .. } | TriggerKind::Schedule(_)) | None => false,

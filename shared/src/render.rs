@@ -217,8 +217,8 @@ impl<'a> Diagram<'a> {
 
 fn trigger_label(j: &Journey) -> String {
     match j.trigger.kind() {
-        Some(TriggerKind::Event { event, condition }) => {
-            format!("on {}", with_condition(event, condition))
+        Some(TriggerKind::Event { events, condition }) => {
+            format!("on {}", with_condition(&events.describe(), condition))
         }
         Some(TriggerKind::TraitChanged { name, condition }) => {
             format!(

@@ -1831,7 +1831,7 @@ impl Runtime {
                 };
                 let mut counted_until = None;
                 let (enter, unmet) = match p.journey.trigger.kind() {
-                    Some(TriggerKind::Event { event, condition }) if event == name => {
+                    Some(TriggerKind::Event { events, condition }) if events.contains(name) => {
                         let unmet = refused_by(condition);
                         (unmet.is_none(), unmet)
                     }
@@ -1958,7 +1958,7 @@ impl Runtime {
         let reached = |j: &Journey| match e.event.as_deref() {
             Some(name) => {
                 j.listens_to(name)
-                    || matches!(j.trigger.kind(), Some(TriggerKind::Event { event, .. }) if event == name)
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Event { events, .. }) if events.contains(name))
                     || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name)
             }
             None => j

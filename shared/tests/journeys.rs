@@ -93,6 +93,93 @@ steps:
 }
 
 #[tokio::test]
+async fn an_event_trigger_listing_several_events_enters_on_any_of_them() {
+    let journey = r#"
+id: abandoned
+name: Abandoned
+trigger:
+  event: [cart_abandoned, checkout_abandoned]
+  where: "event.total > 0"
+reentry: after_exit
+steps:
+  - id: wait
+    wait: 1h
+  - id: push
+    send:
+      push:
+        title: "{{ event.total }} EUR left at {{ trigger.step | default('cart') }}"
+        body: "Come back"
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"cat","traits":{"push_tokens":[{"platform":"fcm","token":"t-cat"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c-ann","properties":{"total":50}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"checkout_abandoned","messageId":"k-bob","properties":{"total":70,"step":"payment"}}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"bob","event":"cart_abandoned","messageId":"c-bob","properties":{"total":70}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cat","event":"checkout_abandoned","messageId":"k-cat","properties":{"total":0}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"cat","event":"cart_viewed","messageId":"v-cat","properties":{"total":9}}
+"#;
+    let out = sim(&[journey], script).await;
+    // Either event enters; one enrollment at a time, whichever event came; a listed event
+    // whose `where` is false enters no one, and an event not listed is not heard.
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T11:00:00Z ann push push: 50 EUR left at cart",
+            "2026-12-01T11:00:00Z bob push push: 70 EUR left at payment",
+        ]
+    );
+    assert_eq!(
+        refusals(entries(&out, "bob")),
+        ["2026-12-01T10:10:00Z abandoned [abandoned:bob:1] on cart_abandoned: enrolled: in the journey since 2026-12-01T10:00:00Z (on version 1, at step `wait`): one enrollment a user at a time"]
+    );
+    assert_eq!(
+        refusals(entries(&out, "cat")),
+        [
+            r#"2026-12-01T10:00:00Z abandoned [] on checkout_abandoned: condition: `where: event.total > 0` was false at this event (event.total = 0)"#
+        ]
+    );
+
+    // The list is checked: each name as a trigger's event is, none twice, at least one.
+    for (trigger, path, said) in [
+        ("[a, a]", "trigger.event[1]", "`a` is listed twice"),
+        ("[]", "trigger.event", "the list names no event"),
+        ("[a, \"\"]", "trigger.event[1]", ""),
+    ] {
+        let text = format!(
+            "id: j\nname: J\ntrigger: {{event: {trigger}}}\nsteps: [{{id: a, wait: 1h}}]\n"
+        );
+        let errs = waymark::dsl::parse("j.yaml", &text).expect_err(trigger);
+        assert!(
+            errs.iter()
+                .any(|e| e.path == path && e.message.starts_with(said)),
+            "{trigger}: {errs:?}"
+        );
+    }
+    // A single name is written back as a name: a journey published before lists were taken
+    // keeps its digest.
+    let one = waymark::dsl::parse(
+        "j.yaml",
+        "id: j\nname: J\ntrigger: {event: a}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        serde_json::to_value(&one.trigger).expect("json"),
+        json!({"event": "a"})
+    );
+    let many = waymark::dsl::parse("abandoned.yaml", journey).expect("valid");
+    assert_eq!(
+        waymark::render::mermaid(&many)
+            .lines()
+            .find(|l| l.contains("on cart_abandoned")),
+        Some(
+            r#"    trigger(["on cart_abandoned or checkout_abandoned where event.total #gt; 0"])"#
+        )
+    );
+}
+
+#[tokio::test]
 async fn repeated_trigger_enters_on_the_third_time_within_the_window() {
     let journey = r#"
 id: upsell
@@ -3256,7 +3343,7 @@ fn if_past_outcome(
         None => json!({}),
     };
     let trigger = TriggerEvent {
-        event: j.trigger.event.clone().expect("an event trigger"),
+        event: j.trigger.event.as_ref().expect("an event trigger").names()[0].clone(),
         message_id: "b-ann".into(),
         at: ctx.now,
         properties: std::sync::Arc::new(properties),
@@ -8543,7 +8630,7 @@ fn entered_at(
         unsubscribe_url: None,
     };
     let trigger = TriggerEvent {
-        event: j.trigger.event.clone().expect("an event trigger"),
+        event: j.trigger.event.as_ref().expect("an event trigger").names()[0].clone(),
         message_id: "t-ann".into(),
         at: at(now),
         properties: std::sync::Arc::new(json!({})),

@@ -97,8 +97,16 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
         "\\S"
     );
     // An event name the API would refuse (blank, over 200 characters) never comes.
+    // A trigger's event is one name or a list of them, any of which enters.
+    assert_eq!(
+        defs["Trigger"]["properties"]["event"]["anyOf"][0]["$ref"],
+        "#/$defs/EventNames"
+    );
+    assert_eq!(defs["EventNames"]["anyOf"][1]["minItems"], 1);
+    assert_eq!(defs["EventNames"]["anyOf"][1]["uniqueItems"], true);
     let names = [
-        &defs["Trigger"]["properties"]["event"],
+        &defs["EventNames"]["anyOf"][0],
+        &defs["EventNames"]["anyOf"][1]["items"],
         &defs["Repeated"]["properties"]["event"],
         &defs["Inactive"]["properties"]["events"]["items"],
         &defs["EventMatch"]["properties"]["event"],
