@@ -256,11 +256,22 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         let guess = crate::dsl::closest(first, offered.iter().copied())
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
+        // The others too, so that one run of validate names them all.
+        let others = match &unknown[1..] {
+            [] => String::new(),
+            rest => format!(
+                "; also unknown in this text: {}",
+                rest.iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         return Err(TemplateError {
             column: None,
             line,
             message: format!(
-                "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`)",
+                "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`){others}",
                 offered.join(", ")
             ),
         });
@@ -1344,6 +1355,20 @@ mod tests {
     fn rejects_unknown_variables_and_bad_syntax() {
         let e = check("Hello {{ name }}").unwrap_err();
         assert!(e.message.contains("`name`"), "{}", e.message);
+        assert!(!e.message.contains("also unknown"), "{}", e.message);
+        // Every unknown variable of a text is named at once, not one a run of validate.
+        let e = check("Hi {{ first_name }},\n{{ user.email }} {{ customer.id }}").unwrap_err();
+        assert!(
+            e.message.starts_with("unknown variable `customer`"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .ends_with("; also unknown in this text: `first_name`, `user`"),
+            "{}",
+            e.message
+        );
         let e = check("Hello {{ profile.name ").unwrap_err();
         assert!(e.message.starts_with("template error"), "{}", e.message);
         assert_eq!(e.line, Some(1));
