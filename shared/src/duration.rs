@@ -19,6 +19,8 @@ const UNITS: [(char, u64); 5] = [
     ('s', 1),
 ];
 
+/// The length of a day, `d`, in seconds.
+const DAY_SECS: u64 = 86_400;
 /// The shortest duration, one second.
 const MIN_SECS: u64 = 1;
 /// The longest duration, a (leap) year of 366 days.
@@ -95,6 +97,13 @@ enum Problem {
 
 /// Parses the strict syntax, returning the total number of seconds.
 fn parse_exact(s: &str) -> Result<u64, Problem> {
+    let (days, exact) = parse_parts(s)?;
+    days.checked_add(exact).ok_or(Problem::Overflow)
+}
+
+/// Parses the strict syntax, returning the seconds of its weeks and days apart from those of
+/// its hours, minutes and seconds.
+fn parse_parts(s: &str) -> Result<(u64, u64), Problem> {
     if s.is_empty() {
         return Err(Problem::Empty);
     }
@@ -103,7 +112,8 @@ fn parse_exact(s: &str) -> Result<u64, Problem> {
     }
     let bytes = s.as_bytes();
     let mut i = 0;
-    let mut total: u64 = 0;
+    // The seconds of the weeks and days, then of the hours, minutes and seconds.
+    let mut totals: [u64; 2] = [0, 0];
     let mut overflow = false;
     // Index into `UNITS` that the next component's unit must be at or after.
     let mut next_unit = 0;
@@ -128,18 +138,19 @@ fn parse_exact(s: &str) -> Result<u64, Problem> {
         }
         next_unit = idx + 1;
         let n = digits.parse::<u64>().ok();
+        let total = &mut totals[usize::from(UNITS[idx].1 < DAY_SECS)];
         match n
             .and_then(|n| n.checked_mul(UNITS[idx].1))
             .and_then(|v| total.checked_add(v))
         {
-            Some(t) => total = t,
+            Some(t) => *total = t,
             None => overflow = true,
         }
     }
     if overflow {
         return Err(Problem::Overflow);
     }
-    Ok(total)
+    Ok((totals[0], totals[1]))
 }
 
 fn check_range(s: &str, secs: u64) -> Result<Duration, DurationError> {
@@ -409,6 +420,108 @@ impl schemars::JsonSchema for Duration {
     }
 }
 
+/// How far a `wait_until` moves the date it reads (`before: 1d`, `after: 36h`), kept as written.
+///
+/// Its weeks and days (`w`, `d`) are calendar days in the zone the wait reads its date in: `1d`
+/// is the day before at the same local time, also across a change of the clocks. Its hours,
+/// minutes and seconds, whatever their size (`24h`, `1440m`, `36h`), are exact elapsed time, as
+/// a `wait`'s are. A mixed one, `1d2h`, is a calendar day, then 2 hours exactly. From one second
+/// to a year, as a [`Duration`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DateOffset {
+    /// The calendar days of its weeks and days.
+    days: u64,
+    /// The exact seconds of its hours, minutes and seconds.
+    secs: u64,
+    /// As the journey file wrote it, for the timeline and the flowchart (`24h`, not `1d`).
+    written: Box<str>,
+}
+
+impl DateOffset {
+    /// The calendar days it moves by (its `w` and `d`).
+    pub fn days(&self) -> u64 {
+        self.days
+    }
+
+    /// The exact seconds it moves by after its days (its `h`, `m` and `s`).
+    pub fn exact_secs(&self) -> u64 {
+        self.secs
+    }
+
+    /// As written: `24h`, `1d`, `1440m`.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+}
+
+impl FromStr for DateOffset {
+    type Err = DurationError;
+
+    fn from_str(s: &str) -> Result<Self, DurationError> {
+        let (days, secs) = parse_parts(s).map_err(|p| DurationError::new(explain(s, p)))?;
+        let total = days
+            .checked_add(secs)
+            .ok_or_else(|| DurationError::new(explain(s, Problem::Overflow)))?;
+        check_range(s, total)?;
+        Ok(DateOffset {
+            days: days / DAY_SECS,
+            secs,
+            written: s.into(),
+        })
+    }
+}
+
+impl fmt::Display for DateOffset {
+    /// As written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
+}
+
+impl Serialize for DateOffset {
+    /// As written, so that a journey stored and read again keeps its meaning: `24h` stays
+    /// exact, `1d` a calendar day (a journey stored before the two were told apart holds the
+    /// canonical `1d`, read as the calendar day it was waited for then).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for DateOffset {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DateOffset;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like \"1d\", \"3d\" or \"24h\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateOffset, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl schemars::JsonSchema for DateOffset {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DateOffset".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": PATTERN,
+            "description": "How far to move a date, from one second to a year, written as a duration: \
+                            weeks and days (w, d) are calendar days in the user's time zone (\"1d\" is \
+                            the day before or after at the same local time), hours, minutes and seconds \
+                            (h, m, s) exact time (\"24h\" is 24 hours, also across a change of the \
+                            clocks); \"1d2h\" is a calendar day, then 2 hours.",
+            "examples": ["1d", "3d", "24h", "30m"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +679,47 @@ mod tests {
         assert!(v["description"]
             .as_str()
             .is_some_and(|d| d.contains("1h30m")));
+    }
+
+    #[test]
+    fn a_date_offset_keeps_its_days_apart_from_its_exact_time_and_as_written() {
+        // (written, calendar days, exact seconds)
+        let cases: &[(&str, u64, u64)] = &[
+            ("1d", 1, 0),
+            ("2w", 14, 0),
+            ("1w2d", 9, 0),
+            ("24h", 0, 86_400),
+            ("1440m", 0, 86_400),
+            ("86400s", 0, 86_400),
+            ("36h", 0, 129_600),
+            ("1d2h", 1, 7_200),
+            ("30m", 0, 1_800),
+            ("366d", 366, 0),
+            ("8784h", 0, 31_622_400),
+        ];
+        for &(text, days, secs) in cases {
+            let o: DateOffset = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!((o.days(), o.exact_secs()), (days, secs), "{text}");
+            assert_eq!(o.to_string(), text);
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{text}\""));
+            let back: DateOffset = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(back, o);
+        }
+        assert_ne!(
+            "24h".parse::<DateOffset>().unwrap(),
+            "1d".parse::<DateOffset>().unwrap()
+        );
+        // The same range and messages as a duration.
+        for (text, fragment) in [
+            ("0d", "at least one second"),
+            ("367d", "at most a year"),
+            ("8785h", "at most a year"),
+            ("1 day", "write \"1d\""),
+            ("18446744073709551615w1s", "at most a year"),
+        ] {
+            let err = text.parse::<DateOffset>().expect_err(text);
+            assert!(err.message.contains(fragment), "{text}: {}", err.message);
+        }
     }
 
     proptest! {
