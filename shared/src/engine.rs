@@ -1094,25 +1094,30 @@ fn date_read(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestam
 /// The time a `wait_until` waits for, from the time `at` its `date` read: moved by `before` or
 /// `after`, then to `time` on its local day.
 fn date_moved_to(w: &WaitUntil, at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-    // Days are the user's calendar days (`before: 1d` is the day before, at the same local
-    // time, also across a change of the clocks: a local time the clocks skip that day is the
-    // first instant after the gap, as for a time of day), the rest exact time.
-    let shift = |d: crate::duration::Duration, sign: i64| {
-        let secs = d.as_secs() as i64;
-        if secs < 86_400 {
+    // Weeks and days are the user's calendar days (`before: 1d` is the day before, at the same
+    // local time, also across a change of the clocks: a local time the clocks skip that day is
+    // the first instant after the gap, as for a time of day); hours, minutes and seconds are
+    // exact time, whatever their size (`before: 24h` is 24 hours before, a check-in opening);
+    // `1d2h` is the calendar day, then 2 hours.
+    let shift = |d: &crate::duration::DateOffset, sign: i64| {
+        let days = i64::try_from(d.days()).ok()?;
+        let secs = i64::try_from(d.exact_secs()).ok()?;
+        let moved = if days == 0 {
             // No day in it: exact time (a time in the hour the clocks go back keeps its pass).
-            return at.checked_add(SignedDuration::from_secs(sign * secs)).ok();
-        }
-        let local = at
-            .to_zoned_datetime(tz.clone())
-            .datetime()
-            .checked_add(jiff::Span::new().days(sign * (secs / 86_400)))
-            .ok()?;
-        local_instant(tz, local)?
-            .checked_add(SignedDuration::from_secs(sign * (secs % 86_400)))
+            at
+        } else {
+            let local = at
+                .to_zoned_datetime(tz.clone())
+                .datetime()
+                .checked_add(jiff::Span::new().days(sign * days))
+                .ok()?;
+            local_instant(tz, local)?
+        };
+        moved
+            .checked_add(SignedDuration::from_secs(sign * secs))
             .ok()
     };
-    let at = match (w.before, w.after) {
+    let at = match (&w.before, &w.after) {
         (Some(b), _) => shift(b, -1)?,
         (None, Some(a)) => shift(a, 1)?,
         (None, None) => at,

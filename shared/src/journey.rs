@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{Condition, ValuePath};
 use crate::cron::Cron;
-use crate::duration::Duration;
+use crate::duration::{DateOffset, Duration};
 
 /// One journey, as written in its file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -574,12 +574,14 @@ pub struct WaitUntil {
     /// already past goes on at once, unless `if_past` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<ValuePath>,
-    /// With `date`: this long before it (`1d`: the day before an appointment).
+    /// With `date`: this long before it. Days and weeks are calendar days in the user's zone
+    /// (`1d`: the day before an appointment, at the same local time); hours, minutes and seconds
+    /// are exact (`24h`: 24 hours before a flight, also across a change of the clocks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<Duration>,
-    /// With `date`: this long after it.
+    pub before: Option<DateOffset>,
+    /// With `date`: this long after it, counted as `before` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Duration>,
+    pub after: Option<DateOffset>,
     /// With `date`: what it does when the time it waits for is past when the step is reached
     /// (or when the date moves): `go_on` at once (the default), `exit` the journey, or go to a
     /// step (its id). Past counts from the date itself, or from the time waited for when that
@@ -599,12 +601,13 @@ impl WaitUntil {
     pub fn date_text(&self) -> Option<String> {
         let path = self.date.as_ref()?;
         let mut text = path.source().to_string();
-        if let Some(b) = self.before {
+        // As written: `- 24h` is 24 hours, `- 1d` the calendar day.
+        if let Some(b) = &self.before {
             text.push_str(" - ");
-            b.push_to(&mut text);
-        } else if let Some(a) = self.after {
+            text.push_str(b.as_str());
+        } else if let Some(a) = &self.after {
             text.push_str(" + ");
-            a.push_to(&mut text);
+            text.push_str(a.as_str());
         }
         if let Some(t) = self.time {
             text.push_str(" at ");

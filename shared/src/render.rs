@@ -704,6 +704,14 @@ steps:
         );
         assert!(with("{date: profile.renews_on, after: 2w}")
             .contains("wait until profile.renews_on + 2w\""));
+        // As written: 24 hours is not the calendar day `1d` is, nor is 14 days 2 weeks.
+        for written in ["24h", "1440m", "86400s", "1d2h", "14d"] {
+            let m = with(&format!("{{date: event.departs_at, before: {written}}}"));
+            assert!(
+                m.contains(&format!("wait until event.departs_at - {written}\"")),
+                "{m}"
+            );
+        }
     }
 
     #[test]

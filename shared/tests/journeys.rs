@@ -2232,6 +2232,132 @@ steps:
     );
 }
 
+/// In `before` and `after`, hours, minutes and seconds are exact time whatever their size
+/// (`24h`, `1440m`, `86400s`: check-in opening 24 hours before a flight), while days are the
+/// user's calendar days (`1d`: the day before at the same local time), also across a change of
+/// the clocks: Ava in New York flies the morning after the US clocks go forward, Ben in London
+/// the morning after the UK's do; Cleo's survey goes 24 hours after a stay that ended the day
+/// before New York's clocks go back. A mixed `1d2h` is the calendar day, then 2 hours. The
+/// timeline says the offset as written.
+#[tokio::test]
+async fn before_in_hours_is_exact_time_and_in_days_the_calendar_day_across_a_change_of_the_clocks()
+{
+    let journey = |id: &str, offset: &str| {
+        format!(
+            r#"
+id: {id}
+name: {id}
+trigger: {{event: flight_booked}}
+steps:
+  - id: until_{id}
+    wait_until: {{date: event.departs_at, {offset}}}
+  - id: {id}
+    send:
+      push: {{title: "{offset}", body: "."}}
+"#
+        )
+    };
+    let journeys = [
+        journey("h24", "before: 24h"),
+        journey("m1440", "before: 1440m"),
+        journey("s86400", "before: 86400s"),
+        journey("d1", "before: 1d"),
+        journey("d1h2", "before: 1d2h"),
+        journey("after_h24", "after: 24h"),
+        journey("after_d1", "after: 1d"),
+    ];
+    let journeys: Vec<&str> = journeys.iter().map(String::as_str).collect();
+    let booked = |user: &str, day: &str, zone: &str, departs_at: &str| {
+        vec![
+            json!({"at": format!("{day}T10:00:00Z"), "type": "identify", "userId": user,
+                   "traits": {"timezone": zone,
+                              "push_tokens": [{"platform": "apns", "token": format!("t-{user}")}]}}),
+            json!({"at": format!("{day}T12:00:00Z"), "type": "track", "userId": user,
+                   "event": "flight_booked", "messageId": format!("b-{user}"),
+                   "properties": {"departs_at": departs_at}}),
+        ]
+    };
+    let mut lines = booked(
+        "ava",
+        "2026-03-01",
+        "America/New_York",
+        "2026-03-08T10:00:00-04:00",
+    );
+    lines.extend(booked(
+        "ben",
+        "2026-03-01",
+        "Europe/London",
+        "2026-03-29T10:00:00+01:00",
+    ));
+    lines.extend(booked(
+        "cleo",
+        "2026-10-20",
+        "America/New_York",
+        "2026-10-31T12:00:00-04:00",
+    ));
+    let out = sim(&journeys, &script_of(&lines)).await;
+    let sent = |user: &str| {
+        let mut lines = outbox_of(&out, user);
+        lines.sort_by(|a, b| {
+            a.split_once(' ')
+                .map(|x| x.1)
+                .cmp(&b.split_once(' ').map(|x| x.1))
+        });
+        lines
+    };
+    // Ava departs 14:00Z (10:00 EDT); the day before was still EST.
+    assert_eq!(
+        sent("ava"),
+        [
+            "2026-03-09T14:00:00Z ava push after_d1: after: 1d",
+            "2026-03-09T14:00:00Z ava push after_h24: after: 24h",
+            "2026-03-07T15:00:00Z ava push d1: before: 1d", // 10:00 EST
+            "2026-03-07T13:00:00Z ava push d1h2: before: 1d2h", // 10:00 EST, then 2 hours
+            "2026-03-07T14:00:00Z ava push h24: before: 24h", // 09:00 EST
+            "2026-03-07T14:00:00Z ava push m1440: before: 1440m",
+            "2026-03-07T14:00:00Z ava push s86400: before: 86400s",
+        ]
+    );
+    // Ben departs 09:00Z (10:00 BST); the day before was still GMT.
+    assert_eq!(
+        sent("ben"),
+        [
+            "2026-03-30T09:00:00Z ben push after_d1: after: 1d",
+            "2026-03-30T09:00:00Z ben push after_h24: after: 24h",
+            "2026-03-28T10:00:00Z ben push d1: before: 1d", // 10:00 GMT
+            "2026-03-28T08:00:00Z ben push d1h2: before: 1d2h",
+            "2026-03-28T09:00:00Z ben push h24: before: 24h", // 09:00 GMT
+            "2026-03-28T09:00:00Z ben push m1440: before: 1440m",
+            "2026-03-28T09:00:00Z ben push s86400: before: 86400s",
+        ]
+    );
+    // Cleo's date is 16:00Z (12:00 EDT) on the Saturday; New York's clocks go back that night.
+    let cleo = sent("cleo");
+    assert_eq!(
+        cleo[..2],
+        [
+            "2026-11-01T17:00:00Z cleo push after_d1: after: 1d", // 12:00 EST
+            "2026-11-01T16:00:00Z cleo push after_h24: after: 24h", // 11:00 EST
+        ]
+    );
+    let why: Vec<String> = entries(&out, "ava")
+        .iter()
+        .map(|e| describe(&e.what))
+        .filter(|d| d.starts_with("waiting"))
+        .collect();
+    for (until, written) in [
+        ("2026-03-07T14:00:00Z", "- 24h"),
+        ("2026-03-07T14:00:00Z", "- 1440m"),
+        ("2026-03-07T14:00:00Z", "- 86400s"),
+        ("2026-03-07T15:00:00Z", "- 1d"),
+        ("2026-03-07T13:00:00Z", "- 1d2h"),
+        ("2026-03-09T14:00:00Z", "+ 24h"),
+    ] {
+        let want = format!("waiting until {until} (wait_until event.departs_at {written})");
+        assert!(why.contains(&want), "{want} not in {why:#?}");
+    }
+}
+
 /// A date more than a year ahead (the longest wait) is waited for a year at a time, and read
 /// again each year.
 #[tokio::test]
@@ -2343,6 +2469,24 @@ fn a_wait_until_date_reads_times_dates_and_seconds() {
     assert_eq!(
         target(&evening_before, json!("2026-12-10T00:30:00+01:00")),
         Some(at("2026-12-09T17:00:00Z"))
+    );
+    // A published version keeps the offset as written, so `24h` stays exact time when the
+    // catalog reads it back; a version stored before, which holds `1d` for a `24h` it was
+    // written with, still reads (as the calendar day it has waited for since).
+    let exact = wait(json!({"date": "event.at", "before": "24h"}));
+    let stored = serde_json::to_value(&exact).expect("serializes");
+    assert_eq!(stored["before"], "24h");
+    assert_eq!(wait(stored), exact);
+    let calendar = wait(json!({"date": "event.at", "before": "1d"}));
+    assert_ne!(calendar, exact);
+    // In Paris the clocks go forward in the night to 2026-03-29.
+    assert_eq!(
+        target(&exact, json!("2026-03-29T12:00:00+02:00")),
+        Some(at("2026-03-28T10:00:00Z"))
+    );
+    assert_eq!(
+        target(&calendar, json!("2026-03-29T12:00:00+02:00")),
+        Some(at("2026-03-28T11:00:00Z"))
     );
 }
 
