@@ -586,6 +586,9 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 }
                 | What::NotWithdrawn {
                     detail: Some(d), ..
+                }
+                | What::Entered {
+                    detail: Some(d), ..
                 } => format!(" ({d})"),
                 _ => String::new(),
             };

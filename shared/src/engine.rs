@@ -331,10 +331,38 @@ pub fn enter_after(
         What::Entered {
             version: ctx.version,
             trigger: run.enrollment.trigger.event.clone(),
+            detail: inactivity_judged(j, &run.enrollment.trigger),
         },
     );
     run.go(Some(first));
     run.finish()
+}
+
+/// What an `inactive` trigger's check judged, for the entry's timeline fact: her latest of the
+/// events as her profile had it when the check read it (`inactive_since`, its trigger's one
+/// field), and how long she had been inactive then. `None` for any other trigger.
+fn inactivity_judged(j: &Journey, trigger: &TriggerEvent) -> Option<String> {
+    let Some(TriggerKind::Inactive(i)) = j.trigger.kind() else {
+        return None;
+    };
+    if trigger.event != "inactive" {
+        return None;
+    }
+    let since: Timestamp = trigger
+        .properties
+        .get("inactive_since")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    // To the minute: a check comes seconds after its time.
+    let secs = u64::try_from(trigger.at.duration_since(since).as_secs()).unwrap_or(0);
+    let quiet = crate::duration::Duration::from_secs(secs - secs % 60);
+    Some(format!(
+        "her check at {} read her profile: her latest of {} was at {since}, {quiet} before (`for: {}`)",
+        trigger.at,
+        i.events.join(", "),
+        i.duration
+    ))
 }
 
 /// A due wake-up for visit `seq`. `None` when it is stale (the enrollment moved on or ended).

@@ -5175,7 +5175,9 @@ fn log_refusals(user: &str, refusals: &[Entry]) {
 /// A one-line description of a timeline fact, for logs (ids and reasons only: no addresses).
 pub fn describe(w: &What) -> String {
     match w {
-        What::Entered { version, trigger } => format!("entered v{version} on {trigger}"),
+        What::Entered {
+            version, trigger, ..
+        } => format!("entered v{version} on {trigger}"),
         What::Step => "step".into(),
         What::Waiting { until, why } => format!("waiting until {until} ({why})"),
         What::Woke { how } => format!("woke ({how})"),

@@ -31,8 +31,15 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum What {
-    /// Entered the journey (on this version, because of this event).
-    Entered { version: u32, trigger: String },
+    /// Entered the journey (on this version, because of this event); `detail`, for an
+    /// `inactive` trigger, what its check judged: her latest activity when it read her profile,
+    /// and how long before.
+    Entered {
+        version: u32,
+        trigger: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// Reached a step.
     Step,
     /// Waiting until `until`, because of `why` (`wait 30m`, `wait_until 09:00`, `wait_for app_opened`, `quiet hours`).
@@ -505,6 +512,7 @@ mod tests {
                 What::Entered {
                     version: 2,
                     trigger: "cart_abandoned".into(),
+                    detail: None,
                 },
             ),
             entry(Some("wait"), What::Step),
