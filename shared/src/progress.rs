@@ -461,6 +461,16 @@ impl Judge<'_> {
                 Some(c) if c < enters_at => format!(
                     "{activity}: her check at {c} found it, and looks again at {enters_at}: it enters her then if she does none of {events} before"
                 ),
+                // Due later than a `for` after her latest: it came that late (a phone's
+                // offline queue, a backfill), and its check waits a settle from its coming.
+                Some(c) if last.is_some_and(|l| l + wait < c) => format!(
+                    "{activity}, which came late (stamped when it happened, {} or so before): her check waits until {c}, {} after it came, for the rest of her late events, and enters her then if her latest of {events} is still from before {}",
+                    i.duration,
+                    crate::duration::Duration::from_secs(
+                        u64::try_from(crate::runtime::CHECK_SETTLE.as_secs()).unwrap_or(0)
+                    ),
+                    c - wait
+                ),
                 _ => format!(
                     "{activity}: her check is due at {enters_at}, and enters her then if she does none of {events} before"
                 ),

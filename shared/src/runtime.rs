@@ -386,6 +386,28 @@ pub(crate) fn still_checked(p: &Published, now: Timestamp) -> bool {
     now.duration_since(p.published_at) < SignedDuration::from_hours(24 * 366)
 }
 
+/// How long after an activity is received the inactivity check it arms comes, at the soonest:
+/// one stamped a `for` ago or more (a phone flushing its offline queue one request an event,
+/// oldest first; a backfill) would otherwise be judged at once, before the rest of the queue,
+/// on its way, is applied, and would enter a user whose latest activity came a second later.
+/// Five minutes: the rest of a flushed queue lands within seconds, and an event of it whose
+/// delivery failed comes back from the events queue within its visibility timeout (180 s); a
+/// check that comes five minutes late is nothing to a `for` of days (a shorter `for` waits
+/// its own length at most: see [`inactivity_check_at`]).
+pub const CHECK_SETTLE: SignedDuration = SignedDuration::from_mins(5);
+
+/// When the inactivity check armed by an activity that `happened` and was `received` is due,
+/// for a `for` of `wait`: `wait` after it happened, and no sooner than [`CHECK_SETTLE`] (or
+/// `wait`, if shorter) after it was received. The same for each delivery of the event (its
+/// times are in it), so a retry finds the check its first delivery kept in the profile.
+pub fn inactivity_check_at(
+    happened: Timestamp,
+    received: Timestamp,
+    wait: SignedDuration,
+) -> Timestamp {
+    (happened + wait).max(received + wait.min(CHECK_SETTLE))
+}
+
 fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
 }
@@ -1582,9 +1604,11 @@ impl Runtime {
                     // from before it, that check judged her spell without it, and her
                     // inactivity went on as the checks saw it (each such late event would
                     // enter her again at once); one after it starts a spell no check saw.
-                    // Once armed, the check's time is past the burst's other late events, so
-                    // a burst arms one check. Her first activity ever arms one whatever its
-                    // age (an import of history).
+                    // Its check is due a settle after it came, not at once (see
+                    // `inactivity_check_at`): the burst's other late events, newer ones among
+                    // them, arm none while it is pending, and it looks from the latest of
+                    // them. Her first activity ever arms one whatever its age (an import of
+                    // history).
                     for (journey, events, wait) in &arms {
                         let armable = match p.inactivity_checks.get(*journey) {
                             None => true,
@@ -1593,8 +1617,10 @@ impl Runtime {
                             }
                         };
                         if p.last_of(events) == Some(e.timestamp) && armable {
-                            p.inactivity_checks
-                                .insert(journey.to_string(), e.timestamp + *wait);
+                            p.inactivity_checks.insert(
+                                journey.to_string(),
+                                inactivity_check_at(e.timestamp, e.received_at, *wait),
+                            );
                         }
                     }
                 },
@@ -1853,7 +1879,8 @@ impl Runtime {
                         (counted && unmet.is_none(), unmet)
                     }
                     Some(TriggerKind::Inactive(i)) => {
-                        let at = e.timestamp + i.duration.to_jiff();
+                        let wait = i.duration.to_jiff();
+                        let at = inactivity_check_at(e.timestamp, e.received_at, wait);
                         // Armed by this event (above), or by an earlier delivery of it that
                         // stopped before its timer was stored: the timer is stored again.
                         if arms.iter().any(|(j, ..)| *j == p.journey.id)
@@ -1865,7 +1892,11 @@ impl Runtime {
                                 since: e.timestamp,
                                 at,
                             };
-                            self.schedule(m, at).await?;
+                            // Applied late (a backlog on the events queue), the settle is
+                            // counted from now: the rest of her burst is in that backlog too.
+                            // The check judges by its own time, whenever it comes.
+                            let settled = self.now() + wait.min(CHECK_SETTLE);
+                            self.schedule(m, at.max(settled)).await?;
                         }
                         (false, None)
                     }
@@ -2075,10 +2106,18 @@ impl Runtime {
                 let Some(TriggerKind::Inactive(i)) = p.journey.trigger.kind() else {
                     continue;
                 };
+                // The activity that armed it: its time less the `for`, or, armed by late
+                // activity (due a settle after it came, so later), the visitor's latest
+                // before that. (A later one came while it was pending: it looks from that.)
+                let wait = i.duration.to_jiff();
+                let since = theirs
+                    .last_of(&i.events)
+                    .filter(|t| *t <= *at - wait)
+                    .unwrap_or(*at - wait);
                 let m = Message::Inactivity {
                     user_id: user.to_string(),
                     journey: journey.clone(),
-                    since: *at - i.duration.to_jiff(),
+                    since,
                     at: *at,
                 };
                 self.schedule(m, *at).await?;

@@ -766,7 +766,8 @@ async fn an_active_user_has_one_inactivity_check_pending_not_one_per_event() {
 /// A phone offline for days sends its queued activity late, stamped when it happened: each
 /// event whose `for` has passed already would enter her again at once, one win-back a late
 /// event. The burst arms one check: its first event from after the last check (a spell no
-/// check saw), none of those that check's time is after. One from before the last check
+/// check saw), due a settle (5 minutes) after it came, when it looks from the latest of them;
+/// the others arm none while it is pending. One from before the last check
 /// arms nothing (that check judged the spell). Her first activity ever arms a check whatever
 /// its age (an import of history is checked), and a late one still inside its `for` arms one
 /// as usual.
@@ -799,12 +800,154 @@ async fn late_activity_whose_for_has_passed_does_not_enter_her_again_at_once() {
         [
             "2026-12-04T00:00:00Z ivy sms offer: We miss you",
             "2026-12-04T00:00:00Z kim sms offer: We miss you",
-            // quiet since the 6th, as her late events say: one win-back, not three
-            "2026-12-10T00:00:00Z ivy sms offer: We miss you",
-            "2026-12-10T00:00:00Z joe sms offer: We miss you",
+            // quiet since the 6th, as her late events say: one win-back, not three, a settle
+            // after they came (the check looks from the latest of them)
+            "2026-12-10T00:05:00Z ivy sms offer: We miss you",
+            "2026-12-10T00:05:00Z joe sms offer: We miss you",
             "2026-12-14T00:00:00Z ivy sms offer: We miss you",
         ]
     );
+}
+
+/// A fitness app's streak nudge: two days without a workout.
+const STREAK: &str = r#"
+id: streak_broken
+name: Streak broken
+trigger:
+  inactive: {events: [workout_completed], for: 2d}
+reentry: after_exit
+exit_when:
+  - event: workout_completed
+steps:
+  - id: nudge
+    send: {sms: {body: "Your streak ended"}}
+"#;
+
+/// A phone flushing its offline queue, or a backfill, one request an event, within 40 ms, each
+/// stamped when it happened: amy's oldest first (10, 6 and 1 day ago), gus's out of order (10,
+/// 1 and 5 days ago). The engine handles what is due between the requests (as the harness
+/// does), so a check due at once would run before the next event is applied: the check her
+/// first ever activity arms waits a settle after it came, and then looks from her latest
+/// activity, a day ago. Not entered (she is active), and entered once when she has been quiet
+/// two days since her latest workout.
+#[tokio::test]
+async fn late_activity_sent_one_request_an_event_is_judged_from_her_latest_not_at_once() {
+    let h = Harness::new("2026-12-10T12:00:00Z");
+    h.publish(STREAK).await;
+    let mut script = Vec::new();
+    for user in ["amy", "gus"] {
+        script.push(
+            json!({"at": "2026-12-10T12:00:00Z", "type": "identify", "userId": user,
+            "traits": {"phone": "+447700900456"}}),
+        );
+    }
+    let flush = |user: &str, stamps: [&str; 3]| -> Vec<serde_json::Value> {
+        stamps
+            .iter()
+            .enumerate()
+            .map(|(n, stamp)| {
+                json!({"at": format!("2026-12-10T12:00:01.0{}0Z", 2 * n), "type": "track",
+                "userId": user, "event": "workout_completed", "messageId": format!("{user}-{n}"),
+                "timestamp": stamp})
+            })
+            .collect()
+    };
+    script.extend(flush(
+        "amy",
+        [
+            "2026-11-30T12:00:00Z",
+            "2026-12-04T12:00:00Z",
+            "2026-12-09T12:00:00Z",
+        ],
+    ));
+    script.extend(flush(
+        "gus",
+        [
+            "2026-11-30T12:00:00Z",
+            "2026-12-09T12:00:00Z",
+            "2026-12-05T12:00:00Z",
+        ],
+    ));
+    script.sort_by_key(|l| l["at"].as_str().map(str::to_string));
+    h.play(&script_of(&script)).await;
+    h.advance_to(at("2026-12-10T13:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new(), "active a day ago: none");
+    for user in ["amy", "gus"] {
+        let view = h.rt.user(user).await.expect("user");
+        assert!(
+            !view.timeline.iter().any(|e| entered(&e.what)),
+            "{user}: {:?}",
+            view.timeline
+        );
+    }
+    h.advance_to(at("2026-12-14T00:00:00Z")).await;
+    let mut sent = h.outbox();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "2026-12-11T12:00:00Z amy sms nudge: Your streak ended",
+            "2026-12-11T12:00:00Z gus sms nudge: Your streak ended",
+        ],
+        "two days after her latest workout, once"
+    );
+}
+
+/// Late history with nothing newer is a user inactive indeed: uma's one workout, ten days ago,
+/// enters her, a settle (5 minutes) after it came rather than at once; vic's two, ten and six
+/// days ago, one request each, enter him once, from the later. Each entry says what its check
+/// read: her latest activity, and how long before.
+#[tokio::test]
+async fn late_activity_with_nothing_newer_enters_once_after_the_settle() {
+    let h = Harness::new("2026-12-10T12:00:00Z");
+    h.publish(STREAK).await;
+    h.play(
+        r#"
+{"at":"2026-12-10T12:00:00Z","type":"identify","userId":"uma","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-10T12:00:00Z","type":"identify","userId":"vic","traits":{"phone":"+447700900123"}}
+{"at":"2026-12-10T12:00:00Z","type":"track","userId":"uma","event":"workout_completed","messageId":"uma-1","timestamp":"2026-11-30T12:00:00Z"}
+{"at":"2026-12-10T12:00:00Z","type":"track","userId":"vic","event":"workout_completed","messageId":"vic-1","timestamp":"2026-11-30T12:00:00Z"}
+{"at":"2026-12-10T12:00:00.020Z","type":"track","userId":"vic","event":"workout_completed","messageId":"vic-2","timestamp":"2026-12-04T12:00:00Z"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-10T12:04:59Z")).await;
+    assert_eq!(
+        h.outbox(),
+        Vec::<String>::new(),
+        "not at once: a settle after"
+    );
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-10T12:05:00Z uma sms nudge: Your streak ended",
+            "2026-12-10T12:05:00Z vic sms nudge: Your streak ended",
+        ]
+    );
+    assert_eq!(
+        judged(&h, "uma").await,
+        ["2026-12-10T12:05:00Z her check at 2026-12-10T12:05:00Z read her profile: her latest of workout_completed was at 2026-11-30T12:00:00Z, 10d5m before (`for: 2d`)"]
+    );
+    assert_eq!(
+        judged(&h, "vic").await,
+        ["2026-12-10T12:05:00Z her check at 2026-12-10T12:05:00Z read her profile: her latest of workout_completed was at 2026-12-04T12:00:00Z, 6d5m before (`for: 2d`)"]
+    );
+}
+
+/// Each of the user's entries: `"<at> <detail>"` (for an `inactive` trigger, what its check
+/// judged).
+async fn judged(h: &Harness, user: &str) -> Vec<String> {
+    let view = h.rt.user(user).await.expect("user");
+    view.timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Entered { detail, .. } => {
+                Some(format!("{} {}", e.at, detail.as_deref().unwrap_or("-")))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// An exit's or a wait's `where` that keeps an event from moving an enrollment is in her

@@ -149,3 +149,130 @@ async fn after_the_count_and_the_check_the_entry_rules_are_told() {
         "{winback}"
     );
 }
+
+/// Two days without a workout, a nudge.
+const STREAK: &str = r#"
+id: streak_broken
+name: Streak broken
+trigger:
+  inactive: {events: [workout_completed], for: 2d}
+reentry: after_exit
+steps:
+  - id: nudge
+    send: {email: {subject: "Your streak ended", text: "x"}}
+"#;
+
+/// Late history, one request an event (a phone flushing its offline queue): uma's one workout
+/// ten days ago, amy's ten, six and one day ago. While the check waits its settle, the view
+/// says when it comes and what it will read; after it, uma's entry says what her check read,
+/// and amy, active a day ago, is pending, as the timeline (no entry) has it.
+#[tokio::test]
+async fn late_history_is_told_pending_until_its_check_and_the_entry_says_what_it_read() {
+    let h = Harness::new("2026-12-10T12:00:00Z");
+    h.publish(STREAK).await;
+    let mut script = Vec::new();
+    for user in ["amy", "uma"] {
+        script.push(
+            json!({"at": "2026-12-10T12:00:00Z", "type": "identify", "userId": user,
+            "traits": {"email": format!("{user}@example.com")}}),
+        );
+    }
+    let workout = |at: &str, user: &str, n: u32, stamp: &str| {
+        json!({"at": at, "userId": user, "event": "workout_completed",
+            "messageId": format!("{user}-{n}"), "timestamp": stamp})
+    };
+    script.push(workout(
+        "2026-12-10T12:00:00Z",
+        "uma",
+        1,
+        "2026-11-30T12:00:00Z",
+    ));
+    script.push(workout(
+        "2026-12-10T12:00:00Z",
+        "amy",
+        1,
+        "2026-11-30T12:00:00Z",
+    ));
+    script.push(workout(
+        "2026-12-10T12:00:00.020Z",
+        "amy",
+        2,
+        "2026-12-04T12:00:00Z",
+    ));
+    script.push(workout(
+        "2026-12-10T12:00:00.040Z",
+        "amy",
+        3,
+        "2026-12-09T12:00:00Z",
+    ));
+    h.play(&script_of(&script)).await;
+    h.advance_to(at("2026-12-10T12:01:00Z")).await;
+    let settling = api(&h);
+    assert_eq!(
+        answer(&settling, "uma", "streak_broken").await,
+        json!({
+            "journey": "streak_broken", "version": 1, "at": "2026-12-10T12:01:00Z",
+            "trigger": "inactive", "events": ["workout_completed"], "for": "2d",
+            "last_activity": "2026-11-30T12:00:00Z", "check_at": "2026-12-10T12:05:00Z",
+            "enters_at": "2026-12-10T12:05:00Z",
+            "reason": "pending",
+            "detail": "her latest of workout_completed at 2026-11-30T12:00:00Z, which came late (stamped when it happened, 2d or so before): her check waits until 2026-12-10T12:05:00Z, 5m after it came, for the rest of her late events, and enters her then if her latest of workout_completed is still from before 2026-12-08T12:05:00Z"
+        })
+    );
+    let amy = answer(&settling, "amy", "streak_broken").await;
+    assert_eq!(
+        (&amy["reason"], &amy["check_at"], &amy["enters_at"]),
+        (
+            &json!("pending"),
+            &json!("2026-12-10T12:05:00Z"),
+            &json!("2026-12-11T12:00:00Z")
+        ),
+        "{amy}"
+    );
+    h.advance_to(at("2026-12-10T13:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-10T12:05:00Z uma email nudge: Your streak ended"]
+    );
+    let after = api(&h);
+    let (_, v, text) = user_view(&after, "uma").await;
+    let entered: Vec<&Value> = v["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"] == "entered")
+        .collect();
+    assert_eq!(
+        entered,
+        [
+            &json!({"at": "2026-12-10T12:05:00Z", "journey": "streak_broken",
+            "enrollment": "streak_broken:uma:1", "what": "entered", "version": 1,
+            "trigger": "inactive",
+            "detail": "her check at 2026-12-10T12:05:00Z read her profile: her latest of workout_completed was at 2026-11-30T12:00:00Z, 10d5m before (`for: 2d`)"})
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        answer(&after, "uma", "streak_broken").await["reason"],
+        "checked"
+    );
+    // amy: no entry, and a check pending from her latest workout, as the timeline has it.
+    let (_, v, text) = user_view(&after, "amy").await;
+    assert!(
+        !v["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["what"] == "entered"),
+        "{text}"
+    );
+    let amy = answer(&after, "amy", "streak_broken").await;
+    assert_eq!(
+        (&amy["reason"], &amy["detail"]),
+        (
+            &json!("pending"),
+            &json!("her latest of workout_completed at 2026-12-09T12:00:00Z: her check at 2026-12-10T12:05:00Z found it, and looks again at 2026-12-11T12:00:00Z: it enters her then if she does none of workout_completed before")
+        ),
+        "{amy}"
+    );
+}
