@@ -486,7 +486,18 @@ impl Judge<'_> {
             }
             return a;
         }
-        if self.now < enters_at + CHECK_GRACE {
+        // Her latest entry was this inactivity's (since her latest activity): the check came
+        // and entered her, as the timeline says, though its time is minutes ago.
+        let entered = self.hers().is_some_and(|e| {
+            e.trigger.event == "inactive"
+                && e.trigger
+                    .properties
+                    .get("inactive_since")
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_some_and(|since| last.is_some_and(|l| since >= l))
+        });
+        if self.now < enters_at + CHECK_GRACE && !entered {
             a.reason = "due".into();
             a.detail = format!(
                 "{activity}: her check came due at {enters_at}, minutes ago: the engine takes it from the queue, and enters her if she is still inactive"
@@ -833,6 +844,25 @@ steps:
             };
             assert_eq!((enters_at, matches), (None, None), "{reason}");
         }
+    }
+
+    /// A check whose time came minutes ago and that entered her is told as done, as her
+    /// timeline has it, not as due; an entry of an earlier inactivity leaves it due.
+    #[test]
+    fn a_check_that_entered_her_minutes_ago_is_told_as_done() {
+        let ann = profile(
+            &[("app_opened", &["2026-11-26T11:58:00Z"])],
+            &[("winback", "2026-12-10T11:58:00Z")],
+        );
+        let after_exit = WINBACK.replace("reentry: never", "reentry: after_exit");
+        assert_eq!(one(&after_exit, Some(&ann), &[]).reason, "due");
+        let mut entered = enrollment("winback", "2026-12-10T11:58:00Z", "completed", None);
+        entered.trigger.event = "inactive".into();
+        entered.trigger.properties = Arc::new(json!({"inactive_since": "2026-11-26T11:58:00Z"}));
+        let a = one(&after_exit, Some(&ann), std::slice::from_ref(&entered));
+        assert_eq!(a.reason, "checked", "{a:?}");
+        entered.trigger.properties = Arc::new(json!({"inactive_since": "2026-11-01T00:00:00Z"}));
+        assert_eq!(one(&after_exit, Some(&ann), &[entered]).reason, "due");
     }
 
     /// A count that holds and did not enter her is judged again by her next event only (made

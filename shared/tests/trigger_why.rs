@@ -229,6 +229,11 @@ async fn late_history_is_told_pending_until_its_check_and_the_entry_says_what_it
         ),
         "{amy}"
     );
+    // A minute after her check entered her: told as done, as her timeline has it (not as
+    // a check come due that the engine has still to take).
+    h.advance_to(at("2026-12-10T12:06:00Z")).await;
+    let uma = answer(&api(&h), "uma", "streak_broken").await;
+    assert_eq!(uma["reason"], "checked", "{uma}");
     h.advance_to(at("2026-12-10T13:00:00Z")).await;
     assert_eq!(
         h.outbox(),
