@@ -298,9 +298,9 @@ pub(crate) fn segment_shape(source: &str) -> Option<(usize, String)> {
 }
 
 /// The first `date` call of `source` whose arguments written as string literals cannot work
-/// (`date('%')`, `date(tz='Europe/Pariss')`), or that names a keyword other than `tz`; an
-/// argument that is an expression (`tz=profile.zone`) is known only when it renders. `source`
-/// has compiled.
+/// (`date('%')`, `date(tz='Europe/Pariss')`), or that names a keyword other than `tz` and
+/// `locale`; an argument that is an expression (`tz=profile.zone`) is known only when it
+/// renders. `source` has compiled.
 fn date_argument_problem(source: &str) -> Option<TemplateError> {
     for used in used::names(source) {
         if used.kind != used::Kind::Filter || used.name != "date" {
@@ -325,9 +325,11 @@ fn date_argument_problem(source: &str) -> Option<TemplateError> {
             });
             let problem = match argument.keyword {
                 Some("tz") => date::argument_problem(None, text.as_deref()),
+                // Checked with `currency`'s, at its column (`calls`).
+                Some("locale") => None,
                 Some(other) => {
                     return fail(format!(
-                        "date: takes a format and `tz=`, not `{other}=`: write it like date('%H:%M', tz='Europe/Paris')"
+                        "date: takes a format, `tz=` and `locale=`, not `{other}=`: write it like date('%H:%M', tz='Europe/Paris', locale='fr')"
                     ))
                 }
                 None => {

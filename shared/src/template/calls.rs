@@ -302,7 +302,7 @@ pub const FILTERS: &[Signature] = &[
         usage: "date('%H:%M', tz='Europe/Paris')",
         params: &[("format", Arg::Text)],
         required: 0,
-        keywords: Keywords::Named(&[("tz", Arg::Text)]),
+        keywords: Keywords::Named(&[("tz", Arg::Text), ("locale", Arg::Text)]),
         rest: false,
     },
     Signature {
@@ -727,22 +727,29 @@ impl Walk<'_, '_> {
             self.report(name_offset(self.source, at, name), message);
             return;
         }
-        if what == What::Filter && name == "currency" {
-            self.currency_literals(args);
+        if what == What::Filter && matches!(name, "currency" | "date") {
+            self.locale_literals(name, args);
         }
     }
 
-    /// A `currency` code or `locale=` written as text that cannot be one (`currency('EURO')`,
-    /// `locale='German'`): it would print wrong in every message.
-    fn currency_literals(&mut self, args: &[CallArg<'_>]) {
+    /// A `currency` code, or a `locale=` of `currency` or `date`, written as text that cannot
+    /// be one (`currency('EURO')`, `locale='German'`): it would print wrong in every message.
+    fn locale_literals(&mut self, filter: &str, args: &[CallArg<'_>]) {
         for arg in args {
-            let (problem, e): (fn(&str) -> Option<String>, _) = match arg {
-                CallArg::Pos(e) | CallArg::Kwarg("code", e) => (super::currency::code_problem, e),
-                CallArg::Kwarg("locale", e) => (super::currency::locale_problem, e),
+            let (code, e) = match arg {
+                CallArg::Pos(e) | CallArg::Kwarg("code", e) if filter == "currency" => (true, e),
+                CallArg::Kwarg("locale", e) => (false, e),
                 _ => continue,
             };
             let Expr::Const(c) = e else { continue };
-            if let Some(message) = c.value.as_str().and_then(problem) {
+            let Some(text) = c.value.as_str() else {
+                continue;
+            };
+            let problem = match code {
+                true => super::currency::code_problem(text),
+                false => super::currency::locale_problem(filter, text),
+            };
+            if let Some(message) = problem {
                 self.report(extent(e).0, message);
                 return;
             }

@@ -57,10 +57,17 @@ const ENGLISH: &str = "en";
 /// itself, else shortened part by part (`de-DE` is `de`, `fr-CA` is its own), else English.
 /// Allocates nothing: each shortening is looked up by its packed key.
 pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
+    &data::LOCALES[locale_at(tag)]
+}
+
+/// Where [`locale`]'s answer for `tag` is in the table of covered locales. The `date` filter's
+/// names (`date::names`) follow the same table in the same order, so a message's dates and
+/// money are written in the same locale, found the same way.
+pub(crate) fn locale_at(tag: Option<&str>) -> usize {
     if let Some(tag) = tag {
         let mut key = posix_base(tag).trim().as_bytes();
         loop {
-            if let Some(found) = covered_key(tag_key(key)) {
+            if let Some(found) = covered_at(tag_key(key)) {
                 return found;
             }
             // `_` is read as `-`.
@@ -70,7 +77,15 @@ pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
             }
         }
     }
-    &data::LOCALES[ENGLISH_AT]
+    ENGLISH_AT
+}
+
+/// How many locales the table covers.
+pub(crate) const COVERED: usize = data::LOCALES.len();
+
+/// The lower-case tag of the covered locale at `at` (below [`COVERED`]).
+pub(crate) const fn covered_tag(at: usize) -> &'static str {
+    data::LOCALES[at].tag
 }
 
 /// A tag without a POSIX charset or modifier (`de_CH.UTF-8` and `de_CH@euro` are `de_CH`).
@@ -84,11 +99,15 @@ fn covered(key: &str) -> Option<&'static Locale> {
 }
 
 fn covered_key(key: u128) -> Option<&'static Locale> {
-    let at = match find_tag(&ALIAS_KEYS, key) {
-        Some(alias) => ALIAS_TARGETS[alias],
-        None => find_tag(&LOCALE_KEYS, key)?,
-    };
-    data::LOCALES.get(at)
+    data::LOCALES.get(covered_at(key)?)
+}
+
+/// Where the covered locale `key` names, itself or by an alias, is in the table.
+fn covered_at(key: u128) -> Option<usize> {
+    match find_tag(&ALIAS_KEYS, key) {
+        Some(alias) => ALIAS_TARGETS.get(alias).copied(),
+        None => find_tag(&LOCALE_KEYS, key),
+    }
 }
 
 /// A tag (at most 16 bytes, none NUL) as a number that sorts as the tag does, read in lower
@@ -209,7 +228,8 @@ const ALIAS_TARGETS: [usize; data::ALIASES.len()] = {
     }
     at
 };
-const ENGLISH_AT: usize = match find_tag(&LOCALE_KEYS, tag_key(ENGLISH.as_bytes())) {
+/// Where English, the locale of a user with none, is in the table.
+pub(crate) const ENGLISH_AT: usize = match find_tag(&LOCALE_KEYS, tag_key(ENGLISH.as_bytes())) {
     Some(i) => i,
     None => panic!("English is not covered"),
 };
@@ -617,9 +637,10 @@ pub(crate) fn code_problem(code: &str) -> Option<String> {
     ))
 }
 
-/// Why a `locale=` written in a template is no locale tag (`locale='German'`). A tag the table
-/// does not cover is no problem: it is shortened, else English.
-pub(crate) fn locale_problem(tag: &str) -> Option<String> {
+/// Why a `locale=` written in a template, for `filter` (`currency`, `date`), is no locale tag
+/// (`locale='German'`). A tag the table does not cover is no problem: it is shortened, else
+/// English.
+pub(crate) fn locale_problem(filter: &str, tag: &str) -> Option<String> {
     let mut parts = posix_base(tag).split(['-', '_']);
     let language = parts.next().unwrap_or_default();
     let ok = (2..=3).contains(&language.len())
@@ -627,7 +648,7 @@ pub(crate) fn locale_problem(tag: &str) -> Option<String> {
         && parts
             .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
     (!ok).then(|| {
-        format!("currency: '{tag}' is not a locale tag: write one like locale='de-DE', locale='fr' or locale='en-GB'")
+        format!("{filter}: '{tag}' is not a locale tag: write one like locale='de-DE', locale='fr' or locale='en-GB'")
     })
 }
 
@@ -1259,9 +1280,9 @@ mod tests {
             json!({}),
         );
         assert_eq!(got.as_deref(), Ok("CHF\u{a0}1'234.50"));
-        assert_eq!(locale_problem("de_CH.UTF-8"), None);
-        assert_eq!(locale_problem("de-CH@euro"), None);
-        assert!(locale_problem("German").is_some());
+        assert_eq!(locale_problem("currency", "de_CH.UTF-8"), None);
+        assert_eq!(locale_problem("currency", "de-CH@euro"), None);
+        assert!(locale_problem("currency", "German").is_some());
     }
 
     /// What CLDR's own formatter (ICU, with rounding half away from zero) prints, for every

@@ -115,8 +115,12 @@ enum Filter {
     Upper,
     Lower,
     Trim,
-    /// `date` or `date('%H:%M')` on text (see `template::date`); anything else, MiniJinja's.
-    Date(Option<Box<str>>),
+    /// `date`, `date('%H:%M')`, either with `locale=` (a path or a literal with filters), on
+    /// text (see `template::date`); anything else (`tz=`), MiniJinja's.
+    Date {
+        format: Option<Box<str>>,
+        locale: Option<Box<Expr>>,
+    },
     /// `currency(code)` or `currency(code=code)`, with or without `locale=`, each a path or a
     /// literal with filters (see `template::currency`).
     Currency {
@@ -445,26 +449,13 @@ impl<'s> Parser<'_, 's> {
                 "upper" => Filter::Upper,
                 "lower" => Filter::Lower,
                 "trim" => Filter::Trim,
-                "date" => {
-                    let mut format = None;
-                    if self.eat_punct("(") && !self.eat_punct(")") {
-                        // One format string and nothing else (no `tz=`: MiniJinja's).
-                        let Lit::Str(f) = self.literal()? else {
-                            return Err(Declined);
-                        };
-                        if !self.eat_punct(")") {
-                            return Err(Declined);
-                        }
-                        format = Some(f);
-                    }
-                    Filter::Date(format)
-                }
+                "date" => self.date()?,
                 "currency" => self.currency()?,
                 _ => return Err(Declined),
             };
             if !matches!(
                 f,
-                Filter::Default(_) | Filter::Date(_) | Filter::Currency { .. }
+                Filter::Default(_) | Filter::Date { .. } | Filter::Currency { .. }
             ) && self.eat_punct("(")
                 && !self.eat_punct(")")
             {
@@ -473,6 +464,32 @@ impl<'s> Parser<'_, 's> {
             e = Expr::Filtered(Box::new(e), f);
         }
         Ok(e)
+    }
+
+    /// `date`'s arguments, after its name: none, or one format string, then maybe `locale=`
+    /// (no `tz=`: MiniJinja's).
+    fn date(&mut self) -> Direct<Filter> {
+        let (mut format, mut locale) = (None, None);
+        if !self.eat_punct("(") || self.eat_punct(")") {
+            return Ok(Filter::Date { format, locale });
+        }
+        if let Some(Tok::Str(_)) = self.peek() {
+            let Lit::Str(f) = self.literal()? else {
+                return Err(Declined);
+            };
+            format = Some(f);
+        }
+        if format.is_none() || self.eat_punct(",") {
+            let (Some(Tok::Ident("locale")), Some(Tok::Punct("="))) = (self.next(), self.next())
+            else {
+                return Err(Declined);
+            };
+            locale = Some(Box::new(self.filtered()?));
+        }
+        if !self.eat_punct(")") {
+            return Err(Declined);
+        }
+        Ok(Filter::Date { format, locale })
     }
 
     /// `currency`'s arguments, after its name: one code, in place or as `code=`, and maybe
@@ -954,6 +971,41 @@ impl<'r> Renderer<'r> {
         })
     }
 
+    /// `value | date(format, locale=...)` on text as `template::date` writes it; what MiniJinja's
+    /// filter refuses (a locale that is not text) or this one does not read (a number)
+    /// declines.
+    fn date(
+        &mut self,
+        value: V<'r>,
+        format: &'r Option<Box<str>>,
+        locale: &'r Option<Box<Expr>>,
+    ) -> Direct<V<'r>> {
+        let tag = match locale {
+            None => None,
+            Some(l) => match self.eval(l)? {
+                V::Undefined => None,
+                V::Str(s) => Some(s),
+                _ => return Err(Declined),
+            },
+        };
+        let V::Str(text) = value else {
+            return Err(Declined);
+        };
+        // The user's zone and locale as MiniJinja's filter finds them.
+        let tz = super::date::zone_of(
+            self.scope.traits.get("timezone").and_then(Value::as_str),
+            self.scope.journey_timezone,
+        );
+        let zoned = super::date::zoned_text(&text, &tz).ok_or(Declined)?;
+        let tag = tag.or_else(|| {
+            let own = self.scope.traits.get("locale")?.as_str()?;
+            Some(Cow::Borrowed(own))
+        });
+        let names = super::date::names(tag.as_deref());
+        let text = super::date::format(format.as_deref(), &zoned, names).ok_or(Declined)?;
+        Ok(V::Str(Cow::Owned(text)))
+    }
+
     /// `value | currency(code, locale=...)` as `template::currency` writes it; what MiniJinja's
     /// filter refuses (a code or locale that is not text, a value that is no number) declines.
     fn currency(
@@ -1063,17 +1115,7 @@ impl<'r> Renderer<'r> {
                     (Filter::Upper, V::Str(s)) => V::Str(Cow::Owned(s.to_uppercase())),
                     (Filter::Lower, V::Str(s)) => V::Str(Cow::Owned(s.to_lowercase())),
                     (Filter::Trim, V::Str(s)) => V::Str(Cow::Owned(s.trim().to_string())),
-                    (Filter::Date(format), V::Str(text)) => {
-                        // The user's zone as MiniJinja's filter finds it.
-                        let tz = super::date::zone_of(
-                            self.scope.traits.get("timezone").and_then(Value::as_str),
-                            self.scope.journey_timezone,
-                        );
-                        let zoned = super::date::zoned_text(&text, &tz).ok_or(Declined)?;
-                        V::Str(Cow::Owned(
-                            super::date::format(format.as_deref(), &zoned).ok_or(Declined)?,
-                        ))
-                    }
+                    (Filter::Date { format, locale }, v) => self.date(v, format, locale)?,
                     (Filter::Currency { code, locale }, v) => self.currency(v, code, locale)?,
                     _ => return Err(Declined),
                 })
@@ -1162,8 +1204,9 @@ mod tests {
         Ok(true)
     }
 
-    const KEYS: [&str; 12] = [
+    const KEYS: [&str; 13] = [
         "first_name",
+        "locale",
         "name",
         "items",
         "total",
@@ -1190,6 +1233,9 @@ mod tests {
                 "ÉCOLE",
                 "42",
                 "a\nb",
+                "2026-03-10T22:59:59Z",
+                "fr-CA",
+                "ja",
             ])
             .prop_map(|s| json!(s)),
             any::<i64>().prop_map(|i| json!(i)),
@@ -1275,6 +1321,8 @@ mod tests {
                 "|d('x')", " | title", " | currency('EUR')",
                 " | currency(event.price, locale='de-CH')",
                 "|currency(code='jpy',locale=item.name)",
+                " | date('%A %-d %B %p')", "|date(locale=item.name)",
+                " | date('%a %b %c', locale='ru')",
             ]),
         ];
         let filters = prop::collection::vec(filter, 0..3);
@@ -1555,6 +1603,7 @@ mod tests {
             "{{ event.at | date('%H', tz='Asia/Tokyo') }}",
         ];
         let mut rendered = 0;
+        let mut localized = 0;
         // The user's zone, then the journey's, as a wait finds them.
         for (zone, journey_zone) in [
             Some("Europe/Paris"),
@@ -1595,6 +1644,57 @@ mod tests {
         }
         // The first eight sources in every pair of zones, both modes; the rest go to MiniJinja.
         assert_eq!(rendered, 8 * 4 * 3 * 2);
+        // Names in the user's language, or the one `locale=` names, as MiniJinja's filter
+        // writes them: every directive that writes a name, with flags, and the C forms.
+        let sources = [
+            "{{ event.at | date('%A %-d %B %Y, %H:%M %p') }}",
+            "{{ event.at | date('%a %b %h %P %^A %^b %#p %_10B %:B %%B %c %x %X %r') }}",
+            "{{ event.at | date('%A', locale='de-AT') }}",
+            "{{ event.at | date(locale=event.locale) }}",
+            "{{ event.at | date('%B', locale=event.locale) }}",
+            "{{ event.at | date('%B', locale=event.missing) }}",
+            "{{ event.at | date('%B', locale=event.locale | default('ja')) }}",
+            "{{ event.at | date('%B', locale=5) }}",
+        ];
+        for locale in [
+            json!("fr-FR"),
+            json!("de_AT.UTF-8"),
+            json!("es-MX"),
+            json!("ru"),
+            json!("ja-JP"),
+            json!("zh-Hant-TW"),
+            json!("en-GB"),
+            json!("ar"),
+            json!("German"),
+            json!(5),
+            json!(null),
+        ] {
+            for at in ["2026-01-04T08:05:09Z", "2026-03-10T22:59:59Z", "2026-12-24"] {
+                let case = Case {
+                    trigger: Value::Null,
+                    waited: Value::Null,
+                    traits: json!({"locale": locale, "timezone": "Europe/Paris"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                    event: json!({"at": at, "locale": locale}),
+                    unsubscribe: None,
+                    journey_zone: None,
+                };
+                for source in sources {
+                    for html in [false, true] {
+                        match agrees(source, &case, html) {
+                            Ok(true) => localized += 1,
+                            Ok(false) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }
+        }
+        // All but `locale=` given what is not text (the number 5, in the last source, and as
+        // `event.locale` in three others): MiniJinja's to refuse.
+        assert_eq!(localized, (11 * 7 - 3) * 3 * 2);
         for declined in [
             "{{ event.bad | date }}",
             "{{ event.epoch | date }}",
@@ -1611,7 +1711,15 @@ mod tests {
             };
             assert!(program.render(&case.scope(), false).is_err(), "{declined}");
         }
-        assert!(Program::compile("{{ event.at | date('%H', tz='Asia/Tokyo') }}").is_err());
+        for declined in [
+            "{{ event.at | date('%H', tz='Asia/Tokyo') }}",
+            "{{ event.at | date('%H', locale='fr', tz='UTC') }}",
+            "{{ event.at | date(tz='UTC', locale='fr') }}",
+            "{{ event.at | date('%H', 'fr') }}",
+            "{{ event.at | date('%H', locale='fr',) }}",
+        ] {
+            assert!(Program::compile(declined).is_err(), "{declined}");
+        }
     }
 
     /// `currency` renders directly what MiniJinja's filter renders, in the user's locale or the
