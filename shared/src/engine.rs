@@ -2095,7 +2095,9 @@ impl<'a> Run<'a> {
             }
         };
         let Some((t, to)) = chosen else { return };
-        match self.render(t) {
+        // A variant's text is in her language; the default text's dates are English.
+        let language = locale.and(self.current_trait("locale"));
+        match self.render(t, language) {
             Ok(content) => {
                 let e = &self.enrollment;
                 self.effects.push(Effect::Send(Arc::new(Outgoing {
@@ -2175,8 +2177,13 @@ impl<'a> Run<'a> {
     /// (as this transition's `update` steps left it, if one ran) and the event where a
     /// template allows it.
     fn template_context(&self) -> template::Context<'_> {
+        template::Context::new(self.template_scope())
+    }
+
+    /// What a template of this enrollment sees; its text in no variant's language.
+    fn template_scope(&self) -> template::Scope<'_> {
         let j = self.ctx.journey;
-        template::Context::new(template::Scope {
+        template::Scope {
             traits: self.current_traits(),
             profile_user_id: &self.ctx.profile.user_id,
             user_id: &self.enrollment.user_id,
@@ -2189,7 +2196,8 @@ impl<'a> Run<'a> {
             journey_timezone: j.default_zone(),
             now: self.ctx.now,
             unsubscribe_url: self.ctx.unsubscribe_url,
-        })
+            language: None,
+        }
     }
 
     /// The update with each `set` value written as a template (`"{{ event.plan }}"`) rendered
@@ -2277,9 +2285,16 @@ impl<'a> Run<'a> {
 
     /// The message `t` makes for this user; an error names the part whose template failed
     /// (`text: …`, `data.url: …`), so the timeline's `render_error` says where to look.
-    fn render(&self, t: Template<'_>) -> Result<Content, template::TemplateError> {
+    fn render(
+        &self,
+        t: Template<'_>,
+        language: Option<&str>,
+    ) -> Result<Content, template::TemplateError> {
         let unsubscribe_url = self.ctx.unsubscribe_url.map(str::to_string);
-        let ctx = self.template_context();
+        let ctx = template::Context::new(template::Scope {
+            language,
+            ..self.template_scope()
+        });
         let named = |field: &str, r: Result<String, template::TemplateError>| {
             r.map_err(|mut e| {
                 e.message = format!("{field}: {}", e.message);

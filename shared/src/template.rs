@@ -502,6 +502,8 @@ impl<'a> Context<'a> {
                 user_id => s.user_id,
                 now => s.now.to_string(),
                 unsubscribe_url => text_or_missing(s.unsubscribe_url),
+                // Read by `date` only: no template names it (an unknown variable to validate).
+                __language => text_or_missing(s.language),
             }
         })
     }
@@ -1524,6 +1526,7 @@ mod tests {
             journey_timezone: None,
             now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             unsubscribe_url: None,
+            language: None,
         });
         for (source, want) in [
             ("{{ event.coupon | upper }}|{{ profile.nick | lower }}|{{ event.coupon | trim }} (null test)", "|| (null test)"),
@@ -1553,6 +1556,7 @@ mod tests {
             journey_timezone: None,
             now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             unsubscribe_url: None,
+            language: None,
         });
         let values = json!({"profile": {"first_name": "ann <3", "user_id": "u1"}, "event": event,
             "journey": {"id": "cart", "name": "Cart", "version": 2, "timezone": null}, "user_id": "u1",

@@ -5517,7 +5517,8 @@ steps:
 }
 
 /// A send in the user's language: the locale itself, else its language, else the send as
-/// written; a device's locale counts as the profile's.
+/// written; a device's locale counts as the profile's. A date's names are in the text's
+/// language: a variant's in hers, the text as written's in English.
 #[tokio::test]
 async fn a_send_goes_out_in_the_users_language() {
     let journey = r#"
@@ -5527,11 +5528,11 @@ trigger: {event: signed_up}
 steps:
   - id: hello
     send:
-      push: {title: "Welcome, {{ profile.first_name }}", body: "."}
+      push: {title: "Welcome, {{ profile.first_name }} ({{ now | date('%B') }})", body: "."}
       locales:
-        fr: {push: {title: "Bienvenue, {{ profile.first_name }}", body: "."}}
-        pt-br: {push: {title: "Bem-vindo, {{ profile.first_name }}", body: "."}}
-        pt: {push: {title: "Bem-vindo (pt), {{ profile.first_name }}", body: "."}}
+        fr: {push: {title: "Bienvenue, {{ profile.first_name }} ({{ now | date('%B') }})", body: "."}}
+        pt-br: {push: {title: "Bem-vindo, {{ profile.first_name }} ({{ now | date('%B') }})", body: "."}}
+        pt: {push: {title: "Bem-vindo (pt), {{ profile.first_name }} ({{ now | date('%B') }})", body: "."}}
 "#;
     let mut script = Vec::new();
     for (user, traits, context) in [
@@ -5559,12 +5560,13 @@ steps:
     assert_eq!(
         outbox(&out),
         [
-            "2026-12-01T10:01:00Z ann push hello: Bienvenue, ann",
-            "2026-12-01T10:01:00Z bob push hello: Bem-vindo, bob",
-            "2026-12-01T10:01:00Z cat push hello: Bem-vindo (pt), cat",
-            "2026-12-01T10:01:00Z dan push hello: Welcome, dan",
-            "2026-12-01T10:01:00Z eve push hello: Bienvenue, eve",
-            "2026-12-01T10:01:00Z fay push hello: Welcome, fay",
+            "2026-12-01T10:01:00Z ann push hello: Bienvenue, ann (décembre)",
+            "2026-12-01T10:01:00Z bob push hello: Bem-vindo, bob (dezembro)",
+            "2026-12-01T10:01:00Z cat push hello: Bem-vindo (pt), cat (dezembro)",
+            // No German variant: the English text's month is English, not `Dezember`.
+            "2026-12-01T10:01:00Z dan push hello: Welcome, dan (December)",
+            "2026-12-01T10:01:00Z eve push hello: Bienvenue, eve (décembre)",
+            "2026-12-01T10:01:00Z fay push hello: Welcome, fay (December)",
         ]
     );
     // Why each got the language it did: the timeline and the message name the variant.

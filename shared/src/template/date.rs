@@ -113,13 +113,18 @@ pub(crate) fn names(tag: Option<&str>) -> &'static Names {
         .map_or(names::LOCALES[ENGLISH_AT].1, |(_, n)| n)
 }
 
+/// The context value holding the language of the text being rendered ([`super::Scope`]'s
+/// `language`): set only when a `locales` variant was chosen.
+pub(crate) const LANGUAGE: &str = "__language";
+
 /// `value | date(format, tz=zone, locale=tag)`: `value` is RFC 3339 text
 /// (`2026-12-24T18:00:00Z`), a day (`2026-12-24`), a local date and time
 /// (`2026-12-24T18:00:00`, read in the zone), seconds since 1970, or milliseconds since 1970 (a
 /// number from 1e11 on: `Date.now()`). It is shown in `tz` when given, else in the user's zone
 /// (`profile.timezone`, else the journey's `timezone`, else UTC); `format` takes strftime's
 /// directives (`%Y-%m-%d` when absent), whose names (`%A`, `%a`, `%B`, `%b`, `%p`) are written
-/// in `locale` when given, else the user's (`profile.locale`), else English. Nothing (an absent
+/// in `locale` when given, else in the text's language (the user's locale in a `locales`
+/// variant chosen for her), else English. Nothing (an absent
 /// trait) prints as nothing, as an absent value does anywhere else in a template.
 pub fn date(
     state: &State<'_, '_>,
@@ -153,10 +158,9 @@ pub fn date(
         None => user_zone(state),
     };
     let zoned = zoned(&value, &tz)?;
-    // The user's locale as `currency` finds it.
-    let own = state
-        .lookup("profile")
-        .and_then(|profile| profile.get_attr("locale").ok());
+    // The language of the text: a `locales` variant's is the user's locale, the default
+    // text's English (`None`), so a name never lands in a sentence of another language.
+    let own = state.lookup(LANGUAGE);
     let tag = tag.or_else(|| own.as_ref().and_then(Value::as_str));
     let format = format.unwrap_or(DEFAULT_FORMAT);
     written(format, &zoned, names(tag))
@@ -534,15 +538,38 @@ mod tests {
         }
     }
 
-    /// The tester's offer: Jo's `profile.locale` is `fr-FR`, her zone Paris.
+    /// The tester's offer: Jo's `profile.locale` is `fr-FR`, her zone Paris, and the text is
+    /// a `locales` variant chosen for her (its language hers).
     fn offer(source: &str, locale: serde_json::Value) -> Result<String, String> {
         render(
             source,
             &json!({"profile": {"timezone": "Europe/Paris", "locale": locale},
+                    "__language": locale,
                     "event": {"expires_at": "2026-03-10T22:59:59Z", "morning": "2026-01-04T08:05:00Z"}}),
             false,
         )
         .map_err(|e| e.message)
+    }
+
+    /// The default text (no `locales` variant chosen: a German reader of an English-only
+    /// journey) writes its names in English, whatever her locale, so that a name never lands
+    /// in a sentence of another language; `locale=` still says otherwise.
+    #[test]
+    fn the_default_texts_names_are_english_whatever_her_locale() {
+        let jo = json!({"profile": {"timezone": "Europe/Paris", "locale": "de-DE"},
+                        "event": {"expires_at": "2026-03-10T22:59:59Z"}});
+        for (source, want) in [
+            (
+                "{{ event.expires_at | date('%A %-d %B') }}",
+                "Tuesday 10 March",
+            ),
+            (
+                "{{ event.expires_at | date('%A %-d %B', locale=profile.locale) }}",
+                "Dienstag 10 März",
+            ),
+        ] {
+            assert_eq!(render(source, &jo, false).as_deref(), Ok(want), "{source}");
+        }
     }
 
     /// Month and weekday names, and AM/PM where CLDR has words of its own, in the user's

@@ -33,6 +33,10 @@ pub struct Scope<'a> {
     /// The transition's time (`now`), spelled (RFC 3339) only when a template reads it.
     pub now: jiff::Timestamp,
     pub unsubscribe_url: Option<&'a str>,
+    /// The language the text being rendered is written in: the user's locale when a `locales`
+    /// variant was chosen for her, `None` for the default text. `date` writes its month and
+    /// weekday names in it (English when `None`) unless told `locale=`.
+    pub language: Option<&'a str>,
 }
 
 /// Work a direct render may do before it leaves the template to MiniJinja, whose own limit
@@ -997,10 +1001,8 @@ impl<'r> Renderer<'r> {
             self.scope.journey_timezone,
         );
         let zoned = super::date::zoned_text(&text, &tz).ok_or(Declined)?;
-        let tag = tag.or_else(|| {
-            let own = self.scope.traits.get("locale")?.as_str()?;
-            Some(Cow::Borrowed(own))
-        });
+        // The text's own language, as MiniJinja's filter finds it.
+        let tag = tag.or_else(|| self.scope.language.map(Cow::Borrowed));
         let names = super::date::names(tag.as_deref());
         let text = super::date::format(format.as_deref(), &zoned, names).ok_or(Declined)?;
         Ok(V::Str(Cow::Owned(text)))
@@ -1169,6 +1171,8 @@ mod tests {
                 journey_timezone: self.journey_zone,
                 now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
                 unsubscribe_url: self.unsubscribe.as_deref(),
+                // As in a `locales` variant chosen for her: her locale.
+                language: self.traits.get("locale").and_then(Value::as_str),
             }
         }
     }
