@@ -1425,10 +1425,50 @@ impl<'a> Check<'a> {
         };
         for (channel, subscribed) in channels {
             let field = format!("{field}.{channel}");
-            if !CHANNELS.contains(&channel.as_str()) {
+            if channel == "topics" {
+                self.topics(&field, subscribed);
+            } else if !CHANNELS.contains(&channel.as_str()) {
                 self.error(
                     &field,
-                    format!("is not a channel; use one of {}", CHANNELS.join(", ")),
+                    format!(
+                        "is not a channel; use one of {}, or `topics` for subscription topics ({{\"topics\": {{\"newsletter\": false}}}})",
+                        CHANNELS.join(", ")
+                    ),
+                );
+            } else if !subscribed.is_boolean() {
+                self.error(&field, "must be true or false");
+            }
+        }
+    }
+
+    /// `subscriptions.topics`: each topic's choice, by the topic's id (as `waymark.yaml`
+    /// declares it). A topic this deployment does not declare is taken: the choice is the
+    /// user's, and a journey of that topic may be published later.
+    fn topics(&mut self, field: &str, value: &Value) {
+        let Some(topics) = value.as_object() else {
+            self.error(
+                field,
+                r#"must be an object of topic id to true or false, e.g. {"newsletter": false}"#,
+            );
+            return;
+        };
+        if topics.len() > crate::profile::MAX_TOPICS {
+            self.error(
+                field,
+                format!(
+                    "names {} topics; a profile keeps at most {}",
+                    topics.len(),
+                    crate::profile::MAX_TOPICS
+                ),
+            );
+            return;
+        }
+        for (id, subscribed) in topics {
+            let field = format!("{field}.{id}");
+            if !crate::topic::valid_id(id) {
+                self.error(
+                    &field,
+                    "is not a topic id: 1–64 lowercase letters, digits, `_` or `-`, as `waymark.yaml` declares it",
                 );
             } else if !subscribed.is_boolean() {
                 self.error(&field, "must be true or false");

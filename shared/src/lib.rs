@@ -33,6 +33,7 @@ pub mod stats;
 pub mod store;
 pub mod template;
 pub mod timeline;
+pub mod topic;
 pub mod webhook;
 pub mod zones;
 

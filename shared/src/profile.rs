@@ -108,6 +108,9 @@ pub const MAX_CHANGE_AGE: SignedDuration = SignedDuration::from_hours(14 * 24);
 /// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
 /// and consent (an opt-out is never lost).
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
+/// The most topics a profile keeps a choice for (`subscriptions.topics`): a choice for a new
+/// topic past it is not kept (the timeline's `not_kept` names it), one she has is updated.
+pub const MAX_TOPICS: usize = 100;
 
 /// Why a trait past the bounds was not kept, for the timeline and the logs.
 pub fn past_the_bounds() -> String {
@@ -427,6 +430,15 @@ pub enum Address {
     Devices(Vec<Device>),
 }
 
+/// Whether a visitor's choice `theirs` is taken over the user's `mine` at a login: consent
+/// only narrows (a choice only the visitor made, or her `false` over the user's `true`).
+fn narrows(mine: Option<&Value>, theirs: &Value) -> bool {
+    matches!(
+        (mine, theirs),
+        (None, _) | (Some(Value::Bool(true)), Value::Bool(false))
+    )
+}
+
 /// Why a user could not be reached on a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -594,10 +606,12 @@ impl Profile {
     }
 
     /// An identify's `subscriptions` stated at `at`: each channel's choice taken unless one
-    /// stated later is known for that channel.
-    fn state_subscriptions(&mut self, stated: &Value, at: Timestamp) {
+    /// stated later is known for that channel, and each topic's (`topics: {newsletter: false}`)
+    /// the same way, by topic. Returns the topics not kept, past [`MAX_TOPICS`]
+    /// (`subscriptions.topics.{id}`).
+    fn state_subscriptions(&mut self, stated: &Value, at: Timestamp) -> Vec<String> {
         let Some(channels) = stated.as_object() else {
-            return;
+            return Vec::new();
         };
         let mut merged = self
             .traits
@@ -606,33 +620,122 @@ impl Profile {
             .cloned()
             .unwrap_or_default();
         let whole = self.trait_times.get("subscriptions").copied();
+        let mut not_kept = Vec::new();
         for (c, b) in channels {
-            // Profiles from before channels kept their own time: an opt-out is judged by when
-            // the channel last changed (a late opt-out is taken), an opt-in also by when any
-            // choice was last stated (an opt-out stated again since is not undone by it).
-            let last = self.subscription_stated_at(c).or_else(|| {
-                let changed = self.subscription_changed_at(c);
-                match b {
-                    Value::Bool(false) => changed,
-                    _ => changed.max(whole),
+            if c == "topics" {
+                let Some(stated) = b.as_object() else {
+                    continue;
+                };
+                let mut topics = merged
+                    .get("topics")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                for (id, b) in stated {
+                    if !topics.contains_key(id) && topics.len() >= MAX_TOPICS {
+                        not_kept.push(crate::store::join(&["subscriptions.topics.", id]));
+                        continue;
+                    }
+                    let key = crate::store::join(&["topics.", id]);
+                    if self.take_choice(&key, topics.get(id), b, at, None) {
+                        topics.insert(id.clone(), b.clone());
+                    }
                 }
-            });
-            if last.is_some_and(|t| t > at) {
+                merged.insert("topics".to_string(), Value::Object(topics));
                 continue;
             }
-            // When each channel's choice last changed: what a skip for its opt-out says
-            // (`unreachable_detail`).
-            if merged.get(c) != Some(b) {
-                self.subscription_changed(c, at);
+            if self.take_choice(c, merged.get(c), b, at, whole) {
+                merged.insert(c.clone(), b.clone());
             }
-            self.subscription_stated(c, at);
-            merged.insert(c.clone(), b.clone());
         }
         self.traits
             .insert("subscriptions".to_string(), Value::Object(merged));
         let latest = self.trait_times.get("subscriptions").copied();
         if latest.is_none_or(|t| t < at) {
             self.trait_times.insert("subscriptions".to_string(), at);
+        }
+        not_kept
+    }
+
+    /// Whether the choice `b` for `key` (a channel, or `topics.{id}`), stated at `at`, is
+    /// taken over `held`: not when one stated later is known. Notes when it was stated, and
+    /// when it changed. `whole` is when any choice was last stated, for profiles from before
+    /// each kept its own time.
+    fn take_choice(
+        &mut self,
+        key: &str,
+        held: Option<&Value>,
+        b: &Value,
+        at: Timestamp,
+        whole: Option<Timestamp>,
+    ) -> bool {
+        // Profiles from before channels kept their own time: an opt-out is judged by when
+        // the channel last changed (a late opt-out is taken), an opt-in also by when any
+        // choice was last stated (an opt-out stated again since is not undone by it).
+        let last = self.subscription_stated_at(key).or_else(|| {
+            let changed = self.subscription_changed_at(key);
+            match b {
+                Value::Bool(false) => changed,
+                _ => changed.max(whole),
+            }
+        });
+        if last.is_some_and(|t| t > at) {
+            return false;
+        }
+        // When each choice last changed: what a skip for its opt-out says
+        // (`unreachable_detail`, `topic::standing`).
+        if held != Some(b) {
+            self.subscription_changed(key, at);
+        }
+        self.subscription_stated(key, at);
+        true
+    }
+
+    /// When the choice for topic `id` last changed, if it was noted.
+    pub fn topic_changed_at(&self, id: &str) -> Option<Timestamp> {
+        self.subscription_changed_at(&crate::store::join(&["topics.", id]))
+    }
+
+    /// Turns topic `id` off at `at` (its unsubscribe link was followed), as a statement of the
+    /// choice then: one stated later stands.
+    pub fn unsubscribe_topic(&mut self, id: &str, at: Timestamp) {
+        let key = crate::store::join(&["topics.", id]);
+        let subs = self
+            .traits
+            .entry("subscriptions".to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !subs.is_object() {
+            *subs = Value::Object(Default::default());
+        }
+        let held = subs.get("topics").and_then(|t| t.get(id)).cloned();
+        if self.subscription_stated_at(&key).is_some_and(|t| t > at) {
+            return;
+        }
+        if held != Some(Value::Bool(false)) {
+            self.subscription_changed(&key, at);
+        }
+        self.subscription_stated(&key, at);
+        if let Some(subs) = self
+            .traits
+            .get_mut("subscriptions")
+            .and_then(Value::as_object_mut)
+        {
+            let topics = subs
+                .entry("topics".to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !topics.is_object() {
+                *topics = Value::Object(Default::default());
+            }
+            if let Some(topics) = topics.as_object_mut() {
+                topics.insert(id.to_string(), Value::Bool(false));
+            }
+        }
+        if self
+            .trait_times
+            .get("subscriptions")
+            .is_none_or(|t| *t < at)
+        {
+            self.trait_times.insert("subscriptions".into(), at);
         }
     }
 
@@ -818,7 +921,7 @@ impl Profile {
                     // Per channel, newer wins by channel: one channel's choice does not reset
                     // the others, and an opt-out that arrives late is not lost because another
                     // channel changed since (an unsubscribe link followed in between).
-                    self.state_subscriptions(v, event.timestamp);
+                    not_kept.extend(self.state_subscriptions(v, event.timestamp));
                     continue;
                 }
                 if newer {
@@ -1026,7 +1129,7 @@ impl Profile {
     }
 
     /// An anonymous visitor's `subscriptions` trait joined to this user's (see
-    /// [`Profile::absorb`]): per channel, `false` on either side wins.
+    /// [`Profile::absorb`]): per channel and per topic, `false` on either side wins.
     fn absorb_subscriptions(&mut self, anonymous: &Profile, theirs: &Value) {
         let Some(theirs) = theirs.as_object() else {
             return;
@@ -1035,29 +1138,52 @@ impl Profile {
             .traits
             .entry("subscriptions".to_string())
             .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !mine.is_object() {
+            *mine = Value::Object(serde_json::Map::new());
+        }
         let Some(mine) = mine.as_object_mut() else {
             return;
         };
-        let mut stated = Vec::new();
+        // Topics as channels, topic by topic (`topics.{id}` in the times).
+        let mut their_topics = Vec::new();
+        let mut taken = Vec::new();
         for (channel, subscribed) in theirs {
-            match (mine.get(channel), subscribed) {
-                (None, _) | (Some(Value::Bool(true)), Value::Bool(false)) => {
-                    mine.insert(channel.clone(), subscribed.clone());
-                    // Since when it holds, as the visitor chose it; and when a choice for it
-                    // was last stated, by either (a later statement of hers still guards it).
-                    let key = crate::store::join(&["subscriptions.", channel]);
-                    if let Some(at) = anonymous.trait_times.get(key.as_str()) {
-                        self.trait_times.insert(key, *at);
-                    }
-                    if let Some(at) = anonymous.subscription_stated_at(channel) {
-                        stated.push((channel.clone(), at));
-                    }
-                }
-                _ => {}
+            if channel == "topics" {
+                their_topics.extend(subscribed.as_object().into_iter().flatten());
+                continue;
+            }
+            if narrows(mine.get(channel), subscribed) {
+                mine.insert(channel.clone(), subscribed.clone());
+                taken.push(channel.clone());
             }
         }
-        for (channel, at) in stated {
-            self.subscription_stated(&channel, at);
+        if !their_topics.is_empty() {
+            let topics = mine
+                .entry("topics".to_string())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !topics.is_object() {
+                *topics = Value::Object(serde_json::Map::new());
+            }
+            if let Some(topics) = topics.as_object_mut() {
+                for (id, subscribed) in their_topics {
+                    let new = !topics.contains_key(id);
+                    if narrows(topics.get(id), subscribed) && !(new && topics.len() >= MAX_TOPICS) {
+                        topics.insert(id.clone(), subscribed.clone());
+                        taken.push(crate::store::join(&["topics.", id]));
+                    }
+                }
+            }
+        }
+        for key in taken {
+            // Since when it holds, as the visitor chose it; and when a choice for it was last
+            // stated, by either (a later statement of hers still guards it).
+            let changed = crate::store::join(&["subscriptions.", &key]);
+            if let Some(at) = anonymous.trait_times.get(changed.as_str()) {
+                self.trait_times.insert(changed, *at);
+            }
+            if let Some(at) = anonymous.subscription_stated_at(&key) {
+                self.subscription_stated(&key, at);
+            }
         }
     }
 
