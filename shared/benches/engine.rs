@@ -69,6 +69,7 @@ fn pure(c: &mut Criterion) {
                 profile: &p,
                 now: t0,
                 unsubscribe_url: None,
+                topics: &waymark::topic::NONE,
             };
             let trigger = TriggerEvent {
                 event: "cart_abandoned".into(),

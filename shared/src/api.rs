@@ -79,13 +79,55 @@ const UNSUBSCRIBE_ASK: &str = "<!doctype html><html><head><meta charset=\"utf-8\
 /// The page after the button.
 const UNSUBSCRIBED: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body><p>You are unsubscribed: you will not get these emails again.</p></body></html>";
 
-fn page(html: &'static str) -> Response<Bytes> {
-    let mut r = Response::new(Bytes::from_static(html.as_bytes()));
+/// What a topic journey's unsubscribe link asks: to stop that topic (the first button, and
+/// the mailbox provider's one-click POST), or all email (the second, which posts `all=email`).
+fn topic_ask(name: &str) -> String {
+    let name = html_text(name);
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe</title></head><body><form method=\"post\"><p>Stop receiving {name}?</p><p>You will still get our other emails.</p><button type=\"submit\">Unsubscribe from {name}</button> <button type=\"submit\" name=\"all\" value=\"email\">Unsubscribe from all email</button></form></body></html>"
+    )
+}
+
+/// The page after a topic's button.
+fn topic_done(name: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body><p>You are unsubscribed from {}: you will not get these emails again. Our other emails still come.</p></body></html>",
+        html_text(name)
+    )
+}
+
+/// `text` safe inside an HTML element (a topic's name is the operator's, but still text).
+fn html_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(html: impl Into<Bytes>) -> Response<Bytes> {
+    let mut r = Response::new(html.into());
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
+}
+
+/// Whether an unsubscribe POST asks to stop all email (the page's second button, a form field
+/// `all=email`, or the same in the address) rather than the link's topic alone. A mailbox
+/// provider's one-click POST sends `List-Unsubscribe=One-Click`: the topic.
+fn wants_all_email(req: &Request<Bytes>) -> bool {
+    let form = std::str::from_utf8(req.body()).unwrap_or_default();
+    query_param(req.uri(), "all").as_deref() == Some("email")
+        || form.split('&').any(|kv| kv.trim() == "all=email")
 }
 
 /// Whether the request comes from a browser (a person pressed the page's button).
@@ -698,24 +740,46 @@ impl Api {
                         }],
                     );
                 };
-                let Some((user, channel, _journey)) = self.signer.verify_unsubscribe_token(&token)
-                else {
+                let Some(bound) = self.signer.verify_unsubscribe_token(&token) else {
                     return unauthorized();
                 };
-                let channel = Channel::parse(&channel).unwrap_or(Channel::Email);
+                let channel = Channel::parse(&bound.channel).unwrap_or(Channel::Email);
+                // A topic journey's link stops its topic, unless the page's second button asks
+                // for all email; a link made before topics stops email.
+                let topic = bound.topic.as_deref();
+                let name = topic.map(|t| self.runtime.config.topics.display_name(t));
                 // Opening the link asks; only a POST unsubscribes (a mailbox provider's one-click
                 // POST, RFC 8058, or the page's button): mail scanners that open every link in a
                 // message would otherwise unsubscribe its readers.
                 if method == Method::GET {
-                    return page(UNSUBSCRIBE_ASK);
+                    return match name {
+                        Some(name) => page(topic_ask(name)),
+                        None => page(UNSUBSCRIBE_ASK),
+                    };
                 }
-                match self.runtime.unsubscribe(&user, channel).await {
-                    Ok(()) if wants_html(req) => page(UNSUBSCRIBED),
-                    Ok(()) => reply(
+                let (topic, name) = if wants_all_email(req) {
+                    (None, None)
+                } else {
+                    (topic, name)
+                };
+                let done = match topic {
+                    Some(topic) => self.runtime.unsubscribe_topic(&bound.user, topic).await,
+                    None => self.runtime.unsubscribe(&bound.user, channel).await,
+                };
+                match (done, topic) {
+                    (Ok(()), _) if wants_html(req) => match name {
+                        Some(name) => page(topic_done(name)),
+                        None => page(UNSUBSCRIBED),
+                    },
+                    (Ok(()), Some(topic)) => reply(
+                        StatusCode::OK,
+                        &json!({"unsubscribed": true, "topic": topic}),
+                    ),
+                    (Ok(()), None) => reply(
                         StatusCode::OK,
                         &json!({"unsubscribed": true, "channel": channel}),
                     ),
-                    Err(e) => internal(&e),
+                    (Err(e), _) => internal(&e),
                 }
             }
             (

@@ -266,10 +266,24 @@ impl Signer {
     /// unambiguous); the token is base64url(payload) + "." + base64url(HMAC(secret, payload)),
     /// both without padding.
     pub fn unsubscribe_token(&self, user_id: &str, channel: &str, journey: &str) -> String {
-        let payload = format!(
-            "{UNSUBSCRIBE_PREFIX}{}",
-            serde_json::json!([user_id, channel, journey])
-        );
+        self.sign_unsubscribe(&serde_json::json!([user_id, channel, journey]))
+    }
+
+    /// An unsubscribe token that also binds a subscription topic (a topic journey's email):
+    /// `unsub:["user","channel","journey","topic"]`. It unsubscribes from the topic; its
+    /// channel is what "unsubscribe from all email" on the link's page may stop.
+    pub fn topic_unsubscribe_token(
+        &self,
+        user_id: &str,
+        channel: &str,
+        journey: &str,
+        topic: &str,
+    ) -> String {
+        self.sign_unsubscribe(&serde_json::json!([user_id, channel, journey, topic]))
+    }
+
+    fn sign_unsubscribe(&self, ids: &serde_json::Value) -> String {
+        let payload = format!("{UNSUBSCRIBE_PREFIX}{ids}");
         let tag = self.mac(payload.as_bytes()).finalize();
         format!(
             "{}.{}",
@@ -278,14 +292,48 @@ impl Signer {
         )
     }
 
-    /// Returns (user, channel, journey) if the token is valid and not forged.
-    pub fn verify_unsubscribe_token(&self, token: &str) -> Option<(String, String, String)> {
+    /// What a valid, unforged unsubscribe token binds; a token made before topics (three ids)
+    /// binds none.
+    pub fn verify_unsubscribe_token(&self, token: &str) -> Option<UnsubscribeToken> {
         let (payload, tag) = token.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         self.mac(&payload).verify_slice(&tag).ok()?;
         let ids = payload.strip_prefix(UNSUBSCRIBE_PREFIX.as_bytes())?;
-        serde_json::from_slice(ids).ok()
+        let ids: Vec<String> = serde_json::from_slice(ids).ok()?;
+        let mut ids = ids.into_iter();
+        let (user, channel, journey) = (ids.next()?, ids.next()?, ids.next()?);
+        let topic = ids.next();
+        if ids.next().is_some() {
+            return None;
+        }
+        Some(UnsubscribeToken {
+            user,
+            channel,
+            journey,
+            topic,
+        })
+    }
+}
+
+/// What an unsubscribe link's token binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubscribeToken {
+    pub user: String,
+    pub channel: String,
+    pub journey: String,
+    /// The journey's subscription topic: the link unsubscribes from it alone.
+    pub topic: Option<String>,
+}
+
+impl UnsubscribeToken {
+    /// The (user, channel, journey) of the token, as tokens before topics bound them.
+    pub fn ids(&self) -> (String, String, String) {
+        (
+            self.user.clone(),
+            self.channel.clone(),
+            self.journey.clone(),
+        )
     }
 }
 
@@ -559,7 +607,7 @@ mod tests {
         for (user, channel, journey) in cases {
             let token = signer.unsubscribe_token(user, channel, journey);
             assert_eq!(
-                signer.verify_unsubscribe_token(&token),
+                signer.verify_unsubscribe_token(&token).map(|t| t.ids()),
                 Some((user.to_string(), channel.to_string(), journey.to_string())),
                 "{user} {channel} {journey}"
             );
@@ -571,6 +619,28 @@ mod tests {
         let a = signer.unsubscribe_token("a:b", "c", "d");
         let b = signer.unsubscribe_token("a", "b:c", "d");
         assert_ne!(a, b);
+    }
+
+    /// A topic journey's token binds its topic too; one made before topics binds none.
+    #[test]
+    fn topic_unsubscribe_tokens_bind_the_topic() {
+        let signer = Signer::new("server secret");
+        let token = signer.topic_unsubscribe_token("u1", "email", "digest", "newsletter");
+        assert_eq!(
+            signer.verify_unsubscribe_token(&token),
+            Some(UnsubscribeToken {
+                user: "u1".into(),
+                channel: "email".into(),
+                journey: "digest".into(),
+                topic: Some("newsletter".into()),
+            })
+        );
+        let old = signer.unsubscribe_token("u1", "email", "digest");
+        assert_eq!(
+            signer.verify_unsubscribe_token(&old).and_then(|t| t.topic),
+            None
+        );
+        assert_ne!(token, old);
     }
 
     #[test]
@@ -620,6 +690,8 @@ mod tests {
             r#"unsub:["u1","email"]"#,
             r#"inbox:["u1","email","welcome"]"#,
             r#"unsub:["u1","email",3]"#,
+            r#"unsub:["u1","email","welcome","news",""]"#,
+            r#"unsub:["u1","email","welcome",null]"#,
         ] {
             assert_eq!(
                 signer.verify_unsubscribe_token(&sign(payload)),
@@ -653,7 +725,9 @@ mod tests {
         fn any_ids_round_trip(user in ".{0,64}", channel in ".{0,16}", journey in ".{0,64}") {
             let signer = Signer::new("secret");
             let token = signer.unsubscribe_token(&user, &channel, &journey);
-            proptest::prop_assert_eq!(signer.verify_unsubscribe_token(&token), Some((user, channel, journey)));
+            proptest::prop_assert_eq!(signer.verify_unsubscribe_token(&token).map(|t| t.ids()), Some((user.clone(), channel.clone(), journey.clone())));
+            let token = signer.topic_unsubscribe_token(&user, &channel, &journey, &journey);
+            proptest::prop_assert_eq!(signer.verify_unsubscribe_token(&token).and_then(|t| t.topic), Some(journey));
         }
 
         #[test]

@@ -523,6 +523,8 @@ fn meant_by(field: &str) -> &'static [&'static str] {
         | "ignore_frequency_caps"
         | "ignore_caps"
         | "bypass_frequency_capping" => &["transactional"],
+        // Customer.io's and Braze's words for a subscription topic.
+        "subscription_topic" | "subscription_group" | "subscription" | "topics" => &["topic"],
         _ => &[],
     }
 }
@@ -655,6 +657,15 @@ fn explain(message: &str) -> String {
             if is_a_cap(field) && names.clone().any(|n| n == "trigger") {
                 return format!(
                     "unknown field `{field}`: frequency caps are not a journey's: they apply across journeys, per user and channel, and are set in `waymark.yaml` beside the journey files, like `caps: {{push: {{max: 3, per: 1d}}}}` (a journey of receipts or password resets that should ignore them may be `transactional: true`); write one of {expected_list}"
+                );
+            }
+            // A topic is a journey's, for all its messages: its unsubscribe link is made once
+            // for the enrollment.
+            if matches!(field, "topic" | "subscription_topic" | "subscription_group")
+                && !names.clone().any(|n| n == "topic")
+            {
+                return format!(
+                    "unknown field `{field}`: a subscription topic is the journey's, for all of its messages (their unsubscribe link unsubscribes from it): write `topic: newsletter` beside the journey's `name`; a message of another topic belongs in a journey of its own; write one of {expected_list}"
                 );
             }
             let guess = closest(field, names.clone())
@@ -1449,6 +1460,97 @@ pub fn load_file(path: &Path) -> Result<Journey, Vec<FileError>> {
     parse(&name, &text)
 }
 
+/// The error of a journey whose `topic` the folder's `waymark.yaml` does not declare (`file`
+/// and `text` are the journey's, for the position), with the declared one it is nearest to.
+/// A deployment would send its messages only to users who opted in to it.
+pub fn undeclared_topic(
+    file: &str,
+    text: &str,
+    journey: &Journey,
+    topics: &crate::topic::Topics,
+) -> Option<FileError> {
+    let topic = journey.topic.as_deref()?;
+    if topics.get(topic).is_some() || !crate::topic::valid_id(topic) {
+        return None;
+    }
+    let declared: Vec<&str> = topics.0.keys().map(String::as_str).collect();
+    let guess = closest(topic, declared.iter().copied())
+        .map(|t| format!("did you mean `{t}`? "))
+        .unwrap_or_default();
+    let known = if declared.is_empty() {
+        "it declares none".to_string()
+    } else {
+        format!(
+            "it declares {}",
+            declared
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let (line, column) = value_position(text, "topic");
+    Some(FileError {
+        file: file.to_string(),
+        line,
+        column,
+        path: "topic".into(),
+        message: format!(
+            "topic `{topic}` is not declared in the folder's waymark.yaml ({known}): {guess}declare it there under `topics`, like `topics: {{{topic}: {{name: Newsletter}}}}` (`default: opt_in` for a topic that sends only to users who said yes)"
+        ),
+    })
+}
+
+/// Where the value at top-level `key` is written (else the key, else the file's start).
+fn value_position(text: &str, key: &str) -> (usize, usize) {
+    match read_located::<serde::de::IgnoredAny>("", text, &[], str::to_string, false) {
+        Ok(Some(read)) => {
+            let pos = &read.located.positions;
+            pos.values
+                .get(key)
+                .or_else(|| pos.by_path.get(key))
+                .copied()
+                .unwrap_or((1, 1))
+        }
+        _ => (1, 1),
+    }
+}
+
+/// The errors of the journey files under `paths` (folders expand to their journey files)
+/// whose `topic` is not declared in `topics_of` their folder (`None`: the folder's settings
+/// have errors of their own, told elsewhere). A file that does not load is left to
+/// [`load_set`]'s errors.
+pub fn undeclared_topics(
+    paths: &[PathBuf],
+    topics_of: impl Fn(&Path) -> Option<crate::topic::Topics>,
+) -> Vec<FileError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let (dir, files) = if p.is_dir() {
+            (p.as_path(), journey_files(p).unwrap_or_default())
+        } else {
+            (
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+                vec![p.clone()],
+            )
+        };
+        let Some(topics) = topics_of(dir) else {
+            continue;
+        };
+        for f in files {
+            let name = f.display().to_string();
+            let Ok(text) = read_text(&f) else { continue };
+            let Ok(journey) = parse(&name, &text) else {
+                continue;
+            };
+            out.extend(undeclared_topic(&name, &text, &journey, &topics));
+        }
+    }
+    out
+}
+
 /// A journey folder's file as text: one that is not UTF-8 is an error at its first byte that
 /// is not, saying to save it as UTF-8.
 fn read_text(path: &Path) -> Result<String, Vec<FileError>> {
@@ -1976,6 +2078,21 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 String::from(q.start)
             ),
         ));
+    }
+    if let Some(topic) = &j.topic {
+        if !crate::topic::valid_id(topic) {
+            out.push(problem(
+                "topic",
+                format!("topic `{topic}` must be 1–64 lowercase letters, digits, `_` or `-`, as `waymark.yaml` declares it under `topics`, e.g. `newsletter`"),
+            ));
+        } else if j.transactional {
+            // A receipt is owed whatever the user chose to hear about: a topic would let an
+            // unsubscribe stop it, or say it could when it cannot.
+            out.push(problem(
+                "topic",
+                "a transactional journey belongs to no topic: its receipts and password resets are owed whatever topics a user unsubscribed from; leave `topic` out, or `transactional: true` if these are marketing messages a user may stop",
+            ));
+        }
     }
     if let Some(tz) = &j.timezone {
         if jiff::tz::TimeZone::get(tz).is_err() {

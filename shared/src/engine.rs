@@ -20,6 +20,7 @@ use crate::journey::{
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
 use crate::timeline::{Entry, What};
+use crate::topic::{self, Topics};
 use crate::webhook::{header_name_problem, header_value_problem, webhook_url_problem};
 
 /// How many steps one transition may run before it must wait (validation forbids loops without
@@ -193,6 +194,8 @@ pub struct Ctx<'a> {
     pub now: Timestamp,
     /// The signed unsubscribe link for this user and journey, when the deployment has one.
     pub unsubscribe_url: Option<&'a str>,
+    /// The subscription topics the deployment declares (a journey's `topic`'s default).
+    pub topics: &'a Topics,
 }
 
 impl Ctx<'_> {
@@ -2037,6 +2040,21 @@ impl<'a> Run<'a> {
         let Some(first) = send.send.template() else {
             return;
         };
+        // The journey's topic first: a user unsubscribed from it gets none of its messages, on
+        // any channel (the fallback is the same message). A transactional journey has none.
+        if let Some(topic) = &self.ctx.journey.topic {
+            if let Some(skip) = topic::standing(self.user(), self.ctx.topics, topic) {
+                self.log(
+                    Some(step),
+                    What::Skipped {
+                        channel: first.channel(),
+                        reason: skip.reason.into(),
+                        detail: Some(skip.detail),
+                    },
+                );
+                return;
+            }
+        }
         let mut locale = send.locale;
         // Whether the fallback's template is the one rendered (a render error says so).
         let mut fell_back = false;

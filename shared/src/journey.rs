@@ -45,6 +45,13 @@ pub struct Journey {
     /// Transactional journeys ignore frequency caps and quiet hours.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transactional: bool,
+    /// The subscription topic its messages belong to, declared in `waymark.yaml`'s `topics`
+    /// (`newsletter`): a user unsubscribed from it (or not opted in to an `opt_in` topic) gets
+    /// none of them, whatever her channels' choices, and its email's unsubscribe link
+    /// unsubscribes her from this topic alone. Not in a `transactional` journey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,64}$"))]
+    pub topic: Option<String>,
     /// `active` (the default) enrolls users; `closed` enrolls no one new while enrolled users
     /// finish; `stopped` enrolls no one and ends every enrollment at once (within the
     /// scheduler's next minute), sending nothing more (a kill switch). Publishing the change

@@ -25,6 +25,7 @@ use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
 use crate::store::{join, segment_of, Expect, Handle, Key, Page, Part, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
+use crate::topic::Topics;
 
 /// How a message failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -99,6 +100,9 @@ pub struct Config {
     /// Timer partitions per minute (spreads a million timers due in one minute).
     pub timer_shards: u32,
     pub caps: BTreeMap<Channel, Cap>,
+    /// The subscription topics journeys name (`waymark.yaml`'s `topics`; a deployment's
+    /// `SUBSCRIPTION_TOPICS`): each one's default and the name people read.
+    pub topics: Topics,
     /// Base URL of the API, for unsubscribe links; with `signer`.
     pub public_url: Option<String>,
     pub signer: Option<Arc<Signer>>,
@@ -126,6 +130,7 @@ impl Default for Config {
             hop_limit: SignedDuration::from_mins(30),
             timer_shards: crate::shards::DEFAULT,
             caps: BTreeMap::new(),
+            topics: Topics::default(),
             public_url: None,
             signer: None,
             claim_lease: SignedDuration::from_secs(120),
@@ -1736,13 +1741,14 @@ impl Runtime {
             let stopped = journeys
                 .iter()
                 .any(|l| l.journey.id == j && l.journey.status == JourneyStatus::Stopped);
-            let unsub = self.unsubscribe_url(user, &p.journey.id);
+            let unsub = self.unsubscribe_url(user, &p.journey);
             let ctx = Ctx {
                 journey: &p.journey,
                 version: p.version,
                 profile: &profile,
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
+                topics: &self.config.topics,
             };
             let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
             let next = if stopped && l.enrollment.is_active() {
@@ -2266,6 +2272,7 @@ impl Runtime {
                 profile,
                 now,
                 unsubscribe_url: None,
+                topics: &self.config.topics,
             };
             let theirs = converted.get(&**journey).copied();
             let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late, theirs) else {
@@ -2298,6 +2305,7 @@ impl Runtime {
             profile: into,
             now,
             unsubscribe_url: None,
+            topics: &self.config.topics,
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| ends.is_none())
@@ -2384,13 +2392,14 @@ impl Runtime {
             return Ok(());
         };
         let now = self.now();
-        let unsub = self.unsubscribe_url(&next.user_id, &next.journey);
+        let unsub = self.unsubscribe_url(&next.user_id, &p.journey);
         let ctx = Ctx {
             journey: &p.journey,
             version: p.version,
             profile: &profile,
             now,
             unsubscribe_url: unsub.as_deref(),
+            topics: &self.config.topics,
         };
         // Her exit event since the trigger ends it; else the event its `wait_for` waits for,
         // done by her since the wait began (the purchase made from her phone while the laptop's
@@ -2536,12 +2545,17 @@ impl Runtime {
         Ok(())
     }
 
-    fn unsubscribe_url(&self, user: &str, journey: &str) -> Option<String> {
+    /// The signed one-click link of `journey`'s emails to `user`: it unsubscribes her from the
+    /// journey's topic when it has one, else from email.
+    fn unsubscribe_url(&self, user: &str, journey: &Journey) -> Option<String> {
         let (base, signer) = (
             self.config.public_url.as_ref()?,
             self.config.signer.as_ref()?,
         );
-        let token = signer.unsubscribe_token(user, "email", journey);
+        let token = match &journey.topic {
+            Some(topic) => signer.topic_unsubscribe_token(user, "email", &journey.id, topic),
+            None => signer.unsubscribe_token(user, "email", &journey.id),
+        };
         Some(format!(
             "{}/v1/unsubscribe?token={token}",
             base.trim_end_matches('/')
@@ -2623,13 +2637,14 @@ impl Runtime {
             )));
         }
         let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
-        let unsub = self.unsubscribe_url(&profile.user_id, &j.id);
+        let unsub = self.unsubscribe_url(&profile.user_id, j);
         let ctx = Ctx {
             journey: j,
             version: p.version,
             profile,
             now,
             unsubscribe_url: unsub.as_deref(),
+            topics: &self.config.topics,
         };
         let trigger_at = trigger.at;
         let trigger_event = trigger.event.clone();
@@ -3093,6 +3108,7 @@ impl Runtime {
                 profile,
                 now: self.now(),
                 unsubscribe_url: None,
+                topics: &self.config.topics,
             };
             let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
                 continue;
@@ -3219,13 +3235,14 @@ impl Runtime {
             let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
                 continue;
             };
-            let unsub = self.unsubscribe_url(user, &p.journey.id);
+            let unsub = self.unsubscribe_url(user, &p.journey);
             let ctx = Ctx {
                 journey: &p.journey,
                 version: p.version,
                 profile,
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
+                topics: &self.config.topics,
             };
             if let Some(t) = engine::date_moved(&ctx, &l.enrollment) {
                 let committed = self.commit(t, &cause, Some(&l), false).await?;
@@ -3795,13 +3812,14 @@ impl Runtime {
                     .await;
             }
         }
-        let unsub = self.unsubscribe_url(user, journey);
+        let unsub = self.unsubscribe_url(user, &p.journey);
         let ctx = Ctx {
             journey: &p.journey,
             version: p.version,
             profile: &profile,
             now: self.now(),
             unsubscribe_url: unsub.as_deref(),
+            topics: &self.config.topics,
         };
         // A stopped journey ends the enrollment at its next step (this one), whatever version
         // it is on, and nothing it still owes from earlier transitions goes out.
@@ -4213,6 +4231,7 @@ impl Runtime {
             profile: &profile,
             now: self.now(),
             unsubscribe_url: None,
+            topics: &self.config.topics,
         };
         let Some(t) = engine::stop(&ctx, e) else {
             return Ok(());
@@ -4707,6 +4726,22 @@ impl Runtime {
             }
             p.subscription_stated(channel.as_str(), now);
             p.trait_times.insert("subscriptions".into(), now);
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Turns a subscription topic off (a topic journey's unsubscribe link was followed): her
+    /// choices for the channels and the other topics are left as they are.
+    pub async fn unsubscribe_topic(&self, user: &str, topic: &str) -> Result<(), RunError> {
+        let now = self.now();
+        // As for a channel: the user a visitor turned out to be, and nothing kept for an
+        // erasure's mark.
+        let user = self.merged_user(user).await?.id;
+        self.update_profile(&user, |p| {
+            if !p.is_erasure_mark() {
+                p.unsubscribe_topic(topic, now);
+            }
         })
         .await
         .map(|_| ())

@@ -3234,6 +3234,7 @@ fn an_enrollment_stored_before_waited_was_kept_branches_on_the_event_that_meets_
         profile: &profile,
         now: at(now),
         unsubscribe_url: None,
+        topics: &waymark::topic::NONE,
     };
     let old = r#"{"id":"rating:ann:1","user_id":"ann","journey":"rating","version":1,"n":1,
         "trigger":{"event":"order_delivered","message_id":"d-ann","at":"2026-12-01T19:00:00Z",
@@ -3459,6 +3460,7 @@ steps:
             profile,
             now: at(now),
             unsubscribe_url: None,
+            topics: &waymark::topic::NONE,
         }
     }
     let los_angeles = profile_in("America/Los_Angeles");
@@ -3533,6 +3535,7 @@ steps:
         profile: &profile,
         now: at("2026-03-02T01:00:00Z"),
         unsubscribe_url: None,
+        topics: &waymark::topic::NONE,
     };
     let trigger = TriggerEvent {
         event: "go".into(),
@@ -3624,6 +3627,7 @@ fn if_past_outcome(
         profile: &profile,
         now: at(now),
         unsubscribe_url: None,
+        topics: &waymark::topic::NONE,
     };
     let properties = match starts_at {
         Some(s) => json!({ "starts_at": s }),
@@ -3818,6 +3822,7 @@ steps:
             profile,
             now: at(now),
             unsubscribe_url: None,
+            topics: &waymark::topic::NONE,
         }
     }
     let before = profile_renewing("2026-12-20");
@@ -3958,6 +3963,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             profile: &profile,
             now: at("2026-12-01T10:00:00Z"),
             unsubscribe_url: None,
+            topics: &waymark::topic::NONE,
         };
         let trigger = TriggerEvent {
             event: "signed_up".into(),
@@ -8917,6 +8923,7 @@ fn entered_at(
         profile,
         now: at(now),
         unsubscribe_url: None,
+        topics: &waymark::topic::NONE,
     };
     let trigger = TriggerEvent {
         event: j.trigger.event.as_ref().expect("an event trigger").names()[0].clone(),
@@ -8943,6 +8950,7 @@ fn ctx_at<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str)
         profile,
         now: at(now),
         unsubscribe_url: None,
+        topics: &waymark::topic::NONE,
     }
 }
 
