@@ -167,6 +167,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let signer = Arc::new(secrets.signer.clone());
     let config = Config {
         caps: settings.caps,
+        topics: settings.topics,
         public_url: Some(url.clone()),
         signer: Some(signer.clone()),
         ..engine_config()
@@ -847,9 +848,16 @@ impl Watcher {
             // with errors would stop.
             match settings::load(&self.dir) {
                 // Changed back (an edit undone): nothing to restart for.
+                Ok(s) if s.caps == runtime.config.caps && s.topics == runtime.config.topics => {
+                    say!(
+                        "waymark.yaml changed: its caps are the ones in use ({})",
+                        caps_text(&s.caps)
+                    )
+                }
                 Ok(s) if s.caps == runtime.config.caps => say!(
-                    "waymark.yaml changed: its caps are the ones in use ({})",
-                    caps_text(&s.caps)
+                    "waymark.yaml changed: restart `waymark dev` to apply its topics ({}; in use: {})",
+                    topics_text(&s.topics),
+                    topics_text(&runtime.config.topics)
                 ),
                 Ok(s) => say!(
                     "waymark.yaml changed: restart `waymark dev` to apply its caps ({}; in use: {})",
@@ -965,7 +973,15 @@ impl Watcher {
                 self.held.insert(file.clone());
                 continue;
             }
-            let loaded = dsl::load_file(&file);
+            // A topic the running settings do not declare is an error, as `validate` says.
+            let loaded = dsl::load_file(&file).and_then(|j| {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let name = file.display().to_string();
+                match dsl::undeclared_topic(&name, &text, &j, &runtime.config.topics) {
+                    Some(e) => Err(vec![e]),
+                    None => Ok(j),
+                }
+            });
             if loaded.is_ok() {
                 for w in dsl::advice_for(std::slice::from_ref(&file)) {
                     say_err!("{}", crate::warning(&w));
@@ -1147,6 +1163,21 @@ fn caps_text(caps: &BTreeMap<waymark::journey::Channel, waymark::runtime::Cap>) 
     }
     caps.iter()
         .map(|(channel, cap)| format!("{channel} {} per {}", cap.max, cap.per))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn topics_text(topics: &waymark::topic::Topics) -> String {
+    if topics.is_empty() {
+        return "none".to_string();
+    }
+    topics
+        .0
+        .iter()
+        .map(|(id, t)| match t.default {
+            waymark::topic::TopicDefault::Subscribed => id.clone(),
+            waymark::topic::TopicDefault::OptIn => format!("{id} (opt_in)"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -295,6 +295,8 @@ fn validate(all: &[PathBuf]) -> bool {
             0
         }
     };
+    // A journey's topic is declared in its folder's settings.
+    errors.extend(dsl::undeclared_topics(paths, settings::topics_of));
     // A folder's settings file is checked with its journeys.
     for dir in paths.iter().filter(|p| p.is_dir()) {
         if let Err(e) = settings::load(dir) {
@@ -409,8 +411,15 @@ fn simulate(
         let lines: Vec<String> = e.lines().map(|l| format!("{shown}: {l}")).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })?;
+    let undeclared =
+        dsl::undeclared_topics(&[journeys.to_path_buf()], |_| Some(settings.topics.clone()));
+    if !undeclared.is_empty() {
+        print_errors(&undeclared);
+        return Err(CannotRun.into());
+    }
     let config = Config {
         caps: settings.caps,
+        topics: settings.topics,
         // An email's unsubscribe link is made as a deployment makes it, at `waymark dev`'s
         // address, signed with a key of the simulation's own (so a run repeats exactly).
         public_url: Some(SIMULATED_URL.into()),

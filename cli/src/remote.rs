@@ -213,23 +213,37 @@ fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Validates every journey, then publishes each. Returns whether all were published.
-/// A folder's `waymark.yaml` is checked with its journeys; its caps are not published (a deployed
-/// Waymark reads them from its stack's `FrequencyCaps` parameter), and the console says so.
+/// A folder's `waymark.yaml` is checked with its journeys; its caps and topics are not published
+/// (a deployed Waymark reads them from its stack's `FrequencyCaps` and `SubscriptionTopics`
+/// parameters), and the console says so, with the values to pass.
 pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     let mut errors = dsl::load_set(paths).err().unwrap_or_default();
     // What `validate` warns of, before anything is published.
     for w in crate::in_file_order(&dsl::advice_for(paths)) {
         eprintln!("{}", crate::warning(w));
     }
+    errors.extend(dsl::undeclared_topics(paths, crate::settings::topics_of));
     let mut caps_notes = Vec::new();
     for dir in paths.iter().filter(|p| p.is_dir()) {
         match crate::settings::load(dir) {
-            Ok(s) if !s.caps.is_empty() => caps_notes.push(format!(
-                "{}: caps are not published with the journeys: a deployed Waymark takes them from its stack's FrequencyCaps parameter (sam deploy --parameter-overrides FrequencyCaps={})",
-                crate::settings::path_in(dir).unwrap_or_else(|| dir.clone()).display(),
-                waymark::runtime::caps_parameter(&s.caps)
-            )),
-            Ok(_) => {}
+            Ok(s) => {
+                let file = crate::settings::path_in(dir).unwrap_or_else(|| dir.clone());
+                if !s.caps.is_empty() {
+                    caps_notes.push(format!(
+                        "{}: caps are not published with the journeys: a deployed Waymark takes them from its stack's FrequencyCaps parameter (sam deploy --parameter-overrides FrequencyCaps={})",
+                        file.display(),
+                        waymark::runtime::caps_parameter(&s.caps)
+                    ));
+                }
+                // A topic the deployment does not know sends only to users who opted in.
+                if !s.topics.is_empty() {
+                    caps_notes.push(format!(
+                        "{}: topics are not published with the journeys: a deployed Waymark takes them from its stack's SubscriptionTopics parameter, and sends a topic it lacks only to users who opted in to it (sam deploy --parameter-overrides 'SubscriptionTopics={}')",
+                        file.display(),
+                        s.topics.parameter()
+                    ));
+                }
+            }
             Err(e) => errors.extend(e),
         }
     }

@@ -1,4 +1,5 @@
-//! `waymark.yaml`, the optional settings file of a journey folder: frequency caps across journeys.
+//! `waymark.yaml`, the optional settings file of a journey folder: frequency caps across journeys
+//! and the subscription topics journeys may name.
 //! Errors name the file, line and column as journey errors do. Never touches the runtime.
 
 use std::collections::BTreeMap;
@@ -8,12 +9,15 @@ use serde::Deserialize;
 use waymark::dsl::{self, FileError, SETTINGS_STEM};
 use waymark::journey::Channel;
 use waymark::runtime::Cap;
+use waymark::topic::{Topic, Topics};
 
 /// What a settings file says.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Settings {
     /// At most `max` messages per channel per `per`, per user, across journeys.
     pub caps: BTreeMap<Channel, Cap>,
+    /// The subscription topics a journey's `topic` may name, by id.
+    pub topics: Topics,
 }
 
 /// The file as written; channel names are checked after, so an error can name the key's line
@@ -23,6 +27,8 @@ pub struct Settings {
 struct Written {
     #[serde(default)]
     caps: BTreeMap<String, Cap>,
+    #[serde(default)]
+    topics: BTreeMap<String, Topic>,
 }
 
 /// The settings file of a journey folder, if it has one (`waymark.yaml` or `waymark.yml`).
@@ -51,9 +57,20 @@ pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
     parse(&name, &text)
 }
 
+/// The topics a folder's settings declare; `None` when they have errors (told on their own).
+pub fn topics_of(dir: &Path) -> Option<Topics> {
+    load(dir).ok().map(|s| s.topics)
+}
+
 /// How a settings value of the wrong shape is written (`caps` as a list, as other tools write
 /// them), for the advice.
-const EXAMPLES: &[(&str, &str)] = &[("caps", "{push: {max: 3, per: 1d}, sms: {max: 2, per: 7d}}")];
+const EXAMPLES: &[(&str, &str)] = &[
+    ("caps", "{push: {max: 3, per: 1d}, sms: {max: 2, per: 7d}}"),
+    (
+        "topics",
+        "{newsletter: {name: Newsletter}, offers: {name: Offers, default: opt_in}}",
+    ),
+];
 
 /// The file's cap keys, whatever their values: an unknown channel is told with a bad value
 /// of another cap, in one reading.
@@ -84,7 +101,28 @@ pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
         .iter()
         .filter_map(|(name, cap)| Some((Channel::parse(name)?, *cap)))
         .collect();
-    Ok(Settings { caps })
+    let mut errors = Vec::new();
+    for (id, topic) in &located.value.topics {
+        if !waymark::topic::valid_id(id) {
+            errors.push(located.error(
+                &format!("topics.{id}"),
+                format!("topic id `{id}` must be 1–64 lowercase letters, digits, `_` or `-` (an identify states it as `subscriptions: {{topics: {{newsletter: false}}}}`)"),
+            ));
+        }
+        if topic.name.trim().is_empty() {
+            errors.push(located.error(
+                &format!("topics.{id}.name"),
+                "give the topic a name people will read: the unsubscribe page says it",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Settings {
+        caps,
+        topics: Topics(located.value.topics),
+    })
 }
 
 /// An error for each cap named for a channel there is not.
@@ -114,7 +152,7 @@ fn unknown_channels(file: &str, text: &str) -> Vec<FileError> {
 
 fn advise(message: &str) -> String {
     if message.starts_with("unknown field") {
-        return format!("{message} (a settings file holds `caps: {{push: {{max: 3, per: 1d}}}}`)");
+        return format!("{message} (a settings file holds `caps: {{push: {{max: 3, per: 1d}}}}` and `topics: {{newsletter: {{name: Newsletter}}}}`)");
     }
     message.to_string()
 }

@@ -36,6 +36,8 @@ pub enum ConfigError {
     Caps(String),
     #[error("SHARDS: {0}")]
     Shards(String),
+    #[error("SUBSCRIPTION_TOPICS: {0}")]
+    Topics(#[from] crate::topic::TopicsParameterError),
 }
 
 /// A secret given directly (tests, `WRITE_KEYS`) or by the name of an SSM parameter
@@ -69,6 +71,9 @@ pub struct Config {
     pub signing_secret: Option<SecretSource>,
     /// Frequency caps across journeys (`FREQUENCY_CAPS`, e.g. `push=3/1d,email=2/1d`).
     pub caps: std::collections::BTreeMap<crate::journey::Channel, runtime::Cap>,
+    /// Subscription topics, each one's name and default (`SUBSCRIPTION_TOPICS`, JSON as
+    /// [`crate::topic::Topics::parameter`] writes it: `waymark publish` prints it).
+    pub topics: crate::topic::Topics,
     /// Timer and fold partitions to write with (`SHARDS`, 1 to 256; unset: the default 16):
     /// see [`crate::shards`].
     pub shards: Option<u32>,
@@ -77,7 +82,8 @@ pub struct Config {
 impl Config {
     /// Reads `TABLE_NAME`, `EVENTS_QUEUE_URL`, `STEPS_QUEUE_URL` (required) and the optional
     /// `SENDER_ADDRESS`, `SES_CONFIGURATION_SET`, `APNS_PLATFORM_APPLICATION_ARN`,
-    /// `FCM_PLATFORM_APPLICATION_ARN`, `PUBLIC_BASE_URL`, and the secrets `WRITE_KEYS` /
+    /// `FCM_PLATFORM_APPLICATION_ARN`, `PUBLIC_BASE_URL`, `FREQUENCY_CAPS`,
+    /// `SUBSCRIPTION_TOPICS`, `SHARDS`, and the secrets `WRITE_KEYS` /
     /// `ADMIN_KEYS` / `SIGNING_SECRET` or their SSM parameter names `*_PARAM`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -110,6 +116,9 @@ impl Config {
             signing_secret: secret("SIGNING_SECRET", "SIGNING_SECRET_PARAM"),
             caps: runtime::parse_caps(&var("FREQUENCY_CAPS").unwrap_or_default())
                 .map_err(ConfigError::Caps)?,
+            topics: crate::topic::Topics::parse_parameter(
+                &var("SUBSCRIPTION_TOPICS").unwrap_or_default(),
+            )?,
             shards: var("SHARDS")
                 .map(|v| parse_shards(&v))
                 .transpose()
@@ -288,6 +297,7 @@ pub fn runtime(
         public_url: config.public_base_url.clone(),
         signer: secrets.signer.clone(),
         caps: config.caps.clone(),
+        topics: config.topics.clone(),
         timer_shards: config.shards.unwrap_or(crate::shards::DEFAULT),
         ..runtime::Config::default()
     };
@@ -367,5 +377,24 @@ mod tests {
                 "{bad}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn topics_are_read_as_publish_prints_them() {
+        let c = with(&[(
+            "SUBSCRIPTION_TOPICS",
+            r#"{"newsletter":{"name":"Newsletter","default":"opt_in"}}"#,
+        )])
+        .expect("topics");
+        assert_eq!(c.topics.display_name("newsletter"), "Newsletter");
+        assert!(with(&[]).expect("none").topics.is_empty());
+        let err = with(&[("SUBSCRIPTION_TOPICS", "newsletter")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("SUBSCRIPTION_TOPICS: must be a JSON object")),
+            "{err:?}"
+        );
     }
 }
