@@ -1,0 +1,515 @@
+//! Subscription topics: a journey's `topic` skips the users unsubscribed from it (or not opted
+//! in to an `opt_in` topic) and no one else, each topic's choice is the latest stated and only
+//! narrows at a login, a topic journey's unsubscribe link stops that topic alone, and
+//! `waymark validate` refuses a topic the folder does not declare.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+use support::{journey, Harness};
+use waymark::api::Api;
+use waymark::auth::{Keys, Signer};
+use waymark::engine::Content;
+use waymark::event::Limits;
+use waymark::runtime::{Config, Runtime};
+use waymark::timeline::What;
+use waymark::topic::Topics;
+
+const SECRET: &str = "topics-secret";
+
+/// A newsletter (subscribed by default), offers (`opt_in`) and, with no topic, order updates:
+/// each an email when `ordered`.
+const NEWSLETTER: &str = r#"
+id: digest
+name: Weekly digest
+topic: newsletter
+trigger: {event: ordered}
+reentry: after_exit
+steps:
+  - id: digest_email
+    send: {email: {subject: "This week", text: "News. Stop: {{ unsubscribe_url }}"}}
+"#;
+
+const OFFERS: &str = r#"
+id: offers
+name: Offers
+topic: offers
+trigger: {event: ordered}
+reentry: after_exit
+steps:
+  - id: offer_email
+    send: {email: {subject: "20% off", text: "Deal"}}
+"#;
+
+const ORDERS: &str = r#"
+id: order_updates
+name: Order updates
+trigger: {event: ordered}
+reentry: after_exit
+steps:
+  - id: update_email
+    send: {email: {subject: "Your order", text: "On its way"}}
+"#;
+
+fn topics() -> Topics {
+    Topics::parse_parameter(
+        r#"{"newsletter": {"name": "The Weekly Newsletter"}, "offers": {"name": "Offers", "default": "opt_in"}}"#,
+    )
+    .expect("topics")
+}
+
+fn config() -> Config {
+    Config {
+        topics: topics(),
+        public_url: Some("https://hooks.example.com".into()),
+        signer: Some(Arc::new(Signer::new(SECRET))),
+        ..Config::default()
+    }
+}
+
+async fn harness() -> Harness {
+    let h = Harness::with_config("2026-12-01T09:00:00Z", config());
+    for j in [NEWSLETTER, OFFERS, ORDERS] {
+        h.publish(j).await;
+    }
+    h
+}
+
+/// The subjects of the emails `user` got.
+fn subjects(h: &Harness, user: &str) -> Vec<String> {
+    h.lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .filter(|l| &*l.user_id == user)
+        .filter_map(|l| match &*l.content {
+            Content::Email { subject, .. } => Some(subject.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The skips in `user`'s timeline: `step: reason (detail)`.
+async fn skips(h: &Harness, user: &str) -> Vec<String> {
+    let view = h.rt.user(user).await.expect("user");
+    view.timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, detail, .. } => Some(format!(
+                "{}: {reason} ({})",
+                e.step.as_deref().unwrap_or("-"),
+                detail.as_deref().unwrap_or("")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn subscriptions(h: &Harness, user: &str) -> Value {
+    let view = h.rt.user(user).await.expect("user");
+    view.profile
+        .and_then(|p| p.traits.get("subscriptions").cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn identify(at: &str, user: &str, traits: Value) -> String {
+    json!({"at": at, "type": "identify", "userId": user, "traits": traits}).to_string()
+}
+
+fn ordered(at: &str, user: &str) -> String {
+    json!({"at": at, "type": "track", "userId": user, "event": "ordered"}).to_string()
+}
+
+/// Unsubscribed from the newsletter, she still gets order updates (no topic), and offers once
+/// she opted in; the newsletter's send is skipped saying which topic and since when.
+#[tokio::test]
+async fn a_topic_opt_out_skips_only_that_topics_journeys() {
+    let h = harness().await;
+    h.play(
+        &[
+            identify(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                json!({"email": "ann@example.com",
+            "subscriptions": {"topics": {"newsletter": false, "offers": true}}}),
+            ),
+            identify(
+                "2026-12-01T09:00:00Z",
+                "bob",
+                json!({"email": "bob@example.com"}),
+            ),
+            ordered("2026-12-01T10:00:00Z", "ann"),
+            ordered("2026-12-01T10:00:00Z", "bob"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    let mut ann = subjects(&h, "ann");
+    ann.sort();
+    assert_eq!(ann, ["20% off", "Your order"]);
+    assert_eq!(
+        skips(&h, "ann").await,
+        ["digest_email: topic_opted_out (unsubscribed from topic `newsletter` (The Weekly Newsletter): `subscriptions.topics.newsletter` is false, since 2026-12-01T09:00:00Z)"]
+    );
+    // Bob said nothing: the newsletter goes, the opt_in offers do not.
+    let mut bob = subjects(&h, "bob");
+    bob.sort();
+    assert_eq!(bob, ["This week", "Your order"]);
+    assert_eq!(
+        skips(&h, "bob").await,
+        ["offer_email: topic_not_opted_in (not opted in to topic `offers` (Offers), which is `opt_in`: it reaches a user once an identify states `subscriptions: {topics: {offers: true}}`)"]
+    );
+    // The stats count each reason.
+    h.rt.fold_stats().await.expect("fold");
+    let digest = h.rt.stats("digest").await.expect("stats");
+    assert_eq!(
+        digest.get("step.digest_email.skipped.topic_opted_out"),
+        Some(&1),
+        "{digest:?}"
+    );
+    let offers = h.rt.stats("offers").await.expect("stats");
+    assert_eq!(
+        offers.get("step.offer_email.skipped.topic_not_opted_in"),
+        Some(&1),
+        "{offers:?}"
+    );
+}
+
+/// A topic she is subscribed to does not lift her channel's opt-out: both must let it go.
+#[tokio::test]
+async fn the_channel_opt_out_still_applies_to_a_topic_journey() {
+    let h = harness().await;
+    h.play(
+        &[
+            identify(
+                "2026-12-01T09:00:00Z",
+                "cy",
+                json!({"email": "cy@example.com",
+            "subscriptions": {"email": false, "topics": {"newsletter": true}}}),
+            ),
+            ordered("2026-12-01T10:00:00Z", "cy"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(subjects(&h, "cy"), Vec::<String>::new());
+    let skipped = skips(&h, "cy").await;
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.starts_with("digest_email: opted_out (`subscriptions.email` is false")),
+        "{skipped:?}"
+    );
+}
+
+/// Each topic's choice is the latest stated, by the identify's `timestamp`: one stated earlier
+/// that arrives late changes nothing, and other topics and channels are left as they were.
+#[tokio::test]
+async fn the_latest_stated_choice_wins_per_topic() {
+    let h = harness().await;
+    let stamped = |at: &str, stamp: &str, traits: Value| {
+        json!({"at": at, "type": "identify", "userId": "dee", "timestamp": stamp, "traits": traits})
+            .to_string()
+    };
+    h.play(&[
+        stamped("2026-12-01T09:00:00Z", "2026-12-01T09:00:00Z",
+            json!({"email": "dee@example.com", "subscriptions": {"sms": false, "topics": {"offers": true}}})),
+        stamped("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z",
+            json!({"subscriptions": {"topics": {"newsletter": false}}})),
+        // Stated at 09:30, arriving after the 10:00 opt-out: not taken.
+        stamped("2026-12-01T10:05:00Z", "2026-12-01T09:30:00Z",
+            json!({"subscriptions": {"topics": {"newsletter": true}}})),
+    ].join("\n"))
+    .await;
+    assert_eq!(
+        subscriptions(&h, "dee").await,
+        json!({"sms": false, "topics": {"offers": true, "newsletter": false}})
+    );
+    // Stated later: taken.
+    h.play(&stamped(
+        "2026-12-01T11:00:00Z",
+        "2026-12-01T11:00:00Z",
+        json!({"subscriptions": {"topics": {"newsletter": true}}}),
+    ))
+    .await;
+    assert_eq!(
+        subscriptions(&h, "dee").await,
+        json!({"sms": false, "topics": {"offers": true, "newsletter": true}})
+    );
+    h.play(&ordered("2026-12-01T12:00:00Z", "dee")).await;
+    assert_eq!(subjects(&h, "dee").len(), 3);
+}
+
+/// At a login, consent only narrows, topic by topic: the visitor's `false` stands over the
+/// user's `true`, the user's `false` over the visitor's `true`, and a topic only the visitor
+/// spoke for is taken.
+#[tokio::test]
+async fn a_login_merge_only_narrows_topics() {
+    let h = harness().await;
+    let anon = |at: &str, traits: Value| {
+        json!({"at": at, "type": "identify", "anonymousId": "dev-1", "traits": traits}).to_string()
+    };
+    h.play(&[
+        identify("2026-12-01T09:00:00Z", "eve", json!({"email": "eve@example.com",
+            "subscriptions": {"topics": {"newsletter": true, "offers": false}}})),
+        anon("2026-12-01T09:10:00Z", json!({"subscriptions": {"topics": {"newsletter": false, "offers": true, "tips": true}}})),
+        json!({"at": "2026-12-01T09:20:00Z", "type": "identify", "userId": "eve",
+            "anonymousId": "dev-1", "traits": {}}).to_string(),
+    ].join("\n"))
+    .await;
+    assert_eq!(
+        subscriptions(&h, "eve").await,
+        json!({"topics": {"newsletter": false, "offers": false, "tips": true}})
+    );
+    h.play(&ordered("2026-12-01T10:00:00Z", "eve")).await;
+    assert_eq!(subjects(&h, "eve"), ["Your order"]);
+}
+
+/// An `opt_in` topic sends nothing until she says yes, then it does.
+#[tokio::test]
+async fn an_opt_in_topic_waits_for_a_yes() {
+    let h = harness().await;
+    h.play(
+        &[
+            identify(
+                "2026-12-01T09:00:00Z",
+                "fay",
+                json!({"email": "fay@example.com"}),
+            ),
+            ordered("2026-12-01T10:00:00Z", "fay"),
+            identify(
+                "2026-12-01T11:00:00Z",
+                "fay",
+                json!({"subscriptions": {"topics": {"offers": true}}}),
+            ),
+            ordered("2026-12-01T12:00:00Z", "fay"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    let offers: Vec<String> = subjects(&h, "fay")
+        .into_iter()
+        .filter(|s| s == "20% off")
+        .collect();
+    assert_eq!(offers, ["20% off"]);
+    let skipped = skips(&h, "fay").await;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].starts_with("offer_email: topic_not_opted_in"));
+}
+
+/// The API over the harness, with the same topics and signing key as its runtime.
+fn api(h: &Harness) -> Api {
+    let rt = Runtime::new(
+        Arc::new(h.store.clone()),
+        Arc::new(h.queue.clone()),
+        Arc::new(waymark::provider::RecordingSender::new()),
+        h.clock.clone(),
+        std::time::Duration::ZERO,
+        config(),
+    )
+    .sharing_catalog(&h.rt);
+    Api {
+        runtime: Arc::new(rt),
+        keys: Keys::parse("wk_write_1", "wk_admin_1").expect("keys"),
+        signer: Arc::new(Signer::new(SECRET)),
+        limits: Limits::default(),
+    }
+}
+
+async fn call(
+    api: &Api,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = api
+        .handle(req.body(Bytes::from(body.to_string())).expect("request"))
+        .await;
+    (
+        res.status(),
+        String::from_utf8_lossy(res.body()).to_string(),
+    )
+}
+
+/// The path and query of the unsubscribe link in the email `user` got with `subject`.
+fn link_in(h: &Harness, user: &str, subject: &str) -> String {
+    let lines = h.lines.lock().expect("lines");
+    let url = lines
+        .iter()
+        .filter(|l| &*l.user_id == user)
+        .find_map(|l| match &*l.content {
+            Content::Email {
+                subject: s,
+                unsubscribe_url: Some(u),
+                ..
+            } if s == subject => Some(u.clone()),
+            _ => None,
+        })
+        .expect("an email with its unsubscribe link");
+    url.strip_prefix("https://hooks.example.com")
+        .expect("the deployment's address")
+        .to_string()
+}
+
+/// A newsletter email's link names the topic on its page, and its one-click POST stops the
+/// newsletter alone: her email and the order updates still go. The page's second button
+/// stops all email.
+#[tokio::test]
+async fn a_topic_journeys_link_unsubscribes_from_that_topic_only() {
+    let h = harness().await;
+    let api = api(&h);
+    h.play(
+        &[
+            identify(
+                "2026-12-01T09:00:00Z",
+                "gil",
+                json!({"email": "gil@example.com"}),
+            ),
+            ordered("2026-12-01T10:00:00Z", "gil"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    let link = link_in(&h, "gil", "This week");
+    let html = ("accept", "text/html");
+    let (status, page) = call(&api, Method::GET, &link, &[html], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Unsubscribe from The Weekly Newsletter"),
+        "{page}"
+    );
+    assert!(page.contains("name=\"all\" value=\"email\""), "{page}");
+    assert_eq!(
+        subscriptions(&h, "gil").await,
+        Value::Null,
+        "opening it changes nothing"
+    );
+
+    let one_click = ("content-type", "application/x-www-form-urlencoded");
+    let (status, text) = call(
+        &api,
+        Method::POST,
+        &link,
+        &[one_click],
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("JSON"),
+        json!({"unsubscribed": true, "topic": "newsletter"})
+    );
+    assert_eq!(
+        subscriptions(&h, "gil").await,
+        json!({"topics": {"newsletter": false}})
+    );
+    h.play(&ordered("2026-12-01T11:00:00Z", "gil")).await;
+    assert_eq!(
+        subjects(&h, "gil"),
+        ["This week", "Your order", "Your order"],
+        "the newsletter stops, order updates go on"
+    );
+
+    // The page's second button: all email.
+    let (status, page) = call(&api, Method::POST, &link, &[html, one_click], "all=email").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("You are unsubscribed"), "{page}");
+    assert_eq!(
+        subscriptions(&h, "gil").await,
+        json!({"email": false, "topics": {"newsletter": false}})
+    );
+}
+
+/// A link made before topics (its token binds no topic) unsubscribes from email, as it did.
+#[tokio::test]
+async fn an_old_token_still_unsubscribes_from_email() {
+    let h = harness().await;
+    let api = api(&h);
+    h.play(&identify(
+        "2026-12-01T09:00:00Z",
+        "hal",
+        json!({"email": "hal@example.com"}),
+    ))
+    .await;
+    let token = Signer::new(SECRET).unsubscribe_token("hal", "email", "digest");
+    let link = format!("/v1/unsubscribe?token={token}");
+    let (status, page) = call(&api, Method::GET, &link, &[("accept", "text/html")], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Stop receiving these emails?"), "{page}");
+    let (status, text) = call(&api, Method::POST, &link, &[], "List-Unsubscribe=One-Click").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("JSON"),
+        json!({"unsubscribed": true, "channel": "email"})
+    );
+    assert_eq!(subscriptions(&h, "hal").await, json!({"email": false}));
+    h.play(&ordered("2026-12-01T10:00:00Z", "hal")).await;
+    assert_eq!(subjects(&h, "hal"), Vec::<String>::new());
+}
+
+/// `waymark validate` refuses a topic the folder's `waymark.yaml` does not declare, at its
+/// line and column with the declared one it is nearest to, and a topic on a transactional
+/// journey.
+#[test]
+fn validate_refuses_an_undeclared_topic_and_a_transactional_one() {
+    let text = NEWSLETTER.replace("topic: newsletter", "topic: newsleter");
+    let j = journey(&text);
+    let err =
+        waymark::dsl::undeclared_topic("digest.yaml", &text, &j, &topics()).expect("undeclared");
+    assert_eq!(
+        err.to_string(),
+        "digest.yaml:4:8: topic: topic `newsleter` is not declared in the folder's waymark.yaml (it declares `newsletter`, `offers`): did you mean `newsletter`? declare it there under `topics`, like `topics: {newsleter: {name: Newsletter}}` (`default: opt_in` for a topic that sends only to users who said yes)"
+    );
+    assert_eq!(
+        waymark::dsl::undeclared_topic("digest.yaml", NEWSLETTER, &journey(NEWSLETTER), &topics()),
+        None
+    );
+    let none = waymark::dsl::undeclared_topic(
+        "d.yaml",
+        NEWSLETTER,
+        &journey(NEWSLETTER),
+        &Topics::default(),
+    )
+    .expect("none declared");
+    assert!(
+        none.message.contains("(it declares none)"),
+        "{}",
+        none.message
+    );
+
+    let receipt = NEWSLETTER.replace(
+        "topic: newsletter",
+        "topic: newsletter\ntransactional: true",
+    );
+    let errs = waymark::dsl::parse("r.yaml", &receipt).expect_err("transactional topic");
+    assert_eq!(
+        (errs[0].line, errs[0].column, errs[0].path.as_str()),
+        (4, 1, "topic")
+    );
+    assert!(
+        errs[0]
+            .message
+            .starts_with("a transactional journey belongs to no topic"),
+        "{}",
+        errs[0].message
+    );
+    // A topic per message is not a field: the journey holds it.
+    let per_message = NEWSLETTER.replace("send: {email:", "send: {topic: newsletter, email:");
+    let errs = waymark::dsl::parse("m.yaml", &per_message).expect_err("send.topic");
+    assert!(
+        errs[0]
+            .message
+            .contains("a subscription topic is the journey's"),
+        "{}",
+        errs[0].message
+    );
+}
