@@ -180,6 +180,34 @@ mod tests {
     }
 
     #[test]
+    fn topics_with_their_names_and_defaults() {
+        let s = parse(
+            "waymark.yaml",
+            "topics:\n  newsletter: {name: Newsletter}\n  offers:\n    name: Offers\n    default: opt_in\n",
+        )
+        .expect("valid settings");
+        assert_eq!(s.topics.display_name("newsletter"), "Newsletter");
+        assert_eq!(
+            s.topics.get("offers").map(|t| t.default),
+            Some(waymark::topic::TopicDefault::OptIn)
+        );
+        let errs = parse("w.yaml", "topics:\n  News: {name: \"\"}\n").expect_err("bad topic");
+        let told: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            told,
+            [(2, "topics.News"), (2, "topics.News.name")],
+            "{errs:?}"
+        );
+        let errs = parse("w.yaml", "topics:\n  news: {name: N, default: optin}\n")
+            .expect_err("bad default");
+        assert!(
+            errs[0].message.contains("did you mean `opt_in`?"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
     fn empty_file_means_no_caps() {
         assert_eq!(parse("w.yaml", "").expect("ok"), Settings::default());
         assert_eq!(

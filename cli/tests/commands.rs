@@ -50,6 +50,39 @@ fn validate_accepts_good_files_and_counts_them() {
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
 }
 
+/// A journey's `topic` is checked against its folder's `waymark.yaml`: one it does not declare
+/// fails at its line and column with the declared one it is nearest to, whether the folder or
+/// the file is named; declared, it passes.
+#[test]
+fn validate_refuses_a_topic_the_folder_does_not_declare() {
+    let dir = TempDir::new("validate-topic");
+    let file = dir.write(
+        "welcome.yaml",
+        &WELCOME.replace("name: Welcome\n", "name: Welcome\ntopic: newsleter\n"),
+    );
+    let settings = dir.write(
+        "waymark.yaml",
+        "topics:\n  newsletter: {name: Newsletter}\n",
+    );
+    for path in [dir.path().display().to_string(), file.display().to_string()] {
+        let out = run(&["validate", &path]);
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let err = text(&out.stderr);
+        let prefix = format!(
+            "{}:3:8: topic: topic `newsleter` is not declared",
+            file.display()
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains("did you mean `newsletter`?")),
+            "{path}: {err}"
+        );
+    }
+    std::fs::write(&settings, "topics:\n  newsleter: {name: Newsletter}\n").expect("write");
+    let out = run(&["validate", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// A folder with no journey file (its journeys in a subfolder, or none yet) fails `validate`
 /// and `simulate`, saying where journeys are read: a CI step that checks nothing does not pass.
 #[test]
