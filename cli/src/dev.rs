@@ -977,7 +977,8 @@ impl Watcher {
             let loaded = dsl::load_file(&file).and_then(|j| {
                 let text = std::fs::read_to_string(&file).unwrap_or_default();
                 let name = file.display().to_string();
-                match dsl::undeclared_topic(&name, &text, &j, &runtime.config.topics) {
+                let topics = &runtime.config.topics;
+                match dsl::undeclared_topic(&name, &text, &j, topics, dsl::TopicsFrom::Settings) {
                     Some(e) => Err(vec![e]),
                     None => Ok(j),
                 }

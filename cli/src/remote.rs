@@ -235,10 +235,10 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
                         waymark::runtime::caps_parameter(&s.caps)
                     ));
                 }
-                // A topic the deployment does not know sends only to users who opted in.
+                // The deployment refuses a journey whose topic its parameter lacks.
                 if !s.topics.is_empty() {
                     caps_notes.push(format!(
-                        "{}: topics are not published with the journeys: a deployed Waymark takes them from its stack's SubscriptionTopics parameter, and sends a topic it lacks only to users who opted in to it (sam deploy --parameter-overrides 'SubscriptionTopics={}')",
+                        "{}: topics are not published with the journeys: a deployed Waymark takes them from its stack's SubscriptionTopics parameter, and refuses a journey whose topic it lacks (sam deploy --parameter-overrides 'SubscriptionTopics={}')",
                         file.display(),
                         s.topics.parameter()
                     ));

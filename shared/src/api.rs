@@ -1032,7 +1032,17 @@ impl Api {
                 }],
             );
         };
-        let journey = match dsl::parse(&format!("{id}.yaml"), text) {
+        let name = format!("{id}.yaml");
+        // A topic this deployment does not declare is refused here, where the operator sees it,
+        // rather than found at each send (which takes it as `opt_in`).
+        let parsed = dsl::parse(&name, text).and_then(|j| {
+            let topics = &self.runtime.config.topics;
+            match dsl::undeclared_topic(&name, text, &j, topics, dsl::TopicsFrom::Deployment) {
+                Some(e) => Err(vec![e]),
+                None => Ok(j),
+            }
+        });
+        let journey = match parsed {
             Ok(j) => j,
             Err(errors) => {
                 // Each problem with its place in the file, and `field` as a request's have it.

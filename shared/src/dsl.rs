@@ -1460,14 +1460,24 @@ pub fn load_file(path: &Path) -> Result<Journey, Vec<FileError>> {
     parse(&name, &text)
 }
 
-/// The error of a journey whose `topic` the folder's `waymark.yaml` does not declare (`file`
-/// and `text` are the journey's, for the position), with the declared one it is nearest to.
-/// A deployment would send its messages only to users who opted in to it.
+/// Where a journey's topics are declared, for the error of one that is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicsFrom {
+    /// The folder's `waymark.yaml` (`validate`, `simulate`, `dev`, `publish`).
+    Settings,
+    /// A deployed stack's `SubscriptionTopics` parameter (the API's publish).
+    Deployment,
+}
+
+/// The error of a journey whose `topic` is not among `topics` (`file` and `text` are the
+/// journey's, for the position), with the declared one it is nearest to: a journey may not
+/// name a topic no one declared, whose default and name nothing says.
 pub fn undeclared_topic(
     file: &str,
     text: &str,
     journey: &Journey,
     topics: &crate::topic::Topics,
+    from: TopicsFrom,
 ) -> Option<FileError> {
     let topic = journey.topic.as_deref()?;
     if topics.get(topic).is_some() || !crate::topic::valid_id(topic) {
@@ -1489,15 +1499,21 @@ pub fn undeclared_topic(
                 .join(", ")
         )
     };
+    let message = match from {
+        TopicsFrom::Settings => format!(
+            "topic `{topic}` is not declared in the folder's waymark.yaml ({known}): {guess}declare it there under `topics`, like `topics: {{{topic}: {{name: Newsletter}}}}` (`default: opt_in` for a topic that sends only to users who said yes)"
+        ),
+        TopicsFrom::Deployment => format!(
+            "topic `{topic}` is not declared in this deployment ({known}): {guess}declare it in waymark.yaml, and pass the stack the SubscriptionTopics parameter `waymark publish` prints for it (sam deploy --parameter-overrides), then publish again"
+        ),
+    };
     let (line, column) = value_position(text, "topic");
     Some(FileError {
         file: file.to_string(),
         line,
         column,
         path: "topic".into(),
-        message: format!(
-            "topic `{topic}` is not declared in the folder's waymark.yaml ({known}): {guess}declare it there under `topics`, like `topics: {{{topic}: {{name: Newsletter}}}}` (`default: opt_in` for a topic that sends only to users who said yes)"
-        ),
+        message,
     })
 }
 
@@ -1545,7 +1561,13 @@ pub fn undeclared_topics(
             let Ok(journey) = parse(&name, &text) else {
                 continue;
             };
-            out.extend(undeclared_topic(&name, &text, &journey, &topics));
+            out.extend(undeclared_topic(
+                &name,
+                &text,
+                &journey,
+                &topics,
+                TopicsFrom::Settings,
+            ));
         }
     }
     out

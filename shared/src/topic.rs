@@ -109,10 +109,10 @@ pub fn choice(profile: &Profile, id: &str) -> Option<bool> {
 }
 
 /// Whether a message of topic `id` reaches `profile`: `None` when it does, else why not. Her
-/// own choice wins; without one, the topic's default. A topic this deployment does not declare
-/// (`waymark validate` refuses one in a journey set, but a deployment's parameter may lag its
-/// journeys) is taken as `opt_in`: a message nobody consented to is worse than one held back,
-/// and the detail says what to declare.
+/// own choice wins; without one, the topic's default. A topic the runtime was not told of (a
+/// simulation or a test given no settings, a deployment's parameter changed after the journey
+/// was published: `validate`, `dev` and the API's publish refuse one it does not declare) is
+/// taken as `subscribed`, her stated choice still honoured.
 pub fn standing(profile: &Profile, topics: &Topics, id: &str) -> Option<TopicSkip> {
     let declared = topics.get(id);
     let named = match declared {
@@ -130,18 +130,12 @@ pub fn standing(profile: &Profile, topics: &Topics, id: &str) -> Option<TopicSki
                 None => format!("unsubscribed from {named}: `subscriptions.topics.{id}` is false"),
             },
         }),
-        None => match declared.map(|t| t.default) {
-            Some(TopicDefault::Subscribed) => None,
-            Some(TopicDefault::OptIn) => Some(TopicSkip {
+        None => match declared.map(|t| t.default).unwrap_or_default() {
+            TopicDefault::Subscribed => None,
+            TopicDefault::OptIn => Some(TopicSkip {
                 reason: "topic_not_opted_in",
                 detail: format!(
                     "not opted in to {named}, which is `opt_in`: it reaches a user once an identify states `subscriptions: {{topics: {{{id}: true}}}}`"
-                ),
-            }),
-            None => Some(TopicSkip {
-                reason: "topic_not_opted_in",
-                detail: format!(
-                    "{named} is not declared in this deployment (waymark.yaml's `topics`, or the stack's SubscriptionTopics parameter), so it is taken as `opt_in`: it reaches only users who stated `subscriptions: {{topics: {{{id}: true}}}}`"
                 ),
             }),
         },
@@ -181,13 +175,13 @@ mod tests {
             skip.detail,
             "unsubscribed from topic `newsletter` (Newsletter): `subscriptions.topics.newsletter` is false"
         );
-        // Undeclared here: held back unless she said yes.
+        // Not declared here: as `subscribed`, her no still honoured.
+        assert_eq!(standing(&none, &t, "news"), None);
+        let no = with(serde_json::json!({"topics": {"news": false}}));
         assert_eq!(
-            standing(&none, &t, "news").map(|s| s.reason),
-            Some("topic_not_opted_in")
+            standing(&no, &t, "news").map(|s| s.detail),
+            Some("unsubscribed from topic `news`: `subscriptions.topics.news` is false".into())
         );
-        let yes = with(serde_json::json!({"topics": {"news": true}}));
-        assert_eq!(standing(&yes, &t, "news"), None);
     }
 
     #[test]

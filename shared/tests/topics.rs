@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use support::{journey, Harness};
 use waymark::api::Api;
 use waymark::auth::{Keys, Signer};
+use waymark::dsl::TopicsFrom::Settings;
 use waymark::engine::Content;
 use waymark::event::Limits;
 use waymark::runtime::{Config, Runtime};
@@ -463,14 +464,20 @@ async fn an_old_token_still_unsubscribes_from_email() {
 fn validate_refuses_an_undeclared_topic_and_a_transactional_one() {
     let text = NEWSLETTER.replace("topic: newsletter", "topic: newsleter");
     let j = journey(&text);
-    let err =
-        waymark::dsl::undeclared_topic("digest.yaml", &text, &j, &topics()).expect("undeclared");
+    let err = waymark::dsl::undeclared_topic("digest.yaml", &text, &j, &topics(), Settings)
+        .expect("undeclared");
     assert_eq!(
         err.to_string(),
         "digest.yaml:4:8: topic: topic `newsleter` is not declared in the folder's waymark.yaml (it declares `newsletter`, `offers`): did you mean `newsletter`? declare it there under `topics`, like `topics: {newsleter: {name: Newsletter}}` (`default: opt_in` for a topic that sends only to users who said yes)"
     );
     assert_eq!(
-        waymark::dsl::undeclared_topic("digest.yaml", NEWSLETTER, &journey(NEWSLETTER), &topics()),
+        waymark::dsl::undeclared_topic(
+            "digest.yaml",
+            NEWSLETTER,
+            &journey(NEWSLETTER),
+            &topics(),
+            Settings
+        ),
         None
     );
     let none = waymark::dsl::undeclared_topic(
@@ -478,6 +485,7 @@ fn validate_refuses_an_undeclared_topic_and_a_transactional_one() {
         NEWSLETTER,
         &journey(NEWSLETTER),
         &Topics::default(),
+        Settings,
     )
     .expect("none declared");
     assert!(
@@ -512,4 +520,33 @@ fn validate_refuses_an_undeclared_topic_and_a_transactional_one() {
         "{}",
         errs[0].message
     );
+}
+
+/// A deployment refuses to publish a journey whose topic its `SubscriptionTopics` lacks: an
+/// `opt_in` topic it was not told of would otherwise go to everyone.
+#[tokio::test]
+async fn the_api_refuses_a_journey_whose_topic_the_deployment_lacks() {
+    let h = harness().await;
+    let api = api(&h);
+    let admin = ("authorization", "Bearer wk_admin_1");
+    let text = NEWSLETTER.replace("topic: newsletter", "topic: tips");
+    let (status, body) = call(&api, Method::PUT, "/v1/journeys/digest", &[admin], &text).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["errors"][0]["field"], json!("topic"), "{body}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("topic `tips` is not declared in this deployment")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &api,
+        Method::PUT,
+        "/v1/journeys/digest",
+        &[admin],
+        NEWSLETTER,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
