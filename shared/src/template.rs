@@ -226,7 +226,9 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         // MiniJinja's own functions (`range`, `dict`, `namespace`) are there too.
         .filter(|v| !env().globals().any(|(name, _)| name == v.as_str()))
         .collect();
-    unknown.sort();
+    // In the order the text names them (by the line naming each, then by name), so the first
+    // told what to write is the first a reader meets.
+    unknown.sort_by_cached_key(|v| (line_naming(source, v), v.clone()));
     // `journey` is the journey's own few fields: a misspelt one would print nothing.
     let mut fields: Vec<String> = tmpl
         .undeclared_variables(true)
@@ -257,15 +259,19 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
         // The others too, so that one run of validate names them all.
-        let others = match &unknown[1..] {
-            [] => String::new(),
-            rest => format!(
-                "; also unknown in this text: {}",
-                rest.iter()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        // At most a few more, so that a pasted text of another tool does not fill the screen.
+        const MORE: usize = 5;
+        let rest = &unknown[1..];
+        let others = match rest.len() {
+            0 => String::new(),
+            n => {
+                let mut named: Vec<String> =
+                    rest.iter().take(MORE).map(|v| format!("`{v}`")).collect();
+                if n > MORE {
+                    named.push(format!("and {} more", n - MORE));
+                }
+                format!("; also unknown in this text: {}", named.join(", "))
+            }
         };
         return Err(TemplateError {
             column: None,
@@ -1363,13 +1369,24 @@ mod tests {
         // Every unknown variable of a text is named at once, not one a run of validate.
         let e = check("Hi {{ first_name }},\n{{ user.email }} {{ customer.id }}").unwrap_err();
         assert!(
-            e.message.starts_with("unknown variable `customer`"),
+            e.message.starts_with("unknown variable `first_name`"),
             "{}",
             e.message
         );
+        assert_eq!(e.line, Some(1));
         assert!(
             e.message
-                .ends_with("; also unknown in this text: `first_name`, `user`"),
+                .ends_with("; also unknown in this text: `customer`, `user`"),
+            "{}",
+            e.message
+        );
+        let many = (0..9)
+            .map(|i| format!("{{{{ v{i} }}}}"))
+            .collect::<String>();
+        let e = check(&many).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("`v1`, `v2`, `v3`, `v4`, `v5`, and 3 more"),
             "{}",
             e.message
         );

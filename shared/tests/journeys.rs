@@ -145,7 +145,7 @@ steps:
     for (trigger, path, said) in [
         ("[a, a]", "trigger.event[1]", "`a` is listed twice"),
         ("[]", "trigger.event", "the list names no event"),
-        ("[a, \"\"]", "trigger.event[1]", ""),
+        ("[a, \"\"]", "trigger.event[1]", "name the event"),
     ] {
         let text = format!(
             "id: j\nname: J\ntrigger: {{event: {trigger}}}\nsteps: [{{id: a, wait: 1h}}]\n"
