@@ -463,14 +463,23 @@ impl Judge<'_> {
                 ),
                 // Due later than a `for` after her latest: it came that late (a phone's
                 // offline queue, a backfill), and its check waits a settle from its coming.
-                Some(c) if last.is_some_and(|l| l + wait < c) => format!(
-                    "{activity}, which came late (stamped when it happened, {} or so before): her check waits until {c}, {} after it came, for the rest of her late events, and enters her then if her latest of {events} is still from before {}",
-                    i.duration,
-                    crate::duration::Duration::from_secs(
-                        u64::try_from(crate::runtime::CHECK_SETTLE.as_secs()).unwrap_or(0)
-                    ),
-                    c - wait
-                ),
+                Some(c) if last.is_some_and(|l| l + wait < c) => {
+                    // The settle is the `for` itself when that is shorter.
+                    let settle = wait.min(crate::runtime::CHECK_SETTLE);
+                    let spelled = |d: SignedDuration| {
+                        crate::duration::Duration::from_secs(
+                            u64::try_from(d.as_secs()).unwrap_or(0),
+                        )
+                    };
+                    let came = c - settle;
+                    let late = last.map_or(SignedDuration::ZERO, |l| came.duration_since(l));
+                    format!(
+                        "{activity}, which came late (it happened {} before it came, at about {came}): her check waits until {c}, {} after it came, for the rest of her late events, and enters her then if her latest of {events} is still from before {}",
+                        spelled(late),
+                        spelled(settle),
+                        c - wait
+                    )
+                }
                 _ => format!(
                     "{activity}: her check is due at {enters_at}, and enters her then if she does none of {events} before"
                 ),

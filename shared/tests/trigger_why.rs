@@ -216,7 +216,7 @@ async fn late_history_is_told_pending_until_its_check_and_the_entry_says_what_it
             "last_activity": "2026-11-30T12:00:00Z", "check_at": "2026-12-10T12:05:00Z",
             "enters_at": "2026-12-10T12:05:00Z",
             "reason": "pending",
-            "detail": "her latest of workout_completed at 2026-11-30T12:00:00Z, which came late (stamped when it happened, 2d or so before): her check waits until 2026-12-10T12:05:00Z, 5m after it came, for the rest of her late events, and enters her then if her latest of workout_completed is still from before 2026-12-08T12:05:00Z"
+            "detail": "her latest of workout_completed at 2026-11-30T12:00:00Z, which came late (it happened 10d before it came, at about 2026-12-10T12:00:00Z): her check waits until 2026-12-10T12:05:00Z, 5m after it came, for the rest of her late events, and enters her then if her latest of workout_completed is still from before 2026-12-08T12:05:00Z"
         })
     );
     let amy = answer(&settling, "amy", "streak_broken").await;
