@@ -984,14 +984,7 @@ impl<'r> Renderer<'r> {
         format: &'r Option<Box<str>>,
         locale: &'r Option<Box<Expr>>,
     ) -> Direct<V<'r>> {
-        let tag = match locale {
-            None => None,
-            Some(l) => match self.eval(l)? {
-                V::Undefined => None,
-                V::Str(s) => Some(s),
-                _ => return Err(Declined),
-            },
-        };
+        let tag = self.locale_arg(locale)?;
         let V::Str(text) = value else {
             return Err(Declined);
         };
@@ -1008,6 +1001,19 @@ impl<'r> Renderer<'r> {
         Ok(V::Str(Cow::Owned(text)))
     }
 
+    /// A `locale=` argument's text: none when not given or missing; what MiniJinja's filters
+    /// refuse (a value that is not text) declines.
+    fn locale_arg(&mut self, locale: &'r Option<Box<Expr>>) -> Direct<Option<Cow<'r, str>>> {
+        match locale {
+            None => Ok(None),
+            Some(l) => match self.eval(l)? {
+                V::Undefined => Ok(None),
+                V::Str(s) => Ok(Some(s)),
+                _ => Err(Declined),
+            },
+        }
+    }
+
     /// `value | currency(code, locale=...)` as `template::currency` writes it; what MiniJinja's
     /// filter refuses (a code or locale that is not text, a value that is no number) declines.
     fn currency(
@@ -1022,14 +1028,7 @@ impl<'r> Renderer<'r> {
             V::Str(s) => Some(s),
             _ => return Err(Declined),
         };
-        let tag = match locale {
-            None => None,
-            Some(l) => match self.eval(l)? {
-                V::Undefined => None,
-                V::Str(s) => Some(s),
-                _ => return Err(Declined),
-            },
-        };
+        let tag = self.locale_arg(locale)?;
         if matches!(value, V::Undefined) {
             return Ok(V::Undefined);
         }
