@@ -475,7 +475,7 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "repeated" => &["event", "times", "where", "within"],
         "inactive" => &["events", "for", "where"],
         "schedule" => &["cron", "timezone", "where"],
-        "goal" => &["event", "where", "within"],
+        "goal" => &["event", "trait_changed", "where", "within"],
         "quiet_hours" => &["end", "start"],
         "wait_until" => &["after", "before", "date", "if_past", "time", "weekdays"],
         "if_past" => &["by_more_than", "then"],
@@ -1948,8 +1948,11 @@ fn days_compared_as_a_range(source: &str) -> Option<String> {
 /// enrollment does not hear itself (one that came before its trigger, or that the user sent as
 /// herself before a login moved a visitor's enrollment to her) is not judged by them, as there
 /// was no enrollment to compare with and the profile keeps no properties to compare later.
+/// (Not one on a trait's change: those are judged only as the identify comes, by the
+/// enrollments it reaches.)
 fn wheres_judged_only_by_the_enrollment(j: &Journey) -> Vec<Problem> {
     let exits = j.exit_when.iter().enumerate().filter_map(|(k, x)| {
+        x.event.as_ref()?;
         Some((
             format!("exit_when[{k}].where"),
             x.condition.as_ref()?,
@@ -1959,6 +1962,7 @@ fn wheres_judged_only_by_the_enrollment(j: &Journey) -> Vec<Problem> {
     let goal = j
         .goal
         .as_ref()
+        .filter(|g| g.event.is_some())
         .and_then(|g| g.condition.as_ref())
         .map(|c| ("goal.where".to_string(), c, "convert"));
     exits
@@ -2714,41 +2718,109 @@ fn step_templates(step: &crate::journey::Step) -> Vec<(String, &str)> {
     out
 }
 
+/// Where a journey names an event, for what its problems say.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Trigger,
+    Exit,
+    Goal,
+    Wait,
+}
+
 /// Every event name the journey listens for must be one the API accepts (not empty nor only
 /// spaces, at most [`crate::event::MAX_EVENT_NAME_CHARS`] characters): another could never be
-/// heard, and the trigger, exit, goal or wait naming it would never happen.
+/// heard, and the trigger, exit, goal or wait naming it would never happen. Nor a Segment
+/// call's type (`identify`, `page`): see [`call_type_problem`]. An exit and a goal name an
+/// event or a trait whose change they watch (`trait_changed`), one of the two.
 fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
-    let mut names: Vec<(String, &str)> = Vec::new();
+    let mut names: Vec<(String, &str, Listener, Option<&crate::condition::Condition>)> = Vec::new();
     if let Some(events) = &j.trigger.event {
+        let condition = j.trigger.condition.as_ref();
         match events.names() {
-            [one] => names.push(("trigger.event".into(), one)),
+            [one] => names.push(("trigger.event".into(), one, Listener::Trigger, condition)),
             many => {
                 for (k, e) in many.iter().enumerate() {
-                    names.push((format!("trigger.event[{k}]"), e));
+                    names.push((
+                        format!("trigger.event[{k}]"),
+                        e,
+                        Listener::Trigger,
+                        condition,
+                    ));
                 }
             }
         }
     }
     if let Some(r) = &j.trigger.repeated {
-        names.push(("trigger.repeated.event".into(), &r.event));
+        names.push((
+            "trigger.repeated.event".into(),
+            &r.event,
+            Listener::Trigger,
+            r.condition.as_ref(),
+        ));
     }
     if let Some(i) = &j.trigger.inactive {
         for (k, e) in i.events.iter().enumerate() {
-            names.push((format!("trigger.inactive.events[{k}]"), e));
+            names.push((
+                format!("trigger.inactive.events[{k}]"),
+                e,
+                Listener::Trigger,
+                i.condition.as_ref(),
+            ));
         }
     }
-    for (k, x) in j.exit_when.iter().enumerate() {
-        names.push((format!("exit_when[{k}].event"), &x.event));
-    }
-    if let Some(g) = &j.goal {
-        names.push(("goal.event".into(), &g.event));
+    let listened = j
+        .exit_when
+        .iter()
+        .enumerate()
+        .map(|(k, x)| {
+            let at = format!("exit_when[{k}]");
+            (
+                at,
+                &x.event,
+                &x.trait_changed,
+                Listener::Exit,
+                x.condition.as_ref(),
+            )
+        })
+        .chain(j.goal.as_ref().map(|g| {
+            let at = "goal".to_string();
+            (
+                at,
+                &g.event,
+                &g.trait_changed,
+                Listener::Goal,
+                g.condition.as_ref(),
+            )
+        }));
+    for (at, event, trait_changed, listener, condition) in listened {
+        match (event, trait_changed) {
+            (Some(e), None) => names.push((format!("{at}.event"), e, listener, condition)),
+            (None, Some(t)) => {
+                if let Some(why) = watched_trait_problem(t) {
+                    out.push(problem(format!("{at}.trait_changed"), why));
+                }
+            }
+            (Some(_), Some(_)) => out.push(problem(
+                format!("{at}.trait_changed"),
+                "write one of `event` (a track event the app sends) and `trait_changed` (a profile trait an identify changes), not both: for either, list two (`exit_when: [{event: account_closed}, {trait_changed: plan}]`)",
+            )),
+            (None, None) => out.push(problem(
+                at,
+                "name what it listens to: `event: order_completed` (a track event the app sends), or `trait_changed: plan` (a profile trait an identify changes)",
+            )),
+        }
     }
     for (i, step) in j.steps.iter().enumerate() {
         if let Action::WaitFor(w) = step.action() {
-            names.push((format!("steps[{i}].wait_for.event"), &w.event));
+            names.push((
+                format!("steps[{i}].wait_for.event"),
+                &w.event,
+                Listener::Wait,
+                w.condition.as_ref(),
+            ));
         }
     }
-    for (path, name) in names {
+    for (path, name, listener, condition) in names {
         if crate::event::shows_nothing(name) {
             out.push(problem(
                 path,
@@ -2763,8 +2835,76 @@ fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
                     name.chars().count()
                 ),
             ));
+        } else if let Some(why) = call_type_problem(name, listener, condition) {
+            out.push(problem(path, why));
         }
     }
+}
+
+/// Why `name`, a Segment call's type, is no event a journey hears, if it is one: an identify
+/// (`identify`, `$identify` as a profile's history lists them, `alias`) changes the profile and
+/// comes as no track event, so an exit, goal, trigger or wait on it would never happen;
+/// `page`, `screen` and `group` calls come as the events `page_viewed`, `screen_viewed` and
+/// `group_joined`; `track` is the type of every track event. An error, not advice: an app has no
+/// reason to name a track after a call's type, and a file that does most likely meant the call,
+/// which would silently never fire. For an identify the problem says what does: an exit or a
+/// goal on the trait's change (`trait_changed`), named after the `profile.*` trait its `where`
+/// reads when it reads one.
+fn call_type_problem(
+    name: &str,
+    listener: Listener,
+    condition: Option<&crate::condition::Condition>,
+) -> Option<String> {
+    let call = name.trim().trim_start_matches('$').to_ascii_lowercase();
+    let viewed = match call.as_str() {
+        "identify" | "alias" => None,
+        "page" => Some("page_viewed"),
+        "screen" => Some("screen_viewed"),
+        "group" => Some("group_joined"),
+        "track" => {
+            return Some(format!(
+                "`{name}` is the type of a Segment call, not an event's name: name the event the app tracks (its `event`), e.g. `order_completed`"
+            ))
+        }
+        _ => return None,
+    };
+    if let Some(viewed) = viewed {
+        return Some(format!(
+            "a `{call}` call comes as the track event `{viewed}` (its `name` and properties among its properties), never as `{name}`: write `{viewed}`"
+        ));
+    }
+    // The trait the `where` reads on the profile, most likely the one whose change is meant.
+    let read = condition.and_then(|c| {
+        c.paths().iter().find_map(|p| {
+            root_field(p, "profile")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+        })
+    });
+    let (t, to) = match &read {
+        Some(t) => (t.as_str(), "event.to == true"),
+        None => ("plan", "event.to == 'pro'"),
+    };
+    let head = format!(
+        "an identify is no track event: no event `{name}` comes when the app identifies a user (an identify changes her profile), so this"
+    );
+    let instead = format!(
+        "`{{trait_changed: {t}, where: \"{to}\"}}` (its `where` reads the change as `event.from` and `event.to`, and `profile.*` as the identify left it)"
+    );
+    Some(match listener {
+        Listener::Exit => format!(
+            "{head} exit would never happen. To exit when an identify changes a trait, write {instead}"
+        ),
+        Listener::Goal => format!(
+            "{head} goal would never be reached. To convert when an identify changes a trait, write `goal: {{trait_changed: {t}, where: \"{to}\", within: 7d}}` (its `where` reads the change as `event.from` and `event.to`)"
+        ),
+        Listener::Trigger => format!(
+            "{head} trigger would never enter anyone. To enter when an identify changes a trait, write `trigger: {{trait_changed: {t}, where: \"{to}\"}}`"
+        ),
+        Listener::Wait => format!(
+            "{head} wait would always time out. A wait cannot wait for a trait's change: have the app send a track event when it happens (`subscribed`) and wait for that, or `wait` a while and `branch` on `profile.{t}`"
+        ),
+    })
 }
 
 /// A `wait_for` whose event is also an unconditional `exit_when` event can never take its event
@@ -2776,7 +2916,7 @@ fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
         };
         if j.exit_when
             .iter()
-            .any(|x| x.event == w.event && x.condition.is_none())
+            .any(|x| x.names_event(&w.event) && x.condition.is_none())
         {
             out.push(problem(
                 format!("steps[{i}].wait_for.event"),

@@ -251,7 +251,10 @@ pub fn matches(
     ctx: &Ctx<'_>,
     enrollment: Option<&Enrollment>,
 ) -> bool {
-    event.event.as_deref() == Some(m.event.as_str())
+    event
+        .event
+        .as_deref()
+        .is_some_and(|name| m.names_event(name))
         && m.condition
             .as_ref()
             .is_none_or(|c| c.eval(&event_scope(event, profile, ctx, enrollment)))
@@ -672,7 +675,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
         enrollment: e.id.clone(),
         step: Some(Arc::from(e.step.as_str())),
         what: What::Converted {
-            event: goal.event.clone(),
+            event: goal.label(),
             splits: crate::timeline::chosen_by(&e.splits, at),
             last_message: None,
         },
@@ -699,11 +702,7 @@ pub fn convert_previous(
     if at < prev.trigger_at || at >= enrollment.trigger.at || at > deadline {
         return None;
     }
-    let m = EventMatch {
-        event: goal.event.clone(),
-        condition: goal.condition.clone(),
-    };
-    if !matches(&m, event, &ctx.profile.scope(), ctx, None) {
+    if !matches(&goal.as_match(), event, &ctx.profile.scope(), ctx, None) {
         return None;
     }
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
@@ -715,7 +714,7 @@ pub fn convert_previous(
         enrollment: prev.id.clone(),
         step: Some(Arc::from(prev.step.as_str())),
         what: What::Converted {
-            event: goal.event.clone(),
+            event: goal.label(),
             splits: crate::timeline::chosen_by(&prev.splits, at),
             // The runtime credits it (it knows which messages went out).
             last_message: None,
@@ -793,10 +792,7 @@ fn event_of(
     let mut changed = false;
 
     if let Some(goal) = &j.goal {
-        let m = EventMatch {
-            event: goal.event.clone(),
-            condition: goal.condition.clone(),
-        };
+        let m = goal.as_match();
         let deadline = enrollment
             .entered_at
             .checked_add(goal.within.to_jiff())
@@ -825,7 +821,7 @@ fn event_of(
     }
 
     let exits = if exit_met {
-        j.exit_when.iter().any(|m| m.event == name)
+        j.exit_when.iter().any(|m| m.names_event(name))
     } else {
         j.exit_when
             .iter()
@@ -841,10 +837,7 @@ fn event_of(
         let Some(w) = j.step(&step).and_then(|s| s.wait_for.as_ref()) else {
             return changed.then(|| run.finish());
         };
-        let m = EventMatch {
-            event: w.event.clone(),
-            condition: w.condition.clone(),
-        };
+        let m = EventMatch::event(&w.event, w.condition.clone());
         // An event from before the wait began, delivered late, is not the one waited for (it
         // would not have been, delivered on time).
         let began = run.enrollment.wait_began(w.timeout.to_jiff());
@@ -879,6 +872,169 @@ fn event_of(
         }
     }
     changed.then(|| run.finish())
+}
+
+/// One change of a profile trait an identify made, as exits and goals that watch the trait read
+/// it: the trait's name, and `{trait, from, to}` (their `event.*`).
+pub type TraitChanged = (String, Arc<Value>);
+
+/// Whether an identify's `changes` meet `m` (an `exit_when`, a goal written as one) for
+/// `enrollment`: one of them is of the trait it watches, and its `where` holds on it (as
+/// `event.*`, with `profile.*` the profile after the identify). The change that met it.
+fn change_meets<'c>(
+    m: &EventMatch,
+    changes: &'c [TraitChanged],
+    profile: &Value,
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+) -> Option<&'c TraitChanged> {
+    changes.iter().find(|(name, properties)| {
+        m.watches(name)
+            && m.condition
+                .as_ref()
+                .is_none_or(|c| c.eval(&change_scope(properties, profile, ctx, enrollment)))
+    })
+}
+
+/// What a `where` on a trait change of `enrollment` reads: the change as `event.*`.
+fn change_scope<'a>(
+    change: &'a Value,
+    profile: &'a Value,
+    ctx: &Ctx<'a>,
+    enrollment: &'a Enrollment,
+) -> Scope<'a> {
+    Scope {
+        event: change,
+        trigger: &enrollment.trigger.properties,
+        waited: enrollment.waited_properties(),
+        profile,
+        now: ctx.now,
+        zone: ctx.journey.default_zone(),
+    }
+}
+
+/// Whether the identify `identify` is one that trait changes of `enrollment` may come with:
+/// after the trigger, and not the very identify that entered it (a journey entered on the
+/// change of `plan` that exits on it is not left by its own trigger).
+fn changes_reach(enrollment: &Enrollment, identify: &Event) -> bool {
+    identify.timestamp >= enrollment.trigger.at && !enrollment.entered_by(&identify.message_id)
+}
+
+/// Whether an identify's `changes` are one the journey exits on (an `exit_when` with
+/// `trait_changed`), for this enrollment: as [`exits_on`] for an event, sends it still owes
+/// must not go out after it.
+pub fn exits_on_change(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    identify: &Event,
+    changes: &[TraitChanged],
+) -> bool {
+    if changes.is_empty() || !changes_reach(enrollment, identify) {
+        return false;
+    }
+    let profile = ctx.profile.scope();
+    ctx.journey
+        .exit_when
+        .iter()
+        .any(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some())
+}
+
+/// An identify's changes of profile traits (`changes`, as the profile update found them: see
+/// `Profile::apply_watching`) for a user already enrolled: the goal and the exits that watch one
+/// of them (`{trait_changed: plan, where: "event.to == 'pro'"}`), as an event meets a goal or an
+/// exit. The exit's reason and the timeline name it `trait_changed plan`. `None` when they
+/// change nothing.
+pub fn on_trait_changes(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    identify: &Event,
+    changes: &[TraitChanged],
+) -> Option<Transition> {
+    if changes.is_empty() || !changes_reach(enrollment, identify) {
+        return None;
+    }
+    let j = ctx.journey;
+    let profile = ctx.profile.scope();
+    let mut run = Run::new(ctx, resumed(enrollment))
+        .moved_at(identify.timestamp, Mover::Event(&identify.message_id));
+    let mut changed = false;
+    if let Some(goal) = &j.goal {
+        let deadline = enrollment
+            .entered_at
+            .checked_add(goal.within.to_jiff())
+            .unwrap_or(enrollment.entered_at);
+        if run.enrollment.converted_at.is_none()
+            && identify.timestamp <= deadline
+            && change_meets(&goal.as_match(), changes, &profile, ctx, enrollment).is_some()
+        {
+            run.enrollment.converted_at = Some(identify.timestamp);
+            let step = run.enrollment.step.clone();
+            run.log(
+                Some(&step),
+                What::Converted {
+                    event: goal.label(),
+                    splits: crate::timeline::chosen_by(&run.enrollment.splits, identify.timestamp),
+                    // The runtime credits it (it knows which messages went out).
+                    last_message: None,
+                },
+            );
+            changed = true;
+        }
+    }
+    if !run.enrollment.is_active() {
+        return changed.then(|| run.finish());
+    }
+    let exit = j
+        .exit_when
+        .iter()
+        .find(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some());
+    if let Some(m) = exit {
+        run.exit(&m.label());
+        return Some(run.finish());
+    }
+    changed.then(|| run.finish())
+}
+
+/// The exits watching a trait an identify changed whose `where` was false for the change (when
+/// no exit took it): each an [`What::Unmet`] entry, as [`unmet`] says of an event's.
+pub fn unmet_changes(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    identify: &Event,
+    changes: &[TraitChanged],
+) -> Vec<Entry> {
+    if changes.is_empty() || !enrollment.is_active() || !changes_reach(enrollment, identify) {
+        return Vec::new();
+    }
+    let j = ctx.journey;
+    let profile = ctx.profile.scope();
+    if j.exit_when
+        .iter()
+        .any(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some())
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for m in &j.exit_when {
+        let Some(c) = m.condition.as_ref() else {
+            continue;
+        };
+        for (name, properties) in changes.iter().filter(|(name, _)| m.watches(name)) {
+            let scope = change_scope(properties, &profile, ctx, enrollment);
+            out.push(Entry {
+                at: ctx.now,
+                journey: enrollment.journey.clone(),
+                enrollment: enrollment.id.clone(),
+                step: Some(Arc::from(enrollment.step.as_str())),
+                what: What::Unmet {
+                    event: format!("trait_changed {name}"),
+                    by: "exit_when".to_string(),
+                    detail: Some(c.why_false(&scope)),
+                },
+            });
+        }
+    }
+    out
 }
 
 /// What `event` would have done to `enrollment` but for a `where` that was false: an
@@ -919,7 +1075,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
     let mut out: Vec<Entry> = j
         .exit_when
         .iter()
-        .filter(|m| m.event == name)
+        .filter(|m| m.names_event(name))
         .filter_map(|m| m.condition.as_ref())
         .map(|c| said("exit_when", c))
         .collect();

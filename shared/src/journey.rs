@@ -316,12 +316,22 @@ pub enum Reentry {
     After(Duration),
 }
 
-/// An event, optionally with a condition, as `exit_when`, `goal` and `wait_for` name them.
+/// An event or a trait change, optionally with a condition, as `exit_when` names them. Exactly
+/// one of `event` and `trait_changed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_listened)]
 pub struct EventMatch {
+    /// A track event (`order_completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
-    pub event: String,
+    pub event: Option<String>,
+    /// An identify's change of this profile trait, as a `trait_changed` trigger watches one:
+    /// `event.*` is `{trait, from, to}` (`from` missing when it was not set, `to` when it was
+    /// removed) and `profile.*` the profile after the identify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
+    pub trait_changed: Option<String>,
     /// Only an event for which this condition holds: `event.*` is the event that came,
     /// `trigger.*` the enrollment's trigger event, `waited.*` the event its latest `wait_for`
     /// met, and `profile.*` the user's profile.
@@ -329,11 +339,83 @@ pub struct EventMatch {
     pub condition: Option<Condition>,
 }
 
+/// What an exit or a goal listens to, once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listened<'a> {
+    /// A track event, by name.
+    Event(&'a str),
+    /// An identify's change of a profile trait, by the trait's name.
+    TraitChanged(&'a str),
+}
+
+impl Listened<'_> {
+    /// How an exit's reason and the timeline name it: the event's name, or `trait_changed
+    /// plan` (as the file writes it, `{trait_changed: plan}`).
+    pub fn label(&self) -> String {
+        match self {
+            Listened::Event(name) => (*name).to_string(),
+            Listened::TraitChanged(name) => format!("trait_changed {name}"),
+        }
+    }
+}
+
+/// Which of `event` and `trait_changed` is set: `None` when neither or both (validation says so).
+fn listened<'a>(
+    event: &'a Option<String>,
+    trait_changed: &'a Option<String>,
+) -> Option<Listened<'a>> {
+    match (event, trait_changed) {
+        (Some(e), None) => Some(Listened::Event(e)),
+        (None, Some(t)) => Some(Listened::TraitChanged(t)),
+        _ => None,
+    }
+}
+
+impl EventMatch {
+    /// A match of the event `name`, with `condition`.
+    pub fn event(name: &str, condition: Option<Condition>) -> EventMatch {
+        EventMatch {
+            event: Some(name.to_string()),
+            trait_changed: None,
+            condition,
+        }
+    }
+
+    /// What it listens to (`None`: neither or both named, which validation refuses).
+    pub fn listened(&self) -> Option<Listened<'_>> {
+        listened(&self.event, &self.trait_changed)
+    }
+
+    /// Whether it listens to the track event `name`.
+    pub fn names_event(&self, name: &str) -> bool {
+        self.listened() == Some(Listened::Event(name))
+    }
+
+    /// Whether it listens to an identify's change of trait `name`.
+    pub fn watches(&self, name: &str) -> bool {
+        self.listened() == Some(Listened::TraitChanged(name))
+    }
+
+    /// How an exit's reason and the timeline name it (see [`Listened::label`]).
+    pub fn label(&self) -> String {
+        self.listened().map(|l| l.label()).unwrap_or_default()
+    }
+}
+
+/// A conversion: an event, or an identify's change of a trait, within a window after entry.
+/// Exactly one of `event` and `trait_changed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_listened)]
 pub struct Goal {
+    /// A track event (`order_completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
-    pub event: String,
+    pub event: Option<String>,
+    /// An identify's change of this profile trait (`event.*` is `{trait, from, to}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
+    pub trait_changed: Option<String>,
     /// Only an event for which this condition holds: `event.*` is the event that came,
     /// `trigger.*` the enrollment's trigger event, `waited.*` the event its latest `wait_for`
     /// met, and `profile.*` the user's profile.
@@ -341,6 +423,37 @@ pub struct Goal {
     pub condition: Option<Condition>,
     /// The conversion window after entry.
     pub within: Duration,
+}
+
+impl Goal {
+    /// What it listens to (`None`: neither or both named, which validation refuses).
+    pub fn listened(&self) -> Option<Listened<'_>> {
+        listened(&self.event, &self.trait_changed)
+    }
+
+    /// Whether it listens to the track event `name`.
+    pub fn names_event(&self, name: &str) -> bool {
+        self.listened() == Some(Listened::Event(name))
+    }
+
+    /// Whether it listens to an identify's change of trait `name`.
+    pub fn watches(&self, name: &str) -> bool {
+        self.listened() == Some(Listened::TraitChanged(name))
+    }
+
+    /// How an exit's reason and the timeline name it (see [`Listened::label`]).
+    pub fn label(&self) -> String {
+        self.listened().map(|l| l.label()).unwrap_or_default()
+    }
+
+    /// Its event and condition, as an exit's are written.
+    pub fn as_match(&self) -> EventMatch {
+        EventMatch {
+            event: self.event.clone(),
+            trait_changed: self.trait_changed.clone(),
+            condition: self.condition.clone(),
+        }
+    }
 }
 
 /// A local-time window, e.g. `{start: "21:00", end: "08:00"}` (may wrap past midnight).
@@ -1231,6 +1344,28 @@ impl Journey {
         }
     }
 
+    /// Every profile trait whose change the journey listens to: its `trait_changed` trigger's,
+    /// its exits' and its goal's (the profile notes their changes: see
+    /// `Profile::apply_watching`).
+    pub fn watched_traits(&self) -> impl Iterator<Item = &str> {
+        let exits = self.exit_when.iter().filter_map(|m| match m.listened() {
+            Some(Listened::TraitChanged(t)) => Some(t),
+            _ => None,
+        });
+        let goal = self.goal.as_ref().and_then(|g| match g.listened() {
+            Some(Listened::TraitChanged(t)) => Some(t),
+            _ => None,
+        });
+        self.watched_trait().into_iter().chain(exits).chain(goal)
+    }
+
+    /// Whether the journey listens, once entered, to an identify's change of trait `name` (an
+    /// exit, the goal).
+    pub fn listens_to_change(&self, name: &str) -> bool {
+        self.exit_when.iter().any(|m| m.watches(name))
+            || self.goal.as_ref().is_some_and(|g| g.watches(name))
+    }
+
     /// Whether the journey names `event` anywhere: its trigger (an event, a `repeated` count,
     /// an `inactive` set) or what it listens to once entered.
     pub fn names_event(&self, event: &str) -> bool {
@@ -1245,8 +1380,8 @@ impl Journey {
 
     /// Whether the journey listens to `event` after entry (exit, goal, wait_for).
     pub fn listens_to(&self, event: &str) -> bool {
-        self.exit_when.iter().any(|m| m.event == event)
-            || self.goal.as_ref().is_some_and(|g| g.event == event)
+        self.exit_when.iter().any(|m| m.names_event(event))
+            || self.goal.as_ref().is_some_and(|g| g.names_event(event))
             || self
                 .steps
                 .iter()
@@ -1274,6 +1409,10 @@ fn one_trigger(schema: &mut schemars::Schema) {
         schema,
         &["event", "trait_changed", "repeated", "inactive", "schedule"],
     );
+}
+
+fn one_listened(schema: &mut schemars::Schema) {
+    exactly_one(schema, &["event", "trait_changed"]);
 }
 
 fn one_action(schema: &mut schemars::Schema) {

@@ -31,7 +31,7 @@ pub fn mermaid(j: &Journey) -> String {
         let events: Vec<String> = j
             .exit_when
             .iter()
-            .map(|m| with_condition(&m.event, m.condition.as_ref()))
+            .map(|m| with_condition(&listened_text(m.listened()), m.condition.as_ref()))
             .collect();
         d.line(&format!(
             "    exit_when>\"exit when: {}\"]",
@@ -42,7 +42,7 @@ pub fn mermaid(j: &Journey) -> String {
     if let Some(g) = &j.goal {
         let goal = format!(
             "goal: {} within {}",
-            with_condition(&g.event, g.condition.as_ref()),
+            with_condition(&listened_text(g.listened()), g.condition.as_ref()),
             g.within
         );
         d.line(&format!("    goal>\"{}\"]", text(&goal)));
@@ -288,6 +288,16 @@ fn rules_label(j: &Journey) -> Vec<String> {
         lines.push("transactional: no caps, no quiet hours".into());
     }
     lines
+}
+
+/// An exit's or a goal's event, or the trait whose change it watches (`plan changes`), as the
+/// trigger's label says a `trait_changed` trigger.
+fn listened_text(l: Option<crate::journey::Listened<'_>>) -> String {
+    match l {
+        Some(crate::journey::Listened::Event(name)) => name.to_string(),
+        Some(crate::journey::Listened::TraitChanged(name)) => format!("{name} changes"),
+        None => String::new(),
+    }
 }
 
 fn with_condition(event: &str, condition: Option<&crate::condition::Condition>) -> String {

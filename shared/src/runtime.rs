@@ -18,7 +18,7 @@ use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
 use crate::event::{Event, Kind};
-use crate::journey::{Channel, Journey, JourneyStatus, Reentry, TriggerKind};
+use crate::journey::{Channel, Journey, JourneyStatus, Listened, Reentry, TriggerKind};
 use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
@@ -1492,14 +1492,14 @@ impl Runtime {
                     let exits = j
                         .exit_when
                         .iter()
-                        .filter(|m| m.event == name)
+                        .filter(|m| m.names_event(name))
                         .filter_map(|m| m.condition.as_ref())
                         .filter(|c| !c.reads_enrollment())
                         .map(|c| ("exit", j.id.as_str(), j.default_zone(), c));
                     let goal = j
                         .goal
                         .as_ref()
-                        .filter(|g| g.event == name)
+                        .filter(|g| g.names_event(name))
                         .and_then(|g| g.condition.as_ref())
                         .filter(|c| !c.reads_enrollment())
                         .map(|c| ("goal", j.id.as_str(), j.default_zone(), c));
@@ -1515,11 +1515,12 @@ impl Runtime {
             .event
             .as_deref()
             .is_none_or(|name| journeys.iter().any(|p| p.journey.names_event(name)));
-        // The traits `trait_changed` journeys watch: an identify's change of one is their
-        // trigger (a closed or stopped journey's too, which refuses it, saying so).
+        // The traits journeys watch: an identify's change of one is a `trait_changed` trigger
+        // (a closed or stopped journey's too, which refuses it, saying so), or an exit or a
+        // goal of those enrolled (a closed journey's users finish it).
         let mut watched: Vec<&str> = journeys
             .iter()
-            .filter_map(|p| p.journey.watched_trait())
+            .flat_map(|p| p.journey.watched_traits())
             .collect();
         watched.sort_unstable();
         watched.dedup();
@@ -1699,8 +1700,15 @@ impl Runtime {
             }
         }
         let mut enrollments = self.load_enrollments(user).await?;
+        // An identify's changes of watched traits as exits and goals read them (`event.*` is
+        // `{trait, from, to}`), for those enrolled.
+        let trait_changes: Vec<engine::TraitChanged> = changed
+            .iter()
+            .map(|(name, change)| (name.clone(), Arc::new(change.properties(name))))
+            .collect();
 
-        // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for.
+        // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for
+        // (and an identify's trait changes that an exit or a goal watches).
         let names: Vec<String> = enrollments.keys().cloned().collect();
         // An exit's or a wait's `where` that kept the event from moving an enrollment: kept
         // with the event, for the user's timeline, as a refused entry is.
@@ -1724,13 +1732,20 @@ impl Runtime {
             // Or move the date a `wait_until` waits for (see `engine::date_moved`).
             let timed = e.kind == Kind::Identify && l.enrollment.waits_for_time();
             let name = e.event.as_deref();
-            if name.is_none() && !address && !timed {
+            if name.is_none() && !address && !timed && trait_changes.is_empty() {
                 continue;
             }
             let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
                 tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
                 continue;
             };
+            // Or change a trait an exit or the goal of the version she is in watches.
+            let changes = trait_changes
+                .iter()
+                .any(|(t, _)| p.journey.listens_to_change(t));
+            if name.is_none() && !address && !timed && !changes {
+                continue;
+            }
             // (The enrollment before a re-entry may convert on its own version's goal, which
             // `convert_previous` judges.)
             if name.is_some_and(|name| !p.journey.listens_to(name))
@@ -1750,7 +1765,9 @@ impl Runtime {
                 unsubscribe_url: unsub.as_deref(),
                 topics: &self.config.topics,
             };
-            let exits = stopped || engine::exits_on(&ctx, &l.enrollment, e);
+            let exits = stopped
+                || engine::exits_on(&ctx, &l.enrollment, e)
+                || engine::exits_on_change(&ctx, &l.enrollment, e, &trait_changes);
             let next = if stopped && l.enrollment.is_active() {
                 engine::stop(&ctx, &l.enrollment)
             } else if name.is_some() {
@@ -1770,15 +1787,40 @@ impl Runtime {
                     Some(at) => engine::on_event_converted(&ctx, &l.enrollment, e, Some(at)),
                     None => next,
                 }
-            } else if address {
-                engine::address_arrived(&ctx, &l.enrollment)
             } else {
-                engine::date_moved(&ctx, &l.enrollment)
+                // An identify: its trait changes first (an exit, the goal), then the address or
+                // the date it brings to the enrollment still active after them.
+                let changed = engine::on_trait_changes(&ctx, &l.enrollment, e, &trait_changes);
+                let after = changed.as_ref().map_or(&*l.enrollment, |t| &t.enrollment);
+                let then = if !after.is_active() {
+                    None
+                } else if address {
+                    engine::address_arrived(&ctx, after)
+                } else {
+                    engine::date_moved(&ctx, after)
+                };
+                match (changed, then) {
+                    (Some(mut t), Some(more)) => {
+                        t.enrollment = more.enrollment;
+                        t.effects.extend(more.effects);
+                        t.timeline.extend(more.timeline);
+                        Some(t)
+                    }
+                    (t, more) => t.or(more),
+                }
             };
             // No exit took the event: an exit's or the wait's `where` that kept it from taking
             // it, if one did (none when the wait took it).
             if !exits && name.is_some() {
                 unmet.extend(engine::unmet(&ctx, &l.enrollment, e));
+            }
+            if !exits && name.is_none() {
+                unmet.extend(engine::unmet_changes(
+                    &ctx,
+                    &l.enrollment,
+                    e,
+                    &trait_changes,
+                ));
             }
             let t = match next {
                 Some(mut t) => {
@@ -2418,9 +2460,12 @@ impl Runtime {
                         let e = &l.enrollment;
                         if let (Some(t), Some(goal)) = (
                             t.as_mut(),
-                            p.journey.goal.as_ref().filter(|g| g.condition.is_some()),
+                            p.journey
+                                .goal
+                                .as_ref()
+                                .filter(|g| g.condition.is_some() && g.event.is_some()),
                         ) {
-                            let inclusive = goal.event != e.trigger.event;
+                            let inclusive = !goal.names_event(&e.trigger.event);
                             let marked = profile.marked_after(
                                 "goal",
                                 &p.journey.id,
@@ -2656,9 +2701,14 @@ impl Runtime {
             t.enrollment.follow(&l.enrollment);
         }
         // A goal reached after the trigger but applied before it (events out of order).
-        if let Some(at) = j.goal.as_ref().and_then(|g| match g.condition {
-            None => profile.first_after(&g.event, trigger_at, &cause, g.event != trigger_event),
-            Some(_) => profile.marked_after("goal", &j.id, trigger_at, g.event != trigger_event),
+        // (Not a trait change: an identify's changes are judged as they come, never late.)
+        let event_goal = j.goal.as_ref().and_then(|g| match g.listened() {
+            Some(Listened::Event(name)) => Some((g, name)),
+            _ => None,
+        });
+        if let Some(at) = event_goal.and_then(|(g, name)| match g.condition {
+            None => profile.first_after(name, trigger_at, &cause, name != trigger_event),
+            Some(_) => profile.marked_after("goal", &j.id, trigger_at, name != trigger_event),
         }) {
             engine::convert_late(&ctx, &mut t, at);
         }
@@ -3073,7 +3123,7 @@ impl Runtime {
             .iter()
             .map(|p| &p.journey)
             .filter(|j| !enrollments.contains_key(&j.id))
-            .filter(|j| j.goal.as_ref().is_some_and(|g| g.event == name))
+            .filter(|j| j.goal.as_ref().is_some_and(|g| g.names_event(name)))
             .flat_map(|j| {
                 profile.anonymous_ids.iter().map(|a| {
                     let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
@@ -5087,22 +5137,23 @@ fn late_exit(
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
-    let (m, exit_at) = j.exit_when.iter().find_map(|m| {
+    // (Not a trait change: an identify's changes are judged as they come, never late.)
+    let (name, exit_at) = j.exit_when.iter().find_map(|m| {
+        let Some(Listened::Event(name)) = m.listened() else {
+            return None;
+        };
         match m.condition {
-            None => profile.seen_after(
-                &m.event,
-                trigger.at,
-                &trigger.message_id,
-                m.event != trigger.event,
-            ),
+            None => {
+                profile.seen_after(name, trigger.at, &trigger.message_id, name != trigger.event)
+            }
             // Its `where` was met when it came (`Profile::marks`).
-            Some(_) => profile.marked_after("exit", &j.id, trigger.at, m.event != trigger.event),
+            Some(_) => profile.marked_after("exit", &j.id, trigger.at, name != trigger.event),
         }
-        .map(|t| (m, t))
+        .map(|t| (name, t))
     })?;
     Some(found_event(
         profile,
-        &m.event,
+        name,
         Enrollment::late_exit_id_of(cause),
         exit_at,
         now,

@@ -93,7 +93,8 @@ pub enum What {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         failed: BTreeMap<String, String>,
     },
-    /// The goal event happened within its window; `splits`: the paths the user's splits took,
+    /// The goal event happened within its window (`event`: its name, or `trait_changed plan`
+    /// for a goal on an identify's change of `plan`); `splits`: the paths the user's splits took,
     /// so each path (and the holdout) has its own conversions in the stats; `last_message`:
     /// the step of the last message this enrollment sent the user before the goal event, the
     /// step the conversion is credited to (none when none had gone out).
@@ -104,7 +105,8 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_message: Option<String>,
     },
-    /// Ended by an `exit_when` event.
+    /// Ended by an `exit_when` event (`event`: its name), or an identify's change of a trait an
+    /// `exit_when` watches (`trait_changed plan`).
     Exited { event: String },
     /// Ended because the journey was stopped (`status: stopped`).
     Stopped,
@@ -150,7 +152,8 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
-    /// An event the enrollment listens for came, and the `where` of the part that names it
+    /// An event the enrollment listens for came (or an identify changed a trait an exit
+    /// watches: `event` is `trait_changed plan`), and the `where` of the part that names it
     /// (`by`: `exit_when`, `wait_for`) was false, so it moved nothing: `detail` is the
     /// condition and what it read. Kept with the event, as a refused entry is.
     Unmet {

@@ -1,0 +1,442 @@
+//! Exits and goals on an identify's change of a profile trait (`exit_when: [{trait_changed:
+//! subscriber, where: "event.to == true"}]`): a news site's offer ends when the backend's identify
+//! marks her a subscriber, as an exit event would end it; and `waymark validate` refuses an exit
+//! on `event: identify`, which no track ever sends, saying what to write.
+
+mod support;
+
+use jiff::SignedDuration;
+use serde_json::json;
+
+use support::*;
+use waymark::store::{Expect, Record, Store};
+use waymark::timeline::What;
+
+/// A paywall offer by email a day after she hits the paywall, which her subscribing ends.
+const OFFER: &str = r#"
+id: offer
+name: Offer
+trigger: {event: paywall_hit}
+reentry: after_exit
+exit_when:
+  - trait_changed: subscriber
+    where: "event.to == true"
+steps:
+  - id: w
+    wait: 1d
+  - id: s
+    send: {email: {subject: "Subscribe, {{ profile.first_name }}", text: "."}}
+"#;
+
+fn identify(at: &str, user: &str, id: &str, traits: serde_json::Value) -> String {
+    let mut t = json!({"email": format!("{user}@example.com"), "first_name": user});
+    if let (Some(t), Some(more)) = (t.as_object_mut(), traits.as_object()) {
+        t.extend(more.clone());
+    }
+    json!({"at": at, "type": "identify", "userId": user, "messageId": id, "traits": t}).to_string()
+}
+
+fn track(at: &str, user: &str, event: &str, id: &str) -> String {
+    json!({"at": at, "userId": user, "event": event, "messageId": id}).to_string()
+}
+
+fn ends(w: &What) -> bool {
+    matches!(
+        w,
+        What::Exited { .. } | What::Converted { .. } | What::Completed
+    )
+}
+
+fn unmet(w: &What) -> bool {
+    matches!(w, What::Unmet { .. })
+}
+
+#[tokio::test]
+async fn subscribing_by_an_identify_ends_the_offer_and_the_same_value_again_does_not() {
+    let script = [
+        identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})),
+        identify(
+            "2026-03-01T00:00:00Z",
+            "bob",
+            "b-0",
+            json!({"subscriber": false}),
+        ),
+        identify(
+            "2026-03-01T00:00:00Z",
+            "cat",
+            "c-0",
+            json!({"subscriber": true}),
+        ),
+        track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"),
+        track("2026-03-01T01:00:00Z", "bob", "paywall_hit", "b-1"),
+        track("2026-03-01T01:00:00Z", "cat", "paywall_hit", "c-1"),
+        // ann subscribes: the exit
+        identify(
+            "2026-03-01T02:00:00Z",
+            "ann",
+            "a-2",
+            json!({"subscriber": true}),
+        ),
+        // bob's trait changes, but not to `true`: the `where` keeps him in, and says so
+        identify(
+            "2026-03-01T02:00:00Z",
+            "bob",
+            "b-2",
+            json!({"subscriber": null}),
+        ),
+        // cat was one already: the same value again is no change
+        identify(
+            "2026-03-01T02:00:00Z",
+            "cat",
+            "c-2",
+            json!({"subscriber": true}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[OFFER], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-03-02T01:00:00Z bob email s: Subscribe, bob",
+            "2026-03-02T01:00:00Z cat email s: Subscribe, cat",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", ends),
+        ["2026-03-01T02:00:00Z offer/w: exited on trait_changed subscriber"]
+    );
+    let ann = entries(&out, "ann");
+    let reason = ann.iter().find_map(|e| match &e.what {
+        What::Woke { how } => Some(how.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("exited"), "the wait was cancelled");
+    assert_eq!(
+        facts(&out, "bob", unmet),
+        ["2026-03-01T02:00:00Z offer/w: heard trait_changed subscriber, which its exit_when did not take: its `where` was false"]
+    );
+    let said: Vec<&str> = entries(&out, "bob")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Unmet { detail, .. } => detail.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        ["`where: event.to == true` was false (event.to missing)"]
+    );
+    assert_eq!(facts(&out, "cat", unmet), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "cat", ends),
+        ["2026-03-02T01:00:00Z offer/s: completed"]
+    );
+}
+
+#[tokio::test]
+async fn an_exit_on_a_trait_with_no_where_takes_any_change_but_not_an_update_steps() {
+    let any = r#"
+id: any
+name: Any change
+trigger: {event: started}
+exit_when: [{trait_changed: plan}]
+steps:
+  - id: set
+    update: {set: {plan: pro}}
+  - id: w
+    wait: 1d
+  - id: s
+    send: {email: {subject: "still here", text: "."}}
+"#;
+    let script = [
+        identify("2026-03-01T00:00:00Z", "dan", "d-0", json!({})),
+        identify("2026-03-01T00:00:00Z", "eve", "e-0", json!({})),
+        // the journey's own `update` sets `plan`: no change an exit hears
+        track("2026-03-01T01:00:00Z", "dan", "started", "d-1"),
+        track("2026-03-01T01:00:00Z", "eve", "started", "e-1"),
+        // an identify that sends `pro` again changes nothing; `free` does
+        identify("2026-03-01T02:00:00Z", "dan", "d-2", json!({"plan": "pro"})),
+        identify(
+            "2026-03-01T03:00:00Z",
+            "eve",
+            "e-2",
+            json!({"plan": "free"}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[any], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-03-02T01:00:00Z dan email s: still here"]
+    );
+    assert_eq!(
+        facts(&out, "eve", ends),
+        ["2026-03-01T03:00:00Z any/w: exited on trait_changed plan"]
+    );
+}
+
+/// A journey entered on the change of `plan` that exits on another change of it: the identify
+/// that entered her does not end it, the next one does.
+#[tokio::test]
+async fn the_identify_that_enters_does_not_exit_on_its_own_change() {
+    let trial = r#"
+id: trial
+name: Trial
+trigger:
+  trait_changed: plan
+  where: "event.to == 'trial'"
+exit_when:
+  - trait_changed: plan
+    where: "event.from == 'trial'"
+steps:
+  - id: w
+    wait: 3d
+  - id: s
+    send: {email: {subject: "trial ends", text: "."}}
+"#;
+    let script = [
+        identify(
+            "2026-03-01T00:00:00Z",
+            "fay",
+            "f-0",
+            json!({"plan": "trial"}),
+        ),
+        identify(
+            "2026-03-01T00:00:00Z",
+            "gus",
+            "g-0",
+            json!({"plan": "trial"}),
+        ),
+        identify("2026-03-02T00:00:00Z", "gus", "g-1", json!({"plan": "pro"})),
+    ]
+    .join("\n");
+    let out = sim(&[trial], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-03-04T00:00:00Z fay email s: trial ends"]
+    );
+    assert_eq!(
+        facts(&out, "gus", ends),
+        ["2026-03-02T00:00:00Z trial/w: exited on trait_changed plan"]
+    );
+}
+
+#[tokio::test]
+async fn a_goal_on_a_trait_change_converts_within_its_window() {
+    let offer = r#"
+id: offer
+name: Offer
+trigger: {event: paywall_hit}
+goal: {trait_changed: subscriber, where: "event.to == true", within: 2d}
+steps:
+  - id: s
+    send: {email: {subject: "Subscribe", text: "."}}
+  - id: w
+    wait: 7d
+"#;
+    let script = [
+        identify("2026-03-01T00:00:00Z", "hal", "h-0", json!({})),
+        identify("2026-03-01T00:00:00Z", "ida", "i-0", json!({})),
+        track("2026-03-01T01:00:00Z", "hal", "paywall_hit", "h-1"),
+        track("2026-03-01T01:00:00Z", "ida", "paywall_hit", "i-1"),
+        identify(
+            "2026-03-02T01:00:00Z",
+            "hal",
+            "h-2",
+            json!({"subscriber": true}),
+        ),
+        // past the window
+        identify(
+            "2026-03-04T01:00:00Z",
+            "ida",
+            "i-2",
+            json!({"subscriber": true}),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[offer], &script).await;
+    assert_eq!(
+        facts(&out, "hal", ends),
+        [
+            "2026-03-02T01:00:00Z offer/w: converted on trait_changed subscriber, credited to s",
+            "2026-03-08T01:00:00Z offer/w: completed",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ida", ends),
+        ["2026-03-08T01:00:00Z offer/w: completed"]
+    );
+}
+
+#[tokio::test]
+async fn the_exit_withdraws_the_unread_in_app_offer_and_counts_as_an_exit() {
+    let offer = r#"
+id: offer
+name: Offer
+trigger: {event: paywall_hit}
+exit_when: [{trait_changed: subscriber, where: "event.to == true"}]
+steps:
+  - id: nudge
+    send: {in_app: {title: "Subscribe", body: "."}}
+  - id: w
+    wait: 7d
+"#;
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(offer).await;
+    h.play(&track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"))
+        .await;
+    assert_eq!(titles(&h, "ann").await, ["Subscribe"]);
+    h.play(&identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    ))
+    .await;
+    assert_eq!(titles(&h, "ann").await, Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    let withdrawn: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Withdrawn { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(withdrawn, ["exit_when trait_changed subscriber"]);
+    assert_eq!(
+        view.enrollments[0].end_reason.as_deref(),
+        Some("exit_when trait_changed subscriber")
+    );
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats("offer").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(offer), 1, &counters);
+    assert_eq!(stats.exited, 1, "{counters:?}");
+}
+
+/// The titles in `user`'s inbox.
+async fn titles(h: &Harness, user: &str) -> Vec<String> {
+    h.rt.inbox(user)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .map(|m| m.title)
+        .collect()
+}
+
+/// The identify's first delivery wrote her profile and stopped before the exit was made: run
+/// again, it finds the change its first delivery noted (the trait an exit watches keeps notes,
+/// as a trigger's does), and she exits still.
+#[tokio::test]
+async fn a_retried_identify_still_exits() {
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(OFFER).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"))
+        .await;
+    let line = identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    );
+    let ev = waymark::event::parse_call(
+        waymark::event::Call::Identify,
+        line.as_bytes(),
+        h.now(),
+        &waymark::event::Limits {
+            max_past: SignedDuration::from_hours(24),
+            max_future: SignedDuration::from_hours(24),
+        },
+    )
+    .expect("identify");
+    // its first delivery wrote her profile, then stopped
+    let key = waymark::runtime::profile_key("ann");
+    let stored = h.store.get(&key).await.expect("get").expect("a profile");
+    let mut written: waymark::profile::Profile = stored.parse().expect("profile");
+    let (_, changes) = written.apply_watching(&ev, true, &["subscriber"], h.now());
+    assert_eq!(changes.len(), 1);
+    h.store
+        .put(
+            &Record::new(key, stored.version + 1, &written).expect("record"),
+            Expect::Version(stored.version),
+        )
+        .await
+        .expect("profile");
+    h.deliver(ev).await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(
+        view.enrollments[0].end_reason.as_deref(),
+        Some("exit_when trait_changed subscriber")
+    );
+}
+
+#[test]
+fn validate_refuses_an_exit_on_identify_and_says_to_watch_the_trait() {
+    let with = |exit: &str| {
+        format!(
+            "id: offer\nname: Offer\ntrigger: {{event: paywall_hit}}\nexit_when:\n  - {exit}\nsteps:\n  - id: w\n    wait: 1d\n"
+        )
+    };
+    for (exit, says) in [
+        (
+            r#"{event: identify, where: "profile.subscriber == true"}"#,
+            r#"offer.yaml:5:6: exit_when[0].event: an identify is no track event: no event `identify` comes when the app identifies a user (an identify changes her profile), so this exit would never happen. To exit when an identify changes a trait, write `{trait_changed: subscriber, where: "event.to == true"}`"#,
+        ),
+        (
+            r#"{event: "$identify"}"#,
+            r#"exit_when[0].event: an identify is no track event: no event `$identify` comes"#,
+        ),
+        (
+            "{event: page}",
+            "a `page` call comes as the track event `page_viewed`",
+        ),
+        (
+            "{event: track}",
+            "`track` is the type of a Segment call, not an event's name",
+        ),
+        (
+            "{event: subscribed, trait_changed: subscriber}",
+            "exit_when[0].trait_changed: write one of `event` (a track event the app sends) and `trait_changed`",
+        ),
+        (
+            "{where: \"profile.subscriber == true\"}",
+            "exit_when[0]: name what it listens to: `event: order_completed` (a track event the app sends), or `trait_changed: plan`",
+        ),
+        (
+            "{trait_changed: address.city}",
+            "exit_when[0].trait_changed: `address.city` with a dot is one flat trait name",
+        ),
+    ] {
+        let errors = waymark::dsl::parse("offer.yaml", &with(exit)).expect_err(exit);
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            all.iter().any(|e| e.contains(says)),
+            "{exit}: {all:#?}"
+        );
+    }
+    // a goal and a wait on an identify too
+    let goal = "id: offer\nname: Offer\ntrigger: {event: paywall_hit}\ngoal: {event: identify, within: 7d}\nsteps:\n  - id: w\n    wait_for: {event: identify, timeout: 1d}\n";
+    let errors = waymark::dsl::parse("offer.yaml", goal).expect_err("goal");
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        all.iter()
+            .any(|e| e.contains("goal.event: an identify is no track event")
+                && e.contains(
+                    "goal: {trait_changed: plan, where: \"event.to == 'pro'\", within: 7d}"
+                )),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(
+            |e| e.contains("steps[0].wait_for.event: an identify is no track event")
+                && e.contains("wait would always time out")
+        ),
+        "{all:#?}"
+    );
+    // what it should be is valid
+    journey(OFFER);
+}
