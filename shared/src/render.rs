@@ -750,6 +750,22 @@ steps:
         assert!(!m.contains("exited"), "{m}");
     }
 
+    /// An exit and a goal on a trait's change are drawn as the trigger on one is said.
+    #[test]
+    fn an_exit_and_a_goal_on_a_trait_change_are_drawn() {
+        let j = crate::dsl::parse(
+            "offer.yaml",
+            "id: offer\nname: Offer\ntrigger: {event: paywall_hit}\nexit_when:\n  - {event: account_closed}\n  - {trait_changed: subscriber, where: \"event.to == true\"}\ngoal: {trait_changed: plan, within: 7d}\nsteps:\n  - id: w\n    wait: 1d\n",
+        )
+        .expect("valid journey");
+        let m = mermaid(&j);
+        assert!(
+            m.contains("exit_when>\"exit when: account_closed or subscriber changes where event.to == true\"]"),
+            "{m}"
+        );
+        assert!(m.contains("goal>\"goal: plan changes within 1w\"]"), "{m}");
+    }
+
     #[test]
     fn falling_off_the_end_and_unknown_steps_get_their_own_nodes() {
         let mut j = crate::dsl::parse("cart.yaml", CART).expect("valid journey");
