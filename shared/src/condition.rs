@@ -1559,6 +1559,12 @@ fn unknown_name(name: &str, called: bool) -> String {
         }
         return format!("unknown function \"{name}\": {FUNCTIONS}");
     }
+    if name == crate::secrets::ROOT {
+        return format!(
+            "unknown name \"{name}\": {}",
+            crate::secrets::ONLY_IN_WEBHOOKS
+        );
+    }
     format!(
         "unknown name \"{name}\": paths start with \"event.\" or \"profile.\", like event.{name} or \
          profile.{name} (or \"trigger.\", the enrollment's trigger event, and \"waited.\", the event \

@@ -3745,10 +3745,28 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         }
     }
     // `unsubscribe_url` is an email's alone: another channel's advice does not offer it.
+    // `secrets` is a webhook call's alone.
     let offered: &[&str] = match t {
         Template::Email(_) => &template::SCOPE,
+        Template::Webhook(_) => &template::SCOPE_WEBHOOK,
         _ => &template::SCOPE_OUTSIDE_EMAIL,
     };
+    if let Template::Webhook(w) = t {
+        // A call with a secret goes only to the host the journey writes out.
+        let reads_secret = template_sources(t)
+            .iter()
+            .any(|(_, src)| template::reads(src, crate::secrets::ROOT).is_some());
+        // (Data in a host written in part is refused above already.)
+        if reads_secret
+            && !crate::webhook::host_written_out(&w.url)
+            && crate::webhook::template_host_problem(&w.url).is_none()
+        {
+            out.push(problem(
+                format!("{channel_path}.url"),
+                crate::webhook::SECRET_HOST_ADVICE,
+            ));
+        }
+    }
     for (field, src) in template_sources(t) {
         if let Err(e) = template::check_offering(src, offered) {
             out.push(Problem {

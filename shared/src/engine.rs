@@ -2533,7 +2533,13 @@ impl<'a> Run<'a> {
                 expires: p.expires,
             },
             Template::Webhook(w) => {
-                let headers = data("headers", &w.headers)?;
+                // A secret renders as its marker: the sender puts the value in.
+                let call = |field: &str, s: &str| named(field, ctx.render_webhook(s));
+                let headers = w
+                    .headers
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), call(&format!("headers.{k}"), v)?)))
+                    .collect::<Result<BTreeMap<_, _>, template::TemplateError>>()?;
                 // A header HTTP cannot carry (a rendered value with a line break) is this
                 // user's message failing, here, as the deployed sender would refuse it.
                 for (name, value) in &headers {
@@ -2549,9 +2555,12 @@ impl<'a> Run<'a> {
                 }
                 // A URL the deployed sender could not call (the profile's `ftp://` address, an
                 // empty one) is this user's message failing, here, as for a header.
-                let url = text("url", &w.url)?;
-                if let Some(why) =
-                    webhook_url_problem(&url).or_else(|| crate::webhook::host_problem(&w.url, &url))
+                let url = call("url", &w.url)?;
+                // Checked with a stand-in for each secret (the sender checks it again, the
+                // values in).
+                let checked = crate::secrets::stood_in(&url);
+                if let Some(why) = webhook_url_problem(&checked)
+                    .or_else(|| crate::webhook::host_problem(&w.url, &checked))
                 {
                     // Without the URL itself, which may carry the user's token or address.
                     return Err(template::TemplateError {
@@ -2560,26 +2569,39 @@ impl<'a> Run<'a> {
                         message: format!("url: the URL {why}"),
                     });
                 }
-                let body = w.body.as_deref().map(|b| text("body", b)).transpose()?;
+                let body = w.body.as_deref().map(|b| call("body", b)).transpose()?;
+                // A secret goes only where the journey wrote the host out: never to a host the
+                // user's data gives (`waymark validate` says so first).
+                let has_secret = |t: &str| t.contains(crate::secrets::OPEN);
+                if (has_secret(&url)
+                    || headers.values().any(|v| has_secret(v))
+                    || body.as_deref().is_some_and(has_secret))
+                    && !crate::webhook::host_written_out(&w.url)
+                {
+                    return Err(template::TemplateError {
+                        line: None,
+                        column: None,
+                        message: format!("url: {}", crate::webhook::SECRET_HOST_ADVICE),
+                    });
+                }
                 // A body that goes out as JSON (the step names no other `Content-Type`) and is
                 // not (a value with a quote, a missing one leaving `"m": ,`): the receiver could
                 // not read it, so it fails here, saying where.
                 // (`application/json`, or a `+json` type; not NDJSON, several values a body.)
-                let json = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                    .is_none_or(|(_, v)| {
-                        let media = v.split(';').next().unwrap_or_default().trim();
-                        let media = media.to_ascii_lowercase();
-                        media == "application/json" || media.ends_with("+json")
-                    });
+                let json = crate::webhook::body_media(&headers) == crate::webhook::BodyMedia::Json;
                 if let Some(b) = body.as_deref().filter(|_| json) {
                     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b) {
+                        // A secret outside a string is a marker where a value belongs.
+                        let secret = if has_secret(b) {
+                            ", and a secret goes inside a JSON string: `\"{{ secrets.NAME }}\"`"
+                        } else {
+                            ""
+                        };
                         return Err(template::TemplateError {
                             line: None,
                             column: None,
                             message: format!(
-                                "body: is not JSON as rendered for this user ({e}): build it with `tojson`, like `{{\"user\": {{{{ user_id | tojson }}}}}}`"
+                                "body: is not JSON as rendered for this user ({e}): build it with `tojson`, like `{{\"user\": {{{{ user_id | tojson }}}}}}`{secret}"
                             ),
                         });
                     }

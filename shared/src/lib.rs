@@ -25,6 +25,7 @@ pub mod queue;
 pub mod render;
 pub mod runtime;
 pub mod scheduled;
+pub mod secrets;
 pub mod shape;
 pub mod shards;
 pub mod simulate;

@@ -18,6 +18,7 @@ use crate::engine::{Content, Outgoing};
 use crate::journey::Channel;
 use crate::profile::Address;
 use crate::provider::{Receipt, SendError, Sender};
+use crate::secrets::{shown, LocalSecrets, WebhookSecrets};
 use crate::webhook::webhook_headers_sent;
 
 /// One delivered message, as the outbox file holds it.
@@ -58,7 +59,13 @@ pub struct OutboxSender {
     store: Option<Arc<str>>,
     /// Makes the store's writes so far durable, before a line is written.
     durable_first: Option<DurableFirst>,
+    /// The webhook secrets a call must have values for, as the deployed sender's (the line
+    /// shows each as `{{ secrets.NAME }}`, never its value).
+    secrets: Arc<dyn WebhookSecrets>,
 }
+
+/// Where `waymark dev` and `waymark simulate` take a webhook secret's value from.
+const LOCAL_SECRETS_WHERE: &str = "set it in the environment of `waymark dev` or `waymark simulate` as `WAYMARK_SECRET_<NAME>` (`WAYMARK_SECRET_API_KEY` for `{{ secrets.API_KEY }}`)";
 
 /// A durable commit of the store the sends come from ([`OutboxSender::durable_first`]).
 /// It is given the time the line is stamped with, for a restart's clock to start at it at
@@ -84,7 +91,15 @@ impl OutboxSender {
             written: Mutex::new(None),
             store: None,
             durable_first: None,
+            secrets: Arc::new(LocalSecrets::from_env()),
         }
+    }
+
+    /// A sender whose webhook calls take their secrets from `secrets` (by default the
+    /// process's `WAYMARK_SECRET_<NAME>` variables, read when it is made).
+    pub fn with_secrets(mut self, secrets: Arc<dyn WebhookSecrets>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// A sender that makes the store's writes durable (`commit`) before each line it writes,
@@ -118,7 +133,8 @@ impl OutboxSender {
 }
 
 /// The message as the deployed sender would send it: a webhook with the headers it adds
-/// ([`webhook_headers_sent`]); anything else as it was rendered.
+/// ([`webhook_headers_sent`]), each secret shown as `{{ secrets.NAME }}` (never its value);
+/// anything else as it was rendered.
 fn as_sent(content: &Arc<Content>, ledger_key: &str) -> Arc<Content> {
     match content.as_ref() {
         Content::Webhook {
@@ -127,10 +143,13 @@ fn as_sent(content: &Arc<Content>, ledger_key: &str) -> Arc<Content> {
             headers,
             body,
         } => Arc::new(Content::Webhook {
-            url: url.clone(),
+            url: shown(url).into_owned(),
             method: method.clone(),
-            headers: webhook_headers_sent(headers, body.is_some(), ledger_key),
-            body: body.clone(),
+            headers: webhook_headers_sent(headers, body.is_some(), ledger_key)
+                .into_iter()
+                .map(|(k, v)| (k, shown(&v).into_owned()))
+                .collect(),
+            body: body.as_deref().map(|b| shown(b).into_owned()),
         }),
         _ => content.clone(),
     }
@@ -167,6 +186,21 @@ impl Sender for OutboxSender {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        // A call whose secrets the deployed sender could not put in (one without a value, a
+        // line break in a header's) does not go out here either; the values go nowhere.
+        if let Content::Webhook {
+            url, headers, body, ..
+        } = message.content.as_ref()
+        {
+            crate::secrets::substitute(
+                url,
+                headers,
+                body.as_deref(),
+                self.secrets.as_ref(),
+                LOCAL_SECRETS_WHERE,
+            )
+            .await?;
+        }
         let id = message.ledger_key();
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if written.is_none() {

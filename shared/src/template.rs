@@ -39,6 +39,19 @@ pub const SCOPE_OUTSIDE_EMAIL: [&str; 7] = [
     "profile", "event", "trigger", "waited", "journey", "user_id", "now",
 ];
 
+/// The variables a webhook's `url`, `headers` and `body` may use: [`SCOPE_OUTSIDE_EMAIL`] and
+/// `secrets` (see [`crate::secrets`]).
+pub const SCOPE_WEBHOOK: [&str; 8] = [
+    "profile",
+    "event",
+    "trigger",
+    "waited",
+    "journey",
+    "user_id",
+    "now",
+    crate::secrets::ROOT,
+];
+
 /// The fields of `journey` in a template's scope (see `Scope`).
 pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
 
@@ -219,10 +232,12 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     if let Some(p) = calls::first_problem(source, env()) {
         return Err(TemplateError::at(source, p.offset, p.message));
     }
+    let secrets_offered = offered.contains(&crate::secrets::ROOT);
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
         .filter(|v| !SCOPE.contains(&v.as_str()))
+        .filter(|v| !(secrets_offered && v == crate::secrets::ROOT))
         // MiniJinja's own functions (`range`, `dict`, `namespace`) are there too.
         .filter(|v| !env().globals().any(|(name, _)| name == v.as_str()))
         .collect();
@@ -252,6 +267,20 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
                 JOURNEY_FIELDS.map(|f| format!("`journey.{f}`")).join(", ")
             ),
         });
+    }
+    // A secret outside a webhook's call: said why, where it is.
+    if unknown.iter().any(|v| v == crate::secrets::ROOT) {
+        let at = secrets_uses(source).first().copied().unwrap_or(0);
+        return Err(TemplateError::at(
+            source,
+            at,
+            crate::secrets::ONLY_IN_WEBHOOKS.to_string(),
+        ));
+    }
+    if secrets_offered {
+        if let Some(e) = secrets_problem(source) {
+            return Err(e);
+        }
     }
     if let Some(first) = unknown.first() {
         let line = line_naming(source, first);
@@ -283,6 +312,70 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         });
     }
     Ok(())
+}
+
+/// The byte offsets where `source`'s tags read the variable `secrets` (not `profile.secrets`,
+/// not in a string or a comment).
+fn secrets_uses(source: &str) -> Vec<usize> {
+    let root = crate::secrets::ROOT;
+    let (parts, _) = used::layout(source);
+    let bytes = source.as_bytes();
+    let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    source
+        .match_indices(root)
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            let before = i.checked_sub(1).map(|b| bytes[b]);
+            !before.is_some_and(|b| ident(&b) || b == b'.')
+                && !bytes.get(i + root.len()).is_some_and(ident)
+                && used::part_at(&parts, i) == used::Part::Code
+        })
+        .collect()
+}
+
+/// What is wrong with how `source` (a webhook's `url`, header or `body`) reads its secrets, if
+/// anything: each is written alone in its tag, `{{ secrets.NAME }}`, with a name
+/// [`crate::secrets::is_name`] takes. No filter and no expression: the engine renders a marker,
+/// not the value, and the sender encodes the value for where it lands (a filter would encode
+/// or change the marker instead).
+fn secrets_problem(source: &str) -> Option<TemplateError> {
+    let (_, tags) = used::layout(source);
+    for at in secrets_uses(source) {
+        let inner = tags
+            .iter()
+            .find(|r| r.contains(&at))
+            .and_then(|r| source.get(r.clone()))
+            .and_then(|tag| tag.strip_prefix("{{")?.strip_suffix("}}"))
+            .map(|inner| {
+                let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+                inner.strip_suffix(['-', '+']).unwrap_or(inner).trim()
+            });
+        let name = inner.and_then(|i| i.strip_prefix(crate::secrets::ROOT)?.strip_prefix('.'));
+        match name {
+            Some(name) if crate::secrets::is_name(name) => {}
+            Some(name)
+                if !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                return Some(TemplateError::at(
+                    source,
+                    at,
+                    format!(
+                        "`{name}` is not a secret's name: {}",
+                        crate::secrets::NAME_ADVICE
+                    ),
+                ));
+            }
+            _ => {
+                return Some(TemplateError::at(
+                    source,
+                    at,
+                    "a secret is written alone in its tag, like `{{ secrets.API_KEY }}`, with no filter or expression: the sender puts its value in right before the call, encoded for where it lands (percent-encoded in the URL, escaped inside a JSON body's string)".to_string(),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Where a template's text holds JavaScript's `${first_name}`, which compiles and is sent as
@@ -519,6 +612,61 @@ impl<'a> Context<'a> {
         render_cached(source, Given::Scope(self), html)
     }
 
+    /// Renders a webhook's `source` (its `url`, a header, its `body`): each `{{ secrets.NAME }}`
+    /// as the secret's marker ([`crate::secrets::marker`]), never its value. A marker-opening
+    /// character in the output that this render did not put there came from the user's data,
+    /// which must not name a secret for the sender to put in: that is an error.
+    pub fn render_webhook(&self, source: &str) -> Result<String, TemplateError> {
+        use crate::secrets::{marker, CLOSE, OPEN};
+        let (out, nonce) = if secrets_uses(source).is_empty() {
+            (self.render(source, false)?, None)
+        } else {
+            let nonce = render_nonce();
+            let values = minijinja::context! {
+                secrets => minijinja::Value::from_object(SecretMarkers { nonce: nonce.clone() }),
+                ..self.values().clone()
+            };
+            (
+                render_cached(source, Given::Values(&values), false)?,
+                Some(nonce),
+            )
+        };
+        if !out.contains(OPEN) {
+            return Ok(out);
+        }
+        let stray = || {
+            TemplateError {
+            line: None,
+            column: None,
+            message: format!(
+                "a value for this user holds the character U+{:04X}, which marks a secret: data cannot name a secret",
+                u32::from(OPEN)
+            ),
+        }
+        };
+        let Some(nonce) = nonce else {
+            return Err(stray());
+        };
+        let mut settled = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(OPEN) {
+            settled.push_str(&rest[..i]);
+            let after = &rest[i + OPEN.len_utf8()..];
+            let ours = after
+                .strip_prefix(nonce.as_str())
+                .and_then(|a| a.strip_prefix(':'))
+                .and_then(|a| Some((a, a.find(CLOSE)?)))
+                .filter(|(a, end)| crate::secrets::is_name(&a[..*end]));
+            let Some((a, end)) = ours else {
+                return Err(stray());
+            };
+            settled.push_str(&marker(&a[..end]));
+            rest = &a[end + CLOSE.len_utf8()..];
+        }
+        settled.push_str(rest);
+        Ok(settled)
+    }
+
     /// The value of a template that is one `{{ expression }}` and nothing else, as JSON, when
     /// it is a number, a truth value, a list or an object: a profile update keeps its type
     /// (`orders: "{{ (profile.orders or 0) + 1 }}"` stays a number a condition can compare).
@@ -547,6 +695,38 @@ impl<'a> Context<'a> {
             Ok(typed) => Some(Ok(Some(typed))),
         }
     }
+}
+
+/// `secrets` as a webhook's render sees it: `secrets.NAME` is a marker naming the secret and
+/// carrying this render's nonce, so that a marker in the user's data is told from the
+/// template's own.
+#[derive(Debug)]
+struct SecretMarkers {
+    nonce: String,
+}
+
+impl minijinja::value::Object for SecretMarkers {
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let name = key.as_str()?;
+        Some(minijinja::Value::from(format!(
+            "{}{}:{name}{}",
+            crate::secrets::OPEN,
+            self.nonce,
+            crate::secrets::CLOSE
+        )))
+    }
+}
+
+/// A value no user's data can guess, for one render's secret markers: the process's random
+/// hash keys applied to a count.
+fn render_nonce() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static KEYS: OnceLock<std::hash::RandomState> = OnceLock::new();
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let keys = KEYS.get_or_init(std::hash::RandomState::new);
+    format!("{:016x}{:016x}", keys.hash_one(n), keys.hash_one(!n))
 }
 
 /// What lies between a template's outer `{{ }}` (spaces around them, and MiniJinja's `{{-`/`-}}`,
@@ -1635,6 +1815,39 @@ mod tests {
                 "{source}"
             );
         }
+    }
+
+    #[test]
+    fn a_webhook_renders_each_secret_as_its_marker_and_refuses_one_from_data() {
+        let traits = json!({"nick": crate::secrets::marker("KEY")});
+        let event = json!({});
+        let ctx = Context::new(Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
+            traits: traits.as_object().expect("map"),
+            profile_user_id: "u1",
+            user_id: "u1",
+            event: &event,
+            journey_id: "hook",
+            journey_name: "Hook",
+            journey_version: 1,
+            journey_timezone: None,
+            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
+            unsubscribe_url: None,
+        });
+        assert_eq!(
+            ctx.render_webhook("Bearer {{ secrets.KEY }} for {{ user_id }}"),
+            Ok(format!("Bearer {} for u1", crate::secrets::marker("KEY")))
+        );
+        for source in ["{{ profile.nick }}", "{{ secrets.KEY }} {{ profile.nick }}"] {
+            let e = ctx.render_webhook(source).expect_err(source);
+            assert!(e.message.contains("which marks a secret"), "{}", e.message);
+        }
+        // Outside a webhook `secrets` is no variable at all.
+        assert_eq!(
+            ctx.render("[{{ secrets.KEY }}]", false).as_deref(),
+            Ok("[]")
+        );
     }
 
     #[test]

@@ -43,6 +43,37 @@ pub fn header_safe(key: &str) -> String {
     out
 }
 
+/// How a webhook's body is read by its receiver, by the step's `Content-Type` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMedia {
+    /// JSON: the step names no `Content-Type`, or `application/json` or a `+json` type (not
+    /// NDJSON, several values a body).
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// Anything else, taken as it is.
+    Other,
+}
+
+/// How the receiver reads the body of a call with the step's `headers`.
+pub fn body_media(headers: &BTreeMap<String, String>) -> BodyMedia {
+    let Some((_, v)) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    else {
+        return BodyMedia::Json;
+    };
+    let media = v.split(';').next().unwrap_or_default().trim();
+    let media = media.to_ascii_lowercase();
+    if media == "application/json" || media.ends_with("+json") {
+        BodyMedia::Json
+    } else if media == "application/x-www-form-urlencoded" {
+        BodyMedia::Form
+    } else {
+        BodyMedia::Other
+    }
+}
+
 /// What is wrong with `url` as a webhook's whole URL (an https:// or http:// URL with a host and,
 /// if it names one, a port HTTP has), if anything: the same check for a URL written whole in
 /// the journey, one rendered for a user, and the deployed sender's. Said of the URL without
@@ -109,6 +140,25 @@ fn fixed_host_problem(fixed: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// Why a call that carries a secret needs its URL's host written out.
+pub const SECRET_HOST_ADVICE: &str = "a call that carries a secret goes only to a host the journey writes out: write `https://` and the host before any `{{ }}` (a URL given whole by data, `{{ profile.webhook_url }}`, would let a user's data choose where the secret goes)";
+
+/// Whether the URL `template` writes its scheme and host out whole before any tag (or has no
+/// tag): data then cannot choose the host, and a call may carry a secret.
+pub fn host_written_out(template: &str) -> bool {
+    let tag = ["{{", "{%", "{#"]
+        .iter()
+        .filter_map(|open| template.find(open))
+        .min();
+    match tag {
+        None => true,
+        Some(at) => {
+            let fixed = &template[..at];
+            !fixed.trim().is_empty() && fixed_host_problem(fixed).is_none()
+        }
+    }
 }
 
 /// What is wrong with `url`, rendered for a user from the journey's URL `template`, as to the
