@@ -1553,3 +1553,110 @@ async fn webhooks_say_whether_a_retry_may_help() {
         seen[1]
     );
 }
+
+/// The deployed sender puts a webhook's secrets in right before the call, encoded for where
+/// each lands, and only there; a call missing one, or whose header value would break the
+/// request, is refused for good without calling.
+#[tokio::test]
+async fn the_webhook_sender_puts_secrets_in_the_request_alone() {
+    use waymark::provider::{SendError, Sender};
+    use waymark::secrets::{marker, LocalSecrets};
+
+    let (addr, server) = webhook_receiver(["200 OK"]).await;
+    let conf = aws_sdk_sesv2::config::Builder::new()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let sns = aws_sdk_sns::config::Builder::new()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let sender = waymark::aws::AwsSender::new(
+        aws_sdk_sesv2::Client::from_conf(conf),
+        aws_sdk_sns::Client::from_conf(sns),
+        Default::default(),
+    )
+    .with_secrets(std::sync::Arc::new(LocalSecrets::new([
+        ("KEY", "sk_live_1"),
+        ("SIG", "a \"b\" \\ c&d"),
+        ("BROKEN", "x\r\nX-Evil: 1"),
+    ])));
+    let hook = |n: u64, header: &str| waymark::engine::Outgoing {
+        enrollment: "e1".into(),
+        journey: "j".into(),
+        version: 1,
+        user_id: "ann".into(),
+        step: "notify".into(),
+        seq: n,
+        channel: waymark::journey::Channel::Webhook,
+        to: waymark::profile::Address::One("ann".into()),
+        content: std::sync::Arc::new(waymark::engine::Content::Webhook {
+            url: format!("http://{addr}/grants?sig={}", marker("SIG")),
+            method: "POST".into(),
+            headers: BTreeMap::from([(
+                "authorization".to_string(),
+                format!("Bearer {}", marker(header)),
+            )]),
+            body: Some(format!(r#"{{"sig":"{}"}}"#, marker("SIG"))),
+        }),
+        transactional: false,
+        locale: None,
+        timezone: None,
+    };
+    for (header, secret) in [
+        ("GONE", "`GONE` has no value"),
+        ("BROKEN", "`BROKEN` cannot go in"),
+    ] {
+        match sender.send(&hook(2, header)).await {
+            Err(SendError::Permanent(why)) => {
+                assert!(why.contains(secret), "{why}");
+                assert!(!why.contains("X-Evil"), "{why}");
+            }
+            other => panic!("{header}: {other:?}"),
+        }
+    }
+    assert!(sender.send(&hook(1, "KEY")).await.is_ok());
+    let seen = server.await.expect("server");
+    assert_eq!(seen.len(), 1, "the refused calls made no request");
+    assert!(
+        seen[0].starts_with("POST /grants?sig=a%20%22b%22%20%5C%20c%26d HTTP/1.1"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[0].contains("authorization: Bearer sk_live_1\r\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[0].ends_with(r#"{"sig":"a \"b\" \\ c&d"}"#),
+        "{}",
+        seen[0]
+    );
+}
+
+/// The engine's webhook secrets come from one SSM SecureString, a JSON object: read when first
+/// needed, and none at all while the parameter does not exist.
+#[tokio::test]
+async fn webhook_secrets_are_read_from_one_ssm_parameter() {
+    use waymark::secrets::WebhookSecrets;
+    let Some(endpoint) = support::moto_endpoint() else {
+        return;
+    };
+    let sdk = support::sdk_config(&endpoint).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = format!("/hooks-{}/webhook-secrets", std::process::id());
+    let secrets = waymark::aws::secrets::SsmSecrets::new(ssm.clone(), name.clone());
+    assert_eq!(secrets.secret("KEY").await, Ok(None), "no parameter yet");
+    ssm.put_parameter()
+        .name(&name)
+        .value(r#"{"KEY": "sk_live_1", "OTHER": "o"}"#)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put the parameter");
+    // Read again only after the cache's 5 minutes: a fresh adapter reads it now.
+    let secrets = waymark::aws::secrets::SsmSecrets::new(ssm, name);
+    assert_eq!(secrets.secret("KEY").await, Ok(Some("sk_live_1".into())));
+    assert_eq!(secrets.secret("NONE").await, Ok(None));
+}

@@ -342,6 +342,10 @@ impl Stack {
             ("WriteKeysParameter", format!("/{name}/write-keys")),
             ("AdminKeysParameter", format!("/{name}/admin-keys")),
             ("SigningSecretParameter", format!("/{name}/signing-secret")),
+            (
+                "WebhookSecretsParameter",
+                format!("/{name}/webhook-secrets"),
+            ),
             ("FrequencyCaps", String::new()),
             ("PublicBaseUrl", PUBLIC_BASE_URL.to_string()),
             ("AlarmTopic", String::new()),

@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 pub mod handlers;
+pub mod secrets;
 pub mod send;
 pub mod sqs;
 
@@ -69,6 +70,9 @@ pub struct Config {
     pub write_keys: Option<SecretSource>,
     pub admin_keys: Option<SecretSource>,
     pub signing_secret: Option<SecretSource>,
+    /// The SSM parameter holding the webhook secrets (`WEBHOOK_SECRETS_PARAM`), read by the
+    /// sender when a call needs one (see [`secrets::SsmSecrets`]).
+    pub webhook_secrets: Option<String>,
     /// Frequency caps across journeys (`FREQUENCY_CAPS`, e.g. `push=3/1d,email=2/1d`).
     pub caps: std::collections::BTreeMap<crate::journey::Channel, runtime::Cap>,
     /// Subscription topics, each one's name and default (`SUBSCRIPTION_TOPICS`, JSON as
@@ -114,6 +118,7 @@ impl Config {
             write_keys: secret("WRITE_KEYS", "WRITE_KEYS_PARAM"),
             admin_keys: secret("ADMIN_KEYS", "ADMIN_KEYS_PARAM"),
             signing_secret: secret("SIGNING_SECRET", "SIGNING_SECRET_PARAM"),
+            webhook_secrets: var("WEBHOOK_SECRETS_PARAM"),
             caps: runtime::parse_caps(&var("FREQUENCY_CAPS").unwrap_or_default())
                 .map_err(ConfigError::Caps)?,
             topics: crate::topic::Topics::parse_parameter(
@@ -143,6 +148,8 @@ fn parse_shards(v: &str) -> Result<u32, String> {
 pub struct Secrets {
     pub keys: Option<Keys>,
     pub signer: Option<Arc<Signer>>,
+    /// The webhook secrets' port (read when a call needs them, not at cold start).
+    pub webhook: Option<Arc<dyn crate::secrets::WebhookSecrets>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -150,6 +157,10 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("keys", &self.keys)
             .field("signer", &self.signer.as_ref().map(|_| "<redacted>"))
+            .field(
+                "webhook",
+                &self.webhook.as_ref().map(|_| "<read when needed>"),
+            )
             .finish()
     }
 }
@@ -169,9 +180,14 @@ impl Secrets {
                 a.as_deref().unwrap_or(""),
             )?),
         };
+        let webhook = config.webhook_secrets.clone().map(|name| {
+            Arc::new(secrets::SsmSecrets::new(ssm.clone(), name))
+                as Arc<dyn crate::secrets::WebhookSecrets>
+        });
         Ok(Secrets {
             keys,
             signer: signing.map(|s| Arc::new(Signer::new(s.into_bytes()))),
+            webhook,
         })
     }
 }
@@ -288,11 +304,15 @@ pub fn runtime(
         config.events_queue_url.clone(),
         config.steps_queue_url.clone(),
     ));
-    let sender = Arc::new(AwsSender::new(
+    let mut sender = AwsSender::new(
         clients.ses.clone(),
         clients.sns.clone(),
         config.sender.clone(),
-    ));
+    );
+    if let Some(webhook) = &secrets.webhook {
+        sender = sender.with_secrets(webhook.clone());
+    }
+    let sender = Arc::new(sender);
     let runtime_config = runtime::Config {
         public_url: config.public_base_url.clone(),
         signer: secrets.signer.clone(),

@@ -3,7 +3,7 @@
 //! message body in a log line or an error.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ use crate::engine::{Content, Outgoing};
 use crate::journey::SmsType;
 use crate::profile::{Address, Device};
 use crate::provider::{OptOutPage, Receipt, SendError, Sender};
+use crate::secrets::{substitute, LocalSecrets, WebhookSecrets};
 use crate::webhook::webhook_headers_sent;
 
 /// What the sender needs besides its clients.
@@ -135,7 +136,13 @@ pub struct AwsSender {
     settings: SenderSettings,
     /// Built on the first webhook (reads the system's root certificates).
     http: OnceLock<Result<HttpClient, String>>,
+    /// Webhook secrets' values, put into a call right before it goes out; none configured,
+    /// a call with a secret is refused.
+    secrets: Option<Arc<dyn WebhookSecrets>>,
 }
+
+/// Where the deployed sender takes a webhook secret's value from.
+const DEPLOYED_SECRETS_WHERE: &str = "add it to the SSM parameter the stack's `WebhookSecretsParameter` names (a SecureString holding a JSON object of names and values, like `{\"API_KEY\": \"...\"}`); the engine reads it again within 5 minutes";
 
 impl std::fmt::Debug for AwsSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,7 +163,14 @@ impl AwsSender {
             sns,
             settings,
             http: OnceLock::new(),
+            secrets: None,
         }
+    }
+
+    /// A sender that puts webhook secrets' values from `secrets` into the calls.
+    pub fn with_secrets(mut self, secrets: Arc<dyn WebhookSecrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     async fn email(
@@ -382,6 +396,14 @@ impl AwsSender {
         idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
+        // The secrets' values go in here, and only into this request.
+        let none = LocalSecrets::default();
+        let secrets: &dyn WebhookSecrets = match &self.secrets {
+            Some(s) => s.as_ref(),
+            None => &none,
+        };
+        let call = substitute(url, headers, body, secrets, DEPLOYED_SECRETS_WHERE).await?;
+        let (url, headers, body) = (call.url.as_str(), &call.headers, call.body.as_deref());
         if let Some(why) = crate::webhook::webhook_url_problem(url) {
             return Err(bad(&format!("the URL {why}")));
         }
