@@ -1,5 +1,6 @@
 //! Message templates: MiniJinja with only `profile`, `event`, `trigger`, `waited`, `journey`,
-//! `user_id`, `now` and `unsubscribe_url` in scope. No loader, no file or environment access, bounded work per render.
+//! `user_id`, `now` and `unsubscribe_url` in scope (and, in a webhook's call, `secrets`, which
+//! renders markers, never values). No loader, no file or environment access, bounded work per render.
 
 mod calls;
 mod currency;
