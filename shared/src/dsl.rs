@@ -4324,7 +4324,7 @@ steps:
             (r#"{in_app: {title: "Hi {{ usr.name }}", body: "."}}"#, " ("),
             (
                 r#"{webhook: {url: "https://x.example/hook", body: "{{ usr.name }}"}}"#,
-                " (",
+                ", secrets (",
             ),
             (r#"{push: {title: "Hi", body: "{{ unsubscribe }}"}}"#, " ("),
         ] {

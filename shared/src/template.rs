@@ -619,7 +619,8 @@ impl<'a> Context<'a> {
     /// which must not name a secret for the sender to put in: that is an error.
     pub fn render_webhook(&self, source: &str) -> Result<String, TemplateError> {
         use crate::secrets::{marker, CLOSE, OPEN};
-        let (out, nonce) = if secrets_uses(source).is_empty() {
+        let reads = source.contains(crate::secrets::ROOT) && !secrets_uses(source).is_empty();
+        let (out, nonce) = if !reads {
             (self.render(source, false)?, None)
         } else {
             let nonce = render_nonce();
