@@ -117,11 +117,6 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
-/// SNS DeleteEndpoint errors no retry fixes: an endpoint ARN SNS cannot read, or one this
-/// deployment may not delete (the role allows only its platform applications' endpoints: one of
-/// an application replaced since is another's). A deleted endpoint (`NotFound`) is no error.
-const SNS_DELETE_PERMANENT: &[&str] = &["InvalidParameter", "AuthorizationError"];
-
 /// How long a webhook may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -594,7 +589,20 @@ impl Sender for AwsSender {
             Ok(_) => Ok(()),
             // Deleted already (by an earlier request, or by hand): what was asked is done.
             Err(e) if super::error_code(&e) == "NotFound" => Ok(()),
-            Err(e) => Err(send_error("SNS DeleteEndpoint", &e, SNS_DELETE_PERMANENT)),
+            // Throttling, a 5xx, a timeout, no connection: may pass later (the erasure answers
+            // `202` and its next request tries again).
+            Err(e) if super::is_transient(&e) => Err(SendError::Retryable(format!(
+                "SNS DeleteEndpoint: {}",
+                super::error_code(&e)
+            ))),
+            // Any other answer, a 4xx with a code or without (`InvalidParameter`: an ARN SNS
+            // cannot read; `AuthorizationError`: one this deployment may not delete, the role
+            // allowing only its platform applications' endpoints), no retry fixes: retried, it
+            // would hold the erasure at `202` for ever.
+            Err(e) => Err(SendError::Permanent(format!(
+                "SNS DeleteEndpoint: {}",
+                super::error_code(&e)
+            ))),
         }
     }
 
