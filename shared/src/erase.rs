@@ -2,7 +2,8 @@
 //! and the records keyed by her data go, her enrollments end first, and a short-lived mark in
 //! place of her profile drops what was queued before; the provider's handles of her push devices
 //! (SNS endpoints, which hold their tokens) are deleted. Never touches another user's records or
-//! devices.
+//! devices, but for one whose device another user registered as its handle was deleted: his
+//! profile forgets the dead handle, for his device to be registered again.
 
 use jiff::SignedDuration;
 use serde::Serialize;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use crate::enrollment::Enrollment;
 use crate::event::ANONYMOUS_PREFIX;
-use crate::profile::Profile;
+use crate::profile::{Device, ErasureLeft, Profile};
 use crate::provider::SendError;
 use crate::queue::Message;
 use crate::runtime::{
@@ -43,18 +44,31 @@ pub struct Erasure {
     pub claims: usize,
     /// Her push devices' provider handles (SNS platform endpoints) deleted.
     pub endpoints: usize,
-    /// Handles the provider could not delete now (throttled, unreachable): each device stays on
-    /// her profile with its claim, her profile is not made the mark yet, and the erasure is
-    /// `remaining`: the same request again tries them.
+    /// Handles the provider could not delete now (throttled, unreachable, a 5xx): each is kept
+    /// on her mark with its device's claim, and the erasure is `remaining`: the same request
+    /// again tries them.
     pub endpoints_left: usize,
-    /// Handles the provider refused to delete for good (not this deployment's to delete):
-    /// logged for an operator, not tried again.
+    /// Handles the provider refused to delete for good (not this deployment's to delete, or
+    /// any other 4xx): logged with the handle for an operator, not tried again.
     pub endpoints_refused: usize,
+    /// Handles deleted as another user registered their device (between the check that it was
+    /// still hers and the delete of her claim): logged, and his profile's device forgets the
+    /// handle, so that his next identify registers it again.
+    pub endpoints_taken_over: usize,
     /// Anonymous users merged into her, erased with her.
     pub anonymous: usize,
     /// The request stopped at its bound ([`DELETES_PER_REQUEST`]), or left push endpoints
-    /// (`endpoints_left`): the same request again finishes it.
+    /// (`endpoints_left`): the same request again finishes it. Her profile is the mark all the
+    /// same: what is left is kept on it, nothing of her data.
     pub remaining: bool,
+}
+
+/// What one erasure request carries from user to user and from attempt to attempt: the records
+/// it may still delete, and the handles it has deleted (an attempt that lost a race and is
+/// tried again, or a device listed twice, does not delete or count one twice).
+struct Pass {
+    budget: usize,
+    unregistered: Vec<String>,
 }
 
 impl Runtime {
@@ -66,17 +80,20 @@ impl Runtime {
     /// enrollments end (their timers deleted), then the records keyed by her data that only
     /// the profile names (anonymous ids, devices and their provider handles, phone) go, then
     /// the profile becomes the bare mark, and last the rest of her partition goes, a page at a
-    /// time, folded into the stats first. A visitor she was whose erasure stopped at the bound
-    /// is a bare mark already, and is finished by the next request. A push endpoint the
-    /// provider could not delete now keeps her profile from becoming the mark (the rest of her
-    /// partition goes all the same): the next request finds its device there again.
+    /// time, folded into the stats first. The mark is written by every request: what a request
+    /// could not finish (a push handle the provider could not delete now, a visitor she was
+    /// whose erasure stopped at the bound) is kept on the mark ([`Profile::erasure_left`]),
+    /// nothing else of hers, and the next request finishes it from there.
     pub async fn erase(&self, user: &str) -> Result<Erasure, RunError> {
         let mut out = Erasure::default();
-        let mut budget = DELETES_PER_REQUEST;
+        let mut pass = Pass {
+            budget: DELETES_PER_REQUEST,
+            unregistered: Vec::new(),
+        };
         for _ in 0..4 {
             // An attempt that lost a race tries every endpoint left again: counted once.
             out.endpoints_left = 0;
-            match self.erase_one(user, true, &mut out, &mut budget).await {
+            match self.erase_one(user, true, &mut out, &mut pass).await {
                 Err(RunError::Conflict(_)) => continue,
                 other => {
                     other?;
@@ -89,6 +106,7 @@ impl Runtime {
                         endpoints = out.endpoints,
                         endpoints_left = out.endpoints_left,
                         endpoints_refused = out.endpoints_refused,
+                        endpoints_taken_over = out.endpoints_taken_over,
                         anonymous = out.anonymous,
                         remaining = out.remaining,
                         "user erased"
@@ -107,15 +125,27 @@ impl Runtime {
         user: &str,
         follow_anonymous: bool,
         out: &mut Erasure,
-        budget: &mut usize,
+        pass: &mut Pass,
     ) -> Result<(), RunError> {
         let (stored, _) = self.load_profile(user).await?;
-        // `endpoints_left`: a push endpoint of hers, or of a visitor she was, is left for the
-        // next request (her profile, which names its device or the visitor, is not made the
-        // mark then).
-        let (at, endpoints_left) = match stored.erased_at.filter(|_| stored.is_erasure_mark()) {
-            // Erased already, or stopped half-way after the mark: what is left goes below.
-            Some(at) => (at, false),
+        // What this request leaves for the next, kept on the mark.
+        let mut left = ErasureLeft::default();
+        let from_mark = stored.is_erasure_mark();
+        let at = match stored.erased_at.filter(|_| from_mark) {
+            // Erased already, or stopped half-way after the mark: what an earlier request left
+            // (the mark names it) goes here, the rest of her partition below.
+            Some(at) => {
+                let earlier = &stored.erasure_left;
+                if follow_anonymous {
+                    left.visitors = self
+                        .erase_visitors(user, &earlier.visitors, out, pass)
+                        .await?;
+                }
+                left.endpoints = self
+                    .drop_claims(user, &earlier.endpoints, None, out, pass)
+                    .await?;
+                at
+            }
             None => {
                 // Marked with the erasure's time, her data still in it (what the steps below
                 // read). Whatever is queued for her from before is dropped from here on.
@@ -126,25 +156,26 @@ impl Runtime {
                 // Her journeys end before the budget goes on the visitors she was: a request
                 // that stops there sends nothing more of hers until the next.
                 out.enrollments += self.end_enrollments(user).await?;
-                // Hers and the visitors': her profile lists them, to be followed again.
-                let left = out.endpoints_left;
+                // Hers and the visitors': her profile lists them (and an erasure of her
+                // before this profile may have left some), to be followed again.
                 if follow_anonymous {
-                    for a in &marked.anonymous_ids {
-                        let anon = crate::store::join(&[ANONYMOUS_PREFIX, a]);
-                        let (theirs, _) = self.load_profile(&anon).await?;
-                        // Merged into her; or a mark already, its erasure stopped half-way
-                        // by an earlier request (the bare mark names her no longer).
-                        if theirs.merged_into.as_deref() == Some(user) || theirs.is_erasure_mark() {
-                            Box::pin(self.erase_one(&anon, false, out, budget)).await?;
-                            out.anonymous += 1;
-                            if out.remaining {
-                                return Ok(());
-                            }
+                    let mut visitors = marked.anonymous_ids.clone();
+                    for v in &marked.erasure_left.visitors {
+                        if !visitors.contains(v) {
+                            visitors.push(v.clone());
                         }
                     }
+                    left.visitors = self.erase_visitors(user, &visitors, out, pass).await?;
                 }
-                self.drop_claims(user, &marked, out).await?;
-                (now, out.endpoints_left > left)
+                let mut devices = marked.devices.clone();
+                for d in &marked.erasure_left.endpoints {
+                    if !devices.iter().any(|x| x.token == d.token) {
+                        devices.push(d.clone());
+                    }
+                }
+                let phone = marked.traits.get("phone").and_then(Value::as_str);
+                left.endpoints = self.drop_claims(user, &devices, phone, out, pass).await?;
+                now
             }
         };
         out.enrollments += self.end_enrollments(user).await?;
@@ -155,26 +186,39 @@ impl Runtime {
             None => Profile::new(user),
         };
         let is_mark = now_stored.is_erasure_mark();
-        if !is_mark && now_stored.erased_at != Some(at) {
-            // Another erasure marked her since: this one starts over.
+        // Another erasure marked her since; or an event sent after the erasure made her a
+        // profile again since this request read the mark (her new devices, read by the first
+        // branch above, go too): this one starts over.
+        if !is_mark && (from_mark || now_stored.erased_at != Some(at)) {
             return Err(RunError::Conflict("profile changed".into()));
         }
-        // A mark always expires: one written without (a user unknown, whose first mark is
-        // already bare) is written again with its time to live.
-        let unmarked = !is_mark || stored.as_ref().is_some_and(|r| r.expires.is_none());
-        if unmarked && !endpoints_left {
-            // Her profile becomes the bare mark, on the version read: an event applied
-            // meanwhile (received after the erasure began) is a conflict, and the erasure
-            // starts over, taking it too.
-            let erased_at = now_stored.erased_at.unwrap_or(at);
-            let mark = Record::of(
-                profile_key(user),
-                version.unwrap_or(0) + 1,
-                Profile::erased(user, erased_at),
-            )
-            .expiring(self.now() + MARK_KEPT_FOR);
+        // Her profile becomes the mark, holding what is left for the next request and nothing
+        // else, on the version read: an event applied meanwhile (received after the erasure
+        // began) is a conflict, and the erasure starts over, taking it too. A mark keeps the
+        // expiry it was first written with (one written without, a user unknown's whose first
+        // mark is already bare, is given one).
+        let erased_at = now_stored.erased_at.unwrap_or(at);
+        let mark = Profile::erased_leaving(user, erased_at, left);
+        let kept_until = stored
+            .as_ref()
+            .filter(|_| is_mark)
+            .and_then(|r| r.expires)
+            .and_then(|s| jiff::Timestamp::from_second(s).ok());
+        let expires = kept_until.unwrap_or_else(|| self.now() + MARK_KEPT_FOR);
+        for d in &mark.erasure_left.endpoints {
+            let endpoint = d.endpoint.as_deref().unwrap_or_default();
+            // The last day of the mark: past it, nothing in the store names the endpoint.
+            if expires - self.now() < SignedDuration::from_hours(24) {
+                tracing::error!(user, platform = %d.platform, endpoint, until = %expires, "a push endpoint of an erased user is still not deleted, and her mark expires within a day: after it, an operator deletes the endpoint");
+            } else {
+                tracing::warn!(user, platform = %d.platform, endpoint, until = %expires, "a push endpoint of an erased user is kept on her mark for the next erasure request; if none comes before the mark expires, an operator deletes it");
+            }
+        }
+        if !(is_mark && now_stored == mark && kept_until.is_some()) {
+            let record =
+                Record::of(profile_key(user), version.unwrap_or(0) + 1, mark).expiring(expires);
             let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
-            match self.store.put(&mark, expect).await {
+            match self.store.put(&record, expect).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict) => {
                     return Err(RunError::Conflict("profile changed".into()));
@@ -182,21 +226,57 @@ impl Runtime {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.erase_partition(user, out, budget).await
+        self.erase_partition(user, out, &mut pass.budget).await
+    }
+
+    /// Erases the visitors among `visitors` (anonymous ids) still merged into `user`, or marks
+    /// already (an earlier request's erasure of them stopped half-way, and the bare mark names
+    /// her no longer). Those the request could not finish (its bound reached, or a push handle
+    /// of theirs left) are returned, for her mark to name.
+    async fn erase_visitors(
+        &self,
+        user: &str,
+        visitors: &[String],
+        out: &mut Erasure,
+        pass: &mut Pass,
+    ) -> Result<Vec<String>, RunError> {
+        let mut left = Vec::new();
+        for (i, a) in visitors.iter().enumerate() {
+            if out.remaining {
+                // The bound reached: the rest wait for the next request.
+                left.extend(visitors.iter().skip(i).cloned());
+                break;
+            }
+            let anon = crate::store::join(&[ANONYMOUS_PREFIX, a]);
+            let (theirs, _) = self.load_profile(&anon).await?;
+            if theirs.merged_into.as_deref() == Some(user) || theirs.is_erasure_mark() {
+                let endpoints_left = out.endpoints_left;
+                Box::pin(self.erase_one(&anon, false, out, pass)).await?;
+                out.anonymous += 1;
+                if out.remaining || out.endpoints_left > endpoints_left {
+                    left.push(a.clone());
+                }
+            }
+        }
+        Ok(left)
     }
 
     /// Deletes her push devices' provider handles and claims, and her phone number's record,
     /// each only while it is still hers (a device someone else registered since is theirs, and
     /// so is its endpoint: SNS gives one token one endpoint). A device's handle goes before its
-    /// claim, so that one the provider could not delete now keeps its claim, and is found
-    /// again, hers, by the next request (counted in `out`).
+    /// claim, so that one the provider could not delete now keeps its claim, and is returned
+    /// (platform, token and handle only) for her mark to keep: the next request finds it
+    /// there, hers still or not (counted in `out`).
     async fn drop_claims(
         &self,
         user: &str,
-        profile: &Profile,
+        devices: &[Device],
+        phone: Option<&str>,
         out: &mut Erasure,
-    ) -> Result<(), RunError> {
-        for d in &profile.devices {
+        pass: &mut Pass,
+    ) -> Result<Vec<Device>, RunError> {
+        let mut left: Vec<Device> = Vec::new();
+        for d in devices {
             let key = device_key(&d.token);
             let Some(r) = self.store.get(&key).await? else {
                 continue;
@@ -204,30 +284,53 @@ impl Runtime {
             if r.parse::<DeviceHolder>()?.user != user {
                 continue;
             }
-            if d.endpoint.is_some() {
-                match self.sender.unregister(d).await {
-                    Ok(()) => out.endpoints += 1,
-                    Err(SendError::Retryable(reason)) => {
-                        tracing::warn!(user, platform = %d.platform, %reason, "a push endpoint could not be deleted now; the same erasure request again tries it");
-                        out.endpoints_left += 1;
-                        continue;
-                    }
-                    // Her claim goes all the same (no retry would do better): the log is
-                    // what is left of the endpoint's name, for an operator to delete it.
-                    Err(SendError::Permanent(reason)) => {
-                        let endpoint = d.endpoint.as_deref().unwrap_or_default();
-                        tracing::error!(user, platform = %d.platform, endpoint, %reason, "a push endpoint of an erased user was not deleted: the provider refused; an operator deletes it");
-                        out.endpoints_refused += 1;
+            let mut unregistered = None;
+            if let Some(endpoint) = d.endpoint.as_deref() {
+                if pass.unregistered.iter().any(|e| e == endpoint) {
+                    unregistered = Some(endpoint);
+                } else {
+                    match self.sender.unregister(d).await {
+                        Ok(()) => {
+                            out.endpoints += 1;
+                            pass.unregistered.push(endpoint.to_string());
+                            unregistered = Some(endpoint);
+                        }
+                        Err(SendError::Retryable(reason)) => {
+                            tracing::warn!(user, platform = %d.platform, %reason, "a push endpoint could not be deleted now; the same erasure request again tries it");
+                            out.endpoints_left += 1;
+                            left.push(Device {
+                                platform: d.platform.clone(),
+                                token: d.token.clone(),
+                                endpoint: Some(endpoint.to_string()),
+                                disabled: false,
+                                revived: false,
+                                registered_at: None,
+                                disabled_at: None,
+                                source: Default::default(),
+                            });
+                            continue;
+                        }
+                        // Her claim goes all the same (no retry would do better): the log is
+                        // what is left of the endpoint's name, for an operator to delete it.
+                        Err(SendError::Permanent(reason)) => {
+                            tracing::error!(user, platform = %d.platform, endpoint, %reason, "a push endpoint of an erased user was not deleted: the provider refused; an operator deletes it");
+                            out.endpoints_refused += 1;
+                        }
                     }
                 }
             }
             match self.store.delete(&key, Expect::Version(r.version)).await {
                 Ok(()) => out.claims += 1,
-                Err(StoreError::Conflict) => {} // claimed by someone else just now
+                // Claimed by someone else just now: after its handle went, his device has none.
+                Err(StoreError::Conflict) => {
+                    if let Some(endpoint) = unregistered {
+                        self.endpoint_taken_over(user, d, endpoint, out).await?;
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(phone) = profile.traits.get("phone").and_then(Value::as_str) {
+        if let Some(phone) = phone {
             let key = phone_key(phone);
             if let Some(r) = self.store.get(&key).await? {
                 if r.parse::<String>()? == user {
@@ -238,6 +341,48 @@ impl Runtime {
                     }
                 }
             }
+        }
+        Ok(left)
+    }
+
+    /// The handle `endpoint` of her device `d` was deleted as another user claimed the device
+    /// (between the check that it was hers and the delete of her claim): SNS gives one token one
+    /// endpoint, so it was his too. His profile's device forgets it (on its version, as any
+    /// profile write), so that his next identify registers the device again and his pushes go
+    /// to it from then on. Not caught: his profile written after this look, with the handle his
+    /// registration got before the delete; pushes to it are rejected (`NotFound`) until the
+    /// device is registered again.
+    async fn endpoint_taken_over(
+        &self,
+        user: &str,
+        d: &Device,
+        endpoint: &str,
+        out: &mut Erasure,
+    ) -> Result<(), RunError> {
+        let Some(r) = self.store.get(&device_key(&d.token)).await? else {
+            return Ok(());
+        };
+        let holder = r.parse::<DeviceHolder>()?.user;
+        if holder == user {
+            return Ok(());
+        }
+        out.endpoints_taken_over += 1;
+        tracing::warn!(user, holder = %holder, platform = %d.platform, "a push device was registered by another user as her erasure deleted its endpoint: his device is registered again by his next identify");
+        let names = |p: &Profile| {
+            p.devices
+                .iter()
+                .any(|x| x.token == d.token && x.endpoint.as_deref() == Some(endpoint))
+        };
+        let (theirs, version) = self.load_profile(&holder).await?;
+        if version.is_some() && names(&theirs) {
+            self.update_profile(&holder, |p| {
+                for x in p.devices.iter_mut() {
+                    if x.token == d.token && x.endpoint.as_deref() == Some(endpoint) {
+                        x.endpoint = None;
+                    }
+                }
+            })
+            .await?;
         }
         Ok(())
     }

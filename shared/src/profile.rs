@@ -242,6 +242,30 @@ pub struct Profile {
     /// profile holding only this is the erasure's mark ([`Profile::erased`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<Timestamp>,
+    /// What an erasure request could not finish, for the next to (see [`ErasureLeft`]): kept
+    /// on the mark, which it does not make any less a mark ([`Profile::is_erasure_mark`]).
+    /// Not the user's data: `GET /v1/users/{id}` does not show it.
+    #[serde(default, skip_serializing_if = "ErasureLeft::is_empty")]
+    pub erasure_left: ErasureLeft,
+}
+
+/// What an erasure request left for the next one (the answer's `remaining`), kept on the mark
+/// in place of her profile so that nothing of hers stays live in between: the handles of her
+/// push devices the provider could not delete now (platform, token and endpoint only: the
+/// token names the device's claim, still hers until its endpoint is gone), and the visitors she
+/// was whose erasure stopped at the request's bound (their anonymous ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureLeft {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Device>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visitors: Vec<String>,
+}
+
+impl ErasureLeft {
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty() && self.visitors.is_empty()
+    }
 }
 
 /// What an identify did to a trait: its value before (`None`: not set) and after (`None`:
@@ -476,10 +500,20 @@ impl Profile {
         }
     }
 
-    /// Whether this is an erasure's mark, nothing known of the user since.
+    /// The mark of an erasure that left `left` for the next request: a mark all the same.
+    pub fn erased_leaving(user_id: &str, at: Timestamp, left: ErasureLeft) -> Self {
+        Profile {
+            erasure_left: left,
+            ..Profile::erased(user_id, at)
+        }
+    }
+
+    /// Whether this is an erasure's mark, nothing known of the user since (what the erasure
+    /// left for its next request, [`Profile::erasure_left`], is none of her data).
     pub fn is_erasure_mark(&self) -> bool {
-        self.erased_at
-            .is_some_and(|at| *self == Profile::erased(&self.user_id, at))
+        self.erased_at.is_some_and(|at| {
+            *self == Profile::erased_leaving(&self.user_id, at, self.erasure_left.clone())
+        })
     }
 
     /// Whether something received at `at` came before the user's erasure, or with it (and is

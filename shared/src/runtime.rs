@@ -4909,6 +4909,9 @@ impl Runtime {
                     // Its notes of trait changes are bookkeeping for retries, not her data
                     // (one may hold an address the app removed).
                     p.trait_changes = Default::default();
+                    // Nor is what an erasure of her before left for its next request: the
+                    // handles of devices of before, kept until they are deleted.
+                    p.erasure_left = Default::default();
                     view.profile = Some(p);
                 }
                 Some("E") => {

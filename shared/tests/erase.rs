@@ -377,6 +377,11 @@ async fn a_visitor_too_large_for_one_request_is_finished_by_the_next_and_her_jou
     // already ended: nothing more goes out before the next request
     assert!(first.remaining, "{first:?}");
     assert_eq!(first.enrollments, 1, "{first:?}");
+    // and his profile is the mark already, naming only the visitor left for the next request
+    let mark = mark_of(&h, "bob");
+    assert!(mark.is_erasure_mark(), "{mark:?}");
+    assert_eq!(mark.erasure_left.visitors, ["v-bob"], "{mark:?}");
+    assert!(h.rt.user("bob").await.expect("user").profile.is_none());
     h.advance_to(at("2026-12-01T13:00:00Z")).await;
     assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
 
@@ -395,15 +400,23 @@ async fn a_visitor_too_large_for_one_request_is_finished_by_the_next_and_her_jou
 /// A push provider that gives each device a handle, as SNS an endpoint (`endpoint/{token}`),
 /// and keeps the handles it was told to delete; each delete answers the next outcome queued
 /// (none queued: deleted).
+/// Each message sent is kept (its user, step and channel); records set to land on the next
+/// delete are written to the store just after it (another worker's writes meanwhile).
 #[derive(Default)]
 struct PushProvider {
     deleted: Mutex<Vec<String>>,
     outcomes: Mutex<VecDeque<Result<(), SendError>>>,
+    sent: Mutex<Vec<String>>,
+    land_on_delete: Mutex<Option<(waymark::store::MemoryStore, Vec<Record>)>>,
 }
 
 impl PushProvider {
     fn deleted(&self) -> Vec<String> {
         self.deleted.lock().expect("deleted").clone()
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().expect("sent").clone()
     }
 
     fn answer_next(&self, outcome: Result<(), SendError>) {
@@ -413,7 +426,14 @@ impl PushProvider {
 
 #[async_trait]
 impl Sender for PushProvider {
-    async fn send(&self, _message: &Outgoing) -> Result<Receipt, SendError> {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let line = format!(
+            "{} {} {}",
+            message.user_id,
+            message.step,
+            message.channel.as_str()
+        );
+        self.sent.lock().expect("sent").push(line);
         Ok(Receipt::default())
     }
 
@@ -431,6 +451,13 @@ impl Sender for PushProvider {
         if outcome.is_ok() {
             let endpoint = device.endpoint.clone().unwrap_or_default();
             self.deleted.lock().expect("deleted").push(endpoint);
+        }
+        let landing = self.land_on_delete.lock().expect("landing").take();
+        if let Some((store, records)) = landing {
+            use waymark::store::{Expect, Store};
+            for r in records {
+                store.put(&r, Expect::Any).await.expect("landed");
+            }
         }
         outcome
     }
@@ -524,12 +551,15 @@ async fn a_push_endpoint_the_provider_could_not_delete_now_is_deleted_by_the_nex
     // when she is erased
     let first = h.rt.erase("ann").await.expect("erase");
 
-    // then her journey has ended and her records are gone, but the endpoint is left, named
-    // still by her profile (not the mark yet) and her claim: the request says to come again
+    // then her journey has ended and her records are gone, her profile is the mark, but the
+    // endpoint is left, named by the mark (nothing else of hers) and her claim: the request
+    // says to come again
     assert_eq!(first.enrollments, 1, "{first:?}");
     assert_eq!((first.endpoints, first.endpoints_left), (0, 1), "{first:?}");
     assert!(first.remaining, "{first:?}");
-    assert_eq!(devices_of(&h, "ann"), ["t-ann"]);
+    let mark = mark_of(&h, "ann");
+    assert!(mark.is_erasure_mark(), "{mark:?}");
+    assert_eq!(endpoints_left_on(&mark), ["endpoint/t-ann"]);
     assert!(claim_of(&h, "t-ann").is_some());
     let keys: Vec<String> = records_about(&h, "ann")
         .iter()
@@ -551,7 +581,162 @@ async fn a_push_endpoint_the_provider_could_not_delete_now_is_deleted_by_the_nex
     let left = records_about(&h, "ann");
     assert_eq!(left.len(), 1, "{left:?}");
     let p: waymark::profile::Profile = left[0].parse().expect("a profile");
-    assert!(p.is_erasure_mark(), "{p:?}");
+    assert_eq!(
+        p,
+        waymark::profile::Profile::erased("ann", p.erased_at.expect("erased"))
+    );
+}
+
+/// Her profile's record as stored (her mark, after an erasure).
+fn mark_of(h: &Harness, user: &str) -> waymark::profile::Profile {
+    h.store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk == format!("U#{user}").as_str() && r.key.sk == "P")
+        .and_then(|r| r.parse().ok())
+        .expect("her profile's record")
+}
+
+/// The endpoints an erasure left on her mark for the next request.
+fn endpoints_left_on(p: &waymark::profile::Profile) -> Vec<String> {
+    p.erasure_left
+        .endpoints
+        .iter()
+        .filter_map(|d| d.endpoint.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn while_a_push_endpoint_waits_for_the_next_request_she_is_erased_all_the_same() {
+    // given ann with an email and a phone, in the middle of a journey (its first email sent),
+    // an event of hers received now still on the queue, and SNS throttling the first delete
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#,
+        r#"{"at":"2026-12-01T09:02:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c1"}"#,
+    ]))
+    .await;
+    assert_eq!(provider.sent(), ["ann first email"]);
+    let queued = event_now(
+        &h,
+        Call::Track,
+        serde_json::json!({"userId": "ann", "event": "cart_abandoned", "messageId": "c2"}),
+    );
+    h.queue
+        .send(
+            QueueName::Events,
+            &[Outbound {
+                message: Message::Event(Arc::new(queued)),
+                delay_secs: 30,
+            }],
+        )
+        .await
+        .expect("queue");
+    provider.answer_next(Err(SendError::Retryable(
+        "SNS DeleteEndpoint: Throttling".into(),
+    )));
+
+    // when she is erased, and the answer is the 202 "send the same DELETE again"
+    let first = h.rt.erase("ann").await.expect("erase");
+    assert!(first.remaining && first.endpoints_left == 1, "{first:?}");
+
+    // then her profile is the mark already, and she is no one (the API's 404)
+    let mark = mark_of(&h, "ann");
+    assert!(mark.is_erasure_mark(), "{mark:?}");
+    assert!(
+        mark.traits.is_empty() && mark.devices.is_empty(),
+        "{mark:?}"
+    );
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
+
+    // when the queued event arrives and the journey's wait would have ended
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+
+    // then nothing of it was applied, nothing more went out, and she is still no one
+    assert_eq!(provider.sent(), ["ann first email"]);
+    assert!(mark_of(&h, "ann").is_erasure_mark());
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
+
+    // when she sends an event after the erasure, before the erasure is asked again
+    h.play(r#"{"at":"2026-12-01T12:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c3"}"#)
+        .await;
+
+    // then it makes a new profile that knows nothing of before: no address, no device, and
+    // nothing goes out to her old ones
+    let view = h.rt.user("ann").await.expect("user");
+    let p = view.profile.expect("a new profile");
+    assert!(p.traits.is_empty() && p.devices.is_empty(), "{p:?}");
+    assert!(p.erasure_left.is_empty(), "not shown: {p:?}");
+    h.advance_to(at("2026-12-01T15:00:00Z")).await;
+    assert_eq!(provider.sent(), ["ann first email"]);
+
+    // when the erasure is asked again, then it deletes the endpoint the mark kept, and finishes
+    let second = h.rt.erase("ann").await.expect("erase again");
+    assert_eq!(
+        (second.endpoints, second.endpoints_left),
+        (1, 0),
+        "{second:?}"
+    );
+    assert!(!second.remaining, "{second:?}");
+    assert_eq!(provider.deleted(), ["endpoint/t-ann"]);
+    assert!(claim_of(&h, "t-ann").is_none());
+    let mark = mark_of(&h, "ann");
+    assert_eq!(
+        mark,
+        waymark::profile::Profile::erased("ann", mark.erased_at.expect("erased"))
+    );
+}
+
+#[tokio::test]
+async fn a_device_another_user_registers_as_her_erasure_deletes_its_endpoint_is_registered_again() {
+    // given ann with a phone, whose endpoint SNS deletes just as bob logs in on it: his claim
+    // and his profile (naming the same endpoint: SNS gives one token one) land meanwhile
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.play(r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#)
+        .await;
+    let claim = claim_of(&h, "t-ann").expect("her claim");
+    let bobs_claim = Record::of(
+        claim.key.clone(),
+        claim.version + 1,
+        serde_json::json!({"user": "bob", "at": "2026-12-01T09:02:00Z"}),
+    );
+    let bobs_profile = Record::of(
+        waymark::store::Key::new("U#bob", "P"),
+        1,
+        serde_json::json!({"user_id": "bob", "devices": [{"platform": "fcm", "token": "t-ann", "endpoint": "endpoint/t-ann", "registered_at": "2026-12-01T09:02:00Z"}]}),
+    );
+    *provider.land_on_delete.lock().expect("landing") =
+        Some((faulty.inner.clone(), vec![bobs_claim, bobs_profile]));
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then the race is counted, the claim is bob's, and his device forgets the dead endpoint
+    assert_eq!(erased.endpoints_taken_over, 1, "{erased:?}");
+    assert_eq!(erased.claims, 0, "{erased:?}");
+    let tablet = claim_of(&h, "t-ann").expect("bob's claim");
+    assert!(
+        String::from_utf8_lossy(&tablet.body.json().expect("json")).contains("bob"),
+        "{tablet:?}"
+    );
+    let bob = mark_of(&h, "bob");
+    assert_eq!(bob.devices.len(), 1, "{bob:?}");
+    assert_eq!(bob.devices[0].endpoint, None, "{bob:?}");
+
+    // when bob's app identifies him again, then his device has an endpoint again
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"bob","messageId":"b2","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#)
+        .await;
+    let bob = mark_of(&h, "bob");
+    assert_eq!(
+        bob.devices[0].endpoint.as_deref(),
+        Some("endpoint/t-ann"),
+        "{bob:?}"
+    );
 }
 
 #[tokio::test]
