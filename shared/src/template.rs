@@ -1836,6 +1836,7 @@ mod tests {
             journey_timezone: None,
             now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
             unsubscribe_url: None,
+            language: None,
         });
         assert_eq!(
             ctx.render_webhook("Bearer {{ secrets.KEY }} for {{ user_id }}"),
