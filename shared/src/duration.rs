@@ -347,22 +347,27 @@ impl Duration {
             }
             let n = rest / len;
             if n > 0 {
-                let mut digits = [0u8; 20];
-                let mut at = digits.len();
-                let mut v = n;
-                while v > 0 {
-                    at -= 1;
-                    digits[at] = b'0' + (v % 10) as u8;
-                    v /= 10;
-                }
-                for d in &digits[at..] {
-                    out.push(char::from(*d));
-                }
-                out.push(unit);
+                push_component(out, n, unit);
                 rest %= len;
             }
         }
     }
+}
+
+/// Appends `n` and its unit (`30m`) without going through the formatting machinery.
+fn push_component(out: &mut String, n: u64, unit: char) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n;
+    while v > 0 {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
+    out.push(unit);
 }
 
 impl fmt::Display for Duration {
@@ -420,21 +425,40 @@ impl schemars::JsonSchema for Duration {
     }
 }
 
-/// How far a `wait_until` moves the date it reads (`before: 1d`, `after: 36h`), kept as written.
+/// How far a `wait_until` moves the date it reads (`before: 1d`, `after: 36h`).
 ///
 /// Its weeks and days (`w`, `d`) are calendar days in the zone the wait reads its date in: `1d`
 /// is the day before at the same local time, also across a change of the clocks. Its hours,
 /// minutes and seconds, whatever their size (`24h`, `1440m`, `36h`), are exact elapsed time, as
 /// a `wait`'s are. A mixed one, `1d2h`, is a calendar day, then 2 hours exactly. From one second
 /// to a year, as a [`Duration`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Two offsets are equal, and serialize the same, when they mean the same (`7d` and `1w`,
+/// `1440m` and `24h`), whatever their spelling: a journey's digest holds its serialization. The
+/// spelling is kept for the timeline and the flowchart, until it is stored and read back.
+#[derive(Debug, Clone)]
 pub struct DateOffset {
     /// The calendar days of its weeks and days.
     days: u64,
     /// The exact seconds of its hours, minutes and seconds.
     secs: u64,
-    /// As the journey file wrote it, for the timeline and the flowchart (`24h`, not `1d`).
+    /// As the journey file wrote it (`1440m`), or as it was stored (`24h`), for display only.
     written: Box<str>,
+}
+
+impl PartialEq for DateOffset {
+    /// By meaning: `7d` is `1w`, `24h` is not `1d`.
+    fn eq(&self, other: &Self) -> bool {
+        (self.days, self.secs) == (other.days, other.secs)
+    }
+}
+
+impl Eq for DateOffset {}
+
+impl std::hash::Hash for DateOffset {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.days, self.secs).hash(state);
+    }
 }
 
 impl DateOffset {
@@ -448,9 +472,38 @@ impl DateOffset {
         self.secs
     }
 
-    /// As written: `24h`, `1d`, `1440m`.
+    /// As written (`24h`, `1d`, `1440m`); read back from a stored journey, as stored
+    /// ([`DateOffset::canonical`]).
     pub fn as_str(&self) -> &str {
         &self.written
+    }
+
+    /// The spelling it is stored, compared and digested by: its calendar days as a
+    /// [`Duration`] spells them (`1w`, `9d`), then its exact time in hours, minutes and seconds
+    /// whatever its size (`1h30m`, `24h`, `36h`). `7d` is `1w` and `1440m` is `24h`, never `1d`.
+    ///
+    /// Where its exact time is under a day, what it means is what the same text meant before
+    /// hours and days were told apart (a `Duration`, whose whole days were calendar days), and
+    /// this is the spelling that `Duration` was stored as, so a journey published then keeps
+    /// its digest. Where it is a day or more, the meaning changed, and so does the spelling:
+    /// that `Duration` wrote `24h` as `1d`.
+    pub fn canonical(&self) -> String {
+        let mut out = String::with_capacity(16);
+        if self.days > 0 {
+            Duration::from_secs(self.days.saturating_mul(DAY_SECS)).push_to(&mut out);
+        }
+        let mut rest = self.secs;
+        for (unit, len) in UNITS {
+            if len >= DAY_SECS {
+                continue;
+            }
+            let n = rest / len;
+            if n > 0 {
+                push_component(&mut out, n, unit);
+                rest %= len;
+            }
+        }
+        out
     }
 }
 
@@ -472,18 +525,20 @@ impl FromStr for DateOffset {
 }
 
 impl fmt::Display for DateOffset {
-    /// As written.
+    /// As written ([`DateOffset::as_str`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.written)
     }
 }
 
 impl Serialize for DateOffset {
-    /// As written, so that a journey stored and read again keeps its meaning: `24h` stays
-    /// exact, `1d` a calendar day (a journey stored before the two were told apart holds the
-    /// canonical `1d`, read as the calendar day it was waited for then).
+    /// Canonical ([`DateOffset::canonical`]): a journey's digest changes with what its offsets
+    /// mean, never with their spelling alone, and one stored and read again keeps its meaning
+    /// (`24h` stays exact, `1d` a calendar day). A journey stored before hours and days were
+    /// told apart holds `1d` for a `24h` it was written with, and `1d12h` for a `36h`: read as
+    /// the calendar day, then 12 hours, they mean what they meant then.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.written)
+        serializer.serialize_str(&self.canonical())
     }
 }
 
@@ -682,29 +737,50 @@ mod tests {
     }
 
     #[test]
-    fn a_date_offset_keeps_its_days_apart_from_its_exact_time_and_as_written() {
-        // (written, calendar days, exact seconds)
-        let cases: &[(&str, u64, u64)] = &[
-            ("1d", 1, 0),
-            ("2w", 14, 0),
-            ("1w2d", 9, 0),
-            ("24h", 0, 86_400),
-            ("1440m", 0, 86_400),
-            ("86400s", 0, 86_400),
-            ("36h", 0, 129_600),
-            ("1d2h", 1, 7_200),
-            ("30m", 0, 1_800),
-            ("366d", 366, 0),
-            ("8784h", 0, 31_622_400),
+    fn a_date_offset_keeps_its_days_apart_from_its_exact_time_and_serializes_canonically() {
+        // (written, calendar days, exact seconds, canonical)
+        let cases: &[(&str, u64, u64, &str)] = &[
+            ("1d", 1, 0, "1d"),
+            ("7d", 7, 0, "1w"),
+            ("2w", 14, 0, "2w"),
+            ("14d", 14, 0, "2w"),
+            ("1w2d", 9, 0, "9d"),
+            ("24h", 0, 86_400, "24h"),
+            ("1440m", 0, 86_400, "24h"),
+            ("86400s", 0, 86_400, "24h"),
+            ("36h", 0, 129_600, "36h"),
+            ("1d2h", 1, 7_200, "1d2h"),
+            ("1d120m", 1, 7_200, "1d2h"),
+            ("1d24h", 1, 86_400, "1d24h"),
+            ("2w3h", 14, 10_800, "2w3h"),
+            ("30m", 0, 1_800, "30m"),
+            ("90m", 0, 5_400, "1h30m"),
+            ("3600s", 0, 3_600, "1h"),
+            ("1h0m", 0, 3_600, "1h"),
+            ("1h1s", 0, 3_601, "1h1s"),
+            ("366d", 366, 0, "366d"),
+            ("52w2d", 366, 0, "366d"),
+            ("8784h", 0, 31_622_400, "8784h"),
         ];
-        for &(text, days, secs) in cases {
+        for &(text, days, secs, canonical) in cases {
             let o: DateOffset = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!((o.days(), o.exact_secs()), (days, secs), "{text}");
+            // Said as written; stored canonically, and read back as the same offset.
             assert_eq!(o.to_string(), text);
-            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{text}\""));
-            let back: DateOffset = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(o.as_str(), text);
+            assert_eq!(o.canonical(), canonical, "{text}");
+            let stored = serde_json::to_string(&o).unwrap();
+            assert_eq!(stored, format!("\"{canonical}\""));
+            let back: DateOffset = serde_json::from_str(&stored).unwrap();
             assert_eq!(back, o);
+            assert_eq!(back.as_str(), canonical);
+            assert_eq!(canonical.parse::<DateOffset>(), Ok(o));
         }
+        // Equal by meaning, whatever the spelling.
+        assert_eq!(
+            "7d".parse::<DateOffset>().unwrap(),
+            "1w".parse::<DateOffset>().unwrap()
+        );
         assert_ne!(
             "24h".parse::<DateOffset>().unwrap(),
             "1d".parse::<DateOffset>().unwrap()
@@ -719,6 +795,27 @@ mod tests {
         ] {
             let err = text.parse::<DateOffset>().expect_err(text);
             assert!(err.message.contains(fragment), "{text}: {}", err.message);
+        }
+    }
+
+    /// A journey stored before hours and days were told apart holds its offset as the canonical
+    /// `Duration`, whose whole days were calendar days and the rest exact time: `1d` for a `24h`
+    /// or `1d` written, `1d12h` for a `36h`. Read now, it means what it meant then.
+    #[test]
+    fn an_offset_stored_as_a_duration_reads_as_it_meant_then() {
+        for (stored, days, secs) in [
+            ("1d", 1, 0),
+            ("1d12h", 1, 43_200),
+            ("1w", 7, 0),
+            ("9d", 9, 0),
+            ("2w3h", 14, 10_800),
+            ("1h30m", 0, 5_400),
+            ("366d", 366, 0),
+        ] {
+            let o: DateOffset = serde_json::from_str(&format!("\"{stored}\"")).unwrap();
+            assert_eq!((o.days(), o.exact_secs()), (days, secs), "{stored}");
+            // and is stored again as it was: the journey keeps its digest
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{stored}\""));
         }
     }
 
@@ -740,6 +837,40 @@ mod tests {
             let d = Duration::from_secs(secs);
             let text = d.to_string();
             prop_assert_eq!(text.parse::<Duration>(), Ok(d));
+        }
+
+        /// Where its exact time is under a day, an offset means what the same text meant as a
+        /// `Duration` before hours and days were told apart, and is stored as that was (a
+        /// journey deployed again unchanged keeps its digest); any offset's canonical spelling
+        /// reads back as the same offset, and is its own canonical spelling.
+        #[test]
+        fn an_offset_is_stored_as_its_duration_was_where_it_means_the_same(
+            w in 0u64..53, d in 0u64..7, h in 0u64..48, m in 0u64..120, s in 0u64..120,
+            drop in 0u8..32,
+        ) {
+            // Leave components out at random: `1w2d`, `90m`, `1d3h`.
+            let parts = [(w, 'w'), (d, 'd'), (h, 'h'), (m, 'm'), (s, 's')];
+            let text: String = parts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| drop & (1 << i) == 0)
+                .map(|(_, (n, u))| format!("{n}{u}"))
+                .collect();
+            let Ok(offset) = text.parse::<DateOffset>() else {
+                // Empty, zero or past a year: a duration too.
+                prop_assert!(text.parse::<Duration>().is_err(), "{}", text);
+                return Ok(());
+            };
+            let duration = text.parse::<Duration>().expect("a duration");
+            let canonical = offset.canonical();
+            if offset.exact_secs() < DAY_SECS {
+                prop_assert_eq!(&canonical, &duration.to_string());
+            } else {
+                prop_assert_ne!(&canonical, &duration.to_string());
+            }
+            let back = canonical.parse::<DateOffset>().expect("reads back");
+            prop_assert_eq!(&back, &offset);
+            prop_assert_eq!(back.canonical(), canonical);
         }
 
         #[test]

@@ -721,7 +721,8 @@ impl WaitUntil {
     pub fn date_text(&self) -> Option<String> {
         let path = self.date.as_ref()?;
         let mut text = path.source().to_string();
-        // As written: `- 24h` is 24 hours, `- 1d` the calendar day.
+        // As written (`- 1440m`), or as stored for a version read back (`- 24h`): `- 24h` is 24
+        // hours, `- 1d` the calendar day.
         if let Some(b) = &self.before {
             text.push_str(" - ");
             text.push_str(b.as_str());
