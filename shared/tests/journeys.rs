@@ -2501,6 +2501,109 @@ steps:
     }
 }
 
+/// A journey's digest, which decides whether publishing it makes a new version, holds what its
+/// `before` and `after` mean, not how they are spelled: `7d` is `1w` and `90m` is `1h30m`, as they
+/// were before hours and days were told apart, so a journey published then and deployed again
+/// unchanged is no new version; `24h` is not `1d`, whose meaning it no longer shares. A version
+/// read back keeps its meaning and digest, and says its offset the way it was stored.
+#[test]
+fn a_wait_until_offset_enters_the_digest_by_its_meaning_not_its_spelling() {
+    use waymark::duration::Duration;
+    use waymark::journey::Journey;
+    let file = |offset: &str| {
+        journey(&format!(
+            r#"
+id: checkin
+name: Check-in
+trigger: {{event: flight_booked}}
+steps:
+  - id: until_checkin
+    wait_until: {{date: event.departs_at, {offset}}}
+  - id: checkin
+    send:
+      push: {{title: "Check in", body: "."}}
+"#
+        ))
+    };
+    let digest = |offset: &str| file(offset).digest();
+    // The digests these files had before b13c5bc, when `before` was a `Duration`, stored as
+    // `1w`, `1h30m` and `1d` (taken from a build of b13c5bc^).
+    for (offset, before) in [
+        ("before: 7d", "d7129e56c91ba82e"),
+        ("before: 1w", "d7129e56c91ba82e"),
+        ("before: 90m", "8eb353bff3e22a9d"),
+        ("before: 1d", "39538f81011a8d15"),
+    ] {
+        assert_eq!(digest(offset), before, "{offset}");
+    }
+    for (a, b) in [
+        ("before: 7d", "before: 1w"),
+        ("before: 90m", "before: 1h30m"),
+        ("before: 60m", "before: 1h"),
+        ("before: 3600s", "before: 1h"),
+        ("before: 1d120m", "before: 1d2h"),
+        ("before: 1440m", "before: 24h"),
+        ("before: 86400s", "before: 24h"),
+        ("after: 14d", "after: 2w"),
+    ] {
+        assert_eq!(digest(a), digest(b), "{a} and {b} mean the same");
+    }
+    for (a, b) in [
+        ("before: 24h", "before: 1d"),
+        ("before: 1440m", "before: 1d"),
+        ("before: 36h", "before: 1d12h"),
+        ("after: 48h", "after: 2d"),
+        ("before: 1d", "after: 1d"),
+    ] {
+        assert_ne!(digest(a), digest(b), "{a} and {b} do not mean the same");
+    }
+    // (as written, as stored, whether it means what it did before hours and days were told
+    // apart: then it is stored as the `Duration` was)
+    for (written, stored, as_before) in [
+        ("7d", "1w", true),
+        ("1w", "1w", true),
+        ("14d", "2w", true),
+        ("1w2d", "9d", true),
+        ("90m", "1h30m", true),
+        ("60m", "1h", true),
+        ("3600s", "1h", true),
+        ("1d", "1d", true),
+        ("1d2h", "1d2h", true),
+        ("1d120m", "1d2h", true),
+        ("2w3h", "2w3h", true),
+        ("366d", "366d", true),
+        ("24h", "24h", false),
+        ("1440m", "24h", false),
+        ("86400s", "24h", false),
+        ("36h", "36h", false),
+        ("1d24h", "1d24h", false),
+        ("8784h", "8784h", false),
+    ] {
+        let fresh = file(&format!("before: {written}"));
+        let json = serde_json::to_value(&fresh).expect("serializes");
+        assert_eq!(
+            json["steps"][0]["wait_until"]["before"], stored,
+            "{written}"
+        );
+        let duration = written.parse::<Duration>().expect("a duration").to_string();
+        assert_eq!(duration == stored, as_before, "{written}: {duration}");
+        // Read back as the catalog reads a version: the same meaning, the same digest.
+        let back: Journey = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, fresh, "{written}");
+        assert_eq!(back.digest(), fresh.digest(), "{written}");
+        let date_text = |j: &Journey| j.steps[0].wait_until.as_ref().and_then(|w| w.date_text());
+        // Said as written when read from the file, as stored when read back.
+        assert_eq!(
+            date_text(&fresh),
+            Some(format!("event.departs_at - {written}"))
+        );
+        assert_eq!(
+            date_text(&back),
+            Some(format!("event.departs_at - {stored}"))
+        );
+    }
+}
+
 /// A date more than a year ahead (the longest wait) is waited for a year at a time, and read
 /// again each year.
 #[tokio::test]
