@@ -4,8 +4,8 @@
 // `node shared/tools/date_names.mjs`, after `currency_data.mjs`).
 //
 // The locales are the currency table's (shared/src/template/currency/data.rs), read from it in
-// its order: the filter finds a tag's entry as `currency` does, so a message's money and dates
-// are written in the same locale, and an alias (`no`, `iw`) or a region the currency table
+// its order: the filter finds a tag's entry as `currency` does, so one tag means the same
+// locale for both, and an alias (`no`, `iw`) or a region the currency table
 // does not name gets the names of the entry it shortens to.
 //
 // JavaScript has no call that lists CLDR's names, only formats built from a skeleton, and

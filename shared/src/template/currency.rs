@@ -61,8 +61,9 @@ pub(crate) fn locale(tag: Option<&str>) -> &'static Locale {
 }
 
 /// Where [`locale`]'s answer for `tag` is in the table of covered locales. The `date` filter's
-/// names (`date::names`) follow the same table in the same order, so a message's dates and
-/// money are written in the same locale, found the same way.
+/// names (`date::names`) follow the same table in the same order, so a tag finds the same
+/// locale for both (in the send's own template `date` writes English names unless told
+/// `locale=`, where `currency` still writes her locale's money: see the README).
 pub(crate) fn locale_at(tag: Option<&str>) -> usize {
     if let Some(tag) = tag {
         let mut key = posix_base(tag).trim().as_bytes();
