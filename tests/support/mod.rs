@@ -347,6 +347,12 @@ impl Stack {
                 format!("/{name}/webhook-secrets"),
             ),
             ("FrequencyCaps", String::new()),
+            // The examples' topics (examples/journeys/waymark.yaml), as `waymark publish
+            // examples/journeys` prints the parameter for `sam deploy`.
+            (
+                "SubscriptionTopics",
+                r#"{"offers":{"name":"Offers and upgrades","default":"subscribed"}}"#.to_string(),
+            ),
             ("PublicBaseUrl", PUBLIC_BASE_URL.to_string()),
             ("AlarmTopic", String::new()),
             ("Api", format!("{name}-api")),
