@@ -2,7 +2,7 @@
 //! makes a new version; enrolled users finish on theirs. Latest versions are cached briefly,
 //! fixed versions forever (they never change).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,15 @@ pub struct Head {
     pub version: u32,
     pub digest: String,
     pub published_at: Timestamp,
+    /// The profile traits whose change an exit or the goal of a version that was this
+    /// journey's head watches (each once, sorted). Users finish on the version they entered, so
+    /// an identify's change of one is computed, and noted for its retries, while the latest
+    /// version watches it no more (see `Catalog::active_watching`). Each publish keeps the
+    /// previous head's, adds its own, and for a head that names none (it may predate this
+    /// list) its version's; read with the heads, it costs no request. It only grows: the
+    /// traits are few, and a version's last enrollment may end any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watched_by_versions: Vec<String>,
 }
 
 const INDEX: &str = "JOURNEYS";
@@ -50,10 +59,18 @@ fn version_key(id: &str, version: u32) -> Key {
 
 type Latest = Arc<Vec<Arc<Published>>>;
 
+/// The latest version of every journey, and the traits every version that was a head watches
+/// once entered (the union of the heads' [`Head::watched_by_versions`]).
+#[derive(Clone)]
+pub struct Active {
+    pub journeys: Latest,
+    pub watched_by_versions: Arc<Vec<String>>,
+}
+
 pub struct Catalog {
     store: Arc<dyn Store>,
     ttl: Duration,
-    latest: Mutex<Option<(Instant, Latest)>>,
+    latest: Mutex<Option<(Instant, Active)>>,
     versions: Mutex<HashMap<(String, u32), Arc<Published>>>,
 }
 
@@ -85,6 +102,7 @@ impl Catalog {
             }
             let first = current.as_ref().map(|h| h.version + 1).unwrap_or(1);
             let version = self.write_version(journey, &digest, first, now).await?;
+            let watched_by_versions = self.watched_after(current.as_ref(), journey).await?;
             let new_head = Head {
                 id: journey.id.clone(),
                 name: journey.name.clone(),
@@ -92,6 +110,7 @@ impl Catalog {
                 version,
                 digest: digest.clone(),
                 published_at: now,
+                watched_by_versions,
             };
             let (rv, expect) = Expect::replacing(head.as_ref());
             match self
@@ -108,6 +127,28 @@ impl Catalog {
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    /// The traits a head publishing `journey` over `current` lists in
+    /// [`Head::watched_by_versions`]: the current head's, `journey`'s own, and, when the
+    /// current head lists none (a head stored before the list existed lists none), those of
+    /// the version it names.
+    async fn watched_after(
+        &self,
+        current: Option<&Head>,
+        journey: &Journey,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut watched: BTreeSet<String> =
+            journey.watched_once_entered().map(str::to_string).collect();
+        if let Some(h) = current {
+            watched.extend(h.watched_by_versions.iter().cloned());
+            if h.watched_by_versions.is_empty() {
+                if let Some(p) = self.version(&h.id, h.version).await? {
+                    watched.extend(p.journey.watched_once_entered().map(str::to_string));
+                }
+            }
+        }
+        Ok(watched.into_iter().collect())
     }
 
     /// Writes `journey` as the first free version from `first` on, and returns its number. A
@@ -183,21 +224,36 @@ impl Catalog {
 
     /// The latest version of every journey.
     pub async fn active(&self) -> Result<Latest, StoreError> {
-        if let Some((at, list)) = &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
+        Ok(self.active_watching().await?.journeys)
+    }
+
+    /// The latest version of every journey, and the traits whose change an exit or the goal of
+    /// any of their versions that was a head watches: those enrolled on an older version
+    /// listen to its exits and goal while the latest watches other traits, or none.
+    pub async fn active_watching(&self) -> Result<Active, StoreError> {
+        if let Some((at, active)) = &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
             if at.elapsed() < self.ttl {
-                return Ok(list.clone());
+                return Ok(active.clone());
             }
         }
         let heads = self.heads().await?;
+        let watched: BTreeSet<&str> = heads
+            .iter()
+            .flat_map(|h| h.watched_by_versions.iter().map(String::as_str))
+            .collect();
+        let watched_by_versions = Arc::new(watched.into_iter().map(str::to_string).collect());
         // On a cold start each is a read: all at once, not one after the other.
         let versions = futures_util::future::try_join_all(
             heads.iter().map(|h| self.version(&h.id, h.version)),
         )
         .await?;
-        let list = Arc::new(versions.into_iter().flatten().collect::<Vec<_>>());
+        let active = Active {
+            journeys: Arc::new(versions.into_iter().flatten().collect::<Vec<_>>()),
+            watched_by_versions,
+        };
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), list.clone()));
-        Ok(list)
+            Some((Instant::now(), active.clone()));
+        Ok(active)
     }
 
     /// One version of a journey (`None` if it was never published).
@@ -285,5 +341,44 @@ mod tests {
         assert_eq!(catalog.publish(&z, now).await.expect("Z"), (4, true));
         let running = catalog.latest("j").await.expect("read").expect("a head");
         assert_eq!((running.version, &running.journey), (4, &z));
+    }
+
+    const WATCHING: &str = "id: j\nname: J\ntrigger: {event: go}\nexit_when: [{trait_changed: subscriber}]\ngoal: {trait_changed: plan, within: 7d}\nsteps:\n  - id: mail\n    send: {email: {subject: s, text: t}}\n";
+
+    #[tokio::test]
+    async fn a_head_keeps_the_traits_every_version_watched_once_entered() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let store = MemoryStore::new();
+        let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
+        let watching = crate::dsl::parse("j.yaml", WATCHING).expect("journey");
+        catalog.publish(&watching, now).await.expect("v1");
+        catalog.publish(&journey("v2"), now).await.expect("v2");
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        assert_eq!(head.version, 2);
+        assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
+        let active = catalog.active_watching().await.expect("active");
+        assert_eq!(*active.watched_by_versions, ["plan", "subscriber"]);
+        assert_eq!(active.journeys[0].version, 2);
+
+        // A head stored before the list existed (it names none): the version it names is read.
+        let store = MemoryStore::new();
+        let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
+        half_published(&store, &watching, 1, now).await;
+        let old = Head {
+            id: "j".into(),
+            name: "J".into(),
+            status: JourneyStatus::Active,
+            version: 1,
+            digest: watching.digest(),
+            published_at: now,
+            watched_by_versions: Vec::new(),
+        };
+        let text = serde_json::to_string(&old).expect("JSON");
+        assert!(!text.contains("watched"), "{text}");
+        let record = Record::new(head_key("j"), 1, &old).expect("record");
+        store.put(&record, Expect::Absent).await.expect("head");
+        assert_eq!(catalog.publish(&journey("v2"), now).await, Ok((2, true)));
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
     }
 }

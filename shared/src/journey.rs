@@ -1349,6 +1349,15 @@ impl Journey {
     /// its exits' and its goal's (the profile notes their changes: see
     /// `Profile::apply_watching`).
     pub fn watched_traits(&self) -> impl Iterator<Item = &str> {
+        self.watched_trait()
+            .into_iter()
+            .chain(self.watched_once_entered())
+    }
+
+    /// The profile traits whose change the journey listens to once entered: its exits' and its
+    /// goal's (those enrolled on this version listen to them while a later version is the
+    /// latest: see `Head::watched_by_versions`).
+    pub fn watched_once_entered(&self) -> impl Iterator<Item = &str> {
         let exits = self.exit_when.iter().filter_map(|m| match m.listened() {
             Some(Listened::TraitChanged(t)) => Some(t),
             _ => None,
@@ -1357,7 +1366,7 @@ impl Journey {
             Some(Listened::TraitChanged(t)) => Some(t),
             _ => None,
         });
-        self.watched_trait().into_iter().chain(exits).chain(goal)
+        exits.chain(goal)
     }
 
     /// Whether the journey listens, once entered, to an identify's change of trait `name` (an

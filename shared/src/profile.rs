@@ -997,7 +997,8 @@ impl Profile {
     }
 
     /// [`Profile::apply_remembering`], and for an identify, the traits among `watched` (those a
-    /// `trait_changed` journey watches, each once) whose stored value it changed: set the first
+    /// `trait_changed` journey watches, or an exit or a goal of any version someone may be
+    /// enrolled on, each once) whose stored value it changed: set the first
     /// time, given another value, or removed. What it leaves as it was (the same value again,
     /// as conditions compare it, an email address in another case, a trait an identify
     /// stamped later set, one past the profile's bounds) is no change. Each change is noted in
@@ -1018,7 +1019,7 @@ impl Profile {
         now: Timestamp,
     ) -> (Vec<String>, Vec<(String, TraitChange)>) {
         if !self.trait_changes.is_empty() {
-            // A trait no journey watches any more keeps no notes, nor does a note outlive
+            // A trait no journey (nor a version of one) watches any more keeps no notes, nor does a note outlive
             // the retries of its identify.
             self.trait_changes.retain(|k, l| {
                 l.retain(|c| c.noted_at.is_some_and(|t| t + MAX_CHANGE_AGE > now));

@@ -1451,7 +1451,8 @@ impl Runtime {
             tracing::debug!(user, message_id = %e.message_id, "duplicate event ignored");
             return Ok(());
         }
-        let journeys = self.catalog.active().await?;
+        let active = self.catalog.active_watching().await?;
+        let journeys = active.journeys;
         // The inactivity checks this event may arm (journeys whose `inactive` trigger names it),
         // also while a journey is closed or stopped (for a year: see `still_checked`), so that
         // she is checked when it opens again.
@@ -1517,10 +1518,13 @@ impl Runtime {
             .is_none_or(|name| journeys.iter().any(|p| p.journey.names_event(name)));
         // The traits journeys watch: an identify's change of one is a `trait_changed` trigger
         // (a closed or stopped journey's too, which refuses it, saying so), or an exit or a
-        // goal of those enrolled (a closed journey's users finish it).
+        // goal of those enrolled (a closed journey's users finish it), on the version they
+        // entered: an older version's too, whose exit the latest may have dropped (its notes
+        // kept as well, for a retried identify).
         let mut watched: Vec<&str> = journeys
             .iter()
             .flat_map(|p| p.journey.watched_traits())
+            .chain(active.watched_by_versions.iter().map(String::as_str))
             .collect();
         watched.sort_unstable();
         watched.dedup();

@@ -440,3 +440,119 @@ fn validate_refuses_an_exit_on_identify_and_says_to_watch_the_trait() {
     // what it should be is valid
     journey(OFFER);
 }
+
+/// [`OFFER`] as its version 2: the exit on `subscriber` dropped, one on `plan` instead (or
+/// none).
+fn offer_v2(exit: &str) -> String {
+    OFFER
+        .replace(
+            "exit_when:\n  - trait_changed: subscriber\n    where: \"event.to == true\"\n",
+            exit,
+        )
+        .replace("Subscribe, ", "Subscribe now, ")
+}
+
+/// Ann entered version 1, whose exit watches `subscriber`; version 2 watches `plan` instead.
+/// Her subscribing still ends her offer, on her version's rule, while Bob, who entered version
+/// 2, is kept in by the same change (his version has no such exit) and is sent the offer.
+#[tokio::test]
+async fn an_older_versions_exit_on_a_trait_still_ends_those_enrolled_on_it() {
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    assert_eq!(h.publish(OFFER).await, 1);
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"))
+        .await;
+    let v2 = offer_v2("exit_when: [{trait_changed: plan}]\n");
+    assert_eq!(h.publish(&v2).await, 2);
+    h.play(&identify("2026-03-01T01:00:00Z", "bob", "b-0", json!({})))
+        .await;
+    h.play(&track("2026-03-01T01:30:00Z", "bob", "paywall_hit", "b-1"))
+        .await;
+    h.play(&identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    ))
+    .await;
+    h.play(&identify(
+        "2026-03-01T02:00:00Z",
+        "bob",
+        "b-2",
+        json!({"subscriber": true}),
+    ))
+    .await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-03-02T01:30:00Z bob email s: Subscribe now, bob"]
+    );
+    let ann = h.rt.user("ann").await.expect("user");
+    assert_eq!(
+        (
+            ann.enrollments[0].version,
+            ann.enrollments[0].end_reason.as_deref()
+        ),
+        (1, Some("exit_when trait_changed subscriber"))
+    );
+    let bob = h.rt.user("bob").await.expect("user");
+    assert_eq!(
+        (
+            bob.enrollments[0].version,
+            bob.enrollments[0].end_reason.as_deref()
+        ),
+        (2, Some("completed"))
+    );
+}
+
+/// As [`a_retried_identify_still_exits`], with version 2 (no exit on a trait) published since
+/// she entered version 1: the profile keeps the notes of the trait her version's exit watches,
+/// and the retry finds its change.
+#[tokio::test]
+async fn a_retried_identify_still_exits_after_a_version_without_the_exit() {
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(OFFER).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"))
+        .await;
+    assert_eq!(h.publish(&offer_v2("")).await, 2);
+    let line = identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    );
+    let ev = waymark::event::parse_call(
+        waymark::event::Call::Identify,
+        line.as_bytes(),
+        h.now(),
+        &waymark::event::Limits {
+            max_past: SignedDuration::from_hours(24),
+            max_future: SignedDuration::from_hours(24),
+        },
+    )
+    .expect("identify");
+    // its first delivery wrote her profile, noting the change, then stopped
+    let key = waymark::runtime::profile_key("ann");
+    let stored = h.store.get(&key).await.expect("get").expect("a profile");
+    let mut written: waymark::profile::Profile = stored.parse().expect("profile");
+    let (_, changes) = written.apply_watching(&ev, true, &["subscriber"], h.now());
+    assert_eq!(changes.len(), 1);
+    h.store
+        .put(
+            &Record::new(key, stored.version + 1, &written).expect("record"),
+            Expect::Version(stored.version),
+        )
+        .await
+        .expect("profile");
+    h.deliver(ev).await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(
+        view.enrollments[0].end_reason.as_deref(),
+        Some("exit_when trait_changed subscriber")
+    );
+}
