@@ -1519,6 +1519,7 @@ async fn webhooks_say_whether_a_retry_may_help() {
             method: "post".into(),
             headers: BTreeMap::from([("x-waymark".to_string(), "1".to_string())]),
             body: Some(r#"{"user":"ann"}"#.into()),
+            secrets: Vec::new(),
         }),
         transactional: false,
         locale: None,
@@ -1555,8 +1556,8 @@ async fn webhooks_say_whether_a_retry_may_help() {
 }
 
 /// The deployed sender puts a webhook's secrets in right before the call, encoded for where
-/// each lands, and only there; a call missing one, or whose header value would break the
-/// request, is refused for good without calling.
+/// each lands, and only there; a call missing one is retried, one whose header value would
+/// break the request is refused for good, neither calling.
 #[tokio::test]
 async fn the_webhook_sender_puts_secrets_in_the_request_alone() {
     use waymark::provider::{SendError, Sender};
@@ -1598,22 +1599,24 @@ async fn the_webhook_sender_puts_secrets_in_the_request_alone() {
                 format!("Bearer {}", marker(header)),
             )]),
             body: Some(format!(r#"{{"sig":"{}"}}"#, marker("SIG"))),
+            secrets: vec!["SIG".to_string(), header.to_string()],
         }),
         transactional: false,
         locale: None,
         timezone: None,
     };
-    for (header, secret) in [
-        ("GONE", "`GONE` has no value"),
-        ("BROKEN", "`BROKEN` cannot go in"),
-    ] {
-        match sender.send(&hook(2, header)).await {
-            Err(SendError::Permanent(why)) => {
-                assert!(why.contains(secret), "{why}");
-                assert!(!why.contains("X-Evil"), "{why}");
-            }
-            other => panic!("{header}: {other:?}"),
+    // A secret missing is retried (an operator may add it to the parameter); one that would
+    // break the request is refused for good.
+    match sender.send(&hook(2, "GONE")).await {
+        Err(SendError::Retryable(why)) => assert!(why.contains("`GONE` has no value"), "{why}"),
+        other => panic!("GONE: {other:?}"),
+    }
+    match sender.send(&hook(2, "BROKEN")).await {
+        Err(SendError::Permanent(why)) => {
+            assert!(why.contains("`BROKEN` cannot go in"), "{why}");
+            assert!(!why.contains("X-Evil"), "{why}");
         }
+        other => panic!("BROKEN: {other:?}"),
     }
     assert!(sender.send(&hook(1, "KEY")).await.is_ok());
     let seen = server.await.expect("server");
@@ -1646,7 +1649,7 @@ async fn webhook_secrets_are_read_from_one_ssm_parameter() {
     let sdk = support::sdk_config(&endpoint).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let name = format!("/hooks-{}/webhook-secrets", std::process::id());
-    let secrets = waymark::aws::secrets::SsmSecrets::new(ssm.clone(), name.clone());
+    let secrets = waymark::aws::secrets::SsmSecrets::ssm(ssm.clone(), name.clone());
     assert_eq!(secrets.secret("KEY").await, Ok(None), "no parameter yet");
     ssm.put_parameter()
         .name(&name)
@@ -1655,8 +1658,8 @@ async fn webhook_secrets_are_read_from_one_ssm_parameter() {
         .send()
         .await
         .expect("put the parameter");
-    // Read again only after the cache's 5 minutes: a fresh adapter reads it now.
-    let secrets = waymark::aws::secrets::SsmSecrets::new(ssm, name);
+    // A parameter not found is looked for again after 30 seconds: a fresh adapter reads it now.
+    let secrets = waymark::aws::secrets::SsmSecrets::ssm(ssm, name);
     assert_eq!(secrets.secret("KEY").await, Ok(Some("sk_live_1".into())));
     assert_eq!(secrets.secret("NONE").await, Ok(None));
 }

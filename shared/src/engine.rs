@@ -78,6 +78,13 @@ pub enum Content {
         headers: BTreeMap<String, String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
+        /// The names of the secrets the journey's `url`, `headers` and `body` read (`{{
+        /// secrets.NAME }}`), sorted: the sender puts a value in for these markers alone, and
+        /// any other text that looks like a marker goes out as it is (a call rendered before
+        /// the engine kept this, by an engine that let data hold the marker's character,
+        /// names none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<String>,
     },
 }
 
@@ -2533,8 +2540,19 @@ impl<'a> Run<'a> {
                 expires: p.expires,
             },
             Template::Webhook(w) => {
-                // A secret renders as its marker: the sender puts the value in.
-                let call = |field: &str, s: &str| named(field, ctx.render_webhook(s));
+                // A secret renders as its marker: the sender puts the value in, for the names
+                // the call reads alone.
+                let reads_secrets = template::reads_secrets(&w.url)
+                    || w.headers.values().any(|v| template::reads_secrets(v))
+                    || w.body.as_deref().is_some_and(template::reads_secrets);
+                let mut secrets = Vec::new();
+                let mut call = |field: &str, s: &str| {
+                    let rendered = ctx.render_webhook(s, reads_secrets).map(|(text, names)| {
+                        secrets.extend(names);
+                        text
+                    });
+                    named(field, rendered)
+                };
                 let headers = w
                     .headers
                     .iter()
@@ -2556,9 +2574,12 @@ impl<'a> Run<'a> {
                 // A URL the deployed sender could not call (the profile's `ftp://` address, an
                 // empty one) is this user's message failing, here, as for a header.
                 let url = call("url", &w.url)?;
+                let body = w.body.as_deref().map(|b| call("body", b)).transpose()?;
+                secrets.sort_unstable();
+                secrets.dedup();
                 // Checked with a stand-in for each secret (the sender checks it again, the
                 // values in).
-                let checked = crate::secrets::stood_in(&url);
+                let checked = crate::secrets::stood_in(&url, &secrets);
                 if let Some(why) = webhook_url_problem(&checked)
                     .or_else(|| crate::webhook::host_problem(&w.url, &checked))
                 {
@@ -2569,15 +2590,9 @@ impl<'a> Run<'a> {
                         message: format!("url: the URL {why}"),
                     });
                 }
-                let body = w.body.as_deref().map(|b| call("body", b)).transpose()?;
                 // A secret goes only where the journey wrote the host out: never to a host the
                 // user's data gives (`waymark validate` says so first).
-                let has_secret = |t: &str| t.contains(crate::secrets::OPEN);
-                if (has_secret(&url)
-                    || headers.values().any(|v| has_secret(v))
-                    || body.as_deref().is_some_and(has_secret))
-                    && !crate::webhook::host_written_out(&w.url)
-                {
+                if !secrets.is_empty() && !crate::webhook::host_written_out(&w.url) {
                     return Err(template::TemplateError {
                         line: None,
                         column: None,
@@ -2592,7 +2607,7 @@ impl<'a> Run<'a> {
                 if let Some(b) = body.as_deref().filter(|_| json) {
                     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b) {
                         // A secret outside a string is a marker where a value belongs.
-                        let secret = if has_secret(b) {
+                        let secret = if !crate::secrets::names(b, &secrets).is_empty() {
                             ", and a secret goes inside a JSON string: `\"{{ secrets.NAME }}\"`"
                         } else {
                             ""
@@ -2611,6 +2626,7 @@ impl<'a> Run<'a> {
                     method: w.method.clone(),
                     headers,
                     body,
+                    secrets,
                 }
             }
         })

@@ -142,14 +142,16 @@ fn as_sent(content: &Arc<Content>, ledger_key: &str) -> Arc<Content> {
             method,
             headers,
             body,
+            secrets,
         } => Arc::new(Content::Webhook {
-            url: shown(url).into_owned(),
+            url: shown(url, secrets).into_owned(),
             method: method.clone(),
             headers: webhook_headers_sent(headers, body.is_some(), ledger_key)
                 .into_iter()
-                .map(|(k, v)| (k, shown(&v).into_owned()))
+                .map(|(k, v)| (k, shown(&v, secrets).into_owned()))
                 .collect(),
-            body: body.as_deref().map(|b| shown(b).into_owned()),
+            body: body.as_deref().map(|b| shown(b, secrets).into_owned()),
+            secrets: secrets.clone(),
         }),
         _ => content.clone(),
     }
@@ -189,13 +191,18 @@ impl Sender for OutboxSender {
         // A call whose secrets the deployed sender could not put in (one without a value, a
         // line break in a header's) does not go out here either; the values go nowhere.
         if let Content::Webhook {
-            url, headers, body, ..
+            url,
+            headers,
+            body,
+            secrets,
+            ..
         } = message.content.as_ref()
         {
             crate::secrets::substitute(
                 url,
                 headers,
                 body.as_deref(),
+                secrets,
                 self.secrets.as_ref(),
                 LOCAL_SECRETS_WHERE,
             )

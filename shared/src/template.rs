@@ -334,6 +334,11 @@ fn secrets_uses(source: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Whether `source` (a webhook's `url`, header or `body`) reads a secret.
+pub fn reads_secrets(source: &str) -> bool {
+    source.contains(crate::secrets::ROOT) && !secrets_uses(source).is_empty()
+}
+
 /// What is wrong with how `source` (a webhook's `url`, header or `body`) reads its secrets, if
 /// anything: each is written alone in its tag, `{{ secrets.NAME }}`, with a name
 /// [`crate::secrets::is_name`] takes. No filter and no expression: the engine renders a marker,
@@ -614,27 +619,40 @@ impl<'a> Context<'a> {
     }
 
     /// Renders a webhook's `source` (its `url`, a header, its `body`): each `{{ secrets.NAME }}`
-    /// as the secret's marker ([`crate::secrets::marker`]), never its value. A marker-opening
+    /// as the secret's marker ([`crate::secrets::marker`]), never its value; with the names of
+    /// the secrets it put markers for (in order, repeats kept). In a call that reads a secret
+    /// (`call_reads_secrets`, as [`reads_secrets`] says of its fields), a marker-opening
     /// character in the output that this render did not put there came from the user's data,
-    /// which must not name a secret for the sender to put in: that is an error.
-    pub fn render_webhook(&self, source: &str) -> Result<String, TemplateError> {
+    /// which must not name a secret for the sender to put in: that is an error, as is a marker
+    /// a block changed or dropped (`{% filter upper %}`, `{% set %}`: validate refuses them).
+    /// In a call that reads none, the sender puts nothing in, and the character is text.
+    pub fn render_webhook(
+        &self,
+        source: &str,
+        call_reads_secrets: bool,
+    ) -> Result<(String, Vec<String>), TemplateError> {
         use crate::secrets::{marker, CLOSE, OPEN};
-        let reads = source.contains(crate::secrets::ROOT) && !secrets_uses(source).is_empty();
-        let (out, nonce) = if !reads {
-            (self.render(source, false)?, None)
-        } else {
-            let nonce = render_nonce();
-            let values = minijinja::context! {
-                secrets => minijinja::Value::from_object(SecretMarkers { nonce: nonce.clone() }),
-                ..self.values().clone()
-            };
-            (
-                render_cached(source, Given::Values(&values), false)?,
-                Some(nonce),
-            )
+        use std::sync::atomic::Ordering;
+        let markers = reads_secrets(source).then(|| SecretMarkers {
+            nonce: render_nonce(),
+            given: Default::default(),
+        });
+        let (out, markers) = match markers {
+            None => (self.render(source, false)?, None),
+            Some(m) => {
+                let m = std::sync::Arc::new(m);
+                let values = minijinja::context! {
+                    secrets => minijinja::Value::from_dyn_object(m.clone()),
+                    ..self.values().clone()
+                };
+                (
+                    render_cached(source, Given::Values(&values), false)?,
+                    Some(m),
+                )
+            }
         };
-        if !out.contains(OPEN) {
-            return Ok(out);
+        if !call_reads_secrets && markers.is_none() {
+            return Ok((out, Vec::new()));
         }
         let stray = || {
             TemplateError {
@@ -646,16 +664,15 @@ impl<'a> Context<'a> {
             ),
         }
         };
-        let Some(nonce) = nonce else {
-            return Err(stray());
-        };
+        let mut names = Vec::new();
         let mut settled = String::with_capacity(out.len());
         let mut rest = out.as_str();
         while let Some(i) = rest.find(OPEN) {
             settled.push_str(&rest[..i]);
             let after = &rest[i + OPEN.len_utf8()..];
-            let ours = after
-                .strip_prefix(nonce.as_str())
+            let ours = markers
+                .as_ref()
+                .and_then(|m| after.strip_prefix(m.nonce.as_str()))
                 .and_then(|a| a.strip_prefix(':'))
                 .and_then(|a| Some((a, a.find(CLOSE)?)))
                 .filter(|(a, end)| crate::secrets::is_name(&a[..*end]));
@@ -663,10 +680,21 @@ impl<'a> Context<'a> {
                 return Err(stray());
             };
             settled.push_str(&marker(&a[..end]));
+            names.push(a[..end].to_string());
             rest = &a[end + CLOSE.len_utf8()..];
         }
         settled.push_str(rest);
-        Ok(settled)
+        // Each secret the template gave is in the output once, unchanged: none dropped, none
+        // repeated by a block that captured it.
+        let given = markers.map_or(0, |m| m.given.load(Ordering::Relaxed));
+        if given != names.len() {
+            return Err(TemplateError {
+                line: None,
+                column: None,
+                message: "a secret's marker was changed, dropped or repeated before the output (a `{% filter %}`, `{% set %}`, `{% macro %}` or `{% call %}` block around `{{ secrets.NAME }}`): a secret is written alone in its tag, outside such blocks".into(),
+            });
+        }
+        Ok((settled, names))
     }
 
     /// The value of a template that is one `{{ expression }}` and nothing else, as JSON, when
@@ -702,14 +730,18 @@ impl<'a> Context<'a> {
 /// `secrets` as a webhook's render sees it: `secrets.NAME` is a marker naming the secret and
 /// carrying this render's nonce, so that a marker in the user's data is told from the
 /// template's own.
+/// It counts the markers it gives, which the output must hold as they were.
 #[derive(Debug)]
 struct SecretMarkers {
     nonce: String,
+    given: std::sync::atomic::AtomicUsize,
 }
 
 impl minijinja::value::Object for SecretMarkers {
     fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
         let name = key.as_str()?;
+        self.given
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(minijinja::Value::from(format!(
             "{}{}:{name}{}",
             crate::secrets::OPEN,
@@ -1839,13 +1871,43 @@ mod tests {
             language: None,
         });
         assert_eq!(
-            ctx.render_webhook("Bearer {{ secrets.KEY }} for {{ user_id }}"),
-            Ok(format!("Bearer {} for u1", crate::secrets::marker("KEY")))
+            ctx.render_webhook("Bearer {{ secrets.KEY }} for {{ user_id }}", true),
+            Ok((
+                format!("Bearer {} for u1", crate::secrets::marker("KEY")),
+                vec!["KEY".to_string()]
+            ))
         );
+        // In a call that reads a secret (in this field or another), data holding the
+        // character is refused.
         for source in ["{{ profile.nick }}", "{{ secrets.KEY }} {{ profile.nick }}"] {
-            let e = ctx.render_webhook(source).expect_err(source);
+            let e = ctx.render_webhook(source, true).expect_err(source);
             assert!(e.message.contains("which marks a secret"), "{}", e.message);
         }
+        // In a call that reads none, it is text (the sender puts no secret in).
+        assert_eq!(
+            ctx.render_webhook("{{ profile.nick }}", false),
+            Ok((crate::secrets::marker("KEY"), Vec::new()))
+        );
+        // A block that captures, changes or drops a marker.
+        for source in [
+            "{% filter upper %}{{ secrets.KEY }}{% endfilter %}",
+            "{% set x %}{{ secrets.KEY }}{% endset %}{{ x|urlencode }}",
+            "{% set x %}{{ secrets.KEY }}{% endset %}{{ x }}{{ x }}",
+            "{% set x %}{{ secrets.KEY }}{% endset %}none",
+        ] {
+            let e = ctx.render_webhook(source, true).expect_err(source);
+            assert!(
+                e.message.contains("which marks a secret")
+                    || e.message.contains("was changed, dropped or repeated"),
+                "{source}: {}",
+                e.message
+            );
+        }
+        assert_eq!(
+            ctx.render_webhook("{% for i in [1, 2] %}{{ secrets.KEY }}{% endfor %}", true)
+                .map(|(_, names)| names),
+            Ok(vec!["KEY".to_string(), "KEY".to_string()])
+        );
         // Outside a webhook `secrets` is no variable at all.
         assert_eq!(
             ctx.render("[{{ secrets.KEY }}]", false).as_deref(),

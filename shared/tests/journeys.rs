@@ -4220,6 +4220,7 @@ steps:
                 ),
             ]),
             body: Some(r#"{"plan": "pro"}"#.into()),
+            secrets: Vec::new(),
         }
     );
     // In-app messages land in the user's inbox rather than with a provider.

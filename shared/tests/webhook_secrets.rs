@@ -38,7 +38,8 @@ steps:
 const VALUES: [(&str, &str); 3] = [
     ("REWARDS_KEY", "sk_live_rewards_9f2c"),
     ("URL_KEY", "uk_live_7a1b"),
-    ("SIGNING", "sig \"quoted\" \\ live_55d0"),
+    // Plain: a quote or a backslash would be escaped in a dump, and not found even if there.
+    ("SIGNING", "sig_live_55d0"),
 ];
 
 /// A harness whose outbox takes its secrets from `secrets`, and the outbox's lines.
@@ -156,6 +157,43 @@ async fn data_holding_a_marker_names_no_secret() {
             .contains("which marks a secret: data cannot name a secret"),
         "{skipped:?}"
     );
+}
+
+/// A call that reads no secret takes the user's data as it is, the marker's character too:
+/// the sender puts no value in (it puts in only the secrets the template reads).
+#[tokio::test]
+async fn a_call_reading_no_secret_sends_a_marker_in_data_as_text() {
+    let (h, lines) = harness(LocalSecrets::new(VALUES));
+    h.publish(
+        r#"
+id: plain
+name: Plain call
+trigger: {event: level_up}
+steps:
+  - id: tell
+    send:
+      webhook:
+        url: "https://crm.example.com/users/{{ user_id | urlencode }}"
+        body: '{"name": {{ profile.name | tojson }}}'
+"#,
+    )
+    .await;
+    let name = serde_json::to_string(&marker("REWARDS_KEY")).expect("text");
+    h.play(&format!(
+        r#"{{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"eve","traits":{{"name":{name}}}}}
+{{"at":"2026-03-01T01:00:00Z","userId":"eve","event":"level_up","properties":{{}}}}"#
+    ))
+    .await;
+    assert_eq!(skips(&h, "eve").await, []);
+    let sent = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(sent.len(), 1);
+    let Content::Webhook { body, secrets, .. } = sent[0].content.as_ref() else {
+        panic!("a webhook: {:?}", sent[0].content);
+    };
+    assert!(secrets.is_empty(), "{secrets:?}");
+    let body: serde_json::Value =
+        serde_json::from_str(body.as_deref().expect("a body")).expect("JSON");
+    assert_eq!(body["name"], marker("REWARDS_KEY"), "as it was, no value");
 }
 
 /// The problems `waymark validate` finds in `file`, as it prints them.

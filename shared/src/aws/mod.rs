@@ -181,7 +181,7 @@ impl Secrets {
             )?),
         };
         let webhook = config.webhook_secrets.clone().map(|name| {
-            Arc::new(secrets::SsmSecrets::new(ssm.clone(), name))
+            Arc::new(secrets::SsmSecrets::ssm(ssm.clone(), name))
                 as Arc<dyn crate::secrets::WebhookSecrets>
         });
         Ok(Secrets {

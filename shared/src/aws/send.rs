@@ -21,7 +21,7 @@ use crate::engine::{Content, Outgoing};
 use crate::journey::SmsType;
 use crate::profile::{Address, Device};
 use crate::provider::{OptOutPage, Receipt, SendError, Sender};
-use crate::secrets::{substitute, LocalSecrets, WebhookSecrets};
+use crate::secrets::{substitute, LocalSecrets, SubstituteError, WebhookSecrets};
 use crate::webhook::webhook_headers_sent;
 
 /// What the sender needs besides its clients.
@@ -117,6 +117,16 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
+/// A webhook call as the engine rendered it (see [`Content::Webhook`]).
+struct WebhookCall<'a> {
+    url: &'a str,
+    method: &'a str,
+    headers: &'a BTreeMap<String, String>,
+    body: Option<&'a str>,
+    /// The secrets its template reads: their markers alone get a value.
+    secrets: &'a [String],
+}
+
 /// How long a webhook may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,7 +147,7 @@ pub struct AwsSender {
 }
 
 /// Where the deployed sender takes a webhook secret's value from.
-const DEPLOYED_SECRETS_WHERE: &str = "add it to the SSM parameter the stack's `WebhookSecretsParameter` names (a SecureString holding a JSON object of names and values, like `{\"API_KEY\": \"...\"}`); the engine reads it again within 5 minutes";
+const DEPLOYED_SECRETS_WHERE: &str = "add it to the SSM parameter the stack's `WebhookSecretsParameter` names (a SecureString holding a JSON object of names and values, like `{\"API_KEY\": \"...\"}`); the send is retried, and each retry more than 30 seconds after the last read reads the parameter again";
 
 impl std::fmt::Debug for AwsSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -384,10 +394,13 @@ impl AwsSender {
     /// repeat of a call whose answer was lost.
     async fn webhook(
         &self,
-        url: &str,
-        method: &str,
-        headers: &BTreeMap<String, String>,
-        body: Option<&str>,
+        WebhookCall {
+            url,
+            method,
+            headers,
+            body,
+            secrets: read,
+        }: WebhookCall<'_>,
         idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
         let bad = |what: &str| SendError::Permanent(format!("webhook: {what}"));
@@ -397,7 +410,16 @@ impl AwsSender {
             Some(s) => s.as_ref(),
             None => &none,
         };
-        let call = substitute(url, headers, body, secrets, DEPLOYED_SECRETS_WHERE).await?;
+        let call = substitute(url, headers, body, read, secrets, DEPLOYED_SECRETS_WHERE)
+            .await
+            .map_err(|e| match e {
+                // Deployed, a secret is added to the parameter while the engine runs (right
+                // after the journey that reads it was published): the send is retried as for a
+                // provider outage (about six hours, then the dead-letter queue, whose redrive
+                // sends it), not refused for good.
+                SubstituteError::Missing { .. } => SendError::Retryable(format!("webhook: {e}")),
+                e => SendError::from(e),
+            })?;
         let (url, headers, body) = (call.url.as_str(), &call.headers, call.body.as_deref());
         if let Some(why) = crate::webhook::webhook_url_problem(url) {
             return Err(bad(&format!("the URL {why}")));
@@ -559,11 +581,18 @@ impl Sender for AwsSender {
                     method,
                     headers,
                     body,
+                    secrets,
                 },
                 _,
             ) => {
-                self.webhook(url, method, headers, body.as_deref(), &o.ledger_key())
-                    .await
+                let call = WebhookCall {
+                    url,
+                    method,
+                    headers,
+                    body: body.as_deref(),
+                    secrets,
+                };
+                self.webhook(call, &o.ledger_key()).await
             }
             (Content::InApp { .. }, _) => Err(SendError::Permanent(
                 "in-app messages are kept by the runtime, not sent".into(),
