@@ -3732,6 +3732,13 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                     path,
                     format!("`{name}` is the HTTP client's to set from the URL and the body: leave it out"),
                 ));
+            } else if lower == "content-type" && template::is_template(value) {
+                // The body's encoding (and how a secret's value is escaped in it) is decided
+                // by it, for every user alike.
+                out.push(problem(
+                    path,
+                    "`Content-Type` is written out, not a template (or a secret): it says how the body is encoded, and so how a secret's value is escaped in it, for every user alike",
+                ));
             } else if lower == "idempotency-key" && !template::is_template(value) {
                 out.push(problem(
                     path,

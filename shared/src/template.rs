@@ -334,6 +334,43 @@ fn secrets_uses(source: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The block around the byte offset `at` of `source` that captures what it renders and may
+/// change it (`filter`, a `set` block, `macro`, `call`), if any: its keyword. `tags` are the
+/// template's tags ([`used::layout`]).
+fn capturing_block_at(
+    source: &str,
+    tags: &[std::ops::Range<usize>],
+    at: usize,
+) -> Option<&'static str> {
+    let mut open: Vec<&'static str> = Vec::new();
+    for r in tags.iter().filter(|r| r.end <= at) {
+        let Some(inner) = source
+            .get(r.clone())
+            .and_then(|t| t.strip_prefix("{%")?.strip_suffix("%}"))
+        else {
+            continue;
+        };
+        let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+        let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner).trim();
+        let word = inner.split_whitespace().next().unwrap_or_default();
+        match word {
+            "filter" => open.push("filter"),
+            "macro" => open.push("macro"),
+            "call" => open.push("call"),
+            // `{% set x = ... %}` sets a value; `{% set x %}` captures a block.
+            "set" if !inner.contains('=') => open.push("set"),
+            "endfilter" | "endmacro" | "endcall" | "endset" => {
+                let kind = &word[3..];
+                if let Some(i) = open.iter().rposition(|k| *k == kind) {
+                    open.truncate(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    open.last().copied()
+}
+
 /// Whether `source` (a webhook's `url`, header or `body`) reads a secret.
 pub fn reads_secrets(source: &str) -> bool {
     source.contains(crate::secrets::ROOT) && !secrets_uses(source).is_empty()
@@ -347,6 +384,13 @@ pub fn reads_secrets(source: &str) -> bool {
 fn secrets_problem(source: &str) -> Option<TemplateError> {
     let (_, tags) = used::layout(source);
     for at in secrets_uses(source) {
+        if let Some(block) = capturing_block_at(source, &tags, at) {
+            return Some(TemplateError::at(
+                source,
+                at,
+                format!("a secret is not read inside a `{{% {block} %}}` block: the block would change, drop or repeat the marker the engine renders for it (the sender puts the value in after, encoded for where it lands); write `{{{{ secrets.NAME }}}}` outside it"),
+            ));
+        }
         let inner = tags
             .iter()
             .find(|r| r.contains(&at))

@@ -273,11 +273,41 @@ steps:
             call("{{ profile.hook_url }}", "{{ secrets.KEY }}"),
             "hook.yaml:8:9: steps[0].send.webhook.url: a call that carries a secret goes only to a host the journey writes out",
         ),
+        // A block that would change, drop or repeat the marker.
+        (
+            call("https://api.example.com/", "{% filter upper %}{{ secrets.KEY }}{% endfilter %}"),
+            "hook.yaml:9:48: steps[0].send.webhook.headers.X-Key: a secret is not read inside a `{% filter %}` block",
+        ),
+        (
+            call("https://api.example.com/", "{% set x %}{{ secrets.KEY }}{% endset %}{{ x|urlencode }}"),
+            "hook.yaml:9:41: steps[0].send.webhook.headers.X-Key: a secret is not read inside a `{% set %}` block",
+        ),
+        (
+            call("https://api.example.com/", "{% macro k() %}{{ secrets.KEY }}{% endmacro %}{{ k() }}"),
+            "hook.yaml:9:45: steps[0].send.webhook.headers.X-Key: a secret is not read inside a `{% macro %}` block",
+        ),
     ] {
         let got = problems(&file);
         assert!(
             got.iter().any(|p| p.starts_with(want)),
             "want {want}\n got {got:?}"
+        );
+    }
+    // Blocks that leave it alone: a `set` of a value, a filter closed before it.
+    for header in [
+        "{% set k = 1 %}{{ secrets.KEY }}",
+        "{% filter upper %}x{% endfilter %}{{ secrets.KEY }}",
+    ] {
+        let file = format!("id: hook\nname: Hook\ntrigger: {{event: a}}\nsteps:\n  - id: call\n    send:\n      webhook:\n        url: \"https://api.example.com/\"\n        headers: {{X-Key: \"{header}\"}}\n");
+        assert_eq!(problems(&file), Vec::<String>::new(), "{header}");
+    }
+    // The body's media type is written out: a template or a secret is refused.
+    for value in ["{{ secrets.TYPE }}", "{{ profile.media }}"] {
+        let file = format!("id: hook\nname: Hook\ntrigger: {{event: a}}\nsteps:\n  - id: call\n    send:\n      webhook:\n        url: \"https://api.example.com/\"\n        headers: {{Content-Type: \"{value}\"}}\n        body: \"k={{{{ secrets.KEY }}}}\"\n");
+        let got = problems(&file);
+        assert!(
+            got.iter().any(|p| p.contains("steps[0].send.webhook.headers.Content-Type: `Content-Type` is written out, not a template")),
+            "{value}: {got:?}"
         );
     }
 }
