@@ -552,23 +552,18 @@ mod tests {
         assert!(!format!("{secrets:?}").contains("sk_live_1"));
     }
 
+    /// One read's answer: the names and values, `None` for no place.
+    type Answer = Result<Option<Vec<(&'static str, &'static str)>>, SecretsError>;
+
     /// A place whose reads give `script`'s answers in turn (the last one again after), each
     /// read taking a second.
     struct Scripted {
-        script: std::sync::Mutex<
-            std::collections::VecDeque<
-                Result<Option<Vec<(&'static str, &'static str)>>, SecretsError>,
-            >,
-        >,
+        script: std::sync::Mutex<std::collections::VecDeque<Answer>>,
         reads: std::sync::atomic::AtomicUsize,
     }
 
     impl Scripted {
-        fn new(
-            script: impl IntoIterator<
-                Item = Result<Option<Vec<(&'static str, &'static str)>>, SecretsError>,
-            >,
-        ) -> CachedSecrets<Scripted> {
+        fn new(script: impl IntoIterator<Item = Answer>) -> CachedSecrets<Scripted> {
             CachedSecrets::new(Scripted {
                 script: std::sync::Mutex::new(script.into_iter().collect()),
                 reads: Default::default(),
