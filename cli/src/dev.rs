@@ -80,6 +80,10 @@ fn engine_config() -> Config {
         // the store would wait for the scheduler's tick (which runs `TICK_MIN_REAL` apart, an
         // hour and more of virtual time at --speed 86400).
         hop_limit: WAITS_RIDE_THE_QUEUE,
+        // Its store outlives a run: a version published before versions kept their topic's
+        // declaration, its topic since dropped from waymark.yaml, sends only to users who
+        // said yes, as a deployment does.
+        undeclared_topic: waymark::topic::TopicDefault::OptIn,
         ..Config::default()
     }
 }
@@ -1108,7 +1112,11 @@ impl Watcher {
         }
         self.owners.retain(|_, f| f.as_path() != file);
         self.owners.insert(j.id.clone(), file.to_path_buf());
-        match runtime.catalog.publish(j, runtime.clock.now()).await {
+        match runtime
+            .catalog
+            .publish(j, &runtime.config.topics, runtime.clock.now())
+            .await
+        {
             Ok((version, created)) => {
                 let note = match j.status {
                     JourneyStatus::Active => "",

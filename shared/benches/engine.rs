@@ -69,7 +69,7 @@ fn pure(c: &mut Criterion) {
                 profile: &p,
                 now: t0,
                 unsubscribe_url: None,
-                topics: &waymark::topic::NONE,
+                topics: waymark::topic::Declared::NONE,
             };
             let trigger = TriggerEvent {
                 event: "cart_abandoned".into(),
@@ -109,7 +109,7 @@ async fn run_users(n: usize) -> (usize, std::time::Duration) {
     );
     let journey = waymark::dsl::parse("cart.yaml", CART).expect("valid journey");
     rt.catalog
-        .publish(&journey, start())
+        .publish(&journey, &rt.config.topics, start())
         .await
         .expect("publish");
     // The users' events are made before the clock starts: the figure is the engine's, not the

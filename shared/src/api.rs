@@ -1034,7 +1034,8 @@ impl Api {
         };
         let name = format!("{id}.yaml");
         // A topic this deployment does not declare is refused here, where the operator sees it,
-        // rather than found at each send (which takes it as `opt_in`).
+        // rather than found at each send; the version keeps its declaration, for a send whose
+        // running parameter has lost it (see `topic::Declared`).
         let parsed = dsl::parse(&name, text).and_then(|j| {
             let topics = &self.runtime.config.topics;
             match dsl::undeclared_topic(&name, text, &j, topics, dsl::TopicsFrom::Deployment) {
@@ -1079,7 +1080,12 @@ impl Api {
             );
         }
         let now = self.runtime.clock.now();
-        match self.runtime.catalog.publish(&journey, now).await {
+        match self
+            .runtime
+            .catalog
+            .publish(&journey, &self.runtime.config.topics, now)
+            .await
+        {
             Ok((version, created)) => reply(
                 if created {
                     StatusCode::CREATED

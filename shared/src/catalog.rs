@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::journey::{Journey, JourneyStatus};
 use crate::store::{Expect, Key, Record, Store, StoreError};
+use crate::topic::{Topic, Topics};
 
 /// One published version of a journey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,13 @@ pub struct Published {
     pub digest: String,
     pub published_at: Timestamp,
     pub journey: Journey,
+    /// The declaration (name, default) of the journey's topic when this version was published,
+    /// kept beside the journey (not in it, nor in its digest): a send whose running
+    /// configuration has lost the topic takes this one, so an `opt_in` topic stays `opt_in`
+    /// (see [`crate::topic::Declared`]). `None`: no topic, none declared then, or a version
+    /// published before declarations were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Topic>,
 }
 
 /// The pointer to a journey's latest version.
@@ -41,6 +49,10 @@ pub struct Head {
     /// traits are few, and a version's last enrollment may end any time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watched_by_versions: Vec<String>,
+    /// The latest version's [`Published::topic`]: a publish of the same journey under another
+    /// declaration makes a new version holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Topic>,
 }
 
 const INDEX: &str = "JOURNEYS";
@@ -85,23 +97,35 @@ impl Catalog {
         }
     }
 
-    /// Stores `journey` as a new version unless it is unchanged. Returns (version, whether new).
+    /// Stores `journey` as a new version unless it is unchanged, with the declaration `topics`
+    /// (the publisher's: its `waymark.yaml`, a deployment's parameter) gives its topic. The
+    /// same journey with its topic declared otherwise than in the latest version (another
+    /// default or name; one published before declarations were kept) is a new version, its
+    /// digest the same. Returns (version, whether new).
     pub async fn publish(
         &self,
         journey: &Journey,
+        topics: &Topics,
         now: Timestamp,
     ) -> Result<(u32, bool), StoreError> {
         let digest = journey.digest();
+        let topic = journey
+            .topic
+            .as_deref()
+            .and_then(|t| topics.get(t))
+            .cloned();
         for _ in 0..5 {
             let head = self.store.get(&head_key(&journey.id)).await?;
             let current = head.as_ref().map(|r| r.parse::<Head>()).transpose()?;
             if let Some(h) = &current {
-                if h.digest == digest {
+                if h.digest == digest && h.topic == topic {
                     return Ok((h.version, false));
                 }
             }
             let first = current.as_ref().map(|h| h.version + 1).unwrap_or(1);
-            let version = self.write_version(journey, &digest, first, now).await?;
+            let version = self
+                .write_version(journey, &digest, topic.as_ref(), first, now)
+                .await?;
             let watched_by_versions = self.watched_after(current.as_ref(), journey).await?;
             let new_head = Head {
                 id: journey.id.clone(),
@@ -111,6 +135,7 @@ impl Catalog {
                 digest: digest.clone(),
                 published_at: now,
                 watched_by_versions,
+                topic: topic.clone(),
             };
             let (rv, expect) = Expect::replacing(head.as_ref());
             match self
@@ -151,15 +176,17 @@ impl Catalog {
         Ok(watched.into_iter().collect())
     }
 
-    /// Writes `journey` as the first free version from `first` on, and returns its number. A
-    /// version record there already is this journey's when its digest is (an earlier attempt
-    /// of this publish, which failed before its head was written); another's (a publish that
-    /// failed half-way and was given up, or one running at the same moment) is left to it, and
-    /// the next number is tried: a head must never name a version holding other content.
+    /// Writes `journey` (its topic declared as `topic`) as the first free version from `first`
+    /// on, and returns its number. A version record there already is this journey's when its
+    /// digest and declaration are (an earlier attempt of this publish, which failed before its
+    /// head was written); another's (a publish that failed half-way and was given up, or one
+    /// running at the same moment) is left to it, and the next number is tried: a head must
+    /// never name a version holding other content.
     async fn write_version(
         &self,
         journey: &Journey,
         digest: &str,
+        topic: Option<&Topic>,
         first: u32,
         now: Timestamp,
     ) -> Result<u32, StoreError> {
@@ -170,6 +197,7 @@ impl Catalog {
                 digest: digest.to_string(),
                 published_at: now,
                 journey: journey.clone(),
+                topic: topic.cloned(),
             };
             let key = version_key(&journey.id, version);
             match self
@@ -187,7 +215,7 @@ impl Catalog {
                             continue;
                         }
                     };
-                    if there.digest == digest {
+                    if there.digest == digest && there.topic.as_ref() == topic {
                         return Ok(version);
                     }
                     tracing::warn!(journey = %journey.id, version, "a version another publish wrote is not the head's; publishing as the next");
@@ -315,6 +343,7 @@ mod tests {
             digest: j.digest(),
             published_at: now,
             journey: j.clone(),
+            topic: None,
         };
         let record = Record::new(version_key(&j.id, version), 1, &published).expect("record");
         store.put(&record, Expect::Absent).await.expect("put");
@@ -325,11 +354,20 @@ mod tests {
         let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let store = MemoryStore::new();
         let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
-        catalog.publish(&journey("one"), now).await.expect("v1");
+        catalog
+            .publish(&journey("one"), &Topics::default(), now)
+            .await
+            .expect("v1");
         // X was given up half-way; the fixed Y is published next.
         let (x, y) = (journey("X abandoned"), journey("Y fixed"));
         half_published(&store, &x, 2, now).await;
-        assert_eq!(catalog.publish(&y, now).await.expect("Y"), (3, true));
+        assert_eq!(
+            catalog
+                .publish(&y, &Topics::default(), now)
+                .await
+                .expect("Y"),
+            (3, true)
+        );
         let running = catalog.latest("j").await.expect("read").expect("a head");
         assert_eq!((running.version, &running.journey), (3, &y));
         let head = catalog.head("j").await.expect("read").expect("a head");
@@ -338,7 +376,13 @@ mod tests {
         // The retry of a publish that failed half-way takes the version it wrote.
         let z = journey("Z");
         half_published(&store, &z, 4, now).await;
-        assert_eq!(catalog.publish(&z, now).await.expect("Z"), (4, true));
+        assert_eq!(
+            catalog
+                .publish(&z, &Topics::default(), now)
+                .await
+                .expect("Z"),
+            (4, true)
+        );
         let running = catalog.latest("j").await.expect("read").expect("a head");
         assert_eq!((running.version, &running.journey), (4, &z));
     }
@@ -351,8 +395,8 @@ mod tests {
         let store = MemoryStore::new();
         let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
         let watching = crate::dsl::parse("j.yaml", WATCHING).expect("journey");
-        catalog.publish(&watching, now).await.expect("v1");
-        catalog.publish(&journey("v2"), now).await.expect("v2");
+        catalog.publish(&watching, &Topics::default(), now).await.expect("v1");
+        catalog.publish(&journey("v2"), &Topics::default(), now).await.expect("v2");
         let head = catalog.head("j").await.expect("read").expect("a head");
         assert_eq!(head.version, 2);
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
@@ -372,13 +416,53 @@ mod tests {
             digest: watching.digest(),
             published_at: now,
             watched_by_versions: Vec::new(),
+            topic: None,
         };
         let text = serde_json::to_string(&old).expect("JSON");
         assert!(!text.contains("watched"), "{text}");
         let record = Record::new(head_key("j"), 1, &old).expect("record");
         store.put(&record, Expect::Absent).await.expect("head");
-        assert_eq!(catalog.publish(&journey("v2"), now).await, Ok((2, true)));
+        assert_eq!(catalog.publish(&journey("v2"), &Topics::default(), now).await, Ok((2, true)));
         let head = catalog.head("j").await.expect("read").expect("a head");
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
+    }
+
+    /// A version keeps its topic's declaration as published, outside the journey's digest; the
+    /// same file published under another declaration is a new version holding it.
+    #[tokio::test]
+    async fn a_version_keeps_its_topics_declaration() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let catalog = Catalog::new(Arc::new(MemoryStore::new()), Duration::ZERO);
+        let j = crate::dsl::parse("j.yaml", &J.replace("steps:", "topic: offers\nsteps:"))
+            .expect("journey");
+        let opt_in =
+            Topics::parse_parameter(r#"{"offers": {"name": "Offers", "default": "opt_in"}}"#)
+                .expect("topics");
+        assert_eq!(
+            catalog.publish(&j, &opt_in, now).await.expect("v1"),
+            (1, true)
+        );
+        let v1 = catalog.version("j", 1).await.expect("read").expect("v1");
+        assert_eq!(v1.topic.as_ref(), opt_in.get("offers"));
+        assert_eq!(v1.digest, j.digest());
+        assert_eq!(
+            catalog.publish(&j, &opt_in, now).await.expect("same"),
+            (1, false)
+        );
+        // Declared otherwise (or not at all, as a library's runtime may publish): a new version.
+        let subscribed =
+            Topics::parse_parameter(r#"{"offers": {"name": "Offers"}}"#).expect("topics");
+        assert_eq!(
+            catalog.publish(&j, &subscribed, now).await.expect("v2"),
+            (2, true)
+        );
+        let v2 = catalog.latest("j").await.expect("read").expect("v2");
+        assert_eq!(v2.topic.as_ref(), subscribed.get("offers"));
+        assert_eq!(v2.digest, v1.digest);
+        // A journey with no topic keeps none, whatever is declared.
+        let plain = journey("plain");
+        catalog.publish(&plain, &opt_in, now).await.expect("v3");
+        let v3 = catalog.latest("j").await.expect("read").expect("v3");
+        assert_eq!(v3.topic, None);
     }
 }

@@ -20,7 +20,7 @@ use crate::journey::{
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
 use crate::timeline::{Entry, What};
-use crate::topic::{self, Topics};
+use crate::topic::{self, Declared};
 use crate::webhook::{header_name_problem, header_value_problem, webhook_url_problem};
 
 /// How many steps one transition may run before it must wait (validation forbids loops without
@@ -201,8 +201,9 @@ pub struct Ctx<'a> {
     pub now: Timestamp,
     /// The signed unsubscribe link for this user and journey, when the deployment has one.
     pub unsubscribe_url: Option<&'a str>,
-    /// The subscription topics the deployment declares (a journey's `topic`'s default).
-    pub topics: &'a Topics,
+    /// What is known of the journey's topic: the running declarations, the one its version
+    /// was published with, and how to take a topic neither declares.
+    pub topics: Declared<'a>,
 }
 
 impl Ctx<'_> {
@@ -2206,7 +2207,7 @@ impl<'a> Run<'a> {
         // The journey's topic first: a user unsubscribed from it gets none of its messages, on
         // any channel (the fallback is the same message). A transactional journey has none.
         if let Some(topic) = &self.ctx.journey.topic {
-            if let Some(skip) = topic::standing(self.user(), self.ctx.topics, topic) {
+            if let Some(skip) = topic::standing(self.user(), &self.ctx.topics, topic) {
                 self.log(
                     Some(step),
                     What::Skipped {

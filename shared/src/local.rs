@@ -1739,7 +1739,7 @@ mod tests {
         )
         .expect("journey");
         rt.catalog
-            .publish(&journey, clock.now())
+            .publish(&journey, &rt.config.topics, clock.now())
             .await
             .expect("publish");
         let body = serde_json::json!({"userId": "u", "event": "go", "messageId": "go-1"});

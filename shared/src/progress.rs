@@ -587,6 +587,7 @@ mod tests {
             digest: String::new(),
             published_at: at("2026-11-01T00:00:00Z"),
             journey,
+            topic: None,
         })
     }
 

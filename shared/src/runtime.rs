@@ -25,7 +25,7 @@ use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
 use crate::store::{join, segment_of, Expect, Handle, Key, Page, Part, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
-use crate::topic::Topics;
+use crate::topic::{Declared, TopicDefault, Topics};
 
 /// How a message failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -103,6 +103,11 @@ pub struct Config {
     /// The subscription topics journeys name (`waymark.yaml`'s `topics`; a deployment's
     /// `SUBSCRIPTION_TOPICS`): each one's default and the name people read.
     pub topics: Topics,
+    /// How a send takes a journey's topic that neither `topics` nor the journey's published
+    /// version declares (see [`crate::topic::Declared`]): `opt_in` in a deployment (the AWS
+    /// functions, `waymark dev`), so a consent never given is never assumed; `subscribed` (the
+    /// default) in a simulation or test given no settings, where nothing reaches anyone.
+    pub undeclared_topic: TopicDefault,
     /// Base URL of the API, for unsubscribe links; with `signer`.
     pub public_url: Option<String>,
     pub signer: Option<Arc<Signer>>,
@@ -131,6 +136,7 @@ impl Default for Config {
             timer_shards: crate::shards::DEFAULT,
             caps: BTreeMap::new(),
             topics: Topics::default(),
+            undeclared_topic: TopicDefault::Subscribed,
             public_url: None,
             signer: None,
             claim_lease: SignedDuration::from_secs(120),
@@ -1767,7 +1773,7 @@ impl Runtime {
                 profile: &profile,
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
-                topics: &self.config.topics,
+                topics: self.declared(&p),
             };
             let exits = stopped
                 || engine::exits_on(&ctx, &l.enrollment, e)
@@ -2139,7 +2145,7 @@ impl Runtime {
                     )
                     .await?;
                 let hers = mine.get(&j).and_then(|m| m.enrollment.converted_at);
-                self.merge_enrollment(profile, ends, l, &p.journey, cause, hers)
+                self.merge_enrollment(profile, ends, l, &p, cause, hers)
                     .await?;
             }
             // Its pending inactivity checks become the user's (its own are dropped when due):
@@ -2318,7 +2324,7 @@ impl Runtime {
                 profile,
                 now,
                 unsubscribe_url: None,
-                topics: &self.config.topics,
+                topics: self.declared(&p),
             };
             let theirs = converted.get(&**journey).copied();
             let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late, theirs) else {
@@ -2340,10 +2346,11 @@ impl Runtime {
         into: &Profile,
         ends: Option<String>,
         l: Loaded,
-        journey: &Journey,
+        p: &Published,
         cause: &str,
         converted: Option<Timestamp>,
     ) -> Result<(), RunError> {
+        let journey = &p.journey;
         let now = self.now();
         let ctx = Ctx {
             journey,
@@ -2351,7 +2358,7 @@ impl Runtime {
             profile: into,
             now,
             unsubscribe_url: None,
-            topics: &self.config.topics,
+            topics: self.declared(p),
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| ends.is_none())
@@ -2445,7 +2452,7 @@ impl Runtime {
             profile: &profile,
             now,
             unsubscribe_url: unsub.as_deref(),
-            topics: &self.config.topics,
+            topics: self.declared(&p),
         };
         // Her exit event since the trigger ends it; else the event its `wait_for` waits for,
         // done by her since the wait began (the purchase made from her phone while the laptop's
@@ -2594,6 +2601,16 @@ impl Runtime {
         Ok(())
     }
 
+    /// What a send of version `p` knows of topics: this runtime's declarations, the one `p`
+    /// was published with, and how to take a topic neither declares.
+    fn declared<'a>(&'a self, p: &'a Published) -> Declared<'a> {
+        Declared {
+            running: &self.config.topics,
+            published: p.topic.as_ref(),
+            otherwise: self.config.undeclared_topic,
+        }
+    }
+
     /// The signed one-click link of `journey`'s emails to `user`: it unsubscribes her from the
     /// journey's topic when it has one, else from email.
     fn unsubscribe_url(&self, user: &str, journey: &Journey) -> Option<String> {
@@ -2693,7 +2710,7 @@ impl Runtime {
             profile,
             now,
             unsubscribe_url: unsub.as_deref(),
-            topics: &self.config.topics,
+            topics: self.declared(p),
         };
         let trigger_at = trigger.at;
         let trigger_event = trigger.event.clone();
@@ -3162,7 +3179,7 @@ impl Runtime {
                 profile,
                 now: self.now(),
                 unsubscribe_url: None,
-                topics: &self.config.topics,
+                topics: self.declared(&v),
             };
             let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
                 continue;
@@ -3296,7 +3313,7 @@ impl Runtime {
                 profile,
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
-                topics: &self.config.topics,
+                topics: self.declared(&p),
             };
             if let Some(t) = engine::date_moved(&ctx, &l.enrollment) {
                 let committed = self.commit(t, &cause, Some(&l), false).await?;
@@ -3862,7 +3879,7 @@ impl Runtime {
                     .await?;
                 let converted = hers.as_ref().and_then(|h| h.converted_at);
                 return self
-                    .merge_enrollment(&theirs, ends, loaded, &p.journey, &cause, converted)
+                    .merge_enrollment(&theirs, ends, loaded, &p, &cause, converted)
                     .await;
             }
         }
@@ -3873,7 +3890,7 @@ impl Runtime {
             profile: &profile,
             now: self.now(),
             unsubscribe_url: unsub.as_deref(),
-            topics: &self.config.topics,
+            topics: self.declared(&p),
         };
         // A stopped journey ends the enrollment at its next step (this one), whatever version
         // it is on, and nothing it still owes from earlier transitions goes out.
@@ -4285,7 +4302,7 @@ impl Runtime {
             profile: &profile,
             now: self.now(),
             unsubscribe_url: None,
-            topics: &self.config.topics,
+            topics: self.declared(&p),
         };
         let Some(t) = engine::stop(&ctx, e) else {
             return Ok(());
@@ -5555,7 +5572,10 @@ mod tests {
         );
         if let Some(text) = journey {
             let j = crate::dsl::parse("j.yaml", text).expect("journey");
-            rt.catalog.publish(&j, start).await.expect("publish");
+            rt.catalog
+                .publish(&j, &rt.config.topics, start)
+                .await
+                .expect("publish");
         }
         (rt, store)
     }

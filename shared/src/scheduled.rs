@@ -490,6 +490,7 @@ mod tests {
             digest: String::new(),
             published_at: at.parse().expect("a time"),
             journey,
+            topic: None,
         })
     }
 

@@ -242,7 +242,7 @@ pub async fn run(
     );
     for j in journeys {
         rt.catalog
-            .publish(j, start)
+            .publish(j, &rt.config.topics, start)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -108,14 +108,45 @@ pub fn choice(profile: &Profile, id: &str) -> Option<bool> {
         .and_then(Value::as_bool)
 }
 
+/// What a send knows of its journey's topics: the running deployment's declarations, the one
+/// the journey's version was published with, and how to take a topic neither declares.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared<'a> {
+    /// The running configuration's (`waymark.yaml`'s `topics`, a deployment's
+    /// `SubscriptionTopics`): it wins, so a changed declaration applies to every version.
+    pub running: &'a Topics,
+    /// The declaration of the journey's topic when its version was published
+    /// ([`crate::catalog::Published::topic`]), for a topic the running configuration has lost
+    /// (a `sam deploy` without the parameter, an edit dropping it).
+    pub published: Option<&'a Topic>,
+    /// A topic declared by neither: `opt_in` in a deployment (a message nobody may have
+    /// consented to is held back), `subscribed` in a simulation or test given no settings.
+    pub otherwise: TopicDefault,
+}
+
+impl Declared<'static> {
+    /// Nothing declared, taken as `subscribed`: a simulation or a test with no settings.
+    pub const NONE: Declared<'static> = Declared {
+        running: &NONE,
+        published: None,
+        otherwise: TopicDefault::Subscribed,
+    };
+}
+
+impl<'a> Declared<'a> {
+    /// Topic `id`'s declaration: the running one, else the published one.
+    pub fn get(&self, id: &str) -> Option<&'a Topic> {
+        self.running.get(id).or(self.published)
+    }
+}
+
 /// Whether a message of topic `id` reaches `profile`: `None` when it does, else why not. Her
-/// own choice wins; without one, the topic's default. A topic the runtime was not told of (a
-/// simulation or a test given no settings, a deployment's parameter changed after the journey
-/// was published: `validate`, `dev` and the API's publish refuse one it does not declare) is
-/// taken as `subscribed`, her stated choice still honoured.
-pub fn standing(profile: &Profile, topics: &Topics, id: &str) -> Option<TopicSkip> {
-    let declared = topics.get(id);
-    let named = match declared {
+/// own choice wins; without one, the topic's default, as the running configuration declares
+/// it, else as it was declared when the journey was published, else `declared.otherwise`
+/// (`opt_in` in a deployment; `subscribed` only in a simulation or test given no settings).
+pub fn standing(profile: &Profile, declared: &Declared<'_>, id: &str) -> Option<TopicSkip> {
+    let topic = declared.get(id);
+    let named = match topic {
         Some(t) if t.name != id => format!("topic `{id}` ({})", t.name),
         _ => format!("topic `{id}`"),
     };
@@ -130,8 +161,14 @@ pub fn standing(profile: &Profile, topics: &Topics, id: &str) -> Option<TopicSki
                 None => format!("unsubscribed from {named}: `subscriptions.topics.{id}` is false"),
             },
         }),
-        None => match declared.map(|t| t.default).unwrap_or_default() {
+        None => match topic.map_or(declared.otherwise, |t| t.default) {
             TopicDefault::Subscribed => None,
+            TopicDefault::OptIn if topic.is_none() => Some(TopicSkip {
+                reason: "topic_not_opted_in",
+                detail: format!(
+                    "{named} is declared neither by this deployment (the stack's SubscriptionTopics parameter) nor in the journey's published version, so it is taken as `opt_in`: it reaches only users who stated `subscriptions: {{topics: {{{id}: true}}}}`; declare it and publish the journey again"
+                ),
+            }),
             TopicDefault::OptIn => Some(TopicSkip {
                 reason: "topic_not_opted_in",
                 detail: format!(
@@ -159,9 +196,18 @@ mod tests {
         p
     }
 
+    fn running(topics: &Topics) -> Declared<'_> {
+        Declared {
+            running: topics,
+            published: None,
+            otherwise: TopicDefault::OptIn,
+        }
+    }
+
     #[test]
     fn her_choice_wins_else_the_default() {
         let t = topics();
+        let t = running(&t);
         let none = Profile::new("u");
         assert_eq!(standing(&none, &t, "newsletter"), None);
         let skip = standing(&none, &t, "offers").expect("opt_in");
@@ -175,11 +221,54 @@ mod tests {
             skip.detail,
             "unsubscribed from topic `newsletter` (Newsletter): `subscriptions.topics.newsletter` is false"
         );
-        // Not declared here: as `subscribed`, her no still honoured.
-        assert_eq!(standing(&none, &t, "news"), None);
+    }
+
+    /// A topic the running configuration lost (a deploy without the parameter) keeps the
+    /// default it was published with: an `opt_in` topic never sends as if it were not.
+    #[test]
+    fn a_topic_the_running_config_lost_keeps_its_published_default() {
+        let none = Profile::new("u");
+        let offers = Topic {
+            name: "Offers".into(),
+            default: TopicDefault::OptIn,
+        };
+        let lost = Declared {
+            running: &NONE,
+            published: Some(&offers),
+            otherwise: TopicDefault::Subscribed,
+        };
+        let skip = standing(&none, &lost, "offers").expect("still opt_in");
+        assert_eq!(skip.reason, "topic_not_opted_in");
+        assert!(skip.detail.contains("topic `offers` (Offers)"), "{skip:?}");
+        let yes = with(serde_json::json!({"topics": {"offers": true}}));
+        assert_eq!(standing(&yes, &lost, "offers"), None);
+        // The running declaration wins over the published one: a changed default applies.
+        let t = topics();
+        let now_subscribed = Topic {
+            name: "Offers".into(),
+            default: TopicDefault::Subscribed,
+        };
+        let changed = Declared {
+            published: Some(&now_subscribed),
+            ..running(&t)
+        };
+        assert!(standing(&none, &changed, "offers").is_some());
+    }
+
+    /// Declared nowhere: a deployment holds it back unless she said yes; a simulation with no
+    /// settings sends it. Her no is honoured either way.
+    #[test]
+    fn a_topic_declared_nowhere_fails_closed_in_a_deployment() {
+        let none = Profile::new("u");
+        let skip = standing(&none, &running(&NONE), "news").expect("fails closed");
+        assert_eq!(skip.reason, "topic_not_opted_in");
+        assert!(skip.detail.contains("is declared neither"), "{skip:?}");
+        let yes = with(serde_json::json!({"topics": {"news": true}}));
+        assert_eq!(standing(&yes, &running(&NONE), "news"), None);
+        assert_eq!(standing(&none, &Declared::NONE, "news"), None);
         let no = with(serde_json::json!({"topics": {"news": false}}));
         assert_eq!(
-            standing(&no, &t, "news").map(|s| s.detail),
+            standing(&no, &Declared::NONE, "news").map(|s| s.detail),
             Some("unsubscribed from topic `news`: `subscriptions.topics.news` is false".into())
         );
     }

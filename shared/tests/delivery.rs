@@ -284,7 +284,11 @@ impl World {
         );
         for name in ["cart_abandonment", "banking_onboarding"] {
             rt.catalog
-                .publish(&journey(&example_journey(name)), at(START))
+                .publish(
+                    &journey(&example_journey(name)),
+                    &rt.config.topics,
+                    at(START),
+                )
                 .await
                 .expect("publish");
         }

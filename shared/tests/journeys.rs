@@ -3337,7 +3337,7 @@ fn an_enrollment_stored_before_waited_was_kept_branches_on_the_event_that_meets_
         profile: &profile,
         now: at(now),
         unsubscribe_url: None,
-        topics: &waymark::topic::NONE,
+        topics: waymark::topic::Declared::NONE,
     };
     let old = r#"{"id":"rating:ann:1","user_id":"ann","journey":"rating","version":1,"n":1,
         "trigger":{"event":"order_delivered","message_id":"d-ann","at":"2026-12-01T19:00:00Z",
@@ -3563,7 +3563,7 @@ steps:
             profile,
             now: at(now),
             unsubscribe_url: None,
-            topics: &waymark::topic::NONE,
+            topics: waymark::topic::Declared::NONE,
         }
     }
     let los_angeles = profile_in("America/Los_Angeles");
@@ -3638,7 +3638,7 @@ steps:
         profile: &profile,
         now: at("2026-03-02T01:00:00Z"),
         unsubscribe_url: None,
-        topics: &waymark::topic::NONE,
+        topics: waymark::topic::Declared::NONE,
     };
     let trigger = TriggerEvent {
         event: "go".into(),
@@ -3730,7 +3730,7 @@ fn if_past_outcome(
         profile: &profile,
         now: at(now),
         unsubscribe_url: None,
-        topics: &waymark::topic::NONE,
+        topics: waymark::topic::Declared::NONE,
     };
     let properties = match starts_at {
         Some(s) => json!({ "starts_at": s }),
@@ -3925,7 +3925,7 @@ steps:
             profile,
             now: at(now),
             unsubscribe_url: None,
-            topics: &waymark::topic::NONE,
+            topics: waymark::topic::Declared::NONE,
         }
     }
     let before = profile_renewing("2026-12-20");
@@ -4066,7 +4066,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             profile: &profile,
             now: at("2026-12-01T10:00:00Z"),
             unsubscribe_url: None,
-            topics: &waymark::topic::NONE,
+            topics: waymark::topic::Declared::NONE,
         };
         let trigger = TriggerEvent {
             event: "signed_up".into(),
@@ -8116,7 +8116,7 @@ async fn a_runtime_sharing_a_catalog_runs_what_the_other_published_at_once() {
     let on_its_own = runtime(hour);
     let v1 = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - {id: w, wait: 1h}\n";
     api.catalog
-        .publish(&journey(v1), clock.now())
+        .publish(&journey(v1), &api.config.topics, clock.now())
         .await
         .expect("v1");
     for rt in [&engine, &on_its_own] {
@@ -8125,7 +8125,7 @@ async fn a_runtime_sharing_a_catalog_runs_what_the_other_published_at_once() {
     }
     let stopped = format!("{v1}status: stopped\n");
     api.catalog
-        .publish(&journey(&stopped), clock.now())
+        .publish(&journey(&stopped), &api.config.topics, clock.now())
         .await
         .expect("v2");
     let latest = engine.catalog.latest("j").await.expect("read").expect("j");
@@ -9027,7 +9027,7 @@ fn entered_at(
         profile,
         now: at(now),
         unsubscribe_url: None,
-        topics: &waymark::topic::NONE,
+        topics: waymark::topic::Declared::NONE,
     };
     let trigger = TriggerEvent {
         event: j.trigger.event.as_ref().expect("an event trigger").names()[0].clone(),
@@ -9054,7 +9054,7 @@ fn ctx_at<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str)
         profile,
         now: at(now),
         unsubscribe_url: None,
-        topics: &waymark::topic::NONE,
+        topics: waymark::topic::Declared::NONE,
     }
 }
 

@@ -98,7 +98,7 @@ impl World {
             config,
         );
         rt.catalog
-            .publish(&journey(journey_text), clock.now())
+            .publish(&journey(journey_text), &rt.config.topics, clock.now())
             .await
             .expect("publish");
         let limits = Limits::default();
@@ -369,7 +369,11 @@ steps:
     world
         .rt
         .catalog
-        .publish(&journey(&stopped), world.clock.now())
+        .publish(
+            &journey(&stopped),
+            &world.rt.config.topics,
+            world.clock.now(),
+        )
         .await
         .expect("stop");
     world.run(back, at("2026-12-01T12:00:00Z")).await;

@@ -73,7 +73,10 @@ impl Stack {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
         for f in ["cart_abandonment.yaml", "banking_onboarding.yaml"] {
             let j = waymark::dsl::load_file(&dir.join(f)).expect("an example journey");
-            rt.catalog.publish(&j, start).await.expect("publish");
+            rt.catalog
+                .publish(&j, &rt.config.topics, start)
+                .await
+                .expect("publish");
         }
         rt.tick().await.expect("the scheduler's first run");
         let api = Api {
@@ -172,7 +175,7 @@ steps:
         .expect("a journey");
         self.rt
             .catalog
-            .publish(&j, self.clock.now())
+            .publish(&j, &self.rt.config.topics, self.clock.now())
             .await
             .expect("publish");
     }
@@ -2107,7 +2110,7 @@ steps:
         )
         .expect("a journey");
         s.rt.catalog
-            .publish(&j, s.clock.now())
+            .publish(&j, &s.rt.config.topics, s.clock.now())
             .await
             .expect("publish");
         s.post(

@@ -550,3 +550,51 @@ async fn the_api_refuses_a_journey_whose_topic_the_deployment_lacks() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// A deploy that loses the `SubscriptionTopics` parameter (a `sam deploy` without the
+/// override) keeps each published journey's topic as it was declared when it was published:
+/// an `opt_in` topic still waits for a yes, a `subscribed` one still sends.
+#[tokio::test]
+async fn a_deploy_without_the_topics_keeps_each_versions_declaration() {
+    let h = Harness::with_config("2026-12-01T09:00:00Z", config());
+    let api = api(&h);
+    let admin = ("authorization", "Bearer wk_admin_1");
+    for (id, text) in [("digest", NEWSLETTER), ("offers", OFFERS)] {
+        let uri = format!("/v1/journeys/{id}");
+        let (status, body) = call(&api, Method::PUT, &uri, &[admin], text).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // Deployed again with the parameter's default (''): no topics declared.
+    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let redeployed = Config {
+        topics: Topics::default(),
+        undeclared_topic: waymark::topic::TopicDefault::OptIn,
+        ..config()
+    };
+    let rt = Runtime::new(
+        Arc::new(h.store.clone()),
+        Arc::new(h.queue.clone()),
+        Arc::new(sender),
+        h.clock.clone(),
+        std::time::Duration::ZERO,
+        redeployed,
+    );
+    let h = Harness { rt, lines, ..h };
+    h.play(
+        &[
+            identify(
+                "2026-12-01T10:00:00Z",
+                "gus",
+                json!({"email": "gus@example.com"}),
+            ),
+            ordered("2026-12-01T10:05:00Z", "gus"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(subjects(&h, "gus"), ["This week"]);
+    assert_eq!(
+        skips(&h, "gus").await,
+        ["offer_email: topic_not_opted_in (not opted in to topic `offers` (Offers), which is `opt_in`: it reaches a user once an identify states `subscriptions: {topics: {offers: true}}`)"]
+    );
+}

@@ -613,7 +613,10 @@ mod tests {
             crate::runtime::Config::default(),
         );
         let journey = crate::dsl::parse("j.yaml", journey).expect("journey");
-        rt.catalog.publish(&journey, now).await.expect("publish");
+        rt.catalog
+            .publish(&journey, &rt.config.topics, now)
+            .await
+            .expect("publish");
         (rt, queue, clock)
     }
 

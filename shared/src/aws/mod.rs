@@ -313,15 +313,23 @@ pub fn runtime(
         sender = sender.with_secrets(webhook.clone());
     }
     let sender = Arc::new(sender);
-    let runtime_config = runtime::Config {
+    let runtime_config = runtime_config(config, secrets);
+    Runtime::new(store, queue, sender, clock, CATALOG_TTL, runtime_config)
+}
+
+/// The runtime's settings in a deployment, from the functions' environment.
+fn runtime_config(config: &Config, secrets: &Secrets) -> runtime::Config {
+    runtime::Config {
         public_url: config.public_base_url.clone(),
         signer: secrets.signer.clone(),
         caps: config.caps.clone(),
         topics: config.topics.clone(),
+        // A topic neither the stack's parameter nor the journey's published version declares
+        // (a version published before versions kept it) sends only to users who said yes.
+        undeclared_topic: crate::topic::TopicDefault::OptIn,
         timer_shards: config.shards.unwrap_or(crate::shards::DEFAULT),
         ..runtime::Config::default()
-    };
-    Runtime::new(store, queue, sender, clock, CATALOG_TTL, runtime_config)
+    }
 }
 
 /// The error code of a failed AWS call (never its message: messages can quote addresses).
@@ -408,6 +416,16 @@ mod tests {
         .expect("topics");
         assert_eq!(c.topics.display_name("newsletter"), "Newsletter");
         assert!(with(&[]).expect("none").topics.is_empty());
+        // A deployment fails closed on a topic declared nowhere.
+        let secrets = Secrets {
+            keys: None,
+            signer: None,
+            webhook: None,
+        };
+        assert_eq!(
+            runtime_config(&c, &secrets).undeclared_topic,
+            crate::topic::TopicDefault::OptIn
+        );
         let err = with(&[("SUBSCRIPTION_TOPICS", "newsletter")])
             .err()
             .map(|e| e.to_string());

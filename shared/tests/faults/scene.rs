@@ -226,7 +226,10 @@ impl Scene {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/journeys");
         for f in ["cart_abandonment.yaml", "banking_onboarding.yaml"] {
             let j = waymark::dsl::load_file(&dir.join(f)).expect("an example journey");
-            rt.catalog.publish(&j, start).await.expect("publish");
+            rt.catalog
+                .publish(&j, &rt.config.topics, start)
+                .await
+                .expect("publish");
         }
         rt.tick().await.expect("the scheduler's first run");
         Scene {
@@ -246,7 +249,11 @@ impl Scene {
     pub async fn publish(&self, yaml: &str) {
         let j = waymark::dsl::parse("extra.yaml", yaml).expect("a valid journey");
         let now = self.clock.now();
-        self.rt.catalog.publish(&j, now).await.expect("publish");
+        self.rt
+            .catalog
+            .publish(&j, &self.rt.config.topics, now)
+            .await
+            .expect("publish");
     }
 
     /// The provider refuses its next `calls` calls as throttled (it is down for them).

@@ -147,7 +147,7 @@ impl World {
         for j in journeys {
             workers[ENGINE_A]
                 .catalog
-                .publish(j, start)
+                .publish(j, &workers[ENGINE_A].config.topics, start)
                 .await
                 .expect("publish with faults off");
         }

@@ -260,7 +260,7 @@ impl Harness {
         let (version, _) = self
             .rt
             .catalog
-            .publish(&journey(text), self.now())
+            .publish(&journey(text), &self.rt.config.topics, self.now())
             .await
             .expect("publish");
         version
