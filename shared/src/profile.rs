@@ -108,9 +108,41 @@ pub const MAX_CHANGE_AGE: SignedDuration = SignedDuration::from_hours(14 * 24);
 /// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
 /// and consent (an opt-out is never lost).
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
-/// The most topics a profile keeps a choice for (`subscriptions.topics`): a choice for a new
-/// topic past it is not kept (the timeline's `not_kept` names it), one she has is updated.
+/// The most topics a profile keeps a choice for (`subscriptions.topics`): past it, a no for a
+/// new topic takes the place of the yes stated longest ago (an opt-out is kept before an
+/// opt-in), and a yes for a new topic, or a no when every choice kept is a no, is not kept;
+/// the timeline's `not_kept` names what was dropped. One she has is updated.
 pub const MAX_TOPICS: usize = 100;
+
+/// Why a topic's choice was dropped, for the timeline's `not_kept`.
+pub fn past_the_topics() -> String {
+    format!(
+        "the profile keeps choices for at most {MAX_TOPICS} topics: past that a no takes the place of the yes stated longest ago (that topic's default applies to her again), and a new yes, or a no when every choice kept is a no, is not kept"
+    )
+}
+
+/// Makes room in `topics` (full) for a no: forgets the yes stated longest ago, and its times in
+/// `times` (else they would outlive it, unbounded). Returns its topic, or `None` when every
+/// choice kept is a no.
+fn forget_oldest_yes(
+    topics: &mut serde_json::Map<String, Value>,
+    times: &mut SmallMap<String, Timestamp>,
+) -> Option<String> {
+    let stated = |id: &str| {
+        times
+            .get(crate::store::join(&["stated:subscriptions.topics.", id]).as_str())
+            .copied()
+    };
+    let oldest = topics
+        .iter()
+        .filter(|(_, v)| **v == Value::Bool(true))
+        .min_by_key(|(id, _)| stated(id))
+        .map(|(id, _)| id.clone())?;
+    topics.remove(&oldest);
+    times.remove(crate::store::join(&["subscriptions.topics.", &oldest]).as_str());
+    times.remove(crate::store::join(&["stated:subscriptions.topics.", &oldest]).as_str());
+    Some(oldest)
+}
 
 /// Why a trait past the bounds was not kept, for the timeline and the logs.
 pub fn past_the_bounds() -> String {
@@ -666,12 +698,22 @@ impl Profile {
                     .cloned()
                     .unwrap_or_default();
                 for (id, b) in stated {
-                    if !topics.contains_key(id) && topics.len() >= MAX_TOPICS {
+                    // Full: a no takes a yes's place; a yes, or a no with no yes to replace,
+                    // is dropped.
+                    let full = !topics.contains_key(id) && topics.len() >= MAX_TOPICS;
+                    let a_yes = topics.values().any(|v| *v == Value::Bool(true));
+                    if full && (*b != Value::Bool(false) || !a_yes) {
                         not_kept.push(crate::store::join(&["subscriptions.topics.", id]));
                         continue;
                     }
                     let key = crate::store::join(&["topics.", id]);
                     if self.take_choice(&key, topics.get(id), b, at, None) {
+                        if full {
+                            if let Some(yes) = forget_oldest_yes(&mut topics, &mut self.trait_times)
+                            {
+                                not_kept.push(crate::store::join(&["subscriptions.topics.", &yes]));
+                            }
+                        }
                         topics.insert(id.clone(), b.clone());
                     }
                 }
@@ -1164,10 +1206,12 @@ impl Profile {
     }
 
     /// An anonymous visitor's `subscriptions` trait joined to this user's (see
-    /// [`Profile::absorb`]): per channel and per topic, `false` on either side wins.
-    fn absorb_subscriptions(&mut self, anonymous: &Profile, theirs: &Value) {
+    /// [`Profile::absorb`]): per channel and per topic, `false` on either side wins. Returns
+    /// the topics' choices dropped past [`MAX_TOPICS`] (`subscriptions.topics.{id}`).
+    fn absorb_subscriptions(&mut self, anonymous: &Profile, theirs: &Value) -> Vec<String> {
+        let mut not_kept = Vec::new();
         let Some(theirs) = theirs.as_object() else {
-            return;
+            return not_kept;
         };
         let mine = self
             .traits
@@ -1177,7 +1221,7 @@ impl Profile {
             *mine = Value::Object(serde_json::Map::new());
         }
         let Some(mine) = mine.as_object_mut() else {
-            return;
+            return not_kept;
         };
         // Topics as channels, topic by topic (`topics.{id}` in the times).
         let mut their_topics = Vec::new();
@@ -1201,11 +1245,22 @@ impl Profile {
             }
             if let Some(topics) = topics.as_object_mut() {
                 for (id, subscribed) in their_topics {
-                    let new = !topics.contains_key(id);
-                    if narrows(topics.get(id), subscribed) && !(new && topics.len() >= MAX_TOPICS) {
-                        topics.insert(id.clone(), subscribed.clone());
-                        taken.push(crate::store::join(&["topics.", id]));
+                    if !narrows(topics.get(id), subscribed) {
+                        continue;
                     }
+                    // Full: her no takes a yes's place, as an identify's does.
+                    if !topics.contains_key(id) && topics.len() >= MAX_TOPICS {
+                        let yes = (*subscribed == Value::Bool(false))
+                            .then(|| forget_oldest_yes(topics, &mut self.trait_times))
+                            .flatten();
+                        let dropped = yes.as_deref().unwrap_or(id);
+                        not_kept.push(crate::store::join(&["subscriptions.topics.", dropped]));
+                        if yes.is_none() {
+                            continue;
+                        }
+                    }
+                    topics.insert(id.clone(), subscribed.clone());
+                    taken.push(crate::store::join(&["topics.", id]));
                 }
             }
         }
@@ -1220,6 +1275,7 @@ impl Profile {
                 self.subscription_stated(&key, at);
             }
         }
+        not_kept
     }
 
     /// Whether the anonymous visitor's inactivity check for `journey`, due at `theirs`, is
@@ -1268,7 +1324,7 @@ impl Profile {
             // stands (an anonymous visitor's `subscriptions: {email: true}` does not undo the
             // user's own `email: false`); a channel only the visitor spoke for is taken.
             if k == "subscriptions" {
-                self.absorb_subscriptions(anonymous, v);
+                not_kept.extend(self.absorb_subscriptions(anonymous, v));
                 continue;
             }
             let theirs = anonymous.trait_times.get(k);
@@ -1442,11 +1498,31 @@ impl Profile {
     /// does not set the trait again) within [`MAX_REMOVED_TIMES`] and [`MAX_REMOVED_BYTES`],
     /// the oldest forgotten first: an app removing ever new names would otherwise grow the
     /// profile past its item's size with names alone.
+    /// The times of the choices held in `subscriptions` (`subscriptions.{channel}`,
+    /// `subscriptions.topics.{id}` and their `stated:`) are not removed traits: they are kept
+    /// as long as the choice is (bounded by the channels and [`MAX_TOPICS`]), else an older
+    /// identify arriving late would undo an opt-out.
     fn forget_old_removals(&mut self) {
+        let subs = self.traits.get("subscriptions");
+        let held = |k: &str| {
+            let Some(choice) = k
+                .strip_prefix("stated:")
+                .unwrap_or(k)
+                .strip_prefix("subscriptions.")
+            else {
+                return false;
+            };
+            match choice.strip_prefix("topics.") {
+                Some(id) => subs
+                    .and_then(|s| s.get("topics"))
+                    .is_some_and(|t| t.get(id).is_some()),
+                None => subs.is_some_and(|s| s.get(choice).is_some()),
+            }
+        };
         let mut removed: Vec<(Timestamp, &String)> = self
             .trait_times
             .iter()
-            .filter(|(k, _)| !self.traits.contains_key(*k))
+            .filter(|(k, _)| !self.traits.contains_key(*k) && !held(k))
             .map(|(k, t)| (*t, k))
             .collect();
         let mut bytes: usize = removed.iter().map(|(_, k)| k.len() + 32).sum();
@@ -2590,6 +2666,111 @@ mod tests {
         let mut bob = Profile::new("bob");
         assert!(bob.absorb(&visitor).is_empty());
         assert_eq!(bob.traits.len(), 3);
+    }
+
+    fn subs(topics: Value) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("subscriptions".into(), topics);
+        m
+    }
+
+    fn topic(p: &Profile, id: &str) -> Option<Value> {
+        p.traits["subscriptions"]["topics"].get(id).cloned()
+    }
+
+    /// The times of her choices are not removed traits' times: an app removing ever new trait
+    /// names does not make her profile forget when she said no, so a late, older yes is still
+    /// refused.
+    #[test]
+    fn a_choices_times_outlive_the_removals_bound() {
+        let identify = ann_identifies;
+        let mut p = Profile::new("ann");
+        let no = serde_json::json!({"email": false, "topics": {"news": false}});
+        p.apply(&identify("no", "2026-12-01T09:00:00Z", subs(no)));
+        for n in 0..5 {
+            let gone: Map<String, Value> = (0..250)
+                .map(|i| (format!("gone-{n}-{i:03}"), Value::Null))
+                .collect();
+            p.apply(&identify(&format!("g{n}"), "2026-12-01T10:00:00Z", gone));
+        }
+        for k in [
+            "subscriptions.topics.news",
+            "stated:subscriptions.topics.news",
+            "subscriptions.email",
+            "stated:subscriptions.email",
+        ] {
+            assert!(p.trait_times.contains_key(k), "{k} forgotten");
+        }
+        let yes = serde_json::json!({"email": true, "topics": {"news": true}});
+        p.apply(&identify("late", "2026-12-01T08:00:00Z", subs(yes)));
+        assert_eq!(topic(&p, "news"), Some(Value::Bool(false)));
+        assert_eq!(p.traits["subscriptions"]["email"], Value::Bool(false));
+    }
+
+    /// Past [`MAX_TOPICS`], a no for a new topic takes the place of the yes stated longest
+    /// ago, which `not_kept` names; a new yes, or a no when all are no, is dropped and named.
+    #[test]
+    fn a_topics_no_is_kept_past_the_topics_bound() {
+        let identify = ann_identifies;
+        let mut p = Profile::new("ann");
+        let old = serde_json::json!({"topics": {"old": true}});
+        p.apply(&identify("old", "2026-12-01T08:00:00Z", subs(old)));
+        let yeses: Map<String, Value> = (1..MAX_TOPICS)
+            .map(|i| (format!("t{i:03}"), Value::Bool(true)))
+            .collect();
+        let many = serde_json::json!({ "topics": yeses });
+        assert!(p
+            .apply(&identify("many", "2026-12-01T09:00:00Z", subs(many)))
+            .is_empty());
+        let no = serde_json::json!({"topics": {"late": false}});
+        assert_eq!(
+            p.apply(&identify("no", "2026-12-01T10:00:00Z", subs(no))),
+            ["subscriptions.topics.old"]
+        );
+        assert_eq!(topic(&p, "late"), Some(Value::Bool(false)));
+        assert_eq!(topic(&p, "old"), None);
+        assert!(!p
+            .trait_times
+            .contains_key("stated:subscriptions.topics.old"));
+        let yes = serde_json::json!({"topics": {"extra": true}});
+        assert_eq!(
+            p.apply(&identify("yes", "2026-12-01T11:00:00Z", subs(yes))),
+            ["subscriptions.topics.extra"]
+        );
+        // Every choice a no: a new no is dropped, and said so.
+        let nos: Map<String, Value> = (0..MAX_TOPICS)
+            .map(|i| (format!("n{i:03}"), Value::Bool(false)))
+            .collect();
+        let mut bo = Profile::new("ann");
+        bo.apply(&identify(
+            "nos",
+            "2026-12-01T09:00:00Z",
+            subs(serde_json::json!({ "topics": nos })),
+        ));
+        let one_more = serde_json::json!({"topics": {"more": false}});
+        assert_eq!(
+            bo.apply(&identify("more", "2026-12-01T10:00:00Z", subs(one_more))),
+            ["subscriptions.topics.more"]
+        );
+
+        // At a login, a visitor's no takes a yes's place too; her yes past the bound is named.
+        let mut visitor = Profile::new("anon:v");
+        let theirs = serde_json::json!({"topics": {"guest_no": false, "guest_yes": true}});
+        visitor.apply(&identify("v", "2026-12-01T12:00:00Z", subs(theirs)));
+        let mut full = Profile::new("ann");
+        let yeses: Map<String, Value> = (0..MAX_TOPICS)
+            .map(|i| (format!("t{i:03}"), Value::Bool(true)))
+            .collect();
+        full.apply(&identify(
+            "y",
+            "2026-12-01T09:00:00Z",
+            subs(serde_json::json!({ "topics": yeses })),
+        ));
+        let dropped = full.absorb(&visitor);
+        assert_eq!(topic(&full, "guest_no"), Some(Value::Bool(false)));
+        assert_eq!(topic(&full, "guest_yes"), None);
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert!(dropped.contains(&"subscriptions.topics.guest_yes".to_string()));
     }
 
     /// At the bound, an identify that removes one trait and adds another keeps the new one

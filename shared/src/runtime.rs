@@ -2255,17 +2255,27 @@ impl Runtime {
                 })
             })
             .collect();
-        if !past_bounds.is_empty() {
-            let more = past_bounds.len().saturating_sub(NOT_KEPT_NAMED);
+        // A topic's choice dropped past the topics' bound, apart from the traits past theirs.
+        let (topics, traits): (Vec<String>, Vec<String>) = past_bounds
+            .into_iter()
+            .partition(|k| k.starts_with("subscriptions.topics."));
+        for (past, reason) in [
+            (traits, crate::profile::past_the_bounds()),
+            (topics, crate::profile::past_the_topics()),
+        ] {
+            if past.is_empty() {
+                continue;
+            }
+            let more = past.len().saturating_sub(NOT_KEPT_NAMED);
             out.push(fact(What::NotKept {
-                fields: past_bounds
+                fields: past
                     .iter()
                     .take(NOT_KEPT_NAMED)
                     .map(|k| join(&["traits.", k]))
                     .collect(),
                 more,
                 value: None,
-                reason: crate::profile::past_the_bounds(),
+                reason,
             }));
         }
         if let Some(a) = crowded {

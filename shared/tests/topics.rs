@@ -598,3 +598,48 @@ async fn a_deploy_without_the_topics_keeps_each_versions_declaration() {
         ["offer_email: topic_not_opted_in (not opted in to topic `offers` (Offers), which is `opt_in`: it reaches a user once an identify states `subscriptions: {topics: {offers: true}}`)"]
     );
 }
+
+/// Past the topics' bound, her no for a new topic is kept in place of her oldest yes, and the
+/// timeline says which choice was dropped and why.
+#[tokio::test]
+async fn a_no_past_the_topics_bound_is_kept_and_the_dropped_yes_told() {
+    let h = harness().await;
+    let yeses: serde_json::Map<String, Value> = (0..waymark::profile::MAX_TOPICS)
+        .map(|i| (format!("t{i:03}"), Value::Bool(true)))
+        .collect();
+    h.play(
+        &[
+            identify(
+                "2026-12-01T09:00:00Z",
+                "hal",
+                json!({"subscriptions": {"topics": yeses}}),
+            ),
+            identify(
+                "2026-12-01T10:00:00Z",
+                "hal",
+                json!({"subscriptions": {"topics": {"newsletter": false}}}),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(
+        subscriptions(&h, "hal").await["topics"]["newsletter"],
+        json!(false)
+    );
+    let view = h.rt.user("hal").await.expect("user");
+    let told: Vec<(Vec<String>, String)> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::NotKept { fields, reason, .. } => Some((fields.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].0, ["traits.subscriptions.topics.t000"]);
+    assert!(
+        told[0].1.contains("choices for at most 100 topics"),
+        "{told:?}"
+    );
+}
