@@ -395,8 +395,14 @@ mod tests {
         let store = MemoryStore::new();
         let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
         let watching = crate::dsl::parse("j.yaml", WATCHING).expect("journey");
-        catalog.publish(&watching, &Topics::default(), now).await.expect("v1");
-        catalog.publish(&journey("v2"), &Topics::default(), now).await.expect("v2");
+        catalog
+            .publish(&watching, &Topics::default(), now)
+            .await
+            .expect("v1");
+        catalog
+            .publish(&journey("v2"), &Topics::default(), now)
+            .await
+            .expect("v2");
         let head = catalog.head("j").await.expect("read").expect("a head");
         assert_eq!(head.version, 2);
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
@@ -422,7 +428,12 @@ mod tests {
         assert!(!text.contains("watched"), "{text}");
         let record = Record::new(head_key("j"), 1, &old).expect("record");
         store.put(&record, Expect::Absent).await.expect("head");
-        assert_eq!(catalog.publish(&journey("v2"), &Topics::default(), now).await, Ok((2, true)));
+        assert_eq!(
+            catalog
+                .publish(&journey("v2"), &Topics::default(), now)
+                .await,
+            Ok((2, true))
+        );
         let head = catalog.head("j").await.expect("read").expect("a head");
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
     }
