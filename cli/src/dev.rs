@@ -227,6 +227,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         clock.now(),
         &published,
         &runtime.config.caps,
+        &runtime.config.topics,
     );
     match queue.dead_letters() {
         Ok(dead) if !dead.is_empty() => say!(
@@ -1201,6 +1202,7 @@ fn print_banner(
     now: Timestamp,
     published: &Published,
     caps: &BTreeMap<waymark::journey::Channel, waymark::runtime::Cap>,
+    topics: &waymark::topic::Topics,
 ) {
     let journeys: Vec<String> = published
         .ok
@@ -1240,6 +1242,34 @@ fn print_banner(
             "none (a waymark.yaml in the journeys folder sets them)".to_string()
         } else {
             format!("{} per user, across journeys", caps_text(caps))
+        }
+    );
+    say!(
+        "  topics     {}",
+        if topics.is_empty() {
+            "none (a waymark.yaml in the journeys folder declares them)".to_string()
+        } else {
+            topics_text(topics)
+        }
+    );
+    // The names only: the values never leave the sender (`{{ secrets.NAME }}` in a webhook).
+    let found: Vec<String> = waymark::secrets::LocalSecrets::from_env()
+        .names()
+        .map(str::to_string)
+        .collect();
+    say!(
+        "  secrets    {}",
+        if found.is_empty() {
+            format!(
+                "none (a webhook's {{{{ secrets.NAME }}}} reads {}NAME from this shell)",
+                waymark::secrets::ENV_PREFIX
+            )
+        } else {
+            format!(
+                "{} (from {}*; values not shown)",
+                found.join(", "),
+                waymark::secrets::ENV_PREFIX
+            )
         }
     );
     say!("  API        {url}");

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{
-    basic, data_with_a_dead_letter, dead_letter_lines, http, http_with_headers, run, start, text,
-    wait_for, waymark, Dev, TempDir,
+    basic, data_with_a_dead_letter, dead_letter_lines, http, http_with_headers, run, start,
+    start_with_env, text, wait_for, waymark, Dev, TempDir,
 };
 
 const JOURNEY: &str = "\
@@ -1052,11 +1052,18 @@ fn dev_on_a_port_in_use_says_so_and_writes_nothing() {
 fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
     let (_dir, journeys, data) = folder("dev-caps", "welcome.yaml", JOURNEY);
     let settings = journeys.join("waymark.yaml");
-    let caps = "caps:\n  push: {max: 3, per: 1d}\n";
+    let caps =
+        "caps:\n  push: {max: 3, per: 1d}\ntopics:\n  offers: {name: Offers, default: opt_in}\n";
     std::fs::write(&settings, caps).expect("write");
 
-    // given a dev server on a folder whose waymark.yaml caps pushes, its banner says so
-    let dev = start(&journeys, &data);
+    // given a dev server on a folder whose waymark.yaml caps pushes and declares a topic,
+    // started with a webhook secret in its environment, its banner says so (the secret's
+    // name, never its value)
+    let dev = start_with_env(
+        &journeys,
+        &data,
+        &[("WAYMARK_SECRET_REWARDS_KEY", "sk_live_banner_9f2")],
+    );
     let said = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -1074,6 +1081,18 @@ fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
     assert_eq!(
         said("  caps ").trim(),
         "caps       push 3 per 1d per user, across journeys"
+    );
+    assert_eq!(said("  topics ").trim(), "topics     offers (opt_in)");
+    assert_eq!(
+        said("  secrets ").trim(),
+        "secrets    REWARDS_KEY (from WAYMARK_SECRET_*; values not shown)"
+    );
+    assert!(
+        dev.printed()
+            .iter()
+            .all(|l| !l.contains("sk_live_banner_9f2")),
+        "{:?}",
+        dev.printed()
     );
 
     // when the file's caps change, it says they apply at a restart, and which are in use

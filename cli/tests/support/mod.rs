@@ -212,11 +212,17 @@ impl Drop for Dev {
 /// Starts `waymark dev` on `journeys` and `data` at 3600× speed on a free port, once it has
 /// printed the URL it listens at.
 pub fn start(journeys: &Path, data: &Path) -> Dev {
+    start_with_env(journeys, data, &[])
+}
+
+/// [`start`], with these environment variables set for it (`WAYMARK_SECRET_<NAME>`).
+pub fn start_with_env(journeys: &Path, data: &Path, env: &[(&str, &str)]) -> Dev {
     let mut child = waymark()
         .args(["dev", "--port", "0", "--speed", "3600", "--journeys"])
         .arg(journeys)
         .arg("--data")
         .arg(data)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
