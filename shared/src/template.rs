@@ -1619,6 +1619,30 @@ mod tests {
         assert!(check("{% for included in event.items %}{{ included }}{% endfor %}").is_ok());
     }
 
+    /// What a test's template sees: user `u1`, these traits and this trigger event, in the
+    /// journey `(id, name, version)`, at 2026-12-01T10:00:00Z.
+    fn scope_of<'a>(
+        traits: &'a serde_json::Value,
+        event: &'a serde_json::Value,
+        (journey_id, journey_name, journey_version): (&'a str, &'a str, u64),
+    ) -> Scope<'a> {
+        Scope {
+            trigger: &serde_json::Value::Null,
+            waited: &serde_json::Value::Null,
+            traits: traits.as_object().expect("map"),
+            profile_user_id: "u1",
+            user_id: "u1",
+            event,
+            journey_id,
+            journey_name,
+            journey_version,
+            journey_timezone: None,
+            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
+            unsubscribe_url: None,
+            language: None,
+        }
+    }
+
     #[test]
     fn rejects_unknown_variables_and_bad_syntax() {
         let e = check("Hello {{ name }}").unwrap_err();
@@ -1788,21 +1812,7 @@ mod tests {
         // Through a `Context`, rendered directly where the template allows: the same.
         let traits = json!({"nick": null});
         let event = json!({"coupon": null});
-        let ctx = Context::new(Scope {
-            trigger: &serde_json::Value::Null,
-            waited: &serde_json::Value::Null,
-            traits: traits.as_object().expect("map"),
-            profile_user_id: "u1",
-            user_id: "u1",
-            event: &event,
-            journey_id: "coupon",
-            journey_name: "Coupon",
-            journey_version: 1,
-            journey_timezone: None,
-            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
-            unsubscribe_url: None,
-            language: None,
-        });
+        let ctx = Context::new(scope_of(&traits, &event, ("coupon", "Coupon", 1)));
         for (source, want) in [
             ("{{ event.coupon | upper }}|{{ profile.nick | lower }}|{{ event.coupon | trim }} (null test)", "|| (null test)"),
             ("{{ event.coupon | length }}|{{ profile.nick | default('friend') }} (null test)", "0|friend (null test)"),
@@ -1818,21 +1828,7 @@ mod tests {
     fn a_context_renders_as_minijinja_whether_directly_or_not() {
         let traits = json!({"first_name": "ann <3"});
         let event = json!({"items": [{"name": "Socks"}, {"name": "Hat"}]});
-        let ctx = Context::new(Scope {
-            trigger: &serde_json::Value::Null,
-            waited: &serde_json::Value::Null,
-            traits: traits.as_object().expect("map"),
-            profile_user_id: "u1",
-            user_id: "u1",
-            event: &event,
-            journey_id: "cart",
-            journey_name: "Cart",
-            journey_version: 2,
-            journey_timezone: None,
-            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
-            unsubscribe_url: None,
-            language: None,
-        });
+        let ctx = Context::new(scope_of(&traits, &event, ("cart", "Cart", 2)));
         let values = json!({"profile": {"first_name": "ann <3", "user_id": "u1"}, "event": event,
             "journey": {"id": "cart", "name": "Cart", "version": 2, "timezone": null}, "user_id": "u1",
             "now": "2026-12-01T10:00:00Z", "unsubscribe_url": null});
@@ -1899,21 +1895,7 @@ mod tests {
     fn a_webhook_renders_each_secret_as_its_marker_and_refuses_one_from_data() {
         let traits = json!({"nick": crate::secrets::marker("KEY")});
         let event = json!({});
-        let ctx = Context::new(Scope {
-            trigger: &serde_json::Value::Null,
-            waited: &serde_json::Value::Null,
-            traits: traits.as_object().expect("map"),
-            profile_user_id: "u1",
-            user_id: "u1",
-            event: &event,
-            journey_id: "hook",
-            journey_name: "Hook",
-            journey_version: 1,
-            journey_timezone: None,
-            now: "2026-12-01T10:00:00Z".parse().expect("timestamp"),
-            unsubscribe_url: None,
-            language: None,
-        });
+        let ctx = Context::new(scope_of(&traits, &event, ("hook", "Hook", 1)));
         assert_eq!(
             ctx.render_webhook("Bearer {{ secrets.KEY }} for {{ user_id }}", true),
             Ok((
