@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::journey::{Journey, JourneyStatus};
+use crate::journey::{Journey, JourneyStatus, Marker};
 use crate::store::{Expect, Key, Record, Store, StoreError};
 use crate::topic::{Topic, Topics};
 
@@ -49,10 +49,64 @@ pub struct Head {
     /// traits are few, and a version's last enrollment may end any time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watched_by_versions: Vec<String>,
+    /// What the versions that were this journey's head listen to once entered, as
+    /// [`Head::watched_by_versions`] keeps their traits: an event one of them names is kept in
+    /// the profile's history, and one meeting an exit's or the goal's `where` is marked, for
+    /// an enrollment found later (events out of order, a login), while the latest version
+    /// names it no more. `None`: a head stored before it existed (a publish over it reads the
+    /// version it names). Only grows, as the traits do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listening_by_versions: Option<Listening>,
     /// The latest version's [`Published::topic`]: a publish of the same journey under another
     /// declaration makes a new version holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<Topic>,
+}
+
+/// The track events journey versions listen to once entered, and the exits and goals among them
+/// that an event may meet with no enrollment to judge it for (see [`Head::listening_by_versions`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Listening {
+    /// Their exits', goals' and waits' events (each once, sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Their markers (each once, sorted: see [`Marker::sort_key`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<Marker>,
+}
+
+impl Listening {
+    /// What `journey` (one version) listens to once entered.
+    pub fn of(journey: &Journey) -> Listening {
+        let mut l = Listening {
+            events: journey.events_once_entered().map(str::to_string).collect(),
+            markers: journey.markers(),
+        };
+        l.tidy();
+        l
+    }
+
+    /// Adds what `other` listens to.
+    pub fn extend(&mut self, other: &Listening) {
+        self.events.extend(other.events.iter().cloned());
+        self.markers.extend(other.markers.iter().cloned());
+        self.tidy();
+    }
+
+    fn tidy(&mut self) {
+        self.events.sort_unstable();
+        self.events.dedup();
+        self.markers.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.markers.dedup_by(|a, b| a.sort_key() == b.sort_key());
+    }
+}
+
+/// A marker of an active journey, with the key of `Profile::marks` it notes an event under.
+#[derive(Debug, Clone)]
+pub struct ActiveMarker {
+    pub journey: String,
+    pub marker: Marker,
+    pub key: String,
 }
 
 const INDEX: &str = "JOURNEYS";
@@ -77,6 +131,12 @@ type Latest = Arc<Vec<Arc<Published>>>;
 pub struct Active {
     pub journeys: Latest,
     pub watched_by_versions: Arc<Vec<String>>,
+    /// The events any version of a journey listens to once entered (each once, sorted), as
+    /// the heads list them ([`Head::listening_by_versions`]) and the latest versions name them.
+    pub events_by_versions: Arc<Vec<String>>,
+    /// The markers of every version of the journeys whose status is `active` (new users may
+    /// enter, and be found to have met one first).
+    pub markers: Arc<Vec<ActiveMarker>>,
 }
 
 pub struct Catalog {
@@ -127,6 +187,8 @@ impl Catalog {
                 .write_version(journey, &digest, topic.as_ref(), first, now)
                 .await?;
             let watched_by_versions = self.watched_after(current.as_ref(), journey).await?;
+            let listening_by_versions =
+                Some(self.listening_after(current.as_ref(), journey).await?);
             let new_head = Head {
                 id: journey.id.clone(),
                 name: journey.name.clone(),
@@ -135,6 +197,7 @@ impl Catalog {
                 digest: digest.clone(),
                 published_at: now,
                 watched_by_versions,
+                listening_by_versions,
                 topic: topic.clone(),
             };
             let (rv, expect) = Expect::replacing(head.as_ref());
@@ -174,6 +237,28 @@ impl Catalog {
             }
         }
         Ok(watched.into_iter().collect())
+    }
+
+    /// What a head publishing `journey` over `current` lists in
+    /// [`Head::listening_by_versions`]: the current head's, `journey`'s own, and, when the
+    /// current head lists nothing (stored before the list existed), its version's.
+    async fn listening_after(
+        &self,
+        current: Option<&Head>,
+        journey: &Journey,
+    ) -> Result<Listening, StoreError> {
+        let mut listening = Listening::of(journey);
+        if let Some(h) = current {
+            match &h.listening_by_versions {
+                Some(l) => listening.extend(l),
+                None => {
+                    if let Some(p) = self.version(&h.id, h.version).await? {
+                        listening.extend(&Listening::of(&p.journey));
+                    }
+                }
+            }
+        }
+        Ok(listening)
     }
 
     /// Writes `journey` (its topic declared as `topic`) as the first free version from `first`
@@ -275,9 +360,13 @@ impl Catalog {
             heads.iter().map(|h| self.version(&h.id, h.version)),
         )
         .await?;
+        let journeys: Vec<Arc<Published>> = versions.into_iter().flatten().collect();
+        let (events_by_versions, markers) = listening(&heads, &journeys);
         let active = Active {
-            journeys: Arc::new(versions.into_iter().flatten().collect::<Vec<_>>()),
+            journeys: Arc::new(journeys),
             watched_by_versions,
+            events_by_versions: Arc::new(events_by_versions),
+            markers: Arc::new(markers),
         };
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), active.clone()));
@@ -319,6 +408,34 @@ impl Catalog {
             .find(|p| p.journey.id == id)
             .cloned())
     }
+}
+
+/// What every version of the journeys of `heads` listens to once entered (`latest`: their
+/// latest versions, which a head stored before the list existed leaves to name theirs): the
+/// events, and the markers of the journeys whose status is `active`.
+fn listening(heads: &[Head], latest: &[Arc<Published>]) -> (Vec<String>, Vec<ActiveMarker>) {
+    let mut events = Vec::new();
+    let mut markers = Vec::new();
+    for p in latest {
+        let Some(h) = heads.iter().find(|h| h.id == p.journey.id) else {
+            continue;
+        };
+        let mut l = Listening::of(&p.journey);
+        if let Some(theirs) = &h.listening_by_versions {
+            l.extend(theirs);
+        }
+        events.extend(l.events);
+        if p.journey.status.is_active() {
+            markers.extend(l.markers.into_iter().map(|marker| ActiveMarker {
+                key: marker.key(&h.id),
+                journey: h.id.clone(),
+                marker,
+            }));
+        }
+    }
+    events.sort_unstable();
+    events.dedup();
+    (events, markers)
 }
 
 #[cfg(test)]
@@ -422,6 +539,7 @@ mod tests {
             digest: watching.digest(),
             published_at: now,
             watched_by_versions: Vec::new(),
+            listening_by_versions: None,
             topic: None,
         };
         let text = serde_json::to_string(&old).expect("JSON");
@@ -436,6 +554,57 @@ mod tests {
         );
         let head = catalog.head("j").await.expect("read").expect("a head");
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
+    }
+
+    const LISTENING: &str = "id: j\nname: J\ntrigger: {event: go}\nexit_when: [{event: cancelled}, {event: refunded, where: \"event.total > 10\"}, {event: moved, where: \"event.cart == trigger.cart\"}]\ngoal: {event: paid, where: \"event.total > 0\", within: 7d}\nsteps:\n  - id: w\n    wait_for: {event: replied, timeout: 1d}\n";
+
+    /// A head keeps the events every version that was the head listens to once entered, and
+    /// their exits' and goals' `where` an event alone is judged by (not one reading
+    /// `trigger.*`); the active list has them, each marked under a key of its own.
+    #[tokio::test]
+    async fn a_head_keeps_the_events_every_version_listened_to_once_entered() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let catalog = Catalog::new(Arc::new(MemoryStore::new()), Duration::ZERO);
+        let v1 = crate::dsl::parse("j.yaml", LISTENING).expect("journey");
+        catalog
+            .publish(&v1, &Topics::default(), now)
+            .await
+            .expect("v1");
+        let v2 = LISTENING
+            .replace("total > 10", "total > 100")
+            .replace("exit_when: [{event: cancelled}, ", "exit_when: [");
+        let v2 = crate::dsl::parse("j.yaml", &v2).expect("journey");
+        catalog
+            .publish(&v2, &Topics::default(), now)
+            .await
+            .expect("v2");
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        let listening = head.listening_by_versions.expect("listed");
+        assert_eq!(
+            listening.events,
+            ["cancelled", "moved", "paid", "refunded", "replied"]
+        );
+        let markers: Vec<(&str, &str, &str)> = listening
+            .markers
+            .iter()
+            .map(|m| (m.kind.as_str(), m.event.as_str(), m.condition.source()))
+            .collect();
+        assert_eq!(
+            markers,
+            [
+                ("exit", "refunded", "event.total > 10"),
+                ("exit", "refunded", "event.total > 100"),
+                ("goal", "paid", "event.total > 0"),
+            ]
+        );
+        let active = catalog.active_watching().await.expect("active");
+        assert_eq!(*active.events_by_versions, listening.events);
+        let keys: std::collections::BTreeSet<&str> =
+            active.markers.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(keys
+            .iter()
+            .all(|k| k.starts_with("exit:j:") || k.starts_with("goal:j:")));
     }
 
     /// A version keeps its topic's declaration as published, outside the journey's digest; the

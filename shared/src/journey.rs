@@ -456,6 +456,71 @@ impl Goal {
     }
 }
 
+/// Whether a [`Marker`] is an exit's or the goal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkKind {
+    Exit,
+    Goal,
+}
+
+impl MarkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkKind::Exit => "exit",
+            MarkKind::Goal => "goal",
+        }
+    }
+}
+
+/// An exit or a goal of a journey version that an event may meet with no enrollment to judge
+/// it for ([`Journey::markers`]): its event, its `where` and the version's default zone (its
+/// dates' zone). Versions that share one share its mark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    pub kind: MarkKind,
+    pub event: String,
+    #[serde(rename = "where")]
+    pub condition: Condition,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+impl Marker {
+    /// The key of `Profile::marks` an event meeting it is noted under, in journey `journey`:
+    /// its kind, the journey, and a digest of its event, `where` and zone (so that a version
+    /// whose exit reads otherwise is not moved by another's mark).
+    pub fn key(&self, journey: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.event.as_str(),
+            self.condition.source(),
+            self.zone.as_deref().unwrap_or_default(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let digest: String = h
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        crate::store::join(&[self.kind.as_str(), ":", journey, ":", &digest])
+    }
+
+    /// The order and the identity lists of markers are kept in.
+    pub fn sort_key(&self) -> (MarkKind, &str, &str, Option<&str>) {
+        (
+            self.kind,
+            self.event.as_str(),
+            self.condition.source(),
+            self.zone.as_deref(),
+        )
+    }
+}
+
 /// A local-time window, e.g. `{start: "21:00", end: "08:00"}` (may wrap past midnight).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1386,6 +1451,42 @@ impl Journey {
             Some(TriggerKind::TraitChanged { .. } | TriggerKind::Schedule(_)) | None => false,
         };
         triggered || self.listens_to(event)
+    }
+
+    /// The track events the journey listens to once entered: its exits', its goal's and its
+    /// waits' (those enrolled on this version listen to them while a later version is the
+    /// latest: see `Head::listening_by_versions`). One may come more than once.
+    pub fn events_once_entered(&self) -> impl Iterator<Item = &str> {
+        let exits = self.exit_when.iter().filter_map(|m| m.event.as_deref());
+        let goal = self.goal.as_ref().and_then(|g| g.event.as_deref());
+        let waits = self
+            .steps
+            .iter()
+            .filter_map(|s| s.wait_for.as_ref().map(|w| w.event.as_str()));
+        exits.chain(goal).chain(waits)
+    }
+
+    /// Its exits and its goal that name a track event with a `where` judged on the event alone
+    /// (not reading `trigger.*` nor `waited.*`): an event meeting one is noted on the profile
+    /// for an enrollment found later (see `Profile::marks`).
+    pub fn markers(&self) -> Vec<Marker> {
+        let zone = self.default_zone().map(str::to_string);
+        let of = |kind: MarkKind, m: &EventMatch| {
+            let event = m.event.clone()?;
+            let condition = m.condition.clone().filter(|c| !c.reads_enrollment())?;
+            Some(Marker {
+                kind,
+                event,
+                condition,
+                zone: zone.clone(),
+            })
+        };
+        let exits = self.exit_when.iter().filter_map(|m| of(MarkKind::Exit, m));
+        let goal = self
+            .goal
+            .as_ref()
+            .and_then(|g| of(MarkKind::Goal, &g.as_match()));
+        exits.chain(goal).collect()
     }
 
     /// Whether the journey listens to `event` after entry (exit, goal, wait_for).

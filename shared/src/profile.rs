@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, Kind};
-use crate::journey::Channel;
+use crate::journey::{Channel, Journey, MarkKind};
 use crate::small_map::SmallMap;
 
 /// How many recent occurrences of one event a profile remembers (for `repeated` triggers and
@@ -252,7 +252,7 @@ pub struct Profile {
     /// the value and that event's time.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub from_device: SmallMap<String, FromDevice>,
-    /// When an event last met the `where` of a journey's exit or goal ([`Profile::mark_key`]),
+    /// When an event last met the `where` of a journey's exit or goal ([`crate::journey::Marker::key`]),
     /// whether the user was in the journey or not: an exit or a goal with a `where` that
     /// arrives before its trigger (events out of order) is known by it when the trigger comes
     /// (the history keeps events' times, not their properties).
@@ -1346,7 +1346,7 @@ impl Profile {
             }
         }
         for (key, at) in anonymous.marks.iter() {
-            self.keep_latest_mark(key.clone(), *at);
+            self.mark(key, *at);
         }
         for d in &anonymous.devices {
             if !self.devices.iter().any(|x| x.token == d.token) {
@@ -1685,37 +1685,48 @@ impl Profile {
             .map(|(t, id)| (*t, id.as_str()))
     }
 
-    /// The key of [`Profile::marks`] for `journey`'s exits (`exit`) or goal (`goal`).
-    pub fn mark_key(kind: &str, journey: &str) -> String {
+    /// The key of [`Profile::marks`] that marks were noted under, for all of `journey`'s exits
+    /// (`exit`) or its goal (`goal`), before each was noted under its own
+    /// ([`crate::journey::Marker::key`]): read still, as the latest version then judged it.
+    fn mark_key(kind: &str, journey: &str) -> String {
         crate::store::join(&[kind, ":", journey])
     }
 
-    /// Notes that an event at `at` met `journey`'s exit or goal `where` (the latest is kept).
-    pub fn mark(&mut self, kind: &str, journey: &str, at: Timestamp) {
-        self.keep_latest_mark(Profile::mark_key(kind, journey), at);
-    }
-
-    fn keep_latest_mark(&mut self, key: String, at: Timestamp) {
-        if self.marks.get(&key).is_none_or(|t| *t < at) {
-            self.marks.insert(key, at);
+    /// Notes that an event at `at` met the `where` of the exit or goal marked under `key` (a
+    /// [`crate::journey::Marker::key`]; the latest is kept).
+    pub fn mark(&mut self, key: &str, at: Timestamp) {
+        if self.marks.get(key).is_none_or(|t| *t < at) {
+            self.marks.insert(key.to_string(), at);
         }
     }
 
-    /// When an event last met `journey`'s exit or goal `where`, if at or after `after`
+    /// When an event `event` last met the `where` of one of `journey`'s exits or its goal
+    /// (`kind`; of this version of it: [`Journey::markers`]), if at or after `after`
     /// (`inclusive`) or strictly after it. A mark keeps no messageId, so a mark at the trigger's
     /// own instant counts only when the exit or goal is another event than the trigger (else it
     /// may be the trigger itself).
     pub fn marked_after(
         &self,
-        kind: &str,
-        journey: &str,
+        journey: &Journey,
+        kind: MarkKind,
+        event: &str,
         after: Timestamp,
         inclusive: bool,
     ) -> Option<Timestamp> {
-        self.marks
-            .get(&Profile::mark_key(kind, journey))
-            .copied()
-            .filter(|t| *t > after || (inclusive && *t == after))
+        let markers = journey.markers();
+        let mut keys = markers
+            .iter()
+            .filter(|m| m.kind == kind && m.event == event)
+            .map(|m| m.key(&journey.id))
+            .peekable();
+        keys.peek()?;
+        keys.chain(std::iter::once(Profile::mark_key(
+            kind.as_str(),
+            &journey.id,
+        )))
+        .filter_map(|k| self.marks.get(&k).copied())
+        .filter(|t| *t > after || (inclusive && *t == after))
+        .max()
     }
 
     /// The first time `event` happened at or after `after`, other than the event `except` (the
@@ -2567,6 +2578,36 @@ mod tests {
         let e = ann_identifies("late", "2026-12-16T15:00:00Z", Map::new());
         p.apply_watching(&e, true, &watched, late);
         assert!(p.trait_changes.is_empty());
+    }
+
+    /// A mark is read under the key of the exit (or goal) it met, and under the journey-wide
+    /// key marks were noted under before; one met by another version's `where` is not this
+    /// version's.
+    #[test]
+    fn marks_are_read_per_where_and_under_the_key_before_it() {
+        let j = |over: u32| {
+            crate::dsl::parse(
+                "j.yaml",
+                &format!("id: j\nname: J\ntrigger: {{event: go}}\nexit_when: [{{event: refunded, where: \"event.total > {over}\"}}]\nsteps:\n  - id: w\n    wait: 1d\n"),
+            )
+            .expect("journey")
+        };
+        let (v1, v2) = (j(10), j(100));
+        let t: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let before: Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+        let mut p = Profile::new("ann");
+        p.mark(&v1.markers()[0].key("j"), t);
+        let marked =
+            |p: &Profile, j: &Journey| p.marked_after(j, MarkKind::Exit, "refunded", before, true);
+        assert_eq!(marked(&p, &v1), Some(t));
+        assert_eq!(marked(&p, &v2), None);
+        assert_eq!(
+            p.marked_after(&v1, MarkKind::Goal, "refunded", before, true),
+            None
+        );
+        let mut old = Profile::new("bob");
+        old.marks.insert("exit:j".to_string(), t);
+        assert_eq!(marked(&old, &v2), Some(t));
     }
 
     /// A removal's note drops the trait's earlier notes: they hold values the app removed.

@@ -18,7 +18,7 @@ use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
 use crate::event::{Event, Kind};
-use crate::journey::{Channel, Journey, JourneyStatus, Listened, Reentry, TriggerKind};
+use crate::journey::{Channel, Journey, JourneyStatus, Listened, MarkKind, Reentry, TriggerKind};
 use crate::profile::Address;
 use crate::profile::Profile;
 use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
@@ -1479,49 +1479,31 @@ impl Runtime {
             None => Vec::new(),
         };
         // The exits and goals with a `where` that this event may meet, noted in the profile
-        // whether the user is in their journey or not (see `Profile::marks`). Not one that
-        // reads `trigger.*` or `waited.*`: with no enrollment to read, it cannot be judged
-        // (`'C1' != null` would mark an exit that the enrollment a login moves, whose trigger
-        // was C1, never met), and the mark keeps no properties to judge it by later.
-        // (what, journey, its default time zone, condition)
-        #[allow(clippy::type_complexity)]
-        let markable: Vec<(
-            &'static str,
-            &str,
-            Option<&str>,
-            &crate::condition::Condition,
-        )> = match e.event.as_deref() {
-            Some(name) => journeys
+        // whether the user is in their journey or not (see `Profile::marks`), of every version
+        // of an active journey (users finish on the version they entered: an older version's
+        // exit the latest dropped still ends hers). Not one that reads `trigger.*` or
+        // `waited.*`: with no enrollment to read, it cannot be judged (`'C1' != null` would
+        // mark an exit that the enrollment a login moves, whose trigger was C1, never met),
+        // and the mark keeps no properties to judge it by later (see `Journey::markers`).
+        let markable: Vec<&crate::catalog::ActiveMarker> = match e.event.as_deref() {
+            Some(name) => active
+                .markers
                 .iter()
-                .filter(|p| p.journey.status.is_active())
-                .flat_map(|p| {
-                    let j = &p.journey;
-                    let exits = j
-                        .exit_when
-                        .iter()
-                        .filter(|m| m.names_event(name))
-                        .filter_map(|m| m.condition.as_ref())
-                        .filter(|c| !c.reads_enrollment())
-                        .map(|c| ("exit", j.id.as_str(), j.default_zone(), c));
-                    let goal = j
-                        .goal
-                        .as_ref()
-                        .filter(|g| g.names_event(name))
-                        .and_then(|g| g.condition.as_ref())
-                        .filter(|c| !c.reads_enrollment())
-                        .map(|c| ("goal", j.id.as_str(), j.default_zone(), c));
-                    exits.chain(goal)
-                })
+                .filter(|m| m.marker.event == name)
                 .collect(),
             None => Vec::new(),
         };
         // The history keeps the events some journey names (a trigger, an exit, a goal, a reply
-        // a wait is for); one no journey names leaves none, so a profile does not grow, nor
-        // every write of it cost more, with each new event name an app sends.
-        let remember = e
-            .event
-            .as_deref()
-            .is_none_or(|name| journeys.iter().any(|p| p.journey.names_event(name)));
+        // a wait is for, also of an older version someone may be on); one no journey names
+        // leaves none, so a profile does not grow, nor every write of it cost more, with each
+        // new event name an app sends.
+        let remember = e.event.as_deref().is_none_or(|name| {
+            journeys.iter().any(|p| p.journey.names_event(name))
+                || active
+                    .events_by_versions
+                    .binary_search_by(|x| x.as_str().cmp(name))
+                    .is_ok()
+        });
         // The traits journeys watch: an identify's change of one is a `trait_changed` trigger
         // (a closed or stopped journey's too, which refuses it, saying so), or an exit or a
         // goal of those enrolled (a closed journey's users finish it), on the version they
@@ -1597,7 +1579,7 @@ impl Runtime {
                     zone_moved.store(moved, std::sync::atomic::Ordering::Relaxed);
                     if !markable.is_empty() {
                         let profile = p.scope();
-                        for (kind, journey, zone, c) in &markable {
+                        for m in &markable {
                             // Marked for an enrollment it may find later (events out of
                             // order, a login): one that reads it is left out above.
                             let scope = crate::condition::Scope {
@@ -1606,10 +1588,10 @@ impl Runtime {
                                 waited: &Value::Null,
                                 profile: &profile,
                                 now,
-                                zone: *zone,
+                                zone: m.marker.zone.as_deref(),
                             };
-                            if c.eval(&scope) {
-                                p.mark(kind, journey, e.timestamp);
+                            if m.marker.condition.eval(&scope) {
+                                p.mark(&m.key, e.timestamp);
                             }
                         }
                     }
@@ -2487,12 +2469,15 @@ impl Runtime {
                                 .filter(|g| g.condition.is_some() && g.event.is_some()),
                         ) {
                             let inclusive = !goal.names_event(&e.trigger.event);
-                            let marked = profile.marked_after(
-                                "goal",
-                                &p.journey.id,
-                                e.trigger.at,
-                                inclusive,
-                            );
+                            let marked = goal.event.as_deref().and_then(|name| {
+                                profile.marked_after(
+                                    &p.journey,
+                                    MarkKind::Goal,
+                                    name,
+                                    e.trigger.at,
+                                    inclusive,
+                                )
+                            });
                             if let Some(at) = marked {
                                 engine::convert_late(&ctx, t, at);
                             }
@@ -2739,7 +2724,9 @@ impl Runtime {
         });
         if let Some(at) = event_goal.and_then(|(g, name)| match g.condition {
             None => profile.first_after(name, trigger_at, &cause, name != trigger_event),
-            Some(_) => profile.marked_after("goal", &j.id, trigger_at, name != trigger_event),
+            Some(_) => {
+                profile.marked_after(j, MarkKind::Goal, name, trigger_at, name != trigger_event)
+            }
         }) {
             engine::convert_late(&ctx, &mut t, at);
         }
@@ -5181,7 +5168,9 @@ fn late_exit(
                 profile.seen_after(name, trigger.at, &trigger.message_id, name != trigger.event)
             }
             // Its `where` was met when it came (`Profile::marks`).
-            Some(_) => profile.marked_after("exit", &j.id, trigger.at, name != trigger.event),
+            Some(_) => {
+                profile.marked_after(j, MarkKind::Exit, name, trigger.at, name != trigger.event)
+            }
         }
         .map(|t| (name, t))
     })?;

@@ -968,6 +968,75 @@ steps:
     );
 }
 
+/// A cart reminder whose version 1 exits on an order (`exit`: the exit as written), published
+/// again as version 2 with `v2_exit` in its place.
+async fn cart_in_two_versions(h: &Harness, exit: &str, v2_exit: &str) {
+    let v1 = format!(
+        "id: ex\nname: Ex\ntrigger: {{event: cart_abandoned}}\n{exit}steps:\n  - {{id: w, wait: 2h}}\n  - {{id: mail, send: {{email: {{subject: cart, text: x}}}}}}\n"
+    );
+    assert_eq!(h.publish(&v1).await, 1);
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"bob","messageId":"j0","traits":{"email":"bob@example.com"}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"cat","messageId":"k0","traits":{"email":"cat@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-2","event":"cart_abandoned","messageId":"c2"}
+"#)
+    .await;
+    let v2 = v1
+        .replace(exit, v2_exit)
+        .replace("subject: cart", "subject: cart2");
+    assert_eq!(h.publish(&v2).await, 2);
+}
+
+/// Bob's cart, entered as a visitor on version 1 (which exits on an order), is moved to him at
+/// his login after version 2 dropped the exit: his order, placed as himself before the login,
+/// is in his history still (an older version names it), and ends the cart he is in on version 1.
+#[tokio::test]
+async fn an_older_versions_exit_event_before_the_login_ends_the_moved_enrollment() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    cart_in_two_versions(&h, "exit_when: [{event: order_completed}]\n", "").await;
+    h.play(r#"
+{"at":"2026-12-01T09:20:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o3"}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"bob","anonymousId":"dev-2","messageId":"l2"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        Vec::<String>::new(),
+        "no cart email after the order"
+    );
+    assert_eq!(
+        states(&h, "bob").await,
+        [("anon:dev-2".to_string(), Status::Exited)]
+    );
+}
+
+/// As above with a `where`: version 2 exits only on orders over 100. Bob's order of 50, placed
+/// as himself before his login, met his version 1's `where` (over 10) and ends the cart the
+/// login moves to him; Cat's, the same, does not end hers, entered on version 2.
+#[tokio::test]
+async fn an_older_versions_exit_where_met_before_the_login_ends_only_its_enrollments() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    let exit = |over: u32| {
+        format!("exit_when: [{{event: order_completed, where: \"event.total > {over}\"}}]\n")
+    };
+    cart_in_two_versions(&h, &exit(10), &exit(100)).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-3","event":"cart_abandoned","messageId":"c3"}
+{"at":"2026-12-01T09:20:00Z","type":"track","userId":"bob","event":"order_completed","messageId":"o3","properties":{"total":50}}
+{"at":"2026-12-01T09:20:00Z","type":"track","userId":"cat","event":"order_completed","messageId":"o4","properties":{"total":50}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"bob","anonymousId":"dev-2","messageId":"l2"}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"cat","anonymousId":"dev-3","messageId":"l3"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-12-01T11:00:00Z cat email mail: cart2"]);
+    assert_eq!(
+        states(&h, "bob").await,
+        [("anon:dev-2".to_string(), Status::Exited)]
+    );
+}
+
 /// A push to whoever pings, saying to whom.
 const PING: &str = r#"
 id: p
