@@ -1948,8 +1948,8 @@ fn days_compared_as_a_range(source: &str) -> Option<String> {
 /// enrollment does not hear itself (one that came before its trigger, or that the user sent as
 /// herself before a login moved a visitor's enrollment to her) is not judged by them, as there
 /// was no enrollment to compare with and the profile keeps no properties to compare later.
-/// (Not one on a trait's change: those are judged only as the identify comes, by the
-/// enrollments it reaches.)
+/// (Not one on a trait's change: the profile notes the change itself, judged as the identify
+/// comes by the enrollments it reaches, or at entry by one whose trigger came later.)
 fn wheres_judged_only_by_the_enrollment(j: &Journey) -> Vec<Problem> {
     let exits = j.exit_when.iter().enumerate().filter_map(|(k, x)| {
         x.event.as_ref()?;

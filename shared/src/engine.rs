@@ -748,6 +748,111 @@ pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Optio
     Some(run.finish())
 }
 
+/// A change of a trait an exit or the goal watches, made by an identify stamped at or after an
+/// enrollment's trigger but applied before the trigger came (events out of order), as the
+/// profile noted it (`Profile::trait_changes`): found at entry ([`late_changes`]).
+#[derive(Debug, Clone)]
+pub struct LateChange {
+    /// The trait, and the change as an exit's `where` reads it (`{trait, from, to}`).
+    pub change: TraitChanged,
+    /// The identify's stamp.
+    pub at: Timestamp,
+    /// The identify's messageId.
+    pub message_id: String,
+}
+
+/// The changes noted on the profile that `enrollment`, just entered, would have heard had its
+/// trigger come first: of a trait its version's exits or goal watch, by an identify stamped at
+/// or after its trigger (not the identify that entered it), oldest first. A note written
+/// before notes kept the identify's stamp is left out.
+pub fn late_changes(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Vec<LateChange> {
+    let mut out: Vec<LateChange> = Vec::new();
+    let mut watched: Vec<&str> = ctx.journey.watched_once_entered().collect();
+    watched.sort_unstable();
+    watched.dedup();
+    for name in watched {
+        let Some(notes) = ctx.profile.trait_changes.get(name) else {
+            continue;
+        };
+        for c in notes {
+            let Some(at) = c.at else {
+                continue;
+            };
+            if at < enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
+                continue;
+            }
+            out.push(LateChange {
+                change: (name.to_string(), Arc::new(c.properties(name))),
+                at,
+                message_id: c.message_id.clone(),
+            });
+        }
+    }
+    out.sort_by_key(|c| c.at);
+    out
+}
+
+/// The first of `changes` (oldest first) that meets `m`, an exit or the goal, for `enrollment`.
+fn late_change_meets<'c>(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    m: &EventMatch,
+    changes: &'c [LateChange],
+) -> Option<&'c LateChange> {
+    let profile = ctx.profile.scope();
+    changes.iter().find(|c| {
+        change_meets(
+            m,
+            std::slice::from_ref(&c.change),
+            &profile,
+            ctx,
+            enrollment,
+        )
+        .is_some()
+    })
+}
+
+/// The goal watching a trait's change, met by one of `changes` ([`late_changes`]): the new
+/// enrollment converts in its entry transition `t`, as for a goal event that came first
+/// ([`convert_late`]).
+pub fn convert_late_change(ctx: &Ctx<'_>, t: &mut Transition, changes: &[LateChange]) {
+    let Some(goal) = &ctx.journey.goal else {
+        return;
+    };
+    if goal.trait_changed.is_none() {
+        return;
+    }
+    if let Some(c) = late_change_meets(ctx, &t.enrollment, &goal.as_match(), changes) {
+        let at = c.at;
+        convert_late(ctx, t, at);
+    }
+}
+
+/// An exit watching a trait's change, met by one of `changes` ([`late_changes`]): the new
+/// enrollment exits at once, as on a late exit event ([`exit_late`]), its reason and timeline
+/// naming it as the identify would have (`trait_changed plan`). The change that met it, and
+/// the exit's transition. `None` when none meets one, or it has ended already.
+pub fn exit_late_change<'c>(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    changes: &'c [LateChange],
+) -> Option<(&'c LateChange, Transition)> {
+    if !enrollment.is_active() {
+        return None;
+    }
+    let (m, c) = changes.iter().find_map(|c| {
+        ctx.journey
+            .exit_when
+            .iter()
+            .filter(|m| m.trait_changed.is_some())
+            .find(|m| late_change_meets(ctx, enrollment, m, std::slice::from_ref(c)).is_some())
+            .map(|m| (m, c))
+    })?;
+    let mut run = Run::new(ctx, resumed(enrollment));
+    run.exit(&m.label());
+    Some((c, run.finish()))
+}
+
 /// An event for a user already enrolled: goal, exit and `wait_for`. `None` when it changes nothing.
 pub fn on_event(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     event_of(ctx, enrollment, event, false, None)

@@ -318,6 +318,11 @@ pub struct TraitChange {
     /// [`MAX_CHANGE_AGE`] is forgotten. `None` in a note written before notes had times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noted_at: Option<Timestamp>,
+    /// The identify's own time (its stamp): an enrollment entered later on a trigger stamped
+    /// before it (events out of order) exits or converts on it at entry, as the identify would
+    /// have made it had it come after. `None` in a note written before notes kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
 }
 
 /// [`Profile::trait_changes`] as stored: a list per trait, or (written before it kept several)
@@ -1097,6 +1102,7 @@ impl Profile {
                     to: to.cloned(),
                     from_at,
                     noted_at: Some(now),
+                    at: Some(event.timestamp),
                 };
                 self.note_change(name, change.clone());
                 changes.push((name.to_string(), change));
@@ -2398,6 +2404,7 @@ mod tests {
             to: Some("free".into()),
             from_at: None,
             noted_at: Some(now()),
+            at: Some("2026-12-01T09:00:00Z".parse().expect("time")),
         };
         assert_eq!(changes, [("plan".to_string(), noted.clone())]);
         assert_eq!(

@@ -2717,7 +2717,7 @@ impl Runtime {
             t.enrollment.follow(&l.enrollment);
         }
         // A goal reached after the trigger but applied before it (events out of order).
-        // (Not a trait change: an identify's changes are judged as they come, never late.)
+        // (A trait change's goal: below, from the profile's notes of its changes.)
         let event_goal = j.goal.as_ref().and_then(|g| match g.listened() {
             Some(Listened::Event(name)) => Some((g, name)),
             _ => None,
@@ -2730,50 +2730,68 @@ impl Runtime {
         }) {
             engine::convert_late(&ctx, &mut t, at);
         }
-        // An exit that happened after the trigger but was applied before it (events out of order).
-        if let Some(late) = late_exit(j, profile, &t.enrollment.trigger, &cause, now) {
-            if let Some(exit) = engine::exit_late(&ctx, &t.enrollment, &late) {
-                // Nothing the entry scheduled may go out: keep only the exit's own effects, and
-                // say of each message dropped that it was skipped, and why.
-                let mut timeline = t.timeline;
-                let exit_event = late.event.as_deref().unwrap_or_default();
-                for e in &t.effects {
-                    let Effect::Send(o) = e else {
-                        continue;
-                    };
-                    timeline.push(Entry {
-                        at: now,
-                        journey: o.journey.clone(),
-                        enrollment: o.enrollment.clone(),
-                        step: Some(o.step.clone()),
-                        what: What::Skipped {
-                            channel: o.channel,
-                            reason: "exited".into(),
-                            detail: Some(format!(
-                                "the exit event {exit_event} (at {}) came before the message could go out: it arrived before its trigger",
-                                late.timestamp
-                            )),
-                        },
-                    });
-                }
-                timeline.extend(exit.timeline);
-                let effects = exit
-                    .effects
-                    .into_iter()
-                    // Its in-app messages are the entry's, dropped above: none reached the inbox.
-                    .filter(|e| !matches!(e, Effect::Withdraw(_)))
-                    .chain(
-                        t.effects
-                            .into_iter()
-                            .filter(|e| matches!(e, Effect::UpdateProfile(_))),
-                    )
-                    .collect();
-                t = Transition {
-                    enrollment: exit.enrollment,
-                    effects,
-                    timeline,
+        // A goal on a trait's change that an identify stamped after the trigger but applied
+        // before it made (its note kept on the profile: `Profile::trait_changes`).
+        let changes = engine::late_changes(&ctx, &t.enrollment);
+        engine::convert_late_change(&ctx, &mut t, &changes);
+        // An exit that happened after the trigger but was applied before it (events out of
+        // order): an exit event, or an identify's change of a trait an exit watches (the
+        // earlier of the two). (what it was, when, the exit)
+        let by_event = late_exit(j, profile, &t.enrollment.trigger, &cause, now).and_then(|late| {
+            let exit = engine::exit_late(&ctx, &t.enrollment, &late)?;
+            let what = format!(
+                "the exit event {}",
+                late.event.as_deref().unwrap_or_default()
+            );
+            Some((what, late.timestamp, exit))
+        });
+        let by_change = engine::exit_late_change(&ctx, &t.enrollment, &changes).map(|(c, exit)| {
+            let what = format!("the change of {} by identify {}", c.change.0, c.message_id);
+            (what, c.at, exit)
+        });
+        let late = match (by_event, by_change) {
+            (Some(e), Some(c)) => Some(if c.1 < e.1 { c } else { e }),
+            (e, c) => e.or(c),
+        };
+        if let Some((what, exit_at, exit)) = late {
+            // Nothing the entry scheduled may go out: keep only the exit's own effects, and
+            // say of each message dropped that it was skipped, and why.
+            let mut timeline = t.timeline;
+            for e in &t.effects {
+                let Effect::Send(o) = e else {
+                    continue;
                 };
+                timeline.push(Entry {
+                    at: now,
+                    journey: o.journey.clone(),
+                    enrollment: o.enrollment.clone(),
+                    step: Some(o.step.clone()),
+                    what: What::Skipped {
+                        channel: o.channel,
+                        reason: "exited".into(),
+                        detail: Some(format!(
+                            "{what} (at {exit_at}) came before the message could go out: it arrived before its trigger",
+                        )),
+                    },
+                });
             }
+            timeline.extend(exit.timeline);
+            let effects = exit
+                .effects
+                .into_iter()
+                // Its in-app messages are the entry's, dropped above: none reached the inbox.
+                .filter(|e| !matches!(e, Effect::Withdraw(_)))
+                .chain(
+                    t.effects
+                        .into_iter()
+                        .filter(|e| matches!(e, Effect::UpdateProfile(_))),
+                )
+                .collect();
+            t = Transition {
+                enrollment: exit.enrollment,
+                effects,
+                timeline,
+            };
         }
         let committed = self.commit(t, &cause, existing, false).await?;
         let (settled, _) = self.settle_for(committed, &cause, false).await?;
@@ -5158,7 +5176,7 @@ fn late_exit(
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
-    // (Not a trait change: an identify's changes are judged as they come, never late.)
+    // (Not a trait change: an entry finds those in the profile's notes, `engine::late_changes`.)
     let (name, exit_at) = j.exit_when.iter().find_map(|m| {
         let Some(Listened::Event(name)) = m.listened() else {
             return None;

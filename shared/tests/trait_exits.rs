@@ -535,3 +535,200 @@ async fn a_retried_identify_still_exits_after_a_version_without_the_exit() {
         Some("exit_when trait_changed subscriber")
     );
 }
+
+/// `line` (a script line) stamped at `stamp`: it arrives at its `at`, later than it happened.
+fn stamped(line: &str, stamp: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).expect("a script line");
+    v["timestamp"] = json!(stamp);
+    v.to_string()
+}
+
+/// The identify that makes her a subscriber is processed before the paywall hit that enters
+/// her, though stamped after it (events out of order): her entry finds its change in the
+/// profile's notes and she exits at once, as she would had the identify come second. A change
+/// from before her trigger, or one the exit's `where` refuses, keeps her in.
+#[tokio::test]
+async fn a_trait_change_stamped_after_the_trigger_but_processed_first_exits_at_entry() {
+    let script = [
+        identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})),
+        identify("2026-03-01T00:00:00Z", "bob", "b-0", json!({})),
+        identify("2026-03-01T00:00:00Z", "cat", "c-0", json!({})),
+        // ann subscribes at 02:00, her paywall hit of 01:00 arrives after it
+        identify(
+            "2026-03-01T02:00:00Z",
+            "ann",
+            "a-2",
+            json!({"subscriber": true}),
+        ),
+        stamped(
+            &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
+            "2026-03-01T01:00:00Z",
+        ),
+        // bob subscribed before his paywall hit: no exit on what came before
+        identify(
+            "2026-03-01T00:30:00Z",
+            "bob",
+            "b-2",
+            json!({"subscriber": true}),
+        ),
+        track("2026-03-01T01:00:00Z", "bob", "paywall_hit", "b-1"),
+        // cat's change does not meet the `where`
+        identify(
+            "2026-03-01T02:00:00Z",
+            "cat",
+            "c-2",
+            json!({"subscriber": false}),
+        ),
+        stamped(
+            &track("2026-03-01T02:05:00Z", "cat", "paywall_hit", "c-1"),
+            "2026-03-01T01:00:00Z",
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[OFFER], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-03-02T01:00:00Z bob email s: Subscribe, bob",
+            "2026-03-02T02:05:00Z cat email s: Subscribe, cat",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", ends),
+        ["2026-03-01T02:05:00Z offer/w: exited on trait_changed subscriber"]
+    );
+    assert_eq!(
+        facts(&out, "cat", ends),
+        ["2026-03-02T02:05:00Z offer/s: completed"]
+    );
+}
+
+/// An exit whose `where` reads the trigger (`event.to == trigger.plan`: the plan she started
+/// checking out) is judged at entry on the trigger that entered her: Dan's upgrade to the plan
+/// of his checkout, processed first, ends it; Eve's to another plan does not.
+#[tokio::test]
+async fn a_late_change_is_judged_on_the_trigger_that_entered_her() {
+    let checkout = r#"
+id: checkout
+name: Checkout
+trigger: {event: checkout_started}
+exit_when: [{trait_changed: plan, where: "event.to == trigger.plan"}]
+steps:
+  - id: w
+    wait: 1h
+  - id: s
+    send: {email: {subject: "Finish your upgrade", text: "."}}
+"#;
+    let started = |user: &str, id: &str| {
+        stamped(
+            &json!({"at": "2026-03-01T02:05:00Z", "userId": user, "event": "checkout_started",
+                "messageId": id, "properties": {"plan": "pro"}})
+            .to_string(),
+            "2026-03-01T01:00:00Z",
+        )
+    };
+    let script = [
+        identify(
+            "2026-03-01T00:00:00Z",
+            "dan",
+            "d-0",
+            json!({"plan": "free"}),
+        ),
+        identify(
+            "2026-03-01T00:00:00Z",
+            "eve",
+            "e-0",
+            json!({"plan": "free"}),
+        ),
+        identify("2026-03-01T02:00:00Z", "dan", "d-2", json!({"plan": "pro"})),
+        identify(
+            "2026-03-01T02:00:00Z",
+            "eve",
+            "e-2",
+            json!({"plan": "basic"}),
+        ),
+        started("dan", "d-1"),
+        started("eve", "e-1"),
+    ]
+    .join("\n");
+    let out = sim(&[checkout], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-03-01T03:05:00Z eve email s: Finish your upgrade"]
+    );
+    assert_eq!(
+        facts(&out, "dan", ends),
+        ["2026-03-01T02:05:00Z checkout/w: exited on trait_changed plan"]
+    );
+}
+
+/// The same at the runtime, for a goal too: the subscribing identify, processed before the
+/// paywall hit it follows, converts her entry (her offer still goes out, as a goal lets it),
+/// and, in a journey that exits on it, ends the entry, counted as an exit, its offer skipped
+/// saying why.
+#[tokio::test]
+async fn a_late_change_converts_and_exits_at_entry_counted_as_the_identify_would_be() {
+    let goal = r#"
+id: goal
+name: Goal
+trigger: {event: paywall_hit}
+goal: {trait_changed: subscriber, where: "event.to == true", within: 2d}
+steps:
+  - id: s
+    send: {email: {subject: "Subscribe", text: "."}}
+  - id: w
+    wait: 7d
+"#;
+    // the offer at once, the wait after it
+    let offer = OFFER.replace("  - id: w\n    wait: 1d\n", "") + "  - id: w\n    wait: 1d\n";
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(&offer).await;
+    h.publish(goal).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    ))
+    .await;
+    h.play(&stamped(
+        &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
+        "2026-03-01T01:00:00Z",
+    ))
+    .await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-03-01T02:05:00Z ann email s: Subscribe"]);
+    let view = h.rt.user("ann").await.expect("user");
+    let of = |j: &str| {
+        view.enrollments
+            .iter()
+            .find(|e| *e.journey == *j)
+            .expect("an enrollment")
+    };
+    assert_eq!(
+        of("offer").end_reason.as_deref(),
+        Some("exit_when trait_changed subscriber")
+    );
+    assert_eq!(of("goal").converted_at, Some(at("2026-03-01T02:00:00Z")));
+    let skipped: Vec<&str> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { detail, .. } => detail.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        ["the change of subscriber by identify a-2 (at 2026-03-01T02:00:00Z) came before the message could go out: it arrived before its trigger"]
+    );
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats("offer").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(&offer), 1, &counters);
+    assert_eq!(stats.exited, 1, "{counters:?}");
+    let counters = h.rt.stats("goal").await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(goal), 1, &counters);
+    assert_eq!(stats.converted, 1, "{counters:?}");
+}
