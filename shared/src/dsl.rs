@@ -2081,6 +2081,36 @@ fn date_waits(j: &Journey) -> bool {
         .any(|s| matches!(s.action(), Action::WaitUntil(w) if w.date.is_some()))
 }
 
+/// An `enrollment_key` keys an enrollment by a value of the event that enters her: a journey
+/// triggered by an event, reading that event.
+fn validate_enrollment_key(j: &Journey, key: &crate::condition::ValuePath, out: &mut Vec<Problem>) {
+    let trigger = match j.trigger.kind() {
+        Some(TriggerKind::Event { .. }) | None => None,
+        Some(TriggerKind::TraitChanged { .. }) => Some("a `trait_changed`"),
+        Some(TriggerKind::Repeated(_)) => Some("a `repeated`"),
+        Some(TriggerKind::Inactive(_)) => Some("an `inactive`"),
+        Some(TriggerKind::Schedule(_)) => Some("a `schedule`"),
+    };
+    if let Some(trigger) = trigger {
+        out.push(problem(
+            "enrollment_key",
+            format!(
+                "`enrollment_key` keys an enrollment by a value of the event that triggers it, and {trigger} trigger enters her on no event of her own with such a value: use `trigger: {{event: <name>}}` with it, or leave `enrollment_key` out (one enrollment at a time)"
+            ),
+        ));
+        return;
+    }
+    let source = key.source();
+    if !(source.starts_with("event.") || source.starts_with("trigger.")) {
+        out.push(problem(
+            "enrollment_key",
+            format!(
+                "`{source}` is not a value of the trigger event: write a path of its properties, e.g. `enrollment_key: event.booking_id`"
+            ),
+        ));
+    }
+}
+
 /// Semantic checks on a parsed journey. Returns problems with the path they are at.
 fn validate(j: &Journey) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -2119,6 +2149,9 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 "a transactional journey belongs to no topic: its receipts and password resets are owed whatever topics a user unsubscribed from; leave `topic` out, or `transactional: true` if these are marketing messages a user may stop",
             ));
         }
+    }
+    if let Some(key) = &j.enrollment_key {
+        validate_enrollment_key(j, key, &mut out);
     }
     if let Some(tz) = &j.timezone {
         if jiff::tz::TimeZone::get(tz).is_err() {

@@ -303,12 +303,19 @@ pub fn enter_after(
 ) -> Transition {
     let j = ctx.journey;
     let first = j.first().unwrap_or_default().to_string();
+    // Keyed by its trigger's value of the journey's `enrollment_key` (the runtime enters no one
+    // on a trigger without one).
+    let key: Option<Arc<str>> = j
+        .key_of(&trigger.properties)
+        .and_then(Result::ok)
+        .map(Arc::from);
     let enrollment = Enrollment {
-        id: Enrollment::id_for(&j.id, user_id, n).into(),
+        id: Enrollment::id_for(&j.id, user_id, key.as_deref(), n).into(),
         user_id: user_id.into(),
         journey: j.id.as_str().into(),
         version: ctx.version,
         n,
+        key,
         entered_at: ctx.now,
         trigger,
         waited: None,
@@ -1599,6 +1606,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         journey: e.journey.clone(),
         version: e.version,
         n: e.n,
+        key: e.key.clone(),
         trigger: e.trigger.clone(),
         waited: e.waited.clone(),
         entered_at: e.entered_at,

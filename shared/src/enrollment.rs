@@ -77,8 +77,14 @@ pub struct Enrollment {
     pub journey: Arc<str>,
     /// The journey version entered with; the enrollment finishes on it.
     pub version: u32,
-    /// 1 for the user's first entry into this journey, 2 for the second…
+    /// 1 for the user's first entry into this journey, 2 for the second… (with a key: for
+    /// that key).
     pub n: u32,
+    /// The value of the journey's `enrollment_key` in the trigger event: the user is in the
+    /// journey once per value at a time, each in a record of its own. `None` for a journey
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Arc<str>>,
     pub trigger: TriggerEvent,
     /// The event that met the latest `wait_for` this enrollment passed (`waited.*` in later
     /// steps); `None` before any was met, and again after a `wait_for` timed out. Enrollments
@@ -245,8 +251,35 @@ impl Enrollment {
         })
     }
 
-    pub fn id_for(journey: &str, user: &str, n: u32) -> String {
-        crate::store::join(&[journey, ":", user, ":", &n.to_string()])
+    /// `{journey}:{user}:{n}`, or with a key `{journey}:{user}:{key}:{n}` (the key's `%` and
+    /// `#` escaped, since a ledger key is `{enrollment}#{step}#{seq}`).
+    pub fn id_for(journey: &str, user: &str, key: Option<&str>, n: u32) -> String {
+        match key {
+            None => crate::store::join(&[journey, ":", user, ":", &n.to_string()]),
+            Some(k) => {
+                crate::store::join(&[journey, ":", user, ":", &escape_key(k), ":", &n.to_string()])
+            }
+        }
+    }
+
+    /// The name of the record holding the user's enrollment of `journey` for `key`: the
+    /// journey's id alone without a key (as before keys), else `{journey}#{key}` (a journey id
+    /// has no `#`).
+    pub fn record_of(journey: &str, key: Option<&str>) -> String {
+        match key {
+            None => journey.to_string(),
+            Some(k) => crate::store::join(&[journey, "#", &escape_key(k)]),
+        }
+    }
+
+    /// The journey a record name ([`Enrollment::record_of`]) is of.
+    pub fn journey_of_record(record: &str) -> &str {
+        record.split_once('#').map_or(record, |(j, _)| j)
+    }
+
+    /// The name of the record that holds this enrollment.
+    pub fn record(&self) -> String {
+        Self::record_of(&self.journey, self.key.as_deref())
     }
 
     pub fn is_active(&self) -> bool {
@@ -440,6 +473,14 @@ impl Enrollment {
     }
 }
 
+/// A key as ids and record names hold it: `%` and `#` escaped.
+fn escape_key(k: &str) -> std::borrow::Cow<'_, str> {
+    if !k.contains(['%', '#']) {
+        return std::borrow::Cow::Borrowed(k);
+    }
+    std::borrow::Cow::Owned(k.replace('%', "%25").replace('#', "%23"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Enrollment;
@@ -518,6 +559,31 @@ mod tests {
         assert!(lee.take_in_app("cart:anon:v:1", &visitors));
         assert_eq!(lee.in_app.len(), 3);
         assert!(!lee.take_in_app("cart:anon:v:1", &visitors));
+    }
+
+    /// A journey without a key keeps its ids and its record's name; a keyed enrollment's hold
+    /// its value, `#` and `%` escaped, and the record's name leads back to the journey.
+    #[test]
+    fn keyed_ids_and_records_hold_the_value_escaped() {
+        assert_eq!(Enrollment::id_for("cart", "ann", None, 2), "cart:ann:2");
+        assert_eq!(Enrollment::record_of("cart", None), "cart");
+        assert_eq!(
+            Enrollment::id_for("trip", "ann", Some("B1"), 1),
+            "trip:ann:B1:1"
+        );
+        assert_eq!(
+            Enrollment::id_for("trip", "ann", Some("a#1%"), 1),
+            "trip:ann:a%231%25:1"
+        );
+        for key in [None, Some("B1"), Some("a#b"), Some("")] {
+            let record = Enrollment::record_of("trip", key);
+            assert_eq!(Enrollment::journey_of_record(&record), "trip", "{key:?}");
+        }
+        assert_eq!(Enrollment::record_of("trip", Some("a#b")), "trip#a%23b");
+        assert_ne!(
+            Enrollment::record_of("trip", Some("a#b")),
+            Enrollment::record_of("trip", Some("a%23b"))
+        );
     }
 
     #[test]

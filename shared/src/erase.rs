@@ -403,7 +403,7 @@ impl Runtime {
                 if let (true, Some(p)) = (e.is_active(), e.pending.as_ref()) {
                     let wake = Message::Wake {
                         user_id: e.user_id.clone(),
-                        journey: e.journey.clone(),
+                        journey: e.record().into(),
                         enrollment: e.id.clone(),
                         seq: p.seq,
                         at: p.at,

@@ -11,6 +11,10 @@ use crate::condition::{Condition, ValuePath};
 use crate::cron::Cron;
 use crate::duration::{DateOffset, Duration};
 
+/// How many enrollments of one journey with an `enrollment_key` a user may be in at once: a
+/// trigger past it enters her in nothing, so that her records stay few.
+pub const MAX_KEYED: usize = 20;
+
 /// One journey, as written in its file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,10 +29,18 @@ pub struct Journey {
     /// What enrolls a user.
     pub trigger: Trigger,
     /// Whether a user may enter again: `never` (the default), `after_exit`, or `{after: 7d}` since
-    /// the last entry. A user is never enrolled twice at the same time. A `schedule` journey
-    /// must name it (`after_exit` to enter users at every run).
+    /// the last entry. A user is never enrolled twice at the same time (with an
+    /// `enrollment_key`: twice for the same value). A `schedule` journey must name it
+    /// (`after_exit` to enter users at every run).
     #[serde(default)]
     pub reentry: Reentry,
+    /// With an `event` trigger: a path of the trigger event (`event.booking_id`) whose value
+    /// keys her enrollment, so that she is in the journey once per value at a time (a round
+    /// trip's two bookings, each reminded), at most 20 at once ([`MAX_KEYED`]); `reentry` then
+    /// applies to each value apart. A trigger without a value there (missing, null, empty, not
+    /// a string or number) enters her in nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_key: Option<ValuePath>,
     /// Events that end the enrollment at once, whatever step it is on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exit_when: Vec<EventMatch>,
@@ -1351,7 +1363,48 @@ pub struct Update {
     pub unset: Vec<String>,
 }
 
+/// The longest `enrollment_key` value taken (in characters): it is part of the enrollment's id
+/// and of its record's key.
+pub const MAX_KEY_CHARS: usize = 200;
+
 impl Journey {
+    /// The value of its `enrollment_key` in a trigger event's properties: `None` for a journey
+    /// without one; else the value as text (a string as it is, a number as written), or why the
+    /// event has none that keys an enrollment.
+    pub fn key_of(&self, properties: &serde_json::Value) -> Option<Result<String, String>> {
+        let path = self.enrollment_key.as_ref()?;
+        let scope = crate::condition::Scope {
+            event: properties,
+            trigger: properties,
+            waited: &serde_json::Value::Null,
+            profile: &serde_json::Value::Null,
+            now: jiff::Timestamp::UNIX_EPOCH,
+            zone: None,
+        };
+        let name = path.source();
+        Some(match path.lookup(&scope) {
+            None | Some(serde_json::Value::Null) => Err(format!(
+                "`enrollment_key: {name}`: the trigger event has no `{name}`, and an enrollment of this journey is one per value"
+            )),
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Err(format!(
+                "`enrollment_key: {name}`: the trigger event's `{name}` is empty"
+            )),
+            Some(serde_json::Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(format!(
+                "`enrollment_key: {name}`: the trigger event's `{name}` is longer than {MAX_KEY_CHARS} characters"
+            )),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+            Some(other) => Err(format!(
+                "`enrollment_key: {name}`: the trigger event's `{name}` is {}, not a string or a number",
+                match other {
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Array(_) => "a list",
+                    _ => "an object",
+                }
+            )),
+        })
+    }
+
     /// The zone a user without `profile.timezone` is in: the journey's `timezone`, else a
     /// schedule trigger's named zone (not `user`), else none (UTC). The schedule's `where`, the
     /// steps' conditions, waits and quiet hours all read this one, so a run at 09:00 in Sydney

@@ -31,6 +31,8 @@ pub enum Message {
     /// queue, and each copy costs a count rather than three strings.
     Wake {
         user_id: std::sync::Arc<str>,
+        /// The enrollment's record: its journey's id, or `{journey}#{key}` for an enrollment
+        /// of a journey with an `enrollment_key` (see `Enrollment::record_of`).
         journey: std::sync::Arc<str>,
         enrollment: std::sync::Arc<str>,
         seq: u64,
@@ -56,6 +58,7 @@ pub enum Message {
     /// enrollment active when it reads it).
     Stop {
         user_id: String,
+        /// The enrollment's record, as a [`Message::Wake`] names it.
         journey: String,
         enrollment: String,
     },
@@ -87,16 +90,33 @@ pub enum ScanJob {
     /// A schedule trigger's run at `minute` (minutes since the epoch): enter each profile the
     /// schedule selects.
     Schedule { journey: String, minute: i64 },
-    /// A stopped journey version's sweep: stop each active enrollment.
-    Stop { journey: String, version: u32 },
+    /// A stopped journey version's sweep: stop each active enrollment. `keyed`: the sweep of
+    /// the enrollments of a journey with an `enrollment_key` (a record per value: each
+    /// profile's are read), apart from the one of its unkeyed records.
+    Stop {
+        journey: String,
+        version: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keyed: bool,
+    },
 }
 
 impl ScanJob {
-    /// A stable id: `schedule:<journey>:<minute>` or `stop:<journey>:<version>`.
+    /// A stable id: `schedule:<journey>:<minute>`, `stop:<journey>:<version>` or
+    /// `stop-keyed:<journey>:<version>`.
     pub fn id(&self) -> String {
         match self {
             ScanJob::Schedule { journey, minute } => format!("schedule:{journey}:{minute}"),
-            ScanJob::Stop { journey, version } => format!("stop:{journey}:{version}"),
+            ScanJob::Stop {
+                journey,
+                version,
+                keyed: false,
+            } => format!("stop:{journey}:{version}"),
+            ScanJob::Stop {
+                journey,
+                version,
+                keyed: true,
+            } => format!("stop-keyed:{journey}:{version}"),
         }
     }
 }

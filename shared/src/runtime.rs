@@ -198,8 +198,10 @@ pub(crate) fn user_partition(user: &str) -> Part {
         }
     })
 }
-fn enrollment_key(user: &str, journey: &str) -> Key {
-    Key::new(user_partition(user), Part::join(&["E#", journey]))
+/// The key of the user's enrollment record `record` ([`Enrollment::record_of`]: a journey's id,
+/// or `{journey}#{key}` for a keyed enrollment).
+fn enrollment_key(user: &str, record: &str) -> Key {
+    Key::new(user_partition(user), Part::join(&["E#", record]))
 }
 fn dedup_key(user: &str, id: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["D#", id]))
@@ -634,6 +636,8 @@ struct Settled {
 struct Unit<'a> {
     user: &'a str,
     journey: &'a str,
+    /// The enrollment's record ([`Enrollment::record_of`]): its wake-ups name it.
+    record: &'a str,
     /// The enrollment that made it (wake-ups and the timeline record are its).
     enrollment: &'a str,
     cause: &'a str,
@@ -856,7 +860,7 @@ impl Runtime {
                     )));
                 };
                 let refused = self
-                    .try_enter(&p, &profile, &mut enrollments, trigger, None)
+                    .try_enter(&p, journey, &profile, &mut enrollments, trigger, None)
                     .await?;
                 self.keep_refusal(user_id, &message.id(), refused).await
             }
@@ -970,7 +974,7 @@ impl Runtime {
                     }
                 }
                 let refused = self
-                    .try_enter(&p, &profile, &mut enrollments, trigger, None)
+                    .try_enter(&p, journey, &profile, &mut enrollments, trigger, None)
                     .await?;
                 let reason = refused.as_ref().and_then(|r| match &r.what {
                     What::NotEntered { reason, .. } => Some(reason.as_str()),
@@ -1091,11 +1095,13 @@ impl Runtime {
         let mut failed = Vec::new();
         let mut kept = Vec::new();
         let mut carried_changed = false;
+        let record = e.record();
         for c in &e.carried {
             let others_done = std::sync::atomic::AtomicBool::new(false);
             let unit = Unit {
                 user: &e.user_id,
                 journey: &e.journey,
+                record: &record,
                 enrollment: &c.enrollment,
                 cause: &c.cause,
                 effects: &c.effects,
@@ -1139,6 +1145,7 @@ impl Runtime {
                 let unit = Unit {
                     user: &e.user_id,
                     journey: &e.journey,
+                    record: &record,
                     enrollment: &e.id,
                     cause: &cause,
                     effects: &e.outbox,
@@ -1181,7 +1188,7 @@ impl Runtime {
         let version = read_at + 1;
         let next = Arc::new(next);
         let record = Record::shared(
-            enrollment_key(&next.user_id, &next.journey),
+            enrollment_key(&next.user_id, &next.record()),
             version,
             next.clone(),
         );
@@ -1208,11 +1215,13 @@ impl Runtime {
         }
     }
 
+    /// The user's enrollment records, by record name ([`Enrollment::record_of`]: the journey's
+    /// id, or `{journey}#{key}` for each key of a keyed journey).
     async fn load_enrollments(&self, user: &str) -> Result<BTreeMap<String, Loaded>, RunError> {
         let mut out = BTreeMap::new();
         for r in self.store.query(&user_partition(user), "E#").await? {
             let l = Loaded::read(&r)?;
-            out.insert(l.enrollment.journey.to_string(), l);
+            out.insert(l.enrollment.record(), l);
         }
         Ok(out)
     }
@@ -1727,8 +1736,15 @@ impl Runtime {
             if name.is_none() && !address && !timed && trait_changes.is_empty() {
                 continue;
             }
-            let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
-                tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
+            // (`j` names the record: with an `enrollment_key`, one of several of the journey,
+            // each judging the event on its own.)
+            let journey = Enrollment::journey_of_record(&j);
+            let Some(p) = self.catalog.version(journey, l.enrollment.version).await? else {
+                tracing::warn!(
+                    journey,
+                    version = l.enrollment.version,
+                    "enrollment names an unknown journey version"
+                );
                 continue;
             };
             // Or change a trait an exit or the goal of the version she is in watches.
@@ -1747,7 +1763,7 @@ impl Runtime {
             }
             let stopped = journeys
                 .iter()
-                .any(|l| l.journey.id == j && l.journey.status == JourneyStatus::Stopped);
+                .any(|l| l.journey.id == journey && l.journey.status == JourneyStatus::Stopped);
             let unsub = self.unsubscribe_url(user, &p.journey);
             let ctx = Ctx {
                 journey: &p.journey,
@@ -1869,11 +1885,24 @@ impl Runtime {
             let scope_event = e.properties.clone();
             let scope_profile = profile.scope();
             for p in journeys.iter() {
+                // With an `enrollment_key`, the trigger's value of it names the record of her
+                // enrollment (one per value); without one, or a trigger without a value, the
+                // journey's id (the latter enters nothing, below).
+                let keyed = match p.journey.trigger.kind() {
+                    Some(TriggerKind::Event { events, .. }) if events.contains(name) => {
+                        p.journey.key_of(&scope_event)
+                    }
+                    _ => None,
+                };
+                let record = match &keyed {
+                    Some(Ok(k)) => Enrollment::record_of(&p.journey.id, Some(k)),
+                    _ => p.journey.id.clone(),
+                };
                 // This very message entered the user before (it is retried, its outbox was
                 // performed above): nothing to judge again, neither the `where` (her profile
                 // may hold what the journey's own `update` set since) nor the entry rules.
                 let entered_by_it = enrollments
-                    .get(&p.journey.id)
+                    .get(&record)
                     .is_some_and(|l| l.enrollment.entered_by(&e.message_id));
                 if entered_by_it {
                     continue;
@@ -1950,7 +1979,26 @@ impl Runtime {
                         "condition",
                         where_was_false(&source, &values),
                     ));
-                } else if enter && !self.entered_as(from, &p.journey.id, e).await? {
+                } else if let (true, Some(Err(detail))) = (enter, &keyed) {
+                    if p.journey.status.is_active() {
+                        refusals.push(self.refusal(
+                            &p.journey,
+                            name,
+                            None,
+                            "no_key",
+                            detail.clone(),
+                        ));
+                    } else {
+                        let status = p.journey.status.as_str();
+                        refusals.push(self.refusal(
+                            &p.journey,
+                            name,
+                            None,
+                            status,
+                            format!("the journey's `status: {status}`: no one enters it"),
+                        ));
+                    }
+                } else if enter && !self.entered_as(from, &record, e).await? {
                     let trigger = TriggerEvent {
                         event: name.to_string(),
                         message_id: e.message_id.clone(),
@@ -1958,8 +2006,15 @@ impl Runtime {
                         properties: scope_event.clone(),
                     };
                     refusals.extend(
-                        self.try_enter(p, &profile, &mut enrollments, trigger, counted_until)
-                            .await?,
+                        self.try_enter(
+                            p,
+                            &record,
+                            &profile,
+                            &mut enrollments,
+                            trigger,
+                            counted_until,
+                        )
+                        .await?,
                     );
                 }
             }
@@ -2014,7 +2069,7 @@ impl Runtime {
                         properties: properties.clone(),
                     };
                     refusals.extend(
-                        self.try_enter(p, &profile, &mut enrollments, trigger, None)
+                        self.try_enter(p, &p.journey.id, &profile, &mut enrollments, trigger, None)
                             .await?,
                     );
                 }
@@ -2053,24 +2108,23 @@ impl Runtime {
         Ok(())
     }
 
-    /// Whether `e` entered `journey` as the anonymous user `from` already (it was handled as
-    /// theirs until a fault stopped it, and comes again after they were merged): it enters
-    /// once. A continuation moved to the user is found by the user's own entry check instead.
+    /// Whether `e` entered the journey's `record` ([`Enrollment::record_of`]) as the anonymous
+    /// user `from` already (it was handled as theirs until a fault stopped it, and comes again
+    /// after they were merged): it enters once. A continuation moved to the user is found by
+    /// the user's own entry check instead.
     async fn entered_as(
         &self,
         from: Option<&str>,
-        journey: &str,
+        record: &str,
         e: &Event,
     ) -> Result<bool, RunError> {
         let Some(anon) = from else {
             return Ok(false);
         };
-        Ok(
-            match self.store.get(&enrollment_key(anon, journey)).await? {
-                Some(r) => Loaded::read(&r)?.enrollment.trigger.message_id == e.message_id,
-                None => false,
-            },
-        )
+        Ok(match self.store.get(&enrollment_key(anon, record)).await? {
+            Some(r) => Loaded::read(&r)?.enrollment.trigger.message_id == e.message_id,
+            None => false,
+        })
     }
 
     /// The anonymous user `anon:<anonymous_id>` turned out to be `user` (an event carried both
@@ -2104,6 +2158,7 @@ impl Runtime {
             let visitors = self.load_enrollments(&anon).await?;
             // What the visitor's enrollments converted, and when: one goal event converts one
             // enrollment of the journey, the first (a guest order does not convert hers again).
+            // By record: with an `enrollment_key`, her enrollment for the same value.
             let converted: BTreeMap<String, Timestamp> = visitors
                 .iter()
                 .filter_map(|(j, l)| l.enrollment.converted_at.map(|at| (j.clone(), at)))
@@ -2114,8 +2169,13 @@ impl Runtime {
                 if !active {
                     continue;
                 }
-                let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
-                    tracing::warn!(journey = %j, version = l.enrollment.version, "enrollment names an unknown journey version");
+                let journey = Enrollment::journey_of_record(&j);
+                let Some(p) = self.catalog.version(journey, l.enrollment.version).await? else {
+                    tracing::warn!(
+                        journey,
+                        version = l.enrollment.version,
+                        "enrollment names an unknown journey version"
+                    );
                     continue;
                 };
                 let ends = self
@@ -2299,9 +2359,10 @@ impl Runtime {
             // Read again: a visitor's enrollment that ended at this login gave it its in-app
             // messages since it was loaded (one read, only for an enrollment that exits).
             let id = l.enrollment.id.clone();
+            let record = l.enrollment.record();
             let Some(r) = self
                 .store
-                .get(&enrollment_key(&l.enrollment.user_id, journey))
+                .get(&enrollment_key(&l.enrollment.user_id, &record))
                 .await?
             else {
                 continue;
@@ -2318,7 +2379,7 @@ impl Runtime {
                 unsubscribe_url: None,
                 topics: self.declared(&p),
             };
-            let theirs = converted.get(&**journey).copied();
+            let theirs = converted.get(&record).copied();
             let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late, theirs) else {
                 continue;
             };
@@ -2370,13 +2431,13 @@ impl Runtime {
 
     /// Writes the continuation of a merged anonymous user's enrollment under the user it turned
     /// out to be ([`Effect::Move`]) and schedules its wake-up, unless that user is active in the
-    /// journey (then it is dropped: one enrollment at a time). Safe to repeat: a continuation
-    /// written already is only settled (its wake-up scheduled, if a crash came first).
-    /// Says whether it went on (false: dropped).
+    /// journey, for its key if it has one (then it is dropped: one enrollment at a time). Safe
+    /// to repeat: a continuation written already is only settled (its wake-up scheduled, if a
+    /// crash came first). Says whether it went on (false: dropped).
     async fn move_in(&self, next: &Enrollment, from: &str, cause: &str) -> Result<bool, RunError> {
         let prev = match self
             .store
-            .get(&enrollment_key(&next.user_id, &next.journey))
+            .get(&enrollment_key(&next.user_id, &next.record()))
             .await?
         {
             Some(r) => Some(Loaded::read(&r)?),
@@ -2395,7 +2456,7 @@ impl Runtime {
             Some(l) if l.enrollment.is_active() => {
                 tracing::info!(user = %next.user_id, journey = %next.journey, enrollment = %next.id, "entered the journey since the merge: the anonymous enrollment does not go on");
                 // Her enrollment goes on in its place: it withdraws the visitor's messages too.
-                self.hand_over(&next.user_id, &next.journey, &next.id, &next.in_app)
+                self.hand_over(&next.user_id, &next.record(), &next.id, &next.in_app)
                     .await?;
                 return Ok(false);
             }
@@ -2420,7 +2481,7 @@ impl Runtime {
         let profile = self.load_profile(&next.user_id).await?.0;
         let Some(r) = self
             .store
-            .get(&enrollment_key(&next.user_id, &next.journey))
+            .get(&enrollment_key(&next.user_id, &next.record()))
             .await?
         else {
             return Ok(());
@@ -2509,22 +2570,23 @@ impl Runtime {
     }
 
     /// Gives `messages`, the in-app messages the visitor's enrollment `from` remembered, to
-    /// `user`'s enrollment of `journey` when it is active and another one (see
-    /// [`engine::HandOver`]), with a conditional write of it that leaves the rest as it is (a
-    /// transition of it under way loses its write and is made again, with them). Safe to
-    /// repeat: messages it has are not taken again. One that is not active keeps nothing: the
-    /// messages stay in the inbox, as its own did when it ended.
+    /// `user`'s enrollment in `record` (of the journey, for the same key) when it is active and
+    /// another one (see [`engine::HandOver`]), with a conditional write of it that leaves the
+    /// rest as it is (a transition of it under way loses its write and is made again, with
+    /// them). Safe to repeat: messages it has are not taken again. One that is not active keeps
+    /// nothing: the messages stay in the inbox, as its own did when it ended.
     async fn hand_over(
         &self,
         user: &str,
-        journey: &str,
+        record: &str,
         from: &str,
         messages: &[crate::enrollment::InAppSent],
     ) -> Result<(), RunError> {
         if messages.is_empty() {
             return Ok(());
         }
-        let key = enrollment_key(user, journey);
+        let journey = Enrollment::journey_of_record(record);
+        let key = enrollment_key(user, record);
         for _ in 0..MARK_ATTEMPTS {
             let Some(r) = self.store.get(&key).await? else {
                 return Ok(());
@@ -2633,10 +2695,12 @@ impl Runtime {
             .any(|p| p.journey.id == journey && p.journey.status == JourneyStatus::Stopped))
     }
 
-    /// Enrolls the user unless entry rules say no.
+    /// Enrolls the user in the journey's `record` ([`Enrollment::record_of`]: its id, or, with
+    /// an `enrollment_key`, the trigger's value of it) unless entry rules say no.
     async fn try_enter(
         &self,
         p: &Published,
+        record: &str,
         profile: &Profile,
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
@@ -2644,7 +2708,7 @@ impl Runtime {
     ) -> Result<Option<Entry>, RunError> {
         let j = &p.journey;
         let now = self.now();
-        let existing = enrollments.get(&j.id);
+        let existing = enrollments.get(record);
         // This very message enrolled the user before (its outbox was replayed by the caller),
         // whatever the journey's status has become since (stopped while it was retried): it is
         // neither entered again nor refused. A message that only moved or ended the enrollment
@@ -2666,10 +2730,19 @@ impl Runtime {
         if let Some(l) = existing {
             let e = &l.enrollment;
             if e.is_active() {
-                let detail = format!(
-                    "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time",
-                    e.entered_at, e.version, e.step
-                );
+                let detail = match &e.key {
+                    Some(k) => format!(
+                        "in the journey for `{}` {k} since {} (on version {}, at step `{}`): one enrollment a value at a time",
+                        j.enrollment_key.as_ref().map_or("enrollment_key", |k| k.source()),
+                        e.entered_at,
+                        e.version,
+                        e.step
+                    ),
+                    None => format!(
+                        "in the journey since {} (on version {}, at step `{}`): one enrollment a user at a time",
+                        e.entered_at, e.version, e.step
+                    ),
+                };
                 return Ok(Some(self.refusal(
                     j,
                     &trigger.event,
@@ -2688,7 +2761,31 @@ impl Runtime {
                 )));
             }
         }
-        if let Some((detail, id)) = self.visitor_refusal(j, profile, trigger.at, None).await? {
+        if j.enrollment_key.is_some() {
+            // Within the bound on her enrollments of the journey at once (hers of this value, if
+            // any, has ended: see above).
+            let journey = j.id.as_str();
+            let active = enrollments
+                .values()
+                .filter(|l| &*l.enrollment.journey == journey && l.enrollment.is_active())
+                .count();
+            if active >= crate::journey::MAX_KEYED {
+                let detail = format!(
+                    "in the journey {active} times at once already (for as many values of `enrollment_key`), the most a user may be: she enters it again for a new value once one of those ends"
+                );
+                return Ok(Some(self.refusal(
+                    j,
+                    &trigger.event,
+                    None,
+                    "too_many",
+                    detail,
+                )));
+            }
+        }
+        if let Some((detail, id)) = self
+            .visitor_refusal(j, record, profile, trigger.at, None)
+            .await?
+        {
             return Ok(Some(self.refusal(
                 j,
                 &trigger.event,
@@ -2795,7 +2892,7 @@ impl Runtime {
         }
         let committed = self.commit(t, &cause, existing, false).await?;
         let (settled, _) = self.settle_for(committed, &cause, false).await?;
-        enrollments.insert(j.id.clone(), settled);
+        enrollments.insert(record.to_string(), settled);
         Ok(None)
     }
 
@@ -2813,7 +2910,13 @@ impl Runtime {
             return Ok(Some(why));
         }
         let refused = self
-            .visitor_refusal(j, into, theirs.trigger.at, Some(&theirs.user_id))
+            .visitor_refusal(
+                j,
+                &theirs.record(),
+                into,
+                theirs.trigger.at,
+                Some(&theirs.user_id),
+            )
             .await?;
         Ok(refused
             .map(|(why, _)| format!("{} may not be in this journey again: {why}", into.user_id)))
@@ -2827,6 +2930,7 @@ impl Runtime {
     async fn visitor_refusal(
         &self,
         j: &Journey,
+        record: &str,
         profile: &Profile,
         at: Timestamp,
         moving: Option<&str>,
@@ -2839,7 +2943,7 @@ impl Runtime {
             .iter()
             .map(|a| join(&[crate::event::ANONYMOUS_PREFIX, a]))
             .filter(|visitor| Some(visitor.as_str()) != moving)
-            .map(|visitor| enrollment_key(&visitor, &j.id))
+            .map(|visitor| enrollment_key(&visitor, record))
             .collect();
         if keys.is_empty() {
             return Ok(None);
@@ -2946,7 +3050,7 @@ impl Runtime {
             None => (1, Expect::Absent),
         };
         let e = Arc::new(e);
-        let record = Record::shared(enrollment_key(&e.user_id, &e.journey), version, e.clone());
+        let record = Record::shared(enrollment_key(&e.user_id, &e.record()), version, e.clone());
         self.store.put(&record, expect).await?;
         Ok(Loaded {
             enrollment: e,
@@ -2975,7 +3079,7 @@ impl Runtime {
         let mut updated = None;
         let wake = |seq: u64, at: Timestamp| Message::Wake {
             user_id: u.user.into(),
-            journey: u.journey.into(),
+            journey: u.record.into(),
             enrollment: u.enrollment.into(),
             seq,
             at,
@@ -3085,7 +3189,7 @@ impl Runtime {
                     }
                 }
                 Effect::HandOver(h) => {
-                    self.hand_over(&h.to, u.journey, &h.enrollment, &h.messages)
+                    self.hand_over(&h.to, u.record, &h.enrollment, &h.messages)
                         .await?;
                 }
                 Effect::UpdateProfile(up) => {
@@ -3154,23 +3258,44 @@ impl Runtime {
         name: &str,
     ) -> Result<(), RunError> {
         // Each anonymous id's enrollment of each journey with this goal the user is not in,
-        // read in one call.
-        let keys: Vec<Key> = journeys
+        // read in one call; and, of one with an `enrollment_key`, those of each value she has
+        // no enrollment for (a query of each anonymous partition, for such a goal only).
+        let goals = journeys
             .iter()
             .map(|p| &p.journey)
-            .filter(|j| !enrollments.contains_key(&j.id))
-            .filter(|j| j.goal.as_ref().is_some_and(|g| g.names_event(name)))
-            .flat_map(|j| {
-                profile.anonymous_ids.iter().map(|a| {
-                    let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-                    enrollment_key(&anon, &j.id)
-                })
-            })
-            .collect();
-        if keys.is_empty() {
+            .filter(|j| j.goal.as_ref().is_some_and(|g| g.names_event(name)));
+        let visitors = || {
+            profile
+                .anonymous_ids
+                .iter()
+                .map(|a| join(&[crate::event::ANONYMOUS_PREFIX, a]))
+        };
+        let mut keys: Vec<Key> = Vec::new();
+        let mut records = Vec::new();
+        for j in goals {
+            if j.enrollment_key.is_none() {
+                if !enrollments.contains_key(&j.id) {
+                    keys.extend(visitors().map(|anon| enrollment_key(&anon, &j.id)));
+                }
+                continue;
+            }
+            let prefix = join(&["E#", &j.id, "#"]);
+            for anon in visitors() {
+                for r in self.store.query(&user_partition(&anon), &prefix).await? {
+                    let record = r.key.sk.strip_prefix("E#").unwrap_or_default();
+                    if !enrollments.contains_key(record) {
+                        records.push(r);
+                    }
+                }
+            }
+        }
+        if keys.is_empty() && records.is_empty() {
             return Ok(());
         }
-        for r in self.store.get_many(&keys).await? {
+        if !keys.is_empty() {
+            records.extend(self.store.get_many(&keys).await?);
+        }
+        for r in records {
             let l = Loaded::read(&r)?;
             if l.enrollment.is_active() || l.enrollment.status == Status::Merged {
                 continue;
@@ -3206,13 +3331,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// When the visitor `e`'s anonymousId names converted her enrollment of `journey` on `e`
+    /// When the visitor `e`'s anonymousId names converted her enrollment in `record` on `e`
     /// itself (the merge `e` brought ended it on its goal event), if `converts` (this event
     /// is about to convert the user's own) and it did: one GetItem, for conversions only.
     async fn visitor_converted(
         &self,
         e: &Event,
-        journey: &str,
+        record: &str,
         converts: bool,
     ) -> Result<Option<Timestamp>, RunError> {
         let Some(a) = e.anonymous_id.as_deref() else {
@@ -3222,7 +3347,7 @@ impl Runtime {
             return Ok(None);
         }
         let anon = join(&[crate::event::ANONYMOUS_PREFIX, a]);
-        let Some(r) = self.store.get(&enrollment_key(&anon, journey)).await? else {
+        let Some(r) = self.store.get(&enrollment_key(&anon, record)).await? else {
             return Ok(None);
         };
         let visitor = Loaded::read(&r)?.enrollment;
@@ -3318,7 +3443,8 @@ impl Runtime {
             if &*l.enrollment.id == except || !l.enrollment.waits_for_time() {
                 continue;
             }
-            let Some(p) = self.catalog.version(&j, l.enrollment.version).await? else {
+            let journey = Enrollment::journey_of_record(&j);
+            let Some(p) = self.catalog.version(journey, l.enrollment.version).await? else {
                 continue;
             };
             let unsub = self.unsubscribe_url(user, &p.journey);
@@ -3851,11 +3977,13 @@ impl Runtime {
     async fn wake(
         &self,
         user: &str,
-        journey: &str,
+        record: &str,
         enrollment_id: &str,
         seq: u64,
     ) -> Result<(), RunError> {
-        let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
+        // A wake-up names the enrollment's record: its journey, or `{journey}#{key}`.
+        let journey = Enrollment::journey_of_record(record);
+        let Some(r) = self.store.get(&enrollment_key(user, record)).await? else {
             // Her enrollments went with her data: a wake-up already queued is stale.
             if self.load_profile(user).await?.0.erased_at.is_some() {
                 tracing::debug!(journey, seq, "wake-up of an erased user dropped");
@@ -3885,7 +4013,7 @@ impl Runtime {
             // ran (after it looked), it goes on as the user's from here.
             if e.is_active() && e.pending.is_some_and(|p| p.seq == seq) {
                 let theirs = self.load_profile(into).await?.0;
-                let hers = match self.store.get(&enrollment_key(into, journey)).await? {
+                let hers = match self.store.get(&enrollment_key(into, record)).await? {
                     Some(r) => Some(Loaded::read(&r)?.enrollment),
                     None => None,
                 };
@@ -4130,12 +4258,15 @@ impl Runtime {
         };
         let sk = match job {
             ScanJob::Schedule { .. } => Some("P".to_string()),
-            ScanJob::Stop { journey, .. } => {
+            ScanJob::Stop { journey, keyed, .. } => {
                 // Published active again since: the rest of the sweep stops here (each `Stop`
-                // queued already checks the same).
+                // queued already checks the same). Keyed records are read user by user.
                 let head = self.catalog.head(journey).await?;
                 head.is_some_and(|h| h.status == JourneyStatus::Stopped)
-                    .then(|| join(&["E#", journey]))
+                    .then(|| match keyed {
+                        true => "P".to_string(),
+                        false => join(&["E#", journey]),
+                    })
             }
         };
         let page = match sk {
@@ -4151,6 +4282,32 @@ impl Runtime {
                 self.scheduled_entries(journey, *minute, &page.records)
                     .await?
             }
+            ScanJob::Stop {
+                journey,
+                keyed: true,
+                ..
+            } => {
+                let prefix = join(&["E#", journey, "#"]);
+                let mut stops = Vec::new();
+                for r in &page.records {
+                    for e in self.store.query(&r.key.pk, &prefix).await? {
+                        let Ok(e) = e.parse::<Enrollment>() else {
+                            continue;
+                        };
+                        if e.is_active() {
+                            stops.push(Outbound {
+                                message: Message::Stop {
+                                    user_id: e.user_id.to_string(),
+                                    journey: e.record(),
+                                    enrollment: e.id.to_string(),
+                                },
+                                delay_secs: 0,
+                            });
+                        }
+                    }
+                }
+                stops
+            }
             ScanJob::Stop { .. } => page
                 .records
                 .iter()
@@ -4159,7 +4316,7 @@ impl Runtime {
                 .map(|e| Outbound {
                     message: Message::Stop {
                         user_id: e.user_id.to_string(),
-                        journey: e.journey.to_string(),
+                        journey: e.record(),
                         enrollment: e.id.to_string(),
                     },
                     delay_secs: 0,
@@ -4264,8 +4421,19 @@ impl Runtime {
             self.start_scan(ScanJob::Stop {
                 journey: p.journey.id.clone(),
                 version: p.version,
+                keyed: false,
             })
             .await?;
+            // A journey with an `enrollment_key` keeps a record per value: each profile's are
+            // read too.
+            if p.journey.enrollment_key.is_some() {
+                self.start_scan(ScanJob::Stop {
+                    journey: p.journey.id.clone(),
+                    version: p.version,
+                    keyed: true,
+                })
+                .await?;
+            }
             started += 1;
             let version = marker.as_ref().map(|r| r.version + 1).unwrap_or(1);
             self.store
@@ -4282,11 +4450,13 @@ impl Runtime {
     async fn stop_enrollment(
         &self,
         user: &str,
-        journey: &str,
+        record: &str,
         enrollment_id: &str,
         cause: &str,
     ) -> Result<(), RunError> {
-        let Some(r) = self.store.get(&enrollment_key(user, journey)).await? else {
+        // A stop names the enrollment's record: its journey, or `{journey}#{key}`.
+        let journey = Enrollment::journey_of_record(record);
+        let Some(r) = self.store.get(&enrollment_key(user, record)).await? else {
             return Ok(());
         };
         let loaded = Loaded::read(&r)?;

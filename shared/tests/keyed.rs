@@ -1,0 +1,557 @@
+//! Journeys with an `enrollment_key`: a user is in the journey once per value of a path of her
+//! trigger event at a time (a round trip's two bookings, each reminded), the entry rules apply
+//! to each value apart, and exits, wake-ups, logins and stops find each enrollment on its own.
+
+mod support;
+
+use support::*;
+use waymark::enrollment::Status;
+use waymark::journey::MAX_KEYED;
+use waymark::timeline::What;
+
+/// A reminder 24 hours before each booked flight; a cancellation ends its own booking's.
+const CHECKIN: &str = r#"
+id: checkin
+name: Check-in
+trigger: {event: flight_booked}
+enrollment_key: event.booking_id
+reentry: after_exit
+exit_when:
+  - event: flight_cancelled
+    where: "event.booking_id == trigger.booking_id"
+steps:
+  - id: opens
+    wait_until: {date: event.departs_at, before: 24h}
+  - id: remind
+    send:
+      email: {subject: "Check in for {{ trigger.flight }}", text: "Booking {{ trigger.booking_id }}"}
+"#;
+
+const ANN: &str = r#"{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}"#;
+
+/// A `flight_booked` of `user` at `at`, message `id`, with these properties (JSON).
+fn booked(at: &str, user: &str, id: &str, properties: &str) -> String {
+    format!(
+        r#"{{"at":"{at}","type":"track","userId":"{user}","event":"flight_booked","messageId":"{id}","properties":{properties}}}"#
+    )
+}
+
+/// A booking `b` of flight `f` leaving at `departs`.
+fn flight(b: &str, f: &str, departs: &str) -> String {
+    format!(r#"{{"booking_id":"{b}","flight":"{f}","departs_at":"{departs}"}}"#)
+}
+
+fn refused(out: &[waymark::simulate::Output], user: &str) -> Vec<String> {
+    entries(out, user)
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::NotEntered { reason, detail, .. } => Some(format!(
+                "{} [{}] {reason}: {}",
+                e.at,
+                e.enrollment,
+                detail.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn entered_ids(out: &[waymark::simulate::Output], user: &str) -> Vec<String> {
+    entries(out, user)
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Entered { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_round_trip_gets_a_reminder_for_each_flight() {
+    let script = [
+        ANN.to_string(),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "b-out",
+            &flight("OUT1", "TP1350", "2026-12-05T07:30:00Z"),
+        ),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "b-ret",
+            &flight("RET1", "TP1351", "2026-12-09T18:45:00Z"),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[CHECKIN], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-04T07:30:00Z ann email remind: Check in for TP1350",
+            "2026-12-08T18:45:00Z ann email remind: Check in for TP1351",
+        ]
+    );
+    // Each its own enrollment: its own id, its own sends in the ledger.
+    assert_eq!(
+        entered_ids(&out, "ann"),
+        ["checkin:ann:OUT1:1", "checkin:ann:RET1:1"]
+    );
+    let ids: Vec<String> = messages_to(&out, "ann")
+        .iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["checkin:ann:OUT1:1#remind#2", "checkin:ann:RET1:1#remind#2"]
+    );
+    assert!(
+        refused(&out, "ann").is_empty(),
+        "{:?}",
+        refused(&out, "ann")
+    );
+}
+
+/// The entry rule applies to each value apart: the same booking again is refused while its
+/// enrollment is active (`enrolled`), then as the rule says once it ended; another booking
+/// enters whatever the first's state.
+#[tokio::test]
+async fn reentry_applies_to_each_value_apart() {
+    let rule = |reentry: &str| CHECKIN.replace("reentry: after_exit", reentry);
+    let b1 = flight("B1", "F1", "2026-12-02T12:00:00Z");
+    let b2 = flight("B2", "F2", "2026-12-04T12:00:00Z");
+    let script = [
+        ANN.to_string(),
+        booked("2026-12-01T09:00:00Z", "ann", "m1", &b1),
+        // the same booking while its reminder is pending
+        booked("2026-12-01T10:00:00Z", "ann", "m2", &b1),
+        // after it completed (2026-12-01T12:00)
+        booked("2026-12-01T13:00:00Z", "ann", "m3", &b1),
+        booked("2026-12-01T13:00:00Z", "ann", "m4", &b2),
+    ]
+    .join("\n");
+    for (reentry, entered, refusals) in [
+        (
+            "reentry: never",
+            vec!["checkin:ann:B1:1", "checkin:ann:B2:1"],
+            vec![
+                "2026-12-01T10:00:00Z [checkin:ann:B1:1] enrolled: in the journey for `event.booking_id` B1 since 2026-12-01T09:00:00Z (on version 1, at step `opens`): one enrollment a value at a time",
+                "2026-12-01T13:00:00Z [checkin:ann:B1:1] reentry: `reentry: never`, and the user entered on 2026-12-01T09:00:00Z",
+            ],
+        ),
+        (
+            "reentry: after_exit",
+            vec!["checkin:ann:B1:1", "checkin:ann:B1:2", "checkin:ann:B2:1"],
+            vec![
+                "2026-12-01T10:00:00Z [checkin:ann:B1:1] enrolled: in the journey for `event.booking_id` B1 since 2026-12-01T09:00:00Z (on version 1, at step `opens`): one enrollment a value at a time",
+            ],
+        ),
+        (
+            "reentry: {after: 1d}",
+            vec!["checkin:ann:B1:1", "checkin:ann:B2:1"],
+            vec![
+                "2026-12-01T10:00:00Z [checkin:ann:B1:1] enrolled: in the journey for `event.booking_id` B1 since 2026-12-01T09:00:00Z (on version 1, at step `opens`): one enrollment a value at a time",
+                "2026-12-01T13:00:00Z [checkin:ann:B1:1] reentry: `reentry: after 1d`: may enter again from 2026-12-02T09:00:00Z",
+            ],
+        ),
+    ] {
+        let out = sim(&[&rule(reentry)], &script).await;
+        let mut ids = entered_ids(&out, "ann");
+        ids.sort();
+        assert_eq!(ids, entered, "{reentry}");
+        assert_eq!(refused(&out, "ann"), refusals, "{reentry}");
+        // one reminder per enrollment, none twice
+        assert_eq!(outbox(&out).len(), entered.len(), "{reentry}: {:?}", outbox(&out));
+    }
+}
+
+/// A trigger without a value at the path (missing, null, empty, not a string or a number)
+/// enters her in nothing, and says so, naming the path; a number is a value.
+#[tokio::test]
+async fn a_trigger_without_a_key_value_is_not_entered_and_says_why() {
+    let cases = [
+        (
+            r#"{"departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event has no `event.booking_id`",
+        ),
+        (
+            r#"{"booking_id":null,"departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event has no `event.booking_id`",
+        ),
+        (
+            r#"{"booking_id":"  ","departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event's `event.booking_id` is empty",
+        ),
+        (
+            r#"{"booking_id":["a"],"departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event's `event.booking_id` is a list, not a string or a number",
+        ),
+        (
+            r#"{"booking_id":{"a":1},"departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event's `event.booking_id` is an object, not a string or a number",
+        ),
+        (
+            r#"{"booking_id":true,"departs_at":"2026-12-03T12:00:00Z"}"#,
+            "the trigger event's `event.booking_id` is a boolean, not a string or a number",
+        ),
+    ];
+    for (properties, why) in cases {
+        let script = [
+            ANN.to_string(),
+            booked("2026-12-01T09:00:00Z", "ann", "m1", properties),
+        ]
+        .join("\n");
+        let out = sim(&[CHECKIN], &script).await;
+        assert!(entered_ids(&out, "ann").is_empty(), "{properties}");
+        assert_eq!(
+            refused(&out, "ann"),
+            [format!(
+                "2026-12-01T09:00:00Z [] no_key: `enrollment_key: event.booking_id`: {why}{}",
+                if why.ends_with('`') {
+                    ", and an enrollment of this journey is one per value"
+                } else {
+                    ""
+                }
+            )],
+            "{properties}"
+        );
+        assert!(outbox(&out).is_empty());
+    }
+    let script = [
+        ANN.to_string(),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m1",
+            r#"{"booking_id":4711,"flight":"F","departs_at":"2026-12-03T12:00:00Z"}"#,
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[CHECKIN], &script).await;
+    assert_eq!(entered_ids(&out, "ann"), ["checkin:ann:4711:1"]);
+    assert_eq!(outbox(&out).len(), 1);
+}
+
+/// A key holding `#` or `%` keeps its enrollment's id and record apart from any other: a
+/// ledger key is `{enrollment}#{step}#{seq}`.
+#[tokio::test]
+async fn a_key_with_a_hash_is_escaped_in_ids() {
+    let script = [
+        ANN.to_string(),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m1",
+            &flight("A#1", "F1", "2026-12-03T12:00:00Z"),
+        ),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m2",
+            &flight("A%231", "F2", "2026-12-03T12:00:00Z"),
+        ),
+    ]
+    .join("\n");
+    let out = sim(&[CHECKIN], &script).await;
+    assert_eq!(
+        entered_ids(&out, "ann"),
+        ["checkin:ann:A%231:1", "checkin:ann:A%25231:1"]
+    );
+    assert_eq!(outbox(&out).len(), 2, "{:?}", outbox(&out));
+}
+
+/// She is in the journey at most [`MAX_KEYED`] times at once: the next value is refused until
+/// one of those ends.
+#[tokio::test]
+async fn her_enrollments_at_once_are_bounded() {
+    let mut script = vec![ANN.to_string()];
+    for i in 0..=MAX_KEYED {
+        script.push(booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            &format!("m{i}"),
+            &flight(&format!("B{i:02}"), "F", "2026-12-10T12:00:00Z"),
+        ));
+    }
+    // one ends; then the refused booking comes again and enters
+    script.push(r#"{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"flight_cancelled","messageId":"c0","properties":{"booking_id":"B00"}}"#.to_string());
+    script.push(booked(
+        "2026-12-01T11:00:00Z",
+        "ann",
+        "again",
+        &flight(&format!("B{MAX_KEYED:02}"), "F", "2026-12-10T12:00:00Z"),
+    ));
+    let out = sim(&[CHECKIN], &script.join("\n")).await;
+    assert_eq!(entered_ids(&out, "ann").len(), MAX_KEYED + 1);
+    assert_eq!(
+        refused(&out, "ann"),
+        [format!("2026-12-01T09:00:00Z [] too_many: in the journey {MAX_KEYED} times at once already (for as many values of `enrollment_key`), the most a user may be: she enters it again for a new value once one of those ends")]
+    );
+    assert_eq!(outbox(&out).len(), MAX_KEYED, "B00 cancelled");
+}
+
+/// Each enrollment judges an exit event on its own: one whose `where` reads `trigger.*` ends
+/// only the booking it names; one with no `where` ends them all.
+#[tokio::test]
+async fn an_exit_on_the_trigger_ends_its_own_enrollment_and_one_without_where_all() {
+    let all = CHECKIN.replace("exit_when:\n", "exit_when:\n  - event: account_closed\n");
+    let base = [
+        ANN.to_string(),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m1",
+            &flight("B1", "F1", "2026-12-05T12:00:00Z"),
+        ),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m2",
+            &flight("B2", "F2", "2026-12-06T12:00:00Z"),
+        ),
+        booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            "m3",
+            &flight("B3", "F3", "2026-12-07T12:00:00Z"),
+        ),
+    ];
+    let cancel = r#"{"at":"2026-12-02T09:00:00Z","type":"track","userId":"ann","event":"flight_cancelled","messageId":"c2","properties":{"booking_id":"B2"}}"#;
+    let out = sim(&[&all], &[base.join("\n"), cancel.into()].join("\n")).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-04T12:00:00Z ann email remind: Check in for F1",
+            "2026-12-06T12:00:00Z ann email remind: Check in for F3",
+        ]
+    );
+    let exits: Vec<String> = entries(&out, "ann")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    assert_eq!(exits, ["checkin:ann:B2:1"]);
+
+    let closed = r#"{"at":"2026-12-02T09:00:00Z","type":"track","userId":"ann","event":"account_closed","messageId":"x"}"#;
+    let out = sim(&[&all], &[base.join("\n"), closed.into()].join("\n")).await;
+    assert!(outbox(&out).is_empty(), "{:?}", outbox(&out));
+    let mut exits: Vec<String> = entries(&out, "ann")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    exits.sort();
+    assert_eq!(
+        exits,
+        ["checkin:ann:B1:1", "checkin:ann:B2:1", "checkin:ann:B3:1"]
+    );
+}
+
+/// An exit without `trigger.*` that arrived before the triggers (events out of order: the
+/// profile marks it) ends each enrollment it came after, and none it came before.
+#[tokio::test]
+async fn an_exit_that_arrived_before_its_triggers_ends_each_enrollment_it_followed() {
+    let marked = CHECKIN.replace(
+        "exit_when:\n",
+        "exit_when:\n  - event: account_closed\n    where: \"event.reason == 'fraud'\"\n",
+    );
+    let script = [
+        ANN.to_string(),
+        // closed at 09:30, delivered first; the bookings of 09:00 and 10:00 arrive after
+        r#"{"at":"2026-12-01T11:00:00Z","type":"track","userId":"ann","event":"account_closed","messageId":"x","timestamp":"2026-12-01T09:30:00Z","properties":{"reason":"fraud"}}"#.to_string(),
+        format!(r#"{{"at":"2026-12-01T11:01:00Z","type":"track","userId":"ann","event":"flight_booked","messageId":"m1","timestamp":"2026-12-01T09:00:00Z","properties":{}}}"#, flight("B1", "F1", "2026-12-05T12:00:00Z")),
+        format!(r#"{{"at":"2026-12-01T11:01:00Z","type":"track","userId":"ann","event":"flight_booked","messageId":"m2","timestamp":"2026-12-01T09:00:00Z","properties":{}}}"#, flight("B2", "F2", "2026-12-05T12:00:00Z")),
+        format!(r#"{{"at":"2026-12-01T11:02:00Z","type":"track","userId":"ann","event":"flight_booked","messageId":"m3","timestamp":"2026-12-01T10:00:00Z","properties":{}}}"#, flight("B3", "F3", "2026-12-06T12:00:00Z")),
+    ]
+    .join("\n");
+    let out = sim(&[&marked], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-05T12:00:00Z ann email remind: Check in for F3"]
+    );
+    let mut exits: Vec<String> = entries(&out, "ann")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Exited { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    exits.sort();
+    assert_eq!(exits, ["checkin:ann:B1:1", "checkin:ann:B2:1"]);
+}
+
+/// The same two bookings delivered twice each, in either order, enter once each and send once
+/// each.
+#[tokio::test]
+async fn repeated_and_reordered_triggers_send_once_each() {
+    let one = booked(
+        "2026-12-01T09:00:00Z",
+        "ann",
+        "m1",
+        &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+    );
+    let two = booked(
+        "2026-12-01T09:00:00Z",
+        "ann",
+        "m2",
+        &flight("B2", "F2", "2026-12-04T12:00:00Z"),
+    );
+    for order in [
+        [&one, &two, &one, &two],
+        [&two, &one, &one, &two],
+        [&two, &two, &one, &one],
+    ] {
+        let mut script = vec![ANN.to_string()];
+        script.extend(order.iter().map(|s| s.to_string()));
+        let out = sim(&[CHECKIN], &script.join("\n")).await;
+        assert_eq!(
+            outbox(&out),
+            [
+                "2026-12-02T12:00:00Z ann email remind: Check in for F1",
+                "2026-12-03T12:00:00Z ann email remind: Check in for F2",
+            ]
+        );
+        assert!(
+            refused(&out, "ann").is_empty(),
+            "a retry is not refused: {:?}",
+            refused(&out, "ann")
+        );
+    }
+}
+
+/// A visitor books a flight on her phone before logging in, having booked another as herself:
+/// at the login the visitor's enrollment goes on as hers beside her own (another value), and
+/// each flight gets its one reminder. One for a booking she is in already ends.
+#[tokio::test]
+async fn a_visitors_keyed_enrollments_go_on_as_hers_at_login() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    let anon = |at: &str, id: &str, properties: &str| {
+        format!(
+            r#"{{"at":"{at}","type":"track","anonymousId":"dev-1","event":"flight_booked","messageId":"{id}","properties":{properties}}}"#
+        )
+    };
+    h.play(
+        &[
+            ANN.to_string(),
+            booked("2026-12-01T09:00:00Z", "ann", "m1", &flight("B1", "F1", "2026-12-03T12:00:00Z")),
+            anon("2026-12-01T09:10:00Z", "v2", &flight("B2", "F2", "2026-12-04T12:00:00Z")),
+            // the same booking as hers, seen again from the phone
+            anon("2026-12-01T09:20:00Z", "v1", &flight("B1", "F1", "2026-12-03T12:00:00Z")),
+            r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"login","traits":{}}"#.to_string(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-02T12:00:00Z ann email remind: Check in for F1",
+            "2026-12-03T12:00:00Z ann email remind: Check in for F2",
+        ]
+    );
+    let view = h.rt.user("ann").await.expect("ann");
+    let mut states: Vec<(String, String, Status)> = view
+        .enrollments
+        .iter()
+        .map(|e| (e.id.to_string(), e.user_id.to_string(), e.status))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            ("checkin:ann:B1:1".into(), "ann".into(), Status::Completed),
+            (
+                "checkin:anon:dev-1:B1:1".into(),
+                "anon:dev-1".into(),
+                Status::Exited
+            ),
+            (
+                "checkin:anon:dev-1:B2:1".into(),
+                "ann".into(),
+                Status::Completed
+            ),
+        ]
+    );
+}
+
+/// A stopped journey ends each of her keyed enrollments within the scheduler's next minute
+/// (the sweep reads each profile's records of the journey).
+#[tokio::test]
+async fn a_stop_ends_every_keyed_enrollment_at_once() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-05T12:00:00Z"),
+            ),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m2",
+                &flight("B2", "F2", "2026-12-06T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.publish(&CHECKIN.replace("steps:\n", "status: stopped\nsteps:\n"))
+        .await;
+    let stopped_at = h.now();
+    assert_eq!(h.rt.tick().await.expect("tick").stops, 1);
+    h.advance_to(stopped_at).await;
+    let view = h.rt.user("ann").await.expect("ann");
+    assert_eq!(view.enrollments.len(), 2);
+    for e in &view.enrollments {
+        assert_eq!(e.status, Status::Exited, "{}", e.id);
+        assert_eq!(e.ended_at, Some(stopped_at), "{}", e.id);
+        assert_eq!(e.end_reason.as_deref(), Some("journey stopped"), "{}", e.id);
+    }
+    h.advance_to(at("2026-12-08T00:00:00Z")).await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+}
+
+/// `enrollment_key` keys by the trigger event: refused with a trigger that has none of her own,
+/// and when it reads anything but the event.
+#[test]
+fn an_enrollment_key_is_refused_without_an_event_trigger() {
+    let text = |trigger: &str, key: &str| {
+        format!("id: j\nname: J\ntrigger: {trigger}\nenrollment_key: {key}\nreentry: after_exit\nsteps:\n  - id: s\n    exit: true\n")
+    };
+    for (trigger, kind) in [
+        ("{schedule: {cron: \"0 9 * * *\"}}", "a `schedule`"),
+        ("{trait_changed: plan}", "a `trait_changed`"),
+        (
+            "{repeated: {event: e, times: 2, within: 1d}}",
+            "a `repeated`",
+        ),
+        ("{inactive: {events: [e], for: 7d}}", "an `inactive`"),
+    ] {
+        let e = waymark::dsl::parse("j.yaml", &text(trigger, "event.id"))
+            .expect_err(trigger)
+            .iter()
+            .map(|f| f.message.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            e.contains(&format!("{kind} trigger enters her on no event of her own")),
+            "{trigger}: {e}"
+        );
+        assert!(e.contains("use `trigger: {event: <name>}`"), "{e}");
+    }
+    let e = waymark::dsl::parse("j.yaml", &text("{event: e}", "profile.id"))
+        .expect_err("profile")
+        .iter()
+        .map(|f| f.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        e.contains("`profile.id` is not a value of the trigger event"),
+        "{e}"
+    );
+    for key in ["event.booking_id", "trigger.booking.id"] {
+        waymark::dsl::parse("j.yaml", &text("{event: e}", key)).expect(key);
+    }
+}
