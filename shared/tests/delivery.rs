@@ -3,7 +3,9 @@
 //! happens, no message goes out twice for the same enrollment and step visit, nothing goes out
 //! after an enrollment's exit, and users who should get a message get it exactly once. Some
 //! carts are abandoned anonymously and the user logs in later (identity merge), before or after
-//! the push, with the order (if any) placed logged in, before or after the login.
+//! the push, with the order (if any) placed logged in, before or after the login. Some book a
+//! round trip (a journey with an `enrollment_key`: an enrollment per flight), and may cancel
+//! the return flight.
 
 mod support;
 
@@ -140,6 +142,10 @@ struct User {
     /// The cart was abandoned anonymously (`anonymousId` only), and the user logged in (an
     /// event with both ids) this many minutes after it.
     anonymous: Option<i64>,
+    /// A round trip booked this many minutes after 01:00 (two `flight_booked` at once, one
+    /// enrollment each of a journey with an `enrollment_key`), and whether the return flight
+    /// was cancelled an hour later.
+    flights: Option<(i64, bool)>,
 }
 
 fn user() -> impl Strategy<Value = User> {
@@ -152,20 +158,43 @@ fn user() -> impl Strategy<Value = User> {
         prop::option::weighted(0.4, 0i64..(3 * 24 * 60)),
         prop::collection::vec(0i64..=5, 5),
         prop::option::weighted(0.3, 0i64..240),
+        prop::option::weighted(0.5, (0i64..600, any::<bool>())),
     )
         .prop_map(
-            |(device, timezone, cart, order, signup, registered, lateness, anonymous)| User {
-                device,
-                timezone,
-                cart,
-                order,
-                signup,
-                registered: signup.and(registered),
-                lateness,
-                anonymous: cart.and(anonymous),
+            |(device, timezone, cart, order, signup, registered, lateness, anonymous, flights)| {
+                User {
+                    device,
+                    timezone,
+                    cart,
+                    order,
+                    signup,
+                    registered: signup.and(registered),
+                    lateness,
+                    anonymous: cart.and(anonymous),
+                    flights,
+                }
             },
         )
 }
+
+/// A check-in reminder for each booked flight, a day before it; a cancellation ends its own
+/// booking's.
+const FLIGHTS: &str = r#"
+id: flights
+name: Flights
+trigger: {event: flight_booked}
+enrollment_key: event.booking_id
+reentry: after_exit
+exit_when:
+  - event: flight_cancelled
+    where: "event.booking_id == trigger.booking_id"
+steps:
+  - id: opens
+    wait_until: {date: event.departs_at, before: 1d}
+  - id: check_in
+    send:
+      email: {subject: "Check in for {{ trigger.booking_id }}", text: "."}
+"#;
 
 const START: &str = "2026-12-01T00:00:00Z";
 
@@ -237,6 +266,35 @@ fn script(users: &[User]) -> Vec<(Timestamp, Message)> {
                 Kind::Track,
             );
         }
+        if let Some((m, cancelled)) = u.flights {
+            let booked = base + minutes(m);
+            for (leg, days, late) in [("out", 2, u.lateness[0]), ("ret", 4, u.lateness[1])] {
+                let booking = format!("F-{id}-{leg}");
+                let departs = booked + SignedDuration::from_hours(24 * days);
+                add(
+                    booked,
+                    late,
+                    track(
+                        "flight_booked",
+                        leg,
+                        json!({"booking_id": booking, "departs_at": departs.to_string()}),
+                    ),
+                    Kind::Track,
+                );
+            }
+            if cancelled {
+                add(
+                    booked + minutes(60),
+                    u.lateness[2],
+                    track(
+                        "flight_cancelled",
+                        "ret",
+                        json!({"booking_id": format!("F-{id}-ret")}),
+                    ),
+                    Kind::Track,
+                );
+            }
+        }
         if let Some(m) = u.signup {
             add(
                 base + minutes(m),
@@ -282,13 +340,13 @@ impl World {
             std::time::Duration::from_secs(0),
             Config::default(),
         );
-        for name in ["cart_abandonment", "banking_onboarding"] {
+        let files = ["cart_abandonment", "banking_onboarding"]
+            .map(example_journey)
+            .into_iter()
+            .chain([FLIGHTS.to_string()]);
+        for file in files {
             rt.catalog
-                .publish(
-                    &journey(&example_journey(name)),
-                    &rt.config.topics,
-                    at(START),
-                )
+                .publish(&journey(&file), &rt.config.topics, at(START))
                 .await
                 .expect("publish");
         }
@@ -438,6 +496,19 @@ async fn check_async(users: Vec<User>, seed: u64) -> Result<(), TestCaseError> {
                 prop_assert_eq!(pushes, usize::from(u.device), "{} pushes: {:?}", id, u);
             }
             prop_assert_eq!(emails, 1, "{} emails: {:?}", id, u);
+        }
+
+        // Each flight booked gets its reminder once, whatever the order and the repeats of the
+        // two bookings; the cancelled return flight none.
+        if let Some((_, cancelled)) = u.flights {
+            for (leg, want) in [("out", 1), ("ret", usize::from(!cancelled))] {
+                let booking = format!("flights:{id}:F-{id}-{leg}:");
+                let got = calls
+                    .iter()
+                    .filter(|(_, o)| o.enrollment.starts_with(&*booking) && &*o.step == "check_in")
+                    .count();
+                prop_assert_eq!(got, want, "{} {}: {:?}", id, leg, u);
+            }
         }
 
         // Signed up and never registered: both reminders, once each (the second by email
