@@ -1187,11 +1187,14 @@ impl Runtime {
         }
         let version = read_at + 1;
         let next = Arc::new(next);
-        let record = Record::shared(
+        let mut record = Record::shared(
             enrollment_key(&next.user_id, &next.record()),
             version,
             next.clone(),
         );
+        if let Some(at) = self.kept_until(&next).await? {
+            record = record.expiring(at);
+        }
         self.store.put(&record, Expect::Version(read_at)).await?;
         Ok(Settled {
             loaded: Loaded {
@@ -2163,6 +2166,8 @@ impl Runtime {
                 .iter()
                 .filter_map(|(j, l)| l.enrollment.converted_at.map(|at| (j.clone(), at)))
                 .collect();
+            // The visitor's keyed enrollments moved to her so far, by journey.
+            let mut moved: HashMap<String, usize> = HashMap::new();
             for (j, l) in visitors {
                 let active = l.enrollment.is_active();
                 let (l, _) = self.settle_for(l, cause, active).await?;
@@ -2178,7 +2183,7 @@ impl Runtime {
                     );
                     continue;
                 };
-                let ends = self
+                let mut ends = self
                     .ends_at_login(
                         &p.journey,
                         mine.get(&j).map(|m| &*m.enrollment),
@@ -2186,6 +2191,22 @@ impl Runtime {
                         &l.enrollment,
                     )
                     .await?;
+                // With an `enrollment_key`, hers at once stay within the bound, those the
+                // login moves to her counted.
+                if ends.is_none() && l.enrollment.key.is_some() {
+                    let hers_at_once = mine
+                        .values()
+                        .filter(|m| &*m.enrollment.journey == journey && m.enrollment.is_active())
+                        .count()
+                        + moved.get(journey).copied().unwrap_or(0);
+                    if hers_at_once >= crate::journey::MAX_KEYED {
+                        ends = Some(format!(
+                            "{user} is in this journey {hers_at_once} times at once already, the most a user may be"
+                        ));
+                    } else {
+                        *moved.entry(journey.to_string()).or_default() += 1;
+                    }
+                }
                 let hers = mine.get(&j).and_then(|m| m.enrollment.converted_at);
                 self.merge_enrollment(profile, ends, l, &p, cause, hers)
                     .await?;
@@ -3050,13 +3071,45 @@ impl Runtime {
             None => (1, Expect::Absent),
         };
         let e = Arc::new(e);
-        let record = Record::shared(enrollment_key(&e.user_id, &e.record()), version, e.clone());
+        let mut record =
+            Record::shared(enrollment_key(&e.user_id, &e.record()), version, e.clone());
+        if let Some(at) = self.kept_until(&e).await? {
+            record = record.expiring(at);
+        }
         self.store.put(&record, expect).await?;
         Ok(Loaded {
             enrollment: e,
             version,
             fresh: true,
             performed: false,
+        })
+    }
+
+    /// Until when the record of an ended enrollment of a journey with an `enrollment_key` is
+    /// kept (a record a value would otherwise pile up, one a booking): as long as the entry
+    /// rule of the journey's latest version reads it (`reentry: never`: for good; `after: d`:
+    /// until `d` after its trigger, with a day of slack for her zone's days), and no shorter
+    /// than its trigger's dedup marker lives after its end, nor than its goal's window. `None`
+    /// (kept) for an active one, and for a journey without a key (one record a user).
+    async fn kept_until(&self, e: &Enrollment) -> Result<Option<Timestamp>, RunError> {
+        if e.key.is_none() || e.is_active() {
+            return Ok(None);
+        }
+        let Some(p) = self.catalog.latest(&e.journey).await? else {
+            return Ok(None);
+        };
+        let j = &p.journey;
+        let ended = e.ended_at.unwrap_or(e.entered_at);
+        let mut kept = ended + self.config.dedup_for;
+        if let Some(g) = &j.goal {
+            kept = kept.max(e.entered_at + g.within.to_jiff());
+        }
+        Ok(match j.reentry {
+            Reentry::Never => None,
+            Reentry::AfterExit => Some(kept),
+            Reentry::After(d) => {
+                Some(kept.max(e.trigger.at + d.to_jiff() + SignedDuration::from_hours(48)))
+            }
         })
     }
 
@@ -3987,6 +4040,16 @@ impl Runtime {
             // Her enrollments went with her data: a wake-up already queued is stale.
             if self.load_profile(user).await?.0.erased_at.is_some() {
                 tracing::debug!(journey, seq, "wake-up of an erased user dropped");
+                return Ok(());
+            }
+            // An ended keyed enrollment's record goes once its time is kept (see
+            // `Runtime::kept_until`): a wake-up for it is stale.
+            if record != journey {
+                tracing::debug!(
+                    journey,
+                    seq,
+                    "wake-up of an expired keyed enrollment dropped"
+                );
                 return Ok(());
             }
             return Err(RunError::Poison(format!("no enrollment {enrollment_id}")));

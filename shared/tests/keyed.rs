@@ -555,3 +555,131 @@ fn an_enrollment_key_is_refused_without_an_event_trigger() {
         waymark::dsl::parse("j.yaml", &text("{event: e}", key)).expect(key);
     }
 }
+
+/// An ended enrollment's record is kept as long as the entry rule reads it, and no shorter
+/// than its trigger's dedup marker and its goal's window (`reentry: never`: for good); an
+/// active one, and a journey without a key, for good. A wake-up that finds no record of a
+/// keyed enrollment is stale, and dropped.
+#[tokio::test]
+async fn an_ended_keyed_enrollment_is_kept_as_long_as_the_entry_rule_reads_it() {
+    use waymark::store::{Expect, Key, Store};
+    let goal = "goal: {event: checked_in, within: 30d}\nsteps:\n";
+    for (reentry, with_goal, kept) in [
+        ("reentry: after_exit", false, Some("2026-12-09T12:00:00Z")),
+        ("reentry: after_exit", true, Some("2026-12-31T09:00:00Z")),
+        ("reentry: {after: 14d}", false, Some("2026-12-17T09:00:00Z")),
+        ("reentry: never", false, None),
+    ] {
+        let mut text = CHECKIN.replace("reentry: after_exit", reentry);
+        if with_goal {
+            text = text.replace("steps:\n", goal);
+        }
+        let h = Harness::new("2026-12-01T08:00:00Z");
+        h.publish(&text).await;
+        h.play(
+            &[
+                ANN.to_string(),
+                // completes at 2026-12-02T12:00
+                booked(
+                    "2026-12-01T09:00:00Z",
+                    "ann",
+                    "m1",
+                    &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+                ),
+                booked(
+                    "2026-12-01T09:00:00Z",
+                    "ann",
+                    "m2",
+                    &flight("B2", "F2", "2026-12-09T12:00:00Z"),
+                ),
+            ]
+            .join("\n"),
+        )
+        .await;
+        h.advance_to(at("2026-12-03T00:00:00Z")).await;
+        let expires = |record: &str| {
+            let store = h.store.clone();
+            let key = Key::new("U#ann", format!("E#{record}"));
+            async move {
+                store
+                    .get(&key)
+                    .await
+                    .expect("read")
+                    .unwrap_or_else(|| panic!("{key:?}"))
+                    .expires
+            }
+        };
+        let want = kept.map(|t| at(t).as_second());
+        assert_eq!(expires("checkin#B1").await, want, "{reentry} {with_goal}");
+        assert_eq!(expires("checkin#B2").await, None, "active: {reentry}");
+
+        // A wake-up of an expired record is stale.
+        let key = Key::new("U#ann", "E#checkin#B2");
+        h.store.delete(&key, Expect::Any).await.expect("delete");
+        h.advance_to(at("2026-12-09T00:00:00Z")).await;
+        assert_eq!(h.outbox().len(), 1, "{reentry}: {:?}", h.outbox());
+    }
+    // A journey without a key keeps its one record.
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(REMIND).await;
+    h.play(&[ANN.to_string(), r#"{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s"}"#.to_string()].join("\n")).await;
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    let r = h
+        .store
+        .get(&Key::new("U#ann", "E#remind"))
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(r.expires, None);
+    assert_eq!(h.outbox().len(), 1);
+}
+
+/// A login moves the visitor's keyed enrollments to her within the bound: past it, the
+/// visitor's ends, saying why.
+#[tokio::test]
+async fn a_login_moves_the_visitors_keyed_enrollments_within_the_bound() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    let mut script = vec![ANN.to_string()];
+    for i in 1..MAX_KEYED {
+        script.push(booked(
+            "2026-12-01T09:00:00Z",
+            "ann",
+            &format!("m{i}"),
+            &flight(&format!("B{i:02}"), "F", "2026-12-10T12:00:00Z"),
+        ));
+    }
+    for v in ["V1", "V2"] {
+        script.push(format!(
+            r#"{{"at":"2026-12-01T09:10:00Z","type":"track","anonymousId":"dev-1","event":"flight_booked","messageId":"{v}","properties":{}}}"#,
+            flight(v, "F", "2026-12-10T12:00:00Z")
+        ));
+    }
+    script.push(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"login","traits":{}}"#.to_string());
+    h.play(&script.join("\n")).await;
+    let view = h.rt.user("ann").await.expect("ann");
+    let active = view.enrollments.iter().filter(|e| e.is_active()).count();
+    assert_eq!(active, MAX_KEYED);
+    let ended: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Merged {
+                ended: true,
+                reason,
+                ..
+            } => Some(format!(
+                "{}: {}",
+                e.enrollment,
+                reason.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [format!("checkin:anon:dev-1:V2:1: ann is in this journey {MAX_KEYED} times at once already, the most a user may be")]
+    );
+    h.advance_to(at("2026-12-11T00:00:00Z")).await;
+    assert_eq!(h.outbox().len(), MAX_KEYED);
+}
