@@ -1157,18 +1157,30 @@ pub fn unmet_changes(
     out
 }
 
+/// How the detail of an [`What::Unmet`] entry for an event that happened before the wait that
+/// names it began starts (see [`unmet`]).
+pub const BEFORE_THE_WAIT: &str = "happened at ";
+
 /// What `event` would have done to `enrollment` but for a `where` that was false: an
 /// `exit_when` naming it (when no other exit took it), or the `wait_for` the enrollment waits
 /// at for it (in its window), each an [`What::Unmet`] entry saying the condition and what it
-/// read. Empty when an exit or the wait took the event, or nothing listens for it (a goal it
-/// met is said by its own entry).
+/// read; or that `wait_for` again, when the event happened before the wait began (stamped by
+/// a clock behind, or delivered late): its entry says when each was. Empty when an exit or the
+/// wait took the event, or nothing listens for it (a goal it met is said by its own entry).
 pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry> {
     let j = ctx.journey;
     let Some(name) = event.event.as_deref() else {
         return Vec::new();
     };
-    if !enrollment.is_active() || event.timestamp < enrollment.trigger.at {
+    if !enrollment.is_active() {
         return Vec::new();
+    }
+    if event.timestamp < enrollment.trigger.at {
+        // Before the enrollment: no exit of it, nor its wait, hears the event; said for the
+        // wait that waits for it, as support asks why she is still reminded.
+        return before_the_wait(ctx, enrollment, event, name)
+            .into_iter()
+            .collect();
     }
     let profile = ctx.profile.scope();
     let scope = event_scope(event, &profile, ctx, Some(enrollment));
@@ -1206,6 +1218,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
             let timeout = enrollment.pending.filter(|p| p.resume == Resume::Timeout);
             let in_window = began.is_none_or(|b| event.timestamp >= b)
                 && timeout.is_none_or(|p| event.timestamp <= p.at);
+            out.extend(before_the_wait(ctx, enrollment, event, name));
             if in_window {
                 match w.condition.as_ref() {
                     // The wait takes the event: it moved the enrollment.
@@ -1217,6 +1230,38 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         }
     }
     out
+}
+
+/// The [`What::Unmet`] entry of the `wait_for` `enrollment` waits at for `event` (named
+/// `name`) when the event happened before the wait began: the wait does not take it, and its
+/// entry says when each was. `None` for any other event.
+fn before_the_wait(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+    name: &str,
+) -> Option<Entry> {
+    if enrollment.waiting_for.as_deref() != Some(name) {
+        return None;
+    }
+    let w = ctx.journey.step(&enrollment.step)?.wait_for.as_ref()?;
+    let began = enrollment
+        .wait_began(w.timeout.to_jiff())
+        .filter(|b| event.timestamp < *b)?;
+    Some(Entry {
+        at: ctx.now,
+        journey: enrollment.journey.clone(),
+        enrollment: enrollment.id.clone(),
+        step: Some(Arc::from(enrollment.step.as_str())),
+        what: What::Unmet {
+            event: name.to_string(),
+            by: "wait_for".to_string(),
+            detail: Some(format!(
+                "{BEFORE_THE_WAIT}{}, before the wait began at {began}: a wait hears the events from when the user reached it",
+                event.timestamp
+            )),
+        },
+    })
 }
 
 /// Why `j`'s entry rule refuses `profile`, whose last entry was `e`, another entry on a trigger

@@ -5665,6 +5665,14 @@ pub fn describe(w: &What) -> String {
         What::NotEntered {
             trigger, reason, ..
         } => format!("not entered on {trigger}: {reason}"),
+        // Before the wait began: its times, no user data.
+        What::Unmet {
+            event,
+            by,
+            detail: Some(d),
+        } if d.starts_with(engine::BEFORE_THE_WAIT) => {
+            format!("heard {event}, which its {by} did not take: it {d}")
+        }
         What::Unmet { event, by, .. } => {
             format!("heard {event}, which its {by} did not take: its `where` was false")
         }

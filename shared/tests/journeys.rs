@@ -952,7 +952,7 @@ async fn judged(h: &Harness, user: &str) -> Vec<String> {
 
 /// An exit's or a wait's `where` that keeps an event from moving an enrollment is in her
 /// timeline, with what it read: "why did she get the nudge after she opened the app?". Not
-/// when another exit took the event, nor for an event from before the wait began.
+/// when another exit took the event; an event from before the wait began says that instead.
 #[tokio::test]
 async fn an_event_a_where_kept_from_moving_the_enrollment_says_why() {
     let journey = r#"
@@ -1006,6 +1006,7 @@ steps:
             "2026-12-01T10:30:00Z cartx/w: heard order, which its exit_when did not take: its `where` was false",
             "2026-12-01T10:30:00Z cartx/w: heard order, which its exit_when did not take: its `where` was false",
             "2026-12-01T11:00:00Z cartx/w: heard app_opened, which its wait_for did not take: its `where` was false",
+            "2026-12-01T11:30:00Z cartx/w: heard app_opened, which its wait_for did not take: it happened at 2026-12-01T09:30:00Z, before the wait began at 2026-12-01T10:00:00Z: a wait hears the events from when the user reached it",
         ]
     );
     assert_eq!(
@@ -1014,6 +1015,7 @@ steps:
             "`where: event.total > 10` was false (event.total = 5)",
             "`where: event.channel == 'shop'` was false (event.channel = \"app\")",
             "`where: event.screen == 'home'` was false (event.screen = \"settings\")",
+            "happened at 2026-12-01T09:30:00Z, before the wait began at 2026-12-01T10:00:00Z: a wait hears the events from when the user reached it",
         ]
     );
     // u's order converted her (the goal takes any order), and did not exit her: both said.
@@ -2841,6 +2843,49 @@ async fn a_wait_for_begins_at_the_users_time_not_a_lagging_engines() {
     assert_eq!(
         waiting,
         ["2026-12-01T12:01:00Z post_purchase/wait_app_open: waiting until 2026-12-15T12:01:00Z (wait_for app_opened)"],
+    );
+}
+
+/// An event a `wait_for` waits for that happened before the wait began (a vendor's clock two
+/// seconds behind, or an upload stamped before the reminder's wait) leaves an `unmet` entry
+/// saying when each was: "why is she still reminded?" has an answer.
+#[tokio::test]
+async fn an_event_from_before_the_wait_began_says_so() {
+    let journey = r#"
+id: kyc
+name: KYC
+trigger: {event: kyc_started}
+steps:
+  - id: wait_doc
+    wait_for: {event: uploaded, timeout: 1h, on_event: thanks, on_timeout: remind}
+  - id: remind
+    send: {push: {title: "Upload your ID", body: "."}}
+    next: wait_doc
+  - id: thanks
+    send: {push: {title: "Thanks", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"kai","traits":{"push_tokens":[{"platform":"fcm","token":"t-kai"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"kai","event":"kyc_started","messageId":"k1"}
+{"at":"2026-12-01T10:00:30Z","type":"track","userId":"kai","event":"uploaded","timestamp":"2026-12-01T09:59:58Z","messageId":"d1"}
+{"at":"2026-12-01T11:00:30Z","type":"track","userId":"kai","event":"uploaded","timestamp":"2026-12-01T10:59:00Z","messageId":"d2"}
+{"at":"2026-12-01T11:10:00Z","type":"track","userId":"kai","event":"uploaded","messageId":"d3"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        facts(&out, "kai", |w| matches!(w, What::Unmet { .. })),
+        [
+            "2026-12-01T10:00:30Z kyc/wait_doc: heard uploaded, which its wait_for did not take: it happened at 2026-12-01T09:59:58Z, before the wait began at 2026-12-01T10:00:00Z: a wait hears the events from when the user reached it",
+            "2026-12-01T11:00:30Z kyc/wait_doc: heard uploaded, which its wait_for did not take: it happened at 2026-12-01T10:59:00Z, before the wait began at 2026-12-01T11:00:00Z: a wait hears the events from when the user reached it",
+        ]
+    );
+    // the one in the wait met it
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T11:00:00Z kai push remind: Upload your ID",
+            "2026-12-01T11:10:00Z kai push thanks: Thanks",
+        ]
     );
 }
 
