@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::condition::Scope;
-use crate::enrollment::{Enrollment, Pending, Resume, Status, TriggerEvent};
+use crate::enrollment::{Enrollment, Held, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
     Action, Channel, EventMatch, Journey, PastThen, QuietHours, Reentry, Send, SmsType, Template,
@@ -400,6 +400,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
     };
     let ctx = &due;
     let mut run = Run::new(ctx, resumed(enrollment)).moved_at(pending.at, Mover::WakeUp);
+    run.held_over();
     run.enrollment.pending = None;
     let step = run.enrollment.step.clone();
     match pending.resume {
@@ -575,6 +576,7 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
         "an identify came: no address to wait for"
     };
     let mut run = Run::new(ctx, resumed(enrollment));
+    run.held_over();
     let step = run.enrollment.step.clone();
     run.cancel_pending(&step, how);
     run.again(step);
@@ -649,6 +651,7 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
 /// time cancelled.
 fn again_in_her_zone(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Transition {
     let mut run = Run::new(ctx, resumed(enrollment));
+    run.held_over();
     let step = run.enrollment.step.clone();
     run.cancel_pending(&step, "the user's time zone changed");
     run.again(step);
@@ -1744,6 +1747,19 @@ struct Run<'a> {
     /// the event that moved the user is a late reply's stand-in for one the profile's history
     /// holds under its own id, or `since` is a previous enrollment's end.
     after_known: bool,
+    /// The held send this transition takes again (quiet hours over, an address arrived), if
+    /// it is one: a `wait_for` this transition reaches begins when the user reached that send,
+    /// not at the end of a hold the journey file did not write (see [`Held`]).
+    held: Option<HeldSend>,
+}
+
+/// A held send a transition takes again (see [`Run::held`]).
+struct HeldSend {
+    /// When the user reached it.
+    held: Held,
+    /// Its step, and why it was held: what a `wait_for` met by an event of the hold says.
+    step: String,
+    resume: Resume,
 }
 
 impl<'a> Run<'a> {
@@ -1766,6 +1782,22 @@ impl<'a> Run<'a> {
             mover: Mover::WakeUp,
             heard: None,
             after_known: false,
+            held: None,
+        }
+    }
+
+    /// Takes over the enrollment's held send, if its wake-up is one's (see [`Run::held`]): the
+    /// events its `wait_for` must not hear were kept with it (`wait_heard`).
+    fn held_over(&mut self) {
+        let Some(p) = self.enrollment.pending else {
+            return;
+        };
+        if let Some(held) = p.held {
+            self.held = Some(HeldSend {
+                held,
+                step: self.enrollment.step.clone(),
+                resume: p.resume,
+            });
         }
     }
 
@@ -1833,7 +1865,11 @@ impl<'a> Run<'a> {
     fn finish(mut self) -> Transition {
         if self.enrollment.waiting_for.is_none() {
             self.enrollment.wait_began = None;
-            self.enrollment.wait_heard.clear();
+            // A held send keeps them for the `wait_for` after it.
+            let held = self.enrollment.pending.is_some_and(|p| p.held.is_some());
+            if !held {
+                self.enrollment.wait_heard.clear();
+            }
         }
         Transition {
             enrollment: self.enrollment,
@@ -1875,9 +1911,28 @@ impl<'a> Run<'a> {
             at,
             resume,
             date: None,
+            held: None,
         });
         self.effects.push(Effect::Wake { seq, at });
         self.log(Some(step), What::Waiting { until: at, why });
+    }
+
+    /// Holds a send until `at` (quiet hours, an address awaited: `resume` says which), noting
+    /// when the user reached it and the events a `wait_for` after it must not hear (see
+    /// [`Held`]): kept from the hold this transition takes again, if it does.
+    fn hold(&mut self, step: &str, at: Timestamp, resume: Resume, why: String) {
+        let held = self.held.as_ref().map_or(
+            Held {
+                since: self.since,
+                after: self.after_known,
+            },
+            |h| h.held,
+        );
+        self.enrollment.wait_heard = std::mem::take(self.heard());
+        self.wait(step, at, resume, why);
+        if let Some(p) = self.enrollment.pending.as_mut() {
+            p.held = Some(held);
+        }
     }
 
     /// Notes on the wait just set for `w` the date it read (see [`Pending::date`]).
@@ -2142,12 +2197,17 @@ impl<'a> Run<'a> {
                     // hears are those from then on, and one it waits for (with no `where`: the
                     // profile keeps when, not what) that happened since and was received
                     // before meets it at once, each once (`heard`). Its timeout runs from now,
-                    // so that a user whom a late engine reaches still has all of it.
-                    let began = self.since;
+                    // so that a user whom a late engine reaches still has all of it. After a
+                    // held send (quiet hours, an address awaited), it begins when the user
+                    // reached that send: a hold the file did not write does not make her deaf.
+                    let (began, after_known) = match &self.held {
+                        Some(h) => (h.held.since, h.held.after),
+                        None => (self.since, self.after_known),
+                    };
                     let at = self.after(w.timeout.to_jiff());
                     let user = self.updated.as_ref().unwrap_or(self.ctx.profile);
                     let heard = heard_in(&mut self.heard, &self.enrollment, self.mover);
-                    if self.after_known {
+                    if after_known {
                         // Strictly after `since`: the events at its instant are heard already
                         // (kept with the wait, for a late reply to leave them too).
                         let at_since: Vec<String> = user
@@ -2169,12 +2229,18 @@ impl<'a> Run<'a> {
                     let why = format!("wait_for {}", w.event);
                     if let Some((t, id_met)) = met {
                         self.log(Some(&id), What::Waiting { until: at, why });
-                        self.log(
-                            Some(&id),
-                            What::Woke {
-                                how: format!("event: {} at {t}, received before the wait", w.event),
-                            },
-                        );
+                        // One that came while the send before was held says so.
+                        let how = match self.held.take().filter(|_| t < self.since) {
+                            Some(h) => {
+                                let held = match h.resume {
+                                    Resume::Recheck => "waited for an address",
+                                    _ => "was held for quiet hours",
+                                };
+                                format!("event: {} at {t}, while {} {held}", w.event, h.step)
+                            }
+                            None => format!("event: {} at {t}, received before the wait", w.event),
+                        };
+                        self.log(Some(&id), What::Woke { how });
                         // What follows goes on from that event (or now, for one stamped ahead
                         // of the clock).
                         self.since = t.min(self.ctx.now);
@@ -2270,13 +2336,13 @@ impl<'a> Run<'a> {
                     if !j.transactional && !inbox {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
-                                self.wait(&id, until, Resume::Rerun, "quiet hours".into());
+                                self.hold(&id, until, Resume::Rerun, "quiet hours".into());
                                 return;
                             }
                         }
                     }
                     if let Some(until) = self.address_grace(&send) {
-                        self.wait(&id, until, Resume::Recheck, "waiting for an address".into());
+                        self.hold(&id, until, Resume::Recheck, "waiting for an address".into());
                         return;
                     }
                     self.send(&id, &send);

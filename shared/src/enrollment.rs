@@ -53,6 +53,26 @@ pub struct Pending {
     /// anew).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<Timestamp>,
+    /// For a send held by quiet hours or for an address ([`Resume::Rerun`],
+    /// [`Resume::Recheck`]): when the user reached it (see [`Held`]). `None` for other waits,
+    /// and for holds stored before it was kept (a `wait_for` after the send then begins at the
+    /// wake-up, as it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+}
+
+/// When the user reached a send that is held (quiet hours, an address awaited), in the
+/// journey's own time: a hold the journey file did not write does not move when a `wait_for`
+/// after the send begins, so an event that happened while the send was held meets it. The
+/// events that wait must not hear are kept meanwhile in [`Enrollment::wait_heard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The time of the trigger, the event or the wake-up that led to the send.
+    pub since: Timestamp,
+    /// Whether that `wait_for` hears only the events strictly after `since` (a previous
+    /// enrollment's end, a late reply's stand-in).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after: bool,
 }
 
 /// An event an enrollment keeps: the trigger it entered with (templates and steps' conditions
@@ -103,11 +123,13 @@ pub struct Enrollment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     /// When that `wait_for` began in the journey's own time, if before the engine got to it (a
-    /// backlog): the time of what led there. Absent, it began when its timeout started.
+    /// backlog, a send before it held by quiet hours or for an address): the time of what led
+    /// there. Absent, it began when its timeout started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_began: Option<Timestamp>,
     /// The events (messageIds) that wait must not hear again: the one that led to it, and those
-    /// received earlier that met the waits before it in the same transition.
+    /// received earlier that met the waits before it in the same transition. While a send is
+    /// held ([`Pending::held`]), those the `wait_for` after it must not hear.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wait_heard: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -519,6 +541,38 @@ mod tests {
         assert!(text.len() < 100 * 1024, "{} bytes", text.len());
         let back: Enrollment = serde_json::from_str(&text).expect("loads");
         assert_eq!(back, full);
+    }
+
+    /// A send held by quiet hours as stored before the hold kept when the user reached it loads
+    /// with none (its `wait_for` begins at the wake-up, as it did); one that keeps it writes it
+    /// back, and a wait that is no hold writes nothing more than before.
+    #[test]
+    fn a_hold_stored_before_it_kept_when_the_user_reached_it_loads() {
+        let old = r#"{"id":"b:dan:1","user_id":"dan","journey":"b","version":1,"n":1,
+            "trigger":{"event":"signed_up","message_id":"s-dan","at":"2026-12-01T22:00:00Z"},
+            "entered_at":"2026-12-01T22:00:00Z","status":"active","step":"reminder_1","seq":2,
+            "pending":{"seq":2,"at":"2026-12-03T08:00:00Z","resume":"rerun"}}"#;
+        let e: Enrollment = serde_json::from_str(old).expect("an old enrollment loads");
+        let pending = e.pending.expect("pending");
+        assert_eq!(pending.held, None);
+        let stored = serde_json::to_value(&e).expect("serializes");
+        assert!(stored["pending"].get("held").is_none(), "{stored}");
+
+        let mut held = e.clone();
+        if let Some(p) = held.pending.as_mut() {
+            p.held = Some(super::Held {
+                since: "2026-12-02T22:00:00Z".parse().expect("time"),
+                after: false,
+            });
+        }
+        held.wait_heard = vec!["w-dan".into()];
+        let text = serde_json::to_string(&held).expect("serializes");
+        assert!(
+            text.contains(r#""held":{"since":"2026-12-02T22:00:00Z"}"#),
+            "{text}"
+        );
+        let back: Enrollment = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back, held);
     }
 
     /// A visitor's messages taken at her login go before the enrollment's own (older), so that

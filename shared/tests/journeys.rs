@@ -2846,6 +2846,134 @@ async fn a_wait_for_begins_at_the_users_time_not_a_lagging_engines() {
     );
 }
 
+/// A send held by quiet hours does not make the `wait_for` after it deaf: the wait begins when
+/// the user reached the held send, so what she did during the night meets it at once. Dan, who
+/// registered at 23:00 while the first reminder was held, gets the reminder (the file says send,
+/// then wait) and the guide at 08:00, not the second reminder two days later and no guide.
+#[tokio::test]
+async fn a_wait_for_after_a_send_held_by_quiet_hours_hears_what_came_during_the_hold() {
+    let journey = example_journey("banking_onboarding");
+    let script = r#"
+{"at":"2026-12-01T22:00:00Z","type":"identify","userId":"dan","traits":{"first_name":"Dan","timezone":"Europe/London","push_tokens":[{"platform":"apns","token":"apns-token-dan"}]}}
+{"at":"2026-12-01T22:00:00Z","type":"track","userId":"dan","event":"signed_up","messageId":"signup-dan"}
+{"at":"2026-12-02T23:00:00Z","type":"track","userId":"dan","event":"registration_completed","messageId":"registered-dan"}
+"#;
+    let out = sim(&[&journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-03T08:00:00Z dan push reminder_1: Finish opening your account",
+            "2026-12-03T08:00:00Z dan in_app account_setup_guide: Set up your account",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "dan", |w| matches!(w, What::Woke { .. })),
+        [
+            "2026-12-02T22:00:00Z banking_onboarding/wait_registration_1: woke (timeout)",
+            "2026-12-03T08:00:00Z banking_onboarding/reminder_1: woke (quiet hours over)",
+            "2026-12-03T08:00:00Z banking_onboarding/wait_registration_2: woke (event: registration_completed at 2026-12-02T23:00:00Z, while reminder_1 was held for quiet hours)",
+        ]
+    );
+}
+
+/// The event that led to a held send is not heard again by the `wait_for` after it (a loop
+/// back to a wait for the same event), while another one of the night is: Ann's one upload
+/// thanks her once, Bob's second upload, during the hold, is thanked at 08:00 too.
+#[tokio::test]
+async fn a_held_send_keeps_the_event_that_led_to_it_from_the_wait_after_it() {
+    let journey = r#"
+id: kyc
+name: KYC
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: kyc_started}
+steps:
+  - id: wait_doc
+    wait_for: {event: uploaded, timeout: 1d, on_event: got, on_timeout: done}
+  - id: got
+    send: {push: {title: "Got it", body: "."}}
+  - id: wait_more
+    wait_for: {event: uploaded, timeout: 1d, on_event: again, on_timeout: done}
+  - id: again
+    send: {push: {title: "Got another", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T20:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T20:00:00Z","type":"identify","userId":"bob","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T20:00:00Z","type":"track","userId":"ann","event":"kyc_started","messageId":"k-ann"}
+{"at":"2026-12-01T20:00:00Z","type":"track","userId":"bob","event":"kyc_started","messageId":"k-bob"}
+{"at":"2026-12-01T22:00:00Z","type":"track","userId":"ann","event":"uploaded","messageId":"u1-ann"}
+{"at":"2026-12-01T22:00:00Z","type":"track","userId":"bob","event":"uploaded","messageId":"u1-bob"}
+{"at":"2026-12-01T23:00:00Z","type":"track","userId":"bob","event":"uploaded","messageId":"u2-bob"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-02T08:00:00Z ann push got: Got it",
+            "2026-12-02T08:00:00Z bob push got: Got it",
+            "2026-12-02T08:00:00Z bob push again: Got another",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(
+            w,
+            What::Waiting { .. } | What::Woke { .. } | What::Completed
+        ))[3..],
+        [
+            "2026-12-02T08:00:00Z kyc/got: woke (quiet hours over)",
+            "2026-12-02T08:00:00Z kyc/wait_more: waiting until 2026-12-03T08:00:00Z (wait_for uploaded)",
+            "2026-12-03T08:00:00Z kyc/wait_more: woke (timeout)",
+            "2026-12-03T08:00:00Z kyc/done: completed",
+        ]
+    );
+}
+
+/// A send held for the user's address (her first identify racing her first event) does not
+/// make the `wait_for` after it deaf either: the verification that came before the address
+/// meets it once the welcome goes out.
+#[tokio::test]
+async fn a_wait_for_after_a_send_held_for_an_address_hears_what_came_meanwhile() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send: {email: {subject: "Hello", text: "."}}
+  - id: wait_verify
+    wait_for: {event: verified, timeout: 1d, on_event: thanks, on_timeout: nudge}
+  - id: thanks
+    send: {email: {subject: "Thanks", text: "."}}
+    next: end
+  - id: nudge
+    send: {email: {subject: "Verify", text: "."}}
+  - id: end
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"dee","event":"signed_up","messageId":"s-dee"}
+{"at":"2026-12-01T10:00:30Z","type":"track","userId":"dee","event":"verified","messageId":"v-dee"}
+{"at":"2026-12-01T10:01:00Z","type":"identify","userId":"dee","traits":{"email":"dee@example.com"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:01:00Z dee email hello: Hello",
+            "2026-12-01T10:01:00Z dee email thanks: Thanks",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "dee", |w| matches!(w, What::Woke { .. })),
+        [
+            "2026-12-01T10:01:00Z welcome/hello: woke (address arrived)",
+            "2026-12-01T10:01:00Z welcome/wait_verify: woke (event: verified at 2026-12-01T10:00:30Z, while hello waited for an address)",
+        ]
+    );
+}
+
 /// An event a `wait_for` waits for that happened before the wait began (a vendor's clock two
 /// seconds behind, or an upload stamped before the reminder's wait) leaves an `unmet` entry
 /// saying when each was: "why is she still reminded?" has an answer.
