@@ -11,7 +11,8 @@
 //! a missing path reads as `null`. Values are numbers, strings in `'…'` or `"…"`, `true`, `false`,
 //! `null`, lists `[1, 'a']`, times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`, and
 //! whole days from today to a date, in the user's zone: `days_until(profile.trial_ends_at) == 3`,
-//! `days_since(profile.signed_up_at) == 7`.
+//! `days_since(profile.signed_up_at) == 7`, and the number a path holds or its text says
+//! (`"12.50"`, as money is often sent): `number(event.balance) < 50`.
 //! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
 //! the condition `exists(path)`, and `and`, `or`, `not` with parentheses. `not` applies to the
 //! comparison after it (`not a == b` is `not (a == b)`), comparisons bind tighter than `and`, and
@@ -19,8 +20,8 @@
 //!
 //! Evaluation never fails: comparing values of different types is false (`!=`, `not in` and
 //! `not contains` are the negations of `==`, `in` and `contains`), numbers compare numerically
-//! (`1 == 1.0`), strings lexicographically, and a string compared with a time is read as an
-//! RFC 3339 time. A bare path is a condition that holds when the value is `true`. Parsing rejects
+//! (`1 == 1.0`), strings lexicographically (`"7.00" > "50"`: `number(…)` reads them as numbers),
+//! and a string compared with a time is read as an RFC 3339 time. A bare path is a condition that holds when the value is `true`. Parsing rejects
 //! conditions longer than 4096 characters or nested deeper than 32 levels, so evaluation is bounded.
 
 use std::cmp::Ordering;
@@ -149,7 +150,9 @@ impl Condition {
     }
 
     /// What the paths the condition reads held in `scope`, for saying why it did not hold:
-    /// `event.total = 30, profile.country missing`. Each value is cut at
+    /// `event.total = 30, profile.country missing`; a path compared with a number that holds
+    /// text saying one is named with what reads it: `event.balance = "12.50"; event.balance is
+    /// text, which number(event.balance) reads as a number`. Each value is cut at
     /// [`SHOWN_VALUE_CHARS`] characters; at most [`SHOWN_PATHS`] paths are named.
     pub fn values(&self, scope: &Scope<'_>) -> String {
         values_of([self], scope)
@@ -174,6 +177,15 @@ impl Condition {
             "" => format!("`where: {}` {verdict}", self.source),
             values => format!("`where: {}` {verdict} ({values})", self.source),
         }
+    }
+
+    /// Where the condition orders a path against text that says a number (`event.balance <
+    /// "50"`), which compares text character by character (`"7.00"` comes after `"50"`): the
+    /// operator's place, in characters from the start, and what to write instead.
+    pub fn numbers_compared_as_text(&self) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        self.expr.numbers_compared_as_text(&mut out);
+        out
     }
 
     /// Whether what the condition says depends on when it is read, not only on the values
@@ -207,6 +219,8 @@ enum Expr {
         op: Op,
         left: Operand,
         right: Operand,
+        /// Where the operator is, in characters from the start of the source.
+        at: usize,
     },
     Exists(Path),
     /// `anniversary(path)`: today, in the user's time zone, is the day and month of the date
@@ -266,6 +280,9 @@ enum Operand {
     /// `days_until(path)` or `days_since(path)`: the whole days from today, in the user's time
     /// zone, to the date the path holds (negative once it is past), or from it to today.
     Days(Days, Path),
+    /// `number(path)`: the number the path holds, or the one its text says (`"12.50"`, as money
+    /// is often sent); null for anything else.
+    Number(Path),
 }
 
 /// Which way [`Operand::Days`] counts.
@@ -390,7 +407,9 @@ impl Operand {
             Operand::Path(_) => Kind::Unknown,
             Operand::Literal(Value::Null) => Kind::Null,
             Operand::Literal(Value::Bool(_)) => Kind::Bool,
-            Operand::Literal(Value::Number(_)) | Operand::Days(..) => Kind::Number,
+            Operand::Literal(Value::Number(_)) | Operand::Days(..) | Operand::Number(_) => {
+                Kind::Number
+            }
             Operand::Literal(Value::String(_)) => Kind::String,
             Operand::Literal(_) | Operand::List(_) => Kind::List,
             Operand::Time(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
@@ -401,13 +420,13 @@ impl Operand {
         match self {
             Operand::Now | Operand::Ago(_) | Operand::Days(..) => true,
             Operand::List(items) => items.iter().any(Operand::reads_the_clock),
-            Operand::Path(_) | Operand::Literal(_) | Operand::Time(_) => false,
+            Operand::Path(_) | Operand::Literal(_) | Operand::Time(_) | Operand::Number(_) => false,
         }
     }
 
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
-            Operand::Path(p) | Operand::Days(_, p) => push_unique(out, p),
+            Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) => push_unique(out, p),
             Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
             Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
         }
@@ -426,8 +445,9 @@ pub fn values_of<'c>(
     conditions: impl IntoIterator<Item = &'c Condition>,
     scope: &Scope<'_>,
 ) -> String {
+    let conditions: Vec<&Condition> = conditions.into_iter().collect();
     let mut paths = Vec::new();
-    for c in conditions {
+    for c in &conditions {
         c.expr.collect_paths(&mut paths);
     }
     let mut out: Vec<String> = paths
@@ -444,7 +464,17 @@ pub fn values_of<'c>(
     if paths.len() > SHOWN_PATHS {
         out.push(format!("{} more", paths.len() - SHOWN_PATHS));
     }
-    out.join(", ")
+    let mut said = out.join(", ");
+    if let Some(path) = conditions
+        .iter()
+        .find_map(|c| c.expr.number_sent_as_text(scope))
+        .filter(|p| !p.is_private())
+    {
+        said.push_str(&format!(
+            "; {path} is text, which number({path}) reads as a number"
+        ));
+    }
+    said
 }
 
 /// The value of the key `key` as the timeline shows it (as [`Condition::values`] does): JSON,
@@ -510,6 +540,73 @@ fn shown_value(v: &Value) -> String {
 }
 
 impl Expr {
+    fn numbers_compared_as_text(&self, out: &mut Vec<(usize, String)>) {
+        match self {
+            Expr::Or(items) | Expr::And(items) => {
+                items.iter().for_each(|e| e.numbers_compared_as_text(out))
+            }
+            Expr::Not(inner) => inner.numbers_compared_as_text(out),
+            Expr::Compare {
+                op,
+                left,
+                right,
+                at,
+            } if op.is_ordering() => {
+                let number = |o: &Operand| match o {
+                    Operand::Literal(Value::String(s)) => {
+                        number_in_text(s).map(|_| number_literal(s))
+                    }
+                    _ => None,
+                };
+                let (l, r, text) = match (left, right) {
+                    (Operand::Path(p), lit) => match number(lit) {
+                        Some(n) => (format!("number({p})"), n.clone(), n),
+                        None => return,
+                    },
+                    (lit, Operand::Path(p)) => match number(lit) {
+                        Some(n) => (n.clone(), format!("number({p})"), n),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                let op = op.text();
+                out.push((
+                    *at,
+                    format!(
+                        "\"{op}\" between a path and the text \"{text}\" compares text, character \
+                         by character (\"7.00\" comes after \"50\", and \"1000.00\" before it): to \
+                         compare numbers, sent as numbers or as text, write {l} {op} {r}"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The first path compared with a number (`event.balance < 50`) that holds text saying one
+    /// (`"12.50"`), which no comparison with a number holds for.
+    fn number_sent_as_text(&self, scope: &Scope<'_>) -> Option<&Path> {
+        match self {
+            Expr::Or(items) | Expr::And(items) => {
+                items.iter().find_map(|e| e.number_sent_as_text(scope))
+            }
+            Expr::Not(inner) => inner.number_sent_as_text(scope),
+            Expr::Compare { left, right, .. } => [(left, right), (right, left)]
+                .into_iter()
+                .find_map(|(a, b)| match (a, b.kind()) {
+                    (Operand::Path(p), Kind::Number) => p
+                        .lookup(scope)
+                        // Not for a value the timeline does not show.
+                        .filter(|v| !looks_like_an_address(v))
+                        .and_then(Value::as_str)
+                        .and_then(number_in_text)
+                        .map(|_| p),
+                    _ => None,
+                }),
+            _ => None,
+        }
+    }
+
     fn reads_the_clock(&self) -> bool {
         match self {
             Expr::Or(items) | Expr::And(items) => items.iter().any(Expr::reads_the_clock),
@@ -635,7 +732,8 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
             }
             '>' => Tok::Cmp(Op::Gt),
             '&' => return error(at, "write \"and\" instead of \"&&\""),
-            '|' => return error(at, "write \"or\" instead of \"||\""),
+            '|' if next == Some('|') => return error(at, "write \"or\" instead of \"||\""),
+            '|' => return error(at, after_a_bar(chars, &tokens, at)),
             '\'' | '"' => {
                 let (s, end) = lex_string(chars, at)?;
                 i = end;
@@ -704,6 +802,60 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
         at: chars.len(),
     });
     Ok(tokens)
+}
+
+/// What to write for a single `|` at `at`: a template's filter (`event.balance | float`,
+/// `event.plan | lower`), which conditions have none of, or an `or` written as in a shell.
+fn after_a_bar(chars: &[char], before: &[Token], at: usize) -> String {
+    let rest = chars.get(at + 1..).unwrap_or_default();
+    let word: String = rest
+        .iter()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(|&&c| is_ident_char(c))
+        .collect();
+    let lower = word.to_lowercase();
+    if Root::of(&lower).is_some() || KEYWORDS.contains(&lower.as_str()) {
+        return "write \"or\" between conditions, not \"|\"".to_string();
+    }
+    // The path the filter was put on: the tokens of a path just before the bar.
+    let start = before
+        .iter()
+        .rev()
+        .take_while(|t| match &t.kind {
+            Tok::Ident(w) => !KEYWORDS.contains(&w.as_str()),
+            Tok::Dot | Tok::LBracket | Tok::RBracket | Tok::Str(_) | Tok::Number(_) => true,
+            _ => false,
+        })
+        .last()
+        .map_or(at, |t| t.at);
+    let written: String = chars[start..at].iter().collect();
+    let path = match written.trim() {
+        p if Root::ALL.iter().any(|(root, _)| p.starts_with(root)) => p.to_string(),
+        _ => "event.balance".to_string(),
+    };
+    let filter = if word.is_empty() {
+        "\"|\"".to_string()
+    } else {
+        format!("\"| {word}\"")
+    };
+    let then = if CASTS.contains(&lower.as_str())
+        || ["plus", "minus", "times", "round", "abs"].contains(&lower.as_str())
+    {
+        format!("to read a number sent as text write number({path}), like number({path}) < 50")
+    } else if CASES.contains(&lower.as_str()) {
+        CASE_HINT.to_string()
+    } else if lower == "default" {
+        format!(
+            "a missing path is null, so write (not exists({path}) or {path} == 'x') for a \
+             default of 'x'"
+        )
+    } else {
+        "they compare paths and values as they are, with the functions exists(), number(), \
+         days_until(), days_since(), anniversary(), time(), now() and ago(); to join conditions \
+         write \"or\""
+            .to_string()
+    };
+    format!("conditions have no filters ({filter} is a template's): {then}")
 }
 
 /// A quoted string starting at `at`; returns it and the offset after the closing quote.
@@ -824,7 +976,7 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
 // ---------------------------------------------------------------------------------------------
 // Parsing.
 
-const KEYWORDS: [&str; 15] = [
+const KEYWORDS: [&str; 16] = [
     "and",
     "or",
     "not",
@@ -840,6 +992,7 @@ const KEYWORDS: [&str; 15] = [
     "anniversary",
     "days_until",
     "days_since",
+    "number",
 ];
 
 /// Whether `text` is a duration in days or weeks, like `3d` or `2w`.
@@ -1052,7 +1205,12 @@ impl<'t> Parser<'t> {
                 ),
             );
         }
-        Ok(Expr::Compare { op, left, right })
+        Ok(Expr::Compare {
+            op,
+            left,
+            right,
+            at: op_at,
+        })
     }
 
     /// A template's test after a path (`event.from is none`, `profile.email is defined`,
@@ -1263,6 +1421,7 @@ impl<'t> Parser<'t> {
                 "ago" => self.parse_ago(),
                 "days_until" => self.parse_days(Days::Until),
                 "days_since" => self.parse_days(Days::Since),
+                "number" => self.parse_number(),
                 "exists" => error(
                     t.at,
                     "exists(…) is a condition by itself: combine it with and / or, like \
@@ -1373,7 +1532,7 @@ impl<'t> Parser<'t> {
             let item = self.parse_operand()?;
             if matches!(
                 item,
-                Operand::Path(_) | Operand::List(_) | Operand::Days(..)
+                Operand::Path(_) | Operand::List(_) | Operand::Days(..) | Operand::Number(_)
             ) {
                 return error(
                     at,
@@ -1507,10 +1666,46 @@ impl<'t> Parser<'t> {
         })?;
         Ok(Operand::Days(days, path))
     }
+
+    /// `number(path)`, its name just read: a path holding a number, or text that says one.
+    fn parse_number(&mut self) -> Result<Operand, ConditionError> {
+        self.open_call("number")?;
+        let t = self.bump();
+        let path = match &t.kind {
+            Tok::Ident(root) if Root::of(root).is_some() => self.parse_path(root, t.at)?,
+            Tok::Str(s) => {
+                let write = match number_in_text(s) {
+                    Some(_) => format!("the number itself, unquoted: {}", number_literal(s)),
+                    None => format!("a path, like {}", example("number")),
+                };
+                return error(
+                    t.at,
+                    format!("number() reads a path holding a number sent as text; write {write}"),
+                );
+            }
+            _ => {
+                return error(
+                    t.at,
+                    format!(
+                        "number() takes a path holding a number or text that says one, like {}",
+                        example("number")
+                    ),
+                )
+            }
+        };
+        self.expect(&Tok::RParen, |found| {
+            format!(
+                "expected \")\" to close number(, found {}",
+                found.describe()
+            )
+        })?;
+        Ok(Operand::Number(path))
+    }
 }
 
 fn example(function: &str) -> &'static str {
     match function {
+        "number" => "number(event.balance) < 50",
         "time" => "time('2026-01-01T00:00:00Z')",
         "ago" => "ago('7d')",
         "now" => "now()",
@@ -1528,7 +1723,13 @@ fn unknown_name(name: &str, called: bool) -> String {
     }
     if called {
         const FUNCTIONS: &str = "the functions are exists(), anniversary(), days_until(), \
-                                 days_since(), time(), now() and ago()";
+                                 days_since(), number(), time(), now() and ago()";
+        if CASTS.contains(&lower.as_str()) {
+            return format!("unknown function \"{name}\": {NUMBER_HINT}");
+        }
+        if CASES.contains(&lower.as_str()) {
+            return format!("unknown function \"{name}\": {CASE_HINT}");
+        }
         // `date_diff`, `days_between`, `today`, `from_now`, `datediff`, `add_days`…, whole
         // words of the name: not the "date" in `validate` or the "day" in `birthday`.
         const DATE_WORDS: [&str; 18] = [
@@ -1571,6 +1772,48 @@ fn unknown_name(name: &str, called: bool) -> String {
          its latest wait_for met); to write text, quote it: '{name}'"
     )
 }
+
+/// Other languages' names for reading a number from text (`float(…)`, `| int`, `| plus: 0`),
+/// which `number(…)` is here.
+const CASTS: [&str; 16] = [
+    "float",
+    "int",
+    "integer",
+    "decimal",
+    "double",
+    "num",
+    "to_number",
+    "tonumber",
+    "to_integer",
+    "to_float",
+    "to_f",
+    "to_i",
+    "parsefloat",
+    "parseint",
+    "parse_float",
+    "parse_int",
+];
+
+/// What to write for a number sent as text.
+const NUMBER_HINT: &str = "to read a number sent as text (\"12.50\") write number(…), like \
+                           number(event.balance) < 50";
+
+/// Other languages' names for changing a text's case, which conditions have no way to do.
+const CASES: [&str; 8] = [
+    "lower",
+    "upper",
+    "lowercase",
+    "uppercase",
+    "downcase",
+    "upcase",
+    "capitalize",
+    "title",
+];
+
+/// What to write where someone reached for a text's case.
+const CASE_HINT: &str = "conditions compare text exactly as sent and have no lower-casing: \
+                         list the spellings, like event.plan in ['pro', 'Pro', 'PRO'], or have \
+                         the app send one case";
 
 /// A bare operand used as a condition: only paths and `true`/`false` make sense.
 fn truthy(operand: Operand, at: usize) -> Result<Expr, ConditionError> {
@@ -1643,9 +1886,11 @@ fn check_operands(
                     );
                 }
             }
-            // days_until(…) is null when its path holds no date, as a path is when missing.
-            let days_or_null =
-                |a: &Operand, b: Kind| matches!(a, Operand::Days(..)) && b == Kind::Null;
+            // days_until(…) is null when its path holds no date, number(…) when it holds no
+            // number, as a path is when missing.
+            let days_or_null = |a: &Operand, b: Kind| {
+                matches!(a, Operand::Days(..) | Operand::Number(_)) && b == Kind::Null
+            };
             let comparable = l == r
                 || l == Kind::Unknown
                 || r == Kind::Unknown
@@ -1656,10 +1901,22 @@ fn check_operands(
                     (Kind::String, Kind::Time) | (Kind::Time, Kind::String)
                 );
             if !comparable {
+                // `number(event.balance) < '50'`: the number in quotes.
+                let quoted = [(left, r), (right, l)]
+                    .into_iter()
+                    .find_map(|(o, other)| match (o, other) {
+                        (Operand::Literal(Value::String(s)), Kind::Number) => {
+                            number_in_text(s).map(|_| number_literal(s))
+                        }
+                        _ => None,
+                    })
+                    .map_or(String::new(), |n| {
+                        format!(": write the number unquoted, {n}")
+                    });
                 return error(
                     at,
                     format!(
-                        "this compares {} with {}, which is never true",
+                        "this compares {} with {}, which is never true{quoted}",
                         l.name(),
                         r.name()
                     ),
@@ -1735,13 +1992,73 @@ fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
     Some(i64::from(span.get_days()))
 }
 
-/// A value during evaluation: from the data, a time, a list literal, or a number of days.
+/// A value during evaluation: from the data, a time, a list literal, or a number made while
+/// reading (a number of days, or the number a text says).
 #[derive(Debug, Clone, Copy)]
 enum Val<'a> {
     Json(&'a Value),
     Time(Timestamp),
     List(&'a [Operand]),
-    Days(i64),
+    Int(i64),
+    Float(f64),
+}
+
+impl Val<'_> {
+    /// The number it is, if it is one.
+    fn number(self) -> Option<Number> {
+        match self {
+            Val::Json(Value::Number(n)) => Some(n.clone()),
+            Val::Int(i) => Some(Number::from(i)),
+            Val::Float(f) => Number::from_f64(f),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a number made while reading (not one from the data).
+    fn is_made_number(self) -> bool {
+        matches!(self, Val::Int(_) | Val::Float(_))
+    }
+}
+
+/// The number `value` holds, or the one its text says as the templates' `round` and `abs` read
+/// it (`"12.50"`, `" 7 "`, `"1e3"`; a whole number exactly); `None` for anything else
+/// (`"12,50"`, `"£5"`, `""`, `true`).
+fn number_in<'a>(value: Option<&'a Value>) -> Val<'a> {
+    match value {
+        Some(v @ Value::Number(_)) => Val::Json(v),
+        Some(Value::String(text)) => match number_in_text(text) {
+            Some(Ok(i)) => Val::Int(i),
+            Some(Err(f)) => Val::Float(f),
+            None => Val::Json(&NULL),
+        },
+        _ => Val::Json(&NULL),
+    }
+}
+
+/// Text that says a number, as a condition writes the number (`"+.5"` is `0.5`).
+fn number_literal(text: &str) -> String {
+    let text = text.trim();
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    match unsigned.starts_with('.') {
+        true => format!("{sign}0{unsigned}"),
+        false => format!("{sign}{unsigned}"),
+    }
+}
+
+/// The number a text says: a whole number (`Ok`) or any other finite one (`Err`).
+fn number_in_text(text: &str) -> Option<Result<i64, f64>> {
+    let text = text.trim();
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(Ok(i));
+    }
+    // Rust reads "inf" and "NaN" too, which are no amounts.
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && text.bytes().any(|b| b.is_ascii_digit()))
+        .map(Err)
 }
 
 impl Expr {
@@ -1757,7 +2074,9 @@ impl Expr {
                 .and_then(date_in)
                 .is_some_and(|date| is_anniversary(date, scope, *days)),
             Expr::Truthy(operand) => matches!(operand.value(scope), Val::Json(Value::Bool(true))),
-            Expr::Compare { op, left, right } => {
+            Expr::Compare {
+                op, left, right, ..
+            } => {
                 let (l, r) = (left.value(scope), right.value(scope));
                 match op {
                     Op::Eq => equal(l, r, scope),
@@ -1833,10 +2152,11 @@ impl Operand {
                 Val::Time(scope.now.checked_sub(d.to_jiff()).unwrap_or(Timestamp::MIN))
             }
             Operand::Days(days, p) => match (days, days_until(p.lookup(scope), scope)) {
-                (Days::Until, Some(n)) => Val::Days(n),
-                (Days::Since, Some(n)) => Val::Days(-n),
+                (Days::Until, Some(n)) => Val::Int(n),
+                (Days::Since, Some(n)) => Val::Int(-n),
                 (_, None) => Val::Json(&NULL),
             },
+            Operand::Number(p) => number_in(p.lookup(scope)),
         }
     }
 }
@@ -1848,7 +2168,7 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
     match (a, b) {
         (Val::Json(x), Val::Json(y)) => json_equal(x, y),
-        (Val::Days(..), _) | (_, Val::Days(..)) => order(a, b) == Some(Ordering::Equal),
+        _ if a.is_made_number() || b.is_made_number() => order(a, b) == Some(Ordering::Equal),
         (Val::Time(t), Val::Time(u)) => t == u,
         (Val::Time(t), Val::Json(Value::String(s)))
         | (Val::Json(Value::String(s)), Val::Time(t)) => parse_time(s) == Some(t),
@@ -1902,11 +2222,10 @@ fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 }
 
 fn order(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (a.number(), b.number()) {
+        return compare_numbers(&x, &y);
+    }
     match (a, b) {
-        (Val::Json(Value::Number(x)), Val::Json(Value::Number(y))) => compare_numbers(x, y),
-        (Val::Days(x), Val::Days(y)) => Some(x.cmp(&y)),
-        (Val::Days(x), Val::Json(Value::Number(y))) => compare_numbers(&Number::from(x), y),
-        (Val::Json(Value::Number(x)), Val::Days(y)) => compare_numbers(x, &Number::from(y)),
         (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
         (Val::Time(t), Val::Time(u)) => Some(t.cmp(&u)),
         (Val::Time(t), Val::Json(Value::String(s))) => parse_time(s).map(|u| t.cmp(&u)),
@@ -1968,7 +2287,8 @@ impl schemars::JsonSchema for Condition {
             "description": "A condition over event.*, trigger.*, waited.* and profile.*: paths like event.total or \
                             event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
                             time('2026-01-01T00:00:00Z'), now(), ago('7d'), days_until(path) and \
-                            days_since(path) (whole days from today to a date, in the user's zone); \
+                            days_since(path) (whole days from today to a date, in the user's zone), \
+                            number(path) (a number, or text that says one: \"12.50\"); \
                             operators ==, !=, <, <=, >, >=, in, not in, contains, exists(path), \
                             anniversary(path), and, or, not, parentheses.",
             "examples": [
@@ -2384,7 +2704,7 @@ mod tests {
                 panic!("{c} is a comparison");
             };
             match left.value(&scope) {
-                Val::Days(n) => Some(n),
+                Val::Int(n) => Some(n),
                 Val::Json(Value::Null) => None,
                 other => panic!("{c}: {other:?}"),
             }
@@ -2595,6 +2915,182 @@ mod tests {
             cond("days_until(profile.trial_ends_at) == 3 and days_since(event.x) > 1").paths(),
             ["profile.trial_ends_at", "event.x"]
         );
+    }
+
+    /// `number(path)` reads a number sent as text as that number, and a number as itself;
+    /// anything else is null, so comparisons with it are false (`!=` true).
+    #[test]
+    fn number_reads_a_number_sent_as_text() {
+        let event = json!({
+            "balance": "12.50", "large": "1000.00", "spaced": " 7 ", "comma": "12,50",
+            "word": "abc", "n": 30, "inf": "inf", "nan": "NaN", "flag": true, "empty": "",
+            "exact": "9007199254740993", "exp": "1e3", "neg": "-.5",
+        });
+        let profile = json!({});
+        let scope = Scope {
+            trigger: &Value::Null,
+            waited: &Value::Null,
+            event: &event,
+            profile: &profile,
+            now: now(),
+            zone: None,
+        };
+        for (src, holds) in [
+            ("number(event.balance) < 50", true),
+            ("number(event.large) < 50", false),
+            ("number(event.large) >= 1000", true),
+            ("number(event.balance) == 12.5", true),
+            ("number(event.spaced) == 7", true),
+            ("number(event.n) > 20", true),
+            ("number(event.exp) == 1000", true),
+            ("number(event.neg) < 0", true),
+            ("number(event.exact) == 9007199254740993", true),
+            ("number(event.exact) == 9007199254740992", false),
+            ("number(event.balance) in [12.5, 13]", true),
+            ("number(event.balance) < number(event.large)", true),
+            ("number(event.balance) == number(event.balance)", true),
+            ("number(event.comma) < 50", false),
+            ("number(event.comma) >= 50", false),
+            ("number(event.comma) != 50", true),
+            ("number(event.comma) == null", true),
+            ("number(event.word) < 50", false),
+            ("number(event.inf) > 0", false),
+            ("number(event.nan) != 0", true),
+            ("number(event.flag) == 1", false),
+            ("number(event.empty) == 0", false),
+            ("number(event.missing) == null", true),
+            ("number(event.missing) < 50", false),
+            // Without it, text compares as text, and with a number never.
+            ("event.large < '50'", true),
+            ("event.balance < 50", false),
+        ] {
+            assert_eq!(cond(src).eval(&scope), holds, "{src}");
+        }
+        assert_eq!(
+            cond("number(event.balance) < 50").paths(),
+            ["event.balance"]
+        );
+        assert!(!cond("number(event.balance) < 50").reads_the_clock());
+    }
+
+    /// What to write instead of a cast, a filter or a lower-casing written as in a template.
+    #[test]
+    fn filters_and_casts_say_what_to_write() {
+        for (bad, offset, says) in [
+            (
+                "event.balance | float < 50",
+                14,
+                "conditions have no filters (\"| float\" is a template's): to read a number sent as text write number(event.balance), like number(event.balance) < 50",
+            ),
+            ("event['bal'] | int < 50", 13, "write number(event['bal'])"),
+            ("profile.x|plus: 0 > 5", 9, "number(profile.x)"),
+            (
+                "event.plan | lower == 'pro'",
+                11,
+                "conditions have no filters (\"| lower\" is a template's): conditions compare text exactly as sent and have no lower-casing: list the spellings, like event.plan in ['pro', 'Pro', 'PRO']",
+            ),
+            (
+                "event.plan | default('free') == 'free'",
+                11,
+                "write (not exists(event.plan) or event.plan == 'x')",
+            ),
+            ("event.a | join(',') == 'x'", 8, "they compare paths and values as they are"),
+            ("event.a == 1 | event.b == 2", 13, "write \"or\" between conditions, not \"|\""),
+            ("event.a == 1 || event.b == 2", 13, "write \"or\" instead of \"||\""),
+            ("float(event.balance) < 50", 0, "unknown function \"float\": to read a number sent as text"),
+            ("parseInt(event.n) < 5", 0, "write number(…), like number(event.balance) < 50"),
+            ("LOWER(event.plan) == 'pro'", 0, "have no lower-casing"),
+            ("number('12') < 5", 7, "write the number itself, unquoted: 12"),
+            ("number('+.5') < 5", 7, "unquoted: 0.5"),
+            ("number('x') < 5", 7, "write a path, like number(event.balance) < 50"),
+            ("number(3) < 5", 7, "takes a path holding a number"),
+            ("number(event.a, 2) < 5", 14, "to close number("),
+            ("number == 3", 7, "number is a function"),
+            ("Number(event.a) == 3", 0, "write \"number\" in lower case"),
+            ("number(event.a) < '50'", 16, "a number with a string, which is never true: write the number unquoted, 50"),
+            ("'7' == number(event.a)", 4, "write the number unquoted, 7"),
+            ("number(event.a) == 'x'", 16, "which is never true (at"),
+            ("number(event.a)", 0, "a number is not a condition by itself"),
+            ("event.n in [number(event.a)]", 12, "not paths or lists"),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert_eq!(e.offset, offset, "{bad}: {}", e.message);
+            let message = format!("{} (at", e.message);
+            assert!(message.contains(says), "{bad}: {}", e.message);
+        }
+    }
+
+    /// A number in quotes ordered against a path compares text: found, at the operator, with
+    /// what to write; text that says no number, or `==`, is no such case.
+    #[test]
+    fn a_number_in_quotes_ordered_against_a_path_is_found() {
+        let found = |src: &str| cond(src).numbers_compared_as_text();
+        let said = found("event.balance < \"50\"");
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].0, 14);
+        assert!(
+            said[0].1.ends_with("write number(event.balance) < 50"),
+            "{}",
+            said[0].1
+        );
+        assert!(said[0]
+            .1
+            .starts_with("\"<\" between a path and the text \"50\" compares text"));
+        let said = found("event.a == 1 and ('10.5' >= profile.b or not event.c > ' 3 ')");
+        let written: Vec<_> = said
+            .iter()
+            .map(|(at, m)| (*at, m.rsplit("write ").next().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (25, "10.5 >= number(profile.b)"),
+                (53, "number(event.c) > 3")
+            ]
+        );
+        for quiet in [
+            "event.a == '50'",
+            "event.a < 'abc'",
+            "event.at < '2026-01-01'",
+            "event.a < 50",
+            "number(event.a) < 50",
+            "event.tags contains '5'",
+        ] {
+            assert!(found(quiet).is_empty(), "{quiet}");
+        }
+    }
+
+    /// Why a comparison with a number was false when its path held text saying one: the
+    /// timeline names `number(…)` (not for a path that may hold a secret).
+    #[test]
+    fn a_number_sent_as_text_is_named_in_why_it_did_not_hold() {
+        let event = json!({"balance": "12.50", "n": 30, "card_total": "5", "to": "+447700900111"});
+        let profile = json!({});
+        let scope = Scope {
+            trigger: &Value::Null,
+            waited: &Value::Null,
+            event: &event,
+            profile: &profile,
+            now: now(),
+            zone: None,
+        };
+        assert_eq!(
+            cond("event.balance < 50").values(&scope),
+            "event.balance = \"12.50\"; event.balance is text, which number(event.balance) reads as a number"
+        );
+        assert_eq!(
+            cond("event.n > 40 or days_until(event.balance) == 3 or 1 >= event.balance").values(&scope),
+            "event.n = 30, event.balance = \"12.50\"; event.balance is text, which number(event.balance) reads as a number"
+        );
+        for quiet in [
+            "event.n > 40",
+            "event.balance == '1'",
+            "number(event.balance) > 40",
+            "event.card_total < 3",
+            "event.to > 3",
+        ] {
+            assert!(!cond(quiet).values(&scope).contains("is text"), "{quiet}");
+        }
     }
 
     /// What to write instead of `days_until(…)` misused, and of date arithmetic it replaces.

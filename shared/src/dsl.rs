@@ -1824,7 +1824,8 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
 /// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour;
 /// Segment's payload paths, [`segment_paths`]; JavaScript's `${first_name}` in a template's
 /// text, [`placeholders_in_text`]; an exit's or goal's `where` that
-/// [`wheres_judged_only_by_the_enrollment`]).
+/// [`wheres_judged_only_by_the_enrollment`]; a number in quotes ordered against a path, which
+/// compares text, [`crate::condition::Condition::numbers_compared_as_text`]).
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
@@ -1897,6 +1898,16 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     // `event.properties.amount` is most likely Segment's shape; an app may send such an object.
     said.extend(segment_paths(j));
     said.extend(placeholders_in_text(j));
+    for (path, c, _) in all_conditions(j) {
+        for (at, message) in c.numbers_compared_as_text() {
+            said.push(Problem {
+                path: path.clone(),
+                message,
+                template_line: None,
+                template_at: Some(at),
+            });
+        }
+    }
     said.into_iter()
         .map(|p| {
             let (line, column) = problem_position(text, &read.located.positions, &p);
@@ -3999,6 +4010,43 @@ steps:
             &text("days_until(profile.trial_ends_at) <= 3", "reentry: never\n")
         )
         .is_empty());
+    }
+
+    /// A number in quotes ordered against a path compares text (`"7.00"` after `"50"`): advised
+    /// on at the operator, with `number(…)` to write; `==`, or a number unquoted, nothing to say.
+    #[test]
+    fn a_number_in_quotes_ordered_against_a_path_is_advised_on() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: balance_updated, where: '{cond}'}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"profile.tier >= '2'\"\n          goto: s2\n  - id: s2\n    exit: true\n")
+        };
+        let said = advice("j.yaml", &text("event.balance < \"50\""));
+        let said: Vec<_> = said
+            .iter()
+            .map(|e| {
+                (
+                    e.path.as_str(),
+                    e.line,
+                    e.column,
+                    e.message.rsplit("write ").next().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("trigger.where", 3, 57, "number(event.balance) < 50"),
+                (
+                    "steps[0].branch.cases[0].when",
+                    8,
+                    31,
+                    "number(profile.tier) >= 2"
+                ),
+            ]
+        );
+        let quiet = advice("j.yaml", &text("event.balance == \"50\""));
+        assert_eq!(quiet.len(), 1, "{quiet:?}");
+        let quiet = advice("j.yaml", &text("number(event.balance) < 50"));
+        assert_eq!(quiet.len(), 1, "{quiet:?}");
     }
 
     /// A count's `where` that reads the event is advised on: only the event that makes the
