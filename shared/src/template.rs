@@ -993,6 +993,25 @@ mod tests {
             "{}",
             e.message
         );
+        // `elsif` and its kin, at the tag's line and column, not the text's start.
+        for tag in ["elsif", "elseif", "else if"] {
+            let e = check(&format!(
+                "{{% if profile.plan == 'pro' %}}Pro\n  {{% {tag} profile.plan == 'basic' %}}Basic{{% endif %}}"
+            ))
+            .expect_err(tag);
+            assert_eq!(
+                (e.line, e.column),
+                (Some(2), Some(3)),
+                "{tag}: {}",
+                e.message
+            );
+            assert!(
+                e.message
+                    .ends_with(": write `{% elif profile.plan == 'basic' %}`"),
+                "{tag}: {}",
+                e.message
+            );
+        }
         let e = check("Hi {{${first_name}}}").expect_err("JavaScript");
         assert!(
             e.message.contains("`{{ profile.first_name }}`"),

@@ -21,6 +21,12 @@ const FILTERS: &[(&str, &str)] = &[
     ("minus", "`-` (`{{ event.total - 5 }}`)"),
     ("times", "`*` (`{{ event.total * 2 }}`)"),
     ("divided_by", "`/` (`{{ event.total / 2 }}`)"),
+    // Braze's, after Rails': for money, which is what it is most often put on.
+    (
+        "number_with_delimiter",
+        "`currency` for money, which groups the thousands (`| currency('USD')`, or \
+         `| currency('')` for the amount alone)",
+    ),
 ];
 
 /// What to write for a filter MiniJinja does not know that another language has (`size` is
@@ -168,7 +174,8 @@ fn placeholder(name: &str, said: &str) -> String {
     )
 }
 
-/// `{% assign x = 1 %}`, `{% capture %}`, `{% unless %}`, `{% case %}`: Liquid's tags.
+/// `{% assign x = 1 %}`, `{% capture %}`, `{% unless %}`, `{% case %}`, `{% elsif %}`: Liquid's
+/// tags (and `{% elseif %}`, `{% else if %}`, as other languages write `elif`).
 fn liquid_tag(source: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (at, _) in source.match_indices("{%") {
@@ -187,9 +194,17 @@ fn liquid_tag(source: &str) -> Vec<(usize, String)> {
                 "write `{{% if {rest} == 'a' %}}` … `{{% elif {rest} == 'b' %}}` … `{{% endif %}}`"
             ),
             "when" => "write `{% elif … == 'b' %}`, after an `{% if %}`".to_string(),
+            "elsif" | "elseif" => format!("write `{{% elif {rest} %}}`"),
+            "else" if identifier(rest) == "if" => {
+                format!("write `{{% elif {} %}}`", rest["if".len()..].trim())
+            }
             _ => continue,
         };
-        out.push((at, format!("`{{% {body} %}}` is Liquid's: {advice}")));
+        let whose = match tag {
+            "elseif" | "else" => "not MiniJinja's",
+            _ => "Liquid's",
+        };
+        out.push((at, format!("`{{% {body} %}}` is {whose}: {advice}")));
     }
     out
 }
@@ -340,6 +355,22 @@ mod tests {
                 0,
                 "write `{% if not (event.paid) %}`",
             ),
+            // Liquid's `elsif`, and the other languages' ways, at their tag.
+            (
+                "{% if a %}x{% elsif profile.plan == 'basic' %}y{% endif %}",
+                11,
+                "`{% elsif profile.plan == 'basic' %}` is Liquid's: write `{% elif profile.plan == 'basic' %}`",
+            ),
+            (
+                "{% if a %}x{%- elseif b -%}y{% endif %}",
+                11,
+                "`{% elseif b %}` is not MiniJinja's: write `{% elif b %}`",
+            ),
+            (
+                "{% if a %}x{% else  if b %}y{% endif %}",
+                11,
+                "`{% else  if b %}` is not MiniJinja's: write `{% elif b %}`",
+            ),
         ] {
             let (found, message) = all(source)
                 .into_iter()
@@ -361,6 +392,8 @@ mod tests {
             "{{ name | default('there') }}",
             "{% set x = 1 %}{{ x }}",
             "{% if a %}{{ b }}{% endif %}",
+            "{% if a %}x{% elif b %}y{% else %}z{% endif %}",
+            "{% if a %}x{% else %}{% if b %}y{% endif %}{% endif %}",
             "Price: 5 | 6 {{ a }}",
             "Only ${{ event.total }",
         ] {
@@ -371,5 +404,7 @@ mod tests {
             Some("`size` is Liquid's: here it is `length` (`| length`)")
         );
         assert_eq!(filter("length"), None);
+        assert!(filter("number_with_delimiter")
+            .is_some_and(|m| m.contains("`| currency('')` for the amount alone")));
     }
 }
