@@ -3735,6 +3735,13 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         }
     }
     if let Template::Push(p) = t {
+        if p.title.is_none() && p.body.is_none() {
+            out.push(problem(
+                channel_path.clone(),
+                "a push needs a `title` or a `body` (or both), which its alert shows; a silent, \
+                 data-only push is not sent by Waymark",
+            ));
+        }
         if p.expires
             .is_some_and(|e| e > crate::journey::PUSH_EXPIRES_MAX)
         {
@@ -4438,6 +4445,40 @@ steps:
             panic!("a push: {send:?}");
         };
         assert_eq!(p.expires, Some(crate::journey::PUSH_EXPIRES_MAX));
+    }
+
+    /// A push may have a title alone or a body alone, in a locale too; with neither, it is
+    /// refused at the push, saying what its alert needs.
+    #[test]
+    fn a_push_needs_a_title_or_a_body_not_both() {
+        let text = |push: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: s\n    send:\n      push: {push}\n      locales:\n        fr: {{push: {{body: \"En route\"}}}}\n")
+        };
+        for push in [
+            "{title: \"Order {{ trigger.order_id }} delivered\"}",
+            "{body: \"On its way\", data: {tab: orders}}",
+        ] {
+            let j = parse("j.yaml", &text(push)).unwrap_or_else(|e| panic!("{push}: {e:?}"));
+            let Some(Template::Push(p)) = j.steps[0].send.as_ref().and_then(|s| s.template())
+            else {
+                panic!("a push");
+            };
+            assert_eq!(p.title.is_some(), push.contains("title"), "{push}");
+            assert_eq!(p.body.is_some(), push.contains("body"), "{push}");
+        }
+        let errs = parse("j.yaml", &text("{data: {tab: orders}}")).expect_err("neither");
+        let said: Vec<_> = errs
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [(
+                "steps[0].send.push",
+                7,
+                "a push needs a `title` or a `body` (or both), which its alert shows; a silent, data-only push is not sent by Waymark"
+            )]
+        );
     }
 
     /// `{{ }}` in a condition is refused at the `{{`, with the condition written with paths:

@@ -52,8 +52,12 @@ pub enum Content {
         body: String,
         sms_type: SmsType,
     },
+    /// A push's title and body; either may be empty (none written, or none for this user),
+    /// and is then left out of the alert.
     Push {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         title: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         body: String,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         data: BTreeMap<String, String>,
@@ -2753,8 +2757,18 @@ impl<'a> Run<'a> {
                 }
             }
             Template::Push(p) => Content::Push {
-                title: text("title", &p.title)?,
-                body: text("body", &p.body)?,
+                title: p
+                    .title
+                    .as_deref()
+                    .map(|t| text("title", t))
+                    .transpose()?
+                    .unwrap_or_default(),
+                body: p
+                    .body
+                    .as_deref()
+                    .map(|b| text("body", b))
+                    .transpose()?
+                    .unwrap_or_default(),
                 data: data("data", &p.data)?,
                 expires: p.expires,
             },

@@ -1189,8 +1189,12 @@ impl<'a> Template<'a> {
             }
             Template::Sms(s) => out.push(("body", &s.body)),
             Template::Push(p) => {
-                out.push(("title", &p.title));
-                out.push(("body", &p.body));
+                if let Some(t) = &p.title {
+                    out.push(("title", t));
+                }
+                if let Some(b) = &p.body {
+                    out.push(("body", b));
+                }
             }
             Template::InApp(p) => {
                 out.push(("title", &p.title));
@@ -1295,13 +1299,18 @@ pub enum SmsType {
     Promotional,
 }
 
-/// A push notification: a title, a body, optional data, and how long the push services may
-/// hold it for a device that is off.
+/// A push notification: a title, a body (either may be left out: APNs and FCM show an alert
+/// with one line), optional data, and how long the push services may hold it for a device that
+/// is off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTemplate {
-    pub title: String,
-    pub body: String,
+    /// The alert's bold first line; leave it out for a body alone ("Your order is on its way").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The alert's text; leave it out for a title alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// String values are templates too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
@@ -1615,8 +1624,8 @@ mod tests {
             email: None,
             sms: None,
             push: Some(PushTemplate {
-                title: title.into(),
-                body: ".".into(),
+                title: Some(title.into()),
+                body: Some(".".into()),
                 data: Default::default(),
                 expires: None,
             }),

@@ -162,6 +162,7 @@ pub fn summary(line: &OutboxLine) -> String {
     let what = match line.content.as_ref() {
         Content::Email { subject, .. } => format!("subject {subject:?}"),
         Content::Sms { body, .. } => format!("{body:?}"),
+        Content::Push { title, body, .. } if title.is_empty() => format!("{body:?}"),
         Content::Push { title, .. } | Content::InApp { title, .. } => format!("{title:?}"),
         Content::Webhook { method, url, .. } => format!("{method} {url}"),
     };
@@ -340,6 +341,45 @@ impl OutboxSender {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    /// A push's summary is its title; a push with a body alone, its body; the outbox line of
+    /// one leaves the empty title out.
+    #[test]
+    fn a_push_with_a_body_alone_is_summed_up_by_its_body() {
+        let line = |title: &str| OutboxLine {
+            id: "welcome:ann:1#hello#1".into(),
+            at: Timestamp::UNIX_EPOCH,
+            channel: Channel::Push,
+            user_id: "ann".into(),
+            journey: "welcome".into(),
+            step: "hello".into(),
+            to: Address::One("tok".into()),
+            content: Arc::new(Content::Push {
+                title: title.into(),
+                body: "On its way".into(),
+                data: Default::default(),
+                expires: None,
+            }),
+            locale: None,
+            store: None,
+        };
+        assert!(
+            summary(&line("Hi")).ends_with(": \"Hi\""),
+            "{}",
+            summary(&line("Hi"))
+        );
+        let alone = line("");
+        assert!(
+            summary(&alone).ends_with(": \"On its way\""),
+            "{}",
+            summary(&alone)
+        );
+        let json = serde_json::to_value(&alone).unwrap_or_default();
+        assert_eq!(
+            json["content"],
+            serde_json::json!({"kind": "push", "body": "On its way"})
+        );
+    }
 
     fn push(seq: u64) -> Outgoing {
         Outgoing {

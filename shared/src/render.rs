@@ -374,7 +374,10 @@ fn send_label(s: &Send) -> String {
     let mut l = match s.template() {
         Some(Template::Email(e)) => format!("email: {}", e.subject),
         Some(Template::Sms(t)) => format!("sms: {}", t.body),
-        Some(Template::Push(p)) => format!("push: {}", p.title),
+        Some(Template::Push(p)) => format!(
+            "push: {}",
+            p.title.as_deref().or(p.body.as_deref()).unwrap_or_default()
+        ),
         Some(Template::InApp(p)) => format!("in_app: {}", p.title),
         Some(Template::Webhook(w)) => format!("webhook: {} {}", w.method, w.url),
         None => "send".into(),

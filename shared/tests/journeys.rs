@@ -3222,6 +3222,40 @@ fn delivered(user: &str, order: &str) -> String {
     .to_string()
 }
 
+/// A push with a body alone and one with a title alone go out with just that line (APNs and
+/// FCM show an alert with one).
+#[tokio::test]
+async fn a_push_goes_out_with_a_title_alone_or_a_body_alone() {
+    const ONE_LINE: &str = r#"
+id: one_line
+name: One line
+trigger: {event: order_delivered}
+steps:
+  - id: on_its_way
+    send:
+      push: {body: "{{ event.restaurant }} is on its way"}
+  - id: delivered
+    send:
+      push: {title: "Order {{ trigger.order_id }} delivered", data: {tab: orders}}
+"#;
+    let script = [shopper("ann"), delivered("ann", "o-1")].join("\n");
+    let out = sim(&[ONE_LINE], &script).await;
+    let contents: Vec<_> = messages_to(&out, "ann")
+        .iter()
+        .map(|m| match &*m.content {
+            Content::Push { title, body, .. } => (title.clone(), body.clone()),
+            other => panic!("a push: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            (String::new(), "Pho 24 is on its way".to_string()),
+            ("Order o-1 delivered".to_string(), String::new()),
+        ]
+    );
+}
+
 fn rated(at: &str, user: &str, id: &str, order: &str, stars: u32) -> String {
     json!({"at": at, "type": "track", "userId": user, "event": "rating_submitted", "messageId": id,
         "properties": {"order_id": order, "stars": stars}})

@@ -494,15 +494,22 @@ pub fn push_payload(
     body: &str,
     data: &BTreeMap<String, String>,
 ) -> Value {
+    // A title or a body left empty (either may be) is left out: APNs and FCM show the other.
+    let mut alert = serde_json::Map::new();
+    for (key, text) in [("title", title), ("body", body)] {
+        if !text.is_empty() {
+            alert.insert(key.into(), json!(text));
+        }
+    }
     let mut out = serde_json::Map::new();
-    out.insert("default".into(), json!(body));
+    out.insert(
+        "default".into(),
+        json!(if body.is_empty() { title } else { body }),
+    );
     match platform {
         "apns" => {
             let mut apns = serde_json::Map::new();
-            apns.insert(
-                "aps".into(),
-                json!({"alert": {"title": title, "body": body}, "sound": "default"}),
-            );
+            apns.insert("aps".into(), json!({"alert": alert, "sound": "default"}));
             for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
                 apns.insert(k.clone(), json!(v));
             }
@@ -512,7 +519,7 @@ pub fn push_payload(
         }
         _ => {
             let mut message = serde_json::Map::new();
-            message.insert("notification".into(), json!({"title": title, "body": body}));
+            message.insert("notification".into(), Value::Object(alert));
             if !data.is_empty() {
                 message.insert("data".into(), json!(data));
             }
@@ -754,6 +761,32 @@ mod tests {
         assert_eq!(aps["deeplink"], "shop://cart/1");
         assert_eq!(apns["APNS"], apns["APNS_SANDBOX"]);
         assert!(apns.get("GCM").is_none());
+    }
+
+    /// A push with a body alone, or a title alone: the alert holds only what was written, and
+    /// the `default` is what there is.
+    #[test]
+    fn a_push_with_one_line_leaves_the_other_out() {
+        let none = BTreeMap::new();
+        for (title, body, alert) in [
+            ("", "On its way", json!({"body": "On its way"})),
+            ("Delivered", "", json!({"title": "Delivered"})),
+        ] {
+            let fcm = push_payload("fcm", title, body, &none);
+            let gcm: Value =
+                serde_json::from_str(fcm["GCM"].as_str().unwrap_or_default()).unwrap_or_default();
+            assert_eq!(
+                gcm,
+                json!({"fcmV1Message": {"message": {"notification": alert}}})
+            );
+            let apns = push_payload("apns", title, body, &none);
+            let aps: Value =
+                serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
+            assert_eq!(aps["aps"], json!({"alert": alert, "sound": "default"}));
+            let one = if body.is_empty() { title } else { body };
+            assert_eq!(fcm["default"], one);
+            assert_eq!(apns["default"], one);
+        }
     }
 
     #[test]
