@@ -483,7 +483,14 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "branch" => &["cases", "else"],
         "split" => &["holdout", "paths"],
         "send" | "fallback" => &[
-            "email", "fallback", "in_app", "locales", "push", "sms", "webhook",
+            "email",
+            "fallback",
+            "in_app",
+            "locales",
+            "push",
+            "send_within",
+            "sms",
+            "webhook",
         ],
         "update" => &["set", "unset"],
         "email" => &["html", "marketing", "subject", "text"],
@@ -1820,8 +1827,35 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// A send's `send_within` that no quiet hours ever hold to: in a journey without them or a
+/// transactional one (which sends at any hour), or on an in-app message (which waits in the
+/// inbox, held by none).
+fn send_within_not_applied(j: &Journey) -> Vec<Problem> {
+    let mut said = Vec::new();
+    for (i, step) in j.steps.iter().enumerate() {
+        let Some(send) = step.send.as_ref().filter(|s| s.send_within.is_some()) else {
+            continue;
+        };
+        let inbox = send
+            .template()
+            .is_some_and(|t| t.channel() == crate::journey::Channel::InApp);
+        let why = if j.transactional {
+            "a transactional journey sends at any hour: no quiet hours hold this message, so `send_within` is not applied. Remove it, or `transactional: true` if the journey's messages can wait for the morning"
+        } else if j.quiet_hours.is_none() {
+            "this journey has no `quiet_hours`: nothing holds this message, so `send_within` is not applied. Remove it, or give the journey quiet hours (`quiet_hours: {start: \"21:00\", end: \"08:00\"}`)"
+        } else if inbox {
+            "an in-app message waits in the inbox and quiet hours do not hold it, so `send_within` is not applied: remove it"
+        } else {
+            continue;
+        };
+        said.push(problem(format!("steps[{i}].send.send_within"), why));
+    }
+    said
+}
+
 /// Advice on a valid journey file: what it says that its writer may not mean (see
 /// [`runs_into_a_sibling`]; quiet hours in a transactional journey, which sends at any hour;
+/// a `send_within` no quiet hours hold to, [`send_within_not_applied`];
 /// Segment's payload paths, [`segment_paths`]; JavaScript's `${first_name}` in a template's
 /// text, [`placeholders_in_text`]; an exit's or goal's `where` that
 /// [`wheres_judged_only_by_the_enrollment`]; a number in quotes ordered against a path, which
@@ -1895,6 +1929,7 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
             "a transactional journey sends at any hour, so these quiet hours are not applied: remove `quiet_hours`, or `transactional: true` if its messages can wait for the morning",
         ));
     }
+    said.extend(send_within_not_applied(j));
     // `event.properties.amount` is most likely Segment's shape; an app may send such an object.
     said.extend(segment_paths(j));
     said.extend(placeholders_in_text(j));
@@ -3900,9 +3935,21 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 ));
             }
         }
+        if variant.send_within.is_some() {
+            out.push(problem(
+                format!("{path}.send_within"),
+                "`send_within` is written once, on the step's own send: its locales follow it",
+            ));
+        }
         validate_send(variant, &path, out);
     }
     if let Some(fb) = &send.fallback {
+        if fb.send_within.is_some() {
+            out.push(problem(
+                format!("{base}.fallback.send_within"),
+                "`send_within` is written once, on the step's own send: its fallback follows it",
+            ));
+        }
         if !fb.locales.is_empty() {
             out.push(problem(
                 format!("{base}.fallback.locales"),
@@ -5695,6 +5742,91 @@ steps:
             panic!("a send");
         };
         assert!(send.in_app.as_ref().is_some_and(|p| p.keep_after_exit));
+    }
+
+    #[test]
+    fn send_within_is_a_duration_on_the_steps_own_send_where_quiet_hours_hold() {
+        let text = r#"id: j
+name: J
+trigger: {event: e}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: remind
+    send:
+      push: {title: "Soon", body: "."}
+      send_within: 15m
+  - id: inbox
+    send:
+      in_app: {title: "Soon", body: "."}
+      send_within: 15m
+"#;
+        let j = parse("j.yaml", text).expect("valid");
+        let Some(crate::journey::Action::Send(send)) = j.step("remind").map(|s| s.action()) else {
+            panic!("a send");
+        };
+        assert_eq!(send.send_within, Some("15m".parse().expect("duration")));
+        // Only the in-app message's is not applied: nothing holds it.
+        let said = advice("j.yaml", text);
+        let at: Vec<(&str, usize, usize)> = said
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(at, [("steps[1].send.send_within", 13, 7)], "{said:?}");
+        assert!(said[0].message.contains("in-app"), "{said:?}");
+        // Nor in a journey without quiet hours, or a transactional one: each says what to write.
+        let push_only = text.split("  - id: inbox").next().expect("text");
+        for (journey, says) in [
+            (
+                push_only.replace("quiet_hours: {start: \"21:00\", end: \"08:00\"}\n", ""),
+                "give the journey quiet hours",
+            ),
+            (
+                push_only.replace("quiet_hours:", "transactional: true\nquiet_hours:"),
+                "transactional",
+            ),
+        ] {
+            let said = advice("j.yaml", &journey);
+            let within: Vec<_> = said
+                .iter()
+                .filter(|e| e.path == "steps[0].send.send_within")
+                .collect();
+            assert_eq!(within.len(), 1, "{said:?}");
+            assert!(within[0].message.contains(says), "{said:?}");
+        }
+        // A bad duration, and one on a fallback or a locale's send, are errors where written.
+        let errs = parse(
+            "j.yaml",
+            &text.replace(
+                "send_within: 15m\n  - id: inbox",
+                "send_within: soon\n  - id: inbox",
+            ),
+        )
+        .expect_err("bad duration");
+        assert_eq!(
+            (errs[0].path.as_str(), errs[0].line, errs[0].column),
+            ("steps[0].send.send_within", 9, 7),
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("\"30m\""), "{errs:?}");
+        let nested = text.replace(
+            "      send_within: 15m\n  - id: inbox",
+            "      fallback: {sms: {body: soon}, send_within: 15m}\n      locales:\n        fr: {push: {title: Bientôt, body: .}, send_within: 15m}\n  - id: inbox",
+        );
+        let errs = parse("j.yaml", &nested).expect_err("misplaced");
+        let said: Vec<(&str, usize)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(
+            said,
+            [
+                ("steps[0].send.locales.fr.send_within", 11),
+                ("steps[0].send.fallback.send_within", 9),
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .all(|e| e.message.contains("on the step's own send")),
+            "{errs:?}"
+        );
     }
 
     #[test]

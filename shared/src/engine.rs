@@ -2328,9 +2328,9 @@ impl<'a> Run<'a> {
                     self.log(Some(&id), What::Split { path, again });
                     current = Some(p.goto.clone());
                 }
-                Action::Send(send) => {
+                Action::Send(own) => {
                     // In the user's language when the send has it (`locales`).
-                    let send = Localized::of(send, self.current_trait("locale"));
+                    let send = Localized::of(own, self.current_trait("locale"));
                     // An in-app message interrupts no one: it waits in the inbox until she
                     // opens the app (as Braze's quiet hours leave in-app messages alone).
                     let inbox = send
@@ -2340,6 +2340,13 @@ impl<'a> Run<'a> {
                     if !j.transactional && !inbox {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
+                                // Held longer than the send allows: skipped now, and on.
+                                if let Some(within) = own.send_within {
+                                    if self.held_too_long(&id, &send, q, until, within) {
+                                        current = default_next();
+                                        continue;
+                                    }
+                                }
                                 self.hold(&id, until, Resume::Rerun, "quiet hours".into());
                                 return;
                             }
@@ -2400,6 +2407,47 @@ impl<'a> Run<'a> {
         }
         // Bounded: treat a runaway journey as completed rather than loop.
         self.complete();
+    }
+
+    /// Skips the send due now that quiet hours `q` would hold until `until`, longer than its
+    /// `send_within`: `quiet_hours`, saying when it was due and until when it would have
+    /// waited. No frequency cap place is taken (nothing is sent). False, doing nothing, when
+    /// the hold is within it.
+    fn held_too_long(
+        &mut self,
+        step: &str,
+        send: &Localized<'_>,
+        q: &QuietHours,
+        until: Timestamp,
+        within: crate::duration::Duration,
+    ) -> bool {
+        let now = self.ctx.now;
+        let held = u64::try_from(until.as_second() - now.as_second()).unwrap_or(0);
+        let Some(t) = send.send.template().filter(|_| held > within.as_secs()) else {
+            return false;
+        };
+        let tz = self.timezone();
+        let local = |at: Timestamp| {
+            let t = at.to_zoned_datetime(tz.clone()).time();
+            format!("{:02}:{:02}", t.hour(), t.minute())
+        };
+        let detail = format!(
+            "due at {} local time ({now}); quiet hours {}–{} would hold it until {} ({until}), {} later, more than its `send_within: {within}`",
+            local(now),
+            String::from(q.start),
+            String::from(q.end),
+            local(until),
+            crate::duration::Duration::from_secs(held),
+        );
+        self.log(
+            Some(step),
+            What::Skipped {
+                channel: t.channel(),
+                reason: "quiet_hours".into(),
+                detail: Some(detail),
+            },
+        );
+        true
     }
 
     /// Until when a send that can reach the user on none of its channels for want of an

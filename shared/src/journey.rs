@@ -1096,6 +1096,12 @@ pub struct Send {
     /// send (its channel is this one's; it may have a fallback of its own) instead of this.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub locales: BTreeMap<String, Send>,
+    /// How long the journey's quiet hours may hold this message (`15m`: a "class starts in 15
+    /// minutes" push): one they would hold longer is skipped when it is due (`quiet_hours`),
+    /// and the journey goes on. Unset, a held message waits for their end, however long.
+    /// Written on the step's own send: its fallback and locales follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_within: Option<Duration>,
 }
 
 /// A locale as `locales` keys are written and matched: lower case, `-` between its parts
@@ -1633,6 +1639,7 @@ mod tests {
             webhook: None,
             fallback: None,
             locales: BTreeMap::new(),
+            send_within: None,
         };
         let mut s = send("default");
         for k in ["zh", "zh-hant", "pt-br"] {

@@ -5684,6 +5684,113 @@ steps:
     );
 }
 
+/// A send with `send_within` that quiet hours would hold longer is skipped when it is due
+/// (`quiet_hours`, saying when it was due and until when it was held): a "starts in 15 minutes"
+/// push does not go out after the class began. It takes no frequency cap place, the journey
+/// goes on, and the stats count it as a skip. One held less long still waits for their end.
+#[tokio::test]
+async fn a_send_quiet_hours_would_hold_past_its_send_within_is_skipped() {
+    let h = Harness::with_config("2026-12-01T08:00:00Z", {
+        let mut config = Config::default();
+        config.caps.insert(
+            Channel::Push,
+            Cap {
+                max: 1,
+                per: "1d".parse().expect("duration"),
+            },
+        );
+        config
+    });
+    h.publish(
+        r#"
+id: class
+name: Class
+trigger: {event: class_booked}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: until
+    wait_until: {date: event.starts_at, before: 15m, if_past: exit}
+  - id: remind
+    send:
+      push: {title: "{{ event.class_name }} starts in 15 minutes", body: "."}
+      send_within: 15m
+  - id: later
+    wait: 3h
+  - id: recording
+    send: {push: {title: "The recording of {{ event.class_name }}", body: "."}}
+"#,
+    )
+    .await;
+    // Both in Berlin (UTC+1): yu's class at 07:00, its reminder due at 06:45, 1h15m before the
+    // night ends; zoe's at 08:05, due at 07:50, 10 minutes before.
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"yu","traits":{"timezone":"Europe/Berlin","push_tokens":[{"platform":"fcm","token":"t-yu"}]}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"zoe","traits":{"timezone":"Europe/Berlin","push_tokens":[{"platform":"fcm","token":"t-zoe"}]}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"yu","event":"class_booked","properties":{"class_name":"Yoga","starts_at":"2026-12-03T07:00:00+01:00"},"messageId":"b-yu"}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"zoe","event":"class_booked","properties":{"class_name":"Pilates","starts_at":"2026-12-03T08:05:00+01:00"},"messageId":"b-zoe"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-04T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            // zoe's reminder at the night's end (08:00 local); her recording, the same day, is
+            // capped: the reminder took the day's place.
+            "2026-12-03T07:00:00Z zoe push remind: Pilates starts in 15 minutes",
+            // yu's reminder took none: her recording goes out.
+            "2026-12-03T08:45:00Z yu push recording: The recording of Yoga",
+        ]
+    );
+    let yu = h.rt.user("yu").await.expect("user").timeline;
+    let got: Vec<String> = yu
+        .iter()
+        .filter(|e| matches!(e.what, What::Skipped { .. } | What::Sent { .. }))
+        .map(|e| {
+            let detail = match &e.what {
+                What::Skipped {
+                    detail: Some(d), ..
+                } => format!(" ({d})"),
+                _ => String::new(),
+            };
+            let step = e.step.as_deref().unwrap_or("-");
+            format!("{} {step}: {}{detail}", e.at, describe(&e.what))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "2026-12-03T05:45:00Z remind: skipped push: quiet_hours (due at 06:45 local time (2026-12-03T05:45:00Z); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-03T07:00:00Z), 1h15m later, more than its `send_within: 15m`)",
+            "2026-12-03T08:45:00Z recording: sent push",
+        ]
+    );
+    let zoe = h.rt.user("zoe").await.expect("user").timeline;
+    let got: Vec<String> = zoe
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, .. } => {
+                Some(format!("{} {reason}", e.step.as_deref().unwrap_or("-")))
+            }
+            What::Waiting { why, .. } if why == "quiet hours" => {
+                Some(format!("{} held", e.step.as_deref().unwrap_or("-")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, ["remind held", "recording capped"]);
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("class").await.expect("stats");
+    assert_eq!(stats.get("step.remind.entered"), Some(&2), "{stats:?}");
+    assert_eq!(
+        stats.get("step.remind.skipped.quiet_hours"),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.get("step.remind.sent.push"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("step.recording.sent.push"), Some(&1), "{stats:?}");
+}
+
 /// A send that reaches the user on neither its channel nor its fallback says both reasons.
 #[tokio::test]
 async fn a_skip_names_the_fallbacks_reason_too() {
