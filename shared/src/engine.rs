@@ -842,6 +842,30 @@ pub fn convert_late_change(ctx: &Ctx<'_>, t: &mut Transition, changes: &[LateCha
     }
 }
 
+/// The goal watching a trait's change, met by one of `changes` ([`late_changes`]), for an
+/// enrollment a login moved to the user: the change that met it, and its conversion. `None`
+/// when none meets it, it converted already, or the user's own enrollment it replaced converted
+/// on that change (`converted`: counted once).
+pub fn convert_moved_change<'c>(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    changes: &'c [LateChange],
+    converted: Option<Timestamp>,
+) -> Option<(&'c LateChange, Transition)> {
+    let goal = ctx.journey.goal.as_ref()?;
+    goal.trait_changed.as_ref()?;
+    if enrollment.converted_at.is_some() {
+        return None;
+    }
+    let c = late_change_meets(ctx, enrollment, &goal.as_match(), changes)?;
+    if converted == Some(c.at) {
+        return None;
+    }
+    let mut t = Run::new(ctx, resumed(enrollment)).finish();
+    convert_late(ctx, &mut t, c.at);
+    t.enrollment.converted_at.is_some().then_some((c, t))
+}
+
 /// An exit watching a trait's change, met by one of `changes` ([`late_changes`]): the new
 /// enrollment exits at once, as on a late exit event ([`exit_late`]), its reason and timeline
 /// naming it as the identify would have (`trait_changed plan`). The change that met it, and

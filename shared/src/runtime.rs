@@ -2528,47 +2528,63 @@ impl Runtime {
             unsubscribe_url: unsub.as_deref(),
             topics: self.declared(&p),
         };
-        // Her exit event since the trigger ends it; else the event its `wait_for` waits for,
-        // done by her since the wait began (the purchase made from her phone while the laptop's
-        // visitor waited for it), meets it.
-        let (late, t, exits) =
-            match late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now) {
+        // Her changes since the trigger of a trait an exit or the goal watches (the identify
+        // that made her a subscriber as herself, before the login): noted on her profile.
+        let changes = engine::late_changes(&ctx, &l.enrollment);
+        let by_change = engine::exit_late_change(&ctx, &l.enrollment, &changes);
+        let by_event = late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now);
+        // Her exit event since the trigger ends it, or her change of a trait an exit watches
+        // (the earlier of the two); else the event its `wait_for` waits for, done by her since
+        // the wait began (the purchase made from her phone while the laptop's visitor waited
+        // for it), meets it; else her change of a trait the goal watches converts it.
+        // (its cause, when, the transition, whether it exits)
+        let (cause_id, at, t, exits) = match (by_event, by_change) {
+            (by_event, Some((c, t)))
+                if by_event.as_ref().is_none_or(|late| c.at < late.timestamp) =>
+            {
+                (c.message_id.clone(), c.at, Some(t), true)
+            }
+            (Some(late), _) => {
+                let t = engine::on_late_exit(&ctx, &l.enrollment, &late, converted);
+                (late.message_id, late.timestamp, t, true)
+            }
+            (None, _) => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
                 Some(late) => {
-                    let t = engine::on_late_exit(&ctx, &l.enrollment, &late, converted);
-                    (late, t, true)
-                }
-                None => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
-                    Some(late) => {
-                        let mut t = engine::on_event(&ctx, &l.enrollment, &late);
-                        // A goal with a `where` met when its event came (the profile's mark),
-                        // as an entry finds one: the late reply carries no properties.
-                        let e = &l.enrollment;
-                        if let (Some(t), Some(goal)) = (
-                            t.as_mut(),
-                            p.journey
-                                .goal
-                                .as_ref()
-                                .filter(|g| g.condition.is_some() && g.event.is_some()),
-                        ) {
-                            let inclusive = !goal.names_event(&e.trigger.event);
-                            let marked = goal.event.as_deref().and_then(|name| {
-                                profile.marked_after(
-                                    &p.journey,
-                                    MarkKind::Goal,
-                                    name,
-                                    e.trigger.at,
-                                    inclusive,
-                                )
-                            });
-                            if let Some(at) = marked {
-                                engine::convert_late(&ctx, t, at);
-                            }
+                    let mut t = engine::on_event(&ctx, &l.enrollment, &late);
+                    // A goal with a `where` met when its event came (the profile's mark),
+                    // as an entry finds one: the late reply carries no properties.
+                    let e = &l.enrollment;
+                    if let (Some(t), Some(goal)) = (
+                        t.as_mut(),
+                        p.journey
+                            .goal
+                            .as_ref()
+                            .filter(|g| g.condition.is_some() && g.event.is_some()),
+                    ) {
+                        let inclusive = !goal.names_event(&e.trigger.event);
+                        let marked = goal.event.as_deref().and_then(|name| {
+                            profile.marked_after(
+                                &p.journey,
+                                MarkKind::Goal,
+                                name,
+                                e.trigger.at,
+                                inclusive,
+                            )
+                        });
+                        if let Some(at) = marked {
+                            engine::convert_late(&ctx, t, at);
                         }
-                        (late, t, false)
                     }
-                    None => return Ok(()),
-                },
-            };
+                    (late.message_id, late.timestamp, t, false)
+                }
+                None => {
+                    match engine::convert_moved_change(&ctx, &l.enrollment, &changes, converted) {
+                        Some((c, t)) => (c.message_id.clone(), c.at, Some(t), false),
+                        None => return Ok(()),
+                    }
+                }
+            },
+        };
         let Some(mut t) = t else {
             return Ok(());
         };
@@ -2581,12 +2597,12 @@ impl Runtime {
                     anonymous.push(a.to_string());
                 }
             }
-            let at = t.enrollment.converted_at.unwrap_or(late.timestamp);
+            let at = t.enrollment.converted_at.unwrap_or(at);
             self.credit_conversion(&mut t, at, &anonymous).await?;
         }
         // Under a cause of its own: the move's timeline record is (enrollment, cause) already.
-        let committed = self.commit(t, &late.message_id, Some(&l), exits).await?;
-        self.settle_for(committed, &late.message_id, false).await?;
+        let committed = self.commit(t, &cause_id, Some(&l), exits).await?;
+        self.settle_for(committed, &cause_id, false).await?;
         Ok(())
     }
 

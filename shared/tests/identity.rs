@@ -1037,6 +1037,42 @@ async fn an_older_versions_exit_where_met_before_the_login_ends_only_its_enrollm
     );
 }
 
+/// A paywall offer sent a day after the hit, which subscribing ends; and a goal of subscribing.
+const PAYWALL: &str = "id: offer\nname: Offer\ntrigger: {event: paywall_hit}\nexit_when: [{trait_changed: subscriber, where: \"event.to == true\"}]\nsteps:\n  - {id: w, wait: 1d}\n  - {id: s, send: {email: {subject: offer, text: x}}}\n";
+const SUBSCRIBED: &str = "id: sub\nname: Sub\ntrigger: {event: paywall_hit}\ngoal: {trait_changed: subscriber, where: \"event.to == true\", within: 2d}\nsteps:\n  - {id: w, wait: 7d}\n";
+
+/// A visitor hits the paywall at 09:00; as herself (another device) Ann subscribes at 09:20;
+/// she logs in at 10:00. The enrollment the login moves to her finds her change on her
+/// profile, as it would have heard it had it been hers then: the offer ends unsent, and the
+/// goal counts her conversion, at 09:20.
+#[tokio::test]
+async fn a_trait_change_before_the_login_ends_and_converts_the_moved_enrollment() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    h.publish(PAYWALL).await;
+    h.publish(SUBSCRIBED).await;
+    h.play(r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"a0","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-1","event":"paywall_hit","messageId":"p1"}
+{"at":"2026-12-01T09:20:00Z","type":"identify","userId":"ann","messageId":"a1","traits":{"subscriber":true}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}
+"#)
+    .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new(), "no offer to a subscriber");
+    let view = h.rt.user("ann").await.expect("user");
+    let of = |j: &str| {
+        view.enrollments
+            .iter()
+            .find(|e| *e.journey == *j)
+            .expect("an enrollment")
+    };
+    assert_eq!(
+        of("offer").end_reason.as_deref(),
+        Some("exit_when trait_changed subscriber")
+    );
+    assert_eq!(of("sub").converted_at, Some(at("2026-12-01T09:20:00Z")));
+}
+
 /// A push to whoever pings, saying to whom.
 const PING: &str = r#"
 id: p
