@@ -54,7 +54,8 @@ pub struct Head {
     /// the profile's history, and one meeting an exit's or the goal's `where` is marked, for
     /// an enrollment found later (events out of order, a login), while the latest version
     /// names it no more. `None`: a head stored before it existed (a publish over it reads the
-    /// version it names). Only grows, as the traits do.
+    /// version it names). Bounded: the oldest versions' are dropped past [`LISTED_MARKERS`]
+    /// and [`LISTED_EVENTS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listening_by_versions: Option<Listening>,
     /// The latest version's [`Published::topic`]: a publish of the same journey under another
@@ -67,13 +68,23 @@ pub struct Head {
 /// that an event may meet with no enrollment to judge it for (see [`Head::listening_by_versions`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Listening {
-    /// Their exits', goals' and waits' events (each once, sorted).
+    /// Their exits', goals' and waits' events (each once, the newest version's first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
-    /// Their markers (each once, sorted: see [`Marker::sort_key`]).
+    /// Their markers (each once, the newest version's first: see [`Marker::sort_key`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<Marker>,
 }
+
+/// How many markers a head lists, newest first (see [`Listening::bounded`]): past it the oldest
+/// versions' are dropped, so that a journey edited over and over (every save under `waymark
+/// dev` is a version) does not leave every event judged by, and every profile marked for, all
+/// the `where`s it ever had. An enrollment on a version whose marker was dropped finds no mark
+/// for an exit or goal event that came before its trigger or its login.
+pub const LISTED_MARKERS: usize = 32;
+
+/// How many events a head lists, newest first (see [`LISTED_MARKERS`]).
+pub const LISTED_EVENTS: usize = 128;
 
 impl Listening {
     /// What `journey` (one version) listens to once entered.
@@ -86,18 +97,35 @@ impl Listening {
         l
     }
 
-    /// Adds what `other` listens to.
-    pub fn extend(&mut self, other: &Listening) {
-        self.events.extend(other.events.iter().cloned());
-        self.markers.extend(other.markers.iter().cloned());
+    /// Adds what `older` (versions before those listed) listens to, after what is listed.
+    pub fn extend(&mut self, older: &Listening) {
+        self.events.extend(older.events.iter().cloned());
+        self.markers.extend(older.markers.iter().cloned());
         self.tidy();
     }
 
+    /// Keeps the first (newest) [`LISTED_EVENTS`] events and [`LISTED_MARKERS`] markers, and
+    /// never fewer than `own`'s (the version being published: its users need them all).
+    pub fn bounded(mut self, own: &Listening) -> Listening {
+        self.events.truncate(LISTED_EVENTS.max(own.events.len()));
+        self.markers.truncate(LISTED_MARKERS.max(own.markers.len()));
+        self
+    }
+
+    /// Each once, where it first comes (the newest version's first).
     fn tidy(&mut self) {
-        self.events.sort_unstable();
-        self.events.dedup();
-        self.markers.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        self.markers.dedup_by(|a, b| a.sort_key() == b.sort_key());
+        let mut seen = BTreeSet::new();
+        self.events.retain(|e| seen.insert(e.clone()));
+        let mut seen = BTreeSet::new();
+        self.markers.retain(|m| {
+            let (kind, event, condition, zone) = m.sort_key();
+            seen.insert((
+                kind,
+                event.to_string(),
+                condition.to_string(),
+                zone.map(str::to_string),
+            ))
+        });
     }
 }
 
@@ -137,6 +165,9 @@ pub struct Active {
     /// The markers of every version of the journeys whose status is `active` (new users may
     /// enter, and be found to have met one first).
     pub markers: Arc<Vec<ActiveMarker>>,
+    /// The keys of `Profile::marks` some version of a listed journey (active or not: a closed
+    /// journey's users finish it) may read (sorted): a mark under another is dropped.
+    pub mark_keys: Arc<Vec<String>>,
 }
 
 pub struct Catalog {
@@ -247,7 +278,8 @@ impl Catalog {
         current: Option<&Head>,
         journey: &Journey,
     ) -> Result<Listening, StoreError> {
-        let mut listening = Listening::of(journey);
+        let own = Listening::of(journey);
+        let mut listening = own.clone();
         if let Some(h) = current {
             match &h.listening_by_versions {
                 Some(l) => listening.extend(l),
@@ -258,7 +290,7 @@ impl Catalog {
                 }
             }
         }
-        Ok(listening)
+        Ok(listening.bounded(&own))
     }
 
     /// Writes `journey` (its topic declared as `topic`) as the first free version from `first`
@@ -361,12 +393,13 @@ impl Catalog {
         )
         .await?;
         let journeys: Vec<Arc<Published>> = versions.into_iter().flatten().collect();
-        let (events_by_versions, markers) = listening(&heads, &journeys);
+        let (events_by_versions, markers, mark_keys) = listening(&heads, &journeys);
         let active = Active {
             journeys: Arc::new(journeys),
             watched_by_versions,
             events_by_versions: Arc::new(events_by_versions),
             markers: Arc::new(markers),
+            mark_keys: Arc::new(mark_keys),
         };
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), active.clone()));
@@ -412,10 +445,15 @@ impl Catalog {
 
 /// What every version of the journeys of `heads` listens to once entered (`latest`: their
 /// latest versions, which a head stored before the list existed leaves to name theirs): the
-/// events, and the markers of the journeys whose status is `active`.
-fn listening(heads: &[Head], latest: &[Arc<Published>]) -> (Vec<String>, Vec<ActiveMarker>) {
+/// events, the markers of the journeys whose status is `active`, and the keys of all of their
+/// markers (sorted).
+fn listening(
+    heads: &[Head],
+    latest: &[Arc<Published>],
+) -> (Vec<String>, Vec<ActiveMarker>, Vec<String>) {
     let mut events = Vec::new();
     let mut markers = Vec::new();
+    let mut keys = Vec::new();
     for p in latest {
         let Some(h) = heads.iter().find(|h| h.id == p.journey.id) else {
             continue;
@@ -425,17 +463,24 @@ fn listening(heads: &[Head], latest: &[Arc<Published>]) -> (Vec<String>, Vec<Act
             l.extend(theirs);
         }
         events.extend(l.events);
+        let of = l.markers.into_iter().map(|marker| ActiveMarker {
+            key: marker.key(&h.id),
+            journey: h.id.clone(),
+            marker,
+        });
         if p.journey.status.is_active() {
-            markers.extend(l.markers.into_iter().map(|marker| ActiveMarker {
-                key: marker.key(&h.id),
-                journey: h.id.clone(),
-                marker,
-            }));
+            let of: Vec<ActiveMarker> = of.collect();
+            keys.extend(of.iter().map(|m| m.key.clone()));
+            markers.extend(of);
+        } else {
+            keys.extend(of.map(|m| m.key));
         }
     }
     events.sort_unstable();
     events.dedup();
-    (events, markers)
+    keys.sort_unstable();
+    keys.dedup();
+    (events, markers, keys)
 }
 
 #[cfg(test)]
@@ -582,7 +627,7 @@ mod tests {
         let listening = head.listening_by_versions.expect("listed");
         assert_eq!(
             listening.events,
-            ["cancelled", "moved", "paid", "refunded", "replied"]
+            ["refunded", "moved", "paid", "replied", "cancelled"]
         );
         let markers: Vec<(&str, &str, &str)> = listening
             .markers
@@ -592,19 +637,51 @@ mod tests {
         assert_eq!(
             markers,
             [
-                ("exit", "refunded", "event.total > 10"),
                 ("exit", "refunded", "event.total > 100"),
                 ("goal", "paid", "event.total > 0"),
+                ("exit", "refunded", "event.total > 10"),
             ]
         );
         let active = catalog.active_watching().await.expect("active");
-        assert_eq!(*active.events_by_versions, listening.events);
+        let mut events = listening.events.clone();
+        events.sort_unstable();
+        assert_eq!(*active.events_by_versions, events);
         let keys: std::collections::BTreeSet<&str> =
             active.markers.iter().map(|m| m.key.as_str()).collect();
         assert_eq!(keys.len(), 3, "{keys:?}");
         assert!(keys
             .iter()
             .all(|k| k.starts_with("exit:j:") || k.starts_with("goal:j:")));
+    }
+
+    /// A journey published over and over with a new `where` each time lists the newest
+    /// versions' markers only, up to [`LISTED_MARKERS`], and never drops the latest's own.
+    #[tokio::test]
+    async fn a_head_lists_the_newest_versions_markers_only() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let catalog = Catalog::new(Arc::new(MemoryStore::new()), Duration::ZERO);
+        let n = LISTED_MARKERS + 8;
+        for over in 0..n {
+            let text = LISTENING.replace("total > 10", &format!("total > {}", 1000 + over));
+            let j = crate::dsl::parse("j.yaml", &text).expect("journey");
+            catalog
+                .publish(&j, &Topics::default(), now)
+                .await
+                .expect("publish");
+        }
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        let listening = head.listening_by_versions.expect("listed");
+        assert_eq!(listening.markers.len(), LISTED_MARKERS);
+        let sources: Vec<&str> = listening
+            .markers
+            .iter()
+            .map(|m| m.condition.source())
+            .collect();
+        assert_eq!(sources[0], format!("event.total > {}", 1000 + n - 1));
+        assert!(!sources.contains(&"event.total > 1000"), "{sources:?}");
+        let active = catalog.active_watching().await.expect("active");
+        assert_eq!(active.markers.len(), LISTED_MARKERS);
+        assert_eq!(active.mark_keys.len(), LISTED_MARKERS);
     }
 
     /// A version keeps its topic's declaration as published, outside the journey's digest; the

@@ -1706,6 +1706,13 @@ impl Profile {
         }
     }
 
+    /// Drops the marks under keys not in `keys` (sorted): of `where`s no version a user may be
+    /// on has any more (see `Active::mark_keys`), so that marks do not only grow.
+    pub fn keep_marks(&mut self, keys: &[String]) {
+        self.marks
+            .retain(|k, _| keys.binary_search_by(|x| x.as_str().cmp(k)).is_ok());
+    }
+
     /// When an event `event` last met the `where` of one of `journey`'s exits or its goal
     /// (`kind`; of this version of it: [`Journey::markers`]), if at or after `after`
     /// (`inclusive`) or strictly after it. A mark keeps no messageId, so a mark at the trigger's

@@ -1607,6 +1607,9 @@ impl Runtime {
                             }
                         }
                     }
+                    if !p.marks.is_empty() {
+                        p.keep_marks(&active.mark_keys);
+                    }
                     // The latest activity arms a check unless one is pending already (that one
                     // will look again from the latest activity when it is due). One that comes
                     // after its own `for` has passed (a phone offline for days sending its

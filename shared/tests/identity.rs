@@ -1073,6 +1073,37 @@ async fn a_trait_change_before_the_login_ends_and_converts_the_moved_enrollment(
     assert_eq!(of("sub").converted_at, Some(at("2026-12-01T09:20:00Z")));
 }
 
+/// How many marks `user`'s profile keeps.
+async fn marks(h: &Harness, user: &str) -> usize {
+    let view = h.rt.user(user).await.expect("user");
+    view.profile.map(|p| p.marks.len()).unwrap_or_default()
+}
+
+/// Ann's order of 50 met version 1's exit (over 10) and is marked; version 2 (over 100) keeps
+/// the mark, for whoever is on version 1; once the journey has been published with a new
+/// `where` so often that the head lists version 1's no more, her next event drops the mark.
+#[tokio::test]
+async fn a_mark_no_listed_version_reads_is_dropped() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    let cart = |over: usize| {
+        format!("id: ex\nname: Ex\ntrigger: {{event: cart_abandoned}}\nexit_when: [{{event: order_completed, where: \"event.total > {over}\"}}]\nsteps:\n  - {{id: w, wait: 2h}}\n")
+    };
+    h.publish(&cart(10)).await;
+    h.play(r#"{"at":"2026-12-01T08:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o1","properties":{"total":50}}"#)
+        .await;
+    assert_eq!(marks(&h, "ann").await, 1);
+    h.publish(&cart(100)).await;
+    h.play(r#"{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o2","properties":{"total":5}}"#)
+        .await;
+    assert_eq!(marks(&h, "ann").await, 1, "version 1's users may need it");
+    for over in 0..waymark::catalog::LISTED_MARKERS {
+        h.publish(&cart(1000 + over)).await;
+    }
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o3","properties":{"total":5}}"#)
+        .await;
+    assert_eq!(marks(&h, "ann").await, 0);
+}
+
 /// A push to whoever pings, saying to whom.
 const PING: &str = r#"
 id: p
