@@ -53,8 +53,8 @@ pub struct Head {
     /// [`Head::watched_by_versions`] keeps their traits: an event one of them names is kept in
     /// the profile's history, and one meeting an exit's or the goal's `where` is marked, for
     /// an enrollment found later (events out of order, a login), while the latest version
-    /// names it no more. `None`: a head stored before it existed (a publish over it reads the
-    /// version it names). Bounded: the oldest versions' are dropped past [`LISTED_MARKERS`]
+    /// names it no more. `None`: a head stored before it existed (a publish over it reads
+    /// every version up to the one it names). Bounded: the oldest versions' are dropped past [`LISTED_MARKERS`]
     /// and [`LISTED_EVENTS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listening_by_versions: Option<Listening>,
@@ -272,7 +272,7 @@ impl Catalog {
 
     /// What a head publishing `journey` over `current` lists in
     /// [`Head::listening_by_versions`]: the current head's, `journey`'s own, and, when the
-    /// current head lists nothing (stored before the list existed), its version's.
+    /// current head lists nothing (stored before the list existed), every version's up to it.
     async fn listening_after(
         &self,
         current: Option<&Head>,
@@ -283,8 +283,14 @@ impl Catalog {
         if let Some(h) = current {
             match &h.listening_by_versions {
                 Some(l) => listening.extend(l),
+                // A head stored before the list existed: every version up to it (users may be
+                // on any), read once here, not on each event; newest first.
                 None => {
-                    if let Some(p) = self.version(&h.id, h.version).await? {
+                    let versions = futures_util::future::try_join_all(
+                        (1..=h.version).rev().map(|v| self.version(&h.id, v)),
+                    )
+                    .await?;
+                    for p in versions.into_iter().flatten() {
                         listening.extend(&Listening::of(&p.journey));
                     }
                 }
@@ -682,6 +688,51 @@ mod tests {
         let active = catalog.active_watching().await.expect("active");
         assert_eq!(active.markers.len(), LISTED_MARKERS);
         assert_eq!(active.mark_keys.len(), LISTED_MARKERS);
+    }
+
+    /// A head stored before the list existed, over two versions (the first exits on
+    /// `cancelled`, the second no more): a publish over it lists what both listen to.
+    #[tokio::test]
+    async fn a_publish_over_a_head_without_the_list_reads_every_version() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let store = MemoryStore::new();
+        let catalog = Catalog::new(Arc::new(store.clone()), Duration::ZERO);
+        let v1 = crate::dsl::parse("j.yaml", LISTENING).expect("journey");
+        let v2 = LISTENING.replace("exit_when: [{event: cancelled}, ", "exit_when: [");
+        let v2 = crate::dsl::parse("j.yaml", &v2).expect("journey");
+        half_published(&store, &v1, 1, now).await;
+        half_published(&store, &v2, 2, now).await;
+        let old = Head {
+            id: "j".into(),
+            name: "J".into(),
+            status: JourneyStatus::Active,
+            version: 2,
+            digest: v2.digest(),
+            published_at: now,
+            watched_by_versions: Vec::new(),
+            listening_by_versions: None,
+            topic: None,
+        };
+        let record = Record::new(head_key("j"), 1, &old).expect("record");
+        store.put(&record, Expect::Absent).await.expect("head");
+        let v3 = crate::dsl::parse(
+            "j.yaml",
+            &LISTENING
+                .replace("exit_when: [{event: cancelled}, ", "exit_when: [")
+                .replace("total > 0", "total > 1"),
+        )
+        .expect("journey");
+        assert_eq!(
+            catalog.publish(&v3, &Topics::default(), now).await,
+            Ok((3, true))
+        );
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        let listening = head.listening_by_versions.expect("listed");
+        assert!(
+            listening.events.iter().any(|e| e == "cancelled"),
+            "{:?}",
+            listening.events
+        );
     }
 
     /// A version keeps its topic's declaration as published, outside the journey's digest; the
