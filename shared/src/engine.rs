@@ -792,7 +792,9 @@ pub fn late_changes(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Vec<LateChange> {
             let Some(at) = c.at else {
                 continue;
             };
-            if at < enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
+            // One at the trigger's own instant is left out: processed after the trigger, it
+            // would have met no exit (an enrollment hears what comes after its trigger).
+            if at <= enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
                 continue;
             }
             out.push(LateChange {

@@ -732,3 +732,34 @@ steps:
     let stats = waymark::api::journey_stats(&journey(goal), 1, &counters);
     assert_eq!(stats.converted, 1, "{counters:?}");
 }
+
+/// An identify stamped at the very instant of the paywall hit, processed before it, does not
+/// end her offer at entry: in order it would have come with the trigger, not after it, and
+/// not ended it.
+#[tokio::test]
+async fn a_late_change_at_the_triggers_instant_keeps_her_in() {
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(OFFER).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&stamped(
+        &identify(
+            "2026-03-01T02:00:00Z",
+            "ann",
+            "a-2",
+            json!({"subscriber": true}),
+        ),
+        "2026-03-01T01:00:00Z",
+    ))
+    .await;
+    h.play(&stamped(
+        &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
+        "2026-03-01T01:00:00Z",
+    ))
+    .await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-03-02T02:05:00Z ann email s: Subscribe, ann"]
+    );
+}
