@@ -1542,11 +1542,14 @@ impl Journey {
         let of = |kind: MarkKind, m: &EventMatch| {
             let event = m.event.clone()?;
             let condition = m.condition.clone().filter(|c| !c.reads_enrollment())?;
+            // The zone only for a `where` that reads dates (`days_since(…)`): another's mark
+            // is the same whatever the version's zone.
+            let zone = zone.clone().filter(|_| condition.reads_the_clock());
             Some(Marker {
                 kind,
                 event,
                 condition,
-                zone: zone.clone(),
+                zone,
             })
         };
         let exits = self.exit_when.iter().filter_map(|m| of(MarkKind::Exit, m));

@@ -2613,6 +2613,24 @@ mod tests {
         assert_eq!(marked(&old, &v2), None);
     }
 
+    /// A version's default zone is part of a marker only when its `where` reads dates: one
+    /// published again in another zone reads the marks of the first when it reads none.
+    #[test]
+    fn a_markers_zone_counts_only_for_a_where_reading_dates() {
+        let j = |zone: &str, condition: &str| {
+            crate::dsl::parse(
+                "j.yaml",
+                &format!("id: j\nname: J\ntimezone: {zone}\ntrigger: {{event: go}}\nexit_when: [{{event: refunded, where: \"{condition}\"}}]\nsteps:\n  - id: w\n    wait: 1d\n"),
+            )
+            .expect("journey")
+        };
+        let key = |zone: &str, condition: &str| j(zone, condition).markers()[0].key("j");
+        let plain = "event.total > 10";
+        assert_eq!(key("Europe/Paris", plain), key("America/New_York", plain));
+        let dated = "days_since(event.ordered_at) < 2";
+        assert_ne!(key("Europe/Paris", dated), key("America/New_York", dated));
+    }
+
     /// A removal's note drops the trait's earlier notes: they hold values the app removed.
     #[test]
     fn a_removal_drops_the_traits_earlier_notes() {
