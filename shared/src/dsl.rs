@@ -1062,6 +1062,21 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
             }
         }
     }
+    // An SMS of a transactional journey (a code, a receipt) goes on the transactional route
+    // unless it says `sms_type`; the others' stay promotional. Resolved here, so a journey
+    // that is not transactional, or says its route, serializes (and digests) as before.
+    if located.value.transactional {
+        for (i, step) in located.value.steps.iter_mut().enumerate() {
+            if let Some(send) = step.send.as_mut() {
+                route_unsaid_sms(
+                    send,
+                    &format!("steps[{i}].send"),
+                    &located.positions,
+                    crate::journey::SmsType::Transactional,
+                );
+            }
+        }
+    }
     let journey = &located.value;
     let pos = &located.positions;
     let err = |line, column, path: &str, message: String| FileError {
@@ -1101,6 +1116,27 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
             err(l, c, &p.path, p.message)
         }));
         Err(found)
+    }
+}
+
+/// Gives every SMS of `send` (its fallbacks' and its locales' too) that does not say its
+/// `sms_type` in the file the route `kind`.
+fn route_unsaid_sms(
+    send: &mut crate::journey::Send,
+    path: &str,
+    pos: &Positions,
+    kind: crate::journey::SmsType,
+) {
+    if let Some(sms) = send.sms.as_mut() {
+        if !pos.by_path.contains_key(&format!("{path}.sms.sms_type")) {
+            sms.sms_type = kind;
+        }
+    }
+    if let Some(fallback) = send.fallback.as_deref_mut() {
+        route_unsaid_sms(fallback, &format!("{path}.fallback"), pos, kind);
+    }
+    for (locale, variant) in send.locales.iter_mut() {
+        route_unsaid_sms(variant, &format!("{path}.locales.{locale}"), pos, kind);
     }
 }
 
@@ -5448,6 +5484,42 @@ steps:
             "{errs:?}"
         );
         parse("j.yaml", &journey("transactional: true\n")).expect("a receipt");
+    }
+
+    /// An SMS that does not say its `sms_type` takes the journey's kind: a transactional
+    /// journey's (its fallback's and locales' too) goes on the transactional route, any other
+    /// on the promotional one; one that says its type keeps it, and a journey that changes
+    /// nothing keeps its digest.
+    #[test]
+    fn an_sms_takes_its_journeys_kind_unless_it_says() {
+        use crate::journey::SmsType::{Promotional, Transactional};
+        let journey = |transactional: &str, said: &str| {
+            format!(
+                "id: j\nname: J\n{transactional}trigger: {{event: e}}\nsteps:\n  - id: code\n    send:\n      sms: {{body: c{said}}}\n      locales:\n        pt-br: {{sms: {{body: p}}}}\n  - id: promo\n    send:\n      push: {{title: t, body: b}}\n      fallback: {{sms: {{body: o, sms_type: promotional}}}}\n"
+            )
+        };
+        let types = |j: &Journey| {
+            let code = j.steps[0].send.as_ref().expect("send");
+            let promo = j.steps[1].send.as_ref().expect("send");
+            let sms = |s: &crate::journey::Send| s.sms.as_ref().expect("sms").sms_type;
+            [
+                sms(code),
+                sms(&code.locales["pt-br"]),
+                sms(promo.fallback.as_deref().expect("fallback")),
+            ]
+        };
+        let receipt = parse("j.yaml", &journey("transactional: true\n", "")).expect("valid");
+        assert_eq!(types(&receipt), [Transactional, Transactional, Promotional]);
+        let said = parse(
+            "j.yaml",
+            &journey("transactional: true\n", ", sms_type: promotional"),
+        )
+        .expect("valid");
+        assert_eq!(types(&said), [Promotional, Transactional, Promotional]);
+        let marketing = parse("j.yaml", &journey("", "")).expect("valid");
+        assert_eq!(types(&marketing), [Promotional, Promotional, Promotional]);
+        let written = parse("j.yaml", &journey("", ", sms_type: promotional")).expect("valid");
+        assert_eq!(marketing.digest(), written.digest());
     }
 
     /// A template's problem and a loop with no wait are told in one reading: only ids used

@@ -1292,7 +1292,8 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct SmsTemplate {
     pub body: String,
-    /// `transactional` or `promotional` (default promotional).
+    /// `transactional` or `promotional` (default: the journey's kind, `transactional` in a
+    /// `transactional: true` journey, else `promotional`).
     #[serde(default)]
     pub sms_type: SmsType,
 }
