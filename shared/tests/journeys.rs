@@ -1733,6 +1733,42 @@ steps:
     );
 }
 
+/// Seconds since 1970 sent as text (`"1797638400"`, as billing systems and CSV imports send
+/// them) are the time the number is, for the wait and for the message that shows it; so are
+/// milliseconds (from 1e11 on).
+#[tokio::test]
+async fn wait_until_reads_seconds_since_1970_sent_as_text() {
+    let topup = r#"
+id: topup
+name: Top-up
+trigger: {event: topup_done}
+steps:
+  - id: until
+    wait_until: {date: event.expires_at, before: 2d, time: "10:00", if_past: exit}
+  - id: remind
+    send: {sms: {body: "Credit ends {{ event.expires_at | date('%-d %B %H:%M') }}"}}
+"#;
+    let script = script_of(&[
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"phone": "+33612345671", "timezone": "Europe/Paris"}}),
+        // 2026-12-19T00:00:00Z: 01:00 in Paris on the 19th.
+        json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "ann", "event": "topup_done",
+               "messageId": "t-ann", "properties": {"expires_at": "1797638400"}}),
+        json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": "bob",
+               "traits": {"phone": "+33612345672", "timezone": "Europe/Paris"}}),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": "bob", "event": "topup_done",
+               "messageId": "t-bob", "properties": {"expires_at": "1797638400000"}}),
+    ]);
+    let out = sim(&[topup], &script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-17T09:00:00Z ann sms remind: Credit ends 19 December 01:00",
+            "2026-12-17T09:00:00Z bob sms remind: Credit ends 19 December 01:00",
+        ]
+    );
+}
+
 /// A renewal reminder three days before `profile.renews_on`.
 const RENEWAL: &str = r#"
 id: renewal

@@ -225,7 +225,9 @@ pub(crate) fn epoch_number(n: f64) -> Option<Timestamp> {
 }
 
 /// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
-/// `tz`). Shared with the direct renderer, so both read the same texts the same way.
+/// `tz`), or digits alone read as the number they write ([`epoch_number`]: `"1797638400"`, as
+/// billing systems and CSV imports send seconds since 1970). Shared with the direct renderer
+/// and `wait_until`'s `date`, so all read the same texts the same way.
 pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Some(ts.to_zoned_datetime(tz.clone()));
@@ -234,7 +236,14 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
     // time of day (`engine::local_instant`).
     let local = match text.parse::<DateTime>() {
         Ok(dt) => dt,
-        Err(_) => text.parse::<Date>().ok()?.at(0, 0, 0, 0),
+        Err(_) => match text.parse::<Date>() {
+            Ok(day) => day.at(0, 0, 0, 0),
+            Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                let at = epoch_number(text.parse::<f64>().ok()?)?;
+                return Some(at.to_zoned_datetime(tz.clone()));
+            }
+            Err(_) => return None,
+        },
     };
     crate::engine::local_instant(tz, local).map(|t| t.to_zoned_datetime(tz.clone()))
 }
@@ -456,6 +465,39 @@ mod tests {
             show("[{{ profile.missing | date }}]", tokyo).as_deref(),
             Ok("[]")
         );
+    }
+
+    /// Seconds (or milliseconds) since 1970 sent as text, digits alone, read as the number
+    /// they write; a day written as digits and dashes stays a day, and other digits are no time.
+    #[test]
+    fn digits_sent_as_text_are_the_number_they_write() {
+        let shown = |value: serde_json::Value| {
+            render(
+                "{{ event.at | date('%Y-%m-%d %H:%M') }}",
+                &json!({"profile": {"timezone": "Asia/Tokyo"}, "event": {"at": value}}),
+                false,
+            )
+            .map_err(|e| e.message)
+        };
+        for sent in [
+            json!("1798137000"),
+            json!("1798137000000"),
+            json!(1798137000),
+        ] {
+            assert_eq!(
+                shown(sent.clone()).as_deref(),
+                Ok("2026-12-25 03:30"),
+                "{sent}"
+            );
+        }
+        assert_eq!(
+            shown(json!("2026-12-24")).as_deref(),
+            Ok("2026-12-24 00:00")
+        );
+        for not_a_time in ["+33612345671", "-1798137000", "17981370.5"] {
+            let refused = shown(json!(not_a_time)).expect_err(not_a_time);
+            assert!(refused.contains("is not a time"), "{not_a_time}: {refused}");
+        }
     }
 
     /// A `date` whose fixed format or zone cannot work fails every render: `check` (so
