@@ -3873,6 +3873,21 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             }
         }
     }
+    // A body whose fixed text alone is longer than SNS sends would skip every user's message.
+    if let Template::Sms(s) = t {
+        let most = crate::engine::SMS_MOST_CHARACTERS;
+        if let Some((at, count)) = template::fixed_text_past(&s.body, most) {
+            out.push(Problem {
+                path: format!("{channel_path}.body"),
+                message: format!(
+                    "this SMS is at least {count} characters whatever the data, and SNS sends at most {most} (here is the {}st): every user's message would be skipped; shorten it, or send a link to the full text",
+                    most + 1
+                ),
+                template_line: None,
+                template_at: Some(at),
+            });
+        }
+    }
     // `unsubscribe_url` is an email's alone: another channel's advice does not offer it.
     // `secrets` is a webhook call's alone.
     let offered: &[&str] = match t {
@@ -5520,6 +5535,46 @@ steps:
         assert_eq!(types(&marketing), [Promotional, Promotional, Promotional]);
         let written = parse("j.yaml", &journey("", ", sms_type: promotional")).expect("valid");
         assert_eq!(marketing.digest(), written.digest());
+    }
+
+    /// An SMS whose fixed text alone is over SNS's 1,600 characters (a bank's terms pasted
+    /// in) would be skipped for every user: refused at the character past the limit. Text that
+    /// may not print (an `if`'s) and what the data prints are not counted.
+    #[test]
+    fn an_sms_longer_than_sns_sends_whatever_the_data_is_refused() {
+        let journey = |body: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: s\n    send: {{sms: {{body: \"{body}\"}}}}\n")
+        };
+        let long = "a".repeat(1_700);
+        let errs = parse("j.yaml", &journey(&long)).expect_err("too long");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].column, errs[0].path.as_str()),
+            (6, 25 + 1_600, "steps[0].send.sms.body")
+        );
+        assert!(
+            errs[0].message.starts_with("this SMS is at least 1700 characters whatever the data, and SNS sends at most 1600"),
+            "{}",
+            errs[0].message
+        );
+        // The fixed text around a template's expressions counts; the expressions do not.
+        let templated = format!("{{{{ profile.first_name }}}}, {}", "b".repeat(1_599));
+        let errs = parse("j.yaml", &journey(&templated)).expect_err("too long");
+        assert_eq!(
+            errs[0].column,
+            25 + "{{ profile.first_name }}, ".len() + 1_598
+        );
+        assert!(
+            errs[0].message.contains("at least 1601 characters"),
+            "{errs:?}"
+        );
+        for fits in [
+            "c".repeat(1_600),
+            format!("{{{{ profile.first_name }}}} {}", "d".repeat(1_599)),
+            format!("{{% if profile.vip %}}{long}{{% endif %}}Hi"),
+        ] {
+            parse("j.yaml", &journey(&fits)).expect("within what SNS sends");
+        }
     }
 
     /// A template's problem and a loop with no wait are told in one reading: only ids used

@@ -446,6 +446,74 @@ pub(crate) fn segment_shape(source: &str) -> Option<(usize, String)> {
     })
 }
 
+/// Where the text that every rendering of `source` prints as written passes `most` characters:
+/// the character (0-based) of `source` past the limit, and how many such characters it holds.
+/// That text is the text outside every tag and every `{% %}` block (an `if`'s or a loop's text
+/// may not print), each stretch without the spaces at its ends (a `-` or a block's tag may trim
+/// them): what a message holds at least, whatever the data. `None` within `most`, or for a
+/// template that does not compile (`check` reports that).
+pub(crate) fn fixed_text_past(source: &str, most: usize) -> Option<(usize, usize)> {
+    if is_template(source) && env().template_from_str(source).is_err() {
+        return None;
+    }
+    const BLOCKS: [&str; 8] = [
+        "if",
+        "for",
+        "macro",
+        "call",
+        "filter",
+        "with",
+        "autoescape",
+        "block",
+    ];
+    let (parts, tags) = used::layout(source);
+    let mut depth = 0usize;
+    let mut count = 0usize;
+    let mut past = None;
+    for (k, (range, part)) in parts.iter().enumerate() {
+        match part {
+            used::Part::Code => {
+                let Some(tag) = tags.iter().find(|t| t.start == range.start) else {
+                    continue;
+                };
+                let Some(body) = source[tag.clone()]
+                    .strip_prefix("{%")
+                    .and_then(|b| b.strip_suffix("%}"))
+                else {
+                    continue;
+                };
+                let body = body.trim_matches(['-', '+', ' ', '\t', '\n', '\r']);
+                let word = body.split_whitespace().next().unwrap_or_default();
+                if BLOCKS.contains(&word) || (word == "set" && !body.contains('=')) {
+                    depth += 1;
+                } else if word.starts_with("end") && word != "endraw" {
+                    depth = depth.saturating_sub(1);
+                }
+            }
+            used::Part::Text if depth == 0 => {
+                let mut text = &source[range.clone()];
+                let mut start = range.start;
+                if k > 0 {
+                    let trimmed = text.trim_start();
+                    start += text.len() - trimmed.len();
+                    text = trimmed;
+                }
+                if k + 1 < parts.len() || text.ends_with('\n') {
+                    text = text.trim_end();
+                }
+                for (i, _) in text.char_indices() {
+                    count += 1;
+                    if count == most + 1 {
+                        past = Some(source[..start + i].chars().count());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    past.map(|at| (at, count))
+}
+
 /// The first `date` call of `source` whose arguments written as string literals cannot work
 /// (`date('%')`, `date(tz='Europe/Pariss')`), or that names a keyword other than `tz` and
 /// `locale`; an argument that is an expression (`tz=profile.zone`) is known only when it
