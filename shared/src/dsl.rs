@@ -3163,16 +3163,19 @@ fn root_field<'p>(path: &'p str, root: &str) -> Option<&'p str> {
 /// path in Segment's payload shape, `event.properties.amount` or `profile.traits.plan`, which
 /// reads a property named `properties` (a trait named `traits`): Waymark's `event.*` are the
 /// event's properties, `profile.*` the user's traits, so it finds nothing unless the app does
-/// send such an object (a forwarded payload). Its byte offset in `source` (the first place it
-/// is written where `code` says an expression is read, not in a string or a template's text)
-/// and what to write instead. One read in brackets, `event['properties'].amount`, is taken as
-/// meant.
+/// send such an object (a forwarded payload). The byte offset in `source` of the first one (the
+/// first place it is written where `code` says an expression is read, not in a string or a
+/// template's text) and what to write instead; the others of the text are named after it, in
+/// text order, each once, at most [`MORE_SEGMENT_PATHS`] of them, as the unknown variables of a
+/// template are. One read in brackets, `event['properties'].amount`, is taken as meant.
 pub(crate) fn segment_shape(
     source: &str,
     reads: &[String],
     code: impl Fn(usize) -> bool,
 ) -> Option<(usize, String)> {
     let word = |c: char| c.is_alphanumeric() || c == '_';
+    // (offset, as written, what to write instead, the full warning)
+    let mut found: Vec<(usize, String, String, String)> = Vec::new();
     for (prefix, root, what, name, kind, example) in [
         (
             "event.properties",
@@ -3215,16 +3218,42 @@ pub(crate) fn segment_shape(
             } else {
                 format!("write `{root}{rest}`")
             };
-            return Some((
-                at,
-                format!(
-                    "`{written}` is Segment's payload shape, but here `{root}.*` are {what} themselves: it reads a {kind} named `{name}`, which is missing unless the app sends one; {instead} (a {kind} that really is named `{name}` is read as `{root}['{name}']{rest}`, which is not warned of)"
-                ),
-            ));
+            let message = format!(
+                "`{written}` is Segment's payload shape, but here `{root}.*` are {what} themselves: it reads a {kind} named `{name}`, which is missing unless the app sends one; {instead} (a {kind} that really is named `{name}` is read as `{root}['{name}']{rest}`, which is not warned of)"
+            );
+            found.push((at, written, instead, message));
         }
     }
-    None
+    found.sort_by_key(|(at, ..)| *at);
+    let mut named: Vec<String> = Vec::new();
+    found.retain(|(_, written, ..)| {
+        let new = !named.contains(written);
+        named.push(written.clone());
+        new
+    });
+    let mut found = found.into_iter();
+    let (at, _, _, mut message) = found.next()?;
+    let others: Vec<(usize, String, String, String)> = found.collect();
+    if !others.is_empty() {
+        let mut also: Vec<String> = others
+            .iter()
+            .take(MORE_SEGMENT_PATHS)
+            .map(|(_, written, instead, _)| format!("`{written}` ({instead})"))
+            .collect();
+        if others.len() > MORE_SEGMENT_PATHS {
+            also.push(format!("and {} more", others.len() - MORE_SEGMENT_PATHS));
+        }
+        message.push_str(&format!(
+            "; also in Segment's payload shape in this text: {}",
+            also.join(", ")
+        ));
+    }
+    Some((at, message))
 }
+
+/// How many more of a text's paths in Segment's payload shape its warning names after the first,
+/// so that a pasted payload does not fill the screen (as for a template's unknown variables).
+const MORE_SEGMENT_PATHS: usize = 5;
 
 /// Whether byte `at` of a condition or a path is outside its quoted strings.
 fn outside_quotes(source: &str, at: usize) -> bool {
@@ -5054,6 +5083,59 @@ steps:
         assert_eq!(
             said[0].message,
             "`${first_name}` is JavaScript's, sent here as it is written: a value is written `{{ profile.first_name }}` (a trait is `profile.*`, the event's property `event.*`)"
+        );
+    }
+
+    /// Every Segment payload path of one text is warned of, not the first alone: the first at
+    /// its place, the others named after it in text order, each once, at most 5 (as a
+    /// template's unknown variables are), so that one run of validate tells them all.
+    #[test]
+    fn each_segment_payload_path_of_a_text_is_named() {
+        let text = "id: j\nname: J\ntrigger: {event: paid, where: \"event.properties.amount > 0 and profile.traits.vip\"}\nsteps:\n  - id: s\n    send: {sms: {body: \"Payment of {{ event.properties.amount }} failed for {{ profile.traits.first_name }} ({{ event.properties.amount }})\"}}\n";
+        let said = advice("j.yaml", text);
+        let found: Vec<(&str, usize, usize)> = said
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [("trigger.where", 3, 32), ("steps[0].send.sms.body", 6, 39)],
+            "{said:#?}"
+        );
+        for e in &said {
+            assert!(e.message.contains("write `event.amount`"), "{e}");
+        }
+        assert!(
+            said[0]
+                .message
+                .ends_with("; also in Segment's payload shape in this text: `profile.traits.vip` (write `profile.vip`)"),
+            "{}",
+            said[0]
+        );
+        assert!(
+            said[1]
+                .message
+                .ends_with("; also in Segment's payload shape in this text: `profile.traits.first_name` (write `profile.first_name`)"),
+            "{}",
+            said[1]
+        );
+        // A pasted payload: five named, the rest counted.
+        let body: Vec<String> = (1..=8)
+            .map(|n| format!("{{{{ event.properties.p{n} }}}}"))
+            .collect();
+        let text = format!(
+            "id: j\nname: J\ntrigger: {{event: paid}}\nsteps:\n  - id: s\n    send: {{sms: {{body: \"{}\"}}}}\n",
+            body.join(" ")
+        );
+        let said = advice("j.yaml", &text);
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert!(
+            said[0].message.contains("`event.properties.p1` is Segment's payload shape")
+                && said[0].message.ends_with(
+                    "in this text: `event.properties.p2` (write `event.p2`), `event.properties.p3` (write `event.p3`), `event.properties.p4` (write `event.p4`), `event.properties.p5` (write `event.p5`), `event.properties.p6` (write `event.p6`), and 2 more"
+                ),
+            "{}",
+            said[0]
         );
     }
 
