@@ -131,11 +131,41 @@ impl ScriptLine {
     }
 }
 
+/// What a script line says when its `messageId` is one an earlier line of the same user sent
+/// with another event: the engine would take it for a retry of that one and drop it, with no
+/// trace. The same event again (a retry) is what a repeated id is for, and passes. `first_of`
+/// holds each (user, id)'s first line and what it was.
+fn reused_message_id(
+    e: &event::Event,
+    line: usize,
+    first_of: &mut HashMap<(String, String), (usize, String)>,
+) -> Option<String> {
+    let what = match &e.event {
+        Some(name) => format!("{} `{name}`", e.kind.as_str()),
+        None => e.kind.as_str().to_string(),
+    };
+    let user = if e.user_id.is_empty() {
+        e.anonymous_id.clone().unwrap_or_default()
+    } else {
+        e.user_id.clone()
+    };
+    let (first, was) = first_of
+        .entry((user, e.message_id.clone()))
+        .or_insert_with(|| (line, what.clone()));
+    (*was != what).then(|| {
+        format!(
+            "line {line}: messageId `{}` is line {first}'s, a {was}: this {what} would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)",
+            e.message_id
+        )
+    })
+}
+
 /// Reads a script of JSON lines, and checks each event as the HTTP API would: every error
 /// names its line, and a script with any is refused whole, before anything runs.
 pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let mut first_of = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with("//") || line.starts_with('#') {
@@ -168,7 +198,12 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
         // events, not a retry: an event without a `messageId` takes its id from when and where
         // it was received.
         match parsed.event() {
-            Ok(e) => parsed.checked = Some(Arc::new(e)),
+            Ok(e) => {
+                if let Some(said) = reused_message_id(&e, i + 1, &mut first_of) {
+                    errors.push(said);
+                }
+                parsed.checked = Some(Arc::new(e));
+            }
             Err(e) => errors.push(format!("line {}: {e}", i + 1)),
         }
         out.push(parsed);
@@ -586,6 +621,27 @@ mod tests {
         let with_id =
             r#"{"at":"2027-03-14T00:00:00Z","userId":"kim","event":"e","messageId":"m-1"}"#;
         assert_eq!(ids(&[with_id; 2].join("\n")), ["m-1", "m-1"]);
+    }
+
+    /// A line that reuses an earlier line's `messageId` for another event of the same user
+    /// would be dropped as its retry: an error, like other bad lines. Another user's, or the
+    /// same event again, passes.
+    #[test]
+    fn a_message_id_reused_for_another_event_is_a_bad_line() {
+        let script = [
+            r#"{"at":"2026-12-01T09:00:00Z","userId":"nia","event":"balance_updated","messageId":"txn-881"}"#,
+            r#"{"at":"2026-12-01T09:00:01Z","userId":"nia","event":"balance_updated","messageId":"txn-881"}"#,
+            r#"{"at":"2026-12-01T09:00:01Z","userId":"ola","event":"promo_eligible","messageId":"txn-881"}"#,
+            r#"{"at":"2026-12-01T09:00:02Z","userId":"nia","event":"promo_eligible","messageId":"txn-881"}"#,
+            r#"{"at":"2026-12-01T09:00:03Z","type":"identify","userId":"nia","traits":{"plan":"x"},"messageId":"txn-881"}"#,
+        ]
+        .join("\n");
+        let e = parse_script(&script).expect_err("a reused id");
+        assert_eq!(
+            e,
+            "line 4: messageId `txn-881` is line 1's, a track `balance_updated`: this track `promo_eligible` would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)\n\
+             line 5: messageId `txn-881` is line 1's, a track `balance_updated`: this identify would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)"
+        );
     }
 
     #[test]
