@@ -353,6 +353,10 @@ const _: () = assert!(
     KEEP_FOR.as_secs() > crate::duration::Duration::MAX.as_secs() as i64 + 30 * 86_400,
     "records an active enrollment relies on must outlive its longest wait"
 );
+/// How much longer than [`KEEP_FOR`] an ended keyed enrollment's record is kept (see
+/// [`Runtime::kept_until`]): DynamoDB deletes an expired item some time after its expiry, in no
+/// set order, and returns it until then, so the record must go well after what its id names.
+const KEYED_TTL_SLACK: SignedDuration = SignedDuration::from_hours(24 * 30);
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
 const OPT_OUTS: (&str, &str) = ("SCHED", "sms-opt-outs");
@@ -3105,10 +3109,15 @@ impl Runtime {
     }
 
     /// Until when the record of an ended enrollment of a journey with an `enrollment_key` is
-    /// kept (a record a value would otherwise pile up, one a booking): as long as the entry
-    /// rule of the journey's latest version reads it (`reentry: never`: for good; `after: d`:
-    /// until `d` after its trigger, with a day of slack for her zone's days), and no shorter
-    /// than its trigger's dedup marker lives after its end, nor than its goal's window. `None`
+    /// kept (a record a value would otherwise pile up, one a booking): [`KEEP_FOR`] and
+    /// [`KEYED_TTL_SLACK`] after its last write, and so after its end. Its id
+    /// (`{journey}:{user}:{value}:{n}`) names its ledger entries, timeline records, inbox
+    /// messages and wake-ups, which are written before that last write and kept [`KEEP_FOR`]
+    /// at most: while any of them lives, her next enrollment for the value finds this record
+    /// and takes `n + 1`, never this id (were the record gone first, it would be `n = 1`
+    /// again, and its sends found done in the ledger). That is longer than any entry rule
+    /// reads it (`after: d` is at most a year, its trigger stamped up to 30 days back; a goal's
+    /// window a year), and than its trigger's dedup marker. `reentry: never`: for good. `None`
     /// (kept) for an active one, and for a journey without a key (one record a user).
     async fn kept_until(&self, e: &Enrollment) -> Result<Option<Timestamp>, RunError> {
         if e.key.is_none() || e.is_active() {
@@ -3117,18 +3126,12 @@ impl Runtime {
         let Some(p) = self.catalog.latest(&e.journey).await? else {
             return Ok(None);
         };
-        let j = &p.journey;
         let ended = e.ended_at.unwrap_or(e.entered_at);
-        let mut kept = ended + self.config.dedup_for;
-        if let Some(g) = &j.goal {
-            kept = kept.max(e.entered_at + g.within.to_jiff());
-        }
-        Ok(match j.reentry {
+        let kept =
+            (ended.max(self.now()) + KEEP_FOR + KEYED_TTL_SLACK).max(ended + self.config.dedup_for);
+        Ok(match p.journey.reentry {
             Reentry::Never => None,
-            Reentry::AfterExit => Some(kept),
-            Reentry::After(d) => {
-                Some(kept.max(e.trigger.at + d.to_jiff() + SignedDuration::from_hours(48)))
-            }
+            Reentry::AfterExit | Reentry::After(_) => Some(kept),
         })
     }
 

@@ -556,18 +556,19 @@ fn an_enrollment_key_is_refused_without_an_event_trigger() {
     }
 }
 
-/// An ended enrollment's record is kept as long as the entry rule reads it, and no shorter
-/// than its trigger's dedup marker and its goal's window (`reentry: never`: for good); an
-/// active one, and a journey without a key, for good. A wake-up that finds no record of a
-/// keyed enrollment is stale, and dropped.
+/// An ended enrollment's record is kept 430 days after its last write (it ended at
+/// 2026-12-02T12:00): longer than anything its id names (ledger, timeline, inbox: 400 days),
+/// and so than the entry rule, its trigger's dedup marker and its goal's window read it
+/// (`reentry: never`: for good); an active one, and a journey without a key, for good. A
+/// wake-up that finds no record of a keyed enrollment is stale, and dropped.
 #[tokio::test]
-async fn an_ended_keyed_enrollment_is_kept_as_long_as_the_entry_rule_reads_it() {
+async fn an_ended_keyed_enrollment_is_kept_longer_than_what_its_id_names() {
     use waymark::store::{Expect, Key, Store};
     let goal = "goal: {event: checked_in, within: 30d}\nsteps:\n";
     for (reentry, with_goal, kept) in [
-        ("reentry: after_exit", false, Some("2026-12-09T12:00:00Z")),
-        ("reentry: after_exit", true, Some("2026-12-31T09:00:00Z")),
-        ("reentry: {after: 14d}", false, Some("2026-12-17T09:00:00Z")),
+        ("reentry: after_exit", false, Some("2028-02-05T12:00:00Z")),
+        ("reentry: after_exit", true, Some("2028-02-05T12:00:00Z")),
+        ("reentry: {after: 14d}", false, Some("2028-02-05T12:00:00Z")),
         ("reentry: never", false, None),
     ] {
         let mut text = CHECKIN.replace("reentry: after_exit", reentry);
@@ -682,4 +683,55 @@ async fn a_login_moves_the_visitors_keyed_enrollments_within_the_bound() {
     );
     h.advance_to(at("2026-12-11T00:00:00Z")).await;
     assert_eq!(h.outbox().len(), MAX_KEYED);
+}
+
+/// Emulates DynamoDB's TTL on `user`'s partition: deletes each record expired at `now`.
+async fn expire(h: &Harness, user: &str) {
+    use waymark::store::{Expect, Store};
+    let now = h.now().as_second();
+    let pk = format!("U#{user}");
+    for r in h.store.query(&pk, "").await.expect("query") {
+        if r.expires.is_some_and(|t| t <= now) {
+            h.store.delete(&r.key, Expect::Any).await.expect("delete");
+        }
+    }
+}
+
+/// A booking entered again after its first enrollment ended and the entry rule's time passed
+/// is a new enrollment with an id of its own (`n` 2), never the first one's: its reminder is
+/// not found sent in the ledger, where the first one's stays 400 days.
+#[tokio::test]
+async fn a_value_entered_again_long_after_never_reuses_an_id() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2027-01-15T00:00:00Z")).await;
+    expire(&h, "ann").await;
+    h.play(&booked(
+        "2027-01-15T09:00:00Z",
+        "ann",
+        "m2",
+        &flight("B1", "F9", "2027-01-20T12:00:00Z"),
+    ))
+    .await;
+    h.advance_to(at("2027-01-21T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-02T12:00:00Z ann email remind: Check in for F1",
+            "2027-01-19T12:00:00Z ann email remind: Check in for F9",
+        ]
+    );
 }
