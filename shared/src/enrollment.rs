@@ -496,7 +496,7 @@ impl Enrollment {
 }
 
 /// A key as ids and record names hold it: `%` and `#` escaped.
-fn escape_key(k: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_key(k: &str) -> std::borrow::Cow<'_, str> {
     if !k.contains(['%', '#']) {
         return std::borrow::Cow::Borrowed(k);
     }

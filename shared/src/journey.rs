@@ -1379,9 +1379,12 @@ pub struct Update {
     pub unset: Vec<String>,
 }
 
-/// The longest `enrollment_key` value taken (in characters): it is part of the enrollment's id
-/// and of its record's key.
-pub const MAX_KEY_CHARS: usize = 200;
+/// The longest `enrollment_key` value taken, in bytes of UTF-8 as an id writes it (escaped:
+/// see [`crate::enrollment::Enrollment::id_for`]). It is part of the enrollment's id, which
+/// some store keys hold twice (a wake-up's timeline record, `T#{id}#wake:{id}:{seq}`): with
+/// the longest user id (256 bytes, `anon:` before a visitor's), journey id and step id (64),
+/// every such key stays within DynamoDB's 1,024 bytes of sort key.
+pub const MAX_KEY_BYTES: usize = 128;
 
 impl Journey {
     /// The value of its `enrollment_key` in a trigger event's properties: `None` for a journey
@@ -1405,9 +1408,13 @@ impl Journey {
             Some(serde_json::Value::String(s)) if s.trim().is_empty() => Err(format!(
                 "`enrollment_key: {name}`: the trigger event's `{name}` is empty"
             )),
-            Some(serde_json::Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(format!(
-                "`enrollment_key: {name}`: the trigger event's `{name}` is longer than {MAX_KEY_CHARS} characters"
-            )),
+            Some(serde_json::Value::String(s))
+                if crate::enrollment::escape_key(s).len() > MAX_KEY_BYTES =>
+            {
+                Err(format!(
+                    "`enrollment_key: {name}`: the trigger event's `{name}` is longer than {MAX_KEY_BYTES} bytes in an id (UTF-8, `%` and `#` written `%25` and `%23`)"
+                ))
+            }
             Some(serde_json::Value::String(s)) => Ok(s.clone()),
             Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
             Some(other) => Err(format!(

@@ -5782,6 +5782,57 @@ mod tests {
         assert_eq!(secs_until(at("2026-12-01T08:01:00Z"), due), 0);
     }
 
+    /// The longest `enrollment_key` value taken, in the id of the longest user (a visitor's,
+    /// `anon:` and 256 bytes), journey and step ids and the largest counts, keeps every key
+    /// holding the id, twice in a wake-up's timeline record, within DynamoDB's 1,024 bytes of
+    /// sort key; one byte more, after escaping (`#` is 3), is refused.
+    #[test]
+    fn keyed_ids_keep_store_keys_within_their_limits() {
+        let journey = crate::dsl::parse(
+            "j.yaml",
+            &format!(
+                "id: {}\nname: J\ntrigger: {{event: booked}}\nenrollment_key: event.b\nsteps:\n  - id: s\n    send: {{email: {{subject: x, text: y}}}}\n",
+                "j".repeat(64)
+            ),
+        )
+        .expect("parse");
+        let key_of = |v: &str| journey.key_of(&serde_json::json!({ "b": v }));
+        let longest = "a".repeat(crate::journey::MAX_KEY_BYTES);
+        assert_eq!(key_of(&longest), Some(Ok(longest.clone())));
+        for over in [
+            "a".repeat(crate::journey::MAX_KEY_BYTES + 1),
+            "#".repeat(crate::journey::MAX_KEY_BYTES / 3 + 1),
+            "é".repeat(crate::journey::MAX_KEY_BYTES / 2 + 1),
+        ] {
+            assert!(matches!(key_of(&over), Some(Err(_))), "{over}");
+        }
+        let user = format!("anon:{}", "u".repeat(256));
+        let id = Enrollment::id_for(&journey.id, &user, Some(&longest), u32::MAX);
+        let wake = Enrollment::wake_id_of(&id, u64::MAX);
+        let record = Enrollment::record_of(&journey.id, Some(&longest));
+        let keys = [
+            enrollment_key(&user, &record),
+            timeline_key(&user, &id, &wake),
+            timeline_key(
+                &user,
+                &id,
+                &Enrollment::late_exit_id_of(&Enrollment::merge_id_of(&wake)),
+            ),
+            Key::new(
+                user_partition(&user),
+                crate::engine::send_key_with("L#", &id, &"s".repeat(64), u64::MAX),
+            ),
+            Key::new(
+                user_partition(&user),
+                crate::engine::send_key_with("I#", &id, &"s".repeat(64), u64::MAX),
+            ),
+        ];
+        for k in keys {
+            assert!(k.sk.len() <= 1024, "{} bytes: {}", k.sk.len(), k.sk);
+            assert!(k.pk.len() <= 2048, "{}", k.pk);
+        }
+    }
+
     /// A device's key holds a token as it is when it fits a key, and a hash of one that does
     /// not (an identify with such a token is not refused by the store).
     #[test]
