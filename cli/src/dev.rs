@@ -1111,6 +1111,17 @@ impl Watcher {
                 to_end(&was)
             );
         }
+        match runtime.catalog.key_change(j).await {
+            Ok(Some(why)) => {
+                say_err!("{}: {why}", file.display());
+                return None;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                say_err!("journey {}: not published: {e}", j.id);
+                return None;
+            }
+        }
         self.owners.retain(|_, f| f.as_path() != file);
         self.owners.insert(j.id.clone(), file.to_path_buf());
         match runtime

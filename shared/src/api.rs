@@ -1079,6 +1079,17 @@ impl Api {
                 }],
             );
         }
+        match self.runtime.catalog.key_change(&journey).await {
+            Ok(Some(message)) => {
+                return reply(
+                    StatusCode::CONFLICT,
+                    &json!({"error": "enrollment_key changed", "code": "enrollment_key_changed",
+                        "message": message, "errors": [{"field": "enrollment_key", "message": message}]}),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => return internal(&e.into()),
+        }
         let now = self.runtime.clock.now();
         match self
             .runtime

@@ -356,6 +356,36 @@ impl Catalog {
     }
 
     /// One journey's head as stored now (not cached).
+    /// Why `journey` may not be published over its published versions, if so: its
+    /// `enrollment_key` is not theirs (added, changed or removed). The key names the records
+    /// her enrollments are in, and the entry rule, a stop's sweep and a login read those of
+    /// the latest version's key alone: an active enrollment of the old key would be missed,
+    /// and a trigger enter her twice for one booking.
+    pub async fn key_change(&self, journey: &Journey) -> Result<Option<String>, StoreError> {
+        let Some(head) = self.head(&journey.id).await? else {
+            return Ok(None);
+        };
+        let Some(p) = self.version(&journey.id, head.version).await? else {
+            return Ok(None);
+        };
+        let said = |j: &Journey| j.enrollment_key.as_ref().map(|k| k.source().to_string());
+        let (was, now) = (said(&p.journey), said(journey));
+        if was == now {
+            return Ok(None);
+        }
+        let show = |k: &Option<String>| {
+            k.as_deref()
+                .map_or("none".to_string(), |k| format!("`{k}`"))
+        };
+        Ok(Some(format!(
+            "`enrollment_key` is {} in the published version {} of journey `{}` and {} here: a journey keeps its key for good (its enrollments are kept by it); publish this as a new journey, with another `id`, and close or stop this one",
+            show(&was),
+            head.version,
+            journey.id,
+            show(&now)
+        )))
+    }
+
     pub async fn head(&self, id: &str) -> Result<Option<Head>, StoreError> {
         match self.store.get(&head_key(id)).await? {
             Some(r) => Ok(Some(r.parse()?)),

@@ -2150,3 +2150,68 @@ steps:
         assert_eq!(trigger, Some(json!("identify")), "{text}");
     });
 }
+
+/// A version whose `enrollment_key` is not the published one's (added, changed, removed) is
+/// refused, `409` naming the field: the key names the records her enrollments are in.
+/// Another change of a keyed journey publishes.
+#[test]
+fn a_publish_that_changes_the_enrollment_key_is_refused() {
+    block_on(async {
+        let s = Stack::new().await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let text = |key: &str, subject: &str| {
+            format!("id: keyj\nname: K\ntrigger: {{event: booked}}\n{key}steps:\n  - id: s\n    send: {{email: {{subject: {subject}, text: y}}}}\n")
+        };
+        let put = |body: String| {
+            let s = &s;
+            let admin = &admin;
+            async move {
+                s.call(
+                    Method::PUT,
+                    "/v1/journeys/keyj",
+                    &[("authorization", admin)],
+                    &body,
+                )
+                .await
+            }
+        };
+        let keyed = "enrollment_key: event.booking_id\n";
+        let (status, text1) = put(text(keyed, "a")).await;
+        assert_eq!(status, StatusCode::CREATED, "{text1}");
+        for (key, says) in [
+            ("enrollment_key: event.flight\n", "`event.flight` here"),
+            ("", "none here"),
+        ] {
+            let (status, body) = put(text(key, "a")).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            let v: Value = serde_json::from_str(&body).expect("JSON");
+            assert_eq!(v["code"], "enrollment_key_changed", "{body}");
+            assert_eq!(v["errors"][0]["field"], "enrollment_key", "{body}");
+            let message = v["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{message}");
+            assert!(message.contains("new journey"), "{message}");
+        }
+        let (status, body) = put(text(keyed, "b")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        // And an unkeyed journey may not gain one.
+        let plain = text("", "a").replace("keyj", "plainj");
+        let (status, body) = s
+            .call(
+                Method::PUT,
+                "/v1/journeys/plainj",
+                &[("authorization", &admin)],
+                &plain,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = s
+            .call(
+                Method::PUT,
+                "/v1/journeys/plainj",
+                &[("authorization", &admin)],
+                &text(keyed, "a").replace("keyj", "plainj"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    });
+}
