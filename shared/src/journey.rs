@@ -1388,7 +1388,8 @@ pub const MAX_KEY_BYTES: usize = 128;
 
 impl Journey {
     /// The value of its `enrollment_key` in a trigger event's properties: `None` for a journey
-    /// without one; else the value as text (a string as it is, a number as written), or why the
+    /// without one; else the value as text (a string as it is, a whole number as one, `1.0` as
+    /// `1`, another as written), or why the
     /// event has none that keys an enrollment.
     pub fn key_of(&self, properties: &serde_json::Value) -> Option<Result<String, String>> {
         let path = self.enrollment_key.as_ref()?;
@@ -1416,7 +1417,14 @@ impl Journey {
                 ))
             }
             Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+            // A whole number however written (`1.0` is `1`), so that one value makes one
+            // record.
+            Some(serde_json::Value::Number(n)) => Ok(match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                    format!("{}", f as i64)
+                }
+                _ => n.to_string(),
+            }),
             Some(other) => Err(format!(
                 "`enrollment_key: {name}`: the trigger event's `{name}` is {}, not a string or a number",
                 match other {

@@ -735,3 +735,24 @@ async fn a_value_entered_again_long_after_never_reuses_an_id() {
         ]
     );
 }
+
+/// A whole number is one value however written: `1.0` is `1`, and so is `"1"`.
+#[test]
+fn a_whole_number_is_one_value_however_written() {
+    let j = journey(CHECKIN);
+    for v in [
+        serde_json::json!(1),
+        serde_json::json!(1.0),
+        serde_json::json!("1"),
+    ] {
+        assert_eq!(
+            j.key_of(&serde_json::json!({ "booking_id": v })),
+            Some(Ok("1".to_string())),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        j.key_of(&serde_json::json!({"booking_id": 1.5})),
+        Some(Ok("1.5".to_string()))
+    );
+}
