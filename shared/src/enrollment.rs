@@ -273,8 +273,9 @@ impl Enrollment {
         })
     }
 
-    /// `{journey}:{user}:{n}`, or with a key `{journey}:{user}:{key}:{n}` (the key's `%` and
-    /// `#` escaped, since a ledger key is `{enrollment}#{step}#{seq}`).
+    /// `{journey}:{user}:{n}`, or with a key `{journey}:{user}:{key}:{n}` (the key's `%`, `#`
+    /// and `:` escaped, since a ledger key is `{enrollment}#{step}#{seq}` and an id's parts
+    /// are joined by `:`).
     pub fn id_for(journey: &str, user: &str, key: Option<&str>, n: u32) -> String {
         match key {
             None => crate::store::join(&[journey, ":", user, ":", &n.to_string()]),
@@ -495,12 +496,17 @@ impl Enrollment {
     }
 }
 
-/// A key as ids and record names hold it: `%` and `#` escaped.
+/// A key as ids and record names hold it: `%`, `#` and `:` escaped (an id's parts are
+/// joined by `:`, so that user `t:1` with key `B` and user `t` with key `1:B` differ).
 pub(crate) fn escape_key(k: &str) -> std::borrow::Cow<'_, str> {
-    if !k.contains(['%', '#']) {
+    if !k.contains(['%', '#', ':']) {
         return std::borrow::Cow::Borrowed(k);
     }
-    std::borrow::Cow::Owned(k.replace('%', "%25").replace('#', "%23"))
+    std::borrow::Cow::Owned(
+        k.replace('%', "%25")
+            .replace('#', "%23")
+            .replace(':', "%3A"),
+    )
 }
 
 #[cfg(test)]
@@ -634,6 +640,12 @@ mod tests {
             assert_eq!(Enrollment::journey_of_record(&record), "trip", "{key:?}");
         }
         assert_eq!(Enrollment::record_of("trip", Some("a#b")), "trip#a%23b");
+        // `:` too: another user and key never make the same id.
+        assert_eq!(Enrollment::id_for("j", "t", Some("1:B"), 1), "j:t:1%3AB:1");
+        assert_ne!(
+            Enrollment::id_for("j", "t:1", Some("B"), 1),
+            Enrollment::id_for("j", "t", Some("1:B"), 1)
+        );
         assert_ne!(
             Enrollment::record_of("trip", Some("a#b")),
             Enrollment::record_of("trip", Some("a%23b"))

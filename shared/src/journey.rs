@@ -1413,7 +1413,7 @@ impl Journey {
                 if crate::enrollment::escape_key(s).len() > MAX_KEY_BYTES =>
             {
                 Err(format!(
-                    "`enrollment_key: {name}`: the trigger event's `{name}` is longer than {MAX_KEY_BYTES} bytes in an id (UTF-8, `%` and `#` written `%25` and `%23`)"
+                    "`enrollment_key: {name}`: the trigger event's `{name}` is longer than {MAX_KEY_BYTES} bytes in an id (UTF-8, `%`, `#` and `:` written `%25`, `%23` and `%3A`)"
                 ))
             }
             Some(serde_json::Value::String(s)) => Ok(s.clone()),
