@@ -1625,6 +1625,16 @@ enum PastOutcome<'a> {
 /// The longest SMS SNS sends, in characters (one `Publish`; it is split into parts).
 pub const SMS_MOST_CHARACTERS: usize = 1_600;
 
+/// What quiet hours do to a send with `send_within` due during them.
+enum Night {
+    /// Held until they end (within its `send_within`).
+    Held,
+    /// Skipped: what would go out would be held longer.
+    Skipped,
+    /// Not held: what would go out is an in-app message, or nothing goes out.
+    Unheld,
+}
+
 /// A send as it goes to one user: the variant in her language (`locales`), and what it falls
 /// back to: the variant's own fallback, or else the send's (in the send's language), so a
 /// translation that names no fallback does not leave its readers without one.
@@ -2366,15 +2376,26 @@ impl<'a> Run<'a> {
                     if !j.transactional && !inbox {
                         if let Some(q) = &j.quiet_hours {
                             if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
-                                // Held longer than the send allows: skipped now, and on.
-                                if let Some(within) = own.send_within {
-                                    if self.held_too_long(&id, &send, q, until, within) {
+                                // Held longer than the send allows: skipped now, and on; or
+                                // sent now, when what would go out is not held (an in-app
+                                // fallback) or nothing would (skipped for the true reason).
+                                let night = match own.send_within {
+                                    Some(within) => {
+                                        self.held_too_long(&id, &send, q, until, within)
+                                    }
+                                    None => Night::Held,
+                                };
+                                match night {
+                                    Night::Held => {
+                                        self.hold(&id, until, Resume::Rerun, "quiet hours".into());
+                                        return;
+                                    }
+                                    Night::Skipped => {
                                         current = default_next();
                                         continue;
                                     }
+                                    Night::Unheld => {}
                                 }
-                                self.hold(&id, until, Resume::Rerun, "quiet hours".into());
-                                return;
                             }
                         }
                     }
@@ -2436,9 +2457,10 @@ impl<'a> Run<'a> {
     }
 
     /// Skips the send due now that quiet hours `q` would hold until `until`, longer than its
-    /// `send_within`: `quiet_hours`, saying when it was due and until when it would have
-    /// waited. No frequency cap place is taken (nothing is sent). False, doing nothing, when
-    /// the hold is within it.
+    /// `send_within`: `quiet_hours`, on the channel that would go out, saying when it was due
+    /// and until when it would have waited. No frequency cap place is taken (nothing is sent).
+    /// Doing nothing: [`Night::Held`] when the hold is within it, [`Night::Unheld`] when what
+    /// would go out is an in-app message or nothing.
     fn held_too_long(
         &mut self,
         step: &str,
@@ -2446,12 +2468,20 @@ impl<'a> Run<'a> {
         q: &QuietHours,
         until: Timestamp,
         within: crate::duration::Duration,
-    ) -> bool {
+    ) -> Night {
         let now = self.ctx.now;
         let held = u64::try_from(until.as_second() - now.as_second()).unwrap_or(0);
-        let Some(t) = send.send.template().filter(|_| held > within.as_secs()) else {
-            return false;
+        if held <= within.as_secs() {
+            return Night::Held;
+        }
+        // What would go out now: an in-app message (a push's fallback for a user with no
+        // device) is not held, and nothing at all is skipped for its own reason, not the night.
+        let Some(t) = self.going_out(send) else {
+            return Night::Unheld;
         };
+        if t.channel() == Channel::InApp {
+            return Night::Unheld;
+        }
         let tz = self.timezone();
         let local = |at: Timestamp| {
             let t = at.to_zoned_datetime(tz.clone()).time();
@@ -2473,7 +2503,29 @@ impl<'a> Run<'a> {
                 detail: Some(detail),
             },
         );
-        true
+        Night::Skipped
+    }
+
+    /// The template of `send` that would go out now: its own when it reaches the user, else
+    /// its fallback's when that does; none when neither does or she is unsubscribed from the
+    /// journey's topic.
+    fn going_out<'s>(&self, send: &Localized<'s>) -> Option<Template<'s>> {
+        if let Some(topic) = &self.ctx.journey.topic {
+            if topic::standing(self.user(), &self.ctx.topics, topic).is_some() {
+                return None;
+            }
+        }
+        let transactional = self.ctx.journey.transactional;
+        let reaches = |t: &Template<'_>| {
+            self.user()
+                .address_for(t.channel(), t.ignores_unsubscribe(transactional))
+                .is_ok()
+        };
+        let first = send.send.template()?;
+        if reaches(&first) {
+            return Some(first);
+        }
+        send.fallback.and_then(|f| f.template()).filter(reaches)
     }
 
     /// Until when a send that can reach the user on none of its channels for want of an

@@ -5720,6 +5720,62 @@ steps:
     );
 }
 
+/// `send_within` judges the channel that would go out: a push that falls back to an in-app
+/// message for a user with no device goes out now (quiet hours leave in-app messages alone),
+/// and one that reaches her on no channel is skipped for that, not for the night. Only what
+/// quiet hours would hold past it is skipped as `quiet_hours`.
+#[tokio::test]
+async fn send_within_judges_the_channel_that_would_go_out() {
+    let journey = r#"
+id: class
+name: Class
+trigger: {event: class_booked}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: remind
+    send:
+      push: {title: "Class in 15 minutes", body: "."}
+      fallback:
+        in_app: {title: "Class in 15 minutes", body: "."}
+      send_within: 15m
+  - id: alarm
+    send:
+      push: {title: "Alarm", body: "."}
+      send_within: 15m
+"#;
+    // All in Berlin (UTC+1), booked at 06:45 local: ida has no device, pat has one.
+    let script = r#"{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ida","traits":{"timezone":"Europe/Berlin"}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"pat","traits":{"timezone":"Europe/Berlin","push_tokens":[{"platform":"fcm","token":"t-pat"}]}}
+{"at":"2026-12-03T05:45:00Z","userId":"ida","event":"class_booked"}
+{"at":"2026-12-03T05:45:00Z","userId":"pat","event":"class_booked"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox_of(&out, "ida"),
+        ["2026-12-03T05:45:00Z ida in_app remind: Class in 15 minutes"]
+    );
+    assert_eq!(outbox_of(&out, "pat"), Vec::<String>::new());
+    let skips = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .into_iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped {
+                    channel, reason, ..
+                } => Some(format!(
+                    "{} {channel}: {reason}",
+                    e.step.as_deref().unwrap_or("-")
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(skips("ida"), ["alarm push: no_address"]);
+    assert_eq!(
+        skips("pat"),
+        ["remind push: quiet_hours", "alarm push: quiet_hours"]
+    );
+}
+
 /// A send with `send_within` that quiet hours would hold longer is skipped when it is due
 /// (`quiet_hours`, saying when it was due and until when it was held): a "starts in 15 minutes"
 /// push does not go out after the class began. It takes no frequency cap place, the journey
