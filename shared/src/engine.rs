@@ -2882,22 +2882,34 @@ impl<'a> Run<'a> {
                     sms_type: s.sms_type,
                 }
             }
-            Template::Push(p) => Content::Push {
-                title: p
+            Template::Push(p) => {
+                let title = p
                     .title
                     .as_deref()
                     .map(|t| text("title", t))
                     .transpose()?
-                    .unwrap_or_default(),
-                body: p
+                    .unwrap_or_default();
+                let body = p
                     .body
                     .as_deref()
                     .map(|b| text("body", b))
                     .transpose()?
-                    .unwrap_or_default(),
-                data: data("data", &p.data)?,
-                expires: p.expires,
-            },
+                    .unwrap_or_default();
+                // Nothing to show (both blank for this user's data): not sent, as an SMS.
+                if title.trim().is_empty() && body.trim().is_empty() {
+                    return Err(template::TemplateError {
+                        line: None,
+                        column: None,
+                        message: "the push is empty for this user".into(),
+                    });
+                }
+                Content::Push {
+                    title,
+                    body,
+                    data: data("data", &p.data)?,
+                    expires: p.expires,
+                }
+            }
             Template::InApp(p) => Content::InApp {
                 title: text("title", &p.title)?,
                 body: text("body", &p.body)?,

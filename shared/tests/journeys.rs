@@ -8855,6 +8855,51 @@ steps:
     );
 }
 
+/// A push whose title and body are both blank for this user's data (a `default('')` of a
+/// missing value) is not sent empty: it is a `render_error`, as an empty SMS is. One line of
+/// the two is enough.
+#[tokio::test]
+async fn a_push_empty_for_this_user_is_a_render_error() {
+    let journey = r#"
+id: note
+name: Note
+trigger: {event: noted}
+steps:
+  - id: tell
+    send: {push: {body: "{{ event.note | default('') }}"}}
+  - id: both
+    send: {push: {title: "{{ event.title | default(' ') }}", body: "{{ event.note | default('') }}"}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"a","traits":{"push_tokens":[{"platform":"fcm","token":"t-a"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"b","traits":{"push_tokens":[{"platform":"fcm","token":"t-b"}]}}
+{"at":"2026-12-01T10:00:00Z","userId":"a","event":"noted"}
+{"at":"2026-12-01T10:00:00Z","userId":"b","event":"noted","properties":{"note":"Hi"}}
+"#;
+    let out = sim(&[journey], script).await;
+    let skipped = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, detail, .. } => Some(format!(
+                    "{} {reason}: {}",
+                    e.step.as_deref().unwrap_or("-"),
+                    detail.as_deref().unwrap_or("")
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        skipped("a"),
+        [
+            "tell render_error: the push is empty for this user",
+            "both render_error: the push is empty for this user",
+        ]
+    );
+    assert!(skipped("b").is_empty(), "{:?}", skipped("b"));
+    assert_eq!(messages_to(&out, "b").len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Trait changes: `trigger: {trait_changed: plan}`
 // ---------------------------------------------------------------------------------------------

@@ -494,17 +494,17 @@ pub fn push_payload(
     body: &str,
     data: &BTreeMap<String, String>,
 ) -> Value {
-    // A title or a body left empty (either may be) is left out: APNs and FCM show the other.
+    // A title or a body left blank (either may be) is left out: APNs and FCM show the other.
     let mut alert = serde_json::Map::new();
     for (key, text) in [("title", title), ("body", body)] {
-        if !text.is_empty() {
+        if !text.trim().is_empty() {
             alert.insert(key.into(), json!(text));
         }
     }
     let mut out = serde_json::Map::new();
     out.insert(
         "default".into(),
-        json!(if body.is_empty() { title } else { body }),
+        json!(if body.trim().is_empty() { title } else { body }),
     );
     match platform {
         "apns" => {
@@ -771,6 +771,8 @@ mod tests {
         for (title, body, alert) in [
             ("", "On its way", json!({"body": "On its way"})),
             ("Delivered", "", json!({"title": "Delivered"})),
+            (" ", "On its way", json!({"body": "On its way"})),
+            ("Delivered", "\n", json!({"title": "Delivered"})),
         ] {
             let fcm = push_payload("fcm", title, body, &none);
             let gcm: Value =
@@ -783,7 +785,7 @@ mod tests {
             let aps: Value =
                 serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
             assert_eq!(aps["aps"], json!({"alert": alert, "sound": "default"}));
-            let one = if body.is_empty() { title } else { body };
+            let one = if body.trim().is_empty() { title } else { body };
             assert_eq!(fcm["default"], one);
             assert_eq!(apns["default"], one);
         }
