@@ -831,7 +831,8 @@ fn after_a_bar(chars: &[char], before: &[Token], at: usize) -> String {
     let written: String = chars[start..at].iter().collect();
     let path = match written.trim() {
         p if Root::ALL.iter().any(|(root, _)| p.starts_with(root)) => p.to_string(),
-        _ => "event.balance".to_string(),
+        // No path before the bar (a value, a bare word): a placeholder, not a made-up path.
+        _ => "<path>".to_string(),
     };
     let filter = if word.is_empty() {
         "\"|\"".to_string()
@@ -2983,6 +2984,12 @@ mod tests {
                 "conditions have no filters (\"| float\" is a template's): to read a number sent as text write number(event.balance), like number(event.balance) < 50",
             ),
             ("event['bal'] | int < 50", 13, "write number(event['bal'])"),
+            (
+                "'12.50' | float < 50",
+                8,
+                "write number(<path>), like number(<path>) < 50",
+            ),
+            ("balance | int < 50", 8, "write number(<path>)"),
             ("profile.x|plus: 0 > 5", 9, "number(profile.x)"),
             (
                 "event.plan | lower == 'pro'",
