@@ -955,17 +955,7 @@ fn event_of(
             && event.timestamp <= deadline
             && matches(&m, event, &profile, ctx, Some(enrollment))
         {
-            run.enrollment.converted_at = Some(event.timestamp);
-            let step = run.enrollment.step.clone();
-            run.log(
-                Some(&step),
-                What::Converted {
-                    event: name.to_string(),
-                    splits: crate::timeline::chosen_by(&run.enrollment.splits, event.timestamp),
-                    // The runtime credits it (it knows which messages went out).
-                    last_message: None,
-                },
-            );
+            run.convert(event.timestamp, name.to_string());
             changed = true;
         }
     }
@@ -1120,17 +1110,7 @@ pub fn on_trait_changes(
             && identify.timestamp <= deadline
             && change_meets(&goal.as_match(), changes, &profile, ctx, enrollment).is_some()
         {
-            run.enrollment.converted_at = Some(identify.timestamp);
-            let step = run.enrollment.step.clone();
-            run.log(
-                Some(&step),
-                What::Converted {
-                    event: goal.label(),
-                    splits: crate::timeline::chosen_by(&run.enrollment.splits, identify.timestamp),
-                    // The runtime credits it (it knows which messages went out).
-                    last_message: None,
-                },
-            );
+            run.convert(identify.timestamp, goal.label());
             changed = true;
         }
     }
@@ -1883,6 +1863,22 @@ impl<'a> Run<'a> {
             self.current_trait("timezone"),
             self.ctx.journey.default_zone(),
         )
+    }
+
+    /// Converts the enrollment at `at` (its goal `event` met, by its label), in its current
+    /// step's timeline.
+    fn convert(&mut self, at: Timestamp, event: String) {
+        self.enrollment.converted_at = Some(at);
+        let step = self.enrollment.step.clone();
+        self.log(
+            Some(&step),
+            What::Converted {
+                event,
+                splits: crate::timeline::chosen_by(&self.enrollment.splits, at),
+                // The runtime credits it (it knows which messages went out).
+                last_message: None,
+            },
+        );
     }
 
     fn log(&mut self, step: Option<&str>, what: What) {
