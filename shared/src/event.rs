@@ -24,10 +24,10 @@ pub const MAX_TRAITS: usize = 256;
 
 /// The longest `userId` or `anonymousId`, in bytes of UTF-8: ids are part of the store's keys,
 /// a user's twice in some (DynamoDB takes 1,024 bytes of sort key).
-const MAX_ID_BYTES: usize = 256;
+pub(crate) const MAX_ID_BYTES: usize = 256;
 pub(crate) const MAX_EVENT_NAME_CHARS: usize = 200;
 /// The longest `messageId`, in bytes of UTF-8 (part of the store's keys too).
-const MAX_MESSAGE_ID_BYTES: usize = 100;
+pub(crate) const MAX_MESSAGE_ID_BYTES: usize = 100;
 const MAX_EMAIL_CHARS: usize = 254;
 const CHANNELS: [&str; 5] = ["email", "sms", "push", "in_app", "webhook"];
 const PLATFORMS: [&str; 2] = ["apns", "fcm"];

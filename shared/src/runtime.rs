@@ -215,11 +215,30 @@ fn cap_key(user: &str, channel: Channel) -> Key {
 fn inbox_key(o: &Outgoing) -> Key {
     Key::new(user_partition(&o.user_id), o.ledger_key_with("I#"))
 }
+/// The key of the timeline record of the transition that `cause` made of `enrollment`:
+/// `T#{enrollment}#{cause}`. A cause can hold several ids (a date wait moved by a wake-up's
+/// `update`, `wake:{id}:{seq}:moved:{id}`, moved again by the update it then reaches), so one
+/// that would pass DynamoDB's sort key is shortened ([`crate::store::fitted`]); the
+/// enrollment's id stays whole, as a conversion looks its records up by it.
 fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
+    let room = crate::store::MAX_SORT_KEY_BYTES.saturating_sub(enrollment.len() + "T##".len());
     Key::new(
         user_partition(user),
-        Part::join(&["T#", enrollment, "#", cause]),
+        Part::join(&["T#", enrollment, "#", &crate::store::fitted(cause, room)]),
     )
+}
+/// Where the refused entries of message `message_id` (a schedule's or an inactivity check's,
+/// which made no event) are kept ([`Runtime::keep_refusal`]).
+fn refusal_key(user: &str, message_id: &str) -> Key {
+    Key::new(user_partition(user), join(&["R#", message_id]))
+}
+/// The marker saying that scan page message `id` of `job` was read ([`Runtime::scan_page`]).
+fn scan_marker_key(job: &ScanJob, id: &str) -> Key {
+    Key::new(join(&["SCAN#", &job.id()]), id)
+}
+/// A timer: message `id`, due in `minute`, kept in that minute's partition `shard`.
+fn timer_key(minute: i64, shard: u32, id: String) -> Key {
+    Key::new(timer_partition(minute, shard), id)
 }
 /// Whose a push device is: the user who registered it last (see [`Runtime::claim_device`]).
 /// Kept in one of [`DEVICE_PARTITIONS`] partitions by a hash of the token (a partition a device
@@ -3046,8 +3065,8 @@ impl Runtime {
             return Ok(());
         };
         log_refusals(user, std::slice::from_ref(&entry));
-        let key = Key::new(user_partition(user), join(&["R#", message_id]));
-        let record = Record::of(key, 1, vec![entry]).expiring(self.now() + self.config.dedup_for);
+        let record = Record::of(refusal_key(user, message_id), 1, vec![entry])
+            .expiring(self.now() + self.config.dedup_for);
         self.store.put(&record, Expect::Any).await?;
         Ok(())
     }
@@ -4158,10 +4177,7 @@ impl Runtime {
             return Ok(());
         }
         let id = message.id();
-        let key = Key::new(
-            timer_partition(minute_of(at), segment_of(&id, self.config.timer_shards)),
-            id,
-        );
+        let key = timer_key(minute_of(at), segment_of(&id, self.config.timer_shards), id);
         self.note_shards().await?;
         self.store
             .put(&Record::new(key, 1, &message)?, Expect::Any)
@@ -4180,10 +4196,7 @@ impl Runtime {
             return Ok(());
         }
         let id = message.id();
-        let key = Key::new(
-            timer_partition(minute_of(at), segment_of(&id, self.config.timer_shards)),
-            id,
-        );
+        let key = timer_key(minute_of(at), segment_of(&id, self.config.timer_shards), id);
         self.store.delete(&key, Expect::Any).await?;
         Ok(())
     }
@@ -4337,7 +4350,7 @@ impl Runtime {
         start: Option<&Key>,
         id: &str,
     ) -> Result<(), RunError> {
-        let marker = Key::new(join(&["SCAN#", &job.id()]), id);
+        let marker = scan_marker_key(job, id);
         let Some(claimed) = self.claim_page(&marker).await? else {
             return Ok(()); // read already
         };
@@ -5831,6 +5844,160 @@ mod tests {
             assert!(k.sk.len() <= 1024, "{} bytes: {}", k.sk.len(), k.sk);
             assert!(k.pk.len() <= 2048, "{}", k.pk);
         }
+    }
+
+    /// Every key the engine writes, made from the longest inputs it takes (a visitor's id,
+    /// `anon:` and 256 bytes; a 100-byte message id; 64-byte journey and step ids; the longest
+    /// `enrollment_key` value; the largest counts), stays within DynamoDB's 2,048 bytes of
+    /// partition key and 1,024 of sort key: DynamoDB refuses a longer one, and the message that
+    /// writes it ends in the dead-letter queue. A transition's cause can hold ids without bound
+    /// (a date wait moved by a wake-up's `update`, `wake:{id}:{seq}:moved:{id}`, moved again by
+    /// the update it reaches, and so on): its timeline record's key is shortened.
+    #[test]
+    fn every_key_the_engine_writes_fits_dynamodb_at_the_longest_inputs() {
+        use crate::event::{ANONYMOUS_PREFIX, MAX_ID_BYTES, MAX_MESSAGE_ID_BYTES};
+        use crate::store::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+        let user = join(&[ANONYMOUS_PREFIX, &"u".repeat(MAX_ID_BYTES)]);
+        let journey = "j".repeat(64);
+        let step = "s".repeat(64);
+        let value = "v".repeat(crate::journey::MAX_KEY_BYTES);
+        let message_id = "m".repeat(MAX_MESSAGE_ID_BYTES);
+        let id = Enrollment::id_for(&journey, &user, Some(&value), u32::MAX);
+        let other = Enrollment::id_for(&journey, &user, Some(&"o".repeat(128)), u32::MAX - 1);
+        let record = Enrollment::record_of(&journey, Some(&value));
+        let at: Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+        let wake = |id: &str| Message::Wake {
+            user_id: user.as_str().into(),
+            journey: record.as_str().into(),
+            enrollment: id.into(),
+            seq: u64::MAX,
+            at,
+        };
+        let job = ScanJob::Stop {
+            journey: journey.clone(),
+            version: u32::MAX,
+            keyed: true,
+        };
+        let mut messages = vec![
+            wake(&id),
+            wake(&other),
+            Message::Inactivity {
+                user_id: user.clone(),
+                journey: journey.clone(),
+                since: Timestamp::MIN,
+                at,
+            },
+            Message::Enter {
+                user_id: user.clone(),
+                journey: journey.clone(),
+                cause: format!("schedule:{}", i64::MIN),
+                at,
+            },
+            Message::Stop {
+                user_id: user.clone(),
+                journey: record.clone(),
+                enrollment: id.clone(),
+            },
+            Message::Scan {
+                job: job.clone(),
+                segment: u32::MAX,
+                segments: u32::MAX,
+                start: Some(enrollment_key(&user, &record)),
+            },
+        ];
+        let retries: Vec<Message> = messages
+            .iter()
+            .map(|m| Message::Retry {
+                attempt: u32::MAX,
+                at,
+                message: Box::new(m.clone()),
+            })
+            .collect();
+        messages.extend(retries);
+
+        let mut keys = vec![
+            profile_key(&user),
+            enrollment_key(&user, &journey),
+            enrollment_key(&user, &record),
+            dedup_key(&user, &message_id),
+            Key::new(
+                user_partition(&user),
+                engine::send_key_with("L#", &id, &step, u64::MAX),
+            ),
+            Key::new(
+                user_partition(&user),
+                engine::send_key_with("I#", &id, &step, u64::MAX),
+            ),
+            device_key(&"t".repeat(512)),
+            device_key(&"t".repeat(5000)),
+            phone_key("+123456789012345"),
+            stats_key(&journey),
+            stats_shard_key(&journey, u32::MAX),
+            Key::new(STOPS, journey.as_str()),
+        ];
+        keys.extend(Channel::ALL.iter().map(|c| cap_key(&user, *c)));
+        for m in &messages {
+            keys.push(timer_key(i64::MIN, u32::MAX, m.id()));
+            keys.push(Key::new(DEAD_TIMERS, m.id()));
+            keys.push(refusal_key(&user, &m.id()));
+            keys.push(scan_marker_key(&job, &m.id()));
+        }
+        // The causes of transitions: a message's id, and those made from it (a login's merge,
+        // a late exit or reply, a date wait moved by an identify or by another enrollment's
+        // update), three deep.
+        type Made = Box<dyn Fn(&str) -> String>;
+        let (by_id, by_other) = (id.clone(), other.clone());
+        let made: Vec<Made> = vec![
+            Box::new(Enrollment::merge_id_of),
+            Box::new(Enrollment::late_exit_id_of),
+            Box::new(Enrollment::late_reply_id_of),
+            Box::new(|c| Enrollment::moved_id_of(c, "")),
+            Box::new(move |c| Enrollment::moved_id_of(c, &by_id)),
+            Box::new(move |c| Enrollment::moved_id_of(c, &by_other)),
+        ];
+        let mut causes: Vec<String> = std::iter::once(message_id.clone())
+            .chain(messages.iter().map(Message::id))
+            .collect();
+        let mut last = causes.clone();
+        for _ in 0..3 {
+            last = last
+                .iter()
+                .flat_map(|c| made.iter().map(move |f| f(c)))
+                .collect();
+            causes.extend(last.iter().cloned());
+        }
+        for cause in &causes {
+            keys.push(timeline_key(&user, &id, cause));
+            keys.push(timeline_key(&user, &other, cause));
+        }
+        for k in &keys {
+            assert!(
+                k.pk.len() <= MAX_PARTITION_KEY_BYTES,
+                "{} bytes: {}",
+                k.pk.len(),
+                k.pk
+            );
+            assert!(
+                k.sk.len() <= MAX_SORT_KEY_BYTES,
+                "{} bytes: {}",
+                k.sk.len(),
+                k.sk
+            );
+        }
+        // A key that fits is as it was; a timeline record's is still found by its enrollment.
+        let short = timeline_key("ann", "cart:ann:1", "wake:cart:ann:1:2:moved:plan:ann:1");
+        assert_eq!(
+            short.sk.as_str(),
+            "T#cart:ann:1#wake:cart:ann:1:2:moved:plan:ann:1"
+        );
+        let moved = Enrollment::moved_id_of(&Enrollment::wake_id_of(&other, 9), &other);
+        let long = timeline_key(&user, &id, &moved);
+        assert!(
+            long.sk.starts_with(&*join(&["T#", &id, "#wake:"])),
+            "{}",
+            long.sk
+        );
+        assert_ne!(long, timeline_key(&user, &id, &join(&[&moved, "x"])));
     }
 
     /// A device's key holds a token as it is when it fits a key, and a hash of one that does

@@ -455,6 +455,39 @@ pub fn join(parts: &[&str]) -> String {
     s
 }
 
+/// The longest partition key DynamoDB takes, in bytes of UTF-8; a longer one is refused.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// The longest sort key DynamoDB takes (the `fold` index's too), in bytes of UTF-8.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// How long the digest [`fitted`] ends a shortened tail with: `~` and 64 hex digits.
+pub const FITTED_DIGEST_BYTES: usize = 1 + 64;
+
+/// `tail` as the end of a key that has `room` bytes left for it: itself when it fits (so a
+/// key that fits is never changed, and records stored under one keep it), else as much of its
+/// start as leaves room for `~` and the hex SHA-256 of the whole tail, cut on a character,
+/// then those. The same tail always makes the same key, two tails two keys. `room` should be at
+/// least [`FITTED_DIGEST_BYTES`]: with less, the tail is the digest alone, and longer than
+/// `room`.
+pub fn fitted(tail: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    if tail.len() <= room {
+        return std::borrow::Cow::Borrowed(tail);
+    }
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut cut = room.saturating_sub(FITTED_DIGEST_BYTES);
+    while !tail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + FITTED_DIGEST_BYTES);
+    out.push_str(&tail[..cut]);
+    out.push('~');
+    for b in Sha256::digest(tail.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A scan page from up to `limit + 1` records read in key order: `limit` of them, and a `next`
 /// when there was one more (the adapters that read their own order).
 pub fn page_of(mut records: Vec<Record>, limit: usize) -> Page {
@@ -1103,5 +1136,44 @@ mod tests {
             .expect("put");
         let got = store.get(&key).await.expect("get").expect("stored");
         assert_eq!(got.body.typed::<Doc>(), Some(&doc()));
+    }
+
+    /// A tail that fits is kept as it is; a longer one is shortened to exactly its room (less
+    /// where a character would be cut), keeping its start, and two tails that differ past the
+    /// cut make two keys.
+    #[test]
+    fn a_fitted_tail_is_itself_when_it_fits_and_its_start_and_digest_when_not() {
+        assert!(matches!(
+            fitted("m-1:moved", 100),
+            std::borrow::Cow::Borrowed("m-1:moved")
+        ));
+        let fits = "x".repeat(300);
+        assert_eq!(fitted(&fits, 300), fits);
+        let long = format!("{}:moved:{}", "w".repeat(400), "e".repeat(400));
+        let got = fitted(&long, 300);
+        assert_eq!(got.len(), 300);
+        assert!(
+            got.starts_with(&"w".repeat(300 - FITTED_DIGEST_BYTES)),
+            "{got}"
+        );
+        assert_eq!(got.as_bytes()[300 - FITTED_DIGEST_BYTES], b'~');
+        assert_eq!(fitted(&long, 300), got, "stable");
+        assert_ne!(fitted(&format!("{long}f"), 300), got);
+        // Cut on a character: `é` is two bytes.
+        let accented = "é".repeat(400);
+        let got = fitted(&accented, 300);
+        assert!(got.len() <= 300 && got.len() >= 299, "{}", got.len());
+        assert!(got.starts_with('é'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_fitted_tail_never_passes_its_room(tail in "\\PC{0,700}", room in FITTED_DIGEST_BYTES..600usize) {
+            let got = fitted(&tail, room);
+            proptest::prop_assert!(got.len() <= room);
+            if tail.len() <= room {
+                proptest::prop_assert_eq!(&*got, tail.as_str());
+            }
+        }
     }
 }
