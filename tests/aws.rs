@@ -319,6 +319,71 @@ async fn an_order_in_between_stops_the_email() {
     assert!(h.emails_to(&bob).await.is_empty());
 }
 
+/// A user with the longest id intake takes (256 bytes) has her renewal reminder's date wait
+/// moved by another journey's `update`, reached after a wait in an enrollment keyed by the
+/// longest value: the moved wait's timeline record, whose cause holds that enrollment's id
+/// twice (`wake:{id}:{seq}:moved:{id}`), is under a key DynamoDB takes (1,024 bytes of sort key
+/// at most). Nothing fails or ends in a dead-letter queue, and the reminder goes out on the
+/// new date.
+#[tokio::test]
+async fn a_wait_moved_for_the_longest_ids_is_recorded_and_goes_on() {
+    let Some(mut h) = Harness::new("longids", at(T0)).await else {
+        return;
+    };
+    let t0 = h.now();
+    let plan = format!("plan_{}", "p".repeat(59));
+    let renewal = format!("renewal_{}", "r".repeat(56));
+    h.publish_journey(
+        &plan,
+        &format!(
+            "id: {plan}\nname: Plan\ntrigger: {{event: plan_extended}}\nenrollment_key: event.order\nsteps:\n  - id: settle\n    wait: 4m\n  - id: record\n    update: {{set: {{renews_on: \"{{{{ trigger.next }}}}\"}}}}\n"
+        ),
+    )
+    .await;
+    h.publish_journey(
+        &renewal,
+        &format!(
+            "id: {renewal}\nname: Renewal\ntrigger: {{event: subscribed}}\nsteps:\n  - id: day_before\n    wait_until: {{date: profile.renews_on, before: 1d}}\n  - id: remind\n    send: {{email: {{subject: \"Renewal tomorrow\", text: \"See you.\"}}}}\n"
+        ),
+    )
+    .await;
+    let user = "u".repeat(256);
+    let email = format!("{}-long@shoppers.test", h.stack.name);
+    h.identify(
+        &user,
+        json!({"email": email, "timezone": "Europe/Paris", "renews_on": "2027-06-01"}),
+    )
+    .await;
+    h.track(&user, "subscribed", "sub-1", json!({})).await;
+    h.track(
+        &user,
+        "plan_extended",
+        "plan-1",
+        json!({"order": "o".repeat(128), "next": "2026-12-03"}),
+    )
+    .await;
+    assert_eq!(h.run_until(t0 + mins(10)).await, Vec::<String>::new());
+
+    // The update after the wait moved the reminder's wait to 2026-12-02 00:00 in Paris.
+    let view = h.user(&user).await;
+    let moved: Vec<&Value> = view["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["journey"] == renewal.as_str() && e["what"] == "waiting")
+        .collect();
+    assert_eq!(moved.len(), 2, "{view}");
+    assert_eq!(moved[1]["until"], "2026-12-01T23:00:00Z", "{view}");
+
+    h.run_until(at("2026-12-01T23:00:00Z")).await;
+    let tick = h.tick().await;
+    assert_eq!(tick["timers"], 1, "{tick}");
+    assert_eq!(h.deliver_due().await, Vec::<String>::new());
+    assert_eq!(h.emails_to(&email).await.len(), 1);
+    assert!(h.drain("EventsDeadLetterQueue").await.is_empty());
+    assert!(h.drain("StepsDeadLetterQueue").await.is_empty());
+}
+
 /// The endpoints SNS holds under the stack's FCM platform application.
 async fn fcm_endpoints(h: &Harness) -> Vec<String> {
     let sns = aws_sdk_sns::Client::new(&h.sdk);
