@@ -792,9 +792,9 @@ pub fn late_changes(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Vec<LateChange> {
             let Some(at) = c.at else {
                 continue;
             };
-            // One at the trigger's own instant is left out: processed after the trigger, it
-            // would have met no exit (an enrollment hears what comes after its trigger).
-            if at <= enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
+            // One at the trigger's own instant counts: processed after the trigger it would
+            // have reached her too (`changes_reach`), as an exit or goal event of that instant.
+            if at < enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
                 continue;
             }
             out.push(LateChange {

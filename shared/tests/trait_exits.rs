@@ -733,33 +733,69 @@ steps:
     assert_eq!(stats.converted, 1, "{counters:?}");
 }
 
-/// An identify stamped at the very instant of the paywall hit, processed before it, does not
-/// end her offer at entry: in order it would have come with the trigger, not after it, and
-/// not ended it.
+/// An identify stamped at the very instant of the paywall hit reaches her whichever of the two
+/// is processed first, as an exit or goal event of that instant does: after the trigger, the
+/// change ends her offer and converts her goal; before it, her entry finds the change in the
+/// profile's notes and does the same. One outcome for both orders.
 #[tokio::test]
-async fn a_late_change_at_the_triggers_instant_keeps_her_in() {
-    let h = Harness::new("2026-03-01T00:00:00Z");
-    h.publish(OFFER).await;
-    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
-        .await;
-    h.play(&stamped(
-        &identify(
-            "2026-03-01T02:00:00Z",
-            "ann",
-            "a-2",
-            json!({"subscriber": true}),
-        ),
-        "2026-03-01T01:00:00Z",
-    ))
-    .await;
-    h.play(&stamped(
-        &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
-        "2026-03-01T01:00:00Z",
-    ))
-    .await;
-    h.advance_to(at("2026-03-03T00:00:00Z")).await;
-    assert_eq!(
-        h.outbox(),
-        ["2026-03-02T02:05:00Z ann email s: Subscribe, ann"]
-    );
+async fn a_change_at_the_triggers_instant_counts_in_either_order() {
+    let goal = r#"
+id: goal
+name: Goal
+trigger: {event: paywall_hit}
+goal: {trait_changed: subscriber, where: "event.to == true", within: 2d}
+steps:
+  - id: w
+    wait: 1d
+"#;
+    for identify_first in [true, false] {
+        let h = Harness::new("2026-03-01T00:00:00Z");
+        h.publish(OFFER).await;
+        h.publish(goal).await;
+        h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+            .await;
+        let (change_at, hit_at) = if identify_first {
+            ("2026-03-01T02:00:00Z", "2026-03-01T02:05:00Z")
+        } else {
+            ("2026-03-01T02:05:00Z", "2026-03-01T02:00:00Z")
+        };
+        let change = stamped(
+            &identify(change_at, "ann", "a-2", json!({"subscriber": true})),
+            "2026-03-01T01:00:00Z",
+        );
+        let hit = stamped(
+            &track(hit_at, "ann", "paywall_hit", "a-1"),
+            "2026-03-01T01:00:00Z",
+        );
+        if identify_first {
+            h.play(&change).await;
+            h.play(&hit).await;
+        } else {
+            h.play(&hit).await;
+            h.play(&change).await;
+        }
+        h.advance_to(at("2026-03-03T00:00:00Z")).await;
+        assert_eq!(
+            h.outbox(),
+            Vec::<String>::new(),
+            "identify first: {identify_first}"
+        );
+        let view = h.rt.user("ann").await.expect("user");
+        let of = |j: &str| {
+            view.enrollments
+                .iter()
+                .find(|e| *e.journey == *j)
+                .expect("an enrollment")
+        };
+        assert_eq!(
+            of("offer").end_reason.as_deref(),
+            Some("exit_when trait_changed subscriber"),
+            "identify first: {identify_first}"
+        );
+        assert_eq!(
+            of("goal").converted_at,
+            Some(at("2026-03-01T01:00:00Z")),
+            "identify first: {identify_first}"
+        );
+    }
 }
