@@ -2462,8 +2462,26 @@ impl Runtime {
         };
         let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
             .filter(|_| ends.is_none())
-            .and_then(|late| engine::on_late_exit(&ctx, &l.enrollment, &late, converted));
+            .and_then(|late| {
+                // Her change of a trait the goal watches converts it first, as where the
+                // enrollment moves to her (`exit_moved`): the exit does not take it away.
+                let changes = engine::late_changes(&ctx, &l.enrollment);
+                let goal = engine::convert_moved_change(&ctx, &l.enrollment, &changes, converted)
+                    .map(|(_, t)| t);
+                let e = goal.as_ref().map_or(&*l.enrollment, |t| &t.enrollment);
+                let exit = engine::on_late_exit(&ctx, e, &late, converted);
+                // (No exit: it moves to her, and converts there.)
+                Some(match goal {
+                    Some(g) => followed_by(g, exit?),
+                    None => exit?,
+                })
+            });
         let (t, exits) = match exit {
+            Some(mut t) if t.enrollment.converted_at != l.enrollment.converted_at => {
+                let at = t.enrollment.converted_at.unwrap_or(now);
+                self.credit_conversion(&mut t, at, &[]).await?;
+                (t, true)
+            }
             Some(t) => (t, true),
             None => match engine::merge(&ctx, &l.enrollment, &into.user_id, ends) {
                 Some(t) => (t, false),
@@ -2557,12 +2575,20 @@ impl Runtime {
         // Her changes since the trigger of a trait an exit or the goal watches (the identify
         // that made her a subscriber as herself, before the login): noted on her profile.
         let changes = engine::late_changes(&ctx, &l.enrollment);
-        let by_change = engine::exit_late_change(&ctx, &l.enrollment, &changes);
-        let by_event = late_exit(&p.journey, &profile, &l.enrollment.trigger, cause, now);
+        // Her change of a trait the goal watches converts it first, whatever else ends it or
+        // moves it on below (as at an entry, and as an identify that both meets the goal and
+        // an exit does): the exit does not take the conversion away.
+        let goal = engine::convert_moved_change(&ctx, &l.enrollment, &changes, converted)
+            .map(|(c, t)| (c.message_id.clone(), c.at, t));
+        let e = goal
+            .as_ref()
+            .map_or(&*l.enrollment, |(_, _, t)| &t.enrollment);
+        let by_change = engine::exit_late_change(&ctx, e, &changes);
+        let by_event = late_exit(&p.journey, &profile, &e.trigger, cause, now);
         // Her exit event since the trigger ends it, or her change of a trait an exit watches
         // (the earlier of the two); else the event its `wait_for` waits for, done by her since
         // the wait began (the purchase made from her phone while the laptop's visitor waited
-        // for it), meets it; else her change of a trait the goal watches converts it.
+        // for it), meets it; else the goal's conversion alone.
         // (its cause, when, the transition, whether it exits)
         let (cause_id, at, t, exits) = match (by_event, by_change) {
             (by_event, Some((c, t)))
@@ -2571,15 +2597,14 @@ impl Runtime {
                 (c.message_id.clone(), c.at, Some(t), true)
             }
             (Some(late), _) => {
-                let t = engine::on_late_exit(&ctx, &l.enrollment, &late, converted);
+                let t = engine::on_late_exit(&ctx, e, &late, converted);
                 (late.message_id, late.timestamp, t, true)
             }
-            (None, _) => match late_reply(&p.journey, &profile, &l.enrollment, cause, now) {
+            (None, _) => match late_reply(&p.journey, &profile, e, cause, now) {
                 Some(late) => {
-                    let mut t = engine::on_event(&ctx, &l.enrollment, &late);
+                    let mut t = engine::on_event(&ctx, e, &late);
                     // A goal with a `where` met when its event came (the profile's mark),
                     // as an entry finds one: the late reply carries no properties.
-                    let e = &l.enrollment;
                     if let (Some(t), Some(goal)) = (
                         t.as_mut(),
                         p.journey
@@ -2603,18 +2628,18 @@ impl Runtime {
                     }
                     (late.message_id, late.timestamp, t, false)
                 }
-                None => {
-                    match engine::convert_moved_change(&ctx, &l.enrollment, &changes, converted) {
-                        Some((c, t)) => (c.message_id.clone(), c.at, Some(t), false),
-                        None => return Ok(()),
-                    }
-                }
+                None => (String::new(), now, None, false),
             },
         };
-        let Some(mut t) = t else {
-            return Ok(());
+        // The conversion, followed by what ended it or moved it on, if anything did: under the
+        // cause of the latter, else of the change that converted it.
+        let (cause_id, at, mut t, exits) = match (goal, t) {
+            (Some((_, _, g)), Some(t)) => (cause_id, at, followed_by(g, t), exits),
+            (Some((id, at, g)), None) => (id, at, g, false),
+            (None, Some(t)) => (cause_id, at, t, exits),
+            (None, None) => return Ok(()),
         };
-        if !exits {
+        if t.enrollment.converted_at != l.enrollment.converted_at {
             // Credited to the last message before the conversion, the visitor's among them
             // (the profile lists the visitor only once the merge is over).
             let mut anonymous = profile.anonymous_ids.clone();
@@ -5432,6 +5457,15 @@ impl CapWindow {
             .ok()
             .map(|z| z.timestamp())
     }
+}
+
+/// `next`, what ended or moved on an enrollment, after `first`, the conversion it was given
+/// just before (on the same enrollment): one transition, the conversion's entries first.
+fn followed_by(mut first: Transition, next: Transition) -> Transition {
+    first.enrollment = next.enrollment;
+    first.effects.extend(next.effects);
+    first.timeline.extend(next.timeline);
+    first
 }
 
 /// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is

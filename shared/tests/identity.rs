@@ -1913,3 +1913,74 @@ steps:
         assert_eq!(s.get("converted"), Some(&1), "{who}: {s:?}");
     }
 }
+
+/// A visitor hits the paywall; as herself she subscribes (and, in two of the journeys, then
+/// cancels a trial or opens the app) before logging in on that device. The enrollment the
+/// login moves to her converts on her subscribing whatever else wins after it, an exit on the
+/// same change, a later exit event or the `wait_for` reply, as it does when she was herself
+/// all along: one journey, one outcome either way.
+#[tokio::test]
+async fn a_moved_enrollment_converts_on_her_change_whatever_ends_or_moves_it() {
+    let head = "trigger: {event: paywall_hit}\ngoal: {trait_changed: subscriber, where: \"event.to == true\", within: 2d}\n";
+    let cases = [
+        (
+            "exit_and_goal",
+            "exit_when: [{trait_changed: subscriber, where: \"event.to == true\"}]\nsteps:\n  - {id: w, wait: 1d}\n  - {id: s, send: {email: {subject: offer, text: x}}}\n",
+            Some("exit_when trait_changed subscriber"),
+        ),
+        (
+            "exit_event",
+            "exit_when: [{event: trial_cancelled}]\nsteps:\n  - {id: w, wait: 1d}\n  - {id: s, send: {email: {subject: offer, text: x}}}\n",
+            Some("exit_when trial_cancelled"),
+        ),
+        (
+            "reply",
+            "steps:\n  - {id: w, wait_for: {event: app_opened, timeout: 1d}}\n  - {id: s, send: {email: {subject: offer, text: x}}}\n  - {id: w2, wait: 3d}\n",
+            None,
+        ),
+    ];
+    for (id, rest, reason) in cases {
+        let journey = format!("id: {id}\nname: {id}\n{head}{rest}");
+        let mut seen = Vec::new();
+        for login in [true, false] {
+            let h = Harness::new("2026-12-01T07:00:00Z");
+            h.publish(&journey).await;
+            let who = if login {
+                r#""anonymousId":"dev-1""#
+            } else {
+                r#""userId":"ann""#
+            };
+            h.play(&format!(
+                r#"
+{{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","messageId":"a0","traits":{{"email":"ann@example.com"}}}}
+{{"at":"2026-12-01T09:00:00Z",{who},"event":"paywall_hit","messageId":"p1"}}
+{{"at":"2026-12-01T09:20:00Z","type":"identify","userId":"ann","messageId":"a1","traits":{{"subscriber":true}}}}
+{{"at":"2026-12-01T09:30:00Z","userId":"ann","event":"trial_cancelled","messageId":"t1"}}
+{{"at":"2026-12-01T09:30:00Z","userId":"ann","event":"app_opened","messageId":"o1"}}
+"#
+            ))
+            .await;
+            if login {
+                h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"l1"}"#)
+                    .await;
+            }
+            h.advance_to(at("2026-12-03T00:00:00Z")).await;
+            let view = h.rt.user("ann").await.expect("user");
+            let e = view
+                .enrollments
+                .iter()
+                .find(|e| &*e.journey == id)
+                .expect("an enrollment");
+            assert_eq!(
+                e.converted_at,
+                Some(at("2026-12-01T09:20:00Z")),
+                "{id}, login: {login}"
+            );
+            assert_eq!(e.end_reason.as_deref(), reason, "{id}, login: {login}");
+            seen.push((e.status, h.outbox().len()));
+            let s = stats(&h, id).await;
+            assert_eq!(s.get("converted"), Some(&1), "{id}, login: {login}: {s:?}");
+        }
+        assert_eq!(seen[0], seen[1], "{id}: the login changes nothing");
+    }
+}
