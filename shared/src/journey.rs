@@ -508,7 +508,7 @@ impl Marker {
         for part in [
             self.event.as_str(),
             self.condition.source(),
-            self.zone.as_deref().unwrap_or_default(),
+            self.zone().unwrap_or_default(),
         ] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -528,8 +528,17 @@ impl Marker {
             self.kind,
             self.event.as_str(),
             self.condition.source(),
-            self.zone.as_deref(),
+            self.zone(),
         )
+    }
+
+    /// The zone its `where` reads dates in: none for a `where` that does not read the clock,
+    /// whatever zone it was stored with (a head written before [`Journey::markers`] left the
+    /// zone out of those still holds it), so its marks keep one key.
+    fn zone(&self) -> Option<&str> {
+        self.zone
+            .as_deref()
+            .filter(|_| self.condition.reads_the_clock())
     }
 }
 

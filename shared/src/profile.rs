@@ -2631,6 +2631,28 @@ mod tests {
         assert_ne!(key("Europe/Paris", dated), key("America/New_York", dated));
     }
 
+    /// A marker stored with a zone its `where` does not read (a head written before zones were
+    /// kept only for a `where` reading dates) notes marks under the key the version's own
+    /// marker reads, and is listed once with it.
+    #[test]
+    fn a_stored_markers_stale_zone_does_not_move_its_key() {
+        let j = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: J\ntimezone: Europe/Paris\ntrigger: {event: go}\nexit_when: [{event: refunded, where: \"event.total > 10\"}, {event: returned, where: \"days_since(event.ordered_at) < 2\"}]\nsteps:\n  - id: w\n    wait: 1d\n",
+        )
+        .expect("journey");
+        let fresh = j.markers();
+        assert_eq!(fresh[0].zone, None);
+        let mut stored = fresh[0].clone();
+        stored.zone = Some("Europe/Paris".into());
+        assert_eq!(stored.key("j"), fresh[0].key("j"));
+        assert_eq!(stored.sort_key(), fresh[0].sort_key());
+        // A `where` reading dates keeps its zone in the key.
+        let mut moved = fresh[1].clone();
+        moved.zone = Some("America/New_York".into());
+        assert_ne!(moved.key("j"), fresh[1].key("j"));
+    }
+
     /// A removal's note drops the trait's earlier notes: they hold values the app removed.
     #[test]
     fn a_removal_drops_the_traits_earlier_notes() {
