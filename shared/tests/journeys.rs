@@ -9644,3 +9644,45 @@ async fn a_device_in_another_zone_sends_a_date_wait_whose_time_came_there() {
         ["2026-12-04T12:00:00Z ann email ask: How was it?"]
     );
 }
+
+/// Digits that are no time of these days (a phone number sent in the date's place, a
+/// postcode) are not a time to wait for: read as seconds they would be a day of the 1970s,
+/// past, and the reminder would go out at once. She leaves the journey saying so.
+#[tokio::test]
+async fn wait_until_refuses_digits_that_are_no_seconds_since_1970() {
+    let topup = r#"
+id: topup
+name: Top-up
+trigger: {event: topup_done}
+steps:
+  - id: until
+    wait_until: {date: event.expires_at, before: 2d, time: "10:00"}
+  - id: remind
+    send: {sms: {body: "Credit ends soon"}}
+"#;
+    let mut lines = Vec::new();
+    for (user, sent) in [("ann", "0612345671"), ("bob", "12345")] {
+        lines.push(
+            json!({"at": "2026-12-01T08:00:00Z", "type": "identify", "userId": user,
+               "traits": {"phone": "+33612345671", "timezone": "Europe/Paris"}}),
+        );
+        lines.push(
+            json!({"at": "2026-12-01T09:00:00Z", "type": "track", "userId": user,
+               "event": "topup_done", "messageId": format!("t-{user}"),
+               "properties": {"expires_at": sent}}),
+        );
+    }
+    let out = sim(&[topup], &script_of(&lines)).await;
+    assert_eq!(outbox(&out), Vec::<String>::new());
+    for user in ["ann", "bob"] {
+        let ended: Vec<String> = entries(&out, user)
+            .into_iter()
+            .filter_map(|e| match &e.what {
+                What::Ended { reason } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended.len(), 1, "{user}: {ended:?}");
+        assert!(ended[0].contains("is not a time"), "{user}: {ended:?}");
+    }
+}

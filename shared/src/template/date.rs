@@ -224,10 +224,21 @@ pub(crate) fn epoch_number(n: f64) -> Option<Timestamp> {
     Timestamp::from_millisecond(millis as i64).ok()
 }
 
+/// Whether text is seconds since 1970 as systems write them now, or milliseconds: 10 digits
+/// (2001 to 2286) or 13, the first not a 0. Other digits (a phone number `0612345671`, a
+/// postcode, an order number) are no time: read as one they would be a day of the 1970s, past,
+/// and a reminder waiting for it would go out at once.
+fn epoch_digits(text: &str) -> bool {
+    matches!(text.len(), 10 | 13)
+        && !text.starts_with('0')
+        && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
-/// `tz`), or digits alone read as the number they write ([`epoch_number`]: `"1797638400"`, as
-/// billing systems and CSV imports send seconds since 1970). Shared with the direct renderer
-/// and `wait_until`'s `date`, so all read the same texts the same way.
+/// `tz`), or seconds or milliseconds since 1970 as digits alone ([`epoch_digits`]), read as
+/// the number they write ([`epoch_number`]: `"1797638400"`, as billing systems and CSV imports
+/// send seconds since 1970). Shared with the direct renderer and `wait_until`'s `date`, so all
+/// read the same texts the same way.
 pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Some(ts.to_zoned_datetime(tz.clone()));
@@ -238,7 +249,7 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
         Ok(dt) => dt,
         Err(_) => match text.parse::<Date>() {
             Ok(day) => day.at(0, 0, 0, 0),
-            Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(_) if epoch_digits(text) => {
                 let at = epoch_number(text.parse::<f64>().ok()?)?;
                 return Some(at.to_zoned_datetime(tz.clone()));
             }
@@ -467,8 +478,9 @@ mod tests {
         );
     }
 
-    /// Seconds (or milliseconds) since 1970 sent as text, digits alone, read as the number
-    /// they write; a day written as digits and dashes stays a day, and other digits are no time.
+    /// Seconds (or milliseconds) since 1970 sent as text, 10 digits (or 13) alone, read as the
+    /// number they write; a day written as digits and dashes stays a day, and other digits (a
+    /// phone number, a postcode) are no time.
     #[test]
     fn digits_sent_as_text_are_the_number_they_write() {
         let shown = |value: serde_json::Value| {
@@ -494,7 +506,17 @@ mod tests {
             shown(json!("2026-12-24")).as_deref(),
             Ok("2026-12-24 00:00")
         );
-        for not_a_time in ["+33612345671", "-1798137000", "17981370.5"] {
+        for not_a_time in [
+            "+33612345671",
+            "-1798137000",
+            "17981370.5",
+            // a phone number, a postcode, an order number: no time of the 1970s
+            "0612345671",
+            "12345",
+            "179813700",
+            "17981370000",
+            "0798137000000",
+        ] {
             let refused = shown(json!(not_a_time)).expect_err(not_a_time);
             assert!(refused.contains("is not a time"), "{not_a_time}: {refused}");
         }
