@@ -1388,6 +1388,21 @@ pub struct Update {
     pub unset: Vec<String>,
 }
 
+/// A number as an `enrollment_key` value: one text for one value however written, so that
+/// one value makes one record. A whole number is written as an integer (`1.0` and `1e3` are `1`
+/// and `1000`, as the integers are, up to 2^64, past which JSON's integers are floats too), as
+/// `0` for `-0.0`; another as its shortest spelling (`1.5`, `1e300`).
+fn number_key(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f == 0.0 => "0".to_string(),
+        // 2^64: any whole float below it has an exact integer spelling of at most 20 digits.
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 => {
+            format!("{f:.0}")
+        }
+        _ => n.to_string(),
+    }
+}
+
 /// The longest `enrollment_key` value taken, in bytes of UTF-8 as an id writes it (escaped:
 /// see [`crate::enrollment::Enrollment::id_for`]). It is part of the enrollment's id, which
 /// some store keys hold twice (a wake-up's timeline record, `T#{id}#wake:{id}:{seq}`): with
@@ -1397,9 +1412,8 @@ pub const MAX_KEY_BYTES: usize = 128;
 
 impl Journey {
     /// The value of its `enrollment_key` in a trigger event's properties: `None` for a journey
-    /// without one; else the value as text (a string as it is, a whole number as one, `1.0` as
-    /// `1`, another as written), or why the
-    /// event has none that keys an enrollment.
+    /// without one; else the value as text (a string as it is, a number as [`number_key`]
+    /// writes it: `1.0` as `1`), or why the event has none that keys an enrollment.
     pub fn key_of(&self, properties: &serde_json::Value) -> Option<Result<String, String>> {
         let path = self.enrollment_key.as_ref()?;
         let scope = crate::condition::Scope {
@@ -1426,14 +1440,7 @@ impl Journey {
                 ))
             }
             Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            // A whole number however written (`1.0` is `1`), so that one value makes one
-            // record.
-            Some(serde_json::Value::Number(n)) => Ok(match n.as_f64() {
-                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
-                    format!("{}", f as i64)
-                }
-                _ => n.to_string(),
-            }),
+            Some(serde_json::Value::Number(n)) => Ok(number_key(n)),
             Some(other) => Err(format!(
                 "`enrollment_key: {name}`: the trigger event's `{name}` is {}, not a string or a number",
                 match other {

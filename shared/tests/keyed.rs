@@ -756,3 +756,45 @@ fn a_whole_number_is_one_value_however_written() {
         Some(Ok("1.5".to_string()))
     );
 }
+
+/// A number is one key however it is written, also a whole one past 1e15 (`1e16` is the
+/// integer `10000000000000000`) and past 2^63; a string is taken as written, so `"1.0"` is no
+/// number's spelling (text is an id: `"1.10"` is not `"1.1"`).
+#[test]
+fn a_number_is_one_key_however_written_and_text_as_written() {
+    let j = journey(CHECKIN);
+    let key = |written: &str| {
+        let event: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"booking_id": {written}}}"#)).expect(written);
+        j.key_of(&event).expect("a keyed journey").expect("a key")
+    };
+    let same = [
+        (
+            "1000",
+            &["1000.0", "1e3", "1E+3", "1.000e3", "\"1000\""][..],
+        ),
+        (
+            "10000000000000000",
+            &["1e16", "10000000000000000.0", "1.0e16"][..],
+        ),
+        (
+            "10000000000000000000",
+            &["1e19", "10000000000000000000.0"][..],
+        ),
+        (
+            "-1000000000000000000",
+            &["-1e18", "-1000000000000000000.0"][..],
+        ),
+        ("0", &["-0", "-0.0", "0.0", "0e5"][..]),
+        ("1.5", &["1.50", "15e-1"][..]),
+    ];
+    for (one, others) in same {
+        assert_eq!(key(one), one.trim_matches('"'), "{one}");
+        for other in others {
+            assert_eq!(key(other), key(one), "{other} is {one}");
+        }
+    }
+    assert_eq!(key("\"1.0\""), "1.0");
+    assert_eq!(key("\"1.10\""), "1.10");
+    assert_ne!(key("\"1.10\""), key("\"1.1\""));
+}
