@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,10 @@ pub struct ActiveMarker {
 }
 
 const INDEX: &str = "JOURNEYS";
+
+/// How many versions a first publish over a head stored before it listed what its versions
+/// listen to reads at once ([`Catalog::listening_after`]).
+const OLD_VERSION_READS: usize = 8;
 
 /// How many versions past the head a publish looks for a free one (each a publish given up
 /// after writing its version).
@@ -285,10 +290,14 @@ impl Catalog {
                 Some(l) => listening.extend(l),
                 // A head stored before the list existed: every version up to it (users may be
                 // on any), read once here, not on each event; newest first.
+                // At most `OLD_VERSION_READS` at a time: a head of hundreds of versions would
+                // otherwise send as many reads to the store at once.
                 None => {
-                    let versions = futures_util::future::try_join_all(
+                    let versions: Vec<_> = futures_util::stream::iter(
                         (1..=h.version).rev().map(|v| self.version(&h.id, v)),
                     )
+                    .buffered(OLD_VERSION_READS)
+                    .try_collect()
                     .await?;
                     for p in versions.into_iter().flatten() {
                         listening.extend(&Listening::of(&p.journey));
@@ -756,6 +765,113 @@ mod tests {
             catalog.publish(&v3, &Topics::default(), now).await,
             Ok((3, true))
         );
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        let listening = head.listening_by_versions.expect("listed");
+        assert!(
+            listening.events.iter().any(|e| e == "cancelled"),
+            "{:?}",
+            listening.events
+        );
+    }
+
+    /// A [`MemoryStore`] whose reads take a moment, counting how many run at once.
+    struct Gauged {
+        inner: MemoryStore,
+        reading: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Gauged {
+        async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.reading.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.reading.fetch_sub(1, SeqCst);
+            self.inner.get(key).await
+        }
+        async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+            self.inner.put(record, expect).await
+        }
+        async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+            self.inner.delete(key, expect).await
+        }
+        async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+            self.inner.query(pk, prefix).await
+        }
+        async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+            self.inner.pending(part, limit).await
+        }
+        async fn fold(
+            &self,
+            records: &[Key],
+            counters: &[(Key, crate::store::Counts)],
+        ) -> Result<(), StoreError> {
+            self.inner.fold(records, counters).await
+        }
+        async fn counters(
+            &self,
+            key: &Key,
+        ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+            self.inner.counters(key).await
+        }
+        async fn scan(
+            &self,
+            sk: &str,
+            segment: u32,
+            segments: u32,
+            start: Option<&Key>,
+            limit: usize,
+        ) -> Result<crate::store::Page, StoreError> {
+            self.inner.scan(sk, segment, segments, start, limit).await
+        }
+    }
+
+    /// The same over a head of many versions: it reads them all, a few at a time.
+    #[tokio::test]
+    async fn a_publish_over_a_head_without_the_list_reads_a_few_versions_at_a_time() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let store = MemoryStore::new();
+        let gauged = Arc::new(Gauged {
+            inner: store.clone(),
+            reading: 0.into(),
+            most: 0.into(),
+        });
+        let catalog = Catalog::new(gauged.clone(), Duration::ZERO);
+        let n = 30;
+        // Only the first exits on `cancelled`.
+        let v1 = crate::dsl::parse("j.yaml", LISTENING).expect("journey");
+        half_published(&store, &v1, 1, now).await;
+        let mut last = v1;
+        for v in 2..=n {
+            let text = LISTENING
+                .replace("exit_when: [{event: cancelled}, ", "exit_when: [")
+                .replace("total > 0", &format!("total > {v}"));
+            last = crate::dsl::parse("j.yaml", &text).expect("journey");
+            half_published(&store, &last, v, now).await;
+        }
+        let old = Head {
+            id: "j".into(),
+            name: "J".into(),
+            status: JourneyStatus::Active,
+            version: n,
+            digest: last.digest(),
+            published_at: now,
+            watched_by_versions: Vec::new(),
+            listening_by_versions: None,
+            topic: None,
+        };
+        let record = Record::new(head_key("j"), 1, &old).expect("record");
+        store.put(&record, Expect::Absent).await.expect("head");
+        assert_eq!(
+            catalog
+                .publish(&journey("new"), &Topics::default(), now)
+                .await,
+            Ok((n + 1, true))
+        );
+        let most = gauged.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=OLD_VERSION_READS).contains(&most), "{most} at once");
         let head = catalog.head("j").await.expect("read").expect("a head");
         let listening = head.listening_by_versions.expect("listed");
         assert!(
