@@ -46,6 +46,7 @@ bench:
 	cargo bench -p waymark-shared
 	benches/simulate.sh
 	benches/load.sh
+	benches/waits.sh
 
 # Convenience only: needs AWS credentials and answers prompts. sam builds the
 # arm64 binaries with cargo-lambda, which needs the aarch64-unknown-linux-gnu

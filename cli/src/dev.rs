@@ -157,13 +157,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .append(true)
         .open(&outbox)
         .with_context(|| format!("cannot write the outbox {}", outbox.display()))?;
-    let durable: waymark::outbox::DurableFirst = {
-        let db = db.clone();
-        Arc::new(move |at| local::commit_durably(&db, at).map_err(|e| e.to_string()))
-    };
-    let sender = OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true)
-        .for_store(&local::store_id(&db)?)
-        .durable_first(durable);
+    // A message's line waits in the store until the batch that sent it is committed to disk,
+    // then goes to the outbox with the batch's others (see `deliver`).
+    let sender = Arc::new(
+        OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), true)
+            .for_store(&local::store_id(&db)?)
+            .staged(Arc::new(local::StagedLines::new(db.clone()))),
+    );
 
     let url = format!("http://{}", listener.local_addr()?);
     data.save_url(&url)?;
@@ -179,22 +179,23 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let runtime = Arc::new(Runtime::new(
         store.clone(),
         Arc::new(queue.clone()),
-        Arc::new(sender),
+        sender.clone(),
         clock.clone(),
         RealDuration::from_secs(1),
         config,
     ));
 
-    // The engine worker's own runtime writes through a deferred store: its writes reach the disk
-    // with the queue's acknowledgement of the message that made them (one disk commit a batch
-    // rather than one a write). The API's writes (unsubscribes, publishes) stay durable as they
-    // return.
+    // The engine worker's own runtime writes through a deferred store and queue: its writes and
+    // the messages it queues (a wait's wake-up) reach the disk with the commit before the
+    // batch's outbox lines, or the queue's acknowledgement of the message that made them (two
+    // disk commits a batch rather than one a write). The API's writes (unsubscribes, publishes)
+    // and the events it queues stay durable as they return.
     // It reads journeys through the API's catalog: a journey the watcher or the API publishes
     // is the one the next message runs on.
     let engine = Arc::new(
         Runtime::new(
             Arc::new(RedbStore::deferred(db.clone())),
-            Arc::new(queue.clone()),
+            Arc::new(queue.clone().deferred()),
             runtime.sender.clone(),
             clock.clone(),
             RealDuration::from_secs(1),
@@ -246,6 +247,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     });
     let worker = tokio::spawn(work(
         engine,
+        sender,
         queue,
         store,
         clock.clone(),
@@ -412,6 +414,7 @@ async fn shutdown_signal() {
 /// until the next thing is due or the API enqueues something.
 async fn work(
     runtime: Arc<Runtime>,
+    outbox: Arc<OutboxSender>,
     queue: LocalQueue,
     store: Arc<RedbStore>,
     clock: Arc<ScaledClock>,
@@ -427,6 +430,8 @@ async fn work(
     let mut next_tick = clock.now();
     let mut saved_at = Instant::now();
     let mut purged_at = Instant::now();
+    // What a crashed run left staged goes out first.
+    flush(&outbox, clock.now());
     while !*stop.borrow() {
         if saved_at.elapsed() >= MAX_NAP {
             save_clock(&data, clock.now());
@@ -441,7 +446,7 @@ async fn work(
         }
         match queue.take_due(now).await {
             Ok(batch) if !batch.is_empty() => {
-                deliver(&runtime, &queue, batch, data.root(), &note).await;
+                deliver(&runtime, &outbox, &queue, batch, data.root(), &note).await;
                 continue;
             }
             Ok(_) => {}
@@ -460,6 +465,8 @@ async fn work(
                 None
             }
         };
+        // Anything staged outside a batch (a line a failed flush left), before a nap.
+        flush(&outbox, clock.now());
         let wake_at = next_due.map_or(next_tick, |d| d.min(next_tick));
         let nap = clock.real(wake_at - clock.now()).min(MAX_NAP);
         tokio::select! {
@@ -469,9 +476,18 @@ async fn work(
         }
     }
     save_clock(&data, clock.now());
+    flush(&outbox, clock.now());
     // The engine's deferred writes since the last acknowledgement, on disk before we go.
     if let Err(e) = queue.sync().await {
         tracing::warn!(error = %e, "cannot flush the engine's last writes; their messages will run again");
+    }
+}
+
+/// Commits the engine's writes to disk and writes the outbox lines they staged (see
+/// [`OutboxSender::flush`]); a failure leaves the lines staged for the next flush.
+fn flush(outbox: &OutboxSender, now: Timestamp) {
+    if let Err(e) = outbox.flush(now) {
+        tracing::warn!(error = %e, "cannot write the outbox; its lines wait in the store and are written at the next try");
     }
 }
 
@@ -611,10 +627,16 @@ fn verdict(result: &Result<Handled, RunError>, attempt: u32, max_attempts: u32) 
     }
 }
 
-/// Hands a batch to the runtime; acknowledges what succeeded, moves to the dead letters what can
-/// never succeed or failed its last attempt, and leaves the rest to come back after the lease.
+/// Hands a batch to the runtime; writes the outbox lines its sends staged (one disk commit of
+/// the batch's writes, then the lines and one flush of the outbox file: group commit), then
+/// acknowledges what succeeded, moves to the dead letters what can never succeed or failed its
+/// last attempt, and leaves the rest to come back after the lease. A crash at any point neither
+/// loses a message nor writes one twice: before the commit, the batch's writes and lines are
+/// lost together and its messages run again; after it, the next start writes the staged lines
+/// the outbox does not hold yet, and the messages run again find their sends in the ledger.
 async fn deliver(
     runtime: &Arc<Runtime>,
+    outbox: &OutboxSender,
     queue: &LocalQueue,
     batch: Vec<local::Delivery>,
     data: &Path,
@@ -647,6 +669,7 @@ async fn deliver(
         ))),
         Err(Failed::Cancelled) => Err(RunError::Retry("the engine's task was cancelled".into())),
     });
+    flush(outbox, runtime.clock.now());
     let mut done = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
     for (d, result) in batch.iter().zip(results) {

@@ -41,10 +41,14 @@ const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("qu
 const DEAD: TableDefinition<(i64, u64), (u32, &str, &str)> = TableDefinition::new("dead_letters");
 /// Small named numbers (the queue's arrival counter).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `waymark dev`'s outbox lines waiting for the engine's next durable commit, by the order they
+/// were staged in: the line's JSON ([`StagedLines`]).
+const STAGED: TableDefinition<u64, &str> = TableDefinition::new("outbox_staged");
 
 const NO_EXPIRY: i64 = -1;
 const QUEUE_SEQ: &str = "queue_seq";
-/// Durable commits made by [`LocalQueue::sync`].
+/// Durable commits made for the engine: [`commit_durably`] (a sync, the outbox's), the queue's
+/// acknowledgements and its writer's group commits ([`durable_commits`]).
 const SYNCS: &str = "syncs";
 /// The store's id ([`store_id`]).
 const STORE_ID: &str = "store_id";
@@ -110,6 +114,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(PENDING_OF)?;
     txn.open_table(QUEUE)?;
     txn.open_table(DEAD)?;
+    txn.open_table(STAGED)?;
     {
         let mut meta = txn.open_table(META)?;
         if meta.get(STORE_ID)?.is_none() {
@@ -131,12 +136,124 @@ pub fn commit_durably(db: &Database, now: Timestamp) -> Result<(), redb::Error> 
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
-        let n = meta.get(SYNCS)?.map(|v| v.value()).unwrap_or(0);
-        meta.insert(SYNCS, n.wrapping_add(1))?;
+        count_commit(&mut meta)?;
         note_clock(&mut meta, now)?;
     }
     txn.commit()?;
     Ok(())
+}
+
+/// Counts a durable commit of the engine's, in the commit itself ([`durable_commits`]).
+fn count_commit(meta: &mut redb::Table<'_, &str, u64>) -> Result<(), redb::Error> {
+    let n = meta.get(SYNCS)?.map(|v| v.value()).unwrap_or(0);
+    meta.insert(SYNCS, n.wrapping_add(1))?;
+    Ok(())
+}
+
+/// How many durable commits the engine's side has made in this store's life (each waits for
+/// the disk): [`commit_durably`], the queue's acknowledgements and sends. Not the API's own
+/// writes (each durable as it returns).
+pub fn durable_commits(db: &Database) -> u64 {
+    let read = || -> Result<u64, redb::Error> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(SYNCS)?.map(|v| v.value()).unwrap_or(0))
+    };
+    read().unwrap_or_default()
+}
+
+/// `waymark dev`'s outbox lines as they wait in the store ([`crate::outbox::Staging`]): staged
+/// by a deferred write among the engine's, so that a line is on disk exactly when the writes
+/// that decided it are, and written to the outbox file only after the commit that makes them
+/// durable.
+pub struct StagedLines {
+    db: Arc<Database>,
+}
+
+impl StagedLines {
+    pub fn new(db: Arc<Database>) -> Self {
+        StagedLines { db }
+    }
+}
+
+impl crate::outbox::Staging for StagedLines {
+    fn stage(&self, line: &crate::outbox::OutboxLine) -> Result<(), String> {
+        let json = serde_json::to_string(line).map_err(|e| e.to_string())?;
+        let write = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let mut t = txn.open_table(STAGED)?;
+                let next = t.last()?.map_or(1, |(k, _)| k.value() + 1);
+                t.insert(next, json.as_str())?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| e.to_string())
+    }
+
+    fn commit(&self, now: Timestamp) -> Result<Option<crate::outbox::Waiting>, String> {
+        let waiting = || -> Result<bool, redb::Error> {
+            let txn = self.db.begin_read()?;
+            Ok(!txn.open_table(STAGED)?.is_empty()?)
+        };
+        if !waiting().map_err(|e| e.to_string())? {
+            return Ok(None);
+        }
+        let commit = || -> Result<Vec<(u64, String)>, redb::Error> {
+            let txn = self.db.begin_write()?;
+            let staged = {
+                let mut meta = txn.open_table(META)?;
+                count_commit(&mut meta)?;
+                note_clock(&mut meta, now)?;
+                let t = txn.open_table(STAGED)?;
+                let mut staged = Vec::new();
+                for item in t.iter()? {
+                    let (k, v) = item?;
+                    staged.push((k.value(), v.value().to_string()));
+                }
+                staged
+            };
+            txn.commit()?;
+            Ok(staged)
+        };
+        let staged = commit().map_err(|e| e.to_string())?;
+        let through = staged.last().map_or(0, |(k, _)| *k);
+        // A line that does not read (none should: the engine wrote it) stays out of the
+        // outbox, said, and is let go with the others.
+        let lines = staged
+            .into_iter()
+            .filter_map(|(_, json)| match serde_json::from_str(&json) {
+                Ok(line) => Some(line),
+                Err(e) => {
+                    tracing::error!(error = %e, line = %json, "a staged outbox line does not read; left out");
+                    None
+                }
+            })
+            .collect();
+        Ok(Some(crate::outbox::Waiting { lines, through }))
+    }
+
+    fn release(&self, through: u64) -> Result<(), String> {
+        let write = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let mut t = txn.open_table(STAGED)?;
+                let done: Vec<u64> = t
+                    .range(..=through)?
+                    .map(|item| item.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?;
+                for k in done {
+                    t.remove(k)?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| e.to_string())
+    }
 }
 
 /// Keeps the latest virtual time a commit was made at.
@@ -631,6 +748,8 @@ pub struct LocalQueue {
     arrived: Arc<Notify>,
     /// The group-commit writer: sends from many requests share one disk commit.
     writer: std::sync::mpsc::Sender<Sent>,
+    /// Sends are written without a disk commit of their own ([`LocalQueue::deferred`]).
+    deferred: bool,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), QueueError>>;
@@ -674,6 +793,7 @@ fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<Sent> {
                 // queued after it would otherwise be due before them.
                 note_clock(&mut meta, sent.at).queue()?;
             }
+            count_commit(&mut meta).queue()?;
         }
         txn.commit().queue()
     };
@@ -799,7 +919,19 @@ impl LocalQueue {
             lease: SignedDuration::from_secs(30),
             max_attempts: 5,
             arrived: Arc::new(Notify::new()),
+            deferred: false,
         }
+    }
+
+    /// The same queue, whose sends are made durable by the database's next durable commit
+    /// rather than each by a commit of its own: for `waymark dev`'s engine, as
+    /// [`RedbStore::deferred`] is, since the message whose handling sends them is acknowledged
+    /// by a durable commit (a crash before it loses them with the store's writes of that
+    /// message, which is delivered again and sends them again). The API's sends (events it
+    /// accepted) stay durable before it answers.
+    pub fn deferred(mut self) -> Self {
+        self.deferred = true;
+        self
     }
 
     /// How long (on the queue's clock) a taken message stays hidden before it is delivered again.
@@ -987,7 +1119,9 @@ impl LocalQueue {
                     for r in &receipts {
                         q.remove((r.due_millis, r.seq)).queue()?;
                     }
-                    note_clock(&mut txn.open_table(META).queue()?, now).queue()?;
+                    let mut meta = txn.open_table(META).queue()?;
+                    note_clock(&mut meta, now).queue()?;
+                    count_commit(&mut meta).queue()?;
                 }
                 txn.commit().queue()?;
                 Ok(())
@@ -1120,6 +1254,30 @@ impl Queue for LocalQueue {
                 .checked_add(SignedDuration::from_secs(i64::from(m.delay_secs)))
                 .unwrap_or(now);
             rows.push((millis(due), body));
+        }
+        if self.deferred {
+            let db = self.db.clone();
+            blocking(
+                move || {
+                    let mut txn = db.begin_write().queue()?;
+                    txn.set_durability(Durability::None)
+                        .map_err(|e| QueueError::Unavailable(format!("local queue: {e}")))?;
+                    {
+                        let mut q = txn.open_table(QUEUE).queue()?;
+                        let mut meta = txn.open_table(META).queue()?;
+                        for (due, body) in &rows {
+                            let seq = next_seq(&mut meta).queue()?;
+                            q.insert((*due, seq), (0u32, body.as_str())).queue()?;
+                        }
+                        note_clock(&mut meta, now).queue()?;
+                    }
+                    txn.commit().queue()
+                },
+                QueueError::Unavailable,
+            )
+            .await?;
+            self.arrived.notify_one();
+            return Ok(());
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
@@ -1971,44 +2129,229 @@ mod tests {
             .expect("run the child")
     }
 
-    /// A crash loses the deferred writes since the last durable commit; a message written to
-    /// `waymark dev`'s outbox makes them durable first, so the transition and the ledger claim
-    /// behind it survive the crash that follows, and the stored clock says when that was. The
-    /// crash is real: this test runs itself again as a child process that aborts.
+    /// `waymark dev`'s engine commits to disk twice a batch however many of its messages send
+    /// and wait again (the commit before the batch's outbox lines, then the acknowledgement),
+    /// where it committed once a send and once a wait's wake-up queued before: a wake-up queued
+    /// and a line staged wait for those commits, as the store's writes do.
     #[tokio::test]
-    async fn a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable() {
-        const CHILD: &str = "WAYMARK_DURABLE_FIRST_CHILD";
-        if let Some(path) = std::env::var_os(CHILD) {
-            durable_first_then_crash(std::path::Path::new(&path)).await;
-        }
+    async fn a_batch_of_sends_costs_two_disk_commits_whatever_its_size() {
+        use crate::event::{Event, Kind};
+        use crate::outbox::{OutboxSender, Sink};
+        use crate::runtime::{Config, Runtime};
+        const USERS: usize = 20;
         let dir = std::env::temp_dir().join(format!(
-            "waymark-durable-first-{}-{}",
+            "waymark-batch-commits-{}-{}",
             std::process::id(),
             Timestamp::now().as_nanosecond()
         ));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("store.redb");
-        let child = run_child(
-            "local::tests::a_message_goes_to_the_outbox_only_once_the_writes_before_it_are_durable",
-            CHILD,
-            &path,
+        let db = open(&dir.join("store.redb")).expect("open");
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let queue = LocalQueue::new(db.clone(), clock.clone());
+        let outbox = dir.join("outbox.jsonl");
+        let sender = Arc::new(
+            OutboxSender::new(Sink::File(outbox.clone()), clock.clone(), false)
+                .staged(Arc::new(StagedLines::new(db.clone()))),
         );
-        assert!(!child.success(), "the child crashed");
-        let db = open(&path).expect("reopen");
-        let store = RedbStore::new(db.clone());
-        let kept = |pk: &'static str| {
-            let store = store.clone();
-            async move { store.get(&Key::new(pk, "S")).await.expect("get").is_some() }
+        let rt = Runtime::new(
+            Arc::new(RedbStore::deferred(db.clone())),
+            Arc::new(queue.clone().deferred()),
+            sender.clone(),
+            clock.clone(),
+            std::time::Duration::ZERO,
+            Config {
+                // Every wait on the queue, as `waymark dev` has it.
+                hop_limit: SignedDuration::from_hours(24 * 400),
+                ..Config::default()
+            },
+        );
+        let journey = crate::dsl::parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - {id: w1, wait: 30m}\n  - {id: one, send: {sms: {body: one}}}\n  - {id: w2, wait: 30m}\n  - {id: two, send: {sms: {body: two}}}\n",
+        )
+        .expect("journey");
+        rt.catalog
+            .publish(&journey, &rt.config.topics, ts(0))
+            .await
+            .expect("publish");
+        let event = |user: usize, kind: Kind| {
+            Message::Event(Arc::new(Event {
+                kind,
+                message_id: format!("{kind:?}-{user}"),
+                user_id: format!("u{user}"),
+                anonymous_id: None,
+                event: (kind == Kind::Track).then(|| "go".to_string()),
+                properties: Default::default(),
+                traits: serde_json::json!({"phone": format!("+1415555{user:04}")})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                context: Default::default(),
+                timestamp: ts(0),
+                received_at: ts(0),
+                refused: Vec::new(),
+            }))
         };
-        assert!(kept("L#claim").await, "written before the message: durable");
-        assert!(
-            !kept("L#after").await,
-            "written after it: lost in the crash"
-        );
-        assert_eq!(stored_clock(&db), Some(ts(90)));
-        drop(store);
+        for user in 0..USERS {
+            for kind in [Kind::Identify, Kind::Track] {
+                assert!(rt.handle(&event(user, kind)).await.is_ok());
+            }
+        }
+        sender.flush(ts(0)).expect("flush");
+        // when each wait's wake-ups come due, and the engine handles them as one batch
+        for (wait, step) in [(1, "one"), (2, "two")] {
+            let now = ts(wait * 31 * 60);
+            clock.set(now);
+            let batch = queue.take_due(now).await.expect("take");
+            assert_eq!(batch.len(), USERS, "the wake-ups of wait {wait}");
+            let before = durable_commits(&db);
+            for d in &batch {
+                assert!(rt.handle(&d.message).await.is_ok());
+            }
+            assert_eq!(sender.flush(now).expect("flush"), USERS);
+            let receipts: Vec<Receipt> = batch.iter().map(|d| d.receipt).collect();
+            queue.ack(&receipts).await.expect("ack");
+            // then it took two disk commits, and every message is in the outbox
+            assert_eq!(durable_commits(&db) - before, 2, "wait {wait}");
+            let text = std::fs::read_to_string(&outbox).expect("outbox");
+            let sent = text
+                .lines()
+                .filter(|l| l.contains(&format!("\"step\":\"{step}\"")))
+                .count();
+            assert_eq!(sent, USERS, "{step}");
+        }
+        drop(rt);
+        drop(sender);
+        drop(queue);
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Where [`stage_then_crash`] aborts: before the outbox's flush, after its durable commit,
+    /// after its lines are written and flushed to disk (before they are let go), after it.
+    const CRASH_POINTS: [&str; 4] = [
+        "before flush",
+        "after commit",
+        "before release",
+        "after flush",
+    ];
+
+    /// A crash loses the deferred writes since the last durable commit, and an outbox line
+    /// staged among them with them; a line reaches `waymark dev`'s outbox only after the commit
+    /// that makes the writes before it (the transition, the ledger's claim and record) durable.
+    /// At each point of a flush a real crash (this test runs itself again as a child process
+    /// that aborts) leaves the store and the outbox such that the restart's flush, and the
+    /// message run again when the ledger does not hold its send, put the message in the outbox
+    /// once: never lost, never twice.
+    #[tokio::test]
+    async fn a_crash_at_any_point_of_an_outbox_flush_neither_loses_nor_repeats_a_message() {
+        use crate::outbox::{OutboxSender, Sink};
+        use crate::provider::Sender;
+        const CHILD: &str = "WAYMARK_STAGED_CHILD";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            stage_then_crash(std::path::Path::new(&dir)).await;
+        }
+        for point in CRASH_POINTS {
+            let dir = std::env::temp_dir().join(format!(
+                "waymark-staged-{}-{}",
+                std::process::id(),
+                Timestamp::now().as_nanosecond()
+            ));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join("point"), point).expect("point");
+            let child = run_child(
+                "local::tests::a_crash_at_any_point_of_an_outbox_flush_neither_loses_nor_repeats_a_message",
+                CHILD,
+                &dir,
+            );
+            assert!(!child.success(), "{point}: the child crashed");
+            let outbox = dir.join("outbox.jsonl");
+            let lines = || {
+                std::fs::read_to_string(&outbox)
+                    .unwrap_or_default()
+                    .matches("j:ann:1#s#2")
+                    .count()
+            };
+            let db = open(&dir.join("store.redb")).expect("reopen");
+            let store = RedbStore::new(db.clone());
+            let kept = |pk: &'static str| {
+                let store = store.clone();
+                async move { store.get(&Key::new(pk, "S")).await.expect("get").is_some() }
+            };
+            let (claim, done, after) = (
+                kept("L#claim").await,
+                kept("L#done").await,
+                kept("L#after").await,
+            );
+            let before_restart = lines();
+            // the line is out only once the writes that decided it are durable
+            assert!(
+                before_restart == 0 || (claim && done),
+                "{point}: a line out before its decision was durable"
+            );
+            assert_eq!(
+                claim,
+                point != "before flush",
+                "{point}: the flush's commit made the claim durable"
+            );
+            assert_eq!(claim, done, "{point}: the claim and the record go together");
+            assert!(
+                !after,
+                "{point}: a write after the flush waits for the next commit"
+            );
+            if claim {
+                assert_eq!(stored_clock(&db), Some(ts(90)), "{point}");
+            }
+            // when the engine starts again: its flush writes what the crash left staged, and
+            // the message, run again, sends again what the ledger does not say went out
+            let clock = Arc::new(ManualClock::new(ts(100)));
+            let staging = Arc::new(StagedLines::new(db.clone()));
+            let sender =
+                OutboxSender::new(Sink::File(outbox.clone()), clock, false).staged(staging.clone());
+            sender.flush(ts(100)).expect("flush");
+            if !done {
+                sender.send(&sms()).await.expect("sent");
+                sender.flush(ts(100)).expect("flush");
+            }
+            // then it is in the outbox once, and nothing waits any more
+            assert_eq!(
+                lines(),
+                1,
+                "{point}: in the outbox once (before the restart: {before_restart})"
+            );
+            assert!(
+                crate::outbox::Staging::commit(&*staging, ts(100))
+                    .expect("commit")
+                    .is_none(),
+                "{point}: nothing left staged"
+            );
+            drop(sender);
+            drop(staging);
+            drop(store);
+            drop(db);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// An SMS of enrollment `j:ann:1` (ledger key `j:ann:1#s#2`).
+    fn sms() -> crate::engine::Outgoing {
+        crate::engine::Outgoing {
+            enrollment: "j:ann:1".into(),
+            journey: "j".into(),
+            version: 1,
+            user_id: "ann".into(),
+            step: "s".into(),
+            seq: 2,
+            channel: crate::journey::Channel::Sms,
+            to: crate::profile::Address::One("+14155550100".into()),
+            content: Arc::new(crate::engine::Content::Sms {
+                body: "hi".into(),
+                sms_type: Default::default(),
+            }),
+            transactional: false,
+            locale: None,
+            timezone: None,
+        }
     }
 
     /// A message that kills the process each time it is handled reaches the dead letters after
@@ -2077,48 +2420,64 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The child's part: a deferred write, a message to the outbox, another deferred write, and
-    /// a crash (no drop, no flush).
-    async fn durable_first_then_crash(path: &std::path::Path) -> ! {
-        use crate::outbox::OutboxSender;
+    /// Staged lines in the store, with a crash at a point of the flush.
+    struct CrashingAt {
+        lines: StagedLines,
+        point: String,
+    }
+
+    impl crate::outbox::Staging for CrashingAt {
+        fn stage(&self, line: &crate::outbox::OutboxLine) -> Result<(), String> {
+            self.lines.stage(line)
+        }
+        fn commit(&self, now: Timestamp) -> Result<Option<crate::outbox::Waiting>, String> {
+            let waiting = self.lines.commit(now)?;
+            if self.point == "after commit" {
+                std::process::abort()
+            }
+            Ok(waiting)
+        }
+        fn release(&self, through: u64) -> Result<(), String> {
+            if self.point == "before release" {
+                std::process::abort()
+            }
+            self.lines.release(through)
+        }
+    }
+
+    /// The child's part, as the engine does it: a deferred claim, the send (its line staged),
+    /// the send's record, then the outbox's flush and another deferred write, with a crash (no
+    /// drop, no flush) at the point `dir/point` names.
+    async fn stage_then_crash(dir: &std::path::Path) -> ! {
+        use crate::outbox::{OutboxSender, Sink};
         use crate::provider::Sender;
-        let db = open(path).expect("open");
+        let point = std::fs::read_to_string(dir.join("point")).expect("point");
+        let db = open(&dir.join("store.redb")).expect("open");
         let clock = Arc::new(ManualClock::new(ts(90)));
         let deferred = RedbStore::deferred(db.clone());
-        deferred
-            .put(&rec("L#claim", "S", 1, "claimed"), Expect::Absent)
-            .await
-            .expect("put");
-        let durable: crate::outbox::DurableFirst = {
-            let db = db.clone();
-            Arc::new(move |at| commit_durably(&db, at).map_err(|e| e.to_string()))
+        let put = |pk: &'static str| {
+            let deferred = deferred.clone();
+            async move {
+                deferred
+                    .put(&rec(pk, "S", 1, pk), Expect::Absent)
+                    .await
+                    .expect("put")
+            }
         };
-        let (sender, _lines) = OutboxSender::memory(clock.clone());
-        sender
-            .durable_first(durable)
-            .send(&crate::engine::Outgoing {
-                enrollment: "j:ann:1".into(),
-                journey: "j".into(),
-                version: 1,
-                user_id: "ann".into(),
-                step: "s".into(),
-                seq: 2,
-                channel: crate::journey::Channel::Sms,
-                to: crate::profile::Address::One("+14155550100".into()),
-                content: Arc::new(crate::engine::Content::Sms {
-                    body: "hi".into(),
-                    sms_type: Default::default(),
-                }),
-                transactional: false,
-                locale: None,
-                timezone: None,
-            })
-            .await
-            .expect("sent");
-        deferred
-            .put(&rec("L#after", "S", 1, "after"), Expect::Absent)
-            .await
-            .expect("put");
+        let sender = OutboxSender::new(Sink::File(dir.join("outbox.jsonl")), clock, false).staged(
+            Arc::new(CrashingAt {
+                lines: StagedLines::new(db.clone()),
+                point: point.clone(),
+            }),
+        );
+        put("L#claim").await;
+        sender.send(&sms()).await.expect("sent");
+        put("L#done").await;
+        if point == "before flush" {
+            std::process::abort()
+        }
+        assert_eq!(sender.flush(ts(90)).expect("flush"), 1);
+        put("L#after").await;
         std::process::abort()
     }
 

@@ -2,7 +2,10 @@
 //! to memory for `waymark simulate`) instead of to SES and SNS. Each line carries its send's
 //! ledger key, and a send whose key the outbox holds already is not written again: a crash
 //! between writing a line and recording the send (which `waymark dev`'s batched disk commits make
-//! wider) then cannot put the message in the outbox twice.
+//! wider) then cannot put the message in the outbox twice. For `waymark dev` a line first waits
+//! in the store beside the writes that decided it ([`Staging`]), and a batch's lines go out
+//! together once that store's commit is on disk ([`OutboxSender::flush`]); it never writes a line
+//! whose decision a crash could still undo.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -57,8 +60,9 @@ pub struct OutboxSender {
     written: Mutex<Option<Written>>,
     /// The store the sends are this one's: only its lines count as written already.
     store: Option<Arc<str>>,
-    /// Makes the store's writes so far durable, before a line is written.
-    durable_first: Option<DurableFirst>,
+    /// Where lines wait for the store's durable commit before they are written
+    /// ([`OutboxSender::staged`]).
+    staging: Option<Arc<dyn Staging>>,
     /// The webhook secrets a call must have values for, as the deployed sender's (the line
     /// shows each as `{{ secrets.NAME }}`, never its value).
     secrets: Arc<dyn WebhookSecrets>,
@@ -67,10 +71,29 @@ pub struct OutboxSender {
 /// Where `waymark dev` and `waymark simulate` take a webhook secret's value from.
 const LOCAL_SECRETS_WHERE: &str = "set it in the environment of `waymark dev` or `waymark simulate` as `WAYMARK_SECRET_<NAME>` (`WAYMARK_SECRET_API_KEY` for `{{ secrets.API_KEY }}`)";
 
-/// A durable commit of the store the sends come from ([`OutboxSender::durable_first`]).
-/// It is given the time the line is stamped with, for a restart's clock to start at it at
-/// least.
-pub type DurableFirst = Arc<dyn Fn(Timestamp) -> Result<(), String> + Send + Sync>;
+/// Where a sender's lines wait until the store whose writes decided them has committed those
+/// writes to disk ([`OutboxSender::staged`]): a table of that store (`waymark dev`'s, see
+/// `local::StagedLines`), so that a line waits, and survives a crash, exactly when the writes
+/// before it do.
+pub trait Staging: Send + Sync {
+    /// Keeps `line` among the waiting ones, as one of the store's writes that its next durable
+    /// commit makes durable (a crash before that commit loses it with them).
+    fn stage(&self, line: &OutboxLine) -> Result<(), String>;
+    /// The lines waiting, once a durable commit stamped `now` (for a restart's clock to start
+    /// there at least) has made them and every write before them durable. No commit, and
+    /// `None`, when none waits.
+    fn commit(&self, now: Timestamp) -> Result<Option<Waiting>, String>;
+    /// Lets go of the lines up to place `through`, written to the outbox (made durable by the
+    /// store's next commit: one kept by a crash is found in the outbox and not written again).
+    fn release(&self, through: u64) -> Result<(), String>;
+}
+
+/// The lines waiting in a [`Staging`], in the order they were staged, and the place of the last.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    pub lines: Vec<OutboxLine>,
+    pub through: u64,
+}
 
 /// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
 /// middle of a write): the next line then starts on a line of its own.
@@ -80,6 +103,9 @@ struct Written {
     /// With when each line says it was written (`None` for a line without a readable `at`).
     ids: HashMap<String, Option<Timestamp>, foldhash::fast::RandomState>,
     cut: bool,
+    /// The lines staged by this process and not written yet, with their times: a send asked
+    /// for again meanwhile is one of them.
+    staged: HashMap<String, Timestamp, foldhash::fast::RandomState>,
 }
 
 impl OutboxSender {
@@ -90,7 +116,7 @@ impl OutboxSender {
             echo,
             written: Mutex::new(None),
             store: None,
-            durable_first: None,
+            staging: None,
             secrets: Arc::new(LocalSecrets::from_env()),
         }
     }
@@ -102,14 +128,17 @@ impl OutboxSender {
         self
     }
 
-    /// A sender that makes the store's writes durable (`commit`) before each line it writes,
-    /// for a store that defers them (`waymark dev`'s engine): the transition that decided the
-    /// send and the send's claim in the ledger are then on disk before the message is out. A
-    /// crash that lost them would have the message that made them run again at another time,
-    /// which may decide otherwise (a send now in quiet hours takes another visit number, and so
-    /// another ledger key), and the send would go out a second time under the new key.
-    pub fn durable_first(mut self, commit: DurableFirst) -> Self {
-        self.durable_first = Some(commit);
+    /// A sender whose lines wait in `staging` (the store that defers its writes: `waymark
+    /// dev`'s engine) until [`flush`](OutboxSender::flush) commits that store to disk and
+    /// writes them, a batch's lines with one commit and one flush of the outbox file. The
+    /// transition that decided a send and the send's claim and record in the ledger are then on
+    /// disk before the message is out. A crash that lost them would have the message that made
+    /// them run again at another time, which may decide otherwise (a send now in quiet hours
+    /// takes another visit number, and so another ledger key), and the send would go out a
+    /// second time under the new key; a crash after the commit finds the line staged, and the
+    /// next flush writes it (unless the outbox holds it already).
+    pub fn staged(mut self, staging: Arc<dyn Staging>) -> Self {
+        self.staging = Some(staging);
         self
     }
 
@@ -217,17 +246,18 @@ impl Sender for OutboxSender {
         let Some(written) = written.as_mut() else {
             return Err(SendError::Retryable("outbox not read".into()));
         };
-        if let Some(sent_at) = written.ids.get(&id) {
+        let known = match written.ids.get(&id) {
+            Some(sent_at) => Some(*sent_at),
+            None => written.staged.get(&id).map(|at| Some(*at)),
+        };
+        if let Some(sent_at) = known {
             tracing::info!(id = %id, "already in the outbox; not written again");
             return Ok(Receipt {
-                sent_at: *sent_at,
+                sent_at,
                 ..Receipt::default()
             });
         }
         let at = self.clock.now();
-        if let Some(commit) = &self.durable_first {
-            commit(at).map_err(|e| SendError::Retryable(format!("store not durable: {e}")))?;
-        }
         let line = OutboxLine {
             id: id.clone(),
             at,
@@ -240,6 +270,13 @@ impl Sender for OutboxSender {
             locale: message.locale.clone(),
             store: self.store.clone(),
         };
+        if let Some(staging) = &self.staging {
+            staging
+                .stage(&line)
+                .map_err(|e| SendError::Retryable(format!("outbox line not staged: {e}")))?;
+            written.staged.insert(id, at);
+            return Ok(Receipt::default());
+        }
         // Said on the console once written (a write that fails is retried, and said then).
         let said = self.echo.then(|| summary(&line));
         match &self.sink {
@@ -277,6 +314,98 @@ impl Sender for OutboxSender {
 }
 
 impl OutboxSender {
+    /// Writes the staged lines ([`OutboxSender::staged`]): one durable commit of the store they
+    /// wait in (stamped `now`), then every line the outbox does not hold yet in one write and
+    /// one flush of the file to disk, then they are let go. Returns how many were written. A
+    /// failure leaves them staged for the next flush; nothing to do for a sender that does not
+    /// stage. `waymark dev` flushes after each batch the engine handles, before it acknowledges
+    /// the batch's messages, and at start (what a crash left staged).
+    pub fn flush(&self, now: Timestamp) -> Result<usize, SendError> {
+        let Some(staging) = &self.staging else {
+            return Ok(0);
+        };
+        let mut guard = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(Waiting {
+            lines: staged,
+            through,
+        }) = staging
+            .commit(now)
+            .map_err(|e| SendError::Retryable(format!("store not durable: {e}")))?
+        else {
+            return Ok(0);
+        };
+        if guard.is_none() {
+            *guard = Some(self.read_sink()?);
+        }
+        let Some(written) = guard.as_mut() else {
+            return Err(SendError::Retryable("outbox not read".into()));
+        };
+        // Not the lines the outbox holds already (written before a crash let them go), nor a
+        // line staged twice (asked for again after a crash, before this flush).
+        let mut fresh = Vec::with_capacity(staged.len());
+        let mut taken = std::collections::HashSet::<&str>::new();
+        for line in &staged {
+            if !written.ids.contains_key(&line.id) && taken.insert(&line.id) {
+                fresh.push(line);
+            }
+        }
+        match &self.sink {
+            Sink::Memory(lines) => lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(fresh.iter().map(|l| (*l).clone())),
+            Sink::File(path) => {
+                let mut text = if written.cut && !fresh.is_empty() {
+                    String::from("\n")
+                } else {
+                    String::new()
+                };
+                for line in &fresh {
+                    text.push_str(
+                        &serde_json::to_string(line)
+                            .map_err(|e| SendError::Permanent(e.to_string()))?,
+                    );
+                    text.push('\n');
+                }
+                let failed = |e: std::io::Error| {
+                    SendError::Retryable(format!("outbox {}: {e}", path.display()))
+                };
+                let appended = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| {
+                        f.write_all(text.as_bytes())?;
+                        f.sync_data()
+                    });
+                if let Err(e) = appended {
+                    // Some of it may be in the file: read what it holds again before the retry.
+                    *guard = None;
+                    return Err(failed(e));
+                }
+                written.cut = written.cut && fresh.is_empty();
+            }
+        }
+        for line in &fresh {
+            written.ids.insert(line.id.clone(), Some(line.at));
+            if self.echo {
+                // A console no one reads any more (closed, or piped to `head`) is not the
+                // engine's failure: the message is in the outbox all the same.
+                let _ = writeln!(std::io::stdout(), "{}", summary(line));
+            }
+        }
+        for line in &staged {
+            written.staged.remove(&line.id);
+        }
+        let count = fresh.len();
+        // Let go once written; a failure here leaves them staged, and the next flush finds
+        // them in the outbox.
+        staging
+            .release(through)
+            .map_err(|e| SendError::Retryable(format!("outbox lines not let go: {e}")))?;
+        Ok(count)
+    }
+
     /// What the sink holds (a line that does not read, such as one cut short by a crash, has
     /// no id). A missing file holds nothing; a file that cannot be read fails the send as
     /// retryable, since taking it for empty would turn the duplicate check off. Bytes that are
@@ -306,6 +435,7 @@ impl OutboxSender {
                     .map(|l| (l.id.clone(), Some(l.at)))
                     .collect(),
                 cut: false,
+                staged: Default::default(),
             }),
             Sink::File(path) => {
                 let bytes = match std::fs::read(path) {
@@ -331,6 +461,7 @@ impl OutboxSender {
                         })
                         .collect(),
                     cut: !text.is_empty() && !text.ends_with('\n'),
+                    staged: Default::default(),
                 })
             }
         }
