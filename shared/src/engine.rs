@@ -1292,14 +1292,25 @@ pub fn reentry_refusal(
     at: Timestamp,
     profile: &Profile,
 ) -> Option<String> {
+    reentry_refusal_after(j, e.entered_at, e.trigger.at, at, profile)
+}
+
+/// [`reentry_refusal`] for a last entry known by when it entered and when its trigger was (a
+/// keyed value's [`crate::enrollment::LastEntry`], once its enrollment's record is gone).
+pub fn reentry_refusal_after(
+    j: &Journey,
+    entered_at: Timestamp,
+    trigger_at: Timestamp,
+    at: Timestamp,
+    profile: &Profile,
+) -> Option<String> {
     match j.reentry {
         Reentry::Never => Some(format!(
-            "`reentry: never`, and the user entered on {}",
-            e.entered_at
+            "`reentry: never`, and the user entered on {entered_at}"
         )),
         Reentry::AfterExit => None,
         Reentry::After(d) => {
-            let again = reentry_from(e.trigger.at, d, &reentry_zone(j, profile));
+            let again = reentry_from(trigger_at, d, &reentry_zone(j, profile));
             (again > at).then(|| format!("`reentry: after {d}`: may enter again from {again}"))
         }
     }

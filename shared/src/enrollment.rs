@@ -225,6 +225,36 @@ pub struct Previous {
     pub splits: Vec<crate::timeline::SplitChoice>,
 }
 
+/// What a value's enrollments of a journey with an `enrollment_key` leave once the value's
+/// record is gone (an ended one's goes days after its end, so that a user's partition does not
+/// keep one a booking): the latest one's id and number, so that the value's next enrollment
+/// takes `n + 1`, never an id its ledger entries and timeline records still name, and what the
+/// entry rule reads of it. Kept in a record of its own, which an event's read of her
+/// enrollments does not cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastEntry {
+    pub id: Arc<str>,
+    pub n: u32,
+    pub entered_at: Timestamp,
+    /// When its trigger was (`reentry: after` counts from it).
+    pub trigger_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+}
+
+impl LastEntry {
+    /// What enrollment `e` leaves.
+    pub fn of(e: &Enrollment) -> Self {
+        LastEntry {
+            id: e.id.clone(),
+            n: e.n,
+            entered_at: e.entered_at,
+            trigger_at: e.trigger.at,
+            ended_at: e.ended_at,
+        }
+    }
+}
+
 /// How many earlier trigger messages an enrollment remembers (see
 /// [`Enrollment::earlier_triggers`]): more entries than this between a trigger's first handling
 /// and its last redelivery (SQS keeps a message for days at most) are not expected.

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Published};
 use crate::clock::Clock;
 use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
-use crate::enrollment::{Carried, Enrollment, Status, TriggerEvent};
+use crate::enrollment::{Carried, Enrollment, LastEntry, Status, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Journey, JourneyStatus, Listened, MarkKind, Reentry, TriggerKind};
 use crate::profile::Address;
@@ -203,6 +203,12 @@ pub(crate) fn user_partition(user: &str) -> Part {
 fn enrollment_key(user: &str, record: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["E#", record]))
 }
+/// Where the value's [`LastEntry`] of the user's keyed record `record` is kept:
+/// `K#{journey}#{value}`, beside the record, under a prefix that an event's read of her
+/// enrollments (`E#`) does not cover.
+fn last_entry_key(user: &str, record: &str) -> Key {
+    Key::new(user_partition(user), Part::join(&["K#", record]))
+}
 fn dedup_key(user: &str, id: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["D#", id]))
 }
@@ -372,9 +378,10 @@ const _: () = assert!(
     KEEP_FOR.as_secs() > crate::duration::Duration::MAX.as_secs() as i64 + 30 * 86_400,
     "records an active enrollment relies on must outlive its longest wait"
 );
-/// How much longer than [`KEEP_FOR`] an ended keyed enrollment's record is kept (see
-/// [`Runtime::kept_until`]): DynamoDB deletes an expired item some time after its expiry, in no
-/// set order, and returns it until then, so the record must go well after what its id names.
+/// How much longer than [`KEEP_FOR`] a keyed value's [`LastEntry`] is kept after its ended
+/// enrollment's record (see [`Runtime::kept_until`]): DynamoDB deletes an expired item some
+/// time after its expiry, in no set order, and returns it until then, so what names the
+/// enrollment's id must go well before the number it took is forgotten.
 const KEYED_TTL_SLACK: SignedDuration = SignedDuration::from_hours(24 * 30);
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
@@ -553,6 +560,14 @@ pub struct Runtime {
     pub(crate) zones: crate::zones::Seen,
     /// Whether this process's shard count is under the high-water mark ([`crate::shards`]).
     pub(crate) shards_noted: crate::shards::Noted,
+}
+
+/// Until when an ended keyed enrollment is kept ([`Runtime::kept_until`]).
+struct Kept {
+    /// Its record.
+    record: Timestamp,
+    /// Its value's [`LastEntry`] (`None`: for good).
+    last_entry: Option<Timestamp>,
 }
 
 /// A loaded enrollment with the record version it was read at. The enrollment is the one its
@@ -1215,8 +1230,14 @@ impl Runtime {
             version,
             next.clone(),
         );
-        if let Some(at) = self.kept_until(&next).await? {
-            record = record.expiring(at);
+        if let Some(kept) = self.kept_until(&next).await? {
+            // Read from the store, it may have ended before its value's last entry was kept
+            // (a record of an earlier build, kept longer): kept now, before the record's own
+            // time is shortened. One this worker just committed has it already.
+            if !l.fresh {
+                self.keep_last_entry(&next, kept.last_entry).await?;
+            }
+            record = record.expiring(kept.record);
         }
         self.store.put(&record, Expect::Version(read_at)).await?;
         Ok(Settled {
@@ -2733,8 +2754,16 @@ impl Runtime {
             },
         }];
         let mut enrollment = next.clone();
-        if let Some(l) = prev {
-            enrollment.follow(&l.enrollment);
+        match prev {
+            Some(l) => enrollment.follow(&l.enrollment),
+            // Her value whose record is gone: numbered no lower than its last enrollment, so
+            // that her next one of the value takes an id of its own.
+            None if next.key.is_some() => {
+                if let Some(last) = self.last_entry(&next.user_id, &next.record()).await? {
+                    enrollment.n = enrollment.n.max(last.n);
+                }
+            }
+            None => {}
         }
         let t = Transition {
             enrollment,
@@ -2849,6 +2878,31 @@ impl Runtime {
                 )));
             }
         }
+        // With an `enrollment_key`, a value whose record is gone (an ended enrollment's goes
+        // days after its end) is judged by what its last enrollment left, and numbered on from
+        // it: one GetItem, for a keyed journey's value she has no record of.
+        let left = match existing {
+            None if j.enrollment_key.is_some() => self.last_entry(&profile.user_id, record).await?,
+            _ => None,
+        };
+        if let Some(last) = &left {
+            let refused = engine::reentry_refusal_after(
+                j,
+                last.entered_at,
+                last.trigger_at,
+                trigger.at,
+                profile,
+            );
+            if let Some(detail) = refused {
+                return Ok(Some(self.refusal(
+                    j,
+                    &trigger.event,
+                    Some(&last.id),
+                    "reentry",
+                    detail,
+                )));
+            }
+        }
         if j.enrollment_key.is_some() {
             // Within the bound on her enrollments of the journey at once (hers of this value, if
             // any, has ended: see above).
@@ -2882,7 +2936,10 @@ impl Runtime {
                 detail,
             )));
         }
-        let n = existing.map(|l| l.enrollment.n + 1).unwrap_or(1);
+        let n = existing
+            .map(|l| l.enrollment.n)
+            .or(left.as_ref().map(|l| l.n))
+            .map_or(1, |n| n + 1);
         let unsub = self.unsubscribe_url(&profile.user_id, j);
         let ctx = Ctx {
             journey: j,
@@ -2895,7 +2952,10 @@ impl Runtime {
         let trigger_at = trigger.at;
         let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
-        let ended = existing.and_then(|l| l.enrollment.ended_at);
+        let ended = match existing {
+            Some(l) => l.enrollment.ended_at,
+            None => left.and_then(|l| l.ended_at),
+        };
         let mut t = engine::enter_after(&ctx, &profile.user_id, n, trigger, ended);
         t.enrollment.counted_until = counted_until;
         if let Some(l) = existing {
@@ -2997,6 +3057,25 @@ impl Runtime {
         if let Some(why) = ends_at_merge(j, hers, into, theirs) {
             return Ok(Some(why));
         }
+        // With an `enrollment_key`, her value whose record is gone: what its last enrollment
+        // left (not read for `after_exit`, which it cannot refuse).
+        if hers.is_none() && theirs.key.is_some() && j.reentry != Reentry::AfterExit {
+            if let Some(last) = self.last_entry(&into.user_id, &theirs.record()).await? {
+                let refused = engine::reentry_refusal_after(
+                    j,
+                    last.entered_at,
+                    last.trigger_at,
+                    theirs.trigger.at,
+                    into,
+                );
+                if let Some(why) = refused {
+                    let user = &into.user_id;
+                    return Ok(Some(format!(
+                        "{user} may not be in this journey again: {why}"
+                    )));
+                }
+            }
+        }
         let refused = self
             .visitor_refusal(
                 j,
@@ -3026,32 +3105,46 @@ impl Runtime {
         if j.reentry == Reentry::AfterExit {
             return Ok(None);
         }
+        // With an `enrollment_key`, what a value's enrollment left once its record is gone
+        // too, in the same read.
+        let keyed = j.enrollment_key.is_some();
         let keys: Vec<Key> = profile
             .anonymous_ids
             .iter()
             .map(|a| join(&[crate::event::ANONYMOUS_PREFIX, a]))
             .filter(|visitor| Some(visitor.as_str()) != moving)
-            .map(|visitor| enrollment_key(&visitor, record))
+            .flat_map(|visitor| {
+                let left = keyed.then(|| last_entry_key(&visitor, record));
+                std::iter::once(enrollment_key(&visitor, record)).chain(left)
+            })
             .collect();
         if keys.is_empty() {
             return Ok(None);
         }
         // The visitor's latest entry decides (the records come in no set order).
-        let mut latest: Option<Enrollment> = None;
+        let mut latest: Option<(String, LastEntry)> = None;
         for r in self.store.get_many(&keys).await? {
-            let e = Loaded::read(&r)?.enrollment;
-            if latest.as_ref().is_none_or(|l| e.trigger.at > l.trigger.at) {
-                latest = Some(Enrollment::clone(&e));
+            let last = match r.key.sk.starts_with("K#") {
+                true => r.parse::<LastEntry>()?,
+                false => LastEntry::of(&Loaded::read(&r)?.enrollment),
+            };
+            if latest
+                .as_ref()
+                .is_none_or(|(_, l)| last.trigger_at > l.trigger_at)
+            {
+                let visitor = r.key.pk.strip_prefix("U#").unwrap_or_default();
+                latest = Some((visitor.to_string(), last));
             }
         }
-        Ok(latest.and_then(|e| {
-            engine::reentry_refusal(j, &e, at, profile).map(|detail| {
-                let detail = format!(
-                    "{detail} (as the anonymous visitor `{}` she turned out to be)",
-                    e.user_id
-                );
-                (detail, e.id.clone())
-            })
+        Ok(latest.and_then(|(visitor, e)| {
+            engine::reentry_refusal_after(j, e.entered_at, e.trigger_at, at, profile).map(
+                |detail| {
+                    let detail = format!(
+                        "{detail} (as the anonymous visitor `{visitor}` she turned out to be)"
+                    );
+                    (detail, e.id.clone())
+                },
+            )
         }))
     }
 
@@ -3140,8 +3233,12 @@ impl Runtime {
         let e = Arc::new(e);
         let mut record =
             Record::shared(enrollment_key(&e.user_id, &e.record()), version, e.clone());
-        if let Some(at) = self.kept_until(&e).await? {
-            record = record.expiring(at);
+        if let Some(kept) = self.kept_until(&e).await? {
+            // Before the record that may expire: its value's next enrollment numbers on from
+            // it once the record is gone (a write lost here leaves the record as it was, and
+            // the message is retried).
+            self.keep_last_entry(&e, kept.last_entry).await?;
+            record = record.expiring(kept.record);
         }
         self.store.put(&record, expect).await?;
         Ok(Loaded {
@@ -3152,30 +3249,89 @@ impl Runtime {
         })
     }
 
-    /// Until when the record of an ended enrollment of a journey with an `enrollment_key` is
-    /// kept (a record a value would otherwise pile up, one a booking): [`KEEP_FOR`] and
-    /// [`KEYED_TTL_SLACK`] after its last write, and so after its end. Its id
-    /// (`{journey}:{user}:{value}:{n}`) names its ledger entries, timeline records, inbox
-    /// messages and wake-ups, which are written before that last write and kept [`KEEP_FOR`]
-    /// at most: while any of them lives, her next enrollment for the value finds this record
-    /// and takes `n + 1`, never this id (were the record gone first, it would be `n = 1`
-    /// again, and its sends found done in the ledger). That is longer than any entry rule
-    /// reads it (`after: d` is at most a year, its trigger stamped up to 30 days back; a goal's
-    /// window a year), and than its trigger's dedup marker. `reentry: never`: for good. `None`
-    /// (kept) for an active one, and for a journey without a key (one record a user).
-    async fn kept_until(&self, e: &Enrollment) -> Result<Option<Timestamp>, RunError> {
+    /// Until when an ended enrollment of a journey with an `enrollment_key` is kept (a record
+    /// a value would otherwise pile up in her partition, one a booking, each read at each of
+    /// her events): its record as long as its trigger's dedup marker lives after its end (a
+    /// redelivered trigger finds it) and no shorter than its goal's window after its entry (a
+    /// late goal converts it); its value's [`LastEntry`] [`KEEP_FOR`] and [`KEYED_TTL_SLACK`]
+    /// after that, and so after anything its id names (its ledger entries, timeline records,
+    /// inbox messages and wake-ups are written while its record lives, and kept [`KEEP_FOR`]
+    /// at most): the value's next enrollment finds the record or the last entry and takes
+    /// `n + 1`, never this id (were both gone first, it would be `n = 1` again, and its sends
+    /// found done in the ledger). The last entry is also what the entry rule reads once the
+    /// record is gone, and it outlives any rule's reading (`after: d` is at most a year, from
+    /// a trigger stamped up to 30 days back); with `reentry: never` it is kept for good. `None`
+    /// (the record kept) for an active one, and for a journey without a key (one record a
+    /// user).
+    async fn kept_until(&self, e: &Enrollment) -> Result<Option<Kept>, RunError> {
         if e.key.is_none() || e.is_active() {
             return Ok(None);
         }
         let Some(p) = self.catalog.latest(&e.journey).await? else {
             return Ok(None);
         };
+        let j = &p.journey;
         let ended = e.ended_at.unwrap_or(e.entered_at);
-        let kept =
-            (ended.max(self.now()) + KEEP_FOR + KEYED_TTL_SLACK).max(ended + self.config.dedup_for);
-        Ok(match p.journey.reentry {
+        let mut record = ended + self.config.dedup_for;
+        if let Some(g) = &j.goal {
+            record = record.max(e.entered_at + g.within.to_jiff());
+        }
+        let last_entry = match j.reentry {
             Reentry::Never => None,
-            Reentry::AfterExit | Reentry::After(_) => Some(kept),
+            Reentry::AfterExit | Reentry::After(_) => {
+                Some(record.max(self.now()) + KEEP_FOR + KEYED_TTL_SLACK)
+            }
+        };
+        Ok(Some(Kept { record, last_entry }))
+    }
+
+    /// Keeps what ended keyed enrollment `e` leaves of its value ([`LastEntry`]) until `until`
+    /// (`None`: for good), unless a later enrollment of the value is kept there already: a
+    /// read, and a conditional write when it changes (a worker that lost its race with the
+    /// value's next enrollments never takes the number back).
+    async fn keep_last_entry(
+        &self,
+        e: &Enrollment,
+        until: Option<Timestamp>,
+    ) -> Result<(), RunError> {
+        let key = last_entry_key(&e.user_id, &e.record());
+        let last = LastEntry::of(e);
+        for _ in 0..MARK_ATTEMPTS {
+            let stored = self.store.get(&key).await?;
+            if let Some(r) = &stored {
+                let kept: LastEntry = r.parse()?;
+                let long_enough = match (r.expires, until) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(at), Some(until)) => at >= until.as_second(),
+                };
+                if kept.n > last.n || (kept == last && long_enough) {
+                    return Ok(());
+                }
+            }
+            let (version, expect) = Expect::replacing(stored.as_ref());
+            let mut record = Record::of(key.clone(), version, last.clone());
+            if let Some(at) = until {
+                record = record.expiring(at);
+            }
+            match self.store.put(&record, expect).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Retry(format!(
+            "the last entry of {} kept changing while it was written",
+            e.record()
+        )))
+    }
+
+    /// What the value of keyed record `record` left of her enrollments of it
+    /// ([`Runtime::keep_last_entry`]): read when the record is gone, one GetItem.
+    async fn last_entry(&self, user: &str, record: &str) -> Result<Option<LastEntry>, RunError> {
+        Ok(match self.store.get(&last_entry_key(user, record)).await? {
+            Some(r) => Some(r.parse()?),
+            None => None,
         })
     }
 
@@ -5953,6 +6109,7 @@ mod tests {
             profile_key(&user),
             enrollment_key(&user, &journey),
             enrollment_key(&user, &record),
+            last_entry_key(&user, &record),
             dedup_key(&user, &message_id),
             Key::new(
                 user_partition(&user),

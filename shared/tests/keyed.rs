@@ -556,20 +556,37 @@ fn an_enrollment_key_is_refused_without_an_event_trigger() {
     }
 }
 
-/// An ended enrollment's record is kept 430 days after its last write (it ended at
-/// 2026-12-02T12:00): longer than anything its id names (ledger, timeline, inbox: 400 days),
-/// and so than the entry rule, its trigger's dedup marker and its goal's window read it
-/// (`reentry: never`: for good); an active one, and a journey without a key, for good. A
-/// wake-up that finds no record of a keyed enrollment is stale, and dropped.
+/// An ended enrollment's record is kept as long as its trigger's dedup marker lives after its
+/// end (7 days: it ended at 2026-12-02T12:00), and no shorter than its goal's window after its
+/// entry; what its value's enrollments left (its id's number, what the entry rule reads) 430
+/// days after that: longer than anything its id names (ledger, timeline, inbox: 400 days,
+/// written while the record lives), and than the entry rule reads it (`reentry: never`: for
+/// good). An active one, and a journey without a key, are kept for good. A wake-up that finds
+/// no record of a keyed enrollment is stale, and dropped.
 #[tokio::test]
-async fn an_ended_keyed_enrollment_is_kept_longer_than_what_its_id_names() {
+async fn an_ended_keyed_enrollment_leaves_its_number_longer_than_what_its_id_names() {
     use waymark::store::{Expect, Key, Store};
     let goal = "goal: {event: checked_in, within: 30d}\nsteps:\n";
-    for (reentry, with_goal, kept) in [
-        ("reentry: after_exit", false, Some("2028-02-05T12:00:00Z")),
-        ("reentry: after_exit", true, Some("2028-02-05T12:00:00Z")),
-        ("reentry: {after: 14d}", false, Some("2028-02-05T12:00:00Z")),
-        ("reentry: never", false, None),
+    for (reentry, with_goal, record, last_entry) in [
+        (
+            "reentry: after_exit",
+            false,
+            "2026-12-09T12:00:00Z",
+            Some("2028-02-12T12:00:00Z"),
+        ),
+        (
+            "reentry: after_exit",
+            true,
+            "2026-12-31T09:00:00Z",
+            Some("2028-03-05T09:00:00Z"),
+        ),
+        (
+            "reentry: {after: 14d}",
+            false,
+            "2026-12-09T12:00:00Z",
+            Some("2028-02-12T12:00:00Z"),
+        ),
+        ("reentry: never", false, "2026-12-09T12:00:00Z", None),
     ] {
         let mut text = CHECKIN.replace("reentry: after_exit", reentry);
         if with_goal {
@@ -598,21 +615,35 @@ async fn an_ended_keyed_enrollment_is_kept_longer_than_what_its_id_names() {
         )
         .await;
         h.advance_to(at("2026-12-03T00:00:00Z")).await;
-        let expires = |record: &str| {
+        let stored = |sk: &str| {
             let store = h.store.clone();
-            let key = Key::new("U#ann", format!("E#{record}"));
-            async move {
-                store
-                    .get(&key)
-                    .await
-                    .expect("read")
-                    .unwrap_or_else(|| panic!("{key:?}"))
-                    .expires
-            }
+            let key = Key::new("U#ann", sk);
+            async move { store.get(&key).await.expect("read") }
         };
-        let want = kept.map(|t| at(t).as_second());
-        assert_eq!(expires("checkin#B1").await, want, "{reentry} {with_goal}");
-        assert_eq!(expires("checkin#B2").await, None, "active: {reentry}");
+        let expires = |sk: &'static str| {
+            let got = stored(sk);
+            async move { got.await.unwrap_or_else(|| panic!("{sk}")).expires }
+        };
+        let day = 86_400;
+        let (record, last_entry) = (
+            at(record).as_second(),
+            last_entry.map(|t| at(t).as_second()),
+        );
+        assert_eq!(
+            expires("E#checkin#B1").await,
+            Some(record),
+            "{reentry} {with_goal}"
+        );
+        assert_eq!(
+            expires("K#checkin#B1").await,
+            last_entry,
+            "{reentry} {with_goal}"
+        );
+        if let Some(last_entry) = last_entry {
+            assert!(last_entry >= record + 400 * day, "{reentry}");
+        }
+        assert_eq!(expires("E#checkin#B2").await, None, "active: {reentry}");
+        assert!(stored("K#checkin#B2").await.is_none(), "active: {reentry}");
 
         // A wake-up of an expired record is stale.
         let key = Key::new("U#ann", "E#checkin#B2");
@@ -632,6 +663,7 @@ async fn an_ended_keyed_enrollment_is_kept_longer_than_what_its_id_names() {
         .expect("read")
         .expect("kept");
     assert_eq!(r.expires, None);
+    assert!(h.store.query("U#ann", "K#").await.expect("read").is_empty());
     assert_eq!(h.outbox().len(), 1);
 }
 
@@ -734,6 +766,345 @@ async fn a_value_entered_again_long_after_never_reuses_an_id() {
             "2027-01-19T12:00:00Z ann email remind: Check in for F9",
         ]
     );
+}
+
+/// Her timeline's entries and refusals of the journey, one line each: `entered <id>` or
+/// `not_entered <reason> [<id>]: <detail>`.
+async fn entries_of(h: &Harness, user: &str) -> Vec<String> {
+    let mut view = h.rt.user(user).await.expect("user");
+    view.timeline.sort_by_key(|e| e.at);
+    view.timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Entered { .. } => Some(format!("entered {}", e.enrollment)),
+            What::NotEntered { reason, detail, .. } => Some(format!(
+                "not_entered {reason} [{}]: {}",
+                e.enrollment,
+                detail.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Once an ended enrollment's record is gone (7 days after its end), the same value is judged
+/// by what it left: entered again with the next id (`n` 2) under `after_exit`, refused for
+/// good under `never`, and until its time under `after`, naming the enrollment in the way.
+#[tokio::test]
+async fn a_value_whose_record_is_gone_is_judged_and_numbered_by_what_it_left() {
+    use waymark::store::{Key, Store};
+    for (reentry, sent, last) in [
+        ("reentry: after_exit", 2, "entered checkin:ann:B1:2".to_string()),
+        (
+            "reentry: never",
+            1,
+            "not_entered reentry [checkin:ann:B1:1]: `reentry: never`, and the user entered on 2026-12-01T09:00:00Z".to_string(),
+        ),
+        (
+            "reentry: {after: 60d}",
+            1,
+            "not_entered reentry [checkin:ann:B1:1]: `reentry: after 60d`: may enter again from 2027-01-30T09:00:00Z".to_string(),
+        ),
+    ] {
+        let h = Harness::new("2026-12-01T08:00:00Z");
+        h.publish(&CHECKIN.replace("reentry: after_exit", reentry))
+            .await;
+        h.play(
+            &[
+                ANN.to_string(),
+                booked(
+                    "2026-12-01T09:00:00Z",
+                    "ann",
+                    "m1",
+                    &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+                ),
+            ]
+            .join("\n"),
+        )
+        .await;
+        h.advance_to(at("2026-12-20T00:00:00Z")).await;
+        expire(&h, "ann").await;
+        let gone = h.store.get(&Key::new("U#ann", "E#checkin#B1")).await;
+        assert!(gone.expect("read").is_none(), "{reentry}");
+        h.play(&booked(
+            "2026-12-20T09:00:00Z",
+            "ann",
+            "m2",
+            &flight("B1", "F9", "2026-12-28T12:00:00Z"),
+        ))
+        .await;
+        h.advance_to(at("2026-12-29T00:00:00Z")).await;
+        assert_eq!(h.outbox().len(), sent, "{reentry}: {:?}", h.outbox());
+        assert_eq!(
+            entries_of(&h, "ann").await.last(),
+            Some(&last),
+            "{reentry}"
+        );
+    }
+}
+
+/// A buyer with a booking a value, each ended within minutes: an event of hers days later
+/// reads her live enrollments alone, not a record a booking of the last 430 days; what each
+/// value left is kept apart, and read only when that value triggers again.
+#[tokio::test]
+async fn an_event_reads_only_her_live_enrollments_however_many_values_ended() {
+    use waymark::store::Store;
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(CHECKIN).await;
+    let mut script = vec![ANN.replace("08:00:00", "09:00:00")];
+    // Flights leaving within the hour: each reminded at once, and ended.
+    for i in 0..40 {
+        script.push(booked(
+            &format!("2026-12-01T09:{:02}:00Z", i + 1),
+            "ann",
+            &format!("m{i}"),
+            &flight(&format!("B{i:02}"), "F", "2026-12-01T10:00:00Z"),
+        ));
+    }
+    script.push(booked(
+        "2026-12-01T09:50:00Z",
+        "ann",
+        "live",
+        &flight("LIVE", "F", "2026-12-20T12:00:00Z"),
+    ));
+    h.play(&script.join("\n")).await;
+    assert_eq!(h.outbox().len(), 40);
+    h.advance_to(at("2026-12-10T00:00:00Z")).await;
+    expire(&h, "ann").await;
+    faulty.take_queried();
+    h.play(r#"{"at":"2026-12-10T09:00:00Z","type":"track","userId":"ann","event":"flight_cancelled","messageId":"c","properties":{"booking_id":"OTHER"}}"#)
+        .await;
+    let queried = faulty.take_queried();
+    assert_eq!(queried.get("E#"), Some(&1), "{queried:?}");
+    assert_eq!(queried.get("K#"), None, "{queried:?}");
+    let left = h.store.query("U#ann", "K#").await.expect("read");
+    assert_eq!(left.len(), 40);
+    // The live one goes on.
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    assert_eq!(h.outbox().len(), 41);
+}
+
+/// A login moves the visitor's enrollment of a value whose record of hers is gone: numbered
+/// no lower than her last enrollment of the value, so that her next one takes an id of its
+/// own (`n` 3) while the moved one's record is still kept; with `never`, the moved one ends.
+#[tokio::test]
+async fn a_login_judges_and_numbers_the_visitors_value_by_what_hers_left() {
+    let visitor = |at: &str, id: &str, departs: &str| {
+        format!(
+            r#"{{"at":"{at}","type":"track","anonymousId":"dev-1","event":"flight_booked","messageId":"{id}","properties":{}}}"#,
+            flight("B1", "FV", departs)
+        )
+    };
+    let login = r#"{"at":"2026-12-20T10:00:00Z","type":"identify","userId":"ann","anonymousId":"dev-1","messageId":"login","traits":{}}"#;
+
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+            ),
+            booked(
+                "2026-12-05T09:00:00Z",
+                "ann",
+                "m2",
+                &flight("B1", "F2", "2026-12-07T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    expire(&h, "ann").await;
+    h.play(
+        &[
+            visitor("2026-12-20T09:00:00Z", "v1", "2026-12-30T12:00:00Z"),
+            login.to_string(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-31T00:00:00Z")).await;
+    h.play(&booked(
+        "2026-12-31T09:00:00Z",
+        "ann",
+        "m3",
+        &flight("B1", "F3", "2027-01-05T12:00:00Z"),
+    ))
+    .await;
+    h.advance_to(at("2027-01-06T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-02T12:00:00Z ann email remind: Check in for F1",
+            "2026-12-06T12:00:00Z ann email remind: Check in for F2",
+            "2026-12-29T12:00:00Z ann email remind: Check in for FV",
+            "2027-01-04T12:00:00Z ann email remind: Check in for F3",
+        ]
+    );
+    assert_eq!(
+        entries_of(&h, "ann").await.last().map(String::as_str),
+        Some("entered checkin:ann:B1:3")
+    );
+
+    // With `never`, her value may not enter again: the visitor's ends at the login.
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHECKIN.replace("reentry: after_exit", "reentry: never"))
+        .await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    expire(&h, "ann").await;
+    h.play(
+        &[
+            visitor("2026-12-20T09:00:00Z", "v1", "2026-12-30T12:00:00Z"),
+            login.to_string(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-31T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-02T12:00:00Z ann email remind: Check in for F1"]
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    let ended: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Merged {
+                ended: true,
+                reason,
+                ..
+            } => reason.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        ["ann may not be in this journey again: `reentry: never`, and the user entered on 2026-12-01T09:00:00Z"]
+    );
+}
+
+/// A value the anonymous visitor she turned out to be entered, with `never`, stays refused to
+/// her once the visitor's record of it is gone: what it left says so.
+#[tokio::test]
+async fn a_visitors_value_whose_record_is_gone_still_counts_at_her_entry() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHECKIN.replace("reentry: after_exit", "reentry: never"))
+        .await;
+    h.play(&format!(
+        r#"{{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"dev-2","event":"flight_booked","messageId":"v1","properties":{}}}"#,
+        flight("B7", "F7", "2026-12-03T12:00:00Z")
+    ))
+    .await;
+    h.advance_to(at("2026-12-20T00:00:00Z")).await;
+    expire(&h, "anon:dev-2").await;
+    h.play(
+        &[
+            ANN.replace("2026-12-01T08:00:00Z", "2026-12-20T08:00:00Z")
+                .replace(
+                    r#""userId":"ann""#,
+                    r#""userId":"ann","anonymousId":"dev-2""#,
+                ),
+            booked(
+                "2026-12-20T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B7", "F8", "2026-12-28T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-29T00:00:00Z")).await;
+    // (The visitor had no address: her reminder was skipped.)
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    assert_eq!(
+        entries_of(&h, "ann").await.last().map(String::as_str),
+        Some("not_entered reentry [checkin:anon:dev-2:B7:1]: `reentry: never`, and the user entered on 2026-12-01T09:00:00Z (as the anonymous visitor `anon:dev-2` she turned out to be)")
+    );
+}
+
+/// An ended record read from the store that still owes its outbox, with no last entry beside
+/// it (an earlier build's, kept longer): its settle keeps the value's last entry before it
+/// writes the record with its own, shorter time.
+#[tokio::test]
+async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
+    use waymark::store::{Expect, Key, Store};
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(CHECKIN).await;
+    h.play(&ANN.replace("08:00:00", "09:00:00")).await;
+    // Leaving within the hour: reminded at once, and ended; the reminder's ledger write fails,
+    // and the event is retried.
+    *faulty.fail_write_of.lock().expect("fail") = Some("L#".into());
+    h.play(&booked(
+        "2026-12-01T09:01:00Z",
+        "ann",
+        "m1",
+        &flight("B1", "F1", "2026-12-01T10:00:00Z"),
+    ))
+    .await;
+    assert!(faulty.fail_write_of.lock().expect("fail").is_none());
+    assert_eq!(h.outbox().len(), 0);
+    let last = Key::new("U#ann", "K#checkin#B1");
+    h.store.delete(&last, Expect::Any).await.expect("delete");
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox().len(), 1);
+    let kept = h.store.get(&last).await.expect("read").expect("kept");
+    let record = h.store.get(&Key::new("U#ann", "E#checkin#B1")).await;
+    let record = record.expect("read").expect("kept");
+    assert!(record.expires.is_some(), "{record:?}");
+    assert!(kept.expires > record.expires, "{kept:?}");
+}
+
+/// Her erasure deletes what her values left with the rest of her partition.
+#[tokio::test]
+async fn an_erasure_deletes_what_her_values_left() {
+    use waymark::store::Store;
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(h.store.query("U#ann", "K#").await.expect("read").len(), 1);
+    h.rt.erase("ann").await.expect("erase");
+    let left: Vec<String> = h
+        .store
+        .query("U#ann", "")
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| r.key.sk.to_string())
+        .collect();
+    assert_eq!(left, ["P"]);
 }
 
 /// A whole number is one value however written: `1.0` is `1`, and so is `"1"`.

@@ -29,6 +29,8 @@ pub struct Faulty {
     /// Calls made, by kind (`get`, `put`, `query`, `delete`, `partitions_between`; the queries
     /// of timer partitions also as `timer query`).
     pub calls: Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
+    /// Records the queries returned, by the sort key prefix they asked for.
+    pub queried: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
     /// When set, the fold partitions' listing lags as DynamoDB's index may: each listing
     /// also holds what the one before it listed, folded since or not.
     pub lagging: Arc<Mutex<Option<Listings>>>,
@@ -66,6 +68,11 @@ impl Faulty {
 
     fn count(&self, kind: &'static str) {
         *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
+    }
+
+    /// The records queries returned since the last take, by prefix.
+    pub fn take_queried(&self) -> std::collections::BTreeMap<String, usize> {
+        std::mem::take(&mut *self.queried.lock().expect("queried"))
     }
 
     /// The calls counted since the last take.
@@ -143,7 +150,14 @@ impl Store for Faulty {
                 return Ok(Vec::new());
             }
         }
-        self.inner.query(pk, prefix).await
+        let records = self.inner.query(pk, prefix).await?;
+        *self
+            .queried
+            .lock()
+            .expect("queried")
+            .entry(prefix.to_string())
+            .or_insert(0) += records.len();
+        Ok(records)
     }
     async fn partitions_between(
         &self,
@@ -208,6 +222,7 @@ pub fn faulty_harness_with(config: Config) -> (Harness, Faulty) {
         miss_anonymous_enrollments: Arc::default(),
         fail_write_of: Arc::default(),
         calls: Arc::default(),
+        queried: Arc::default(),
         lagging: Arc::default(),
         land_after_missed_get: Arc::default(),
         land_before_write_of: Arc::default(),
