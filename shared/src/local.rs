@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use crate::store::{
-    check, check_fold, page_of, segment_of, Counts, Expect, Key, Page, Part, Record, Store,
-    StoreError,
+    check, check_fold, check_key, check_keys, check_partition, check_record, page_of, segment_of,
+    shown_part, Counts, Expect, Key, Page, Part, Record, Store, StoreError, MAX_ITEM_BYTES,
 };
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
@@ -362,6 +362,46 @@ fn pending_of(
     Ok(of.get((pk, sk)).store()?.map(|v| Part::from(v.value())))
 }
 
+/// Refuses a record DynamoDB would refuse (see [`check_record`]), or whose item, as the DynamoDB
+/// adapter writes it (`pk`, `sk`, `v`, the body as `b`, or deflated as `z`, `ttl`, `f`), is past
+/// [`MAX_ITEM_BYTES`], names and values counted. A body is deflated to measure it only when it
+/// is past the bound as it is (rare), so a write costs no more than a few additions.
+fn check_item(record: &Record, body: &[u8]) -> Result<(), StoreError> {
+    check_record(record)?;
+    /// A number's size, at most (DynamoDB counts a byte per two significant digits, and one).
+    const NUMBER: usize = 21;
+    let fixed = "pk".len()
+        + record.key.pk.len()
+        + "sk".len()
+        + record.key.sk.len()
+        + "v".len()
+        + NUMBER
+        + "b".len()
+        + record.expires.map_or(0, |_| "ttl".len() + NUMBER)
+        + record.pending.as_ref().map_or(0, |p| "f".len() + p.len());
+    if fixed + body.len() <= MAX_ITEM_BYTES {
+        return Ok(());
+    }
+    let stored = deflated_len(body).unwrap_or(body.len()).min(body.len());
+    if fixed + stored <= MAX_ITEM_BYTES {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "DynamoDB would refuse the item {}/{}: {} bytes, past its {MAX_ITEM_BYTES}",
+        shown_part(&record.key.pk),
+        shown_part(&record.key.sk),
+        fixed + stored
+    )))
+}
+
+/// How long `body` is deflated as the DynamoDB adapter stores a large body (raw DEFLATE, level 6).
+fn deflated_len(body: &[u8]) -> Option<usize> {
+    use std::io::Write;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    z.write_all(body).ok()?;
+    z.finish().ok().map(|z| z.len())
+}
+
 /// Takes a record off its fold partition, if it is on one; says whether it was.
 fn unlist(txn: &redb::WriteTransaction, pk: &str, sk: &str) -> Result<bool, StoreError> {
     let mut of = txn.open_table(PENDING_OF).store()?;
@@ -435,6 +475,7 @@ impl RedbStore {
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        check_key(key)?;
         let db = self.db.clone();
         let key = key.clone();
         blocking(
@@ -458,6 +499,7 @@ impl Store for RedbStore {
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        check_keys(keys)?;
         let db = self.db.clone();
         let keys = keys.to_vec();
         blocking(
@@ -485,6 +527,7 @@ impl Store for RedbStore {
         let durability = self.durability;
         let record = record.clone();
         let body = record.body.json()?;
+        check_item(&record, &body)?;
         blocking(
             move || -> Result<(), StoreError> {
                 let txn = begin_write(&db, durability)?;
@@ -523,6 +566,7 @@ impl Store for RedbStore {
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        check_key(key)?;
         let db = self.db.clone();
         let durability = self.durability;
         let key = key.clone();
@@ -546,6 +590,7 @@ impl Store for RedbStore {
     }
 
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        check_partition(pk)?;
         let db = self.db.clone();
         let (pk, prefix) = (pk.to_string(), prefix.to_string());
         blocking(
@@ -601,6 +646,7 @@ impl Store for RedbStore {
     }
 
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        check_partition(part)?;
         let db = self.db.clone();
         let part = part.to_string();
         blocking(
@@ -665,6 +711,7 @@ impl Store for RedbStore {
     }
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        check_key(key)?;
         let db = self.db.clone();
         let key = key.clone();
         blocking(
@@ -1497,6 +1544,136 @@ mod tests {
                 "{name}: {refused:?}"
             );
         }
+    }
+
+    /// Whether `got` is the error the DynamoDB adapter gives for a ValidationException, and its
+    /// message names `what`.
+    fn refused<T: std::fmt::Debug>(got: Result<T, StoreError>, what: &str) -> bool {
+        matches!(&got, Err(StoreError::Corrupt(why)) if why.contains(what))
+    }
+
+    #[tokio::test]
+    async fn keys_dynamodb_refuses_are_refused_on_writes_and_reads() {
+        use crate::store::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+        let (pk_max, sk_max) = (
+            "p".repeat(MAX_PARTITION_KEY_BYTES),
+            "s".repeat(MAX_SORT_KEY_BYTES),
+        );
+        let (pk_over, sk_over) = (format!("{pk_max}p"), format!("{sk_max}s"));
+        // One multi-byte character past the bound: bytes are counted, not characters.
+        let sk_accented = "é".repeat(MAX_SORT_KEY_BYTES / 2 + 1);
+        for (name, store) in stores() {
+            // given keys at DynamoDB's bounds, they are written and read back
+            let fits = rec(&pk_max, &sk_max, 1, "x").pending_in(pk_max.as_str());
+            store.put(&fits, Expect::Absent).await.expect(name);
+            assert_eq!(store.get(&fits.key).await.expect(name), Some(fits.clone()));
+            assert_eq!(store.query(&pk_max, "").await.expect(name).len(), 1);
+            assert_eq!(store.pending(&pk_max, 10).await.expect(name).len(), 1);
+            // when a key is one byte past them, or empty, every call naming it is refused
+            let bad = [
+                (Key::new(pk_over.as_str(), "P"), "partition key `ppp"),
+                (Key::new("U#ann", sk_over.as_str()), "sort key `sss"),
+                (Key::new("U#ann", sk_accented.as_str()), "1026 bytes"),
+                (Key::new("", "P"), "partition key ``: empty"),
+                (
+                    Key::new("U#ann", ""),
+                    "sort key `` of partition `U#ann`: empty",
+                ),
+            ];
+            for (key, what) in &bad {
+                let r = rec(&key.pk, &key.sk, 1, "x");
+                assert!(
+                    refused(store.put(&r, Expect::Any).await, what),
+                    "{name} put {what}"
+                );
+                assert!(refused(store.get(key).await, what), "{name} get {what}");
+                let keys = [Key::new("U#ann", "P"), key.clone()];
+                assert!(
+                    refused(store.get_many(&keys).await, what),
+                    "{name} get_many"
+                );
+                assert!(
+                    refused(store.delete(key, Expect::Any).await, what),
+                    "{name} delete"
+                );
+                assert!(
+                    refused(store.delete_many(&keys).await, what),
+                    "{name} delete_many"
+                );
+                assert!(refused(store.counters(key).await, what), "{name} counters");
+                assert!(refused(store.counters_sum(&keys).await, what), "{name} sum");
+                assert!(refused(
+                    store.fold(std::slice::from_ref(key), &[]).await,
+                    what
+                ));
+                let counts: Counts = [("entered".to_string(), 1)].into();
+                assert!(refused(
+                    store.fold(&[], &[(key.clone(), counts)]).await,
+                    what
+                ));
+            }
+            assert!(
+                refused(store.query(&pk_over, "").await, "partition key"),
+                "{name}"
+            );
+            assert!(refused(store.query("", "").await, "empty"), "{name}");
+            // a fold partition is the `fold` index's partition key: the same bounds
+            let listed = rec("U#ann", "T#1", 1, "x").pending_in(pk_over.as_str());
+            assert!(
+                refused(store.put(&listed, Expect::Any).await, "partition key"),
+                "{name}"
+            );
+            let listed = rec("U#ann", "T#1", 1, "x").pending_in("");
+            assert!(
+                refused(store.put(&listed, Expect::Any).await, "empty"),
+                "{name}"
+            );
+            assert!(
+                refused(store.pending(&pk_over, 10).await, "partition key"),
+                "{name}"
+            );
+            // and nothing was written
+            assert!(store
+                .get(&Key::new("U#ann", "T#1"))
+                .await
+                .expect(name)
+                .is_none());
+        }
+    }
+
+    /// The redb store refuses an item past DynamoDB's 400 KB as the DynamoDB adapter would
+    /// store it: a body that deflates below it is taken, one that does not is refused.
+    #[tokio::test]
+    async fn an_item_past_400_kb_as_dynamodb_would_store_it_is_refused() {
+        let store = RedbStore::new(open_in_memory().expect("in-memory redb"));
+        let html = "<tr><td>Trail shoes</td><td>79.90 EUR</td></tr>".repeat(20_000);
+        assert!(html.len() > MAX_ITEM_BYTES);
+        let r = rec("U#ann", "I#m-1", 1, &html);
+        store
+            .put(&r, Expect::Absent)
+            .await
+            .expect("deflates far below 400 KB");
+        // Noise of 64 characters deflates by a quarter at most: twice the bound stays past it.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: String = (0..2 * MAX_ITEM_BYTES)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x >> 58) as u8)
+            })
+            .collect();
+        let r = rec("U#ann", "I#m-2", 1, &noise);
+        let got = store.put(&r, Expect::Absent).await;
+        let shown = format!("{got:?}");
+        assert!(refused(got, "the item `U#ann`/`I#m-2`"), "{shown}");
+        assert!(store.get(&r.key).await.expect("get").is_none());
+        // Just under the bound, as it is: taken with no deflating.
+        let under = "a".repeat(MAX_ITEM_BYTES - 200);
+        store
+            .put(&rec("U#ann", "I#m-3", 1, &under), Expect::Absent)
+            .await
+            .expect("under 400 KB");
     }
 
     #[tokio::test]

@@ -322,7 +322,9 @@ pub enum StoreError {
     /// The store could not be reached or throttled; try again later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A record could not be read or written as JSON.
+    /// A record could not be read or written as JSON, or the store refuses the request as
+    /// invalid (DynamoDB's ValidationException: a key or an item past its bounds): it can never
+    /// succeed.
     #[error("corrupt record: {0}")]
     Corrupt(String),
 }
@@ -536,7 +538,80 @@ pub fn check_fold(records: &[Key], counters: &[(Key, Counts)]) -> Result<(), Sto
             counters.len()
         )));
     }
+    check_keys(records)?;
+    counters.iter().try_for_each(|(key, _)| check_key(key))
+}
+
+/// The largest item DynamoDB stores, in bytes: its attribute names and values counted.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// Refuses a key DynamoDB refuses, on any call that names it (a read too): an empty part, a
+/// partition key past [`MAX_PARTITION_KEY_BYTES`], a sort key past [`MAX_SORT_KEY_BYTES`]. The
+/// local stores check it (two length comparisons), so tests and `waymark dev` catch a key that
+/// would fail on AWS; the error is the DynamoDB adapter's for a ValidationException.
+pub fn check_key(key: &Key) -> Result<(), StoreError> {
+    check_partition(&key.pk)?;
+    if key.sk.is_empty() || key.sk.len() > MAX_SORT_KEY_BYTES {
+        return Err(refused_key(
+            "sort",
+            &key.sk,
+            MAX_SORT_KEY_BYTES,
+            Some(&key.pk),
+        ));
+    }
     Ok(())
+}
+
+/// [`check_key`] for each of `keys`.
+pub fn check_keys(keys: &[Key]) -> Result<(), StoreError> {
+    keys.iter().try_for_each(check_key)
+}
+
+/// Refuses a partition key (or a fold partition: the `fold` index's partition key) DynamoDB
+/// refuses: empty, or past [`MAX_PARTITION_KEY_BYTES`].
+pub fn check_partition(pk: &str) -> Result<(), StoreError> {
+    if pk.is_empty() || pk.len() > MAX_PARTITION_KEY_BYTES {
+        return Err(refused_key("partition", pk, MAX_PARTITION_KEY_BYTES, None));
+    }
+    Ok(())
+}
+
+/// [`check_key`] for a record written, and its fold partition.
+pub fn check_record(record: &Record) -> Result<(), StoreError> {
+    check_key(&record.key)?;
+    record.pending.as_deref().map_or(Ok(()), check_partition)
+}
+
+/// The error for a key part DynamoDB refuses, naming it (its start, when it is long) and, for a
+/// sort key, its partition.
+#[cold]
+fn refused_key(which: &str, part: &str, max: usize, pk: Option<&str>) -> StoreError {
+    let why = if part.is_empty() {
+        "empty".to_string()
+    } else {
+        format!("{} bytes, past DynamoDB's {max}", part.len())
+    };
+    let of = pk.map(|pk| format!(" of partition {}", shown_part(pk)));
+    StoreError::Corrupt(format!(
+        "DynamoDB would refuse the {which} key {}{}: {why}",
+        shown_part(part),
+        of.unwrap_or_default()
+    ))
+}
+
+/// A key part as an error message shows it: in backticks, its first 80 bytes and `…` when it
+/// is longer (a refused one can be kilobytes).
+pub(crate) fn shown_part(part: &str) -> String {
+    const SHOWN: usize = 80;
+    let mut cut = part.len().min(SHOWN);
+    while !part.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if cut < part.len() {
+        format!("`{}…`", &part[..cut])
+    } else {
+        format!("`{part}`")
+    }
 }
 
 /// A fast hasher with a fixed seed, so that the in-memory store behaves the same in every run.
@@ -579,6 +654,7 @@ impl Tables {
     /// Writes `record` if `expect` holds for what is stored under its key: one lookup of the
     /// partition and one of the sort key, whether the record is new or replaces another.
     fn put(&mut self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        check_record(record)?;
         let key = &record.key;
         let replaced = match self.records.get_mut(&key.pk) {
             Some(partition) => match partition.entry(key.sk.clone()) {
@@ -649,7 +725,9 @@ impl Tables {
     }
 }
 
-/// The in-memory store: for tests and simulation.
+/// The in-memory store: for tests and simulation. It refuses the keys DynamoDB refuses
+/// ([`check_key`]), but not an item past [`MAX_ITEM_BYTES`]: it keeps bodies as values, and
+/// measuring one would serialize every write.
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Tables>>,
@@ -705,11 +783,19 @@ impl MemoryStore {
 /// The in-memory store's operations, synchronous: [`Handle`] calls them directly (no boxed
 /// future per call), and the [`Store`] impl wraps them.
 impl MemoryStore {
-    fn get_now(&self, key: &Key) -> Option<Record> {
-        self.lock().get(key).cloned()
+    fn get_now(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        check_key(key)?;
+        Ok(self.lock().get(key).cloned())
+    }
+
+    fn get_many_now(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        check_keys(keys)?;
+        let t = self.lock();
+        Ok(keys.iter().filter_map(|k| t.get(k).cloned()).collect())
     }
 
     fn delete_now(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+        check_key(key)?;
         let mut t = self.lock();
         check(t.version(key), expect)?;
         t.remove(key);
@@ -731,30 +817,33 @@ impl MemoryStore {
             .collect()
     }
 
-    fn query_now(&self, pk: &str, prefix: &str) -> Vec<Record> {
+    fn query_now(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        check_partition(pk)?;
         let t = self.lock();
         let Some(partition) = t.records.get(pk) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        partition
+        Ok(partition
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(sk, _)| sk.starts_with(prefix))
             .map(|(_, r)| r.clone())
-            .collect()
+            .collect())
     }
 
-    fn pending_now(&self, part: &str, limit: usize) -> Vec<Record> {
+    fn pending_now(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        check_partition(part)?;
         let t = self.lock();
         let Some(keys) = t.pending.get(part) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        keys.iter()
+        Ok(keys
+            .iter()
             .filter_map(|k| t.get(k).cloned())
             .take(limit)
-            .collect()
+            .collect())
     }
 
     fn fold_now(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
@@ -786,11 +875,13 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn counters_now(&self, key: &Key) -> BTreeMap<String, i64> {
-        self.lock().counters.get(key).cloned().unwrap_or_default()
+    fn counters_now(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+        check_key(key)?;
+        Ok(self.lock().counters.get(key).cloned().unwrap_or_default())
     }
 
-    fn counters_sum_now(&self, keys: &[Key]) -> BTreeMap<String, i64> {
+    fn counters_sum_now(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
+        check_keys(keys)?;
         let t = self.lock();
         let mut total = BTreeMap::new();
         for key in distinct(keys) {
@@ -798,7 +889,7 @@ impl MemoryStore {
                 *total.entry(name.clone()).or_insert(0) += n;
             }
         }
-        total
+        Ok(total)
     }
 
     fn scan_now(
@@ -829,7 +920,11 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        Ok(self.get_now(key))
+        self.get_now(key)
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        self.get_many_now(keys)
     }
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
@@ -841,7 +936,7 @@ impl Store for MemoryStore {
     }
 
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        Ok(self.query_now(pk, prefix))
+        self.query_now(pk, prefix)
     }
 
     async fn partitions_between(
@@ -853,7 +948,7 @@ impl Store for MemoryStore {
     }
 
     async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        Ok(self.pending_now(part, limit))
+        self.pending_now(part, limit)
     }
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
@@ -861,11 +956,11 @@ impl Store for MemoryStore {
     }
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        Ok(self.counters_now(key))
+        self.counters_now(key)
     }
 
     async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
-        Ok(self.counters_sum_now(keys))
+        self.counters_sum_now(keys)
     }
 
     async fn scan(
@@ -902,14 +997,14 @@ impl Handle {
 
     pub async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(m.get_now(key)),
+            Some(m) => m.get_now(key),
             None => self.store.get(key).await,
         }
     }
 
     pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(keys.iter().filter_map(|k| m.get_now(k)).collect()),
+            Some(m) => m.get_many_now(keys),
             None => self.store.get_many(keys).await,
         }
     }
@@ -930,7 +1025,7 @@ impl Handle {
 
     pub async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(m.query_now(pk, prefix)),
+            Some(m) => m.query_now(pk, prefix),
             None => self.store.query(pk, prefix).await,
         }
     }
@@ -943,7 +1038,7 @@ impl Handle {
     ) -> Result<Vec<Record>, StoreError> {
         match &self.memory {
             Some(m) => {
-                let mut records = m.query_now(pk, prefix);
+                let mut records = m.query_now(pk, prefix)?;
                 records.truncate(limit);
                 Ok(records)
             }
@@ -954,6 +1049,7 @@ impl Handle {
     pub async fn delete_many(&self, keys: &[Key]) -> Result<(), StoreError> {
         match &self.memory {
             Some(m) => {
+                check_keys(keys)?;
                 let mut t = m.lock();
                 for key in keys {
                     t.remove(key);
@@ -977,7 +1073,7 @@ impl Handle {
 
     pub async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(m.pending_now(part, limit)),
+            Some(m) => m.pending_now(part, limit),
             None => self.store.pending(part, limit).await,
         }
     }
@@ -995,14 +1091,14 @@ impl Handle {
 
     pub async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(m.counters_now(key)),
+            Some(m) => m.counters_now(key),
             None => self.store.counters(key).await,
         }
     }
 
     pub async fn counters_sum(&self, keys: &[Key]) -> Result<BTreeMap<String, i64>, StoreError> {
         match &self.memory {
-            Some(m) => Ok(m.counters_sum_now(keys)),
+            Some(m) => m.counters_sum_now(keys),
             None => self.store.counters_sum(keys).await,
         }
     }
