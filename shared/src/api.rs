@@ -199,6 +199,16 @@ fn unauthorized() -> Response<Bytes> {
     r
 }
 
+/// The 400 for a path's `userId` no user is kept under (see [`event::unkept_user_id`]), naming
+/// the field; `None` for one that may be someone's.
+fn unkept_user(user: &str) -> Option<Response<Bytes>> {
+    let why = event::unkept_user_id(user)?;
+    Some(field_errors(
+        StatusCode::BAD_REQUEST,
+        &[FieldError::new("userId", why)],
+    ))
+}
+
 fn internal(e: &RunError) -> Response<Bytes> {
     tracing::error!(error = %e, "request failed");
     reply(
@@ -641,6 +651,9 @@ impl Api {
                 if role != Some(Role::Admin) {
                     return unauthorized();
                 }
+                if let Some(refused) = unkept_user(user) {
+                    return refused;
+                }
                 match self.runtime.user(user).await {
                     Ok(v) if v.profile.is_none() && v.enrollments.is_empty() => {
                         self.no_user(user).await
@@ -652,6 +665,9 @@ impl Api {
             (Method::DELETE, ["v1", "users", user]) => {
                 if role != Some(Role::Admin) {
                     return unauthorized();
+                }
+                if let Some(refused) = unkept_user(user) {
+                    return refused;
                 }
                 // Idempotent: a user erased already (or never known) is erased; one with more
                 // records than a request deletes, or push endpoints the provider could not
@@ -673,6 +689,9 @@ impl Api {
             (Method::GET, ["v1", "users", user, "inbox"]) => {
                 if !self.may_open_inbox(req, user, auth, role) {
                     return unauthorized();
+                }
+                if let Some(refused) = unkept_user(user) {
+                    return refused;
                 }
                 match self.runtime.inbox(user).await {
                     Ok(items) => {
@@ -821,6 +840,9 @@ impl Api {
     /// Marks an in-app message read or dismissed: the message as it is now, or a 404 naming
     /// `id` when the user has no such message.
     async fn mark_inbox(&self, user: &str, id: &str, mark: InboxMark) -> Response<Bytes> {
+        if let Some(refused) = unkept_user(user) {
+            return refused;
+        }
         match self.runtime.mark_inbox(user, id, mark).await {
             Ok(Some(item)) => reply(StatusCode::OK, &json!(item)),
             Ok(None) => {

@@ -34,6 +34,20 @@ const PLATFORMS: [&str; 2] = ["apns", "fcm"];
 /// An anonymous user (sent with `anonymousId` and no `userId`) is kept under this prefix.
 pub const ANONYMOUS_PREFIX: &str = "anon:";
 
+/// Why no user is kept under `user`, when its length says so: intake takes a `userId` or an
+/// `anonymousId` of at most `MAX_ID_BYTES` bytes, and keeps an anonymous user under
+/// [`ANONYMOUS_PREFIX`] and her id. A read or an erasure of a longer one has nothing to find
+/// (and a key made of it could be past DynamoDB's bounds, which refuses the read).
+pub fn unkept_user_id(user: &str) -> Option<String> {
+    let id = user.strip_prefix(ANONYMOUS_PREFIX).unwrap_or(user);
+    (id.len() > MAX_ID_BYTES).then(|| {
+        format!(
+            "is {} bytes in UTF-8; no user is kept under a longer id than intake takes: a userId of at most {MAX_ID_BYTES} bytes, or `{ANONYMOUS_PREFIX}` and an anonymousId of at most {MAX_ID_BYTES}",
+            user.len()
+        )
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {

@@ -1183,6 +1183,74 @@ fn an_app_marks_inbox_messages_read_and_dismisses_them() {
     });
 }
 
+/// A path's `userId` longer than intake takes one names no user: reading, erasing or opening
+/// the inbox of one is a 400 naming `userId` (a key made of a long one is past DynamoDB's
+/// bounds: it was a 503 as DynamoDB refused the read), and an inbox message id no sort key can
+/// hold is no message, a 404 naming `id`. The longest ids intake takes are asked for as before.
+#[test]
+fn a_user_id_longer_than_intake_takes_is_refused_naming_it() {
+    block_on(async {
+        let s = Stack::new().await;
+        s.ada_and_bob().await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let admin = [("authorization", admin.as_str())];
+        // Past DynamoDB's 2,048 bytes of partition key, and just past intake's 256 bytes.
+        for user in [
+            "u".repeat(3000),
+            "u".repeat(257),
+            format!("anon:{}", "é".repeat(129)),
+        ] {
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(&user, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            for (method, path) in [
+                (Method::GET, format!("/v1/users/{encoded}")),
+                (Method::DELETE, format!("/v1/users/{encoded}")),
+                (Method::GET, format!("/v1/users/{encoded}/inbox")),
+                (
+                    Method::POST,
+                    format!("/v1/users/{encoded}/inbox/m%231/read"),
+                ),
+                (Method::DELETE, format!("/v1/users/{encoded}/inbox/m%231")),
+            ] {
+                let (status, text) = s.call(method.clone(), &path, &admin, "").await;
+                assert_eq!(
+                    status,
+                    StatusCode::BAD_REQUEST,
+                    "{method} {}: {text}",
+                    user.len()
+                );
+                let body: Value = serde_json::from_str(&text).expect("JSON");
+                assert_eq!(body["errors"][0]["field"], "userId", "{text}");
+                let why = body["errors"][0]["message"].as_str().unwrap_or_default();
+                assert!(
+                    why.starts_with(&format!("is {} bytes", user.len())),
+                    "{why}"
+                );
+            }
+        }
+        // The longest a user may be kept under: no one here, as before.
+        for user in ["u".repeat(256), format!("anon:{}", "u".repeat(256))] {
+            let (status, text) = s.admin_get(&format!("/v1/users/{user}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+        }
+        // A message id past DynamoDB's 1,024 bytes of sort key.
+        let ada = s.signer.inbox_token("ada");
+        let token = [("x-waymark-user-token", ada.as_str())];
+        let long = "m".repeat(1100);
+        for (method, path) in [
+            (Method::POST, format!("/v1/users/ada/inbox/{long}%231/read")),
+            (Method::DELETE, format!("/v1/users/ada/inbox/{long}%231")),
+        ] {
+            let (status, text) = s.call(method.clone(), &path, &token, "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {text}");
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(body["errors"][0]["field"], "id", "{text}");
+        }
+        assert_eq!(s.inbox("ada", &ada).await["unread"], 1);
+    });
+}
+
 /// Segment's browser library (analytics.js) sends unchanged: each call to its one-letter path,
 /// the write key in the body, as text/plain with no header (no preflight); its answers are
 /// readable by the page (CORS), a preflight is answered, and a wrong key in the body is refused.
