@@ -175,6 +175,16 @@ pub struct Active {
     pub mark_keys: Arc<Vec<String>>,
 }
 
+impl Active {
+    /// The latest version of journey `id` this list knows, if it knows the journey.
+    pub fn version_of(&self, id: &str) -> Option<u32> {
+        self.journeys
+            .iter()
+            .find(|p| p.journey.id == id)
+            .map(|p| p.version)
+    }
+}
+
 pub struct Catalog {
     store: Arc<dyn Store>,
     ttl: Duration,

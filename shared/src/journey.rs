@@ -522,6 +522,14 @@ impl Marker {
         crate::store::join(&[self.kind.as_str(), ":", journey, ":", &digest])
     }
 
+    /// The journey a key [`Marker::key`] made names (`None` for a key it did not make, such
+    /// as the journey-wide `exit:<journey>` of before).
+    pub fn journey_of_key(key: &str) -> Option<&str> {
+        let (_, rest) = key.split_once(':')?;
+        let (journey, digest) = rest.rsplit_once(':')?;
+        (digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit())).then_some(journey)
+    }
+
     /// The order and the identity lists of markers are kept in.
     pub fn sort_key(&self) -> (MarkKind, &str, &str, Option<&str>) {
         (

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, Kind};
-use crate::journey::{Channel, Journey, MarkKind};
+use crate::journey::{Channel, Journey, MarkKind, Marker};
 use crate::small_map::SmallMap;
 
 /// How many recent occurrences of one event a profile remembers (for `repeated` triggers and
@@ -258,6 +258,12 @@ pub struct Profile {
     /// (the history keeps events' times, not their properties).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub marks: SmallMap<String, Timestamp>,
+    /// Per journey whose marks the profile holds: the newest version of it that an engine
+    /// which wrote or kept them knew ([`Profile::keep_marks`]). An engine whose list of
+    /// versions is older (cached before a publish) does not drop that journey's marks it does
+    /// not know: they may be the new version's.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub mark_versions: SmallMap<String, u32>,
     /// Per trait a published `trait_changed` journey watches: the latest changes identifies
     /// made to it, oldest first ([`Profile::apply_watching`]), so that an identify coming
     /// again (retried after it failed half-way, the profile written already, or run again
@@ -1354,6 +1360,10 @@ impl Profile {
         for (key, at) in anonymous.marks.iter() {
             self.mark(key, *at);
         }
+        for (journey, v) in anonymous.mark_versions.iter() {
+            let newest = self.mark_versions.get_or_insert_default(journey.clone());
+            *newest = (*newest).max(*v);
+        }
         for d in &anonymous.devices {
             if !self.devices.iter().any(|x| x.token == d.token) {
                 self.devices.push(d.clone());
@@ -1701,9 +1711,42 @@ impl Profile {
 
     /// Drops the marks under keys not in `keys` (sorted): of `where`s no version a user may be
     /// on has any more (see `Active::mark_keys`), so that marks do not only grow.
-    pub fn keep_marks(&mut self, keys: &[String]) {
-        self.marks
-            .retain(|k, _| keys.binary_search_by(|x| x.as_str().cmp(k)).is_ok());
+    ///
+    /// `keys` is what one engine's list of versions names, and `version_of` the latest
+    /// version of each journey it knows. A list cached before a publish does not know the new
+    /// version's `where`s: a journey's marks are dropped only by an engine that knows as new
+    /// a version of it as any that wrote or kept them ([`Profile::mark_versions`]), so a mark
+    /// another engine wrote for a version this one has not read yet stays.
+    pub fn keep_marks(&mut self, keys: &[String], version_of: impl Fn(&str) -> Option<u32>) {
+        let journeys: Vec<String> = self
+            .marks
+            .iter()
+            .filter_map(|(k, _)| Marker::journey_of_key(k))
+            .map(str::to_string)
+            .collect();
+        for j in &journeys {
+            if let Some(v) = version_of(j) {
+                let newest = self.mark_versions.get_or_insert_default(j.clone());
+                *newest = (*newest).max(v);
+            }
+        }
+        let versions = &self.mark_versions;
+        let listed = |k: &str| keys.binary_search_by(|x| x.as_str().cmp(k)).is_ok();
+        // Of a version newer than this engine knows: not its to judge.
+        let newer = |k: &str| {
+            Marker::journey_of_key(k).is_some_and(|j| {
+                versions
+                    .get(j)
+                    .is_some_and(|v| *v > version_of(j).unwrap_or(0))
+            })
+        };
+        self.marks.retain(|k, _| listed(k) || newer(k));
+        let marks = &self.marks;
+        self.mark_versions.retain(|j, _| {
+            marks
+                .iter()
+                .any(|(k, _)| Marker::journey_of_key(k) == Some(j.as_str()))
+        });
     }
 
     /// When an event `event` last met the `where` of one of `journey`'s exits or its goal
@@ -2611,6 +2654,41 @@ mod tests {
         let mut old = Profile::new("bob");
         old.marks.insert("exit:j".to_string(), t);
         assert_eq!(marked(&old, &v2), None);
+    }
+
+    /// Marks are dropped under keys no listed version reads only by an engine that knows a
+    /// version of their journey as new as any that wrote or kept them; the journey-wide key
+    /// of before, and a journey's marks once none is left, go.
+    #[test]
+    fn an_older_list_of_versions_does_not_drop_a_newer_ones_marks() {
+        let key = |over: u32| {
+            crate::dsl::parse(
+                "j.yaml",
+                &format!("id: j\nname: J\ntrigger: {{event: go}}\nexit_when: [{{event: refunded, where: \"event.total > {over}\"}}]\nsteps:\n  - id: w\n    wait: 1d\n"),
+            )
+            .expect("journey")
+            .markers()[0]
+            .key("j")
+        };
+        assert_eq!(Marker::journey_of_key(&key(1)), Some("j"));
+        assert_eq!(Marker::journey_of_key("exit:j"), None);
+        let t: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let mut p = Profile::new("ann");
+        p.mark(&key(100), t);
+        p.marks.insert("exit:j".to_string(), t);
+        // Written by an engine that knows version 2 (whose `where` is over 100).
+        p.keep_marks(&[key(100)], |j| (j == "j").then_some(2));
+        assert_eq!(p.marks.len(), 1);
+        assert_eq!(p.mark_versions.get("j"), Some(&2));
+        // One that knows version 1 only (over 10) keeps it, and so does one that knows no `j`.
+        p.keep_marks(&[key(10)], |j| (j == "j").then_some(1));
+        p.keep_marks(&[], |_| None);
+        assert_eq!(p.marks.len(), 1);
+        assert_eq!(p.mark_versions.get("j"), Some(&2));
+        // One that knows version 3 (over 1000) drops it.
+        p.keep_marks(&[key(1000)], |j| (j == "j").then_some(3));
+        assert!(p.marks.is_empty());
+        assert!(p.mark_versions.is_empty());
     }
 
     /// A version's default zone is part of a marker only when its `where` reads dates: one

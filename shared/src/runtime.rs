@@ -1514,7 +1514,7 @@ impl Runtime {
             return Ok(());
         }
         let active = self.catalog.active_watching().await?;
-        let journeys = active.journeys;
+        let journeys = active.journeys.clone();
         // The inactivity checks this event may arm (journeys whose `inactive` trigger names it),
         // also while a journey is closed or stopped (for a year: see `still_checked`), so that
         // she is checked when it opens again.
@@ -1652,7 +1652,7 @@ impl Runtime {
                         }
                     }
                     if !p.marks.is_empty() {
-                        p.keep_marks(&active.mark_keys);
+                        p.keep_marks(&active.mark_keys, |j| active.version_of(j));
                     }
                     // The latest activity arms a check unless one is pending already (that one
                     // will look again from the latest activity when it is due). One that comes

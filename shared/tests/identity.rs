@@ -1104,6 +1104,62 @@ async fn a_mark_no_listed_version_reads_is_dropped() {
     assert_eq!(marks(&h, "ann").await, 0);
 }
 
+/// Two engines on one store: `stale`'s list of versions was cached before version 2 added an
+/// exit on an order over 100, and handles Ann's next event after the other marked her order of
+/// 500. It does not drop the mark of a `where` it does not know (version 2's: not its to
+/// judge), and her cart, abandoned before the order and arriving after it, ends at entry on
+/// it: no reminder after she ordered.
+#[tokio::test]
+async fn an_engine_with_an_older_list_of_versions_keeps_the_marks_of_a_newer_one() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    let cart = |exit: &str| {
+        format!("id: ex\nname: Ex\ntrigger: {{event: cart_abandoned}}\n{exit}steps:\n  - {{id: w, wait: 2h}}\n  - {{id: s, send: {{email: {{subject: Your cart, text: t}}}}}}\n")
+    };
+    h.publish(&cart("")).await;
+    let (sender, _) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let stale = waymark::runtime::Runtime::new(
+        std::sync::Arc::new(h.store.clone()),
+        std::sync::Arc::new(h.queue.clone()),
+        std::sync::Arc::new(sender),
+        h.clock.clone(),
+        std::time::Duration::from_secs(3600),
+        waymark::runtime::Config::default(),
+    );
+    stale.catalog.active_watching().await.expect("its list");
+    h.publish(&cart(
+        "exit_when: [{event: order_completed, where: \"event.total > 100\"}]\n",
+    ))
+    .await;
+    h.play(r#"{"at":"2026-12-01T07:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T08:00:00Z","type":"track","userId":"ann","event":"order_completed","messageId":"o1","properties":{"total":500}}"#)
+        .await;
+    assert_eq!(marks(&h, "ann").await, 1);
+    let viewed = waymark::event::parse_call(
+        waymark::event::Call::Track,
+        br#"{"userId":"ann","event":"page_viewed","messageId":"v1","timestamp":"2026-12-01T08:01:00Z"}"#,
+        at("2026-12-01T08:01:00Z"),
+        &waymark::event::Limits {
+            max_past: jiff::SignedDuration::from_hours(24),
+            max_future: jiff::SignedDuration::from_hours(24),
+        },
+    )
+    .expect("event");
+    h.clock.set(at("2026-12-01T08:01:00Z"));
+    stale
+        .handle(&waymark::queue::Message::Event(std::sync::Arc::new(viewed)))
+        .await
+        .expect("handled by the stale engine");
+    assert_eq!(marks(&h, "ann").await, 1, "version 2's mark is kept");
+    h.play(r#"{"at":"2026-12-01T08:02:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"c1","timestamp":"2026-12-01T07:50:00Z"}"#)
+        .await;
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(view.enrollments.len(), 1);
+    assert_eq!(view.enrollments[0].version, 2);
+    assert_eq!(view.enrollments[0].status, Status::Exited);
+}
+
 /// A push to whoever pings, saying to whom.
 const PING: &str = r#"
 id: p
