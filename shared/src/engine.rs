@@ -34,6 +34,26 @@ const MAX_STEPS_PER_TRANSITION: usize = 256;
 /// first order, handled by two workers at once).
 pub const ADDRESS_GRACE: SignedDuration = SignedDuration::from_mins(2);
 
+/// The most events (messageIds) an enrollment keeps for its `wait_for` not to hear
+/// ([`Enrollment::wait_heard`]); past it the oldest are dropped. A loop (a send held for the
+/// night, a `wait_for`, back to the send) would otherwise add one each time round.
+pub const MAX_WAIT_HEARD: usize = 64;
+
+/// `heard` as a `wait_for` beginning at `began` keeps it: without the events `user`'s history
+/// holds from before then (the wait hears none of those anyway), and the latest
+/// [`MAX_WAIT_HEARD`] of the rest.
+fn heard_from(mut heard: Vec<String>, user: &Profile, began: Timestamp) -> Vec<String> {
+    heard.retain(|id| {
+        !user
+            .history
+            .iter()
+            .any(|(_, l)| l.iter().any(|(t, x)| x == id && *t < began))
+    });
+    let over = heard.len().saturating_sub(MAX_WAIT_HEARD);
+    heard.drain(..over);
+    heard
+}
+
 /// A rendered message, ready for a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -1975,7 +1995,8 @@ impl<'a> Run<'a> {
             },
             |h| h.held,
         );
-        self.enrollment.wait_heard = std::mem::take(self.heard());
+        let heard = std::mem::take(self.heard());
+        self.enrollment.wait_heard = heard_from(heard, self.user(), held.since);
         self.wait(step, at, resume, why);
         if let Some(p) = self.enrollment.pending.as_mut() {
             p.held = Some(held);
@@ -2307,7 +2328,8 @@ impl<'a> Run<'a> {
                     }
                     self.enrollment.waiting_for = Some(w.event.clone());
                     self.enrollment.wait_began = (began < self.ctx.now).then_some(began);
-                    self.enrollment.wait_heard = std::mem::take(self.heard());
+                    let heard = std::mem::take(self.heard());
+                    self.enrollment.wait_heard = heard_from(heard, self.user(), began);
                     self.wait(&id, at, Resume::Timeout, why);
                     return;
                 }
@@ -3060,4 +3082,29 @@ fn rendered_within(ctx: &template::Context<'_>, v: &Value) -> Result<Value, Unre
         ),
         other => other.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `wait_for` keeps of the events it must not hear those from its beginning on (and those
+    /// the history no longer holds, which it cannot tell), the latest [`MAX_WAIT_HEARD`].
+    #[test]
+    fn a_wait_keeps_the_latest_heard_events_from_its_beginning() {
+        let t = |h: i64| {
+            "2026-12-01T00:00:00Z".parse::<Timestamp>().expect("time")
+                + SignedDuration::from_hours(h)
+        };
+        let mut user = Profile::new("ann");
+        user.history.insert(
+            "app_opened".into(),
+            vec![(t(1), "before".into()), (t(2), "at".into())],
+        );
+        let heard = vec!["before".to_string(), "at".into(), "forgotten".into()];
+        assert_eq!(heard_from(heard, &user, t(2)), ["at", "forgotten"]);
+        let many: Vec<String> = (0..MAX_WAIT_HEARD + 3).map(|n| format!("e{n}")).collect();
+        let kept = heard_from(many.clone(), &user, t(2));
+        assert_eq!(kept, many[3..]);
+    }
 }

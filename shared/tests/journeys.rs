@@ -2966,6 +2966,58 @@ steps:
     );
 }
 
+/// A loop that goes back to a send each time she opens the app keeps no more events from its
+/// `wait_for` than that wait could hear: Ann opens it every night for 80 nights, and each
+/// nudge, held until the morning, goes out once; her enrollment keeps only the last night's
+/// opening (the events from before a wait began are dropped, and never more than
+/// [`engine::MAX_WAIT_HEARD`]).
+#[tokio::test]
+async fn a_loop_through_a_held_send_keeps_its_heard_events_bounded() {
+    let h = Harness::new("2026-12-01T20:00:00Z");
+    h.publish(
+        r#"
+id: nudges
+name: Nudges
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: kyc_started}
+steps:
+  - id: wait_open
+    wait_for: {event: app_opened, timeout: 2d, on_event: nudge, on_timeout: done}
+  - id: nudge
+    send: {push: {title: "Upload your ID", body: "."}}
+    next: wait_open
+  - id: done
+    exit: true
+"#,
+    )
+    .await;
+    let mut script = vec![
+        r#"{"at":"2026-12-01T20:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#.to_string(),
+        r#"{"at":"2026-12-01T20:00:00Z","type":"track","userId":"ann","event":"kyc_started","messageId":"k-ann"}"#.to_string(),
+    ];
+    let nights = 80;
+    let first = at("2026-12-01T22:00:00Z");
+    for n in 0..nights {
+        let t = first + SignedDuration::from_hours(24 * n);
+        script.push(
+            json!({"at": t.to_string(), "type": "track", "userId": "ann", "event": "app_opened", "messageId": format!("o{n}")})
+                .to_string(),
+        );
+    }
+    h.play(&script.join("\n")).await;
+    h.advance_to(first + SignedDuration::from_hours(24 * nights))
+        .await;
+    let out = h.outbox();
+    assert_eq!(out.len(), nights as usize, "{out:?}");
+    assert!(
+        out.iter().all(|l| l.contains("T08:00:00Z ann push nudge")),
+        "{out:?}"
+    );
+    let view = h.rt.user("ann").await.expect("user");
+    assert_eq!(view.enrollments.len(), 1);
+    assert_eq!(view.enrollments[0].wait_heard, [format!("o{}", nights - 1)]);
+}
+
 /// A send held for the user's address (her first identify racing her first event) does not
 /// make the `wait_for` after it deaf either: the verification that came before the address
 /// meets it once the welcome goes out.
