@@ -2490,6 +2490,10 @@ impl<'a> Run<'a> {
     /// and until when it would have waited. No frequency cap place is taken (nothing is sent).
     /// Doing nothing: [`Night::Held`] when the hold is within it, [`Night::Unheld`] when what
     /// would go out is an in-app message or nothing.
+    ///
+    /// A send held already and judged again (her zone changed during the hold) was due when
+    /// the user reached it ([`Held::since`]): the hold is measured from then, not from the
+    /// change, so a move does not stretch it past `send_within`.
     fn held_too_long(
         &mut self,
         step: &str,
@@ -2498,7 +2502,10 @@ impl<'a> Run<'a> {
         until: Timestamp,
         within: crate::duration::Duration,
     ) -> Night {
-        let now = self.ctx.now;
+        let now = self
+            .held
+            .as_ref()
+            .map_or(self.ctx.now, |h| h.held.since.min(self.ctx.now));
         let held = u64::try_from(until.as_second() - now.as_second()).unwrap_or(0);
         if held <= within.as_secs() {
             return Night::Held;

@@ -6350,6 +6350,45 @@ steps:
     );
 }
 
+/// A held send judged again after the user moved to another zone is measured from when it was
+/// due, not from the move: Ann's nudge, due at 22:00 UTC with `send_within: 12h`, is held to
+/// 08:00 (10h); at 02:00 she is in New York, where the night ends at 13:00 UTC, 15h after it
+/// was due, so it is skipped then, not sent 11h after the move. Bob, who stays, gets his at 08:00.
+#[tokio::test]
+async fn send_within_after_a_move_during_the_hold_counts_from_when_the_send_was_due() {
+    let journey = r#"
+id: q
+name: Q
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: t}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}, send_within: 12h}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T22:00:00Z","userId":"ann","event":"t","messageId":"t-ann"}
+{"at":"2026-12-01T22:00:00Z","userId":"bob","event":"t","messageId":"t-bob"}
+{"at":"2026-12-02T02:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"America/New_York"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox(&out), ["2026-12-02T08:00:00Z bob push s: p"]);
+    let skipped: Vec<String> = entries(&out, "ann")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped {
+                detail: Some(d), ..
+            } => Some(format!("{} {d}", e.at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        ["2026-12-02T02:00:00Z due at 17:00 local time (2026-12-01T22:00:00Z); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-02T13:00:00Z), 15h later, more than its `send_within: 12h`"]
+    );
+}
+
 /// In the hour the clocks go back, a time of day that comes again later that hour is twenty
 /// minutes away, not a day: a New York user at 01:10 EST (the second 01:00–02:00) waiting until
 /// 01:30, and quiet hours ending at 01:30.
