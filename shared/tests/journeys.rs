@@ -3018,6 +3018,81 @@ steps:
     assert_eq!(view.enrollments[0].wait_heard, [format!("o{}", nights - 1)]);
 }
 
+/// A send held by quiet hours as stored before holds kept when the user reached the send (no
+/// `held`, no `wait_heard`) wakes as it did: it goes out at the night's end, and the `wait_for`
+/// after it begins then, so Ann's second upload, made during the hold, does not meet it, while
+/// her third, after it, does.
+#[tokio::test]
+async fn a_hold_stored_before_holds_kept_their_time_wakes_into_its_wait_for_as_it_did() {
+    let h = Harness::new("2026-12-01T20:00:00Z");
+    h.publish(
+        r#"
+id: kyc
+name: KYC
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: kyc_started}
+steps:
+  - id: wait_doc
+    wait_for: {event: uploaded, timeout: 1d, on_event: got, on_timeout: done}
+  - id: got
+    send: {push: {title: "Got it", body: "."}}
+  - id: wait_more
+    wait_for: {event: uploaded, timeout: 1d, on_event: again, on_timeout: done}
+  - id: again
+    send: {push: {title: "Got another", body: "."}}
+  - id: done
+    exit: true
+"#,
+    )
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T20:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T20:00:00Z","type":"track","userId":"ann","event":"kyc_started","messageId":"k-ann"}
+{"at":"2026-12-01T22:00:00Z","type":"track","userId":"ann","event":"uploaded","messageId":"u1-ann"}
+"#,
+    )
+    .await;
+    let stored = h
+        .store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk.contains("ann") && r.key.sk.starts_with("E#"))
+        .expect("her enrollment");
+    let mut old: serde_json::Value = stored.parse().expect("enrollment");
+    assert_eq!(old["pending"]["resume"], "rerun", "{old}");
+    assert!(old["pending"].get("held").is_some(), "{old}");
+    old["pending"]
+        .as_object_mut()
+        .expect("pending")
+        .remove("held");
+    old.as_object_mut()
+        .expect("enrollment")
+        .remove("wait_heard");
+    h.store
+        .put(
+            &Record::new(stored.key.clone(), stored.version + 1, &old).expect("record"),
+            Expect::Version(stored.version),
+        )
+        .await
+        .expect("the enrollment as stored before");
+    h.play(
+        r#"
+{"at":"2026-12-01T23:00:00Z","type":"track","userId":"ann","event":"uploaded","messageId":"u2-ann"}
+{"at":"2026-12-02T09:00:00Z","type":"track","userId":"ann","event":"uploaded","messageId":"u3-ann"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-03T12:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-02T08:00:00Z ann push got: Got it",
+            "2026-12-02T09:00:00Z ann push again: Got another",
+        ]
+    );
+}
+
 /// A send held for the user's address (her first identify racing her first event) does not
 /// make the `wait_for` after it deaf either: the verification that came before the address
 /// meets it once the welcome goes out.

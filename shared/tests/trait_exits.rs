@@ -328,6 +328,14 @@ async fn titles(h: &Harness, user: &str) -> Vec<String> {
 /// her profile, noting the change, and stopped (a Lambda timed out): the retry finds the change
 /// only in the note.
 async fn redeliver_after_its_profile_write(h: &Harness) {
+    let ev = profile_written_only(h).await;
+    h.deliver(ev).await;
+}
+
+/// Ann's identify making her a subscriber (stamped 02:00) as its first delivery left it: her
+/// profile written, the change noted, and nothing else done (a Lambda timed out). Returns the
+/// identify, for its retry.
+async fn profile_written_only(h: &Harness) -> waymark::event::Event {
     let line = identify(
         "2026-03-01T02:00:00Z",
         "ann",
@@ -356,7 +364,7 @@ async fn redeliver_after_its_profile_write(h: &Harness) {
         )
         .await
         .expect("profile");
-    h.deliver(ev).await;
+    ev
 }
 
 /// The identify's first delivery wrote her profile and stopped before the exit was made: run
@@ -798,4 +806,144 @@ steps:
             "identify first: {identify_first}"
         );
     }
+}
+
+/// The goal and exit journeys of [`a_late_change_converts_and_exits_at_entry_counted_as_the_identify_would_be`].
+fn goal_and_offer() -> (String, String) {
+    let goal = r#"
+id: goal
+name: Goal
+trigger: {event: paywall_hit}
+goal: {trait_changed: subscriber, where: "event.to == true", within: 2d}
+steps:
+  - id: s
+    send: {email: {subject: "Subscribe", text: "."}}
+  - id: w
+    wait: 7d
+"#;
+    let offer = OFFER.replace("  - id: w\n    wait: 1d\n", "") + "  - id: w\n    wait: 1d\n";
+    (goal.to_string(), offer)
+}
+
+/// The exits and conversions `journey` (version 1, `text`) counts once its timeline is folded.
+async fn ended(h: &Harness, id: &str, text: &str) -> (i64, i64) {
+    h.rt.fold_stats().await.expect("fold");
+    let counters = h.rt.stats(id).await.expect("stats");
+    let stats = waymark::api::journey_stats(&journey(text), 1, &counters);
+    (stats.exited, stats.converted)
+}
+
+/// The subscribing identify's first delivery wrote her profile and stopped; her paywall hit,
+/// stamped before it, enters both journeys and ends the offer and converts the goal at entry on
+/// the change noted. The identify's retry then finds the enrollments ended or converted by its
+/// own change: nothing is counted twice (one exit, one conversion).
+#[tokio::test]
+async fn a_retried_identify_after_a_late_change_ended_her_entry_counts_nothing_again() {
+    let (goal, offer) = goal_and_offer();
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(&offer).await;
+    h.publish(&goal).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.advance_to(at("2026-03-01T02:00:00Z")).await;
+    let retry = profile_written_only(&h).await;
+    h.play(&stamped(
+        &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
+        "2026-03-01T01:00:00Z",
+    ))
+    .await;
+    assert_eq!(ended(&h, "offer", &offer).await, (1, 0));
+    assert_eq!(ended(&h, "goal", &goal).await, (0, 1));
+    h.advance_to(at("2026-03-01T02:10:00Z")).await;
+    h.deliver(retry).await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-03-01T02:05:00Z ann email s: Subscribe"]);
+    assert_eq!(ended(&h, "offer", &offer).await, (1, 0));
+    assert_eq!(ended(&h, "goal", &goal).await, (0, 1));
+    let view = h.rt.user("ann").await.expect("user");
+    let goal_entry = view
+        .enrollments
+        .iter()
+        .find(|e| *e.journey == *"goal")
+        .expect("the goal's enrollment");
+    assert_eq!(goal_entry.converted_at, Some(at("2026-03-01T02:00:00Z")));
+}
+
+/// A note written before notes kept the identify's stamp (`at` missing) is not judged at
+/// entry: when it was is not known, so it may have come before the trigger. Ann's paywall hit,
+/// processed after such a note, keeps her in, and her offer goes out.
+#[tokio::test]
+async fn a_note_with_no_time_is_not_judged_at_entry() {
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(OFFER).await;
+    h.play(&identify("2026-03-01T00:00:00Z", "ann", "a-0", json!({})))
+        .await;
+    h.play(&identify(
+        "2026-03-01T02:00:00Z",
+        "ann",
+        "a-2",
+        json!({"subscriber": true}),
+    ))
+    .await;
+    // As a release before notes kept the identify's stamp wrote it.
+    let key = waymark::runtime::profile_key("ann");
+    let stored = h.store.get(&key).await.expect("get").expect("a profile");
+    let mut written: serde_json::Value = stored.parse().expect("profile");
+    let notes = written["trait_changes"]["subscriber"]
+        .as_array_mut()
+        .expect("the notes of subscriber");
+    assert_eq!(notes.len(), 1);
+    for n in notes.iter_mut() {
+        n.as_object_mut().expect("a note").remove("at");
+    }
+    h.store
+        .put(
+            &Record::new(key, stored.version + 1, &written).expect("record"),
+            Expect::Version(stored.version),
+        )
+        .await
+        .expect("profile");
+    h.play(&stamped(
+        &track("2026-03-01T02:05:00Z", "ann", "paywall_hit", "a-1"),
+        "2026-03-01T01:00:00Z",
+    ))
+    .await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-03-02T02:05:00Z ann email s: Subscribe, ann"]
+    );
+}
+
+/// A journey entered on a change of `plan` that exits on any change of it is not ended at
+/// entry by the identify that entered it: that change is its trigger, not one after it.
+#[tokio::test]
+async fn a_trait_changed_entry_is_not_ended_by_its_own_identify_as_a_late_change() {
+    let trial = r#"
+id: trial
+name: Trial
+trigger:
+  trait_changed: plan
+  where: "event.to == 'trial'"
+exit_when:
+  - trait_changed: plan
+steps:
+  - id: w
+    wait: 3d
+  - id: s
+    send: {email: {subject: "trial ends", text: "."}}
+"#;
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(trial).await;
+    h.play(&identify(
+        "2026-03-01T00:00:00Z",
+        "fay",
+        "f-0",
+        json!({"plan": "trial"}),
+    ))
+    .await;
+    h.advance_to(at("2026-03-05T00:00:00Z")).await;
+    assert_eq!(h.outbox(), ["2026-03-04T00:00:00Z fay email s: trial ends"]);
+    let view = h.rt.user("fay").await.expect("user");
+    assert_eq!(view.enrollments[0].end_reason.as_deref(), Some("completed"));
 }
