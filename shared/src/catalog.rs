@@ -188,7 +188,7 @@ impl Active {
 pub struct Catalog {
     store: Arc<dyn Store>,
     ttl: Duration,
-    latest: Mutex<Option<(Instant, Active)>>,
+    latest: Mutex<Option<(Instant, Arc<Active>)>>,
     versions: Mutex<HashMap<(String, u32), Arc<Published>>>,
 }
 
@@ -424,13 +424,14 @@ impl Catalog {
 
     /// The latest version of every journey.
     pub async fn active(&self) -> Result<Latest, StoreError> {
-        Ok(self.active_watching().await?.journeys)
+        Ok(self.active_watching().await?.journeys.clone())
     }
 
     /// The latest version of every journey, and the traits whose change an exit or the goal of
     /// any of their versions that was a head watches: those enrolled on an older version
     /// listen to its exits and goal while the latest watches other traits, or none.
-    pub async fn active_watching(&self) -> Result<Active, StoreError> {
+    /// (Shared: read a few times a message, it is one count to copy, not five.)
+    pub async fn active_watching(&self) -> Result<Arc<Active>, StoreError> {
         if let Some((at, active)) = &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
             if at.elapsed() < self.ttl {
                 return Ok(active.clone());
@@ -449,13 +450,13 @@ impl Catalog {
         .await?;
         let journeys: Vec<Arc<Published>> = versions.into_iter().flatten().collect();
         let (events_by_versions, markers, mark_keys) = listening(&heads, &journeys);
-        let active = Active {
+        let active = Arc::new(Active {
             journeys: Arc::new(journeys),
             watched_by_versions,
             events_by_versions: Arc::new(events_by_versions),
             markers: Arc::new(markers),
             mark_keys: Arc::new(mark_keys),
-        };
+        });
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), active.clone()));
         Ok(active)

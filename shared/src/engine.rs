@@ -801,6 +801,10 @@ pub struct LateChange {
 /// before notes kept the identify's stamp is left out.
 pub fn late_changes(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Vec<LateChange> {
     let mut out: Vec<LateChange> = Vec::new();
+    // A profile with no notes (the most, and any without a watched trait) has none to find.
+    if ctx.profile.trait_changes.is_empty() {
+        return out;
+    }
     let mut watched: Vec<&str> = ctx.journey.watched_once_entered().collect();
     watched.sort_unstable();
     watched.dedup();

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Published};
 use crate::clock::Clock;
 use crate::duration::Duration;
 use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
-use crate::enrollment::{Carried, Enrollment, LastEntry, Status, TriggerEvent};
+use crate::enrollment::{escape_key, Carried, Enrollment, LastEntry, Status, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Journey, JourneyStatus, Listened, MarkKind, Reentry, TriggerKind};
 use crate::profile::Address;
@@ -208,6 +208,15 @@ fn enrollment_key(user: &str, record: &str) -> Key {
 /// enrollments (`E#`) does not cover.
 fn last_entry_key(user: &str, record: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["K#", record]))
+}
+/// The key of enrollment `e`'s record: [`enrollment_key`] of [`Enrollment::record`], joined in
+/// one piece (an enrollment is written a few times a message).
+fn enrollment_key_of(e: &Enrollment) -> Key {
+    let record = match e.key.as_deref() {
+        None => Part::join(&["E#", &*e.journey]),
+        Some(k) => Part::join(&["E#", &*e.journey, "#", &escape_key(k)]),
+    };
+    Key::new(user_partition(&e.user_id), record)
 }
 fn dedup_key(user: &str, id: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["D#", id]))
@@ -1225,11 +1234,7 @@ impl Runtime {
         }
         let version = read_at + 1;
         let next = Arc::new(next);
-        let mut record = Record::shared(
-            enrollment_key(&next.user_id, &next.record()),
-            version,
-            next.clone(),
-        );
+        let mut record = Record::shared(enrollment_key_of(&next), version, next.clone());
         if let Some(kept) = self.kept_until(&next).await? {
             // Read from the store, it may have ended before its value's last entry was kept
             // (a record of an earlier build, kept longer): kept now, before the record's own
@@ -1514,7 +1519,7 @@ impl Runtime {
             return Ok(());
         }
         let active = self.catalog.active_watching().await?;
-        let journeys = active.journeys.clone();
+        let journeys = &active.journeys;
         // The inactivity checks this event may arm (journeys whose `inactive` trigger names it),
         // also while a journey is closed or stopped (for a year: see `still_checked`), so that
         // she is checked when it opens again.
@@ -1923,7 +1928,7 @@ impl Runtime {
         // hers): that enrollment converts.
         if let Some(name) = e.event.as_deref() {
             if !profile.anonymous_ids.is_empty() {
-                self.convert_anonymous_past(&profile, &enrollments, &journeys, e, name)
+                self.convert_anonymous_past(&profile, &enrollments, journeys, e, name)
                     .await?;
             }
         }
@@ -2345,6 +2350,10 @@ impl Runtime {
     /// (`past_bounds`, the first [`NOT_KEPT_NAMED`] named), and an anonymous id not merged for
     /// the same reason (`crowded`). Facts of the profile: in no journey.
     fn not_kept(&self, e: &Event, past_bounds: Vec<String>, crowded: Option<&str>) -> Vec<Entry> {
+        // Nearly every event keeps all it brought: no entry, and no reason spelled out.
+        if e.refused.is_empty() && past_bounds.is_empty() && crowded.is_none() {
+            return Vec::new();
+        }
         let at = self.now();
         let fact = |what| Entry {
             at,
@@ -2369,13 +2378,16 @@ impl Runtime {
         let (topics, traits): (Vec<String>, Vec<String>) = past_bounds
             .into_iter()
             .partition(|k| k.starts_with("subscriptions.topics."));
-        for (past, reason) in [
-            (traits, crate::profile::past_the_bounds()),
-            (topics, crate::profile::past_the_topics()),
-        ] {
+        // (Each reason is spelled out only for an entry that says it.)
+        let reasons = [
+            (traits, crate::profile::past_the_bounds as fn() -> String),
+            (topics, crate::profile::past_the_topics),
+        ];
+        for (past, reason) in reasons {
             if past.is_empty() {
                 continue;
             }
+            let reason = reason();
             let more = past.len().saturating_sub(NOT_KEPT_NAMED);
             out.push(fact(What::NotKept {
                 fields: past
@@ -2521,11 +2533,7 @@ impl Runtime {
     /// to repeat: a continuation written already is only settled (its wake-up scheduled, if a
     /// crash came first). Says whether it went on (false: dropped).
     async fn move_in(&self, next: &Enrollment, from: &str, cause: &str) -> Result<bool, RunError> {
-        let prev = match self
-            .store
-            .get(&enrollment_key(&next.user_id, &next.record()))
-            .await?
-        {
+        let prev = match self.store.get(&enrollment_key_of(next)).await? {
             Some(r) => Some(Loaded::read(&r)?),
             None => None,
         };
@@ -2565,11 +2573,7 @@ impl Runtime {
         converted: Option<Timestamp>,
     ) -> Result<(), RunError> {
         let profile = self.load_profile(&next.user_id).await?.0;
-        let Some(r) = self
-            .store
-            .get(&enrollment_key(&next.user_id, &next.record()))
-            .await?
-        else {
+        let Some(r) = self.store.get(&enrollment_key_of(next)).await? else {
             return Ok(());
         };
         let l = Loaded::read(&r)?;
@@ -3232,7 +3236,7 @@ impl Runtime {
         };
         let e = Arc::new(e);
         let mut record =
-            Record::shared(enrollment_key(&e.user_id, &e.record()), version, e.clone());
+            Record::shared(enrollment_key_of(&e), version, e.clone());
         if let Some(kept) = self.kept_until(&e).await? {
             // Before the record that may expire: its value's next enrollment numbers on from
             // it once the record is gone (a write lost here leaves the record as it was, and
@@ -5926,6 +5930,26 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An enrollment's record key, joined in one piece, is the one its record name gives:
+    /// without a key, and with one that needs escaping.
+    #[test]
+    fn an_enrollment_is_keyed_by_its_record_name() {
+        for key in [None, Some("b1"), Some("a#b:c%d")] {
+            let e: Enrollment = serde_json::from_value(serde_json::json!({
+                "id": "trip:ann:1", "user_id": "ann", "journey": "trip", "key": key,
+                "version": 1, "n": 1, "entered_at": "2026-12-01T10:00:00Z", "status": "active",
+                "step": "wait", "seq": 1,
+                "trigger": {"event": "booked", "message_id": "m", "at": "2026-12-01T10:00:00Z"},
+            }))
+            .expect("an enrollment");
+            assert_eq!(
+                enrollment_key_of(&e),
+                enrollment_key("ann", &e.record()),
+                "{key:?}"
+            );
+        }
+    }
 
     /// A capped send says when a place frees: the next local midnight for whole days (in her
     /// zone), the place's time plus the length for a rolling window.
