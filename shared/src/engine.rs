@@ -153,7 +153,9 @@ impl Outgoing {
 /// A send's key, `{enrollment}#{step}#{visit}`, after `prefix` (the store's key kinds: `L#`
 /// for its ledger, `I#` for its inbox message; none for the inbox message's id).
 pub fn send_key_with(prefix: &str, enrollment: &str, step: &str, seq: u64) -> crate::store::Part {
-    crate::store::Part::join(&[prefix, enrollment, "#", step, "#", &seq.to_string()])
+    let mut digits = [0; 20];
+    let seq = crate::store::decimal(seq, &mut digits);
+    crate::store::Part::join(&[prefix, enrollment, "#", step, "#", seq])
 }
 
 /// What the adapters must do for a transition.

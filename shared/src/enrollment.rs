@@ -428,7 +428,8 @@ impl Enrollment {
 
     /// The id a wake-up for `seq` of enrollment `id` carries.
     pub fn wake_id_of(id: &str, seq: u64) -> String {
-        crate::store::join(&["wake:", id, ":", &seq.to_string()])
+        let mut digits = [0; 20];
+        crate::store::join(&["wake:", id, ":", crate::store::decimal(seq, &mut digits)])
     }
 
     /// The cause of the transition in which message `cause` merges an anonymous user's

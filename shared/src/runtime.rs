@@ -262,8 +262,9 @@ fn timer_key(minute: i64, shard: u32, id: String) -> Key {
 /// (DynamoDB: 1 KB), its SHA-256; the prefixes keep the two apart.
 pub(crate) fn device_key(token: &str) -> Key {
     const LONGEST: usize = 512;
-    let shard = segment_of(token, DEVICE_PARTITIONS).to_string();
-    let pk = Part::join(&["D#", &shard]);
+    let mut digits = [0; 20];
+    let shard = crate::store::decimal(u64::from(segment_of(token, DEVICE_PARTITIONS)), &mut digits);
+    let pk = Part::join(&["D#", shard]);
     if token.len() <= LONGEST {
         return Key::new(pk, Part::join(&["T#", token]));
     }
@@ -333,7 +334,15 @@ pub fn stats_keys(journey: &str, shards: u32) -> Vec<Key> {
         .collect()
 }
 fn timer_partition(minute: i64, shard: u32) -> Part {
-    Part::join(&["T#", &minute.to_string(), "#", &shard.to_string()])
+    let (mut m, mut s) = ([0; 20], [0; 20]);
+    let sign = if minute < 0 { "-" } else { "" };
+    Part::join(&[
+        "T#",
+        sign,
+        crate::store::decimal(minute.unsigned_abs(), &mut m),
+        "#",
+        crate::store::decimal(u64::from(shard), &mut s),
+    ])
 }
 
 /// How many times the sweep puts off a timer it cannot read, an hour each, before keeping it
@@ -3235,8 +3244,7 @@ impl Runtime {
             None => (1, Expect::Absent),
         };
         let e = Arc::new(e);
-        let mut record =
-            Record::shared(enrollment_key_of(&e), version, e.clone());
+        let mut record = Record::shared(enrollment_key_of(&e), version, e.clone());
         if let Some(kept) = self.kept_until(&e).await? {
             // Before the record that may expire: its value's next enrollment numbers on from
             // it once the record is gone (a write lost here leaves the record as it was, and
@@ -4814,11 +4822,18 @@ impl Runtime {
     ) -> Result<Swept, RunError> {
         let now = self.now();
         let mut moved = 0;
+        // Each shard's name ([`timer_partition`]) in one buffer: the sweep asks after every
+        // shard of every minute, most of them empty, and makes no string for those.
+        let mut name = timer_partition_prefix(minute);
+        let prefix = name.len();
+        let mut digits = [0; 20];
         for shard in 0..shards {
-            let pk = timer_partition(minute, shard);
-            if holding.is_some_and(|h| !h.contains(&pk)) {
+            name.truncate(prefix);
+            name.push_str(crate::store::decimal(u64::from(shard), &mut digits));
+            if holding.is_some_and(|h| !h.contains(name.as_str())) {
                 continue;
             }
+            let pk = Part::from(name.as_str());
             let timers = self.store.query(&pk, "").await?;
             for chunk in timers.chunks(SWEEP_CHUNK) {
                 // Each queue's messages, with the timers they come from.
@@ -5948,6 +5963,22 @@ mod tests {
                 enrollment_key("ann", &e.record()),
                 "{key:?}"
             );
+        }
+    }
+
+    /// A timer partition's name, written without the formatting machinery, is the one a
+    /// stored timer is under: `T#{minute}#{shard}`, for any minute and shard, and the sweep
+    /// names it the same from its minute's prefix.
+    #[test]
+    fn a_timer_partition_is_named_by_its_minute_and_shard() {
+        for minute in [0, 7, 10, 29_412_345, -1, -600, i64::MAX, i64::MIN] {
+            for shard in [0, 9, 10, 31, 99, 100, 1_000, u32::MAX] {
+                let name = format!("T#{minute}#{shard}");
+                assert_eq!(timer_partition(minute, shard).as_str(), name);
+                let mut digits = [0; 20];
+                let shard = crate::store::decimal(u64::from(shard), &mut digits);
+                assert_eq!(join(&[&timer_partition_prefix(minute), shard]), name);
+            }
         }
     }
 

@@ -490,6 +490,31 @@ pub fn fitted(tail: &str, room: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `n` in decimal: a number in a key or an id without a `String` of its own (`to_string`
+/// allocates, and goes through the formatting machinery). One under 100 (a shard, a visit) is
+/// read from a table; a larger one is written at the end of `digits`.
+pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    const SMALL: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    match n {
+        0..=9 => &SMALL[2 * n as usize + 1..2 * n as usize + 2],
+        10..=99 => &SMALL[2 * n as usize..2 * n as usize + 2],
+        _ => std::str::from_utf8(decimal_bytes(n, digits)).unwrap_or_default(),
+    }
+}
+
+/// `n`'s decimal digits (ASCII), written at the end of `digits`.
+fn decimal_bytes(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
 /// A scan page from up to `limit + 1` records read in key order: `limit` of them, and a `next`
 /// when there was one more (the adapters that read their own order).
 pub fn page_of(mut records: Vec<Record>, limit: usize) -> Page {
@@ -1122,6 +1147,15 @@ impl Handle {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    /// A number written by [`decimal`] reads as `to_string` writes it.
+    #[test]
+    fn decimal_writes_what_to_string_does() {
+        let large = [1_234_567, u64::from(u32::MAX), u64::MAX];
+        for n in (0..=1_000).chain(large) {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
+        }
+    }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Doc {
