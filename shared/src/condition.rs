@@ -12,7 +12,8 @@
 //! `null`, lists `[1, 'a']`, times: `time('2026-01-01T00:00:00Z')`, `now()`, `ago('7d')`, and
 //! whole days from today to a date, in the user's zone: `days_until(profile.trial_ends_at) == 3`,
 //! `days_since(profile.signed_up_at) == 7`, and the number a path holds or its text says
-//! (`"12.50"`, as money is often sent): `number(event.balance) < 50`.
+//! (`"12.50"`, as money is often sent): `number(event.balance) < 50`, and the text a path holds
+//! in lower or upper case, to compare text whatever its case: `lower(event.country) == 'de'`.
 //! Operators are `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`, `not contains`,
 //! the condition `exists(path)`, and `and`, `or`, `not` with parentheses. `not` applies to the
 //! comparison after it (`not a == b` is `not (a == b)`), comparisons bind tighter than `and`, and
@@ -188,6 +189,15 @@ impl Condition {
         out
     }
 
+    /// Where the condition compares `lower(…)` with text that has upper-case letters (`upper(…)`
+    /// with lower-case ones), which it never matches (`lower(event.country) == 'DE'`): the
+    /// operator's place, in characters from the start, and what to write instead.
+    pub fn text_in_the_wrong_case(&self) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        self.expr.text_in_the_wrong_case(&mut out);
+        out
+    }
+
     /// Whether what the condition says depends on when it is read, not only on the values
     /// it reads: it holds `anniversary(…)`, `days_until(…)`, `days_since(…)`, `now()` or `ago(…)`.
     pub fn reads_the_clock(&self) -> bool {
@@ -283,6 +293,33 @@ enum Operand {
     /// `number(path)`: the number the path holds, or the one its text says (`"12.50"`, as money
     /// is often sent); null for anything else.
     Number(Path),
+    /// `lower(path)` or `upper(path)`: the text the path holds in that case (Unicode's, so
+    /// `"ÄRGER"` is `"ärger"`); null for anything else.
+    Case(Case, Path),
+}
+
+/// Which case [`Operand::Case`] gives text in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Lower,
+    Upper,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Lower => "lower",
+            Case::Upper => "upper",
+        }
+    }
+
+    /// `text` in this case.
+    fn of(self, text: &str) -> String {
+        match self {
+            Case::Lower => text.to_lowercase(),
+            Case::Upper => text.to_uppercase(),
+        }
+    }
 }
 
 /// Which way [`Operand::Days`] counts.
@@ -410,7 +447,7 @@ impl Operand {
             Operand::Literal(Value::Number(_)) | Operand::Days(..) | Operand::Number(_) => {
                 Kind::Number
             }
-            Operand::Literal(Value::String(_)) => Kind::String,
+            Operand::Literal(Value::String(_)) | Operand::Case(..) => Kind::String,
             Operand::Literal(_) | Operand::List(_) => Kind::List,
             Operand::Time(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
         }
@@ -420,13 +457,19 @@ impl Operand {
         match self {
             Operand::Now | Operand::Ago(_) | Operand::Days(..) => true,
             Operand::List(items) => items.iter().any(Operand::reads_the_clock),
-            Operand::Path(_) | Operand::Literal(_) | Operand::Time(_) | Operand::Number(_) => false,
+            Operand::Path(_)
+            | Operand::Literal(_)
+            | Operand::Time(_)
+            | Operand::Number(_)
+            | Operand::Case(..) => false,
         }
     }
 
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
-            Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) => push_unique(out, p),
+            Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) | Operand::Case(_, p) => {
+                push_unique(out, p)
+            }
             Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
             Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
         }
@@ -487,6 +530,33 @@ pub fn shown(key: &str, v: &Value) -> String {
         Value::Array(items) => format!("a list of {}", count(items.len(), "item")),
         v => shown_value(v),
     }
+}
+
+/// A value of a list as a condition writes it, its text in `case`: `'de'`, `3`, `null`.
+fn written(operand: &Operand, case: Case) -> String {
+    match operand {
+        Operand::Literal(Value::String(s)) => quoted(&case.of(s)),
+        Operand::Literal(v) => v.to_string(),
+        Operand::Time(t) => format!("time('{t}')"),
+        Operand::Now => "now()".to_string(),
+        Operand::Ago(d) => format!("ago('{d}')"),
+        // Not in a list: parsing refuses them there.
+        Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) | Operand::Case(_, p) => {
+            p.to_string()
+        }
+        Operand::List(_) => "[…]".to_string(),
+    }
+}
+
+/// Text as a condition writes it, in single quotes.
+fn quoted(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t")
+        .replace('\r', "\\r");
+    format!("'{escaped}'")
 }
 
 /// Whether a value reads as an email address or a phone number, whatever its key (a
@@ -581,6 +651,80 @@ impl Expr {
             }
             _ => {}
         }
+    }
+
+    fn text_in_the_wrong_case(&self, out: &mut Vec<(usize, String)>) {
+        let (op, left, right, at) = match self {
+            Expr::Or(items) | Expr::And(items) => {
+                return items.iter().for_each(|e| e.text_in_the_wrong_case(out));
+            }
+            Expr::Not(inner) => return inner.text_in_the_wrong_case(out),
+            Expr::Compare {
+                op,
+                left,
+                right,
+                at,
+            } if !op.is_ordering() => (*op, left, right, *at),
+            _ => return,
+        };
+        // The text the cased value is compared with, or looked for; not text it is looked for
+        // in (`lower(event.a) in 'Deutsch'` holds for "deutsch").
+        let (case, path, other, first) = match (left, right) {
+            (Operand::Case(case, path), other) => (*case, path, other, true),
+            (other, Operand::Case(case, path)) => (*case, path, other, false),
+            _ => return,
+        };
+        let hay = matches!(
+            (first, op),
+            (true, Op::In | Op::NotIn) | (false, Op::Contains | Op::NotContains)
+        );
+        let texts: Vec<&str> = match other {
+            Operand::Literal(Value::String(s)) if !hay => vec![s.as_str()],
+            Operand::List(items) => items
+                .iter()
+                .filter_map(|i| match i {
+                    Operand::Literal(Value::String(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => return,
+        };
+        let Some(wrong) = texts.into_iter().find(|t| case.of(t) != *t) else {
+            return;
+        };
+        let fixed = match other {
+            // Once each: `['de', 'DE']` is `['de']`.
+            Operand::List(items) => {
+                let mut once: Vec<String> = Vec::new();
+                for item in items.iter().map(|i| written(i, case)) {
+                    if !once.contains(&item) {
+                        once.push(item);
+                    }
+                }
+                format!("[{}]", once.join(", "))
+            }
+            other => written(other, case),
+        };
+        let name = case.name();
+        let call = format!("{name}({path})");
+        let (l, r) = if first {
+            (&call, &fixed)
+        } else {
+            (&fixed, &call)
+        };
+        let letters = match case {
+            Case::Lower => "upper-case",
+            Case::Upper => "lower-case",
+        };
+        out.push((
+            at,
+            format!(
+                "{call} is {name}-case text, which {} (it has {letters} letters) never matches: \
+                 write {l} {} {r}",
+                quoted(wrong),
+                op.text()
+            ),
+        ));
     }
 
     /// The first path compared with a number (`event.balance < 50`) that holds text saying one
@@ -814,7 +958,15 @@ fn after_a_bar(chars: &[char], before: &[Token], at: usize) -> String {
         .take_while(|&&c| is_ident_char(c))
         .collect();
     let lower = word.to_lowercase();
-    if Root::of(&lower).is_some() || KEYWORDS.contains(&lower.as_str()) {
+    // `| lower` is a filter; `| lower(event.a) == 'x'` a condition after a shell's `or`.
+    let called = rest
+        .iter()
+        .skip_while(|c| c.is_whitespace())
+        .skip_while(|&&c| is_ident_char(c))
+        .find(|c| !c.is_whitespace())
+        == Some(&'(');
+    let filter_named = CASES.contains(&lower.as_str()) && !called;
+    if Root::of(&lower).is_some() || (KEYWORDS.contains(&lower.as_str()) && !filter_named) {
         return "write \"or\" between conditions, not \"|\"".to_string();
     }
     // The path the filter was put on: the tokens of a path just before the bar.
@@ -844,7 +996,7 @@ fn after_a_bar(chars: &[char], before: &[Token], at: usize) -> String {
     {
         format!("to read a number sent as text write number({path}), like number({path}) < 50")
     } else if CASES.contains(&lower.as_str()) {
-        CASE_HINT.to_string()
+        case_hint(&lower, &path)
     } else if lower == "default" {
         format!(
             "a missing path is null, so write (not exists({path}) or {path} == 'x') for a \
@@ -852,8 +1004,8 @@ fn after_a_bar(chars: &[char], before: &[Token], at: usize) -> String {
         )
     } else {
         "they compare paths and values as they are, with the functions exists(), number(), \
-         days_until(), days_since(), anniversary(), time(), now() and ago(); to join conditions \
-         write \"or\""
+         lower(), upper(), days_until(), days_since(), anniversary(), time(), now() and ago(); to \
+         join conditions write \"or\""
             .to_string()
     };
     format!("conditions have no filters ({filter} is a template's): {then}")
@@ -977,7 +1129,7 @@ fn lex_number(chars: &[char], at: usize) -> Result<(Number, usize), ConditionErr
 // ---------------------------------------------------------------------------------------------
 // Parsing.
 
-const KEYWORDS: [&str; 16] = [
+const KEYWORDS: [&str; 18] = [
     "and",
     "or",
     "not",
@@ -994,6 +1146,8 @@ const KEYWORDS: [&str; 16] = [
     "days_until",
     "days_since",
     "number",
+    "lower",
+    "upper",
 ];
 
 /// Whether `text` is a duration in days or weeks, like `3d` or `2w`.
@@ -1423,6 +1577,8 @@ impl<'t> Parser<'t> {
                 "days_until" => self.parse_days(Days::Until),
                 "days_since" => self.parse_days(Days::Since),
                 "number" => self.parse_number(),
+                "lower" => self.parse_case(Case::Lower),
+                "upper" => self.parse_case(Case::Upper),
                 "exists" => error(
                     t.at,
                     "exists(…) is a condition by itself: combine it with and / or, like \
@@ -1533,7 +1689,11 @@ impl<'t> Parser<'t> {
             let item = self.parse_operand()?;
             if matches!(
                 item,
-                Operand::Path(_) | Operand::List(_) | Operand::Days(..) | Operand::Number(_)
+                Operand::Path(_)
+                    | Operand::List(_)
+                    | Operand::Days(..)
+                    | Operand::Number(_)
+                    | Operand::Case(..)
             ) {
                 return error(
                     at,
@@ -1702,11 +1862,60 @@ impl<'t> Parser<'t> {
         })?;
         Ok(Operand::Number(path))
     }
+
+    /// `lower(path)` or `upper(path)`, its name just read: a path holding text.
+    fn parse_case(&mut self, case: Case) -> Result<Operand, ConditionError> {
+        let name = case.name();
+        self.open_call(name)?;
+        let t = self.bump();
+        let path = match &t.kind {
+            Tok::Ident(root) if Root::of(root).is_some() => self.parse_path(root, t.at)?,
+            Tok::Str(s) => {
+                return error(
+                    t.at,
+                    format!(
+                        "{name}() reads a path holding text, like {}; text in quotes compares as \
+                         written, so write it in {name} case: '{}'",
+                        example(name),
+                        case.of(s)
+                    ),
+                )
+            }
+            Tok::Ident(f) if self.peek().kind == Tok::LParen => {
+                return error(
+                    t.at,
+                    format!(
+                        "{name}() takes a path, not {f}(…): functions don't nest; write {}",
+                        example(name)
+                    ),
+                )
+            }
+            _ => {
+                return error(
+                    t.at,
+                    format!("{name}() takes a path holding text, like {}", example(name)),
+                )
+            }
+        };
+        self.expect(&Tok::RParen, |found| match found {
+            Tok::Comma => format!(
+                "{name}() takes one path: write one {name}(…) for each, like {}",
+                example(name)
+            ),
+            other => format!(
+                "expected \")\" to close {name}(, found {}",
+                other.describe()
+            ),
+        })?;
+        Ok(Operand::Case(case, path))
+    }
 }
 
 fn example(function: &str) -> &'static str {
     match function {
         "number" => "number(event.balance) < 50",
+        "lower" => "lower(event.country) == 'de'",
+        "upper" => "upper(event.country) == 'DE'",
         "time" => "time('2026-01-01T00:00:00Z')",
         "ago" => "ago('7d')",
         "now" => "now()",
@@ -1724,12 +1933,12 @@ fn unknown_name(name: &str, called: bool) -> String {
     }
     if called {
         const FUNCTIONS: &str = "the functions are exists(), anniversary(), days_until(), \
-                                 days_since(), number(), time(), now() and ago()";
+                                 days_since(), number(), lower(), upper(), time(), now() and ago()";
         if CASTS.contains(&lower.as_str()) {
             return format!("unknown function \"{name}\": {NUMBER_HINT}");
         }
         if CASES.contains(&lower.as_str()) {
-            return format!("unknown function \"{name}\": {CASE_HINT}");
+            return format!("unknown function \"{name}\": {}", case_hint(&lower, "…"));
         }
         // `date_diff`, `days_between`, `today`, `from_now`, `datediff`, `add_days`…, whole
         // words of the name: not the "date" in `validate` or the "day" in `birthday`.
@@ -1799,8 +2008,8 @@ const CASTS: [&str; 16] = [
 const NUMBER_HINT: &str = "to read a number sent as text (\"12.50\") write number(…), like \
                            number(event.balance) < 50";
 
-/// Other languages' names for changing a text's case, which conditions have no way to do.
-const CASES: [&str; 8] = [
+/// Other languages' names for changing a text's case, which `lower(…)` and `upper(…)` are here.
+const CASES: [&str; 10] = [
     "lower",
     "upper",
     "lowercase",
@@ -1809,15 +2018,39 @@ const CASES: [&str; 8] = [
     "upcase",
     "capitalize",
     "title",
+    "tolowercase",
+    "touppercase",
 ];
 
-/// What to write where someone reached for a text's case.
-const CASE_HINT: &str = "conditions compare text exactly as sent and have no lower-casing: \
-                         list the spellings, like event.plan in ['pro', 'Pro', 'PRO'], or have \
-                         the app send one case";
+/// What to write where someone reached for a text's case with `word` (`| downcase`,
+/// `toUpperCase`), on `path` (`…` when not known).
+fn case_hint(word: &str, path: &str) -> String {
+    let (case, text) = match word {
+        "upper" | "uppercase" | "upcase" | "touppercase" => (Case::Upper, "PRO"),
+        _ => (Case::Lower, "pro"),
+    };
+    let name = case.name();
+    let like = match path {
+        "…" => "event.plan",
+        p => p,
+    };
+    format!(
+        "to compare text whatever its case write {name}({path}), like {name}({like}) == '{text}'"
+    )
+}
 
 /// A bare operand used as a condition: only paths and `true`/`false` make sense.
 fn truthy(operand: Operand, at: usize) -> Result<Expr, ConditionError> {
+    if let Operand::Case(case, _) = &operand {
+        let name = case.name();
+        return error(
+            at,
+            format!(
+                "{name}(…) is text, not a condition by itself: compare it, like {}",
+                example(name)
+            ),
+        );
+    }
     if let Operand::Days(days, _) = &operand {
         let name = days.name();
         return error(
@@ -1888,9 +2121,12 @@ fn check_operands(
                 }
             }
             // days_until(…) is null when its path holds no date, number(…) when it holds no
-            // number, as a path is when missing.
+            // number, lower(…) and upper(…) when it holds no text, as a path is when missing.
             let days_or_null = |a: &Operand, b: Kind| {
-                matches!(a, Operand::Days(..) | Operand::Number(_)) && b == Kind::Null
+                matches!(
+                    a,
+                    Operand::Days(..) | Operand::Number(_) | Operand::Case(..)
+                ) && b == Kind::Null
             };
             let comparable = l == r
                 || l == Kind::Unknown
@@ -2074,11 +2310,16 @@ impl Expr {
                 .and_then(Value::as_str)
                 .and_then(date_in)
                 .is_some_and(|date| is_anniversary(date, scope, *days)),
-            Expr::Truthy(operand) => matches!(operand.value(scope), Val::Json(Value::Bool(true))),
+            Expr::Truthy(operand) => matches!(
+                operand.value(scope, &mut None),
+                Val::Json(Value::Bool(true))
+            ),
             Expr::Compare {
                 op, left, right, ..
             } => {
-                let (l, r) = (left.value(scope), right.value(scope));
+                let (mut made_left, mut made_right) = (None, None);
+                let l = left.value(scope, &mut made_left);
+                let r = right.value(scope, &mut made_right);
                 match op {
                     Op::Eq => equal(l, r, scope),
                     Op::Ne => !equal(l, r, scope),
@@ -2142,7 +2383,9 @@ impl Path {
 }
 
 impl Operand {
-    fn value<'a>(&'a self, scope: &Scope<'a>) -> Val<'a> {
+    /// What the operand reads in `scope`. The text `lower(…)` or `upper(…)` makes is kept in
+    /// `made`, which the value borrows.
+    fn value<'a>(&'a self, scope: &Scope<'a>, made: &'a mut Option<Value>) -> Val<'a> {
         match self {
             Operand::Path(p) => Val::Json(p.lookup(scope).unwrap_or(&NULL)),
             Operand::Literal(v) => Val::Json(v),
@@ -2158,6 +2401,10 @@ impl Operand {
                 (_, None) => Val::Json(&NULL),
             },
             Operand::Number(p) => number_in(p.lookup(scope)),
+            Operand::Case(case, p) => match p.lookup(scope) {
+                Some(Value::String(text)) => Val::Json(made.insert(Value::String(case.of(text)))),
+                _ => Val::Json(&NULL),
+            },
         }
     }
 }
@@ -2179,14 +2426,13 @@ fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
                 && items
                     .iter()
                     .zip(values)
-                    .all(|(i, v)| equal(i.value(scope), Val::Json(v), scope))
+                    .all(|(i, v)| equal(i.value(scope, &mut None), Val::Json(v), scope))
         }
         (Val::List(xs), Val::List(ys)) => {
             xs.len() == ys.len()
-                && xs
-                    .iter()
-                    .zip(ys)
-                    .all(|(x, y)| equal(x.value(scope), y.value(scope), scope))
+                && xs.iter().zip(ys).all(|(x, y)| {
+                    equal(x.value(scope, &mut None), y.value(scope, &mut None), scope)
+                })
         }
         _ => false,
     }
@@ -2238,7 +2484,9 @@ fn order(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
 /// Whether `needle` is an element of the list or array `hay`, or a substring of the string `hay`.
 fn member(needle: Val<'_>, hay: Val<'_>, scope: &Scope<'_>) -> bool {
     match hay {
-        Val::List(items) => items.iter().any(|i| equal(needle, i.value(scope), scope)),
+        Val::List(items) => items
+            .iter()
+            .any(|i| equal(needle, i.value(scope, &mut None), scope)),
         Val::Json(Value::Array(values)) => {
             values.iter().any(|v| equal(needle, Val::Json(v), scope))
         }
@@ -2289,7 +2537,8 @@ impl schemars::JsonSchema for Condition {
                             event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
                             time('2026-01-01T00:00:00Z'), now(), ago('7d'), days_until(path) and \
                             days_since(path) (whole days from today to a date, in the user's zone), \
-                            number(path) (a number, or text that says one: \"12.50\"); \
+                            number(path) (a number, or text that says one: \"12.50\"), \
+                            lower(path) and upper(path) (its text in lower or upper case); \
                             operators ==, !=, <, <=, >, >=, in, not in, contains, exists(path), \
                             anniversary(path), and, or, not, parentheses.",
             "examples": [
@@ -2704,7 +2953,7 @@ mod tests {
             let Expr::Compare { left, .. } = &op.expr else {
                 panic!("{c} is a comparison");
             };
-            match left.value(&scope) {
+            match left.value(&scope, &mut None) {
                 Val::Int(n) => Some(n),
                 Val::Json(Value::Null) => None,
                 other => panic!("{c}: {other:?}"),
@@ -2994,8 +3243,11 @@ mod tests {
             (
                 "event.plan | lower == 'pro'",
                 11,
-                "conditions have no filters (\"| lower\" is a template's): conditions compare text exactly as sent and have no lower-casing: list the spellings, like event.plan in ['pro', 'Pro', 'PRO']",
+                "conditions have no filters (\"| lower\" is a template's): to compare text whatever its case write lower(event.plan), like lower(event.plan) == 'pro'",
             ),
+            ("event.plan | upcase == 'PRO'", 11, "write upper(event.plan), like upper(event.plan) == 'PRO'"),
+            ("'x' | downcase == 'x'", 4, "write lower(<path>), like lower(<path>) == 'pro'"),
+            ("event.a == 1 | lower(event.b) == 'x'", 13, "write \"or\" between conditions, not \"|\""),
             (
                 "event.plan | default('free') == 'free'",
                 11,
@@ -3006,7 +3258,13 @@ mod tests {
             ("event.a == 1 || event.b == 2", 13, "write \"or\" instead of \"||\""),
             ("float(event.balance) < 50", 0, "unknown function \"float\": to read a number sent as text"),
             ("parseInt(event.n) < 5", 0, "write number(…), like number(event.balance) < 50"),
-            ("LOWER(event.plan) == 'pro'", 0, "have no lower-casing"),
+            ("LOWER(event.plan) == 'pro'", 0, "write \"lower\" in lower case"),
+            (
+                "downcase(event.plan) == 'pro'",
+                0,
+                "unknown function \"downcase\": to compare text whatever its case write lower(…), like lower(event.plan) == 'pro'",
+            ),
+            ("toUpperCase(event.plan) == 'PRO'", 0, "write upper(…), like upper(event.plan) == 'PRO'"),
             ("number('12') < 5", 7, "write the number itself, unquoted: 12"),
             ("number('+.5') < 5", 7, "unquoted: 0.5"),
             ("number('x') < 5", 7, "write a path, like number(event.balance) < 50"),
@@ -3064,6 +3322,166 @@ mod tests {
             "event.tags contains '5'",
         ] {
             assert!(found(quiet).is_empty(), "{quiet}");
+        }
+    }
+
+    /// `lower(path)` and `upper(path)` give the text a path holds in one case (Unicode's, not
+    /// only ASCII's), on either side of `==`, `!=`, `in`, `not in` and `contains`; anything
+    /// but text is null, as `number(…)`'s non-numbers are, so comparisons with it are false
+    /// (`!=` true).
+    #[test]
+    fn lower_and_upper_compare_text_whatever_its_case() {
+        let event = json!({
+            "country": "DE", "plan": "Pro", "word": "ÄRGER", "small": "ärger", "street": "Straße",
+            "title": "Big SALE today", "n": 5, "flag": true, "tags": ["A"], "empty": "",
+            "obj": {"a": "B"},
+        });
+        let profile = json!({"country": "de"});
+        let scope = Scope {
+            trigger: &Value::Null,
+            waited: &Value::Null,
+            event: &event,
+            profile: &profile,
+            now: now(),
+            zone: None,
+        };
+        for (src, holds) in [
+            ("lower(event.country) == 'de'", true),
+            ("lower(profile.country) == 'de'", true),
+            ("'de' == lower(event.country)", true),
+            ("lower(event.country) != 'de'", false),
+            ("lower(event.country) == lower(profile.country)", true),
+            ("upper(profile.country) == event.country", true),
+            ("lower(event.plan) in ['pro', 'team']", true),
+            ("lower(event.plan) not in ['pro', 'team']", false),
+            ("lower(event.plan) in 'pro plans'", true),
+            ("lower(event.title) contains 'sale'", true),
+            ("lower(event.title) not contains 'sale'", false),
+            ("'sale' in lower(event.title)", true),
+            ("upper(event.title) contains 'SALE TODAY'", true),
+            ("lower(event.word) == 'ärger'", true),
+            ("lower(event.word) == event.small", true),
+            ("upper(event.small) == 'ÄRGER'", true),
+            ("upper(event.street) == 'STRASSE'", true),
+            ("lower(event.street) == 'straße'", true),
+            ("lower(event.empty) == ''", true),
+            ("lower(event.country) < 'e'", true),
+            // Without it, text compares exactly as sent.
+            ("event.country == 'de'", false),
+            ("event.plan in ['pro', 'team']", false),
+            // Anything but text is null.
+            ("lower(event.n) == '5'", false),
+            ("lower(event.n) == null", true),
+            ("lower(event.n) != 'x'", true),
+            ("lower(event.flag) == 'true'", false),
+            ("lower(event.tags) contains 'a'", false),
+            ("lower(event.obj) == null", true),
+            ("lower(event.missing) == null", true),
+            ("lower(event.missing) != 'de'", true),
+            ("lower(event.missing) == lower(event.other)", true),
+            ("lower(event.missing) < 'z'", false),
+        ] {
+            assert_eq!(cond(src).eval(&scope), holds, "{src}");
+        }
+        let c = cond("lower(event.country) == 'de' and upper(profile.plan) == 'PRO'");
+        assert_eq!(c.paths(), ["event.country", "profile.plan"]);
+        assert!(!c.reads_the_clock());
+        assert_eq!(
+            cond("lower(event.country) == 'fr'").values(&scope),
+            "event.country = \"DE\""
+        );
+    }
+
+    /// What nests and what does not: `lower(…)` and `upper(…)` take one path, are text to
+    /// compare (not a condition, nor a list's value), and take no function, nor does
+    /// `number(…)` take them.
+    #[test]
+    fn lower_and_upper_take_one_path() {
+        for good in [
+            "lower(event.country) == 'de'",
+            "lower(event['Country Code']) in ['de', 'at']",
+            "lower(event.items[0].sku) contains 'a-'",
+            "upper(trigger.code) != 'X'",
+            "lower(waited.answer) == null",
+            "not lower(profile.plan) == 'pro' or exists(profile.plan)",
+            "lower(event.at) < now()",
+            "profile.lower == 'x' and event.upper.a == 1",
+        ] {
+            Condition::parse(good).unwrap_or_else(|e| panic!("{good}: {}", e.message));
+        }
+        for (bad, offset, says) in [
+            ("lower('DE') == event.c", 6, "lower() reads a path holding text, like lower(event.country) == 'de'; text in quotes compares as written, so write it in lower case: 'de'"),
+            ("upper('Straße') == event.c", 6, "write it in upper case: 'STRASSE'"),
+            ("lower(3) == 'x'", 6, "lower() takes a path holding text, like lower(event.country) == 'de'"),
+            ("lower(upper(event.c)) == 'x'", 6, "lower() takes a path, not upper(…): functions don't nest; write lower(event.country) == 'de'"),
+            ("lower(number(event.c)) == 'x'", 6, "not number(…): functions don't nest"),
+            ("number(lower(event.c)) < 5", 7, "number() takes a path holding a number"),
+            ("lower(event.a, event.b) == 'x'", 13, "lower() takes one path: write one lower(…) for each"),
+            ("lower(event.a == 'x'", 14, "expected \")\" to close lower(, found \"==\""),
+            ("lower == 'x'", 6, "lower is a function: write lower(…), like lower(event.country) == 'de'"),
+            ("lower(event.a)", 0, "lower(…) is text, not a condition by itself: compare it, like lower(event.country) == 'de'"),
+            ("Upper(event.a) == 'X'", 0, "write \"upper\" in lower case"),
+            ("lower(event.a) == 5", 15, "this compares a string with a number, which is never true"),
+            ("lower(event.a) > true", 15, "not a boolean"),
+            ("event.a in ['x', lower(event.b)]", 17, "not paths or lists"),
+            ("exists(lower(event.a))", 7, "exists() takes a path"),
+            ("days_until(lower(event.a)) == 3", 11, "days_until() takes a path holding a date"),
+        ] {
+            let e = Condition::parse(bad).expect_err(bad);
+            assert_eq!(e.offset, offset, "{bad}: {}", e.message);
+            let message = format!("{} (at", e.message);
+            assert!(message.contains(says), "{bad}: {}", e.message);
+        }
+    }
+
+    /// `lower(…)` compared with text that has upper-case letters (`upper(…)` with lower-case
+    /// ones) never matches: found at the operator, with the comparison to write; text it is
+    /// looked for in, or text in its own case, is no such case.
+    #[test]
+    fn text_in_the_wrong_case_for_lower_or_upper_is_found() {
+        let found = |src: &str| cond(src).text_in_the_wrong_case();
+        for (src, at, says) in [
+            ("lower(event.country) == 'DE'", 21, "lower(event.country) is lower-case text, which 'DE' (it has upper-case letters) never matches: write lower(event.country) == 'de'"),
+            ("'De' != lower(event.c)", 5, "which 'De' (it has upper-case letters) never matches: write 'de' != lower(event.c)"),
+            ("lower(profile.plan) in ['pro', 'Team', 3, null]", 20, "which 'Team' (it has upper-case letters) never matches: write lower(profile.plan) in ['pro', 'team', 3, null]"),
+            ("lower(event.word) not in ['ÄRGER']", 18, "write lower(event.word) not in ['ärger']"),
+            ("lower(event.t) contains 'Sale'", 15, "write lower(event.t) contains 'sale'"),
+            ("'SALE' in lower(event.t)", 7, "write 'sale' in lower(event.t)"),
+            ("['DE'] contains lower(event.c)", 7, "write ['de'] contains lower(event.c)"),
+            ("lower(event.c) in ['de', 'DE', 'At']", 15, "write lower(event.c) in ['de', 'at']"),
+            ("upper(event.c) == 'de'", 15, "upper(event.c) is upper-case text, which 'de' (it has lower-case letters) never matches: write upper(event.c) == 'DE'"),
+            ("upper(event.s) == 'STRAßE'", 15, "write upper(event.s) == 'STRASSE'"),
+            ("lower(event['a b']) == 'It\\'s'", 20, "write lower(event['a b']) == 'it\\'s'"),
+        ] {
+            let said = found(src);
+            assert_eq!(said.len(), 1, "{src}: {said:?}");
+            assert_eq!(said[0].0, at, "{src}: {}", said[0].1);
+            assert!(said[0].1.ends_with(says), "{src}: {}", said[0].1);
+        }
+        let said = found("event.a == 1 and (lower(event.b) == 'X' or not upper(event.c) in ['y'])");
+        let written: Vec<_> = said
+            .iter()
+            .map(|(at, m)| (*at, m.rsplit("write ").next().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (33, "lower(event.b) == 'x'"),
+                (62, "upper(event.c) in ['Y']")
+            ]
+        );
+        for quiet in [
+            "lower(event.c) == 'de'",
+            "lower(event.c) in ['de', 'at', 3]",
+            "lower(event.c) in 'Deutschland'",
+            "'Deutschland' contains lower(event.c)",
+            "lower(event.c) < 'M'",
+            "lower(event.c) == '123'",
+            "upper(event.c) == 'DE'",
+            "event.c == 'DE'",
+            "lower(event.c) == event.d",
+        ] {
+            assert!(found(quiet).is_empty(), "{quiet}: {:?}", found(quiet));
         }
     }
 

@@ -1895,7 +1895,9 @@ fn send_within_not_applied(j: &Journey) -> Vec<Problem> {
 /// Segment's payload paths, [`segment_paths`]; JavaScript's `${first_name}` in a template's
 /// text, [`placeholders_in_text`]; an exit's or goal's `where` that
 /// [`wheres_judged_only_by_the_enrollment`]; a number in quotes ordered against a path, which
-/// compares text, [`crate::condition::Condition::numbers_compared_as_text`]).
+/// compares text, [`crate::condition::Condition::numbers_compared_as_text`]; `lower(…)` compared
+/// with text that has upper-case letters, which it never matches,
+/// [`crate::condition::Condition::text_in_the_wrong_case`]).
 /// Empty when the file does not parse or is not valid: its errors say more. Reads the file's
 /// text again; `validate`, `simulate`, `publish` and `waymark dev` print it as warnings.
 pub fn advice(file: &str, text: &str) -> Vec<FileError> {
@@ -1970,7 +1972,9 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     said.extend(segment_paths(j));
     said.extend(placeholders_in_text(j));
     for (path, c, _) in all_conditions(j) {
-        for (at, message) in c.numbers_compared_as_text() {
+        let mut found = c.numbers_compared_as_text();
+        found.extend(c.text_in_the_wrong_case());
+        for (at, message) in found {
             said.push(Problem {
                 path: path.clone(),
                 message,
@@ -4180,6 +4184,41 @@ steps:
         let quiet = advice("j.yaml", &text("event.balance == \"50\""));
         assert_eq!(quiet.len(), 1, "{quiet:?}");
         let quiet = advice("j.yaml", &text("number(event.balance) < 50"));
+        assert_eq!(quiet.len(), 1, "{quiet:?}");
+    }
+
+    /// `lower(…)` compared with text that has upper-case letters never matches: advised on at
+    /// the operator, with what to write; text in lower case, nothing to say.
+    #[test]
+    fn lower_compared_with_upper_case_text_is_advised_on() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: signed_up, where: \"{cond}\"}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"upper(profile.plan) in ['pro', 'TEAM']\"\n          goto: s2\n  - id: s2\n    exit: true\n")
+        };
+        let said = advice("j.yaml", &text("lower(event.country) == 'DE'"));
+        let said: Vec<_> = said
+            .iter()
+            .map(|e| {
+                (
+                    e.path.as_str(),
+                    e.line,
+                    e.column,
+                    e.message.rsplit("write ").next().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("trigger.where", 3, 58, "lower(event.country) == 'de'"),
+                (
+                    "steps[0].branch.cases[0].when",
+                    8,
+                    38,
+                    "upper(profile.plan) in ['PRO', 'TEAM']"
+                ),
+            ]
+        );
+        let quiet = advice("j.yaml", &text("lower(event.country) == 'de'"));
         assert_eq!(quiet.len(), 1, "{quiet:?}");
     }
 

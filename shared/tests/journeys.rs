@@ -3494,6 +3494,93 @@ async fn a_branch_after_a_wait_for_reads_the_event_it_waited_for() {
     );
 }
 
+/// A branch on `lower(event.country) == 'de'` routes "DE", "de" and "De" alike; a country
+/// that is not text (a number) or is missing is null to `lower(…)`, and goes to `else`.
+#[tokio::test]
+async fn a_branch_on_lower_routes_text_whatever_its_case() {
+    let journey = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: by_country
+    branch:
+      cases:
+        - {when: "lower(event.country) == 'de'", goto: german}
+      else: other
+  - id: german
+    send: {push: {title: "Willkommen", body: "."}}
+    next: done
+  - id: other
+    send: {push: {title: "Welcome", body: "."}}
+  - id: done
+    exit: true
+"#;
+    let users = [
+        ("ann", json!("DE")),
+        ("bob", json!("de")),
+        ("cat", json!("De")),
+        ("dan", json!("FR")),
+        ("eve", json!(49)),
+        ("fay", serde_json::Value::Null),
+    ];
+    let mut script = Vec::new();
+    for (user, country) in &users {
+        script.push(format!(
+            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{"push_tokens":[{{"platform":"fcm","token":"t-{user}"}}]}}}}"#
+        ));
+        script.push(format!(
+            r#"{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"signed_up","messageId":"s-{user}","properties":{{"country":{country}}}}}"#
+        ));
+    }
+    let out = sim(&[journey], &script.join("\n")).await;
+    for (user, title, why) in [
+        (
+            "ann",
+            "german: Willkommen",
+            r#"german on lower(event.country) == 'de' (event.country = "DE")"#,
+        ),
+        (
+            "bob",
+            "german: Willkommen",
+            r#"german on lower(event.country) == 'de' (event.country = "de")"#,
+        ),
+        (
+            "cat",
+            "german: Willkommen",
+            r#"german on lower(event.country) == 'de' (event.country = "De")"#,
+        ),
+        (
+            "dan",
+            "other: Welcome",
+            r#"other on else (event.country = "FR")"#,
+        ),
+        (
+            "eve",
+            "other: Welcome",
+            "other on else (event.country = 49)",
+        ),
+        (
+            "fay",
+            "other: Welcome",
+            "other on else (event.country missing)",
+        ),
+    ] {
+        assert_eq!(
+            outbox_of(&out, user),
+            [format!("2026-12-01T10:00:00Z {user} push {title}")],
+            "{user}"
+        );
+        assert_eq!(
+            facts(&out, user, |w| matches!(w, What::Branched { .. })),
+            [format!(
+                "2026-12-01T10:00:00Z welcome/by_country: branched to {why}"
+            )],
+            "{user}"
+        );
+    }
+}
+
 /// A `wait_for` that times out leaves `waited.*` missing for the steps after it, also when an
 /// earlier `wait_for` of the enrollment was met: they read what the latest wait met, not an
 /// older wait's event.
