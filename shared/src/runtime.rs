@@ -401,6 +401,12 @@ const _: () = assert!(
 /// time after its expiry, in no set order, and returns it until then, so what names the
 /// enrollment's id must go well before the number it took is forgotten.
 const KEYED_TTL_SLACK: SignedDuration = SignedDuration::from_hours(24 * 30);
+/// How long after it was sent a message can still come: a queue keeps it a week, its
+/// dead-letter queue until 14 days after it was sent (`template.yaml`), from where it can be
+/// redriven; and a day more. An ended keyed enrollment's record outlives its trigger by that
+/// ([`Runtime::kept_until`]): a trigger redriven after its duplicate marker expired then finds
+/// the enrollment it made, and enters nothing.
+const MESSAGES_COME_BACK_FOR: SignedDuration = SignedDuration::from_hours(24 * 15);
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
 const OPT_OUTS: (&str, &str) = ("SCHED", "sms-opt-outs");
@@ -3263,8 +3269,9 @@ impl Runtime {
 
     /// Until when an ended enrollment of a journey with an `enrollment_key` is kept (a record
     /// a value would otherwise pile up in her partition, one a booking, each read at each of
-    /// her events): its record as long as its trigger's dedup marker lives after its end (a
-    /// redelivered trigger finds it) and no shorter than its goal's window after its entry (a
+    /// her events): its record as long as its trigger's dedup marker lives after its end, and
+    /// as long as its trigger can still come back from a dead-letter queue (a redelivered or
+    /// redriven trigger finds it: [`MESSAGES_COME_BACK_FOR`]) and no shorter than its goal's window after its entry (a
     /// late goal converts it); its value's [`LastEntry`] [`KEEP_FOR`] and [`KEYED_TTL_SLACK`]
     /// after that, and so after anything its id names (its ledger entries, timeline records,
     /// inbox messages and wake-ups are written while its record lives, and kept [`KEEP_FOR`]
@@ -3284,7 +3291,7 @@ impl Runtime {
         };
         let j = &p.journey;
         let ended = e.ended_at.unwrap_or(e.entered_at);
-        let mut record = ended + self.config.dedup_for;
+        let mut record = ended + self.config.dedup_for.max(MESSAGES_COME_BACK_FOR);
         if let Some(g) = &j.goal {
             record = record.max(e.entered_at + g.within.to_jiff());
         }

@@ -556,8 +556,8 @@ fn an_enrollment_key_is_refused_without_an_event_trigger() {
     }
 }
 
-/// An ended enrollment's record is kept as long as its trigger's dedup marker lives after its
-/// end (7 days: it ended at 2026-12-02T12:00), and no shorter than its goal's window after its
+/// An ended enrollment's record is kept as long as its trigger can come back after its end
+/// (15 days: it ended at 2026-12-02T12:00; a dead-letter queue keeps a message 14 days), and no shorter than its goal's window after its
 /// entry; what its value's enrollments left (its id's number, what the entry rule reads) 430
 /// days after that: longer than anything its id names (ledger, timeline, inbox: 400 days,
 /// written while the record lives), and than the entry rule reads it (`reentry: never`: for
@@ -571,8 +571,8 @@ async fn an_ended_keyed_enrollment_leaves_its_number_longer_than_what_its_id_nam
         (
             "reentry: after_exit",
             false,
-            "2026-12-09T12:00:00Z",
-            Some("2028-02-12T12:00:00Z"),
+            "2026-12-17T12:00:00Z",
+            Some("2028-02-20T12:00:00Z"),
         ),
         (
             "reentry: after_exit",
@@ -583,10 +583,10 @@ async fn an_ended_keyed_enrollment_leaves_its_number_longer_than_what_its_id_nam
         (
             "reentry: {after: 14d}",
             false,
-            "2026-12-09T12:00:00Z",
-            Some("2028-02-12T12:00:00Z"),
+            "2026-12-17T12:00:00Z",
+            Some("2028-02-20T12:00:00Z"),
         ),
-        ("reentry: never", false, "2026-12-09T12:00:00Z", None),
+        ("reentry: never", false, "2026-12-17T12:00:00Z", None),
     ] {
         let mut text = CHECKIN.replace("reentry: after_exit", reentry);
         if with_goal {
@@ -843,6 +843,39 @@ async fn a_value_whose_record_is_gone_is_judged_and_numbered_by_what_it_left() {
     }
 }
 
+/// A booking's trigger redriven from the dead-letter queue after its duplicate marker expired
+/// (a queue keeps a message a week, its dead-letter queue until 14 days after it was sent) finds
+/// its ended enrollment still kept, and enters nothing: no second reminder for one booking.
+#[tokio::test]
+async fn a_trigger_redriven_after_its_duplicate_marker_expired_enters_nothing() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    let trigger = booked(
+        "2026-12-01T09:00:00Z",
+        "ann",
+        "m1",
+        &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+    );
+    h.play(&[ANN.to_string(), trigger.clone()].join("\n")).await;
+    // Ended at 2026-12-02T12:00 with its reminder; 11 days later, the marker is gone.
+    h.advance_to(at("2026-12-13T00:00:00Z")).await;
+    expire(&h, "ann").await;
+    let script = waymark::simulate::parse_script(&trigger).expect("script");
+    let limits = waymark::event::Limits {
+        max_past: jiff::SignedDuration::from_hours(24 * 30),
+        max_future: jiff::SignedDuration::from_hours(1),
+    };
+    let body = serde_json::to_vec(&script[0].payload).expect("payload");
+    let again = waymark::event::parse_call(waymark::event::Call::Track, &body, h.now(), &limits)
+        .expect("event");
+    h.deliver(again).await;
+    h.advance_to(at("2026-12-14T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        ["2026-12-02T12:00:00Z ann email remind: Check in for F1"]
+    );
+}
+
 /// A buyer with a booking a value, each ended within minutes: an event of hers days later
 /// reads her live enrollments alone, not a record a booking of the last 430 days; what each
 /// value left is kept apart, and read only when that value triggers again.
@@ -869,10 +902,10 @@ async fn an_event_reads_only_her_live_enrollments_however_many_values_ended() {
     ));
     h.play(&script.join("\n")).await;
     assert_eq!(h.outbox().len(), 40);
-    h.advance_to(at("2026-12-10T00:00:00Z")).await;
+    h.advance_to(at("2026-12-17T00:00:00Z")).await;
     expire(&h, "ann").await;
     faulty.take_queried();
-    h.play(r#"{"at":"2026-12-10T09:00:00Z","type":"track","userId":"ann","event":"flight_cancelled","messageId":"c","properties":{"booking_id":"OTHER"}}"#)
+    h.play(r#"{"at":"2026-12-17T09:00:00Z","type":"track","userId":"ann","event":"flight_cancelled","messageId":"c","properties":{"booking_id":"OTHER"}}"#)
         .await;
     let queried = faulty.take_queried();
     assert_eq!(queried.get("E#"), Some(&1), "{queried:?}");
