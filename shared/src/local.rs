@@ -832,13 +832,7 @@ fn spawn_writer(db: Arc<Database>) -> std::sync::mpsc::Sender<Sent> {
             let mut q = txn.open_table(QUEUE).queue()?;
             let mut meta = txn.open_table(META).queue()?;
             for sent in group {
-                for (due, body) in &sent.rows {
-                    let seq = next_seq(&mut meta).queue()?;
-                    q.insert((*due, seq), (0u32, body.as_str())).queue()?;
-                }
-                // A restart's clock starts no earlier than the messages queued: a message
-                // queued after it would otherwise be due before them.
-                note_clock(&mut meta, sent.at).queue()?;
+                queue_rows(&mut q, &mut meta, &sent.rows, sent.at).queue()?;
             }
             count_commit(&mut meta).queue()?;
         }
@@ -946,6 +940,22 @@ fn bury(
     let seq = next_seq(meta).queue()?;
     dead.insert((now_ms, seq), (attempts, why, body)).queue()?;
     Ok(())
+}
+
+/// Queues a send's rows (due in epoch millis, message JSON), each under the next arrival
+/// number, sent at `at`: a restart's clock starts no earlier than that, as a message queued
+/// after it would otherwise be due before them.
+fn queue_rows(
+    q: &mut redb::Table<'_, (i64, u64), (u32, &str)>,
+    meta: &mut redb::Table<'_, &str, u64>,
+    rows: &[(i64, String)],
+    at: Timestamp,
+) -> Result<(), redb::Error> {
+    for (due, body) in rows {
+        let seq = next_seq(meta)?;
+        q.insert((*due, seq), (0u32, body.as_str()))?;
+    }
+    note_clock(meta, at)
 }
 
 fn next_seq(meta: &mut redb::Table<'_, &str, u64>) -> Result<u64, redb::Error> {
@@ -1312,11 +1322,7 @@ impl Queue for LocalQueue {
                     {
                         let mut q = txn.open_table(QUEUE).queue()?;
                         let mut meta = txn.open_table(META).queue()?;
-                        for (due, body) in &rows {
-                            let seq = next_seq(&mut meta).queue()?;
-                            q.insert((*due, seq), (0u32, body.as_str())).queue()?;
-                        }
-                        note_clock(&mut meta, now).queue()?;
+                        queue_rows(&mut q, &mut meta, &rows, now).queue()?;
                     }
                     txn.commit().queue()
                 },
