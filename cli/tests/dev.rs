@@ -1112,3 +1112,60 @@ fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
     );
     drop(dev);
 }
+
+/// A journey keeps its `enrollment_key` for good: a file that changes it while dev runs, or
+/// before a restart, is refused with the reason and what to do, and the published version
+/// runs on; the file changed back publishes nothing new.
+#[test]
+fn dev_refuses_a_journey_file_that_changes_its_enrollment_key() {
+    let keyed = JOURNEY.replace(
+        "trigger:\n  event: signed_up\n",
+        "trigger:\n  event: signed_up\nenrollment_key: event.account_id\n",
+    );
+    let (_dir, journeys, data) = folder("dev-key", "welcome.yaml", &keyed);
+    let file = journeys.join("welcome.yaml");
+    let dev = start(&journeys, &data);
+    wait_for(&dev, "waymark dev: 1 journey(s) from");
+    let (_, admin_key) = keys(&data);
+    let version = |dev: &Dev| {
+        journeys_of(dev, &admin_key)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["id"] == "welcome")
+            .and_then(|j| j["version"].as_u64())
+    };
+    assert_eq!(version(&dev), Some(1));
+    let refusal = format!(
+        "{}: `enrollment_key` is `event.account_id` in the published version 1 of journey `welcome` and `event.plan_id` here: a journey keeps its key for good",
+        file.display()
+    );
+
+    // changed while dev runs: refused, version 1 runs on
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, keyed.replace("event.account_id", "event.plan_id")).expect("rewrite");
+    wait_for(&dev, &refusal);
+    assert_eq!(version(&dev), Some(1));
+
+    // removed: refused too (`none` here)
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, JOURNEY).expect("rewrite");
+    wait_for(
+        &dev,
+        "`event.account_id` in the published version 1 of journey `welcome` and none here",
+    );
+    assert_eq!(version(&dev), Some(1));
+    drop(dev);
+
+    // changed before a restart: refused at start, and version 1 still listed
+    std::fs::write(&file, keyed.replace("event.account_id", "event.plan_id")).expect("rewrite");
+    let dev = start(&journeys, &data);
+    wait_for(&dev, &refusal);
+    assert_eq!(version(&dev), Some(1));
+
+    // the key as published again: the same journey, no new version
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, &keyed).expect("rewrite");
+    wait_for(&dev, "journey welcome: unchanged (version 1)");
+    assert_eq!(version(&dev), Some(1));
+}
