@@ -313,6 +313,16 @@ impl Sender for OutboxSender {
     }
 }
 
+/// Flushes the folder holding `path` to disk, so that a file just created there stays after a
+/// power cut (`fsync` on the file alone keeps its data, not its name).
+fn sync_folder_of(path: &std::path::Path) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(folder)?.sync_all()
+}
+
 impl OutboxSender {
     /// Writes the staged lines ([`OutboxSender::staged`]): one durable commit of the store they
     /// wait in (stamped `now`), then every line the outbox does not hold yet in one write and
@@ -370,13 +380,20 @@ impl OutboxSender {
                 let failed = |e: std::io::Error| {
                     SendError::Retryable(format!("outbox {}: {e}", path.display()))
                 };
+                // A file this write creates is durable only once its folder's entry is: the
+                // lines are let go below, so a power cut must not take the file back.
+                let creating = !path.exists();
                 let appended = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .and_then(|mut f| {
                         f.write_all(text.as_bytes())?;
-                        f.sync_data()
+                        f.sync_data()?;
+                        if creating {
+                            sync_folder_of(path)?;
+                        }
+                        Ok(())
                     });
                 if let Err(e) = appended {
                     // Some of it may be in the file: read what it holds again before the retry.
@@ -690,5 +707,19 @@ mod tests {
         let text = std::fs::read_to_string(&dir).expect("read");
         assert_eq!(text.lines().count(), 1);
         let _ = std::fs::remove_file(&dir);
+    }
+
+    /// The folder of an outbox file is flushed where it is named and where it is the working
+    /// directory (a bare file name); a folder that is gone is an error (the flush fails and the
+    /// lines stay staged), not a file left unflushed.
+    #[test]
+    fn the_folder_of_a_new_outbox_is_flushed_wherever_it_is() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        assert!(sync_folder_of(&dir.join("outbox.jsonl")).is_ok());
+        assert!(sync_folder_of(std::path::Path::new("outbox.jsonl")).is_ok());
+        std::fs::remove_dir_all(&dir).expect("rm");
+        assert!(sync_folder_of(&dir.join("outbox.jsonl")).is_err());
     }
 }
