@@ -527,9 +527,9 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
     if journeys.is_empty() {
         return match journey {
             Some(j) => format!("{user}: nothing in journey {j}\n"),
-            // Refusals are kept 7 days (with the event's dedup marker): older ones are gone.
+            // Refusals are kept 15 days (with the event's dedup marker): older ones are gone.
             None => format!(
-                "{user}: in no journey, and no journey's trigger refused them in the last 7 days\n"
+                "{user}: in no journey, and no journey's trigger refused them in the last 15 days\n"
             ),
         };
     }
@@ -898,7 +898,7 @@ mod tests {
         assert_eq!(story("lea", &view, Some("inactive_winback")), winback);
     }
 
-    /// A user with nothing to show is told how far back refusals reach (they are kept 7
+    /// A user with nothing to show is told how far back refusals reach (they are kept 15
     /// days), not that no trigger ever refused them.
     #[test]
     fn why_of_a_user_with_nothing_kept_says_how_far_back_it_looked() {
@@ -907,7 +907,7 @@ mod tests {
                 .expect("a user view");
         assert_eq!(
             story("bo", &view, None),
-            "bo: in no journey, and no journey's trigger refused them in the last 7 days\n"
+            "bo: in no journey, and no journey's trigger refused them in the last 15 days\n"
         );
     }
 

@@ -113,7 +113,9 @@ pub struct Config {
     pub signer: Option<Arc<Signer>>,
     /// How long a send claim keeps others off before it counts as abandoned.
     pub claim_lease: SignedDuration,
-    /// How long message ids are remembered for dedup.
+    /// How long message ids are remembered for dedup (a handled event's duplicate marker, and
+    /// the refusals kept with it): never less than a message can come back for
+    /// ([`MESSAGES_COME_BACK_FOR`], 15 days), a shorter one is taken as that.
     pub dedup_for: SignedDuration,
     /// The most minutes one scheduler tick catches up on (a scheduler that was off a long time
     /// catches up over several ticks).
@@ -140,7 +142,7 @@ impl Default for Config {
             public_url: None,
             signer: None,
             claim_lease: SignedDuration::from_secs(120),
-            dedup_for: SignedDuration::from_hours(24 * 7),
+            dedup_for: MESSAGES_COME_BACK_FOR,
             max_catch_up_minutes: 24 * 60,
             // Two thirds of the scheduler function's 30 s timeout (template.yaml).
             tick_budget: Some(std::time::Duration::from_secs(20)),
@@ -403,9 +405,11 @@ const _: () = assert!(
 const KEYED_TTL_SLACK: SignedDuration = SignedDuration::from_hours(24 * 30);
 /// How long after it was sent a message can still come: a queue keeps it a week, its
 /// dead-letter queue until 14 days after it was sent (`template.yaml`), from where it can be
-/// redriven; and a day more. An ended keyed enrollment's record outlives its trigger by that
-/// ([`Runtime::kept_until`]): a trigger redriven after its duplicate marker expired then finds
-/// the enrollment it made, and enters nothing.
+/// redriven; and a day more. A handled message's duplicate marker lives that long at least
+/// ([`Runtime::remembered_for`]): redriven, it does nothing again. An ended keyed enrollment's
+/// record outlives its trigger by that too ([`Runtime::kept_until`]): a trigger that failed
+/// after it entered, before it was marked handled, and comes back then finds the enrollment it
+/// made, and enters nothing.
 const MESSAGES_COME_BACK_FOR: SignedDuration = SignedDuration::from_hours(24 * 15);
 const CURSOR: (&str, &str) = ("SCHED", "cursor");
 /// Where the SMS opt-out sync is in the provider's list (see [`Runtime::sync_sms_opt_outs`]).
@@ -2173,7 +2177,7 @@ impl Runtime {
         // user's timeline, as long as the marker lives): no write of their own.
         log_refusals(user, &refusals);
         let dedup = Record::of(dedup_key(user, &e.message_id), 1, refusals)
-            .expiring(self.now() + self.config.dedup_for);
+            .expiring(self.now() + self.remembered_for());
         self.store.put(&dedup, Expect::Any).await?;
         Ok(())
     }
@@ -3190,6 +3194,15 @@ impl Runtime {
         }
     }
 
+    /// How long a handled message's id is remembered ([`Config::dedup_for`]): as long as the
+    /// message can come back ([`MESSAGES_COME_BACK_FOR`]) at least, so that one redriven from
+    /// a dead-letter queue days after it was handled finds its marker and does nothing again
+    /// (a later enrollment's `wait_for` would hear it again, an unkeyed journey's trigger
+    /// past the earlier triggers an enrollment remembers would enter again).
+    fn remembered_for(&self) -> SignedDuration {
+        self.config.dedup_for.max(MESSAGES_COME_BACK_FOR)
+    }
+
     /// Keeps the refused entries of a message that made no event (a schedule or an
     /// inactivity check) for the user's timeline, as an event keeps them in its dedup marker.
     async fn keep_refusal(
@@ -3203,7 +3216,7 @@ impl Runtime {
         };
         log_refusals(user, std::slice::from_ref(&entry));
         let record = Record::of(refusal_key(user, message_id), 1, vec![entry])
-            .expiring(self.now() + self.config.dedup_for);
+            .expiring(self.now() + self.remembered_for());
         self.store.put(&record, Expect::Any).await?;
         Ok(())
     }
@@ -3291,7 +3304,7 @@ impl Runtime {
         };
         let j = &p.journey;
         let ended = e.ended_at.unwrap_or(e.entered_at);
-        let mut record = ended + self.config.dedup_for.max(MESSAGES_COME_BACK_FOR);
+        let mut record = ended + self.remembered_for();
         if let Some(g) = &j.goal {
             record = record.max(e.entered_at + g.within.to_jiff());
         }

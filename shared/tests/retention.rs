@@ -1,6 +1,7 @@
 //! What the store keeps, and for how long: a transition's timeline record, a send's ledger
 //! entry and an in-app message in the inbox expire 400 days after they are written (`runtime::KEEP_FOR`, longer than any wait, so
-//! an enrollment still waiting can rely on them), an event's dedup marker after 7 days, and a
+//! an enrollment still waiting can rely on them), an event's dedup marker after 15 days (as long as a
+//! message can come back from a dead-letter queue), and a
 //! profile or an enrollment never. The stats keep their counts once the timeline is gone.
 
 mod support;
@@ -64,7 +65,7 @@ async fn timeline_ledger_and_inbox_records_expire_after_400_days_and_the_stats_s
     assert!(
         dedup
             .iter()
-            .all(|e| within(e, SignedDuration::from_hours(24 * 7))),
+            .all(|e| within(e, SignedDuration::from_hours(24 * 15))),
         "{dedup:?}"
     );
     assert_eq!(expiry("P"), [None], "the profile is kept");
