@@ -3282,7 +3282,8 @@ impl Runtime {
 
     /// Until when an ended enrollment of a journey with an `enrollment_key` is kept (a record
     /// a value would otherwise pile up in her partition, one a booking, each read at each of
-    /// her events): its record as long as its trigger's dedup marker lives after its end, and
+    /// her events): its record as long as its trigger's dedup marker lives after its end (or
+    /// after now, when it is written later than its end), and
     /// as long as its trigger can still come back from a dead-letter queue (a redelivered or
     /// redriven trigger finds it: [`MESSAGES_COME_BACK_FOR`]) and no shorter than its goal's window after its entry (a
     /// late goal converts it); its value's [`LastEntry`] [`KEEP_FOR`] and [`KEYED_TTL_SLACK`]
@@ -3303,8 +3304,11 @@ impl Runtime {
             return Ok(None);
         };
         let j = &p.journey;
+        // From its end, or from now when it is written later than that (a settle, a late
+        // exit): a record written with what it still owes must outlive the retries of the
+        // message writing it, and one written already past its time would go at once.
         let ended = e.ended_at.unwrap_or(e.entered_at);
-        let mut record = ended + self.remembered_for();
+        let mut record = ended.max(self.now()) + self.remembered_for();
         if let Some(g) = &j.goal {
             record = record.max(e.entered_at + g.within.to_jiff());
         }

@@ -1116,6 +1116,40 @@ async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
     assert!(kept.expires > record.expires, "{kept:?}");
 }
 
+/// An ended record that still owes its outbox, settled long after its end (read before
+/// DynamoDB's lazy TTL deleted it): written again, it is kept from its settle, not from its
+/// end, so that it does not go the moment it is written (a settle that fails again leaves
+/// what it still owes in it, for the message's retry to find).
+#[tokio::test]
+async fn an_ended_record_settled_long_after_its_end_is_kept_from_the_settle() {
+    use waymark::store::{Key, Store};
+    let (h, faulty) = support::faulty::faulty_harness();
+    h.publish(CHECKIN).await;
+    h.play(&ANN.replace("08:00:00", "09:00:00")).await;
+    // Leaving within the hour: reminded at once, and ended; the reminder's ledger write fails.
+    *faulty.fail_write_of.lock().expect("fail") = Some("L#".into());
+    h.play(&booked(
+        "2026-12-01T09:01:00Z",
+        "ann",
+        "m1",
+        &flight("B1", "F1", "2026-12-01T10:00:00Z"),
+    ))
+    .await;
+    assert_eq!(h.outbox().len(), 0);
+    // Settled 19 days after its end (ended + 15 days is past).
+    h.clock.set(at("2026-12-20T09:00:00Z"));
+    h.advance_to(at("2026-12-20T09:05:00Z")).await;
+    assert_eq!(h.outbox().len(), 1);
+    let record = h.store.get(&Key::new("U#ann", "E#checkin#B1")).await;
+    let record = record.expect("read").expect("kept");
+    let from_settle = at("2026-12-20T09:00:00Z") + jiff::SignedDuration::from_hours(24 * 15);
+    assert!(
+        record.expires >= Some(from_settle.as_second()),
+        "{:?}",
+        record.expires
+    );
+}
+
 /// Her erasure deletes what her values left with the rest of her partition.
 #[tokio::test]
 async fn an_erasure_deletes_what_her_values_left() {
