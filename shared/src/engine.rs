@@ -2499,7 +2499,8 @@ impl<'a> Run<'a> {
     ///
     /// A send held already and judged again (her zone changed during the hold) was due when
     /// the user reached it ([`Held::since`]): the hold is measured from then, not from the
-    /// change, so a move does not stretch it past `send_within`.
+    /// change, so a move does not stretch it past `send_within`. A later send of the same
+    /// transition (the held one skipped) is due now.
     fn held_too_long(
         &mut self,
         step: &str,
@@ -2511,6 +2512,7 @@ impl<'a> Run<'a> {
         let now = self
             .held
             .as_ref()
+            .filter(|h| h.step == step)
             .map_or(self.ctx.now, |h| h.held.since.min(self.ctx.now));
         let held = u64::try_from(until.as_second() - now.as_second()).unwrap_or(0);
         if held <= within.as_secs() {

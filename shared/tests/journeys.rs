@@ -6551,6 +6551,35 @@ steps:
     );
 }
 
+/// After a held send judged again is skipped, the next send is due when the user reaches it,
+/// not when the skipped one was: Ann's first nudge, due at 22:00 UTC, is skipped when she moves
+/// to New York at 02:00 (15h later than it was due, past its 12h); her second, reached then,
+/// would be held 11h, to 08:00 there (13:00 UTC), within its own 12h: it goes out then.
+#[tokio::test]
+async fn a_send_after_a_held_one_skipped_is_judged_from_when_it_is_due() {
+    let journey = r#"
+id: q
+name: Q
+quiet_hours: {start: "21:00", end: "08:00"}
+trigger: {event: t}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}, send_within: 12h}
+  - id: again
+    send: {push: {title: "second", body: "."}, send_within: 12h}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"UTC","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T22:00:00Z","userId":"ann","event":"t","messageId":"t-ann"}
+{"at":"2026-12-02T02:00:00Z","type":"identify","userId":"ann","traits":{"timezone":"America/New_York"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-02T13:00:00Z ann push again: second"]
+    );
+}
+
 /// In the hour the clocks go back, a time of day that comes again later that hour is twenty
 /// minutes away, not a day: a New York user at 01:10 EST (the second 01:00–02:00) waiting until
 /// 01:30, and quiet hours ending at 01:30.
