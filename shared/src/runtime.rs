@@ -3309,7 +3309,21 @@ impl Runtime {
         // message writing it, and one written already past its time would go at once.
         let ended = e.ended_at.unwrap_or(e.entered_at);
         let mut record = ended.max(self.now()) + self.remembered_for();
-        if let Some(g) = &j.goal {
+        // A goal converts the enrollment by its own version's (a later version's goal, or
+        // none, does not shorten the window it entered with), and the latest version's
+        // window is kept too.
+        let own = if p.version == e.version {
+            None
+        } else {
+            self.catalog.version(&e.journey, e.version).await?
+        };
+        for g in [
+            j.goal.as_ref(),
+            own.as_ref().and_then(|o| o.journey.goal.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             record = record.max(e.entered_at + g.within.to_jiff());
         }
         let last_entry = match j.reentry {

@@ -1150,6 +1150,58 @@ async fn an_ended_record_settled_long_after_its_end_is_kept_from_the_settle() {
     );
 }
 
+/// An ended keyed record is kept for its own version's goal window, whatever the latest
+/// version says (review r1 MEDIUM): a version published during the enrollment without the
+/// goal does not shorten it, and a goal event within the window it entered with converts it
+/// after the dedup time is past.
+#[tokio::test]
+async fn an_ended_record_keeps_the_goal_window_of_its_own_version() {
+    use waymark::store::{Key, Store};
+    let with_goal = CHECKIN.replace(
+        "steps:\n",
+        "goal: {event: checked_in, within: 30d}\nsteps:\n",
+    );
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    assert_eq!(h.publish(&with_goal).await, 1);
+    h.play(
+        &[
+            ANN.to_string(),
+            // completes at 2026-12-02T12:00
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T12:00:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    // the next version, published while she waits, has no goal
+    h.advance_to(at("2026-12-01T12:00:00Z")).await;
+    assert_eq!(h.publish(CHECKIN).await, 2);
+    h.advance_to(at("2026-12-03T00:00:00Z")).await;
+    assert_eq!(h.outbox().len(), 1);
+    let record = h.store.get(&Key::new("U#ann", "E#checkin#B1")).await;
+    let record = record.expect("read").expect("kept");
+    // 30 days after its entry, not 15 after its end (2026-12-17T12:00)
+    assert_eq!(record.expires, Some(at("2026-12-31T09:00:00Z").as_second()));
+    // a goal on day 20, after what 15 days would have kept, still converts it
+    h.advance_to(at("2026-12-20T09:00:00Z")).await;
+    expire(&h, "ann").await;
+    h.play(r#"{"at":"2026-12-20T09:00:00Z","type":"track","userId":"ann","event":"checked_in","messageId":"c1"}"#)
+        .await;
+    let converted =
+        h.rt.user("ann")
+            .await
+            .expect("ann")
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, What::Converted { .. }))
+            .count();
+    assert_eq!(converted, 1);
+}
+
 /// Her erasure deletes what her values left with the rest of her partition.
 #[tokio::test]
 async fn an_erasure_deletes_what_her_values_left() {
