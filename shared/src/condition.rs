@@ -150,6 +150,21 @@ impl Condition {
         })
     }
 
+    /// Whether the condition reads the value at `key`'s place on both the event and the
+    /// trigger (`key` `event.booking_id`: it reads `event.booking_id` and
+    /// `trigger.booking_id`), as an exit or a wait that tells one enrollment of a keyed
+    /// journey from another does: `event.booking_id == trigger.booking_id`.
+    pub fn reads_on_event_and_trigger(&self, key: &ValuePath) -> bool {
+        let mut paths = Vec::new();
+        self.expr.collect_paths(&mut paths);
+        let reads = |root: Root| {
+            paths
+                .iter()
+                .any(|p| p.root == root && p.segments == key.path.segments)
+        };
+        reads(Root::Event) && reads(Root::Trigger)
+    }
+
     /// What the paths the condition reads held in `scope`, for saying why it did not hold:
     /// `event.total = 30, profile.country missing`; a path compared with a number that holds
     /// text saying one is named with what reads it: `event.balance = "12.50"; event.balance is

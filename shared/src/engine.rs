@@ -1206,6 +1206,9 @@ pub const BEFORE_THE_WAIT: &str = "happened at ";
 /// read; or that `wait_for` again, when the event happened before the wait began (stamped by
 /// a clock behind, or delivered late): its entry says when each was. Empty when an exit or the
 /// wait took the event, or nothing listens for it (a goal it met is said by its own entry).
+/// Of a journey with an `enrollment_key`, a `where` comparing the key's place on the event
+/// and the trigger says nothing of an event for another value of the key (see
+/// [`for_another_key`]): a cancellation of one booking is not unmet at each other booking's.
 pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry> {
     let j = ctx.journey;
     let Some(name) = event.event.as_deref() else {
@@ -1221,6 +1224,10 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
             .into_iter()
             .collect();
     }
+    // Of a keyed journey, a `where` that tells its enrollments apart by the key is not unmet
+    // by an event for another value of it (a cancellation of booking B1 at B2's enrollment):
+    // that event was never about this one.
+    let another = |c: &crate::condition::Condition| for_another_key(j, enrollment, event, c);
     let profile = ctx.profile.scope();
     let scope = event_scope(event, &profile, ctx, Some(enrollment));
     let said = |by: &str, c: &crate::condition::Condition| {
@@ -1248,6 +1255,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         .iter()
         .filter(|m| m.names_event(name))
         .filter_map(|m| m.condition.as_ref())
+        .filter(|c| !another(c))
         .map(|c| said("exit_when", c))
         .collect();
     if enrollment.waiting_for.as_deref() == Some(name) {
@@ -1263,6 +1271,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
                     // The wait takes the event: it moved the enrollment.
                     None => return Vec::new(),
                     Some(c) if c.eval(&scope) => return Vec::new(),
+                    Some(c) if another(c) => {}
                     Some(c) => out.push(said("wait_for", c)),
                 }
             }
@@ -1284,6 +1293,12 @@ fn before_the_wait(
         return None;
     }
     let w = ctx.journey.step(&enrollment.step)?.wait_for.as_ref()?;
+    if w.condition
+        .as_ref()
+        .is_some_and(|c| for_another_key(ctx.journey, enrollment, event, c))
+    {
+        return None;
+    }
     let began = enrollment
         .wait_began(w.timeout.to_jiff())
         .filter(|b| event.timestamp < *b)?;
@@ -1301,6 +1316,25 @@ fn before_the_wait(
             )),
         },
     })
+}
+
+/// Whether `event` is, for condition `c` of keyed journey `j`, about another of the user's
+/// enrollments than `enrollment`: `c` reads the key's place on the event and on the trigger
+/// ([`crate::condition::Condition::reads_on_event_and_trigger`]: `event.booking_id ==
+/// trigger.booking_id`), and the event holds there a value of the key (as an entry reads one:
+/// `1.0` is `1`) other than the enrollment's. An event with no value there, or the same one,
+/// is about it: its `where` being false is worth an [`What::Unmet`] entry.
+fn for_another_key(
+    j: &Journey,
+    enrollment: &Enrollment,
+    event: &Event,
+    c: &crate::condition::Condition,
+) -> bool {
+    let (Some(key), Some(ours)) = (j.enrollment_key.as_ref(), enrollment.key.as_deref()) else {
+        return false;
+    };
+    c.reads_on_event_and_trigger(key)
+        && matches!(j.key_of(&event.properties), Some(Ok(theirs)) if theirs != ours)
 }
 
 /// Why `j`'s entry rule refuses `profile`, whose last entry was `e`, another entry on a trigger

@@ -345,6 +345,117 @@ async fn an_exit_on_the_trigger_ends_its_own_enrollment_and_one_without_where_al
     );
 }
 
+/// Each `unmet` entry of `user`: `[enrollment] by: detail`.
+fn unmet_of(out: &[waymark::simulate::Output], user: &str) -> Vec<String> {
+    entries(out, user)
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Unmet { by, detail, .. } => Some(format!(
+                "[{}] {by}: {}",
+                e.enrollment,
+                detail.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An exit or a wait whose `where` compares the key on the event and the trigger is not unmet
+/// at the other values' enrollments by an event for one value: a cancellation of B1 leaves
+/// B2's and B3's timelines without `unmet`. One for B2 that another part of the `where`
+/// refuses is unmet at B2's alone; one with no value of the key at all, at each.
+#[tokio::test]
+async fn an_event_for_another_value_of_the_key_is_not_unmet_at_its_enrollments() {
+    let exit = CHECKIN.replace(
+        "where: \"event.booking_id == trigger.booking_id\"",
+        "where: \"event.booking_id == trigger.booking_id and event.by == 'airline'\"",
+    );
+    // The same, waiting for the payment of its own booking.
+    let wait = r#"
+id: checkin
+name: Check-in
+trigger: {event: flight_booked}
+enrollment_key: event.booking_id
+steps:
+  - id: paid
+    wait_for:
+      event: payment_received
+      where: "event.booking_id == trigger.booking_id and event.amount > 0"
+      timeout: 3d
+      on_timeout: remind
+  - id: remind
+    send:
+      email: {subject: "Check in for {{ trigger.flight }}", text: "Booking {{ trigger.booking_id }}"}
+"#;
+    let bookings: Vec<String> = [("m1", "B1"), ("m2", "B2"), ("m3", "B3")]
+        .iter()
+        .map(|(m, b)| {
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                m,
+                &flight(b, "F", "2026-12-05T12:00:00Z"),
+            )
+        })
+        .collect();
+    let event = |name: &str, id: &str, properties: &str| {
+        format!(
+            r#"{{"at":"2026-12-02T09:00:00Z","type":"track","userId":"ann","event":"{name}","messageId":"{id}","properties":{properties}}}"#
+        )
+    };
+    for (journey, by, name, other, theirs, none) in [
+        (
+            &*exit,
+            "exit_when",
+            "flight_cancelled",
+            r#"{"booking_id":"B2","by":"user"}"#,
+            r#"{"booking_id":"B1","by":"airline"}"#,
+            r#"{"by":"user"}"#,
+        ),
+        (
+            wait,
+            "wait_for",
+            "payment_received",
+            r#"{"booking_id":"B2","amount":0}"#,
+            r#"{"booking_id":"B1","amount":90}"#,
+            r#"{"amount":0}"#,
+        ),
+    ] {
+        // B1's own event takes B1's enrollment, and says nothing at B2's and B3's.
+        let script = [bookings.join("\n"), ANN.into(), event(name, "e1", theirs)].join("\n");
+        let out = sim(&[journey], &script).await;
+        assert_eq!(unmet_of(&out, "ann"), Vec::<String>::new(), "{by}");
+        // B2's, refused by the rest of its `where`, is unmet at B2's alone.
+        let script = [bookings.join("\n"), ANN.into(), event(name, "e2", other)].join("\n");
+        let out = sim(&[journey], &script).await;
+        let unmet = unmet_of(&out, "ann");
+        assert_eq!(unmet.len(), 1, "{by}: {unmet:?}");
+        assert!(
+            unmet[0].starts_with(&format!(
+                "[checkin:ann:B2:1] {by}: `where: event.booking_id == trigger.booking_id and "
+            )),
+            "{by}: {unmet:?}"
+        );
+        // One with no booking at all names none: unmet at each.
+        let script = [bookings.join("\n"), ANN.into(), event(name, "e3", none)].join("\n");
+        let out = sim(&[journey], &script).await;
+        let mut at: Vec<String> = unmet_of(&out, "ann")
+            .iter()
+            .map(|u| u.split(']').next().unwrap_or_default().to_string())
+            .collect();
+        at.sort();
+        assert_eq!(
+            at,
+            [
+                "[checkin:ann:B1:1",
+                "[checkin:ann:B2:1",
+                "[checkin:ann:B3:1"
+            ],
+            "{by}"
+        );
+    }
+}
+
 /// An exit without `trigger.*` that arrived before the triggers (events out of order: the
 /// profile marks it) ends each enrollment it came after, and none it came before.
 #[tokio::test]
