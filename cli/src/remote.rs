@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::Value;
 use waymark::dsl;
-use waymark::enrollment::{Enrollment, Status};
+use waymark::enrollment::{Enrollment, Pending, Resume, Status};
 use waymark::journey::JourneyStatus;
 use waymark::progress::{TriggerAnswer, TriggerState};
 use waymark::runtime::describe;
@@ -444,6 +444,10 @@ fn split_table(st: &StepStats) -> String {
 /// `GET /v1/users/{id}`, the parts `why` reads.
 #[derive(Debug, Deserialize)]
 pub struct UserView {
+    /// When the view was read (absent from an older API's answer): a pending wake-up before it
+    /// is overdue.
+    #[serde(default)]
+    pub at: Option<jiff::Timestamp>,
     #[serde(default)]
     pub enrollments: Vec<Enrollment>,
     #[serde(default)]
@@ -456,6 +460,10 @@ pub struct UserView {
     /// was asked for (absent from an older API's answer).
     #[serde(default)]
     pub triggers: Vec<TriggerAnswer>,
+    /// The `enrollment_key` path of each journey of her keyed enrollments (absent from an
+    /// older API's answer).
+    #[serde(default)]
+    pub enrollment_keys: BTreeMap<String, String>,
 }
 
 pub async fn why(client: &ApiClient, user: &str, journey: Option<&str>) -> Result<String> {
@@ -554,13 +562,31 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 (Some(at), _) => format!(", {}", seconds(at)),
                 _ => String::new(),
             };
+            let waiting = match (e.status, e.pending) {
+                (Status::Active, Some(p)) => waiting(e, p, view.at),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "  enrollment {} (v{}, entered {} on {}): {state}{ended}\n",
+                "  enrollment {} (v{}, entered {} on {}): {state}{waiting}{ended}\n",
                 e.id,
                 e.version,
                 seconds(e.entered_at),
                 e.trigger.event
             ));
+            // A keyed journey's enrollments (a booking each) told apart by their value.
+            if let Some(key) = &e.key {
+                let line = match view.enrollment_keys.get(&*e.journey) {
+                    Some(path) => {
+                        let name = ["event.", "trigger."]
+                            .iter()
+                            .find_map(|root| path.strip_prefix(root))
+                            .unwrap_or(path);
+                        format!("    key: {name} = {key}\n")
+                    }
+                    None => format!("    key: {key}\n"),
+                };
+                out.push_str(&line);
+            }
         }
         entries.sort_by_key(|e| e.at);
         // Several enrollments of the journey (re-entries, a visitor's before a login): each
@@ -681,6 +707,51 @@ fn schedule_lines(s: &ScheduleAnswer) -> String {
     )
 }
 
+/// How long a wake-up may be past its time and still be on time: the scheduler sweeps each
+/// minute's timers in the minute after, and the wake-up then takes the steps queue.
+const ON_TIME: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);
+
+/// What an active enrollment's pending wake-up `p` waits for, and, as of `now` (the view's
+/// time), whether it is overdue: past its time by more than [`ON_TIME`], the engine (a backlog,
+/// the scheduler not running) has not woken the user yet, and "waiting until" would read as
+/// still to come.
+fn waiting(e: &Enrollment, p: Pending, now: Option<jiff::Timestamp>) -> String {
+    let what = match (p.resume, e.waiting_for.as_deref()) {
+        (Resume::Continue, _) => "waiting".to_string(),
+        (Resume::Timeout, Some(event)) => format!("waiting for {event}"),
+        (Resume::Timeout, None) => "waiting for an event".to_string(),
+        (Resume::Rerun, _) => "send held".to_string(),
+        (Resume::Recheck, _) => "waiting for an address".to_string(),
+    };
+    let late = now.map(|now| now.duration_since(p.at));
+    let when = match late {
+        Some(by) if by > ON_TIME => format!(
+            " (overdue by {}: the engine has not woken them yet)",
+            rounded(by)
+        ),
+        Some(by) if by >= jiff::SignedDuration::ZERO => " (due now)".to_string(),
+        _ => String::new(),
+    };
+    format!(", {what} until {}{when}", seconds(p.at))
+}
+
+/// A length of time to the minute, as a journey writes one: `12m`, `2h5m`, `3d4h`.
+fn rounded(d: jiff::SignedDuration) -> String {
+    let minutes = d.as_secs().max(0) / 60;
+    let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    let parts = [(days, "d"), (hours, "h"), (minutes, "m")];
+    let said: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if said.is_empty() {
+        "0m".into()
+    } else {
+        said
+    }
+}
+
 /// A time to the second, as a person reads it in a story (the API keeps the nanoseconds).
 fn seconds(at: jiff::Timestamp) -> String {
     jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", at).unwrap_or_else(|_| at.to_string())
@@ -736,6 +807,60 @@ mod tests {
         assert_eq!(
             story("ann", &view, Some("onboarding")),
             "ann: nothing in journey onboarding\n"
+        );
+    }
+
+    /// A keyed journey's enrollments (a booking each) each say their value, and a wake-up past
+    /// its time as of the view says it is overdue, not still to come.
+    #[test]
+    fn why_tells_each_enrollments_key_and_a_wake_up_overdue() {
+        let enrollment = |b: &str, at: &str, resume: &str| {
+            serde_json::json!({
+                "id": format!("checkin:ann:{b}:1"), "user_id": "ann", "journey": "checkin",
+                "version": 1, "n": 1, "key": b,
+                "trigger": {"event": "flight_booked", "message_id": b, "at": "2026-12-01T09:00:00Z",
+                            "properties": {"booking_id": b}},
+                "entered_at": "2026-12-01T09:00:00Z", "status": "active", "step": "opens", "seq": 1,
+                "pending": {"seq": 1, "at": at, "resume": resume},
+                "waiting_for": "payment_received"
+            })
+        };
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "at": "2026-12-04T10:42:30Z",
+            "enrollments": [
+                enrollment("B1", "2026-12-04T10:30:00Z", "continue"),
+                enrollment("B2", "2026-12-04T10:41:00Z", "continue"),
+                enrollment("B3", "2026-12-07T10:30:00Z", "timeout"),
+                enrollment("B4", "2026-12-01T10:30:00Z", "rerun")
+            ],
+            "timeline": [],
+            "enrollment_keys": {"checkin": "event.booking_id"}
+        }))
+        .expect("a user view");
+        assert_eq!(
+            story("ann", &view, None),
+            "ann in checkin\n\
+             \x20 enrollment checkin:ann:B1:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:30:00Z (overdue by 12m: the engine has not woken them yet)\n\
+             \x20   key: booking_id = B1\n\
+             \x20 enrollment checkin:ann:B2:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:41:00Z (due now)\n\
+             \x20   key: booking_id = B2\n\
+             \x20 enrollment checkin:ann:B3:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting for payment_received until 2026-12-07T10:30:00Z\n\
+             \x20   key: booking_id = B3\n\
+             \x20 enrollment checkin:ann:B4:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, send held until 2026-12-01T10:30:00Z (overdue by 3d12m: the engine has not woken them yet)\n\
+             \x20   key: booking_id = B4\n"
+        );
+        // An older API's answer: no time to judge by, no path to name.
+        let mut older = view;
+        older.at = None;
+        older.enrollment_keys.clear();
+        assert!(
+            story("ann", &older, None).starts_with(
+                "ann in checkin\n\
+                 \x20 enrollment checkin:ann:B1:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:30:00Z\n\
+                 \x20   key: B1\n"
+            ),
+            "{}",
+            story("ann", &older, None)
         );
     }
 

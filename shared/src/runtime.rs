@@ -562,6 +562,10 @@ const MARK_ATTEMPTS: usize = 5;
 /// What `GET /v1/users/{id}` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
+    /// When it was read: the time its `schedules` and `triggers` are judged at, and against
+    /// which an enrollment's pending wake-up is due or overdue (a backlog, a scheduler not
+    /// running: `waymark why` says so).
+    pub at: Timestamp,
     pub profile: Option<Profile>,
     pub enrollments: Vec<Enrollment>,
     pub timeline: Vec<Entry>,
@@ -574,6 +578,10 @@ pub struct UserView {
     /// fact ([`crate::progress`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<crate::progress::TriggerAnswer>,
+    /// The `enrollment_key` of each journey her enrollments shown are keyed by (`journey` id
+    /// to its path as written, `event.booking_id`), which names each enrollment's `key` value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub enrollment_keys: BTreeMap<String, String>,
 }
 
 pub struct Runtime {
@@ -5342,11 +5350,13 @@ impl Runtime {
     /// The profile, enrollments and timeline of a user.
     pub async fn user(&self, user: &str) -> Result<UserView, RunError> {
         let mut view = UserView {
+            at: self.now(),
             profile: None,
             enrollments: Vec::new(),
             timeline: Vec::new(),
             schedules: Vec::new(),
             triggers: Vec::new(),
+            enrollment_keys: BTreeMap::new(),
         };
         self.read_user_into(user, &mut view).await?;
         // What happened to the anonymous users it turned out to be, before they were merged.
@@ -5358,11 +5368,13 @@ impl Runtime {
         let mut visitors: Vec<Enrollment> = Vec::new();
         for a in anonymous {
             let mut theirs = UserView {
+                at: view.at,
                 profile: None,
                 enrollments: Vec::new(),
                 timeline: Vec::new(),
                 schedules: Vec::new(),
                 triggers: Vec::new(),
+                enrollment_keys: BTreeMap::new(),
             };
             let anon = join(&[crate::event::ANONYMOUS_PREFIX, &a]);
             self.read_user_into(&anon, &mut theirs).await?;
@@ -5407,6 +5419,20 @@ impl Runtime {
         }
         visitors.extend(view.enrollments.iter().cloned());
         let journeys = self.catalog.active().await?;
+        // A journey keeps its `enrollment_key` for good: the latest version's names the
+        // values of all of hers.
+        view.enrollment_keys = journeys
+            .iter()
+            .filter(|p| {
+                view.enrollments
+                    .iter()
+                    .any(|e| e.key.is_some() && *e.journey == *p.journey.id)
+            })
+            .filter_map(|p| {
+                let key = p.journey.enrollment_key.as_ref()?;
+                Some((p.journey.id.clone(), key.source().to_string()))
+            })
+            .collect();
         // No read of their own: her profile's history and checks, and the enrollments.
         view.triggers = crate::progress::answers(
             &journeys,

@@ -1408,3 +1408,62 @@ fn a_number_is_one_key_however_written_and_text_as_written() {
     assert_eq!(key("\"1.10\""), "1.10");
     assert_ne!(key("\"1.10\""), key("\"1.1\""));
 }
+
+/// `GET /v1/users/{id}` names each keyed journey's `enrollment_key` path beside her
+/// enrollments' values, and says when it was read, so that `waymark why` tells a wake-up past
+/// its time (the scheduler not run: here, the clock moved past it and nothing handled) from one
+/// still to come.
+#[tokio::test]
+async fn the_user_view_names_the_key_and_when_it_was_read() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(CHECKIN).await;
+    h.play(
+        &[
+            ANN.to_string(),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m1",
+                &flight("B1", "F1", "2026-12-03T10:30:00Z"),
+            ),
+            booked(
+                "2026-12-01T09:00:00Z",
+                "ann",
+                "m2",
+                &flight("B2", "F2", "2026-12-09T10:30:00Z"),
+            ),
+        ]
+        .join("\n"),
+    )
+    .await;
+    // The engine is not run past B1's check-in: the clock alone moves.
+    h.clock.set(at("2026-12-02T10:42:00Z"));
+    let api = support::view::api(&h);
+    let (status, view, text) = support::view::user_view(&api, "ann").await;
+    assert_eq!(status, http::StatusCode::OK, "{text}");
+    assert_eq!(view["at"], "2026-12-02T10:42:00Z", "{text}");
+    assert_eq!(
+        view["enrollment_keys"],
+        serde_json::json!({"checkin": "event.booking_id"}),
+        "{text}"
+    );
+    let mut pending: Vec<(String, String)> = view["enrollments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap_or_default().to_string(),
+                e["pending"]["at"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    pending.sort();
+    assert_eq!(
+        pending,
+        [
+            ("B1".into(), "2026-12-02T10:30:00Z".into()),
+            ("B2".into(), "2026-12-08T10:30:00Z".into())
+        ]
+    );
+}
