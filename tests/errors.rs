@@ -420,6 +420,7 @@ fn push() -> Outgoing {
         Content::Push {
             title: "T".into(),
             body: "B".into(),
+            silent: false,
             data: Default::default(),
             expires: None,
         },

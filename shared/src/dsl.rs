@@ -495,7 +495,7 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "update" => &["set", "unset"],
         "email" => &["html", "marketing", "subject", "text"],
         "sms" => &["body", "sms_type"],
-        "push" => &["body", "data", "expires", "title"],
+        "push" => &["body", "data", "expires", "silent", "title"],
         "in_app" => &["body", "data", "expires", "keep_after_exit", "title"],
         "webhook" => &["body", "headers", "method", "url"],
         _ => &[],
@@ -3839,11 +3839,31 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
         }
     }
     if let Template::Push(p) = t {
-        if p.title.is_none() && p.body.is_none() {
+        if p.silent {
+            // Data alone, by design: an alert's line would contradict it (APNs refuses a
+            // background push with an alert), and with no data it would tell the app nothing.
+            for (field, text) in [("title", &p.title), ("body", &p.body)] {
+                if text.is_some() {
+                    out.push(problem(
+                        format!("{channel_path}.{field}"),
+                        format!(
+                            "a silent push shows nothing, so it has no `{field}`: leave out `title` and `body` for a data-only push that wakes the app in the background, or leave out `silent: true` for an alert"
+                        ),
+                    ));
+                }
+            }
+            if p.data.is_empty() {
+                out.push(problem(
+                    format!("{channel_path}.silent"),
+                    "a silent push carries its `data` alone, which the app reads in the background: add it, like `data: {sync: inbox}`",
+                ));
+            }
+        } else if p.title.is_none() && p.body.is_none() {
             out.push(problem(
                 channel_path.clone(),
-                "a push needs a `title` or a `body` (or both), which its alert shows; a silent, \
-                 data-only push is not sent by Waymark",
+                "a push needs a `title` or a `body` (or both), which its alert shows; a data-only \
+                 push that shows nothing and wakes the app in the background is written \
+                 `silent: true` with its `data`",
             ));
         }
         if p.expires
@@ -4642,8 +4662,59 @@ steps:
             [(
                 "steps[0].send.push",
                 7,
-                "a push needs a `title` or a `body` (or both), which its alert shows; a silent, data-only push is not sent by Waymark"
+                "a push needs a `title` or a `body` (or both), which its alert shows; a data-only push that shows nothing and wakes the app in the background is written `silent: true` with its `data`"
             )]
+        );
+    }
+
+    /// A data-only push is said so, `silent: true` with its `data`, in a locale too; with a
+    /// `title` or a `body` it is refused at each (an alert is not silent), and with no data at
+    /// `silent` (it would tell the app nothing).
+    #[test]
+    fn a_silent_push_is_data_alone() {
+        let text = |push: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: s\n    send:\n      push: {push}\n      locales:\n        fr: {{push: {{silent: true, data: {{sync: boite}}}}}}\n")
+        };
+        let j = parse(
+            "j.yaml",
+            &text("{silent: true, data: {sync: inbox, order: \"{{ trigger.order_id }}\"}}"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let Some(Template::Push(p)) = j.steps[0].send.as_ref().and_then(|s| s.template()) else {
+            panic!("a push");
+        };
+        assert!(p.silent);
+        assert_eq!((p.title.as_deref(), p.body.as_deref()), (None, None));
+        assert_eq!(p.data.len(), 2);
+        let said = |push: &str| -> Vec<(String, usize, String)> {
+            parse("j.yaml", &text(push))
+                .expect_err(push)
+                .into_iter()
+                .map(|e| (e.path, e.line, e.message))
+                .collect()
+        };
+        let alert = |field: &str| {
+            format!("a silent push shows nothing, so it has no `{field}`: leave out `title` and `body` for a data-only push that wakes the app in the background, or leave out `silent: true` for an alert")
+        };
+        assert_eq!(
+            said("{silent: true, title: Hi, body: There, data: {sync: inbox}}"),
+            [
+                ("steps[0].send.push.title".to_string(), 7, alert("title")),
+                ("steps[0].send.push.body".to_string(), 7, alert("body")),
+            ]
+        );
+        assert_eq!(
+            said("{silent: true}"),
+            [(
+                "steps[0].send.push.silent".to_string(),
+                7,
+                "a silent push carries its `data` alone, which the app reads in the background: add it, like `data: {sync: inbox}`".to_string()
+            )]
+        );
+        // `silent: false` is an alert like any other, and needs its line.
+        assert_eq!(
+            said("{silent: false, data: {sync: inbox}}")[0].0,
+            "steps[0].send.push"
         );
     }
 

@@ -73,12 +73,15 @@ pub enum Content {
         sms_type: SmsType,
     },
     /// A push's title and body; either may be empty (none written, or none for this user),
-    /// and is then left out of the alert.
+    /// and is then left out of the alert. A `silent` one has neither: its data alone, with no
+    /// alert, wakes the app in the background.
     Push {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         title: String,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         body: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        silent: bool,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         data: BTreeMap<String, String>,
         /// How long the push services may hold it for an unreachable device (the template's
@@ -2973,8 +2976,9 @@ impl<'a> Run<'a> {
                     .map(|b| text("body", b))
                     .transpose()?
                     .unwrap_or_default();
-                // Nothing to show (both blank for this user's data): not sent, as an SMS.
-                if title.trim().is_empty() && body.trim().is_empty() {
+                // Nothing to show (both blank for this user's data): not sent, as an SMS. A
+                // silent push shows nothing by design: its data is the message.
+                if !p.silent && title.trim().is_empty() && body.trim().is_empty() {
                     return Err(template::TemplateError {
                         line: None,
                         column: None,
@@ -2984,6 +2988,7 @@ impl<'a> Run<'a> {
                 Content::Push {
                     title,
                     body,
+                    silent: p.silent,
                     data: data("data", &p.data)?,
                     expires: p.expires,
                 }

@@ -1325,9 +1325,10 @@ pub enum SmsType {
 
 /// A push notification: a title, a body (either may be left out: APNs and FCM show an alert
 /// with one line), optional data, and how long the push services may hold it for a device that
-/// is off.
+/// is off; or, `silent`, data alone, which shows nothing and wakes the app in the background.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = alert_or_silent)]
 pub struct PushTemplate {
     /// The alert's bold first line; leave it out for a body alone ("Your order is on its way").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1335,6 +1336,11 @@ pub struct PushTemplate {
     /// The alert's text; leave it out for a title alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// A data-only push (`silent: true`, with `data` and no `title` or `body`): no alert, no
+    /// sound; the app is woken in the background with the data (APNs `content-available`, an
+    /// FCM data message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
     /// String values are templates too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
@@ -1653,6 +1659,31 @@ fn one_action(schema: &mut schemars::Schema) {
     );
 }
 
+/// A push is an alert with a `title` or a `body` (a null one is none), or `silent: true` with
+/// `data` and neither, as `waymark validate` holds.
+fn alert_or_silent(schema: &mut schemars::Schema) {
+    let line = |f: &str| serde_json::json!({"required": [f], "properties": {f: {"not": {"type": "null"}}}});
+    schema.insert(
+        "if".into(),
+        serde_json::json!({"required": ["silent"], "properties": {"silent": {"const": true}}}),
+    );
+    schema.insert(
+        "then".into(),
+        serde_json::json!({
+            "required": ["data"],
+            "properties": {
+                "title": {"type": "null"},
+                "body": {"type": "null"},
+                "data": {"minProperties": 1},
+            },
+        }),
+    );
+    schema.insert(
+        "else".into(),
+        serde_json::json!({"anyOf": [line("title"), line("body")]}),
+    );
+}
+
 fn one_channel(schema: &mut schemars::Schema) {
     exactly_one(schema, &["email", "sms", "push", "in_app", "webhook"]);
 }
@@ -1675,6 +1706,7 @@ mod tests {
             push: Some(PushTemplate {
                 title: Some(title.into()),
                 body: Some(".".into()),
+                silent: false,
                 data: Default::default(),
                 expires: None,
             }),

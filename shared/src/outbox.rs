@@ -191,6 +191,13 @@ pub fn summary(line: &OutboxLine) -> String {
     let what = match line.content.as_ref() {
         Content::Email { subject, .. } => format!("subject {subject:?}"),
         Content::Sms { body, .. } => format!("{body:?}"),
+        // A silent push shows nothing: what the app gets is its data.
+        Content::Push {
+            silent: true, data, ..
+        } => format!(
+            "silent, data {}",
+            serde_json::to_string(data).unwrap_or_default()
+        ),
         Content::Push { title, body, .. } if title.is_empty() => format!("{body:?}"),
         Content::Push { title, .. } | Content::InApp { title, .. } => format!("{title:?}"),
         Content::Webhook { method, url, .. } => format!("{method} {url}"),
@@ -505,6 +512,7 @@ mod tests {
             content: Arc::new(Content::Push {
                 title: title.into(),
                 body: "On its way".into(),
+                silent: false,
                 data: Default::default(),
                 expires: None,
             }),
@@ -542,6 +550,7 @@ mod tests {
             content: Arc::new(Content::Push {
                 title: "Hi".into(),
                 body: "there".into(),
+                silent: false,
                 data: Default::default(),
                 expires: None,
             }),

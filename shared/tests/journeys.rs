@@ -3419,6 +3419,76 @@ steps:
     );
 }
 
+/// A silent push goes out as data alone (no title, no body; the outbox line and the
+/// simulation's message say `silent`), is recorded as sent, and is held by quiet hours as any
+/// push is (the app may show something of its own when it wakes).
+#[tokio::test]
+async fn a_silent_push_goes_out_as_data_alone_and_waits_for_quiet_hours_to_end() {
+    const SILENT: &str = r#"
+id: sync
+name: Sync
+trigger: {event: order_delivered}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: refresh
+    send:
+      push: {silent: true, data: {sync: orders, order: "{{ event.order_id }}"}}
+"#;
+    // Paris is UTC+1 in December: Ann's order arrives at 20:00 local, Bob's at 22:30.
+    let script = [
+        json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": "ann", "traits": {"timezone": "Europe/Paris", "push_tokens": [{"platform": "apns", "token": "t-ann"}]}}).to_string(),
+        json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": "bob", "traits": {"timezone": "Europe/Paris", "push_tokens": [{"platform": "fcm", "token": "t-bob"}]}}).to_string(),
+        json!({"at": "2026-12-01T19:00:00Z", "type": "track", "userId": "ann", "event": "order_delivered", "messageId": "d-ann", "properties": {"order_id": "o-1"}}).to_string(),
+        json!({"at": "2026-12-01T21:30:00Z", "type": "track", "userId": "bob", "event": "order_delivered", "messageId": "d-bob", "properties": {"order_id": "o-2"}}).to_string(),
+    ]
+    .join("\n");
+    let out = sim(&[SILENT], &script).await;
+    for (user, order, at) in [
+        ("ann", "o-1", "2026-12-01T19:00:00Z"),
+        ("bob", "o-2", "2026-12-02T07:00:00Z"), // 08:00 local, the end of quiet hours
+    ] {
+        let sent = messages_to(&out, user);
+        assert_eq!(sent.len(), 1, "{user}: {sent:?}");
+        assert_eq!(sent[0].at.to_string(), at, "{user}");
+        assert_eq!(
+            *sent[0].content,
+            Content::Push {
+                title: String::new(),
+                body: String::new(),
+                silent: true,
+                data: BTreeMap::from([
+                    ("order".to_string(), order.to_string()),
+                    ("sync".to_string(), "orders".to_string()),
+                ]),
+                expires: None,
+            },
+            "{user}"
+        );
+        let line = serde_json::to_value(sent[0]).unwrap_or_default();
+        assert_eq!(line["content"]["silent"], true, "{user}: {line}");
+        assert!(line["content"].get("title").is_none(), "{user}: {line}");
+        assert!(
+            waymark::outbox::summary(sent[0])
+                .ends_with(&format!(r#"push → user {user} (sync/refresh): silent, data {{"order":"{order}","sync":"orders"}}"#)),
+            "{}",
+            waymark::outbox::summary(sent[0])
+        );
+        assert_eq!(
+            facts(&out, user, |w| matches!(w, What::Sent { .. })).len(),
+            1,
+            "{user}"
+        );
+    }
+    assert_eq!(
+        facts(
+            &out,
+            "bob",
+            |w| matches!(w, What::Waiting { why, .. } if why == "quiet hours")
+        ),
+        ["2026-12-01T21:30:00Z sync/refresh: waiting until 2026-12-02T07:00:00Z (quiet hours)"]
+    );
+}
+
 fn rated(at: &str, user: &str, id: &str, order: &str, stars: u32) -> String {
     json!({"at": at, "type": "track", "userId": user, "event": "rating_submitted", "messageId": id,
         "properties": {"order_id": order, "stars": stars}})
@@ -4652,6 +4722,7 @@ steps:
         &Content::Push {
             title: "Welcome".into(),
             body: "Ann & Bo on pro".into(),
+            silent: false,
             data: BTreeMap::from([("deeplink".to_string(), "app://plans/pro".to_string())]),
             expires: Some(waymark::duration::Duration::from_secs(14_400)),
         }

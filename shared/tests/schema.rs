@@ -126,6 +126,27 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
         serde_json::json!(["schedule"])
     );
     assert_eq!(schema["then"]["required"], serde_json::json!(["reentry"]));
+    // A push is an alert with a title or a body, or silent with data and neither.
+    let push = &defs["PushTemplate"];
+    assert_eq!(push["if"]["properties"]["silent"]["const"], true);
+    assert_eq!(push["then"]["required"], serde_json::json!(["data"]));
+    assert_eq!(push["then"]["properties"]["data"]["minProperties"], 1);
+    for f in ["title", "body"] {
+        assert_eq!(push["then"]["properties"][f]["type"], "null", "{f}");
+    }
+    let lines: Vec<_> = push["else"]["anyOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| (o["required"][0].clone(), o["properties"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        ["title", "body"].map(|f| (
+            serde_json::json!(f),
+            serde_json::json!({f: {"not": {"type": "null"}}})
+        ))
+    );
     // "9:00" reads as 09:00 in a journey, and the schema says so
     let time = defs["TimeOfDay"]["pattern"].as_str().unwrap_or_default();
     assert_eq!(time, "^([01]?[0-9]|2[0-3]):[0-5][0-9]$");

@@ -302,6 +302,7 @@ impl AwsSender {
         title: &str,
         body: &str,
         data: &BTreeMap<String, String>,
+        silent: bool,
         expires: Option<crate::duration::Duration>,
     ) -> Result<Receipt, SendError> {
         let mut receipt = None;
@@ -318,20 +319,23 @@ impl AwsSender {
                 tracing::warn!(platform = %d.platform, "push not tried on its other devices: the invocation is ending");
                 break;
             }
-            let payload = push_payload(&d.platform, title, body, data);
+            let payload = push_payload(&d.platform, title, body, data, silent);
             let mut publish = self
                 .sns
                 .publish()
                 .target_arn(endpoint)
                 .message_structure("json")
                 .message(payload.to_string());
-            for (name, secs) in push_ttl(&d.platform, expires) {
-                let ttl = MessageAttributeValue::builder()
+            for (name, value) in push_ttl(&d.platform, expires)
+                .into_iter()
+                .chain(push_kind(&d.platform, silent))
+            {
+                let attribute = MessageAttributeValue::builder()
                     .data_type("String")
-                    .string_value(secs)
+                    .string_value(value)
                     .build()
                     .map_err(|e| SendError::Permanent(e.to_string()))?;
-                publish = publish.message_attributes(name, ttl);
+                publish = publish.message_attributes(name, attribute);
             }
             let result = publish.send().await;
             match result {
@@ -486,14 +490,35 @@ pub fn push_ttl(
     }
 }
 
+/// The SNS message attributes that make a silent push an APNs background notification: push
+/// type `background`, priority 5 (Apple refuses priority 10 for one, and SNS would otherwise
+/// send 10). None for an alert (SNS sets its push type from the payload) or an FCM device
+/// (the FCM message says it itself).
+pub fn push_kind(platform: &str, silent: bool) -> Vec<(&'static str, String)> {
+    if !silent || platform != "apns" {
+        return Vec::new();
+    }
+    vec![
+        ("AWS.SNS.MOBILE.APNS.PUSH_TYPE", "background".to_string()),
+        ("AWS.SNS.MOBILE.APNS.PRIORITY", "5".to_string()),
+    ]
+}
+
 /// The SNS message for one device (`MessageStructure=json`): the APNs payload under `APNS` and
-/// `APNS_SANDBOX`, the FCM HTTP v1 message under `GCM`, and a `default`.
+/// `APNS_SANDBOX`, the FCM HTTP v1 message under `GCM`, and a `default`. A silent push is data
+/// alone: for APNs a background notification (`aps` holds `content-available: 1` and nothing
+/// else), for FCM a data message (no `notification`; for an iOS app on Firebase, the `apns`
+/// part FCM passes on makes it a background notification, priority 5, as Firebase requires).
 pub fn push_payload(
     platform: &str,
     title: &str,
     body: &str,
     data: &BTreeMap<String, String>,
+    silent: bool,
 ) -> Value {
+    if silent {
+        return silent_push_payload(platform, data);
+    }
     // A title or a body left blank (either may be) is left out: APNs and FCM show the other.
     let mut alert = serde_json::Map::new();
     for (key, text) in [("title", title), ("body", body)] {
@@ -524,6 +549,37 @@ pub fn push_payload(
                 message.insert("data".into(), json!(data));
             }
             let fcm = json!({"fcmV1Message": {"message": Value::Object(message)}}).to_string();
+            out.insert("GCM".into(), json!(fcm));
+        }
+    }
+    Value::Object(out)
+}
+
+/// [`push_payload`] for a silent push. Its `default` (SNS requires one; a device of either
+/// platform gets its own payload) is the data as JSON.
+fn silent_push_payload(platform: &str, data: &BTreeMap<String, String>) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("default".into(), json!(json!(data).to_string()));
+    match platform {
+        "apns" => {
+            let mut apns = serde_json::Map::new();
+            apns.insert("aps".into(), json!({"content-available": 1}));
+            for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
+                apns.insert(k.clone(), json!(v));
+            }
+            let apns = Value::Object(apns).to_string();
+            out.insert("APNS".into(), json!(apns));
+            out.insert("APNS_SANDBOX".into(), json!(apns));
+        }
+        _ => {
+            let message = json!({
+                "data": data,
+                "apns": {
+                    "headers": {"apns-push-type": "background", "apns-priority": "5"},
+                    "payload": {"aps": {"content-available": 1}},
+                },
+            });
+            let fcm = json!({"fcmV1Message": {"message": message}}).to_string();
             out.insert("GCM".into(), json!(fcm));
         }
     }
@@ -577,11 +633,15 @@ impl Sender for AwsSender {
                 Content::Push {
                     title,
                     body,
+                    silent,
                     data,
                     expires,
                 },
                 Address::Devices(devices),
-            ) => self.push(devices, title, body, data, *expires).await,
+            ) => {
+                self.push(devices, title, body, data, *silent, *expires)
+                    .await
+            }
             (
                 Content::Webhook {
                     url,
@@ -746,7 +806,7 @@ mod tests {
     #[test]
     fn push_payloads_per_platform() {
         let data = BTreeMap::from([("deeplink".to_string(), "shop://cart/1".to_string())]);
-        let fcm = push_payload("fcm", "T", "B", &data);
+        let fcm = push_payload("fcm", "T", "B", &data, false);
         let gcm: Value =
             serde_json::from_str(fcm["GCM"].as_str().unwrap_or_default()).unwrap_or_default();
         assert_eq!(
@@ -754,7 +814,7 @@ mod tests {
             json!({"fcmV1Message": {"message": {"notification": {"title": "T", "body": "B"}, "data": {"deeplink": "shop://cart/1"}}}})
         );
         assert_eq!(fcm["default"], "B");
-        let apns = push_payload("apns", "T", "B", &data);
+        let apns = push_payload("apns", "T", "B", &data, false);
         let aps: Value =
             serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
         assert_eq!(aps["aps"]["alert"], json!({"title": "T", "body": "B"}));
@@ -774,14 +834,14 @@ mod tests {
             (" ", "On its way", json!({"body": "On its way"})),
             ("Delivered", "\n", json!({"title": "Delivered"})),
         ] {
-            let fcm = push_payload("fcm", title, body, &none);
+            let fcm = push_payload("fcm", title, body, &none, false);
             let gcm: Value =
                 serde_json::from_str(fcm["GCM"].as_str().unwrap_or_default()).unwrap_or_default();
             assert_eq!(
                 gcm,
                 json!({"fcmV1Message": {"message": {"notification": alert}}})
             );
-            let apns = push_payload("apns", title, body, &none);
+            let apns = push_payload("apns", title, body, &none, false);
             let aps: Value =
                 serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
             assert_eq!(aps["aps"], json!({"alert": alert, "sound": "default"}));
@@ -789,6 +849,54 @@ mod tests {
             assert_eq!(fcm["default"], one);
             assert_eq!(apns["default"], one);
         }
+    }
+
+    /// A silent push is data alone, as Apple and Google document it: for APNs `aps` holds
+    /// `content-available: 1` and no alert, sound or badge, sent as push type `background` at
+    /// priority 5; for FCM a message with `data` and no `notification`, whose `apns` part makes
+    /// it a background notification on an iOS app that uses Firebase.
+    #[test]
+    fn a_silent_push_is_data_alone_on_each_platform() {
+        let data = BTreeMap::from([("sync".to_string(), "inbox".to_string())]);
+        let apns = push_payload("apns", "", "", &data, true);
+        let aps: Value =
+            serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            aps,
+            json!({"aps": {"content-available": 1}, "sync": "inbox"})
+        );
+        assert_eq!(apns["APNS"], apns["APNS_SANDBOX"]);
+        assert_eq!(apns["default"], r#"{"sync":"inbox"}"#);
+        assert_eq!(
+            push_kind("apns", true),
+            vec![
+                ("AWS.SNS.MOBILE.APNS.PUSH_TYPE", "background".to_string()),
+                ("AWS.SNS.MOBILE.APNS.PRIORITY", "5".to_string()),
+            ]
+        );
+        let fcm = push_payload("fcm", "", "", &data, true);
+        let gcm: Value =
+            serde_json::from_str(fcm["GCM"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            gcm,
+            json!({"fcmV1Message": {"message": {
+                "data": {"sync": "inbox"},
+                "apns": {
+                    "headers": {"apns-push-type": "background", "apns-priority": "5"},
+                    "payload": {"aps": {"content-available": 1}},
+                },
+            }}})
+        );
+        assert!(fcm.get("APNS").is_none());
+        assert_eq!(fcm["default"], r#"{"sync":"inbox"}"#);
+        // An alert keeps SNS's own push type and priority, and FCM says it itself.
+        assert!(push_kind("apns", false).is_empty());
+        assert!(push_kind("fcm", true).is_empty());
+        // A title or body reaching a silent push (none validates) does not make it an alert.
+        let apns = push_payload("apns", "T", "B", &data, true);
+        let aps: Value =
+            serde_json::from_str(apns["APNS"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(aps["aps"], json!({"content-available": 1}));
     }
 
     #[test]
