@@ -150,19 +150,30 @@ impl Condition {
         })
     }
 
-    /// Whether the condition reads the value at `key`'s place on both the event and the
-    /// trigger (`key` `event.booking_id`: it reads `event.booking_id` and
-    /// `trigger.booking_id`), as an exit or a wait that tells one enrollment of a keyed
-    /// journey from another does: `event.booking_id == trigger.booking_id`.
-    pub fn reads_on_event_and_trigger(&self, key: &ValuePath) -> bool {
-        let mut paths = Vec::new();
-        self.expr.collect_paths(&mut paths);
-        let reads = |root: Root| {
-            paths
-                .iter()
-                .any(|p| p.root == root && p.segments == key.path.segments)
+    /// Whether the condition holds only for an event whose value at `key`'s place equals the
+    /// trigger's (`key` `event.booking_id`): the condition is `event.booking_id ==
+    /// trigger.booking_id` (either way round, plain paths), or an `and` with that among its
+    /// parts, as an exit or a wait that tells one enrollment of a keyed journey from another
+    /// is written. Anything else (an `or` around it, `!=`, `lower(…)` on either side, the
+    /// comparison under a `not`) may hold for an event of another value, so it is not one.
+    pub fn requires_same_key(&self, key: &ValuePath) -> bool {
+        let is_key = |o: &Operand, root: Root| matches!(o, Operand::Path(p) if p.root == root && p.segments == key.path.segments);
+        let same = |e: &Expr| match e {
+            Expr::Compare {
+                op: Op::Eq,
+                left,
+                right,
+                ..
+            } => {
+                (is_key(left, Root::Event) && is_key(right, Root::Trigger))
+                    || (is_key(left, Root::Trigger) && is_key(right, Root::Event))
+            }
+            _ => false,
         };
-        reads(Root::Event) && reads(Root::Trigger)
+        match &self.expr {
+            Expr::And(parts) => parts.iter().any(same),
+            e => same(e),
+        }
     }
 
     /// What the paths the condition reads held in `scope`, for saying why it did not hold:
@@ -2779,6 +2790,30 @@ mod tests {
     }
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// A `where` holds only for the enrollment's own key value when it is the equality of the
+    /// key's place on the event and the trigger, alone or in an `and`; anything an event of
+    /// another value may meet is not such a `where`.
+    #[test]
+    fn a_where_requires_the_same_key_only_through_an_equality_it_cannot_hold_without() {
+        let key = ValuePath::parse("event.booking_id").expect("path");
+        for (src, same) in [
+            ("event.booking_id == trigger.booking_id", true),
+            ("trigger.booking_id == event.booking_id", true),
+            ("event.booking_id == trigger.booking_id and event.by == 'airline'", true),
+            ("event.by == 'airline' and trigger.booking_id == event.booking_id", true),
+            ("event.booking_id == trigger.booking_id or event.all == true", false),
+            ("event.booking_id != trigger.booking_id and event.ok == true", false),
+            ("lower(event.booking_id) == lower(trigger.booking_id)", false),
+            ("not (event.booking_id == trigger.booking_id)", false),
+            ("(event.booking_id == trigger.booking_id or event.all == true) and event.ok == true", false),
+            ("event.trip_id == trigger.trip_id", false),
+            ("event.booking_id == trigger.trip_id", false),
+            ("event.booking_id == event.booking_id", false),
+        ] {
+            assert_eq!(cond(src).requires_same_key(&key), same, "{src}");
+        }
+    }
 
     fn cond(s: &str) -> Condition {
         Condition::parse(s).unwrap_or_else(|e| panic!("{s}: {e} at {}", e.offset))

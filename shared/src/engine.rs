@@ -1322,9 +1322,9 @@ fn before_the_wait(
 }
 
 /// Whether `event` is, for condition `c` of keyed journey `j`, about another of the user's
-/// enrollments than `enrollment`: `c` reads the key's place on the event and on the trigger
-/// ([`crate::condition::Condition::reads_on_event_and_trigger`]: `event.booking_id ==
-/// trigger.booking_id`), and the event holds there a value of the key (as an entry reads one:
+/// enrollments than `enrollment`: `c` holds only when the key's place on the event equals
+/// the trigger's ([`crate::condition::Condition::requires_same_key`]: `event.booking_id ==
+/// trigger.booking_id`, alone or in an `and`), and the event holds there a value of the key (as an entry reads one:
 /// `1.0` is `1`) other than the enrollment's. An event with no value there, or the same one,
 /// is about it: its `where` being false is worth an [`What::Unmet`] entry.
 fn for_another_key(
@@ -1336,7 +1336,7 @@ fn for_another_key(
     let (Some(key), Some(ours)) = (j.enrollment_key.as_ref(), enrollment.key.as_deref()) else {
         return false;
     };
-    c.reads_on_event_and_trigger(key)
+    c.requires_same_key(key)
         && matches!(j.key_of(&event.properties), Some(Ok(theirs)) if theirs != ours)
 }
 
