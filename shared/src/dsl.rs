@@ -3819,6 +3819,14 @@ fn validate_marketing(send: &crate::journey::Send, base: &str, out: &mut Vec<Pro
     }
 }
 
+/// Whether `key` is one a push's `data` may not use: FCM's reserved words (`from`,
+/// `message_type`, any beginning with `google` or `gcm`) and APNs' `aps`.
+fn reserved_push_key(key: &str) -> bool {
+    matches!(key, "from" | "message_type" | "aps")
+        || key.starts_with("google")
+        || key.starts_with("gcm")
+}
+
 fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>) {
     let templates = send.templates();
     if templates.len() != 1 {
@@ -3864,6 +3872,17 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 "a push needs a `title` or a `body` (or both), which its alert shows; a data-only \
                  push that shows nothing and wakes the app in the background is written \
                  `silent: true` with its `data`",
+            ));
+        }
+        // Keys the push services keep for themselves: FCM refuses a message with one (after
+        // SNS took it, so it would be recorded sent and never arrive), APNs' `aps` is the
+        // alert itself.
+        for key in p.data.keys().filter(|k| reserved_push_key(k)) {
+            out.push(problem(
+                format!("{channel_path}.data.{key}"),
+                format!(
+                    "`{key}` is a key the push services keep for themselves (FCM refuses `from`, `message_type` and keys beginning with `google` or `gcm`; APNs' `aps` is the alert): name it otherwise, like `app_{key}`"
+                ),
             ));
         }
         if p.expires
@@ -4036,6 +4055,21 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 out.push(problem(
                     format!("{at}.in_app.keep_after_exit"),
                     "`keep_after_exit` is written once, on the send's own `in_app` (or its fallback's): its locales follow it",
+                ));
+            }
+        }
+        // Silent or an alert is the send's, in every language: a translation that shows what
+        // the send does not (or the reverse) would make one push two kinds of message.
+        let silent = |s: &crate::journey::Send| s.push.as_ref().map(|p| p.silent);
+        if let (Some(own), Some(theirs)) = (silent(send), silent(variant)) {
+            if own != theirs {
+                out.push(problem(
+                    format!("{path}.push.silent"),
+                    if own {
+                        "a locale's push is silent as the send it translates is: write `silent: true` here too, with its `data` and no `title` or `body`"
+                    } else {
+                        "a locale's push is an alert as the send it translates is: leave `silent` out here, or write `silent: true` on the send itself for a data-only push in every language"
+                    },
                 ));
             }
         }
@@ -4716,6 +4750,49 @@ steps:
             said("{silent: false, data: {sync: inbox}}")[0].0,
             "steps[0].send.push"
         );
+    }
+
+    /// A push's data keys the push services keep for themselves are refused at each (FCM would
+    /// refuse the message after SNS took it; APNs' `aps` is the alert), and a locale's push is
+    /// silent exactly when the send it translates is.
+    #[test]
+    fn a_push_keeps_off_reserved_data_keys_and_its_locales_keep_its_kind() {
+        let said = |text: &str| -> Vec<(String, usize)> {
+            parse("j.yaml", text)
+                .expect_err(text)
+                .into_iter()
+                .map(|e| (e.path, e.line))
+                .collect()
+        };
+        let push = |data: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: s\n    send:\n      push:\n        title: Hi\n        data: {data}\n")
+        };
+        assert_eq!(
+            said(&push(
+                "{from: a, message_type: b, google.x: c, gcm_y: d, aps: e, order: f}"
+            )),
+            // each at its key, in the keys' order
+            ["aps", "from", "gcm_y", "google.x", "message_type"]
+                .iter()
+                .map(|k| (format!("steps[0].send.push.data.{k}"), 9))
+                .collect::<Vec<_>>()
+        );
+        assert!(parse("j.yaml", &push("{order: f, fromage: g, apps: h}")).is_ok());
+        let locales = |own: &str, fr: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: s\n    send:\n      push: {own}\n      locales:\n        fr: {{push: {fr}}}\n")
+        };
+        let silent = "{silent: true, data: {sync: inbox}}";
+        let alert = "{title: Bonjour}";
+        assert_eq!(
+            said(&locales(silent, alert)),
+            [("steps[0].send.locales.fr.push.silent".to_string(), 9)]
+        );
+        assert_eq!(
+            said(&locales(alert, silent)),
+            [("steps[0].send.locales.fr.push.silent".to_string(), 9)]
+        );
+        assert!(parse("j.yaml", &locales(silent, silent)).is_ok());
+        assert!(parse("j.yaml", &locales(alert, alert)).is_ok());
     }
 
     /// `{{ }}` in a condition is refused at the `{{`, with the condition written with paths:
