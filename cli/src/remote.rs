@@ -726,7 +726,7 @@ fn waiting(e: &Enrollment, p: Pending, now: Option<jiff::Timestamp>) -> String {
     let late = now.map(|now| now.duration_since(p.at));
     let when = match late {
         Some(by) if by > ON_TIME => format!(
-            " (overdue by {}: the engine has not woken them yet)",
+            " (overdue by {}: the engine has not woken them yet: a backlog, the scheduler not running, or a wake-up that failed and sits in a dead-letter queue)",
             rounded(by)
         ),
         Some(by) if by >= jiff::SignedDuration::ZERO => " (due now)".to_string(),
@@ -840,13 +840,13 @@ mod tests {
         assert_eq!(
             story("ann", &view, None),
             "ann in checkin\n\
-             \x20 enrollment checkin:ann:B1:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:30:00Z (overdue by 12m: the engine has not woken them yet)\n\
+             \x20 enrollment checkin:ann:B1:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:30:00Z (overdue by 12m: the engine has not woken them yet: a backlog, the scheduler not running, or a wake-up that failed and sits in a dead-letter queue)\n\
              \x20   key: booking_id = B1\n\
              \x20 enrollment checkin:ann:B2:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting until 2026-12-04T10:41:00Z (due now)\n\
              \x20   key: booking_id = B2\n\
              \x20 enrollment checkin:ann:B3:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, waiting for payment_received until 2026-12-07T10:30:00Z\n\
              \x20   key: booking_id = B3\n\
-             \x20 enrollment checkin:ann:B4:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, send held until 2026-12-01T10:30:00Z (overdue by 3d12m: the engine has not woken them yet)\n\
+             \x20 enrollment checkin:ann:B4:1 (v1, entered 2026-12-01T09:00:00Z on flight_booked): active at step opens, send held until 2026-12-01T10:30:00Z (overdue by 3d12m: the engine has not woken them yet: a backlog, the scheduler not running, or a wake-up that failed and sits in a dead-letter queue)\n\
              \x20   key: booking_id = B4\n"
         );
         // An older API's answer: no time to judge by, no path to name.
