@@ -2283,3 +2283,58 @@ fn a_publish_that_changes_the_enrollment_key_is_refused() {
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
     });
 }
+
+/// A path's journey id no journey could have (past the 64 bytes a journey file's `id` may have,
+/// up to past DynamoDB's 2,048 bytes of partition key) is answered as any id of no journey is,
+/// never with a store's refusal of the key (a 503): its stats are a 404, and publishing it is
+/// refused naming `id`: a 422 when the file has the same id (what an id may be), a 400 when the
+/// file has another.
+#[test]
+fn a_journey_id_no_journey_could_have_is_answered_as_unknown() {
+    block_on(async {
+        let s = Stack::new().await;
+        let admin = format!("Bearer {ADMIN_KEY}");
+        let admin = [("authorization", admin.as_str())];
+        for id in ["j".repeat(3000), "j".repeat(65)] {
+            let (status, text) = s
+                .call(Method::GET, &format!("/v1/journeys/{id}/stats"), &admin, "")
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{}: {text}", id.len());
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(body["code"], "not_found", "{text}");
+            let file = format!(
+                "id: {id}\nname: P\ntrigger: {{event: e}}\nsteps:\n  - id: w\n    wait: 3m\n"
+            );
+            let (status, text) = s
+                .call(Method::PUT, &format!("/v1/journeys/{id}"), &admin, &file)
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}: {text}",
+                id.len()
+            );
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(body["errors"][0]["field"], "id", "{text}");
+            let why = body["errors"][0]["message"].as_str().unwrap_or_default();
+            assert!(why.contains("must be 1–64 lowercase letters"), "{why}");
+            let other = "id: putj\nname: P\ntrigger: {event: e}\nsteps:\n  - id: w\n    wait: 3m\n";
+            let (status, text) = s
+                .call(Method::PUT, &format!("/v1/journeys/{id}"), &admin, other)
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {text}", id.len());
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(body["errors"][0]["field"], "id", "{text}");
+        }
+        // Nothing was published.
+        let (status, text) = s.admin_get("/v1/journeys").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        let ids: Vec<&str> = body["journeys"]
+            .as_array()
+            .map(|js| js.iter().filter_map(|j| j["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(!ids.is_empty(), "{text}");
+        assert!(ids.iter().all(|id| id.len() <= 64), "{ids:?}");
+    });
+}
