@@ -1195,17 +1195,13 @@ async fn a_visitors_value_whose_record_is_gone_still_counts_at_her_entry() {
     );
 }
 
-/// An ended record read from the store that still owes its outbox, with no last entry beside
-/// it (an earlier build's, kept longer): its settle keeps the value's last entry before it
-/// writes the record with its own, shorter time.
-#[tokio::test]
-async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
-    use waymark::store::{Expect, Key, Store};
+/// Ann's booking B1, leaving within the hour: reminded at once, and ended, but the reminder's
+/// ledger write fails (once), so her ended record is stored still owing its outbox, and the
+/// event is to be retried.
+async fn ended_owing_its_reminder() -> Harness {
     let (h, faulty) = support::faulty::faulty_harness();
     h.publish(CHECKIN).await;
     h.play(&ANN.replace("08:00:00", "09:00:00")).await;
-    // Leaving within the hour: reminded at once, and ended; the reminder's ledger write fails,
-    // and the event is retried.
     *faulty.fail_write_of.lock().expect("fail") = Some("L#".into());
     h.play(&booked(
         "2026-12-01T09:01:00Z",
@@ -1216,6 +1212,16 @@ async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
     .await;
     assert!(faulty.fail_write_of.lock().expect("fail").is_none());
     assert_eq!(h.outbox().len(), 0);
+    h
+}
+
+/// An ended record read from the store that still owes its outbox, with no last entry beside
+/// it (an earlier build's, kept longer): its settle keeps the value's last entry before it
+/// writes the record with its own, shorter time.
+#[tokio::test]
+async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
+    use waymark::store::{Expect, Key, Store};
+    let h = ended_owing_its_reminder().await;
     let last = Key::new("U#ann", "K#checkin#B1");
     h.store.delete(&last, Expect::Any).await.expect("delete");
     h.advance_to(at("2026-12-02T00:00:00Z")).await;
@@ -1234,19 +1240,7 @@ async fn an_ended_record_without_a_last_entry_gets_one_at_its_settle() {
 #[tokio::test]
 async fn an_ended_record_settled_long_after_its_end_is_kept_from_the_settle() {
     use waymark::store::{Key, Store};
-    let (h, faulty) = support::faulty::faulty_harness();
-    h.publish(CHECKIN).await;
-    h.play(&ANN.replace("08:00:00", "09:00:00")).await;
-    // Leaving within the hour: reminded at once, and ended; the reminder's ledger write fails.
-    *faulty.fail_write_of.lock().expect("fail") = Some("L#".into());
-    h.play(&booked(
-        "2026-12-01T09:01:00Z",
-        "ann",
-        "m1",
-        &flight("B1", "F1", "2026-12-01T10:00:00Z"),
-    ))
-    .await;
-    assert_eq!(h.outbox().len(), 0);
+    let h = ended_owing_its_reminder().await;
     // Settled 19 days after its end (ended + 15 days is past).
     h.clock.set(at("2026-12-20T09:00:00Z"));
     h.advance_to(at("2026-12-20T09:05:00Z")).await;
