@@ -4204,16 +4204,9 @@ steps:
         .is_empty());
     }
 
-    /// A number in quotes ordered against a path compares text (`"7.00"` after `"50"`): advised
-    /// on at the operator, with `number(…)` to write; `==`, or a number unquoted, nothing to say.
-    #[test]
-    fn a_number_in_quotes_ordered_against_a_path_is_advised_on() {
-        let text = |cond: &str| {
-            format!("id: j\nname: J\ntrigger: {{event: balance_updated, where: '{cond}'}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"profile.tier >= '2'\"\n          goto: s2\n  - id: s2\n    exit: true\n")
-        };
-        let said = advice("j.yaml", &text("event.balance < \"50\""));
-        let said: Vec<_> = said
-            .iter()
+    /// Each piece of advice's path, line, column and what it says to write.
+    fn advised_at(said: &[FileError]) -> Vec<(&str, usize, usize, &str)> {
+        said.iter()
             .map(|e| {
                 (
                     e.path.as_str(),
@@ -4222,7 +4215,17 @@ steps:
                     e.message.rsplit("write ").next().unwrap_or(""),
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// A number in quotes ordered against a path compares text (`"7.00"` after `"50"`): advised
+    /// on at the operator, with `number(…)` to write; `==`, or a number unquoted, nothing to say.
+    #[test]
+    fn a_number_in_quotes_ordered_against_a_path_is_advised_on() {
+        let text = |cond: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: balance_updated, where: '{cond}'}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"profile.tier >= '2'\"\n          goto: s2\n  - id: s2\n    exit: true\n")
+        };
+        let said = advised_at(&advice("j.yaml", &text("event.balance < \"50\"")));
         assert_eq!(
             said,
             [
@@ -4248,18 +4251,7 @@ steps:
         let text = |cond: &str| {
             format!("id: j\nname: J\ntrigger: {{event: signed_up, where: \"{cond}\"}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"upper(profile.plan) in ['pro', 'TEAM']\"\n          goto: s2\n  - id: s2\n    exit: true\n")
         };
-        let said = advice("j.yaml", &text("lower(event.country) == 'DE'"));
-        let said: Vec<_> = said
-            .iter()
-            .map(|e| {
-                (
-                    e.path.as_str(),
-                    e.line,
-                    e.column,
-                    e.message.rsplit("write ").next().unwrap_or(""),
-                )
-            })
-            .collect();
+        let said = advised_at(&advice("j.yaml", &text("lower(event.country) == 'DE'")));
         assert_eq!(
             said,
             [

@@ -532,16 +532,7 @@ pub fn push_payload(
         json!(if body.trim().is_empty() { title } else { body }),
     );
     match platform {
-        "apns" => {
-            let mut apns = serde_json::Map::new();
-            apns.insert("aps".into(), json!({"alert": alert, "sound": "default"}));
-            for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
-                apns.insert(k.clone(), json!(v));
-            }
-            let apns = Value::Object(apns).to_string();
-            out.insert("APNS".into(), json!(apns));
-            out.insert("APNS_SANDBOX".into(), json!(apns));
-        }
+        "apns" => insert_apns(&mut out, json!({"alert": alert, "sound": "default"}), data),
         _ => {
             let mut message = serde_json::Map::new();
             message.insert("notification".into(), Value::Object(alert));
@@ -555,22 +546,30 @@ pub fn push_payload(
     Value::Object(out)
 }
 
+/// Writes the APNs payload (`aps` and the data beside it; a data key `aps` would replace the
+/// alert, so it is left out) under `APNS` and `APNS_SANDBOX`.
+fn insert_apns(
+    out: &mut serde_json::Map<String, Value>,
+    aps: Value,
+    data: &BTreeMap<String, String>,
+) {
+    let mut apns = serde_json::Map::new();
+    apns.insert("aps".into(), aps);
+    for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
+        apns.insert(k.clone(), json!(v));
+    }
+    let apns = Value::Object(apns).to_string();
+    out.insert("APNS".into(), json!(apns));
+    out.insert("APNS_SANDBOX".into(), json!(apns));
+}
+
 /// [`push_payload`] for a silent push. Its `default` (SNS requires one; a device of either
 /// platform gets its own payload) is the data as JSON.
 fn silent_push_payload(platform: &str, data: &BTreeMap<String, String>) -> Value {
     let mut out = serde_json::Map::new();
     out.insert("default".into(), json!(json!(data).to_string()));
     match platform {
-        "apns" => {
-            let mut apns = serde_json::Map::new();
-            apns.insert("aps".into(), json!({"content-available": 1}));
-            for (k, v) in data.iter().filter(|(k, _)| k.as_str() != "aps") {
-                apns.insert(k.clone(), json!(v));
-            }
-            let apns = Value::Object(apns).to_string();
-            out.insert("APNS".into(), json!(apns));
-            out.insert("APNS_SANDBOX".into(), json!(apns));
-        }
+        "apns" => insert_apns(&mut out, json!({"content-available": 1}), data),
         _ => {
             let message = json!({
                 "data": data,
