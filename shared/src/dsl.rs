@@ -4225,7 +4225,8 @@ steps:
         let text = |cond: &str| {
             format!("id: j\nname: J\ntrigger: {{event: balance_updated, where: '{cond}'}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"profile.tier >= '2'\"\n          goto: s2\n  - id: s2\n    exit: true\n")
         };
-        let said = advised_at(&advice("j.yaml", &text("event.balance < \"50\"")));
+        let advised = advice("j.yaml", &text("event.balance < \"50\""));
+        let said = advised_at(&advised);
         assert_eq!(
             said,
             [
@@ -4251,7 +4252,8 @@ steps:
         let text = |cond: &str| {
             format!("id: j\nname: J\ntrigger: {{event: signed_up, where: \"{cond}\"}}\nsteps:\n  - id: s\n    branch:\n      cases:\n        - when: \"upper(profile.plan) in ['pro', 'TEAM']\"\n          goto: s2\n  - id: s2\n    exit: true\n")
         };
-        let said = advised_at(&advice("j.yaml", &text("lower(event.country) == 'DE'")));
+        let advised = advice("j.yaml", &text("lower(event.country) == 'DE'"));
+        let said = advised_at(&advised);
         assert_eq!(
             said,
             [
