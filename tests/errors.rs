@@ -773,6 +773,41 @@ async fn email_requests_carry_the_unsubscribe_headers_and_the_user_tag() {
     assert!(body.get("ConfigurationSetName").is_none());
 }
 
+/// A From name with a comma or outside ASCII, which the stack takes, reaches SES as one address
+/// it reads (a bare comma would end the address, and SES would refuse every email).
+#[tokio::test]
+async fn the_from_name_reaches_ses_quoted_or_encoded() {
+    let none = Canned::new(vec![]);
+    for (from, sent) in [
+        (
+            "Acme, Inc. <hello@waymark.test>",
+            r#""Acme, Inc." <hello@waymark.test>"#,
+        ),
+        (
+            "Café <hello@waymark.test>",
+            "=?UTF-8?B?Q2Fmw6k=?= <hello@waymark.test>",
+        ),
+    ] {
+        let ses = Canned::new(vec![(
+            200,
+            vec![("content-type", "application/json")],
+            r#"{"MessageId": "m-1"}"#.into(),
+        )]);
+        let sender = AwsSender::new(
+            client!(aws_sdk_sesv2, ses),
+            client!(aws_sdk_sns, none),
+            SenderSettings {
+                from: Some(from.into()),
+                ..Default::default()
+            },
+        );
+        sender.send(&email()).await.expect("sent");
+        let body: serde_json::Value =
+            serde_json::from_str(&ses.requests()[0]).expect("a JSON request");
+        assert_eq!(body["FromEmailAddress"], json!(sent), "{from}");
+    }
+}
+
 #[tokio::test]
 async fn an_email_in_a_chosen_language_says_which() {
     let ses = Canned::new(vec![(

@@ -117,6 +117,87 @@ const SNS_PERMANENT: &[&str] = &[
     "NotFound",
 ];
 
+/// The From header SES reads as the one address of `from`, as the stack was given it
+/// (`hello@example.com` or `Shop <hello@example.com>`). SES v2 reads a bare comma as the end of
+/// an address and refuses a character outside ASCII, each for every email, so a display name
+/// with an RFC 5322 special (`Acme, Inc.`) is written as a quoted string, and one with a
+/// character outside printable ASCII (`Café`) as RFC 2047 encoded words; a name the operator
+/// already quoted is taken as its content. Any other shape is passed on as given.
+fn from_header(from: &str) -> String {
+    let from = from.trim();
+    let Some((name, address)) = from
+        .strip_suffix('>')
+        .and_then(|f| f.split_once('<'))
+        .filter(|(name, address)| !name.contains('>') && !address.contains(['<', '>']))
+    else {
+        return from.to_string();
+    };
+    let name = unquoted(name.trim());
+    if name.is_empty() {
+        return address.to_string();
+    }
+    format!("{} <{address}>", display_name(&name))
+}
+
+/// The content of `name` if it is one RFC 5322 quoted string (`"Acme, Inc."`), else `name`.
+fn unquoted(name: &str) -> String {
+    let Some(inner) = name.strip_prefix('"') else {
+        return name.to_string();
+    };
+    let mut content = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) => content.push(escaped),
+                None => return name.to_string(),
+            },
+            '"' if chars.as_str().is_empty() => return content,
+            '"' => return name.to_string(),
+            c => content.push(c),
+        }
+    }
+    name.to_string()
+}
+
+/// RFC 5322 specials, which end an atom: a name holding one is a quoted string.
+const SPECIALS: &[char] = &[
+    '(', ')', '<', '>', '[', ']', ':', ';', '@', '\\', ',', '.', '"',
+];
+/// RFC 2047 caps an encoded word at 75 characters: `=?UTF-8?B?` and `?=` leave 63 for its
+/// base64, which carries 45 bytes whole (60 characters).
+const ENCODED_WORD_BYTES: usize = 45;
+
+/// A display name as a header phrase: as it is when it is atoms, a quoted string when it holds
+/// a special, encoded words (`=?UTF-8?B?...?=`) when it holds a character outside printable
+/// ASCII.
+fn display_name(name: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    if name.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+        if !name.contains(SPECIALS) {
+            return name.to_string();
+        }
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        return format!("\"{escaped}\"");
+    }
+    // Words split between characters, so each decodes on its own.
+    let mut words = Vec::new();
+    let mut start = 0;
+    for (i, c) in name.char_indices() {
+        if i + c.len_utf8() - start > ENCODED_WORD_BYTES {
+            words.push(&name[start..i]);
+            start = i;
+        }
+    }
+    words.push(&name[start..]);
+    words
+        .iter()
+        .map(|w| format!("=?UTF-8?B?{}?=", STANDARD.encode(w)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A webhook call as the engine rendered it (see [`Content::Webhook`]).
 struct WebhookCall<'a> {
     url: &'a str,
@@ -139,6 +220,8 @@ pub struct AwsSender {
     ses: aws_sdk_sesv2::Client,
     sns: aws_sdk_sns::Client,
     settings: SenderSettings,
+    /// `settings.from` as SES reads it (see [`from_header`]).
+    from: Option<String>,
     /// Built on the first webhook (reads the system's root certificates).
     http: OnceLock<Result<HttpClient, String>>,
     /// Webhook secrets' values, put into a call right before it goes out; none configured,
@@ -166,6 +249,7 @@ impl AwsSender {
         AwsSender {
             ses,
             sns,
+            from: settings.from.as_deref().map(from_header),
             settings,
             http: OnceLock::new(),
             secrets: None,
@@ -187,7 +271,7 @@ impl AwsSender {
         text: Option<&str>,
         unsubscribe_url: Option<&str>,
     ) -> Result<Receipt, SendError> {
-        let Some(from) = &self.settings.from else {
+        let Some(from) = &self.from else {
             return Err(SendError::Permanent(
                 "email is not configured: no SENDER_ADDRESS".into(),
             ));
@@ -769,6 +853,70 @@ impl Sender for AwsSender {
 mod tests {
     use super::*;
     use crate::webhook::header_safe;
+
+    #[test]
+    fn the_from_header_is_one_address_ses_takes() {
+        for (given, header) in [
+            ("hello@acme.test", "hello@acme.test"),
+            ("Acme <hello@acme.test>", "Acme <hello@acme.test>"),
+            (
+                "  Acme Shop   <hello@acme.test> ",
+                "Acme Shop <hello@acme.test>",
+            ),
+            ("<hello@acme.test>", "hello@acme.test"),
+            (
+                "Acme, Inc. <hello@acme.test>",
+                r#""Acme, Inc." <hello@acme.test>"#,
+            ),
+            (
+                r#"The "Best" Shop <hello@acme.test>"#,
+                r#""The \"Best\" Shop" <hello@acme.test>"#,
+            ),
+            (
+                r"Acme\Shop <hello@acme.test>",
+                r#""Acme\\Shop" <hello@acme.test>"#,
+            ),
+            // Quoted by the operator: taken as its content, not quoted twice.
+            (
+                r#""Acme, Inc." <hello@acme.test>"#,
+                r#""Acme, Inc." <hello@acme.test>"#,
+            ),
+            (
+                r#""Say \"hi\"" <hello@acme.test>"#,
+                r#""Say \"hi\"" <hello@acme.test>"#,
+            ),
+            (
+                "Café <hello@acme.test>",
+                "=?UTF-8?B?Q2Fmw6k=?= <hello@acme.test>",
+            ),
+            // A shape no header makes right is left for the template to refuse.
+            ("Acme <hello@acme.test", "Acme <hello@acme.test"),
+        ] {
+            assert_eq!(from_header(given), header, "{given}");
+        }
+    }
+
+    #[test]
+    fn a_long_name_outside_ascii_is_encoded_words_of_whole_characters() {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let name = "Ünïcödé Ünïcödé Ünïcödé Ünïcödé Ünïcödé Ünïcödé";
+        let header = from_header(&format!("{name} <hello@acme.test>"));
+        let (words, address) = header.rsplit_once(' ').expect("a name and an address");
+        assert_eq!(address, "<hello@acme.test>");
+        let mut decoded = String::new();
+        for word in words.split(' ') {
+            assert!(word.len() <= 75, "{word}");
+            let b64 = word
+                .strip_prefix("=?UTF-8?B?")
+                .and_then(|w| w.strip_suffix("?="))
+                .expect("an encoded word");
+            let bytes = STANDARD.decode(b64).expect("base64");
+            decoded.push_str(&String::from_utf8(bytes).expect("whole characters"));
+        }
+        assert!(words.split(' ').count() > 1, "{header}");
+        assert_eq!(decoded, name);
+    }
 
     #[test]
     fn tags_round_trip_in_the_ses_charset() {
