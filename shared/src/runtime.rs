@@ -3970,17 +3970,12 @@ impl Runtime {
                 detail: Some("the journey was stopped before the message could go out".into()),
             }
         } else if out_of_sending_time() {
-            // Too late in its invocation to call the provider and record it: the claim is
-            // given back, and the message's retry sends it.
-            self.store
-                .delete(&key, Expect::Version(claim_version))
-                .await?;
-            return Err(RunError::Retry(format!(
-                "send {} not begun: its invocation is ending",
-                o.ledger_key()
-            )));
+            return self.not_begun(o, &key, claim_version).await;
         } else {
-            self.send_now(o, now).await?
+            match self.send_now(o, now).await? {
+                Some(outcome) => outcome,
+                None => return self.not_begun(o, &key, claim_version).await,
+            }
         };
         let done = Record::new(
             key,
@@ -4021,17 +4016,42 @@ impl Runtime {
         }
     }
 
-    /// Checks the caps and calls the provider for a claimed send; what happened, or an error
-    /// when it may be tried again (nothing went out).
-    async fn send_now(&self, o: &Outgoing, now: Timestamp) -> Result<Outcome, RunError> {
+    /// Gives back the claim of a send too late in its invocation to call the provider and
+    /// record it: the message's retry sends it.
+    async fn not_begun(
+        &self,
+        o: &Outgoing,
+        key: &Key,
+        claim_version: u64,
+    ) -> Result<Outcome, RunError> {
+        self.store
+            .delete(key, Expect::Version(claim_version))
+            .await?;
+        Err(RunError::Retry(format!(
+            "send {} not begun: its invocation is ending",
+            o.ledger_key()
+        )))
+    }
+
+    /// Checks the caps and calls the provider for a claimed send; what happened, `None` when
+    /// the invocation ran out before the provider could be called (nothing went out, its cap
+    /// place is given back), or an error when it may be tried again (nothing went out).
+    async fn send_now(&self, o: &Outgoing, now: Timestamp) -> Result<Option<Outcome>, RunError> {
         if let Some(skip) = self.check_cap(o, now).await? {
-            return Ok(skip);
+            return Ok(Some(skip));
+        }
+        // The cap's read and write may have taken long (a slow store, retried conflicts): a
+        // provider call begun now could be cut off after the provider took it, and the
+        // message's redelivery would send it again.
+        if out_of_sending_time() {
+            self.uncount_cap(o).await?;
+            return Ok(None);
         }
         let sent = match self.put_in_inbox(o, now).await {
             // Withdrawn before it got there: it is not sent, and its cap place is given back.
             Ok(Some(skip)) => {
                 self.uncount_cap(o).await?;
-                return Ok(skip);
+                return Ok(Some(skip));
             }
             Ok(None) => self.call_provider(o).await,
             Err(e) => Err(e),
@@ -4046,7 +4066,7 @@ impl Runtime {
                 // When it went out: now, or earlier for a message the provider holds from an
                 // attempt that crashed before recording it (`waymark dev`'s outbox line).
                 let at = receipt.sent_at.filter(|t| *t <= now).unwrap_or(now);
-                return Ok(Outcome::Sent { at });
+                return Ok(Some(Outcome::Sent { at }));
             }
             Err(err) => err,
         };
@@ -4061,10 +4081,10 @@ impl Runtime {
                     };
                     self.disable_devices(o, &tokens).await?;
                 }
-                Ok(Outcome::Skipped {
+                Ok(Some(Outcome::Skipped {
                     reason: "rejected".into(),
                     detail: Some(reason),
-                })
+                }))
             }
             // The claim is left to expire; the redelivery tries again.
             SendError::Retryable(why) => Err(RunError::Retry(why)),

@@ -601,16 +601,36 @@ mod tests {
         crate::simulate::DelayQueue,
         Arc<crate::clock::ManualClock>,
     ) {
+        runtime_over(
+            Arc::new(crate::store::MemoryStore::new()),
+            crate::runtime::Config::default(),
+            sender,
+            journey,
+        )
+        .await
+    }
+
+    /// [`runtime_of`] over `store`, with `config`.
+    async fn runtime_over(
+        store: Arc<dyn crate::store::Store>,
+        config: crate::runtime::Config,
+        sender: Arc<dyn crate::provider::Sender>,
+        journey: &str,
+    ) -> (
+        Runtime,
+        crate::simulate::DelayQueue,
+        Arc<crate::clock::ManualClock>,
+    ) {
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let clock = Arc::new(crate::clock::ManualClock::new(now));
         let queue = crate::simulate::DelayQueue::new(clock.clone());
         let rt = Runtime::new(
-            Arc::new(crate::store::MemoryStore::new()),
+            store,
             Arc::new(queue.clone()),
             sender,
             clock.clone(),
             std::time::Duration::ZERO,
-            crate::runtime::Config::default(),
+            config,
         );
         let journey = crate::dsl::parse("j.yaml", journey).expect("journey");
         rt.catalog
@@ -742,6 +762,140 @@ mod tests {
             .filter(|e| matches!(e.what, crate::timeline::What::Sent { .. }))
             .count();
         assert_eq!(sent, 2, "{:?}", view.timeline);
+    }
+
+    /// A [`MemoryStore`](crate::store::MemoryStore) whose first read of a frequency cap takes
+    /// 15 seconds (a throttled table).
+    struct SlowCap {
+        inner: crate::store::MemoryStore,
+        slowed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::store::Store for SlowCap {
+        async fn get(
+            &self,
+            key: &crate::store::Key,
+        ) -> Result<Option<crate::store::Record>, crate::store::StoreError> {
+            if key.sk.starts_with("C#")
+                && !self.slowed.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            }
+            self.inner.get(key).await
+        }
+        async fn put(
+            &self,
+            record: &crate::store::Record,
+            expect: crate::store::Expect,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.put(record, expect).await
+        }
+        async fn delete(
+            &self,
+            key: &crate::store::Key,
+            expect: crate::store::Expect,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.delete(key, expect).await
+        }
+        async fn query(
+            &self,
+            pk: &str,
+            prefix: &str,
+        ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
+            self.inner.query(pk, prefix).await
+        }
+        async fn pending(
+            &self,
+            part: &str,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
+            self.inner.pending(part, limit).await
+        }
+        async fn fold(
+            &self,
+            records: &[crate::store::Key],
+            counters: &[(crate::store::Key, crate::store::Counts)],
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.fold(records, counters).await
+        }
+        async fn counters(
+            &self,
+            key: &crate::store::Key,
+        ) -> Result<std::collections::BTreeMap<String, i64>, crate::store::StoreError> {
+            self.inner.counters(key).await
+        }
+        async fn scan(
+            &self,
+            sk: &str,
+            segment: u32,
+            segments: u32,
+            start: Option<&crate::store::Key>,
+            limit: usize,
+        ) -> Result<crate::store::Page, crate::store::StoreError> {
+            self.inner.scan(sk, segment, segments, start, limit).await
+        }
+    }
+
+    /// A send whose frequency cap took so long to check that too little of the invocation is
+    /// left calls no provider (a call cut off after the provider took it would go out again):
+    /// its claim and its cap place are given back, and its retry sends it once.
+    #[tokio::test(start_paused = true)]
+    async fn a_send_slowed_by_its_cap_calls_no_provider_late_in_its_invocation() {
+        use crate::store::Store as _;
+        let slow = Arc::new(Slow(Default::default()));
+        let store = crate::store::MemoryStore::new();
+        let config = crate::runtime::Config {
+            caps: crate::runtime::parse_caps("webhook=3/1d").expect("caps"),
+            ..Default::default()
+        };
+        let (rt, queue, clock) = runtime_over(
+            Arc::new(SlowCap {
+                inner: store.clone(),
+                slowed: false.into(),
+            }),
+            config,
+            slow.clone(),
+            "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: only\n    send: {webhook: {url: \"https://hooks.example/fast\"}}\n",
+        )
+        .await;
+        let mut event = SqsEvent::default();
+        event.records = vec![signed_up("m-ann", "ann")];
+        let budget = Budget::Time(Some(std::time::Duration::from_secs(30)));
+        let response = apply_batch(&rt, event, budget).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(
+            slow.0.lock().expect("calls").is_empty(),
+            "the provider was called"
+        );
+        let ann = crate::runtime::user_partition("ann");
+        let held = |prefix: &'static str| {
+            let store = store.clone();
+            let ann = ann.clone();
+            async move { store.query(&ann, prefix).await.expect("query") }
+        };
+        assert!(held("L#").await.is_empty(), "the claim was kept");
+        for cap in held("C#").await {
+            let places: serde_json::Value = cap.parse().expect("places");
+            assert_eq!(places, json!([]), "the cap place was kept");
+        }
+
+        // Its retry, a few minutes on, sends it, once.
+        clock.set("2026-12-01T10:10:00Z".parse().expect("time"));
+        for m in queue.take_due(crate::clock::Clock::now(&*clock)) {
+            rt.handle(&m).await.expect("the retry");
+        }
+        assert_eq!(
+            *slow.0.lock().expect("calls"),
+            ["https://hooks.example/fast"]
+        );
+        let view = rt.user("ann").await.expect("ann");
+        let sent = view
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.what, crate::timeline::What::Sent { .. }))
+            .count();
+        assert_eq!(sent, 1, "{:?}", view.timeline);
     }
 
     #[test]
