@@ -127,10 +127,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // Virtual time continues where the last run stopped (as saved, or as the engine's last
     // durable commit was stamped, whichever is later: a crash can leave the saved clock behind),
     // and never runs behind the wall clock.
-    let origin = [data.saved_clock(), local::stored_clock(&db)]
-        .into_iter()
-        .flatten()
-        .fold(Timestamp::now(), Timestamp::max);
+    let stopped_at = data.saved_clock().max(local::stored_clock(&db));
+    let origin = stopped_at.map_or_else(Timestamp::now, |t| t.max(Timestamp::now()));
     let clock = Arc::new(ScaledClock::new(origin, args.speed));
 
     let store = Arc::new(RedbStore::new(db.clone()));
@@ -138,11 +136,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .unwrap_or(SignedDuration::from_hours(1));
     let queue = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
     // What the last run had taken when it stopped (a crash) comes first, in its order; only
-    // the message it had in hand is charged an attempt.
+    // the message it had in hand is charged an attempt. Its leases are judged at the time it
+    // stopped: the clock may have jumped to the wall clock since, past all of them.
     let in_hand = std::fs::read_to_string(data.in_hand())
         .ok()
         .and_then(|l| local::InHand::from_line(&l));
-    match queue.release_leases(in_hand) {
+    match queue.release_leases(in_hand, stopped_at.unwrap_or(origin)) {
         Ok(0) => {}
         Ok(n) => tracing::info!(messages = n, "messages the last run had taken run first"),
         Err(e) => {

@@ -1107,8 +1107,17 @@ impl LocalQueue {
     /// was before, uncounted, and is charged there. With no note, none is counted. A lease that
     /// had run out before the crash (the message failed and waits to be taken again) keeps its
     /// count.
-    pub fn release_leases(&self, in_hand: Option<InHand>) -> Result<usize, QueueError> {
-        let now = millis(self.clock.now());
+    ///
+    /// Whether a lease was still held is judged at `stopped_at`, the virtual time the crashed
+    /// run stopped at as far as it is known (the later of its saved clock and the store's last
+    /// durable commit, [`stored_clock`]), not by this queue's clock: a restart's clock may have
+    /// been moved on to the wall clock, past every lease the crashed run held.
+    pub fn release_leases(
+        &self,
+        in_hand: Option<InHand>,
+        stopped_at: Timestamp,
+    ) -> Result<usize, QueueError> {
+        let stopped_at = millis(stopped_at);
         let txn = self.db.begin_write().queue()?;
         let released = {
             let mut q = txn.open_table(QUEUE).queue()?;
@@ -1127,7 +1136,7 @@ impl LocalQueue {
             }
             for (key, attempts, body) in &leased {
                 q.remove(*key).queue()?;
-                let held = key.0 > now;
+                let held = key.0 > stopped_at;
                 let attempts = match in_hand {
                     // In hand at the crash: its lease counts.
                     Some(h) if h.lease == at(*key) => *attempts,
@@ -1970,7 +1979,12 @@ mod tests {
         clock.set(ts(60));
         let restarted =
             LocalQueue::new(db, clock.clone()).with_lease(SignedDuration::from_hours(5));
-        assert_eq!(restarted.release_leases(None).expect("release"), 2);
+        assert_eq!(
+            restarted
+                .release_leases(None, clock.now())
+                .expect("release"),
+            2
+        );
         assert_eq!(
             restarted.next_due().expect("next"),
             Some(Timestamp::UNIX_EPOCH)
@@ -1986,7 +2000,9 @@ mod tests {
         // the crashed run's lease is not counted against them
         assert_eq!(order, [(1, 1), (2, 1), (3, 1)]);
         assert_eq!(
-            restarted.release_leases(None).expect("release"),
+            restarted
+                .release_leases(None, clock.now())
+                .expect("release"),
             3,
             "taken again"
         );
@@ -2024,7 +2040,9 @@ mod tests {
         for _ in 0..10 {
             clock.set(ts(now));
             let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-            restarted.release_leases(None).expect("release");
+            restarted
+                .release_leases(None, clock.now())
+                .expect("release");
             let got = restarted.take_due(ts(now)).await.expect("take");
             assert_eq!(got.len(), 1, "not dead-lettered");
             assert_eq!(got[0].attempt, 2, "its failure counts, the crashes do not");
@@ -2032,14 +2050,16 @@ mod tests {
         }
         // a crash with it in hand counts
         let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-        restarted.release_leases(None).expect("release");
+        restarted
+            .release_leases(None, clock.now())
+            .expect("release");
         let got = restarted.take_due(ts(now)).await.expect("take");
         assert_eq!(got[0].attempt, 2);
         let line = InHand::of(&got[0]).to_line();
         assert_eq!(InHand::from_line(&line), Some(InHand::of(&got[0])));
         let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
         restarted
-            .release_leases(InHand::from_line(&line))
+            .release_leases(InHand::from_line(&line), clock.now())
             .expect("release");
         let got = restarted.take_due(ts(now)).await.expect("take");
         assert_eq!(got[0].attempt, 3, "the crash in its hands is charged");
@@ -2047,9 +2067,68 @@ mod tests {
         // its lease runs out (it failed again) before the next crash: that counts
         clock.set(ts(now + 120));
         let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
-        restarted.release_leases(None).expect("release");
+        restarted
+            .release_leases(None, clock.now())
+            .expect("release");
         let got = restarted.take_due(ts(now + 120)).await.expect("take");
         assert_eq!(got[0].attempt, 4);
+    }
+
+    /// A restart long after a crash (its clock moved on to the wall clock, past every lease the
+    /// crashed run held) charges only the message in hand, as a quick restart does: the leases
+    /// are judged at the time the run stopped, not at the restart's clock.
+    #[tokio::test]
+    async fn a_late_restart_charges_only_the_message_in_hand() {
+        let clock = Arc::new(ManualClock::new(ts(0)));
+        let db = open_in_memory().expect("db");
+        // `waymark dev --speed 1`'s lease: five seconds
+        let lease = SignedDuration::from_secs(5);
+        let q = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        for seq in [1, 2, 3] {
+            q.send(
+                QueueName::Steps,
+                &[Outbound {
+                    message: wake(seq, ts(0)),
+                    delay_secs: 0,
+                }],
+            )
+            .await
+            .expect("send");
+        }
+        // the run takes all three; a durable commit (the API's) keeps the take; it crashes
+        // handling the first
+        let taken = q.take_due(ts(0)).await.expect("take");
+        assert_eq!(taken.len(), 3);
+        commit_durably(&db, ts(0)).expect("commit");
+        let line = InHand::of(&taken[0]).to_line();
+        let in_hand = match &taken[0].message {
+            Message::Wake { seq, .. } => *seq,
+            _ => 0,
+        };
+        // the restart, a minute later: its clock is the wall clock
+        clock.set(ts(60));
+        let stopped_at = stored_clock(&db).expect("a durable commit");
+        let restarted = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
+        assert_eq!(
+            restarted
+                .release_leases(InHand::from_line(&line), stopped_at)
+                .expect("release"),
+            3
+        );
+        let got = restarted.take_due(ts(60)).await.expect("take");
+        let mut attempts: Vec<(u64, u32)> = got
+            .iter()
+            .map(|d| match &d.message {
+                Message::Wake { seq, .. } => (*seq, d.attempt),
+                _ => (0, 0),
+            })
+            .collect();
+        attempts.sort_unstable();
+        let expected: Vec<(u64, u32)> = [1, 2, 3]
+            .into_iter()
+            .map(|seq| (seq, if seq == in_hand { 2 } else { 1 }))
+            .collect();
+        assert_eq!(attempts, expected, "only the message in hand is charged");
     }
 
     /// The local queue holds a message as long as it is told, so that `waymark dev` (whose hop
@@ -2591,7 +2670,8 @@ mod tests {
             let db = open(&dir.join("store.redb")).expect("reopen");
             let q = LocalQueue::new(db.clone(), clock.clone()).with_lease(lease);
             let note = std::fs::read_to_string(dir.join("in_hand")).expect("a note");
-            q.release_leases(InHand::from_line(&note)).expect("release");
+            q.release_leases(InHand::from_line(&note), clock.now())
+                .expect("release");
             commit_durably(&db, ts(0)).expect("commit");
         }
         // The sixth take found it out of attempts: it is in the dead letters, with why.
