@@ -124,11 +124,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let secrets = data::secrets(&data)?;
 
     let db = local::open(&data.store())?;
-    // Virtual time continues where the last run stopped (as saved, or as the engine's last
-    // durable commit was stamped, whichever is later: a crash can leave the saved clock behind),
-    // and never runs behind the wall clock.
+    // Where the last run stopped: as saved, or as the engine's last durable commit was
+    // stamped, whichever is later (a crash can leave the saved clock behind).
     let stopped_at = data.saved_clock().max(local::stored_clock(&db));
-    let origin = stopped_at.map_or_else(Timestamp::now, |t| t.max(Timestamp::now()));
+    let origin = clock_start(stopped_at, Timestamp::now());
     let clock = Arc::new(ScaledClock::new(origin, args.speed));
 
     let store = Arc::new(RedbStore::new(db.clone()));
@@ -488,6 +487,14 @@ fn flush(outbox: &OutboxSender, now: Timestamp) {
     if let Err(e) = outbox.flush(now) {
         tracing::warn!(error = %e, "cannot write the outbox; its lines wait in the store and are written at the next try");
     }
+}
+
+/// Where a run's virtual clock starts: where the last run stopped (`stopped_at`), or the real
+/// time `now` if that is later (a first run, or a restart after the real time passed the
+/// stopped clock: the waits due in between end at once), so that it never runs behind the
+/// wall clock, which a backend's events are stamped by.
+fn clock_start(stopped_at: Option<Timestamp>, now: Timestamp) -> Timestamp {
+    stopped_at.map_or(now, |t| t.max(now))
 }
 
 /// The clock's speed, from how much virtual time a real second makes.
@@ -1418,6 +1425,17 @@ mod tests {
         assert!(matches!(printed(Ok(())), Ok(true)));
         let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
         assert!(printed(Err(full)).is_err());
+    }
+
+    /// A restart goes on from where the last run's clock stopped, ahead of the real time as a
+    /// sped-up clock is; behind it (stopped longer than it had run ahead), from the real time.
+    #[test]
+    fn the_clock_starts_where_it_stopped_or_at_the_real_time_if_later() {
+        let now = Timestamp::from_second(1_800_000_000).expect("ts");
+        let hours = |h: i64| SignedDuration::from_hours(h);
+        assert_eq!(clock_start(None, now), now, "a first run");
+        assert_eq!(clock_start(Some(now + hours(5)), now), now + hours(5));
+        assert_eq!(clock_start(Some(now - hours(5)), now), now);
     }
 
     #[test]
