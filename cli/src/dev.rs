@@ -823,6 +823,10 @@ struct Watcher {
     seen: BTreeMap<PathBuf, Option<SystemTime>>,
     /// Which file each journey id came from, to refuse a second file with the same id.
     owners: BTreeMap<String, PathBuf>,
+    /// The files refused because their id came from another file, by that id: read again
+    /// once the id is free (its file removed, or given another id), though none of them
+    /// changed.
+    refused: BTreeMap<String, std::collections::BTreeSet<PathBuf>>,
     /// Journeys of removed files not told yet: a file still settling may bring them back (a
     /// file renamed and changed at once).
     removed: Vec<(PathBuf, String)>,
@@ -858,6 +862,7 @@ impl Watcher {
             dir: dir.to_path_buf(),
             seen: BTreeMap::new(),
             owners: BTreeMap::new(),
+            refused: BTreeMap::new(),
             removed: Vec::new(),
             settings_seen: None,
             held: Default::default(),
@@ -967,6 +972,9 @@ impl Watcher {
                 .map(|(id, _)| id.clone())
                 .collect();
             self.owners.retain(|_, f| *f != gone);
+            for id in &ids {
+                self.free(id);
+            }
             if ids.is_empty() {
                 say!("{} removed", gone.display());
             }
@@ -988,6 +996,11 @@ impl Watcher {
                 continue;
             }
             self.seen.insert(file.clone(), m);
+            // Refused for its id before, it is judged anew now.
+            self.refused.retain(|_, files| {
+                files.remove(&file);
+                !files.is_empty()
+            });
             // (`clashing` was read from the files at this look: this one's id is in it.)
             if let Some((id, all)) = clashing.iter().find(|(_, all)| all.contains(&file)) {
                 let others: Vec<String> = all
@@ -1105,6 +1118,16 @@ impl Watcher {
         out
     }
 
+    /// Forgets having read the files refused because `id` came from another file, so that
+    /// they are read again (later in this look, or at the next): the id is free now.
+    fn free(&mut self, id: &str) {
+        for file in self.refused.remove(id).unwrap_or_default() {
+            if file.is_file() {
+                self.seen.remove(&file);
+            }
+        }
+    }
+
     async fn publish(
         &mut self,
         runtime: &Runtime,
@@ -1122,6 +1145,10 @@ impl Watcher {
                 j.id,
                 other.display()
             );
+            self.refused
+                .entry(j.id.clone())
+                .or_default()
+                .insert(file.to_path_buf());
             return None;
         }
         // An id this file gave before and no longer does (its `id:` changed) leaves that
@@ -1151,8 +1178,17 @@ impl Watcher {
                 return None;
             }
         }
+        let freed: Vec<String> = self
+            .owners
+            .iter()
+            .filter(|(id, f)| f.as_path() == file && **id != j.id)
+            .map(|(id, _)| id.clone())
+            .collect();
         self.owners.retain(|_, f| f.as_path() != file);
         self.owners.insert(j.id.clone(), file.to_path_buf());
+        for id in &freed {
+            self.free(id);
+        }
         match runtime
             .catalog
             .publish(j, &runtime.config.topics, runtime.clock.now())

@@ -1026,6 +1026,42 @@ fn dev_publishes_neither_of_two_files_with_one_id_at_start() {
     wait_for(&dev, "journey welcome: now version 2");
 }
 
+/// A file refused because another file publishes its id is read again once that file is gone,
+/// though it did not change: the journey now comes from it, not left without a file.
+#[test]
+fn dev_publishes_a_refused_copy_once_the_file_with_its_id_is_gone() {
+    let (_dir, journeys, data) = folder("dev-refused-copy", "a.yaml", JOURNEY);
+    let a = journeys.join("a.yaml");
+    let b = journeys.join("b.yaml");
+    let dev = start(&journeys, &data);
+    wait_for(&dev, "waymark dev: 1 journey(s) from");
+    std::fs::write(&b, JOURNEY.replace("Glad you are here.", "A copy.")).expect("write");
+    wait_for(
+        &dev,
+        &format!(
+            "{}:1:1: id: journey id `welcome` is also used by {}: give each journey its own id",
+            b.display(),
+            a.display()
+        ),
+    );
+    std::fs::remove_file(&a).expect("rm");
+    wait_for(
+        &dev,
+        &format!(
+            "{} removed: journey `welcome` now comes from {}",
+            a.display(),
+            b.display()
+        ),
+    );
+    wait_for(&dev, "journey welcome: now version 2");
+    assert!(
+        !dev.printed().iter().any(|l| l.contains("stays published")),
+        "{:#?}",
+        dev.printed()
+    );
+    drop(dev);
+}
+
 /// A port in use fails at once, saying which flag to change, and leaves no data folder behind.
 #[test]
 fn dev_on_a_port_in_use_says_so_and_writes_nothing() {
