@@ -1053,7 +1053,15 @@ impl Watcher {
                         };
                         out.ok.push((label, version));
                     }
-                    None => out.failed += 1,
+                    None => {
+                        out.failed += 1;
+                        // Refused (its `enrollment_key` changed) or not stored: the published
+                        // version runs on, and the file is there. (Refused for an id another
+                        // file gives, the id has its file.)
+                        if !self.owners.contains_key(&j.id) {
+                            invalid.insert(j.id.clone(), file.clone());
+                        }
+                    }
                 },
                 Err(errors) => {
                     out.failed += 1;

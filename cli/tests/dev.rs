@@ -1193,11 +1193,24 @@ fn dev_refuses_a_journey_file_that_changes_its_enrollment_key() {
     assert_eq!(version(&dev), Some(1));
     drop(dev);
 
-    // changed before a restart: refused at start, and version 1 still listed
+    // changed before a restart: refused at start, and version 1 still listed, running on
+    // with its file there (not told as left without one)
     std::fs::write(&file, keyed.replace("event.account_id", "event.plan_id")).expect("rewrite");
     let dev = start(&journeys, &data);
     wait_for(&dev, &refusal);
     assert_eq!(version(&dev), Some(1));
+    wait_for(
+        &dev,
+        &format!(
+            "journey `welcome` (version 1) runs on as published: its file {} has errors (above)",
+            file.display()
+        ),
+    );
+    assert!(
+        !dev.printed().iter().any(|l| l.contains("no valid file")),
+        "{:#?}",
+        dev.printed()
+    );
 
     // the key as published again: the same journey, no new version
     std::thread::sleep(Duration::from_millis(1100));
