@@ -959,55 +959,28 @@ async fn ses_bounces_and_complaints_suppress_email() {
     };
     h.publish_journey("cart_abandonment", &cart_journey()).await;
     let email = identify_shopper(&h, "ann:shop.1").await;
-    identify_shopper(&h, "bob").await;
+    let bob_email = identify_shopper(&h, "bob").await;
     h.deliver_due().await;
 
-    // SES event publishing's notices, as the FeedbackTopic subscription delivers them.
-    let notice = |kind: &str, user: &str, extra: Value| {
-        let mut n = json!({
-            "eventType": kind,
-            "mail": {"timestamp": "2026-12-01T09:00:00.000Z", "source": "hello@waymark.test",
-                     "messageId": "0100-ses", "destination": ["someone@shoppers.test"],
-                     "tags": {"user_id": [tag_encode(user)], "journey": ["cart_5fabandonment"]}}
-        });
-        if let (Some(n), Some(extra)) = (n.as_object_mut(), extra.as_object()) {
-            n.extend(extra.clone());
-        }
-        n
-    };
-    let records = [
-        notice(
-            "Bounce",
-            "ann:shop.1",
-            json!({"bounce": {"bounceType": "Permanent", "bounceSubType": "General"}}),
-        ),
-        notice(
-            "Bounce",
-            "bob",
-            json!({"bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull"}}),
-        ),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, n)| {
-        let mut m = SnsMessage::default();
-        m.sns_message_type = "Notification".into();
-        m.message_id = format!("sns-{i}");
-        m.topic_arn = h.stack.bindings.refs["FeedbackTopic"].clone();
-        m.timestamp = Default::default();
-        m.message = n.to_string();
-        let mut r = SnsRecord::default();
-        r.event_source = "aws:sns".into();
-        r.event_version = "1.0".into();
-        r.sns = m;
-        r
-    })
-    .collect();
-    let mut event = SnsEvent::default();
-    event.records = records;
     let out = handlers::engine(
         &h.engine,
-        serde_json::to_value(&event).unwrap_or_default(),
+        feedback_event(
+            &h,
+            &[
+                ses_notice(
+                    "Bounce",
+                    "ann:shop.1",
+                    &email,
+                    json!({"bounce": {"bounceType": "Permanent", "bounceSubType": "General"}}),
+                ),
+                ses_notice(
+                    "Bounce",
+                    "bob",
+                    &bob_email,
+                    json!({"bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull"}}),
+                ),
+            ],
+        ),
         None,
     )
     .await
@@ -1036,6 +1009,106 @@ async fn ses_bounces_and_complaints_suppress_email() {
             e["what"] == "skipped" && e["channel"] == "email" && e["reason"] == "suppressed"
         });
     assert!(skipped, "{view}");
+}
+
+/// A bounce and a complaint about the address ann had before, arriving after she changed it,
+/// leave her new address alone: her cart email goes to it.
+#[tokio::test]
+async fn a_late_bounce_or_complaint_of_an_old_address_leaves_the_new_one_alone() {
+    let Some(mut h) = Harness::new("oldbounce", at(T0)).await else {
+        return;
+    };
+    h.publish_journey("cart_abandonment", &cart_journey()).await;
+    let old = identify_shopper(&h, "ann").await;
+    h.deliver_due().await;
+    let new = format!("{}-new@shoppers.test", h.stack.name);
+    h.identify("ann", json!({"email": new})).await;
+    h.deliver_due().await;
+
+    let out = handlers::engine(
+        &h.engine,
+        feedback_event(
+            &h,
+            &[
+                ses_notice(
+                    "Bounce",
+                    "ann",
+                    &old,
+                    json!({"bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                                      "bouncedRecipients": [{"emailAddress": old, "action": "failed"}]}}),
+                ),
+                ses_notice(
+                    "Complaint",
+                    "ann",
+                    &old,
+                    json!({"complaint": {"complainedRecipients": [{"emailAddress": old}]}}),
+                ),
+            ],
+        ),
+        None,
+    )
+    .await
+    .expect("the engine takes SNS feedback");
+    assert_eq!(out, Value::Null);
+
+    let ann = h.user("ann").await;
+    assert_eq!(ann["profile"]["traits"]["email"], new.as_str(), "{ann}");
+    assert!(
+        ann["profile"]["suppressed"].get("email").is_none(),
+        "a notice about her old address: {ann}"
+    );
+
+    let t0 = h.now();
+    h.track("ann", "cart_abandoned", "cart-ann-1", cart("c-1001"))
+        .await;
+    h.run_until(t0 + mins(270)).await;
+    h.tick().await;
+    h.deliver_due().await;
+    assert_eq!(h.emails_to(&new).await.len(), 1);
+    let view = h.user("ann").await;
+    let skipped =
+        view["timeline"].as_array().into_iter().flatten().any(|e| {
+            e["what"] == "skipped" && e["channel"] == "email" && e["reason"] == "suppressed"
+        });
+    assert!(!skipped, "{view}");
+}
+
+/// An SES event publishing notice about `user`'s message to `address`, as SES writes it.
+fn ses_notice(kind: &str, user: &str, address: &str, extra: Value) -> Value {
+    let mut n = json!({
+        "eventType": kind,
+        "mail": {"timestamp": "2026-12-01T09:00:00.000Z", "source": "hello@waymark.test",
+                 "messageId": "0100-ses", "destination": [address],
+                 "tags": {"user_id": [tag_encode(user)], "journey": ["cart_5fabandonment"]}}
+    });
+    if let (Some(n), Some(extra)) = (n.as_object_mut(), extra.as_object()) {
+        n.extend(extra.clone());
+    }
+    n
+}
+
+/// SES notices as the FeedbackTopic subscription delivers them to the engine.
+fn feedback_event(h: &Harness, notices: &[Value]) -> Value {
+    let records = notices
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut m = SnsMessage::default();
+            m.sns_message_type = "Notification".into();
+            m.message_id = format!("sns-{i}");
+            m.topic_arn = h.stack.bindings.refs["FeedbackTopic"].clone();
+            m.timestamp = Default::default();
+            m.message = n.to_string();
+            let mut r = SnsRecord::default();
+            r.event_source = "aws:sns".into();
+            r.event_version = "1.0".into();
+            r.sns = m;
+            r
+        })
+        .collect();
+    let mut event = SnsEvent::default();
+    event.records = records;
+    serde_json::to_value(&event).unwrap_or_default()
 }
 
 /// An SMS opt-out that SNS reports suppresses the number on the scheduler's hourly sync (a pass

@@ -5271,6 +5271,23 @@ impl Runtime {
         channel: Channel,
         reason: &str,
     ) -> Result<(), RunError> {
+        self.suppress_address(user, channel, reason, &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks a channel suppressed for a user for a notice about `addresses` (a bounce's or a
+    /// complaint's recipients): only while one of them is still her address on that channel
+    /// (an email's compared whole and without regard to case), since a late notice about the
+    /// address she had before must not stop the one she has now. A notice naming no address
+    /// (`addresses` empty) suppresses whatever her address. Returns whether it suppressed.
+    pub async fn suppress_address(
+        &self,
+        user: &str,
+        channel: Channel,
+        reason: &str,
+        addresses: &[String],
+    ) -> Result<bool, RunError> {
         // A bounce or complaint is about an address: it reaches the user a merged visitor
         // turned out to be only when that user has the same address (the visitor's typo of
         // it must not stop the user's own).
@@ -5282,21 +5299,39 @@ impl Runtime {
         };
         let same_address =
             trait_name.is_some_and(|t| merged.given.traits.get(t) == merged.now.traits.get(t));
-        let user = if same_address {
-            merged.id.as_str()
+        let (user, target) = if same_address {
+            (merged.id.as_str(), &merged.now)
         } else {
-            user
+            (user, &merged.given)
         };
-        self.update_profile(user, |p| {
-            // An erased user's: about an address no longer known, kept for no one (written,
-            // the mark would become a profile that never expires).
-            if p.is_erasure_mark() {
-                return;
-            }
-            p.suppressed.insert(channel, reason.to_string());
-        })
-        .await
-        .map(|_| ())
+        let about = |p: &Profile| {
+            addresses.is_empty()
+                || trait_name
+                    .and_then(|t| p.traits.get(t))
+                    .and_then(Value::as_str)
+                    .is_some_and(|current| {
+                        addresses.iter().any(|a| match channel {
+                            Channel::Email => a.eq_ignore_ascii_case(current),
+                            _ => a == current,
+                        })
+                    })
+        };
+        // Not hers (any more): nothing written, not even a profile for a user unknown here.
+        if !about(target) {
+            return Ok(false);
+        }
+        let written = self
+            .update_profile(user, |p| {
+                // An erased user's: about an address no longer known, kept for no one
+                // (written, the mark would become a profile that never expires). And an
+                // identify may have changed her address since the read above.
+                if p.is_erasure_mark() || !about(p) {
+                    return;
+                }
+                p.suppressed.insert(channel, reason.to_string());
+            })
+            .await?;
+        Ok(!written.is_erasure_mark() && about(&written))
     }
 
     /// The user `user` is now: itself, or, for an anonymous visitor merged into a user at a

@@ -509,6 +509,44 @@ async fn a_visitors_bounce_reaches_the_user_only_for_the_same_address() {
     }
 }
 
+/// A bounce or a complaint is about the address it names: one about the address ann had before
+/// (arriving late, after an identify changed it) leaves her new one alone, and her cart email
+/// goes out; one about the address she has now (whatever its case) suppresses it, as does a
+/// notice that names no address.
+#[tokio::test]
+async fn a_late_bounce_of_her_old_address_leaves_her_new_one_alone() {
+    let cases: [(&[&str], bool); 3] = [
+        (&["ann@old.example"], false),
+        (&["ann@old.example", "Ann@Example.com"], true),
+        (&[], true),
+    ];
+    for (named, suppressed) in cases {
+        let h = cart().await;
+        h.play(
+            r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"id-1","traits":{"email":"ann@old.example"}}
+{"at":"2026-12-01T09:30:00Z","type":"identify","userId":"ann","messageId":"id-2","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"cart-1","properties":{"cart_id":"c-1","total":89.9,"currency":"EUR","items":[{"name":"Trail shoes","price":79.9,"stock":3}]}}
+"#,
+        )
+        .await;
+        let addresses: Vec<String> = named.iter().map(|a| a.to_string()).collect();
+        let done =
+            h.rt.suppress_address("ann", Channel::Email, "bounce", &addresses)
+                .await
+                .expect("the notice");
+        assert_eq!(done, suppressed, "{named:?}");
+        let view = h.rt.user("ann").await.expect("ann");
+        let now = view
+            .profile
+            .is_some_and(|p| p.suppressed.contains_key(&Channel::Email));
+        assert_eq!(now, suppressed, "{named:?}");
+        h.advance_to(at("2026-12-02T00:00:00Z")).await;
+        let emailed = h.outbox().iter().any(|l| l == EMAIL);
+        assert_eq!(emailed, !suppressed, "{named:?}: {:?}", h.outbox());
+    }
+}
+
 #[tokio::test]
 async fn an_anonymous_shopper_who_logs_in_gets_the_rest_of_the_journey_as_the_user() {
     let h = cart().await;

@@ -327,21 +327,27 @@ async fn send_back(runtime: &Runtime, unstarted: Vec<(String, &Message)>) -> Vec
 /// What an SES notice asks of us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Feedback {
-    /// Stop emailing the user: a hard bounce or a complaint.
-    Suppress { user: String, reason: &'static str },
+    /// Stop emailing the user at `addresses` (the recipients the notice names; none when it
+    /// names none): a hard bounce or a complaint.
+    Suppress {
+        user: String,
+        reason: &'static str,
+        addresses: Vec<String>,
+    },
     /// Nothing to do (a soft bounce, a delivery, another event type).
     Ignore(String),
 }
 
 /// Reads one SES notice (event publishing's `eventType` or identity notifications'
-/// `notificationType`). The user comes from the `user_id` tag the sender set.
+/// `notificationType`). The user comes from the `user_id` tag the sender set; the addresses
+/// from the bounce's or complaint's recipients, or else the message's destination.
 pub fn feedback(notice: &Value) -> Feedback {
     let kind = notice
         .get("eventType")
         .or_else(|| notice.get("notificationType"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let reason = match kind {
+    let (reason, recipients) = match kind {
         "Bounce" => {
             let bounce = notice
                 .pointer("/bounce/bounceType")
@@ -350,17 +356,48 @@ pub fn feedback(notice: &Value) -> Feedback {
             if bounce != "Permanent" {
                 return Feedback::Ignore(format!("a {} bounce", bounce.to_lowercase()));
             }
-            "bounce"
+            ("bounce", "/bounce/bouncedRecipients")
         }
-        "Complaint" => "complaint",
+        "Complaint" => ("complaint", "/complaint/complainedRecipients"),
         other => return Feedback::Ignore(format!("a `{other}` notice")),
     };
     let tag = notice
         .pointer(&format!("/mail/tags/{USER_TAG}/0"))
         .and_then(Value::as_str);
-    match tag.and_then(tag_decode) {
-        Some(user) if !user.is_empty() => Feedback::Suppress { user, reason },
-        _ => Feedback::Ignore(format!("a {reason} without a {USER_TAG} tag")),
+    let Some(user) = tag.and_then(tag_decode).filter(|u| !u.is_empty()) else {
+        return Feedback::Ignore(format!("a {reason} without a {USER_TAG} tag"));
+    };
+    let listed = |pointer: &str, field: Option<&str>| -> Vec<String> {
+        let items = notice.pointer(pointer).and_then(Value::as_array);
+        items
+            .into_iter()
+            .flatten()
+            .filter_map(|r| match field {
+                Some(f) => r.get(f),
+                None => Some(r),
+            })
+            .filter_map(Value::as_str)
+            .map(bare_address)
+            .filter(|a| !a.is_empty())
+            .collect()
+    };
+    let mut addresses = listed(recipients, Some("emailAddress"));
+    if addresses.is_empty() {
+        addresses = listed("/mail/destination", None);
+    }
+    Feedback::Suppress {
+        user,
+        reason,
+        addresses,
+    }
+}
+
+/// The address of a recipient as SES may write it, `Ann <ann@example.com>` or the address alone.
+fn bare_address(recipient: &str) -> String {
+    let r = recipient.trim();
+    match (r.rfind('<'), r.rfind('>')) {
+        (Some(open), Some(close)) if open < close => r[open + 1..close].trim().to_string(),
+        _ => r.to_string(),
     }
 }
 
@@ -378,9 +415,20 @@ pub async fn apply_feedback(runtime: &Runtime, event: &SnsEvent) -> Result<(), R
             }
         };
         match feedback(&notice) {
-            Feedback::Suppress { user, reason } => {
-                runtime.suppress(&user, Channel::Email, reason).await?;
-                tracing::info!(user = %user, reason, "email suppressed");
+            Feedback::Suppress {
+                user,
+                reason,
+                addresses,
+            } => {
+                if runtime
+                    .suppress_address(&user, Channel::Email, reason, &addresses)
+                    .await?
+                {
+                    tracing::info!(user = %user, reason, "email suppressed");
+                } else {
+                    // A late notice about the address she had before (she has another now).
+                    tracing::info!(sns_message_id = %id, user = %user, reason, "SES notice ignored: about an address that is not the user's now");
+                }
             }
             Feedback::Ignore(why) => {
                 tracing::info!(sns_message_id = %id, "SES notice ignored: {why}");
@@ -908,7 +956,8 @@ mod tests {
             feedback(&bounce("Permanent")),
             Feedback::Suppress {
                 user: "ann@example.com".into(),
-                reason: "bounce"
+                reason: "bounce",
+                addresses: vec![]
             }
         );
         assert!(matches!(
@@ -921,7 +970,8 @@ mod tests {
             feedback(&complaint),
             Feedback::Suppress {
                 user: "bob".into(),
-                reason: "complaint"
+                reason: "complaint",
+                addresses: vec![]
             }
         );
         assert!(matches!(
@@ -932,5 +982,48 @@ mod tests {
             feedback(&json!({"eventType": "Delivery"})),
             Feedback::Ignore(_)
         ));
+    }
+
+    /// A notice names the address it is about: the bounced or complaining recipients, or else
+    /// the message's destination.
+    #[test]
+    fn ses_notices_name_their_addresses() {
+        let tags = json!({"user_id": ["ann"]});
+        let cases = [
+            (
+                json!({"eventType": "Bounce",
+                       "bounce": {"bounceType": "Permanent",
+                                  "bouncedRecipients": [{"emailAddress": "old@x.test", "action": "failed"}]},
+                       "mail": {"destination": ["Ann <old@x.test>", "cc@x.test"], "tags": tags}}),
+                vec!["old@x.test"],
+            ),
+            (
+                json!({"notificationType": "Complaint",
+                       "complaint": {"complainedRecipients": [{"emailAddress": "Ann <Old@X.test>"}]},
+                       "mail": {"destination": ["other@x.test"], "tags": tags}}),
+                vec!["Old@X.test"],
+            ),
+            (
+                json!({"eventType": "Complaint", "complaint": {},
+                       "mail": {"destination": ["Ann <old@x.test>"], "tags": tags}}),
+                vec!["old@x.test"],
+            ),
+            (
+                json!({"eventType": "Complaint", "complaint": {"complainedRecipients": []},
+                       "mail": {"tags": tags}}),
+                vec![],
+            ),
+        ];
+        for (notice, addresses) in cases {
+            match feedback(&notice) {
+                Feedback::Suppress {
+                    user, addresses: a, ..
+                } => {
+                    assert_eq!(user, "ann");
+                    assert_eq!(a, addresses, "{notice}");
+                }
+                other => panic!("{other:?}: {notice}"),
+            }
+        }
     }
 }
