@@ -1412,6 +1412,24 @@ pub fn reentry_zone(j: &Journey, profile: &Profile) -> jiff::tz::TimeZone {
     }
 }
 
+/// An SMS body with each no-break or other typographic space (`currency`'s `89,90\u{a0}€`,
+/// `fr`'s `1\u{202f}234`, `es`'s `a.\u{202f}m.`, or one in a user's own data) an ordinary
+/// space. None of them is in the GSM 03.38 alphabet: one alone makes SNS send the whole
+/// message as UCS-2, in parts of 70 characters instead of 160, so that it costs double.
+fn plain_spaces(body: String) -> String {
+    // Unicode's space separators (Zs) but the ASCII one: whitespace that is no control
+    // character and no line or paragraph separator.
+    let typographic = |c: char| {
+        c.is_whitespace() && c != ' ' && !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}')
+    };
+    if !body.contains(typographic) {
+        return body;
+    }
+    body.chars()
+        .map(|c| if typographic(c) { ' ' } else { c })
+        .collect()
+}
+
 /// A subject as one line: each run of line breaks (and other control characters) in what a
 /// user's data brought into it (`hello\r\nBcc: ...`) is one space. A subject is a header: a
 /// line break in it would start another.
@@ -2938,7 +2956,7 @@ impl<'a> Run<'a> {
                 unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
             },
             Template::Sms(s) => {
-                let body = text("body", &s.body)?;
+                let body = plain_spaces(text("body", &s.body)?);
                 // What SNS would refuse for this user, said here: it takes at most 1,600
                 // characters a message (sent in parts of 160 GSM or 70 other characters).
                 let length = body.chars().count();

@@ -8949,6 +8949,44 @@ steps:
     assert_eq!(messages_to(&out, "c").len(), 1);
 }
 
+/// An SMS carries no no-break space: `currency` writes `89,90\u{a0}€` for a `de` user and
+/// `1\u{202f}234,50\u{a0}€` for a `fr` one, and a user's data may bring a figure space, none
+/// of them in the GSM alphabet; one alone would make SNS send the whole SMS as UCS-2, in parts
+/// of 70 characters, not 160. Each is a plain space in the body; a push keeps CLDR's spaces.
+#[tokio::test]
+async fn an_sms_with_a_price_is_sent_in_gsm_spaces() {
+    let journey = r#"
+id: paid
+name: Paid
+trigger: {event: paid}
+steps:
+  - id: tell
+    send: {sms: {body: "Total {{ event.total | currency('EUR') }}{{ event.note }}"}}
+  - id: push
+    send: {push: {title: "Total {{ event.total | currency('EUR') }}"}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"de","traits":{"phone":"+4915112345678","locale":"de","push_tokens":[{"platform":"fcm","token":"t-de"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"fr","traits":{"phone":"+33612345678","locale":"fr","push_tokens":[{"platform":"fcm","token":"t-fr"}]}}
+{"at":"2026-12-01T10:00:00Z","userId":"de","event":"paid","properties":{"total":89.9,"note":""}}
+{"at":"2026-12-01T10:00:00Z","userId":"fr","event":"paid","properties":{"total":1234.5,"note":"\u2007!\u2028ok"}}
+"#;
+    let out = sim(&[journey], script).await;
+    let sent = |user: &str| -> Vec<String> {
+        messages_to(&out, user)
+            .iter()
+            .map(|m| headline(&m.content))
+            .collect()
+    };
+    assert_eq!(sent("de"), ["Total 89,90 €", "Total 89,90\u{a0}€"]);
+    assert_eq!(
+        sent("fr"),
+        [
+            "Total 1 234,50 € !\u{2028}ok",
+            "Total 1\u{202f}234,50\u{a0}€"
+        ]
+    );
+}
+
 /// A `wait_until` for a time of day reached during that very minute goes on at once: 09:00 is
 /// now, not tomorrow (a schedule at 09:00 whose first step waits for 09:00 in the user's zone;
 /// a user reaching it at 09:00:40). From 09:01 on it is tomorrow's, and on a day the
