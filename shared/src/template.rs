@@ -216,7 +216,7 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     })?;
     // MiniJinja looks filters and tests up only when it renders: name them here.
     for used in used::names(source) {
-        if let Some(message) = unknown_name(&used) {
+        if let Some(message) = unknown_name(used.kind, used.name, "in template") {
             return Err(TemplateError {
                 line: Some(used.line),
                 column: None,
@@ -639,31 +639,28 @@ fn known(kind: used::Kind, name: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// What to say about a filter or test MiniJinja does not know (`None` when it knows it).
-fn unknown_name(used: &used::Used<'_>) -> Option<String> {
-    if known(used.kind, used.name) {
+/// What to say about a filter or test MiniJinja does not know (`None` when it knows it),
+/// `place` saying where it is named (`in template`, `given to \`map\``).
+fn unknown_name(kind: used::Kind, name: &str, place: &str) -> Option<String> {
+    if known(kind, name) {
         return None;
     }
     // The names `calls` has a signature for are the environment's (a test holds them so).
-    let (what, names, page) = match used.kind {
+    let (what, names, page) = match kind {
         used::Kind::Filter => ("filter", calls::FILTERS, "filters"),
         used::Kind::Test => ("test", calls::TESTS, "tests"),
     };
-    if let Some(habit) = (used.kind == used::Kind::Filter)
-        .then(|| habits::filter(used.name))
+    if let Some(habit) = (kind == used::Kind::Filter)
+        .then(|| habits::filter(name))
         .flatten()
     {
-        return Some(format!(
-            "unknown filter `{}` in template: {habit}",
-            used.name
-        ));
+        return Some(format!("unknown filter `{name}` {place}: {habit}"));
     }
-    let guess = crate::dsl::closest(used.name, names.iter().map(|s| s.name))
+    let guess = crate::dsl::closest(name, names.iter().map(|s| s.name))
         .map(|n| format!("did you mean `{n}`? "))
         .unwrap_or_default();
     Some(format!(
-        "unknown {what} `{}` in template: {guess}MiniJinja's {page} are listed at https://docs.rs/minijinja/latest/minijinja/{page}/",
-        used.name
+        "unknown {what} `{name}` {place}: {guess}MiniJinja's {page} are listed at https://docs.rs/minijinja/latest/minijinja/{page}/"
     ))
 }
 
@@ -1191,6 +1188,75 @@ mod tests {
             "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
         )
         .is_ok());
+    }
+
+    /// A filter `map` applies, or a test `select`, `reject`, `selectattr` or `rejectattr`
+    /// applies, named in quotes, is checked as one after `|` or `is` is: MiniJinja looks it up
+    /// only when it renders, so an unknown one would skip every user as a render error.
+    #[test]
+    fn filters_and_tests_named_in_quotes_are_caught_before_any_send() {
+        for (source, unknown, meant, line, column) in [
+            (
+                "Items:\n{{ event.items | map('uper') | join(', ') }}",
+                "unknown filter `uper` given to `map`",
+                Some("upper"),
+                2,
+                22,
+            ),
+            (
+                "{{ event.items | selectattr('stock', 'greater', 0) | list }}",
+                "unknown test `greater` given to `selectattr`",
+                None,
+                1,
+                38,
+            ),
+            (
+                "{{ event.items | rejectattr('stock', 'nonee') | list }}",
+                "unknown test `nonee` given to `rejectattr`",
+                Some("none"),
+                1,
+                38,
+            ),
+            (
+                "{{ event.n | select('evn') | list }}",
+                "unknown test `evn` given to `select`",
+                Some("even"),
+                1,
+                21,
+            ),
+            (
+                "{{ event.n | reject('defind') | list }}",
+                "unknown test `defind` given to `reject`",
+                Some("defined"),
+                1,
+                21,
+            ),
+        ] {
+            let (l, c, message) = refused(source);
+            assert_eq!((l, c), (Some(line), Some(column)), "{source}: {message}");
+            assert!(message.contains(unknown), "{source}: {message}");
+            if let Some(meant) = meant {
+                assert!(
+                    message.contains(&format!("did you mean `{meant}`?")),
+                    "{source}: {message}"
+                );
+            }
+            assert!(message.contains("/minijinja/"), "{source}: {message}");
+        }
+        // The forms MiniJinja takes still pass: an attribute, a known filter or test, no test.
+        for source in [
+            "{{ event.items | map(attribute='x') | join(', ') }}",
+            "{{ event.items | map(attribute='x', default='upper') | join(', ') }}",
+            "{{ event.items | map('upper') | join(', ') }}",
+            "{{ event.items | map('truncate', 10) | join(', ') }}",
+            "{{ event.items | selectattr('stock') | list }}",
+            "{{ event.items | selectattr('stock', 'gt', 0) | list }}",
+            "{{ event.items | rejectattr('stock', 'none') | list }}",
+            "{{ event.items | select('odd') | list }} {{ event.items | reject | list }}",
+            "{{ event.items | select | list }} {{ event.items | select(event.test) | list }}",
+        ] {
+            assert!(check(source).is_ok(), "{source}: {:?}", check(source));
+        }
     }
 
     /// What `check` says of `source`: its line, column and message.

@@ -730,6 +730,55 @@ impl Walk<'_, '_> {
         if what == What::Filter && matches!(name, "currency" | "date") {
             self.locale_literals(name, args);
         }
+        if what == What::Filter {
+            self.named_in_quotes(name, args);
+        }
+    }
+
+    /// The filter `map('upper')` applies, or the test `select('odd')` and
+    /// `selectattr('stock', 'gt', 0)` apply, named in quotes and unknown: MiniJinja looks it
+    /// up only when it renders, and fails, whatever the list, in every message.
+    fn named_in_quotes(&mut self, filter: &str, args: &[CallArg<'_>]) {
+        use super::used::Kind;
+        // A splat may hold the name, or `attribute=`, only known when it renders.
+        if args
+            .iter()
+            .any(|a| matches!(a, CallArg::PosSplat(_) | CallArg::KwargSplat(_)))
+        {
+            return;
+        }
+        let (kind, place) = match filter {
+            // `map(attribute='name')` takes an attribute, and no filter.
+            "map"
+                if args
+                    .iter()
+                    .any(|a| matches!(a, CallArg::Kwarg("attribute", _))) =>
+            {
+                return
+            }
+            "map" => (Kind::Filter, 0),
+            "select" | "reject" => (Kind::Test, 0),
+            // The first is the attribute tested (`selectattr('stock', 'gt', 0)`).
+            "selectattr" | "rejectattr" => (Kind::Test, 1),
+            _ => return,
+        };
+        let Some(e) = args
+            .iter()
+            .filter_map(|a| match a {
+                CallArg::Pos(e) => Some(e),
+                _ => None,
+            })
+            .nth(place)
+        else {
+            return;
+        };
+        let Expr::Const(c) = e else { return };
+        let Some(name) = c.value.as_str() else {
+            return;
+        };
+        if let Some(message) = super::unknown_name(kind, name, &format!("given to `{filter}`")) {
+            self.report(extent(e).0, message);
+        }
     }
 
     /// A `currency` code, or a `locale=` of `currency` or `date`, written as text that cannot
