@@ -1409,6 +1409,67 @@ mod tests {
         );
     }
 
+    /// A literal MiniJinja takes by its kind and refuses by its value, whatever the data:
+    /// `round`'s method is `common`, `ceil` or `floor`; `batch` and `slice` make at least one.
+    #[test]
+    fn a_literal_argument_of_the_right_kind_and_a_wrong_value_is_refused() {
+        let (line, column, message) = refused("{{ event.total | round(2, 'up') }}");
+        assert_eq!((line, column), (Some(1), Some(18)));
+        assert_eq!(
+            message,
+            "the filter `round`: its `method` is 'common', 'ceil' (up) or 'floor' (down), not `'up'`: write it like round(2)"
+        );
+        let (_, _, message) = refused("{{ event.total | round(method='nearest') }}");
+        assert!(
+            message
+                .contains("`method=` is 'common', 'ceil' (up) or 'floor' (down), not `'nearest'`"),
+            "{message}"
+        );
+        for (source, count) in [
+            ("{{ event.items | batch(0) | list }}", "0"),
+            ("{{ event.items | slice(0) | list }}", "0"),
+            ("{{ event.items | batch(-1) | list }}", "-1"),
+        ] {
+            let (_, _, message) = refused(source);
+            assert!(
+                message.contains(&format!(
+                    "its `count` is a whole number, 1 or more, not `{count}`"
+                )),
+                "{source}: {message}"
+            );
+        }
+        // `false` is 0 to MiniJinja.
+        let (_, _, message) = refused("{{ event.items | slice(false) | list }}");
+        assert!(message.contains("a whole number, 1 or more"), "{message}");
+        // Each refused form fails every render, whatever the data.
+        let ctx = serde_json::json!({"event": {"total": 1.5, "items": [1, 2, 3]}});
+        for source in [
+            "{{ event.total | round(2, 'up') }}",
+            "{{ event.total | round(method='nearest') }}",
+            "{{ event.items | batch(0) | list }}",
+            "{{ event.items | slice(0) | list }}",
+            "{{ event.items | batch(-1) | list }}",
+            "{{ event.items | slice(false) | list }}",
+        ] {
+            assert!(render(source, &ctx, false).is_err(), "{source}");
+        }
+        // The values MiniJinja takes still pass, and render.
+        for source in [
+            "{{ event.total | round(2, 'ceil') }}",
+            "{{ event.total | round(method='floor') }}",
+            "{{ event.total | round(0, 'common') }}",
+            "{{ event.total | round(2, profile.method) }}",
+            "{{ event.items | batch(1) | list }} {{ event.items | slice(3, 0) | list }}",
+            "{{ event.items | batch(event.n or 2) | list }}",
+        ] {
+            assert_eq!(check(source), Ok(()), "{source}");
+        }
+        assert_eq!(
+            render("{{ event.total | round(0, 'ceil') }}", &ctx, false).map_err(|e| e.message),
+            Ok("2.0".to_string())
+        );
+    }
+
     #[test]
     fn an_unknown_keyword_is_refused() {
         let (_, _, message) = refused("{{ event.total | round(precison=2) }}");

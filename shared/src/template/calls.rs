@@ -25,6 +25,10 @@ pub enum Arg {
     Int,
     /// A whole number, 0 or more (a length).
     Count,
+    /// A whole number, 1 or more (how many lists `batch` and `slice` make or hold).
+    Positive,
+    /// How `round` rounds: `'common'`, `'ceil'` or `'floor'`, and only those.
+    Rounding,
     /// `true` or `false`, and only those.
     Bool,
     /// `true`, `false` or a whole number (`tojson`'s indent).
@@ -179,9 +183,9 @@ pub const FILTERS: &[Signature] = &[
     Signature {
         name: "round",
         usage: "round(2)",
-        params: &[("precision", Arg::Int), ("method", Arg::Text)],
+        params: &[("precision", Arg::Int), ("method", Arg::Rounding)],
         required: 0,
-        keywords: Keywords::Named(&[("precision", Arg::Int), ("method", Arg::Text)]),
+        keywords: Keywords::Named(&[("precision", Arg::Int), ("method", Arg::Rounding)]),
         rest: false,
     },
     Signature {
@@ -240,7 +244,7 @@ pub const FILTERS: &[Signature] = &[
     Signature {
         name: "batch",
         usage: "batch(3)",
-        params: &[("count", Arg::Int), ("fill_with", Arg::Any)],
+        params: &[("count", Arg::Positive), ("fill_with", Arg::Any)],
         required: 1,
         keywords: Keywords::No,
         rest: false,
@@ -248,7 +252,7 @@ pub const FILTERS: &[Signature] = &[
     Signature {
         name: "slice",
         usage: "slice(3)",
-        params: &[("count", Arg::Int), ("fill_with", Arg::Any)],
+        params: &[("count", Arg::Positive), ("fill_with", Arg::Any)],
         required: 1,
         keywords: Keywords::No,
         rest: false,
@@ -972,11 +976,12 @@ fn literal_kind(expr: &Expr<'_>) -> Option<ValueKind> {
 
 /// Whether a literal of this kind (and value) cannot be `arg`.
 fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
-    // `-5` is the negation of a literal: a count that cannot be.
-    if let (Arg::Count, Expr::UnaryOp(u)) = (arg, expr) {
+    // `-5` is the negation of a literal: a count that cannot be (nor, for `batch`, `-0`).
+    if let (Arg::Count | Arg::Positive, Expr::UnaryOp(u)) = (arg, expr) {
         let negative = matches!(u.op, UnaryOpKind::Neg)
             && matches!(&u.expr, Expr::Const(c) if c.value.kind() == ValueKind::Number
-                && f64::try_from(c.value.clone()).is_ok_and(|f| f > 0.0));
+                && f64::try_from(c.value.clone())
+                    .is_ok_and(|f| f > 0.0 || arg == Arg::Positive));
         return negative;
     }
     let Some(kind) = literal_kind(expr) else {
@@ -997,6 +1002,10 @@ fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
         _ => match arg {
             Arg::Any => false,
             Arg::Text => kind != ValueKind::String,
+            // MiniJinja takes these three and refuses any other, whatever the value.
+            Arg::Rounding => !value
+                .and_then(|v| v.as_str())
+                .is_some_and(|m| matches!(m, "common" | "ceil" | "floor")),
             Arg::Bool => kind != ValueKind::Bool,
             Arg::Map => kind != ValueKind::Map,
             Arg::Int | Arg::IntOrBool => match kind {
@@ -1014,6 +1023,17 @@ fn wrong(arg: Arg, expr: &Expr<'_>) -> bool {
                 }
                 _ => true,
             },
+            // `batch(0)` and `slice(0)` fail: "count cannot be 0".
+            Arg::Positive => match kind {
+                ValueKind::Bool => !value.is_some_and(|v| v.is_true()),
+                ValueKind::Number => {
+                    !integral()
+                        || value
+                            .and_then(|v| f64::try_from(v.clone()).ok())
+                            .is_some_and(|f| f < 1.0)
+                }
+                _ => true,
+            },
         },
     }
 }
@@ -1025,6 +1045,8 @@ fn said(arg: Arg) -> &'static str {
         Arg::Text => "text in quotes",
         Arg::Int => "a whole number",
         Arg::Count => "a whole number, 0 or more",
+        Arg::Positive => "a whole number, 1 or more",
+        Arg::Rounding => "'common', 'ceil' (up) or 'floor' (down)",
         Arg::Bool => "true or false",
         Arg::IntOrBool => "a whole number, true or false",
         Arg::Map => "a map like {'a': 1}",
@@ -1237,12 +1259,12 @@ mod tests {
     fn valid(param: &str, arg: Arg) -> &'static str {
         match arg {
             // `round`'s method is one of three.
-            Arg::Text if param == "method" => "'floor'",
+            Arg::Rounding => "'floor'",
             // `currency`'s code and locale are checked as written.
             Arg::Text if param == "code" => "'EUR'",
             Arg::Text if param == "locale" => "'de-DE'",
             Arg::Any | Arg::Text => "'x'",
-            Arg::Int | Arg::IntOrBool | Arg::Count => "2",
+            Arg::Int | Arg::IntOrBool | Arg::Count | Arg::Positive => "2",
             Arg::Bool => "true",
             Arg::Map => "{'a': 1}",
         }
@@ -1251,8 +1273,8 @@ mod tests {
     fn invalid(arg: Arg) -> &'static str {
         match arg {
             Arg::Any => unreachable!("anything will do"),
-            Arg::Text | Arg::Map => "5",
-            Arg::Int | Arg::IntOrBool | Arg::Bool | Arg::Count => "'a'",
+            Arg::Text | Arg::Map | Arg::Rounding => "5",
+            Arg::Int | Arg::IntOrBool | Arg::Bool | Arg::Count | Arg::Positive => "'a'",
         }
     }
 
