@@ -42,6 +42,8 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/a",
     "POST /v1/g",
     "POST /v1/b",
+    // Segment's Ruby and Java libraries (and its older Android and iOS ones) post batches here.
+    "POST /v1/import",
     "GET /v1/users/{userId}",
     "DELETE /v1/users/{userId}",
     "GET /v1/users/{userId}/inbox",
@@ -362,16 +364,18 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
     out
 }
 
-/// The call an analytics.js one-letter path stands for (`t` for `track`, `b` for `batch`).
-fn call_of_letter(letter: &str) -> Option<&'static str> {
-    Some(match letter {
+/// The call a path other than the call's own name stands for: an analytics.js one-letter path
+/// (`t` for `track`, `b` for `batch`), or `import`, where Segment's Ruby and Java libraries and
+/// its older Android and iOS ones post their batches (the body is a batch's, `{batch: [...]}`).
+fn call_of_path(name: &str) -> Option<&'static str> {
+    Some(match name {
         "t" => "track",
         "i" => "identify",
         "p" => "page",
         "s" => "screen",
         "a" => "alias",
         "g" => "group",
-        "b" => "batch",
+        "b" | "import" => "batch",
         _ => return None,
     })
 }
@@ -464,7 +468,7 @@ fn too_large(intake: bool) -> Response<Bytes> {
 pub fn too_large_at(path: &str) -> Response<Bytes> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let intake = match segments.as_slice() {
-        ["v1", short] if call_of_letter(short).is_some() => true,
+        ["v1", short] if call_of_path(short).is_some() => true,
         other => is_intake(other),
     };
     if intake {
@@ -555,9 +559,9 @@ impl Api {
             segments.push(decoded);
         }
         let mut segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
-        // analytics.js's one-letter paths are the calls they stand for.
+        // analytics.js's one-letter paths, and `import`, are the calls they stand for.
         if let ["v1", short] = segments.as_slice() {
-            if let Some(call) = call_of_letter(short) {
+            if let Some(call) = call_of_path(short) {
                 segments[1] = call;
             }
         }

@@ -1351,6 +1351,74 @@ fn the_browser_library_sends_with_the_write_key_in_the_body() {
     });
 }
 
+/// Segment's Ruby and Java libraries (and its older Android and iOS ones) post their batches to
+/// `/v1/import`, analytics-java with a trailing `/` and gzipped, the write key as the Basic-auth
+/// user name: each is read as a batch, answered 200 and its events taken.
+#[test]
+fn the_server_libraries_import_path_is_a_batch() {
+    block_on(async {
+        let s = Stack::new().await;
+        let gzip = |body: &[u8]| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(body).expect("gzip");
+            z.finish().expect("gzip")
+        };
+        let auth = basic(WRITE_KEY);
+        let java = json!({"sentAt": "2026-03-02T10:00:00Z", "batch": [
+            {"type": "identify", "userId": "jay", "messageId": "i-jay",
+             "traits": {"email": "jay@example.com"}},
+            {"type": "track", "userId": "jay", "event": "signed_up", "messageId": "t-jay"},
+        ], "context": {"library": {"name": "analytics-java"}}});
+        let res = s
+            .request(
+                Method::POST,
+                "/v1/import/",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json; charset=utf-8"),
+                    ("content-encoding", "gzip"),
+                ],
+                gzip(java.to_string().as_bytes()),
+            )
+            .await;
+        let text = String::from_utf8_lossy(res.body()).to_string();
+        assert_eq!(res.status(), StatusCode::OK, "{text}");
+        let ruby = json!({"batch": [
+            {"type": "track", "userId": "ruby", "event": "signed_up", "messageId": "t-ruby"},
+        ]});
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/import",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                &ruby.to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        s.run_until(s.clock.now() + SignedDuration::from_mins(1))
+            .await;
+        let (_, view) = s.admin_get("/v1/users/jay").await;
+        let view: Value = serde_json::from_str(&view).expect("JSON");
+        assert_eq!(
+            view["profile"]["traits"]["email"], "jay@example.com",
+            "{view}"
+        );
+        assert!(
+            view["profile"]["history"].get("signed_up").is_some(),
+            "{view}"
+        );
+        let (_, view) = s.admin_get("/v1/users/ruby").await;
+        let view: Value = serde_json::from_str(&view).expect("JSON");
+        assert!(
+            view["profile"]["history"].get("signed_up").is_some(),
+            "{view}"
+        );
+    });
+}
+
 /// A gzipped body (`Content-Encoding: gzip`, as Segment's Python library sends with `gzip=True`)
 /// is read as the JSON it holds; one that inflates past the largest batch (a zip bomb) is refused
 /// with 413, one that is no gzip with 400, and an encoding Waymark does not read with 415, each
