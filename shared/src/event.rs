@@ -19,8 +19,12 @@ pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 /// How deep objects and arrays may nest in `properties`, `traits` and `context` (the field's own
 /// object is level 1).
 pub const MAX_DEPTH: usize = 10;
-/// How many top-level keys `properties`, `traits` and `context` may have.
+/// How many top-level keys an event keeps of its `properties` and `context`: past it the rest
+/// are left out with a warning ([`Check::within_keys`]). An identify's `traits` have no such
+/// bound of their own: the profile's ([`crate::profile::MAX_PROFILE_TRAITS`]) applies.
 pub const MAX_TRAITS: usize = 256;
+/// The keys of `context` Waymark reads, kept first when some are left out.
+const CONTEXT_READ: [&str; 3] = ["device", "timezone", "locale"];
 
 /// The longest `userId` or `anonymousId`, in bytes of UTF-8: ids are part of the store's keys,
 /// a user's twice in some (DynamoDB takes 1,024 bytes of sort key).
@@ -279,16 +283,25 @@ fn from_call(
                 format!("{prefix}.traits")
             };
             let made = sent.replace("traits", "properties");
-            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix).map_err(|errs| {
-                errs.into_iter()
-                    .map(|mut e| {
-                        if let Some(rest) = e.field.strip_prefix(made.as_str()) {
-                            e.field = format!("{sent}{rest}");
-                        }
-                        e
-                    })
-                    .collect()
-            })
+            let named = |mut e: FieldError| {
+                if let Some(rest) = e.field.strip_prefix(made.as_str()) {
+                    e.field = format!("{sent}{rest}");
+                }
+                e
+            };
+            match from_raw(Kind::Track, &raw, shared_context, received, limits, prefix) {
+                Ok((event, left_out)) => {
+                    let left_out = left_out
+                        .into_iter()
+                        .map(|mut l| {
+                            l.problem = named(l.problem);
+                            l
+                        })
+                        .collect();
+                    Ok((event, left_out))
+                }
+                Err(errs) => Err(errs.into_iter().map(named).collect()),
+            }
         }
         Call::Alias => {
             let mut check = Check::new(prefix);
@@ -558,6 +571,7 @@ pub fn parse_batch(
     };
     let mut check = Check::new("");
     let shared_context = check.object(&raw, "context");
+    let shared_context = check.within_keys("context", shared_context, &CONTEXT_READ, false);
     let sent_at = check.sent_at(&raw);
     if !check.errors.is_empty() {
         return Err(check.errors);
@@ -779,7 +793,10 @@ fn from_raw(
         Kind::Identify => None,
     };
     let properties = match kind {
-        Kind::Track => check.object(raw, "properties"),
+        Kind::Track => {
+            let properties = check.object(raw, "properties");
+            check.within_keys("properties", properties, &[], false)
+        }
         Kind::Identify => Map::new(),
     };
     let traits = match kind {
@@ -796,24 +813,17 @@ fn from_raw(
         Kind::Track => Map::new(),
     };
     let own_context = check.object(raw, "context");
+    // Each part's depth is already checked; the key count is the merged context's.
+    let own_too_many = own_context.len() > MAX_TRAITS;
     let context = if shared_context.is_empty() {
         own_context
     } else {
-        // Each part's depth and size is already checked; only the merged key count is new.
-        let own_too_many = own_context.len() > MAX_TRAITS;
         let mut merged = shared_context.clone();
         merged.extend(own_context);
-        if merged.len() > MAX_TRAITS && !own_too_many {
-            check.error(
-                "context",
-                format!(
-                    "has {} keys once merged with the batch's context; at most {MAX_TRAITS} are allowed",
-                    merged.len()
-                ),
-            );
-        }
         merged
     };
+    let merged = !shared_context.is_empty() && !own_too_many;
+    let context = check.within_keys("context", context, &CONTEXT_READ, merged);
     // A device's zone or locale that is not one is not taken as the user's: said, not silent.
     for name in ["timezone", "locale"] {
         let Some(value) = context.get(name).filter(|v| !v.is_null()) else {
@@ -1269,12 +1279,12 @@ impl<'a> Check<'a> {
         }
     }
 
-    /// `properties`, `traits` or `context`: an object within the size limits, or empty if absent.
+    /// `properties`, `traits` or `context`: an object within the depth limit, or empty if absent.
     fn object(&mut self, raw: &Map<String, Value>, name: &str) -> Map<String, Value> {
         match raw.get(name) {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => {
-                self.sizes(name, map);
+                self.depth(name, map);
                 map.clone()
             }
             Some(_) => {
@@ -1284,13 +1294,9 @@ impl<'a> Check<'a> {
         }
     }
 
-    fn sizes(&mut self, name: &str, map: &Map<String, Value>) {
-        if map.len() > MAX_TRAITS {
-            self.error(
-                name,
-                format!("has {} keys; at most {MAX_TRAITS} are allowed", map.len()),
-            );
-        }
+    /// `properties`, `traits` or `context` nested past [`MAX_DEPTH`] is refused: reading it
+    /// (a journey's path, the store's encoding) recurses as deep as it goes.
+    fn depth(&mut self, name: &str, map: &Map<String, Value>) {
         let mut path = name.to_string();
         if map_too_deep(map, 1, &mut path) {
             self.error(
@@ -1298,6 +1304,62 @@ impl<'a> Check<'a> {
                 format!("nests more than {MAX_DEPTH} levels deep (at {path}); flatten it"),
             );
         }
+    }
+
+    /// `properties` or `context` (`merged`: once merged with the batch's) with more than
+    /// [`MAX_TRAITS`] keys keeps that many, those Waymark reads (`read`) first, then by name;
+    /// the rest are left out with a warning naming the field, and said in the user's timeline,
+    /// rather than the event refused (Segment's libraries do not send a refused request again).
+    fn within_keys(
+        &mut self,
+        name: &str,
+        map: Map<String, Value>,
+        read: &[&str],
+        merged: bool,
+    ) -> Map<String, Value> {
+        if map.len() <= MAX_TRAITS {
+            return map;
+        }
+        let sent = map.len();
+        let mut rest = map;
+        let mut kept = Map::new();
+        for key in read {
+            if let Some((k, v)) = rest.remove_entry(*key) {
+                kept.insert(k, v);
+            }
+        }
+        let mut dropped = Vec::new();
+        for (k, v) in rest {
+            if kept.len() < MAX_TRAITS {
+                kept.insert(k, v);
+            } else {
+                dropped.push(k);
+            }
+        }
+        let once_merged = if merged {
+            " once merged with the batch's context"
+        } else {
+            ""
+        };
+        let problem = format!("has {sent} keys{once_merged}; an event keeps at most {MAX_TRAITS}");
+        let names: Vec<&str> = dropped.iter().take(5).map(String::as_str).collect();
+        let more = if dropped.len() > names.len() {
+            ", …"
+        } else {
+            ""
+        };
+        self.refused.push(Refused {
+            field: name.to_string(),
+            value: format!("{}{more}", names.join(", ")),
+            reason: format!("{problem}: {} keys were left out", dropped.len()),
+        });
+        let field = self.field(name);
+        self.warnings.push(LeftOut {
+            problem: FieldError::new(field, problem),
+            instead: "the keys past that many (by name, those Waymark reads kept first), the rest of the event is applied",
+            strict: true,
+        });
+        kept
     }
 
     /// A call's or a batch's `sentAt`: the sender's clock when it sent the request, which
@@ -1792,6 +1854,83 @@ mod tests {
         Value::Object((0..n).map(|i| (format!("k{i}"), json!(i))).collect())
     }
 
+    /// A call as the HTTP API takes it: the event and its warnings.
+    fn warned(call: Call, body: &Value) -> Result<(Event, Vec<Warning>), Vec<FieldError>> {
+        parse_call_warned(
+            call,
+            body.to_string().as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+    }
+
+    /// An identify with more traits than an event keeps of its properties is taken whole: the
+    /// profile's own bound applies, with `not_kept`, and an opt-out sent with them is never
+    /// one dropped, though the profile is full.
+    #[test]
+    fn an_identify_with_many_traits_is_taken_and_its_opt_out_kept() {
+        let Value::Object(mut traits) = many_keys(300) else {
+            unreachable!("many_keys makes an object")
+        };
+        traits.insert("subscriptions".into(), json!({"email": false}));
+        traits.insert("email".into(), json!("ada@example.com"));
+        let body = json!({"userId": "u1", "traits": traits});
+        let (event, warnings) = warned(Call::Identify, &body).expect("taken");
+        assert_eq!(warnings, [], "the profile's bound is the traits' bound");
+        assert_eq!(event.traits.len(), 302);
+        assert_eq!(event.traits["subscriptions"], json!({"email": false}));
+        // Strict parsing (a script) takes it too.
+        assert!(single(Kind::Identify, &body).is_ok());
+
+        // A full profile: the new traits are not kept, the opt-out and the address are.
+        let mut p = crate::profile::Profile::new("u1");
+        let full: Map<String, Value> = (0..crate::profile::MAX_PROFILE_TRAITS)
+            .map(|i| (format!("full{i}"), json!(i)))
+            .collect();
+        p.apply(&single(Kind::Identify, &json!({"userId": "u1", "traits": full})).expect("taken"));
+        let not_kept = p.apply(&event);
+        assert_eq!(not_kept.len(), 300, "{not_kept:?}");
+        assert!(not_kept.iter().all(|k| k.starts_with('k')), "{not_kept:?}");
+        assert_eq!(p.traits["subscriptions"]["email"], json!(false));
+        assert_eq!(p.traits["email"], json!("ada@example.com"));
+    }
+
+    /// Properties or a context with more keys than an event keeps are not refused: the first
+    /// [`MAX_TRAITS`] by name are kept (a context's keys Waymark reads first), and the answer's
+    /// warning names the field; a script's strict parsing still refuses them.
+    #[test]
+    fn properties_and_context_past_the_key_bound_are_cut_with_a_warning() {
+        let body = json!({"userId": "u1", "event": "A", "properties": many_keys(300)});
+        let (event, warnings) = warned(Call::Track, &body).expect("taken");
+        assert_eq!(event.properties.as_object().map(Map::len), Some(MAX_TRAITS));
+        assert_eq!(places(&warnings), [(None, "properties")]);
+        assert!(
+            warnings[0].message.contains("has 300 keys")
+                && warnings[0].message.contains("left out"),
+            "{warnings:?}"
+        );
+        assert_eq!(event.refused.len(), 1, "{:?}", event.refused);
+        assert_eq!(event.refused[0].field, "properties");
+        assert!(single(Kind::Track, &body).is_err());
+
+        // `timezone` sorts after every `k…`: kept all the same, as Waymark reads it.
+        let Value::Object(mut context) = many_keys(300) else {
+            unreachable!("many_keys makes an object")
+        };
+        context.insert("timezone".into(), json!("Europe/Paris"));
+        let body = json!({"userId": "u1", "event": "A", "context": context});
+        let (event, warnings) = warned(Call::Track, &body).expect("taken");
+        assert_eq!(event.context.len(), MAX_TRAITS);
+        assert_eq!(event.context["timezone"], json!("Europe/Paris"));
+        assert_eq!(places(&warnings), [(None, "context")]);
+
+        // A group's traits become its event's properties: the warning names what was sent.
+        let body = json!({"userId": "u1", "groupId": "g1", "traits": many_keys(300)});
+        let (event, warnings) = warned(Call::Group, &body).expect("taken");
+        assert_eq!(event.properties.as_object().map(Map::len), Some(MAX_TRAITS));
+        assert_eq!(places(&warnings), [(None, "traits")]);
+    }
+
     #[test]
     fn each_bad_input_names_its_field() {
         let long = |n: usize| "x".repeat(n);
@@ -1960,12 +2099,6 @@ mod tests {
                 "traits string",
                 Kind::Identify,
                 identify(json!("x")),
-                "traits",
-            ),
-            (
-                "traits too many",
-                Kind::Identify,
-                identify(many_keys(MAX_TRAITS + 1)),
                 "traits",
             ),
             (
@@ -3437,6 +3570,8 @@ mod tests {
         assert_eq!(outcome.accepted[1].context["ip"], json!("198.51.100.1"));
     }
 
+    /// A batch's context merged under an item's is cut to [`MAX_TRAITS`] keys once merged, with
+    /// a warning for that item; an item's context nested too deep is refused.
     #[test]
     fn merged_context_is_size_checked_once() {
         let body = json!({
@@ -3448,20 +3583,23 @@ mod tests {
             ],
         });
         let outcome = batch(&body).expect("valid");
-        assert_eq!(outcome.accepted.len(), 1);
+        assert_eq!(outcome.accepted.len(), 2);
         assert_eq!(outcome.accepted[0].context.len(), 201);
+        assert_eq!(outcome.accepted[1].context.len(), MAX_TRAITS);
+        assert_eq!(places(&outcome.warnings), [(Some(1), "batch[1].context")]);
+        assert!(
+            outcome.warnings[0]
+                .message
+                .contains("has 300 keys once merged with the batch's context"),
+            "{:?}",
+            outcome.warnings
+        );
         let rejected: Vec<_> = outcome
             .rejected
             .iter()
             .map(|r| (r.index, fields(&r.errors)))
             .collect();
-        assert_eq!(
-            rejected,
-            vec![
-                (Some(1), vec!["batch[1].context"]),
-                (Some(2), vec!["batch[2].context"]),
-            ]
-        );
+        assert_eq!(rejected, vec![(Some(2), vec!["batch[2].context"])]);
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub const MAX_DEVICES: usize = 10;
 
 /// The most traits a profile keeps. A profile is one DynamoDB item (400 KB at most; past it
 /// every write of the user fails, and her events with it): Segment's profiles keep 6,000, spread
-/// over many records; one record keeps fewer. An identify brings at most
-/// [`crate::event::MAX_TRAITS`].
+/// over many records; one record keeps fewer. An identify's traits are bounded by its size
+/// alone ([`crate::event::MAX_EVENT_BYTES`]): past this bound its new traits are not kept.
 pub const MAX_PROFILE_TRAITS: usize = 1_000;
 /// The most a profile's traits weigh ([`trait_weight`]: their names, values and times, as
 /// stored), in bytes: a third of DynamoDB's 400 KB item, leaving the rest for the history,

@@ -717,17 +717,24 @@ fn deeply_nested_templates_are_refused() {
     survives_in_a_child("template");
 }
 
+/// A flood of keys within the size limit: an identify's traits are taken (the profile's bound
+/// applies to them), properties past the bound an event keeps are refused by strict parsing
+/// (a script) and cut with a warning naming the field by the HTTP API's; a huge body is refused
+/// on its size before it is parsed.
 #[test]
-fn a_flood_of_traits_is_refused_and_names_the_field() {
+fn a_flood_of_keys_is_bounded_and_names_the_field() {
     let limits = Limits::default();
-    // More keys than allowed, within the size limit.
+    // More keys than an event keeps, within the size limit.
     let traits: Map<String, Value> = (0..300).map(|i| (format!("t{i}"), json!(i))).collect();
     let body = json!({"userId": "u", "traits": traits}).to_string();
+    let e = event::parse_single(Kind::Identify, body.as_bytes(), now(), &limits).expect("taken");
+    assert_eq!(e.traits.len(), 300);
+    let body = json!({"userId": "u", "event": "e", "properties": traits}).to_string();
     let errs =
-        event::parse_single(Kind::Identify, body.as_bytes(), now(), &limits).expect_err("too many");
+        event::parse_single(Kind::Track, body.as_bytes(), now(), &limits).expect_err("too many");
     assert!(
         errs.iter()
-            .any(|e| e.field == "traits" && e.message.contains("300")),
+            .any(|e| e.field == "properties" && e.message.contains("300")),
         "{errs:?}"
     );
     // A huge body: refused on its size before it is parsed.
@@ -738,21 +745,24 @@ fn a_flood_of_traits_is_refused_and_names_the_field() {
         event::parse_single(Kind::Identify, body.as_bytes(), now(), &limits).expect_err("too big");
     assert_eq!(errs[0].field, "body");
     assert!(started.elapsed().as_secs() < 2, "size is checked first");
-    // A full batch of events at the trait limit: checked item by item, each with its index.
-    let traits: Map<String, Value> = (0..257).map(|i| (format!("{i}"), json!(1))).collect();
-    let item = json!({"type": "identify", "userId": "u", "traits": traits});
+    // A full batch of events past the key bound: checked item by item, each cut with a warning
+    // naming its index.
+    let properties: Map<String, Value> = (0..257).map(|i| (format!("{i}"), json!(1))).collect();
+    let item = json!({"type": "track", "userId": "u", "event": "e", "properties": properties});
     let n = event::MAX_BATCH_BYTES / item.to_string().len() - 1;
     let body = json!({"batch": vec![item; n]}).to_string();
     let out = event::parse_batch(body.as_bytes(), now(), &limits).expect("a batch");
-    assert_eq!(out.rejected.len(), n);
+    assert_eq!(out.accepted.len(), n);
+    assert!(out.accepted.iter().all(|e| e
+        .properties
+        .as_object()
+        .is_some_and(|p| p.len() == event::MAX_TRAITS)));
+    assert_eq!(out.warnings.len(), n);
     assert!(out
-        .rejected
+        .warnings
         .iter()
         .enumerate()
-        .all(|(i, r)| r.index == Some(i)
-            && r.errors
-                .iter()
-                .any(|e| e.field == format!("batch[{i}].traits"))));
+        .all(|(i, w)| w.index == Some(i) && w.field == format!("batch[{i}].properties")));
 }
 
 #[test]
