@@ -391,14 +391,10 @@ fn is_intake(segments: &[&str]) -> bool {
     )
 }
 
-/// The `writeKey` field of a JSON body, if it has one.
+/// The `writeKey` field of a JSON body, if it has one, read as leniently as the body's events
+/// are (a byte order mark, Python's `NaN`: [`event::write_key`]).
 fn body_write_key(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Keyed {
-        #[serde(rename = "writeKey")]
-        write_key: Option<String>,
-    }
-    serde_json::from_slice::<Keyed>(body).ok()?.write_key
+    event::write_key(body)
 }
 
 /// Whether the path is a user's inbox or one of its messages (a web app reads and marks them

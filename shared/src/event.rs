@@ -609,6 +609,15 @@ pub fn parse_batch(
     Ok(outcome)
 }
 
+/// A body's `writeKey`, read as leniently as its events are ([`parse_body`]): a body the
+/// events are taken from is not refused for its key's sake.
+pub(crate) fn write_key(body: &[u8]) -> Option<String> {
+    match parse_body(body).ok()?.get("writeKey")? {
+        Value::String(key) => Some(key.clone()),
+        _ => None,
+    }
+}
+
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
     let text = std::str::from_utf8(body).map_err(|e| {
         vec![FieldError::new(

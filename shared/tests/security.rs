@@ -1351,6 +1351,41 @@ fn the_browser_library_sends_with_the_write_key_in_the_body() {
     });
 }
 
+/// A body with no Authorization header is read for its `writeKey` as leniently as for its
+/// events: a byte order mark, or a `NaN` Python's `json.dumps` writes, does not make it a 401.
+#[test]
+fn the_write_key_in_a_lenient_body_is_found() {
+    block_on(async {
+        let s = Stack::new().await;
+        let text = ("content-type", "text/plain");
+        for (route, body) in [
+            (
+                "/v1/t",
+                format!(r#"{{"writeKey": "{WRITE_KEY}", "userId": "py", "event": "paid", "messageId": "t-nan", "properties": {{"amount": NaN}}}}"#),
+            ),
+            (
+                "/v1/b",
+                format!("\u{FEFF}{{\"writeKey\": \"{WRITE_KEY}\", \"batch\": [{{\"type\": \"track\", \"userId\": \"py\", \"event\": \"paid\", \"messageId\": \"t-bom\", \"properties\": {{\"amount\": Infinity}}}}]}}"),
+            ),
+        ] {
+            let (status, answer) = s.call(Method::POST, route, &[text], &body).await;
+            assert_eq!(status, StatusCode::OK, "{route}: {answer}");
+        }
+        let (status, answer) = s
+            .call(
+                Method::POST,
+                "/v1/t",
+                &[text],
+                r#"{"writeKey": "wk_wrong", "userId": "py", "event": "paid", "properties": {"amount": NaN}}"#,
+            )
+            .await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+        );
+    });
+}
+
 /// Segment's Ruby and Java libraries (and its older Android and iOS ones) post their batches to
 /// `/v1/import`, analytics-java with a trailing `/` and gzipped, the write key as the Basic-auth
 /// user name: each is read as a batch, answered 200 and its events taken.
