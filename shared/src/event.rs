@@ -1435,7 +1435,7 @@ impl<'a> Check<'a> {
         let ahead = at.duration_since(received_at);
         if age > limits.max_past {
             self.error(
-                "timestamp",
+                field,
                 format!(
                     "is {} before the event was received; Waymark accepts events at most {} old",
                     human(age),
@@ -1444,7 +1444,7 @@ impl<'a> Check<'a> {
             );
         } else if ahead > limits.max_future {
             self.error(
-                "timestamp",
+                field,
                 format!(
                     "is {} ahead of the server's clock; at most {} is tolerated: check the sender's clock",
                     human(ahead),
@@ -3577,6 +3577,19 @@ mod tests {
             json!({"name": "analytics-go"})
         );
         assert_eq!(outcome.accepted[1].context["ip"], json!("198.51.100.1"));
+    }
+
+    /// A time out of range taken from `originalTimestamp` is refused naming that field.
+    #[test]
+    fn an_original_timestamp_out_of_range_is_named() {
+        for at in ["2025-04-01T12:00:00Z", "2025-06-01T15:00:00Z"] {
+            let errors = single(
+                Kind::Track,
+                &json!({"userId": "u1", "event": "A", "originalTimestamp": at}),
+            )
+            .expect_err("out of range");
+            assert_eq!(fields(&errors), ["originalTimestamp"], "{at}");
+        }
     }
 
     /// A batch's context merged under an item's is cut to [`MAX_TRAITS`] keys once merged, with
