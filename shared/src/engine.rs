@@ -2421,6 +2421,27 @@ impl<'a> Run<'a> {
                     current = to;
                 }
                 Action::Split(s) => {
+                    // Back at a split she took before (a loop): the path she took, which the
+                    // stats count her on, not a new hash: her user id may have changed since
+                    // (a visitor who logged in). A path the journey no longer has is chosen
+                    // again.
+                    let taken = self
+                        .enrollment
+                        .splits
+                        .iter()
+                        .find(|c| c.step == id)
+                        .and_then(|c| c.path.as_deref())
+                        .and_then(|name| {
+                            s.paths
+                                .iter()
+                                .find(|p| p.name.as_deref().unwrap_or(&p.goto) == name)
+                        });
+                    if let Some(p) = taken {
+                        let path = p.name.clone().unwrap_or_else(|| p.goto.clone());
+                        self.log(Some(&id), What::Split { path, again: true });
+                        current = Some(p.goto.clone());
+                        continue;
+                    }
                     let b = bucket(&self.enrollment.user_id, &j.id, &id);
                     let holdout = u32::from(s.holdout.unwrap_or(0)) * 100;
                     if b < holdout {

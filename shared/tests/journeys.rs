@@ -8282,6 +8282,80 @@ steps:
     );
 }
 
+/// A split in a loop keeps her on the path she took, also when she logs in between two passes
+/// (her user id changes, so the hash would too): the visitor who took path `b` gets `b`'s
+/// messages again after logging in as `ann` (whose own hash is `a`), as the stats count her.
+#[tokio::test]
+async fn a_split_in_a_loop_keeps_her_path_after_she_logs_in() {
+    let journey = r#"
+id: s
+name: S
+trigger: {event: visited}
+steps:
+  - id: pick
+    split:
+      holdout: 10
+      paths:
+        - {name: a, weight: 1, goto: send_a}
+        - {name: b, weight: 1, goto: send_b}
+  - id: send_a
+    send: {in_app: {title: "A", body: "a"}}
+    next: wait
+  - id: send_b
+    send: {in_app: {title: "B", body: "b"}}
+  - id: wait
+    wait: 1d
+    next: pick
+"#;
+    // Each visitor's id hashes to path b, her login's to elsewhere (ann's to the holdout,
+    // eve's to path a): the choice kept, not the hash, makes the test.
+    let path_of = |user: &str| match engine::bucket(user, "s", "pick") {
+        b if b < 1_000 => "holdout",
+        b if b < 5_500 => "a",
+        _ => "b",
+    };
+    let logins = [("v1", "ann", "holdout"), ("v2", "eve", "a")];
+    for (visitor, user, hashed) in logins {
+        assert_eq!(path_of(&format!("anon:{visitor}")), "b", "{visitor}");
+        assert_eq!(path_of(user), hashed, "{user}");
+    }
+    let script = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"v1","event":"visited","messageId":"m1"}
+{"at":"2026-12-01T10:00:00Z","type":"track","anonymousId":"v2","event":"visited","messageId":"m2"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"v1","traits":{"email":"ann@example.com"},"messageId":"m3"}
+{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"eve","anonymousId":"v2","traits":{"email":"eve@example.com"},"messageId":"m4"}
+"#;
+    let out = sim(&[journey], script).await;
+    for (visitor, user, _) in logins {
+        // Her first pass is on the visitor's timeline, the next ones on her own.
+        let splits: Vec<String> = [format!("anon:{visitor}"), user.to_string()]
+            .iter()
+            .flat_map(|id| entries(&out, id))
+            .filter_map(|e| match &e.what {
+                What::Split { path, again } => Some(format!("{} {path} again={again}", e.at)),
+                What::HeldOut => Some(format!("{} held out", e.at)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            splits.get(..3),
+            Some(
+                &[
+                    "2026-12-01T10:00:00Z b again=false".to_string(),
+                    "2026-12-02T10:00:00Z b again=true".to_string(),
+                    "2026-12-03T10:00:00Z b again=true".to_string(),
+                ][..]
+            ),
+            "{user}: {splits:?}"
+        );
+        let sent = outbox_of(&out, user);
+        assert!(
+            !sent.is_empty() && sent.iter().all(|m| m.contains("send_b")),
+            "{user}: only path b's message: {sent:?}"
+        );
+    }
+}
+
 /// A goal event that arrives late, stamped before the user reached a split, converts the
 /// enrollment but is no path's of that split: the A/B result counts only conversions after a
 /// path was taken.
