@@ -2478,18 +2478,23 @@ impl<'a> Run<'a> {
                 Action::Send(own) => {
                     // In the user's language when the send has it (`locales`).
                     let send = Localized::of(own, self.current_trait("locale"));
-                    // An in-app message interrupts no one: it waits in the inbox until she
-                    // opens the app (as Braze's quiet hours leave in-app messages alone).
-                    let inbox = send
-                        .send
-                        .template()
-                        .is_some_and(|t| t.channel() == Channel::InApp);
-                    if !j.transactional && !inbox {
+                    if !j.transactional {
                         if let Some(q) = &j.quiet_hours {
-                            if let Some(until) = quiet_until(self.ctx.now, &self.timezone(), q) {
+                            let quiet = quiet_until(self.ctx.now, &self.timezone(), q);
+                            // An in-app message interrupts no one: it waits in the inbox until
+                            // she opens the app (as Braze's quiet hours leave in-app messages
+                            // alone). Judged on the channel that would go out (a push's in-app
+                            // fallback, for a user with no device), on the first when none
+                            // would.
+                            let inbox = || {
+                                self.going_out(&send)
+                                    .or_else(|| send.send.template())
+                                    .is_some_and(|t| t.channel() == Channel::InApp)
+                            };
+                            if let Some(until) = quiet.filter(|_| !inbox()) {
                                 // Held longer than the send allows: skipped now, and on; or
-                                // sent now, when what would go out is not held (an in-app
-                                // fallback) or nothing would (skipped for the true reason).
+                                // sent now, when nothing would go out (skipped for the true
+                                // reason).
                                 let night = match own.send_within {
                                     Some(within) => {
                                         self.held_too_long(&id, &send, q, until, within)
@@ -2594,14 +2599,11 @@ impl<'a> Run<'a> {
         if held <= within.as_secs() {
             return Night::Held;
         }
-        // What would go out now: an in-app message (a push's fallback for a user with no
-        // device) is not held, and nothing at all is skipped for its own reason, not the night.
+        // What would go out now (not in-app: that is never held): nothing at all is skipped for
+        // its own reason, not the night.
         let Some(t) = self.going_out(send) else {
             return Night::Unheld;
         };
-        if t.channel() == Channel::InApp {
-            return Night::Unheld;
-        }
         let tz = self.timezone();
         let local = |at: Timestamp| {
             let t = at.to_zoned_datetime(tz.clone()).time();

@@ -7107,6 +7107,47 @@ steps:
     );
 }
 
+/// Quiet hours judge the channel that would go out, with or without a `send_within`: a push
+/// that falls back to an in-app message for a user with no device goes to her inbox at once,
+/// not at the night's end; for a user with a device the push waits.
+#[tokio::test]
+async fn quiet_hours_leave_a_push_s_in_app_fallback_alone() {
+    let journey = |within: &str| {
+        format!(
+            r#"
+id: q
+name: Q
+trigger: {{event: go}}
+quiet_hours: {{start: "21:00", end: "08:00"}}
+timezone: Europe/Paris
+steps:
+  - id: nudge
+    send:
+      push: {{title: "Hi", body: "x"}}
+      fallback:
+        in_app: {{title: "Hi", body: "x"}}{within}
+"#
+        )
+    };
+    // 23:00 in Paris: ida has no device, pat has one.
+    let script = r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ida","traits":{"email":"ida@example.com"}}
+{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"pat","traits":{"push_tokens":[{"platform":"fcm","token":"t-pat"}]}}
+{"at":"2026-12-01T22:00:00Z","userId":"ida","event":"go","messageId":"g1"}
+{"at":"2026-12-01T22:00:00Z","userId":"pat","event":"go","messageId":"g2"}
+"#;
+    for within in ["", "\n      send_within: 12h"] {
+        let out = sim(&[&journey(within)], script).await;
+        assert_eq!(
+            outbox(&out),
+            [
+                "2026-12-01T22:00:00Z ida in_app nudge: Hi",
+                "2026-12-02T07:00:00Z pat push nudge: Hi",
+            ],
+            "send_within: {within:?}"
+        );
+    }
+}
+
 /// A message that fails to render in a `locales` variant says which: the default's template
 /// and the variant's are different texts.
 #[tokio::test]
