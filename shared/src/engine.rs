@@ -2028,6 +2028,19 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// When she reached the step in the journey's own time (`since`), if the engine takes it
+    /// no later than [`AT_ITS_MINUTE_LATE`] after (an app's event's stamp: a queue's lag and a
+    /// few retries), or [`ENGINE_AT_ITS_MINUTE_LATE`] (a schedule's run, a wake-up's due time);
+    /// an event that arrives in the evening, or days late, is judged at the clock.
+    fn reached(&self) -> Option<Timestamp> {
+        let late = if self.since_is_engines {
+            ENGINE_AT_ITS_MINUTE_LATE
+        } else {
+            AT_ITS_MINUTE_LATE
+        };
+        (self.ctx.now - self.since <= late).then_some(self.since)
+    }
+
     fn after(&self, d: SignedDuration) -> Timestamp {
         self.ctx.now.checked_add(d).unwrap_or(self.ctx.now)
     }
@@ -2222,15 +2235,17 @@ impl<'a> Run<'a> {
                         // the clock, up to [`AT_ITS_MINUTE_LATE`] ago: an event stamped 09:00
                         // that arrives in the evening, or days late, waits for the next 09:00.
                         // (A schedule's entry or a wake-up, the engine's own time, up to a few
-                        // hours: a long scan; an app's event's stamp, minutes.)
-                        let late = if self.since_is_engines {
-                            ENGINE_AT_ITS_MINUTE_LATE
-                        } else {
-                            AT_ITS_MINUTE_LATE
-                        };
-                        let recent = now - self.since <= late;
-                        let came = at_its_minute(w, self.since, &tz)
-                            .filter(|_| recent)
+                        // hours: a long scan; an app's event's stamp, minutes: [`Run::reached`].)
+                        // Reached just before it and taken after it (an event stamped 08:59:50
+                        // taken at 09:01:10): that time came since she reached the wait.
+                        let reached = self.reached();
+                        let came = reached
+                            .and_then(|since| {
+                                at_its_minute(w, since, &tz).or_else(|| {
+                                    let (_, at) = next_time_of_day(w, since, &tz);
+                                    (at <= now).then_some(at)
+                                })
+                            })
                             .or_else(|| at_its_minute(w, now, &tz))
                             .filter(|at| self.enrollment.time_came != Some(*at));
                         if let Some(at) = came {

@@ -9361,6 +9361,46 @@ steps:
     );
 }
 
+/// A `wait_until` reached just before its time in the journey's own time, and taken just after
+/// it (a queue's lag, a retry), goes on at once: that time came since she reached the wait. An
+/// event stamped 08:59:50 taken at 09:01:10 is Monday 09:00's, as one stamped 09:00:10 is; one
+/// stamped before the wait's time but arriving past the 15 minutes allowed for late stamps
+/// waits for the next Monday.
+#[tokio::test]
+async fn a_wait_until_reached_just_before_its_time_and_taken_after_it_goes_on_at_once() {
+    let journey = r#"
+id: m
+name: M
+trigger: {event: go}
+timezone: UTC
+steps:
+  - id: nine
+    wait_until: {time: "09:00", weekdays: [mon]}
+  - id: hi
+    send: {email: {subject: "Monday 9", text: "x"}}
+"#;
+    // 2026-11-30 is a Monday.
+    let script = r#"{"at":"2026-11-30T08:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}
+{"at":"2026-11-30T08:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@example.com"}}
+{"at":"2026-11-30T08:00:00Z","type":"identify","userId":"cat","traits":{"email":"cat@example.com"}}
+{"at":"2026-11-30T08:00:00Z","type":"identify","userId":"dan","traits":{"email":"dan@example.com"}}
+{"timestamp":"2026-11-30T08:59:50Z","at":"2026-11-30T09:01:10Z","userId":"ann","event":"go","messageId":"g1"}
+{"timestamp":"2026-11-30T09:00:10Z","at":"2026-11-30T09:01:30Z","userId":"bob","event":"go","messageId":"g2"}
+{"timestamp":"2026-11-30T08:58:00Z","at":"2026-11-30T09:12:00Z","userId":"cat","event":"go","messageId":"g3"}
+{"timestamp":"2026-11-30T08:50:00Z","at":"2026-11-30T09:10:00Z","userId":"dan","event":"go","messageId":"g4"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-11-30T09:01:10Z ann email hi: Monday 9",
+            "2026-11-30T09:01:30Z bob email hi: Monday 9",
+            "2026-11-30T09:12:00Z cat email hi: Monday 9",
+            "2026-12-07T09:00:00Z dan email hi: Monday 9",
+        ]
+    );
+}
+
 /// A push whose title and body are both blank for this user's data (a `default('')` of a
 /// missing value) is not sent empty: it is a `render_error`, as an empty SMS is. One line of
 /// the two is enough.
