@@ -1624,7 +1624,8 @@ fn date_wait(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone, now: Timestamp) ->
     }
 }
 
-/// What a `wait_until` whose time `at` is past does at `now` (`date`: the time its path read),
+/// What a `wait_until` whose time `at` is past does when she `reached` it (in the journey's own
+/// time: [`Run::reached`]; `date`: the time its path read),
 /// by its `if_past`. Past counts from the later of the date and the time waited for: from the
 /// appointment itself for a reminder `before` it (booked two hours ahead, the reminder the day
 /// before still goes: the appointment is to come), from the time waited for when it is later
@@ -1636,7 +1637,7 @@ fn past_outcome(
     w: &WaitUntil,
     at: Timestamp,
     date: Timestamp,
-    now: Timestamp,
+    reached: Timestamp,
     came: bool,
 ) -> PastOutcome<'_> {
     let Some(if_past) = w.if_past.as_ref().filter(|p| p.then != PastThen::GoOn) else {
@@ -1653,7 +1654,7 @@ fn past_outcome(
         let path = w.date.as_ref().map(|p| p.source()).unwrap_or("date");
         format!("{path} ({date})")
     });
-    let past_by = now.duration_since(from);
+    let past_by = reached.duration_since(from);
     let tolerance = if_past.by_more_than;
     if past_by <= tolerance.map_or(SignedDuration::ZERO, |d| d.to_jiff()) {
         let not_past = match (named, tolerance) {
@@ -2312,7 +2313,12 @@ impl<'a> Run<'a> {
                                 .take()
                                 .is_some_and(|(step, d)| step == id && read == Some(d));
                             let mut how = format!("already past: {at}");
-                            match past_outcome(w, at, date, now, came) {
+                            // Past when she reached the wait, in the journey's own time: a
+                            // time that came while the engine was behind (a queue's lag, a
+                            // retry) came during the wait.
+                            let reached = self.reached().map_or(now, |since| since.min(now));
+                            let came = came || at > reached;
+                            match past_outcome(w, at, date, reached, came) {
                                 // Booked for tomorrow, reminded a day before: go on now.
                                 PastOutcome::GoOn { not_past } => {
                                     if let Some(n) = not_past {

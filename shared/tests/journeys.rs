@@ -9401,6 +9401,42 @@ steps:
     );
 }
 
+/// `if_past` judges a date wait's time past when she reached the wait in the journey's own
+/// time: a survey an hour after a trial ended, whose trial-ended event is stamped 10 seconds
+/// before that hour and taken a minute after it (a queue's lag), is not past: it goes, where
+/// one that was past when she reached it exits.
+#[tokio::test]
+async fn if_past_judges_a_date_wait_when_she_reached_it_not_when_the_engine_took_it() {
+    let journey = r#"
+id: s
+name: S
+trigger: {event: trial_ended}
+steps:
+  - id: later
+    wait_until: {date: event.ended_at, after: 1h, if_past: exit}
+  - id: survey
+    send: {email: {subject: "How was it?", text: "x"}}
+"#;
+    let script = r#"{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@example.com"}}
+{"timestamp":"2026-12-01T09:59:50Z","at":"2026-12-01T10:01:00Z","userId":"ann","event":"trial_ended","messageId":"t1","properties":{"ended_at":"2026-12-01T09:00:00Z"}}
+{"timestamp":"2026-12-01T10:00:10Z","at":"2026-12-01T10:01:00Z","userId":"bob","event":"trial_ended","messageId":"t2","properties":{"ended_at":"2026-12-01T09:00:00Z"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:01:00Z ann email survey: How was it?"]
+    );
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Woke { .. })),
+        ["2026-12-01T10:01:00Z s/later: woke (already past: 2026-12-01T10:00:00Z; it came during the wait)"]
+    );
+    assert_eq!(
+        facts(&out, "bob", |w| matches!(w, What::Ended { .. })).len(),
+        1
+    );
+}
+
 /// A push whose title and body are both blank for this user's data (a `default('')` of a
 /// missing value) is not sent empty: it is a `render_error`, as an empty SMS is. One line of
 /// the two is enough.
