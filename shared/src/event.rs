@@ -177,6 +177,15 @@ fn parse_call_warned_at(
 /// When an event was received, and where in its request (`batch[3]`, a script's line; empty
 /// for a lone call): what an event without a `messageId` takes its id from. `sent_at`: the
 /// batch's `sentAt`, for items without their own (then the event's own, or the batch's).
+/// The properties a call puts in its event itself (a page's `name` and `category`, a group's
+/// `group_id`): kept first when some are left out, and the `added` of them that the app's own
+/// properties did not have not counted among the keys it sent.
+#[derive(Clone, Copy, Default)]
+struct Own<'a> {
+    keys: &'a [&'a str],
+    added: usize,
+}
+
 #[derive(Clone, Copy)]
 struct Received<'a> {
     at: Timestamp,
@@ -194,7 +203,15 @@ fn from_call(
     prefix: &str,
 ) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     match call {
-        Call::Track => from_raw(Kind::Track, raw, shared_context, received, limits, prefix),
+        Call::Track => from_raw(
+            Kind::Track,
+            raw,
+            shared_context,
+            received,
+            limits,
+            prefix,
+            Own::default(),
+        ),
         Call::Identify => from_raw(
             Kind::Identify,
             raw,
@@ -202,6 +219,7 @@ fn from_call(
             received,
             limits,
             prefix,
+            Own::default(),
         ),
         Call::Page | Call::Screen => {
             let mut raw = raw.clone();
@@ -221,14 +239,27 @@ fn from_call(
             }
             // The call's own `name` and `category` are the page's (Segment's spec): they win
             // over properties of the same names.
+            let mut added = 0;
             if let Value::Object(props) = props {
                 for (k, v) in [("name", name), ("category", category)] {
                     if let Some(v) = v.filter(|v| !v.is_null()) {
-                        props.insert(k.into(), v);
+                        added += usize::from(props.insert(k.into(), v).is_none());
                     }
                 }
             }
-            from_raw(Kind::Track, &raw, shared_context, received, limits, prefix)
+            let own = Own {
+                keys: &["name", "category"],
+                added,
+            };
+            from_raw(
+                Kind::Track,
+                &raw,
+                shared_context,
+                received,
+                limits,
+                prefix,
+                own,
+            )
         }
         Call::Group => {
             let mut check = Check::new(prefix);
@@ -270,12 +301,21 @@ fn from_call(
             if props.is_null() {
                 *props = Value::Object(Map::new());
             }
+            let mut added = 0;
             if let Value::Object(props) = props {
                 props.extend(traits);
                 if let Some(group) = group {
-                    props.insert("group_id".into(), Value::String(group));
+                    added += usize::from(
+                        props
+                            .insert("group_id".into(), Value::String(group))
+                            .is_none(),
+                    );
                 }
             }
+            let own = Own {
+                keys: &["group_id"],
+                added,
+            };
             // A problem of the properties is one of the traits the call sent.
             let sent = if prefix.is_empty() {
                 "traits".to_string()
@@ -289,8 +329,22 @@ fn from_call(
                 }
                 e
             };
-            match from_raw(Kind::Track, &raw, shared_context, received, limits, prefix) {
-                Ok((event, left_out)) => {
+            match from_raw(
+                Kind::Track,
+                &raw,
+                shared_context,
+                received,
+                limits,
+                prefix,
+                own,
+            ) {
+                Ok((mut event, left_out)) => {
+                    // The timeline names the field the app sent too.
+                    for r in &mut event.refused {
+                        if let Some(rest) = r.field.strip_prefix("properties") {
+                            r.field = format!("traits{rest}");
+                        }
+                    }
                     let left_out = left_out
                         .into_iter()
                         .map(|mut l| {
@@ -352,6 +406,7 @@ fn from_call(
                 received,
                 limits,
                 prefix,
+                Own::default(),
             )?;
             if let (true, Some(previous)) = (itself, previous) {
                 let problem = "is userId itself: an alias says an earlier id (an anonymousId) turned out to be userId, and a user is no alias of her own";
@@ -571,7 +626,7 @@ pub fn parse_batch(
     };
     let mut check = Check::new("");
     let shared_context = check.object(&raw, "context");
-    let shared_context = check.within_keys("context", shared_context, &CONTEXT_READ, false);
+    let shared_context = check.within_keys("context", shared_context, &CONTEXT_READ, 0, false);
     let sent_at = check.sent_at(&raw);
     if !check.errors.is_empty() {
         return Err(check.errors);
@@ -772,6 +827,7 @@ fn parse_item(
 /// Validates one event object and builds the [`Event`], collecting every problem found; with
 /// it, the traits left out of it ([`Check::special_traits`]). When the event is refused, those
 /// are among its errors.
+#[allow(clippy::too_many_arguments)]
 fn from_raw(
     kind: Kind,
     raw: &Map<String, Value>,
@@ -779,6 +835,7 @@ fn from_raw(
     received: Received<'_>,
     limits: &Limits,
     prefix: &str,
+    own: Own<'_>,
 ) -> Result<(Event, Vec<LeftOut>), Vec<FieldError>> {
     let mut check = Check::new(prefix);
 
@@ -804,7 +861,7 @@ fn from_raw(
     let properties = match kind {
         Kind::Track => {
             let properties = check.object(raw, "properties");
-            check.within_keys("properties", properties, &[], false)
+            check.within_keys("properties", properties, own.keys, own.added, false)
         }
         Kind::Identify => Map::new(),
     };
@@ -832,7 +889,7 @@ fn from_raw(
         merged
     };
     let merged = !shared_context.is_empty() && !own_too_many;
-    let context = check.within_keys("context", context, &CONTEXT_READ, merged);
+    let context = check.within_keys("context", context, &CONTEXT_READ, 0, merged);
     // A device's zone or locale that is not one is not taken as the user's: said, not silent.
     for name in ["timezone", "locale"] {
         let Some(value) = context.get(name).filter(|v| !v.is_null()) else {
@@ -1319,17 +1376,20 @@ impl<'a> Check<'a> {
     /// [`MAX_TRAITS`] keys keeps that many, those Waymark reads (`read`) first, then by name;
     /// the rest are left out with a warning naming the field, and said in the user's timeline,
     /// rather than the event refused (Segment's libraries do not send a refused request again).
+    /// `added` of the keys are the call's own, not the app's (a group's `group_id`, see [`Own`]):
+    /// they are among `read`, and not counted as sent.
     fn within_keys(
         &mut self,
         name: &str,
         map: Map<String, Value>,
         read: &[&str],
+        added: usize,
         merged: bool,
     ) -> Map<String, Value> {
         if map.len() <= MAX_TRAITS {
             return map;
         }
-        let sent = map.len();
+        let sent = map.len().saturating_sub(added);
         let mut rest = map;
         let mut kept = Map::new();
         for key in read {
@@ -1350,7 +1410,13 @@ impl<'a> Check<'a> {
         } else {
             ""
         };
-        let problem = format!("has {sent} keys{once_merged}; an event keeps at most {MAX_TRAITS}");
+        let with_own = if added > 0 {
+            format!(", {} with those the call adds", sent + added)
+        } else {
+            String::new()
+        };
+        let problem =
+            format!("has {sent} keys{with_own}{once_merged}; an event keeps at most {MAX_TRAITS}");
         let names: Vec<&str> = dropped.iter().take(5).map(String::as_str).collect();
         let more = if dropped.len() > names.len() {
             ", …"
@@ -1938,6 +2004,49 @@ mod tests {
         let (event, warnings) = warned(Call::Group, &body).expect("taken");
         assert_eq!(event.properties.as_object().map(Map::len), Some(MAX_TRAITS));
         assert_eq!(places(&warnings), [(None, "traits")]);
+    }
+
+    /// The keys a call puts in its event itself survive the cut of the app's: a group's
+    /// `group_id` and a page's `name` and `category`, though the app's keys sort before them;
+    /// the warning counts the keys the app sent, and the timeline names the field it sent.
+    #[test]
+    fn a_calls_own_keys_are_kept_when_the_apps_are_cut() {
+        let keys = |stem: &str| -> Map<String, Value> {
+            (0..300)
+                .map(|i| (format!("{stem}_{i:03}"), json!(i)))
+                .collect()
+        };
+        let body = json!({"userId": "u1", "groupId": "acme", "traits": keys("crm_field")});
+        let (event, warnings) = warned(Call::Group, &body).expect("taken");
+        assert_eq!(event.properties["group_id"], json!("acme"));
+        assert_eq!(event.properties.as_object().map(Map::len), Some(MAX_TRAITS));
+        assert_eq!(places(&warnings), [(None, "traits")]);
+        assert!(
+            warnings[0]
+                .message
+                .contains("has 300 keys, 301 with those the call adds;"),
+            "{warnings:?}"
+        );
+        assert_eq!(event.refused.len(), 1, "{:?}", event.refused);
+        assert_eq!(event.refused[0].field, "traits");
+        assert!(
+            event.refused[0].reason.contains("45 keys were left out"),
+            "{:?}",
+            event.refused
+        );
+
+        let body = json!({"userId": "u1", "name": "Pricing", "category": "Docs", "properties": keys("attr")});
+        let (event, warnings) = warned(Call::Page, &body).expect("taken");
+        assert_eq!(event.properties["name"], json!("Pricing"));
+        assert_eq!(event.properties["category"], json!("Docs"));
+        assert_eq!(places(&warnings), [(None, "properties")]);
+        assert!(
+            warnings[0]
+                .message
+                .contains("has 300 keys, 302 with those the call adds;"),
+            "{warnings:?}"
+        );
+        assert_eq!(event.refused[0].field, "properties");
     }
 
     #[test]
