@@ -23,8 +23,10 @@ pub const MAX_DEPTH: usize = 10;
 /// are left out with a warning ([`Check::within_keys`]). An identify's `traits` have no such
 /// bound of their own: the profile's ([`crate::profile::MAX_PROFILE_TRAITS`]) applies.
 pub const MAX_TRAITS: usize = 256;
-/// The keys of `context` Waymark reads, kept first when some are left out.
-const CONTEXT_READ: [&str; 3] = ["device", "timezone", "locale"];
+/// The keys of `context` Waymark reads, kept first when some are left out: the push device
+/// (`device`, its platform told by `os` when `device.type` does not, see [`context_device`]) and
+/// the user's `timezone` and `locale`.
+const CONTEXT_READ: [&str; 4] = ["device", "os", "timezone", "locale"];
 
 /// The longest `userId` or `anonymousId`, in bytes of UTF-8: ids are part of the store's keys,
 /// a user's twice in some (DynamoDB takes 1,024 bytes of sort key).
@@ -1997,6 +1999,17 @@ mod tests {
         let (event, warnings) = warned(Call::Track, &body).expect("taken");
         assert_eq!(event.context.len(), MAX_TRAITS);
         assert_eq!(event.context["timezone"], json!("Europe/Paris"));
+        assert_eq!(places(&warnings), [(None, "context")]);
+
+        // `os` sorts after every `k…`: kept all the same, as it tells the push token's platform.
+        let Value::Object(mut context) = many_keys(300) else {
+            unreachable!("many_keys makes an object")
+        };
+        context.insert("device".into(), json!({"token": "tok-1"}));
+        context.insert("os".into(), json!({"name": "iOS"}));
+        let body = json!({"userId": "u1", "event": "A", "context": context});
+        let (event, warnings) = warned(Call::Track, &body).expect("taken");
+        assert_eq!(event.push_device(), Some(("apns", "tok-1")));
         assert_eq!(places(&warnings), [(None, "context")]);
 
         // A group's traits become its event's properties: the warning names what was sent.
