@@ -638,6 +638,9 @@ pub fn parse_batch(
     outcome
         .warnings
         .extend(check.warnings.drain(..).map(|e| Warning::left_out(None, e)));
+    // What the batch's context left out, each event of it left out too: each user's timeline
+    // says so (the answer's warning is one, for the batch).
+    let batch_refused = std::mem::take(&mut check.refused);
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("batch[{index}]");
         let received = Received {
@@ -646,7 +649,8 @@ pub fn parse_batch(
             sent_at,
         };
         match parse_item(item, &shared_context, received, limits, &prefix) {
-            Ok((event, warnings)) => {
+            Ok((mut event, warnings)) => {
+                event.refused.extend(batch_refused.iter().cloned());
                 if item.get("type").and_then(Value::as_str) == Some("alias") {
                     outcome.aliases.push(outcome.accepted.len());
                 }
@@ -3744,6 +3748,30 @@ mod tests {
             .map(|r| (r.index, fields(&r.errors)))
             .collect();
         assert_eq!(rejected, vec![(Some(2), vec!["batch[2].context"])]);
+
+        // A batch's context cut on its own is said once in the answer, and in the timeline of
+        // each user of the batch (each event's `refused`).
+        let body = json!({
+            "context": many_keys(300),
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "A"},
+                {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}},
+            ],
+        });
+        let outcome = batch(&body).expect("valid");
+        assert_eq!(outcome.accepted.len(), 2);
+        assert_eq!(places(&outcome.warnings), [(None, "context")]);
+        for event in &outcome.accepted {
+            assert_eq!(event.context.len(), MAX_TRAITS);
+            let refused: Vec<&str> = event.refused.iter().map(|r| r.field.as_str()).collect();
+            assert_eq!(refused, ["context"], "{}", event.user_id);
+            assert!(
+                event.refused[0].reason.contains("has 300 keys")
+                    && event.refused[0].reason.contains("44 keys were left out"),
+                "{:?}",
+                event.refused
+            );
+        }
     }
 
     #[test]
