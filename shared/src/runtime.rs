@@ -5290,15 +5290,24 @@ impl Runtime {
     ) -> Result<bool, RunError> {
         // A bounce or complaint is about an address: it reaches the user a merged visitor
         // turned out to be only when that user has the same address (the visitor's typo of
-        // it must not stop the user's own).
+        // it must not stop the user's own); an email's whatever its case, as a notice's address
+        // is compared below.
         let merged = self.merged_user(user).await?;
         let trait_name = match channel {
             Channel::Email => Some("email"),
             Channel::Sms => Some("phone"),
             _ => None,
         };
-        let same_address =
-            trait_name.is_some_and(|t| merged.given.traits.get(t) == merged.now.traits.get(t));
+        let same_address = trait_name.is_some_and(|t| {
+            match (merged.given.traits.get(t), merged.now.traits.get(t)) {
+                (Some(Value::String(given)), Some(Value::String(now)))
+                    if channel == Channel::Email =>
+                {
+                    given.eq_ignore_ascii_case(now)
+                }
+                (given, now) => given == now,
+            }
+        });
         let (user, target) = if same_address {
             (merged.id.as_str(), &merged.now)
         } else {

@@ -490,7 +490,12 @@ steps:
 /// to be only when the user has that address: a typo of it bounces alone.
 #[tokio::test]
 async fn a_visitors_bounce_reaches_the_user_only_for_the_same_address() {
-    for (visitor_email, user_suppressed) in [("ann@gmial.com", false), ("ann@example.com", true)] {
+    for (visitor_email, user_suppressed) in [
+        ("ann@gmial.com", false),
+        ("ann@example.com", true),
+        // The same address in another case: the same mailbox, as notices are compared.
+        ("Ann@Example.com", true),
+    ] {
         let h = cart().await;
         h.play(&format!(
             r#"{{"at":"2026-12-01T09:59:00Z","type":"identify","anonymousId":"device-1","messageId":"v-1","traits":{{"email":"{visitor_email}"}}}}"#
