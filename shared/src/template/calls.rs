@@ -1207,6 +1207,8 @@ fn written(expr: &Expr<'_>) -> String {
     match expr {
         Expr::Const(c) => match c.value.as_str() {
             Some(text) => format!("{text:?}").replace('"', "'"),
+            // As a template writes it: `false`, not the `False` MiniJinja prints.
+            None if c.value.kind() == ValueKind::Bool => c.value.is_true().to_string(),
             None => c.value.to_string(),
         },
         Expr::List(_) | Expr::Tuple(_) => "a list".to_string(),
@@ -1275,6 +1277,18 @@ mod tests {
             Arg::Any => unreachable!("anything will do"),
             Arg::Text | Arg::Map | Arg::Rounding => "5",
             Arg::Int | Arg::IntOrBool | Arg::Bool | Arg::Count | Arg::Positive => "'a'",
+        }
+    }
+
+    /// A literal boolean is written back as a template writes it.
+    #[test]
+    fn a_boolean_argument_is_written_as_written() {
+        for (call, said) in [
+            ("batch(false)", "not `false`"),
+            ("date(true)", "not `true`"),
+        ] {
+            let message = flagged(What::Filter, call).unwrap_or_default();
+            assert!(message.contains(said), "{call}: {message}");
         }
     }
 
