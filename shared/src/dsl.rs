@@ -2341,6 +2341,17 @@ fn validate(j: &Journey) -> Vec<Problem> {
         out.push(problem("steps", "a journey needs at least one step"));
         return out;
     }
+    if j.steps.len() > crate::journey::MAX_STEPS {
+        out.push(problem(
+            "steps",
+            format!(
+                "a journey holds at most {} steps, and this one has {}: one `update` step sets and unsets many traits at once (`update: {{set: {{a: 1, b: 2}}}}`), and a long program is better split into journeys, each entered by an event of its own",
+                crate::journey::MAX_STEPS,
+                j.steps.len()
+            ),
+        ));
+        return out;
+    }
 
     // Whether the steps' graph can be judged (reachability, loops): not while two steps share
     // an id, a step does not do one thing, or a step names one that is not there; other
@@ -2570,54 +2581,59 @@ fn validate_reachable(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<P
 }
 
 /// A cycle through steps that never wait would spin forever: refused (the steps named that
-/// are not there left out).
+/// are not there left out). A depth-first walk with a stack of its own: a long run of steps
+/// without a wait would take a frame each of the thread's.
 fn validate_loops(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Problem>) {
-    let mut state = vec![0u8; j.steps.len()]; // 0 new, 1 on stack, 2 done
-    fn dfs(
-        j: &Journey,
-        i: usize,
-        index: &HashMap<&str, usize>,
-        state: &mut [u8],
-        out: &mut Vec<Problem>,
-    ) {
-        state[i] = 1;
-        if !is_blocking(j.steps[i].action()) {
-            // A step named twice (a branch's case and its `else`) is one way out of this one.
-            let mut targets: Vec<usize> = Vec::new();
-            for (_, t) in successors(j, i) {
-                if let Some(&k) = t.as_deref().and_then(|t| index.get(t)) {
-                    if !targets.contains(&k) {
-                        targets.push(k);
-                    }
-                }
-            }
-            for k in targets {
-                if is_blocking(j.steps[k].action()) {
-                    continue;
-                }
-                if state[k] == 1 {
-                    out.push(problem(
-                        format!("steps[{i}]"),
-                        format!(
-                            "steps `{}` → `{}` form a loop with no wait{}: add a `wait`, a `wait_for` or a `wait_until` for a time of day (`wait_until: {{time: \"09:00\"}}`) step inside the loop",
-                            j.steps[i].id, j.steps[k].id,
-                            if date_waits(j) {
-                                " (a `wait_until` with a `date` goes on at once when the date is past, as it is when the loop comes back to it, so it does not count)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    ));
-                } else if state[k] == 0 {
-                    dfs(j, k, index, state, out);
+    // 0 new, 1 on the walk's path, 2 done.
+    let mut state = vec![0u8; j.steps.len()];
+    // The ways out of a step that does not wait into one that does not either (a step named
+    // twice, a branch's case and its `else`, is one way).
+    let ways = |i: usize| -> Vec<usize> {
+        let mut targets: Vec<usize> = Vec::new();
+        if is_blocking(j.steps[i].action()) {
+            return targets;
+        }
+        for (_, t) in successors(j, i) {
+            if let Some(&k) = t.as_deref().and_then(|t| index.get(t)) {
+                if !targets.contains(&k) && !is_blocking(j.steps[k].action()) {
+                    targets.push(k);
                 }
             }
         }
-        state[i] = 2;
-    }
-    for i in 0..j.steps.len() {
-        if state[i] == 0 {
-            dfs(j, i, index, &mut state, out);
+        targets
+    };
+    for root in 0..j.steps.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        state[root] = 1;
+        // Each step on the path, its ways out and how many of them were followed.
+        let mut path: Vec<(usize, Vec<usize>, usize)> = vec![(root, ways(root), 0)];
+        while let Some((i, targets, next)) = path.last_mut() {
+            let i = *i;
+            let Some(&k) = targets.get(*next) else {
+                state[i] = 2;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            if state[k] == 1 {
+                out.push(problem(
+                    format!("steps[{i}]"),
+                    format!(
+                        "steps `{}` → `{}` form a loop with no wait{}: add a `wait`, a `wait_for` or a `wait_until` for a time of day (`wait_until: {{time: \"09:00\"}}`) step inside the loop",
+                        j.steps[i].id, j.steps[k].id,
+                        if date_waits(j) {
+                            " (a `wait_until` with a `date` goes on at once when the date is past, as it is when the loop comes back to it, so it does not count)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            } else if state[k] == 0 {
+                state[k] = 1;
+                path.push((k, ways(k), 0));
+            }
         }
     }
 }

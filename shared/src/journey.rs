@@ -71,7 +71,7 @@ pub struct Journey {
     #[serde(default, skip_serializing_if = "JourneyStatus::is_active")]
     pub status: JourneyStatus,
     /// The steps, run in file order unless a step names where to go next.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = MAX_STEPS))]
     pub steps: Vec<Step>,
 }
 
@@ -106,6 +106,10 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
 }
+
+/// The most steps a journey holds: more is refused by validation, before the steps' graph is
+/// walked (a journey's steps are read where a request's stack is small).
+pub const MAX_STEPS: usize = 1_000;
 
 /// The most event names one trigger lists.
 pub const MAX_TRIGGER_EVENTS: usize = 20;

@@ -652,6 +652,29 @@ fn run_hostile(case: &str) {
                 dsl::parse("deep.json", &text).expect_err("too deep")[0]
             );
         }
+        "journey-long-chain" => {
+            // Steps that never wait, one after another: refused past the bound, named.
+            let chain = |n: usize, wait_every: usize| {
+                let mut text = String::from("id: long\nname: Long\ntrigger: {event: e}\nsteps:\n");
+                for i in 0..n {
+                    if wait_every > 0 && i % wait_every == wait_every - 1 {
+                        text.push_str(&format!("  - {{id: s{i}, wait: 1h}}\n"));
+                    } else {
+                        text.push_str(&format!("  - {{id: s{i}, update: {{set: {{a: {i}}}}}}}\n"));
+                    }
+                }
+                text
+            };
+            let errs = dsl::parse("long.yaml", &chain(10_000, 0)).expect_err("too many steps");
+            assert!(
+                errs.iter()
+                    .any(|e| e.message.contains("at most 1000 steps")),
+                "{errs:?}"
+            );
+            println!("{}", errs[0]);
+            // At the bound, with a wait now and then: taken.
+            dsl::parse("long.yaml", &chain(1_000, 10)).expect("a journey of 1000 steps");
+        }
         "condition" => {
             Condition::parse(&nested("(", "event.a", ")", DEEP)).expect_err("too long");
             Condition::parse(&nested("(", "event.a", ")", 2_000)).expect_err("too deep");
@@ -705,6 +728,11 @@ fn ten_thousand_levels_of_flow_mappings_in_a_journey_are_refused() {
 #[test]
 fn ten_thousand_levels_of_json_in_a_journey_are_refused() {
     survives_in_a_child("journey-json");
+}
+
+#[test]
+fn ten_thousand_steps_without_a_wait_are_refused() {
+    survives_in_a_child("journey-long-chain");
 }
 
 #[test]
