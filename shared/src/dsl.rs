@@ -2549,7 +2549,11 @@ fn validate(j: &Journey) -> Vec<Problem> {
         validate_reachable(j, &index, &mut out);
         validate_waited_reads(j, &index, &mut out);
     }
+    let before = out.len();
     validate_loops(j, &index, &mut out);
+    if out.len() == before {
+        validate_runs(j, &index, &mut out);
+    }
     out
 }
 
@@ -2636,6 +2640,79 @@ fn validate_loops(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Probl
             }
         }
     }
+}
+
+/// A run of steps with no wait longer than the engine takes at a time
+/// ([`MAX_STEPS_PER_TRANSITION`](crate::journey::MAX_STEPS_PER_TRANSITION), the step it stops
+/// on counted) is refused, saying before which step a wait would do. Run once no loop without a
+/// wait was found: the steps that do not wait then make no cycle.
+fn validate_runs(j: &Journey, index: &HashMap<&str, usize>, out: &mut Vec<Problem>) {
+    const MAX: usize = crate::journey::MAX_STEPS_PER_TRANSITION;
+    let n = j.steps.len();
+    // The longest run from each step, the step itself counted, and the step it goes on to.
+    let mut longest: Vec<Option<(usize, Option<usize>)>> = vec![None; n];
+    let ways = |i: usize| -> Vec<usize> {
+        if is_blocking(j.steps[i].action()) {
+            return Vec::new();
+        }
+        successors(j, i)
+            .into_iter()
+            .filter_map(|(_, t)| t.as_deref().and_then(|t| index.get(t)).copied())
+            .collect()
+    };
+    for root in 0..n {
+        // Depth first, with a stack of its own: a step is done once all its ways are.
+        let mut stack = vec![(root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if longest[i].is_some() {
+                continue;
+            }
+            let targets = ways(i);
+            if expanded {
+                let best = targets
+                    .iter()
+                    .filter_map(|&k| longest[k].map(|(len, _)| (len, k)))
+                    .fold(None, |best: Option<(usize, usize)>, (len, k)| match best {
+                        Some((b, _)) if b >= len => best,
+                        _ => Some((len, k)),
+                    });
+                longest[i] = Some(match best {
+                    Some((len, k)) => (len + 1, Some(k)),
+                    None => (1, None),
+                });
+            } else {
+                stack.push((i, true));
+                stack.extend(
+                    targets
+                        .into_iter()
+                        .filter(|&k| longest[k].is_none())
+                        .map(|k| (k, false)),
+                );
+            }
+        }
+    }
+    let Some(start) = (0..n)
+        .filter(|&i| longest[i].is_some_and(|(len, _)| len > MAX))
+        .max_by_key(|&i| (longest[i].map(|(len, _)| len), std::cmp::Reverse(i)))
+    else {
+        return;
+    };
+    // The step a run from `start` would stop on: a wait just before it keeps the run within.
+    let mut at = start;
+    for _ in 1..MAX {
+        match longest[at].and_then(|(_, next)| next) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    let len = longest[start].map_or(0, |(len, _)| len);
+    out.push(problem(
+        format!("steps[{at}]"),
+        format!(
+            "from `{}`, {len} steps can run one after another without a wait, and the engine takes at most {MAX} at a time (it would end the enrollment here): put a `wait` (`wait: 1m` will do) just before `{}`, or fewer steps (one `update` sets many traits at once)",
+            j.steps[start].id, j.steps[at].id
+        ),
+    ));
 }
 
 /// A message's `data` values, by their field (`data.deeplink`).
@@ -5752,6 +5829,35 @@ steps:
             let fixed = fixed.replace("WAIT", wait);
             parse("j.yaml", &fixed).expect(wait);
         }
+    }
+
+    /// A run of steps with no wait longer than the engine takes at a time is refused, naming the
+    /// bound and the step a wait before would keep it within; with that wait it is taken.
+    #[test]
+    fn a_run_of_steps_longer_than_the_engine_takes_is_an_error() {
+        let journey = |updates: usize, wait_before: Option<usize>| {
+            let mut text = String::from("id: j\nname: J\ntrigger: {event: e}\nsteps:\n");
+            for i in 0..updates {
+                if wait_before == Some(i) {
+                    text.push_str("  - {id: w, wait: 1m}\n");
+                }
+                text.push_str(&format!("  - {{id: u{i}, update: {{set: {{n: {i}}}}}}}\n"));
+            }
+            text.push_str("  - id: mail\n    send:\n      email: {subject: s, text: t}\n");
+            text
+        };
+        let errs = parse("j.yaml", &journey(300, None)).expect_err("too long a run");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[255]", "{errs:?}");
+        assert!(
+            errs[0].message.contains("from `u0`, 301 steps can run one after another without a wait, and the engine takes at most 256 at a time")
+                && errs[0].message.contains("just before `u255`"),
+            "{errs:?}"
+        );
+        parse("j.yaml", &journey(300, Some(255))).expect("a wait where it said");
+        // 255 steps and the email: the most one transition takes.
+        parse("j.yaml", &journey(255, None)).expect("256 steps");
+        parse("j.yaml", &journey(256, None)).expect_err("257 steps");
     }
 
     /// `marketing: false` is for a transactional journey's receipts: elsewhere it would take

@@ -23,9 +23,7 @@ use crate::timeline::{Entry, What};
 use crate::topic::{self, Declared};
 use crate::webhook::{header_name_problem, header_value_problem, webhook_url_problem};
 
-/// How many steps one transition may run before it must wait (validation forbids loops without
-/// a wait; this bounds a transition even if a journey slipped past it).
-const MAX_STEPS_PER_TRANSITION: usize = 256;
+use crate::journey::MAX_STEPS_PER_TRANSITION;
 
 /// How long after its trigger a send that can reach the user on none of its channels for want
 /// of an address (no email, no phone, no device) waits for one before it is skipped, when no
@@ -2589,8 +2587,20 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        // Bounded: treat a runaway journey as completed rather than loop.
-        self.complete();
+        // Bounded (validation refuses a journey that could run longer): the enrollment ends,
+        // saying where, rather than looping or passing for completed.
+        match current {
+            None => self.complete(),
+            Some(next) => {
+                let step = self.enrollment.step.clone();
+                self.end(
+                    &step,
+                    format!(
+                        "{MAX_STEPS_PER_TRANSITION} steps ran without a wait, the most the engine takes at a time: `{next}` was not taken; put a `wait` between them"
+                    ),
+                );
+            }
+        }
     }
 
     /// Skips the send due now that quiet hours `q` would hold until `until`, longer than its

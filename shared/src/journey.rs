@@ -111,6 +111,11 @@ pub struct Trigger {
 /// walked (a journey's steps are read where a request's stack is small).
 pub const MAX_STEPS: usize = 1_000;
 
+/// How many steps one transition may take before it must wait: validation refuses a journey
+/// whose steps could run longer without a wait, and the engine ends an enrollment that does
+/// (a journey that slipped past it) with a reason that says so.
+pub const MAX_STEPS_PER_TRANSITION: usize = 256;
+
 /// The most event names one trigger lists.
 pub const MAX_TRIGGER_EVENTS: usize = 20;
 

@@ -4220,6 +4220,65 @@ steps:
     assert_eq!(sends, 1);
     assert!(!w.enrollment.is_active());
 }
+/// A journey that runs more steps without a wait than the engine takes at a time (validation
+/// refuses one; this one had its wait taken out after) ends saying so, at the step it stopped
+/// on, rather than passing for completed with the rest of it never run.
+#[test]
+fn a_run_past_the_engines_bound_ends_saying_why() {
+    let mut text = String::from("id: j\nname: J\ntrigger: {event: go}\nsteps:\n");
+    for i in 0..300 {
+        if i == 150 {
+            text.push_str("  - {id: w, wait: 1m}\n");
+        }
+        text.push_str(&format!("  - {{id: u{i}, update: {{set: {{n: {i}}}}}}}\n"));
+    }
+    text.push_str("  - id: mail\n    send:\n      email: {subject: s, text: t}\n");
+    let mut j = journey(&text);
+    j.steps.retain(|s| s.id != "w");
+    let mut profile = Profile::new("a");
+    profile
+        .traits
+        .insert("email".into(), json!("a@example.com"));
+    let ctx = Ctx {
+        journey: &j,
+        version: 1,
+        profile: &profile,
+        now: at("2026-03-02T10:00:00Z"),
+        unsubscribe_url: None,
+        topics: waymark::topic::Declared::NONE,
+    };
+    let trigger = TriggerEvent {
+        event: "go".into(),
+        message_id: "go-1".into(),
+        at: ctx.now,
+        properties: std::sync::Arc::new(json!({})),
+    };
+    let t = engine::enter(&ctx, "a", 1, trigger);
+    assert!(t
+        .effects
+        .iter()
+        .all(|e| !matches!(e, engine::Effect::Send(_))));
+    let ended: Vec<(Option<String>, String)> = t
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Ended { reason } => Some((e.step.as_deref().map(str::to_string), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [(
+            Some("u255".to_string()),
+            "256 steps ran without a wait, the most the engine takes at a time: `u256` was not taken; put a `wait` between them".to_string()
+        )]
+    );
+    assert!(!t.enrollment.is_active());
+    assert!(t
+        .timeline
+        .iter()
+        .all(|e| !matches!(e.what, What::Completed)));
+}
 
 /// A reminder the morning before an appointment that leaves the journey when the appointment
 /// itself is past (`if_past: exit`), and the renewal notices that read `if_past` with a
