@@ -2346,9 +2346,13 @@ impl Expr {
                 let (mut made_left, mut made_right) = (None, None);
                 let l = left.value(scope, &mut made_left);
                 let r = right.value(scope, &mut made_right);
+                // Two operands that both read nothing (a missing path, a function of one) are
+                // not equal: `event.order_id == trigger.order_id` is not met by two events that
+                // both lack it. `== null`, the literal, still tells a missing value.
+                let neither = || nothing(left, l) && nothing(right, r);
                 match op {
-                    Op::Eq => equal(l, r, scope),
-                    Op::Ne => !equal(l, r, scope),
+                    Op::Eq => !neither() && equal(l, r, scope),
+                    Op::Ne => neither() || !equal(l, r, scope),
                     Op::Lt => order(l, r) == Some(Ordering::Less),
                     Op::Le => matches!(order(l, r), Some(Ordering::Less | Ordering::Equal)),
                     Op::Gt => order(l, r) == Some(Ordering::Greater),
@@ -2433,6 +2437,12 @@ impl Operand {
             },
         }
     }
+}
+
+/// Whether `operand` read nothing: a path (or a function of one) that found no value or
+/// `null`, not the literal `null`.
+fn nothing(operand: &Operand, value: Val<'_>) -> bool {
+    !matches!(operand, Operand::Literal(_)) && matches!(value, Val::Json(Value::Null))
 }
 
 fn parse_time(s: &str) -> Option<Timestamp> {
@@ -3428,7 +3438,9 @@ mod tests {
             ("lower(event.obj) == null", true),
             ("lower(event.missing) == null", true),
             ("lower(event.missing) != 'de'", true),
-            ("lower(event.missing) == lower(event.other)", true),
+            // Two that read nothing are not equal (as two missing paths are not).
+            ("lower(event.missing) == lower(event.other)", false),
+            ("lower(event.missing) != lower(event.other)", true),
             ("lower(event.missing) < 'z'", false),
         ] {
             assert_eq!(cond(src).eval(&scope), holds, "{src}");
@@ -3796,7 +3808,30 @@ mod tests {
                 at(format!("exists({p})")),
                 "{p}"
             );
+            // Two paths that both read nothing are not equal (`!=` is its opposite): a path
+            // equals itself only when it holds a value, and never the trigger's missing one.
+            let read = at(format!("exists({p})"));
+            assert!(!at(format!("{p} == trigger.order_id")), "{p}");
+            assert!(at(format!("{p} != trigger.order_id")), "{p}");
+            assert_eq!(at(format!("{p} != {p}")), !read, "{p} != {p}");
+            assert_eq!(at(format!("{p} == {p}")), read, "{p} == {p}");
         }
+        // Text that reads nothing through a function: not equal either.
+        let at = |src: &str| {
+            cond(src).eval(&Scope {
+                trigger: &serde_json::Value::Null,
+                waited: &serde_json::Value::Null,
+                event: &event,
+                profile: &profile,
+                now: now(),
+                zone: None,
+            })
+        };
+        assert!(!at("lower(event.missing) == lower(profile.missing)"));
+        assert!(!at(
+            "days_until(event.missing) == days_since(profile.missing)"
+        ));
+        assert!(at("lower(event.missing) == null"));
     }
 
     /// What a false condition's paths held is said, each once, addresses hidden, long values
