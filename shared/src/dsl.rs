@@ -365,6 +365,10 @@ fn yaml_advice(info: &str, quote: Option<char>) -> &'static str {
         "; write a space after the `-` of a list item (a tab is not one)"
     } else if info.contains("mapping values are not allowed") {
         "; a value holds `: ` (or a key is indented wrongly): put text with a colon in quotes"
+    } else if info.contains("invalid Unicode character escape code") {
+        "; `\\uD800` to `\\uDFFF` are halves of a character written in two (UTF-16): write both halves one after the other (`\\uD83C\\uDF89`), or the character as one escape (`\\U0001F389`) or as itself"
+    } else if info.contains("did not find expected hexadecimal number") {
+        "; in double quotes `\\u` takes four hex digits (`\\u00e9`) and `\\U` eight: write a backslash itself as `\\\\`, or put the text in single quotes"
     } else if info.contains("-quoted scalar") && quote == Some('\'') {
         // `name: 'Bob's journey'`: the apostrophe ends the text.
         "; a text in single quotes ends at its next `'`: write an apostrophe inside it as `''` (`'Bob''s journey'`), or put the text in double quotes (`\"Bob's journey\"`)"
@@ -374,6 +378,116 @@ fn yaml_advice(info: &str, quote: Option<char>) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Where [`join_surrogates`] shortened a text: each joined pair's line and 1-based column in the
+/// text read, two characters shorter than it was written.
+#[derive(Debug, Default)]
+struct Joined {
+    at: Vec<(usize, usize)>,
+}
+
+impl Joined {
+    /// The column in the file as written of `column` on `line` of the text read.
+    fn original(&self, line: usize, column: usize) -> usize {
+        let before = self
+            .at
+            .iter()
+            .filter(|&&(l, c)| l == line && c < column)
+            .count();
+        column + 2 * before
+    }
+
+    fn map_back(&self, positions: &mut Positions) {
+        if self.at.is_empty() {
+            return;
+        }
+        for (line, column) in positions
+            .by_path
+            .values_mut()
+            .chain(positions.values.values_mut())
+        {
+            *column = self.original(*line, *column);
+        }
+    }
+}
+
+/// The double-quoted text starting at character `start` of `text`, its UTF-16 surrogate pairs
+/// (`\ud83c\udf89`) written as YAML's eight-digit escape (`\U0001F389`); `None` when there is
+/// none to join there (a half without its other half stays, and saphyr says so).
+fn join_surrogates(text: &str, start: usize, joined: &mut Joined) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.get(start) != Some(&'"') {
+        return None;
+    }
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits: String = chars.get(at..at + 4)?.iter().collect();
+        if digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            u32::from_str_radix(&digits, 16).ok()
+        } else {
+            None
+        }
+    };
+    let (mut line, mut column) = (1, 1);
+    for &c in &chars[..start] {
+        if c == '\n' {
+            (line, column) = (line + 1, 1);
+        } else {
+            column += 1;
+        }
+    }
+    let before = joined.at.len();
+    let mut out: String = chars[..=start].iter().collect();
+    let mut i = start + 1;
+    column += 1;
+    while let Some(&c) = chars.get(i) {
+        if c == '"' {
+            break;
+        }
+        if c == '\\' {
+            let pair = (chars.get(i + 1) == Some(&'u'))
+                .then(|| hex4(i + 2))
+                .flatten()
+                .filter(|high| (0xD800..0xDC00).contains(high))
+                .zip(
+                    (chars.get(i + 6) == Some(&'\\') && chars.get(i + 7) == Some(&'u'))
+                        .then(|| hex4(i + 8))
+                        .flatten()
+                        .filter(|low| (0xDC00..0xE000).contains(low)),
+                );
+            if let Some((high, low)) = pair {
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                out.push_str(&format!("\\U{code:08X}"));
+                joined.at.push((line, column));
+                i += 12;
+                column += 10;
+                continue;
+            }
+            // Any other escape, `\\` and `\"` among them, is kept as written.
+            out.push(c);
+            i += 1;
+            column += 1;
+            let Some(&next) = chars.get(i) else { break };
+            if next == '\n' {
+                (line, column) = (line + 1, 0);
+            }
+            out.push(next);
+            i += 1;
+            column += 1;
+            continue;
+        }
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        }
+        out.push(c);
+        i += 1;
+        column += 1;
+    }
+    if joined.at.len() == before {
+        return None;
+    }
+    out.extend(&chars[i..]);
+    Some(out)
 }
 
 /// The parser's "duplicated key in mapping" at `line` and `column` (1-based, where the second
@@ -876,8 +990,25 @@ fn read_located<T: serde::de::DeserializeOwned>(
         path: path.to_string(),
         message,
     };
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+    // JSON writers escape a character beyond the first 65,536 as two halves (`\ud83c\udf89`,
+    // Python's `json.dumps` by default), which YAML does not read: joined into YAML's one
+    // escape (`\U0001F389`) in each double-quoted text saphyr stops at, positions mapped back.
+    let mut joined = Joined::default();
+    let mut read_text = std::borrow::Cow::Borrowed(text);
+    let loaded = loop {
+        match MarkedYaml::load_from_str(&read_text) {
+            Err(e) if e.info().contains("invalid Unicode character escape code") => {
+                match join_surrogates(&read_text, e.marker().index(), &mut joined) {
+                    Some(next) => read_text = std::borrow::Cow::Owned(next),
+                    None => break Err(e),
+                }
+            }
+            other => break other,
+        }
+    };
+    let docs = loaded.map_err(|e| {
         let (line, column) = (e.marker().line(), e.marker().col() + 1);
+        let column = joined.original(line, column);
         let message = match duplicated_key(text, e.info(), line, column) {
             Some(said) => said,
             None => {
@@ -920,6 +1051,7 @@ fn read_located<T: serde::de::DeserializeOwned>(
     let mut positions = Positions::default();
     let mut shape_errors = Vec::new();
     let value = to_json(doc, "", &mut positions, &mut shape_errors);
+    joined.map_back(&mut positions);
     if !shape_errors.is_empty() {
         return Err(shape_errors
             .into_iter()
@@ -6655,6 +6787,40 @@ steps:
         let text =
             r#"{"id":"j","name":"J","trigger":{"event":"e"},"steps":[{"id":"a","wait":"1h"}]}"#;
         assert!(parse("j.json", text).is_ok());
+    }
+
+    /// Python's `json.dumps` (and other JSON writers) write a character past U+FFFF as two
+    /// escaped UTF-16 halves, which YAML's reader refuses on their own.
+    #[test]
+    fn json_escapes_of_a_character_in_two_halves_read_as_the_character() {
+        let text = r#"{"id": "j", "name": "Sale \ud83c\udf89 \uD83D\uDED2!", "trigger": {"event": "e"}, "steps": [{"id": "a", "send": {"push": {"title": "\ud83c\udf89", "body": "Hi \\ud83c\\udf89 \u00e9"}}}]}"#;
+        let journey = parse("j.json", text).expect("reads");
+        assert_eq!(journey.name, "Sale \u{1F389} \u{1F6D2}!");
+        let shown = serde_json::to_string(&journey).expect("json");
+        assert!(shown.contains("\"title\":\"\u{1F389}\""), "{shown}");
+        // An escaped backslash is a backslash: its `u` is text, not an escape.
+        assert!(shown.contains(r#"Hi \\ud83c\\udf89 é"#), "{shown}");
+
+        // Positions after a joined pair on the same line are those of the file as written: as
+        // for a text of the same length in its place.
+        for json in [
+            r#"{"id": "j", "name": "\ud83c\udf89", "trigger": {"event": "e", "where": "event.total >>> 1"}, "steps": [{"id": "a", "wait": "1h"}]}"#,
+            r#"{"id": "j", "name": "\ud83c\udf89 \ud83c\udf89", "trigger": {"event": "e"}, "steps": [{"id": "a", "wat": "1h"}]}"#,
+            "{\"id\": \"j\",\n \"name\": \"\\ud83c\\udf89\", \"trigger\": {\"event\": \"e\"}, \"steps\": [{\"id\": \"a\", \"wait\": \"1 hour\"}]}",
+        ] {
+            let same_length = json.replace(r"\ud83c\udf89", "ABCDEFGHIJKL");
+            let (e, plain) = (first_error(json), first_error(&same_length));
+            assert_eq!((e.line, e.column), (plain.line, plain.column), "{e}");
+            assert!(e.line > 1 || e.column > 30, "{e}");
+        }
+
+        // A half without its other half is still refused, with what to write.
+        let json = "{\"id\": \"j\", \"name\": \"\\ud83c\\udf89\", \"trigger\": {\"event\": \"\\ud83c x\"}, \"steps\": [{\"id\": \"a\", \"wait\": \"1h\"}]}";
+        let e = first_error(json);
+        let at = json.find("\"\\ud83c x").expect("in text") + 1;
+        assert_eq!((e.line, e.column), (1, at), "{e}");
+        assert!(e.message.contains("halves of a character"), "{e}");
+        assert!(!e.message.contains("ends at its next"), "{e}");
     }
 
     #[test]
