@@ -728,7 +728,11 @@ async fn provider_errors_say_whether_a_retry_may_help() {
         };
         let got = sender(ses, sns).send(&message).await;
         match (&got, retryable) {
-            (Err(SendError::Retryable(why)), true) | (Err(SendError::Permanent(why)), false) => {
+            (Err(SendError::Retryable(why)), true)
+            | (
+                Err(SendError::Permanent(why) | SendError::PushRefused { reason: why, .. }),
+                false,
+            ) => {
                 assert!(
                     !why.contains(ADDRESS) && !why.contains(PHONE),
                     "{name}: the error names the recipient: {why}"
@@ -736,6 +740,107 @@ async fn provider_errors_say_whether_a_retry_may_help() {
             }
             _ => panic!("{name}: {got:?}, expected retryable = {retryable}"),
         }
+    }
+}
+
+/// A push to several devices says which of them SNS answered disabled (an uninstalled app),
+/// also when none took it, and only those: a device that refused this message alone, or had no
+/// endpoint to try, is not one of them, whatever the order of the devices.
+#[tokio::test]
+async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
+    let device = |platform: &str, token: &str, endpoint: Option<&str>| Device {
+        platform: platform.into(),
+        token: token.into(),
+        endpoint: endpoint.map(|e| format!("arn:aws:sns:us-east-1:123456789012:endpoint/{e}")),
+        disabled: false,
+        revived: false,
+        registered_at: None,
+        disabled_at: None,
+        source: Default::default(),
+    };
+    let iphone = device("apns", "iphone", Some("APNS/app/1"));
+    let android = device("fcm", "android", Some("GCM/app/2"));
+    let tablet = device("fcm", "tablet", None);
+    let published = (
+        200,
+        vec![("content-type", "text/xml")],
+        "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>\
+         </PublishResponse>"
+            .to_string(),
+    );
+    let refused = || sns_error(400, "InvalidParameter");
+    let disabled = || sns_error(400, "EndpointDisabled");
+    // What comes back: Ok(disabled tokens) for a push a device took, Err(Some(disabled tokens))
+    // for one every device refused for good, Err(None) for one to retry.
+    type Case = (
+        &'static str,
+        Vec<Device>,
+        Vec<Answer>,
+        Result<Vec<&'static str>, Option<Vec<&'static str>>>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "iPhone refused, Android disabled",
+            vec![iphone.clone(), android.clone(), tablet.clone()],
+            vec![refused(), disabled()],
+            Err(Some(vec!["android"])),
+        ),
+        (
+            "Android disabled, iPhone refused",
+            vec![tablet.clone(), android.clone(), iphone.clone()],
+            vec![disabled(), refused()],
+            Err(Some(vec!["android"])),
+        ),
+        (
+            "both disabled",
+            vec![iphone.clone(), android.clone()],
+            vec![disabled(), disabled()],
+            Err(Some(vec!["iphone", "android"])),
+        ),
+        (
+            "both refused",
+            vec![iphone.clone(), android.clone()],
+            vec![refused(), refused()],
+            Err(Some(vec![])),
+        ),
+        (
+            "Android disabled, iPhone took it",
+            vec![android.clone(), iphone.clone()],
+            vec![disabled(), published],
+            Ok(vec!["android"]),
+        ),
+        (
+            "Android disabled, iPhone throttled",
+            vec![android.clone(), iphone.clone()],
+            vec![disabled(), sns_error(400, "Throttled")],
+            Err(None),
+        ),
+    ];
+    let none = Canned::new(vec![]);
+    for (name, devices, answers, want) in cases {
+        let sns = Canned::new(answers);
+        let mut message = push();
+        message.to = Address::Devices(devices);
+        let got = sender(&none, &sns).send(&message).await;
+        match (&got, &want) {
+            (Ok(receipt), Ok(want)) => assert_eq!(receipt.disabled_devices, *want, "{name}"),
+            (
+                Err(SendError::PushRefused {
+                    disabled_devices, ..
+                }),
+                Err(Some(want)),
+            ) => assert_eq!(disabled_devices, want, "{name}"),
+            (Err(SendError::Permanent(_)), Err(Some(want))) => {
+                assert!(want.is_empty(), "{name}: {got:?}")
+            }
+            (Err(SendError::Retryable(_)), Err(None)) => {}
+            _ => panic!("{name}: {got:?}, expected {want:?}"),
+        }
+        assert_eq!(
+            sns.requests().len(),
+            2,
+            "{name}: one call a device with an endpoint"
+        );
     }
 }
 

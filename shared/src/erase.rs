@@ -312,7 +312,9 @@ impl Runtime {
                         }
                         // Her claim goes all the same (no retry would do better): the log is
                         // what is left of the endpoint's name, for an operator to delete it.
-                        Err(SendError::Permanent(reason)) => {
+                        Err(
+                            SendError::Permanent(reason) | SendError::PushRefused { reason, .. },
+                        ) => {
                             tracing::error!(user, platform = %d.platform, endpoint, %reason, "a push endpoint of an erased user was not deleted: the provider refused; an operator deletes it");
                             out.endpoints_refused += 1;
                         }

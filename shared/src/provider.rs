@@ -14,6 +14,15 @@ pub enum SendError {
     /// The provider refused for good (invalid number, disabled endpoint, rejected address).
     #[error("provider rejected the message: {0}")]
     Permanent(String),
+    /// A push refused for good on every device it was tried on, the provider saying some of
+    /// them are disabled (uninstalled apps): `disabled_devices` holds their tokens, which the
+    /// runtime marks, and only those (another device may have refused this message alone, or
+    /// never been tried). `reason` is one refusal's, as [`SendError::Permanent`]'s.
+    #[error("provider rejected the message: {reason}")]
+    PushRefused {
+        reason: String,
+        disabled_devices: Vec<String>,
+    },
 }
 
 /// What a provider answered for an accepted message.
@@ -36,7 +45,7 @@ pub struct OptOutPage {
     pub next: Option<String>,
 }
 
-/// The reason text a provider uses when every targeted push device is disabled.
+/// The error code SNS answers a push to a disabled endpoint (an uninstalled app) with.
 pub const ENDPOINT_DISABLED: &str = "EndpointDisabled";
 
 /// Held as `Arc<dyn Sender>` and called through it. There is deliberately no forwarding impl for

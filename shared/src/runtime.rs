@@ -19,9 +19,8 @@ use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{escape_key, Carried, Enrollment, LastEntry, Status, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Journey, JourneyStatus, Listened, MarkKind, Reentry, TriggerKind};
-use crate::profile::Address;
 use crate::profile::Profile;
-use crate::provider::{Receipt, SendError, Sender, ENDPOINT_DISABLED};
+use crate::provider::{Receipt, SendError, Sender};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
 use crate::store::{join, segment_of, Expect, Handle, Key, Page, Part, Record, Store, StoreError};
 use crate::timeline::{Entry, What};
@@ -1387,7 +1386,7 @@ impl Runtime {
                             unavailable = Some(m);
                             continue;
                         }
-                        Err(SendError::Permanent(m)) => {
+                        Err(SendError::Permanent(m) | SendError::PushRefused { reason: m, .. }) => {
                             tracing::warn!(user, reason = %m, "push device could not be registered");
                             None
                         }
@@ -4073,14 +4072,17 @@ impl Runtime {
         // Nothing went out: the send gives its cap place back.
         self.uncount_cap(o).await?;
         match err {
-            SendError::Permanent(reason) => {
-                if o.channel == Channel::Push && reason.contains(ENDPOINT_DISABLED) {
-                    let tokens: Vec<String> = match &o.to {
-                        Address::Devices(d) => d.iter().map(|d| d.token.clone()).collect(),
-                        Address::One(_) => Vec::new(),
-                    };
-                    self.disable_devices(o, &tokens).await?;
-                }
+            SendError::Permanent(reason) => Ok(Some(Outcome::Skipped {
+                reason: "rejected".into(),
+                detail: Some(reason),
+            })),
+            // Only the devices the provider said are disabled: another may have refused this
+            // message alone, or had no endpoint to try.
+            SendError::PushRefused {
+                reason,
+                disabled_devices,
+            } => {
+                self.disable_devices(o, &disabled_devices).await?;
                 Ok(Some(Outcome::Skipped {
                     reason: "rejected".into(),
                     detail: Some(reason),
@@ -5176,14 +5178,20 @@ impl Runtime {
         loop {
             let page = match self.sender.opted_out_page(token.as_deref()).await {
                 Ok(page) => page,
-                Err(SendError::Permanent(m)) if token.is_some() => {
+                Err(SendError::Permanent(m) | SendError::PushRefused { reason: m, .. })
+                    if token.is_some() =>
+                {
                     // A page token the provider no longer takes: the next pass starts over.
                     tracing::warn!(error = %m, "SMS opt-out list: page refused, the pass starts over");
                     token = None;
                     reset = true;
                     break;
                 }
-                Err(SendError::Retryable(m) | SendError::Permanent(m)) => {
+                Err(
+                    SendError::Retryable(m)
+                    | SendError::Permanent(m)
+                    | SendError::PushRefused { reason: m, .. },
+                ) => {
                     failed = Some(RunError::Retry(m));
                     break;
                 }
@@ -6474,15 +6482,37 @@ mod tests {
         }))
     }
 
+    use crate::profile::Address;
+    use crate::provider::ENDPOINT_DISABLED;
+
+    /// A push to `o` refused by each of its devices in `disabled` as disabled (an uninstalled
+    /// app), and by the others for this message alone, as the SNS sender answers it.
+    fn refused(o: &Outgoing, disabled: &[&str]) -> SendError {
+        let tokens: Vec<String> = match &o.to {
+            Address::Devices(d) => d
+                .iter()
+                .filter(|d| disabled.contains(&d.token.as_str()))
+                .map(|d| d.token.clone())
+                .collect(),
+            Address::One(_) => Vec::new(),
+        };
+        if tokens.is_empty() {
+            SendError::Permanent("SNS Publish (push): InvalidParameter".into())
+        } else {
+            SendError::PushRefused {
+                reason: format!("SNS Publish (push): {ENDPOINT_DISABLED}"),
+                disabled_devices: tokens,
+            }
+        }
+    }
+
     /// A push provider for which every device is disabled (an uninstalled app).
     struct Uninstalled;
 
     #[async_trait::async_trait]
     impl Sender for Uninstalled {
-        async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
-            Err(SendError::Permanent(format!(
-                "SNS Publish (push): {ENDPOINT_DISABLED}"
-            )))
+        async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+            Err(refused(o, &["t1"]))
         }
     }
 
@@ -6530,15 +6560,94 @@ mod tests {
             .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
     }
 
+    /// A push provider for which Ann's Android phone is disabled (her app uninstalled there),
+    /// and which refuses this message to her iPhone alone; it keeps the devices of each push.
+    #[derive(Default)]
+    struct AndroidUninstalled {
+        tried: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Sender for AndroidUninstalled {
+        async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+            if let Address::Devices(d) = &o.to {
+                let mut tokens: Vec<String> = d.iter().map(|d| d.token.clone()).collect();
+                tokens.sort();
+                self.tried.lock().expect("lock").push(tokens);
+            }
+            Err(refused(o, &["android"]))
+        }
+    }
+
+    /// A push that every device refused marks disabled the devices the provider said are, and
+    /// only those: her iPhone, which refused that one message, is tried by the next push.
+    #[tokio::test]
+    async fn a_push_refused_by_every_device_marks_only_the_disabled_ones() {
+        let sender = Arc::new(AndroidUninstalled::default());
+        let (rt, _) = memory_runtime(
+            sender.clone(),
+            Some("id: j\nname: J\ntrigger: {event: go}\nreentry: after_exit\nsteps:\n  - id: p\n    send: {push: {title: t, body: b}, fallback: {email: {subject: s, text: t}}}\n"),
+        )
+        .await;
+        let event =
+            |kind, id: &str, name: Option<&str>, traits| event_of("ann", kind, id, name, traits);
+        let identify = event(
+            Kind::Identify,
+            "i1",
+            None,
+            serde_json::json!({"email": "ann@example.com", "push_tokens": [
+                {"platform": "apns", "token": "iphone"},
+                {"platform": "fcm", "token": "android"}
+            ]}),
+        );
+        for r in rt
+            .handle_batch(&[identify, event(Kind::Track, "g1", Some("go"), Value::Null)])
+            .await
+        {
+            r.expect("handled");
+        }
+        let view = rt.user("ann").await.expect("user");
+        let disabled: Vec<(&str, bool)> = view
+            .profile
+            .as_ref()
+            .expect("profile")
+            .devices
+            .iter()
+            .map(|d| (d.token.as_str(), d.disabled))
+            .collect();
+        assert!(
+            disabled.contains(&("iphone", false)) && disabled.contains(&("android", true)),
+            "{disabled:?}"
+        );
+        assert!(view
+            .timeline
+            .iter()
+            .any(|e| matches!(&e.what, What::Skipped { reason, .. } if reason == "rejected")));
+        // The next message goes to her iPhone, not to email as if she had no device left.
+        for r in rt
+            .handle_batch(&[event(Kind::Track, "g2", Some("go"), Value::Null)])
+            .await
+        {
+            r.expect("handled");
+        }
+        assert_eq!(
+            *sender.tried.lock().expect("lock"),
+            [vec!["android", "iphone"], vec!["iphone"]]
+        );
+        let view = rt.user("ann").await.expect("user");
+        assert!(!view
+            .timeline
+            .iter()
+            .any(|e| matches!(&e.what, What::FellBack { reason, .. } if reason == "suppressed")));
+    }
+
     /// A push provider whose endpoints are disabled and cannot be enabled again for now.
     struct DisabledForNow;
 
     #[async_trait::async_trait]
     impl Sender for DisabledForNow {
-        async fn send(&self, _: &Outgoing) -> Result<Receipt, SendError> {
-            Err(SendError::Permanent(format!(
-                "SNS Publish (push): {ENDPOINT_DISABLED}"
-            )))
+        async fn send(&self, o: &Outgoing) -> Result<Receipt, SendError> {
+            Err(refused(o, &["t1"]))
         }
         async fn register(
             &self,

@@ -379,7 +379,9 @@ impl AwsSender {
         })
     }
 
-    /// Publishes to every registered device; succeeds if one device took it.
+    /// Publishes to every registered device; succeeds if one device took it. The tokens of
+    /// the devices SNS answered disabled come back either way: in the receipt, or in
+    /// [`SendError::PushRefused`] when every device refused.
     async fn push(
         &self,
         devices: &[Device],
@@ -447,6 +449,13 @@ impl AwsSender {
                 disabled_devices: disabled,
                 ..r
             }),
+            // Refused by every device: those SNS said are disabled are marked, and only those.
+            (None, Some(SendError::Permanent(reason))) if !disabled.is_empty() => {
+                Err(SendError::PushRefused {
+                    reason,
+                    disabled_devices: disabled,
+                })
+            }
             (None, Some(e)) => Err(e),
             (None, None) => Err(SendError::Permanent(
                 "no push device is registered with SNS".into(),
