@@ -743,12 +743,9 @@ async fn provider_errors_say_whether_a_retry_may_help() {
     }
 }
 
-/// A push to several devices says which of them SNS answered disabled (an uninstalled app),
-/// also when none took it, and only those: a device that refused this message alone, or had no
-/// endpoint to try, is not one of them, whatever the order of the devices.
-#[tokio::test]
-async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
-    let device = |platform: &str, token: &str, endpoint: Option<&str>| Device {
+/// A push device of Ann's; its SNS endpoint named by the end of its ARN.
+fn push_device(platform: &str, token: &str, endpoint: Option<&str>) -> Device {
+    Device {
         platform: platform.into(),
         token: token.into(),
         endpoint: endpoint.map(|e| format!("arn:aws:sns:us-east-1:123456789012:endpoint/{e}")),
@@ -757,17 +754,165 @@ async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
         registered_at: None,
         disabled_at: None,
         source: Default::default(),
-    };
-    let iphone = device("apns", "iphone", Some("APNS/app/1"));
-    let android = device("fcm", "android", Some("GCM/app/2"));
-    let tablet = device("fcm", "tablet", None);
-    let published = (
+    }
+}
+
+/// SNS's answer to a Publish it took.
+fn published() -> Answer {
+    (
         200,
         vec![("content-type", "text/xml")],
         "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>\
          </PublishResponse>"
             .to_string(),
+    )
+}
+
+/// A service slow to answer: gives `canned`'s answer (and keeps the request) after `after`.
+#[derive(Debug, Clone)]
+struct Slow {
+    after: std::time::Duration,
+    canned: Canned,
+}
+
+impl HttpConnector for Slow {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let answer = self.canned.call(request);
+        let after = self.after;
+        HttpConnectorFuture::new(async move {
+            tokio::time::sleep(after).await;
+            answer.await
+        })
+    }
+}
+
+/// A push to several devices calls no device after the message's sending time (a call cut off
+/// by the invocation's end after SNS took it would go out again with the message's
+/// redelivery): when the first device's call timed out, the push is retried; when that device
+/// took it, slowly, the push is sent, and the other device not tried.
+#[tokio::test(start_paused = true)]
+async fn a_push_calls_no_device_past_its_sending_time() {
+    let none = Canned::new(vec![]);
+    let cases = [
+        ("the first device timed out", 3600, false),
+        ("the first device took it", 6, true),
+    ];
+    for (name, answers_after, sent) in cases {
+        let canned = Canned::new(vec![published()]);
+        let slow = Slow {
+            after: std::time::Duration::from_secs(answers_after),
+            canned: canned.clone(),
+        };
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(slow.clone())
+                }))
+                .retry_config(waymark::aws::provider_retries())
+                .timeout_config(waymark::aws::provider_timeouts())
+                .build(),
+        );
+        let sender = AwsSender::new(client!(aws_sdk_sesv2, none), sns, SenderSettings::default());
+        let mut message = push();
+        message.to = Address::Devices(vec![
+            push_device("apns", "iphone", Some("APNS/app/1")),
+            push_device("fcm", "android", Some("GCM/app/2")),
+        ]);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let got = waymark::runtime::sending_until(until, sender.send(&message)).await;
+        match (&got, sent) {
+            (Ok(_), true) | (Err(SendError::Retryable(_)), false) => {}
+            _ => panic!("{name}: {got:?}"),
+        }
+        assert_eq!(
+            canned.requests().len(),
+            1,
+            "{name}: the other device was called past the sending time"
+        );
+    }
+}
+
+/// Webhook secrets that take long to read (SSM read cold).
+struct SlowSecrets;
+
+#[async_trait::async_trait]
+impl waymark::secrets::WebhookSecrets for SlowSecrets {
+    async fn secret(&self, _: &str) -> Result<Option<String>, waymark::secrets::SecretsError> {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        Ok(Some("sk_live_1".into()))
+    }
+}
+
+/// A webhook whose secrets took the message's sending time to read is not called (a call cut
+/// off by the invocation's end after the receiver took it would be made again with the
+/// message's redelivery): retried, nothing went out. With time left, the same call is made.
+#[tokio::test]
+async fn a_webhook_is_not_called_past_its_sending_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let none = Canned::new(vec![]);
+    let sender = AwsSender::new(
+        client!(aws_sdk_sesv2, none),
+        client!(aws_sdk_sns, none),
+        SenderSettings::default(),
+    )
+    .with_secrets(Arc::new(SlowSecrets));
+    let hook = outgoing(
+        Channel::Webhook,
+        Address::One("ann".into()),
+        Content::Webhook {
+            url: format!("http://{addr}/grants"),
+            method: "POST".into(),
+            headers: std::collections::BTreeMap::from([(
+                "authorization".to_string(),
+                format!("Bearer {}", waymark::secrets::marker("KEY")),
+            )]),
+            body: None,
+            secrets: vec!["KEY".to_string()],
+        },
     );
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+    let got = waymark::runtime::sending_until(soon, sender.send(&hook)).await;
+    assert!(matches!(got, Err(SendError::Retryable(_))), "{got:?}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "called past the sending time"
+    );
+    let later = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let got = waymark::runtime::sending_until(later, sender.send(&hook)).await;
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A push to several devices says which of them SNS answered disabled (an uninstalled app),
+/// also when none took it, and only those: a device that refused this message alone, or had no
+/// endpoint to try, is not one of them, whatever the order of the devices.
+#[tokio::test]
+async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
+    let iphone = push_device("apns", "iphone", Some("APNS/app/1"));
+    let android = push_device("fcm", "android", Some("GCM/app/2"));
+    let tablet = push_device("fcm", "tablet", None);
+    let published = published();
     let refused = || sns_error(400, "InvalidParameter");
     let disabled = || sns_error(400, "EndpointDisabled");
     // What comes back: Ok(disabled tokens) for a push a device took, Err(Some(disabled tokens))

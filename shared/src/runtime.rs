@@ -366,8 +366,8 @@ pub async fn sending_until<F: std::future::Future>(until: tokio::time::Instant, 
     SENDS_UNTIL.scope(until, f).await
 }
 
-/// Whether the message being handled may start no more sends ([`sending_until`]); a push
-/// to several devices stops trying more once it is.
+/// Whether the message being handled may start no more sends ([`sending_until`]); checked
+/// again by a sender between a push's devices, and between a webhook's secrets and its call.
 pub(crate) fn out_of_sending_time() -> bool {
     SENDS_UNTIL
         .try_with(|until| tokio::time::Instant::now() >= *until)

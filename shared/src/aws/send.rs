@@ -394,17 +394,25 @@ impl AwsSender {
         let mut receipt = None;
         let mut last = None;
         let mut disabled = Vec::new();
+        let mut tried = false;
         for d in devices.iter().filter(|d| !d.disabled) {
             let Some(endpoint) = &d.endpoint else {
                 continue;
             };
-            // Taken by a device already, and late in its invocation: the push has gone out;
-            // another device's call, cut off by the invocation's end, would send it again to
-            // every device with the message's redelivery.
-            if receipt.is_some() && crate::runtime::out_of_sending_time() {
+            // Late in its invocation (the runtime checked before the first device; a device's
+            // call may take 10 seconds): another device's call, cut off by the invocation's
+            // end after SNS took it, would go out again with the message's redelivery. Taken
+            // by a device already, the push has gone out; taken by none, it is tried again.
+            if tried && crate::runtime::out_of_sending_time() {
+                if receipt.is_none() {
+                    return Err(SendError::Retryable(
+                        "push not tried on its other devices: the invocation is ending".into(),
+                    ));
+                }
                 tracing::warn!(platform = %d.platform, "push not tried on its other devices: the invocation is ending");
                 break;
             }
+            tried = true;
             let payload = push_payload(&d.platform, title, body, data, silent);
             let mut publish = self
                 .sns
@@ -533,6 +541,14 @@ impl AwsSender {
                 body.unwrap_or_default().to_string(),
             )))
             .map_err(|_| bad("a header is not valid"))?;
+        // Its secrets' reading may have taken long (SSM read cold, up to 10 seconds): a call
+        // begun now could be cut off after the receiver took it, and the message's redelivery
+        // would call again. Nothing went out: tried again.
+        if crate::runtime::out_of_sending_time() {
+            return Err(SendError::Retryable(
+                "webhook not called: the invocation is ending".into(),
+            ));
+        }
         let response = tokio::time::timeout(WEBHOOK_TIMEOUT, self.http()?.request(request))
             .await
             .map_err(|_| SendError::Retryable("webhook: timed out".into()))?
