@@ -131,7 +131,8 @@ impl Runtime {
         // What this request leaves for the next, kept on the mark.
         let mut left = ErasureLeft::default();
         let from_mark = stored.is_erasure_mark();
-        let at = match stored.erased_at.filter(|_| from_mark) {
+        // The erasure's time, and in a first request the version of her profile it marked.
+        let (at, marked_version) = match stored.erased_at.filter(|_| from_mark) {
             // Erased already, or stopped half-way after the mark: what an earlier request left
             // (the mark names it) goes here, the rest of her partition below.
             Some(at) => {
@@ -144,14 +145,14 @@ impl Runtime {
                 left.endpoints = self
                     .drop_claims(user, &earlier.endpoints, None, out, pass)
                     .await?;
-                at
+                (at, None)
             }
             None => {
                 // Marked with the erasure's time, her data still in it (what the steps below
                 // read). Whatever is queued for her from before is dropped from here on.
                 let now = self.now();
-                let marked = self
-                    .update_profile(user, |p| p.erased_at = Some(now))
+                let (marked, marked_version) = self
+                    .update_profile_versioned(user, |p| p.erased_at = Some(now))
                     .await?;
                 // Her journeys end before the budget goes on the visitors she was: a request
                 // that stops there sends nothing more of hers until the next.
@@ -175,7 +176,7 @@ impl Runtime {
                 }
                 let phone = marked.traits.get("phone").and_then(Value::as_str);
                 left.endpoints = self.drop_claims(user, &devices, phone, out, pass).await?;
-                now
+                (now, Some(marked_version))
             }
         };
         out.enrollments += self.end_enrollments(user).await?;
@@ -188,8 +189,11 @@ impl Runtime {
         let is_mark = now_stored.is_erasure_mark();
         // Another erasure marked her since; or an event sent after the erasure made her a
         // profile again since this request read the mark (her new devices, read by the first
-        // branch above, go too): this one starts over.
-        if !is_mark && (from_mark || now_stored.erased_at != Some(at)) {
+        // branch above, go too); or an event received after the erasure began was applied to
+        // the profile this request marked (a device, a visitor merged, a phone: what the steps
+        // above went by did not name them): this one starts over, taking them too.
+        let changed_since_marked = marked_version.is_some_and(|v| version != Some(v));
+        if !is_mark && (from_mark || now_stored.erased_at != Some(at) || changed_since_marked) {
             return Err(RunError::Conflict("profile changed".into()));
         }
         // Her profile becomes the mark, holding what is left for the next request and nothing

@@ -1310,6 +1310,16 @@ impl Runtime {
         user: &str,
         f: impl Fn(&mut Profile),
     ) -> Result<Arc<Profile>, RunError> {
+        Ok(self.update_profile_with(user, f, None).await?.0)
+    }
+
+    /// As [`Runtime::update_profile`], with the version of the profile as it left it (the one
+    /// read when the change made none).
+    pub(crate) async fn update_profile_versioned(
+        &self,
+        user: &str,
+        f: impl Fn(&mut Profile),
+    ) -> Result<(Arc<Profile>, u64), RunError> {
         self.update_profile_with(user, f, None).await
     }
 
@@ -1324,7 +1334,7 @@ impl Runtime {
         user: &str,
         f: impl Fn(&mut Profile),
         registering: Option<Registering>,
-    ) -> Result<Arc<Profile>, RunError> {
+    ) -> Result<(Arc<Profile>, u64), RunError> {
         // Endpoints registered by this call, by token (a conflict's retry does not ask again).
         let mut registered: Vec<(String, Option<String>)> = Vec::new();
         // The provider could not register an identify's device now: the profile is written all
@@ -1409,23 +1419,25 @@ impl Runtime {
                     self.claim_devices(user, &mut p, &before, at).await?;
                 }
             }
-            let written = if version.is_some() && p == *before {
-                before
-            } else {
-                let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
-                let p = Arc::new(p);
-                let record = Record::shared(profile_key(user), version.unwrap_or(0) + 1, p.clone());
-                match self.store.put(&record, expect).await {
-                    Ok(()) => p,
-                    Err(StoreError::Conflict) => continue,
-                    Err(e) => return Err(e.into()),
+            let (written, written_version) = match version {
+                Some(v) if p == *before => (before, v),
+                _ => {
+                    let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
+                    let p = Arc::new(p);
+                    let next = version.unwrap_or(0) + 1;
+                    let record = Record::shared(profile_key(user), next, p.clone());
+                    match self.store.put(&record, expect).await {
+                        Ok(()) => (p, next),
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             };
             // Noted whether or not this call changed it: a retry after a failed note notes it.
             self.note_zone(&written).await?;
             return match unavailable {
                 Some(m) => Err(RunError::Retry(m)),
-                None => Ok(written),
+                None => Ok((written, written_version)),
             };
         }
         Err(RunError::Conflict("profile busy".into()))
@@ -1720,7 +1732,8 @@ impl Runtime {
                     e.push_device().map(|_| Registering::Device(e.timestamp))
                 },
             )
-            .await?;
+            .await?
+            .0;
         if before_erasure.into_inner() {
             tracing::info!(message_id = %e.message_id, "an event received before its user was erased is dropped");
             return Ok(());

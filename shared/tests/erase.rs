@@ -763,3 +763,62 @@ async fn a_push_endpoint_the_provider_refuses_to_delete_does_not_hold_up_the_era
     let p: waymark::profile::Profile = left[0].parse().expect("a profile");
     assert!(p.is_erasure_mark(), "{p:?}");
 }
+
+#[tokio::test]
+async fn an_identify_applied_as_her_erasure_runs_is_erased_with_her() {
+    // given ann with a phone app, whose new tablet identifies her just as the erasure deletes
+    // her phone's endpoint: received after the erasure began, it is applied to the profile the
+    // erasure marked (a new device, its claim and endpoint, a new phone number and its record)
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.play(r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#)
+        .await;
+    let profile = h
+        .store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk == "U#ann" && r.key.sk == "P")
+        .expect("her profile");
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&profile.body.json().expect("json")).expect("a profile");
+    body["erased_at"] = serde_json::json!(h.now());
+    body["traits"]["phone"] = serde_json::json!("+447700900999");
+    body["devices"]
+        .as_array_mut()
+        .expect("her devices")
+        .push(serde_json::json!({"platform": "fcm", "token": "t-new", "endpoint": "endpoint/t-new", "registered_at": "2026-12-01T10:00:00Z"}));
+    // (the marked version, and the one the identify wrote on it)
+    let landed = Record::of(profile.key.clone(), profile.version + 2, body);
+    // (a device claim's key, as this tablet's identify would write it anywhere)
+    let scratch = Harness::new("2026-12-01T10:00:00Z");
+    scratch
+        .play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","messageId":"i2","traits":{"push_tokens":[{"platform":"fcm","token":"t-new"}]}}"#)
+        .await;
+    let claim = claim_of(&scratch, "t-new").expect("a claim");
+    let phone = Record::of(
+        waymark::store::Key::new("N#+447700900999", "U"),
+        1,
+        serde_json::json!("ann"),
+    );
+    *provider.land_on_delete.lock().expect("landing") =
+        Some((faulty.inner.clone(), vec![landed, claim, phone]));
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then what the identify brought went with her: the tablet's endpoint and claim, and the
+    // new number's record; her profile is the mark
+    assert!(!erased.remaining, "{erased:?}");
+    let mut deleted = provider.deleted();
+    deleted.sort();
+    assert_eq!(deleted, ["endpoint/t-ann", "endpoint/t-new"]);
+    assert!(claim_of(&h, "t-ann").is_none() && claim_of(&h, "t-new").is_none());
+    let left = records_about(&h, "ann");
+    let keys: Vec<String> = left
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"], "{left:?}");
+    assert!(mark_of(&h, "ann").is_erasure_mark());
+}
