@@ -5368,16 +5368,19 @@ impl Runtime {
     /// login, that user (followed through a few merges, should a user be merged again), with
     /// the two profiles read on the way.
     async fn merged_user(&self, user: &str) -> Result<Merged, RunError> {
-        let given = self.load_profile(user).await?.0;
+        let (given, version) = self.load_profile(user).await?;
         let mut merged = Merged {
             id: user.to_string(),
             now: given.clone(),
             given,
+            known: version.is_some(),
         };
         for _ in 0..4 {
             match merged.now.merged_into.clone() {
                 Some(into) if into != merged.id => {
-                    merged.now = self.load_profile(&into).await?.0;
+                    let (now, version) = self.load_profile(&into).await?;
+                    merged.now = now;
+                    merged.known = version.is_some();
                     merged.id = into;
                 }
                 _ => break,
@@ -5391,8 +5394,15 @@ impl Runtime {
         let now = self.now();
         // A link in a message the visitor got before logging in unsubscribes the user she
         // turned out to be: the anonymous profile is no one's any more.
-        let user = self.merged_user(user).await?.id;
-        self.update_profile(&user, |p| {
+        let merged = self.merged_user(user).await?;
+        // A link in a message sent before her erasure, followed after her mark expired: she
+        // is no one here, nothing to keep (written, she would be a profile again, and a new
+        // one would not start subscribed).
+        if !merged.known {
+            tracing::info!(user = %merged.id, "an unsubscribe of a user unknown here is not kept");
+            return Ok(());
+        }
+        self.update_profile(&merged.id, |p| {
             // A link in a message sent before her erasure: she is no one now, nothing to keep
             // (written, the mark would become a profile that never expires).
             if p.is_erasure_mark() {
@@ -5421,9 +5431,13 @@ impl Runtime {
     pub async fn unsubscribe_topic(&self, user: &str, topic: &str) -> Result<(), RunError> {
         let now = self.now();
         // As for a channel: the user a visitor turned out to be, and nothing kept for an
-        // erasure's mark.
-        let user = self.merged_user(user).await?.id;
-        self.update_profile(&user, |p| {
+        // erasure's mark or a user unknown here.
+        let merged = self.merged_user(user).await?;
+        if !merged.known {
+            tracing::info!(user = %merged.id, "an unsubscribe of a user unknown here is not kept");
+            return Ok(());
+        }
+        self.update_profile(&merged.id, |p| {
             if !p.is_erasure_mark() {
                 p.unsubscribe_topic(topic, now);
             }
@@ -5694,6 +5708,8 @@ struct Merged {
     id: String,
     given: Arc<Profile>,
     now: Arc<Profile>,
+    /// Whether `now` was read from the store (a user unknown here has none).
+    known: bool,
 }
 
 /// The sends that hold a cap's places, for the reason a send was capped: `journey/step at

@@ -350,6 +350,21 @@ async fn an_unsubscribe_or_a_bounce_after_the_erasure_leaves_the_mark_as_it_is()
     assert!(p.is_erasure_mark(), "{p:?}");
     assert!(left[0].expires.is_some(), "{left:?}");
     assert_eq!(left[0].version, before[0].version, "{left:?}");
+
+    // when her mark has expired, and links in emails she got before are followed (a channel's
+    // and a topic's)
+    mark_expires(&h, "ann").await;
+    h.rt.unsubscribe("ann", Channel::Email)
+        .await
+        .expect("unsubscribe");
+    h.rt.unsubscribe_topic("ann", "newsletter")
+        .await
+        .expect("unsubscribe from a topic");
+
+    // then she is still no one: no profile is written for her (a new one starts subscribed)
+    let left = records_about(&h, "ann");
+    assert!(left.is_empty(), "{left:?}");
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
 }
 
 #[tokio::test]
