@@ -3429,7 +3429,7 @@ impl Runtime {
             seq,
             at,
         };
-        for effect in u.effects {
+        for (i, effect) in u.effects.iter().enumerate() {
             match effect {
                 Effect::Send(o) => {
                     let outcome = match self.deliver(o, u.cancel_sends).await {
@@ -3544,11 +3544,19 @@ impl Runtime {
                     let at = u.timeline.first().map(|e| e.at);
                     let p = self
                         .update_profile(u.user, |p| {
+                            // Erased since the transition was committed: her mark stays the
+                            // mark (written, it would become a profile that never expires).
+                            if p.is_erasure_mark() {
+                                return;
+                            }
                             for (k, t) in p.apply_update(&up.set, &up.unset, at) {
                                 tracing::info!(user = %u.user, enrollment = %u.enrollment, trait_name = %k, set_at = %t, "update left a trait set after its step ran");
                             }
                         })
                         .await?;
+                    if p.is_erasure_mark() {
+                        return self.performed_after_erasure(&u, &u.effects[..i]).await;
+                    }
                     updated = Some(p);
                 }
             }
@@ -3585,6 +3593,30 @@ impl Runtime {
             Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// A transition committed before its user's erasure and performed as it ran, found her
+    /// mark (its `update`, the one effect that reads her profile): what it put in her
+    /// partition before, after the erasure may have cleared it, goes (the inbox items of its
+    /// in-app sends `done`), and the rest of it is not performed (no later send, no wake-up,
+    /// no timeline record: each would be kept up to [`KEEP_FOR`]). Nothing to record.
+    async fn performed_after_erasure(
+        &self,
+        u: &Unit<'_>,
+        done: &[Effect],
+    ) -> Result<bool, RunError> {
+        let inbox: Vec<Key> = done
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(o) if o.channel == Channel::InApp => Some(inbox_key(o)),
+                _ => None,
+            })
+            .collect();
+        if !inbox.is_empty() {
+            self.store.delete_many(&inbox).await?;
+        }
+        tracing::info!(user = %u.user, journey = %u.journey, enrollment = %u.enrollment, "a transition performed as its user was erased stops: nothing more of it is performed or kept");
+        Ok(false)
     }
 
     /// The goal event `e` (named `name`) of a journey `profile`'s user has no enrollment of

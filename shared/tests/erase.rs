@@ -416,13 +416,16 @@ async fn a_visitor_too_large_for_one_request_is_finished_by_the_next_and_her_jou
 /// and keeps the handles it was told to delete; each delete answers the next outcome queued
 /// (none queued: deleted).
 /// Each message sent is kept (its user, step and channel); records set to land on the next
-/// delete are written to the store just after it (another worker's writes meanwhile).
+/// delete are written to the store just after it (another worker's writes meanwhile); a mark
+/// set to land on the next send is written in place of its user's profile, her enrollments
+/// deleted, as the provider takes it (an erasure running meanwhile).
 #[derive(Default)]
 struct PushProvider {
     deleted: Mutex<Vec<String>>,
     outcomes: Mutex<VecDeque<Result<(), SendError>>>,
     sent: Mutex<Vec<String>>,
     land_on_delete: Mutex<Option<(waymark::store::MemoryStore, Vec<Record>)>>,
+    erase_on_send: Mutex<Option<(waymark::store::MemoryStore, Record)>>,
 }
 
 impl PushProvider {
@@ -449,6 +452,16 @@ impl Sender for PushProvider {
             message.channel.as_str()
         );
         self.sent.lock().expect("sent").push(line);
+        let erasure = self.erase_on_send.lock().expect("erasure").take();
+        if let Some((store, mark)) = erasure {
+            use waymark::store::{Expect, Store};
+            for r in store.dump() {
+                if r.key.pk == mark.key.pk && r.key.sk.starts_with("E#") {
+                    store.delete(&r.key, Expect::Any).await.expect("deleted");
+                }
+            }
+            store.put(&mark, Expect::Any).await.expect("marked");
+        }
         Ok(Receipt::default())
     }
 
@@ -836,4 +849,71 @@ async fn an_identify_applied_as_her_erasure_runs_is_erased_with_her() {
         .collect();
     assert_eq!(keys, ["U#ann/P"], "{left:?}");
     assert!(mark_of(&h, "ann").is_erasure_mark());
+}
+
+#[tokio::test]
+async fn a_step_under_way_as_she_is_erased_does_not_bring_her_back() {
+    // given a journey whose first steps email her, put a message in her inbox and update her
+    // profile, all in one transition; and ann, whose erasure ends her enrollment and marks her
+    // profile while the provider takes the email (the transition committed before it)
+    let (h, faulty) = faulty_harness();
+    let provider = Arc::new(PushProvider::default());
+    let h = h.with(Arc::new(faulty.clone()), provider.clone());
+    h.publish(
+        r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send:
+      email: {subject: "Welcome", text: "Hi"}
+  - id: code
+    send: {in_app: {title: "Your code", body: "1234"}}
+  - id: tag
+    update: {set: {welcomed: true}}
+  - id: later
+    wait: 1d
+  - id: again
+    send:
+      email: {subject: "A day in", text: "Hi again"}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T09:01:00Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    // (as the step runs: after the event that triggers it was received)
+    let erased_at = at("2026-12-01T10:02:00Z");
+    let mark = Record::of(
+        waymark::store::Key::new("U#ann", "P"),
+        // (any version: the erasure's write on the one it read)
+        100,
+        waymark::profile::Profile::erased_leaving("ann", erased_at, Default::default()),
+    )
+    .expiring(erased_at + waymark::erase::MARK_KEPT_FOR);
+    *provider.erase_on_send.lock().expect("erasure") = Some((faulty.inner.clone(), mark));
+
+    // when she signs up (the email goes out as she is erased)
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
+        .await;
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+
+    // then her mark stays the mark, expiring, and the transition kept nothing of hers: no
+    // timeline record, no inbox item (its rendered body); nothing more went out
+    assert_eq!(provider.sent(), ["ann hello email"]);
+    let p = mark_of(&h, "ann");
+    assert!(p.is_erasure_mark(), "{p:?}");
+    let left = records_about(&h, "ann");
+    let profile = left
+        .iter()
+        .find(|r| r.key.pk == "U#ann" && r.key.sk == "P")
+        .expect("her mark");
+    assert!(profile.expires.is_some(), "{profile:?}");
+    let kept: Vec<String> = left
+        .iter()
+        .filter(|r| r.key.sk.starts_with("T#") || r.key.sk.starts_with("I#"))
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
 }
