@@ -108,6 +108,8 @@ pub const MAX_CHANGE_AGE: SignedDuration = SignedDuration::from_hours(14 * 24);
 /// Traits kept whatever the bounds: the addresses, zone and locale (each checked and small),
 /// and consent (an opt-out is never lost).
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
+/// The channels whose suppression is about an address, and the trait holding it.
+const ADDRESS_TRAITS: [(Channel, &str); 2] = [(Channel::Email, "email"), (Channel::Sms, "phone")];
 /// The most topics a profile keeps a choice for (`subscriptions.topics`): past it, a no for a
 /// new topic takes the place of the yes stated longest ago (an opt-out is kept before an
 /// opt-in), and a yes for a new topic, or a no when every choice kept is a no, is not kept;
@@ -1304,7 +1306,9 @@ impl Profile {
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
     /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
-    /// device sent stays a device's), push devices it does not have, suppressions, pending
+    /// device sent stays a device's), push devices it does not have, suppressions (each about
+    /// an address: the visitor's when her address is the visitor's, hers lifted when the merge
+    /// changed her address), pending
     /// inactivity checks, and the event history (for `repeated` and `inactive` triggers).
     /// Idempotent, as [`Profile::apply`] is. Returns the visitor's traits not taken, past the
     /// profile's bounds (as an identify's are: [`Profile::apply_remembering`]).
@@ -1330,6 +1334,11 @@ impl Profile {
                 .insert(name.clone(), Value::String(theirs.value.clone()));
             self.from_device.insert(name.clone(), theirs.clone());
         }
+        // Her addresses before the merge: a suppression of hers holds only while hers stays.
+        let addresses_before: Vec<Option<Value>> = ADDRESS_TRAITS
+            .iter()
+            .map(|(_, k)| self.traits.get(*k).cloned())
+            .collect();
         let mut room = Room::of(self);
         for (k, v) in &anonymous.traits {
             // Consent is merged by channel, and only ever narrowed: an opt-out on either side
@@ -1370,8 +1379,22 @@ impl Profile {
             }
         }
         self.forget_old_devices();
+        // A suppression is about an address (a bounce, STOP): hers is lifted when the merge
+        // gave her the visitor's address in place of hers, as an identify with it would; the
+        // visitor's is taken only when her address is the visitor's (a typo the visitor gave
+        // that bounced must not stop her own), as a bounce after the login is
+        // (`Runtime::suppress_address`).
+        for ((channel, k), before) in ADDRESS_TRAITS.iter().zip(&addresses_before) {
+            if !same_value(k, before.as_ref(), self.traits.get(*k)) {
+                self.suppressed.remove(channel);
+            }
+        }
         for (channel, why) in anonymous.suppressed.iter() {
-            if !self.suppressed.contains_key(channel) {
+            let same_address = ADDRESS_TRAITS
+                .iter()
+                .find(|(c, _)| c == channel)
+                .is_none_or(|(_, k)| same_value(k, anonymous.traits.get(*k), self.traits.get(*k)));
+            if same_address && !self.suppressed.contains_key(channel) {
                 self.suppressed.insert(*channel, why.clone());
             }
         }
@@ -2007,6 +2030,66 @@ mod tests {
         assert_eq!(
             user.traits["subscriptions"]["email"],
             serde_json::json!(false)
+        );
+    }
+
+    /// A login's merge keeps a suppression only for the address it is about: the visitor's STOP
+    /// from another number does not stop hers, the visitor's from the same number does; her own
+    /// is lifted when the merge gives her the visitor's newer number.
+    #[test]
+    fn a_merged_suppression_holds_only_for_its_own_address() {
+        let phone = |v: &str| {
+            let mut m = Map::new();
+            m.insert("phone".into(), Value::String(v.into()));
+            m
+        };
+        let mut visitor = Profile::new("anon:v-1");
+        visitor.apply(&ann_identifies(
+            "v-i",
+            "2026-12-01T09:00:00Z",
+            phone("+33611111111"),
+        ));
+        visitor
+            .suppressed
+            .insert(Channel::Sms, "sms opt-out (replied STOP)".into());
+        let mut ann = Profile::new("ann");
+        ann.apply(&ann_identifies(
+            "a-i",
+            "2026-12-01T10:00:00Z",
+            phone("+33622222222"),
+        ));
+        ann.absorb(&visitor);
+        assert_eq!(
+            ann.address(Channel::Sms),
+            Ok(Address::One("+33622222222".into()))
+        );
+        let mut ann = Profile::new("ann");
+        ann.apply(&ann_identifies(
+            "a-i",
+            "2026-12-01T10:00:00Z",
+            phone("+33611111111"),
+        ));
+        ann.absorb(&visitor);
+        assert_eq!(ann.address(Channel::Sms), Err(Unreachable::Suppressed));
+        // Hers, about the number she had before the visitor's newer one.
+        let mut ann = Profile::new("ann");
+        ann.apply(&ann_identifies(
+            "a-i",
+            "2026-12-01T08:00:00Z",
+            phone("+33622222222"),
+        ));
+        ann.suppressed.insert(Channel::Sms, "opted out".into());
+        let mut visitor = Profile::new("anon:v-2");
+        visitor.apply(&ann_identifies(
+            "v-i",
+            "2026-12-01T09:00:00Z",
+            phone("+33633333333"),
+        ));
+        ann.absorb(&visitor);
+        ann.absorb(&visitor);
+        assert_eq!(
+            ann.address(Channel::Sms),
+            Ok(Address::One("+33633333333".into()))
         );
     }
 

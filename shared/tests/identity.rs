@@ -514,6 +514,70 @@ async fn a_visitors_bounce_reaches_the_user_only_for_the_same_address() {
     }
 }
 
+/// The same, the visitor's address bouncing before she logs in: the login's merge takes the
+/// visitor's suppression only when her address is the visitor's, so a typo's bounce does not
+/// stop the cart email to her own address.
+#[tokio::test]
+async fn a_visitors_bounce_before_the_login_reaches_the_user_only_for_the_same_address() {
+    for (visitor_email, user_suppressed) in [
+        ("ann@gmial.com", false),
+        ("ann@example.com", true),
+        ("Ann@Example.com", true),
+    ] {
+        let h = cart().await;
+        h.play(&format!(
+            r#"{{"at":"2026-12-01T09:59:00Z","type":"identify","anonymousId":"device-1","messageId":"v-1","traits":{{"email":"{visitor_email}"}}}}"#
+        ))
+        .await;
+        h.play(ANONYMOUS_CART).await;
+        h.rt.suppress("anon:device-1", Channel::Email, "bounce")
+            .await
+            .expect("suppressed");
+        h.play(LOGIN).await;
+        let view = h.rt.user("ann").await.expect("ann");
+        let suppressed = view
+            .profile
+            .is_some_and(|p| p.suppressed.contains_key(&Channel::Email));
+        assert_eq!(suppressed, user_suppressed, "{visitor_email}");
+        h.advance_to(at("2026-12-02T00:00:00Z")).await;
+        let emailed = h.outbox().iter().any(|l| l == EMAIL);
+        assert_eq!(
+            emailed,
+            !user_suppressed,
+            "{visitor_email}: {:?}",
+            h.outbox()
+        );
+    }
+}
+
+/// Her own bounce is about her old address: a login whose merge gives her the newer address
+/// the visitor gave lifts it, as an identify with that address would.
+#[tokio::test]
+async fn a_login_that_brings_a_newer_address_lifts_her_old_ones_bounce() {
+    let h = cart().await;
+    h.play(
+        r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"a-1","traits":{"email":"ann@old.example"}}
+{"at":"2026-12-01T09:59:00Z","type":"identify","anonymousId":"device-1","messageId":"v-1","traits":{"email":"ann@example.com"}}
+"#,
+    )
+    .await;
+    h.rt.suppress("ann", Channel::Email, "bounce")
+        .await
+        .expect("suppressed");
+    h.play(ANONYMOUS_CART).await;
+    h.play(
+        r#"{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","anonymousId":"device-1","messageId":"login-1","traits":{"first_name":"Ann"}}"#,
+    )
+    .await;
+    let view = h.rt.user("ann").await.expect("ann");
+    let profile = view.profile.expect("profile");
+    assert_eq!(profile.traits["email"], json!("ann@example.com"));
+    assert!(!profile.suppressed.contains_key(&Channel::Email));
+    h.advance_to(at("2026-12-02T00:00:00Z")).await;
+    assert_eq!(h.outbox(), [EMAIL]);
+}
+
 /// A bounce or a complaint is about the address it names: one about the address ann had before
 /// (arriving late, after an identify changed it) leaves her new one alone, and her cart email
 /// goes out; one about the address she has now (whatever its case) suppresses it, as does a
