@@ -318,8 +318,9 @@ pub struct TraitChange {
     pub from: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Value>,
-    /// When `from` was set (its [`Profile::trait_times`]): a login's merge weighs the visitor's
-    /// value against it ([`Profile::rebase_changes`]).
+    /// When `from` was set, or with no `from` when she removed the trait, if she did (its
+    /// [`Profile::trait_times`]): a login's merge weighs the visitor's value against it
+    /// ([`Profile::rebase_changes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_at: Option<Timestamp>,
     /// When the change was noted (the clock's time, not the identify's): a note older than
@@ -1179,8 +1180,8 @@ impl Profile {
     /// A login's `changes` (the identify that brought an anonymous id, applied to her profile
     /// before the merge took the visitor's traits) as the merge leaves her profile: each
     /// trait's `from` becomes what she would have had with `visitor` merged in before the
-    /// identify ([`Profile::absorb`]'s rules: the visitor's value when she had none, or one set
-    /// later than hers), and a change whose `from` is now its `to` is none, dropped with its
+    /// identify ([`Profile::absorb`]'s rules: the visitor's value when she had none and removed
+    /// none later, or one set later than hers), and a change whose `from` is now its `to` is none, dropped with its
     /// note. A visitor's `plan: free` that the login sends again is no change; a visitor's
     /// `free` that the login makes `pro` is a change from `free`, not from nothing.
     pub fn rebase_changes(&mut self, visitor: &Profile, changes: &mut Vec<(String, TraitChange)>) {
@@ -1188,9 +1189,11 @@ impl Profile {
             let mut before = Profile::new(&self.user_id);
             if let Some(v) = &c.from {
                 before.traits.insert(name.clone(), v.clone());
-                if let Some(t) = c.from_at {
-                    before.trait_times.insert(name.clone(), t);
-                }
+            }
+            // With no `from`, the time she removed it, if she did: the visitor's older value
+            // does not come back.
+            if let Some(t) = c.from_at {
+                before.trait_times.insert(name.clone(), t);
             }
             before.absorb(visitor);
             c.from = before.traits.get(name.as_str()).cloned();
@@ -1305,7 +1308,7 @@ impl Profile {
     }
 
     /// Takes in what an anonymous profile knew when it turned out to be this user: each trait
-    /// this profile lacks or set earlier (newer wins, as with `identify`; a zone or locale its
+    /// this profile never had, or set or removed earlier (newer wins, as with `identify`; a zone or locale its
     /// device sent stays a device's), push devices it does not have, suppressions (each about
     /// an address: the visitor's when her address is the visitor's, hers lifted when the merge
     /// changed her address), pending
@@ -1348,10 +1351,13 @@ impl Profile {
                 not_kept.extend(self.absorb_subscriptions(anonymous, v));
                 continue;
             }
+            // Newer wins per trait, her removal too: a trait she removed after the visitor set
+            // it (the login's own `null` included) stays removed. The visitor's value is taken
+            // when she has no time for the trait (nor a value), or the visitor's time is later.
             let theirs = anonymous.trait_times.get(k);
             let newer = match (self.traits.contains_key(k), self.trait_times.get(k), theirs) {
-                (false, ..) => true,
-                (true, Some(mine), Some(theirs)) => theirs > mine,
+                (false, None, _) => true,
+                (_, Some(mine), Some(theirs)) => theirs > mine,
                 _ => false,
             };
             if !newer {
@@ -2637,6 +2643,64 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].1.from, Some("free".into()));
         assert_eq!(p.apply_watching(&login, true, &["plan"], now()).1, changes);
+    }
+
+    /// A trait she removed after the visitor set it stays removed at the login: her removal on
+    /// the web, or the login's own `null`; and a change the login makes after her removal is a
+    /// change from nothing, not from the visitor's value.
+    #[test]
+    fn a_trait_she_removed_after_the_visitor_set_it_stays_removed() {
+        let traits = |k: &str, v: Value| {
+            let mut m = Map::new();
+            m.insert(k.into(), v);
+            m
+        };
+        let mut visitor = Profile::new("anon:v-1");
+        visitor.apply(&ann_identifies(
+            "v-i",
+            "2026-12-01T09:00:00Z",
+            traits("phone", "+33611111111".into()),
+        ));
+        visitor.apply(&ann_identifies(
+            "v-j",
+            "2026-12-01T09:00:00Z",
+            traits("plan", "free".into()),
+        ));
+        // she removes her number on the web, then logs in on the phone
+        let mut p = Profile::new("ann");
+        p.apply(&ann_identifies(
+            "w-1",
+            "2026-12-01T10:00:00Z",
+            traits("phone", Value::Null),
+        ));
+        p.absorb(&visitor);
+        assert_eq!(p.address(Channel::Sms), Err(Unreachable::NoAddress));
+        assert_eq!(
+            p.trait_times.get("phone").copied(),
+            Some("2026-12-01T10:00:00Z".parse().expect("time"))
+        );
+        // the login itself removes the plan: no change, and none the merge brings back
+        let mut p = Profile::new("ann");
+        let login = ann_identifies("i-1", "2026-12-01T11:00:00Z", traits("plan", Value::Null));
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"], now());
+        p.absorb(&visitor);
+        p.rebase_changes(&visitor, &mut changes);
+        assert_eq!(p.traits.get("plan"), None);
+        assert!(changes.is_empty());
+        // removed on the web, then the login makes it `pro`: a change from nothing
+        let mut p = Profile::new("ann");
+        p.apply(&ann_identifies(
+            "w-2",
+            "2026-12-01T10:00:00Z",
+            traits("plan", Value::Null),
+        ));
+        let login = ann_identifies("i-2", "2026-12-01T11:00:00Z", traits("plan", "pro".into()));
+        let (_, mut changes) = p.apply_watching(&login, true, &["plan"], now());
+        p.absorb(&visitor);
+        p.rebase_changes(&visitor, &mut changes);
+        assert_eq!(p.traits["plan"], Value::from("pro"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].1.from, None);
     }
 
     /// The clock's time the tests note changes at.
