@@ -1354,8 +1354,16 @@ impl Profile {
             // Newer wins per trait, her removal too: a trait she removed after the visitor set
             // it (the login's own `null` included) stays removed. The visitor's value is taken
             // when she has no time for the trait (nor a value), or the visitor's time is later.
+            // A zone or locale of hers that her device sent has no time of its own: it is as
+            // good as none against the visitor's that the app named (the app's value stands);
+            // against the visitor's device's, the newer device's won above.
+            let has = self.traits.contains_key(k);
+            let hers = has && self.set_by_app(k);
+            if has && !hers && !anonymous.set_by_app(k) {
+                continue;
+            }
             let theirs = anonymous.trait_times.get(k);
-            let newer = match (self.traits.contains_key(k), self.trait_times.get(k), theirs) {
+            let newer = match (hers, self.trait_times.get(k), theirs) {
                 (false, None, _) => true,
                 (_, Some(mine), Some(theirs)) => theirs > mine,
                 _ => false,
@@ -3219,5 +3227,24 @@ mod tests {
         eve.absorb(&named);
         eve.apply(&device_event("eve", "2026-12-02T10:00:00Z", "Asia/Tokyo"));
         assert_eq!(zone(&eve).as_deref(), Some("Europe/Lisbon"));
+        // The zone the visitor's app named (an identify) wins over the one her own device
+        // sent, whenever that was, and her later travels leave it.
+        let mut told = Profile::new("anon:a2");
+        let mut traits = Map::new();
+        traits.insert("timezone".into(), Value::String("Europe/Lisbon".into()));
+        let mut named = ann_identifies("v-tz", "2026-12-01T10:00:00Z", traits);
+        named.user_id = "anon:a2".into();
+        told.apply(&named);
+        let mut fay = Profile::new("fay");
+        fay.apply(&device_event("fay", "2026-12-01T12:00:00Z", "Asia/Tokyo"));
+        fay.absorb(&told);
+        fay.absorb(&told);
+        assert_eq!(zone(&fay).as_deref(), Some("Europe/Lisbon"));
+        fay.apply(&device_event(
+            "fay",
+            "2026-12-02T10:00:00Z",
+            "America/Chicago",
+        ));
+        assert_eq!(zone(&fay).as_deref(), Some("Europe/Lisbon"));
     }
 }
