@@ -228,6 +228,12 @@ pub struct Profile {
     /// Channels this user must not be sent on, with the reason (bounce, complaint, opt-out).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub suppressed: SmallMap<Channel, String>,
+    /// The address each `email` or `sms` suppression is about (her `email` or `phone` when it
+    /// was suppressed, [`Profile::suppress`]): that address sent again, also after she removed
+    /// it or in another case, does not lift it; another does. None for one suppressed before
+    /// these were kept: her address now stands for it.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub suppressed_addresses: SmallMap<Channel, String>,
     /// Recent occurrences of each event: (time, messageId), newest last.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub history: SmallMap<String, Vec<(Timestamp, String)>>,
@@ -592,7 +598,7 @@ impl Profile {
     /// `at` is `None` for an update kept by an engine that did not stamp them: applied as
     /// written, its time not noted. A changed `email` or `phone` lifts that channel's
     /// suppression (a bounce or complaint of the old address), as a new one from an identify
-    /// does.
+    /// does: another than the suppressed address (an email's in another case is the same).
     pub fn apply_update(
         &mut self,
         set: &Map<String, Value>,
@@ -615,10 +621,16 @@ impl Profile {
                 .filter(|t| *t > at)
                 .max()
         };
-        let changed: Vec<&str> = ["email", "phone"]
+        // Another address than the suppressed one (an email's in another case is none).
+        let changed: Vec<Channel> = ADDRESS_TRAITS
             .into_iter()
-            .filter(|k| set.get(*k).is_some_and(|v| self.traits.get(*k) != Some(v)))
-            .filter(|k| newer(self, k).is_none())
+            .filter(|(c, k)| {
+                set.get(*k)
+                    .filter(|v| !v.is_null())
+                    .is_some_and(|v| !same_value(k, self.suppressed_address(*c).as_ref(), Some(v)))
+            })
+            .filter(|(_, k)| newer(self, k).is_none())
+            .map(|(c, _)| c)
             .collect();
         for (k, v) in set
             .iter()
@@ -643,12 +655,50 @@ impl Profile {
                 self.trait_times.insert(k.clone(), at);
             }
         }
-        for (trait_name, channel) in [("email", Channel::Email), ("phone", Channel::Sms)] {
-            if changed.contains(&trait_name) {
-                self.suppressed.remove(&channel);
-            }
+        for channel in changed {
+            self.lift_suppression(channel);
         }
         stands
+    }
+
+    /// Suppresses `channel` for `reason` (a bounce, a complaint, STOP, a disabled endpoint),
+    /// noting the address it is about (her `email` or `phone` now), which only another
+    /// address lifts.
+    pub fn suppress(&mut self, channel: Channel, reason: &str) {
+        self.suppressed.insert(channel, reason.to_string());
+        let address = ADDRESS_TRAITS
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .and_then(|(_, k)| self.traits.get(*k))
+            .and_then(Value::as_str)
+            .map(String::from);
+        match address {
+            Some(a) => {
+                self.suppressed_addresses.insert(channel, a);
+            }
+            None => {
+                self.suppressed_addresses.remove(&channel);
+            }
+        }
+    }
+
+    /// The address `channel`'s suppression is about: the one noted with it, else (suppressed
+    /// before these were noted, or naming none) her address now.
+    fn suppressed_address(&self, channel: Channel) -> Option<Value> {
+        if let Some(a) = self.suppressed_addresses.get(&channel) {
+            return Some(Value::String(a.clone()));
+        }
+        ADDRESS_TRAITS
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .and_then(|(_, k)| self.traits.get(*k))
+            .cloned()
+    }
+
+    /// Her address on `channel` changed: its suppression, about the one before, is lifted.
+    fn lift_suppression(&mut self, channel: Channel) {
+        self.suppressed.remove(&channel);
+        self.suppressed_addresses.remove(&channel);
     }
 
     /// What stands behind `why` for this user on `channel`, said for the timeline (which trait
@@ -995,17 +1045,16 @@ impl Profile {
                     (Some(a), Some(b)) if k == "email" => a.eq_ignore_ascii_case(b),
                     _ => a == v,
                 };
-                let new_address = newer
-                    && (k == "email" || k == "phone")
-                    && !self.traits.get(k).is_some_and(same)
-                    && !v.is_null();
-                if new_address {
-                    let channel = if k == "email" {
-                        Channel::Email
-                    } else {
-                        Channel::Sms
-                    };
-                    self.suppressed.remove(&channel);
+                let channel = ADDRESS_TRAITS.iter().find(|(_, t)| t == k).map(|(c, _)| *c);
+                if let Some(channel) = channel {
+                    // Another than the suppressed address (after she removed it, the same
+                    // sent again is no new one).
+                    if newer
+                        && !v.is_null()
+                        && !self.suppressed_address(channel).as_ref().is_some_and(same)
+                    {
+                        self.lift_suppression(channel);
+                    }
                 }
                 if k == "subscriptions" {
                     // Per channel, newer wins by channel: one channel's choice does not reset
@@ -1337,10 +1386,11 @@ impl Profile {
                 .insert(name.clone(), Value::String(theirs.value.clone()));
             self.from_device.insert(name.clone(), theirs.clone());
         }
-        // Her addresses before the merge: a suppression of hers holds only while hers stays.
-        let addresses_before: Vec<Option<Value>> = ADDRESS_TRAITS
+        // Her addresses before the merge, and those her suppressions are about: a suppression
+        // of hers holds unless the merge gives her another address.
+        let addresses_before: Vec<(Option<Value>, Option<Value>)> = ADDRESS_TRAITS
             .iter()
-            .map(|(_, k)| self.traits.get(*k).cloned())
+            .map(|(c, k)| (self.traits.get(*k).cloned(), self.suppressed_address(*c)))
             .collect();
         let mut room = Room::of(self);
         for (k, v) in &anonymous.traits {
@@ -1398,18 +1448,28 @@ impl Profile {
         // visitor's is taken only when her address is the visitor's (a typo the visitor gave
         // that bounced must not stop her own), as a bounce after the login is
         // (`Runtime::suppress_address`).
-        for ((channel, k), before) in ADDRESS_TRAITS.iter().zip(&addresses_before) {
-            if !same_value(k, before.as_ref(), self.traits.get(*k)) {
-                self.suppressed.remove(channel);
+        for ((channel, k), (before, suppressed)) in ADDRESS_TRAITS.iter().zip(&addresses_before) {
+            let now = self.traits.get(*k);
+            if !same_value(k, before.as_ref(), now) && !same_value(k, suppressed.as_ref(), now) {
+                self.lift_suppression(*channel);
             }
         }
         for (channel, why) in anonymous.suppressed.iter() {
             let same_address = ADDRESS_TRAITS
                 .iter()
                 .find(|(c, _)| c == channel)
-                .is_none_or(|(_, k)| same_value(k, anonymous.traits.get(*k), self.traits.get(*k)));
+                .is_none_or(|(_, k)| {
+                    same_value(
+                        k,
+                        anonymous.suppressed_address(*channel).as_ref(),
+                        self.traits.get(*k),
+                    )
+                });
             if same_address && !self.suppressed.contains_key(channel) {
                 self.suppressed.insert(*channel, why.clone());
+                if let Some(a) = anonymous.suppressed_addresses.get(channel) {
+                    self.suppressed_addresses.insert(*channel, a.clone());
+                }
             }
         }
         // A check of inactivity pending for the anonymous user is the user's, unless the user
@@ -2156,6 +2216,31 @@ mod tests {
             Ok(Address::One("ann@new.example".into()))
         );
         assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+        // The suppressed address removed, then sent again (in another case, or by a journey's
+        // `update` in lower case) is the same address: only another lifts it.
+        p.suppress(Channel::Email, "bounced");
+        p.suppress(Channel::Sms, "opted out");
+        p.apply(&identify(
+            "2026-12-01T13:00:00Z",
+            serde_json::json!({"email": null, "phone": null}),
+        ));
+        p.apply(&identify(
+            "2026-12-01T14:00:00Z",
+            serde_json::json!({"email": "ANN@new.example", "phone": "+33612345678"}),
+        ));
+        assert_eq!(p.address(Channel::Email), Err(Unreachable::Suppressed));
+        assert_eq!(p.address(Channel::Sms), Err(Unreachable::Suppressed));
+        let mut set = Map::new();
+        set.insert("email".into(), Value::from("ann@new.example"));
+        p.apply_update(&set, &[], "2026-12-01T15:00:00Z".parse().ok());
+        assert_eq!(p.address(Channel::Email), Err(Unreachable::Suppressed));
+        set.insert("email".into(), Value::from("ann@other.example"));
+        p.apply_update(&set, &[], "2026-12-01T16:00:00Z".parse().ok());
+        assert_eq!(
+            p.address(Channel::Email),
+            Ok(Address::One("ann@other.example".into()))
+        );
+        assert!(p.suppressed_addresses.get(&Channel::Email).is_none());
     }
 
     #[test]

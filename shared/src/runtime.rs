@@ -5390,7 +5390,7 @@ impl Runtime {
                 if p.is_erasure_mark() || !about(p) {
                     return;
                 }
-                p.suppressed.insert(channel, reason.to_string());
+                p.suppress(channel, reason);
             })
             .await?;
         Ok(!written.is_erasure_mark() && about(&written))
