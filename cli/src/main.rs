@@ -43,7 +43,8 @@ enum Command {
     },
     /// Run journeys against a script of timed events; prints the timeline as JSON lines.
     Simulate {
-        /// The folder of journey files (and its optional waymark.yaml).
+        /// The folder of journey files (and its optional waymark.yaml), or one journey file
+        /// (its folder's waymark.yaml applies).
         #[arg(long)]
         journeys: PathBuf,
         /// JSON lines, each a track, identify, page, screen, alias or group body with an "at" time.
@@ -397,7 +398,8 @@ fn simulate(
     for w in in_file_order(&dsl::advice_for(&[journeys.to_path_buf()])) {
         eprintln!("{}", warning(w));
     }
-    let settings = match settings::load(journeys) {
+    // A journey file named on its own goes by its folder's settings, as `validate` reads it.
+    let settings = match settings::load(dsl::folder_of(journeys)) {
         Ok(s) => s,
         Err(errors) => {
             print_errors(&errors);

@@ -369,6 +369,57 @@ fn simulate_prints_the_timeline_as_json_lines() {
     assert_eq!(push[0]["at"], "2026-12-01T10:31:00Z");
 }
 
+/// `--journeys FILE` runs that journey with its folder's `waymark.yaml`, as `validate` checks
+/// it: its topic is declared there and its push cap applies, so the run is the one of the
+/// folder it is alone in.
+#[test]
+fn simulate_of_one_journey_file_goes_by_its_folders_settings() {
+    let dir = TempDir::new("simulate-file-settings");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    let file = journeys.join("twice.yaml");
+    std::fs::write(
+        &file,
+        "id: twice\nname: Twice\ntopic: news\ntrigger: {event: signed_up}\nsteps:\n  - id: hello\n    send: {push: {title: Hello, body: Hello.}}\n  - id: again\n    send: {push: {title: Again, body: Again.}}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        journeys.join("waymark.yaml"),
+        "caps:\n  push: {max: 1, per: 1d}\ntopics:\n  news: {name: News}\n",
+    )
+    .expect("write");
+    let events = dir.write("events.jsonl", SCRIPT);
+    let simulate = |path: &Path| {
+        run(&[
+            "simulate",
+            "--journeys",
+            &path.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+            "--horizon",
+            "1d",
+        ])
+    };
+    let out = run(&["validate", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let of_file = simulate(&file);
+    assert!(
+        of_file.status.success(),
+        "stderr: {}",
+        text(&of_file.stderr)
+    );
+    let timeline = text(&of_file.stdout);
+    assert!(
+        timeline.lines().any(|l| l.contains("\"step\":\"again\"")
+            && l.contains("\"reason\":\"capped\"")
+            && l.contains("at most 1 push per 1d")),
+        "{timeline}"
+    );
+    let of_folder = simulate(&journeys);
+    assert!(of_folder.status.success(), "{}", text(&of_folder.stderr));
+    assert_eq!(timeline, text(&of_folder.stdout));
+}
+
 /// `--stats`: the funnel a script makes, as `waymark stats` shows a deployed journey's, with
 /// the A/B split's paths and their conversion rates.
 #[test]

@@ -1717,15 +1717,11 @@ pub fn undeclared_topics(
 ) -> Vec<FileError> {
     let mut out = Vec::new();
     for p in paths {
-        let (dir, files) = if p.is_dir() {
-            (p.as_path(), journey_files(p).unwrap_or_default())
+        let dir = folder_of(p);
+        let files = if p.is_dir() {
+            journey_files(p).unwrap_or_default()
         } else {
-            (
-                p.parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-                vec![p.clone()],
-            )
+            vec![p.clone()]
         };
         let Some(topics) = topics_of(dir) else {
             continue;
@@ -1793,6 +1789,17 @@ pub fn key_position(text: &str, key: &str) -> (usize, usize) {
 
 /// The name of the optional settings file in a journey folder (frequency caps); not a journey.
 pub const SETTINGS_STEM: &str = "waymark";
+
+/// The folder whose settings file applies to a journey path: the path itself when it is a
+/// folder, else the folder the file is in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    if path.is_dir() {
+        return path;
+    }
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
 
 /// The journey files of a folder (`*.yaml`, `*.yml`, `*.json`, but not `waymark.yaml`), sorted
 /// by name.
