@@ -131,14 +131,39 @@ impl ScriptLine {
     }
 }
 
+/// The fields of a script line that say how and when this one delivery of an event came, not
+/// what the event is: `at` (when the engine receives it), `sentAt` (when the sender's library
+/// sent this attempt: a retry sends it anew) and `receivedAt` (a relay's stamp of this
+/// delivery). A retry of an event repeats every other field, `timestamp` and
+/// `originalTimestamp` too: the sender stamps those once, when the event happens.
+const DELIVERY_FIELDS: &[&str] = &["at", "sentAt", "receivedAt"];
+
+/// A line's event as a retry of it repeats it: its fields without [`DELIVERY_FIELDS`].
+fn own_fields(payload: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    payload
+        .iter()
+        .filter(|(k, _)| !DELIVERY_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// An earlier line of a (user, `messageId`): where it is, what kind of event, and its own
+/// fields ([`own_fields`]).
+struct FirstLine {
+    line: usize,
+    what: String,
+    fields: serde_json::Map<String, Value>,
+}
+
 /// What a script line says when its `messageId` is one an earlier line of the same user sent
 /// with another event: the engine would take it for a retry of that one and drop it, with no
-/// trace. The same event again (a retry) is what a repeated id is for, and passes. `first_of`
-/// holds each (user, id)'s first line and what it was.
+/// trace. The same event again (a retry: the same fields but for [`DELIVERY_FIELDS`]) is what
+/// a repeated id is for, and passes. `first_of` holds each (user, id)'s first line.
 fn reused_message_id(
     e: &event::Event,
+    payload: &serde_json::Map<String, Value>,
     line: usize,
-    first_of: &mut HashMap<(String, String), (usize, String)>,
+    first_of: &mut HashMap<(String, String), FirstLine>,
 ) -> Option<String> {
     let what = match &e.event {
         Some(name) => format!("{} `{name}`", e.kind.as_str()),
@@ -149,15 +174,45 @@ fn reused_message_id(
     } else {
         e.user_id.clone()
     };
-    let (first, was) = first_of
+    let first = first_of
         .entry((user, e.message_id.clone()))
-        .or_insert_with(|| (line, what.clone()));
-    (*was != what).then(|| {
-        format!(
-            "line {line}: messageId `{}` is line {first}'s, a {was}: this {what} would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)",
-            e.message_id
-        )
-    })
+        .or_insert_with(|| FirstLine {
+            line,
+            what: what.clone(),
+            fields: own_fields(payload),
+        });
+    let id = &e.message_id;
+    let was = &first.what;
+    let advice =
+        "give each event its own messageId (a repeated one is for the same event sent again)";
+    if first.what != what {
+        return Some(format!(
+            "line {line}: messageId `{id}` is line {}'s, a {was}: this {what} would be taken for its retry and dropped; {advice}",
+            first.line
+        ));
+    }
+    let fields = own_fields(payload);
+    if fields == first.fields {
+        return None;
+    }
+    // The fields written differently, in name order, on one side or both.
+    let differ: std::collections::BTreeSet<&str> = fields
+        .keys()
+        .chain(first.fields.keys())
+        .map(String::as_str)
+        .filter(|k| fields.get(*k) != first.fields.get(*k))
+        .collect();
+    let verb = if differ.len() == 1 {
+        "differs"
+    } else {
+        "differ"
+    };
+    let differ: Vec<String> = differ.iter().map(|k| format!("`{k}`")).collect();
+    Some(format!(
+        "line {line}: messageId `{id}` is line {}'s, a {was} whose {} {verb}: this one would be taken for its retry and dropped; {advice}",
+        first.line,
+        differ.join(" and ")
+    ))
 }
 
 /// Reads a script of JSON lines, and checks each event as the HTTP API would: every error
@@ -199,7 +254,7 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
         // it was received.
         match parsed.event() {
             Ok(e) => {
-                if let Some(said) = reused_message_id(&e, i + 1, &mut first_of) {
+                if let Some(said) = reused_message_id(&e, &parsed.payload, i + 1, &mut first_of) {
                     errors.push(said);
                 }
                 parsed.checked = Some(Arc::new(e));
@@ -642,6 +697,29 @@ mod tests {
             "line 4: messageId `txn-881` is line 1's, a track `balance_updated`: this track `promo_eligible` would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)\n\
              line 5: messageId `txn-881` is line 1's, a track `balance_updated`: this identify would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)"
         );
+    }
+
+    /// A line copied from another and edited, its `messageId` kept: the same kind and event
+    /// with other properties or another `timestamp` is another event, which the engine would
+    /// drop as the first's retry, so it is a bad line naming both lines and what differs. A
+    /// retry (the same fields, sent again at another `at` with another `sentAt`) passes.
+    #[test]
+    fn a_message_id_reused_for_the_same_event_with_another_payload_is_a_bad_line() {
+        let script = [
+            r#"{"at":"2026-12-01T09:00:00Z","userId":"ann","event":"appointment_booked","messageId":"b-1","timestamp":"2026-12-01T08:59:00Z","properties":{"starts_at":"2026-12-03T10:00:00Z"}}"#,
+            r#"{"at":"2026-12-01T09:00:05Z","userId":"ann","event":"appointment_booked","messageId":"b-1","timestamp":"2026-12-01T08:59:00Z","sentAt":"2026-12-01T09:00:04Z","properties":{"starts_at":"2026-12-03T10:00:00Z"}}"#,
+            r#"{"at":"2026-12-02T09:00:00Z","userId":"ann","event":"appointment_booked","messageId":"b-1","timestamp":"2026-12-01T08:59:00Z","properties":{"starts_at":"2026-12-09T10:00:00Z"}}"#,
+            r#"{"at":"2026-12-02T10:00:00Z","userId":"ann","event":"appointment_booked","messageId":"b-1","timestamp":"2026-12-02T10:00:00Z","properties":{"starts_at":"2026-12-10T10:00:00Z"}}"#,
+        ]
+        .join("\n");
+        let e = parse_script(&script).expect_err("a reused id");
+        assert_eq!(
+            e,
+            "line 3: messageId `b-1` is line 1's, a track `appointment_booked` whose `properties` differs: this one would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)\n\
+             line 4: messageId `b-1` is line 1's, a track `appointment_booked` whose `properties` and `timestamp` differ: this one would be taken for its retry and dropped; give each event its own messageId (a repeated one is for the same event sent again)"
+        );
+        let retried = script.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse_script(&retried).expect("a retry").len(), 2);
     }
 
     #[test]
