@@ -275,8 +275,7 @@ fn validate(all: &[PathBuf]) -> bool {
     let paths = paths.as_slice();
     let mut errors = Vec::new();
     for file in &settings_files {
-        let dir = file.parent().unwrap_or(std::path::Path::new("."));
-        if let Err(e) = settings::load(dir) {
+        if let Err(e) = settings::check_named(file) {
             errors.extend(e);
         }
     }

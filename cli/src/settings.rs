@@ -41,11 +41,57 @@ pub fn path_in(dir: &Path) -> Option<std::path::PathBuf> {
 
 /// Reads a folder's settings; no file means no caps.
 pub fn load(dir: &Path) -> Result<Settings, Vec<FileError>> {
-    let Some(path) = path_in(dir) else {
-        return Ok(Settings::default());
+    match path_in(dir) {
+        Some(path) => read(&path),
+        None => Ok(Settings::default()),
+    }
+}
+
+/// Checks a settings file named on its own (`waymark validate journeys/waymark.yml`): the
+/// file itself, when it is the one its folder's settings are read from ([`path_in`]); else an
+/// error saying which file is read, since this one's caps and topics would never apply (nor
+/// is it read as a journey).
+pub fn check_named(file: &Path) -> Result<Settings, Vec<FileError>> {
+    let read_instead = path_in(dsl::folder_of(file));
+    let is_read = read_instead
+        .as_ref()
+        .is_some_and(|p| p.file_name() == file.file_name());
+    if is_read {
+        return read(file);
+    }
+    let read_name = read_instead
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let loaded = matches!(
+        file.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let message = match (loaded, read_name) {
+        (true, Some(read)) => format!(
+            "this settings file is not read: its folder's settings are read from {read} beside it ({SETTINGS_STEM}.yaml, else {SETTINGS_STEM}.yml): keep one settings file"
+        ),
+        (_, read) => format!(
+            "this settings file is not read (nor as a journey): a folder's settings are read from {SETTINGS_STEM}.yaml or {SETTINGS_STEM}.yml: {}",
+            match read {
+                Some(read) => format!("move what it says into {read} beside it"),
+                None => format!("rename it {SETTINGS_STEM}.yaml"),
+            }
+        ),
     };
+    Err(vec![FileError {
+        file: file.display().to_string(),
+        line: 1,
+        column: 1,
+        path: String::new(),
+        message,
+    }])
+}
+
+/// Reads and parses one settings file.
+fn read(path: &Path) -> Result<Settings, Vec<FileError>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         vec![FileError {
             file: name.clone(),
             line: 1,

@@ -141,6 +141,68 @@ fn validate_checks_a_settings_file_named_on_its_own() {
     );
 }
 
+/// A settings file named on its own is the file checked: `waymark.yml` alone is read and its
+/// errors told; beside a `waymark.yaml` (which the folder's settings are read from) or named
+/// `waymark.json` (which nothing reads, not even as a journey), it is refused, saying which
+/// file is read, instead of "ok" for a file whose caps never apply.
+#[test]
+fn validate_checks_the_settings_file_it_is_given_and_refuses_one_never_read() {
+    let dir = TempDir::new("validate-settings-named");
+    let yml = dir.write("waymark.yml", "caps:\n  pigeon: {max: 3, per: 1d}\n");
+    let out = run(&["validate", &yml.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:2:3: caps.pigeon: unknown channel",
+            yml.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&yml, "caps:\n  push: {max: 3, per: 1d}\n").expect("write");
+    let out = run(&["validate", &yml.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: the settings");
+    // A good waymark.yaml beside it is what the folder reads.
+    dir.write("waymark.yaml", "caps:\n  sms: {max: 2, per: 7d}\n");
+    let out = run(&["validate", &yml.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:1:1: this settings file is not read: its folder's settings are read from waymark.yaml beside it (waymark.yaml, else waymark.yml): keep one settings file\n1 error(s)\n",
+            yml.display()
+        )
+    );
+    let json = dir.write(
+        "waymark.json",
+        r#"{"caps": {"push": {"max": 3, "per": "1d"}}}"#,
+    );
+    let out = run(&["validate", &json.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:1:1: this settings file is not read (nor as a journey): a folder's settings are read from waymark.yaml or waymark.yml: move what it says into waymark.yaml beside it\n1 error(s)\n",
+            json.display()
+        )
+    );
+    let alone = TempDir::new("validate-settings-json");
+    let json = alone.write(
+        "waymark.json",
+        r#"{"caps": {"push": {"max": 3, "per": "1d"}}}"#,
+    );
+    let out = run(&["validate", &json.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:1:1: this settings file is not read (nor as a journey): a folder's settings are read from waymark.yaml or waymark.yml: rename it waymark.yaml\n1 error(s)\n",
+            json.display()
+        )
+    );
+}
+
 /// A folder with no journey file fails `validate` also beside a path that holds one: a
 /// misnamed folder in a CI step is not passed over.
 #[test]
