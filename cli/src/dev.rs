@@ -556,7 +556,7 @@ pub async fn dead_letters(data: &Path, redrive: bool) -> Result<bool> {
 
 /// Whether a write to stdout went through: `false` when the reader is gone (`| head`), which
 /// is no error; any other failure is.
-fn printed(written: std::io::Result<()>) -> std::io::Result<bool> {
+pub(crate) fn printed(written: std::io::Result<()>) -> std::io::Result<bool> {
     match written {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),

@@ -155,10 +155,9 @@ fn main() -> ExitCode {
         Command::DeadLetters { data, redrive } => {
             current_thread().and_then(|rt| rt.block_on(dev::dead_letters(&data, redrive)))
         }
-        Command::Token { user, data } => data::signer(&data::DataDir::new(data)).map(|s| {
-            println!("{}", s.inbox_token(&user));
-            true
-        }),
+        Command::Token { user, data } => data::signer(&data::DataDir::new(data))
+            .and_then(|s| print_out(&format!("{}\n", s.inbox_token(&user))))
+            .map(|()| true),
         Command::Publish {
             paths,
             api,
@@ -179,7 +178,7 @@ fn main() -> ExitCode {
         } => current_thread().and_then(|rt| {
             rt.block_on(async {
                 let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
-                print!("{}", remote::why(&client, &user, journey.as_deref()).await?);
+                print_out(&remote::why(&client, &user, journey.as_deref()).await?)?;
                 Ok(true)
             })
         }),
@@ -191,7 +190,7 @@ fn main() -> ExitCode {
         } => current_thread().and_then(|rt| {
             rt.block_on(async {
                 let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
-                print!("{}", remote::stats(&client, &journey).await?);
+                print_out(&remote::stats(&client, &journey).await?)?;
                 Ok(true)
             })
         }),
@@ -249,6 +248,28 @@ fn multi_thread() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Writes `text` on stdout. A reader that went away (`waymark simulate … | head`) ends the
+/// output quietly, as `git log | head` does: what it read is what it wanted. Any other failure
+/// is an error.
+pub(crate) fn print_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    dev::printed(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .context("writing output")?;
+    Ok(())
+}
+
+/// `validate`'s verdict for valid paths, on stdout: `true`, unless stdout cannot be written
+/// (a reader gone is no failure).
+fn said(verdict: &str) -> bool {
+    match print_out(verdict) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            false
+        }
+    }
+}
+
 /// Prints file errors in the order of the files' lines.
 fn print_errors(errors: &[dsl::FileError]) {
     let mut err = std::io::stderr().lock();
@@ -281,8 +302,7 @@ fn validate(all: &[PathBuf]) -> bool {
     }
     if paths.is_empty() && !settings_files.is_empty() {
         if errors.is_empty() {
-            println!("ok: the settings");
-            return true;
+            return said("ok: the settings\n");
         }
         print_errors(&errors);
         eprintln!("{} error(s)", errors.len());
@@ -318,8 +338,10 @@ fn validate(all: &[PathBuf]) -> bool {
         eprintln!("{}", no_journeys(paths));
         false
     } else if errors.is_empty() && empty.is_empty() {
-        println!("ok: {count} journey{}", if count == 1 { "" } else { "s" });
-        true
+        said(&format!(
+            "ok: {count} journey{}\n",
+            if count == 1 { "" } else { "s" }
+        ))
     } else {
         print_errors(&errors);
         if !empty.is_empty() {
@@ -433,7 +455,7 @@ fn simulate(
         .block_on(simulate::run(&set, &script, config, horizon.to_jiff()))
         .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
     if stats {
-        print!("{}", stats_of_run(&set, &outputs));
+        print_out(&stats_of_run(&set, &outputs))?;
         return Ok(true);
     }
     let mut timeline = String::new();
@@ -442,10 +464,7 @@ fn simulate(
         timeline.push('\n');
     }
     let Some(file) = expect else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(timeline.as_bytes())
-            .and_then(|()| out.flush())
-            .context("writing output")?;
+        print_out(&timeline)?;
         return Ok(true);
     };
     let shown = file.display();
@@ -465,7 +484,7 @@ fn simulate(
             missing,
             extra,
         } => {
-            print!("{diff}");
+            print_out(&diff)?;
             eprintln!(
                 "{shown}: the simulation differs ({missing} expected lines not printed, {extra} printed lines not expected); \
                  after an intended change, --bless rewrites it"
@@ -481,7 +500,7 @@ fn render(file: &Path) -> Result<bool> {
     }
     match dsl::load_file(file) {
         Ok(j) => {
-            print!("{}", render::mermaid(&j));
+            print_out(&render::mermaid(&j))?;
             Ok(true)
         }
         Err(errors) => {

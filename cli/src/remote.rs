@@ -303,8 +303,8 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
             String::from_utf8_lossy(&body)
         )
     })?;
-    println!(
-        "journey {}: version {} ({})",
+    crate::print_out(&format!(
+        "journey {}: version {} ({})\n",
         journey.id,
         answer.version,
         if answer.created {
@@ -312,7 +312,7 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
         } else {
             "unchanged"
         }
-    );
+    ))?;
     Ok(true)
 }
 

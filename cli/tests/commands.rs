@@ -4,7 +4,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{data_with_a_dead_letter, dead_letter_lines, run, text, TempDir};
+use support::{data_with_a_dead_letter, dead_letter_lines, run, text, waymark, TempDir};
 
 const WELCOME: &str = "\
 id: welcome
@@ -633,6 +633,86 @@ fn simulate_reports_a_bad_script_line() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).is_empty());
+}
+
+/// Runs `waymark args`, reads the first line it prints and closes its stdout, as `| head -1`
+/// does; returns that line, its exit status and its stderr.
+fn run_read_one_line(args: &[&str]) -> (String, std::process::ExitStatus, String) {
+    use std::io::BufRead as _;
+    let mut child = waymark()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run waymark");
+    let mut first = String::new();
+    {
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read a line");
+    }
+    let out = child.wait_with_output().expect("wait");
+    (first, out.status, text(&out.stderr))
+}
+
+/// `waymark simulate … | head` and `waymark render … | head`: output longer than a pipe holds
+/// (64 KiB), its reader gone after a line. The command ends quietly with status 0, as
+/// `git log | head` does: not "error: writing output: Broken pipe" (exit 2), nor a panic
+/// (exit 101).
+#[test]
+fn output_into_a_reader_that_stops_early_ends_quietly() {
+    let dir = TempDir::new("closed-stdout");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), WELCOME).expect("write");
+    let script: String = (0..400)
+        .map(|i| {
+            format!(
+                "{{\"at\":\"2026-12-01T10:00:00Z\",\"type\":\"identify\",\"userId\":\"u{i}\",\"traits\":{{\"push_tokens\":[{{\"platform\":\"fcm\",\"token\":\"tok-{i}\"}}]}}}}\n\
+                 {{\"at\":\"2026-12-01T10:01:00Z\",\"userId\":\"u{i}\",\"event\":\"signed_up\",\"messageId\":\"m-{i}\"}}\n"
+            )
+        })
+        .collect();
+    let events = dir.write("events.jsonl", &script);
+    let simulate = [
+        "simulate",
+        "--journeys",
+        &journeys.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+    ]
+    .map(str::to_string);
+    let full = run(&simulate.each_ref().map(String::as_str));
+    assert!(full.status.success(), "{}", text(&full.stderr));
+    assert!(full.stdout.len() > 256 * 1024, "{}", full.stdout.len());
+    // Steps enough for a flowchart past 64 KiB, with a wait every 100 (the engine's bound).
+    let steps: String = (0..990)
+        .map(|i| {
+            let wait = if i % 100 == 99 {
+                format!("  - id: wait_{i}\n    wait: 1m\n")
+            } else {
+                String::new()
+            };
+            format!("  - id: step_number_{i}\n    send: {{push: {{title: A push title that says enough {i}, body: Hello.}}}}\n{wait}")
+        })
+        .collect();
+    let big = dir.write(
+        "big.yaml",
+        &format!("id: big\nname: Big\ntrigger: {{event: signed_up}}\nsteps:\n{steps}"),
+    );
+    let render = ["render".to_string(), big.display().to_string()];
+    let full = run(&render.each_ref().map(String::as_str));
+    assert!(full.status.success(), "{}", text(&full.stderr));
+    assert!(full.stdout.len() > 64 * 1024, "{}", full.stdout.len());
+    for args in [&simulate[..], &render[..]] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (first, status, stderr) = run_read_one_line(&args);
+        assert!(!first.is_empty(), "{args:?}");
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
