@@ -56,6 +56,11 @@ pub fn read(file: &Path) -> Result<String> {
             file.display()
         )
     })?;
+    // An editor that saved it with a byte order mark first holds the same lines.
+    let text = match text.strip_prefix('\u{FEFF}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    };
     // A checkout that turned its line ends into CRLF (git's autocrlf on Windows) holds the same
     // lines: JSON lines carry no raw carriage return of their own.
     let mut text = if text.contains('\r') {
@@ -108,6 +113,20 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("x.jsonl");
         std::fs::write(&file, "{\"a\":1}\n{\"b\":2}").expect("write");
+        let expected = read(&file).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            compare("x.jsonl", &expected, "{\"a\":1}\n{\"b\":2}\n"),
+            Verdict::Same { lines: 2 }
+        );
+    }
+
+    #[test]
+    fn a_file_saved_with_a_byte_order_mark_reads_as_the_same_lines() {
+        let dir = std::env::temp_dir().join(format!("waymark-expect-bom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("x.jsonl");
+        std::fs::write(&file, "\u{FEFF}{\"a\":1}\n{\"b\":2}\n").expect("write");
         let expected = read(&file).expect("read");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(

@@ -221,6 +221,9 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut first_of = HashMap::new();
+    // A byte order mark an editor saved first (Notepad's "UTF-8 with BOM") is no part of the
+    // first line's JSON, as the API reads a body.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with("//") || line.starts_with('#') {
@@ -653,6 +656,26 @@ mod tests {
             parse_script("\n{\"at\": \"2027-03-14T00:00:00Z\", \"userId\" 1}").expect_err("bad");
         assert!(e.starts_with("line 2, column 41: expected `:`"), "{e}");
         assert!(!e.contains("at line 1"), "{e}");
+    }
+
+    /// A script saved with a byte order mark reads as the same script: its first line is not
+    /// "expected value". One inside a line is no mark of the file's, and stays an error.
+    #[test]
+    fn a_script_saved_with_a_byte_order_mark_reads_as_without() {
+        let script = "{\"at\":\"2027-03-14T00:00:00Z\",\"userId\":\"kim\",\"event\":\"a\"}\n{\"at\":\"2027-03-14T00:01:00Z\",\"userId\":\"kim\",\"event\":\"b\"}\n";
+        let marked = parse_script(&format!("\u{FEFF}{script}")).expect("a marked script");
+        let events = |lines: &[ScriptLine]| -> Vec<(usize, Option<String>)> {
+            lines
+                .iter()
+                .map(|l| (l.line, l.checked.as_ref().and_then(|e| e.event.clone())))
+                .collect()
+        };
+        assert_eq!(
+            events(&marked),
+            events(&parse_script(script).expect("the script"))
+        );
+        let e = parse_script(&format!("{script}\u{FEFF}{script}")).expect_err("a mark inside");
+        assert!(e.starts_with("line 3, column 1: "), "{e}");
     }
 
     #[test]
