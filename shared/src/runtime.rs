@@ -1017,10 +1017,14 @@ impl Runtime {
                     at: *at,
                 }
                 .id();
+                // Her trigger is the check's time, as a schedule's entry is its run's (not
+                // when a backlog let a worker handle it): an exit or goal event she did since,
+                // applied after this, comes after her trigger. (Never later than now: a check
+                // may come a little early.)
                 let trigger = TriggerEvent {
                     event: "inactive".into(),
                     message_id: cause.clone(),
-                    at: now,
+                    at: (*at).min(now),
                     properties: Arc::new(serde_json::json!({"inactive_since": from.to_string()})),
                 };
                 let mut enrollments = self.load_enrollments(user_id).await?;

@@ -1222,6 +1222,52 @@ async fn an_inactivity_check_a_little_early_enters_the_user() {
     assert!(h.queue.take_due(early).is_empty(), "no check sent back");
 }
 
+/// A check handled late (a backlog on the queue) is the check of its due time: her exit and
+/// goal events from between that time and the check's handling, applied after it (the app's
+/// own backlog), come after her trigger and count, as they would had the check come on time.
+#[tokio::test]
+async fn an_inactivity_check_handled_late_hears_the_exit_and_goal_since_its_time() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHURN.replace(
+        "steps:\n  - id: offer",
+        "exit_when: [{event: app_opened}]\ngoal: {event: app_opened, within: 7d}\nsteps:\n  - id: pause\n    wait: 1h\n  - id: offer",
+    ))
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ivy","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-1"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-04T08:50:00Z")).await;
+    // The check, due at 09:00, handled at 09:20; her 09:10 app_opened applied at 09:21.
+    h.clock.set(at("2026-12-04T09:20:00Z"));
+    h.advance_to(at("2026-12-04T09:20:00Z")).await;
+    h.play(
+        r#"
+{"at":"2026-12-04T09:21:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2","timestamp":"2026-12-04T09:10:00Z"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    assert_eq!(h.outbox(), Vec::<String>::new(), "she came back at 09:10");
+    let ivy = h.rt.user("ivy").await.expect("ivy");
+    let facts: Vec<String> = ivy.timeline.iter().map(fact).collect();
+    assert_eq!(
+        facts[3..],
+        [
+            "2026-12-04T09:21:00Z churn/pause: converted on app_opened",
+            "2026-12-04T09:21:00Z churn/pause: woke (exited)",
+            "2026-12-04T09:21:00Z churn/pause: exited on app_opened",
+        ]
+    );
+    assert_eq!(
+        judged(&h, "ivy").await,
+        ["2026-12-04T09:20:00Z her check at 2026-12-04T09:00:00Z read her profile: her latest of app_opened, data_used was at 2026-12-01T09:00:00Z, 3d before (`for: 3d`)"]
+    );
+}
+
 /// The night the clocks go back, a local time happens twice: a schedule at that time enters
 /// its users once, at the first (in the user's zone and in a fixed one alike).
 #[tokio::test]
