@@ -688,7 +688,7 @@ fn again_in_her_zone(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Transition {
 /// Whether `event` is one the journey exits on (`exit_when`), for this enrollment: sends it
 /// still owes must not go out after it, even when its steps had already ended.
 pub fn exits_on(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> bool {
-    if event.event.is_none() || event.timestamp < enrollment.trigger.at {
+    if event.event.is_none() || event.timestamp < enrollment.hears_from() {
         return false;
     }
     let profile = ctx.profile.scope();
@@ -710,7 +710,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
         .entered_at
         .checked_add(goal.within.to_jiff())
         .unwrap_or(e.entered_at);
-    if e.converted_at.is_some() || at < e.trigger.at || at > deadline {
+    if e.converted_at.is_some() || at < e.hears_from() || at > deadline {
         return;
     }
     e.converted_at = Some(at);
@@ -744,7 +744,7 @@ pub fn convert_previous(
         .entered_at
         .checked_add(goal.within.to_jiff())
         .unwrap_or(prev.entered_at);
-    if at < prev.trigger_at || at >= enrollment.trigger.at || at > deadline {
+    if at < prev.trigger_at || at >= enrollment.hears_from() || at > deadline {
         return None;
     }
     if !matches(&goal.as_match(), event, &ctx.profile.scope(), ctx, None) {
@@ -777,7 +777,7 @@ pub fn convert_previous(
 /// enrollment exits at once. `None` when it has ended already.
 pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Option<Transition> {
     let name = event.event.as_deref()?;
-    if !enrollment.is_active() || event.timestamp < enrollment.trigger.at {
+    if !enrollment.is_active() || event.timestamp < enrollment.hears_from() {
         return None;
     }
     let mut run = Run::new(ctx, resumed(enrollment));
@@ -821,7 +821,7 @@ pub fn late_changes(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Vec<LateChange> {
             };
             // One at the trigger's own instant counts: processed after the trigger it would
             // have reached her too (`changes_reach`), as an exit or goal event of that instant.
-            if at < enrollment.trigger.at || enrollment.entered_by(&c.message_id) {
+            if at < enrollment.hears_from() || enrollment.entered_by(&c.message_id) {
                 continue;
             }
             out.push(LateChange {
@@ -962,8 +962,8 @@ fn event_of(
 ) -> Option<Transition> {
     let j = ctx.journey;
     let name = event.event.as_deref()?;
-    // Only what happened after the trigger counts.
-    if event.timestamp < enrollment.trigger.at {
+    // Only what happened after the trigger (the count it made) counts.
+    if event.timestamp < enrollment.hears_from() {
         return None;
     }
     let profile = ctx.profile.scope();
@@ -1087,7 +1087,7 @@ fn change_scope<'a>(
 /// after the trigger, and not the very identify that entered it (a journey entered on the
 /// change of `plan` that exits on it is not left by its own trigger).
 fn changes_reach(enrollment: &Enrollment, identify: &Event) -> bool {
-    identify.timestamp >= enrollment.trigger.at && !enrollment.entered_by(&identify.message_id)
+    identify.timestamp >= enrollment.hears_from() && !enrollment.entered_by(&identify.message_id)
 }
 
 /// Whether an identify's `changes` are one the journey exits on (an `exit_when` with
@@ -1218,7 +1218,7 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
     if !enrollment.is_active() {
         return Vec::new();
     }
-    if event.timestamp < enrollment.trigger.at {
+    if event.timestamp < enrollment.hears_from() {
         // Before the enrollment: no exit of it, nor its wait, hears the event; said for the
         // wait that waits for it, as support asks why she is still reminded.
         return before_the_wait(ctx, enrollment, event, name)

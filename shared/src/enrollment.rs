@@ -490,6 +490,15 @@ impl Enrollment {
             || made_by.strip_suffix(LATE_REPLY_SUFFIX) == Some(cause)
     }
 
+    /// When the enrollment hears the user from: its trigger, or, for a `repeated` trigger
+    /// that arrived late, the latest occurrence its count took ([`Enrollment::counted_until`]),
+    /// when the count was made. An exit, goal or `wait_for` event from before it is not heard:
+    /// the same events give the same enrollment in whatever order they arrive.
+    pub fn hears_from(&self) -> Timestamp {
+        self.counted_until
+            .map_or(self.trigger.at, |c| c.max(self.trigger.at))
+    }
+
     /// Whether message `id` entered the user in this enrollment, or in one before it that
     /// this one keeps the trigger of: a retry of it is neither entered nor refused again.
     pub fn entered_by(&self, id: &str) -> bool {

@@ -250,9 +250,7 @@ impl Judge<'_> {
     fn repeated(&self, r: &Repeated) -> TriggerAnswer {
         let within = r.within.to_jiff();
         // Only occurrences after the latest her last entry counted (as the engine counts).
-        let after = self
-            .hers()
-            .map(|e| e.counted_until.unwrap_or(e.trigger.at).max(e.trigger.at));
+        let after = self.hers().map(Enrollment::hears_from);
         // The span that ends now: an occurrence now counts these with it.
         let counted: Vec<Timestamp> = self
             .profile

@@ -2036,10 +2036,9 @@ impl Runtime {
                             e.timestamp,
                             r.within.to_jiff(),
                             r.times as usize,
-                            enrollments.get(&p.journey.id).map(|l| {
-                                let e = &l.enrollment;
-                                e.counted_until.unwrap_or(e.trigger.at).max(e.trigger.at)
-                            }),
+                            enrollments
+                                .get(&p.journey.id)
+                                .map(|l| l.enrollment.hears_from()),
                         );
                         let counted = counted_until.is_some();
                         let unmet = counted.then(|| refused_by(r.condition.as_ref())).flatten();
@@ -2475,8 +2474,7 @@ impl Runtime {
             let Some(p) = self.catalog.version(journey, l.enrollment.version).await? else {
                 continue;
             };
-            let Some(late) = late_exit(&p.journey, profile, &l.enrollment.trigger, cause, now)
-            else {
+            let Some(late) = late_exit(&p.journey, profile, &l.enrollment, cause, now) else {
                 continue;
             };
             // Read again: a visitor's enrollment that ended at this login gave it its in-app
@@ -2536,7 +2534,7 @@ impl Runtime {
             unsubscribe_url: None,
             topics: self.declared(p),
         };
-        let exit = late_exit(journey, into, &l.enrollment.trigger, cause, now)
+        let exit = late_exit(journey, into, &l.enrollment, cause, now)
             .filter(|_| ends.is_none())
             .and_then(|late| {
                 // Her change of a trait the goal watches converts it first, as where the
@@ -2652,7 +2650,7 @@ impl Runtime {
             .as_ref()
             .map_or(&*l.enrollment, |(_, _, t)| &t.enrollment);
         let by_change = engine::exit_late_change(&ctx, e, &changes);
-        let by_event = late_exit(&p.journey, &profile, &e.trigger, cause, now);
+        let by_event = late_exit(&p.journey, &profile, e, cause, now);
         // Her exit event since the trigger ends it, or her change of a trait an exit watches
         // (the earlier of the two); else the event its `wait_for` waits for, done by her since
         // the wait began (the purchase made from her phone while the laptop's visitor waited
@@ -2996,7 +2994,6 @@ impl Runtime {
             unsubscribe_url: unsub.as_deref(),
             topics: self.declared(p),
         };
-        let trigger_at = trigger.at;
         let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
         let ended = match existing {
@@ -3005,6 +3002,8 @@ impl Runtime {
         };
         let mut t = engine::enter_after(&ctx, &profile.user_id, n, trigger, ended);
         t.enrollment.counted_until = counted_until;
+        // From her trigger, or the latest occurrence a late one's count took with it.
+        let heard_from = t.enrollment.hears_from();
         if let Some(l) = existing {
             t.enrollment.follow(&l.enrollment);
         }
@@ -3015,9 +3014,9 @@ impl Runtime {
             _ => None,
         });
         if let Some(at) = event_goal.and_then(|(g, name)| match g.condition {
-            None => profile.first_after(name, trigger_at, &cause, name != trigger_event),
+            None => profile.first_after(name, heard_from, &cause, name != trigger_event),
             Some(_) => {
-                profile.marked_after(j, MarkKind::Goal, name, trigger_at, name != trigger_event)
+                profile.marked_after(j, MarkKind::Goal, name, heard_from, name != trigger_event)
             }
         }) {
             engine::convert_late(&ctx, &mut t, at);
@@ -3029,7 +3028,7 @@ impl Runtime {
         // An exit that happened after the trigger but was applied before it (events out of
         // order): an exit event, or an identify's change of a trait an exit watches (the
         // earlier of the two). (what it was, when, the exit)
-        let by_event = late_exit(j, profile, &t.enrollment.trigger, &cause, now).and_then(|late| {
+        let by_event = late_exit(j, profile, &t.enrollment, &cause, now).and_then(|late| {
             let exit = engine::exit_late(&ctx, &t.enrollment, &late)?;
             let what = format!(
                 "the exit event {}",
@@ -3746,7 +3745,7 @@ impl Runtime {
         let Some(prev) = e.previous.as_deref() else {
             return Ok(None);
         };
-        if event.timestamp < prev.trigger_at || event.timestamp >= e.trigger.at {
+        if event.timestamp < prev.trigger_at || event.timestamp >= e.hears_from() {
             return Ok(None);
         }
         if prev.version == ctx.version {
@@ -5848,29 +5847,28 @@ fn followed_by(mut first: Transition, next: Transition) -> Transition {
     first
 }
 
-/// An exit event of `j` that `profile` did at or after `trigger` (of an enrollment it is
-/// being given; for an exit with a `where`, one that met it, as `Profile::marks` keeps), as an
-/// event to apply to that enrollment: its exit came first.
+/// An exit event of `j` that `profile` did at or after `enrollment`'s trigger (of an
+/// enrollment it is being given; from when it hears her, [`Enrollment::hears_from`]; for an
+/// exit with a `where`, one that met it, as `Profile::marks` keeps), as an event to apply to
+/// that enrollment: its exit came first.
 fn late_exit(
     j: &Journey,
     profile: &Profile,
-    trigger: &TriggerEvent,
+    enrollment: &Enrollment,
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
+    let trigger = &enrollment.trigger;
+    let from = enrollment.hears_from();
     // (Not a trait change: an entry finds those in the profile's notes, `engine::late_changes`.)
     let (name, exit_at) = j.exit_when.iter().find_map(|m| {
         let Some(Listened::Event(name)) = m.listened() else {
             return None;
         };
         match m.condition {
-            None => {
-                profile.seen_after(name, trigger.at, &trigger.message_id, name != trigger.event)
-            }
+            None => profile.seen_after(name, from, &trigger.message_id, name != trigger.event),
             // Its `where` was met when it came (`Profile::marks`).
-            Some(_) => {
-                profile.marked_after(j, MarkKind::Exit, name, trigger.at, name != trigger.event)
-            }
+            Some(_) => profile.marked_after(j, MarkKind::Exit, name, from, name != trigger.event),
         }
         .map(|t| (name, t))
     })?;

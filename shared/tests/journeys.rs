@@ -445,6 +445,73 @@ steps:
     );
 }
 
+/// A late occurrence that completes a count hears her from the latest occurrence counted with
+/// it, as the count made in order does: a payment that succeeded before the count was made
+/// (between the failures) neither ends the enrollment nor converts it, in either order.
+#[tokio::test]
+async fn a_late_occurrence_completing_a_count_hears_her_from_the_latest_counted() {
+    let journey = r#"
+id: dunning
+name: Dunning
+trigger:
+  repeated:
+    event: payment_failed
+    times: 3
+    within: 7d
+exit_when: [{event: payment_succeeded}]
+goal: {event: payment_succeeded, within: 7d}
+steps:
+  - id: remind
+    send: {sms: {body: "Update your card"}}
+  - id: pause
+    wait: 2d
+  - id: again
+    send: {sms: {body: "Last reminder"}}
+"#;
+    let identify = r#"{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"pia","traits":{"phone":"+447700900456"}}"#;
+    let in_order = r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-1"}
+{"at":"2026-12-02T10:00:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-2"}
+{"at":"2026-12-02T12:00:00Z","type":"track","userId":"pia","event":"payment_succeeded","messageId":"s-1"}
+{"at":"2026-12-03T10:00:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-3"}
+"#;
+    // The first failure arrives last, and completes the count.
+    let first_last = r#"
+{"at":"2026-12-02T10:00:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-2"}
+{"at":"2026-12-02T12:00:00Z","type":"track","userId":"pia","event":"payment_succeeded","messageId":"s-1"}
+{"at":"2026-12-03T10:00:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-3"}
+{"at":"2026-12-03T10:05:00Z","type":"track","userId":"pia","event":"payment_failed","messageId":"f-1","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    // With the exit alone, and with the goal too.
+    let exit_only = journey.replace("goal: {event: payment_succeeded, within: 7d}\n", "");
+    assert_ne!(exit_only, journey);
+    for journey in [&exit_only, journey] {
+        for (order, script, sent_at, again_at) in [
+            ("in order", in_order, "2026-12-03T10:00", "2026-12-05T10:00"),
+            (
+                "first last",
+                first_last,
+                "2026-12-03T10:05",
+                "2026-12-05T10:05",
+            ),
+        ] {
+            let out = sim(&[journey], &format!("{identify}{script}")).await;
+            assert_eq!(
+                outbox(&out),
+                [
+                    format!("{sent_at}:00Z pia sms remind: Update your card"),
+                    format!("{again_at}:00Z pia sms again: Last reminder"),
+                ],
+                "{order}: {journey}"
+            );
+            let ended = facts(&out, "pia", |w| {
+                matches!(w, What::Converted { .. } | What::Exited { .. })
+            });
+            assert_eq!(ended, Vec::<String>::new(), "{order}: {journey}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn inactive_trigger_enters_after_the_last_activity_and_each_activity_rearms_it() {
     let journey = r#"
