@@ -1377,6 +1377,15 @@ pub fn reentry_refusal_after(
     }
 }
 
+/// When `j`'s `reentry: after` lets `profile` in again after an entry whose trigger was at
+/// `trigger_at`; `None` for the other rules (`never` never does, `after_exit` at its end).
+pub fn reentry_again(j: &Journey, trigger_at: Timestamp, profile: &Profile) -> Option<Timestamp> {
+    match j.reentry {
+        Reentry::After(d) => Some(reentry_from(trigger_at, d, &reentry_zone(j, profile))),
+        Reentry::Never | Reentry::AfterExit => None,
+    }
+}
+
 /// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again:
 /// whole days on in `zone`, other lengths exactly.
 pub fn reentry_from(

@@ -415,8 +415,12 @@ impl Judge<'_> {
         if let Some((reason, why, enrollment)) = self.kept_out(pending.unwrap_or(self.now)) {
             a.reason = reason.into();
             a.detail = format!("{why}; {activity}");
-            a.detail
-                .push_str(&self.checked_while_kept_out(i, reason, pending));
+            a.detail.push_str(&self.checked_while_kept_out(
+                i,
+                reason,
+                pending,
+                enrollment.as_deref(),
+            ));
             a.enrollment = enrollment;
             return a;
         }
@@ -530,6 +534,7 @@ impl Judge<'_> {
         i: &Inactive,
         reason: &str,
         pending: Option<Timestamp>,
+        blocking: Option<&str>,
     ) -> String {
         let j = &self.p.journey;
         let f = i.duration;
@@ -553,11 +558,12 @@ impl Judge<'_> {
                 "; {check} that finds her still in it looks again {f} later: the first after her enrollment has ended enters her if she is still inactive{condition}"
             ),
             "reentry" if pending.is_some() => {
-                let again = match (j.reentry, self.hers(), self.profile) {
-                    (Reentry::After(d), Some(e), Some(profile)) => {
-                        let zone = engine::reentry_zone(j, profile);
-                        Some(engine::reentry_from(e.trigger.at, d, &zone))
-                    }
+                // From the entry in the way: hers, or a visitor's she turned out to be.
+                let in_the_way = blocking
+                    .and_then(|id| self.enrollments.iter().find(|e| *e.id == *id))
+                    .or_else(|| self.hers());
+                let again = match (in_the_way, self.profile) {
+                    (Some(e), Some(profile)) => engine::reentry_again(j, e.trigger.at, profile),
                     _ => None,
                 };
                 match again {
@@ -987,6 +993,20 @@ steps:
             a.detail
         );
         assert!(!a.detail.contains("no rule keeps her out"), "{}", a.detail);
+        // The entry of a visitor she turned out to be: looked at again when it lets her in.
+        let mut visitors = entered.clone();
+        visitors.id = "winback:anon:d1:1".into();
+        visitors.user_id = "anon:d1".into();
+        let a = one(&after, Some(&ann), &[visitors]);
+        assert_eq!(a.reason, "reentry", "{a:?}");
+        assert!(
+            a.detail.contains("(as the anonymous visitor `anon:d1` she turned out to be)")
+                && a.detail.contains(
+                    "; her check at 2026-12-15T08:00:00Z looks again at 2026-12-20T08:00:00Z, when `reentry: after` lets her in"
+                ),
+            "{}",
+            a.detail
+        );
         // Still in it: a `for` later.
         let active = enrollment("winback", "2026-11-20T08:00:00Z", "active", None);
         let a = one(&after, Some(&ann), &[active]);

@@ -1051,8 +1051,10 @@ impl Runtime {
                     }
                 }
                 let refused = self
-                    .try_enter(&p, journey, &profile, &mut enrollments, trigger, None)
+                    .enter_or_refuse(&p, journey, &profile, &mut enrollments, trigger, None)
                     .await?;
+                let again = refused.as_ref().and_then(|r| r.again);
+                let refused = refused.map(|r| r.entry);
                 let reason = refused.as_ref().and_then(|r| match &r.what {
                     What::NotEntered { reason, .. } => Some(reason.as_str()),
                     _ => None,
@@ -1069,16 +1071,9 @@ impl Runtime {
                     }
                     // Not yet (`reentry: after`): looked at again when she may enter, where
                     // she is still inactive then (no activity would arm a check of its own
-                    // otherwise).
-                    Some("reentry") => match (p.journey.reentry, enrollments.get(journey.as_str()))
-                    {
-                        (Reentry::After(d), Some(l)) => {
-                            let zone = engine::reentry_zone(&p.journey, &profile);
-                            Some(engine::reentry_from(l.enrollment.trigger.at, d, &zone))
-                                .filter(|again| *again > now)
-                        }
-                        _ => None,
-                    },
+                    // otherwise), whoever's entry is in the way (hers, or a visitor's she
+                    // turned out to be).
+                    Some("reentry") => again.filter(|again| *again > now),
                     _ => None,
                 };
                 if let Some(again) = later {
@@ -2868,6 +2863,24 @@ impl Runtime {
         trigger: TriggerEvent,
         counted_until: Option<Timestamp>,
     ) -> Result<Option<Entry>, RunError> {
+        let refused = self
+            .enter_or_refuse(p, record, profile, enrollments, trigger, counted_until)
+            .await?;
+        Ok(refused.map(|r| r.entry))
+    }
+
+    /// [`Runtime::try_enter`], saying of a refusal by `reentry: after` when she may enter
+    /// again (from the entry in the way: hers, what a keyed value's left, or a visitor's she
+    /// turned out to be).
+    async fn enter_or_refuse(
+        &self,
+        p: &Published,
+        record: &str,
+        profile: &Profile,
+        enrollments: &mut BTreeMap<String, Loaded>,
+        trigger: TriggerEvent,
+        counted_until: Option<Timestamp>,
+    ) -> Result<Option<Refused>, RunError> {
         let j = &p.journey;
         let now = self.now();
         let existing = enrollments.get(record);
@@ -2881,13 +2894,13 @@ impl Runtime {
         }
         if !j.status.is_active() {
             let status = j.status.as_str();
-            return Ok(Some(self.refusal(
+            return Ok(Some(Refused::of(self.refusal(
                 j,
                 &trigger.event,
                 None,
                 status,
                 format!("the journey's `status: {status}`: no one enters it"),
-            )));
+            ))));
         }
         if let Some(l) = existing {
             let e = &l.enrollment;
@@ -2905,22 +2918,18 @@ impl Runtime {
                         e.entered_at, e.version, e.step
                     ),
                 };
-                return Ok(Some(self.refusal(
+                return Ok(Some(Refused::of(self.refusal(
                     j,
                     &trigger.event,
                     Some(&e.id),
                     "enrolled",
                     detail,
-                )));
+                ))));
             }
             if let Some(detail) = engine::reentry_refusal(j, e, trigger.at, profile) {
-                return Ok(Some(self.refusal(
-                    j,
-                    &trigger.event,
-                    Some(&e.id),
-                    "reentry",
-                    detail,
-                )));
+                let entry = self.refusal(j, &trigger.event, Some(&e.id), "reentry", detail);
+                let again = engine::reentry_again(j, e.trigger.at, profile);
+                return Ok(Some(Refused { entry, again }));
             }
         }
         // With an `enrollment_key`, a value whose record is gone (an ended enrollment's goes
@@ -2939,13 +2948,9 @@ impl Runtime {
                 profile,
             );
             if let Some(detail) = refused {
-                return Ok(Some(self.refusal(
-                    j,
-                    &trigger.event,
-                    Some(&last.id),
-                    "reentry",
-                    detail,
-                )));
+                let entry = self.refusal(j, &trigger.event, Some(&last.id), "reentry", detail);
+                let again = engine::reentry_again(j, last.trigger_at, profile);
+                return Ok(Some(Refused { entry, again }));
             }
         }
         if j.enrollment_key.is_some() {
@@ -2960,26 +2965,21 @@ impl Runtime {
                 let detail = format!(
                     "in the journey {active} times at once already (for as many values of `enrollment_key`), the most a user may be: she enters it again for a new value once one of those ends"
                 );
-                return Ok(Some(self.refusal(
+                return Ok(Some(Refused::of(self.refusal(
                     j,
                     &trigger.event,
                     None,
                     "too_many",
                     detail,
-                )));
+                ))));
             }
         }
-        if let Some((detail, id)) = self
+        if let Some((detail, id, again)) = self
             .visitor_refusal(j, record, profile, trigger.at, None)
             .await?
         {
-            return Ok(Some(self.refusal(
-                j,
-                &trigger.event,
-                Some(&id),
-                "reentry",
-                detail,
-            )));
+            let entry = self.refusal(j, &trigger.event, Some(&id), "reentry", detail);
+            return Ok(Some(Refused { entry, again }));
         }
         let n = existing
             .map(|l| l.enrollment.n)
@@ -3132,14 +3132,15 @@ impl Runtime {
             )
             .await?;
         Ok(refused
-            .map(|(why, _)| format!("{} may not be in this journey again: {why}", into.user_id)))
+            .map(|(why, ..)| format!("{} may not be in this journey again: {why}", into.user_id)))
     }
 
     /// Why `j`'s entry rule refuses `profile` an entry on a trigger at `at` because of what
     /// she did as an anonymous visitor she turned out to be (an enrollment that ended before
     /// the login stayed the visitor's: the same person on the same phone is not welcomed
-    /// twice), with that enrollment's id. `moving`: the visitor whose enrollment is being
-    /// moved to her now, not read. One read for all her anonymous ids, none for `after_exit`.
+    /// twice), with that enrollment's id and, for `reentry: after`, when it lets her in.
+    /// `moving`: the visitor whose enrollment is being moved to her now, not read. One read for
+    /// all her anonymous ids, none for `after_exit`.
     async fn visitor_refusal(
         &self,
         j: &Journey,
@@ -3147,7 +3148,7 @@ impl Runtime {
         profile: &Profile,
         at: Timestamp,
         moving: Option<&str>,
-    ) -> Result<Option<(String, Arc<str>)>, RunError> {
+    ) -> Result<Option<(String, Arc<str>, Option<Timestamp>)>, RunError> {
         if j.reentry == Reentry::AfterExit {
             return Ok(None);
         }
@@ -3188,7 +3189,8 @@ impl Runtime {
                     let detail = format!(
                         "{detail} (as the anonymous visitor `{visitor}` she turned out to be)"
                     );
-                    (detail, e.id.clone())
+                    let again = engine::reentry_again(j, e.trigger_at, profile);
+                    (detail, e.id.clone(), again)
                 },
             )
         }))
@@ -5845,6 +5847,20 @@ fn followed_by(mut first: Transition, next: Transition) -> Transition {
     first.effects.extend(next.effects);
     first.timeline.extend(next.timeline);
     first
+}
+
+/// A trigger that did not enter: its timeline fact, and, refused by `reentry: after`, when
+/// the entry in the way lets her in.
+struct Refused {
+    entry: Entry,
+    again: Option<Timestamp>,
+}
+
+impl Refused {
+    /// A refusal that says nothing of when she may enter.
+    fn of(entry: Entry) -> Self {
+        Refused { entry, again: None }
+    }
 }
 
 /// An exit event of `j` that `profile` did at or after `enrollment`'s trigger (of an

@@ -1159,6 +1159,44 @@ async fn an_inactive_user_refused_by_reentry_after_is_checked_again_when_she_may
     );
 }
 
+/// As above, turned away by `reentry: after` because of the entry of the visitor she turned out
+/// to be: looked at again when that entry lets her in, and entered then if still inactive.
+#[tokio::test]
+async fn an_inactive_user_refused_for_a_visitors_entry_is_checked_again_when_she_may_enter() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(&CHURN.replace("steps:", "reentry: {after: 10d}\nsteps:"))
+        .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T08:00:00Z","type":"identify","anonymousId":"ivy-phone","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T09:00:00Z","type":"track","anonymousId":"ivy-phone","event":"app_opened","messageId":"open-1"}
+{"at":"2026-12-05T08:00:00Z","type":"identify","userId":"ivy","anonymousId":"ivy-phone","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-05T09:00:00Z","type":"track","userId":"ivy","event":"app_opened","messageId":"open-2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2027-01-10T00:00:00Z")).await;
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-04T09:00:00Z anon:ivy-phone sms offer: We miss you",
+            // refused on the 8th for the visitor's entry (10 days from the 4th), looked at
+            // again when that allowed
+            "2026-12-14T09:00:00Z ivy sms offer: We miss you",
+        ]
+    );
+    let ivy = h.rt.user("ivy").await.expect("ivy");
+    let refused = "churn [churn:anon:ivy-phone:1] on inactive: reentry: `reentry: after 10d`: may enter again from 2026-12-14T09:00:00Z (as the anonymous visitor `anon:ivy-phone` she turned out to be)";
+    assert_eq!(
+        refusals(&ivy.timeline),
+        [
+            // the visitor's check, which the login made hers, and the one her activity armed
+            format!("2026-12-05T08:00:00Z {refused}"),
+            format!("2026-12-08T09:00:00Z {refused}"),
+        ]
+    );
+}
+
 /// An inactive user whose check comes due while she is still in the journey (her one activity
 /// during a long win-back armed it) is looked at again a `for` later: once her enrollment has
 /// ended she enters again (`reentry: after_exit`), though she never does anything again.
