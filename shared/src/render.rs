@@ -250,13 +250,26 @@ fn trigger_label(j: &Journey) -> String {
     }
 }
 
-/// The rules around the steps, a line each: who may enter again, and, where the file says so,
-/// the status, quiet hours, the default time zone and whether the journey is transactional.
+/// The rules around the steps, a line each: who may enter again (of a journey with an
+/// `enrollment_key`, each value apart, as many at a time as she has values), and, where the
+/// file says so, the status, quiet hours, the default time zone and whether the journey is
+/// transactional.
 fn rules_label(j: &Journey) -> Vec<String> {
-    let mut lines = vec![match &j.reentry {
-        Reentry::Never => "enters once per user".to_string(),
-        Reentry::AfterExit => "enters again after exit".to_string(),
-        Reentry::After(d) => format!("enters again {d} after the last entry, once it ended"),
+    let mut lines = vec![match (&j.enrollment_key, &j.reentry) {
+        (None, Reentry::Never) => "enters once per user".to_string(),
+        (None, Reentry::AfterExit) => "enters again after exit".to_string(),
+        (None, Reentry::After(d)) => {
+            format!("enters again {d} after the last entry, once it ended")
+        }
+        (Some(k), Reentry::Never) => {
+            format!("one enrollment per {k} at a time; enters once per value")
+        }
+        (Some(k), Reentry::AfterExit) => {
+            format!("one enrollment per {k} at a time; a value enters again after exit")
+        }
+        (Some(k), Reentry::After(d)) => format!(
+            "one enrollment per {k} at a time; a value enters again {d} after its last entry, once it ended"
+        ),
     }];
     match j.status {
         JourneyStatus::Active => {}
@@ -609,6 +622,45 @@ steps:
                 "    rules>\"enters again after exit<br/>quiet hours 21:00–08:00 in the user's time (not applied: transactional)<br/>transactional: no caps, no quiet hours\"]"
             ),
             "{m}"
+        );
+    }
+
+    /// A journey with an `enrollment_key` enters once per value at a time, not once per user:
+    /// its entry rule says so, for each `reentry`.
+    #[test]
+    fn a_keyed_journeys_entry_rule_is_per_value() {
+        let keyed = |reentry: &str| {
+            format!(
+                r#"
+id: checkin
+name: Check-in
+trigger: {{event: flight_booked}}
+enrollment_key: event.booking_id
+reentry: {reentry}
+steps:
+  - id: remind
+    send: {{email: {{subject: "Check in", text: "."}}}}
+"#
+            )
+        };
+        let rules = |reentry: &str| {
+            let m = mermaid(&crate::dsl::parse("c.yaml", &keyed(reentry)).expect("valid"));
+            m.lines()
+                .find(|l| l.contains("rules>"))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            rules("after_exit"),
+            "    rules>\"one enrollment per event.booking_id at a time; a value enters again after exit\"]"
+        );
+        assert_eq!(
+            rules("never"),
+            "    rules>\"one enrollment per event.booking_id at a time; enters once per value\"]"
+        );
+        assert_eq!(
+            rules("{after: 30d}"),
+            "    rules>\"one enrollment per event.booking_id at a time; a value enters again 30d after its last entry, once it ended\"]"
         );
     }
 
