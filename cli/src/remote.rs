@@ -609,6 +609,10 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 step.to_string()
             };
             let detail = match &e.what {
+                // Said in full by `describe` already ("it happened at ..."): not twice.
+                What::Unmet {
+                    detail: Some(d), ..
+                } if d.starts_with(waymark::engine::BEFORE_THE_WAIT) => String::new(),
                 What::Skipped {
                     detail: Some(d), ..
                 }
@@ -920,6 +924,30 @@ mod tests {
         assert_eq!(
             story("ann", &view, Some("onboarding")),
             "ann: nothing in journey onboarding\n"
+        );
+    }
+
+    /// An event an exit did not take because it happened before the trigger (or a wait, before
+    /// it began) is told with its times once; a `where` that was false, with what it read.
+    #[test]
+    fn why_tells_an_event_from_before_the_trigger_once() {
+        let view: UserView = serde_json::from_value(serde_json::json!({
+            "enrollments": [],
+            "timeline": [
+                {"at": "2026-12-01T10:05:00Z", "journey": "cart", "enrollment": "cart:bob:1",
+                 "step": "wait_30m", "what": "unmet", "event": "order_completed", "by": "exit_when",
+                 "detail": "happened at 2026-12-01T09:50:00Z, before the enrollment's trigger at 2026-12-01T10:00:00Z: an enrollment's exits and goal hear the events from its trigger on"},
+                {"at": "2026-12-01T10:06:00Z", "journey": "cart", "enrollment": "cart:bob:1",
+                 "step": "wait_30m", "what": "unmet", "event": "order_completed", "by": "exit_when",
+                 "detail": "`where: event.total > 10` was false (event.total = 5)"}
+            ]
+        }))
+        .expect("a user view");
+        assert_eq!(
+            story("bob", &view, None),
+            "bob in cart\n\
+             \x20 2026-12-01T10:05:00Z  wait_30m: heard order_completed, which its exit_when did not take: it happened at 2026-12-01T09:50:00Z, before the enrollment's trigger at 2026-12-01T10:00:00Z: an enrollment's exits and goal hear the events from its trigger on\n\
+             \x20 2026-12-01T10:06:00Z  wait_30m: heard order_completed, which its exit_when did not take: its `where` was false (`where: event.total > 10` was false (event.total = 5))\n"
         );
     }
 

@@ -1198,14 +1198,16 @@ pub fn unmet_changes(
 }
 
 /// How the detail of an [`What::Unmet`] entry for an event that happened before the wait that
-/// names it began starts (see [`unmet`]).
+/// names it began, or before the enrollment's trigger, starts (see [`unmet`]).
 pub const BEFORE_THE_WAIT: &str = "happened at ";
 
 /// What `event` would have done to `enrollment` but for a `where` that was false: an
 /// `exit_when` naming it (when no other exit took it), or the `wait_for` the enrollment waits
 /// at for it (in its window), each an [`What::Unmet`] entry saying the condition and what it
 /// read; or that `wait_for` again, when the event happened before the wait began (stamped by
-/// a clock behind, or delivered late): its entry says when each was. Empty when an exit or the
+/// a clock behind, or delivered late): its entry says when each was; so does one for the exit
+/// (else the goal) naming an event that happened before the enrollment's trigger (a real-time
+/// stamp against a sped-up dev clock, a phone's clock behind). Empty when an exit or the
 /// wait took the event, or nothing listens for it (a goal it met is said by its own entry).
 /// Of a journey with an `enrollment_key`, a `where` comparing the key's place on the event
 /// and the trigger says nothing of an event for another value of the key (see
@@ -1219,10 +1221,12 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         return Vec::new();
     }
     if event.timestamp < enrollment.hears_from() {
-        // Before the enrollment: no exit of it, nor its wait, hears the event; said for the
-        // wait that waits for it, as support asks why she is still reminded.
-        return before_the_wait(ctx, enrollment, event, name)
+        // Before the enrollment: no exit of it, nor its goal or its wait, hears the event;
+        // said for the exit (else the goal) and the wait that name it, as support asks why
+        // she was still emailed after she ordered.
+        return before_the_trigger(ctx, enrollment, event, name)
             .into_iter()
+            .chain(before_the_wait(ctx, enrollment, event, name))
             .collect();
     }
     // Of a keyed journey, a `where` that tells its enrollments apart by the key is not unmet
@@ -1279,6 +1283,56 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         }
     }
     out
+}
+
+/// The [`What::Unmet`] entry of an event (named `name`) that happened before `enrollment`'s
+/// trigger, which its exits and goal therefore do not take: `by: exit_when` when an exit
+/// names it, else `goal` when the goal does (and has not converted the enrollment yet), its
+/// detail saying when each was, in the words of [`BEFORE_THE_WAIT`]. One entry for the event
+/// however many name it; none for an event of another value of the journey's key (see
+/// [`for_another_key`]), nor for one nothing of the two names.
+fn before_the_trigger(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    event: &Event,
+    name: &str,
+) -> Option<Entry> {
+    let j = ctx.journey;
+    let about = |c: Option<&crate::condition::Condition>| {
+        c.is_none_or(|c| !for_another_key(j, enrollment, event, c))
+    };
+    let exit = j
+        .exit_when
+        .iter()
+        .any(|m| m.names_event(name) && about(m.condition.as_ref()));
+    let goal = || {
+        enrollment.converted_at.is_none()
+            && j.goal
+                .as_ref()
+                .is_some_and(|g| g.names_event(name) && about(g.condition.as_ref()))
+    };
+    let by = if exit {
+        "exit_when"
+    } else if goal() {
+        "goal"
+    } else {
+        return None;
+    };
+    Some(Entry {
+        at: ctx.now,
+        journey: enrollment.journey.clone(),
+        enrollment: enrollment.id.clone(),
+        step: Some(Arc::from(enrollment.step.as_str())),
+        what: What::Unmet {
+            event: name.to_string(),
+            by: by.to_string(),
+            detail: Some(format!(
+                "{BEFORE_THE_WAIT}{}, before the enrollment's trigger at {}: an enrollment's exits and goal hear the events from its trigger on",
+                event.timestamp,
+                enrollment.hears_from()
+            )),
+        },
+    })
 }
 
 /// The [`What::Unmet`] entry of the `wait_for` `enrollment` waits at for `event` (named

@@ -155,7 +155,9 @@ pub enum What {
     /// An event the enrollment listens for came (or an identify changed a trait an exit
     /// watches: `event` is `trait_changed plan`), and the `where` of the part that names it
     /// (`by`: `exit_when`, `wait_for`) was false, so it moved nothing: `detail` is the
-    /// condition and what it read. Kept with the event, as a refused entry is.
+    /// condition and what it read; or the event happened before the wait began, or before the
+    /// enrollment's trigger (`by`: also `goal`), and `detail` says when each was. Kept with the
+    /// event, as a refused entry is.
     Unmet {
         event: String,
         by: String,

@@ -1105,6 +1105,81 @@ steps:
     );
 }
 
+/// An exit event stamped before the enrollment's trigger (a real-time stamp against a sped-up
+/// dev clock, a phone's clock behind) ends nothing, and her timeline says so: "why was she
+/// emailed after she ordered?". One entry for the event (the exit's, though the goal names it
+/// too); the goal's when no exit names it; none when nothing names it, nor for an event after
+/// the trigger that an exit took.
+#[tokio::test]
+async fn an_exit_event_from_before_the_trigger_says_why_it_ended_nothing() {
+    let cart = r#"
+id: cart
+name: Cart
+trigger: {event: cart_abandoned}
+exit_when: [{event: order_completed}]
+goal: {event: order_completed, within: 7d}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: reminder
+    send: {sms: {body: "Your cart"}}
+"#;
+    let goal_only = r#"
+id: browse
+name: Browse
+trigger: {event: cart_abandoned}
+goal: {event: order_completed, within: 7d}
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: nudge
+    send: {sms: {body: "Still browsing?"}}
+"#;
+    let deaf = r#"
+id: deaf
+name: Deaf
+trigger: {event: cart_abandoned}
+exit_when: [{event: app_opened}]
+steps:
+  - id: wait_30m
+    wait: 30m
+  - id: hello
+    send: {sms: {body: "Hello"}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"phone":"+447700900123"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"phone":"+447700900456"}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"cart_abandoned"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"cart_abandoned"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"bob","event":"order_completed","timestamp":"2026-12-01T09:50:00Z"}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"ann","event":"order_completed"}
+"#;
+    let out = sim(&[cart, goal_only, deaf], script).await;
+    let unmet = |w: &What| matches!(w, What::Unmet { .. });
+    assert_eq!(
+        facts(&out, "bob", unmet),
+        [
+            "2026-12-01T10:05:00Z browse/wait_30m: heard order_completed, which its goal did not take: it happened at 2026-12-01T09:50:00Z, before the enrollment's trigger at 2026-12-01T10:00:00Z: an enrollment's exits and goal hear the events from its trigger on",
+            "2026-12-01T10:05:00Z cart/wait_30m: heard order_completed, which its exit_when did not take: it happened at 2026-12-01T09:50:00Z, before the enrollment's trigger at 2026-12-01T10:00:00Z: an enrollment's exits and goal hear the events from its trigger on",
+        ]
+    );
+    // Not exited, as documented: the reminders still go out.
+    assert_eq!(
+        outbox_of(&out, "bob"),
+        [
+            "2026-12-01T10:30:00Z bob sms nudge: Still browsing?",
+            "2026-12-01T10:30:00Z bob sms reminder: Your cart",
+            "2026-12-01T10:30:00Z bob sms hello: Hello",
+        ]
+    );
+    // ann's order came after her trigger: it exited and converted her, nothing unmet.
+    assert_eq!(facts(&out, "ann", unmet), Vec::<String>::new());
+    assert_eq!(
+        facts(&out, "ann", |w| matches!(w, What::Exited { .. })),
+        ["2026-12-01T10:05:00Z cart/wait_30m: exited on order_completed"]
+    );
+}
+
 /// A check armed under a version whose `for` was shorter waits, when it comes due, until the
 /// `for` of the version published now has passed since the latest activity.
 #[tokio::test]
