@@ -474,7 +474,9 @@ impl Event {
     }
 }
 
-/// A trait an identify was accepted without: its field (`traits.phone`), its value as the
+/// A part of an accepted event that is not kept or does nothing (a trait an identify could not
+/// keep, a key past the bound of its properties or context, a push token whose platform cannot
+/// be told, a field Waymark does not read): its field (`traits.phone`), its value as the
 /// timeline shows values ([`crate::condition::shown`]: cut short, an address not shown), and
 /// why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

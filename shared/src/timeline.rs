@@ -145,7 +145,8 @@ pub enum What {
     },
     /// Did the journey's trigger but did not enter, and why: `condition` (its `where` was
     /// false), `enrolled` (in the journey already), `reentry` (its `reentry` rule), `closed`
-    /// or `stopped` (the journey's status).
+    /// or `stopped` (the journey's status), `no_key` (its `enrollment_key` read no value) or
+    /// `too_many` (the bound on one user's keyed enrollments at once).
     NotEntered {
         trigger: String,
         reason: String,
