@@ -33,6 +33,9 @@ pub struct ApiClient {
     /// The `dev.url` file the URL was read from, when it was (for a request that finds no one
     /// listening: that `waymark dev` has stopped).
     from_dev: Option<PathBuf>,
+    /// The data folder the admin key was read from, when it was (for a 401: the `waymark dev`
+    /// listening at the URL runs on another data folder, with another key).
+    key_from: Option<PathBuf>,
 }
 
 impl ApiClient {
@@ -51,12 +54,13 @@ impl ApiClient {
                     data.display()
                 );
             };
-            let key = match key {
-                Some(key) => key.to_string(),
-                None => crate::data::admin_key(&dir)?,
+            let (key, key_from) = match key {
+                Some(key) => (key.to_string(), None),
+                None => (crate::data::admin_key(&dir)?, Some(data.to_path_buf())),
             };
             let mut client = Self::new(Some(&url), Some(&key))?;
             client.from_dev = Some(data.join("dev.url"));
+            client.key_from = key_from;
             return Ok(client);
         };
         // The dev's own URL given without a key: its key, as above.
@@ -64,7 +68,11 @@ impl ApiClient {
             (None, Some(url)) if same_base(&url, api) => crate::data::admin_key(&dir).ok(),
             _ => None,
         };
-        Self::new(Some(api), key.or(dev_key.as_deref()))
+        let mut client = Self::new(Some(api), key.or(dev_key.as_deref()))?;
+        if dev_key.is_some() {
+            client.key_from = Some(data.to_path_buf());
+        }
+        Ok(client)
     }
 
     /// A client of the API at `base` with the admin key `key`; either missing is an error that
@@ -111,6 +119,7 @@ impl ApiClient {
             key: key.to_string(),
             http: Client::builder(TokioExecutor::new()).build(connector),
             from_dev: None,
+            key_from: None,
         })
     }
 
@@ -146,6 +155,14 @@ impl ApiClient {
                 _ => anyhow::Error::new(e).context(format!("{method} {url}")),
             })?;
         let status = response.status();
+        if let (StatusCode::UNAUTHORIZED, Some(data)) = (status, &self.key_from) {
+            // The key is the data folder's, and the server there does not take it: another
+            // `waymark dev` (another data folder) listens at the URL, or a server that is none.
+            bail!(
+                "{method} {url}: {status}: what listens there does not take the admin key of the data folder {} (its keys.json): a `waymark dev` running on another data folder? Pass that one's --data DIR, or --key KEY",
+                data.display()
+            );
+        }
         let bytes = tokio::time::timeout(TIMEOUT, response.into_body().collect())
             .await
             .with_context(|| format!("{method} {url}: the answer stalled"))?
@@ -769,6 +786,53 @@ fn same_base(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on a loopback port answering every request with `401` (as a `waymark dev` on
+    /// another data folder answers a key it does not know); its URL.
+    fn refusing_server() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let body = r#"{"error":"unauthorized"}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    /// A 401 to the key read from a data folder says the server there runs on another one
+    /// (its `dev.url` is stale); a 401 to a key given by hand is the server's own answer.
+    #[test]
+    fn a_key_from_a_data_folder_refused_says_the_server_runs_on_another() {
+        let url = refusing_server();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let ask =
+            |client: &ApiClient| runtime.block_on(client.call(Method::GET, "/v1/users/ann", None));
+        let mut client = ApiClient::new(Some(&url), Some("k")).expect("a client");
+        client.from_dev = Some(PathBuf::from(".waymark/dev.url"));
+        client.key_from = Some(PathBuf::from(".waymark"));
+        let e = format!("{:#}", ask(&client).expect_err("refused"));
+        assert!(e.contains("401"), "{e}");
+        assert!(e.contains("admin key of the data folder .waymark"), "{e}");
+        assert!(e.contains("--data DIR"), "{e}");
+
+        client.key_from = None;
+        let (status, body) = ask(&client).expect("an answer");
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(refusal(status, &body).contains("this needs the admin key"));
+    }
 
     #[test]
     fn why_tells_each_journey_with_its_enrollments_and_the_reasons_in_full() {
