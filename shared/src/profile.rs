@@ -110,6 +110,14 @@ pub const MAX_CHANGE_AGE: SignedDuration = SignedDuration::from_hours(14 * 24);
 const ALWAYS_KEPT: [&str; 5] = ["email", "phone", "timezone", "locale", "subscriptions"];
 /// The channels whose suppression is about an address, and the trait holding it.
 const ADDRESS_TRAITS: [(Channel, &str); 2] = [(Channel::Email, "email"), (Channel::Sms, "phone")];
+
+/// The trait holding a user's address on `channel`, for the channels [`ADDRESS_TRAITS`] lists.
+fn address_trait(channel: Channel) -> Option<&'static str> {
+    ADDRESS_TRAITS
+        .iter()
+        .find(|(c, _)| *c == channel)
+        .map(|(_, k)| *k)
+}
 /// The most topics a profile keeps a choice for (`subscriptions.topics`): past it, a no for a
 /// new topic takes the place of the yes stated longest ago (an opt-out is kept before an
 /// opt-in), and a yes for a new topic, or a no when every choice kept is a no, is not kept;
@@ -666,10 +674,8 @@ impl Profile {
     /// address lifts.
     pub fn suppress(&mut self, channel: Channel, reason: &str) {
         self.suppressed.insert(channel, reason.to_string());
-        let address = ADDRESS_TRAITS
-            .iter()
-            .find(|(c, _)| *c == channel)
-            .and_then(|(_, k)| self.traits.get(*k))
+        let address = address_trait(channel)
+            .and_then(|k| self.traits.get(k))
             .and_then(Value::as_str)
             .map(String::from);
         match address {
@@ -688,10 +694,8 @@ impl Profile {
         if let Some(a) = self.suppressed_addresses.get(&channel) {
             return Some(Value::String(a.clone()));
         }
-        ADDRESS_TRAITS
-            .iter()
-            .find(|(c, _)| *c == channel)
-            .and_then(|(_, k)| self.traits.get(*k))
+        address_trait(channel)
+            .and_then(|k| self.traits.get(k))
             .cloned()
     }
 
@@ -1455,16 +1459,13 @@ impl Profile {
             }
         }
         for (channel, why) in anonymous.suppressed.iter() {
-            let same_address = ADDRESS_TRAITS
-                .iter()
-                .find(|(c, _)| c == channel)
-                .is_none_or(|(_, k)| {
-                    same_value(
-                        k,
-                        anonymous.suppressed_address(*channel).as_ref(),
-                        self.traits.get(*k),
-                    )
-                });
+            let same_address = address_trait(*channel).is_none_or(|k| {
+                same_value(
+                    k,
+                    anonymous.suppressed_address(*channel).as_ref(),
+                    self.traits.get(k),
+                )
+            });
             if same_address && !self.suppressed.contains_key(channel) {
                 self.suppressed.insert(*channel, why.clone());
                 if let Some(a) = anonymous.suppressed_addresses.get(channel) {
