@@ -4003,9 +4003,11 @@ impl Runtime {
         };
 
         let skipped = cancelled || self.stopped(&o.journey).await?;
-        if skipped && claim_version > 1 {
+        if skipped {
             // An earlier attempt may have taken a place in the cap before it failed: this send
-            // will not go out, so the place is given back.
+            // will not go out, so the place is given back. Also under a first claim: an
+            // attempt that took a place may have lost its claim since (its worker died, and the
+            // one that took the claim over gave it back too late in its invocation to send).
             self.uncount_cap(o).await?;
         }
         let outcome = if cancelled {

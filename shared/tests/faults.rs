@@ -947,6 +947,52 @@ fn a_cancelled_send_gives_back_the_cap_place_an_earlier_attempt_took() {
     });
 }
 
+/// A cancelled send gives its cap place back even when the attempt that took the place no
+/// longer holds the claim: the first attempt takes the push's place and its worker dies (the
+/// write's reply is lost), the second takes the claim over but is too late in its invocation to
+/// call the provider and gives the claim back, and the order then cancels the push, claimed
+/// afresh. (Before, only a claim taken over gave a place back, so the cancelled push kept the
+/// day's one place and the second cart's push was skipped as "capped".)
+#[test]
+fn a_cancelled_send_gives_back_a_place_taken_before_its_claim_was_given_back() {
+    block_on(async {
+        let s = Scene::with_config(at("2026-03-02T10:00:00Z"), one_push_a_day()).await;
+        ada_abandons_a_cart(&s, "2026-03-02T10:01:00Z").await;
+        s.run_until(at("2026-03-02T10:30:30Z")).await;
+        s.fail_once(OneFault {
+            call: Call::Put,
+            prefix: "C#push",
+            after: true,
+        });
+        s.run_until(at("2026-03-02T10:32:00Z")).await;
+        assert!(s.store.fault_taken(), "the cap write's reply was lost");
+        s.end_invocations(1);
+        s.run_until(at("2026-03-02T10:35:00Z")).await;
+        let ledger: Vec<String> = s
+            .store
+            .inner
+            .dump()
+            .iter()
+            .filter(|r| r.key.sk.as_str().starts_with("L#"))
+            .map(|r| r.key.sk.as_str().to_string())
+            .collect();
+        assert!(ledger.is_empty(), "the claim was given back: {ledger:?}");
+        assert!(s.calls().is_empty(), "no push went out");
+        // The order's batch, too, is handled as its invocation ends: the push it owes is not
+        // begun; the order is applied, and the push is then cancelled.
+        s.end_invocations(1);
+        ada_orders(&s).await;
+        s.run_until(at("2026-03-02T11:00:00Z")).await;
+        let skipped = ada_abandons_a_second_cart(&s, "2026-03-02T12:40:00Z").await;
+        assert_eq!(
+            skipped,
+            [("cart_abandonment:ada:1".to_string(), "exited".to_string())]
+        );
+        let pushes = sends_of(&s, "cart_abandonment")("push_reminder");
+        assert_eq!(pushes, ["cart_abandonment:ada:2"]);
+    });
+}
+
 /// A send takes one place in the frequency cap however many attempts it takes. `check_cap`
 /// records the place before the provider is called; if the worker crashes after that write (or
 /// the write's reply is lost, or the SDK retries it after a timeout), the retry finds the place

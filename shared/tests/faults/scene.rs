@@ -187,6 +187,9 @@ pub struct Scene {
     /// Failed receives per delivered message (by id), and the messages given up on.
     receives: Mutex<BTreeMap<String, u32>>,
     pub dead_letters: Mutex<Vec<Message>>,
+    /// How many of the next batches are handled at the very end of their invocation, when no
+    /// send may begin ([`waymark::runtime::sending_until`] already past).
+    ending: Mutex<u32>,
     pub clock: ManualClock,
     pub store: Arc<ScriptedStore>,
     pub queue: DelayQueue,
@@ -235,6 +238,7 @@ impl Scene {
         Scene {
             failures: Mutex::new(BTreeMap::new()),
             dead_after: Mutex::new(None),
+            ending: Mutex::new(0),
             receives: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(Vec::new()),
             clock,
@@ -274,6 +278,11 @@ impl Scene {
             .unwrap_or_else(|p| p.into_inner()) = calls;
     }
 
+    /// The next `batches` batches are handled as their invocation ends: no send begins.
+    pub fn end_invocations(&self, batches: u32) {
+        *self.ending.lock().unwrap_or_else(|p| p.into_inner()) = batches;
+    }
+
     pub fn fail_once(&self, fault: OneFault) {
         self.fail_once_after(fault, 0);
     }
@@ -307,7 +316,18 @@ impl Scene {
         if due.is_empty() {
             return Vec::new();
         }
-        let results = self.rt.handle_batch(&due).await;
+        let ending = {
+            let mut left = self.ending.lock().unwrap_or_else(|p| p.into_inner());
+            let ending = *left > 0;
+            *left = left.saturating_sub(1);
+            ending
+        };
+        let results = if ending {
+            let past = tokio::time::Instant::now();
+            waymark::runtime::sending_until(past, self.rt.handle_batch(&due)).await
+        } else {
+            self.rt.handle_batch(&due).await
+        };
         for (m, r) in due.iter().zip(&results) {
             // A failure the runtime queued a retry for counts as one (a retry that only hopped
             // on, not due yet, does not), under the id of the message itself.
