@@ -1236,7 +1236,7 @@ impl Watcher {
 const SETTLE: RealDuration = RealDuration::from_millis(800);
 
 /// How to end a journey whose file is gone, for the console.
-fn to_end(id: &str) -> String {
+pub(crate) fn to_end(id: &str) -> String {
     format!("to end it, keep a file with `id: {id}` and `status: closed` (no new entries) or `status: stopped` (enrolled users exit)")
 }
 

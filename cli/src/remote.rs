@@ -274,10 +274,61 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
         eprintln!("{note}");
     }
     let mut all_ok = true;
+    let mut ids = std::collections::BTreeSet::new();
     for file in files_of(paths)? {
-        all_ok &= publish_one(client, &file).await?;
+        let (ok, id) = publish_one(client, &file).await?;
+        all_ok &= ok;
+        ids.insert(id);
+    }
+    // As `waymark dev` says at each start: a journey whose file went (deleted, or its `id:`
+    // changed) stays published and enrolls users as before (after a rename, next to the
+    // renamed one: each user would get both journeys' messages).
+    let folders: Vec<&PathBuf> = paths.iter().filter(|p| p.is_dir()).collect();
+    if !folders.is_empty() {
+        for (id, version) in left_published(client, &ids).await? {
+            eprintln!(
+                "note: journey `{id}` (version {version}) is published but no file in {} has its id: it keeps enrolling; {}",
+                folders
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::dev::to_end(&id)
+            );
+        }
     }
     Ok(all_ok)
+}
+
+/// The active journeys (id, latest version) the API lists that are not among `ids`.
+async fn left_published(
+    client: &ApiClient,
+    ids: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(String, u32)>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        journeys: Vec<Head>,
+    }
+    /// What of a listed journey is read here (a deployment of another build lists more).
+    #[derive(Deserialize)]
+    struct Head {
+        id: String,
+        version: u32,
+        #[serde(default)]
+        status: waymark::journey::JourneyStatus,
+    }
+    let (status, body) = client.call(Method::GET, "/v1/journeys", None).await?;
+    if !status.is_success() {
+        bail!("{}", refusal(status, &body));
+    }
+    let listed: Listed = serde_json::from_slice(&body)
+        .with_context(|| format!("unexpected answer {}", String::from_utf8_lossy(&body)))?;
+    Ok(listed
+        .journeys
+        .into_iter()
+        .filter(|h| h.status == waymark::journey::JourneyStatus::Active && !ids.contains(&h.id))
+        .map(|h| (h.id, h.version))
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -286,7 +337,8 @@ struct PublishAnswer {
     created: bool,
 }
 
-async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
+/// Publishes one file: whether it was published, and its journey's id.
+async fn publish_one(client: &ApiClient, file: &Path) -> Result<(bool, String)> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let journey = dsl::parse(&file.display().to_string(), &text)
@@ -311,7 +363,7 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
             file.display(),
             refusal(status, &body)
         );
-        return Ok(false);
+        return Ok((false, journey.id));
     }
     let answer: PublishAnswer = serde_json::from_slice(&body).with_context(|| {
         format!(
@@ -330,7 +382,7 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<bool> {
             "unchanged"
         }
     ))?;
-    Ok(true)
+    Ok((true, journey.id))
 }
 
 /// `GET /v1/journeys/{id}/stats`, as the API shapes it.

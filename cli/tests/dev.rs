@@ -654,6 +654,17 @@ fn dev_republishes_a_changed_journey() {
     let out = publish(&admin_key);
     assert!(out.status.success(), "{}", support::text(&out.stderr));
     assert_eq!(version(), 4);
+    // A journey whose file left the folder published stays published, and `publish` says so,
+    // as dev does (its file renamed with a new `id:`, both would enroll).
+    let err = support::text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "note: journey `goodbye` (version 1) is published but no file in {} has its id: it keeps enrolling; to end it, keep a file with `id: goodbye` and `status: closed`",
+            other.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("journey `welcome`"), "{err}");
     drop(dev);
     let dev = start(&journeys, &data);
     let said = format!(
