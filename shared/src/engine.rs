@@ -355,6 +355,7 @@ pub fn enter_after(
         wait_heard: Vec::new(),
         converted_at: None,
         time_came: None,
+        time_came_at: Vec::new(),
         ended_at: None,
         end_reason: None,
         outbox: Vec::new(),
@@ -440,7 +441,7 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
                 Some(Action::WaitUntil(w)) if w.date.is_some() => {
                     run.passed_dates.push(step.clone());
                 }
-                Some(Action::WaitUntil(_)) => run.enrollment.time_came = Some(pending.at),
+                Some(Action::WaitUntil(_)) => run.enrollment.note_time_came(&step, pending.at),
                 _ => {}
             }
             let next = ctx.journey.next_of(&step).map(str::to_string);
@@ -1841,6 +1842,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         wait_heard: e.wait_heard.clone(),
         converted_at: e.converted_at,
         time_came: e.time_came,
+        time_came_at: e.time_came_at.clone(),
         ended_at: e.ended_at,
         end_reason: e.end_reason.clone(),
         outbox: Vec::new(),
@@ -2309,9 +2311,9 @@ impl<'a> Run<'a> {
                                 })
                             })
                             .or_else(|| at_its_minute(w, now, &tz))
-                            .filter(|at| self.enrollment.time_came != Some(*at));
+                            .filter(|at| !self.enrollment.time_came_for(&id, *at));
                         if let Some(at) = came {
-                            self.enrollment.time_came = Some(at);
+                            self.enrollment.note_time_came(&id, at);
                             let time = String::from(w.time_or_midnight());
                             let why = format!("wait_until {time}");
                             self.log(Some(&id), What::Waiting { until: now, why });

@@ -139,6 +139,11 @@ pub struct Enrollment {
     /// one, as the time came once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_came: Option<Timestamp>,
+    /// The `wait_until` steps that went on at [`Enrollment::time_came`]: another wait for the
+    /// same time, reached within its minute, goes on too (none: a record written before this
+    /// was kept, read as every step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_came_at: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,6 +292,24 @@ pub struct Carried {
 }
 
 impl Enrollment {
+    /// Whether the time of day `at` came for the `wait_until` step `step` already (see
+    /// [`Enrollment::time_came`]): a loop back to it within its minute waits for the next.
+    pub fn time_came_for(&self, step: &str, at: Timestamp) -> bool {
+        self.time_came == Some(at)
+            && (self.time_came_at.is_empty() || self.time_came_at.iter().any(|s| s == step))
+    }
+
+    /// Notes that the time of day `at` came for the `wait_until` step `step`.
+    pub fn note_time_came(&mut self, step: &str, at: Timestamp) {
+        if self.time_came != Some(at) {
+            self.time_came = Some(at);
+            self.time_came_at.clear();
+        }
+        if !self.time_came_at.iter().any(|s| s == step) {
+            self.time_came_at.push(step.to_string());
+        }
+    }
+
     /// The properties of the event its latest `wait_for` met (`waited.*`): null when none was
     /// met (or the latest timed out).
     pub fn waited_properties(&self) -> &Value {

@@ -9387,6 +9387,62 @@ steps:
     );
 }
 
+/// Another `wait_until` for the time that just came, reached within its minute, goes on at once
+/// too: only a loop back to the same wait waits for the next. A Paris user enters on Monday
+/// afternoon: `morning` wakes her on Tuesday at 09:00, and `tuesday` (09:00 on Tuesdays) is
+/// reached then, so the email goes at 09:00 that Tuesday. (Before, the time noted as come for
+/// the first wait held the second until the next Tuesday.) Two such waits in a loop go round
+/// once a day, not again and again within the minute.
+#[tokio::test]
+async fn a_second_wait_until_for_the_time_that_came_goes_on_at_once() {
+    let chained = r#"
+id: c
+name: C
+trigger: {event: t}
+steps:
+  - id: morning
+    wait_until: {time: "09:00"}
+  - id: tuesday
+    wait_until: {time: "09:00", weekdays: [tue]}
+  - id: s
+    send: {email: {subject: "c", text: "x"}}
+"#;
+    let looped = r#"
+id: l
+name: L
+trigger: {event: go}
+steps:
+  - id: first
+    wait_until: {time: "09:00"}
+  - id: second
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {push: {title: "l", body: "."}}
+    next: first
+"#;
+    let script = [
+        r#"{"at":"2026-11-30T12:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com","timezone":"Europe/Paris","push_tokens":[{"platform":"fcm","token":"t-ann"}]}}"#,
+        r#"{"at":"2026-11-30T12:00:00Z","userId":"ann","event":"t"}"#,
+        r#"{"at":"2026-11-30T12:00:00Z","userId":"ann","event":"go"}"#,
+        r#"{"at":"2026-12-02T12:00:00Z","userId":"ann","event":"noop"}"#,
+    ]
+    .join("\n");
+    let out = sim(&[chained, looped], &script).await;
+    let mut first_days: Vec<String> = outbox_of(&out, "ann")
+        .into_iter()
+        .filter(|l| l.as_str() < "2026-12-03")
+        .collect();
+    first_days.sort();
+    assert_eq!(
+        first_days,
+        [
+            "2026-12-01T08:00:00Z ann email s: c",
+            "2026-12-01T08:00:00Z ann push s: l",
+            "2026-12-02T08:00:00Z ann push s: l",
+        ]
+    );
+}
+
 /// A `wait_until` for a time of day reached during that very minute goes on at once: 09:00 is
 /// now, not tomorrow (a schedule at 09:00 whose first step waits for 09:00 in the user's zone;
 /// a user reaching it at 09:00:40). From 09:01 on it is tomorrow's, and on a day the
