@@ -647,7 +647,15 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         if pending.resume != Resume::Continue || pending.at <= ctx.now {
             return None;
         }
-        if next_time_of_day(w, ctx.now, &ctx.timezone()).1 == pending.at {
+        let tz = ctx.timezone();
+        if next_time_of_day(w, ctx.now, &tz).1 == pending.at {
+            return None;
+        }
+        // Not the next one from now, yet one of its times in her zone (the night the clocks
+        // go back, a wait that had that night's 01:30 already waits for tomorrow's while the
+        // repeated hour brings 01:30 again): her zone did not change, nor does the wait.
+        let just_before = pending.at - SignedDuration::from_secs(1);
+        if next_time_of_day(w, just_before, &tz).1 == pending.at {
             return None;
         }
         return Some(again_in_her_zone(ctx, enrollment));

@@ -6973,6 +6973,40 @@ steps:
     );
 }
 
+/// A wait for a time that the night the clocks go back has had already (reached at 01:45 EDT,
+/// after the first 01:30) waits for the next day's, and an identify in the repeated hour that
+/// does not change her zone leaves it there: her zone is the same, so is her wait. (Before, the
+/// identify at 01:10 EST found the wait "moved", the next 01:30 being twenty minutes away
+/// then, said her time zone changed, and sent the email that night.)
+#[tokio::test]
+async fn an_identify_in_the_repeated_hour_leaves_a_wait_for_tomorrow_alone() {
+    let wait = r#"
+id: w
+name: W
+trigger: {event: t}
+steps:
+  - id: until
+    wait_until: {time: "01:30"}
+  - id: s
+    send: {email: {subject: "s", text: "x"}}
+"#;
+    let script = r#"{"at":"2026-10-01T00:00:00Z","type":"identify","userId":"ny","traits":{"email":"a@x.com","timezone":"America/New_York"}}
+{"at":"2026-11-01T05:45:00Z","userId":"ny","event":"t"}
+{"at":"2026-11-01T06:10:00Z","type":"identify","userId":"ny","traits":{"first_name":"A"}}
+"#;
+    let out = sim(&[wait], script).await;
+    assert_eq!(
+        outbox_of(&out, "ny"),
+        ["2026-11-02T06:30:00Z ny email s: s"]
+    );
+    let woke = facts(&out, "ny", |w| matches!(w, What::Woke { .. }));
+    assert_eq!(
+        woke,
+        ["2026-11-02T06:30:00Z w/until: woke (time)"],
+        "{woke:?}"
+    );
+}
+
 /// On the night the clocks go forward, a time of day the clocks skip is the first instant after
 /// the gap, not as far past it as the gap is long: a Paris user waiting until 02:30 (alone, and
 /// on the day of a date), for a local date and time of 02:30 that night or a day after 02:30
