@@ -38,6 +38,11 @@ pub enum RunError {
     /// Lost a conditional write to a concurrent writer: run the message again.
     #[error("conditional write lost: {0}")]
     Conflict(String),
+    /// Not to be tried again before `at`: a send that a retry finds inside the user's quiet
+    /// hours (a provider outage that ran into her night). [`Runtime::handle`] queues the
+    /// message for then without counting an attempt; elsewhere it is a [`RunError::Retry`].
+    #[error("held until {at}: {why}")]
+    Later { why: String, at: Timestamp },
 }
 
 impl From<StoreError> for RunError {
@@ -372,6 +377,14 @@ pub(crate) fn out_of_sending_time() -> bool {
     SENDS_UNTIL
         .try_with(|until| tokio::time::Instant::now() >= *until)
         .unwrap_or(false)
+}
+
+/// What quiet hours make of a send tried again inside them ([`Runtime::night_of`]).
+enum Night {
+    /// Held until they end.
+    Hold { until: Timestamp, why: String },
+    /// Skipped: they would hold it longer than its `send_within` (the detail says so).
+    Skip(String),
 }
 
 /// Why the sweep cannot move a timer to its queue.
@@ -843,6 +856,24 @@ impl Runtime {
         };
         let why = match self.handle_resolving_conflicts(inner).await {
             Ok(()) => return Ok(Handled::Done),
+            Err(RunError::Later { why, at }) => {
+                // Held, not failed: back at `at`, with the attempts it had.
+                let again = Message::Retry {
+                    attempt,
+                    at,
+                    message: Box::new(inner.clone()),
+                };
+                return match self.schedule(again, at).await {
+                    Ok(()) => {
+                        tracing::info!(message_id = %inner.id(), user = inner.user_id(), %at, reason = %why, "message held; taken again later");
+                        Ok(Handled::Retried { attempt, at })
+                    }
+                    Err(e) => {
+                        tracing::warn!(message_id = %inner.id(), error = %e, "a held message could not be queued for later");
+                        Err(RunError::Retry(why))
+                    }
+                };
+            }
             Err(RunError::Retry(why)) if attempt < RETRY_ATTEMPTS => why,
             Err(e) => return Err(e),
         };
@@ -3437,7 +3468,8 @@ impl Runtime {
         for (i, effect) in u.effects.iter().enumerate() {
             match effect {
                 Effect::Send(o) => {
-                    let outcome = match self.deliver(o, u.cancel_sends).await {
+                    let due = u.timeline.last().map_or_else(|| self.now(), |t| t.at);
+                    let outcome = match self.deliver(o, u.cancel_sends, due).await {
                         Ok(outcome) => outcome,
                         Err(err) => {
                             failed.get_or_insert(err);
@@ -3950,7 +3982,16 @@ impl Runtime {
     /// A `cancelled` send (its enrollment exited before it could go out), or one of a journey
     /// stopped since, is claimed and recorded as skipped, unless the ledger says it went out
     /// already.
-    async fn deliver(&self, o: &Outgoing, cancelled: bool) -> Result<Outcome, RunError> {
+    ///
+    /// A send that is not the journey's first try (its provider was down, or its worker died)
+    /// and now falls inside the user's quiet hours is held to their end ([`RunError::Later`]),
+    /// or skipped when that is longer after `due` (when its step ran) than its `send_within`.
+    async fn deliver(
+        &self,
+        o: &Outgoing,
+        cancelled: bool,
+        due: Timestamp,
+    ) -> Result<Outcome, RunError> {
         let now = self.now();
         let key = ledger_key(o);
         let claim = |version: u64| {
@@ -4010,6 +4051,10 @@ impl Runtime {
             // one that took the claim over gave it back too late in its invocation to send).
             self.uncount_cap(o).await?;
         }
+        let night = match skipped {
+            true => None,
+            false => self.night_of(o, now, due).await?,
+        };
         let outcome = if cancelled {
             Outcome::Skipped {
                 reason: "exited".into(),
@@ -4019,6 +4064,23 @@ impl Runtime {
             Outcome::Skipped {
                 reason: "stopped".into(),
                 detail: Some("the journey was stopped before the message could go out".into()),
+            }
+        } else if let Some(night) = night {
+            match night {
+                Night::Skip(detail) => {
+                    // Its place in the cap, if an earlier attempt took one, is given back.
+                    self.uncount_cap(o).await?;
+                    Outcome::Skipped {
+                        reason: "quiet_hours".into(),
+                        detail: Some(detail),
+                    }
+                }
+                Night::Hold { until, why } => {
+                    self.store
+                        .delete(&key, Expect::Version(claim_version))
+                        .await?;
+                    return Err(RunError::Later { why, at: until });
+                }
             }
         } else if out_of_sending_time() {
             return self.not_begun(o, &key, claim_version).await;
@@ -4065,6 +4127,57 @@ impl Runtime {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether a send found at `now`, later than its step ran (`due`), falls inside the
+    /// journey's quiet hours in the user's zone (the one it was made in): held to their end,
+    /// or skipped when its `send_within` does not allow that long. `None` at its first try
+    /// (the engine judged the hours when its step ran), and for a transactional journey, an
+    /// in-app message, or a journey without quiet hours.
+    async fn night_of(
+        &self,
+        o: &Outgoing,
+        now: Timestamp,
+        due: Timestamp,
+    ) -> Result<Option<Night>, RunError> {
+        // The engine judged it at `due`; within the same minute it is that judgement.
+        if o.transactional
+            || o.channel == Channel::InApp
+            || now < due + SignedDuration::from_secs(60)
+        {
+            return Ok(None);
+        }
+        let Some(p) = self.catalog.version(&o.journey, o.version).await? else {
+            return Ok(None);
+        };
+        let j = &p.journey;
+        let Some(q) = j.quiet_hours.as_ref().filter(|_| !j.transactional) else {
+            return Ok(None);
+        };
+        let tz = crate::template::zone_of(o.timezone.as_deref(), j.default_zone());
+        let Some(until) = crate::engine::quiet_until(now, &tz, q) else {
+            return Ok(None);
+        };
+        let hours = format!("{}–{}", String::from(q.start), String::from(q.end));
+        let within = j
+            .step(&o.step)
+            .and_then(|s| s.send.as_ref())
+            .and_then(|s| s.send_within);
+        if let Some(within) = within {
+            let held = until.as_second() - due.as_second();
+            if held > i64::try_from(within.as_secs()).unwrap_or(i64::MAX) {
+                return Ok(Some(Night::Skip(format!(
+                    "due at {due}, tried again at {now} (its provider was unavailable), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
+                ))));
+            }
+        }
+        Ok(Some(Night::Hold {
+            until,
+            why: format!(
+                "send {} tried again inside quiet hours {hours}: held until they end",
+                o.ledger_key()
+            ),
+        }))
     }
 
     /// Gives back the claim of a send too late in its invocation to call the provider and

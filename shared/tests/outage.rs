@@ -404,3 +404,56 @@ steps:
     let refused = world.refusals().await;
     assert!(refused.is_empty(), "{refused:?}");
 }
+
+/// A send its provider could not take before the user's quiet hours began does not go out in
+/// her night when the provider comes back: the push due at 20:58 (quiet hours 21:00–08:00, her
+/// zone UTC), with the provider down until 22:00, goes out at 08:00 the next morning, its retry
+/// held there without using up its attempts; with `send_within: 1h`, which quiet hours would
+/// overrun, it is skipped (`quiet_hours`), as it would have been when due inside them. (Before,
+/// the retry sent it at about 22:00.)
+#[tokio::test]
+async fn a_send_retried_into_quiet_hours_waits_for_their_end() {
+    let night = r#"
+id: night
+name: Night
+trigger: {event: cart_abandoned}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: wait
+    wait: 718m
+  - id: push_reminder
+    send: {push: {title: t, body: b}}
+"#;
+    let world = World::new(night, Config::default(), None).await;
+    world
+        .run(at("2026-12-01T22:00:00Z"), at("2026-12-02T12:00:00Z"))
+        .await;
+    assert_eq!(
+        world.sent(),
+        [(at("2026-12-02T08:00:00Z"), "push_reminder".to_string())]
+    );
+    assert_eq!(
+        world.stamped().await,
+        [("push_reminder".to_string(), at("2026-12-02T08:00:00Z"))]
+    );
+
+    let within = night.replace(
+        "send: {push: {title: t, body: b}}",
+        "send: {push: {title: t, body: b}, send_within: 1h}",
+    );
+    let world = World::new(&within, Config::default(), None).await;
+    world
+        .run(at("2026-12-01T22:00:00Z"), at("2026-12-02T12:00:00Z"))
+        .await;
+    assert!(world.sent().is_empty(), "{:?}", world.sent());
+    let view = world.rt.user("ann").await.expect("ann");
+    let skipped: Vec<String> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            waymark::timeline::What::Skipped { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, ["quiet_hours"]);
+}
