@@ -2089,13 +2089,17 @@ impl<'a> Run<'a> {
     }
 
     /// Remembers a split's choice (a path, or the holdout): the first, since a user always
-    /// lands on the same path of a split.
+    /// lands on the same path of a split. Made when she reached it in the journey's own time
+    /// (the trigger, event or wake-up that led there; not before the trigger), so that a goal
+    /// after that, taken before the engine got there (events out of order, a queue's lag),
+    /// credits the path.
     fn chose(&mut self, step: &str, path: Option<&str>) {
         if !self.enrollment.splits.iter().any(|c| c.step == step) {
+            let at = self.since.max(self.enrollment.trigger.at).min(self.ctx.now);
             self.enrollment.splits.push(crate::timeline::SplitChoice {
                 step: step.to_string(),
                 path: path.map(str::to_string),
-                at: Some(self.ctx.now),
+                at: Some(at),
             });
         }
     }

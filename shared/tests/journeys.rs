@@ -6111,6 +6111,44 @@ steps:
     );
 }
 
+/// A split reached by a trigger the engine takes late is chosen at the trigger's time, the
+/// journey's own: a goal that happened after the trigger but arrived before it credits the path
+/// she took. (Before, the choice was stamped when the engine got to it, 10:10, after the 10:05
+/// goal, so the conversion counted for the journey and for no path.)
+#[tokio::test]
+async fn a_goal_that_arrives_before_its_trigger_credits_the_path_of_a_split() {
+    let journey = r#"
+id: g
+name: G
+trigger: {event: cart}
+goal: {event: conv, within: 1d}
+steps:
+  - id: pick
+    split: {paths: [{name: a, weight: 1, goto: hi}]}
+  - id: hi
+    send: {push: {title: "Hi", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"late","traits":{"push_tokens":[{"platform":"fcm","token":"t-late"}]}}
+{"at":"2026-12-01T10:05:00Z","type":"track","userId":"late","event":"conv","messageId":"c1"}
+{"at":"2026-12-01T10:10:00Z","type":"track","userId":"late","event":"cart","messageId":"k1","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    let splits: Vec<Vec<(String, Option<String>)>> = entries(&out, "late")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Converted { splits, .. } => Some(
+                splits
+                    .iter()
+                    .map(|c| (c.step.clone(), c.path.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(splits, [[("pick".to_string(), Some("a".to_string()))]]);
+}
+
 /// An order at the very instant of the cart ends the journey and converts it whichever of the
 /// two the engine gets first (SQS keeps no order), with or without a `where`; a goal that is the
 /// trigger's own event is not met by the trigger itself.
