@@ -866,8 +866,14 @@ fn late_change_meets<'c>(
 
 /// The goal watching a trait's change, met by one of `changes` ([`late_changes`]): the new
 /// enrollment converts in its entry transition `t`, as for a goal event that came first
-/// ([`convert_late`]).
-pub fn convert_late_change(ctx: &Ctx<'_>, t: &mut Transition, changes: &[LateChange]) {
+/// ([`convert_late`]); not on the change the enrollment before it converted on (`converted`:
+/// counted once).
+pub fn convert_late_change(
+    ctx: &Ctx<'_>,
+    t: &mut Transition,
+    changes: &[LateChange],
+    converted: Option<Timestamp>,
+) {
     let Some(goal) = &ctx.journey.goal else {
         return;
     };
@@ -876,7 +882,9 @@ pub fn convert_late_change(ctx: &Ctx<'_>, t: &mut Transition, changes: &[LateCha
     }
     if let Some(c) = late_change_meets(ctx, &t.enrollment, &goal.as_match(), changes) {
         let at = c.at;
-        convert_late(ctx, t, at);
+        if converted != Some(at) {
+            convert_late(ctx, t, at);
+        }
     }
 }
 

@@ -3035,6 +3035,9 @@ impl Runtime {
         t.enrollment.counted_until = counted_until;
         // From her trigger, or the latest occurrence a late one's count took with it.
         let heard_from = t.enrollment.hears_from();
+        // The goal event (or change) the enrollment before converted on: counted once, by
+        // that one (a re-entry's trigger applied after the order that converted it).
+        let converted_before = existing.and_then(|l| l.enrollment.converted_at);
         if let Some(l) = existing {
             t.enrollment.follow(&l.enrollment);
         }
@@ -3050,12 +3053,14 @@ impl Runtime {
                 profile.marked_after(j, MarkKind::Goal, name, heard_from, name != trigger_event)
             }
         }) {
-            engine::convert_late(&ctx, &mut t, at);
+            if converted_before != Some(at) {
+                engine::convert_late(&ctx, &mut t, at);
+            }
         }
         // A goal on a trait's change that an identify stamped after the trigger but applied
         // before it made (its note kept on the profile: `Profile::trait_changes`).
         let changes = engine::late_changes(&ctx, &t.enrollment);
-        engine::convert_late_change(&ctx, &mut t, &changes);
+        engine::convert_late_change(&ctx, &mut t, &changes, converted_before);
         // An exit that happened after the trigger but was applied before it (events out of
         // order): an exit event, or an identify's change of a trait an exit watches (the
         // earlier of the two). (what it was, when, the exit)

@@ -5737,6 +5737,43 @@ steps:
     );
 }
 
+/// One order converts one enrollment: a re-entry's trigger stamped before an order, applied
+/// after the order converted the enrollment before it (that one's window open still), does
+/// not convert the new enrollment on the same order too. (Before, the new one found the order
+/// in her history and converted as well: one order, two conversions in the stats.)
+#[tokio::test]
+async fn an_order_that_converted_the_enrollment_before_does_not_convert_a_late_reentry() {
+    let journey = r#"
+id: g
+name: G
+trigger: {event: cart}
+reentry: after_exit
+goal: {event: order, within: 7d}
+steps:
+  - id: s
+    send: {email: {subject: "x", text: "x"}}
+"#;
+    let script = r#"
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"cy","traits":{"email":"cy@x.com"}}
+{"at":"2026-05-01T10:00:00Z","userId":"cy","event":"cart","messageId":"c-cy-1"}
+{"at":"2026-05-02T10:21:00Z","userId":"cy","event":"order","messageId":"o-cy","timestamp":"2026-05-02T10:20:00Z"}
+{"at":"2026-05-02T10:25:00Z","userId":"cy","event":"cart","messageId":"c-cy-2","timestamp":"2026-05-02T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    let conversions: Vec<String> = entries(&out, "cy")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    assert_eq!(conversions, ["g:cy:1"]);
+    let entered: Vec<String> = entries(&out, "cy")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Entered { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    assert_eq!(entered, ["g:cy:1", "g:cy:2"]);
+}
+
 /// A goal event that happened in an enrollment's window but arrives after the user entered
 /// again (an order placed offline) converts that enrollment, credited to its last message and
 /// counted for its split path, once however often it is delivered.
