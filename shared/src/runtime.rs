@@ -379,12 +379,13 @@ pub(crate) fn out_of_sending_time() -> bool {
         .unwrap_or(false)
 }
 
-/// What quiet hours make of a send tried again inside them ([`Runtime::night_of`]).
-enum Night {
-    /// Held until they end.
+/// What becomes of a send tried again late ([`Runtime::judged_late`]).
+enum Late {
+    /// Held until the user's quiet hours end.
     Hold { until: Timestamp, why: String },
-    /// Skipped: they would hold it longer than its `send_within` (the detail says so).
-    Skip(String),
+    /// Skipped, for `reason` (an opt-out or suppression since it was made, or quiet hours
+    /// longer than its `send_within`), which the detail explains.
+    Skip { reason: String, detail: String },
 }
 
 /// Why the sweep cannot move a timer to its queue.
@@ -4056,9 +4057,9 @@ impl Runtime {
             // one that took the claim over gave it back too late in its invocation to send).
             self.uncount_cap(o).await?;
         }
-        let night = match skipped {
+        let late = match skipped {
             true => None,
-            false => self.night_of(o, now, due).await?,
+            false => self.judged_late(o, now, due).await?,
         };
         let outcome = if cancelled {
             Outcome::Skipped {
@@ -4070,17 +4071,17 @@ impl Runtime {
                 reason: "stopped".into(),
                 detail: Some("the journey was stopped before the message could go out".into()),
             }
-        } else if let Some(night) = night {
-            match night {
-                Night::Skip(detail) => {
+        } else if let Some(late) = late {
+            match late {
+                Late::Skip { reason, detail } => {
                     // Its place in the cap, if an earlier attempt took one, is given back.
                     self.uncount_cap(o).await?;
                     Outcome::Skipped {
-                        reason: "quiet_hours".into(),
+                        reason,
                         detail: Some(detail),
                     }
                 }
-                Night::Hold { until, why } => {
+                Late::Hold { until, why } => {
                     self.store
                         .delete(&key, Expect::Version(claim_version))
                         .await?;
@@ -4134,29 +4135,35 @@ impl Runtime {
         }
     }
 
-    /// Whether a send found at `now`, later than its step ran (`due`), falls inside the
-    /// journey's quiet hours in the user's zone (the one it was made in): held to their end,
-    /// or skipped when its `send_within` does not allow that long. `None` at its first try
-    /// (the engine judged the hours when its step ran), and for a transactional journey, an
-    /// in-app message, or a journey without quiet hours.
-    async fn night_of(
+    /// What becomes of a send tried at `now`, later than its step ran (`due`: its provider was
+    /// down, its worker died, a later event performs what it owed): skipped when the user, as
+    /// her profile reads now, unsubscribed from the journey's topic or the channel, or the
+    /// address was suppressed, since it was made (a link clicked, a bounce, STOP); else held
+    /// when it falls inside the journey's quiet hours in her zone (the one it was made in) to
+    /// their end, or skipped when its `send_within` does not allow that long. `None` at its
+    /// first try (the engine judged all this when its step ran), and when nothing stops it.
+    async fn judged_late(
         &self,
         o: &Outgoing,
         now: Timestamp,
         due: Timestamp,
-    ) -> Result<Option<Night>, RunError> {
+    ) -> Result<Option<Late>, RunError> {
         // The engine judged it at `due`; within the same minute it is that judgement.
-        if o.transactional
-            || o.channel == Channel::InApp
-            || now < due + SignedDuration::from_secs(60)
-        {
+        if now < due + SignedDuration::from_secs(60) {
             return Ok(None);
         }
         let Some(p) = self.catalog.version(&o.journey, o.version).await? else {
             return Ok(None);
         };
         let j = &p.journey;
-        let Some(q) = j.quiet_hours.as_ref().filter(|_| !j.transactional) else {
+        let send = j.step(&o.step).and_then(|s| s.send.as_ref());
+        if let Some(skip) = self.unreachable_now(o, &p, send).await? {
+            return Ok(Some(skip));
+        }
+        if o.transactional || j.transactional || o.channel == Channel::InApp {
+            return Ok(None);
+        }
+        let Some(q) = j.quiet_hours.as_ref() else {
             return Ok(None);
         };
         let tz = crate::template::zone_of(o.timezone.as_deref(), j.default_zone());
@@ -4164,25 +4171,74 @@ impl Runtime {
             return Ok(None);
         };
         let hours = format!("{}–{}", String::from(q.start), String::from(q.end));
-        let within = j
-            .step(&o.step)
-            .and_then(|s| s.send.as_ref())
-            .and_then(|s| s.send_within);
-        if let Some(within) = within {
+        if let Some(within) = send.and_then(|s| s.send_within) {
             let held = until.as_second() - due.as_second();
             if held > i64::try_from(within.as_secs()).unwrap_or(i64::MAX) {
-                return Ok(Some(Night::Skip(format!(
-                    "due at {due}, tried again at {now} (its provider was unavailable), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
-                ))));
+                return Ok(Some(Late::Skip {
+                    reason: "quiet_hours".into(),
+                    detail: format!(
+                        "due at {due}, tried again at {now} (its provider was unavailable), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
+                    ),
+                }));
             }
         }
-        Ok(Some(Night::Hold {
+        Ok(Some(Late::Hold {
             until,
             why: format!(
                 "send {} tried again inside quiet hours {hours}: held until they end",
                 o.ledger_key()
             ),
         }))
+    }
+
+    /// Why the user, as her profile reads now, takes a send made earlier no more: unsubscribed
+    /// from the journey's topic, or from the channel (unless the message is a transactional
+    /// journey's non-marketing email), or the channel's address suppressed (a bounce, a
+    /// complaint, STOP, every push device disabled). `None` when she still takes it (also
+    /// when her address went since: the message goes where it was made for).
+    async fn unreachable_now(
+        &self,
+        o: &Outgoing,
+        p: &Published,
+        send: Option<&crate::journey::Send>,
+    ) -> Result<Option<Late>, RunError> {
+        if matches!(o.channel, Channel::InApp | Channel::Webhook) {
+            return Ok(None);
+        }
+        let (profile, _) = self.load_profile(&o.user_id).await?;
+        let skip = |reason: &str, detail: Option<String>| Late::Skip {
+            reason: reason.to_string(),
+            detail: format!(
+                "{} since the message was made; not sent when tried again",
+                detail.unwrap_or_else(|| reason.replace('_', " "))
+            ),
+        };
+        if profile.erased_at.is_some() {
+            return Ok(Some(skip(
+                "erased",
+                Some("the user's data was erased".into()),
+            )));
+        }
+        if let Some(topic) = &p.journey.topic {
+            if let Some(t) = crate::topic::standing(&profile, &self.declared(p), topic) {
+                return Ok(Some(skip(t.reason, Some(t.detail))));
+            }
+        }
+        // The template that went out: the step's first channel's, or its fallback's.
+        let exempt = std::iter::successors(send, |s| s.fallback.as_deref())
+            .filter_map(|s| s.template())
+            .find(|t| t.channel() == o.channel)
+            .is_some_and(|t| t.ignores_unsubscribe(p.journey.transactional));
+        match profile.address_for(o.channel, exempt) {
+            Err(
+                why @ (crate::profile::Unreachable::OptedOut
+                | crate::profile::Unreachable::Suppressed),
+            ) => Ok(Some(skip(
+                why.as_str(),
+                profile.unreachable_detail(o.channel, why),
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// Gives back the claim of a send too late in its invocation to call the provider and

@@ -457,3 +457,54 @@ steps:
         .collect();
     assert_eq!(skipped, ["quiet_hours"]);
 }
+
+/// A send tried again after its provider was down is judged against her profile as it is
+/// then: ann unsubscribes from push (an identify's `subscriptions`) while the push due at 09:30
+/// waits for its provider, and it is skipped (`opted_out`) when the provider is back, not sent.
+/// (Before, a retry sent the message as it was made, whatever she had chosen since.)
+#[tokio::test]
+async fn a_send_tried_again_after_she_opted_out_is_skipped() {
+    let world = World::new(CART, Config::default(), None).await;
+    world
+        .run(at("2026-12-01T09:40:00Z"), at("2026-12-01T09:35:00Z"))
+        .await;
+    assert!(world.sent().is_empty(), "{:?}", world.sent());
+    let limits = Limits::default();
+    let body = br#"{"userId":"ann","messageId":"i2","traits":{"subscriptions":{"push":false}}}"#;
+    let e = event::parse_call(event::Call::Identify, &body[..], world.clock.now(), &limits)
+        .expect("event");
+    world
+        .queue
+        .send(
+            QueueName::Events,
+            &[Outbound {
+                message: Message::Event(Arc::new(e)),
+                delay_secs: 0,
+            }],
+        )
+        .await
+        .expect("queue");
+    world
+        .run(at("2026-12-01T09:40:00Z"), at("2026-12-01T12:00:00Z"))
+        .await;
+    assert!(
+        world.sent().iter().all(|(_, step)| step != "push_reminder"),
+        "{:?}",
+        world.sent()
+    );
+    let view = world.rt.user("ann").await.expect("ann");
+    let skipped: Vec<(String, String)> = view
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            waymark::timeline::What::Skipped { reason, .. } => {
+                Some((e.step.as_deref().unwrap_or("").to_string(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [("push_reminder".to_string(), "opted_out".to_string())]
+    );
+}
