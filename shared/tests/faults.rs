@@ -698,9 +698,11 @@ fn a_send_whose_provider_is_down_for_an_hour_goes_out_when_it_is_back() {
     });
 }
 
-/// A provider that stays down: the runtime's retries end after about six hours, and the wake-up
-/// is left to SQS, which dead-letters it after five more receives (the DLQ's alarm tells the
-/// operator; a redrive runs it again). Nothing is sent, and nothing is lost.
+/// A provider that stays down: the runtime's retries end after about six hours of tries, and the
+/// wake-up is left to SQS, which dead-letters it after five more receives (the DLQ's alarm tells
+/// the operator; a redrive runs it again). Nothing is sent, and nothing is lost. The cart
+/// journey's quiet hours (21:00–08:00) hold the tries that fall in them until 08:00, not
+/// counted: none is made in the night.
 #[test]
 fn a_send_whose_provider_stays_down_ends_in_the_dead_letter_queue_after_its_retries() {
     block_on(async {
@@ -717,7 +719,25 @@ fn a_send_whose_provider_stays_down_ends_in_the_dead_letter_queue_after_its_retr
                 .is_empty(),
             "still retrying after five and a half hours"
         );
-        s.run_until(at("2026-03-03T02:00:00Z")).await;
+        s.run_until(at("2026-03-02T21:00:30Z")).await;
+        let tries_left = || {
+            *s.provider
+                .throttle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        let at_night = tries_left();
+        s.run_until(at("2026-03-03T07:59:00Z")).await;
+        assert_eq!(tries_left(), at_night, "no try in her quiet hours");
+        assert!(
+            s.dead_letters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty(),
+            "the night's tries held until 08:00, not spent"
+        );
+        s.run_until(at("2026-03-03T12:00:00Z")).await;
+        assert!(tries_left() < at_night, "tried again from 08:00");
         let dead = s
             .dead_letters
             .lock()
