@@ -358,6 +358,12 @@ impl Cron {
         }
     }
 
+    /// Whether the schedule fires in `tz` after `at` and at or before `by`: a run at `at` that
+    /// starts at `by` (a scheduler catching up) is not its latest.
+    pub fn fires_again_by(&self, at: Timestamp, by: Timestamp, tz: &TimeZone) -> bool {
+        by > at && self.next_after(at, tz).is_some_and(|next| next <= by)
+    }
+
     /// The latest minute at or before `at` at which the schedule fires in `tz` (a minute
     /// [`Cron::fires_at`] holds for: a local time the clocks skip never, one they pass twice at
     /// its first pass); `None` if there is none within the 366 days before. A schedule's last

@@ -293,6 +293,14 @@ pub struct Schedule {
     pub condition: Option<Condition>,
 }
 
+impl Schedule {
+    /// Whether its `where` reads the date or the clock (`anniversary`, `days_until`,
+    /// `days_since`, `now()`, `ago()`): each run judges it at its own minute.
+    pub fn reads_the_clock(&self) -> bool {
+        self.condition.as_ref().is_some_and(|c| c.reads_the_clock())
+    }
+}
+
 fn default_utc() -> String {
     "UTC".to_string()
 }

@@ -88,8 +88,15 @@ pub enum Message {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScanJob {
     /// A schedule trigger's run at `minute` (minutes since the epoch): enter each profile the
-    /// schedule selects.
-    Schedule { journey: String, minute: i64 },
+    /// schedule selects. `until`: a `timezone: user` run the scheduler started late, at that
+    /// minute (catching up), enters only the users whose own zone's cron names no later
+    /// minute by then (a later run enters them).
+    Schedule {
+        journey: String,
+        minute: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+    },
     /// A stopped journey version's sweep: stop each active enrollment. `keyed`: the sweep of
     /// the enrollments of a journey with an `enrollment_key` (a record per value: each
     /// profile's are read), apart from the one of its unkeyed records.
@@ -106,7 +113,9 @@ impl ScanJob {
     /// `stop-keyed:<journey>:<version>`.
     pub fn id(&self) -> String {
         match self {
-            ScanJob::Schedule { journey, minute } => format!("schedule:{journey}:{minute}"),
+            ScanJob::Schedule {
+                journey, minute, ..
+            } => format!("schedule:{journey}:{minute}"),
             ScanJob::Stop {
                 journey,
                 version,

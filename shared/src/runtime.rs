@@ -4752,7 +4752,7 @@ impl Runtime {
                     return Ok(false);
                 }
                 if minute <= now_minute {
-                    schedules += self.start_schedules(minute).await?;
+                    schedules += self.start_schedules(minute, now_minute).await?;
                 }
                 Ok::<bool, RunError>(true)
             };
@@ -4863,8 +4863,12 @@ impl Runtime {
             None => Page::default(),
         };
         let selected = match job {
-            ScanJob::Schedule { journey, minute } => {
-                self.scheduled_entries(journey, *minute, &page.records)
+            ScanJob::Schedule {
+                journey,
+                minute,
+                until,
+            } => {
+                self.scheduled_entries(journey, *minute, *until, &page.records)
                     .await?
             }
             ScanJob::Stop {
@@ -5253,15 +5257,22 @@ impl Runtime {
 
     /// Starts a run (a scan of the profiles) of each schedule-triggered journey whose cron
     /// fires at `minute`: in its zone, or in some user's for `timezone: user`. Returns the runs
-    /// started.
-    async fn start_schedules(&self, minute: i64) -> Result<usize, RunError> {
+    /// started. `now_minute` is the scheduler's current minute: a run `minute` missed (the
+    /// scheduler was down, or `waymark dev` stopped) is started only if it is the latest the
+    /// cron named by then, unless the schedule's `where` reads the date or the clock (each day
+    /// is judged: a birthday on a day missed); and none before the journey was first published.
+    async fn start_schedules(&self, minute: i64, now_minute: i64) -> Result<usize, RunError> {
         let at =
             Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
+        let now =
+            Timestamp::from_second(now_minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
         let journeys = self.catalog.active().await?;
         let mut started = 0;
-        // The UTC offsets users are in at `at`, for `timezone: user` schedules: read when one
-        // needs them (every zone's until the zones in use are known).
+        // The UTC offsets users are in at `at`, for `timezone: user` schedules, and their zones
+        // (none: not known yet): read when one needs them (every zone's offset until the zones
+        // in use are known).
         let mut offsets: Option<BTreeSet<i32>> = None;
+        let mut zones: Option<Vec<jiff::tz::TimeZone>> = None;
         for p in journeys.iter() {
             let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
                 continue;
@@ -5269,30 +5280,56 @@ impl Runtime {
             if !p.journey.status.is_active() {
                 continue;
             }
+            // No run before the journey was published (a catch-up reaching back before it), as
+            // far as its latest version tells (the user's view says the same: `scheduled`).
+            if p.version == 1 && p.published_at > at {
+                continue;
+            }
+            // Catching up: the runs a later one, due by now, makes stale are not started.
+            let latest_only = minute < now_minute && !s.reads_the_clock();
+            let stale = |tz: &jiff::tz::TimeZone| latest_only && s.cron.fires_again_by(at, now, tz);
             let fires = if s.timezone == "user" {
                 // Most minutes are 09:00 where no user is: no scan of every profile for them.
                 if offsets.is_none() {
-                    offsets = Some(match self.zones_in_use().await? {
+                    let names = self.zones_in_use().await?;
+                    offsets = Some(match &names {
                         Some(names) => {
                             crate::zones::offsets_of(names.iter().map(String::as_str), at)
                         }
                         None => crate::zones::every_offset(at),
                     });
+                    zones = names.map(|names| {
+                        names
+                            .iter()
+                            .filter_map(|n| jiff::tz::TimeZone::get(n).ok())
+                            .collect()
+                    });
                 }
                 // Users without a valid zone are in the journey's.
-                let own = p
+                let own_zone = p
                     .journey
                     .timezone
                     .as_deref()
-                    .and_then(|n| jiff::tz::TimeZone::get(n).ok())
-                    .map(|tz| tz.to_offset(at).seconds());
-                offsets.iter().flatten().chain(own.as_ref()).any(|o| {
+                    .and_then(|n| jiff::tz::TimeZone::get(n).ok());
+                let own = own_zone.as_ref().map(|tz| tz.to_offset(at).seconds());
+                let somewhere = offsets.iter().flatten().chain(own.as_ref()).any(|o| {
                     let offset =
                         jiff::tz::Offset::from_seconds(*o).unwrap_or(jiff::tz::Offset::UTC);
                     s.cron.matches(offset.to_datetime(at))
-                })
+                });
+                // Catching up, with the zones known: only where this is some zone's latest
+                // run (each user's is picked out as the run reads her: `scheduled_entries`).
+                match (&zones, latest_only) {
+                    (Some(zones), true) if somewhere => zones
+                        .iter()
+                        .chain(own_zone.as_ref())
+                        .chain([&jiff::tz::TimeZone::UTC])
+                        .any(|tz| s.cron.fires_at(at, tz) && !stale(tz)),
+                    _ => somewhere,
+                }
             } else {
-                jiff::tz::TimeZone::get(&s.timezone).is_ok_and(|tz| s.cron.fires_at(at, &tz))
+                jiff::tz::TimeZone::get(&s.timezone)
+                    .is_ok_and(|tz| s.cron.fires_at(at, &tz) && !stale(&tz))
             };
             if !fires {
                 continue;
@@ -5300,6 +5337,8 @@ impl Runtime {
             self.start_scan(ScanJob::Schedule {
                 journey: p.journey.id.clone(),
                 minute,
+                // A user's own latest run is told as the run reads her.
+                until: (latest_only && s.timezone == "user").then_some(now_minute),
             })
             .await?;
             started += 1;
@@ -5308,15 +5347,22 @@ impl Runtime {
     }
 
     /// The users among `profiles` that the schedule of `journey` enters at `minute`, as
-    /// `Enter` messages (none when the journey is no longer an active schedule journey).
+    /// `Enter` messages (none when the journey is no longer an active schedule journey); with
+    /// `until` (a run started late, catching up), only those whose own zone's cron names no
+    /// later minute by then.
     async fn scheduled_entries(
         &self,
         journey: &str,
         minute: i64,
+        until: Option<i64>,
         records: &[Record],
     ) -> Result<Vec<Outbound>, RunError> {
         let at =
             Timestamp::from_second(minute * 60).map_err(|e| RunError::Poison(e.to_string()))?;
+        let until = until
+            .map(|u| Timestamp::from_second(u * 60))
+            .transpose()
+            .map_err(|e| RunError::Poison(e.to_string()))?;
         // An anonymous user merged into another enters as that user.
         let profiles: Vec<Arc<Profile>> = records
             .iter()
@@ -5346,6 +5392,12 @@ impl Runtime {
                     p.journey.timezone.as_deref(),
                 );
                 if !s.cron.fires_at(at, &tz) {
+                    continue;
+                }
+                // A later run of hers was due by the time this one started: that one enters
+                // her (unless the `where` reads the date: each day is judged).
+                let later = until.filter(|_| !s.reads_the_clock());
+                if later.is_some_and(|by| s.cron.fires_again_by(at, by, &tz)) {
                     continue;
                 }
             }

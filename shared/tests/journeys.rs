@@ -1699,6 +1699,136 @@ async fn schedule_trigger_enters_each_user_in_their_own_zone_to_the_hour() {
     );
 }
 
+/// A daily digest in the schedule's zone and in each user's, and a birthday greeting that reads
+/// the date: ann in Berlin (born on 3 December), bob in no zone (UTC: born on the 6th).
+async fn publish_missed_runs_journeys(h: &Harness) {
+    for (id, schedule) in [
+        ("utc", r#"{cron: "0 9 * * *", timezone: UTC}"#),
+        ("own", r#"{cron: "0 9 * * *", timezone: user}"#),
+        (
+            "bday",
+            r#"{cron: "0 9 * * *", timezone: user, where: "anniversary(profile.birthday)"}"#,
+        ),
+    ] {
+        h.publish(&format!(
+            r#"
+id: {id}
+name: {id}
+trigger:
+  schedule: {schedule}
+reentry: after_exit
+steps:
+  - id: s
+    send: {{email: {{subject: "{id}", text: "."}}}}
+"#
+        ))
+        .await;
+    }
+    h.play(
+        r#"{"at":"2026-12-01T07:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com","timezone":"Europe/Berlin","birthday":"1990-12-03"}}
+{"at":"2026-12-01T07:00:00Z","type":"identify","userId":"bob","traits":{"email":"bob@x.com","birthday":"1990-12-06"}}"#,
+    )
+    .await;
+}
+
+/// The scheduler is down (or `waymark dev` stopped) from `h.now()` until `until`: it then catches
+/// up, a day of minutes a run, and the engine handles what the runs queued. Returns the runs
+/// started.
+async fn down_until(h: &Harness, until: &str) -> usize {
+    let until = at(until);
+    h.clock.set(until);
+    let minute = until.as_second() / 60;
+    let mut started = 0;
+    for _ in 0..10 {
+        started += h.rt.tick().await.expect("tick").schedules;
+        let cursor = h
+            .store
+            .get(&Key::new("SCHED", "cursor"))
+            .await
+            .expect("cursor")
+            .and_then(|r| r.parse::<i64>().ok());
+        if cursor.is_some_and(|c| c > minute) {
+            break;
+        }
+    }
+    h.advance_to(until).await;
+    started
+}
+
+/// Catching up after days down, a schedule whose `where` reads no date starts only the latest
+/// of the runs it missed (in its zone, or in each user's own): a daily digest goes out once,
+/// not once a day missed; one whose `where` reads the date judges every day missed (a birthday
+/// on one of them is wished). Whether or not the zones users are in are known yet.
+#[tokio::test]
+async fn a_catch_up_starts_only_the_latest_missed_run_unless_the_where_reads_the_date() {
+    let h = Harness::new("2026-12-01T07:00:00Z");
+    publish_missed_runs_journeys(&h).await;
+    h.rt.tick().await.expect("the first minute");
+    // Down from 07:00 on the 1st, before any run (no zone known: every minute some zone's 09:00
+    // is in starts a run, and each user's latest is picked out as it reads her), to 10:00 on the
+    // 4th.
+    down_until(&h, "2026-12-04T10:00:00Z").await;
+    let mut sent = h.outbox();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "2026-12-04T10:00:00Z ann email s: bday",
+            "2026-12-04T10:00:00Z ann email s: own",
+            "2026-12-04T10:00:00Z ann email s: utc",
+            "2026-12-04T10:00:00Z bob email s: own",
+            "2026-12-04T10:00:00Z bob email s: utc",
+        ]
+    );
+    // Down again until the 7th, the zones known now: only the latest runs are started (the
+    // digest's at 09:00 UTC, and in Berlin and UTC for the users' own), and every run of the
+    // birthday's (Berlin's and UTC's 09:00 of the 5th, 6th and 7th).
+    let started = down_until(&h, "2026-12-07T10:00:00Z").await;
+    let mut sent = h.outbox().split_off(5);
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "2026-12-07T10:00:00Z ann email s: own",
+            "2026-12-07T10:00:00Z ann email s: utc",
+            "2026-12-07T10:00:00Z bob email s: bday",
+            "2026-12-07T10:00:00Z bob email s: own",
+            "2026-12-07T10:00:00Z bob email s: utc",
+        ]
+    );
+    assert_eq!(started, 1 + 2 + 6);
+}
+
+/// A catch-up reaching back before a journey was published starts none of its runs from then:
+/// a daily digest at 09:00 published at 10:00 has its first run the next morning, as the user's
+/// view says (its `last_run` is none until then).
+#[tokio::test]
+async fn a_catch_up_starts_no_run_from_before_the_journey_was_published() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.rt.tick().await.expect("the first minute");
+    // The scheduler's next run comes at 10:00, just after the digest is published.
+    h.clock.set(at("2026-12-01T10:00:00Z"));
+    h.publish(
+        r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: UTC}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "digest", text: "."}}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T10:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com"}}"#)
+        .await;
+    assert_eq!(down_until(&h, "2026-12-01T10:00:00Z").await, 0);
+    assert_eq!(h.outbox(), Vec::<String>::new());
+    down_until(&h, "2026-12-02T09:00:00Z").await;
+    assert_eq!(h.outbox(), ["2026-12-02T09:00:00Z ann email s: digest"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Steps
 // ---------------------------------------------------------------------------------------------

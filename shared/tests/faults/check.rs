@@ -689,8 +689,10 @@ pub fn plan_change(world: &mut World, workload: &Workload, facts: &Facts) {
 /// (by its last run: a run may start a minute's schedules and then fail to move its cursor),
 /// none more than `SCAN_LATE` before her plan was known (a firing's scan reads profiles when its
 /// pages are read, which retries may make late); and at every firing from an hour after her
-/// plan was known to an hour before the scheduler's cursor (the next minute it sweeps). (At most
-/// one entry a firing: the generic check, one entry per cause.)
+/// plan was known to an hour before the scheduler's cursor (the next minute it sweeps), but a
+/// firing the scheduler reached only once her next one was due too (its runs failed in between,
+/// and it caught up): that one is not started, the later one enters her. (At most one entry a
+/// firing: the generic check, one entry per cause.)
 pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts, fig: &mut Figures) {
     const SCAN_LATE: SignedDuration = SignedDuration::from_hours(12);
     let Some(cursor) = crate::world::cursor(&world.store)
@@ -761,9 +763,29 @@ pub async fn digest(world: &mut World, workload: &Workload, facts: &Facts, fig: 
             };
             found.push(format!("{} entered {DIGEST} at {at}: {why}", u.id));
         }
+        // Reached once her next 09:00 was due: the run that finished its minute was at or
+        // after that one's.
+        let stale = |at: Timestamp| {
+            let minute = at.as_second().div_euclid(60);
+            let Some(run) = world
+                .scheduler_runs
+                .iter()
+                .rev()
+                .find(|(from, until, _)| *from <= minute && minute < *until)
+                .map(|(_, _, run)| *run)
+            else {
+                return false;
+            };
+            zone.to_datetime(at)
+                .date()
+                .tomorrow()
+                .ok()
+                .and_then(|d| d.at(9, 0, 0, 0).to_zoned_datetime(zone.clone()).ok())
+                .is_some_and(|next| next.timestamp().as_second().div_euclid(60) <= run)
+        };
         for at in firings
             .iter()
-            .filter(|t| **t > known + hour && **t < cursor - hour)
+            .filter(|t| **t > known + hour && **t < cursor - hour && !stale(**t))
         {
             if !entered.contains(at) {
                 found.push(format!(

@@ -60,6 +60,9 @@ pub struct World {
     pub extra_wakeups: u64,
     /// When the scheduler last ran (it may start the schedules of the minute it runs in).
     pub last_tick: Option<Timestamp>,
+    /// The minutes each scheduler run finished (from, until: its cursor before and after) and
+    /// its own minute: a schedule's firing it reached once a later one was due is not started.
+    pub scheduler_runs: Vec<(i64, i64, i64)>,
     /// The (journey, step) of every in-app send of the journeys.
     pub in_app_steps: BTreeSet<(String, String)>,
 }
@@ -170,6 +173,7 @@ impl World {
             checkpoints: 0,
             extra_wakeups: 0,
             last_tick: None,
+            scheduler_runs: Vec::new(),
             in_app_steps: journeys
                 .iter()
                 .flat_map(|j| {
@@ -317,9 +321,18 @@ impl World {
                 let _ = self.store.put(&moved, Expect::Version(r.version)).await;
             }
         }
+        let from = cursor(&self.store).await;
+        let minute = self.workers[SCHEDULER]
+            .clock
+            .now()
+            .as_second()
+            .div_euclid(60);
         lock(&self.lab).begin_batch(SCHEDULER, 12);
         let _ = self.workers[SCHEDULER].tick().await;
         lock(&self.lab).end_batch(SCHEDULER);
+        if let (Some(from), Some(until)) = (from, cursor(&self.store).await) {
+            self.scheduler_runs.push((from, until, minute));
+        }
     }
 
     /// When the scheduler should next run: a minute before the earliest timer or at the next
