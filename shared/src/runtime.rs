@@ -964,6 +964,29 @@ impl Runtime {
                         "journey `{journey}` is not published"
                     )));
                 };
+                // A run's entry that comes once she entered at a later run (an old message
+                // redelivered late, past the triggers her enrollment remembers; a catch-up's
+                // runs read out of order) does not enter her again, whatever the entry rule
+                // would let (`after_exit`); the rule's own refusals come first.
+                let stale = enrollments.get(journey.as_str()).and_then(|l| {
+                    let e = &l.enrollment;
+                    (p.journey.status.is_active()
+                        && !e.is_active()
+                        && *at <= e.trigger.at
+                        && engine::reentry_refusal(&p.journey, e, *at, &profile).is_none())
+                    .then_some(e)
+                });
+                if let Some(e) = stale {
+                    let detail = format!(
+                        "the user entered at the run of {} already, a later one than this run ({at}): a run's entry that comes late enters no one again",
+                        e.trigger.at
+                    );
+                    let refused =
+                        self.refusal(&p.journey, &trigger.event, Some(&e.id), "reentry", detail);
+                    return self
+                        .keep_refusal(user_id, &message.id(), Some(refused))
+                        .await;
+                }
                 let refused = self
                     .try_enter(&p, journey, &profile, &mut enrollments, trigger, None)
                     .await?;

@@ -1829,6 +1829,72 @@ steps:
     assert_eq!(h.outbox(), ["2026-12-02T09:00:00Z ann email s: digest"]);
 }
 
+/// A schedule run's entry redelivered late (a dead-letter queue redriven days on), once the
+/// later runs that entered her have pushed it out of the triggers her enrollment remembers,
+/// does not enter her again, though `reentry: after_exit` lets each run in: a run enters her
+/// only after the one she last entered at, and her timeline says why.
+#[tokio::test]
+async fn a_schedule_runs_entry_redelivered_after_later_runs_enters_no_one() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(
+        r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: UTC}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "digest", text: "."}}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T08:00:00Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com"}}"#)
+        .await;
+    // The entries of 20 daily runs, as the runs' scans queue them.
+    let enter = |day: i64| {
+        let at = at("2026-12-01T09:00:00Z") + SignedDuration::from_hours(24 * day);
+        let minute = at.as_second() / 60;
+        (
+            at,
+            Message::Enter {
+                user_id: "ann".into(),
+                journey: "digest".into(),
+                cause: format!("schedule:{minute}"),
+                at,
+            },
+        )
+    };
+    let deliver = |message: Message| async {
+        h.queue
+            .send(
+                QueueName::Events,
+                &[Outbound {
+                    message,
+                    delay_secs: 0,
+                }],
+            )
+            .await
+            .expect("queue");
+        h.advance_to(h.now()).await;
+    };
+    for day in 0..20 {
+        let (at, message) = enter(day);
+        h.advance_to(at).await;
+        deliver(message).await;
+    }
+    assert_eq!(h.outbox().len(), 20);
+    // The first run's entry comes again.
+    h.advance_to(at("2026-12-21T10:00:00Z")).await;
+    deliver(enter(0).1).await;
+    assert_eq!(h.outbox().len(), 20, "{:?}", h.outbox());
+    let ann = h.rt.user("ann").await.expect("ann");
+    assert_eq!(
+        refusals(&ann.timeline),
+        ["2026-12-21T10:00:00Z digest [digest:ann:20] on schedule: reentry: the user entered at the run of 2026-12-20T09:00:00Z already, a later one than this run (2026-12-01T09:00:00Z): a run's entry that comes late enters no one again"]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Steps
 // ---------------------------------------------------------------------------------------------
