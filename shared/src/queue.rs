@@ -96,6 +96,12 @@ pub enum ScanJob {
         minute: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<i64>,
+        /// The version the scheduler started the run of: every page is judged by it, whatever
+        /// the reading worker's cached list says (a journey published seconds before the run,
+        /// not yet in an engine's list, read no one on its pages). `None`: a job queued before
+        /// it was kept, judged by the latest version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
     },
     /// A stopped journey version's sweep: stop each active enrollment. `keyed`: the sweep of
     /// the enrollments of a journey with an `enrollment_key` (a record per value: each

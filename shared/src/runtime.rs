@@ -4890,8 +4890,9 @@ impl Runtime {
                 journey,
                 minute,
                 until,
+                version,
             } => {
-                self.scheduled_entries(journey, *minute, *until, &page.records)
+                self.scheduled_entries(journey, *minute, *until, *version, &page.records)
                     .await?
             }
             ScanJob::Stop {
@@ -5362,6 +5363,7 @@ impl Runtime {
                 minute,
                 // A user's own latest run is told as the run reads her.
                 until: (latest_only && s.timezone == "user").then_some(now_minute),
+                version: Some(p.version),
             })
             .await?;
             started += 1;
@@ -5378,6 +5380,7 @@ impl Runtime {
         journey: &str,
         minute: i64,
         until: Option<i64>,
+        version: Option<u32>,
         records: &[Record],
     ) -> Result<Vec<Outbound>, RunError> {
         let at =
@@ -5398,8 +5401,28 @@ impl Runtime {
         for profile in &profiles {
             self.note_zone(profile).await?;
         }
-        let Some(p) = self.catalog.latest(journey).await? else {
+        // The version the run was started for (stored versions never change: any worker's
+        // cache reads it), unless a later one this worker knows of closed or stopped it.
+        let latest = self.catalog.latest(journey).await?;
+        if latest
+            .as_ref()
+            .is_some_and(|l| !l.journey.status.is_active() && version.is_none_or(|v| l.version > v))
+        {
             return Ok(Vec::new());
+        }
+        let p = match version {
+            Some(v) => match self.catalog.version(journey, v).await? {
+                Some(p) => p,
+                None => {
+                    return Err(RunError::Retry(format!(
+                        "version {v} of journey {journey}, whose run this page is of, cannot be read yet"
+                    )))
+                }
+            },
+            None => match latest {
+                Some(p) => p,
+                None => return Ok(Vec::new()),
+            },
         };
         let Some(TriggerKind::Schedule(s)) = p.journey.trigger.kind() else {
             return Ok(Vec::new());

@@ -1829,6 +1829,70 @@ steps:
     assert_eq!(h.outbox(), ["2026-12-02T09:00:00Z ann email s: digest"]);
 }
 
+/// A run's pages are judged by the version the scheduler started the run for, whatever the
+/// reading worker's cached list says: a digest published fifteen seconds before its 09:00 run,
+/// not yet in the list an engine instance read at 08:59, still enters the users of the pages
+/// that instance reads. (Before, such a page found no journey, entered no one, and was marked
+/// read: its users missed the run, with no error.)
+#[tokio::test]
+async fn a_run_started_just_after_a_publish_enters_the_users_a_stale_worker_reads() {
+    use waymark::clock::Clock;
+    let h = Harness::new("2026-12-01T08:59:00Z");
+    let (sender, _) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let worker = waymark::runtime::Runtime::new(
+        std::sync::Arc::new(h.store.clone()),
+        std::sync::Arc::new(h.queue.clone()),
+        std::sync::Arc::new(sender),
+        h.clock.clone(),
+        std::time::Duration::from_secs(3600),
+        Config::default(),
+    );
+    assert!(worker
+        .catalog
+        .latest("digest")
+        .await
+        .expect("read")
+        .is_none());
+    h.clock.set(at("2026-12-01T08:59:45Z"));
+    h.publish(
+        r#"
+id: digest
+name: Digest
+trigger:
+  schedule: {cron: "0 9 * * *", timezone: UTC}
+reentry: after_exit
+steps:
+  - id: s
+    send: {email: {subject: "digest", text: "."}}
+"#,
+    )
+    .await;
+    h.play(r#"{"at":"2026-12-01T08:59:45Z","type":"identify","userId":"ann","traits":{"email":"ann@x.com"}}"#)
+        .await;
+    h.clock.set(at("2026-12-01T09:00:00Z"));
+    h.rt.tick().await.expect("the 09:00 minute");
+    let mut scanned = 0;
+    for _ in 0..100 {
+        let due = h.queue.take_due(h.clock.now());
+        if due.is_empty() {
+            break;
+        }
+        for m in &due {
+            // The run's pages are read by the worker with the stale list; the rest as usual.
+            let rt = match m {
+                Message::Scan { .. } => {
+                    scanned += 1;
+                    &worker
+                }
+                _ => &h.rt,
+            };
+            rt.handle(m).await.expect("handled");
+        }
+    }
+    assert!(scanned > 0, "the run's pages were read by the worker");
+    assert_eq!(h.outbox(), ["2026-12-01T09:00:00Z ann email s: digest"]);
+}
+
 /// A schedule run's entry redelivered late (a dead-letter queue redriven days on), once the
 /// later runs that entered her have pushed it out of the triggers her enrollment remembers,
 /// does not enter her again, though `reentry: after_exit` lets each run in: a run enters her
