@@ -5,19 +5,28 @@
 //! devices, but for one whose device another user registered as its handle was deleted: his
 //! profile forgets the dead handle, for his device to be registered again.
 
+use std::sync::Arc;
+
 use jiff::SignedDuration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::enrollment::Enrollment;
+use crate::engine::Effect;
+use crate::enrollment::{Carried, Enrollment, Status};
 use crate::event::ANONYMOUS_PREFIX;
 use crate::profile::{Device, ErasureLeft, Profile};
 use crate::provider::SendError;
 use crate::queue::Message;
 use crate::runtime::{
-    device_key, phone_key, profile_key, user_partition, DeviceHolder, RunError, Runtime,
+    device_key, ledger_key, phone_key, profile_key, timeline_key, user_partition, DeviceHolder,
+    Ledger, Outcome, RunError, Runtime, KEEP_FOR,
 };
 use crate::store::{Expect, Record, StoreError};
+use crate::timeline::{Entry, What};
+
+/// Why an erasure ended an enrollment: the reason of its timeline's `ended` entry (counted as
+/// an exit in the stats).
+pub const ERASED_REASON: &str = "user erased";
 
 /// How long the mark of an erasure is kept: longer than an event can wait in a queue (SQS
 /// keeps a message 14 days at most) or be retried (about six hours).
@@ -395,8 +404,11 @@ impl Runtime {
 
     /// Ends and deletes each of her enrollments: the timer of an active one's wait is deleted
     /// (one due within two minutes may be on the queue already: it finds no enrollment and is
-    /// dropped), and the record goes on its version, so that a transition committed meanwhile
-    /// is read again (and its wait's timer deleted too). How many went.
+    /// dropped), an active one is ended first as a transition of its own ([`ERASED_REASON`]),
+    /// and what its timeline is still owed is written (see [`Runtime::end_for_erasure`]), so
+    /// that the stats count her enrollments as ended; then the record goes on its version, so
+    /// that a transition committed meanwhile is read again (and its wait's timer deleted too).
+    /// How many went.
     async fn end_enrollments(&self, user: &str) -> Result<usize, RunError> {
         let mut ended = 0;
         for _ in 0..8 {
@@ -405,7 +417,7 @@ impl Runtime {
                 return Ok(ended);
             }
             for r in records {
-                let e: Enrollment = r.parse()?;
+                let e: Arc<Enrollment> = r.parse_shared()?;
                 if let (true, Some(p)) = (e.is_active(), e.pending.as_ref()) {
                     let wake = Message::Wake {
                         user_id: e.user_id.clone(),
@@ -416,7 +428,10 @@ impl Runtime {
                     };
                     self.cancel_timer(&wake, p.at).await?;
                 }
-                match self.store.delete(&r.key, Expect::Version(r.version)).await {
+                let Some(version) = self.end_for_erasure(&r, e).await? else {
+                    continue; // changed meanwhile: read again
+                };
+                match self.store.delete(&r.key, Expect::Version(version)).await {
                     Ok(()) => ended += 1,
                     Err(StoreError::Conflict) => {} // read again
                     Err(e) => return Err(e.into()),
@@ -426,6 +441,153 @@ impl Runtime {
         Err(RunError::Retry(
             "the user's enrollments kept changing during the erasure".into(),
         ))
+    }
+
+    /// Ends enrollment `e` (stored as `r`) for its user's erasure, so that the stats count it
+    /// as ended, and returns the version its record is at now (`None`: it changed meanwhile,
+    /// to be read again). An active one is ended first, on its version, as a transition of
+    /// its own (cause `erase:{enrollment}`): its timeline's `woke` (`erased`) for a wait, and
+    /// `ended` ([`ERASED_REASON`]), counted as an exit; what it still owed (its last
+    /// transition's outbox, carried ones) is carried with its sends cancelled, so that no
+    /// worker that reads it meanwhile sends them. Then every transition whose timeline record
+    /// is still owed gets it, written once as any (on its own key, if it is not there yet):
+    /// its entries, and for each send what the ledger says it came to, or `skipped` (`erased`)
+    /// for one that never went out. No other effect is performed (no wake-up, no update of her
+    /// profile). These records are her partition's: the erasure folds them into the stats and
+    /// deletes them with the rest.
+    async fn end_for_erasure(
+        &self,
+        r: &Record,
+        e: Arc<Enrollment>,
+    ) -> Result<Option<u64>, RunError> {
+        let (e, version) = if e.is_active() {
+            let ended = Arc::new(self.ended_by_erasure(&e));
+            let mut record = Record::shared(r.key.clone(), r.version + 1, ended.clone());
+            record.expires = r.expires;
+            match self.store.put(&record, Expect::Version(r.version)).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            (ended, r.version + 1)
+        } else {
+            (e, r.version)
+        };
+        for c in &e.carried {
+            self.record_owed(&e.user_id, &c.enrollment, &c.cause, &c.effects, &c.timeline)
+                .await?;
+        }
+        if let Some(cause) = e.outbox_cause.as_deref() {
+            self.record_owed(&e.user_id, &e.id, cause, &e.outbox, &e.outbox_timeline)
+                .await?;
+        }
+        Ok(Some(version))
+    }
+
+    /// Active enrollment `e` as its user's erasure ends it (see [`Runtime::end_for_erasure`]).
+    fn ended_by_erasure(&self, e: &Enrollment) -> Enrollment {
+        let now = self.now();
+        let mut ended = e.clone();
+        if !e.outbox.is_empty() || !e.outbox_timeline.is_empty() {
+            ended.carried.push(Carried {
+                enrollment: e.id.to_string(),
+                cause: e.outbox_cause.clone().unwrap_or_default(),
+                effects: e.outbox.clone(),
+                timeline: e.outbox_timeline.clone(),
+                cancel_sends: true,
+            });
+        }
+        for c in &mut ended.carried {
+            c.cancel_sends = true;
+        }
+        let step: Arc<str> = Arc::from(e.step.as_str());
+        let entry = |what| Entry {
+            at: now,
+            journey: e.journey.clone(),
+            enrollment: e.id.clone(),
+            step: Some(step.clone()),
+            what,
+        };
+        let mut timeline = Vec::with_capacity(2);
+        if e.pending.is_some() {
+            timeline.push(entry(What::Woke {
+                how: "erased".into(),
+            }));
+        }
+        timeline.push(entry(What::Ended {
+            reason: ERASED_REASON.into(),
+        }));
+        ended.status = Status::Exited;
+        ended.ended_at = Some(now);
+        ended.end_reason = Some(ERASED_REASON.into());
+        ended.pending = None;
+        ended.waiting_for = None;
+        ended.in_app.clear();
+        ended.outbox = Vec::new();
+        ended.outbox_timeline = timeline;
+        ended.outbox_cause = Some(crate::store::join(&["erase:", &e.id]));
+        ended
+    }
+
+    /// Writes the timeline record a transition (`cause`, of `enrollment`) still owes, unless
+    /// it is there already (see [`Runtime::end_for_erasure`]), listed for the stats fold.
+    async fn record_owed(
+        &self,
+        user: &str,
+        enrollment: &str,
+        cause: &str,
+        effects: &[Effect],
+        timeline: &[Entry],
+    ) -> Result<(), RunError> {
+        let mut entries = timeline.to_vec();
+        let step_at = timeline.last().map_or_else(|| self.now(), |t| t.at);
+        for effect in effects {
+            let Effect::Send(o) = effect else {
+                continue;
+            };
+            let done = match self.store.get(&ledger_key(o)).await? {
+                Some(r) => match r.parse::<Ledger>()? {
+                    Ledger::Done { outcome } => Some(outcome),
+                    Ledger::Claimed { .. } => None,
+                },
+                None => None,
+            };
+            let what = match done {
+                Some(Outcome::Sent { .. }) => What::Sent {
+                    channel: o.channel,
+                    locale: o.locale.clone(),
+                },
+                Some(Outcome::Skipped { reason, detail }) => What::Skipped {
+                    channel: o.channel,
+                    reason,
+                    detail,
+                },
+                None => What::Skipped {
+                    channel: o.channel,
+                    reason: "erased".into(),
+                    detail: Some("the user was erased before the message could go out".into()),
+                },
+            };
+            entries.push(Entry {
+                at: step_at,
+                journey: o.journey.clone(),
+                enrollment: o.enrollment.clone(),
+                step: Some(o.step.clone()),
+                what,
+            });
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.note_shards().await?;
+        let record = Record::of(timeline_key(user, enrollment, cause), 1, entries)
+            .expiring(self.now() + KEEP_FOR)
+            .pending_in(crate::stats::fold_partition(user, self.config.timer_shards));
+        match self.store.put(&record, Expect::Absent).await {
+            // Written before (by a worker that performed it, or an earlier request).
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes every record of her partition but the profile's mark, a page at a time, within

@@ -227,7 +227,7 @@ fn enrollment_key_of(e: &Enrollment) -> Key {
 fn dedup_key(user: &str, id: &str) -> Key {
     Key::new(user_partition(user), Part::join(&["D#", id]))
 }
-fn ledger_key(o: &Outgoing) -> Key {
+pub(crate) fn ledger_key(o: &Outgoing) -> Key {
     Key::new(user_partition(&o.user_id), o.ledger_key_with("L#"))
 }
 fn cap_key(user: &str, channel: Channel) -> Key {
@@ -241,7 +241,7 @@ fn inbox_key(o: &Outgoing) -> Key {
 /// `update`, `wake:{id}:{seq}:moved:{id}`, moved again by the update it then reaches), so one
 /// that would pass DynamoDB's sort key is shortened ([`crate::store::fitted`]); the
 /// enrollment's id stays whole, as a conversion looks its records up by it.
-fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
+pub(crate) fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
     let room = crate::store::MAX_SORT_KEY_BYTES.saturating_sub(enrollment.len() + "T##".len());
     Key::new(
         user_partition(user),

@@ -126,7 +126,8 @@ pub enum What {
         detail: Option<String>,
     },
     /// Ended before the journey's end because a step could not be taken, and why (a
-    /// `wait_until` whose `date` the user does not have). Counted as an exit.
+    /// `wait_until` whose `date` the user does not have), or because the user was erased
+    /// ([`crate::erase::ERASED_REASON`]). Counted as an exit.
     Ended { reason: String },
     /// Reached an exit step or the end.
     Completed,

@@ -141,6 +141,95 @@ async fn an_erased_user_leaves_nothing_behind_and_is_sent_nothing_more() {
     );
 }
 
+/// A stats counter, 0 when the journey never counted it.
+fn count(stats: &std::collections::BTreeMap<String, i64>, name: &str) -> i64 {
+    stats.get(name).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn her_erasure_ends_her_enrollment_in_the_stats_too() {
+    // given ann waiting in a journey, counted as waiting there
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    h.rt.fold_stats().await.expect("fold");
+    let before = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&before, "step.wait.waiting"), 1, "{before:?}");
+
+    // when she is erased, and the stats are folded
+    let erased = h.rt.erase("ann").await.expect("erase");
+    h.rt.fold_stats().await.expect("fold");
+
+    // then her enrollment reads as ended where she was: no one waits, one exit, and her
+    // entry and email are still counted
+    assert_eq!(erased.enrollments, 1, "{erased:?}");
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.sent.email"), 1, "{s:?}");
+    // and the record that ended it went with the rest of her partition
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
+
+    // when she is erased again, then nothing is counted twice
+    h.rt.erase("ann").await.expect("erase again");
+    h.rt.fold_stats().await.expect("fold");
+    assert_eq!(h.rt.stats("cart_nudge").await.expect("stats"), s);
+}
+
+#[tokio::test]
+async fn what_her_enrollment_still_owed_the_timeline_is_counted_at_her_erasure() {
+    // given ann waiting in a journey whose entry's timeline record was never written (the
+    // worker stopped after its email went out): her enrollment still owes it
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    let timeline: Vec<waymark::store::Key> = h
+        .store
+        .dump()
+        .into_iter()
+        .filter(|r| r.key.pk == "U#ann" && r.key.sk.starts_with("T#"))
+        .map(|r| {
+            assert!(r.pending.is_some(), "not folded yet: {r:?}");
+            r.key
+        })
+        .collect();
+    assert_eq!(timeline.len(), 1, "{timeline:?}");
+    waymark::store::Store::delete_many(&h.store, &timeline)
+        .await
+        .expect("delete");
+
+    // when she is erased, and the stats are folded
+    h.rt.erase("ann").await.expect("erase");
+    h.rt.fold_stats().await.expect("fold");
+
+    // then her entry, her email and her end are counted, once each, and no one waits
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.sent.email"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
+}
+
 #[tokio::test]
 async fn an_event_sent_after_the_erasure_makes_a_new_profile() {
     // given ann, erased
