@@ -1473,6 +1473,45 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
         "a folded record stays, off the list"
     );
 
+    // A record folded in parts: each part in its turn only (the record notes how many are
+    // counted), the last taking it off the list; a put of the record starts its parts over.
+    let t4 = Key::new("U#dee", "T#f4");
+    let listed_t4 = |version| {
+        Record::new(t4.clone(), version, &json!([]))
+            .expect("record")
+            .pending_in("F#4")
+    };
+    store
+        .put(&listed_t4(1), Expect::Absent)
+        .await
+        .expect("write");
+    let c4 = Key::new("S#burst", "C#4");
+    let part = |n: u32, last: bool| {
+        let (store, t4, c4) = (store.clone(), t4.clone(), c4.clone());
+        async move {
+            let deltas = BTreeMap::from([("sent".to_string(), 1_i64 << n)]);
+            store.fold_part(&t4, n, last, &[(c4, deltas)]).await
+        }
+    };
+    assert_eq!(part(1, false).await, Err(StoreError::Conflict));
+    part(0, false).await.expect("part 0");
+    assert_eq!(part(0, false).await, Err(StoreError::Conflict));
+    assert_eq!(part(2, true).await, Err(StoreError::Conflict));
+    part(1, false).await.expect("part 1");
+    assert_eq!(store.pending("F#4", 10).await.expect("pending").len(), 1);
+    part(2, true).await.expect("part 2");
+    assert!(store.pending("F#4", 10).await.expect("pending").is_empty());
+    assert_eq!(part(2, true).await, Err(StoreError::Conflict));
+    assert_eq!(store.counters(&c4).await.expect("counters")["sent"], 7);
+    let stored = store.get(&t4).await.expect("get").expect("the record");
+    assert_eq!((stored.version, stored.pending), (1, None));
+    store
+        .put(&listed_t4(2), Expect::Version(1))
+        .await
+        .expect("write");
+    part(0, true).await.expect("part 0 of the new record");
+    assert_eq!(store.counters(&c4).await.expect("counters")["sent"], 8);
+
     // Segments split the profiles (the 150 and Ann's) between them; pages of at most 10 items
     // read go on from each other's last key.
     let mut seen = Vec::new();

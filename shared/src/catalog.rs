@@ -821,6 +821,15 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.inner.fold(records, counters).await
         }
+        async fn fold_part(
+            &self,
+            record: &Key,
+            part: u32,
+            last: bool,
+            counters: &[(Key, crate::store::Counts)],
+        ) -> Result<(), StoreError> {
+            self.inner.fold_part(record, part, last, counters).await
+        }
         async fn counters(
             &self,
             key: &Key,

@@ -33,6 +33,9 @@ const COUNTERS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new(
 const PENDING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("pending");
 /// The fold partition of each listed record: (partition, sort key) → fold partition.
 const PENDING_OF: TableDefinition<(&str, &str), &str> = TableDefinition::new("pending_of");
+/// The listed records some of whose fold's parts are counted ([`Store::fold_part`]):
+/// (partition, sort key) → how many.
+const PARTS_FOLDED: TableDefinition<(&str, &str), u32> = TableDefinition::new("parts_folded");
 /// Queued messages by (due epoch millis, arrival number): (delivery attempts, message JSON).
 const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("queue");
 /// Messages the engine could not handle, by (when they died in epoch millis, arrival number):
@@ -410,7 +413,25 @@ fn unlist(txn: &redb::WriteTransaction, pk: &str, sk: &str) -> Result<bool, Stor
     };
     let mut pending = txn.open_table(PENDING).store()?;
     pending.remove((part.as_str(), pk, sk)).store()?;
+    // Only a listed record has parts of its fold counted.
+    txn.open_table(PARTS_FOLDED)
+        .store()?
+        .remove((pk, sk))
+        .store()?;
     Ok(true)
+}
+
+/// Adds `counters` to the stored counters, in `txn`.
+fn add_counts(txn: &redb::WriteTransaction, counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    let mut t = txn.open_table(COUNTERS).store()?;
+    for (key, deltas) in counters {
+        for (name, delta) in deltas {
+            let k = (key.pk.as_str(), key.sk.as_str(), name.as_str());
+            let current = t.get(k).store()?.map(|v| v.value()).unwrap_or(0);
+            t.insert(k, current.saturating_add(*delta)).store()?;
+        }
+    }
+    Ok(())
 }
 
 impl RedbStore {
@@ -692,16 +713,56 @@ impl Store for RedbStore {
                         return Err(StoreError::Conflict);
                     }
                 }
-                {
-                    let mut t = txn.open_table(COUNTERS).store()?;
-                    for (key, deltas) in &counters {
-                        for (name, delta) in deltas {
-                            let k = (key.pk.as_str(), key.sk.as_str(), name.as_str());
-                            let current = t.get(k).store()?.map(|v| v.value()).unwrap_or(0);
-                            t.insert(k, current.saturating_add(*delta)).store()?;
-                        }
-                    }
+                add_counts(&txn, &counters)?;
+                txn.commit().store()?;
+                Ok(())
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        check_fold(std::slice::from_ref(record), counters)?;
+        let db = self.db.clone();
+        let durability = self.durability;
+        let record = record.clone();
+        let counters = counters.to_vec();
+        blocking(
+            move || -> Result<(), StoreError> {
+                let txn = begin_write(&db, durability)?;
+                let k = (record.pk.as_str(), record.sk.as_str());
+                let listed = txn
+                    .open_table(PENDING_OF)
+                    .store()?
+                    .get(k)
+                    .store()?
+                    .is_some();
+                let done = txn
+                    .open_table(PARTS_FOLDED)
+                    .store()?
+                    .get(k)
+                    .store()?
+                    .map_or(0, |v| v.value());
+                // Not listed, or not at this part: drop the transaction, change nothing.
+                if !listed || done != part {
+                    return Err(StoreError::Conflict);
                 }
+                if last {
+                    unlist(&txn, k.0, k.1)?;
+                } else {
+                    txn.open_table(PARTS_FOLDED)
+                        .store()?
+                        .insert(k, part + 1)
+                        .store()?;
+                }
+                add_counts(&txn, &counters)?;
                 txn.commit().store()?;
                 Ok(())
             },
@@ -1814,6 +1875,67 @@ mod tests {
             assert_eq!(store.pending("F#2", 10).await.expect(name).len(), 1);
             store.delete(&a, Expect::Any).await.expect(name);
             assert!(store.pending("F#2", 10).await.expect(name).is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_records_fold_in_parts_counts_each_part_once_in_order() {
+        let d = |n: i64| BTreeMap::from([("sent".to_string(), n)]);
+        for (name, store) in stores() {
+            // given a listed record, and one not listed
+            let (a, s) = (Key::new("U#ann", "T#1"), Key::new("S#j", "C#0"));
+            let r = rec(&a.pk, &a.sk, 1, "x").pending_in("F#0");
+            store.put(&r, Expect::Absent).await.expect(name);
+            store
+                .put(&rec("U#dee", "T#1", 1, "x"), Expect::Absent)
+                .await
+                .expect(name);
+            let part = |n: u32, last: bool| {
+                let store = store.clone();
+                let (a, s) = (a.clone(), s.clone());
+                async move { store.fold_part(&a, n, last, &[(s, d(1 << n))]).await }
+            };
+            let sent = || {
+                let store = store.clone();
+                let s = s.clone();
+                async move {
+                    store
+                        .counters(&s)
+                        .await
+                        .expect("counters")
+                        .get("sent")
+                        .copied()
+                }
+            };
+
+            // when its parts are counted: only in their turn, each once
+            assert_eq!(part(1, false).await, Err(StoreError::Conflict), "{name}");
+            part(0, false).await.expect(name);
+            assert_eq!(part(0, false).await, Err(StoreError::Conflict), "{name}");
+            assert_eq!(part(2, true).await, Err(StoreError::Conflict), "{name}");
+            assert_eq!(sent().await, Some(1), "{name}");
+            part(1, false).await.expect(name);
+            // then it is still listed until its last part
+            assert_eq!(store.pending("F#0", 10).await.expect(name).len(), 1);
+            part(2, true).await.expect(name);
+            assert!(store.pending("F#0", 10).await.expect(name).is_empty());
+            assert_eq!(sent().await, Some(1 + 2 + 4), "{name}");
+            assert_eq!(part(2, true).await, Err(StoreError::Conflict), "{name}");
+            assert_eq!(part(0, true).await, Err(StoreError::Conflict), "{name}");
+            // a record not listed has no parts to count
+            let dee = Key::new("U#dee", "T#1");
+            let none = store.fold_part(&dee, 0, true, &[(s.clone(), d(8))]).await;
+            assert_eq!(none, Err(StoreError::Conflict), "{name}");
+            assert_eq!(sent().await, Some(7), "{name}");
+            // a put of the record starts its parts over
+            let r = rec(&a.pk, &a.sk, 2, "y").pending_in("F#0");
+            store.put(&r, Expect::Version(1)).await.expect(name);
+            part(0, false).await.expect(name);
+            let r = rec(&a.pk, &a.sk, 3, "z").pending_in("F#0");
+            store.put(&r, Expect::Version(2)).await.expect(name);
+            part(0, true).await.expect(name);
+            assert!(store.pending("F#0", 10).await.expect(name).is_empty());
+            assert_eq!(sent().await, Some(9), "{name}");
         }
     }
 

@@ -208,7 +208,16 @@ impl Runtime {
                 }
                 fresh += 1;
                 let counted = Counted::of(&r.key, &r.body);
-                if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
+                let size = counted.size();
+                if !Chunk::default().fits(&size) {
+                    // Past what one fold takes: this record alone, in parts.
+                    if full {
+                        done.insert(r.key.clone());
+                    }
+                    folded += self.fold_alone(&r.key, &counted, shard).await?;
+                    continue;
+                }
+                if !chunk.keys.is_empty() && !chunk.fits(&size) {
                     let taken = std::mem::take(&mut chunk);
                     if full {
                         done.extend(taken.keys.iter().cloned());
@@ -260,7 +269,12 @@ impl Runtime {
             let mut chunk = Chunk::default();
             for r in records {
                 let counted = Counted::of(&r.key, &r.body);
-                if !chunk.keys.is_empty() && !chunk.fits(&counted.size()) {
+                let size = counted.size();
+                if !Chunk::default().fits(&size) {
+                    folded += self.fold_alone(&r.key, &counted, shard).await?;
+                    continue;
+                }
+                if !chunk.keys.is_empty() && !chunk.fits(&size) {
                     folded += self.fold_chunk(std::mem::take(&mut chunk), shard).await?;
                 }
                 counted.add_into(&mut chunk.counters);
@@ -269,6 +283,44 @@ impl Runtime {
             }
             if !chunk.keys.is_empty() {
                 folded += self.fold_chunk(chunk, shard).await?;
+            }
+        }
+        Ok(folded)
+    }
+
+    /// Folds one record whose counts may be past what one fold takes (more than
+    /// [`FOLD_MAX_COUNTERS`] for a journey: a transition that ran through many steps): in one
+    /// transaction if they fit after all, else in parts ([`parts_of`]), each its own
+    /// transaction ([`crate::store::Store::fold_part`]), in order. The record notes how many
+    /// of its parts are counted, so a fold that stops between parts (a crash, a timeout) is
+    /// finished by the next from the part it stopped at, and each part is counted once: a part
+    /// counted already (by another run) conflicts, and is passed. Returns 1 when this call
+    /// took the record off its partition.
+    async fn fold_alone(
+        &self,
+        key: &Key,
+        counted: &Counted<'_>,
+        shard: u32,
+    ) -> Result<usize, RunError> {
+        let mut one = Chunk::default();
+        counted.add_into(&mut one.counters);
+        let (_, _, counters) = one.into_counters(shard);
+        let parts = parts_of(counters);
+        if let [counters] = parts.as_slice() {
+            return match self.store.fold(std::slice::from_ref(key), counters).await {
+                Ok(()) => Ok(1),
+                Err(StoreError::Conflict) => Ok(0),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let last = parts.len() - 1;
+        let mut folded = 0;
+        for (i, counters) in parts.iter().enumerate() {
+            let part = u32::try_from(i).unwrap_or(u32::MAX);
+            match self.store.fold_part(key, part, i == last, counters).await {
+                Ok(()) if i == last => folded = 1,
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(folded)
@@ -296,6 +348,39 @@ impl Runtime {
         }
         Ok(folded)
     }
+}
+
+/// One record's counter changes (one key a journey) in parts that each fit one fold with the
+/// record's own write: at most [`FOLD_MAX_COUNTERS`] counters a key, at most
+/// [`FOLD_MAX_ITEMS`] less one keys a part, and a key at most once a part (a transaction
+/// writes an item once). The `n`th hundred of each key's counters goes in the `n`th round of
+/// parts. The same changes always make the same parts, so a fold that stopped between parts
+/// is finished by the next part by part.
+fn parts_of(counters: Vec<(Key, Counts)>) -> Vec<Vec<(Key, Counts)>> {
+    let mut rounds: Vec<Vec<(Key, Counts)>> = Vec::new();
+    for (key, counts) in counters {
+        let mut counts = counts.into_iter().peekable();
+        let mut round = 0;
+        while counts.peek().is_some() {
+            let piece: Counts = counts.by_ref().take(FOLD_MAX_COUNTERS).collect();
+            if rounds.len() <= round {
+                rounds.push(Vec::new());
+            }
+            rounds[round].push((key.clone(), piece));
+            round += 1;
+        }
+    }
+    let mut parts: Vec<Vec<(Key, Counts)>> = Vec::new();
+    for round in rounds {
+        let mut round = round.into_iter().peekable();
+        while round.peek().is_some() {
+            parts.push(round.by_ref().take(FOLD_MAX_ITEMS - 1).collect());
+        }
+    }
+    if parts.is_empty() {
+        parts.push(Vec::new());
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -464,6 +549,182 @@ mod tests {
         store.fold(&[], &[(legacy, earlier)]).await.expect("fold");
         let stats = rt.stats("cart").await.expect("stats");
         assert_eq!(stats.get("step.wait.entered"), Some(&605));
+    }
+
+    /// One transition's entries that ran through `sends` send steps without a wait: a visit
+    /// and a message at each, two counters a step.
+    fn long_run(user: &str, sends: usize) -> Vec<Entry> {
+        let mut entries = vec![Entry {
+            step: None,
+            ..entry(
+                user,
+                "",
+                What::Entered {
+                    version: 1,
+                    trigger: "cart_abandoned".into(),
+                    detail: None,
+                },
+            )
+        }];
+        for i in 0..sends {
+            let step = format!("send_{i}");
+            entries.push(entry(user, &step, What::Step));
+            entries.push(entry(
+                user,
+                &step,
+                What::Sent {
+                    channel: Channel::Email,
+                    locale: None,
+                },
+            ));
+        }
+        entries.push(entry(user, "send_0", What::Completed));
+        entries
+    }
+
+    /// A runtime over one fold partition holding the long run of `sends` steps of `ann`, as
+    /// JSON (as DynamoDB hands it back) or not, and a record of one step of each of `others`.
+    async fn with_long_run(sends: usize, json: bool, others: &[&str]) -> (MemoryStore, Runtime) {
+        let (store, rt) = runtime(1);
+        let key = Key::new("U#ann", "T#1");
+        let entries = long_run("ann", sends);
+        let record = if json {
+            Record {
+                key,
+                version: 1,
+                body: serde_json::to_vec(&entries).expect("json").into(),
+                expires: None,
+                pending: None,
+            }
+        } else {
+            Record::of(key, 1, entries)
+        };
+        store
+            .put(&record.pending_in(fold_partition("ann", 1)), Expect::Absent)
+            .await
+            .expect("put");
+        for user in others {
+            let key = Key::new(Part::join(&["U#", user]), "T#1");
+            let record = Record::of(key, 1, vec![entry(user, "send_0", What::Step)]);
+            store
+                .put(&record.pending_in(fold_partition(user, 1)), Expect::Absent)
+                .await
+                .expect("put");
+        }
+        (store, rt)
+    }
+
+    /// What the stats read once `ann`'s long run of `sends` steps and one step of `others`
+    /// more users are counted, each once.
+    fn counted_once(sends: usize, others: usize) -> BTreeMap<String, i64> {
+        let mut want = timeline::counters(&long_run("ann", sends))
+            .remove("cart")
+            .expect("cart");
+        *want.entry("step.send_0.entered".into()).or_insert(0) += others as i64;
+        want
+    }
+
+    #[tokio::test]
+    async fn a_record_past_what_one_fold_takes_is_folded_in_parts_and_counted_once() {
+        for json in [false, true] {
+            // given a transition that ran through 120 sends without a wait (241 counters, past
+            // the 100 one fold changes at a key), listed with other users' records
+            let (store, rt) = with_long_run(120, json, &["bob", "cy"]).await;
+            assert!(counted_once(120, 0).len() > 2 * FOLD_MAX_COUNTERS);
+
+            // when the stats are folded
+            let folded = rt.fold_stats().await.expect("fold");
+
+            // then every record is counted, each once, and none is left listed
+            assert_eq!(folded, 3, "json: {json}");
+            assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+            let stats = rt.stats("cart").await.expect("stats");
+            assert_eq!(stats, counted_once(120, 2), "json: {json}");
+            assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+            assert_eq!(rt.stats("cart").await.expect("stats"), stats);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fold_stopped_between_parts_is_finished_by_the_next_each_part_counted_once() {
+        // given a record of 120 sends whose first part of three was counted by a fold that
+        // stopped there (a crash, a timeout)
+        let (store, rt) = with_long_run(120, false, &[]).await;
+        let key = Key::new("U#ann", "T#1");
+        let record = store.get(&key).await.expect("get").expect("the record");
+        let mut one = Chunk::default();
+        Counted::of(&key, &record.body).add_into(&mut one.counters);
+        let parts = parts_of(one.into_counters(0).2);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        store
+            .fold_part(&key, 0, false, &parts[0])
+            .await
+            .expect("the first part");
+        // (a part is counted only in its turn: again, or ahead of the one before, it conflicts)
+        for (part, last) in [(0, false), (2, true)] {
+            let again = store.fold_part(&key, part, last, &parts[part as usize]);
+            assert_eq!(again.await, Err(StoreError::Conflict), "part {part}");
+        }
+        assert_eq!(store.pending("F#0", 10).await.expect("pending").len(), 1);
+
+        // when the next minute folds
+        let folded = rt.fold_stats().await.expect("fold");
+
+        // then it counts the parts left, and the record is counted once in all
+        assert_eq!(folded, 1);
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+        assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
+        assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_erasure_folds_a_record_past_what_one_fold_takes() {
+        // given a user's long run, listed, as her erasure reads it
+        let (store, rt) = with_long_run(120, false, &[]).await;
+        let records = store.query("U#ann", "T#").await.expect("query");
+
+        // when her erasure folds her records before it deletes them
+        let folded = rt.fold_records(&records).await.expect("fold");
+
+        // then it is counted, once
+        assert_eq!(folded, 1);
+        assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
+        assert_eq!(rt.fold_records(&records).await.expect("fold again"), 0);
+        assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
+    }
+
+    #[test]
+    fn a_records_parts_each_fit_one_fold_and_hold_every_change_once() {
+        let key = |j: usize| stats_shard_key(&format!("j{j}"), 0);
+        let counts = |n: usize| -> Counts { (0..n).map(|i| (format!("c{i:03}"), 1)).collect() };
+        // 250 counters of one journey: three parts, one key each
+        let parts = parts_of(vec![(key(0), counts(250))]);
+        assert_eq!(
+            parts.iter().map(|p| p[0].1.len()).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
+        // 150 journeys of 3 counters and one of 150: no part past the store's limits, no key
+        // twice in a part, and every change in exactly one part
+        let mut changes: Vec<(Key, Counts)> = (0..150).map(|j| (key(j), counts(3))).collect();
+        changes.push((key(150), counts(150)));
+        let parts = parts_of(changes.clone());
+        let mut seen: BTreeMap<Key, Counts> = BTreeMap::new();
+        for p in &parts {
+            crate::store::check_fold(&[Key::new("U#ann", "T#1")], p).expect("fits one fold");
+            let keys: HashSet<&Key> = p.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys.len(), p.len(), "a key twice in a part");
+            for (k, c) in p {
+                for (name, d) in c {
+                    assert!(seen
+                        .entry(k.clone())
+                        .or_default()
+                        .insert(name.clone(), *d)
+                        .is_none());
+                }
+            }
+        }
+        assert_eq!(seen, changes.into_iter().collect());
+        assert_eq!(parts_of(Vec::new()), [Vec::new()]);
     }
 
     #[test]

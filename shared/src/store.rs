@@ -399,6 +399,20 @@ pub trait Store: std::any::Any + Send + Sync {
     /// changed. At most [`FOLD_MAX_ITEMS`] records and counter keys together, at most
     /// [`FOLD_MAX_COUNTERS`] counters per key.
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError>;
+    /// Part `part` of the fold of one record whose counts are past what one [`Store::fold`]
+    /// takes: all or nothing, adds `counters` and notes on `record` that its parts up to this
+    /// one are counted, when it is listed and exactly its parts before `part` are counted
+    /// (`Conflict` otherwise, and nothing changed); the `last` part takes it off its fold
+    /// partition, as [`Store::fold`] does. So each part of a record is counted once, in order,
+    /// whatever fails between parts. A put of the record starts its parts over. At most
+    /// [`FOLD_MAX_ITEMS`] less one counter keys, at most [`FOLD_MAX_COUNTERS`] counters per key.
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError>;
     /// The counters kept at `key`.
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError>;
     /// The counters kept at `keys` added up, name by name (each distinct key counted once):
@@ -653,6 +667,9 @@ struct Tables {
     /// Fold partition -> keys of the records listed there (in no particular order: a fold
     /// counts them all, whichever come first).
     pending: HashMap<Part, HashSet<Key, Fixed>, Fixed>,
+    /// The listed records some of whose fold's parts are counted ([`Store::fold_part`]), and
+    /// how many.
+    parts_folded: HashMap<Key, u32, Fixed>,
     /// When each key was first written, counted in writes, if the store keeps it
     /// ([`MemoryStore::keeping_write_order`]).
     first_written: Option<HashMap<Key, u64, Fixed>>,
@@ -707,6 +724,10 @@ impl Tables {
             let next = first.len() as u64;
             first.entry(key.clone()).or_insert(next);
         }
+        // A put replaces the whole item, the parts of its fold counted included.
+        if !self.parts_folded.is_empty() {
+            self.parts_folded.remove(key);
+        }
         let listed = record.pending.as_ref();
         if let Some(part) = listed {
             if let Some(keys) = self.pending.get_mut(part) {
@@ -737,6 +758,7 @@ impl Tables {
         }
         if let Some(part) = old.and_then(|o| o.pending) {
             self.unlist(&part, key);
+            self.parts_folded.remove(key);
         }
     }
 
@@ -890,6 +912,44 @@ impl MemoryStore {
                 continue;
             };
             t.unlist(&part, k);
+            if !t.parts_folded.is_empty() {
+                t.parts_folded.remove(k);
+            }
+        }
+        for (key, deltas) in counters {
+            let c = t.counters.entry(key.clone()).or_default();
+            for (k, d) in deltas {
+                *c.entry(k.clone()).or_insert(0) += d;
+            }
+        }
+        Ok(())
+    }
+
+    fn fold_part_now(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        check_fold(std::slice::from_ref(record), counters)?;
+        let mut t = self.lock();
+        let listed = t.get(record).is_some_and(|r| r.pending.is_some());
+        if !listed || t.parts_folded.get(record).copied().unwrap_or(0) != part {
+            return Err(StoreError::Conflict);
+        }
+        if last {
+            t.parts_folded.remove(record);
+            let taken = t
+                .records
+                .get_mut(&record.pk)
+                .and_then(|p| p.get_mut(&record.sk))
+                .and_then(|r| r.pending.take());
+            if let Some(from) = taken {
+                t.unlist(&from, record);
+            }
+        } else {
+            t.parts_folded.insert(record.clone(), part + 1);
         }
         for (key, deltas) in counters {
             let c = t.counters.entry(key.clone()).or_default();
@@ -978,6 +1038,16 @@ impl Store for MemoryStore {
 
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
         self.fold_now(records, counters)
+    }
+
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        self.fold_part_now(record, part, last, counters)
     }
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
@@ -1111,6 +1181,19 @@ impl Handle {
         match &self.memory {
             Some(m) => m.fold_now(records, counters),
             None => self.store.fold(records, counters).await,
+        }
+    }
+
+    pub async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => m.fold_part_now(record, part, last, counters),
+            None => self.store.fold_part(record, part, last, counters).await,
         }
     }
 

@@ -231,6 +231,44 @@ async fn what_her_enrollment_still_owed_the_timeline_is_counted_at_her_erasure()
 }
 
 #[tokio::test]
+async fn a_transition_past_what_one_stats_fold_takes_does_not_hold_her_erasure_up() {
+    // given a journey of 60 emails in a row, no wait between them: the one transition that
+    // sends them all makes one timeline record of 121 counters, past the 100 one fold changes
+    let steps: String = (0..60)
+        .map(|i| {
+            format!(
+                "  - id: mail_{i}\n    send:\n      email: {{subject: \"N{i}\", text: \"Hi\"}}\n"
+            )
+        })
+        .collect();
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(&format!(
+        "id: burst\nname: Burst\ntrigger: {{event: signed_up}}\nsteps:\n{steps}"
+    ))
+    .await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"m2"}"#,
+    ]))
+    .await;
+    assert_eq!(h.outbox().len(), 60);
+
+    // when she is erased (her records folded into the stats before they go)
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then the erasure is done, and her emails are counted, once each
+    assert!(!erased.remaining, "{erased:?}");
+    let s = h.rt.stats("burst").await.expect("stats");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    for i in 0..60 {
+        assert_eq!(count(&s, &format!("step.mail_{i}.sent.email")), 1, "{s:?}");
+    }
+    assert_eq!(count(&s, "completed"), 1, "{s:?}");
+    h.rt.fold_stats().await.expect("fold");
+    assert_eq!(h.rt.stats("burst").await.expect("stats"), s);
+}
+
+#[tokio::test]
 async fn an_event_sent_after_the_erasure_makes_a_new_profile() {
     // given ann, erased
     let h = Harness::new("2026-12-01T10:00:00Z");

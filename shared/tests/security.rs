@@ -787,6 +787,15 @@ impl Store for CountedReads {
     async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
         self.inner.fold(records, counters).await
     }
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        self.inner.fold_part(record, part, last, counters).await
+    }
     async fn counters(
         &self,
         key: &Key,

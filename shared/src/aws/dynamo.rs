@@ -42,6 +42,8 @@ const DEFLATE_FROM: usize = 1024;
 const INFLATED_MAX: usize = 16 << 20;
 const TTL: &str = "ttl";
 const FOLD: &str = "f";
+/// How many parts of a listed record's fold are counted ([`Store::fold_part`]); absent: none.
+const PARTS_FOLDED: &str = "fp";
 /// The sparse global secondary index on (`f`, `sk`); template.yaml declares it.
 pub const FOLD_INDEX: &str = "fold";
 const COUNTER_PREFIX: &str = "c_";
@@ -212,6 +214,67 @@ fn condition(expect: Expect) -> Condition {
 
 impl DynamoStore {
     /// The item at `key` (strongly consistent), if there is one.
+    /// Adds to `items` the updates that add `counters` (a counter key's zeros left out, and a
+    /// key of only zeros).
+    fn add_counts(
+        &self,
+        items: &mut Vec<TransactWriteItem>,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        for (key, deltas) in counters {
+            let deltas: Vec<(&String, &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
+            if deltas.is_empty() {
+                continue;
+            }
+            let mut names = HashMap::with_capacity(deltas.len());
+            let mut values = HashMap::with_capacity(deltas.len());
+            let mut parts = Vec::with_capacity(deltas.len());
+            for (i, (name, delta)) in deltas.iter().enumerate() {
+                names.insert(format!("#c{i}"), counter_attribute(name));
+                values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
+                parts.push(format!("#c{i} :d{i}"));
+            }
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_item(key)))
+                .update_expression(format!("ADD {}", parts.join(", ")))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        Ok(())
+    }
+
+    /// Writes a fold's `items` in one transaction: `Conflict` when a record's condition fails
+    /// (no longer listed, or another part of its fold counted), and then nothing changed.
+    async fn transact_fold(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| {
+                // A record no longer listed fails its condition: the whole fold is cancelled.
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    {
+                        return StoreError::Conflict;
+                    }
+                }
+                store_error("TransactWriteItems", e)
+            })?;
+        Ok(())
+    }
+
     async fn get_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -471,52 +534,45 @@ impl Store for DynamoStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        for (key, deltas) in counters {
-            let deltas: Vec<(&String, &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
-            if deltas.is_empty() {
-                continue;
-            }
-            let mut names = HashMap::with_capacity(deltas.len());
-            let mut values = HashMap::with_capacity(deltas.len());
-            let mut parts = Vec::with_capacity(deltas.len());
-            for (i, (name, delta)) in deltas.iter().enumerate() {
-                names.insert(format!("#c{i}"), counter_attribute(name));
-                values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
-                parts.push(format!("#c{i} :d{i}"));
-            }
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key_item(key)))
-                .update_expression(format!("ADD {}", parts.join(", ")))
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
+        self.add_counts(&mut items, counters)?;
+        self.transact_fold(items).await
+    }
+
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(1 + counters.len());
+        let done = if part == 0 {
+            "attribute_not_exists(#p)"
+        } else {
+            "#p = :p"
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(record)))
+            .condition_expression(format!("attribute_exists(#f) AND {done}"))
+            .expression_attribute_names("#f", FOLD)
+            .expression_attribute_names("#p", PARTS_FOLDED);
+        if part > 0 {
+            update = update.expression_attribute_values(":p", AttributeValue::N(part.to_string()));
         }
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| {
-                // A record no longer listed fails its condition: the whole fold is cancelled.
-                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
-                    e.as_service_error()
-                {
-                    if c.cancellation_reasons()
-                        .iter()
-                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    {
-                        return StoreError::Conflict;
-                    }
-                }
-                store_error("TransactWriteItems", e)
-            })?;
-        Ok(())
+        update = if last {
+            update.update_expression("REMOVE #f, #p")
+        } else {
+            update
+                .update_expression("SET #p = :n")
+                .expression_attribute_values(":n", AttributeValue::N((part + 1).to_string()))
+        };
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        self.add_counts(&mut items, counters)?;
+        self.transact_fold(items).await
     }
 
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {

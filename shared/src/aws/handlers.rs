@@ -867,6 +867,15 @@ mod tests {
         ) -> Result<(), crate::store::StoreError> {
             self.inner.fold(records, counters).await
         }
+        async fn fold_part(
+            &self,
+            record: &crate::store::Key,
+            part: u32,
+            last: bool,
+            counters: &[(crate::store::Key, crate::store::Counts)],
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.fold_part(record, part, last, counters).await
+        }
         async fn counters(
             &self,
             key: &crate::store::Key,

@@ -192,6 +192,20 @@ impl Store for FaultyStore {
         reply_after(after)
     }
 
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        // A conditional write (the record must still be listed, at this part), as a fold.
+        let after = self.before_write(Expect::Absent).await?;
+        self.inner.fold_part(record, part, last, counters).await?;
+        lock(&self.lab).op += 1;
+        reply_after(after)
+    }
+
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         self.read().await?;
         self.inner.counters(key).await

@@ -116,6 +116,23 @@ impl Store for ScriptedStore {
             None => self.inner.fold(records, counters).await,
         }
     }
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        match self.take(Call::Fold, record) {
+            Some(false) => Err(injected()),
+            Some(true) => self
+                .inner
+                .fold_part(record, part, last, counters)
+                .await
+                .and(Err(injected())),
+            None => self.inner.fold_part(record, part, last, counters).await,
+        }
+    }
     async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
         self.inner.counters(key).await
     }

@@ -189,6 +189,16 @@ impl Store for Faulty {
         self.count("fold");
         self.inner.fold(records, counters).await
     }
+    async fn fold_part(
+        &self,
+        record: &Key,
+        part: u32,
+        last: bool,
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
+        self.count("fold");
+        self.inner.fold_part(record, part, last, counters).await
+    }
     async fn counters(
         &self,
         key: &Key,
