@@ -32,13 +32,6 @@ macro_rules! say {
     }};
 }
 
-/// [`say`] for the error console.
-macro_rules! say_err {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
 use crate::settings;
 
 #[derive(Debug, clap::Args)]

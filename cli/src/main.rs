@@ -2,6 +2,16 @@
 //! locally (`dev`); publish to and read stats from a running Waymark. Each subcommand is a thin
 //! shell over `waymark-shared`; errors become messages and exit status 1 here, at the edge.
 
+/// `eprintln!` that an error console no one reads cannot stop (`waymark validate … 2>&1 |
+/// head`, stderr a pipe whose reader is gone): `eprintln!` would panic there (exit 101) and
+/// lose the exit status the command meant. What could not be told is lost, the status is not.
+macro_rules! say_err {
+    ($($t:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = writeln!(::std::io::stderr(), $($t)*);
+    }};
+}
+
 mod data;
 mod dev;
 mod expect;
@@ -200,7 +210,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             if !e.is::<CannotRun>() {
-                eprintln!("error: {e:#}");
+                say_err!("error: {e:#}");
             }
             if simulating {
                 ExitCode::from(2)
@@ -264,7 +274,7 @@ fn said(verdict: &str) -> bool {
     match print_out(verdict) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say_err!("error: {e:#}");
             false
         }
     }
@@ -305,7 +315,7 @@ fn validate(all: &[PathBuf]) -> bool {
             return said("ok: the settings\n");
         }
         print_errors(&errors);
-        eprintln!("{} error(s)", errors.len());
+        say_err!("{} error(s)", errors.len());
         return false;
     }
     let count = match dsl::load_set(paths) {
@@ -325,7 +335,7 @@ fn validate(all: &[PathBuf]) -> bool {
     }
     // What valid files say that their writers may not mean: warned of, not failed.
     for w in in_file_order(&dsl::advice_for(paths)) {
-        eprintln!("{}", warning(w));
+        say_err!("{}", warning(w));
     }
     // A folder among several that holds none (misnamed, or its journeys in a subfolder).
     let empty: Vec<PathBuf> = paths
@@ -335,7 +345,7 @@ fn validate(all: &[PathBuf]) -> bool {
         .collect();
     if errors.is_empty() && count == 0 {
         // A CI step that checks nothing must not pass.
-        eprintln!("{}", no_journeys(paths));
+        say_err!("{}", no_journeys(paths));
         false
     } else if errors.is_empty() && empty.is_empty() {
         said(&format!(
@@ -345,10 +355,10 @@ fn validate(all: &[PathBuf]) -> bool {
     } else {
         print_errors(&errors);
         if !empty.is_empty() {
-            eprintln!("{}", no_journeys(&empty));
+            say_err!("{}", no_journeys(&empty));
         }
         if !errors.is_empty() {
-            eprintln!("{} error(s)", errors.len());
+            say_err!("{} error(s)", errors.len());
         }
         false
     }
@@ -406,7 +416,7 @@ fn simulate(
 ) -> Result<bool> {
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
         Ok(set) if set.is_empty() => {
-            eprintln!("{}", no_journeys(&[journeys.to_path_buf()]));
+            say_err!("{}", no_journeys(&[journeys.to_path_buf()]));
             return Err(CannotRun.into());
         }
         Ok(set) => set,
@@ -417,7 +427,7 @@ fn simulate(
     };
     // What `validate` warns of, on stderr: the timeline on stdout stays as it is.
     for w in in_file_order(&dsl::advice_for(&[journeys.to_path_buf()])) {
-        eprintln!("{}", warning(w));
+        say_err!("{}", warning(w));
     }
     // A journey file named on its own goes by its folder's settings, as `validate` reads it.
     let settings = match settings::load(dsl::folder_of(journeys)) {
@@ -470,13 +480,13 @@ fn simulate(
     let shown = file.display();
     if bless {
         expect::bless(file, &timeline)?;
-        eprintln!("{shown}: wrote {} lines", outputs.len());
+        say_err!("{shown}: wrote {} lines", outputs.len());
         return Ok(true);
     }
     let expected = expect::read(file)?;
     match expect::compare(&shown.to_string(), &expected, &timeline) {
         expect::Verdict::Same { lines } => {
-            eprintln!("{shown}: {lines} lines, as expected");
+            say_err!("{shown}: {lines} lines, as expected");
             Ok(true)
         }
         expect::Verdict::Differs {
@@ -485,7 +495,7 @@ fn simulate(
             extra,
         } => {
             print_out(&diff)?;
-            eprintln!(
+            say_err!(
                 "{shown}: the simulation differs ({missing} expected lines not printed, {extra} printed lines not expected); \
                  after an intended change, --bless rewrites it"
             );

@@ -237,7 +237,7 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     let mut errors = dsl::load_set(paths).err().unwrap_or_default();
     // What `validate` warns of, before anything is published.
     for w in crate::in_file_order(&dsl::advice_for(paths)) {
-        eprintln!("{}", crate::warning(w));
+        say_err!("{}", crate::warning(w));
     }
     errors.extend(dsl::undeclared_topics(paths, crate::settings::topics_of));
     let mut caps_notes = Vec::new();
@@ -266,12 +266,12 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     }
     if !errors.is_empty() {
         for e in &errors {
-            eprintln!("{e}");
+            say_err!("{e}");
         }
         bail!("{} error(s): nothing published", errors.len());
     }
     for note in caps_notes {
-        eprintln!("{note}");
+        say_err!("{note}");
     }
     let mut all_ok = true;
     let mut ids = std::collections::BTreeSet::new();
@@ -357,7 +357,7 @@ async fn publish_one(client: &ApiClient, file: &Path) -> Result<(bool, String)> 
         bail!("{}", refusal(status, &body));
     }
     if !status.is_success() {
-        eprintln!(
+        say_err!(
             "journey {} ({}): {}",
             journey.id,
             file.display(),

@@ -203,6 +203,48 @@ fn validate_checks_the_settings_file_it_is_given_and_refuses_one_never_read() {
     );
 }
 
+/// stderr a pipe whose reader is gone (`waymark validate … 2>&1 | head -0`): what cannot be
+/// told is lost, but the command neither panics (exit 101) nor loses its exit status.
+#[test]
+fn a_closed_error_console_keeps_the_exit_status() {
+    let dir = TempDir::new("closed-stderr");
+    let good = dir.write("welcome.yaml", WELCOME).display().to_string();
+    let broken = dir.write("broken.yaml", BROKEN).display().to_string();
+    let missing = dir.path().join("missing.yaml").display().to_string();
+    // A valid file with a warning (on stderr), a file with errors, a path that is not there,
+    // and a simulation that cannot run.
+    let warned = dir
+        .write(
+            "vip.yaml",
+            "id: vip\nname: VIP\ntrigger: {event: ordered}\nsteps:\n  - id: br\n    branch: {cases: [{when: \"event.vip == true\", goto: vip}]}\n  - id: regular\n    send: {sms: {body: regular}}\n  - id: vip\n    send: {sms: {body: vip}}\n",
+        )
+        .display()
+        .to_string();
+    let script = dir.write("events.jsonl", SCRIPT).display().to_string();
+    for (args, code) in [
+        (vec!["validate", &good], 0),
+        (vec!["validate", &warned], 0),
+        (vec!["validate", &broken], 1),
+        (vec!["validate", &missing], 1),
+        (vec!["render", &missing], 1),
+        (
+            vec!["simulate", "--journeys", &broken, "--events", &script],
+            2,
+        ),
+    ] {
+        let mut child = waymark()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run waymark");
+        // The reader goes before the command writes anything.
+        drop(child.stderr.take());
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(code), "{args:?}");
+    }
+}
+
 /// A folder with no journey file fails `validate` also beside a path that holds one: a
 /// misnamed folder in a CI step is not passed over.
 #[test]
