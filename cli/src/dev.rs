@@ -114,6 +114,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("the settings file has errors:\n{}", lines.join("\n"))
     })?;
+    // A settings file beside it that is not read (`validate` refuses it): its caps and topics
+    // do not apply.
+    for w in settings::unread_in(&args.journeys) {
+        say_err!("{}", crate::warning(&w));
+    }
     let secrets = data::secrets(&data)?;
 
     let db = local::open(&data.store())?;

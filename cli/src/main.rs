@@ -332,6 +332,12 @@ fn validate(all: &[PathBuf]) -> bool {
         if let Err(e) = settings::load(dir) {
             errors.extend(e);
         }
+        // And one beside it that nothing reads (told once when it is named on its own too).
+        errors.extend(settings::unread_in(dir).into_iter().filter(|e| {
+            !settings_files
+                .iter()
+                .any(|f| f.display().to_string() == e.file)
+        }));
     }
     // What valid files say that their writers may not mean: warned of, not failed.
     for w in in_file_order(&dsl::advice_for(paths)) {
@@ -437,6 +443,11 @@ fn simulate(
             return Err(CannotRun.into());
         }
     };
+    // A settings file beside it that is not read (`validate` refuses it): its caps and
+    // topics do not apply to this run.
+    for w in settings::unread_in(dsl::folder_of(journeys)) {
+        say_err!("{}", warning(&w));
+    }
     let text = std::fs::read_to_string(events)
         .with_context(|| format!("cannot read {}", events.display()))?;
     let script = simulate::parse_script(&text).map_err(|e| {

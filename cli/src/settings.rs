@@ -88,6 +88,35 @@ pub fn check_named(file: &Path) -> Result<Settings, Vec<FileError>> {
     }])
 }
 
+/// The settings files of a folder that nothing reads: a `waymark.json`, or a `waymark.yml`
+/// beside the `waymark.yaml` the settings are read from ([`path_in`]). Each is an error of
+/// [`check_named`], saying which file is read and what to do, so that caps or topics written
+/// there are not silently without effect.
+pub fn unread_in(dir: &Path) -> Vec<FileError> {
+    let read = path_in(dir);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut unread: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM)
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+                && read.as_deref() != Some(p.as_path())
+        })
+        .collect();
+    unread.sort();
+    unread
+        .iter()
+        .filter_map(|p| check_named(p).err())
+        .flatten()
+        .collect()
+}
+
 /// Reads and parses one settings file.
 fn read(path: &Path) -> Result<Settings, Vec<FileError>> {
     let name = path.display().to_string();

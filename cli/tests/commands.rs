@@ -203,6 +203,77 @@ fn validate_checks_the_settings_file_it_is_given_and_refuses_one_never_read() {
     );
 }
 
+/// A folder named to `validate` whose settings file is one nothing reads (a `waymark.json`, or a
+/// `waymark.yml` beside the `waymark.yaml` that is read) fails, naming that file and what to
+/// write instead, as when the file is named on its own: not "ok" for caps that never apply.
+/// `simulate`, which runs all the same, warns of it.
+#[test]
+fn validate_of_a_folder_refuses_a_settings_file_never_read() {
+    let dir = TempDir::new("validate-folder-settings-unread");
+    dir.write("welcome.yaml", WELCOME);
+    let folder = dir.path().display().to_string();
+    let json = dir.write(
+        "waymark.json",
+        r#"{"caps": {"push": {"max": 3, "per": "1d"}}}"#,
+    );
+    let out = run(&["validate", &folder]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:1:1: this settings file is not read (nor as a journey): a folder's settings are read from waymark.yaml or waymark.yml: rename it waymark.yaml\n1 error(s)\n",
+            json.display()
+        )
+    );
+    // Named on its own as well: told once.
+    let out = run(&["validate", &folder, &json.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr).matches("is not read").count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    let _yaml = dir.write("waymark.yaml", "caps:\n  sms: {max: 2, per: 7d}\n");
+    let yml = dir.write("waymark.yml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let out = run(&["validate", &folder]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{json}:1:1: this settings file is not read (nor as a journey): a folder's settings are read from waymark.yaml or waymark.yml: move what it says into waymark.yaml beside it\n\
+             {yml}:1:1: this settings file is not read: its folder's settings are read from waymark.yaml beside it (waymark.yaml, else waymark.yml): keep one settings file\n\
+             2 error(s)\n",
+            json = json.display(),
+            yml = yml.display()
+        )
+    );
+    // `simulate` runs on the one read, and warns of the others.
+    let script = dir.write("events.jsonl", SCRIPT);
+    let out = run(&[
+        "simulate",
+        "--journeys",
+        &folder,
+        "--events",
+        &script.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: warning: this settings file is not read",
+            yml.display()
+        )),
+        "{err}"
+    );
+    // The one read alone: ok.
+    std::fs::remove_file(&json).expect("rm");
+    std::fs::remove_file(&yml).expect("rm");
+    let out = run(&["validate", &folder]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
+
 /// stderr a pipe whose reader is gone (`waymark validate … 2>&1 | head -0`): what cannot be
 /// told is lost, but the command neither panics (exit 101) nor loses its exit status.
 #[test]
