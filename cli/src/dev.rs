@@ -809,6 +809,9 @@ pub struct Published {
     pub failed: usize,
     /// Journeys published before whose file has errors now: the published version runs on.
     pub kept: Vec<(String, u32)>,
+    /// Journeys published before (by an earlier run, or `waymark publish`) that no file in the
+    /// folder gives now: they keep enrolling users all the same.
+    pub without_file: Vec<(String, u32)>,
     /// An event that enrolls users in some journey, for the example request: one whose
     /// journey reads none of its properties where there is one (the request sends none), and
     /// whether it is such.
@@ -874,6 +877,7 @@ impl Watcher {
             ok: Vec::new(),
             failed: 0,
             kept: Vec::new(),
+            without_file: Vec::new(),
             example_event: None,
         };
         // The ids of the files that do not load, where their `id` can be read.
@@ -1115,6 +1119,7 @@ impl Watcher {
                                 self.dir.display(),
                                 to_end(&h.id)
                             );
+                            out.without_file.push((h.id.clone(), h.version));
                         }
                     }
                 }
@@ -1286,21 +1291,29 @@ fn print_banner(
     caps: &BTreeMap<waymark::journey::Channel, waymark::runtime::Cap>,
     topics: &waymark::topic::Topics,
 ) {
-    let journeys: Vec<String> = published
-        .ok
-        .iter()
-        .map(|(id, v)| format!("{id} v{v}"))
-        .chain(
-            published
-                .kept
-                .iter()
-                .map(|(id, v)| format!("{id} v{v} (as published; its file has errors)")),
-        )
-        .collect();
+    let journeys: Vec<String> =
+        published
+            .ok
+            .iter()
+            .map(|(id, v)| format!("{id} v{v}"))
+            .chain(
+                published
+                    .kept
+                    .iter()
+                    .map(|(id, v)| format!("{id} v{v} (as published; its file has errors)")),
+            )
+            .chain(published.without_file.iter().map(|(id, v)| {
+                format!("{id} v{v} (published earlier; no file: it keeps enrolling)")
+            }))
+            .collect();
     say!(
-        "waymark dev: {} journey(s) from {}{}",
+        "waymark dev: {} journey(s) from {}{}{}",
         published.ok.len() + published.kept.len(),
         args.journeys.display(),
+        match published.without_file.len() {
+            0 => String::new(),
+            n => format!(", and {n} published earlier that no file there has (above)"),
+        },
         if published.failed > 0 {
             format!(
                 " ({} file(s) with errors, above; fix them and they publish)",

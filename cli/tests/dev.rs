@@ -768,6 +768,18 @@ fn dev_says_which_journeys_are_left_published_without_a_file() {
             ),
         );
     }
+    // The banner lists them with the folder's journeys, marked, and counts them apart.
+    wait_for(
+        &dev,
+        &format!(
+            "waymark dev: 0 journey(s) from {}, and 2 published earlier that no file there has (above)",
+            journeys.display()
+        ),
+    );
+    wait_for(
+        &dev,
+        "  journeys   hello v2 (published earlier; no file: it keeps enrolling), welcome v1 (published earlier; no file: it keeps enrolling)",
+    );
     drop(dev);
 }
 
