@@ -1276,9 +1276,16 @@ fn route_unsaid_sms(
 /// it names.
 fn problem_position(text: &str, pos: &Positions, p: &Problem) -> (usize, usize) {
     match (p.template_at, p.template_line) {
-        (Some(at), _) => {
-            scalar_char_position(text, pos, &p.path, at).unwrap_or_else(|| pos.find(&p.path))
-        }
+        (Some(at), line) => scalar_char_position(text, pos, &p.path, at).unwrap_or_else(|| {
+            line.map_or_else(
+                || pos.find(&p.path),
+                |t| template_position(text, pos, &p.path, t),
+            )
+        }),
+        // Known to the line alone: where that line of the template starts. In a folded block
+        // (`>`) or a string written over several lines, one line of the template is several
+        // of the file, and this is the first of them, the nearest line that surely holds
+        // part of it (the checks give the character wherever they know it).
         (None, Some(t)) => template_position(text, pos, &p.path, t),
         (None, None) => pos.find(&p.path),
     }
@@ -3288,6 +3295,8 @@ struct EventRead {
     root: &'static str,
     field: String,
     template_line: Option<usize>,
+    /// Inside a template, where it reads it (in characters), when that can be told.
+    template_at: Option<usize>,
 }
 
 /// Every place a journey reads the trigger event's properties: its templates first, then its
@@ -3332,6 +3341,7 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
                     reads.push(EventRead {
                         path: format!("steps[{i}].{path}"),
                         root,
+                        template_at: template::place_of_use(src, root, Some(&field)),
                         field,
                         template_line: Some(line),
                     });
@@ -3352,6 +3362,7 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
                         root,
                         field: field.to_string(),
                         template_line: None,
+                        template_at: None,
                     });
                 }
             }
@@ -3369,6 +3380,7 @@ fn event_reads(j: &Journey) -> Vec<EventRead> {
                     root: "trigger",
                     field: field.to_string(),
                     template_line: None,
+                    template_at: None,
                 });
             }
         }
@@ -3644,7 +3656,7 @@ fn validate_event_reads(j: &Journey, out: &mut Vec<Problem>) {
                 message: say(r.root, &r.field),
                 path: r.path,
                 template_line: r.template_line,
-                template_at: None,
+                template_at: r.template_at,
             });
         }
     }
@@ -3831,7 +3843,8 @@ fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Ve
     }
     let any_wait = j.steps.iter().any(|s| s.wait_for.is_some());
     const ADVICE: &str = "`waited.*` is the event a `wait_for` before this step met (missing when it timed out): put a `wait_for` before it, or read `event.*` (the trigger) or `profile.*`";
-    let mut reads: Vec<(String, Option<usize>, bool)> = Vec::new();
+    // (path, the line inside a template, its character there when that can be told, known)
+    let mut reads: Vec<(String, Option<usize>, Option<usize>, bool)> = Vec::new();
     for (path, c, _) in all_conditions(j) {
         if !c
             .paths()
@@ -3845,21 +3858,27 @@ fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Ve
         } else {
             !path.starts_with("trigger") && any_wait
         };
-        reads.push((path, None, known));
+        reads.push((path, None, None, known));
     }
     for (i, step) in j.steps.iter().enumerate() {
         for (path, src) in step_templates(step) {
-            if let Some((_, line)) = template::fields_of(src, "waited").first() {
-                reads.push((format!("steps[{i}].{path}"), Some(*line), after_wait[i]));
+            if let Some((field, line)) = template::fields_of(src, "waited").first() {
+                let at = template::place_of_use(src, "waited", Some(field));
+                reads.push((format!("steps[{i}].{path}"), Some(*line), at, after_wait[i]));
             }
         }
         if let Some(d) = step.wait_until.as_ref().and_then(|w| w.date.as_ref()) {
             if d.source().starts_with("waited") {
-                reads.push((format!("steps[{i}].wait_until.date"), None, after_wait[i]));
+                reads.push((
+                    format!("steps[{i}].wait_until.date"),
+                    None,
+                    None,
+                    after_wait[i],
+                ));
             }
         }
     }
-    for (path, template_line, known) in reads {
+    for (path, template_line, template_at, known) in reads {
         if known {
             continue;
         }
@@ -3874,7 +3893,7 @@ fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Ve
             path,
             message,
             template_line,
-            template_at: None,
+            template_at,
         });
     }
 }
@@ -4231,7 +4250,7 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
                 path: format!("{channel_path}.{field}"),
                 message: unsubscribe_outside_email(t.channel()),
                 template_line: Some(line),
-                template_at: None,
+                template_at: template::place_of_use(src, "unsubscribe_url", None),
             });
         }
     }
@@ -4381,7 +4400,8 @@ steps:
         let errors = parse("j.yaml", text).expect_err("an unknown variable");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "steps[0].update.set.home.city");
-        assert_eq!((errors[0].line, errors[0].column), (9, 17));
+        // At the unknown name itself.
+        assert_eq!((errors[0].line, errors[0].column), (9, 21));
     }
 
     /// A schedule that enters again while `days_until(…) <= 3` holds is advised on: it enters
@@ -6173,7 +6193,7 @@ steps:
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(all.len(), 2, "{all:#?}");
         assert!(
-            all[0].starts_with("digest.yaml:17:25:")
+            all[0].starts_with("digest.yaml:17:28:")
                 && all[0].contains("steps[1].send.fallback.email.text: this journey starts on a schedule: it has no trigger event, so `event.total` is always empty here: read the profile instead (`profile.total`)"),
             "{all:#?}"
         );
@@ -6995,6 +7015,72 @@ steps:
         let json = r#"{"id": "j", "name": "J", "trigger": {"event": "e", "where": "event.total >>> 1"}, "steps": [{"id": "a", "wait": "1h"}]}"#;
         let e = first_error(json);
         assert_eq!((e.line, e.column), (1, 75), "{e}");
+    }
+
+    /// A template's problem is told at the file line (and character) that holds the bad text,
+    /// also where one line of the template is several of the file: a folded block (`>`) joins
+    /// its lines, and so do a string in quotes and a plain one written over several lines.
+    /// Each kind of template problem, on the third line of the text.
+    #[test]
+    fn a_templates_problem_is_told_at_its_line_in_a_folded_block() {
+        let head = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: s\n    send:\n      push:\n        title: Hi\n";
+        // (what the third line holds, the bad text's start in it, what the message says)
+        let cases = [
+            (
+                "and {{ event.n | titel }} more",
+                "titel",
+                "unknown filter `titel`",
+            ),
+            ("and {{ event.n + }} more", "}}", "template error"),
+            ("and {{ evnt.n }} more", "evnt", "unknown variable `evnt`"),
+            (
+                "and {{ journey.nmae }} more",
+                "journey",
+                "`journey` has no field `nmae`",
+            ),
+            (
+                "at {{ event.at | date('%H:%M', tz='Europe/Pariss') }}",
+                "tz=",
+                "is not an IANA time zone",
+            ),
+            ("and {% include 'x' %} more", "{%", "loads another template"),
+            (
+                "and {{ unsubscribe_url }} more",
+                "unsubscribe_url",
+                "unsubscribe",
+            ),
+        ];
+        let styles = [
+            (
+                "> folded",
+                "        body: >\n          first line\n          second line\n          {}\n",
+            ),
+            (
+                "|- literal",
+                "        body: |-\n          first line\n          second line\n          {}\n",
+            ),
+            (
+                "double quotes",
+                "        body: \"first line\n          second line\n          {}\"\n",
+            ),
+            (
+                "plain",
+                "        body: first line\n          second line\n          {}\n",
+            ),
+        ];
+        for (style, body) in styles {
+            for (third, bad, says) in cases {
+                let text = format!("{head}{}", body.replace("{}", third));
+                let errors = parse("j.yaml", &text).expect_err(third);
+                let e = errors
+                    .iter()
+                    .find(|e| e.message.contains(says))
+                    .unwrap_or_else(|| panic!("{style}: {third}: {errors:?}"));
+                let line = text.lines().position(|l| l.contains(third)).expect("third") + 1;
+                let column = "          ".len() + third.find(bad).expect("bad text") + 1;
+                assert_eq!((e.line, e.column), (line, column), "{style}: {third}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -174,8 +174,7 @@ fn loading_tag(source: &str) -> Option<(&'static str, usize)> {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         if let Some(tag) = LOADING_TAGS.iter().find(|t| **t == word) {
-            let line = source[..offset + i].matches('\n').count() + 1;
-            return Some((tag, line));
+            return Some((tag, offset + i));
         }
         offset += i + 2;
         rest = &rest[i + 2..];
@@ -197,31 +196,33 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
 /// [`check`], naming only the variables of `offered` (those of the template's channel) in the
 /// advice for an unknown one.
 pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateError> {
-    if let Some((tag, line)) = loading_tag(source) {
-        return Err(TemplateError {
-            line: Some(line),
-            column: None,
-            message: format!(
+    if let Some((tag, at)) = loading_tag(source) {
+        return Err(TemplateError::at(
+            source,
+            at,
+            format!(
                 "`{{% {tag} %}}` loads another template, and a message template stands alone: write the text here instead"
             ),
-        });
+        ));
     }
     let tmpl = env().template_from_str(source).map_err(|e| {
         // Another language's habit (`| default: "there"`, `{% assign %}`) is said as such,
         // where it is what MiniJinja could not read.
         match habits::at_error(source, e.range(), e.line()) {
             Some((at, message)) => TemplateError::at(source, at, message),
-            None => from_minijinja(e),
+            // At the place MiniJinja names where it knows one (a block's `>` folds the
+            // template's lines into one: a line alone would not find it in the file).
+            None => match e.range() {
+                Some(r) => TemplateError::at(source, r.start, from_minijinja(e).message),
+                None => from_minijinja(e),
+            },
         }
     })?;
     // MiniJinja looks filters and tests up only when it renders: name them here.
     for used in used::names(source) {
         if let Some(message) = unknown_name(used.kind, used.name, "in template") {
-            return Err(TemplateError {
-                line: Some(used.line),
-                column: None,
-                message,
-            });
+            let at = used.end.saturating_sub(used.name.len());
+            return Err(TemplateError::at(source, at, message));
         }
     }
     // A `date` whose fixed format or zone cannot work would fail every send.
@@ -256,18 +257,14 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         .collect();
     fields.sort();
     if let Some(field) = fields.first() {
-        let line = line_naming(source, &format!("journey.{field}"));
         let guess = crate::dsl::closest(field, JOURNEY_FIELDS.iter().copied())
             .map(|n| format!("did you mean `journey.{n}`? "))
             .unwrap_or_default();
-        return Err(TemplateError {
-            column: None,
-            line,
-            message: format!(
-                "`journey` has no field `{field}`: {guess}use one of {}",
-                JOURNEY_FIELDS.map(|f| format!("`journey.{f}`")).join(", ")
-            ),
-        });
+        let message = format!(
+            "`journey` has no field `{field}`: {guess}use one of {}",
+            JOURNEY_FIELDS.map(|f| format!("`journey.{f}`")).join(", ")
+        );
+        return Err(naming(source, "journey", Some(field), message));
     }
     // A secret outside a webhook's call: said why, where it is.
     if unknown.iter().any(|v| v == crate::secrets::ROOT) {
@@ -284,7 +281,6 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         }
     }
     if let Some(first) = unknown.first() {
-        let line = line_naming(source, first);
         let guess = crate::dsl::closest(first, offered.iter().copied())
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
@@ -303,22 +299,64 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
                 format!("; also unknown in this text: {}", named.join(", "))
             }
         };
-        return Err(TemplateError {
-            column: None,
-            line,
-            message: format!(
-                "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`){others}",
-                offered.join(", ")
-            ),
-        });
+        let message = format!(
+            "unknown variable `{first}` in template: {guess}use one of {} (e.g. `{{{{ profile.first_name }}}}` or `{{{{ event.total }}}}`){others}",
+            offered.join(", ")
+        );
+        return Err(naming(source, first, None, message));
     }
     Ok(())
+}
+
+/// The problem `message` where `source`'s tags first read the variable `root` (its `field`, when
+/// given: `journey.nmae`), at that character; where no tag can be told to, on the first line
+/// naming it.
+fn naming(source: &str, root: &str, field: Option<&str>, message: String) -> TemplateError {
+    match first_use(source, root, field) {
+        Some(at) => TemplateError::at(source, at, message),
+        None => TemplateError {
+            line: line_naming(
+                source,
+                &field.map_or_else(|| root.to_string(), |f| format!("{root}.{f}")),
+            ),
+            column: None,
+            message,
+        },
+    }
+}
+
+/// The byte offset where `source`'s tags first read the variable `root` (its `field`, when
+/// given and not empty: `event.total`), if a tag can be told to.
+fn first_use(source: &str, root: &str, field: Option<&str>) -> Option<usize> {
+    let field = field.filter(|f| !f.is_empty());
+    variable_uses(source, root).into_iter().find(|&at| {
+        field.is_none_or(|f| {
+            let rest = source[at + root.len()..].trim_start();
+            rest.strip_prefix('.')
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix(f))
+                .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        })
+    })
+}
+
+/// The place in `source` (0-based, in characters) where its tags first read the variable
+/// `root` (its `field`, when given and not empty), if a tag can be told to: for a problem
+/// [`fields_of`] or [`reads`] finds, so that it is told at its character, which its line alone
+/// does not find in a `>` block (the block's lines are one line of the template).
+pub fn place_of_use(source: &str, root: &str, field: Option<&str>) -> Option<usize> {
+    first_use(source, root, field).map(|at| source[..at].chars().count())
 }
 
 /// The byte offsets where `source`'s tags read the variable `secrets` (not `profile.secrets`,
 /// not in a string or a comment).
 fn secrets_uses(source: &str) -> Vec<usize> {
-    let root = crate::secrets::ROOT;
+    variable_uses(source, crate::secrets::ROOT)
+}
+
+/// The byte offsets where `source`'s tags read the variable `root` (not `profile.<root>`, not
+/// in a string or a comment).
+fn variable_uses(source: &str, root: &str) -> Vec<usize> {
     let (parts, _) = used::layout(source);
     let bytes = source.as_bytes();
     let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
@@ -528,13 +566,7 @@ fn date_argument_problem(source: &str) -> Option<TemplateError> {
         };
         let mut positional = 0;
         for argument in arguments {
-            let fail = |message: String| {
-                Some(TemplateError {
-                    line: Some(argument.line),
-                    column: None,
-                    message,
-                })
-            };
+            let fail = |message: String| Some(TemplateError::at(source, argument.at, message));
             // The text MiniJinja reads from the literal, escapes and all.
             let text = argument.literal.and_then(|literal| {
                 let value = env().compile_expression(literal).ok()?.eval(()).ok()?;

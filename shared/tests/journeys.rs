@@ -9170,25 +9170,25 @@ steps:
         (
             "{{ event.items | length }}",
             "{{ cart.items }}",
-            "cart.yaml:10:15:",
+            "cart.yaml:10:19:",
             "unknown variable `cart`",
         ),
         (
             "{{ event.items | length }}",
             "{{ event.items ",
-            "cart.yaml:10:15:",
+            "cart.yaml:10:32:",
             "template error",
         ),
         (
             "{{ event.items | length }}",
             "{% for i in event.items %}",
-            "cart.yaml:10:15:",
+            "cart.yaml:10:42:",
             "template error",
         ),
         (
             "Still thinking?",
             "{{ basket }}",
-            "cart.yaml:9:16:",
+            "cart.yaml:9:20:",
             "unknown variable `basket`",
         ),
     ];
@@ -9240,7 +9240,7 @@ fn template_errors_in_a_quoted_multi_line_template_point_at_the_line() {
 "#;
     let errors = waymark::dsl::parse("tj.json", json).expect_err("unknown filter");
     let line = json.lines().nth(5).expect("line 6");
-    let column = line.find("{{").expect("the template") + 1;
+    let column = line.find("lenght").expect("the filter") + 1;
     assert_eq!(
         (errors[0].line, errors[0].column),
         (6, column),
@@ -9263,7 +9263,7 @@ steps:
     let errors = waymark::dsl::parse("ty.yaml", yaml).expect_err("unknown filter");
     assert_eq!(
         (errors[0].line, errors[0].column),
-        (12, 11),
+        (12, 32),
         "{}",
         errors[0]
     );
@@ -9273,7 +9273,7 @@ steps:
     let json = "{\"id\": \"c\", \"name\": \"C\", \"trigger\": {\"event\": \"go\"}, \"steps\": [\n  {\"id\": \"m\", \"send\": {\"email\": {\"subject\": \"x\", \"text\": \"Hi\\u000athere\\u000a{{ profile.x | titel }}\"}}}]}\n";
     let errors = waymark::dsl::parse("c.json", json).expect_err("unknown filter");
     let line = json.lines().nth(1).expect("line 2");
-    let column = line.find("{{").expect("the template") + 1;
+    let column = line.find("titel").expect("the filter") + 1;
     assert_eq!(
         (errors[0].line, errors[0].column),
         (2, column),
@@ -9302,7 +9302,7 @@ steps:
 "#;
     let errors = waymark::dsl::parse("f.yaml", yaml).expect_err("unknown filters");
     let at: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
-    assert_eq!(at, [(13, 11), (19, 11)], "{errors:?}");
+    assert_eq!(at, [(13, 26), (19, 26)], "{errors:?}");
     // A line before a quoted template that ends in `>>` is no folded block's header; a more
     // indented line in a folded block keeps its line breaks.
     let yaml = r#"id: h
@@ -9325,7 +9325,7 @@ steps:
 "#;
     let errors = waymark::dsl::parse("h.yaml", yaml).expect_err("unknown filters");
     let at: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
-    assert_eq!(at, [(9, 20), (17, 11)], "{errors:?}");
+    assert_eq!(at, [(9, 35), (17, 26)], "{errors:?}");
 }
 
 /// A scheduler run that catches up hours of minutes (`waymark dev` at high speed runs one every
@@ -9499,11 +9499,11 @@ fn a_date_filter_with_a_fixed_zone_or_format_that_cannot_work_is_refused() {
     for (body, said) in [
         (
             "At {{ event.date | date('%H:%M', tz='Europe/Pariss') }}",
-            "j.yaml:9:15: steps[0].send.push.body: date: `Europe/Pariss` is not an IANA time zone: did you mean `Europe/Paris`?",
+            "j.yaml:9:49: steps[0].send.push.body: date: `Europe/Pariss` is not an IANA time zone: did you mean `Europe/Paris`?",
         ),
         (
             "On {{ event.date | date('%') }}",
-            "j.yaml:9:15: steps[0].send.push.body: date: cannot format with `%`: ",
+            "j.yaml:9:40: steps[0].send.push.body: date: cannot format with `%`: ",
         ),
     ] {
         let errors = waymark::dsl::parse("j.yaml", &journey(body)).expect_err(body);

@@ -31,6 +31,8 @@ pub struct Argument<'a> {
     pub literal: Option<&'a str>,
     /// The line of the argument in the template (1-based).
     pub line: usize,
+    /// Where the argument starts in the source (bytes): its keyword, if it has one.
+    pub at: usize,
 }
 
 /// The arguments of the filter call whose name ends at `end` (see [`Used::end`]): what its
@@ -57,7 +59,7 @@ pub fn arguments(source: &str, end: usize) -> Option<Vec<Argument<'_>>> {
             Some(b')') => return Some(out),
             _ => {}
         }
-        let line = source[..i].matches('\n').count() + 1;
+        let (line, from) = (source[..i].matches('\n').count() + 1, i);
         // `name=` (but not `name ==`) gives the argument by keyword.
         let word_end = word_end(bytes, i);
         let after = skip_space(word_end);
@@ -98,6 +100,7 @@ pub fn arguments(source: &str, end: usize) -> Option<Vec<Argument<'_>>> {
             keyword,
             literal: (strings == 1 && !other).then_some(text),
             line,
+            at: from,
         });
         if bytes.get(i) == Some(&b',') {
             i += 1;
