@@ -286,7 +286,7 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     let folders: Vec<&PathBuf> = paths.iter().filter(|p| p.is_dir()).collect();
     if !folders.is_empty() {
         for (id, version) in left_published(client, &ids).await? {
-            eprintln!(
+            say_err!(
                 "note: journey `{id}` (version {version}) is published but no file in {} has its id: it keeps enrolling; {}",
                 folders
                     .iter()
