@@ -131,12 +131,24 @@ pub fn past_the_topics() -> String {
     )
 }
 
+/// Whether `subs` (her `subscriptions` trait) holds a choice for `choice`: a channel
+/// (`email`) or a topic (`topics.newsletter`).
+fn holds_choice(subs: Option<&Value>, choice: &str) -> bool {
+    match choice.strip_prefix("topics.") {
+        Some(id) => subs
+            .and_then(|s| s.get("topics"))
+            .is_some_and(|t| t.get(id).is_some()),
+        None => subs.is_some_and(|s| s.get(choice).is_some()),
+    }
+}
+
 /// Makes room in `topics` (full) for a no: forgets the yes stated longest ago, and its times in
 /// `times` (else they would outlive it, unbounded). Returns its topic, or `None` when every
 /// choice kept is a no.
 fn forget_oldest_yes(
     topics: &mut serde_json::Map<String, Value>,
     times: &mut SmallMap<String, Timestamp>,
+    app_choices: &mut SmallMap<String, AppChoice>,
 ) -> Option<String> {
     let stated = |id: &str| {
         times
@@ -151,6 +163,7 @@ fn forget_oldest_yes(
     topics.remove(&oldest);
     times.remove(crate::store::join(&["subscriptions.topics.", &oldest]).as_str());
     times.remove(crate::store::join(&["stated:subscriptions.topics.", &oldest]).as_str());
+    app_choices.remove(crate::store::join(&["topics.", &oldest]).as_str());
     Some(oldest)
 }
 
@@ -242,6 +255,14 @@ pub struct Profile {
     /// these were kept: her address now stands for it.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub suppressed_addresses: SmallMap<Channel, String>,
+    /// Per subscription choice (a channel, `email`, or a topic, `topics.newsletter`): the
+    /// value the app's identifies last stated for it, and when. Segment's libraries send every
+    /// cached trait again on every identify, stamped anew: that same value again is no new
+    /// statement, and does not undo a choice made since another way (an unsubscribe link
+    /// followed, a login's narrowing); another value is (she unticked, or ticked, the box).
+    /// Kept as long as the choice is.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub app_choices: SmallMap<String, AppChoice>,
     /// Recent occurrences of each event: (time, messageId), newest last.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub history: SmallMap<String, Vec<(Timestamp, String)>>,
@@ -405,6 +426,14 @@ fn same_value(name: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
         (Some(x), Some(y)) => crate::condition::json_equal(x, y),
         _ => false,
     }
+}
+
+/// A subscription choice as an identify last stated it (`subscriptions: {email: true}`), and
+/// that identify's time (see [`Profile::app_choices`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppChoice {
+    pub value: Value,
+    pub at: Timestamp,
 }
 
 /// A trait's value as a device last sent it in `context`, and when.
@@ -777,8 +806,11 @@ impl Profile {
                     let key = crate::store::join(&["topics.", id]);
                     if self.take_choice(&key, topics.get(id), b, at, None) {
                         if full {
-                            if let Some(yes) = forget_oldest_yes(&mut topics, &mut self.trait_times)
-                            {
+                            if let Some(yes) = forget_oldest_yes(
+                                &mut topics,
+                                &mut self.trait_times,
+                                &mut self.app_choices,
+                            ) {
                                 not_kept.push(crate::store::join(&["subscriptions.topics.", &yes]));
                             }
                         }
@@ -813,6 +845,22 @@ impl Profile {
         at: Timestamp,
         whole: Option<Timestamp>,
     ) -> bool {
+        // The app's value as it stated it before, sent again (every cached trait comes with
+        // every identify): no new statement, when the choice changed since another way (an
+        // unsubscribe link). The app's latest statement is noted, taken or not.
+        let repeated = held != Some(b) && self.app_choices.get(key).is_some_and(|c| c.value == *b);
+        if self.app_choices.get(key).is_none_or(|c| c.at <= at) {
+            self.app_choices.insert(
+                key.to_string(),
+                AppChoice {
+                    value: b.clone(),
+                    at,
+                },
+            );
+        }
+        if repeated {
+            return false;
+        }
         // Profiles from before channels kept their own time: an opt-out is judged by when
         // the channel last changed (a late opt-out is taken), an opt-in also by when any
         // choice was last stated (an opt-out stated again since is not undone by it).
@@ -1321,7 +1369,13 @@ impl Profile {
                     // Full: her no takes a yes's place, as an identify's does.
                     if !topics.contains_key(id) && topics.len() >= MAX_TOPICS {
                         let yes = (*subscribed == Value::Bool(false))
-                            .then(|| forget_oldest_yes(topics, &mut self.trait_times))
+                            .then(|| {
+                                forget_oldest_yes(
+                                    topics,
+                                    &mut self.trait_times,
+                                    &mut self.app_choices,
+                                )
+                            })
                             .flatten();
                         let dropped = yes.as_deref().unwrap_or(id);
                         not_kept.push(crate::store::join(&["subscriptions.topics.", dropped]));
@@ -1343,6 +1397,18 @@ impl Profile {
             }
             if let Some(at) = anonymous.subscription_stated_at(&key) {
                 self.subscription_stated(&key, at);
+            }
+        }
+        // What the app stated on either side, the later: her browser sends the visitor's
+        // cached choices again as hers, which are no new statement either.
+        for (key, theirs) in anonymous.app_choices.iter() {
+            if self
+                .app_choices
+                .get(key.as_str())
+                .is_none_or(|mine| mine.at < theirs.at)
+                && holds_choice(self.traits.get("subscriptions"), key)
+            {
+                self.app_choices.insert(key.clone(), theirs.clone());
             }
         }
         not_kept
@@ -1616,22 +1682,16 @@ impl Profile {
     /// `subscriptions.topics.{id}` and their `stated:`) are not removed traits: they are kept
     /// as long as the choice is (bounded by the channels and [`MAX_TOPICS`]), else an older
     /// identify arriving late would undo an opt-out.
+    /// The app's statements of choices ([`Profile::app_choices`]) are kept as long as the
+    /// choice is, too.
     fn forget_old_removals(&mut self) {
         let subs = self.traits.get("subscriptions");
+        self.app_choices.retain(|k, _| holds_choice(subs, k));
         let held = |k: &str| {
-            let Some(choice) = k
-                .strip_prefix("stated:")
+            k.strip_prefix("stated:")
                 .unwrap_or(k)
                 .strip_prefix("subscriptions.")
-            else {
-                return false;
-            };
-            match choice.strip_prefix("topics.") {
-                Some(id) => subs
-                    .and_then(|s| s.get("topics"))
-                    .is_some_and(|t| t.get(id).is_some()),
-                None => subs.is_some_and(|s| s.get(choice).is_some()),
-            }
+                .is_some_and(|choice| holds_choice(subs, choice))
         };
         let mut removed: Vec<(Timestamp, &String)> = self
             .trait_times

@@ -430,6 +430,158 @@ async fn a_topic_journeys_link_unsubscribes_from_that_topic_only() {
     );
 }
 
+/// Sorted, so that the journeys one event moves may send in any order.
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Segment's libraries send every cached trait again with every identify, stamped anew: the
+/// choices the app stated before (`email: true`, the newsletter's and the `opt_in` offers'
+/// `true`), sent again after she followed a link (the newsletter's, the offers', then the
+/// page's "all email"), are no new statement and do not subscribe her again.
+#[tokio::test]
+async fn the_apps_choices_sent_again_do_not_undo_an_unsubscribe_link() {
+    let h = harness().await;
+    let api = api(&h);
+    let again = |at: &str| {
+        identify(
+            at,
+            "ivy",
+            json!({"email": "ivy@example.com", "subscriptions": {"email": true,
+                "topics": {"newsletter": true, "offers": true}}}),
+        )
+    };
+    h.play(
+        &[
+            again("2026-12-01T09:00:00Z"),
+            ordered("2026-12-01T10:00:00Z", "ivy"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(
+        sorted(subjects(&h, "ivy")),
+        ["20% off", "This week", "Your order"]
+    );
+    let one_click = ("content-type", "application/x-www-form-urlencoded");
+    for subject in ["This week", "20% off"] {
+        let link = link_in(&h, "ivy", subject);
+        let (status, _) = call(
+            &api,
+            Method::POST,
+            &link,
+            &[one_click],
+            "List-Unsubscribe=One-Click",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    h.play(
+        &[
+            again("2026-12-01T10:30:00Z"),
+            ordered("2026-12-01T11:00:00Z", "ivy"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(
+        subscriptions(&h, "ivy").await,
+        json!({"email": true, "topics": {"newsletter": false, "offers": false}})
+    );
+    assert_eq!(
+        subjects(&h, "ivy")[3..],
+        ["Your order"],
+        "only the order update goes"
+    );
+    assert_eq!(
+        skips(&h, "ivy").await,
+        [
+            "digest_email: topic_opted_out (unsubscribed from topic `newsletter` (The Weekly Newsletter): `subscriptions.topics.newsletter` is false, since 2026-12-01T10:00:00Z)",
+            "offer_email: topic_opted_out (unsubscribed from topic `offers` (Offers): `subscriptions.topics.offers` is false, since 2026-12-01T10:00:00Z)",
+        ]
+    );
+
+    // The page's second button, all email: her cached `email: true` does not undo it either.
+    let link = link_in(&h, "ivy", "This week");
+    let html = ("accept", "text/html");
+    let (status, _) = call(&api, Method::POST, &link, &[html, one_click], "all=email").await;
+    assert_eq!(status, StatusCode::OK);
+    h.play(
+        &[
+            again("2026-12-01T11:30:00Z"),
+            ordered("2026-12-01T12:00:00Z", "ivy"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(
+        subscriptions(&h, "ivy").await,
+        json!({"email": false, "topics": {"newsletter": false, "offers": false}})
+    );
+    assert_eq!(subjects(&h, "ivy").len(), 4, "no email goes");
+}
+
+/// A changed choice from the app is a new statement: after the newsletter's link stopped it,
+/// she unticks the box and ticks it again, and the newsletter goes again.
+#[tokio::test]
+async fn a_changed_choice_from_the_app_subscribes_her_again_after_a_link() {
+    let h = harness().await;
+    let api = api(&h);
+    let newsletter = |at: &str, yes: bool| {
+        identify(
+            at,
+            "jo",
+            json!({"email": "jo@example.com", "subscriptions": {"topics": {"newsletter": yes}}}),
+        )
+    };
+    h.play(
+        &[
+            newsletter("2026-12-01T09:00:00Z", true),
+            ordered("2026-12-01T10:00:00Z", "jo"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    let link = link_in(&h, "jo", "This week");
+    let one_click = ("content-type", "application/x-www-form-urlencoded");
+    let (status, _) = call(
+        &api,
+        Method::POST,
+        &link,
+        &[one_click],
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    h.play(
+        &[
+            newsletter("2026-12-01T10:30:00Z", true),
+            ordered("2026-12-01T11:00:00Z", "jo"),
+            newsletter("2026-12-01T11:30:00Z", false),
+            newsletter("2026-12-01T11:40:00Z", true),
+            ordered("2026-12-01T12:00:00Z", "jo"),
+        ]
+        .join("\n"),
+    )
+    .await;
+    assert_eq!(
+        subscriptions(&h, "jo").await,
+        json!({"topics": {"newsletter": true}})
+    );
+    assert_eq!(
+        sorted(subjects(&h, "jo")[2..].to_vec()),
+        ["This week", "Your order", "Your order"],
+        "the cached yes at 10:30 sent nothing at 11:00; her ticking it again at 11:40 did at 12:00"
+    );
+    let digest: Vec<String> = skips(&h, "jo")
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with("digest_email"))
+        .collect();
+    assert_eq!(digest.len(), 1, "the 11:00 newsletter: {digest:?}");
+}
+
 /// A link made before topics (its token binds no topic) unsubscribes from email, as it did.
 #[tokio::test]
 async fn an_old_token_still_unsubscribes_from_email() {
