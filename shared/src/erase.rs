@@ -19,7 +19,7 @@ use crate::provider::SendError;
 use crate::queue::Message;
 use crate::runtime::{
     device_key, ledger_key, phone_key, profile_key, timeline_key, user_partition, DeviceHolder,
-    Ledger, Outcome, RunError, Runtime, KEEP_FOR,
+    Ledger, Outcome, PhoneHolders, RunError, Runtime, KEEP_FOR,
 };
 use crate::store::{Expect, Record, StoreError};
 use crate::timeline::{Entry, What};
@@ -346,14 +346,31 @@ impl Runtime {
             }
         }
         if let Some(phone) = phone {
+            // She leaves her number's record (gone with its last user); another user given the
+            // number meanwhile (a conflict) is kept, and she is taken out again.
             let key = phone_key(phone);
-            if let Some(r) = self.store.get(&key).await? {
-                if r.parse::<String>()? == user {
-                    match self.store.delete(&key, Expect::Version(r.version)).await {
-                        Ok(()) => out.claims += 1,
-                        Err(StoreError::Conflict) => {}
-                        Err(e) => return Err(e.into()),
+            for _ in 0..8 {
+                let Some(r) = self.store.get(&key).await? else {
+                    break;
+                };
+                let mut users = r.parse::<PhoneHolders>()?.into_users();
+                if !users.iter().any(|u| u == user) {
+                    break;
+                }
+                users.retain(|u| u != user);
+                let written = if users.is_empty() {
+                    self.store.delete(&key, Expect::Version(r.version)).await
+                } else {
+                    let record = Record::of(key.clone(), r.version + 1, PhoneHolders::Many(users));
+                    self.store.put(&record, Expect::Version(r.version)).await
+                };
+                match written {
+                    Ok(()) => {
+                        out.claims += 1;
+                        break;
                     }
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

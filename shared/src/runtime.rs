@@ -318,8 +318,33 @@ pub(crate) struct DeviceHolder {
     pub(crate) user: String,
     at: Timestamp,
 }
+/// The record of the users given a phone number (see [`PhoneHolders`]).
 pub(crate) fn phone_key(phone: &str) -> Key {
     Key::new(Part::join(&["N#", phone]), "U")
+}
+
+/// How many users a number's record keeps (see [`PhoneHolders`]): a number is one person's, a
+/// household's or a shop's, and a record must stay small.
+pub const MAX_PHONE_HOLDERS: usize = 10;
+
+/// The users given a phone number (an identify's `phone`, an `update` step's), the latest
+/// [`MAX_PHONE_HOLDERS`], oldest first: the SMS opt-out sync suppresses each who still has it
+/// ([`Runtime::sync_sms_opt_outs`]). A record written before several were kept holds one
+/// user's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PhoneHolders {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl PhoneHolders {
+    pub(crate) fn into_users(self) -> Vec<String> {
+        match self {
+            PhoneHolders::One(u) => vec![u],
+            PhoneHolders::Many(users) => users,
+        }
+    }
 }
 /// A journey's counters as one item (folds before 2026-12-03 wrote it; it is still read).
 pub fn stats_key(journey: &str) -> Key {
@@ -1841,11 +1866,10 @@ impl Runtime {
                 return Ok(());
             }
         }
-        if e.kind == Kind::Identify {
+        if e.kind == Kind::Identify && e.traits.contains_key("phone") {
             // Remember whose number this is, so that an SMS opt-out can be traced to the user.
-            if let Some(phone) = e.traits.get("phone").and_then(Value::as_str) {
-                let record = Record::of(phone_key(phone), 1, user.to_string());
-                self.store.put(&record, Expect::Any).await?;
+            if let Some(phone) = profile.traits.get("phone").and_then(Value::as_str) {
+                self.note_phone_holder(phone, user).await?;
             }
         }
         let mut enrollments = self.load_enrollments(user).await?;
@@ -3622,6 +3646,12 @@ impl Runtime {
                         .await?;
                     if p.is_erasure_mark() {
                         return self.performed_after_erasure(&u, &u.effects[..i]).await;
+                    }
+                    // A number it gave her is hers for an SMS opt-out, as an identify's is.
+                    if up.set.contains_key("phone") {
+                        if let Some(phone) = p.traits.get("phone").and_then(Value::as_str) {
+                            self.note_phone_holder(phone, u.user).await?;
+                        }
                     }
                     updated = Some(p);
                 }
@@ -5561,15 +5591,46 @@ impl Runtime {
         }
     }
 
+    /// Notes that `user` was given `phone` (see [`PhoneHolders`]): added to the number's
+    /// record unless there already, the oldest past [`MAX_PHONE_HOLDERS`] dropped; a
+    /// conditional write, so that two users given the number at once are both kept.
+    async fn note_phone_holder(&self, phone: &str, user: &str) -> Result<(), RunError> {
+        let key = phone_key(phone);
+        for _ in 0..8 {
+            let stored = self.store.get(&key).await?;
+            let mut users = match &stored {
+                Some(r) => r.parse::<PhoneHolders>()?.into_users(),
+                None => Vec::new(),
+            };
+            if users.iter().any(|u| u == user) {
+                return Ok(());
+            }
+            users.push(user.to_string());
+            let past = users.len().saturating_sub(MAX_PHONE_HOLDERS);
+            users.drain(..past);
+            let (version, expect) = Expect::replacing(stored.as_ref());
+            let record = Record::of(key.clone(), version, PhoneHolders::Many(users));
+            match self.store.put(&record, expect).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Conflict("phone number's record busy".into()))
+    }
+
     /// Suppresses SMS for the known users of `numbers` (opted out at the provider) whose phone
-    /// it still is; returns how many were not suppressed already.
+    /// it still is (each user a number's record keeps); returns how many were not suppressed
+    /// already.
     async fn suppress_opted_out(&self, numbers: &[String]) -> Result<usize, RunError> {
         let mut newly = 0;
         // One read for the page's numbers (BatchGetItem); most are nobody's here.
         let keys: Vec<Key> = numbers.iter().map(|n| phone_key(n)).collect();
         let mut owners: Vec<(Key, String)> = Vec::new();
         for r in self.store.get_many(&keys).await? {
-            owners.push((r.key.clone(), r.parse()?));
+            for user in r.parse::<PhoneHolders>()?.into_users() {
+                owners.push((r.key.clone(), user));
+            }
         }
         // And one for the profiles of the numbers someone has.
         let profile_keys: Vec<Key> = owners.iter().map(|(_, u)| profile_key(u)).collect();
@@ -7437,5 +7498,41 @@ mod tests {
         for bad in ["push=3", "pigeon=1/1d", "push=x/1d", "push=3/1 day"] {
             assert!(parse_caps(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A number's record keeps the latest [`MAX_PHONE_HOLDERS`] users given it, each once, and
+    /// reads one written before several were kept (one user's id) as that user.
+    #[tokio::test]
+    async fn a_numbers_record_keeps_its_latest_users_and_reads_an_old_one() {
+        let sender = Arc::new(crate::provider::RecordingSender::new());
+        let (rt, store) = memory_runtime(sender, None).await;
+        let key = phone_key("+15550001");
+        store
+            .put(&Record::of(key.clone(), 1, "old".to_string()), Expect::Any)
+            .await
+            .expect("an old record");
+        let users = || async {
+            store
+                .get(&key)
+                .await
+                .expect("get")
+                .expect("the record")
+                .parse::<PhoneHolders>()
+                .expect("its users")
+                .into_users()
+        };
+        assert_eq!(users().await, ["old"]);
+        rt.note_phone_holder("+15550001", "u0").await.expect("note");
+        assert_eq!(users().await, ["old", "u0"]);
+        for i in 1..=MAX_PHONE_HOLDERS {
+            rt.note_phone_holder("+15550001", &format!("u{i}"))
+                .await
+                .expect("note");
+        }
+        rt.note_phone_holder("+15550001", "u5")
+            .await
+            .expect("again");
+        let latest: Vec<String> = (1..=MAX_PHONE_HOLDERS).map(|i| format!("u{i}")).collect();
+        assert_eq!(users().await, latest);
     }
 }

@@ -184,3 +184,86 @@ async fn a_failed_page_is_read_again_and_a_refused_token_starts_over() {
         [None, Some("p1".to_string()), Some("p2".to_string())]
     );
 }
+
+/// Whom of `users` SMS is suppressed for.
+async fn suppressed_of(h: &Harness, users: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for user in users {
+        let view = h.rt.user(user).await.expect("user");
+        if view
+            .profile
+            .is_some_and(|p| p.suppressed.contains_key(&Channel::Sms))
+        {
+            out.push(user.to_string());
+        }
+    }
+    out
+}
+
+/// A journey that keeps the phone number a checkout gave.
+const PHONE_FROM_CHECKOUT: &str = r#"
+id: checkout_phone
+name: Phone from checkout
+trigger: {event: checkout}
+steps:
+  - id: keep_phone
+    update: {set: {phone: "{{ event.phone }}"}}
+"#;
+
+/// A number a journey's `update` step gave a user is traced to her, as an identify's is: her
+/// STOP suppresses her SMS.
+#[tokio::test]
+async fn a_stop_reaches_the_user_an_update_step_gave_the_number() {
+    let list = PagedList {
+        pages: vec![vec!["+15550006"]],
+        ..Default::default()
+    };
+    let h = harness(&list).await;
+    h.publish(PHONE_FROM_CHECKOUT).await;
+    h.play(
+        r#"{"at":"2026-12-01T09:10:00Z","type":"track","userId":"eli","event":"checkout","properties":{"phone":"+15550006"}}"#,
+    )
+    .await;
+    let view = h.rt.user("eli").await.expect("user");
+    assert_eq!(
+        view.profile.and_then(|p| p.traits.get("phone").cloned()),
+        Some(serde_json::json!("+15550006"))
+    );
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(None).await.ok(),
+        Some(sync(1, 1, true))
+    );
+    assert_eq!(suppressed_of(&h, &["eli"]).await, ["eli"]);
+}
+
+/// A number several users were given (a household's: two by an identify, one by a journey's
+/// `update`) suppresses each who still has it when it replies STOP; one who changed her number
+/// since is left alone.
+#[tokio::test]
+async fn a_stop_reaches_every_user_still_holding_a_shared_number() {
+    let list = PagedList {
+        pages: vec![vec!["+15550005"]],
+        ..Default::default()
+    };
+    let h = harness(&list).await;
+    h.publish(PHONE_FROM_CHECKOUT).await;
+    h.play(
+        r#"
+{"at":"2026-12-01T09:10:00Z","type":"identify","userId":"fay","traits":{"phone":"+15550005"}}
+{"at":"2026-12-01T09:11:00Z","type":"identify","userId":"gus","traits":{"phone":"+15550005"}}
+{"at":"2026-12-01T09:12:00Z","type":"identify","userId":"hal","traits":{"phone":"+15550005"}}
+{"at":"2026-12-01T09:13:00Z","type":"identify","userId":"hal","traits":{"phone":"+15550007"}}
+{"at":"2026-12-01T09:14:00Z","type":"track","userId":"ivo","event":"checkout","properties":{"phone":"+15550005"}}
+{"at":"2026-12-01T09:15:00Z","type":"identify","userId":"fay","traits":{"phone":"+15550005"}}
+"#,
+    )
+    .await;
+    assert_eq!(
+        h.rt.sync_sms_opt_outs(None).await.ok(),
+        Some(sync(3, 1, true))
+    );
+    assert_eq!(
+        suppressed_of(&h, &["fay", "gus", "hal", "ivo"]).await,
+        ["fay", "gus", "ivo"]
+    );
+}
