@@ -206,7 +206,10 @@ pub async fn apply_batch(runtime: &Runtime, event: SqsEvent, budget: Budget) -> 
         // A message that panics (a bug met by one user's data) fails alone: the rest of its
         // batch goes on, as a poison message's does. What it wrote is conditional, so its
         // redelivery, or the dead-letter queue's, starts from what is stored.
-        let handling = std::panic::AssertUnwindSafe(runtime.handle(m)).catch_unwind();
+        // On the heap: the message's future is large (the whole runtime's state machine), and
+        // it is moved into the sending time's scope and the timeout below; kept inline, each
+        // move is a copy on the stack (a debug build's tests overflowed 2 MiB threads).
+        let handling = std::panic::AssertUnwindSafe(Box::pin(runtime.handle(m))).catch_unwind();
         let handled = match budget {
             Budget::Time(Some(t)) => {
                 let end = began + t;
