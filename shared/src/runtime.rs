@@ -4230,7 +4230,7 @@ impl Runtime {
                 return Ok(Some(Late::Skip {
                     reason: "quiet_hours".into(),
                     detail: format!(
-                        "due at {due}, tried again at {now} (its provider was unavailable), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
+                        "due at {due}, tried again at {now} (its first try failed), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
                     ),
                 }));
             }
