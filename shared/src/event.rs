@@ -394,7 +394,7 @@ fn from_call(
             // A user aliased to herself has no other id to merge: her own is no anonymous id.
             let user = raw.get("userId").and_then(|u| match u {
                 Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(number_id(n)),
+                Value::Number(n) => number_id(n),
                 _ => None,
             });
             let itself = previous.is_some() && previous == user;
@@ -1234,7 +1234,16 @@ impl<'a> Check<'a> {
         let id = match raw.get(name)? {
             Value::Null => return None,
             Value::String(s) => s.clone(),
-            Value::Number(n) => number_id(n),
+            Value::Number(n) => match number_id(n) {
+                Some(id) => id,
+                None => {
+                    self.error(
+                        name,
+                        "is a number too large to keep exactly (past 64 bits, or 9×10^15 or more written with an exponent or a fraction): send the id as a string",
+                    );
+                    return None;
+                }
+            },
             _ => {
                 self.error(name, "must be a string (or a number)");
                 return None;
@@ -1737,13 +1746,17 @@ fn is_e164(phone: &str) -> bool {
 /// text is one user: an integer is its digits as sent (all of them: `12345678901234567890`
 /// stays so, where JavaScript would round it), a whole number written with an exponent or a
 /// fraction (`1e3`, `1000.0`) below 9×10^15 is its digits, and any other number is as JSON
-/// writes it (`1.5`, `1e+20`; past 64 bits, `1.2345678901234567e+23`).
-fn number_id(n: &serde_json::Number) -> String {
+/// writes it (`1.5`). `None` for a number that JSON's reading has already rounded: past 64 bits,
+/// or written with an exponent or a fraction at 9×10^15 or more (`1e20`), where two users' ids
+/// would read as one.
+fn number_id(n: &serde_json::Number) -> Option<String> {
+    if n.is_i64() || n.is_u64() {
+        return Some(n.to_string());
+    }
     match n.as_f64() {
-        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            format!("{}", f as i64)
-        }
-        _ => n.to_string(),
+        Some(f) if f.abs() >= 9.0e15 => None,
+        Some(f) if f.fract() == 0.0 => Some(format!("{}", f as i64)),
+        _ => Some(n.to_string()),
     }
 }
 
@@ -2991,13 +3004,34 @@ mod tests {
         for (sent, kept) in [
             ("12345678901234567890", "12345678901234567890"),
             ("-9007199254740993", "-9007199254740993"),
-            ("123456789012345678901234", "1.2345678901234567e+23"),
-            ("1e20", "1e+20"),
+            ("1e15", "1000000000000000"),
         ] {
             let body = format!(r#"{{"userId": {sent}, "event": "A"}}"#);
             let event = parse_single(Kind::Track, body.as_bytes(), received(), &Limits::default())
                 .expect("valid");
             assert_eq!(event.user_id, kept, "{sent}");
+        }
+        // Past 64 bits, or at 9×10^15 or more with an exponent or a fraction, JSON's reading has
+        // rounded the number already: two users (…901 and …902) would be one. Refused, naming
+        // the field, for the id to be sent as text.
+        for sent in [
+            "123456789012345678901",
+            "123456789012345678902",
+            "1e20",
+            "9007199254740993.0",
+            "-1e16",
+        ] {
+            for field in ["userId", "anonymousId"] {
+                let body = format!(r#"{{"{field}": {sent}, "event": "A"}}"#);
+                let errors =
+                    parse_single(Kind::Track, body.as_bytes(), received(), &Limits::default())
+                        .expect_err(sent);
+                assert_eq!(errors[0].field, field, "{sent}: {errors:?}");
+                assert!(
+                    errors[0].message.contains("send the id as a string"),
+                    "{sent}: {errors:?}"
+                );
+            }
         }
         // As JavaScript writes them: a whole number is its digits, however it was written.
         let body = br#"{"userId": 1e3, "event": "A"}"#;
