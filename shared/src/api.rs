@@ -399,6 +399,30 @@ fn body_write_key(body: &[u8]) -> Option<String> {
 
 /// Whether the path is a user's inbox or one of its messages (a web app reads and marks them
 /// with the user's token).
+/// The methods [`ROUTES`] serve on a path of these segments (a `{…}` of a route is any one
+/// segment); none for a path no route has, which is a 404, not a 405.
+fn allowed_methods(segments: &[&str]) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        let Some((method, path)) = route.split_once(' ') else {
+            continue;
+        };
+        let mut parts = path.split('/').filter(|p| !p.is_empty());
+        let mut given = segments.iter();
+        let fits = loop {
+            match (parts.next(), given.next()) {
+                (None, None) => break true,
+                (Some(p), Some(g)) if p.starts_with('{') || p == *g => continue,
+                _ => break false,
+            }
+        };
+        if fits && !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    methods
+}
+
 fn is_inbox(segments: &[&str]) -> bool {
     matches!(segments, ["v1", "users", _, "inbox", ..])
 }
@@ -801,17 +825,20 @@ impl Api {
                     (Err(e), _) => internal(&e),
                 }
             }
-            (
-                _,
-                ["v1", "track" | "identify" | "page" | "screen" | "alias" | "group" | "batch" | "journeys"
-                | "users" | "unsubscribe", ..],
-            ) => reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &refusal(
-                    "method_not_allowed",
-                    format!("{method} is not allowed on {path}"),
-                ),
-            ),
+            (_, segments) if !allowed_methods(segments).is_empty() => {
+                let allowed = allowed_methods(segments).join(", ");
+                let mut r = reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &refusal(
+                        "method_not_allowed",
+                        format!("{method} is not allowed on {path} (only {allowed})"),
+                    ),
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&allowed) {
+                    r.headers_mut().insert(http::header::ALLOW, v);
+                }
+                r
+            }
             _ => {
                 let mut body = refusal("not_found", format!("no route {path}"));
                 body["routes"] = json!(ROUTES);

@@ -483,6 +483,25 @@ fn refusals_have_one_shape() {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
             ),
+            // Under a known prefix, yet no route's path with any method: not found.
+            (
+                Method::GET,
+                "/v1/users/ann/timeline",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/track/x",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Method::POST,
+                "/v1/journeys/cart/stats/x",
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
         ] {
             let (got, text) = s.call(method, uri, &[("authorization", &admin)], "").await;
             assert_eq!(got, status, "{uri}: {text}");
@@ -490,6 +509,20 @@ fn refusals_have_one_shape() {
             assert_eq!(body["code"], code, "{uri}: {text}");
             assert_eq!(body["message"], body["error"], "{uri}: {text}");
         }
+        // A 405 says which methods the path takes, in its message and its Allow header.
+        let res = s
+            .request(
+                Method::GET,
+                "/v1/journeys/cart",
+                &[("authorization", &admin)],
+                String::new(),
+            )
+            .await;
+        let text = String::from_utf8_lossy(res.body()).to_string();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{text}");
+        let allow = res.headers().get("allow").and_then(|v| v.to_str().ok());
+        assert_eq!(allow, Some("PUT"), "{text}");
+        assert!(text.contains("(only PUT)"), "{text}");
     });
 }
 
