@@ -685,6 +685,18 @@ impl Loaded {
     }
 }
 
+/// The earlier of a time a message is held to and another (`why` goes with the time kept).
+fn earliest(
+    held: Option<(String, Timestamp)>,
+    why: String,
+    at: Timestamp,
+) -> Option<(String, Timestamp)> {
+    match held {
+        Some((w, a)) if a <= at => Some((w, a)),
+        _ => Some((why, at)),
+    }
+}
+
 /// A scan page's marker (`SCAN#<job>` / the page message's id): a worker is reading it (until
 /// its claim lapses), or it was read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1172,6 +1184,25 @@ impl Runtime {
 
     /// Settles the journey's enrollment (see [`Runtime::settle`]) and says whether `cause`
     /// already produced a transition of it (the message came back: nothing more to do).
+    /// The enrollment `record` of `user` read again into `enrollments` (after a settle that
+    /// did not finish: what it performed changed the stored record).
+    async fn reload_enrollment(
+        &self,
+        user: &str,
+        record: &str,
+        enrollments: &mut BTreeMap<String, Loaded>,
+    ) -> Result<(), RunError> {
+        match self.store.get(&enrollment_key(user, record)).await? {
+            Some(r) => {
+                enrollments.insert(record.to_string(), Loaded::read(&r)?);
+            }
+            None => {
+                enrollments.remove(record);
+            }
+        }
+        Ok(())
+    }
+
     async fn replay(
         &self,
         enrollments: &mut BTreeMap<String, Loaded>,
@@ -1886,6 +1917,9 @@ impl Runtime {
         // An exit's or a wait's `where` that kept the event from moving an enrollment: kept
         // with the event, for the user's timeline, as a refused entry is.
         let mut unmet: Vec<Entry> = Vec::new();
+        // The earliest time a send the event's transitions owe is held to (quiet hours): the
+        // message is taken again then, once all else it does is done.
+        let mut held: Option<(String, Timestamp)> = None;
         for j in names {
             // Done when this message made its own transition of it already (a retry); a move
             // it made by merging (the login that brought it here) is not that: the event is
@@ -1893,7 +1927,19 @@ impl Runtime {
             let own = enrollments
                 .get(&j)
                 .is_some_and(|l| l.enrollment.transitioned_by_itself(&e.message_id));
-            if self.replay(&mut enrollments, &j, &e.message_id).await? && own {
+            let replayed = match self.replay(&mut enrollments, &j, &e.message_id).await {
+                Ok(done) => done,
+                // A send this message's transition of it owes is held by the user's quiet
+                // hours: the rest of the event (other journeys, its triggers) goes on now, and
+                // the message comes back for the send then.
+                Err(RunError::Later { why, at }) => {
+                    self.reload_enrollment(user, &j, &mut enrollments).await?;
+                    held = earliest(held, why, at);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if replayed && own {
                 continue;
             }
             let Some(l) = enrollments.get(&j) else {
@@ -2024,8 +2070,17 @@ impl Runtime {
             };
             if let Some(t) = t {
                 let committed = self.commit(t, &e.message_id, Some(l), exits).await?;
-                let (settled, _) = self.settle_for(committed, &e.message_id, false).await?;
-                enrollments.insert(j.clone(), settled);
+                match self.settle_for(committed, &e.message_id, false).await {
+                    Ok((settled, _)) => {
+                        enrollments.insert(j.clone(), settled);
+                    }
+                    // As above: held, the rest goes on.
+                    Err(RunError::Later { why, at }) => {
+                        self.reload_enrollment(user, &j, &mut enrollments).await?;
+                        held = earliest(held, why, at);
+                    }
+                    Err(err) => return Err(err),
+                }
             }
         }
 
@@ -2270,6 +2325,11 @@ impl Runtime {
             self.move_date_waits(&fresh, "", &e.message_id).await?;
         }
 
+        // Not handled yet while a send it owes is held: no marker, so that its retry then
+        // performs the send (the rest it did is found done).
+        if let Some((why, at)) = held {
+            return Err(RunError::Later { why, at });
+        }
         // The marker that the event was handled keeps the entries it was refused (for the
         // user's timeline, as long as the marker lives): no write of their own.
         log_refusals(user, &refusals);

@@ -458,6 +458,75 @@ steps:
     assert_eq!(skipped, ["quiet_hours"]);
 }
 
+/// A send held by quiet hours holds back only itself: the same event's other journeys go on.
+/// ann's cart event enters `a_thanks` (a push, quiet from 09:01) and `z_receipt` (a
+/// transactional email). The push provider is down at 09:00, so the push fails before the
+/// receipt's journey is reached; its retry, inside the quiet hours, holds the push to 20:00
+/// and enters the receipt at once, which is sent then, not at 20:00. The push goes out once,
+/// at 20:00. (Before, the held push stopped the event: the receipt waited for 20:00 too.)
+#[tokio::test]
+async fn a_held_send_does_not_hold_back_the_events_other_journeys() {
+    let thanks = r#"
+id: a_thanks
+name: Thanks
+trigger: {event: cart_abandoned}
+quiet_hours: {start: "09:01", end: "20:00"}
+steps:
+  - id: thanks_push
+    send: {push: {title: t, body: b}}
+"#;
+    let receipt = r#"
+id: z_receipt
+name: Receipt
+trigger: {event: cart_abandoned}
+transactional: true
+steps:
+  - id: receipt_email
+    send: {email: {subject: s, text: t}}
+"#;
+    let world = World::new(
+        thanks,
+        Config::default(),
+        Some(waymark::journey::Channel::Push),
+    )
+    .await;
+    world
+        .rt
+        .catalog
+        .publish(
+            &journey(receipt),
+            &world.rt.config.topics,
+            world.clock.now(),
+        )
+        .await
+        .expect("publish");
+    world
+        .run(at("2026-12-01T09:30:00Z"), at("2026-12-01T21:00:00Z"))
+        .await;
+    let sent = world.sent();
+    let receipt_at = sent
+        .iter()
+        .find(|(_, step)| step == "receipt_email")
+        .map(|(t, _)| *t);
+    assert!(
+        receipt_at.is_some_and(|t| t < at("2026-12-01T09:30:00Z")),
+        "the receipt goes out at the push's first retry, not with the held push: {sent:?}"
+    );
+    let pushes: Vec<Timestamp> = sent
+        .iter()
+        .filter(|(_, step)| step == "thanks_push")
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(pushes, [at("2026-12-01T20:00:00Z")], "{sent:?}");
+    assert_eq!(
+        sent.iter()
+            .filter(|(_, step)| step == "receipt_email")
+            .count(),
+        1,
+        "{sent:?}"
+    );
+}
+
 /// A send tried again after its provider was down is judged against her profile as it is
 /// then: ann unsubscribes from push (an identify's `subscriptions`) while the push due at 09:30
 /// waits for its provider, and it is skipped (`opted_out`) when the provider is back, not sent.
