@@ -45,6 +45,10 @@ pub enum Message {
         /// Why: `schedule 2026-11-24T09:00` or `inactive since …`; also the entry's message id.
         cause: String,
         at: Timestamp,
+        /// The version a schedule's run was started for: a worker whose cached list of
+        /// journeys is older than it enters by it (a publish just before the run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
     },
     /// Check whether a user has stayed inactive since `since` (armed by an activity when none
     /// is pending; when due, it looks again from the latest activity).

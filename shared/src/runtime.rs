@@ -969,6 +969,7 @@ impl Runtime {
                 journey,
                 cause,
                 at,
+                version: run_version,
             } => {
                 let trigger = TriggerEvent {
                     event: cause.split(':').next().unwrap_or("schedule").to_string(),
@@ -996,10 +997,26 @@ impl Runtime {
                     // Selected before her erasure, or no one now.
                     return Ok(());
                 }
-                let Some(p) = self.catalog.latest(journey).await? else {
-                    return Err(RunError::Poison(format!(
-                        "journey `{journey}` is not published"
-                    )));
+                // The latest version this worker knows of, or the run's own when that is
+                // later (this worker's cached list predates a publish made just before the
+                // run: a new journey, or a closed one opened again).
+                let latest = self.catalog.latest(journey).await?;
+                let p = match (latest, run_version) {
+                    (Some(l), Some(v)) if l.version >= *v => l,
+                    (_, Some(v)) => match self.catalog.version(journey, *v).await? {
+                        Some(p) => p,
+                        None => {
+                            return Err(RunError::Retry(format!(
+                                "version {v} of journey {journey}, whose run this entry is of, cannot be read yet"
+                            )))
+                        }
+                    },
+                    (Some(l), None) => l,
+                    (None, None) => {
+                        return Err(RunError::Poison(format!(
+                            "journey `{journey}` is not published"
+                        )))
+                    }
                 };
                 // A run's entry that comes once she entered at a later run (an old message
                 // redelivered late, past the triggers her enrollment remembers; a catch-up's
@@ -5556,6 +5573,7 @@ impl Runtime {
                     journey: p.journey.id.clone(),
                     cause: format!("schedule:{minute}"),
                     at,
+                    version: Some(p.version),
                 },
                 delay_secs: 0,
             });
@@ -6751,6 +6769,7 @@ mod tests {
                 journey: journey.clone(),
                 cause: format!("schedule:{}", i64::MIN),
                 at,
+                version: None,
             },
             Message::Stop {
                 user_id: user.clone(),

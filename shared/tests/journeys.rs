@@ -1832,13 +1832,14 @@ steps:
 /// A run's pages are judged by the version the scheduler started the run for, whatever the
 /// reading worker's cached list says: a digest published fifteen seconds before its 09:00 run,
 /// not yet in the list an engine instance read at 08:59, still enters the users of the pages
-/// that instance reads. (Before, such a page found no journey, entered no one, and was marked
-/// read: its users missed the run, with no error.)
+/// that instance reads, and its entries enter them by the run's version. (Before, such a page
+/// found no journey, entered no one, and was marked read: its users missed the run, with no
+/// error; and an entry handled there was poison, `journey not published`.)
 #[tokio::test]
 async fn a_run_started_just_after_a_publish_enters_the_users_a_stale_worker_reads() {
     use waymark::clock::Clock;
     let h = Harness::new("2026-12-01T08:59:00Z");
-    let (sender, _) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let (sender, worker_lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
     let worker = waymark::runtime::Runtime::new(
         std::sync::Arc::new(h.store.clone()),
         std::sync::Arc::new(h.queue.clone()),
@@ -1872,16 +1873,22 @@ steps:
     h.clock.set(at("2026-12-01T09:00:00Z"));
     h.rt.tick().await.expect("the 09:00 minute");
     let mut scanned = 0;
+    let mut entries = 0;
     for _ in 0..100 {
         let due = h.queue.take_due(h.clock.now());
         if due.is_empty() {
             break;
         }
         for m in &due {
-            // The run's pages are read by the worker with the stale list; the rest as usual.
+            // The run's pages, and the entries they queue, are handled by the worker with the
+            // stale list; the rest as usual.
             let rt = match m {
                 Message::Scan { .. } => {
                     scanned += 1;
+                    &worker
+                }
+                Message::Enter { .. } => {
+                    entries += 1;
                     &worker
                 }
                 _ => &h.rt,
@@ -1890,7 +1897,17 @@ steps:
         }
     }
     assert!(scanned > 0, "the run's pages were read by the worker");
-    assert_eq!(h.outbox(), ["2026-12-01T09:00:00Z ann email s: digest"]);
+    assert!(entries > 0, "the run's entries were handled by the worker");
+    // Sent by the worker that handled the entry.
+    let mut sent = h.outbox();
+    sent.extend(
+        worker_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(line),
+    );
+    assert_eq!(sent, ["2026-12-01T09:00:00Z ann email s: digest"]);
 }
 
 /// A schedule run's entry redelivered late (a dead-letter queue redriven days on), once the
@@ -1926,6 +1943,7 @@ steps:
                 journey: "digest".into(),
                 cause: format!("schedule:{minute}"),
                 at,
+                version: None,
             },
         )
     };
@@ -9937,6 +9955,7 @@ steps:
         journey: "d".into(),
         cause: "schedule:2026-12-01T08:00:00Z".into(),
         at: at("2026-12-01T08:00:00Z"),
+        version: None,
     };
     h.rt.handle(&enter).await.expect("entered");
     h.advance_to(at("2026-12-01T09:00:00Z")).await;
@@ -9951,6 +9970,7 @@ steps:
         journey: "d".into(),
         cause: "schedule:2026-12-01T08:00:00Z".into(),
         at: at("2026-12-01T08:00:00Z"),
+        version: None,
     };
     h.rt.handle(&enter).await.expect("entered");
     h.advance_to(at("2026-12-01T09:00:00Z")).await;
@@ -9987,6 +10007,7 @@ steps:
         journey: "o".into(),
         cause: "schedule:2026-12-01T08:00:00Z".into(),
         at: at("2026-12-01T08:00:00Z"),
+        version: None,
     };
     h.rt.handle(&enter).await.expect("entered");
     h.advance_to(at("2026-12-03T00:00:00Z")).await;
