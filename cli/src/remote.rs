@@ -285,9 +285,18 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
     // renamed one: each user would get both journeys' messages).
     let folders: Vec<&PathBuf> = paths.iter().filter(|p| p.is_dir()).collect();
     if !folders.is_empty() {
-        for (id, version) in left_published(client, &ids).await? {
+        // A note only: what was published stands, so a list the API cannot give now is said,
+        // not an error of the publish (exit 0 when every file was published).
+        let left = match left_published(client, &ids).await {
+            Ok(left) => left,
+            Err(e) => {
+                say_err!("note: could not list the published journeys to find any left without a file ({e:#}); what was published stands");
+                Vec::new()
+            }
+        };
+        for (id, version) in left {
             say_err!(
-                "note: journey `{id}` (version {version}) is published but no file in {} has its id: it keeps enrolling; {}",
+                "note: journey `{id}` (version {version}) is published but no file in {} has its id: it keeps enrolling (unless another folder you publish gives it); {}",
                 folders
                     .iter()
                     .map(|p| p.display().to_string())
@@ -859,6 +868,57 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A server on a loopback port that takes every `PUT` (a journey published, version 1)
+    /// and answers every other request `500`; its URL.
+    fn listless_server() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = vec![0u8; 65536];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let (status, body) = if buf[..n].starts_with(b"PUT ") {
+                    ("200 OK", r#"{"version":1,"created":true}"#)
+                } else {
+                    (
+                        "500 Internal Server Error",
+                        r#"{"error":"the store is down"}"#,
+                    )
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    /// Publishing a folder succeeds when every file was published, even when the list of
+    /// published journeys (for the note of those left without a file) cannot be read.
+    #[test]
+    fn a_publish_stands_when_the_list_for_its_note_fails() {
+        let url = listless_server();
+        let dir = std::env::temp_dir().join(format!("waymark-listless-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("a.yaml"),
+            "id: a\nname: A\ntrigger: {event: e}\nsteps:\n  - id: w\n    wait: 1h\n",
+        )
+        .expect("write");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let client = ApiClient::new(Some(&url), Some("k")).expect("a client");
+        let published = runtime.block_on(publish(&client, std::slice::from_ref(&dir)));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(published.expect("published"), "every file was published");
     }
 
     /// A 401 to the key read from a data folder says the server there runs on another one

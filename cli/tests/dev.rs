@@ -671,7 +671,7 @@ fn dev_republishes_a_changed_journey() {
     let err = support::text(&out.stderr);
     assert!(
         err.contains(&format!(
-            "note: journey `goodbye` (version 1) is published but no file in {} has its id: it keeps enrolling; to end it, keep a file with `id: goodbye` and `status: closed`",
+            "note: journey `goodbye` (version 1) is published but no file in {} has its id: it keeps enrolling (unless another folder you publish gives it); to end it, keep a file with `id: goodbye` and `status: closed`",
             other.display()
         )),
         "{err}"
