@@ -850,9 +850,10 @@ fn late_change_meets<'c>(
     enrollment: &Enrollment,
     m: &EventMatch,
     changes: &'c [LateChange],
+    skip: Option<Timestamp>,
 ) -> Option<&'c LateChange> {
     let profile = ctx.profile.scope();
-    changes.iter().find(|c| {
+    changes.iter().filter(|c| Some(c.at) != skip).find(|c| {
         change_meets(
             m,
             std::slice::from_ref(&c.change),
@@ -880,7 +881,8 @@ pub fn convert_late_change(
     if goal.trait_changed.is_none() {
         return;
     }
-    if let Some(c) = late_change_meets(ctx, &t.enrollment, &goal.as_match(), changes) {
+    // Not the change the enrollment before converted on: the first other one.
+    if let Some(c) = late_change_meets(ctx, &t.enrollment, &goal.as_match(), changes, converted) {
         let at = c.at;
         if converted != Some(at) {
             convert_late(ctx, t, at);
@@ -903,7 +905,7 @@ pub fn convert_moved_change<'c>(
     if enrollment.converted_at.is_some() {
         return None;
     }
-    let c = late_change_meets(ctx, enrollment, &goal.as_match(), changes)?;
+    let c = late_change_meets(ctx, enrollment, &goal.as_match(), changes, converted)?;
     if converted == Some(c.at) {
         return None;
     }
@@ -929,7 +931,9 @@ pub fn exit_late_change<'c>(
             .exit_when
             .iter()
             .filter(|m| m.trait_changed.is_some())
-            .find(|m| late_change_meets(ctx, enrollment, m, std::slice::from_ref(c)).is_some())
+            .find(|m| {
+                late_change_meets(ctx, enrollment, m, std::slice::from_ref(c), None).is_some()
+            })
             .map(|m| (m, c))
     })?;
     let mut run = Run::new(ctx, resumed(enrollment));

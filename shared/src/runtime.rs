@@ -3172,10 +3172,16 @@ impl Runtime {
             Some(Listened::Event(name)) => Some((g, name)),
             _ => None,
         });
-        if let Some(at) = event_goal.and_then(|(g, name)| match g.condition {
-            None => profile.first_after(name, heard_from, &cause, name != trigger_event),
-            Some(_) => {
-                profile.marked_after(j, MarkKind::Goal, name, heard_from, name != trigger_event)
+        if let Some(at) = event_goal.and_then(|(g, name)| {
+            let first = |from: Timestamp, inclusive: bool| match g.condition {
+                None => profile.first_after(name, from, &cause, inclusive),
+                Some(_) => profile.marked_after(j, MarkKind::Goal, name, from, inclusive),
+            };
+            match first(heard_from, name != trigger_event) {
+                // The one the enrollment before converted on: the next after it, if any (a
+                // condition's mark keeps only the latest time, so there is none then).
+                Some(at) if converted_before == Some(at) => first(at, false),
+                found => found,
             }
         }) {
             if converted_before != Some(at) {

@@ -6050,6 +6050,62 @@ steps:
         .map(|e| e.enrollment.to_string())
         .collect();
     assert_eq!(entered, ["g:cy:1", "g:cy:2"]);
+
+    // A second order after the re-entry's trigger converts it: the first one's conversion is
+    // not the only goal looked at. (Before, the first order after the trigger was the one
+    // looked at, and it was the enrollment before's: none converted the re-entry.)
+    let script = r#"
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"cy","traits":{"email":"cy@x.com"}}
+{"at":"2026-05-01T10:00:00Z","userId":"cy","event":"cart","messageId":"c-cy-1"}
+{"at":"2026-05-02T10:21:00Z","userId":"cy","event":"order","messageId":"o-cy","timestamp":"2026-05-02T10:20:00Z"}
+{"at":"2026-05-02T10:23:00Z","userId":"cy","event":"order","messageId":"o-cy-2","timestamp":"2026-05-02T10:22:00Z"}
+{"at":"2026-05-02T10:25:00Z","userId":"cy","event":"cart","messageId":"c-cy-2","timestamp":"2026-05-02T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    // (Each written when it was found: the first at its order, the second at the late cart.)
+    let conversions: Vec<(String, jiff::Timestamp)> = entries(&out, "cy")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| (e.enrollment.to_string(), e.at))
+        .collect();
+    assert_eq!(
+        conversions,
+        [
+            ("g:cy:1".to_string(), at("2026-05-02T10:21:00Z")),
+            ("g:cy:2".to_string(), at("2026-05-02T10:25:00Z"))
+        ]
+    );
+}
+
+/// As for an order, so for a goal on a trait's change: the change that converted the
+/// enrollment before is skipped, and the next one, after the late re-entry's trigger, converts
+/// it. (Before, the first change after its trigger was the only one looked at.)
+#[tokio::test]
+async fn a_trait_change_after_the_one_the_enrollment_before_converted_on_converts_a_late_reentry() {
+    let journey = r#"
+id: g
+name: G
+trigger: {event: cart}
+reentry: after_exit
+goal: {trait_changed: tier, within: 7d}
+steps:
+  - id: s
+    send: {email: {subject: "x", text: "x"}}
+"#;
+    let script = r#"
+{"at":"2026-05-01T00:00:00Z","type":"identify","userId":"cy","traits":{"email":"cy@x.com","tier":"a"}}
+{"at":"2026-05-01T10:00:00Z","userId":"cy","event":"cart","messageId":"c-cy-1"}
+{"at":"2026-05-02T10:21:00Z","type":"identify","userId":"cy","messageId":"i-cy-1","timestamp":"2026-05-02T10:20:00Z","traits":{"tier":"b"}}
+{"at":"2026-05-02T10:23:00Z","type":"identify","userId":"cy","messageId":"i-cy-2","timestamp":"2026-05-02T10:22:00Z","traits":{"tier":"c"}}
+{"at":"2026-05-02T10:25:00Z","userId":"cy","event":"cart","messageId":"c-cy-2","timestamp":"2026-05-02T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    let conversions: Vec<String> = entries(&out, "cy")
+        .into_iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| e.enrollment.to_string())
+        .collect();
+    assert_eq!(conversions, ["g:cy:1", "g:cy:2"]);
 }
 
 /// A goal event that happened in an enrollment's window but arrives after the user entered
