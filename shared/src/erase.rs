@@ -11,7 +11,7 @@ use jiff::SignedDuration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::Effect;
+use crate::engine::{Effect, Outgoing};
 use crate::enrollment::{Carried, Enrollment, Status};
 use crate::event::ANONYMOUS_PREFIX;
 use crate::profile::{Device, ErasureLeft, Profile};
@@ -468,8 +468,10 @@ impl Runtime {
     /// transition's outbox, carried ones) is carried with its sends cancelled, so that no
     /// worker that reads it meanwhile sends them. Then every transition whose timeline record
     /// is still owed gets it, written once as any (on its own key, if it is not there yet):
-    /// its entries, and for each send what the ledger says it came to, or `skipped` (`erased`)
-    /// for one that never went out. No other effect is performed (no wake-up, no update of her
+    /// its entries, and for each send what the ledger says it came to, a send that has not gone
+    /// out being recorded there first as `skipped` (`erased`), before the enrollment is ended
+    /// ([`Runtime::settle_send_for_erasure`]); a transition with a send another worker is
+    /// making now is left to that worker's record. No other effect is performed (no wake-up, no update of her
     /// profile). These records are her partition's: the erasure folds them into the stats and
     /// deletes them with the rest.
     async fn end_for_erasure(
@@ -477,6 +479,21 @@ impl Runtime {
         r: &Record,
         e: Arc<Enrollment>,
     ) -> Result<Option<u64>, RunError> {
+        // Her sends still owed are settled in the ledger first, before any worker reads her
+        // enrollment ended: one that has not gone out never will (a worker that comes to it
+        // finds it skipped, `erased`), and one a worker is sending now is left to it.
+        let owed = e.carried.iter().flat_map(|c| c.effects.iter()).chain(
+            e.outbox_cause
+                .is_some()
+                .then_some(&e.outbox)
+                .into_iter()
+                .flatten(),
+        );
+        for effect in owed {
+            if let Effect::Send(o) = effect {
+                self.settle_send_for_erasure(o).await?;
+            }
+        }
         let (e, version) = if e.is_active() {
             let ended = Arc::new(self.ended_by_erasure(&e));
             let mut record = Record::shared(r.key.clone(), r.version + 1, ended.clone());
@@ -546,8 +563,54 @@ impl Runtime {
         ended
     }
 
+    /// What send `o`, owed by an enrollment her erasure ends, comes to, settled in the send
+    /// ledger: what the ledger says it came to; a send no worker claimed, or whose claim
+    /// lapsed (its worker gave up), is recorded there as skipped (`erased`), so that no worker
+    /// sends it after; `None` for one a worker claimed and may be sending now (its worker
+    /// records what happened).
+    async fn settle_send_for_erasure(&self, o: &Outgoing) -> Result<Option<Outcome>, RunError> {
+        let key = ledger_key(o);
+        let erased = Outcome::Skipped {
+            reason: "erased".into(),
+            detail: Some("the user was erased before the message could go out".into()),
+        };
+        for _ in 0..8 {
+            let now = self.now();
+            let stored = self.store.get(&key).await?;
+            let expect = match &stored {
+                None => Expect::Absent,
+                Some(r) => match r.parse::<Ledger>()? {
+                    Ledger::Done { outcome } => return Ok(Some(outcome)),
+                    Ledger::Claimed { until } if until > now => return Ok(None),
+                    Ledger::Claimed { .. } => Expect::Version(r.version),
+                },
+            };
+            let version = stored.as_ref().map_or(1, |r| r.version + 1);
+            let done = Record::new(
+                key.clone(),
+                version,
+                &Ledger::Done {
+                    outcome: erased.clone(),
+                },
+            )?
+            .expiring(now + KEEP_FOR);
+            match self.store.put(&done, expect).await {
+                Ok(()) => return Ok(Some(erased)),
+                // Claimed or recorded just now: read again.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Retry(format!(
+            "send {} kept changing during the erasure",
+            o.ledger_key()
+        )))
+    }
+
     /// Writes the timeline record a transition (`cause`, of `enrollment`) still owes, unless
-    /// it is there already (see [`Runtime::end_for_erasure`]), listed for the stats fold.
+    /// it is there already (see [`Runtime::end_for_erasure`]), listed for the stats fold; a
+    /// transition one of whose sends a worker may be sending now is left to that worker,
+    /// whose record says what became of it.
     async fn record_owed(
         &self,
         user: &str,
@@ -562,27 +625,19 @@ impl Runtime {
             let Effect::Send(o) = effect else {
                 continue;
             };
-            let done = match self.store.get(&ledger_key(o)).await? {
-                Some(r) => match r.parse::<Ledger>()? {
-                    Ledger::Done { outcome } => Some(outcome),
-                    Ledger::Claimed { .. } => None,
-                },
-                None => None,
+            let Some(outcome) = self.settle_send_for_erasure(o).await? else {
+                tracing::info!(user, enrollment, "a send of an erased user's enrollment was under way in another worker: its timeline record is left to that worker");
+                return Ok(());
             };
-            let what = match done {
-                Some(Outcome::Sent { .. }) => What::Sent {
+            let what = match outcome {
+                Outcome::Sent { .. } => What::Sent {
                     channel: o.channel,
                     locale: o.locale.clone(),
                 },
-                Some(Outcome::Skipped { reason, detail }) => What::Skipped {
+                Outcome::Skipped { reason, detail } => What::Skipped {
                     channel: o.channel,
                     reason,
                     detail,
-                },
-                None => What::Skipped {
-                    channel: o.channel,
-                    reason: "erased".into(),
-                    detail: Some("the user was erased before the message could go out".into()),
                 },
             };
             entries.push(Entry {

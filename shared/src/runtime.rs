@@ -4259,7 +4259,14 @@ impl Runtime {
                 // retries): recorded after all.
                 Err(StoreError::Conflict) => {
                     let recorded = self.store.get(&done.key).await?;
-                    if let Some(r) = recorded.filter(|r| r.version == claim_version + 1) {
+                    let Some(r) = recorded else {
+                        // The claim went with her data: her erasure cleared her partition while
+                        // this worker sent (nothing else deletes a claim held). What happened is
+                        // what this worker did: its timeline record says it, and is counted.
+                        tracing::info!(user = %o.user_id, send = %o.ledger_key(), "a send's claim went with its user's erasure as it was made; recorded in its timeline alone");
+                        return Ok(outcome);
+                    };
+                    if r.version == claim_version + 1 {
                         if let Ledger::Done { .. } = r.parse::<Ledger>()? {
                             return Ok(outcome);
                         }

@@ -1044,3 +1044,225 @@ steps:
     assert!(kept.is_empty(), "{kept:?}");
     assert!(h.rt.user("ann").await.expect("user").profile.is_none());
 }
+
+/// A provider that, while it takes a message, has the user erased by another worker (an admin's
+/// `DELETE` handled at that very moment).
+#[derive(Default)]
+struct ErasingProvider {
+    eraser: Mutex<Option<Arc<waymark::runtime::Runtime>>>,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Sender for ErasingProvider {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let eraser = self.eraser.lock().expect("eraser").take();
+        if let Some(rt) = eraser {
+            rt.erase(&message.user_id).await.expect("erase");
+        }
+        let line = format!("{} {}", message.user_id, message.step);
+        self.sent.lock().expect("sent").push(line);
+        Ok(Receipt::default())
+    }
+}
+
+/// Another worker over `store`, on the harness's queue and clock.
+fn another_worker(h: &Harness, store: Arc<dyn waymark::store::Store>) -> waymark::runtime::Runtime {
+    let (sender, _) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    waymark::runtime::Runtime::new(
+        store,
+        Arc::new(h.queue.clone()),
+        Arc::new(sender),
+        h.clock.clone(),
+        std::time::Duration::from_secs(0),
+        waymark::runtime::Config::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_send_going_out_as_she_is_erased_counts_as_sent_not_as_skipped() {
+    // given ann, whose erasure (another worker's) runs while the provider takes her first
+    // email: its claim in the send ledger was taken, and it goes out
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    let provider = Arc::new(ErasingProvider::default());
+    let eraser = Arc::new(another_worker(&h, Arc::new(h.store.clone())));
+    *provider.eraser.lock().expect("eraser") = Some(eraser);
+    let store = h.store.clone();
+    let h = h.with(Arc::new(store), provider.clone());
+    h.publish(NUDGE).await;
+
+    // when she enters the journey (the email goes out as she is erased), and the stats fold
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+
+    // then the email that went out is counted as sent, not as skipped for her erasure; her
+    // entry and her end are counted once, and nothing more went out
+    assert_eq!(*provider.sent.lock().expect("sent"), ["ann first"]);
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "step.first.sent.email"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.skipped.erased"), 0, "{s:?}");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    // and the record its worker wrote after her erasure goes with the next request
+    h.rt.erase("ann").await.expect("erase again");
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
+    h.rt.fold_stats().await.expect("fold");
+    assert_eq!(h.rt.stats("cart_nudge").await.expect("stats"), s);
+}
+
+/// A store that has another worker handle a message right after the first write of an
+/// enrollment record (`E#`) goes through it.
+struct HandleAfterEnrollmentWrite {
+    inner: waymark::store::MemoryStore,
+    then: Mutex<Option<(Arc<waymark::runtime::Runtime>, Message)>>,
+}
+
+#[async_trait]
+impl waymark::store::Store for HandleAfterEnrollmentWrite {
+    async fn get(
+        &self,
+        key: &waymark::store::Key,
+    ) -> Result<Option<Record>, waymark::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        record: &Record,
+        expect: waymark::store::Expect,
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.put(record, expect).await?;
+        if record.key.sk.starts_with("E#") {
+            let then = self.then.lock().expect("then").take();
+            if let Some((rt, message)) = then {
+                rt.handle(&message).await.expect("handled");
+            }
+        }
+        Ok(())
+    }
+    async fn delete(
+        &self,
+        key: &waymark::store::Key,
+        expect: waymark::store::Expect,
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<Record>, waymark::store::StoreError> {
+        self.inner.query(pk, prefix).await
+    }
+    async fn partitions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<waymark::store::Part>>, waymark::store::StoreError> {
+        self.inner.partitions_between(from, to).await
+    }
+    async fn pending(
+        &self,
+        part: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, waymark::store::StoreError> {
+        self.inner.pending(part, limit).await
+    }
+    async fn fold(
+        &self,
+        records: &[waymark::store::Key],
+        counters: &[(waymark::store::Key, waymark::store::Counts)],
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.fold(records, counters).await
+    }
+    async fn fold_part(
+        &self,
+        record: &waymark::store::Key,
+        part: u32,
+        last: bool,
+        counters: &[(waymark::store::Key, waymark::store::Counts)],
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.fold_part(record, part, last, counters).await
+    }
+    async fn counters(
+        &self,
+        key: &waymark::store::Key,
+    ) -> Result<std::collections::BTreeMap<String, i64>, waymark::store::StoreError> {
+        self.inner.counters(key).await
+    }
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&waymark::store::Key>,
+        limit: usize,
+    ) -> Result<waymark::store::Page, waymark::store::StoreError> {
+        self.inner.scan(sk, segment, segments, start, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased() {
+    // given ann in a journey whose first email could not go out yet (the send ledger was
+    // unavailable: her enrollment still owes it, and its message is retried later)
+    let (h, faulty) = faulty_harness();
+    h.publish(NUDGE).await;
+    *faulty.fail_write_of.lock().expect("fail") = Some("L#".into());
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    let e: waymark::enrollment::Enrollment = h
+        .store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk == "U#ann" && r.key.sk.starts_with("E#"))
+        .expect("her enrollment")
+        .parse()
+        .expect("an enrollment");
+    assert!(!e.outbox.is_empty(), "{e:?}");
+    let pending = e.pending.as_ref().expect("waiting");
+    let wake = Message::Wake {
+        user_id: "ann".into(),
+        journey: e.record().into(),
+        enrollment: e.id.clone(),
+        seq: pending.seq,
+        at: pending.at,
+    };
+
+    // when she is erased as her wait ends, and another worker (its wake-up on the queue
+    // already) reads her enrollment right after the erasure ended it, before the erasure goes on
+    h.clock.set(pending.at);
+    let store = Arc::new(HandleAfterEnrollmentWrite {
+        inner: h.store.clone(),
+        then: Mutex::new(Some((
+            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+            wake,
+        ))),
+    });
+    let eraser = another_worker(&h, store);
+    eraser.erase("ann").await.expect("erase");
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+
+    // then the email that never went out is counted skipped because she was erased, not as
+    // cancelled by an exit event, and nothing went out
+    assert!(h.outbox().is_empty(), "{:?}", h.outbox());
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "step.first.skipped.erased"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.skipped.exited"), 0, "{s:?}");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+}
