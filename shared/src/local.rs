@@ -366,35 +366,55 @@ fn pending_of(
 }
 
 /// Refuses a record DynamoDB would refuse (see [`check_record`]), or whose item, as the DynamoDB
-/// adapter writes it (`pk`, `sk`, `v`, the body as `b`, or deflated as `z`, `ttl`, `f`), is past
-/// [`MAX_ITEM_BYTES`], names and values counted. A body is deflated to measure it only when it
-/// is past the bound as it is (rare), so a write costs no more than a few additions.
+/// adapter writes it, is past [`MAX_ITEM_BYTES`] ([`item_past_bound`]).
 fn check_item(record: &Record, body: &[u8]) -> Result<(), StoreError> {
     check_record(record)?;
+    let (pk, sk) = (&record.key.pk, &record.key.sk);
+    let pending = record.pending.as_deref();
+    match item_past_bound(pk, sk, record.expires.is_some(), pending, false, body) {
+        None => Ok(()),
+        Some(size) => Err(refused_item(pk, sk, size)),
+    }
+}
+
+/// The size of an item as the DynamoDB adapter writes it (`pk`, `sk`, `v`, the body as `b`, or
+/// deflated as `z`, `ttl`, `f`, and `fp` once a part of its fold is counted: `parts_folded`),
+/// names and values counted, when that is past [`MAX_ITEM_BYTES`]. A body is deflated to
+/// measure it only when it is past the bound as it is (rare), so a write costs no more than a
+/// few additions.
+fn item_past_bound(
+    pk: &str,
+    sk: &str,
+    expires: bool,
+    pending: Option<&str>,
+    parts_folded: bool,
+    body: &[u8],
+) -> Option<usize> {
     /// A number's size, at most (DynamoDB counts a byte per two significant digits, and one).
     const NUMBER: usize = 21;
     let fixed = "pk".len()
-        + record.key.pk.len()
+        + pk.len()
         + "sk".len()
-        + record.key.sk.len()
+        + sk.len()
         + "v".len()
         + NUMBER
         + "b".len()
-        + record.expires.map_or(0, |_| "ttl".len() + NUMBER)
-        + record.pending.as_ref().map_or(0, |p| "f".len() + p.len());
+        + if expires { "ttl".len() + NUMBER } else { 0 }
+        + pending.map_or(0, |p| "f".len() + p.len())
+        + if parts_folded { "fp".len() + NUMBER } else { 0 };
     if fixed + body.len() <= MAX_ITEM_BYTES {
-        return Ok(());
+        return None;
     }
     let stored = deflated_len(body).unwrap_or(body.len()).min(body.len());
-    if fixed + stored <= MAX_ITEM_BYTES {
-        return Ok(());
-    }
-    Err(StoreError::Corrupt(format!(
-        "DynamoDB would refuse the item {}/{}: {} bytes, past its {MAX_ITEM_BYTES}",
-        shown_part(&record.key.pk),
-        shown_part(&record.key.sk),
-        fixed + stored
-    )))
+    (fixed + stored > MAX_ITEM_BYTES).then_some(fixed + stored)
+}
+
+fn refused_item(pk: &str, sk: &str, size: usize) -> StoreError {
+    StoreError::Corrupt(format!(
+        "DynamoDB would refuse the item {}/{}: {size} bytes, past its {MAX_ITEM_BYTES}",
+        shown_part(pk),
+        shown_part(sk),
+    ))
 }
 
 /// How long `body` is deflated as the DynamoDB adapter stores a large body (raw DEFLATE, level 6).
@@ -753,6 +773,34 @@ impl Store for RedbStore {
                 // Not listed, or not at this part: drop the transaction, change nothing.
                 if !listed || done != part {
                     return Err(StoreError::Conflict);
+                }
+                if !last {
+                    // The count of parts done is an attribute of the record's item (`fp`):
+                    // DynamoDB refuses the part when the item would pass its bound with it.
+                    let pending = txn
+                        .open_table(PENDING_OF)
+                        .store()?
+                        .get(k)
+                        .store()?
+                        .map(|v| v.value().to_string());
+                    let records = txn.open_table(RECORDS).store()?;
+                    let past = match records.get(k).store()? {
+                        Some(row) => {
+                            let (_, expires, body) = row.value();
+                            item_past_bound(
+                                k.0,
+                                k.1,
+                                expires != NO_EXPIRY,
+                                pending.as_deref(),
+                                true,
+                                body,
+                            )
+                        }
+                        None => None,
+                    };
+                    if let Some(size) = past {
+                        return Err(refused_item(k.0, k.1, size));
+                    }
                 }
                 if last {
                     unlist(&txn, k.0, k.1)?;
@@ -1750,6 +1798,69 @@ mod tests {
             .put(&rec("U#ann", "I#m-3", 1, &under), Expect::Absent)
             .await
             .expect("under 400 KB");
+    }
+
+    /// A part of a parted fold notes on the record's item how many parts are counted (`fp`):
+    /// the redb store refuses one that would take the item past DynamoDB's 400 KB, as
+    /// DynamoDB refuses the update, though the record itself was taken.
+    #[tokio::test]
+    async fn a_fold_part_that_would_take_its_record_past_400_kb_is_refused() {
+        let store = RedbStore::new(open_in_memory().expect("in-memory redb"));
+        // Noise that deflates to some 500 bytes under the bound (the item is stored deflated).
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut noise = |n: usize| -> String {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'!' + (x >> 58) as u8)
+                })
+                .collect()
+        };
+        let stored = |body: &str| {
+            let json = serde_json::to_vec(body).expect("json");
+            deflated_len(&json).expect("deflates")
+        };
+        let target = MAX_ITEM_BYTES - 500;
+        let mut n = MAX_ITEM_BYTES * 4 / 3;
+        let mut body = noise(n);
+        for _ in 0..20 {
+            let d = stored(&body);
+            if d.abs_diff(target) < 200 {
+                break;
+            }
+            n = n * target / d;
+            body = noise(n);
+        }
+        let d = stored(&body);
+        assert!(d.abs_diff(target) < 200, "{d}");
+        // A sort key that leaves the item 10 bytes under the bound: `pk` and `U#ann`, `sk`,
+        // `v` and a number, `b`, `f` and `F#0`.
+        let fixed = 2 + 5 + 2 + 1 + 21 + 1 + 1 + 3;
+        let sk = format!("T#{}", "x".repeat(MAX_ITEM_BYTES - 10 - fixed - d - 2));
+        let r = rec("U#ann", &sk, 1, &body).pending_in("F#0");
+        store
+            .put(&r, Expect::Absent)
+            .await
+            .expect("just under 400 KB");
+        let s = Key::new("S#j", "C#0");
+        let counts = BTreeMap::from([("sent".to_string(), 1)]);
+
+        // when a first part of its fold is counted (not its last), it is refused
+        let got = store
+            .fold_part(&r.key, 0, false, &[(s.clone(), counts.clone())])
+            .await;
+        let shown = format!("{got:?}");
+        assert!(refused(got, "the item `U#ann`/"), "{shown}");
+        assert!(store.counters(&s).await.expect("counters").is_empty());
+        assert_eq!(store.pending("F#0", 10).await.expect("pending").len(), 1);
+        // a fold in one part (no count of parts noted) is taken
+        store
+            .fold_part(&r.key, 0, true, &[(s.clone(), counts)])
+            .await
+            .expect("the only part");
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
     }
 
     #[tokio::test]
