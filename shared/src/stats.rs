@@ -214,7 +214,12 @@ impl Runtime {
                     if full {
                         done.insert(r.key.clone());
                     }
-                    folded += self.fold_alone(&r.key, &counted, shard).await?;
+                    folded += self
+                        .fold_alone(&r.key, &counted, shard, out_of_time)
+                        .await?;
+                    if out_of_time() {
+                        return Ok(folded);
+                    }
                     continue;
                 }
                 if !chunk.keys.is_empty() && !chunk.fits(&size) {
@@ -271,7 +276,8 @@ impl Runtime {
                 let counted = Counted::of(&r.key, &r.body);
                 let size = counted.size();
                 if !Chunk::default().fits(&size) {
-                    folded += self.fold_alone(&r.key, &counted, shard).await?;
+                    // (Before her records are deleted: all of it, whatever the time.)
+                    folded += self.fold_alone(&r.key, &counted, shard, &|| false).await?;
                     continue;
                 }
                 if !chunk.keys.is_empty() && !chunk.fits(&size) {
@@ -294,13 +300,16 @@ impl Runtime {
     /// transaction ([`crate::store::Store::fold_part`]), in order. The record notes how many
     /// of its parts are counted, so a fold that stops between parts (a crash, a timeout) is
     /// finished by the next from the part it stopped at, and each part is counted once: a part
-    /// counted already (by another run) conflicts, and is passed. Returns 1 when this call
-    /// took the record off its partition.
+    /// counted already (by another run) conflicts, and is passed. Once `out_of_time`, it stops
+    /// after the next part it counts (so each run counts one part at least), and the record
+    /// stays listed for the next run to go on from there. Returns 1 when this call took the
+    /// record off its partition.
     async fn fold_alone(
         &self,
         key: &Key,
         counted: &Counted<'_>,
         shard: u32,
+        out_of_time: &(dyn Fn() -> bool + Sync),
     ) -> Result<usize, RunError> {
         let mut one = Chunk::default();
         counted.add_into(&mut one.counters);
@@ -319,6 +328,7 @@ impl Runtime {
             let part = u32::try_from(i).unwrap_or(u32::MAX);
             match self.store.fold_part(key, part, i == last, counters).await {
                 Ok(()) if i == last => folded = 1,
+                Ok(()) if out_of_time() => break,
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -671,6 +681,50 @@ mod tests {
         let folded = rt.fold_stats().await.expect("fold");
 
         // then it counts the parts left, and the record is counted once in all
+        assert_eq!(folded, 1);
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+        assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
+        assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fold_out_of_time_stops_between_a_records_parts_and_the_next_goes_on_from_there() {
+        // given a record of 120 sends, folded in three parts, and a fold with no time at all
+        let (store, rt) = with_long_run(120, false, &[]).await;
+        let key = Key::new("U#ann", "T#1");
+        let record = store.get(&key).await.expect("get").expect("the record");
+        let mut one = Chunk::default();
+        Counted::of(&key, &record.body).add_into(&mut one.counters);
+        let parts = parts_of(one.into_counters(0).2);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        let counted = |n: usize| {
+            let mut want: BTreeMap<String, i64> = BTreeMap::new();
+            for (_, c) in parts.iter().take(n).flatten() {
+                for (k, d) in c {
+                    *want.entry(k.clone()).or_insert(0) += d;
+                }
+            }
+            want.retain(|_, d| *d != 0);
+            want
+        };
+
+        // when each minute's fold is out of time from the start
+        for minute in 1..=2 {
+            let folded = rt
+                .fold_stats_within(Some(std::time::Instant::now()))
+                .await
+                .expect("fold");
+
+            // then it counts one part and stops there, the record still listed
+            assert_eq!(folded, 0, "minute {minute}");
+            assert_eq!(store.pending("F#0", 10).await.expect("pending").len(), 1);
+            assert_eq!(rt.stats("cart").await.expect("stats"), counted(minute));
+        }
+        // and the third goes on from the part the second reached: the record counted once
+        let folded = rt
+            .fold_stats_within(Some(std::time::Instant::now()))
+            .await
+            .expect("fold");
         assert_eq!(folded, 1);
         assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
         assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
