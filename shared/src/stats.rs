@@ -366,6 +366,16 @@ impl Runtime {
 /// writes an item once). The `n`th hundred of each key's counters goes in the `n`th round of
 /// parts. The same changes always make the same parts, so a fold that stopped between parts
 /// is finished by the next part by part.
+///
+/// Not pinned: the parts are the folding build's. A record's changes come from its stored body
+/// (a put of it starts its parts over), so they differ between two runs only when the build
+/// between them counts a timeline otherwise (`timeline::count_into`, another counter name) or
+/// parts it otherwise (this function, [`FOLD_MAX_COUNTERS`], [`FOLD_MAX_ITEMS`]). A record left
+/// between parts (its run stopped: a crash, a timeout, its time budget) and finished by such a
+/// build is finished with that build's parts from the number reached: a change can be counted
+/// twice or not at all, at that record alone, and nothing detects it (the store keeps the
+/// number of parts counted, `fp`, not which changes they held). Before deploying such a build,
+/// the records of the `fold` index that carry `fp` are those half folded.
 fn parts_of(counters: Vec<(Key, Counts)>) -> Vec<Vec<(Key, Counts)>> {
     let mut rounds: Vec<Vec<(Key, Counts)>> = Vec::new();
     for (key, counts) in counters {
