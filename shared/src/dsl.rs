@@ -7083,6 +7083,20 @@ steps:
         }
     }
 
+    /// An `{% if %}` a message's text never closes is told at the file line and column of its
+    /// tag, with the `{% endif %}` to add, not at the text's last line.
+    #[test]
+    fn a_block_left_open_in_a_template_is_told_where_it_opens() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: s\n    send:\n      email:\n        subject: Hi\n        text: |\n          Hello {{ profile.first_name }},\n          {% if event.total > 100 %}free shipping!\n          See you soon.\n          The team\n";
+        let errors = parse("j.yaml", text).expect_err("an open block");
+        let e = errors
+            .iter()
+            .find(|e| e.path.ends_with("text"))
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!((e.line, e.column), (11, 11), "{e}");
+        assert!(e.message.contains("add `{% endif %}`"), "{e}");
+    }
+
     #[test]
     fn a_second_document_is_pointed_at_where_it_starts() {
         let text =

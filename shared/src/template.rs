@@ -2,6 +2,7 @@
 //! `user_id`, `now` and `unsubscribe_url` in scope (and, in a webhook's call, `secrets`, which
 //! renders markers, never values). No loader, no file or environment access, bounded work per render.
 
+mod blocks;
 mod calls;
 mod currency;
 mod date;
@@ -208,14 +209,19 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     let tmpl = env().template_from_str(source).map_err(|e| {
         // Another language's habit (`| default: "there"`, `{% assign %}`) is said as such,
         // where it is what MiniJinja could not read.
-        match habits::at_error(source, e.range(), e.line()) {
-            Some((at, message)) => TemplateError::at(source, at, message),
-            // At the place MiniJinja names where it knows one (a block's `>` folds the
-            // template's lines into one: a line alone would not find it in the file).
-            None => match e.range() {
-                Some(r) => TemplateError::at(source, r.start, from_minijinja(e).message),
-                None => from_minijinja(e),
-            },
+        if let Some((at, message)) = habits::at_error(source, e.range(), e.line()) {
+            return TemplateError::at(source, at, message);
+        }
+        // A block left open: MiniJinja finds it at the end of the text and names the text's
+        // last stretch, so it is told at the tag that opened it.
+        if let Some((kind, at)) = open_block(&e, source) {
+            return TemplateError::at(source, at, unclosed_block(kind));
+        }
+        // At the place MiniJinja names where it knows one (a block's `>` folds the
+        // template's lines into one: a line alone would not find it in the file).
+        match e.range() {
+            Some(r) => TemplateError::at(source, r.start, from_minijinja(e).message),
+            None => from_minijinja(e),
         }
     })?;
     // MiniJinja looks filters and tests up only when it renders: name them here.
@@ -306,6 +312,22 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         return Err(naming(source, first, None, message));
     }
     Ok(())
+}
+
+/// The block `source` leaves open (its keyword and where its `{%` is), when that is what
+/// MiniJinja's error `e` is: the end of the text reached inside a block.
+fn open_block(e: &minijinja::Error, source: &str) -> Option<(&'static str, usize)> {
+    (e.kind() == minijinja::ErrorKind::SyntaxError
+        && e.detail() == Some("unexpected end of input, expected end of block"))
+    .then(|| blocks::unclosed(source))
+    .flatten()
+}
+
+/// What to say of a block tag `{% kind %}` the template does not close.
+fn unclosed_block(kind: &str) -> String {
+    format!(
+        "this `{{% {kind} %}}` is not closed (the text ends inside it): add `{{% end{kind} %}}` where the part it holds ends"
+    )
 }
 
 /// The problem `message` where `source`'s tags first read the variable `root` (its `field`, when
@@ -1921,6 +1943,37 @@ mod tests {
         let e = check("Hello {{ profile.name ").unwrap_err();
         assert!(e.message.starts_with("template error"), "{}", e.message);
         assert_eq!(e.line, Some(1));
+    }
+
+    /// A block the text never closes is told at the tag that opens it, with the end to add:
+    /// MiniJinja finds it at the end of the text, and its place was the text's last stretch
+    /// (on the right line only when the template is one line).
+    #[test]
+    fn a_block_left_open_is_told_at_its_opening_tag() {
+        for (source, at, end) in [
+            (
+                "Hello {{ profile.first_name }},\n  {% if event.total > 100 %}free shipping!\nSee you soon.\nThe team",
+                (2, 3),
+                "{% endif %}",
+            ),
+            (
+                "Your items:\n{% for item in event.items %}\n- {{ item.name }}\n{% if item.gift %}(gift){% endif %}\nThanks",
+                (2, 1),
+                "{% endfor %}",
+            ),
+            (
+                "{% if event.vip %}VIP\n{% else %}\n  {%- if event.new %}new\n{% endif %}\nbye",
+                (1, 1),
+                "{% endif %}",
+            ),
+        ] {
+            let e = check(source).expect_err(source);
+            assert_eq!((e.line, e.column), (Some(at.0), Some(at.1)), "{source}: {e}");
+            assert!(e.message.contains(&format!("add `{end}`")), "{}", e.message);
+        }
+        // A tag that is not closed itself keeps MiniJinja's own error, where it stopped.
+        let e = check("Hi\n{% if event.vip ").expect_err("open tag");
+        assert!(e.message.starts_with("template error"), "{}", e.message);
     }
 
     /// What the README says of `{% if %}`: MiniJinja's comparisons, not a condition's.
