@@ -93,6 +93,9 @@ const RETRY_AFTER_REAL: RealDuration = RealDuration::from_secs(5);
 const MAX_NAP: RealDuration = RealDuration::from_secs(1);
 
 pub async fn run(args: DevArgs) -> Result<()> {
+    if let Some(message) = settings::given_as_journeys(&args.journeys) {
+        anyhow::bail!("{message}");
+    }
     if !args.journeys.is_dir() {
         anyhow::bail!(
             "{} is not a folder: pass the folder of your journey files to --journeys",

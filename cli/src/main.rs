@@ -420,6 +420,10 @@ fn simulate(
     bless: bool,
     stats: bool,
 ) -> Result<bool> {
+    // Read as a journey, a settings file's every key would be an error of a journey's.
+    if let Some(message) = settings::given_as_journeys(journeys) {
+        anyhow::bail!("{message}");
+    }
     let set = match dsl::load_set(&[journeys.to_path_buf()]) {
         Ok(set) if set.is_empty() => {
             say_err!("{}", no_journeys(&[journeys.to_path_buf()]));

@@ -88,6 +88,41 @@ pub fn check_named(file: &Path) -> Result<Settings, Vec<FileError>> {
     }])
 }
 
+/// What to say of a settings file given where journeys go (`--journeys journeys/waymark.yaml`):
+/// it holds its folder's settings, not a journey, and the folder is what to pass (its settings
+/// apply to the journeys run from it); `None` for any other path. A settings file its folder
+/// does not read is said to be one too, with [`check_named`]'s word on it.
+pub fn given_as_journeys(path: &Path) -> Option<String> {
+    let is_settings = path.is_file()
+        && path.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM)
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        );
+    if !is_settings {
+        return None;
+    }
+    let folder = dsl::folder_of(path);
+    let (dir, shown) = (folder.display(), path.display());
+    let is_read = path_in(folder).is_some_and(|p| p.file_name() == path.file_name());
+    if is_read {
+        return Some(format!(
+            "{shown} holds the settings of the folder {dir} (its caps and topics), not a journey: pass the folder instead, `--journeys {dir}`, which runs its journeys with these settings"
+        ));
+    }
+    // Its folder does not read it: what it says does not apply, and [`check_named`] says why.
+    let why: Vec<String> = check_named(path)
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    Some(format!(
+        "{shown} is a settings file of the folder {dir}, not a journey: pass the folder instead, `--journeys {dir}`; and {}",
+        why.join("; ")
+    ))
+}
+
 /// The settings files of a folder that nothing reads: a `waymark.json`, or a `waymark.yml`
 /// beside the `waymark.yaml` the settings are read from ([`path_in`]). Each is an error of
 /// [`check_named`], saying which file is read and what to do, so that caps or topics written

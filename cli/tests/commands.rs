@@ -274,6 +274,54 @@ fn validate_of_a_folder_refuses_a_settings_file_never_read() {
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
 }
 
+/// `simulate --journeys waymark.yaml`: the folder's settings file where journeys go is not
+/// read as a journey (every key of it an error of a journey's), but refused, saying that it
+/// holds the folder's settings and to pass the folder; one its folder does not read (a
+/// `waymark.json`) is said to be not read as well.
+#[test]
+fn simulate_given_the_settings_file_says_to_pass_its_folder() {
+    let dir = TempDir::new("simulate-settings-file");
+    dir.write("welcome.yaml", WELCOME);
+    let settings = dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let script = dir.write("events.jsonl", SCRIPT).display().to_string();
+    let folder = dir.path().display().to_string();
+    let simulate = |journeys: &Path| {
+        run(&[
+            "simulate",
+            "--journeys",
+            &journeys.display().to_string(),
+            "--events",
+            &script,
+        ])
+    };
+    let out = simulate(&settings);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {} holds the settings of the folder {folder} (its caps and topics), not a journey: pass the folder instead, `--journeys {folder}`, which runs its journeys with these settings\n",
+            settings.display()
+        )
+    );
+    let json = dir.write(
+        "waymark.json",
+        r#"{"caps": {"sms": {"max": 1, "per": "1d"}}}"#,
+    );
+    let out = simulate(&json);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is a settings file of the folder {folder}, not a journey: pass the folder instead, `--journeys {folder}`; and this settings file is not read"
+        )) && !err.contains("unknown field"),
+        "{err}"
+    );
+    // The folder runs.
+    let out = simulate(dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// stderr a pipe whose reader is gone (`waymark validate … 2>&1 | head -0`): what cannot be
 /// told is lost, but the command neither panics (exit 101) nor loses its exit status.
 #[test]

@@ -1119,6 +1119,32 @@ fn dev_on_a_port_in_use_says_so_and_writes_nothing() {
     assert!(!data.exists(), "{} was created", data.display());
 }
 
+/// `dev --journeys journeys/waymark.yaml`: refused before anything is written, saying that the
+/// file holds the folder's settings and to pass the folder.
+#[test]
+fn dev_given_the_settings_file_says_to_pass_its_folder() {
+    let (_dir, journeys, data) = folder("dev-settings-file", "welcome.yaml", JOURNEY);
+    let settings = journeys.join("waymark.yaml");
+    std::fs::write(&settings, "caps:\n  push: {max: 3, per: 1d}\n").expect("write");
+    let out = waymark()
+        .args(["dev", "--port", "0", "--journeys"])
+        .arg(&settings)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .expect("waymark dev");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {} holds the settings of the folder {dir} (its caps and topics), not a journey: pass the folder instead, `--journeys {dir}`, which runs its journeys with these settings\n",
+            settings.display(),
+            dir = journeys.display()
+        )
+    );
+    assert!(!data.exists(), "{} was created", data.display());
+}
+
 #[test]
 fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
     let (_dir, journeys, data) = folder("dev-caps", "welcome.yaml", JOURNEY);
