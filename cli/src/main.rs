@@ -339,8 +339,41 @@ fn validate(all: &[PathBuf]) -> bool {
                 .any(|f| f.display().to_string() == e.file)
         }));
     }
+    // A journey file named on its own goes by its folder's settings, as the folder's journeys
+    // do: the settings file is checked too (once a folder, and not again for a folder named or
+    // a settings file named on its own), and one beside it that nothing reads is warned of, as
+    // `simulate` warns of it.
+    let mut advice = dsl::advice_for(paths);
+    let same = |dir: &Path| dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut checked: std::collections::BTreeSet<PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|d| same(d))
+        // A settings file named on its own that its folder reads: told already.
+        .chain(
+            settings_files
+                .iter()
+                .filter(|f| {
+                    settings::path_in(dsl::folder_of(f)).is_some_and(|read| same(&read) == same(f))
+                })
+                .map(|f| same(dsl::folder_of(f))),
+        )
+        .collect();
+    for file in paths.iter().filter(|p| p.is_file()) {
+        let dir = dsl::folder_of(file);
+        if !checked.insert(same(dir)) {
+            continue;
+        }
+        if let Err(e) = settings::load(dir) {
+            errors.extend(e);
+        }
+        advice.extend(settings::unread_in(dir).into_iter().filter(|e| {
+            let unread = same(Path::new(&e.file));
+            !settings_files.iter().any(|f| same(f) == unread)
+        }));
+    }
     // What valid files say that their writers may not mean: warned of, not failed.
-    for w in in_file_order(&dsl::advice_for(paths)) {
+    for w in in_file_order(&advice) {
         say_err!("{}", warning(w));
     }
     // A folder among several that holds none (misnamed, or its journeys in a subfolder).

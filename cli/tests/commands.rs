@@ -83,6 +83,75 @@ fn validate_refuses_a_topic_the_folder_does_not_declare() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A journey file named on its own is judged with its folder's settings, as the folder's
+/// journeys are: errors of the settings file are told at its own path, line and column (once,
+/// with other files of the folder, or the folder, named too), and a settings file beside it
+/// that nothing reads is warned of.
+#[test]
+fn validate_of_a_journey_file_checks_its_folders_settings() {
+    let dir = TempDir::new("validate-file-settings");
+    let file = dir.write(
+        "welcome.yaml",
+        &WELCOME.replace("name: Welcome\n", "name: Welcome\ntopic: offers\n"),
+    );
+    let other = dir.write("other.yaml", &WELCOME.replace("id: welcome", "id: other"));
+    let settings = dir.write(
+        "waymark.yaml",
+        "caps:\n  pigeon: {max: 3, per: 1d}\ntopics:\n  offers: {name: Offers}\n",
+    );
+    let told = format!("{}:2:3: caps.pigeon: unknown channel", settings.display());
+    let (file, other, folder) = (
+        file.display().to_string(),
+        other.display().to_string(),
+        dir.path().display().to_string(),
+    );
+    for args in [
+        vec!["validate", &file],
+        vec!["validate", &file, &other],
+        vec!["validate", &folder, &file],
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        let err = text(&out.stderr);
+        assert_eq!(err.matches(&told).count(), 1, "{args:?}: {err}");
+        // (A file named with its folder is read twice, its id then told as taken by
+        // itself: not this test's matter.)
+        if !args.contains(&folder.as_str()) {
+            assert!(err.ends_with("\n1 error(s)\n"), "{args:?}: {err}");
+        }
+    }
+    // Fixed, the file's topic is judged by it; a waymark.json beside it is warned of.
+    std::fs::write(&settings, "topics:\n  offers: {name: Offers}\n").expect("write");
+    let json = dir.write(
+        "waymark.json",
+        r#"{"caps": {"push": {"max": 3, "per": "1d"}}}"#,
+    );
+    let out = run(&["validate", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "{}:1:1: warning: this settings file is not read",
+            json.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&settings, "topics:\n  news: {name: News}\n").expect("write");
+    let out = run(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("topic `offers` is not declared"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// A folder with no journey file (its journeys in a subfolder, or none yet) fails `validate`
 /// and `simulate`, saying where journeys are read: a CI step that checks nothing does not pass.
 #[test]
