@@ -117,11 +117,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("the settings file has errors:\n{}", lines.join("\n"))
     })?;
-    // A settings file beside it that is not read (`validate` refuses it): its caps and topics
-    // do not apply.
-    for w in settings::unread_in(&args.journeys) {
-        say_err!("{}", crate::warning(&w));
-    }
     let secrets = data::secrets(&data)?;
 
     let db = local::open(&data.store())?;
@@ -835,6 +830,9 @@ struct Watcher {
     /// file renamed and changed at once).
     removed: Vec<(PathBuf, String)>,
     settings_seen: Option<Option<SystemTime>>,
+    /// The settings files beside it that nothing reads (a `waymark.json`, a `waymark.yml`
+    /// beside `waymark.yaml`), warned of once each: at start, or when one appears.
+    unread_seen: std::collections::BTreeSet<String>,
     /// Files not published because another file gives the same id and none publishes it yet
     /// (told once; read again when the clash is over).
     held: std::collections::BTreeSet<PathBuf>,
@@ -869,6 +867,7 @@ impl Watcher {
             refused: BTreeMap::new(),
             removed: Vec::new(),
             settings_seen: None,
+            unread_seen: Default::default(),
             held: Default::default(),
         }
     }
@@ -917,6 +916,16 @@ impl Watcher {
             }
         }
         self.settings_seen = Some(settings_now);
+        // A settings file beside it that is not read (`validate` refuses it): its caps and
+        // topics do not apply. Told at start, and as one appears while dev runs.
+        let unread = settings::unread_in(&self.dir);
+        for w in unread
+            .iter()
+            .filter(|w| !self.unread_seen.contains(&w.file))
+        {
+            say_err!("{}", crate::warning(w));
+        }
+        self.unread_seen = unread.into_iter().map(|w| w.file).collect();
 
         let files = match dsl::journey_files(&self.dir) {
             Ok(f) => f,

@@ -1145,6 +1145,47 @@ fn dev_given_the_settings_file_says_to_pass_its_folder() {
     assert!(!data.exists(), "{} was created", data.display());
 }
 
+/// A settings file nothing reads (a `waymark.yml` beside `waymark.yaml`, a `waymark.json`) is
+/// warned of at start, and as one appears while dev runs: its caps and topics do not apply.
+/// Each is told once.
+#[test]
+fn dev_warns_of_a_settings_file_it_does_not_read_at_start_and_when_one_appears() {
+    let (_dir, journeys, data) = folder("dev-unread-settings", "welcome.yaml", JOURNEY);
+    std::fs::write(
+        journeys.join("waymark.yaml"),
+        "caps:\n  push: {max: 3, per: 1d}\n",
+    )
+    .expect("write");
+    let yml = journeys.join("waymark.yml");
+    std::fs::write(&yml, "caps:\n  sms: {max: 1, per: 1d}\n").expect("write");
+    let dev = start(&journeys, &data);
+    let warned = |file: &Path| {
+        format!(
+            "{}:1:1: warning: this settings file is not read",
+            file.display()
+        )
+    };
+    wait_for(&dev, &warned(&yml));
+
+    // when a waymark.json appears while it runs, it is warned of too
+    let json = journeys.join("waymark.json");
+    std::fs::write(&json, r#"{"caps": {"email": {"max": 1, "per": "1d"}}}"#).expect("write");
+    wait_for(&dev, &warned(&json));
+    std::thread::sleep(Duration::from_millis(2500));
+    let printed = dev.printed();
+    for file in [&yml, &json] {
+        assert_eq!(
+            printed
+                .iter()
+                .filter(|l| l.starts_with(&warned(file)))
+                .count(),
+            1,
+            "{printed:#?}"
+        );
+    }
+    drop(dev);
+}
+
 #[test]
 fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
     let (_dir, journeys, data) = folder("dev-caps", "welcome.yaml", JOURNEY);
