@@ -9256,8 +9256,10 @@ steps:
         (
             "{{ event.items | length }}",
             "{% for i in event.items %}",
-            "cart.yaml:10:42:",
-            "template error",
+            // At the `{% for` left open, not at the text's last stretch (` items`), where
+            // MiniJinja finds the end of the text.
+            "cart.yaml:10:16:",
+            "add `{% endfor %}`",
         ),
         (
             "Still thinking?",
