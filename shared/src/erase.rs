@@ -39,6 +39,19 @@ pub const DELETES_PER_REQUEST: usize = 1_000;
 /// Records read (then deleted) at a time.
 const PAGE: usize = 100;
 
+/// The erasure met a send of hers that another worker is making now: asked again, it finds
+/// what came of it (see `Runtime::end_for_erasure`).
+fn send_under_way(user: &str) -> RunError {
+    tracing::info!(
+        user,
+        "an erasure waits for a send of hers under way in another worker"
+    );
+    RunError::Retry(
+        "a message to the user is being sent by another worker: erase again in a minute or two"
+            .into(),
+    )
+}
+
 /// What an erasure did (counts only: it names no one and holds nothing of hers).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Erasure {
@@ -481,7 +494,10 @@ impl Runtime {
     ) -> Result<Option<u64>, RunError> {
         // Her sends still owed are settled in the ledger first, before any worker reads her
         // enrollment ended: one that has not gone out never will (a worker that comes to it
-        // finds it skipped, `erased`), and one a worker is sending now is left to it.
+        // finds it skipped, `erased`). One a worker is sending now (its claim held) stops the
+        // erasure, to be asked again (`503`): that worker may fail, time out or hold it, and
+        // then no one would write its transition's record; once it recorded what came of it,
+        // or its claim lapsed (at most `claim_lease`, 2 minutes), the erasure goes on.
         let owed = e.carried.iter().flat_map(|c| c.effects.iter()).chain(
             e.outbox_cause
                 .is_some()
@@ -491,7 +507,9 @@ impl Runtime {
         );
         for effect in owed {
             if let Effect::Send(o) = effect {
-                self.settle_send_for_erasure(o).await?;
+                if self.settle_send_for_erasure(o).await?.is_none() {
+                    return Err(send_under_way(&e.user_id));
+                }
             }
         }
         let (e, version) = if e.is_active() {
@@ -626,8 +644,8 @@ impl Runtime {
                 continue;
             };
             let Some(outcome) = self.settle_send_for_erasure(o).await? else {
-                tracing::info!(user, enrollment, "a send of an erased user's enrollment was under way in another worker: its timeline record is left to that worker");
-                return Ok(());
+                tracing::info!(user, enrollment, "a send of an erased user's enrollment is under way in another worker: the erasure is asked again");
+                return Err(send_under_way(user));
             };
             let what = match outcome {
                 Outcome::Sent { .. } => What::Sent {

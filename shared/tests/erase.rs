@@ -1047,9 +1047,13 @@ steps:
 
 /// A provider that, while it takes a message, has the user erased by another worker (an admin's
 /// `DELETE` handled at that very moment).
+/// With `fails`, the send then fails (the provider throttled it).
 #[derive(Default)]
 struct ErasingProvider {
     eraser: Mutex<Option<Arc<waymark::runtime::Runtime>>>,
+    fails: bool,
+    /// What the erasure made at that moment answered.
+    erased: Mutex<Vec<Result<(), waymark::runtime::RunError>>>,
     sent: Mutex<Vec<String>>,
 }
 
@@ -1058,12 +1062,25 @@ impl Sender for ErasingProvider {
     async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
         let eraser = self.eraser.lock().expect("eraser").take();
         if let Some(rt) = eraser {
-            rt.erase(&message.user_id).await.expect("erase");
+            let answer = rt.erase(&message.user_id).await.map(|_| ());
+            self.erased.lock().expect("erased").push(answer);
+        }
+        if self.fails {
+            return Err(SendError::Retryable("throttled".into()));
         }
         let line = format!("{} {}", message.user_id, message.step);
         self.sent.lock().expect("sent").push(line);
         Ok(Receipt::default())
     }
+}
+
+/// The erasure made while the send is under way was asked to come again.
+fn erasure_waited(provider: &ErasingProvider) {
+    let erased = provider.erased.lock().expect("erased");
+    assert!(
+        matches!(erased.as_slice(), [Err(waymark::runtime::RunError::Retry(why))] if why.contains("erase again")),
+        "{erased:?}"
+    );
 }
 
 /// Another worker over `store`, on the harness's queue and clock.
@@ -1097,6 +1114,9 @@ async fn a_send_going_out_as_she_is_erased_counts_as_sent_not_as_skipped() {
         r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
     ]))
     .await;
+    // (the erasure asked during the send is asked to come again, and is, after it)
+    erasure_waited(&provider);
+    h.rt.erase("ann").await.expect("erase");
     h.advance_to(at("2026-12-01T13:00:00Z")).await;
     h.rt.fold_stats().await.expect("fold");
 
@@ -1118,6 +1138,49 @@ async fn a_send_going_out_as_she_is_erased_counts_as_sent_not_as_skipped() {
     assert_eq!(keys, ["U#ann/P"]);
     h.rt.fold_stats().await.expect("fold");
     assert_eq!(h.rt.stats("cart_nudge").await.expect("stats"), s);
+}
+
+/// The send under way as she is erased fails (the provider throttled it): its worker writes
+/// nothing (its retry finds her erased), so the erasure, asked to come again, records the
+/// transition once the claim has lapsed, the email skipped (`erased`): her entry, her end and
+/// her wait are counted, none twice. (Before, the erasure left the record to the worker and
+/// deleted the claim: the entry was never counted, the wait's `waiting` went to -1.)
+#[tokio::test]
+async fn a_send_that_fails_as_she_is_erased_is_counted_skipped_once_the_erasure_comes_again() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    let provider = Arc::new(ErasingProvider {
+        fails: true,
+        ..ErasingProvider::default()
+    });
+    let eraser = Arc::new(another_worker(&h, Arc::new(h.store.clone())));
+    *provider.eraser.lock().expect("eraser") = Some(eraser);
+    let store = h.store.clone();
+    let h = h.with(Arc::new(store), provider.clone());
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    erasure_waited(&provider);
+    // the claim lapses (2 minutes), her retries find her erased; then the erasure again
+    h.advance_to(at("2026-12-01T10:10:00Z")).await;
+    h.rt.erase("ann").await.expect("erase");
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+    assert!(provider.sent.lock().expect("sent").is_empty());
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    assert_eq!(count(&s, "step.first.skipped.erased"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.sent.email"), 0, "{s:?}");
+    h.rt.erase("ann").await.expect("erase again");
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
 }
 
 /// A store that has another worker handle a message right after the first write of an
