@@ -747,22 +747,62 @@ pub fn convert_previous(
     event: &Event,
 ) -> Option<Transition> {
     let goal = ctx.journey.goal.as_ref()?;
+    previous_in_window(goal, enrollment, event.timestamp)?;
+    if !matches(&goal.as_match(), event, &ctx.profile.scope(), ctx, None) {
+        return None;
+    }
+    Some(previous_converted(ctx, goal, enrollment, event.timestamp))
+}
+
+/// [`convert_previous`] for an identify's `changes` of the trait the goal watches (`goal:
+/// {trait_changed: plan}`): one stamped in the window of the enrollment before `enrollment`,
+/// arriving only now, converts that one. Its `where` reads no `trigger.*` or `waited.*` (the
+/// previous enrollment's are not kept), as for a late goal event.
+pub fn convert_previous_change(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    identify: &Event,
+    changes: &[TraitChanged],
+) -> Option<Transition> {
+    let goal = ctx.journey.goal.as_ref()?;
+    goal.trait_changed.as_ref()?;
+    previous_in_window(goal, enrollment, identify.timestamp)?;
+    let profile = ctx.profile.scope();
+    change_meets(&goal.as_match(), changes, &profile, ctx, None)?;
+    Some(previous_converted(
+        ctx,
+        goal,
+        enrollment,
+        identify.timestamp,
+    ))
+}
+
+/// The enrollment before `enrollment`, when `at` is in its goal's window: at or after its
+/// trigger, before `enrollment` hears her, within `goal.within` of its entry.
+fn previous_in_window<'e>(
+    goal: &crate::journey::Goal,
+    enrollment: &'e Enrollment,
+    at: Timestamp,
+) -> Option<&'e crate::enrollment::Previous> {
     let prev = enrollment.previous.as_deref()?;
-    let at = event.timestamp;
     let deadline = prev
         .entered_at
         .checked_add(goal.within.to_jiff())
         .unwrap_or(prev.entered_at);
-    if at < prev.trigger_at || at >= enrollment.hears_from() || at > deadline {
-        return None;
-    }
-    if !matches(&goal.as_match(), event, &ctx.profile.scope(), ctx, None) {
-        return None;
-    }
+    (at >= prev.trigger_at && at < enrollment.hears_from() && at <= deadline).then_some(prev)
+}
+
+/// The enrollment before `enrollment` converts on its goal at `at` (see [`convert_previous`]).
+fn previous_converted(
+    ctx: &Ctx<'_>,
+    goal: &crate::journey::Goal,
+    enrollment: &Enrollment,
+    at: Timestamp,
+) -> Transition {
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
     let mut next = resumed(enrollment);
-    next.previous = None;
-    let entry = Entry {
+    let prev = next.previous.take();
+    let entry = prev.map(|prev| Entry {
         at: ctx.now,
         journey: next.journey.clone(),
         enrollment: prev.id.clone(),
@@ -773,12 +813,12 @@ pub fn convert_previous(
             // The runtime credits it (it knows which messages went out).
             last_message: None,
         },
-    };
-    Some(Transition {
+    });
+    Transition {
         enrollment: next,
         effects: Vec::new(),
-        timeline: vec![entry],
-    })
+        timeline: entry.into_iter().collect(),
+    }
 }
 
 /// An exit event that happened after the trigger but reached the engine before it (events out
@@ -859,7 +899,7 @@ fn late_change_meets<'c>(
             std::slice::from_ref(&c.change),
             &profile,
             ctx,
-            enrollment,
+            Some(enrollment),
         )
         .is_some()
     })
@@ -1077,7 +1117,7 @@ fn change_meets<'c>(
     changes: &'c [TraitChanged],
     profile: &Value,
     ctx: &Ctx<'_>,
-    enrollment: &Enrollment,
+    enrollment: Option<&Enrollment>,
 ) -> Option<&'c TraitChanged> {
     changes.iter().find(|(name, properties)| {
         m.watches(name)
@@ -1087,17 +1127,19 @@ fn change_meets<'c>(
     })
 }
 
-/// What a `where` on a trait change of `enrollment` reads: the change as `event.*`.
+/// What a `where` on a trait change of `enrollment` reads: the change as `event.*` (and no
+/// `trigger.*` or `waited.*` without an enrollment, as [`event_scope`]).
 fn change_scope<'a>(
     change: &'a Value,
     profile: &'a Value,
     ctx: &Ctx<'a>,
-    enrollment: &'a Enrollment,
+    enrollment: Option<&'a Enrollment>,
 ) -> Scope<'a> {
+    static NONE: Value = Value::Null;
     Scope {
         event: change,
-        trigger: &enrollment.trigger.properties,
-        waited: enrollment.waited_properties(),
+        trigger: enrollment.map_or(&NONE, |e| &*e.trigger.properties),
+        waited: enrollment.map_or(&NONE, Enrollment::waited_properties),
         profile,
         now: ctx.now,
         zone: ctx.journey.default_zone(),
@@ -1127,7 +1169,7 @@ pub fn exits_on_change(
     ctx.journey
         .exit_when
         .iter()
-        .any(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some())
+        .any(|m| change_meets(m, changes, &profile, ctx, Some(enrollment)).is_some())
 }
 
 /// An identify's changes of profile traits (`changes`, as the profile update found them: see
@@ -1156,7 +1198,7 @@ pub fn on_trait_changes(
             .unwrap_or(enrollment.entered_at);
         if run.enrollment.converted_at.is_none()
             && identify.timestamp <= deadline
-            && change_meets(&goal.as_match(), changes, &profile, ctx, enrollment).is_some()
+            && change_meets(&goal.as_match(), changes, &profile, ctx, Some(enrollment)).is_some()
         {
             run.convert(identify.timestamp, goal.label());
             changed = true;
@@ -1168,7 +1210,7 @@ pub fn on_trait_changes(
     let exit = j
         .exit_when
         .iter()
-        .find(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some());
+        .find(|m| change_meets(m, changes, &profile, ctx, Some(enrollment)).is_some());
     if let Some(m) = exit {
         run.exit(&m.label());
         return Some(run.finish());
@@ -1191,7 +1233,7 @@ pub fn unmet_changes(
     let profile = ctx.profile.scope();
     if j.exit_when
         .iter()
-        .any(|m| change_meets(m, changes, &profile, ctx, enrollment).is_some())
+        .any(|m| change_meets(m, changes, &profile, ctx, Some(enrollment)).is_some())
     {
         return Vec::new();
     }
@@ -1201,7 +1243,7 @@ pub fn unmet_changes(
             continue;
         };
         for (name, properties) in changes.iter().filter(|(name, _)| m.watches(name)) {
-            let scope = change_scope(properties, &profile, ctx, enrollment);
+            let scope = change_scope(properties, &profile, ctx, Some(enrollment));
             out.push(Entry {
                 at: ctx.now,
                 journey: enrollment.journey.clone(),

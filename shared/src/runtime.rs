@@ -1982,10 +1982,12 @@ impl Runtime {
                 );
                 continue;
             };
-            // Or change a trait an exit or the goal of the version she is in watches.
+            // Or change a trait an exit or the goal of the version she is in watches (or the
+            // goal of the enrollment before a re-entry: `convert_previous` judges it).
             let changes = trait_changes
                 .iter()
-                .any(|(t, _)| p.journey.listens_to_change(t));
+                .any(|(t, _)| p.journey.listens_to_change(t))
+                || (l.enrollment.previous.is_some() && !trait_changes.is_empty());
             if name.is_none() && !address && !timed && !changes {
                 continue;
             }
@@ -2016,7 +2018,7 @@ impl Runtime {
             } else if name.is_some() {
                 let next = match engine::on_event(&ctx, &l.enrollment, e) {
                     Some(t) => Some(t),
-                    None => self.convert_previous(&l.enrollment, e, &ctx).await?,
+                    None => self.convert_previous(&l.enrollment, e, &[], &ctx).await?,
                 };
                 // One goal event converts one enrollment of a journey: an event that brought
                 // a login (its userId with the visitor's anonymousId) may have converted the
@@ -2033,7 +2035,16 @@ impl Runtime {
             } else {
                 // An identify: its trait changes first (an exit, the goal), then the address or
                 // the date it brings to the enrollment still active after them.
-                let changed = engine::on_trait_changes(&ctx, &l.enrollment, e, &trait_changes);
+                let changed = match engine::on_trait_changes(&ctx, &l.enrollment, e, &trait_changes)
+                {
+                    Some(t) => Some(t),
+                    // A change stamped in the window of the enrollment before a re-entry.
+                    None if !trait_changes.is_empty() => {
+                        self.convert_previous(&l.enrollment, e, &trait_changes, &ctx)
+                            .await?
+                    }
+                    None => None,
+                };
                 let after = changed.as_ref().map_or(&*l.enrollment, |t| &t.enrollment);
                 let then = if !after.is_active() {
                     None
@@ -3910,12 +3921,14 @@ impl Runtime {
         Ok(visitor.converted_at.filter(|at| *at == e.timestamp))
     }
 
-    /// [`engine::convert_previous`], under the version the previous enrollment entered with
-    /// (read only when the event happened in the time it could convert).
+    /// [`engine::convert_previous`] for a track event, [`engine::convert_previous_change`] for
+    /// an identify's `changes`, under the version the previous enrollment entered with (read
+    /// only when the event happened in the time it could convert).
     async fn convert_previous(
         &self,
         e: &Enrollment,
         event: &Event,
+        changes: &[engine::TraitChanged],
         ctx: &Ctx<'_>,
     ) -> Result<Option<Transition>, RunError> {
         let Some(prev) = e.previous.as_deref() else {
@@ -3924,8 +3937,12 @@ impl Runtime {
         if event.timestamp < prev.trigger_at || event.timestamp >= e.hears_from() {
             return Ok(None);
         }
+        let judge = |ctx: &Ctx<'_>| match event.event {
+            Some(_) => engine::convert_previous(ctx, e, event),
+            None => engine::convert_previous_change(ctx, e, event, changes),
+        };
         if prev.version == ctx.version {
-            return Ok(engine::convert_previous(ctx, e, event));
+            return Ok(judge(ctx));
         }
         let Some(p) = self.catalog.version(&e.journey, prev.version).await? else {
             return Ok(None);
@@ -3935,7 +3952,7 @@ impl Runtime {
             version: p.version,
             ..*ctx
         };
-        Ok(engine::convert_previous(&ctx, e, event))
+        Ok(judge(&ctx))
     }
 
     /// Credits a conversion in `t` (of its enrollment, or of the one before it) to the step of the last message its enrollment sent the

@@ -947,3 +947,54 @@ steps:
     let view = h.rt.user("fay").await.expect("user");
     assert_eq!(view.enrollments[0].end_reason.as_deref(), Some("completed"));
 }
+
+/// An upgrade her backend stamped in the window of her first trial offer reaches the engine
+/// only after she hit the paywall again and re-entered (events out of order): the first
+/// enrollment converts, credited to its message, as a late goal event converts it; once, though
+/// the identify is delivered twice; the enrollment she is in now does not.
+#[tokio::test]
+async fn a_late_change_converts_the_enrollment_before_a_reentry() {
+    let trial = r#"
+id: trial
+name: Trial
+trigger: {event: paywall_hit}
+reentry: after_exit
+goal: {trait_changed: plan, where: "event.to == 'pro'", within: 2d}
+steps:
+  - id: s
+    send: {email: {subject: "Go pro", text: "."}}
+"#;
+    let h = Harness::new("2026-03-01T00:00:00Z");
+    h.publish(trial).await;
+    h.play(&identify(
+        "2026-03-01T00:00:00Z",
+        "ann",
+        "a-0",
+        json!({"plan": "free"}),
+    ))
+    .await;
+    h.play(&track("2026-03-01T01:00:00Z", "ann", "paywall_hit", "a-1"))
+        .await;
+    h.play(&track("2026-03-02T09:00:00Z", "ann", "paywall_hit", "a-2"))
+        .await;
+    let upgrade = stamped(
+        &identify("2026-03-02T10:00:00Z", "ann", "a-3", json!({"plan": "pro"})),
+        "2026-03-01T12:00:00Z",
+    );
+    h.play(&upgrade).await;
+    h.play(&upgrade.replace("2026-03-02T10:00:00Z", "2026-03-02T10:05:00Z"))
+        .await;
+    h.advance_to(at("2026-03-03T00:00:00Z")).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let converted: Vec<String> = view
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, What::Converted { .. }))
+        .map(|e| format!("{} {}", e.enrollment, waymark::runtime::describe(&e.what)))
+        .collect();
+    assert_eq!(
+        converted,
+        ["trial:ann:1 converted on trait_changed plan, credited to s"]
+    );
+    assert_eq!(ended(&h, "trial", trial).await, (0, 1));
+}
