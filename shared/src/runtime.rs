@@ -5789,6 +5789,28 @@ impl Runtime {
         reason: &str,
         addresses: &[String],
     ) -> Result<bool, RunError> {
+        // A login that merges the visitor between the read and the write (it took its copy of
+        // her profile without the suppression): read again, following it.
+        for _ in 0..MERGED_RETRIES {
+            if let Some(done) = self
+                .suppress_address_once(user, channel, reason, addresses)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
+        Err(merged_busy(user))
+    }
+
+    /// [`Runtime::suppress_address`], once: `None` when a login merged the profile it read
+    /// into a user before it could write (nothing written).
+    async fn suppress_address_once(
+        &self,
+        user: &str,
+        channel: Channel,
+        reason: &str,
+        addresses: &[String],
+    ) -> Result<Option<bool>, RunError> {
         // A bounce or complaint is about an address: it reaches the user a merged visitor
         // turned out to be only when that user has the same address (the visitor's typo of
         // it must not stop the user's own); an email's whatever its case, as a notice's address
@@ -5828,20 +5850,23 @@ impl Runtime {
         };
         // Not hers (any more): nothing written, not even a profile for a user unknown here.
         if !about(target) {
-            return Ok(false);
+            return Ok(Some(false));
         }
         let written = self
             .update_profile(user, |p| {
                 // An erased user's: about an address no longer known, kept for no one
                 // (written, the mark would become a profile that never expires). And an
                 // identify may have changed her address since the read above.
-                if p.is_erasure_mark() || !about(p) {
+                if p.is_erasure_mark() || !about(p) || merged_since(target, p) {
                     return;
                 }
                 p.suppress(channel, reason);
             })
             .await?;
-        Ok(!written.is_erasure_mark() && about(&written))
+        if merged_since(target, &written) {
+            return Ok(None);
+        }
+        Ok(Some(!written.is_erasure_mark() && about(&written)))
     }
 
     /// The user `user` is now: itself, or, for an anonymous visitor merged into a user at a
@@ -5872,17 +5897,7 @@ impl Runtime {
     /// Turns a channel's subscription off (an unsubscribe link was followed).
     pub async fn unsubscribe(&self, user: &str, channel: Channel) -> Result<(), RunError> {
         let now = self.now();
-        // A link in a message the visitor got before logging in unsubscribes the user she
-        // turned out to be: the anonymous profile is no one's any more.
-        let merged = self.merged_user(user).await?;
-        // A link in a message sent before her erasure, followed after her mark expired: she
-        // is no one here, nothing to keep (written, she would be a profile again, and a new
-        // one would not start subscribed).
-        if !merged.known {
-            tracing::info!(user = %merged.id, "an unsubscribe of a user unknown here is not kept");
-            return Ok(());
-        }
-        self.update_profile(&merged.id, |p| {
+        self.update_merged_user(user, |p| {
             // A link in a message sent before her erasure: she is no one now, nothing to keep
             // (written, the mark would become a profile that never expires).
             if p.is_erasure_mark() {
@@ -5903,27 +5918,51 @@ impl Runtime {
             p.trait_times.insert("subscriptions".into(), now);
         })
         .await
-        .map(|_| ())
     }
 
     /// Turns a subscription topic off (a topic journey's unsubscribe link was followed): her
     /// choices for the channels and the other topics are left as they are.
     pub async fn unsubscribe_topic(&self, user: &str, topic: &str) -> Result<(), RunError> {
         let now = self.now();
-        // As for a channel: the user a visitor turned out to be, and nothing kept for an
-        // erasure's mark or a user unknown here.
-        let merged = self.merged_user(user).await?;
-        if !merged.known {
-            tracing::info!(user = %merged.id, "an unsubscribe of a user unknown here is not kept");
-            return Ok(());
-        }
-        self.update_profile(&merged.id, |p| {
+        // As for a channel: nothing kept for an erasure's mark.
+        self.update_merged_user(user, |p| {
             if !p.is_erasure_mark() {
                 p.unsubscribe_topic(topic, now);
             }
         })
         .await
-        .map(|_| ())
+    }
+
+    /// Changes the profile of the user `user` is now, by `f`: a link in a message the visitor
+    /// got before logging in reaches the user she turned out to be ([`Runtime::merged_user`];
+    /// the anonymous profile is no one's any more), also when the login merges her between
+    /// the read and the write (its merge took its copy of her profile without the change:
+    /// read again, following it). A user unknown here (a link in a message sent before her
+    /// erasure, followed after her mark expired) is no one: nothing is kept (written, she would
+    /// be a profile again, and a new one would not start subscribed).
+    async fn update_merged_user(
+        &self,
+        user: &str,
+        f: impl Fn(&mut Profile),
+    ) -> Result<(), RunError> {
+        for _ in 0..MERGED_RETRIES {
+            let merged = self.merged_user(user).await?;
+            if !merged.known {
+                tracing::info!(user = %merged.id, "an unsubscribe of a user unknown here is not kept");
+                return Ok(());
+            }
+            let written = self
+                .update_profile(&merged.id, |p| {
+                    if !merged_since(&merged.now, p) {
+                        f(p);
+                    }
+                })
+                .await?;
+            if !merged_since(&merged.now, &written) {
+                return Ok(());
+            }
+        }
+        Err(merged_busy(user))
     }
 
     /// The profile, enrollments and timeline of a user.
@@ -6180,6 +6219,25 @@ impl Runtime {
         }
         Ok(users)
     }
+}
+
+/// How many times a change of the user a visitor is now ([`Runtime::merged_user`]) is read
+/// again when a login merged the profile it read before it could write: a profile is merged
+/// once, so the second read follows the merge; a third covers the user merged in turn.
+const MERGED_RETRIES: usize = 3;
+
+/// Whether `p`, the profile as a write finds it, was merged into a user since `read` was read
+/// (a login between the read and the write: its merge took its copy of `read` already, and a
+/// change written on `p` would be read by no one).
+fn merged_since(read: &Profile, p: &Profile) -> bool {
+    p.merged_into.is_some() && p.merged_into != read.merged_into
+}
+
+/// [`MERGED_RETRIES`] merges of `user`'s profile in a row, each between a read and a write.
+fn merged_busy(user: &str) -> RunError {
+    RunError::Conflict(format!(
+        "the profile of {user} was merged again and again while it was being changed"
+    ))
 }
 
 /// A user as [`Runtime::merged_user`] finds her: the id she has now, the profile asked about

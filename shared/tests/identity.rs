@@ -2147,3 +2147,63 @@ async fn a_moved_enrollment_converts_on_her_change_whatever_ends_or_moves_it() {
         assert_eq!(seen[0], seen[1], "{id}: the login changes nothing");
     }
 }
+
+/// A change of a visitor's profile (her unsubscribe link, a topic's, a bounce of her address)
+/// whose write races her login: the login's merge marks her profile merged and takes its copy
+/// of it between the change's read and its write. The change, retried on the conflict, follows
+/// the merge and lands on the user she turned out to be, not on the visitor's profile, which no
+/// one reads any more.
+#[tokio::test]
+async fn a_change_of_a_visitor_racing_her_login_reaches_the_user() {
+    let before = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"a-1","traits":{"email":"ann@example.com"}}
+{"at":"2026-12-01T09:30:00Z","type":"identify","anonymousId":"device-1","messageId":"v-1","traits":{"email":"ann@example.com"}}
+"#;
+    for change in ["unsubscribe", "unsubscribe_topic", "suppress"] {
+        // The login as it lands, played on a store of its own from the same events: its
+        // profiles are written into hers just before the change's write.
+        let twin = Harness::new("2026-12-01T09:00:00Z");
+        twin.play(before).await;
+        twin.play(LOGIN).await;
+        let merged: Vec<_> = twin
+            .store
+            .dump()
+            .into_iter()
+            .filter(|r| r.key.sk == "P")
+            .collect();
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        let (h, faulty) = faulty_harness();
+        h.play(before).await;
+        h.advance_to(at("2026-12-01T11:00:00Z")).await;
+        *faulty.land_before_write_of.lock().expect("landing") = Some(("P".into(), merged));
+        let visitor = "anon:device-1";
+        match change {
+            "unsubscribe" => h.rt.unsubscribe(visitor, Channel::Email).await,
+            "unsubscribe_topic" => h.rt.unsubscribe_topic(visitor, "newsletter").await,
+            _ => {
+                h.rt.suppress(visitor, Channel::Email, "bounce")
+                    .await
+                    .map(|_| ())
+            }
+        }
+        .expect(change);
+        assert!(
+            faulty
+                .land_before_write_of
+                .lock()
+                .expect("landing")
+                .is_none(),
+            "{change}: the login landed"
+        );
+        let ann = h.rt.user("ann").await.expect("ann").profile.expect("hers");
+        let subs = ann.traits.get("subscriptions");
+        let done = match change {
+            "unsubscribe" => subs.and_then(|s| s.get("email")) == Some(&json!(false)),
+            "unsubscribe_topic" => {
+                subs.and_then(|s| s.pointer("/topics/newsletter")) == Some(&json!(false))
+            }
+            _ => ann.suppressed.contains_key(&Channel::Email),
+        };
+        assert!(done, "{change}: {ann:?}");
+    }
+}
