@@ -1991,6 +1991,36 @@ struct Run<'a> {
     held: Option<HeldSend>,
 }
 
+/// Why a send is skipped (`quiet_hours`) that quiet hours `q` would hold from `due` until
+/// `until`, longer than its `send_within`: when it was due, in the user's zone `tz` and in UTC,
+/// and how long the hold would be. `tried`: when a try after the first found it inside them
+/// (the runtime's judgement of a late send: its provider was down, its worker died).
+pub fn held_too_long_detail(
+    tz: &TimeZone,
+    due: Timestamp,
+    tried: Option<Timestamp>,
+    q: &QuietHours,
+    until: Timestamp,
+    within: crate::duration::Duration,
+) -> String {
+    let local = |at: Timestamp| {
+        let t = at.to_zoned_datetime(tz.clone()).time();
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    };
+    let held = u64::try_from(until.as_second() - due.as_second()).unwrap_or(0);
+    let tried = tried
+        .map(|t| format!(", tried again at {t} (its first try failed)"))
+        .unwrap_or_default();
+    format!(
+        "due at {} local time ({due}){tried}; quiet hours {}–{} would hold it until {} ({until}), {} later, more than its `send_within: {within}`",
+        local(due),
+        String::from(q.start),
+        String::from(q.end),
+        local(until),
+        crate::duration::Duration::from_secs(held),
+    )
+}
+
 /// A held send a transition takes again (see [`Run::held`]).
 struct HeldSend {
     /// When the user reached it.
@@ -2766,19 +2796,7 @@ impl<'a> Run<'a> {
         let Some(t) = self.going_out(send) else {
             return Night::Unheld;
         };
-        let tz = self.timezone();
-        let local = |at: Timestamp| {
-            let t = at.to_zoned_datetime(tz.clone()).time();
-            format!("{:02}:{:02}", t.hour(), t.minute())
-        };
-        let detail = format!(
-            "due at {} local time ({now}); quiet hours {}–{} would hold it until {} ({until}), {} later, more than its `send_within: {within}`",
-            local(now),
-            String::from(q.start),
-            String::from(q.end),
-            local(until),
-            crate::duration::Duration::from_secs(held),
-        );
+        let detail = held_too_long_detail(&self.timezone(), now, None, q, until, within);
         self.log(
             Some(step),
             What::Skipped {

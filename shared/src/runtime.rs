@@ -404,6 +404,14 @@ pub(crate) fn out_of_sending_time() -> bool {
         .unwrap_or(false)
 }
 
+/// Why a claimed send was given back: its invocation is ending ([`Runtime::give_back`]).
+fn not_begun(o: &Outgoing) -> RunError {
+    RunError::Retry(format!(
+        "send {} not begun: its invocation is ending",
+        o.ledger_key()
+    ))
+}
+
 /// What becomes of a send tried again late ([`Runtime::judged_late`]).
 enum Late {
     /// Held until the user's quiet hours end.
@@ -4235,18 +4243,16 @@ impl Runtime {
                     }
                 }
                 Late::Hold { until, why } => {
-                    self.store
-                        .delete(&key, Expect::Version(claim_version))
-                        .await?;
-                    return Err(RunError::Later { why, at: until });
+                    let later = RunError::Later { why, at: until };
+                    return self.give_back(&key, claim_version, later).await;
                 }
             }
         } else if out_of_sending_time() {
-            return self.not_begun(o, &key, claim_version).await;
+            return self.give_back(&key, claim_version, not_begun(o)).await;
         } else {
             match self.send_now(o, now).await? {
                 Some(outcome) => outcome,
-                None => return self.not_begun(o, &key, claim_version).await,
+                None => return self.give_back(&key, claim_version, not_begun(o)).await,
             }
         };
         let done = Record::new(
@@ -4320,7 +4326,8 @@ impl Runtime {
         if let Some(skip) = self.unreachable_now(o, &p, send).await? {
             return Ok(Some(skip));
         }
-        if o.transactional || j.transactional || o.channel == Channel::InApp {
+        // (`o.transactional` is its journey version's flag: the engine copies it to each send.)
+        if o.transactional || o.channel == Channel::InApp {
             return Ok(None);
         }
         let Some(q) = j.quiet_hours.as_ref() else {
@@ -4330,18 +4337,23 @@ impl Runtime {
         let Some(until) = crate::engine::quiet_until(now, &tz, q) else {
             return Ok(None);
         };
-        let hours = format!("{}–{}", String::from(q.start), String::from(q.end));
         if let Some(within) = send.and_then(|s| s.send_within) {
             let held = until.as_second() - due.as_second();
             if held > i64::try_from(within.as_secs()).unwrap_or(i64::MAX) {
                 return Ok(Some(Late::Skip {
                     reason: "quiet_hours".into(),
-                    detail: format!(
-                        "due at {due}, tried again at {now} (its first try failed), inside quiet hours {hours}, which would hold it until {until}: later than its `send_within: {within}` allows"
+                    detail: crate::engine::held_too_long_detail(
+                        &tz,
+                        due,
+                        Some(now),
+                        q,
+                        until,
+                        within,
                     ),
                 }));
             }
         }
+        let hours = format!("{}–{}", String::from(q.start), String::from(q.end));
         Ok(Some(Late::Hold {
             until,
             why: format!(
@@ -4401,21 +4413,20 @@ impl Runtime {
         }
     }
 
-    /// Gives back the claim of a send too late in its invocation to call the provider and
-    /// record it: the message's retry sends it.
-    async fn not_begun(
+    /// Gives back the claim (its ledger entry `key`, at `claim_version`) of a send that does
+    /// not go out now, and fails with `why`, which says when it is tried again: held to the end
+    /// of quiet hours ([`RunError::Later`]), or too late in its invocation to call the provider
+    /// and record it ([`not_begun`]). The message's retry claims it again.
+    async fn give_back(
         &self,
-        o: &Outgoing,
         key: &Key,
         claim_version: u64,
+        why: RunError,
     ) -> Result<Outcome, RunError> {
         self.store
             .delete(key, Expect::Version(claim_version))
             .await?;
-        Err(RunError::Retry(format!(
-            "send {} not begun: its invocation is ending",
-            o.ledger_key()
-        )))
+        Err(why)
     }
 
     /// Checks the caps and calls the provider for a claimed send; what happened, `None` when

@@ -447,15 +447,19 @@ steps:
         .await;
     assert!(world.sent().is_empty(), "{:?}", world.sent());
     let view = world.rt.user("ann").await.expect("ann");
-    let skipped: Vec<String> = view
+    let skipped: Vec<(String, String)> = view
         .timeline
         .iter()
         .filter_map(|e| match &e.what {
-            waymark::timeline::What::Skipped { reason, .. } => Some(reason.clone()),
+            waymark::timeline::What::Skipped { reason, detail, .. } => {
+                Some((reason.clone(), detail.clone().unwrap_or_default()))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(skipped, ["quiet_hours"]);
+    // Said as the engine says a send due inside quiet hours that `send_within` skips, with
+    // when it was tried again.
+    assert_eq!(skipped, [("quiet_hours".to_string(), "due at 20:58 local time (2026-12-01T20:58:00Z), tried again at 2026-12-01T21:00:12Z (its first try failed); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-02T08:00:00Z), 11h2m later, more than its `send_within: 1h`".to_string())]);
 }
 
 /// A send held by quiet hours holds back only itself: the same event's other journeys go on.
