@@ -4305,9 +4305,10 @@ impl Runtime {
     /// down, its worker died, a later event performs what it owed): skipped when the user, as
     /// her profile reads now, unsubscribed from the journey's topic or the channel, or the
     /// address was suppressed, since it was made (a link clicked, a bounce, STOP); else held
-    /// when it falls inside the journey's quiet hours in her zone (the one it was made in) to
-    /// their end, or skipped when its `send_within` does not allow that long. `None` at its
-    /// first try (the engine judged all this when its step ran), and when nothing stops it.
+    /// when it falls inside the journey's quiet hours in her zone (where her profile says she
+    /// is now, as a wait finds it; not where the message was made) to their end, or skipped
+    /// when its `send_within` does not allow that long. `None` at its first try (the engine
+    /// judged all this when its step ran), and when nothing stops it.
     async fn judged_late(
         &self,
         o: &Outgoing,
@@ -4322,18 +4323,28 @@ impl Runtime {
             return Ok(None);
         };
         let j = &p.journey;
+        // An in-app message reaches her inbox whatever she said since, at any hour.
+        if o.channel == Channel::InApp {
+            return Ok(None);
+        }
         let send = j.step(&o.step).and_then(|s| s.send.as_ref());
-        if let Some(skip) = self.unreachable_now(o, &p, send).await? {
+        let (profile, _) = self.load_profile(&o.user_id).await?;
+        if let Some(skip) = self.unreachable_now(o, &p, send, &profile) {
             return Ok(Some(skip));
         }
         // (`o.transactional` is its journey version's flag: the engine copies it to each send.)
-        if o.transactional || o.channel == Channel::InApp {
+        if o.transactional {
             return Ok(None);
         }
         let Some(q) = j.quiet_hours.as_ref() else {
             return Ok(None);
         };
-        let tz = crate::template::zone_of(o.timezone.as_deref(), j.default_zone());
+        // Where she is now, as a wait finds it (`engine::Ctx::timezone`): a message made in
+        // Paris and tried again after she moved to New York keeps New York's night.
+        let tz = crate::template::zone_of(
+            profile.traits.get("timezone").and_then(Value::as_str),
+            j.default_zone(),
+        );
         let Some(until) = crate::engine::quiet_until(now, &tz, q) else {
             return Ok(None);
         };
@@ -4368,16 +4379,16 @@ impl Runtime {
     /// journey's non-marketing email), or the channel's address suppressed (a bounce, a
     /// complaint, STOP, every push device disabled). `None` when she still takes it (also
     /// when her address went since: the message goes where it was made for).
-    async fn unreachable_now(
+    fn unreachable_now(
         &self,
         o: &Outgoing,
         p: &Published,
         send: Option<&crate::journey::Send>,
-    ) -> Result<Option<Late>, RunError> {
+        profile: &Profile,
+    ) -> Option<Late> {
         if matches!(o.channel, Channel::InApp | Channel::Webhook) {
-            return Ok(None);
+            return None;
         }
-        let (profile, _) = self.load_profile(&o.user_id).await?;
         let skip = |reason: &str, detail: Option<String>| Late::Skip {
             reason: reason.to_string(),
             detail: format!(
@@ -4386,14 +4397,11 @@ impl Runtime {
             ),
         };
         if profile.erased_at.is_some() {
-            return Ok(Some(skip(
-                "erased",
-                Some("the user's data was erased".into()),
-            )));
+            return Some(skip("erased", Some("the user's data was erased".into())));
         }
         if let Some(topic) = &p.journey.topic {
-            if let Some(t) = crate::topic::standing(&profile, &self.declared(p), topic) {
-                return Ok(Some(skip(t.reason, Some(t.detail))));
+            if let Some(t) = crate::topic::standing(profile, &self.declared(p), topic) {
+                return Some(skip(t.reason, Some(t.detail)));
             }
         }
         // The template that went out: the step's first channel's, or its fallback's.
@@ -4405,11 +4413,11 @@ impl Runtime {
             Err(
                 why @ (crate::profile::Unreachable::OptedOut
                 | crate::profile::Unreachable::Suppressed),
-            ) => Ok(Some(skip(
+            ) => Some(skip(
                 why.as_str(),
                 profile.unreachable_detail(o.channel, why),
-            ))),
-            _ => Ok(None),
+            )),
+            _ => None,
         }
     }
 

@@ -462,6 +462,72 @@ steps:
     assert_eq!(skipped, [("quiet_hours".to_string(), "due at 20:58 local time (2026-12-01T20:58:00Z), tried again at 2026-12-01T21:00:12Z (its first try failed); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-02T08:00:00Z), 11h2m later, more than its `send_within: 1h`".to_string())]);
 }
 
+/// A send tried again late is judged against quiet hours where she is then, not where the
+/// message was made: the push due at 20:58 in Paris (quiet hours 21:00–08:00, the journey's
+/// zone), with the provider down until 22:10 Paris; she says at 20:59, before its first retry
+/// (21:00 Paris), that she is in New York, where it is 15:00, day: it goes out when the provider
+/// is back, at the retry after 22:10 Paris (16:10 in New York). (Before, its retry was held to
+/// 08:00 Paris, the zone the message was made in.) Had she stayed in Paris, it waits for 08:00
+/// there.
+#[tokio::test]
+async fn a_send_retried_late_keeps_quiet_hours_where_she_is_now() {
+    let night = r#"
+id: night
+name: Night
+trigger: {event: cart_abandoned}
+timezone: Europe/Paris
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: wait
+    wait: 658m
+  - id: push_reminder
+    send: {push: {title: t, body: b}}
+"#;
+    // 22:10 in Paris.
+    let back = at("2026-12-01T21:10:00Z");
+    for (moved, expected) in [
+        (true, None),
+        // 08:00 in Paris.
+        (false, Some(at("2026-12-02T07:00:00Z"))),
+    ] {
+        let world = World::new(night, Config::default(), None).await;
+        // The push is due at 20:58 Paris (19:58Z); its provider is down.
+        world.run(back, at("2026-12-01T19:59:00Z")).await;
+        assert_eq!(world.provider.calls.load(SeqCst), 1);
+        assert!(world.sent().is_empty(), "{:?}", world.sent());
+        if moved {
+            let limits = Limits::default();
+            let body =
+                br#"{"userId":"ann","messageId":"i2","traits":{"timezone":"America/New_York"}}"#;
+            let e = event::parse_call(event::Call::Identify, body, world.clock.now(), &limits)
+                .expect("event");
+            let out = Outbound {
+                message: Message::Event(Arc::new(e)),
+                delay_secs: 0,
+            };
+            world
+                .queue
+                .send(QueueName::Events, &[out])
+                .await
+                .expect("queue");
+        }
+        world.run(back, at("2026-12-02T12:00:00Z")).await;
+        let sent = world.sent();
+        let [(sent_at, step)] = sent.as_slice() else {
+            panic!("moved {moved}: one send: {sent:?}");
+        };
+        assert_eq!(step, "push_reminder");
+        match expected {
+            Some(t) => assert_eq!(*sent_at, t, "moved {moved}"),
+            // Its retry after the provider came back, in New York's afternoon.
+            None => assert!(
+                *sent_at >= back && *sent_at < at("2026-12-01T23:00:00Z"),
+                "moved {moved}: {sent_at}"
+            ),
+        }
+    }
+}
+
 /// A send held by quiet hours holds back only itself: the same event's other journeys go on.
 /// ann's cart event enters `a_thanks` (a push, quiet from 09:01) and `z_receipt` (a
 /// transactional email). The push provider is down at 09:00, so the push fails before the
