@@ -905,7 +905,7 @@ async fn a_webhook_is_not_called_past_its_sending_time() {
 }
 
 /// A push to several devices says which of them SNS answered disabled (an uninstalled app),
-/// also when none took it, and only those: a device that refused this message alone, or had no
+/// also when none took it (every device refused, or one is to be tried again), and only those: a device that refused this message alone, or had no
 /// endpoint to try, is not one of them, whatever the order of the devices.
 #[tokio::test]
 async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
@@ -915,38 +915,38 @@ async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
     let published = published();
     let refused = || sns_error(400, "InvalidParameter");
     let disabled = || sns_error(400, "EndpointDisabled");
-    // What comes back: Ok(disabled tokens) for a push a device took, Err(Some(disabled tokens))
-    // for one every device refused for good, Err(None) for one to retry.
+    // What comes back: Ok(disabled tokens) for a push a device took, Err(Ok(disabled tokens))
+    // for one every device refused for good, Err(Err(disabled tokens)) for one to retry.
     type Case = (
         &'static str,
         Vec<Device>,
         Vec<Answer>,
-        Result<Vec<&'static str>, Option<Vec<&'static str>>>,
+        Result<Vec<&'static str>, Result<Vec<&'static str>, Vec<&'static str>>>,
     );
     let cases: Vec<Case> = vec![
         (
             "iPhone refused, Android disabled",
             vec![iphone.clone(), android.clone(), tablet.clone()],
             vec![refused(), disabled()],
-            Err(Some(vec!["android"])),
+            Err(Ok(vec!["android"])),
         ),
         (
             "Android disabled, iPhone refused",
             vec![tablet.clone(), android.clone(), iphone.clone()],
             vec![disabled(), refused()],
-            Err(Some(vec!["android"])),
+            Err(Ok(vec!["android"])),
         ),
         (
             "both disabled",
             vec![iphone.clone(), android.clone()],
             vec![disabled(), disabled()],
-            Err(Some(vec!["iphone", "android"])),
+            Err(Ok(vec!["iphone", "android"])),
         ),
         (
             "both refused",
             vec![iphone.clone(), android.clone()],
             vec![refused(), refused()],
-            Err(Some(vec![])),
+            Err(Ok(vec![])),
         ),
         (
             "Android disabled, iPhone took it",
@@ -958,7 +958,19 @@ async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
             "Android disabled, iPhone throttled",
             vec![android.clone(), iphone.clone()],
             vec![disabled(), sns_error(400, "Throttled")],
-            Err(None),
+            Err(Err(vec!["android"])),
+        ),
+        (
+            "iPhone throttled, Android disabled",
+            vec![iphone.clone(), android.clone()],
+            vec![sns_error(400, "Throttled"), disabled()],
+            Err(Err(vec!["android"])),
+        ),
+        (
+            "iPhone throttled, Android refused",
+            vec![iphone.clone(), android.clone()],
+            vec![sns_error(400, "Throttled"), refused()],
+            Err(Err(vec![])),
         ),
     ];
     let none = Canned::new(vec![]);
@@ -973,12 +985,22 @@ async fn a_push_says_which_devices_are_disabled_whoever_answered_first() {
                 Err(SendError::PushRefused {
                     disabled_devices, ..
                 }),
-                Err(Some(want)),
+                Err(Ok(want)),
             ) => assert_eq!(disabled_devices, want, "{name}"),
-            (Err(SendError::Permanent(_)), Err(Some(want))) => {
+            (Err(SendError::Permanent(_)), Err(Ok(want))) => {
                 assert!(want.is_empty(), "{name}: {got:?}")
             }
-            (Err(SendError::Retryable(_)), Err(None)) => {}
+            // Tried again, the disabled devices said all the same (lost before when another
+            // device's answer was to retry).
+            (
+                Err(SendError::PushRetryable {
+                    disabled_devices, ..
+                }),
+                Err(Err(want)),
+            ) => assert_eq!(disabled_devices, want, "{name}"),
+            (Err(SendError::Retryable(_)), Err(Err(want))) => {
+                assert!(want.is_empty(), "{name}: {got:?}")
+            }
             _ => panic!("{name}: {got:?}, expected {want:?}"),
         }
         assert_eq!(

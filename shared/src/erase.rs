@@ -321,7 +321,9 @@ impl Runtime {
                             pass.unregistered.push(endpoint.to_string());
                             unregistered = Some(endpoint);
                         }
-                        Err(SendError::Retryable(reason)) => {
+                        Err(
+                            SendError::Retryable(reason) | SendError::PushRetryable { reason, .. },
+                        ) => {
                             tracing::warn!(user, platform = %d.platform, %reason, "a push endpoint could not be deleted now; the same erasure request again tries it");
                             out.endpoints_left += 1;
                             left.push(Device {

@@ -23,6 +23,14 @@ pub enum SendError {
         reason: String,
         disabled_devices: Vec<String>,
     },
+    /// A push no device took, one of them failing for a passing reason: try again later, as
+    /// [`SendError::Retryable`]; the provider said the devices in `disabled_devices` are
+    /// disabled (uninstalled apps), which the runtime marks now, whatever the retry finds.
+    #[error("provider busy or unreachable: {reason}")]
+    PushRetryable {
+        reason: String,
+        disabled_devices: Vec<String>,
+    },
 }
 
 /// What a provider answered for an accepted message.

@@ -1515,19 +1515,25 @@ impl Runtime {
                         // Enabling a disabled endpoint again can wait: the device stays
                         // disabled (pushes do not go to an endpoint still disabled), and a
                         // later event that sends its token tries again.
-                        Err(SendError::Retryable(m)) if d.revived => {
+                        Err(
+                            SendError::Retryable(m) | SendError::PushRetryable { reason: m, .. },
+                        ) if d.revived => {
                             tracing::warn!(user, reason = %m, "a disabled push endpoint could not be enabled again now; a later event sending its token tries again");
                             undone.push(d.token.clone());
                             continue;
                         }
                         // Another event's device waits for the next event that sends its
                         // token (the app sends it with each): this one's journeys go on.
-                        Err(SendError::Retryable(m)) if !identify => {
+                        Err(
+                            SendError::Retryable(m) | SendError::PushRetryable { reason: m, .. },
+                        ) if !identify => {
                             tracing::warn!(user, reason = %m, "a push device could not be registered now; the next event sending its token tries again");
                             undone.push(d.token.clone());
                             continue;
                         }
-                        Err(SendError::Retryable(m)) => {
+                        Err(
+                            SendError::Retryable(m) | SendError::PushRetryable { reason: m, .. },
+                        ) => {
                             unavailable = Some(m);
                             continue;
                         }
@@ -4495,6 +4501,18 @@ impl Runtime {
             }
             // The claim is left to expire; the redelivery tries again.
             SendError::Retryable(why) => Err(RunError::Retry(why)),
+            // Tried again, but the devices the provider said are disabled are marked now: the
+            // retry may never come (the outage outlasts it), and a dead token would be tried
+            // by every later push until one went out or all refused.
+            SendError::PushRetryable {
+                reason,
+                disabled_devices,
+            } => {
+                if let Err(e) = self.disable_devices(o, &disabled_devices).await {
+                    tracing::warn!(user = %o.user_id, error = %e, "push devices the provider disabled were not marked; the retry's push to them marks them");
+                }
+                Err(RunError::Retry(reason))
+            }
         }
     }
 
@@ -5670,6 +5688,7 @@ impl Runtime {
                 }
                 Err(
                     SendError::Retryable(m)
+                    | SendError::PushRetryable { reason: m, .. }
                     | SendError::Permanent(m)
                     | SendError::PushRefused { reason: m, .. },
                 ) => {

@@ -29,19 +29,48 @@ struct Provider {
     /// When the messages it takes went out already, if it says so (as `waymark dev`'s outbox
     /// does of a line written before a crash).
     already: Mutex<Option<Timestamp>>,
+    /// The push tokens whose app was uninstalled: each push to one is answered as SNS answers
+    /// a disabled endpoint (also while down, beside the other devices' passing failure).
+    uninstalled: Mutex<Vec<String>>,
+    /// The tokens of each push it was given (the devices of `to` not marked disabled).
+    tried: Mutex<Vec<Vec<String>>>,
 }
 
 #[async_trait]
 impl Sender for Provider {
     async fn send(&self, m: &Outgoing) -> Result<Receipt, SendError> {
         self.calls.fetch_add(1, SeqCst);
+        let tokens: Vec<String> = match &m.to {
+            waymark::profile::Address::Devices(d) => d
+                .iter()
+                .filter(|d| !d.disabled)
+                .map(|d| d.token.clone())
+                .collect(),
+            waymark::profile::Address::One(_) => Vec::new(),
+        };
+        if m.channel == waymark::journey::Channel::Push {
+            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            tried.push(tokens.clone());
+        }
+        let uninstalled = self.uninstalled.lock().unwrap_or_else(|p| p.into_inner());
+        let disabled: Vec<String> = tokens
+            .into_iter()
+            .filter(|t| uninstalled.contains(t))
+            .collect();
         if self.down.load(SeqCst) && self.only.is_none_or(|c| c == m.channel) {
+            if !disabled.is_empty() {
+                return Err(SendError::PushRetryable {
+                    reason: "the provider is down".into(),
+                    disabled_devices: disabled,
+                });
+            }
             return Err(SendError::Retryable("the provider is down".into()));
         }
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.push((self.clock.now(), m.step.to_string()));
         Ok(Receipt {
             sent_at: *self.already.lock().unwrap_or_else(|p| p.into_inner()),
+            disabled_devices: disabled,
             ..Receipt::default()
         })
     }
@@ -88,6 +117,8 @@ impl World {
             calls: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
             already: Mutex::new(None),
+            uninstalled: Mutex::new(Vec::new()),
+            tried: Mutex::new(Vec::new()),
         });
         let rt = Runtime::new(
             Arc::new(store.clone()),
@@ -526,6 +557,65 @@ steps:
             ),
         }
     }
+}
+
+/// A push to two devices, one uninstalled (SNS answers its endpoint disabled) while the other
+/// one's provider is down (a passing failure): the push is tried again, and the uninstalled
+/// device is marked disabled at once, not only when the push goes out or every device refuses
+/// (before, its mark was lost with the retry: an outage that outlasts the retries never marks
+/// it). The push goes out once, when the provider is back.
+#[tokio::test]
+async fn a_device_disabled_beside_one_to_retry_is_marked_at_once() {
+    let world = World::new(
+        CART,
+        Config::default(),
+        Some(waymark::journey::Channel::Push),
+    )
+    .await;
+    world
+        .provider
+        .uninstalled
+        .lock()
+        .expect("lock")
+        .push("t2".into());
+    let limits = Limits::default();
+    let body = br#"{"userId":"ann","messageId":"i2","traits":{"push_tokens":[{"platform":"fcm","token":"t1"},{"platform":"apns","token":"t2"}]}}"#;
+    let e =
+        event::parse_call(event::Call::Identify, body, world.clock.now(), &limits).expect("event");
+    let out = Outbound {
+        message: Message::Event(Arc::new(e)),
+        delay_secs: 0,
+    };
+    world
+        .queue
+        .send(QueueName::Events, &[out])
+        .await
+        .expect("queue");
+    let back = at("2026-12-01T11:00:00Z");
+    // The push's first try, at 09:30, and a retry or two.
+    world.run(back, at("2026-12-01T09:40:00Z")).await;
+    assert!(world.sent().is_empty(), "{:?}", world.sent());
+    let tried = world.provider.tried.lock().expect("lock").clone();
+    assert!(
+        tried.first().is_some_and(|t| t.contains(&"t2".to_string())),
+        "{tried:?}"
+    );
+    let view = world.rt.user("ann").await.expect("ann");
+    let devices: Vec<(String, bool)> = view
+        .profile
+        .expect("a profile")
+        .devices
+        .iter()
+        .map(|d| (d.token.clone(), d.disabled))
+        .collect();
+    assert_eq!(
+        devices,
+        [("t1".to_string(), false), ("t2".to_string(), true)],
+        "while the provider is down"
+    );
+    world.run(back, at("2026-12-01T18:00:00Z")).await;
+    let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
+    assert_eq!(steps, ["push_reminder", "low_stock_email"]);
 }
 
 /// A send held by quiet hours holds back only itself: the same event's other journeys go on.

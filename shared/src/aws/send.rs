@@ -101,6 +101,19 @@ fn send_error<E: ProvideErrorMetadata>(
     SendError::Permanent(format!("{service}: {code}"))
 }
 
+/// A push none of its devices took, to be tried again: with the tokens of the devices SNS
+/// answered disabled, when there are some, so that the runtime marks them now.
+fn retry_marking(reason: String, disabled: Vec<String>) -> SendError {
+    if disabled.is_empty() {
+        SendError::Retryable(reason)
+    } else {
+        SendError::PushRetryable {
+            reason,
+            disabled_devices: disabled,
+        }
+    }
+}
+
 /// SES v2 SendEmail errors about this message or its recipient, which no retry fixes. A
 /// suspended account (`AccountSuspendedException`) or a MAIL FROM domain SES cannot check
 /// (`MailFromDomainNotVerifiedException`, also when its DNS does not answer) stops every send:
@@ -380,8 +393,9 @@ impl AwsSender {
     }
 
     /// Publishes to every registered device; succeeds if one device took it. The tokens of
-    /// the devices SNS answered disabled come back either way: in the receipt, or in
-    /// [`SendError::PushRefused`] when every device refused.
+    /// the devices SNS answered disabled come back whatever the others answered: in the
+    /// receipt, in [`SendError::PushRefused`] when every device refused, or in
+    /// [`SendError::PushRetryable`] when none took it and one may take it later.
     async fn push(
         &self,
         devices: &[Device],
@@ -405,8 +419,9 @@ impl AwsSender {
             // by a device already, the push has gone out; taken by none, it is tried again.
             if tried && crate::runtime::out_of_sending_time() {
                 if receipt.is_none() {
-                    return Err(SendError::Retryable(
+                    return Err(retry_marking(
                         "push not tried on its other devices: the invocation is ending".into(),
+                        disabled,
                     ));
                 }
                 tracing::warn!(platform = %d.platform, "push not tried on its other devices: the invocation is ending");
@@ -464,6 +479,8 @@ impl AwsSender {
                     disabled_devices: disabled,
                 })
             }
+            // None took it, one may later: tried again, the disabled ones marked all the same.
+            (None, Some(SendError::Retryable(reason))) => Err(retry_marking(reason, disabled)),
             (None, Some(e)) => Err(e),
             (None, None) => Err(SendError::Permanent(
                 "no push device is registered with SNS".into(),
