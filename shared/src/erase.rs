@@ -39,8 +39,26 @@ pub const DELETES_PER_REQUEST: usize = 1_000;
 /// Records read (then deleted) at a time.
 const PAGE: usize = 100;
 
-/// The erasure met a send of hers that another worker is making now: asked again, it finds
-/// what came of it (see `Runtime::end_for_erasure`).
+/// The sends enrollment `e` still owes: its carried outboxes', and its last transition's.
+fn owed_sends(e: &Enrollment) -> impl Iterator<Item = &Outgoing> {
+    e.carried
+        .iter()
+        .flat_map(|c| c.effects.iter())
+        .chain(
+            e.outbox_cause
+                .is_some()
+                .then_some(&e.outbox)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|effect| match effect {
+            Effect::Send(o) => Some(o.as_ref()),
+            _ => None,
+        })
+}
+
+/// A send of hers is under way in another worker: the erasure is asked again, and then finds
+/// what came of it (see [`Runtime::erase`]).
 fn send_under_way(user: &str) -> RunError {
     tracing::info!(
         user,
@@ -107,6 +125,14 @@ impl Runtime {
     /// whose erasure stopped at the bound) is kept on the mark ([`Profile::erasure_left`]),
     /// nothing else of hers, and the next request finishes it from there.
     pub async fn erase(&self, user: &str) -> Result<Erasure, RunError> {
+        // A send of hers that another worker is making now (its claim held): the request is
+        // answered `503` before anything of hers changes, to be sent again once that worker
+        // recorded what came of it (or its claim lapsed: at most `claim_lease`, 2 minutes).
+        // Begun, the erasure could not tell what that send came to, and a worker that fails,
+        // times out or holds it would write no record of its transition for the stats.
+        if self.a_send_under_way(user).await? {
+            return Err(send_under_way(user));
+        }
         let mut out = Erasure::default();
         let mut pass = Pass {
             budget: DELETES_PER_REQUEST,
@@ -496,23 +522,10 @@ impl Runtime {
     ) -> Result<Option<u64>, RunError> {
         // Her sends still owed are settled in the ledger first, before any worker reads her
         // enrollment ended: one that has not gone out never will (a worker that comes to it
-        // finds it skipped, `erased`). One a worker is sending now (its claim held) stops the
-        // erasure, to be asked again (`503`): that worker may fail, time out or hold it, and
-        // then no one would write its transition's record; once it recorded what came of it,
-        // or its claim lapsed (at most `claim_lease`, 2 minutes), the erasure goes on.
-        let owed = e.carried.iter().flat_map(|c| c.effects.iter()).chain(
-            e.outbox_cause
-                .is_some()
-                .then_some(&e.outbox)
-                .into_iter()
-                .flatten(),
-        );
-        for effect in owed {
-            if let Effect::Send(o) = effect {
-                if self.settle_send_for_erasure(o).await?.is_none() {
-                    return Err(send_under_way(&e.user_id));
-                }
-            }
+        // finds it skipped, `erased`). One a worker began sending after the request's check
+        // ([`Runtime::erase`]: a race of moments) is left to that worker's record.
+        for o in owed_sends(&e) {
+            self.settle_send_for_erasure(o).await?;
         }
         let (e, version) = if e.is_active() {
             let ended = Arc::new(self.ended_by_erasure(&e));
@@ -583,6 +596,22 @@ impl Runtime {
         ended
     }
 
+    /// Whether a send one of her enrollments owes is claimed by a worker now (being sent).
+    async fn a_send_under_way(&self, user: &str) -> Result<bool, RunError> {
+        let now = self.now();
+        for r in self.store.query(&user_partition(user), "E#").await? {
+            let e: Arc<Enrollment> = r.parse_shared()?;
+            for o in owed_sends(&e) {
+                if let Some(l) = self.store.get(&ledger_key(o)).await? {
+                    if matches!(l.parse::<Ledger>()?, Ledger::Claimed { until } if until > now) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// What send `o`, owed by an enrollment her erasure ends, comes to, settled in the send
     /// ledger: what the ledger says it came to; a send no worker claimed, or whose claim
     /// lapsed (its worker gave up), is recorded there as skipped (`erased`), so that no worker
@@ -646,8 +675,8 @@ impl Runtime {
                 continue;
             };
             let Some(outcome) = self.settle_send_for_erasure(o).await? else {
-                tracing::info!(user, enrollment, "a send of an erased user's enrollment is under way in another worker: the erasure is asked again");
-                return Err(send_under_way(user));
+                tracing::info!(user, enrollment, "a send of an erased user's enrollment was under way in another worker: its timeline record is left to that worker");
+                return Ok(());
             };
             let what = match outcome {
                 Outcome::Sent { .. } => What::Sent {

@@ -1163,7 +1163,18 @@ async fn a_send_that_fails_as_she_is_erased_is_counted_skipped_once_the_erasure_
     ]))
     .await;
     erasure_waited(&provider);
-    // the claim lapses (2 minutes), her retries find her erased; then the erasure again
+    // (answered before anything of hers changed: her profile, her enrollment and her wait are
+    // there as they were)
+    let view = h.rt.user("ann").await.expect("user");
+    assert!(
+        view.profile
+            .as_ref()
+            .is_some_and(|p| p.traits.get("email").is_some() && p.erased_at.is_none()),
+        "{:?}",
+        view.profile
+    );
+    assert!(view.enrollments.iter().any(|e| e.is_active()));
+    // the claim lapses (2 minutes); then the erasure again
     h.advance_to(at("2026-12-01T10:10:00Z")).await;
     h.rt.erase("ann").await.expect("erase");
     h.advance_to(at("2026-12-01T13:00:00Z")).await;
