@@ -219,6 +219,27 @@ fn internal(e: &RunError) -> Response<Bytes> {
     )
 }
 
+/// An erasure that could not be made now: a send of hers under way is said as such (an
+/// expected answer, not a fault: `code` `send_under_way`, `Retry-After: 60`); anything else is
+/// [`internal`].
+fn erase_failed(e: &RunError) -> Response<Bytes> {
+    match e {
+        RunError::Retry(why) if why == crate::erase::SEND_UNDER_WAY => {
+            tracing::info!("erasure asked again later: a send of the user's is under way");
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &refusal("send_under_way", why.clone()),
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("60"),
+            );
+            r
+        }
+        e => internal(e),
+    }
+}
+
 /// Per-step figures for `GET /v1/journeys/{id}/stats` (also how `waymark stats` reads them:
 /// what an older server leaves out is empty).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -707,7 +728,7 @@ impl Api {
                         }),
                     ),
                     Ok(e) => reply(StatusCode::OK, &json!({ "erased": true, "deleted": e })),
-                    Err(e) => internal(&e),
+                    Err(e) => erase_failed(&e),
                 }
             }
             (Method::GET, ["v1", "users", user, "inbox"]) => {
@@ -1156,5 +1177,36 @@ impl Api {
             ),
             Err(e) => internal(&e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An erasure that met a send under way is a `503` that says so, with when to ask again;
+    /// another failure is the plain `503`.
+    #[test]
+    fn an_erasure_waiting_for_a_send_says_so() {
+        let r = erase_failed(&RunError::Retry(crate::erase::SEND_UNDER_WAY.into()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("60")
+        );
+        let body: Value = serde_json::from_slice(r.body()).expect("JSON");
+        assert_eq!(body["code"], "send_under_way", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("send the same DELETE again")),
+            "{body}"
+        );
+        let r = erase_failed(&RunError::Retry("the store is down".into()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = serde_json::from_slice(r.body()).expect("JSON");
+        assert_eq!(body, json!({"error": "temporarily unavailable, retry"}));
     }
 }

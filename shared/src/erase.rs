@@ -64,11 +64,12 @@ fn send_under_way(user: &str) -> RunError {
         user,
         "an erasure waits for a send of hers under way in another worker"
     );
-    RunError::Retry(
-        "a message to the user is being sent by another worker: erase again in a minute or two"
-            .into(),
-    )
+    RunError::Retry(SEND_UNDER_WAY.into())
 }
+
+/// Why an erasure is answered `503` while a send of hers is under way (the API's body says it).
+pub const SEND_UNDER_WAY: &str =
+    "a message to the user is being sent by another worker: nothing of hers was changed; send the same DELETE again in a minute or two";
 
 /// What an erasure did (counts only: it names no one and holds nothing of hers).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
