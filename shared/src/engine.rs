@@ -834,6 +834,22 @@ pub fn exit_late(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Optio
     Some(run.finish())
 }
 
+/// `enrollment`, just entered, as still on its last step when its steps all ran at entry and
+/// it completed there (a send, then its end): an exit that happened after its trigger but was
+/// applied before it ([`exit_late`], [`exit_late_change`]) ends it as it ends one that waits.
+/// `None` for any other (active, or ended otherwise).
+pub fn reopened_at_entry(enrollment: &Enrollment) -> Option<Enrollment> {
+    if enrollment.status != Status::Completed || enrollment.ended_at != Some(enrollment.entered_at)
+    {
+        return None;
+    }
+    let mut e = enrollment.clone();
+    e.status = Status::Active;
+    e.ended_at = None;
+    e.end_reason = None;
+    Some(e)
+}
+
 /// A change of a trait an exit or the goal watches, made by an identify stamped at or after an
 /// enrollment's trigger but applied before the trigger came (events out of order), as the
 /// profile noted it (`Profile::trait_changes`): found at entry ([`late_changes`]).

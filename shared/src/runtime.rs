@@ -3220,15 +3220,19 @@ impl Runtime {
         // An exit that happened after the trigger but was applied before it (events out of
         // order): an exit event, or an identify's change of a trait an exit watches (the
         // earlier of the two). (what it was, when, the exit)
-        let by_event = late_exit(j, profile, &t.enrollment, &cause, now).and_then(|late| {
-            let exit = engine::exit_late(&ctx, &t.enrollment, &late)?;
+        // An enrollment whose steps all ran at entry (a send, then its end) meets it as one
+        // still on its last step: it came before the end, and before the messages went out.
+        let reopened = engine::reopened_at_entry(&t.enrollment);
+        let judged = reopened.as_ref().unwrap_or(&t.enrollment);
+        let by_event = late_exit(j, profile, judged, &cause, now).and_then(|late| {
+            let exit = engine::exit_late(&ctx, judged, &late)?;
             let what = format!(
                 "the exit event {}",
                 late.event.as_deref().unwrap_or_default()
             );
             Some((what, late.timestamp, exit))
         });
-        let by_change = engine::exit_late_change(&ctx, &t.enrollment, &changes).map(|(c, exit)| {
+        let by_change = engine::exit_late_change(&ctx, judged, &changes).map(|(c, exit)| {
             let what = format!("the change of {} by identify {}", c.change.0, c.message_id);
             (what, c.at, exit)
         });
@@ -3238,8 +3242,11 @@ impl Runtime {
         };
         if let Some((what, exit_at, exit)) = late {
             // Nothing the entry scheduled may go out: keep only the exit's own effects, and
-            // say of each message dropped that it was skipped, and why.
+            // say of each message dropped that it was skipped, and why. (Nor did it complete.)
             let mut timeline = t.timeline;
+            if reopened.is_some() {
+                timeline.retain(|e| !matches!(e.what, What::Completed));
+            }
             for e in &t.effects {
                 let Effect::Send(o) = e else {
                     continue;

@@ -8794,6 +8794,103 @@ async fn an_exit_delivered_before_its_trigger_still_ends_the_journey_at_once() {
     );
 }
 
+/// A journey whose steps all run at entry (a send, then its end) still meets an exit that
+/// happened after the trigger but was applied before it: nothing goes out, and it ends as
+/// exited, not completed (also for an exit on a trait's change).
+#[tokio::test]
+async fn an_exit_delivered_before_its_trigger_ends_a_journey_that_would_complete_at_entry() {
+    let journey = r#"
+id: offer
+name: Offer
+trigger: {event: offer}
+reentry: after_exit
+exit_when:
+  - event: cancelled
+  - trait_changed: subscriber
+    where: "event.to == true"
+steps:
+  - id: mail
+    send:
+      email: {subject: "Our offer", text: "."}
+  - id: note
+    update: {set: {offered: true}}
+"#;
+    let script = [
+        shopper("ann"),
+        shopper("bob"),
+        shopper("cat"),
+        // ann cancels at 10:00:20, her offer (10:00:00) arrives last.
+        late(
+            "2026-12-01T10:00:30Z",
+            "2026-12-01T10:00:20Z",
+            "ann",
+            "cancelled",
+            "x-ann",
+        ),
+        late(
+            "2026-12-01T10:00:40Z",
+            "2026-12-01T10:00:00Z",
+            "ann",
+            "offer",
+            "o-ann",
+        ),
+        // bob subscribes at 10:00:20, his offer (10:00:00) arrives last.
+        identify_late(
+            "2026-12-01T10:00:30Z",
+            "2026-12-01T10:00:20Z",
+            "bob",
+            "i-bob",
+            json!({"subscriber": true}),
+        ),
+        late(
+            "2026-12-01T10:00:40Z",
+            "2026-12-01T10:00:00Z",
+            "bob",
+            "offer",
+            "o-bob",
+        ),
+        // cat's offer comes in order: she is sent it, and completes.
+        track("2026-12-01T10:00:40Z", "cat", "offer", "o-cat"),
+    ]
+    .join("\n");
+    let out = sim(&[journey], &script).await;
+    assert_eq!(
+        outbox(&out),
+        ["2026-12-01T10:00:40Z cat email mail: Our offer"]
+    );
+    let ends = |w: &What| {
+        matches!(
+            w,
+            What::Exited { .. } | What::Completed | What::Skipped { .. } | What::Updated { .. }
+        )
+    };
+    assert_eq!(
+        facts(&out, "ann", ends),
+        [
+            // Its update stays, as one before a wait does: it ran before the exit happened.
+            "2026-12-01T10:00:40Z offer/note: profile updated: set offered",
+            "2026-12-01T10:00:40Z offer/mail: skipped email: exited",
+            "2026-12-01T10:00:40Z offer/note: exited on cancelled",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "bob", ends),
+        [
+            // Its update stays, as one before a wait does: it ran before the exit happened.
+            "2026-12-01T10:00:40Z offer/note: profile updated: set offered",
+            "2026-12-01T10:00:40Z offer/mail: skipped email: exited",
+            "2026-12-01T10:00:40Z offer/note: exited on trait_changed subscriber",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "cat", ends),
+        [
+            "2026-12-01T10:00:40Z offer/note: profile updated: set offered",
+            "2026-12-01T10:00:40Z offer/note: completed",
+        ]
+    );
+}
+
 /// An exit or a goal with a `where` that arrives before its trigger (events out of order) is
 /// applied when the trigger comes, as one without: its `where` was judged when it came.
 #[tokio::test]
