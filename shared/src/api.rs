@@ -1027,7 +1027,7 @@ impl Api {
                 Err(QueueError::Rejected(why)) => {
                     tracing::warn!(reason = %why, "the events queue refused a request's events");
                     let why = format!(
-                        "could not be queued as it is ({why}), and sending it again will not change that: check its strings for characters a message queue does not carry (U+FFFE, U+FFFF), or send fewer events a request"
+                        "could not be queued as it is ({why}), and sending it again will not change that: send fewer or smaller events a request"
                     );
                     return field_errors(StatusCode::BAD_REQUEST, &[FieldError::new("body", why)]);
                 }

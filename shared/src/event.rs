@@ -172,6 +172,7 @@ fn parse_call_warned_at(
         at: received_at,
         place,
         sent_at: None,
+        nth: 0,
     };
     from_call(call, &raw, &Map::new(), received, limits, "")
 }
@@ -188,11 +189,14 @@ struct Own<'a> {
     added: usize,
 }
 
+/// `nth`: the item's place in its batch (0 for a lone call), what orders the items sent
+/// without a time ([`Check::timestamp`]).
 #[derive(Clone, Copy)]
 struct Received<'a> {
     at: Timestamp,
     place: &'a str,
     sent_at: Option<Timestamp>,
+    nth: usize,
 }
 
 /// Validates one call's object as the event it is (see [`Call`]).
@@ -649,6 +653,7 @@ pub fn parse_batch(
             at: received_at,
             place: &prefix,
             sent_at,
+            nth: index,
         };
         match parse_item(item, &shared_context, received, limits, &prefix) {
             Ok((mut event, warnings)) => {
@@ -708,12 +713,64 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
         }
     });
     match parsed {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(mut map)) => {
+            // U+FFFE and U+FFFF are no characters either, and SQS does not carry them: read as
+            // U+FFFD, so that one string holding them does not lose the whole batch at the
+            // queue (an id holding one is refused, that item alone, as half a pair is).
+            if has_noncharacter(text) {
+                for value in map.values_mut() {
+                    replace_noncharacters(value);
+                }
+                map = map
+                    .into_iter()
+                    .map(|(k, v)| (without_noncharacters(k), v))
+                    .collect();
+            }
+            Ok(map)
+        }
         Ok(_) => Err(vec![FieldError::new("body", "must be a JSON object")]),
         Err(e) => Err(vec![FieldError::new(
             "body",
             format!("is not valid JSON ({e}); send a JSON object"),
         )]),
+    }
+}
+
+/// Whether `text` holds U+FFFE or U+FFFF, as itself or escaped (`\ufffe`, any case).
+fn has_noncharacter(text: &str) -> bool {
+    text.contains(['\u{FFFE}', '\u{FFFF}'])
+        || text.match_indices("\\u").any(|(i, _)| {
+            text.get(i + 2..i + 6).is_some_and(|hex| {
+                hex.eq_ignore_ascii_case("fffe") || hex.eq_ignore_ascii_case("ffff")
+            })
+        })
+}
+
+/// `s` with each U+FFFE and U+FFFF written U+FFFD.
+fn without_noncharacters(s: String) -> String {
+    if s.contains(['\u{FFFE}', '\u{FFFF}']) {
+        s.replace(['\u{FFFE}', '\u{FFFF}'], "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+/// Every string in `value`, keys too, [`without_noncharacters`].
+fn replace_noncharacters(value: &mut Value) {
+    match value {
+        Value::String(s) => *s = without_noncharacters(std::mem::take(s)),
+        Value::Array(items) => items.iter_mut().for_each(replace_noncharacters),
+        Value::Object(map) => {
+            let taken = std::mem::take(map);
+            *map = taken
+                .into_iter()
+                .map(|(k, mut v)| {
+                    replace_noncharacters(&mut v);
+                    (without_noncharacters(k), v)
+                })
+                .collect();
+        }
+        _ => {}
     }
 }
 
@@ -750,7 +807,7 @@ fn without_non_finite(text: &str) -> Option<String> {
 
 /// What an id holding U+FFFD (half a surrogate pair, or a character lost before it was sent) is
 /// told.
-const NOT_A_CHARACTER: &str = "holds a character that is not one (half of a surrogate pair, or U+FFFD): send the id as the app knows it";
+const NOT_A_CHARACTER: &str = "holds a character that is not one (half of a surrogate pair, U+FFFE, U+FFFF, or U+FFFD): send the id as the app knows it";
 
 /// `text` with each `\uXXXX` escape of half a surrogate pair that has not its other half next
 /// to it written `\ufffd`; `None` when it has none.
@@ -1483,7 +1540,10 @@ impl<'a> Check<'a> {
     /// Segment does: `receivedAt − (sentAt − timestamp)`. A phone whose clock is a day off
     /// still stamps its events with the right times relative to each other and to `sentAt`; only
     /// the offset is wrong, and this takes it out. Without `sentAt`, `timestamp` as it is.
-    /// `received.sent_at` is that `sentAt`, already checked ([`Check::sent_at`]).
+    /// `received.sent_at` is that `sentAt`, already checked ([`Check::sent_at`]). Without a
+    /// time, when it was received: the `nth` item of a batch a nanosecond after the one before
+    /// it, so that the batch's order is the order they happened (an order sent before its cart
+    /// in one request is not taken as after it, as a tie would be).
     fn timestamp(
         &mut self,
         raw: &Map<String, Value>,
@@ -1497,7 +1557,12 @@ impl<'a> Check<'a> {
             "timestamp"
         };
         let text = match raw.get(field) {
-            None | Some(Value::Null) => return received_at,
+            None | Some(Value::Null) => {
+                let nth = i64::try_from(received.nth).unwrap_or(i64::MAX);
+                return received_at
+                    .checked_add(SignedDuration::from_nanos(nth))
+                    .unwrap_or(received_at);
+            }
             Some(Value::String(s)) => s,
             Some(_) => {
                 self.error(field, format!("must be a string: {TIME_EXAMPLE}"));
@@ -3324,6 +3389,59 @@ mod tests {
                 )],
             }]
         );
+    }
+
+    /// A batch's items sent without a time happened in the batch's order: an order sent
+    /// before a cart in one request is before it, not at the same instant.
+    #[test]
+    fn batch_items_without_a_time_are_stamped_in_their_order() {
+        let body = json!({"batch": [
+            {"type": "track", "userId": "u1", "event": "order_completed"},
+            {"type": "track", "userId": "u1", "event": "cart_abandoned"},
+            {"type": "track", "userId": "u1", "event": "B", "timestamp": "2025-06-01T11:00:00Z"},
+            {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+        ]});
+        let outcome = batch(&body).expect("batch parses");
+        let at: Vec<Timestamp> = outcome.accepted.iter().map(|e| e.timestamp).collect();
+        assert_eq!(at[0], received());
+        assert!(at[0] < at[1] && at[1] < at[3], "{at:?}");
+        assert_eq!(
+            at[2],
+            "2025-06-01T11:00:00Z".parse::<Timestamp>().expect("time")
+        );
+        // Each still received when the request was.
+        assert!(outcome.accepted.iter().all(|e| e.received_at == received()));
+    }
+
+    /// U+FFFE and U+FFFF, which SQS does not carry, are read as U+FFFD: one string holding
+    /// them (escaped or not) does not lose the batch at the queue; an id holding one is
+    /// refused, that item alone.
+    #[test]
+    fn noncharacters_are_replacement_characters_not_a_lost_batch() {
+        let body = "{\"batch\": [\
+            {\"type\": \"identify\", \"userId\": \"u1\", \"traits\": {\"first_name\": \"Good\"}},\
+            {\"type\": \"track\", \"userId\": \"u2\", \"event\": \"x\", \"properties\": {\"a\": \"\\ufffe\", \"b\\uFFFF\": [\"\u{FFFF}\"]}},\
+            {\"type\": \"track\", \"userId\": \"u\\uffff\", \"event\": \"x\"}\
+        ]}";
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        let users: Vec<&str> = outcome
+            .accepted
+            .iter()
+            .map(|e| e.user_id.as_str())
+            .collect();
+        assert_eq!(users, ["u1", "u2"]);
+        assert_eq!(
+            *outcome.accepted[1].properties,
+            json!({"a": "\u{FFFD}", "b\u{FFFD}": ["\u{FFFD}"]})
+        );
+        let refused: Vec<(Option<usize>, &str)> = outcome
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.errors[0].field.as_str()))
+            .collect();
+        assert_eq!(refused, [(Some(2), "batch[2].userId")]);
+        assert!(!has_noncharacter(r#"{"a": "\\ufffd \u00e9"}"#));
     }
 
     #[test]
