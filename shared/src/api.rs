@@ -201,6 +201,31 @@ fn unauthorized() -> Response<Bytes> {
     r
 }
 
+/// What the page an unsubscribe link opens says when its token is not one this server signed
+/// (most often a link cut when it was copied).
+const BAD_UNSUBSCRIBE_LINK: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe link not valid</title></head><body><p>This unsubscribe link is not complete or not valid: it may have been cut when it was copied. Open it again from the email, the whole link, or use the unsubscribe link in the next email.</p></body></html>";
+
+/// The `401` for an unsubscribe link whose token this server did not sign: a page for the
+/// person who opened it (`html`), else (a mailbox provider's one-click POST) JSON naming
+/// `token`. Neither says more of the token than that it is not valid.
+fn bad_unsubscribe_link(html: bool) -> Response<Bytes> {
+    let mut r = if html {
+        page(BAD_UNSUBSCRIBE_LINK)
+    } else {
+        reply(
+            StatusCode::UNAUTHORIZED,
+            &json!({
+                "error": "unauthorized",
+                "code": "unauthorized",
+                "message": "token: is not a valid unsubscribe token (the link may have been cut when it was copied): use the whole link from the email",
+                "errors": [{"field": "token", "message": "is not a valid unsubscribe token (the link may have been cut when it was copied): use the whole link from the email"}],
+            }),
+        )
+    };
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r
+}
+
 /// The 400 for a path's `userId` no user is kept under (see [`event::unkept_user_id`]), naming
 /// the field; `None` for one that may be someone's.
 fn unkept_user(user: &str) -> Option<Response<Bytes>> {
@@ -805,7 +830,7 @@ impl Api {
                     );
                 };
                 let Some(bound) = self.signer.verify_unsubscribe_token(&token) else {
-                    return unauthorized();
+                    return bad_unsubscribe_link(method == Method::GET);
                 };
                 let channel = Channel::parse(&bound.channel).unwrap_or(Channel::Email);
                 // A topic journey's link stops its topic, unless the page's second button asks
