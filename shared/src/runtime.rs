@@ -19,7 +19,7 @@ use crate::engine::{self, Ctx, Effect, Outgoing, Transition};
 use crate::enrollment::{escape_key, Carried, Enrollment, LastEntry, Status, TriggerEvent};
 use crate::event::{Event, Kind};
 use crate::journey::{Channel, Journey, JourneyStatus, Listened, MarkKind, Reentry, TriggerKind};
-use crate::profile::Profile;
+use crate::profile::{Address, Profile};
 use crate::provider::{Receipt, SendError, Sender};
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName, ScanJob, MAX_DELAY_SECS};
 use crate::store::{join, segment_of, Expect, Handle, Key, Page, Part, Record, Store, StoreError};
@@ -416,9 +416,12 @@ fn not_begun(o: &Outgoing) -> RunError {
 enum Late {
     /// Held until the user's quiet hours end.
     Hold { until: Timestamp, why: String },
-    /// Skipped, for `reason` (an opt-out or suppression since it was made, or quiet hours
-    /// longer than its `send_within`), which the detail explains.
+    /// Skipped, for `reason` (an opt-out, a suppression or her address gone since it was made,
+    /// or quiet hours longer than its `send_within`), which the detail explains.
     Skip { reason: String, detail: String },
+    /// Sent now, to `to`: her address on its channel as her profile has it now, which changed
+    /// since it was made (another email or phone; for a push, her devices not disabled now).
+    Readdressed { to: Address },
 }
 
 /// Why the sweep cannot move a timer to its queue.
@@ -4165,7 +4168,9 @@ impl Runtime {
     ///
     /// A send that is not the journey's first try (its provider was down, or its worker died)
     /// and now falls inside the user's quiet hours is held to their end ([`RunError::Later`]),
-    /// or skipped when that is longer after `due` (when its step ran) than its `send_within`.
+    /// or skipped when that is longer after `due` (when its step ran) than its `send_within`;
+    /// one whose user changed her address on its channel since goes to the one she has now
+    /// ([`Runtime::judged_late`]).
     async fn deliver(
         &self,
         o: &Outgoing,
@@ -4235,6 +4240,20 @@ impl Runtime {
             true => None,
             false => self.judged_late(o, now, due).await?,
         };
+        // Her address changed since the message was made: it goes to the one she has now, as
+        // made otherwise (its content stays), and what records it (the outbox) says where.
+        let readdressed;
+        let o = match &late {
+            Some(Late::Readdressed { to }) => {
+                tracing::info!(user = %o.user_id, send = %o.ledger_key(), channel = %o.channel, "a send tried again goes to the user's address as her profile has it now, changed since it was made");
+                readdressed = Outgoing {
+                    to: to.clone(),
+                    ..o.clone()
+                };
+                &readdressed
+            }
+            _ => o,
+        };
         let outcome = if cancelled {
             Outcome::Skipped {
                 reason: "exited".into(),
@@ -4245,21 +4264,16 @@ impl Runtime {
                 reason: "stopped".into(),
                 detail: Some("the journey was stopped before the message could go out".into()),
             }
-        } else if let Some(late) = late {
-            match late {
-                Late::Skip { reason, detail } => {
-                    // Its place in the cap, if an earlier attempt took one, is given back.
-                    self.uncount_cap(o).await?;
-                    Outcome::Skipped {
-                        reason,
-                        detail: Some(detail),
-                    }
-                }
-                Late::Hold { until, why } => {
-                    let later = RunError::Later { why, at: until };
-                    return self.give_back(&key, claim_version, later).await;
-                }
+        } else if let Some(Late::Skip { reason, detail }) = late {
+            // Its place in the cap, if an earlier attempt took one, is given back.
+            self.uncount_cap(o).await?;
+            Outcome::Skipped {
+                reason,
+                detail: Some(detail),
             }
+        } else if let Some(Late::Hold { until, why }) = late {
+            let later = RunError::Later { why, at: until };
+            return self.give_back(&key, claim_version, later).await;
         } else if out_of_sending_time() {
             return self.give_back(&key, claim_version, not_begun(o)).await;
         } else {
@@ -4320,8 +4334,9 @@ impl Runtime {
     /// address was suppressed, since it was made (a link clicked, a bounce, STOP); else held
     /// when it falls inside the journey's quiet hours in her zone (where her profile says she
     /// is now, as a wait finds it; not where the message was made) to their end, or skipped
-    /// when its `send_within` does not allow that long. `None` at its first try (the engine
-    /// judged all this when its step ran), and when nothing stops it.
+    /// when its `send_within` does not allow that long; else sent to her address as her
+    /// profile has it now, when that changed since ([`Late::Readdressed`]). `None` at its
+    /// first try (the engine judged all this when its step ran), and when it goes out as made.
     async fn judged_late(
         &self,
         o: &Outgoing,
@@ -4342,15 +4357,16 @@ impl Runtime {
         }
         let send = j.step(&o.step).and_then(|s| s.send.as_ref());
         let (profile, _) = self.load_profile(&o.user_id).await?;
-        if let Some(skip) = self.unreachable_now(o, &p, send, &profile) {
-            return Ok(Some(skip));
-        }
+        let readdressed = match self.address_now(o, &p, send, &profile) {
+            Ok(to) => to.map(|to| Late::Readdressed { to }),
+            Err(skip) => return Ok(Some(skip)),
+        };
         // (`o.transactional` is its journey version's flag: the engine copies it to each send.)
         if o.transactional {
-            return Ok(None);
+            return Ok(readdressed);
         }
         let Some(q) = j.quiet_hours.as_ref() else {
-            return Ok(None);
+            return Ok(readdressed);
         };
         // Where she is now, as a wait finds it (`engine::Ctx::timezone`): a message made in
         // Paris and tried again after she moved to New York keeps New York's night.
@@ -4359,7 +4375,7 @@ impl Runtime {
             j.default_zone(),
         );
         let Some(until) = crate::engine::quiet_until(now, &tz, q) else {
-            return Ok(None);
+            return Ok(readdressed);
         };
         if let Some(within) = send.and_then(|s| s.send_within) {
             let held = until.as_second() - due.as_second();
@@ -4387,20 +4403,24 @@ impl Runtime {
         }))
     }
 
-    /// Why the user, as her profile reads now, takes a send made earlier no more: unsubscribed
-    /// from the journey's topic, or from the channel (unless the message is a transactional
-    /// journey's non-marketing email), or the channel's address suppressed (a bounce, a
-    /// complaint, STOP, every push device disabled). `None` when she still takes it (also
-    /// when her address went since: the message goes where it was made for).
-    fn unreachable_now(
+    /// Where a send made earlier goes, as her profile reads now: `Some` of her address on its
+    /// channel when that changed since it was made (another email address or phone number, as
+    /// an identify set it; for a push, her devices that are not disabled now: one the provider
+    /// disabled since is not tried again, and one she registered since is), `None` when it is
+    /// the one it was made for (and for an in-app message or a webhook, which go to her user
+    /// id). The skip, as the engine judges a send, when she takes it no more: unsubscribed from
+    /// the journey's topic, or from the channel (unless the message is a transactional
+    /// journey's non-marketing email), the channel's address suppressed (a bounce, a complaint,
+    /// STOP, every push device disabled), or gone (no `email` or `phone` trait, no device).
+    fn address_now(
         &self,
         o: &Outgoing,
         p: &Published,
         send: Option<&crate::journey::Send>,
         profile: &Profile,
-    ) -> Option<Late> {
+    ) -> Result<Option<Address>, Late> {
         if matches!(o.channel, Channel::InApp | Channel::Webhook) {
-            return None;
+            return Ok(None);
         }
         let skip = |reason: &str, detail: Option<String>| Late::Skip {
             reason: reason.to_string(),
@@ -4410,11 +4430,11 @@ impl Runtime {
             ),
         };
         if profile.erased_at.is_some() {
-            return Some(skip("erased", Some("the user's data was erased".into())));
+            return Err(skip("erased", Some("the user's data was erased".into())));
         }
         if let Some(topic) = &p.journey.topic {
             if let Some(t) = crate::topic::standing(profile, &self.declared(p), topic) {
-                return Some(skip(t.reason, Some(t.detail)));
+                return Err(skip(t.reason, Some(t.detail)));
             }
         }
         // The template that went out: the step's first channel's, or its fallback's.
@@ -4423,14 +4443,24 @@ impl Runtime {
             .find(|t| t.channel() == o.channel)
             .is_some_and(|t| t.ignores_unsubscribe(p.journey.transactional));
         match profile.address_for(o.channel, exempt) {
-            Err(
-                why @ (crate::profile::Unreachable::OptedOut
-                | crate::profile::Unreachable::Suppressed),
-            ) => Some(skip(
+            Ok(to) if to == o.to => Ok(None),
+            Ok(to) => Ok(Some(to)),
+            Err(why @ crate::profile::Unreachable::NoAddress) => {
+                let what = profile
+                    .unreachable_detail(o.channel, why)
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                Err(Late::Skip {
+                    reason: why.as_str().to_string(),
+                    detail: format!(
+                        "no address since the message was made{what}; not sent when tried again"
+                    ),
+                })
+            }
+            Err(why) => Err(skip(
                 why.as_str(),
                 profile.unreachable_detail(o.channel, why),
             )),
-            _ => None,
         }
     }
 

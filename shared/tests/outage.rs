@@ -34,6 +34,8 @@ struct Provider {
     uninstalled: Mutex<Vec<String>>,
     /// The tokens of each push it was given (the devices of `to` not marked disabled).
     tried: Mutex<Vec<Vec<String>>>,
+    /// Where each message it took went, by step.
+    addressed: Mutex<Vec<(String, waymark::profile::Address)>>,
 }
 
 #[async_trait]
@@ -68,6 +70,8 @@ impl Sender for Provider {
         }
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.push((self.clock.now(), m.step.to_string()));
+        let mut addressed = self.addressed.lock().unwrap_or_else(|p| p.into_inner());
+        addressed.push((m.step.to_string(), m.to.clone()));
         Ok(Receipt {
             sent_at: *self.already.lock().unwrap_or_else(|p| p.into_inner()),
             disabled_devices: disabled,
@@ -119,6 +123,7 @@ impl World {
             already: Mutex::new(None),
             uninstalled: Mutex::new(Vec::new()),
             tried: Mutex::new(Vec::new()),
+            addressed: Mutex::new(Vec::new()),
         });
         let rt = Runtime::new(
             Arc::new(store.clone()),
@@ -203,6 +208,42 @@ impl World {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Queues an identify of ann's with `traits` (JSON), stamped now.
+    async fn identify(&self, message_id: &str, traits: &str) {
+        let body = format!(r#"{{"userId":"ann","messageId":"{message_id}","traits":{traits}}}"#);
+        let e = event::parse_call(
+            event::Call::Identify,
+            body.as_bytes(),
+            self.clock.now(),
+            &Limits::default(),
+        )
+        .expect("event");
+        let out = Outbound {
+            message: Message::Event(Arc::new(e)),
+            delay_secs: 0,
+        };
+        self.queue
+            .send(QueueName::Events, &[out])
+            .await
+            .expect("queue");
+    }
+
+    /// Ann's skipped entries: (step, reason, detail).
+    async fn skipped(&self) -> Vec<(String, String, String)> {
+        let view = self.rt.user("ann").await.expect("ann");
+        view.timeline
+            .iter()
+            .filter_map(|e| match &e.what {
+                waymark::timeline::What::Skipped { reason, detail, .. } => Some((
+                    e.step.as_deref().unwrap_or("").to_string(),
+                    reason.clone(),
+                    detail.clone().unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Ann's refused entries.
@@ -736,4 +777,116 @@ async fn a_send_tried_again_after_she_opted_out_is_skipped() {
         skipped,
         [("push_reminder".to_string(), "opted_out".to_string())]
     );
+}
+
+/// A send tried again goes to her address on its channel as her profile has it then: the
+/// email made at 09:00 for ann@example.com waits for its provider; she says at 09:01 that her
+/// address is ann@new.example, and the retry sends it there. (Before, it went to the address
+/// it was made for, which may no longer be hers.) Had she removed her address, it is skipped
+/// (`no_address`), as the engine skips a send to a user without one.
+#[tokio::test]
+async fn a_send_tried_again_goes_to_her_address_now() {
+    let welcome = r#"
+id: welcome
+name: Welcome
+trigger: {event: cart_abandoned}
+steps:
+  - id: hello
+    send: {email: {subject: s, text: t}}
+"#;
+    let back = at("2026-12-01T09:30:00Z");
+    for (traits, expected) in [
+        (r#"{"email":"ann@new.example"}"#, Some("ann@new.example")),
+        (r#"{"email":null}"#, None),
+    ] {
+        let world = World::new(welcome, Config::default(), None).await;
+        // Made at 09:00 for ann@example.com; its provider is down.
+        world.run(back, at("2026-12-01T09:00:30Z")).await;
+        assert_eq!(world.provider.calls.load(SeqCst), 1, "{traits}");
+        assert!(world.sent().is_empty(), "{:?}", world.sent());
+        world.clock.set(at("2026-12-01T09:01:00Z"));
+        world.identify("i2", traits).await;
+        world.run(back, at("2026-12-01T12:00:00Z")).await;
+        let addressed = world.provider.addressed.lock().expect("lock").clone();
+        match expected {
+            Some(to) => {
+                assert_eq!(
+                    addressed,
+                    [(
+                        "hello".to_string(),
+                        waymark::profile::Address::One(to.into())
+                    )],
+                    "{traits}"
+                );
+                assert_eq!(world.stamped().await.len(), 1, "{traits}");
+                assert!(world.skipped().await.is_empty(), "{traits}");
+            }
+            None => {
+                assert!(addressed.is_empty(), "{traits}: {addressed:?}");
+                assert_eq!(
+                    world.skipped().await,
+                    [(
+                        "hello".to_string(),
+                        "no_address".to_string(),
+                        "no address since the message was made (no `email` trait: an identify sets it); not sent when tried again".to_string()
+                    )],
+                    "{traits}"
+                );
+            }
+        }
+    }
+}
+
+/// A push tried again goes only to her devices not disabled now: at its first try (09:30, the
+/// provider down) SNS answers t2 disabled (marked then) and t1 failed for a passing reason;
+/// its retry tries t1 alone, and t2 keeps the time it was disabled, so the token sent again as
+/// `context.device.token` a day after that brings it back then. (Before, each retry tried t2
+/// again, and SNS's refusal moved its `disabled_at` on, up to the retries' six hours.)
+#[tokio::test]
+async fn a_push_tried_again_skips_the_devices_disabled_since() {
+    let world = World::new(
+        CART,
+        Config::default(),
+        Some(waymark::journey::Channel::Push),
+    )
+    .await;
+    world
+        .provider
+        .uninstalled
+        .lock()
+        .expect("lock")
+        .push("t2".into());
+    world
+        .identify(
+            "i2",
+            r#"{"push_tokens":[{"platform":"fcm","token":"t1"},{"platform":"apns","token":"t2"}]}"#,
+        )
+        .await;
+    let back = at("2026-12-01T11:00:00Z");
+    world.run(back, at("2026-12-01T18:00:00Z")).await;
+    let tried = world.provider.tried.lock().expect("lock").clone();
+    let (first, retries) = tried.split_first().expect("a first try");
+    assert_eq!(first, &["t1".to_string(), "t2".to_string()]);
+    assert!(!retries.is_empty());
+    assert!(
+        retries.iter().all(|t| t == &["t1".to_string()]),
+        "{tried:?}"
+    );
+    let view = world.rt.user("ann").await.expect("ann");
+    let devices: Vec<(String, bool, Option<Timestamp>)> = view
+        .profile
+        .expect("a profile")
+        .devices
+        .iter()
+        .map(|d| (d.token.clone(), d.disabled, d.disabled_at))
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            ("t1".to_string(), false, None),
+            ("t2".to_string(), true, Some(at("2026-12-01T09:30:00Z")))
+        ]
+    );
+    let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
+    assert_eq!(steps, ["push_reminder", "low_stock_email"]);
 }
