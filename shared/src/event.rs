@@ -1581,11 +1581,18 @@ impl<'a> Check<'a> {
         };
         let age = received_at.duration_since(at);
         let ahead = at.duration_since(received_at);
+        // A time `sentAt` moved: it may be `sentAt` that is wrong, so the error says so.
+        let corrected = match received.sent_at {
+            Some(sent) if sent != stamped => format!(
+                " (once corrected by `sentAt` {sent}, as when it was received less how long before `sentAt` it happened: check `sentAt` too)"
+            ),
+            _ => String::new(),
+        };
         if age > limits.max_past {
             self.error(
                 field,
                 format!(
-                    "is {} before the event was received; Waymark accepts events at most {} old",
+                    "is {} before the event was received{corrected}; Waymark accepts events at most {} old",
                     human(age),
                     human(limits.max_past)
                 ),
@@ -1594,7 +1601,7 @@ impl<'a> Check<'a> {
             self.error(
                 field,
                 format!(
-                    "is {} ahead of the server's clock; at most {} is tolerated: check the sender's clock",
+                    "is {} ahead of the server's clock{corrected}; at most {} is tolerated: check the sender's clock",
                     human(ahead),
                     human(limits.max_future)
                 ),
@@ -3870,6 +3877,37 @@ mod tests {
             .expect_err("out of range");
             assert_eq!(fields(&errors), ["originalTimestamp"], "{at}");
         }
+    }
+
+    /// A time out of range because `sentAt` moved it says so: `sentAt` may be the wrong one.
+    #[test]
+    fn a_time_sent_at_moved_out_of_range_says_so() {
+        let errors = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T11:00:00Z",
+                "sentAt": "2225-06-01T11:00:00Z"}),
+        )
+        .expect_err("out of range");
+        assert_eq!(fields(&errors), ["timestamp"]);
+        assert!(
+            errors[0]
+                .message
+                .contains("once corrected by `sentAt` 2225-06-01T11:00:00Z")
+                && errors[0].message.contains("check `sentAt` too"),
+            "{}",
+            errors[0].message
+        );
+        // Without sentAt, nothing of it.
+        let errors = single(
+            Kind::Track,
+            &json!({"userId": "u1", "event": "A", "timestamp": "2024-06-01T11:00:00Z"}),
+        )
+        .expect_err("out of range");
+        assert!(
+            !errors[0].message.contains("sentAt"),
+            "{}",
+            errors[0].message
+        );
     }
 
     /// A batch's context merged under an item's is cut to [`MAX_TRAITS`] keys once merged, with
