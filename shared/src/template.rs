@@ -57,6 +57,9 @@ pub const SCOPE_WEBHOOK: [&str; 8] = [
 /// The fields of `journey` in a template's scope (see `Scope`).
 pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
 
+/// What a render that ran out of [`FUEL`] is told.
+const OUT_OF_FUEL: &str = "it takes more work to render than a message may (a loop over very many items, or a macro that calls itself): make its loops smaller";
+
 /// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
 const FUEL: u64 = 50_000;
 
@@ -1059,14 +1062,15 @@ fn render_cached(source: &str, given: Given<'_, '_>, html: bool) -> Result<Strin
     out
 }
 
+/// MiniJinja's error as the template's writer reads it: its detail, else what kind it is;
+/// never its `Display`, which names the template by the name given it here (`t21`), no name
+/// of the writer's.
 fn from_minijinja(e: minijinja::Error) -> TemplateError {
-    let mut message = e
-        .detail()
-        .map(str::to_string)
-        .unwrap_or_else(|| e.to_string());
-    if message.is_empty() {
-        message = e.kind().to_string();
-    }
+    let message = match (e.kind(), e.detail()) {
+        (minijinja::ErrorKind::OutOfFuel, _) => OUT_OF_FUEL.to_string(),
+        (_, Some(detail)) if !detail.is_empty() => detail.to_string(),
+        (kind, _) => kind.to_string(),
+    };
     TemplateError {
         line: e.line(),
         column: None,
@@ -1078,6 +1082,28 @@ fn from_minijinja(e: minijinja::Error) -> TemplateError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A render that runs out of fuel says what to change, and no error names the template by
+    /// the name it was given inside (`t0`), which is no name of the writer's.
+    #[test]
+    fn a_render_out_of_fuel_says_what_to_change_and_no_inner_name() {
+        let ctx = json!({"event": {"n": 5}});
+        let e =
+            render("{{ range(100000) | list | length }}", &ctx, false).expect_err("out of fuel");
+        assert_eq!(e.message, format!("template error: {OUT_OF_FUEL}"));
+        for source in [
+            "{{ range(100000) | list | length }}",
+            "{% for i in event.n %}{{ i }}{% endfor %}",
+            "{{ event.n / 0 }}",
+        ] {
+            let e = render(source, &ctx, false).expect_err(source);
+            assert!(
+                !e.message.contains("(in t") && !e.message.contains("(in h"),
+                "{source}: {}",
+                e.message
+            );
+        }
+    }
 
     /// `journey` has four fields; a misspelt one is named, with the nearest, not printed empty.
     #[test]
