@@ -519,16 +519,13 @@ pub(crate) fn fixed_text_past(source: &str, most: usize) -> Option<(usize, usize
     if is_template(source) && env().template_from_str(source).is_err() {
         return None;
     }
-    const BLOCKS: [&str; 8] = [
-        "if",
-        "for",
-        "macro",
-        "call",
-        "filter",
-        "with",
-        "autoescape",
-        "block",
-    ];
+    // The blocks whose text may not print: every block tag ([`blocks::OPENERS`]) but `raw`,
+    // whose text prints as written, and `set` only in its block form, with no `=`.
+    let opens_block = |word: &str, body: &str| match word {
+        "raw" => false,
+        "set" => !body.contains('='),
+        _ => blocks::OPENERS.contains(&word),
+    };
     let (parts, tags) = used::layout(source);
     let mut depth = 0usize;
     let mut count = 0usize;
@@ -547,7 +544,7 @@ pub(crate) fn fixed_text_past(source: &str, most: usize) -> Option<(usize, usize
                 };
                 let body = body.trim_matches(['-', '+', ' ', '\t', '\n', '\r']);
                 let word = body.split_whitespace().next().unwrap_or_default();
-                if BLOCKS.contains(&word) || (word == "set" && !body.contains('=')) {
+                if opens_block(word, body) {
                     depth += 1;
                 } else if word.starts_with("end") && word != "endraw" {
                     depth = depth.saturating_sub(1);

@@ -6,8 +6,8 @@
 use super::used::{self, Part};
 
 /// The tags that open a block, each closed by `end` and its name (`set` only in its block form,
-/// `{% set name %}…{% endset %}`, with no `=`).
-const OPENERS: [&str; 10] = [
+/// `{% set name %}…{% endset %}`, with no `=`); [`super::fixed_text_past`] reads them too.
+pub(super) const OPENERS: [&str; 10] = [
     "if",
     "for",
     "macro",
