@@ -1511,13 +1511,12 @@ impl<'a> Check<'a> {
         kept
     }
 
-    /// A call's or a batch's `sentAt`: the sender's clock when it sent the request, which
-    /// corrects `timestamp` for that clock ([`Check::timestamp`]). One that is not an RFC 3339
-    /// time is refused, naming it, as a bad `timestamp` is: ignored, it would leave the
-    /// sender's clock in every time of the request unseen.
-    /// `sentAt`, when it is a time. One that is not is left out with a warning naming it: it
-    /// only corrects the sender's clock, and refusing the events for it (a batch's: all of
-    /// them) would lose them, as Segment's libraries do not send a refused request again.
+    /// A call's or a batch's `sentAt`, when it is a time: the sender's clock when it sent the
+    /// request, which corrects `timestamp` for that clock ([`Check::timestamp`]). One that is
+    /// not an RFC 3339 time is left out with a warning naming it, the timestamps taken as sent
+    /// (an error only in a strict reading, a `waymark simulate` script's line): it only
+    /// corrects the sender's clock, and refusing the events for it (a batch's: all of them)
+    /// would lose them, as Segment's libraries do not send a refused request again.
     fn sent_at(&mut self, raw: &Map<String, Value>) -> Option<Timestamp> {
         let problem = match raw.get("sentAt")? {
             Value::Null => return None,
@@ -2665,8 +2664,10 @@ mod tests {
         );
     }
 
-    /// A `sentAt` that is not a time is refused, naming it, as a bad `timestamp` is: ignored,
-    /// the sender's clock would stay in the event's time unseen.
+    /// A `sentAt` that is not a time is left out with a warning naming it (the call's, the
+    /// batch's or an item's), the event taken with its timestamp as sent: refusing it would
+    /// lose events for a field that only corrects the sender's clock. A script's line (strict)
+    /// is refused for it.
     #[test]
     fn a_sent_at_that_is_not_a_time_is_left_out_with_a_warning() {
         let limits = Limits::default();
