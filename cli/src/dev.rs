@@ -829,7 +829,9 @@ struct Watcher {
     /// Journeys of removed files not told yet: a file still settling may bring them back (a
     /// file renamed and changed at once).
     removed: Vec<(PathBuf, String)>,
-    settings_seen: Option<Option<SystemTime>>,
+    /// The settings file read (`waymark.yaml`, else `waymark.yml`) and its time, when last
+    /// looked at (`None`: not yet).
+    settings_seen: Option<Option<(PathBuf, Option<SystemTime>)>>,
     /// The settings files beside it that nothing reads (a `waymark.json`, a `waymark.yml`
     /// beside `waymark.yaml`), warned of once each: at start, or when one appears.
     unread_seen: std::collections::BTreeSet<String>,
@@ -884,26 +886,38 @@ impl Watcher {
         };
         // The ids of the files that do not load, where their `id` can be read.
         let mut invalid: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let settings_now = settings::path_in(&self.dir).map(|p| mtime(&p));
-        let settings_now = settings_now.flatten();
-        if self.settings_seen.is_some_and(|s| s != settings_now) {
+        let settings_now = settings::path_in(&self.dir).map(|p| {
+            let at = mtime(&p);
+            (p, at)
+        });
+        if let Some(seen) = self.settings_seen.as_ref().filter(|s| **s != settings_now) {
+            // The file that changed by its name (`waymark.yml` is read where there is no
+            // `waymark.yaml`); one removed, by the name it had.
+            let name = settings_now
+                .as_ref()
+                .or(seen.as_ref())
+                .and_then(|(p, _)| p.file_name())
+                .map_or_else(
+                    || format!("{}.yaml", dsl::SETTINGS_STEM),
+                    |n| n.to_string_lossy().into_owned(),
+                );
             // Checked now, as a journey file is, rather than at the next start, which a file
             // with errors would stop.
             match settings::load(&self.dir) {
                 // Changed back (an edit undone): nothing to restart for.
                 Ok(s) if s.caps == runtime.config.caps && s.topics == runtime.config.topics => {
                     say!(
-                        "waymark.yaml changed: its caps are the ones in use ({})",
+                        "{name} changed: its caps are the ones in use ({})",
                         caps_text(&s.caps)
                     )
                 }
                 Ok(s) if s.caps == runtime.config.caps => say!(
-                    "waymark.yaml changed: restart `waymark dev` to apply its topics ({}; in use: {})",
+                    "{name} changed: restart `waymark dev` to apply its topics ({}; in use: {})",
                     topics_text(&s.topics),
                     topics_text(&runtime.config.topics)
                 ),
                 Ok(s) => say!(
-                    "waymark.yaml changed: restart `waymark dev` to apply its caps ({}; in use: {})",
+                    "{name} changed: restart `waymark dev` to apply its caps ({}; in use: {})",
                     caps_text(&s.caps),
                     caps_text(&runtime.config.caps)
                 ),
@@ -911,7 +925,7 @@ impl Watcher {
                     for e in errors {
                         say_err!("{e}");
                     }
-                    say_err!("waymark.yaml has errors: the caps in use stay as they were, and `waymark dev` will not start again until they are fixed");
+                    say_err!("{name} has errors: the caps in use stay as they were, and `waymark dev` will not start again until they are fixed");
                 }
             }
         }

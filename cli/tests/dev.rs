@@ -1248,6 +1248,20 @@ fn dev_shows_its_caps_and_tells_a_changed_waymark_yaml_from_one_changed_back() {
         said("are the ones in use"),
         "waymark.yaml changed: its caps are the ones in use (push 3 per 1d)"
     );
+
+    // when the settings are read from waymark.yml (no waymark.yaml beside it), a change is
+    // told by that name
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        journeys.join("waymark.yml"),
+        caps.replace("max: 3", "max: 4"),
+    )
+    .expect("write");
+    std::fs::remove_file(&settings).expect("rm");
+    assert_eq!(
+        said("waymark.yml changed"),
+        "waymark.yml changed: restart `waymark dev` to apply its caps (push 4 per 1d; in use: push 3 per 1d)"
+    );
     drop(dev);
 }
 
