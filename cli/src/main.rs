@@ -327,51 +327,14 @@ fn validate(all: &[PathBuf]) -> bool {
     };
     // A journey's topic is declared in its folder's settings.
     errors.extend(dsl::undeclared_topics(paths, settings::topics_of));
-    // A folder's settings file is checked with its journeys.
-    for dir in paths.iter().filter(|p| p.is_dir()) {
-        if let Err(e) = settings::load(dir) {
-            errors.extend(e);
-        }
-        // And one beside it that nothing reads (told once when it is named on its own too).
-        errors.extend(settings::unread_in(dir).into_iter().filter(|e| {
-            !settings_files
-                .iter()
-                .any(|f| f.display().to_string() == e.file)
-        }));
-    }
-    // A journey file named on its own goes by its folder's settings, as the folder's journeys
-    // do: the settings file is checked too (once a folder, and not again for a folder named or
-    // a settings file named on its own), and one beside it that nothing reads is warned of, as
-    // `simulate` warns of it.
+    // A folder's settings file is checked with its journeys, and so is a journey file's, which
+    // goes by its folder's settings as the folder's journeys do (once a folder, and not again
+    // for a settings file named on its own); a settings file that nothing reads is an error
+    // beside a folder named, and warned of beside a journey file, as `simulate` warns of it.
+    let checked = settings::check_for(paths, &settings_files);
+    errors.extend(checked.errors);
     let mut advice = dsl::advice_for(paths);
-    let same = |dir: &Path| dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let mut checked: std::collections::BTreeSet<PathBuf> = paths
-        .iter()
-        .filter(|p| p.is_dir())
-        .map(|d| same(d))
-        // A settings file named on its own that its folder reads: told already.
-        .chain(
-            settings_files
-                .iter()
-                .filter(|f| {
-                    settings::path_in(dsl::folder_of(f)).is_some_and(|read| same(&read) == same(f))
-                })
-                .map(|f| same(dsl::folder_of(f))),
-        )
-        .collect();
-    for file in paths.iter().filter(|p| p.is_file()) {
-        let dir = dsl::folder_of(file);
-        if !checked.insert(same(dir)) {
-            continue;
-        }
-        if let Err(e) = settings::load(dir) {
-            errors.extend(e);
-        }
-        advice.extend(settings::unread_in(dir).into_iter().filter(|e| {
-            let unread = same(Path::new(&e.file));
-            !settings_files.iter().any(|f| same(f) == unread)
-        }));
-    }
+    advice.extend(checked.advice);
     // What valid files say that their writers may not mean: warned of, not failed.
     for w in in_file_order(&advice) {
         say_err!("{}", warning(w));
@@ -556,6 +519,10 @@ fn render(file: &Path) -> Result<bool> {
     if file.is_dir() {
         anyhow::bail!("{}", folder_to_render(file));
     }
+    // Read as a journey, a settings file's every key would be an error of a journey's.
+    if let Some(message) = settings::given_as_journey(file, |dir, _| settings_to_render(dir)) {
+        anyhow::bail!("{message}");
+    }
     match dsl::load_file(file) {
         Ok(j) => {
             print_out(&render::mermaid(&j))?;
@@ -587,6 +554,27 @@ fn folder_to_render(dir: &Path) -> String {
         }
         Ok(_) => format!("{head}, and it holds no journey file (*.yaml, *.yml or *.json)"),
         Err(e) => format!("{head}, and it cannot be read: {e}"),
+    }
+}
+
+/// What to render instead of a folder's settings file: one of the folder's journey files (the
+/// first, and the folder, which lists them all, when it holds more).
+fn settings_to_render(dir: &Path) -> String {
+    match dsl::journey_files(dir) {
+        Ok(files) => match files.as_slice() {
+            [] => "its folder holds no journey file (*.yaml, *.yml or *.json) to render".into(),
+            [one] => format!(
+                "render its journey file instead, `waymark render {}`",
+                shell_word(&one.display().to_string())
+            ),
+            [first, ..] => format!(
+                "render one of its journey files instead, such as `waymark render {}` (`waymark render {}` lists all {})",
+                shell_word(&first.display().to_string()),
+                shell_word(&dir.display().to_string()),
+                files.len()
+            ),
+        },
+        Err(e) => format!("its folder cannot be read ({e})"),
     }
 }
 

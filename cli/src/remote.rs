@@ -214,54 +214,68 @@ pub fn refusal(status: StatusCode, body: &[u8]) -> String {
     out
 }
 
-/// The journey files under `paths` (folders expand to their journey files).
+/// The journey files under `paths` (folders expand to their journey files), each once.
 fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            out.extend(
-                dsl::journey_files(p).with_context(|| format!("cannot read {}", p.display()))?,
-            );
-        } else {
-            out.push(p.clone());
-        }
+    let (files, errors) = dsl::files_of(paths);
+    if let Some(e) = errors.first() {
+        bail!("{}: {}", e.file, e.message);
     }
-    Ok(out)
+    Ok(files)
 }
 
 /// Validates every journey, then publishes each. Returns whether all were published.
-/// A folder's `waymark.yaml` is checked with its journeys; its caps and topics are not published
-/// (a deployed Waymark reads them from its stack's `FrequencyCaps` and `SubscriptionTopics`
-/// parameters), and the console says so, with the values to pass.
+/// A folder's `waymark.yaml` is checked with its journeys (and a journey file's folder's, as
+/// `validate` checks it); its caps and topics are not published (a deployed Waymark reads them
+/// from its stack's `FrequencyCaps` and `SubscriptionTopics` parameters), and the console says
+/// so, with the values to pass. A settings file given as a journey is refused, saying to pass
+/// its folder.
 pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
+    // Read as a journey, a settings file's every key would be an error of a journey's.
+    for p in paths {
+        let instead = |dir: &Path, read: bool| {
+            format!(
+                "pass the folder instead, `waymark publish {}`{}",
+                crate::shell_word(&dir.display().to_string()),
+                if read {
+                    ", which publishes its journeys, checked against these settings"
+                } else {
+                    ""
+                }
+            )
+        };
+        if let Some(message) = crate::settings::given_as_journey(p, instead) {
+            bail!("{message}");
+        }
+    }
     let mut errors = dsl::load_set(paths).err().unwrap_or_default();
+    errors.extend(dsl::undeclared_topics(paths, crate::settings::topics_of));
+    // The settings of a folder, or of a journey file's folder, checked as `validate` checks
+    // them.
+    let checked = crate::settings::check_for(paths, &[]);
+    errors.extend(checked.errors);
     // What `validate` warns of, before anything is published.
-    for w in crate::in_file_order(&dsl::advice_for(paths)) {
+    let mut advice = dsl::advice_for(paths);
+    advice.extend(checked.advice);
+    for w in crate::in_file_order(&advice) {
         say_err!("{}", crate::warning(w));
     }
-    errors.extend(dsl::undeclared_topics(paths, crate::settings::topics_of));
     let mut caps_notes = Vec::new();
-    for dir in paths.iter().filter(|p| p.is_dir()) {
-        match crate::settings::load(dir) {
-            Ok(s) => {
-                let file = crate::settings::path_in(dir).unwrap_or_else(|| dir.clone());
-                if !s.caps.is_empty() {
-                    caps_notes.push(format!(
-                        "{}: caps are not published with the journeys: a deployed Waymark takes them from its stack's FrequencyCaps parameter (sam deploy --parameter-overrides FrequencyCaps={})",
-                        file.display(),
-                        waymark::runtime::caps_parameter(&s.caps)
-                    ));
-                }
-                // The deployment refuses a journey whose topic its parameter lacks.
-                if !s.topics.is_empty() {
-                    caps_notes.push(format!(
-                        "{}: topics are not published with the journeys: a deployed Waymark takes them from its stack's SubscriptionTopics parameter, and refuses a journey whose topic it lacks (sam deploy --parameter-overrides 'SubscriptionTopics={}')",
-                        file.display(),
-                        s.topics.parameter()
-                    ));
-                }
-            }
-            Err(e) => errors.extend(e),
+    for (dir, s) in &checked.read {
+        let file = crate::settings::path_in(dir).unwrap_or_else(|| dir.clone());
+        if !s.caps.is_empty() {
+            caps_notes.push(format!(
+                "{}: caps are not published with the journeys: a deployed Waymark takes them from its stack's FrequencyCaps parameter (sam deploy --parameter-overrides FrequencyCaps={})",
+                file.display(),
+                waymark::runtime::caps_parameter(&s.caps)
+            ));
+        }
+        // The deployment refuses a journey whose topic its parameter lacks.
+        if !s.topics.is_empty() {
+            caps_notes.push(format!(
+                "{}: topics are not published with the journeys: a deployed Waymark takes them from its stack's SubscriptionTopics parameter, and refuses a journey whose topic it lacks (sam deploy --parameter-overrides 'SubscriptionTopics={}')",
+                file.display(),
+                s.topics.parameter()
+            ));
         }
     }
     if !errors.is_empty() {

@@ -88,11 +88,93 @@ pub fn check_named(file: &Path) -> Result<Settings, Vec<FileError>> {
     }])
 }
 
+/// The settings that apply to journey `paths`, checked as `validate` checks them (and
+/// `publish`, before it publishes): those of each folder named, and of the folder of each
+/// journey file named on its own (judged by them as the folder's journeys are), each folder
+/// once (compared as canonical paths).
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Each folder's settings that read without error (its defaults where it has none).
+    pub read: Vec<(std::path::PathBuf, Settings)>,
+    /// The errors of the settings files, and of the settings files that nothing reads beside
+    /// a folder named ([`unread_in`]).
+    pub errors: Vec<FileError>,
+    /// The settings files that nothing reads beside a journey file named on its own: warned
+    /// of, as `simulate` warns of them.
+    pub advice: Vec<FileError>,
+}
+
+/// [`Checked`] for journey `paths`; `named`: the settings files named on their own, checked
+/// already ([`check_named`]): a folder's that it reads is not read again, and none of them is
+/// told again as one that nothing reads.
+pub fn check_for(paths: &[std::path::PathBuf], named: &[std::path::PathBuf]) -> Checked {
+    let same = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let named_files: Vec<std::path::PathBuf> = named.iter().map(|f| same(f)).collect();
+    // The folders whose settings were read already, as a settings file named on its own.
+    let told: Vec<std::path::PathBuf> = named
+        .iter()
+        .filter(|f| path_in(dsl::folder_of(f)).is_some_and(|read| same(&read) == same(f)))
+        .map(|f| same(dsl::folder_of(f)))
+        .collect();
+    // Folders named first: a file's folder named too is a folder named.
+    let folders = paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|d| (d.as_path(), true))
+        .chain(
+            paths
+                .iter()
+                .filter(|p| !p.is_dir())
+                .map(|f| (dsl::folder_of(f), false)),
+        );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Checked::default();
+    for (dir, is_named) in folders {
+        if !seen.insert(same(dir)) {
+            continue;
+        }
+        if !told.contains(&same(dir)) {
+            match load(dir) {
+                Ok(s) => out.read.push((dir.to_path_buf(), s)),
+                Err(e) => out.errors.extend(e),
+            }
+        }
+        let unread = unread_in(dir)
+            .into_iter()
+            .filter(|e| !named_files.contains(&same(Path::new(&e.file))));
+        if is_named {
+            out.errors.extend(unread);
+        } else {
+            out.advice.extend(unread);
+        }
+    }
+    out
+}
+
 /// What to say of a settings file given where journeys go (`--journeys journeys/waymark.yaml`):
 /// it holds its folder's settings, not a journey, and the folder is what to pass (its settings
 /// apply to the journeys run from it); `None` for any other path. A settings file its folder
 /// does not read is said to be one too, with [`check_named`]'s word on it.
 pub fn given_as_journeys(path: &Path) -> Option<String> {
+    given_as_journey(path, |dir, read| {
+        format!(
+            "pass the folder instead, `--journeys {}`{}",
+            dir.display(),
+            if read {
+                ", which runs its journeys with these settings"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
+/// What to say of a settings file given where a journey file goes (`waymark publish
+/// journeys/waymark.yaml`, `--journeys journeys/waymark.yaml`): it holds the settings of its
+/// folder, not a journey; then `instead`, given the folder and whether it reads this file
+/// ([`path_in`]): what to pass instead. `None` for any other path. A settings file its folder
+/// does not read is said to be one too, with [`check_named`]'s word on it.
+pub fn given_as_journey(path: &Path, instead: impl Fn(&Path, bool) -> String) -> Option<String> {
     let is_settings = path.is_file()
         && path.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM)
         && matches!(
@@ -107,7 +189,8 @@ pub fn given_as_journeys(path: &Path) -> Option<String> {
     let is_read = path_in(folder).is_some_and(|p| p.file_name() == path.file_name());
     if is_read {
         return Some(format!(
-            "{shown} holds the settings of the folder {dir} (its caps and topics), not a journey: pass the folder instead, `--journeys {dir}`, which runs its journeys with these settings"
+            "{shown} holds the settings of the folder {dir} (its caps and topics), not a journey: {}",
+            instead(folder, true)
         ));
     }
     // Its folder does not read it: what it says does not apply, and [`check_named`] says why.
@@ -118,7 +201,8 @@ pub fn given_as_journeys(path: &Path) -> Option<String> {
         .map(|e| e.message)
         .collect();
     Some(format!(
-        "{shown} is a settings file of the folder {dir}, not a journey: pass the folder instead, `--journeys {dir}`; and {}",
+        "{shown} is a settings file of the folder {dir}, not a journey: {}; and {}",
+        instead(folder, false),
         why.join("; ")
     ))
 }

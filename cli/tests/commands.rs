@@ -1,4 +1,5 @@
-//! The offline commands: `validate`, `simulate`, `render`, `token`, as a user runs them.
+//! The offline commands: `validate`, `simulate`, `render`, `token` (and `publish`'s checks,
+//! before it asks an API anything), as a user runs them.
 
 mod support;
 
@@ -46,6 +47,24 @@ fn validate_accepts_good_files_and_counts_them() {
     dir.write("welcome.yaml", WELCOME);
     dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
     let out = run(&["validate", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
+}
+
+/// A journey file named beside its folder, or twice through `./`, is one journey: not a second
+/// one whose id is "also used by" itself.
+#[test]
+fn validate_reads_a_file_named_twice_once() {
+    let dir = TempDir::new("validate-twice");
+    let file = dir.write("welcome.yaml", WELCOME);
+    let folder = dir.path().display().to_string();
+    let again = dir.path().join(".").join("welcome.yaml");
+    let out = run(&[
+        "validate",
+        &folder,
+        &file.display().to_string(),
+        &again.display().to_string(),
+    ]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
 }
@@ -119,11 +138,8 @@ fn validate_of_a_journey_file_checks_its_folders_settings() {
         );
         let err = text(&out.stderr);
         assert_eq!(err.matches(&told).count(), 1, "{args:?}: {err}");
-        // (A file named with its folder is read twice, its id then told as taken by
-        // itself: not this test's matter.)
-        if !args.contains(&folder.as_str()) {
-            assert!(err.ends_with("\n1 error(s)\n"), "{args:?}: {err}");
-        }
+        // A file named with its folder is read once (its id not told as taken by itself).
+        assert!(err.ends_with("\n1 error(s)\n"), "{args:?}: {err}");
     }
     // Fixed, the file's topic is judged by it; a waymark.json beside it is warned of.
     std::fs::write(&settings, "topics:\n  offers: {name: Offers}\n").expect("write");
@@ -1022,6 +1038,140 @@ fn render_given_a_folder_names_its_journey_files() {
         text(&out.stderr).contains("holds no journey file"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// `publish` and `render` given a folder's settings file where a journey file goes do not read
+/// it as a journey (every key of it an error of a journey's): they say what it is and what to
+/// pass instead, as `simulate --journeys` does; `publish` before it asks the API anything.
+#[test]
+fn publish_and_render_given_the_settings_file_say_what_to_pass() {
+    let dir = TempDir::new("settings-as-journey");
+    let welcome = dir.write("welcome.yaml", WELCOME);
+    let settings = dir.write("waymark.yaml", "caps:\n  push: {max: 3, per: 1d}\n");
+    let folder = dir.path().display().to_string();
+    let (shown, data) = (
+        settings.display().to_string(),
+        dir.path().join(".waymark").display().to_string(),
+    );
+    let publish = |file: &str| {
+        run(&[
+            "publish",
+            file,
+            "--api",
+            "http://127.0.0.1:9",
+            "--key",
+            "wk_x",
+            "--data",
+            &data,
+        ])
+    };
+    let out = publish(&shown);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {shown} holds the settings of the folder {folder} (its caps and topics), not a journey: pass the folder instead, `waymark publish {folder}`, which publishes its journeys, checked against these settings\n"
+        )
+    );
+    let out = run(&["render", &shown]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {shown} holds the settings of the folder {folder} (its caps and topics), not a journey: render its journey file instead, `waymark render {}`\n",
+            welcome.display()
+        )
+    );
+    // One its folder does not read: said so too, with why.
+    let json = dir
+        .write("waymark.json", r#"{"caps": {}}"#)
+        .display()
+        .to_string();
+    for out in [publish(&json), run(&["render", &json])] {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "error: {json} is a settings file of the folder {folder}, not a journey: "
+            )) && err.contains("; and this settings file is not read")
+                && !err.contains("unknown field"),
+            "{err}"
+        );
+    }
+}
+
+/// `publish` of a journey file checks its folder's settings as `validate` does: their errors
+/// are told and nothing is published (its topic was left unchecked, silently), and a settings
+/// file beside it that nothing reads is warned of; a folder named with such a file is refused,
+/// as `validate` refuses it.
+#[test]
+fn publish_of_a_journey_file_checks_its_folders_settings() {
+    let dir = TempDir::new("publish-file-settings");
+    let file = dir
+        .write(
+            "welcome.yaml",
+            &WELCOME.replace("name: Welcome\n", "name: Welcome\ntopic: offers\n"),
+        )
+        .display()
+        .to_string();
+    let settings = dir.write(
+        "waymark.yaml",
+        "caps:\n  pigeon: {max: 3, per: 1d}\ntopics:\n  offers: {name: Offers}\n",
+    );
+    let data = dir.path().join(".waymark").display().to_string();
+    let publish = |path: &str| {
+        run(&[
+            "publish",
+            path,
+            "--api",
+            "http://127.0.0.1:9",
+            "--key",
+            "wk_x",
+            "--data",
+            &data,
+        ])
+    };
+    let out = publish(&file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:3: caps.pigeon: unknown channel",
+            settings.display()
+        )) && err.ends_with("error: 1 error(s): nothing published\n"),
+        "{err}"
+    );
+    // Fixed, but for a topic it does not declare: the file's topic is judged by it.
+    std::fs::write(&settings, "topics:\n  news: {name: News}\n").expect("write");
+    let out = publish(&file);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("topic `offers` is not declared") && err.contains("nothing published"),
+        "{err}"
+    );
+    // A waymark.json beside it: warned of beside a file, refused beside a folder named.
+    std::fs::write(&settings, "topics:\n  offers: {name: Offers}\n").expect("write");
+    let json = dir.write("waymark.json", r#"{"caps": {}}"#);
+    let warned = format!(
+        "{}:1:1: warning: this settings file is not read",
+        json.display()
+    );
+    let out = publish(&file);
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&warned) && !err.contains("nothing published"),
+        "{err}"
+    );
+    let out = publish(&dir.path().display().to_string());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: this settings file is not read",
+            json.display()
+        )) && err.ends_with("error: 1 error(s): nothing published\n"),
+        "{err}"
     );
 }
 

@@ -1714,7 +1714,7 @@ fn value_position(text: &str, key: &str) -> (usize, usize) {
     }
 }
 
-/// The errors of the journey files under `paths` (folders expand to their journey files)
+/// The errors of the journey files under `paths` (each once, as [`files_of`] reads them)
 /// whose `topic` is not declared in `topics_of` their folder (`None`: the folder's settings
 /// have errors of their own, told elsewhere). A file that does not load is left to
 /// [`load_set`]'s errors.
@@ -1723,30 +1723,28 @@ pub fn undeclared_topics(
     topics_of: impl Fn(&Path) -> Option<crate::topic::Topics>,
 ) -> Vec<FileError> {
     let mut out = Vec::new();
-    for p in paths {
-        let dir = folder_of(p);
-        let files = if p.is_dir() {
-            journey_files(p).unwrap_or_default()
-        } else {
-            vec![p.clone()]
-        };
-        let Some(topics) = topics_of(dir) else {
+    // Each folder's topics read once.
+    let mut declared: BTreeMap<PathBuf, Option<crate::topic::Topics>> = BTreeMap::new();
+    for f in files_of(paths).0 {
+        let dir = folder_of(&f);
+        let topics = declared
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| topics_of(dir));
+        let Some(topics) = topics else {
             continue;
         };
-        for f in files {
-            let name = f.display().to_string();
-            let Ok(text) = read_text(&f) else { continue };
-            let Ok(journey) = parse(&name, &text) else {
-                continue;
-            };
-            out.extend(undeclared_topic(
-                &name,
-                &text,
-                &journey,
-                &topics,
-                TopicsFrom::Settings,
-            ));
-        }
+        let name = f.display().to_string();
+        let Ok(text) = read_text(&f) else { continue };
+        let Ok(journey) = parse(&name, &text) else {
+            continue;
+        };
+        out.extend(undeclared_topic(
+            &name,
+            &text,
+            &journey,
+            topics,
+            TopicsFrom::Settings,
+        ));
     }
     out
 }
@@ -1826,14 +1824,16 @@ pub fn journey_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads every journey of a folder (or single files), collecting all errors; journey ids must be
-/// unique across the set.
-pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
-    let mut journeys = Vec::new();
+/// The journey files `paths` name (a folder stands for its [`journey_files`]), each once: a
+/// path naming a file already among them (the folder's file named on its own too, or through
+/// `./`, `..` or a symlink: compared as canonical paths) is left out, the first kept; with an
+/// error for each folder that cannot be read.
+pub fn files_of(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileError>) {
+    let mut files = Vec::new();
     let mut errors = Vec::new();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for p in paths {
-        let files = if p.is_dir() {
+        let named = if p.is_dir() {
             match journey_files(p) {
                 Ok(f) => f,
                 Err(e) => {
@@ -1850,29 +1850,44 @@ pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
         } else {
             vec![p.clone()]
         };
-        for f in files {
-            match load_file(&f) {
-                Ok(j) => {
-                    let name = f.display().to_string();
-                    if let Some(other) = seen.insert(j.id.clone(), name.clone()) {
-                        let (line, column) = std::fs::read_to_string(&f)
-                            .map_or((1, 1), |text| key_position(&text, "id"));
-                        errors.push(FileError {
-                            file: name,
-                            line,
-                            column,
-                            path: "id".into(),
-                            message: format!(
-                                "journey id `{}` is also used by {other}: give each journey its own id",
-                                j.id
-                            ),
-                        });
-                    } else {
-                        journeys.push(j);
-                    }
-                }
-                Err(mut e) => errors.append(&mut e),
+        for f in named {
+            // A file that cannot be resolved (missing) is kept as named, for its error.
+            if seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())) {
+                files.push(f);
             }
+        }
+    }
+    (files, errors)
+}
+
+/// Loads every journey of a folder (or single files), collecting all errors; journey ids must be
+/// unique across the set. A file named twice ([`files_of`]) is read once.
+pub fn load_set(paths: &[PathBuf]) -> Result<Vec<Journey>, Vec<FileError>> {
+    let mut journeys = Vec::new();
+    let (files, mut errors) = files_of(paths);
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for f in files {
+        match load_file(&f) {
+            Ok(j) => {
+                let name = f.display().to_string();
+                if let Some(other) = seen.insert(j.id.clone(), name.clone()) {
+                    let (line, column) = std::fs::read_to_string(&f)
+                        .map_or((1, 1), |text| key_position(&text, "id"));
+                    errors.push(FileError {
+                        file: name,
+                        line,
+                        column,
+                        path: "id".into(),
+                        message: format!(
+                            "journey id `{}` is also used by {other}: give each journey its own id",
+                            j.id
+                        ),
+                    });
+                } else {
+                    journeys.push(j);
+                }
+            }
+            Err(mut e) => errors.append(&mut e),
         }
     }
     if errors.is_empty() {
@@ -2211,20 +2226,13 @@ fn wheres_judged_only_by_the_enrollment(j: &Journey) -> Vec<Problem> {
         .collect()
 }
 
-/// [`advice`] for every journey file of `paths` (a folder's, as [`load_set`] reads them) that
+/// [`advice`] for every journey file of `paths` (each once, as [`load_set`] reads them) that
 /// can be read.
 pub fn advice_for(paths: &[PathBuf]) -> Vec<FileError> {
     let mut out = Vec::new();
-    for p in paths {
-        let files = if p.is_dir() {
-            journey_files(p).unwrap_or_default()
-        } else {
-            vec![p.clone()]
-        };
-        for f in files {
-            if let Ok(text) = std::fs::read_to_string(&f) {
-                out.extend(advice(&f.display().to_string(), &text));
-            }
+    for f in files_of(paths).0 {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            out.extend(advice(&f.display().to_string(), &text));
         }
     }
     out
@@ -7130,6 +7138,46 @@ steps:
         let errs = load_set(&[a, b]).expect_err("the same id");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!((errs[0].line, errs[0].column), (4, 1), "{}", errs[0]);
+        assert!(errs[0].message.contains("is also used by"), "{}", errs[0]);
+    }
+
+    /// A file named twice (on its own beside its folder, through `./`, `..` or a symlink) is
+    /// one journey, not a journey whose id is "also used by" itself; two files with one id
+    /// are still refused.
+    #[test]
+    fn a_file_named_twice_is_loaded_once() {
+        let dir = std::env::temp_dir().join(format!("waymark-dsl-twice-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).expect("dir");
+        let a = dir.join("a.yaml");
+        let journey = "id: j\nname: J\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n";
+        std::fs::write(&a, journey).expect("write");
+        let mut paths = vec![
+            dir.clone(),
+            a.clone(),
+            dir.join(".").join("a.yaml"),
+            dir.join("sub").join("..").join("a.yaml"),
+        ];
+        #[cfg(unix)]
+        {
+            let link = dir.join("sub").join("link.yaml");
+            std::os::unix::fs::symlink(&a, &link).expect("symlink");
+            paths.push(link);
+        }
+        let loaded = load_set(&paths);
+        let (files, _) = files_of(&paths);
+        // Its topic undeclared: told once.
+        let t = dir.join("sub").join("t.yaml");
+        std::fs::write(&t, journey.replace("name: J\n", "name: J\ntopic: news\n")).expect("write");
+        let undeclared = undeclared_topics(&[t.clone(), t], |_| Some(Default::default()));
+        // A copy under another name is another file.
+        std::fs::write(dir.join("sub").join("copy.yaml"), journey).expect("write");
+        let copy = load_set(&[dir.clone(), dir.join("sub")]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let loaded = loaded.expect("one journey");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(files, [a], "the first naming is kept");
+        assert_eq!(undeclared.len(), 1, "{undeclared:?}");
+        let errs = copy.expect_err("the same id");
         assert!(errs[0].message.contains("is also used by"), "{}", errs[0]);
     }
 
