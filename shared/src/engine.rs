@@ -634,7 +634,16 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
             if pending.resume != Resume::Rerun || pending.at <= ctx.now {
                 return None;
             }
-            if quiet_until(ctx.now, &ctx.timezone(), q) == Some(pending.at) {
+            let tz = ctx.timezone();
+            if quiet_until(ctx.now, &tz, q) == Some(pending.at) {
+                return None;
+            }
+            // Not the end of quiet hours she is in now, yet the end of a night in her zone
+            // (the night the clocks go back, quiet hours from 01:15 held a send at 01:20 until
+            // 07:00, and the repeated hour brings 01:05 again, outside them): her zone did not
+            // change, nor does the send's hold.
+            let just_before = pending.at - SignedDuration::from_secs(1);
+            if quiet_until(just_before, &tz, q) == Some(pending.at) {
                 return None;
             }
             return Some(again_in_her_zone(ctx, enrollment));

@@ -7416,6 +7416,36 @@ steps:
     );
 }
 
+/// A send held by quiet hours that begin in the hour the clocks go back (01:15–07:00 in London:
+/// held at 01:20 BST until 07:00) stays held when an identify that does not change her zone
+/// comes in the repeated hour, before the wall clock is back at 01:15 (01:05 GMT): her zone did
+/// not change, nor does the night's end. (Before, the identify found her outside quiet hours at
+/// 01:05 GMT, said her time zone changed, and sent the push then, in the middle of the night.)
+#[tokio::test]
+async fn an_identify_in_the_repeated_hour_leaves_a_send_held_for_quiet_hours_alone() {
+    let quiet = r#"
+id: q
+name: Q
+trigger: {event: t}
+quiet_hours: {start: "01:15", end: "07:00"}
+steps:
+  - id: s
+    send: {push: {title: "p", body: "."}}
+"#;
+    let script = r#"{"at":"2026-10-01T00:00:00Z","type":"identify","userId":"lo","traits":{"timezone":"Europe/London","push_tokens":[{"platform":"fcm","token":"t"}]}}
+{"at":"2026-10-25T00:20:00Z","userId":"lo","event":"t"}
+{"at":"2026-10-25T01:05:00Z","type":"identify","userId":"lo","traits":{"first_name":"A"}}
+"#;
+    let out = sim(&[quiet], script).await;
+    assert_eq!(outbox_of(&out, "lo"), ["2026-10-25T07:00:00Z lo push s: p"]);
+    let woke = facts(&out, "lo", |w| matches!(w, What::Woke { .. }));
+    assert_eq!(
+        woke,
+        ["2026-10-25T07:00:00Z q/s: woke (quiet hours over)"],
+        "{woke:?}"
+    );
+}
+
 /// On the night the clocks go forward, a time of day the clocks skip is the first instant after
 /// the gap, not as far past it as the gap is long: a Paris user waiting until 02:30 (alone, and
 /// on the day of a date), for a local date and time of 02:30 that night or a day after 02:30
