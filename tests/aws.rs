@@ -1512,6 +1512,24 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     part(0, true).await.expect("part 0 of the new record");
     assert_eq!(store.counters(&c4).await.expect("counters")["sent"], 8);
 
+    // A listed record whose item leaves no room for the count of its parts (`fp`) under
+    // 400 KB is refused by the adapter, before DynamoDB sees it: taken, a fold in parts
+    // could not note its progress on it, and its partition would fail every minute.
+    let (body, fixed) = near_400_kb();
+    let near = |under: usize| {
+        let sk = format!("T#{}", "x".repeat(409_600 - under - fixed - 2));
+        Record::new(Key::new("U#ann", sk), 1, &body)
+            .expect("record")
+            .pending_in("F#0")
+    };
+    let r = near(10);
+    let got = store.put(&r, Expect::Absent).await;
+    assert!(
+        matches!(&got, Err(StoreError::Corrupt(why)) if why.contains("`fp`")),
+        "{got:?}"
+    );
+    assert_eq!(store.get(&r.key).await.expect("get"), None);
+
     // Segments split the profiles (the 150 and Ann's) between them; pages of at most 10 items
     // read go on from each other's last key.
     let mut seen = Vec::new();
@@ -1537,6 +1555,25 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     let before = seen.len();
     seen.dedup();
     assert_eq!((before, seen.len()), (151, 151));
+}
+
+/// A JSON body the DynamoDB adapter stores deflated, and the size of a listed record's item
+/// holding it less its sort key: `pk` and `U#ann`, `sk`, `v` and a number at most, `z` and
+/// the deflated body, `f` and `F#0`.
+fn near_400_kb() -> (String, usize) {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let body: String = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x >> 58) as u8)
+        })
+        .collect();
+    let json = serde_json::to_vec(&body).expect("json");
+    let stored = miniz_oxide::deflate::compress_to_vec(&json, 6).len();
+    assert!(stored < json.len());
+    (body, 2 + 5 + 2 + 1 + 21 + 1 + stored + 1 + 3)
 }
 
 #[tokio::test]

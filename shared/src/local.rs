@@ -17,8 +17,9 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use crate::store::{
-    check, check_fold, check_key, check_keys, check_partition, check_record, page_of, segment_of,
-    shown_part, Counts, Expect, Key, Page, Part, Record, Store, StoreError, MAX_ITEM_BYTES,
+    check, check_fold, check_key, check_keys, check_partition, check_record, listed_item_refused,
+    page_of, segment_of, shown_part, Counts, Expect, Key, Page, Part, Record, Store, StoreError,
+    FOLD_PROGRESS_BYTES, MAX_ITEM_BYTES, MAX_NUMBER_BYTES,
 };
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
@@ -366,19 +367,32 @@ fn pending_of(
 }
 
 /// Refuses a record DynamoDB would refuse (see [`check_record`]), or whose item, as the DynamoDB
-/// adapter writes it, is past [`MAX_ITEM_BYTES`] ([`item_past_bound`]).
+/// adapter writes it, is past [`MAX_ITEM_BYTES`] ([`item_past_bound`]); a listed record also
+/// when its item leaves no room for the count of its fold's parts ([`listed_item_refused`]),
+/// as the DynamoDB adapter refuses it.
 fn check_item(record: &Record, body: &[u8]) -> Result<(), StoreError> {
     check_record(record)?;
     let (pk, sk) = (&record.key.pk, &record.key.sk);
     let pending = record.pending.as_deref();
-    match item_past_bound(pk, sk, record.expires.is_some(), pending, false, body) {
-        None => Ok(()),
-        Some(size) => Err(refused_item(pk, sk, size)),
+    let listed = pending.is_some();
+    let Some(size) = item_past_bound(pk, sk, record.expires.is_some(), pending, listed, body)
+    else {
+        return Ok(());
+    };
+    let without = if listed {
+        size - FOLD_PROGRESS_BYTES
+    } else {
+        size
+    };
+    if without > MAX_ITEM_BYTES {
+        return Err(refused_item(pk, sk, without));
     }
+    Err(listed_item_refused(pk, sk, without).unwrap_or_else(|| refused_item(pk, sk, size)))
 }
 
 /// The size of an item as the DynamoDB adapter writes it (`pk`, `sk`, `v`, the body as `b`, or
-/// deflated as `z`, `ttl`, `f`, and `fp` once a part of its fold is counted: `parts_folded`),
+/// deflated as `z`, `ttl`, `f`, and `fp` once a part of its fold is counted, or as the room a
+/// listed record keeps for it: `parts_folded`),
 /// names and values counted, when that is past [`MAX_ITEM_BYTES`]. A body is deflated to
 /// measure it only when it is past the bound as it is (rare), so a write costs no more than a
 /// few additions.
@@ -390,8 +404,7 @@ fn item_past_bound(
     parts_folded: bool,
     body: &[u8],
 ) -> Option<usize> {
-    /// A number's size, at most (DynamoDB counts a byte per two significant digits, and one).
-    const NUMBER: usize = 21;
+    const NUMBER: usize = MAX_NUMBER_BYTES;
     let fixed = "pk".len()
         + pk.len()
         + "sk".len()
@@ -401,7 +414,7 @@ fn item_past_bound(
         + "b".len()
         + if expires { "ttl".len() + NUMBER } else { 0 }
         + pending.map_or(0, |p| "f".len() + p.len())
-        + if parts_folded { "fp".len() + NUMBER } else { 0 };
+        + if parts_folded { FOLD_PROGRESS_BYTES } else { 0 };
     if fixed + body.len() <= MAX_ITEM_BYTES {
         return None;
     }
@@ -776,7 +789,9 @@ impl Store for RedbStore {
                 }
                 if !last {
                     // The count of parts done is an attribute of the record's item (`fp`):
-                    // DynamoDB refuses the part when the item would pass its bound with it.
+                    // DynamoDB refuses the part when the item would pass its bound with it. A
+                    // record listed since the write kept room for it ([`check_item`]) never
+                    // is; one an earlier build listed may be.
                     let pending = txn
                         .open_table(PENDING_OF)
                         .store()?
@@ -1800,50 +1815,125 @@ mod tests {
             .expect("under 400 KB");
     }
 
-    /// A part of a parted fold notes on the record's item how many parts are counted (`fp`):
-    /// the redb store refuses one that would take the item past DynamoDB's 400 KB, as
-    /// DynamoDB refuses the update, though the record itself was taken.
-    #[tokio::test]
-    async fn a_fold_part_that_would_take_its_record_past_400_kb_is_refused() {
-        let store = RedbStore::new(open_in_memory().expect("in-memory redb"));
-        // Noise that deflates to some 500 bytes under the bound (the item is stored deflated).
+    /// Noise of `n` characters from a 64-character alphabet (it deflates by a quarter at most).
+    fn noise(seed: &mut u64, n: usize) -> String {
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                char::from(b'!' + (*seed >> 58) as u8)
+            })
+            .collect()
+    }
+
+    /// A body (a JSON string of noise) whose item the DynamoDB adapter stores deflated, to
+    /// some 500 bytes under the bound, and its size as stored.
+    fn near_the_bound() -> (String, usize) {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut noise = |n: usize| -> String {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'!' + (x >> 58) as u8)
-                })
-                .collect()
-        };
         let stored = |body: &str| {
             let json = serde_json::to_vec(body).expect("json");
             deflated_len(&json).expect("deflates")
         };
         let target = MAX_ITEM_BYTES - 500;
         let mut n = MAX_ITEM_BYTES * 4 / 3;
-        let mut body = noise(n);
+        let mut body = noise(&mut x, n);
         for _ in 0..20 {
             let d = stored(&body);
             if d.abs_diff(target) < 200 {
                 break;
             }
             n = n * target / d;
-            body = noise(n);
+            body = noise(&mut x, n);
         }
         let d = stored(&body);
         assert!(d.abs_diff(target) < 200, "{d}");
-        // A sort key that leaves the item 10 bytes under the bound: `pk` and `U#ann`, `sk`,
-        // `v` and a number, `b`, `f` and `F#0`.
+        (body, d)
+    }
+
+    /// A sort key that leaves the item of `U#ann`/it, listed in `F#0`, with a body of `stored`
+    /// bytes, `under` bytes under the bound: `pk` and `U#ann`, `sk`, `v` and a number, `b`, `f`
+    /// and `F#0`.
+    fn sort_key_leaving(stored: usize, under: usize) -> String {
         let fixed = 2 + 5 + 2 + 1 + 21 + 1 + 1 + 3;
-        let sk = format!("T#{}", "x".repeat(MAX_ITEM_BYTES - 10 - fixed - d - 2));
-        let r = rec("U#ann", &sk, 1, &body).pending_in("F#0");
+        format!(
+            "T#{}",
+            "x".repeat(MAX_ITEM_BYTES - under - fixed - stored - 2)
+        )
+    }
+
+    /// A listed record is taken only if its item keeps room for the count of its fold's parts
+    /// (`fp`), which a fold in parts adds: DynamoDB would refuse that update, and the record's
+    /// fold partition would fail on it every minute. One taken can be folded in parts.
+    #[tokio::test]
+    async fn a_listed_record_without_room_for_its_count_of_parts_is_refused() {
+        let store = RedbStore::new(open_in_memory().expect("in-memory redb"));
+        let (body, d) = near_the_bound();
+        let s = Key::new("S#j", "C#0");
+        let counts = BTreeMap::from([("sent".to_string(), 1)]);
+
+        // a record 10 bytes under the bound, listed: refused, naming the count of parts
+        let r = rec("U#ann", &sort_key_leaving(d, 10), 1, &body).pending_in("F#0");
+        let got = store.put(&r, Expect::Absent).await;
+        let shown = format!("{got:?}");
+        assert!(refused(got, "the item `U#ann`/"), "{shown}");
+        assert!(shown.contains("`fp`"), "{shown}");
+        assert!(store.get(&r.key).await.expect("get").is_none());
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+        // the same record not listed: taken (no fold will add to it)
+        let mut unlisted = r.clone();
+        unlisted.pending = None;
         store
-            .put(&r, Expect::Absent)
+            .put(&unlisted, Expect::Absent)
             .await
-            .expect("just under 400 KB");
+            .expect("unlisted, under 400 KB");
+        store.delete(&r.key, Expect::Any).await.expect("delete");
+
+        // a record leaving just that room, listed: taken, and its fold's first part too
+        let r = rec("U#ann", &sort_key_leaving(d, FOLD_PROGRESS_BYTES), 1, &body).pending_in("F#0");
+        store.put(&r, Expect::Absent).await.expect("room for `fp`");
+        store
+            .fold_part(&r.key, 0, false, &[(s.clone(), counts.clone())])
+            .await
+            .expect("the first part");
+        store
+            .fold_part(&r.key, 1, true, &[(s.clone(), counts)])
+            .await
+            .expect("the last part");
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+        assert_eq!(store.counters(&s).await.expect("counters")["sent"], 2);
+    }
+
+    /// A part of a parted fold notes on the record's item how many parts are counted (`fp`):
+    /// the redb store refuses one that would take the item past DynamoDB's 400 KB, as
+    /// DynamoDB refuses the update: a record an earlier build listed without keeping room for
+    /// it (written here as that build's store did, the write's check passed by).
+    #[tokio::test]
+    async fn a_fold_part_that_would_take_its_record_past_400_kb_is_refused() {
+        let db = open_in_memory().expect("in-memory redb");
+        let store = RedbStore::new(db.clone());
+        let (body, d) = near_the_bound();
+        let sk = sort_key_leaving(d, 10);
+        let r = rec("U#ann", &sk, 1, &body).pending_in("F#0");
+        {
+            let json = r.body.json().expect("json");
+            let txn = db.begin_write().expect("write");
+            let (pk, sk) = (r.key.pk.as_str(), r.key.sk.as_str());
+            txn.open_table(RECORDS)
+                .expect("records")
+                .insert((pk, sk), (1, NO_EXPIRY, json.as_ref()))
+                .expect("insert");
+            txn.open_table(PENDING_OF)
+                .expect("pending_of")
+                .insert((pk, sk), "F#0")
+                .expect("insert");
+            txn.open_table(PENDING)
+                .expect("pending")
+                .insert(("F#0", pk, sk), ())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        assert_eq!(store.pending("F#0", 10).await.expect("pending").len(), 1);
         let s = Key::new("S#j", "C#0");
         let counts = BTreeMap::from([("sent".to_string(), 1)]);
 

@@ -584,6 +584,32 @@ pub fn check_fold(records: &[Key], counters: &[(Key, Counts)]) -> Result<(), Sto
 /// The largest item DynamoDB stores, in bytes: its attribute names and values counted.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
+/// The most bytes a number attribute's value counts for in an item's size (DynamoDB counts a
+/// byte per two significant digits, and one).
+pub const MAX_NUMBER_BYTES: usize = 21;
+
+/// The room a listed record's item keeps for the count of its fold's parts (`fp`, a number),
+/// which [`Store::fold_part`] adds to the item when a record too large for one fold is counted
+/// in parts: a record listed is taken only if its item stays within [`MAX_ITEM_BYTES`] with it
+/// ([`listed_item_refused`]). Taken without that room, the item could not be folded in parts
+/// (DynamoDB refuses the update that would take it past its bound), and its fold partition
+/// would fail every minute on it, counting nothing behind it.
+pub const FOLD_PROGRESS_BYTES: usize = "fp".len() + MAX_NUMBER_BYTES;
+
+/// The error for a listed record whose item, of `size` bytes (names and values as the DynamoDB
+/// adapter writes them, `fp` not counted), leaves less than [`FOLD_PROGRESS_BYTES`] under
+/// [`MAX_ITEM_BYTES`]; `None` when it leaves that room. Both the DynamoDB adapter and the local
+/// store refuse such a write up front, as a [`StoreError::Corrupt`] (it can never succeed).
+pub fn listed_item_refused(pk: &str, sk: &str, size: usize) -> Option<StoreError> {
+    (size + FOLD_PROGRESS_BYTES > MAX_ITEM_BYTES).then(|| {
+        StoreError::Corrupt(format!(
+            "DynamoDB would refuse the item {}/{} once a part of its stats fold is counted: {size} bytes and {FOLD_PROGRESS_BYTES} for its count of parts (`fp`), past its {MAX_ITEM_BYTES}",
+            shown_part(pk),
+            shown_part(sk),
+        ))
+    })
+}
+
 /// Refuses a key DynamoDB refuses, on any call that names it (a read too): an empty part, a
 /// partition key past [`MAX_PARTITION_KEY_BYTES`], a sort key past [`MAX_SORT_KEY_BYTES`]. The
 /// local stores check it (two length comparisons), so tests and `waymark dev` catch a key that

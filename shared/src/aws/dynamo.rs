@@ -18,7 +18,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use crate::store::{Counts, Expect, Key, Page, Part, Record, Store, StoreError};
+use crate::store::{
+    listed_item_refused, Counts, Expect, Key, Page, Part, Record, Store, StoreError,
+    MAX_NUMBER_BYTES,
+};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
@@ -92,6 +95,23 @@ fn body_attribute(json: bytes::Bytes) -> (&'static str, Vec<u8>) {
         }
     }
     (BODY, Vec::from(json))
+}
+
+/// An item's size as DynamoDB counts it (attribute names and values), at most: a number is
+/// counted as the most a number takes ([`MAX_NUMBER_BYTES`]). For the attributes a record is
+/// written with (strings, binary, numbers).
+fn item_bytes_at_most(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    AttributeValue::N(_) => MAX_NUMBER_BYTES,
+                    _ => 0,
+                }
+        })
+        .sum()
 }
 
 fn key_item(key: &Key) -> Item {
@@ -388,6 +408,12 @@ impl Store for DynamoStore {
         }
         if let Some(part) = &record.pending {
             item.insert(FOLD.to_string(), AttributeValue::S(part.to_string()));
+            // Listed: its fold may count it in parts, noting `fp` on it, which DynamoDB would
+            // refuse past 400 KB and leave the fold partition failing on it every minute.
+            let size = item_bytes_at_most(&item);
+            if let Some(refused) = listed_item_refused(&record.key.pk, &record.key.sk, size) {
+                return Err(refused);
+            }
         }
         let c = condition(expect);
         self.client
@@ -677,6 +703,7 @@ fn backoff(round: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{FOLD_PROGRESS_BYTES, MAX_ITEM_BYTES};
 
     #[test]
     fn counter_attributes_round_trip() {
@@ -697,6 +724,64 @@ mod tests {
         );
         assert_eq!(counter_name("b"), None);
         assert_eq!(counter_name("c_bad_zz"), None);
+    }
+
+    /// An adapter whose requests all fail: nothing listens at its endpoint.
+    fn unreachable() -> DynamoStore {
+        use aws_sdk_dynamodb::config::{retry::RetryConfig, BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(RetryConfig::disabled())
+            .build();
+        DynamoStore::new(Client::from_conf(config), "waymark")
+    }
+
+    /// A listed record whose item, as written, leaves less than the count of its fold's parts
+    /// (`fp`) needs under 400 KB is refused before any request: taken, a fold in parts could
+    /// not note its progress on it (DynamoDB refuses that update), and its fold partition
+    /// would fail on it every minute. The same record not listed goes to DynamoDB.
+    #[tokio::test]
+    async fn a_listed_record_without_room_for_its_count_of_parts_is_refused_up_front() {
+        // Noise from a 64-character alphabet, stored deflated (by a quarter at most).
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let body: String = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x >> 58) as u8)
+            })
+            .collect();
+        let json = serde_json::to_vec(&body).expect("json");
+        let (name, stored) = body_attribute(json.into());
+        assert_eq!(name, DEFLATED);
+        // `pk` and `U#ann`, `sk` and the key, `v` and a number, `z` and the body, `f` and `F#0`
+        let fixed = 2 + 5 + 2 + 1 + MAX_NUMBER_BYTES + 1 + stored.len() + 1 + 3;
+        let record = |under: usize| {
+            let sk = format!("T#{}", "x".repeat(MAX_ITEM_BYTES - under - fixed - 2));
+            Record::new(Key::new("U#ann", sk), 1, &body)
+                .expect("record")
+                .pending_in("F#0")
+        };
+        let store = unreachable();
+
+        for under in [0, 10, FOLD_PROGRESS_BYTES - 1] {
+            let got = store.put(&record(under), Expect::Absent).await;
+            assert!(
+                matches!(&got, Err(StoreError::Corrupt(why)) if why.contains("`fp`")),
+                "{under} bytes under: {got:?}"
+            );
+        }
+        // With that room, or not listed, it is sent (and fails here: no DynamoDB listens).
+        let mut unlisted = record(10);
+        unlisted.pending = None;
+        for r in [record(FOLD_PROGRESS_BYTES), unlisted] {
+            let got = store.put(&r, Expect::Absent).await;
+            assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+        }
     }
 
     #[test]
