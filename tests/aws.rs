@@ -1498,13 +1498,23 @@ async fn the_store_keeps_its_contract_on_dynamodb() {
     assert_eq!(part(0, false).await, Err(StoreError::Conflict));
     assert_eq!(part(2, true).await, Err(StoreError::Conflict));
     part(1, false).await.expect("part 1");
-    assert_eq!(store.pending("F#4", 10).await.expect("pending").len(), 1);
+    let listed = store.pending("F#4", 10).await.expect("pending");
+    // (read with the count of its parts counted, for the next fold to go on from)
+    assert_eq!(
+        listed.iter().map(|r| r.parts_counted).collect::<Vec<_>>(),
+        [2]
+    );
+    let read = store.get(&t4).await.expect("get").expect("the record");
+    assert_eq!(read.parts_counted, 2);
     part(2, true).await.expect("part 2");
     assert!(store.pending("F#4", 10).await.expect("pending").is_empty());
     assert_eq!(part(2, true).await, Err(StoreError::Conflict));
     assert_eq!(store.counters(&c4).await.expect("counters")["sent"], 7);
     let stored = store.get(&t4).await.expect("get").expect("the record");
-    assert_eq!((stored.version, stored.pending), (1, None));
+    assert_eq!(
+        (stored.version, stored.pending, stored.parts_counted),
+        (1, None, 0)
+    );
     store
         .put(&listed_t4(2), Expect::Version(1))
         .await

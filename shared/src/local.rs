@@ -116,6 +116,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(COUNTERS)?;
     txn.open_table(PENDING)?;
     txn.open_table(PENDING_OF)?;
+    txn.open_table(PARTS_FOLDED)?;
     txn.open_table(QUEUE)?;
     txn.open_table(DEAD)?;
     txn.open_table(STAGED)?;
@@ -354,7 +355,17 @@ fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) ->
         body: bytes::Bytes::copy_from_slice(body).into(),
         expires: (expires != NO_EXPIRY).then_some(expires),
         pending: None,
+        parts_counted: 0,
     }
+}
+
+/// How many parts of a listed record's fold are counted (0: none, or not listed).
+fn parts_counted(
+    folded: &impl ReadableTable<(&'static str, &'static str), u32>,
+    pk: &str,
+    sk: &str,
+) -> Result<u32, StoreError> {
+    Ok(folded.get((pk, sk)).store()?.map_or(0, |v| v.value()))
 }
 
 /// The fold partition a record is listed under, if any.
@@ -537,11 +548,13 @@ impl Store for RedbStore {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
+                let folded = txn.open_table(PARTS_FOLDED).store()?;
                 let found = t.get((key.pk.as_str(), key.sk.as_str())).store()?;
                 match found {
                     Some(v) => {
                         let mut r = record_of(&key.pk, &key.sk, v.value());
                         r.pending = pending_of(&of, &key.pk, &key.sk)?;
+                        r.parts_counted = parts_counted(&folded, &key.pk, &key.sk)?;
                         Ok(Some(r))
                     }
                     None => Ok(None),
@@ -561,11 +574,13 @@ impl Store for RedbStore {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
+                let folded = txn.open_table(PARTS_FOLDED).store()?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in &keys {
                     if let Some(v) = t.get((key.pk.as_str(), key.sk.as_str())).store()? {
                         let mut r = record_of(&key.pk, &key.sk, v.value());
                         r.pending = pending_of(&of, &key.pk, &key.sk)?;
+                        r.parts_counted = parts_counted(&folded, &key.pk, &key.sk)?;
                         out.push(r);
                     }
                 }
@@ -652,6 +667,7 @@ impl Store for RedbStore {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
+                let folded = txn.open_table(PARTS_FOLDED).store()?;
                 let mut out = Vec::new();
                 for item in t.range((pk.as_str(), prefix.as_str())..).store()? {
                     let (k, v) = item.store()?;
@@ -661,6 +677,7 @@ impl Store for RedbStore {
                     }
                     let mut r = record_of(p, s, v.value());
                     r.pending = pending_of(&of, p, s)?;
+                    r.parts_counted = parts_counted(&folded, p, s)?;
                     out.push(r);
                 }
                 Ok(out)
@@ -708,6 +725,7 @@ impl Store for RedbStore {
                 let txn = db.begin_read().store()?;
                 let pending = txn.open_table(PENDING).store()?;
                 let t = txn.open_table(RECORDS).store()?;
+                let folded = txn.open_table(PARTS_FOLDED).store()?;
                 let mut out = Vec::new();
                 for item in pending.range((part.as_str(), "", "")..).store()? {
                     if out.len() >= limit {
@@ -721,6 +739,7 @@ impl Store for RedbStore {
                     if let Some(v) = t.get((pk, sk)).store()? {
                         let mut r = record_of(pk, sk, v.value());
                         r.pending = Some(Part::from(part.as_str()));
+                        r.parts_counted = parts_counted(&folded, pk, sk)?;
                         out.push(r);
                     }
                 }
@@ -876,6 +895,7 @@ impl Store for RedbStore {
                 let txn = db.begin_read().store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
+                let folded = txn.open_table(PARTS_FOLDED).store()?;
                 let mut out = Vec::new();
                 // A pass over every record from `start`: fine for a laptop's data; DynamoDB
                 // does the same work in parallel.
@@ -889,6 +909,7 @@ impl Store for RedbStore {
                     if s == sk && segment_of(p, segments) == segment {
                         let mut r = record_of(p, s, v.value());
                         r.pending = pending_of(&of, p, s)?;
+                        r.parts_counted = parts_counted(&folded, p, s)?;
                         out.push(r);
                         if out.len() > limit {
                             break;

@@ -5509,6 +5509,7 @@ impl Runtime {
                 body: r.body.clone(),
                 expires: r.expires,
                 pending: r.pending.clone(),
+                parts_counted: 0,
             };
             self.note_shards().await?;
             self.store.put(&kept, Expect::Any).await?;
@@ -5521,6 +5522,7 @@ impl Runtime {
             body: r.body.clone(),
             expires: None,
             pending: None,
+            parts_counted: 0,
         };
         self.store.put(&dead, Expect::Any).await?;
         tracing::error!(error = %e, timer = %r.key.sk, minute, put_offs, trouble = ?trouble, "timer the sweep cannot move kept under {DEAD_TIMERS}");

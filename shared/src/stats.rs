@@ -215,7 +215,7 @@ impl Runtime {
                         done.insert(r.key.clone());
                     }
                     folded += self
-                        .fold_alone(&r.key, &counted, shard, out_of_time)
+                        .fold_alone(&r.key, r.parts_counted, &counted, shard, out_of_time)
                         .await?;
                     if out_of_time() {
                         return Ok(folded);
@@ -277,7 +277,9 @@ impl Runtime {
                 let size = counted.size();
                 if !Chunk::default().fits(&size) {
                     // (Before her records are deleted: all of it, whatever the time.)
-                    folded += self.fold_alone(&r.key, &counted, shard, &|| false).await?;
+                    folded += self
+                        .fold_alone(&r.key, r.parts_counted, &counted, shard, &|| false)
+                        .await?;
                     continue;
                 }
                 if !chunk.keys.is_empty() && !chunk.fits(&size) {
@@ -299,14 +301,17 @@ impl Runtime {
     /// transaction if they fit after all, else in parts ([`parts_of`]), each its own
     /// transaction ([`crate::store::Store::fold_part`]), in order. The record notes how many
     /// of its parts are counted, so a fold that stops between parts (a crash, a timeout) is
-    /// finished by the next from the part it stopped at, and each part is counted once: a part
-    /// counted already (by another run) conflicts, and is passed. Once `out_of_time`, it stops
-    /// after the next part it counts (so each run counts one part at least), and the record
-    /// stays listed for the next run to go on from there. Returns 1 when this call took the
-    /// record off its partition.
+    /// finished by the next from the part it stopped at (`from`: the count of parts the store
+    /// read with the record, [`crate::store::Record::parts_counted`]; the parts before it are
+    /// not sent again), and each part is counted once: a part counted already (by another run,
+    /// or since the record was read: the `fold` index lags) conflicts, and is passed. Once
+    /// `out_of_time`, it stops after the next part it counts (so each run counts one part at
+    /// least), and the record stays listed for the next run to go on from there. Returns 1
+    /// when this call took the record off its partition.
     async fn fold_alone(
         &self,
         key: &Key,
+        from: u32,
         counted: &Counted<'_>,
         shard: u32,
         out_of_time: &(dyn Fn() -> bool + Sync),
@@ -323,8 +328,14 @@ impl Runtime {
             };
         }
         let last = parts.len() - 1;
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        if from > last {
+            // Counted past its parts: a build that parted it otherwise (see `parts_of`).
+            tracing::error!(pk = %key.pk, sk = %key.sk, counted = from, parts = parts.len(), "a timeline record counted past its parts cannot be finished: left listed");
+            return Ok(0);
+        }
         let mut folded = 0;
-        for (i, counters) in parts.iter().enumerate() {
+        for (i, counters) in parts.iter().enumerate().skip(from) {
             let part = u32::try_from(i).unwrap_or(u32::MAX);
             match self.store.fold_part(key, part, i == last, counters).await {
                 Ok(()) if i == last => folded = 1,
@@ -428,24 +439,85 @@ mod tests {
 
     /// A runtime over a new in-memory store, with `shards` fold partitions.
     fn runtime(shards: u32) -> (MemoryStore, Runtime) {
+        let store = MemoryStore::new();
+        (store.clone(), runtime_over(Arc::new(store), shards))
+    }
+
+    /// A runtime over `store`, with `shards` fold partitions.
+    fn runtime_over(store: Arc<dyn Store>, shards: u32) -> Runtime {
         let clock = Arc::new(ManualClock::new(
             "2026-12-01T10:00:00Z".parse().expect("time"),
         ));
-        let store = MemoryStore::new();
         let (sender, _) = OutboxSender::memory(clock.clone());
         let config = Config {
             timer_shards: shards,
             ..Config::default()
         };
-        let rt = Runtime::new(
-            Arc::new(store.clone()),
+        Runtime::new(
+            store,
             Arc::new(DelayQueue::new(clock.clone())),
             Arc::new(sender),
             clock,
             std::time::Duration::from_secs(1),
             config,
-        );
-        (store, rt)
+        )
+    }
+
+    /// An in-memory store that notes the parts of parted folds sent to it, and whether each
+    /// was counted.
+    struct NotingParts {
+        inner: MemoryStore,
+        sent: std::sync::Mutex<Vec<(u32, bool)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for NotingParts {
+        async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+            self.inner.put(record, expect).await
+        }
+        async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+            self.inner.delete(key, expect).await
+        }
+        async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+            self.inner.query(pk, prefix).await
+        }
+        async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+            self.inner.pending(part, limit).await
+        }
+        async fn fold(
+            &self,
+            records: &[Key],
+            counters: &[(Key, Counts)],
+        ) -> Result<(), StoreError> {
+            self.inner.fold(records, counters).await
+        }
+        async fn fold_part(
+            &self,
+            record: &Key,
+            part: u32,
+            last: bool,
+            counters: &[(Key, Counts)],
+        ) -> Result<(), StoreError> {
+            let got = self.inner.fold_part(record, part, last, counters).await;
+            self.sent.lock().expect("sent").push((part, got.is_ok()));
+            got
+        }
+        async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
+            self.inner.counters(key).await
+        }
+        async fn scan(
+            &self,
+            sk: &str,
+            segment: u32,
+            segments: u32,
+            start: Option<&Key>,
+            limit: usize,
+        ) -> Result<crate::store::Page, StoreError> {
+            self.inner.scan(sk, segment, segments, start, limit).await
+        }
     }
 
     #[tokio::test]
@@ -482,6 +554,7 @@ mod tests {
                     body: serde_json::to_vec(&entries).expect("json").into(),
                     expires: None,
                     pending: None,
+                    parts_counted: 0,
                 }
             } else {
                 Record::of(key, 1, entries)
@@ -615,6 +688,7 @@ mod tests {
                 body: serde_json::to_vec(&entries).expect("json").into(),
                 expires: None,
                 pending: None,
+                parts_counted: 0,
             }
         } else {
             Record::of(key, 1, entries)
@@ -695,6 +769,48 @@ mod tests {
         assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
         assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
         assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fold_resumed_between_parts_sends_only_the_parts_left() {
+        for erasure in [false, true] {
+            // given a record of 120 sends whose first part of three was counted by a fold
+            // that stopped there
+            let (store, _) = with_long_run(120, false, &[]).await;
+            let key = Key::new("U#ann", "T#1");
+            let record = store.get(&key).await.expect("get").expect("the record");
+            let mut one = Chunk::default();
+            Counted::of(&key, &record.body).add_into(&mut one.counters);
+            let parts = parts_of(one.into_counters(0).2);
+            assert_eq!(parts.len(), 3, "{parts:?}");
+            store
+                .fold_part(&key, 0, false, &parts[0])
+                .await
+                .expect("the first part");
+            let noting = Arc::new(NotingParts {
+                inner: store.clone(),
+                sent: Default::default(),
+            });
+            let rt = runtime_over(noting.clone(), 1);
+
+            // when the next minute's fold (or her erasure, before it deletes the record) goes on
+            let folded = if erasure {
+                let records = store.query("U#ann", "T#").await.expect("query");
+                rt.fold_records(&records).await.expect("fold")
+            } else {
+                rt.fold_stats().await.expect("fold")
+            };
+
+            // then it sends the two parts left, each counted, and not the first again (a
+            // transaction refused, its write units spent for nothing)
+            assert_eq!(folded, 1, "erasure: {erasure}");
+            assert_eq!(
+                *noting.sent.lock().expect("sent"),
+                [(1, true), (2, true)],
+                "erasure: {erasure}"
+            );
+            assert_eq!(rt.stats("cart").await.expect("stats"), counted_once(120, 0));
+        }
     }
 
     #[tokio::test]

@@ -213,6 +213,10 @@ pub struct Record {
     pub body: Body,
     pub expires: Option<i64>,
     pub pending: Option<Part>,
+    /// How many parts of a listed record's fold are counted ([`Store::fold_part`]), as the
+    /// store read it (0: none, or not listed), so that a fold goes on from there. A put
+    /// ignores it: a put starts the parts over.
+    pub parts_counted: u32,
 }
 
 impl Record {
@@ -235,6 +239,7 @@ impl Record {
             body: Body::Typed(Arc::new(body)),
             expires: None,
             pending: None,
+            parts_counted: 0,
         }
     }
 
@@ -249,6 +254,7 @@ impl Record {
             body: Body::Typed(body),
             expires: None,
             pending: None,
+            parts_counted: 0,
         }
     }
 
@@ -693,9 +699,6 @@ struct Tables {
     /// Fold partition -> keys of the records listed there (in no particular order: a fold
     /// counts them all, whichever come first).
     pending: HashMap<Part, HashSet<Key, Fixed>, Fixed>,
-    /// The listed records some of whose fold's parts are counted ([`Store::fold_part`]), and
-    /// how many.
-    parts_folded: HashMap<Key, u32, Fixed>,
     /// When each key was first written, counted in writes, if the store keeps it
     /// ([`MemoryStore::keeping_write_order`]).
     first_written: Option<HashMap<Key, u64, Fixed>>,
@@ -724,35 +727,32 @@ impl Tables {
     fn put(&mut self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         check_record(record)?;
         let key = &record.key;
+        // A put replaces the whole item, the parts of its fold counted included.
+        let mut written = record.clone();
+        written.parts_counted = 0;
         let replaced = match self.records.get_mut(&key.pk) {
             Some(partition) => match partition.entry(key.sk.clone()) {
                 btree_map::Entry::Occupied(mut stored) => {
                     check(Some(stored.get().version), expect)?;
-                    Some(std::mem::replace(stored.get_mut(), record.clone()))
+                    Some(std::mem::replace(stored.get_mut(), written))
                 }
                 btree_map::Entry::Vacant(slot) => {
                     check(None, expect)?;
-                    slot.insert(record.clone());
+                    slot.insert(written);
                     None
                 }
             },
             None => {
                 check(None, expect)?;
                 self.order.insert(key.pk.clone());
-                self.records.insert(
-                    key.pk.clone(),
-                    BTreeMap::from([(key.sk.clone(), record.clone())]),
-                );
+                self.records
+                    .insert(key.pk.clone(), BTreeMap::from([(key.sk.clone(), written)]));
                 None
             }
         };
         if let Some(first) = &mut self.first_written {
             let next = first.len() as u64;
             first.entry(key.clone()).or_insert(next);
-        }
-        // A put replaces the whole item, the parts of its fold counted included.
-        if !self.parts_folded.is_empty() {
-            self.parts_folded.remove(key);
         }
         let listed = record.pending.as_ref();
         if let Some(part) = listed {
@@ -784,7 +784,6 @@ impl Tables {
         }
         if let Some(part) = old.and_then(|o| o.pending) {
             self.unlist(&part, key);
-            self.parts_folded.remove(key);
         }
     }
 
@@ -929,18 +928,14 @@ impl MemoryStore {
             return Err(StoreError::Conflict);
         }
         for k in records {
-            let Some(part) = t
-                .records
-                .get_mut(&k.pk)
-                .and_then(|p| p.get_mut(&k.sk))
-                .and_then(|r| r.pending.take())
-            else {
+            let Some(r) = t.records.get_mut(&k.pk).and_then(|p| p.get_mut(&k.sk)) else {
+                continue;
+            };
+            r.parts_counted = 0;
+            let Some(part) = r.pending.take() else {
                 continue;
             };
             t.unlist(&part, k);
-            if !t.parts_folded.is_empty() {
-                t.parts_folded.remove(k);
-            }
         }
         for (key, deltas) in counters {
             let c = t.counters.entry(key.clone()).or_default();
@@ -960,22 +955,21 @@ impl MemoryStore {
     ) -> Result<(), StoreError> {
         check_fold(std::slice::from_ref(record), counters)?;
         let mut t = self.lock();
-        let listed = t.get(record).is_some_and(|r| r.pending.is_some());
-        if !listed || t.parts_folded.get(record).copied().unwrap_or(0) != part {
+        let Some(r) = t
+            .records
+            .get_mut(&record.pk)
+            .and_then(|p| p.get_mut(&record.sk))
+            .filter(|r| r.pending.is_some() && r.parts_counted == part)
+        else {
             return Err(StoreError::Conflict);
-        }
+        };
         if last {
-            t.parts_folded.remove(record);
-            let taken = t
-                .records
-                .get_mut(&record.pk)
-                .and_then(|p| p.get_mut(&record.sk))
-                .and_then(|r| r.pending.take());
-            if let Some(from) = taken {
+            r.parts_counted = 0;
+            if let Some(from) = r.pending.take() {
                 t.unlist(&from, record);
             }
         } else {
-            t.parts_folded.insert(record.clone(), part + 1);
+            r.parts_counted = part + 1;
         }
         for (key, deltas) in counters {
             let c = t.counters.entry(key.clone()).or_default();

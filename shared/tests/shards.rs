@@ -165,6 +165,7 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
         body: Body::Json(bytes::Bytes::from_static(body)),
         expires: None,
         pending: None,
+        parts_counted: 0,
     };
     h.store.put(&foreign, Expect::Any).await.expect("put");
     h.advance_to(at("2026-12-01T12:30:00Z")).await;
@@ -210,6 +211,7 @@ async fn a_timer_put_off_in_a_long_catch_up_is_swept_again() {
         )),
         expires: None,
         pending: None,
+        parts_counted: 0,
     };
     h.store.put(&foreign, Expect::Any).await.expect("put");
     // One tick from 10:00 to 14:00.

@@ -165,6 +165,13 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
         body: body.into(),
         expires,
         pending: string(item, FOLD).map(Part::from),
+        // (One unreadable is read as none: the fold then passes the parts counted, each
+        // refused, as it did before it read the count.)
+        parts_counted: item
+            .get(PARTS_FOLDED)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0),
     }))
 }
 
@@ -806,6 +813,7 @@ mod tests {
                 body: bytes::Bytes::from_static(b"{}").into(),
                 expires: Some(1_700_000_000),
                 pending: None,
+                parts_counted: 0,
             })
         );
         item.insert(VERSION.into(), AttributeValue::S("x".into()));
