@@ -131,9 +131,13 @@ impl Runtime {
         // recorded what came of it (or its claim lapsed: at most `claim_lease`, 2 minutes).
         // Begun, the erasure could not tell what that send came to, and a worker that fails,
         // times out or holds it would write no record of its transition for the stats.
-        if self.a_send_under_way(user).await? {
+        // Her enrollments, read once: for this check, then as the first the erasure ends (read
+        // again after that, for any a transition wrote meanwhile).
+        let enrollments = self.store.query(&user_partition(user), "E#").await?;
+        if self.a_send_under_way(&enrollments).await? {
             return Err(send_under_way(user));
         }
+        let mut enrollments = Some(enrollments);
         let mut out = Erasure::default();
         let mut pass = Pass {
             budget: DELETES_PER_REQUEST,
@@ -142,7 +146,8 @@ impl Runtime {
         for _ in 0..4 {
             // An attempt that lost a race tries every endpoint left again: counted once.
             out.endpoints_left = 0;
-            match self.erase_one(user, true, &mut out, &mut pass).await {
+            let read = enrollments.take();
+            match self.erase_one(user, true, read, &mut out, &mut pass).await {
                 Err(RunError::Conflict(_)) => continue,
                 other => {
                     other?;
@@ -169,10 +174,14 @@ impl Runtime {
         ))
     }
 
+    /// Erases `user` as one attempt of a request. `enrollments`: her enrollment records as the
+    /// request read them before it changed anything (its check for a send under way), to end
+    /// without reading them again.
     async fn erase_one(
         &self,
         user: &str,
         follow_anonymous: bool,
+        mut enrollments: Option<Vec<Record>>,
         out: &mut Erasure,
         pass: &mut Pass,
     ) -> Result<(), RunError> {
@@ -205,7 +214,7 @@ impl Runtime {
                     .await?;
                 // Her journeys end before the budget goes on the visitors she was: a request
                 // that stops there sends nothing more of hers until the next.
-                out.enrollments += self.end_enrollments(user).await?;
+                out.enrollments += self.end_enrollments(user, enrollments.take()).await?;
                 // Hers and the visitors': her profile lists them (and an erasure of her
                 // before this profile may have left some), to be followed again.
                 if follow_anonymous {
@@ -228,7 +237,7 @@ impl Runtime {
                 (now, Some(marked_version))
             }
         };
-        out.enrollments += self.end_enrollments(user).await?;
+        out.enrollments += self.end_enrollments(user, enrollments.take()).await?;
         let stored = self.store.get(&profile_key(user)).await?;
         let version = stored.as_ref().map(|r| r.version);
         let now_stored = match &stored {
@@ -304,7 +313,7 @@ impl Runtime {
             let (theirs, _) = self.load_profile(&anon).await?;
             if theirs.merged_into.as_deref() == Some(user) || theirs.is_erasure_mark() {
                 let endpoints_left = out.endpoints_left;
-                Box::pin(self.erase_one(&anon, false, out, pass)).await?;
+                Box::pin(self.erase_one(&anon, false, None, out, pass)).await?;
                 out.anonymous += 1;
                 if out.remaining || out.endpoints_left > endpoints_left {
                     left.push(a.clone());
@@ -467,11 +476,20 @@ impl Runtime {
     /// and what its timeline is still owed is written (see [`Runtime::end_for_erasure`]), so
     /// that the stats count her enrollments as ended; then the record goes on its version, so
     /// that a transition committed meanwhile is read again (and its wait's timer deleted too).
-    /// How many went.
-    async fn end_enrollments(&self, user: &str) -> Result<usize, RunError> {
+    /// `read`: her enrollment records as the request read them already, if it did (ended
+    /// first, instead of reading them again; a change since is a conflict, read again). How
+    /// many went.
+    async fn end_enrollments(
+        &self,
+        user: &str,
+        mut read: Option<Vec<Record>>,
+    ) -> Result<usize, RunError> {
         let mut ended = 0;
         for _ in 0..8 {
-            let records = self.store.query(&user_partition(user), "E#").await?;
+            let records = match read.take() {
+                Some(records) => records,
+                None => self.store.query(&user_partition(user), "E#").await?,
+            };
             if records.is_empty() {
                 return Ok(ended);
             }
@@ -597,10 +615,11 @@ impl Runtime {
         ended
     }
 
-    /// Whether a send one of her enrollments owes is claimed by a worker now (being sent).
-    async fn a_send_under_way(&self, user: &str) -> Result<bool, RunError> {
+    /// Whether a send one of her enrollments (`enrollments`, her `E#` records) owes is claimed
+    /// by a worker now (being sent).
+    async fn a_send_under_way(&self, enrollments: &[Record]) -> Result<bool, RunError> {
         let now = self.now();
-        for r in self.store.query(&user_partition(user), "E#").await? {
+        for r in enrollments {
             let e: Arc<Enrollment> = r.parse_shared()?;
             for o in owed_sends(&e) {
                 if let Some(l) = self.store.get(&ledger_key(o)).await? {

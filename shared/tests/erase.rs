@@ -187,6 +187,33 @@ async fn her_erasure_ends_her_enrollment_in_the_stats_too() {
 }
 
 #[tokio::test]
+async fn her_enrollments_are_read_once_for_the_check_of_a_send_under_way_and_their_end() {
+    // given ann waiting in a journey
+    let (h, faulty) = faulty_harness();
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    faulty.take_queried();
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then her enrollment was read once (the check that no send of hers is under way read
+    // it, and the erasure ended it from that read), and it went
+    assert_eq!(erased.enrollments, 1, "{erased:?}");
+    let queried = faulty.take_queried();
+    assert_eq!(queried.get("E#"), Some(&1), "{queried:?}");
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
+}
+
+#[tokio::test]
 async fn what_her_enrollment_still_owed_the_timeline_is_counted_at_her_erasure() {
     // given ann waiting in a journey whose entry's timeline record was never written (the
     // worker stopped after its email went out): her enrollment still owes it
