@@ -13,7 +13,7 @@ use waymark::event::{self, Call, Limits};
 use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
-use waymark::store::Record;
+use waymark::store::{Record, Store};
 
 use support::faulty::faulty_harness;
 use support::{at, Harness};
@@ -1486,4 +1486,143 @@ async fn an_entry_committed_after_her_erasure_is_taken_back() {
         .collect();
     assert_eq!(keys, ["U#ann/P"]);
     assert!(mark_of(&h, "ann").is_erasure_mark());
+}
+
+/// A store whose next write of an event's dedup marker (`D#`) has her erased first: an event
+/// applied as her erasure runs, whose marker lands after the erasure cleared her partition.
+struct EraseBeforeMarker {
+    inner: waymark::store::MemoryStore,
+    eraser: Mutex<Option<Arc<waymark::runtime::Runtime>>>,
+}
+
+#[async_trait]
+impl waymark::store::Store for EraseBeforeMarker {
+    async fn get(
+        &self,
+        key: &waymark::store::Key,
+    ) -> Result<Option<Record>, waymark::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        record: &Record,
+        expect: waymark::store::Expect,
+    ) -> Result<(), waymark::store::StoreError> {
+        if record.key.sk.starts_with("D#") {
+            let eraser = self.eraser.lock().expect("eraser").take();
+            if let Some(rt) = eraser {
+                rt.erase("ann").await.expect("erased");
+            }
+        }
+        self.inner.put(record, expect).await
+    }
+    async fn delete(
+        &self,
+        key: &waymark::store::Key,
+        expect: waymark::store::Expect,
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<Record>, waymark::store::StoreError> {
+        self.inner.query(pk, prefix).await
+    }
+    async fn pending(
+        &self,
+        part: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, waymark::store::StoreError> {
+        self.inner.pending(part, limit).await
+    }
+    async fn fold(
+        &self,
+        records: &[waymark::store::Key],
+        counters: &[(waymark::store::Key, waymark::store::Counts)],
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.fold(records, counters).await
+    }
+    async fn fold_part(
+        &self,
+        record: &waymark::store::Key,
+        part: u32,
+        last: bool,
+        counters: &[(waymark::store::Key, waymark::store::Counts)],
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.fold_part(record, part, last, counters).await
+    }
+    async fn counters(
+        &self,
+        key: &waymark::store::Key,
+    ) -> Result<std::collections::BTreeMap<String, i64>, waymark::store::StoreError> {
+        self.inner.counters(key).await
+    }
+    async fn scan(
+        &self,
+        sk: &str,
+        segment: u32,
+        segments: u32,
+        start: Option<&waymark::store::Key>,
+        limit: usize,
+    ) -> Result<waymark::store::Page, waymark::store::StoreError> {
+        self.inner.scan(sk, segment, segments, start, limit).await
+    }
+}
+
+#[tokio::test]
+async fn the_dedup_marker_of_an_event_applied_as_she_is_erased_is_kept_until_it_expires() {
+    // given ann, known, and a track of hers being applied by a worker
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"m1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    let track = event_now(
+        &h,
+        Call::Track,
+        serde_json::json!({"userId": "ann", "event": "page_viewed", "messageId": "m2"}),
+    );
+
+    // when her erasure runs between the worker's reading of her profile and its writing of
+    // the event's dedup marker
+    let store = Arc::new(EraseBeforeMarker {
+        inner: h.store.clone(),
+        eraser: Mutex::new(Some(Arc::new(another_worker(
+            &h,
+            Arc::new(h.store.clone()),
+        )))),
+    });
+    let worker = another_worker(&h, store.clone());
+    worker
+        .handle(&Message::Event(Arc::new(track)))
+        .await
+        .expect("handled");
+    assert!(store.eraser.lock().expect("eraser").is_none(), "not erased");
+
+    // then the marker is kept beside her mark (README's list of what the erasure keeps names
+    // it): her id and the event's messageId, no trait, expiring as a marker does
+    let kept: Vec<Record> = h
+        .store
+        .query("U#ann", "")
+        .await
+        .expect("query")
+        .into_iter()
+        .filter(|r| r.key.sk != "P")
+        .collect();
+    let keys: Vec<String> = kept.iter().map(|r| r.key.sk.to_string()).collect();
+    assert_eq!(keys, ["D#m2"]);
+    let body = String::from_utf8_lossy(&kept[0].body.json().expect("json")).to_string();
+    assert!(!body.contains("ann@example.com"), "{body}");
+    let expires = kept[0].expires.expect("an expiry");
+    let fifteen_days = h.now() + jiff::SignedDuration::from_hours(24 * 15);
+    assert!(expires <= fifteen_days.as_second() + 1, "{expires}");
+
+    // and her DELETE sent again clears it
+    h.rt.erase("ann").await.expect("erase again");
+    let keys: Vec<String> = records_about(&h, "ann")
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    assert_eq!(keys, ["U#ann/P"]);
 }
