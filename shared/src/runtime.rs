@@ -793,18 +793,6 @@ struct Unit<'a> {
     others_done: &'a std::sync::atomic::AtomicBool,
 }
 
-/// Whether the user of transition `u`, her profile `p` as read before its first effect, was
-/// erased since it was made (its worker read her profile and enrollment before the erasure
-/// marked and ended them, and committed it after): `p` is the erasure's mark, or her profile
-/// marked by an erasure under way, or one made since by a later event, the erasure having come
-/// after the transition.
-fn erased_since(p: &Profile, u: &Unit<'_>) -> bool {
-    let made_at = u.timeline.first().map(|e| e.at);
-    p.is_erasure_mark()
-        || p.erased_at
-            .is_some_and(|erased| made_at.is_some_and(|at| at < erased))
-}
-
 /// Whether an effect queues or cancels a wake-up (done once, not again when its unit's sends
 /// are retried).
 fn is_wake_up(e: &Effect) -> bool {
@@ -3630,12 +3618,6 @@ impl Runtime {
     /// timeline record waits until every send has its outcome. Says whether a timeline record
     /// is stored (there is none for a transition with nothing to record).
     async fn perform(&self, u: Unit<'_>) -> Result<bool, RunError> {
-        if !u.effects.is_empty() || !u.timeline.is_empty() {
-            let (p, _) = self.load_profile(u.user).await?;
-            if erased_since(&p, &u) {
-                return self.performed_after_erasure(&u, &[]).await;
-            }
-        }
         // The transition's entries, with room for an outcome entry for each send.
         let sends = u
             .effects
@@ -3827,14 +3809,11 @@ impl Runtime {
         }
     }
 
-    /// A transition committed before its user's erasure and performed after it began found her
-    /// mark (before its first effect, or at its `update`, the one effect that writes her
-    /// profile): what it put in her partition before, after the erasure may have cleared it,
-    /// goes (the inbox items of its in-app sends `done`; its enrollment's record, when it is
-    /// the one this transition wrote, an entry committed after the erasure cleared her
-    /// partition), and the rest of it is not performed (no later send, no wake-up, no timeline
-    /// record: each would be kept up to [`KEEP_FOR`], and a send's ledger entry that the
-    /// erasure recorded skipped may be gone with her partition). Nothing to record.
+    /// A transition committed before its user's erasure and performed as it ran, found her
+    /// mark (its `update`, the one effect that reads her profile): what it put in her
+    /// partition before, after the erasure may have cleared it, goes (the inbox items of its
+    /// in-app sends `done`), and the rest of it is not performed (no later send, no wake-up,
+    /// no timeline record: each would be kept up to [`KEEP_FOR`]). Nothing to record.
     async fn performed_after_erasure(
         &self,
         u: &Unit<'_>,
@@ -3849,22 +3828,6 @@ impl Runtime {
             .collect();
         if !inbox.is_empty() {
             self.store.delete_many(&inbox).await?;
-        }
-        // Her enrollment's record as this transition wrote it, found under the bare mark: the
-        // erasure ended her enrollments before this entry was committed (it read her profile
-        // before the mark), and would never find it (in the moment before, her enrollments
-        // being ended, the erasure ends it, records this transition and counts it).
-        let key = enrollment_key(u.user, u.record);
-        let bare = self.load_profile(u.user).await?.0.is_erasure_mark();
-        if let Some(r) = self.store.get(&key).await?.filter(|_| bare) {
-            let e: Arc<Enrollment> = r.parse_shared()?;
-            if *e.id == *u.enrollment && e.outbox_cause.as_deref() == Some(u.cause) {
-                match self.store.delete(&key, Expect::Version(r.version)).await {
-                    // Changed since: another worker's, or the erasure's.
-                    Ok(()) | Err(StoreError::Conflict) => {}
-                    Err(err) => return Err(err.into()),
-                }
-            }
         }
         tracing::info!(user = %u.user, journey = %u.journey, enrollment = %u.enrollment, "a transition performed as its user was erased stops: nothing more of it is performed or kept");
         Ok(false)

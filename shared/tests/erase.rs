@@ -1221,35 +1221,11 @@ async fn a_send_that_fails_as_she_is_erased_is_counted_skipped_once_the_erasure_
     assert_eq!(keys, ["U#ann/P"]);
 }
 
-/// What another worker does right after the first write of an enrollment record: handle a
-/// message, or erase a user.
-enum Then {
-    Handle(Arc<waymark::runtime::Runtime>, Message),
-    Erase(Arc<waymark::runtime::Runtime>, &'static str),
-}
-
-/// A store that has another worker handle a message (or erase a user) right after the first
-/// write of an enrollment record (`E#`) goes through it; with `on_read`, right after the first
-/// read of a user's enrollments instead (before the worker commits what it read them for).
+/// A store that has another worker handle a message right after the first write of an
+/// enrollment record (`E#`) goes through it.
 struct HandleAfterEnrollmentWrite {
     inner: waymark::store::MemoryStore,
-    then: Mutex<Option<Then>>,
-    on_read: bool,
-}
-
-impl HandleAfterEnrollmentWrite {
-    async fn then(&self) {
-        let then = self.then.lock().expect("then").take();
-        match then {
-            Some(Then::Handle(rt, message)) => {
-                rt.handle(&message).await.expect("handled");
-            }
-            Some(Then::Erase(rt, user)) => {
-                rt.erase(user).await.expect("erased");
-            }
-            None => {}
-        }
-    }
+    then: Mutex<Option<(Arc<waymark::runtime::Runtime>, Message)>>,
 }
 
 #[async_trait]
@@ -1266,8 +1242,11 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
         expect: waymark::store::Expect,
     ) -> Result<(), waymark::store::StoreError> {
         self.inner.put(record, expect).await?;
-        if record.key.sk.starts_with("E#") && !self.on_read {
-            self.then().await;
+        if record.key.sk.starts_with("E#") {
+            let then = self.then.lock().expect("then").take();
+            if let Some((rt, message)) = then {
+                rt.handle(&message).await.expect("handled");
+            }
         }
         Ok(())
     }
@@ -1283,11 +1262,7 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
         pk: &str,
         prefix: &str,
     ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        let read = self.inner.query(pk, prefix).await?;
-        if prefix == "E#" && self.on_read {
-            self.then().await;
-        }
-        Ok(read)
+        self.inner.query(pk, prefix).await
     }
     async fn partitions_between(
         &self,
@@ -1373,11 +1348,10 @@ async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased()
     h.clock.set(pending.at);
     let store = Arc::new(HandleAfterEnrollmentWrite {
         inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Handle(
+        then: Mutex::new(Some((
             Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
             wake,
         ))),
-        on_read: false,
     });
     let eraser = another_worker(&h, store);
     eraser.erase("ann").await.expect("erase");
@@ -1393,101 +1367,6 @@ async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased()
     assert_eq!(count(&s, "entered"), 1, "{s:?}");
     assert_eq!(count(&s, "exited"), 1, "{s:?}");
 }
-
-const WELCOME: &str = r#"
-id: welcome
-name: Welcome
-trigger: {event: signed_up}
-steps:
-  - id: hello
-    send:
-      email: {subject: "Welcome", text: "Hi"}
-  - id: code
-    send: {in_app: {title: "Your code", body: "1234"}}
-  - id: later
-    wait: 1d
-  - id: again
-    send:
-      email: {subject: "A day in", text: "Hi again"}
-"#;
-
-/// A transition with no `update` step, committed just before her erasure and performed after
-/// it (the worker read her profile and enrollment before the erasure marked and ended them):
-/// it writes nothing of hers after the erasure, no timeline record, no inbox item, no send
-/// ledger entry, and sends nothing. (Before, only a transition with an `update` step, the one
-/// effect that read her profile, found her mark: this one sent the email the erasure had
-/// recorded skipped, and wrote its records into her cleared partition.)
-#[tokio::test]
-async fn a_transition_committed_as_she_is_erased_writes_nothing_of_hers_after() {
-    // given a journey whose first steps email her and put a message in her inbox (no update)
-    let h = Harness::new("2026-12-01T10:00:00Z");
-    h.publish(WELCOME).await;
-    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
-        .await;
-    // and a worker over a store that has another worker erase her right after it commits her
-    // entry (before it performs it)
-    let store = Arc::new(HandleAfterEnrollmentWrite {
-        inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Erase(
-            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-            "ann",
-        ))),
-        on_read: false,
-    });
-    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
-    let h = h.with(store, Arc::new(sender));
-
-    // when she signs up
-    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
-        .await;
-    h.advance_to(at("2026-12-02T12:00:00Z")).await;
-
-    // then nothing went out, and nothing of hers is left but her mark
-    let sent = lines.lock().expect("lines").len();
-    assert_eq!(sent, 0);
-    let keys: Vec<String> = records_about(&h, "ann")
-        .iter()
-        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
-        .collect();
-    assert_eq!(keys, ["U#ann/P"]);
-    assert!(mark_of(&h, "ann").is_erasure_mark());
-}
-
-/// The same when the erasure runs between the worker's read of her enrollments and its commit
-/// of her entry: the erasure, finding no enrollment of the journey, is over when the entry is
-/// written; the worker, finding her mark before its first effect, takes the entry back too
-/// (left, it would go on as hers at her next event), and sends nothing.
-#[tokio::test]
-async fn an_entry_committed_after_her_erasure_is_taken_back() {
-    let h = Harness::new("2026-12-01T10:00:00Z");
-    h.publish(WELCOME).await;
-    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
-        .await;
-    let store = Arc::new(HandleAfterEnrollmentWrite {
-        inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Erase(
-            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-            "ann",
-        ))),
-        on_read: true,
-    });
-    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
-    let h = h.with(store, Arc::new(sender));
-
-    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
-        .await;
-    h.advance_to(at("2026-12-02T12:00:00Z")).await;
-
-    let sent = lines.lock().expect("lines").len();
-    assert_eq!(sent, 0);
-    let keys: Vec<String> = records_about(&h, "ann")
-        .iter()
-        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
-        .collect();
-    assert_eq!(keys, ["U#ann/P"]);
-    assert!(mark_of(&h, "ann").is_erasure_mark());
-}
-
 /// A store whose next write of an event's dedup marker (`D#`) has her erased first: an event
 /// applied as her erasure runs, whose marker lands after the erasure cleared her partition.
 struct EraseBeforeMarker {
