@@ -174,6 +174,49 @@ impl Runtime {
         ))
     }
 
+    /// Erases the visitor `anon:{anonymous_id}` that an event of `user` received before her
+    /// erasure names as hers (a login or an alias: it carries both ids), which her erasure did
+    /// not find (her profile did not list the visitor yet) and which the event, dropped, would
+    /// never merge into her: erased as the visitors merged into her are (see
+    /// [`Runtime::erase`]), her email and her journeys with it. A visitor merged into another
+    /// user is his, and left as it is. Idempotent (the event redelivered finds the visitor's
+    /// mark, and finishes what an earlier attempt left); a send of the visitor's under way in
+    /// another worker, or an erasure that stopped at its bound, fails the event with a
+    /// [`RunError::Retry`], to be handled again.
+    pub(crate) async fn erase_visitor_named(
+        &self,
+        user: &str,
+        anonymous_id: &str,
+    ) -> Result<(), RunError> {
+        let anon = crate::store::join(&[ANONYMOUS_PREFIX, anonymous_id]);
+        let (theirs, _) = self.load_profile(&anon).await?;
+        if theirs
+            .merged_into
+            .as_deref()
+            .is_some_and(|into| into != user)
+        {
+            return Ok(());
+        }
+        tracing::info!(
+            user,
+            "a visitor named by an event received before the user's erasure is erased with her"
+        );
+        let erased = match self.erase(&anon).await {
+            Err(RunError::Retry(why)) if why == SEND_UNDER_WAY => {
+                return Err(RunError::Retry(
+                    "a send of a visitor the erased user was is under way: the event that names her is handled again once it is done".into(),
+                ));
+            }
+            other => other?,
+        };
+        if erased.remaining {
+            return Err(RunError::Retry(
+                "the erasure of a visitor the user was is not finished yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Erases `user` as one attempt of a request. `enrollments`: her enrollment records as the
     /// request read them before it changed anything (its check for a send under way), to end
     /// without reading them again.

@@ -1879,6 +1879,11 @@ impl Runtime {
             .await?
             .0;
         if before_erasure.into_inner() {
+            // A login (or an alias) among them names a visitor who was her, which her erasure
+            // could not find: erased too, as the visitors merged into her are.
+            if let Some(a) = anonymous_id {
+                self.erase_visitor_named(user, a).await?;
+            }
             tracing::info!(message_id = %e.message_id, "an event received before its user was erased is dropped");
             return Ok(());
         }

@@ -1505,3 +1505,205 @@ async fn the_dedup_marker_of_an_event_applied_as_she_is_erased_is_kept_until_it_
         .collect();
     assert_eq!(keys, ["U#ann/P"]);
 }
+
+/// The login queued for `user` (with the visitor `anonymous_id`), received now.
+fn login_now(h: &Harness, user: &str, anonymous_id: &str, id: &str) -> Message {
+    Message::Event(Arc::new(event_now(
+        h,
+        Call::Identify,
+        serde_json::json!({"userId": user, "anonymousId": anonymous_id, "messageId": id, "traits": {"first_name": "Ann"}}),
+    )))
+}
+
+/// The keys of the records that name `user`, sorted.
+fn keys_about(h: &Harness, user: &str) -> Vec<String> {
+    let mut keys: Vec<String> = records_about(h, user)
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_visitor_her_login_received_before_her_erasure_names_is_erased_with_her() {
+    // given a visitor with an email, in the middle of a journey (its first email sent, its
+    // second two hours away), and ann, who has no link to the visitor yet
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"a1","traits":{"first_name":"Ann"}}"#,
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","anonymousId":"v-ann","messageId":"m1","traits":{"email":"ann-visitor@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","anonymousId":"v-ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+    // and her login as that visitor, received now, still on the queue as her erasure runs
+    let login = login_now(&h, "ann", "v-ann", "l1");
+    h.queue
+        .send(
+            QueueName::Events,
+            &[Outbound {
+                message: login.clone(),
+                delay_secs: 30,
+            }],
+        )
+        .await
+        .expect("queue");
+
+    // when she is erased (her profile does not name the visitor: not found), and the login
+    // arrives after, and the visitor's wait would have ended
+    let erased = h.rt.erase("ann").await.expect("erase");
+    assert_eq!(erased.anonymous, 0, "{erased:?}");
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+
+    // then the login is dropped, and the visitor it named as hers is erased too: her second
+    // email never goes out, her profile is a mark (no email kept), and nothing else of her is
+    // left; her enrollment is counted as ended where it was
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+    let visitor = mark_of(&h, "anon:v-ann");
+    assert!(visitor.is_erasure_mark(), "{visitor:?}");
+    assert!(h
+        .rt
+        .user("anon:v-ann")
+        .await
+        .expect("user")
+        .profile
+        .is_none());
+    assert!(h.rt.user("ann").await.expect("user").profile.is_none());
+    assert_eq!(keys_about(&h, "ann"), ["U#ann/P", "U#anon:v-ann/P"]);
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "entered"), 1, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    assert_eq!(count(&s, "step.first.sent.email"), 1, "{s:?}");
+
+    // when the login comes again (a redelivery)
+    h.rt.handle(&login).await.expect("handled again");
+    h.rt.fold_stats().await.expect("fold");
+
+    // then nothing changes, and nothing is counted twice
+    assert_eq!(keys_about(&h, "ann"), ["U#ann/P", "U#anon:v-ann/P"]);
+    assert!(mark_of(&h, "anon:v-ann").is_erasure_mark());
+    assert_eq!(h.rt.stats("cart_nudge").await.expect("stats"), s);
+    assert_eq!(h.outbox().len(), 1, "{:?}", h.outbox());
+}
+
+#[tokio::test]
+async fn a_login_sent_after_her_erasure_merges_the_visitor_into_her_new_profile() {
+    // given a visitor with an email, in the middle of a journey, and ann, erased before she
+    // logs in as that visitor
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"a1","traits":{"first_name":"Ann"}}"#,
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","anonymousId":"v-ann","messageId":"m1","traits":{"email":"ann-visitor@example.com"}}"#,
+        r#"{"at":"2026-12-01T10:01:00Z","type":"track","anonymousId":"v-ann","event":"cart_abandoned","messageId":"m2"}"#,
+    ]))
+    .await;
+    h.rt.erase("ann").await.expect("erase");
+
+    // when she logs in as the visitor a minute after her erasure
+    h.play(r#"{"at":"2026-12-01T10:02:00Z","type":"identify","userId":"ann","anonymousId":"v-ann","messageId":"l1","traits":{"first_name":"Ann"}}"#)
+        .await;
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+
+    // then the visitor is merged into her new profile as any visitor at a login, and her
+    // journey goes on as hers
+    let p =
+        h.rt.user("ann")
+            .await
+            .expect("user")
+            .profile
+            .expect("a new profile");
+    assert_eq!(p.traits["email"], "ann-visitor@example.com", "{p:?}");
+    assert_eq!(h.outbox().len(), 2, "{:?}", h.outbox());
+    assert!(
+        h.outbox()[1].contains(" ann email second"),
+        "{:?}",
+        h.outbox()
+    );
+}
+
+/// A provider that, while it takes the first message, has another worker handle `then` (a
+/// message queued meanwhile), keeping what that answered.
+#[derive(Default)]
+struct HandlingProvider {
+    then: Mutex<Option<(Arc<waymark::runtime::Runtime>, Message)>>,
+    answered: Mutex<Vec<Result<waymark::runtime::Handled, waymark::runtime::RunError>>>,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Sender for HandlingProvider {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let then = self.then.lock().expect("then").take();
+        if let Some((rt, m)) = then {
+            let answer = rt.handle(&m).await;
+            self.answered.lock().expect("answered").push(answer);
+        }
+        let line = format!("{} {}", message.user_id, message.step);
+        self.sent.lock().expect("sent").push(line);
+        Ok(Receipt::default())
+    }
+}
+
+#[tokio::test]
+async fn a_login_that_names_a_visitor_whose_email_is_going_out_waits_for_it() {
+    // given a visitor with an email, and ann, with no link to her yet; her login as that
+    // visitor is received, and queued behind others, when she is erased
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    let provider = Arc::new(HandlingProvider::default());
+    let store = h.store.clone();
+    let worker = Arc::new(another_worker(&h, Arc::new(h.store.clone())));
+    let h = h.with(Arc::new(store), provider.clone());
+    h.publish(NUDGE).await;
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","messageId":"a1","traits":{"first_name":"Ann"}}"#,
+        r#"{"at":"2026-12-01T10:00:00Z","type":"identify","anonymousId":"v-ann","messageId":"m1","traits":{"email":"ann-visitor@example.com"}}"#,
+    ]))
+    .await;
+    let login = login_now(&h, "ann", "v-ann", "l1");
+    h.rt.erase("ann").await.expect("erase");
+    *provider.then.lock().expect("then") = Some((worker, login.clone()));
+
+    // when the visitor abandons a cart, and another worker handles the login while the
+    // visitor's first email is going out
+    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","anonymousId":"v-ann","event":"cart_abandoned","messageId":"m2"}"#)
+        .await;
+
+    // then the login's handling is to be tried again, nothing of the visitor's changed
+    let answered = provider.answered.lock().expect("answered").clone();
+    assert!(
+        matches!(
+            answered.as_slice(),
+            [Ok(waymark::runtime::Handled::Retried { attempt: 1, .. })]
+        ),
+        "{answered:?}"
+    );
+    let view = h.rt.user("anon:v-ann").await.expect("user");
+    assert!(
+        view.profile
+            .as_ref()
+            .is_some_and(|p| p.traits.get("email").is_some() && p.erased_at.is_none()),
+        "{:?}",
+        view.profile
+    );
+
+    // when it is (minutes later, the email gone out), and the visitor's wait would have ended
+    h.advance_to(at("2026-12-01T13:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+
+    // then the visitor is erased: her first email counted as sent, her second never sent,
+    // her enrollment counted as ended
+    assert_eq!(*provider.sent.lock().expect("sent"), ["anon:v-ann first"]);
+    assert!(mark_of(&h, "anon:v-ann").is_erasure_mark());
+    let s = h.rt.stats("cart_nudge").await.expect("stats");
+    assert_eq!(count(&s, "step.first.sent.email"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.first.skipped.erased"), 0, "{s:?}");
+    assert_eq!(count(&s, "exited"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
+    assert_eq!(keys_about(&h, "ann"), ["U#ann/P", "U#anon:v-ann/P"]);
+}
