@@ -2017,13 +2017,16 @@ struct Run<'a> {
 }
 
 /// Why a send is skipped (`quiet_hours`) that quiet hours `q` would hold from `due` until
-/// `until`, longer than its `send_within`: when it was due, in the user's zone `tz` and in UTC,
-/// and how long the hold would be. `tried`: when a try after the first found it inside them
-/// (the runtime's judgement of a late send: its provider was down, its worker died).
+/// `until`, longer than its `send_within`, judged in the user's zone `tz`: when it was due and
+/// how long the hold would be. `tried`: when a try after the first found it inside them and
+/// why it was tried then (a late send: its provider was down; a held send judged again: she
+/// moved). Then `tz` is her zone at that try, not necessarily hers when it was due, so the
+/// due time is said in UTC and the hours of the try in `tz`: "due at 17:00 local time" of a
+/// send due at 22:00 where she was, said in the zone she moved to, contradicted the night.
 pub fn held_too_long_detail(
     tz: &TimeZone,
     due: Timestamp,
-    tried: Option<Timestamp>,
+    tried: Option<(Timestamp, &str)>,
     q: &QuietHours,
     until: Timestamp,
     within: crate::duration::Duration,
@@ -2032,18 +2035,23 @@ pub fn held_too_long_detail(
         let t = at.to_zoned_datetime(tz.clone()).time();
         format!("{:02}:{:02}", t.hour(), t.minute())
     };
-    let held = u64::try_from(until.as_second() - due.as_second()).unwrap_or(0);
-    let tried = tried
-        .map(|t| format!(", tried again at {t} (its first try failed)"))
-        .unwrap_or_default();
-    format!(
-        "due at {} local time ({due}){tried}; quiet hours {}–{} would hold it until {} ({until}), {} later, more than its `send_within: {within}`",
-        local(due),
-        String::from(q.start),
-        String::from(q.end),
-        local(until),
-        crate::duration::Duration::from_secs(held),
-    )
+    let held = crate::duration::Duration::from_secs(
+        u64::try_from(until.as_second() - due.as_second()).unwrap_or(0),
+    );
+    let hours = format!("{}–{}", String::from(q.start), String::from(q.end));
+    match tried {
+        None => format!(
+            "due at {} local time ({due}); quiet hours {hours} would hold it until {} ({until}), {held} later, more than its `send_within: {within}`",
+            local(due),
+            local(until),
+        ),
+        Some((at, why)) => format!(
+            "due at {due}; {why} at {at}, {} in her zone then ({}): inside quiet hours {hours}, which hold it until {} there ({until}), {held} after it was due, more than its `send_within: {within}`",
+            local(at),
+            tz.iana_name().unwrap_or("her profile's zone"),
+            local(until),
+        ),
+    }
 }
 
 /// A held send a transition takes again (see [`Run::held`]).
@@ -2807,12 +2815,12 @@ impl<'a> Run<'a> {
         until: Timestamp,
         within: crate::duration::Duration,
     ) -> Night {
-        let now = self
+        let due = self
             .held
             .as_ref()
             .filter(|h| h.step == step)
             .map_or(self.ctx.now, |h| h.held.since.min(self.ctx.now));
-        let held = u64::try_from(until.as_second() - now.as_second()).unwrap_or(0);
+        let held = u64::try_from(until.as_second() - due.as_second()).unwrap_or(0);
         if held <= within.as_secs() {
             return Night::Held;
         }
@@ -2821,7 +2829,8 @@ impl<'a> Run<'a> {
         let Some(t) = self.going_out(send) else {
             return Night::Unheld;
         };
-        let detail = held_too_long_detail(&self.timezone(), now, None, q, until, within);
+        let tried = (due < self.ctx.now).then_some((self.ctx.now, "judged again while held"));
+        let detail = held_too_long_detail(&self.timezone(), due, tried, q, until, within);
         self.log(
             Some(step),
             What::Skipped {

@@ -4390,7 +4390,7 @@ impl Runtime {
                     detail: crate::engine::held_too_long_detail(
                         &tz,
                         due,
-                        Some(now),
+                        Some((now, "tried again after its first try failed")),
                         q,
                         until,
                         within,

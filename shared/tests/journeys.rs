@@ -7281,6 +7281,9 @@ steps:
 /// due, not from the move: Ann's nudge, due at 22:00 UTC with `send_within: 12h`, is held to
 /// 08:00 (10h); at 02:00 she is in New York, where the night ends at 13:00 UTC, 15h after it
 /// was due, so it is skipped then, not sent 11h after the move. Bob, who stays, gets his at 08:00.
+/// The skip says when the send was due in UTC and the hour of the judgement in her new zone,
+/// 21:00, inside the night (it said "due at 17:00 local time", New York's hour of 22:00 UTC,
+/// outside the 21:00–08:00 it said held it).
 #[tokio::test]
 async fn send_within_after_a_move_during_the_hold_counts_from_when_the_send_was_due() {
     let journey = r#"
@@ -7312,7 +7315,7 @@ steps:
         .collect();
     assert_eq!(
         skipped,
-        ["2026-12-02T02:00:00Z due at 17:00 local time (2026-12-01T22:00:00Z); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-02T13:00:00Z), 15h later, more than its `send_within: 12h`"]
+        ["2026-12-02T02:00:00Z due at 2026-12-01T22:00:00Z; judged again while held at 2026-12-02T02:00:00Z, 21:00 in her zone then (America/New_York): inside quiet hours 21:00–08:00, which hold it until 08:00 there (2026-12-02T13:00:00Z), 15h after it was due, more than its `send_within: 12h`"]
     );
 }
 

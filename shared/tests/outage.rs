@@ -531,7 +531,7 @@ steps:
         .collect();
     // Said as the engine says a send due inside quiet hours that `send_within` skips, with
     // when it was tried again.
-    assert_eq!(skipped, [("quiet_hours".to_string(), "due at 20:58 local time (2026-12-01T20:58:00Z), tried again at 2026-12-01T21:00:12Z (its first try failed); quiet hours 21:00–08:00 would hold it until 08:00 (2026-12-02T08:00:00Z), 11h2m later, more than its `send_within: 1h`".to_string())]);
+    assert_eq!(skipped, [("quiet_hours".to_string(), "due at 2026-12-01T20:58:00Z; tried again after its first try failed at 2026-12-01T21:00:12Z, 21:00 in her zone then (UTC): inside quiet hours 21:00–08:00, which hold it until 08:00 there (2026-12-02T08:00:00Z), 11h2m after it was due, more than its `send_within: 1h`".to_string())]);
 }
 
 /// A send tried again late is judged against quiet hours where she is then, not where the
