@@ -296,6 +296,14 @@ pub fn parse(file: &str, text: &str) -> Result<Settings, Vec<FileError>> {
         .filter_map(|(name, cap)| Some((Channel::parse(name)?, *cap)))
         .collect();
     let mut errors = Vec::new();
+    for (name, cap) in &located.value.caps {
+        if cap.max == 0 {
+            errors.push(located.error(
+                &format!("caps.{name}.max"),
+                format!("`max: 0` would skip every {name} message as `capped`: a cap limits how many go out, it does not switch a channel off; write 1 or more, and to send no {name}, take it out of the journeys' sends, or let each user say no with an opt-out or a subscription topic (`topics:`)"),
+            ));
+        }
+    }
     for (id, topic) in &located.value.topics {
         if !waymark::topic::valid_id(id) {
             errors.push(located.error(
@@ -407,6 +415,30 @@ mod tests {
         assert_eq!(
             parse("w.yaml", "# nothing\n").expect("ok"),
             Settings::default()
+        );
+    }
+
+    /// A cap of 0 would skip every message of its channel, each with a `capped` detail naming
+    /// no send that holds the cap: refused, saying how to send none of that channel.
+    #[test]
+    fn a_cap_of_zero_is_refused_at_its_max() {
+        let errs = parse(
+            "w.yaml",
+            "caps:\n  push: {max: 3, per: 1d}\n  email: {max: 0, per: 1d}\n",
+        )
+        .expect_err("max 0");
+        let told: Vec<(usize, usize, &str)> = errs
+            .iter()
+            .map(|e| (e.line, e.column, e.path.as_str()))
+            .collect();
+        assert_eq!(told, [(3, 11, "caps.email.max")], "{errs:?}");
+        assert!(
+            errs[0].message.contains("does not switch a channel off")
+                && errs[0]
+                    .message
+                    .contains("take it out of the journeys' sends")
+                && errs[0].message.contains("subscription topic"),
+            "{errs:?}"
         );
     }
 
