@@ -2631,6 +2631,15 @@ fn validate(j: &Journey) -> Vec<Problem> {
                     out.push(problem(format!("{base}.update.unset[{n}]"), why));
                 }
             }
+            // A trait both set and unset: the update would remove it, the `set` in vain.
+            for (n, k) in u.unset.iter().enumerate() {
+                if u.set.contains_key(k) {
+                    out.push(problem(
+                        format!("{base}.update.unset[{n}]"),
+                        format!("`{k}` is both in `set` (`set: {{{k}: ...}}`) and in `unset` (`unset[{n}]`) of this update, which would remove it, the value set for nothing: keep it in one of them, `set` to give it that value, `unset` to remove it"),
+                    ));
+                }
+            }
             for (k, src) in update_templates(u) {
                 if let Err(e) = template::check_offering(src, &template::SCOPE_OUTSIDE_EMAIL) {
                     out.push(Problem {
@@ -4759,6 +4768,10 @@ steps:
                 "a trait needs a name: set one that `profile.<name>` reads, like `plan`",
             ),
             (
+                "      set: {plan: \"{{ event.p }}\", email: x@example.com}\n      unset: [name, email]\n",
+                "j.yaml:8:21: steps[0].update.unset[1]: `email` is both in `set` (`set: {email: ...}`) and in `unset` (`unset[1]`) of this update, which would remove it, the value set for nothing: keep it in one of them, `set` to give it that value, `unset` to remove it",
+            ),
+            (
                 "      unset: [\"  \"]\n",
                 "steps[0].update.unset[0]: a trait needs a name: unset one",
             ),
@@ -4782,7 +4795,8 @@ steps:
         }
         // Written as the advice says, it is valid.
         for fixed in [
-            "      set: {address: {city: \"Paris\"}, subscriber: true, stated_at: x}\n      unset: [address]\n",
+            "      set: {address: {city: \"Paris\"}, subscriber: true, stated_at: x}\n",
+            "      unset: [address]\n",
             "      set: {address: \"{{ {'city': event.city | title} }}\"}\n",
         ] {
             parse("j.yaml", &text(fixed)).expect(fixed);
