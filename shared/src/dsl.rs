@@ -2984,6 +2984,16 @@ fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<
         }
         _ => {}
     }
+    if template::is_template(name) {
+        let value = if value.is_some() {
+            "; its value may be one, like `plan: \"{{ event.plan }}\"`"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "`{name}` is a template, but a trait's name is not one: it is fixed text, the trait {verb} under that very name; name the trait, like `plan`{value}"
+        ));
+    }
     if !name.contains('.') {
         return None;
     }
@@ -4770,6 +4780,14 @@ steps:
             (
                 "      set: {plan: \"{{ event.p }}\", email: x@example.com}\n      unset: [name, email]\n",
                 "j.yaml:8:21: steps[0].update.unset[1]: `email` is both in `set` (`set: {email: ...}`) and in `unset` (`unset[1]`) of this update, which would remove it, the value set for nothing: keep it in one of them, `set` to give it that value, `unset` to remove it",
+            ),
+            (
+                "      set: {\"{{ event.k }}\": 1}\n",
+                "j.yaml:7:13: steps[0].update.set.{{ event.k }}: `{{ event.k }}` is a template, but a trait's name is not one: it is fixed text, the trait set under that very name; name the trait, like `plan`; its value may be one, like `plan: \"{{ event.plan }}\"`",
+            ),
+            (
+                "      unset: [\"{% if x %}a{% endif %}\"]\n",
+                "steps[0].update.unset[0]: `{% if x %}a{% endif %}` is a template, but a trait's name is not one: it is fixed text, the trait unset under that very name; name the trait, like `plan`",
             ),
             (
                 "      unset: [\"  \"]\n",
