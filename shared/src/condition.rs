@@ -879,6 +879,11 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ConditionError> {
                     "write \"<=\" for \"at most\" (the \"=\" comes second), like event.n <= 10",
                 )
             }
+            // `=!` is `!=` written the other way round, not `==` and a stray `!`.
+            '=' if next == Some('!') => return error(
+                at,
+                "write \"!=\" for \"not equal\" (the \"=\" comes second), like event.plan != 'pro'",
+            ),
             '=' => return error(at, "write \"==\" to compare, like event.plan == 'pro'"),
             '!' if next == Some('=') => {
                 i += 1;
@@ -4188,6 +4193,11 @@ mod tests {
             ("event.total => 50", 12, "write \">=\" for \"at least\""),
             ("event.total =< 50", 12, "write \"<=\" for \"at most\""),
             ("event.total=>50", 11, "like event.n >= 10"),
+            (
+                "event.x =! 3",
+                8,
+                "write \"!=\" for \"not equal\" (the \"=\" comes second)",
+            ),
             ("event.total <> 50", 12, "write \"!=\""),
             ("!exists(event.x)", 0, "write \"not\""),
             ("event.a && event.b", 8, "write \"and\""),
