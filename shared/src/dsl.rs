@@ -878,6 +878,23 @@ fn explain(message: &str) -> String {
             shape::found_words(found)
         );
     }
+    // `id: 123`, `name: true`: YAML reads an unquoted number or truth value as one, where
+    // text goes; in quotes it is that text.
+    if let Some((what, v)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.strip_suffix(", expected a string"))
+        .and_then(|given| {
+            let (kind, v) = given.split_once(" `")?;
+            let what = match kind {
+                "integer" | "floating point" => "a number",
+                "boolean" => "a truth value",
+                _ => return None,
+            };
+            Some((what, v.strip_suffix('`')?))
+        })
+    {
+        return format!("`{v}` is read as {what}, where text goes: put it in quotes, `\"{v}\"`");
+    }
     // A trigger's events written as a map, a number or a truth value.
     if let Some(found) = message
         .strip_prefix("invalid type: ")
@@ -7233,6 +7250,24 @@ steps:
             e.message,
             "this is a list, where one value goes: write a single name or text here"
         );
+        // A number or a truth value where text goes: quoted, it is that text.
+        for (text, said) in [
+            (
+                "id: 123\nname: J\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
+                "`123` is read as a number, where text goes: put it in quotes, `\"123\"`",
+            ),
+            (
+                "id: j\nname: 1.5\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
+                "`1.5` is read as a number, where text goes: put it in quotes, `\"1.5\"`",
+            ),
+            (
+                "id: j\nname: J\ntrigger: {event: e}\nsteps: [{id: a, send: {push: {title: t, body: b, data: {k: true}}}}]\n",
+                "`true` is read as a truth value, where text goes: put it in quotes, `\"true\"`",
+            ),
+        ] {
+            let e = first_error(text);
+            assert_eq!(e.message, said, "{text}");
+        }
         // A trigger's event may be a list (any of them enters), but not a map.
         let e =
             first_error("id: j\nname: J\ntrigger: {event: {a: 1}}\nsteps: [{id: a, wait: 1h}]\n");
