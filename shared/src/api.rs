@@ -209,6 +209,7 @@ const BAD_UNSUBSCRIBE_LINK: &str = "<!doctype html><html><head><meta charset=\"u
 /// person who opened it (`html`), else (a mailbox provider's one-click POST) JSON naming
 /// `token`. Neither says more of the token than that it is not valid.
 fn bad_unsubscribe_link(html: bool) -> Response<Bytes> {
+    const WHY: &str = "is not a valid unsubscribe token (the link may have been cut when it was copied): use the whole link from the email";
     let mut r = if html {
         page(BAD_UNSUBSCRIBE_LINK)
     } else {
@@ -217,8 +218,8 @@ fn bad_unsubscribe_link(html: bool) -> Response<Bytes> {
             &json!({
                 "error": "unauthorized",
                 "code": "unauthorized",
-                "message": "token: is not a valid unsubscribe token (the link may have been cut when it was copied): use the whole link from the email",
-                "errors": [{"field": "token", "message": "is not a valid unsubscribe token (the link may have been cut when it was copied): use the whole link from the email"}],
+                "message": format!("token: {WHY}"),
+                "errors": [{"field": "token", "message": WHY}],
             }),
         )
     };
