@@ -315,18 +315,21 @@ fn event_scope<'a>(
 
 /// Enrolls a user: the `n`th entry of `user_id` into the journey, because of `trigger`.
 pub fn enter(ctx: &Ctx<'_>, user_id: &str, n: u32, trigger: TriggerEvent) -> Transition {
-    enter_after(ctx, user_id, n, trigger, None)
+    enter_after(ctx, user_id, n, trigger, None, Vec::new())
 }
 
 /// [`enter`] for a user whose previous enrollment in the journey ended at `ended` (a trigger
 /// that arrived late may be stamped before it): the events a `wait_for` of this one hears are
-/// from after that end, not those the previous enrollment heard.
+/// from after that end, not those the previous enrollment heard. `counted`: the split choices
+/// her earlier enrollments were counted on ([`Enrollment::counted`]), so that a split she took
+/// before is not counted again.
 pub fn enter_after(
     ctx: &Ctx<'_>,
     user_id: &str,
     n: u32,
     trigger: TriggerEvent,
     ended: Option<Timestamp>,
+    counted: Vec<crate::enrollment::Counted>,
 ) -> Transition {
     let j = ctx.journey;
     let first = j.first().unwrap_or_default().to_string();
@@ -365,6 +368,7 @@ pub fn enter_after(
         earlier_triggers: Vec::new(),
         counted_until: None,
         splits: Vec::new(),
+        counted,
         previous: None,
         in_app: Vec::new(),
     };
@@ -739,7 +743,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
         step: Some(Arc::from(e.step.as_str())),
         what: What::Converted {
             event: goal.label(),
-            splits: crate::timeline::chosen_by(&e.splits, at),
+            splits: crate::timeline::credited(&e.splits, &e.counted, at),
             last_message: None,
         },
     });
@@ -811,17 +815,25 @@ fn previous_converted(
     // Converted once: nothing more to keep of it (a repeat of the event finds none).
     let mut next = resumed(enrollment);
     let prev = next.previous.take();
-    let entry = prev.map(|prev| Entry {
-        at: ctx.now,
-        journey: next.journey.clone(),
-        enrollment: prev.id.clone(),
-        step: Some(Arc::from(prev.step.as_str())),
-        what: What::Converted {
-            event: goal.label(),
-            splits: crate::timeline::chosen_by(&prev.splits, at),
-            // The runtime credits it (it knows which messages went out).
-            last_message: None,
-        },
+    let entry = prev.map(|prev| {
+        // Counted on its paths unless a conversion of hers was already; noted for the
+        // enrollments that follow (this one inherited its choices as not converted).
+        let splits = crate::timeline::credited(&prev.splits, &next.counted, at);
+        for c in &splits {
+            next.note_counted(&c.step, c.path.as_deref(), true);
+        }
+        Entry {
+            at: ctx.now,
+            journey: next.journey.clone(),
+            enrollment: prev.id.clone(),
+            step: Some(Arc::from(prev.step.as_str())),
+            what: What::Converted {
+                event: goal.label(),
+                splits,
+                // The runtime credits it (it knows which messages went out).
+                last_message: None,
+            },
+        }
     });
     Transition {
         enrollment: next,
@@ -1939,6 +1951,7 @@ fn resumed(e: &Enrollment) -> Enrollment {
         earlier_triggers: e.earlier_triggers.clone(),
         counted_until: e.counted_until,
         splits: e.splits.clone(),
+        counted: e.counted.clone(),
         previous: e.previous.clone(),
         in_app: e.in_app.clone(),
     }
@@ -2155,7 +2168,11 @@ impl<'a> Run<'a> {
             Some(&step),
             What::Converted {
                 event,
-                splits: crate::timeline::chosen_by(&self.enrollment.splits, at),
+                splits: crate::timeline::credited(
+                    &self.enrollment.splits,
+                    &self.enrollment.counted,
+                    at,
+                ),
                 // The runtime credits it (it knows which messages went out).
                 last_message: None,
             },
@@ -2658,11 +2675,12 @@ impl<'a> Run<'a> {
                     let b = bucket(&self.enrollment.user_id, &j.id, &id);
                     let holdout = u32::from(s.holdout.unwrap_or(0)) * 100;
                     if b < holdout {
+                        let again = self.enrollment.counted_on(&id, None).is_some();
                         self.chose(&id, None);
                         self.enrollment.status = Status::HeldOut;
                         self.enrollment.ended_at = Some(self.ctx.now);
                         self.enrollment.end_reason = Some("holdout".into());
-                        self.log(Some(&id), What::HeldOut);
+                        self.log(Some(&id), What::HeldOut { again });
                         return;
                     }
                     let total: u64 = s.paths.iter().map(|p| u64::from(p.weight)).sum();
@@ -2683,7 +2701,9 @@ impl<'a> Run<'a> {
                         return;
                     };
                     let path = p.name.clone().unwrap_or_else(|| p.goto.clone());
-                    let again = self.enrollment.splits.iter().any(|c| c.step == id);
+                    // Taken before in a loop, or by an earlier enrollment of hers.
+                    let again = self.enrollment.splits.iter().any(|c| c.step == id)
+                        || self.enrollment.counted_on(&id, Some(&path)).is_some();
                     self.chose(&id, Some(&path));
                     self.log(Some(&id), What::Split { path, again });
                     current = Some(p.goto.clone());

@@ -176,6 +176,13 @@ pub struct Enrollment {
     /// its conversion is counted for its path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub splits: Vec<crate::timeline::SplitChoice>,
+    /// The split choices the user's earlier enrollments of this journey were counted on in its
+    /// stats, carried from each enrollment to the next that takes its record, and whether a
+    /// conversion of hers was: a split's stats count a person once on her path (or the
+    /// holdout) and her conversion once, however often she enters again, so that a path that
+    /// keeps her enrolled longer than the holdout does is not compared by entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted: Vec<Counted>,
     /// The user's enrollment of the journey before this one, whose record this one took: a
     /// goal event that happened in its window but arrives after this entry still converts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +222,34 @@ impl InAppSent {
 /// [`Enrollment::in_app`]): a loop that sends more keeps the latest (the older ones are most
 /// likely read or expired), so that its record stays small.
 pub const IN_APP_KEPT: usize = 16;
+
+/// A split choice an earlier enrollment of the user was counted on (see
+/// [`Enrollment::counted`]): the split step, the path (none for the holdout), and whether her
+/// conversion was counted on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub converted: bool,
+}
+
+/// Notes in `list` that she was counted on `path` of split `step` (and her conversion on it,
+/// when `converted`; a conversion noted stays noted).
+fn note_counted(list: &mut Vec<Counted>, step: &str, path: Option<&str>, converted: bool) {
+    match list
+        .iter_mut()
+        .find(|c| c.step == step && c.path.as_deref() == path)
+    {
+        Some(c) => c.converted |= converted,
+        None => list.push(Counted {
+            step: step.to_string(),
+            path: path.map(str::to_string),
+            converted,
+        }),
+    }
+}
 
 /// What an enrollment keeps of the one before it (see [`Enrollment::previous`]): enough to
 /// credit it a late conversion.
@@ -389,6 +424,9 @@ impl Enrollment {
     /// enrollment id), and remembering the triggers that entered it and the ones before.
     pub fn follow(&mut self, prev: &Enrollment) {
         self.n = self.n.max(prev.n);
+        for c in Self::counted_after(prev) {
+            self.note_counted(&c.step, c.path.as_deref(), c.converted);
+        }
         // Kept for a late goal, unless it converted already.
         self.previous = prev.converted_at.is_none().then(|| {
             Box::new(Previous {
@@ -410,6 +448,33 @@ impl Enrollment {
         let extra = earlier.len().saturating_sub(EARLIER_TRIGGERS);
         earlier.drain(..extra);
         self.earlier_triggers = earlier;
+    }
+
+    /// The split choices an enrollment that follows `prev` inherits as counted (see
+    /// [`Enrollment::counted`]): `prev`'s own and those it inherited, each converted when a
+    /// conversion of hers was counted on it (`prev`'s, made after its choice).
+    pub fn counted_after(prev: &Enrollment) -> Vec<Counted> {
+        let mut out = prev.counted.clone();
+        for c in &prev.splits {
+            let converted = prev
+                .converted_at
+                .is_some_and(|at| c.at.is_none_or(|chosen| chosen <= at));
+            note_counted(&mut out, &c.step, c.path.as_deref(), converted);
+        }
+        out
+    }
+
+    /// Whether an earlier enrollment of hers was counted on `path` of split `step`.
+    pub fn counted_on(&self, step: &str, path: Option<&str>) -> Option<&Counted> {
+        self.counted
+            .iter()
+            .find(|c| c.step == step && c.path.as_deref() == path)
+    }
+
+    /// Notes that she was counted on `path` of split `step` (and her conversion on it, when
+    /// `converted`).
+    pub fn note_counted(&mut self, step: &str, path: Option<&str>, converted: bool) {
+        note_counted(&mut self.counted, step, path, converted);
     }
 
     /// Takes the in-app messages `messages` that enrollment `from` remembered (a visitor's that

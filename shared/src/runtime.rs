@@ -3189,7 +3189,11 @@ impl Runtime {
             Some(l) => l.enrollment.ended_at,
             None => left.and_then(|l| l.ended_at),
         };
-        let mut t = engine::enter_after(&ctx, &profile.user_id, n, trigger, ended);
+        // The split choices her earlier enrollments were counted on: not counted again.
+        let counted = existing
+            .map(|l| Enrollment::counted_after(&l.enrollment))
+            .unwrap_or_default();
+        let mut t = engine::enter_after(&ctx, &profile.user_id, n, trigger, ended, counted);
         t.enrollment.counted_until = counted_until;
         // From her trigger, or the latest occurrence a late one's count took with it.
         let heard_from = t.enrollment.hears_from();
@@ -6691,7 +6695,7 @@ pub fn describe(w: &What) -> String {
         What::NotWithdrawn { reason, .. } => format!("in-app message kept: {reason}"),
         What::Ended { reason } => format!("ended: {reason}"),
         What::Completed => "completed".into(),
-        What::HeldOut => "held out".into(),
+        What::HeldOut { .. } => "held out".into(),
         What::Merged {
             from,
             into,

@@ -55,8 +55,9 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         held: Option<String>,
     },
-    /// A split picked a path; `again` when the enrollment came back to this split in a loop
-    /// (the same path, as the split is stable: the stats count who took each path, once).
+    /// A split picked a path; `again` when she took it before: the enrollment came back to
+    /// this split in a loop, or an earlier enrollment of hers took it (the same path, as the
+    /// split is stable: the stats count who took each path, once).
     Split {
         path: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -131,8 +132,12 @@ pub enum What {
     Ended { reason: String },
     /// Reached an exit step or the end.
     Completed,
-    /// Held out by a split.
-    HeldOut,
+    /// Held out by a split; `again` when she was held out by it before (an earlier enrollment
+    /// of hers: the stats count her in the holdout once, as [`What::Split`]'s `again`).
+    HeldOut {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        again: bool,
+    },
     /// The anonymous user `from` turned out to be `into` (an event carried both ids): the
     /// enrollment goes on as `into`'s, or, when `into` was in the journey already or her entry
     /// rule refuses this one (`ended`, `reason` saying which), it ends here (counted as an exit).
@@ -197,6 +202,23 @@ pub struct SplitChoice {
     pub at: Option<Timestamp>,
 }
 
+/// [`chosen_by`], less the choices an earlier enrollment of hers had a conversion counted on
+/// (`counted`, see [`crate::enrollment::Enrollment::counted`]): a split's stats count her
+/// conversion once on her path.
+pub fn credited(
+    splits: &[SplitChoice],
+    counted: &[crate::enrollment::Counted],
+    at: Timestamp,
+) -> Vec<SplitChoice> {
+    let mut out = chosen_by(splits, at);
+    out.retain(|c| {
+        !counted
+            .iter()
+            .any(|k| k.converted && k.step == c.step && k.path == c.path)
+    });
+    out
+}
+
 /// The choices a conversion at `at` credits: those made by then (a goal event stamped before a
 /// split, arriving late, is no path's of it), without their times (as the timeline shows them).
 pub fn chosen_by(splits: &[SplitChoice], at: Timestamp) -> Vec<SplitChoice> {
@@ -227,7 +249,8 @@ enum Fact<'a> {
     Converted(&'a [SplitChoice], Option<&'a str>),
     Exited,
     Completed,
-    HeldOut,
+    /// Whether she was held out by this split before (not counted in its holdout again).
+    HeldOut(bool),
     Uncounted,
 }
 
@@ -250,7 +273,7 @@ impl What {
             | What::Ended { .. }
             | What::Merged { ended: true, .. } => Fact::Exited,
             What::Completed => Fact::Completed,
-            What::HeldOut => Fact::HeldOut,
+            What::HeldOut { again } => Fact::HeldOut(*again),
             What::Split { path, again: false } => Fact::Split(path),
             What::Split { again: true, .. } => Fact::Uncounted,
             What::Branched { .. }
@@ -294,7 +317,8 @@ struct Counted<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     path: Option<Cow<'a, str>>,
-    /// A split came back to in a loop: not counted again.
+    /// A split (or holdout) she took before, in a loop or an earlier enrollment: not counted
+    /// again.
     #[serde(default)]
     again: bool,
     /// A conversion's split paths: such a record is counted from its entries (conversions are
@@ -336,7 +360,7 @@ pub fn counters_of_json(body: &[u8]) -> Result<BTreeMap<String, BTreeMap<String,
             ),
             "exited" | "stopped" | "ended" => Fact::Exited,
             "completed" => Fact::Completed,
-            "held_out" => Fact::HeldOut,
+            "held_out" => Fact::HeldOut(c.again),
             "branched" | "fell_back" | "updated" | "not_entered" | "unmet" | "not_kept"
             | "withdrawn" | "not_withdrawn" => Fact::Uncounted,
             _ => {
@@ -379,7 +403,7 @@ pub fn most_counters(entries: &[Entry]) -> usize {
         .iter()
         .map(|e| match e.what.fact() {
             // The journey's counter and the step's.
-            Fact::Exited | Fact::HeldOut => 2,
+            Fact::Exited | Fact::HeldOut(_) => 2,
             Fact::Converted(splits, step) => 1 + splits.len() + usize::from(step.is_some()),
             _ => 1,
         })
@@ -399,7 +423,7 @@ fn tally_into<'a>(
         };
         let step = step.unwrap_or_default();
         // The few facts of splits count out of line (`add_split`): the loop stays small.
-        if let Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut = fact {
+        if let Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut(_) = fact {
             add_split(c, &mut name, step, &fact);
             continue;
         }
@@ -419,7 +443,7 @@ fn tally_into<'a>(
                 }
             }
             Fact::Completed => add(Counter::Completed, 1),
-            Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut | Fact::Uncounted => {}
+            Fact::Split(_) | Fact::Converted(..) | Fact::HeldOut(_) | Fact::Uncounted => {}
         }
     }
 }
@@ -444,9 +468,11 @@ fn add_split(c: &mut BTreeMap<String, i64>, name: &mut String, step: &str, fact:
     let mut add = |counter: Counter<'_>| add_to(c, name, counter, 1);
     match fact {
         Fact::Split(path) => add(Counter::Step(step, StepCounter::Path(path, Took::Entered))),
-        Fact::HeldOut => {
+        // The journey's count is of enrollments (its entered ones end so); the split's, of
+        // people.
+        Fact::HeldOut(again) => {
             add(Counter::HeldOut);
-            if !step.is_empty() {
+            if !step.is_empty() && !again {
                 add(Counter::Step(step, StepCounter::Holdout(Took::Entered)));
             }
         }
@@ -498,7 +524,7 @@ mod tests {
             What::Converted { .. } => 10,
             What::Exited { .. } => 11,
             What::Completed => 12,
-            What::HeldOut => 13,
+            What::HeldOut { .. } => 13,
             What::Stopped => 14,
             What::NotEntered { .. } => 15,
             What::Merged { .. } => 16,
@@ -606,7 +632,7 @@ mod tests {
                 },
             ),
             entry(None, What::Completed),
-            entry(Some("s"), What::HeldOut),
+            entry(Some("s"), What::HeldOut { again: false }),
             entry(Some("push"), What::Stopped),
             entry(
                 Some("day_before"),

@@ -4539,7 +4539,7 @@ async fn split_sends_a_user_down_the_same_path_on_every_run() {
                     .iter()
                     .find_map(|e| match &e.what {
                         What::Split { path, .. } => Some(path.clone()),
-                        What::HeldOut => Some("holdout".to_string()),
+                        What::HeldOut { .. } => Some("holdout".to_string()),
                         _ => None,
                     })
                     .unwrap_or_else(|| panic!("{user} was neither split nor held out"));
@@ -5170,7 +5170,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             .iter()
             .find_map(|e| match &e.what {
                 What::Split { path, .. } => Some(path.clone()),
-                What::HeldOut => Some("holdout".to_string()),
+                What::HeldOut { .. } => Some("holdout".to_string()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("{user} was neither split nor held out"));
@@ -9181,6 +9181,126 @@ steps:
     );
 }
 
+/// A split's stats count people, not entries: a held-out enrollment ends at the split, so a
+/// held-out user who triggers the journey three times enters it three times, while one on a
+/// path still waiting is refused as enrolled; each is counted once on her path (or the
+/// holdout), and her conversion once, so the lift compares like with like (it read 1 of 1
+/// against 1 of 3 before). A second purchase in a later enrollment counts no second conversion
+/// on the path; the journey's own counters still count every enrollment.
+#[tokio::test]
+async fn a_split_counts_a_user_who_enters_again_once_on_her_path_and_the_holdout() {
+    let journey = r#"
+id: sp
+name: SP
+trigger: {event: go}
+reentry: after_exit
+goal: {event: bought, within: 2d}
+steps:
+  - id: ab
+    split:
+      holdout: 40
+      paths:
+        - {name: pa, weight: 1, goto: sa}
+  - id: sa
+    send: {in_app: {title: "A", body: "a"}}
+  - id: w
+    wait: 1d
+"#;
+    let path_of = |user: &str| match engine::bucket(user, "sp", "ab") {
+        b if b < 4_000 => "holdout",
+        _ => "pa",
+    };
+    let held = (0..100)
+        .map(|i| format!("h{i}"))
+        .find(|u| path_of(u) == "holdout")
+        .expect("a user in the holdout");
+    let on_path = (0..100)
+        .map(|i| format!("p{i}"))
+        .find(|u| path_of(u) == "pa")
+        .expect("a user on the path");
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(journey).await;
+    let mut script = String::new();
+    for u in [&held, &on_path] {
+        for (i, t) in ["10:00", "14:00", "18:00"].iter().enumerate() {
+            script.push_str(&format!(
+                "{{\"at\":\"2026-12-01T{t}:00Z\",\"type\":\"track\",\"userId\":\"{u}\",\"event\":\"go\",\"messageId\":\"g{i}-{u}\"}}\n"
+            ));
+        }
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-01T20:00:00Z\",\"type\":\"track\",\"userId\":\"{u}\",\"event\":\"bought\",\"messageId\":\"b1-{u}\"}}\n"
+        ));
+        // Back a few days later: entered again (the path's wait is over), bought again.
+        script.push_str(&format!(
+            "{{\"at\":\"2026-12-05T10:00:00Z\",\"type\":\"track\",\"userId\":\"{u}\",\"event\":\"go\",\"messageId\":\"g9-{u}\"}}\n{{\"at\":\"2026-12-05T12:00:00Z\",\"type\":\"track\",\"userId\":\"{u}\",\"event\":\"bought\",\"messageId\":\"b2-{u}\"}}\n"
+        ));
+    }
+    h.play(&script).await;
+    h.advance_to(at("2026-12-09T00:00:00Z")).await;
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("sp").await.expect("stats");
+    has_counters(
+        &stats,
+        &[
+            // Every enrollment: the held-out user's four, the path user's two.
+            ("entered", 6),
+            ("held_out", 4),
+            ("converted", 4),
+            // Each of them once, and her conversion once.
+            ("step.ab.holdout.entered", 1),
+            ("step.ab.holdout.converted", 1),
+            ("step.ab.path.pa.entered", 1),
+            ("step.ab.path.pa.converted", 1),
+        ],
+    );
+}
+
+/// A purchase that converts her previous enrollment late (stamped in its window, arriving after
+/// she entered again) counts her conversion on the path, and a purchase in the enrollment that
+/// followed counts none more there (it counted two before).
+#[tokio::test]
+async fn a_late_conversion_of_her_previous_enrollment_counts_her_once_on_the_path() {
+    let h = Harness::new("2026-12-01T08:00:00Z");
+    h.publish(
+        r#"
+id: lc
+name: LC
+trigger: {event: go}
+reentry: after_exit
+goal: {event: bought, within: 2d}
+steps:
+  - id: ab
+    split: {paths: [{name: pa, weight: 1, goto: sa}]}
+  - id: sa
+    send: {in_app: {title: "A", body: "a"}}
+  - id: w
+    wait: 1h
+"#,
+    )
+    .await;
+    h.play(
+        r#"
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"u","event":"go","messageId":"g1"}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"u","event":"go","messageId":"g2"}
+{"at":"2026-12-01T12:30:00Z","type":"track","userId":"u","event":"bought","messageId":"b1","timestamp":"2026-12-01T11:30:00Z"}
+{"at":"2026-12-01T13:30:00Z","type":"track","userId":"u","event":"bought","messageId":"b2"}
+"#,
+    )
+    .await;
+    h.advance_to(at("2026-12-05T00:00:00Z")).await;
+    h.rt.tick().await.expect("tick");
+    let stats = h.rt.stats("lc").await.expect("stats");
+    has_counters(
+        &stats,
+        &[
+            ("entered", 2),
+            ("converted", 2),
+            ("step.ab.path.pa.entered", 1),
+            ("step.ab.path.pa.converted", 1),
+        ],
+    );
+}
+
 /// A split in a loop keeps her on the path she took, also when she logs in between two passes
 /// (her user id changes, so the hash would too): the visitor who took path `b` gets `b`'s
 /// messages again after logging in as `ann` (whose own hash is `a`), as the stats count her.
@@ -9232,7 +9352,7 @@ steps:
             .flat_map(|id| entries(&out, id))
             .filter_map(|e| match &e.what {
                 What::Split { path, again } => Some(format!("{} {path} again={again}", e.at)),
-                What::HeldOut => Some(format!("{} held out", e.at)),
+                What::HeldOut { .. } => Some(format!("{} held out", e.at)),
                 _ => None,
             })
             .collect();

@@ -179,7 +179,7 @@ pub fn outcome(w: &What) -> bool {
             | What::Exited { .. }
             | What::Converted { .. }
             | What::Completed
-            | What::HeldOut
+            | What::HeldOut { .. }
             | What::Skipped { .. }
             | What::FellBack { .. }
     )
