@@ -1582,6 +1582,63 @@ mod tests {
         );
     }
 
+    /// Work no render can finish, whatever the data: a `range()` over MiniJinja's limit, fixed
+    /// loops going round more than the fuel allows, a macro that calls itself whatever it is
+    /// given. Each is refused where it is written, and each does fail to render.
+    #[test]
+    fn work_no_message_can_finish_is_refused() {
+        let ctx = json!({"event": {"n": 3, "items": [1, 2]}});
+        for (source, at, says) in [
+            (
+                "Hi\n{% for i in range(100000000) %}{{ i }}{% endfor %}",
+                (2, 13),
+                "`range(100000000)` fails whatever the data (a `range()` holds at most 100000 numbers)",
+            ),
+            (
+                "{% for i in range(60000) %}.{% endfor %}",
+                (1, 13),
+                "this loop goes round 60000 times, more work than a message may take (50000 rounds at most",
+            ),
+            (
+                "{% for i in range(1000) %}{% with x = i %}{% for j in [1, 2, 3] %}{% for k in range(1, 40) %}{{ k }}{% endfor %}{% endfor %}{% endwith %}{% endfor %}",
+                (1, 79),
+                "this loop goes round 117000 times (39 times for each of the 3000 rounds of the loops around it)",
+            ),
+            (
+                "{% macro f(n) %}{{ n }}{{ f(n - 1) }}{% endmacro %}{{ f(event.n) }}",
+                (1, 27),
+                "the macro `f` calls itself here whatever it is given, so it never ends: it would stop every message that calls it; call it again only under an `{% if %}` that stops",
+            ),
+            (
+                "{% macro f() %}{% if f() %}x{% endif %}{% endmacro %}{{ f() }}",
+                (1, 22),
+                "the macro `f` calls itself here",
+            ),
+        ] {
+            let (line, column, message) = refused(source);
+            assert_eq!((line, column), (Some(at.0), Some(at.1)), "{source}: {message}");
+            assert!(message.starts_with(says), "{source}: {message}");
+            assert!(render(source, &ctx, false).is_err(), "{source} renders");
+        }
+        // What may end, or runs as data decides: not refused.
+        for fine in [
+            "{% for i in range(50000) %}{% endfor %}",
+            "{% for i in range(100) %}{% for j in range(100) %}{% endfor %}{% endfor %}",
+            // The inner loop runs for one round of the outer only.
+            "{% for i in range(1000) %}{% if i == 0 %}{% for j in range(1000) %}{% endfor %}{% endif %}{% endfor %}",
+            "{% for i in range(1000) %}{% for x in event.items %}{% for j in range(1000) %}{% endfor %}{% endfor %}{% endfor %}",
+            "{% for i in range(event.n) %}{{ i }}{% endfor %}",
+            "{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(event.n) }}",
+            "{% macro f(n) %}{{ n > 0 and f(n - 1) }}{{ f(n - 1) if n > 0 }}{% endmacro %}{{ f(3) }}",
+            "{% for i in range(3) %}{{ range(5) | list | length }}{% endfor %}",
+        ] {
+            assert!(check(fine).is_ok(), "{fine}: {:?}", check(fine));
+        }
+        // MiniJinja's own limit, as `calls` says it.
+        assert!(check("{{ range(100000) | length }}").is_ok());
+        assert!(check("{{ range(100001) | length }}").is_err());
+    }
+
     #[test]
     fn a_part_that_fails_whatever_the_data_is_refused() {
         let (line, column, message) = refused("Total\n{{ 1/0 }}");

@@ -432,6 +432,7 @@ pub fn first_problem(source: &str, env: &Environment<'_>) -> Option<Problem> {
         source,
         env,
         bound,
+        rounds: 1,
         found: None,
     };
     walk.stmt(&tree);
@@ -443,6 +444,10 @@ struct Walk<'s, 'e> {
     env: &'e Environment<'e>,
     /// The names the template binds itself ([`binds`]).
     bound: Vec<&'s str>,
+    /// How many times the statements walked are run each time the innermost `{% if %}`,
+    /// macro or loop over data around them is: the product of the loops over a fixed list or
+    /// `range()` they are in (`range(1000)` in `range(1000)`: a million).
+    rounds: u64,
     found: Option<Problem>,
 }
 
@@ -472,13 +477,14 @@ impl Walk<'_, '_> {
                 if let Some(e) = &f.filter_expr {
                     self.expr(e);
                 }
-                self.stmts(&f.body);
-                self.stmts(&f.else_body);
+                let rounds = self.rounds_of(f);
+                self.within(rounds, |w| w.stmts(&f.body));
+                self.within(None, |w| w.stmts(&f.else_body));
             }
             Stmt::IfCond(i) => {
                 self.expr(&i.expr);
-                self.stmts(&i.true_body);
-                self.stmts(&i.false_body);
+                self.within(None, |w| w.stmts(&i.true_body));
+                self.within(None, |w| w.stmts(&i.false_body));
             }
             Stmt::WithBlock(w) => {
                 for (_, value) in &w.assignments {
@@ -505,12 +511,16 @@ impl Walk<'_, '_> {
                 for d in &m.defaults {
                     self.expr(d);
                 }
-                self.stmts(&m.body);
+                if let Some(at) = m.body.iter().find_map(|s| calls_itself(s, m.name)) {
+                    self.report(at, endless_macro(m.name));
+                    return;
+                }
+                self.within(None, |w| w.stmts(&m.body));
             }
             Stmt::CallBlock(c) => {
                 self.expr(&c.call.expr);
                 self.args(&c.call.args);
-                self.stmts(&c.macro_decl.body);
+                self.within(None, |w| w.stmts(&c.macro_decl.body));
             }
             Stmt::Do(d) => {
                 self.expr(&d.call.expr);
@@ -520,6 +530,59 @@ impl Walk<'_, '_> {
             // loop controls hold no expression of their own.
             _ => {}
         }
+    }
+
+    /// Walks with the statements run `rounds` times more (a loop over a fixed list or
+    /// `range()`), or, with `None`, as many times as data decides (an `{% if %}`, a macro, a loop
+    /// over data): no more counted from the loops around.
+    fn within(&mut self, rounds: Option<u64>, walk: impl FnOnce(&mut Self)) {
+        let before = self.rounds;
+        self.rounds = rounds.map_or(1, |n| before.saturating_mul(n));
+        walk(self);
+        self.rounds = before;
+    }
+
+    /// How many times the loop `f` goes round, when its list is fixed (`range(60000)`,
+    /// `[1, 2]`: nothing ends a loop early, MiniJinja's `{% break %}` is not built in); reported when that, times the loops around
+    /// it ([`Walk::rounds`]), is more work than a render may do: it would fail whenever reached.
+    fn rounds_of(&mut self, f: &minijinja::machinery::ast::ForLoop<'_>) -> Option<u64> {
+        if f.recursive || !self.fixed(&f.iter) {
+            return None;
+        }
+        let (start, end) = extent(&f.iter);
+        let text = self.source.get(start..end)?;
+        let list = self.env.compile_expression(text).ok()?.eval(()).ok()?;
+        let n = u64::try_from(list.try_iter().ok()?.count()).ok()?;
+        let total = self.rounds.saturating_mul(n);
+        if total > super::FUEL {
+            let around = match self.rounds {
+                1 => String::new(),
+                r => format!(" ({n} times for each of the {r} rounds of the loops around it)"),
+            };
+            self.report(
+                start,
+                format!(
+                    "this loop goes round {total} times{around}, more work than a message may take ({} rounds at most, fewer with what it prints): it would stop every message that reaches it; make it go round fewer times",
+                    super::FUEL
+                ),
+            );
+        }
+        Some(n)
+    }
+
+    /// Whether `expr` is a list the template fixes: a constant part ([`constant`]), or a
+    /// `range()` of them.
+    fn fixed(&self, expr: &Expr<'_>) -> bool {
+        constant(expr) || self.fixed_range(expr)
+    }
+
+    /// Whether `expr` is a call of MiniJinja's `range()` (not one the template binds) with
+    /// constant arguments: worked out like other constant parts (`range(100000000)` fails).
+    fn fixed_range(&self, expr: &Expr<'_>) -> bool {
+        matches!(expr, Expr::Call(c)
+            if matches!(&c.expr, Expr::Var(v) if v.id == "range")
+                && !self.bound.contains(&"range")
+                && c.args.iter().all(|a| matches!(a, CallArg::Pos(e) if constant(e))))
     }
 
     fn args(&mut self, args: &[CallArg<'_>]) {
@@ -612,7 +675,7 @@ impl Walk<'_, '_> {
                 }
             }
         }
-        if self.found.is_none() && could_fail(expr) && constant(expr) {
+        if self.found.is_none() && could_fail(expr) && (constant(expr) || self.fixed_range(expr)) {
             self.work_out(expr);
         }
     }
@@ -628,9 +691,14 @@ impl Walk<'_, '_> {
             return;
         };
         if let Err(e) = compiled.eval(()) {
-            let why = e
-                .detail()
-                .map_or_else(|| e.kind().to_string(), str::to_string);
+            let why = match e.detail() {
+                // MiniJinja's limit, and its words for it, said with the number.
+                Some("range has too many elements") => {
+                    format!("a `range()` holds at most {MAX_RANGE} numbers")
+                }
+                Some(detail) => detail.to_string(),
+                None => e.kind().to_string(),
+            };
             self.report(
                 start,
                 format!(
@@ -808,6 +876,90 @@ impl Walk<'_, '_> {
             }
         }
     }
+}
+
+/// The most numbers MiniJinja's `range()` makes (a test checks it against MiniJinja).
+const MAX_RANGE: usize = 100_000;
+
+/// Where `stmt`, in the body of the macro `name`, calls it whatever the macro was given: not
+/// under an `{% if %}`, in a loop, after an `and` or `or`, or in a branch of an `if` expression.
+fn calls_itself(stmt: &Stmt<'_>, name: &str) -> Option<usize> {
+    let any = |stmts: &[Stmt<'_>]| stmts.iter().find_map(|s| calls_itself(s, name));
+    match stmt {
+        Stmt::EmitExpr(e) => called_in(&e.expr, name),
+        Stmt::Set(s) => called_in(&s.expr, name),
+        Stmt::Do(d) => called_in(&d.call.expr, name).or_else(|| called_in_args(&d.call.args, name)),
+        Stmt::IfCond(i) => called_in(&i.expr, name),
+        Stmt::ForLoop(f) => called_in(&f.iter, name),
+        Stmt::WithBlock(w) => w
+            .assignments
+            .iter()
+            .find_map(|(_, v)| called_in(v, name))
+            .or_else(|| any(&w.body)),
+        Stmt::SetBlock(s) => any(&s.body),
+        Stmt::AutoEscape(a) => any(&a.body),
+        Stmt::FilterBlock(f) => any(&f.body),
+        Stmt::CallBlock(c) => {
+            called_in(&c.call.expr, name).or_else(|| called_in_args(&c.call.args, name))
+        }
+        _ => None,
+    }
+}
+
+fn called_in_args(args: &[CallArg<'_>], name: &str) -> Option<usize> {
+    args.iter().find_map(|a| match a {
+        CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => {
+            called_in(e, name)
+        }
+    })
+}
+
+/// Where `expr` calls `name` whenever it is worked out (see [`calls_itself`]).
+fn called_in(expr: &Expr<'_>, name: &str) -> Option<usize> {
+    use minijinja::machinery::ast::BinOpKind;
+    match expr {
+        Expr::Call(c) => match &c.expr {
+            Expr::Var(v) if v.id == name => Some(c.expr.span().start_offset as usize),
+            callee => called_in(callee, name).or_else(|| called_in_args(&c.args, name)),
+        },
+        Expr::Var(_) | Expr::Const(_) => None,
+        Expr::Slice(s) => called_in(&s.expr, name).or_else(|| {
+            [&s.start, &s.stop, &s.step]
+                .into_iter()
+                .flatten()
+                .find_map(|e| called_in(e, name))
+        }),
+        Expr::UnaryOp(u) => called_in(&u.expr, name),
+        Expr::BinOp(b) if matches!(b.op, BinOpKind::ScAnd | BinOpKind::ScOr) => {
+            called_in(&b.left, name)
+        }
+        Expr::BinOp(b) => called_in(&b.left, name).or_else(|| called_in(&b.right, name)),
+        Expr::Compare(c) => called_in(&c.expr, name)
+            .or_else(|| c.ops.first().and_then(|o| called_in(&o.expr, name))),
+        Expr::IfExpr(i) => called_in(&i.test_expr, name),
+        Expr::Filter(f) => f
+            .expr
+            .as_ref()
+            .and_then(|e| called_in(e, name))
+            .or_else(|| called_in_args(&f.args, name)),
+        Expr::Test(t) => called_in(&t.expr, name).or_else(|| called_in_args(&t.args, name)),
+        Expr::GetAttr(g) => called_in(&g.expr, name),
+        Expr::GetItem(g) => called_in(&g.expr, name).or_else(|| called_in(&g.subscript_expr, name)),
+        Expr::List(l) => l.items.iter().find_map(|e| called_in(e, name)),
+        Expr::Tuple(t) => t.items.iter().find_map(|e| called_in(e, name)),
+        Expr::Map(m) => m
+            .keys
+            .iter()
+            .chain(&m.values)
+            .find_map(|e| called_in(e, name)),
+    }
+}
+
+/// What to say of the macro `name` calling itself whatever it is given.
+fn endless_macro(name: &str) -> String {
+    format!(
+        "the macro `{name}` calls itself here whatever it is given, so it never ends: it would stop every message that calls it; call it again only under an `{{% if %}}` that stops, or write the text out"
+    )
 }
 
 /// What to say of `name()`, a variable of the scope called as if a function.
