@@ -534,14 +534,17 @@ pub fn values_of<'c>(
         out.push(format!("{} more", paths.len() - SHOWN_PATHS));
     }
     let mut said = out.join(", ");
-    if let Some(path) = conditions
+    if let Some((path, list)) = conditions
         .iter()
         .find_map(|c| c.expr.number_sent_as_text(scope))
-        .filter(|p| !p.is_private())
+        .filter(|(p, _)| !p.is_private())
     {
-        said.push_str(&format!(
-            "; {path} is text, which number({path}) reads as a number"
-        ));
+        said.push_str(&match list {
+            None => format!("; {path} is text, which number({path}) reads as a number"),
+            Some(list) => format!(
+                "; {path} is a number, which the list's text never equals: write its numbers unquoted, {list}"
+            ),
+        });
     }
     said
 }
@@ -753,24 +756,64 @@ impl Expr {
         ));
     }
 
-    /// The first path compared with a number (`event.balance < 50`) that holds text saying one
-    /// (`"12.50"`), which no comparison with a number holds for.
-    fn number_sent_as_text(&self, scope: &Scope<'_>) -> Option<&Path> {
+    /// The first path compared with a number (`event.balance < 50`), or looked for in a list of
+    /// numbers (`event.size in [1, 2]`), that holds text saying one (`"12.50"`), which no
+    /// comparison with a number holds for; or looked for in a list of text saying numbers
+    /// (`event.size in ['1', '2']`) and holding a number one of them says, which no text equals:
+    /// then with the list written with its numbers unquoted (`[1, 2]`).
+    fn number_sent_as_text(&self, scope: &Scope<'_>) -> Option<(&Path, Option<String>)> {
+        // What the path holds, when the timeline shows it.
+        let held = |p: &Path| p.lookup(scope).filter(|v| !looks_like_an_address(v));
+        let text_saying_a_number = |p: &Path| {
+            held(p)
+                .and_then(Value::as_str)
+                .and_then(number_in_text)
+                .is_some()
+        };
         match self {
             Expr::Or(items) | Expr::And(items) => {
                 items.iter().find_map(|e| e.number_sent_as_text(scope))
             }
             Expr::Not(inner) => inner.number_sent_as_text(scope),
+            Expr::Compare {
+                op: Op::In | Op::NotIn,
+                left: Operand::Path(p),
+                right: Operand::List(items),
+                ..
+            } => {
+                let number = |o: &Operand| matches!(o, Operand::Literal(Value::Number(_)));
+                let text = |o: &Operand| matches!(o, Operand::Literal(Value::String(_)));
+                // Text in the list saying the number `n` (`'30'` for 30).
+                let says = |o: &Operand, n: f64| match o {
+                    Operand::Literal(Value::String(s)) => {
+                        number_in_text(s).is_some_and(|t| t.map_or_else(|f| f, |i| i as f64) == n)
+                    }
+                    _ => false,
+                };
+                if items.iter().any(number) && !items.iter().any(text) && text_saying_a_number(p) {
+                    return Some((p, None));
+                }
+                let n = held(p).and_then(Value::as_f64);
+                if n.is_some_and(|n| items.iter().any(|o| says(o, n))) {
+                    let unquoted: Vec<String> = items
+                        .iter()
+                        .map(|o| match o {
+                            Operand::Literal(Value::String(s)) => match number_in_text(s) {
+                                Some(_) => number_literal(s),
+                                None => quoted(s),
+                            },
+                            // Not text: `written` keeps it as it is.
+                            o => written(o, Case::Lower),
+                        })
+                        .collect();
+                    return Some((p, Some(format!("[{}]", unquoted.join(", ")))));
+                }
+                None
+            }
             Expr::Compare { left, right, .. } => [(left, right), (right, left)]
                 .into_iter()
                 .find_map(|(a, b)| match (a, b.kind()) {
-                    (Operand::Path(p), Kind::Number) => p
-                        .lookup(scope)
-                        // Not for a value the timeline does not show.
-                        .filter(|v| !looks_like_an_address(v))
-                        .and_then(Value::as_str)
-                        .and_then(number_in_text)
-                        .map(|_| p),
+                    (Operand::Path(p), Kind::Number) if text_saying_a_number(p) => Some((p, None)),
                     _ => None,
                 }),
             _ => None,
@@ -3574,7 +3617,23 @@ mod tests {
             cond("event.n > 40 or days_until(event.balance) == 3 or 1 >= event.balance").values(&scope),
             "event.n = 30, event.balance = \"12.50\"; event.balance is text, which number(event.balance) reads as a number"
         );
+        // Looked for in a list: text saying a number in a list of numbers, and a number in a
+        // list of text saying numbers.
+        assert_eq!(
+            cond("event.balance in [12.5, 13]").values(&scope),
+            "event.balance = \"12.50\"; event.balance is text, which number(event.balance) reads as a number"
+        );
+        assert_eq!(
+            cond("event.n not in ['30', 'X', 40]").values(&scope),
+            "event.n = 30; event.n is a number, which the list's text never equals: write its numbers unquoted, [30, 'X', 40]"
+        );
+        assert!(cond("number(event.balance) in [12.5, 13]").eval(&scope));
+        assert!(cond("event.n in [30, 'X', 40]").eval(&scope));
         for quiet in [
+            "event.balance in ['12.50', 3]",
+            "event.n in ['1', 'x']",
+            "event.n in [1, 2]",
+            "event.to in [1, 2]",
             "event.n > 40",
             "event.balance == '1'",
             "number(event.balance) > 40",
