@@ -102,6 +102,29 @@ pub struct ScriptLine {
     pub checked: Option<Arc<event::Event>>,
 }
 
+/// What is wrong with a script line's `at` that jiff reads (it reads offsets up to 25:59:59,
+/// so `+25:00` would be taken as a time a day off): RFC 3339's UTC offset is at most 23:59.
+fn at_problem(line: &str) -> Option<String> {
+    let raw: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
+    let text = raw.get("at")?.as_str()?;
+    let hours = offset_hours(text).filter(|h| *h > 23)?;
+    Some(format!(
+        "at: \"{text}\" has a UTC offset of {hours} hours, and one is at most 23:59: write the offset of the place meant, like \"+01:00\", or the time in UTC with \"Z\", like \"2027-03-14T09:00:00Z\""
+    ))
+}
+
+/// The hours of the UTC offset `text` is written with (`+25:00` is 25), if it has one.
+fn offset_hours(text: &str) -> Option<u32> {
+    let time = text.find(['T', 't', ' '])?;
+    let sign = time + text[time..].rfind(['+', '-'])?;
+    let digits: String = text[sign + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(2)
+        .collect();
+    digits.parse().ok()
+}
+
 /// How many bad lines a script's error lists before it says how many more there are.
 const MOST_LISTED: usize = 20;
 
@@ -250,6 +273,10 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptLine>, String> {
             }
         };
         parsed.line = i + 1;
+        if let Some(problem) = at_problem(line) {
+            errors.push(format!("line {}: {problem}", i + 1));
+            continue;
+        }
         // `at` is when the engine receives it: an event without a `timestamp` happened then,
         // unless its `originalTimestamp` says otherwise, as the API reads one (`sentAt` only
         // corrects a timestamp sent with it). Two identical lines at different times are two
@@ -605,11 +632,20 @@ mod tests {
             r#"{"at":"2027-03-14"}"#,
             // Stamped a year after it is received: the API would refuse it.
             r#"{"at":"2027-03-14T00:00:00Z","userId":"ok","event":"x","timestamp":"2028-03-14T00:00:00Z"}"#,
+            // No UTC offset is 25 hours (jiff reads it).
+            r#"{"at":"2027-03-14T00:00:00+25:00","userId":"ok","event":"x"}"#,
+            r#"{"at":"2027-03-14T00:00:00-23:59","userId":"ok","event":"x"}"#,
         ]
         .join("\n");
         let e = parse_script(&script).expect_err("bad lines");
         let lines: Vec<&str> = e.lines().collect();
-        assert_eq!(lines.len(), 5, "{e}");
+        assert_eq!(lines.len(), 6, "{e}");
+        assert!(
+            lines[5].starts_with(
+                "line 9: at: \"2027-03-14T00:00:00+25:00\" has a UTC offset of 25 hours, and one is at most 23:59: write the offset of the place meant, like \"+01:00\""
+            ),
+            "{e}"
+        );
         assert!(
             lines[4].starts_with("line 8: timestamp: is 366 days ahead"),
             "{e}"
