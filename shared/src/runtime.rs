@@ -79,6 +79,13 @@ pub fn parse_caps(text: &str) -> Result<BTreeMap<Channel, Cap>, String> {
         let (max, per) = rule.split_once('/').ok_or_else(bad)?;
         let channel = Channel::parse(channel.trim()).ok_or_else(bad)?;
         let max: u32 = max.trim().parse().map_err(|_| bad())?;
+        // As `waymark.yaml`'s `caps` refuses `max: 0` (the CLI's settings).
+        if max == 0 {
+            return Err(format!(
+                "`{part}`: a max of 0 would skip every {channel} message as `capped`: a cap limits how many go out, it does not switch a channel off; write 1 or more, e.g. {channel}=1/{}, and to send no {channel}, take it out of the journeys' sends, or let each user say no with an opt-out or a subscription topic",
+                per.trim()
+            ));
+        }
         let per: Duration = per
             .trim()
             .parse()
@@ -7751,6 +7758,11 @@ mod tests {
         for bad in ["push=3", "pigeon=1/1d", "push=x/1d", "push=3/1 day"] {
             assert!(parse_caps(bad).is_err(), "{bad}");
         }
+        // As `waymark.yaml` refuses `max: 0`: a cap does not switch a channel off.
+        assert_eq!(
+            parse_caps("email=2/7d, push=0/1d"),
+            Err("`push=0/1d`: a max of 0 would skip every push message as `capped`: a cap limits how many go out, it does not switch a channel off; write 1 or more, e.g. push=1/1d, and to send no push, take it out of the journeys' sends, or let each user say no with an opt-out or a subscription topic".to_string())
+        );
     }
 
     /// A number's record keeps the latest [`MAX_PHONE_HOLDERS`] users given it, each once, and
