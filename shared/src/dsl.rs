@@ -66,11 +66,16 @@ fn child(parent: &str, key: &str) -> String {
     }
 }
 
+/// A problem [`to_json`] finds in the file's shape: the part's path, what to say, and, where the
+/// path does not place it (a key that is not a word, which has no path), its own line and
+/// column.
+type ShapeError = (String, String, Option<(usize, usize)>);
+
 fn to_json(
     node: &MarkedYaml<'_>,
     path: &str,
     pos: &mut Positions,
-    errors: &mut Vec<(String, String)>,
+    errors: &mut Vec<ShapeError>,
 ) -> serde_json::Value {
     use serde_json::Value;
     let start = node.span.start;
@@ -99,11 +104,17 @@ fn to_json(
                     },
                     YamlData::Representation(text, _, _) => text.to_string(),
                     YamlData::Mapping(inner) => {
-                        errors.push((path.to_string(), unquoted_template(path, inner)));
+                        errors.push((path.to_string(), unquoted_template(path, inner), None));
                         continue;
                     }
                     _ => {
-                        errors.push((path.to_string(), "a key must be a plain word".into()));
+                        // At the key itself (`? [a, b]`): the map's path is where the map starts.
+                        let ks = k.span.start;
+                        errors.push((
+                            path.to_string(),
+                            "a key must be a plain word".into(),
+                            Some((ks.line(), ks.col() + 1)),
+                        ));
                         continue;
                     }
                 };
@@ -121,11 +132,12 @@ fn to_json(
             errors.push((
                 path.to_string(),
                 "YAML aliases are not supported: write the value out".into(),
+                None,
             ));
             Value::Null
         }
         YamlData::BadValue => {
-            errors.push((path.to_string(), "this value cannot be read".into()));
+            errors.push((path.to_string(), "this value cannot be read".into(), None));
             Value::Null
         }
     }
@@ -757,6 +769,64 @@ fn share_advice(path: &str, message: &str) -> Option<String> {
     Some(format!("{shown}: {what}: {advice}"))
 }
 
+/// What to say of the map at `path` in `value`, where serde read a choice of one key (an enum:
+/// `reentry: {after: 30d}`) and found several (`message`: "invalid value: map, expected map
+/// with a single key"): the keys that are no choice (at the first of them, whose path is
+/// returned) or, all being choices, that one goes. The choices are those serde lists for a
+/// key no choice has.
+fn one_choice<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    path: &str,
+    message: &str,
+) -> Option<(String, String)> {
+    if message != "invalid value: map, expected map with a single key" {
+        return None;
+    }
+    let mut probe = value.clone();
+    let keys: Vec<String> = value_at_mut(&mut probe, path)?
+        .as_object()?
+        .keys()
+        .cloned()
+        .collect();
+    *value_at_mut(&mut probe, path)? = serde_json::json!({ "\u{1}": null });
+    let e = serde_path_to_error::deserialize::<_, T>(&probe).err()?;
+    let listed = e.inner().to_string();
+    let expected = listed
+        .strip_prefix("unknown variant `\u{1}`, expected ")?
+        .to_string();
+    let choices: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let expected = expected.strip_prefix("one of ").unwrap_or(&expected);
+    let part = path.rsplit('.').next().unwrap_or(path);
+    let named = |ks: &[&String]| {
+        ks.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let unknown: Vec<&String> = keys
+        .iter()
+        .filter(|k| !choices.contains(&k.as_str()))
+        .collect();
+    let said = match unknown.first() {
+        Some(first) => (
+            child(path, first),
+            format!(
+                "{} {} no choice of `{part}`, which takes one, written alone: write one of {expected}",
+                named(&unknown),
+                if unknown.len() == 1 { "is" } else { "are" }
+            ),
+        ),
+        None => (
+            path.to_string(),
+            format!(
+                "{} are choices of `{part}`, which takes one, written alone: write one of {expected}",
+                named(&keys.iter().collect::<Vec<_>>())
+            ),
+        ),
+    };
+    Some(said)
+}
+
 /// Turns serde's messages into advice a journey author can act on.
 fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -1072,8 +1142,10 @@ fn read_located<T: serde::de::DeserializeOwned>(
     if !shape_errors.is_empty() {
         return Err(shape_errors
             .into_iter()
-            .map(|(p, m)| {
-                let (l, c) = positions.find(&p);
+            .map(|(p, m, at)| {
+                let (l, c) = at
+                    .map(|(l, c)| (l, joined.original(l, c)))
+                    .unwrap_or_else(|| positions.find(&p));
                 err(l, c, &p, m)
             })
             .collect());
@@ -1141,6 +1213,23 @@ fn read_located<T: serde::de::DeserializeOwned>(
             }
         }
         let under_empty = empty_sibling(&value, &p, &message);
+        // A choice written with keys more than its one (`reentry: {after: 1d, extra: 1}`):
+        // serde says only "expected map with a single key". Told at the first key that is no
+        // choice, naming the choices.
+        if let Some((at, said)) = one_choice::<T>(&value, &p, &shape::plain(&message)) {
+            let (l, c) = positions.find(&at);
+            errors.push(err(
+                l,
+                c,
+                &p,
+                shape::with_valued_choices(examples, &p, said),
+            ));
+            if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
+                break None;
+            }
+            taken_out.push(p);
+            continue;
+        }
         let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
             let plain = shape::plain(&message);
             let explained = share_advice(&p, &plain).unwrap_or_else(|| explain(&plain));
@@ -7242,6 +7331,43 @@ steps:
         assert_eq!(
             errs[0].message,
             "`after_exit` takes no value: write `reentry: after_exit`"
+        );
+        // A choice written with a key more: the key named, and the choices, as where it is
+        // written alone; the rest of the file read on.
+        let errs = parse(
+            "j.yaml",
+            "id: j\nname: J\ntrigger: {event: e}\nreentry: {after: 1d, extra: 1}\nsteps: [{id: a, wait: 3x}]\n",
+        )
+        .expect_err("a key more");
+        let told: Vec<(usize, usize, &str, &str)> = errs
+            .iter()
+            .map(|e| (e.line, e.column, e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(told.len(), 2, "{errs:?}");
+        assert_eq!(
+            told[0],
+            (
+                4,
+                22,
+                "reentry",
+                "`extra` is no choice of `reentry`, which takes one, written alone: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)"
+            )
+        );
+        assert_eq!(told[1].2, "steps[0].wait", "{errs:?}");
+        let e = first_error(
+            "id: j\nname: J\ntrigger: {event: e}\nreentry: {after: 1d, after_exit: null}\nsteps: [{id: a, wait: 1h}]\n",
+        );
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (4, 1, "`after: <duration>`, `after_exit` are choices of `reentry`, which takes one, written alone: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)")
+        );
+        // A key that is not a word (YAML's complex key) is told where it is, not at 1:1.
+        let e = first_error(
+            "id: j\nname: J\n? [a, b]\n: 1\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
+        );
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (3, 3, "a key must be a plain word")
         );
         let e = first_error(
             "id: j\nname: J\ntrigger: {trait_changed: [a, b]}\nsteps: [{id: a, wait: 1h}]\n",
