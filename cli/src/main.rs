@@ -174,10 +174,10 @@ fn main() -> ExitCode {
             key,
             data,
         } => current_thread().and_then(|rt| {
-            rt.block_on(async {
-                let client = remote::ApiClient::of(api.as_deref(), key.as_deref(), &data)?;
-                remote::publish(&client, &paths).await
-            })
+            rt.block_on(remote::publish(
+                || remote::ApiClient::of(api.as_deref(), key.as_deref(), &data),
+                &paths,
+            ))
         }),
         Command::Why {
             user,

@@ -228,8 +228,12 @@ fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// `validate` checks it); its caps and topics are not published (a deployed Waymark reads them
 /// from its stack's `FrequencyCaps` and `SubscriptionTopics` parameters), and the console says
 /// so, with the values to pass. A settings file given as a journey is refused, saying to pass
-/// its folder.
-pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
+/// its folder. The API is connected to (`client`) only once the files are found good, so that
+/// a bad file is told as such, not as an API not given.
+pub async fn publish(
+    client: impl FnOnce() -> Result<ApiClient>,
+    paths: &[PathBuf],
+) -> Result<bool> {
     // Read as a journey, a settings file's every key would be an error of a journey's.
     for p in paths {
         let instead = |dir: &Path, read: bool| {
@@ -284,6 +288,7 @@ pub async fn publish(client: &ApiClient, paths: &[PathBuf]) -> Result<bool> {
         }
         bail!("{} error(s): nothing published", errors.len());
     }
+    let client = &client()?;
     for note in caps_notes {
         say_err!("{note}");
     }
@@ -930,7 +935,7 @@ mod tests {
             .build()
             .expect("a runtime");
         let client = ApiClient::new(Some(&url), Some("k")).expect("a client");
-        let published = runtime.block_on(publish(&client, std::slice::from_ref(&dir)));
+        let published = runtime.block_on(publish(|| Ok(client), std::slice::from_ref(&dir)));
         let _ = std::fs::remove_dir_all(&dir);
         assert!(published.expect("published"), "every file was published");
     }

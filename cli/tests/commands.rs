@@ -1101,6 +1101,37 @@ fn publish_and_render_given_the_settings_file_say_what_to_pass() {
     }
 }
 
+/// `publish` with no API given (nor a `waymark dev` running) tells a bad file as such, before
+/// it says there is no API to publish to: the files are checked first.
+#[test]
+fn publish_checks_the_files_before_it_needs_an_api() {
+    let dir = TempDir::new("publish-files-first");
+    dir.write("welcome.yaml", WELCOME);
+    let settings = dir.write("waymark.yaml", "caps:\n  push: {max: 0, per: 1d}\n");
+    let data = dir.path().join(".waymark").display().to_string();
+    let folder = dir.path().display().to_string();
+    let out = run(&["publish", &folder, "--data", &data]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:10: caps.push.max: `max: 0`",
+            settings.display()
+        )) && err.ends_with("error: 1 error(s): nothing published\n")
+            && !err.contains("no API URL"),
+        "{err}"
+    );
+    // Good files, and no API: that is said.
+    std::fs::write(&settings, "caps:\n  push: {max: 1, per: 1d}\n").expect("write");
+    let out = run(&["publish", &folder, "--data", &data]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no API URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `publish` of a journey file checks its folder's settings as `validate` does: their errors
 /// are told and nothing is published (its topic was left unchecked, silently), and a settings
 /// file beside it that nothing reads is warned of; a folder named with such a file is refused,
