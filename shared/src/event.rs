@@ -3,12 +3,15 @@
 //! This module reads and checks payloads and says what to send instead; it never stores, enqueues
 //! or logs them (they carry personal data).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -616,7 +619,11 @@ pub fn parse_batch(
     if body.len() > MAX_BATCH_BYTES {
         return Err(vec![too_big("body", body.len(), MAX_BATCH_BYTES)]);
     }
-    let raw = parse_body(body)?;
+    let Body {
+        fields: raw,
+        rejected: too_deep,
+        ..
+    } = parse_body_with(body, Some("batch"))?;
     let items = match raw.get("batch") {
         Some(Value::Array(items)) => items,
         None | Some(Value::Null) => {
@@ -647,7 +654,13 @@ pub fn parse_batch(
     // What the batch's context left out, each event of it left out too: each user's timeline
     // says so (the answer's warning is one, for the batch).
     let batch_refused = std::mem::take(&mut check.refused);
+    // Each item nested too deep to read is refused alone (a `null` holds its place).
+    let mut too_deep = too_deep.into_iter().peekable();
     for (index, item) in items.iter().enumerate() {
+        if let Some(refused) = too_deep.next_if(|r| r.index == Some(index)) {
+            outcome.rejected.push(refused);
+            continue;
+        }
         let prefix = format!("batch[{index}]");
         let received = Received {
             at: received_at,
@@ -680,13 +693,45 @@ pub fn parse_batch(
 /// A body's `writeKey`, read as leniently as its events are ([`parse_body`]): a body the
 /// events are taken from is not refused for its key's sake.
 pub(crate) fn write_key(body: &[u8]) -> Option<String> {
-    match parse_body(body).ok()?.get("writeKey")? {
+    // Read from a body refused for a field nested too deep too: that refusal is the answer.
+    match read_body(body, None).ok()?.fields.get("writeKey")? {
         Value::String(key) => Some(key.clone()),
         _ => None,
     }
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
+    Ok(parse_body_with(body, None)?.fields)
+}
+
+/// serde_json's recursion limit: how deep arrays and objects may nest in one value it reads.
+const JSON_DEPTH: usize = 128;
+
+/// [`parse_body`], and with `items` (a batch's `"batch"`), the elements of that key's array
+/// nested past [`JSON_DEPTH`] each refused alone (their index and field: `rejected`), as a
+/// `null` in their place, rather than the body refused for them (and the batch's other events
+/// lost). A top-level field nested so deep refuses the body, naming it.
+fn parse_body_with(body: &[u8], items: Option<&str>) -> Result<Body, Vec<FieldError>> {
+    let body = read_body(body, items)?;
+    if body.too_deep.is_empty() {
+        Ok(body)
+    } else {
+        Err(body.too_deep)
+    }
+}
+
+/// A body read as JSON ([`read_body`]).
+struct Body {
+    /// Its top-level fields, each nested too deep left out.
+    fields: Map<String, Value>,
+    /// The elements of its `items` array nested too deep (see [`parse_body_with`]).
+    rejected: Vec<Rejected>,
+    /// The refusals of its top-level fields nested too deep.
+    too_deep: Vec<FieldError>,
+}
+
+/// [`parse_body_with`], the fields nested too deep said apart.
+fn read_body(body: &[u8], items: Option<&str>) -> Result<Body, Vec<FieldError>> {
     let text = std::str::from_utf8(body).map_err(|e| {
         vec![FieldError::new(
             "body",
@@ -698,20 +743,36 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
     })?;
     // A byte order mark some clients put first is no part of the JSON.
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    let parsed = serde_json::from_str::<Value>(text).or_else(|e| {
-        // Half of a surrogate pair escaped alone (`"\ud83d"`: JavaScript's `JSON.stringify` of
-        // a string cut between the two halves of an emoji) is no character: it is read as
-        // U+FFFD, as a lenient decoder reads it, rather than losing the whole batch to it.
-        let fixed = without_lone_surrogates(text);
-        // Python's `json.dumps` writes a float that is no number as `NaN` or `Infinity`, which
-        // JSON has no word for: read as null (a value the app did not have), rather than the
-        // batch lost (Segment's Python library does not send a refused batch again).
-        let fixed = without_non_finite(fixed.as_deref().unwrap_or(text)).or(fixed);
-        match fixed {
-            Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
-            None => Err(e),
+    let (read, parsed) = match serde_json::from_str::<Value>(text) {
+        Ok(value) => (Cow::Borrowed(text), Ok(value)),
+        Err(e) => {
+            // Half of a surrogate pair escaped alone (`"\ud83d"`: JavaScript's `JSON.stringify`
+            // of a string cut between the two halves of an emoji) is no character: it is read
+            // as U+FFFD, as a lenient decoder reads it, rather than losing the whole batch to it.
+            let fixed = without_lone_surrogates(text);
+            // Python's `json.dumps` writes a float that is no number as `NaN` or `Infinity`,
+            // which JSON has no word for: read as null (a value the app did not have), rather
+            // than the batch lost (Segment's Python library does not send a refused batch
+            // again).
+            let fixed = without_non_finite(fixed.as_deref().unwrap_or(text)).or(fixed);
+            match fixed {
+                Some(fixed) => match serde_json::from_str::<Value>(&fixed) {
+                    Ok(value) => (Cow::Owned(fixed), Ok(value)),
+                    Err(deep) if too_deep(&deep) => (Cow::Owned(fixed), Err(deep)),
+                    Err(_) => (Cow::Borrowed(text), Err(e)),
+                },
+                None => (Cow::Borrowed(text), Err(e)),
+            }
         }
-    });
+    };
+    let (parsed, mut rejected, mut deep) = match parsed {
+        Ok(value) => (Ok(value), Vec::new(), Vec::new()),
+        Err(e) if too_deep(&e) => {
+            let body = parse_too_deep(&read, items)?;
+            (Ok(Value::Object(body.fields)), body.rejected, body.too_deep)
+        }
+        Err(e) => (Err(e), Vec::new(), Vec::new()),
+    };
     match parsed {
         Ok(Value::Object(mut map)) => {
             // U+FFFE and U+FFFF are no characters either, and SQS does not carry them: read as
@@ -725,8 +786,16 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
                     .into_iter()
                     .map(|(k, v)| (without_noncharacters(k), v))
                     .collect();
+                let errors = rejected.iter_mut().flat_map(|r| r.errors.iter_mut());
+                for error in errors.chain(deep.iter_mut()) {
+                    error.field = without_noncharacters(std::mem::take(&mut error.field));
+                }
             }
-            Ok(map)
+            Ok(Body {
+                fields: map,
+                rejected,
+                too_deep: deep,
+            })
         }
         Ok(_) => Err(vec![FieldError::new("body", "must be a JSON object")]),
         Err(e) => Err(vec![FieldError::new(
@@ -734,6 +803,92 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
             format!("is not valid JSON ({e}); send a JSON object"),
         )]),
     }
+}
+
+/// Whether serde_json refused a text for nesting past [`JSON_DEPTH`] (its error has no code
+/// of its own to match).
+fn too_deep(e: &serde_json::Error) -> bool {
+    e.is_syntax() && e.to_string().starts_with("recursion limit exceeded")
+}
+
+/// A body that nests past [`JSON_DEPTH`] somewhere, read one top-level value at a time (and,
+/// for `items`, one element of its array at a time: see [`parse_body_with`]), so that the
+/// refusal names the field that nests too deep. Reading a [`RawValue`] only skips over the
+/// text, without recursing.
+///
+/// [`RawValue`]: serde_json::value::RawValue
+fn parse_too_deep(text: &str, items: Option<&str>) -> Result<Body, Vec<FieldError>> {
+    let fields = match serde_json::from_str::<BTreeMap<String, &RawValue>>(text) {
+        Ok(fields) => fields,
+        // Not an object, or not JSON: said as for any body.
+        Err(_) => {
+            return Err(match serde_json::from_str::<&RawValue>(text) {
+                Ok(_) => vec![FieldError::new("body", "must be a JSON object")],
+                Err(e) => vec![FieldError::new(
+                    "body",
+                    format!("is not valid JSON ({e}); send a JSON object"),
+                )],
+            });
+        }
+    };
+    let mut map = Map::new();
+    let mut rejected = Vec::new();
+    let mut errors = Vec::new();
+    for (key, raw) in fields {
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => {
+                map.insert(key, value);
+            }
+            Err(_) if items == Some(key.as_str()) => {
+                let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+                    errors.push(nested_too_deep(key));
+                    continue;
+                };
+                let mut read = Vec::with_capacity(elements.len());
+                for (index, element) in elements.into_iter().enumerate() {
+                    match serde_json::from_str::<Value>(element.get()) {
+                        Ok(value) => read.push(value),
+                        Err(_) => {
+                            read.push(Value::Null);
+                            let place = match deep_key(element) {
+                                Some(field) => format!("{key}[{index}].{field}"),
+                                None => format!("{key}[{index}]"),
+                            };
+                            rejected.push(Rejected {
+                                index: Some(index),
+                                errors: vec![nested_too_deep(place)],
+                            });
+                        }
+                    }
+                }
+                map.insert(key, Value::Array(read));
+            }
+            Err(_) => errors.push(nested_too_deep(key)),
+        }
+    }
+    Ok(Body {
+        fields: map,
+        rejected,
+        too_deep: errors,
+    })
+}
+
+/// The key of `raw`, an object, whose value nests past [`JSON_DEPTH`] (an event's
+/// `properties`); `None` if `raw` is no object.
+fn deep_key(raw: &RawValue) -> Option<String> {
+    let fields = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()).ok()?;
+    fields
+        .into_iter()
+        .find(|(_, v)| serde_json::from_str::<Value>(v.get()).is_err())
+        .map(|(k, _)| k)
+}
+
+/// The refusal of `field`, which nests past [`JSON_DEPTH`].
+fn nested_too_deep(field: String) -> FieldError {
+    FieldError::new(
+        field,
+        format!("nests more than {JSON_DEPTH} levels deep, too deep to read; flatten it (`properties`, `traits` and `context` take up to {MAX_DEPTH} levels)"),
+    )
 }
 
 /// Whether `text` holds U+FFFE or U+FFFF, as itself or escaped (`\ufffe`, any case).
@@ -3450,6 +3605,98 @@ mod tests {
             .collect();
         assert_eq!(refused, [(Some(2), "batch[2].userId")]);
         assert!(!has_noncharacter(r#"{"a": "\\ufffd \u00e9"}"#));
+    }
+
+    /// `levels` arrays, one in another, as JSON text: past serde_json's recursion limit
+    /// (written as text: `json!` cannot hold what serde_json cannot read back).
+    fn deep_text(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    /// One item nested past serde_json's recursion limit (128 levels) is refused alone, with
+    /// its index and field, as other refusals are; the batch's other items are accepted
+    /// (was: the whole batch refused as "not valid JSON (recursion limit exceeded)"). Still
+    /// with half a surrogate pair, `NaN` and U+FFFF read as ever beside it.
+    #[test]
+    fn an_item_nested_too_deep_is_refused_alone() {
+        let deep = deep_text(JSON_DEPTH + 10);
+        let body = format!(
+            "{{\"context\": {{\"app\": \"a\\ufffe\"}}, \"batch\": [\
+                {{\"type\": \"track\", \"userId\": \"u1\", \"event\": \"A\", \"properties\": {{\"v\": NaN, \"e\": \"\\ud83d\"}}}},\
+                {{\"type\": \"track\", \"userId\": \"u2\", \"event\": \"A\", \"properties\": {{\"list\": {deep}}}}},\
+                {deep},\
+                {{\"type\": \"identify\", \"userId\": \"u3\", \"traits\": {{\"plan\": \"pro\\uFFFF\"}}}}\
+            ]}}"
+        );
+        let outcome =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect("a batch");
+        let users: Vec<&str> = outcome
+            .accepted
+            .iter()
+            .map(|e| e.user_id.as_str())
+            .collect();
+        assert_eq!(users, ["u1", "u3"]);
+        assert_eq!(
+            *outcome.accepted[0].properties,
+            json!({"v": null, "e": "\u{FFFD}"})
+        );
+        assert_eq!(outcome.accepted[0].context["app"], json!("a\u{FFFD}"));
+        assert_eq!(outcome.accepted[1].traits["plan"], json!("pro\u{FFFD}"));
+        let refused: Vec<(Option<usize>, Vec<&str>)> = outcome
+            .rejected
+            .iter()
+            .map(|r| (r.index, fields(&r.errors)))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (Some(1), vec!["batch[1].properties"]),
+                (Some(2), vec!["batch[2]"])
+            ]
+        );
+        let message = &outcome.rejected[0].errors[0].message;
+        assert!(
+            message.starts_with("nests more than 128 levels deep") && message.contains("flatten"),
+            "{message}"
+        );
+
+        // The batch's own context too deep: the whole body, naming it.
+        let body = format!("{{\"context\": {{\"x\": {deep}}}, \"batch\": [{{\"type\": \"track\", \"userId\": \"u1\", \"event\": \"A\"}}]}}");
+        let errors = parse_batch(body.as_bytes(), received(), &Limits::default())
+            .expect_err("context too deep");
+        assert_eq!(fields(&errors), ["context"]);
+        // Too deep and not JSON further on: said to be not JSON.
+        let body = format!("{{\"batch\": [{deep}, {{]}}");
+        let errors =
+            parse_batch(body.as_bytes(), received(), &Limits::default()).expect_err("not JSON");
+        assert!(
+            errors[0].message.starts_with("is not valid JSON"),
+            "{errors:?}"
+        );
+        // A body that is no object.
+        let errors =
+            parse_batch(deep.as_bytes(), received(), &Limits::default()).expect_err("an array");
+        assert_eq!(errors, [FieldError::new("body", "must be a JSON object")]);
+    }
+
+    /// A single call nested too deep is refused naming the field (was: "not valid JSON
+    /// (recursion limit exceeded ...)"); its write key is still read.
+    #[test]
+    fn a_call_nested_too_deep_names_the_field() {
+        let body = format!(
+            "{{\"writeKey\": \"k\", \"userId\": \"u1\", \"event\": \"A\", \"properties\": {{\"x\": {}}}}}",
+            deep_text(JSON_DEPTH + 1)
+        );
+        let errors = parse_call(Call::Track, body.as_bytes(), received(), &Limits::default())
+            .expect_err("too deep");
+        assert_eq!(fields(&errors), ["properties"]);
+        assert!(
+            errors[0]
+                .message
+                .starts_with("nests more than 128 levels deep"),
+            "{errors:?}"
+        );
+        assert_eq!(write_key(body.as_bytes()).as_deref(), Some("k"));
     }
 
     #[test]

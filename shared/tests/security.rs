@@ -1428,6 +1428,53 @@ fn the_write_key_in_a_lenient_body_is_found() {
     });
 }
 
+/// One item of a batch nested past serde_json's recursion limit (128 levels) is refused alone,
+/// its index and field named, and the batch's other items are taken (was: the whole batch a 400
+/// "not valid JSON (recursion limit exceeded)", its good items lost); a track so nested, its
+/// write key in the body, is a 400 naming `properties` (not a 401).
+#[test]
+fn an_item_nested_too_deep_is_refused_alone() {
+    block_on(async {
+        let s = Stack::new().await;
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(
+            r#"{{"writeKey": "{WRITE_KEY}", "batch": [{{"type": "track", "userId": "deep", "event": "paid", "properties": {{"x": {deep}}}}}, {{"type": "track", "userId": "bob", "event": "paid"}}]}}"#
+        );
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/batch",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["accepted"], 1, "{v}");
+        assert_eq!(v["rejected"][0]["index"], 0, "{v}");
+        assert_eq!(
+            v["rejected"][0]["errors"][0]["field"], "batch[0].properties",
+            "{v}"
+        );
+        let body = format!(
+            r#"{{"writeKey": "{WRITE_KEY}", "userId": "deep", "event": "paid", "properties": {{"x": {deep}}}}}"#
+        );
+        let (status, text) = s
+            .call(
+                Method::POST,
+                "/v1/track",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["errors"][0]["field"], "properties", "{v}");
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nests more than 128 levels deep"), "{v}");
+    });
+}
+
 /// Segment's Ruby and Java libraries (and its older Android and iOS ones) post their batches to
 /// `/v1/import`, analytics-java with a trailing `/` and gzipped, the write key as the Basic-auth
 /// user name: each is read as a batch, answered 200 and its events taken.
