@@ -1408,6 +1408,46 @@ pub(crate) fn shows_nothing(s: &str) -> bool {
 /// What a time is written as (`timestamp`, `sentAt`), for the errors that name one.
 const TIME_EXAMPLE: &str = r#"an RFC 3339 date-time with an offset, e.g. "2025-01-31T12:00:00Z""#;
 
+/// Which side of the times Waymark reads (jiff's, [`Timestamp::MIN`] to [`Timestamp::MAX`],
+/// years -9999 to 9999) a time written as RFC 3339 lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beyond {
+    Before,
+    Ahead,
+}
+
+impl Beyond {
+    /// What is said of a time beyond the range: which end, and the range.
+    fn said(self) -> String {
+        let end = match self {
+            Beyond::Before => "before the earliest",
+            Beyond::Ahead => "after the latest",
+        };
+        format!(
+            "is out of range: {end} time Waymark reads (it reads {} to {})",
+            Timestamp::MIN,
+            Timestamp::MAX
+                .checked_sub(SignedDuration::from_nanos(999_999_999))
+                .unwrap_or(Timestamp::MAX)
+        )
+    }
+}
+
+/// Which side of the times Waymark reads `text` lies, when it is an RFC 3339 date-time with an
+/// offset that [`Timestamp`] does not read (`9999-12-31T23:59:59Z`, or `9999-12-30T23:00:00-05:00`:
+/// past the end once at UTC); `None` when it is not written as one.
+fn beyond_range(text: &str) -> Option<Beyond> {
+    let pieces = jiff::fmt::temporal::Pieces::parse(text).ok()?;
+    pieces.time()?;
+    pieces.offset()?;
+    // Only at the ends: any other refusal is another problem than the range.
+    match pieces.date().year() {
+        year if year <= -9999 => Some(Beyond::Before),
+        year if year >= 9999 => Some(Beyond::Ahead),
+        _ => None,
+    }
+}
+
 /// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
 struct Check<'a> {
     prefix: &'a str,
@@ -1677,7 +1717,10 @@ impl<'a> Check<'a> {
             Value::Null => return None,
             Value::String(text) => match text.parse::<Timestamp>() {
                 Ok(sent) => return Some(sent),
-                Err(_) => format!("is not {TIME_EXAMPLE}"),
+                Err(_) => match beyond_range(text) {
+                    Some(side) => side.said(),
+                    None => format!("is not {TIME_EXAMPLE}"),
+                },
             },
             _ => format!("must be a string: {TIME_EXAMPLE}"),
         };
@@ -1724,7 +1767,20 @@ impl<'a> Check<'a> {
             }
         };
         let Ok(stamped) = text.parse::<Timestamp>() else {
-            self.error(field, format!("is not {TIME_EXAMPLE}"));
+            let problem = match beyond_range(text) {
+                Some(Beyond::Ahead) => format!(
+                    "{}; at most {} ahead of the server's clock is tolerated: check the sender's clock",
+                    Beyond::Ahead.said(),
+                    human(limits.max_future)
+                ),
+                Some(Beyond::Before) => format!(
+                    "{}; Waymark accepts events at most {} old",
+                    Beyond::Before.said(),
+                    human(limits.max_past)
+                ),
+                None => format!("is not {TIME_EXAMPLE}"),
+            };
+            self.error(field, problem);
             return received_at;
         };
         let at = match received.sent_at {
@@ -4125,6 +4181,73 @@ mod tests {
             .expect_err("out of range");
             assert_eq!(fields(&errors), ["originalTimestamp"], "{at}");
         }
+    }
+
+    /// A time written as RFC 3339 past the range of times Waymark reads (jiff's: the year 9999,
+    /// or once taken to UTC) is refused as out of range, with the range, as other times out of
+    /// range are (was: "is not an RFC 3339 date-time"); a `sentAt` so too, left out.
+    #[test]
+    fn a_time_past_the_range_read_says_out_of_range() {
+        for (at, end, limit) in [
+            (
+                "9999-12-31T23:59:59Z",
+                "after the latest",
+                "at most 1 hour ahead",
+            ),
+            (
+                "9999-12-30T23:00:00-05:00",
+                "after the latest",
+                "at most 1 hour ahead",
+            ),
+            (
+                "-009999-01-01T00:00:00Z",
+                "before the earliest",
+                "at most 30 days old",
+            ),
+        ] {
+            for field in ["timestamp", "originalTimestamp"] {
+                let errors = single(
+                    Kind::Track,
+                    &json!({"userId": "u1", "event": "A", field: at}),
+                )
+                .expect_err("out of range");
+                assert_eq!(fields(&errors), [field], "{at}");
+                let message = &errors[0].message;
+                assert!(
+                    message.starts_with(&format!("is out of range: {end} time Waymark reads (it reads -009999-01-02T01:59:59Z to 9999-12-30T22:00:00Z)"))
+                        && message.contains(limit),
+                    "{at}: {message}"
+                );
+            }
+        }
+        // Still not RFC 3339: said as ever.
+        for at in ["9999-13-01T00:00:00Z", "2025-01-31T12:00:00", "soon"] {
+            let errors = single(
+                Kind::Track,
+                &json!({"userId": "u1", "event": "A", "timestamp": at}),
+            )
+            .expect_err("not a time");
+            assert!(
+                errors[0].message.starts_with("is not an RFC 3339"),
+                "{at}: {errors:?}"
+            );
+        }
+        let (_, warnings) = parse_call_warned(
+            Call::Track,
+            json!({"userId": "u1", "event": "A", "sentAt": "9999-12-31T23:59:59Z"})
+                .to_string()
+                .as_bytes(),
+            received(),
+            &Limits::default(),
+        )
+        .expect("accepted, sentAt left out");
+        assert_eq!(places(&warnings), [(None, "sentAt")]);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("is out of range: after the latest"),
+            "{warnings:?}"
+        );
     }
 
     /// A time out of range because `sentAt` moved it says so: `sentAt` may be the wrong one.
