@@ -173,6 +173,7 @@ async fn dynamodb_errors_are_conflicts_busy_or_corrupt() {
             Err(StoreError::Conflict) => "conflict",
             Err(StoreError::Unavailable(_)) => "busy",
             Err(StoreError::Corrupt(_)) => "corrupt",
+            Err(StoreError::TooLarge(_)) => "too large",
             Ok(()) => "ok",
         };
         assert_eq!(kind, want, "{answer:?} gave {got:?}");
@@ -182,6 +183,53 @@ async fn dynamodb_errors_are_conflicts_busy_or_corrupt() {
             request.contains(r##""ConditionExpression":"#v = :v""##),
             "{request}"
         );
+    }
+}
+
+/// A fold part's transaction DynamoDB cancels for an item past 400 KB (the count of parts,
+/// `fp`, noted on a record an earlier build listed without room for it: a `ValidationError`
+/// among the reasons) is `TooLarge`, which the stats fold skips, not `Unavailable`, which it
+/// would retry every minute for ever; a lost condition is still a conflict.
+#[tokio::test]
+async fn a_fold_part_cancelled_for_an_item_too_large_is_told_apart() {
+    let cancelled = |code: &str, message: &str| -> Answer {
+        (
+            400,
+            vec![JSON10],
+            json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                "CancellationReasons": [{"Code": code, "Message": message}, {"Code": "None"}],
+            })
+            .to_string(),
+        )
+    };
+    let counts = std::collections::BTreeMap::from([("sent".to_string(), 1)]);
+    let counters = [(Key::new("S#j", "C#0"), counts)];
+    for (answer, want) in [
+        (
+            cancelled(
+                "ValidationError",
+                "Item size to update has exceeded the maximum allowed size",
+            ),
+            "too large",
+        ),
+        (
+            cancelled("ConditionalCheckFailed", "The conditional request failed"),
+            "conflict",
+        ),
+    ] {
+        let canned = Canned::new(vec![answer.clone()]);
+        let store = DynamoStore::new(client!(aws_sdk_dynamodb, canned), "t");
+        let got = store
+            .fold_part(&Key::new("U#ann", "T#1"), 0, false, &counters)
+            .await;
+        let kind = match &got {
+            Err(StoreError::TooLarge(why)) if why.contains("maximum allowed size") => "too large",
+            Err(StoreError::Conflict) => "conflict",
+            _ => "other",
+        };
+        assert_eq!(kind, want, "{answer:?} gave {got:?}");
     }
 }
 

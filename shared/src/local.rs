@@ -17,9 +17,9 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use crate::store::{
-    check, check_fold, check_key, check_keys, check_partition, check_record, listed_item_refused,
-    page_of, segment_of, shown_part, Counts, Expect, Key, Page, Part, Record, Store, StoreError,
-    FOLD_PROGRESS_BYTES, MAX_ITEM_BYTES, MAX_NUMBER_BYTES,
+    check, check_fold, check_key, check_keys, check_partition, check_record, item_past_bound,
+    listed_item_refused, page_of, refused_item, segment_of, too_large_item, Counts, Expect, Key,
+    Page, Part, Record, Store, StoreError, FOLD_PROGRESS_BYTES, MAX_ITEM_BYTES,
 };
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
@@ -399,54 +399,6 @@ fn check_item(record: &Record, body: &[u8]) -> Result<(), StoreError> {
         return Err(refused_item(pk, sk, without));
     }
     Err(listed_item_refused(pk, sk, without).unwrap_or_else(|| refused_item(pk, sk, size)))
-}
-
-/// The size of an item as the DynamoDB adapter writes it (`pk`, `sk`, `v`, the body as `b`, or
-/// deflated as `z`, `ttl`, `f`, and `fp` once a part of its fold is counted, or as the room a
-/// listed record keeps for it: `parts_folded`),
-/// names and values counted, when that is past [`MAX_ITEM_BYTES`]. A body is deflated to
-/// measure it only when it is past the bound as it is (rare), so a write costs no more than a
-/// few additions.
-fn item_past_bound(
-    pk: &str,
-    sk: &str,
-    expires: bool,
-    pending: Option<&str>,
-    parts_folded: bool,
-    body: &[u8],
-) -> Option<usize> {
-    const NUMBER: usize = MAX_NUMBER_BYTES;
-    let fixed = "pk".len()
-        + pk.len()
-        + "sk".len()
-        + sk.len()
-        + "v".len()
-        + NUMBER
-        + "b".len()
-        + if expires { "ttl".len() + NUMBER } else { 0 }
-        + pending.map_or(0, |p| "f".len() + p.len())
-        + if parts_folded { FOLD_PROGRESS_BYTES } else { 0 };
-    if fixed + body.len() <= MAX_ITEM_BYTES {
-        return None;
-    }
-    let stored = deflated_len(body).unwrap_or(body.len()).min(body.len());
-    (fixed + stored > MAX_ITEM_BYTES).then_some(fixed + stored)
-}
-
-fn refused_item(pk: &str, sk: &str, size: usize) -> StoreError {
-    StoreError::Corrupt(format!(
-        "DynamoDB would refuse the item {}/{}: {size} bytes, past its {MAX_ITEM_BYTES}",
-        shown_part(pk),
-        shown_part(sk),
-    ))
-}
-
-/// How long `body` is deflated as the DynamoDB adapter stores a large body (raw DEFLATE, level 6).
-fn deflated_len(body: &[u8]) -> Option<usize> {
-    use std::io::Write;
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
-    z.write_all(body).ok()?;
-    z.finish().ok().map(|z| z.len())
 }
 
 /// Takes a record off its fold partition, if it is on one; says whether it was.
@@ -833,7 +785,7 @@ impl Store for RedbStore {
                         None => None,
                     };
                     if let Some(size) = past {
-                        return Err(refused_item(k.0, k.1, size));
+                        return Err(too_large_item(k.0, k.1, size));
                     }
                 }
                 if last {
@@ -1511,7 +1463,7 @@ impl Queue for LocalQueue {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::MemoryStore;
+    use crate::store::{deflated_len, MemoryStore};
 
     fn rec(pk: &str, sk: &str, version: u64, body: &str) -> Record {
         Record::new(Key::new(pk, sk), version, &body.to_string()).expect("json")
@@ -1962,8 +1914,10 @@ mod tests {
         let got = store
             .fold_part(&r.key, 0, false, &[(s.clone(), counts.clone())])
             .await;
-        let shown = format!("{got:?}");
-        assert!(refused(got, "the item `U#ann`/"), "{shown}");
+        assert!(
+            matches!(&got, Err(StoreError::TooLarge(why)) if why.contains("the item `U#ann`/")),
+            "{got:?}"
+        );
         assert!(store.counters(&s).await.expect("counters").is_empty());
         assert_eq!(store.pending("F#0", 10).await.expect("pending").len(), 1);
         // a fold in one part (no count of parts noted) is taken

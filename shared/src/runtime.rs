@@ -49,6 +49,7 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt(m) => RunError::Poison(m),
+            StoreError::TooLarge(m) => RunError::Poison(m),
             StoreError::Conflict => RunError::Conflict("the record changed".into()),
             other => RunError::Retry(other.to_string()),
         }

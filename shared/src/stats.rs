@@ -341,10 +341,31 @@ impl Runtime {
                 Ok(()) if i == last => folded = 1,
                 Ok(()) if out_of_time() => break,
                 Ok(()) | Err(StoreError::Conflict) => {}
+                Err(StoreError::TooLarge(why)) => return self.skip_too_large(key, i, &why).await,
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(folded)
+    }
+
+    /// A record whose item the store refuses to note a count of parts on (past DynamoDB's
+    /// 400 KB with it: listed by an earlier build, before a listed item kept room for `fp`):
+    /// it can never be folded in parts, and left listed it would fail its partition every
+    /// minute, the records behind it never counted. It is taken off its partition without its
+    /// counts (the parts before `part` stay counted), with an error naming it. Returns 0: no
+    /// record counted.
+    async fn skip_too_large(&self, key: &Key, part: usize, why: &str) -> Result<usize, RunError> {
+        tracing::error!(
+            pk = %key.pk,
+            sk = %key.sk,
+            part,
+            why,
+            "a timeline record too large to fold in parts (listed by an earlier build without room for its count of parts, `fp`): taken off its fold partition, its counts from this part on not counted"
+        );
+        match self.store.fold(std::slice::from_ref(key), &[]).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Folds a chunk in one transaction; if some record of it was folded meanwhile (another
@@ -737,6 +758,60 @@ mod tests {
             assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
             assert_eq!(rt.stats("cart").await.expect("stats"), stats);
         }
+    }
+
+    /// A record an earlier build listed without room for its count of parts (`fp`) is refused
+    /// by the store when a fold in parts notes one on it (DynamoDB: a `ValidationError`, the
+    /// item past 400 KB): the fold takes it off its partition uncounted, with an error naming
+    /// it, and counts the partition's other records (was: the error failed the partition every
+    /// minute, for ever, none of its records counted).
+    #[tokio::test]
+    async fn a_record_too_large_to_fold_in_parts_is_skipped_and_the_others_counted() {
+        // given ann's long run of 120 sends (three parts), its body past 400 KB even deflated
+        // (a noise no compression shrinks much), written as an earlier build wrote it (the
+        // memory store takes any size), listed with bob's and cy's records
+        let (store, rt) = with_long_run(120, false, &["bob", "cy"]).await;
+        let key = Key::new("U#ann", "T#1");
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: String = (0..700 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                        [(x % 64) as usize],
+                )
+            })
+            .collect();
+        let mut entries = long_run("ann", 120);
+        entries[2].what = What::Sent {
+            channel: Channel::Email,
+            locale: Some(noise.into()),
+        };
+        let record = Record::of(key.clone(), 2, entries).pending_in(fold_partition("ann", 1));
+        store.put(&record, Expect::Version(1)).await.expect("put");
+        // (the store refuses the first part's count of parts on it)
+        let mut one = Chunk::default();
+        Counted::of(&key, &record.body).add_into(&mut one.counters);
+        let parts = parts_of(one.into_counters(0).2);
+        assert!(parts.len() > 1, "{parts:?}");
+        let refused = store.fold_part(&key, 0, false, &parts[0]).await;
+        assert!(
+            matches!(&refused, Err(StoreError::TooLarge(why)) if why.contains("U#ann")),
+            "{refused:?}"
+        );
+
+        // when the stats are folded
+        let folded = rt.fold_stats().await.expect("fold");
+
+        // then bob's and cy's records are counted, ann's is taken off the partition uncounted,
+        // and the next minute has nothing left to fold
+        assert_eq!(folded, 2);
+        assert!(store.pending("F#0", 10).await.expect("pending").is_empty());
+        let stats = rt.stats("cart").await.expect("stats");
+        assert_eq!(stats.get("step.send_0.entered"), Some(&2), "{stats:?}");
+        assert_eq!(rt.fold_stats().await.expect("fold again"), 0);
     }
 
     #[tokio::test]

@@ -333,6 +333,12 @@ pub enum StoreError {
     /// succeed.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The write would take an item past DynamoDB's [`MAX_ITEM_BYTES`] (DynamoDB refuses it,
+    /// in a transaction as a `ValidationError` among its cancellation reasons): it can never
+    /// succeed. What [`Store::fold_part`] meets on a record an earlier build listed without the
+    /// room for its count of parts ([`FOLD_PROGRESS_BYTES`]); the stats fold skips that record.
+    #[error("item too large: {0}")]
+    TooLarge(String),
 }
 
 /// Named counter changes.
@@ -616,6 +622,64 @@ pub fn listed_item_refused(pk: &str, sk: &str, size: usize) -> Option<StoreError
     })
 }
 
+/// The size of an item as the DynamoDB adapter writes it (`pk`, `sk`, `v`, the body as `b`, or
+/// deflated as `z`, `ttl`, `f`, and `fp` once a part of its fold is counted, or as the room a
+/// listed record keeps for it: `parts_folded`),
+/// names and values counted, when that is past [`MAX_ITEM_BYTES`]. A body is deflated to
+/// measure it only when it is past the bound as it is (rare), so a write costs no more than a
+/// few additions.
+pub(crate) fn item_past_bound(
+    pk: &str,
+    sk: &str,
+    expires: bool,
+    pending: Option<&str>,
+    parts_folded: bool,
+    body: &[u8],
+) -> Option<usize> {
+    const NUMBER: usize = MAX_NUMBER_BYTES;
+    let fixed = "pk".len()
+        + pk.len()
+        + "sk".len()
+        + sk.len()
+        + "v".len()
+        + NUMBER
+        + "b".len()
+        + if expires { "ttl".len() + NUMBER } else { 0 }
+        + pending.map_or(0, |p| "f".len() + p.len())
+        + if parts_folded { FOLD_PROGRESS_BYTES } else { 0 };
+    if fixed + body.len() <= MAX_ITEM_BYTES {
+        return None;
+    }
+    let stored = deflated_len(body).unwrap_or(body.len()).min(body.len());
+    (fixed + stored > MAX_ITEM_BYTES).then_some(fixed + stored)
+}
+
+pub(crate) fn refused_item(pk: &str, sk: &str, size: usize) -> StoreError {
+    StoreError::Corrupt(format!(
+        "DynamoDB would refuse the item {}/{}: {size} bytes, past its {MAX_ITEM_BYTES}",
+        shown_part(pk),
+        shown_part(sk),
+    ))
+}
+
+/// [`StoreError::TooLarge`] for a write that would take the item `pk`/`sk` to `size` bytes, past
+/// [`MAX_ITEM_BYTES`] (a [`Store::fold_part`] noting its count of parts).
+pub(crate) fn too_large_item(pk: &str, sk: &str, size: usize) -> StoreError {
+    StoreError::TooLarge(format!(
+        "DynamoDB would refuse the item {}/{}: {size} bytes, past its {MAX_ITEM_BYTES}",
+        shown_part(pk),
+        shown_part(sk),
+    ))
+}
+
+/// How long `body` is deflated as the DynamoDB adapter stores a large body (raw DEFLATE, level 6).
+pub(crate) fn deflated_len(body: &[u8]) -> Option<usize> {
+    use std::io::Write;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    z.write_all(body).ok()?;
+    z.finish().ok().map(|z| z.len())
+}
+
 /// Refuses a key DynamoDB refuses, on any call that names it (a read too): an empty part, a
 /// partition key past [`MAX_PARTITION_KEY_BYTES`], a sort key past [`MAX_SORT_KEY_BYTES`]. The
 /// local stores check it (two length comparisons), so tests and `waymark dev` catch a key that
@@ -799,7 +863,9 @@ impl Tables {
 
 /// The in-memory store: for tests and simulation. It refuses the keys DynamoDB refuses
 /// ([`check_key`]), but not an item past [`MAX_ITEM_BYTES`]: it keeps bodies as values, and
-/// measuring one would serialize every write.
+/// measuring one would serialize every write; only a [`Store::fold_part`] that notes a count of
+/// parts on an item is measured ([`StoreError::TooLarge`]), as DynamoDB and the redb store
+/// refuse one past the bound.
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Tables>>,
@@ -969,6 +1035,22 @@ impl MemoryStore {
                 t.unlist(&from, record);
             }
         } else {
+            // The count of parts is an attribute of the record's item (`fp`): refused as
+            // DynamoDB refuses it, when the item would pass its bound with it (a record an
+            // earlier build listed without keeping room for it). Measured here alone: a rare
+            // write, where a body serialized costs nothing that matters.
+            let body = r.body.json()?;
+            let pending = r.pending.as_deref();
+            if let Some(size) = item_past_bound(
+                &record.pk,
+                &record.sk,
+                r.expires.is_some(),
+                pending,
+                true,
+                &body,
+            ) {
+                return Err(too_large_item(&record.pk, &record.sk, size));
+            }
             r.parts_counted = part + 1;
         }
         for (key, deltas) in counters {

@@ -85,6 +85,14 @@ fn store_error<E: ProvideErrorMetadata>(op: &str, e: SdkError<E, HttpResponse>) 
     StoreError::Unavailable(format!("DynamoDB {op}: {code}"))
 }
 
+/// A transaction's cancellation reason for an item past DynamoDB's 400 KB (`ValidationError`,
+/// "Item size to update has exceeded the maximum allowed size"): its message.
+fn item_too_large(reason: &aws_sdk_dynamodb::types::CancellationReason) -> Option<String> {
+    let message = reason.message().unwrap_or_default();
+    (reason.code() == Some("ValidationError") && message.to_ascii_lowercase().contains("size"))
+        .then(|| message.to_string())
+}
+
 /// The attribute a record's JSON body is stored under, and what is stored: [`DEFLATED`] when
 /// the body is [`DEFLATE_FROM`] bytes or more and deflating shrinks it, else [`BODY`] as it is.
 fn body_attribute(json: bytes::Bytes) -> (&'static str, Vec<u8>) {
@@ -295,6 +303,13 @@ impl DynamoStore {
                         .any(|r| r.code() == Some("ConditionalCheckFailed"))
                     {
                         return StoreError::Conflict;
+                    }
+                    // An update that would take its item past 400 KB (a fold part's `fp` on a
+                    // record an earlier build listed without room for it): never succeeds.
+                    if let Some(why) = c.cancellation_reasons().iter().find_map(item_too_large) {
+                        return StoreError::TooLarge(format!(
+                            "DynamoDB TransactWriteItems refused the update: {why}"
+                        ));
                     }
                 }
                 store_error("TransactWriteItems", e)
@@ -789,6 +804,31 @@ mod tests {
             let got = store.put(&r, Expect::Absent).await;
             assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
         }
+    }
+
+    /// A transaction cancelled for an item past 400 KB (the reason DynamoDB gives a fold
+    /// part's `fp` on a record an earlier build listed without room for it) is told apart from
+    /// another validation error and from a lost condition: `TooLarge`, not `Unavailable`.
+    #[test]
+    fn a_transaction_cancelled_for_an_item_too_large_is_told_apart() {
+        use aws_sdk_dynamodb::types::CancellationReason;
+        let reason = |code: &str, message: &str| {
+            CancellationReason::builder()
+                .code(code)
+                .message(message)
+                .build()
+        };
+        let too_large = "Item size to update has exceeded the maximum allowed size";
+        assert_eq!(
+            item_too_large(&reason("ValidationError", too_large)).as_deref(),
+            Some(too_large)
+        );
+        assert_eq!(
+            item_too_large(&reason("ValidationError", "Invalid UpdateExpression")),
+            None
+        );
+        assert_eq!(item_too_large(&reason("ConditionalCheckFailed", "")), None);
+        assert_eq!(item_too_large(&reason("None", "")), None);
     }
 
     #[test]
