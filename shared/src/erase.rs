@@ -57,6 +57,31 @@ fn owed_sends(e: &Enrollment) -> impl Iterator<Item = &Outgoing> {
         })
 }
 
+/// Whether record `r` of her partition is the send ledger's record of a send her erasure
+/// skipped (`erased`, [`Runtime::settle_send_for_erasure`]), kept when the rest of her
+/// partition goes: a worker that committed the transition before the erasure ended her
+/// enrollment and claims its send after her partition was cleared finds it, and sends nothing
+/// (with the record gone, its claim would find none and the message would go out). It holds no
+/// data of hers (the send's state and the erasure's reason; its key names her id, the
+/// enrollment's, with a keyed journey's value, and the step) and expires with her mark,
+/// [`MARK_KEPT_FOR`] from when it was written; one kept longer (an earlier build's,
+/// [`KEEP_FOR`]) goes as before.
+fn kept_for_late_claims(r: &Record, now: jiff::Timestamp) -> bool {
+    let skipped_by_erasure = || {
+        matches!(
+            r.parse::<Ledger>(),
+            Ok(Ledger::Done { outcome: Outcome::Skipped { reason, .. } }) if reason == ERASED_SEND
+        )
+    };
+    r.key.sk.starts_with("L#")
+        && r.expires
+            .is_some_and(|at| at <= (now + MARK_KEPT_FOR).as_second())
+        && skipped_by_erasure()
+}
+
+/// The reason of a send's ledger record that her erasure skipped.
+const ERASED_SEND: &str = "erased";
+
 /// A send of hers is under way in another worker: the erasure is asked again, and then finds
 /// what came of it (see [`Runtime::erase`]).
 fn send_under_way(user: &str) -> RunError {
@@ -77,7 +102,8 @@ pub struct Erasure {
     /// Enrollments ended and deleted.
     pub enrollments: usize,
     /// Records of her partitions deleted (timeline, ledger, inbox, dedup markers, cap windows,
-    /// refusals; her profile's mark not counted).
+    /// refusals; her profile's mark not counted, nor the ledger's records of the sends the
+    /// erasure skipped, kept as long as the mark).
     pub records: usize,
     /// Timeline records counted in the stats before they went.
     pub folded: usize,
@@ -576,7 +602,8 @@ impl Runtime {
     /// ([`Runtime::settle_send_for_erasure`]); a transition with a send another worker is
     /// making now is left to that worker's record. No other effect is performed (no wake-up, no update of her
     /// profile). These records are her partition's: the erasure folds them into the stats and
-    /// deletes them with the rest.
+    /// deletes them with the rest, but for the ledger's records of the sends it skipped, kept as
+    /// long as her mark for a worker that claims one late ([`kept_for_late_claims`]).
     async fn end_for_erasure(
         &self,
         r: &Record,
@@ -683,7 +710,7 @@ impl Runtime {
     async fn settle_send_for_erasure(&self, o: &Outgoing) -> Result<Option<Outcome>, RunError> {
         let key = ledger_key(o);
         let erased = Outcome::Skipped {
-            reason: "erased".into(),
+            reason: ERASED_SEND.into(),
             detail: Some("the user was erased before the message could go out".into()),
         };
         for _ in 0..8 {
@@ -698,6 +725,7 @@ impl Runtime {
                 },
             };
             let version = stored.as_ref().map_or(1, |r| r.version + 1);
+            // Kept when her partition goes, as long as her mark ([`kept_for_late_claims`]).
             let done = Record::new(
                 key.clone(),
                 version,
@@ -705,7 +733,7 @@ impl Runtime {
                     outcome: erased.clone(),
                 },
             )?
-            .expiring(now + KEEP_FOR);
+            .expiring(now + MARK_KEPT_FOR);
             match self.store.put(&done, expect).await {
                 Ok(()) => return Ok(Some(erased)),
                 // Claimed or recorded just now: read again.
@@ -774,8 +802,9 @@ impl Runtime {
         }
     }
 
-    /// Deletes every record of her partition but the profile's mark, a page at a time, within
-    /// `budget`; timeline records not yet counted are folded into the stats first.
+    /// Deletes every record of her partition but the profile's mark and the send ledger's
+    /// records of sends her erasure skipped ([`kept_for_late_claims`]), a page at a time,
+    /// within `budget`; timeline records not yet counted are folded into the stats first.
     async fn erase_partition(
         &self,
         user: &str,
@@ -783,10 +812,24 @@ impl Runtime {
         budget: &mut usize,
     ) -> Result<(), RunError> {
         let pk = user_partition(user);
+        // The records kept (read again with every page: a page is read from the partition's
+        // start, and they are not deleted).
+        let mut kept = 0;
         loop {
-            let page = self.store.query_first(&pk, "", PAGE + 1).await?;
-            let full = page.len() > PAGE;
-            let records: Vec<Record> = page.into_iter().filter(|r| r.key.sk != "P").collect();
+            let page = self.store.query_first(&pk, "", PAGE + 1 + kept).await?;
+            let full = page.len() > PAGE + kept;
+            let mut records = Vec::with_capacity(page.len());
+            kept = 0;
+            for r in page {
+                if r.key.sk == "P" {
+                    continue;
+                }
+                if kept_for_late_claims(&r, self.now()) {
+                    kept += 1;
+                    continue;
+                }
+                records.push(r);
+            }
             if records.is_empty() {
                 return Ok(());
             }

@@ -1218,14 +1218,40 @@ async fn a_send_that_fails_as_she_is_erased_is_counted_skipped_once_the_erasure_
         .iter()
         .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
         .collect();
-    assert_eq!(keys, ["U#ann/P"]);
+    // (her mark, and the ledger's record of the email her erasure skipped, kept as long as the
+    // mark for a worker that would claim it late)
+    assert_eq!(keys, ["U#ann/L#cart_nudge:ann:1#first#1", "U#ann/P"]);
 }
 
-/// A store that has another worker handle a message right after the first write of an
-/// enrollment record (`E#`) goes through it.
+/// What another worker does right after the first write of an enrollment record: handle a
+/// message, or erase a user.
+enum Then {
+    Handle(Arc<waymark::runtime::Runtime>, Message),
+    Erase(Arc<waymark::runtime::Runtime>, &'static str),
+}
+
+/// A store that has another worker handle a message (or erase a user) right after the first
+/// write of an enrollment record (`E#`) goes through it; with `on_read`, right after the first
+/// read of a user's enrollments instead (before the worker commits what it read them for).
 struct HandleAfterEnrollmentWrite {
     inner: waymark::store::MemoryStore,
-    then: Mutex<Option<(Arc<waymark::runtime::Runtime>, Message)>>,
+    then: Mutex<Option<Then>>,
+    on_read: bool,
+}
+
+impl HandleAfterEnrollmentWrite {
+    async fn then(&self) {
+        let then = self.then.lock().expect("then").take();
+        match then {
+            Some(Then::Handle(rt, message)) => {
+                rt.handle(&message).await.expect("handled");
+            }
+            Some(Then::Erase(rt, user)) => {
+                rt.erase(user).await.expect("erased");
+            }
+            None => {}
+        }
+    }
 }
 
 #[async_trait]
@@ -1242,11 +1268,8 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
         expect: waymark::store::Expect,
     ) -> Result<(), waymark::store::StoreError> {
         self.inner.put(record, expect).await?;
-        if record.key.sk.starts_with("E#") {
-            let then = self.then.lock().expect("then").take();
-            if let Some((rt, message)) = then {
-                rt.handle(&message).await.expect("handled");
-            }
+        if record.key.sk.starts_with("E#") && !self.on_read {
+            self.then().await;
         }
         Ok(())
     }
@@ -1262,7 +1285,11 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
         pk: &str,
         prefix: &str,
     ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        self.inner.query(pk, prefix).await
+        let read = self.inner.query(pk, prefix).await?;
+        if prefix == "E#" && self.on_read {
+            self.then().await;
+        }
+        Ok(read)
     }
     async fn partitions_between(
         &self,
@@ -1348,10 +1375,11 @@ async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased()
     h.clock.set(pending.at);
     let store = Arc::new(HandleAfterEnrollmentWrite {
         inner: h.store.clone(),
-        then: Mutex::new(Some((
+        then: Mutex::new(Some(Then::Handle(
             Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
             wake,
         ))),
+        on_read: false,
     });
     let eraser = another_worker(&h, store);
     eraser.erase("ann").await.expect("erase");
@@ -1706,4 +1734,169 @@ async fn a_login_that_names_a_visitor_whose_email_is_going_out_waits_for_it() {
     assert_eq!(count(&s, "exited"), 1, "{s:?}");
     assert_eq!(count(&s, "step.wait.waiting"), 0, "{s:?}");
     assert_eq!(keys_about(&h, "ann"), ["U#ann/P", "U#anon:v-ann/P"]);
+}
+
+const WELCOME: &str = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send:
+      email: {subject: "Welcome", text: "Hi"}
+  - id: code
+    send: {in_app: {title: "Your code", body: "1234"}}
+  - id: later
+    wait: 1d
+  - id: again
+    send:
+      email: {subject: "A day in", text: "Hi again"}
+"#;
+
+/// Her records' keys, `pk/sk`, in the store's order.
+fn keys_of(h: &Harness, user: &str) -> Vec<String> {
+    records_about(h, user)
+        .iter()
+        .map(|r| format!("{}/{}", r.key.pk, r.key.sk))
+        .collect()
+}
+
+/// A transition committed just before her erasure and performed after it (its worker stalled
+/// between its commit and its sends' claims while the erasure ended her enrollment, recorded
+/// its sends skipped, `erased`, and cleared her partition) sends nothing: the ledger's records
+/// of the sends the erasure skipped are kept (not her data: no address, no content), and its
+/// claims find them. They expire with her mark, and a second DELETE keeps them too. (Before,
+/// they went with her partition: the claims found none, and the email and the in-app message
+/// went out after her erasure.)
+#[tokio::test]
+async fn a_transition_committed_as_she_is_erased_sends_nothing_after() {
+    // given a journey whose first steps email her and put a message in her inbox
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    // and a worker over a store that has another worker erase her right after it commits her
+    // entry (before it claims its sends)
+    let store = Arc::new(HandleAfterEnrollmentWrite {
+        inner: h.store.clone(),
+        then: Mutex::new(Some(Then::Erase(
+            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+            "ann",
+        ))),
+        on_read: false,
+    });
+    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let h = h.with(store, Arc::new(sender));
+
+    // when she signs up, and a day and more goes by
+    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
+        .await;
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+
+    // then nothing went out, and nothing is in her inbox
+    let sent = lines.lock().expect("lines").clone();
+    assert!(sent.is_empty(), "{sent:?}");
+    let keys = keys_of(&h, "ann");
+    assert!(!keys.iter().any(|k| k.contains("/I#")), "{keys:?}");
+    // and once the next DELETE clears what the worker wrote after (its timeline record), her
+    // mark is left, and the ledger's two records of the sends her erasure skipped
+    h.rt.erase("ann").await.expect("erase again");
+    let left = records_about(&h, "ann");
+    let keys = keys_of(&h, "ann");
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys[2], "U#ann/P", "{keys:?}");
+    assert!(
+        keys[..2].iter().all(|k| k.starts_with("U#ann/L#")),
+        "{keys:?}"
+    );
+    let mark = left.iter().find(|r| r.key.sk == "P").expect("her mark");
+    assert!(mark
+        .parse::<waymark::profile::Profile>()
+        .expect("a profile")
+        .is_erasure_mark());
+    for r in left.iter().filter(|r| r.key.sk.starts_with("L#")) {
+        // each holds nothing of hers (no address, no content) but that her erasure skipped it
+        let body = r.body.json().expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a ledger record");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "state": "done",
+                "outcome": {
+                    "outcome": "skipped",
+                    "reason": "erased",
+                    "detail": "the user was erased before the message could go out",
+                },
+            }),
+            "{r:?}"
+        );
+        // and goes with her mark (15 days after the erasure, as the mark)
+        let expires = r.expires.expect("an expiry");
+        let mark_expires = mark.expires.expect("the mark's expiry");
+        assert!(expires <= mark_expires, "{expires} {mark_expires}");
+        assert_eq!(
+            expires,
+            (at("2026-12-01T10:01:00Z") + waymark::erase::MARK_KEPT_FOR).as_second()
+        );
+    }
+}
+
+/// The ledger's records her erasure kept are read past, however many: the rest of her
+/// partition goes all the same, and so does a record of a send skipped `erased` that an earlier
+/// build kept 400 days (it is not kept past her mark).
+#[tokio::test]
+async fn the_records_kept_for_late_claims_do_not_hold_up_the_rest_of_her_erasure() {
+    use waymark::runtime::{Ledger, Outcome};
+    use waymark::store::{Expect, Key, Store};
+    // given ann, with 150 records of sends an erasure of hers skipped (a request that stopped
+    // half-way), one such of an earlier build, and 150 sends that went out
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    let skipped = Ledger::Done {
+        outcome: Outcome::Skipped {
+            reason: "erased".into(),
+            detail: Some("the user was erased before the message could go out".into()),
+        },
+    };
+    let sent = Ledger::Done {
+        outcome: Outcome::Sent { at: h.now() },
+    };
+    let put = |sk: String, body: &Ledger, kept_for: jiff::SignedDuration| {
+        let record = Record::new(Key::new("U#ann", sk), 1, body)
+            .expect("a record")
+            .expiring(h.now() + kept_for);
+        let store = h.store.clone();
+        async move { store.put(&record, Expect::Absent).await.expect("put") }
+    };
+    for i in 0..150 {
+        put(
+            format!("L#e{i:03}#a#1"),
+            &skipped,
+            waymark::erase::MARK_KEPT_FOR,
+        )
+        .await;
+        put(format!("L#e{i:03}#b#1"), &sent, waymark::runtime::KEEP_FOR).await;
+    }
+    put("L#old#a#1".into(), &skipped, waymark::runtime::KEEP_FOR).await;
+    let hers = h
+        .store
+        .dump()
+        .iter()
+        .filter(|r| r.key.pk == "U#ann" && r.key.sk != "P")
+        .count();
+
+    // when she is erased
+    let erased = h.rt.erase("ann").await.expect("erase");
+
+    // then all is gone in one request but her mark and the 150 records kept
+    assert!(!erased.remaining, "{erased:?}");
+    assert_eq!(erased.records, hers - 150, "{erased:?}");
+    let keys = keys_of(&h, "ann");
+    assert_eq!(keys.len(), 151, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k == "U#ann/P" || (k.starts_with("U#ann/L#e") && k.ends_with("#a#1"))),
+        "{keys:?}"
+    );
 }
