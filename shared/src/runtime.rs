@@ -4691,13 +4691,20 @@ impl Runtime {
             if places.iter().any(|p| p.send == send) {
                 return (None, false); // an earlier attempt of this send took its place
             }
-            places.retain(|p| window.holds(p.at));
-            if places.len() >= cap.max as usize {
+            // The places her window holds count; the others stay while they may count in
+            // another zone's (her zone changed, or another journey's default is behind):
+            // a zone's day is not the record's to forget.
+            let holding: Vec<CapPlace> = places
+                .iter()
+                .filter(|p| window.holds(p.at))
+                .cloned()
+                .collect();
+            if holding.len() >= cap.max as usize {
                 // The place that frees first for this send: the (len - max + 1)th oldest's.
-                let mut times: Vec<Timestamp> = places.iter().map(|p| p.at).collect();
+                let mut times: Vec<Timestamp> = holding.iter().map(|p| p.at).collect();
                 times.sort();
                 let frees = times
-                    .get(places.len() - cap.max as usize)
+                    .get(holding.len() - cap.max as usize)
                     .and_then(|at| CapWindow::leaves_at(*at, cap.per, o.timezone.as_deref()))
                     .map(|at| format!("; a place frees at {at}"))
                     .unwrap_or_default();
@@ -4708,11 +4715,12 @@ impl Runtime {
                         cap.max,
                         o.channel,
                         cap.per,
-                        taken_by(places)
+                        taken_by(&holding)
                     )),
                 };
                 return (Some(skip), false);
             }
+            places.retain(|p| CapWindow::may_count(p.at, now, cap.per));
             places.push(CapPlace {
                 send: send.clone(),
                 at: now,
@@ -4763,11 +4771,8 @@ impl Runtime {
             let Some(theirs) = self.store.get(&cap_key(anon, *channel)).await? else {
                 continue;
             };
-            // The places that may still count (a calendar-day window reaches back a day at
-            // most more than `per`).
-            let since = now - cap.per.to_jiff() - SignedDuration::from_hours(24);
             let mut theirs = CapPlace::read(&theirs)?;
-            theirs.retain(|p| p.at > since);
+            theirs.retain(|p| CapWindow::may_count(p.at, now, cap.per));
             if theirs.is_empty() {
                 continue;
             }
@@ -6417,6 +6422,23 @@ impl CapWindow {
         at > self.since || (self.inclusive && at == self.since)
     }
 
+    /// Whether a send at `at` may still count at `now` or later in the window of `per` of
+    /// some zone: a rolling window reaches back `per`; a window of days reaches back to a
+    /// local midnight, less than a day before `now` plus `per` in any zone, and the hours
+    /// its days the clocks went back on were longer: it is given a day and three hours more
+    /// than `per`. A cap record keeps these places whatever the zone of the send that writes it,
+    /// so that one in a zone behind (her zone changed, or another journey's default zone for
+    /// a user with none) still counts the sends of its day.
+    fn may_count(at: Timestamp, now: Timestamp, per: Duration) -> bool {
+        let secs = per.as_secs();
+        let reach = if secs.is_multiple_of(86_400) && secs != 0 {
+            per.to_jiff() + SignedDuration::from_hours(27)
+        } else {
+            per.to_jiff()
+        };
+        at > now - reach
+    }
+
     /// When a send at `at` leaves the window of [`CapWindow::ending`]: `per` after it for
     /// exact time, the local midnight `per`'s days after its day for whole days.
     fn leaves_at(at: Timestamp, per: Duration, zone: Option<&str>) -> Option<Timestamp> {
@@ -6790,6 +6812,45 @@ mod tests {
                 assert_eq!(join(&[&timer_partition_prefix(minute), shard]), name);
             }
         }
+    }
+
+    /// A cap record keeps a place as long as a window of some zone may count it (27 hours more
+    /// than `per` for days, `per` for a rolling window), and no longer: it stays small.
+    #[test]
+    fn a_cap_record_keeps_places_while_some_zone_may_count_them() {
+        let at = |s: &str| s.parse::<Timestamp>().expect("time");
+        let d = |s: &str| s.parse::<Duration>().expect("duration");
+        let now = at("2026-12-03T16:00:00Z");
+        // It is 23:00 in Bangkok (UTC+7): her day, since 2026-12-02T17:00Z, holds a send of
+        // 23 hours before, whatever zone the latest send was judged in.
+        let bangkok_day = at("2026-12-02T17:00:00Z");
+        assert!(CapWindow::ending(now, d("1d"), Some("Asia/Bangkok")).holds(bangkok_day));
+        assert!(CapWindow::may_count(bangkok_day, now, d("1d")));
+        assert!(CapWindow::may_count(
+            at("2026-12-01T13:00:01Z"),
+            now,
+            d("1d")
+        ));
+        assert!(!CapWindow::may_count(
+            at("2026-12-01T13:00:00Z"),
+            now,
+            d("1d")
+        ));
+        assert!(!CapWindow::may_count(
+            at("2026-11-25T13:00:00Z"),
+            now,
+            d("7d")
+        ));
+        assert!(CapWindow::may_count(
+            at("2026-12-03T04:00:01Z"),
+            now,
+            d("12h")
+        ));
+        assert!(!CapWindow::may_count(
+            at("2026-12-03T04:00:00Z"),
+            now,
+            d("12h")
+        ));
     }
 
     /// A capped send says when a place frees: the next local midnight for whole days (in her

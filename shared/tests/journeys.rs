@@ -8345,6 +8345,108 @@ steps:
     }
 }
 
+/// A cap counts a day in the zone of the send it judges, and keeps the places it may count
+/// whatever zone the send that last wrote it had: a Tokyo user's two pushes, sent on two Tokyo
+/// days (06:30Z and 15:30Z, after Tokyo's midnight at 15:00Z), are both in the New York day she
+/// moves to at 15:45Z, so a third at 16:00Z is capped naming both (it went out: the second send
+/// had dropped the first's place, its Tokyo day over). The same for a week, and for a user with
+/// no zone between journeys of different default zones.
+#[tokio::test]
+async fn a_cap_keeps_the_places_a_zone_behind_still_counts() {
+    let tokyo = r#"
+id: tokyo
+name: T
+trigger: {event: go_t}
+reentry: after_exit
+timezone: Asia/Tokyo
+steps:
+  - id: pt
+    send: {push: {title: "T", body: "t"}}
+"#;
+    let ny = r#"
+id: ny
+name: N
+trigger: {event: go_n}
+reentry: after_exit
+timezone: America/New_York
+steps:
+  - id: pn
+    send: {push: {title: "N", body: "n"}}
+"#;
+    let travel = |first_day: &str, second_day: &str| {
+        format!(
+            r#"{{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"tv","traits":{{"timezone":"Asia/Tokyo","push_tokens":[{{"platform":"fcm","token":"t-tv"}}]}}}}
+{{"at":"{first_day}T06:30:00Z","type":"track","userId":"tv","event":"go_t","messageId":"t1"}}
+{{"at":"{second_day}T15:30:00Z","type":"track","userId":"tv","event":"go_t","messageId":"t2"}}
+{{"at":"{second_day}T15:45:00Z","type":"identify","userId":"tv","traits":{{"timezone":"America/New_York"}}}}
+{{"at":"{second_day}T16:00:00Z","type":"track","userId":"tv","event":"go_t","messageId":"t3"}}
+"#
+        )
+    };
+    let no_zone = r#"
+{"at":"2026-12-01T00:00:00Z","type":"identify","userId":"tv","traits":{"push_tokens":[{"platform":"fcm","token":"t-tv"}]}}
+{"at":"2026-12-01T06:30:00Z","type":"track","userId":"tv","event":"go_t","messageId":"t1"}
+{"at":"2026-12-01T15:30:00Z","type":"track","userId":"tv","event":"go_t","messageId":"t2"}
+{"at":"2026-12-01T16:00:00Z","type":"track","userId":"tv","event":"go_n","messageId":"n1"}
+"#;
+    for (per, script, last, kept_out, frees) in [
+        (
+            "1d",
+            travel("2026-12-01", "2026-12-01"),
+            "2026-12-01T15:30:00Z",
+            "tokyo/pt",
+            "2026-12-02T05:00:00Z",
+        ),
+        (
+            "7d",
+            travel("2026-12-01", "2026-12-07"),
+            "2026-12-07T15:30:00Z",
+            "tokyo/pt",
+            "2026-12-08T05:00:00Z",
+        ),
+        (
+            "1d",
+            no_zone.to_string(),
+            "2026-12-01T15:30:00Z",
+            "ny/pn",
+            "2026-12-02T05:00:00Z",
+        ),
+    ] {
+        let mut config = Config::default();
+        config.caps.insert(
+            Channel::Push,
+            Cap {
+                max: 2,
+                per: per.parse().expect("duration"),
+            },
+        );
+        let out = sim_with(&[tokyo, ny], &script, config, HORIZON).await;
+        assert_eq!(
+            outbox(&out),
+            [
+                "2026-12-01T06:30:00Z tv push pt: T".to_string(),
+                format!("{last} tv push pt: T"),
+            ],
+            "{per} {kept_out}"
+        );
+        let per = if per == "7d" { "1w" } else { per };
+        assert_eq!(
+            details(&out, "tv"),
+            [format!(
+                "at most 2 push per {per}: taken by tokyo/pt at 2026-12-01T06:30:00Z, tokyo/pt at {last}; a place frees at {frees}"
+            )],
+            "{kept_out}"
+        );
+        assert_eq!(
+            facts(&out, "tv", |w| matches!(w, What::Skipped { .. })),
+            [format!(
+                "{}T16:00:00Z {kept_out}: skipped push: capped",
+                &last[..10]
+            )]
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Versions, duplicates and order
 // ---------------------------------------------------------------------------------------------
