@@ -1519,7 +1519,7 @@ pub fn reentry_refusal_after(
     at: Timestamp,
     profile: &Profile,
 ) -> Option<String> {
-    match j.reentry {
+    match &j.reentry {
         Reentry::Never => Some(format!(
             "`reentry: never`, and the user entered on {entered_at}"
         )),
@@ -1534,29 +1534,31 @@ pub fn reentry_refusal_after(
 /// When `j`'s `reentry: after` lets `profile` in again after an entry whose trigger was at
 /// `trigger_at`; `None` for the other rules (`never` never does, `after_exit` at its end).
 pub fn reentry_again(j: &Journey, trigger_at: Timestamp, profile: &Profile) -> Option<Timestamp> {
-    match j.reentry {
+    match &j.reentry {
         Reentry::After(d) => Some(reentry_from(trigger_at, d, &reentry_zone(j, profile))),
         Reentry::Never | Reentry::AfterExit => None,
     }
 }
 
-/// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again:
-/// whole days on in `zone`, other lengths exactly.
+/// When `reentry: after d` lets a user whose last entry's trigger was at `last` in again: its
+/// weeks and days on in `zone` (the same local time), then its hours, minutes and seconds
+/// exactly (`24h` is 24 hours also across a change of the clocks).
 pub fn reentry_from(
     last: Timestamp,
-    d: crate::duration::Duration,
+    d: &crate::duration::DateOffset,
     zone: &jiff::tz::TimeZone,
 ) -> Timestamp {
-    let exact = last + d.to_jiff();
-    let secs = d.as_secs();
-    if secs == 0 || !secs.is_multiple_of(86_400) {
-        return exact;
-    }
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-    last.to_zoned_datetime(zone.clone())
-        .checked_add(jiff::Span::new().days(days))
-        .map(|z| z.timestamp())
-        .unwrap_or(exact)
+    let exact = jiff::SignedDuration::from_secs(i64::try_from(d.exact_secs()).unwrap_or(i64::MAX));
+    let days = i64::try_from(d.days()).unwrap_or(i64::MAX);
+    let on = if days == 0 {
+        last
+    } else {
+        last.to_zoned_datetime(zone.clone())
+            .checked_add(jiff::Span::new().days(days))
+            .map(|z| z.timestamp())
+            .unwrap_or_else(|_| last + jiff::SignedDuration::from_hours(24 * days))
+    };
+    on.checked_add(exact).unwrap_or(on)
 }
 
 /// The zone whose days `reentry: after` counts for `profile` in `j`: a schedule's own zone

@@ -333,7 +333,7 @@ impl JourneyStatus {
 }
 
 /// Whether and when a user may enter the journey again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reentry {
     /// Once per user, ever.
@@ -341,8 +341,11 @@ pub enum Reentry {
     Never,
     /// Again once the previous enrollment has ended.
     AfterExit,
-    /// Again once this long has passed since the last entry (and the last enrollment ended).
-    After(Duration),
+    /// Again once this long has passed since the last entry (and the last enrollment ended):
+    /// its weeks and days are calendar days in the user's zone, its hours, minutes and seconds
+    /// exact time (`24h` is 24 hours also across a change of the clocks), as a `wait_until`'s
+    /// offset is ([`DateOffset`]).
+    After(#[schemars(with = "Duration")] DateOffset),
 }
 
 /// An event or a trait change, optionally with a condition, as `exit_when` names them. Exactly

@@ -608,7 +608,7 @@ steps:
         let m = mermaid(&crate::dsl::parse("cart.yaml", &text).expect("valid journey"));
         assert!(
             m.contains(
-                "    rules>\"enters again 1w after the last entry, once it ended<br/>closed: no new entries<br/>quiet hours 21:00–08:00 in the user's time<br/>time zone Europe/Berlin when the user has none\"]\n    trigger -.- rules\n"
+                "    rules>\"enters again 7d after the last entry, once it ended<br/>closed: no new entries<br/>quiet hours 21:00–08:00 in the user's time<br/>time zone Europe/Berlin when the user has none\"]\n    trigger -.- rules\n"
             ),
             "{m}"
         );
@@ -661,6 +661,11 @@ steps:
         assert_eq!(
             rules("{after: 30d}"),
             "    rules>\"one enrollment per event.booking_id at a time; a value enters again 30d after its last entry, once it ended\"]"
+        );
+        // Hours stay hours: `24h` is elapsed time, not the calendar day `1d` is.
+        assert_eq!(
+            rules("{after: 24h}"),
+            "    rules>\"one enrollment per event.booking_id at a time; a value enters again 24h after its last entry, once it ended\"]"
         );
     }
 

@@ -3124,6 +3124,7 @@ impl Runtime {
                 ))));
             }
             if let Some(detail) = engine::reentry_refusal(j, e, trigger.at, profile) {
+                let detail = self.judged_at(j, detail, trigger.at);
                 let entry = self.refusal(j, &trigger.event, Some(&e.id), "reentry", detail);
                 let again = engine::reentry_again(j, e.trigger.at, profile);
                 return Ok(Some(Refused { entry, again }));
@@ -3145,6 +3146,7 @@ impl Runtime {
                 profile,
             );
             if let Some(detail) = refused {
+                let detail = self.judged_at(j, detail, trigger.at);
                 let entry = self.refusal(j, &trigger.event, Some(&last.id), "reentry", detail);
                 let again = engine::reentry_again(j, last.trigger_at, profile);
                 return Ok(Some(Refused { entry, again }));
@@ -3405,8 +3407,12 @@ impl Runtime {
         Ok(latest.and_then(|(visitor, e)| {
             engine::reentry_refusal_after(j, e.entered_at, e.trigger_at, at, profile).map(
                 |detail| {
-                    let detail = format!(
-                        "{detail} (as the anonymous visitor `{visitor}` she turned out to be)"
+                    let detail = self.judged_at(
+                        j,
+                        format!(
+                            "{detail} (as the anonymous visitor `{visitor}` she turned out to be)"
+                        ),
+                        at,
                     );
                     let again = engine::reentry_again(j, e.trigger_at, profile);
                     (detail, e.id.clone(), again)
@@ -3417,6 +3423,16 @@ impl Runtime {
 
     /// The timeline fact of a trigger that did not enter `j`: why, and the enrollment that
     /// stood in the way, if one did.
+    /// A `reentry: after` refusal's `detail`, saying the time it judged when that is not now:
+    /// a trigger counts from when it happened (its `timestamp`, or a schedule run's minute),
+    /// not from when it came.
+    fn judged_at(&self, j: &Journey, detail: String, at: Timestamp) -> String {
+        if !matches!(j.reentry, Reentry::After(_)) || at == self.now() {
+            return detail;
+        }
+        format!("{detail}; judged at the trigger's time, {at}")
+    }
+
     fn refusal(
         &self,
         j: &Journey,
@@ -3570,7 +3586,7 @@ impl Runtime {
         {
             record = record.max(e.entered_at + g.within.to_jiff());
         }
-        let last_entry = match j.reentry {
+        let last_entry = match &j.reentry {
             Reentry::Never => None,
             Reentry::AfterExit | Reentry::After(_) => {
                 Some(record.max(self.now()) + KEEP_FOR + KEYED_TTL_SLACK)

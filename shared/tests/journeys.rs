@@ -1265,8 +1265,9 @@ async fn an_inactive_user_refused_for_a_visitors_entry_is_checked_again_when_she
     assert_eq!(
         refusals(&ivy.timeline),
         [
-            // the visitor's check, which the login made hers, and the one her activity armed
-            format!("2026-12-05T08:00:00Z {refused}"),
+            // the visitor's check, which the login made hers (judged at its own time), and the
+            // one her activity armed
+            format!("2026-12-05T08:00:00Z {refused}; judged at the trigger's time, 2026-12-04T09:00:00Z"),
             format!("2026-12-08T09:00:00Z {refused}"),
         ]
     );
@@ -6011,7 +6012,61 @@ steps:
     );
     assert_eq!(
         refusals(entries(&out, "ann")),
-        ["2026-12-02T11:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: after 1d`: may enter again from 2026-12-02T10:00:00Z"]
+        ["2026-12-02T11:00:00Z promo [promo:ann:1] on visited: reentry: `reentry: after 1d`: may enter again from 2026-12-02T10:00:00Z; judged at the trigger's time, 2026-12-01T09:00:00Z"]
+    );
+}
+
+/// `reentry: {after: 24h}` is 24 hours, also across the night the clocks go back, where
+/// `after: 1d` is the next day at the same local time (25 hours then); `48h` is 48 hours. The
+/// refusal says the length as written.
+#[tokio::test]
+async fn reentry_after_hours_is_elapsed_time_and_after_days_calendar_days() {
+    let journey = |id: &str, after: &str| {
+        format!(
+            r#"
+id: {id}
+name: R
+trigger: {{event: go_{id}}}
+reentry: {{after: {after}}}
+timezone: Europe/Berlin
+steps:
+  - id: s
+    send: {{in_app: {{title: "r", body: "x"}}}}
+"#
+        )
+    };
+    let (days, hours, two_days) = (
+        journey("days", "1d"),
+        journey("hours", "24h"),
+        journey("two", "48h"),
+    );
+    // Berlin's clocks go back in the night of 25 October 2026.
+    let script = r#"
+{"at":"2026-10-01T00:00:00Z","type":"identify","userId":"u","traits":{"timezone":"Europe/Berlin"}}
+{"at":"2026-10-24T10:00:00Z","type":"track","userId":"u","event":"go_days","messageId":"d1"}
+{"at":"2026-10-24T10:00:00Z","type":"track","userId":"u","event":"go_hours","messageId":"h1"}
+{"at":"2026-10-24T10:00:00Z","type":"track","userId":"u","event":"go_two","messageId":"t1"}
+{"at":"2026-10-25T09:59:59Z","type":"track","userId":"u","event":"go_hours","messageId":"h2"}
+{"at":"2026-10-25T10:00:00Z","type":"track","userId":"u","event":"go_hours","messageId":"h3"}
+{"at":"2026-10-25T10:30:00Z","type":"track","userId":"u","event":"go_days","messageId":"d2"}
+{"at":"2026-10-25T11:00:00Z","type":"track","userId":"u","event":"go_days","messageId":"d3"}
+{"at":"2026-10-26T10:00:00Z","type":"track","userId":"u","event":"go_two","messageId":"t2"}
+"#;
+    let out = sim(&[&days, &hours, &two_days], script).await;
+    assert_eq!(
+        facts(&out, "u", entered)[3..],
+        [
+            "2026-10-25T10:00:00Z hours/-: entered v1 on go_hours",
+            "2026-10-25T11:00:00Z days/-: entered v1 on go_days",
+            "2026-10-26T10:00:00Z two/-: entered v1 on go_two",
+        ]
+    );
+    assert_eq!(
+        refusals(entries(&out, "u")),
+        [
+            "2026-10-25T09:59:59Z hours [hours:u:1] on go_hours: reentry: `reentry: after 24h`: may enter again from 2026-10-25T10:00:00Z",
+            "2026-10-25T10:30:00Z days [days:u:1] on go_days: reentry: `reentry: after 1d`: may enter again from 2026-10-25T11:00:00Z",
+        ]
     );
 }
 
