@@ -344,7 +344,7 @@ pub enum Reentry {
     /// Again once this long has passed since the last entry (and the last enrollment ended):
     /// its weeks and days are calendar days in the user's zone, its hours, minutes and seconds
     /// exact time (`24h` is 24 hours also across a change of the clocks), as a `wait_until`'s
-    /// offset is ([`DateOffset`]).
+    /// offset is.
     After(#[schemars(with = "Duration")] DateOffset),
 }
 
