@@ -745,6 +745,7 @@ pub fn convert_late(ctx: &Ctx<'_>, t: &mut Transition, at: Timestamp) {
             event: goal.label(),
             splits: crate::timeline::credited(&e.splits, &e.counted, at),
             last_message: None,
+            goal_at: (at != ctx.now).then_some(at),
         },
     });
 }
@@ -832,6 +833,7 @@ fn previous_converted(
                 splits,
                 // The runtime credits it (it knows which messages went out).
                 last_message: None,
+                goal_at: (at != ctx.now).then_some(at),
             },
         }
     });
@@ -2177,6 +2179,7 @@ impl<'a> Run<'a> {
                 ),
                 // The runtime credits it (it knows which messages went out).
                 last_message: None,
+                goal_at: (at != self.ctx.now).then_some(at),
             },
         );
     }

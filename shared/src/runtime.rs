@@ -6667,6 +6667,10 @@ fn log_refusals(user: &str, refusals: &[Entry]) {
     }
 }
 
+/// Why a conversion is credited to no message, in [`describe`]: the enrollment sent none at or
+/// before the goal event's time.
+const CREDITED_TO_NONE: &str = "credited to no message: none went out before it";
+
 /// A one-line description of a timeline fact, for logs (ids and reasons only: no addresses).
 pub fn describe(w: &What) -> String {
     match w {
@@ -6721,10 +6725,16 @@ pub fn describe(w: &What) -> String {
             event,
             splits,
             last_message,
+            goal_at,
         } => {
             let mut text = format!("converted on {event}");
-            if let Some(step) = last_message {
-                text.push_str(&format!(", credited to {step}"));
+            // When the goal happened (if not when it was processed), and, credited to none,
+            // why: a message shown before this line went out after the goal.
+            match (goal_at, last_message) {
+                (Some(at), Some(step)) => text.push_str(&format!(" (at {at}), credited to {step}")),
+                (None, Some(step)) => text.push_str(&format!(", credited to {step}")),
+                (Some(at), None) => text.push_str(&format!(" (at {at}; {CREDITED_TO_NONE})")),
+                (None, None) => text.push_str(&format!(" ({CREDITED_TO_NONE})")),
             }
             if !splits.is_empty() {
                 let paths: Vec<String> = splits

@@ -98,13 +98,18 @@ pub enum What {
     /// for a goal on an identify's change of `plan`); `splits`: the paths the user's splits took,
     /// so each path (and the holdout) has its own conversions in the stats; `last_message`:
     /// the step of the last message this enrollment sent the user before the goal event, the
-    /// step the conversion is credited to (none when none had gone out).
+    /// step the conversion is credited to (none when none had gone out); `goal_at`: when the
+    /// goal event happened (its `timestamp`), when that is not the entry's `at` (the event
+    /// arrived late, or out of order), so a message shown before the entry is seen to have gone
+    /// out after the goal (left out when the same, and in entries stored before it was kept).
     Converted {
         event: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         splits: Vec<SplitChoice>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        goal_at: Option<Timestamp>,
     },
     /// Ended by an `exit_when` event (`event`: its name), or an identify's change of a trait an
     /// `exit_when` watches (`trait_changed plan`).
@@ -623,6 +628,7 @@ mod tests {
                     event: "order_completed".into(),
                     splits: vec![],
                     last_message: Some("push".into()),
+                    goal_at: None,
                 },
             ),
             entry(
@@ -791,6 +797,7 @@ mod tests {
                     event: "subscription_upgraded".into(),
                     splits,
                     last_message: credited,
+                    goal_at: None,
                 },
             )
         };

@@ -1438,7 +1438,7 @@ async fn an_inactivity_check_handled_late_hears_the_exit_and_goal_since_its_time
     assert_eq!(
         facts[3..],
         [
-            "2026-12-04T09:21:00Z churn/pause: converted on app_opened",
+            "2026-12-04T09:21:00Z churn/pause: converted on app_opened (at 2026-12-04T09:10:00Z; credited to no message: none went out before it)",
             "2026-12-04T09:21:00Z churn/pause: woke (exited)",
             "2026-12-04T09:21:00Z churn/pause: exited on app_opened",
         ]
@@ -2760,8 +2760,14 @@ steps:
         BTreeMap::from([
             ("amy", format!("{on}, credited to nudge")),
             ("ben", format!("{on}, credited to reminder")),
-            ("cal", on.to_string()),
-            ("dee", format!("{on}, credited to nudge")),
+            (
+                "cal",
+                format!("{on} (credited to no message: none went out before it)")
+            ),
+            (
+                "dee",
+                format!("{on} (at 2026-12-01T20:00:00Z), credited to nudge")
+            ),
             ("eve", String::new()),
             ("ned", format!("{on}, credited to nudge")),
         ])
@@ -6220,14 +6226,20 @@ steps:
         conversions("bee"),
         [(
             "g:bee:1".to_string(),
-            format!("converted on order, credited to s (ab: {})", path("bee"))
+            format!(
+                "converted on order (at 2026-05-02T10:00:00Z), credited to s (ab: {})",
+                path("bee")
+            )
         )]
     );
     assert_eq!(
         conversions("cy"),
         [(
             "g:cy:1".to_string(),
-            format!("converted on order, credited to s (ab: {})", path("cy"))
+            format!(
+                "converted on order (at 2026-05-02T10:00:00Z), credited to s (ab: {})",
+                path("cy")
+            )
         )]
     );
 }
@@ -6273,7 +6285,10 @@ steps:
         .filter(|e| matches!(e.what, What::Converted { .. }))
         .map(|e| format!("{} {}", e.enrollment, describe(&e.what)))
         .collect();
-    assert_eq!(converted, ["g:bee:1 converted on order, credited to s"]);
+    assert_eq!(
+        converted,
+        ["g:bee:1 converted on order (at 2026-05-02T10:00:00Z), credited to s"]
+    );
 }
 
 #[tokio::test]
@@ -6528,12 +6543,78 @@ steps:
     let converted = |w: &What| matches!(w, What::Converted { .. });
     assert_eq!(
         facts(&out, "late", converted),
-        ["2026-12-01T10:10:00Z g/hi: converted on conv"]
+        ["2026-12-01T10:10:00Z g/hi: converted on conv (at 2026-12-01T10:05:00Z; credited to no message: none went out before it)"]
     );
     assert_eq!(facts(&out, "early", converted), Vec::<String>::new());
     assert_eq!(
         outbox_of(&out, "late"),
         ["2026-12-01T10:10:00Z late push hi: Hi"]
+    );
+}
+
+/// A goal event stamped before the journey's push but processed after it (a client's batch sent
+/// late) converts the enrollment credited to no message: its `converted` entry, after the push
+/// in the timeline, says when the goal happened (`goal_at`) and why no message is credited, and
+/// the stats count it as any conversion. (Before, it said "converted on order_completed" at the
+/// time it was processed, after the push: it read as a conversion the push should have had.)
+#[tokio::test]
+async fn a_goal_processed_after_a_message_it_happened_before_says_when_it_happened() {
+    let journey = r#"
+id: cart
+name: Cart
+trigger: {event: cart_abandoned}
+goal: {event: order_completed, within: 1d}
+steps:
+  - id: wait
+    wait: 3m
+  - id: push
+    send: {push: {title: "Still there?", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-07T18:00:00Z","type":"identify","userId":"dan","traits":{"push_tokens":[{"platform":"fcm","token":"t-dan"}]}}
+{"at":"2026-12-07T18:16:00Z","type":"track","userId":"dan","event":"cart_abandoned","messageId":"k1"}
+{"at":"2026-12-07T18:22:12Z","type":"track","userId":"dan","event":"order_completed","messageId":"o1","timestamp":"2026-12-07T18:16:31Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    let told = |w: &What| matches!(w, What::Sent { .. } | What::Converted { .. });
+    assert_eq!(
+        facts(&out, "dan", told),
+        [
+            "2026-12-07T18:19:00Z cart/push: sent push",
+            "2026-12-07T18:22:12Z cart/push: converted on order_completed (at 2026-12-07T18:16:31Z; credited to no message: none went out before it)",
+        ]
+    );
+    let entries: Vec<timeline::Entry> = entries(&out, "dan").into_iter().cloned().collect();
+    let converted = entries
+        .iter()
+        .find(|e| matches!(e.what, What::Converted { .. }))
+        .expect("a conversion");
+    let json = serde_json::to_value(converted).expect("json");
+    assert_eq!(json["goal_at"], "2026-12-07T18:16:31Z", "{json}");
+    assert!(json.get("last_message").is_none(), "{json}");
+    // Counted as before, through the stats fold's fast path as through the entries.
+    let counted = timeline::counters(&entries);
+    assert_eq!(counted["cart"].get("converted"), Some(&1));
+    assert_eq!(
+        timeline::counters_of_json(&serde_json::to_vec(&entries).expect("json")),
+        Ok(counted)
+    );
+    // A goal processed when it happened says no time; one credited says it.
+    let now = |last_message: Option<&str>, goal_at: Option<&str>| {
+        describe(&What::Converted {
+            event: "order_completed".into(),
+            splits: vec![],
+            last_message: last_message.map(String::from),
+            goal_at: goal_at.map(|t| t.parse().expect("timestamp")),
+        })
+    };
+    assert_eq!(
+        now(None, None),
+        "converted on order_completed (credited to no message: none went out before it)"
+    );
+    assert_eq!(
+        now(Some("push"), Some("2026-12-07T18:20:00Z")),
+        "converted on order_completed (at 2026-12-07T18:20:00Z), credited to push"
     );
 }
 
@@ -6666,7 +6747,7 @@ steps:
         (
             "ann",
             "2026-12-01T10:30:00Z",
-            vec!["2026-12-01T10:30:00Z goal/wait_1h: converted on order_completed"],
+            vec!["2026-12-01T10:30:00Z goal/wait_1h: converted on order_completed (credited to no message: none went out before it)"],
         ), // still enrolled
         (
             "bob",
@@ -9137,7 +9218,7 @@ steps:
     let converted = |w: &What| matches!(w, What::Converted { .. });
     assert_eq!(
         facts(&out, "pays", converted),
-        ["2026-12-01T10:10:00Z c/wait: converted on paid"]
+        ["2026-12-01T10:10:00Z c/wait: converted on paid (at 2026-12-01T10:00:00Z; credited to no message: none went out before it)"]
     );
     assert_eq!(facts(&out, "other", converted), Vec::<String>::new());
 }
@@ -9221,7 +9302,7 @@ async fn cart_example_sends_what_the_story_says() {
         facts(&out, "bob", outcome),
         [
             "2026-12-01T10:10:00Z cart_abandonment/-: entered v1 on cart_abandoned",
-            "2026-12-01T12:00:00Z cart_abandonment/push_reminder: converted on order_completed",
+            "2026-12-01T12:00:00Z cart_abandonment/push_reminder: converted on order_completed (credited to no message: none went out before it)",
             "2026-12-01T12:00:00Z cart_abandonment/push_reminder: exited on order_completed",
         ]
     );

@@ -994,7 +994,7 @@ steps:
         .collect();
     assert_eq!(
         converted,
-        ["trial:ann:1 converted on trait_changed plan, credited to s"]
+        ["trial:ann:1 converted on trait_changed plan (at 2026-03-01T12:00:00Z), credited to s"]
     );
     assert_eq!(ended(&h, "trial", trial).await, (0, 1));
 }
