@@ -16,6 +16,9 @@ use crate::journey::Channel;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub at: Timestamp,
+    /// The journey the fact is about; empty, and left out, for a fact of the profile, in no
+    /// journey ([`What::NotKept`]; entries stored before have it as `""`).
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub journey: Arc<str>,
     /// The enrollment the fact is about; for a refused entry, the one that stood in the way
     /// (empty, and left out, when none did).
@@ -181,7 +184,7 @@ pub enum What {
     /// (`fields`: `traits.phone`; `value` as sent, cut short, an address not shown), the
     /// traits past the profile's bounds (`more`: how many past those `fields` lists), or an
     /// anonymous id past them (`anonymousId`: not merged). A fact of the profile, in no
-    /// journey (`journey` is empty); kept with the event, as a refused entry is.
+    /// journey (`journey` is empty, and left out); kept with the event, as a refused entry is.
     NotKept {
         fields: Vec<String>,
         #[serde(default, skip_serializing_if = "is_zero")]
@@ -310,7 +313,8 @@ pub fn counters(entries: &[Entry]) -> BTreeMap<String, BTreeMap<String, i64>> {
 /// The part of a stored entry that the counters read (the rest is skipped, not built).
 #[derive(Deserialize)]
 struct Counted<'a> {
-    #[serde(borrow)]
+    /// Left out of a fact of the profile, in no journey.
+    #[serde(default, borrow)]
     journey: Cow<'a, str>,
     #[serde(default, borrow)]
     step: Option<Cow<'a, str>>,
@@ -833,6 +837,41 @@ mod tests {
         // The fold's chunk limits are judged on at most this many counters.
         assert_eq!(most_counters(&entries), 3 + 4 + 1);
         assert!(j.len() <= most_counters(&entries));
+    }
+
+    /// A fact of the profile, in no journey, leaves `journey` out, as it does `enrollment` and
+    /// `step` (it was `"journey": ""`); one stored before, with it, reads as it did, and both
+    /// are counted alike (as nothing).
+    #[test]
+    fn a_fact_of_the_profile_leaves_its_journey_out() {
+        let not_kept = Entry {
+            journey: "".into(),
+            enrollment: "".into(),
+            ..entry(
+                None,
+                What::NotKept {
+                    fields: vec!["traits.timezone".into()],
+                    more: 0,
+                    value: Some("\"Europe/Pariss\"".into()),
+                    reason: "no such time zone".into(),
+                },
+            )
+        };
+        let json = serde_json::to_value(&not_kept).expect("json");
+        assert_eq!(json.get("journey"), None, "{json}");
+        assert_eq!(json.get("enrollment"), None, "{json}");
+        let read: Entry = serde_json::from_value(json.clone()).expect("read");
+        assert_eq!(read, not_kept);
+        let mut before = json;
+        before["journey"] = "".into();
+        let read: Entry = serde_json::from_value(before.clone()).expect("read before");
+        assert_eq!(read, not_kept);
+        for record in [vec![not_kept.clone()], vec![read]] {
+            let body = serde_json::to_vec(&record).expect("json");
+            assert_eq!(counters_of_json(&body), Ok(BTreeMap::new()));
+        }
+        let body = serde_json::to_vec(&[before]).expect("json");
+        assert_eq!(counters_of_json(&body), Ok(BTreeMap::new()));
     }
 
     #[test]
