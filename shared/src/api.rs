@@ -2,7 +2,7 @@
 //! `waymark dev`. Segment-compatible intake, read APIs for admins, inbox and unsubscribe.
 
 use crate::counter::{Counter, StepCounter, Took};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -348,7 +348,9 @@ pub struct JourneyStats {
     pub steps: Vec<StepStats>,
 }
 
-/// Shapes a journey's counters into per-step figures, in the journey's step order.
+/// Shapes a journey's counters into per-step figures, in the journey's step order; the steps
+/// only earlier versions have after them, in the order of their counters' names (see
+/// [`order_earlier_steps`]).
 pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> JourneyStats {
     let steps: Vec<StepStats> = j
         .steps
@@ -409,6 +411,25 @@ pub fn journey_stats(j: &Journey, version: u32, c: &BTreeMap<String, i64>) -> Jo
         }
     }
     out
+}
+
+/// The steps of `stats` that only earlier versions have (`earlier`), put in the order of their
+/// flows: each where the latest of `earlier_versions` (newest first) that has it lists it, that
+/// version's after the newer one's. A step none of them has stays last, where it was.
+pub fn order_earlier_steps(stats: &mut JourneyStats, earlier_versions: &[&Journey]) {
+    let rank = |id: &str| {
+        earlier_versions
+            .iter()
+            .enumerate()
+            .find_map(|(v, j)| j.steps.iter().position(|s| s.id == id).map(|i| (v, i)))
+            .unwrap_or((usize::MAX, usize::MAX))
+    };
+    let first = stats
+        .steps
+        .iter()
+        .position(|s| s.earlier)
+        .unwrap_or(stats.steps.len());
+    stats.steps[first..].sort_by_key(|s| rank(&s.id));
 }
 
 /// The call a path other than the call's own name stands for: an analytics.js one-letter path
@@ -1109,13 +1130,38 @@ impl Api {
             }
             Err(e) => return internal(&e.into()),
         };
-        match self.runtime.stats(id).await {
-            Ok(c) => reply(
-                StatusCode::OK,
-                &json!(journey_stats(&latest.journey, latest.version, &c)),
-            ),
-            Err(e) => internal(&e),
+        let c = match self.runtime.stats(id).await {
+            Ok(c) => c,
+            Err(e) => return internal(&e),
+        };
+        let mut stats = journey_stats(&latest.journey, latest.version, &c);
+        // The steps only earlier versions have, in their flows' order: the versions that name
+        // them read, newest first, until each is found (none read when there are none).
+        let mut unplaced: BTreeSet<&str> = stats
+            .steps
+            .iter()
+            .filter(|s| s.earlier)
+            .map(|s| s.id.as_str())
+            .collect();
+        let mut earlier = Vec::new();
+        for v in (1..latest.version).rev() {
+            if unplaced.is_empty() {
+                break;
+            }
+            match self.runtime.catalog.version(id, v).await {
+                Ok(Some(p)) => {
+                    for s in &p.journey.steps {
+                        unplaced.remove(s.id.as_str());
+                    }
+                    earlier.push(p);
+                }
+                Ok(None) => {}
+                Err(e) => return internal(&e.into()),
+            }
         }
+        let earlier: Vec<&Journey> = earlier.iter().map(|p| &p.journey).collect();
+        order_earlier_steps(&mut stats, &earlier);
+        reply(StatusCode::OK, &json!(stats))
     }
 
     async fn publish(&self, id: &str, body: &[u8]) -> Response<Bytes> {

@@ -2845,6 +2845,79 @@ steps:
     assert_eq!(stats.entered, 5);
 }
 
+/// `GET /v1/journeys/{id}/stats` lists the steps only earlier versions have in their flows'
+/// order: each where the latest version that has it lists it, newer versions' first. After a v3
+/// that renames v2's `wait_4h` and drops its `low_stock_email`, and a v2 that renamed v1's
+/// `hello`: `wait_4h`, `low_stock_email`, then `hello`. (Before, they came in their counters'
+/// order, by name: `hello`, `low_stock_email`, `wait_4h`.)
+#[tokio::test]
+async fn stats_list_the_steps_of_earlier_versions_in_their_flows_order() {
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    let v1 = r#"
+id: ver
+name: Ver
+trigger: {event: go}
+steps:
+  - id: hello
+    send: {push: {title: "hi", body: "."}}
+  - id: wait_4h
+    wait: 4h
+  - id: low_stock_email
+    send: {push: {title: "low", body: "."}}
+"#;
+    h.publish(v1).await;
+    h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"a","traits":{"push_tokens":[{"platform":"fcm","token":"t-a"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"track","userId":"a","event":"go","messageId":"go-a"}
+"#)
+    .await;
+    h.advance_to("2026-12-01T14:00:00Z".parse().expect("timestamp"))
+        .await;
+    let v2 = v1.replace("id: hello", "id: welcome");
+    assert_eq!(h.publish(&v2).await, 2);
+    let v3 = r#"
+id: ver
+name: Ver
+trigger: {event: go}
+steps:
+  - id: welcome
+    send: {push: {title: "hi", body: "."}}
+  - id: wait_1h
+    wait: 1h
+"#;
+    assert_eq!(h.publish(v3).await, 3);
+    h.rt.fold_stats().await.expect("fold");
+    let api = support::view::api(&h);
+    let req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri("/v1/journeys/ver/stats")
+        .header(
+            "authorization",
+            format!("Bearer {}", support::view::ADMIN_KEY),
+        )
+        .body(bytes::Bytes::new())
+        .expect("a request");
+    let res = api.handle(req).await;
+    let text = String::from_utf8_lossy(res.body()).to_string();
+    assert_eq!(res.status(), http::StatusCode::OK, "{text}");
+    let stats: waymark::api::JourneyStats = serde_json::from_str(&text).expect("stats");
+    let steps: Vec<(&str, i64, bool)> = stats
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.entered, s.earlier))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("welcome", 0, false),
+            ("wait_1h", 0, false),
+            ("wait_4h", 1, true),
+            ("low_stock_email", 1, true),
+            ("hello", 1, true),
+        ]
+    );
+}
+
 /// A reminder prints the appointment's time in the zone its wait used: the user's, else the
 /// journey's default (not UTC), so "see you at 15:00" and the 09:00 reminder agree.
 #[tokio::test]
