@@ -654,6 +654,8 @@ pub(crate) fn item_past_bound(
     (fixed + stored > MAX_ITEM_BYTES).then_some(fixed + stored)
 }
 
+/// The error of a write the local store refuses as DynamoDB would: `pk`/`sk` at `size` bytes.
+#[cfg(feature = "local")]
 pub(crate) fn refused_item(pk: &str, sk: &str, size: usize) -> StoreError {
     StoreError::Corrupt(format!(
         "DynamoDB would refuse the item {}/{}: {size} bytes, past its {MAX_ITEM_BYTES}",
