@@ -95,14 +95,27 @@ pub struct Waiting {
     pub through: u64,
 }
 
-/// The ids of the lines in the outbox, and whether its last line was cut short (a crash in the
-/// middle of a write): the next line then starts on a line of its own.
+/// How the outbox file ends, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// With a newline (or empty): the next line is appended as it is.
+    Whole,
+    /// With a whole line but no newline after it: the next line starts with one.
+    Unended,
+    /// With the start of a line a crash cut short in the middle of a write, after `len` bytes
+    /// of whole lines: the file is cut back to them before the next write, so that every line
+    /// of the outbox is a whole message once (the cut message's line is written again whole,
+    /// its send not being in the outbox).
+    Torn { len: u64 },
+}
+
+/// The ids of the lines in the outbox, and how it ends ([`End`]).
 struct Written {
     /// Hashed with foldhash (seeded per process), several times faster than std's SipHash on
     /// these short keys.
     /// With when each line says it was written (`None` for a line without a readable `at`).
     ids: HashMap<String, Option<Timestamp>, foldhash::fast::RandomState>,
-    cut: bool,
+    end: End,
     /// The lines staged by this process and not written yet, with their times: a send asked
     /// for again meanwhile is one of them.
     staged: HashMap<String, Timestamp, foldhash::fast::RandomState>,
@@ -246,11 +259,11 @@ impl Sender for OutboxSender {
             .await?;
         }
         let id = message.ledger_key();
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if written.is_none() {
-            *written = Some(self.read_sink()?);
+        let mut guard = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.read_sink()?);
         }
-        let Some(written) = written.as_mut() else {
+        let Some(written) = guard.as_mut() else {
             return Err(SendError::Retryable("outbox not read".into()));
         };
         let known = match written.ids.get(&id) {
@@ -289,24 +302,18 @@ impl Sender for OutboxSender {
         match &self.sink {
             Sink::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
             Sink::File(path) => {
-                let mut text = if written.cut {
-                    String::from("\n")
-                } else {
-                    String::new()
-                };
-                text.push_str(
-                    &serde_json::to_string(&line)
-                        .map_err(|e| SendError::Permanent(e.to_string()))?,
-                );
+                let mut text = serde_json::to_string(&line)
+                    .map_err(|e| SendError::Permanent(e.to_string()))?;
                 text.push('\n');
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| SendError::Retryable(format!("outbox {}: {e}", path.display())))?;
-                f.write_all(text.as_bytes())
-                    .map_err(|e| SendError::Retryable(format!("outbox {}: {e}", path.display())))?;
-                written.cut = false;
+                if let Err(e) = append(path, written.end, &text, false) {
+                    // Some of it may be in the file: read what it holds again before the retry.
+                    *guard = None;
+                    return Err(SendError::Retryable(format!(
+                        "outbox {}: {e}",
+                        path.display()
+                    )));
+                }
+                written.end = End::Whole;
             }
         }
         written.ids.insert(id, Some(at));
@@ -318,6 +325,32 @@ impl Sender for OutboxSender {
         }
         Ok(Receipt::default())
     }
+}
+
+/// Appends `text` (whole lines) to the outbox file at `path`, which ends as `end` says: after
+/// a newline first when its last line has none, or cut back to its whole lines first when a
+/// crash tore its last one. With `durable`, flushed to disk before it returns (and the folder,
+/// when this write creates the file: a power cut must not take the file back).
+fn append(path: &std::path::Path, end: End, text: &str, durable: bool) -> std::io::Result<()> {
+    let creating = durable && !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    match end {
+        End::Whole => {}
+        End::Unended => f.write_all(b"\n")?,
+        // Appends go to the file's end whatever the cursor: cutting it is enough.
+        End::Torn { len } => f.set_len(len)?,
+    }
+    f.write_all(text.as_bytes())?;
+    if durable {
+        f.sync_data()?;
+        if creating {
+            sync_folder_of(path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Flushes the folder holding `path` to disk, so that a file just created there stays after a
@@ -371,12 +404,10 @@ impl OutboxSender {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(fresh.iter().map(|l| (*l).clone())),
+            // Nothing to write: the file is left as it is.
+            Sink::File(_) if fresh.is_empty() => {}
             Sink::File(path) => {
-                let mut text = if written.cut && !fresh.is_empty() {
-                    String::from("\n")
-                } else {
-                    String::new()
-                };
+                let mut text = String::new();
                 for line in &fresh {
                     text.push_str(
                         &serde_json::to_string(line)
@@ -387,27 +418,13 @@ impl OutboxSender {
                 let failed = |e: std::io::Error| {
                     SendError::Retryable(format!("outbox {}: {e}", path.display()))
                 };
-                // A file this write creates is durable only once its folder's entry is: the
-                // lines are let go below, so a power cut must not take the file back.
-                let creating = !path.exists();
-                let appended = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .and_then(|mut f| {
-                        f.write_all(text.as_bytes())?;
-                        f.sync_data()?;
-                        if creating {
-                            sync_folder_of(path)?;
-                        }
-                        Ok(())
-                    });
-                if let Err(e) = appended {
+                // Flushed to disk before the lines are let go below.
+                if let Err(e) = append(path, written.end, &text, true) {
                     // Some of it may be in the file: read what it holds again before the retry.
                     *guard = None;
                     return Err(failed(e));
                 }
-                written.cut = written.cut && fresh.is_empty();
+                written.end = End::Whole;
             }
         }
         for line in &fresh {
@@ -458,7 +475,7 @@ impl OutboxSender {
                     .iter()
                     .map(|l| (l.id.clone(), Some(l.at)))
                     .collect(),
-                cut: false,
+                end: End::Whole,
                 staged: Default::default(),
             }),
             Sink::File(path) => {
@@ -472,7 +489,22 @@ impl OutboxSender {
                         )))
                     }
                 };
-                let text = String::from_utf8_lossy(&bytes);
+                // The bytes after the last newline: a whole line whose newline a crash kept
+                // from the file, or the start of one it cut short.
+                let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let last = &bytes[whole..];
+                let end = if last.is_empty() {
+                    End::Whole
+                } else if serde_json::from_slice::<serde_json::Value>(last).is_ok() {
+                    End::Unended
+                } else {
+                    End::Torn { len: whole as u64 }
+                };
+                let kept = match end {
+                    End::Torn { .. } => &bytes[..whole],
+                    _ => &bytes[..],
+                };
+                let text = String::from_utf8_lossy(kept);
                 Ok(Written {
                     ids: text
                         .lines()
@@ -484,7 +516,7 @@ impl OutboxSender {
                             (l.id, at)
                         })
                         .collect(),
-                    cut: !text.is_empty() && !text.ends_with('\n'),
+                    end,
                     staged: Default::default(),
                 })
             }
@@ -565,6 +597,19 @@ mod tests {
     /// Returns the ids of the lines the file holds, and how many times message 1's id appears in
     /// it at all (a copy glued to the cut line does not read as a line of its own).
     async fn restart_after_a_cut_line(name: &str, tail: &[u8]) -> (Vec<String>, usize) {
+        let (ids, first, unread) = restart_after_a_cut_line_reading(name, tail).await;
+        assert!(
+            unread.is_empty(),
+            "every line of the outbox is a whole message: {unread:?}"
+        );
+        (ids, first)
+    }
+
+    /// [`restart_after_a_cut_line`], with the lines of the file that do not read as a message.
+    async fn restart_after_a_cut_line_reading(
+        name: &str,
+        tail: &[u8],
+    ) -> (Vec<String>, usize, Vec<String>) {
         let dir =
             std::env::temp_dir().join(format!("waymark-outbox-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -591,7 +636,124 @@ mod tests {
             .filter_map(|l| serde_json::from_str::<OutboxLine>(l).ok())
             .map(|l| l.id)
             .collect();
-        (ids, text.matches("welcome:ann:1#hello#1").count())
+        let unread = text
+            .lines()
+            .filter(|l| serde_json::from_str::<OutboxLine>(l).is_err())
+            .map(String::from)
+            .collect();
+        (ids, text.matches("welcome:ann:1#hello#1").count(), unread)
+    }
+
+    /// Lines staged in memory, as `local::StagedLines` keeps them in the store: what a crash
+    /// before [`Staging::release`] leaves staged is written again by the next start's flush.
+    #[derive(Default)]
+    struct MemoryStaging {
+        lines: Mutex<Vec<OutboxLine>>,
+    }
+
+    impl Staging for MemoryStaging {
+        fn stage(&self, line: &OutboxLine) -> Result<(), String> {
+            self.lines
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push(line.clone());
+            Ok(())
+        }
+        fn commit(&self, _now: Timestamp) -> Result<Option<Waiting>, String> {
+            let lines = self.lines.lock().map_err(|e| e.to_string())?.clone();
+            let through = lines.len() as u64;
+            Ok((!lines.is_empty()).then_some(Waiting { lines, through }))
+        }
+        fn release(&self, through: u64) -> Result<(), String> {
+            let mut lines = self.lines.lock().map_err(|e| e.to_string())?;
+            let through = (through as usize).min(lines.len());
+            lines.drain(..through);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_a_crash_tore_in_the_middle_of_a_flush_is_written_again_whole_and_once() {
+        let dir = std::env::temp_dir().join(format!("waymark-outbox-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("outbox.jsonl");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let staging = Arc::new(MemoryStaging::default());
+        let sender = || {
+            OutboxSender::new(Sink::File(path.clone()), clock.clone(), false)
+                .staged(staging.clone())
+        };
+        // given message 1 written and let go, then message 2 staged and its flush killed
+        // halfway through its line (before the lines were let go)
+        let first = sender();
+        first.send(&push(1)).await.expect("sent");
+        assert_eq!(first.flush(Timestamp::UNIX_EPOCH).expect("flush"), 1);
+        first.send(&push(2)).await.expect("sent");
+        let whole = std::fs::read(&path).expect("read");
+        let line = serde_json::to_string(&staging.lines.lock().expect("staged")[0]).expect("json");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(&line.as_bytes()[..line.len() / 2])
+            .expect("write");
+        drop(f);
+        // when the next start flushes what is staged
+        let again = sender();
+        assert_eq!(again.flush(Timestamp::UNIX_EPOCH).expect("flush"), 1);
+        // then the torn start is gone, and each message is one whole line
+        let text = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(text.as_bytes().starts_with(&whole), "{text}");
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<OutboxLine>(l).map(|l| l.id))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("a line that is no message ({e}): {text}"));
+        assert_eq!(ids, ["welcome:ann:1#hello#1", "welcome:ann:1#hello#2"]);
+    }
+
+    #[tokio::test]
+    async fn a_whole_last_line_without_its_newline_is_kept_and_the_next_goes_on_a_line_of_its_own()
+    {
+        // given message 1 written, then message 2's whole line without its newline: it reads as
+        // a message, so it is kept (not written again), and the next line starts after it
+        let line = |seq| {
+            let mut l = serde_json::to_value(OutboxLine {
+                id: format!("welcome:ann:1#hello#{seq}"),
+                at: Timestamp::UNIX_EPOCH,
+                channel: Channel::Push,
+                user_id: "ann".into(),
+                journey: "welcome".into(),
+                step: "hello".into(),
+                to: Address::One("tok".into()),
+                content: Arc::new(Content::Push {
+                    title: "Hi".into(),
+                    body: "there".into(),
+                    silent: false,
+                    data: Default::default(),
+                    expires: None,
+                }),
+                locale: None,
+                store: None,
+            })
+            .expect("json");
+            l.as_object_mut().map(|o| o.remove("store"));
+            l.to_string()
+        };
+        let (ids, first, unread) =
+            restart_after_a_cut_line_reading("unended", line(3).as_bytes()).await;
+        assert_eq!(
+            ids,
+            [
+                "welcome:ann:1#hello#1",
+                "welcome:ann:1#hello#3",
+                "welcome:ann:1#hello#2"
+            ]
+        );
+        assert_eq!(first, 1);
+        assert!(unread.is_empty(), "{unread:?}");
     }
 
     #[tokio::test]
@@ -704,7 +866,7 @@ mod tests {
         let missing = OutboxSender::new(Sink::File(dir.join("none.jsonl")), clock, false);
         assert!(missing
             .read_sink()
-            .is_ok_and(|w| w.ids.is_empty() && !w.cut));
+            .is_ok_and(|w| w.ids.is_empty() && w.end == End::Whole));
         // and a message sent is retryable rather than written unchecked
         let err = sender.send(&push(1)).await.expect_err("unreadable outbox");
         assert!(matches!(err, SendError::Retryable(_)), "{err:?}");
