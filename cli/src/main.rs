@@ -472,9 +472,18 @@ fn simulate(
         ))),
         ..Config::default()
     };
-    let outputs = current_thread()?
-        .block_on(simulate::run(&set, &script, config, horizon.to_jiff()))
+    let simulate::Simulated { outputs, cut } = current_thread()?
+        .block_on(simulate::run_to_horizon(
+            &set,
+            &script,
+            config,
+            horizon.to_jiff(),
+        ))
         .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
+    // On stderr: the timeline on stdout (and an `--expect` comparison) stays as it is.
+    if let Some(cut) = cut {
+        say_err!("{}", cut_at_horizon(&cut, horizon));
+    }
     if stats {
         print_out(&stats_of_run(&set, &outputs))?;
         return Ok(true);
@@ -513,6 +522,23 @@ fn simulate(
             Ok(false)
         }
     }
+}
+
+/// What `waymark simulate` says when it stopped at its horizon with a wait still to end.
+fn cut_at_horizon(cut: &simulate::Cut, horizon: Duration) -> String {
+    format!(
+        "note: the simulation stopped at its horizon, {} ({} after the last script line), with {}: what comes after the horizon is not in the timeline; pass a longer --horizon (at most 366d), or add a later line to the script",
+        cut.horizon,
+        horizon,
+        match cut.waiting {
+            0 => format!("a message still due at {}", cut.next_due),
+            1 => format!("1 enrollment still waiting, until {}", cut.next_due),
+            n => format!(
+                "{n} enrollments still waiting, the first until {}",
+                cut.next_due
+            ),
+        }
+    )
 }
 
 fn render(file: &Path) -> Result<bool> {

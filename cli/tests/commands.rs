@@ -677,6 +677,48 @@ fn simulate_prints_the_timeline_as_json_lines() {
     assert_eq!(push[0]["at"], "2026-12-01T10:31:00Z");
 }
 
+/// A wait that ends after the horizon is said on stderr (the timeline would otherwise stop short
+/// of it with nothing said); a run that ends with nothing left to happen says nothing.
+#[test]
+fn simulate_says_when_it_stops_at_its_horizon_with_a_wait_still_to_end() {
+    let dir = TempDir::new("simulate-horizon");
+    let journeys = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys).expect("mkdir");
+    std::fs::write(journeys.join("welcome.yaml"), WELCOME).expect("write");
+    let events = dir.write("events.jsonl", SCRIPT);
+    let simulate = |horizon: &str| {
+        run(&[
+            "simulate",
+            "--journeys",
+            &journeys.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+            "--horizon",
+            horizon,
+        ])
+    };
+    // given a 30-minute wait after the last line, and a horizon of 10 minutes
+    let out = simulate("10m");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("\"message\""));
+    assert!(
+        text(&out.stderr).contains(
+            "note: the simulation stopped at its horizon, 2026-12-01T10:11:00Z (10m after the last script line), with 1 enrollment still waiting, until 2026-12-01T10:31:00Z: what comes after the horizon is not in the timeline"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // and with a horizon past it, the push is in the timeline and nothing is said
+    let out = simulate("1h");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"message\""));
+    assert!(
+        !text(&out.stderr).contains("horizon"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `--journeys FILE` runs that journey with its folder's `waymark.yaml`, as `validate` checks
 /// it: its topic is declared there and its push cap applies, so the run is the one of the
 /// folder it is alone in.

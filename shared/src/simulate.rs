@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::{Clock, ManualClock};
+use crate::enrollment::{Enrollment, Status};
 use crate::event::{self, Limits};
 use crate::journey::{Journey, TriggerKind};
 use crate::outbox::{OutboxLine, OutboxSender};
@@ -336,6 +337,39 @@ pub async fn run(
     config: Config,
     horizon: SignedDuration,
 ) -> Result<Vec<Output>, String> {
+    Ok(run_to_horizon(journeys, script, config, horizon)
+        .await?
+        .outputs)
+}
+
+/// What a simulation printed, and whether it stopped at its horizon with something still to
+/// happen.
+#[derive(Debug)]
+pub struct Simulated {
+    pub outputs: Vec<Output>,
+    /// When the run stopped at its horizon (`horizon` after the last scripted event) with a
+    /// wake-up or a message still due after it (a wait past the horizon). A schedule's next run
+    /// alone is not counted: schedules run for ever.
+    pub cut: Option<Cut>,
+}
+
+/// A run stopped at its horizon with something due after it ([`Simulated::cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub horizon: Timestamp,
+    /// How many enrollments still wait past the horizon.
+    pub waiting: usize,
+    /// When the first of their waits ends (else the next message due: a retry, say).
+    pub next_due: Timestamp,
+}
+
+/// [`run`], also telling whether the run stopped at its horizon with something still due.
+pub async fn run_to_horizon(
+    journeys: &[Journey],
+    script: &[ScriptLine],
+    config: Config,
+    horizon: SignedDuration,
+) -> Result<Simulated, String> {
     let start = script
         .first()
         .map(|l| l.at)
@@ -381,6 +415,7 @@ pub async fn run(
     // minute of the last run.
     let mut tick_wanted = false;
     let mut ticked: Option<i64> = None;
+    let mut cut = None;
     loop {
         steps += 1;
         if steps > 5_000_000 {
@@ -467,6 +502,16 @@ pub async fn run(
             break;
         };
         if t > end {
+            // A wake-up or a message past the horizon (a timer is due a minute after its
+            // tick): the timeline stops short of it.
+            let next_due = [
+                queue.next_due(),
+                timer_tick.map(|x| x + SignedDuration::from_secs(60)),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            cut = next_due.map(|next| cut_at(&store, end, next));
             break;
         }
         let t = t.max(now);
@@ -562,7 +607,30 @@ pub async fn run(
         }
         key(a).cmp(&key(b)).then(la.cmp(lb))
     });
-    Ok(out.into_iter().map(|(_, o)| o).collect())
+    Ok(Simulated {
+        outputs: out.into_iter().map(|(_, o)| o).collect(),
+        cut,
+    })
+}
+
+/// How a run stopped at `horizon` with messages still due (the first at `next_message`): the
+/// enrollments still waiting past it, and when the first of their waits ends (a wait rides on
+/// hops of the queue, so its next message may be due before it ends).
+fn cut_at(store: &MemoryStore, horizon: Timestamp, next_message: Timestamp) -> Cut {
+    let ends: Vec<Timestamp> = store
+        .dump()
+        .iter()
+        .filter(|r| r.key.pk.starts_with("U#") && r.key.sk.starts_with("E#"))
+        .filter_map(|r| r.parse_shared::<Enrollment>().ok())
+        .filter(|e| e.status == Status::Active)
+        .filter_map(|e| e.pending.as_ref().map(|p| p.at))
+        .filter(|at| *at > horizon)
+        .collect();
+    Cut {
+        horizon,
+        waiting: ends.len(),
+        next_due: ends.iter().copied().min().unwrap_or(next_message),
+    }
 }
 
 /// Finds the earliest timer in the store. Timers are kept in partitions named by their due
