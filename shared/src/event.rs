@@ -1116,6 +1116,13 @@ fn from_raw(
             continue;
         };
         if let Some(problem) = crate::profile::device_trait_problem(name, value) {
+            // Kept in her timeline too (`not_kept`): her waits stay on the zone she had, and
+            // the timeline says why.
+            check.refused.push(Refused {
+                field: format!("context.{name}"),
+                value: crate::condition::shown(name, value),
+                reason: format!("{problem}; not taken as the user's"),
+            });
             let field = check.field(&format!("context.{name}"));
             check.warnings.push(LeftOut {
                 problem: FieldError::new(field, problem),

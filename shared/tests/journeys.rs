@@ -7380,6 +7380,35 @@ steps:
     );
 }
 
+/// A device's zone that is no zone is not taken as hers, and her timeline says so: her quiet
+/// hours stay on the zone she had (here none: UTC), and what she was sent then has its reason.
+#[tokio::test]
+async fn a_devices_zone_that_is_no_zone_is_kept_in_her_timeline_as_not_kept() {
+    let journey = r#"
+id: late
+name: Late
+trigger: {event: signed_up}
+quiet_hours: {start: "21:00", end: "08:00"}
+steps:
+  - id: hello
+    send: {push: {title: "Hello", body: "."}}
+"#;
+    let script = r#"
+{"at":"2026-12-01T03:00:00Z","type":"identify","userId":"cat","traits":{"push_tokens":[{"platform":"apns","token":"t-cat"}]}}
+{"at":"2026-12-01T03:30:00Z","type":"track","userId":"cat","event":"signed_up","messageId":"s-cat","context":{"timezone":"Mars/Olympus"}}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox(&out), ["2026-12-01T08:00:00Z cat push hello: Hello"]);
+    let said = facts(&out, "cat", |w| matches!(w, What::NotKept { .. }));
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("2026-12-01T03:30:00Z /-: not kept: context.timezone = ")
+            && said[0].contains("must be an IANA time zone name")
+            && said[0].ends_with("not taken as the user's)"),
+        "{said:?}"
+    );
+}
+
 #[tokio::test]
 async fn frequency_cap_across_journeys_skips_the_second_push_and_says_so() {
     let welcome = r#"
