@@ -1245,6 +1245,112 @@ async fn requests_per_enrolled_user_on_the_cart_journey() {
     );
 }
 
+/// A send's claim on DynamoDB: one TransactWriteItems, its Put conditioned as any write and a
+/// ConditionCheck that her profile is not sealed (her erasure under way, or its mark). Written
+/// when her profile is live, or when she has none; `Conflict` when the claim's own condition
+/// fails (whatever her profile), `Sealed` when only her profile's does, and then nothing is
+/// written. The seal is written and read back with the record, and a put without it drops it.
+#[tokio::test]
+async fn a_claim_is_written_unless_her_profile_is_sealed_on_dynamodb() {
+    let Some(endpoint) = support::moto_endpoint() else {
+        return;
+    };
+    let sdk = support::sdk_config(&endpoint).await;
+    let stack = support::Stack::create(&sdk, "seal").await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.bindings.refs["Table"].clone(),
+    );
+    let profile = Key::new("U#ann", "P");
+    let claim = |sk: &str, version: u64| {
+        Record::new(Key::new("U#ann", sk), version, &json!({"state": "claimed"})).expect("record")
+    };
+
+    // No profile at all (a user known only by her enrollments): the claim is written.
+    store
+        .put_unless_sealed(&claim("L#a", 1), Expect::Absent, &profile)
+        .await
+        .expect("a claim with no profile");
+    // A live profile: written.
+    let live = Record::new(profile.clone(), 1, &json!({"user_id": "ann"})).expect("record");
+    store.put(&live, Expect::Absent).await.expect("profile");
+    assert_eq!(
+        store.get(&profile).await.expect("get").map(|r| r.sealed),
+        Some(false)
+    );
+    store
+        .put_unless_sealed(&claim("L#b", 1), Expect::Absent, &profile)
+        .await
+        .expect("a claim on a live profile");
+    // The claim's own condition fails: a conflict.
+    assert_eq!(
+        store
+            .put_unless_sealed(&claim("L#b", 1), Expect::Absent, &profile)
+            .await,
+        Err(StoreError::Conflict)
+    );
+    // A lapsed claim taken over on its version: written.
+    store
+        .put_unless_sealed(&claim("L#b", 2), Expect::Version(1), &profile)
+        .await
+        .expect("a claim taken over");
+
+    // Her profile sealed (her erasure's mark): read back sealed.
+    let mark = Record::new(
+        profile.clone(),
+        2,
+        &json!({"user_id": "ann", "erased_at": "2026-12-01T10:00:00Z"}),
+    )
+    .expect("record")
+    .sealing(true);
+    store.put(&mark, Expect::Version(1)).await.expect("mark");
+    assert_eq!(store.get(&profile).await, Ok(Some(mark.clone())));
+    // A new claim, and a take-over, are refused as sealed, and write nothing.
+    assert_eq!(
+        store
+            .put_unless_sealed(&claim("L#c", 1), Expect::Absent, &profile)
+            .await,
+        Err(StoreError::Sealed)
+    );
+    assert_eq!(store.get(&Key::new("U#ann", "L#c")).await, Ok(None));
+    assert_eq!(
+        store
+            .put_unless_sealed(&claim("L#b", 3), Expect::Version(2), &profile)
+            .await,
+        Err(StoreError::Sealed)
+    );
+    assert_eq!(
+        store
+            .get(&Key::new("U#ann", "L#b"))
+            .await
+            .expect("get")
+            .map(|r| r.version),
+        Some(2)
+    );
+    // Both conditions failing is a conflict: the ledger says what the send came to.
+    assert_eq!(
+        store
+            .put_unless_sealed(&claim("L#b", 1), Expect::Absent, &profile)
+            .await,
+        Err(StoreError::Conflict)
+    );
+
+    // A profile written over the mark without the seal (a new one's) is not sealed: claims go.
+    let new = Record::new(profile.clone(), 3, &json!({"user_id": "ann"})).expect("record");
+    store
+        .put(&new, Expect::Version(2))
+        .await
+        .expect("new profile");
+    assert_eq!(
+        store.get(&profile).await.expect("get").map(|r| r.sealed),
+        Some(false)
+    );
+    store
+        .put_unless_sealed(&claim("L#c", 1), Expect::Absent, &profile)
+        .await
+        .expect("a claim on her new profile");
+}
+
 #[tokio::test]
 async fn the_store_keeps_its_contract_on_dynamodb() {
     let Some(endpoint) = support::moto_endpoint() else {

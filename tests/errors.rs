@@ -174,6 +174,7 @@ async fn dynamodb_errors_are_conflicts_busy_or_corrupt() {
             Err(StoreError::Unavailable(_)) => "busy",
             Err(StoreError::Corrupt(_)) => "corrupt",
             Err(StoreError::TooLarge(_)) => "too large",
+            Err(StoreError::Sealed) => "sealed",
             Ok(()) => "ok",
         };
         assert_eq!(kind, want, "{answer:?} gave {got:?}");

@@ -82,6 +82,33 @@ fn kept_for_late_claims(r: &Record, now: jiff::Timestamp) -> bool {
 /// The reason of a send's ledger record that her erasure skipped.
 const ERASED_SEND: &str = "erased";
 
+/// What a send her erasure skipped came to (`skipped`, [`ERASED_SEND`]): one owed by an
+/// enrollment it ended, or one whose claim found her profile sealed ([`Runtime::deliver`]).
+pub(crate) fn erased_send() -> Outcome {
+    Outcome::Skipped {
+        reason: ERASED_SEND.into(),
+        detail: Some("the user was erased before the message could go out".into()),
+    }
+}
+
+/// The send ledger's record at `key` (at `version`) of a send skipped for her erasure
+/// ([`erased_send`]), kept when her partition goes, as long as her mark
+/// ([`kept_for_late_claims`]).
+pub(crate) fn erased_send_record(
+    key: crate::store::Key,
+    version: u64,
+    now: jiff::Timestamp,
+) -> Result<Record, StoreError> {
+    Ok(Record::new(
+        key,
+        version,
+        &Ledger::Done {
+            outcome: erased_send(),
+        },
+    )?
+    .expiring(now + MARK_KEPT_FOR))
+}
+
 /// A send of hers is under way in another worker: the erasure is asked again, and then finds
 /// what came of it (see [`Runtime::erase`]).
 fn send_under_way(user: &str) -> RunError {
@@ -345,9 +372,13 @@ impl Runtime {
                 tracing::warn!(user, platform = %d.platform, endpoint, until = %expires, "a push endpoint of an erased user is kept on her mark for the next erasure request; if none comes before the mark expires, an operator deletes it");
             }
         }
-        if !(is_mark && now_stored == mark && kept_until.is_some()) {
-            let record =
-                Record::of(profile_key(user), version.unwrap_or(0) + 1, mark).expiring(expires);
+        // Sealed: no send of hers is claimed while it is ([`Runtime::deliver`]). (A mark an
+        // earlier build wrote, unsealed, is written again.)
+        let sealed = stored.as_ref().is_some_and(|r| r.sealed);
+        if !(is_mark && now_stored == mark && kept_until.is_some() && sealed) {
+            let record = Record::of(profile_key(user), version.unwrap_or(0) + 1, mark)
+                .expiring(expires)
+                .sealing(true);
             let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
             match self.store.put(&record, expect).await {
                 Ok(()) => {}
@@ -709,10 +740,6 @@ impl Runtime {
     /// records what happened).
     async fn settle_send_for_erasure(&self, o: &Outgoing) -> Result<Option<Outcome>, RunError> {
         let key = ledger_key(o);
-        let erased = Outcome::Skipped {
-            reason: ERASED_SEND.into(),
-            detail: Some("the user was erased before the message could go out".into()),
-        };
         for _ in 0..8 {
             let now = self.now();
             let stored = self.store.get(&key).await?;
@@ -726,16 +753,9 @@ impl Runtime {
             };
             let version = stored.as_ref().map_or(1, |r| r.version + 1);
             // Kept when her partition goes, as long as her mark ([`kept_for_late_claims`]).
-            let done = Record::new(
-                key.clone(),
-                version,
-                &Ledger::Done {
-                    outcome: erased.clone(),
-                },
-            )?
-            .expiring(now + MARK_KEPT_FOR);
+            let done = erased_send_record(key.clone(), version, now)?;
             match self.store.put(&done, expect).await {
-                Ok(()) => return Ok(Some(erased)),
+                Ok(()) => return Ok(Some(erased_send())),
                 // Claimed or recorded just now: read again.
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),

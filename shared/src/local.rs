@@ -37,6 +37,8 @@ const PENDING_OF: TableDefinition<(&str, &str), &str> = TableDefinition::new("pe
 /// The listed records some of whose fold's parts are counted ([`Store::fold_part`]):
 /// (partition, sort key) → how many.
 const PARTS_FOLDED: TableDefinition<(&str, &str), u32> = TableDefinition::new("parts_folded");
+/// The sealed records ([`Record::sealed`]): (partition, sort key) → nothing.
+const SEALED: TableDefinition<(&str, &str), ()> = TableDefinition::new("sealed");
 /// Queued messages by (due epoch millis, arrival number): (delivery attempts, message JSON).
 const QUEUE: TableDefinition<(i64, u64), (u32, &str)> = TableDefinition::new("queue");
 /// Messages the engine could not handle, by (when they died in epoch millis, arrival number):
@@ -117,6 +119,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(PENDING)?;
     txn.open_table(PENDING_OF)?;
     txn.open_table(PARTS_FOLDED)?;
+    txn.open_table(SEALED)?;
     txn.open_table(QUEUE)?;
     txn.open_table(DEAD)?;
     txn.open_table(STAGED)?;
@@ -356,6 +359,7 @@ fn record_of(pk: &str, sk: &str, (version, expires, body): (u64, i64, &[u8])) ->
         expires: (expires != NO_EXPIRY).then_some(expires),
         pending: None,
         parts_counted: 0,
+        sealed: false,
     }
 }
 
@@ -366,6 +370,26 @@ fn parts_counted(
     sk: &str,
 ) -> Result<u32, StoreError> {
     Ok(folded.get((pk, sk)).store()?.map_or(0, |v| v.value()))
+}
+
+/// Whether the record at (`pk`, `sk`) is sealed.
+fn sealed(
+    seals: &impl ReadableTable<(&'static str, &'static str), ()>,
+    pk: &str,
+    sk: &str,
+) -> Result<bool, StoreError> {
+    Ok(seals.get((pk, sk)).store()?.is_some())
+}
+
+/// Notes the record at (`pk`, `sk`) sealed or not, in `txn`.
+fn seal(txn: &redb::WriteTransaction, pk: &str, sk: &str, sealed: bool) -> Result<(), StoreError> {
+    let mut seals = txn.open_table(SEALED).store()?;
+    if sealed {
+        seals.insert((pk, sk), ()).store()?;
+    } else {
+        seals.remove((pk, sk)).store()?;
+    }
+    Ok(())
 }
 
 /// The fold partition a record is listed under, if any.
@@ -451,6 +475,63 @@ impl RedbStore {
         }
     }
 
+    /// Writes `record` on `expect` and, with `unless`, only while the record at that key is not
+    /// sealed ([`Store::put_unless_sealed`]): checks and write in one transaction.
+    async fn write(
+        &self,
+        record: &Record,
+        expect: Expect,
+        unless: Option<Key>,
+    ) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let durability = self.durability;
+        let record = record.clone();
+        let body = record.body.json()?;
+        check_item(&record, &body)?;
+        blocking(
+            move || -> Result<(), StoreError> {
+                let txn = begin_write(&db, durability)?;
+                {
+                    let mut t = txn.open_table(RECORDS).store()?;
+                    let key = (record.key.pk.as_str(), record.key.sk.as_str());
+                    let current = t.get(key).store()?.map(|v| v.value().0);
+                    // On a lost condition the transaction is dropped, which aborts it.
+                    check(current, expect)?;
+                    if let Some(k) = &unless {
+                        let seals = txn.open_table(SEALED).store()?;
+                        if sealed(&seals, &k.pk, &k.sk)? {
+                            return Err(StoreError::Sealed);
+                        }
+                    }
+                    let value = (
+                        record.version,
+                        record.expires.unwrap_or(NO_EXPIRY),
+                        body.as_ref(),
+                    );
+                    t.insert(key, value).store()?;
+                }
+                // A put replaces the whole item, its listing included (as DynamoDB's does).
+                let (pk, sk) = (record.key.pk.as_str(), record.key.sk.as_str());
+                unlist(&txn, pk, sk)?;
+                seal(&txn, pk, sk, record.sealed)?;
+                if let Some(part) = &record.pending {
+                    txn.open_table(PENDING_OF)
+                        .store()?
+                        .insert((pk, sk), part.as_str())
+                        .store()?;
+                    txn.open_table(PENDING)
+                        .store()?
+                        .insert((part.as_str(), pk, sk), ())
+                        .store()?;
+                }
+                txn.commit().store()?;
+                Ok(())
+            },
+            StoreError::Unavailable,
+        )
+        .await
+    }
+
     /// Deletes records whose expiry has passed (DynamoDB's TTL does the same, lazily). Returns
     /// how many went.
     pub async fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
@@ -478,6 +559,7 @@ impl RedbStore {
                 };
                 for (pk, sk) in &gone {
                     unlist(&txn, pk, sk)?;
+                    seal(&txn, pk, sk, false)?;
                 }
                 let gone = gone.len();
                 txn.commit().store()?;
@@ -501,12 +583,14 @@ impl Store for RedbStore {
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
                 let folded = txn.open_table(PARTS_FOLDED).store()?;
+                let seals = txn.open_table(SEALED).store()?;
                 let found = t.get((key.pk.as_str(), key.sk.as_str())).store()?;
                 match found {
                     Some(v) => {
                         let mut r = record_of(&key.pk, &key.sk, v.value());
                         r.pending = pending_of(&of, &key.pk, &key.sk)?;
                         r.parts_counted = parts_counted(&folded, &key.pk, &key.sk)?;
+                        r.sealed = sealed(&seals, &key.pk, &key.sk)?;
                         Ok(Some(r))
                     }
                     None => Ok(None),
@@ -527,12 +611,14 @@ impl Store for RedbStore {
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
                 let folded = txn.open_table(PARTS_FOLDED).store()?;
+                let seals = txn.open_table(SEALED).store()?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in &keys {
                     if let Some(v) = t.get((key.pk.as_str(), key.sk.as_str())).store()? {
                         let mut r = record_of(&key.pk, &key.sk, v.value());
                         r.pending = pending_of(&of, &key.pk, &key.sk)?;
                         r.parts_counted = parts_counted(&folded, &key.pk, &key.sk)?;
+                        r.sealed = sealed(&seals, &key.pk, &key.sk)?;
                         out.push(r);
                     }
                 }
@@ -544,46 +630,24 @@ impl Store for RedbStore {
     }
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        let durability = self.durability;
-        let record = record.clone();
-        let body = record.body.json()?;
-        check_item(&record, &body)?;
-        blocking(
-            move || -> Result<(), StoreError> {
-                let txn = begin_write(&db, durability)?;
-                {
-                    let mut t = txn.open_table(RECORDS).store()?;
-                    let key = (record.key.pk.as_str(), record.key.sk.as_str());
-                    let current = t.get(key).store()?.map(|v| v.value().0);
-                    // On a lost condition the transaction is dropped, which aborts it.
-                    check(current, expect)?;
-                    let value = (
-                        record.version,
-                        record.expires.unwrap_or(NO_EXPIRY),
-                        body.as_ref(),
-                    );
-                    t.insert(key, value).store()?;
-                }
-                // A put replaces the whole item, its listing included (as DynamoDB's does).
-                let (pk, sk) = (record.key.pk.as_str(), record.key.sk.as_str());
-                unlist(&txn, pk, sk)?;
-                if let Some(part) = &record.pending {
-                    txn.open_table(PENDING_OF)
-                        .store()?
-                        .insert((pk, sk), part.as_str())
-                        .store()?;
-                    txn.open_table(PENDING)
-                        .store()?
-                        .insert((part.as_str(), pk, sk), ())
-                        .store()?;
-                }
-                txn.commit().store()?;
-                Ok(())
-            },
-            StoreError::Unavailable,
-        )
-        .await
+        self.write(record, expect, None).await
+    }
+
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        check_key(seal)?;
+        if *seal == record.key {
+            // DynamoDB refuses a transaction that names one item twice.
+            return Err(StoreError::Corrupt(format!(
+                "a write conditioned on its own record's seal: {}/{}",
+                seal.pk, seal.sk
+            )));
+        }
+        self.write(record, expect, Some(seal.clone())).await
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
@@ -602,6 +666,7 @@ impl Store for RedbStore {
                     t.remove(k).store()?;
                 }
                 unlist(&txn, &key.pk, &key.sk)?;
+                seal(&txn, &key.pk, &key.sk, false)?;
                 txn.commit().store()?;
                 Ok(())
             },
@@ -620,6 +685,7 @@ impl Store for RedbStore {
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
                 let folded = txn.open_table(PARTS_FOLDED).store()?;
+                let seals = txn.open_table(SEALED).store()?;
                 let mut out = Vec::new();
                 for item in t.range((pk.as_str(), prefix.as_str())..).store()? {
                     let (k, v) = item.store()?;
@@ -630,6 +696,7 @@ impl Store for RedbStore {
                     let mut r = record_of(p, s, v.value());
                     r.pending = pending_of(&of, p, s)?;
                     r.parts_counted = parts_counted(&folded, p, s)?;
+                    r.sealed = sealed(&seals, p, s)?;
                     out.push(r);
                 }
                 Ok(out)
@@ -678,6 +745,7 @@ impl Store for RedbStore {
                 let pending = txn.open_table(PENDING).store()?;
                 let t = txn.open_table(RECORDS).store()?;
                 let folded = txn.open_table(PARTS_FOLDED).store()?;
+                let seals = txn.open_table(SEALED).store()?;
                 let mut out = Vec::new();
                 for item in pending.range((part.as_str(), "", "")..).store()? {
                     if out.len() >= limit {
@@ -692,6 +760,7 @@ impl Store for RedbStore {
                         let mut r = record_of(pk, sk, v.value());
                         r.pending = Some(Part::from(part.as_str()));
                         r.parts_counted = parts_counted(&folded, pk, sk)?;
+                        r.sealed = sealed(&seals, pk, sk)?;
                         out.push(r);
                     }
                 }
@@ -848,6 +917,7 @@ impl Store for RedbStore {
                 let t = txn.open_table(RECORDS).store()?;
                 let of = txn.open_table(PENDING_OF).store()?;
                 let folded = txn.open_table(PARTS_FOLDED).store()?;
+                let seals = txn.open_table(SEALED).store()?;
                 let mut out = Vec::new();
                 // A pass over every record from `start`: fine for a laptop's data; DynamoDB
                 // does the same work in parallel.
@@ -862,6 +932,7 @@ impl Store for RedbStore {
                         let mut r = record_of(p, s, v.value());
                         r.pending = pending_of(&of, p, s)?;
                         r.parts_counted = parts_counted(&folded, p, s)?;
+                        r.sealed = sealed(&seals, p, s)?;
                         out.push(r);
                         if out.len() > limit {
                             break;
@@ -1498,6 +1569,83 @@ mod tests {
             assert_eq!(again, Err(StoreError::Conflict), "{name}");
             let got = store.get(&r.key).await.expect(name).expect(name);
             assert_eq!(got, r, "{name}");
+        }
+    }
+
+    /// A write conditioned on another record's seal: written while that record is not sealed
+    /// (or not there), `Sealed` and nothing written while it is, `Conflict` first when its own
+    /// condition fails. The seal is read back, and goes with a put without it or a delete.
+    #[tokio::test]
+    async fn a_write_unless_sealed_waits_on_the_seal_alone() {
+        for (name, store) in stores() {
+            let profile = Key::new("U#ann", "P");
+            let claim = |sk: &str| rec("U#ann", sk, 1, "claimed");
+            store
+                .put_unless_sealed(&claim("L#a"), Expect::Absent, &profile)
+                .await
+                .expect(name);
+            let live = rec("U#ann", "P", 1, "live");
+            store.put(&live, Expect::Absent).await.expect(name);
+            store
+                .put_unless_sealed(&claim("L#b"), Expect::Absent, &profile)
+                .await
+                .expect(name);
+            let mark = rec("U#ann", "P", 2, "mark").sealing(true);
+            store.put(&mark, Expect::Version(1)).await.expect(name);
+            assert_eq!(store.get(&profile).await, Ok(Some(mark.clone())), "{name}");
+            assert_eq!(
+                store
+                    .put_unless_sealed(&claim("L#c"), Expect::Absent, &profile)
+                    .await,
+                Err(StoreError::Sealed),
+                "{name}"
+            );
+            assert_eq!(store.get(&claim("L#c").key).await, Ok(None), "{name}");
+            assert_eq!(
+                store
+                    .put_unless_sealed(&claim("L#b"), Expect::Absent, &profile)
+                    .await,
+                Err(StoreError::Conflict),
+                "{name}"
+            );
+            // A record conditioned on its own seal is refused, as DynamoDB refuses it.
+            assert!(matches!(
+                store
+                    .put_unless_sealed(&mark, Expect::Version(2), &profile)
+                    .await,
+                Err(StoreError::Corrupt(_))
+            ));
+            // Written over without the seal: not sealed.
+            store
+                .put(&rec("U#ann", "P", 3, "new"), Expect::Version(2))
+                .await
+                .expect(name);
+            assert_eq!(
+                store.get(&profile).await.expect(name).map(|r| r.sealed),
+                Some(false),
+                "{name}"
+            );
+            store
+                .put_unless_sealed(&claim("L#c"), Expect::Absent, &profile)
+                .await
+                .expect(name);
+            // Deleted while sealed: the seal goes with it.
+            store
+                .put(&rec("U#bo", "P", 1, "mark").sealing(true), Expect::Absent)
+                .await
+                .expect(name);
+            store
+                .delete(&Key::new("U#bo", "P"), Expect::Any)
+                .await
+                .expect(name);
+            store
+                .put(&rec("U#bo", "P", 1, "new"), Expect::Absent)
+                .await
+                .expect(name);
+            store
+                .put_unless_sealed(&claim("L#d"), Expect::Absent, &Key::new("U#bo", "P"))
+                .await
+                .expect(name);
         }
     }
 

@@ -1433,9 +1433,19 @@ impl Runtime {
         &self,
         user: &str,
     ) -> Result<(Arc<Profile>, Option<u64>), RunError> {
+        let (p, version, _) = self.load_profile_sealed(user).await?;
+        Ok((p, version))
+    }
+
+    /// As [`Runtime::load_profile`], and whether the record is sealed (her erasure is under
+    /// way, or she is its mark: see [`Runtime::update_profile_with`]).
+    async fn load_profile_sealed(
+        &self,
+        user: &str,
+    ) -> Result<(Arc<Profile>, Option<u64>, bool), RunError> {
         match self.store.get(&profile_key(user)).await? {
-            Some(r) => Ok((r.parse_shared()?, Some(r.version))),
-            None => Ok((Arc::new(Profile::new(user)), None)),
+            Some(r) => Ok((r.parse_shared()?, Some(r.version), r.sealed)),
+            None => Ok((Arc::new(Profile::new(user)), None, false)),
         }
     }
 
@@ -1487,9 +1497,16 @@ impl Runtime {
         // the same (its traits must not wait for the provider), and the message is retried after.
         let mut unavailable: Option<String> = None;
         for _ in 0..8 {
-            let (before, version) = self.load_profile(user).await?;
+            let (before, version, was_sealed) = self.load_profile_sealed(user).await?;
             let mut p = Profile::clone(&before);
             f(&mut p);
+            // Sealed from the write that marks her for erasure (sets `erased_at`) on, through
+            // every write before the erasure leaves its bare mark (sealed too, see
+            // [`Runtime::erase`]): no send of hers is claimed meanwhile or after
+            // ([`Runtime::deliver`]). A profile made on the mark (an event received after the
+            // erasure) is a new one's, and is not.
+            let sealed = (p.erased_at.is_some() && p.erased_at != before.erased_at)
+                || (was_sealed && !before.is_erasure_mark());
             // Another event than an identify registers only what it changed: a device the
             // user has (the app sends its token with every event) costs no provider call.
             let registering = registering.filter(|r| match r {
@@ -1577,7 +1594,7 @@ impl Runtime {
                     let expect = version.map(Expect::Version).unwrap_or(Expect::Absent);
                     let p = Arc::new(p);
                     let next = version.unwrap_or(0) + 1;
-                    let record = Record::shared(profile_key(user), next, p.clone());
+                    let record = Record::shared(profile_key(user), next, p.clone()).sealing(sealed);
                     match self.store.put(&record, expect).await {
                         Ok(()) => (p, next),
                         Err(StoreError::Conflict) => continue,
@@ -4221,9 +4238,21 @@ impl Runtime {
                 },
             )
         };
-        // Claim first; the ledger is read only when someone claimed before (a repeat).
-        let claim_version = match self.store.put(&claim(1)?, Expect::Absent).await {
+        // Claim first; the ledger is read only when someone claimed before (a repeat). The
+        // claim is written only while her profile is not sealed (her erasure under way, or its
+        // mark): in the same request, so that a transition that read her profile before her
+        // erasure marked it, committed after the erasure ended her enrollments (which never saw
+        // it), sends nothing. No profile at all (a user known only by her enrollments, a mark
+        // expired) seals nothing; nor does a profile made on the mark by an event received
+        // after the erasure (a new one's).
+        let profile = profile_key(&o.user_id);
+        let claimed = self
+            .store
+            .put_unless_sealed(&claim(1)?, Expect::Absent, &profile)
+            .await;
+        let claim_version = match claimed {
             Ok(()) => 1,
+            Err(StoreError::Sealed) => return self.skip_as_erased(o, &key, None).await,
             Err(StoreError::Conflict) => {
                 let Some(r) = self.store.get(&key).await? else {
                     return Err(RunError::Retry(format!(
@@ -4243,10 +4272,17 @@ impl Runtime {
                     Ledger::Claimed { .. } => {
                         match self
                             .store
-                            .put(&claim(r.version + 1)?, Expect::Version(r.version))
+                            .put_unless_sealed(
+                                &claim(r.version + 1)?,
+                                Expect::Version(r.version),
+                                &profile,
+                            )
                             .await
                         {
                             Ok(()) => r.version + 1,
+                            Err(StoreError::Sealed) => {
+                                return self.skip_as_erased(o, &key, Some(r.version)).await
+                            }
                             Err(StoreError::Conflict) => {
                                 return Err(RunError::Retry(format!(
                                     "send {} was claimed concurrently",
@@ -4358,6 +4394,34 @@ impl Runtime {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Send `o`, whose claim found its user's profile sealed (her erasure under way, or its
+    /// mark), recorded in the ledger (at `key`, replacing the lapsed claim at `claimed` if
+    /// there is one) as her erasure records the sends it skips (`erased`, kept as long as her
+    /// mark): it never goes out. A record written meanwhile is read by the retry.
+    async fn skip_as_erased(
+        &self,
+        o: &Outgoing,
+        key: &Key,
+        claimed: Option<u64>,
+    ) -> Result<Outcome, RunError> {
+        let (version, expect) = match claimed {
+            Some(v) => (v + 1, Expect::Version(v)),
+            None => (1, Expect::Absent),
+        };
+        let record = crate::erase::erased_send_record(key.clone(), version, self.now())?;
+        match self.store.put(&record, expect).await {
+            Ok(()) => {
+                tracing::info!(user = %o.user_id, send = %o.ledger_key(), "a send of a user erased since its transition read her profile is skipped");
+                Ok(crate::erase::erased_send())
+            }
+            Err(StoreError::Conflict) => Err(RunError::Retry(format!(
+                "send {} changed as it was recorded skipped for its user's erasure",
+                o.ledger_key()
+            ))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -5511,6 +5575,7 @@ impl Runtime {
                 expires: r.expires,
                 pending: r.pending.clone(),
                 parts_counted: 0,
+                sealed: false,
             };
             self.note_shards().await?;
             self.store.put(&kept, Expect::Any).await?;
@@ -5524,6 +5589,7 @@ impl Runtime {
             expires: None,
             pending: None,
             parts_counted: 0,
+            sealed: false,
         };
         self.store.put(&dead, Expect::Any).await?;
         tracing::error!(error = %e, timer = %r.key.sk, minute, put_offs, trouble = ?trouble, "timer the sweep cannot move kept under {DEAD_TIMERS}");

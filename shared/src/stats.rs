@@ -499,6 +499,14 @@ mod tests {
         async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
             self.inner.put(record, expect).await
         }
+        async fn put_unless_sealed(
+            &self,
+            record: &Record,
+            expect: Expect,
+            seal: &Key,
+        ) -> Result<(), StoreError> {
+            self.inner.put_unless_sealed(record, expect, seal).await
+        }
         async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
             self.inner.delete(key, expect).await
         }
@@ -576,6 +584,7 @@ mod tests {
                     expires: None,
                     pending: None,
                     parts_counted: 0,
+                    sealed: false,
                 }
             } else {
                 Record::of(key, 1, entries)
@@ -710,6 +719,7 @@ mod tests {
                 expires: None,
                 pending: None,
                 parts_counted: 0,
+                sealed: false,
             }
         } else {
             Record::of(key, 1, entries)

@@ -217,6 +217,10 @@ pub struct Record {
     /// store read it (0: none, or not listed), so that a fold goes on from there. A put
     /// ignores it: a put starts the parts over.
     pub parts_counted: u32,
+    /// Sealed: a write of another record can be made on the condition that this one is not
+    /// ([`Store::put_unless_sealed`]). Written and read back with the record (a put replaces
+    /// it, as it does the body).
+    pub sealed: bool,
 }
 
 impl Record {
@@ -240,6 +244,7 @@ impl Record {
             expires: None,
             pending: None,
             parts_counted: 0,
+            sealed: false,
         }
     }
 
@@ -255,12 +260,19 @@ impl Record {
             expires: None,
             pending: None,
             parts_counted: 0,
+            sealed: false,
         }
     }
 
     /// Lists the record under fold partition `part` until it is folded.
     pub fn pending_in(mut self, part: impl Into<Part>) -> Self {
         self.pending = Some(part.into());
+        self
+    }
+
+    /// The record sealed (`true`) or not ([`Record::sealed`]).
+    pub fn sealing(mut self, sealed: bool) -> Self {
+        self.sealed = sealed;
         self
     }
 
@@ -339,6 +351,10 @@ pub enum StoreError {
     /// room for its count of parts ([`FOLD_PROGRESS_BYTES`]); the stats fold skips that record.
     #[error("item too large: {0}")]
     TooLarge(String),
+    /// The record a write was conditioned on is sealed ([`Store::put_unless_sealed`]): nothing
+    /// was written, and nothing will be while it is.
+    #[error("conditional write refused: the record it depends on is sealed")]
+    Sealed,
 }
 
 /// Named counter changes.
@@ -366,6 +382,17 @@ pub trait Store: std::any::Any + Send + Sync {
         Ok(out)
     }
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError>;
+    /// Writes `record` on `expect`, as [`Store::put`] does, only while the record at `seal` (of
+    /// another key) is not sealed ([`Record::sealed`]; no record there is none): the check and
+    /// the write are one, all or nothing (DynamoDB: one TransactWriteItems, a Put and a
+    /// ConditionCheck). `Conflict` when `expect` does not hold, whatever `seal` holds; else
+    /// `Sealed` when the record at `seal` is; either way nothing was written.
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError>;
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError>;
     /// Every record in partition `pk` whose sort key starts with `prefix`, in sort-key order.
     async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError>;
@@ -839,6 +866,29 @@ impl Tables {
         Ok(())
     }
 
+    /// [`Store::put_unless_sealed`]: what `expect` says first, then the seal.
+    fn put_unless_sealed(
+        &mut self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        check_key(seal)?;
+        if *seal == record.key {
+            // DynamoDB refuses a transaction that names one item twice.
+            return Err(StoreError::Corrupt(format!(
+                "a write conditioned on its own record's seal: {}/{}",
+                seal.pk, seal.sk
+            )));
+        }
+        check_record(record)?;
+        check(self.version(&record.key), expect)?;
+        if self.get(seal).is_some_and(|r| r.sealed) {
+            return Err(StoreError::Sealed);
+        }
+        self.put(record, expect)
+    }
+
     fn remove(&mut self, key: &Key) {
         let Some(partition) = self.records.get_mut(&key.pk) else {
             return;
@@ -1120,6 +1170,15 @@ impl Store for MemoryStore {
         self.lock().put(record, expect)
     }
 
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        self.lock().put_unless_sealed(record, expect, seal)
+    }
+
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         self.delete_now(key, expect)
     }
@@ -1212,6 +1271,18 @@ impl Handle {
         match &self.memory {
             Some(m) => m.lock().put(record, expect),
             None => self.store.put(record, expect).await,
+        }
+    }
+
+    pub async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        match &self.memory {
+            Some(m) => m.lock().put_unless_sealed(record, expect, seal),
+            None => self.store.put_unless_sealed(record, expect, seal).await,
         }
     }
 

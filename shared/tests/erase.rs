@@ -1273,6 +1273,14 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
         }
         Ok(())
     }
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: waymark::store::Expect,
+        seal: &waymark::store::Key,
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.put_unless_sealed(record, expect, seal).await
+    }
     async fn delete(
         &self,
         key: &waymark::store::Key,
@@ -1422,6 +1430,14 @@ impl waymark::store::Store for EraseBeforeMarker {
             }
         }
         self.inner.put(record, expect).await
+    }
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: waymark::store::Expect,
+        seal: &waymark::store::Key,
+    ) -> Result<(), waymark::store::StoreError> {
+        self.inner.put_unless_sealed(record, expect, seal).await
     }
     async fn delete(
         &self,
@@ -1898,5 +1914,105 @@ async fn the_records_kept_for_late_claims_do_not_hold_up_the_rest_of_her_erasure
         keys.iter()
             .all(|k| k == "U#ann/P" || (k.starts_with("U#ann/L#e") && k.ends_with("#a#1"))),
         "{keys:?}"
+    );
+}
+
+/// A worker that read her profile and enrollments before her erasure marked them, and commits
+/// her entry after the erasure ended her enrollments (it never saw this one, and recorded none
+/// of its sends), sends nothing: each send's claim is made only while her profile is not
+/// sealed (the erasure seals it from its first write on), and a send whose claim finds it
+/// sealed is recorded `skipped` (`erased`), as the erasure records those it skips, and counted
+/// so. (Before, its claim found no record and the email and the in-app message went out after
+/// her erasure.)
+#[tokio::test]
+async fn an_entry_committed_after_her_erasure_ended_her_enrollments_sends_nothing() {
+    // given a journey whose first steps email her and put a message in her inbox
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    // and a worker over a store that has another worker erase her right after it read her
+    // enrollments (before it commits her entry)
+    let store = Arc::new(HandleAfterEnrollmentWrite {
+        inner: h.store.clone(),
+        then: Mutex::new(Some(Then::Erase(
+            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+            "ann",
+        ))),
+        on_read: true,
+    });
+    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let h = h.with(store, Arc::new(sender));
+
+    // when she signs up, and a day and more goes by
+    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
+        .await;
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    h.rt.fold_stats().await.expect("fold");
+
+    // then nothing went out, nothing is in her inbox
+    let sent = lines.lock().expect("lines").clone();
+    assert!(sent.is_empty(), "{sent:?}");
+    let keys = keys_of(&h, "ann");
+    assert!(!keys.iter().any(|k| k.contains("/I#")), "{keys:?}");
+    // and the entry the erasure never saw was committed after it (the race this closes)
+    assert!(keys.iter().any(|k| k.contains("/E#welcome")), "{keys:?}");
+    assert!(mark_of(&h, "ann").is_erasure_mark());
+    // and its sends are recorded skipped because she was erased, as the erasure records those
+    // it skips (kept as long as her mark), and counted so
+    let ledger: Vec<Record> = records_about(&h, "ann")
+        .into_iter()
+        .filter(|r| r.key.sk.starts_with("L#"))
+        .collect();
+    assert_eq!(ledger.len(), 2, "{keys:?}");
+    for r in &ledger {
+        let body = r.body.json().expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a ledger record");
+        assert_eq!(body["outcome"]["reason"], "erased", "{r:?}");
+        assert_eq!(
+            r.expires,
+            Some((at("2026-12-01T10:01:00Z") + waymark::erase::MARK_KEPT_FOR).as_second())
+        );
+    }
+    let s = h.rt.stats("welcome").await.expect("stats");
+    assert_eq!(count(&s, "step.hello.skipped.erased"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.code.skipped.erased"), 1, "{s:?}");
+    assert_eq!(count(&s, "step.hello.sent"), 0, "{s:?}");
+}
+
+/// A profile made on her mark by an event sent after her erasure is a new one's: its sends go
+/// out (the seal is the erasure's, from its first write to its mark, not her new profile's).
+#[tokio::test]
+async fn a_new_profile_made_after_her_erasure_is_sent_to() {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    h.rt.erase("ann").await.expect("erase");
+    assert!(h
+        .store
+        .dump()
+        .iter()
+        .any(|r| r.key.pk == "U#ann" && r.key.sk == "P" && r.sealed));
+
+    h.play(&script(&[
+        r#"{"at":"2026-12-01T11:00:00Z","type":"identify","userId":"ann","messageId":"i2","traits":{"email":"ann@example.org"}}"#,
+        r#"{"at":"2026-12-01T11:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s2"}"#,
+    ]))
+    .await;
+
+    let profile = h
+        .store
+        .dump()
+        .into_iter()
+        .find(|r| r.key.pk == "U#ann" && r.key.sk == "P")
+        .expect("her new profile");
+    assert!(!profile.sealed, "{profile:?}");
+    assert_eq!(
+        h.outbox(),
+        [
+            "2026-12-01T11:01:00Z ann email hello: Welcome",
+            "2026-12-01T11:01:00Z ann in_app code: Your code"
+        ]
     );
 }

@@ -808,6 +808,14 @@ impl Store for CountedReads {
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
         self.inner.put(record, expect).await
     }
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        self.inner.put_unless_sealed(record, expect, seal).await
+    }
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         self.inner.delete(key, expect).await
     }

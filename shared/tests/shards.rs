@@ -166,6 +166,7 @@ async fn a_timer_the_sweep_cannot_read_is_put_off_not_dropped() {
         expires: None,
         pending: None,
         parts_counted: 0,
+        sealed: false,
     };
     h.store.put(&foreign, Expect::Any).await.expect("put");
     h.advance_to(at("2026-12-01T12:30:00Z")).await;
@@ -212,6 +213,7 @@ async fn a_timer_put_off_in_a_long_catch_up_is_swept_again() {
         expires: None,
         pending: None,
         parts_counted: 0,
+        sealed: false,
     };
     h.store.put(&foreign, Expect::Any).await.expect("put");
     // One tick from 10:00 to 14:00.

@@ -1,7 +1,8 @@
 //! The store port on one DynamoDB table (`pk`, `sk` strings): a record is `v` (version, N),
-//! `b` (the JSON body, B), `ttl` (expiry, N) and `f` (its fold partition, S, while it waits to
-//! be counted: the sparse index `fold` on `f`, `sk` lists those); counters are top-level numbers
-//! `c_<name>`, changed only by folds (TransactWriteItems).
+//! `b` (the JSON body, B), `ttl` (expiry, N), `f` (its fold partition, S, while it waits to
+//! be counted: the sparse index `fold` on `f`, `sk` lists those) and `s` (BOOL, on a sealed
+//! record only); counters are top-level numbers `c_<name>`, changed only by folds
+//! (TransactWriteItems).
 //! Reads are strongly consistent, because the runtime reads its own writes. Knows nothing of
 //! journeys; the key layout is the runtime's (see infra/README.md).
 
@@ -14,7 +15,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem,
+    Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -47,6 +49,8 @@ const TTL: &str = "ttl";
 const FOLD: &str = "f";
 /// How many parts of a listed record's fold are counted ([`Store::fold_part`]); absent: none.
 const PARTS_FOLDED: &str = "fp";
+/// On a sealed record ([`Record::sealed`]), `true`; absent on any other.
+const SEALED: &str = "s";
 /// The sparse global secondary index on (`f`, `sk`); template.yaml declares it.
 pub const FOLD_INDEX: &str = "fold";
 const COUNTER_PREFIX: &str = "c_";
@@ -116,10 +120,59 @@ fn item_bytes_at_most(item: &Item) -> usize {
                     AttributeValue::S(s) => s.len(),
                     AttributeValue::B(b) => b.as_ref().len(),
                     AttributeValue::N(_) => MAX_NUMBER_BYTES,
+                    AttributeValue::Bool(_) => 1,
                     _ => 0,
                 }
         })
         .sum()
+}
+
+/// The item a record is written as: its key, version, body, expiry, fold partition and seal.
+/// A listed record whose item leaves no room for the count of its fold's parts is refused
+/// ([`listed_item_refused`]).
+fn item_of(record: &Record) -> Result<Item, StoreError> {
+    let mut item = key_item(&record.key);
+    item.insert(
+        VERSION.to_string(),
+        AttributeValue::N(record.version.to_string()),
+    );
+    let (name, body) = body_attribute(record.body.json()?);
+    item.insert(name.to_string(), AttributeValue::B(Blob::new(body)));
+    if let Some(t) = record.expires {
+        item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
+    }
+    if record.sealed {
+        item.insert(SEALED.to_string(), AttributeValue::Bool(true));
+    }
+    if let Some(part) = &record.pending {
+        item.insert(FOLD.to_string(), AttributeValue::S(part.to_string()));
+        // Listed: its fold may count it in parts, noting `fp` on it, which DynamoDB would
+        // refuse past 400 KB and leave the fold partition failing on it every minute.
+        let size = item_bytes_at_most(&item);
+        if let Some(refused) = listed_item_refused(&record.key.pk, &record.key.sk, size) {
+            return Err(refused);
+        }
+    }
+    Ok(item)
+}
+
+/// What the cancellation `reasons` of a [`Store::put_unless_sealed`] transaction (its Put's,
+/// then its ConditionCheck's) say: `Conflict` when the Put's condition failed (whatever the
+/// seal), `Sealed` when only the check's did; `None` for any other cancellation (a transaction
+/// conflict, throttling: it may pass later).
+fn sealed_outcome(reasons: &[aws_sdk_dynamodb::types::CancellationReason]) -> Option<StoreError> {
+    let failed = |i: usize| {
+        reasons
+            .get(i)
+            .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+    };
+    if failed(0) {
+        Some(StoreError::Conflict)
+    } else if failed(1) {
+        Some(StoreError::Sealed)
+    } else {
+        None
+    }
 }
 
 fn key_item(key: &Key) -> Item {
@@ -180,6 +233,9 @@ fn record(item: &Item) -> Result<Option<Record>, StoreError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(0),
+        sealed: item
+            .get(SEALED)
+            .is_some_and(|v| v.as_bool().is_ok_and(|b| *b)),
     }))
 }
 
@@ -418,36 +474,59 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        let mut item = key_item(&record.key);
-        item.insert(
-            VERSION.to_string(),
-            AttributeValue::N(record.version.to_string()),
-        );
-        let (name, body) = body_attribute(record.body.json()?);
-        item.insert(name.to_string(), AttributeValue::B(Blob::new(body)));
-        if let Some(t) = record.expires {
-            item.insert(TTL.to_string(), AttributeValue::N(t.to_string()));
-        }
-        if let Some(part) = &record.pending {
-            item.insert(FOLD.to_string(), AttributeValue::S(part.to_string()));
-            // Listed: its fold may count it in parts, noting `fp` on it, which DynamoDB would
-            // refuse past 400 KB and leave the fold partition failing on it every minute.
-            let size = item_bytes_at_most(&item);
-            if let Some(refused) = listed_item_refused(&record.key.pk, &record.key.sk, size) {
-                return Err(refused);
-            }
-        }
         let c = condition(expect);
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(item_of(record)?))
             .set_condition_expression(c.expression.map(str::to_string))
             .set_expression_attribute_names(c.names)
             .set_expression_attribute_values(c.values)
             .send()
             .await
             .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        let c = condition(expect);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item_of(record)?))
+            .set_condition_expression(c.expression.map(str::to_string))
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // No item at `seal` holds no `s`: the check passes.
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(seal)))
+            .condition_expression("attribute_not_exists(#s)")
+            .expression_attribute_names("#s", SEALED)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .send()
+            .await
+            .map_err(|e| {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    if let Some(refused) = sealed_outcome(c.cancellation_reasons()) {
+                        return refused;
+                    }
+                }
+                store_error("TransactWriteItems", e)
+            })?;
         Ok(())
     }
 
@@ -831,6 +910,33 @@ mod tests {
         assert_eq!(item_too_large(&reason("None", "")), None);
     }
 
+    /// A claim's transaction (its Put, then the ConditionCheck of the profile) cancelled: the
+    /// Put's condition failing is a conflict whatever the check says; the check's alone, the
+    /// profile sealed; anything else, no answer here (it may pass later).
+    #[test]
+    fn a_claim_cancelled_says_which_condition_failed() {
+        use aws_sdk_dynamodb::types::CancellationReason;
+        let reason = |code: &str| CancellationReason::builder().code(code).build();
+        let (failed, none) = (reason("ConditionalCheckFailed"), reason("None"));
+        assert_eq!(
+            sealed_outcome(&[failed.clone(), none.clone()]),
+            Some(StoreError::Conflict)
+        );
+        assert_eq!(
+            sealed_outcome(&[failed.clone(), failed.clone()]),
+            Some(StoreError::Conflict)
+        );
+        assert_eq!(
+            sealed_outcome(&[none.clone(), failed.clone()]),
+            Some(StoreError::Sealed)
+        );
+        assert_eq!(
+            sealed_outcome(&[none.clone(), reason("TransactionConflict")]),
+            None
+        );
+        assert_eq!(sealed_outcome(&[]), None);
+    }
+
     #[test]
     fn an_item_without_a_body_holds_no_record() {
         let mut item = key_item(&Key::new("S#j", "C"));
@@ -854,6 +960,7 @@ mod tests {
                 expires: Some(1_700_000_000),
                 pending: None,
                 parts_counted: 0,
+                sealed: false,
             })
         );
         item.insert(VERSION.into(), AttributeValue::S("x".into()));

@@ -842,6 +842,14 @@ mod tests {
         ) -> Result<(), crate::store::StoreError> {
             self.inner.put(record, expect).await
         }
+        async fn put_unless_sealed(
+            &self,
+            record: &crate::store::Record,
+            expect: crate::store::Expect,
+            seal: &crate::store::Key,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.put_unless_sealed(record, expect, seal).await
+        }
         async fn delete(
             &self,
             key: &crate::store::Key,

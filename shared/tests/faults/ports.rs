@@ -167,6 +167,19 @@ impl Store for FaultyStore {
         reply_after(after)
     }
 
+    /// Faulted as a put of `record`.
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        let after = self.before_write(expect).await?;
+        self.inner.put_unless_sealed(record, expect, seal).await?;
+        lock(&self.lab).applied_put(self.worker, record);
+        reply_after(after)
+    }
+
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         let after = self.before_write(expect).await?;
         self.inner.delete(key, expect).await?;

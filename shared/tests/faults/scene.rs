@@ -92,6 +92,20 @@ impl Store for ScriptedStore {
             None => self.inner.put(record, expect).await,
         }
     }
+    /// Scripted as a put of `record`.
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        let put = || self.inner.put_unless_sealed(record, expect, seal);
+        match self.take(Call::Put, &record.key) {
+            Some(false) => Err(injected()),
+            Some(true) => put().await.and(Err(injected())),
+            None => put().await,
+        }
+    }
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         self.inner.delete(key, expect).await
     }

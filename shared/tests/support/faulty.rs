@@ -59,40 +59,20 @@ impl Faulty {
         Vec::new()
     }
 
-    async fn land(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        for r in records {
-            self.inner.put(&r, Expect::Any).await?;
-        }
-        Ok(())
-    }
-
-    fn count(&self, kind: &'static str) {
-        *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
-    }
-
-    /// The records queries returned since the last take, by prefix.
-    pub fn take_queried(&self) -> std::collections::BTreeMap<String, usize> {
-        std::mem::take(&mut *self.queried.lock().expect("queried"))
-    }
-
-    /// The calls counted since the last take.
-    pub fn take_calls(&self) -> std::collections::BTreeMap<&'static str, usize> {
-        std::mem::take(&mut *self.calls.lock().expect("calls"))
-    }
-}
-
-#[async_trait]
-impl Store for Faulty {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        self.count("get");
-        let got = self.inner.get(key).await?;
-        if got.is_none() {
-            let landing = Self::landing(&self.land_after_missed_get, &key.sk);
-            self.land(landing).await?;
-        }
-        Ok(got)
-    }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+    /// A put of `record`, with `seal` one unless the record there is sealed: counted and
+    /// faulted as a put either way.
+    async fn write(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: Option<&Key>,
+    ) -> Result<(), StoreError> {
+        let put = || async {
+            match seal {
+                Some(k) => self.inner.put_unless_sealed(record, expect, k).await,
+                None => self.inner.put(record, expect).await,
+            }
+        };
         self.count("put");
         let landing = Self::landing(&self.land_before_write_of, &record.key.sk);
         self.land(landing).await?;
@@ -127,12 +107,57 @@ impl Store for Faulty {
             Some(applied) => {
                 *self.fired.lock().expect("fired") = true;
                 if applied {
-                    self.inner.put(record, expect).await?;
+                    put().await?;
                 }
                 Err(StoreError::Unavailable("injected".into()))
             }
-            None => self.inner.put(record, expect).await,
+            None => put().await,
         }
+    }
+
+    async fn land(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        for r in records {
+            self.inner.put(&r, Expect::Any).await?;
+        }
+        Ok(())
+    }
+
+    fn count(&self, kind: &'static str) {
+        *self.calls.lock().expect("calls").entry(kind).or_insert(0) += 1;
+    }
+
+    /// The records queries returned since the last take, by prefix.
+    pub fn take_queried(&self) -> std::collections::BTreeMap<String, usize> {
+        std::mem::take(&mut *self.queried.lock().expect("queried"))
+    }
+
+    /// The calls counted since the last take.
+    pub fn take_calls(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        std::mem::take(&mut *self.calls.lock().expect("calls"))
+    }
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.count("get");
+        let got = self.inner.get(key).await?;
+        if got.is_none() {
+            let landing = Self::landing(&self.land_after_missed_get, &key.sk);
+            self.land(landing).await?;
+        }
+        Ok(got)
+    }
+    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
+        self.write(record, expect, None).await
+    }
+    async fn put_unless_sealed(
+        &self,
+        record: &Record,
+        expect: Expect,
+        seal: &Key,
+    ) -> Result<(), StoreError> {
+        self.write(record, expect, Some(seal)).await
     }
     async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
         self.count("delete");
