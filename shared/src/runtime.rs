@@ -4454,7 +4454,7 @@ impl Runtime {
         }
         let send = j.step(&o.step).and_then(|s| s.send.as_ref());
         let (profile, _) = self.load_profile(&o.user_id).await?;
-        let readdressed = match self.address_now(o, &p, send, &profile) {
+        let readdressed = match self.address_now(o, &p, send, &profile, due) {
             Ok(to) => to.map(|to| Late::Readdressed { to }),
             Err(skip) => return Ok(Some(skip)),
         };
@@ -4515,6 +4515,7 @@ impl Runtime {
         p: &Published,
         send: Option<&crate::journey::Send>,
         profile: &Profile,
+        due: Timestamp,
     ) -> Result<Option<Address>, Late> {
         if matches!(o.channel, Channel::InApp | Channel::Webhook) {
             return Ok(None);
@@ -4526,7 +4527,9 @@ impl Runtime {
                 detail.unwrap_or_else(|| reason.replace('_', " "))
             ),
         };
-        if profile.erased_at.is_some() {
+        // Made before her erasure (or with it). A profile made after it, by an event she sent
+        // since, keeps when she was erased: its own sends, made after, go out.
+        if profile.erased_after(due) {
             return Err(skip("erased", Some("the user's data was erased".into())));
         }
         if let Some(topic) = &p.journey.topic {

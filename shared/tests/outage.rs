@@ -890,3 +890,56 @@ async fn a_push_tried_again_skips_the_devices_disabled_since() {
     let steps: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
     assert_eq!(steps, ["push_reminder", "low_stock_email"]);
 }
+
+/// A user erased who comes back (an identify after her erasure makes her a new profile, which
+/// keeps when she was erased) is a new user: a send of hers made after the erasure and tried
+/// again after its provider was down goes out. (Before, every retry of hers more than a minute
+/// late was skipped `erased`, for the mark's time kept on her new profile.)
+#[tokio::test]
+async fn a_send_tried_again_for_a_user_back_after_her_erasure_goes_out() {
+    let welcome = r#"
+id: welcome
+name: Welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    send: {email: {subject: s, text: t}}
+"#;
+    let world = World::new(welcome, Config::default(), None).await;
+    // Her first identify (and a cart no journey hears), then her erasure.
+    world
+        .run(at("2026-12-01T10:00:00Z"), at("2026-12-01T09:01:00Z"))
+        .await;
+    world.clock.set(at("2026-12-01T09:02:00Z"));
+    for _ in 0..10 {
+        if !world.rt.erase("ann").await.expect("erase").remaining {
+            break;
+        }
+    }
+    // She signs up again at 09:05; the email's provider is down until 09:30.
+    world.clock.set(at("2026-12-01T09:05:00Z"));
+    world.identify("i2", r#"{"email":"ann@example.org"}"#).await;
+    let e = event::parse_call(
+        event::Call::Track,
+        br#"{"userId":"ann","event":"signed_up","messageId":"s2"}"#,
+        world.clock.now(),
+        &Limits::default(),
+    )
+    .expect("event");
+    world
+        .queue
+        .send(
+            QueueName::Events,
+            &[Outbound {
+                message: Message::Event(Arc::new(e)),
+                delay_secs: 0,
+            }],
+        )
+        .await
+        .expect("queue");
+    world
+        .run(at("2026-12-01T09:30:00Z"), at("2026-12-01T12:00:00Z"))
+        .await;
+    let sent: Vec<String> = world.sent().into_iter().map(|(_, step)| step).collect();
+    assert_eq!(sent, ["hello"], "skipped: {:?}", world.skipped().await);
+}
