@@ -173,6 +173,10 @@ async fn cart_abandonment_push_after_30_minutes_then_email_after_4_hours() {
         .collect();
     assert_eq!(tags["user_id"], "ann");
     assert_eq!(tags["journey"], tag_encode("cart_abandonment"));
+    // The message's id, as ann's timeline's `sent` says it.
+    let ids: Vec<String> = emails_sent_ids(&h.user("ann").await);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(tags["message_id"], tag_encode(&ids[0]));
     assert!(requests[0]["ConfigurationSetName"]
         .as_str()
         .is_some_and(|c| c.ends_with("-config")));
@@ -1992,4 +1996,15 @@ async fn webhook_secrets_are_read_from_one_ssm_parameter() {
     let secrets = waymark::aws::secrets::SsmSecrets::ssm(ssm, name);
     assert_eq!(secrets.secret("KEY").await, Ok(Some("sk_live_1".into())));
     assert_eq!(secrets.secret("NONE").await, Ok(None));
+}
+
+/// The `id`s of the emails' `sent` entries of a user's timeline (`GET /v1/users/{id}`).
+fn emails_sent_ids(view: &serde_json::Value) -> Vec<String> {
+    view["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"] == "sent" && e["channel"] == "email")
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect()
 }

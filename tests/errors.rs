@@ -1088,7 +1088,12 @@ async fn email_requests_carry_the_unsubscribe_headers_and_the_user_tag() {
     );
     assert_eq!(
         body["EmailTags"],
-        json!([{"Name": "user_id", "Value": "ann_40shop"}, {"Name": "journey", "Value": "cart"}])
+        json!([
+            {"Name": "user_id", "Value": "ann_40shop"},
+            {"Name": "journey", "Value": "cart"},
+            // The message's id, its send's ledger key `e1#s#1`, as its timeline's `sent` says.
+            {"Name": "message_id", "Value": "e1_23s_231"}
+        ])
     );
     assert_eq!(body["Destination"]["ToAddresses"], json!([ADDRESS]));
     assert!(body.get("ConfigurationSetName").is_none());

@@ -731,6 +731,7 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
                 | What::Entered {
                     detail: Some(d), ..
                 } => format!(" ({d})"),
+                What::Sent { id, to, .. } => sent_detail(id, to.as_ref()),
                 _ => String::new(),
             };
             out.push_str(&format!(
@@ -747,6 +748,35 @@ pub fn story(user: &str, view: &UserView, journey: Option<&str>) -> String {
         }
     }
     out
+}
+
+/// Where a message went and its id (its line's in `waymark dev`'s outbox): ` (to
+/// ann@example.com; id cart:ann:1#push#2)`, a push's devices by their platforms (`to 2 devices:
+/// fcm, apns`); nothing for an entry stored before a `sent` said them.
+fn sent_detail(id: &str, to: Option<&waymark::profile::Address>) -> String {
+    use waymark::profile::Address;
+    let mut said = Vec::new();
+    match to {
+        Some(Address::One(a)) => said.push(format!("to {a}")),
+        Some(Address::Devices(d)) => said.push(format!(
+            "to {} device{}: {}",
+            d.len(),
+            if d.len() == 1 { "" } else { "s" },
+            d.iter()
+                .map(|d| d.platform.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => {}
+    }
+    if !id.is_empty() {
+        said.push(format!("id {id}"));
+    }
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join("; "))
+    }
 }
 
 /// A `repeated` or `inactive` trigger's answer, after the journey's facts: the trigger, then
@@ -986,6 +1016,15 @@ mod tests {
                  "what": "entered", "version": 2, "trigger": "cart_abandoned"},
                 {"at": "2026-12-01T10:30:00Z", "journey": "cart", "enrollment": "cart:ann:1",
                  "step": "push", "what": "skipped", "channel": "push", "reason": "no_address"},
+                {"at": "2026-12-01T10:30:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "step": "push", "what": "sent", "channel": "email", "id": "cart:ann:1#push#2",
+                 "to": "ann@example.com"},
+                {"at": "2026-12-01T10:31:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "step": "nudge", "what": "sent", "channel": "push", "locale": "es",
+                 "id": "cart:ann:1#nudge#3",
+                 "to": [{"platform": "fcm", "token": "t1"}, {"platform": "apns", "token": "t2"}]},
+                {"at": "2026-12-01T10:32:00Z", "journey": "cart", "enrollment": "cart:ann:1",
+                 "step": "sms", "what": "sent", "channel": "sms"},
                 {"at": "2026-12-01T09:00:00Z", "journey": "digest", "what": "not_entered",
                  "trigger": "schedule", "reason": "closed", "detail": "the journey's `status: closed`: no one enters it"}
             ]
@@ -999,6 +1038,9 @@ mod tests {
              \x20 2026-12-01T10:00:00Z  -: entered v2 on cart_abandoned\n\
              \x20 2026-12-01T10:20:00Z  -: not entered on cart_abandoned: enrolled (in the journey since 2026-12-01T10:00:00Z)\n\
              \x20 2026-12-01T10:30:00Z  push: skipped push: no_address\n\
+             \x20 2026-12-01T10:30:00Z  push: sent email (to ann@example.com; id cart:ann:1#push#2)\n\
+             \x20 2026-12-01T10:31:00Z  nudge: sent push (in es) (to 2 devices: fcm, apns; id cart:ann:1#nudge#3)\n\
+             \x20 2026-12-01T10:32:00Z  sms: sent sms\n\
              ann in digest\n\
              \x20 2026-12-01T09:00:00Z  -: not entered on schedule: closed (the journey's `status: closed`: no one enters it)\n"
         );

@@ -790,9 +790,11 @@ impl Runtime {
                 return Ok(());
             };
             let what = match outcome {
-                Outcome::Sent { .. } => What::Sent {
+                Outcome::Sent { to, .. } => What::Sent {
                     channel: o.channel,
                     locale: o.locale.clone(),
+                    id: o.ledger_key(),
+                    to: Some(to.unwrap_or_else(|| o.to.clone())),
                 },
                 Outcome::Skipped { reason, detail } => What::Skipped {
                     channel: o.channel,

@@ -176,8 +176,13 @@ pub enum Ledger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
+    /// Went out at `at`; `to`, the address it went to when that is not the one it was made for
+    /// (tried again after she changed hers: [`Runtime::judged_late`]), so that a repeat reads
+    /// where it went from the ledger.
     Sent {
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Address>,
     },
     Skipped {
         reason: String,
@@ -3703,13 +3708,15 @@ impl Runtime {
                     let step_at = u.timeline.last().map_or(now, |t| t.at);
                     let when = match (&outcome, u.late) {
                         (_, false) => step_at,
-                        (Outcome::Sent { at }, true) => *at,
+                        (Outcome::Sent { at, .. }, true) => *at,
                         (Outcome::Skipped { .. }, true) => now,
                     };
                     let what = match outcome {
-                        Outcome::Sent { .. } => What::Sent {
+                        Outcome::Sent { to, .. } => What::Sent {
                             channel: o.channel,
                             locale: o.locale.clone(),
+                            id: o.ledger_key(),
+                            to: Some(to.unwrap_or_else(|| o.to.clone())),
                         },
                         Outcome::Skipped { reason, detail } => What::Skipped {
                             channel: o.channel,
@@ -4312,6 +4319,10 @@ impl Runtime {
         // Her address changed since the message was made: it goes to the one she has now, as
         // made otherwise (its content stays), and what records it (the outbox) says where.
         let readdressed;
+        let went_to = match &late {
+            Some(Late::Readdressed { to }) => Some(to.clone()),
+            _ => None,
+        };
         let o = match &late {
             Some(Late::Readdressed { to }) => {
                 tracing::info!(user = %o.user_id, send = %o.ledger_key(), channel = %o.channel, "a send tried again goes to the user's address as her profile has it now, changed since it was made");
@@ -4347,6 +4358,7 @@ impl Runtime {
             return self.give_back(&key, claim_version, not_begun(o)).await;
         } else {
             match self.send_now(o, now).await? {
+                Some(Outcome::Sent { at, .. }) => Outcome::Sent { at, to: went_to },
                 Some(outcome) => outcome,
                 None => return self.give_back(&key, claim_version, not_begun(o)).await,
             }
@@ -4613,7 +4625,7 @@ impl Runtime {
                 // When it went out: now, or earlier for a message the provider holds from an
                 // attempt that crashed before recording it (`waymark dev`'s outbox line).
                 let at = receipt.sent_at.filter(|t| *t <= now).unwrap_or(now);
-                return Ok(Some(Outcome::Sent { at }));
+                return Ok(Some(Outcome::Sent { at, to: None }));
             }
             Err(err) => err,
         };
@@ -6757,10 +6769,12 @@ pub fn describe(w: &What) -> String {
         What::Sent {
             channel,
             locale: None,
+            ..
         } => format!("sent {channel}"),
         What::Sent {
             channel,
             locale: Some(l),
+            ..
         } => format!("sent {channel} (in {l})"),
         What::Skipped {
             channel, reason, ..
@@ -6872,6 +6886,34 @@ pub fn describe(w: &What) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A send's record in the ledger says where it went when that is not where it was made
+    /// for; one stored before it said so, or sent where it was made for, says nothing of it.
+    #[test]
+    fn a_sends_ledger_record_says_where_it_went_when_readdressed() {
+        let before = r#"{"state":"done","outcome":{"outcome":"sent","at":"2026-12-01T10:00:00Z"}}"#;
+        let read: Ledger = serde_json::from_str(before).expect("a ledger record");
+        let at: Timestamp = "2026-12-01T10:00:00Z".parse().expect("a time");
+        assert_eq!(
+            read,
+            Ledger::Done {
+                outcome: Outcome::Sent { at, to: None }
+            }
+        );
+        assert_eq!(serde_json::to_string(&read).expect("json"), before);
+        let readdressed = Ledger::Done {
+            outcome: Outcome::Sent {
+                at,
+                to: Some(Address::One("ann@new.example".into())),
+            },
+        };
+        let json = serde_json::to_string(&readdressed).expect("json");
+        assert!(json.contains(r#""to":"ann@new.example""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<Ledger>(&json).expect("read"),
+            readdressed
+        );
+    }
 
     /// An enrollment's record key, joined in one piece, is the one its record name gives:
     /// without a key, and with one that needs escaping.

@@ -563,6 +563,8 @@ mod tests {
                     What::Sent {
                         channel: Channel::Push,
                         locale: None,
+                        id: String::new(),
+                        to: None,
                     },
                 ),
             ];
@@ -698,6 +700,8 @@ mod tests {
                 What::Sent {
                     channel: Channel::Email,
                     locale: None,
+                    id: String::new(),
+                    to: None,
                 },
             ));
         }
@@ -798,6 +802,8 @@ mod tests {
         entries[2].what = What::Sent {
             channel: Channel::Email,
             locale: Some(noise.into()),
+            id: String::new(),
+            to: None,
         };
         let record = Record::of(key.clone(), 2, entries).pending_in(fold_partition("ann", 1));
         store.put(&record, Expect::Version(1)).await.expect("put");

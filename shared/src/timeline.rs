@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::journey::Channel;
+use crate::profile::Address;
 
 /// One fact of a user's timeline. The journey and enrollment names are shared (`Arc`) by the
 /// entries of a transition rather than copied into each.
@@ -66,11 +67,20 @@ pub enum What {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         again: bool,
     },
-    /// A message went out (in the send's `locales` variant `locale`, when one was chosen).
+    /// A message went out (in the send's `locales` variant `locale`, when one was chosen):
+    /// `id`, the message's id, its send's ledger key `{enrollment}#{step}#{visit}` (what makes
+    /// the send once, and the `id` of its line in `waymark dev`'s outbox), and `to`, the address
+    /// it went to (an email address, a phone number, the push devices; a send tried again after
+    /// she changed it goes to the one she has then). Entries stored before have neither: an
+    /// empty `id` and no `to`, both left out.
     Sent {
         channel: Channel,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         locale: Option<Arc<str>>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Address>,
     },
     /// A message was not sent, and why (`no_address`, `opted_out`, `suppressed`, `capped`, `rejected`, `exited`).
     Skipped {
@@ -545,6 +555,35 @@ mod tests {
         }
     }
 
+    /// A `sent` entry says the message's id (its send's ledger key, its outbox line's `id`)
+    /// and where it went; one stored before it said them reads, and is written back, as it was.
+    #[test]
+    fn a_sent_entry_says_its_id_and_address_and_one_stored_before_reads() {
+        let before = r#"{"at":"2026-12-01T10:00:00Z","journey":"j","enrollment":"j:ann:1","step":"push","what":"sent","channel":"push","locale":"es"}"#;
+        let e: Entry = serde_json::from_str(before).expect("an entry");
+        assert_eq!(
+            e.what,
+            What::Sent {
+                channel: Channel::Push,
+                locale: Some("es".into()),
+                id: String::new(),
+                to: None,
+            }
+        );
+        assert_eq!(serde_json::to_string(&e).expect("json"), before);
+        let now = r#"{"at":"2026-12-01T10:00:00Z","journey":"j","enrollment":"j:ann:1","step":"push","what":"sent","channel":"push","id":"j:ann:1#push#2","to":[{"platform":"fcm","token":"t1"}]}"#;
+        let e: Entry = serde_json::from_str(now).expect("an entry");
+        let What::Sent { id, to, .. } = &e.what else {
+            panic!("not sent: {e:?}");
+        };
+        assert_eq!(id, "j:ann:1#push#2");
+        assert!(
+            matches!(to, Some(Address::Devices(d)) if d.len() == 1 && d[0].token == "t1"),
+            "{to:?}"
+        );
+        assert_eq!(serde_json::to_string(&e).expect("json"), now);
+    }
+
     #[test]
     fn counters_read_from_stored_json_equal_those_of_the_entries() {
         let at: Timestamp = "2026-12-01T10:30:00Z".parse().expect("timestamp");
@@ -600,6 +639,31 @@ mod tests {
                 What::Sent {
                     channel: Channel::Email,
                     locale: None,
+                    id: "j:u1:1#push#4".into(),
+                    to: Some(Address::One("u1@example.com".into())),
+                },
+            ),
+            // Where a push went: its devices, a list of objects the fast path skips.
+            entry(
+                Some("push"),
+                What::Sent {
+                    channel: Channel::Push,
+                    locale: Some("es".into()),
+                    id: "j:u1:1#push#5".into(),
+                    to: Some(Address::Devices(vec![serde_json::from_value(
+                        serde_json::json!({"platform": "apns", "token": "t1", "endpoint": "arn:e"}),
+                    )
+                    .expect("device")])),
+                },
+            ),
+            // Stored before a `sent` said its id and where it went.
+            entry(
+                Some("push"),
+                What::Sent {
+                    channel: Channel::Sms,
+                    locale: None,
+                    id: String::new(),
+                    to: None,
                 },
             ),
             entry(

@@ -1876,7 +1876,10 @@ async fn the_records_kept_for_late_claims_do_not_hold_up_the_rest_of_her_erasure
         },
     };
     let sent = Ledger::Done {
-        outcome: Outcome::Sent { at: h.now() },
+        outcome: Outcome::Sent {
+            at: h.now(),
+            to: None,
+        },
     };
     let put = |sk: String, body: &Ledger, kept_for: jiff::SignedDuration| {
         let record = Record::new(Key::new("U#ann", sk), 1, body)

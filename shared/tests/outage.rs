@@ -820,6 +820,44 @@ steps:
                 );
                 assert_eq!(world.stamped().await.len(), 1, "{traits}");
                 assert!(world.skipped().await.is_empty(), "{traits}");
+                // Her timeline's `sent` says where it went, the new address, and the message's
+                // id, its send's ledger key; the ledger keeps where it went, for a repeat of
+                // the transition to say the same.
+                let view = world.rt.user("ann").await.expect("ann");
+                let sent: Vec<(String, Option<waymark::profile::Address>)> = view
+                    .timeline
+                    .iter()
+                    .filter_map(|e| match &e.what {
+                        waymark::timeline::What::Sent { id, to, .. } => {
+                            Some((id.clone(), to.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let id = "welcome:ann:1#hello#1";
+                assert_eq!(
+                    sent,
+                    [(
+                        id.to_string(),
+                        Some(waymark::profile::Address::One(to.into()))
+                    )],
+                    "{traits}"
+                );
+                let key = waymark::store::Key::new("U#ann", format!("L#{id}").as_str());
+                let ledger = waymark::store::Store::get(&world.store, &key)
+                    .await
+                    .expect("get")
+                    .expect("the send's ledger record");
+                assert_eq!(
+                    ledger.parse::<waymark::runtime::Ledger>().expect("ledger"),
+                    waymark::runtime::Ledger::Done {
+                        outcome: waymark::runtime::Outcome::Sent {
+                            at: world.stamped().await[0].1,
+                            to: Some(waymark::profile::Address::One(to.into())),
+                        }
+                    },
+                    "{traits}"
+                );
             }
             None => {
                 assert!(addressed.is_empty(), "{traits}: {addressed:?}");

@@ -40,6 +40,9 @@ pub struct SenderSettings {
 pub const USER_TAG: &str = "user_id";
 /// The SES tag that carries the journey id.
 pub const JOURNEY_TAG: &str = "journey";
+/// The SES tag that carries the message's id, its send's ledger key (the `id` of its timeline
+/// `sent` entry): an event SES publishes for the email (a bounce, a delivery) names the message.
+pub const MESSAGE_TAG: &str = "message_id";
 /// SES takes tag values of at most 256 characters.
 const TAG_MAX: usize = 256;
 
@@ -343,10 +346,20 @@ impl AwsSender {
             .destination(Destination::builder().to_addresses(to).build())
             .content(EmailContent::builder().simple(message.build()).build())
             .set_configuration_set_name(self.settings.configuration_set.clone());
-        for (name, value) in [(USER_TAG, &o.user_id), (JOURNEY_TAG, &o.journey)] {
+        let id = o.ledger_key();
+        for (name, value) in [
+            (USER_TAG, &*o.user_id),
+            (JOURNEY_TAG, &*o.journey),
+            (MESSAGE_TAG, id.as_str()),
+        ] {
             let value = tag_encode(value);
             if value.len() > TAG_MAX {
-                tracing::warn!(tag = name, "tag value over 256 characters left off; bounces for this email cannot be matched to the user");
+                let lost = if name == USER_TAG {
+                    "; bounces for this email cannot be matched to the user"
+                } else {
+                    ""
+                };
+                tracing::warn!(tag = name, "tag value over 256 characters left off{lost}");
                 continue;
             }
             request = request.email_tags(
