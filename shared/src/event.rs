@@ -1455,6 +1455,21 @@ fn beyond_range(text: &str) -> Option<Beyond> {
     }
 }
 
+/// What is wrong with `text`, a time jiff reads whose UTC offset is 24 hours or more (jiff
+/// reads offsets up to 25:59:59, so `+25:00` would be taken as a time a day off): RFC 3339's
+/// offset is at most 23:59. `None` for any other text.
+fn offset_past_a_day(text: &str) -> Option<String> {
+    let offset = jiff::fmt::temporal::Pieces::parse(text)
+        .ok()?
+        .to_numeric_offset()?;
+    let hours = offset.seconds().unsigned_abs() / 3600;
+    (hours >= 24).then(|| {
+        format!(
+            "\"{text}\" has a UTC offset of {hours} hours, and one is at most 23:59: write the offset of the place meant, like \"+01:00\", or the time in UTC with \"Z\""
+        )
+    })
+}
+
 /// Collects the problems of one event, naming fields under `prefix` (`""` or `"batch[3]"`).
 struct Check<'a> {
     prefix: &'a str,
@@ -1722,9 +1737,10 @@ impl<'a> Check<'a> {
     fn sent_at(&mut self, raw: &Map<String, Value>) -> Option<Timestamp> {
         let problem = match raw.get("sentAt")? {
             Value::Null => return None,
-            Value::String(text) => match text.parse::<Timestamp>() {
-                Ok(sent) => return Some(sent),
-                Err(_) => match beyond_range(text) {
+            Value::String(text) => match (offset_past_a_day(text), text.parse::<Timestamp>()) {
+                (Some(problem), _) => problem,
+                (None, Ok(sent)) => return Some(sent),
+                (None, Err(_)) => match beyond_range(text) {
                     Some(side) => side.said(),
                     None => format!("is not {TIME_EXAMPLE}"),
                 },
@@ -1773,6 +1789,10 @@ impl<'a> Check<'a> {
                 return received_at;
             }
         };
+        if let Some(problem) = offset_past_a_day(text) {
+            self.error(field, problem);
+            return received_at;
+        }
         let Ok(stamped) = text.parse::<Timestamp>() else {
             let problem = match beyond_range(text) {
                 Some(Beyond::Ahead) => format!(
@@ -2534,6 +2554,25 @@ mod tests {
                 track(json!({"timestamp": "2025-06-01T13:00:01Z"})),
                 "timestamp",
             ),
+            // jiff reads it, as 2025-06-01T11:30:00Z; RFC 3339's offset is at most 23:59.
+            (
+                "timestamp offset of 25 hours",
+                Kind::Track,
+                track(json!({"timestamp": "2025-06-02T12:30:00+25:00"})),
+                "timestamp",
+            ),
+            (
+                "timestamp offset of -24 hours",
+                Kind::Track,
+                track(json!({"timestamp": "2025-05-31T12:30:00-24:00"})),
+                "timestamp",
+            ),
+            (
+                "originalTimestamp offset of 25 hours",
+                Kind::Track,
+                track(json!({"originalTimestamp": "2025-06-02T12:30:00+25:00"})),
+                "originalTimestamp",
+            ),
             (
                 "traits string",
                 Kind::Identify,
@@ -2751,6 +2790,11 @@ mod tests {
                 json!({"userId": "u1", "event": "A", "timestamp": "2025-06-01T14:00:00.123+02:00"}),
             ),
             (
+                "timestamp offset of 23:59",
+                Kind::Track,
+                json!({"userId": "u1", "event": "A", "timestamp": "2025-06-02T11:00:00+23:59"}),
+            ),
+            (
                 "identify without traits",
                 Kind::Identify,
                 json!({"userId": "u1"}),
@@ -2894,6 +2938,8 @@ mod tests {
             json!(""),
             json!(1748779200),
             json!({"at": 1}),
+            // jiff reads it; RFC 3339's offset is at most 23:59.
+            json!("2025-06-02T13:00:00+25:00"),
         ] {
             for timestamp in [json!(null), json!("2025-06-01T11:00:00Z")] {
                 let body = json!({"userId": "u1", "event": "A", "timestamp": timestamp,
