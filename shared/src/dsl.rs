@@ -948,6 +948,15 @@ fn explain(message: &str) -> String {
             shape::found_words(found)
         );
     }
+    // `data: {k: null}`, `k: ~`, or `k:` with nothing after it: no value where text goes.
+    if matches!(
+        message
+            .strip_prefix("invalid type: ")
+            .and_then(|r| r.strip_suffix(", expected a string")),
+        Some("null" | "unit value")
+    ) {
+        return "this is empty (`null`, or nothing after the colon), where text goes: write the text (in quotes, `\"\"`, for empty text), or take the key out if it needs no value".into();
+    }
     // `id: 123`, `name: true`: YAML reads an unquoted number or truth value as one, where
     // text goes; in quotes it is that text.
     if let Some((what, v)) = message
@@ -7393,6 +7402,28 @@ steps:
         ] {
             let e = first_error(text);
             assert_eq!(e.message, said, "{text}");
+        }
+        // Nothing where text goes (`null`, `~`, or no value after the colon): told so, where it
+        // is, with what to write instead (was serde's `invalid type: null, expected a
+        // string`).
+        for (text, line, column) in [
+            (
+                "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: a\n    send:\n      push:\n        title: t\n        body: b\n        data: {k: null}\n",
+                10,
+                16,
+            ),
+            (
+                "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: a\n    send:\n      in_app:\n        title: t\n        body: b\n        data:\n          deeplink:\n",
+                11,
+                11,
+            ),
+        ] {
+            let e = first_error(text);
+            assert_eq!(
+                (e.line, e.column, e.message.as_str()),
+                (line, column, "this is empty (`null`, or nothing after the colon), where text goes: write the text (in quotes, `\"\"`, for empty text), or take the key out if it needs no value"),
+                "{text}"
+            );
         }
         // A trigger's event may be a list (any of them enters), but not a map.
         let e =
