@@ -423,10 +423,18 @@ impl Enrollment {
     /// than it, so the user's next enrollment gets an id of its own (sends are claimed by
     /// enrollment id), and remembering the triggers that entered it and the ones before.
     pub fn follow(&mut self, prev: &Enrollment) {
-        self.n = self.n.max(prev.n);
         for c in Self::counted_after(prev) {
             self.note_counted(&c.step, c.path.as_deref(), c.converted);
         }
+        self.follow_counted(prev);
+    }
+
+    /// [`Enrollment::follow`], for an enrollment made counting what `prev` was counted on
+    /// already ([`Enrollment::counted_after`], which a re-entry hands to
+    /// `engine::enter_after`): the rest of taking its place, without working that out again
+    /// (what the enrollment's steps noted since only adds to it).
+    pub fn follow_counted(&mut self, prev: &Enrollment) {
+        self.n = self.n.max(prev.n);
         // Kept for a late goal, unless it converted already.
         self.previous = prev.converted_at.is_none().then(|| {
             Box::new(Previous {
@@ -644,6 +652,59 @@ pub(crate) fn escape_key(k: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::Enrollment;
+
+    /// A re-entry's enrollment, made counting what the one before was counted on
+    /// ([`Enrollment::counted_after`]), takes its place with `follow_counted` just as `follow`
+    /// would have (which works that out again): the same enrollment, a split it took since
+    /// noted, and a conversion the one before had on a path it had been counted on before.
+    #[test]
+    fn a_re_entry_follows_the_one_before_as_follow_does() {
+        let prev: Enrollment = serde_json::from_value(serde_json::json!({
+            "id": "j:ann:2", "user_id": "ann", "journey": "j", "version": 1, "n": 2,
+            "trigger": {"event": "e", "message_id": "m2", "at": "2026-12-01T10:00:00Z"},
+            "entered_at": "2026-12-01T10:00:00Z", "status": "completed", "step": "end", "seq": 4,
+            "converted_at": "2026-12-01T12:00:00Z",
+            "splits": [{"step": "s", "path": "a", "at": "2026-12-01T11:00:00Z"},
+                       {"step": "late", "path": "b", "at": "2026-12-01T13:00:00Z"}],
+            "counted": [{"step": "old", "path": "x", "converted": false}],
+            "earlier_triggers": ["m1"]
+        }))
+        .expect("an enrollment");
+        let mut made = prev.clone();
+        made.id = "j:ann:3".into();
+        made.n = 3;
+        made.converted_at = None;
+        made.splits = Vec::new();
+        made.earlier_triggers = Vec::new();
+        made.trigger.message_id = "m3".into();
+        made.counted = Enrollment::counted_after(&prev);
+        // A split its first steps took, noted since it was made.
+        made.note_counted("new", None, false);
+        let mut by_follow = made.clone();
+        by_follow.follow(&prev);
+        let mut once = made;
+        once.follow_counted(&prev);
+        assert_eq!(once, by_follow);
+        let counted: Vec<(&str, Option<&str>, bool)> = once
+            .counted
+            .iter()
+            .map(|c| (c.step.as_str(), c.path.as_deref(), c.converted))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                ("old", Some("x"), false),
+                ("s", Some("a"), true),
+                ("late", Some("b"), false),
+                ("new", None, false)
+            ]
+        );
+        assert_eq!(once.earlier_triggers, ["m1", "m2"]);
+        assert!(
+            once.previous.is_none(),
+            "it converted: no late goal to keep it for"
+        );
+    }
 
     /// An enrollment as stored before `waited` was kept (waiting at a `wait_for`) loads, with
     /// nothing waited for; one that keeps a trigger and a waited event of the largest size

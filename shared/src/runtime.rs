@@ -3233,7 +3233,8 @@ impl Runtime {
         // that one (a re-entry's trigger applied after the order that converted it).
         let converted_before = existing.and_then(|l| l.enrollment.converted_at);
         if let Some(l) = existing {
-            t.enrollment.follow(&l.enrollment);
+            // Counted on what the one before was already (`counted`, above).
+            t.enrollment.follow_counted(&l.enrollment);
         }
         // A goal reached after the trigger but applied before it (events out of order).
         // (A trait change's goal: below, from the profile's notes of its changes.)
