@@ -1614,6 +1614,28 @@ mod tests {
                 (1, 22),
                 "the macro `f` calls itself here",
             ),
+            // Under an `{% if %}` that always holds, or in the `else` of one that never does.
+            (
+                "{% macro f(n) %}{% if true %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(event.n) }}",
+                (1, 40),
+                "the macro `f` calls itself here whatever it is given",
+            ),
+            (
+                "{% macro f(n) %}{% if 1 > 2 %}.{% else %}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(event.n) }}",
+                (1, 45),
+                "the macro `f` calls itself here whatever it is given",
+            ),
+            // Through another macro: `a` calls `b`, which calls `a`.
+            (
+                "{% macro a(n) %}{{ n }}{{ b(n) }}{% endmacro %}\n{% macro b(n) %}{{ a(n - 1) }}{% endmacro %}{{ a(event.n) }}",
+                (1, 27),
+                "the macro `a` calls `b` here whatever it is given, and they call each other so in turn (`a` calls `b` calls `a`), so none of them ever ends",
+            ),
+            (
+                "{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{% if true %}{{ c() }}{% endif %}{% endmacro %}{% macro c() %}{{ a() }}{% endmacro %}{{ a() }}",
+                (1, 19),
+                "the macro `a` calls `b` here whatever it is given, and they call each other so in turn (`a` calls `b` calls `c` calls `a`)",
+            ),
         ] {
             let (line, column, message) = refused(source);
             assert_eq!((line, column), (Some(at.0), Some(at.1)), "{source}: {message}");
@@ -1630,10 +1652,24 @@ mod tests {
             "{% for i in range(event.n) %}{{ i }}{% endfor %}",
             "{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(event.n) }}",
             "{% macro f(n) %}{{ n > 0 and f(n - 1) }}{{ f(n - 1) if n > 0 }}{% endmacro %}{{ f(3) }}",
+            // An `{% if %}` that never holds, or whose `else` never runs.
+            "{% macro f(n) %}{% if false %}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(3) }}",
+            "{% macro f(n) %}{% if true %}.{% else %}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(3) }}",
+            // One calling another that ends.
+            "{% macro b(n) %}{{ n }}{% endmacro %}{% macro a(n) %}{{ b(n) }}{{ b(n) }}{% endmacro %}{{ a(3) }}",
             "{% for i in range(3) %}{{ range(5) | list | length }}{% endfor %}",
         ] {
             assert!(check(fine).is_ok(), "{fine}: {:?}", check(fine));
         }
+        // Each other, with a base case (`a` calls `b` only while `n` is above 0): no ring is
+        // said of it (the macro defined first calls one defined after it, which the check of
+        // the names a template reads refuses on its own).
+        let based = "{% macro a(n) %}{% if n > 0 %}{{ b(n) }}{% endif %}{% endmacro %}{% macro b(n) %}{{ n }}{{ a(n - 1) }}{% endmacro %}{{ a(event.n) }}";
+        let said = check(based).map_err(|e| e.message);
+        assert!(
+            !said.as_ref().is_err_and(|m| m.contains("call each other")),
+            "{said:?}"
+        );
         // MiniJinja's own limit, as `calls` says it.
         assert!(check("{{ range(100000) | length }}").is_ok());
         assert!(check("{{ range(100001) | length }}").is_err());

@@ -469,7 +469,10 @@ impl Walk<'_, '_> {
             return;
         }
         match stmt {
-            Stmt::Template(t) => self.stmts(&t.children),
+            Stmt::Template(t) => {
+                self.macro_cycle(&t.children);
+                self.stmts(&t.children)
+            }
             Stmt::EmitExpr(e) => self.expr(&e.expr),
             Stmt::EmitRaw(_) => {}
             Stmt::ForLoop(f) => {
@@ -511,7 +514,8 @@ impl Walk<'_, '_> {
                 for d in &m.defaults {
                     self.expr(d);
                 }
-                if let Some(at) = m.body.iter().find_map(|s| calls_itself(s, m.name)) {
+                let truth = |e: &Expr<'_>| self.truth(e);
+                if let Some(at) = m.body.iter().find_map(|s| calls_itself(s, m.name, &truth)) {
                     self.report(at, endless_macro(m.name));
                     return;
                 }
@@ -574,6 +578,81 @@ impl Walk<'_, '_> {
     /// `range()` of them.
     fn fixed(&self, expr: &Expr<'_>) -> bool {
         constant(expr) || self.fixed_range(expr)
+    }
+
+    /// What a condition that depends on nothing the template is given always is (`true`,
+    /// `1 == 1`), worked out; `None` for any other.
+    fn truth(&self, expr: &Expr<'_>) -> Option<bool> {
+        if !constant(expr) {
+            return None;
+        }
+        // An `{% if %}`'s binary operation is spanned from its tag's `if`: from its operands.
+        fn operands(expr: &Expr<'_>) -> (usize, usize) {
+            match expr {
+                Expr::BinOp(b) => (operands(&b.left).0, operands(&b.right).1),
+                _ => extent(expr),
+            }
+        }
+        let (start, end) = operands(expr);
+        let text = self.source.get(start..end)?;
+        Some(
+            self.env
+                .compile_expression(text)
+                .ok()?
+                .eval(())
+                .ok()?
+                .is_true(),
+        )
+    }
+
+    /// Refuses macros of `stmts` (a template's) that call each other in a ring whatever they
+    /// are given (`a` calls `b`, which calls `a`): none of them ever ends. Reported where the
+    /// first of them, in the template's order, calls the next. (A macro calling itself alone
+    /// is told where it is defined: [`endless_macro`].)
+    fn macro_cycle(&mut self, stmts: &[Stmt<'_>]) {
+        let macros: Vec<&minijinja::machinery::ast::Macro<'_>> = stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Macro(m) => Some(&**m),
+                _ => None,
+            })
+            .collect();
+        if macros.len() < 2 {
+            return;
+        }
+        let truth = |e: &Expr<'_>| self.truth(e);
+        // Each macro's first call of each other macro whatever it is given: (callee, where).
+        let calls: Vec<Vec<(usize, usize)>> = macros
+            .iter()
+            .map(|m| {
+                macros
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, other)| other.name != m.name)
+                    .filter_map(|(j, other)| {
+                        m.body
+                            .iter()
+                            .find_map(|s| calls_itself(s, other.name, &truth))
+                            .map(|at| (j, at))
+                    })
+                    .collect()
+            })
+            .collect();
+        for start in 0..macros.len() {
+            // A path of calls from `start`, depth first, each macro once.
+            let mut path: Vec<(usize, usize)> = Vec::new();
+            let mut seen = vec![false; macros.len()];
+            if let Some(ring) = ring_from(start, start, &calls, &mut seen, &mut path) {
+                let names: Vec<String> = ring
+                    .iter()
+                    .map(|(j, _)| format!("`{}`", macros[*j].name))
+                    .collect();
+                let (next, at) = ring[0];
+                let report = endless_ring(macros[start].name, macros[next].name, &names);
+                self.report(at, report);
+                return;
+            }
+        }
     }
 
     /// Whether `expr` is a call of MiniJinja's `range()` (not one the template binds) with
@@ -883,13 +962,24 @@ const MAX_RANGE: usize = 100_000;
 
 /// Where `stmt`, in the body of the macro `name`, calls it whatever the macro was given: not
 /// under an `{% if %}`, in a loop, after an `and` or `or`, or in a branch of an `if` expression.
-fn calls_itself(stmt: &Stmt<'_>, name: &str) -> Option<usize> {
-    let any = |stmts: &[Stmt<'_>]| stmts.iter().find_map(|s| calls_itself(s, name));
+/// `truth` says what a condition that depends on nothing the template is given always is
+/// (`{% if true %}`, `{% if 1 == 1 %}`): the body it always runs is read as run whatever the
+/// macro was given.
+fn calls_itself(
+    stmt: &Stmt<'_>,
+    name: &str,
+    truth: &dyn Fn(&Expr<'_>) -> Option<bool>,
+) -> Option<usize> {
+    let any = |stmts: &[Stmt<'_>]| stmts.iter().find_map(|s| calls_itself(s, name, truth));
     match stmt {
         Stmt::EmitExpr(e) => called_in(&e.expr, name),
         Stmt::Set(s) => called_in(&s.expr, name),
         Stmt::Do(d) => called_in(&d.call.expr, name).or_else(|| called_in_args(&d.call.args, name)),
-        Stmt::IfCond(i) => called_in(&i.expr, name),
+        Stmt::IfCond(i) => called_in(&i.expr, name).or_else(|| match truth(&i.expr) {
+            Some(true) => any(&i.true_body),
+            Some(false) => any(&i.false_body),
+            None => None,
+        }),
         Stmt::ForLoop(f) => called_in(&f.iter, name),
         Stmt::WithBlock(w) => w
             .assignments
@@ -953,6 +1043,40 @@ fn called_in(expr: &Expr<'_>, name: &str) -> Option<usize> {
             .chain(&m.values)
             .find_map(|e| called_in(e, name)),
     }
+}
+
+/// A ring of calls (callee, where) from `from` back to `start`, along `calls`, each macro
+/// once: the first found depth first.
+fn ring_from(
+    start: usize,
+    from: usize,
+    calls: &[Vec<(usize, usize)>],
+    seen: &mut Vec<bool>,
+    path: &mut Vec<(usize, usize)>,
+) -> Option<Vec<(usize, usize)>> {
+    for &(to, at) in &calls[from] {
+        path.push((to, at));
+        if to == start {
+            return Some(path.clone());
+        }
+        if !seen[to] {
+            seen[to] = true;
+            if let Some(ring) = ring_from(start, to, calls, seen, path) {
+                return Some(ring);
+            }
+        }
+        path.pop();
+    }
+    None
+}
+
+/// What to say of the macro `first` calling `next` here whatever it is given, the macros of
+/// `ring` (their names, quoted, `first` last) calling each other so in turn.
+fn endless_ring(first: &str, next: &str, ring: &[String]) -> String {
+    format!(
+        "the macro `{first}` calls `{next}` here whatever it is given, and they call each other so in turn (`{first}` calls {}), so none of them ever ends: it would stop every message that calls one; make one of these calls only under an `{{% if %}}` that stops, or write the text out",
+        ring.join(" calls ")
+    )
 }
 
 /// What to say of the macro `name` calling itself whatever it is given.
