@@ -2725,13 +2725,19 @@ fn validate(j: &Journey) -> Vec<Problem> {
             _ => {}
         }
         if let Action::Update(u) = s.action() {
-            // A fixed value of a trait Waymark sends to is checked as an identify checks it
-            // (`null` removes the trait, so it always passes).
+            // A fixed value of a trait Waymark sends to or formats by is checked as an identify
+            // checks it, with the words the run would use for a rendered one (`null` removes the
+            // trait, so it always passes).
             for (k, v) in &u.set {
                 if v.is_null() || v.as_str().is_some_and(template::is_template) {
                     continue;
                 }
-                if let Some(why) = crate::event::trait_problem(k, v) {
+                let why = crate::event::trait_problem(k, v).or_else(|| {
+                    (k == "locale")
+                        .then(|| crate::profile::device_trait_problem(k, v))
+                        .flatten()
+                });
+                if let Some(why) = why {
                     out.push(problem(format!("{base}.update.set.{k}"), why));
                 }
             }
@@ -4955,6 +4961,24 @@ steps:
         );
         let e = first_error(&text("{email: nope}"));
         assert!(e.to_string().contains("ada@example.com"), "{e}");
+        // A locale as the run refuses a rendered one, and an identify its trait.
+        let e = first_error(&text("{locale: French}"));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(
+            e.to_string().contains(
+                "steps[0].update.set.locale: must be a locale tag like fr-FR, en or pt_BR, not a language's name: did you mean `fr`?"
+            ),
+            "{e}"
+        );
+        let e = first_error(&text("{locale: 42}"));
+        assert!(
+            e.to_string()
+                .contains("steps[0].update.set.locale: must be a locale tag"),
+            "{e}"
+        );
+        for fine in ["fr-FR", "en", "pt_BR"] {
+            parse("j.yaml", &text(&format!("{{locale: {fine}}}"))).expect(fine);
+        }
         // A template is checked when it renders; other traits as written.
         parse(
             "j.yaml",
@@ -4964,7 +4988,7 @@ steps:
         // `null` removes the trait, as an identify's does: no address to check.
         parse(
             "j.yaml",
-            &text("{email: null, phone: null, timezone: null}"),
+            &text("{email: null, phone: null, timezone: null, locale: null}"),
         )
         .expect("valid");
     }
