@@ -2205,6 +2205,22 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
     // A daily schedule that enters again while `days_until(…) <= 3` holds enters her on each
     // of those days: `==` names the one day.
     if let Some(TriggerKind::Schedule(sc)) = j.trigger.kind() {
+        // A schedule with no `timezone` of its own runs in UTC, whatever the journey's (which is
+        // the zone of a user with none): a Paris digest at `0 9` would go out at 10:00 there.
+        let own_zone = read
+            .located
+            .positions
+            .by_path
+            .contains_key("trigger.schedule.timezone");
+        if let (false, Some(zone)) = (own_zone, j.timezone.as_deref()) {
+            said.push(problem(
+                "trigger.schedule",
+                format!(
+                    "this schedule names no `timezone`, so its cron `{}` runs in UTC, not in the journey's `timezone: {zone}` (that one is the zone of a user with none, for her waits, quiet hours and dates): write `timezone: {zone}` under `schedule:` to run it in {zone}, `timezone: user` to run it in each user's zone, or `timezone: UTC` to keep UTC and silence this",
+                    sc.cron
+                ),
+            ));
+        }
         let again = !matches!(j.reentry, crate::journey::Reentry::Never);
         if let (true, Some(c)) = (again, sc.condition.as_ref()) {
             if let Some(call) = days_compared_as_a_range(c.source()) {
@@ -4602,6 +4618,35 @@ steps:
             &text("days_until(profile.trial_ends_at) <= 3", "reentry: never\n")
         )
         .is_empty());
+    }
+
+    /// A schedule with no `timezone` of its own runs in UTC even when the journey names one:
+    /// advised, with what to write either way; a schedule that names its zone is not.
+    #[test]
+    fn a_schedule_without_its_own_zone_in_a_journey_with_one_is_advised() {
+        let text = |journey_zone: &str, schedule_zone: &str| {
+            format!(
+                "id: j\nname: J\n{journey_zone}trigger:\n  schedule:\n    cron: \"0 9 * * *\"\n{schedule_zone}reentry: after_exit\nsteps:\n  - id: w\n    wait: 1h\n"
+            )
+        };
+        let said = advice("j.yaml", &text("timezone: Europe/Paris\n", ""));
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].path, "trigger.schedule");
+        assert_eq!((said[0].line, said[0].column), (5, 3), "{}", said[0]);
+        assert_eq!(
+            said[0].message,
+            "this schedule names no `timezone`, so its cron `0 9 * * *` runs in UTC, not in the journey's `timezone: Europe/Paris` (that one is the zone of a user with none, for her waits, quiet hours and dates): write `timezone: Europe/Paris` under `schedule:` to run it in Europe/Paris, `timezone: user` to run it in each user's zone, or `timezone: UTC` to keep UTC and silence this"
+        );
+        parse("j.yaml", &text("timezone: Europe/Paris\n", "")).expect("valid");
+        for (journey_zone, schedule_zone) in [
+            ("timezone: Europe/Paris\n", "    timezone: UTC\n"),
+            ("timezone: Europe/Paris\n", "    timezone: user\n"),
+            ("timezone: Europe/Paris\n", "    timezone: Europe/Paris\n"),
+            ("", ""),
+        ] {
+            let said = advice("j.yaml", &text(journey_zone, schedule_zone));
+            assert!(said.is_empty(), "{journey_zone}{schedule_zone}: {said:?}");
+        }
     }
 
     /// Each piece of advice's path, line, column and what it says to write.

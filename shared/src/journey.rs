@@ -51,7 +51,8 @@ pub struct Journey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
     /// IANA time zone used when the profile has no `timezone` trait (else a schedule trigger's
-    /// named zone, else UTC).
+    /// named zone, else UTC). Not a schedule's: a schedule without its own `timezone` runs in
+    /// UTC, whatever this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Transactional journeys ignore frequency caps and quiet hours.
@@ -285,7 +286,8 @@ pub struct Inactive {
 pub struct Schedule {
     /// Five-field cron expression, e.g. `"0 10 * * mon"`.
     pub cron: Cron,
-    /// `user` evaluates the cron in each user's time zone; an IANA name (default `UTC`) in that zone.
+    /// `user` evaluates the cron in each user's time zone; an IANA name (default `UTC`, whatever
+    /// the journey's `timezone`) in that zone.
     #[serde(default = "default_utc")]
     pub timezone: String,
     /// Only users whose profile matches.

@@ -36,8 +36,9 @@ pub struct ScheduleAnswer {
     /// When it was judged (the API's clock).
     pub at: Timestamp,
     pub cron: String,
-    /// The zone the cron is read in for this user: the schedule's own, or with `timezone:
-    /// user` hers (else the journey's, else UTC).
+    /// The zone the cron is read in for this user: the schedule's own (UTC when it names none,
+    /// whatever the journey's `timezone`), or with `timezone: user` hers (else the journey's,
+    /// else UTC).
     pub timezone: String,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
@@ -370,8 +371,9 @@ fn no_longer_in(e: &Enrollment) -> String {
     out
 }
 
-/// The zone a schedule's cron is read in for `profile`: its own, or with `timezone: user`
-/// hers, else the journey's, else UTC (as the runs read it), with its name.
+/// The zone a schedule's cron is read in for `profile`: its own (UTC when it names none, whatever
+/// the journey's), or with `timezone: user` hers, else the journey's, else UTC (as the runs
+/// read it), with its name.
 fn cron_zone(s: &Schedule, journey: Option<&str>, profile: Option<&Profile>) -> (String, TimeZone) {
     let candidates: Vec<&str> = if s.timezone == "user" {
         let hers = profile
