@@ -3078,6 +3078,23 @@ fn watched_trait_problem(name: &str) -> Option<String> {
             "an identify's `{name}` registers push devices and is kept as no trait, so it never changes one: watch a trait, like `trait_changed: plan`"
         ));
     }
+    // A path that reads the trait (`profile.plan`) or its change's event (`event.plan`), where
+    // the trait's own name is meant.
+    for prefix in ["profile.", "event."] {
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if !rest.is_empty() && !rest.contains('.') {
+            let reads = if prefix == "profile." {
+                "is the path that reads the trait"
+            } else {
+                "is a path of an event (in a `where`, `event.from` and `event.to` are the trait's old and new values)"
+            };
+            return Some(format!(
+                "`{name}` {reads}, and a trait is watched by its name alone: drop the `{prefix}` prefix, `trait_changed: {rest}`"
+            ));
+        }
+    }
     match name.split('.').find(|p| !p.is_empty()) {
         Some(top) if name.contains('.') => Some(format!(
             "`{name}` with a dot is one flat trait name, which `profile.{name}` does not read: watch the whole trait, `trait_changed: {top}` (a change inside it is a change of it), and read the part in `where`, like `event.to.{}`",
@@ -3133,6 +3150,25 @@ fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<
     }
     if !name.contains('.') {
         return None;
+    }
+    // The path that reads the trait (`profile.plan`), where its name is meant.
+    if let Some(rest) = name
+        .strip_prefix("profile.")
+        .filter(|r| !r.is_empty() && !r.contains('.'))
+    {
+        let written = match value {
+            Some(v) => format!(
+                "`set: {{{rest}: {}}}`",
+                serde_json::to_string(v)
+                    .ok()
+                    .filter(|t| t.chars().count() <= 60)
+                    .unwrap_or_else(|| "...".to_string())
+            ),
+            None => format!("`unset: [{rest}]`"),
+        };
+        return Some(format!(
+            "`{name}` is the path that reads the trait, and an update names the trait alone: drop the `profile.` prefix, {written}"
+        ));
     }
     let parts: Vec<&str> = name.split('.').collect();
     let unreadable = format!(
@@ -3324,7 +3360,10 @@ fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
             }
             (Some(_), Some(_)) => out.push(problem(
                 format!("{at}.trait_changed"),
-                "write one of `event` (a track event the app sends) and `trait_changed` (a profile trait an identify changes), not both: for either, list two (`exit_when: [{event: account_closed}, {trait_changed: plan}]`)",
+                match listener {
+                    Listener::Goal => "write one of `event` (a track event the app sends) and `trait_changed` (a profile trait an identify changes), not both: a journey has one goal, so keep the one that is the conversion (the other can end the enrollment, in `exit_when`)",
+                    _ => "write one of `event` (a track event the app sends) and `trait_changed` (a profile trait an identify changes), not both: for either, list two (`exit_when: [{event: account_closed}, {trait_changed: plan}]`)",
+                },
             )),
             (None, None) => out.push(problem(
                 at,
@@ -3364,8 +3403,9 @@ fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
 }
 
 /// Why `name`, a Segment call's type, is no event a journey hears, if it is one: an identify
-/// (`identify`, `$identify` as a profile's history lists them, `alias`) changes the profile and
-/// comes as no track event, so an exit, goal, trigger or wait on it would never happen;
+/// (`identify`, `$identify` as a profile's history lists them) changes the profile and an
+/// `alias` merges a visitor into a user, and neither comes as a track event, so an exit, goal,
+/// trigger or wait on it would never happen;
 /// `page`, `screen` and `group` calls come as the events `page_viewed`, `screen_viewed` and
 /// `group_joined`; `track` is the type of every track event. An error, not advice: an app has no
 /// reason to name a track after a call's type, and a file that does most likely meant the call,
@@ -3378,11 +3418,12 @@ fn call_type_problem(
     condition: Option<&crate::condition::Condition>,
 ) -> Option<String> {
     let call = name.trim().trim_start_matches('$').to_ascii_lowercase();
+    // The track event a call comes as, and what it carries among its properties.
     let viewed = match call.as_str() {
         "identify" | "alias" => None,
-        "page" => Some("page_viewed"),
-        "screen" => Some("screen_viewed"),
-        "group" => Some("group_joined"),
+        "page" => Some(("page_viewed", "its `name` and `category`")),
+        "screen" => Some(("screen_viewed", "its `name` and `category`")),
+        "group" => Some(("group_joined", "the group's `group_id` and its traits")),
         "track" => {
             return Some(format!(
                 "`{name}` is the type of a Segment call, not an event's name: name the event the app tracks (its `event`), e.g. `order_completed`"
@@ -3390,10 +3431,33 @@ fn call_type_problem(
         }
         _ => return None,
     };
-    if let Some(viewed) = viewed {
+    if let Some((viewed, carries)) = viewed {
         return Some(format!(
-            "a `{call}` call comes as the track event `{viewed}` (its `name` and properties among its properties), never as `{name}`: write `{viewed}`"
+            "a `{call}` call comes as the track event `{viewed}` ({carries} among its properties), never as `{name}`: write `{viewed}`"
         ));
+    }
+    if call == "alias" {
+        // An alias merges a visitor into a user: an identify with no traits, which changes
+        // none, so no `trait_changed` either.
+        let head = format!(
+            "an alias is no track event: an `alias` call says that an anonymous visitor (`previousId`) is a known user (`userId`), and merges the visitor into her, as an identify of her with no traits would; no event `{name}` comes, so this"
+        );
+        let instead =
+            "have the app track an event when a visitor signs up or logs in (`signed_up`)";
+        return Some(match listener {
+            Listener::Exit => format!(
+                "{head} exit would never happen. To exit when she becomes known, {instead} and write `exit_when: [{{event: signed_up}}]`"
+            ),
+            Listener::Goal => format!(
+                "{head} goal would never be reached. To convert when she becomes known, {instead} and write `goal: {{event: signed_up, within: 7d}}`"
+            ),
+            Listener::Trigger => format!(
+                "{head} trigger would never enter anyone. To enter when she becomes known, {instead} and write `trigger: {{event: signed_up}}`"
+            ),
+            Listener::Wait => format!(
+                "{head} wait would always time out. To wait until she becomes known, {instead} and wait for that"
+            ),
+        });
     }
     // The trait the `where` reads on the profile, most likely the one whose change is meant.
     let read = condition.and_then(|c| {
@@ -4646,6 +4710,106 @@ steps:
         ] {
             let said = advice("j.yaml", &text(journey_zone, schedule_zone));
             assert!(said.is_empty(), "{journey_zone}{schedule_zone}: {said:?}");
+        }
+    }
+
+    /// Each error's advice is the one that fits what was written: an `enrollment_key` that is
+    /// no path gets the key's (not a `date`'s, nor `profile.*`, which a key is not); a trait
+    /// watched or set by the path that reads it gets its name without the prefix; a goal with
+    /// two listeners is told it holds one; `group` and `alias` are told what they are.
+    #[test]
+    fn a_refused_file_is_told_what_fits_what_it_wrote() {
+        let journey = |head: &str, steps: &str| {
+            format!("id: t\nname: T\n{head}reentry: after_exit\nsteps:\n  - id: a\n{steps}")
+        };
+        let wait = "    wait: 1h\n";
+        for (text, says, not) in [
+            (
+                journey("trigger: {event: booked}\nenrollment_key: booking_id\n", wait),
+                "enrollment_key: `booking_id` is not a path: `enrollment_key` takes a path of the trigger event's properties, like event.booking_id; write `enrollment_key: event.booking_id`",
+                "profile.",
+            ),
+            (
+                journey("trigger: {event: booked}\nenrollment_key: 12\n", wait),
+                "enrollment_key: `12` is not a path: `enrollment_key` takes a path of the trigger event's properties",
+                "date",
+            ),
+            (
+                journey("trigger: {trait_changed: profile.plan}\n", wait),
+                "trigger.trait_changed: `profile.plan` is the path that reads the trait, and a trait is watched by its name alone: drop the `profile.` prefix, `trait_changed: plan`",
+                "trait_changed: profile`",
+            ),
+            (
+                journey("trigger: {trait_changed: event.plan}\n", wait),
+                "trigger.trait_changed: `event.plan` is a path of an event (in a `where`, `event.from` and `event.to` are the trait's old and new values), and a trait is watched by its name alone: drop the `event.` prefix, `trait_changed: plan`",
+                "trait_changed: event`",
+            ),
+            (
+                journey(
+                    "trigger: {event: go}\nexit_when: [{trait_changed: profile.plan}]\n",
+                    wait,
+                ),
+                "exit_when[0].trait_changed: `profile.plan` is the path that reads the trait, and a trait is watched by its name alone: drop the `profile.` prefix, `trait_changed: plan`",
+                "trait_changed: profile`",
+            ),
+            (
+                journey(
+                    "trigger: {event: go}\ngoal: {trait_changed: profile.plan, within: 7d}\n",
+                    wait,
+                ),
+                "goal.trait_changed: `profile.plan` is the path that reads the trait, and a trait is watched by its name alone: drop the `profile.` prefix, `trait_changed: plan`",
+                "trait_changed: profile`",
+            ),
+            (
+                journey("trigger: {event: go}\n", "    update: {set: {profile.plan: pro}}\n"),
+                "steps[0].update.set.profile.plan: `profile.plan` is the path that reads the trait, and an update names the trait alone: drop the `profile.` prefix, `set: {plan: \"pro\"}`",
+                "profile.profile",
+            ),
+            (
+                journey("trigger: {event: go}\n", "    update: {unset: [profile.plan]}\n"),
+                "steps[0].update.unset[0]: `profile.plan` is the path that reads the trait, and an update names the trait alone: drop the `profile.` prefix, `unset: [plan]`",
+                "profile.profile",
+            ),
+            (
+                journey(
+                    "trigger: {event: go}\ngoal: {event: paid, trait_changed: plan, within: 7d}\n",
+                    wait,
+                ),
+                "goal.trait_changed: write one of `event` (a track event the app sends) and `trait_changed` (a profile trait an identify changes), not both: a journey has one goal, so keep the one that is the conversion (the other can end the enrollment, in `exit_when`)",
+                "list two",
+            ),
+            (
+                journey("trigger: {event: group}\n", wait),
+                "trigger.event: a `group` call comes as the track event `group_joined` (the group's `group_id` and its traits among its properties), never as `group`: write `group_joined`",
+                "`name`",
+            ),
+            (
+                journey("trigger: {event: alias}\n", wait),
+                "trigger.event: an alias is no track event: an `alias` call says that an anonymous visitor (`previousId`) is a known user (`userId`), and merges the visitor into her, as an identify of her with no traits would; no event `alias` comes, so this trigger would never enter anyone. To enter when she becomes known, have the app track an event when a visitor signs up or logs in (`signed_up`) and write `trigger: {event: signed_up}`",
+                "trait_changed",
+            ),
+        ] {
+            let e = all_errors(&text);
+            assert!(e.contains(says), "{text}\n{e}");
+            assert!(!e.contains(not), "{text}\n{e}");
+        }
+        // An exit's two listeners are still told to list two.
+        let e = all_errors(&journey(
+            "trigger: {event: go}\nexit_when: [{event: paid, trait_changed: plan}]\n",
+            wait,
+        ));
+        assert!(e.contains("for either, list two"), "{e}");
+        // What it advises is valid.
+        for fixed in [
+            journey(
+                "trigger: {event: booked}\nenrollment_key: event.booking_id\n",
+                wait,
+            ),
+            journey("trigger: {trait_changed: plan}\n", wait),
+            journey("trigger: {event: go}\n", "    update: {set: {plan: pro}}\n"),
+            journey("trigger: {event: group_joined}\n", wait),
+        ] {
+            parse("j.yaml", &fixed).expect(&fixed);
         }
     }
 

@@ -39,7 +39,12 @@ pub struct Journey {
     /// trip's two bookings, each reminded), at most 20 at once ([`MAX_KEYED`]); `reentry` then
     /// applies to each value apart. A trigger without a value there (missing, null, empty, not
     /// a string or number) enters her in nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "enrollment_key"
+    )]
+    #[schemars(with = "Option<ValuePath>")]
     pub enrollment_key: Option<ValuePath>,
     /// Events that end the enrollment at once, whatever step it is on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -300,6 +305,42 @@ impl Schedule {
     /// `days_since`, `now()`, `ago()`): each run judges it at its own minute.
     pub fn reads_the_clock(&self) -> bool {
         self.condition.as_ref().is_some_and(|c| c.reads_the_clock())
+    }
+}
+
+/// An `enrollment_key` as written: a path, with advice of its own when it is none (a
+/// [`ValuePath`]'s speaks of a `wait_until`'s `date`, and offers `profile.*`, which a key is not).
+fn enrollment_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ValuePath>, D::Error> {
+    use serde::de::Error;
+    let written = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    ValuePath::parse(&written)
+        .map(Some)
+        .map_err(|_| D::Error::custom(key_not_a_path(&written)))
+}
+
+/// Why `written` is not an `enrollment_key`, and what to write instead.
+fn key_not_a_path(written: &str) -> String {
+    const TAKES: &str =
+        "`enrollment_key` takes a path of the trigger event's properties, like event.booking_id";
+    let bare = written
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .trim();
+    let word = !bare.is_empty()
+        && !bare.starts_with(|c: char| c.is_ascii_digit())
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if word {
+        format!("`{bare}` is not a path: {TAKES}; write `enrollment_key: event.{bare}`")
+    } else if bare.is_empty() {
+        format!("empty: {TAKES}")
+    } else {
+        format!("`{bare}` is not a path: {TAKES}")
     }
 }
 
