@@ -375,7 +375,7 @@ pub fn warning(w: &dsl::FileError) -> String {
 fn no_journeys(paths: &[PathBuf]) -> String {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     format!(
-        "{}: no journey files: a folder's journeys are its *.yaml, *.yml and *.json files (not those of its subfolders, nor waymark.yaml)",
+        "{}: no journey files: a folder's journeys are its *.yaml, *.yml and *.json files, the extension in any case (not those of its subfolders, nor waymark.yaml, nor hidden ones like .draft.yaml)",
         shown.join(", ")
     )
 }

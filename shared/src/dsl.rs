@@ -1921,22 +1921,33 @@ pub fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// The journey files of a folder (`*.yaml`, `*.yml`, `*.json`, but not `waymark.yaml`), sorted
-/// by name.
+/// The journey files of a folder, sorted by name: its `*.yaml`, `*.yml` and `*.json` files, the
+/// extension in any case (`Promo.YAML`, as a file named on its own is read whatever its
+/// extension), but not `waymark.yaml` nor a hidden file (`.draft.yaml`, and the `._welcome.yaml`
+/// a Mac writes beside a file on a foreign disk, which is no text). `waymark dev` watches the
+/// same files.
 pub fn journey_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_stem().and_then(|s| s.to_str()) != Some(SETTINGS_STEM)
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-        })
+        .filter(|p| p.is_file() && is_journey_file_name(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Whether a folder's file named `path` is one of its journeys ([`journey_files`]).
+fn is_journey_file_name(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    !hidden
+        && path.file_stem().and_then(|s| s.to_str()) != Some(SETTINGS_STEM)
+        && matches!(extension.as_deref(), Some("yaml" | "yml" | "json"))
 }
 
 /// The journey files `paths` name (a folder stands for its [`journey_files`]), each once: a
@@ -7559,6 +7570,41 @@ steps:
         assert_eq!(undeclared.len(), 1, "{undeclared:?}");
         let errs = copy.expect_err("the same id");
         assert!(errs[0].message.contains("is also used by"), "{}", errs[0]);
+    }
+
+    /// A folder's journeys are its YAML and JSON files whatever the extension's case, as a file
+    /// named on its own is read; a hidden file (a draft, a Mac's `._` companion, which is no
+    /// text) is none of them, and does not break the folder. Named on its own, it is read.
+    #[test]
+    fn a_folder_skips_hidden_files_and_reads_an_extension_in_any_case() {
+        let dir = std::env::temp_dir().join(format!("waymark-dsl-hidden-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let journey = |id: &str| {
+            format!("id: {id}\nname: N\ntrigger: {{event: go}}\nreentry: after_exit\nsteps:\n  - id: a\n    wait: 1h\n")
+        };
+        std::fs::write(dir.join("welcome.yaml"), journey("welcome")).expect("write");
+        std::fs::write(dir.join("Promo.YAML"), journey("upper")).expect("write");
+        std::fs::write(dir.join("Other.Json"), "{\"id\": \"json\", \"name\": \"N\", \"trigger\": {\"event\": \"go\"}, \"reentry\": \"after_exit\", \"steps\": [{\"id\": \"a\", \"wait\": \"1h\"}]}").expect("write");
+        std::fs::write(dir.join(".draft.yaml"), journey("hidden")).expect("write");
+        std::fs::write(
+            dir.join("._welcome.yaml"),
+            b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02",
+        )
+        .expect("write");
+        std::fs::write(dir.join("notes.txt"), "not a journey").expect("write");
+        let files = journey_files(&dir);
+        let loaded = load_set(std::slice::from_ref(&dir));
+        let named = load_set(&[dir.join(".draft.yaml")]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let names: Vec<String> = files
+            .expect("readable")
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(names, ["Other.Json", "Promo.YAML", "welcome.yaml"]);
+        let ids: Vec<String> = loaded.expect("valid").into_iter().map(|j| j.id).collect();
+        assert_eq!(ids, ["json", "upper", "welcome"]);
+        assert_eq!(named.expect("named").len(), 1);
     }
 
     #[test]
