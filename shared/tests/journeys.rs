@@ -92,6 +92,44 @@ steps:
     assert_eq!(refusals(entries(&out, "ann")), Vec::<String>::new());
 }
 
+/// A branch with no `else` goes, when no case holds, where its step's `next:` says, not to the
+/// step after it in the file (README: "left out: the step's `next:` when it has one").
+#[tokio::test]
+async fn a_branch_without_else_goes_to_its_steps_next_when_no_case_holds() {
+    let journey = r#"
+id: tiers
+name: Tiers
+trigger: {event: go}
+reentry: after_exit
+steps:
+  - id: pick
+    branch:
+      cases: [{when: "profile.vip == true", goto: vip}]
+    next: regular
+  - id: vip
+    send: {push: {title: "vip"}}
+    next: done
+  - id: regular
+    send: {push: {title: "regular"}}
+  - id: done
+    wait: 1h
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"ann","traits":{"vip":true,"push_tokens":[{"platform":"fcm","token":"t-ann"}]}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"bob","traits":{"vip":false,"push_tokens":[{"platform":"fcm","token":"t-bob"}]}}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"ann","event":"go","messageId":"g-ann"}
+{"at":"2026-12-01T10:00:00Z","type":"track","userId":"bob","event":"go","messageId":"g-bob"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T10:00:00Z ann push vip: vip",
+            "2026-12-01T10:00:00Z bob push regular: regular",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn an_event_trigger_listing_several_events_enters_on_any_of_them() {
     let journey = r#"
