@@ -105,7 +105,7 @@ const SYNTAX: &str =
     "*, a number, a range like 1-5, a step like */15 or 0-30/10, or a list like 1,3,5";
 const SHAPE: &str =
     "a cron schedule has five fields, \"minute hour day-of-month month day-of-week\", \
-                     like \"0 9 * * mon-fri\", or is one of @hourly, @daily, @weekly, @monthly";
+                     like \"0 9 * * mon-fri\", or is one of @hourly, @daily, @weekly, @monthly, @yearly";
 
 impl FromStr for Cron {
     type Err = CronError;
@@ -121,8 +121,8 @@ impl FromStr for Cron {
                 "yearly" | "annually" => "0 0 1 1 *",
                 _ => {
                     return Err(CronError::new(format!(
-                        "\"{s}\" is not a cron schedule: the macros are @hourly, @daily, @weekly and @monthly \
-                         (and @yearly); otherwise write five fields, like \"0 9 * * mon-fri\""
+                        "\"{s}\" is not a cron schedule: the macros are @hourly, @daily (also @midnight), \
+                         @weekly, @monthly and @yearly (also @annually); otherwise write five fields, like \"0 9 * * mon-fri\""
                     )))
                 }
             }
@@ -500,10 +500,11 @@ impl schemars::JsonSchema for Cron {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "A cron schedule in the journey's time zone: five fields, \"minute hour \
+            "description": "A cron schedule, read in the schedule's `timezone` (UTC when it names \
+                            none, whatever the journey's `timezone`): five fields, \"minute hour \
                             day-of-month month day-of-week\", each *, a number, a name (jan-dec, sun-sat), \
-                            a range (1-5), a step (*/15) or a list (1,3,5); or @hourly, @daily, @weekly, \
-                            @monthly.",
+                            a range (1-5), a step (*/15) or a list (1,3,5); or @hourly, @daily (also \
+                            @midnight), @weekly, @monthly, @yearly (also @annually).",
             "examples": ["0 9 * * mon-fri", "*/15 * * * *", "@daily"]
         })
     }
@@ -760,7 +761,10 @@ mod tests {
             ("-5 * * * *", &["minute", "is missing a number"]),
             ("0 0 * * mon-", &["day-of-week", "is missing a number"]),
             ("1-2-3 * * * *", &["minute", "not a number"]),
-            ("@reboot", &["@hourly, @daily, @weekly and @monthly"]),
+            (
+                "@reboot",
+                &["@hourly, @daily (also @midnight), @weekly, @monthly and @yearly (also @annually)"],
+            ),
             ("@", &["@hourly"]),
             ("0 0 30 2 *", &["never fires", "February"]),
             ("0 0 31 4,6,9,11 *", &["never fires"]),

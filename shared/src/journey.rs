@@ -750,8 +750,10 @@ pub struct Step {
     /// Set or unset profile traits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
-    /// End the journey here (`exit: true`).
+    /// End the journey here: `exit: true`, the only value it takes (`exit: false` is no action,
+    /// and `waymark validate` refuses a step with no other).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = [true, null]))]
     pub exit: Option<bool>,
 }
 
@@ -1375,6 +1377,7 @@ pub struct SmsTemplate {
     /// `transactional` or `promotional` (default: the journey's kind, `transactional` in a
     /// `transactional: true` journey, else `promotional`).
     #[serde(default)]
+    #[schemars(transform = no_fixed_default)]
     pub sms_type: SmsType,
 }
 
@@ -1745,6 +1748,12 @@ fn alert_or_silent(schema: &mut schemars::Schema) {
         "else".into(),
         serde_json::json!({"anyOf": [line("title"), line("body")]}),
     );
+}
+
+/// Leaves out the `default` a field's type gives the schema, when the default a file gets
+/// depends on the rest of it (an SMS's `sms_type` is its journey's kind), as its description says.
+fn no_fixed_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 fn one_channel(schema: &mut schemars::Schema) {

@@ -171,3 +171,41 @@ fn the_schema_takes_every_path_a_date_may_read() {
         );
     }
 }
+
+/// What the schema says of a value, `waymark validate` does: every cron macro a schedule takes
+/// is named; an SMS's `sms_type` has no fixed default (a transactional journey's SMS are
+/// transactional); a step's `exit` takes `true` alone, as validate refuses `exit: false`.
+#[test]
+fn the_schema_says_what_validate_takes() {
+    let schema = waymark::journey::schema();
+    let defs = &schema["$defs"];
+    let cron = defs["Cron"]["description"].as_str().unwrap_or_default();
+    for name in [
+        "@hourly",
+        "@daily",
+        "@midnight",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "@annually",
+    ] {
+        name.parse::<waymark::cron::Cron>().expect(name);
+        assert!(cron.contains(name), "{cron} leaves out {name}");
+    }
+    assert!(cron.contains("UTC when it names none"), "{cron}");
+    let sms_type = &defs["SmsTemplate"]["properties"]["sms_type"];
+    assert!(sms_type.get("default").is_none(), "{sms_type}");
+    assert!(
+        sms_type["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("`transactional` in a\n`transactional: true` journey")),
+        "{sms_type}"
+    );
+    let exit = &defs["Step"]["properties"]["exit"];
+    assert_eq!(exit["enum"], serde_json::json!([true, null]), "{exit}");
+    let step = |exit: &str| {
+        format!("id: j\nname: J\ntrigger: {{event: e}}\nreentry: after_exit\nsteps:\n  - id: a\n    exit: {exit}\n")
+    };
+    waymark::dsl::parse("j.yaml", &step("true")).expect("exit: true");
+    waymark::dsl::parse("j.yaml", &step("false")).expect_err("exit: false");
+}
