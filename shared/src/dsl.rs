@@ -4435,6 +4435,39 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             }
         }
     }
+    // Fixed text that is blank is empty whatever the data: every user's message would be
+    // skipped as empty (`render_error`), as the engine skips one rendered empty.
+    let blank = |text: &str| !template::is_template(text) && text.trim().is_empty();
+    if let Template::Sms(s) = t {
+        if blank(&s.body) {
+            out.push(problem(
+                format!("{channel_path}.body"),
+                "this SMS's body is blank, and so empty for every user: each send would be skipped (an empty SMS is not sent); write its text",
+            ));
+        }
+    }
+    if let Template::Push(p) = t {
+        let parts: Vec<(&str, &str)> = [("title", &p.title), ("body", &p.body)]
+            .into_iter()
+            .filter_map(|(field, text)| text.as_deref().map(|t| (field, t)))
+            .collect();
+        let all_blank = !p.silent && !parts.is_empty() && parts.iter().all(|(_, t)| blank(t));
+        if let (true, Some((field, _))) = (all_blank, parts.first()) {
+            let what = if parts.len() == 2 {
+                "its `title` and its `body` are blank"
+            } else if *field == "title" {
+                "its `title` is blank and it has no `body`"
+            } else {
+                "its `body` is blank and it has no `title`"
+            };
+            out.push(problem(
+                format!("{channel_path}.{field}"),
+                format!(
+                    "this push shows nothing for any user: {what}, so each send would be skipped (an empty push is not sent); write the text its alert shows"
+                ),
+            ));
+        }
+    }
     // A body whose fixed text alone is longer than SNS sends would skip every user's message.
     if let Template::Sms(s) = t {
         let most = crate::engine::SMS_MOST_CHARACTERS;
@@ -4821,6 +4854,50 @@ steps:
             journey("trigger: {event: group_joined}\n", wait),
         ] {
             parse("j.yaml", &fixed).expect(&fixed);
+        }
+    }
+
+    /// A message part whose fixed text is blank is empty for every user, and every send of it
+    /// would be skipped: refused, as other parts that fail whatever the data are. One whose
+    /// text comes from the data, or that another part fills, is not.
+    #[test]
+    fn a_message_blank_whatever_the_data_is_refused() {
+        let journey = |send: &str| {
+            format!("id: t\nname: T\ntrigger: {{event: go}}\nreentry: after_exit\nsteps:\n  - id: a\n    send: {send}\n")
+        };
+        for (send, at, says) in [
+            (
+                "{push: {title: \"\"}}",
+                "j.yaml:7:19: steps[0].send.push.title:",
+                "this push shows nothing for any user: its `title` is blank and it has no `body`, so each send would be skipped (an empty push is not sent); write the text its alert shows",
+            ),
+            (
+                "{push: {body: \" \"}}",
+                "j.yaml:7:19: steps[0].send.push.body:",
+                "its `body` is blank and it has no `title`",
+            ),
+            (
+                "{push: {title: \"\", body: \"  \"}}",
+                "j.yaml:7:19: steps[0].send.push.title:",
+                "its `title` and its `body` are blank",
+            ),
+            (
+                "{sms: {body: \"  \"}}",
+                "j.yaml:7:18: steps[0].send.sms.body:",
+                "this SMS's body is blank, and so empty for every user: each send would be skipped (an empty SMS is not sent); write its text",
+            ),
+        ] {
+            let e = all_errors(&journey(send));
+            assert!(e.starts_with(at), "{send}: {e}");
+            assert!(e.contains(says), "{send}: {e}");
+        }
+        for fine in [
+            "{push: {title: \"\", body: \"Come back\"}}",
+            "{push: {title: \"{{ event.title }}\"}}",
+            "{sms: {body: \"{{ event.text }}\"}}",
+            "{sms: {body: \"Hi\"}}",
+        ] {
+            parse("j.yaml", &journey(fine)).expect(fine);
         }
     }
 
