@@ -227,12 +227,45 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
             None => from_minijinja(e),
         }
     })?;
-    // MiniJinja looks filters and tests up only when it renders: name them here.
+    // MiniJinja looks filters and tests up only when it renders: name them here, the first at
+    // its place and the others after it, so that one run of validate names them all.
+    let mut unknown_names: Vec<(usize, String, used::Used<'_>)> = Vec::new();
     for used in used::names(source) {
+        let again = unknown_names
+            .iter()
+            .any(|(_, _, u)| u.kind == used.kind && u.name == used.name);
+        if again {
+            continue;
+        }
         if let Some(message) = unknown_name(used.kind, used.name, "in template") {
             let at = used.end.saturating_sub(used.name.len());
-            return Err(TemplateError::at(source, at, message));
+            unknown_names.push((at, message, used));
         }
+    }
+    if let Some(((at, message, _), rest)) = unknown_names.split_first() {
+        let others: Vec<String> = rest
+            .iter()
+            .map(|(_, _, u)| {
+                let (what, names) = match u.kind {
+                    used::Kind::Filter => ("filter", calls::FILTERS),
+                    used::Kind::Test => ("test", calls::TESTS),
+                };
+                let guess = crate::dsl::closest(u.name, names.iter().map(|s| s.name))
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                // By name: a line of the template is not the file's (a `>` block folds them).
+                format!("{what} `{}`{guess}", u.name)
+            })
+            .collect();
+        let message = if others.is_empty() {
+            message.clone()
+        } else {
+            format!(
+                "{message}; also unknown in this text: {}",
+                others.join(", ")
+            )
+        };
+        return Err(TemplateError::at(source, *at, message));
     }
     // A `date` whose fixed format or zone cannot work would fail every send.
     if let Some(e) = date_argument_problem(source) {
@@ -1265,6 +1298,29 @@ mod tests {
             "{{ event.items | map(attribute='name') | join(', ') | upper }} {% if event.n is not divisibleby(3) %}{% endif %}"
         )
         .is_ok());
+    }
+
+    /// Every unknown filter and test of a text is named in one error: the first at its place,
+    /// the others after it (each once), so that one run of validate names them all.
+    #[test]
+    fn every_unknown_filter_of_a_text_is_named() {
+        let e = check("{{ profile.name | titel }}\n{{ event.x | uper }} {{ event.y | uper }}{% if event.n is od %}{% endif %}")
+            .expect_err("unknown filters");
+        assert_eq!((e.line, e.column), (Some(1), Some(19)), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("unknown filter `titel` in template: did you mean `title`?"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.ends_with("; also unknown in this text: filter `uper` (did you mean `upper`?), test `od` (did you mean `odd`?)"),
+            "{}",
+            e.message
+        );
+        // One unknown name, however often used: no list.
+        let e = check("{{ event.x | uper }} {{ event.y | uper }}").expect_err("uper");
+        assert!(!e.message.contains("also unknown"), "{}", e.message);
     }
 
     /// A filter `map` applies, or a test `select`, `reject`, `selectattr` or `rejectattr`
