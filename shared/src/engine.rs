@@ -1634,12 +1634,16 @@ pub fn next_local_time(
 ) -> Timestamp {
     let local = now.to_zoned_datetime(tz.clone());
     let mut date = local.date();
-    for _ in 0..8 {
+    // Today and the next seven days, and one more for a week with a day the clocks skip.
+    for _ in 0..9 {
         let day_ok = weekdays.is_empty() || weekdays.iter().any(|d| d.to_jiff() == date.weekday());
         if day_ok {
             let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
             let ambiguous = tz.to_ambiguous_timestamp(dt);
-            if let Some(ts) = local_instant(tz, dt) {
+            // A day the clocks skip whole (Apia's 30 December 2011) has no such time: the next
+            // day that has it does (the next Friday, for a Friday wait: weekdays are judged
+            // on the days her wall clock shows).
+            if let Some(ts) = on_its_day(tz, dt) {
                 if ts > now {
                     return ts;
                 }
@@ -1648,7 +1652,8 @@ pub fn next_local_time(
             // when the wall clock has not reached it yet (at 01:10 in the second pass, 01:30 is
             // twenty minutes away, not a day); once it has (01:30:05 in the first pass, a loop
             // back to this wait), the time came today, as a schedule fires once.
-            if local.datetime() < dt {
+            let fold = matches!(ambiguous.offset(), jiff::tz::AmbiguousOffset::Fold { .. });
+            if fold && local.datetime() < dt {
                 if let Ok(ts) = ambiguous.later() {
                     if ts > now {
                         return ts;
@@ -1666,16 +1671,34 @@ pub fn next_local_time(
 
 /// The instant of a local time of day on a day in `tz`: in the hour the clocks go back, its first
 /// pass; a time the clocks skip (02:30 on a spring night in Paris) is the first instant after the
-/// gap (03:00 there), not as far past it as the gap is long.
+/// gap (03:00 there), not as far past it as the gap is long. When the gap swallows the rest of
+/// that day (Apia moved across the date line, and 30 December 2011 never happened there), the
+/// time is the same time on the next day that has it (09:00 on the 31st), not the midnight after
+/// the gap: that would be another day's time, a second one on the 31st for a daily wait.
 pub fn local_instant(tz: &TimeZone, dt: jiff::civil::DateTime) -> Option<Timestamp> {
+    let mut dt = dt;
+    // No zone has skipped more than a day at once; a few tries bound the search.
+    for _ in 0..3 {
+        if let Some(at) = on_its_day(tz, dt) {
+            return Some(at);
+        }
+        dt = dt.checked_add(jiff::Span::new().days(1)).ok()?;
+    }
+    None
+}
+
+/// [`local_instant`] on `dt`'s own day only: none when the first instant after a gap holding
+/// `dt` falls on another local day.
+fn on_its_day(tz: &TimeZone, dt: jiff::civil::DateTime) -> Option<Timestamp> {
     let ambiguous = tz.to_ambiguous_timestamp(dt);
-    match ambiguous.offset() {
+    let at = match ambiguous.offset() {
         jiff::tz::AmbiguousOffset::Gap { .. } => {
             let before_gap = ambiguous.earlier().ok()?;
-            tz.following(before_gap).next().map(|t| t.timestamp())
+            tz.following(before_gap).next().map(|t| t.timestamp())?
         }
-        _ => ambiguous.compatible().ok(),
-    }
+        _ => ambiguous.compatible().ok()?,
+    };
+    (tz.to_datetime(at).date() == dt.date()).then_some(at)
 }
 
 /// If `now` falls in the quiet window (user's local time), the instant the window ends.

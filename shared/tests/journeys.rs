@@ -7799,6 +7799,98 @@ steps:
     );
 }
 
+/// A day the clocks skip whole (Samoa moved across the date line: in Apia, Thursday 29 December
+/// 2011 23:59:59 -10:00 was followed by Saturday 31 December 00:00:00 +14:00) has no 09:00: a
+/// daily wait for it goes on at 09:00 on the Saturday, once (not at the midnight after the gap
+/// too, a second send that day), a Friday wait at 09:00 on the next Friday there is (not on
+/// Saturday's midnight), and a date that names the skipped day, with a `time`, or as a local
+/// date and time, is that time on the Saturday: all forms agree.
+#[tokio::test]
+async fn a_day_the_clocks_skip_whole_has_its_time_on_the_next_day_that_has_it() {
+    let daily = r#"
+id: daily
+name: Daily
+trigger: {event: go}
+steps:
+  - id: w
+    wait_until: {time: "09:00"}
+  - id: s
+    send: {email: {subject: "daily", text: "x"}}
+  - id: b
+    branch: {cases: [{when: "exists(profile.timezone)", goto: w}], else: e}
+  - id: e
+    exit: true
+"#;
+    let friday = r#"
+id: fri
+name: Fri
+trigger: {event: go}
+steps:
+  - id: w
+    wait_until: {time: "09:00", weekdays: [fri]}
+  - id: s
+    send: {email: {subject: "friday", text: "x"}}
+"#;
+    let on_date = r#"
+id: d
+name: D
+trigger: {event: go}
+steps:
+  - id: w
+    wait_until: {date: event.day, time: "09:00"}
+  - id: s
+    send: {email: {subject: "on the day", text: "x"}}
+"#;
+    let local = r#"
+id: l
+name: L
+trigger: {event: go}
+steps:
+  - id: w
+    wait_until: {date: event.local}
+  - id: s
+    send: {email: {subject: "local", text: "x"}}
+"#;
+    let script = r#"{"at":"2011-12-27T00:00:00Z","type":"identify","userId":"ap","traits":{"email":"a@x.com","timezone":"Pacific/Apia"}}
+{"at":"2011-12-29T12:00:00Z","userId":"ap","event":"go","properties":{"day":"2011-12-30","local":"2011-12-30T09:00:00"}}
+"#;
+    let out = sim_with(
+        &[daily, friday, on_date, local],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(8 * 24),
+    )
+    .await;
+    let sent = outbox_of(&out, "ap");
+    let daily: Vec<_> = sent
+        .iter()
+        .filter(|l| l.ends_with(": daily"))
+        .take(3)
+        .collect();
+    assert_eq!(
+        daily,
+        [
+            // Thursday 09:00 -10:00, Saturday 09:00 +14:00, Sunday 09:00 +14:00.
+            "2011-12-29T19:00:00Z ap email s: daily",
+            "2011-12-30T19:00:00Z ap email s: daily",
+            "2011-12-31T19:00:00Z ap email s: daily",
+        ],
+        "{sent:#?}"
+    );
+    let mut others: Vec<_> = sent.iter().filter(|l| !l.ends_with(": daily")).collect();
+    others.sort();
+    assert_eq!(
+        others,
+        [
+            "2011-12-30T19:00:00Z ap email s: local",
+            "2011-12-30T19:00:00Z ap email s: on the day",
+            // Friday 6 January 2012, 09:00 +14:00.
+            "2012-01-05T19:00:00Z ap email s: friday",
+        ],
+        "{sent:#?}"
+    );
+}
+
 /// A schedule run comes once the events of its instant are in: the script's first minute has
 /// its run then (the Tokyo user's 09:00), not a minute late, and a user an identify made at the
 /// very minute of the run (09:00:00 in UTC) is entered by it; the minute before the script has
