@@ -262,8 +262,8 @@ const ENGINE_AT_ITS_MINUTE_LATE: SignedDuration = SignedDuration::from_hours(3);
 /// The instant of a `wait_until`'s time of day (midnight when it names none) today in zone
 /// `tz`, when `now` is within its minute on one of its weekdays: the wall clock reads 09:00
 /// for `09:00` (for a time the clocks skip, the minute after the gap; in the hour the clocks go
-/// back, the first pass's). A wait reached then goes on at once, as quiet hours that end at
-/// 09:00 are over at 09:00.
+/// back, either pass's: the wall clock reads 01:30 at both). A wait reached then goes on at
+/// once, as quiet hours that end at 09:00 are over at 09:00.
 fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let time = w.time_or_midnight();
     let date = now.to_zoned_datetime(tz.clone()).date();
@@ -271,8 +271,24 @@ fn at_its_minute(w: &WaitUntil, now: Timestamp, tz: &TimeZone) -> Option<Timesta
     if !day_ok {
         return None;
     }
-    let at = local_instant(tz, date.at(time.hour as i8, time.minute as i8, 0, 0))?;
-    (at <= now && now < at + SignedDuration::from_mins(1)).then_some(at)
+    let dt = date.at(time.hour as i8, time.minute as i8, 0, 0);
+    let within = |at: Timestamp| at <= now && now < at + SignedDuration::from_mins(1);
+    let first = local_instant(tz, dt)?;
+    if within(first) {
+        return Some(first);
+    }
+    let ambiguous = tz.to_ambiguous_timestamp(dt);
+    match ambiguous.offset() {
+        jiff::tz::AmbiguousOffset::Fold { .. } => ambiguous.later().ok().filter(|at| within(*at)),
+        _ => None,
+    }
+}
+
+/// The first pass of the local time `at` shows in `tz`: `at` itself but in the hour the clocks
+/// go back, where 01:30 EST is the 01:30 EDT an hour before. A time of day that came at its
+/// first pass that night has come: its second does not come again for the same wait.
+fn first_pass(tz: &TimeZone, at: Timestamp) -> Timestamp {
+    local_instant(tz, tz.to_datetime(at)).unwrap_or(at)
 }
 
 /// Whether an event matches an `event`/`where` pair of `enrollment` (an `exit_when`, a goal, a
@@ -2485,7 +2501,10 @@ impl<'a> Run<'a> {
                                 })
                             })
                             .or_else(|| at_its_minute(w, now, &tz))
-                            .filter(|at| !self.enrollment.time_came_for(&id, *at));
+                            .filter(|at| {
+                                !self.enrollment.time_came_for(&id, *at)
+                                    && !self.enrollment.time_came_for(&id, first_pass(&tz, *at))
+                            });
                         if let Some(at) = came {
                             self.enrollment.note_time_came(&id, at);
                             let time = String::from(w.time_or_midnight());

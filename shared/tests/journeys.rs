@@ -8002,6 +8002,93 @@ async fn two_bookings_at_one_instant_leave_one_reminder() {
     );
 }
 
+/// The wall clock reads 01:30 twice the night the clocks go back: a wait for 01:30 reached within
+/// that minute at either pass goes on at once (New York at 01:30:20 EDT and at 01:30:20 EST; Lord
+/// Howe, whose clocks go back half an hour, at 01:45:20 of its second pass), as README says of a
+/// wait reached within its minute; before, the second pass's waited a whole day. Still once a
+/// night: a loop that had the first pass and comes back to the wait at the second (an hour on)
+/// waits for the next day's.
+#[tokio::test]
+async fn a_wait_reached_within_its_minute_at_the_second_pass_goes_on_at_once() {
+    let wait = |time: &str| {
+        format!(
+            r#"
+id: w{t}
+name: W
+trigger: {{event: t}}
+steps:
+  - id: until
+    wait_until: {{time: "{time}"}}
+  - id: s
+    send: {{email: {{subject: "at {time}", text: "x"}}}}
+"#,
+            t = time.replace(':', "")
+        )
+    };
+    let looping = r#"
+id: loop
+name: Loop
+trigger: {event: l}
+steps:
+  - id: until
+    wait_until: {time: "01:30"}
+  - id: s
+    send: {email: {subject: "loop", text: "x"}}
+  - id: hour
+    wait: 1h
+  - id: again
+    branch: {cases: [{when: "exists(profile.timezone)", goto: until}]}
+"#;
+    let script = r#"{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"first","traits":{"email":"f@x.com","timezone":"America/New_York"}}
+{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"second","traits":{"email":"s@x.com","timezone":"America/New_York"}}
+{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"howe","traits":{"email":"h@x.com","timezone":"Australia/Lord_Howe"}}
+{"at":"2026-03-01T00:00:00Z","type":"identify","userId":"looper","traits":{"email":"l@x.com","timezone":"America/New_York"}}
+{"at":"2026-04-04T15:15:20Z","userId":"howe","event":"t"}
+{"at":"2026-11-01T05:30:20Z","userId":"first","event":"t"}
+{"at":"2026-11-01T05:30:20Z","userId":"looper","event":"l"}
+{"at":"2026-11-01T06:30:20Z","userId":"second","event":"t"}
+"#;
+    let (w0130, w0145) = (wait("01:30"), wait("01:45"));
+    let out = sim_with(
+        &[&w0130, &w0145, looping],
+        script,
+        Config::default(),
+        SignedDuration::from_hours(30),
+    )
+    .await;
+    let at_0130 = |user: &str| -> Vec<String> {
+        outbox_of(&out, user)
+            .into_iter()
+            .filter(|l| l.ends_with("at 01:30"))
+            .collect()
+    };
+    // 01:30:20 EDT, the first pass.
+    assert_eq!(
+        at_0130("first"),
+        ["2026-11-01T05:30:20Z first email s: at 01:30"]
+    );
+    // 01:30:20 EST, the second.
+    assert_eq!(
+        at_0130("second"),
+        ["2026-11-01T06:30:20Z second email s: at 01:30"]
+    );
+    // 01:45:20 +10:30 on 5 April 2026, Lord Howe's second pass (the first was 14:45Z).
+    let howe = outbox_of(&out, "howe");
+    assert_eq!(
+        howe.first().map(String::as_str),
+        Some("2026-04-04T15:15:20Z howe email s: at 01:45"),
+        "{howe:?}"
+    );
+    let looped: Vec<_> = outbox_of(&out, "looper").into_iter().take(2).collect();
+    assert_eq!(
+        looped,
+        [
+            "2026-11-01T05:30:20Z looper email s: loop",
+            "2026-11-02T06:30:00Z looper email s: loop"
+        ]
+    );
+}
+
 /// A wait until a time of day that a journey loops back to, on the night the clocks go back,
 /// ends once at that time, not again at its second pass an hour later; a date in milliseconds
 /// (JavaScript's `Date.now()`) is waited for as the time it is.
