@@ -1859,6 +1859,15 @@ fn past_outcome(
         format!("{path} ({date})")
     });
     let past_by = reached.duration_since(from);
+    // Reached within the minute of the `time` waited for (09:00:30 for 09:00 on the day): that
+    // time is now, not past, as a `time` alone reached then goes on (see [`at_its_minute`]).
+    if let Some(time) = w.time.filter(|_| from == at) {
+        if past_by > SignedDuration::ZERO && past_by < SignedDuration::from_mins(1) {
+            return PastOutcome::GoOn {
+                not_past: Some(format!("it is {}", String::from(time))),
+            };
+        }
+    }
     let tolerance = if_past.by_more_than;
     if past_by <= tolerance.map_or(SignedDuration::ZERO, |d| d.to_jiff()) {
         let not_past = match (named, tolerance) {

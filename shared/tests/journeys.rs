@@ -4968,6 +4968,48 @@ fn if_past_outcome(
     (sent, said, t.enrollment.is_active())
 }
 
+/// `if_past` judges a date with a `time` as a `time` alone is judged: reached within the minute
+/// it waits for (09:00:30 for 09:00 on the day), it is that time, not past, and goes on at once;
+/// a minute on, it is past. (Before, 09:00:30 ended the journey, "was past".)
+#[test]
+fn if_past_takes_a_time_reached_within_its_minute_as_now() {
+    let journey = r#"
+id: ipt
+name: Ipt
+trigger: {event: got}
+steps:
+  - id: w
+    wait_until: {date: event.starts_at, time: "09:00", if_past: exit}
+  - id: s
+    send: {email: {subject: "s", text: "."}}
+"#;
+    let (sent, said, _) = if_past_outcome(
+        journey,
+        Some("2026-12-01"),
+        json!({"timezone": "UTC"}),
+        "2026-12-01T09:00:30Z",
+    );
+    assert_eq!(sent, ["s"], "{said:?}");
+    assert_eq!(
+        said,
+        [
+            "waiting until 2026-12-01T09:00:30Z (wait_until event.starts_at at 09:00)".to_string(),
+            "woke (already past: 2026-12-01T09:00:00Z; it is 09:00)".to_string(),
+        ]
+    );
+    let (sent, said, _) = if_past_outcome(
+        journey,
+        Some("2026-12-01"),
+        json!({"timezone": "UTC"}),
+        "2026-12-01T09:01:00Z",
+    );
+    assert!(sent.is_empty(), "{said:?}");
+    assert_eq!(
+        said,
+        ["ended: wait_until event.starts_at at 09:00: 2026-12-01T09:00:00Z was past (if_past: exit)".to_string()]
+    );
+}
+
 /// `if_past` decides what a `wait_until` date already past does, judged on the date itself
 /// (not the day before it that the reminder waits for): booked two hours ahead, the reminder
 /// still goes at once; an appointment last week ends the journey, counted as an exit, with the
