@@ -2283,14 +2283,20 @@ static NULL: Value = Value::Null;
 /// is the one in her zone, as a wait and the `date` filter read it (`…T03:00:00Z` is the day
 /// before in Los Angeles); a day, or a local date and time without an offset, is the date as
 /// written. A number is a time as a wait reads it: seconds since 1970, milliseconds from 1e11
-/// on (`trial_end: 1797638400`, as Stripe sends it), dated in her zone.
+/// on (`trial_end: 1797638400`, as Stripe sends it), dated in her zone, and so is text of digits
+/// alone that a wait reads as one (`"1797638400"`: [`crate::template::digits_time`]; other
+/// digits, `"20261219"`, are no date).
 fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
     let date = match value? {
         Value::String(text) => {
-            let written = date_in(text)?;
-            match text.parse::<Timestamp>() {
-                Ok(at) => user_zone(scope).to_datetime(at).date(),
-                Err(_) => written,
+            if let Some(at) = crate::template::digits_time(text) {
+                user_zone(scope).to_datetime(at?).date()
+            } else {
+                let written = date_in(text)?;
+                match text.parse::<Timestamp>() {
+                    Ok(at) => user_zone(scope).to_datetime(at).date(),
+                    Err(_) => written,
+                }
             }
         }
         Value::Number(n) => {

@@ -11865,6 +11865,49 @@ async fn a_device_in_another_zone_sends_a_date_wait_whose_time_came_there() {
     );
 }
 
+/// Text of digits alone is read one way by every reader of dates: 10 digits (or 13) are seconds
+/// (milliseconds) since 1970 for `days_until` in a branch as for a wait and the `date` filter
+/// (`"1797638400"` is 2026-12-19T00:00Z: 18 days from 1 December; before, `days_until` gave
+/// null), and other digits are no time for any of them (`"20261219"`, which a wait and the
+/// filter read as a day before, ends the wait saying it is not a time).
+#[tokio::test]
+async fn every_reader_of_dates_reads_digits_alone_the_same_way() {
+    let journey = r#"
+id: cmp
+name: Cmp
+trigger: {event: go}
+steps:
+  - id: b
+    branch: {cases: [{when: "days_until(profile.t1) == 18", goto: yes}], else: no}
+  - id: yes
+    send: {email: {subject: "t1 in 18 days", text: "{{ profile.t1 | date }}"}}
+    next: w
+  - id: no
+    send: {email: {subject: "t1 no date", text: "x"}}
+  - id: w
+    wait_until: {date: profile.t2}
+  - id: s
+    send: {email: {subject: "t2 came", text: "x"}}
+"#;
+    let script = r#"{"at":"2026-12-01T12:00:00Z","type":"identify","userId":"q","traits":{"email":"q@x.com","timezone":"UTC","t1":"1797638400","t2":"20261219"}}
+{"at":"2026-12-01T12:00:00Z","userId":"q","event":"go"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(
+        outbox_of(&out, "q"),
+        ["2026-12-01T12:00:00Z q email yes: t1 in 18 days"]
+    );
+    let ended: Vec<String> = entries(&out, "q")
+        .into_iter()
+        .filter_map(|e| match &e.what {
+            What::Ended { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(ended[0].contains("is not a time"), "{ended:?}");
+}
+
 /// Digits that are no time of these days (a phone number sent in the date's place, a
 /// postcode) are not a time to wait for: read as seconds they would be a day of the 1970s,
 /// past, and the reminder would go out at once. She leaves the journey saying so.

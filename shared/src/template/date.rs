@@ -234,12 +234,31 @@ fn epoch_digits(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Text of digits alone as a time: seconds or milliseconds since 1970 when they are
+/// [`epoch_digits`], read as the number they write ([`epoch_number`]); `Some(None)` for other
+/// digits (`"20261219"`, which jiff would read as a day, a phone number, a postcode), no time;
+/// `None` for text that is not digits alone. The one reading of digits that waits, the `date`
+/// filter and `days_until`/`days_since` share.
+pub(crate) fn digits_time(text: &str) -> Option<Option<Timestamp>> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        epoch_digits(text)
+            .then(|| text.parse::<f64>().ok().and_then(epoch_number))
+            .flatten(),
+    )
+}
+
 /// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
-/// `tz`), or seconds or milliseconds since 1970 as digits alone ([`epoch_digits`]), read as
-/// the number they write ([`epoch_number`]: `"1797638400"`, as billing systems and CSV imports
-/// send seconds since 1970). Shared with the direct renderer and `wait_until`'s `date`, so all
-/// read the same texts the same way.
+/// `tz`), or seconds or milliseconds since 1970 as digits alone ([`digits_time`]: `"1797638400"`,
+/// as billing systems and CSV imports send seconds since 1970; other digits are no time).
+/// Shared with the direct renderer and `wait_until`'s `date`, so all read the same texts the
+/// same way.
 pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
+    if let Some(at) = digits_time(text) {
+        return Some(at?.to_zoned_datetime(tz.clone()));
+    }
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Some(ts.to_zoned_datetime(tz.clone()));
     }
@@ -249,10 +268,6 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
         Ok(dt) => dt,
         Err(_) => match text.parse::<Date>() {
             Ok(day) => day.at(0, 0, 0, 0),
-            Err(_) if epoch_digits(text) => {
-                let at = epoch_number(text.parse::<f64>().ok()?)?;
-                return Some(at.to_zoned_datetime(tz.clone()));
-            }
             Err(_) => return None,
         },
     };
@@ -516,6 +531,9 @@ mod tests {
             "179813700",
             "17981370000",
             "0798137000000",
+            // eight digits, which jiff reads as a day (ISO 8601's basic format): README's
+            // rule is 10 or 13 digits, and a wait and `days_until` read it so too
+            "20261225",
         ] {
             let refused = shown(json!(not_a_time)).expect_err(not_a_time);
             assert!(refused.contains("is not a time"), "{not_a_time}: {refused}");
