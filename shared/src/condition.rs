@@ -606,14 +606,21 @@ fn looks_like_an_address(v: &Value) -> bool {
 }
 
 /// Whether `text` is a calendar day written as ISO 8601 writes it, `YYYY-MM-DD` and nothing
-/// else, as waits and the `date` filter read one: never a phone number's grouping.
+/// else, as waits and the `date` filter read one: never a phone number's grouping. Also one
+/// past its month's end (`2027-02-29`, `2026-04-31`): a day mistaken, shown so that the timeline
+/// says which value was not a time; a month past 12 is no day's.
 fn is_a_day(text: &str) -> bool {
     let shape = text.len() == 10
         && text.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
             _ => b.is_ascii_digit(),
         });
-    shape && text.parse::<jiff::civil::Date>().is_ok()
+    let (month, day) = (text.get(5..7), text.get(8..10));
+    let in_range = |part: Option<&str>, most: u8| {
+        part.and_then(|p| p.parse::<u8>().ok())
+            .is_some_and(|n| (1..=most).contains(&n))
+    };
+    shape && in_range(month, 12) && in_range(day, 31)
 }
 
 /// `n` things, in the singular for one.
@@ -4000,6 +4007,18 @@ mod tests {
              event.local = \"2026-11-01T10:00\", event.spaced = \"2026-11-01 10:00:00\", \
              event.offset = \"2026-11-01T10:00:00+05:30\", event.e164 set (not shown), \
              event.fr set (not shown), event.us set (not shown)"
+        );
+        // A day past its month's end is a day mistaken, shown: the timeline says which value
+        // was no time (a wait on it ends "… = \"2027-02-29\" is not a time").
+        let leap = serde_json::json!({"leap": "2027-02-29", "april": "2026-04-31"});
+        let leap_scope = Scope {
+            event: &leap,
+            ..scope
+        };
+        let c = Condition::parse("event.leap == 1 and event.april == 1").expect("a condition");
+        assert_eq!(
+            c.values(&leap_scope),
+            "event.leap = \"2027-02-29\", event.april = \"2026-04-31\""
         );
         let c = Condition::parse(
             "event.dotted == 1 and event.not_a_day == 1 and event.us_dashed == 1 \
