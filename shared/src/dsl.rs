@@ -1344,6 +1344,19 @@ pub fn parse(file: &str, text: &str) -> Result<Journey, Vec<FileError>> {
             "a schedule runs again and again: say whether a user enters at each run with `reentry: after_exit` (or `reentry: {after: 7d}`), or once ever with `reentry: never`",
         ));
     }
+    // `weekdays: []` reads as no list at all, every day: a list that names no day is refused
+    // rather than read as its opposite.
+    for (i, step) in journey.steps.iter().enumerate() {
+        let path = format!("steps[{i}].wait_until.weekdays");
+        if let Action::WaitUntil(w) = step.action() {
+            if w.weekdays.is_empty() && pos.by_path.contains_key(&path) {
+                problems.push(problem(
+                    path,
+                    "`weekdays: []` names no day: list the days it waits for (`weekdays: [mon, fri]`), or leave `weekdays` out to wait for any day",
+                ));
+            }
+        }
+    }
     // The values read past (taken out, or stood in for) have their problem listed already.
     // So have the problems a value taken out makes for what held it (a step left with no
     // action "does nothing").
@@ -7043,6 +7056,12 @@ steps:
         }
         for (bad, path, needle) in [
             ("{weekdays: [mon]}", "steps[0].wait_until", "needs a `time`"),
+            // An empty list would read as none, every day.
+            (
+                r#"{time: "09:00", weekdays: []}"#,
+                "steps[0].wait_until.weekdays",
+                "`weekdays: []` names no day",
+            ),
             (
                 r#"{time: "09:00", before: 1d}"#,
                 "steps[0].wait_until.before",
