@@ -2066,6 +2066,10 @@ fn valid_id(s: &str) -> bool {
 /// What to write for a time zone name the database does not have: the name it is closest to
 /// (`Europe/Pariss`: `Europe/Paris`), or `otherwise`.
 pub(crate) fn zone_advice(name: &str, otherwise: &str) -> String {
+    // RFC 3339's `Z` is UTC, not the `NZ` a letter away.
+    if name.trim().eq_ignore_ascii_case("z") {
+        return "did you mean `UTC`? (`Z` is how a time written in UTC ends)".to_string();
+    }
     let db = jiff::tz::db();
     let names: Vec<String> = db.available().map(|n| n.as_str().to_string()).collect();
     // Letters' case aside first (`europe/paris`), then near misses.
@@ -6238,6 +6242,11 @@ steps:
                 CART.replace("name: Cart\n", "name: Cart\ntimezone: America/New_Yrok\n"),
                 3,
                 "did you mean `America/New_York`?",
+            ),
+            (
+                CART.replace("name: Cart\n", "name: Cart\ntimezone: Z\n"),
+                3,
+                "`Z` is not an IANA time zone: did you mean `UTC`?",
             ),
             (
                 CART.replace(
