@@ -17,9 +17,10 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use crate::store::{
-    check, check_fold, check_key, check_keys, check_partition, check_record, item_past_bound,
-    listed_item_refused, page_of, refused_item, segment_of, too_large_item, Counts, Expect, Key,
-    Page, Part, Record, Store, StoreError, FOLD_PROGRESS_BYTES, MAX_ITEM_BYTES,
+    check, check_fold, check_key, check_keys, check_partition, check_record, check_seal,
+    item_past_bound, listed_item_refused, page_of, refused_item, segment_of, too_large_item,
+    Counts, Expect, Key, Page, Part, Record, Store, StoreError, FOLD_PROGRESS_BYTES,
+    MAX_ITEM_BYTES,
 };
 
 /// Records by (partition, sort key): (version, expiry in epoch seconds or -1, JSON body).
@@ -639,14 +640,7 @@ impl Store for RedbStore {
         expect: Expect,
         seal: &Key,
     ) -> Result<(), StoreError> {
-        check_key(seal)?;
-        if *seal == record.key {
-            // DynamoDB refuses a transaction that names one item twice.
-            return Err(StoreError::Corrupt(format!(
-                "a write conditioned on its own record's seal: {}/{}",
-                seal.pk, seal.sk
-            )));
-        }
+        check_seal(record, seal)?;
         self.write(record, expect, Some(seal.clone())).await
     }
 

@@ -727,6 +727,20 @@ pub fn check_key(key: &Key) -> Result<(), StoreError> {
 }
 
 /// [`check_key`] for each of `keys`.
+/// The checks of [`Store::put_unless_sealed`]'s `seal` every store makes before it writes: a
+/// key DynamoDB takes, and not `record`'s own (DynamoDB refuses a transaction that names one
+/// item twice).
+pub fn check_seal(record: &Record, seal: &Key) -> Result<(), StoreError> {
+    check_key(seal)?;
+    if *seal == record.key {
+        return Err(StoreError::Corrupt(format!(
+            "a write conditioned on its own record's seal: {}/{}",
+            seal.pk, seal.sk
+        )));
+    }
+    Ok(())
+}
+
 pub fn check_keys(keys: &[Key]) -> Result<(), StoreError> {
     keys.iter().try_for_each(check_key)
 }
@@ -873,14 +887,7 @@ impl Tables {
         expect: Expect,
         seal: &Key,
     ) -> Result<(), StoreError> {
-        check_key(seal)?;
-        if *seal == record.key {
-            // DynamoDB refuses a transaction that names one item twice.
-            return Err(StoreError::Corrupt(format!(
-                "a write conditioned on its own record's seal: {}/{}",
-                seal.pk, seal.sk
-            )));
-        }
+        check_seal(record, seal)?;
         check_record(record)?;
         check(self.version(&record.key), expect)?;
         if self.get(seal).is_some_and(|r| r.sealed) {
