@@ -353,6 +353,14 @@ fn unknown_channels(file: &str, text: &str) -> Vec<FileError> {
 }
 
 fn advise(message: &str) -> String {
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split_once('`'))
+        .map(|(field, _)| field)
+        .filter(|field| dsl::is_a_rate_limit(field))
+    {
+        return format!("unknown field `{field}`: {}", dsl::RATE_LIMIT_ADVICE);
+    }
     if message.starts_with("unknown field") {
         return format!("{message} (a settings file holds `caps: {{push: {{max: 3, per: 1d}}}}` and `topics: {{newsletter: {{name: Newsletter}}}}`)");
     }
@@ -406,6 +414,29 @@ mod tests {
             errs[0].message.contains("did you mean `opt_in`?"),
             "{}",
             errs[0].message
+        );
+    }
+
+    /// Pinpoint's `MessagesPerSecond` or Braze's rate limiting set how fast messages go out:
+    /// told there is no such limit, not sent back to `caps`, a per-user count, as if it were one.
+    #[test]
+    fn a_rate_limit_is_told_apart_from_a_cap() {
+        let errs = parse(
+            "w.yaml",
+            "rate_limit: {push: 10}
+",
+        )
+        .expect_err("no rate limits");
+        assert_eq!((errs[0].line, errs[0].column), (1, 1), "{errs:?}");
+        assert!(
+            errs[0]
+                .message
+                .starts_with("unknown field `rate_limit`: Waymark has no delivery rate limit")
+                && errs[0]
+                    .message
+                    .contains("sending quotas of your SES and SNS accounts")
+                && errs[0].message.contains("is a frequency cap"),
+            "{errs:?}"
         );
     }
 

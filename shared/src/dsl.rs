@@ -676,16 +676,30 @@ fn is_a_cap(field: &str) -> bool {
             | "frequency_capping"
             | "freq_cap"
             | "freq_caps"
-            | "rate_limit"
-            | "rate_limits"
-            | "rate_limiting"
-            | "throttle"
-            | "throttling"
             | "message_limit"
             | "message_limits"
             | "max_messages"
     )
 }
+
+/// Whether a field is other tools' word for a delivery rate limit (`rate_limit`, `throttle`):
+/// Pinpoint's `MessagesPerSecond` and Braze's rate limiting set how fast messages go out, not how
+/// many one user gets, and Waymark has no such limit.
+pub fn is_a_rate_limit(field: &str) -> bool {
+    matches!(
+        field.to_ascii_lowercase().replace('-', "_").as_str(),
+        "rate_limit"
+            | "rate_limits"
+            | "rate_limiting"
+            | "throttle"
+            | "throttling"
+            | "messages_per_second"
+            | "send_rate"
+    )
+}
+
+/// What a rate limit written in a journey or in `waymark.yaml` is told.
+pub const RATE_LIMIT_ADVICE: &str = "Waymark has no delivery rate limit (messages a second): sends go out as the engine reaches them, within the sending quotas of your SES and SNS accounts (a throttled send is retried, never dropped); at most so many messages per user and channel is a frequency cap, set in `waymark.yaml` beside the journey files, like `caps: {push: {max: 3, per: 1d}}`";
 
 /// A split's `holdout` or a path's `weight` written as a fraction or a percentage (`holdout:
 /// 0.1`, `weight: 50%`, serde's `message` about it at `path`): both are whole numbers, the
@@ -845,6 +859,11 @@ fn explain(message: &str) -> String {
             }
             // Caps are the folder's, across journeys: `waymark.yaml` sets them (a journey's
             // fields are the ones with `trigger`; `waymark.yaml`'s own are told as written).
+            if is_a_rate_limit(field) && names.clone().any(|n| n == "trigger") {
+                return format!(
+                    "unknown field `{field}`: {RATE_LIMIT_ADVICE}; write one of {expected_list}"
+                );
+            }
             if is_a_cap(field) && names.clone().any(|n| n == "trigger") {
                 return format!(
                     "unknown field `{field}`: frequency caps are not a journey's: they apply across journeys, per user and channel, and are set in `waymark.yaml` beside the journey files, like `caps: {{push: {{max: 3, per: 1d}}}}` (a journey of receipts or password resets that should ignore them may be `transactional: true`); write one of {expected_list}"
@@ -6339,9 +6358,15 @@ steps:
                 "unknown field `caps`: frequency caps are not a journey's",
             ),
             (
+                CART.replace("name: Cart\n", "name: Cart\nFreq-Cap: {push: 1}\n"),
+                3,
+                "unknown field `Freq-Cap`: frequency caps are not a journey's",
+            ),
+            // A rate limit (messages a second) is not told it is a per-user cap.
+            (
                 CART.replace("name: Cart\n", "name: Cart\nRate-Limit: {push: 1}\n"),
                 3,
-                "set in `waymark.yaml` beside the journey files",
+                "unknown field `Rate-Limit`: Waymark has no delivery rate limit (messages a second): sends go out as the engine reaches them, within the sending quotas of your SES and SNS accounts",
             ),
             (
                 CART.replace("name: Cart\n", "name: \"Cart \"abandoned\" reminders\"\n"),
