@@ -542,7 +542,7 @@ fn listening(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{Hooked, Hooks, MemoryStore};
 
     const J: &str = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: mail\n    send: {email: {subject: s, text: t}}\n";
 
@@ -785,74 +785,22 @@ mod tests {
         );
     }
 
-    /// A [`MemoryStore`] whose reads take a moment, counting how many run at once.
+    /// Makes a [`MemoryStore`]'s reads take a moment, counting how many run at once.
+    #[derive(Default)]
     struct Gauged {
-        inner: MemoryStore,
         reading: std::sync::atomic::AtomicUsize,
         most: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait::async_trait]
-    impl Store for Gauged {
-        async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+    impl Hooks for Gauged {
+        async fn get(&self, inner: &MemoryStore, key: &Key) -> Result<Option<Record>, StoreError> {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.reading.fetch_add(1, SeqCst) + 1;
             self.most.fetch_max(now, SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
             self.reading.fetch_sub(1, SeqCst);
-            self.inner.get(key).await
-        }
-        async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-            self.inner.put(record, expect).await
-        }
-        async fn put_unless_sealed(
-            &self,
-            record: &Record,
-            expect: Expect,
-            seal: &Key,
-        ) -> Result<(), StoreError> {
-            self.inner.put_unless_sealed(record, expect, seal).await
-        }
-        async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-            self.inner.delete(key, expect).await
-        }
-        async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-            self.inner.query(pk, prefix).await
-        }
-        async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-            self.inner.pending(part, limit).await
-        }
-        async fn fold(
-            &self,
-            records: &[Key],
-            counters: &[(Key, crate::store::Counts)],
-        ) -> Result<(), StoreError> {
-            self.inner.fold(records, counters).await
-        }
-        async fn fold_part(
-            &self,
-            record: &Key,
-            part: u32,
-            last: bool,
-            counters: &[(Key, crate::store::Counts)],
-        ) -> Result<(), StoreError> {
-            self.inner.fold_part(record, part, last, counters).await
-        }
-        async fn counters(
-            &self,
-            key: &Key,
-        ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-            self.inner.counters(key).await
-        }
-        async fn scan(
-            &self,
-            sk: &str,
-            segment: u32,
-            segments: u32,
-            start: Option<&Key>,
-            limit: usize,
-        ) -> Result<crate::store::Page, StoreError> {
-            self.inner.scan(sk, segment, segments, start, limit).await
+            inner.get(key).await
         }
     }
 
@@ -861,11 +809,7 @@ mod tests {
     async fn a_publish_over_a_head_without_the_list_reads_a_few_versions_at_a_time() {
         let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
         let store = MemoryStore::new();
-        let gauged = Arc::new(Gauged {
-            inner: store.clone(),
-            reading: 0.into(),
-            most: 0.into(),
-        });
+        let gauged = Arc::new(Hooked::new(store.clone(), Gauged::default()));
         let catalog = Catalog::new(gauged.clone(), Duration::ZERO);
         let n = 30;
         // Only the first exits on `cancelled`.

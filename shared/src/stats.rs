@@ -445,7 +445,7 @@ mod tests {
     use crate::outbox::OutboxSender;
     use crate::runtime::Config;
     use crate::simulate::DelayQueue;
-    use crate::store::{Expect, MemoryStore, Record, Store};
+    use crate::store::{Expect, Hooked, Hooks, MemoryStore, Record, Store};
     use crate::timeline::{Entry, What};
 
     fn entry(user: &str, step: &str, what: What) -> Entry {
@@ -484,68 +484,26 @@ mod tests {
         )
     }
 
-    /// An in-memory store that notes the parts of parted folds sent to it, and whether each
-    /// was counted.
+    /// Notes the parts of parted folds sent to an in-memory store, and whether each was
+    /// counted.
+    #[derive(Default)]
     struct NotingParts {
-        inner: MemoryStore,
         sent: std::sync::Mutex<Vec<(u32, bool)>>,
     }
 
     #[async_trait::async_trait]
-    impl Store for NotingParts {
-        async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-            self.inner.put(record, expect).await
-        }
-        async fn put_unless_sealed(
-            &self,
-            record: &Record,
-            expect: Expect,
-            seal: &Key,
-        ) -> Result<(), StoreError> {
-            self.inner.put_unless_sealed(record, expect, seal).await
-        }
-        async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-            self.inner.delete(key, expect).await
-        }
-        async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-            self.inner.query(pk, prefix).await
-        }
-        async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-            self.inner.pending(part, limit).await
-        }
-        async fn fold(
-            &self,
-            records: &[Key],
-            counters: &[(Key, Counts)],
-        ) -> Result<(), StoreError> {
-            self.inner.fold(records, counters).await
-        }
+    impl Hooks for NotingParts {
         async fn fold_part(
             &self,
+            inner: &MemoryStore,
             record: &Key,
             part: u32,
             last: bool,
             counters: &[(Key, Counts)],
         ) -> Result<(), StoreError> {
-            let got = self.inner.fold_part(record, part, last, counters).await;
+            let got = inner.fold_part(record, part, last, counters).await;
             self.sent.lock().expect("sent").push((part, got.is_ok()));
             got
-        }
-        async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-            self.inner.counters(key).await
-        }
-        async fn scan(
-            &self,
-            sk: &str,
-            segment: u32,
-            segments: u32,
-            start: Option<&Key>,
-            limit: usize,
-        ) -> Result<crate::store::Page, StoreError> {
-            self.inner.scan(sk, segment, segments, start, limit).await
         }
     }
 
@@ -878,10 +836,7 @@ mod tests {
                 .fold_part(&key, 0, false, &parts[0])
                 .await
                 .expect("the first part");
-            let noting = Arc::new(NotingParts {
-                inner: store.clone(),
-                sent: Default::default(),
-            });
+            let noting = Arc::new(Hooked::new(store.clone(), NotingParts::default()));
             let rt = runtime_over(noting.clone(), 1);
 
             // when the next minute's fold (or her erasure, before it deletes the record) goes on

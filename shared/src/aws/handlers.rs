@@ -815,93 +815,27 @@ mod tests {
         assert_eq!(sent, 2, "{:?}", view.timeline);
     }
 
-    /// A [`MemoryStore`](crate::store::MemoryStore) whose first read of a frequency cap takes
-    /// 15 seconds (a throttled table).
+    /// Makes the first read of a frequency cap in a [`MemoryStore`](crate::store::MemoryStore)
+    /// take 15 seconds (a throttled table).
+    #[derive(Default)]
     struct SlowCap {
-        inner: crate::store::MemoryStore,
         slowed: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait::async_trait]
-    impl crate::store::Store for SlowCap {
+    impl crate::store::Hooks for SlowCap {
         async fn get(
             &self,
+            inner: &crate::store::MemoryStore,
             key: &crate::store::Key,
         ) -> Result<Option<crate::store::Record>, crate::store::StoreError> {
+            use crate::store::Store as _;
             if key.sk.starts_with("C#")
                 && !self.slowed.swap(true, std::sync::atomic::Ordering::SeqCst)
             {
                 tokio::time::sleep(std::time::Duration::from_secs(15)).await;
             }
-            self.inner.get(key).await
-        }
-        async fn put(
-            &self,
-            record: &crate::store::Record,
-            expect: crate::store::Expect,
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.put(record, expect).await
-        }
-        async fn put_unless_sealed(
-            &self,
-            record: &crate::store::Record,
-            expect: crate::store::Expect,
-            seal: &crate::store::Key,
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.put_unless_sealed(record, expect, seal).await
-        }
-        async fn delete(
-            &self,
-            key: &crate::store::Key,
-            expect: crate::store::Expect,
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.delete(key, expect).await
-        }
-        async fn query(
-            &self,
-            pk: &str,
-            prefix: &str,
-        ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
-            self.inner.query(pk, prefix).await
-        }
-        async fn pending(
-            &self,
-            part: &str,
-            limit: usize,
-        ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
-            self.inner.pending(part, limit).await
-        }
-        async fn fold(
-            &self,
-            records: &[crate::store::Key],
-            counters: &[(crate::store::Key, crate::store::Counts)],
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.fold(records, counters).await
-        }
-        async fn fold_part(
-            &self,
-            record: &crate::store::Key,
-            part: u32,
-            last: bool,
-            counters: &[(crate::store::Key, crate::store::Counts)],
-        ) -> Result<(), crate::store::StoreError> {
-            self.inner.fold_part(record, part, last, counters).await
-        }
-        async fn counters(
-            &self,
-            key: &crate::store::Key,
-        ) -> Result<std::collections::BTreeMap<String, i64>, crate::store::StoreError> {
-            self.inner.counters(key).await
-        }
-        async fn scan(
-            &self,
-            sk: &str,
-            segment: u32,
-            segments: u32,
-            start: Option<&crate::store::Key>,
-            limit: usize,
-        ) -> Result<crate::store::Page, crate::store::StoreError> {
-            self.inner.scan(sk, segment, segments, start, limit).await
+            inner.get(key).await
         }
     }
 
@@ -918,10 +852,10 @@ mod tests {
             ..Default::default()
         };
         let (rt, queue, clock) = runtime_over(
-            Arc::new(SlowCap {
-                inner: store.clone(),
-                slowed: false.into(),
-            }),
+            Arc::new(crate::store::Hooked::new(
+                store.clone(),
+                SlowCap::default(),
+            )),
             config,
             slow.clone(),
             "id: hi\nname: Hi\ntrigger: {event: signed_up}\nsteps:\n  - id: only\n    send: {webhook: {url: \"https://hooks.example/fast\"}}\n",
