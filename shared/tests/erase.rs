@@ -13,7 +13,7 @@ use waymark::event::{self, Call, Limits};
 use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
-use waymark::store::{Record, Store};
+use waymark::store::{Expect, Hooked, Hooks, MemoryStore, Part, Record, Store, StoreError};
 
 use support::faulty::faulty_harness;
 use support::{at, Harness};
@@ -1230,11 +1230,10 @@ enum Then {
     Erase(Arc<waymark::runtime::Runtime>, &'static str),
 }
 
-/// A store that has another worker handle a message (or erase a user) right after the first
-/// write of an enrollment record (`E#`) goes through it; with `on_read`, right after the first
-/// read of a user's enrollments instead (before the worker commits what it read them for).
+/// Has another worker handle a message (or erase a user) right after the first write of an
+/// enrollment record (`E#`) goes through a store; with `on_read`, right after the first read of
+/// a user's enrollments instead (before the worker commits what it read them for).
 struct HandleAfterEnrollmentWrite {
-    inner: waymark::store::MemoryStore,
     then: Mutex<Option<Then>>,
     on_read: bool,
 }
@@ -1255,45 +1254,26 @@ impl HandleAfterEnrollmentWrite {
 }
 
 #[async_trait]
-impl waymark::store::Store for HandleAfterEnrollmentWrite {
-    async fn get(
-        &self,
-        key: &waymark::store::Key,
-    ) -> Result<Option<Record>, waymark::store::StoreError> {
-        self.inner.get(key).await
-    }
+impl Hooks for HandleAfterEnrollmentWrite {
     async fn put(
         &self,
+        inner: &MemoryStore,
         record: &Record,
-        expect: waymark::store::Expect,
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.put(record, expect).await?;
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        inner.put(record, expect).await?;
         if record.key.sk.starts_with("E#") && !self.on_read {
             self.then().await;
         }
         Ok(())
     }
-    async fn put_unless_sealed(
-        &self,
-        record: &Record,
-        expect: waymark::store::Expect,
-        seal: &waymark::store::Key,
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.put_unless_sealed(record, expect, seal).await
-    }
-    async fn delete(
-        &self,
-        key: &waymark::store::Key,
-        expect: waymark::store::Expect,
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.delete(key, expect).await
-    }
     async fn query(
         &self,
+        inner: &MemoryStore,
         pk: &str,
         prefix: &str,
-    ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        let read = self.inner.query(pk, prefix).await?;
+    ) -> Result<Vec<Record>, StoreError> {
+        let read = inner.query(pk, prefix).await?;
         if prefix == "E#" && self.on_read {
             self.then().await;
         }
@@ -1301,49 +1281,11 @@ impl waymark::store::Store for HandleAfterEnrollmentWrite {
     }
     async fn partitions_between(
         &self,
+        inner: &MemoryStore,
         from: &str,
         to: &str,
-    ) -> Result<Option<Vec<waymark::store::Part>>, waymark::store::StoreError> {
-        self.inner.partitions_between(from, to).await
-    }
-    async fn pending(
-        &self,
-        part: &str,
-        limit: usize,
-    ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        self.inner.pending(part, limit).await
-    }
-    async fn fold(
-        &self,
-        records: &[waymark::store::Key],
-        counters: &[(waymark::store::Key, waymark::store::Counts)],
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.fold(records, counters).await
-    }
-    async fn fold_part(
-        &self,
-        record: &waymark::store::Key,
-        part: u32,
-        last: bool,
-        counters: &[(waymark::store::Key, waymark::store::Counts)],
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.fold_part(record, part, last, counters).await
-    }
-    async fn counters(
-        &self,
-        key: &waymark::store::Key,
-    ) -> Result<std::collections::BTreeMap<String, i64>, waymark::store::StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&waymark::store::Key>,
-        limit: usize,
-    ) -> Result<waymark::store::Page, waymark::store::StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        inner.partitions_between(from, to).await
     }
 }
 
@@ -1381,14 +1323,16 @@ async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased()
     // when she is erased as her wait ends, and another worker (its wake-up on the queue
     // already) reads her enrollment right after the erasure ended it, before the erasure goes on
     h.clock.set(pending.at);
-    let store = Arc::new(HandleAfterEnrollmentWrite {
-        inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Handle(
-            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-            wake,
-        ))),
-        on_read: false,
-    });
+    let store = Arc::new(Hooked::new(
+        h.store.clone(),
+        HandleAfterEnrollmentWrite {
+            then: Mutex::new(Some(Then::Handle(
+                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+                wake,
+            ))),
+            on_read: false,
+        },
+    ));
     let eraser = another_worker(&h, store);
     eraser.erase("ann").await.expect("erase");
     h.advance_to(at("2026-12-01T13:00:00Z")).await;
@@ -1403,94 +1347,27 @@ async fn a_worker_that_picks_up_her_ended_enrollment_first_says_she_was_erased()
     assert_eq!(count(&s, "entered"), 1, "{s:?}");
     assert_eq!(count(&s, "exited"), 1, "{s:?}");
 }
-/// A store whose next write of an event's dedup marker (`D#`) has her erased first: an event
+/// Has her erased before a store's next write of an event's dedup marker (`D#`): an event
 /// applied as her erasure runs, whose marker lands after the erasure cleared her partition.
 struct EraseBeforeMarker {
-    inner: waymark::store::MemoryStore,
     eraser: Mutex<Option<Arc<waymark::runtime::Runtime>>>,
 }
 
 #[async_trait]
-impl waymark::store::Store for EraseBeforeMarker {
-    async fn get(
-        &self,
-        key: &waymark::store::Key,
-    ) -> Result<Option<Record>, waymark::store::StoreError> {
-        self.inner.get(key).await
-    }
+impl Hooks for EraseBeforeMarker {
     async fn put(
         &self,
+        inner: &MemoryStore,
         record: &Record,
-        expect: waymark::store::Expect,
-    ) -> Result<(), waymark::store::StoreError> {
+        expect: Expect,
+    ) -> Result<(), StoreError> {
         if record.key.sk.starts_with("D#") {
             let eraser = self.eraser.lock().expect("eraser").take();
             if let Some(rt) = eraser {
                 rt.erase("ann").await.expect("erased");
             }
         }
-        self.inner.put(record, expect).await
-    }
-    async fn put_unless_sealed(
-        &self,
-        record: &Record,
-        expect: waymark::store::Expect,
-        seal: &waymark::store::Key,
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.put_unless_sealed(record, expect, seal).await
-    }
-    async fn delete(
-        &self,
-        key: &waymark::store::Key,
-        expect: waymark::store::Expect,
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.delete(key, expect).await
-    }
-    async fn query(
-        &self,
-        pk: &str,
-        prefix: &str,
-    ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        self.inner.query(pk, prefix).await
-    }
-    async fn pending(
-        &self,
-        part: &str,
-        limit: usize,
-    ) -> Result<Vec<Record>, waymark::store::StoreError> {
-        self.inner.pending(part, limit).await
-    }
-    async fn fold(
-        &self,
-        records: &[waymark::store::Key],
-        counters: &[(waymark::store::Key, waymark::store::Counts)],
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.fold(records, counters).await
-    }
-    async fn fold_part(
-        &self,
-        record: &waymark::store::Key,
-        part: u32,
-        last: bool,
-        counters: &[(waymark::store::Key, waymark::store::Counts)],
-    ) -> Result<(), waymark::store::StoreError> {
-        self.inner.fold_part(record, part, last, counters).await
-    }
-    async fn counters(
-        &self,
-        key: &waymark::store::Key,
-    ) -> Result<std::collections::BTreeMap<String, i64>, waymark::store::StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&waymark::store::Key>,
-        limit: usize,
-    ) -> Result<waymark::store::Page, waymark::store::StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
+        inner.put(record, expect).await
     }
 }
 
@@ -1509,13 +1386,15 @@ async fn the_dedup_marker_of_an_event_applied_as_she_is_erased_is_kept_until_it_
 
     // when her erasure runs between the worker's reading of her profile and its writing of
     // the event's dedup marker
-    let store = Arc::new(EraseBeforeMarker {
-        inner: h.store.clone(),
-        eraser: Mutex::new(Some(Arc::new(another_worker(
-            &h,
-            Arc::new(h.store.clone()),
-        )))),
-    });
+    let store = Arc::new(Hooked::new(
+        h.store.clone(),
+        EraseBeforeMarker {
+            eraser: Mutex::new(Some(Arc::new(another_worker(
+                &h,
+                Arc::new(h.store.clone()),
+            )))),
+        },
+    ));
     let worker = another_worker(&h, store.clone());
     worker
         .handle(&Message::Event(Arc::new(track)))
@@ -1793,14 +1672,16 @@ async fn a_transition_committed_as_she_is_erased_sends_nothing_after() {
         .await;
     // and a worker over a store that has another worker erase her right after it commits her
     // entry (before it claims its sends)
-    let store = Arc::new(HandleAfterEnrollmentWrite {
-        inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Erase(
-            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-            "ann",
-        ))),
-        on_read: false,
-    });
+    let store = Arc::new(Hooked::new(
+        h.store.clone(),
+        HandleAfterEnrollmentWrite {
+            then: Mutex::new(Some(Then::Erase(
+                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+                "ann",
+            ))),
+            on_read: false,
+        },
+    ));
     let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
     let h = h.with(store, Arc::new(sender));
 
@@ -1936,14 +1817,16 @@ async fn an_entry_committed_after_her_erasure_ended_her_enrollments_sends_nothin
         .await;
     // and a worker over a store that has another worker erase her right after it read her
     // enrollments (before it commits her entry)
-    let store = Arc::new(HandleAfterEnrollmentWrite {
-        inner: h.store.clone(),
-        then: Mutex::new(Some(Then::Erase(
-            Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-            "ann",
-        ))),
-        on_read: true,
-    });
+    let store = Arc::new(Hooked::new(
+        h.store.clone(),
+        HandleAfterEnrollmentWrite {
+            then: Mutex::new(Some(Then::Erase(
+                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+                "ann",
+            ))),
+            on_read: true,
+        },
+    ));
     let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
     let h = h.with(store, Arc::new(sender));
 

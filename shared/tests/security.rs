@@ -21,7 +21,7 @@ use waymark::provider::RecordingSender;
 use waymark::queue::Message;
 use waymark::runtime::{Config, Runtime};
 use waymark::simulate::DelayQueue;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
+use waymark::store::{Hooked, Hooks, Key, MemoryStore, Record, Store, StoreError};
 use waymark::template;
 use waymark::timeline::What;
 
@@ -786,72 +786,23 @@ fn a_visitor_whose_anonymous_id_is_also_a_user_id_merges() {
     });
 }
 
-/// A store over memory that counts its single and multi reads.
+/// Counts the single and multi reads of a store over memory.
 #[derive(Clone, Default)]
 struct CountedReads {
-    inner: MemoryStore,
     gets: Arc<Mutex<usize>>,
     /// The number of keys of each multi-get.
     many: Arc<Mutex<Vec<usize>>>,
 }
 
 #[async_trait::async_trait]
-impl Store for CountedReads {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+impl Hooks for CountedReads {
+    async fn get(&self, inner: &MemoryStore, key: &Key) -> Result<Option<Record>, StoreError> {
         *self.gets.lock().expect("gets") += 1;
-        self.inner.get(key).await
+        inner.get(key).await
     }
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+    async fn get_many(&self, inner: &MemoryStore, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
         self.many.lock().expect("many").push(keys.len());
-        self.inner.get_many(keys).await
-    }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        self.inner.put(record, expect).await
-    }
-    async fn put_unless_sealed(
-        &self,
-        record: &Record,
-        expect: Expect,
-        seal: &Key,
-    ) -> Result<(), StoreError> {
-        self.inner.put_unless_sealed(record, expect, seal).await
-    }
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-        self.inner.delete(key, expect).await
-    }
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        self.inner.query(pk, prefix).await
-    }
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.pending(part, limit).await
-    }
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
-        self.inner.fold(records, counters).await
-    }
-    async fn fold_part(
-        &self,
-        record: &Key,
-        part: u32,
-        last: bool,
-        counters: &[(Key, Counts)],
-    ) -> Result<(), StoreError> {
-        self.inner.fold_part(record, part, last, counters).await
-    }
-    async fn counters(
-        &self,
-        key: &Key,
-    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&Key>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
+        inner.get_many(keys).await
     }
 }
 
@@ -861,7 +812,7 @@ impl Store for CountedReads {
 fn a_batchs_aliases_are_checked_in_one_multi_get() {
     block_on(async {
         let clock = ManualClock::new(at("2026-03-02T10:00:00Z"));
-        let store = CountedReads::default();
+        let store = Hooked::new(MemoryStore::new(), CountedReads::default());
         let rt = Arc::new(Runtime::new(
             Arc::new(store.clone()),
             Arc::new(DelayQueue::new(Arc::new(clock.clone()))),

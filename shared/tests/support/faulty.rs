@@ -7,17 +7,21 @@ use async_trait::async_trait;
 use waymark::outbox::OutboxSender;
 use waymark::runtime::{Config, Runtime};
 use waymark::simulate::DelayQueue;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
+use waymark::store::{
+    Counts, Expect, Hooked, Hooks, Key, MemoryStore, Part, Record, Store, StoreError,
+};
 
 use super::Harness;
 
-/// What each fold partition's listing held last ([`Faulty::lagging`]).
+/// What each fold partition's listing held last ([`Faults::lagging`]).
 pub type Listings = std::collections::HashMap<String, Vec<Record>>;
 
-/// A store that fails one write: before it is applied, or after (its reply lost).
-#[derive(Clone)]
-pub struct Faulty {
-    pub inner: MemoryStore,
+/// A store over memory that fails one write: before it is applied, or after (its reply lost).
+pub type Faulty = Hooked<Faults>;
+
+/// What a [`Faulty`] store fails, misses or lands, and what it counted.
+#[derive(Clone, Default)]
+pub struct Faults {
     /// Writes to let through before the failing one, and whether that one is applied.
     pub fault: Arc<Mutex<Option<(usize, bool)>>>,
     pub fired: Arc<Mutex<bool>>,
@@ -42,11 +46,11 @@ pub struct Faulty {
     pub land_before_write_of: Arc<Mutex<Option<Landing>>>,
 }
 
-/// Records another worker writes at a chosen point ([`Faulty::land_after_missed_get`]), and
+/// Records another worker writes at a chosen point ([`Faults::land_after_missed_get`]), and
 /// the sort key prefix of the call they land at.
 pub type Landing = (String, Vec<Record>);
 
-impl Faulty {
+impl Faults {
     /// Takes `hook`'s records when `sk` is the one it waits for.
     fn landing(hook: &Mutex<Option<Landing>>, sk: &str) -> Vec<Record> {
         let mut hook = hook.lock().expect("landing");
@@ -63,19 +67,20 @@ impl Faulty {
     /// faulted as a put either way.
     async fn write(
         &self,
+        inner: &MemoryStore,
         record: &Record,
         expect: Expect,
         seal: Option<&Key>,
     ) -> Result<(), StoreError> {
         let put = || async {
             match seal {
-                Some(k) => self.inner.put_unless_sealed(record, expect, k).await,
-                None => self.inner.put(record, expect).await,
+                Some(k) => inner.put_unless_sealed(record, expect, k).await,
+                None => inner.put(record, expect).await,
             }
         };
         self.count("put");
         let landing = Self::landing(&self.land_before_write_of, &record.key.sk);
-        self.land(landing).await?;
+        Self::land(inner, landing).await?;
         let fail = {
             let mut fail = self.fail_write_of.lock().expect("fail");
             let hit = fail
@@ -115,9 +120,9 @@ impl Faulty {
         }
     }
 
-    async fn land(&self, records: Vec<Record>) -> Result<(), StoreError> {
+    async fn land(inner: &MemoryStore, records: Vec<Record>) -> Result<(), StoreError> {
         for r in records {
-            self.inner.put(&r, Expect::Any).await?;
+            inner.put(&r, Expect::Any).await?;
         }
         Ok(())
     }
@@ -138,32 +143,48 @@ impl Faulty {
 }
 
 #[async_trait]
-impl Store for Faulty {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+impl Hooks for Faults {
+    async fn get(&self, inner: &MemoryStore, key: &Key) -> Result<Option<Record>, StoreError> {
         self.count("get");
-        let got = self.inner.get(key).await?;
+        let got = inner.get(key).await?;
         if got.is_none() {
             let landing = Self::landing(&self.land_after_missed_get, &key.sk);
-            self.land(landing).await?;
+            Self::land(inner, landing).await?;
         }
         Ok(got)
     }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        self.write(record, expect, None).await
+    async fn put(
+        &self,
+        inner: &MemoryStore,
+        record: &Record,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        self.write(inner, record, expect, None).await
     }
     async fn put_unless_sealed(
         &self,
+        inner: &MemoryStore,
         record: &Record,
         expect: Expect,
         seal: &Key,
     ) -> Result<(), StoreError> {
-        self.write(record, expect, Some(seal)).await
+        self.write(inner, record, expect, Some(seal)).await
     }
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        inner: &MemoryStore,
+        key: &Key,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
         self.count("delete");
-        self.inner.delete(key, expect).await
+        inner.delete(key, expect).await
     }
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+    async fn query(
+        &self,
+        inner: &MemoryStore,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<Record>, StoreError> {
         self.count("query");
         if pk.starts_with("T#") {
             self.count("timer query");
@@ -175,7 +196,7 @@ impl Store for Faulty {
                 return Ok(Vec::new());
             }
         }
-        let records = self.inner.query(pk, prefix).await?;
+        let records = inner.query(pk, prefix).await?;
         *self
             .queried
             .lock()
@@ -186,14 +207,20 @@ impl Store for Faulty {
     }
     async fn partitions_between(
         &self,
+        inner: &MemoryStore,
         from: &str,
         to: &str,
-    ) -> Result<Option<Vec<waymark::store::Part>>, StoreError> {
+    ) -> Result<Option<Vec<Part>>, StoreError> {
         self.count("partitions_between");
-        self.inner.partitions_between(from, to).await
+        inner.partitions_between(from, to).await
     }
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let now = self.inner.pending(part, limit).await?;
+    async fn pending(
+        &self,
+        inner: &MemoryStore,
+        part: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let now = inner.pending(part, limit).await?;
         let mut lagging = self.lagging.lock().expect("lagging");
         let Some(by_part) = lagging.as_mut() else {
             return Ok(now);
@@ -210,35 +237,25 @@ impl Store for Faulty {
         *before = listed.clone();
         Ok(listed)
     }
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    async fn fold(
+        &self,
+        inner: &MemoryStore,
+        records: &[Key],
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
         self.count("fold");
-        self.inner.fold(records, counters).await
+        inner.fold(records, counters).await
     }
     async fn fold_part(
         &self,
+        inner: &MemoryStore,
         record: &Key,
         part: u32,
         last: bool,
         counters: &[(Key, Counts)],
     ) -> Result<(), StoreError> {
         self.count("fold");
-        self.inner.fold_part(record, part, last, counters).await
-    }
-    async fn counters(
-        &self,
-        key: &Key,
-    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&Key>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
+        inner.fold_part(record, part, last, counters).await
     }
 }
 
@@ -250,18 +267,7 @@ pub fn faulty_harness() -> (Harness, Faulty) {
 /// [`faulty_harness`] with `config` (caps, say).
 pub fn faulty_harness_with(config: Config) -> (Harness, Faulty) {
     let base = Harness::new("2026-12-01T09:00:00Z");
-    let faulty = Faulty {
-        inner: base.store.clone(),
-        fault: Arc::default(),
-        fired: Arc::default(),
-        miss_anonymous_enrollments: Arc::default(),
-        fail_write_of: Arc::default(),
-        calls: Arc::default(),
-        queried: Arc::default(),
-        lagging: Arc::default(),
-        land_after_missed_get: Arc::default(),
-        land_before_write_of: Arc::default(),
-    };
+    let faulty = Hooked::new(base.store.clone(), Faults::default());
     let queue = DelayQueue::new(base.clock.clone());
     let (sender, lines) = OutboxSender::memory(base.clock.clone());
     let rt = Runtime::new(
