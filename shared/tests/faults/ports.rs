@@ -12,7 +12,9 @@ use waymark::profile::Device;
 use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueError, QueueName};
 use waymark::runtime::Ledger;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
+use waymark::store::{
+    Counts, Expect, Hooked, Hooks, Key, MemoryStore, Page, Record, Store, StoreError,
+};
 
 use crate::lab::{lock, Injected, Lab, Plan, Port, Shared};
 
@@ -41,14 +43,16 @@ impl Clock for SkewedClock {
 
 /// The in-memory store behind faults: unavailable, replies lost after a write, spurious
 /// conflicts, and a crash at one chosen call.
-pub struct FaultyStore {
-    pub inner: MemoryStore,
+pub type FaultyStore = Hooked<StoreFaults>;
+
+/// What a worker's [`FaultyStore`] asks the lab at each call.
+pub struct StoreFaults {
     pub lab: Shared,
     pub worker: usize,
 }
 
-impl FaultyStore {
-    async fn read(&self) -> Result<(), StoreError> {
+impl StoreFaults {
+    async fn plan_read(&self) -> Result<(), StoreError> {
         let plan = lock(&self.lab).plan(self.worker, Port::Read);
         pause_if(plan).await;
         match plan.fault {
@@ -75,6 +79,29 @@ impl FaultyStore {
             Some(Injected::Conflict { after: false }) => Err(StoreError::Conflict),
             other => Ok(other),
         }
+    }
+
+    /// A write faulted as one on `expect`: `write` is made, unless planned to fail before; once
+    /// it took effect, `applied` keeps the lab's view current, and the reply may then be lost.
+    async fn write(
+        &self,
+        expect: Expect,
+        write: impl std::future::Future<Output = Result<(), StoreError>> + Send,
+        applied: impl FnOnce(&mut Lab) + Send,
+    ) -> Result<(), StoreError> {
+        let after = self.before_write(expect).await?;
+        write.await?;
+        applied(&mut lock(&self.lab));
+        reply_after(after)
+    }
+
+    /// A read, failed or paused as planned, before `read` is made.
+    async fn read<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        self.plan_read().await?;
+        read.await
     }
 }
 
@@ -154,86 +181,109 @@ impl Lab {
 }
 
 #[async_trait]
-impl Store for FaultyStore {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        self.read().await?;
-        self.inner.get(key).await
+impl Hooks for StoreFaults {
+    async fn get(&self, inner: &MemoryStore, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.read(inner.get(key)).await
     }
 
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        let after = self.before_write(expect).await?;
-        self.inner.put(record, expect).await?;
-        lock(&self.lab).applied_put(self.worker, record);
-        reply_after(after)
+    async fn put(
+        &self,
+        inner: &MemoryStore,
+        record: &Record,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        self.write(expect, inner.put(record, expect), |lab| {
+            lab.applied_put(self.worker, record)
+        })
+        .await
     }
 
     /// Faulted as a put of `record`.
     async fn put_unless_sealed(
         &self,
+        inner: &MemoryStore,
         record: &Record,
         expect: Expect,
         seal: &Key,
     ) -> Result<(), StoreError> {
-        let after = self.before_write(expect).await?;
-        self.inner.put_unless_sealed(record, expect, seal).await?;
-        lock(&self.lab).applied_put(self.worker, record);
-        reply_after(after)
+        let write = inner.put_unless_sealed(record, expect, seal);
+        self.write(expect, write, |lab| lab.applied_put(self.worker, record))
+            .await
     }
 
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-        let after = self.before_write(expect).await?;
-        self.inner.delete(key, expect).await?;
-        lock(&self.lab).applied_delete(key);
-        reply_after(after)
+    async fn delete(
+        &self,
+        inner: &MemoryStore,
+        key: &Key,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        self.write(expect, inner.delete(key, expect), |lab| {
+            lab.applied_delete(key)
+        })
+        .await
     }
 
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
-        self.read().await?;
-        self.inner.query(pk, prefix).await
+    async fn query(
+        &self,
+        inner: &MemoryStore,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.read(inner.query(pk, prefix)).await
     }
 
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.read().await?;
-        self.inner.pending(part, limit).await
+    async fn pending(
+        &self,
+        inner: &MemoryStore,
+        part: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.read(inner.pending(part, limit)).await
     }
 
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    async fn fold(
+        &self,
+        inner: &MemoryStore,
+        records: &[Key],
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
         // A conditional write (each record must still be listed), like a put if absent.
-        let after = self.before_write(Expect::Absent).await?;
-        self.inner.fold(records, counters).await?;
-        lock(&self.lab).op += 1;
-        reply_after(after)
+        let write = inner.fold(records, counters);
+        self.write(Expect::Absent, write, |lab| lab.op += 1).await
     }
 
     async fn fold_part(
         &self,
+        inner: &MemoryStore,
         record: &Key,
         part: u32,
         last: bool,
         counters: &[(Key, Counts)],
     ) -> Result<(), StoreError> {
         // A conditional write (the record must still be listed, at this part), as a fold.
-        let after = self.before_write(Expect::Absent).await?;
-        self.inner.fold_part(record, part, last, counters).await?;
-        lock(&self.lab).op += 1;
-        reply_after(after)
+        let write = inner.fold_part(record, part, last, counters);
+        self.write(Expect::Absent, write, |lab| lab.op += 1).await
     }
 
-    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        self.read().await?;
-        self.inner.counters(key).await
+    async fn counters(
+        &self,
+        inner: &MemoryStore,
+        key: &Key,
+    ) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.read(inner.counters(key)).await
     }
 
     async fn scan(
         &self,
+        inner: &MemoryStore,
         sk: &str,
         segment: u32,
         segments: u32,
         start: Option<&Key>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.read().await?;
-        self.inner.scan(sk, segment, segments, start, limit).await
+        self.read(inner.scan(sk, segment, segments, start, limit))
+            .await
     }
 }
 

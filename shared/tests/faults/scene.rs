@@ -16,7 +16,7 @@ use waymark::provider::{Receipt, SendError, Sender};
 use waymark::queue::{Message, Outbound, Queue, QueueName};
 use waymark::runtime::{Handled, RunError, Runtime};
 use waymark::simulate::DelayQueue;
-use waymark::store::{Counts, Expect, Key, MemoryStore, Page, Record, Store, StoreError};
+use waymark::store::{Counts, Expect, Hooked, Hooks, Key, MemoryStore, Record, Store, StoreError};
 use waymark::timeline::{self, Entry};
 
 /// Which store call a scripted fault hits.
@@ -39,14 +39,17 @@ pub struct OneFault {
 }
 
 /// The in-memory store, failing once as scripted.
-pub struct ScriptedStore {
-    pub inner: MemoryStore,
+pub type ScriptedStore = Hooked<Script>;
+
+/// The one fault of a [`ScriptedStore`].
+#[derive(Default)]
+pub struct Script {
     pub fault: Mutex<Option<OneFault>>,
     /// Calls the fault would hit that are let through first.
     pub spare: Mutex<usize>,
 }
 
-impl ScriptedStore {
+impl Script {
     /// Whether the scripted fault has happened.
     pub fn fault_taken(&self) -> bool {
         self.fault
@@ -74,6 +77,21 @@ impl ScriptedStore {
         }
         hit.then(|| f.take().map(|f| f.after)).flatten()
     }
+
+    /// `write`, unless the fault is scripted at this call (of `call` at `key`): then it fails
+    /// before `write` is made, or after (the reply lost).
+    async fn write(
+        &self,
+        call: Call,
+        key: &Key,
+        write: impl std::future::Future<Output = Result<(), StoreError>> + Send,
+    ) -> Result<(), StoreError> {
+        match self.take(call, key) {
+            Some(false) => Err(injected()),
+            Some(true) => write.await.and(Err(injected())),
+            None => write.await,
+        }
+    }
 }
 
 fn injected() -> StoreError {
@@ -81,84 +99,59 @@ fn injected() -> StoreError {
 }
 
 #[async_trait]
-impl Store for ScriptedStore {
-    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, record: &Record, expect: Expect) -> Result<(), StoreError> {
-        match self.take(Call::Put, &record.key) {
-            Some(false) => Err(injected()),
-            Some(true) => self.inner.put(record, expect).await.and(Err(injected())),
-            None => self.inner.put(record, expect).await,
-        }
+impl Hooks for Script {
+    async fn put(
+        &self,
+        inner: &MemoryStore,
+        record: &Record,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        self.write(Call::Put, &record.key, inner.put(record, expect))
+            .await
     }
     /// Scripted as a put of `record`.
     async fn put_unless_sealed(
         &self,
+        inner: &MemoryStore,
         record: &Record,
         expect: Expect,
         seal: &Key,
     ) -> Result<(), StoreError> {
-        let put = || self.inner.put_unless_sealed(record, expect, seal);
-        match self.take(Call::Put, &record.key) {
-            Some(false) => Err(injected()),
-            Some(true) => put().await.and(Err(injected())),
-            None => put().await,
-        }
+        let write = inner.put_unless_sealed(record, expect, seal);
+        self.write(Call::Put, &record.key, write).await
     }
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<(), StoreError> {
-        self.inner.delete(key, expect).await
-    }
-    async fn query(&self, pk: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+    async fn query(
+        &self,
+        inner: &MemoryStore,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<Record>, StoreError> {
         match self.take(Call::Query, &Key::new(pk, "")) {
             Some(_) => Err(injected()),
-            None => self.inner.query(pk, prefix).await,
+            None => inner.query(pk, prefix).await,
         }
     }
-    async fn pending(&self, part: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.pending(part, limit).await
-    }
-    async fn fold(&self, records: &[Key], counters: &[(Key, Counts)]) -> Result<(), StoreError> {
+    async fn fold(
+        &self,
+        inner: &MemoryStore,
+        records: &[Key],
+        counters: &[(Key, Counts)],
+    ) -> Result<(), StoreError> {
         let any = Key::new("", "");
-        match self.take(Call::Fold, records.first().unwrap_or(&any)) {
-            Some(false) => Err(injected()),
-            Some(true) => self
-                .inner
-                .fold(records, counters)
-                .await
-                .and(Err(injected())),
-            None => self.inner.fold(records, counters).await,
-        }
+        let key = records.first().unwrap_or(&any);
+        self.write(Call::Fold, key, inner.fold(records, counters))
+            .await
     }
     async fn fold_part(
         &self,
+        inner: &MemoryStore,
         record: &Key,
         part: u32,
         last: bool,
         counters: &[(Key, Counts)],
     ) -> Result<(), StoreError> {
-        match self.take(Call::Fold, record) {
-            Some(false) => Err(injected()),
-            Some(true) => self
-                .inner
-                .fold_part(record, part, last, counters)
-                .await
-                .and(Err(injected())),
-            None => self.inner.fold_part(record, part, last, counters).await,
-        }
-    }
-    async fn counters(&self, key: &Key) -> Result<BTreeMap<String, i64>, StoreError> {
-        self.inner.counters(key).await
-    }
-    async fn scan(
-        &self,
-        sk: &str,
-        segment: u32,
-        segments: u32,
-        start: Option<&Key>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        self.inner.scan(sk, segment, segments, start, limit).await
+        let write = inner.fold_part(record, part, last, counters);
+        self.write(Call::Fold, record, write).await
     }
 }
 
@@ -241,11 +234,7 @@ impl Scene {
 
     pub async fn with_config(start: Timestamp, config: waymark::runtime::Config) -> Scene {
         let clock = ManualClock::new(start);
-        let store = Arc::new(ScriptedStore {
-            inner: MemoryStore::new(),
-            fault: Mutex::new(None),
-            spare: Mutex::new(0),
-        });
+        let store = Arc::new(ScriptedStore::new(MemoryStore::new(), Script::default()));
         let queue = DelayQueue::new(Arc::new(clock.clone()));
         let provider = Arc::new(Provider::default());
         *provider.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock.clone());

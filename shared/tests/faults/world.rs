@@ -16,7 +16,7 @@ use waymark::runtime::{Cap, Config, Handled, RunError, Runtime};
 use waymark::store::{Expect, Key, MemoryStore, Record, Store};
 
 use crate::lab::{lock, Lab, Rates, Shared};
-use crate::ports::{FaultyQueue, FaultySender, FaultyStore, SkewedClock};
+use crate::ports::{FaultyQueue, FaultySender, FaultyStore, SkewedClock, StoreFaults};
 use crate::rng::Rng;
 use crate::script::{Line, Workload};
 
@@ -117,11 +117,13 @@ impl World {
                 SignedDuration::from_millis(lab.rng.between(-MAX_SKEW_MS, MAX_SKEW_MS))
             };
             workers.push(Runtime::new(
-                Arc::new(FaultyStore {
-                    inner: store.clone(),
-                    lab: lab.clone(),
-                    worker,
-                }),
+                Arc::new(FaultyStore::new(
+                    store.clone(),
+                    StoreFaults {
+                        lab: lab.clone(),
+                        worker,
+                    },
+                )),
                 Arc::new(FaultyQueue {
                     lab: lab.clone(),
                     worker,
