@@ -48,6 +48,18 @@ struct Chunk {
     counters: BTreeMap<String, Counts>,
 }
 
+/// The records a fold run has taken off a partition ([`Runtime::fold_listed`]).
+type Done = HashSet<Key, foldhash::fast::RandomState>;
+
+/// What [`Runtime::fold_listed`] did: the records it counted, those it looked at (not in
+/// `done`), and whether it stopped for time.
+#[derive(Default)]
+struct Walked {
+    folded: usize,
+    fresh: usize,
+    stopped: bool,
+}
+
 /// At most what one record adds to a chunk: its journeys, and how many counters per journey.
 struct Size<'a> {
     journeys: Vec<&'a str>,
@@ -196,54 +208,19 @@ impl Runtime {
         // The records this run has taken off the partition, when another page follows:
         // DynamoDB's index lags its table, so the next page may list some again, and a chunk
         // holding one would conflict and fall back to a transaction a record.
-        let mut done: HashSet<Key, foldhash::fast::RandomState> = HashSet::default();
+        let mut done = Done::default();
         for _ in 0..MAX_PAGES {
             let records = self.store.pending(&part, PAGE).await?;
             let full = records.len() >= PAGE;
-            let mut fresh = 0;
-            let mut chunk = Chunk::default();
-            for r in records {
-                if done.contains(&r.key) {
-                    continue;
-                }
-                fresh += 1;
-                let counted = Counted::of(&r.key, &r.body);
-                let size = counted.size();
-                if !Chunk::default().fits(&size) {
-                    // Past what one fold takes: this record alone, in parts.
-                    if full {
-                        done.insert(r.key.clone());
-                    }
-                    folded += self
-                        .fold_alone(&r.key, r.parts_counted, &counted, shard, out_of_time)
-                        .await?;
-                    if out_of_time() {
-                        return Ok(folded);
-                    }
-                    continue;
-                }
-                if !chunk.keys.is_empty() && !chunk.fits(&size) {
-                    let taken = std::mem::take(&mut chunk);
-                    if full {
-                        done.extend(taken.keys.iter().cloned());
-                    }
-                    folded += self.fold_chunk(taken, shard).await?;
-                    if out_of_time() {
-                        return Ok(folded);
-                    }
-                }
-                counted.add_into(&mut chunk.counters);
-                chunk.keys.push(r.key);
-                chunk.bodies.push(r.body);
-            }
-            if !chunk.keys.is_empty() {
-                if full {
-                    done.extend(chunk.keys.iter().cloned());
-                }
-                folded += self.fold_chunk(chunk, shard).await?;
+            let walked = self
+                .fold_listed(records, shard, &mut done, full, out_of_time)
+                .await?;
+            folded += walked.folded;
+            if walked.stopped {
+                return Ok(folded);
             }
             // A page of only what was taken already: the index has yet to catch up.
-            if !full || fresh == 0 || out_of_time() {
+            if !full || walked.fresh == 0 || out_of_time() {
                 break;
             }
         }
@@ -270,30 +247,75 @@ impl Runtime {
             }
         }
         let mut folded = 0;
+        let mut done = Done::default();
         for (shard, records) in by_shard {
-            let mut chunk = Chunk::default();
-            for r in records {
-                let counted = Counted::of(&r.key, &r.body);
-                let size = counted.size();
-                if !Chunk::default().fits(&size) {
-                    // (Before her records are deleted: all of it, whatever the time.)
-                    folded += self
-                        .fold_alone(&r.key, r.parts_counted, &counted, shard, &|| false)
-                        .await?;
-                    continue;
-                }
-                if !chunk.keys.is_empty() && !chunk.fits(&size) {
-                    folded += self.fold_chunk(std::mem::take(&mut chunk), shard).await?;
-                }
-                counted.add_into(&mut chunk.counters);
-                chunk.keys.push(r.key.clone());
-                chunk.bodies.push(r.body.clone());
-            }
-            if !chunk.keys.is_empty() {
-                folded += self.fold_chunk(chunk, shard).await?;
-            }
+            let records = records.into_iter().cloned();
+            // (Before her records are deleted: all of it, whatever the time.)
+            folded += self
+                .fold_listed(records, shard, &mut done, false, &|| false)
+                .await?
+                .folded;
         }
         Ok(folded)
+    }
+
+    /// Folds `records`, listed under fold partition `shard`, but those in `done`: in chunks a
+    /// transaction each, and a record past what one takes alone, in parts
+    /// ([`Runtime::fold_alone`]). With `note_done`, each record folded (or tried) is added to
+    /// `done`. Stops once `out_of_time` after a fold, the chunk being gathered left listed.
+    async fn fold_listed(
+        &self,
+        records: impl IntoIterator<Item = crate::store::Record>,
+        shard: u32,
+        done: &mut Done,
+        note_done: bool,
+        out_of_time: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Walked, RunError> {
+        let mut walked = Walked::default();
+        let mut chunk = Chunk::default();
+        for r in records {
+            if done.contains(&r.key) {
+                continue;
+            }
+            walked.fresh += 1;
+            let counted = Counted::of(&r.key, &r.body);
+            let size = counted.size();
+            if !Chunk::default().fits(&size) {
+                // Past what one fold takes: this record alone, in parts.
+                if note_done {
+                    done.insert(r.key.clone());
+                }
+                walked.folded += self
+                    .fold_alone(&r.key, r.parts_counted, &counted, shard, out_of_time)
+                    .await?;
+                if out_of_time() {
+                    walked.stopped = true;
+                    return Ok(walked);
+                }
+                continue;
+            }
+            if !chunk.keys.is_empty() && !chunk.fits(&size) {
+                let taken = std::mem::take(&mut chunk);
+                if note_done {
+                    done.extend(taken.keys.iter().cloned());
+                }
+                walked.folded += self.fold_chunk(taken, shard).await?;
+                if out_of_time() {
+                    walked.stopped = true;
+                    return Ok(walked);
+                }
+            }
+            counted.add_into(&mut chunk.counters);
+            chunk.keys.push(r.key);
+            chunk.bodies.push(r.body);
+        }
+        if !chunk.keys.is_empty() {
+            if note_done {
+                done.extend(chunk.keys.iter().cloned());
+            }
+            walked.folded += self.fold_chunk(chunk, shard).await?;
+        }
+        Ok(walked)
     }
 
     /// Folds one record whose counts may be past what one fold takes (more than
