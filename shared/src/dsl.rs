@@ -3158,8 +3158,10 @@ fn watched_trait_problem(name: &str) -> Option<String> {
 /// the profile keeps for itself (`subscriptions.email`, `stated:…`: when each channel's choice
 /// was made), a trait an identify handles in its own way (`push_tokens` registers devices,
 /// `subscriptions` records each channel's choice and when; an update would only store, or
-/// remove, the plain value), or a name with a dot, which is one flat name: `profile.address.city`
-/// reads a `city` inside an `address` object, not it.
+/// remove, the plain value), or a name with a dot or brackets, which is one flat name:
+/// `profile.address.city` reads a `city` inside an `address` object, `profile.tags[0]` the first
+/// item of a list `tags`, not it. Other names stand: one with a space, a quote or a `-` is read
+/// in brackets, `profile['first name']`, as the condition language says when it meets one.
 fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<String> {
     let verb = if value.is_some() { "set" } else { "unset" };
     if name.trim().is_empty() {
@@ -3194,6 +3196,9 @@ fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<
         return Some(format!(
             "`{name}` is a template, but a trait's name is not one: it is fixed text, the trait {verb} under that very name; name the trait, like `plan`{value}"
         ));
+    }
+    if name.contains(['[', ']']) {
+        return Some(bracketed_name_problem(name, value));
     }
     if !name.contains('.') {
         return None;
@@ -3257,6 +3262,133 @@ fn update_name_problem(name: &str, value: Option<&serde_json::Value>) -> Option<
     Some(format!(
         "{unreadable}: write it nested, `{top}: {nested}` (an update sets the whole `{top}`), and read it as `profile.{name}`"
     ))
+}
+
+/// One part of a path written in a trait's name: `.city` or `['city']`, or `[0]`.
+#[derive(Debug, PartialEq)]
+enum NamePart<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The parts of a name written as a path with brackets (`items[0]`, `address['city']`,
+/// `a.b[2]`): its first word, then its parts; `None` when it does not read as one.
+fn bracketed_parts(name: &str) -> Option<(&str, Vec<NamePart<'_>>)> {
+    let word_end = |s: &str| s.find(['.', '[']).unwrap_or(s.len());
+    let end = word_end(name);
+    let (top, mut rest) = name.split_at(end);
+    if top.is_empty() || top.contains(']') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = word_end(after);
+            let key = &after[..end];
+            if key.is_empty() || key.contains(']') {
+                return None;
+            }
+            parts.push(NamePart::Key(key));
+            rest = &after[end..];
+        } else {
+            let inner = rest.strip_prefix('[')?;
+            let close = inner.find(']')?;
+            let within = &inner[..close];
+            let part = match within.chars().next() {
+                Some(q @ ('\'' | '"')) => {
+                    let key = within.strip_prefix(q)?.strip_suffix(q)?;
+                    if key.is_empty() || key.contains(q) {
+                        return None;
+                    }
+                    NamePart::Key(key)
+                }
+                _ if !within.is_empty() && within.chars().all(|c| c.is_ascii_digit()) => {
+                    NamePart::Index(within.parse().ok()?)
+                }
+                _ => return None,
+            };
+            parts.push(part);
+            rest = &inner[close + 1..];
+        }
+    }
+    (!parts.is_empty()).then_some((top, parts))
+}
+
+/// Whether a condition reads the key `k` after a dot (`profile.k`), as a word, rather than in
+/// brackets (`profile['first name']`).
+fn reads_after_a_dot(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Why an update may not set or unset a trait whose name has brackets (`items[0]`): it is one
+/// flat name, which `profile.items[0]` (the list's first item) does not read, however much it
+/// looks like that path; what to write instead, the whole trait.
+fn bracketed_name_problem(name: &str, value: Option<&serde_json::Value>) -> String {
+    let verb = if value.is_some() { "set" } else { "unset" };
+    if let Some(rest) = name.strip_prefix("profile.").filter(|r| !r.is_empty()) {
+        let inner = bracketed_name_problem(rest, value);
+        return format!(
+            "`{name}` is a path that reads the profile, and an update names the trait alone, without the `profile.` prefix; and {inner}"
+        );
+    }
+    let Some((top, parts)) = bracketed_parts(name) else {
+        let word: Vec<&str> = name
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let like = if word.is_empty() {
+            "`plan`".to_string()
+        } else {
+            format!("`{}`", word.join("_"))
+        };
+        return format!(
+            "`{name}` with brackets is one flat trait name, which no path reads as written (a condition reads `profile.items[0]` as the first item of the list `items`): {verb} a name without brackets, like {like}"
+        );
+    };
+    let reads = match parts.as_slice() {
+        [NamePart::Index(i)] => format!("the item [{i}] of the list `{top}`"),
+        [.., NamePart::Index(i)] => format!("the item [{i}] of a list inside the trait `{top}`"),
+        [.., NamePart::Key(k)] => format!("a `{k}` inside the trait `{top}`"),
+        [] => "nothing".to_string(),
+    };
+    let read_as = parts
+        .iter()
+        .fold(format!("profile.{top}"), |p, part| match part {
+            NamePart::Key(k) if reads_after_a_dot(k) => format!("{p}.{k}"),
+            NamePart::Key(k) => format!("{p}['{k}']"),
+            NamePart::Index(i) => format!("{p}[{i}]"),
+        });
+    let unreadable = format!(
+        "`{name}` with brackets is one flat trait name, and `{read_as}` does not read it (it reads {reads})"
+    );
+    let Some(value) = value else {
+        return format!(
+            "{unreadable}: `unset` takes a whole trait, `unset: [{top}]` removes all of `{top}`; to drop only a part of it, `set` `{top}` again without that part"
+        );
+    };
+    let shown = serde_json::to_string(value)
+        .ok()
+        .filter(|t| t.chars().count() <= 60)
+        .unwrap_or_else(|| "...".to_string());
+    let nested = parts.iter().rev().fold(shown, |v, part| match part {
+        NamePart::Key(k) if reads_after_a_dot(k) => format!("{{{k}: {v}}}"),
+        NamePart::Key(k) => format!(
+            "{{{}: {v}}}",
+            serde_json::to_string(k).unwrap_or_else(|_| k.to_string())
+        ),
+        NamePart::Index(0) => format!("[{v}]"),
+        NamePart::Index(_) => format!("[..., {v}]"),
+    });
+    let whole = if parts.iter().any(|p| matches!(p, NamePart::Index(_))) {
+        "an update sets a whole trait, a list with all its items in order"
+    } else {
+        "an update sets a whole trait"
+    };
+    format!(
+        "{unreadable}: write the whole `{top}`, `{top}: {nested}` ({whole}), and read the part as `{read_as}`"
+    )
 }
 
 /// The `set` values of an update that are templates (rendered when the step runs), by trait.
@@ -5208,6 +5340,34 @@ steps:
                 "j.yaml:7:21: steps[0].update.unset[1]: `address.city` with a dot is one flat trait name, and `profile.address.city` does not read it (it reads a `city` inside the trait `address`): `unset` takes a whole trait, `unset: [address]` removes all of `address`",
             ),
             (
+                "      set: {\"a[0]\": 5}\n",
+                "j.yaml:7:13: steps[0].update.set.a[0]: `a[0]` with brackets is one flat trait name, and `profile.a[0]` does not read it (it reads the item [0] of the list `a`): write the whole `a`, `a: [5]` (an update sets a whole trait, a list with all its items in order), and read the part as `profile.a[0]`",
+            ),
+            (
+                "      set:\n        \"address['city']\": Paris\n",
+                "j.yaml:8:9: steps[0].update.set.address['city']: `address['city']` with brackets is one flat trait name, and `profile.address.city` does not read it (it reads a `city` inside the trait `address`): write the whole `address`, `address: {city: \"Paris\"}`",
+            ),
+            (
+                "      set: {'a.b[2]': x}\n      unset: [plan]\n",
+                "`a.b[2]` with brackets is one flat trait name, and `profile.a.b[2]` does not read it (it reads the item [2] of a list inside the trait `a`): write the whole `a`, `a: {b: [..., \"x\"]}`",
+            ),
+            (
+                "      set: {'c[\"first name\"]': 1}\n",
+                "`c[\"first name\"]` with brackets is one flat trait name, and `profile.c['first name']` does not read it (it reads a `first name` inside the trait `c`): write the whole `c`, `c: {\"first name\": 1}` (an update sets a whole trait), and read the part as `profile.c['first name']`",
+            ),
+            (
+                "      unset: [\"tags[0]\"]\n",
+                "steps[0].update.unset[0]: `tags[0]` with brackets is one flat trait name, and `profile.tags[0]` does not read it (it reads the item [0] of the list `tags`): `unset` takes a whole trait, `unset: [tags]` removes all of `tags`",
+            ),
+            (
+                "      set: {\"profile.tags[0]\": a}\n",
+                "`profile.tags[0]` is a path that reads the profile, and an update names the trait alone, without the `profile.` prefix; and `tags[0]` with brackets is one flat trait name",
+            ),
+            (
+                "      set: {\"tags]\": a}\n",
+                "`tags]` with brackets is one flat trait name, which no path reads as written (a condition reads `profile.items[0]` as the first item of the list `items`): set a name without brackets, like `tags`",
+            ),
+            (
                 "      set: {\"stated:email\": x}\n",
                 "steps[0].update.set.stated:email: `stated:email` is a name Waymark keeps for itself (when a channel's choice was made), and no step can set it: a user's choice for a channel comes with an identify's `subscriptions`",
             ),
@@ -5270,6 +5430,7 @@ steps:
             "      set: {address: {city: \"Paris\"}, subscriber: true, stated_at: x}\n",
             "      unset: [address]\n",
             "      set: {address: \"{{ {'city': event.city | title} }}\"}\n",
+            "      set: {a: [5], tags: [a, b], \"first name\": Ann}\n",
         ] {
             parse("j.yaml", &text(fixed)).expect(fixed);
         }
