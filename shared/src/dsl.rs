@@ -796,18 +796,12 @@ fn one_choice<T: serde::de::DeserializeOwned>(
     if message != "invalid value: map, expected map with a single key" {
         return None;
     }
-    let mut probe = value.clone();
-    let keys: Vec<String> = value_at_mut(&mut probe, path)?
+    let keys: Vec<String> = value_at(value, path)?
         .as_object()?
         .keys()
         .cloned()
         .collect();
-    *value_at_mut(&mut probe, path)? = serde_json::json!({ "\u{1}": null });
-    let e = serde_path_to_error::deserialize::<_, T>(&probe).err()?;
-    let listed = e.inner().to_string();
-    let expected = listed
-        .strip_prefix("unknown variant `\u{1}`, expected ")?
-        .to_string();
+    let expected = choices_at::<T>(value, path)?;
     let choices: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     let expected = expected.strip_prefix("one of ").unwrap_or(&expected);
     let part = path.rsplit('.').next().unwrap_or(path);
@@ -839,6 +833,47 @@ fn one_choice<T: serde::de::DeserializeOwned>(
         ),
     };
     Some(said)
+}
+
+/// The choices serde lists for the part at `path` of `value`, a choice of one (an enum, like
+/// `status` or `reentry`), as it lists them (`one of `a`, `b``, or `` `a` or `b` ``): found by
+/// reading the value with a choice no part has in its place. `None` when the part is no choice.
+fn choices_at<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    let mut probe = value.clone();
+    *value_at_mut(&mut probe, path)? = serde_json::json!({ "\u{1}": null });
+    let e = serde_path_to_error::deserialize::<_, T>(&probe).err()?;
+    (path_of(e.path()) == path).then_some(())?;
+    let listed = e.inner().to_string();
+    Some(
+        listed
+            .strip_prefix("unknown variant `\u{1}`, expected ")?
+            .to_string(),
+    )
+}
+
+/// What to say of a value that is no choice where a choice goes (serde: "invalid type: null,
+/// expected string or map", for `status:` with nothing after it, or `status: 3`): what it is,
+/// and the choices to write.
+fn not_a_choice<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    path: &str,
+    message: &str,
+) -> Option<String> {
+    let found = message
+        .strip_prefix("invalid type: ")?
+        .strip_suffix(", expected string or map")?;
+    let expected = choices_at::<T>(value, path)?;
+    let expected = expected.strip_prefix("one of ").unwrap_or(&expected);
+    let found = match found {
+        "null" | "unit value" => "empty (`null`, or nothing after the colon)".to_string(),
+        other => shape::found_words(other),
+    };
+    Some(format!(
+        "this is {found}, where one of its choices goes: write one of {expected}"
+    ))
 }
 
 /// Turns serde's messages into advice a journey author can act on.
@@ -1258,14 +1293,19 @@ fn read_located<T: serde::de::DeserializeOwned>(
             taken_out.push(p);
             continue;
         }
-        let (shown, mut advice) = shape::advise(examples, &p, &message).unwrap_or_else(|| {
-            let plain = shape::plain(&message);
-            let explained = share_advice(&p, &plain).unwrap_or_else(|| explain(&plain));
-            (
-                p.clone(),
-                advise(&shape::with_valued_choices(examples, &p, explained)),
-            )
-        });
+        // A choice written as no choice (`status:` with nothing after it): its choices.
+        let chosen = not_a_choice::<T>(&value, &p, &shape::plain(&message))
+            .map(|said| (p.clone(), shape::with_valued_choices(examples, &p, said)));
+        let (shown, mut advice) = chosen
+            .or_else(|| shape::advise(examples, &p, &message))
+            .unwrap_or_else(|| {
+                let plain = shape::plain(&message);
+                let explained = share_advice(&p, &plain).unwrap_or_else(|| explain(&plain));
+                (
+                    p.clone(),
+                    advise(&shape::with_valued_choices(examples, &p, explained)),
+                )
+            });
         if let Some(hint) = under_empty {
             advice = format!("{advice}; {hint}");
         }
@@ -7940,6 +7980,38 @@ steps:
             (e.line, e.column, e.message.as_str()),
             (4, 1, "`after: <duration>`, `after_exit` are choices of `reentry`, which takes one, written alone: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)")
         );
+        // A choice left empty or written as a number or a list: the choices to write, at the
+        // key (the status is said on its own line; a file that leaves it out is `active`).
+        for (text, at, said) in [
+            (
+                "status:\n",
+                (4, 1),
+                "status: this is empty (`null`, or nothing after the colon), where one of its choices goes: write one of `active`, `closed`, `stopped`",
+            ),
+            (
+                "status: 3\n",
+                (4, 1),
+                "status: this is the number 3, where one of its choices goes: write one of `active`, `closed`, `stopped`",
+            ),
+            (
+                "status: [closed]\n",
+                (4, 1),
+                "status: this is a list, where one of its choices goes: write one of `active`, `closed`, `stopped`",
+            ),
+            (
+                "reentry: ~\n",
+                (4, 1),
+                "reentry: this is empty (`null`, or nothing after the colon), where one of its choices goes: write one of `never`, `after_exit`, `after: <duration>` (like `reentry: {after: 30d}`)",
+            ),
+        ] {
+            let errs = parse(
+                "j.yaml",
+                &format!("id: j\nname: J\ntrigger: {{event: e}}\n{text}steps: [{{id: a, wait: 1h}}]\n"),
+            )
+            .expect_err(text);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].to_string(), format!("j.yaml:{}:{}: {said}", at.0, at.1));
+        }
         // A key that is not a word (YAML's complex key) is told where it is, not at 1:1.
         let e = first_error(
             "id: j\nname: J\n? [a, b]\n: 1\ntrigger: {event: e}\nsteps: [{id: a, wait: 1h}]\n",
