@@ -1093,9 +1093,7 @@ impl Watcher {
                 },
                 Err(errors) => {
                     out.failed += 1;
-                    for e in errors {
-                        say_err!("{e}");
-                    }
+                    crate::print_errors(&errors);
                     if let Some(id) = id_in(&file) {
                         invalid.insert(id, file.clone());
                     }

@@ -281,10 +281,59 @@ fn said(verdict: &str) -> bool {
 }
 
 /// Prints file errors in the order of the files' lines.
-fn print_errors(errors: &[dsl::FileError]) {
+pub(crate) fn print_errors(errors: &[dsl::FileError]) {
     let mut err = std::io::stderr().lock();
-    for e in in_file_order(errors) {
-        let _ = writeln!(err, "{e}");
+    for line in error_lines(errors) {
+        let _ = writeln!(err, "{line}");
+    }
+}
+
+/// The lines that print `errors`: each file's first [`dsl::MAX_ERRORS_SHOWN`] in file order,
+/// then, for a file with more, how many more there are (at least, when its read stopped at
+/// [`dsl::MAX_PROBLEMS_READ`]), never a silent cut.
+pub(crate) fn error_lines(errors: &[dsl::FileError]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let sorted = in_file_order(errors);
+    for file in sorted.chunk_by(|a, b| a.file == b.file) {
+        let (stopped, listed): (Vec<&&dsl::FileError>, Vec<&&dsl::FileError>) =
+            file.iter().partition(|e| e.message == dsl::READ_STOPPED);
+        lines.extend(
+            listed
+                .iter()
+                .take(dsl::MAX_ERRORS_SHOWN)
+                .map(|e| e.to_string()),
+        );
+        let more = listed.len().saturating_sub(dsl::MAX_ERRORS_SHOWN);
+        let shown = listed.len() - more;
+        let name = &file[0].file;
+        match (more, stopped.is_empty()) {
+            (0, true) => {}
+            (0, false) => lines.extend(stopped.iter().map(|e| e.to_string())),
+            (more, true) => lines.push(format!(
+                "{name}: and {more} more error(s), not shown ({shown} of {} shown): fix these and validate it again",
+                listed.len()
+            )),
+            (more, false) => lines.push(format!(
+                "{name}: and at least {more} more error(s), not shown ({shown} shown; its read stopped after {}): fix these and validate it again",
+                listed.len()
+            )),
+        }
+    }
+    lines
+}
+
+/// How many errors there are, as the last line of a failed check says it: "at least" when a
+/// file's read stopped before its end.
+pub(crate) fn error_count(errors: &[dsl::FileError]) -> String {
+    let stopped = errors.iter().any(|e| e.message == dsl::READ_STOPPED);
+    let counted = errors
+        .iter()
+        .filter(|e| e.message != dsl::READ_STOPPED)
+        .count();
+    if stopped {
+        format!("at least {counted} error(s)")
+    } else {
+        format!("{counted} error(s)")
     }
 }
 
@@ -315,7 +364,7 @@ fn validate(all: &[PathBuf]) -> bool {
             return said("ok: the settings\n");
         }
         print_errors(&errors);
-        say_err!("{} error(s)", errors.len());
+        say_err!("{}", error_count(&errors));
         return false;
     }
     let count = match dsl::load_set(paths) {
@@ -360,7 +409,7 @@ fn validate(all: &[PathBuf]) -> bool {
             say_err!("{}", no_journeys(&empty));
         }
         if !errors.is_empty() {
-            say_err!("{} error(s)", errors.len());
+            say_err!("{}", error_count(&errors));
         }
         false
     }

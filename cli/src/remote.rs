@@ -283,10 +283,8 @@ pub async fn publish(
         }
     }
     if !errors.is_empty() {
-        for e in &errors {
-            say_err!("{e}");
-        }
-        bail!("{} error(s): nothing published", errors.len());
+        crate::print_errors(&errors);
+        bail!("{}: nothing published", crate::error_count(&errors));
     }
     let client = &client()?;
     for note in caps_notes {

@@ -51,6 +51,74 @@ fn validate_accepts_good_files_and_counts_them() {
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
 }
 
+/// A file with more errors than are shown says how many more there are, and the count is all
+/// of them; a file whose read stopped before its end is counted as "at least".
+#[test]
+fn validate_says_how_many_errors_it_does_not_show() {
+    let dir = TempDir::new("validate-many");
+    let steps = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("  - id: s{i}\n    wait: {i}x\n"))
+            .collect()
+    };
+    let many = dir.write(
+        "many.yaml",
+        &format!(
+            "id: many\nname: M\ntrigger: {{event: e}}\nsteps:\n{}",
+            steps(25)
+        ),
+    );
+    let out = run(&["validate", &many.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 22, "{err}");
+    assert!(
+        lines[19].contains("steps[19].wait: \"19x\" is not a duration"),
+        "{err}"
+    );
+    assert_eq!(
+        &lines[20..],
+        [
+            format!(
+                "{}: and 5 more error(s), not shown (20 of 25 shown): fix these and validate it again",
+                many.display()
+            )
+            .as_str(),
+            "25 error(s)"
+        ],
+        "{err}"
+    );
+    // Past the most one read finds, the count is the least there are.
+    let huge = dir.write(
+        "huge.yaml",
+        &format!(
+            "id: huge\nname: H\ntrigger: {{event: e}}\nsteps:\n{}",
+            steps(230)
+        ),
+    );
+    let out = run(&["validate", &huge.display().to_string()]);
+    let err = text(&out.stderr);
+    assert!(
+        err.ends_with(&format!(
+            "{}: and at least 180 more error(s), not shown (20 shown; its read stopped after 200): fix these and validate it again\nat least 200 error(s)\n",
+            huge.display()
+        )),
+        "{err}"
+    );
+    // A file with 20 errors or fewer is listed whole, as before.
+    let few = dir.write(
+        "few.yaml",
+        &format!(
+            "id: few\nname: F\ntrigger: {{event: e}}\nsteps:\n{}",
+            steps(3)
+        ),
+    );
+    let err = text(&run(&["validate", &few.display().to_string()]).stderr);
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(err.ends_with("\n3 error(s)\n"), "{err}");
+}
+
 /// A journey file named beside its folder, or twice through `./`, is one journey: not a second
 /// one whose id is "also used by" itself.
 #[test]

@@ -215,8 +215,18 @@ fn path_of(p: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// How many problems one read of a file lists at most.
-const MAX_ERRORS_LISTED: usize = 20;
+/// How many problems of its shape one read of a file finds at most (each is found by reading
+/// the file again past the ones before it): a file with more ends its list with
+/// [`READ_STOPPED`], so that a count of them is told as the least there are.
+pub const MAX_PROBLEMS_READ: usize = 200;
+
+/// What the last problem of a file's list says when the read stopped at [`MAX_PROBLEMS_READ`].
+pub const READ_STOPPED: &str =
+    "the read of this file stopped here, after 200 problems: there are more; fix these and validate it again";
+
+/// How many problems of one file a command prints: the rest are counted, in a line that says
+/// how many more there are (the file's first problems are the ones to fix first).
+pub const MAX_ERRORS_SHOWN: usize = 20;
 
 /// Takes the value at `path` (as [`path_of`] writes it) out of its object, so that the rest
 /// of the file can be read past it, or stands in a good value for it (see [`stand_in`]) where
@@ -1234,12 +1244,17 @@ fn read_located<T: serde::de::DeserializeOwned>(
     let mut value = value;
     let mut errors = Vec::new();
     let mut taken_out: Vec<String> = Vec::new();
+    let mut stopped_at = None;
     let parsed = loop {
         let e = match serde_path_to_error::deserialize::<_, T>(&value) {
             Ok(parsed) => break Some(parsed),
             Err(e) => e,
         };
         let p = path_of(e.path());
+        if errors.len() >= MAX_PROBLEMS_READ {
+            stopped_at = Some(positions.find(&p));
+            break None;
+        }
         let message = e.inner().to_string();
         if let Some(field) = message
             .strip_prefix("missing field `")
@@ -1287,7 +1302,7 @@ fn read_located<T: serde::de::DeserializeOwned>(
                 &p,
                 shape::with_valued_choices(examples, &p, said),
             ));
-            if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
+            if !take_out(&mut value, &p, &message) {
                 break None;
             }
             taken_out.push(p);
@@ -1314,13 +1329,17 @@ fn read_located<T: serde::de::DeserializeOwned>(
             .and_then(|n| scalar_char_position(text, &positions, &shown, n.saturating_sub(1)))
             .unwrap_or_else(|| positions.find(&shown));
         errors.push(err(l, c, &shown, advice));
-        if errors.len() >= MAX_ERRORS_LISTED || !take_out(&mut value, &p, &message) {
+        if !take_out(&mut value, &p, &message) {
             break None;
         }
         taken_out.push(p);
     };
-    // In the file's order, whatever order they were found in.
+    // In the file's order, whatever order they were found in; the read's stop last, at the
+    // problem it did not read past.
     errors.sort_by_key(|e| (e.line, e.column));
+    if let Some((l, c)) = stopped_at {
+        errors.push(err(l, c, "", READ_STOPPED.to_string()));
+    }
     let Some(parsed) = parsed else {
         return Err(errors);
     };
@@ -6148,6 +6167,38 @@ steps:
 
     /// One read lists every problem it can step over, not only the first serde meets: a bad
     /// `where`, a zone, a required `when` (stood in for) and a `goto`, in the file's order.
+    /// A read that stops before the file's end says so last, at the problem it stopped at,
+    /// with the number it stopped at.
+    #[test]
+    fn a_read_that_stops_says_so_last() {
+        assert!(READ_STOPPED.contains(&format!("after {MAX_PROBLEMS_READ} problems")));
+        let steps: String = (0..MAX_PROBLEMS_READ + 3)
+            .map(|i| format!("  - id: s{i}\n    wait: {i}x\n"))
+            .collect();
+        let errors = parse(
+            "j.yaml",
+            &format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n{steps}"),
+        )
+        .expect_err("bad waits");
+        assert_eq!(errors.len(), MAX_PROBLEMS_READ + 1);
+        let last = &errors[MAX_PROBLEMS_READ];
+        assert_eq!(
+            (last.line, last.message.as_str()),
+            (5 + 2 * MAX_PROBLEMS_READ + 1, READ_STOPPED)
+        );
+        // Below it, every problem is listed, and none says the read stopped.
+        let steps: String = (0..25)
+            .map(|i| format!("  - id: s{i}\n    wait: {i}x\n"))
+            .collect();
+        let errors = parse(
+            "j.yaml",
+            &format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n{steps}"),
+        )
+        .expect_err("bad waits");
+        assert_eq!(errors.len(), 25);
+        assert!(errors.iter().all(|e| e.message != READ_STOPPED));
+    }
+
     #[test]
     fn one_read_lists_the_problems_of_the_whole_file() {
         let text = "id: v8\nname: v8\ntrigger: {event: t, where: \"event.total >= 50 and\"}\ntimezone: Europe/Pariss\nsteps:\n  - id: s\n    branch:\n      cases:\n        - {when: \"profile.plan = 'pro'\", goto: nowhere}\n";
