@@ -2778,6 +2778,16 @@ fn validate(j: &Journey) -> Vec<Problem> {
     for (i, s) in j.steps.iter().enumerate() {
         let base = format!("steps[{i}]");
         let actions = s.actions();
+        // `exit: false` beside an action is no action: read as "go on", it says what every
+        // step does unless it is an `exit: true`, and read as "exit after it", it does not do
+        // that; refused, as the schema refuses it, rather than kept in the file ambiguous. A
+        // step with it alone does nothing (below).
+        if s.exit == Some(false) && !actions.is_empty() {
+            out.push(problem(
+                format!("{base}.exit"),
+                format!("`exit: false` is no action, and a step goes on to the next unless it is an `exit: true`: take the line out; to end the journey after this step, add a step after it, `- {{id: {}_done, exit: true}}` (or point its `next` at one)", s.id),
+            ));
+        }
         if actions.len() != 1 {
             graph_broken = true;
             out.push(problem(
@@ -6167,6 +6177,43 @@ steps:
 
     /// One read lists every problem it can step over, not only the first serde meets: a bad
     /// `where`, a zone, a required `when` (stood in for) and a `goto`, in the file's order.
+    /// `exit` takes `true` alone, as the schema says: `exit: false` beside an action is
+    /// refused at it, and alone the step does nothing.
+    #[test]
+    fn exit_false_is_refused_beside_an_action_and_alone() {
+        let text = |step: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: e}}\nsteps:\n  - id: hi\n{step}")
+        };
+        let errors = parse(
+            "j.yaml",
+            &text("    send: {push: {title: Hi, body: There}}\n    exit: false\n"),
+        )
+        .expect_err("exit: false beside a send");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "j.yaml:7:5: steps[0].exit: `exit: false` is no action, and a step goes on to the next unless it is an `exit: true`: take the line out; to end the journey after this step, add a step after it, `- {id: hi_done, exit: true}` (or point its `next` at one)"
+        );
+        let errors = parse("j.yaml", &text("    exit: false\n")).expect_err("exit: false alone");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].to_string().starts_with("j.yaml:5:5: steps[0]: step `hi` does nothing: give it one of `wait`, `wait_until`, `wait_for`, `branch`, `split`, `send`, `update` or `exit: true`"),
+            "{}",
+            errors[0]
+        );
+        // As the fix says, both read.
+        parse(
+            "j.yaml",
+            &text("    send: {push: {title: Hi, body: There}}\n"),
+        )
+        .expect("send");
+        parse(
+            "j.yaml",
+            &text("    send: {push: {title: Hi, body: There}}\n  - {id: hi_done, exit: true}\n"),
+        )
+        .expect("send, then exit");
+    }
+
     /// A read that stops before the file's end says so last, at the problem it stopped at,
     /// with the number it stopped at.
     #[test]

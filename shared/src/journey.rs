@@ -750,8 +750,8 @@ pub struct Step {
     /// Set or unset profile traits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
-    /// End the journey here: `exit: true`, the only value it takes (`exit: false` is no action,
-    /// and `waymark validate` refuses a step with no other).
+    /// End the journey here: `exit: true`, the only value it takes (`waymark validate` refuses
+    /// `exit: false`, which is no action: a step goes on unless it is an `exit: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = [true, null]))]
     pub exit: Option<bool>,
