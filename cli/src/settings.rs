@@ -31,12 +31,40 @@ struct Written {
     topics: BTreeMap<String, Topic>,
 }
 
-/// The settings file of a journey folder, if it has one (`waymark.yaml` or `waymark.yml`).
+/// The settings file of a journey folder, if it has one (`waymark.yaml`, else `waymark.yml`),
+/// its extension in any case (`waymark.YAML`), as a journey file's is read: the name written
+/// in lower case first, when the folder has it in two cases.
 pub fn path_in(dir: &Path) -> Option<std::path::PathBuf> {
-    ["yaml", "yml"]
-        .iter()
-        .map(|ext| dir.join(format!("{SETTINGS_STEM}.{ext}")))
-        .find(|p| p.is_file())
+    let mut named: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    // The exact lower-case name first, then the others in name order: one is read, always
+    // the same.
+    named.sort_by_key(|p| {
+        (
+            p.extension()
+                .and_then(|e| e.to_str())
+                .map(|e| e.chars().any(char::is_uppercase)),
+            p.clone(),
+        )
+    });
+    ["yaml", "yml"].iter().find_map(|ext| {
+        named
+            .iter()
+            .find(|p| settings_extension(p).as_deref() == Some(*ext))
+            .cloned()
+    })
+}
+
+/// The extension of a settings file's name, in lower case (`waymark.YAML`: `yaml`), or
+/// `None` for a file of another name.
+fn settings_extension(path: &Path) -> Option<String> {
+    (path.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM))
+        .then(|| path.extension().and_then(|e| e.to_str()))
+        .flatten()
+        .map(str::to_ascii_lowercase)
 }
 
 /// Reads a folder's settings; no file means no caps.
@@ -63,10 +91,7 @@ pub fn check_named(file: &Path) -> Result<Settings, Vec<FileError>> {
         .as_ref()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    let loaded = matches!(
-        file.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    );
+    let loaded = matches!(settings_extension(file).as_deref(), Some("yaml" | "yml"));
     let message = match (loaded, read_name) {
         (true, Some(read)) => format!(
             "this settings file is not read: its folder's settings are read from {read} beside it ({SETTINGS_STEM}.yaml, else {SETTINGS_STEM}.yml): keep one settings file"
@@ -176,9 +201,8 @@ pub fn given_as_journeys(path: &Path) -> Option<String> {
 /// does not read is said to be one too, with [`check_named`]'s word on it.
 pub fn given_as_journey(path: &Path, instead: impl Fn(&Path, bool) -> String) -> Option<String> {
     let is_settings = path.is_file()
-        && path.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM)
         && matches!(
-            path.extension().and_then(|e| e.to_str()),
+            settings_extension(path).as_deref(),
             Some("yaml" | "yml" | "json")
         );
     if !is_settings {
@@ -220,9 +244,8 @@ pub fn unread_in(dir: &Path) -> Vec<FileError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.file_stem().and_then(|s| s.to_str()) == Some(SETTINGS_STEM)
                 && matches!(
-                    p.extension().and_then(|e| e.to_str()),
+                    settings_extension(p).as_deref(),
                     Some("yaml" | "yml" | "json")
                 )
                 && read.as_deref() != Some(p.as_path())

@@ -51,6 +51,34 @@ fn validate_accepts_good_files_and_counts_them() {
     assert_eq!(text(&out.stdout).trim(), "ok: 1 journey");
 }
 
+/// A settings file named with its extension in upper case is read as the folder's settings,
+/// as a journey file's extension is read in any case (it was read as neither).
+#[test]
+fn validate_reads_a_settings_file_whose_extension_is_in_upper_case() {
+    let dir = TempDir::new("validate-upper-settings");
+    dir.write("welcome.yaml", WELCOME);
+    let settings = dir.write("waymark.YAML", "caps:\n  pigeon: {max: 3, per: 1d}\n");
+    let folder = dir.path().display().to_string();
+    let out = run(&["validate", &folder]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:3: caps.pigeon: unknown channel",
+            settings.display()
+        )),
+        "{err}"
+    );
+    // Beside the lower-case name, it is the one not read, and said to be.
+    dir.write("waymark.YAML", "caps:\n  push: {max: 3, per: 1d}\n");
+    dir.write("waymark.yaml", "caps:\n  push: {max: 2, per: 1d}\n");
+    let err = text(&run(&["validate", &folder]).stderr);
+    assert!(
+        err.contains(&format!("{}:1:1: this settings file is not read: its folder's settings are read from waymark.yaml beside it", settings.display())),
+        "{err}"
+    );
+}
+
 /// A file with more errors than are shown says how many more there are, and the count is all
 /// of them; a file whose read stopped before its end is counted as "at least".
 #[test]
