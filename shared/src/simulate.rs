@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::{Clock, ManualClock};
+use crate::cron::Cron;
 use crate::enrollment::{Enrollment, Status};
 use crate::event::{self, Limits};
 use crate::journey::{Journey, TriggerKind};
@@ -370,6 +372,34 @@ pub async fn run_to_horizon(
     config: Config,
     horizon: SignedDuration,
 ) -> Result<Simulated, String> {
+    Ok(
+        run_stepping(journeys, script, config, horizon, Stepping::Jumping)
+            .await?
+            .0,
+    )
+}
+
+/// How the virtual clock goes over the minutes between the things a script makes happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stepping {
+    /// To the next thing due: a scripted event, a queued message, the scheduler's minute before
+    /// a timer is due, or a minute a schedule's cron may match in. The scheduler's other
+    /// minutes do nothing that shows (their stats fold is not printed), and are skipped.
+    Jumping,
+    /// Through every minute when there are schedule triggers, the scheduler running at each
+    /// (as deployed): what [`Stepping::Jumping`] is checked against.
+    #[cfg_attr(not(test), allow(dead_code))]
+    EveryMinute,
+}
+
+/// [`run_to_horizon`], stepping as told; also how many times the scheduler ran.
+async fn run_stepping(
+    journeys: &[Journey],
+    script: &[ScriptLine],
+    config: Config,
+    horizon: SignedDuration,
+    stepping: Stepping,
+) -> Result<(Simulated, u64), String> {
     let start = script
         .first()
         .map(|l| l.at)
@@ -415,6 +445,9 @@ pub async fn run_to_horizon(
     // minute of the last run.
     let mut tick_wanted = false;
     let mut ticked: Option<i64> = None;
+    let mut ticks = 0u64;
+    // The scheduler's first minute not run (or skipped, having nothing to do) yet.
+    let mut next_minute = start.as_second().div_euclid(60);
     let mut cut = None;
     loop {
         steps += 1;
@@ -462,10 +495,17 @@ pub async fn run_to_horizon(
         // 09:00 sees the user an identify at 09:00:00 made, and the first minute of a script
         // has its run then, not a minute late.
         let minute_now = now.as_second().div_euclid(60);
-        if tick_wanted || (has_schedules && ticked.is_none_or(|m| m < minute_now)) {
+        let new_minute = match stepping {
+            Stepping::EveryMinute => ticked.is_none_or(|m| m < minute_now),
+            // A minute that has something to run is asked for (`tick_wanted`).
+            Stepping::Jumping => ticked.is_none(),
+        };
+        if tick_wanted || (has_schedules && new_minute) {
             tick_wanted = false;
             ticked = Some(minute_now);
+            ticks += 1;
             rt.tick().await.map_err(|e| e.to_string())?;
+            next_minute = next_minute.max(minute_now + 1);
             // A timer the sweep could not move (it never should) must not stall the clock.
             let stuck = timers
                 .next(&store)
@@ -480,25 +520,39 @@ pub async fn run_to_horizon(
             continue;
         }
         // Nothing due now: jump to the next thing that will happen. The scheduler ticks a
-        // minute before a timer is due, and every minute when schedule triggers exist.
-        let timer_tick = timers
-            .next(&store)
-            .map(|d| d - SignedDuration::from_secs(60));
-        let schedule_tick = if has_schedules {
-            Some(
-                Timestamp::from_second((now.as_second().div_euclid(60) + 1) * 60)
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
-        let candidates = [
+        // minute before a timer is due; when schedule triggers exist, it runs at the start of
+        // each minute (as deployed), of which those that move a timer or may start a run are
+        // stopped at, the others skipped.
+        let next_timer = timers.next(&store);
+        let timer_tick = next_timer.map(|d| d - SignedDuration::from_secs(60));
+        let soonest = [
             script.get(next_line).map(|l| l.at),
             queue.next_due(),
             timer_tick,
-            schedule_tick,
-        ];
-        let Some(t) = candidates.into_iter().flatten().min() else {
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let schedule_tick = match (has_schedules, stepping) {
+            (false, _) => None,
+            (true, Stepping::EveryMinute) => Some(now.as_second().div_euclid(60) + 1),
+            (true, Stepping::Jumping) => {
+                let from = next_minute.max(ceil_minute(now));
+                // The minute before a timer's: the scheduler moves it to the queue then.
+                let timer_minute = next_timer.map(|d| d.as_second().div_euclid(60) - 1);
+                let until = soonest.map_or(end, |s| s.min(end));
+                let run = next_schedule_minute(&rt, journeys, from, until).await?;
+                [timer_minute, run]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|m| m.max(from))
+            }
+        }
+        .map(|m| Timestamp::from_second(m.saturating_mul(60)))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+        let Some(t) = [soonest, schedule_tick].into_iter().flatten().min() else {
             break;
         };
         if t > end {
@@ -515,6 +569,14 @@ pub async fn run_to_horizon(
             break;
         }
         let t = t.max(now);
+        // The minutes that start before `t` have nothing to run (`schedule_tick` is the first
+        // that may): a later run must not catch them up.
+        if has_schedules && stepping == Stepping::Jumping && ceil_minute(t) > next_minute {
+            next_minute = ceil_minute(t);
+            rt.skip_minutes_to(next_minute)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         clock.set(t);
         tick_wanted = timer_tick.is_some_and(|x| x <= t) || schedule_tick.is_some_and(|x| x <= t);
     }
@@ -607,10 +669,117 @@ pub async fn run_to_horizon(
         }
         key(a).cmp(&key(b)).then(la.cmp(lb))
     });
-    Ok(Simulated {
-        outputs: out.into_iter().map(|(_, o)| o).collect(),
-        cut,
-    })
+    Ok((
+        Simulated {
+            outputs: out.into_iter().map(|(_, o)| o).collect(),
+            cut,
+        },
+        ticks,
+    ))
+}
+
+/// The first minute starting at or after `t`.
+fn ceil_minute(t: Timestamp) -> i64 {
+    let s = t.as_second();
+    s.div_euclid(60) + i64::from(s.rem_euclid(60) != 0 || t.subsec_nanosecond() != 0)
+}
+
+/// The first minute starting at or after `start` whose local time in `tz` matches `cron`
+/// (seconds ignored, as the scheduler reads it: a local time passed twice matches twice),
+/// looking at the offsets `tz` has until `until`. Each stretch of one offset is searched at
+/// that offset, from its start.
+fn first_match(cron: &Cron, tz: &TimeZone, start: Timestamp, until: Timestamp) -> Option<i64> {
+    let mut from = start;
+    let mut offset = tz.to_offset(start);
+    let mut changes = tz.following(start);
+    loop {
+        let change = changes.next();
+        let to = change.as_ref().map(|c| c.timestamp());
+        // From the minute before: at an offset with seconds (a zone's old local mean time)
+        // a local minute's first instant may lie within it, and its minute match here.
+        let mut after = from - SignedDuration::from_secs(60);
+        loop {
+            let Some(at) = cron.next_after(after, &TimeZone::fixed(offset)) else {
+                // `Cron::next_after` looks a year ahead (a cron of 29 February may match
+                // later): a minute past that is looked at again then (the scheduler runs,
+                // and starts nothing).
+                let year = after + SignedDuration::from_hours(365 * 24);
+                if to.is_none_or(|to| to > year) {
+                    return Some(ceil_minute(year));
+                }
+                break;
+            };
+            let minute = ceil_minute(at);
+            let minute_at = Timestamp::from_second(minute.saturating_mul(60)).ok()?;
+            if to.is_some_and(|to| minute_at >= to) {
+                break;
+            }
+            if minute_at >= from {
+                return Some(minute);
+            }
+            after = at;
+        }
+        let change = change?;
+        if change.timestamp() > until {
+            return None;
+        }
+        from = change.timestamp();
+        offset = change.offset();
+    }
+}
+
+/// The first minute from `from` on (by its number since the epoch) in which the scheduler
+/// may start a run of one of `journeys`' schedule triggers, looking no further than `until`.
+/// A minute too many is harmless (the scheduler runs, and starts nothing); one too few would
+/// skip a run. The scheduler starts a run when the cron matches the minute's local time in
+/// the schedule's zone, or (`timezone: user`) in some user's zone, the journey's own or UTC,
+/// every zone while the zones in use are not all known (`Runtime::start_schedules`); each
+/// zone is searched stretch by stretch of the offset it has ([`first_match`]).
+async fn next_schedule_minute(
+    rt: &Runtime,
+    journeys: &[Journey],
+    from: i64,
+    until: Timestamp,
+) -> Result<Option<i64>, String> {
+    let start = Timestamp::from_second(from.saturating_mul(60)).map_err(|e| e.to_string())?;
+    if until < start {
+        return Ok(None);
+    }
+    // Read when a `timezone: user` schedule needs them (`None`: not all known yet).
+    let mut in_use: Option<Option<Vec<TimeZone>>> = None;
+    let mut first: Option<i64> = None;
+    for j in journeys {
+        let Some(TriggerKind::Schedule(s)) = j.trigger.kind() else {
+            continue;
+        };
+        let zones: Vec<TimeZone> = if s.timezone == "user" {
+            if in_use.is_none() {
+                let names = rt.zones_in_use().await.map_err(|e| e.to_string())?;
+                in_use = Some(
+                    names.map(|names| names.iter().filter_map(|n| TimeZone::get(n).ok()).collect()),
+                );
+            }
+            let users = match in_use.as_ref().and_then(Option::as_ref) {
+                Some(zones) => zones.as_slice(),
+                None => crate::zones::every_zone(),
+            };
+            let own = j.timezone.as_deref().and_then(|n| TimeZone::get(n).ok());
+            users
+                .iter()
+                .cloned()
+                .chain(own)
+                .chain([TimeZone::UTC])
+                .collect()
+        } else {
+            TimeZone::get(&s.timezone).into_iter().collect()
+        };
+        for tz in &zones {
+            if let Some(minute) = first_match(&s.cron, tz, start, until) {
+                first = Some(first.map_or(minute, |f| f.min(minute)));
+            }
+        }
+    }
+    Ok(first)
 }
 
 /// How a run stopped at `horizon` with messages still due (the first at `next_message`): the
@@ -974,5 +1143,142 @@ mod tests {
                 .next(&MemoryStore::new()),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod stepping {
+    use super::*;
+
+    fn journey(text: &str) -> Journey {
+        crate::dsl::parse("j.yaml", text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Schedules in users' zones (one, in Kathmandu at +05:45, known only part way), in
+    /// Paris at 02:30 on October's Sundays (passed twice the night the clocks go back) and on
+    /// 29 February, a wait long enough to be a timer, and an inactivity check.
+    fn journeys(wait: &str) -> Vec<Journey> {
+        vec![
+            journey(
+                "id: morning\nname: M\ntrigger:\n  schedule: {cron: \"0 9 * * *\", timezone: user, where: \"profile.plan == 'pro'\"}\nreentry: after_exit\ntimezone: Europe/London\nsteps:\n  - id: hi\n    send:\n      sms: {body: \"Morning {{ profile.name }}\"}\n",
+            ),
+            journey(
+                "id: night\nname: N\ntrigger:\n  schedule: {cron: \"30 2 * 10 sun\", timezone: Europe/Paris}\nreentry: after_exit\nsteps:\n  - id: hi\n    send:\n      sms: {body: \"Night\"}\n",
+            ),
+            journey(
+                "id: leap\nname: L\ntrigger:\n  schedule: {cron: \"15 12 29 2 *\"}\nreentry: after_exit\nsteps:\n  - id: hi\n    send:\n      sms: {body: \"Leap\"}\n",
+            ),
+            journey(&format!(
+                "id: later\nname: Y\ntrigger: {{event: signed_up}}\nsteps:\n  - id: wait\n    wait: {wait}\n  - id: hi\n    send:\n      sms: {{body: \"Later\"}}\n"
+            )),
+            journey(
+                "id: away\nname: A\ntrigger:\n  inactive: {events: [app_opened], for: 6d}\nsteps:\n  - id: hi\n    send:\n      sms: {body: \"Away\"}\n",
+            ),
+        ]
+    }
+
+    fn script(lines: &[String]) -> Vec<ScriptLine> {
+        parse_script(&lines.join("\n")).expect("script")
+    }
+
+    /// Ann, Kai and Bob from `day` at `time`; Kai signs up and opens the app.
+    fn users(day: &str, time: &str) -> Vec<String> {
+        vec![
+            format!(
+                r#"{{"at":"{day}T{time}Z","type":"identify","userId":"ann","traits":{{"phone":"+33600000001","name":"Ann","timezone":"Europe/Paris","plan":"pro"}}}}"#
+            ),
+            format!(
+                r#"{{"at":"{day}T{time}Z","type":"identify","userId":"kai","traits":{{"phone":"+64210000002","name":"Kai","timezone":"Pacific/Auckland","plan":"pro"}}}}"#
+            ),
+            format!(r#"{{"at":"{day}T{time}Z","userId":"kai","event":"signed_up"}}"#),
+            format!(r#"{{"at":"{day}T{time}Z","userId":"kai","event":"app_opened"}}"#),
+            format!(
+                r#"{{"at":"{day}T{time}Z","type":"identify","userId":"bob","traits":{{"phone":"+14150000003","name":"Bob","plan":"pro"}}}}"#
+            ),
+        ]
+    }
+
+    fn lines(s: &Simulated) -> Vec<String> {
+        s.outputs
+            .iter()
+            .map(|o| serde_json::to_string(o).expect("json"))
+            .collect()
+    }
+
+    /// When each message with `body` went out.
+    fn sent(s: &Simulated, body: &str) -> Vec<String> {
+        messages(&s.outputs)
+            .iter()
+            .filter(|m| serde_json::to_string(m).expect("json").contains(body))
+            .map(|m| m.at.to_string())
+            .collect()
+    }
+
+    /// Jumping over the minutes with nothing to do prints what stepping through each prints
+    /// (the scheduler running at each), with the scheduler running a few times a day. Two
+    /// weeks, whose events are days apart: a zone joins in the middle, Paris's clocks go
+    /// back, a wait and an inactivity check end.
+    #[tokio::test]
+    async fn a_gap_jumped_prints_what_stepping_each_minute_prints() {
+        let journeys = journeys("12d");
+        let mut lines_of = users("2027-10-24", "08:59:30");
+        lines_of.extend([
+            r#"{"at":"2027-10-28T03:14:00Z","type":"identify","userId":"raj","traits":{"phone":"+97798000004","name":"Raj","timezone":"Asia/Kathmandu","plan":"pro"}}"#.to_string(),
+            r#"{"at":"2027-10-28T03:14:00Z","userId":"raj","event":"app_opened"}"#.to_string(),
+            r#"{"at":"2027-11-02T10:00:00Z","type":"identify","userId":"ann","traits":{"plan":"free"}}"#.to_string(),
+            r#"{"at":"2027-11-06T12:00:00Z","userId":"kai","event":"app_opened"}"#.to_string(),
+        ]);
+        let script = script(&lines_of);
+        let horizon = SignedDuration::from_hours(24);
+        let run = |stepping| run_stepping(&journeys, &script, Config::default(), horizon, stepping);
+        let (jumped, ticks) = run(Stepping::Jumping).await.expect("jumped");
+        let (stepped, minutes) = run(Stepping::EveryMinute).await.expect("stepped");
+        assert_eq!(lines(&jumped), lines(&stepped));
+        assert_eq!(jumped.cut, stepped.cut);
+        // Paris's 02:30 twice on 31 October, and the run once, at its first.
+        assert_eq!(
+            sent(&jumped, "Night"),
+            ["2027-10-31T00:30:00Z"].repeat(4),
+            "{:#?}",
+            lines(&jumped)
+        );
+        assert_eq!(sent(&jumped, "Later"), ["2027-11-05T08:59:30Z"]);
+        // From the morning he came (09:00 in Kathmandu, a minute after), to the horizon.
+        assert_eq!(sent(&jumped, "Morning Raj").len(), 11);
+        assert_eq!(
+            sent(&jumped, "Away"),
+            ["2027-10-30T08:59:30Z", "2027-11-03T03:14:00Z"]
+        );
+        assert!(minutes > 20_000, "{minutes}");
+        assert!(ticks < 200, "{ticks} scheduler runs");
+    }
+
+    /// A year between two events, and a wait of a year: the 29 February a cron names (beyond
+    /// the year `Cron::next_after` looks ahead), the wait's end and the inactivity check's,
+    /// each at its time.
+    #[tokio::test]
+    async fn a_year_between_events_is_jumped() {
+        // No run every morning, each a scan of every profile: a year of them is slow.
+        let mut journeys = journeys("365d");
+        journeys.retain(|j| j.id.as_str() != "morning");
+        let mut lines_of = users("2027-02-27", "08:59:30");
+        lines_of.push(
+            r#"{"at":"2028-03-05T12:00:00Z","userId":"kai","event":"app_opened"}"#.to_string(),
+        );
+        let script = script(&lines_of);
+        let (run, ticks) = run_stepping(
+            &journeys,
+            &script,
+            Config::default(),
+            SignedDuration::from_hours(24),
+            Stepping::Jumping,
+        )
+        .await
+        .expect("run");
+        assert_eq!(sent(&run, "Leap"), ["2028-02-29T12:15:00Z"].repeat(3));
+        assert_eq!(sent(&run, "Later"), ["2028-02-27T08:59:30Z"]);
+        assert_eq!(sent(&run, "Away"), ["2027-03-05T08:59:30Z"]);
+        // Its Sundays of October, 29 February, the wait and the check: not one a minute.
+        assert!(ticks < 100, "{ticks} scheduler runs");
     }
 }

@@ -42,15 +42,19 @@ impl Seen {
 
 /// The UTC offsets (in seconds) of every time zone this machine knows, at `at`, and UTC's.
 pub fn every_offset(at: Timestamp) -> BTreeSet<i32> {
-    // Looked up by name once a process (about 600 of them), not at every scheduler minute.
+    with_utc(every_zone().iter().map(|tz| tz.to_offset(at).seconds()))
+}
+
+/// Every time zone this machine knows: looked up by name once a process (about 600 of them),
+/// not at every scheduler minute.
+pub(crate) fn every_zone() -> &'static [jiff::tz::TimeZone] {
     static EVERY: std::sync::OnceLock<Vec<jiff::tz::TimeZone>> = std::sync::OnceLock::new();
-    let every = EVERY.get_or_init(|| {
+    EVERY.get_or_init(|| {
         jiff::tz::db()
             .available()
             .filter_map(|n| jiff::tz::TimeZone::get(n.as_str()).ok())
             .collect()
-    });
-    with_utc(every.iter().map(|tz| tz.to_offset(at).seconds()))
+    })
 }
 
 /// The UTC offsets (in seconds) of `names` at `at` (unknown names left out), and UTC's.
