@@ -1457,8 +1457,9 @@ fn beyond_range(text: &str) -> Option<Beyond> {
 
 /// What is wrong with `text`, a time jiff reads whose UTC offset is 24 hours or more (jiff
 /// reads offsets up to 25:59:59, so `+25:00` would be taken as a time a day off): RFC 3339's
-/// offset is at most 23:59. `None` for any other text.
-fn offset_past_a_day(text: &str) -> Option<String> {
+/// offset is at most 23:59. `None` for any other text. (A simulation's script line's `at` is
+/// told so too.)
+pub(crate) fn offset_past_a_day(text: &str) -> Option<String> {
     let offset = jiff::fmt::temporal::Pieces::parse(text)
         .ok()?
         .to_numeric_offset()?;

@@ -105,27 +105,13 @@ pub struct ScriptLine {
     pub checked: Option<Arc<event::Event>>,
 }
 
-/// What is wrong with a script line's `at` that jiff reads (it reads offsets up to 25:59:59,
-/// so `+25:00` would be taken as a time a day off): RFC 3339's UTC offset is at most 23:59.
+/// What is wrong with a script line's `at` that jiff reads: an offset of a day or more
+/// ([`event::offset_past_a_day`], as the API tells it of an event's times).
 fn at_problem(line: &str) -> Option<String> {
     let raw: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
     let text = raw.get("at")?.as_str()?;
-    let hours = offset_hours(text).filter(|h| *h > 23)?;
-    Some(format!(
-        "at: \"{text}\" has a UTC offset of {hours} hours, and one is at most 23:59: write the offset of the place meant, like \"+01:00\", or the time in UTC with \"Z\", like \"2027-03-14T09:00:00Z\""
-    ))
-}
-
-/// The hours of the UTC offset `text` is written with (`+25:00` is 25), if it has one.
-fn offset_hours(text: &str) -> Option<u32> {
-    let time = text.find(['T', 't', ' '])?;
-    let sign = time + text[time..].rfind(['+', '-'])?;
-    let digits: String = text[sign + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .take(2)
-        .collect();
-    digits.parse().ok()
+    let problem = event::offset_past_a_day(text)?;
+    Some(format!("at: {problem}, like \"2027-03-14T09:00:00Z\""))
 }
 
 /// How many bad lines a script's error lists before it says how many more there are.
