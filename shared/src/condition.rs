@@ -2259,6 +2259,22 @@ fn date_in(text: &str) -> Option<jiff::civil::Date> {
     day.parse().ok()
 }
 
+/// The day whose anniversary `anniversary(…)` looks for in `value`: a day, or an RFC 3339
+/// time's date as written ([`date_in`]); a time that writes no date, a number or text of
+/// digits alone as a wait reads them (seconds since 1970, milliseconds from 1e11 on:
+/// [`crate::template::digits_time`], so other digits are no date), dated in the user's zone.
+fn anniversary_date(value: &Value, scope: &Scope<'_>) -> Option<jiff::civil::Date> {
+    let at = match value {
+        Value::String(text) => match crate::template::digits_time(text) {
+            Some(at) => at?,
+            None => return date_in(text),
+        },
+        Value::Number(n) => crate::template::epoch_number(n.as_f64()?)?,
+        _ => return None,
+    };
+    Some(user_zone(scope).to_datetime(at).date())
+}
+
 /// The user's zone (`profile.timezone`, else the journey's default, else UTC).
 fn user_zone(scope: &Scope<'_>) -> jiff::tz::TimeZone {
     crate::template::zone_of(
@@ -2394,8 +2410,7 @@ impl Expr {
             Expr::Exists(path) => path.lookup(scope).is_some_and(|v| !v.is_null()),
             Expr::Anniversary { path, days } => path
                 .lookup(scope)
-                .and_then(Value::as_str)
-                .and_then(date_in)
+                .and_then(|v| anniversary_date(v, scope))
                 .is_some_and(|date| is_anniversary(date, scope, *days)),
             Expr::Truthy(operand) => matches!(
                 operand.value(scope, &mut None),
@@ -2950,6 +2965,59 @@ mod tests {
         );
         assert_eq!(shown("profile.none"), None);
         assert_eq!(shown("profile.missing"), None);
+    }
+
+    /// `anniversary(…)` reads a time written as digits alone (seconds since 1970, or 13 digits
+    /// of milliseconds, not starting with 0) or as a number as a wait, the `date` filter and
+    /// `days_until` read it: an instant, whose date is the one in the user's zone. Other
+    /// digits (a day written `20261219`, a phone number) are no date.
+    #[test]
+    fn anniversary_reads_a_time_in_digits_as_a_wait_does() {
+        let check = |birthday: Value, now: &str, timezone: Option<&str>| {
+            let profile = match timezone {
+                Some(tz) => json!({"birthday": birthday, "timezone": tz}),
+                None => json!({ "birthday": birthday }),
+            };
+            cond("anniversary(profile.birthday)").eval(&Scope {
+                trigger: &Value::Null,
+                waited: &Value::Null,
+                event: &Value::Null,
+                profile: &profile,
+                now: now.parse().expect("time"),
+                zone: None,
+            })
+        };
+        // 2026-12-19T00:00:00Z: the 19th in UTC, the 18th in Los Angeles.
+        for written in [
+            json!("1797638400"),
+            json!("1797638400000"),
+            json!(1797638400),
+        ] {
+            assert!(
+                check(written.clone(), "2027-12-19T09:00:00Z", None),
+                "{written}"
+            );
+            assert!(
+                !check(written.clone(), "2027-12-18T09:00:00Z", None),
+                "{written}"
+            );
+            let la = Some("America/Los_Angeles");
+            assert!(
+                check(written.clone(), "2027-12-18T20:00:00Z", la),
+                "{written}"
+            );
+            assert!(
+                !check(written.clone(), "2027-12-19T20:00:00Z", la),
+                "{written}"
+            );
+        }
+        // Digits that are no time, as for a wait: never a day.
+        for written in ["20261219", "0612345671", "179763840", "12345678901"] {
+            for day in 1..=31 {
+                let now = format!("2027-12-{day:02}T12:00:00Z");
+                assert!(!check(json!(written), &now, None), "{written} on {now}");
+            }
+        }
     }
 
     /// `anniversary(path)` holds on the day and month of the date the path holds, in the user's
