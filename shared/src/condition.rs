@@ -311,6 +311,9 @@ enum Operand {
     Literal(Value),
     List(Vec<Operand>),
     Time(Timestamp),
+    /// `time(path)`: the instant the RFC 3339 text a path holds says, so that two paths compare
+    /// as instants whatever their offsets; null for anything else.
+    TimeOf(Path),
     Now,
     Ago(Duration),
     /// `days_until(path)` or `days_since(path)`: the whole days from today, in the user's time
@@ -475,7 +478,7 @@ impl Operand {
             }
             Operand::Literal(Value::String(_)) | Operand::Case(..) => Kind::String,
             Operand::Literal(_) | Operand::List(_) => Kind::List,
-            Operand::Time(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
+            Operand::Time(_) | Operand::TimeOf(_) | Operand::Now | Operand::Ago(_) => Kind::Time,
         }
     }
 
@@ -486,6 +489,7 @@ impl Operand {
             Operand::Path(_)
             | Operand::Literal(_)
             | Operand::Time(_)
+            | Operand::TimeOf(_)
             | Operand::Number(_)
             | Operand::Case(..) => false,
         }
@@ -493,9 +497,11 @@ impl Operand {
 
     fn collect_paths<'a>(&'a self, out: &mut Vec<&'a Path>) {
         match self {
-            Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) | Operand::Case(_, p) => {
-                push_unique(out, p)
-            }
+            Operand::Path(p)
+            | Operand::Days(_, p)
+            | Operand::Number(p)
+            | Operand::Case(_, p)
+            | Operand::TimeOf(p) => push_unique(out, p),
             Operand::List(items) => items.iter().for_each(|i| i.collect_paths(out)),
             Operand::Literal(_) | Operand::Time(_) | Operand::Now | Operand::Ago(_) => {}
         }
@@ -570,9 +576,11 @@ fn written(operand: &Operand, case: Case) -> String {
         Operand::Now => "now()".to_string(),
         Operand::Ago(d) => format!("ago('{d}')"),
         // Not in a list: parsing refuses them there.
-        Operand::Path(p) | Operand::Days(_, p) | Operand::Number(p) | Operand::Case(_, p) => {
-            p.to_string()
-        }
+        Operand::Path(p)
+        | Operand::Days(_, p)
+        | Operand::Number(p)
+        | Operand::Case(_, p)
+        | Operand::TimeOf(p) => p.to_string(),
         Operand::List(_) => "[…]".to_string(),
     }
 }
@@ -1775,6 +1783,7 @@ impl<'t> Parser<'t> {
                     | Operand::Days(..)
                     | Operand::Number(_)
                     | Operand::Case(..)
+                    | Operand::TimeOf(_)
             ) {
                 return error(
                     at,
@@ -1835,8 +1844,26 @@ impl<'t> Parser<'t> {
         Ok((s.clone(), t.at))
     }
 
+    /// `time('…')`, or `time(path)`, its name just read.
     fn parse_time(&mut self) -> Result<Operand, ConditionError> {
-        let (s, at) = self.string_argument("time", "an RFC 3339 time")?;
+        let what = "an RFC 3339 time in quotes, or a path holding one";
+        self.open_call("time")?;
+        let t = self.bump();
+        let (s, at) = match &t.kind {
+            Tok::Str(s) => (s.clone(), t.at),
+            Tok::Ident(root) if Root::of(root).is_some() => {
+                let path = self.parse_path(root, t.at)?;
+                self.close_call("time", &format!("takes one argument, {what}"))?;
+                return Ok(Operand::TimeOf(path));
+            }
+            _ => {
+                return error(
+                    t.at,
+                    format!("time() takes {what}, like {}", example("time")),
+                )
+            }
+        };
+        self.close_call("time", &format!("takes one argument, {what}"))?;
         match s.parse::<Timestamp>() {
             Ok(t) => Ok(Operand::Time(t)),
             Err(_) => error(
@@ -2206,7 +2233,7 @@ fn check_operands(
             let days_or_null = |a: &Operand, b: Kind| {
                 matches!(
                     a,
-                    Operand::Days(..) | Operand::Number(_) | Operand::Case(..)
+                    Operand::Days(..) | Operand::Number(_) | Operand::Case(..) | Operand::TimeOf(_)
                 ) && b == Kind::Null
             };
             let comparable = l == r
@@ -2497,6 +2524,10 @@ impl Operand {
             Operand::Literal(v) => Val::Json(v),
             Operand::List(items) => Val::List(items),
             Operand::Time(t) => Val::Time(*t),
+            Operand::TimeOf(p) => match p.lookup(scope) {
+                Some(Value::String(text)) => parse_time(text).map_or(Val::Json(&NULL), Val::Time),
+                _ => Val::Json(&NULL),
+            },
             Operand::Now => Val::Time(scope.now),
             Operand::Ago(d) => {
                 Val::Time(scope.now.checked_sub(d.to_jiff()).unwrap_or(Timestamp::MIN))
@@ -2965,6 +2996,96 @@ mod tests {
         );
         assert_eq!(shown("profile.none"), None);
         assert_eq!(shown("profile.missing"), None);
+    }
+
+    /// `time(path)` reads the RFC 3339 text a path holds as an instant, so two paths compare
+    /// as times whatever their offsets (as text, `…+05:00` and `…Z` compare by their characters);
+    /// anything else is null to it, and the comparison false.
+    #[test]
+    fn time_of_a_path_compares_two_paths_as_instants() {
+        let check = |c: &str, event: Value, profile: Value| {
+            cond(c).eval(&Scope {
+                trigger: &Value::Null,
+                waited: &Value::Null,
+                event: &event,
+                profile: &profile,
+                now: "2026-12-10T00:00:00Z".parse().expect("time"),
+                zone: None,
+            })
+        };
+        // 10:00 in Karachi is 05:00 UTC: before 06:00 UTC, though its text sorts after.
+        let event = json!({"at": "2026-12-10T10:00:00+05:00"});
+        let profile = json!({"trial_end": "2026-12-10T06:00:00Z"});
+        assert!(check(
+            "event.at > profile.trial_end",
+            event.clone(),
+            profile.clone()
+        ));
+        let instants = "time(event.at) > time(profile.trial_end)";
+        assert!(!check(instants, event.clone(), profile.clone()));
+        assert!(check(
+            "time(event.at) < time(profile.trial_end)",
+            event.clone(),
+            profile.clone()
+        ));
+        assert!(check(
+            "time(event.at) == time('2026-12-10T05:00:00Z')",
+            event.clone(),
+            profile.clone()
+        ));
+        // No RFC 3339 time (a day, digits, a missing path): null, so false, and `!=` true.
+        for held in [
+            json!("2026-12-10"),
+            json!("1797638400"),
+            json!(1797638400),
+            Value::Null,
+        ] {
+            let profile = json!({ "trial_end": held });
+            assert!(!check(instants, event.clone(), profile.clone()), "{held}");
+            assert!(
+                !check(
+                    "time(event.at) <= time(profile.trial_end)",
+                    event.clone(),
+                    profile.clone()
+                ),
+                "{held}"
+            );
+            assert!(
+                check(
+                    "time(event.at) != time(profile.trial_end)",
+                    event.clone(),
+                    profile.clone()
+                ),
+                "{held}"
+            );
+        }
+        assert!(check(
+            "time(profile.trial_end) == null",
+            event.clone(),
+            json!({})
+        ));
+        // The timeline says what the path held.
+        let c = cond(instants);
+        let profile = json!({"trial_end": "soon"});
+        let scope = Scope {
+            trigger: &Value::Null,
+            waited: &Value::Null,
+            event: &event,
+            profile: &profile,
+            now: "2026-12-10T00:00:00Z".parse().expect("time"),
+            zone: None,
+        };
+        let why = values_of([&c], &scope);
+        assert!(why.contains("profile.trial_end = \"soon\""), "{why}");
+        // One path, no nesting, not in a list.
+        for bad in [
+            "time(event.at, profile.x) > now()",
+            "time(lower(event.at)) > now()",
+            "event.at in [time(profile.x)]",
+            "time(3) > now()",
+        ] {
+            assert!(Condition::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// `anniversary(…)` reads a time written as digits alone (seconds since 1970, or 13 digits
