@@ -4683,6 +4683,39 @@ fn validate_send(send: &crate::journey::Send, base: &str, out: &mut Vec<Problem>
             ));
         }
     }
+    if let Template::Email(e) = t {
+        if blank(&e.subject) {
+            out.push(problem(
+                format!("{channel_path}.subject"),
+                "this email's subject is blank, and so empty for every user: each send would be skipped (an email is not sent without a subject); write its subject",
+            ));
+        }
+        let bodies: Vec<(&str, &str)> = [("html", &e.html), ("text", &e.text)]
+            .into_iter()
+            .filter_map(|(field, text)| text.as_deref().map(|t| (field, t)))
+            .collect();
+        if let (true, Some((field, _))) = (bodies.iter().all(|(_, t)| blank(t)), bodies.first()) {
+            let what = if bodies.len() == 2 {
+                "its `html` and its `text` are blank"
+            } else {
+                "its body is blank"
+            };
+            out.push(problem(
+                format!("{channel_path}.{field}"),
+                format!(
+                    "this email has no body for any user: {what}, so each send would be skipped (an email with nothing to read is not sent); write its text"
+                ),
+            ));
+        }
+    }
+    if let Template::InApp(p) = t {
+        if blank(&p.title) && blank(&p.body) {
+            out.push(problem(
+                format!("{channel_path}.title"),
+                "this in-app message shows nothing for any user: its `title` and its `body` are blank, so each send would be skipped (an empty message is not sent); write its text",
+            ));
+        }
+    }
     if let Template::Push(p) = t {
         let parts: Vec<(&str, &str)> = [("title", &p.title), ("body", &p.body)]
             .into_iter()
@@ -5123,6 +5156,26 @@ steps:
                 "j.yaml:7:18: steps[0].send.sms.body:",
                 "this SMS's body is blank, and so empty for every user: each send would be skipped (an empty SMS is not sent); write its text",
             ),
+            (
+                "{email: {subject: \" \", text: \"Hi\"}}",
+                "j.yaml:7:20: steps[0].send.email.subject:",
+                "this email's subject is blank, and so empty for every user: each send would be skipped (an email is not sent without a subject); write its subject",
+            ),
+            (
+                "{email: {subject: \"Hi\", html: \"\", text: \" \"}}",
+                "j.yaml:7:35: steps[0].send.email.html:",
+                "this email has no body for any user: its `html` and its `text` are blank",
+            ),
+            (
+                "{email: {subject: \"Hi\", text: \"\"}}",
+                "j.yaml:7:35: steps[0].send.email.text:",
+                "this email has no body for any user: its body is blank",
+            ),
+            (
+                "{in_app: {title: \"\", body: \" \"}}",
+                "j.yaml:7:21: steps[0].send.in_app.title:",
+                "this in-app message shows nothing for any user: its `title` and its `body` are blank",
+            ),
         ] {
             let e = all_errors(&journey(send));
             assert!(e.starts_with(at), "{send}: {e}");
@@ -5133,6 +5186,10 @@ steps:
             "{push: {title: \"{{ event.title }}\"}}",
             "{sms: {body: \"{{ event.text }}\"}}",
             "{sms: {body: \"Hi\"}}",
+            "{email: {subject: \"{{ event.title }}\", text: \"{{ event.text }}\"}}",
+            "{email: {subject: \"Hi\", html: \"\", text: \"Hello\"}}",
+            "{in_app: {title: \"\", body: \"Hello\"}}",
+            "{in_app: {title: \"{{ event.title }}\", body: \"\"}}",
         ] {
             parse("j.yaml", &journey(fine)).expect(fine);
         }

@@ -14,8 +14,8 @@ use crate::condition::Scope;
 use crate::enrollment::{Enrollment, Held, Pending, Resume, Status, TriggerEvent};
 use crate::event::Event;
 use crate::journey::{
-    Action, Channel, EventMatch, Journey, PastThen, QuietHours, Reentry, Send, SmsType, Template,
-    TimeOfDay, TriggerKind, Update, WaitUntil, Weekday,
+    Action, Channel, EmailTemplate, EventMatch, Journey, PastThen, QuietHours, Reentry, Send,
+    SmsType, Template, TimeOfDay, TriggerKind, Update, WaitUntil, Weekday,
 };
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
@@ -3258,16 +3258,37 @@ impl<'a> Run<'a> {
                 .collect()
         };
         Ok(match t {
-            Template::Email(e) => Content::Email {
-                subject: one_line(text("subject", &e.subject)?),
-                html: e
+            Template::Email(e) => {
+                let subject = one_line(text("subject", &e.subject)?);
+                let html = e
                     .html
                     .as_deref()
                     .map(|h| named("html", ctx.render(h, true)))
-                    .transpose()?,
-                text: e.text.as_deref().map(|s| text("text", s)).transpose()?,
-                unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
-            },
+                    .transpose()?;
+                let body_text = e.text.as_deref().map(|s| text("text", s)).transpose()?;
+                // A part blank for this user's data (`{{ event.title }}` of an event without
+                // one) is not sent: an email with no subject or no body is not sent at all
+                // (SES takes no message without a subject, and an inbox line with none, or a
+                // mail that opens blank, reads as broken or as spam); a blank one of the two
+                // bodies is left out, so that a client showing HTML shows the text instead.
+                let blank =
+                    |part: &Option<String>| part.as_deref().is_none_or(|p| p.trim().is_empty());
+                let subject_blank = subject.trim().is_empty();
+                let bodies_blank = blank(&html) && blank(&body_text);
+                if let Some(message) = empty_email(e, subject_blank, bodies_blank) {
+                    return Err(template::TemplateError {
+                        line: None,
+                        column: None,
+                        message,
+                    });
+                }
+                Content::Email {
+                    subject,
+                    html: html.filter(|h| !h.trim().is_empty()),
+                    text: body_text.filter(|t| !t.trim().is_empty()),
+                    unsubscribe_url: if e.marketing { unsubscribe_url } else { None },
+                }
+            }
             Template::Sms(s) => {
                 let body = plain_spaces(text("body", &s.body)?);
                 // What SNS would refuse for this user, said here: it takes at most 1,600
@@ -3324,12 +3345,25 @@ impl<'a> Run<'a> {
                     expires: p.expires,
                 }
             }
-            Template::InApp(p) => Content::InApp {
-                title: text("title", &p.title)?,
-                body: text("body", &p.body)?,
-                data: data("data", &p.data)?,
-                expires: p.expires,
-            },
+            Template::InApp(p) => {
+                let title = text("title", &p.title)?;
+                let body = text("body", &p.body)?;
+                // Nothing for the inbox to show (both blank for this user's data): not sent,
+                // as a push.
+                if title.trim().is_empty() && body.trim().is_empty() {
+                    return Err(template::TemplateError {
+                        line: None,
+                        column: None,
+                        message: "the in-app message is empty for this user: its title and its body rendered empty".into(),
+                    });
+                }
+                Content::InApp {
+                    title,
+                    body,
+                    data: data("data", &p.data)?,
+                    expires: p.expires,
+                }
+            }
             Template::Webhook(w) => {
                 // A secret renders as its marker: the sender puts the value in, for the names
                 // the call reads alone.
@@ -3421,6 +3455,31 @@ impl<'a> Run<'a> {
                 }
             }
         })
+    }
+}
+
+/// What to say of the email `e` whose subject, or both bodies, rendered blank for this user
+/// (the parts it has named, as written); `None` when it has both a subject and a body.
+fn empty_email(e: &EmailTemplate, subject_blank: bool, bodies_blank: bool) -> Option<String> {
+    let (bodies, all) = match (e.html.is_some(), e.text.is_some()) {
+        (true, true) => (
+            "its html and its text",
+            "its subject, its html and its text",
+        ),
+        (true, false) => ("its html", "its subject and its html"),
+        _ => ("its text", "its subject and its text"),
+    };
+    match (subject_blank, bodies_blank) {
+        (true, true) => Some(format!(
+            "the email is empty for this user: {all} rendered empty"
+        )),
+        (true, false) => Some(
+            "subject: the email's subject is empty for this user, and an email is not sent without one: give it some fixed text, or a `default('...')`".into(),
+        ),
+        (false, true) => Some(format!(
+            "the email has no body for this user: {bodies} rendered empty"
+        )),
+        (false, false) => None,
     }
 }
 

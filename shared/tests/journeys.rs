@@ -11120,6 +11120,76 @@ steps:
     assert_eq!(messages_to(&out, "b").len(), 2);
 }
 
+/// An email whose parts render blank for this user's data (`{{ event.title }}` of an event
+/// without one) is not sent empty: with no subject, or with neither body, it is a
+/// `render_error` saying which; a blank one of the two bodies is left out, so that a client
+/// showing HTML shows the text. An in-app message whose title and body are both blank is not
+/// sent either. The same journey sends all of them to a user whose event has a title.
+#[tokio::test]
+async fn an_email_or_in_app_message_empty_for_this_user_is_a_render_error() {
+    let journey = r#"
+id: news
+name: News
+trigger: {event: news}
+steps:
+  - id: all
+    send: {email: {subject: "{{ event.title }}", html: "{{ event.title }}", text: "{{ event.title }}"}}
+  - id: no_subject
+    send: {email: {subject: "{{ event.title }}", text: "Hello"}}
+  - id: no_body
+    send: {email: {subject: "Hi", text: "{{ event.title }}"}}
+  - id: no_html
+    send: {email: {subject: "Hi", html: "{{ event.title }}", text: "Hello"}}
+  - id: inbox
+    send: {in_app: {title: "{{ event.title }}", body: "{{ event.title | default(' ') }}"}}
+"#;
+    let script = r#"{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"a","traits":{"email":"a@example.com"}}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"b","traits":{"email":"b@example.com"}}
+{"at":"2026-12-01T10:00:00Z","userId":"a","event":"news"}
+{"at":"2026-12-01T10:00:00Z","userId":"b","event":"news","properties":{"title":"Sale"}}
+"#;
+    let out = sim(&[journey], script).await;
+    let skipped = |user: &str| -> Vec<String> {
+        entries(&out, user)
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Skipped { reason, detail, .. } => Some(format!(
+                    "{} {reason}: {}",
+                    e.step.as_deref().unwrap_or("-"),
+                    detail.as_deref().unwrap_or("")
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        skipped("a"),
+        [
+            "all render_error: the email is empty for this user: its subject, its html and its text rendered empty",
+            "no_subject render_error: subject: the email's subject is empty for this user, and an email is not sent without one: give it some fixed text, or a `default('...')`",
+            "no_body render_error: the email has no body for this user: its text rendered empty",
+            "inbox render_error: the in-app message is empty for this user: its title and its body rendered empty",
+        ]
+    );
+    let sent = messages_to(&out, "a");
+    assert_eq!(sent.len(), 1);
+    let Content::Email {
+        subject,
+        html,
+        text,
+        ..
+    } = sent[0].content.as_ref()
+    else {
+        panic!("an email: {:?}", sent[0].content);
+    };
+    assert_eq!(
+        (subject.as_str(), html.as_deref(), text.as_deref()),
+        ("Hi", None, Some("Hello"))
+    );
+    assert!(skipped("b").is_empty(), "{:?}", skipped("b"));
+    assert_eq!(messages_to(&out, "b").len(), 5);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Trait changes: `trigger: {trait_changed: plan}`
 // ---------------------------------------------------------------------------------------------
