@@ -60,6 +60,13 @@ pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
 /// What a render that ran out of [`FUEL`] is told.
 const OUT_OF_FUEL: &str = "it takes more work to render than a message may (a loop over very many items, or a macro that calls itself): make its loops smaller";
 
+/// What a render whose calls nest deeper than [`RECURSION_LIMIT`] allows is told.
+const TOO_DEEP: &str = "its macros call one another (or themselves) too deeply for this user's data: a message's macro calls nest at most about 5 deep; loop over the items instead, or nest fewer calls";
+
+/// How deep one render's calls, blocks and loops may nest (MiniJinja's recursion limit, each
+/// macro call taking a few levels), so that a render cannot exhaust the stack.
+const RECURSION_LIMIT: usize = 32;
+
 /// Upper bound on the work one render may do (MiniJinja fuel), so a template cannot loop forever.
 const FUEL: u64 = 50_000;
 
@@ -94,7 +101,7 @@ fn build(escape: AutoEscape) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_formatter(format_value);
     env.set_fuel(Some(FUEL));
-    env.set_recursion_limit(32);
+    env.set_recursion_limit(RECURSION_LIMIT);
     env.set_auto_escape_callback(move |_| escape.clone());
     env.add_filter("date", date::date);
     env.add_filter("round", number::round);
@@ -288,6 +295,10 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     // In the order the text names them (by the line naming each, then by name), so the first
     // told what to write is the first a reader meets.
     unknown.sort_by_cached_key(|v| (line_naming(source, v), v.clone()));
+    // A macro's call of one defined further down is no unknown variable: said as a macro.
+    if let Some(e) = macros_defined_later(source, &mut unknown) {
+        return Err(e);
+    }
     // `journey` is the journey's own few fields: a misspelt one would print nothing.
     let mut fields: Vec<String> = tmpl
         .undeclared_variables(true)
@@ -348,6 +359,69 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
         return Err(naming(source, first, None, message));
     }
     Ok(())
+}
+
+/// Takes out of `unknown` the names of macros `source` defines at its top level further down
+/// than a macro that calls them: MiniJinja looks a name up when the call runs, so a macro may
+/// call one defined after it (two macros calling each other, with a base case), as long as
+/// the template calls it only once both are defined. A call that would run before (the
+/// template calling a macro above its definition, or calling one that calls it) is refused,
+/// saying which to define first, as is a call of a macro defined inside a block, where it is
+/// not known.
+fn macros_defined_later(source: &str, unknown: &mut Vec<String>) -> Option<TemplateError> {
+    let all = calls::macro_names(source);
+    if !unknown.iter().any(|v| all.contains(v)) {
+        return None;
+    }
+    let top = calls::top_macros(source);
+    let inside = |at: usize| top.iter().find(|(_, r)| r.contains(&at)).map(|(n, _)| *n);
+    for v in unknown.clone() {
+        if !all.contains(&v) {
+            continue;
+        }
+        let Some((_, defined)) = top.iter().find(|(n, _)| *n == v) else {
+            let at = variable_uses(source, &v).first().copied().unwrap_or(0);
+            return Some(TemplateError::at(
+                source,
+                at,
+                format!(
+                    "the macro `{v}` is defined inside a block (an `{{% if %}}`, a loop, another macro), so where it is called here it is known only if that block ran (and never from a loop's or another macro's inside): define `{{% macro {v}(...) %}}` outside any block, before the macro or the line that calls it"
+                ),
+            ));
+        };
+        // The macros that may call `v` when called: those whose bodies name it, those whose
+        // bodies name one of them, and so on.
+        let mut callers: Vec<&str> = vec![v.as_str()];
+        let mut i = 0;
+        while let Some(name) = callers.get(i).copied() {
+            for at in variable_uses(source, name) {
+                if let Some(m) = inside(at).filter(|m| !callers.contains(m)) {
+                    callers.push(m);
+                }
+            }
+            i += 1;
+        }
+        // A call outside every macro, above `v`'s definition, runs before `v` is defined.
+        let early = callers
+            .iter()
+            .flat_map(|c| variable_uses(source, c).into_iter().map(move |at| (at, *c)))
+            .filter(|(at, _)| *at < defined.start && inside(*at).is_none())
+            .min();
+        if let Some((at, c)) = early {
+            let message = if c == v {
+                format!(
+                    "the macro `{v}` is called here, above the `{{% macro {v} %}}` that defines it, where it is not known yet: define it before its first call"
+                )
+            } else {
+                format!(
+                    "`{c}` is called here and calls the macro `{v}`, which is defined only further down, so that call would fail: define `{v}` before this line, or call `{c}` after `{v}` is defined"
+                )
+            };
+            return Some(TemplateError::at(source, at, message));
+        }
+        unknown.retain(|u| *u != v);
+    }
+    None
 }
 
 /// The block `source` leaves open (its keyword and where its `{%` is), when that is what
@@ -1098,6 +1172,9 @@ fn render_cached(source: &str, given: Given<'_, '_>, html: bool) -> Result<Strin
 fn from_minijinja(e: minijinja::Error) -> TemplateError {
     let message = match (e.kind(), e.detail()) {
         (minijinja::ErrorKind::OutOfFuel, _) => OUT_OF_FUEL.to_string(),
+        (minijinja::ErrorKind::InvalidOperation, Some("recursion limit exceeded")) => {
+            TOO_DEEP.to_string()
+        }
         (_, Some(detail)) if !detail.is_empty() => detail.to_string(),
         (kind, _) => kind.to_string(),
     };
@@ -1718,17 +1795,61 @@ mod tests {
             assert!(check(fine).is_ok(), "{fine}: {:?}", check(fine));
         }
         // Each other, with a base case (`a` calls `b` only while `n` is above 0): no ring is
-        // said of it (the macro defined first calls one defined after it, which the check of
-        // the names a template reads refuses on its own).
+        // said of it, and it renders.
         let based = "{% macro a(n) %}{% if n > 0 %}{{ b(n) }}{% endif %}{% endmacro %}{% macro b(n) %}{{ n }}{{ a(n - 1) }}{% endmacro %}{{ a(event.n) }}";
-        let said = check(based).map_err(|e| e.message);
-        assert!(
-            !said.as_ref().is_err_and(|m| m.contains("call each other")),
-            "{said:?}"
-        );
+        assert_eq!(check(based), Ok(()));
+        let two = json!({"event": {"n": 2}});
+        assert_eq!(render(based, &two, false).as_deref(), Ok("21"));
+        // Deeper than a render may nest calls: said in the writer's words.
+        let e = render(based, &ctx, false).expect_err("too deep");
+        assert_eq!(e.message, format!("template error: {TOO_DEEP}"));
         // MiniJinja's own limit, as `calls` says it.
         assert!(check("{{ range(100000) | length }}").is_ok());
         assert!(check("{{ range(100001) | length }}").is_err());
+    }
+
+    /// A macro may call one defined further down (MiniJinja looks the name up when the call
+    /// runs), so two macros may call each other with a base case: validate takes it, and it
+    /// renders. A call that would run before the macro it reaches is defined is refused,
+    /// naming the macro and saying to define it first, not as an unknown variable; so is a
+    /// macro defined inside a block and called outside it.
+    #[test]
+    fn a_macro_may_call_one_defined_further_down() {
+        let ctx = json!({"event": {"n": 3}});
+        let even_odd = "{% macro even(n) %}{% if n == 0 %}even{% else %}{{ odd(n - 1) }}{% endif %}{% endmacro %}\n{% macro odd(n) %}{% if n == 0 %}odd{% else %}{{ even(n - 1) }}{% endif %}{% endmacro %}\n{{ even(event.n) }} {{ odd(3) }}";
+        let later =
+            "{% macro a() %}[{{ b() }}]{% endmacro %}{% macro b() %}x{% endmacro %}{{ a() }}";
+        for (source, renders) in [(even_odd, "\n\nodd even"), (later, "[x]")] {
+            assert_eq!(check(source), Ok(()), "{source}");
+            assert_eq!(
+                render(source, &ctx, false).as_deref(),
+                Ok(renders),
+                "{source}"
+            );
+        }
+        for (source, at, says) in [
+            (
+                "{% macro a() %}{{ b() }}{% endmacro %}\n{{ a() }}\n{% macro b() %}x{% endmacro %}",
+                (2, 4),
+                "`a` is called here and calls the macro `b`, which is defined only further down, so that call would fail: define `b` before this line, or call `a` after `b` is defined",
+            ),
+            (
+                "Hi {{ b() }}\n{% macro b() %}x{% endmacro %}",
+                (1, 7),
+                "the macro `b` is called here, above the `{% macro b %}` that defines it, where it is not known yet: define it before its first call",
+            ),
+            (
+                "{% macro a() %}{{ b() }}{% endmacro %}{% for i in [1] %}{% macro b() %}x{% endmacro %}{% endfor %}{{ a() }}",
+                (1, 19),
+                "the macro `b` is defined inside a block (an `{% if %}`, a loop, another macro)",
+            ),
+        ] {
+            let (line, column, message) = refused(source);
+            assert_eq!((line, column), (Some(at.0), Some(at.1)), "{source}: {message}");
+            assert!(message.starts_with(says), "{source}: {message}");
+            assert!(!message.contains("unknown variable"), "{source}: {message}");
+            assert!(render(source, &ctx, false).is_err(), "{source} renders");
+        }
     }
 
     #[test]

@@ -957,6 +957,66 @@ impl Walk<'_, '_> {
     }
 }
 
+/// The macros `source` defines at its top level (not inside a block), in order: each one's
+/// name and the bytes its definition covers, from its `{%`'s keyword to its `endmacro`. Empty
+/// for a template that does not parse (`check` reports that).
+pub fn top_macros(source: &str) -> Vec<(&str, std::ops::Range<usize>)> {
+    let Ok(Stmt::Template(t)) =
+        minijinja::machinery::parse(source, "<template>", Default::default())
+    else {
+        return Vec::new();
+    };
+    t.children
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Macro(m) => {
+                let span = m.span();
+                let range = span.start_offset as usize..span.end_offset as usize;
+                let name = source
+                    .get(range.clone())?
+                    .split(['(', ' ', '\t', '\n', '\r'])
+                    .nth(1)?;
+                (name == m.name).then_some((name, range))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The names of every macro `source` defines, at its top level or inside a block.
+pub fn macro_names(source: &str) -> Vec<String> {
+    fn all(stmts: &[Stmt<'_>], out: &mut Vec<String>) {
+        for s in stmts {
+            match s {
+                Stmt::Macro(m) => {
+                    out.push(m.name.to_string());
+                    all(&m.body, out);
+                }
+                Stmt::Template(t) => all(&t.children, out),
+                Stmt::ForLoop(f) => {
+                    all(&f.body, out);
+                    all(&f.else_body, out);
+                }
+                Stmt::IfCond(i) => {
+                    all(&i.true_body, out);
+                    all(&i.false_body, out);
+                }
+                Stmt::WithBlock(w) => all(&w.body, out),
+                Stmt::SetBlock(b) => all(&b.body, out),
+                Stmt::AutoEscape(a) => all(&a.body, out),
+                Stmt::FilterBlock(f) => all(&f.body, out),
+                Stmt::CallBlock(c) => all(&c.macro_decl.body, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(tree) = minijinja::machinery::parse(source, "<template>", Default::default()) {
+        all(std::slice::from_ref(&tree), &mut out);
+    }
+    out
+}
+
 /// The most numbers MiniJinja's `range()` makes (a test checks it against MiniJinja).
 const MAX_RANGE: usize = 100_000;
 
