@@ -58,7 +58,7 @@ pub const SCOPE_WEBHOOK: [&str; 8] = [
 pub const JOURNEY_FIELDS: [&str; 4] = ["id", "name", "version", "timezone"];
 
 /// What a render that ran out of [`FUEL`] is told.
-const OUT_OF_FUEL: &str = "it takes more work to render than a message may (a loop over very many items, or a macro that calls itself): make its loops smaller";
+const OUT_OF_FUEL: &str = "it takes more work to render than a message may (a loop over very many items, a text repeated very many times, or a macro that calls itself): make its loops and repeats smaller";
 
 /// What a render whose calls nest deeper than [`RECURSION_LIMIT`] allows is told.
 const TOO_DEEP: &str = "its macros call one another (or themselves) too deeply for this user's data: a message's macro calls nest at most about 5 deep; loop over the items instead, or nest fewer calls";
@@ -1865,6 +1865,22 @@ mod tests {
         assert_eq!(column, Some(18), "{message}");
         let (_, _, message) = refused("{{ 'soon' | round }}");
         assert!(message.contains("`'soon' | round`"), "{message}");
+        // More work than a render may do, said in the writer's words, not MiniJinja's
+        // "engine ran out of fuel"; and at send time when the data makes it so.
+        let (line, column, message) = refused("Hi\n{% set s = 'x' * 100000000 %}{{ s }}");
+        assert_eq!((line, column), (Some(2), Some(12)), "{message}");
+        assert_eq!(
+            message,
+            "`'x' * 100000000` is more work than a message may take to render (a repeat or a list too large): it would stop every message; make it smaller"
+        );
+        let e = render(
+            "{{ 'x' * event.n }}",
+            &json!({"event": {"n": 100_000_000}}),
+            false,
+        )
+        .expect_err("too much work");
+        assert_eq!(e.message, format!("template error: {OUT_OF_FUEL}"));
+        assert!(!e.message.contains("fuel"), "{}", e.message);
     }
 
     /// `now()` is a condition's; in a template `now` is text, and calling it failed every send.

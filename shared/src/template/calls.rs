@@ -770,6 +770,17 @@ impl Walk<'_, '_> {
             return;
         };
         if let Err(e) = compiled.eval(()) {
+            // MiniJinja's "engine ran out of fuel", in the writer's words.
+            if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                self.report(
+                    start,
+                    format!(
+                        "`{}` is more work than a message may take to render (a repeat or a list too large): it would stop every message; make it smaller",
+                        text.trim()
+                    ),
+                );
+                return;
+            }
             let why = match e.detail() {
                 // MiniJinja's limit, and its words for it, said with the number.
                 Some("range has too many elements") => {
