@@ -236,32 +236,38 @@ pub fn check_offering(source: &str, offered: &[&str]) -> Result<(), TemplateErro
     })?;
     // MiniJinja looks filters and tests up only when it renders: name them here, the first at
     // its place and the others after it, so that one run of validate names them all.
-    let mut unknown_names: Vec<(usize, String, used::Used<'_>)> = Vec::new();
+    // Those named in quotes (`map('uper')`, `select('evn')`) too, where the text has them.
+    let mut named: Vec<(usize, used::Kind, String, String)> = Vec::new();
     for used in used::names(source) {
-        let again = unknown_names
-            .iter()
-            .any(|(_, _, u)| u.kind == used.kind && u.name == used.name);
-        if again {
-            continue;
-        }
         if let Some(message) = unknown_name(used.kind, used.name, "in template") {
             let at = used.end.saturating_sub(used.name.len());
-            unknown_names.push((at, message, used));
+            named.push((at, used.kind, used.name.to_string(), message));
         }
     }
-    if let Some(((at, message, _), rest)) = unknown_names.split_first() {
+    named.extend(calls::quoted_unknown(source, env()));
+    named.sort_by_key(|(at, ..)| *at);
+    let mut unknown_names: Vec<(usize, String, used::Kind, String)> = Vec::new();
+    for (at, kind, name, message) in named {
+        if !unknown_names
+            .iter()
+            .any(|(_, _, k, n)| *k == kind && *n == name)
+        {
+            unknown_names.push((at, message, kind, name));
+        }
+    }
+    if let Some(((at, message, _, _), rest)) = unknown_names.split_first() {
         let others: Vec<String> = rest
             .iter()
-            .map(|(_, _, u)| {
-                let (what, names) = match u.kind {
+            .map(|(_, _, kind, name)| {
+                let (what, names) = match kind {
                     used::Kind::Filter => ("filter", calls::FILTERS),
                     used::Kind::Test => ("test", calls::TESTS),
                 };
-                let guess = crate::dsl::closest(u.name, names.iter().map(|s| s.name))
+                let guess = crate::dsl::closest(name, names.iter().map(|s| s.name))
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
                 // By name: a line of the template is not the file's (a `>` block folds them).
-                format!("{what} `{}`{guess}", u.name)
+                format!("{what} `{name}`{guess}")
             })
             .collect();
         let message = if others.is_empty() {
@@ -1398,6 +1404,30 @@ mod tests {
         // One unknown name, however often used: no list.
         let e = check("{{ event.x | uper }} {{ event.y | uper }}").expect_err("uper");
         assert!(!e.message.contains("also unknown"), "{}", e.message);
+        // Those named in quotes too, in the order the text has them, with the others.
+        let e = check("{{ event.xs | map('uper') }} {{ event.ys | map('titel') }}")
+            .expect_err("quoted");
+        assert_eq!((e.line, e.column), (Some(1), Some(19)), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("unknown filter `uper` given to `map`: did you mean `upper`?"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .ends_with("; also unknown in this text: filter `titel` (did you mean `title`?)"),
+            "{}",
+            e.message
+        );
+        let e = check("{{ event.x | titel }} {{ event.ys | map('uper') | select('evn') }} {{ event.zs | map('uper') }}")
+            .expect_err("both");
+        assert!(
+            e.message.starts_with("unknown filter `titel` in template")
+                && e.message.ends_with("; also unknown in this text: filter `uper` (did you mean `upper`?), test `evn` (did you mean `even`?)"),
+            "{}",
+            e.message
+        );
     }
 
     /// A filter `map` applies, or a test `select`, `reject`, `selectattr` or `rejectattr`

@@ -434,9 +434,34 @@ pub fn first_problem(source: &str, env: &Environment<'_>) -> Option<Problem> {
         bound,
         rounds: 1,
         found: None,
+        quoted: None,
     };
     walk.stmt(&tree);
     walk.found
+}
+
+/// Every filter or test named in quotes (`map('uper')`, `select('evn')`) that MiniJinja does
+/// not know, in the template's order: where its quote is, its kind, its name, and what to say
+/// of it. Empty for a template that does not parse (`check` reports that).
+pub fn quoted_unknown(
+    source: &str,
+    env: &Environment<'_>,
+) -> Vec<(usize, super::used::Kind, String, String)> {
+    let Ok(tree) = minijinja::machinery::parse(source, "<template>", Default::default()) else {
+        return Vec::new();
+    };
+    let mut bound = Vec::new();
+    binds(&tree, &mut bound);
+    let mut walk = Walk {
+        source,
+        env,
+        bound,
+        rounds: 1,
+        found: None,
+        quoted: Some(Vec::new()),
+    };
+    walk.stmt(&tree);
+    walk.quoted.unwrap_or_default()
 }
 
 struct Walk<'s, 'e> {
@@ -449,11 +474,14 @@ struct Walk<'s, 'e> {
     /// `range()` they are in (`range(1000)` in `range(1000)`: a million).
     rounds: u64,
     found: Option<Problem>,
+    /// When collecting the names given in quotes ([`quoted_unknown`]): those found so far.
+    /// Nothing is reported then, so that the walk goes through the whole template.
+    quoted: Option<Vec<(usize, super::used::Kind, String, String)>>,
 }
 
 impl Walk<'_, '_> {
     fn report(&mut self, offset: usize, message: String) {
-        if self.found.is_none() {
+        if self.found.is_none() && self.quoted.is_none() {
             self.found = Some(Problem { offset, message });
         }
     }
@@ -939,7 +967,11 @@ impl Walk<'_, '_> {
             return;
         };
         if let Some(message) = super::unknown_name(kind, name, &format!("given to `{filter}`")) {
-            self.report(extent(e).0, message);
+            let at = extent(e).0;
+            match &mut self.quoted {
+                Some(found) => found.push((at, kind, name.to_string(), message)),
+                None => self.report(at, message),
+            }
         }
     }
 
