@@ -387,6 +387,11 @@ fn send_label(s: &Send) -> String {
     let mut l = match s.template() {
         Some(Template::Email(e)) => format!("email: {}", e.subject),
         Some(Template::Sms(t)) => format!("sms: {}", t.body),
+        // A silent push shows nothing: its data is the message, named by its keys.
+        Some(Template::Push(p)) if p.silent => {
+            let keys: Vec<&str> = p.data.keys().map(String::as_str).collect();
+            format!("push (silent, data: {})", keys.join(", "))
+        }
         Some(Template::Push(p)) => format!(
             "push: {}",
             p.title.as_deref().or(p.body.as_deref()).unwrap_or_default()
@@ -580,6 +585,18 @@ steps:
         let m = mermaid(&j);
         assert!(
             m.contains("    trigger([\"when plan changes where event.to == 'pro'\"])\n"),
+            "{m}"
+        );
+    }
+
+    /// A silent push (data only) is drawn as one, with its data's keys, not as `push:` with
+    /// nothing after it.
+    #[test]
+    fn a_silent_push_is_drawn_as_silent() {
+        let text = "id: j\nname: J\ntrigger: {event: e}\nsteps:\n  - id: sync\n    send: {push: {silent: true, data: {sync: orders, tab: home}}}\n";
+        let m = mermaid(&crate::dsl::parse("j.yaml", text).expect("valid journey"));
+        assert!(
+            m.contains("    s0[\"sync<br/>push (silent, data: sync, tab)\"]\n"),
             "{m}"
         );
     }
