@@ -657,6 +657,26 @@ mod tests {
         assert_eq!(head.watched_by_versions, ["plan", "subscriber"]);
     }
 
+    /// A `wait_for` with `paths` listens to each path's event: the engine hears any of them
+    /// for a user at the wait (an event no version listens to reaches no enrollment).
+    #[tokio::test]
+    async fn a_head_lists_every_event_a_wait_with_paths_waits_for() {
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let catalog = Catalog::new(Arc::new(MemoryStore::new()), Duration::ZERO);
+        let text = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: w\n    wait_for:\n      paths:\n        - {event: session_started, goto: d}\n        - {event: order_placed, where: \"event.total > 50\", goto: d}\n      timeout: 1d\n  - id: d\n    exit: true\n";
+        let j = crate::dsl::parse("j.yaml", text).expect("journey");
+        assert!(j.listens_to("order_placed") && j.names_event("session_started"));
+        assert!(!j.listens_to("go"));
+        catalog
+            .publish(&j, &Topics::default(), now)
+            .await
+            .expect("published");
+        let head = catalog.head("j").await.expect("read").expect("a head");
+        let listening = head.listening_by_versions.expect("listed");
+        assert_eq!(listening.events, ["session_started", "order_placed"]);
+        assert!(listening.markers.is_empty());
+    }
+
     const LISTENING: &str = "id: j\nname: J\ntrigger: {event: go}\nexit_when: [{event: cancelled}, {event: refunded, where: \"event.total > 10\"}, {event: moved, where: \"event.cart == trigger.cart\"}]\ngoal: {event: paid, where: \"event.total > 0\", within: 7d}\nsteps:\n  - id: w\n    wait_for: {event: replied, timeout: 1d}\n";
 
     /// A head keeps the events every version that was the head listens to once entered, and

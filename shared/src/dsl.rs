@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde::Serialize;
 
-use crate::journey::{Action, Journey, Template, TriggerKind};
+use crate::journey::{Action, Journey, Template, TriggerKind, WaitFor, WaitWay};
 use crate::{shape, template};
 
 /// One problem in a journey file.
@@ -615,7 +615,14 @@ fn fields_of(key: &str) -> &'static [&'static str] {
         "quiet_hours" => &["end", "start"],
         "wait_until" => &["after", "before", "date", "if_past", "time", "weekdays"],
         "if_past" => &["by_more_than", "then"],
-        "wait_for" => &["event", "on_event", "on_timeout", "timeout", "where"],
+        "wait_for" => &[
+            "event",
+            "on_event",
+            "on_timeout",
+            "paths",
+            "timeout",
+            "where",
+        ],
         "branch" => &["cases", "else"],
         "split" => &["holdout", "paths"],
         "send" | "fallback" => &[
@@ -2220,10 +2227,18 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
             }
         }
         Action::WaitFor(w) => {
-            out.push((
-                format!("{base}.wait_for.on_event"),
-                w.on_event.clone().or_else(default_next),
-            ));
+            if w.event.is_some() {
+                out.push((
+                    format!("{base}.wait_for.on_event"),
+                    w.on_event.clone().or_else(default_next),
+                ));
+            }
+            for (k, p) in w.paths.iter().flatten().enumerate() {
+                out.push((
+                    format!("{base}.wait_for.paths[{k}].goto"),
+                    Some(p.goto.clone()),
+                ));
+            }
             out.push((
                 format!("{base}.wait_for.on_timeout"),
                 w.on_timeout.clone().or_else(default_next),
@@ -2950,6 +2965,10 @@ fn validate(j: &Journey) -> Vec<Problem> {
         }
     }
     validate_event_reads(j, &mut out);
+    // A wait that says neither, or both, of its forms has no ways out to follow.
+    if !validate_wait_forms(j, &mut out) {
+        graph_broken = true;
+    }
     validate_waits_against_exits(j, &mut out);
     validate_condition_templates(j, &mut out);
     if graph_broken {
@@ -3621,12 +3640,14 @@ fn validate_event_names(j: &Journey, out: &mut Vec<Problem>) {
     }
     for (i, step) in j.steps.iter().enumerate() {
         if let Action::WaitFor(w) = step.action() {
-            names.push((
-                format!("steps[{i}].wait_for.event"),
-                &w.event,
-                Listener::Wait,
-                w.condition.as_ref(),
-            ));
+            for (path, way) in wait_ways(i, w) {
+                names.push((
+                    format!("{path}.event"),
+                    way.event,
+                    Listener::Wait,
+                    way.condition,
+                ));
+            }
         }
     }
     for (path, name, listener, condition) in names {
@@ -3748,19 +3769,99 @@ fn validate_waits_against_exits(j: &Journey, out: &mut Vec<Problem>) {
         let Action::WaitFor(w) = step.action() else {
             continue;
         };
-        if j.exit_when
-            .iter()
-            .any(|x| x.names_event(&w.event) && x.condition.is_none())
-        {
-            out.push(problem(
-                format!("steps[{i}].wait_for.event"),
-                format!(
-                    "`{}` is also in `exit_when`, which ends the enrollment before this wait can take its event path: wait for another event, or give the exit a `where` that this case does not meet",
-                    w.event
-                ),
-            ));
+        for (path, way) in wait_ways(i, w) {
+            if j.exit_when
+                .iter()
+                .any(|x| x.names_event(way.event) && x.condition.is_none())
+            {
+                out.push(problem(
+                    format!("{path}.event"),
+                    format!(
+                        "`{}` is also in `exit_when`, which ends the enrollment before this wait can take its event path: wait for another event, or give the exit a `where` that this case does not meet",
+                        way.event
+                    ),
+                ));
+            }
         }
     }
+}
+
+/// A `wait_for` waits for one `event` (its `where` and `on_event` beside it) or for `paths`
+/// (each its own `event`, `where` and `goto`): one of the two, a list that names some event,
+/// each event once. Whether each says which ways it is met by (`event`, or `paths` listing some).
+fn validate_wait_forms(j: &Journey, out: &mut Vec<Problem>) -> bool {
+    let mut ways_told = true;
+    const EXAMPLE: &str = "`paths: [{event: session_started, goto: tip}, {event: order_placed, where: \"event.total > 50\", goto: thanks}]`";
+    for (i, step) in j.steps.iter().enumerate() {
+        let Action::WaitFor(w) = step.action() else {
+            continue;
+        };
+        let base = format!("steps[{i}].wait_for");
+        let Some(paths) = &w.paths else {
+            if w.event.is_none() {
+                ways_told = false;
+                out.push(problem(
+                    base,
+                    format!("name the event it waits for: `event: app_opened`, or several, each with the step it leads to: {EXAMPLE}"),
+                ));
+            }
+            continue;
+        };
+        if let Some(event) = &w.event {
+            ways_told = false;
+            out.push(problem(
+                format!("{base}.paths"),
+                format!("write one of `event` (one event, with its `where` and `on_event`) and `paths` (several, each with its own `where` and `goto`), not both: to wait for `{event}` too, make it one of the paths (`{{event: {event}, goto: ...}}`)"),
+            ));
+            continue;
+        }
+        if paths.is_empty() {
+            ways_told = false;
+            out.push(problem(
+                format!("{base}.paths"),
+                format!("`paths: []` names no event, so the wait would always time out: list the events it waits for, each with the step it leads to ({EXAMPLE}), or `wait` a while instead"),
+            ));
+        }
+        if w.condition.is_some() {
+            out.push(problem(
+                format!("{base}.where"),
+                "with `paths`, each path has its own `where`: move this one into the path it is for",
+            ));
+        }
+        if w.on_event.is_some() {
+            out.push(problem(
+                format!("{base}.on_event"),
+                "with `paths`, the event that meets the wait goes to its own path's `goto`: remove `on_event`, or write it as the `goto` of each path that goes there",
+            ));
+        }
+        for (k, p) in paths.iter().enumerate() {
+            if let Some(first) = paths[..k].iter().position(|o| o.event == p.event) {
+                out.push(problem(
+                    format!("{base}.paths[{k}].event"),
+                    format!("`{}` is waited for already by `paths[{first}]`: an event meets the wait once, by one path: write one path for it (an `or` in its `where` takes either case; a `branch` after it on `waited.*` tells them apart)", p.event),
+                ));
+            }
+        }
+    }
+    ways_told
+}
+
+/// The ways a `wait_for` (step `i`'s) is met, each with where it is written: the step's
+/// `wait_for` for its `event`, `wait_for.paths[k]` for each of its `paths`.
+fn wait_ways(i: usize, w: &WaitFor) -> Vec<(String, WaitWay<'_>)> {
+    let base = format!("steps[{i}].wait_for");
+    // `ways` gives the `event` first, when there is one, then the paths.
+    let single = usize::from(w.event.is_some());
+    w.ways()
+        .enumerate()
+        .map(|(k, way)| {
+            let path = match k.checked_sub(single) {
+                None => base.clone(),
+                Some(n) => format!("{base}.paths[{n}]"),
+            };
+            (path, way)
+        })
+        .collect()
 }
 
 /// One place a journey reads the trigger event: where in the file, the property (`event.total`
@@ -4057,7 +4158,9 @@ fn segment_paths(j: &Journey) -> Vec<Problem> {
                 }
             }
             Action::WaitFor(w) => {
-                conditions.push((format!("steps[{i}].wait_for.where"), w.condition.as_ref()))
+                for (path, way) in wait_ways(i, w) {
+                    conditions.push((format!("{path}.where"), way.condition));
+                }
             }
             // A date's place in the file is past the space written before it.
             Action::WaitUntil(crate::journey::WaitUntil { date: Some(d), .. }) => read.push((
@@ -4172,8 +4275,12 @@ fn all_conditions(j: &Journey) -> Vec<(String, &crate::condition::Condition, boo
         out.push(("goal.where".to_string(), c, true));
     }
     for (i, step) in j.steps.iter().enumerate() {
-        if let Some(c) = step.wait_for.as_ref().and_then(|w| w.condition.as_ref()) {
-            out.push((format!("steps[{i}].wait_for.where"), c, true));
+        if let Some(w) = &step.wait_for {
+            for (path, way) in wait_ways(i, w) {
+                if let Some(c) = way.condition {
+                    out.push((format!("{path}.where"), c, true));
+                }
+            }
         }
         if let Some(b) = &step.branch {
             for (k, case) in b.cases.iter().enumerate() {
@@ -4300,8 +4407,10 @@ fn validate_waited_reads(j: &Journey, index: &HashMap<&str, usize>, out: &mut Ve
     let mut todo: Vec<usize> = Vec::new();
     for (i, s) in j.steps.iter().enumerate() {
         if let Some(w) = &s.wait_for {
-            let met = w.on_event.as_deref().or_else(|| j.next_at(i));
-            todo.extend(met.and_then(|id| index.get(id).copied()));
+            for way in w.ways() {
+                let met = way.goto.or_else(|| j.next_at(i));
+                todo.extend(met.and_then(|id| index.get(id).copied()));
+            }
         }
     }
     while let Some(i) = todo.pop() {
@@ -7692,6 +7801,108 @@ steps:
             "  - event: cancelled\n    where: \"event.reason == 'fraud'\"\n",
         );
         assert!(parse("wf.yaml", &conditional).is_ok());
+    }
+
+    /// A `wait_for` with `paths`: each path's step must exist, each event comes once, the list
+    /// names some event, `event` and `paths` are not both written (nor `where` or `on_event`
+    /// beside `paths`), and a path's event that an exit always takes first is refused as the
+    /// single event is.
+    #[test]
+    fn a_wait_for_with_paths_is_checked_path_by_path() {
+        let with = |wait: &str| {
+            format!("id: j\nname: J\ntrigger: {{event: go}}\nexit_when: [{{event: cancelled}}]\nsteps:\n  - id: w\n    wait_for:\n{wait}      timeout: 1d\n      on_timeout: done\n  - id: tip\n    send: {{sms: {{body: \"tip {{{{ waited.x | default('-') }}}}\"}}}}\n    next: done\n  - id: thanks\n    send: {{sms: {{body: thanks}}}}\n  - id: done\n    exit: true\n")
+        };
+        let ok = with("      paths:\n        - {event: session_started, goto: tip}\n        - {event: order_placed, where: \"event.total > 50 and event.id == trigger.id\", goto: thanks}\n");
+        let j = parse("j.yaml", &ok).expect("valid");
+        let w = j.steps[0].wait_for.as_ref().expect("a wait_for");
+        assert_eq!(w.events_label(), "session_started or order_placed");
+        for (wait, path, line, needle) in [
+            (
+                "      paths:\n        - {event: session_started, goto: tpi}\n        - {event: order_placed, goto: thanks}\n",
+                "steps[0].wait_for.paths[0].goto",
+                9,
+                "no step is called `tpi`: did you mean `tip`?",
+            ),
+            (
+                "      paths:\n        - {event: session_started, goto: tip}\n        - {event: session_started, where: \"event.x == 1\", goto: thanks}\n",
+                "steps[0].wait_for.paths[1].event",
+                10,
+                "`session_started` is waited for already by `paths[0]`",
+            ),
+            (
+                "      paths: []\n",
+                "steps[0].wait_for.paths",
+                8,
+                "`paths: []` names no event",
+            ),
+            (
+                "      event: session_started\n      paths:\n        - {event: order_placed, goto: thanks}\n",
+                "steps[0].wait_for.paths",
+                9,
+                "write one of `event` (one event, with its `where` and `on_event`) and `paths`",
+            ),
+            (
+                "      on_event: tip\n",
+                "steps[0].wait_for",
+                7,
+                "name the event it waits for: `event: app_opened`, or several",
+            ),
+            (
+                "      where: \"event.total > 50\"\n      paths:\n        - {event: order_placed, goto: thanks}\n        - {event: session_started, goto: tip}\n",
+                "steps[0].wait_for.where",
+                8,
+                "with `paths`, each path has its own `where`",
+            ),
+            (
+                "      on_event: tip\n      paths:\n        - {event: order_placed, goto: thanks}\n        - {event: session_started, goto: tip}\n",
+                "steps[0].wait_for.on_event",
+                8,
+                "remove `on_event`",
+            ),
+            (
+                "      paths:\n        - {event: session_started, goto: tip}\n        - {event: cancelled, goto: thanks}\n",
+                "steps[0].wait_for.paths[1].event",
+                10,
+                "`cancelled` is also in `exit_when`",
+            ),
+            (
+                "      paths:\n        - {event: session_started, goto: tip}\n        - {event: identify, goto: thanks}\n",
+                "steps[0].wait_for.paths[1].event",
+                10,
+                "an identify is no track event",
+            ),
+            (
+                "      paths:\n        - {event: session_started, where: \"event.total >\", goto: tip}\n        - {event: order_placed, goto: thanks}\n",
+                "steps[0].wait_for.paths[0].where",
+                9,
+                "",
+            ),
+        ] {
+            let errs = parse("j.yaml", &with(wait)).expect_err(wait);
+            assert_eq!(errs.len(), 1, "{wait}: {errs:?}");
+            assert_eq!(errs[0].path, path, "{}", errs[0]);
+            assert_eq!(errs[0].line, line, "{}", errs[0]);
+            assert!(errs[0].message.contains(needle), "{}", errs[0]);
+        }
+    }
+
+    /// `waited.*` after a wait with `paths` is known on each path's way, as after `on_event`,
+    /// and missing on the timeout's.
+    #[test]
+    fn waited_after_a_wait_for_with_paths_is_known_on_its_paths_only() {
+        let text = "id: j\nname: J\ntrigger: {event: go}\nsteps:\n  - id: w\n    wait_for:\n      paths:\n        - {event: a, goto: one}\n        - {event: b, goto: two}\n      timeout: 1d\n      on_timeout: late\n  - id: one\n    send: {sms: {body: \"{{ waited.x }}\"}}\n    next: done\n  - id: two\n    send: {sms: {body: \"{{ waited.y }}\"}}\n    next: done\n  - id: late\n    send: {sms: {body: \"{{ waited.z }}\"}}\n  - id: done\n    exit: true\n";
+        let errs = parse("j.yaml", text).expect_err("waited on the timeout's way");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "steps[3].send.sms.body");
+        assert!(
+            errs[0]
+                .message
+                .contains("no way to this step passes a `wait_for` that met its event"),
+            "{}",
+            errs[0]
+        );
+        parse("j.yaml", &text.replace("{{ waited.z }}", "{{ trigger.z }}"))
+            .expect("waited read on the paths' ways only");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::enrollment::{Enrollment, Held, Pending, Resume, Status, TriggerEvent}
 use crate::event::Event;
 use crate::journey::{
     Action, Channel, EmailTemplate, EventMatch, Journey, PastThen, QuietHours, Reentry, Send,
-    SmsType, Template, TimeOfDay, TriggerKind, Update, WaitUntil, Weekday,
+    SmsType, Template, TimeOfDay, TriggerKind, Update, WaitFor, WaitUntil, WaitWay, Weekday,
 };
 use crate::profile::{Address, Profile, Unreachable};
 use crate::template;
@@ -1118,12 +1118,9 @@ fn event_of(
         return Some(run.finish());
     }
 
-    if run.enrollment.waiting_for.as_deref() == Some(name) {
+    if let Some((w, way)) = wait_taking(j, &run.enrollment, name) {
         let step = run.enrollment.step.clone();
-        let Some(w) = j.step(&step).and_then(|s| s.wait_for.as_ref()) else {
-            return changed.then(|| run.finish());
-        };
-        let m = EventMatch::event(&w.event, w.condition.clone());
+        let m = EventMatch::event(way.event, way.condition.cloned());
         // An event from before the wait began, delivered late, is not the one waited for (it
         // would not have been, delivered on time).
         let began = run.enrollment.wait_began(w.timeout.to_jiff());
@@ -1140,7 +1137,13 @@ fn event_of(
             return changed.then(|| run.finish());
         }
         if matches(&m, event, &profile, ctx, Some(enrollment)) {
-            run.cancel_pending(&step, "event");
+            // A wait with several paths says which event met it, and so which path is taken.
+            let how = if w.has_paths() {
+                format!("event: {name}")
+            } else {
+                "event".to_string()
+            };
+            run.cancel_pending(&step, &how);
             run.enrollment.waiting_for = None;
             // Later steps read it as `waited.*`.
             run.enrollment.waited = Some(TriggerEvent {
@@ -1149,15 +1152,28 @@ fn event_of(
                 at: event.timestamp,
                 properties: event.properties.clone(),
             });
-            let next = w
-                .on_event
-                .clone()
+            let next = way
+                .goto
+                .map(str::to_string)
                 .or_else(|| j.next_of(&step).map(str::to_string));
             run.go(next);
             return Some(run.finish());
         }
     }
     changed.then(|| run.finish())
+}
+
+/// The `wait_for` `enrollment` waits at, and its way that an event named `name` would meet it
+/// by: `None` when it waits for no such event.
+fn wait_taking<'j>(
+    j: &'j Journey,
+    enrollment: &Enrollment,
+    name: &str,
+) -> Option<(&'j WaitFor, WaitWay<'j>)> {
+    let waiting = enrollment.waiting_for.as_deref()?;
+    let w = j.step(&enrollment.step)?.wait_for.as_ref()?;
+    let way = w.way_for(name)?;
+    (waiting == w.events_label()).then_some((w, way))
 }
 
 /// One change of a profile trait an identify made, as exits and goals that watch the trait read
@@ -1381,22 +1397,19 @@ pub fn unmet(ctx: &Ctx<'_>, enrollment: &Enrollment, event: &Event) -> Vec<Entry
         .filter(|c| !another(c))
         .map(|c| said("exit_when", c))
         .collect();
-    if enrollment.waiting_for.as_deref() == Some(name) {
-        let step = j.step(&enrollment.step).and_then(|s| s.wait_for.as_ref());
-        if let Some(w) = step {
-            let began = enrollment.wait_began(w.timeout.to_jiff());
-            let timeout = enrollment.pending.filter(|p| p.resume == Resume::Timeout);
-            let in_window = began.is_none_or(|b| event.timestamp >= b)
-                && timeout.is_none_or(|p| event.timestamp <= p.at);
-            out.extend(before_the_wait(ctx, enrollment, event, name));
-            if in_window {
-                match w.condition.as_ref() {
-                    // The wait takes the event: it moved the enrollment.
-                    None => return Vec::new(),
-                    Some(c) if c.eval(&scope) => return Vec::new(),
-                    Some(c) if another(c) => {}
-                    Some(c) => out.push(said("wait_for", c)),
-                }
+    if let Some((w, way)) = wait_taking(j, enrollment, name) {
+        let began = enrollment.wait_began(w.timeout.to_jiff());
+        let timeout = enrollment.pending.filter(|p| p.resume == Resume::Timeout);
+        let in_window = began.is_none_or(|b| event.timestamp >= b)
+            && timeout.is_none_or(|p| event.timestamp <= p.at);
+        out.extend(before_the_wait(ctx, enrollment, event, name));
+        if in_window {
+            match way.condition {
+                // The wait takes the event: it moved the enrollment.
+                None => return Vec::new(),
+                Some(c) if c.eval(&scope) => return Vec::new(),
+                Some(c) if another(c) => {}
+                Some(c) => out.push(said("wait_for", c)),
             }
         }
     }
@@ -1462,12 +1475,9 @@ fn before_the_wait(
     event: &Event,
     name: &str,
 ) -> Option<Entry> {
-    if enrollment.waiting_for.as_deref() != Some(name) {
-        return None;
-    }
-    let w = ctx.journey.step(&enrollment.step)?.wait_for.as_ref()?;
-    if w.condition
-        .as_ref()
+    let (w, way) = wait_taking(ctx.journey, enrollment, name)?;
+    if way
+        .condition
         .is_some_and(|c| for_another_key(ctx.journey, enrollment, event, c))
     {
         return None;
@@ -2625,24 +2635,32 @@ impl<'a> Run<'a> {
                     if after_known {
                         // Strictly after `since`: the events at its instant are heard already
                         // (kept with the wait, for a late reply to leave them too).
-                        let at_since: Vec<String> = user
-                            .history
-                            .get(w.event.as_str())
-                            .into_iter()
-                            .flatten()
-                            .filter(|(t, id)| *t == began && !heard.contains(id))
-                            .map(|(_, id)| id.clone())
-                            .collect();
-                        heard.extend(at_since);
+                        for way in w.ways() {
+                            let at_since: Vec<String> = user
+                                .history
+                                .get(way.event)
+                                .into_iter()
+                                .flatten()
+                                .filter(|(t, id)| *t == began && !heard.contains(id))
+                                .map(|(_, id)| id.clone())
+                                .collect();
+                            heard.extend(at_since);
+                        }
                     }
-                    let met = if w.condition.is_none() {
+                    // The first of them in the journey's own time (the file's first at the same
+                    // instant), of the ways with no `where`.
+                    let met = {
                         let ids: Vec<&str> = heard.iter().map(String::as_str).collect();
-                        user.first_from_but(&w.event, began, &ids)
-                    } else {
-                        None
+                        w.ways()
+                            .filter(|way| way.condition.is_none())
+                            .filter_map(|way| {
+                                user.first_from_but(way.event, began, &ids)
+                                    .map(|(t, id)| (t, id, way))
+                            })
+                            .min_by_key(|(t, _, _)| *t)
                     };
-                    let why = format!("wait_for {}", w.event);
-                    if let Some((t, id_met)) = met {
+                    let why = format!("wait_for {}", w.events_label());
+                    if let Some((t, id_met, way)) = met {
                         self.log(Some(&id), What::Waiting { until: at, why });
                         // One that came while the send before was held says so.
                         let how = match self.held.take().filter(|_| t < self.since) {
@@ -2651,9 +2669,11 @@ impl<'a> Run<'a> {
                                     Resume::Recheck => "waited for an address",
                                     _ => "was held for quiet hours",
                                 };
-                                format!("event: {} at {t}, while {} {held}", w.event, h.step)
+                                format!("event: {} at {t}, while {} {held}", way.event, h.step)
                             }
-                            None => format!("event: {} at {t}, received before the wait", w.event),
+                            None => {
+                                format!("event: {} at {t}, received before the wait", way.event)
+                            }
                         };
                         self.log(Some(&id), What::Woke { how });
                         // What follows goes on from that event (or now, for one stamped ahead
@@ -2664,16 +2684,16 @@ impl<'a> Run<'a> {
                         // The profile keeps when it happened, not what it said: `waited.*`
                         // is that event with no properties.
                         self.enrollment.waited = Some(TriggerEvent {
-                            event: w.event.clone(),
+                            event: way.event.to_string(),
                             message_id: id_met.clone(),
                             at: t,
                             properties: Arc::new(Value::Object(serde_json::Map::new())),
                         });
                         self.heard().push(id_met);
-                        current = w.on_event.clone().or_else(default_next);
+                        current = way.goto.map(str::to_string).or_else(default_next);
                         continue;
                     }
-                    self.enrollment.waiting_for = Some(w.event.clone());
+                    self.enrollment.waiting_for = Some(w.events_label());
                     self.enrollment.wait_began = (began < self.ctx.now).then_some(began);
                     let heard = std::mem::take(self.heard());
                     self.enrollment.wait_heard = heard_from(heard, self.user(), began);

@@ -119,7 +119,8 @@ pub struct Enrollment {
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
-    /// When the current step is a `wait_for`, the event it waits for.
+    /// When the current step is a `wait_for`, the event it waits for (with `paths`, their
+    /// events joined by ` or `: [`crate::journey::WaitFor::events_label`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     /// When that `wait_for` began in the journey's own time, if before the engine got to it (a

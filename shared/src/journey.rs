@@ -1091,11 +1091,16 @@ impl Weekday {
     }
 }
 
+/// A wait for an event (`event`, with its `where` and `on_event`), or for whichever of several
+/// comes first (`paths`, each with its own), with a timeout. Exactly one of `event` and `paths`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_waited)]
 pub struct WaitFor {
+    /// The track event waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"\S"), length(max = 200))]
-    pub event: String,
+    pub event: Option<String>,
     /// Only an event for which this condition holds: `event.*` is the event that came,
     /// `trigger.*` the enrollment's trigger event (`where: "event.order_id ==
     /// trigger.order_id"`), `waited.*` the event an earlier `wait_for` met, and `profile.*` the
@@ -1110,6 +1115,71 @@ pub struct WaitFor {
     /// Where to go on timeout (default: the step's `next`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<String>,
+    /// Instead of `event`, `where` and `on_event`: several events, each with its own path. The
+    /// first to come (in the journey's own time) that meets its path's `where` meets the wait,
+    /// and the user goes to that path's `goto`; each event at most once in the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub paths: Option<Vec<WaitPath>>,
+}
+
+/// One path of a `wait_for` that waits for several events: the event, its `where`, and the
+/// step it leads to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitPath {
+    #[schemars(regex(pattern = r"\S"), length(max = 200))]
+    pub event: String,
+    /// Only an event for which this condition holds (read as a `wait_for`'s `where` is).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// The step to go to when this event meets the wait.
+    pub goto: String,
+}
+
+/// One way a `wait_for` is met: its `event`, `where` and `on_event` (`goto` `None`: the step's
+/// `next`), or one of its `paths`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitWay<'a> {
+    pub event: &'a str,
+    pub condition: Option<&'a Condition>,
+    pub goto: Option<&'a str>,
+}
+
+impl WaitFor {
+    /// The ways the wait is met, in file order (a validated one has `event` or `paths`).
+    pub fn ways(&self) -> impl Iterator<Item = WaitWay<'_>> {
+        let single = self.event.as_deref().map(|event| WaitWay {
+            event,
+            condition: self.condition.as_ref(),
+            goto: self.on_event.as_deref(),
+        });
+        single
+            .into_iter()
+            .chain(self.paths.iter().flatten().map(|p| WaitWay {
+                event: &p.event,
+                condition: p.condition.as_ref(),
+                goto: Some(p.goto.as_str()),
+            }))
+    }
+
+    /// The way `event` meets the wait, if it names it (the first, in an unvalidated list that
+    /// names it twice).
+    pub fn way_for(&self, event: &str) -> Option<WaitWay<'_>> {
+        self.ways().find(|w| w.event == event)
+    }
+
+    /// What it waits for, as an enrollment keeps it and the timeline says it: the event's name,
+    /// or the paths' events joined by ` or ` (`session_started or order_placed`).
+    pub fn events_label(&self) -> String {
+        let names: Vec<&str> = self.ways().map(|w| w.event).collect();
+        names.join(" or ")
+    }
+
+    /// Whether it waits for several events, each with its path (`paths`).
+    pub fn has_paths(&self) -> bool {
+        self.paths.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -1642,7 +1712,8 @@ impl Journey {
         let waits = self
             .steps
             .iter()
-            .filter_map(|s| s.wait_for.as_ref().map(|w| w.event.as_str()));
+            .filter_map(|s| s.wait_for.as_ref())
+            .flat_map(|w| w.ways().map(|w| w.event));
         exits.chain(goal).chain(waits)
     }
 
@@ -1676,10 +1747,11 @@ impl Journey {
     pub fn listens_to(&self, event: &str) -> bool {
         self.exit_when.iter().any(|m| m.names_event(event))
             || self.goal.as_ref().is_some_and(|g| g.names_event(event))
-            || self
-                .steps
-                .iter()
-                .any(|s| s.wait_for.as_ref().is_some_and(|w| w.event == event))
+            || self.steps.iter().any(|s| {
+                s.wait_for
+                    .as_ref()
+                    .is_some_and(|w| w.way_for(event).is_some())
+            })
     }
 }
 
@@ -1707,6 +1779,10 @@ fn one_trigger(schema: &mut schemars::Schema) {
 
 fn one_listened(schema: &mut schemars::Schema) {
     exactly_one(schema, &["event", "trait_changed"]);
+}
+
+fn one_waited(schema: &mut schemars::Schema) {
+    exactly_one(schema, &["event", "paths"]);
 }
 
 fn one_action(schema: &mut schemars::Schema) {

@@ -105,8 +105,16 @@ pub fn mermaid(j: &Journey) -> String {
                 }
             }
             Action::WaitFor(w) => {
-                let on_event = d.node(w.on_event.as_deref().or(next));
-                d.edge(&from, &on_event, Some(&w.event));
+                // One edge per event it waits for; with several, each says its `where`.
+                for way in w.ways() {
+                    let to = d.node(way.goto.or(next));
+                    let label = if w.has_paths() {
+                        with_condition(way.event, way.condition)
+                    } else {
+                        way.event.to_string()
+                    };
+                    d.edge(&from, &to, Some(&label));
+                }
                 let on_timeout = d.node(w.on_timeout.as_deref().or(next));
                 d.edge(&from, &on_timeout, Some(&format!("timeout {}", w.timeout)));
             }
@@ -350,9 +358,12 @@ fn action_label(step: &Step) -> String {
             }
             l
         }
+        Action::WaitFor(w) if w.has_paths() => {
+            format!("wait for {} up to {}", w.events_label(), w.timeout)
+        }
         Action::WaitFor(w) => format!(
             "wait for {} up to {}",
-            with_condition(&w.event, w.condition.as_ref()),
+            with_condition(w.event.as_deref().unwrap_or_default(), w.condition.as_ref()),
             w.timeout
         ),
         Action::Branch(_) => "branch".into(),
@@ -558,6 +569,26 @@ steps:
     s5 --> s7
 "##;
         assert_eq!(m, expected);
+    }
+
+    /// A `wait_for` with `paths` draws one edge per path, labelled with its event and `where`,
+    /// and its box names the events.
+    #[test]
+    fn a_wait_for_with_paths_draws_an_edge_per_path() {
+        let text = CART.replace(
+            "      event: order_completed\n      timeout: 1d\n      on_event: thanks\n",
+            "      paths:\n        - {event: order_completed, goto: thanks}\n        - {event: app_opened, where: \"event.screen == 'cart'\", goto: email_a}\n      timeout: 1d\n",
+        );
+        let j = crate::dsl::parse("cart.yaml", &text).expect("valid journey");
+        let m = mermaid(&j);
+        assert!(
+            m.contains(r#"s2[/"wait_order<br/>wait for order_completed or app_opened up to 1d"/]"#),
+            "{m}"
+        );
+        assert!(
+            m.contains("    s2 -->|\"order_completed\"| s6\n    s2 -->|\"app_opened where event.screen == 'cart'\"| s4\n    s2 -->|\"timeout 1d\"| s3\n"),
+            "{m}"
+        );
     }
 
     /// A Mermaid directive written into a journey's name or a message's text stays text: its

@@ -6699,9 +6699,9 @@ fn late_reply(
     cause: &str,
     now: Timestamp,
 ) -> Option<Event> {
-    let name = e.waiting_for.as_deref()?;
+    let waiting = e.waiting_for.as_deref()?;
     let w = j.step(&e.step)?.wait_for.as_ref()?;
-    if w.event != name || w.condition.is_some() {
+    if w.events_label() != waiting {
         return None;
     }
     let pending = e.pending?;
@@ -6717,7 +6717,16 @@ fn late_reply(
         .into_iter()
         .chain(e.wait_heard.iter().map(String::as_str))
         .collect();
-    let at = profile.first_after_but(name, began, &except, true)?;
+    // The first of its events with no `where` (the file's first at the same instant).
+    let (at, name) = w
+        .ways()
+        .filter(|way| way.condition.is_none())
+        .filter_map(|way| {
+            profile
+                .first_after_but(way.event, began, &except, true)
+                .map(|at| (at, way.event))
+        })
+        .min_by_key(|(at, _)| *at)?;
     (at <= now && at <= pending.at)
         .then(|| found_event(profile, name, Enrollment::late_reply_id_of(cause), at, now))
 }

@@ -3448,6 +3448,151 @@ steps:
     );
 }
 
+/// A `wait_for` with `paths` waits for whichever of its events comes first, each leading to its
+/// own step (Braze's Action Paths, Customer.io's Wait Until): each path is taken by its event,
+/// the timeout by none; the first that meets the wait wins, and a later one changes nothing
+/// (nor does the same event delivered again); a path's `where` that is false leaves the wait to
+/// the others; an event that happened within the wait and arrives late meets it, one from
+/// before the wait does not; `waited.*` is the event that met it.
+#[tokio::test]
+async fn a_wait_for_with_paths_goes_where_the_first_event_to_come_leads() {
+    let journey = r#"
+id: act
+name: Act
+trigger: {event: go}
+steps:
+  - id: act
+    wait_for:
+      paths:
+        - {event: session_started, goto: tip}
+        - {event: order_placed, where: "event.total > 50", goto: thanks}
+      timeout: 1d
+      on_timeout: nudge
+  - id: nudge
+    send: {sms: {body: "nudge"}}
+    next: done
+  - id: tip
+    send: {sms: {body: "tip {{ waited.screen | default('-') }}"}}
+    next: done
+  - id: thanks
+    send: {sms: {body: "thanks {{ waited.total }}"}}
+  - id: done
+    exit: true
+"#;
+    let users = [
+        "tip", "thanks", "nudge", "first", "unmet", "late", "early", "again",
+    ];
+    let mut script: Vec<String> = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        script.push(format!(
+            r#"{{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"{user}","traits":{{"phone":"+4477009001{n:02}"}}}}
+{{"at":"2026-12-01T10:00:00Z","type":"track","userId":"{user}","event":"go","messageId":"go-{user}"}}"#
+        ));
+    }
+    script.push(
+        r#"{"at":"2026-12-01T11:00:00Z","type":"track","userId":"tip","event":"session_started","properties":{"screen":"home"}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"thanks","event":"order_placed","properties":{"total":60}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"first","event":"order_placed","properties":{"total":80}}
+{"at":"2026-12-01T11:30:00Z","type":"track","userId":"first","event":"session_started"}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"unmet","event":"order_placed","properties":{"total":10}}
+{"at":"2026-12-01T12:00:00Z","type":"track","userId":"unmet","event":"session_started","properties":{"screen":"cart"}}
+{"at":"2026-12-01T12:30:00Z","type":"track","userId":"late","event":"order_placed","messageId":"l1","timestamp":"2026-12-01T11:00:00Z","properties":{"total":70}}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"early","event":"session_started","messageId":"e1","timestamp":"2026-12-01T09:30:00Z"}
+{"at":"2026-12-01T11:00:00Z","type":"track","userId":"again","event":"order_placed","messageId":"a1","properties":{"total":90}}
+{"at":"2026-12-01T11:10:00Z","type":"track","userId":"again","event":"order_placed","messageId":"a1","properties":{"total":90}}"#
+            .to_string(),
+    );
+    let out = sim(&[journey], &script.join("\n")).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-01T11:00:00Z again sms thanks: thanks 90",
+            "2026-12-01T11:00:00Z first sms thanks: thanks 80",
+            "2026-12-01T11:00:00Z thanks sms thanks: thanks 60",
+            "2026-12-01T11:00:00Z tip sms tip: tip home",
+            "2026-12-01T12:00:00Z unmet sms tip: tip cart",
+            "2026-12-01T12:30:00Z late sms thanks: thanks 70",
+            "2026-12-02T10:00:00Z early sms nudge: nudge",
+            "2026-12-02T10:00:00Z nudge sms nudge: nudge",
+        ]
+    );
+    let waits = |w: &What| matches!(w, What::Waiting { .. } | What::Woke { .. });
+    assert_eq!(
+        facts(&out, "thanks", waits),
+        [
+            "2026-12-01T10:00:00Z act/act: waiting until 2026-12-02T10:00:00Z (wait_for session_started or order_placed)",
+            "2026-12-01T11:00:00Z act/act: woke (event: order_placed)",
+        ]
+    );
+    assert_eq!(
+        facts(&out, "nudge", waits)[1],
+        "2026-12-02T10:00:00Z act/act: woke (timeout)"
+    );
+    let unmet = |w: &What| matches!(w, What::Unmet { .. });
+    assert_eq!(
+        facts(&out, "unmet", unmet),
+        ["2026-12-01T11:00:00Z act/act: heard order_placed, which its wait_for did not take: its `where` was false"]
+    );
+    assert_eq!(
+        details(&out, "unmet"),
+        ["`where: event.total > 50` was false (event.total = 10)"]
+    );
+    assert_eq!(
+        facts(&out, "early", unmet),
+        ["2026-12-01T11:00:00Z act/act: heard session_started, which its wait_for did not take: it happened at 2026-12-01T09:30:00Z, before the wait began at 2026-12-01T10:00:00Z: a wait hears the events from when the user reached it"]
+    );
+}
+
+/// A wait with `paths` met by an event received before the wait (events delivered out of
+/// order) takes the one that happened first in the journey's own time, whatever the order they
+/// were received in, and a path whose `where` reads the event is not met from the history.
+#[tokio::test]
+async fn a_wait_for_with_paths_takes_the_first_event_received_before_it_by_when_it_happened() {
+    let journey = r#"
+id: back
+name: Back
+trigger: {event: go}
+steps:
+  - id: w
+    wait_for:
+      paths:
+        - {event: app_opened, goto: opened}
+        - {event: registered, goto: joined}
+        - {event: paid, where: "event.total > 0", goto: paid}
+      timeout: 1d
+      on_timeout: done
+  - id: opened
+    send: {sms: {body: "opened"}}
+    next: done
+  - id: joined
+    send: {sms: {body: "joined"}}
+    next: done
+  - id: paid
+    send: {sms: {body: "paid"}}
+  - id: done
+    exit: true
+"#;
+    let script = r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"r","traits":{"phone":"+447700900201"}}
+{"at":"2026-12-01T10:20:00Z","type":"track","userId":"r","event":"app_opened","timestamp":"2026-12-01T10:10:00Z"}
+{"at":"2026-12-01T10:21:00Z","type":"track","userId":"r","event":"registered","timestamp":"2026-12-01T10:05:00Z"}
+{"at":"2026-12-01T10:30:00Z","type":"track","userId":"r","event":"go","timestamp":"2026-12-01T10:00:00Z"}
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"p","traits":{"phone":"+447700900202"}}
+{"at":"2026-12-01T10:20:00Z","type":"track","userId":"p","event":"paid","timestamp":"2026-12-01T10:05:00Z","properties":{"total":5}}
+{"at":"2026-12-01T10:30:00Z","type":"track","userId":"p","event":"go","timestamp":"2026-12-01T10:00:00Z"}
+"#;
+    let out = sim(&[journey], script).await;
+    assert_eq!(outbox(&out), ["2026-12-01T10:30:00Z r sms joined: joined"]);
+    assert_eq!(
+        facts(&out, "r", |w| matches!(w, What::Woke { .. })),
+        ["2026-12-01T10:30:00Z back/w: woke (event: registered at 2026-12-01T10:05:00Z, received before the wait)"]
+    );
+    assert_eq!(
+        facts(&out, "p", |w| matches!(w, What::Woke { .. })),
+        ["2026-12-02T10:30:00Z back/w: woke (timeout)"]
+    );
+}
+
 /// A `wait_for` begins when the user reached it in the journey's own time (the trigger's time,
 /// the event's, the wake-up's due time), not when a lagging engine got there: an order handled
 /// two hours late still hears the app open three minutes after it, as simulate and an engine on

@@ -40,8 +40,8 @@ fn schema_describes_every_step_action() {
 }
 
 /// What `waymark validate` refuses by shape, the schema refuses too, so that an editor shows it:
-/// exactly one trigger, action and channel (a null one is none), the ranges and forms of counts
-/// and ids, the webhook methods, and a schedule's `reentry`.
+/// exactly one trigger, action, channel and form of a wait (a null one is none), the ranges and
+/// forms of counts and ids, the webhook methods, and a schedule's `reentry`.
 #[test]
 fn the_schema_holds_the_shape_rules_validate_holds() {
     let schema = waymark::journey::schema();
@@ -65,6 +65,8 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
             ][..],
         ),
         ("Send", &["email", "sms", "push", "in_app", "webhook"][..]),
+        // A wait names one event, or several paths, never both.
+        ("WaitFor", &["event", "paths"][..]),
     ] {
         let one_of: Vec<String> = defs[def]["oneOf"]
             .as_array()
@@ -82,6 +84,7 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
     assert_eq!(defs["Repeated"]["properties"]["times"]["maximum"], 32);
     assert_eq!(defs["Split"]["properties"]["holdout"]["maximum"], 100);
     assert_eq!(defs["Split"]["properties"]["paths"]["minItems"], 1);
+    assert_eq!(defs["WaitFor"]["properties"]["paths"]["minItems"], 1);
     assert_eq!(schema["properties"]["steps"]["minItems"], 1);
     assert_eq!(schema["properties"]["id"]["pattern"], "^[a-z0-9_-]{1,64}$");
     assert_eq!(
@@ -112,6 +115,7 @@ fn the_schema_holds_the_shape_rules_validate_holds() {
         &defs["EventMatch"]["properties"]["event"],
         &defs["Goal"]["properties"]["event"],
         &defs["WaitFor"]["properties"]["event"],
+        &defs["WaitPath"]["properties"]["event"],
     ];
     for name in names {
         assert_eq!(name["pattern"], "\\S", "{name}");
