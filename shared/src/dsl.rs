@@ -665,6 +665,8 @@ fn meant_by(field: &str) -> &'static [&'static str] {
         // An `if_past`'s tolerance: `after` there would read as the wait's own `after`.
         "after" | "over" | "older_than" | "tolerance" | "grace" | "more_than" => &["by_more_than"],
         "delay" | "sleep" | "pause" => &["wait"],
+        // A wait for whichever of several events comes first (Braze's Action Paths).
+        "any" | "any_of" | "first_of" | "action_paths" | "cases" | "branches" => &["paths"],
         "if" | "condition" | "filter" => &["where", "when"],
         "message" | "channel" | "action" => &["send"],
         "set_traits" | "traits" | "set_attributes" => &["update"],
@@ -7828,6 +7830,12 @@ steps:
                 "steps[0].wait_for.paths[1].event",
                 10,
                 "`session_started` is waited for already by `paths[0]`",
+            ),
+            (
+                "      any:\n        - {event: session_started, goto: tip}\n",
+                "steps[0].wait_for.any",
+                8,
+                "did you mean `paths`?",
             ),
             (
                 "      paths: []\n",
