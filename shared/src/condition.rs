@@ -2678,7 +2678,8 @@ impl schemars::JsonSchema for Condition {
             "maxLength": MAX_LEN,
             "description": "A condition over event.*, trigger.*, waited.* and profile.*: paths like event.total or \
                             event.items[0].sku; values 50, 'FR', true, null, ['FR', 'DE'], \
-                            time('2026-01-01T00:00:00Z'), now(), ago('7d'), days_until(path) and \
+                            time('2026-01-01T00:00:00Z'), time(path) (an RFC 3339 time it holds, \
+                            as an instant whatever its offset), now(), ago('7d'), days_until(path) and \
                             days_since(path) (whole days from today to a date, in the user's zone), \
                             number(path) (a number, or text that says one: \"12.50\"), \
                             lower(path) and upper(path) (its text in lower or upper case); \

@@ -238,7 +238,7 @@ fn epoch_digits(text: &str) -> bool {
 /// [`epoch_digits`], read as the number they write ([`epoch_number`]); `Some(None)` for other
 /// digits (`"20261219"`, which jiff would read as a day, a phone number, a postcode), no time;
 /// `None` for text that is not digits alone. The one reading of digits that waits, the `date`
-/// filter and `days_until`/`days_since` share.
+/// filter, `days_until`/`days_since` and `anniversary` share.
 pub(crate) fn digits_time(text: &str) -> Option<Option<Timestamp>> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
