@@ -70,6 +70,7 @@ fn pure(c: &mut Criterion) {
                 now: t0,
                 unsubscribe_url: None,
                 topics: waymark::topic::Declared::NONE,
+                set_meanwhile: &[],
             };
             let trigger = TriggerEvent {
                 event: "cart_abandoned".into(),

@@ -231,7 +231,30 @@ pub struct Ctx<'a> {
     /// What is known of the journey's topic: the running declarations, the one its version
     /// was published with, and how to take a topic neither declares.
     pub topics: Declared<'a>,
+    /// The traits the other journeys the event being taken reaches may set or unset with an
+    /// `update` step as it is taken (empty outside an event's handling): a `wait_until` date
+    /// read from one is judged on the profile as they leave it (see [`SetMeanwhile`]).
+    pub set_meanwhile: &'a [SetMeanwhile],
 }
+
+/// A profile trait another journey's `update` step may set or unset while the event that
+/// moved an enrollment is taken (the journey runs on the same event, before or after it). A
+/// `wait_until` reached then whose date it holds, found missing or past on the profile as the
+/// event came, is not judged yet: it waits [`READ_AGAIN_AFTER`] at most, and is read again
+/// once the event's journeys have all run (see [`date_moved`]), on the date they left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetMeanwhile {
+    /// The journey whose `update` step names it.
+    pub journey: String,
+    /// The trait (`due_at` for `profile.due_at`).
+    pub name: String,
+}
+
+/// How long a `wait_until` whose date another journey may set as the same event is taken
+/// (see [`SetMeanwhile`]) waits at most: its date is read again when the event's journeys have
+/// run, in the same handling; this wake-up reads it again should that handling stop before
+/// (a fault; the event, retried, reads it again too).
+pub const READ_AGAIN_AFTER: SignedDuration = SignedDuration::from_mins(10);
 
 impl Ctx<'_> {
     /// The user's time zone: the profile's, else the journey's default, else UTC.
@@ -471,6 +494,9 @@ pub fn wake(ctx: &Ctx<'_>, enrollment: &Enrollment, seq: u64) -> Option<Transiti
             let how = if pending.resume == Resume::Rerun {
                 // A date more than a year ahead is waited for a year at a time.
                 match ctx.journey.step(&step).map(|s| s.action()) {
+                    // Read again after the other journeys the event reached: their run did
+                    // not (a fault stopped it), so this wake-up does.
+                    Some(Action::WaitUntil(_)) if pending.read_again => "its date read again",
                     Some(Action::WaitUntil(_)) => "a year on",
                     _ => "quiet hours over",
                 }
@@ -703,11 +729,17 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
         // Past now, or gone: the step decides at once.
         DateWait::Past { .. } | DateWait::Missing => false,
     };
-    if same {
+    // One not judged yet (see `SetMeanwhile`) is judged now, whatever it reads.
+    if same && !pending.read_again {
         return None;
     }
     let step = run.enrollment.step.clone();
-    run.cancel_pending(&step, "the date it waits for moved");
+    let how = if pending.read_again {
+        "its date read again"
+    } else {
+        "the date it waits for moved"
+    };
+    run.cancel_pending(&step, how);
     run.again_waiting(step, pending);
     Some(run.finish())
 }
@@ -1751,6 +1783,29 @@ pub fn date_target(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Ti
     date_moved_to(w, date_read(w, scope, tz)?, tz)
 }
 
+/// The profile trait a path reads (`due_at` of `profile.due_at`, `profile.due_at.day` or
+/// `profile["due_at"]`); `None` for a path of the event or the enrollment.
+fn profile_trait(source: &str) -> Option<&str> {
+    let rest = source.strip_prefix("profile")?;
+    if let Some(rest) = rest.strip_prefix('.') {
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        return Some(rest[..end].trim()).filter(|n| !n.is_empty());
+    }
+    let rest = rest.strip_prefix('[')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    rest.find(quote).map(|end| &rest[..end])
+}
+
+/// Journeys `by` as the timeline names them: "journey a", "journeys a and b".
+fn journeys_named(by: &[&str]) -> String {
+    match by {
+        [one] => format!("journey {one}"),
+        [first @ .., last] => format!("journeys {} and {last}", first.join(", ")),
+        [] => String::new(),
+    }
+}
+
 /// The time a `wait_until`'s `date` path reads, as it is (before `before`, `after` and `time`).
 fn date_read(w: &WaitUntil, scope: &Scope<'_>, tz: &TimeZone) -> Option<Timestamp> {
     let path = w.date.as_ref()?;
@@ -2326,6 +2381,7 @@ impl<'a> Run<'a> {
             resume,
             date: None,
             held: None,
+            read_again: false,
         });
         self.effects.push(Effect::Wake { seq, at });
         self.log(Some(step), What::Waiting { until: at, why });
@@ -2348,6 +2404,22 @@ impl<'a> Run<'a> {
         if let Some(p) = self.enrollment.pending.as_mut() {
             p.held = Some(held);
         }
+    }
+
+    /// The other journeys that may set the profile trait `path` reads as the event being taken
+    /// reaches them (see [`SetMeanwhile`]), in order, once each: none when `path` is not the
+    /// profile's.
+    fn set_meanwhile(&self, path: &crate::condition::ValuePath) -> Vec<&'a str> {
+        let Some(name) = profile_trait(path.source()) else {
+            return Vec::new();
+        };
+        let mut by: Vec<&'a str> = Vec::new();
+        for s in self.ctx.set_meanwhile {
+            if s.name == name && s.journey != self.ctx.journey.id && !by.contains(&&*s.journey) {
+                by.push(&s.journey);
+            }
+        }
+        by
     }
 
     /// Notes on the wait just set for `w` the date it read (see [`Pending::date`]).
@@ -2544,7 +2616,33 @@ impl<'a> Run<'a> {
                         return;
                     };
                     let why = format!("wait_until {date}");
-                    match date_wait(w, &self.scope(), &tz, self.ctx.now) {
+                    let judged = date_wait(w, &self.scope(), &tz, self.ctx.now);
+                    // Missing or past on the profile as the event came, while another journey
+                    // the event reaches may set it: judged once they have all run.
+                    // (Not a date read again that it waited for: its time came meanwhile.)
+                    let taken_again = self.waited_date.as_ref().is_some_and(|(s, _)| *s == id);
+                    if let (DateWait::Missing | DateWait::Past { .. }, false) =
+                        (&judged, taken_again)
+                    {
+                        let by = self.set_meanwhile(path);
+                        if !by.is_empty() {
+                            let found = match judged {
+                                DateWait::Missing => "missing",
+                                _ => "past",
+                            };
+                            let why = format!(
+                                "{why}: {path} {found} for now; {}, which this event reaches too, may set it: read again once it has run",
+                                journeys_named(&by)
+                            );
+                            let at = self.after(READ_AGAIN_AFTER);
+                            self.wait(&id, at, Resume::Rerun, why);
+                            if let Some(p) = self.enrollment.pending.as_mut() {
+                                p.read_again = true;
+                            }
+                            return;
+                        }
+                    }
+                    match judged {
                         DateWait::Missing => {
                             // What it held, as the timeline shows values (an address not).
                             let held = w.date.as_ref().and_then(|d| d.shown(&self.scope()));

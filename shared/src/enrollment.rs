@@ -59,6 +59,11 @@ pub struct Pending {
     /// wake-up, as it did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// For a `wait_until` with a `date` another journey may set as the same event is taken
+    /// ([`crate::engine::SetMeanwhile`]), found missing or past before it ran: not judged yet,
+    /// its date is read again once the event's journeys have run ([`Resume::Rerun`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_again: bool,
 }
 
 /// When the user reached a send that is held (quiet hours, an address awaited), in the

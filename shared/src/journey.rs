@@ -1652,6 +1652,23 @@ impl Journey {
             .any(|s| matches!(s.action(), Action::Update(_)))
     }
 
+    /// The traits its `update` steps set or unset, step by step (a trait two steps name comes
+    /// twice).
+    pub fn updated_traits(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s.action() {
+                Action::Update(u) => Some(u),
+                _ => None,
+            })
+            .flat_map(|u| {
+                u.set
+                    .keys()
+                    .map(String::as_str)
+                    .chain(u.unset.iter().map(String::as_str))
+            })
+    }
+
     /// The profile trait whose change enters a user (a `trait_changed` trigger).
     pub fn watched_trait(&self) -> Option<&str> {
         match self.trigger.kind() {

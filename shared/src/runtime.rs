@@ -1066,7 +1066,7 @@ impl Runtime {
                         .await;
                 }
                 let refused = self
-                    .try_enter(&p, journey, &profile, &mut enrollments, trigger, None)
+                    .try_enter(&p, journey, &profile, &mut enrollments, trigger, None, &[])
                     .await?;
                 self.keep_refusal(user_id, &message.id(), refused).await
             }
@@ -1184,7 +1184,7 @@ impl Runtime {
                     }
                 }
                 let refused = self
-                    .enter_or_refuse(&p, journey, &profile, &mut enrollments, trigger, None)
+                    .enter_or_refuse(&p, journey, &profile, &mut enrollments, trigger, None, &[])
                     .await?;
                 let again = refused.as_ref().and_then(|r| r.again);
                 let refused = refused.map(|r| r.entry);
@@ -1980,6 +1980,32 @@ impl Runtime {
             .map(|(name, change)| (name.clone(), Arc::new(change.properties(name))))
             .collect();
 
+        // The journeys the event reaches (its trigger, an exit, a goal or a wait hears it; an
+        // identify's, those whose `trait_changed` trigger watches a trait it changed), and the
+        // traits their `update` steps may set as it is taken: a date a `wait_until` reads
+        // from one, missing or past before they ran, is read again once they have (see
+        // `engine::SetMeanwhile`). Decided by the journeys' files, not by what runs.
+        let reached = |j: &Journey| match e.event.as_deref() {
+            Some(name) => {
+                j.listens_to(name)
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Event { events, .. }) if events.contains(name))
+                    || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name)
+            }
+            None => j
+                .watched_trait()
+                .is_some_and(|t| changed.iter().any(|(name, _)| name == t)),
+        };
+        let set_meanwhile: Vec<engine::SetMeanwhile> = journeys
+            .iter()
+            .filter(|p| reached(&p.journey))
+            .flat_map(|p| {
+                p.journey.updated_traits().map(|name| engine::SetMeanwhile {
+                    journey: p.journey.id.clone(),
+                    name: name.to_string(),
+                })
+            })
+            .collect();
+
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for
         // (and an identify's trait changes that an exit or a goal watches).
         let names: Vec<String> = enrollments.keys().cloned().collect();
@@ -2061,6 +2087,7 @@ impl Runtime {
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
                 topics: self.declared(&p),
+                set_meanwhile: &set_meanwhile,
             };
             let exits = stopped
                 || engine::exits_on(&ctx, &l.enrollment, e)
@@ -2319,6 +2346,7 @@ impl Runtime {
                             &mut enrollments,
                             trigger,
                             counted_until,
+                            &set_meanwhile,
                         )
                         .await?,
                     );
@@ -2375,8 +2403,16 @@ impl Runtime {
                         properties: properties.clone(),
                     };
                     refusals.extend(
-                        self.try_enter(p, &p.journey.id, &profile, &mut enrollments, trigger, None)
-                            .await?,
+                        self.try_enter(
+                            p,
+                            &p.journey.id,
+                            &profile,
+                            &mut enrollments,
+                            trigger,
+                            None,
+                            &set_meanwhile,
+                        )
+                        .await?,
                     );
                 }
             }
@@ -2384,23 +2420,12 @@ impl Runtime {
 
         // Every journey the event reached ran on the profile as it came with the event, so one
         // that entered after another's `update` changed a date it waits for reads the old
-        // date: date waits are read again once all have run (an enrollment waiting before the
-        // update was moved by it already, and is left alone). Decided by the journeys' files,
-        // not by what ran, so a message that comes again after a crash does it too.
-        let reached = |j: &Journey| match e.event.as_deref() {
-            Some(name) => {
-                j.listens_to(name)
-                    || matches!(j.trigger.kind(), Some(TriggerKind::Event { events, .. }) if events.contains(name))
-                    || matches!(j.trigger.kind(), Some(TriggerKind::Repeated(r)) if r.event == name)
-            }
-            None => j
-                .watched_trait()
-                .is_some_and(|t| changed.iter().any(|(name, _)| name == t)),
-        };
-        if journeys
-            .iter()
-            .any(|p| reached(&p.journey) && p.journey.updates_profile())
-        {
+        // date, and one that found it missing or past waits to read it again (see
+        // `engine::SetMeanwhile`): date waits are read again once all have run (an enrollment
+        // waiting before the update was moved by it already, and is left alone). Decided by
+        // the journeys' files, not by what ran, so a message that comes again after a crash
+        // does it too.
+        if !set_meanwhile.is_empty() {
             let (fresh, _) = self.load_profile(user).await?;
             self.move_date_waits(&fresh, "", &e.message_id).await?;
         }
@@ -2713,6 +2738,7 @@ impl Runtime {
                 now,
                 unsubscribe_url: None,
                 topics: self.declared(&p),
+                set_meanwhile: &[],
             };
             let theirs = converted.get(&record).copied();
             let Some(t) = engine::on_late_exit(&ctx, &l.enrollment, &late, theirs) else {
@@ -2747,6 +2773,7 @@ impl Runtime {
             now,
             unsubscribe_url: None,
             topics: self.declared(p),
+            set_meanwhile: &[],
         };
         let exit = late_exit(journey, into, &l.enrollment, cause, now)
             .filter(|_| ends.is_none())
@@ -2851,6 +2878,7 @@ impl Runtime {
             now,
             unsubscribe_url: unsub.as_deref(),
             topics: self.declared(&p),
+            set_meanwhile: &[],
         };
         // Her changes since the trigger of a trait an exit or the goal watches (the identify
         // that made her a subscriber as herself, before the login): noted on her profile.
@@ -3073,6 +3101,7 @@ impl Runtime {
 
     /// Enrolls the user in the journey's `record` ([`Enrollment::record_of`]: its id, or, with
     /// an `enrollment_key`, the trigger's value of it) unless entry rules say no.
+    #[allow(clippy::too_many_arguments)]
     async fn try_enter(
         &self,
         p: &Published,
@@ -3081,9 +3110,18 @@ impl Runtime {
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
         counted_until: Option<Timestamp>,
+        set_meanwhile: &[engine::SetMeanwhile],
     ) -> Result<Option<Entry>, RunError> {
         let refused = self
-            .enter_or_refuse(p, record, profile, enrollments, trigger, counted_until)
+            .enter_or_refuse(
+                p,
+                record,
+                profile,
+                enrollments,
+                trigger,
+                counted_until,
+                set_meanwhile,
+            )
             .await?;
         Ok(refused.map(|r| r.entry))
     }
@@ -3091,6 +3129,7 @@ impl Runtime {
     /// [`Runtime::try_enter`], saying of a refusal by `reentry: after` when she may enter
     /// again (from the entry in the way: hers, what a keyed value's left, or a visitor's she
     /// turned out to be).
+    #[allow(clippy::too_many_arguments)]
     async fn enter_or_refuse(
         &self,
         p: &Published,
@@ -3099,6 +3138,7 @@ impl Runtime {
         enrollments: &mut BTreeMap<String, Loaded>,
         trigger: TriggerEvent,
         counted_until: Option<Timestamp>,
+        set_meanwhile: &[engine::SetMeanwhile],
     ) -> Result<Option<Refused>, RunError> {
         let j = &p.journey;
         let now = self.now();
@@ -3214,6 +3254,7 @@ impl Runtime {
             now,
             unsubscribe_url: unsub.as_deref(),
             topics: self.declared(p),
+            set_meanwhile,
         };
         let trigger_event = trigger.event.clone();
         let cause = trigger.message_id.clone();
@@ -3969,6 +4010,7 @@ impl Runtime {
                 now: self.now(),
                 unsubscribe_url: None,
                 topics: self.declared(&v),
+                set_meanwhile: &[],
             };
             let Some(mut t) = engine::on_event(&ctx, &l.enrollment, e) else {
                 continue;
@@ -4110,6 +4152,7 @@ impl Runtime {
                 now: self.now(),
                 unsubscribe_url: unsub.as_deref(),
                 topics: self.declared(&p),
+                set_meanwhile: &[],
             };
             if let Some(t) = engine::date_moved(&ctx, &l.enrollment) {
                 let committed = self.commit(t, &cause, Some(&l), false).await?;
@@ -4977,6 +5020,7 @@ impl Runtime {
             now: self.now(),
             unsubscribe_url: unsub.as_deref(),
             topics: self.declared(&p),
+            set_meanwhile: &[],
         };
         // A stopped journey ends the enrollment at its next step (this one), whatever version
         // it is on, and nothing it still owes from earlier transitions goes out.
@@ -5449,6 +5493,7 @@ impl Runtime {
             now: self.now(),
             unsubscribe_url: None,
             topics: self.declared(&p),
+            set_meanwhile: &[],
         };
         let Some(t) = engine::stop(&ctx, e) else {
             return Ok(());

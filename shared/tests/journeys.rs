@@ -2592,6 +2592,174 @@ async fn a_date_written_by_a_journey_the_same_event_entered_is_the_one_waited_fo
     }
 }
 
+/// One event enters two journeys: one writes the renewal day, the other waits for it, and the
+/// user had no renewal day before (hal), or one past (ivy): whichever journey runs first, the
+/// wait reads the day written, not what the profile held as the event came (hal's reminder was
+/// lost, "profile.renews_on is missing"; ivy's went at once, for the old day).
+#[tokio::test]
+async fn a_date_missing_or_past_before_a_journey_the_same_event_entered_writes_it_is_waited_for() {
+    let renewal = RENEWAL.replace(
+        "trigger: {event: plan_changed}",
+        "trigger: {event: plan_extended}",
+    );
+    for (plan_id, renewal_id) in [("a_plan", "z_renewal"), ("z_plan", "a_renewal")] {
+        let plan = PLAN.replace("id: plan\n", &format!("id: {plan_id}\n"));
+        let renewal = renewal.replace("id: renewal\n", &format!("id: {renewal_id}\n"));
+        let mut script = Vec::new();
+        for (user, traits) in [
+            ("hal", json!({})),
+            ("ivy", json!({"renews_on": "2026-11-01"})),
+            ("jon", json!({"renews_on": "2026-12-20"})),
+        ] {
+            let mut traits = traits;
+            traits["push_tokens"] = json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+            script.push(json!({"at": "2026-12-01T08:00:00Z", "type": "identify",
+                               "userId": user, "traits": traits}));
+            script.push(
+                json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": user,
+                               "event": "plan_extended", "messageId": format!("x-{user}"),
+                               "properties": {"renews_on": "2026-12-30", "note": "x"}}),
+            );
+        }
+        let out = sim(&[&plan, &renewal], &script_of(&script)).await;
+        let case = format!("{plan_id} and {renewal_id}");
+        assert_eq!(
+            outbox(&out),
+            [
+                "2026-12-27T09:00:00Z hal push tell: Renewal soon",
+                "2026-12-27T09:00:00Z ivy push tell: Renewal soon",
+                "2026-12-27T09:00:00Z jon push tell: Renewal soon",
+            ],
+            "{case}"
+        );
+        // hal's wait says why it did not end at once, and what it read once the plan was written.
+        let waits: Vec<String> = entries(&out, "hal")
+            .iter()
+            .filter(|e| *e.journey == *renewal_id)
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("waiting") || d.starts_with("woke") || d.starts_with("ended"))
+            .collect();
+        if plan_id == "a_plan" {
+            assert_eq!(
+                waits,
+                [
+                    "waiting until 2026-12-05T10:10:00Z (wait_until profile.renews_on - 3d at 09:00: profile.renews_on missing for now; journey a_plan, which this event reaches too, may set it: read again once it has run)".to_string(),
+                    "woke (its date read again)".to_string(),
+                    renewal_waiting("2026-12-27T09:00:00Z"),
+                    "woke (time)".to_string(),
+                ],
+                "{case}"
+            );
+        }
+    }
+}
+
+/// A write failing anywhere while the event that enters both journeys is taken (the message is
+/// retried): the wait that found no renewal day still reads the one the plan journey wrote,
+/// and the reminder goes once, on that day.
+#[tokio::test]
+async fn a_write_failing_while_a_missing_date_waits_to_be_read_again_loses_nothing() {
+    let renewal = RENEWAL
+        .replace(
+            "trigger: {event: plan_changed}",
+            "trigger: {event: plan_extended}",
+        )
+        .replace("id: renewal\n", "id: z_renewal\n");
+    let plan = PLAN.replace("id: plan\n", "id: a_plan\n");
+    for applied in [false, true] {
+        for n in 0.. {
+            let (h, faulty) = support::faulty::faulty_harness();
+            h.publish(&renewal).await;
+            h.publish(&plan).await;
+            h.play(r#"
+{"at":"2026-12-01T09:00:00Z","type":"identify","userId":"hal","traits":{"push_tokens":[{"platform":"fcm","token":"t-hal"}]}}
+"#)
+            .await;
+            h.advance_to(at("2026-12-05T10:00:00Z")).await;
+            *faulty.fault.lock().expect("fault") = Some((n, applied));
+            h.play(r#"
+{"at":"2026-12-05T10:00:00Z","type":"track","userId":"hal","event":"plan_extended","messageId":"x-hal","properties":{"renews_on":"2026-12-30","note":"x"}}
+"#)
+            .await;
+            let fired = *faulty.fired.lock().expect("fired");
+            *faulty.fault.lock().expect("fault") = None;
+            h.advance_to(at("2026-12-28T00:00:00Z")).await;
+            tick(&h.rt, &h.store).await.expect("tick");
+            let case = format!("write {n} failing (applied: {applied})");
+            assert_eq!(
+                h.outbox(),
+                ["2026-12-27T09:00:00Z hal push tell: Renewal soon"],
+                "{case}"
+            );
+            if !fired {
+                break;
+            }
+        }
+    }
+}
+
+/// The same with a `wait_for` before the date wait: the event that meets it is the one another
+/// journey writes the date from (a payment, and the journey that records when it is due). Every
+/// user is reminded on the day written: one with no day before (bob), one whose day was past
+/// (cat) and one whose day was ahead (ann).
+#[tokio::test]
+async fn a_date_wait_reached_by_the_event_another_journey_writes_the_date_from_reads_it() {
+    const DUE: &str = r#"
+id: e
+name: E
+trigger: {event: start}
+steps:
+  - id: wf
+    wait_for: {event: paid, timeout: 1d, on_event: wu, on_timeout: done}
+  - id: wu
+    wait_until: {date: profile.due_at}
+  - id: remind
+    send:
+      email: {subject: "E due {{ profile.due_at }}", text: "x"}
+  - id: done
+    exit: true
+"#;
+    const RECORD: &str = r#"
+id: a
+name: A
+trigger: {event: paid}
+steps:
+  - id: set_due
+    update: {set: {due_at: "{{ event.due }}"}}
+"#;
+    let mut script = Vec::new();
+    for (user, due) in [
+        ("ann", Some("2026-12-10T10:00:00Z")),
+        ("bob", None),
+        ("cat", Some("2026-11-01T10:00:00Z")),
+    ] {
+        let mut traits = json!({"email": format!("{user}@example.com")});
+        if let Some(due) = due {
+            traits["due_at"] = json!(due);
+        }
+        script.push(json!({"at": "2026-12-01T10:00:00Z", "type": "identify",
+                           "userId": user, "traits": traits}));
+        script.push(
+            json!({"at": "2026-12-01T10:01:00Z", "type": "track", "userId": user,
+                           "event": "start", "messageId": format!("s-{user}")}),
+        );
+        script.push(
+            json!({"at": "2026-12-01T10:05:00Z", "type": "track", "userId": user,
+                           "event": "paid", "messageId": format!("p-{user}"),
+                           "properties": {"due": "2026-12-03T10:00:00Z"}}),
+        );
+    }
+    let out = sim(&[DUE, RECORD], &script_of(&script)).await;
+    assert_eq!(
+        outbox(&out),
+        [
+            "2026-12-03T10:00:00Z ann email remind: E due 2026-12-03T10:00:00Z",
+            "2026-12-03T10:00:00Z bob email remind: E due 2026-12-03T10:00:00Z",
+            "2026-12-03T10:00:00Z cat email remind: E due 2026-12-03T10:00:00Z",
+        ]
+    );
+}
+
 /// Two journeys the same event reaches each write the renewal day: the wait moves twice, and
 /// the timeline keeps both moves (each is its own transition, with its own record).
 #[tokio::test]
@@ -4632,6 +4800,7 @@ fn an_enrollment_stored_before_waited_was_kept_branches_on_the_event_that_meets_
         now: at(now),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     };
     let old = r#"{"id":"rating:ann:1","user_id":"ann","journey":"rating","version":1,"n":1,
         "trigger":{"event":"order_delivered","message_id":"d-ann","at":"2026-12-01T19:00:00Z",
@@ -4858,6 +5027,7 @@ steps:
             now: at(now),
             unsubscribe_url: None,
             topics: waymark::topic::Declared::NONE,
+            set_meanwhile: &[],
         }
     }
     let los_angeles = profile_in("America/Los_Angeles");
@@ -4933,6 +5103,7 @@ steps:
         now: at("2026-03-02T01:00:00Z"),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     };
     let trigger = TriggerEvent {
         event: "go".into(),
@@ -5013,6 +5184,7 @@ fn a_run_past_the_engines_bound_ends_saying_why() {
         now: at("2026-03-02T10:00:00Z"),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     };
     let trigger = TriggerEvent {
         event: "go".into(),
@@ -5084,6 +5256,7 @@ fn if_past_outcome(
         now: at(now),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     };
     let properties = match starts_at {
         Some(s) => json!({ "starts_at": s }),
@@ -5321,6 +5494,7 @@ steps:
             now: at(now),
             unsubscribe_url: None,
             topics: waymark::topic::Declared::NONE,
+            set_meanwhile: &[],
         }
     }
     let before = profile_renewing("2026-12-20");
@@ -5462,6 +5636,7 @@ fn split_shares_follow_the_weights_and_the_holdout_is_ten_percent() {
             now: at("2026-12-01T10:00:00Z"),
             unsubscribe_url: None,
             topics: waymark::topic::Declared::NONE,
+            set_meanwhile: &[],
         };
         let trigger = TriggerEvent {
             event: "signed_up".into(),
@@ -11914,6 +12089,7 @@ fn entered_at(
         now: at(now),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     };
     let trigger = TriggerEvent {
         event: j.trigger.event.as_ref().expect("an event trigger").names()[0].clone(),
@@ -11941,6 +12117,7 @@ fn ctx_at<'a>(j: &'a waymark::journey::Journey, profile: &'a Profile, now: &str)
         now: at(now),
         unsubscribe_url: None,
         topics: waymark::topic::Declared::NONE,
+        set_meanwhile: &[],
     }
 }
 

@@ -355,6 +355,7 @@ fn only_an_enrollment_that_sent_in_app_messages_withdraws_any() {
             now: at("2026-12-01T10:00:00Z"),
             unsubscribe_url: None,
             topics: waymark::topic::Declared::NONE,
+            set_meanwhile: &[],
         };
         let trigger = TriggerEvent {
             event: "cart_abandoned".into(),
