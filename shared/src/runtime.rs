@@ -261,6 +261,11 @@ pub(crate) fn timeline_key(user: &str, enrollment: &str, cause: &str) -> Key {
         Part::join(&["T#", enrollment, "#", &crate::store::fitted(cause, room)]),
     )
 }
+/// Joins a message's id and the enrollment whose later `update` overwrote what another one set
+/// as it was taken: the cause of the record telling the other one (see
+/// [`Runtime::tell_overwritten`]).
+const OVERWRITTEN: &str = ":overwritten:";
+
 /// Where the refused entries of message `message_id` (a schedule's or an inactivity check's,
 /// which made no event) are kept ([`Runtime::keep_refusal`]).
 fn refusal_key(user: &str, message_id: &str) -> Key {
@@ -658,6 +663,37 @@ pub struct Runtime {
     pub(crate) zones: crate::zones::Seen,
     /// Whether this process's shard count is under the high-water mark ([`crate::shards`]).
     pub(crate) shards_noted: crate::shards::Noted,
+    /// The `update` steps performed as each event in hand is taken, by user and message: a
+    /// later one's write of a trait an earlier one set to another value (the same event
+    /// reaches both journeys; the later one stands) is told in the earlier one's timeline
+    /// (see [`Runtime::tell_overwritten`]).
+    written: std::sync::Mutex<HashMap<(String, String), Vec<Written>>>,
+}
+
+/// An `update` step an enrollment performed as an event was taken (see [`Runtime::written`]).
+#[derive(Debug, Clone)]
+struct Written {
+    journey: String,
+    enrollment: String,
+    step: Option<Arc<str>>,
+    at: Timestamp,
+    /// The traits it wrote: the value set, `None` for one it unset.
+    traits: Vec<(String, Option<Value>)>,
+}
+
+/// While an event is taken, the `update` steps its transitions perform are noted
+/// ([`Runtime::written`]); dropped when it is done, or has failed.
+struct Taking<'a> {
+    written: &'a std::sync::Mutex<HashMap<(String, String), Vec<Written>>>,
+    key: (String, String),
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(&self.key);
+        }
+    }
 }
 
 /// Until when an ended keyed enrollment is kept ([`Runtime::kept_until`]).
@@ -864,6 +900,7 @@ impl Runtime {
             config,
             zones: Default::default(),
             shards_noted: Default::default(),
+            written: Default::default(),
         }
     }
 
@@ -2005,6 +2042,16 @@ impl Runtime {
                 })
             })
             .collect();
+
+        // The updates its transitions perform, noted while it is taken (see `Runtime::written`).
+        let key = (user.to_string(), e.message_id.clone());
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(key.clone(), Vec::new());
+        }
+        let _taking = Taking {
+            written: &self.written,
+            key,
+        };
 
         // Users already enrolled: replay an interrupted transition, or apply goal/exit/wait_for
         // (and an identify's trait changes that an exit or a goal watches).
@@ -3849,6 +3896,8 @@ impl Runtime {
                     // so that performed again (a retry of this transition) it leaves what was
                     // set since.
                     let at = u.timeline.first().map(|e| e.at);
+                    // The traits it left as they were (set after its step ran).
+                    let left = std::sync::Mutex::new(Vec::new());
                     let p = self
                         .update_profile(u.user, |p| {
                             // Erased since the transition was committed: her mark stays the
@@ -3856,14 +3905,20 @@ impl Runtime {
                             if p.is_erasure_mark() {
                                 return;
                             }
-                            for (k, t) in p.apply_update(&up.set, &up.unset, at) {
+                            let stands = p.apply_update(&up.set, &up.unset, at);
+                            for (k, t) in &stands {
                                 tracing::info!(user = %u.user, enrollment = %u.enrollment, trait_name = %k, set_at = %t, "update left a trait set after its step ran");
+                            }
+                            if let Ok(mut l) = left.lock() {
+                                *l = stands.into_iter().map(|(k, _)| k).collect();
                             }
                         })
                         .await?;
                     if p.is_erasure_mark() {
                         return self.performed_after_erasure(&u, &u.effects[..i]).await;
                     }
+                    let left = left.into_inner().unwrap_or_else(|p| p.into_inner());
+                    self.tell_overwritten(&u, up, &left).await?;
                     // A number it gave her is hers for an SMS opt-out, as an identify's is.
                     if up.set.contains_key("phone") {
                         if let Some(phone) = p.traits.get("phone").and_then(Value::as_str) {
@@ -3906,6 +3961,110 @@ impl Runtime {
             Err(StoreError::Conflict) => Ok(true),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Notes the `update` `up` of unit `u` performed as its event is taken (`left`: the traits
+    /// it left as they were), and tells the enrollments whose update of the same event set one
+    /// of its traits to another value before it that theirs did not stand: a timeline record of
+    /// theirs, an `updated` entry whose `failed` says which journey set what (journeys run in a
+    /// fixed order, below, and the last write stands). Nothing outside an event's handling
+    /// (a wake-up's update, a date moved), and no request unless one was overwritten.
+    async fn tell_overwritten(
+        &self,
+        u: &Unit<'_>,
+        up: &crate::journey::Update,
+        left: &[String],
+    ) -> Result<(), RunError> {
+        let key = (u.user.to_string(), u.cause.to_string());
+        let traits: Vec<(String, Option<Value>)> = up
+            .set
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone()).filter(|v| !v.is_null())))
+            .chain(up.unset.iter().map(|k| (k.clone(), None)))
+            .filter(|(k, _)| !left.contains(k))
+            .collect();
+        // Its step: the one whose `updated` entry names these traits.
+        let step = u
+            .timeline
+            .iter()
+            .rev()
+            .find(|e| match &e.what {
+                What::Updated { set, unset, .. } => traits
+                    .iter()
+                    .any(|(k, _)| set.contains(k) || unset.contains(k)),
+                _ => false,
+            })
+            .and_then(|e| e.step.clone());
+        let overwritten: Vec<(Written, BTreeMap<String, String>)> = {
+            let Ok(mut all) = self.written.lock() else {
+                return Ok(());
+            };
+            let Some(earlier) = all.get_mut(&key) else {
+                return Ok(());
+            };
+            let mut out = Vec::new();
+            for w in earlier.iter().filter(|w| w.enrollment != u.enrollment) {
+                let mut failed = BTreeMap::new();
+                for (k, v) in &traits {
+                    let theirs = w.traits.iter().find(|(t, _)| t == k);
+                    if theirs.is_some_and(|(_, was)| was != v) {
+                        let what = match v {
+                            Some(v) => format!("set it to {}", crate::condition::shown(k, v)),
+                            None => "unset it".to_string(),
+                        };
+                        let by = step
+                            .as_deref()
+                            .map_or(String::new(), |s| format!(" (step `{s}`)"));
+                        failed.insert(
+                            k.clone(),
+                            format!(
+                                "journey {}'s update{by}, run after this one as the same event was taken, {what}: that stands",
+                                u.journey
+                            ),
+                        );
+                    }
+                }
+                if !failed.is_empty() {
+                    out.push((w.clone(), failed));
+                }
+            }
+            earlier.push(Written {
+                journey: u.journey.to_string(),
+                enrollment: u.enrollment.to_string(),
+                step: step.clone(),
+                at: u.timeline.first().map_or_else(|| self.now(), |e| e.at),
+                traits,
+            });
+            out
+        };
+        for (w, failed) in overwritten {
+            let entry = Entry {
+                at: w.at,
+                journey: Arc::from(w.journey.as_str()),
+                enrollment: Arc::from(w.enrollment.as_str()),
+                step: w.step.clone(),
+                what: What::Updated {
+                    set: Vec::new(),
+                    unset: Vec::new(),
+                    failed,
+                },
+            };
+            let cause = join(&[u.cause, OVERWRITTEN, u.enrollment]);
+            let key = timeline_key(u.user, &w.enrollment, &cause);
+            self.note_shards().await?;
+            let record = Record::of(key, 1, vec![entry])
+                .expiring(self.now() + KEEP_FOR)
+                .pending_in(crate::stats::fold_partition(
+                    u.user,
+                    self.config.timer_shards,
+                ));
+            match self.store.put(&record, Expect::Absent).await {
+                // Written before: this is a repeat.
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
     }
 
     /// A transition committed before its user's erasure and performed as it ran, found her

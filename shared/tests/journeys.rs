@@ -2760,6 +2760,63 @@ steps:
     );
 }
 
+/// Two journeys one event enters set one trait to different values: the one that runs last
+/// (by id) stands, and the other's timeline says its value did not, naming the journey and
+/// the value that stands; a trait both set alike is no conflict. An update of another event
+/// says nothing of it.
+#[tokio::test]
+async fn an_update_overwritten_by_a_journey_the_same_event_entered_says_so() {
+    let silver = r#"
+id: b
+name: B
+trigger: {event: order}
+reentry: after_exit
+steps:
+  - id: count_b
+    update: {set: {orders: 1, tier: silver}}
+"#;
+    let gold = r#"
+id: z
+name: Z
+trigger: {event: order}
+reentry: after_exit
+steps:
+  - id: count_z
+    update: {set: {orders: 1, tier: gold}}
+"#;
+    let script = script_of(&[
+        json!({"at": "2026-12-01T10:00:00Z", "type": "identify", "userId": "ann",
+               "traits": {"email": "ann@example.com"}}),
+        json!({"at": "2026-12-01T10:01:00Z", "type": "track", "userId": "ann",
+               "event": "order", "messageId": "o-1"}),
+    ]);
+    let out = sim(&[silver, gold], &script).await;
+    let updated = |journey: &str| -> Vec<String> {
+        entries(&out, "ann")
+            .iter()
+            .filter(|e| &*e.journey == journey)
+            .map(|e| describe(&e.what))
+            .filter(|d| d.starts_with("profile updated"))
+            .collect()
+    };
+    assert_eq!(
+        updated("b"),
+        [
+            "profile updated: set orders, tier".to_string(),
+            "profile updated: not `tier` (journey z's update (step `count_z`), run after this one as the same event was taken, set it to \"gold\": that stands)".to_string(),
+        ]
+    );
+    assert_eq!(updated("z"), ["profile updated: set orders, tier"]);
+    // The profile holds what the last one set.
+    let h = Harness::new("2026-12-01T09:00:00Z");
+    h.publish(silver).await;
+    h.publish(gold).await;
+    h.play(&script).await;
+    let view = h.rt.user("ann").await.expect("user");
+    let profile = view.profile.expect("profile");
+    assert_eq!(profile.traits.get("tier"), Some(&json!("gold")));
+}
+
 /// Two journeys the same event reaches each write the renewal day: the wait moves twice, and
 /// the timeline keeps both moves (each is its own transition, with its own record).
 #[tokio::test]
