@@ -666,6 +666,17 @@ pub fn address_arrived(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transit
 /// where she is now, or at once where it is day). `None` when the enrollment waits on no date
 /// or time, or they lead to the wake-up it has.
 pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> {
+    date_moved_by(ctx, enrollment, None)
+}
+
+/// [`date_moved`], `by` saying what changed the profile when it is known (`an identify`,
+/// `journey plan's update`): the timeline's `woke` says it (`woke (the date it waits for
+/// moved: journey plan's update)`).
+pub fn date_moved_by(
+    ctx: &Ctx<'_>,
+    enrollment: &Enrollment,
+    by: Option<&str>,
+) -> Option<Transition> {
     if !enrollment.waits_for_time() {
         return None;
     }
@@ -739,7 +750,11 @@ pub fn date_moved(ctx: &Ctx<'_>, enrollment: &Enrollment) -> Option<Transition> 
     } else {
         "the date it waits for moved"
     };
-    run.cancel_pending(&step, how);
+    let how = match by {
+        Some(by) => format!("{how}: {by}"),
+        None => how.to_string(),
+    };
+    run.cancel_pending(&step, &how);
     run.again_waiting(step, pending);
     Some(run.finish())
 }

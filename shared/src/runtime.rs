@@ -2177,7 +2177,7 @@ impl Runtime {
                 } else if address {
                     engine::address_arrived(&ctx, after)
                 } else {
-                    engine::date_moved(&ctx, after)
+                    engine::date_moved_by(&ctx, after, Some("an identify"))
                 };
                 match (changed, then) {
                     (Some(mut t), Some(more)) => {
@@ -2246,7 +2246,8 @@ impl Runtime {
         let waiting = enrollments.values().any(|l| l.enrollment.waits_for_time());
         let login = merging && e.kind != Kind::Identify;
         if (zone_moved.into_inner() || login) && waiting {
-            self.move_date_waits(&profile, "", &e.message_id).await?;
+            self.move_date_waits(&profile, "", &e.message_id, None)
+                .await?;
         }
 
         // A journey's goal the user reaches after logging in, for a journey she was in only as
@@ -2474,7 +2475,8 @@ impl Runtime {
         // does it too.
         if !set_meanwhile.is_empty() {
             let (fresh, _) = self.load_profile(user).await?;
-            self.move_date_waits(&fresh, "", &e.message_id).await?;
+            self.move_date_waits(&fresh, "", &e.message_id, None)
+                .await?;
         }
 
         // Not handled yet while a send it owes is held: no marker, so that its retry then
@@ -3935,7 +3937,8 @@ impl Runtime {
             return Err(err);
         }
         if let Some(profile) = updated {
-            self.move_date_waits(&profile, u.enrollment, u.cause)
+            let by = format!("journey {}'s update", u.journey);
+            self.move_date_waits(&profile, u.enrollment, u.cause, Some(&by))
                 .await?;
         }
         if entries.is_empty() {
@@ -4292,6 +4295,7 @@ impl Runtime {
         profile: &Profile,
         except: &str,
         cause: &str,
+        by: Option<&str>,
     ) -> Result<(), RunError> {
         let user = profile.user_id.as_str();
         let cause = Enrollment::moved_id_of(cause, except);
@@ -4313,7 +4317,7 @@ impl Runtime {
                 topics: self.declared(&p),
                 set_meanwhile: &[],
             };
-            if let Some(t) = engine::date_moved(&ctx, &l.enrollment) {
+            if let Some(t) = engine::date_moved_by(&ctx, &l.enrollment, by) {
                 let committed = self.commit(t, &cause, Some(&l), false).await?;
                 Box::pin(self.settle_for(committed, &cause, false)).await?;
             }

@@ -2489,7 +2489,7 @@ async fn a_profile_date_that_changes_moves_the_wait() {
         why("dan"),
         [
             renewal_waiting("2026-12-17T09:00:00Z"),
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: an identify)".to_string(),
             renewal_waiting("2027-01-07T09:00:00Z"),
             "woke (time)".to_string(),
         ]
@@ -2505,7 +2505,7 @@ async fn a_profile_date_that_changes_moves_the_wait() {
         why("fay"),
         [
             renewal_waiting("2026-12-17T09:00:00Z"),
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: an identify)".to_string(),
             renewal_waiting("2026-12-14T12:00:00Z"),
             "woke (already past: 2026-12-14T09:00:00Z)".to_string(),
         ]
@@ -2550,7 +2550,7 @@ async fn an_update_step_that_changes_a_date_moves_another_journeys_wait() {
         why("hal"),
         [
             renewal_waiting("2026-12-17T09:00:00Z"),
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: journey plan's update)".to_string(),
             renewal_waiting("2026-12-27T09:00:00Z"),
             "woke (time)".to_string(),
         ]
@@ -2840,9 +2840,9 @@ async fn two_updates_of_one_event_move_a_wait_twice_and_the_timeline_says_so() {
         renewal_waits(&out, "hal"),
         [
             renewal_waiting("2026-12-17T09:00:00Z"),
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: journey plan_a's update)".to_string(),
             renewal_waiting("2026-12-27T09:00:00Z"),
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: journey plan_b's update)".to_string(),
             renewal_waiting("2026-12-30T09:00:00Z"),
             "woke (time)".to_string(),
         ]
@@ -2924,7 +2924,9 @@ async fn a_write_failing_anywhere_in_a_date_move_loses_nothing_and_sends_nothing
             let moved = view
                 .timeline
                 .iter()
-                .filter(|e| describe(&e.what) == "woke (the date it waits for moved)")
+                .filter(|e| {
+                    describe(&e.what) == "woke (the date it waits for moved: journey plan's update)"
+                })
                 .count();
             assert_eq!(moved, 1, "{case}");
             h.rt.fold_stats().await.expect("fold");
@@ -5661,7 +5663,7 @@ async fn a_date_moved_long_past_exits_and_is_counted_as_an_exit() {
     assert_eq!(
         ended,
         [
-            "woke (the date it waits for moved)".to_string(),
+            "woke (the date it waits for moved: an identify)".to_string(),
             format!("ended: {why}")
         ]
     );
