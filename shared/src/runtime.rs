@@ -5017,7 +5017,7 @@ impl Runtime {
                         cap.max,
                         o.channel,
                         cap.per,
-                        taken_by(&holding)
+                        taken_by(&holding, &o.user_id)
                     )),
                 };
                 return (Some(skip), false);
@@ -6675,17 +6675,31 @@ struct Merged {
 }
 
 /// The sends that hold a cap's places, for the reason a send was capped: `journey/step at
-/// time`, oldest first.
-fn taken_by(places: &[CapPlace]) -> String {
+/// time`, oldest first; a keyed journey's (`enrollment_key`) with the value of the enrollment
+/// that sent it, `flights/booked (key B1) at time`, so that one value's send is not read as
+/// another's. `user`: the user whose cap it is.
+fn taken_by(places: &[CapPlace], user: &str) -> String {
     let mut taken: Vec<(Timestamp, String)> = places
         .iter()
         .map(|p| {
-            // The ledger key: `{journey}:{user}:{n}#{step}#{seq}`.
+            // The ledger key: `{journey}:{user}:{n}#{step}#{seq}`, or for a keyed journey
+            // `{journey}:{user}:{key}:{n}#{step}#{seq}` (the key escaped: no `:` in it).
             let mut parts = p.send.rsplitn(3, '#');
             let (_seq, step, enrollment) = (parts.next(), parts.next(), parts.next());
             let journey = enrollment.and_then(|e| e.split(':').next());
-            let what = match (journey, step) {
-                (Some(j), Some(s)) => format!("{j}/{s}"),
+            let key = enrollment.zip(journey).and_then(|(e, j)| {
+                let rest = e.strip_prefix(j)?.strip_prefix(':')?;
+                let rest = rest.strip_prefix(user)?.strip_prefix(':')?;
+                let (key, _n) = rest.rsplit_once(':')?;
+                Some(
+                    key.replace("%3A", ":")
+                        .replace("%23", "#")
+                        .replace("%25", "%"),
+                )
+            });
+            let what = match (journey, step, key) {
+                (Some(j), Some(s), Some(k)) => format!("{j}/{s} (key {k})"),
+                (Some(j), Some(s), None) => format!("{j}/{s}"),
                 // Kept before places named their sends.
                 _ => "a send".to_string(),
             };
@@ -8089,7 +8103,7 @@ mod tests {
             place("", 2),
         ];
         assert_eq!(
-            taken_by(&places),
+            taken_by(&places, "ann#1"),
             format!(
                 "cart/push_reminder at {}, a send at {}, promo/offer at {}",
                 t(1),
@@ -8099,9 +8113,23 @@ mod tests {
         );
         let many: Vec<CapPlace> = (0..5).map(|m| place("j:u:1#s#1", m)).collect();
         assert!(
-            taken_by(&many).ends_with(", and 2 more"),
+            taken_by(&many, "u").ends_with(", and 2 more"),
             "{}",
-            taken_by(&many)
+            taken_by(&many, "u")
+        );
+        // A keyed journey's send names its enrollment's value (unescaped), whatever the user
+        // id holds.
+        let keyed = [
+            place("flights:a:b:B1:1#booked#1", 1),
+            place("flights:a:b:B%3A2:1#booked#1", 2),
+        ];
+        assert_eq!(
+            taken_by(&keyed, "a:b"),
+            format!(
+                "flights/booked (key B1) at {}, flights/booked (key B:2) at {}",
+                t(1),
+                t(2)
+            )
         );
     }
 
