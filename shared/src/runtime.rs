@@ -668,6 +668,12 @@ pub struct Runtime {
     /// reaches both journeys; the later one stands) is told in the earlier one's timeline
     /// (see [`Runtime::tell_overwritten`]).
     written: std::sync::Mutex<HashMap<(String, String), Vec<Written>>>,
+    /// The events in hand, by user and message, whose date waits are read again once all the
+    /// journeys they reach have run (some of those journeys have `update` steps: see
+    /// `engine::SetMeanwhile`): an `update` performed as one is taken leaves the user's date
+    /// waits to that last pass, rather than moving them to what it alone set (a second journey
+    /// of the same event may set the same date to another value, which stands).
+    read_last: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 /// An `update` step an enrollment performed as an event was taken (see [`Runtime::written`]).
@@ -685,6 +691,7 @@ struct Written {
 /// ([`Runtime::written`]); dropped when it is done, or has failed.
 struct Taking<'a> {
     written: &'a std::sync::Mutex<HashMap<(String, String), Vec<Written>>>,
+    read_last: &'a std::sync::Mutex<HashSet<(String, String)>>,
     key: (String, String),
 }
 
@@ -692,6 +699,9 @@ impl Drop for Taking<'_> {
     fn drop(&mut self) {
         if let Ok(mut w) = self.written.lock() {
             w.remove(&self.key);
+        }
+        if let Ok(mut r) = self.read_last.lock() {
+            r.remove(&self.key);
         }
     }
 }
@@ -901,6 +911,7 @@ impl Runtime {
             zones: Default::default(),
             shards_noted: Default::default(),
             written: Default::default(),
+            read_last: Default::default(),
         }
     }
 
@@ -2048,8 +2059,14 @@ impl Runtime {
         if let Ok(mut w) = self.written.lock() {
             w.insert(key.clone(), Vec::new());
         }
+        if !set_meanwhile.is_empty() {
+            if let Ok(mut r) = self.read_last.lock() {
+                r.insert(key.clone());
+            }
+        }
         let _taking = Taking {
             written: &self.written,
+            read_last: &self.read_last,
             key,
         };
 
@@ -2474,8 +2491,42 @@ impl Runtime {
         // the journeys' files, not by what ran, so a message that comes again after a crash
         // does it too.
         if !set_meanwhile.is_empty() {
+            // The updates this pass itself performs (a wait it moves on into an `update`) move
+            // the others' date waits at once, as outside an event.
+            if let Ok(mut r) = self.read_last.lock() {
+                r.remove(&(user.to_string(), e.message_id.clone()));
+            }
+            // What moved them: the updates the event's transitions performed, by journey; or,
+            // when this handling performed none (a retry, after an earlier one performed them
+            // and stopped), the journeys whose updates may have.
+            let performed: BTreeSet<String> = self
+                .written
+                .lock()
+                .ok()
+                .and_then(|w| {
+                    let list = w.get(&(user.to_string(), e.message_id.clone()))?;
+                    Some(
+                        list.iter()
+                            .filter(|w| !w.traits.is_empty())
+                            .map(|w| w.journey.clone())
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
+            let names: Vec<String> = if performed.is_empty() {
+                let may: BTreeSet<&str> =
+                    set_meanwhile.iter().map(|s| s.journey.as_str()).collect();
+                may.into_iter().map(str::to_string).collect()
+            } else {
+                performed.into_iter().collect()
+            };
+            let by = match names.as_slice() {
+                [] => None,
+                [one] => Some(format!("journey {one}'s update")),
+                many => Some(format!("the updates of journeys {}", many.join(", "))),
+            };
             let (fresh, _) = self.load_profile(user).await?;
-            self.move_date_waits(&fresh, "", &e.message_id, None)
+            self.move_date_waits(&fresh, "", &e.message_id, by.as_deref())
                 .await?;
         }
 
@@ -3936,7 +3987,16 @@ impl Runtime {
         if let Some(err) = failed {
             return Err(err);
         }
-        if let Some(profile) = updated {
+        // Performed as an event is taken that other journeys' updates may follow, the date
+        // waits are left to the event's last pass, which reads them on the profile as all of
+        // them left it: moved now, a wait would follow a value a later update replaces, and go
+        // at once on a date it made past (see `Runtime::read_last`).
+        let read_last = self
+            .read_last
+            .lock()
+            .map(|r| r.contains(&(u.user.to_string(), u.cause.to_string())))
+            .unwrap_or(false);
+        if let Some(profile) = updated.filter(|_| !read_last) {
             let by = format!("journey {}'s update", u.journey);
             self.move_date_waits(&profile, u.enrollment, u.cause, Some(&by))
                 .await?;

@@ -2644,12 +2644,71 @@ async fn a_date_missing_or_past_before_a_journey_the_same_event_entered_writes_i
                 waits,
                 [
                     "waiting until 2026-12-05T10:10:00Z (wait_until profile.renews_on - 3d at 09:00: profile.renews_on missing for now; journey a_plan, which this event reaches too, may set it: read again once it has run)".to_string(),
-                    "woke (its date read again)".to_string(),
+                    "woke (its date read again: journey a_plan's update)".to_string(),
                     renewal_waiting("2026-12-27T09:00:00Z"),
                     "woke (time)".to_string(),
                 ],
                 "{case}"
             );
+        }
+    }
+}
+
+/// One event enters the renewal journey and two that write its renewal day, to different
+/// values (the journey whose id sorts last runs last, and its day stands). The wait reads the
+/// day once both have run: hal had none, ivy one past, jon one to come. Before, it was read
+/// after each update in turn: a first writer's past day sent the reminder at once, naming
+/// that day, a first writer's text that is no day ended it, and the day that stood was never
+/// waited for.
+#[tokio::test]
+async fn a_date_two_journeys_of_the_same_event_write_is_read_once_both_have_run() {
+    let renewal = RENEWAL.replace(
+        "trigger: {event: plan_changed}",
+        "trigger: {event: plan_extended}",
+    );
+    // b_plan writes the old day the event carries (past, or no day at all), c_plan the new one.
+    let first = PLAN
+        .replace("id: plan\n", "id: b_plan\n")
+        .replace("{{ event.renews_on }}", "{{ event.old_renews_on }}");
+    let last = PLAN.replace("id: plan\n", "id: c_plan\n");
+    for (renewal_id, old) in [("a_renewal", "2026-11-01"), ("z_renewal", "soon")] {
+        let renewal = renewal.replace("id: renewal\n", &format!("id: {renewal_id}\n"));
+        let mut script = Vec::new();
+        for (user, traits) in [
+            ("hal", json!({})),
+            ("ivy", json!({"renews_on": "2026-11-01"})),
+            ("jon", json!({"renews_on": "2026-12-20"})),
+        ] {
+            let mut traits = traits;
+            traits["push_tokens"] = json!([{"platform": "fcm", "token": format!("t-{user}")}]);
+            script.push(json!({"at": "2026-12-01T08:00:00Z", "type": "identify",
+                               "userId": user, "traits": traits}));
+            script.push(
+                json!({"at": "2026-12-05T10:00:00Z", "type": "track", "userId": user,
+                       "event": "plan_extended", "messageId": format!("x-{user}"),
+                       "properties": {"renews_on": "2026-12-30", "old_renews_on": old,
+                                      "note": "x"}}),
+            );
+        }
+        let out = sim(&[&first, &last, &renewal], &script_of(&script)).await;
+        let case = format!("{renewal_id}, first writer's day {old}");
+        assert_eq!(
+            outbox(&out),
+            [
+                "2026-12-27T09:00:00Z hal push tell: Renewal soon",
+                "2026-12-27T09:00:00Z ivy push tell: Renewal soon",
+                "2026-12-27T09:00:00Z jon push tell: Renewal soon",
+            ],
+            "{case}"
+        );
+        for user in ["hal", "ivy", "jon"] {
+            let ended: Vec<String> = entries(&out, user)
+                .iter()
+                .filter(|e| *e.journey == *renewal_id)
+                .map(|e| describe(&e.what))
+                .filter(|d| d.starts_with("ended") || d.contains("already past"))
+                .collect();
+            assert!(ended.is_empty(), "{case}, {user}: {ended:?}");
         }
     }
 }
@@ -2817,8 +2876,10 @@ steps:
     assert_eq!(profile.traits.get("tier"), Some(&json!("gold")));
 }
 
-/// Two journeys the same event reaches each write the renewal day: the wait moves twice, and
-/// the timeline keeps both moves (each is its own transition, with its own record).
+/// Two journeys the same event reaches each write the renewal day: the wait moves once, to the
+/// day that stands (the last journey's), read once both have run, and the timeline names both
+/// updates. (It moved after each in turn until 2026-12-08: a first writer's past day sent the
+/// reminder at once.)
 #[tokio::test]
 async fn two_updates_of_one_event_move_a_wait_twice_and_the_timeline_says_so() {
     let first = PLAN.replace("id: plan\n", "id: plan_a\n");
@@ -2840,9 +2901,8 @@ async fn two_updates_of_one_event_move_a_wait_twice_and_the_timeline_says_so() {
         renewal_waits(&out, "hal"),
         [
             renewal_waiting("2026-12-17T09:00:00Z"),
-            "woke (the date it waits for moved: journey plan_a's update)".to_string(),
-            renewal_waiting("2026-12-27T09:00:00Z"),
-            "woke (the date it waits for moved: journey plan_b's update)".to_string(),
+            "woke (the date it waits for moved: the updates of journeys plan_a, plan_b)"
+                .to_string(),
             renewal_waiting("2026-12-30T09:00:00Z"),
             "woke (time)".to_string(),
         ]
