@@ -1656,6 +1656,34 @@ fn keys_of(h: &Harness, user: &str) -> Vec<String> {
         .collect()
 }
 
+/// `WELCOME` published and ann identified, then a worker over a store that has another worker
+/// erase her right after this one writes her enrollment (`on_read`: right after it reads her
+/// enrollments), its outbox in memory; she signs up, and a day and more goes by.
+async fn ann_signs_up_as_another_worker_erases_her(
+    on_read: bool,
+) -> (Harness, Arc<Mutex<Vec<waymark::outbox::OutboxLine>>>) {
+    let h = Harness::new("2026-12-01T10:00:00Z");
+    h.publish(WELCOME).await;
+    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
+        .await;
+    let store = Arc::new(Hooked::new(
+        h.store.clone(),
+        HandleAfterEnrollmentWrite {
+            then: Mutex::new(Some(Then::Erase(
+                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
+                "ann",
+            ))),
+            on_read,
+        },
+    ));
+    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
+    let h = h.with(store, Arc::new(sender));
+    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
+        .await;
+    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    (h, lines)
+}
+
 /// A transition committed just before her erasure and performed after it (its worker stalled
 /// between its commit and its sends' claims while the erasure ended her enrollment, recorded
 /// its sends skipped, `erased`, and cleared her partition) sends nothing: the ledger's records
@@ -1665,30 +1693,10 @@ fn keys_of(h: &Harness, user: &str) -> Vec<String> {
 /// went out after her erasure.)
 #[tokio::test]
 async fn a_transition_committed_as_she_is_erased_sends_nothing_after() {
-    // given a journey whose first steps email her and put a message in her inbox
-    let h = Harness::new("2026-12-01T10:00:00Z");
-    h.publish(WELCOME).await;
-    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
-        .await;
-    // and a worker over a store that has another worker erase her right after it commits her
-    // entry (before it claims its sends)
-    let store = Arc::new(Hooked::new(
-        h.store.clone(),
-        HandleAfterEnrollmentWrite {
-            then: Mutex::new(Some(Then::Erase(
-                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-                "ann",
-            ))),
-            on_read: false,
-        },
-    ));
-    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
-    let h = h.with(store, Arc::new(sender));
-
-    // when she signs up, and a day and more goes by
-    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
-        .await;
-    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    // given a journey whose first steps email her and put a message in her inbox, and a worker
+    // over a store that has another worker erase her right after it commits her entry (before
+    // it claims its sends); when she signs up, and a day and more goes by
+    let (h, lines) = ann_signs_up_as_another_worker_erases_her(false).await;
 
     // then nothing went out, and nothing is in her inbox
     let sent = lines.lock().expect("lines").clone();
@@ -1810,30 +1818,10 @@ async fn the_records_kept_for_late_claims_do_not_hold_up_the_rest_of_her_erasure
 /// her erasure.)
 #[tokio::test]
 async fn an_entry_committed_after_her_erasure_ended_her_enrollments_sends_nothing() {
-    // given a journey whose first steps email her and put a message in her inbox
-    let h = Harness::new("2026-12-01T10:00:00Z");
-    h.publish(WELCOME).await;
-    h.play(r#"{"at":"2026-12-01T10:00:10Z","type":"identify","userId":"ann","messageId":"i1","traits":{"email":"ann@example.com"}}"#)
-        .await;
-    // and a worker over a store that has another worker erase her right after it read her
-    // enrollments (before it commits her entry)
-    let store = Arc::new(Hooked::new(
-        h.store.clone(),
-        HandleAfterEnrollmentWrite {
-            then: Mutex::new(Some(Then::Erase(
-                Arc::new(another_worker(&h, Arc::new(h.store.clone()))),
-                "ann",
-            ))),
-            on_read: true,
-        },
-    ));
-    let (sender, lines) = waymark::outbox::OutboxSender::memory(h.clock.clone());
-    let h = h.with(store, Arc::new(sender));
-
-    // when she signs up, and a day and more goes by
-    h.play(r#"{"at":"2026-12-01T10:01:00Z","type":"track","userId":"ann","event":"signed_up","messageId":"s1"}"#)
-        .await;
-    h.advance_to(at("2026-12-02T12:00:00Z")).await;
+    // given a journey whose first steps email her and put a message in her inbox, and a worker
+    // over a store that has another worker erase her right after it read her enrollments
+    // (before it commits her entry); when she signs up, and a day and more goes by
+    let (h, lines) = ann_signs_up_as_another_worker_erases_her(true).await;
     h.rt.fold_stats().await.expect("fold");
 
     // then nothing went out, nothing is in her inbox
