@@ -2713,6 +2713,21 @@ async fn a_date_two_journeys_of_the_same_event_write_is_read_once_both_have_run(
     }
 }
 
+/// `user`'s skipped sends in a simulation's output, as `<step> <reason>: <detail>`.
+fn skips_of(out: &[waymark::simulate::Output], user: &str) -> Vec<String> {
+    entries(out, user)
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Skipped { reason, detail, .. } => Some(format!(
+                "{} {reason}: {}",
+                e.step.as_deref().unwrap_or("-"),
+                detail.as_deref().unwrap_or("")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A write failing anywhere while the event that enters both journeys is taken (the message is
 /// retried): the wait that found no renewal day still reads the one the plan journey wrote,
 /// and the reminder goes once, on that day.
@@ -11535,19 +11550,7 @@ steps:
 {"at":"2026-12-01T10:00:00Z","userId":"b","event":"noted","properties":{"note":"Hi"}}
 "#;
     let out = sim(&[journey], script).await;
-    let skipped = |user: &str| -> Vec<String> {
-        entries(&out, user)
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Skipped { reason, detail, .. } => Some(format!(
-                    "{} {reason}: {}",
-                    e.step.as_deref().unwrap_or("-"),
-                    detail.as_deref().unwrap_or("")
-                )),
-                _ => None,
-            })
-            .collect()
-    };
+    let skipped = |user: &str| skips_of(&out, user);
     assert_eq!(
         skipped("a"),
         [
@@ -11588,19 +11591,7 @@ steps:
 {"at":"2026-12-01T10:00:00Z","userId":"b","event":"news","properties":{"title":"Sale"}}
 "#;
     let out = sim(&[journey], script).await;
-    let skipped = |user: &str| -> Vec<String> {
-        entries(&out, user)
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Skipped { reason, detail, .. } => Some(format!(
-                    "{} {reason}: {}",
-                    e.step.as_deref().unwrap_or("-"),
-                    detail.as_deref().unwrap_or("")
-                )),
-                _ => None,
-            })
-            .collect()
-    };
+    let skipped = |user: &str| skips_of(&out, user);
     assert_eq!(
         skipped("a"),
         [
