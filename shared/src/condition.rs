@@ -2343,9 +2343,9 @@ fn days_until(value: Option<&Value>, scope: &Scope<'_>) -> Option<i64> {
                 user_zone(scope).to_datetime(at?).date()
             } else {
                 let written = date_in(text)?;
-                match text.parse::<Timestamp>() {
-                    Ok(at) => user_zone(scope).to_datetime(at).date(),
-                    Err(_) => written,
+                match crate::template::instant_text(text) {
+                    Some(at) => user_zone(scope).to_datetime(at).date(),
+                    None => written,
                 }
             }
         }
@@ -2553,7 +2553,7 @@ fn nothing(operand: &Operand, value: Val<'_>) -> bool {
 }
 
 fn parse_time(s: &str) -> Option<Timestamp> {
-    s.parse().ok()
+    crate::template::instant_text(s)
 }
 
 fn equal(a: Val<'_>, b: Val<'_>, scope: &Scope<'_>) -> bool {
@@ -3034,6 +3034,12 @@ mod tests {
             event.clone(),
             profile.clone()
         ));
+        // A date and time with its offset after a space (Ruby's `Time#to_s`) is an instant too.
+        assert!(check(
+            "time(event.at) == time('2026-12-10T05:00:00Z')",
+            json!({"at": "2026-12-10 10:00:00 +0500"}),
+            profile.clone()
+        ));
         // No RFC 3339 time (a day, digits, a missing path): null, so false, and `!=` true.
         for held in [
             json!("2026-12-10"),
@@ -3330,6 +3336,9 @@ mod tests {
         // Los Angeles ends on the 20th there, and on the 21st in Paris and in UTC.
         let pst = "2026-12-20T23:00:00-08:00";
         assert_eq!(days(until, trial(json!(pst)), night, None), Some(5));
+        // Written with its offset after a space (Ruby's `Time#to_s`), the same instant.
+        let spaced = "2026-12-20 23:00:00 -0800";
+        assert_eq!(days(until, trial(json!(spaced)), night, None), Some(5));
         assert_eq!(
             days(
                 until,

@@ -6,7 +6,7 @@ mod blocks;
 mod calls;
 mod currency;
 mod date;
-pub(crate) use date::{digits_time, epoch_number, zone_of, zoned_text};
+pub(crate) use date::{digits_time, epoch_number, instant_text, zone_of, zoned_text};
 mod direct;
 mod habits;
 mod number;

@@ -250,6 +250,61 @@ pub(crate) fn digits_time(text: &str) -> Option<Option<Timestamp>> {
     )
 }
 
+/// Text as an instant: RFC 3339 (`2026-12-20T10:00:00+01:00`, also with a space for the `T`),
+/// or a date and time with its offset after a space, as Ruby's `Time#to_s`, many SQL exports
+/// and log lines write one (`2026-12-20 10:00:00 +0100`, `2026-12-20 10:00:00 +01:00`,
+/// `2026-12-20 10:00:00 UTC`, `... GMT`, `... Z`). `None` for text without an offset.
+pub(crate) fn instant_text(text: &str) -> Option<Timestamp> {
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    let (local, offset) = text.rsplit_once(' ')?;
+    let local = local.trim_end();
+    // A date and a time: a day alone is a day in her zone, not an instant.
+    if local.len() <= 10 {
+        return None;
+    }
+    let local: DateTime = local.parse().ok()?;
+    spaced_offset(offset)?.to_timestamp(local).ok()
+}
+
+/// The offset written after a space: `UTC`, `GMT` or `Z` (any case), or `+HH`, `+HHMM`, `+HH:MM`
+/// (or `-`), at most 23:59 as RFC 3339's.
+fn spaced_offset(text: &str) -> Option<jiff::tz::Offset> {
+    if ["utc", "gmt", "z"]
+        .iter()
+        .any(|z| text.eq_ignore_ascii_case(z))
+    {
+        return Some(jiff::tz::Offset::UTC);
+    }
+    let sign = match text.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = text[1..].chars().filter(|c| *c != ':').collect();
+    let colons = text[1..].matches(':').count();
+    let well_formed = digits.bytes().all(|b| b.is_ascii_digit())
+        && match digits.len() {
+            2 => colons == 0,
+            4 => colons == 0 || (colons == 1 && text[1..].find(':') == Some(2)),
+            _ => false,
+        };
+    if !well_formed {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits
+        .get(2..)
+        .filter(|m| !m.is_empty())
+        .map_or(Ok(0), str::parse)
+        .ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    jiff::tz::Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()
+}
+
 /// Text as a time in `tz`: RFC 3339 (shown in `tz`), or a local date and time or a day (read in
 /// `tz`), or seconds or milliseconds since 1970 as digits alone ([`digits_time`]: `"1797638400"`,
 /// as billing systems and CSV imports send seconds since 1970; other digits are no time).
@@ -259,7 +314,7 @@ pub(crate) fn zoned_text(text: &str, tz: &TimeZone) -> Option<ZonedDateTime> {
     if let Some(at) = digits_time(text) {
         return Some(at?.to_zoned_datetime(tz.clone()));
     }
-    if let Ok(ts) = text.parse::<Timestamp>() {
+    if let Some(ts) = instant_text(text) {
         return Some(ts.to_zoned_datetime(tz.clone()));
     }
     // A local time the clocks skip is the first instant after the gap, as for a `wait_until`
@@ -403,6 +458,46 @@ mod tests {
             false,
         )
         .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn a_time_with_its_offset_after_a_space_is_an_instant() {
+        use super::instant_text;
+        let at = |t: &str| instant_text(t).map(|t| t.to_string());
+        // Ruby's `Time#to_s`, SQL exports, log lines.
+        for (text, utc) in [
+            ("2026-12-20 10:00:00 +0100", "2026-12-20T09:00:00Z"),
+            ("2026-12-20 10:00:00 +01:00", "2026-12-20T09:00:00Z"),
+            ("2026-12-20 10:00:00 -05", "2026-12-20T15:00:00Z"),
+            ("2026-12-20 10:00:00 UTC", "2026-12-20T10:00:00Z"),
+            ("2026-12-20 10:00:00 gmt", "2026-12-20T10:00:00Z"),
+            ("2026-12-20T10:00:00 Z", "2026-12-20T10:00:00Z"),
+            ("2026-12-20 10:00 +00:00", "2026-12-20T10:00:00Z"),
+            // RFC 3339 as before.
+            ("2026-12-20T10:00:00+01:00", "2026-12-20T09:00:00Z"),
+        ] {
+            assert_eq!(at(text).as_deref(), Some(utc), "{text}");
+        }
+        // No offset, or no offset RFC 3339 allows: not an instant.
+        for text in [
+            "2026-12-20 10:00:00",
+            "2026-12-20 +0100",
+            "2026-12-20 10:00:00 +2500",
+            "2026-12-20 10:00:00 +01:60",
+            "2026-12-20 10:00:00 +1",
+            "2026-12-20 10:00:00 +010",
+            "2026-12-20 10:00:00 +0:100",
+            "2026-12-20 10:00:00 CET",
+            "2026-12-20 10:00:00 Europe/Paris",
+        ] {
+            assert_eq!(at(text), None, "{text}");
+        }
+        // Shown, and waited for, as the instant it is (a wait reads dates as the filter does).
+        let paris = json!({"timezone": "Europe/Paris", "due": "2026-12-20 10:00:00 -0500"});
+        assert_eq!(
+            show("{{ profile.due | date('%Y-%m-%d %H:%M') }}", paris).as_deref(),
+            Ok("2026-12-20 16:00")
+        );
     }
 
     #[test]
