@@ -3286,9 +3286,19 @@ impl<'a> Run<'a> {
     /// list or an object, to that value ([`template::Context::evaluate`]); one that cannot be
     /// rendered is left out, with why. A `null` set removes the
     /// trait, as an identify's `null` does: it is moved to `unset`.
+    ///
+    /// An `email`, `phone`, `timezone` or `locale`, rendered or fixed, is kept as an identify
+    /// keeps it and left out, with why, when an identify would refuse it ([`checked_trait`]):
+    /// validation refuses a fixed bad one, but a journey stored before that check (or by a path
+    /// that skipped it) still has it.
     fn resolve(&self, u: &Update) -> (Update, BTreeMap<String, String>) {
         let mut failed = BTreeMap::new();
-        if !u.set.values().any(|v| v.is_null() || holds_template(v)) {
+        let as_is = |k: &String, v: &Value| {
+            !(v.is_null()
+                || holds_template(v)
+                || (is_checked_trait(k) && identify_problem(k, v).is_some()))
+        };
+        if u.set.iter().all(|(k, v)| as_is(k, v)) {
             return (u.clone(), failed);
         }
         let ctx = self.template_context();
@@ -3301,62 +3311,41 @@ impl<'a> Run<'a> {
                 }
                 continue;
             }
-            // An address, a zone or a locale is text, checked as an identify's would be.
-            let text_only = matches!(k.as_str(), "email" | "phone" | "timezone" | "locale");
-            match v.as_str().filter(|s| text_only && template::is_template(s)) {
+            let value = match v
+                .as_str()
+                .filter(|s| is_checked_trait(k) && template::is_template(s))
+            {
+                // An address, a zone or a locale is text.
                 Some(source) => match ctx.render(source, false) {
                     // Nothing to copy: no address, zone or locale is empty text.
-                    Ok(text) if text.trim().is_empty() => {
-                        failed.insert(
-                            k.clone(),
-                            "its value is missing for this user: the trait is left as it was"
-                                .into(),
-                        );
-                    }
-                    Ok(text) => {
-                        let value = Value::String(text);
-                        let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
-                        // A locale as an identify takes one, too.
-                        let problem = crate::event::trait_problem(k, &value).or_else(|| {
-                            (k == "locale")
-                                .then(|| crate::profile::device_trait_problem(k, &value))
-                                .flatten()
-                        });
-                        match problem {
-                            Some(why) => {
-                                failed.insert(k.clone(), why);
-                            }
-                            None => {
-                                set.insert(k.clone(), value);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failed.insert(k.clone(), e.message);
-                    }
+                    Ok(text) if text.trim().is_empty() => Err(
+                        "its value is missing for this user: the trait is left as it was".into(),
+                    ),
+                    Ok(text) => Ok(Value::String(text)),
+                    Err(e) => Err(e.message),
                 },
                 // A template, or an object or a list with templates inside: rendered, one
                 // expression keeping its value's type.
                 None if holds_template(v) => match rendered_within(&ctx, v) {
-                    Ok(value) => {
-                        set.insert(k.clone(), value);
-                    }
+                    Ok(value) => Ok(value),
                     // Nothing to copy (the event or the profile has no such value): the trait
                     // is left as it was, rather than overwritten with empty text.
-                    Err(Unrendered::Missing) => {
-                        let why = if v.is_string() {
-                            "its value is missing for this user: the trait is left as it was"
-                        } else {
-                            "a value inside it is missing for this user: the trait is left as it was"
-                        };
-                        failed.insert(k.clone(), why.into());
+                    Err(Unrendered::Missing) => Err(if v.is_string() {
+                        "its value is missing for this user: the trait is left as it was"
+                    } else {
+                        "a value inside it is missing for this user: the trait is left as it was"
                     }
-                    Err(Unrendered::Failed(why)) => {
-                        failed.insert(k.clone(), why);
-                    }
+                    .into()),
+                    Err(Unrendered::Failed(why)) => Err(why),
                 },
-                None => {
-                    set.insert(k.clone(), v.clone());
+                None => Ok(v.clone()),
+            };
+            match value.and_then(|value| checked_trait(k, value)) {
+                Ok(value) => {
+                    set.insert(k.clone(), value);
+                }
+                Err(why) => {
+                    failed.insert(k.clone(), why);
                 }
             }
         }
@@ -3613,6 +3602,37 @@ fn empty_email(e: &EmailTemplate, subject_blank: bool, bodies_blank: bool) -> Op
             "the email has no body for this user: {bodies} rendered empty"
         )),
         (false, false) => None,
+    }
+}
+
+/// Whether an update's value of trait `k` is checked as an identify's is: an address, a zone or
+/// a locale, which Waymark sends to or formats by.
+fn is_checked_trait(k: &str) -> bool {
+    matches!(k, "email" | "phone" | "timezone" | "locale")
+}
+
+/// What is wrong with `value` as trait `k` (one [`is_checked_trait`] names), in the words an
+/// identify's refusal uses; `None` when it is taken as it is.
+fn identify_problem(k: &str, value: &Value) -> Option<String> {
+    crate::event::trait_problem(k, value).or_else(|| {
+        // A locale as an identify takes one, too.
+        (k == "locale")
+            .then(|| crate::profile::device_trait_problem(k, value))
+            .flatten()
+    })
+}
+
+/// `value`, resolved, as an update writes trait `k`: an address, a zone or a locale as an
+/// identify keeps it ([`crate::event::normalized_trait`]: `+1 415 555-0123` as E.164), or why
+/// an identify would refuse it; any other trait's as it is.
+fn checked_trait(k: &str, value: Value) -> Result<Value, String> {
+    if !is_checked_trait(k) {
+        return Ok(value);
+    }
+    let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
+    match identify_problem(k, &value) {
+        Some(why) => Err(why),
+        None => Ok(value),
     }
 }
 

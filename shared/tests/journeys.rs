@@ -6501,6 +6501,135 @@ steps:
     }
 }
 
+/// A fixed address, zone or locale an identify would refuse, in a journey stored without the
+/// check validation makes (published before it, or written by another path), is left out at
+/// run time as a rendered one is: the profile keeps the old value, and the timeline's `updated`
+/// says why in the same words. A fixed one written for people is kept as an identify keeps it.
+#[tokio::test]
+async fn update_leaves_out_a_fixed_address_zone_or_locale_stored_unchecked() {
+    let fixed = r#"
+id: fixed
+name: Fixed
+trigger: {event: moved}
+steps:
+  - id: keep
+    update:
+      set: {email: "new@example.com", phone: "+14155550199", timezone: "Asia/Tokyo", locale: "fr-FR", plan: "pro"}
+"#;
+    let rendered = r#"
+id: rendered
+name: Rendered
+trigger: {event: moved_rendered}
+steps:
+  - id: keep
+    update:
+      set: {email: "{{ event.mail }}", phone: "{{ event.phone }}", timezone: "{{ event.tz }}", locale: "{{ event.locale }}", plan: "pro"}
+"#;
+    let look = r#"
+id: look
+name: Look
+trigger: {event: look}
+steps:
+  - id: show
+    send: {email: {subject: "{{ profile.email }}|{{ profile.phone }}|{{ profile.timezone }}|{{ profile.locale }}|{{ profile.plan }}", text: "."}}
+"#;
+    // As stored: the values validation (and the file's reading) would have refused or kept
+    // otherwise, put in the model directly.
+    let with_set = |text: &str, set: serde_json::Value| {
+        let mut j = journey(text);
+        let serde_json::Value::Object(set) = set else {
+            panic!("an object: {set}");
+        };
+        j.steps[0]
+            .update
+            .as_mut()
+            .expect("an update")
+            .set
+            .extend(set);
+        j
+    };
+    let bad = json!({"email": "not-an-address", "phone": "call me", "timezone": "Mars/Olympus", "locale": "French"});
+    let journeys = [
+        with_set(fixed, bad.clone()),
+        journey(rendered),
+        with_set(
+            &fixed
+                .replace("id: fixed", "id: for_people")
+                .replace("moved", "moved_spaced"),
+            json!({"email": " new@example.com ", "phone": "+1 415 555-0199"}),
+        ),
+        journey(look),
+    ];
+    assert_eq!(
+        journeys[0].steps[0]
+            .update
+            .as_ref()
+            .map(|u| &u.set["timezone"]),
+        Some(&json!("Mars/Olympus"))
+    );
+    let mut lines = Vec::new();
+    for (user, event, properties) in [
+        ("ann", "moved", json!({})),
+        (
+            "cat",
+            "moved_rendered",
+            json!({"mail": bad["email"], "phone": bad["phone"], "tz": bad["timezone"], "locale": bad["locale"]}),
+        ),
+        ("bob", "moved_spaced", json!({})),
+    ] {
+        lines.push(json!({"at": "2026-12-01T09:00:00Z", "type": "identify", "userId": user, "traits": {"email": format!("{user}@example.com"), "phone": "+14155550100", "timezone": "Europe/Paris", "locale": "en-GB"}}));
+        lines.push(json!({"at": "2026-12-01T10:00:00Z", "type": "track", "userId": user, "event": event, "messageId": format!("m-{user}"), "properties": properties}));
+        lines.push(json!({"at": "2026-12-01T11:00:00Z", "type": "track", "userId": user, "event": "look", "messageId": format!("l-{user}")}));
+    }
+    let script = waymark::simulate::parse_script(&script_of(&lines)).expect("script");
+    let out = waymark::simulate::run(&journeys, &script, Config::default(), HORIZON)
+        .await
+        .expect("runs");
+    // The profile keeps the old values (the later journey reads them from the store).
+    for (user, shown) in [
+        ("ann", "ann@example.com|+14155550100|Europe/Paris|en-GB|pro"),
+        ("cat", "cat@example.com|+14155550100|Europe/Paris|en-GB|pro"),
+        ("bob", "new@example.com|+14155550199|Asia/Tokyo|fr-FR|pro"),
+    ] {
+        assert_eq!(
+            outbox_of(&out, user),
+            [format!("2026-12-01T11:00:00Z {user} email show: {shown}")]
+        );
+    }
+    let updated = |user: &str| {
+        let updated: Vec<(Vec<String>, BTreeMap<String, String>)> = entries(&out, user)
+            .into_iter()
+            .filter_map(|e| match &e.what {
+                What::Updated { set, failed, .. } => Some((set.clone(), failed.clone())),
+                _ => None,
+            })
+            .collect();
+        let [one] = updated.as_slice() else {
+            panic!("{user}: one update: {updated:?}");
+        };
+        one.clone()
+    };
+    let (set, failed) = updated("ann");
+    assert_eq!(set, ["plan"]);
+    assert_eq!(
+        failed.keys().collect::<Vec<_>>(),
+        ["email", "locale", "phone", "timezone"]
+    );
+    assert!(
+        failed["timezone"].starts_with("must be an IANA time zone name"),
+        "{failed:?}"
+    );
+    assert!(
+        failed["locale"].contains("did you mean `fr`?"),
+        "{failed:?}"
+    );
+    // In the words a rendered value's refusal uses.
+    assert_eq!(updated("cat"), (set, failed));
+    let (set, failed) = updated("bob");
+    assert_eq!(set, ["email", "locale", "phone", "plan", "timezone"]);
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 #[tokio::test]
 async fn exit_step_ends_the_journey_and_no_later_step_runs() {
     let journey = r#"
