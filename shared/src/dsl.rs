@@ -2262,6 +2262,26 @@ fn successors(j: &Journey, i: usize) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// A `wait_until` `before` a date with no `if_past`: a date already past when she reaches it
+/// goes on at once (`go_on`, the default), so a reminder ahead of an appointment would go out
+/// after it. Advice, not an error: going on may be what is meant (`if_past: go_on` says so).
+fn reminders_after_the_date(j: &Journey) -> Vec<Problem> {
+    let mut said = Vec::new();
+    for (i, step) in j.steps.iter().enumerate() {
+        let Some(w) = &step.wait_until else { continue };
+        let (Some(date), Some(before), None) = (&w.date, &w.before, &w.if_past) else {
+            continue;
+        };
+        said.push(problem(
+            format!("steps[{i}].wait_until"),
+            format!(
+                "a `{date}` already past when she reaches this wait goes on at once (`if_past` is `go_on` unless written), so what follows this wait `before: {before}` the date would go out after it: write `if_past: exit` to end her journey then (or `if_past: <step id>` to go elsewhere), or `if_past: go_on` if going on is meant"
+            ),
+        ));
+    }
+    said
+}
+
 /// A send's `send_within` that no quiet hours ever hold to: in a journey without them or a
 /// transactional one (which sends at any hour), or on an in-app message (which waits in the
 /// inbox, held by none).
@@ -2383,6 +2403,7 @@ pub fn advice(file: &str, text: &str) -> Vec<FileError> {
         ));
     }
     said.extend(send_within_not_applied(j));
+    said.extend(reminders_after_the_date(j));
     // `event.properties.amount` is most likely Segment's shape; an app may send such an object.
     said.extend(segment_paths(j));
     said.extend(placeholders_in_text(j));
@@ -7403,6 +7424,39 @@ steps:
             panic!("a send");
         };
         assert!(send.in_app.as_ref().is_some_and(|p| p.keep_after_exit));
+    }
+
+    #[test]
+    fn a_wait_before_a_date_with_no_if_past_is_told_a_past_date_goes_on() {
+        let journey = |if_past: &str| {
+            format!(
+                r#"id: j
+name: J
+trigger: {{event: booked}}
+steps:
+  - id: day_before
+    wait_until: {{date: event.starts_at, before: 1d{if_past}}}
+  - id: remind
+    send:
+      sms: {{body: "See you tomorrow"}}
+  - id: after
+    wait_until: {{date: event.starts_at, after: 1d}}
+"#
+            )
+        };
+        let said = advice("j.yaml", &journey(""));
+        let at: Vec<(&str, usize)> = said.iter().map(|e| (e.path.as_str(), e.line)).collect();
+        assert_eq!(at, [("steps[0].wait_until", 6)], "{said:?}");
+        assert!(
+            said[0].message.contains("`event.starts_at` already past")
+                && said[0].message.contains("`before: 1d`")
+                && said[0].message.contains("if_past: exit"),
+            "{said:?}"
+        );
+        // Any `if_past` written says what is meant; a wait `after` a date is no reminder.
+        for written in [", if_past: exit", ", if_past: go_on", ", if_past: remind"] {
+            assert_eq!(advice("j.yaml", &journey(written)), [], "{written}");
+        }
     }
 
     #[test]
