@@ -2902,12 +2902,7 @@ fn validate(j: &Journey) -> Vec<Problem> {
                 if v.is_null() || v.as_str().is_some_and(template::is_template) {
                     continue;
                 }
-                let why = crate::event::trait_problem(k, v).or_else(|| {
-                    (k == "locale")
-                        .then(|| crate::profile::device_trait_problem(k, v))
-                        .flatten()
-                });
-                if let Some(why) = why {
+                if let Some(why) = crate::event::identify_trait_problem(k, v) {
                     out.push(problem(format!("{base}.update.set.{k}"), why));
                 }
             }

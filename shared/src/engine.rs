@@ -3296,7 +3296,7 @@ impl<'a> Run<'a> {
         let as_is = |k: &String, v: &Value| {
             !(v.is_null()
                 || holds_template(v)
-                || (is_checked_trait(k) && identify_problem(k, v).is_some()))
+                || (is_checked_trait(k) && crate::event::identify_trait_problem(k, v).is_some()))
         };
         if u.set.iter().all(|(k, v)| as_is(k, v)) {
             return (u.clone(), failed);
@@ -3611,17 +3611,6 @@ fn is_checked_trait(k: &str) -> bool {
     matches!(k, "email" | "phone" | "timezone" | "locale")
 }
 
-/// What is wrong with `value` as trait `k` (one [`is_checked_trait`] names), in the words an
-/// identify's refusal uses; `None` when it is taken as it is.
-fn identify_problem(k: &str, value: &Value) -> Option<String> {
-    crate::event::trait_problem(k, value).or_else(|| {
-        // A locale as an identify takes one, too.
-        (k == "locale")
-            .then(|| crate::profile::device_trait_problem(k, value))
-            .flatten()
-    })
-}
-
 /// `value`, resolved, as an update writes trait `k`: an address, a zone or a locale as an
 /// identify keeps it ([`crate::event::normalized_trait`]: `+1 415 555-0123` as E.164), or why
 /// an identify would refuse it; any other trait's as it is.
@@ -3630,7 +3619,7 @@ fn checked_trait(k: &str, value: Value) -> Result<Value, String> {
         return Ok(value);
     }
     let value = crate::event::normalized_trait(k, &value).unwrap_or(value);
-    match identify_problem(k, &value) {
+    match crate::event::identify_trait_problem(k, &value) {
         Some(why) => Err(why),
         None => Ok(value),
     }

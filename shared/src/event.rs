@@ -1290,6 +1290,18 @@ fn too_big(field: &str, size: usize, max: usize) -> FieldError {
     )
 }
 
+/// What is wrong with `value` as trait `name`, in the words an identify's refusal uses: an
+/// address or a zone ([`trait_problem`]), or a locale, which an identify takes as a device's
+/// ([`crate::profile::device_trait_problem`]); `None` for a good one or another trait. An
+/// identify, `waymark validate` on an `update`'s fixed values and the run's `update` all judge
+/// by it.
+pub(crate) fn identify_trait_problem(name: &str, value: &Value) -> Option<String> {
+    match name {
+        "locale" => crate::profile::device_trait_problem(name, value),
+        _ => trait_problem(name, value),
+    }
+}
+
 /// What is wrong with `value` as the trait `name`, for the traits Waymark sends to and
 /// schedules by (`email`, `phone`, `timezone`), with an example of a good one; `None` when it
 /// is good or the trait is another. An identify's traits and a journey's `update` are checked
@@ -1860,8 +1872,9 @@ impl<'a> Check<'a> {
                 n if n.starts_with("subscriptions.") || n.starts_with("stated:") => Some(
                     "is a name Waymark keeps for itself: send a channel's choice inside `subscriptions`, like {\"subscriptions\": {\"email\": false}}".to_string(),
                 ),
-                "email" | "phone" | "timezone" if !value.is_null() => trait_problem(name, value),
-                "locale" if !value.is_null() => crate::profile::device_trait_problem(name, value),
+                "email" | "phone" | "timezone" | "locale" if !value.is_null() => {
+                    identify_trait_problem(name, value)
+                }
                 _ => None,
             };
             let Some(problem) = problem else {
